@@ -1,0 +1,70 @@
+# Sésame: the two commands that matter are `make run` and `make test`; everything else is what they need.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PROTOS := $(shell find proto -name '*.proto')
+STAMP_VENV := $(VENV)/.installed
+STAMP_GEN := gen/.generated
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := softhsm2 redis-server
+BUF := .tools/node_modules/.bin/buf
+
+.PHONY: help run test system-deps proto lint typecheck archlint unit bench clean
+
+help:
+	@echo "make run    start Sésame on 127.0.0.1:50051 with embedded defaults (Redis child, SoftHSM token under var/)"
+	@echo "make test   install what is missing, then lint, type-check and run every test"
+	@echo "make bench  run the load generator against a real server (not part of make test)"
+
+## Machine packages: installed only when missing, so a prepared machine does no network work.
+system-deps:
+	@missing=""; \
+	command -v softhsm2-util >/dev/null || missing="$$missing softhsm2"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP_VENV): pyproject.toml | system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+## Generated stubs: gen/ is never committed; the .proto files are the only source.
+$(STAMP_GEN): $(PROTOS) $(STAMP_VENV)
+	rm -rf gen && mkdir -p gen
+	$(BIN)/python -m grpc_tools.protoc -I proto --python_out=gen --mypy_out=gen --grpc_python_out=gen --mypy_grpc_out=gen $(PROTOS)
+	touch $@
+
+proto: $(STAMP_GEN)
+
+$(BUF):
+	npm install --silent --no-audit --no-fund --prefix .tools @bufbuild/buf@1.75.0
+
+run: $(STAMP_GEN) system-deps
+	$(BIN)/sesame serve
+
+lint: $(STAMP_GEN) $(BUF)
+	$(BUF) lint
+	$(BIN)/ruff check server hsm clients tests bench
+	$(BIN)/ruff format --check server hsm clients tests bench
+
+typecheck: $(STAMP_GEN)
+	$(BIN)/mypy
+
+archlint: $(STAMP_GEN)
+	$(BIN)/lint-imports
+
+test: lint typecheck archlint
+	$(BIN)/pytest
+
+bench: $(STAMP_GEN)
+	$(BIN)/python -m bench.load $(BENCH_ARGS)
+
+clean:
+	rm -rf gen .venv .tools .mypy_cache .ruff_cache .pytest_cache dist build

@@ -1,0 +1,74 @@
+"""The error tree of Sésame: every failure a flow or an adapter can report, as a type.
+
+Adapters translate their library's exceptions into these at the boundary; the gRPC layer maps them to
+status codes in one table (`sesame.server.grpc.status`). Messages never carry a code, a PIN, key
+material or a full phone number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class SesameError(Exception):
+    """Root of every error Sésame raises on purpose."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    """One reason why one request field is invalid (`field` is the proto field path)."""
+
+    field: str
+    description: str
+
+
+class InvalidRequest(SesameError):
+    """The caller sent bad input; nothing was changed."""
+
+    def __init__(self, violations: list[FieldViolation]) -> None:
+        super().__init__("; ".join(f"{v.field}: {v.description}" for v in violations))
+        self.violations = tuple(violations)
+
+
+class NotFoundError(SesameError):
+    """A named thing does not exist."""
+
+
+class UserNotFound(NotFoundError):
+    """No user is enrolled under this id."""
+
+
+class ChallengeNotFound(NotFoundError):
+    """No challenge exists under this id (never opened, or purged after its retention)."""
+
+
+class UserAlreadyExists(SesameError):
+    """A different user is already enrolled under this id."""
+
+
+class UserNotActive(SesameError):
+    """The user is suspended or revoked: no challenge may be opened."""
+
+
+class ChallengeClosed(SesameError):
+    """The challenge can no longer be acted upon (verified, voided, locked, cancelled or expired)."""
+
+
+class KeyNotFound(SesameError):
+    """The HSM holds no key under this label."""
+
+
+class HsmUnavailable(SesameError):
+    """The HSM could not be reached or failed; the operation may be retried."""
+
+
+class StoreUnavailable(SesameError):
+    """The state store could not be reached or failed; the operation may be retried."""
+
+
+class DeliveryFailed(SesameError):
+    """The SMS gateway refused or failed to take the message."""
+
+
+class ConfigurationError(SesameError):
+    """Settings are missing or invalid; the service refuses to start."""

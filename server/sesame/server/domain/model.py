@@ -1,0 +1,176 @@
+"""Value types shared by the flows and the ports: users, challenges, keys, messages."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime  # noqa: TC003 (dataclass fields are resolved at runtime by some tools)
+
+from sesame.server.domain.operation import Operation, digest
+
+
+class MacAlgorithm(enum.Enum):
+    """HMAC hash functions the key store can compute (OCRA allows SHA-1, SHA-256, SHA-512)."""
+
+    SHA1 = "SHA1"
+    SHA256 = "SHA256"
+    SHA512 = "SHA512"
+
+
+OTP_KEY_PREFIX = "sesame-otp-v"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRef:
+    """A secret key in the HSM, named by its label; the key material never leaves the HSM."""
+
+    label: str
+
+    @classmethod
+    def otp(cls, version: int) -> KeyRef:
+        """The OTP derivation key of this version (`sesame-otp-v<N>`)."""
+        return cls(f"{OTP_KEY_PREFIX}{version}")
+
+    @property
+    def otp_version(self) -> int:
+        """The version number of an OTP key; ValueError for any other label."""
+        if not self.label.startswith(OTP_KEY_PREFIX):
+            raise ValueError(f"not an OTP key label: {self.label!r}")
+        return int(self.label.removeprefix(OTP_KEY_PREFIX))
+
+
+class UserStatus(enum.Enum):
+    """Lifecycle of an enrolled user."""
+
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    REVOKED = "revoked"
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A person designated by a client company, with the one secure phone codes go to."""
+
+    user_id: str
+    client_id: str
+    secure_phone: str  # E.164, validated as a mobile number at enrolment
+    locale: str
+    status: UserStatus
+    enrolled_at: datetime
+
+
+class ChallengeStatus(enum.Enum):
+    """Where a challenge stands; EXPIRED is derived from the clock, never stored."""
+
+    OPEN = "open"
+    VERIFIED = "verified"
+    LOCKED = "locked"  # every allowed attempt was spent on wrong codes
+    VOIDED = "voided"  # a verification named another operation (RTS Art. 5(1)(d))
+    CANCELLED = "cancelled"
+
+
+class DeliveryState(enum.Enum):
+    """What the SMS gateway said about the message."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """One SCA challenge: an operation to authorise, the user and number it was sent to, its limits.
+
+    The code itself is not here: it is recomputed in the HSM from `nonce`, the operation digest and
+    the key of `key_version` whenever it is needed (to send it, or to check a submitted one).
+    """
+
+    challenge_id: str
+    user_id: str
+    client_id: str
+    operation: Operation
+    nonce: bytes
+    key_version: int
+    digits: int
+    phone: str
+    locale: str
+    created_at: datetime
+    expires_at: datetime
+    max_attempts: int
+    attempts: int
+    status: ChallengeStatus
+    delivery: DeliveryState
+
+    @property
+    def op_digest(self) -> bytes:
+        """SHA-256 of the canonical encoding of the operation."""
+        return digest(self.operation)
+
+    @property
+    def attempts_left(self) -> int:
+        """How many more codes may be submitted."""
+        return max(self.max_attempts - self.attempts, 0)
+
+    def is_expired(self, now: datetime) -> bool:
+        """Whether the validity window has closed at `now`."""
+        return now >= self.expires_at
+
+
+class VerifyResult(enum.Enum):
+    """Outcome of one submitted code."""
+
+    VERIFIED = "verified"
+    WRONG_CODE = "wrong_code"
+    EXPIRED = "expired"
+    LOCKED = "locked"
+    ALREADY_USED = "already_used"
+    OPERATION_MISMATCH = "operation_mismatch"
+    VOIDED = "voided"  # the challenge was voided earlier (mismatch) or cancelled
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """The end user's context as the calling banking service forwards it (journaled as evidence)."""
+
+    ip: str = ""
+    device_id: str = ""
+    session_id: str = ""
+    user_agent: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationAttempt:
+    """What the verify flow hands the store: the facts it computed, never the code itself."""
+
+    challenge_id: str
+    op_digest: bytes
+    code_matches: bool
+    at: datetime
+    context: RequestContext
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationOutcome:
+    """What the store decided, atomically, for one attempt."""
+
+    result: VerifyResult
+    attempts_left: int
+    challenge: Challenge
+
+
+@dataclass(frozen=True, slots=True)
+class SmsMessage:
+    """One SMS to send. `text` holds a code: adapters must never log it unmasked."""
+
+    to: str
+    text: str
+    challenge_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SentSms:
+    """The gateway's acknowledgement."""
+
+    provider_ref: str
+    sent_at: datetime

@@ -1,0 +1,101 @@
+"""The ports: what the flows need from the outside world, and nothing else.
+
+Each port has a real adapter (`sesame.hsm`, `sesame.clients`) and a fake for unit tests
+(`tests/fakes.py`); one contract suite per port runs against both so that fakes cannot drift.
+Verbs say the effect. Missing things raise typed errors (`sesame.server.domain.errors`), never None.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from sesame.server.domain.model import (
+        Challenge,
+        DeliveryState,
+        KeyRef,
+        MacAlgorithm,
+        RequestContext,
+        SentSms,
+        SmsMessage,
+        User,
+        VerificationAttempt,
+        VerificationOutcome,
+    )
+
+
+class KeyStore(Protocol):
+    """Key custody: secret keys stay inside; only MACs and random bytes come out."""
+
+    async def mac(self, key: KeyRef, data: bytes, algorithm: MacAlgorithm) -> bytes:
+        """HMAC of `data` under `key`, computed by the key store. KeyNotFound, HsmUnavailable."""
+        ...
+
+    async def random(self, n: int) -> bytes:
+        """`n` bytes from the key store's random generator. HsmUnavailable."""
+        ...
+
+    async def current_otp_key(self) -> KeyRef:
+        """The newest `sesame-otp-v<N>` key, which new challenges use. KeyNotFound if there is none."""
+        ...
+
+
+class StateStore(Protocol):
+    """Users and challenges; each method is one atomic transition, journaled with its change."""
+
+    async def register_user(self, user: User) -> User:
+        """Enrol `user`; the same enrolment again is a no-op returning the stored user.
+
+        UserAlreadyExists when another user (other client or phone) holds the id.
+        """
+        ...
+
+    async def get_user(self, user_id: str) -> User:
+        """The enrolled user. UserNotFound."""
+        ...
+
+    async def open_challenge(self, challenge: Challenge, context: RequestContext) -> None:
+        """Store a new OPEN challenge until its expiry (plus retention). Never overwrites one."""
+        ...
+
+    async def get_challenge(self, challenge_id: str) -> Challenge:
+        """The challenge as stored. ChallengeNotFound."""
+        ...
+
+    async def record_verification(self, attempt: VerificationAttempt) -> VerificationOutcome:
+        """Count one attempt and decide it, atomically: exactly one concurrent winner, single use.
+
+        Order: terminal states answer first (ALREADY_USED, VOIDED, LOCKED) without counting; then
+        EXPIRED; then the attempt is counted; a foreign operation digest voids the challenge
+        (OPERATION_MISMATCH); a wrong code gives WRONG_CODE and locks the challenge when it spent the
+        last attempt; a right code marks it VERIFIED. ChallengeNotFound.
+        """
+        ...
+
+    async def cancel_challenge(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
+        """Void an OPEN challenge on the caller's request. ChallengeNotFound, ChallengeClosed."""
+        ...
+
+    async def record_delivery(
+        self, challenge_id: str, state: DeliveryState, provider_ref: str, at: datetime
+    ) -> None:
+        """Note what the SMS gateway said about the challenge's message. ChallengeNotFound."""
+        ...
+
+
+class SmsGateway(Protocol):
+    """Outbound SMS."""
+
+    async def send(self, message: SmsMessage) -> SentSms:
+        """Hand the message to the gateway. DeliveryFailed."""
+        ...
+
+
+class Clock(Protocol):
+    """Where time comes from (UTC, timezone-aware)."""
+
+    def now(self) -> datetime:
+        """The current instant."""
+        ...
