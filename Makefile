@@ -12,7 +12,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := softhsm2 redis-server
 BUF := .tools/node_modules/.bin/buf
 
-.PHONY: help run test system-deps proto lint typecheck archlint unit bench clean
+.PHONY: help run test system-deps proto lint typecheck archlint bench wheel clean
 
 help:
 	@echo "make run    start Sésame on 127.0.0.1:50051 with embedded defaults (Redis child, SoftHSM token under var/)"
@@ -38,7 +38,7 @@ $(STAMP_VENV): pyproject.toml | system-deps
 ## Generated stubs: gen/ is never committed; the .proto files are the only source.
 $(STAMP_GEN): $(PROTOS) $(STAMP_VENV)
 	rm -rf gen && mkdir -p gen
-	$(BIN)/python -m grpc_tools.protoc -I proto --python_out=gen --mypy_out=gen --grpc_python_out=gen --mypy_grpc_out=gen $(PROTOS)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m grpc_tools.protoc -I proto --python_out=gen --mypy_out=gen --grpc_python_out=gen --mypy_grpc_out=gen $(PROTOS)
 	touch $@
 
 proto: $(STAMP_GEN)
@@ -62,6 +62,9 @@ archlint: $(STAMP_GEN)
 
 test: lint typecheck archlint
 	$(BIN)/pytest
+
+wheel: $(STAMP_GEN)
+	$(BIN)/python -m build --wheel --no-isolation --outdir dist .
 
 bench: $(STAMP_GEN)
 	$(BIN)/python -m bench.load $(BENCH_ARGS)

@@ -46,6 +46,10 @@ class UserAlreadyExists(SesameError):
     """A different user is already enrolled under this id."""
 
 
+class ChallengeAlreadyExists(SesameError):
+    """A challenge was already opened under this id; ids are never reused."""
+
+
 class UserNotActive(SesameError):
     """The user is suspended or revoked: no challenge may be opened."""
 

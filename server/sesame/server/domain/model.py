@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime  # noqa: TC003 (dataclass fields are resolved at runtime by some tools)
+from datetime import datetime
 
 from sesame.server.domain.operation import Operation, digest
 

@@ -154,10 +154,10 @@ def _build(op_type: OperationType, fields: dict[_Tag, bytes]) -> Operation:
             amount = Money(
                 fields[_Tag.CURRENCY].decode("ascii"), struct.unpack(">Q", fields[_Tag.AMOUNT_MINOR])[0]
             )
-            assert payee is not None  # noqa: S101 (guaranteed by the KeyError above)
+            assert payee is not None
             built = CreditTransfer(amount, payee, fields[_Tag.TRANSACTION_ID].decode())
         case OperationType.ADD_BENEFICIARY:
-            assert payee is not None  # noqa: S101
+            assert payee is not None
             built = AddBeneficiary(payee)
         case OperationType.CHANGE_PHONE:
             built = ChangePhone(fields[_Tag.NEW_PHONE].decode("ascii"))

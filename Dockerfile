@@ -1,0 +1,29 @@
+# Sésame image: the wheel (with the generated stubs) built by `make wheel`, SoftHSM2 and redis-server for
+# the embedded development defaults, running as a non-root user. Production sets SESAME_ENV=production,
+# SESAME_REDIS_URL and the SESAME_PKCS11_* / SESAME_HSM_* settings of its HSM.
+
+FROM python:3.11-slim-bookworm AS build
+RUN apt-get update && apt-get install -y --no-install-recommends make && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY pyproject.toml Makefile README.md ./
+COPY proto ./proto
+COPY server ./server
+COPY hsm ./hsm
+COPY clients ./clients
+# The same target the packaging test exercises: venv, stubs from proto/, then the wheel.
+RUN make wheel
+
+FROM python:3.11-slim-bookworm
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends softhsm2 redis-server \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --create-home --home-dir /var/lib/sesame --uid 10001 sesame
+COPY --from=build /src/dist/*.whl /tmp/
+RUN pip install --no-cache-dir /tmp/*.whl && rm /tmp/*.whl
+USER sesame
+WORKDIR /var/lib/sesame
+ENV SESAME_VAR_DIR=/var/lib/sesame/var \
+    SESAME_GRPC_ADDR=0.0.0.0:50051
+EXPOSE 50051
+ENTRYPOINT ["sesame"]
+CMD ["serve"]

@@ -1,0 +1,26 @@
+-- Void an OPEN, unexpired challenge on the caller's request; refusals are journaled too.
+-- KEYS[1] challenge hash, KEYS[2] challenge journal stream (same {ch:<id>} slot)
+-- ARGV[1] request time (unix ms), ARGV[2 ..] journal field/value pairs
+-- Returns {'cancelled', hgetall}, {'closed'} or {'not_found'}.
+local challenge, journal = KEYS[1], KEYS[2]
+local h = redis.call('HMGET', challenge, 'status', 'expires_at', 'user_id', 'client_id', 'op_digest', 'attempts')
+local status = h[1]
+if not status then
+  return {'not_found'}
+end
+local outcome = 'refused'
+if status == 'open' and tonumber(ARGV[1]) < tonumber(h[2]) then
+  status, outcome = 'cancelled', 'cancelled'
+  redis.call('HSET', challenge, 'status', status)
+end
+local entry = {}
+for i = 2, #ARGV do entry[#entry + 1] = ARGV[i] end
+for _, v in ipairs({'user_id', h[3], 'client_id', h[4], 'op_digest', h[5], 'outcome', outcome,
+                    'attempts', h[6], 'status', status}) do
+  entry[#entry + 1] = v
+end
+redis.call('XADD', journal, '*', unpack(entry))
+if outcome == 'refused' then
+  return {'closed'}
+end
+return {'cancelled', redis.call('HGETALL', challenge)}

@@ -1,0 +1,20 @@
+-- Enrol a user, or find the same enrolment again; one atomic step with its journal entry.
+-- KEYS[1] user hash, KEYS[2] user journal stream (same {u:<id>} slot)
+-- ARGV[1] client_id, ARGV[2] phone, ARGV[3] n = count of hash field/value elements,
+-- ARGV[4 .. 3+n] hash field/value pairs, ARGV[4+n ..] journal field/value pairs
+-- Returns {'created'|'existing', hgetall} or {'conflict'}.
+local user, journal = KEYS[1], KEYS[2]
+if redis.call('EXISTS', user) == 1 then
+  local stored = redis.call('HMGET', user, 'client_id', 'phone')
+  if stored[1] == ARGV[1] and stored[2] == ARGV[2] then
+    return {'existing', redis.call('HGETALL', user)}
+  end
+  return {'conflict'}
+end
+local n = tonumber(ARGV[3])
+local fields, entry = {}, {}
+for i = 4, 3 + n do fields[#fields + 1] = ARGV[i] end
+for i = 4 + n, #ARGV do entry[#entry + 1] = ARGV[i] end
+redis.call('HSET', user, unpack(fields))
+redis.call('XADD', journal, '*', unpack(entry))
+return {'created', redis.call('HGETALL', user)}

@@ -1,0 +1,177 @@
+"""How users, challenges and journal entries are laid out in Redis: hash fields and stream fields.
+
+Times are stored as integer Unix milliseconds, so that the Lua scripts can compare them; they read back
+as UTC datetimes truncated to the millisecond. The operation is stored as its canonical bytes and its
+digest as hex, so that the scripts can compare a submitted digest without decoding anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+
+from sesame.server.domain.model import (
+    Challenge,
+    ChallengeStatus,
+    DeliveryState,
+    RequestContext,
+    User,
+    UserStatus,
+)
+from sesame.server.domain.operation import MalformedEncoding, decode
+from sesame.server.domain.privacy import mask_phone
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+Field = str | bytes | int
+"""One element of a flat field/value argument list, as Redis commands take them."""
+
+
+class CorruptRecord(ValueError):
+    """A stored hash that does not read back as a domain value (a foreign or damaged record)."""
+
+
+def to_ms(at: datetime) -> int:
+    """Unix milliseconds of a timezone-aware instant (floored)."""
+    return (at - EPOCH) // _MS
+
+
+def from_ms(ms: int) -> datetime:
+    """The UTC instant of Unix milliseconds."""
+    return EPOCH + ms * _MS
+
+
+def iso(at: datetime) -> str:
+    """ISO 8601 UTC with milliseconds, as the journal shows times."""
+    return at.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
+    """A flat [field, value, ...] reply (HGETALL from a script) as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def user_fields(user: User) -> list[Field]:
+    """The user hash, flat."""
+    return [
+        "user_id", user.user_id,
+        "client_id", user.client_id,
+        "phone", user.secure_phone,
+        "locale", user.locale,
+        "status", user.status.value,
+        "enrolled_at", to_ms(user.enrolled_at),
+    ]  # fmt: skip
+
+
+def user_from_hash(raw: Mapping[bytes, bytes]) -> User:
+    """The user a hash holds."""
+    try:
+        return User(
+            user_id=raw[b"user_id"].decode(),
+            client_id=raw[b"client_id"].decode(),
+            secure_phone=raw[b"phone"].decode(),
+            locale=raw[b"locale"].decode(),
+            status=UserStatus(raw[b"status"].decode()),
+            enrolled_at=from_ms(int(raw[b"enrolled_at"])),
+        )
+    except (KeyError, ValueError) as exc:
+        raise CorruptRecord("user record") from exc
+
+
+def challenge_fields(challenge: Challenge) -> list[Field]:
+    """The challenge hash, flat."""
+    return [
+        "challenge_id", challenge.challenge_id,
+        "user_id", challenge.user_id,
+        "client_id", challenge.client_id,
+        "operation", challenge.operation.encode(),
+        "op_digest", challenge.op_digest.hex(),
+        "nonce", challenge.nonce.hex(),
+        "key_version", challenge.key_version,
+        "digits", challenge.digits,
+        "phone", challenge.phone,
+        "locale", challenge.locale,
+        "created_at", to_ms(challenge.created_at),
+        "expires_at", to_ms(challenge.expires_at),
+        "max_attempts", challenge.max_attempts,
+        "attempts", challenge.attempts,
+        "status", challenge.status.value,
+        "delivery", challenge.delivery.value,
+    ]  # fmt: skip
+
+
+def challenge_from_hash(raw: Mapping[bytes, bytes]) -> Challenge:
+    """The challenge a hash holds."""
+    try:
+        return Challenge(
+            challenge_id=raw[b"challenge_id"].decode(),
+            user_id=raw[b"user_id"].decode(),
+            client_id=raw[b"client_id"].decode(),
+            operation=decode(raw[b"operation"]),
+            nonce=bytes.fromhex(raw[b"nonce"].decode()),
+            key_version=int(raw[b"key_version"]),
+            digits=int(raw[b"digits"]),
+            phone=raw[b"phone"].decode(),
+            locale=raw[b"locale"].decode(),
+            created_at=from_ms(int(raw[b"created_at"])),
+            expires_at=from_ms(int(raw[b"expires_at"])),
+            max_attempts=int(raw[b"max_attempts"]),
+            attempts=int(raw[b"attempts"]),
+            status=ChallengeStatus(raw[b"status"].decode()),
+            delivery=DeliveryState(raw[b"delivery"].decode()),
+        )
+    except (KeyError, ValueError, MalformedEncoding) as exc:
+        raise CorruptRecord("challenge record") from exc
+
+
+def context_fields(context: RequestContext) -> list[Field]:
+    """The end user's context as journal fields (empty strings when the caller sent none)."""
+    return [
+        "ip", context.ip,
+        "device_id", context.device_id,
+        "session_id", context.session_id,
+        "user_agent", context.user_agent,
+    ]  # fmt: skip
+
+
+def enrolled_entry(user: User) -> list[Field]:
+    """Journal entry of an enrolment; the phone appears masked only."""
+    return [
+        "event", "user.enrolled",
+        "at", iso(user.enrolled_at),
+        "user_id", user.user_id,
+        "client_id", user.client_id,
+        "phone", mask_phone(user.secure_phone),
+        "locale", user.locale,
+        "status", user.status.value,
+    ]  # fmt: skip
+
+
+def opened_entry(challenge: Challenge, context: RequestContext) -> list[Field]:
+    """Journal entry of a new challenge; the phone appears masked only."""
+    return [
+        "event", "challenge.opened",
+        "at", iso(challenge.created_at),
+        "challenge_id", challenge.challenge_id,
+        "user_id", challenge.user_id,
+        "client_id", challenge.client_id,
+        "op_digest", challenge.op_digest.hex(),
+        "outcome", "opened",
+        "attempts", challenge.attempts,
+        "status", challenge.status.value,
+        "phone", mask_phone(challenge.phone),
+        "expires_at", iso(challenge.expires_at),
+        "key_version", challenge.key_version,
+        *context_fields(context),
+    ]  # fmt: skip
+
+
+def challenge_event(event: str, challenge_id: str, at: datetime) -> list[Field]:
+    """The head of a journal entry the script completes from the stored challenge."""
+    return ["event", event, "at", iso(at), "challenge_id", challenge_id]
+
+
+def decoded(entry: Mapping[bytes, bytes]) -> dict[str, str]:
+    """A journal entry as text."""
+    return {key.decode(): value.decode() for key, value in entry.items()}

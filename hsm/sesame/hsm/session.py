@@ -1,0 +1,195 @@
+"""One logged-in session per token, and the one place where the reconnect policy lives (`TokenSession.call`).
+
+All of this runs on the HSM thread (`sesame.hsm.worker`), so one session per token is enough: calls are
+serialised anyway, and a single session means a single login, which a `close` (that logs out every session of
+the token in this process) cannot pull from under another user.
+"""
+
+from __future__ import annotations
+
+import gc
+import hmac
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pkcs11 import ObjectClass
+from pkcs11.exceptions import (
+    DeviceError,
+    DeviceRemoved,
+    GeneralError,
+    KeyHandleInvalid,
+    NoSuchKey,
+    ObjectHandleInvalid,
+    PKCS11Error,
+    SessionClosed,
+    SessionHandleInvalid,
+    TokenNotPresent,
+    UserAlreadyLoggedIn,
+    UserNotLoggedIn,
+)
+
+from sesame.hsm.worker import HsmWorker
+from sesame.server.domain.errors import HsmUnavailable, KeyNotFound
+
+T = TypeVar("T")
+
+_log = logging.getLogger("sesame.hsm")
+
+# Errors after which the session (or the whole library) is worth reopening once: the token went away and
+# came back, the library was re-initialised by another token's reconnect, or the login was lost.
+_SESSION_LOST: tuple[type[PKCS11Error], ...] = (
+    SessionHandleInvalid,
+    SessionClosed,
+    DeviceRemoved,
+    DeviceError,
+    TokenNotPresent,
+    GeneralError,
+    ObjectHandleInvalid,
+    KeyHandleInvalid,
+    UserNotLoggedIn,
+)
+
+
+def _is_session_loss(exc: PKCS11Error) -> bool:
+    return isinstance(exc, _SESSION_LOST) or type(exc) is PKCS11Error
+
+
+def _translate(exc: PKCS11Error, *, retry: bool) -> KeyNotFound | HsmUnavailable | None:
+    """Our error for a library error, or None when the session is lost and a retry is allowed."""
+    name = type(exc).__name__
+    if isinstance(exc, NoSuchKey):
+        return KeyNotFound("no such key in the HSM")
+    if retry and _is_session_loss(exc):
+        _log.warning("HSM session lost (%s); reconnecting", name)
+        return None
+    if not retry:
+        _log.error("HSM unavailable after a reconnect (%s)", name)
+    # The class name says what failed; library messages are not copied (they may echo search templates).
+    return HsmUnavailable(f"HSM call failed: {name}")
+
+
+def _collected(failure: KeyNotFound | HsmUnavailable | None) -> KeyNotFound | HsmUnavailable:
+    # Cycles through a dead traceback are collected now, on the HSM thread (see `TokenSession.call`).
+    gc.collect()
+    return failure if failure is not None else HsmUnavailable("HSM call failed")
+
+
+class TokenSession:
+    """The one session on a token: opened on first use, reopened after a loss, closed by its last user."""
+
+    def __init__(self, worker: HsmWorker, token_label: str, pin: str) -> None:
+        self.worker = worker
+        self.token_label = token_label
+        self._pin = pin
+        self._session: Any = None
+        self._keys: dict[str, Any] = {}
+        self.users = 0
+
+    def __repr__(self) -> str:
+        return f"TokenSession(module={self.worker.module!r}, token_label={self.token_label!r})"
+
+    @property
+    def session(self) -> Any:
+        """The live python-pkcs11 session (opened if needed)."""
+        if self._session is None:
+            self._open()
+        return self._session
+
+    def secret_key(self, label: str) -> Any:
+        """The secret key object labelled `label`, cached by label until the session is lost."""
+        key = self._keys.get(label)
+        if key is None:
+            key = self.session.get_key(object_class=ObjectClass.SECRET_KEY, label=label)
+            self._keys[label] = key
+        return key
+
+    def forget_key(self, label: str) -> None:
+        """Drop a cached handle (after a key was created or destroyed under this label)."""
+        self._keys.pop(label, None)
+
+    def call(self, op: Callable[[TokenSession], T]) -> T:
+        """Run `op`; after a session loss reconnect and retry once; translate every library error.
+
+        Library exceptions are translated outside the `except` blocks and never chained: their tracebacks
+        hold python-pkcs11 objects (a search left open, say) whose finalisers call the module, and those
+        must die here, on the HSM thread, not wherever our exception is dropped.
+        """
+        try:
+            return op(self)
+        except PKCS11Error as exc:
+            failure = _translate(exc, retry=True)
+        if failure is not None:
+            raise _collected(failure)
+        try:
+            self._reconnect()
+            return op(self)
+        except PKCS11Error as exc:
+            failure = _translate(exc, retry=False)
+        raise _collected(failure)
+
+    def close(self) -> None:
+        """Log out and close the session; errors are ignored (the session may already be gone)."""
+        session, self._session = self._session, None
+        self._keys.clear()
+        if session is not None:
+            try:
+                session.close()
+            except PKCS11Error as exc:
+                _log.debug("closing a lost HSM session: %s", type(exc).__name__)
+
+    def _reconnect(self) -> None:
+        self.close()
+        try:
+            self._open()
+        except PKCS11Error:
+            # The library itself may be finalised or stale (SoftHSM rereads its token directory only at
+            # C_Initialize); re-initialising invalidates every session of this module in the process, and
+            # the other tokens' sessions reconnect on their next call through this same policy.
+            self.worker.lib.reinitialize()
+            self._open()
+
+    def _open(self) -> None:
+        lib = self.worker.lib
+        try:
+            token = lib.get_token(token_label=self.token_label)
+        except PKCS11Error:
+            # A token created after the library was loaded is only seen after a re-initialisation.
+            lib.reinitialize()
+            token = lib.get_token(token_label=self.token_label)
+        try:
+            # R/W because key ceremonies (init, rotate) in this process share the session.
+            self._session = token.open(rw=True, user_pin=self._pin)
+        except UserAlreadyLoggedIn:
+            # Login state is per token and application: a session opened now inherits it.
+            self._session = token.open(rw=True)
+        self._keys.clear()
+        _log.info("HSM session open on token %r", self.token_label)
+
+    def same_pin(self, pin: str) -> bool:
+        """Whether `pin` is the one this session logged in with (compared in constant time)."""
+        return hmac.compare_digest(self._pin.encode(), pin.encode())
+
+
+def acquire_token(worker: HsmWorker, token_label: str, pin: str) -> TokenSession:
+    """Take a reference on the token's shared session (HSM thread). HsmUnavailable if it cannot open."""
+    token = worker.tokens.get(token_label)
+    if token is None:
+        token = worker.tokens[token_label] = TokenSession(worker, token_label, pin)
+    elif not token.same_pin(pin):
+        raise HsmUnavailable(f"token {token_label!r} is already open in this process with another PIN")
+    token.users += 1
+    try:
+        token.call(lambda live: live.session)
+    except Exception:
+        release_token(token)
+        raise
+    return token
+
+
+def release_token(token: TokenSession) -> None:
+    """Drop a reference; the last one closes the session (HSM thread)."""
+    token.users -= 1
+    if token.users <= 0:
+        token.close()
+        token.worker.tokens.pop(token.token_label, None)

@@ -1,0 +1,100 @@
+"""The composition root: the one place that wires adapters to flows and runs the server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sesame.clients.redis_server import EmbeddedRedis
+from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.sms_console import ConsoleSmsGateway
+from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
+from sesame.hsm.softhsm import bootstrap_dev_token
+
+from sesame.server.config import Settings
+from sesame.server.domain.challenges import ChallengeFlows
+from sesame.server.domain.enrollment import EnrollmentFlows
+from sesame.server.grpc.server import GrpcServer
+
+_log = logging.getLogger("sesame")
+
+
+class SystemClock:
+    """UTC wall clock."""
+
+    def now(self) -> datetime:
+        """The current instant, timezone-aware."""
+        return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """The flows, wired to real adapters."""
+
+    challenges: ChallengeFlows
+    enrollment: EnrollmentFlows
+    clock: SystemClock
+
+
+def hsm_config(settings: Settings) -> Pkcs11Config:
+    """The operator's token, or the development token under `var/` (created on first use)."""
+    if settings.hsm is None:
+        return bootstrap_dev_token(settings.var_dir)
+    return Pkcs11Config(
+        module=settings.hsm.module, token_label=settings.hsm.token_label, pin=settings.hsm.pin
+    )
+
+
+@contextlib.asynccontextmanager
+async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    """Start the adapters (embedded Redis and SoftHSM token when none is configured), yield the flows."""
+    async with contextlib.AsyncExitStack() as stack:
+        redis_url = settings.redis_url
+        if redis_url is None:
+            embedded = EmbeddedRedis(settings.var_dir / "redis")
+            await asyncio.to_thread(embedded.start)
+            stack.callback(embedded.stop)
+            redis_url = embedded.url
+            _log.info("embedded redis-server started on %s", redis_url)
+        keys = await asyncio.to_thread(Pkcs11KeyStore.open, hsm_config(settings))
+        stack.callback(keys.close)
+        store = RedisStateStore.from_url(redis_url, retention=settings.retention)
+        stack.push_async_callback(store.close)
+        clock = SystemClock()
+        sms = ConsoleSmsGateway(settings.sms_console_file, clock, settings.environment)
+        yield Runtime(
+            challenges=ChallengeFlows(keys=keys, store=store, sms=sms, clock=clock, policy=settings.policy),
+            enrollment=EnrollmentFlows(store=store, clock=clock),
+            clock=clock,
+        )
+
+
+async def serve(settings: Settings) -> None:
+    """Serve until SIGTERM or SIGINT, then drain calls in flight and stop the adapters."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with runtime(settings) as running:
+        server = await GrpcServer.start(
+            settings.grpc_addr,
+            challenges=running.challenges,
+            enrollment=running.enrollment,
+            clock=running.clock,
+        )
+        _log.info(
+            "sesame serving gRPC on %s:%d (%s); console SMS in %s",
+            settings.grpc_addr.rpartition(":")[0],
+            server.port,
+            settings.environment,
+            settings.sms_console_file,
+        )
+        await stop.wait()
+        _log.info("draining (grace %.0f s)", settings.shutdown_grace)
+        await server.stop(settings.shutdown_grace)
+    _log.info("stopped")

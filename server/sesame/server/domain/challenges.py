@@ -1,0 +1,216 @@
+"""The challenge flows: start, verify, resend, cancel, get. Pure logic over the ports."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from sesame.server.domain import codes, sms_text, validation
+from sesame.server.domain.errors import (
+    ChallengeClosed,
+    ChallengeNotFound,
+    DeliveryFailed,
+    FieldViolation,
+    InvalidRequest,
+    KeyNotFound,
+    UserNotActive,
+)
+from sesame.server.domain.model import (
+    Challenge,
+    ChallengeStatus,
+    DeliveryState,
+    RequestContext,
+    SmsMessage,
+    UserStatus,
+    VerificationAttempt,
+    VerificationOutcome,
+)
+from sesame.server.domain.operation import Operation, digest
+
+if TYPE_CHECKING:
+    from sesame.server.domain.ports import Clock, KeyStore, SmsGateway, StateStore
+
+NONCE_BYTES = 16  # 128 bits: RFC 6287 challenges and NIST's floor for a random secret's entropy
+_CHALLENGE_ID = re.compile(r"^([0-9a-f]{32})\.k([1-9][0-9]{0,5})\.d([6-8])$")
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengePolicy:
+    """Limits of every challenge, validated at boot (see `sesame.server.config`)."""
+
+    digits: int = 6
+    lifetime: timedelta = timedelta(minutes=5)
+    max_attempts: int = 3
+    bank_name: str = "MaBanque"
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeRef:
+    """What a challenge id says: the nonce, the key version and the code length.
+
+    The id carries them so that a verification costs one HSM call and one store round trip: the code
+    is recomputed before the store is asked, and the store decides atomically (docs/decisions/0003).
+    The nonce is not a secret (RFC 6287 challenges are public); the key in the HSM is.
+    """
+
+    nonce: bytes
+    key_version: int
+    digits: int
+
+    @property
+    def challenge_id(self) -> str:
+        """The id as the caller sees it."""
+        return f"{self.nonce.hex()}.k{self.key_version}.d{self.digits}"
+
+    @classmethod
+    def parse(cls, challenge_id: str) -> ChallengeRef:
+        """Read an id; ValueError when it is not one of ours."""
+        match = _CHALLENGE_ID.match(challenge_id)
+        if match is None:
+            raise ValueError("is not a challenge id")
+        return cls(bytes.fromhex(match.group(1)), int(match.group(2)), int(match.group(3)))
+
+
+@dataclass(frozen=True, slots=True)
+class StartRequest:
+    """A validated StartChallenge call."""
+
+    user_id: str
+    operation: Operation
+    context: RequestContext
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyRequest:
+    """A validated VerifyChallenge call (the code's format is checked against the challenge here)."""
+
+    challenge_id: str
+    code: str
+    operation: Operation
+    context: RequestContext
+
+
+class ChallengeFlows:
+    """Everything that happens to a challenge, in the security order."""
+
+    def __init__(
+        self, *, keys: KeyStore, store: StateStore, sms: SmsGateway, clock: Clock, policy: ChallengePolicy
+    ) -> None:
+        self._keys = keys
+        self._store = store
+        self._sms = sms
+        self._clock = clock
+        self._policy = policy
+
+    async def start(self, request: StartRequest) -> Challenge:
+        """Open a challenge for the user's operation and send its code to the user's secure phone."""
+        user = await self._store.get_user(request.user_id)
+        if user.status is not UserStatus.ACTIVE:
+            raise UserNotActive(request.user_id)
+        key = await self._keys.current_otp_key()
+        ref = ChallengeRef(await self._keys.random(NONCE_BYTES), key.otp_version, self._policy.digits)
+        now = self._clock.now()
+        challenge = Challenge(
+            challenge_id=ref.challenge_id,
+            user_id=user.user_id,
+            client_id=user.client_id,
+            operation=request.operation,
+            nonce=ref.nonce,
+            key_version=ref.key_version,
+            digits=ref.digits,
+            phone=user.secure_phone,  # ChangePhone too: the code goes to the old number (RTS Art. 24)
+            locale=user.locale,
+            created_at=now,
+            expires_at=now + self._policy.lifetime,
+            max_attempts=self._policy.max_attempts,
+            attempts=0,
+            status=ChallengeStatus.OPEN,
+            delivery=DeliveryState.PENDING,
+        )
+        await self._store.open_challenge(challenge, request.context)
+        return await self._send(challenge)
+
+    async def verify(self, request: VerifyRequest) -> VerificationOutcome:
+        """Decide one submitted code; every call counts, a success is single use."""
+        ref = _parse_ref(request.challenge_id)
+        try:
+            submitted = validation.code(request.code, ref.digits)
+        except ValueError as exc:
+            raise InvalidRequest([FieldViolation("code", str(exc))]) from exc
+        op_digest = digest(request.operation)
+        try:
+            expected = await codes.derive(
+                self._keys,
+                key_version=ref.key_version,
+                digits=ref.digits,
+                nonce=ref.nonce,
+                op_digest=op_digest,
+            )
+        except KeyNotFound as exc:
+            # An id naming a key we never had was not issued by us: it is unknown, not a server fault.
+            raise ChallengeNotFound(request.challenge_id) from exc
+        attempt = VerificationAttempt(
+            challenge_id=request.challenge_id,
+            op_digest=op_digest,
+            code_matches=codes.same_code(expected, submitted),
+            at=self._clock.now(),
+            context=request.context,
+        )
+        # The store counts the attempt, checks expiry and consumes, in one atomic step.
+        return await self._store.record_verification(attempt)
+
+    async def resend(self, challenge_id: str) -> Challenge:
+        """Send the same code again; no counter is reset."""
+        challenge = await self.get(challenge_id)
+        if challenge.status is not ChallengeStatus.OPEN or challenge.is_expired(self._clock.now()):
+            raise ChallengeClosed(challenge_id)
+        return await self._send(challenge)
+
+    async def cancel(self, challenge_id: str, context: RequestContext) -> Challenge:
+        """Void an open challenge."""
+        _parse_ref(challenge_id)
+        return await self._store.cancel_challenge(challenge_id, self._clock.now(), context)
+
+    async def get(self, challenge_id: str) -> Challenge:
+        """The challenge as stored."""
+        _parse_ref(challenge_id)
+        return await self._store.get_challenge(challenge_id)
+
+    async def _send(self, challenge: Challenge) -> Challenge:
+        code = await codes.derive(
+            self._keys,
+            key_version=challenge.key_version,
+            digits=challenge.digits,
+            nonce=challenge.nonce,
+            op_digest=challenge.op_digest,
+        )
+        remaining = challenge.expires_at - self._clock.now()
+        text = sms_text.render(
+            challenge.operation,
+            sms_text.SmsContext(
+                bank_name=self._policy.bank_name,
+                code=code,
+                validity_minutes=max(1, round(remaining.total_seconds() / 60)),
+                locale=challenge.locale,
+            ),
+        )
+        try:
+            sent = await self._sms.send(SmsMessage(challenge.phone, text, challenge.challenge_id))
+        except DeliveryFailed:
+            await self._store.record_delivery(
+                challenge.challenge_id, DeliveryState.FAILED, "", self._clock.now()
+            )
+            return replace(challenge, delivery=DeliveryState.FAILED)
+        await self._store.record_delivery(
+            challenge.challenge_id, DeliveryState.SENT, sent.provider_ref, sent.sent_at
+        )
+        return replace(challenge, delivery=DeliveryState.SENT)
+
+
+def _parse_ref(challenge_id: str) -> ChallengeRef:
+    try:
+        return ChallengeRef.parse(challenge_id)
+    except ValueError as exc:
+        raise InvalidRequest([FieldViolation("challenge_id", str(exc))]) from exc

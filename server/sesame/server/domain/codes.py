@@ -1,0 +1,43 @@
+"""Sésame's codes: OCRA `OCRA-1:HOTP-SHA256-<digits>:QH64` over the challenge nonce and the operation.
+
+The question Q (32 bytes, 64 hex digits) is SHA-256 over a domain tag, the challenge's random nonce
+(128 bits) and the SHA-256 digest of the operation's canonical encoding: the code is specific to this
+challenge and to this amount and payee (RTS Art. 5(1)(b)), and any change gives another code. Codes are
+never stored: they are recomputed in the HSM when the SMS is sent and when a code is checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import TYPE_CHECKING
+
+from sesame.server.domain import ocra
+from sesame.server.domain.model import KeyRef
+
+if TYPE_CHECKING:
+    from sesame.server.domain.ports import KeyStore
+
+_QUESTION_TAG = b"sesame-ocra-question-v1"
+
+
+def suite(digits: int) -> ocra.OcraSuite:
+    """The suite of a `digits`-digit code."""
+    return ocra.OcraSuite.parse(f"OCRA-1:HOTP-SHA256-{digits}:QH64")
+
+
+def question(nonce: bytes, op_digest: bytes) -> str:
+    """The 64-hex-digit OCRA question that binds the nonce and the operation digest."""
+    return hashlib.sha256(_QUESTION_TAG + nonce + op_digest).hexdigest().upper()
+
+
+async def derive(keys: KeyStore, *, key_version: int, digits: int, nonce: bytes, op_digest: bytes) -> str:
+    """The code of a challenge for an operation digest."""
+    chosen = suite(digits)
+    data = chosen.data_input(question(nonce, op_digest))
+    return await ocra.compute(keys, KeyRef.otp(key_version), chosen, data)
+
+
+def same_code(expected: str, submitted: str) -> bool:
+    """Constant-time comparison, so that timing tells nothing about how many digits were right."""
+    return hmac.compare_digest(expected.encode(), submitted.encode())

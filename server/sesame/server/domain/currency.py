@@ -1,0 +1,42 @@
+"""ISO 4217 currencies and their minor units, to validate amounts and to write them in an SMS."""
+
+from __future__ import annotations
+
+
+def _codes(text: str) -> list[str]:
+    return text.split()
+
+
+# Active ISO 4217 codes whose minor unit is not 2 (fund and precious-metal codes are refused).
+_EXPONENTS_NOT_2: dict[str, int] = {
+    **dict.fromkeys(_codes("BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"), 0),
+    **dict.fromkeys(_codes("BHD IQD JOD KWD LYD OMR TND"), 3),
+    **dict.fromkeys(_codes("CLF UYW"), 4),
+}
+
+_EXPONENT_2 = frozenset(
+    _codes(
+        """
+        AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BMD BND BOB BRL BSD BTN BWP BYN BZD CAD
+        CDF CHF CNY COP CRC CUP CVE CZK DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GTQ GYD
+        HKD HNL HTG HUF IDR ILS INR IRR JMD KES KGS KHR KPW KYD KZT LAK LBP LKR LRD LSL MAD MDL MGA MKD
+        MMK MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD PAB PEN PGK PHP PKR PLN QAR RON
+        RSD RUB SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TOP TRY TTD TWD
+        TZS UAH USD UYU UZS VES WST XCD XCG YER ZAR ZMW ZWG
+        """
+    )
+)
+
+
+def minor_unit_exponent(currency: str) -> int:
+    """Number of decimals of `currency`; KeyError when it is not an active ISO 4217 code."""
+    if currency in _EXPONENTS_NOT_2:
+        return _EXPONENTS_NOT_2[currency]
+    if currency in _EXPONENT_2:
+        return 2
+    raise KeyError(currency)
+
+
+def is_known(currency: str) -> bool:
+    """Whether `currency` is an active ISO 4217 alphabetic code."""
+    return currency in _EXPONENT_2 or currency in _EXPONENTS_NOT_2

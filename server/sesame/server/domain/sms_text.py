@@ -1,0 +1,97 @@
+"""The SMS text, rendered from the stored operation only (RTS Art. 5(2)), never from caller free text.
+
+Each message names the action as a verb in capitals, the amount and payee when there are some, the
+validity, and the warning that the bank never asks for the code and that it never cancels anything
+(REQUIREMENTS.md, "SMS content"). No links. "EUR" rather than the euro sign, and only the accents of GSM 03.38
+(é è à ù), keep the text in GSM-7.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sesame.server.domain import currency
+from sesame.server.domain.operation import (
+    AddBeneficiary,
+    ChangePhone,
+    CreditTransfer,
+    Login,
+    Money,
+    Operation,
+)
+from sesame.server.domain.privacy import mask_iban, mask_phone
+
+_WARNING = {
+    "fr": (
+        "Ce code ne sert jamais à annuler ou bloquer une opération. "
+        "Votre banque ne vous le demandera jamais, ni par téléphone ni par SMS. "
+        "Pas vous ? Ne saisissez rien, appelez le numéro au dos de votre carte."
+    ),
+    "en": (
+        "This code never cancels or blocks a payment. "
+        "Your bank will never ask you for it, by phone or by text. "
+        "Not you? Do not enter it; call the number on the back of your card."
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SmsContext:
+    """What the text needs besides the operation."""
+
+    bank_name: str
+    code: str
+    validity_minutes: int
+    locale: str
+
+
+def render(operation: Operation, ctx: SmsContext) -> str:
+    """The full SMS text for `operation`."""
+    action = _action_fr(operation) if ctx.locale == "fr" else _action_en(operation)
+    if ctx.locale == "fr":
+        head = f"{ctx.bank_name}: code {ctx.code} pour {action}. Valable {ctx.validity_minutes} min."
+    else:
+        head = f"{ctx.bank_name}: code {ctx.code} to {action}. Valid {ctx.validity_minutes} min."
+    return f"{head} {_WARNING[ctx.locale]}"
+
+
+def format_amount(money: Money, locale: str) -> str:
+    """`1 250,00 EUR` in French, `EUR 1,250.00` in English."""
+    exponent = currency.minor_unit_exponent(money.currency)
+    units, minor = divmod(money.amount_minor, 10**exponent)
+    grouped = f"{units:,}"
+    if locale == "fr":
+        number = grouped.replace(",", " ") + (f",{minor:0{exponent}d}" if exponent else "")
+        return f"{number} {money.currency}"
+    number = grouped + (f".{minor:0{exponent}d}" if exponent else "")
+    return f"{money.currency} {number}"
+
+
+def _action_fr(operation: Operation) -> str:
+    match operation:
+        case Login():
+            return "vous CONNECTER à votre banque en ligne"
+        case CreditTransfer(amount=amount, payee=payee):
+            return f"ENVOYER {format_amount(amount, 'fr')} à {payee.name} (IBAN {mask_iban(payee.iban)})"
+        case AddBeneficiary(payee=payee):
+            return (
+                f"AJOUTER le bénéficiaire {payee.name} (IBAN {mask_iban(payee.iban)}). "
+                "Vous pourrez ensuite lui envoyer de l'argent"
+            )
+        case ChangePhone(new_phone=new_phone):
+            return f"CHANGER votre numéro sécurisé pour le {mask_phone(new_phone)}"
+
+
+def _action_en(operation: Operation) -> str:
+    match operation:
+        case Login():
+            return "LOG IN to your online bank"
+        case CreditTransfer(amount=amount, payee=payee):
+            return f"SEND {format_amount(amount, 'en')} to {payee.name} (IBAN {mask_iban(payee.iban)})"
+        case AddBeneficiary(payee=payee):
+            return (
+                f"ADD the payee {payee.name} (IBAN {mask_iban(payee.iban)}). "
+                "You will then be able to send them money"
+            )
+        case ChangePhone(new_phone=new_phone):
+            return f"CHANGE your secure number to {mask_phone(new_phone)}"

@@ -1,0 +1,110 @@
+"""Checks of caller input. Each check returns the normalised value or raises ValueError with a reason.
+
+The gRPC layer calls them field by field and reports every failing field at once (google.rpc.BadRequest).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import phonenumbers
+from schwifty import IBAN
+from schwifty.exceptions import SchwiftyException
+
+from sesame.server.domain import currency
+
+IDENTIFIER = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+MAX_PAYEE_NAME = 70  # SEPA credit transfer: 70 characters for the creditor name
+MAX_TRANSACTION_ID = 64
+MAX_CONTEXT_FIELD = 256
+MAX_REQUEST_ID = 128
+MAX_AMOUNT_MINOR = 10**15  # ten trillion euros: a bound against overflow, far above any real transfer
+LOCALES = ("fr", "en")
+_MOBILE_TYPES = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
+
+
+def identifier(value: str) -> str:
+    """A user, client or similar id: 1 to 128 characters of [A-Za-z0-9._:@-]."""
+    if not IDENTIFIER.match(value):
+        raise ValueError("must be 1 to 128 characters of letters, digits and . _ : @ -")
+    return value
+
+
+def mobile_phone(value: str) -> str:
+    """An E.164 mobile number, returned in E.164 form."""
+    if not value.startswith("+") or len(value) > 16:
+        raise ValueError("must be an E.164 number such as +33612345678")
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError("must be an E.164 number such as +33612345678") from exc
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError("is not a valid phone number")
+    if phonenumbers.number_type(number) not in _MOBILE_TYPES:
+        raise ValueError("must be a mobile number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def iban(value: str) -> str:
+    """An IBAN with a valid checksum, in compact upper-case form."""
+    if not value.strip():
+        raise ValueError("is required")
+    if len(value) > 42:
+        raise ValueError("is too long for an IBAN")
+    try:
+        return str(IBAN(value).compact)
+    except SchwiftyException as exc:
+        raise ValueError(f"is not a valid IBAN ({type(exc).__name__})") from exc
+
+
+def currency_code(value: str) -> str:
+    """An active ISO 4217 alphabetic code."""
+    if not currency.is_known(value):
+        raise ValueError("must be an ISO 4217 currency code such as EUR")
+    return value
+
+
+def amount_minor(value: int) -> int:
+    """A strictly positive amount in minor units."""
+    if value <= 0:
+        raise ValueError("must be strictly positive")
+    if value > MAX_AMOUNT_MINOR:
+        raise ValueError("is too large")
+    return value
+
+
+def payee_name(value: str) -> str:
+    """A printable name of 1 to 70 characters, NFC-normalised with inner spaces collapsed."""
+    normalised = " ".join(unicodedata.normalize("NFC", value).split())
+    if not normalised:
+        raise ValueError("is required")
+    if len(normalised) > MAX_PAYEE_NAME:
+        raise ValueError(f"must be at most {MAX_PAYEE_NAME} characters")
+    if not normalised.isprintable():
+        raise ValueError("must not contain control characters")
+    return normalised
+
+
+def bounded_text(value: str, limit: int) -> str:
+    """Printable text of at most `limit` characters (may be empty)."""
+    if len(value) > limit:
+        raise ValueError(f"must be at most {limit} characters")
+    if not value.isprintable():
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def locale(value: str) -> str:
+    """A supported SMS language; empty means French."""
+    chosen = value or "fr"
+    if chosen not in LOCALES:
+        raise ValueError(f"must be one of {', '.join(LOCALES)}")
+    return chosen
+
+
+def code(value: str, digits: int) -> str:
+    """A code as typed: exactly `digits` ASCII digits."""
+    if len(value) != digits or not value.isascii() or not value.isdigit():
+        raise ValueError(f"must be exactly {digits} digits")
+    return value

@@ -1,0 +1,64 @@
+"""The grpc.aio server: our two services, health, reflection, the error interceptor."""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
+from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
+from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
+from sesame.server.domain.challenges import ChallengeFlows
+from sesame.server.domain.enrollment import EnrollmentFlows
+from sesame.server.domain.ports import Clock
+from sesame.server.grpc.servicers import AuthenticationServicer, EnrollmentServicer
+from sesame.server.grpc.status import ErrorInterceptor
+
+SERVICE_NAMES = (
+    auth_pb.DESCRIPTOR.services_by_name["AuthenticationService"].full_name,
+    enrol_pb.DESCRIPTOR.services_by_name["EnrollmentService"].full_name,
+)
+
+
+class GrpcServer:
+    """A started server and the port it listens on (0 in the address picks a free one)."""
+
+    def __init__(
+        self, server: grpc.aio.Server, port: int, health_servicer: health.aio.HealthServicer
+    ) -> None:
+        self.server = server
+        self.port = port
+        self._health = health_servicer
+
+    @classmethod
+    async def start(
+        cls, address: str, *, challenges: ChallengeFlows, enrollment: EnrollmentFlows, clock: Clock
+    ) -> GrpcServer:
+        """Bind `address`, register everything, start serving."""
+        server = grpc.aio.server(interceptors=[ErrorInterceptor()])
+        auth_grpc.add_AuthenticationServiceServicer_to_server(
+            AuthenticationServicer(challenges, clock), server
+        )
+        enrol_grpc.add_EnrollmentServiceServicer_to_server(EnrollmentServicer(enrollment), server)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            (
+                *SERVICE_NAMES,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
+        port = server.add_insecure_port(address)
+        await server.start()
+        for name in ("", *SERVICE_NAMES):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        return cls(server, port, health_servicer)
+
+    async def stop(self, grace: float) -> None:
+        """Drain: report NOT_SERVING, refuse new calls, let calls in flight finish within `grace`."""
+        await self._health.enter_graceful_shutdown()
+        await self.server.stop(grace)

@@ -1,0 +1,89 @@
+"""The gRPC servicers: translate the request, call one flow, translate the result. Nothing else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
+from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
+from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
+from sesame.server.domain.challenges import ChallengeFlows
+from sesame.server.domain.enrollment import EnrollmentFlows
+from sesame.server.domain.ports import Clock
+from sesame.server.domain.privacy import mask_phone
+from sesame.server.grpc import translate
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class AuthenticationServicer(auth_grpc.AuthenticationServiceServicer):
+    """sesame.api.v1.AuthenticationService."""
+
+    def __init__(self, flows: ChallengeFlows, clock: Clock) -> None:
+        self._flows = flows
+        self._clock = clock
+
+    async def StartChallenge(  # noqa: N802 (the generated base class names the method)
+        self, request: auth_pb.StartChallengeRequest, context: Context
+    ) -> auth_pb.StartChallengeResponse:
+        challenge = await self._flows.start(translate.start_request(request))
+        return auth_pb.StartChallengeResponse(
+            challenge_id=challenge.challenge_id,
+            expires_at=translate.timestamp(challenge.expires_at),
+            masked_phone=mask_phone(challenge.phone),
+            delivery_state=translate.delivery_state(challenge.delivery),
+        )
+
+    async def VerifyChallenge(  # noqa: N802
+        self, request: auth_pb.VerifyChallengeRequest, context: Context
+    ) -> auth_pb.VerifyChallengeResponse:
+        outcome = await self._flows.verify(translate.verify_request(request))
+        return auth_pb.VerifyChallengeResponse(
+            result=translate.verify_result(outcome.result), attempts_left=outcome.attempts_left
+        )
+
+    async def ResendChallenge(  # noqa: N802
+        self, request: auth_pb.ResendChallengeRequest, context: Context
+    ) -> auth_pb.ResendChallengeResponse:
+        translate.context(request.context)
+        challenge = await self._flows.resend(translate.challenge_id(request.challenge_id))
+        return auth_pb.ResendChallengeResponse(
+            delivery_state=translate.delivery_state(challenge.delivery),
+            expires_at=translate.timestamp(challenge.expires_at),
+        )
+
+    async def CancelChallenge(  # noqa: N802
+        self, request: auth_pb.CancelChallengeRequest, context: Context
+    ) -> auth_pb.CancelChallengeResponse:
+        challenge = await self._flows.cancel(
+            translate.challenge_id(request.challenge_id), translate.context(request.context)
+        )
+        return auth_pb.CancelChallengeResponse(challenge=translate.challenge(challenge, self._clock.now()))
+
+    async def GetChallenge(  # noqa: N802
+        self, request: auth_pb.GetChallengeRequest, context: Context
+    ) -> auth_pb.GetChallengeResponse:
+        challenge = await self._flows.get(translate.challenge_id(request.challenge_id))
+        return auth_pb.GetChallengeResponse(challenge=translate.challenge(challenge, self._clock.now()))
+
+
+class EnrollmentServicer(enrol_grpc.EnrollmentServiceServicer):
+    """sesame.api.v1.EnrollmentService."""
+
+    def __init__(self, flows: EnrollmentFlows) -> None:
+        self._flows = flows
+
+    async def EnrollUser(  # noqa: N802
+        self, request: enrol_pb.EnrollUserRequest, context: Context
+    ) -> enrol_pb.EnrollUserResponse:
+        user = await self._flows.enroll(translate.enroll_request(request))
+        return enrol_pb.EnrollUserResponse(user=translate.user(user))
+
+    async def GetUser(  # noqa: N802
+        self, request: enrol_pb.GetUserRequest, context: Context
+    ) -> enrol_pb.GetUserResponse:
+        user = await self._flows.get(translate.user_id(request.user_id))
+        return enrol_pb.GetUserResponse(user=translate.user(user))

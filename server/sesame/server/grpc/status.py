@@ -1,0 +1,110 @@
+"""One table from domain errors to gRPC status codes, with google.rpc details."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from sesame.server.domain import errors
+
+_log = logging.getLogger("sesame.grpc")
+
+# Most specific first: the first matching class wins.
+_TABLE: tuple[tuple[type[errors.SesameError], grpc.StatusCode, str], ...] = (
+    (errors.InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT, "invalid request"),
+    (errors.UserNotFound, grpc.StatusCode.NOT_FOUND, "user not found"),
+    (errors.ChallengeNotFound, grpc.StatusCode.NOT_FOUND, "challenge not found"),
+    (errors.UserAlreadyExists, grpc.StatusCode.ALREADY_EXISTS, "user already enrolled differently"),
+    (errors.UserNotActive, grpc.StatusCode.FAILED_PRECONDITION, "user is not active"),
+    (errors.ChallengeClosed, grpc.StatusCode.FAILED_PRECONDITION, "challenge is closed"),
+    (errors.HsmUnavailable, grpc.StatusCode.UNAVAILABLE, "key store unavailable, retry later"),
+    (errors.StoreUnavailable, grpc.StatusCode.UNAVAILABLE, "state store unavailable, retry later"),
+    (errors.DeliveryFailed, grpc.StatusCode.UNAVAILABLE, "SMS gateway unavailable, retry later"),
+    (errors.KeyNotFound, grpc.StatusCode.INTERNAL, "no OTP key in the HSM"),
+    (errors.ConfigurationError, grpc.StatusCode.INTERNAL, "server misconfigured"),
+)
+_PRECONDITION_TYPES = {errors.UserNotActive: "USER_STATUS", errors.ChallengeClosed: "CHALLENGE_STATUS"}
+_RETRY_DELAY = duration_pb2.Duration(seconds=1)
+
+
+def to_status(error: errors.SesameError) -> status_pb2.Status:
+    """The rich status for a domain error; the message names the class of problem, never a secret."""
+    for kind, code, message in _TABLE:
+        if isinstance(error, kind):
+            return status_pb2.Status(code=code.value[0], message=message, details=_details(error, code))
+    return status_pb2.Status(code=code_pb2.INTERNAL, message="internal error")
+
+
+def _details(error: errors.SesameError, code: grpc.StatusCode) -> list[any_pb2.Any]:
+    detail: Any
+    if isinstance(error, errors.InvalidRequest):
+        detail = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                for v in error.violations
+            ]
+        )
+    elif isinstance(error, errors.UserNotFound | errors.ChallengeNotFound):
+        resource = "user" if isinstance(error, errors.UserNotFound) else "challenge"
+        detail = error_details_pb2.ResourceInfo(resource_type=resource, resource_name=str(error))
+    elif isinstance(error, errors.UserNotActive | errors.ChallengeClosed):
+        detail = error_details_pb2.PreconditionFailure(
+            violations=[
+                error_details_pb2.PreconditionFailure.Violation(
+                    type=_PRECONDITION_TYPES[type(error)], subject=str(error), description="not open for this"
+                )
+            ]
+        )
+    elif code is grpc.StatusCode.UNAVAILABLE:
+        detail = error_details_pb2.RetryInfo(retry_delay=_RETRY_DELAY)
+    else:
+        return []
+    packed = any_pb2.Any()
+    packed.Pack(detail)
+    return [packed]
+
+
+Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Turns every error a unary handler raises into a status from the table; nothing else leaks."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        return grpc.unary_unary_rpc_method_handler(
+            # Under grpc.aio the handler's behaviour is a coroutine function; the stubs type the sync API.
+            _guard(cast("Behavior", handler.unary_unary), handler_call_details.method),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def _guard(behavior: Behavior, method: str) -> Behavior:
+    async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            return await behavior(request, context)
+        except errors.SesameError as error:
+            if not isinstance(error, errors.InvalidRequest | errors.NotFoundError):
+                _log.warning("rpc %s failed: %s", method, type(error).__name__)
+            await context.abort_with_status(rpc_status.to_status(to_status(error)))
+        except Exception:  # noqa: BLE001 (the last line of defence: log it, answer INTERNAL, leak nothing)
+            _log.exception("rpc %s failed unexpectedly", method)
+            await context.abort_with_status(
+                rpc_status.to_status(status_pb2.Status(code=code_pb2.INTERNAL, message="internal error"))
+            )
+        raise AssertionError("unreachable: abort_with_status raises")  # pragma: no cover
+
+    return guarded

@@ -1,0 +1,286 @@
+"""Proto messages to domain values and back. Validation errors are collected per field, then raised once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import TypeVar
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
+from sesame.api.v1 import operation_pb2 as op_pb
+from sesame.server.domain import validation
+from sesame.server.domain.challenges import StartRequest, VerifyRequest
+from sesame.server.domain.enrollment import EnrollRequest
+from sesame.server.domain.errors import FieldViolation, InvalidRequest
+from sesame.server.domain.model import (
+    Challenge,
+    ChallengeStatus,
+    DeliveryState,
+    RequestContext,
+    User,
+    UserStatus,
+    VerifyResult,
+)
+from sesame.server.domain.operation import (
+    AddBeneficiary,
+    ChangePhone,
+    CreditTransfer,
+    Login,
+    Money,
+    Operation,
+    Payee,
+)
+from sesame.server.domain.privacy import mask_phone
+
+_T = TypeVar("_T")
+_V = TypeVar("_V")
+
+
+class _Fields:
+    """Runs field checks and remembers every violation, so the caller learns all of them at once."""
+
+    def __init__(self) -> None:
+        self.violations: list[FieldViolation] = []
+
+    def check(self, path: str, check: Callable[[_V], _T], value: _V) -> _T:
+        try:
+            return check(value)
+        except ValueError as exc:
+            self.violations.append(FieldViolation(path, str(exc)))
+            return None  # type: ignore[return-value]  # never used: raise_if_any() raises first
+
+    def missing(self, path: str) -> None:
+        self.violations.append(FieldViolation(path, "is required"))
+
+    def raise_if_any(self) -> None:
+        if self.violations:
+            raise InvalidRequest(self.violations)
+
+
+def enroll_request(request: enrol_pb.EnrollUserRequest) -> EnrollRequest:
+    """Check an EnrollUser call."""
+    fields = _Fields()
+    result = EnrollRequest(
+        user_id=fields.check("user_id", validation.identifier, request.user_id),
+        client_id=fields.check("client_id", validation.identifier, request.client_id),
+        secure_phone=fields.check("secure_phone", validation.mobile_phone, request.secure_phone),
+        locale=fields.check("locale", validation.locale, request.locale),
+    )
+    fields.check("request_id", _bounded(validation.MAX_REQUEST_ID), request.request_id)
+    fields.raise_if_any()
+    return result
+
+
+def user_id(value: str) -> str:
+    """Check a lone user id."""
+    fields = _Fields()
+    checked = fields.check("user_id", validation.identifier, value)
+    fields.raise_if_any()
+    return checked
+
+
+def start_request(request: auth_pb.StartChallengeRequest) -> StartRequest:
+    """Check a StartChallenge call."""
+    fields = _Fields()
+    checked_user = fields.check("user_id", validation.identifier, request.user_id)
+    operation = _operation(fields, "operation", request.operation if request.HasField("operation") else None)
+    context = _context(fields, request.context)
+    fields.check("request_id", _bounded(validation.MAX_REQUEST_ID), request.request_id)
+    fields.raise_if_any()
+    return StartRequest(checked_user, operation, context)
+
+
+def verify_request(request: auth_pb.VerifyChallengeRequest) -> VerifyRequest:
+    """Check a VerifyChallenge call (the code's length is checked against the challenge by the flow)."""
+    fields = _Fields()
+    if not request.challenge_id:
+        fields.missing("challenge_id")
+    if not request.code:
+        fields.missing("code")
+    elif len(request.code) > 16 or not request.code.isascii() or not request.code.isdigit():
+        fields.violations.append(FieldViolation("code", "must be 6 to 8 digits"))
+    operation = _operation(fields, "operation", request.operation if request.HasField("operation") else None)
+    context = _context(fields, request.context)
+    fields.raise_if_any()
+    return VerifyRequest(request.challenge_id, request.code, operation, context)
+
+
+def challenge_id(value: str) -> str:
+    """Check a lone challenge id's presence (its shape is checked by the flow)."""
+    fields = _Fields()
+    if not value:
+        fields.missing("challenge_id")
+    fields.raise_if_any()
+    return value
+
+
+def context(value: op_pb.RequestContext) -> RequestContext:
+    """Check a lone request context."""
+    fields = _Fields()
+    checked = _context(fields, value)
+    fields.raise_if_any()
+    return checked
+
+
+def _operation(fields: _Fields, path: str, message: op_pb.Operation | None) -> Operation:
+    kind = message.WhichOneof("kind") if message is not None else None
+    if message is None or kind is None:
+        fields.missing(path)
+        return Login()
+    match kind:
+        case "login":
+            return Login()
+        case "credit_transfer":
+            transfer = message.credit_transfer
+            base = f"{path}.credit_transfer"
+            if not transfer.HasField("amount"):
+                fields.missing(f"{base}.amount")
+            return CreditTransfer(
+                amount=Money(
+                    fields.check(
+                        f"{base}.amount.currency", validation.currency_code, transfer.amount.currency
+                    ),
+                    fields.check(
+                        f"{base}.amount.amount_minor", validation.amount_minor, transfer.amount.amount_minor
+                    ),
+                ),
+                payee=_payee(fields, f"{base}.payee", transfer.payee if transfer.HasField("payee") else None),
+                transaction_id=fields.check(
+                    f"{base}.transaction_id", _bounded(validation.MAX_TRANSACTION_ID), transfer.transaction_id
+                ),
+            )
+        case "add_beneficiary":
+            beneficiary = message.add_beneficiary
+            payee = beneficiary.payee if beneficiary.HasField("payee") else None
+            return AddBeneficiary(_payee(fields, f"{path}.add_beneficiary.payee", payee))
+        case _:
+            new_phone = message.change_phone.new_phone
+            return ChangePhone(
+                fields.check(f"{path}.change_phone.new_phone", validation.mobile_phone, new_phone)
+            )
+
+
+def _payee(fields: _Fields, path: str, message: op_pb.Payee | None) -> Payee:
+    if message is None:
+        fields.missing(path)
+        return Payee("", "")
+    return Payee(
+        fields.check(f"{path}.name", validation.payee_name, message.name),
+        fields.check(f"{path}.iban", validation.iban, message.iban),
+    )
+
+
+def _context(fields: _Fields, message: op_pb.RequestContext) -> RequestContext:
+    bounded = _bounded(validation.MAX_CONTEXT_FIELD)
+    return RequestContext(
+        ip=fields.check("context.ip", bounded, message.ip),
+        device_id=fields.check("context.device_id", bounded, message.device_id),
+        session_id=fields.check("context.session_id", bounded, message.session_id),
+        user_agent=fields.check("context.user_agent", bounded, message.user_agent),
+    )
+
+
+def _bounded(limit: int) -> Callable[[str], str]:
+    return lambda value: validation.bounded_text(value, limit)
+
+
+# --- domain to proto -----------------------------------------------------------------------------------
+
+_DELIVERY = {
+    DeliveryState.PENDING: auth_pb.DELIVERY_STATE_PENDING,
+    DeliveryState.SENT: auth_pb.DELIVERY_STATE_SENT,
+    DeliveryState.DELIVERED: auth_pb.DELIVERY_STATE_DELIVERED,
+    DeliveryState.FAILED: auth_pb.DELIVERY_STATE_FAILED,
+}
+_STATUS = {
+    ChallengeStatus.OPEN: auth_pb.CHALLENGE_STATUS_OPEN,
+    ChallengeStatus.VERIFIED: auth_pb.CHALLENGE_STATUS_VERIFIED,
+    ChallengeStatus.LOCKED: auth_pb.CHALLENGE_STATUS_LOCKED,
+    ChallengeStatus.VOIDED: auth_pb.CHALLENGE_STATUS_VOIDED,
+    ChallengeStatus.CANCELLED: auth_pb.CHALLENGE_STATUS_CANCELLED,
+}
+_RESULT = {
+    VerifyResult.VERIFIED: auth_pb.VERIFY_RESULT_VERIFIED,
+    VerifyResult.WRONG_CODE: auth_pb.VERIFY_RESULT_WRONG_CODE,
+    VerifyResult.EXPIRED: auth_pb.VERIFY_RESULT_EXPIRED,
+    VerifyResult.LOCKED: auth_pb.VERIFY_RESULT_LOCKED,
+    VerifyResult.ALREADY_USED: auth_pb.VERIFY_RESULT_ALREADY_USED,
+    VerifyResult.OPERATION_MISMATCH: auth_pb.VERIFY_RESULT_OPERATION_MISMATCH,
+    VerifyResult.VOIDED: auth_pb.VERIFY_RESULT_VOIDED,
+}
+_USER_STATUS = {
+    UserStatus.ACTIVE: enrol_pb.USER_STATUS_ACTIVE,
+    UserStatus.SUSPENDED: enrol_pb.USER_STATUS_SUSPENDED,
+    UserStatus.REVOKED: enrol_pb.USER_STATUS_REVOKED,
+}
+
+
+def timestamp(value: datetime) -> Timestamp:
+    """A protobuf Timestamp."""
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def delivery_state(value: DeliveryState) -> auth_pb.DeliveryState.ValueType:
+    """The proto enum value."""
+    return _DELIVERY[value]
+
+
+def verify_result(value: VerifyResult) -> auth_pb.VerifyResult.ValueType:
+    """The proto enum value."""
+    return _RESULT[value]
+
+
+def challenge(value: Challenge, now: datetime) -> auth_pb.Challenge:
+    """Describe a challenge, never its code; an open challenge past its expiry reads EXPIRED."""
+    status = _STATUS[value.status]
+    if value.status is ChallengeStatus.OPEN and value.is_expired(now):
+        status = auth_pb.CHALLENGE_STATUS_EXPIRED
+    return auth_pb.Challenge(
+        challenge_id=value.challenge_id,
+        user_id=value.user_id,
+        operation=operation(value.operation),
+        status=status,
+        delivery_state=_DELIVERY[value.delivery],
+        masked_phone=mask_phone(value.phone),
+        created_at=timestamp(value.created_at),
+        expires_at=timestamp(value.expires_at),
+        attempts_left=value.attempts_left,
+    )
+
+
+def operation(value: Operation) -> op_pb.Operation:
+    """The proto form of an operation."""
+    match value:
+        case Login():
+            return op_pb.Operation(login=op_pb.Login())
+        case CreditTransfer(amount=amount, payee=payee, transaction_id=transaction_id):
+            return op_pb.Operation(
+                credit_transfer=op_pb.CreditTransfer(
+                    amount=op_pb.Money(currency=amount.currency, amount_minor=amount.amount_minor),
+                    payee=op_pb.Payee(name=payee.name, iban=payee.iban),
+                    transaction_id=transaction_id,
+                )
+            )
+        case AddBeneficiary(payee=payee):
+            return op_pb.Operation(
+                add_beneficiary=op_pb.AddBeneficiary(payee=op_pb.Payee(name=payee.name, iban=payee.iban))
+            )
+        case ChangePhone(new_phone=new_phone):
+            return op_pb.Operation(change_phone=op_pb.ChangePhone(new_phone=new_phone))
+
+
+def user(value: User) -> enrol_pb.User:
+    """Describe a user; the number is masked."""
+    return enrol_pb.User(
+        user_id=value.user_id,
+        client_id=value.client_id,
+        masked_phone=mask_phone(value.secure_phone),
+        locale=value.locale,
+        status=_USER_STATUS[value.status],
+        enrolled_at=timestamp(value.enrolled_at),
+    )

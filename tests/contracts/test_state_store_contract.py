@@ -1,0 +1,395 @@
+"""The StateStore contract: the in-memory fake and the Redis store must answer alike, branch by branch."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from tests.fakes.state_store import MemoryStateStore
+
+from sesame.clients.redis_store import RedisStateStore
+from sesame.server.domain.errors import (
+    ChallengeAlreadyExists,
+    ChallengeClosed,
+    ChallengeNotFound,
+    UserAlreadyExists,
+    UserNotFound,
+)
+from sesame.server.domain.model import (
+    Challenge,
+    ChallengeStatus,
+    DeliveryState,
+    RequestContext,
+    User,
+    UserStatus,
+    VerificationAttempt,
+    VerifyResult,
+)
+from sesame.server.domain.operation import (
+    AddBeneficiary,
+    ChangePhone,
+    CreditTransfer,
+    Login,
+    Money,
+    Operation,
+    Payee,
+    digest,
+)
+
+Store = MemoryStateStore | RedisStateStore
+
+PHONE = "+33612345678"
+IBAN = "FR7630006000011234567890189"
+TRANSFER = CreditTransfer(Money("EUR", 125000), Payee("Jean DUPONT", IBAN), "tx-1")
+CONTEXT = RequestContext(ip="203.0.113.7", device_id="dev-1", session_id="sess-1", user_agent="app/1.0")
+OPERATIONS: list[Operation] = [
+    Login(),
+    TRANSFER,
+    AddBeneficiary(Payee("Zoé Durand", "DE89370400440532013000")),
+    ChangePhone("+33698765432"),
+]
+
+# Real Redis purges challenges by its own wall clock, so every test works near the real present.
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+class WallClock:
+    """The real UTC time, which is what Redis purges expired keys by."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
+def store(request: pytest.FixtureRequest) -> Store:
+    """Each test runs once on the in-memory fake and once on Redis."""
+    if request.param == "memory":
+        return MemoryStateStore(purge_clock=WallClock())
+    redis_store: RedisStateStore = request.getfixturevalue("redis_store")
+    return redis_store
+
+
+def a_user(**changes: object) -> User:
+    user = User("u-1", "client-1", PHONE, "fr", UserStatus.ACTIVE, NOW - timedelta(days=30))
+    return dataclasses.replace(user, **changes)
+
+
+def a_challenge(operation: Operation = TRANSFER, **changes: object) -> Challenge:
+    challenge = Challenge(
+        challenge_id="00112233445566778899aabbccddeeff.k1.d6",
+        user_id="u-1",
+        client_id="client-1",
+        operation=operation,
+        nonce=bytes(range(16)),
+        key_version=1,
+        digits=6,
+        phone=PHONE,
+        locale="fr",
+        created_at=NOW,
+        expires_at=NOW + timedelta(minutes=5),
+        max_attempts=3,
+        attempts=0,
+        status=ChallengeStatus.OPEN,
+        delivery=DeliveryState.PENDING,
+    )
+    return dataclasses.replace(challenge, **changes)
+
+
+def an_attempt(
+    challenge: Challenge,
+    *,
+    code_matches: bool,
+    operation: Operation | None = None,
+    at: datetime | None = None,
+) -> VerificationAttempt:
+    return VerificationAttempt(
+        challenge_id=challenge.challenge_id,
+        op_digest=digest(operation or challenge.operation),
+        code_matches=code_matches,
+        at=at or NOW + timedelta(seconds=30),
+        context=CONTEXT,
+    )
+
+
+async def opened(store: Store, **changes: object) -> Challenge:
+    challenge = a_challenge(**changes)
+    await store.open_challenge(challenge, CONTEXT)
+    return challenge
+
+
+class TestUsers:
+    async def test_registered_user_reads_back_equal(self, store):
+        """A registered user is read back field for field."""
+        user = a_user()
+        assert await store.register_user(user) == user
+        assert await store.get_user("u-1") == user
+
+    async def test_same_enrolment_again_returns_the_stored_user(self, store):
+        """Registering the same user id, client and phone again is a no-op returning what is stored."""
+        await store.register_user(a_user())
+        again = await store.register_user(a_user(locale="en", enrolled_at=NOW))
+        assert again == a_user()
+        assert len(await store.user_journal("u-1")) == 1
+
+    @pytest.mark.parametrize("change", [{"client_id": "client-2"}, {"secure_phone": "+33700000000"}])
+    async def test_other_enrolment_under_the_same_id_is_refused(self, store, change):
+        """Another client or phone under an enrolled id raises UserAlreadyExists and changes nothing."""
+        await store.register_user(a_user())
+        with pytest.raises(UserAlreadyExists):
+            await store.register_user(a_user(**change))
+        assert await store.get_user("u-1") == a_user()
+
+    async def test_unknown_user_is_not_found(self, store):
+        """Reading a user never enrolled raises UserNotFound."""
+        with pytest.raises(UserNotFound):
+            await store.get_user("nobody")
+
+    async def test_enrolment_is_journaled_with_the_phone_masked(self, store):
+        """Enrolment writes one user.enrolled entry that shows only the masked phone."""
+        await store.register_user(a_user())
+        [entry] = await store.user_journal("u-1")
+        assert (entry["event"], entry["user_id"], entry["client_id"]) == ("user.enrolled", "u-1", "client-1")
+        assert entry["phone"] == "+33*******78"
+
+
+class TestChallenges:
+    @pytest.mark.parametrize("operation", OPERATIONS, ids=lambda op: type(op).__name__)
+    async def test_opened_challenge_reads_back_equal(self, store, operation):
+        """Every operation type round-trips through the store unchanged."""
+        challenge = await opened(store, operation=operation)
+        assert await store.get_challenge(challenge.challenge_id) == challenge
+
+    async def test_times_are_kept_to_the_millisecond(self, store):
+        """Sub-millisecond parts of the times are dropped, as the store keeps Unix milliseconds."""
+        challenge = await opened(store, created_at=NOW + timedelta(microseconds=1999))
+        stored = await store.get_challenge(challenge.challenge_id)
+        assert stored.created_at == NOW + timedelta(milliseconds=1)
+        assert stored.created_at.tzinfo is not None
+
+    async def test_an_id_is_never_opened_twice(self, store):
+        """Opening a challenge under a used id raises ChallengeAlreadyExists and keeps the first."""
+        first = await opened(store)
+        with pytest.raises(ChallengeAlreadyExists):
+            await store.open_challenge(a_challenge(operation=Login()), CONTEXT)
+        assert await store.get_challenge(first.challenge_id) == first
+
+    async def test_challenge_past_its_retention_is_gone_but_its_journal_stays(self, store):
+        """Once expiry plus retention has passed the challenge is purged; its journal remains as evidence."""
+        challenge = await opened(
+            store,
+            created_at=NOW - timedelta(days=2),
+            expires_at=NOW - timedelta(days=2) + timedelta(minutes=5),
+        )
+        with pytest.raises(ChallengeNotFound):
+            await store.get_challenge(challenge.challenge_id)
+        assert [e["event"] for e in await store.challenge_journal(challenge.challenge_id)] == [
+            "challenge.opened"
+        ]
+
+    async def test_a_purged_id_is_not_reused(self, store):
+        """An id whose challenge was purged cannot be opened again: its journal still names it."""
+        old = NOW - timedelta(days=2)
+        await opened(store, created_at=old, expires_at=old + timedelta(minutes=5))
+        with pytest.raises(ChallengeAlreadyExists):
+            await store.open_challenge(a_challenge(), CONTEXT)
+
+    async def test_unknown_challenge_is_not_found(self, store):
+        """Reading a challenge never opened raises ChallengeNotFound."""
+        with pytest.raises(ChallengeNotFound):
+            await store.get_challenge("ffff.k1.d6")
+
+    async def test_opening_is_journaled_with_digest_context_and_masked_phone(self, store):
+        """challenge.opened names the operation digest, the caller's context and the masked phone."""
+        challenge = await opened(store)
+        [entry] = await store.challenge_journal(challenge.challenge_id)
+        assert entry["event"] == "challenge.opened"
+        assert entry["op_digest"] == challenge.op_digest.hex()
+        assert (entry["ip"], entry["device_id"], entry["session_id"]) == ("203.0.113.7", "dev-1", "sess-1")
+        assert entry["phone"] == "+33*******78"
+
+
+class TestVerification:
+    async def test_right_code_verifies(self, store):
+        """The right code for the right operation gives VERIFIED and consumes the challenge."""
+        challenge = await opened(store)
+        outcome = await store.record_verification(an_attempt(challenge, code_matches=True))
+        assert (outcome.result, outcome.attempts_left) == (VerifyResult.VERIFIED, 0)
+        assert (outcome.challenge.status, outcome.challenge.attempts) == (ChallengeStatus.VERIFIED, 1)
+        assert await store.get_challenge(challenge.challenge_id) == outcome.challenge
+
+    async def test_wrong_code_counts_and_leaves_attempts(self, store):
+        """A wrong code gives WRONG_CODE, counts one attempt and leaves the challenge open."""
+        challenge = await opened(store)
+        outcome = await store.record_verification(an_attempt(challenge, code_matches=False))
+        assert (outcome.result, outcome.attempts_left) == (VerifyResult.WRONG_CODE, 2)
+        assert (outcome.challenge.status, outcome.challenge.attempts) == (ChallengeStatus.OPEN, 1)
+
+    async def test_last_wrong_code_locks(self, store):
+        """The wrong code that spends the last attempt still answers WRONG_CODE, with none left, and locks."""
+        challenge = await opened(store)
+        outcomes = [
+            await store.record_verification(an_attempt(challenge, code_matches=False)) for _ in range(3)
+        ]
+        assert [o.attempts_left for o in outcomes] == [2, 1, 0]
+        assert outcomes[-1].result is VerifyResult.WRONG_CODE
+        assert outcomes[-1].challenge.status is ChallengeStatus.LOCKED
+
+    async def test_locked_challenge_refuses_the_right_code_without_counting(self, store):
+        """After the lock even the right code answers LOCKED, and the attempt count stays put."""
+        challenge = await opened(store, max_attempts=1)
+        await store.record_verification(an_attempt(challenge, code_matches=False))
+        outcome = await store.record_verification(an_attempt(challenge, code_matches=True))
+        assert (outcome.result, outcome.attempts_left) == (VerifyResult.LOCKED, 0)
+        assert outcome.challenge.attempts == 1
+
+    async def test_foreign_operation_voids_the_challenge(self, store):
+        """A right code for another operation gives OPERATION_MISMATCH, counts, and voids the challenge."""
+        challenge = await opened(store)
+        other = dataclasses.replace(TRANSFER, amount=Money("EUR", 125001))
+        outcome = await store.record_verification(an_attempt(challenge, code_matches=True, operation=other))
+        assert outcome.result is VerifyResult.OPERATION_MISMATCH
+        assert (outcome.challenge.status, outcome.challenge.attempts) == (ChallengeStatus.VOIDED, 1)
+
+    async def test_voided_challenge_refuses_the_right_code(self, store):
+        """After a mismatch the right code for the right operation answers VOIDED."""
+        challenge = await opened(store)
+        await store.record_verification(an_attempt(challenge, code_matches=True, operation=Login()))
+        outcome = await store.record_verification(an_attempt(challenge, code_matches=True))
+        assert outcome.result is VerifyResult.VOIDED
+        assert outcome.challenge.attempts == 1
+
+    async def test_attempt_at_expiry_is_expired_and_not_counted(self, store):
+        """An attempt at the expiry instant answers EXPIRED without counting or closing anything."""
+        challenge = await opened(store)
+        outcome = await store.record_verification(
+            an_attempt(challenge, code_matches=True, at=challenge.expires_at)
+        )
+        assert (outcome.result, outcome.attempts_left) == (VerifyResult.EXPIRED, 0)
+        assert (outcome.challenge.status, outcome.challenge.attempts) == (ChallengeStatus.OPEN, 0)
+
+    async def test_attempt_just_before_expiry_still_counts(self, store):
+        """One millisecond before expiry the attempt is judged normally."""
+        challenge = await opened(store)
+        at = challenge.expires_at - timedelta(milliseconds=1)
+        outcome = await store.record_verification(an_attempt(challenge, code_matches=True, at=at))
+        assert outcome.result is VerifyResult.VERIFIED
+
+    async def test_second_right_code_is_already_used(self, store):
+        """A verified challenge answers ALREADY_USED and does not count the replay."""
+        challenge = await opened(store)
+        await store.record_verification(an_attempt(challenge, code_matches=True))
+        outcome = await store.record_verification(an_attempt(challenge, code_matches=True))
+        assert (outcome.result, outcome.challenge.attempts) == (VerifyResult.ALREADY_USED, 1)
+
+    async def test_cancelled_challenge_answers_voided(self, store):
+        """Verifying a cancelled challenge answers VOIDED."""
+        challenge = await opened(store)
+        await store.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
+        outcome = await store.record_verification(an_attempt(challenge, code_matches=True))
+        assert (outcome.result, outcome.challenge.attempts) == (VerifyResult.VOIDED, 0)
+
+    async def test_unknown_challenge_is_not_found(self, store):
+        """Verifying a challenge never opened raises ChallengeNotFound."""
+        with pytest.raises(ChallengeNotFound):
+            await store.record_verification(an_attempt(a_challenge(), code_matches=True))
+
+    async def test_every_attempt_is_journaled_including_refusals(self, store):
+        """Each call, refused ones too, appends an entry with its outcome, count and the caller's context."""
+        challenge = await opened(store)
+        await store.record_verification(an_attempt(challenge, code_matches=False))
+        await store.record_verification(an_attempt(challenge, code_matches=True))
+        await store.record_verification(an_attempt(challenge, code_matches=True))
+        entries = (await store.challenge_journal(challenge.challenge_id))[1:]
+        assert [(e["event"], e["outcome"], e["attempts"]) for e in entries] == [
+            ("challenge.verification", "wrong_code", "1"),
+            ("challenge.verification", "verified", "2"),
+            ("challenge.verification", "already_used", "2"),
+        ]
+        assert all(e["session_id"] == "sess-1" and e["user_id"] == "u-1" for e in entries)
+
+    async def test_mismatch_journals_the_submitted_digest(self, store):
+        """The journal of a mismatch shows the digest that was submitted, not the stored one."""
+        challenge = await opened(store)
+        await store.record_verification(an_attempt(challenge, code_matches=True, operation=Login()))
+        entry = (await store.challenge_journal(challenge.challenge_id))[-1]
+        assert (entry["outcome"], entry["op_digest"]) == ("operation_mismatch", digest(Login()).hex())
+
+
+class TestCancel:
+    async def test_open_challenge_is_cancelled(self, store):
+        """Cancelling an open challenge returns and stores it CANCELLED."""
+        challenge = await opened(store)
+        cancelled = await store.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
+        assert cancelled == dataclasses.replace(challenge, status=ChallengeStatus.CANCELLED)
+        assert await store.get_challenge(challenge.challenge_id) == cancelled
+
+    async def test_cancelling_twice_is_refused(self, store):
+        """A cancelled challenge cannot be cancelled again."""
+        challenge = await opened(store)
+        await store.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
+        with pytest.raises(ChallengeClosed):
+            await store.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
+
+    async def test_verified_challenge_cannot_be_cancelled(self, store):
+        """A verified challenge stays VERIFIED when a cancel arrives."""
+        challenge = await opened(store)
+        await store.record_verification(an_attempt(challenge, code_matches=True))
+        with pytest.raises(ChallengeClosed):
+            await store.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
+        assert (await store.get_challenge(challenge.challenge_id)).status is ChallengeStatus.VERIFIED
+
+    async def test_expired_challenge_cannot_be_cancelled(self, store):
+        """A cancel at or after expiry raises ChallengeClosed."""
+        challenge = await opened(store)
+        with pytest.raises(ChallengeClosed):
+            await store.cancel_challenge(challenge.challenge_id, challenge.expires_at, CONTEXT)
+
+    async def test_unknown_challenge_is_not_found(self, store):
+        """Cancelling a challenge never opened raises ChallengeNotFound."""
+        with pytest.raises(ChallengeNotFound):
+            await store.cancel_challenge("ffff.k1.d6", NOW, CONTEXT)
+
+    async def test_cancel_and_refusal_are_journaled(self, store):
+        """Both a cancel and a refused cancel leave a challenge.cancel entry with their outcome."""
+        challenge = await opened(store)
+        await store.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
+        with pytest.raises(ChallengeClosed):
+            await store.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
+        entries = (await store.challenge_journal(challenge.challenge_id))[1:]
+        assert [(e["event"], e["outcome"]) for e in entries] == [
+            ("challenge.cancel", "cancelled"),
+            ("challenge.cancel", "refused"),
+        ]
+
+
+class TestDelivery:
+    async def test_delivery_state_is_recorded_and_journaled(self, store):
+        """record_delivery changes the stored delivery state and journals the provider reference."""
+        challenge = await opened(store)
+        await store.record_delivery(challenge.challenge_id, DeliveryState.SENT, "ref-42", NOW)
+        assert (await store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.SENT
+        entry = (await store.challenge_journal(challenge.challenge_id))[-1]
+        assert (entry["event"], entry["outcome"], entry["provider_ref"]) == (
+            "challenge.delivery",
+            "sent",
+            "ref-42",
+        )
+
+    async def test_delivery_for_unknown_challenge_is_not_found(self, store):
+        """record_delivery on a challenge never opened raises ChallengeNotFound."""
+        with pytest.raises(ChallengeNotFound):
+            await store.record_delivery("ffff.k1.d6", DeliveryState.FAILED, "", NOW)
+
+
+class TestJournalPrivacy:
+    async def test_no_entry_holds_the_full_phone(self, store):
+        """Across a whole life cycle no journal entry contains the full secure phone number."""
+        await store.register_user(a_user())
+        challenge = await opened(store)
+        await store.record_delivery(challenge.challenge_id, DeliveryState.SENT, "ref-1", NOW)
+        await store.record_verification(an_attempt(challenge, code_matches=False))
+        await store.record_verification(an_attempt(challenge, code_matches=True))
+        entries = [*await store.user_journal("u-1"), *await store.challenge_journal(challenge.challenge_id)]
+        assert len(entries) == 5
+        assert not any(PHONE in value or PHONE[1:] in value for e in entries for value in e.values())

@@ -1,0 +1,194 @@
+"""Bad input gets INVALID_ARGUMENT with field reasons, unknown things NOT_FOUND; Redis stays untouched."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+import pytest
+import redis.asyncio as aioredis
+from google.rpc import error_details_pb2, status_pb2
+
+from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
+from sesame.api.v1 import operation_pb2 as op_pb
+from tests.e2e.conftest import Live
+from tests.e2e.helpers import CONTEXT, IBAN, enrolled, started, transfer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+
+def _transfer(**changes: Any) -> op_pb.Operation:
+    fields: dict[str, Any] = {
+        "currency": "EUR",
+        "amount_minor": 1000,
+        "name": "Jean DUPONT",
+        "iban": IBAN,
+        "tx": "t",
+    }
+    fields.update(changes)
+    return op_pb.Operation(
+        credit_transfer=op_pb.CreditTransfer(
+            amount=op_pb.Money(currency=fields["currency"], amount_minor=fields["amount_minor"]),
+            payee=op_pb.Payee(name=fields["name"], iban=fields["iban"]),
+            transaction_id=fields["tx"],
+        )
+    )
+
+
+def _violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
+    """The google.rpc.BadRequest field violations carried by the error, by field path."""
+    raw = dict(error.trailing_metadata() or ())["grpc-status-details-bin"]
+    status = status_pb2.Status.FromString(raw)
+    assert status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    bad = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(bad)
+    return {v.field: v.description for v in bad.field_violations}
+
+
+async def _snapshot(client: aioredis.Redis) -> dict[bytes, bytes | None]:
+    """Every key and its serialised value: equal snapshots mean nothing was written."""
+    return {key: await client.dump(key) for key in sorted(await client.keys("*"))}
+
+
+START_CASES = [
+    (
+        "malformed IBAN checksum",
+        _transfer(iban="FR7630006000011234567890188"),
+        "operation.credit_transfer.payee.iban",
+    ),
+    ("zero amount", _transfer(amount_minor=0), "operation.credit_transfer.amount.amount_minor"),
+    ("negative amount", _transfer(amount_minor=-5), "operation.credit_transfer.amount.amount_minor"),
+    ("unknown currency", _transfer(currency="XYZ"), "operation.credit_transfer.amount.currency"),
+    ("empty payee name", _transfer(name=""), "operation.credit_transfer.payee.name"),
+    ("oversized payee name", _transfer(name="N" * 71), "operation.credit_transfer.payee.name"),
+    ("oversized transaction id", _transfer(tx="T" * 65), "operation.credit_transfer.transaction_id"),
+    ("missing operation", None, "operation"),
+    ("empty oneof", op_pb.Operation(), "operation"),
+    (
+        "landline new phone",
+        op_pb.Operation(change_phone=op_pb.ChangePhone(new_phone="+33140000000")),
+        "operation.change_phone.new_phone",
+    ),
+]
+
+
+@pytest.mark.parametrize(("label", "operation", "field"), START_CASES, ids=[c[0] for c in START_CASES])
+async def test_start_rejects_bad_operation(
+    live: Live, redis_client: aioredis.Redis, label: str, operation: op_pb.Operation | None, field: str
+) -> None:
+    """Each malformed operation names its field, and nothing is written to Redis."""
+    user_id = await enrolled(live)
+    before = await _snapshot(redis_client)
+    request = auth_pb.StartChallengeRequest(user_id=user_id, context=CONTEXT)
+    if operation is not None:
+        request.operation.CopyFrom(operation)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await live.auth.StartChallenge(request)
+    assert field in _violations(caught.value), label
+    assert await _snapshot(redis_client) == before
+
+
+async def test_every_bad_field_is_reported_at_once(live: Live) -> None:
+    """Several bad fields give several violations in one answer."""
+    request = auth_pb.StartChallengeRequest(
+        user_id="bad id",
+        operation=_transfer(amount_minor=0, currency="eur"),
+        context=op_pb.RequestContext(ip="x" * 300),
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await live.auth.StartChallenge(request)
+    assert set(_violations(caught.value)) == {
+        "user_id",
+        "operation.credit_transfer.amount.amount_minor",
+        "operation.credit_transfer.amount.currency",
+        "context.ip",
+    }
+
+
+@pytest.mark.parametrize(
+    ("code", "field"),
+    [("12345", "code"), ("1234567", "code"), ("12a456", "code"), ("", "code"), ("9" * 300, "code")],
+)
+async def test_verify_rejects_malformed_codes_without_counting(
+    live: Live, redis_client: aioredis.Redis, code: str, field: str
+) -> None:
+    """A code of the wrong length or with non-digits is INVALID_ARGUMENT and spends no attempt."""
+    challenge_id, _ = await started(live, await enrolled(live))
+    before = await _snapshot(redis_client)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await live.auth.VerifyChallenge(
+            auth_pb.VerifyChallengeRequest(challenge_id=challenge_id, code=code, operation=transfer())
+        )
+    assert field in _violations(caught.value)
+    assert await _snapshot(redis_client) == before
+
+
+async def test_verify_rejects_missing_operation(live: Live) -> None:
+    """The caller must say which operation it is about to execute."""
+    challenge_id, code = await started(live, await enrolled(live))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await live.auth.VerifyChallenge(auth_pb.VerifyChallengeRequest(challenge_id=challenge_id, code=code))
+    assert "operation" in _violations(caught.value)
+
+
+async def test_verify_rejects_a_malformed_challenge_id(live: Live) -> None:
+    """An id that is not one of ours is INVALID_ARGUMENT on challenge_id."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await live.auth.VerifyChallenge(
+            auth_pb.VerifyChallengeRequest(challenge_id="../../etc", code="123456", operation=transfer())
+        )
+    assert "challenge_id" in _violations(caught.value)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda live: live.auth.StartChallenge(
+            auth_pb.StartChallengeRequest(user_id="nobody", operation=transfer(), context=CONTEXT)
+        ),
+        lambda live: live.enrol.GetUser(enrol_pb.GetUserRequest(user_id="nobody")),
+        lambda live: live.auth.VerifyChallenge(
+            auth_pb.VerifyChallengeRequest(
+                challenge_id=f"{'0' * 32}.k1.d6", code="123456", operation=transfer()
+            )
+        ),
+        lambda live: live.auth.VerifyChallenge(
+            auth_pb.VerifyChallengeRequest(
+                challenge_id=f"{'0' * 32}.k999.d6", code="123456", operation=transfer()
+            )
+        ),
+        lambda live: live.auth.GetChallenge(auth_pb.GetChallengeRequest(challenge_id=f"{'0' * 32}.k1.d6")),
+    ],
+    ids=["start-unknown-user", "get-unknown-user", "verify-unknown", "verify-unknown-key", "get-unknown"],
+)
+async def test_unknown_things_are_not_found(
+    live: Live, redis_client: aioredis.Redis, call: Callable[[Live], Awaitable[Any]]
+) -> None:
+    """Unknown users and challenges are NOT_FOUND, and nothing is written."""
+    before = await _snapshot(redis_client)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call(live)
+    assert caught.value.code() is grpc.StatusCode.NOT_FOUND
+    assert await _snapshot(redis_client) == before
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "field"),
+    [
+        ({"user_id": "", "client_id": "acme", "secure_phone": "+33612345678"}, "user_id"),
+        ({"user_id": "u1", "client_id": "acme", "secure_phone": "0612345678"}, "secure_phone"),
+        ({"user_id": "u1", "client_id": "acme", "secure_phone": "+33140000000"}, "secure_phone"),
+        ({"user_id": "u1", "client_id": "", "secure_phone": "+33612345678"}, "client_id"),
+        ({"user_id": "u1", "client_id": "acme", "secure_phone": "+33612345678", "locale": "de"}, "locale"),
+    ],
+)
+async def test_enrol_rejects_bad_fields(
+    live: Live, redis_client: aioredis.Redis, request_fields: dict[str, str], field: str
+) -> None:
+    """Bad ids, non-E.164 or landline numbers and unknown locales are refused before any write."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await live.enrol.EnrollUser(enrol_pb.EnrollUserRequest(**request_fields))
+    assert field in _violations(caught.value)
+    assert await redis_client.dbsize() == 0

@@ -1,0 +1,119 @@
+"""`sesame serve` as an operator runs it: embedded defaults, the demo against it, drain on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_serving(address: str, process: subprocess.Popen[str], limit: float = 60.0) -> None:
+    deadline = time.monotonic() + limit
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise AssertionError(f"sesame serve exited with {process.returncode}")
+            try:
+                if (
+                    stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                    == health_pb2.HealthCheckResponse.SERVING
+                ):
+                    return
+            except grpc.RpcError:
+                time.sleep(0.2)
+    raise AssertionError("sesame serve did not become healthy")
+
+
+def _serve(var: Path) -> tuple[str, subprocess.Popen[str]]:
+    """Start `sesame serve` with no settings but a private var/ directory and a free port."""
+    address = f"127.0.0.1:{_free_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
+    env.update(SESAME_VAR_DIR=str(var), SESAME_GRPC_ADDR=address)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sesame.server.cli", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _wait_serving(address, process)
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    return address, process
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """One server for the tests that only talk to it."""
+    var = tmp_path_factory.mktemp("var")
+    address, process = _serve(var)
+    yield address, var
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def test_demo_shows_every_outcome(served: tuple[str, Path]) -> None:
+    """`sesame demo` goes through wrong code, mismatch, void, verified and replay, and exits 0."""
+    address, var = served
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sesame.server.cli",
+            "demo",
+            "--target",
+            address,
+            "--sms-file",
+            str(var / "sms.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for outcome in ("WRONG_CODE", "OPERATION_MISMATCH", "VOIDED", "VERIFIED", "ALREADY_USED"):
+        assert f"VERIFY_RESULT_{outcome}" in result.stdout
+    assert "BAD" not in result.stdout
+
+
+def test_embedded_defaults_live_under_var(served: tuple[str, Path]) -> None:
+    """The SoftHSM token and the Redis append-only file are created under the var directory."""
+    _, var = served
+    assert (var / "softhsm" / "softhsm2.conf").is_file()
+    assert any((var / "redis").iterdir())
+
+
+def test_sigterm_drains_and_stops_the_redis_child(tmp_path: Path) -> None:
+    """SIGTERM stops the server cleanly (exit 0) and takes the embedded redis-server with it."""
+    var = tmp_path / "var"
+    _, process = _serve(var)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    leftovers = subprocess.run(
+        ["pgrep", "-f", str(var / "redis")], capture_output=True, text=True, check=False
+    )
+    assert leftovers.stdout.strip() == ""

@@ -1,0 +1,33 @@
+"""An SMS gateway that keeps what it was asked to send, and can be told to fail."""
+
+from __future__ import annotations
+
+from sesame.server.domain.errors import DeliveryFailed
+from sesame.server.domain.model import SentSms, SmsMessage
+from sesame.server.domain.ports import Clock, SmsGateway
+
+
+class RecordingSmsGateway:
+    """Records every message; raises DeliveryFailed while `failing` is set."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self.sent: list[SmsMessage] = []
+        self.failing = False
+
+    def fail(self) -> None:
+        """Refuse every message from now on, as a gateway that is down would."""
+        self.failing = True
+
+    def recover(self) -> None:
+        """Accept messages again."""
+        self.failing = False
+
+    async def send(self, message: SmsMessage) -> SentSms:
+        if self.failing:
+            raise DeliveryFailed("recording gateway told to fail")
+        self.sent.append(message)
+        return SentSms(provider_ref=f"recorded-{len(self.sent)}", sent_at=self._clock.now())
+
+
+_: type[SmsGateway] = RecordingSmsGateway

@@ -1,0 +1,220 @@
+"""An in-memory StateStore with the semantics of `RedisStateStore` (the contract suite holds them together).
+
+Like Redis it keeps times to the millisecond and keeps one journal per user and per challenge that
+outlives the challenge. Given a clock, it also purges a challenge `retention` after its expiry, as Redis
+does by its own wall clock; without one it keeps challenges forever, so that tests on a fixed clock
+(in the past or the future of the real one) stay deterministic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
+from sesame.server.domain.errors import (
+    ChallengeAlreadyExists,
+    ChallengeClosed,
+    ChallengeNotFound,
+    UserAlreadyExists,
+    UserNotFound,
+)
+from sesame.server.domain.model import (
+    Challenge,
+    ChallengeStatus,
+    DeliveryState,
+    RequestContext,
+    User,
+    VerificationAttempt,
+    VerificationOutcome,
+    VerifyResult,
+)
+from sesame.server.domain.ports import Clock, StateStore
+from sesame.server.domain.privacy import mask_phone
+
+_TERMINAL = {
+    ChallengeStatus.VERIFIED: VerifyResult.ALREADY_USED,
+    ChallengeStatus.VOIDED: VerifyResult.VOIDED,
+    ChallengeStatus.CANCELLED: VerifyResult.VOIDED,
+    ChallengeStatus.LOCKED: VerifyResult.LOCKED,
+}
+
+
+def _ms(at: datetime) -> datetime:
+    """The instant as Redis keeps it: UTC, floored to the millisecond."""
+    at = at.astimezone(UTC)
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def _context(context: RequestContext) -> dict[str, str]:
+    return {
+        "ip": context.ip,
+        "device_id": context.device_id,
+        "session_id": context.session_id,
+        "user_agent": context.user_agent,
+    }
+
+
+class MemoryStateStore:
+    """Dicts and lists behind one lock; every method is one atomic, journaled transition."""
+
+    def __init__(self, retention: timedelta = timedelta(hours=24), purge_clock: Clock | None = None) -> None:
+        self._retention = retention
+        self._purge_clock = purge_clock
+        self._lock = asyncio.Lock()
+        self._users: dict[str, User] = {}
+        self._challenges: dict[str, Challenge] = {}
+        self._user_journals: dict[str, list[dict[str, str]]] = {}
+        self._challenge_journals: dict[str, list[dict[str, str]]] = {}
+
+    async def register_user(self, user: User) -> User:
+        async with self._lock:
+            stored = self._users.get(user.user_id)
+            if stored is not None:
+                if (stored.client_id, stored.secure_phone) != (user.client_id, user.secure_phone):
+                    raise UserAlreadyExists(user.user_id)
+                return stored
+            stored = dataclasses.replace(user, enrolled_at=_ms(user.enrolled_at))
+            self._users[user.user_id] = stored
+            self._user_journals.setdefault(user.user_id, []).append(
+                {
+                    "event": "user.enrolled",
+                    "at": _iso(user.enrolled_at),
+                    "user_id": user.user_id,
+                    "client_id": user.client_id,
+                    "phone": mask_phone(user.secure_phone),
+                    "locale": user.locale,
+                    "status": user.status.value,
+                }
+            )
+            return stored
+
+    async def get_user(self, user_id: str) -> User:
+        try:
+            return self._users[user_id]
+        except KeyError:
+            raise UserNotFound(user_id) from None
+
+    async def open_challenge(self, challenge: Challenge, context: RequestContext) -> None:
+        async with self._lock:
+            cid = challenge.challenge_id
+            if self._live(cid) is not None or cid in self._challenge_journals:
+                raise ChallengeAlreadyExists(cid)
+            stored = dataclasses.replace(
+                challenge, created_at=_ms(challenge.created_at), expires_at=_ms(challenge.expires_at)
+            )
+            self._challenges[cid] = stored
+            self._append(
+                stored,
+                "challenge.opened",
+                challenge.created_at,
+                "opened",
+                {
+                    "phone": mask_phone(stored.phone),
+                    "expires_at": _iso(stored.expires_at),
+                    "key_version": str(stored.key_version),
+                    **_context(context),
+                },
+            )
+
+    async def get_challenge(self, challenge_id: str) -> Challenge:
+        return self._existing(challenge_id)
+
+    async def record_verification(self, attempt: VerificationAttempt) -> VerificationOutcome:
+        async with self._lock:
+            challenge = self._existing(attempt.challenge_id)
+            result = _TERMINAL.get(challenge.status)
+            if result is None and _ms(attempt.at) >= challenge.expires_at:
+                result = VerifyResult.EXPIRED
+            if result is None:
+                decided = _decide(challenge, attempt)
+                challenge, result = decided.challenge, decided.result
+                self._challenges[challenge.challenge_id] = challenge
+            self._append(
+                challenge,
+                "challenge.verification",
+                attempt.at,
+                result.value,
+                {"op_digest": attempt.op_digest.hex(), **_context(attempt.context)},
+            )
+            left = challenge.attempts_left if result is VerifyResult.WRONG_CODE else 0
+            return VerificationOutcome(result, left, challenge)
+
+    async def cancel_challenge(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
+        async with self._lock:
+            challenge = self._existing(challenge_id)
+            if challenge.status is not ChallengeStatus.OPEN or _ms(at) >= challenge.expires_at:
+                self._append(challenge, "challenge.cancel", at, "refused", _context(context))
+                raise ChallengeClosed(challenge_id)
+            challenge = dataclasses.replace(challenge, status=ChallengeStatus.CANCELLED)
+            self._challenges[challenge_id] = challenge
+            self._append(challenge, "challenge.cancel", at, "cancelled", _context(context))
+            return challenge
+
+    async def record_delivery(
+        self, challenge_id: str, state: DeliveryState, provider_ref: str, at: datetime
+    ) -> None:
+        async with self._lock:
+            challenge = dataclasses.replace(self._existing(challenge_id), delivery=state)
+            self._challenges[challenge_id] = challenge
+            self._append(challenge, "challenge.delivery", at, state.value, {"provider_ref": provider_ref})
+
+    async def user_journal(self, user_id: str) -> list[dict[str, str]]:
+        return list(self._user_journals.get(user_id, []))
+
+    async def challenge_journal(self, challenge_id: str) -> list[dict[str, str]]:
+        return list(self._challenge_journals.get(challenge_id, []))
+
+    def _live(self, challenge_id: str) -> Challenge | None:
+        """The challenge unless its retention has run out, as Redis's PEXPIREAT would have purged it."""
+        challenge = self._challenges.get(challenge_id)
+        if challenge is None or self._purge_clock is None:
+            return challenge
+        if self._purge_clock.now() >= challenge.expires_at + self._retention:
+            del self._challenges[challenge_id]
+            return None
+        return challenge
+
+    def _existing(self, challenge_id: str) -> Challenge:
+        challenge = self._live(challenge_id)
+        if challenge is None:
+            raise ChallengeNotFound(challenge_id)
+        return challenge
+
+    def _append(
+        self, challenge: Challenge, event: str, at: datetime, outcome: str, extra: dict[str, str]
+    ) -> None:
+        entry = {
+            "event": event,
+            "at": _iso(at),
+            "challenge_id": challenge.challenge_id,
+            "user_id": challenge.user_id,
+            "client_id": challenge.client_id,
+            "op_digest": challenge.op_digest.hex(),
+            "outcome": outcome,
+            "attempts": str(challenge.attempts),
+            "status": challenge.status.value,
+        }
+        self._challenge_journals.setdefault(challenge.challenge_id, []).append({**entry, **extra})
+
+
+def _decide(challenge: Challenge, attempt: VerificationAttempt) -> VerificationOutcome:
+    """Count the attempt, then judge it: the same order as record_verification.lua."""
+    counted = dataclasses.replace(challenge, attempts=challenge.attempts + 1)
+    if attempt.op_digest != challenge.op_digest:
+        voided = dataclasses.replace(counted, status=ChallengeStatus.VOIDED)
+        return VerificationOutcome(VerifyResult.OPERATION_MISMATCH, 0, voided)
+    if not attempt.code_matches:
+        status = ChallengeStatus.LOCKED if counted.attempts >= counted.max_attempts else ChallengeStatus.OPEN
+        judged = dataclasses.replace(counted, status=status)
+        return VerificationOutcome(VerifyResult.WRONG_CODE, judged.attempts_left, judged)
+    return VerificationOutcome(
+        VerifyResult.VERIFIED, 0, dataclasses.replace(counted, status=ChallengeStatus.VERIFIED)
+    )
+
+
+_: type[StateStore] = MemoryStateStore

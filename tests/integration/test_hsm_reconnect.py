@@ -1,0 +1,108 @@
+"""The reconnect policy: a lost session is reopened once; a token that is gone gives HsmUnavailable."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import subprocess
+from collections.abc import Callable
+
+import pytest
+
+from sesame.hsm.keys import import_secret
+from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
+from sesame.server.domain.errors import HsmUnavailable
+from sesame.server.domain.model import KeyRef, MacAlgorithm
+
+pytestmark = pytest.mark.integration
+
+SECRET = b"r" * 32
+
+
+def _close_session_under(store: Pkcs11KeyStore) -> object:
+    """Log out and close the store's PKCS#11 session on the HSM thread, as a token reset would."""
+    token = store._token
+    assert token is not None
+    session = store._worker.run(lambda: token.session)
+    store._worker.run(session.close)
+    return session
+
+
+def _delete_token(label: str) -> None:
+    """Remove a token from the session's SoftHSM directory, as pulling a card out would."""
+    subprocess.run(
+        ["softhsm2-util", "--delete-token", "--token", label], env=os.environ, check=True, capture_output=True
+    )
+
+
+async def test_mac_reconnects_after_the_session_was_closed(make_token: Callable[[str], Pkcs11Config]) -> None:
+    """After the session is closed from under the store, mac() opens a new one and still answers right."""
+    config = make_token("reconnect")
+    key = import_secret(config, "reconnect-key", SECRET)
+    store = Pkcs11KeyStore.open(config)
+    try:
+        lost = _close_session_under(store)
+        mac = await store.mac(key, b"after", MacAlgorithm.SHA256)
+        assert mac == hmac.new(SECRET, b"after", "sha256").digest()
+        assert store._worker.run(lambda: store._live().session) is not lost
+    finally:
+        store.close()
+
+
+async def test_random_reconnects_after_the_session_was_closed(
+    make_token: Callable[[str], Pkcs11Config],
+) -> None:
+    """random() also goes through the reconnect policy."""
+    store = Pkcs11KeyStore.open(make_token("reconnect-random"))
+    try:
+        _close_session_under(store)
+        assert len(await store.random(16)) == 16
+    finally:
+        store.close()
+
+
+async def test_a_deleted_token_gives_hsm_unavailable(
+    make_token: Callable[[str], Pkcs11Config], keystore: Pkcs11KeyStore, rfc_keys: dict[str, KeyRef]
+) -> None:
+    """When the token is gone the retry fails and HsmUnavailable is raised; other tokens keep working."""
+    config = make_token("doomed")
+    key = import_secret(config, "doomed-key", SECRET)
+    store = Pkcs11KeyStore.open(config)
+    try:
+        _delete_token("doomed")
+        _close_session_under(store)
+        with pytest.raises(HsmUnavailable):
+            await store.mac(key, b"data", MacAlgorithm.SHA256)
+    finally:
+        store.close()
+    assert len(await keystore.mac(rfc_keys["key32"], b"still here", MacAlgorithm.SHA256)) == 32
+
+
+async def test_a_closed_store_refuses_calls(make_token: Callable[[str], Pkcs11Config]) -> None:
+    """After close(), calls raise HsmUnavailable instead of reaching the token."""
+    store = Pkcs11KeyStore.open(make_token("closed"))
+    store.close()
+    store.close()
+    with pytest.raises(HsmUnavailable):
+        await store.random(8)
+
+
+def test_a_wrong_pin_is_hsm_unavailable_without_the_pin(
+    make_token: Callable[[str], Pkcs11Config], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Opening with a wrong PIN raises HsmUnavailable whose message and logs do not hold the PIN."""
+    config = make_token("wrong-pin")
+    wrong = Pkcs11Config(module=config.module, token_label=config.token_label, pin="Wr0ngPinValue")
+    with caplog.at_level(logging.DEBUG), pytest.raises(HsmUnavailable) as raised:
+        Pkcs11KeyStore.open(wrong)
+    assert "Wr0ngPinValue" not in str(raised.value)
+    assert "Wr0ngPinValue" not in repr(raised.value)
+    assert "Wr0ngPinValue" not in caplog.text
+
+
+def test_an_unknown_token_is_hsm_unavailable(hsm_config: Pkcs11Config) -> None:
+    """A token label that no slot holds raises HsmUnavailable."""
+    missing = Pkcs11Config(module=hsm_config.module, token_label="no-such-token", pin="1234")  # noqa: S106
+    with pytest.raises(HsmUnavailable):
+        Pkcs11KeyStore.open(missing)

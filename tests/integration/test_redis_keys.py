@@ -1,0 +1,127 @@
+"""How the Redis store lays out its keys, how long it keeps them, and how it fails."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from redis.crc import key_slot
+
+from sesame.clients.redis_server import EmbeddedRedis
+from sesame.clients.redis_store import RedisStateStore
+from sesame.server.domain.errors import StoreUnavailable
+from sesame.server.domain.model import (
+    Challenge,
+    ChallengeStatus,
+    DeliveryState,
+    RequestContext,
+    User,
+    UserStatus,
+)
+from sesame.server.domain.operation import Login
+
+pytestmark = pytest.mark.integration
+
+CHALLENGE_ID = "00ff.k1.d6"
+
+
+def _user(now: datetime) -> User:
+    return User("u-1", "client-1", "+33612345678", "fr", UserStatus.ACTIVE, now)
+
+
+def _challenge(now: datetime) -> Challenge:
+    return Challenge(
+        challenge_id=CHALLENGE_ID,
+        user_id="u-1",
+        client_id="client-1",
+        operation=Login(),
+        nonce=b"\x00\xff",
+        key_version=1,
+        digits=6,
+        phone="+33612345678",
+        locale="fr",
+        created_at=now,
+        expires_at=now + timedelta(minutes=5),
+        max_attempts=3,
+        attempts=0,
+        status=ChallengeStatus.OPEN,
+        delivery=DeliveryState.PENDING,
+    )
+
+
+async def test_keys_carry_the_hash_tag_of_their_aggregate(redis_client: aioredis.Redis):
+    """Users, challenges and their journals live under {u:<id>} and {ch:<id>} hash tags."""
+    store = RedisStateStore(redis_client, prefix="bank")
+    now = datetime.now(UTC)
+    await store.register_user(_user(now))
+    await store.open_challenge(_challenge(now), RequestContext())
+    assert sorted(await redis_client.keys("*")) == [
+        b"bank:{ch:00ff.k1.d6}:challenge",
+        b"bank:{ch:00ff.k1.d6}:journal",
+        b"bank:{u:u-1}:journal",
+        b"bank:{u:u-1}:user",
+    ]
+
+
+@pytest.mark.parametrize("aggregate", ["user", "challenge"])
+def test_an_aggregate_and_its_journal_share_a_cluster_slot(redis_client: aioredis.Redis, aggregate: str):
+    """Each script's two keys hash to one Redis Cluster slot, so every script is cluster safe."""
+    store = RedisStateStore(redis_client)
+    keys = (
+        (store.user_key("u-1"), store.user_journal_key("u-1"))
+        if aggregate == "user"
+        else (store.challenge_key(CHALLENGE_ID), store.challenge_journal_key(CHALLENGE_ID))
+    )
+    assert key_slot(keys[0].encode()) == key_slot(keys[1].encode())
+
+
+async def test_challenge_expires_retention_after_its_expiry(redis_client: aioredis.Redis):
+    """The challenge hash is purged at expiry plus retention, an absolute time from the challenge itself."""
+    store = RedisStateStore(redis_client, retention=timedelta(hours=2))
+    challenge = _challenge(datetime.now(UTC))
+    await store.open_challenge(challenge, RequestContext())
+    expire_ms = await redis_client.pexpiretime(store.challenge_key(CHALLENGE_ID))
+    purge_at = challenge.expires_at + timedelta(hours=2)
+    assert expire_ms == int(purge_at.timestamp() * 1000)
+
+
+async def test_registry_and_journals_do_not_expire(redis_client: aioredis.Redis):
+    """The user hash and both journal streams carry no TTL."""
+    store = RedisStateStore(redis_client)
+    now = datetime.now(UTC)
+    await store.register_user(_user(now))
+    await store.open_challenge(_challenge(now), RequestContext())
+    keys = [store.user_key("u-1"), store.user_journal_key("u-1"), store.challenge_journal_key(CHALLENGE_ID)]
+    assert [await redis_client.ttl(key) for key in keys] == [-1, -1, -1]
+
+
+async def test_stopped_redis_raises_store_unavailable(tmp_path: Path):
+    """Once its Redis is gone the store raises StoreUnavailable, not a redis-py exception."""
+    server = EmbeddedRedis(tmp_path / "gone")
+    server.start()
+    store = RedisStateStore.from_url(server.url, timeout=0.5)
+    await store.register_user(_user(datetime.now(UTC)))
+    server.stop()
+    try:
+        with pytest.raises(StoreUnavailable):
+            await store.get_user("u-1")
+        with pytest.raises(StoreUnavailable):
+            await store.open_challenge(_challenge(datetime.now(UTC)), RequestContext())
+    finally:
+        await store.close()
+
+
+async def test_unreachable_redis_raises_store_unavailable(tmp_path: Path):
+    """A store whose Redis never answered raises StoreUnavailable on its first call."""
+    server = EmbeddedRedis(tmp_path / "never")
+    server.start()
+    url = server.url
+    server.stop()
+    store = RedisStateStore.from_url(url, timeout=0.5)
+    try:
+        with pytest.raises(StoreUnavailable):
+            await store.get_challenge(CHALLENGE_ID)
+    finally:
+        await store.close()

@@ -1,0 +1,210 @@
+"""The challenge flows over fakes: what is sent, what is checked, in which order."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from tests.fakes.clock import FixedClock
+from tests.fakes.keystore import FakeKeyStore
+from tests.fakes.sms import RecordingSmsGateway
+from tests.fakes.state_store import MemoryStateStore
+
+from sesame.server.domain import codes
+from sesame.server.domain.challenges import (
+    ChallengeFlows,
+    ChallengePolicy,
+    ChallengeRef,
+    StartRequest,
+    VerifyRequest,
+)
+from sesame.server.domain.errors import (
+    ChallengeClosed,
+    ChallengeNotFound,
+    InvalidRequest,
+    KeyNotFound,
+    UserNotActive,
+    UserNotFound,
+)
+from sesame.server.domain.model import (
+    ChallengeStatus,
+    DeliveryState,
+    RequestContext,
+    User,
+    UserStatus,
+    VerifyResult,
+)
+from sesame.server.domain.operation import CreditTransfer, Login, Money, Payee, digest
+
+PHONE = "+33612345678"
+TRANSFER = CreditTransfer(Money("EUR", 125000), Payee("Jean DUPONT", "FR7630006000011234567890189"), "tx-1")
+NO_CONTEXT = RequestContext()
+
+
+class World:
+    """Flows wired to fakes, with handles on each fake."""
+
+    def __init__(self, policy: ChallengePolicy | None = None) -> None:
+        self.clock = FixedClock()
+        self.keys = FakeKeyStore()
+        self.keys.add_key("sesame-otp-v1", b"k" * 32)
+        self.store = MemoryStateStore()
+        self.sms = RecordingSmsGateway(self.clock)
+        self.flows = ChallengeFlows(
+            keys=self.keys,
+            store=self.store,
+            sms=self.sms,
+            clock=self.clock,
+            policy=policy or ChallengePolicy(),
+        )
+
+    async def enrol(self, status: UserStatus = UserStatus.ACTIVE) -> str:
+        user = User("alice", "acme", PHONE, "fr", status, self.clock.now())
+        await self.store.register_user(user)
+        return user.user_id
+
+    def last_code(self) -> str:
+        return self.sms.sent[-1].text.split("code ", 1)[1].split(" ", 1)[0]
+
+    async def verify(
+        self, challenge_id: str, code: str, operation: CreditTransfer | Login = TRANSFER
+    ) -> VerifyResult:
+        outcome = await self.flows.verify(VerifyRequest(challenge_id, code, operation, NO_CONTEXT))
+        return outcome.result
+
+
+@pytest.fixture
+async def world() -> World:
+    return World()
+
+
+async def test_start_sends_the_code_to_the_secure_phone(world: World) -> None:
+    """The SMS goes to the enrolled number and its code verifies the operation."""
+    challenge = await world.flows.start(StartRequest(await world.enrol(), TRANSFER, NO_CONTEXT))
+    assert world.sms.sent[-1].to == PHONE
+    assert world.sms.sent[-1].challenge_id == challenge.challenge_id
+    assert challenge.delivery is DeliveryState.SENT
+    assert await world.verify(challenge.challenge_id, world.last_code()) is VerifyResult.VERIFIED
+
+
+async def test_challenge_id_names_nonce_key_and_digits(world: World) -> None:
+    """The id carries a 128-bit nonce, the key version and the code length."""
+    challenge = await world.flows.start(StartRequest(await world.enrol(), TRANSFER, NO_CONTEXT))
+    ref = ChallengeRef.parse(challenge.challenge_id)
+    assert len(ref.nonce) == 16
+    assert (ref.key_version, ref.digits) == (1, 6)
+    assert ref.nonce == challenge.nonce
+
+
+async def test_code_is_bound_to_the_operation(world: World) -> None:
+    """Another amount gives another code for the same nonce and key."""
+    nonce = b"n" * 16
+    changed = replace(TRANSFER, amount=Money("EUR", 125001))
+    a = await codes.derive(world.keys, key_version=1, digits=6, nonce=nonce, op_digest=digest(TRANSFER))
+    b = await codes.derive(world.keys, key_version=1, digits=6, nonce=nonce, op_digest=digest(changed))
+    assert a != b
+
+
+async def test_unknown_user_is_refused_before_anything_is_sent(world: World) -> None:
+    """No SMS for a user who is not enrolled."""
+    with pytest.raises(UserNotFound):
+        await world.flows.start(StartRequest("nobody", TRANSFER, NO_CONTEXT))
+    assert world.sms.sent == []
+
+
+async def test_suspended_user_gets_no_code(world: World) -> None:
+    """A suspended user (lost phone) cannot be sent a code."""
+    with pytest.raises(UserNotActive):
+        await world.flows.start(StartRequest(await world.enrol(UserStatus.SUSPENDED), TRANSFER, NO_CONTEXT))
+    assert world.sms.sent == []
+
+
+async def test_without_an_otp_key_start_fails_loudly() -> None:
+    """An HSM with no sesame-otp key is a KeyNotFound, not a silent default."""
+    world = World()
+    world.keys = FakeKeyStore()
+    world.flows = ChallengeFlows(
+        keys=world.keys, store=world.store, sms=world.sms, clock=world.clock, policy=ChallengePolicy()
+    )
+    with pytest.raises(KeyNotFound):
+        await world.flows.start(StartRequest(await world.enrol(), TRANSFER, NO_CONTEXT))
+
+
+async def test_expired_challenge_refuses_the_right_code(world: World) -> None:
+    """After the lifetime, even the right code is EXPIRED."""
+    challenge = await world.flows.start(StartRequest(await world.enrol(), TRANSFER, NO_CONTEXT))
+    world.clock.advance(timedelta(minutes=5))
+    assert await world.verify(challenge.challenge_id, world.last_code()) is VerifyResult.EXPIRED
+
+
+async def test_code_of_the_wrong_length_is_invalid_and_not_counted(world: World) -> None:
+    """A 5-digit code for a 6-digit challenge is bad input and spends no attempt."""
+    challenge = await world.flows.start(StartRequest(await world.enrol(), TRANSFER, NO_CONTEXT))
+    with pytest.raises(InvalidRequest) as caught:
+        await world.verify(challenge.challenge_id, "12345")
+    assert caught.value.violations[0].field == "code"
+    assert (await world.store.get_challenge(challenge.challenge_id)).attempts == 0
+
+
+async def test_unknown_key_version_reads_as_unknown_challenge(world: World) -> None:
+    """An id naming a key we never had is NOT_FOUND, not a server fault."""
+    with pytest.raises(ChallengeNotFound):
+        await world.verify(f"{'ab' * 16}.k7.d6", "123456")
+
+
+async def test_malformed_challenge_id_is_invalid(world: World) -> None:
+    """Ids that are not ours are bad input."""
+    with pytest.raises(InvalidRequest):
+        await world.flows.get("not-an-id")
+
+
+async def test_rotation_keeps_challenges_in_flight(world: World) -> None:
+    """A challenge opened under v1 still verifies after v2 becomes current; new ones use v2."""
+    user_id = await world.enrol()
+    old = await world.flows.start(StartRequest(user_id, TRANSFER, NO_CONTEXT))
+    old_code = world.last_code()
+    world.keys.add_key("sesame-otp-v2", b"z" * 32)
+    new = await world.flows.start(StartRequest(user_id, TRANSFER, NO_CONTEXT))
+    assert new.key_version == 2
+    assert await world.verify(old.challenge_id, old_code) is VerifyResult.VERIFIED
+
+
+async def test_gateway_failure_is_recorded_not_raised(world: World) -> None:
+    """When the gateway refuses, the challenge exists with delivery FAILED and can be resent."""
+    world.sms.fail()
+    challenge = await world.flows.start(StartRequest(await world.enrol(), TRANSFER, NO_CONTEXT))
+    assert challenge.delivery is DeliveryState.FAILED
+    assert (await world.store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.FAILED
+    world.sms.recover()
+    resent = await world.flows.resend(challenge.challenge_id)
+    assert resent.delivery is DeliveryState.SENT
+
+
+async def test_resend_is_refused_once_closed(world: World) -> None:
+    """A verified or expired challenge is not resent."""
+    challenge = await world.flows.start(StartRequest(await world.enrol(), TRANSFER, NO_CONTEXT))
+    await world.verify(challenge.challenge_id, world.last_code())
+    with pytest.raises(ChallengeClosed):
+        await world.flows.resend(challenge.challenge_id)
+
+
+async def test_resend_after_expiry_is_refused(world: World) -> None:
+    """No code is sent for a challenge past its lifetime."""
+    challenge = await world.flows.start(StartRequest(await world.enrol(), TRANSFER, NO_CONTEXT))
+    world.clock.advance(timedelta(minutes=6))
+    with pytest.raises(ChallengeClosed):
+        await world.flows.resend(challenge.challenge_id)
+    assert len(world.sms.sent) == 1
+
+
+async def test_policy_sets_digits_and_attempts() -> None:
+    """An 8-digit, 1-attempt policy gives 8-digit codes and locks on the first wrong one."""
+    world = World(ChallengePolicy(digits=8, max_attempts=1))
+    challenge = await world.flows.start(StartRequest(await world.enrol(), Login(), NO_CONTEXT))
+    code = world.last_code()
+    assert len(code) == 8
+    wrong = str((int(code) + 1) % 10**8).zfill(8)
+    assert await world.verify(challenge.challenge_id, wrong, Login()) is VerifyResult.WRONG_CODE
+    assert await world.verify(challenge.challenge_id, code, Login()) is VerifyResult.LOCKED
+    assert (await world.store.get_challenge(challenge.challenge_id)).status is ChallengeStatus.LOCKED

@@ -1,0 +1,80 @@
+"""Settings from the environment, validated at boot."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from sesame.server.config import Settings
+from sesame.server.domain.errors import ConfigurationError
+
+
+def test_defaults_run_out_of_the_box() -> None:
+    """With no variables: loopback address, embedded Redis and token, 6 digits, 5 minutes, 3 attempts."""
+    settings = Settings.from_env({})
+    assert settings.grpc_addr == "127.0.0.1:50051"
+    assert settings.redis_url is None
+    assert settings.hsm is None
+    assert settings.policy.digits == 6
+    assert settings.policy.lifetime == timedelta(minutes=5)
+    assert settings.policy.max_attempts == 3
+    assert settings.sms_console_file == Path("var/sms.jsonl")
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    """Three bad values give one error naming the three variables."""
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({"SESAME_CODE_DIGITS": "5", "SESAME_MAX_ATTEMPTS": "x", "SESAME_ENV": "prod"})
+    message = str(caught.value)
+    assert "SESAME_CODE_DIGITS" in message
+    assert "SESAME_MAX_ATTEMPTS" in message
+    assert "SESAME_ENV" in message
+
+
+def test_lifetime_cannot_exceed_ten_minutes() -> None:
+    """NIST 800-63B and ASVS 2.7.2 cap an SMS code at 10 minutes."""
+    with pytest.raises(ConfigurationError):
+        Settings.from_env({"SESAME_CODE_TTL_SECONDS": "601"})
+
+
+def test_production_needs_real_backends() -> None:
+    """Production refuses the embedded Redis and the development token."""
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({"SESAME_ENV": "production"})
+    assert "SESAME_REDIS_URL" in str(caught.value)
+    assert "SESAME_PKCS11_MODULE" in str(caught.value)
+
+
+def test_pin_file_is_read_and_pin_stays_out_of_repr(tmp_path: Path) -> None:
+    """The PIN comes from its file and never shows in a repr."""
+    module = tmp_path / "lib.so"
+    module.write_bytes(b"")
+    pin_file = tmp_path / "pin"
+    pin_file.write_text("s3cret-pin\n")
+    settings = Settings.from_env(
+        {"SESAME_PKCS11_MODULE": str(module), "SESAME_HSM_TOKEN": "t", "SESAME_HSM_PIN_FILE": str(pin_file)}
+    )
+    assert settings.hsm is not None
+    assert settings.hsm.pin == "s3cret-pin"
+    assert "s3cret-pin" not in repr(settings)
+
+
+def test_pin_and_pin_file_are_exclusive(tmp_path: Path) -> None:
+    """Giving both is ambiguous and refused."""
+    with pytest.raises(ConfigurationError):
+        Settings.from_env(
+            {
+                "SESAME_PKCS11_MODULE": "/nonexistent",
+                "SESAME_HSM_TOKEN": "t",
+                "SESAME_HSM_PIN": "1",
+                "SESAME_HSM_PIN_FILE": "f",
+            }
+        )
+
+
+def test_bad_address_is_refused() -> None:
+    """host:port is required."""
+    with pytest.raises(ConfigurationError):
+        Settings.from_env({"SESAME_GRPC_ADDR": "localhost"})

@@ -1,0 +1,79 @@
+"""SMS text: rendered from the operation, with the action verb, amount, payee, validity and warning."""
+
+from __future__ import annotations
+
+import pytest
+
+from sesame.server.domain.operation import AddBeneficiary, ChangePhone, CreditTransfer, Login, Money, Payee
+from sesame.server.domain.sms_text import SmsContext, format_amount, render
+
+PAYEE = Payee("Jean DUPONT", "FR7630006000011234567890189")
+FR = SmsContext(bank_name="MaBanque", code="482913", validity_minutes=5, locale="fr")
+EN = SmsContext(bank_name="MaBanque", code="482913", validity_minutes=5, locale="en")
+# GSM 03.38 basic character set: a text made only of these fits 160 characters per segment.
+GSM7 = set(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§"
+    "¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+
+
+def test_transfer_names_verb_amount_payee_and_masked_iban() -> None:
+    """A transfer SMS says ENVOYER, the exact amount, the payee and the IBAN's ends."""
+    text = render(CreditTransfer(Money("EUR", 125000), PAYEE, "tx"), FR)
+    assert text.startswith("MaBanque: code 482913 pour ENVOYER 1 250,00 EUR à Jean DUPONT (IBAN FR76...0189)")
+    assert "Valable 5 min." in text
+    assert "7630006000011234567" not in text
+
+
+@pytest.mark.parametrize(
+    ("operation", "verb"),
+    [
+        (Login(), "CONNECTER"),
+        (AddBeneficiary(PAYEE), "AJOUTER le bénéficiaire Jean DUPONT"),
+        (ChangePhone("+33698765432"), "CHANGER votre numéro sécurisé pour le +33*******32"),
+    ],
+)
+def test_each_operation_has_its_verb(operation: Login | AddBeneficiary | ChangePhone, verb: str) -> None:
+    """The action is named in capitals, never as 'valider' or 'annuler'."""
+    text = render(operation, FR)
+    assert verb in text
+    assert "VALIDER" not in text.upper().split("CODE", 1)[1].split(".")[0]
+
+
+def test_french_warning_says_never_asked_and_never_cancels() -> None:
+    """The anti-scam warning is always there."""
+    text = render(Login(), FR)
+    assert "ne vous le demandera jamais" in text
+    assert "jamais à annuler" in text
+    assert "http" not in text
+    assert "www" not in text
+
+
+def test_english_text() -> None:
+    """The English template has the same parts."""
+    text = render(CreditTransfer(Money("EUR", 125000), PAYEE, "tx"), EN)
+    assert "SEND EUR 1,250.00 to Jean DUPONT" in text
+    assert "never ask you for it" in text
+
+
+@pytest.mark.parametrize("locale", ["fr", "en"])
+def test_texts_stay_in_gsm7(locale: str) -> None:
+    """No character forces UCS-2 (which would cut a segment to 70 characters)."""
+    ctx = FR if locale == "fr" else EN
+    for operation in (Login(), CreditTransfer(Money("EUR", 1), PAYEE, "t"), AddBeneficiary(PAYEE)):
+        assert set(render(operation, ctx)) <= GSM7
+
+
+@pytest.mark.parametrize(
+    ("money", "fr", "en"),
+    [
+        (Money("EUR", 125000), "1 250,00 EUR", "EUR 1,250.00"),
+        (Money("EUR", 5), "0,05 EUR", "EUR 0.05"),
+        (Money("JPY", 1500), "1 500 JPY", "JPY 1,500"),
+        (Money("KWD", 12345), "12,345 KWD", "KWD 12.345"),
+    ],
+)
+def test_amounts_use_the_currency_minor_unit(money: Money, fr: str, en: str) -> None:
+    """Decimals follow ISO 4217; French groups thousands with spaces."""
+    assert format_amount(money, "fr") == fr
+    assert format_amount(money, "en") == en
