@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import pytest
-from tests.fakes.keystore import FakeKeyStore
 
 from sesame.hsm.keys import import_secret, init_keys, rotate_keys
 from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
 from sesame.server.domain.errors import KeyNotFound
 from sesame.server.domain.model import KeyRef, MacAlgorithm
 from sesame.server.domain.ports import KeyStore
+from tests.fakes.keystore import FakeKeyStore
 
 # 64 bytes: SoftHSM refuses HMAC keys shorter than the hash output (KeySizeRange), as RFC 2104 advises.
 SECRET = bytes(range(64))

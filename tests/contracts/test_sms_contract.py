@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.fakes.clock import FixedClock
-from tests.fakes.sms import RecordingSmsGateway
 
 from sesame.clients.sms_console import ConsoleSmsGateway
 from sesame.server.domain.errors import DeliveryFailed
 from sesame.server.domain.model import SmsMessage
+from tests.fakes.clock import FixedClock
+from tests.fakes.sms import RecordingSmsGateway
 
 MESSAGE = SmsMessage("+33612345678", "Banque: code 482913. Valable 5 min.", "00ff.k1.d6")
 

@@ -6,7 +6,6 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from tests.fakes.state_store import MemoryStateStore
 
 from sesame.clients.redis_store import RedisStateStore
 from sesame.server.domain.errors import (
@@ -36,6 +35,7 @@ from sesame.server.domain.operation import (
     Payee,
     digest,
 )
+from tests.fakes.state_store import MemoryStateStore
 
 Store = MemoryStateStore | RedisStateStore
 

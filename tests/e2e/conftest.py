@@ -8,12 +8,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from sesame.hsm.pkcs11 import Pkcs11KeyStore
 
 from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.clients.redis_store import RedisStateStore
 from sesame.clients.sms_console import ConsoleSmsGateway
+from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server.app import SystemClock
 from sesame.server.domain.challenges import ChallengeFlows, ChallengePolicy
 from sesame.server.domain.enrollment import EnrollmentFlows

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.fakes.keystore import FakeKeyStore
 
 from sesame.server.domain import ocra
 from sesame.server.domain.model import KeyRef
 from sesame.server.domain.ports import KeyStore
+from tests.fakes.keystore import FakeKeyStore
 
 VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "rfc6287.json").read_text())
 CASES = [

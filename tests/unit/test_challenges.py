@@ -6,10 +6,6 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from tests.fakes.clock import FixedClock
-from tests.fakes.keystore import FakeKeyStore
-from tests.fakes.sms import RecordingSmsGateway
-from tests.fakes.state_store import MemoryStateStore
 
 from sesame.server.domain import codes
 from sesame.server.domain.challenges import (
@@ -36,6 +32,10 @@ from sesame.server.domain.model import (
     VerifyResult,
 )
 from sesame.server.domain.operation import CreditTransfer, Login, Money, Payee, digest
+from tests.fakes.clock import FixedClock
+from tests.fakes.keystore import FakeKeyStore
+from tests.fakes.sms import RecordingSmsGateway
+from tests.fakes.state_store import MemoryStateStore
 
 PHONE = "+33612345678"
 TRANSFER = CreditTransfer(Money("EUR", 125000), Payee("Jean DUPONT", "FR7630006000011234567890189"), "tx-1")

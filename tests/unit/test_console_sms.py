@@ -9,11 +9,11 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from tests.fakes.clock import FixedClock
 
 from sesame.clients.sms_console import ConsoleSmsGateway, redact
 from sesame.server.domain.errors import ConfigurationError
 from sesame.server.domain.model import SmsMessage
+from tests.fakes.clock import FixedClock
 
 PHONE = "+33612345678"
 TEXT = "Banque: code 482913 pour VIREMENT de 1 250,00 EUR vers Jean DUPONT FR76...0189. Valable 5 min."

@@ -143,9 +143,6 @@ def decode(data: bytes) -> Operation:
 
 
 def _build(op_type: OperationType, fields: dict[_Tag, bytes]) -> Operation:
-    payee = None
-    if _Tag.PAYEE_NAME in fields:
-        payee = Payee(fields[_Tag.PAYEE_NAME].decode(), fields[_Tag.PAYEE_IBAN].decode("ascii"))
     built: Operation
     match op_type:
         case OperationType.LOGIN:
@@ -154,16 +151,18 @@ def _build(op_type: OperationType, fields: dict[_Tag, bytes]) -> Operation:
             amount = Money(
                 fields[_Tag.CURRENCY].decode("ascii"), struct.unpack(">Q", fields[_Tag.AMOUNT_MINOR])[0]
             )
-            assert payee is not None
-            built = CreditTransfer(amount, payee, fields[_Tag.TRANSACTION_ID].decode())
+            built = CreditTransfer(amount, _payee(fields), fields[_Tag.TRANSACTION_ID].decode())
         case OperationType.ADD_BENEFICIARY:
-            assert payee is not None
-            built = AddBeneficiary(payee)
+            built = AddBeneficiary(_payee(fields))
         case OperationType.CHANGE_PHONE:
             built = ChangePhone(fields[_Tag.NEW_PHONE].decode("ascii"))
     if built.encode()[len(MAGIC) + 2 :] != b"".join(_field(t, v) for t, v in fields.items()):
         raise MalformedEncoding("fields out of canonical order or unexpected")
     return built
+
+
+def _payee(fields: dict[_Tag, bytes]) -> Payee:
+    return Payee(fields[_Tag.PAYEE_NAME].decode(), fields[_Tag.PAYEE_IBAN].decode("ascii"))
 
 
 def _header(op_type: OperationType) -> bytes:

@@ -73,7 +73,12 @@ async def run_demo(target: str, sms_file: str) -> int:
             name = auth_pb.VerifyResult.Name(reply.result)
             ok = reply.result == expected
             failures += not ok
-            print(f"{'ok ' if ok else 'BAD'} {label:<44} -> {name} (attempts left {reply.attempts_left})")  # noqa: T201
+            left = (
+                f" ({reply.attempts_left} attempts left)"
+                if reply.result == auth_pb.VERIFY_RESULT_WRONG_CODE
+                else ""
+            )
+            print(f"{'ok ' if ok else 'BAD'} {label:<44} -> {name}{left}")  # noqa: T201
 
         async def start() -> tuple[str, str]:
             started = await auth.StartChallenge(
