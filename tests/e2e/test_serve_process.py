@@ -117,3 +117,29 @@ def test_sigterm_drains_and_stops_the_redis_child(tmp_path: Path) -> None:
         ["pgrep", "-f", str(var / "redis")], capture_output=True, text=True, check=False
     )
     assert leftovers.stdout.strip() == ""
+
+
+def test_keys_commands_manage_the_dev_token(tmp_path: Path) -> None:
+    """`sesame keys init|rotate|list` create, rotate and describe non-extractable OTP keys."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
+    env["SESAME_VAR_DIR"] = str(tmp_path / "var")
+
+    def keys(action: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "sesame.server.cli", "keys", action],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert "sesame-otp-v1" in keys("init")
+    assert "sesame-otp-v2" in keys("rotate")
+    listed = keys("list")
+    assert "sesame-otp-v1" in listed
+    assert "sesame-otp-v2" in listed
+    assert listed.count("extractable=False") == 2
+    assert listed.count("never_extractable=True") == 2
