@@ -88,15 +88,15 @@ async def _wait_ready(address: str, limit: float = 60.0) -> None:
 
 
 class SmsTail:
-    """Follows the console SMS file and hands out each challenge's code (bounded memory)."""
+    """Follows the console SMS file with one polling task and hands out each challenge's code."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
         self._codes: dict[str, str] = {}
+        self._waiters: dict[str, asyncio.Future[str]] = {}
         self._offset = path.stat().st_size if path.exists() else 0
 
-    def poll(self) -> None:
-        """Read the lines written since the last poll."""
+    def _poll(self) -> None:
         if not self._path.exists():
             return
         with self._path.open("rb") as handle:
@@ -106,17 +106,28 @@ class SmsTail:
         self._offset += len(complete)
         for line in complete.splitlines():
             message = json.loads(line)
-            self._codes[message["challenge_id"]] = message["text"].split("code ", 1)[1].split(" ", 1)[0]
+            code = message["text"].split("code ", 1)[1].split(" ", 1)[0]
+            waiter = self._waiters.pop(message["challenge_id"], None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(code)
+            else:
+                self._codes[message["challenge_id"]] = code
+
+    async def follow(self, stop: asyncio.Event) -> None:
+        """Read new lines every 2 ms until `stop` is set."""
+        while not stop.is_set():
+            self._poll()
+            await asyncio.sleep(0.002)
 
     async def code(self, challenge_id: str, limit: float = 5.0) -> str:
         """The code of `challenge_id`, waiting for its line a bounded time."""
-        deadline = time.monotonic() + limit
-        while challenge_id not in self._codes:
-            if time.monotonic() > deadline:
-                raise TimeoutError(challenge_id)
-            await asyncio.sleep(0.001)
-            self.poll()
-        return self._codes.pop(challenge_id)
+        if challenge_id in self._codes:
+            return self._codes.pop(challenge_id)
+        waiter = self._waiters[challenge_id] = asyncio.get_running_loop().create_future()
+        try:
+            return await asyncio.wait_for(waiter, limit)
+        finally:
+            self._waiters.pop(challenge_id, None)
 
 
 async def _drive(
@@ -175,7 +186,13 @@ async def bench_sesame(address: str, sms_file: Path, args: argparse.Namespace) -
             )
             assert verified.result == auth_pb.VERIFY_RESULT_VERIFIED
 
-        return await _drive("sesame start+verify", flow, args.concurrency, args.duration, args.max_flows)
+        stop = asyncio.Event()
+        follower = asyncio.create_task(tail.follow(stop))
+        try:
+            return await _drive("sesame start+verify", flow, args.concurrency, args.duration, args.max_flows)
+        finally:
+            stop.set()
+            await follower
 
 
 async def bench_echo(address: str, args: argparse.Namespace) -> Result:
