@@ -159,3 +159,15 @@ async def test_race_has_exactly_one_winner(live: Live) -> None:
         results = [reply.result for reply in replies]
         assert results.count(auth_pb.VERIFY_RESULT_VERIFIED) == 1
         assert results.count(auth_pb.VERIFY_RESULT_ALREADY_USED) == 31
+
+
+async def test_start_retried_with_its_request_id_sends_one_sms(live: Live) -> None:
+    """A retried StartChallenge with the same request_id answers the same challenge, one SMS in all."""
+    user_id = await enrolled(live)
+    request = auth_pb.StartChallengeRequest(
+        user_id=user_id, operation=transfer(), context=CONTEXT, request_id="r-9"
+    )
+    first = await live.auth.StartChallenge(request)
+    second = await live.auth.StartChallenge(request)
+    assert second.challenge_id == first.challenge_id
+    assert len(live.sms_file.read_text().splitlines()) == 1

@@ -68,6 +68,7 @@ class MemoryStateStore:
         self._lock = asyncio.Lock()
         self._users: dict[str, User] = {}
         self._challenges: dict[str, Challenge] = {}
+        self._requests: dict[tuple[str, str], tuple[str, datetime]] = {}
         self._user_journals: dict[str, list[dict[str, str]]] = {}
         self._challenge_journals: dict[str, list[dict[str, str]]] = {}
 
@@ -120,6 +121,15 @@ class MemoryStateStore:
                     **_context(context),
                 },
             )
+
+    async def claim_request(self, user_id: str, request_id: str, challenge_id: str, until: datetime) -> str:
+        async with self._lock:
+            now = self._purge_clock.now() if self._purge_clock is not None else None
+            earlier = self._requests.get((user_id, request_id))
+            if earlier is not None and (now is None or now < earlier[1]):
+                return earlier[0]
+            self._requests[(user_id, request_id)] = (challenge_id, until)
+            return challenge_id
 
     async def get_challenge(self, challenge_id: str) -> Challenge:
         return self._existing(challenge_id)

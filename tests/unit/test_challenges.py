@@ -208,3 +208,31 @@ async def test_policy_sets_digits_and_attempts() -> None:
     assert await world.verify(challenge.challenge_id, wrong, Login()) is VerifyResult.WRONG_CODE
     assert await world.verify(challenge.challenge_id, code, Login()) is VerifyResult.LOCKED
     assert (await world.store.get_challenge(challenge.challenge_id)).status is ChallengeStatus.LOCKED
+
+
+async def test_retry_with_the_same_request_id_returns_the_same_challenge(world: World) -> None:
+    """An idempotent retry sends no second SMS and answers the first challenge."""
+    user_id = await world.enrol()
+    first = await world.flows.start(StartRequest(user_id, TRANSFER, NO_CONTEXT, "req-1"))
+    again = await world.flows.start(StartRequest(user_id, TRANSFER, NO_CONTEXT, "req-1"))
+    assert again.challenge_id == first.challenge_id
+    assert len(world.sms.sent) == 1
+
+
+async def test_request_id_reused_for_another_operation_is_refused(world: World) -> None:
+    """The same idempotency key cannot authorise a different operation."""
+    user_id = await world.enrol()
+    await world.flows.start(StartRequest(user_id, TRANSFER, NO_CONTEXT, "req-1"))
+    with pytest.raises(InvalidRequest) as caught:
+        await world.flows.start(StartRequest(user_id, Login(), NO_CONTEXT, "req-1"))
+    assert caught.value.violations[0].field == "request_id"
+
+
+async def test_claimed_but_unopened_request_is_opened_on_retry(world: World) -> None:
+    """If the first call died after claiming, the retry opens the claimed challenge and sends it."""
+    user_id = await world.enrol()
+    claimed = ChallengeRef(b"c" * 16, 1, 6).challenge_id
+    await world.store.claim_request(user_id, "req-1", claimed, world.clock.now() + timedelta(minutes=5))
+    challenge = await world.flows.start(StartRequest(user_id, TRANSFER, NO_CONTEXT, "req-1"))
+    assert challenge.challenge_id == claimed
+    assert await world.verify(claimed, world.last_code()) is VerifyResult.VERIFIED

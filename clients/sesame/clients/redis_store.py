@@ -101,6 +101,10 @@ class RedisStateStore:
         """The user's journal stream, in the user's slot."""
         return f"{self._prefix}:{{u:{user_id}}}:journal"
 
+    def request_key(self, user_id: str, request_id: str) -> str:
+        """The idempotency key of one StartChallenge request, in the user's slot."""
+        return f"{self._prefix}:{{u:{user_id}}}:request:{request_id}"
+
     def challenge_key(self, challenge_id: str) -> str:
         """The challenge hash."""
         return f"{self._prefix}:{{ch:{challenge_id}}}:challenge"
@@ -141,6 +145,14 @@ class RedisStateStore:
         args = [purge_at, len(fields), *fields, *rec.opened_entry(challenge, context)]
         if await self._run("open_challenge", keys, args) != 1:
             raise ChallengeAlreadyExists(challenge.challenge_id)
+
+    async def claim_request(self, user_id: str, request_id: str, challenge_id: str, until: datetime) -> str:
+        """Bind the request id to `challenge_id` (SET NX GET: one atomic round trip)."""
+        with _translated():
+            earlier = await self._client.set(
+                self.request_key(user_id, request_id), challenge_id, nx=True, get=True, pxat=rec.to_ms(until)
+            )
+        return challenge_id if earlier is None else cast("bytes", earlier).decode()
 
     async def get_challenge(self, challenge_id: str) -> Challenge:
         """The challenge as stored. ChallengeNotFound."""

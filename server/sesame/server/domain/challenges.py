@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from sesame.server.domain import codes, sms_text, validation
 from sesame.server.domain.errors import (
+    ChallengeAlreadyExists,
     ChallengeClosed,
     ChallengeNotFound,
     DeliveryFailed,
@@ -80,6 +81,7 @@ class StartRequest:
     user_id: str
     operation: Operation
     context: RequestContext
+    request_id: str = ""  # the caller's idempotency key; empty: every call opens a new challenge
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +114,15 @@ class ChallengeFlows:
         key = await self._keys.current_otp_key()
         ref = ChallengeRef(await self._keys.random(NONCE_BYTES), key.otp_version, self._policy.digits)
         now = self._clock.now()
+        if request.request_id:
+            owner = await self._store.claim_request(
+                user.user_id, request.request_id, ref.challenge_id, now + self._policy.lifetime
+            )
+            if owner != ref.challenge_id:
+                earlier = await self._earlier(owner, request)
+                if earlier is not None:
+                    return earlier  # a retry: the same challenge, and no second SMS
+                ref = ChallengeRef.parse(owner)  # claimed, then the opener died: open it now
         challenge = Challenge(
             challenge_id=ref.challenge_id,
             user_id=user.user_id,
@@ -129,8 +140,24 @@ class ChallengeFlows:
             status=ChallengeStatus.OPEN,
             delivery=DeliveryState.PENDING,
         )
-        await self._store.open_challenge(challenge, request.context)
+        try:
+            await self._store.open_challenge(challenge, request.context)
+        except ChallengeAlreadyExists:
+            if not request.request_id:
+                raise
+            # Two retries raced to open the claimed challenge: the other one opened it and sends it.
+            return await self._store.get_challenge(challenge.challenge_id)
         return await self._send(challenge)
+
+    async def _earlier(self, challenge_id: str, request: StartRequest) -> Challenge | None:
+        """The challenge a retried request opened, or None if it was claimed but never opened."""
+        try:
+            earlier = await self._store.get_challenge(challenge_id)
+        except ChallengeNotFound:
+            return None
+        if earlier.op_digest != digest(request.operation):
+            raise InvalidRequest([FieldViolation("request_id", "was already used for another operation")])
+        return earlier
 
     async def verify(self, request: VerifyRequest) -> VerificationOutcome:
         """Decide one submitted code; every call counts, a success is single use."""

@@ -60,6 +60,14 @@ class StateStore(Protocol):
         """Store a new OPEN challenge until its expiry (plus retention). Never overwrites one."""
         ...
 
+    async def claim_request(self, user_id: str, request_id: str, challenge_id: str, until: datetime) -> str:
+        """Bind the caller's idempotency key to `challenge_id` until `until`, atomically.
+
+        Returns the challenge id that owns the key: `challenge_id` when this call claimed it, the
+        earlier one when the request is a retry.
+        """
+        ...
+
     async def get_challenge(self, challenge_id: str) -> Challenge:
         """The challenge as stored. ChallengeNotFound."""
         ...

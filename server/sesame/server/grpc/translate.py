@@ -88,9 +88,9 @@ def start_request(request: auth_pb.StartChallengeRequest) -> StartRequest:
     checked_user = fields.check("user_id", validation.identifier, request.user_id)
     operation = _operation(fields, "operation", request.operation if request.HasField("operation") else None)
     context = _context(fields, request.context)
-    fields.check("request_id", _bounded(validation.MAX_REQUEST_ID), request.request_id)
+    request_id = fields.check("request_id", _bounded(validation.MAX_REQUEST_ID), request.request_id)
     fields.raise_if_any()
-    return StartRequest(checked_user, operation, context)
+    return StartRequest(checked_user, operation, context, request_id)
 
 
 def verify_request(request: auth_pb.VerifyChallengeRequest) -> VerifyRequest:
