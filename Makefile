@@ -9,7 +9,6 @@ PROTOS := $(shell find proto -name '*.proto')
 STAMP_VENV := $(VENV)/.installed
 STAMP_GEN := gen/.generated
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := softhsm2 redis-server
 BUF := .tools/node_modules/.bin/buf
 
 .PHONY: help run test system-deps proto lint typecheck archlint bench wheel clean
@@ -24,6 +23,8 @@ system-deps:
 	@missing=""; \
 	command -v softhsm2-util >/dev/null || missing="$$missing softhsm2"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
+	$(PYTHON) -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
@@ -43,7 +44,7 @@ $(STAMP_GEN): $(PROTOS) $(STAMP_VENV)
 
 proto: $(STAMP_GEN)
 
-$(BUF):
+$(BUF): | system-deps
 	npm install --silent --no-audit --no-fund --prefix .tools @bufbuild/buf@1.75.0
 
 run: $(STAMP_GEN) system-deps
