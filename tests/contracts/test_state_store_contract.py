@@ -21,7 +21,6 @@ from sesame.server.domain.model import (
     DeliveryState,
     RequestContext,
     User,
-    UserStatus,
     VerificationAttempt,
     VerifyResult,
 )
@@ -35,6 +34,7 @@ from sesame.server.domain.operation import (
     Payee,
     digest,
 )
+from tests import factories
 from tests.fakes.state_store import MemoryStateStore
 
 Store = MemoryStateStore | RedisStateStore
@@ -71,29 +71,11 @@ def store(request: pytest.FixtureRequest) -> Store:
 
 
 def a_user(**changes: object) -> User:
-    user = User("u-1", "client-1", PHONE, "fr", UserStatus.ACTIVE, NOW - timedelta(days=30))
-    return dataclasses.replace(user, **changes)
+    return factories.a_user(NOW - timedelta(days=30), **changes)
 
 
 def a_challenge(operation: Operation = TRANSFER, **changes: object) -> Challenge:
-    challenge = Challenge(
-        challenge_id="00112233445566778899aabbccddeeff.k1.d6",
-        user_id="u-1",
-        client_id="client-1",
-        operation=operation,
-        nonce=bytes(range(16)),
-        key_version=1,
-        digits=6,
-        phone=PHONE,
-        locale="fr",
-        created_at=NOW,
-        expires_at=NOW + timedelta(minutes=5),
-        max_attempts=3,
-        attempts=0,
-        status=ChallengeStatus.OPEN,
-        delivery=DeliveryState.PENDING,
-    )
-    return dataclasses.replace(challenge, **changes)
+    return factories.a_challenge(NOW, operation, **changes)
 
 
 def an_attempt(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -11,38 +11,16 @@ import redis
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisStateStore
 from sesame.server.domain.errors import ConfigurationError, StoreUnavailable
-from sesame.server.domain.model import (
-    Challenge,
-    ChallengeStatus,
-    DeliveryState,
-    RequestContext,
-    User,
-    UserStatus,
-)
+from sesame.server.domain.model import RequestContext
 from sesame.server.domain.operation import CreditTransfer, Money, Payee
+from tests.factories import a_challenge, a_user
 
 pytestmark = pytest.mark.integration
 
 NOW = datetime.now(UTC).replace(microsecond=0)
-USER = User("u-1", "client-1", "+33612345678", "fr", UserStatus.ACTIVE, NOW)
-CHALLENGE = Challenge(
-    challenge_id="0a0b.k1.d6",
-    user_id="u-1",
-    client_id="client-1",
-    operation=CreditTransfer(
-        Money("EUR", 125000), Payee("Jean DUPONT", "FR7630006000011234567890189"), "tx-1"
-    ),
-    nonce=b"\x0a\x0b",
-    key_version=1,
-    digits=6,
-    phone="+33612345678",
-    locale="fr",
-    created_at=NOW,
-    expires_at=NOW + timedelta(minutes=5),
-    max_attempts=3,
-    attempts=0,
-    status=ChallengeStatus.OPEN,
-    delivery=DeliveryState.PENDING,
+USER = a_user(NOW)
+CHALLENGE = a_challenge(
+    NOW, CreditTransfer(Money("EUR", 125000), Payee("Jean DUPONT", "FR7630006000011234567890189"), "tx-1")
 )
 
 

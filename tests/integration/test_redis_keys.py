@@ -12,54 +12,23 @@ from redis.crc import key_slot
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisStateStore
 from sesame.server.domain.errors import StoreUnavailable
-from sesame.server.domain.model import (
-    Challenge,
-    ChallengeStatus,
-    DeliveryState,
-    RequestContext,
-    User,
-    UserStatus,
-)
-from sesame.server.domain.operation import Login
+from sesame.server.domain.model import RequestContext
+from tests.factories import a_challenge, a_user
 
 pytestmark = pytest.mark.integration
 
-CHALLENGE_ID = "00ff.k1.d6"
-
-
-def _user(now: datetime) -> User:
-    return User("u-1", "client-1", "+33612345678", "fr", UserStatus.ACTIVE, now)
-
-
-def _challenge(now: datetime) -> Challenge:
-    return Challenge(
-        challenge_id=CHALLENGE_ID,
-        user_id="u-1",
-        client_id="client-1",
-        operation=Login(),
-        nonce=b"\x00\xff",
-        key_version=1,
-        digits=6,
-        phone="+33612345678",
-        locale="fr",
-        created_at=now,
-        expires_at=now + timedelta(minutes=5),
-        max_attempts=3,
-        attempts=0,
-        status=ChallengeStatus.OPEN,
-        delivery=DeliveryState.PENDING,
-    )
+CHALLENGE_ID = a_challenge(datetime.now(UTC)).challenge_id
 
 
 async def test_keys_carry_the_hash_tag_of_their_aggregate(redis_client: aioredis.Redis):
     """Users, challenges and their journals live under {u:<id>} and {ch:<id>} hash tags."""
     store = RedisStateStore(redis_client, prefix="bank")
     now = datetime.now(UTC)
-    await store.register_user(_user(now))
-    await store.open_challenge(_challenge(now), RequestContext())
+    await store.register_user(a_user(now))
+    await store.open_challenge(a_challenge(now), RequestContext())
     assert sorted(await redis_client.keys("*")) == [
-        b"bank:{ch:00ff.k1.d6}:challenge",
-        b"bank:{ch:00ff.k1.d6}:journal",
+        b"bank:{ch:000102030405060708090a0b0c0d0e0f.k1.d6}:challenge",
+        b"bank:{ch:000102030405060708090a0b0c0d0e0f.k1.d6}:journal",
         b"bank:{u:u-1}:journal",
         b"bank:{u:u-1}:user",
     ]
@@ -80,7 +49,7 @@ def test_an_aggregate_and_its_journal_share_a_cluster_slot(redis_client: aioredi
 async def test_challenge_expires_retention_after_its_expiry(redis_client: aioredis.Redis):
     """The challenge hash is purged at expiry plus retention, an absolute time from the challenge itself."""
     store = RedisStateStore(redis_client, retention=timedelta(hours=2))
-    challenge = _challenge(datetime.now(UTC))
+    challenge = a_challenge(datetime.now(UTC))
     await store.open_challenge(challenge, RequestContext())
     expire_ms = await redis_client.pexpiretime(store.challenge_key(CHALLENGE_ID))
     purge_at = challenge.expires_at + timedelta(hours=2)
@@ -91,8 +60,8 @@ async def test_registry_and_journals_do_not_expire(redis_client: aioredis.Redis)
     """The user hash and both journal streams carry no TTL."""
     store = RedisStateStore(redis_client)
     now = datetime.now(UTC)
-    await store.register_user(_user(now))
-    await store.open_challenge(_challenge(now), RequestContext())
+    await store.register_user(a_user(now))
+    await store.open_challenge(a_challenge(now), RequestContext())
     keys = [store.user_key("u-1"), store.user_journal_key("u-1"), store.challenge_journal_key(CHALLENGE_ID)]
     assert [await redis_client.ttl(key) for key in keys] == [-1, -1, -1]
 
@@ -102,13 +71,13 @@ async def test_stopped_redis_raises_store_unavailable(tmp_path: Path):
     server = EmbeddedRedis(tmp_path / "gone")
     server.start()
     store = RedisStateStore.from_url(server.url, timeout=0.5)
-    await store.register_user(_user(datetime.now(UTC)))
+    await store.register_user(a_user(datetime.now(UTC)))
     server.stop()
     try:
         with pytest.raises(StoreUnavailable):
             await store.get_user("u-1")
         with pytest.raises(StoreUnavailable):
-            await store.open_challenge(_challenge(datetime.now(UTC)), RequestContext())
+            await store.open_challenge(a_challenge(datetime.now(UTC)), RequestContext())
     finally:
         await store.close()
 

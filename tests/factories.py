@@ -1,0 +1,40 @@
+"""Users and challenges as the tests build them, in one place."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta
+
+from sesame.server.domain.model import Challenge, ChallengeStatus, DeliveryState, User, UserStatus
+from sesame.server.domain.operation import Login, Operation
+
+PHONE = "+33612345678"
+
+
+def a_user(now: datetime, **changes: object) -> User:
+    """An active user `u-1` of `client-1`, enrolled at `now`."""
+    return dataclasses.replace(User("u-1", "client-1", PHONE, "fr", UserStatus.ACTIVE, now), **changes)
+
+
+def a_challenge(
+    now: datetime, operation: Operation | None = None, nonce: bytes = bytes(range(16)), **changes: object
+) -> Challenge:
+    """An OPEN 6-digit challenge of `u-1`, opened at `now`, valid five minutes, id derived from `nonce`."""
+    challenge = Challenge(
+        challenge_id=f"{nonce.hex()}.k1.d6",
+        user_id="u-1",
+        client_id="client-1",
+        operation=operation or Login(),
+        nonce=nonce,
+        key_version=1,
+        digits=6,
+        phone=PHONE,
+        locale="fr",
+        created_at=now,
+        expires_at=now + timedelta(minutes=5),
+        max_attempts=3,
+        attempts=0,
+        status=ChallengeStatus.OPEN,
+        delivery=DeliveryState.PENDING,
+    )
+    return dataclasses.replace(challenge, **changes)
