@@ -33,6 +33,7 @@ from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.api.v1 import operation_pb2 as op_pb
+from sesame.server.grpc.demo import code_in
 
 ECHO_METHOD = "/bench.Echo/Echo"
 OPERATION = op_pb.Operation(
@@ -106,7 +107,7 @@ class SmsTail:
         self._offset += len(complete)
         for line in complete.splitlines():
             message = json.loads(line)
-            code = message["text"].split("code ", 1)[1].split(" ", 1)[0]
+            code = code_in(message["text"])
             waiter = self._waiters.pop(message["challenge_id"], None)
             if waiter is not None and not waiter.done():
                 waiter.set_result(code)

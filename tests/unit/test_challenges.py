@@ -32,6 +32,7 @@ from sesame.server.domain.model import (
     VerifyResult,
 )
 from sesame.server.domain.operation import CreditTransfer, Login, Money, Payee, digest
+from sesame.server.grpc.demo import code_in
 from tests.fakes.clock import FixedClock
 from tests.fakes.keystore import FakeKeyStore
 from tests.fakes.sms import RecordingSmsGateway
@@ -65,7 +66,7 @@ class World:
         return user.user_id
 
     def last_code(self) -> str:
-        return self.sms.sent[-1].text.split("code ", 1)[1].split(" ", 1)[0]
+        return code_in(self.sms.sent[-1].text)
 
     async def verify(
         self, challenge_id: str, code: str, operation: CreditTransfer | Login = TRANSFER

@@ -29,6 +29,11 @@ def _transfer(amount_minor: int) -> op_pb.Operation:
     )
 
 
+def code_in(text: str) -> str:
+    """The code of an SMS rendered by Sésame (`<bank>: code 123456 ...`), as the end user reads it."""
+    return text.split("code ", 1)[1].split(" ", 1)[0]
+
+
 def find_sms(sms_file: Path, challenge_id: str) -> tuple[str, str] | None:
     """The (text, code) of the console SMS for `challenge_id`, if it was written yet."""
     if not sms_file.exists():
@@ -37,7 +42,7 @@ def find_sms(sms_file: Path, challenge_id: str) -> tuple[str, str] | None:
         message = json.loads(line)
         if message["challenge_id"] == challenge_id:
             text: str = message["text"]
-            return text, text.split("code ", 1)[1].split(" ", 1)[0]
+            return text, code_in(text)
     return None
 
 
