@@ -36,5 +36,9 @@ def a_challenge(
         attempts=0,
         status=ChallengeStatus.OPEN,
         delivery=DeliveryState.PENDING,
+        max_resends=3,
+        resend_spacing=timedelta(seconds=30),
+        resends=0,
+        last_sent_at=now,
     )
     return dataclasses.replace(challenge, **changes)

@@ -12,6 +12,7 @@ from sesame.server.domain.errors import (
     ChallengeAlreadyExists,
     ChallengeClosed,
     ChallengeNotFound,
+    ResendRefused,
     UserAlreadyExists,
     UserNotFound,
 )
@@ -342,6 +343,77 @@ class TestCancel:
         assert [(e["event"], e["outcome"]) for e in entries] == [
             ("challenge.cancel", "cancelled"),
             ("challenge.cancel", "refused"),
+        ]
+
+
+class TestResend:
+    async def test_resend_after_the_spacing_is_taken(self, store):
+        """At the spacing's end a resend is taken: one more resend, sent now, attempts untouched."""
+        challenge = await opened(store, attempts=0)
+        at = challenge.next_send_at
+        taken = await store.record_resend(challenge.challenge_id, at, CONTEXT)
+        assert taken == dataclasses.replace(challenge, resends=1, last_sent_at=at)
+        assert await store.get_challenge(challenge.challenge_id) == taken
+
+    async def test_resend_too_soon_says_how_long_to_wait(self, store):
+        """One millisecond before the spacing's end the resend is refused with a 1 ms wait."""
+        challenge = await opened(store)
+        with pytest.raises(ResendRefused) as caught:
+            await store.record_resend(
+                challenge.challenge_id, challenge.next_send_at - timedelta(milliseconds=1), CONTEXT
+            )
+        assert caught.value.retry_after == timedelta(milliseconds=1)
+        assert await store.get_challenge(challenge.challenge_id) == challenge
+
+    async def test_no_resend_left_is_refused_without_a_wait(self, store):
+        """When every resend was spent the refusal carries no wait."""
+        challenge = await opened(store, max_resends=1)
+        await store.record_resend(challenge.challenge_id, challenge.next_send_at, CONTEXT)
+        with pytest.raises(ResendRefused) as caught:
+            await store.record_resend(
+                challenge.challenge_id, challenge.expires_at - timedelta(seconds=1), CONTEXT
+            )
+        assert caught.value.retry_after is None
+
+    async def test_resend_keeps_the_attempts_spent(self, store):
+        """A resend after a wrong code leaves the attempt counted (NIST: no reset by a new send)."""
+        challenge = await opened(store)
+        await store.record_verification(an_attempt(challenge, code_matches=False))
+        taken = await store.record_resend(challenge.challenge_id, challenge.next_send_at, CONTEXT)
+        assert (taken.attempts, taken.attempts_left) == (1, 2)
+
+    @pytest.mark.parametrize("closing", ["verify", "cancel", "expire"])
+    async def test_closed_challenge_is_not_resent(self, store, closing):
+        """A verified, cancelled or expired challenge refuses a resend with ChallengeClosed."""
+        challenge = await opened(store)
+        at = challenge.next_send_at
+        if closing == "verify":
+            await store.record_verification(an_attempt(challenge, code_matches=True))
+        elif closing == "cancel":
+            await store.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
+        else:
+            at = challenge.expires_at
+        with pytest.raises(ChallengeClosed):
+            await store.record_resend(challenge.challenge_id, at, CONTEXT)
+
+    async def test_unknown_challenge_is_not_found(self, store):
+        """A resend of a challenge never opened raises ChallengeNotFound."""
+        with pytest.raises(ChallengeNotFound):
+            await store.record_resend("ffff.k1.d6", NOW, CONTEXT)
+
+    async def test_resends_and_refusals_are_journaled(self, store):
+        """Each resend call appends a challenge.resend entry with its outcome, count and context."""
+        challenge = await opened(store, max_resends=1)
+        with pytest.raises(ResendRefused):
+            await store.record_resend(challenge.challenge_id, NOW, CONTEXT)
+        await store.record_resend(challenge.challenge_id, challenge.next_send_at, CONTEXT)
+        with pytest.raises(ResendRefused):
+            await store.record_resend(challenge.challenge_id, challenge.next_send_at, CONTEXT)
+        entries = (await store.challenge_journal(challenge.challenge_id))[1:]
+        assert [(e["event"], e["outcome"], e["resends"], e["session_id"]) for e in entries] == [
+            ("challenge.resend", "too_soon", "0", "sess-1"),
+            ("challenge.resend", "resent", "1", "sess-1"),
+            ("challenge.resend", "exhausted", "1", "sess-1"),
         ]
 
 

@@ -32,14 +32,20 @@ class Live:
 
 
 @pytest.fixture
-async def live(redis_store: RedisStateStore, keystore: Pkcs11KeyStore, tmp_path: Path) -> AsyncIterator[Live]:
+def policy() -> ChallengePolicy:
+    """The server's challenge limits: the defaults, unless a test parametrizes `policy`."""
+    return ChallengePolicy()
+
+
+@pytest.fixture
+async def live(
+    redis_store: RedisStateStore, keystore: Pkcs11KeyStore, tmp_path: Path, policy: ChallengePolicy
+) -> AsyncIterator[Live]:
     """Start the server on a free loopback port, with a fresh Redis database and SMS file."""
     clock = SystemClock()
     sms_file = tmp_path / "sms.jsonl"
     sms = ConsoleSmsGateway(sms_file, clock, "development")
-    challenges = ChallengeFlows(
-        keys=keystore, store=redis_store, sms=sms, clock=clock, policy=ChallengePolicy()
-    )
+    challenges = ChallengeFlows(keys=keystore, store=redis_store, sms=sms, clock=clock, policy=policy)
     server = await GrpcServer.start(
         "127.0.0.1:0",
         challenges=challenges,

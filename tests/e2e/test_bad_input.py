@@ -107,6 +107,21 @@ async def test_every_bad_field_is_reported_at_once(live: Live) -> None:
     }
 
 
+async def test_status_message_names_the_bad_fields_for_clients_without_rich_errors(live: Live) -> None:
+    """The plain status message lists each bad field with its reason, and never echoes the value sent."""
+    request = auth_pb.StartChallengeRequest(
+        user_id="alice", operation=_transfer(iban="FR7630006000011234567890188", name="Q" * 71)
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await live.auth.StartChallenge(request)
+    message = caught.value.details() or ""
+    assert message.startswith("invalid request: ")
+    assert "operation.credit_transfer.payee.iban: is not a valid IBAN" in message
+    assert "operation.credit_transfer.payee.name: must be at most 70 characters" in message
+    assert "Q" * 71 not in message
+    assert "FR7630006000011234567890188" not in message
+
+
 @pytest.mark.parametrize(
     ("code", "field"),
     [("12345", "code"), ("1234567", "code"), ("12a456", "code"), ("", "code"), ("9" * 300, "code")],

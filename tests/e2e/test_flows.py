@@ -5,17 +5,27 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from datetime import timedelta
 
 import grpc
 import pytest
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import operation_pb2 as op_pb
+from sesame.server.domain.challenges import ChallengePolicy
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import CONTEXT, PHONE, enrolled, started, transfer, verify, wrong
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+
+def rich_details(error: grpc.aio.AioRpcError) -> list[any_pb2.Any]:
+    """The google.rpc details an error carries in its trailing metadata."""
+    raw = dict(error.trailing_metadata() or ())["grpc-status-details-bin"]
+    return list(status_pb2.Status.FromString(raw).details)
 
 
 async def test_right_code_verifies_once(live: Live) -> None:
@@ -93,15 +103,48 @@ async def test_cancel_twice_is_failed_precondition(live: Live) -> None:
     assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
 
 
+@pytest.mark.parametrize("policy", [ChallengePolicy(resend_spacing=timedelta(0))])
 async def test_resend_sends_the_same_code(live: Live) -> None:
     """A resend delivers the very same code and resets no attempt counter."""
     challenge_id, code = await started(live, await enrolled(live))
     await verify(live, challenge_id, wrong(code))
-    await live.auth.ResendChallenge(auth_pb.ResendChallengeRequest(challenge_id=challenge_id))
+    resent = await live.auth.ResendChallenge(
+        auth_pb.ResendChallengeRequest(challenge_id=challenge_id, context=CONTEXT)
+    )
+    assert resent.resends_left == 2
     texts = [json.loads(line)["text"] for line in live.sms_file.read_text().splitlines()]
     assert len(texts) == 2
     assert f"code {code} " in texts[1]
     assert (await verify(live, challenge_id, wrong(code))).attempts_left == 1
+
+
+async def test_resend_too_soon_is_resource_exhausted_with_retry_info(live: Live) -> None:
+    """An immediate resend is RESOURCE_EXHAUSTED, says how long to wait, and sends nothing."""
+    challenge_id, _ = await started(live, await enrolled(live))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await live.auth.ResendChallenge(auth_pb.ResendChallengeRequest(challenge_id=challenge_id))
+    assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    details = rich_details(caught.value)
+    retry = error_details_pb2.RetryInfo()
+    assert details[1].Unpack(retry)
+    assert 29 <= retry.retry_delay.seconds <= 30
+    quota = error_details_pb2.QuotaFailure()
+    assert details[0].Unpack(quota)
+    assert quota.violations[0].subject == f"challenge:{challenge_id}"
+    assert len(live.sms_file.read_text().splitlines()) == 1
+
+
+@pytest.mark.parametrize("policy", [ChallengePolicy(max_resends=1, resend_spacing=timedelta(0))])
+async def test_resends_run_out(live: Live) -> None:
+    """Past the last resend the refusal carries no RetryInfo: only a new challenge helps."""
+    challenge_id, _ = await started(live, await enrolled(live))
+    request = auth_pb.ResendChallengeRequest(challenge_id=challenge_id)
+    assert (await live.auth.ResendChallenge(request)).resends_left == 0
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await live.auth.ResendChallenge(request)
+    assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert [detail.TypeName() for detail in rich_details(caught.value)] == ["google.rpc.QuotaFailure"]
+    assert len(live.sms_file.read_text().splitlines()) == 2
 
 
 async def test_login_and_beneficiary_and_change_phone_verify(live: Live) -> None:

@@ -16,6 +16,7 @@ from sesame.server.domain.errors import (
     ChallengeAlreadyExists,
     ChallengeClosed,
     ChallengeNotFound,
+    ResendRefused,
     UserAlreadyExists,
     UserNotFound,
 )
@@ -106,7 +107,10 @@ class MemoryStateStore:
             if self._live(cid) is not None or cid in self._challenge_journals:
                 raise ChallengeAlreadyExists(cid)
             stored = dataclasses.replace(
-                challenge, created_at=_ms(challenge.created_at), expires_at=_ms(challenge.expires_at)
+                challenge,
+                created_at=_ms(challenge.created_at),
+                expires_at=_ms(challenge.expires_at),
+                last_sent_at=_ms(challenge.last_sent_at),
             )
             self._challenges[cid] = stored
             self._append(
@@ -163,6 +167,33 @@ class MemoryStateStore:
             challenge = dataclasses.replace(challenge, status=ChallengeStatus.CANCELLED)
             self._challenges[challenge_id] = challenge
             self._append(challenge, "challenge.cancel", at, "cancelled", _context(context))
+            return challenge
+
+    async def record_resend(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
+        async with self._lock:
+            challenge = self._existing(challenge_id)
+            refusal: ChallengeClosed | ResendRefused | None = None
+            if challenge.status is not ChallengeStatus.OPEN or _ms(at) >= challenge.expires_at:
+                refusal, outcome = ChallengeClosed(challenge_id), "closed"
+            elif challenge.resends_left == 0:
+                refusal, outcome = ResendRefused(challenge_id, None), "exhausted"
+            elif _ms(at) < challenge.next_send_at:
+                refusal, outcome = ResendRefused(challenge_id, challenge.next_send_at - _ms(at)), "too_soon"
+            else:
+                challenge = dataclasses.replace(
+                    challenge, resends=challenge.resends + 1, last_sent_at=_ms(at)
+                )
+                self._challenges[challenge_id] = challenge
+                outcome = "resent"
+            self._append(
+                challenge,
+                "challenge.resend",
+                at,
+                outcome,
+                {**_context(context), "resends": str(challenge.resends)},
+            )
+            if refusal is not None:
+                raise refusal
             return challenge
 
     async def record_delivery(

@@ -20,6 +20,7 @@ from sesame.server.domain.errors import (
     ChallengeNotFound,
     InvalidRequest,
     KeyNotFound,
+    ResendRefused,
     UserNotActive,
     UserNotFound,
 )
@@ -41,6 +42,7 @@ from tests.fakes.state_store import MemoryStateStore
 PHONE = "+33612345678"
 TRANSFER = CreditTransfer(Money("EUR", 125000), Payee("Jean DUPONT", "FR7630006000011234567890189"), "tx-1")
 NO_CONTEXT = RequestContext()
+SPACING = ChallengePolicy().resend_spacing
 
 
 class World:
@@ -78,6 +80,11 @@ class World:
 @pytest.fixture
 async def world() -> World:
     return World()
+
+
+def wrong(code: str) -> str:
+    """A code of the same length that is certainly not `code`."""
+    return str((int(code) + 1) % 10 ** len(code)).zfill(len(code))
 
 
 async def test_start_sends_the_code_to_the_secure_phone(world: World) -> None:
@@ -178,16 +185,53 @@ async def test_gateway_failure_is_recorded_not_raised(world: World) -> None:
     assert challenge.delivery is DeliveryState.FAILED
     assert (await world.store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.FAILED
     world.sms.recover()
-    resent = await world.flows.resend(challenge.challenge_id)
+    world.clock.advance(SPACING)
+    resent = await world.flows.resend(challenge.challenge_id, NO_CONTEXT)
     assert resent.delivery is DeliveryState.SENT
 
 
+async def test_resend_sends_the_same_code_and_resets_no_counter(world: World) -> None:
+    """A resend delivers the very code of the first SMS and leaves the attempts spent as they were."""
+    challenge = await world.flows.start(StartRequest(await world.enrol(), TRANSFER, NO_CONTEXT))
+    first = world.last_code()
+    await world.verify(challenge.challenge_id, wrong(first))
+    world.clock.advance(SPACING)
+    resent = await world.flows.resend(challenge.challenge_id, NO_CONTEXT)
+    assert world.last_code() == first
+    assert resent.attempts == 1
+    assert resent.resends_left == 2
+
+
+async def test_resend_too_soon_is_refused_with_the_wait(world: World) -> None:
+    """Ten seconds after the first send, a resend waits the twenty seconds left and sends nothing."""
+    challenge = await world.flows.start(StartRequest(await world.enrol(), TRANSFER, NO_CONTEXT))
+    world.clock.advance(timedelta(seconds=10))
+    with pytest.raises(ResendRefused) as caught:
+        await world.flows.resend(challenge.challenge_id, NO_CONTEXT)
+    assert caught.value.retry_after == timedelta(seconds=20)
+    assert len(world.sms.sent) == 1
+
+
+async def test_resends_run_out(world: World) -> None:
+    """After the policy's three resends, a fourth is refused for good (no wait helps)."""
+    challenge = await world.flows.start(StartRequest(await world.enrol(), TRANSFER, NO_CONTEXT))
+    for _ in range(3):
+        world.clock.advance(SPACING)
+        await world.flows.resend(challenge.challenge_id, NO_CONTEXT)
+    world.clock.advance(SPACING)
+    with pytest.raises(ResendRefused) as caught:
+        await world.flows.resend(challenge.challenge_id, NO_CONTEXT)
+    assert caught.value.retry_after is None
+    assert len(world.sms.sent) == 4
+
+
 async def test_resend_is_refused_once_closed(world: World) -> None:
-    """A verified or expired challenge is not resent."""
+    """A verified challenge is not resent."""
     challenge = await world.flows.start(StartRequest(await world.enrol(), TRANSFER, NO_CONTEXT))
     await world.verify(challenge.challenge_id, world.last_code())
+    world.clock.advance(SPACING)
     with pytest.raises(ChallengeClosed):
-        await world.flows.resend(challenge.challenge_id)
+        await world.flows.resend(challenge.challenge_id, NO_CONTEXT)
 
 
 async def test_resend_after_expiry_is_refused(world: World) -> None:
@@ -195,8 +239,27 @@ async def test_resend_after_expiry_is_refused(world: World) -> None:
     challenge = await world.flows.start(StartRequest(await world.enrol(), TRANSFER, NO_CONTEXT))
     world.clock.advance(timedelta(minutes=6))
     with pytest.raises(ChallengeClosed):
-        await world.flows.resend(challenge.challenge_id)
+        await world.flows.resend(challenge.challenge_id, NO_CONTEXT)
     assert len(world.sms.sent) == 1
+
+
+async def test_resend_is_journaled_with_the_context(world: World) -> None:
+    """Accepted and refused resends both leave a journal entry carrying the end user's context."""
+    challenge = await world.flows.start(StartRequest(await world.enrol(), TRANSFER, NO_CONTEXT))
+    context = RequestContext(ip="203.0.113.9", session_id="s-2")
+    with pytest.raises(ResendRefused):
+        await world.flows.resend(challenge.challenge_id, context)
+    world.clock.advance(SPACING)
+    await world.flows.resend(challenge.challenge_id, context)
+    resends = [
+        e
+        for e in await world.store.challenge_journal(challenge.challenge_id)
+        if e["event"] == "challenge.resend"
+    ]
+    assert [(e["outcome"], e["ip"], e["session_id"]) for e in resends] == [
+        ("too_soon", "203.0.113.9", "s-2"),
+        ("resent", "203.0.113.9", "s-2"),
+    ]
 
 
 async def test_policy_sets_digits_and_attempts() -> None:

@@ -20,6 +20,7 @@ def test_defaults_run_out_of_the_box() -> None:
     assert settings.policy.digits == 6
     assert settings.policy.lifetime == timedelta(minutes=5)
     assert settings.policy.max_attempts == 3
+    assert (settings.policy.max_resends, settings.policy.resend_spacing) == (3, timedelta(seconds=30))
     assert settings.sms_console_file == Path("var/sms.jsonl")
 
 
@@ -78,3 +79,13 @@ def test_bad_address_is_refused() -> None:
     """host:port is required."""
     with pytest.raises(ConfigurationError):
         Settings.from_env({"SESAME_GRPC_ADDR": "localhost"})
+
+
+def test_resend_limits_are_read_and_bounded() -> None:
+    """Resend count and spacing come from their variables; out-of-range values are refused by name."""
+    settings = Settings.from_env({"SESAME_MAX_RESENDS": "0", "SESAME_RESEND_SPACING_SECONDS": "60"})
+    assert (settings.policy.max_resends, settings.policy.resend_spacing) == (0, timedelta(seconds=60))
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({"SESAME_MAX_RESENDS": "6", "SESAME_RESEND_SPACING_SECONDS": "-1"})
+    assert "SESAME_MAX_RESENDS" in str(caught.value)
+    assert "SESAME_RESEND_SPACING_SECONDS" in str(caught.value)

@@ -98,6 +98,10 @@ def challenge_fields(challenge: Challenge) -> list[Field]:
         "attempts", challenge.attempts,
         "status", challenge.status.value,
         "delivery", challenge.delivery.value,
+        "max_resends", challenge.max_resends,
+        "resend_spacing_ms", challenge.resend_spacing // _MS,
+        "resends", challenge.resends,
+        "last_sent_at", to_ms(challenge.last_sent_at),
     ]  # fmt: skip
 
 
@@ -120,6 +124,10 @@ def challenge_from_hash(raw: Mapping[bytes, bytes]) -> Challenge:
             attempts=int(raw[b"attempts"]),
             status=ChallengeStatus(raw[b"status"].decode()),
             delivery=DeliveryState(raw[b"delivery"].decode()),
+            max_resends=int(raw[b"max_resends"]),
+            resend_spacing=int(raw[b"resend_spacing_ms"]) * _MS,
+            resends=int(raw[b"resends"]),
+            last_sent_at=from_ms(int(raw[b"last_sent_at"])),
         )
     except (KeyError, ValueError, MalformedEncoding) as exc:
         raise CorruptRecord("challenge record") from exc

@@ -24,6 +24,7 @@ from sesame.server.domain.errors import (
     ChallengeAlreadyExists,
     ChallengeClosed,
     ChallengeNotFound,
+    ResendRefused,
     StoreUnavailable,
     UserAlreadyExists,
     UserNotFound,
@@ -45,6 +46,7 @@ _SCRIPTS: Final = (
     "open_challenge",
     "record_verification",
     "cancel_challenge",
+    "record_resend",
     "record_delivery",
 )
 
@@ -189,6 +191,22 @@ class RedisStateStore:
             raise ChallengeNotFound(challenge_id)
         if reply[0] == b"closed":
             raise ChallengeClosed(challenge_id)
+        return _challenge(rec.pairs(reply[1]))
+
+    async def record_resend(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
+        """Take one resend atomically (see the port). ChallengeNotFound, ChallengeClosed, ResendRefused."""
+        head = rec.challenge_event("challenge.resend", challenge_id, at)
+        args = [rec.to_ms(at), *head, *rec.context_fields(context)]
+        reply = await self._run("record_resend", self._challenge_keys(challenge_id), args)
+        match reply[0]:
+            case b"not_found":
+                raise ChallengeNotFound(challenge_id)
+            case b"closed":
+                raise ChallengeClosed(challenge_id)
+            case b"exhausted":
+                raise ResendRefused(challenge_id, None)
+            case b"too_soon":
+                raise ResendRefused(challenge_id, timedelta(milliseconds=int(reply[1])))
         return _challenge(rec.pairs(reply[1]))
 
     async def record_delivery(

@@ -53,6 +53,8 @@ class Settings:
                 digits=reader.integer("SESAME_CODE_DIGITS", 6, 6, 8),
                 lifetime=timedelta(seconds=reader.integer("SESAME_CODE_TTL_SECONDS", 300, 30, 600)),
                 max_attempts=reader.integer("SESAME_MAX_ATTEMPTS", 3, 1, 5),
+                max_resends=reader.integer("SESAME_MAX_RESENDS", 3, 0, 5),
+                resend_spacing=timedelta(seconds=reader.integer("SESAME_RESEND_SPACING_SECONDS", 30, 0, 300)),
                 bank_name=reader.text("SESAME_BANK_NAME", "MaBanque"),
             ),
             retention=timedelta(

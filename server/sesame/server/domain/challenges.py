@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 from sesame.server.domain import codes, sms_text, validation
 from sesame.server.domain.errors import (
     ChallengeAlreadyExists,
-    ChallengeClosed,
     ChallengeNotFound,
     DeliveryFailed,
     FieldViolation,
@@ -44,6 +43,8 @@ class ChallengePolicy:
     digits: int = 6
     lifetime: timedelta = timedelta(minutes=5)
     max_attempts: int = 3
+    max_resends: int = 3
+    resend_spacing: timedelta = timedelta(seconds=30)
     bank_name: str = "MaBanque"
 
 
@@ -139,6 +140,10 @@ class ChallengeFlows:
             attempts=0,
             status=ChallengeStatus.OPEN,
             delivery=DeliveryState.PENDING,
+            max_resends=self._policy.max_resends,
+            resend_spacing=self._policy.resend_spacing,
+            resends=0,
+            last_sent_at=now,
         )
         try:
             await self._store.open_challenge(challenge, request.context)
@@ -188,11 +193,14 @@ class ChallengeFlows:
         # The store counts the attempt, checks expiry and consumes, in one atomic step.
         return await self._store.record_verification(attempt)
 
-    async def resend(self, challenge_id: str) -> Challenge:
-        """Send the same code again; no counter is reset."""
-        challenge = await self.get(challenge_id)
-        if challenge.status is not ChallengeStatus.OPEN or challenge.is_expired(self._clock.now()):
-            raise ChallengeClosed(challenge_id)
+    async def resend(self, challenge_id: str, context: RequestContext) -> Challenge:
+        """Send the same code again, within the challenge's resend count and spacing; no counter is reset.
+
+        The resend is taken (atomically, journaled) before the SMS goes: a failed send still spends it,
+        so that nobody can pump SMS through a failing gateway.
+        """
+        _parse_ref(challenge_id)
+        challenge = await self._store.record_resend(challenge_id, self._clock.now(), context)
         return await self._send(challenge)
 
     async def cancel(self, challenge_id: str, context: RequestContext) -> Challenge:

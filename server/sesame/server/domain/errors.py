@@ -8,6 +8,7 @@ material or a full phone number.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 
 class SesameError(Exception):
@@ -56,6 +57,17 @@ class UserNotActive(SesameError):
 
 class ChallengeClosed(SesameError):
     """The challenge can no longer be acted upon (verified, voided, locked, cancelled or expired)."""
+
+
+class ResendRefused(SesameError):
+    """The code may not be sent again now: too soon after the last send, or no resend is left.
+
+    `retry_after` is how long to wait, or None when no resend is left (a new challenge is needed).
+    """
+
+    def __init__(self, challenge_id: str, retry_after: timedelta | None) -> None:
+        super().__init__(challenge_id)
+        self.retry_after = retry_after
 
 
 class KeyNotFound(SesameError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sesame.server.domain.operation import Operation, digest
 
@@ -101,6 +101,10 @@ class Challenge:
     attempts: int
     status: ChallengeStatus
     delivery: DeliveryState
+    max_resends: int  # how many times the same code may be sent again
+    resend_spacing: timedelta  # the least time between two sends of the code
+    resends: int  # how many resends were accepted so far
+    last_sent_at: datetime  # when the code was last (re)sent: the opening, then each accepted resend
 
     @property
     def op_digest(self) -> bytes:
@@ -111,6 +115,16 @@ class Challenge:
     def attempts_left(self) -> int:
         """How many more codes may be submitted."""
         return max(self.max_attempts - self.attempts, 0)
+
+    @property
+    def resends_left(self) -> int:
+        """How many more times the code may be sent again."""
+        return max(self.max_resends - self.resends, 0)
+
+    @property
+    def next_send_at(self) -> datetime:
+        """The earliest instant at which a resend is accepted (if any is left)."""
+        return self.last_sent_at + self.resend_spacing
 
     def is_expired(self, now: datetime) -> bool:
         """Whether the validity window has closed at `now`."""

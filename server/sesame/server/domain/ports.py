@@ -1,7 +1,7 @@
 """The ports: what the flows need from the outside world, and nothing else.
 
 Each port has a real adapter (`sesame.hsm`, `sesame.clients`) and a fake for unit tests
-(`tests/fakes.py`); one contract suite per port runs against both so that fakes cannot drift.
+(`tests/fakes/`); one contract suite per port runs against both so that fakes cannot drift.
 Verbs say the effect. Missing things raise typed errors (`sesame.server.domain.errors`), never None.
 """
 
@@ -84,6 +84,15 @@ class StateStore(Protocol):
 
     async def cancel_challenge(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
         """Void an OPEN challenge on the caller's request. ChallengeNotFound, ChallengeClosed."""
+        ...
+
+    async def record_resend(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
+        """Take one of the challenge's resends at `at`, atomically, and return the challenge.
+
+        Refused, and journaled as refused, when the challenge is not OPEN or has expired (ChallengeClosed),
+        when no resend is left or the last send is more recent than the challenge's spacing
+        (ResendRefused). No attempt counter changes. ChallengeNotFound.
+        """
         ...
 
     async def record_delivery(

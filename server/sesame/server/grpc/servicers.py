@@ -48,11 +48,13 @@ class AuthenticationServicer(auth_grpc.AuthenticationServiceServicer):
     async def ResendChallenge(  # noqa: N802
         self, request: auth_pb.ResendChallengeRequest, context: Context
     ) -> auth_pb.ResendChallengeResponse:
-        translate.context(request.context)
-        challenge = await self._flows.resend(translate.challenge_id(request.challenge_id))
+        challenge = await self._flows.resend(
+            translate.challenge_id(request.challenge_id), translate.context(request.context)
+        )
         return auth_pb.ResendChallengeResponse(
             delivery_state=translate.delivery_state(challenge.delivery),
             expires_at=translate.timestamp(challenge.expires_at),
+            resends_left=challenge.resends_left,
         )
 
     async def CancelChallenge(  # noqa: N802

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any, cast
 
 import grpc
@@ -23,6 +25,7 @@ _TABLE: tuple[tuple[type[errors.SesameError], grpc.StatusCode, str], ...] = (
     (errors.UserAlreadyExists, grpc.StatusCode.ALREADY_EXISTS, "user already enrolled differently"),
     (errors.UserNotActive, grpc.StatusCode.FAILED_PRECONDITION, "user is not active"),
     (errors.ChallengeClosed, grpc.StatusCode.FAILED_PRECONDITION, "challenge is closed"),
+    (errors.ResendRefused, grpc.StatusCode.RESOURCE_EXHAUSTED, "resend refused"),
     (errors.HsmUnavailable, grpc.StatusCode.UNAVAILABLE, "key store unavailable, retry later"),
     (errors.StoreUnavailable, grpc.StatusCode.UNAVAILABLE, "state store unavailable, retry later"),
     (errors.DeliveryFailed, grpc.StatusCode.UNAVAILABLE, "SMS gateway unavailable, retry later"),
@@ -37,8 +40,30 @@ def to_status(error: errors.SesameError) -> status_pb2.Status:
     """The rich status for a domain error; the message names the class of problem, never a secret."""
     for kind, code, message in _TABLE:
         if isinstance(error, kind):
-            return status_pb2.Status(code=code.value[0], message=message, details=_details(error, code))
+            return status_pb2.Status(
+                code=code.value[0], message=_message(message, error), details=_details(error, code)
+            )
     return status_pb2.Status(code=code_pb2.INTERNAL, message="internal error")
+
+
+def _message(summary: str, error: errors.SesameError) -> str:
+    """The summary, with the reasons a caller can act on when the details are not read.
+
+    Field reasons and resend limits are ours and never echo a value the caller sent, so they are safe to
+    show; other errors keep the bare summary.
+    """
+    if isinstance(error, errors.InvalidRequest):
+        return f"{summary}: {error}"
+    if isinstance(error, errors.ResendRefused):
+        if error.retry_after is None:
+            return f"{summary}: no resend left for this challenge; start a new one"
+        return f"{summary}: too soon after the last send; retry in {_seconds(error.retry_after)} s"
+    return summary
+
+
+def _seconds(delay: timedelta) -> int:
+    """Whole seconds, rounded up: waiting the advertised time is always enough."""
+    return math.ceil(delay.total_seconds())
 
 
 def _details(error: errors.SesameError, code: grpc.StatusCode) -> list[any_pb2.Any]:
@@ -61,13 +86,32 @@ def _details(error: errors.SesameError, code: grpc.StatusCode) -> list[any_pb2.A
                 )
             ]
         )
+    elif isinstance(error, errors.ResendRefused):
+        return _resend_details(error)
     elif code is grpc.StatusCode.UNAVAILABLE:
         detail = error_details_pb2.RetryInfo(retry_delay=_RETRY_DELAY)
     else:
         return []
+    return [_packed(detail)]
+
+
+def _resend_details(error: errors.ResendRefused) -> list[any_pb2.Any]:
+    reason = "no resend left" if error.retry_after is None else "too soon after the last send"
+    quota = error_details_pb2.QuotaFailure(
+        violations=[
+            error_details_pb2.QuotaFailure.Violation(subject=f"challenge:{error}", description=reason)
+        ]
+    )
+    if error.retry_after is None:
+        return [_packed(quota)]
+    wait = duration_pb2.Duration(seconds=_seconds(error.retry_after))
+    return [_packed(quota), _packed(error_details_pb2.RetryInfo(retry_delay=wait))]
+
+
+def _packed(detail: Any) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(detail)
-    return [packed]
+    return packed
 
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]

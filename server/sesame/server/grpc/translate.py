@@ -250,6 +250,7 @@ def challenge(value: Challenge, now: datetime) -> auth_pb.Challenge:
         created_at=timestamp(value.created_at),
         expires_at=timestamp(value.expires_at),
         attempts_left=value.attempts_left,
+        resends_left=value.resends_left,
     )
 
 
