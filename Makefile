@@ -11,26 +11,33 @@ STAMP_GEN := gen/.generated
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BUF := .tools/node_modules/.bin/buf
 
-.PHONY: help run test system-deps proto lint typecheck archlint bench wheel clean
+.PHONY: help run test system-deps python-deps server-deps node-deps proto lint typecheck archlint bench wheel clean
 
 help:
 	@echo "make run    start Sésame on 127.0.0.1:50051 with embedded defaults (Redis child, SoftHSM token under var/)"
 	@echo "make test   install what is missing, then lint, type-check and run every test"
 	@echo "make bench  run the load generator against a real server (not part of make test)"
 
-## Machine packages: installed only when missing, so a prepared machine does no network work.
-system-deps:
+## Machine packages: installed only when missing, so a prepared machine does no network work. Each target
+## asks only for what its own step needs: building the wheel (the Docker build stage) needs no SoftHSM,
+## Redis or npm.
+APT_INSTALL = $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq
+
+python-deps:
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { echo "installing: python3-venv"; $(APT_INSTALL) python3-venv; }
+
+server-deps:
 	@missing=""; \
 	command -v softhsm2-util >/dev/null || missing="$$missing softhsm2"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
-	command -v npm >/dev/null || missing="$$missing npm"; \
-	$(PYTHON) -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
-	fi
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; $(APT_INSTALL) $$missing; fi
 
-$(STAMP_VENV): pyproject.toml | system-deps
+node-deps:
+	@command -v npm >/dev/null || { echo "installing: npm"; $(APT_INSTALL) npm; }
+
+system-deps: python-deps server-deps node-deps
+
+$(STAMP_VENV): pyproject.toml | python-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
@@ -44,10 +51,10 @@ $(STAMP_GEN): $(PROTOS) $(STAMP_VENV)
 
 proto: $(STAMP_GEN)
 
-$(BUF): | system-deps
+$(BUF): | node-deps
 	npm install --silent --no-audit --no-fund --prefix .tools @bufbuild/buf@1.75.0
 
-run: $(STAMP_GEN) system-deps
+run: $(STAMP_GEN) server-deps
 	$(BIN)/sesame serve
 
 lint: $(STAMP_GEN) $(BUF)
@@ -61,7 +68,7 @@ typecheck: $(STAMP_GEN)
 archlint: $(STAMP_GEN)
 	$(BIN)/lint-imports
 
-test: lint typecheck archlint
+test: server-deps lint typecheck archlint
 	$(BIN)/pytest
 
 wheel: $(STAMP_GEN)

@@ -63,6 +63,31 @@ def test_payee_name_refuses_empty_oversized_and_control(value: str) -> None:
         validation.payee_name(value)
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "http://x.io",
+        "HTTPS://EVIL",
+        "www.ma-banque-secure",
+        "help@bank.example",
+        "ma-banque-secure.com",
+        "bnp.FR",
+    ],
+)
+def test_payee_name_refuses_links(value: str) -> None:
+    """Anything a phone would turn into a link is refused, since the name is printed in the SMS."""
+    with pytest.raises(ValueError, match="address"):
+        validation.payee_name(value)
+
+
+@pytest.mark.parametrize(
+    "value", ["S.A.R.L. Dupont & Fils", "J. Dupont", "Zoé O'Neil-Durand", "SCI 12.5 Rue"]
+)
+def test_payee_name_keeps_ordinary_names(value: str) -> None:
+    """Initials, company forms, apostrophes and numbers are not mistaken for links."""
+    assert validation.payee_name(value) == value
+
+
 @pytest.mark.parametrize("value", ["", "a" * 129, "has space", "é"])
 def test_identifier_alphabet_and_length(value: str) -> None:
     """Ids are 1 to 128 characters of a safe alphabet."""

@@ -21,6 +21,10 @@ MAX_CONTEXT_FIELD = 256
 MAX_REQUEST_ID = 128
 MAX_AMOUNT_MINOR = 10**15  # ten trillion euros: a bound against overflow, far above any real transfer
 LOCALES = ("fr", "en")
+# What a phone turns into a link: a scheme, "www.", an e-mail address, or a host name such as
+# "secure-bank.com". The payee name is printed in the SMS, and an SMS from the bank never carries a link
+# (REQUIREMENTS.md, "SMS content"): a caller-supplied name must not smuggle one in.
+_LINK = re.compile(r"://|\bwww\.|@|\b[a-z0-9-]{2,}\.[a-z]{2,6}\b", re.IGNORECASE)
 _MOBILE_TYPES = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
 
 
@@ -83,6 +87,8 @@ def payee_name(value: str) -> str:
         raise ValueError(f"must be at most {MAX_PAYEE_NAME} characters")
     if not normalised.isprintable():
         raise ValueError("must not contain control characters")
+    if _LINK.search(normalised):
+        raise ValueError("must not contain a web or e-mail address (it is printed in the SMS)")
     return normalised
 
 
