@@ -118,6 +118,19 @@ class ChangePhone:
 Operation = Login | CreditTransfer | AddBeneficiary | ChangePhone
 
 
+def kind(operation: Operation) -> OperationType:
+    """The type of an operation, as its encoding names it."""
+    match operation:
+        case Login():
+            return OperationType.LOGIN
+        case CreditTransfer():
+            return OperationType.CREDIT_TRANSFER
+        case AddBeneficiary():
+            return OperationType.ADD_BENEFICIARY
+        case ChangePhone():
+            return OperationType.CHANGE_PHONE
+
+
 def digest(operation: Operation) -> bytes:
     """SHA-256 of the canonical encoding: what the code is bound to."""
     return hashlib.sha256(operation.encode()).digest()

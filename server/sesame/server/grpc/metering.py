@@ -1,0 +1,59 @@
+"""The interceptor that counts and times every call by method and status code."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+import grpc
+
+from sesame.server.metrics import Metrics
+
+Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Outermost interceptor: it sees the status the error interceptor chose, including aborts."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        return grpc.unary_unary_rpc_method_handler(
+            self._metered(cast("Behavior", handler.unary_unary), handler_call_details.method),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _metered(self, behavior: Behavior, method: str) -> Behavior:
+        # Only our own methods, health and reflection reach here: the method label stays bounded.
+        name = method.rsplit("/", 1)[-1]
+
+        async def metered(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            start = time.perf_counter()
+            code = grpc.StatusCode.UNKNOWN
+            try:
+                response = await behavior(request, context)
+                code = context.code() or grpc.StatusCode.OK
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except BaseException:
+                code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            else:
+                return response
+            finally:
+                self._metrics.rpc_requests.labels(name, code.name).inc()
+                self._metrics.rpc_seconds.labels(name).observe(time.perf_counter() - start)
+
+        return metered

@@ -1,0 +1,257 @@
+"""Prometheus metrics: what the service does, never for whom.
+
+Labels name RPC methods, status codes, outcomes, operation types, dependencies and gateways: never a user, a
+phone number, a challenge id or a code. Cardinality stays bounded and a scrape leaks nothing (DESIGN §9).
+
+The flows stay pure: the composition root wraps each adapter in a metered one that times the call and counts
+its outcome, and the gRPC layer counts calls by status code (`sesame.server.grpc.metering`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable
+from datetime import datetime
+from typing import TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+from sesame.server.domain.errors import (
+    ChallengeClosed,
+    ConfigurationError,
+    DeliveryFailed,
+    HsmUnavailable,
+    ResendRefused,
+    StoreUnavailable,
+)
+from sesame.server.domain.model import (
+    Challenge,
+    DeliveryState,
+    KeyRef,
+    MacAlgorithm,
+    RequestContext,
+    SentSms,
+    SmsMessage,
+    User,
+    VerificationAttempt,
+    VerificationOutcome,
+)
+from sesame.server.domain.operation import kind
+from sesame.server.domain.ports import KeyStore, SmsGateway, StateStore
+
+T = TypeVar("T")
+
+# From a fast HSM call (tens of µs) to a slow SMS gateway (seconds).
+_LATENCY_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+)
+
+
+class Metrics:
+    """Every metric of one running service, in its own registry (so tests can run several servers)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.rpc_requests = Counter(
+            "sesame_rpc_requests",
+            "gRPC calls answered, by method and status code.",
+            ["method", "code"],
+            registry=self.registry,
+        )
+        self.rpc_seconds = Histogram(
+            "sesame_rpc_duration_seconds",
+            "Time to answer a gRPC call, by method.",
+            ["method"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.dependency_seconds = Histogram(
+            "sesame_dependency_duration_seconds",
+            "Time spent in one call to a dependency (hsm, store, sms), by call.",
+            ["dependency", "call"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.dependency_failures = Counter(
+            "sesame_dependency_failures",
+            "Calls to a dependency that failed because it was unavailable, by call.",
+            ["dependency", "call"],
+            registry=self.registry,
+        )
+        self.challenges_opened = Counter(
+            "sesame_challenges_opened",
+            "Challenges opened, by operation type.",
+            ["operation"],
+            registry=self.registry,
+        )
+        self.verifications = Counter(
+            "sesame_verifications",
+            "Submitted codes, by outcome (verified, wrong_code, locked, operation_mismatch, ...).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.resends = Counter(
+            "sesame_resends",
+            "Resend requests, by outcome (resent, too_soon, exhausted, closed).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.sms = Counter(
+            "sesame_sms",
+            "SMS handed to a gateway, by gateway and outcome (sent, failed).",
+            ["gateway", "outcome"],
+            registry=self.registry,
+        )
+
+    async def timed(self, dependency: str, call: str, awaitable: Awaitable[T]) -> T:
+        """Await a dependency call, observing its duration and counting it if the dependency failed."""
+        start = time.perf_counter()
+        try:
+            return await awaitable
+        except (HsmUnavailable, StoreUnavailable, DeliveryFailed):
+            self.dependency_failures.labels(dependency, call).inc()
+            raise
+        finally:
+            self.dependency_seconds.labels(dependency, call).observe(time.perf_counter() - start)
+
+
+class MeteredKeyStore:
+    """A KeyStore that times every HSM call."""
+
+    def __init__(self, inner: KeyStore, metrics: Metrics) -> None:
+        self._inner = inner
+        self._metrics = metrics
+
+    async def mac(self, key: KeyRef, data: bytes, algorithm: MacAlgorithm) -> bytes:
+        """The inner key store's MAC, timed."""
+        return await self._metrics.timed("hsm", "mac", self._inner.mac(key, data, algorithm))
+
+    async def random(self, n: int) -> bytes:
+        """The inner key store's random bytes, timed."""
+        return await self._metrics.timed("hsm", "random", self._inner.random(n))
+
+    async def current_otp_key(self) -> KeyRef:
+        """The inner key store's current key, timed (mostly a cache hit)."""
+        return await self._metrics.timed("hsm", "current_otp_key", self._inner.current_otp_key())
+
+
+class MeteredStateStore:
+    """A StateStore that times every Redis transition and counts challenges, verifications and resends."""
+
+    def __init__(self, inner: StateStore, metrics: Metrics) -> None:
+        self._inner = inner
+        self._metrics = metrics
+
+    async def register_user(self, user: User) -> User:
+        """Enrol, timed."""
+        return await self._timed("register_user", self._inner.register_user(user))
+
+    async def get_user(self, user_id: str) -> User:
+        """Read a user, timed."""
+        return await self._timed("get_user", self._inner.get_user(user_id))
+
+    async def open_challenge(self, challenge: Challenge, context: RequestContext) -> None:
+        """Open a challenge, timed and counted by operation type."""
+        await self._timed("open_challenge", self._inner.open_challenge(challenge, context))
+        self._metrics.challenges_opened.labels(kind(challenge.operation).name.lower()).inc()
+
+    async def claim_request(self, user_id: str, request_id: str, challenge_id: str, until: datetime) -> str:
+        """Claim an idempotency key, timed."""
+        return await self._timed(
+            "claim_request", self._inner.claim_request(user_id, request_id, challenge_id, until)
+        )
+
+    async def get_challenge(self, challenge_id: str) -> Challenge:
+        """Read a challenge, timed."""
+        return await self._timed("get_challenge", self._inner.get_challenge(challenge_id))
+
+    async def record_verification(self, attempt: VerificationAttempt) -> VerificationOutcome:
+        """Decide an attempt, timed and counted by outcome."""
+        outcome = await self._timed("record_verification", self._inner.record_verification(attempt))
+        self._metrics.verifications.labels(outcome.result.value).inc()
+        return outcome
+
+    async def cancel_challenge(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
+        """Cancel, timed."""
+        return await self._timed("cancel_challenge", self._inner.cancel_challenge(challenge_id, at, context))
+
+    async def record_resend(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
+        """Take a resend, timed and counted by outcome."""
+        try:
+            taken = await self._timed("record_resend", self._inner.record_resend(challenge_id, at, context))
+        except ResendRefused as refused:
+            self._metrics.resends.labels("exhausted" if refused.retry_after is None else "too_soon").inc()
+            raise
+        except ChallengeClosed:
+            self._metrics.resends.labels("closed").inc()
+            raise
+        self._metrics.resends.labels("resent").inc()
+        return taken
+
+    async def record_delivery(
+        self, challenge_id: str, state: DeliveryState, provider_ref: str, at: datetime
+    ) -> None:
+        """Note a delivery state, timed."""
+        await self._timed(
+            "record_delivery", self._inner.record_delivery(challenge_id, state, provider_ref, at)
+        )
+
+    async def _timed(self, call: str, awaitable: Awaitable[T]) -> T:
+        return await self._metrics.timed("store", call, awaitable)
+
+
+class MeteredSmsGateway:
+    """An SmsGateway that times every send and counts it by outcome."""
+
+    def __init__(self, inner: SmsGateway, metrics: Metrics, gateway: str) -> None:
+        self._inner = inner
+        self._metrics = metrics
+        self._gateway = gateway
+
+    async def send(self, message: SmsMessage) -> SentSms:
+        """Send through the inner gateway, timed and counted."""
+        try:
+            sent = await self._metrics.timed("sms", self._gateway, self._inner.send(message))
+        except DeliveryFailed:
+            self._metrics.sms.labels(self._gateway, "failed").inc()
+            raise
+        self._metrics.sms.labels(self._gateway, "sent").inc()
+        return sent
+
+
+_k: type[KeyStore] = MeteredKeyStore
+_s: type[StateStore] = MeteredStateStore
+_g: type[SmsGateway] = MeteredSmsGateway
+
+
+class MetricsEndpoint:
+    """The HTTP endpoint Prometheus scrapes (`/metrics`), on its own port and thread."""
+
+    def __init__(self, metrics: Metrics, address: str) -> None:
+        """Listen on `address` (`host:port`, port 0 picks a free one). ConfigurationError if it cannot."""
+        host, _, port = address.rpartition(":")
+        try:
+            self._server, self._thread = start_http_server(int(port), addr=host, registry=metrics.registry)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot serve metrics on {address}: {exc.strerror}") from exc
+        self.port: int = self._server.server_port
+
+    def close(self) -> None:
+        """Stop serving and release the port."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

@@ -1,0 +1,147 @@
+"""The metered adapters count what the flows do, by outcome, and label nothing personal."""
+
+from __future__ import annotations
+
+import urllib.request
+from datetime import timedelta
+
+import pytest
+from prometheus_client import generate_latest
+
+from sesame.server.domain.challenges import ChallengeFlows, ChallengePolicy, StartRequest, VerifyRequest
+from sesame.server.domain.errors import ConfigurationError, ResendRefused
+from sesame.server.domain.model import RequestContext, User, UserStatus
+from sesame.server.domain.operation import CreditTransfer, Login, Money, Payee
+from sesame.server.grpc.demo import code_in
+from sesame.server.metrics import (
+    MeteredKeyStore,
+    MeteredSmsGateway,
+    MeteredStateStore,
+    Metrics,
+    MetricsEndpoint,
+)
+from tests.fakes.clock import FixedClock
+from tests.fakes.keystore import FakeKeyStore
+from tests.fakes.sms import RecordingSmsGateway
+from tests.fakes.state_store import MemoryStateStore
+
+PHONE = "+33612345678"
+TRANSFER = CreditTransfer(Money("EUR", 125000), Payee("Jean DUPONT", "FR7630006000011234567890189"), "tx-1")
+
+
+class Metered:
+    """Flows over fakes, each adapter wrapped in its metered form."""
+
+    def __init__(self) -> None:
+        self.metrics = Metrics()
+        self.clock = FixedClock()
+        keys = FakeKeyStore()
+        keys.add_key("sesame-otp-v1", b"k" * 32)
+        self.store = MemoryStateStore()
+        self.sms = RecordingSmsGateway(self.clock)
+        self.flows = ChallengeFlows(
+            keys=MeteredKeyStore(keys, self.metrics),
+            store=MeteredStateStore(self.store, self.metrics),
+            sms=MeteredSmsGateway(self.sms, self.metrics, "console"),
+            clock=self.clock,
+            policy=ChallengePolicy(),
+        )
+
+    async def started(self, operation: CreditTransfer | Login = TRANSFER) -> str:
+        await self.store.register_user(
+            User("alice", "acme", PHONE, "fr", UserStatus.ACTIVE, self.clock.now())
+        )
+        challenge = await self.flows.start(StartRequest("alice", operation, RequestContext()))
+        return challenge.challenge_id
+
+    def sample(self, name: str, **labels: str) -> float:
+        return self.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture
+def metered() -> Metered:
+    return Metered()
+
+
+async def test_verifications_are_counted_by_outcome(metered: Metered) -> None:
+    """A wrong code then the right one count one wrong_code and one verified."""
+    challenge_id = await metered.started()
+    code = code_in(metered.sms.sent[-1].text)
+    wrong = str((int(code) + 1) % 10**6).zfill(6)
+    for submitted in (wrong, code):
+        await metered.flows.verify(VerifyRequest(challenge_id, submitted, TRANSFER, RequestContext()))
+    assert metered.sample("sesame_verifications_total", result="wrong_code") == 1
+    assert metered.sample("sesame_verifications_total", result="verified") == 1
+
+
+async def test_challenges_are_counted_by_operation_type(metered: Metered) -> None:
+    """Opening a transfer and a login challenge counts each under its type."""
+    await metered.started()
+    await metered.started(Login())
+    assert metered.sample("sesame_challenges_opened_total", operation="credit_transfer") == 1
+    assert metered.sample("sesame_challenges_opened_total", operation="login") == 1
+
+
+async def test_sms_are_counted_by_outcome(metered: Metered) -> None:
+    """A sent and a failed SMS are counted apart, under the gateway's name."""
+    await metered.started()
+    metered.sms.fail()
+    await metered.started()
+    assert metered.sample("sesame_sms_total", gateway="console", outcome="sent") == 1
+    assert metered.sample("sesame_sms_total", gateway="console", outcome="failed") == 1
+    assert metered.sample("sesame_dependency_failures_total", dependency="sms", call="console") == 1
+
+
+async def test_resends_are_counted_by_outcome(metered: Metered) -> None:
+    """A refused resend (too soon) and an accepted one are counted apart."""
+    challenge_id = await metered.started()
+    with pytest.raises(ResendRefused):
+        await metered.flows.resend(challenge_id, RequestContext())
+    metered.clock.advance(timedelta(seconds=30))
+    await metered.flows.resend(challenge_id, RequestContext())
+    assert metered.sample("sesame_resends_total", outcome="too_soon") == 1
+    assert metered.sample("sesame_resends_total", outcome="resent") == 1
+
+
+async def test_dependency_calls_are_timed(metered: Metered) -> None:
+    """Each HSM and store call of a start lands in the latency histogram."""
+    await metered.started()
+    assert metered.sample("sesame_dependency_duration_seconds_count", dependency="hsm", call="mac") == 1
+    assert metered.sample("sesame_dependency_duration_seconds_count", dependency="hsm", call="random") == 1
+    assert (
+        metered.sample("sesame_dependency_duration_seconds_count", dependency="store", call="open_challenge")
+        == 1
+    )
+
+
+async def test_no_personal_data_or_code_in_the_exposition(metered: Metered) -> None:
+    """The whole scrape holds no phone, user, challenge id or code."""
+    challenge_id = await metered.started()
+    code = code_in(metered.sms.sent[-1].text)
+    await metered.flows.verify(VerifyRequest(challenge_id, code, TRANSFER, RequestContext()))
+    text = generate_latest(metered.metrics.registry).decode()
+    for secret in (PHONE, PHONE[1:], "alice", challenge_id, challenge_id.split(".")[0], code):
+        assert secret not in text
+
+
+def test_endpoint_serves_the_registry_on_loopback() -> None:
+    """The endpoint answers /metrics on a free loopback port with the service's metrics."""
+    metrics = Metrics()
+    metrics.verifications.labels("verified").inc()
+    endpoint = MetricsEndpoint(metrics, "127.0.0.1:0")
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{endpoint.port}/metrics", timeout=5) as reply:
+            body = reply.read().decode()
+    finally:
+        endpoint.close()
+    assert 'sesame_verifications_total{result="verified"} 1.0' in body
+
+
+def test_endpoint_on_a_taken_port_is_a_configuration_error() -> None:
+    """A port already in use stops the boot with ConfigurationError, not a traceback."""
+    first = MetricsEndpoint(Metrics(), "127.0.0.1:0")
+    try:
+        with pytest.raises(ConfigurationError):
+            MetricsEndpoint(Metrics(), f"127.0.0.1:{first.port}")
+    finally:
+        first.close()
