@@ -51,6 +51,8 @@ async def live(
         challenges=challenges,
         enrollment=EnrollmentFlows(store=redis_store, clock=clock),
         clock=clock,
+        probes={"state store": redis_store, "key store": keystore},
+        health_interval=1.0,
     )
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:

@@ -1,8 +1,9 @@
-"""`sesame serve` as an operator runs it: embedded defaults, the demo against it, drain on SIGTERM."""
+"""`sesame serve` as an operator runs it: embedded defaults, the demo, drain on SIGTERM, a Redis crash."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -13,7 +14,11 @@ from pathlib import Path
 
 import grpc
 import pytest
+import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
+from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -143,3 +148,66 @@ def test_keys_commands_manage_the_dev_token(tmp_path: Path) -> None:
     assert "sesame-otp-v2" in listed
     assert listed.count("extractable=False") == 2
     assert listed.count("never_extractable=True") == 2
+
+
+def _redis_pid(var: Path) -> int:
+    """The pid the embedded redis-server wrote in its pid file."""
+    return int((var / "redis" / "redis.pid").read_text())
+
+
+def _listen_port(pid: int) -> int:
+    """The port in the embedded redis-server's process title (`redis-server 127.0.0.1:<port> <dir>`)."""
+    match = re.search(rb"127\.0\.0\.1:(\d+)", Path(f"/proc/{pid}/cmdline").read_bytes())
+    assert match is not None
+    return int(match.group(1))
+
+
+def _answers_ping(port: int) -> bool:
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def _wait_redis_back(var: Path, killed: int, port: int, deadline: float) -> None:
+    """Wait until the pid file names a new child and the same port answers PING (data loaded)."""
+    while time.monotonic() < deadline:
+        try:
+            pid = _redis_pid(var)
+        except (OSError, ValueError):
+            pid = killed
+        if pid != killed and _answers_ping(port):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no new redis-server answered on port {port}")
+
+
+def _enrolment(user_id: str) -> enrol_pb.EnrollUserRequest:
+    return enrol_pb.EnrollUserRequest(user_id=user_id, client_id="acme", secure_phone="+33612345678")
+
+
+def test_a_killed_redis_child_is_restarted_with_its_data(tmp_path: Path) -> None:
+    """Within 15 s of SIGKILL to its redis-server, serve is SERVING again, answers, and kept its users."""
+    var = tmp_path / "var"
+    address, process = _serve(var)
+    try:
+        with grpc.insecure_channel(address) as channel:
+            enrol = enrol_grpc.EnrollmentServiceStub(channel)
+            enrol.EnrollUser(_enrolment("before"), timeout=5)
+            killed = _redis_pid(var)
+            port = _listen_port(killed)
+            os.kill(killed, signal.SIGKILL)
+            deadline = time.monotonic() + 15
+            _wait_redis_back(var, killed, port, deadline)
+            _wait_serving(address, process, limit=deadline - time.monotonic())
+            enrol.EnrollUser(_enrolment("after"), timeout=5)
+            assert enrol.GetUser(enrol_pb.GetUserRequest(user_id="after"), timeout=5).user.user_id == "after"
+            assert (
+                enrol.GetUser(enrol_pb.GetUserRequest(user_id="before"), timeout=5).user.user_id == "before"
+            )
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

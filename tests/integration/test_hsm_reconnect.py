@@ -79,6 +79,21 @@ async def test_a_deleted_token_gives_hsm_unavailable(
     assert len(await keystore.mac(rfc_keys["key32"], b"still here", MacAlgorithm.SHA256)) == 32
 
 
+async def test_check_fails_with_hsm_unavailable_when_the_token_is_gone(
+    make_token: Callable[[str], Pkcs11Config],
+) -> None:
+    """The key store's health probe passes on a live token and raises HsmUnavailable once it is deleted."""
+    store = Pkcs11KeyStore.open(make_token("probed"))
+    try:
+        await store.check()
+        _delete_token("probed")
+        _close_session_under(store)
+        with pytest.raises(HsmUnavailable):
+            await store.check()
+    finally:
+        store.close()
+
+
 async def test_a_closed_store_refuses_calls(make_token: Callable[[str], Pkcs11Config]) -> None:
     """After close(), calls raise HsmUnavailable instead of reaching the token."""
     store = Pkcs11KeyStore.open(make_token("closed"))

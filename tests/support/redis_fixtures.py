@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -33,3 +36,14 @@ async def redis_client(redis_server: EmbeddedRedis) -> AsyncIterator[aioredis.Re
 def redis_store(redis_client: aioredis.Redis) -> RedisStateStore:
     """The real state store on the clean database."""
     return RedisStateStore(redis_client)
+
+
+def crash(server: EmbeddedRedis) -> int:
+    """SIGKILL the child through its pid file, as the OOM killer would; return its pid once it is gone."""
+    pid = int(server.pid_file.read_text())
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(200):
+        if not server.is_running:
+            return pid
+        time.sleep(0.01)
+    raise AssertionError("redis-server survived SIGKILL")

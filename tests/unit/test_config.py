@@ -24,6 +24,20 @@ def test_defaults_run_out_of_the_box() -> None:
     assert settings.sms_console_file == Path("var/sms.jsonl")
 
 
+def test_health_interval_is_one_second_by_default() -> None:
+    """Dependencies are probed every second unless SESAME_HEALTH_INTERVAL_SECONDS says otherwise."""
+    assert Settings.from_env({}).health_interval == 1.0
+    assert Settings.from_env({"SESAME_HEALTH_INTERVAL_SECONDS": "5"}).health_interval == 5.0
+
+
+@pytest.mark.parametrize("value", ["0", "61", "0.5"])
+def test_health_interval_outside_one_to_sixty_seconds_is_refused(value: str) -> None:
+    """A health interval that is not a whole number of seconds from 1 to 60 stops the service at boot."""
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({"SESAME_HEALTH_INTERVAL_SECONDS": value})
+    assert "SESAME_HEALTH_INTERVAL_SECONDS" in str(caught.value)
+
+
 def test_every_problem_is_reported_at_once() -> None:
     """Three bad values give one error naming the three variables."""
     with pytest.raises(ConfigurationError) as caught:

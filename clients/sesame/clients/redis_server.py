@@ -2,16 +2,19 @@
 
 It listens on 127.0.0.1 only, keeps its data in one directory and persists every write through the
 append-only file (`appendonly yes`, RDB snapshots off), so a restart on the same directory finds the
-registry and the journal again (DESIGN.md section 6).
+registry and the journal again (DESIGN.md section 6). If the child dies, `restart_if_dead()` starts it
+again on the same port and directory, so a client holding `url` reconnects to it by itself.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -21,6 +24,8 @@ from sesame.server.domain.errors import ConfigurationError, StoreUnavailable
 
 FsyncPolicy = Literal["always", "everysec", "no"]
 _HOST = "127.0.0.1"
+
+_log = logging.getLogger("sesame.clients")
 
 
 class EmbeddedRedis:
@@ -43,13 +48,26 @@ class EmbeddedRedis:
         self._executable = executable
         self._startup_timeout = startup_timeout
         self._process: subprocess.Popen[bytes] | None = None
+        # A supervisor thread may restart the child while the owner stops it: one transition at a time.
+        self._lock = threading.Lock()
 
     @property
     def port(self) -> int:
-        """The TCP port the running server listens on."""
+        """The TCP port of the server, from `start()` to `stop()` (kept while a dead child awaits restart)."""
         if self._port is None:
             raise StoreUnavailable("embedded redis-server is not running")
         return self._port
+
+    @property
+    def is_running(self) -> bool:
+        """Whether the child is alive: False before `start()`, after `stop()` and once it has died."""
+        process = self._process
+        return process is not None and process.poll() is None
+
+    @property
+    def pid_file(self) -> Path:
+        """Where redis-server writes its process id (also the guard against two servers on one dir)."""
+        return self.data_dir / "redis.pid"
 
     @property
     def url(self) -> str:
@@ -63,50 +81,74 @@ class EmbeddedRedis:
 
     def start(self) -> None:
         """Start the child and wait until it answers PING (loading the append-only file first)."""
-        if self._process is not None:
-            return
-        executable = shutil.which(self._executable)
-        if executable is None:
-            raise ConfigurationError(
-                f"{self._executable} not found on PATH: install redis-server (make system-deps)"
-            )
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        _refuse_if_in_use(self.data_dir / "redis.pid")
-        # A port picked here may be taken before the child binds it: pick again, a few times.
-        tries = 1 if self._requested_port else 3
-        for remaining in reversed(range(tries)):
-            try:
-                self._spawn(executable, self._requested_port or _free_port())
-                self._wait_until_ready()
-            except StoreUnavailable:
-                if remaining == 0:
-                    raise
-            else:
+        with self._lock:
+            if self._process is not None:
                 return
+            executable = self._executable_path()
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            _refuse_if_in_use(self.pid_file)
+            # A port picked here may be taken before the child binds it: pick again, a few times.
+            tries = 1 if self._requested_port else 3
+            for remaining in reversed(range(tries)):
+                try:
+                    self._launch(executable, self._requested_port or _free_port())
+                except StoreUnavailable:
+                    self._forget()
+                    if remaining == 0:
+                        raise
+                else:
+                    return
+
+    def restart_if_dead(self) -> bool:
+        """Start a child that died again, on the same port and directory; True if it did so.
+
+        False when the child is alive, or when there is nothing to supervise (never started, or
+        stopped). StoreUnavailable when the new child does not come up: the port is kept, because the
+        clients' URL names it, and the next call tries again.
+        """
+        with self._lock:
+            process, port = self._process, self._port
+            if process is None or port is None or process.poll() is None:
+                return False
+            _log.warning(
+                "embedded redis-server (pid %d) exited with status %s; restarting it on port %d",
+                process.pid,
+                process.returncode,
+                port,
+            )
+            executable = self._executable_path()
+            # The pid file still names the dead child; this only refuses if another live server took the
+            # directory meanwhile (two servers on one append-only file would corrupt it).
+            _refuse_if_in_use(self.pid_file)
+            self._launch(executable, port)
+            return True
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (Redis flushes the append-only file and exits), then SIGKILL if it does not."""
-        process = self._process
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self._forget()
+        with self._lock:
+            process = self._process
+            if process is None:
+                return
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    _kill(process)
+            self._forget()
 
     def kill(self) -> None:
-        """SIGKILL, as a crash would: nothing is flushed beyond what the fsync policy already wrote."""
-        process = self._process
-        if process is None:
-            return
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        self._forget()
+        """SIGKILL, as a crash would: nothing is flushed beyond what the fsync policy already wrote.
+
+        The server is then stopped for good (`restart_if_dead` leaves it alone); to simulate a crash
+        that a supervisor should repair, kill the pid in `pid_file` instead.
+        """
+        with self._lock:
+            process = self._process
+            if process is None:
+                return
+            _kill(process)
+            self._forget()
 
     def __enter__(self) -> Self:
         """Start, for `with EmbeddedRedis(path) as server:`."""
@@ -119,10 +161,25 @@ class EmbeddedRedis:
         """Stop."""
         self.stop()
 
-    def _spawn(self, executable: str, port: int) -> None:
-        stderr = (self.data_dir / "redis.stderr").open("wb")
+    def _executable_path(self) -> str:
+        executable = shutil.which(self._executable)
+        if executable is None:
+            raise ConfigurationError(
+                f"{self._executable} not found on PATH: install redis-server (make system-deps)"
+            )
+        return executable
+
+    def _launch(self, executable: str, port: int) -> None:
+        """Spawn a child on `port` and wait for it; on failure no child of ours is left running."""
+        self._wait_until_ready(self._spawn(executable, port))
+
+    def _spawn(self, executable: str, port: int) -> subprocess.Popen[bytes]:
         try:
-            self._process = subprocess.Popen(  # noqa: S603 (fixed argument list, no shell)
+            stderr = (self.data_dir / "redis.stderr").open("wb")
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot write in {self.data_dir}: {exc.strerror}") from exc
+        try:
+            process = subprocess.Popen(  # noqa: S603 (fixed argument list, no shell)
                 [executable, *self._arguments(port)],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -135,7 +192,8 @@ class EmbeddedRedis:
             raise StoreUnavailable(f"cannot run {executable}: {exc}") from exc
         finally:
             stderr.close()
-        self._port = port
+        self._process, self._port = process, port
+        return process
 
     def _arguments(self, port: int) -> list[str]:
         data_dir = str(self.data_dir.resolve())
@@ -149,24 +207,21 @@ class EmbeddedRedis:
             "--appendfsync", self._appendfsync,
             "--save", "",
             "--logfile", str(self.log_file.resolve()),
-            "--pidfile", str((self.data_dir / "redis.pid").resolve()),
+            "--pidfile", str(self.pid_file.resolve()),
             # The data directory in the process title, so operators (and pgrep -f) see whose it is.
             "--proc-title-template", f"{{title}} {{listen-addr}} {data_dir}",
         ]  # fmt: skip
 
-    def _wait_until_ready(self) -> None:
+    def _wait_until_ready(self, process: subprocess.Popen[bytes]) -> None:
         deadline = time.monotonic() + self._startup_timeout
         while time.monotonic() < deadline:
-            assert self._process is not None
-            if self._process.poll() is not None:
-                detail = self._diagnostics()
-                self._forget()
-                raise StoreUnavailable(f"redis-server exited at start-up: {detail}")
+            if process.poll() is not None:
+                raise StoreUnavailable(f"redis-server exited at start-up: {self._diagnostics()}")
             if _answers_ping(self.port):
                 return
             time.sleep(0.02)
         detail = self._diagnostics()
-        self.kill()
+        _kill(process)
         raise StoreUnavailable(f"redis-server did not answer PING within {self._startup_timeout} s: {detail}")
 
     def _diagnostics(self) -> str:
@@ -180,7 +235,13 @@ class EmbeddedRedis:
         self._process = None
         self._port = None
         with contextlib.suppress(OSError):
-            (self.data_dir / "redis.pid").unlink()
+            self.pid_file.unlink()
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.wait()
 
 
 def _free_port() -> int:

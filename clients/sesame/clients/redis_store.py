@@ -38,7 +38,7 @@ from sesame.server.domain.model import (
     VerificationOutcome,
     VerifyResult,
 )
-from sesame.server.domain.ports import StateStore
+from sesame.server.domain.ports import Probe, StateStore
 
 DEFAULT_RETENTION: Final = timedelta(hours=24)
 _SCRIPTS: Final = (
@@ -92,6 +92,12 @@ class RedisStateStore:
         """Close the client and its connections."""
         with _translated():
             await self._client.aclose()
+
+    async def check(self) -> None:
+        """Return when Redis answers PING. StoreUnavailable (for the health watcher)."""
+        # Through the same pool as the transitions: a pool that cannot reconnect fails here too.
+        with _translated():
+            await self._client.ping()
 
     # Keys ---------------------------------------------------------------------------------------
 
@@ -272,3 +278,4 @@ def _challenge(raw: dict[bytes, bytes]) -> Challenge:
 
 
 _: type[StateStore] = RedisStateStore
+_probe: type[Probe] = RedisStateStore

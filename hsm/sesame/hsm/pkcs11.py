@@ -17,7 +17,7 @@ from sesame.hsm.session import TokenSession, acquire_token, release_token
 from sesame.hsm.worker import HsmWorker, hsm_worker
 from sesame.server.domain.errors import HsmUnavailable, KeyNotFound
 from sesame.server.domain.model import OTP_KEY_PREFIX, KeyRef, MacAlgorithm
-from sesame.server.domain.ports import KeyStore
+from sesame.server.domain.ports import KeyStore, Probe
 
 T = TypeVar("T")
 
@@ -103,6 +103,12 @@ class Pkcs11KeyStore:
             raise ValueError("random(n) needs n >= 1")
         return await self._call(lambda live: bytes(live.session.generate_random(8 * n)))
 
+    async def check(self) -> None:
+        """Return when the token answers a one-byte random request. HsmUnavailable (health watcher)."""
+        # On the HSM thread like every call, so a probe also notices a thread stuck in the module; the
+        # reconnect policy applies, so a probe after a token reset reopens the session.
+        await self.random(1)
+
     async def current_otp_key(self) -> KeyRef:
         """The newest OTP key (re-read from the token at most every OTP_KEY_TTL_SECONDS). KeyNotFound."""
         if self._current is None or time.monotonic() - self._current_read_at > OTP_KEY_TTL_SECONDS:
@@ -130,3 +136,4 @@ class Pkcs11KeyStore:
 
 
 _: type[KeyStore] = Pkcs11KeyStore
+_probe: type[Probe] = Pkcs11KeyStore

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -18,9 +18,14 @@ from sesame.hsm.softhsm import bootstrap_dev_token
 from sesame.server.config import Settings
 from sesame.server.domain.challenges import ChallengeFlows
 from sesame.server.domain.enrollment import EnrollmentFlows
+from sesame.server.domain.ports import Probe
 from sesame.server.grpc.server import GrpcServer
+from sesame.server.supervisor import Backoff, Supervisor
 
 _log = logging.getLogger("sesame")
+
+# Restarts of the embedded redis-server that keep failing are retried every 0.5, 1, 2, 4, 8, 10, 10, ... s.
+RESTART_BACKOFF = Backoff(first=0.5, cap=10.0)
 
 
 class SystemClock:
@@ -33,11 +38,12 @@ class SystemClock:
 
 @dataclass(frozen=True, slots=True)
 class Runtime:
-    """The flows, wired to real adapters."""
+    """The flows, wired to real adapters, and the dependencies health watches."""
 
     challenges: ChallengeFlows
     enrollment: EnrollmentFlows
     clock: SystemClock
+    probes: Mapping[str, Probe]
 
 
 def hsm_config(settings: Settings) -> Pkcs11Config:
@@ -58,6 +64,12 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
             embedded = EmbeddedRedis(settings.var_dir / "redis")
             await asyncio.to_thread(embedded.start)
             stack.callback(embedded.stop)
+            # Pushed after `stop`, so it runs before it: no restart races the final stop.
+            supervisor = Supervisor(
+                "embedded redis-server", embedded, interval=settings.health_interval, backoff=RESTART_BACKOFF
+            )
+            supervisor.start()
+            stack.push_async_callback(supervisor.stop)
             redis_url = embedded.url
             _log.info("embedded redis-server started on %s", redis_url)
         keys = await asyncio.to_thread(Pkcs11KeyStore.open, hsm_config(settings))
@@ -70,6 +82,7 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
             challenges=ChallengeFlows(keys=keys, store=store, sms=sms, clock=clock, policy=settings.policy),
             enrollment=EnrollmentFlows(store=store, clock=clock),
             clock=clock,
+            probes={"state store": store, "key store": keys},
         )
 
 
@@ -85,6 +98,8 @@ async def serve(settings: Settings) -> None:
             challenges=running.challenges,
             enrollment=running.enrollment,
             clock=running.clock,
+            probes=running.probes,
+            health_interval=settings.health_interval,
         )
         _log.info(
             "sesame serving gRPC on %s:%d (%s); console SMS in %s",

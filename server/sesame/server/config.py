@@ -36,6 +36,7 @@ class Settings:
     policy: ChallengePolicy
     retention: timedelta
     shutdown_grace: float
+    health_interval: float
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -61,6 +62,7 @@ class Settings:
                 seconds=reader.integer("SESAME_CHALLENGE_RETENTION_SECONDS", 86400, 0, 10**8)
             ),
             shutdown_grace=float(reader.integer("SESAME_SHUTDOWN_GRACE_SECONDS", 10, 0, 300)),
+            health_interval=float(reader.integer("SESAME_HEALTH_INTERVAL_SECONDS", 1, 1, 60)),
         )
         if settings.environment == "production":
             if settings.redis_url is None:

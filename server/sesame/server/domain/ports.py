@@ -1,4 +1,4 @@
-"""The ports: what the flows need from the outside world, and nothing else.
+"""The ports: what the flows (and the health watcher) need from the outside world, and nothing else.
 
 Each port has a real adapter (`sesame.hsm`, `sesame.clients`) and a fake for unit tests
 (`tests/fakes/`); one contract suite per port runs against both so that fakes cannot drift.
@@ -107,6 +107,17 @@ class SmsGateway(Protocol):
 
     async def send(self, message: SmsMessage) -> SentSms:
         """Hand the message to the gateway. DeliveryFailed."""
+        ...
+
+
+class Probe(Protocol):
+    """A dependency the service cannot serve without, asked whether it answers now (health checks).
+
+    Implemented by the real adapters only: the fakes cannot fail, and the flows never call it.
+    """
+
+    async def check(self) -> None:
+        """Return when the dependency answers a cheap request. StoreUnavailable, HsmUnavailable."""
         ...
 
 

@@ -1,6 +1,8 @@
-"""The grpc.aio server: our two services, health, reflection, the error interceptor."""
+"""The grpc.aio server: our two services, health (watched), reflection, the error interceptor."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -12,7 +14,8 @@ from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.server.domain.challenges import ChallengeFlows
 from sesame.server.domain.enrollment import EnrollmentFlows
-from sesame.server.domain.ports import Clock
+from sesame.server.domain.ports import Clock, Probe
+from sesame.server.grpc.health import HealthWatcher
 from sesame.server.grpc.servicers import AuthenticationServicer, EnrollmentServicer
 from sesame.server.grpc.status import ErrorInterceptor
 
@@ -23,20 +26,25 @@ SERVICE_NAMES = (
 
 
 class GrpcServer:
-    """A started server and the port it listens on (0 in the address picks a free one)."""
+    """A started server, the port it listens on (0 in the address picks a free one), its health watcher."""
 
-    def __init__(
-        self, server: grpc.aio.Server, port: int, health_servicer: health.aio.HealthServicer
-    ) -> None:
+    def __init__(self, server: grpc.aio.Server, port: int, health_watcher: HealthWatcher) -> None:
         self.server = server
         self.port = port
-        self._health = health_servicer
+        self.health = health_watcher
 
     @classmethod
-    async def start(
-        cls, address: str, *, challenges: ChallengeFlows, enrollment: EnrollmentFlows, clock: Clock
+    async def start(  # noqa: PLR0913 (keyword-only: the flows, and what health watches and how often)
+        cls,
+        address: str,
+        *,
+        challenges: ChallengeFlows,
+        enrollment: EnrollmentFlows,
+        clock: Clock,
+        probes: Mapping[str, Probe],
+        health_interval: float,
     ) -> GrpcServer:
-        """Bind `address`, register everything, start serving."""
+        """Bind `address`, register everything, start serving; health follows `probes`."""
         server = grpc.aio.server(interceptors=[ErrorInterceptor()])
         auth_grpc.add_AuthenticationServiceServicer_to_server(
             AuthenticationServicer(challenges, clock), server
@@ -52,13 +60,16 @@ class GrpcServer:
             ),
             server,
         )
+        watcher = HealthWatcher(health_servicer, ("", *SERVICE_NAMES), probes, interval=health_interval)
+        # One round before the port opens: the first Check a balancer sends already tells the truth.
+        await watcher.check_now()
         port = server.add_insecure_port(address)
         await server.start()
-        for name in ("", *SERVICE_NAMES):
-            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-        return cls(server, port, health_servicer)
+        watcher.start()
+        return cls(server, port, watcher)
 
     async def stop(self, grace: float) -> None:
         """Drain: report NOT_SERVING, refuse new calls, let calls in flight finish within `grace`."""
-        await self._health.enter_graceful_shutdown()
+        await self.health.enter_graceful_shutdown()
+        await self.health.stop()
         await self.server.stop(grace)

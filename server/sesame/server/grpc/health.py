@@ -1,0 +1,110 @@
+"""Readiness that tells the truth: each dependency is probed every interval and the health statuses follow.
+
+A service whose Redis or HSM is gone answers every call UNAVAILABLE; reporting SERVING then would keep a
+load balancer sending it traffic. The watcher sets every status ("" and each service) together, because
+every RPC needs both dependencies, and logs each transition once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+from grpc_health.v1 import health, health_pb2
+
+from sesame.server.domain.ports import Probe
+
+_log = logging.getLogger("sesame.health")
+
+SERVING: Final = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING: Final = health_pb2.HealthCheckResponse.NOT_SERVING
+
+# A PING on loopback or a one-byte HSM random answers in milliseconds; a dependency slower than this
+# would miss the callers' deadlines anyway. It also bounds a round when a dependency hangs.
+PROBE_TIMEOUT_SECONDS: Final = 2.0
+
+
+class HealthWatcher:
+    """Probes every dependency each `interval` seconds and publishes SERVING or NOT_SERVING."""
+
+    def __init__(
+        self,
+        servicer: health.aio.HealthServicer,
+        services: Sequence[str],
+        probes: Mapping[str, Probe],
+        *,
+        interval: float,
+        timeout: float = PROBE_TIMEOUT_SECONDS,
+    ) -> None:
+        """Watch `probes` (named for the logs) and publish to `services` of `servicer`."""
+        self._servicer = servicer
+        self._services = tuple(services)
+        self._probes = dict(probes)
+        self._interval = interval
+        self._timeout = timeout
+        self._healthy: bool | None = None
+        self._draining = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def healthy(self) -> bool | None:
+        """What the last round found (None before the first): whether every dependency answered."""
+        return self._healthy
+
+    async def check_now(self) -> bool:
+        """Run one round of probes (concurrently), publish a change of state, return the new state."""
+        results = await asyncio.gather(*(self._probe(name, probe) for name, probe in self._probes.items()))
+        failures = [failure for failure in results if failure is not None]
+        healthy = not failures
+        if healthy != self._healthy:
+            if not healthy:
+                _log.warning("health NOT_SERVING: %s", ", ".join(failures))
+            elif self._healthy is not None:
+                _log.info("health SERVING: every dependency answers again")
+            await self._publish(SERVING if healthy else NOT_SERVING)
+            self._healthy = healthy
+        return healthy
+
+    def start(self) -> None:
+        """Probe in the background until `stop()`."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="sesame-health-watcher")
+
+    async def enter_graceful_shutdown(self) -> None:
+        """Report NOT_SERVING for good: a recovery seen while draining must not invite new traffic."""
+        self._draining = True
+        await self._servicer.enter_graceful_shutdown()
+
+    async def stop(self) -> None:
+        """Cancel the background task and wait for it to end. Idempotent."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            # `wait` rather than `await task`: the task's CancelledError is its own, not ours.
+            await asyncio.wait([task])
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self.check_now()
+
+    async def _probe(self, name: str, probe: Probe) -> str | None:
+        """None when the dependency answered, else `<name> (<error class>)` for the log."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                await probe.check()
+        # Any failure means the dependency cannot serve, and the watcher must outlive it to report the
+        # recovery. Only the class name is kept: messages of library errors may carry addresses or data.
+        except Exception as exc:  # noqa: BLE001
+            return f"{name} ({type(exc).__name__})"
+        return None
+
+    async def _publish(self, status: int) -> None:
+        # The servicer also ignores `set` once draining; checking here keeps that rule ours, not a detail of
+        # the library.
+        if self._draining:
+            return
+        for service in self._services:
+            await self._servicer.set(service, status)
