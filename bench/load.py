@@ -235,7 +235,7 @@ async def main(args: argparse.Namespace) -> list[Result]:
         return [echo, await bench_sesame(args.target, Path(args.sms_file), args)]
     with tempfile.TemporaryDirectory(prefix="sesame-bench-") as var:
         address = f"127.0.0.1:{_free_port()}"
-        env.update(SESAME_VAR_DIR=var, SESAME_GRPC_ADDR=address)
+        env.update(SESAME_VAR_DIR=var, SESAME_GRPC_ADDR=address, SESAME_METRICS_ADDR="127.0.0.1:0")
         with _process([sys.executable, "-m", "sesame.server.cli", "serve"], env):
             await _wait_ready(address)
             await asyncio.sleep(1)  # the health service is up before the first key lookup is warm

@@ -14,10 +14,10 @@ from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.clients.redis_store import RedisStateStore
 from sesame.clients.sms_console import ConsoleSmsGateway
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
-from sesame.server.app import SystemClock
-from sesame.server.domain.challenges import ChallengeFlows, ChallengePolicy
-from sesame.server.domain.enrollment import EnrollmentFlows
+from sesame.server.app import Gateway, SystemClock, wire
+from sesame.server.domain.challenges import ChallengePolicy
 from sesame.server.grpc.server import GrpcServer
+from sesame.server.metrics import Metrics
 
 
 @dataclass
@@ -29,6 +29,7 @@ class Live:
     enrol: enrol_grpc.EnrollmentServiceStub
     sms_file: Path
     store: RedisStateStore
+    metrics: Metrics
 
 
 @pytest.fixture
@@ -45,14 +46,23 @@ async def live(
     clock = SystemClock()
     sms_file = tmp_path / "sms.jsonl"
     sms = ConsoleSmsGateway(sms_file, clock, "development")
-    challenges = ChallengeFlows(keys=keystore, store=redis_store, sms=sms, clock=clock, policy=policy)
+    # The composition root's own wiring (metered adapters), over the test session's Redis and token.
+    running = wire(
+        keys=keystore,
+        store=redis_store,
+        sms=Gateway("console", sms),
+        clock=clock,
+        policy=policy,
+        metrics=Metrics(),
+    )
     server = await GrpcServer.start(
         "127.0.0.1:0",
-        challenges=challenges,
-        enrollment=EnrollmentFlows(store=redis_store, clock=clock),
+        challenges=running.challenges,
+        enrollment=running.enrollment,
         clock=clock,
-        probes={"state store": redis_store, "key store": keystore},
+        probes=running.probes,
         health_interval=1.0,
+        metrics=running.metrics,
     )
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:
@@ -62,6 +72,7 @@ async def live(
             enrol=enrol_grpc.EnrollmentServiceStub(channel),
             sms_file=sms_file,
             store=redis_store,
+            metrics=running.metrics,
         )
     finally:
         await channel.close()

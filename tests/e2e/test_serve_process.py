@@ -9,7 +9,9 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -48,11 +50,13 @@ def _wait_serving(address: str, process: subprocess.Popen[str], limit: float = 6
     raise AssertionError("sesame serve did not become healthy")
 
 
-def _serve(var: Path) -> tuple[str, subprocess.Popen[str]]:
-    """Start `sesame serve` with no settings but a private var/ directory and a free port."""
+def _serve(var: Path, metrics_port: int = 0) -> tuple[str, subprocess.Popen[str]]:
+    """Start `sesame serve` with no settings but a private var/ directory and free ports."""
     address = f"127.0.0.1:{_free_port()}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
-    env.update(SESAME_VAR_DIR=str(var), SESAME_GRPC_ADDR=address)
+    env.update(
+        SESAME_VAR_DIR=str(var), SESAME_GRPC_ADDR=address, SESAME_METRICS_ADDR=f"127.0.0.1:{metrics_port}"
+    )
     process = subprocess.Popen(
         [sys.executable, "-m", "sesame.server.cli", "serve"],
         env=env,
@@ -69,19 +73,29 @@ def _serve(var: Path) -> tuple[str, subprocess.Popen[str]]:
     return address, process
 
 
+@dataclass(frozen=True)
+class Served:
+    """A running `sesame serve`: its gRPC address, var/ directory and metrics port."""
+
+    address: str
+    var: Path
+    metrics_port: int
+
+
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """One server for the tests that only talk to it."""
     var = tmp_path_factory.mktemp("var")
-    address, process = _serve(var)
-    yield address, var
+    metrics_port = _free_port()
+    address, process = _serve(var, metrics_port)
+    yield Served(address, var, metrics_port)
     process.terminate()
     process.wait(timeout=30)
 
 
-def test_demo_shows_every_outcome(served: tuple[str, Path]) -> None:
+def test_demo_shows_every_outcome(served: Served) -> None:
     """`sesame demo` goes through wrong code, mismatch, void, verified and replay, and exits 0."""
-    address, var = served
+    address, var = served.address, served.var
     result = subprocess.run(
         [
             sys.executable,
@@ -104,9 +118,23 @@ def test_demo_shows_every_outcome(served: tuple[str, Path]) -> None:
     assert "BAD" not in result.stdout
 
 
-def test_embedded_defaults_live_under_var(served: tuple[str, Path]) -> None:
+def test_metrics_endpoint_counts_calls_without_personal_data(served: Served) -> None:
+    """After an enrolment, /metrics counts the call by method and status, and shows no phone or user."""
+    with grpc.insecure_channel(served.address) as channel:
+        enrol_grpc.EnrollmentServiceStub(channel).EnrollUser(_enrolment("metered-user"), timeout=5)
+    url = f"http://127.0.0.1:{served.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        text = reply.read().decode()
+    counted = re.search(r'sesame_rpc_requests_total\{code="OK",method="EnrollUser"\} (\d+)', text)
+    assert counted is not None
+    assert int(counted.group(1)) >= 1
+    assert "metered-user" not in text
+    assert "612345678" not in text
+
+
+def test_embedded_defaults_live_under_var(served: Served) -> None:
     """The SoftHSM token and the Redis append-only file are created under the var directory."""
-    _, var = served
+    var = served.var
     assert (var / "softhsm" / "softhsm2.conf").is_file()
     assert any((var / "redis").iterdir())
 

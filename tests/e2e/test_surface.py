@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
+from sesame.server.grpc.server import MAX_MESSAGE_BYTES
 from tests.e2e.conftest import Live
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -30,3 +34,23 @@ async def test_reflection_lists_our_services(live: Live) -> None:
         names = {service.name for service in reply.list_services_response.service}
         assert {"sesame.api.v1.AuthenticationService", "sesame.api.v1.EnrollmentService"} <= names
         break
+
+
+async def test_calls_are_counted_by_method_and_status(live: Live) -> None:
+    """A refused StartChallenge and a GetUser of nobody are counted under their status codes."""
+    with pytest.raises(grpc.aio.AioRpcError):
+        await live.auth.StartChallenge(auth_pb.StartChallengeRequest(user_id="alice"))
+    with pytest.raises(grpc.aio.AioRpcError):
+        await live.enrol.GetUser(enrol_pb.GetUserRequest(user_id="nobody"))
+    sample = live.metrics.registry.get_sample_value
+    assert sample("sesame_rpc_requests_total", {"method": "StartChallenge", "code": "INVALID_ARGUMENT"}) == 1
+    assert sample("sesame_rpc_requests_total", {"method": "GetUser", "code": "NOT_FOUND"}) == 1
+    assert sample("sesame_rpc_duration_seconds_count", {"method": "GetUser"}) == 1
+
+
+async def test_oversized_messages_are_refused_before_parsing(live: Live) -> None:
+    """A request over the 64 KiB cap is RESOURCE_EXHAUSTED and never reaches a flow."""
+    huge = enrol_pb.GetUserRequest(user_id="x" * (MAX_MESSAGE_BYTES + 1))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await live.enrol.GetUser(huge)
+    assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -16,10 +16,10 @@ from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisStateStore
 from sesame.clients.sms_console import ConsoleSmsGateway
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
-from sesame.server.app import SystemClock
-from sesame.server.domain.challenges import ChallengeFlows, ChallengePolicy
-from sesame.server.domain.enrollment import EnrollmentFlows
+from sesame.server.app import Gateway, SystemClock, wire
+from sesame.server.domain.challenges import ChallengePolicy
 from sesame.server.grpc.server import SERVICE_NAMES, GrpcServer
+from sesame.server.metrics import Metrics
 from tests.support.redis_fixtures import crash
 
 pytestmark = pytest.mark.integration
@@ -46,13 +46,22 @@ async def watched(tmp_path: Path, keystore: Pkcs11KeyStore) -> AsyncIterator[Wat
     store = RedisStateStore.from_url(own_redis.url)
     clock = SystemClock()
     sms = ConsoleSmsGateway(tmp_path / "sms.jsonl", clock, "development")
+    running = wire(
+        keys=keystore,
+        store=store,
+        sms=Gateway("console", sms),
+        clock=clock,
+        policy=ChallengePolicy(),
+        metrics=Metrics(),
+    )
     server = await GrpcServer.start(
         "127.0.0.1:0",
-        challenges=ChallengeFlows(keys=keystore, store=store, sms=sms, clock=clock, policy=ChallengePolicy()),
-        enrollment=EnrollmentFlows(store=store, clock=clock),
+        challenges=running.challenges,
+        enrollment=running.enrollment,
         clock=clock,
-        probes={"state store": store, "key store": keystore},
+        probes=running.probes,
         health_interval=INTERVAL,
+        metrics=running.metrics,
     )
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:

@@ -16,10 +16,17 @@ from sesame.clients.sms_console import ConsoleSmsGateway
 from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
 from sesame.hsm.softhsm import bootstrap_dev_token
 from sesame.server.config import Settings
-from sesame.server.domain.challenges import ChallengeFlows
+from sesame.server.domain.challenges import ChallengeFlows, ChallengePolicy
 from sesame.server.domain.enrollment import EnrollmentFlows
-from sesame.server.domain.ports import Probe
+from sesame.server.domain.ports import Probe, SmsGateway
 from sesame.server.grpc.server import GrpcServer
+from sesame.server.metrics import (
+    MeteredKeyStore,
+    MeteredSmsGateway,
+    MeteredStateStore,
+    Metrics,
+    MetricsEndpoint,
+)
 from sesame.server.supervisor import Backoff, Supervisor
 
 _log = logging.getLogger("sesame")
@@ -37,6 +44,14 @@ class SystemClock:
 
 
 @dataclass(frozen=True, slots=True)
+class Gateway:
+    """An SMS gateway and the name its metrics carry."""
+
+    name: str
+    gateway: SmsGateway
+
+
+@dataclass(frozen=True, slots=True)
 class Runtime:
     """The flows, wired to real adapters, and the dependencies health watches."""
 
@@ -44,6 +59,7 @@ class Runtime:
     enrollment: EnrollmentFlows
     clock: SystemClock
     probes: Mapping[str, Probe]
+    metrics: Metrics
 
 
 def hsm_config(settings: Settings) -> Pkcs11Config:
@@ -78,12 +94,47 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
         stack.push_async_callback(store.close)
         clock = SystemClock()
         sms = ConsoleSmsGateway(settings.sms_console_file, clock, settings.environment)
-        yield Runtime(
-            challenges=ChallengeFlows(keys=keys, store=store, sms=sms, clock=clock, policy=settings.policy),
-            enrollment=EnrollmentFlows(store=store, clock=clock),
+        metrics = Metrics()
+        if settings.metrics_addr is not None:
+            endpoint = MetricsEndpoint(metrics, settings.metrics_addr)
+            stack.callback(endpoint.close)
+            _log.info(
+                "metrics on http://%s:%d/metrics", settings.metrics_addr.rpartition(":")[0], endpoint.port
+            )
+        yield wire(
+            keys=keys,
+            store=store,
+            sms=Gateway("console", sms),
             clock=clock,
-            probes={"state store": store, "key store": keys},
+            policy=settings.policy,
+            metrics=metrics,
         )
+
+
+def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
+    *,
+    keys: Pkcs11KeyStore,
+    store: RedisStateStore,
+    sms: Gateway,
+    clock: SystemClock,
+    policy: ChallengePolicy,
+    metrics: Metrics,
+) -> Runtime:
+    """The flows over metered adapters; health probes the bare ones (a probe is not traffic)."""
+    metered_store = MeteredStateStore(store, metrics)
+    return Runtime(
+        challenges=ChallengeFlows(
+            keys=MeteredKeyStore(keys, metrics),
+            store=metered_store,
+            sms=MeteredSmsGateway(sms.gateway, metrics, sms.name),
+            clock=clock,
+            policy=policy,
+        ),
+        enrollment=EnrollmentFlows(store=metered_store, clock=clock),
+        clock=clock,
+        probes={"state store": store, "key store": keys},
+        metrics=metrics,
+    )
 
 
 async def serve(settings: Settings) -> None:
@@ -100,6 +151,7 @@ async def serve(settings: Settings) -> None:
             clock=running.clock,
             probes=running.probes,
             health_interval=settings.health_interval,
+            metrics=running.metrics,
         )
         _log.info(
             "sesame serving gRPC on %s:%d (%s); console SMS in %s",

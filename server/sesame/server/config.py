@@ -37,6 +37,7 @@ class Settings:
     retention: timedelta
     shutdown_grace: float
     health_interval: float
+    metrics_addr: str | None  # None: no /metrics endpoint
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -63,6 +64,7 @@ class Settings:
             ),
             shutdown_grace=float(reader.integer("SESAME_SHUTDOWN_GRACE_SECONDS", 10, 0, 300)),
             health_interval=float(reader.integer("SESAME_HEALTH_INTERVAL_SECONDS", 1, 1, 60)),
+            metrics_addr=reader.optional_address("SESAME_METRICS_ADDR", "127.0.0.1:9464"),
         )
         if settings.environment == "production":
             if settings.redis_url is None:
@@ -113,6 +115,12 @@ class _Reader:
         if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             self.problems.append(f"{name} must be host:port, not {value!r}")
         return value
+
+    def optional_address(self, name: str, default: str) -> str | None:
+        """A `host:port`, or None when the variable says `off`."""
+        if self.text(name, default) == "off":
+            return None
+        return self.address(name, default)
 
     def hsm(self) -> HsmSettings | None:
         module = self.optional("SESAME_PKCS11_MODULE")

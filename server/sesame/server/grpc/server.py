@@ -16,13 +16,20 @@ from sesame.server.domain.challenges import ChallengeFlows
 from sesame.server.domain.enrollment import EnrollmentFlows
 from sesame.server.domain.ports import Clock, Probe
 from sesame.server.grpc.health import HealthWatcher
+from sesame.server.grpc.metering import MetricsInterceptor
 from sesame.server.grpc.servicers import AuthenticationServicer, EnrollmentServicer
 from sesame.server.grpc.status import ErrorInterceptor
+from sesame.server.metrics import Metrics
 
 SERVICE_NAMES = (
     auth_pb.DESCRIPTOR.services_by_name["AuthenticationService"].full_name,
     enrol_pb.DESCRIPTOR.services_by_name["EnrollmentService"].full_name,
 )
+
+# Our largest request (a transfer with every field at its maximum) is under 2 KiB: a 64 KiB cap refuses
+# oversized messages before they are parsed, instead of gRPC's default of 4 MiB.
+MAX_MESSAGE_BYTES = 64 * 1024
+_OPTIONS = (("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),)
 
 
 class GrpcServer:
@@ -43,9 +50,14 @@ class GrpcServer:
         clock: Clock,
         probes: Mapping[str, Probe],
         health_interval: float,
+        metrics: Metrics,
     ) -> GrpcServer:
         """Bind `address`, register everything, start serving; health follows `probes`."""
-        server = grpc.aio.server(interceptors=[ErrorInterceptor()])
+        server = grpc.aio.server(
+            # Metrics outermost, so that they see the status the error interceptor chose.
+            interceptors=[MetricsInterceptor(metrics), ErrorInterceptor()],
+            options=_OPTIONS,
+        )
         auth_grpc.add_AuthenticationServiceServicer_to_server(
             AuthenticationServicer(challenges, clock), server
         )
