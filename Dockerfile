@@ -23,7 +23,10 @@ RUN pip install --no-cache-dir /tmp/*.whl && rm /tmp/*.whl
 USER sesame
 WORKDIR /var/lib/sesame
 ENV SESAME_VAR_DIR=/var/lib/sesame/var \
-    SESAME_GRPC_ADDR=0.0.0.0:50051
-EXPOSE 50051
+    SESAME_GRPC_ADDR=0.0.0.0:50051 \
+    SESAME_METRICS_ADDR=0.0.0.0:9464
+EXPOSE 50051 9464
+# SERVING only while Redis and the HSM answer (the health watcher), so a broken replica is marked unhealthy.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s CMD ["sesame", "health"]
 ENTRYPOINT ["sesame"]
 CMD ["serve"]

@@ -239,3 +239,27 @@ def test_a_killed_redis_child_is_restarted_with_its_data(tmp_path: Path) -> None
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def _health(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sesame.server.cli", "health", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_health_command_says_serving_with_exit_zero(served: Served) -> None:
+    """`sesame health` against a healthy server prints SERVING and exits 0 (a Docker HEALTHCHECK)."""
+    result = _health("--target", served.address)
+    assert (result.returncode, result.stdout.strip()) == (0, "SERVING")
+
+
+def test_health_command_fails_for_an_unknown_service_or_a_dead_server(served: Served) -> None:
+    """An unknown service and an address nobody listens on both exit 1, each with its own word."""
+    unknown = _health("--target", served.address, "--service", "no.such.Service")
+    assert (unknown.returncode, unknown.stdout.strip()) == (1, "SERVICE_UNKNOWN")
+    dead = _health("--target", f"127.0.0.1:{_free_port()}")
+    assert (dead.returncode, dead.stdout.strip()) == (1, "UNREACHABLE")

@@ -1,4 +1,4 @@
-"""The `sesame` command: serve, keys, demo."""
+"""The `sesame` command: serve, keys, demo, health."""
 
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="walk through every outcome against a running server")
     demo.add_argument("--target", default=None, help="server address (default: SESAME_GRPC_ADDR)")
     demo.add_argument("--sms-file", default=None, help="console SMS file (default: SESAME_SMS_CONSOLE_FILE)")
+    health = commands.add_parser("health", help="exit 0 if a running server reports SERVING, else 1")
+    health.add_argument("--target", default=None, help="server address (default: SESAME_GRPC_ADDR)")
+    health.add_argument("--service", default="", help="a service name (default: the server as a whole)")
     return parser
 
 
@@ -51,10 +54,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 target = args.target or settings.grpc_addr
                 sms_file = args.sms_file or str(settings.sms_console_file)
                 return asyncio.run(run_demo(target, sms_file))
+            case "health":
+                from sesame.server.grpc.probe import check_health  # noqa: PLC0415
+
+                status = check_health(args.target or _local(settings.grpc_addr), args.service)
+                print(status)  # noqa: T201
+                return 0 if status == "SERVING" else 1
     except SesameError as error:
         print(f"sesame: {error}", file=sys.stderr)  # noqa: T201
         return 2
     return 0
+
+
+def _local(address: str) -> str:
+    """Where a client on this host reaches a server listening on `address` (a wildcard is loopback)."""
+    host, _, port = address.rpartition(":")
+    return f"127.0.0.1:{port}" if host in ("0.0.0.0", "[::]", "::") else address  # noqa: S104
 
 
 if __name__ == "__main__":
