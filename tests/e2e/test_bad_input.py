@@ -207,3 +207,17 @@ async def test_enrol_rejects_bad_fields(
         await live.enrol.EnrollUser(enrol_pb.EnrollUserRequest(**request_fields))
     assert field in _violations(caught.value)
     assert await redis_client.dbsize() == 0
+
+
+@pytest.mark.parametrize("rpc", ["ResendChallenge", "CancelChallenge"])
+async def test_resend_and_cancel_report_every_bad_field(
+    live: Live, redis_client: aioredis.Redis, rpc: str
+) -> None:
+    """A missing challenge id and an oversized context field are both reported, and nothing is written."""
+    before = await _snapshot(redis_client)
+    request_type = getattr(auth_pb, f"{rpc}Request")
+    request = request_type(challenge_id="", context=op_pb.RequestContext(user_agent="u" * 257))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await getattr(live.auth, rpc)(request)
+    assert set(_violations(caught.value)) == {"challenge_id", "context.user_agent"}
+    assert await _snapshot(redis_client) == before

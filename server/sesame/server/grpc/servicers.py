@@ -48,9 +48,8 @@ class AuthenticationServicer(auth_grpc.AuthenticationServiceServicer):
     async def ResendChallenge(  # noqa: N802
         self, request: auth_pb.ResendChallengeRequest, context: Context
     ) -> auth_pb.ResendChallengeResponse:
-        challenge = await self._flows.resend(
-            translate.challenge_id(request.challenge_id), translate.context(request.context)
-        )
+        call = translate.targeted(request)
+        challenge = await self._flows.resend(call.challenge_id, call.context)
         return auth_pb.ResendChallengeResponse(
             delivery_state=translate.delivery_state(challenge.delivery),
             expires_at=translate.timestamp(challenge.expires_at),
@@ -60,9 +59,8 @@ class AuthenticationServicer(auth_grpc.AuthenticationServiceServicer):
     async def CancelChallenge(  # noqa: N802
         self, request: auth_pb.CancelChallengeRequest, context: Context
     ) -> auth_pb.CancelChallengeResponse:
-        challenge = await self._flows.cancel(
-            translate.challenge_id(request.challenge_id), translate.context(request.context)
-        )
+        call = translate.targeted(request)
+        challenge = await self._flows.cancel(call.challenge_id, call.context)
         return auth_pb.CancelChallengeResponse(challenge=translate.challenge(challenge, self._clock.now()))
 
     async def GetChallenge(  # noqa: N802

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
@@ -117,12 +118,22 @@ def challenge_id(value: str) -> str:
     return value
 
 
-def context(value: op_pb.RequestContext) -> RequestContext:
-    """Check a lone request context."""
+@dataclass(frozen=True, slots=True)
+class Targeted:
+    """A checked call that names one challenge on behalf of an end user (resend, cancel)."""
+
+    challenge_id: str
+    context: RequestContext
+
+
+def targeted(request: auth_pb.ResendChallengeRequest | auth_pb.CancelChallengeRequest) -> Targeted:
+    """Check a call naming a challenge, with the end user's context; every bad field is reported at once."""
     fields = _Fields()
-    checked = _context(fields, value)
+    if not request.challenge_id:
+        fields.missing("challenge_id")
+    checked = _context(fields, request.context)
     fields.raise_if_any()
-    return checked
+    return Targeted(request.challenge_id, checked)
 
 
 def _operation(fields: _Fields, path: str, message: op_pb.Operation | None) -> Operation:
