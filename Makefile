@@ -10,6 +10,8 @@ STAMP_VENV := $(VENV)/.installed
 STAMP_GEN := gen/.generated
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BUF := .tools/node_modules/.bin/buf
+NODE_TOOLS := tools/package.json tools/package-lock.json
+STAMP_NODE := .tools/.installed
 
 .PHONY: help run test system-deps python-deps server-deps node-deps proto lint typecheck archlint bench wheel clean
 
@@ -51,13 +53,18 @@ $(STAMP_GEN): $(PROTOS) $(STAMP_VENV)
 
 proto: $(STAMP_GEN)
 
-$(BUF): | node-deps
-	npm install --silent --no-audit --no-fund --prefix .tools @bufbuild/buf@1.75.0
+## Node tools (buf; @grpc/grpc-js, @grpc/proto-loader and protobufjs for the interop client), pinned in the
+## committed tools/package-lock.json and installed into .tools/ (gitignored). `npm ci` installs exactly the lock,
+## without running install scripts; the stamp makes a prepared machine do no network work.
+$(STAMP_NODE): $(NODE_TOOLS) | node-deps
+	mkdir -p .tools && cp $(NODE_TOOLS) .tools/
+	cd .tools && npm ci --silent --no-audit --no-fund --ignore-scripts
+	touch $@
 
 run: $(STAMP_GEN) server-deps
 	$(BIN)/sesame serve
 
-lint: $(STAMP_GEN) $(BUF)
+lint: $(STAMP_GEN) $(STAMP_NODE)
 	$(BUF) lint
 	$(BIN)/ruff check server hsm clients tests bench
 	$(BIN)/ruff format --check server hsm clients tests bench
@@ -68,7 +75,7 @@ typecheck: $(STAMP_GEN)
 archlint: $(STAMP_GEN)
 	$(BIN)/lint-imports
 
-test: server-deps lint typecheck archlint
+test: server-deps lint typecheck archlint $(STAMP_NODE)
 	$(BIN)/pytest
 
 wheel: $(STAMP_GEN)

@@ -1,0 +1,72 @@
+"""`sesame serve` in a child process: embedded defaults under a private var/, free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+@dataclass(frozen=True, slots=True)
+class ServeProcess:
+    """A running `sesame serve` and the gRPC address it listens on."""
+
+    address: str
+    process: subprocess.Popen[str]
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_serving(address: str, process: subprocess.Popen[str], limit: float = 60.0) -> None:
+    """Wait, at most `limit` seconds, until the overall health status is SERVING."""
+    deadline = time.monotonic() + limit
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise AssertionError(f"sesame serve exited with {process.returncode}")
+            try:
+                if (
+                    stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                    == health_pb2.HealthCheckResponse.SERVING
+                ):
+                    return
+            except grpc.RpcError:
+                time.sleep(0.2)
+    raise AssertionError("sesame serve did not become healthy")
+
+
+def start_serve(var: Path, metrics_port: int = 0) -> ServeProcess:
+    """Start `sesame serve` with no settings but a private var/ and free ports; return once it is healthy."""
+    address = f"127.0.0.1:{free_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
+    env.update(
+        SESAME_VAR_DIR=str(var), SESAME_GRPC_ADDR=address, SESAME_METRICS_ADDR=f"127.0.0.1:{metrics_port}"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sesame.server.cli", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_serving(address, process)
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    return ServeProcess(address, process)
