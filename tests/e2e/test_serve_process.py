@@ -93,10 +93,11 @@ def test_embedded_defaults_live_under_var(served: Served) -> None:
 def test_sigterm_drains_and_stops_the_redis_child(tmp_path: Path) -> None:
     """SIGTERM stops the server cleanly (exit 0) and takes the embedded redis-server with it."""
     var = tmp_path / "var"
-    process = start_serve(var).process
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=30)
-    assert process.returncode == 0, output
+    serving = start_serve(var)
+    serving.process.send_signal(signal.SIGTERM)
+    serving.process.wait(timeout=30)
+    assert serving.process.returncode == 0, serving.output()
+    assert "stopped" in serving.output()
     leftovers = subprocess.run(
         ["pgrep", "-f", str(var / "redis")], capture_output=True, text=True, check=False
     )
@@ -213,5 +214,5 @@ def test_health_command_fails_for_an_unknown_service_or_a_dead_server(served: Se
     """An unknown service and an address nobody listens on both exit 1, each with its own word."""
     unknown = _health("--target", served.address, "--service", "no.such.Service")
     assert (unknown.returncode, unknown.stdout.strip()) == (1, "SERVICE_UNKNOWN")
-    dead = _health("--target", f"127.0.0.1:{_free_port()}")
+    dead = _health("--target", f"127.0.0.1:{free_port()}")
     assert (dead.returncode, dead.stdout.strip()) == (1, "UNREACHABLE")

@@ -16,10 +16,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 @dataclass(frozen=True, slots=True)
 class ServeProcess:
-    """A running `sesame serve` and the gRPC address it listens on."""
+    """A running `sesame serve`, the gRPC address it listens on, and the file its output goes to."""
 
     address: str
     process: subprocess.Popen[str]
+    log: Path
+
+    def output(self) -> str:
+        """Everything the server printed so far."""
+        return self.log.read_text(errors="replace")
 
 
 def free_port() -> int:
@@ -56,17 +61,21 @@ def start_serve(var: Path, metrics_port: int = 0) -> ServeProcess:
     env.update(
         SESAME_VAR_DIR=str(var), SESAME_GRPC_ADDR=address, SESAME_METRICS_ADDR=f"127.0.0.1:{metrics_port}"
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sesame.server.cli", "serve"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    # A file, not a pipe: nobody reads a pipe while the tests run, and a full one would block the server.
+    log = var.with_name(f"{var.name}-serve.log")
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sesame.server.cli", "serve"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     try:
         wait_serving(address, process)
-    except BaseException:
+    except BaseException as exc:
         process.kill()
         process.wait()
+        exc.add_note(f"sesame serve printed: {log.read_text(errors='replace')[-2000:]}")
         raise
-    return ServeProcess(address, process)
+    return ServeProcess(address, process, log)
