@@ -12,6 +12,7 @@ import pytest
 
 from sesame.hsm.keys import import_secret
 from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
+from sesame.hsm.worker import hsm_worker
 from sesame.server.domain.errors import HsmUnavailable
 from sesame.server.domain.model import KeyRef, MacAlgorithm
 
@@ -121,3 +122,28 @@ def test_an_unknown_token_is_hsm_unavailable(hsm_config: Pkcs11Config) -> None:
     missing = Pkcs11Config(module=hsm_config.module, token_label="no-such-token", pin="1234")  # noqa: S106
     with pytest.raises(HsmUnavailable):
         Pkcs11KeyStore.open(missing)
+
+
+async def test_a_reinitialised_library_never_lends_another_token_session(
+    make_token: Callable[[str], Pkcs11Config],
+) -> None:
+    """After C_Finalize/C_Initialize, a store reopens its own session instead of using a reused handle.
+
+    SoftHSM numbers sessions from 1 again after a re-initialisation: a store that kept its old handle
+    would run its calls in another token's session and answer KeyNotFound for a key it holds.
+    """
+    config, other_config = make_token("aliased"), make_token("aliasing")
+    key = import_secret(config, "aliased-key", SECRET)
+    worker = hsm_worker(config.module)
+    worker.run(worker.reinitialize)  # handles restart from 1: the store's session gets a low one
+    store = Pkcs11KeyStore.open(config)
+    try:
+        worker.run(worker.reinitialize)  # and from 1 again: the next session opened reuses it
+        other = Pkcs11KeyStore.open(other_config)
+        try:
+            mac = await store.mac(key, b"mine", MacAlgorithm.SHA256)
+        finally:
+            other.close()
+        assert mac == hmac.new(SECRET, b"mine", "sha256").digest()
+    finally:
+        store.close()

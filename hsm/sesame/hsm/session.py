@@ -83,6 +83,7 @@ class TokenSession:
         self.token_label = token_label
         self._pin = pin
         self._session: Any = None
+        self._generation = -1  # the worker's generation when `_session` was opened
         self._keys: dict[str, Any] = {}
         self.users = 0
 
@@ -91,7 +92,9 @@ class TokenSession:
 
     @property
     def session(self) -> Any:
-        """The live python-pkcs11 session (opened if needed)."""
+        """The live python-pkcs11 session (opened if needed, reopened after a re-initialisation)."""
+        if self._session is not None and self._generation != self.worker.generation:
+            self._drop()
         if self._session is None:
             self._open()
         return self._session
@@ -130,6 +133,10 @@ class TokenSession:
 
     def close(self) -> None:
         """Log out and close the session; errors are ignored (the session may already be gone)."""
+        if self._generation != self.worker.generation:
+            # Its handle may now name another token's session: closing it would close that one.
+            self._drop()
+            return
         session, self._session = self._session, None
         self._keys.clear()
         if session is not None:
@@ -137,6 +144,11 @@ class TokenSession:
                 session.close()
             except PKCS11Error as exc:
                 _log.debug("closing a lost HSM session: %s", type(exc).__name__)
+
+    def _drop(self) -> None:
+        """Forget a session that died with a re-initialisation, without calling the module on its handle."""
+        self._session = None
+        self._keys.clear()
 
     def _reconnect(self) -> None:
         self.close()
@@ -146,7 +158,7 @@ class TokenSession:
             # The library itself may be finalised or stale (SoftHSM rereads its token directory only at
             # C_Initialize); re-initialising invalidates every session of this module in the process, and
             # the other tokens' sessions reconnect on their next call through this same policy.
-            self.worker.lib.reinitialize()
+            self.worker.reinitialize()
             self._open()
 
     def _open(self) -> None:
@@ -155,7 +167,7 @@ class TokenSession:
             token = lib.get_token(token_label=self.token_label)
         except PKCS11Error:
             # A token created after the library was loaded is only seen after a re-initialisation.
-            lib.reinitialize()
+            self.worker.reinitialize()
             token = lib.get_token(token_label=self.token_label)
         try:
             # R/W because key ceremonies (init, rotate) in this process share the session.
@@ -163,6 +175,7 @@ class TokenSession:
         except UserAlreadyLoggedIn:
             # Login state is per token and application: a session opened now inherits it.
             self._session = token.open(rw=True)
+        self._generation = self.worker.generation
         self._keys.clear()
         _log.info("HSM session open on token %r", self.token_label)
 

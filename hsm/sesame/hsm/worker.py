@@ -37,6 +37,9 @@ class HsmWorker:
         )
         self._lib: Any = None
         self._softhsm_conf: str | None = None
+        # Bumped by every C_Finalize/C_Initialize: sessions opened under an older generation are dead, and
+        # their handle numbers may already belong to new sessions (SoftHSM numbers them from 1 again).
+        self.generation = 0
         # Touched only on the HSM thread: one logged-in session per token label, shared by every user.
         self.tokens: dict[str, TokenSession] = {}
 
@@ -66,6 +69,11 @@ class HsmWorker:
             self._softhsm_conf = os.environ.get("SOFTHSM2_CONF")
             self._lib = pkcs11.lib(self.module)
         return self._lib
+
+    def reinitialize(self) -> None:
+        """C_Finalize then C_Initialize (HSM thread): every session of this module in the process ends."""
+        self.lib.reinitialize()
+        self.generation += 1
 
     @property
     def loaded_softhsm_conf(self) -> str | None:
