@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,60 +16,12 @@ from pathlib import Path
 import grpc
 import pytest
 import redis
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
+from tests.e2e.serving import free_port, serve_process, wait_serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_serving(address: str, process: subprocess.Popen[str], limit: float = 60.0) -> None:
-    deadline = time.monotonic() + limit
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise AssertionError(f"sesame serve exited with {process.returncode}")
-            try:
-                if (
-                    stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
-                    == health_pb2.HealthCheckResponse.SERVING
-                ):
-                    return
-            except grpc.RpcError:
-                time.sleep(0.2)
-    raise AssertionError("sesame serve did not become healthy")
-
-
-def _serve(var: Path, metrics_port: int = 0) -> tuple[str, subprocess.Popen[str]]:
-    """Start `sesame serve` with no settings but a private var/ directory and free ports."""
-    address = f"127.0.0.1:{_free_port()}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
-    env.update(
-        SESAME_VAR_DIR=str(var), SESAME_GRPC_ADDR=address, SESAME_METRICS_ADDR=f"127.0.0.1:{metrics_port}"
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sesame.server.cli", "serve"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        _wait_serving(address, process)
-    except BaseException:
-        process.kill()
-        process.wait()
-        raise
-    return address, process
 
 
 @dataclass(frozen=True)
@@ -86,8 +37,8 @@ class Served:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """One server for the tests that only talk to it."""
     var = tmp_path_factory.mktemp("var")
-    metrics_port = _free_port()
-    address, process = _serve(var, metrics_port)
+    metrics_port = free_port()
+    address, process = serve_process(var, metrics_port)
     yield Served(address, var, metrics_port)
     process.terminate()
     process.wait(timeout=30)
@@ -142,7 +93,7 @@ def test_embedded_defaults_live_under_var(served: Served) -> None:
 def test_sigterm_drains_and_stops_the_redis_child(tmp_path: Path) -> None:
     """SIGTERM stops the server cleanly (exit 0) and takes the embedded redis-server with it."""
     var = tmp_path / "var"
-    _, process = _serve(var)
+    _, process = serve_process(var)
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
@@ -220,7 +171,7 @@ def _enrolment(user_id: str) -> enrol_pb.EnrollUserRequest:
 def test_a_killed_redis_child_is_restarted_with_its_data(tmp_path: Path) -> None:
     """Within 15 s of SIGKILL to its redis-server, serve is SERVING again, answers, and kept its users."""
     var = tmp_path / "var"
-    address, process = _serve(var)
+    address, process = serve_process(var)
     try:
         with grpc.insecure_channel(address) as channel:
             enrol = enrol_grpc.EnrollmentServiceStub(channel)
@@ -230,7 +181,7 @@ def test_a_killed_redis_child_is_restarted_with_its_data(tmp_path: Path) -> None
             os.kill(killed, signal.SIGKILL)
             deadline = time.monotonic() + 15
             _wait_redis_back(var, killed, port, deadline)
-            _wait_serving(address, process, limit=deadline - time.monotonic())
+            wait_serving(address, process, limit=deadline - time.monotonic())
             enrol.EnrollUser(_enrolment("after"), timeout=5)
             assert enrol.GetUser(enrol_pb.GetUserRequest(user_id="after"), timeout=5).user.user_id == "after"
             assert (
