@@ -13,7 +13,7 @@ BUF := .tools/node_modules/.bin/buf
 NODE_TOOLS := tools/package.json tools/package-lock.json
 STAMP_NODE := .tools/.installed
 
-.PHONY: help run test system-deps python-deps server-deps node-deps proto lint typecheck archlint bench wheel clean
+.PHONY: help run test system-deps python-deps server-deps sms-deps node-deps proto lint typecheck archlint bench wheel clean
 
 help:
 	@echo "make run    start Sésame on 127.0.0.1:50051 with embedded defaults (Redis child, SoftHSM token under var/)"
@@ -34,10 +34,18 @@ server-deps:
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; $(APT_INSTALL) $$missing; fi
 
+## Kannel (bearerbox, smsbox) and its fake SMSC (kannel-extras) run only in the tests: `make run` uses the
+## console gateway. The tests start a private Kannel on free ports, whatever the package's own service does.
+sms-deps:
+	@missing=""; \
+	{ [ -x /usr/sbin/bearerbox ] && [ -x /usr/sbin/smsbox ]; } || missing="$$missing kannel"; \
+	[ -x /usr/lib/kannel/test/fakesmsc ] || missing="$$missing kannel-extras"; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; $(APT_INSTALL) $$missing; fi
+
 node-deps:
 	@command -v npm >/dev/null || { echo "installing: npm"; $(APT_INSTALL) npm; }
 
-system-deps: python-deps server-deps node-deps
+system-deps: python-deps server-deps sms-deps node-deps
 
 $(STAMP_VENV): pyproject.toml | python-deps
 	$(PYTHON) -m venv $(VENV)
@@ -75,7 +83,7 @@ typecheck: $(STAMP_GEN)
 archlint: $(STAMP_GEN)
 	$(BIN)/lint-imports
 
-test: server-deps lint typecheck archlint $(STAMP_NODE)
+test: server-deps sms-deps lint typecheck archlint $(STAMP_NODE)
 	$(BIN)/pytest
 
 wheel: $(STAMP_GEN)

@@ -1,3 +1,7 @@
-"""Shared fixtures: the real Redis server and SoftHSM token a test session starts for itself."""
+"""Shared fixtures: the real Redis server, SoftHSM token and Kannel a test session starts for itself."""
 
-pytest_plugins = ["tests.support.redis_fixtures", "tests.support.hsm_fixtures"]
+pytest_plugins = [
+    "tests.support.redis_fixtures",
+    "tests.support.hsm_fixtures",
+    "tests.support.kannel_fixtures",
+]

@@ -1,32 +1,36 @@
-"""The SmsGateway contract: the console gateway and the recording fake acknowledge and fail alike."""
+"""The SmsGateway contract: the console gateway, the recording fake and Kannel acknowledge and fail alike."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from sesame.clients.sms_console import ConsoleSmsGateway
+from sesame.clients.sms_kannel import KannelConfig, KannelSmsGateway
 from sesame.server.domain.errors import DeliveryFailed
 from sesame.server.domain.model import SmsMessage
+from sesame.server.domain.ports import SmsGateway
 from tests.fakes.clock import FixedClock
 from tests.fakes.sms import RecordingSmsGateway
+from tests.support.kannel import Kannel
 
 MESSAGE = SmsMessage("+33612345678", "Banque: code 482913. Valable 5 min.", "00ff.k1.d6")
 
 
 @dataclass
 class Subject:
-    """A gateway under test, its clock, and how to make it unable to take messages."""
+    """A gateway under test, its clock, how to make it unable to take messages, and what to close."""
 
-    gateway: ConsoleSmsGateway | RecordingSmsGateway
+    gateway: SmsGateway
     clock: FixedClock
-    break_it: Callable[[], None]
+    break_it: Callable[[], None] = lambda: None
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
-def _console(tmp_path: Path) -> Subject:
+def _console(request: pytest.FixtureRequest, tmp_path: Path) -> Subject:
     clock = FixedClock()
     path = tmp_path / "sms.jsonl"
     gateway = ConsoleSmsGateway(path, clock, "development")
@@ -34,17 +38,41 @@ def _console(tmp_path: Path) -> Subject:
     return Subject(gateway, clock, path.mkdir)
 
 
-def _recording(tmp_path: Path) -> Subject:
+def _recording(request: pytest.FixtureRequest, tmp_path: Path) -> Subject:
     clock = FixedClock()
     gateway = RecordingSmsGateway(clock)
     return Subject(gateway, clock, gateway.fail)
 
 
-@pytest.fixture(params=[_console, _recording], ids=["console", "recording"])
-def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Subject:
-    """Each test runs on the console gateway and on the recording fake."""
-    factory: Callable[[Path], Subject] = request.param
-    return factory(tmp_path)
+def _kannel(request: pytest.FixtureRequest, tmp_path: Path) -> Subject:
+    kannel: Kannel = request.getfixturevalue("kannel")
+    clock = FixedClock()
+
+    def gateway(password: str) -> KannelSmsGateway:
+        made = KannelSmsGateway(KannelConfig(kannel.url, kannel.username, password, "MaBanque"), clock)
+        subject.closers.append(made.close)
+        return made
+
+    def break_it() -> None:
+        # Kannel refuses the account (HTTP 403), as it would a disabled or rotated one.
+        subject.gateway = gateway("not-the-password")
+
+    subject = Subject(RecordingSmsGateway(clock), clock, break_it)
+    subject.gateway = gateway(kannel.password)
+    return subject
+
+
+@pytest.fixture(
+    params=[_console, _recording, pytest.param(_kannel, marks=pytest.mark.integration)],
+    ids=["console", "recording", "kannel"],
+)
+async def subject(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Subject]:
+    """Each test runs on the console gateway, the recording fake and Kannel's sendsms."""
+    factory: Callable[[pytest.FixtureRequest, Path], Subject] = request.param
+    made = factory(request, tmp_path)
+    yield made
+    for close in made.closers:
+        await close()
 
 
 async def test_send_acknowledges_with_a_reference_and_the_clock_time(subject: Subject):

@@ -101,6 +101,12 @@ async def opened(store: Store, **changes: object) -> Challenge:
     return challenge
 
 
+async def reported(store: Store, challenge: Challenge, *reports: tuple[str, str]) -> None:
+    """Record each (state, provider reference) report in turn."""
+    for state, ref in reports:
+        await store.record_delivery(challenge.challenge_id, DeliveryState(state), ref, NOW)
+
+
 class TestUsers:
     async def test_registered_user_reads_back_equal(self, store):
         """A registered user is read back field for field."""
@@ -434,6 +440,51 @@ class TestDelivery:
         """record_delivery on a challenge never opened raises ChallengeNotFound."""
         with pytest.raises(ChallengeNotFound):
             await store.record_delivery("ffff.k1.d6", DeliveryState.FAILED, "", NOW)
+
+    async def test_a_late_accepted_report_does_not_undo_a_delivery(self, store):
+        """A report that the SMSC took the message (Kannel 8) after the delivery (1) leaves DELIVERED."""
+        challenge = await opened(store)
+        await reported(store, challenge, ("sent", "r1"), ("delivered", "r1"), ("sent", "r1"))
+        assert (await store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.DELIVERED
+
+    async def test_a_report_before_the_senders_own_record_is_kept(self, store):
+        """A delivery report that lands before the flow records SENT for the same message stays DELIVERED."""
+        challenge = await opened(store)
+        await reported(store, challenge, ("delivered", "r1"), ("sent", "r1"))
+        assert (await store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.DELIVERED
+
+    async def test_a_failed_message_stays_failed(self, store):
+        """Once a message failed, a later SENT for the same message does not revive it."""
+        challenge = await opened(store)
+        await reported(store, challenge, ("sent", "r1"), ("failed", "r1"), ("sent", "r1"))
+        assert (await store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.FAILED
+
+    async def test_a_resend_in_flight_outranks_an_earlier_failure(self, store):
+        """After a failed message, a resent one in flight makes the challenge SENT, and its failure FAILED."""
+        challenge = await opened(store)
+        await reported(store, challenge, ("failed", "r1"), ("sent", "r2"))
+        assert (await store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.SENT
+        await reported(store, challenge, ("failed", "r2"))
+        assert (await store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.FAILED
+
+    async def test_one_delivered_message_makes_the_challenge_delivered(self, store):
+        """Every message carries the same code: one delivery wins over another message's failure."""
+        challenge = await opened(store)
+        await reported(
+            store, challenge, ("sent", "r1"), ("sent", "r2"), ("delivered", "r1"), ("failed", "r2")
+        )
+        assert (await store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.DELIVERED
+
+    async def test_every_report_is_journaled_with_the_resulting_state(self, store):
+        """Ignored reports are journaled too, each with what was reported and the state that resulted."""
+        challenge = await opened(store)
+        await reported(store, challenge, ("sent", "r1"), ("delivered", "r1"), ("sent", "r1"))
+        entries = (await store.challenge_journal(challenge.challenge_id))[1:]
+        assert [(e["outcome"], e["provider_ref"], e["delivery"]) for e in entries] == [
+            ("sent", "r1", "sent"),
+            ("delivered", "r1", "delivered"),
+            ("sent", "r1", "delivered"),
+        ]
 
 
 class TestJournalPrivacy:

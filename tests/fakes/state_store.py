@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from sesame.server.domain.errors import (
@@ -39,6 +40,18 @@ _TERMINAL = {
     ChallengeStatus.CANCELLED: VerifyResult.VOIDED,
     ChallengeStatus.LOCKED: VerifyResult.LOCKED,
 }
+
+# record_delivery.lua: each message only moves forward, DELIVERED and FAILED are final.
+_RANK = {DeliveryState.PENDING: 0, DeliveryState.SENT: 1, DeliveryState.DELIVERED: 2, DeliveryState.FAILED: 2}
+
+
+def _best_news(states: Iterable[DeliveryState]) -> DeliveryState:
+    """The challenge's state over its messages, as record_delivery.lua: delivered, else sent, else failed."""
+    seen = set(states)
+    for state in (DeliveryState.DELIVERED, DeliveryState.SENT, DeliveryState.FAILED):
+        if state in seen:
+            return state
+    return DeliveryState.PENDING
 
 
 def _ms(at: datetime) -> datetime:
@@ -72,6 +85,7 @@ class MemoryStateStore:
         self._requests: dict[tuple[str, str], tuple[str, datetime]] = {}
         self._user_journals: dict[str, list[dict[str, str]]] = {}
         self._challenge_journals: dict[str, list[dict[str, str]]] = {}
+        self._messages: dict[str, dict[str, DeliveryState]] = {}  # per challenge: provider ref -> state
 
     async def register_user(self, user: User) -> User:
         async with self._lock:
@@ -200,9 +214,15 @@ class MemoryStateStore:
         self, challenge_id: str, state: DeliveryState, provider_ref: str, at: datetime
     ) -> None:
         async with self._lock:
-            challenge = dataclasses.replace(self._existing(challenge_id), delivery=state)
+            existing = self._existing(challenge_id)
+            messages = self._messages.setdefault(challenge_id, {})
+            before = messages.get(provider_ref)
+            if before is None or _RANK[state] > _RANK[before]:
+                messages[provider_ref] = state
+            challenge = dataclasses.replace(existing, delivery=_best_news(messages.values()))
             self._challenges[challenge_id] = challenge
-            self._append(challenge, "challenge.delivery", at, state.value, {"provider_ref": provider_ref})
+            extra = {"provider_ref": provider_ref, "delivery": challenge.delivery.value}
+            self._append(challenge, "challenge.delivery", at, state.value, extra)
 
     async def user_journal(self, user_id: str) -> list[dict[str, str]]:
         return list(self._user_journals.get(user_id, []))

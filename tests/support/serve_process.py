@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.support.ports import free_port
+
+__all__ = ["ServeProcess", "free_port", "start_serve", "wait_serving"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,14 +29,6 @@ class ServeProcess:
     def output(self) -> str:
         """Everything the server printed so far."""
         return self.log.read_text(errors="replace")
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_serving(address: str, process: subprocess.Popen[str], limit: float = 60.0) -> None:
@@ -54,13 +50,14 @@ def wait_serving(address: str, process: subprocess.Popen[str], limit: float = 60
     raise AssertionError("sesame serve did not become healthy")
 
 
-def start_serve(var: Path, metrics_port: int = 0) -> ServeProcess:
-    """Start `sesame serve` with no settings but a private var/ and free ports; return once it is healthy."""
+def start_serve(var: Path, metrics_port: int = 0, settings: Mapping[str, str] | None = None) -> ServeProcess:
+    """Start `sesame serve` with a private var/, free ports and `settings`; return once it is healthy."""
     address = f"127.0.0.1:{free_port()}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
     env.update(
         SESAME_VAR_DIR=str(var), SESAME_GRPC_ADDR=address, SESAME_METRICS_ADDR=f"127.0.0.1:{metrics_port}"
     )
+    env.update(settings or {})
     # A file, not a pipe: nobody reads a pipe while the tests run, and a full one would block the server.
     log = var.with_name(f"{var.name}-serve.log")
     with log.open("w") as out:

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from sesame.clients.sms_console import ConsoleSmsGateway, redact
+from sesame.clients.sms_console import ConsoleSmsGateway
 from sesame.server.domain.errors import ConfigurationError
 from sesame.server.domain.model import SmsMessage
+from sesame.server.domain.privacy import redact
 from tests.fakes.clock import FixedClock
 
 PHONE = "+33612345678"

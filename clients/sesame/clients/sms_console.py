@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import uuid
 from datetime import UTC
 from pathlib import Path
@@ -17,15 +16,9 @@ from pathlib import Path
 from sesame.server.domain.errors import ConfigurationError, DeliveryFailed
 from sesame.server.domain.model import SentSms, SmsMessage
 from sesame.server.domain.ports import Clock, SmsGateway
-from sesame.server.domain.privacy import mask_phone
+from sesame.server.domain.privacy import mask_phone, redact
 
 _log = logging.getLogger("sesame.sms")
-_DIGIT_RUN = re.compile(r"\d{4,}")
-
-
-def redact(text: str) -> str:
-    """The SMS text as logs may show it: every run of 4 or more digits (the code) is hidden."""
-    return _DIGIT_RUN.sub("******", text)
 
 
 class ConsoleSmsGateway:

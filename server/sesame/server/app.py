@@ -10,15 +10,18 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sesame.clients.http_listener import HttpListener
+from sesame.clients.kannel_dlr import DLR_PATH, KannelDeliveryReports
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisStateStore
 from sesame.clients.sms_console import ConsoleSmsGateway
+from sesame.clients.sms_kannel import DlrCallback, KannelConfig, KannelSmsGateway
 from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
 from sesame.hsm.softhsm import bootstrap_dev_token
 from sesame.server.config import Settings
 from sesame.server.domain.challenges import ChallengeFlows, ChallengePolicy
 from sesame.server.domain.enrollment import EnrollmentFlows
-from sesame.server.domain.ports import Probe, SmsGateway
+from sesame.server.domain.ports import Probe, SmsGateway, StateStore
 from sesame.server.grpc.server import GrpcServer
 from sesame.server.metrics import (
     MeteredKeyStore,
@@ -27,6 +30,7 @@ from sesame.server.metrics import (
     Metrics,
     MetricsEndpoint,
 )
+from sesame.server.sms_settings import DlrSettings, KannelSettings
 from sesame.server.supervisor import Backoff, Supervisor
 
 _log = logging.getLogger("sesame")
@@ -93,8 +97,8 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
         store = RedisStateStore.from_url(redis_url, retention=settings.retention)
         stack.push_async_callback(store.close)
         clock = SystemClock()
-        sms = ConsoleSmsGateway(settings.sms_console_file, clock, settings.environment)
         metrics = Metrics()
+        sms = await stack.enter_async_context(sms_gateway(settings, clock, MeteredStateStore(store, metrics)))
         if settings.metrics_addr is not None:
             endpoint = MetricsEndpoint(metrics, settings.metrics_addr)
             stack.callback(endpoint.close)
@@ -104,11 +108,50 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
         yield wire(
             keys=keys,
             store=store,
-            sms=Gateway("console", sms),
+            sms=sms,
             clock=clock,
             policy=settings.policy,
             metrics=metrics,
         )
+
+
+@contextlib.asynccontextmanager
+async def sms_gateway(settings: Settings, clock: SystemClock, store: StateStore) -> AsyncIterator[Gateway]:
+    """The chosen gateway; with Kannel, the delivery-report listener too (reports go to `store`)."""
+    if settings.kannel is None:
+        yield Gateway("console", ConsoleSmsGateway(settings.sms_console_file, clock, settings.environment))
+        return
+    async with contextlib.AsyncExitStack() as stack:
+        callback = None
+        if settings.dlr is not None:
+            callback = await _dlr_listener(settings.dlr, store, clock, stack)
+        gateway = KannelSmsGateway(_kannel_config(settings.kannel, callback), clock)
+        stack.push_async_callback(gateway.close)
+        _log.info("SMS through Kannel at %s as %r", settings.kannel.url, settings.kannel.sender)
+        yield Gateway("kannel", gateway)
+
+
+async def _dlr_listener(
+    dlr: DlrSettings, store: StateStore, clock: SystemClock, stack: contextlib.AsyncExitStack
+) -> DlrCallback:
+    """Start listening for Kannel's delivery reports; the callback URL names the port actually bound."""
+    listener = HttpListener(DLR_PATH, KannelDeliveryReports(dlr.token, store, clock).receive)
+    await listener.start(dlr.address)
+    stack.push_async_callback(listener.close)
+    base_url = dlr.public_url or f"http://{dlr.address.rpartition(':')[0]}:{listener.port}"
+    _log.info("delivery reports on port %d, called back at %s%s", listener.port, base_url, DLR_PATH)
+    return DlrCallback(base_url, dlr.token)
+
+
+def _kannel_config(kannel: KannelSettings, callback: DlrCallback | None) -> KannelConfig:
+    return KannelConfig(
+        url=kannel.url,
+        username=kannel.username,
+        password=kannel.password,
+        sender=kannel.sender,
+        timeout=kannel.timeout,
+        dlr=callback,
+    )
 
 
 def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
@@ -154,11 +197,11 @@ async def serve(settings: Settings) -> None:
             metrics=running.metrics,
         )
         _log.info(
-            "sesame serving gRPC on %s:%d (%s); console SMS in %s",
+            "sesame serving gRPC on %s:%d (%s); SMS through the %s gateway",
             settings.grpc_addr.rpartition(":")[0],
             server.port,
             settings.environment,
-            settings.sms_console_file,
+            settings.sms_gateway,
         )
         await stop.wait()
         _log.info("draining (grace %.0f s)", settings.shutdown_grace)

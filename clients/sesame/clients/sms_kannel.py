@@ -1,0 +1,158 @@
+"""`KannelSmsGateway`: the SmsGateway port on Kannel's HTTP `sendsms` interface (docs/decisions/0006).
+
+One GET per message. The query holds the sendsms password and the text holds the code, so neither the URL
+nor the text ever reaches an exception or a log: failures name the class of problem only, and httpx's
+own request log (which prints the URL) is silenced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Final
+from urllib.parse import urlencode
+
+import httpx
+
+from sesame.clients.kannel_dlr import DLR_PATH
+from sesame.server.domain.errors import DeliveryFailed
+from sesame.server.domain.gsm7 import fits_gsm7
+from sesame.server.domain.model import SentSms, SmsMessage
+from sesame.server.domain.ports import Clock, SmsGateway
+from sesame.server.domain.privacy import mask_phone, redact
+
+_log = logging.getLogger("sesame.sms")
+
+ANSWER_LIMIT: Final = 1024  # bytes of Kannel's answer we read: "0: Accepted for delivery" fits many times
+# Kannel answers 202 with "0: Accepted for delivery", or "3: Queued for later delivery" while no SMSC is
+# connected (the message goes, with its reports, once one is).
+_ACCEPTED: Final = ("0:", "3:")
+_ALL_REPORTS: Final = "31"  # dlr-mask: delivered 1, failed 2, buffered 4, accepted by SMSC 8, rejected 16
+_UCS2: Final = "2"
+
+
+@dataclass(frozen=True, slots=True)
+class DlrCallback:
+    """Where Kannel reports deliveries, and the token that shows the report comes from a URL we gave.
+
+    Kannel expands `%X` escapes in the URL (`%d` is the status), so `base_url` and `token` must hold no
+    `%`: the settings accept URL-safe tokens only, which urlencode leaves as they are.
+    """
+
+    base_url: str  # e.g. http://10.0.0.5:9465, the path is appended
+    token: str = field(repr=False)
+
+    def url(self, challenge_id: str, provider_ref: str) -> str:
+        """The dlr-url of one message; Kannel fills `status` in."""
+        query = urlencode({"challenge": challenge_id, "ref": provider_ref, "token": self.token})
+        return f"{self.base_url.rstrip('/')}{DLR_PATH}?{query}&status=%d"
+
+
+@dataclass(frozen=True, slots=True)
+class KannelConfig:
+    """Kannel's sendsms interface and how Sésame uses it; the password never shows in a repr."""
+
+    url: str  # the smsbox, e.g. http://127.0.0.1:13013
+    username: str
+    password: str = field(repr=False)
+    sender: str  # the bank's alphanumeric sender id
+    timeout: float = 5.0  # seconds for the whole request: connect, send, answer
+    dlr: DlrCallback | None = None  # None: no delivery reports are asked for
+
+
+def sendsms_params(config: KannelConfig, message: SmsMessage, provider_ref: str) -> dict[str, str]:
+    """The sendsms query of one message."""
+    params = {
+        "username": config.username,
+        "password": config.password,
+        "from": config.sender,
+        # E.164 with its '+': Kannel's SMPP client strips it and sets the international type of number.
+        "to": message.to,
+        "text": message.text,
+    }
+    if not fits_gsm7(message.text):
+        # UCS-2; Kannel would read the text as UTF-16BE without the charset.
+        params |= {"coding": _UCS2, "charset": "UTF-8"}
+    if config.dlr is not None:
+        params |= {"dlr-mask": _ALL_REPORTS, "dlr-url": config.dlr.url(message.challenge_id, provider_ref)}
+    return params
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """Kannel's HTTP status and the start of its answer (text/plain or text/html, one line)."""
+
+    status: int
+    text: str
+
+
+class KannelSmsGateway:
+    """Sends each message with one sendsms GET over a client kept for the life of the process."""
+
+    def __init__(self, config: KannelConfig, clock: Clock) -> None:
+        """Prepare the HTTP client (no connection is made before the first send)."""
+        self._config = config
+        self._clock = clock
+        self._sendsms = f"{config.url.rstrip('/')}/cgi-bin/sendsms"
+        # httpx logs every request's URL at INFO: ours carries the password and the code.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(config.timeout),
+            follow_redirects=False,
+            # No proxy from the environment: the password goes to Kannel and nowhere else.
+            trust_env=False,
+            headers={"User-Agent": "sesame", "Accept-Encoding": "identity"},
+        )
+
+    async def close(self) -> None:
+        """Close the connections (on shutdown)."""
+        await self._client.aclose()
+
+    async def send(self, message: SmsMessage) -> SentSms:
+        """Hand the message to Kannel; DeliveryFailed unless Kannel accepted or queued it."""
+        ref = uuid.uuid4().hex
+        sent_at = self._clock.now()
+        query = urlencode(sendsms_params(self._config, message, ref))
+        answer = await self._get(f"{self._sendsms}?{query}")
+        if answer.status != httpx.codes.ACCEPTED or not answer.text.startswith(_ACCEPTED):
+            _log.warning(
+                "Kannel refused the SMS for %s: HTTP %d %s",
+                message.challenge_id,
+                answer.status,
+                redact(answer.text.partition("\n")[0][:80]),
+            )
+            raise DeliveryFailed(f"Kannel refused the message (HTTP {answer.status})")
+        _log.info(
+            "SMS %s via Kannel to %s for %s: %s",
+            ref,
+            mask_phone(message.to),
+            message.challenge_id,
+            redact(message.text),
+        )
+        return SentSms(provider_ref=ref, sent_at=sent_at)
+
+    async def _get(self, url: str) -> _Answer:
+        # `from None` everywhere: httpx's exceptions hold the request, whose URL holds the password.
+        try:
+            async with asyncio.timeout(self._config.timeout):
+                return await self._fetch(url)
+        except (TimeoutError, httpx.TimeoutException):
+            raise DeliveryFailed("Kannel did not answer in time") from None
+        except httpx.ConnectError:
+            raise DeliveryFailed("Kannel is unreachable") from None
+        except httpx.HTTPError as exc:
+            raise DeliveryFailed(f"Kannel sendsms failed: {type(exc).__name__}") from None
+
+    async def _fetch(self, url: str) -> _Answer:
+        async with self._client.stream("GET", url) as response:
+            body = bytearray()
+            async for chunk in response.aiter_raw():
+                body += chunk
+                if len(body) >= ANSWER_LIMIT:
+                    break
+            return _Answer(response.status_code, body[:ANSWER_LIMIT].decode("utf-8", "replace"))
+
+
+_: type[SmsGateway] = KannelSmsGateway

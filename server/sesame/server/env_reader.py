@@ -1,0 +1,97 @@
+"""Reads `SESAME_*` variables and collects every problem instead of failing on the first."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+
+class EnvReader:
+    """Reads variables and collects problems instead of failing on the first; secrets are never echoed."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+        self.problems: list[str] = []
+
+    def optional(self, name: str) -> str | None:
+        value = self._env.get(name, "").strip()
+        return value or None
+
+    def text(self, name: str, default: str) -> str:
+        return self.optional(name) or default
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = self.text(name, default)
+        if value not in allowed:
+            self.problems.append(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+        return value
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            self.problems.append(f"{name} must be an integer, not {raw!r}")
+            return default
+        if not low <= value <= high:
+            self.problems.append(f"{name} must be between {low} and {high}, not {value}")
+        return value
+
+    def address(self, name: str, default: str) -> str:
+        value = self.text(name, default)
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            self.problems.append(f"{name} must be host:port, not {value!r}")
+        return value
+
+    def optional_address(self, name: str, default: str) -> str | None:
+        """A `host:port`, or None when the variable says `off`."""
+        if self.text(name, default) == "off":
+            return None
+        return self.address(name, default)
+
+    def secret(self, name: str) -> str:
+        """Exactly one of `name` and `name_FILE` (a file whose content, stripped, is the secret)."""
+        value, path = self.optional(name), self.optional(f"{name}_FILE")
+        if (value is None) == (path is None):
+            self.problems.append(f"give exactly one of {name} and {name}_FILE")
+        if path is None:
+            return value or ""
+        try:
+            return Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            self.problems.append(f"{name}_FILE cannot be read ({exc.strerror})")
+            return ""
+
+    def url(self, name: str) -> str | None:
+        """An http(s) base URL with a host and no user, query, fragment or `%` escape; None when unset."""
+        value = self.optional(name)
+        if value is not None and not _plain_url(value):
+            self.problems.append(f"{name} must be an http(s) URL with a host and no user or query")
+        return None if value is None else value.rstrip("/")
+
+    def matching(self, name: str, value: str, pattern: re.Pattern[str], what: str) -> str:
+        """`value` (read from `name`) when it fully matches `pattern`; else a problem saying `what`."""
+        if not pattern.fullmatch(value):
+            self.problems.append(f"{name} must be {what}")
+        return value
+
+
+def _plain_url(value: str) -> bool:
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return False
+    return (
+        parts.scheme in {"http", "https"}
+        and bool(parts.hostname)
+        and port != 0
+        # Credentials in a URL end up in logs: the password has its own setting.
+        and parts.username is None
+        and not (parts.query or parts.fragment or "%" in value)
+    )

@@ -1,0 +1,80 @@
+"""The SMS gateway's settings: which gateway, Kannel's sendsms account, the delivery-report listener."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Final
+
+from sesame.server.env_reader import EnvReader
+
+GATEWAYS: Final = ("console", "kannel")
+DEFAULT_DLR_ADDR: Final = "127.0.0.1:9465"
+# An alphanumeric sender id (TP-OA): at most 11 characters, and operators accept letters, digits, spaces.
+_SENDER: Final = re.compile(r"[A-Za-z0-9 ]{1,11}")
+# Kannel expands `%` escapes in a dlr-url: a token that needs no percent-encoding stays intact. 32 chars
+# at least (`secrets.token_urlsafe(32)` gives 43).
+_TOKEN: Final = re.compile(r"[A-Za-z0-9_-]{32,256}")
+# Not a place to call back: a listener there needs SESAME_DLR_PUBLIC_URL.
+_ALL_INTERFACES: Final = ("0.0.0.0", "::", "[::]", "")  # noqa: S104 (compared, not bound)
+
+
+@dataclass(frozen=True, slots=True)
+class KannelSettings:
+    """Kannel's sendsms interface; the password never appears in repr or logs."""
+
+    url: str
+    username: str
+    password: str = field(repr=False)
+    sender: str
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class DlrSettings:
+    """Where delivery reports are received, the URL Kannel is told to call, and the shared token."""
+
+    address: str  # host:port to listen on
+    public_url: str | None  # None: http://<address>, with the port actually bound
+    token: str = field(repr=False)
+
+
+def read_kannel(reader: EnvReader, bank_name: str) -> KannelSettings:
+    """Kannel's settings; every missing one is a problem."""
+    url = reader.url("SESAME_KANNEL_URL")
+    if url is None:
+        reader.problems.append("SESAME_KANNEL_URL is required with SESAME_SMS_GATEWAY=kannel")
+    username = reader.optional("SESAME_KANNEL_USERNAME")
+    if username is None:
+        reader.problems.append("SESAME_KANNEL_USERNAME is required with SESAME_SMS_GATEWAY=kannel")
+    password = reader.secret("SESAME_KANNEL_PASSWORD")
+    sender = reader.optional("SESAME_SMS_SENDER")
+    if sender is None and not _SENDER.fullmatch(bank_name):
+        reader.problems.append("SESAME_SMS_SENDER is required: SESAME_BANK_NAME is no alphanumeric sender id")
+    else:
+        sender = reader.matching(
+            "SESAME_SMS_SENDER", sender or bank_name, _SENDER, "1 to 11 letters, digits or spaces"
+        )
+    return KannelSettings(
+        url=url or "",
+        username=username or "",
+        password=password,
+        sender=sender or "",
+        timeout=float(reader.integer("SESAME_KANNEL_TIMEOUT_SECONDS", 5, 1, 30)),
+    )
+
+
+def read_dlr(reader: EnvReader) -> DlrSettings | None:
+    """The delivery-report listener, or None when SESAME_DLR_ADDR is `off`."""
+    address = reader.optional_address("SESAME_DLR_ADDR", DEFAULT_DLR_ADDR)
+    if address is None:
+        return None
+    public_url = reader.url("SESAME_DLR_PUBLIC_URL")
+    if public_url is None and address.rpartition(":")[0] in _ALL_INTERFACES:
+        reader.problems.append(
+            "SESAME_DLR_PUBLIC_URL is required when SESAME_DLR_ADDR listens on every interface"
+        )
+    token = reader.secret("SESAME_DLR_TOKEN")
+    if token:
+        reader.matching("SESAME_DLR_TOKEN", token, _TOKEN, "32 to 256 characters among A-Z a-z 0-9 _ -")
+    return DlrSettings(address=address, public_url=public_url, token=token)

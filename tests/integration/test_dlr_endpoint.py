@@ -1,0 +1,111 @@
+"""The delivery-report endpoint over real HTTP and Redis: the token gates every write, the status says why."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from sesame.clients import http_listener
+from sesame.clients.redis_store import RedisStateStore
+from sesame.server.domain.model import Challenge, DeliveryState, RequestContext
+from tests import factories
+from tests.support.kannel_fixtures import DlrReceiver
+
+pytestmark = pytest.mark.integration
+
+
+async def _opened(store: RedisStateStore) -> Challenge:
+    challenge = factories.a_challenge(datetime.now(UTC).replace(microsecond=0))
+    await store.open_challenge(challenge, RequestContext())
+    return challenge
+
+
+async def _get(receiver: DlrReceiver, **params: str) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=5) as client:
+        return await client.get(receiver.url, params=params)
+
+
+def _report(receiver: DlrReceiver, challenge_id: str, status: str = "1") -> dict[str, str]:
+    return {"challenge": challenge_id, "ref": "ref-1", "status": status, "token": receiver.callback.token}
+
+
+async def test_a_report_with_the_token_is_recorded(redis_store: RedisStateStore, dlr_receiver: DlrReceiver):
+    """Status 1 with the right token answers 200 and the challenge reads DELIVERED."""
+    challenge = await _opened(redis_store)
+    response = await _get(dlr_receiver, **_report(dlr_receiver, challenge.challenge_id))
+    assert response.status_code == 200
+    assert (await redis_store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.DELIVERED
+
+
+@pytest.mark.parametrize("token", ["wrong-token", "", None])
+async def test_a_bad_or_missing_token_is_refused_and_nothing_written(
+    redis_store: RedisStateStore, dlr_receiver: DlrReceiver, token: str | None
+):
+    """A wrong, empty or absent token answers 403; the challenge and its journal are untouched."""
+    challenge = await _opened(redis_store)
+    report = _report(dlr_receiver, challenge.challenge_id)
+    del report["token"]
+    if token is not None:
+        report["token"] = token
+    assert (await _get(dlr_receiver, **report)).status_code == 403
+    assert (await redis_store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.PENDING
+    assert [e["event"] for e in await redis_store.challenge_journal(challenge.challenge_id)] == [
+        "challenge.opened"
+    ]
+
+
+async def test_a_report_for_an_unknown_challenge_is_404(dlr_receiver: DlrReceiver):
+    """A challenge never opened (or already purged) answers 404."""
+    assert (await _get(dlr_receiver, **_report(dlr_receiver, "ffff.k1.d6"))).status_code == 404
+
+
+@pytest.mark.parametrize("status", ["abc", "32", "0", "-1", ""])
+async def test_a_status_kannel_never_sends_is_400(
+    redis_store: RedisStateStore, dlr_receiver: DlrReceiver, status: str
+):
+    """A status with no known DLR bit, or not a number, answers 400 and writes nothing."""
+    challenge = await _opened(redis_store)
+    assert (
+        await _get(dlr_receiver, **_report(dlr_receiver, challenge.challenge_id, status))
+    ).status_code == 400
+    assert (await redis_store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.PENDING
+
+
+async def test_a_report_without_its_reference_is_400(dlr_receiver: DlrReceiver):
+    """Every field must be there once: no ref is 400."""
+    report = _report(dlr_receiver, "ffff.k1.d6")
+    del report["ref"]
+    assert (await _get(dlr_receiver, **report)).status_code == 400
+
+
+async def test_other_paths_and_methods_are_refused(dlr_receiver: DlrReceiver):
+    """Another path answers 404, a POST to the route 405."""
+    base = dlr_receiver.callback.base_url
+    async with httpx.AsyncClient(timeout=5) as client:
+        assert (await client.get(f"{base}/metrics")).status_code == 404
+        assert (await client.post(dlr_receiver.url, content=b"x")).status_code == 405
+
+
+async def _raw(receiver: DlrReceiver, data: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", receiver.listener.port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+
+
+async def test_an_oversized_request_head_is_refused(dlr_receiver: DlrReceiver):
+    """A request line and headers beyond HEAD_LIMIT answer 431 without reaching the route."""
+    head = b"GET /dlr/kannel?" + b"a" * http_listener.HEAD_LIMIT + b" HTTP/1.1\r\n\r\n"
+    assert (await _raw(dlr_receiver, head)).startswith(b"HTTP/1.1 431 ")
+
+
+async def test_a_silent_client_is_dropped(dlr_receiver: DlrReceiver, monkeypatch: pytest.MonkeyPatch):
+    """A client that connects and sends nothing is disconnected once HEAD_TIMEOUT has passed."""
+    monkeypatch.setattr(http_listener, "HEAD_TIMEOUT", 0.2)
+    assert await _raw(dlr_receiver, b"") == b""

@@ -1,0 +1,207 @@
+"""The Kannel gateway on a real Kannel: the text arrives intact, reports come back, failures stay quiet."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+import traceback
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+
+import pytest
+
+from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.sms_kannel import ANSWER_LIMIT, KannelConfig, KannelSmsGateway
+from sesame.server.domain import sms_text
+from sesame.server.domain.errors import DeliveryFailed
+from sesame.server.domain.model import Challenge, DeliveryState, RequestContext, SmsMessage
+from sesame.server.domain.operation import AddBeneficiary, CreditTransfer, Login, Money, Operation, Payee
+from tests import factories
+from tests.fakes.clock import FixedClock
+from tests.support.kannel import Kannel
+from tests.support.kannel_fixtures import DlrReceiver
+from tests.support.ports import free_port
+
+pytestmark = pytest.mark.integration
+
+PHONE = "+33612345678"
+CODE = "482913"
+
+Gateways = Callable[..., KannelSmsGateway]
+
+
+@pytest.fixture
+async def gateways(kannel: Kannel) -> AsyncIterator[Gateways]:
+    """Make gateways on the session's Kannel (any setting may be changed), closed after the test."""
+    made: list[KannelSmsGateway] = []
+
+    def make(**changes: object) -> KannelSmsGateway:
+        settings: dict[str, object] = {
+            "url": kannel.url,
+            "username": kannel.username,
+            "password": kannel.password,
+            "sender": "MaBanque",
+            "timeout": 5.0,
+        } | changes
+        made.append(KannelSmsGateway(KannelConfig(**settings), FixedClock()))  # type: ignore[arg-type]
+        return made[-1]
+
+    yield make
+    for gateway in made:
+        await gateway.close()
+
+
+def _text(words: str) -> str:
+    """A short message with the code, a unique marker to find it at the fake SMSC, and `words`."""
+    return f"MaBanque: code {CODE} {uuid.uuid4().hex[:8]} {words}"
+
+
+def _rendered(operation: Operation) -> str:
+    """The SMS a user gets for `operation`, as the flows render it (about 260 characters: 2+ parts)."""
+    return sms_text.render(operation, sms_text.SmsContext("MaBanque", CODE, 5, "fr"))
+
+
+async def test_french_text_outside_gsm7_arrives_whole_and_intact_as_ucs2(kannel: Kannel, gateways: Gateways):
+    """A real SMS naming François (ç is not in GSM-7) reaches the SMSC as UCS-2, in parts, nothing lost."""
+    payee = f"François Müller {uuid.uuid4().hex[:8]}"
+    text = _rendered(AddBeneficiary(Payee(payee, "FR7630006000011234567890189")))
+    await gateways().send(SmsMessage(PHONE, text, "c1"))
+    got = await asyncio.to_thread(kannel.wait_for_message, payee)
+    assert (got.coding, got.text, got.sender, got.receiver) == ("ucs-2", text, "MaBanque", PHONE)
+    assert got.parts > 1
+
+
+async def test_gsm7_text_with_accents_keeps_the_default_coding(kannel: Kannel, gateways: Gateways):
+    """A text whose accents are all in GSM-7 (é è à ù) goes in the default coding, intact."""
+    payee = f"Zoé Durand {uuid.uuid4().hex[:8]}"
+    text = _rendered(CreditTransfer(Money("EUR", 125000), Payee(payee, "FR7630006000011234567890189"), "t"))
+    await gateways().send(SmsMessage(PHONE, text, "c1"))
+    got = await asyncio.to_thread(kannel.wait_for_message, payee)
+    assert (got.coding, got.text) == ("text", text)
+
+
+async def _opened(store: RedisStateStore) -> Challenge:
+    challenge = factories.a_challenge(datetime.now(UTC).replace(microsecond=0), Login())
+    await store.open_challenge(challenge, RequestContext())
+    return challenge
+
+
+async def _eventually(check: Callable[[], Awaitable[bool]], limit: float = 5.0) -> bool:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if await check():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_the_delivery_report_reaches_redis_as_delivered(
+    redis_store: RedisStateStore, dlr_receiver: DlrReceiver, gateways: Gateways
+):
+    """Kannel calls the dlr-url back (8 then 1) and the challenge ends DELIVERED, each report journaled."""
+    challenge = await _opened(redis_store)
+    gateway = gateways(dlr=dlr_receiver.callback)
+    sent = await gateway.send(SmsMessage(PHONE, _text("é"), challenge.challenge_id))
+    await redis_store.record_delivery(
+        challenge.challenge_id, DeliveryState.SENT, sent.provider_ref, sent.sent_at
+    )
+
+    async def delivered() -> bool:
+        stored = await redis_store.get_challenge(challenge.challenge_id)
+        return stored.delivery is DeliveryState.DELIVERED
+
+    assert await _eventually(delivered)
+    journal = await redis_store.challenge_journal(challenge.challenge_id)
+    reports = {(e["outcome"], e["provider_ref"]) for e in journal if e["event"] == "challenge.delivery"}
+    assert ("delivered", sent.provider_ref) in reports
+
+
+async def test_kannel_down_fails_quickly(gateways: Gateways):
+    """With nothing listening (connection refused), send raises DeliveryFailed at once."""
+    started = time.monotonic()
+    with pytest.raises(DeliveryFailed):
+        await gateways(url=f"http://127.0.0.1:{free_port()}").send(SmsMessage(PHONE, _text(""), "c1"))
+    assert time.monotonic() - started < 1.0
+
+
+async def test_a_wrong_password_fails(gateways: Gateways):
+    """Kannel refuses the account (HTTP 403): DeliveryFailed."""
+    with pytest.raises(DeliveryFailed):
+        await gateways(password=secrets.token_hex(8)).send(SmsMessage(PHONE, _text(""), "c1"))
+
+
+@pytest.mark.parametrize("failure", ["down", "wrong password"])
+async def test_failures_show_neither_the_password_nor_the_code(
+    gateways: Gateways, kannel: Kannel, caplog: pytest.LogCaptureFixture, failure: str
+):
+    """The exception (message, repr, traceback) and the log records hold neither the password nor the code."""
+    caplog.set_level(logging.DEBUG)
+    password = secrets.token_hex(16)
+    url = f"http://127.0.0.1:{free_port()}" if failure == "down" else kannel.url
+    with pytest.raises(DeliveryFailed) as caught:
+        await gateways(url=url, password=password).send(SmsMessage(PHONE, _text(""), "c1"))
+    shown = [str(caught.value), repr(caught.value), *traceback.format_exception(caught.value)]
+    shown += [record.getMessage() for record in caplog.records]
+    assert not [line for line in shown if password in line or CODE in line]
+
+
+async def test_a_successful_send_logs_neither_the_password_nor_the_code(
+    gateways: Gateways, kannel: Kannel, caplog: pytest.LogCaptureFixture
+):
+    """Even at DEBUG, no log record of a send (ours, httpx's, httpcore's) holds the password or the code."""
+    caplog.set_level(logging.DEBUG)
+    await gateways().send(SmsMessage(PHONE, _text(""), "c1"))
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages
+    assert not [m for m in messages if kannel.password in m or CODE in m]
+
+
+async def _serve(answer: Callable[[asyncio.StreamWriter], Awaitable[None]]) -> asyncio.Server:
+    """A loopback HTTP server that reads the request head, then runs `answer`."""
+
+    async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        try:
+            await answer(writer)
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(connected, "127.0.0.1", 0)
+
+
+async def test_a_silent_gateway_times_out(gateways: Gateways):
+    """A server that takes the request and never answers gives DeliveryFailed once the timeout is spent."""
+
+    async def silent(writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(10)
+
+    async with await _serve(silent) as server:
+        port = server.sockets[0].getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(DeliveryFailed):
+            await gateways(url=f"http://127.0.0.1:{port}", timeout=0.5).send(
+                SmsMessage(PHONE, _text(""), "c1")
+            )
+        assert time.monotonic() - started < 2.0
+
+
+async def test_an_endless_answer_is_read_no_further_than_the_cap(gateways: Gateways):
+    """An answer that never ends is cut at ANSWER_LIMIT bytes: send returns instead of reading on."""
+
+    async def endless(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 202 Accepted\r\nContent-Type: text/plain\r\n\r\n0: Accepted for delivery\n")
+        for _ in range(10_000):
+            writer.write(b"x" * ANSWER_LIMIT)
+            await writer.drain()
+
+    async with await _serve(endless) as server:
+        port = server.sockets[0].getsockname()[1]
+        started = time.monotonic()
+        sent = await gateways(url=f"http://127.0.0.1:{port}").send(SmsMessage(PHONE, _text(""), "c1"))
+        assert sent.provider_ref
+        assert time.monotonic() - started < 2.0

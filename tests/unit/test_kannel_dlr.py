@@ -1,0 +1,113 @@
+"""Kannel's delivery reports: status bits to delivery states, and the checks before anything is written."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from http import HTTPStatus
+from urllib.parse import urlencode
+
+import pytest
+
+from sesame.clients.kannel_dlr import KannelDeliveryReports, MalformedReport, delivery_state, parse_report
+from sesame.server.domain.model import DeliveryState, RequestContext
+from tests import factories
+from tests.fakes.clock import FixedClock
+from tests.fakes.state_store import MemoryStateStore
+
+TOKEN = "t" * 43
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("status", "state"),
+    [
+        (1, DeliveryState.DELIVERED),  # delivered to the phone
+        (2, DeliveryState.FAILED),  # not delivered to the phone
+        (16, DeliveryState.FAILED),  # rejected by the SMSC
+        (8, DeliveryState.SENT),  # accepted by the SMSC
+        (4, DeliveryState.SENT),  # buffered by the SMSC
+        (9, DeliveryState.DELIVERED),  # bits together: the most final one tells
+        (18, DeliveryState.FAILED),
+        (12, DeliveryState.SENT),
+    ],
+)
+def test_kannel_status_bits_map_to_delivery_states(status: int, state: DeliveryState):
+    """1 is DELIVERED, 2 and 16 FAILED, 4 and 8 SENT; with several bits, delivered beats failed beats sent."""
+    assert delivery_state(status) is state
+
+
+@pytest.mark.parametrize("status", [0, 32, 64])
+def test_a_status_without_a_known_bit_is_malformed(status: int):
+    """0 and bits above 16 mean nothing in a Kannel report."""
+    with pytest.raises(MalformedReport):
+        delivery_state(status)
+
+
+def _fields(**changes: str) -> dict[str, list[str]]:
+    fields = {"challenge": "00ff.k1.d6", "ref": "abc123", "status": "8", "token": TOKEN} | changes
+    return {name: [value] for name, value in fields.items()}
+
+
+def test_a_report_is_parsed():
+    """The challenge, reference, raw status and its state come out of the query fields."""
+    report = parse_report(_fields())
+    assert (report.challenge_id, report.provider_ref, report.status, report.state) == (
+        "00ff.k1.d6",
+        "abc123",
+        8,
+        DeliveryState.SENT,
+    )
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"challenge": ["a"], "ref": ["b"], "token": [TOKEN]},  # no status
+        _fields() | {"ref": ["a", "b"]},  # twice
+        _fields(challenge="id with spaces"),
+        _fields(ref="x" * 129),
+        _fields(status="8.0"),
+        _fields(status="1234"),
+    ],
+)
+def test_a_report_that_we_did_not_shape_is_malformed(fields: dict[str, list[str]]):
+    """A missing or repeated field, a foreign id or a status that is not a small number is refused."""
+    with pytest.raises(MalformedReport):
+        parse_report(fields)
+
+
+@pytest.fixture
+async def store() -> MemoryStateStore:
+    """An in-memory store with one open challenge, `00010203...0f.k1.d6`."""
+    memory = MemoryStateStore()
+    await memory.open_challenge(factories.a_challenge(NOW), RequestContext())
+    return memory
+
+
+async def _receive(store: MemoryStateStore, **changes: str) -> HTTPStatus:
+    query = {"challenge": factories.a_challenge(NOW).challenge_id, "ref": "r1", "status": "1", "token": TOKEN}
+    reports = KannelDeliveryReports(TOKEN, store, FixedClock(NOW))
+    return (await reports.receive(urlencode(query | changes))).status
+
+
+async def test_the_token_is_checked_before_the_report(store: MemoryStateStore):
+    """A wrong token answers 403 even when the rest of the report is malformed."""
+    assert await _receive(store, token="x" * 43, status="nonsense") == HTTPStatus.FORBIDDEN
+
+
+async def test_a_good_report_is_recorded(store: MemoryStateStore):
+    """The right token and a known challenge answer 200 and record the state."""
+    assert await _receive(store) == HTTPStatus.OK
+    challenge_id = factories.a_challenge(NOW).challenge_id
+    assert (await store.get_challenge(challenge_id)).delivery is DeliveryState.DELIVERED
+
+
+async def test_an_unparsable_query_is_400(store: MemoryStateStore):
+    """A query that is not name=value pairs answers 400."""
+    reports = KannelDeliveryReports(TOKEN, store, FixedClock(NOW))
+    assert (await reports.receive("garbage")).status == HTTPStatus.BAD_REQUEST
+
+
+def test_the_token_stays_out_of_the_repr(store: MemoryStateStore):
+    """A logged route never shows its token."""
+    assert TOKEN not in repr(KannelDeliveryReports(TOKEN, store, FixedClock(NOW)))
