@@ -1,0 +1,158 @@
+"""The fake and Redis, driven by the same random sequences of transitions, never disagree.
+
+The contract suite checks each branch by hand; this one lets Hypothesis search for the sequences nobody
+thought of (a resend after a mismatch, a late delivery report after a cancel, an attempt at the expiry
+instant...). Every step runs on both stores; the answers, the errors and the stored challenges must be equal,
+and so must the journal's events and outcomes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
+
+from sesame.clients.redis_server import EmbeddedRedis
+from sesame.clients.redis_store import RedisStateStore
+from sesame.server.domain.errors import SesameError
+from sesame.server.domain.model import Challenge, DeliveryState, RequestContext, VerificationAttempt
+from sesame.server.domain.operation import CreditTransfer, Login, Money, Payee, digest
+from tests import factories
+from tests.fakes.state_store import MemoryStateStore
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+CONTEXT = RequestContext(ip="192.0.2.1", session_id="s-model")
+TRANSFER = CreditTransfer(Money("EUR", 4200), Payee("Jean DUPONT", "FR7630006000011234567890189"), "tx-m")
+OTHER = dataclasses.replace(TRANSFER, amount=Money("EUR", 4201))
+
+# Seconds after NOW: inside the 5-minute lifetime, at its edge, and past it.
+offsets = st.sampled_from([0, 1, 29, 30, 31, 60, 120, 299, 300, 301, 600])
+delivery_states = st.sampled_from([DeliveryState.SENT, DeliveryState.DELIVERED, DeliveryState.FAILED])
+
+
+def _outcome(result: Any) -> tuple[str, Any]:
+    """What a call answered, in a form both stores can be compared on."""
+    if isinstance(result, SesameError):
+        return ("error", (type(result).__name__, getattr(result, "retry_after", None)))
+    return ("ok", result)
+
+
+class StoresAgree(RuleBasedStateMachine):
+    """One random life of a few challenges, played on the fake and on Redis at once."""
+
+    challenges = Bundle("challenges")
+
+    def __init__(self, redis_url: str) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.client = aioredis.Redis.from_url(redis_url)
+        self.redis = RedisStateStore(self.client)
+        self.memory = MemoryStateStore()
+        self.opened = 0
+
+    def teardown(self) -> None:
+        self.loop.run_until_complete(self.client.aclose())
+        self.loop.close()
+
+    def both(self, call: str, *args: Any) -> tuple[str, Any]:
+        """Run one store method on each store; assert that they answer alike; return the answer."""
+        answers = [self.loop.run_until_complete(self._run(store, call, args)) for store in self.stores]
+        assert answers[0] == answers[1], (call, args)
+        return answers[0]
+
+    @property
+    def stores(self) -> tuple[MemoryStateStore, RedisStateStore]:
+        return self.memory, self.redis
+
+    @staticmethod
+    async def _run(
+        store: MemoryStateStore | RedisStateStore, call: str, args: tuple[Any, ...]
+    ) -> tuple[str, Any]:
+        try:
+            return _outcome(await getattr(store, call)(*args))
+        except SesameError as error:
+            return _outcome(error)
+
+    @initialize()
+    def clean(self) -> None:
+        self.loop.run_until_complete(self.client.flushall())
+
+    @rule(
+        target=challenges,
+        max_attempts=st.integers(1, 3),
+        max_resends=st.integers(0, 2),
+        spacing=st.sampled_from([0, 30]),
+        transfer=st.booleans(),
+    )
+    def open(self, *, max_attempts: int, max_resends: int, spacing: int, transfer: bool) -> Challenge:
+        self.opened += 1
+        challenge = factories.a_challenge(
+            NOW,
+            TRANSFER if transfer else Login(),
+            nonce=self.opened.to_bytes(16, "big"),
+            max_attempts=max_attempts,
+            max_resends=max_resends,
+            resend_spacing=timedelta(seconds=spacing),
+        )
+        assert self.both("open_challenge", challenge, CONTEXT) == ("ok", None)
+        return challenge
+
+    @rule(challenge=challenges, matches=st.booleans(), same_operation=st.booleans(), offset=offsets)
+    def verify(self, *, challenge: Challenge, matches: bool, same_operation: bool, offset: int) -> None:
+        operation = challenge.operation if same_operation else OTHER
+        attempt = VerificationAttempt(
+            challenge.challenge_id, digest(operation), matches, NOW + timedelta(seconds=offset), CONTEXT
+        )
+        self.both("record_verification", attempt)
+
+    @rule(challenge=challenges, offset=offsets)
+    def cancel(self, challenge: Challenge, offset: int) -> None:
+        self.both("cancel_challenge", challenge.challenge_id, NOW + timedelta(seconds=offset), CONTEXT)
+
+    @rule(challenge=challenges, offset=offsets)
+    def resend(self, challenge: Challenge, offset: int) -> None:
+        self.both("record_resend", challenge.challenge_id, NOW + timedelta(seconds=offset), CONTEXT)
+
+    @rule(challenge=challenges, state=delivery_states, ref=st.sampled_from(["m1", "m2"]), offset=offsets)
+    def deliver(self, challenge: Challenge, state: DeliveryState, ref: str, offset: int) -> None:
+        self.both("record_delivery", challenge.challenge_id, state, ref, NOW + timedelta(seconds=offset))
+
+    @invariant()
+    def same_challenges_and_journals(self) -> None:
+        for number in range(1, self.opened + 1):
+            challenge_id = f"{number.to_bytes(16, 'big').hex()}.k1.d6"
+            self.both("get_challenge", challenge_id)
+            journals = [
+                self.loop.run_until_complete(store.challenge_journal(challenge_id)) for store in self.stores
+            ]
+            summaries = [[(e["event"], e["outcome"], e["attempts"]) for e in journal] for journal in journals]
+            assert summaries[0] == summaries[1], challenge_id
+
+
+def test_fake_and_redis_agree_on_every_sequence(redis_server: EmbeddedRedis) -> None:
+    """Sixty random sequences of up to 25 transitions give the same answers, states and journals on both."""
+    run_state_machine_as_test(
+        lambda: StoresAgree(redis_server.url),
+        settings=settings(
+            max_examples=60,
+            stateful_step_count=25,
+            deadline=None,
+            suppress_health_check=[HealthCheck.function_scoped_fixture],
+        ),
+    )
