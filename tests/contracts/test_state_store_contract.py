@@ -20,6 +20,7 @@ from sesame.server.domain.model import (
     Challenge,
     ChallengeStatus,
     DeliveryState,
+    LockoutPolicy,
     RequestContext,
     User,
     VerificationAttempt,
@@ -140,6 +141,73 @@ class TestUsers:
         [entry] = await store.user_journal("u-1")
         assert (entry["event"], entry["user_id"], entry["client_id"]) == ("user.enrolled", "u-1", "client-1")
         assert entry["phone"] == "+33*******78"
+
+
+class TestLockout:
+    """Wrong codes in a row per user (RTS Art. 4(3)(b))."""
+
+    POLICY = LockoutPolicy(
+        max_failures=3, first_block=timedelta(minutes=15), longest_block=timedelta(hours=1)
+    )
+
+    async def test_wrong_codes_are_counted(self, store):
+        """Each failed attempt adds one to the user's count and blocks nothing before the limit."""
+        await store.register_user(a_user())
+        await store.record_failed_attempt("u-1", NOW, self.POLICY)
+        user = await store.record_failed_attempt("u-1", NOW, self.POLICY)
+        assert (user.failures, user.blocks, user.blocked_until) == (2, 0, None)
+        assert await store.get_user("u-1") == user
+
+    async def test_the_limit_blocks_and_restarts_the_count(self, store):
+        """The third wrong code in a row blocks the user for 15 minutes and the count starts again."""
+        await store.register_user(a_user())
+        for _ in range(3):
+            user = await store.record_failed_attempt("u-1", NOW, self.POLICY)
+        assert (user.failures, user.blocks, user.blocked_until) == (0, 1, NOW + timedelta(minutes=15))
+        assert user.is_blocked(NOW + timedelta(minutes=14))
+        assert not user.is_blocked(NOW + timedelta(minutes=15))
+
+    async def test_blocks_in_a_row_double_up_to_the_longest(self, store):
+        """The second block lasts 30 minutes, the third and later ones the one-hour cap."""
+        await store.register_user(a_user())
+        lengths = []
+        for _ in range(4):
+            for _ in range(3):
+                user = await store.record_failed_attempt("u-1", NOW, self.POLICY)
+            assert user.blocked_until is not None
+            lengths.append(user.blocked_until - NOW)
+        assert lengths == [timedelta(minutes=m) for m in (15, 30, 60, 60)]
+
+    async def test_a_right_code_starts_everything_again(self, store):
+        """After a right code the count, the blocks and the block itself are gone."""
+        await store.register_user(a_user())
+        for _ in range(4):
+            await store.record_failed_attempt("u-1", NOW, self.POLICY)
+        await store.record_successful_attempt("u-1", NOW)
+        user = await store.get_user("u-1")
+        assert (user.failures, user.blocks, user.blocked_until) == (0, 0, None)
+
+    async def test_failures_and_blocks_are_journaled(self, store):
+        """Every counted failure and the reset are user journal entries; a reset of nothing writes none."""
+        await store.register_user(a_user())
+        await store.record_successful_attempt("u-1", NOW)
+        for _ in range(3):
+            await store.record_failed_attempt("u-1", NOW, self.POLICY)
+        await store.record_successful_attempt("u-1", NOW)
+        entries = (await store.user_journal("u-1"))[1:]
+        assert [(e["event"], e["outcome"], e["failures"], e["blocks"]) for e in entries] == [
+            ("user.failed_attempt", "counted", "1", "0"),
+            ("user.failed_attempt", "counted", "2", "0"),
+            ("user.failed_attempt", "blocked", "0", "1"),
+            ("user.successful_attempt", "reset", "0", "0"),
+        ]
+
+    async def test_unknown_user_is_not_found(self, store):
+        """Counting for a user never enrolled raises UserNotFound."""
+        with pytest.raises(UserNotFound):
+            await store.record_failed_attempt("nobody", NOW, self.POLICY)
+        with pytest.raises(UserNotFound):
+            await store.record_successful_attempt("nobody", NOW)
 
 
 class TestChallenges:

@@ -29,7 +29,13 @@ from hypothesis.stateful import (
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisStateStore
 from sesame.server.domain.errors import SesameError
-from sesame.server.domain.model import Challenge, DeliveryState, RequestContext, VerificationAttempt
+from sesame.server.domain.model import (
+    Challenge,
+    DeliveryState,
+    LockoutPolicy,
+    RequestContext,
+    VerificationAttempt,
+)
 from sesame.server.domain.operation import CreditTransfer, Login, Money, Payee, digest
 from tests import factories
 from tests.fakes.state_store import MemoryStateStore
@@ -40,6 +46,7 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 CONTEXT = RequestContext(ip="192.0.2.1", session_id="s-model")
 TRANSFER = CreditTransfer(Money("EUR", 4200), Payee("Jean DUPONT", "FR7630006000011234567890189"), "tx-m")
 OTHER = dataclasses.replace(TRANSFER, amount=Money("EUR", 4201))
+LOCKOUT = LockoutPolicy(max_failures=2, first_block=timedelta(minutes=1), longest_block=timedelta(minutes=3))
 
 # Seconds after NOW: inside the 5-minute lifetime, at its edge, and past it.
 offsets = st.sampled_from([0, 1, 29, 30, 31, 60, 120, 299, 300, 301, 600])
@@ -92,6 +99,15 @@ class StoresAgree(RuleBasedStateMachine):
     @initialize()
     def clean(self) -> None:
         self.loop.run_until_complete(self.client.flushall())
+        assert self.both("register_user", factories.a_user(NOW))[0] == "ok"
+
+    @rule(offset=offsets)
+    def wrong_code_for_the_user(self, offset: int) -> None:
+        self.both("record_failed_attempt", "u-1", NOW + timedelta(seconds=offset), LOCKOUT)
+
+    @rule(offset=offsets)
+    def right_code_for_the_user(self, offset: int) -> None:
+        self.both("record_successful_attempt", "u-1", NOW + timedelta(seconds=offset))
 
     @rule(
         target=challenges,
@@ -132,6 +148,15 @@ class StoresAgree(RuleBasedStateMachine):
     @rule(challenge=challenges, state=delivery_states, ref=st.sampled_from(["m1", "m2"]), offset=offsets)
     def deliver(self, challenge: Challenge, state: DeliveryState, ref: str, offset: int) -> None:
         self.both("record_delivery", challenge.challenge_id, state, ref, NOW + timedelta(seconds=offset))
+
+    @invariant()
+    def same_user_and_journal(self) -> None:
+        self.both("get_user", "u-1")
+        journals = [self.loop.run_until_complete(store.user_journal("u-1")) for store in self.stores]
+        summaries = [
+            [(e["event"], e.get("outcome"), e.get("failures")) for e in journal] for journal in journals
+        ]
+        assert summaries[0] == summaries[1]
 
     @invariant()
     def same_challenges_and_journals(self) -> None:

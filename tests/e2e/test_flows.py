@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
@@ -214,3 +214,28 @@ async def test_start_retried_with_its_request_id_sends_one_sms(live: Live) -> No
     second = await live.auth.StartChallenge(request)
     assert second.challenge_id == first.challenge_id
     assert len(live.sms_file.read_text().splitlines()) == 1
+
+
+async def test_five_wrong_codes_in_a_row_block_new_challenges(live: Live) -> None:
+    """After 3 + 2 wrong codes, StartChallenge is FAILED_PRECONDITION with USER_BLOCKED and RetryInfo."""
+    user_id = await enrolled(live)
+    for wrong_codes in (3, 2):
+        challenge_id, code = await started(live, user_id)
+        for _ in range(wrong_codes):
+            assert (await verify(live, challenge_id, wrong(code))).result == auth_pb.VERIFY_RESULT_WRONG_CODE
+    sent = len(live.sms_file.read_text().splitlines())
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await live.auth.StartChallenge(
+            auth_pb.StartChallengeRequest(user_id=user_id, operation=transfer(), context=CONTEXT)
+        )
+    assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    precondition, retry = error_details_pb2.PreconditionFailure(), error_details_pb2.RetryInfo()
+    details = rich_details(caught.value)
+    assert details[0].Unpack(precondition)
+    assert details[1].Unpack(retry)
+    assert precondition.violations[0].type == "USER_BLOCKED"
+    assert 899 <= retry.retry_delay.seconds <= 900
+    assert len(live.sms_file.read_text().splitlines()) == sent
+    user = (await live.enrol.GetUser(enrol_pb.GetUserRequest(user_id=user_id))).user
+    assert user.HasField("blocked_until")
+    assert user.blocked_until.ToDatetime(tzinfo=UTC) > datetime.now(UTC) + timedelta(minutes=14)

@@ -25,6 +25,7 @@ from sesame.server.domain.model import (
     Challenge,
     ChallengeStatus,
     DeliveryState,
+    LockoutPolicy,
     RequestContext,
     User,
     VerificationAttempt,
@@ -114,6 +115,45 @@ class MemoryStateStore:
             return self._users[user_id]
         except KeyError:
             raise UserNotFound(user_id) from None
+
+    async def record_failed_attempt(self, user_id: str, at: datetime, lockout: LockoutPolicy) -> User:
+        async with self._lock:
+            user = await self.get_user(user_id)
+            failures, outcome = user.failures + 1, "counted"
+            if failures >= lockout.max_failures:
+                outcome, failures = "blocked", 0
+                user = dataclasses.replace(
+                    user,
+                    blocks=user.blocks + 1,
+                    blocked_until=_ms(at) + lockout.block_length(user.blocks + 1),
+                )
+            user = dataclasses.replace(user, failures=failures)
+            self._users[user_id] = user
+            self._user_event(user, "user.failed_attempt", at, outcome)
+            return user
+
+    async def record_successful_attempt(self, user_id: str, at: datetime) -> None:
+        async with self._lock:
+            user = await self.get_user(user_id)
+            if (user.failures, user.blocks, user.blocked_until) == (0, 0, None):
+                return
+            user = dataclasses.replace(user, failures=0, blocks=0, blocked_until=None)
+            self._users[user_id] = user
+            self._user_event(user, "user.successful_attempt", at, "reset")
+
+    def _user_event(self, user: User, event: str, at: datetime, outcome: str) -> None:
+        blocked_until = "0" if user.blocked_until is None else str(int(user.blocked_until.timestamp() * 1000))
+        self._user_journals.setdefault(user.user_id, []).append(
+            {
+                "event": event,
+                "at": _iso(at),
+                "user_id": user.user_id,
+                "outcome": outcome,
+                "failures": str(user.failures),
+                "blocks": str(user.blocks),
+                "blocked_until": blocked_until,
+            }
+        )
 
     async def open_challenge(self, challenge: Challenge, context: RequestContext) -> None:
         async with self._lock:

@@ -21,12 +21,14 @@ from sesame.server.domain.errors import (
     InvalidRequest,
     KeyNotFound,
     ResendRefused,
+    UserBlocked,
     UserNotActive,
     UserNotFound,
 )
 from sesame.server.domain.model import (
     ChallengeStatus,
     DeliveryState,
+    LockoutPolicy,
     RequestContext,
     User,
     UserStatus,
@@ -300,3 +302,53 @@ async def test_claimed_but_unopened_request_is_opened_on_retry(world: World) -> 
     challenge = await world.flows.start(StartRequest(user_id, TRANSFER, NO_CONTEXT, "req-1"))
     assert challenge.challenge_id == claimed
     assert await world.verify(claimed, world.last_code()) is VerifyResult.VERIFIED
+
+
+async def test_five_wrong_codes_in_a_row_block_the_user_across_challenges(world: World) -> None:
+    """Three wrong codes on one challenge and two on the next block new challenges for fifteen minutes."""
+    user_id = await world.enrol()
+    for wrong_codes in (3, 2):
+        challenge = await world.flows.start(StartRequest(user_id, TRANSFER, NO_CONTEXT))
+        for _ in range(wrong_codes):
+            assert (
+                await world.verify(challenge.challenge_id, wrong(world.last_code()))
+                is VerifyResult.WRONG_CODE
+            )
+    sent = len(world.sms.sent)
+    with pytest.raises(UserBlocked) as caught:
+        await world.flows.start(StartRequest(user_id, TRANSFER, NO_CONTEXT))
+    assert caught.value.retry_after == timedelta(minutes=15)
+    assert len(world.sms.sent) == sent
+    world.clock.advance(timedelta(minutes=15))
+    await world.flows.start(StartRequest(user_id, TRANSFER, NO_CONTEXT))
+
+
+async def test_a_right_code_resets_the_count_of_wrong_ones(world: World) -> None:
+    """Four wrong codes, a right one, then four more do not block: only wrong codes in a row count."""
+    user_id = await world.enrol()
+    for _ in range(2):
+        for wrong_codes in (2, 2):
+            challenge = await world.flows.start(StartRequest(user_id, TRANSFER, NO_CONTEXT))
+            for _ in range(wrong_codes):
+                await world.verify(challenge.challenge_id, wrong(world.last_code()))
+        challenge = await world.flows.start(StartRequest(user_id, TRANSFER, NO_CONTEXT))
+        assert await world.verify(challenge.challenge_id, world.last_code()) is VerifyResult.VERIFIED
+    assert (await world.store.get_user(user_id)).failures == 0
+
+
+async def test_an_operation_mismatch_is_not_a_wrong_code(world: World) -> None:
+    """A right code for a changed operation voids the challenge but counts no failure for the user."""
+    user_id = await world.enrol()
+    challenge = await world.flows.start(StartRequest(user_id, TRANSFER, NO_CONTEXT))
+    result = await world.verify(challenge.challenge_id, world.last_code(), Login())
+    assert result is VerifyResult.OPERATION_MISMATCH
+    assert (await world.store.get_user(user_id)).failures == 0
+
+
+def test_block_lengths_double_up_to_the_longest() -> None:
+    """15 min, 30, 60, ... capped at 24 h, and no overflow however many blocks in a row."""
+    lockout = LockoutPolicy()
+    assert [lockout.block_length(n) for n in (1, 2, 3)] == [timedelta(minutes=m) for m in (15, 30, 60)]
+    assert lockout.block_length(7) == timedelta(hours=16)
+    assert lockout.block_length(8) == timedelta(hours=24)
+    assert lockout.block_length(10_000) == timedelta(hours=24)

@@ -103,3 +103,27 @@ def test_resend_limits_are_read_and_bounded() -> None:
         Settings.from_env({"SESAME_MAX_RESENDS": "6", "SESAME_RESEND_SPACING_SECONDS": "-1"})
     assert "SESAME_MAX_RESENDS" in str(caught.value)
     assert "SESAME_RESEND_SPACING_SECONDS" in str(caught.value)
+
+
+def test_lockout_defaults_follow_the_rts() -> None:
+    """Five wrong codes in a row, a first block of 15 minutes, doubling up to 24 hours."""
+    lockout = Settings.from_env({}).policy.lockout
+    assert (lockout.max_failures, lockout.first_block, lockout.longest_block) == (
+        5,
+        timedelta(minutes=15),
+        timedelta(hours=24),
+    )
+
+
+def test_lockout_beyond_five_failures_or_with_a_shorter_cap_is_refused() -> None:
+    """More than five failures (RTS Art. 4(3)(b)) and a cap under the first block are both named."""
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env(
+            {
+                "SESAME_LOCKOUT_FAILURES": "6",
+                "SESAME_LOCKOUT_SECONDS": "3600",
+                "SESAME_LOCKOUT_MAX_SECONDS": "600",
+            }
+        )
+    assert "SESAME_LOCKOUT_FAILURES" in str(caught.value)
+    assert "SESAME_LOCKOUT_MAX_SECONDS" in str(caught.value)

@@ -22,7 +22,7 @@ from sesame.server.domain.operation import MalformedEncoding, decode
 from sesame.server.domain.privacy import mask_phone
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
+MS = timedelta(milliseconds=1)
 
 Field = str | bytes | int
 """One element of a flat field/value argument list, as Redis commands take them."""
@@ -34,12 +34,12 @@ class CorruptRecord(ValueError):
 
 def to_ms(at: datetime) -> int:
     """Unix milliseconds of a timezone-aware instant (floored)."""
-    return (at - EPOCH) // _MS
+    return (at - EPOCH) // MS
 
 
 def from_ms(ms: int) -> datetime:
     """The UTC instant of Unix milliseconds."""
-    return EPOCH + ms * _MS
+    return EPOCH + ms * MS
 
 
 def iso(at: datetime) -> str:
@@ -61,12 +61,16 @@ def user_fields(user: User) -> list[Field]:
         "locale", user.locale,
         "status", user.status.value,
         "enrolled_at", to_ms(user.enrolled_at),
+        "failures", user.failures,
+        "blocks", user.blocks,
+        "blocked_until", 0 if user.blocked_until is None else to_ms(user.blocked_until),
     ]  # fmt: skip
 
 
 def user_from_hash(raw: Mapping[bytes, bytes]) -> User:
-    """The user a hash holds."""
+    """The user a hash holds (users enrolled before the lockout fields existed read as never blocked)."""
     try:
+        blocked_until = int(raw.get(b"blocked_until", b"0"))
         return User(
             user_id=raw[b"user_id"].decode(),
             client_id=raw[b"client_id"].decode(),
@@ -74,6 +78,9 @@ def user_from_hash(raw: Mapping[bytes, bytes]) -> User:
             locale=raw[b"locale"].decode(),
             status=UserStatus(raw[b"status"].decode()),
             enrolled_at=from_ms(int(raw[b"enrolled_at"])),
+            failures=int(raw.get(b"failures", b"0")),
+            blocks=int(raw.get(b"blocks", b"0")),
+            blocked_until=from_ms(blocked_until) if blocked_until else None,
         )
     except (KeyError, ValueError) as exc:
         raise CorruptRecord("user record") from exc
@@ -99,7 +106,7 @@ def challenge_fields(challenge: Challenge) -> list[Field]:
         "status", challenge.status.value,
         "delivery", challenge.delivery.value,
         "max_resends", challenge.max_resends,
-        "resend_spacing_ms", challenge.resend_spacing // _MS,
+        "resend_spacing_ms", challenge.resend_spacing // MS,
         "resends", challenge.resends,
         "last_sent_at", to_ms(challenge.last_sent_at),
     ]  # fmt: skip
@@ -125,7 +132,7 @@ def challenge_from_hash(raw: Mapping[bytes, bytes]) -> Challenge:
             status=ChallengeStatus(raw[b"status"].decode()),
             delivery=DeliveryState(raw[b"delivery"].decode()),
             max_resends=int(raw[b"max_resends"]),
-            resend_spacing=int(raw[b"resend_spacing_ms"]) * _MS,
+            resend_spacing=int(raw[b"resend_spacing_ms"]) * MS,
             resends=int(raw[b"resends"]),
             last_sent_at=from_ms(int(raw[b"last_sent_at"])),
         )
@@ -173,6 +180,11 @@ def opened_entry(challenge: Challenge, context: RequestContext) -> list[Field]:
         "key_version", challenge.key_version,
         *context_fields(context),
     ]  # fmt: skip
+
+
+def user_event(event: str, user_id: str, at: datetime) -> list[Field]:
+    """The head of a user journal entry the script completes."""
+    return ["event", event, "at", iso(at), "user_id", user_id]
 
 
 def challenge_event(event: str, challenge_id: str, at: datetime) -> list[Field]:

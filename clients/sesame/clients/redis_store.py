@@ -32,6 +32,7 @@ from sesame.server.domain.errors import (
 from sesame.server.domain.model import (
     Challenge,
     DeliveryState,
+    LockoutPolicy,
     RequestContext,
     User,
     VerificationAttempt,
@@ -43,6 +44,8 @@ from sesame.server.domain.ports import Probe, StateStore
 DEFAULT_RETENTION: Final = timedelta(hours=24)
 _SCRIPTS: Final = (
     "register_user",
+    "record_failed_attempt",
+    "record_successful_attempt",
     "open_challenge",
     "record_verification",
     "cancel_challenge",
@@ -126,7 +129,7 @@ class RedisStateStore:
     async def register_user(self, user: User) -> User:
         """Enrol `user`; the same enrolment again returns the stored user. UserAlreadyExists."""
         fields = rec.user_fields(user)
-        keys = [self.user_key(user.user_id), self.user_journal_key(user.user_id)]
+        keys = self._user_keys(user.user_id)
         args = [user.client_id, user.secure_phone, len(fields), *fields, *rec.enrolled_entry(user)]
         reply = await self._run("register_user", keys, args)
         if reply[0] == b"conflict":
@@ -140,6 +143,26 @@ class RedisStateStore:
         if not raw:
             raise UserNotFound(user_id)
         return _user(cast("dict[bytes, bytes]", raw))
+
+    async def record_failed_attempt(self, user_id: str, at: datetime, lockout: LockoutPolicy) -> User:
+        """Count a wrong code in a row; block at the policy's count (see the port). UserNotFound."""
+        args = [
+            rec.to_ms(at),
+            lockout.max_failures,
+            lockout.first_block // rec.MS,
+            lockout.longest_block // rec.MS,
+            *rec.user_event("user.failed_attempt", user_id, at),
+        ]
+        reply = await self._run("record_failed_attempt", self._user_keys(user_id), args)
+        if reply[0] == b"not_found":
+            raise UserNotFound(user_id)
+        return _user(rec.pairs(reply[1]))
+
+    async def record_successful_attempt(self, user_id: str, at: datetime) -> None:
+        """Reset the wrong codes and blocks in a row (see the port). UserNotFound."""
+        head = rec.user_event("user.successful_attempt", user_id, at)
+        if await self._run("record_successful_attempt", self._user_keys(user_id), head) != 1:
+            raise UserNotFound(user_id)
 
     # Challenges ---------------------------------------------------------------------------------
 
@@ -240,6 +263,9 @@ class RedisStateStore:
         return [rec.decoded(fields) for _, fields in entries]
 
     # Plumbing -----------------------------------------------------------------------------------
+
+    def _user_keys(self, user_id: str) -> list[str]:
+        return [self.user_key(user_id), self.user_journal_key(user_id)]
 
     def _challenge_keys(self, challenge_id: str) -> list[str]:
         return [self.challenge_key(challenge_id), self.challenge_journal_key(challenge_id)]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sesame.server.domain.challenges import ChallengePolicy
 from sesame.server.domain.errors import ConfigurationError
+from sesame.server.domain.model import LockoutPolicy
 from sesame.server.env_reader import EnvReader
 from sesame.server.sms_settings import GATEWAYS, DlrSettings, KannelSettings, read_dlr, read_kannel
 
@@ -55,6 +56,7 @@ class Settings:
             max_attempts=reader.integer("SESAME_MAX_ATTEMPTS", 3, 1, 5),
             max_resends=reader.integer("SESAME_MAX_RESENDS", 3, 0, 5),
             resend_spacing=timedelta(seconds=reader.integer("SESAME_RESEND_SPACING_SECONDS", 30, 0, 300)),
+            lockout=_lockout(reader),
             bank_name=reader.text("SESAME_BANK_NAME", "MaBanque"),
         )
         gateway = reader.choice("SESAME_SMS_GATEWAY", "console", GATEWAYS)
@@ -81,6 +83,19 @@ class Settings:
         if reader.problems:
             raise ConfigurationError("invalid settings:\n  - " + "\n  - ".join(reader.problems))
         return settings
+
+
+def _lockout(reader: EnvReader) -> LockoutPolicy:
+    first = reader.integer("SESAME_LOCKOUT_SECONDS", 900, 60, 86400)
+    longest = reader.integer("SESAME_LOCKOUT_MAX_SECONDS", 86400, 60, 7 * 86400)
+    if longest < first:
+        reader.problems.append("SESAME_LOCKOUT_MAX_SECONDS must not be shorter than SESAME_LOCKOUT_SECONDS")
+    return LockoutPolicy(
+        # RTS Art. 4(3)(b): a block comes after at most five consecutive failures.
+        max_failures=reader.integer("SESAME_LOCKOUT_FAILURES", 5, 1, 5),
+        first_block=timedelta(seconds=first),
+        longest_block=timedelta(seconds=longest),
+    )
 
 
 def _hsm(reader: EnvReader) -> HsmSettings | None:

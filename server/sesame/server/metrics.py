@@ -28,6 +28,7 @@ from sesame.server.domain.model import (
     Challenge,
     DeliveryState,
     KeyRef,
+    LockoutPolicy,
     MacAlgorithm,
     RequestContext,
     SentSms,
@@ -110,6 +111,11 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.user_blocks = Counter(
+            "sesame_user_blocks",
+            "Users blocked after too many wrong codes in a row (RTS Art. 4(3)(b)).",
+            registry=self.registry,
+        )
         self.sms = Counter(
             "sesame_sms",
             "SMS handed to a gateway, by gateway and outcome (sent, failed).",
@@ -163,6 +169,19 @@ class MeteredStateStore:
     async def get_user(self, user_id: str) -> User:
         """Read a user, timed."""
         return await self._timed("get_user", self._inner.get_user(user_id))
+
+    async def record_failed_attempt(self, user_id: str, at: datetime, lockout: LockoutPolicy) -> User:
+        """Count a wrong code in a row, timed; a block is counted."""
+        user = await self._timed(
+            "record_failed_attempt", self._inner.record_failed_attempt(user_id, at, lockout)
+        )
+        if user.blocked_until is not None and user.failures == 0:
+            self._metrics.user_blocks.inc()
+        return user
+
+    async def record_successful_attempt(self, user_id: str, at: datetime) -> None:
+        """Reset the wrong codes in a row, timed."""
+        await self._timed("record_successful_attempt", self._inner.record_successful_attempt(user_id, at))
 
     async def open_challenge(self, challenge: Challenge, context: RequestContext) -> None:
         """Open a challenge, timed and counted by operation type."""

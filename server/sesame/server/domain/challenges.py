@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
-from datetime import timedelta
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sesame.server.domain import codes, sms_text, validation
@@ -15,17 +15,20 @@ from sesame.server.domain.errors import (
     FieldViolation,
     InvalidRequest,
     KeyNotFound,
+    UserBlocked,
     UserNotActive,
 )
 from sesame.server.domain.model import (
     Challenge,
     ChallengeStatus,
     DeliveryState,
+    LockoutPolicy,
     RequestContext,
     SmsMessage,
     UserStatus,
     VerificationAttempt,
     VerificationOutcome,
+    VerifyResult,
 )
 from sesame.server.domain.operation import Operation, digest
 
@@ -45,6 +48,7 @@ class ChallengePolicy:
     max_attempts: int = 3
     max_resends: int = 3
     resend_spacing: timedelta = timedelta(seconds=30)
+    lockout: LockoutPolicy = field(default_factory=LockoutPolicy)
     bank_name: str = "MaBanque"
 
 
@@ -112,9 +116,11 @@ class ChallengeFlows:
         user = await self._store.get_user(request.user_id)
         if user.status is not UserStatus.ACTIVE:
             raise UserNotActive(request.user_id)
+        now = self._clock.now()
+        if user.blocked_until is not None and user.is_blocked(now):
+            raise UserBlocked(user.user_id, user.blocked_until - now)
         key = await self._keys.current_otp_key()
         ref = ChallengeRef(await self._keys.random(NONCE_BYTES), key.otp_version, self._policy.digits)
-        now = self._clock.now()
         if request.request_id:
             owner = await self._store.claim_request(
                 user.user_id, request.request_id, ref.challenge_id, now + self._policy.lifetime
@@ -191,7 +197,23 @@ class ChallengeFlows:
             context=request.context,
         )
         # The store counts the attempt, checks expiry and consumes, in one atomic step.
-        return await self._store.record_verification(attempt)
+        outcome = await self._store.record_verification(attempt)
+        await self._account(outcome, attempt.at)
+        return outcome
+
+    async def _account(self, outcome: VerificationOutcome, at: datetime) -> None:
+        """Carry a wrong or right code over to the user's count of wrong codes in a row.
+
+        Only a wrong code counts: an operation mismatch says nothing about the code, and refusals of a
+        closed challenge were not attempts. A second step after the atomic decision (the user and the
+        challenge live in different Redis Cluster slots): a process dying in between loses one count, never
+        an answer.
+        """
+        user_id = outcome.challenge.user_id
+        if outcome.result is VerifyResult.WRONG_CODE:
+            await self._store.record_failed_attempt(user_id, at, self._policy.lockout)
+        elif outcome.result is VerifyResult.VERIFIED:
+            await self._store.record_successful_attempt(user_id, at)
 
     async def resend(self, challenge_id: str, context: RequestContext) -> Challenge:
         """Send the same code again, within the challenge's resend count and spacing; no counter is reset.

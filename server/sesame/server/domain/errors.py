@@ -55,6 +55,14 @@ class UserNotActive(SesameError):
     """The user is suspended or revoked: no challenge may be opened."""
 
 
+class UserBlocked(SesameError):
+    """Too many wrong codes in a row: no code is sent to the user for `retry_after`."""
+
+    def __init__(self, user_id: str, retry_after: timedelta) -> None:
+        super().__init__(user_id)
+        self.retry_after = retry_after
+
+
 class ChallengeClosed(SesameError):
     """The challenge can no longer be acted upon (verified, voided, locked, cancelled or expired)."""
 

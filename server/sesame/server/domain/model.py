@@ -48,6 +48,28 @@ class UserStatus(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class LockoutPolicy:
+    """When consecutive wrong codes block a user, and for how long (RTS Art. 4(3)(b) and 4(4)).
+
+    The `max_failures`-th wrong code in a row, across challenges, blocks the user: the first block lasts
+    `first_block`, each next one twice the last, up to `longest_block`. A right code resets both counts.
+    """
+
+    max_failures: int = 5  # RTS Art. 4(3)(b): "shall not exceed five"
+    first_block: timedelta = timedelta(minutes=15)
+    longest_block: timedelta = timedelta(hours=24)
+
+    def block_length(self, blocks: int) -> timedelta:
+        """How long the `blocks`-th block in a row lasts (1 is the first)."""
+        length = self.first_block
+        for _ in range(1, blocks):
+            if length >= self.longest_block:
+                break  # doubling on would only overflow
+            length *= 2
+        return min(length, self.longest_block)
+
+
+@dataclass(frozen=True, slots=True)
 class User:
     """A person designated by a client company, with the one secure phone codes go to."""
 
@@ -57,6 +79,13 @@ class User:
     locale: str
     status: UserStatus
     enrolled_at: datetime
+    failures: int = 0  # wrong codes in a row since the last right one or the last block
+    blocks: int = 0  # blocks in a row since the last right code (each lasts longer)
+    blocked_until: datetime | None = None  # no code is sent before then
+
+    def is_blocked(self, now: datetime) -> bool:
+        """Whether consecutive wrong codes keep the user from being sent a code at `now`."""
+        return self.blocked_until is not None and now < self.blocked_until
 
 
 class ChallengeStatus(enum.Enum):

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
         Challenge,
         DeliveryState,
         KeyRef,
+        LockoutPolicy,
         MacAlgorithm,
         RequestContext,
         SentSms,
@@ -54,6 +55,21 @@ class StateStore(Protocol):
 
     async def get_user(self, user_id: str) -> User:
         """The enrolled user. UserNotFound."""
+        ...
+
+    async def record_failed_attempt(self, user_id: str, at: datetime, lockout: LockoutPolicy) -> User:
+        """Count one more wrong code in a row for the user, atomically, and return the user.
+
+        The `lockout.max_failures`-th blocks the user until `at` plus the block's length (escalating with
+        each block in a row) and restarts the count. Journaled. UserNotFound.
+        """
+        ...
+
+    async def record_successful_attempt(self, user_id: str, at: datetime) -> None:
+        """A right code: the wrong codes and blocks in a row start again from zero (journaled if they change).
+
+        UserNotFound.
+        """
         ...
 
     async def open_challenge(self, challenge: Challenge, context: RequestContext) -> None:

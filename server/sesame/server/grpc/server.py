@@ -61,7 +61,7 @@ class GrpcServer:
         auth_grpc.add_AuthenticationServiceServicer_to_server(
             AuthenticationServicer(challenges, clock), server
         )
-        enrol_grpc.add_EnrollmentServiceServicer_to_server(EnrollmentServicer(enrollment), server)
+        enrol_grpc.add_EnrollmentServiceServicer_to_server(EnrollmentServicer(enrollment, clock), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(

@@ -73,17 +73,18 @@ class AuthenticationServicer(auth_grpc.AuthenticationServiceServicer):
 class EnrollmentServicer(enrol_grpc.EnrollmentServiceServicer):
     """sesame.api.v1.EnrollmentService."""
 
-    def __init__(self, flows: EnrollmentFlows) -> None:
+    def __init__(self, flows: EnrollmentFlows, clock: Clock) -> None:
         self._flows = flows
+        self._clock = clock
 
     async def EnrollUser(  # noqa: N802
         self, request: enrol_pb.EnrollUserRequest, context: Context
     ) -> enrol_pb.EnrollUserResponse:
         user = await self._flows.enroll(translate.enroll_request(request))
-        return enrol_pb.EnrollUserResponse(user=translate.user(user))
+        return enrol_pb.EnrollUserResponse(user=translate.user(user, self._clock.now()))
 
     async def GetUser(  # noqa: N802
         self, request: enrol_pb.GetUserRequest, context: Context
     ) -> enrol_pb.GetUserResponse:
         user = await self._flows.get(translate.user_id(request.user_id))
-        return enrol_pb.GetUserResponse(user=translate.user(user))
+        return enrol_pb.GetUserResponse(user=translate.user(user, self._clock.now()))

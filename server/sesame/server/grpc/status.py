@@ -24,6 +24,7 @@ _TABLE: tuple[tuple[type[errors.SesameError], grpc.StatusCode, str], ...] = (
     (errors.ChallengeNotFound, grpc.StatusCode.NOT_FOUND, "challenge not found"),
     (errors.UserAlreadyExists, grpc.StatusCode.ALREADY_EXISTS, "user already enrolled differently"),
     (errors.UserNotActive, grpc.StatusCode.FAILED_PRECONDITION, "user is not active"),
+    (errors.UserBlocked, grpc.StatusCode.FAILED_PRECONDITION, "user blocked after too many wrong codes"),
     (errors.ChallengeClosed, grpc.StatusCode.FAILED_PRECONDITION, "challenge is closed"),
     (errors.ResendRefused, grpc.StatusCode.RESOURCE_EXHAUSTED, "resend refused"),
     (errors.HsmUnavailable, grpc.StatusCode.UNAVAILABLE, "key store unavailable, retry later"),
@@ -32,7 +33,11 @@ _TABLE: tuple[tuple[type[errors.SesameError], grpc.StatusCode, str], ...] = (
     (errors.KeyNotFound, grpc.StatusCode.INTERNAL, "no OTP key in the HSM"),
     (errors.ConfigurationError, grpc.StatusCode.INTERNAL, "server misconfigured"),
 )
-_PRECONDITION_TYPES = {errors.UserNotActive: "USER_STATUS", errors.ChallengeClosed: "CHALLENGE_STATUS"}
+_PRECONDITION_TYPES = {
+    errors.UserNotActive: "USER_STATUS",
+    errors.UserBlocked: "USER_BLOCKED",
+    errors.ChallengeClosed: "CHALLENGE_STATUS",
+}
 _RETRY_DELAY = duration_pb2.Duration(seconds=1)
 
 
@@ -49,11 +54,13 @@ def to_status(error: errors.SesameError) -> status_pb2.Status:
 def _message(summary: str, error: errors.SesameError) -> str:
     """The summary, with the reasons a caller can act on when the details are not read.
 
-    Field reasons and resend limits are ours and never echo a value the caller sent, so they are safe to
-    show; other errors keep the bare summary.
+    Field reasons, resend limits and block lengths are ours and never echo a value the caller sent, so they
+    are safe to show; other errors keep the bare summary.
     """
     if isinstance(error, errors.InvalidRequest):
         return f"{summary}: {error}"
+    if isinstance(error, errors.UserBlocked):
+        return f"{summary}; no code is sent for {_seconds(error.retry_after)} s"
     if isinstance(error, errors.ResendRefused):
         if error.retry_after is None:
             return f"{summary}: no resend left for this challenge; start a new one"
@@ -78,7 +85,7 @@ def _details(error: errors.SesameError, code: grpc.StatusCode) -> list[any_pb2.A
     elif isinstance(error, errors.UserNotFound | errors.ChallengeNotFound):
         resource = "user" if isinstance(error, errors.UserNotFound) else "challenge"
         detail = error_details_pb2.ResourceInfo(resource_type=resource, resource_name=str(error))
-    elif isinstance(error, errors.UserNotActive | errors.ChallengeClosed):
+    elif isinstance(error, errors.UserNotActive | errors.UserBlocked | errors.ChallengeClosed):
         detail = error_details_pb2.PreconditionFailure(
             violations=[
                 error_details_pb2.PreconditionFailure.Violation(
@@ -86,6 +93,9 @@ def _details(error: errors.SesameError, code: grpc.StatusCode) -> list[any_pb2.A
                 )
             ]
         )
+        if isinstance(error, errors.UserBlocked):
+            wait = duration_pb2.Duration(seconds=_seconds(error.retry_after))
+            return [_packed(detail), _packed(error_details_pb2.RetryInfo(retry_delay=wait))]
     elif isinstance(error, errors.ResendRefused):
         return _resend_details(error)
     elif code is grpc.StatusCode.UNAVAILABLE:

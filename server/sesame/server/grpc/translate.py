@@ -286,9 +286,9 @@ def operation(value: Operation) -> op_pb.Operation:
             return op_pb.Operation(change_phone=op_pb.ChangePhone(new_phone=new_phone))
 
 
-def user(value: User) -> enrol_pb.User:
-    """Describe a user; the number is masked."""
-    return enrol_pb.User(
+def user(value: User, now: datetime) -> enrol_pb.User:
+    """Describe a user; the number is masked; a block shows only while it lasts."""
+    described = enrol_pb.User(
         user_id=value.user_id,
         client_id=value.client_id,
         masked_phone=mask_phone(value.secure_phone),
@@ -296,3 +296,6 @@ def user(value: User) -> enrol_pb.User:
         status=_USER_STATUS[value.status],
         enrolled_at=timestamp(value.enrolled_at),
     )
+    if value.blocked_until is not None and value.is_blocked(now):
+        described.blocked_until.CopyFrom(timestamp(value.blocked_until))
+    return described
