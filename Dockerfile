@@ -1,6 +1,8 @@
 # Sésame image: the wheel (with the generated stubs) built by `make wheel`, SoftHSM2 and redis-server for
 # the embedded development defaults, running as a non-root user. Production sets SESAME_ENV=production,
-# SESAME_REDIS_URL and the SESAME_PKCS11_* / SESAME_HSM_* settings of its HSM.
+# SESAME_REDIS_URL, the SESAME_PKCS11_* / SESAME_HSM_* settings of its HSM, and mounts (read-only) the mTLS
+# files and the caller policy named by SESAME_TLS_CERT_FILE, SESAME_TLS_KEY_FILE, SESAME_TLS_CLIENT_CA_FILE
+# and SESAME_AUTHZ_POLICY_FILE (docs/operations.md, "Transport security and callers").
 
 FROM python:3.11-slim-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends make && rm -rf /var/lib/apt/lists/*
@@ -24,9 +26,12 @@ USER sesame
 WORKDIR /var/lib/sesame
 ENV SESAME_VAR_DIR=/var/lib/sesame/var \
     SESAME_GRPC_ADDR=0.0.0.0:50051 \
-    SESAME_METRICS_ADDR=0.0.0.0:9464
+    SESAME_METRICS_ADDR=0.0.0.0:9464 \
+    SESAME_HEALTH_ADDR=127.0.0.1:50052
 EXPOSE 50051 9464
 # SERVING only while Redis and the HSM answer (the health watcher), so a broken replica is marked unhealthy.
+# The probe holds no client certificate: `sesame health` asks the plaintext health-only listener
+# (SESAME_HEALTH_ADDR, loopback: nothing but health is served there, and only inside the container).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s CMD ["sesame", "health"]
 ENTRYPOINT ["sesame"]
 CMD ["serve"]

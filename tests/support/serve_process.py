@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.support.ports import free_port
 
-__all__ = ["ServeProcess", "free_port", "start_serve", "wait_serving"]
+__all__ = ["ServeProcess", "free_port", "run_serve", "start_serve", "wait_serving"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,14 +50,39 @@ def wait_serving(address: str, process: subprocess.Popen[str], limit: float = 60
     raise AssertionError("sesame serve did not become healthy")
 
 
-def start_serve(var: Path, metrics_port: int = 0, settings: Mapping[str, str] | None = None) -> ServeProcess:
-    """Start `sesame serve` with a private var/, free ports and `settings`; return once it is healthy."""
-    address = f"127.0.0.1:{free_port()}"
+def _env(var: Path, address: str, metrics_port: int, settings: Mapping[str, str] | None) -> dict[str, str]:
+    """Our environment without any SESAME_ or SoftHSM setting, then a private var/, the ports, `settings`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
     env.update(
         SESAME_VAR_DIR=str(var), SESAME_GRPC_ADDR=address, SESAME_METRICS_ADDR=f"127.0.0.1:{metrics_port}"
     )
     env.update(settings or {})
+    return env
+
+
+def run_serve(
+    var: Path, settings: Mapping[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run `sesame serve` expecting it to exit by itself (a refused boot); its output is merged."""
+    env = _env(var, f"127.0.0.1:{free_port()}", 0, settings)
+    return subprocess.run(
+        [sys.executable, "-m", "sesame.server.cli", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def start_serve(var: Path, metrics_port: int = 0, settings: Mapping[str, str] | None = None) -> ServeProcess:
+    """Start `sesame serve` with a private var/, free ports and `settings`; return once it is healthy.
+
+    Health is asked on SESAME_HEALTH_ADDR when `settings` sets it (the gRPC port may want a certificate).
+    """
+    address = f"127.0.0.1:{free_port()}"
+    env = _env(var, address, metrics_port, settings)
     # A file, not a pipe: nobody reads a pipe while the tests run, and a full one would block the server.
     log = var.with_name(f"{var.name}-serve.log")
     with log.open("w") as out:
@@ -69,7 +94,7 @@ def start_serve(var: Path, metrics_port: int = 0, settings: Mapping[str, str] | 
             text=True,
         )
     try:
-        wait_serving(address, process)
+        wait_serving(env.get("SESAME_HEALTH_ADDR", address), process)
     except BaseException as exc:
         process.kill()
         process.wait()

@@ -8,6 +8,7 @@ import pytest
 
 from sesame.server.config import Settings
 from sesame.server.domain.errors import ConfigurationError
+from tests.support.pki import Pki
 
 TOKEN = "dlr-token_" + "x" * 33
 KANNEL = {
@@ -128,8 +129,8 @@ def test_a_listener_on_every_interface_needs_a_public_url():
     assert dlr.public_url == "http://sesame-1.internal:9465"
 
 
-def test_production_refuses_the_console_and_accepts_kannel(tmp_path: Path):
-    """In production the console gateway is a boot error; Kannel, with real Redis and HSM, boots."""
+def test_production_refuses_the_console_and_accepts_kannel(tmp_path: Path, pki: Pki):
+    """In production the console gateway is a boot error; Kannel, with real Redis, HSM and mTLS, boots."""
     module = tmp_path / "lib.so"
     module.write_bytes(b"")
     production = {
@@ -138,6 +139,7 @@ def test_production_refuses_the_console_and_accepts_kannel(tmp_path: Path):
         "SESAME_PKCS11_MODULE": str(module),
         "SESAME_HSM_TOKEN": "t",
         "SESAME_HSM_PIN": "1234",
+        **pki.env,
     }
     assert "SESAME_SMS_GATEWAY" in _problems(production)
     assert Settings.from_env(production | KANNEL).sms_gateway == "kannel"

@@ -32,6 +32,7 @@ from sesame.server.metrics import (
 )
 from sesame.server.sms_settings import DlrSettings, KannelSettings
 from sesame.server.supervisor import Backoff, Supervisor
+from sesame.server.transport_settings import TransportSettings
 
 _log = logging.getLogger("sesame")
 
@@ -180,6 +181,35 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
     )
 
 
+def transport_summary(transport: TransportSettings) -> str:
+    """How the gRPC port is protected, in a few words for the boot log."""
+    if transport.tls is None:
+        return "plaintext"
+    if transport.tls.client_ca is None:
+        return "TLS, callers not identified"
+    return "mTLS, client certificates required"
+
+
+def _log_serving(settings: Settings, server: GrpcServer) -> None:
+    _log.info(
+        "sesame serving gRPC on %s:%d (%s, %s); SMS through the %s gateway",
+        settings.grpc_addr.rpartition(":")[0],
+        server.port,
+        settings.environment,
+        transport_summary(settings.transport),
+        settings.sms_gateway,
+    )
+    if server.health_port is not None:
+        _log.info("health only, in plaintext, on port %d", server.health_port)
+    log_open_policy(settings.transport)
+
+
+def log_open_policy(transport: TransportSettings) -> None:
+    """Say at boot when any caller may call any RPC (production refuses to start that way)."""
+    if transport.policy is None:
+        _log.warning("no SESAME_AUTHZ_POLICY_FILE: every caller may call every RPC (development only)")
+
+
 async def serve(settings: Settings) -> None:
     """Serve until SIGTERM or SIGINT, then drain calls in flight and stop the adapters."""
     stop = asyncio.Event()
@@ -195,14 +225,9 @@ async def serve(settings: Settings) -> None:
             probes=running.probes,
             health_interval=settings.health_interval,
             metrics=running.metrics,
+            transport=settings.transport,
         )
-        _log.info(
-            "sesame serving gRPC on %s:%d (%s); SMS through the %s gateway",
-            settings.grpc_addr.rpartition(":")[0],
-            server.port,
-            settings.environment,
-            settings.sms_gateway,
-        )
+        _log_serving(settings, server)
         await stop.wait()
         _log.info("draining (grace %.0f s)", settings.shutdown_grace)
         await server.stop(settings.shutdown_grace)

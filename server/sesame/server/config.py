@@ -13,6 +13,7 @@ from sesame.server.domain.errors import ConfigurationError
 from sesame.server.domain.model import LockoutPolicy
 from sesame.server.env_reader import EnvReader
 from sesame.server.sms_settings import GATEWAYS, DlrSettings, KannelSettings, read_dlr, read_kannel
+from sesame.server.transport_settings import TransportSettings, production_problems, read_transport
 
 ENVIRONMENTS = ("development", "production")
 
@@ -44,6 +45,7 @@ class Settings:
     shutdown_grace: float
     health_interval: float
     metrics_addr: str | None  # None: no /metrics endpoint
+    transport: TransportSettings  # TLS, client certificates, caller policy, probe listener
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -60,9 +62,10 @@ class Settings:
             bank_name=reader.text("SESAME_BANK_NAME", "MaBanque"),
         )
         gateway = reader.choice("SESAME_SMS_GATEWAY", "console", GATEWAYS)
+        grpc_addr = reader.address("SESAME_GRPC_ADDR", "127.0.0.1:50051")
         settings = cls(
             environment=reader.choice("SESAME_ENV", "development", ENVIRONMENTS),
-            grpc_addr=reader.address("SESAME_GRPC_ADDR", "127.0.0.1:50051"),
+            grpc_addr=grpc_addr,
             var_dir=var_dir,
             redis_url=reader.optional("SESAME_REDIS_URL"),
             hsm=_hsm(reader),
@@ -77,6 +80,7 @@ class Settings:
             shutdown_grace=float(reader.integer("SESAME_SHUTDOWN_GRACE_SECONDS", 10, 0, 300)),
             health_interval=float(reader.integer("SESAME_HEALTH_INTERVAL_SECONDS", 1, 1, 60)),
             metrics_addr=reader.optional_address("SESAME_METRICS_ADDR", "127.0.0.1:9464"),
+            transport=read_transport(reader, grpc_addr),
         )
         if settings.environment == "production":
             _production(settings, reader.problems)
@@ -113,10 +117,14 @@ def _hsm(reader: EnvReader) -> HsmSettings | None:
 
 
 def _production(settings: Settings, problems: list[str]) -> None:
-    """What production refuses: the embedded Redis, the development token, codes written to a file."""
+    """What production refuses: the embedded Redis, the development token, codes written to a file.
+
+    And a gRPC port without mTLS and a caller policy (RTS Art. 4(3)(c): sessions protected against capture).
+    """
     if settings.redis_url is None:
         problems.append("SESAME_REDIS_URL is required in production (no embedded Redis)")
     if settings.hsm is None:
         problems.append("SESAME_PKCS11_MODULE is required in production (no dev token)")
     if settings.sms_gateway == "console":
         problems.append("SESAME_SMS_GATEWAY=console writes codes to a file: use kannel in production")
+    problems.extend(production_problems(settings.transport))

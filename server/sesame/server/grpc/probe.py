@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import grpc
 from grpc_health.v1 import health_pb2
 
@@ -9,13 +11,24 @@ from grpc_health.v1 import health_pb2
 _CHECK = "/grpc.health.v1.Health/Check"
 
 
-def check_health(target: str, service: str = "", timeout: float = 3.0) -> str:
+@dataclass(frozen=True, slots=True)
+class ClientTls:
+    """What the probe presents to a TLS port: CA to verify it (None: system roots), its own certificate."""
+
+    ca: bytes | None = None
+    cert_chain: bytes | None = None
+    private_key: bytes | None = field(default=None, repr=False)
+    server_name: str | None = None  # the name to expect in the server's certificate (default: the host)
+
+
+def check_health(target: str, service: str = "", timeout: float = 3.0, tls: ClientTls | None = None) -> str:
     """The status name the server reports for `service` ("" is the server as a whole).
 
-    A server that does not answer within `timeout` reads UNREACHABLE; one that does not know the service
-    reads SERVICE_UNKNOWN. Only SERVING means the server can take calls.
+    Plaintext unless `tls` is given. A server that does not answer within `timeout` (or whose handshake
+    fails) reads UNREACHABLE; one that does not know the service reads SERVICE_UNKNOWN. Only SERVING
+    means the server can take calls.
     """
-    with grpc.insecure_channel(target) as channel:
+    with _channel(target, tls) as channel:
         check = channel.unary_unary(
             _CHECK,
             request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
@@ -27,3 +40,11 @@ def check_health(target: str, service: str = "", timeout: float = 3.0) -> str:
             code = error.code() if isinstance(error, grpc.Call) else None
             return "SERVICE_UNKNOWN" if code is grpc.StatusCode.NOT_FOUND else "UNREACHABLE"
     return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+
+def _channel(target: str, tls: ClientTls | None) -> grpc.Channel:
+    if tls is None:
+        return grpc.insecure_channel(target)
+    credentials = grpc.ssl_channel_credentials(tls.ca, tls.private_key, tls.cert_chain)
+    options = [] if tls.server_name is None else [("grpc.ssl_target_name_override", tls.server_name)]
+    return grpc.secure_channel(target, credentials, options=options)

@@ -1,30 +1,34 @@
-"""The grpc.aio server: our two services, health (watched), reflection, the error interceptor."""
+"""The grpc.aio server: our two services, health (watched), reflection, the interceptors, its listeners.
+
+The gRPC port is plaintext or TLS (with client certificates required when a client CA is given); an
+optional second, plaintext listener serves only health, for probes that hold no client certificate. Both
+listeners publish the statuses of the one health servicer the watcher sets.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
-from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.server.domain.challenges import ChallengeFlows
 from sesame.server.domain.enrollment import EnrollmentFlows
 from sesame.server.domain.ports import Clock, Probe
+from sesame.server.grpc.authz import AuthorizationInterceptor
+from sesame.server.grpc.catalogue import API_SERVICES
 from sesame.server.grpc.health import HealthWatcher
 from sesame.server.grpc.metering import MetricsInterceptor
 from sesame.server.grpc.servicers import AuthenticationServicer, EnrollmentServicer
 from sesame.server.grpc.status import ErrorInterceptor
 from sesame.server.metrics import Metrics
+from sesame.server.transport_settings import PLAINTEXT, TlsSettings, TransportSettings
 
-SERVICE_NAMES = (
-    auth_pb.DESCRIPTOR.services_by_name["AuthenticationService"].full_name,
-    enrol_pb.DESCRIPTOR.services_by_name["EnrollmentService"].full_name,
-)
+SERVICE_NAMES = API_SERVICES
 
 # Our largest request (a transfer with every field at its maximum) is under 2 KiB: a 64 KiB cap refuses
 # oversized messages before they are parsed, instead of gRPC's default of 4 MiB.
@@ -32,16 +36,36 @@ MAX_MESSAGE_BYTES = 64 * 1024
 _OPTIONS = (("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),)
 
 
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """A started grpc.aio server and the port it bound."""
+
+    server: grpc.aio.Server
+    port: int
+
+
 class GrpcServer:
     """A started server, the port it listens on (0 in the address picks a free one), its health watcher."""
 
-    def __init__(self, server: grpc.aio.Server, port: int, health_watcher: HealthWatcher) -> None:
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        port: int,
+        health_watcher: HealthWatcher,
+        health_listener: Listener | None = None,
+    ) -> None:
         self.server = server
         self.port = port
         self.health = health_watcher
+        self._health_listener = health_listener
+
+    @property
+    def health_port(self) -> int | None:
+        """The port of the plaintext health-only listener; None without one."""
+        return None if self._health_listener is None else self._health_listener.port
 
     @classmethod
-    async def start(  # noqa: PLR0913 (keyword-only: the flows, and what health watches and how often)
+    async def start(  # noqa: PLR0913 (keyword-only: the flows, what health watches and how often, the transport)
         cls,
         address: str,
         *,
@@ -51,11 +75,17 @@ class GrpcServer:
         probes: Mapping[str, Probe],
         health_interval: float,
         metrics: Metrics,
+        transport: TransportSettings = PLAINTEXT,
     ) -> GrpcServer:
-        """Bind `address`, register everything, start serving; health follows `probes`."""
+        """Bind `address` as `transport` says, register everything, start serving; health follows `probes`."""
         server = grpc.aio.server(
-            # Metrics outermost, so that they see the status the error interceptor chose.
-            interceptors=[MetricsInterceptor(metrics), ErrorInterceptor()],
+            # Metrics outermost, so that they see the status the error interceptor chose; authorization
+            # innermost, so that its refusals are answered from the error table like any other error.
+            interceptors=[
+                MetricsInterceptor(metrics),
+                ErrorInterceptor(),
+                AuthorizationInterceptor(transport.policy),
+            ],
             options=_OPTIONS,
         )
         auth_grpc.add_AuthenticationServiceServicer_to_server(
@@ -75,13 +105,40 @@ class GrpcServer:
         watcher = HealthWatcher(health_servicer, ("", *SERVICE_NAMES), probes, interval=health_interval)
         # One round before the port opens: the first Check a balancer sends already tells the truth.
         await watcher.check_now()
-        port = server.add_insecure_port(address)
+        port = _bind(server, address, transport.tls)
+        health_listener = None
+        if transport.health_addr is not None:
+            health_listener = await _health_only(health_servicer, transport.health_addr)
         await server.start()
         watcher.start()
-        return cls(server, port, watcher)
+        return cls(server, port, watcher, health_listener)
 
     async def stop(self, grace: float) -> None:
         """Drain: report NOT_SERVING, refuse new calls, let calls in flight finish within `grace`."""
         await self.health.enter_graceful_shutdown()
         await self.health.stop()
         await self.server.stop(grace)
+        # Closed last: probes read NOT_SERVING for the whole drain, not a refused connection.
+        if self._health_listener is not None:
+            await self._health_listener.server.stop(0)
+
+
+def _bind(server: grpc.aio.Server, address: str, tls: TlsSettings | None) -> int:
+    if tls is None:
+        return server.add_insecure_port(address)
+    credentials = grpc.ssl_server_credentials(
+        [(tls.private_key, tls.cert_chain)],
+        root_certificates=tls.client_ca,
+        # With a client CA, a caller without a certificate that chains to it fails the handshake.
+        require_client_auth=tls.client_ca is not None,
+    )
+    return server.add_secure_port(address, credentials)
+
+
+async def _health_only(servicer: health.aio.HealthServicer, address: str) -> Listener:
+    """A plaintext listener serving only grpc.health.v1, from the same servicer as the gRPC port."""
+    server = grpc.aio.server(options=_OPTIONS)
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_insecure_port(address)
+    await server.start()
+    return Listener(server, port)

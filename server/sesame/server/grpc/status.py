@@ -14,11 +14,13 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from sesame.server.domain import errors
+from sesame.server.grpc.callers import CallerNotAllowed, caller_identity
 
 _log = logging.getLogger("sesame.grpc")
 
 # Most specific first: the first matching class wins.
 _TABLE: tuple[tuple[type[errors.SesameError], grpc.StatusCode, str], ...] = (
+    (CallerNotAllowed, grpc.StatusCode.PERMISSION_DENIED, "caller not allowed to call this method"),
     (errors.InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT, "invalid request"),
     (errors.UserNotFound, grpc.StatusCode.NOT_FOUND, "user not found"),
     (errors.ChallengeNotFound, grpc.StatusCode.NOT_FOUND, "challenge not found"),
@@ -75,6 +77,8 @@ def _seconds(delay: timedelta) -> int:
 
 def _details(error: errors.SesameError, code: grpc.StatusCode) -> list[any_pb2.Any]:
     detail: Any
+    if isinstance(error, CallerNotAllowed):
+        return [_packed(_refusal(error))]
     if isinstance(error, errors.InvalidRequest):
         detail = error_details_pb2.BadRequest(
             field_violations=[
@@ -103,6 +107,14 @@ def _details(error: errors.SesameError, code: grpc.StatusCode) -> list[any_pb2.A
     else:
         return []
     return [_packed(detail)]
+
+
+def _refusal(error: CallerNotAllowed) -> error_details_pb2.ErrorInfo:
+    """Which method was refused, and to whom: the caller's own name, from its own certificate."""
+    metadata = {"method": error.method}
+    if error.caller is not None:
+        metadata["caller"] = error.caller
+    return error_details_pb2.ErrorInfo(reason="CALLER_NOT_ALLOWED", domain="sesame", metadata=metadata)
 
 
 def _resend_details(error: errors.ResendRefused) -> list[any_pb2.Any]:
@@ -152,7 +164,8 @@ def _guard(behavior: Behavior, method: str) -> Behavior:
             return await behavior(request, context)
         except errors.SesameError as error:
             if not isinstance(error, errors.InvalidRequest | errors.NotFoundError):
-                _log.warning("rpc %s failed: %s", method, type(error).__name__)
+                caller = caller_identity(context.auth_context()) or "unidentified"
+                _log.warning("rpc %s failed: %s (caller %s)", method, type(error).__name__, caller)
             await context.abort_with_status(rpc_status.to_status(to_status(error)))
         except Exception:  # noqa: BLE001 (the last line of defence: log it, answer INTERNAL, leak nothing)
             _log.exception("rpc %s failed unexpectedly", method)
