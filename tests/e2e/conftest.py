@@ -12,12 +12,10 @@ import pytest
 from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.clients.redis_store import RedisStateStore
-from sesame.clients.sms_console import ConsoleSmsGateway
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
-from sesame.server.app import Gateway, SystemClock, wire
 from sesame.server.domain.challenges import ChallengePolicy
-from sesame.server.grpc.server import GrpcServer
 from sesame.server.metrics import Metrics
+from tests.support.wired_server import ServerOptions, start_wired
 
 
 @dataclass
@@ -43,27 +41,9 @@ async def live(
     redis_store: RedisStateStore, keystore: Pkcs11KeyStore, tmp_path: Path, policy: ChallengePolicy
 ) -> AsyncIterator[Live]:
     """Start the server on a free loopback port, with a fresh Redis database and SMS file."""
-    clock = SystemClock()
     sms_file = tmp_path / "sms.jsonl"
-    sms = ConsoleSmsGateway(sms_file, clock, "development")
-    # The composition root's own wiring (metered adapters), over the test session's Redis and token.
-    running = wire(
-        keys=keystore,
-        store=redis_store,
-        sms=Gateway("console", sms),
-        clock=clock,
-        policy=policy,
-        metrics=Metrics(),
-    )
-    server = await GrpcServer.start(
-        "127.0.0.1:0",
-        challenges=running.challenges,
-        enrollment=running.enrollment,
-        clock=clock,
-        probes=running.probes,
-        health_interval=1.0,
-        metrics=running.metrics,
-    )
+    wired = await start_wired(keystore, redis_store, sms_file, ServerOptions(policy=policy))
+    server, running = wired.server, wired.running
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:
         yield Live(

@@ -16,11 +16,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.clients.redis_store import RedisStateStore
-from sesame.clients.sms_console import ConsoleSmsGateway
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
-from sesame.server.app import Gateway, SystemClock, wire
 from sesame.server.config import Settings
-from sesame.server.domain.challenges import ChallengePolicy
 from sesame.server.grpc.authz import AuthorizationInterceptor
 from sesame.server.grpc.callers import current_caller
 from sesame.server.grpc.policy import parse_policy
@@ -29,6 +26,7 @@ from sesame.server.grpc.status import ErrorInterceptor
 from sesame.server.metrics import Metrics
 from tests.e2e.helpers import PHONE
 from tests.support.pki import BACKOFFICE, PAYMENTS, Identity, Pki
+from tests.support.wired_server import ServerOptions, start_wired
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -58,26 +56,11 @@ async def secured(
     redis_store: RedisStateStore, keystore: Pkcs11KeyStore, tmp_path: Path, pki: Pki
 ) -> AsyncIterator[Secured]:
     """The composition root's wiring behind mTLS, the test policy and a probe port, read as settings."""
-    clock = SystemClock()
-    running = wire(
-        keys=keystore,
-        store=redis_store,
-        sms=Gateway("console", ConsoleSmsGateway(tmp_path / "sms.jsonl", clock, "development")),
-        clock=clock,
-        policy=ChallengePolicy(),
-        metrics=Metrics(),
-    )
     transport = Settings.from_env({**pki.env, "SESAME_HEALTH_ADDR": "127.0.0.1:0"}).transport
-    server = await GrpcServer.start(
-        "127.0.0.1:0",
-        challenges=running.challenges,
-        enrollment=running.enrollment,
-        clock=clock,
-        probes=running.probes,
-        health_interval=1.0,
-        metrics=running.metrics,
-        transport=transport,
+    wired = await start_wired(
+        keystore, redis_store, tmp_path / "sms.jsonl", ServerOptions(transport=transport)
     )
+    server, running = wired.server, wired.running
     try:
         yield Secured(server, running.metrics, pki)
     finally:

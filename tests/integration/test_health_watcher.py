@@ -14,13 +14,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisStateStore
-from sesame.clients.sms_console import ConsoleSmsGateway
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
-from sesame.server.app import Gateway, SystemClock, wire
-from sesame.server.domain.challenges import ChallengePolicy
 from sesame.server.grpc.server import SERVICE_NAMES, GrpcServer
-from sesame.server.metrics import Metrics
 from tests.support.redis_fixtures import crash
+from tests.support.wired_server import ServerOptions, start_wired
 
 pytestmark = pytest.mark.integration
 
@@ -44,25 +41,10 @@ async def watched(tmp_path: Path, keystore: Pkcs11KeyStore) -> AsyncIterator[Wat
     own_redis = EmbeddedRedis(tmp_path / "redis")
     await asyncio.to_thread(own_redis.start)
     store = RedisStateStore.from_url(own_redis.url)
-    clock = SystemClock()
-    sms = ConsoleSmsGateway(tmp_path / "sms.jsonl", clock, "development")
-    running = wire(
-        keys=keystore,
-        store=store,
-        sms=Gateway("console", sms),
-        clock=clock,
-        policy=ChallengePolicy(),
-        metrics=Metrics(),
+    wired = await start_wired(
+        keystore, store, tmp_path / "sms.jsonl", ServerOptions(health_interval=INTERVAL)
     )
-    server = await GrpcServer.start(
-        "127.0.0.1:0",
-        challenges=running.challenges,
-        enrollment=running.enrollment,
-        clock=clock,
-        probes=running.probes,
-        health_interval=INTERVAL,
-        metrics=running.metrics,
-    )
+    server = wired.server
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:
         yield Watched(server, own_redis, health_pb2_grpc.HealthStub(channel))

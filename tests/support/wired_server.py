@@ -1,0 +1,59 @@
+"""The composition root's wiring (metered adapters) behind a real gRPC server, over the tests' adapters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.sms_console import ConsoleSmsGateway
+from sesame.hsm.pkcs11 import Pkcs11KeyStore
+from sesame.server.app import Gateway, Runtime, SystemClock, wire
+from sesame.server.domain.challenges import ChallengePolicy
+from sesame.server.grpc.server import GrpcServer
+from sesame.server.metrics import Metrics
+from sesame.server.transport_settings import PLAINTEXT, TransportSettings
+
+
+@dataclass(frozen=True, slots=True)
+class ServerOptions:
+    """What a test may change of the server it starts."""
+
+    policy: ChallengePolicy = field(default_factory=ChallengePolicy)
+    health_interval: float = 1.0
+    transport: TransportSettings = PLAINTEXT
+
+
+@dataclass(frozen=True, slots=True)
+class Wired:
+    """A started server on a free loopback port and the runtime behind it."""
+
+    server: GrpcServer
+    running: Runtime
+
+
+async def start_wired(
+    keys: Pkcs11KeyStore, store: RedisStateStore, sms_file: Path, options: ServerOptions | None = None
+) -> Wired:
+    """Wire the flows as `sesame serve` does (console SMS to `sms_file`) and start serving them."""
+    chosen = options or ServerOptions()
+    clock = SystemClock()
+    running = wire(
+        keys=keys,
+        store=store,
+        sms=Gateway("console", ConsoleSmsGateway(sms_file, clock, "development")),
+        clock=clock,
+        policy=chosen.policy,
+        metrics=Metrics(),
+    )
+    server = await GrpcServer.start(
+        "127.0.0.1:0",
+        challenges=running.challenges,
+        enrollment=running.enrollment,
+        clock=clock,
+        probes=running.probes,
+        health_interval=chosen.health_interval,
+        metrics=running.metrics,
+        transport=chosen.transport,
+    )
+    return Wired(server, running)
