@@ -10,7 +10,7 @@ caller's identity set (`callers.current_caller`), whether or not a policy is in 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
 import grpc
@@ -20,14 +20,12 @@ from sesame.server.grpc.callers import CallerNotAllowed, caller_identity, callin
 from sesame.server.grpc.catalogue import HEALTH_SERVICE
 from sesame.server.grpc.policy import CallerPolicy
 from sesame.server.grpc.status import to_status
+from sesame.server.grpc.unary import Behavior, Continuation
 
 _log = logging.getLogger("sesame.grpc")
 
 Context = grpc.aio.ServicerContext[Any, Any]
-Unary = Callable[[Any, Context], Awaitable[Any]]
 Streaming = Callable[[Any, Context], AsyncIterator[Any]]
-# Quoted: grpc's classes are generic only in the typing stubs.
-Continuation = Callable[[grpc.HandlerCallDetails], Awaitable["grpc.RpcMethodHandler[Any, Any] | None"]]
 
 # One handler factory per shape (request streaming, response streaming), so that no shape slips through
 # unchecked: an RPC added later is refused until a policy grants it.
@@ -60,11 +58,11 @@ class AuthorizationInterceptor(grpc.aio.ServerInterceptor):
         # Under grpc.aio behaviours are coroutine or async-generator functions; the stubs type the sync API.
         checked: object
         if handler.unary_unary is not None:
-            checked = self._unary(cast("Unary", behavior), method)
+            checked = self._unary(cast("Behavior", behavior), method)
         elif handler.response_streaming:
             checked = self._streaming(cast("Streaming", behavior), method)
         else:
-            checked = self._client_streaming(cast("Unary", behavior), method)
+            checked = self._client_streaming(cast("Behavior", behavior), method)
         return _FACTORIES[shape](
             checked,
             request_deserializer=handler.request_deserializer,
@@ -78,7 +76,7 @@ class AuthorizationInterceptor(grpc.aio.ServerInterceptor):
             raise CallerNotAllowed(method, caller)
         return caller
 
-    def _unary(self, behavior: Unary, method: str) -> Unary:
+    def _unary(self, behavior: Behavior, method: str) -> Behavior:
         # A refusal propagates to the error interceptor, which answers it from the one table.
         async def checked(request: Any, context: Context) -> Any:
             with calling_as(self._admit(method, context)):
@@ -86,7 +84,7 @@ class AuthorizationInterceptor(grpc.aio.ServerInterceptor):
 
         return checked
 
-    def _client_streaming(self, behavior: Unary, method: str) -> Unary:
+    def _client_streaming(self, behavior: Behavior, method: str) -> Behavior:
         async def checked(requests: Any, context: Context) -> Any:
             with calling_as(await self._admit_or_refuse(method, context)):
                 return await behavior(requests, context)

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 
 import grpc
 
+from sesame.server.grpc.unary import Behavior, Continuation, wrap_unary
 from sesame.server.metrics import Metrics
-
-Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
 
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
@@ -21,17 +19,11 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         self._metrics = metrics
 
     async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        handler_call_details: grpc.HandlerCallDetails,
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        return grpc.unary_unary_rpc_method_handler(
-            self._metered(cast("Behavior", handler.unary_unary), handler_call_details.method),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
+        method = handler_call_details.method
+        return wrap_unary(
+            await continuation(handler_call_details), lambda behavior: self._metered(behavior, method)
         )
 
     def _metered(self, behavior: Behavior, method: str) -> Behavior:

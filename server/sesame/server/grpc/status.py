@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -15,6 +14,7 @@ from grpc_status import rpc_status
 
 from sesame.server.domain import errors
 from sesame.server.grpc.callers import CallerNotAllowed, caller_identity
+from sesame.server.grpc.unary import Behavior, Continuation, wrap_unary
 
 _log = logging.getLogger("sesame.grpc")
 
@@ -136,26 +136,14 @@ def _packed(detail: Any) -> any_pb2.Any:
     return packed
 
 
-Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
-
-
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
     """Turns every error a unary handler raises into a status from the table; nothing else leaks."""
 
     async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        handler_call_details: grpc.HandlerCallDetails,
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        return grpc.unary_unary_rpc_method_handler(
-            # Under grpc.aio the handler's behaviour is a coroutine function; the stubs type the sync API.
-            _guard(cast("Behavior", handler.unary_unary), handler_call_details.method),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        method = handler_call_details.method
+        return wrap_unary(await continuation(handler_call_details), lambda behavior: _guard(behavior, method))
 
 
 def _guard(behavior: Behavior, method: str) -> Behavior:
