@@ -1,4 +1,7 @@
-"""The KeyStore contract, run against the fake (stdlib hmac) and the real adapter (SoftHSM)."""
+"""The KeyStore contract, run against the fake (stdlib hmac, `cryptography`) and the real adapter (SoftHSM).
+
+Signatures are checked here with `cryptography` directly, not with Sésame's code: an independent path.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +11,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from sesame.hsm.keys import import_secret, init_keys, rotate_keys
 from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
 from sesame.server.domain.errors import KeyNotFound
-from sesame.server.domain.model import KeyRef, MacAlgorithm
+from sesame.server.domain.model import KeyKind, KeyRef, MacAlgorithm, PublicKey
 from sesame.server.domain.ports import KeyStore
 from tests.fakes.keystore import FakeKeyStore
 
@@ -28,11 +35,12 @@ class Backend:
     store: KeyStore
     add_key: Callable[[str, bytes], KeyRef]
     rotate: Callable[[], Awaitable[None]]
+    rotate_proof: Callable[[], Awaitable[None]]
 
 
 @pytest.fixture(scope="session")
 def contract_token(make_token: Callable[[str], Pkcs11Config]) -> Pkcs11Config:
-    """A token of its own for the contract suite, with a first OTP key."""
+    """A token of its own for the contract suite, with a first OTP key and a first proof key."""
     config = make_token("contract")
     init_keys(config)
     return config
@@ -42,11 +50,17 @@ def _fake_backend() -> Backend:
     fake = FakeKeyStore()
     fake.add_key("sesame-otp-v1", secrets.token_bytes(32))
 
+    fake.add_proof_key(1)
+
     async def rotate() -> None:
         current = await fake.current_otp_key()
         fake.add_key(KeyRef.otp(current.otp_version + 1).label, secrets.token_bytes(32))
 
-    return Backend(fake, fake.add_key, rotate)
+    async def rotate_proof() -> None:
+        current = await fake.current_proof_key()
+        fake.add_proof_key(current.version(KeyKind.PROOF) + 1)
+
+    return Backend(fake, fake.add_key, rotate, rotate_proof)
 
 
 @pytest.fixture(params=["fake", pytest.param("softhsm", marks=pytest.mark.integration)])
@@ -60,10 +74,14 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
 
     async def rotate() -> None:
         rotate_keys(config)
-        await store.refresh_otp_key()
+        await store.refresh_keys()
+
+    async def rotate_proof() -> None:
+        rotate_keys(config, KeyKind.PROOF)
+        await store.refresh_keys()
 
     try:
-        yield Backend(store, lambda label, secret: import_secret(config, label, secret), rotate)
+        yield Backend(store, lambda label, secret: import_secret(config, label, secret), rotate, rotate_proof)
     finally:
         store.close()
 
@@ -127,3 +145,76 @@ async def test_the_current_otp_key_computes_macs(backend: Backend) -> None:
     """The key named by current_otp_key() is usable for a 32-byte HMAC-SHA256."""
     key = await backend.store.current_otp_key()
     assert len(await backend.store.mac(key, b"challenge", MacAlgorithm.SHA256)) == 32
+
+
+def verifies(key: PublicKey, data: bytes, signature: bytes) -> bool:
+    """Whether `signature` (raw r || s) is an ES256 signature of `data` under `key`, by `cryptography`."""
+    numbers = ec.EllipticCurvePublicNumbers(
+        int.from_bytes(key.x, "big"), int.from_bytes(key.y, "big"), ec.SECP256R1()
+    )
+    der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
+    try:
+        numbers.public_key().verify(der, data, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        return False
+    return True
+
+
+async def published(backend: Backend, key: KeyRef) -> PublicKey:
+    """The public key the store publishes for `key`."""
+    [found] = [public for public in await backend.store.public_keys() if public.kid == key.label]
+    return found
+
+
+async def test_a_signature_verifies_under_the_published_key(backend: Backend) -> None:
+    """sign() under the current proof key gives 64 bytes that verify under the key it publishes."""
+    key = await backend.store.current_proof_key()
+    data = b"eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9"
+    signature = await backend.store.sign(key, data)
+    assert len(signature) == 64
+    assert verifies(await published(backend, key), data, signature)
+
+
+async def test_a_signature_does_not_verify_other_data(backend: Backend) -> None:
+    """A signature of one message does not verify another."""
+    key = await backend.store.current_proof_key()
+    signature = await backend.store.sign(key, b"amount=125000")
+    assert not verifies(await published(backend, key), b"amount=125001", signature)
+
+
+async def test_a_signature_never_verifies_under_another_key(backend: Backend) -> None:
+    """After a proof rotation, a signature by the new key does not verify under the old public key."""
+    old = await backend.store.current_proof_key()
+    await backend.rotate_proof()
+    new = await backend.store.current_proof_key()
+    signature = await backend.store.sign(new, b"data")
+    assert verifies(await published(backend, new), b"data", signature)
+    assert not verifies(await published(backend, old), b"data", signature)
+
+
+async def test_rotation_keeps_every_public_key_published(backend: Backend) -> None:
+    """After a proof rotation the new key is current and the old one is still listed, oldest first."""
+    before = [key.kid for key in await backend.store.public_keys()]
+    await backend.rotate_proof()
+    after = [key.kid for key in await backend.store.public_keys()]
+    current = await backend.store.current_proof_key()
+    assert after == [*before, current.label]
+    assert current.version(KeyKind.PROOF) == KeyRef(before[-1]).version(KeyKind.PROOF) + 1
+
+
+async def test_signing_under_an_unknown_label_is_key_not_found(backend: Backend) -> None:
+    """A label the store does not hold raises KeyNotFound."""
+    with pytest.raises(KeyNotFound):
+        await backend.store.sign(KeyRef.proof(9999), b"data")
+
+
+async def test_an_otp_key_cannot_sign(backend: Backend) -> None:
+    """Keys are typed: signing under an OTP key's label raises KeyNotFound."""
+    with pytest.raises(KeyNotFound):
+        await backend.store.sign(await backend.store.current_otp_key(), b"data")
+
+
+async def test_a_proof_key_computes_no_mac(backend: Backend) -> None:
+    """Keys are typed: a MAC under a proof key's label raises KeyNotFound."""
+    with pytest.raises(KeyNotFound):
+        await backend.store.mac(await backend.store.current_proof_key(), b"data", MacAlgorithm.SHA256)

@@ -12,6 +12,7 @@ from sesame.server.domain.errors import (
     ChallengeAlreadyExists,
     ChallengeClosed,
     ChallengeNotFound,
+    ChallengeNotVerified,
     ResendRefused,
     UserAlreadyExists,
     UserNotFound,
@@ -24,6 +25,7 @@ from sesame.server.domain.model import (
     RequestContext,
     User,
     VerificationAttempt,
+    VerificationOutcome,
     VerifyResult,
 )
 from sesame.server.domain.operation import (
@@ -36,6 +38,7 @@ from sesame.server.domain.operation import (
     Payee,
     digest,
 )
+from sesame.server.domain.proof import IssuedProof, ProofFacts
 from tests import factories
 from tests.fakes.state_store import MemoryStateStore
 
@@ -264,6 +267,12 @@ class TestChallenges:
         assert entry["op_digest"] == challenge.op_digest.hex()
         assert (entry["ip"], entry["device_id"], entry["session_id"]) == ("203.0.113.7", "dev-1", "sess-1")
         assert entry["phone"] == "+33*******78"
+
+    async def test_opening_is_journaled_with_the_operation_type(self, store):
+        """challenge.opened names the operation's type, which a proof issued later states."""
+        challenge = await opened(store)
+        [entry] = await store.challenge_journal(challenge.challenge_id)
+        assert (entry["op"], entry["key_version"]) == ("credit_transfer", "1")
 
 
 class TestVerification:
@@ -582,3 +591,65 @@ class TestRequestClaims:
         until = NOW + timedelta(minutes=5)
         assert await store.claim_request("alice", "req-1", "a", until) == "a"
         assert await store.claim_request("bob", "req-1", "b", until) == "b"
+
+
+async def verified(store: Store) -> tuple[Challenge, ProofFacts]:
+    """An opened challenge, verified, and the facts a proof of it states."""
+    challenge = await opened(store)
+    attempt = an_attempt(challenge, code_matches=True)
+    outcome = await store.record_verification(attempt)
+    return challenge, ProofFacts.of(outcome, attempt)
+
+
+def a_proof(facts: ProofFacts, jti: str = "jti-1") -> IssuedProof:
+    return IssuedProof(f"header.claims.{jti}", jti, "sesame-proof-v1", facts)
+
+
+class TestProofs:
+    """The proof of a verified challenge: journaled once, from the journal alone."""
+
+    async def test_a_proof_is_journaled_with_its_id_and_key(self, store):
+        """record_proof appends challenge.proof with the JWS, its jti and kid, and returns the JWS."""
+        challenge, facts = await verified(store)
+        assert await store.record_proof(a_proof(facts), NOW + timedelta(minutes=1)) == "header.claims.jti-1"
+        entry = (await store.challenge_journal(challenge.challenge_id))[-1]
+        assert (entry["event"], entry["outcome"], entry["status"]) == (
+            "challenge.proof",
+            "issued",
+            "verified",
+        )
+        assert (entry["jti"], entry["kid"], entry["proof"]) == (
+            "jti-1",
+            "sesame-proof-v1",
+            "header.claims.jti-1",
+        )
+        assert (entry["user_id"], entry["attempts"]) == ("u-1", "1")
+
+    async def test_the_first_proof_stands(self, store):
+        """A second proof for the same challenge is dropped: the first is returned and journaled alone."""
+        challenge, facts = await verified(store)
+        await store.record_proof(a_proof(facts, "jti-1"), NOW)
+        assert await store.record_proof(a_proof(facts, "jti-2"), NOW) == "header.claims.jti-1"
+        events = [e["event"] for e in await store.challenge_journal(challenge.challenge_id)]
+        assert events.count("challenge.proof") == 1
+
+    async def test_no_proof_without_a_verified_attempt(self, store):
+        """A challenge with only a wrong code raises ChallengeNotVerified and journals nothing."""
+        challenge = await opened(store)
+        attempt = an_attempt(challenge, code_matches=False)
+        outcome = await store.record_verification(attempt)
+        with pytest.raises(ChallengeNotVerified):
+            await store.record_proof(a_proof(ProofFacts.of(outcome, attempt)), NOW)
+        assert len(await store.challenge_journal(challenge.challenge_id)) == 2
+
+    async def test_no_proof_for_a_challenge_never_opened(self, store):
+        """record_proof for an id without a journal raises ChallengeNotFound."""
+        challenge = a_challenge()
+        outcome = VerificationOutcome(VerifyResult.VERIFIED, 0, challenge)
+        facts = ProofFacts.of(outcome, an_attempt(challenge, code_matches=True))
+        with pytest.raises(ChallengeNotFound):
+            await store.record_proof(a_proof(facts), NOW)
+
+    async def test_the_journal_of_an_unknown_challenge_is_empty(self, store):
+        """challenge_journal of an id never opened is an empty list, not an error."""
+        assert await store.challenge_journal("ffff.k1.d6") == []

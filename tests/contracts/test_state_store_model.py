@@ -2,8 +2,8 @@
 
 The contract suite checks each branch by hand; this one lets Hypothesis search for the sequences nobody
 thought of (a resend after a mismatch, a late delivery report after a cancel, an attempt at the expiry
-instant...). Every step runs on both stores; the answers, the errors and the stored challenges must be equal,
-and so must the journal's events and outcomes.
+instant, a second proof...). Every step runs on both stores; the answers, the errors and the stored
+challenges must be equal, and so must the journal's events and outcomes.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from sesame.server.domain.model import (
     VerificationAttempt,
 )
 from sesame.server.domain.operation import CreditTransfer, Login, Money, Payee, digest
+from sesame.server.domain.proof import IssuedProof, ProofFacts
 from tests import factories
 from tests.fakes.state_store import MemoryStateStore
 
@@ -148,6 +149,14 @@ class StoresAgree(RuleBasedStateMachine):
     @rule(challenge=challenges, state=delivery_states, ref=st.sampled_from(["m1", "m2"]), offset=offsets)
     def deliver(self, challenge: Challenge, state: DeliveryState, ref: str, offset: int) -> None:
         self.both("record_delivery", challenge.challenge_id, state, ref, NOW + timedelta(seconds=offset))
+
+    @rule(challenge=challenges, jti=st.sampled_from(["j1", "j2"]), offset=offsets)
+    def prove(self, challenge: Challenge, jti: str, offset: int) -> None:
+        facts = ProofFacts(
+            challenge.challenge_id, "u-1", "client-1", "login", challenge.op_digest.hex(), 1, 1, NOW, CONTEXT
+        )
+        proof = IssuedProof(f"h.c.{jti}", jti, "sesame-proof-v1", facts)
+        self.both("record_proof", proof, NOW + timedelta(seconds=offset))
 
     @invariant()
     def same_user_and_journal(self) -> None:

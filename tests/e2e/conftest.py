@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +15,7 @@ from sesame.clients.redis_store import RedisStateStore
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server.domain.challenges import ChallengePolicy
 from sesame.server.metrics import Metrics
+from tests.support.serve_process import free_port, start_serve
 from tests.support.wired_server import ServerOptions, start_wired
 
 
@@ -57,3 +58,23 @@ async def live(
     finally:
         await channel.close()
         await server.stop(0)
+
+
+@dataclass(frozen=True)
+class Served:
+    """A running `sesame serve`: its gRPC address, var/ directory and metrics port."""
+
+    address: str
+    var: Path
+    metrics_port: int
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """One `sesame serve` for the tests that only talk to it (embedded Redis and dev token)."""
+    var = tmp_path_factory.mktemp("var")
+    metrics_port = free_port()
+    serving = start_serve(var, metrics_port)
+    yield Served(serving.address, var, metrics_port)
+    serving.process.terminate()
+    serving.process.wait(timeout=30)

@@ -9,8 +9,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -19,29 +17,10 @@ import redis
 
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
+from tests.e2e.conftest import Served
 from tests.support.serve_process import free_port, start_serve, wait_serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
-
-
-@dataclass(frozen=True)
-class Served:
-    """A running `sesame serve`: its gRPC address, var/ directory and metrics port."""
-
-    address: str
-    var: Path
-    metrics_port: int
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """One server for the tests that only talk to it."""
-    var = tmp_path_factory.mktemp("var")
-    metrics_port = free_port()
-    serving = start_serve(var, metrics_port)
-    yield Served(serving.address, var, metrics_port)
-    serving.process.terminate()
-    serving.process.wait(timeout=30)
 
 
 def test_demo_shows_every_outcome(served: Served) -> None:
@@ -105,13 +84,13 @@ def test_sigterm_drains_and_stops_the_redis_child(tmp_path: Path) -> None:
 
 
 def test_keys_commands_manage_the_dev_token(tmp_path: Path) -> None:
-    """`sesame keys init|rotate|list` create, rotate and describe non-extractable OTP keys."""
+    """`sesame keys init|rotate|list` create, rotate (OTP or proof) and describe non-extractable keys."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
     env["SESAME_VAR_DIR"] = str(tmp_path / "var")
 
-    def keys(action: str) -> str:
+    def keys(*args: str) -> str:
         result = subprocess.run(
-            [sys.executable, "-m", "sesame.server.cli", "keys", action],
+            [sys.executable, "-m", "sesame.server.cli", "keys", *args],
             env=env,
             capture_output=True,
             text=True,
@@ -121,13 +100,23 @@ def test_keys_commands_manage_the_dev_token(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
         return result.stdout
 
-    assert "sesame-otp-v1" in keys("init")
+    assert keys("init").split() == [
+        "current",
+        "OTP",
+        "key:",
+        "sesame-otp-v1",
+        "current",
+        "proof",
+        "key:",
+        "sesame-proof-v1",
+    ]
     assert "sesame-otp-v2" in keys("rotate")
+    assert "sesame-proof-v2" in keys("rotate", "--kind", "proof")
     listed = keys("list")
-    assert "sesame-otp-v1" in listed
-    assert "sesame-otp-v2" in listed
-    assert listed.count("extractable=False") == 2
-    assert listed.count("never_extractable=True") == 2
+    labels = [line.split()[0] for line in listed.splitlines()]
+    assert labels == ["sesame-otp-v1", "sesame-otp-v2", "sesame-proof-v1", "sesame-proof-v2"]
+    assert listed.count("extractable=False") == 4
+    assert listed.count("never_extractable=True") == 4
 
 
 def _redis_pid(var: Path) -> int:

@@ -17,6 +17,7 @@ from sesame.server.domain.errors import (
     ChallengeAlreadyExists,
     ChallengeClosed,
     ChallengeNotFound,
+    ChallengeNotVerified,
     ResendRefused,
     UserAlreadyExists,
     UserNotFound,
@@ -32,8 +33,10 @@ from sesame.server.domain.model import (
     VerificationOutcome,
     VerifyResult,
 )
+from sesame.server.domain.operation import kind
 from sesame.server.domain.ports import Clock, StateStore
 from sesame.server.domain.privacy import mask_phone
+from sesame.server.domain.proof import IssuedProof
 
 _TERMINAL = {
     ChallengeStatus.VERIFIED: VerifyResult.ALREADY_USED,
@@ -176,6 +179,7 @@ class MemoryStateStore:
                     "phone": mask_phone(stored.phone),
                     "expires_at": _iso(stored.expires_at),
                     "key_version": str(stored.key_version),
+                    "op": kind(stored.operation).name.lower(),
                     **_context(context),
                 },
             )
@@ -263,6 +267,36 @@ class MemoryStateStore:
             self._challenges[challenge_id] = challenge
             extra = {"provider_ref": provider_ref, "delivery": challenge.delivery.value}
             self._append(challenge, "challenge.delivery", at, state.value, extra)
+
+    async def record_proof(self, proof: IssuedProof, at: datetime) -> str:
+        async with self._lock:
+            facts = proof.facts
+            journal = self._challenge_journals.get(facts.challenge_id)
+            if not journal:
+                raise ChallengeNotFound(facts.challenge_id)
+            for entry in journal:
+                if entry["event"] == "challenge.proof":
+                    return entry["proof"]
+            verified = ("challenge.verification", "verified")
+            if not any((e["event"], e["outcome"]) == verified for e in journal):
+                raise ChallengeNotVerified(facts.challenge_id)
+            journal.append(
+                {
+                    "event": "challenge.proof",
+                    "at": _iso(at),
+                    "challenge_id": facts.challenge_id,
+                    "user_id": facts.user_id,
+                    "client_id": facts.client_id,
+                    "op_digest": facts.op_digest,
+                    "outcome": "issued",
+                    "attempts": str(facts.attempts),
+                    "status": "verified",
+                    "jti": proof.jti,
+                    "kid": proof.kid,
+                    "proof": proof.jws,
+                }
+            )
+            return proof.jws
 
     async def user_journal(self, user_id: str) -> list[dict[str, str]]:
         return list(self._user_journals.get(user_id, []))

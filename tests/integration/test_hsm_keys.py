@@ -9,9 +9,9 @@ import pytest
 from pkcs11 import Attribute
 from pkcs11.exceptions import AttributeSensitive
 
-from sesame.hsm.keys import init_keys, list_keys, rotate_keys
+from sesame.hsm.keys import CurrentKeys, init_keys, list_keys, rotate_keys
 from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
-from sesame.server.domain.model import KeyRef
+from sesame.server.domain.model import KeyKind, KeyRef
 
 pytestmark = pytest.mark.integration
 
@@ -22,20 +22,33 @@ def fresh_token(make_token: Callable[[str], Pkcs11Config]) -> Pkcs11Config:
     return make_token(f"keys-{secrets.token_hex(4)}")
 
 
-def test_init_creates_v1_once(fresh_token: Pkcs11Config) -> None:
-    """init on an empty token creates sesame-otp-v1; init again creates nothing."""
-    assert init_keys(fresh_token) == KeyRef("sesame-otp-v1")
-    assert init_keys(fresh_token) == KeyRef("sesame-otp-v1")
-    assert [info.label for info in list_keys(fresh_token)] == ["sesame-otp-v1"]
+def test_init_creates_v1_of_each_kind_once(fresh_token: Pkcs11Config) -> None:
+    """init on an empty token creates sesame-otp-v1 and sesame-proof-v1; init again creates nothing."""
+    first = CurrentKeys(KeyRef("sesame-otp-v1"), KeyRef("sesame-proof-v1"))
+    assert init_keys(fresh_token) == first
+    assert init_keys(fresh_token) == first
+    assert [info.label for info in list_keys(fresh_token)] == ["sesame-otp-v1", "sesame-proof-v1"]
 
 
-def test_rotate_adds_the_next_version(fresh_token: Pkcs11Config) -> None:
-    """Each rotation adds v<N+1>; older keys stay; init then returns the newest."""
+def test_rotate_adds_the_next_otp_version(fresh_token: Pkcs11Config) -> None:
+    """Each OTP rotation adds v<N+1>; older keys stay; proof keys are untouched; init returns the newest."""
     init_keys(fresh_token)
     assert rotate_keys(fresh_token) == KeyRef("sesame-otp-v2")
     assert rotate_keys(fresh_token) == KeyRef("sesame-otp-v3")
-    assert [info.version for info in list_keys(fresh_token)] == [1, 2, 3]
-    assert init_keys(fresh_token) == KeyRef("sesame-otp-v3")
+    listed = [(info.kind, info.version) for info in list_keys(fresh_token)]
+    assert listed == [(KeyKind.OTP, 1), (KeyKind.OTP, 2), (KeyKind.OTP, 3), (KeyKind.PROOF, 1)]
+    assert init_keys(fresh_token).otp == KeyRef("sesame-otp-v3")
+
+
+def test_rotate_proof_adds_the_next_proof_version(fresh_token: Pkcs11Config) -> None:
+    """A proof rotation adds sesame-proof-v2 beside v1 and leaves the OTP keys alone."""
+    init_keys(fresh_token)
+    assert rotate_keys(fresh_token, KeyKind.PROOF) == KeyRef("sesame-proof-v2")
+    assert [info.label for info in list_keys(fresh_token)] == [
+        "sesame-otp-v1",
+        "sesame-proof-v1",
+        "sesame-proof-v2",
+    ]
 
 
 def test_rotate_on_an_empty_token_creates_v1(fresh_token: Pkcs11Config) -> None:
@@ -44,7 +57,7 @@ def test_rotate_on_an_empty_token_creates_v1(fresh_token: Pkcs11Config) -> None:
 
 
 def test_list_shows_keys_generated_sensitive_and_non_extractable(fresh_token: Pkcs11Config) -> None:
-    """Listed keys are 256-bit, generated in the HSM, sensitive and never extractable."""
+    """Listed keys, OTP and proof, are 256-bit, generated in the HSM, sensitive and never extractable."""
     init_keys(fresh_token)
     rotate_keys(fresh_token)
     for info in list_keys(fresh_token):
@@ -53,28 +66,54 @@ def test_list_shows_keys_generated_sensitive_and_non_extractable(fresh_token: Pk
 
 
 def test_list_of_an_empty_token_is_empty(fresh_token: Pkcs11Config) -> None:
-    """A token without OTP keys lists nothing."""
+    """A token without our keys lists nothing."""
     assert list_keys(fresh_token) == []
 
 
-def test_the_key_value_cannot_be_read(fresh_token: Pkcs11Config) -> None:
-    """Reading CKA_VALUE of an OTP key is refused by the token (AttributeSensitive)."""
-    key = init_keys(fresh_token)
+@pytest.mark.parametrize("kind", list(KeyKind))
+def test_the_key_value_cannot_be_read(fresh_token: Pkcs11Config, kind: KeyKind) -> None:
+    """Reading CKA_VALUE of an OTP key or of a proof private key is refused by the token."""
+    current = init_keys(fresh_token)
     store = Pkcs11KeyStore.open(fresh_token)
     try:
         token = store._live()
+        if kind is KeyKind.OTP:
+            read = lambda: token.secret_key(current.otp.label)[Attribute.VALUE]  # noqa: E731
+        else:
+            read = lambda: token.private_key(current.proof.label)[Attribute.VALUE]  # noqa: E731
         with pytest.raises(AttributeSensitive):
-            store._worker.run(lambda: token.secret_key(key.label)[Attribute.VALUE])
+            store._worker.run(read)
     finally:
         store.close()
 
 
-async def test_a_new_store_sees_the_rotated_key(fresh_token: Pkcs11Config) -> None:
-    """A store opened after a rotation names the new version as current."""
+def test_a_proof_private_key_signs_only(fresh_token: Pkcs11Config) -> None:
+    """The proof private key may sign and nothing else: no decrypt, unwrap or derive, and it cannot change."""
+    current = init_keys(fresh_token)
+    store = Pkcs11KeyStore.open(fresh_token)
+    try:
+        token = store._live()
+        flags = (Attribute.SIGN, Attribute.DECRYPT, Attribute.UNWRAP, Attribute.DERIVE, Attribute.MODIFIABLE)
+        key = store._worker.run(lambda: token.private_key(current.proof.label))
+        assert store._worker.run(lambda: [bool(key[flag]) for flag in flags]) == [
+            True,
+            False,
+            False,
+            False,
+            False,
+        ]
+    finally:
+        store.close()
+
+
+async def test_a_new_store_sees_the_rotated_keys(fresh_token: Pkcs11Config) -> None:
+    """A store opened after rotations names the new versions as current."""
     init_keys(fresh_token)
     rotate_keys(fresh_token)
+    rotate_keys(fresh_token, KeyKind.PROOF)
     store = Pkcs11KeyStore.open(fresh_token)
     try:
         assert await store.current_otp_key() == KeyRef("sesame-otp-v2")
+        assert await store.current_proof_key() == KeyRef("sesame-proof-v2")
     finally:
         store.close()

@@ -50,6 +50,7 @@ async def start_wired(
         "127.0.0.1:0",
         challenges=running.challenges,
         enrollment=running.enrollment,
+        proofs=running.proofs,
         clock=clock,
         probes=running.probes,
         health_interval=chosen.health_interval,

@@ -35,6 +35,7 @@ from sesame.server.domain.model import (
     VerifyResult,
 )
 from sesame.server.domain.operation import CreditTransfer, Login, Money, Payee, digest
+from sesame.server.domain.proofs import ProofFlows
 from sesame.server.grpc.demo import code_in
 from tests.fakes.clock import FixedClock
 from tests.fakes.keystore import FakeKeyStore
@@ -56,13 +57,7 @@ class World:
         self.keys.add_key("sesame-otp-v1", b"k" * 32)
         self.store = MemoryStateStore()
         self.sms = RecordingSmsGateway(self.clock)
-        self.flows = ChallengeFlows(
-            keys=self.keys,
-            store=self.store,
-            sms=self.sms,
-            clock=self.clock,
-            policy=policy or ChallengePolicy(),
-        )
+        self.flows = flows_over(self.keys, self.store, self.sms, self.clock, policy or ChallengePolicy())
 
     async def enrol(self, status: UserStatus = UserStatus.ACTIVE) -> str:
         user = User("alice", "acme", PHONE, "fr", status, self.clock.now())
@@ -77,6 +72,18 @@ class World:
     ) -> VerifyResult:
         outcome = await self.flows.verify(VerifyRequest(challenge_id, code, operation, NO_CONTEXT))
         return outcome.result
+
+
+def flows_over(
+    keys: FakeKeyStore,
+    store: MemoryStateStore,
+    sms: RecordingSmsGateway,
+    clock: FixedClock,
+    policy: ChallengePolicy,
+) -> ChallengeFlows:
+    """The challenge flows over fakes, their proofs over the same fakes."""
+    proofs = ProofFlows(keys=keys, store=store, clock=clock, issuer=policy.bank_name)
+    return ChallengeFlows(keys=keys, store=store, sms=sms, clock=clock, policy=policy, proofs=proofs)
 
 
 @pytest.fixture
@@ -134,9 +141,7 @@ async def test_without_an_otp_key_start_fails_loudly() -> None:
     """An HSM with no sesame-otp key is a KeyNotFound, not a silent default."""
     world = World()
     world.keys = FakeKeyStore()
-    world.flows = ChallengeFlows(
-        keys=world.keys, store=world.store, sms=world.sms, clock=world.clock, policy=ChallengePolicy()
-    )
+    world.flows = flows_over(world.keys, world.store, world.sms, world.clock, ChallengePolicy())
     with pytest.raises(KeyNotFound):
         await world.flows.start(StartRequest(await world.enrol(), TRANSFER, NO_CONTEXT))
 

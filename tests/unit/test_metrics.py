@@ -12,6 +12,7 @@ from sesame.server.domain.challenges import ChallengeFlows, ChallengePolicy, Sta
 from sesame.server.domain.errors import ConfigurationError, ResendRefused
 from sesame.server.domain.model import RequestContext, User, UserStatus
 from sesame.server.domain.operation import CreditTransfer, Login, Money, Payee
+from sesame.server.domain.proofs import ProofFlows
 from sesame.server.grpc.demo import code_in
 from sesame.server.metrics import (
     MeteredKeyStore,
@@ -39,12 +40,15 @@ class Metered:
         keys.add_key("sesame-otp-v1", b"k" * 32)
         self.store = MemoryStateStore()
         self.sms = RecordingSmsGateway(self.clock)
+        metered_keys = MeteredKeyStore(keys, self.metrics)
+        metered_store = MeteredStateStore(self.store, self.metrics)
         self.flows = ChallengeFlows(
-            keys=MeteredKeyStore(keys, self.metrics),
-            store=MeteredStateStore(self.store, self.metrics),
+            keys=metered_keys,
+            store=metered_store,
             sms=MeteredSmsGateway(self.sms, self.metrics, "console"),
             clock=self.clock,
             policy=ChallengePolicy(),
+            proofs=ProofFlows(keys=metered_keys, store=metered_store, clock=self.clock, issuer="MaBanque"),
         )
 
     async def started(self, operation: CreditTransfer | Login = TRANSFER) -> str:

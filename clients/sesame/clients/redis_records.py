@@ -18,8 +18,9 @@ from sesame.server.domain.model import (
     User,
     UserStatus,
 )
-from sesame.server.domain.operation import MalformedEncoding, decode
+from sesame.server.domain.operation import MalformedEncoding, decode, kind
 from sesame.server.domain.privacy import mask_phone
+from sesame.server.domain.proof import IssuedProof
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MS = timedelta(milliseconds=1)
@@ -178,7 +179,27 @@ def opened_entry(challenge: Challenge, context: RequestContext) -> list[Field]:
         "phone", mask_phone(challenge.phone),
         "expires_at", iso(challenge.expires_at),
         "key_version", challenge.key_version,
+        "op", kind(challenge.operation).name.lower(),
         *context_fields(context),
+    ]  # fmt: skip
+
+
+def proof_entry(proof: IssuedProof, at: datetime) -> list[Field]:
+    """Journal entry of an issued proof: the whole JWS (no secret in it: it is the evidence), id, key."""
+    facts = proof.facts
+    return [
+        "event", "challenge.proof",
+        "at", iso(at),
+        "challenge_id", facts.challenge_id,
+        "user_id", facts.user_id,
+        "client_id", facts.client_id,
+        "op_digest", facts.op_digest,
+        "outcome", "issued",
+        "attempts", facts.attempts,
+        "status", "verified",
+        "jti", proof.jti,
+        "kid", proof.kid,
+        "proof", proof.jws,
     ]  # fmt: skip
 
 

@@ -24,6 +24,7 @@ from sesame.server.domain.errors import (
     ChallengeAlreadyExists,
     ChallengeClosed,
     ChallengeNotFound,
+    ChallengeNotVerified,
     ResendRefused,
     StoreUnavailable,
     UserAlreadyExists,
@@ -40,6 +41,7 @@ from sesame.server.domain.model import (
     VerifyResult,
 )
 from sesame.server.domain.ports import Probe, StateStore
+from sesame.server.domain.proof import IssuedProof
 
 DEFAULT_RETENTION: Final = timedelta(hours=24)
 _SCRIPTS: Final = (
@@ -51,6 +53,7 @@ _SCRIPTS: Final = (
     "cancel_challenge",
     "record_resend",
     "record_delivery",
+    "record_proof",
 )
 
 
@@ -246,6 +249,20 @@ class RedisStateStore:
         args = [state.value, provider_ref, *head, "provider_ref", provider_ref]
         if await self._run("record_delivery", self._challenge_keys(challenge_id), args) != 1:
             raise ChallengeNotFound(challenge_id)
+
+    async def record_proof(self, proof: IssuedProof, at: datetime) -> str:
+        """Journal the proof once; return the one that stands. ChallengeNotFound, ChallengeNotVerified."""
+        challenge_id = proof.facts.challenge_id
+        keys = [self.challenge_journal_key(challenge_id)]
+        reply = await self._run("record_proof", keys, rec.proof_entry(proof, at))
+        match reply[0]:
+            case b"not_found":
+                raise ChallengeNotFound(challenge_id)
+            case b"not_verified":
+                raise ChallengeNotVerified(challenge_id)
+            case b"exists":
+                return cast("bytes", reply[1]).decode()
+        return proof.jws
 
     # Journal ------------------------------------------------------------------------------------
 

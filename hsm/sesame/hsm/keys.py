@@ -1,8 +1,10 @@
-"""Key ceremonies: create, rotate and list the OTP keys (`sesame keys init|rotate|list`).
+"""Key ceremonies: create, rotate and list the OTP and proof keys (`sesame keys init|rotate|list`).
 
 These are synchronous: they run on the process's HSM thread and wait for it. OTP keys are 256-bit generic
 secrets generated inside the token, sensitive and non-extractable, usable only to sign and verify (HMAC).
-Two ceremonies must not run at the same time on one token (they could pick the same next version).
+Proof keys are EC P-256 key pairs generated inside the token: the private half sensitive, non-extractable
+and good for signing only, the public half readable (it is published as a JWK). Two ceremonies must not run
+at the same time on one token (they could pick the same next version).
 """
 
 from __future__ import annotations
@@ -12,12 +14,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pkcs11 import Attribute, KeyType, MechanismFlag, ObjectClass
-from pkcs11.exceptions import NoSuchKey
 
-from sesame.hsm.pkcs11 import Pkcs11Config, otp_versions
+from sesame.hsm.pkcs11 import P256_PARAMS, Pkcs11Config, versions
 from sesame.hsm.session import TokenSession, acquire_token, release_token
 from sesame.hsm.worker import hsm_worker
-from sesame.server.domain.model import KeyRef
+from sesame.server.domain.model import KeyKind, KeyRef, key_versions
 
 T = TypeVar("T")
 
@@ -40,10 +41,34 @@ _SECRET_KEY_TEMPLATE: dict[Attribute, Any] = {
     Attribute.MODIFIABLE: False,
 }
 
+# A proof key pair: the private half behind the login, never readable, never exportable, good for signing
+# only; the public half readable by anyone (it is published), good for verifying only.
+_PRIVATE_KEY_TEMPLATE: dict[Attribute, Any] = {
+    Attribute.TOKEN: True,
+    Attribute.PRIVATE: True,
+    Attribute.SENSITIVE: True,
+    Attribute.EXTRACTABLE: False,
+    Attribute.SIGN: True,
+    Attribute.DECRYPT: False,
+    Attribute.UNWRAP: False,
+    Attribute.DERIVE: False,
+    Attribute.MODIFIABLE: False,
+}
+_PUBLIC_KEY_TEMPLATE: dict[Attribute, Any] = {
+    Attribute.TOKEN: True,
+    Attribute.PRIVATE: False,
+    Attribute.VERIFY: True,
+    Attribute.ENCRYPT: False,
+    Attribute.WRAP: False,
+    Attribute.DERIVE: False,
+    Attribute.MODIFIABLE: False,
+}
+P256_BITS = 256
+
 
 @dataclass(frozen=True, slots=True)
 class KeyInfo:
-    """What the token says about one OTP key (attributes only; the value is never readable)."""
+    """What the token says about one key (attributes only; secret and private values are never readable)."""
 
     label: str
     version: int
@@ -53,40 +78,57 @@ class KeyInfo:
     always_sensitive: bool
     never_extractable: bool
     generated_in_hsm: bool
+    kind: KeyKind = KeyKind.OTP
 
     def __str__(self) -> str:
+        size = f"{self.bits} bits" if self.kind is KeyKind.OTP else "EC P-256"
         return (
-            f"{self.label}  {self.bits} bits  sensitive={self.sensitive} extractable={self.extractable} "
+            f"{self.label}  {size}  sensitive={self.sensitive} extractable={self.extractable} "
             f"always_sensitive={self.always_sensitive} never_extractable={self.never_extractable} "
             f"generated_in_hsm={self.generated_in_hsm}"
         )
 
 
-def init_keys(config: Pkcs11Config) -> KeyRef:
-    """Create `sesame-otp-v1` if the token holds no OTP key; return the current key. Idempotent."""
+@dataclass(frozen=True, slots=True)
+class CurrentKeys:
+    """The keys new challenges and new proofs use."""
 
-    def init(token: TokenSession) -> KeyRef:
-        versions = otp_versions(token)
-        return KeyRef.otp(versions[-1]) if versions else _generate(token, KeyRef.otp(1))
-
-    return _on_token(config, init)
+    otp: KeyRef
+    proof: KeyRef
 
 
-def rotate_keys(config: Pkcs11Config) -> KeyRef:
-    """Create the next OTP key version, now current; older ones stay for the challenges in flight."""
+def init_keys(config: Pkcs11Config) -> CurrentKeys:
+    """Create `sesame-otp-v1` and `sesame-proof-v1` where no key of their kind exists. Idempotent."""
+
+    def current(token: TokenSession, kind: KeyKind) -> KeyRef:
+        held = versions(token, kind)
+        return KeyRef.of(kind, held[-1]) if held else _generate(token, KeyRef.of(kind, 1), kind)
+
+    return _on_token(
+        config, lambda token: CurrentKeys(current(token, KeyKind.OTP), current(token, KeyKind.PROOF))
+    )
+
+
+def rotate_keys(config: Pkcs11Config, kind: KeyKind = KeyKind.OTP) -> KeyRef:
+    """Create the next version of `kind`, now current; older ones stay (challenges in flight, old proofs)."""
 
     def rotate(token: TokenSession) -> KeyRef:
-        versions = otp_versions(token)
-        return _generate(token, KeyRef.otp(versions[-1] + 1 if versions else 1))
+        # Past every label taken, by any object: a retired proof key may keep only its public half.
+        taken = key_versions((obj[Attribute.LABEL] for obj in list(token.session.get_objects())), kind)
+        return _generate(token, KeyRef.of(kind, taken[-1] + 1 if taken else 1), kind)
 
     return _on_token(config, rotate)
 
 
 def list_keys(config: Pkcs11Config) -> list[KeyInfo]:
-    """Every OTP key on the token, oldest first, with its protection attributes."""
+    """Every OTP key then every proof key on the token, oldest first, with its protection attributes."""
 
     def describe(token: TokenSession) -> list[KeyInfo]:
-        return [_info(token, KeyRef.otp(version)) for version in otp_versions(token)]
+        return [
+            _info(token, KeyRef.of(kind, version), kind)
+            for kind in KeyKind
+            for version in versions(token, kind)
+        ]
 
     return _on_token(config, describe)
 
@@ -114,39 +156,54 @@ def import_secret(config: Pkcs11Config, label: str, secret: bytes) -> KeyRef:
     return _on_token(config, create)
 
 
-def _generate(token: TokenSession, key: KeyRef) -> KeyRef:
+def _generate(token: TokenSession, key: KeyRef, kind: KeyKind) -> KeyRef:
     _refuse_existing(token, key.label)
-    token.session.generate_key(
-        KeyType.GENERIC_SECRET,
-        OTP_KEY_BITS,
-        label=key.label,
-        store=True,
-        capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
-        template=_SECRET_KEY_TEMPLATE,
-    )
+    if kind is KeyKind.PROOF:
+        parameters = token.session.create_domain_parameters(
+            KeyType.EC, {Attribute.EC_PARAMS: P256_PARAMS}, local=True
+        )
+        parameters.generate_keypair(
+            store=True,
+            label=key.label,
+            capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
+            public_template=_PUBLIC_KEY_TEMPLATE,
+            private_template=_PRIVATE_KEY_TEMPLATE,
+        )
+    else:
+        token.session.generate_key(
+            KeyType.GENERIC_SECRET,
+            OTP_KEY_BITS,
+            label=key.label,
+            store=True,
+            capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
+            template=_SECRET_KEY_TEMPLATE,
+        )
     token.forget_key(key.label)
     return key
 
 
 def _refuse_existing(token: TokenSession, label: str) -> None:
-    try:
-        token.secret_key(label)
-    except NoSuchKey:
-        return
-    raise ValueError(f"a key labelled {label!r} already exists in the token")
+    # Any object under the label, whatever its class: a key pair and a secret never share a name.
+    if list(token.session.get_objects({Attribute.LABEL: label})):
+        raise ValueError(f"a key labelled {label!r} already exists in the token")
 
 
-def _info(token: TokenSession, key: KeyRef) -> KeyInfo:
-    obj = token.secret_key(key.label)
+def _info(token: TokenSession, key: KeyRef, kind: KeyKind) -> KeyInfo:
+    if kind is KeyKind.PROOF:
+        obj, bits = token.private_key(key.label), P256_BITS
+    else:
+        obj = token.secret_key(key.label)
+        bits = 8 * int(obj[Attribute.VALUE_LEN])
     return KeyInfo(
         label=key.label,
-        version=key.otp_version,
-        bits=8 * int(obj[Attribute.VALUE_LEN]),
+        version=key.version(kind),
+        bits=bits,
         sensitive=bool(obj[Attribute.SENSITIVE]),
         extractable=bool(obj[Attribute.EXTRACTABLE]),
         always_sensitive=bool(obj[Attribute.ALWAYS_SENSITIVE]),
         never_extractable=bool(obj[Attribute.NEVER_EXTRACTABLE]),
         generated_in_hsm=bool(obj[Attribute.LOCAL]),
+        kind=kind,
     )
 
 

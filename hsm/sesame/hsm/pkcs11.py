@@ -1,22 +1,25 @@
 """`Pkcs11KeyStore`: the `KeyStore` port over a PKCS#11 token (SoftHSM2 in development, an HSM in production).
 
-Secret keys never leave the token: MACs and random bytes are computed inside it. Every call runs on the
-process's HSM thread (`sesame.hsm.worker`); the async methods await it, so the event loop never blocks.
+Secret and private keys never leave the token: MACs, ECDSA signatures and random bytes are computed inside
+it. Every call runs on the process's HSM thread (`sesame.hsm.worker`); the async methods await it, so the
+event loop never blocks.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pkcs11 import Attribute, Mechanism, ObjectClass
 
 from sesame.hsm.session import TokenSession, acquire_token, release_token
 from sesame.hsm.worker import HsmWorker, hsm_worker
 from sesame.server.domain.errors import HsmUnavailable, KeyNotFound
-from sesame.server.domain.model import OTP_KEY_PREFIX, KeyRef, MacAlgorithm
+from sesame.server.domain.model import KeyKind, KeyRef, MacAlgorithm, PublicKey, key_versions
 from sesame.server.domain.ports import KeyStore, Probe
 
 T = TypeVar("T")
@@ -27,9 +30,15 @@ _MECHANISMS = {
     MacAlgorithm.SHA512: Mechanism.SHA512_HMAC,
 }
 
-# How long a process trusts its idea of the current OTP key: a rotation made by `sesame keys rotate` in
-# another process is picked up within this delay without a restart.
-OTP_KEY_TTL_SECONDS = 60.0
+# How long a process trusts its idea of the current OTP and proof keys: a rotation made by `sesame keys
+# rotate` in another process is picked up within this delay without a restart.
+CURRENT_KEY_TTL_SECONDS = 60.0
+
+# DER of the object identifier of the P-256 curve (prime256v1, secp256r1): the CKA_EC_PARAMS of our keys.
+P256_PARAMS = bytes.fromhex("06082a8648ce3d030107")
+_POINT_BYTES = 65  # 0x04 || x || y, uncompressed (SEC 1 section 2.3.3)
+
+_log = logging.getLogger("sesame.hsm")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,22 +50,49 @@ class Pkcs11Config:
     pin: str = field(repr=False)
 
 
-def otp_versions(token: TokenSession) -> list[int]:
-    """Versions of the `sesame-otp-v<N>` secret keys on the token, ascending (HSM thread)."""
-    versions = []
+def _objects(token: TokenSession, object_class: ObjectClass) -> list[Any]:
     # The search is finished before any attribute is read, so no failure can leave it open.
-    keys = list(token.session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY}))
-    for obj in keys:
+    return list(token.session.get_objects({Attribute.CLASS: object_class}))
+
+
+def versions(token: TokenSession, kind: KeyKind) -> list[int]:
+    """Versions of the keys of `kind` on the token that can be used, ascending (HSM thread).
+
+    OTP keys are secret keys; a proof key counts while its private half (the one that signs) is there.
+    """
+    object_class = ObjectClass.SECRET_KEY if kind is KeyKind.OTP else ObjectClass.PRIVATE_KEY
+    return key_versions((obj[Attribute.LABEL] for obj in _objects(token, object_class)), kind)
+
+
+def public_keys(token: TokenSession) -> list[PublicKey]:
+    """The public half of every `sesame-proof-v<N>` key on the token, oldest first (HSM thread).
+
+    Read from the public key objects, so a retired key whose private half was destroyed is still published.
+    """
+    found = {}
+    for obj in _objects(token, ObjectClass.PUBLIC_KEY):
         label = obj[Attribute.LABEL]
-        suffix = label.removeprefix(OTP_KEY_PREFIX)
-        if label.startswith(OTP_KEY_PREFIX) and suffix.isdigit():
-            versions.append(int(suffix))
-    return sorted(versions)
+        if key_versions([label], KeyKind.PROOF):
+            found[KeyRef(label).version(KeyKind.PROOF)] = _public_key(label, obj)
+    return [found[version] for version in sorted(found)]
 
 
-def _current_otp_key(token: TokenSession) -> KeyRef | None:
-    versions = otp_versions(token)
-    return KeyRef.otp(versions[-1]) if versions else None
+def _public_key(label: str, obj: Any) -> PublicKey:
+    params, point = bytes(obj[Attribute.EC_PARAMS]), bytes(obj[Attribute.EC_POINT])
+    # CKA_EC_POINT is the DER OCTET STRING of the point (PKCS#11 2.40); some tokens give the bare point.
+    if len(point) == _POINT_BYTES + 2 and point[:2] == bytes([0x04, _POINT_BYTES]):
+        point = point[2:]
+    if params != P256_PARAMS or len(point) != _POINT_BYTES or point[0] != 0x04:
+        raise HsmUnavailable(f"{label} is not an uncompressed P-256 public key")
+    return PublicKey(kid=label, x=point[1:33], y=point[33:])
+
+
+def _current_keys(token: TokenSession) -> dict[KeyKind, KeyRef | None]:
+    current: dict[KeyKind, KeyRef | None] = {}
+    for kind in KeyKind:
+        held = versions(token, kind)
+        current[kind] = KeyRef.of(kind, held[-1]) if held else None
+    return current
 
 
 class Pkcs11KeyStore:
@@ -65,7 +101,7 @@ class Pkcs11KeyStore:
     def __init__(self, worker: HsmWorker, token: TokenSession) -> None:
         self._worker = worker
         self._token: TokenSession | None = token
-        self._current: KeyRef | None = None
+        self._current: dict[KeyKind, KeyRef | None] = {}
         self._current_read_at = float("-inf")
 
     def __repr__(self) -> str:
@@ -74,14 +110,19 @@ class Pkcs11KeyStore:
 
     @classmethod
     def open(cls, config: Pkcs11Config) -> Pkcs11KeyStore:
-        """Log in to the token (blocking; call it off the event loop) and read the current OTP key.
+        """Log in to the token (blocking; call it off the event loop) and read the current keys.
 
         HsmUnavailable if the module, the token or the login fails.
         """
         worker = hsm_worker(config.module)
         token = worker.run(lambda: acquire_token(worker, config.token_label, config.pin))
         store = cls(worker, token)
-        store._remember(worker.run(lambda: token.call(_current_otp_key)))
+        store._remember(worker.run(lambda: token.call(_current_keys)))
+        if store._current[KeyKind.PROOF] is None:
+            _log.warning(
+                "no %s<N> key in the HSM: no proof will be issued; run `sesame keys init`",
+                KeyKind.PROOF.prefix,
+            )
         return store
 
     def close(self) -> None:
@@ -109,19 +150,47 @@ class Pkcs11KeyStore:
         # reconnect policy applies, so a probe after a token reset reopens the session.
         await self.random(1)
 
+    async def sign(self, key: KeyRef, data: bytes) -> bytes:
+        """ES256 signature of `data` (raw r || s) by the private half of `key`, in the HSM.
+
+        CKM_ECDSA over SHA-256(data) hashed here: every PKCS#11 token has CKM_ECDSA (SoftHSM 2.6 has no
+        CKM_ECDSA_SHA256), only 32 bytes cross to the token, and the output is the JWS form already.
+        KeyNotFound, HsmUnavailable.
+        """
+        digest = hashlib.sha256(data).digest()
+        signature = await self._call(
+            lambda live: bytes(live.private_key(key.label).sign(digest, mechanism=Mechanism.ECDSA))
+        )
+        if len(signature) != 64:
+            raise HsmUnavailable("the HSM gave an ECDSA signature that is not P-256 r || s")
+        return signature
+
+    async def public_keys(self) -> list[PublicKey]:
+        """The public half of every proof key on the token, oldest first. HsmUnavailable."""
+        return await self._call(public_keys)
+
     async def current_otp_key(self) -> KeyRef:
-        """The newest OTP key (re-read from the token at most every OTP_KEY_TTL_SECONDS). KeyNotFound."""
-        if self._current is None or time.monotonic() - self._current_read_at > OTP_KEY_TTL_SECONDS:
-            await self.refresh_otp_key()
-        if self._current is None:
-            raise KeyNotFound(f"no {OTP_KEY_PREFIX}<N> key in the HSM; run `sesame keys init`")
-        return self._current
+        """The newest OTP key (re-read from the token at most every CURRENT_KEY_TTL_SECONDS). KeyNotFound."""
+        return await self._current_key(KeyKind.OTP)
 
-    async def refresh_otp_key(self) -> None:
-        """Re-read the newest OTP key from the token now (after a rotation)."""
-        self._remember(await self._call(_current_otp_key))
+    async def current_proof_key(self) -> KeyRef:
+        """The newest proof key (re-read like the OTP key). KeyNotFound."""
+        return await self._current_key(KeyKind.PROOF)
 
-    def _remember(self, current: KeyRef | None) -> None:
+    async def refresh_keys(self) -> None:
+        """Re-read the newest OTP and proof keys from the token now (after a rotation)."""
+        self._remember(await self._call(_current_keys))
+
+    async def _current_key(self, kind: KeyKind) -> KeyRef:
+        stale = time.monotonic() - self._current_read_at > CURRENT_KEY_TTL_SECONDS
+        if stale or self._current.get(kind) is None:
+            await self.refresh_keys()
+        current = self._current.get(kind)
+        if current is None:
+            raise KeyNotFound(f"no {kind.prefix}<N> key in the HSM; run `sesame keys init`")
+        return current
+
+    def _remember(self, current: dict[KeyKind, KeyRef | None]) -> None:
         self._current = current
         self._current_read_at = time.monotonic()
 

@@ -84,7 +84,7 @@ class TokenSession:
         self._pin = pin
         self._session: Any = None
         self._generation = -1  # the worker's generation when `_session` was opened
-        self._keys: dict[str, Any] = {}
+        self._keys: dict[tuple[ObjectClass, str], Any] = {}
         self.users = 0
 
     def __repr__(self) -> str:
@@ -100,16 +100,24 @@ class TokenSession:
         return self._session
 
     def secret_key(self, label: str) -> Any:
-        """The secret key object labelled `label`, cached by label until the session is lost."""
-        key = self._keys.get(label)
+        """The secret key object labelled `label`, cached until the session is lost."""
+        return self._key(ObjectClass.SECRET_KEY, label)
+
+    def private_key(self, label: str) -> Any:
+        """The private key object labelled `label`, cached until the session is lost."""
+        return self._key(ObjectClass.PRIVATE_KEY, label)
+
+    def _key(self, object_class: ObjectClass, label: str) -> Any:
+        key = self._keys.get((object_class, label))
         if key is None:
-            key = self.session.get_key(object_class=ObjectClass.SECRET_KEY, label=label)
-            self._keys[label] = key
+            key = self.session.get_key(object_class=object_class, label=label)
+            self._keys[(object_class, label)] = key
         return key
 
     def forget_key(self, label: str) -> None:
-        """Drop a cached handle (after a key was created or destroyed under this label)."""
-        self._keys.pop(label, None)
+        """Drop the cached handles of a label (after a key was created or destroyed under it)."""
+        for cached in [cached for cached in self._keys if cached[1] == label]:
+            del self._keys[cached]
 
     def call(self, op: Callable[[TokenSession], T]) -> T:
         """Run `op`; after a session loss reconnect and retry once; translate every library error.

@@ -22,6 +22,7 @@ from sesame.server.config import Settings
 from sesame.server.domain.challenges import ChallengeFlows, ChallengePolicy
 from sesame.server.domain.enrollment import EnrollmentFlows
 from sesame.server.domain.ports import Probe, SmsGateway, StateStore
+from sesame.server.domain.proofs import ProofFlows
 from sesame.server.grpc.server import GrpcServer
 from sesame.server.metrics import (
     MeteredKeyStore,
@@ -62,6 +63,7 @@ class Runtime:
 
     challenges: ChallengeFlows
     enrollment: EnrollmentFlows
+    proofs: ProofFlows
     clock: SystemClock
     probes: Mapping[str, Probe]
     metrics: Metrics
@@ -166,15 +168,19 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
 ) -> Runtime:
     """The flows over metered adapters; health probes the bare ones (a probe is not traffic)."""
     metered_store = MeteredStateStore(store, metrics)
+    metered_keys = MeteredKeyStore(keys, metrics)
+    proofs = ProofFlows(keys=metered_keys, store=metered_store, clock=clock, issuer=policy.bank_name)
     return Runtime(
         challenges=ChallengeFlows(
-            keys=MeteredKeyStore(keys, metrics),
+            keys=metered_keys,
             store=metered_store,
             sms=MeteredSmsGateway(sms.gateway, metrics, sms.name),
             clock=clock,
             policy=policy,
+            proofs=proofs,
         ),
         enrollment=EnrollmentFlows(store=metered_store, clock=clock),
+        proofs=proofs,
         clock=clock,
         probes={"state store": store, "key store": keys},
         metrics=metrics,
@@ -221,6 +227,7 @@ async def serve(settings: Settings) -> None:
             settings.grpc_addr,
             challenges=running.challenges,
             enrollment=running.enrollment,
+            proofs=running.proofs,
             clock=running.clock,
             probes=running.probes,
             health_interval=settings.health_interval,

@@ -1,14 +1,15 @@
-"""The `sesame` command: serve, keys, demo, health."""
+"""The `sesame` command: serve, keys, demo, health, proof, evidence."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sesame.server.domain.errors import ConfigurationError, SesameError
 
@@ -23,8 +24,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("serve", help="serve gRPC (settings from SESAME_* environment variables)")
-    keys = commands.add_parser("keys", help="manage the OTP keys in the HSM")
+    keys = commands.add_parser("keys", help="manage the OTP and proof keys in the HSM")
     keys.add_argument("action", choices=("init", "rotate", "list"))
+    keys.add_argument(
+        "--kind", choices=("otp", "proof"), default="otp", help="the keys `rotate` rotates (default: otp)"
+    )
     demo = commands.add_parser("demo", help="walk through every outcome against a running server")
     demo.add_argument("--target", default=None, help="server address (default: SESAME_GRPC_ADDR)")
     demo.add_argument("--sms-file", default=None, help="console SMS file (default: SESAME_SMS_CONSOLE_FILE)")
@@ -35,11 +39,38 @@ def _parser() -> argparse.ArgumentParser:
         help="server address (default: SESAME_HEALTH_ADDR when set and no TLS option, else SESAME_GRPC_ADDR)",
     )
     health.add_argument("--service", default="", help="a service name (default: the server as a whole)")
-    health.add_argument("--ca", default=None, help="TLS: PEM CA bundle that verifies the server")
-    health.add_argument("--cert", default=None, help="TLS: PEM client certificate chain (with --key)")
-    health.add_argument("--key", default=None, help="TLS: PEM client private key (with --cert)")
-    health.add_argument("--server-name", default=None, help="TLS: name in the server's certificate")
+    _tls_options(health)
+    _proof_parser(commands)
+    evidence = commands.add_parser(
+        "evidence", help="print a challenge's evidence bundle (JSON) from a server"
+    )
+    evidence.add_argument("challenge_id")
+    _client_options(evidence)
     return parser
+
+
+def _proof_parser(commands: Any) -> None:
+    proof = commands.add_parser("proof", help="check a signed proof; print the proof keys a server publishes")
+    actions = proof.add_subparsers(dest="proof_command", required=True, metavar="ACTION")
+    verify = actions.add_parser(
+        "verify", help="check a proof's signature and print its claims (exit 1: invalid)"
+    )
+    verify.add_argument("jws", help="the proof (compact JWS); - reads it from standard input")
+    verify.add_argument("--jwks", default=None, help="a JWK set file (default: ask the server, GetProofKeys)")
+    _client_options(verify)
+    _client_options(actions.add_parser("keys", help="print the server's JWK set (to archive, or for --jwks)"))
+
+
+def _client_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", default=None, help="server address (default: SESAME_GRPC_ADDR)")
+    _tls_options(parser)
+
+
+def _tls_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ca", default=None, help="TLS: PEM CA bundle that verifies the server")
+    parser.add_argument("--cert", default=None, help="TLS: PEM client certificate chain (with --key)")
+    parser.add_argument("--key", default=None, help="TLS: PEM client private key (with --cert)")
+    parser.add_argument("--server-name", default=None, help="TLS: name in the server's certificate")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,9 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 uvloop.run(serve(settings))
             case "keys":
+                from sesame.server.domain.model import KeyKind  # noqa: PLC0415
                 from sesame.server.keys import run_keys  # noqa: PLC0415
 
-                run_keys(settings, args.action)
+                run_keys(settings, args.action, KeyKind(args.kind))
             case "demo":
                 from sesame.server.grpc.demo import run_demo  # noqa: PLC0415
 
@@ -70,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return asyncio.run(run_demo(target, sms_file))
             case "health":
                 return _health(args, settings)
+            case "proof":
+                return _proof(args, settings)
+            case "evidence":
+                return _evidence(args, settings)
     except SesameError as error:
         print(f"sesame: {error}", file=sys.stderr)  # noqa: T201
         return 2
@@ -87,6 +123,50 @@ def _health(args: argparse.Namespace, settings: Settings) -> int:
     status = check_health(target, args.service, tls=tls)
     print(status)  # noqa: T201
     return 0 if status == "SERVING" else 1
+
+
+def _proof(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the server's JWK set, or check a proof against a JWK set and print its claims (1: invalid)."""
+    from sesame.server import evidence  # noqa: PLC0415
+    from sesame.server.grpc.evidence_client import fetch_jwks  # noqa: PLC0415
+
+    tls, target = _client_tls(args), args.target or _local(settings.grpc_addr)
+    if args.proof_command == "keys":
+        print(json.dumps(fetch_jwks(target, tls), indent=2))  # noqa: T201
+        return 0
+    jws = sys.stdin.read().strip() if args.jws == "-" else args.jws
+    jwks = _json_file(args.jwks, "--jwks") if args.jwks else fetch_jwks(target, tls)
+    try:
+        parsed = evidence.check_proof(jws, jwks)
+    except evidence.ProofRejected as rejected:
+        print(f"INVALID: {rejected}")  # noqa: T201
+        return 1
+    shown = {"valid": True, "kid": parsed.kid, "header": parsed.header, "claims": parsed.claims}
+    print(json.dumps(shown, indent=2, ensure_ascii=False))  # noqa: T201
+    return 0
+
+
+def _evidence(args: argparse.Namespace, settings: Settings) -> int:
+    """Print a challenge's evidence bundle; 1 when a check of its proof fails."""
+    from sesame.server import evidence  # noqa: PLC0415
+    from sesame.server.grpc.evidence_client import fetch_evidence, fetch_jwks  # noqa: PLC0415
+
+    tls, target = _client_tls(args), args.target or _local(settings.grpc_addr)
+    found = evidence.bundle(fetch_evidence(target, args.challenge_id, tls), fetch_jwks(target, tls))
+    print(json.dumps(found, indent=2, ensure_ascii=False))  # noqa: T201
+    return 0 if evidence.is_sound(found) else 1
+
+
+def _json_file(path: str, option: str) -> dict[str, Any]:
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError(f"{option} cannot be read ({exc.strerror})") from None
+    except ValueError:
+        raise ConfigurationError(f"{option} is not JSON") from None
+    if not isinstance(value, dict):
+        raise ConfigurationError(f"{option} is not a JWK set")
+    return value
 
 
 def _client_tls(args: argparse.Namespace) -> ClientTls | None:

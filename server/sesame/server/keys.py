@@ -5,16 +5,23 @@ from __future__ import annotations
 from sesame.hsm import keys
 from sesame.server.app import hsm_config
 from sesame.server.config import Settings
+from sesame.server.domain.model import KeyKind
 
 
-def run_keys(settings: Settings, action: str) -> None:
-    """Run one key command and print what it did (labels and attributes, never key material)."""
+def run_keys(settings: Settings, action: str, kind: KeyKind = KeyKind.OTP) -> None:
+    """Run one key command and print what it did (labels and attributes, never key material).
+
+    `kind` says which keys `rotate` rotates; `init` and `list` handle both kinds.
+    """
     config = hsm_config(settings)
     match action:
         case "init":
-            print(f"current OTP key: {keys.init_keys(config).label}")  # noqa: T201
+            current = keys.init_keys(config)
+            print(f"current OTP key: {current.otp.label}")  # noqa: T201
+            print(f"current proof key: {current.proof.label}")  # noqa: T201
         case "rotate":
-            print(f"new current OTP key: {keys.rotate_keys(config).label}")  # noqa: T201
+            name = "OTP" if kind is KeyKind.OTP else "proof"
+            print(f"new current {name} key: {keys.rotate_keys(config, kind).label}")  # noqa: T201
         case _:
             for info in keys.list_keys(config):
                 print(info)  # noqa: T201

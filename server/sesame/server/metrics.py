@@ -30,6 +30,7 @@ from sesame.server.domain.model import (
     KeyRef,
     LockoutPolicy,
     MacAlgorithm,
+    PublicKey,
     RequestContext,
     SentSms,
     SmsMessage,
@@ -39,6 +40,7 @@ from sesame.server.domain.model import (
 )
 from sesame.server.domain.operation import kind
 from sesame.server.domain.ports import KeyStore, SmsGateway, StateStore
+from sesame.server.domain.proof import IssuedProof
 
 T = TypeVar("T")
 
@@ -154,6 +156,18 @@ class MeteredKeyStore:
         """The inner key store's current key, timed (mostly a cache hit)."""
         return await self._metrics.timed("hsm", "current_otp_key", self._inner.current_otp_key())
 
+    async def sign(self, key: KeyRef, data: bytes) -> bytes:
+        """The inner key store's signature, timed."""
+        return await self._metrics.timed("hsm", "sign", self._inner.sign(key, data))
+
+    async def public_keys(self) -> list[PublicKey]:
+        """The inner key store's public keys, timed."""
+        return await self._metrics.timed("hsm", "public_keys", self._inner.public_keys())
+
+    async def current_proof_key(self) -> KeyRef:
+        """The inner key store's current proof key, timed (mostly a cache hit)."""
+        return await self._metrics.timed("hsm", "current_proof_key", self._inner.current_proof_key())
+
 
 class MeteredStateStore:
     """A StateStore that times every Redis transition and counts challenges, verifications and resends."""
@@ -228,6 +242,14 @@ class MeteredStateStore:
         await self._timed(
             "record_delivery", self._inner.record_delivery(challenge_id, state, provider_ref, at)
         )
+
+    async def record_proof(self, proof: IssuedProof, at: datetime) -> str:
+        """Journal a proof, timed."""
+        return await self._timed("record_proof", self._inner.record_proof(proof, at))
+
+    async def challenge_journal(self, challenge_id: str) -> list[dict[str, str]]:
+        """Read a challenge's journal, timed."""
+        return await self._timed("challenge_journal", self._inner.challenge_journal(challenge_id))
 
     async def _timed(self, call: str, awaitable: Awaitable[T]) -> T:
         return await self._metrics.timed("store", call, awaitable)

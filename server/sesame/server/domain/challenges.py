@@ -34,6 +34,7 @@ from sesame.server.domain.operation import Operation, digest
 
 if TYPE_CHECKING:
     from sesame.server.domain.ports import Clock, KeyStore, SmsGateway, StateStore
+    from sesame.server.domain.proofs import ProofFlows
 
 NONCE_BYTES = 16  # 128 bits: RFC 6287 challenges and NIST's floor for a random secret's entropy
 _CHALLENGE_ID = re.compile(r"^([0-9a-f]{32})\.k([1-9][0-9]{0,5})\.d([6-8])$")
@@ -102,14 +103,22 @@ class VerifyRequest:
 class ChallengeFlows:
     """Everything that happens to a challenge, in the security order."""
 
-    def __init__(
-        self, *, keys: KeyStore, store: StateStore, sms: SmsGateway, clock: Clock, policy: ChallengePolicy
+    def __init__(  # noqa: PLR0913 (keyword-only: one argument per port, the proofs and the policy)
+        self,
+        *,
+        keys: KeyStore,
+        store: StateStore,
+        sms: SmsGateway,
+        clock: Clock,
+        policy: ChallengePolicy,
+        proofs: ProofFlows,
     ) -> None:
         self._keys = keys
         self._store = store
         self._sms = sms
         self._clock = clock
         self._policy = policy
+        self._proofs = proofs
 
     async def start(self, request: StartRequest) -> Challenge:
         """Open a challenge for the user's operation and send its code to the user's secure phone."""
@@ -171,8 +180,8 @@ class ChallengeFlows:
         return earlier
 
     async def verify(self, request: VerifyRequest) -> VerificationOutcome:
-        """Decide one submitted code; every call counts, a success is single use."""
-        ref = _parse_ref(request.challenge_id)
+        """Decide one submitted code; every call counts, a success is single use and carries a proof."""
+        ref = checked_ref(request.challenge_id)
         try:
             submitted = validation.code(request.code, ref.digits)
         except ValueError as exc:
@@ -199,7 +208,10 @@ class ChallengeFlows:
         # The store counts the attempt, checks expiry and consumes, in one atomic step.
         outcome = await self._store.record_verification(attempt)
         await self._account(outcome, attempt.at)
-        return outcome
+        if outcome.result is not VerifyResult.VERIFIED:
+            return outcome
+        # Signed after the decision, which stands whatever the HSM does now (see ProofFlows).
+        return replace(outcome, proof=await self._proofs.after_verification(outcome, attempt))
 
     async def _account(self, outcome: VerificationOutcome, at: datetime) -> None:
         """Carry a wrong or right code over to the user's count of wrong codes in a row.
@@ -221,18 +233,18 @@ class ChallengeFlows:
         The resend is taken (atomically, journaled) before the SMS goes: a failed send still spends it,
         so that nobody can pump SMS through a failing gateway.
         """
-        _parse_ref(challenge_id)
+        checked_ref(challenge_id)
         challenge = await self._store.record_resend(challenge_id, self._clock.now(), context)
         return await self._send(challenge)
 
     async def cancel(self, challenge_id: str, context: RequestContext) -> Challenge:
         """Void an open challenge."""
-        _parse_ref(challenge_id)
+        checked_ref(challenge_id)
         return await self._store.cancel_challenge(challenge_id, self._clock.now(), context)
 
     async def get(self, challenge_id: str) -> Challenge:
         """The challenge as stored."""
-        _parse_ref(challenge_id)
+        checked_ref(challenge_id)
         return await self._store.get_challenge(challenge_id)
 
     async def _send(self, challenge: Challenge) -> Challenge:
@@ -266,7 +278,8 @@ class ChallengeFlows:
         return replace(challenge, delivery=DeliveryState.SENT)
 
 
-def _parse_ref(challenge_id: str) -> ChallengeRef:
+def checked_ref(challenge_id: str) -> ChallengeRef:
+    """What a caller's challenge id says. InvalidRequest when it is not one of ours."""
     try:
         return ChallengeRef.parse(challenge_id)
     except ValueError as exc:

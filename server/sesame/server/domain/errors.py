@@ -67,6 +67,10 @@ class ChallengeClosed(SesameError):
     """The challenge can no longer be acted upon (verified, voided, locked, cancelled or expired)."""
 
 
+class ChallengeNotVerified(SesameError):
+    """No proof can be issued: the challenge was never verified (open, locked, voided, cancelled, expired)."""
+
+
 class ResendRefused(SesameError):
     """The code may not be sent again now: too soon after the last send, or no resend is left.
 

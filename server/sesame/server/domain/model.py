@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -17,12 +18,25 @@ class MacAlgorithm(enum.Enum):
     SHA512 = "SHA512"
 
 
-OTP_KEY_PREFIX = "sesame-otp-v"
+class KeyKind(enum.Enum):
+    """The two kinds of keys Sésame keeps in the HSM, each versioned by its label `sesame-<kind>-v<N>`."""
+
+    OTP = "otp"  # a generic secret: HMAC for the codes (OCRA)
+    PROOF = "proof"  # an EC P-256 key pair: ES256 signatures of the proofs
+
+    @property
+    def prefix(self) -> str:
+        """The label of every key of this kind, without its version number."""
+        return f"sesame-{self.value}-v"
+
+
+OTP_KEY_PREFIX = KeyKind.OTP.prefix
+PROOF_KEY_PREFIX = KeyKind.PROOF.prefix
 
 
 @dataclass(frozen=True, slots=True)
 class KeyRef:
-    """A secret key in the HSM, named by its label; the key material never leaves the HSM."""
+    """A key in the HSM, named by its label; secret and private key material never leaves the HSM."""
 
     label: str
 
@@ -31,12 +45,46 @@ class KeyRef:
         """The OTP derivation key of this version (`sesame-otp-v<N>`)."""
         return cls(f"{OTP_KEY_PREFIX}{version}")
 
+    @classmethod
+    def proof(cls, version: int) -> KeyRef:
+        """The proof signing key pair of this version (`sesame-proof-v<N>`)."""
+        return cls(f"{PROOF_KEY_PREFIX}{version}")
+
+    @classmethod
+    def of(cls, kind: KeyKind, version: int) -> KeyRef:
+        """The key of this kind and version."""
+        return cls(f"{kind.prefix}{version}")
+
     @property
     def otp_version(self) -> int:
         """The version number of an OTP key; ValueError for any other label."""
-        if not self.label.startswith(OTP_KEY_PREFIX):
-            raise ValueError(f"not an OTP key label: {self.label!r}")
-        return int(self.label.removeprefix(OTP_KEY_PREFIX))
+        return self.version(KeyKind.OTP)
+
+    def version(self, kind: KeyKind) -> int:
+        """The version number of a key of `kind`; ValueError for any other label."""
+        suffix = self.label.removeprefix(kind.prefix)
+        if not self.label.startswith(kind.prefix) or not suffix.isdigit():
+            raise ValueError(f"not a {kind.value} key label: {self.label!r}")
+        return int(suffix)
+
+
+def key_versions(labels: Iterable[str], kind: KeyKind) -> list[int]:
+    """The versions among `labels` that name keys of `kind`, ascending (other labels are ignored)."""
+    versions = []
+    for label in labels:
+        suffix = label.removeprefix(kind.prefix)
+        if label.startswith(kind.prefix) and suffix.isdigit():
+            versions.append(int(suffix))
+    return sorted(versions)
+
+
+@dataclass(frozen=True, slots=True)
+class PublicKey:
+    """The public half of a proof key: a point of the P-256 curve, named by its label (the JWS `kid`)."""
+
+    kid: str
+    x: bytes  # 32 bytes, big-endian
+    y: bytes  # 32 bytes, big-endian
 
 
 class UserStatus(enum.Enum):
@@ -200,6 +248,7 @@ class VerificationOutcome:
     result: VerifyResult
     attempts_left: int
     challenge: Challenge
+    proof: str = ""  # the signed proof (compact JWS) of a VERIFIED attempt, once issued; "" otherwise
 
 
 @dataclass(frozen=True, slots=True)

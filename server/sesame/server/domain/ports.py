@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         KeyRef,
         LockoutPolicy,
         MacAlgorithm,
+        PublicKey,
         RequestContext,
         SentSms,
         SmsMessage,
@@ -25,10 +26,11 @@ if TYPE_CHECKING:
         VerificationAttempt,
         VerificationOutcome,
     )
+    from sesame.server.domain.proof import IssuedProof
 
 
 class KeyStore(Protocol):
-    """Key custody: secret keys stay inside; only MACs and random bytes come out."""
+    """Key custody: secret and private keys stay inside; MACs, signatures, public keys, random bytes leave."""
 
     async def mac(self, key: KeyRef, data: bytes, algorithm: MacAlgorithm) -> bytes:
         """HMAC of `data` under `key`, computed by the key store. KeyNotFound, HsmUnavailable."""
@@ -40,6 +42,22 @@ class KeyStore(Protocol):
 
     async def current_otp_key(self) -> KeyRef:
         """The newest `sesame-otp-v<N>` key, which new challenges use. KeyNotFound if there is none."""
+        ...
+
+    async def sign(self, key: KeyRef, data: bytes) -> bytes:
+        """ES256 signature of `data` under the proof key `key`, computed by the key store.
+
+        ECDSA P-256 over SHA-256(data), raw r || s (64 bytes), as JWS wants it. KeyNotFound (also for a
+        label that names no proof key), HsmUnavailable.
+        """
+        ...
+
+    async def public_keys(self) -> list[PublicKey]:
+        """The public half of every `sesame-proof-v<N>` key held, oldest first. HsmUnavailable."""
+        ...
+
+    async def current_proof_key(self) -> KeyRef:
+        """The newest `sesame-proof-v<N>` key, which new proofs are signed with. KeyNotFound if none."""
         ...
 
 
@@ -115,6 +133,19 @@ class StateStore(Protocol):
         self, challenge_id: str, state: DeliveryState, provider_ref: str, at: datetime
     ) -> None:
         """Note what the SMS gateway said about the challenge's message. ChallengeNotFound."""
+        ...
+
+    async def record_proof(self, proof: IssuedProof, at: datetime) -> str:
+        """Journal the proof of a verified challenge, atomically, once; return the proof that stands.
+
+        The first proof journaled stands for good: when one is already there, it is returned and `proof` is
+        dropped. Works from the journal alone, so also after the challenge itself was purged.
+        ChallengeNotFound (no journal), ChallengeNotVerified (no VERIFIED attempt in the journal).
+        """
+        ...
+
+    async def challenge_journal(self, challenge_id: str) -> list[dict[str, str]]:
+        """The challenge's journal entries, oldest first; empty for an id never opened. They outlive it."""
         ...
 
 

@@ -84,6 +84,8 @@ async def run_demo(target: str, sms_file: str) -> int:
                 else ""
             )
             print(f"{'ok ' if ok else 'BAD'} {label:<44} -> {name}{left}")  # noqa: T201
+            if reply.proof:
+                print(f"    signed proof ({len(reply.proof)} characters): sesame evidence {challenge_id}")  # noqa: T201
 
         async def start() -> tuple[str, str]:
             started = await auth.StartChallenge(

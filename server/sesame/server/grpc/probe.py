@@ -28,7 +28,7 @@ def check_health(target: str, service: str = "", timeout: float = 3.0, tls: Clie
     fails) reads UNREACHABLE; one that does not know the service reads SERVICE_UNKNOWN. Only SERVING
     means the server can take calls.
     """
-    with _channel(target, tls) as channel:
+    with client_channel(target, tls) as channel:
         check = channel.unary_unary(
             _CHECK,
             request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
@@ -42,7 +42,8 @@ def check_health(target: str, service: str = "", timeout: float = 3.0, tls: Clie
     return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
 
-def _channel(target: str, tls: ClientTls | None) -> grpc.Channel:
+def client_channel(target: str, tls: ClientTls | None) -> grpc.Channel:
+    """A blocking channel to `target`: plaintext, or TLS (with a client certificate) as `tls` says."""
     if tls is None:
         return grpc.insecure_channel(target)
     credentials = grpc.ssl_channel_credentials(tls.ca, tls.private_key, tls.cert_chain)

@@ -1,4 +1,4 @@
-"""The grpc.aio server: our two services, health (watched), reflection, the interceptors, its listeners.
+"""The grpc.aio server: our three services, health (watched), reflection, the interceptors, its listeners.
 
 The gRPC port is plaintext or TLS (with client certificates required when a client CA is given); an
 optional second, plaintext listener serves only health, for probes that hold no client certificate. Both
@@ -16,14 +16,16 @@ from grpc_reflection.v1alpha import reflection
 
 from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
+from sesame.api.v1 import evidence_service_pb2_grpc as evidence_grpc
 from sesame.server.domain.challenges import ChallengeFlows
 from sesame.server.domain.enrollment import EnrollmentFlows
 from sesame.server.domain.ports import Clock, Probe
+from sesame.server.domain.proofs import ProofFlows
 from sesame.server.grpc.authz import AuthorizationInterceptor
 from sesame.server.grpc.catalogue import API_SERVICES
 from sesame.server.grpc.health import HealthWatcher
 from sesame.server.grpc.metering import MetricsInterceptor
-from sesame.server.grpc.servicers import AuthenticationServicer, EnrollmentServicer
+from sesame.server.grpc.servicers import AuthenticationServicer, EnrollmentServicer, EvidenceServicer
 from sesame.server.grpc.status import ErrorInterceptor
 from sesame.server.metrics import Metrics
 from sesame.server.transport_settings import PLAINTEXT, TlsSettings, TransportSettings
@@ -71,6 +73,7 @@ class GrpcServer:
         *,
         challenges: ChallengeFlows,
         enrollment: EnrollmentFlows,
+        proofs: ProofFlows,
         clock: Clock,
         probes: Mapping[str, Probe],
         health_interval: float,
@@ -89,9 +92,10 @@ class GrpcServer:
             options=_OPTIONS,
         )
         auth_grpc.add_AuthenticationServiceServicer_to_server(
-            AuthenticationServicer(challenges, clock), server
+            AuthenticationServicer(challenges, proofs, clock), server
         )
         enrol_grpc.add_EnrollmentServiceServicer_to_server(EnrollmentServicer(enrollment, clock), server)
+        evidence_grpc.add_EvidenceServiceServicer_to_server(EvidenceServicer(proofs, clock), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(

@@ -10,11 +10,14 @@ from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
+from sesame.api.v1 import evidence_service_pb2 as evidence_pb
+from sesame.api.v1 import evidence_service_pb2_grpc as evidence_grpc
 from sesame.server.domain.challenges import ChallengeFlows
 from sesame.server.domain.enrollment import EnrollmentFlows
 from sesame.server.domain.ports import Clock
 from sesame.server.domain.privacy import mask_phone
-from sesame.server.grpc import translate
+from sesame.server.domain.proofs import ProofFlows
+from sesame.server.grpc import evidence_translate, translate
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -22,8 +25,9 @@ Context = grpc.aio.ServicerContext[Any, Any]
 class AuthenticationServicer(auth_grpc.AuthenticationServiceServicer):
     """sesame.api.v1.AuthenticationService."""
 
-    def __init__(self, flows: ChallengeFlows, clock: Clock) -> None:
+    def __init__(self, flows: ChallengeFlows, proofs: ProofFlows, clock: Clock) -> None:
         self._flows = flows
+        self._proofs = proofs
         self._clock = clock
 
     async def StartChallenge(  # noqa: N802 (the generated base class names the method)
@@ -42,7 +46,9 @@ class AuthenticationServicer(auth_grpc.AuthenticationServiceServicer):
     ) -> auth_pb.VerifyChallengeResponse:
         outcome = await self._flows.verify(translate.verify_request(request))
         return auth_pb.VerifyChallengeResponse(
-            result=translate.verify_result(outcome.result), attempts_left=outcome.attempts_left
+            result=translate.verify_result(outcome.result),
+            attempts_left=outcome.attempts_left,
+            proof=outcome.proof,
         )
 
     async def ResendChallenge(  # noqa: N802
@@ -68,6 +74,34 @@ class AuthenticationServicer(auth_grpc.AuthenticationServiceServicer):
     ) -> auth_pb.GetChallengeResponse:
         challenge = await self._flows.get(translate.challenge_id(request.challenge_id))
         return auth_pb.GetChallengeResponse(challenge=translate.challenge(challenge, self._clock.now()))
+
+    async def GetProof(  # noqa: N802
+        self, request: auth_pb.GetProofRequest, context: Context
+    ) -> auth_pb.GetProofResponse:
+        return auth_pb.GetProofResponse(
+            proof=await self._proofs.get(translate.challenge_id(request.challenge_id))
+        )
+
+    async def GetProofKeys(  # noqa: N802
+        self, request: auth_pb.GetProofKeysRequest, context: Context
+    ) -> auth_pb.GetProofKeysResponse:
+        return auth_pb.GetProofKeysResponse(
+            jwks_json=evidence_translate.jwks_json(await self._proofs.public_keys())
+        )
+
+
+class EvidenceServicer(evidence_grpc.EvidenceServiceServicer):
+    """sesame.api.v1.EvidenceService."""
+
+    def __init__(self, proofs: ProofFlows, clock: Clock) -> None:
+        self._proofs = proofs
+        self._clock = clock
+
+    async def GetChallengeEvidence(  # noqa: N802
+        self, request: evidence_pb.GetChallengeEvidenceRequest, context: Context
+    ) -> evidence_pb.GetChallengeEvidenceResponse:
+        evidence = await self._proofs.evidence(translate.challenge_id(request.challenge_id))
+        return evidence_translate.evidence(evidence, self._clock.now())
 
 
 class EnrollmentServicer(enrol_grpc.EnrollmentServiceServicer):

@@ -28,17 +28,23 @@ _TABLE: tuple[tuple[type[errors.SesameError], grpc.StatusCode, str], ...] = (
     (errors.UserNotActive, grpc.StatusCode.FAILED_PRECONDITION, "user is not active"),
     (errors.UserBlocked, grpc.StatusCode.FAILED_PRECONDITION, "user blocked after too many wrong codes"),
     (errors.ChallengeClosed, grpc.StatusCode.FAILED_PRECONDITION, "challenge is closed"),
+    (
+        errors.ChallengeNotVerified,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "no proof: challenge not verified",
+    ),
     (errors.ResendRefused, grpc.StatusCode.RESOURCE_EXHAUSTED, "resend refused"),
     (errors.HsmUnavailable, grpc.StatusCode.UNAVAILABLE, "key store unavailable, retry later"),
     (errors.StoreUnavailable, grpc.StatusCode.UNAVAILABLE, "state store unavailable, retry later"),
     (errors.DeliveryFailed, grpc.StatusCode.UNAVAILABLE, "SMS gateway unavailable, retry later"),
-    (errors.KeyNotFound, grpc.StatusCode.INTERNAL, "no OTP key in the HSM"),
+    (errors.KeyNotFound, grpc.StatusCode.INTERNAL, "a key is missing in the HSM"),
     (errors.ConfigurationError, grpc.StatusCode.INTERNAL, "server misconfigured"),
 )
 _PRECONDITION_TYPES = {
     errors.UserNotActive: "USER_STATUS",
     errors.UserBlocked: "USER_BLOCKED",
     errors.ChallengeClosed: "CHALLENGE_STATUS",
+    errors.ChallengeNotVerified: "CHALLENGE_STATUS",
 }
 _RETRY_DELAY = duration_pb2.Duration(seconds=1)
 
@@ -89,7 +95,7 @@ def _details(error: errors.SesameError, code: grpc.StatusCode) -> list[any_pb2.A
     elif isinstance(error, errors.UserNotFound | errors.ChallengeNotFound):
         resource = "user" if isinstance(error, errors.UserNotFound) else "challenge"
         detail = error_details_pb2.ResourceInfo(resource_type=resource, resource_name=str(error))
-    elif isinstance(error, errors.UserNotActive | errors.UserBlocked | errors.ChallengeClosed):
+    elif isinstance(error, tuple(_PRECONDITION_TYPES)):
         detail = error_details_pb2.PreconditionFailure(
             violations=[
                 error_details_pb2.PreconditionFailure.Violation(

@@ -109,6 +109,14 @@ def verify_request(request: auth_pb.VerifyChallengeRequest) -> VerifyRequest:
     return VerifyRequest(request.challenge_id, request.code, operation, context)
 
 
+def operation_of(message: op_pb.Operation) -> Operation:
+    """The domain form of an operation message. InvalidRequest."""
+    fields = _Fields()
+    value = _operation(fields, "operation", message)
+    fields.raise_if_any()
+    return value
+
+
 def challenge_id(value: str) -> str:
     """Check a lone challenge id's presence (its shape is checked by the flow)."""
     fields = _Fields()

@@ -1,0 +1,214 @@
+"""Signed proofs of authentication: compact JWS (RFC 7515), ES256, over canonical JSON claims.
+
+A proof states what Sésame decided for one VERIFIED challenge: who (`sub`, `client_id`), for which operation
+(`op`, and `op_digest`, the dynamic linking of RTS Art. 5), how (`amr`, `key_version`, `attempts`), when
+(`iat`) and from where (`ctx`, as the calling service forwarded it). It holds no code and no phone number.
+
+This module is pure: it builds the claims and the JWS signing input, and reads a proof back. The signature
+comes from the KeyStore (an EC P-256 key in the HSM); checking it is the verifier's business (any JOSE
+library, or `sesame proof verify`). See docs/decisions/0009-signed-proofs.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sesame.server.domain.model import (
+    PublicKey,
+    RequestContext,
+    VerificationAttempt,
+    VerificationOutcome,
+    VerifyResult,
+)
+from sesame.server.domain.operation import kind
+
+ALGORITHM = "ES256"
+TYPE = "sesame-proof+jwt"
+AMR = ("sms_otp",)
+SIGNATURE_BYTES = 64  # ES256: r || s, 32 bytes each, big-endian (RFC 7518 section 3.4)
+CONTEXT_CLAIMS = ("ip", "device_id", "session_id")
+
+
+@dataclass(frozen=True, slots=True)
+class ProofFacts:
+    """What a proof states: from the decision, or later from the challenge's journal (the same facts)."""
+
+    challenge_id: str
+    user_id: str
+    client_id: str
+    op: str  # the operation type: login, credit_transfer, add_beneficiary, change_phone
+    op_digest: str  # hex SHA-256 of the operation's canonical encoding
+    key_version: int  # the OTP key the code was derived with
+    attempts: int  # attempts used, the verified one included
+    verified_at: datetime
+    context: RequestContext
+
+    @classmethod
+    def of(cls, outcome: VerificationOutcome, attempt: VerificationAttempt) -> ProofFacts:
+        """The facts of a VERIFIED decision."""
+        challenge = outcome.challenge
+        return cls(
+            challenge_id=challenge.challenge_id,
+            user_id=challenge.user_id,
+            client_id=challenge.client_id,
+            op=kind(challenge.operation).name.lower(),
+            op_digest=challenge.op_digest.hex(),
+            key_version=challenge.key_version,
+            attempts=challenge.attempts,
+            verified_at=attempt.at,
+            context=attempt.context,
+        )
+
+    @classmethod
+    def from_journal(cls, entries: Sequence[Mapping[str, str]]) -> ProofFacts | None:
+        """The facts of the journaled VERIFIED attempt; None when the journal holds none."""
+        opened = next((e for e in entries if e.get("event") == "challenge.opened"), None)
+        verified = next((e for e in entries if _is_verified(e)), None)
+        if opened is None or verified is None:
+            return None
+        return cls(
+            challenge_id=verified["challenge_id"],
+            user_id=verified["user_id"],
+            client_id=verified["client_id"],
+            op=opened.get("op", ""),
+            op_digest=verified["op_digest"],
+            key_version=int(opened["key_version"]),
+            attempts=int(verified["attempts"]),
+            verified_at=datetime.fromisoformat(verified["at"]),
+            context=RequestContext(
+                **{name: verified.get(name, "") for name in (*CONTEXT_CLAIMS, "user_agent")}
+            ),
+        )
+
+
+def _is_verified(entry: Mapping[str, str]) -> bool:
+    return (
+        entry.get("event") == "challenge.verification" and entry.get("outcome") == VerifyResult.VERIFIED.value
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedProof:
+    """A signed proof, what it is known by (`jti`, `kid`) and the facts it states (for the journal)."""
+
+    jws: str
+    jti: str
+    kid: str
+    facts: ProofFacts
+
+
+def claims(facts: ProofFacts, *, issuer: str, jti: str) -> dict[str, Any]:
+    """The claims of a proof; the context the caller forwarded appears only where it is not empty."""
+    body: dict[str, Any] = {
+        "iss": issuer,
+        "sub": facts.user_id,
+        "client_id": facts.client_id,
+        "challenge_id": facts.challenge_id,
+        "op": facts.op,
+        "op_digest": facts.op_digest,
+        "amr": list(AMR),
+        "key_version": facts.key_version,
+        "iat": int(facts.verified_at.timestamp()),
+        "attempts": facts.attempts,
+        "jti": jti,
+    }
+    context = {name: getattr(facts.context, name) for name in CONTEXT_CLAIMS if getattr(facts.context, name)}
+    if context:
+        body["ctx"] = context
+    return body
+
+
+def canonical_json(value: Mapping[str, Any]) -> bytes:
+    """Sorted keys, no spaces, UTF-8: one byte string per value (RFC 8785's form for our keys and ints)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def signing_input(kid: str, body: Mapping[str, Any]) -> bytes:
+    """`BASE64URL(header) . BASE64URL(claims)`: the bytes the key signs (RFC 7515 section 5.1)."""
+    header = {"alg": ALGORITHM, "kid": kid, "typ": TYPE}
+    return f"{b64url(canonical_json(header))}.{b64url(canonical_json(body))}".encode("ascii")
+
+
+def compact(signed: bytes, signature: bytes) -> str:
+    """The compact serialisation of a signing input and its raw ES256 signature."""
+    if len(signature) != SIGNATURE_BYTES:
+        raise ValueError(f"an ES256 signature is {SIGNATURE_BYTES} bytes, not {len(signature)}")
+    return f"{signed.decode('ascii')}.{b64url(signature)}"
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedProof:
+    """A proof read back: its header and claims, the bytes that were signed and the signature."""
+
+    header: dict[str, Any]
+    claims: dict[str, Any]
+    signing_input: bytes
+    signature: bytes
+
+    @property
+    def kid(self) -> str:
+        """The label of the key that signed it."""
+        return str(self.header["kid"])
+
+
+def parse(jws: str) -> ParsedProof:
+    """Read a compact JWS of ours (signature unchecked). ValueError when it is not one."""
+    parts = jws.strip().split(".")
+    if len(parts) != 3:
+        raise ValueError("a compact JWS has three parts")
+    header, body = (_json_object(part) for part in parts[:2])
+    if header.get("alg") != ALGORITHM or header.get("typ") != TYPE or not isinstance(header.get("kid"), str):
+        raise ValueError(f"not a Sésame proof header (alg {ALGORITHM}, typ {TYPE}, a kid)")
+    signature = b64url_decode(parts[2])
+    if len(signature) != SIGNATURE_BYTES:
+        raise ValueError(f"an ES256 signature is {SIGNATURE_BYTES} bytes")
+    return ParsedProof(header, body, f"{parts[0]}.{parts[1]}".encode("ascii"), signature)
+
+
+def _json_object(part: str) -> dict[str, Any]:
+    try:
+        value = json.loads(b64url_decode(part))
+    except UnicodeDecodeError as exc:
+        raise ValueError("a JWS part is not UTF-8 JSON") from exc
+    if not isinstance(value, dict):
+        raise ValueError("a JWS part is not a JSON object")  # noqa: TRY004 (a malformed proof, like the rest)
+    return value
+
+
+def jwk(key: PublicKey) -> dict[str, str]:
+    """The public key as a JWK (RFC 7517, RFC 7518 section 6.2): EC P-256, for ES256 signatures."""
+    return {
+        "kty": "EC",
+        "crv": "P-256",
+        "x": b64url(key.x),
+        "y": b64url(key.y),
+        "kid": key.kid,
+        "alg": ALGORITHM,
+        "use": "sig",
+    }
+
+
+def jwk_set(keys: Iterable[PublicKey]) -> dict[str, list[dict[str, str]]]:
+    """A JWK set of the keys, in the order given."""
+    return {"keys": [jwk(key) for key in keys]}
+
+
+def b64url(data: bytes) -> str:
+    """Base64url without padding (RFC 7515 section 2)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    """The bytes of unpadded base64url text. ValueError for any other character."""
+    if "=" in text:
+        raise ValueError("JWS base64url carries no padding")
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    except binascii.Error as exc:
+        raise ValueError("not base64url") from exc

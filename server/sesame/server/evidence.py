@@ -1,0 +1,114 @@
+"""Checking proofs and assembling evidence bundles (`sesame proof verify`, `sesame evidence`).
+
+The signature is checked with `cryptography` against a JWK set, the way any verifier outside Sésame would:
+the HSM is not needed, only the public keys. The bundle puts side by side what a dispute needs: the
+challenge, its whole journal, the proof, and what was checked about the proof.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from sesame.server.domain import proof
+from sesame.server.domain.errors import SesameError
+
+
+class ProofRejected(SesameError):
+    """The proof is malformed, names a key the JWK set lacks, or its signature does not verify."""
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceRecord:
+    """What the server holds about a challenge, as plain data (the gRPC answer, decoded)."""
+
+    challenge_id: str
+    challenge: dict[str, Any] | None  # as GetChallenge describes it; None once purged
+    journal: list[dict[str, str]]
+    proof: str  # "" when none was issued
+    operation_digest: str | None  # hex SHA-256 of the challenge's operation, recomputed; None once purged
+
+
+def check_proof(jws: str, jwks: Mapping[str, Any]) -> proof.ParsedProof:
+    """The proof read back once its ES256 signature verifies under the key its kid names. ProofRejected."""
+    try:
+        parsed = proof.parse(jws)
+    except ValueError as exc:
+        raise ProofRejected(f"not a Sésame proof: {exc}") from None
+    key = next((k for k in jwks.get("keys", []) if k.get("kid") == parsed.kid), None)
+    if key is None:
+        raise ProofRejected(f"no key {parsed.kid!r} in the JWK set")
+    try:
+        public = _public_key(key)
+        signature = parsed.signature
+        der = encode_dss_signature(
+            int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+        )
+        public.verify(der, parsed.signing_input, ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError):
+        raise ProofRejected(f"the signature does not verify under {parsed.kid!r}") from None
+    return parsed
+
+
+def _public_key(jwk: Mapping[str, Any]) -> ec.EllipticCurvePublicKey:
+    if (jwk.get("kty"), jwk.get("crv")) != ("EC", "P-256"):
+        raise ValueError("not an EC P-256 key")
+    x, y = (int.from_bytes(proof.b64url_decode(str(jwk[name])), "big") for name in ("x", "y"))
+    return ec.EllipticCurvePublicNumbers(x, y, ec.SECP256R1()).public_key()
+
+
+def bundle(record: EvidenceRecord, jwks: Mapping[str, Any]) -> dict[str, Any]:
+    """The evidence bundle of a challenge: challenge, journal, proof and the checks made on the proof."""
+    return {
+        "challenge_id": record.challenge_id,
+        "challenge": record.challenge,
+        "journal": record.journal,
+        "proof": _proof_section(record, jwks) if record.proof else None,
+        "jwks": dict(jwks),
+    }
+
+
+def _proof_section(record: EvidenceRecord, jwks: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        parsed = check_proof(record.proof, jwks)
+    except ProofRejected as rejected:
+        return {"jws": record.proof, "verification": {"valid": False, "reason": str(rejected)}}
+    claims = parsed.claims
+    checks = {
+        "valid": True,
+        "signature": f"ES256, verified under {parsed.kid}",
+        "claims_match_journal": claims_match_journal(claims, record.journal),
+        "op_digest_matches_operation": (
+            None if record.operation_digest is None else claims.get("op_digest") == record.operation_digest
+        ),
+    }
+    return {"jws": record.proof, "header": parsed.header, "claims": claims, "verification": checks}
+
+
+def claims_match_journal(claims: Mapping[str, Any], journal: Sequence[Mapping[str, str]]) -> bool:
+    """Whether the claims are exactly those the journaled decision gives, and the journal names this proof."""
+    facts = proof.ProofFacts.from_journal(journal)
+    if facts is None:
+        return False
+    expected = proof.claims(facts, issuer=str(claims.get("iss")), jti=str(claims.get("jti")))
+    journaled = [e for e in journal if e.get("event") == "challenge.proof"]
+    return dict(claims) == expected and [e.get("jti") for e in journaled] == [claims.get("jti")]
+
+
+def is_sound(evidence: Mapping[str, Any]) -> bool:
+    """Whether every check of a bundle passed (a bundle without a proof has none to fail)."""
+    section = evidence.get("proof")
+    if section is None:
+        return True
+    checks = section["verification"]
+    return bool(
+        checks["valid"]
+        and checks["claims_match_journal"]
+        and checks["op_digest_matches_operation"] is not False
+    )

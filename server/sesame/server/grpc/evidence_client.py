@@ -1,0 +1,74 @@
+"""The client side of `sesame proof` and `sesame evidence`: fetch the JWK set and a challenge's evidence."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+
+from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
+from sesame.api.v1 import evidence_service_pb2 as evidence_pb
+from sesame.api.v1 import evidence_service_pb2_grpc as evidence_grpc
+from sesame.server.domain.errors import SesameError
+from sesame.server.domain.operation import digest
+from sesame.server.evidence import EvidenceRecord
+from sesame.server.grpc import translate
+from sesame.server.grpc.probe import ClientTls, client_channel
+
+TIMEOUT_SECONDS = 10.0
+
+
+class ServerRefused(SesameError):
+    """The server could not be reached, or answered the call with an error status."""
+
+
+def fetch_jwks(target: str, tls: ClientTls | None = None) -> dict[str, Any]:
+    """The JWK set the server publishes (AuthenticationService.GetProofKeys)."""
+    with client_channel(target, tls) as channel:
+        reply = _call(
+            lambda: auth_grpc.AuthenticationServiceStub(channel).GetProofKeys(
+                auth_pb.GetProofKeysRequest(), timeout=TIMEOUT_SECONDS
+            )
+        )
+    jwks: dict[str, Any] = json.loads(reply.jwks_json)
+    return jwks
+
+
+def fetch_evidence(target: str, challenge_id: str, tls: ClientTls | None = None) -> EvidenceRecord:
+    """What the server holds about a challenge (EvidenceService.GetChallengeEvidence), decoded."""
+    with client_channel(target, tls) as channel:
+        reply = _call(
+            lambda: evidence_grpc.EvidenceServiceStub(channel).GetChallengeEvidence(
+                evidence_pb.GetChallengeEvidenceRequest(challenge_id=challenge_id), timeout=TIMEOUT_SECONDS
+            )
+        )
+    retained = reply.HasField("challenge")
+    return EvidenceRecord(
+        challenge_id=challenge_id,
+        challenge=json_format.MessageToDict(reply.challenge, preserving_proto_field_name=True)
+        if retained
+        else None,
+        journal=[_ordered(dict(entry.fields)) for entry in reply.journal],
+        proof=reply.proof,
+        operation_digest=digest(translate.operation_of(reply.challenge.operation)).hex()
+        if retained
+        else None,
+    )
+
+
+def _ordered(fields: dict[str, str]) -> dict[str, str]:
+    """A journal entry for reading: event and time first, then the other fields by name."""
+    head: dict[str, str] = {name: fields[name] for name in ("event", "at") if name in fields}
+    return {**head, **{name: fields[name] for name in sorted(fields) if name not in head}}
+
+
+def _call(rpc: Any) -> Any:
+    try:
+        return rpc()
+    except grpc.RpcError as error:
+        if isinstance(error, grpc.Call):
+            raise ServerRefused(f"the server answered {error.code().name}: {error.details()}") from None
+        raise ServerRefused("the server could not be reached") from None

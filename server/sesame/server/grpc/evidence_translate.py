@@ -1,0 +1,27 @@
+"""Proof keys and evidence to proto: the answers of GetProofKeys and GetChallengeEvidence."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from sesame.api.v1 import evidence_service_pb2 as evidence_pb
+from sesame.server.domain import proof
+from sesame.server.domain.model import PublicKey
+from sesame.server.domain.proofs import Evidence
+from sesame.server.grpc.translate import challenge
+
+
+def jwks_json(keys: list[PublicKey]) -> str:
+    """The JWK set of the proof keys, as JSON."""
+    return json.dumps(proof.jwk_set(keys), separators=(",", ":"))
+
+
+def evidence(value: Evidence, now: datetime) -> evidence_pb.GetChallengeEvidenceResponse:
+    """What Sésame holds about a challenge; the journal as written, entry by entry."""
+    answer = evidence_pb.GetChallengeEvidenceResponse(
+        journal=[evidence_pb.JournalEntry(fields=entry) for entry in value.journal], proof=value.proof
+    )
+    if value.challenge is not None:
+        answer.challenge.CopyFrom(challenge(value.challenge, now))
+    return answer

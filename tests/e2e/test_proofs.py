@@ -1,0 +1,164 @@
+"""Signed proofs over gRPC, with SoftHSM and Redis: checked with `cryptography` against the served JWK set."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from cryptography.exceptions import InvalidSignature
+
+from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
+from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
+from sesame.api.v1 import evidence_service_pb2 as evidence_pb
+from sesame.api.v1 import evidence_service_pb2_grpc as evidence_grpc
+from sesame.clients.redis_store import RedisStateStore
+from sesame.hsm.keys import rotate_keys
+from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
+from sesame.server.domain.model import KeyKind
+from tests.e2e.conftest import Live
+from tests.e2e.helpers import enrolled, started, verify, wrong
+from tests.support.jws import claims_of, header_of, verified_claims, with_claims
+from tests.support.wired_server import start_wired
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+
+async def served_jwks(live: Live) -> dict[str, Any]:
+    """The JWK set the server publishes."""
+    reply = await live.auth.GetProofKeys(auth_pb.GetProofKeysRequest())
+    jwks: dict[str, Any] = json.loads(reply.jwks_json)
+    return jwks
+
+
+async def a_proof(live: Live, user_id: str = "alice") -> tuple[str, str]:
+    """Verify a fresh challenge of the user: (challenge_id, proof)."""
+    challenge_id, code = await started(live, await enrolled(live, user_id))
+    reply = await verify(live, challenge_id, code)
+    assert reply.result == auth_pb.VERIFY_RESULT_VERIFIED
+    return challenge_id, reply.proof
+
+
+async def test_a_proof_verifies_with_the_published_keys(live: Live) -> None:
+    """A VERIFIED answer's proof checks, by `cryptography` alone, under the JWK set GetProofKeys serves."""
+    challenge_id, jws = await a_proof(live)
+    claims = verified_claims(jws, await served_jwks(live))
+    assert (claims["sub"], claims["challenge_id"], claims["op"]) == ("alice", challenge_id, "credit_transfer")
+
+
+async def test_changing_any_claim_breaks_the_proof(live: Live) -> None:
+    """Each claim changed in turn, the header and signature kept, fails the signature check."""
+    _, jws = await a_proof(live)
+    jwks = await served_jwks(live)
+    claims = claims_of(jws)
+    for name, value in claims.items():
+        with pytest.raises(InvalidSignature):
+            verified_claims(with_claims(jws, {**claims, name: _changed(value)}), jwks)
+
+
+def _changed(value: Any) -> Any:
+    """Another value of the same JSON type."""
+    match value:
+        case int():
+            return value + 1
+        case list():
+            return [*value, "x"]
+        case dict():
+            return {**value, "ip": "192.0.2.66"}
+        case _:
+            return f"{value}x"
+
+
+async def test_a_proof_signed_before_a_rotation_still_verifies(
+    live: Live, keystore: Pkcs11KeyStore, hsm_config: Pkcs11Config
+) -> None:
+    """After a proof key rotation, new proofs name the new key and the old proof checks under the new set."""
+    _, before = await a_proof(live, "alice")
+    rotate_keys(hsm_config, KeyKind.PROOF)
+    await keystore.refresh_keys()
+    _, after = await a_proof(live, "bob")
+    jwks = await served_jwks(live)
+    old_kid, new_kid = header_of(before)["kid"], header_of(after)["kid"]
+    assert new_kid == (await keystore.current_proof_key()).label != old_kid
+    assert verified_claims(before, jwks)["sub"] == "alice"
+    assert verified_claims(after, jwks)["sub"] == "bob"
+
+
+async def test_get_proof_returns_the_proof_verify_gave(live: Live) -> None:
+    """GetProof of a verified challenge returns the very proof VerifyChallenge returned."""
+    challenge_id, jws = await a_proof(live)
+    assert (await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))).proof == jws
+
+
+async def test_get_proof_of_an_unverified_challenge_is_failed_precondition(live: Live) -> None:
+    """A challenge with only a wrong code has no proof to give: FAILED_PRECONDITION."""
+    challenge_id, code = await started(live, await enrolled(live))
+    await verify(live, challenge_id, wrong(code))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))
+    assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_evidence_holds_every_attempt_and_the_proof(live: Live) -> None:
+    """GetChallengeEvidence returns the challenge, each journal entry with its context, and the proof."""
+    challenge_id, code = await started(live, await enrolled(live))
+    await verify(live, challenge_id, wrong(code))
+    jws = (await verify(live, challenge_id, code)).proof
+    evidence = await evidence_grpc.EvidenceServiceStub(live.channel).GetChallengeEvidence(
+        evidence_pb.GetChallengeEvidenceRequest(challenge_id=challenge_id)
+    )
+    journal = [dict(entry.fields) for entry in evidence.journal]
+    assert [(e["event"], e["outcome"]) for e in journal][2:] == [
+        ("challenge.verification", "wrong_code"),
+        ("challenge.verification", "verified"),
+        ("challenge.proof", "issued"),
+    ]
+    assert journal[-1]["jti"] == claims_of(jws)["jti"]
+    assert all(e["session_id"] == "sess-1" for e in journal if e["event"] == "challenge.verification")
+    assert (evidence.proof, evidence.challenge.masked_phone) == (jws, "+33*******78")
+
+
+@pytest.fixture
+async def keyless(
+    make_token: Callable[[str], Pkcs11Config], redis_store: RedisStateStore, tmp_path: Path
+) -> AsyncIterator[tuple[Live, Pkcs11Config, Pkcs11KeyStore]]:
+    """A server whose token holds an OTP key and no proof key yet (the HSM cannot sign)."""
+    config = make_token(f"keyless-{secrets.token_hex(4)}")
+    rotate_keys(config, KeyKind.OTP)
+    store = Pkcs11KeyStore.open(config)
+    wired = await start_wired(store, redis_store, tmp_path / "sms.jsonl")
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{wired.server.port}")
+    live = Live(
+        channel,
+        auth_grpc.AuthenticationServiceStub(channel),
+        enrol_grpc.EnrollmentServiceStub(channel),
+        tmp_path / "sms.jsonl",
+        redis_store,
+        wired.running.metrics,
+    )
+    try:
+        yield live, config, store
+    finally:
+        await channel.close()
+        await wired.server.stop(0)
+        store.close()
+
+
+async def test_a_verification_the_hsm_cannot_sign_is_verified_and_proven_later(
+    keyless: tuple[Live, Pkcs11Config, Pkcs11KeyStore],
+) -> None:
+    """Without a proof key the answer is VERIFIED, proof empty; once the key exists GetProof issues it."""
+    live, config, store = keyless
+    challenge_id, code = await started(live, await enrolled(live))
+    reply = await verify(live, challenge_id, code)
+    assert (reply.result, reply.proof) == (auth_pb.VERIFY_RESULT_VERIFIED, "")
+    assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_ALREADY_USED
+    rotate_keys(config, KeyKind.PROOF)
+    await store.refresh_keys()
+    jws = (await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))).proof
+    assert verified_claims(jws, await served_jwks(live))["challenge_id"] == challenge_id
