@@ -94,6 +94,21 @@ async def test_cancel_voids_and_get_describes(live: Live) -> None:
     assert described.challenge.operation == transfer()
 
 
+async def test_a_closed_challenge_has_no_attempts_or_resends_left(live: Live) -> None:
+    """An open challenge shows its attempts and resends left; once verified it has none of either."""
+    challenge_id, code = await started(live, await enrolled(live))
+    request = auth_pb.GetChallengeRequest(challenge_id=challenge_id)
+    opened = (await live.auth.GetChallenge(request)).challenge
+    assert (opened.attempts_left, opened.resends_left) == (3, 3)
+    await verify(live, challenge_id, code)
+    spent = (await live.auth.GetChallenge(request)).challenge
+    assert (spent.status, spent.attempts_left, spent.resends_left) == (
+        auth_pb.CHALLENGE_STATUS_VERIFIED,
+        0,
+        0,
+    )
+
+
 async def test_cancel_twice_is_failed_precondition(live: Live) -> None:
     """Only an open challenge can be cancelled."""
     challenge_id, _ = await started(live, await enrolled(live))

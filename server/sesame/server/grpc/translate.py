@@ -255,10 +255,14 @@ def verify_result(value: VerifyResult) -> auth_pb.VerifyResult.ValueType:
 
 
 def challenge(value: Challenge, now: datetime) -> auth_pb.Challenge:
-    """Describe a challenge, never its code; an open challenge past its expiry reads EXPIRED."""
+    """Describe a challenge, never its code; an open challenge past its expiry reads EXPIRED.
+
+    Only a challenge still open has attempts and resends left: a spent, voided or expired one has none.
+    """
     status = _STATUS[value.status]
     if value.status is ChallengeStatus.OPEN and value.is_expired(now):
         status = auth_pb.CHALLENGE_STATUS_EXPIRED
+    live = status == auth_pb.CHALLENGE_STATUS_OPEN
     return auth_pb.Challenge(
         challenge_id=value.challenge_id,
         user_id=value.user_id,
@@ -268,8 +272,8 @@ def challenge(value: Challenge, now: datetime) -> auth_pb.Challenge:
         masked_phone=mask_phone(value.phone),
         created_at=timestamp(value.created_at),
         expires_at=timestamp(value.expires_at),
-        attempts_left=value.attempts_left,
-        resends_left=value.resends_left,
+        attempts_left=value.attempts_left if live else 0,
+        resends_left=value.resends_left if live else 0,
     )
 
 
