@@ -39,6 +39,7 @@ from sesame.server.domain.model import (
 )
 from sesame.server.domain.operation import kind
 from sesame.server.domain.ports import KeyStore, SmsGateway, StateStore
+from sesame.server.metered_registry import MeteredRegistry
 
 T = TypeVar("T")
 
@@ -116,6 +117,18 @@ class Metrics:
             "Users blocked after too many wrong codes in a row (RTS Art. 4(3)(b)).",
             registry=self.registry,
         )
+        self.user_changes = Counter(
+            "sesame_user_changes",
+            "Lifecycle changes accepted: suspend, reinstate, revoke, change_phone, terminate_client.",
+            ["change"],
+            registry=self.registry,
+        )
+        self.challenges_voided = Counter(
+            "sesame_challenges_voided",
+            "Open challenges voided by a suspension or revocation of their user, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
         self.sms = Counter(
             "sesame_sms",
             "SMS handed to a gateway, by gateway and outcome (sent, failed).",
@@ -155,12 +168,11 @@ class MeteredKeyStore:
         return await self._metrics.timed("hsm", "current_otp_key", self._inner.current_otp_key())
 
 
-class MeteredStateStore:
-    """A StateStore that times every Redis transition and counts challenges, verifications and resends."""
+class MeteredStateStore(MeteredRegistry):
+    """A StateStore that times every Redis transition and counts challenges, verifications and resends.
 
-    def __init__(self, inner: StateStore, metrics: Metrics) -> None:
-        self._inner = inner
-        self._metrics = metrics
+    The lifecycle transitions (suspend, number change, ...) are timed and counted by `MeteredRegistry`.
+    """
 
     async def register_user(self, user: User) -> User:
         """Enrol, timed."""
@@ -228,9 +240,6 @@ class MeteredStateStore:
         await self._timed(
             "record_delivery", self._inner.record_delivery(challenge_id, state, provider_ref, at)
         )
-
-    async def _timed(self, call: str, awaitable: Awaitable[T]) -> T:
-        return await self._metrics.timed("store", call, awaitable)
 
 
 class MeteredSmsGateway:
