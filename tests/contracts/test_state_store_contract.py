@@ -59,22 +59,6 @@ OPERATIONS: list[Operation] = [
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-class WallClock:
-    """The real UTC time, which is what Redis purges expired keys by."""
-
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
-def store(request: pytest.FixtureRequest) -> Store:
-    """Each test runs once on the in-memory fake and once on Redis."""
-    if request.param == "memory":
-        return MemoryStateStore(purge_clock=WallClock())
-    redis_store: RedisStateStore = request.getfixturevalue("redis_store")
-    return redis_store
-
-
 def a_user(**changes: object) -> User:
     return factories.a_user(NOW - timedelta(days=30), **changes)
 

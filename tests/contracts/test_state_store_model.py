@@ -2,8 +2,9 @@
 
 The contract suite checks each branch by hand; this one lets Hypothesis search for the sequences nobody
 thought of (a resend after a mismatch, a late delivery report after a cancel, an attempt at the expiry
-instant, a second proof...). Every step runs on both stores; the answers, the errors and the stored
-challenges must be equal, and so must the journal's events and outcomes.
+instant, a second proof, a reinstatement retried after a later suspension, a challenge voided before it
+was opened...). Every step runs on both stores; the answers, the errors, the stored user and challenges
+and the user's pending challenges must be equal, and so must the journal's events and outcomes.
 """
 
 from __future__ import annotations
@@ -29,6 +30,15 @@ from hypothesis.stateful import (
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisStateStore
 from sesame.server.domain.errors import SesameError
+from sesame.server.domain.lifecycle import (
+    ByOverride,
+    PhoneChange,
+    Provenance,
+    StatusAction,
+    StatusChange,
+    Voiding,
+    VoidReason,
+)
 from sesame.server.domain.model import (
     Challenge,
     DeliveryState,
@@ -51,6 +61,7 @@ LOCKOUT = LockoutPolicy(max_failures=2, first_block=timedelta(minutes=1), longes
 
 # Seconds after NOW: inside the 5-minute lifetime, at its edge, and past it.
 offsets = st.sampled_from([0, 1, 29, 30, 31, 60, 120, 299, 300, 301, 600])
+request_ids = st.sampled_from(["r-1", "r-2", "r-3"])
 delivery_states = st.sampled_from([DeliveryState.SENT, DeliveryState.DELIVERED, DeliveryState.FAILED])
 
 
@@ -110,14 +121,43 @@ class StoresAgree(RuleBasedStateMachine):
     def right_code_for_the_user(self, offset: int) -> None:
         self.both("record_successful_attempt", "u-1", NOW + timedelta(seconds=offset))
 
+    @rule(action=st.sampled_from(StatusAction), request_id=request_ids, offset=offsets)
+    def change_status(self, action: StatusAction, request_id: str, offset: int) -> None:
+        provenance = Provenance("ops-1", "", request_id)
+        change = StatusChange("u-1", action, NOW + timedelta(seconds=offset), provenance)
+        self.both("change_user_status", change)
+
+    @rule(client_id=st.sampled_from(["client-1", "client-2"]), offset=offsets)
+    def revoke_for_client(self, client_id: str, offset: int) -> None:
+        at = NOW + timedelta(seconds=offset)
+        self.both("revoke_client_user", client_id, "u-1", at, Provenance("ops-1", "", "t-1"))
+
+    @rule(phone=st.sampled_from(["+33698765432", "+33611111111"]), request_id=request_ids, offset=offsets)
+    def change_phone(self, phone: str, request_id: str, offset: int) -> None:
+        at = NOW + timedelta(seconds=offset)
+        change = PhoneChange(
+            "u-1",
+            phone,
+            at,
+            at + timedelta(hours=72),
+            ByOverride("agent"),
+            Provenance("ops-1", "", request_id),
+            CONTEXT,
+        )
+        self.both("change_secure_phone", change)
+
     @rule(
         target=challenges,
         max_attempts=st.integers(1, 3),
         max_resends=st.integers(0, 2),
         spacing=st.sampled_from([0, 30]),
         transfer=st.booleans(),
+        opened=st.booleans(),
     )
-    def open(self, *, max_attempts: int, max_resends: int, spacing: int, transfer: bool) -> Challenge:
+    def open(
+        self, *, max_attempts: int, max_resends: int, spacing: int, transfer: bool, opened: bool
+    ) -> Challenge:
+        """Track, then (usually) open: an id tracked but never opened is what a voiding may find."""
         self.opened += 1
         challenge = factories.a_challenge(
             NOW,
@@ -127,8 +167,17 @@ class StoresAgree(RuleBasedStateMachine):
             max_resends=max_resends,
             resend_spacing=timedelta(seconds=spacing),
         )
-        assert self.both("open_challenge", challenge, CONTEXT) == ("ok", None)
+        self.both("track_challenge", "u-1", challenge.challenge_id, challenge.expires_at, NOW)
+        if opened:
+            self.both("open_challenge", challenge, CONTEXT)
         return challenge
+
+    @rule(challenge=challenges, offset=offsets)
+    def void(self, challenge: Challenge, offset: int) -> None:
+        voiding = Voiding(
+            "u-1", VoidReason.USER_SUSPENDED, NOW + timedelta(seconds=offset), Provenance("o", "", "v")
+        )
+        self.both("void_challenge", challenge.challenge_id, voiding)
 
     @rule(challenge=challenges, matches=st.booleans(), same_operation=st.booleans(), offset=offsets)
     def verify(self, *, challenge: Challenge, matches: bool, same_operation: bool, offset: int) -> None:
@@ -161,9 +210,11 @@ class StoresAgree(RuleBasedStateMachine):
     @invariant()
     def same_user_and_journal(self) -> None:
         self.both("get_user", "u-1")
+        self.both("pending_challenges", "u-1", NOW)
         journals = [self.loop.run_until_complete(store.user_journal("u-1")) for store in self.stores]
         summaries = [
-            [(e["event"], e.get("outcome"), e.get("failures")) for e in journal] for journal in journals
+            [(e["event"], e.get("outcome"), e.get("failures"), e.get("status")) for e in journal]
+            for journal in journals
         ]
         assert summaries[0] == summaries[1]
 
@@ -175,7 +226,9 @@ class StoresAgree(RuleBasedStateMachine):
             journals = [
                 self.loop.run_until_complete(store.challenge_journal(challenge_id)) for store in self.stores
             ]
-            summaries = [[(e["event"], e["outcome"], e["attempts"]) for e in journal] for journal in journals]
+            summaries = [
+                [(e["event"], e["outcome"], e.get("attempts")) for e in journal] for journal in journals
+            ]
             assert summaries[0] == summaries[1], challenge_id
 
 

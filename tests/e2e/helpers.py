@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import grpc
+import redis.asyncio as aioredis
+from google.rpc import error_details_pb2, status_pb2
+
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import operation_pb2 as op_pb
@@ -56,3 +60,28 @@ async def verify(
 def wrong(code: str) -> str:
     """A code of the same length that is certainly not `code`."""
     return str((int(code) + 1) % 10 ** len(code)).zfill(len(code))
+
+
+def violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
+    """The google.rpc.BadRequest field violations carried by the error, by field path."""
+    raw = dict(error.trailing_metadata() or ())["grpc-status-details-bin"]
+    status = status_pb2.Status.FromString(raw)
+    assert status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    bad = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(bad)
+    return {v.field: v.description for v in bad.field_violations}
+
+
+def precondition(error: grpc.aio.AioRpcError) -> str:
+    """The type of the google.rpc.PreconditionFailure a FAILED_PRECONDITION error carries."""
+    assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
+    raw = dict(error.trailing_metadata() or ())["grpc-status-details-bin"]
+    failure = error_details_pb2.PreconditionFailure()
+    assert status_pb2.Status.FromString(raw).details[0].Unpack(failure)
+    kind: str = failure.violations[0].type
+    return kind
+
+
+async def snapshot(client: aioredis.Redis) -> dict[bytes, bytes | None]:
+    """Every key and its serialised value: equal snapshots mean nothing was written."""
+    return {key: await client.dump(key) for key in sorted(await client.keys("*"))}

@@ -8,13 +8,12 @@ from typing import Any
 import grpc
 import pytest
 import redis.asyncio as aioredis
-from google.rpc import error_details_pb2, status_pb2
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import operation_pb2 as op_pb
 from tests.e2e.conftest import Live
-from tests.e2e.helpers import CONTEXT, IBAN, enrolled, started, transfer
+from tests.e2e.helpers import CONTEXT, IBAN, enrolled, snapshot, started, transfer, violations
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -35,21 +34,6 @@ def _transfer(**changes: Any) -> op_pb.Operation:
             transaction_id=fields["tx"],
         )
     )
-
-
-def _violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
-    """The google.rpc.BadRequest field violations carried by the error, by field path."""
-    raw = dict(error.trailing_metadata() or ())["grpc-status-details-bin"]
-    status = status_pb2.Status.FromString(raw)
-    assert status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
-    bad = error_details_pb2.BadRequest()
-    assert status.details[0].Unpack(bad)
-    return {v.field: v.description for v in bad.field_violations}
-
-
-async def _snapshot(client: aioredis.Redis) -> dict[bytes, bytes | None]:
-    """Every key and its serialised value: equal snapshots mean nothing was written."""
-    return {key: await client.dump(key) for key in sorted(await client.keys("*"))}
 
 
 START_CASES = [
@@ -80,14 +64,14 @@ async def test_start_rejects_bad_operation(
 ) -> None:
     """Each malformed operation names its field, and nothing is written to Redis."""
     user_id = await enrolled(live)
-    before = await _snapshot(redis_client)
+    before = await snapshot(redis_client)
     request = auth_pb.StartChallengeRequest(user_id=user_id, context=CONTEXT)
     if operation is not None:
         request.operation.CopyFrom(operation)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await live.auth.StartChallenge(request)
-    assert field in _violations(caught.value), label
-    assert await _snapshot(redis_client) == before
+    assert field in violations(caught.value), label
+    assert await snapshot(redis_client) == before
 
 
 async def test_every_bad_field_is_reported_at_once(live: Live) -> None:
@@ -99,7 +83,7 @@ async def test_every_bad_field_is_reported_at_once(live: Live) -> None:
     )
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await live.auth.StartChallenge(request)
-    assert set(_violations(caught.value)) == {
+    assert set(violations(caught.value)) == {
         "user_id",
         "operation.credit_transfer.amount.amount_minor",
         "operation.credit_transfer.amount.currency",
@@ -131,13 +115,13 @@ async def test_verify_rejects_malformed_codes_without_counting(
 ) -> None:
     """A code of the wrong length or with non-digits is INVALID_ARGUMENT and spends no attempt."""
     challenge_id, _ = await started(live, await enrolled(live))
-    before = await _snapshot(redis_client)
+    before = await snapshot(redis_client)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await live.auth.VerifyChallenge(
             auth_pb.VerifyChallengeRequest(challenge_id=challenge_id, code=code, operation=transfer())
         )
-    assert field in _violations(caught.value)
-    assert await _snapshot(redis_client) == before
+    assert field in violations(caught.value)
+    assert await snapshot(redis_client) == before
 
 
 async def test_verify_rejects_missing_operation(live: Live) -> None:
@@ -145,7 +129,7 @@ async def test_verify_rejects_missing_operation(live: Live) -> None:
     challenge_id, code = await started(live, await enrolled(live))
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await live.auth.VerifyChallenge(auth_pb.VerifyChallengeRequest(challenge_id=challenge_id, code=code))
-    assert "operation" in _violations(caught.value)
+    assert "operation" in violations(caught.value)
 
 
 async def test_verify_rejects_a_malformed_challenge_id(live: Live) -> None:
@@ -154,7 +138,7 @@ async def test_verify_rejects_a_malformed_challenge_id(live: Live) -> None:
         await live.auth.VerifyChallenge(
             auth_pb.VerifyChallengeRequest(challenge_id="../../etc", code="123456", operation=transfer())
         )
-    assert "challenge_id" in _violations(caught.value)
+    assert "challenge_id" in violations(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -182,11 +166,11 @@ async def test_unknown_things_are_not_found(
     live: Live, redis_client: aioredis.Redis, call: Callable[[Live], Awaitable[Any]]
 ) -> None:
     """Unknown users and challenges are NOT_FOUND, and nothing is written."""
-    before = await _snapshot(redis_client)
+    before = await snapshot(redis_client)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await call(live)
     assert caught.value.code() is grpc.StatusCode.NOT_FOUND
-    assert await _snapshot(redis_client) == before
+    assert await snapshot(redis_client) == before
 
 
 @pytest.mark.parametrize(
@@ -205,7 +189,7 @@ async def test_enrol_rejects_bad_fields(
     """Bad ids, non-E.164 or landline numbers and unknown locales are refused before any write."""
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await live.enrol.EnrollUser(enrol_pb.EnrollUserRequest(**request_fields))
-    assert field in _violations(caught.value)
+    assert field in violations(caught.value)
     assert await redis_client.dbsize() == 0
 
 
@@ -214,10 +198,10 @@ async def test_resend_and_cancel_report_every_bad_field(
     live: Live, redis_client: aioredis.Redis, rpc: str
 ) -> None:
     """A missing challenge id and an oversized context field are both reported, and nothing is written."""
-    before = await _snapshot(redis_client)
+    before = await snapshot(redis_client)
     request_type = getattr(auth_pb, f"{rpc}Request")
     request = request_type(challenge_id="", context=op_pb.RequestContext(user_agent="u" * 257))
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await getattr(live.auth, rpc)(request)
-    assert set(_violations(caught.value)) == {"challenge_id", "context.user_agent"}
-    assert await _snapshot(redis_client) == before
+    assert set(violations(caught.value)) == {"challenge_id", "context.user_agent"}
+    assert await snapshot(redis_client) == before

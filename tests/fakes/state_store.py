@@ -1,5 +1,7 @@
 """An in-memory StateStore with the semantics of `RedisStateStore` (the contract suite holds them together).
 
+Users and client companies are in `tests.fakes.registry`; challenges here.
+
 Like Redis it keeps times to the millisecond and keeps one journal per user and per challenge that
 outlives the challenge. Given a clock, it also purges a challenge `retention` after its expiry, as Redis
 does by its own wall clock; without one it keeps challenges forever, so that tests on a fixed clock
@@ -8,27 +10,26 @@ does by its own wall clock; without one it keeps challenges forever, so that tes
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sesame.server.domain.errors import (
     ChallengeAlreadyExists,
     ChallengeClosed,
+    ChallengeConsumed,
+    ChallengeMismatch,
     ChallengeNotFound,
     ChallengeNotVerified,
     ResendRefused,
-    UserAlreadyExists,
-    UserNotFound,
+    SesameError,
 )
+from sesame.server.domain.lifecycle import Consumption, Voiding, VoidOutcome
 from sesame.server.domain.model import (
     Challenge,
     ChallengeStatus,
     DeliveryState,
-    LockoutPolicy,
     RequestContext,
-    User,
     VerificationAttempt,
     VerificationOutcome,
     VerifyResult,
@@ -37,12 +38,21 @@ from sesame.server.domain.operation import kind
 from sesame.server.domain.ports import Clock, StateStore
 from sesame.server.domain.privacy import mask_phone
 from sesame.server.domain.proof import IssuedProof
+from tests.fakes.registry import MemoryRegistry, context_fields, iso, ms, provenance_fields
 
 _TERMINAL = {
     ChallengeStatus.VERIFIED: VerifyResult.ALREADY_USED,
     ChallengeStatus.VOIDED: VerifyResult.VOIDED,
     ChallengeStatus.CANCELLED: VerifyResult.VOIDED,
     ChallengeStatus.LOCKED: VerifyResult.LOCKED,
+}
+
+# consume_challenge.lua: a stale challenge reads as purged.
+_CONSUME_REFUSALS: dict[str, type[SesameError]] = {
+    "stale": ChallengeNotFound,
+    "mismatch": ChallengeMismatch,
+    "not_verified": ChallengeNotVerified,
+    "used": ChallengeConsumed,
 }
 
 # record_delivery.lua: each message only moves forward, DELIVERED and FAILED are final.
@@ -58,105 +68,18 @@ def _best_news(states: Iterable[DeliveryState]) -> DeliveryState:
     return DeliveryState.PENDING
 
 
-def _ms(at: datetime) -> datetime:
-    """The instant as Redis keeps it: UTC, floored to the millisecond."""
-    at = at.astimezone(UTC)
-    return at.replace(microsecond=at.microsecond // 1000 * 1000)
-
-
-def _iso(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat(timespec="milliseconds")
-
-
-def _context(context: RequestContext) -> dict[str, str]:
-    return {
-        "ip": context.ip,
-        "device_id": context.device_id,
-        "session_id": context.session_id,
-        "user_agent": context.user_agent,
-    }
-
-
-class MemoryStateStore:
+class MemoryStateStore(MemoryRegistry):
     """Dicts and lists behind one lock; every method is one atomic, journaled transition."""
 
     def __init__(self, retention: timedelta = timedelta(hours=24), purge_clock: Clock | None = None) -> None:
+        super().__init__()
         self._retention = retention
         self._purge_clock = purge_clock
-        self._lock = asyncio.Lock()
-        self._users: dict[str, User] = {}
         self._challenges: dict[str, Challenge] = {}
         self._requests: dict[tuple[str, str], tuple[str, datetime]] = {}
-        self._user_journals: dict[str, list[dict[str, str]]] = {}
         self._challenge_journals: dict[str, list[dict[str, str]]] = {}
         self._messages: dict[str, dict[str, DeliveryState]] = {}  # per challenge: provider ref -> state
-
-    async def register_user(self, user: User) -> User:
-        async with self._lock:
-            stored = self._users.get(user.user_id)
-            if stored is not None:
-                if (stored.client_id, stored.secure_phone) != (user.client_id, user.secure_phone):
-                    raise UserAlreadyExists(user.user_id)
-                return stored
-            stored = dataclasses.replace(user, enrolled_at=_ms(user.enrolled_at))
-            self._users[user.user_id] = stored
-            self._user_journals.setdefault(user.user_id, []).append(
-                {
-                    "event": "user.enrolled",
-                    "at": _iso(user.enrolled_at),
-                    "user_id": user.user_id,
-                    "client_id": user.client_id,
-                    "phone": mask_phone(user.secure_phone),
-                    "locale": user.locale,
-                    "status": user.status.value,
-                }
-            )
-            return stored
-
-    async def get_user(self, user_id: str) -> User:
-        try:
-            return self._users[user_id]
-        except KeyError:
-            raise UserNotFound(user_id) from None
-
-    async def record_failed_attempt(self, user_id: str, at: datetime, lockout: LockoutPolicy) -> User:
-        async with self._lock:
-            user = await self.get_user(user_id)
-            failures, outcome = user.failures + 1, "counted"
-            if failures >= lockout.max_failures:
-                outcome, failures = "blocked", 0
-                user = dataclasses.replace(
-                    user,
-                    blocks=user.blocks + 1,
-                    blocked_until=_ms(at) + lockout.block_length(user.blocks + 1),
-                )
-            user = dataclasses.replace(user, failures=failures)
-            self._users[user_id] = user
-            self._user_event(user, "user.failed_attempt", at, outcome)
-            return user
-
-    async def record_successful_attempt(self, user_id: str, at: datetime) -> None:
-        async with self._lock:
-            user = await self.get_user(user_id)
-            if (user.failures, user.blocks, user.blocked_until) == (0, 0, None):
-                return
-            user = dataclasses.replace(user, failures=0, blocks=0, blocked_until=None)
-            self._users[user_id] = user
-            self._user_event(user, "user.successful_attempt", at, "reset")
-
-    def _user_event(self, user: User, event: str, at: datetime, outcome: str) -> None:
-        blocked_until = "0" if user.blocked_until is None else str(int(user.blocked_until.timestamp() * 1000))
-        self._user_journals.setdefault(user.user_id, []).append(
-            {
-                "event": event,
-                "at": _iso(at),
-                "user_id": user.user_id,
-                "outcome": outcome,
-                "failures": str(user.failures),
-                "blocks": str(user.blocks),
-                "blocked_until": blocked_until,
-            }
-        )
+        self._consumed: dict[str, str] = {}  # challenge id -> the request id of the change it authorised
 
     async def open_challenge(self, challenge: Challenge, context: RequestContext) -> None:
         async with self._lock:
@@ -165,9 +88,9 @@ class MemoryStateStore:
                 raise ChallengeAlreadyExists(cid)
             stored = dataclasses.replace(
                 challenge,
-                created_at=_ms(challenge.created_at),
-                expires_at=_ms(challenge.expires_at),
-                last_sent_at=_ms(challenge.last_sent_at),
+                created_at=ms(challenge.created_at),
+                expires_at=ms(challenge.expires_at),
+                last_sent_at=ms(challenge.last_sent_at),
             )
             self._challenges[cid] = stored
             self._append(
@@ -177,10 +100,10 @@ class MemoryStateStore:
                 "opened",
                 {
                     "phone": mask_phone(stored.phone),
-                    "expires_at": _iso(stored.expires_at),
+                    "expires_at": iso(stored.expires_at),
                     "key_version": str(stored.key_version),
                     "op": kind(stored.operation).name.lower(),
-                    **_context(context),
+                    **context_fields(context),
                 },
             )
 
@@ -200,7 +123,7 @@ class MemoryStateStore:
         async with self._lock:
             challenge = self._existing(attempt.challenge_id)
             result = _TERMINAL.get(challenge.status)
-            if result is None and _ms(attempt.at) >= challenge.expires_at:
+            if result is None and ms(attempt.at) >= challenge.expires_at:
                 result = VerifyResult.EXPIRED
             if result is None:
                 decided = _decide(challenge, attempt)
@@ -211,7 +134,7 @@ class MemoryStateStore:
                 "challenge.verification",
                 attempt.at,
                 result.value,
-                {"op_digest": attempt.op_digest.hex(), **_context(attempt.context)},
+                {"op_digest": attempt.op_digest.hex(), **context_fields(attempt.context)},
             )
             left = challenge.attempts_left if result is VerifyResult.WRONG_CODE else 0
             return VerificationOutcome(result, left, challenge)
@@ -219,28 +142,26 @@ class MemoryStateStore:
     async def cancel_challenge(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
         async with self._lock:
             challenge = self._existing(challenge_id)
-            if challenge.status is not ChallengeStatus.OPEN or _ms(at) >= challenge.expires_at:
-                self._append(challenge, "challenge.cancel", at, "refused", _context(context))
+            if challenge.status is not ChallengeStatus.OPEN or ms(at) >= challenge.expires_at:
+                self._append(challenge, "challenge.cancel", at, "refused", context_fields(context))
                 raise ChallengeClosed(challenge_id)
             challenge = dataclasses.replace(challenge, status=ChallengeStatus.CANCELLED)
             self._challenges[challenge_id] = challenge
-            self._append(challenge, "challenge.cancel", at, "cancelled", _context(context))
+            self._append(challenge, "challenge.cancel", at, "cancelled", context_fields(context))
             return challenge
 
     async def record_resend(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
         async with self._lock:
             challenge = self._existing(challenge_id)
             refusal: ChallengeClosed | ResendRefused | None = None
-            if challenge.status is not ChallengeStatus.OPEN or _ms(at) >= challenge.expires_at:
+            if challenge.status is not ChallengeStatus.OPEN or ms(at) >= challenge.expires_at:
                 refusal, outcome = ChallengeClosed(challenge_id), "closed"
             elif challenge.resends_left == 0:
                 refusal, outcome = ResendRefused(challenge_id, None), "exhausted"
-            elif _ms(at) < challenge.next_send_at:
-                refusal, outcome = ResendRefused(challenge_id, challenge.next_send_at - _ms(at)), "too_soon"
+            elif ms(at) < challenge.next_send_at:
+                refusal, outcome = ResendRefused(challenge_id, challenge.next_send_at - ms(at)), "too_soon"
             else:
-                challenge = dataclasses.replace(
-                    challenge, resends=challenge.resends + 1, last_sent_at=_ms(at)
-                )
+                challenge = dataclasses.replace(challenge, resends=challenge.resends + 1, last_sent_at=ms(at))
                 self._challenges[challenge_id] = challenge
                 outcome = "resent"
             self._append(
@@ -248,7 +169,7 @@ class MemoryStateStore:
                 "challenge.resend",
                 at,
                 outcome,
-                {**_context(context), "resends": str(challenge.resends)},
+                {**context_fields(context), "resends": str(challenge.resends)},
             )
             if refusal is not None:
                 raise refusal
@@ -283,7 +204,7 @@ class MemoryStateStore:
             journal.append(
                 {
                     "event": "challenge.proof",
-                    "at": _iso(at),
+                    "at": iso(at),
                     "challenge_id": facts.challenge_id,
                     "user_id": facts.user_id,
                     "client_id": facts.client_id,
@@ -298,8 +219,53 @@ class MemoryStateStore:
             )
             return proof.jws
 
-    async def user_journal(self, user_id: str) -> list[dict[str, str]]:
-        return list(self._user_journals.get(user_id, []))
+    async def void_challenge(self, challenge_id: str, voiding: Voiding) -> VoidOutcome:
+        async with self._lock:
+            reason = {"void_reason": voiding.reason.value, **provenance_fields(voiding.provenance)}
+            challenge = self._live(challenge_id)
+            if challenge is None:
+                if challenge_id in self._challenge_journals:
+                    return VoidOutcome.GONE
+                head = {"event": "challenge.void", "at": iso(voiding.at), "challenge_id": challenge_id}
+                entry = {**head, **reason, "user_id": voiding.user_id, "outcome": "foreclosed"}
+                self._challenge_journals[challenge_id] = [entry]
+                return VoidOutcome.FORECLOSED
+            if challenge.status is not ChallengeStatus.OPEN:
+                return VoidOutcome.CLOSED
+            challenge = dataclasses.replace(challenge, status=ChallengeStatus.CANCELLED)
+            self._challenges[challenge_id] = challenge
+            self._append(challenge, "challenge.void", voiding.at, "voided", reason)
+            return VoidOutcome.VOIDED
+
+    async def consume_challenge(self, consumption: Consumption) -> Challenge:
+        async with self._lock:
+            challenge = self._existing(consumption.challenge_id)
+            outcome = self._consumption(challenge, consumption)
+            extra = {
+                "op_digest": consumption.op_digest.hex(),
+                "purpose": "change_phone",
+                "request_id": consumption.request_id,
+                **context_fields(consumption.context),
+            }
+            self._append(challenge, "challenge.consume", consumption.at, outcome, extra)
+            refusal = _CONSUME_REFUSALS.get(outcome)
+            if refusal is not None:
+                raise refusal(consumption.challenge_id)
+            self._consumed[challenge.challenge_id] = consumption.request_id
+            return challenge
+
+    def _consumption(self, challenge: Challenge, consumption: Consumption) -> str:
+        """The outcome consume_challenge.lua decides, in its order."""
+        if ms(consumption.at) >= challenge.expires_at + self._retention:
+            return "stale"
+        if (challenge.user_id, challenge.op_digest) != (consumption.user_id, consumption.op_digest):
+            return "mismatch"
+        if challenge.status is not ChallengeStatus.VERIFIED:
+            return "not_verified"
+        consumed_by = self._consumed.get(challenge.challenge_id)
+        if consumed_by is None:
+            return "consumed"
+        return "replayed" if consumed_by == consumption.request_id else "used"
 
     async def challenge_journal(self, challenge_id: str) -> list[dict[str, str]]:
         return list(self._challenge_journals.get(challenge_id, []))
@@ -325,7 +291,7 @@ class MemoryStateStore:
     ) -> None:
         entry = {
             "event": event,
-            "at": _iso(at),
+            "at": iso(at),
             "challenge_id": challenge.challenge_id,
             "user_id": challenge.user_id,
             "client_id": challenge.client_id,

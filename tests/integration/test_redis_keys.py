@@ -34,16 +34,22 @@ async def test_keys_carry_the_hash_tag_of_their_aggregate(redis_client: aioredis
     ]
 
 
-@pytest.mark.parametrize("aggregate", ["user", "challenge"])
+@pytest.mark.parametrize("aggregate", ["user", "challenge", "client"])
 def test_an_aggregate_and_its_journal_share_a_cluster_slot(redis_client: aioredis.Redis, aggregate: str):
-    """Each script's two keys hash to one Redis Cluster slot, so every script is cluster safe."""
-    store = RedisStateStore(redis_client)
-    keys = (
-        (store.user_key("u-1"), store.user_journal_key("u-1"))
-        if aggregate == "user"
-        else (store.challenge_key(CHALLENGE_ID), store.challenge_journal_key(CHALLENGE_ID))
-    )
-    assert key_slot(keys[0].encode()) == key_slot(keys[1].encode())
+    """Every key of an aggregate hashes to one Redis Cluster slot, so every script is cluster safe."""
+    keys = RedisStateStore(redis_client).keys
+    names = {
+        "user": [
+            keys.user("u-1"),
+            keys.user_journal("u-1"),
+            keys.user_changes("u-1"),
+            keys.user_pending("u-1"),
+            keys.start_request("u-1", "r-1"),
+        ],
+        "challenge": [keys.challenge(CHALLENGE_ID), keys.challenge_journal(CHALLENGE_ID)],
+        "client": [keys.client("acme"), keys.client_users("acme"), keys.client_journal("acme")],
+    }[aggregate]
+    assert len({key_slot(name.encode()) for name in names}) == 1
 
 
 async def test_challenge_expires_retention_after_its_expiry(redis_client: aioredis.Redis):
@@ -51,7 +57,7 @@ async def test_challenge_expires_retention_after_its_expiry(redis_client: aiored
     store = RedisStateStore(redis_client, retention=timedelta(hours=2))
     challenge = a_challenge(datetime.now(UTC))
     await store.open_challenge(challenge, RequestContext())
-    expire_ms = await redis_client.pexpiretime(store.challenge_key(CHALLENGE_ID))
+    expire_ms = await redis_client.pexpiretime(store.keys.challenge(CHALLENGE_ID))
     purge_at = challenge.expires_at + timedelta(hours=2)
     assert expire_ms == int(purge_at.timestamp() * 1000)
 
@@ -62,7 +68,11 @@ async def test_registry_and_journals_do_not_expire(redis_client: aioredis.Redis)
     now = datetime.now(UTC)
     await store.register_user(a_user(now))
     await store.open_challenge(a_challenge(now), RequestContext())
-    keys = [store.user_key("u-1"), store.user_journal_key("u-1"), store.challenge_journal_key(CHALLENGE_ID)]
+    keys = [
+        store.keys.user("u-1"),
+        store.keys.user_journal("u-1"),
+        store.keys.challenge_journal(CHALLENGE_ID),
+    ]
     assert [await redis_client.ttl(key) for key in keys] == [-1, -1, -1]
 
 

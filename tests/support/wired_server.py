@@ -10,6 +10,7 @@ from sesame.clients.sms_console import ConsoleSmsGateway
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server.app import Gateway, Runtime, SystemClock, wire
 from sesame.server.domain.challenges import ChallengePolicy
+from sesame.server.domain.lifecycle import LifecyclePolicy
 from sesame.server.grpc.server import GrpcServer
 from sesame.server.metrics import Metrics
 from sesame.server.transport_settings import PLAINTEXT, TransportSettings
@@ -20,6 +21,7 @@ class ServerOptions:
     """What a test may change of the server it starts."""
 
     policy: ChallengePolicy = field(default_factory=ChallengePolicy)
+    lifecycle: LifecyclePolicy = field(default_factory=LifecyclePolicy)
     health_interval: float = 1.0
     transport: TransportSettings = PLAINTEXT
 
@@ -44,6 +46,7 @@ async def start_wired(
         sms=Gateway("console", ConsoleSmsGateway(sms_file, clock, "development")),
         clock=clock,
         policy=chosen.policy,
+        lifecycle=chosen.lifecycle,
         metrics=Metrics(),
     )
     server = await GrpcServer.start(

@@ -127,3 +127,18 @@ def test_lockout_beyond_five_failures_or_with_a_shorter_cap_is_refused() -> None
         )
     assert "SESAME_LOCKOUT_FAILURES" in str(caught.value)
     assert "SESAME_LOCKOUT_MAX_SECONDS" in str(caught.value)
+
+
+def test_the_phone_change_cooling_lasts_72_hours_by_default() -> None:
+    """Payments wait three days after a number change; SESAME_PHONE_CHANGE_COOLING_SECONDS=0 turns it off."""
+    assert Settings.from_env({}).lifecycle.cooling == timedelta(hours=72)
+    env = {"SESAME_PHONE_CHANGE_COOLING_SECONDS": "0"}
+    assert Settings.from_env(env).lifecycle.cooling == timedelta(0)
+
+
+@pytest.mark.parametrize("value", ["-1", "2592001", "3 days"])
+def test_a_cooling_period_outside_zero_to_thirty_days_is_refused(value: str) -> None:
+    """A cooling period that is not a whole number of seconds up to 30 days stops the service at boot."""
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({"SESAME_PHONE_CHANGE_COOLING_SECONDS": value})
+    assert "SESAME_PHONE_CHANGE_COOLING_SECONDS" in str(caught.value)

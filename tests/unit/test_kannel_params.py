@@ -47,6 +47,14 @@ def test_no_delivery_report_is_asked_without_a_callback():
     assert "dlr-url" not in params
 
 
+def test_no_delivery_report_is_asked_for_a_notice():
+    """A notice (no challenge) goes without dlr-mask or dlr-url, even with a DLR listener."""
+    notice = SmsMessage("+33612345678", "MaBanque: votre numéro sécurisé a été changé.", "")
+    params = sendsms_params(CONFIG, notice, "ref1")
+    assert "dlr-mask" not in params
+    assert "dlr-url" not in params
+
+
 def test_password_and_token_stay_out_of_reprs():
     """The configuration can be logged: neither the password nor the token shows."""
     assert "pa55word" not in repr(CONFIG)

@@ -9,9 +9,12 @@ import pytest
 from prometheus_client import generate_latest
 
 from sesame.server.domain.challenges import ChallengeFlows, ChallengePolicy, StartRequest, VerifyRequest
+from sesame.server.domain.enrollment import EnrollmentFlows, StatusRequest
 from sesame.server.domain.errors import ConfigurationError, ResendRefused
-from sesame.server.domain.model import RequestContext, User, UserStatus
+from sesame.server.domain.lifecycle import Provenance
+from sesame.server.domain.model import ChallengeStatus, RequestContext, User, UserStatus
 from sesame.server.domain.operation import CreditTransfer, Login, Money, Payee
+from sesame.server.domain.ports import StateStore
 from sesame.server.domain.proofs import ProofFlows
 from sesame.server.grpc.demo import code_in
 from sesame.server.metrics import (
@@ -126,6 +129,25 @@ async def test_no_personal_data_or_code_in_the_exposition(metered: Metered) -> N
     text = generate_latest(metered.metrics.registry).decode()
     for secret in (PHONE, PHONE[1:], "alice", challenge_id, challenge_id.split(".")[0], code):
         assert secret not in text
+
+
+async def test_lifecycle_changes_and_voided_challenges_are_counted(metered: Metered) -> None:
+    """A suspension counts one suspend change and one challenge voided for that reason."""
+    challenge_id = await metered.started()
+    registry = EnrollmentFlows(
+        store=MeteredStateStore(metered.store, metered.metrics), clock=metered.clock, sms=metered.sms
+    )
+    result = await registry.suspend(StatusRequest("alice", Provenance("ops-1", "vol", "s-1")))
+    assert result.voided == 1
+    assert (await metered.store.get_challenge(challenge_id)).status is ChallengeStatus.CANCELLED
+    assert metered.sample("sesame_user_changes_total", change="suspend") == 1
+    assert metered.sample("sesame_challenges_voided_total", reason="user_suspended") == 1
+
+
+def test_every_state_store_method_is_metered() -> None:
+    """MeteredStateStore defines each method of the StateStore port, none left to a missing attribute."""
+    port = {name for name in vars(StateStore) if not name.startswith("_")}
+    assert port <= set(dir(MeteredStateStore))
 
 
 def test_endpoint_serves_the_registry_on_loopback() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sesame.server.domain.operation import AddBeneficiary, ChangePhone, CreditTransfer, Login, Money, Payee
-from sesame.server.domain.sms_text import SmsContext, format_amount, render
+from sesame.server.domain.sms_text import SmsContext, format_amount, phone_changed_notice, render
 
 PAYEE = Payee("Jean DUPONT", "FR7630006000011234567890189")
 FR = SmsContext(bank_name="MaBanque", code="482913", validity_minutes=5, locale="fr")
@@ -77,3 +77,23 @@ def test_amounts_use_the_currency_minor_unit(money: Money, fr: str, en: str) -> 
     """Decimals follow ISO 4217; French groups thousands with spaces."""
     assert format_amount(money, "fr") == fr
     assert format_amount(money, "en") == en
+
+
+@pytest.mark.parametrize(
+    ("locale", "said"),
+    [
+        ("fr", "MaBanque: votre numéro sécurisé a été changé pour le +33*******32. Pas vous ? Appelez"),
+        ("en", "MaBanque: your secure number was changed to +33*******32. Not you? Call"),
+    ],
+)
+def test_the_phone_change_notice_names_the_new_number_masked(locale: str, said: str) -> None:
+    """The notice to the old number says what changed, to which masked number, and whom to call."""
+    assert phone_changed_notice("MaBanque", "+33698765432", locale).startswith(said)
+
+
+@pytest.mark.parametrize("locale", ["fr", "en"])
+def test_the_phone_change_notice_fits_gsm7_and_holds_no_code(locale: str) -> None:
+    """Every character is in GSM 03.38 and no run of digits could be taken for a code."""
+    text = phone_changed_notice("MaBanque", "+33698765432", locale)
+    assert set(text) <= GSM7
+    assert "code " not in text.split(".")[0]

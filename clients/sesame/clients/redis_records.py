@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
+from sesame.server.domain.lifecycle import Provenance
 from sesame.server.domain.model import (
     Challenge,
     ChallengeStatus,
@@ -64,14 +65,27 @@ def user_fields(user: User) -> list[Field]:
         "enrolled_at", to_ms(user.enrolled_at),
         "failures", user.failures,
         "blocks", user.blocks,
-        "blocked_until", 0 if user.blocked_until is None else to_ms(user.blocked_until),
+        "blocked_until", optional_ms(user.blocked_until),
+        "status_changed_at", optional_ms(user.status_changed_at),
+        "phone_changed_at", optional_ms(user.phone_changed_at),
+        "cooling_until", optional_ms(user.cooling_until),
     ]  # fmt: skip
+
+
+def optional_ms(at: datetime | None) -> int:
+    """Unix milliseconds, 0 for none (the hash and the scripts read 0 as never)."""
+    return 0 if at is None else to_ms(at)
+
+
+def optional_time(raw: Mapping[bytes, bytes], field: bytes) -> datetime | None:
+    """A time field of a hash; absent or 0 is none (records written before the field existed read so)."""
+    ms = int(raw.get(field, b"0"))
+    return from_ms(ms) if ms else None
 
 
 def user_from_hash(raw: Mapping[bytes, bytes]) -> User:
     """The user a hash holds (users enrolled before the lockout fields existed read as never blocked)."""
     try:
-        blocked_until = int(raw.get(b"blocked_until", b"0"))
         return User(
             user_id=raw[b"user_id"].decode(),
             client_id=raw[b"client_id"].decode(),
@@ -81,7 +95,10 @@ def user_from_hash(raw: Mapping[bytes, bytes]) -> User:
             enrolled_at=from_ms(int(raw[b"enrolled_at"])),
             failures=int(raw.get(b"failures", b"0")),
             blocks=int(raw.get(b"blocks", b"0")),
-            blocked_until=from_ms(blocked_until) if blocked_until else None,
+            blocked_until=optional_time(raw, b"blocked_until"),
+            status_changed_at=optional_time(raw, b"status_changed_at"),
+            phone_changed_at=optional_time(raw, b"phone_changed_at"),
+            cooling_until=optional_time(raw, b"cooling_until"),
         )
     except (KeyError, ValueError) as exc:
         raise CorruptRecord("user record") from exc
@@ -200,6 +217,16 @@ def proof_entry(proof: IssuedProof, at: datetime) -> list[Field]:
         "jti", proof.jti,
         "kid", proof.kid,
         "proof", proof.jws,
+    ]  # fmt: skip
+
+
+def provenance_fields(provenance: Provenance) -> list[Field]:
+    """Who asked for a registry change and why, as journal fields."""
+    return [
+        "actor", provenance.actor,
+        "reason", provenance.reason,
+        "request_id", provenance.request_id,
+        "caller", provenance.caller,
     ]  # fmt: skip
 
 

@@ -1,41 +1,40 @@
 """`RedisStateStore`: the StateStore port on Redis, one Lua script per transition (docs/decisions/0002).
 
 Every transition checks, changes and appends its journal entry in one script, so it is atomic and costs
-one round trip. Keys carry hash tags (`{u:<id>}`, `{ch:<id>}`) so that every script touches a single
-Redis Cluster slot: an aggregate and its journal stream live together.
+one round trip. Keys carry hash tags (`{u:<id>}`, `{ch:<id>}`, `{c:<id>}`, see `redis_keys`) so that every
+script touches a single Redis Cluster slot: an aggregate and its journal stream live together. Users and
+client companies are in `redis_users`; challenges here.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from importlib import resources
 from typing import Any, Final, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
 
 from sesame.clients import redis_records as rec
+from sesame.clients.redis_keys import Keyspace
+from sesame.clients.redis_scripts import Scripts, stored_challenge
+from sesame.clients.redis_scripts import translated as _translated
+from sesame.clients.redis_users import RedisRegistry
 from sesame.server.domain.errors import (
     ChallengeAlreadyExists,
     ChallengeClosed,
+    ChallengeConsumed,
+    ChallengeMismatch,
     ChallengeNotFound,
     ChallengeNotVerified,
     ResendRefused,
-    StoreUnavailable,
-    UserAlreadyExists,
-    UserNotFound,
 )
+from sesame.server.domain.lifecycle import Consumption, Voiding, VoidOutcome
 from sesame.server.domain.model import (
     Challenge,
     DeliveryState,
-    LockoutPolicy,
     RequestContext,
-    User,
     VerificationAttempt,
     VerificationOutcome,
     VerifyResult,
@@ -44,34 +43,17 @@ from sesame.server.domain.ports import Probe, StateStore
 from sesame.server.domain.proof import IssuedProof
 
 DEFAULT_RETENTION: Final = timedelta(hours=24)
-_SCRIPTS: Final = (
-    "register_user",
-    "record_failed_attempt",
-    "record_successful_attempt",
-    "open_challenge",
-    "record_verification",
-    "cancel_challenge",
-    "record_resend",
-    "record_delivery",
-    "record_proof",
-)
 
 
-class RedisStateStore:
-    """Users and challenges in Redis; each method is one atomic, journaled transition."""
+class RedisStateStore(RedisRegistry):
+    """Users, client companies and challenges in Redis; each method is one atomic, journaled transition."""
 
     def __init__(
         self, client: aioredis.Redis, *, prefix: str = "sesame", retention: timedelta = DEFAULT_RETENTION
     ) -> None:
         """Use `client` (which must not decode responses); keep challenges `retention` past expiry."""
-        self._client = client
-        self._prefix = prefix
+        super().__init__(client, Keyspace(prefix), Scripts(client))
         self._retention = retention
-        lua = resources.files("sesame.clients").joinpath("lua")
-        self._scripts: dict[str, AsyncScript] = {
-            name: client.register_script(lua.joinpath(f"{name}.lua").read_text(encoding="utf-8"))
-            for name in _SCRIPTS
-        }
 
     @classmethod
     def from_url(
@@ -105,68 +87,6 @@ class RedisStateStore:
         with _translated():
             await self._client.ping()
 
-    # Keys ---------------------------------------------------------------------------------------
-
-    def user_key(self, user_id: str) -> str:
-        """The user hash."""
-        return f"{self._prefix}:{{u:{user_id}}}:user"
-
-    def user_journal_key(self, user_id: str) -> str:
-        """The user's journal stream, in the user's slot."""
-        return f"{self._prefix}:{{u:{user_id}}}:journal"
-
-    def request_key(self, user_id: str, request_id: str) -> str:
-        """The idempotency key of one StartChallenge request, in the user's slot."""
-        return f"{self._prefix}:{{u:{user_id}}}:request:{request_id}"
-
-    def challenge_key(self, challenge_id: str) -> str:
-        """The challenge hash."""
-        return f"{self._prefix}:{{ch:{challenge_id}}}:challenge"
-
-    def challenge_journal_key(self, challenge_id: str) -> str:
-        """The challenge's journal stream, in the challenge's slot."""
-        return f"{self._prefix}:{{ch:{challenge_id}}}:journal"
-
-    # Users --------------------------------------------------------------------------------------
-
-    async def register_user(self, user: User) -> User:
-        """Enrol `user`; the same enrolment again returns the stored user. UserAlreadyExists."""
-        fields = rec.user_fields(user)
-        keys = self._user_keys(user.user_id)
-        args = [user.client_id, user.secure_phone, len(fields), *fields, *rec.enrolled_entry(user)]
-        reply = await self._run("register_user", keys, args)
-        if reply[0] == b"conflict":
-            raise UserAlreadyExists(user.user_id)
-        return _user(rec.pairs(reply[1]))
-
-    async def get_user(self, user_id: str) -> User:
-        """The enrolled user. UserNotFound."""
-        with _translated():
-            raw = await self._client.hgetall(self.user_key(user_id))
-        if not raw:
-            raise UserNotFound(user_id)
-        return _user(cast("dict[bytes, bytes]", raw))
-
-    async def record_failed_attempt(self, user_id: str, at: datetime, lockout: LockoutPolicy) -> User:
-        """Count a wrong code in a row; block at the policy's count (see the port). UserNotFound."""
-        args = [
-            rec.to_ms(at),
-            lockout.max_failures,
-            lockout.first_block // rec.MS,
-            lockout.longest_block // rec.MS,
-            *rec.user_event("user.failed_attempt", user_id, at),
-        ]
-        reply = await self._run("record_failed_attempt", self._user_keys(user_id), args)
-        if reply[0] == b"not_found":
-            raise UserNotFound(user_id)
-        return _user(rec.pairs(reply[1]))
-
-    async def record_successful_attempt(self, user_id: str, at: datetime) -> None:
-        """Reset the wrong codes and blocks in a row (see the port). UserNotFound."""
-        head = rec.user_event("user.successful_attempt", user_id, at)
-        if await self._run("record_successful_attempt", self._user_keys(user_id), head) != 1:
-            raise UserNotFound(user_id)
-
     # Challenges ---------------------------------------------------------------------------------
 
     async def open_challenge(self, challenge: Challenge, context: RequestContext) -> None:
@@ -183,15 +103,14 @@ class RedisStateStore:
     async def claim_request(self, user_id: str, request_id: str, challenge_id: str, until: datetime) -> str:
         """Bind the request id to `challenge_id` (SET NX GET: one atomic round trip)."""
         with _translated():
-            earlier = await self._client.set(
-                self.request_key(user_id, request_id), challenge_id, nx=True, get=True, pxat=rec.to_ms(until)
-            )
+            key = self.keys.start_request(user_id, request_id)
+            earlier = await self._client.set(key, challenge_id, nx=True, get=True, pxat=rec.to_ms(until))
         return challenge_id if earlier is None else cast("bytes", earlier).decode()
 
     async def get_challenge(self, challenge_id: str) -> Challenge:
         """The challenge as stored. ChallengeNotFound."""
         with _translated():
-            raw = await self._client.hgetall(self.challenge_key(challenge_id))
+            raw = await self._client.hgetall(self.keys.challenge(challenge_id))
         if not raw:
             raise ChallengeNotFound(challenge_id)
         return _challenge(cast("dict[bytes, bytes]", raw))
@@ -253,7 +172,7 @@ class RedisStateStore:
     async def record_proof(self, proof: IssuedProof, at: datetime) -> str:
         """Journal the proof once; return the one that stands. ChallengeNotFound, ChallengeNotVerified."""
         challenge_id = proof.facts.challenge_id
-        keys = [self.challenge_journal_key(challenge_id)]
+        keys = [self.keys.challenge_journal(challenge_id)]
         reply = await self._run("record_proof", keys, rec.proof_entry(proof, at))
         match reply[0]:
             case b"not_found":
@@ -264,60 +183,60 @@ class RedisStateStore:
                 return cast("bytes", reply[1]).decode()
         return proof.jws
 
-    # Journal ------------------------------------------------------------------------------------
+    # The user lifecycle ---------------------------------------------------------------------------
 
-    async def user_journal(self, user_id: str) -> list[dict[str, str]]:
-        """The user's journal entries, oldest first."""
-        return await self._read_journal(self.user_journal_key(user_id))
+    async def void_challenge(self, challenge_id: str, voiding: Voiding) -> VoidOutcome:
+        """Cancel an OPEN challenge, or spend an id never opened (see the port)."""
+        head = rec.challenge_event("challenge.void", challenge_id, voiding.at)
+        reason = ["void_reason", voiding.reason.value, *rec.provenance_fields(voiding.provenance)]
+        args = [voiding.user_id, *head, *reason]
+        answer = await self._run("void_challenge", self._challenge_keys(challenge_id), args)
+        return VoidOutcome(answer.decode())
+
+    async def consume_challenge(self, consumption: Consumption) -> Challenge:
+        """Spend a VERIFIED challenge once for a number change (see the port)."""
+        challenge_id = consumption.challenge_id
+        args = [
+            rec.to_ms(consumption.at),
+            consumption.user_id,
+            consumption.op_digest.hex(),
+            consumption.request_id,
+            self._retention // rec.MS,
+            *rec.challenge_event("challenge.consume", challenge_id, consumption.at),
+            "op_digest", consumption.op_digest.hex(),
+            "purpose", "change_phone",
+            "request_id", consumption.request_id,
+            *rec.context_fields(consumption.context),
+        ]  # fmt: skip
+        reply = await self._run("consume_challenge", self._challenge_keys(challenge_id), args)
+        match reply[0]:
+            case b"not_found" | b"stale":
+                raise ChallengeNotFound(challenge_id)
+            case b"mismatch":
+                raise ChallengeMismatch(challenge_id)
+            case b"not_verified":
+                raise ChallengeNotVerified(challenge_id)
+            case b"used":
+                raise ChallengeConsumed(challenge_id)
+        return _challenge(rec.pairs(reply[1]))
 
     async def challenge_journal(self, challenge_id: str) -> list[dict[str, str]]:
         """The challenge's journal entries, oldest first (they outlive the challenge)."""
-        return await self._read_journal(self.challenge_journal_key(challenge_id))
-
-    async def _read_journal(self, key: str) -> list[dict[str, str]]:
-        with _translated():
-            entries = cast("list[tuple[bytes, dict[bytes, bytes]]]", await self._client.xrange(key))
-        return [rec.decoded(fields) for _, fields in entries]
-
-    # Plumbing -----------------------------------------------------------------------------------
-
-    def _user_keys(self, user_id: str) -> list[str]:
-        return [self.user_key(user_id), self.user_journal_key(user_id)]
+        return await self._read_journal(self.keys.challenge_journal(challenge_id))
 
     def _challenge_keys(self, challenge_id: str) -> list[str]:
-        return [self.challenge_key(challenge_id), self.challenge_journal_key(challenge_id)]
+        return [self.keys.challenge(challenge_id), self.keys.challenge_journal(challenge_id)]
 
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[rec.Field]) -> Any:
-        with _translated():
-            return await self._scripts[name](keys=keys, args=args)
+        return await self._scripts.run(name, keys, args)
+
+
+_challenge = stored_challenge
 
 
 def attempts_left(result: VerifyResult, challenge: Challenge) -> int:
     """What the caller may still submit: only a wrong code on a live challenge leaves attempts."""
     return challenge.attempts_left if result is VerifyResult.WRONG_CODE else 0
-
-
-@contextlib.contextmanager
-def _translated() -> Iterator[None]:
-    """Library and socket failures become StoreUnavailable: nothing of redis-py leaves this module."""
-    try:
-        yield
-    except (RedisError, OSError) as exc:
-        raise StoreUnavailable(type(exc).__name__) from exc
-
-
-def _user(raw: dict[bytes, bytes]) -> User:
-    try:
-        return rec.user_from_hash(raw)
-    except rec.CorruptRecord as exc:
-        raise StoreUnavailable("corrupt user record") from exc
-
-
-def _challenge(raw: dict[bytes, bytes]) -> Challenge:
-    try:
-        return rec.challenge_from_hash(raw)
-    except rec.CorruptRecord as exc:
-        raise StoreUnavailable("corrupt challenge record") from exc
 
 
 _: type[StateStore] = RedisStateStore

@@ -75,7 +75,8 @@ def sendsms_params(config: KannelConfig, message: SmsMessage, provider_ref: str)
     if not fits_gsm7(message.text):
         # UCS-2; Kannel would read the text as UTF-16BE without the charset.
         params |= {"coding": _UCS2, "charset": "UTF-8"}
-    if config.dlr is not None:
+    # A notice belongs to no challenge: its report would have nowhere to go.
+    if config.dlr is not None and message.challenge_id:
         params |= {"dlr-mask": _ALL_REPORTS, "dlr-url": config.dlr.url(message.challenge_id, provider_ref)}
     return params
 

@@ -21,6 +21,7 @@ from sesame.hsm.softhsm import bootstrap_dev_token
 from sesame.server.config import Settings
 from sesame.server.domain.challenges import ChallengeFlows, ChallengePolicy
 from sesame.server.domain.enrollment import EnrollmentFlows
+from sesame.server.domain.lifecycle import LifecyclePolicy
 from sesame.server.domain.ports import Probe, SmsGateway, StateStore
 from sesame.server.domain.proofs import ProofFlows
 from sesame.server.grpc.server import GrpcServer
@@ -114,6 +115,7 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
             sms=sms,
             clock=clock,
             policy=settings.policy,
+            lifecycle=settings.lifecycle,
             metrics=metrics,
         )
 
@@ -164,22 +166,24 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
     sms: Gateway,
     clock: SystemClock,
     policy: ChallengePolicy,
+    lifecycle: LifecyclePolicy,
     metrics: Metrics,
 ) -> Runtime:
     """The flows over metered adapters; health probes the bare ones (a probe is not traffic)."""
     metered_store = MeteredStateStore(store, metrics)
     metered_keys = MeteredKeyStore(keys, metrics)
     proofs = ProofFlows(keys=metered_keys, store=metered_store, clock=clock, issuer=policy.bank_name)
+    metered_sms = MeteredSmsGateway(sms.gateway, metrics, sms.name)
     return Runtime(
         challenges=ChallengeFlows(
             keys=metered_keys,
             store=metered_store,
-            sms=MeteredSmsGateway(sms.gateway, metrics, sms.name),
+            sms=metered_sms,
             clock=clock,
             policy=policy,
             proofs=proofs,
         ),
-        enrollment=EnrollmentFlows(store=metered_store, clock=clock),
+        enrollment=EnrollmentFlows(store=metered_store, clock=clock, sms=metered_sms, policy=lifecycle),
         proofs=proofs,
         clock=clock,
         probes={"state store": store, "key store": keys},

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sesame.server.domain.challenges import ChallengePolicy
 from sesame.server.domain.errors import ConfigurationError
+from sesame.server.domain.lifecycle import LifecyclePolicy
 from sesame.server.domain.model import LockoutPolicy
 from sesame.server.env_reader import EnvReader
 from sesame.server.sms_settings import GATEWAYS, DlrSettings, KannelSettings, read_dlr, read_kannel
@@ -41,6 +42,7 @@ class Settings:
     kannel: KannelSettings | None  # set with the kannel gateway
     dlr: DlrSettings | None  # the delivery-report listener: kannel only, unless SESAME_DLR_ADDR=off
     policy: ChallengePolicy
+    lifecycle: LifecyclePolicy  # the cooling period after a change of the secure number
     retention: timedelta
     shutdown_grace: float
     health_interval: float
@@ -74,6 +76,13 @@ class Settings:
             kannel=read_kannel(reader, policy.bank_name) if gateway == "kannel" else None,
             dlr=read_dlr(reader) if gateway == "kannel" else None,
             policy=policy,
+            lifecycle=LifecyclePolicy(
+                # 0 turns the refusal off (the bank's risk rules still see cooling_until); at most 30 days.
+                cooling=timedelta(
+                    seconds=reader.integer("SESAME_PHONE_CHANGE_COOLING_SECONDS", 72 * 3600, 0, 30 * 86400)
+                ),
+                bank_name=policy.bank_name,
+            ),
             retention=timedelta(
                 seconds=reader.integer("SESAME_CHALLENGE_RETENTION_SECONDS", 86400, 0, 10**8)
             ),

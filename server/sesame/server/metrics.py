@@ -41,6 +41,7 @@ from sesame.server.domain.model import (
 from sesame.server.domain.operation import kind
 from sesame.server.domain.ports import KeyStore, SmsGateway, StateStore
 from sesame.server.domain.proof import IssuedProof
+from sesame.server.metered_registry import MeteredRegistry
 
 T = TypeVar("T")
 
@@ -118,6 +119,18 @@ class Metrics:
             "Users blocked after too many wrong codes in a row (RTS Art. 4(3)(b)).",
             registry=self.registry,
         )
+        self.user_changes = Counter(
+            "sesame_user_changes",
+            "Lifecycle changes accepted: suspend, reinstate, revoke, change_phone, terminate_client.",
+            ["change"],
+            registry=self.registry,
+        )
+        self.challenges_voided = Counter(
+            "sesame_challenges_voided",
+            "Open challenges voided by a suspension or revocation of their user, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
         self.sms = Counter(
             "sesame_sms",
             "SMS handed to a gateway, by gateway and outcome (sent, failed).",
@@ -169,12 +182,11 @@ class MeteredKeyStore:
         return await self._metrics.timed("hsm", "current_proof_key", self._inner.current_proof_key())
 
 
-class MeteredStateStore:
-    """A StateStore that times every Redis transition and counts challenges, verifications and resends."""
+class MeteredStateStore(MeteredRegistry):
+    """A StateStore that times every Redis transition and counts challenges, verifications and resends.
 
-    def __init__(self, inner: StateStore, metrics: Metrics) -> None:
-        self._inner = inner
-        self._metrics = metrics
+    The lifecycle transitions (suspend, number change, ...) are timed and counted by `MeteredRegistry`.
+    """
 
     async def register_user(self, user: User) -> User:
         """Enrol, timed."""
@@ -250,9 +262,6 @@ class MeteredStateStore:
     async def challenge_journal(self, challenge_id: str) -> list[dict[str, str]]:
         """Read a challenge's journal, timed."""
         return await self._timed("challenge_journal", self._inner.challenge_journal(challenge_id))
-
-    async def _timed(self, call: str, awaitable: Awaitable[T]) -> T:
-        return await self._metrics.timed("store", call, awaitable)
 
 
 class MeteredSmsGateway:

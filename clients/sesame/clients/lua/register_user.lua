@@ -2,14 +2,20 @@
 -- KEYS[1] user hash, KEYS[2] user journal stream (same {u:<id>} slot)
 -- ARGV[1] client_id, ARGV[2] phone, ARGV[3] n = count of hash field/value elements,
 -- ARGV[4 .. 3+n] hash field/value pairs, ARGV[4+n ..] journal field/value pairs
--- Returns {'created'|'existing', hgetall} or {'conflict'}.
+-- Returns {'created'|'existing', hgetall}, {'conflict'} or {'revoked'}.
 local user, journal = KEYS[1], KEYS[2]
 if redis.call('EXISTS', user) == 1 then
-  local stored = redis.call('HMGET', user, 'client_id', 'phone')
+  local stored = redis.call('HMGET', user, 'client_id', 'phone', 'status')
+  if stored[3] == 'revoked' then
+    return {'revoked'}  -- revocation is final: the id is never enrolled again (docs/decisions/0010)
+  end
   if stored[1] == ARGV[1] and stored[2] == ARGV[2] then
     return {'existing', redis.call('HGETALL', user)}
   end
   return {'conflict'}
+end
+if redis.call('EXISTS', journal) == 1 then
+  return {'revoked'}  -- a journal without a user: the id was spent when its client was terminated
 end
 local n = tonumber(ARGV[3])
 local fields, entry = {}, {}

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sesame.server.domain import codes, sms_text, validation
+from sesame.server.domain import codes, lifecycle, sms_text, validation
 from sesame.server.domain.errors import (
     ChallengeAlreadyExists,
     ChallengeNotFound,
@@ -15,6 +15,7 @@ from sesame.server.domain.errors import (
     FieldViolation,
     InvalidRequest,
     KeyNotFound,
+    PhoneCooling,
     UserBlocked,
     UserNotActive,
 )
@@ -25,17 +26,19 @@ from sesame.server.domain.model import (
     LockoutPolicy,
     RequestContext,
     SmsMessage,
+    User,
     UserStatus,
     VerificationAttempt,
     VerificationOutcome,
     VerifyResult,
 )
-from sesame.server.domain.operation import Operation, digest
+from sesame.server.domain.operation import Operation, OperationType, digest, kind
 
 if TYPE_CHECKING:
     from sesame.server.domain.ports import Clock, KeyStore, SmsGateway, StateStore
     from sesame.server.domain.proofs import ProofFlows
 
+_COOLED = frozenset({OperationType.CREDIT_TRANSFER, OperationType.ADD_BENEFICIARY})
 NONCE_BYTES = 16  # 128 bits: RFC 6287 challenges and NIST's floor for a random secret's entropy
 _CHALLENGE_ID = re.compile(r"^([0-9a-f]{32})\.k([1-9][0-9]{0,5})\.d([6-8])$")
 
@@ -123,11 +126,8 @@ class ChallengeFlows:
     async def start(self, request: StartRequest) -> Challenge:
         """Open a challenge for the user's operation and send its code to the user's secure phone."""
         user = await self._store.get_user(request.user_id)
-        if user.status is not UserStatus.ACTIVE:
-            raise UserNotActive(request.user_id)
         now = self._clock.now()
-        if user.blocked_until is not None and user.is_blocked(now):
-            raise UserBlocked(user.user_id, user.blocked_until - now)
+        _admit(user, request.operation, now)
         key = await self._keys.current_otp_key()
         ref = ChallengeRef(await self._keys.random(NONCE_BYTES), key.otp_version, self._policy.digits)
         if request.request_id:
@@ -160,9 +160,16 @@ class ChallengeFlows:
             resends=0,
             last_sent_at=now,
         )
+        # Indexed before it exists, in the user's slot and only while the user is ACTIVE: a suspension
+        # either refuses this or finds the id, and then voids the challenge or spends the unopened id.
+        await self._store.track_challenge(
+            user.user_id, challenge.challenge_id, challenge.expires_at, now - lifecycle.CLOCK_SKEW
+        )
         try:
             await self._store.open_challenge(challenge, request.context)
         except ChallengeAlreadyExists:
+            if (await self._store.get_user(user.user_id)).status is not UserStatus.ACTIVE:
+                raise UserNotActive(user.user_id) from None  # suspended meanwhile: the id was spent
             if not request.request_id:
                 raise
             # Two retries raced to open the claimed challenge: the other one opened it and sends it.
@@ -276,6 +283,18 @@ class ChallengeFlows:
             challenge.challenge_id, DeliveryState.SENT, sent.provider_ref, sent.sent_at
         )
         return replace(challenge, delivery=DeliveryState.SENT)
+
+
+def _admit(user: User, operation: Operation, now: datetime) -> None:
+    """Refuse, before any HSM call or SMS, a user who may not be sent a code for this operation now."""
+    if user.status is not UserStatus.ACTIVE:
+        raise UserNotActive(user.user_id)
+    if user.blocked_until is not None and user.is_blocked(now):
+        raise UserBlocked(user.user_id, user.blocked_until - now)
+    # After a change of the secure number, money cannot leave before the old number's holder had time
+    # to react to the notice; logging in (and changing the number back) still works.
+    if user.cooling_until is not None and user.is_cooling(now) and kind(operation) in _COOLED:
+        raise PhoneCooling(user.user_id, user.cooling_until - now)
 
 
 def checked_ref(challenge_id: str) -> ChallengeRef:

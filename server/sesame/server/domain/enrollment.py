@@ -1,14 +1,31 @@
-"""The enrolment flows: designate a user with a secure phone, describe a user."""
+"""The registry flows: enrol, describe, suspend, reinstate, revoke, change the number, terminate a client.
+
+Each change of a user is one atomic, journaled step on the user's Redis slot; voiding the user's pending
+challenges is one more step per challenge on its own slot, after the status change, so that a crash in
+between leaves the user suspended (or revoked) and a second call voids the rest (docs/decisions/0010).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sesame.server.domain.model import User, UserStatus
+from sesame.server.domain.lifecycle import (
+    Authority,
+    ClientTermination,
+    LifecyclePolicy,
+    Provenance,
+    RevocationOutcome,
+    StatusAction,
+    StatusChange,
+    VoidReason,
+)
+from sesame.server.domain.model import RequestContext, User, UserStatus
+from sesame.server.domain.phone_change import PhoneChangeFlow, PhoneChangeResult
+from sesame.server.domain.voiding import void_pending
 
 if TYPE_CHECKING:
-    from sesame.server.domain.ports import Clock, StateStore
+    from sesame.server.domain.ports import Clock, SmsGateway, StateStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,25 +38,116 @@ class EnrollRequest:
     locale: str
 
 
-class EnrollmentFlows:
-    """The user registry as the client company sees it."""
+@dataclass(frozen=True, slots=True)
+class StatusRequest:
+    """A validated SuspendUser, ReinstateUser or RevokeUser call."""
 
-    def __init__(self, *, store: StateStore, clock: Clock) -> None:
+    user_id: str
+    provenance: Provenance
+
+
+@dataclass(frozen=True, slots=True)
+class StatusResult:
+    """The user after the change, and how many of its pending challenges this call voided."""
+
+    user: User
+    voided: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneRequest:
+    """A validated ChangeSecurePhone call."""
+
+    user_id: str
+    new_phone: str
+    authority: Authority
+    provenance: Provenance
+    context: RequestContext
+
+
+@dataclass(frozen=True, slots=True)
+class TerminateRequest:
+    """A validated TerminateClient call."""
+
+    client_id: str
+    provenance: Provenance
+
+
+class EnrollmentFlows:
+    """The user registry as the client company and the bank's back office see it."""
+
+    def __init__(
+        self, *, store: StateStore, clock: Clock, sms: SmsGateway, policy: LifecyclePolicy | None = None
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._phone = PhoneChangeFlow(store=store, clock=clock, sms=sms, policy=policy or LifecyclePolicy())
 
     async def enroll(self, request: EnrollRequest) -> User:
         """Register the user, or return it unchanged when this exact enrolment was already done."""
+        now = self._clock.now()
+        # Listed before it exists: a termination running meanwhile either refuses the enrolment or finds
+        # the id and revokes the user, or spends the id if the user is not there yet.
+        await self._store.enlist_user(request.client_id, request.user_id, now)
         user = User(
             user_id=request.user_id,
             client_id=request.client_id,
             secure_phone=request.secure_phone,
             locale=request.locale,
             status=UserStatus.ACTIVE,
-            enrolled_at=self._clock.now(),
+            enrolled_at=now,
         )
         return await self._store.register_user(user)
 
     async def get(self, user_id: str) -> User:
         """The enrolled user."""
         return await self._store.get_user(user_id)
+
+    async def suspend(self, request: StatusRequest) -> StatusResult:
+        """Suspend at once (loss or theft, CMF L.133-17), then void every pending challenge."""
+        return await self._change(request, StatusAction.SUSPEND, VoidReason.USER_SUSPENDED)
+
+    async def reinstate(self, request: StatusRequest) -> StatusResult:
+        """Make a suspended user ACTIVE again, and lift a block after wrong codes in a row."""
+        return await self._change(request, StatusAction.REINSTATE, None)
+
+    async def revoke(self, request: StatusRequest) -> StatusResult:
+        """Revoke the user for good (RTS Art. 27), then void every pending challenge."""
+        return await self._change(request, StatusAction.REVOKE, VoidReason.USER_REVOKED)
+
+    async def change_phone(self, request: PhoneRequest) -> PhoneChangeResult:
+        """Replace the secure number, by a verified challenge on the old one or by override."""
+        return await self._phone.change(
+            request.user_id, request.new_phone, request.authority, request.provenance, request.context
+        )
+
+    async def terminate_client(self, request: TerminateRequest) -> int:
+        """Refuse the client's enrolments from now on, then revoke each of its users; the number revoked.
+
+        Idempotent and resumable: a second call after an interruption revokes (and voids) the rest.
+        """
+        now = self._clock.now()
+        await self._store.terminate_client(ClientTermination(request.client_id, now, request.provenance))
+        revoked = 0
+        for user_id in sorted(await self._store.client_users(request.client_id)):
+            outcome = await self._store.revoke_client_user(
+                request.client_id, user_id, now, request.provenance
+            )
+            if outcome in (RevocationOutcome.FOREIGN, RevocationOutcome.FORECLOSED):
+                continue  # another client's user (its enrolment here was refused), or no user at all
+            revoked += 1
+            await void_pending(self._store, user_id, VoidReason.USER_REVOKED, now, request.provenance)
+        return revoked
+
+    async def _change(
+        self, request: StatusRequest, action: StatusAction, voiding: VoidReason | None
+    ) -> StatusResult:
+        now = self._clock.now()
+        user = await self._store.change_user_status(
+            StatusChange(request.user_id, action, now, request.provenance)
+        )
+        if voiding is None:
+            return StatusResult(user)
+        # Also when nothing changed: a retry after a crash voids what the first call did not reach.
+        voided = await void_pending(self._store, user.user_id, voiding, now, request.provenance)
+        return StatusResult(user, voided)

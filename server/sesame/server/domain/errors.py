@@ -31,6 +31,13 @@ class InvalidRequest(SesameError):
         self.violations = tuple(violations)
 
 
+class RequestIdReused(InvalidRequest):
+    """The caller's idempotency key was already used, for a different request, on this user."""
+
+    def __init__(self) -> None:
+        super().__init__([FieldViolation("request_id", "was already used for another request")])
+
+
 class NotFoundError(SesameError):
     """A named thing does not exist."""
 
@@ -43,6 +50,10 @@ class ChallengeNotFound(NotFoundError):
     """No challenge exists under this id (never opened, or purged after its retention)."""
 
 
+class ClientNotFound(NotFoundError):
+    """No user was ever enrolled for this client company."""
+
+
 class UserAlreadyExists(SesameError):
     """A different user is already enrolled under this id."""
 
@@ -52,7 +63,40 @@ class ChallengeAlreadyExists(SesameError):
 
 
 class UserNotActive(SesameError):
-    """The user is suspended or revoked: no challenge may be opened."""
+    """The user's status forbids this: no code for a suspended or revoked user, no change to a revoked one."""
+
+
+class ClientTerminated(SesameError):
+    """The client company terminated the service: none of its users may be enrolled again."""
+
+
+class PhoneUnchanged(SesameError):
+    """The new secure number is the user's secure number already."""
+
+
+class PhoneCooling(SesameError):
+    """The secure number changed recently: no code for payments or new payees for `retry_after`."""
+
+    def __init__(self, user_id: str, retry_after: timedelta) -> None:
+        super().__init__(user_id)
+        self.retry_after = retry_after
+
+
+class ChallengeUnusable(SesameError):
+    """A challenge named to authorise something (a change of number, a proof) cannot authorise it."""
+
+
+class ChallengeNotVerified(ChallengeUnusable):
+    """The challenge was not verified (still open, locked, voided, cancelled or expired): it authorises no
+    change of number, and no proof can be issued for it."""
+
+
+class ChallengeMismatch(ChallengeUnusable):
+    """The challenge is another user's or another operation's, or the user changed since it was opened."""
+
+
+class ChallengeConsumed(ChallengeUnusable):
+    """The challenge already authorised a change (a verified code authorises one thing once)."""
 
 
 class UserBlocked(SesameError):
@@ -65,10 +109,6 @@ class UserBlocked(SesameError):
 
 class ChallengeClosed(SesameError):
     """The challenge can no longer be acted upon (verified, voided, locked, cancelled or expired)."""
-
-
-class ChallengeNotVerified(SesameError):
-    """No proof can be issued: the challenge was never verified (open, locked, voided, cancelled, expired)."""
 
 
 class ResendRefused(SesameError):

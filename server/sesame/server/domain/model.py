@@ -130,10 +130,17 @@ class User:
     failures: int = 0  # wrong codes in a row since the last right one or the last block
     blocks: int = 0  # blocks in a row since the last right code (each lasts longer)
     blocked_until: datetime | None = None  # no code is sent before then
+    status_changed_at: datetime | None = None  # last suspension, reinstatement or revocation
+    phone_changed_at: datetime | None = None  # last change of the secure number
+    cooling_until: datetime | None = None  # no code for payments or new payees before then
 
     def is_blocked(self, now: datetime) -> bool:
         """Whether consecutive wrong codes keep the user from being sent a code at `now`."""
         return self.blocked_until is not None and now < self.blocked_until
+
+    def is_cooling(self, now: datetime) -> bool:
+        """Whether a recent change of the secure number still holds back payments at `now`."""
+        return self.cooling_until is not None and now < self.cooling_until
 
 
 class ChallengeStatus(enum.Enum):
@@ -253,11 +260,11 @@ class VerificationOutcome:
 
 @dataclass(frozen=True, slots=True)
 class SmsMessage:
-    """One SMS to send. `text` holds a code: adapters must never log it unmasked."""
+    """One SMS to send. `text` may hold a code: adapters must never log it unmasked."""
 
     to: str
     text: str
-    challenge_id: str
+    challenge_id: str  # "" for a notice, which belongs to no challenge and carries no code
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,18 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from sesame.server.domain.lifecycle import (
+        ClientTermination,
+        Consumption,
+        PhoneChange,
+        PhoneChanged,
+        Provenance,
+        RevocationOutcome,
+        StatusChange,
+        UserNotice,
+        Voiding,
+        VoidOutcome,
+    )
     from sesame.server.domain.model import (
         Challenge,
         DeliveryState,
@@ -146,6 +158,78 @@ class StateStore(Protocol):
 
     async def challenge_journal(self, challenge_id: str) -> list[dict[str, str]]:
         """The challenge's journal entries, oldest first; empty for an id never opened. They outlive it."""
+        ...
+
+    # The user lifecycle (docs/decisions/0010) ---------------------------------------------------
+
+    async def track_challenge(
+        self, user_id: str, challenge_id: str, expires_at: datetime, forget_before: datetime
+    ) -> None:
+        """Index a challenge about to be opened among the user's pending ones, if the user is ACTIVE.
+
+        Entries that expired before `forget_before` are dropped. UserNotFound, UserNotActive.
+        """
+        ...
+
+    async def pending_challenges(self, user_id: str, expiring_after: datetime) -> list[str]:
+        """The ids indexed for the user whose expiry is after `expiring_after` (older ones are dropped)."""
+        ...
+
+    async def void_challenge(self, challenge_id: str, voiding: Voiding) -> VoidOutcome:
+        """Cancel the challenge if OPEN, journaled with the reason; spend an id never opened. Idempotent."""
+        ...
+
+    async def consume_challenge(self, consumption: Consumption) -> Challenge:
+        """Spend a VERIFIED challenge, once, as the authority for a number change; journaled.
+
+        The same request id again gets the challenge back. ChallengeNotFound (also past its retention),
+        ChallengeMismatch (another user or operation), ChallengeNotVerified, ChallengeConsumed.
+        """
+        ...
+
+    async def change_user_status(self, change: StatusChange) -> User:
+        """Suspend, reinstate or revoke, atomically and journaled; the current state again changes nothing.
+
+        A request id applied before answers the user as it is now. UserNotFound, UserNotActive (the user is
+        revoked, and that is final), RequestIdReused.
+        """
+        ...
+
+    async def revoke_client_user(
+        self, client_id: str, user_id: str, at: datetime, provenance: Provenance
+    ) -> RevocationOutcome:
+        """Revoke a user on behalf of its terminated client; an id never enrolled is spent for good."""
+        ...
+
+    async def change_secure_phone(self, change: PhoneChange) -> PhoneChanged:
+        """Replace the secure number and start the cooling period, atomically and journaled.
+
+        UserNotFound, UserNotActive (status not allowed for this authority), ChallengeMismatch (the
+        expected number or status changed meanwhile), RequestIdReused.
+        """
+        ...
+
+    async def applied_change(self, user_id: str, request_id: str) -> str | None:
+        """The fingerprint of the change applied to the user under this request id, if any."""
+        ...
+
+    async def record_user_notice(self, user_id: str, notice: UserNotice) -> None:
+        """Journal a notice sent to the user (the number masked)."""
+        ...
+
+    async def enlist_user(self, client_id: str, user_id: str, at: datetime) -> None:
+        """Add the user to its client's index of users. ClientTerminated."""
+        ...
+
+    async def client_users(self, client_id: str) -> list[str]:
+        """Every user id ever enlisted for the client."""
+        ...
+
+    async def terminate_client(self, termination: ClientTermination) -> None:
+        """Mark the client terminated (no enrolment from then on), journaled; again changes nothing.
+
+        ClientNotFound.
+        """
         ...
 
 

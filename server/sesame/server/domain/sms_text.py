@@ -95,3 +95,22 @@ def _action_en(operation: Operation) -> str:
             )
         case ChangePhone(new_phone=new_phone):
             return f"CHANGE your secure number to {mask_phone(new_phone)}"
+
+
+_PHONE_CHANGED = {
+    "fr": (
+        "{bank}: votre numéro sécurisé a été changé pour le {phone}. "
+        "Pas vous ? Appelez vite le numéro au dos de votre carte. "
+        "Votre banque ne vous demandera jamais de code."
+    ),
+    "en": (
+        "{bank}: your secure number was changed to {phone}. "
+        "Not you? Call the number on the back of your card now. "
+        "Your bank will never ask you for a code."
+    ),
+}
+
+
+def phone_changed_notice(bank_name: str, new_phone: str, locale: str) -> str:
+    """The notice to the old number that the secure number changed: no code, the new number masked."""
+    return _PHONE_CHANGED[locale].format(bank=bank_name, phone=mask_phone(new_phone))

@@ -19,6 +19,8 @@ MAX_PAYEE_NAME = 70  # SEPA credit transfer: 70 characters for the creditor name
 MAX_TRANSACTION_ID = 64
 MAX_CONTEXT_FIELD = 256
 MAX_REQUEST_ID = 128
+MAX_ACTOR = 128  # an operator's id or a service's name, as the bank writes it
+MAX_REASON = 256
 MAX_AMOUNT_MINOR = 10**15  # ten trillion euros: a bound against overflow, far above any real transfer
 LOCALES = ("fr", "en")
 # What a phone turns into a link: a scheme, "www.", an e-mail address, or a host name such as
@@ -99,6 +101,13 @@ def bounded_text(value: str, limit: int) -> str:
     if not value.isprintable():
         raise ValueError("must not contain control characters")
     return value
+
+
+def required_text(value: str, limit: int) -> str:
+    """Printable text of 1 to `limit` characters, not only spaces."""
+    if not value.strip():
+        raise ValueError("is required")
+    return bounded_text(value, limit)
 
 
 def locale(value: str) -> str:

@@ -18,6 +18,8 @@ from sesame.server.domain.ports import Clock
 from sesame.server.domain.privacy import mask_phone
 from sesame.server.domain.proofs import ProofFlows
 from sesame.server.grpc import evidence_translate, translate
+from sesame.server.grpc import translate_users as users
+from sesame.server.grpc.callers import current_caller
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -122,3 +124,41 @@ class EnrollmentServicer(enrol_grpc.EnrollmentServiceServicer):
     ) -> enrol_pb.GetUserResponse:
         user = await self._flows.get(translate.user_id(request.user_id))
         return enrol_pb.GetUserResponse(user=translate.user(user, self._clock.now()))
+
+    async def SuspendUser(  # noqa: N802
+        self, request: enrol_pb.SuspendUserRequest, context: Context
+    ) -> enrol_pb.SuspendUserResponse:
+        result = await self._flows.suspend(users.status_request(request, current_caller()))
+        return enrol_pb.SuspendUserResponse(
+            user=translate.user(result.user, self._clock.now()), voided_challenges=result.voided
+        )
+
+    async def ReinstateUser(  # noqa: N802
+        self, request: enrol_pb.ReinstateUserRequest, context: Context
+    ) -> enrol_pb.ReinstateUserResponse:
+        result = await self._flows.reinstate(users.status_request(request, current_caller()))
+        return enrol_pb.ReinstateUserResponse(user=translate.user(result.user, self._clock.now()))
+
+    async def RevokeUser(  # noqa: N802
+        self, request: enrol_pb.RevokeUserRequest, context: Context
+    ) -> enrol_pb.RevokeUserResponse:
+        result = await self._flows.revoke(users.status_request(request, current_caller()))
+        return enrol_pb.RevokeUserResponse(
+            user=translate.user(result.user, self._clock.now()), voided_challenges=result.voided
+        )
+
+    async def ChangeSecurePhone(  # noqa: N802
+        self, request: enrol_pb.ChangeSecurePhoneRequest, context: Context
+    ) -> enrol_pb.ChangeSecurePhoneResponse:
+        result = await self._flows.change_phone(users.phone_request(request, current_caller()))
+        return enrol_pb.ChangeSecurePhoneResponse(
+            user=translate.user(result.user, self._clock.now()),
+            old_phone_notified=result.old_phone_notified,
+            voided_challenges=result.voided,
+        )
+
+    async def TerminateClient(  # noqa: N802
+        self, request: enrol_pb.TerminateClientRequest, context: Context
+    ) -> enrol_pb.TerminateClientResponse:
+        revoked = await self._flows.terminate_client(users.terminate_request(request, current_caller()))
+        return enrol_pb.TerminateClientResponse(revoked_users=revoked)

@@ -24,15 +24,17 @@ _TABLE: tuple[tuple[type[errors.SesameError], grpc.StatusCode, str], ...] = (
     (errors.InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT, "invalid request"),
     (errors.UserNotFound, grpc.StatusCode.NOT_FOUND, "user not found"),
     (errors.ChallengeNotFound, grpc.StatusCode.NOT_FOUND, "challenge not found"),
+    (errors.ClientNotFound, grpc.StatusCode.NOT_FOUND, "client not found"),
     (errors.UserAlreadyExists, grpc.StatusCode.ALREADY_EXISTS, "user already enrolled differently"),
-    (errors.UserNotActive, grpc.StatusCode.FAILED_PRECONDITION, "user is not active"),
+    (errors.UserNotActive, grpc.StatusCode.FAILED_PRECONDITION, "the user's status does not allow this"),
     (errors.UserBlocked, grpc.StatusCode.FAILED_PRECONDITION, "user blocked after too many wrong codes"),
+    (errors.PhoneCooling, grpc.StatusCode.FAILED_PRECONDITION, "secure number changed recently"),
+    (errors.PhoneUnchanged, grpc.StatusCode.FAILED_PRECONDITION, "this is the secure number already"),
+    (errors.ClientTerminated, grpc.StatusCode.FAILED_PRECONDITION, "the client terminated the service"),
+    (errors.ChallengeNotVerified, grpc.StatusCode.FAILED_PRECONDITION, "challenge is not verified"),
+    (errors.ChallengeMismatch, grpc.StatusCode.FAILED_PRECONDITION, "challenge does not authorise this"),
+    (errors.ChallengeConsumed, grpc.StatusCode.FAILED_PRECONDITION, "challenge already authorised a change"),
     (errors.ChallengeClosed, grpc.StatusCode.FAILED_PRECONDITION, "challenge is closed"),
-    (
-        errors.ChallengeNotVerified,
-        grpc.StatusCode.FAILED_PRECONDITION,
-        "no proof: challenge not verified",
-    ),
     (errors.ResendRefused, grpc.StatusCode.RESOURCE_EXHAUSTED, "resend refused"),
     (errors.HsmUnavailable, grpc.StatusCode.UNAVAILABLE, "key store unavailable, retry later"),
     (errors.StoreUnavailable, grpc.StatusCode.UNAVAILABLE, "state store unavailable, retry later"),
@@ -40,11 +42,22 @@ _TABLE: tuple[tuple[type[errors.SesameError], grpc.StatusCode, str], ...] = (
     (errors.KeyNotFound, grpc.StatusCode.INTERNAL, "a key is missing in the HSM"),
     (errors.ConfigurationError, grpc.StatusCode.INTERNAL, "server misconfigured"),
 )
-_PRECONDITION_TYPES = {
-    errors.UserNotActive: "USER_STATUS",
-    errors.UserBlocked: "USER_BLOCKED",
-    errors.ChallengeClosed: "CHALLENGE_STATUS",
-    errors.ChallengeNotVerified: "CHALLENGE_STATUS",
+# PreconditionFailure type and description, by error (FAILED_PRECONDITION only).
+_PRECONDITIONS: dict[type[errors.SesameError], tuple[str, str]] = {
+    errors.UserNotActive: ("USER_STATUS", "the user is suspended or revoked"),
+    errors.UserBlocked: ("USER_BLOCKED", "too many wrong codes in a row"),
+    errors.PhoneCooling: ("PHONE_COOLING", "no payment or new beneficiary yet after a number change"),
+    errors.PhoneUnchanged: ("PHONE_UNCHANGED", "the new number is the secure number"),
+    errors.ClientTerminated: ("CLIENT_STATUS", "the client terminated the service"),
+    errors.ChallengeNotVerified: ("CHALLENGE_NOT_VERIFIED", "the challenge was not verified"),
+    errors.ChallengeMismatch: ("CHALLENGE_MISMATCH", "not this user's, operation's or number's challenge"),
+    errors.ChallengeConsumed: ("CHALLENGE_CONSUMED", "the challenge already authorised a change"),
+    errors.ChallengeClosed: ("CHALLENGE_STATUS", "not open for this"),
+}
+_RESOURCES: dict[type[errors.SesameError], str] = {
+    errors.UserNotFound: "user",
+    errors.ChallengeNotFound: "challenge",
+    errors.ClientNotFound: "client",
 }
 _RETRY_DELAY = duration_pb2.Duration(seconds=1)
 
@@ -69,6 +82,8 @@ def _message(summary: str, error: errors.SesameError) -> str:
         return f"{summary}: {error}"
     if isinstance(error, errors.UserBlocked):
         return f"{summary}; no code is sent for {_seconds(error.retry_after)} s"
+    if isinstance(error, errors.PhoneCooling):
+        return f"{summary}; no code for payments or new beneficiaries for {_seconds(error.retry_after)} s"
     if isinstance(error, errors.ResendRefused):
         if error.retry_after is None:
             return f"{summary}: no resend left for this challenge; start a new one"
@@ -92,20 +107,12 @@ def _details(error: errors.SesameError, code: grpc.StatusCode) -> list[any_pb2.A
                 for v in error.violations
             ]
         )
-    elif isinstance(error, errors.UserNotFound | errors.ChallengeNotFound):
-        resource = "user" if isinstance(error, errors.UserNotFound) else "challenge"
-        detail = error_details_pb2.ResourceInfo(resource_type=resource, resource_name=str(error))
-    elif isinstance(error, tuple(_PRECONDITION_TYPES)):
-        detail = error_details_pb2.PreconditionFailure(
-            violations=[
-                error_details_pb2.PreconditionFailure.Violation(
-                    type=_PRECONDITION_TYPES[type(error)], subject=str(error), description="not open for this"
-                )
-            ]
+    elif isinstance(error, errors.NotFoundError):
+        detail = error_details_pb2.ResourceInfo(
+            resource_type=_RESOURCES[type(error)], resource_name=str(error)
         )
-        if isinstance(error, errors.UserBlocked):
-            wait = duration_pb2.Duration(seconds=_seconds(error.retry_after))
-            return [_packed(detail), _packed(error_details_pb2.RetryInfo(retry_delay=wait))]
+    elif type(error) in _PRECONDITIONS:
+        return _precondition(error)
     elif isinstance(error, errors.ResendRefused):
         return _resend_details(error)
     elif code is grpc.StatusCode.UNAVAILABLE:
@@ -113,6 +120,19 @@ def _details(error: errors.SesameError, code: grpc.StatusCode) -> list[any_pb2.A
     else:
         return []
     return [_packed(detail)]
+
+
+def _precondition(error: errors.SesameError) -> list[any_pb2.Any]:
+    """PreconditionFailure, and RetryInfo when waiting helps (a block, a cooling period)."""
+    kind, description = _PRECONDITIONS[type(error)]
+    violation = error_details_pb2.PreconditionFailure.Violation(
+        type=kind, subject=str(error), description=description
+    )
+    details = [_packed(error_details_pb2.PreconditionFailure(violations=[violation]))]
+    if isinstance(error, errors.UserBlocked | errors.PhoneCooling):
+        wait = duration_pb2.Duration(seconds=_seconds(error.retry_after))
+        details.append(_packed(error_details_pb2.RetryInfo(retry_delay=wait)))
+    return details
 
 
 def _refusal(error: CallerNotAllowed) -> error_details_pb2.ErrorInfo:

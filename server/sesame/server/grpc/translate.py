@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -15,7 +13,7 @@ from sesame.api.v1 import operation_pb2 as op_pb
 from sesame.server.domain import validation
 from sesame.server.domain.challenges import StartRequest, VerifyRequest
 from sesame.server.domain.enrollment import EnrollRequest
-from sesame.server.domain.errors import FieldViolation, InvalidRequest
+from sesame.server.domain.errors import FieldViolation
 from sesame.server.domain.model import (
     Challenge,
     ChallengeStatus,
@@ -35,49 +33,26 @@ from sesame.server.domain.operation import (
     Payee,
 )
 from sesame.server.domain.privacy import mask_phone
-
-_T = TypeVar("_T")
-_V = TypeVar("_V")
-
-
-class _Fields:
-    """Runs field checks and remembers every violation, so the caller learns all of them at once."""
-
-    def __init__(self) -> None:
-        self.violations: list[FieldViolation] = []
-
-    def check(self, path: str, check: Callable[[_V], _T], value: _V) -> _T:
-        try:
-            return check(value)
-        except ValueError as exc:
-            self.violations.append(FieldViolation(path, str(exc)))
-            return None  # type: ignore[return-value]  # never used: raise_if_any() raises first
-
-    def missing(self, path: str) -> None:
-        self.violations.append(FieldViolation(path, "is required"))
-
-    def raise_if_any(self) -> None:
-        if self.violations:
-            raise InvalidRequest(self.violations)
+from sesame.server.grpc.fields import Fields, bounded
 
 
 def enroll_request(request: enrol_pb.EnrollUserRequest) -> EnrollRequest:
     """Check an EnrollUser call."""
-    fields = _Fields()
+    fields = Fields()
     result = EnrollRequest(
         user_id=fields.check("user_id", validation.identifier, request.user_id),
         client_id=fields.check("client_id", validation.identifier, request.client_id),
         secure_phone=fields.check("secure_phone", validation.mobile_phone, request.secure_phone),
         locale=fields.check("locale", validation.locale, request.locale),
     )
-    fields.check("request_id", _bounded(validation.MAX_REQUEST_ID), request.request_id)
+    fields.check("request_id", bounded(validation.MAX_REQUEST_ID), request.request_id)
     fields.raise_if_any()
     return result
 
 
 def user_id(value: str) -> str:
     """Check a lone user id."""
-    fields = _Fields()
+    fields = Fields()
     checked = fields.check("user_id", validation.identifier, value)
     fields.raise_if_any()
     return checked
@@ -85,18 +60,18 @@ def user_id(value: str) -> str:
 
 def start_request(request: auth_pb.StartChallengeRequest) -> StartRequest:
     """Check a StartChallenge call."""
-    fields = _Fields()
+    fields = Fields()
     checked_user = fields.check("user_id", validation.identifier, request.user_id)
     operation = _operation(fields, "operation", request.operation if request.HasField("operation") else None)
-    context = _context(fields, request.context)
-    request_id = fields.check("request_id", _bounded(validation.MAX_REQUEST_ID), request.request_id)
+    context = request_context(fields, request.context)
+    request_id = fields.check("request_id", bounded(validation.MAX_REQUEST_ID), request.request_id)
     fields.raise_if_any()
     return StartRequest(checked_user, operation, context, request_id)
 
 
 def verify_request(request: auth_pb.VerifyChallengeRequest) -> VerifyRequest:
     """Check a VerifyChallenge call (the code's length is checked against the challenge by the flow)."""
-    fields = _Fields()
+    fields = Fields()
     if not request.challenge_id:
         fields.missing("challenge_id")
     if not request.code:
@@ -104,14 +79,14 @@ def verify_request(request: auth_pb.VerifyChallengeRequest) -> VerifyRequest:
     elif len(request.code) > 16 or not request.code.isascii() or not request.code.isdigit():
         fields.violations.append(FieldViolation("code", "must be 6 to 8 digits"))
     operation = _operation(fields, "operation", request.operation if request.HasField("operation") else None)
-    context = _context(fields, request.context)
+    context = request_context(fields, request.context)
     fields.raise_if_any()
     return VerifyRequest(request.challenge_id, request.code, operation, context)
 
 
 def operation_of(message: op_pb.Operation) -> Operation:
     """The domain form of an operation message. InvalidRequest."""
-    fields = _Fields()
+    fields = Fields()
     value = _operation(fields, "operation", message)
     fields.raise_if_any()
     return value
@@ -119,7 +94,7 @@ def operation_of(message: op_pb.Operation) -> Operation:
 
 def challenge_id(value: str) -> str:
     """Check a lone challenge id's presence (its shape is checked by the flow)."""
-    fields = _Fields()
+    fields = Fields()
     if not value:
         fields.missing("challenge_id")
     fields.raise_if_any()
@@ -136,15 +111,15 @@ class Targeted:
 
 def targeted(request: auth_pb.ResendChallengeRequest | auth_pb.CancelChallengeRequest) -> Targeted:
     """Check a call naming a challenge, with the end user's context; every bad field is reported at once."""
-    fields = _Fields()
+    fields = Fields()
     if not request.challenge_id:
         fields.missing("challenge_id")
-    checked = _context(fields, request.context)
+    checked = request_context(fields, request.context)
     fields.raise_if_any()
     return Targeted(request.challenge_id, checked)
 
 
-def _operation(fields: _Fields, path: str, message: op_pb.Operation | None) -> Operation:
+def _operation(fields: Fields, path: str, message: op_pb.Operation | None) -> Operation:
     kind = message.WhichOneof("kind") if message is not None else None
     if message is None or kind is None:
         fields.missing(path)
@@ -168,7 +143,7 @@ def _operation(fields: _Fields, path: str, message: op_pb.Operation | None) -> O
                 ),
                 payee=_payee(fields, f"{base}.payee", transfer.payee if transfer.HasField("payee") else None),
                 transaction_id=fields.check(
-                    f"{base}.transaction_id", _bounded(validation.MAX_TRANSACTION_ID), transfer.transaction_id
+                    f"{base}.transaction_id", bounded(validation.MAX_TRANSACTION_ID), transfer.transaction_id
                 ),
             )
         case "add_beneficiary":
@@ -182,7 +157,7 @@ def _operation(fields: _Fields, path: str, message: op_pb.Operation | None) -> O
             )
 
 
-def _payee(fields: _Fields, path: str, message: op_pb.Payee | None) -> Payee:
+def _payee(fields: Fields, path: str, message: op_pb.Payee | None) -> Payee:
     if message is None:
         fields.missing(path)
         return Payee("", "")
@@ -192,18 +167,15 @@ def _payee(fields: _Fields, path: str, message: op_pb.Payee | None) -> Payee:
     )
 
 
-def _context(fields: _Fields, message: op_pb.RequestContext) -> RequestContext:
-    bounded = _bounded(validation.MAX_CONTEXT_FIELD)
+def request_context(fields: Fields, message: op_pb.RequestContext) -> RequestContext:
+    """Check the end user's context; each field bounded."""
+    field = bounded(validation.MAX_CONTEXT_FIELD)
     return RequestContext(
-        ip=fields.check("context.ip", bounded, message.ip),
-        device_id=fields.check("context.device_id", bounded, message.device_id),
-        session_id=fields.check("context.session_id", bounded, message.session_id),
-        user_agent=fields.check("context.user_agent", bounded, message.user_agent),
+        ip=fields.check("context.ip", field, message.ip),
+        device_id=fields.check("context.device_id", field, message.device_id),
+        session_id=fields.check("context.session_id", field, message.session_id),
+        user_agent=fields.check("context.user_agent", field, message.user_agent),
     )
-
-
-def _bounded(limit: int) -> Callable[[str], str]:
-    return lambda value: validation.bounded_text(value, limit)
 
 
 # --- domain to proto -----------------------------------------------------------------------------------
@@ -299,7 +271,7 @@ def operation(value: Operation) -> op_pb.Operation:
 
 
 def user(value: User, now: datetime) -> enrol_pb.User:
-    """Describe a user; the number is masked; a block shows only while it lasts."""
+    """Describe a user; the number is masked; a block and a cooling period show only while they last."""
     described = enrol_pb.User(
         user_id=value.user_id,
         client_id=value.client_id,
@@ -310,4 +282,10 @@ def user(value: User, now: datetime) -> enrol_pb.User:
     )
     if value.blocked_until is not None and value.is_blocked(now):
         described.blocked_until.CopyFrom(timestamp(value.blocked_until))
+    if value.cooling_until is not None and value.is_cooling(now):
+        described.cooling_until.CopyFrom(timestamp(value.cooling_until))
+    if value.status_changed_at is not None:
+        described.status_changed_at.CopyFrom(timestamp(value.status_changed_at))
+    if value.phone_changed_at is not None:
+        described.phone_changed_at.CopyFrom(timestamp(value.phone_changed_at))
     return described

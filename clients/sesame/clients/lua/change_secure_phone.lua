@@ -1,0 +1,50 @@
+-- Replace a user's secure number and start the cooling period: one atomic step with its journal entry
+-- (RTS Art. 24; docs/decisions/0010). The conditions the flow checked are checked again here, where they
+-- cannot change underneath: the status the authority allows, and for a challenge, that the code went to
+-- the number being replaced and that the user's status and number did not change since it was opened.
+-- KEYS[1] user hash, KEYS[2] user journal stream, KEYS[3] applied request ids (same {u:<id>} slot)
+-- ARGV[1] time (unix ms), ARGV[2] new phone, ARGV[3] cooling until (unix ms), ARGV[4] allowed statuses
+-- (space separated), ARGV[5] expected phone ('' any), ARGV[6] no change since (unix ms, 0 none),
+-- ARGV[7] request id, ARGV[8] its fingerprint, ARGV[9 ..] journal field/value pairs
+-- Returns {'changed', previous phone, hgetall}, {'replayed', hgetall}, {'refused'}, {'mismatch'},
+-- {'not_found'} or {'request_conflict'}.
+local user, journal, changes = KEYS[1], KEYS[2], KEYS[3]
+if redis.call('EXISTS', user) == 0 then
+  return {'not_found'}
+end
+local seen = redis.call('HGET', changes, ARGV[7])
+if seen == ARGV[8] then
+  return {'replayed', redis.call('HGETALL', user)}
+elseif seen then
+  return {'request_conflict'}
+end
+-- As sesame.server.domain.privacy.mask_phone: the country code and the last two digits.
+local function mask(phone)
+  if #phone < 6 then return string.rep('*', #phone) end
+  return string.sub(phone, 1, 3) .. string.rep('*', #phone - 5) .. string.sub(phone, -2)
+end
+local h = redis.call('HMGET', user, 'status', 'phone', 'client_id', 'status_changed_at', 'phone_changed_at')
+local since = tonumber(ARGV[6])
+local outcome, cooling = 'changed', ARGV[3]
+if not string.find(' ' .. ARGV[4] .. ' ', ' ' .. h[1] .. ' ', 1, true) then
+  outcome = 'refused'
+elseif (ARGV[5] ~= '' and h[2] ~= ARGV[5])
+    or (since > 0 and (tonumber(h[4] or '0') > since or tonumber(h[5] or '0') > since)) then
+  outcome = 'mismatch'
+end
+if outcome ~= 'changed' then
+  cooling = 0
+end
+local entry = {}
+for i = 9, #ARGV do entry[#entry + 1] = ARGV[i] end
+for _, v in ipairs({'client_id', h[3], 'outcome', outcome, 'status', h[1], 'old_phone', mask(h[2]),
+                    'phone', mask(ARGV[2]), 'cooling_until', cooling}) do
+  entry[#entry + 1] = v
+end
+redis.call('XADD', journal, '*', unpack(entry))
+if outcome ~= 'changed' then
+  return {outcome}
+end
+redis.call('HSET', user, 'phone', ARGV[2], 'phone_changed_at', ARGV[1], 'cooling_until', ARGV[3])
+redis.call('HSET', changes, ARGV[7], ARGV[8])
+return {outcome, h[2], redis.call('HGETALL', user)}

@@ -1,0 +1,67 @@
+-- Suspend, reinstate or revoke a user: one atomic step with its journal entry (docs/decisions/0010).
+-- suspend: active -> suspended. reinstate: suspended -> active, and wrong codes and blocks in a row start
+-- again. revoke: -> revoked, final. Asking for the current state changes nothing; from revoked, only
+-- revoke is accepted. A request id applied before answers the user as it is now, without a new entry.
+-- KEYS[1] user hash, KEYS[2] user journal stream, KEYS[3] applied request ids (same {u:<id>} slot)
+-- ARGV[1] action, ARGV[2] time (unix ms), ARGV[3] request id to record ('' none), ARGV[4] its fingerprint,
+-- ARGV[5] the client on whose behalf ('' none: a missing user is not found; else a missing id is
+-- spent and another client's user left alone), ARGV[6 ..] journal field/value pairs
+-- Returns {'suspended'|'reinstated'|'unblocked'|'revoked'|'unchanged'|'replayed', hgetall}, {'refused'},
+-- {'not_found'}, {'foreclosed'}, {'foreign'} or {'request_conflict'}.
+local user, journal, changes = KEYS[1], KEYS[2], KEYS[3]
+local action, now, request_id, fingerprint, for_client = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local function append(fields)
+  local entry = {}
+  for i = 6, #ARGV do entry[#entry + 1] = ARGV[i] end
+  for _, v in ipairs(fields) do entry[#entry + 1] = v end
+  redis.call('XADD', journal, '*', unpack(entry))
+end
+if redis.call('EXISTS', user) == 0 then
+  if for_client == '' then
+    return {'not_found'}
+  end
+  -- Listed for a terminated client, never enrolled (cut short, or on its way): the journal spends the id.
+  if redis.call('EXISTS', journal) == 0 then
+    append({'client_id', for_client, 'outcome', 'foreclosed', 'status', 'revoked'})
+  end
+  return {'foreclosed'}
+end
+if request_id ~= '' then
+  local seen = redis.call('HGET', changes, request_id)
+  if seen == fingerprint then
+    return {'replayed', redis.call('HGETALL', user)}
+  elseif seen then
+    return {'request_conflict'}
+  end
+end
+local h = redis.call('HMGET', user, 'status', 'client_id', 'failures', 'blocks', 'blocked_until')
+if for_client ~= '' and h[2] ~= for_client then
+  return {'foreign'}
+end
+local status, outcome = h[1], 'unchanged'
+local blocked = (tonumber(h[3] or '0') or 0) + (tonumber(h[4] or '0') or 0) + (tonumber(h[5] or '0') or 0) > 0
+if status == 'revoked' then
+  if action ~= 'revoke' then outcome = 'refused' end
+elseif action == 'suspend' then
+  if status ~= 'suspended' then status, outcome = 'suspended', 'suspended' end
+elseif action == 'revoke' then
+  status, outcome = 'revoked', 'revoked'
+elseif status == 'suspended' then
+  status, outcome = 'active', 'reinstated'
+elseif blocked then
+  outcome = 'unblocked'
+end
+if outcome == 'suspended' or outcome == 'reinstated' or outcome == 'revoked' then
+  redis.call('HSET', user, 'status', status, 'status_changed_at', now)
+end
+if outcome == 'reinstated' or outcome == 'unblocked' then
+  redis.call('HSET', user, 'failures', 0, 'blocks', 0, 'blocked_until', 0)
+end
+append({'client_id', h[2], 'outcome', outcome, 'status', status})
+if outcome == 'refused' then
+  return {outcome}
+end
+if request_id ~= '' then
+  redis.call('HSET', changes, request_id, fingerprint)
+end
+return {outcome, redis.call('HGETALL', user)}

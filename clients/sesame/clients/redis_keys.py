@@ -1,0 +1,55 @@
+"""Every Redis key Sésame writes, under the hash tag of its aggregate (docs/decisions/0002, 0010).
+
+A user's keys share `{u:<id>}`, a challenge's `{ch:<id>}`, a client company's `{c:<id>}`: each Lua script
+touches the keys of one tag only, so it runs on one Redis Cluster slot, and each aggregate's journal
+stream sits next to what it records.
+"""
+
+from __future__ import annotations
+
+
+class Keyspace:
+    """Key names under one prefix (`sesame` unless a deployment shares its Redis)."""
+
+    def __init__(self, prefix: str = "sesame") -> None:
+        self._prefix = prefix
+
+    def user(self, user_id: str) -> str:
+        """The user hash."""
+        return f"{self._prefix}:{{u:{user_id}}}:user"
+
+    def user_journal(self, user_id: str) -> str:
+        """The user's journal stream."""
+        return f"{self._prefix}:{{u:{user_id}}}:journal"
+
+    def user_changes(self, user_id: str) -> str:
+        """The request ids of the lifecycle changes applied to the user, with their fingerprints."""
+        return f"{self._prefix}:{{u:{user_id}}}:changes"
+
+    def user_pending(self, user_id: str) -> str:
+        """The user's challenges that may still be open, scored by their expiry (unix ms)."""
+        return f"{self._prefix}:{{u:{user_id}}}:pending"
+
+    def start_request(self, user_id: str, request_id: str) -> str:
+        """The idempotency key of one StartChallenge request."""
+        return f"{self._prefix}:{{u:{user_id}}}:request:{request_id}"
+
+    def challenge(self, challenge_id: str) -> str:
+        """The challenge hash."""
+        return f"{self._prefix}:{{ch:{challenge_id}}}:challenge"
+
+    def challenge_journal(self, challenge_id: str) -> str:
+        """The challenge's journal stream (it outlives the challenge)."""
+        return f"{self._prefix}:{{ch:{challenge_id}}}:journal"
+
+    def client(self, client_id: str) -> str:
+        """The client company's hash (status)."""
+        return f"{self._prefix}:{{c:{client_id}}}:client"
+
+    def client_users(self, client_id: str) -> str:
+        """The ids of the users the client designated (a set)."""
+        return f"{self._prefix}:{{c:{client_id}}}:users"
+
+    def client_journal(self, client_id: str) -> str:
+        """The client company's journal stream."""
+        return f"{self._prefix}:{{c:{client_id}}}:journal"

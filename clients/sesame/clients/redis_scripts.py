@@ -1,0 +1,58 @@
+"""The Lua scripts of the Redis state store, and where redis-py's errors and damaged records become ours."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
+
+from sesame.clients import redis_records as rec
+from sesame.server.domain.errors import StoreUnavailable
+from sesame.server.domain.model import Challenge, User
+
+
+class Scripts:
+    """Every `lua/*.lua` script, registered once (EVALSHA, loaded again by redis-py when Redis lost it)."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        lua = resources.files("sesame.clients").joinpath("lua")
+        self._scripts: dict[str, AsyncScript] = {
+            entry.name.removesuffix(".lua"): client.register_script(entry.read_text(encoding="utf-8"))
+            for entry in lua.iterdir()
+            if entry.name.endswith(".lua")
+        }
+
+    async def run(self, name: str, keys: Sequence[str], args: Sequence[rec.Field]) -> Any:
+        """Run one script: one atomic transition on the slot of its keys."""
+        with translated():
+            return await self._scripts[name](keys=keys, args=args)
+
+
+@contextlib.contextmanager
+def translated() -> Iterator[None]:
+    """Library and socket failures become StoreUnavailable: nothing of redis-py leaves the store."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise StoreUnavailable(type(exc).__name__) from exc
+
+
+def stored_user(raw: dict[bytes, bytes]) -> User:
+    """The user a hash holds; a damaged record is the store failing, not a missing user."""
+    try:
+        return rec.user_from_hash(raw)
+    except rec.CorruptRecord as exc:
+        raise StoreUnavailable("corrupt user record") from exc
+
+
+def stored_challenge(raw: dict[bytes, bytes]) -> Challenge:
+    """The challenge a hash holds; a damaged record is the store failing."""
+    try:
+        return rec.challenge_from_hash(raw)
+    except rec.CorruptRecord as exc:
+        raise StoreUnavailable("corrupt challenge record") from exc

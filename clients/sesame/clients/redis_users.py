@@ -1,0 +1,258 @@
+"""The registry half of the Redis state store: users, their lifecycle, and the client companies' indexes.
+
+Each change is one Lua script on the user's `{u:<id>}` slot (or the client's `{c:<id>}` slot) that checks,
+changes and journals at once (docs/decisions/0002, 0010). `RedisStateStore` adds the challenges.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+
+from sesame.clients import redis_records as rec
+from sesame.clients.redis_keys import Keyspace
+from sesame.clients.redis_scripts import Scripts, stored_user, translated
+from sesame.server.domain.errors import (
+    ChallengeMismatch,
+    ClientNotFound,
+    ClientTerminated,
+    RequestIdReused,
+    UserAlreadyExists,
+    UserNotActive,
+    UserNotFound,
+)
+from sesame.server.domain.lifecycle import (
+    ByChallenge,
+    ByOverride,
+    ClientTermination,
+    PhoneChange,
+    PhoneChanged,
+    PhoneChangeOutcome,
+    Provenance,
+    RevocationOutcome,
+    StatusAction,
+    StatusChange,
+    UserNotice,
+)
+from sesame.server.domain.model import LockoutPolicy, User
+from sesame.server.domain.privacy import mask_phone
+
+_REVOCATIONS = {
+    b"revoked": RevocationOutcome.REVOKED,
+    b"unchanged": RevocationOutcome.UNCHANGED,
+    b"foreign": RevocationOutcome.FOREIGN,
+    b"foreclosed": RevocationOutcome.FORECLOSED,
+}
+
+
+class RedisRegistry:
+    """Users and client companies in Redis; each method is one atomic, journaled transition."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keyspace, scripts: Scripts) -> None:
+        self._client = client
+        self.keys = keys
+        self._scripts = scripts
+
+    # Users --------------------------------------------------------------------------------------
+
+    async def register_user(self, user: User) -> User:
+        """Enrol `user`; the same enrolment again returns the stored user (see the port)."""
+        fields = rec.user_fields(user)
+        args = [user.client_id, user.secure_phone, len(fields), *fields, *rec.enrolled_entry(user)]
+        reply = await self._scripts.run("register_user", self._user_keys(user.user_id), args)
+        if reply[0] == b"conflict":
+            raise UserAlreadyExists(user.user_id)
+        if reply[0] == b"revoked":
+            raise UserNotActive(user.user_id)
+        return stored_user(rec.pairs(reply[1]))
+
+    async def get_user(self, user_id: str) -> User:
+        """The enrolled user. UserNotFound."""
+        with translated():
+            raw = await self._client.hgetall(self.keys.user(user_id))
+        if not raw:
+            raise UserNotFound(user_id)
+        return stored_user(cast("dict[bytes, bytes]", raw))
+
+    async def record_failed_attempt(self, user_id: str, at: datetime, lockout: LockoutPolicy) -> User:
+        """Count a wrong code in a row; block at the policy's count (see the port). UserNotFound."""
+        args = [
+            rec.to_ms(at),
+            lockout.max_failures,
+            lockout.first_block // rec.MS,
+            lockout.longest_block // rec.MS,
+            *rec.user_event("user.failed_attempt", user_id, at),
+        ]
+        reply = await self._scripts.run("record_failed_attempt", self._user_keys(user_id), args)
+        if reply[0] == b"not_found":
+            raise UserNotFound(user_id)
+        return stored_user(rec.pairs(reply[1]))
+
+    async def record_successful_attempt(self, user_id: str, at: datetime) -> None:
+        """Reset the wrong codes and blocks in a row (see the port). UserNotFound."""
+        head = rec.user_event("user.successful_attempt", user_id, at)
+        if await self._scripts.run("record_successful_attempt", self._user_keys(user_id), head) != 1:
+            raise UserNotFound(user_id)
+
+    # Lifecycle ----------------------------------------------------------------------------------
+
+    async def change_user_status(self, change: StatusChange) -> User:
+        """Suspend, reinstate or revoke (see the port). UserNotFound, UserNotActive, RequestIdReused."""
+        reply = await self._status_script(change, change.provenance.request_id, "")
+        match reply[0]:
+            case b"not_found":
+                raise UserNotFound(change.user_id)
+            case b"refused":
+                raise UserNotActive(change.user_id)
+            case b"request_conflict":
+                raise RequestIdReused
+        return stored_user(rec.pairs(reply[1]))
+
+    async def revoke_client_user(
+        self, client_id: str, user_id: str, at: datetime, provenance: Provenance
+    ) -> RevocationOutcome:
+        """Revoke a user for its terminated client (see the port); by content, no request id recorded."""
+        change = StatusChange(user_id, StatusAction.REVOKE, at, provenance)
+        reply = await self._status_script(change, "", client_id)
+        return _REVOCATIONS[reply[0]]
+
+    async def _status_script(self, change: StatusChange, record_id: str, for_client: str) -> Any:
+        """change_user_status.lua; `record_id` is the request id to record ("" none)."""
+        user_id = change.user_id
+        head = rec.user_event(f"user.{change.action.value}", user_id, change.at)
+        args = [
+            change.action.value,
+            rec.to_ms(change.at),
+            record_id,
+            change.fingerprint,
+            for_client,
+            *head,
+            *rec.provenance_fields(change.provenance),
+        ]
+        keys = [*self._user_keys(user_id), self.keys.user_changes(user_id)]
+        return await self._scripts.run("change_user_status", keys, args)
+
+    async def change_secure_phone(self, change: PhoneChange) -> PhoneChanged:
+        """Replace the number and start the cooling period, atomically (see the port)."""
+        args = [
+            rec.to_ms(change.at),
+            change.new_phone,
+            rec.to_ms(change.cooling_until),
+            " ".join(sorted(status.value for status in change.allowed)),
+            change.expected_phone or "",
+            rec.optional_ms(change.unchanged_since),
+            change.provenance.request_id,
+            change.fingerprint,
+            *rec.user_event("user.change_phone", change.user_id, change.at),
+            *rec.provenance_fields(change.provenance),
+            *_authority_fields(change),
+            *rec.context_fields(change.context),
+        ]
+        keys = [*self._user_keys(change.user_id), self.keys.user_changes(change.user_id)]
+        reply = await self._scripts.run("change_secure_phone", keys, args)
+        match reply[0]:
+            case b"not_found":
+                raise UserNotFound(change.user_id)
+            case b"refused":
+                raise UserNotActive(change.user_id)
+            case b"mismatch":
+                raise ChallengeMismatch(change.user_id)
+            case b"request_conflict":
+                raise RequestIdReused
+            case b"replayed":
+                return PhoneChanged(PhoneChangeOutcome.REPLAYED, stored_user(rec.pairs(reply[1])), "")
+        return PhoneChanged(PhoneChangeOutcome.CHANGED, stored_user(rec.pairs(reply[2])), reply[1].decode())
+
+    async def applied_change(self, user_id: str, request_id: str) -> str | None:
+        """The fingerprint recorded for this request id, if a change was applied under it."""
+        with translated():
+            seen = await self._client.hget(self.keys.user_changes(user_id), request_id)
+        return None if seen is None else cast("bytes", seen).decode()
+
+    async def record_user_notice(self, user_id: str, notice: UserNotice) -> None:
+        """Journal a notice sent to the user, the number masked (one XADD: atomic on its own)."""
+        entry = {
+            "event": "user.notice",
+            "at": rec.iso(notice.at),
+            "user_id": user_id,
+            "kind": notice.kind,
+            "phone": mask_phone(notice.to),
+            "outcome": "sent" if notice.sent else "failed",
+            "provider_ref": notice.provider_ref,
+        }
+        with translated():
+            await self._client.xadd(self.keys.user_journal(user_id), entry)  # type: ignore[arg-type]
+
+    async def track_challenge(
+        self, user_id: str, challenge_id: str, expires_at: datetime, forget_before: datetime
+    ) -> None:
+        """Index a challenge about to be opened (see the port). UserNotFound, UserNotActive."""
+        keys = [self.keys.user(user_id), self.keys.user_pending(user_id)]
+        args: list[rec.Field] = [challenge_id, rec.to_ms(expires_at), rec.to_ms(forget_before)]
+        answer = await self._scripts.run("track_challenge", keys, args)
+        if answer == b"not_found":
+            raise UserNotFound(user_id)
+        if answer != b"tracked":
+            raise UserNotActive(user_id)
+
+    async def pending_challenges(self, user_id: str, expiring_after: datetime) -> list[str]:
+        """The indexed ids expiring after `expiring_after`; older entries are dropped in the same step."""
+        key, cutoff = self.keys.user_pending(user_id), rec.to_ms(expiring_after)
+        with translated():
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.zremrangebyscore(key, "-inf", cutoff)
+                pipe.zrangebyscore(key, f"({cutoff}", "+inf")
+                _, ids = await pipe.execute()
+        return [challenge_id.decode() for challenge_id in ids]
+
+    # Client companies ---------------------------------------------------------------------------
+
+    async def enlist_user(self, client_id: str, user_id: str, at: datetime) -> None:
+        """Add the user to its client's index. ClientTerminated."""
+        keys = [self.keys.client(client_id), self.keys.client_users(client_id)]
+        if await self._scripts.run("enlist_user", keys, [client_id, user_id, rec.to_ms(at)]) != 1:
+            raise ClientTerminated(client_id)
+
+    async def client_users(self, client_id: str) -> list[str]:
+        """Every user id ever enlisted for the client."""
+        with translated():
+            members = cast("set[bytes]", await self._client.smembers(self.keys.client_users(client_id)))
+        return sorted(member.decode() for member in members)
+
+    async def terminate_client(self, termination: ClientTermination) -> None:
+        """Refuse the client's enrolments from now on, journaled. ClientNotFound."""
+        client_id, at = termination.client_id, termination.at
+        keys = [self.keys.client(client_id), self.keys.client_journal(client_id)]
+        head = ["event", "client.terminate", "at", rec.iso(at), "client_id", client_id]
+        args = [rec.to_ms(at), *head, *rec.provenance_fields(termination.provenance)]
+        if await self._scripts.run("terminate_client", keys, args) == b"not_found":
+            raise ClientNotFound(client_id)
+
+    # Journals -----------------------------------------------------------------------------------
+
+    async def user_journal(self, user_id: str) -> list[dict[str, str]]:
+        """The user's journal entries, oldest first."""
+        return await self._read_journal(self.keys.user_journal(user_id))
+
+    async def client_journal(self, client_id: str) -> list[dict[str, str]]:
+        """The client company's journal entries, oldest first."""
+        return await self._read_journal(self.keys.client_journal(client_id))
+
+    async def _read_journal(self, key: str) -> list[dict[str, str]]:
+        with translated():
+            entries = cast("list[tuple[bytes, dict[bytes, bytes]]]", await self._client.xrange(key))
+        return [rec.decoded(fields) for _, fields in entries]
+
+    def _user_keys(self, user_id: str) -> list[str]:
+        return [self.keys.user(user_id), self.keys.user_journal(user_id)]
+
+
+def _authority_fields(change: PhoneChange) -> list[rec.Field]:
+    """How the change was authorised, as journal fields."""
+    match change.authority:
+        case ByChallenge(challenge_id=challenge_id):
+            return ["method", "challenge", "challenge_id", challenge_id, "operator", ""]
+        case ByOverride(operator=operator):
+            return ["method", "override", "challenge_id", "", "operator", operator]

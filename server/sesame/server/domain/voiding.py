@@ -1,0 +1,27 @@
+"""Voiding a user's pending challenges: one atomic step per challenge, on the challenge's own slot.
+
+Runs after the change of the user that calls for it (suspension, revocation, new secure number), so that a
+crash in between leaves the change made, and the same request again voids what was not reached
+(docs/decisions/0010).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sesame.server.domain.lifecycle import CLOCK_SKEW, Provenance, Voiding, VoidOutcome, VoidReason
+
+if TYPE_CHECKING:
+    from sesame.server.domain.ports import StateStore
+
+
+async def void_pending(
+    store: StateStore, user_id: str, reason: VoidReason, at: datetime, provenance: Provenance
+) -> int:
+    """Cancel every challenge of the user that may still be open; how many this call voided."""
+    voided = 0
+    for challenge_id in await store.pending_challenges(user_id, at - CLOCK_SKEW):
+        outcome = await store.void_challenge(challenge_id, Voiding(user_id, reason, at, provenance))
+        voided += outcome is VoidOutcome.VOIDED
+    return voided

@@ -1,0 +1,189 @@
+"""The user lifecycle over a real gRPC channel, real Redis and SoftHSM: suspend, reinstate, revoke, change
+the secure number, terminate a client."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2, status_pb2
+
+from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
+from sesame.api.v1 import operation_pb2 as op_pb
+from tests.e2e.conftest import Live
+from tests.e2e.helpers import CONTEXT, PHONE, enrolled, precondition, started, transfer, verify
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+NEW_PHONE = "+33698765432"
+LOGIN = op_pb.Operation(login=op_pb.Login())
+
+
+def sent(live: Live) -> list[dict[str, str]]:
+    """Every SMS the console gateway wrote, oldest first."""
+    return [json.loads(line) for line in live.sms_file.read_text().splitlines()]
+
+
+async def suspend(
+    live: Live, user_id: str = "alice", request_id: str = "s-1"
+) -> enrol_pb.SuspendUserResponse:
+    response: enrol_pb.SuspendUserResponse = await live.enrol.SuspendUser(
+        enrol_pb.SuspendUserRequest(user_id=user_id, request_id=request_id, actor="ops-42", reason="vol")
+    )
+    return response
+
+
+async def change_phone(live: Live, **authority: object) -> enrol_pb.ChangeSecurePhoneResponse:
+    request = enrol_pb.ChangeSecurePhoneRequest(
+        user_id="alice",
+        new_phone=NEW_PHONE,
+        request_id="p-1",
+        actor="online-banking",
+        context=CONTEXT,
+        **authority,
+    )
+    response: enrol_pb.ChangeSecurePhoneResponse = await live.enrol.ChangeSecurePhone(request)
+    return response
+
+
+async def verified_change_phone(live: Live, new_phone: str = NEW_PHONE) -> str:
+    """A change_phone challenge for `new_phone`, its code read on the current number and verified."""
+    operation = op_pb.Operation(change_phone=op_pb.ChangePhone(new_phone=new_phone))
+    challenge_id, code = await started(live, "alice", operation)
+    assert (await verify(live, challenge_id, code, operation)).result == auth_pb.VERIFY_RESULT_VERIFIED
+    return challenge_id
+
+
+async def test_suspension_voids_an_open_challenge(live: Live) -> None:
+    """After SuspendUser, the right code of a challenge opened before answers VOIDED."""
+    challenge_id, code = await started(live, await enrolled(live))
+    suspended = await suspend(live)
+    assert (suspended.user.status, suspended.voided_challenges) == (enrol_pb.USER_STATUS_SUSPENDED, 1)
+    assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VOIDED
+
+
+async def test_reinstatement_lets_a_new_challenge_through(live: Live) -> None:
+    """A suspended user gets no code; once reinstated, a new challenge is sent and verifies."""
+    await enrolled(live)
+    await suspend(live)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await started(live, "alice")
+    assert precondition(caught.value) == "USER_STATUS"
+    await live.enrol.ReinstateUser(
+        enrol_pb.ReinstateUserRequest(user_id="alice", request_id="r-1", actor="ops-42")
+    )
+    challenge_id, code = await started(live, "alice")
+    assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
+
+
+async def test_revocation_is_final(live: Live) -> None:
+    """A revoked user cannot be reinstated nor enrolled again, even with the same number."""
+    await enrolled(live)
+    revoked = await live.enrol.RevokeUser(
+        enrol_pb.RevokeUserRequest(user_id="alice", request_id="v-1", actor="ops")
+    )
+    assert revoked.user.status == enrol_pb.USER_STATUS_REVOKED
+    with pytest.raises(grpc.aio.AioRpcError) as reinstating:
+        await live.enrol.ReinstateUser(
+            enrol_pb.ReinstateUserRequest(user_id="alice", request_id="r-1", actor="ops")
+        )
+    assert precondition(reinstating.value) == "USER_STATUS"
+    with pytest.raises(grpc.aio.AioRpcError) as enrolling:
+        await enrolled(live)
+    assert precondition(enrolling.value) == "USER_STATUS"
+
+
+async def test_change_by_verified_challenge_moves_codes_and_cools_payments(live: Live) -> None:
+    """The next code goes to the new number, the old one got a notice, transfers wait, login does not."""
+    await enrolled(live)
+    changed = await change_phone(live, verified_challenge_id=await verified_change_phone(live))
+    assert (changed.user.masked_phone, changed.old_phone_notified) == ("+33*******32", True)
+    notice = sent(live)[-1]
+    assert (notice["to"], notice["challenge_id"]) == (PHONE, "")
+    assert "numéro sécurisé a été changé pour le +33*******32" in notice["text"]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await started(live, "alice", transfer())
+    assert precondition(caught.value) == "PHONE_COOLING"
+    retry = error_details_pb2.RetryInfo()
+    raw = dict(caught.value.trailing_metadata() or ())["grpc-status-details-bin"]
+    assert status_pb2.Status.FromString(raw).details[1].Unpack(retry)
+    assert 71 * 3600 < retry.retry_delay.seconds <= 72 * 3600
+    await started(live, "alice", LOGIN)
+    assert sent(live)[-1]["to"] == NEW_PHONE
+
+
+async def test_get_user_shows_the_change_and_the_cooling(live: Live) -> None:
+    """GetUser shows when the number changed and until when payments wait."""
+    await enrolled(live)
+    await change_phone(live, verified_challenge_id=await verified_change_phone(live))
+    user = (await live.enrol.GetUser(enrol_pb.GetUserRequest(user_id="alice"))).user
+    changed_at = user.phone_changed_at.ToDatetime(tzinfo=UTC)
+    assert abs(changed_at - datetime.now(UTC)) < timedelta(minutes=1)
+    assert user.cooling_until.ToDatetime(tzinfo=UTC) - changed_at == timedelta(hours=72)
+
+
+async def test_a_challenge_for_another_number_is_refused(live: Live) -> None:
+    """A code verified for +33611111111 does not change the number to +33698765432."""
+    await enrolled(live)
+    challenge_id = await verified_change_phone(live, "+33611111111")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await change_phone(live, verified_challenge_id=challenge_id)
+    assert precondition(caught.value) == "CHALLENGE_MISMATCH"
+    user = (await live.enrol.GetUser(enrol_pb.GetUserRequest(user_id="alice"))).user
+    assert user.masked_phone == "+33*******78"
+
+
+async def test_a_challenge_authorises_one_change(live: Live) -> None:
+    """The same verified challenge under a new request id is CHALLENGE_CONSUMED."""
+    await enrolled(live)
+    challenge_id = await verified_change_phone(live)
+    await change_phone(live, verified_challenge_id=challenge_id)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await live.enrol.ChangeSecurePhone(
+            enrol_pb.ChangeSecurePhoneRequest(
+                user_id="alice",
+                new_phone=NEW_PHONE,
+                verified_challenge_id=challenge_id,
+                request_id="p-2",
+                actor="a",
+            )
+        )
+    assert precondition(caught.value) == "CHALLENGE_CONSUMED"
+
+
+async def test_the_back_office_overrides_for_a_suspended_user(live: Live) -> None:
+    """After a lost phone, an override with operator and reason gives the suspended user its new number."""
+    await enrolled(live)
+    await suspend(live)
+    override = enrol_pb.PhoneChangeOverride(operator="agent-7", reason="identité vérifiée en agence")
+    changed = await change_phone(live, override=override)
+    assert (changed.user.status, changed.user.masked_phone) == (
+        enrol_pb.USER_STATUS_SUSPENDED,
+        "+33*******32",
+    )
+    journal = await live.store.user_journal("alice")
+    entry = next(e for e in journal if e["event"] == "user.change_phone")
+    assert (entry["method"], entry["operator"], entry["reason"]) == (
+        "override",
+        "agent-7",
+        "identité vérifiée en agence",
+    )
+
+
+async def test_termination_revokes_every_user_of_the_client(live: Live) -> None:
+    """TerminateClient revokes each user the client designated, and refuses its next enrolment."""
+    for user_id in ("alice", "bob"):
+        await enrolled(live, user_id)
+    request = enrol_pb.TerminateClientRequest(
+        client_id="acme", request_id="t-1", actor="ops", reason="résiliation"
+    )
+    assert (await live.enrol.TerminateClient(request)).revoked_users == 2
+    for user_id in ("alice", "bob"):
+        user = (await live.enrol.GetUser(enrol_pb.GetUserRequest(user_id=user_id))).user
+        assert user.status == enrol_pb.USER_STATUS_REVOKED
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await enrolled(live, "carol")
+    assert precondition(caught.value) == "CLIENT_STATUS"

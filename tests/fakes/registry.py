@@ -1,0 +1,311 @@
+"""The registry half of the in-memory StateStore: users, their lifecycle, client companies' indexes.
+
+Each method mirrors one Lua script (`register_user`, `change_user_status`, `change_secure_phone`,
+`track_challenge`, `enlist_user`, `terminate_client`...): the contract suite and the model-based test hold
+them together, answers and journals alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import datetime
+
+from sesame.server.domain.errors import (
+    ChallengeMismatch,
+    RequestIdReused,
+    UserAlreadyExists,
+    UserNotActive,
+    UserNotFound,
+)
+from sesame.server.domain.lifecycle import (
+    PhoneChange,
+    PhoneChanged,
+    PhoneChangeOutcome,
+    Provenance,
+    RevocationOutcome,
+    StatusAction,
+    StatusChange,
+    UserNotice,
+)
+from sesame.server.domain.model import LockoutPolicy, User, UserStatus
+from sesame.server.domain.privacy import mask_phone
+from tests.fakes.clients import MemoryClients
+from tests.fakes.journal_fields import (
+    authority_fields,
+    context_fields,
+    iso,
+    ms,
+    provenance_fields,
+    unix_ms,
+)
+
+
+class MemoryRegistry(MemoryClients):
+    """Users in dicts behind one lock (client companies in `MemoryClients`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = asyncio.Lock()
+        self._users: dict[str, User] = {}
+        self._user_journals: dict[str, list[dict[str, str]]] = {}
+        self._changes: dict[tuple[str, str], str] = {}  # (user, request id) -> fingerprint
+        self._pending: dict[str, dict[str, datetime]] = {}  # user -> challenge id -> expiry
+
+    async def register_user(self, user: User) -> User:
+        async with self._lock:
+            stored = self._users.get(user.user_id)
+            if stored is not None:
+                if stored.status is UserStatus.REVOKED:
+                    raise UserNotActive(user.user_id)
+                if (stored.client_id, stored.secure_phone) != (user.client_id, user.secure_phone):
+                    raise UserAlreadyExists(user.user_id)
+                return stored
+            if user.user_id in self._user_journals:
+                raise UserNotActive(user.user_id)  # spent when its client was terminated
+            stored = dataclasses.replace(user, enrolled_at=ms(user.enrolled_at))
+            self._users[user.user_id] = stored
+            self._journal(
+                user.user_id,
+                {
+                    "event": "user.enrolled",
+                    "at": iso(user.enrolled_at),
+                    "user_id": user.user_id,
+                    "client_id": user.client_id,
+                    "phone": mask_phone(user.secure_phone),
+                    "locale": user.locale,
+                    "status": user.status.value,
+                },
+            )
+            return stored
+
+    async def get_user(self, user_id: str) -> User:
+        try:
+            return self._users[user_id]
+        except KeyError:
+            raise UserNotFound(user_id) from None
+
+    async def record_failed_attempt(self, user_id: str, at: datetime, lockout: LockoutPolicy) -> User:
+        async with self._lock:
+            user = await self.get_user(user_id)
+            failures, outcome = user.failures + 1, "counted"
+            if failures >= lockout.max_failures:
+                outcome, failures = "blocked", 0
+                user = dataclasses.replace(
+                    user,
+                    blocks=user.blocks + 1,
+                    blocked_until=ms(at) + lockout.block_length(user.blocks + 1),
+                )
+            user = dataclasses.replace(user, failures=failures)
+            self._users[user_id] = user
+            self._count_event(user, "user.failed_attempt", at, outcome)
+            return user
+
+    async def record_successful_attempt(self, user_id: str, at: datetime) -> None:
+        async with self._lock:
+            user = await self.get_user(user_id)
+            if (user.failures, user.blocks, user.blocked_until) == (0, 0, None):
+                return
+            user = dataclasses.replace(user, failures=0, blocks=0, blocked_until=None)
+            self._users[user_id] = user
+            self._count_event(user, "user.successful_attempt", at, "reset")
+
+    def _count_event(self, user: User, event: str, at: datetime, outcome: str) -> None:
+        self._journal(
+            user.user_id,
+            {
+                "event": event,
+                "at": iso(at),
+                "user_id": user.user_id,
+                "outcome": outcome,
+                "failures": str(user.failures),
+                "blocks": str(user.blocks),
+                "blocked_until": unix_ms(user.blocked_until),
+            },
+        )
+
+    # Lifecycle (change_user_status.lua, change_secure_phone.lua) --------------------------------
+
+    async def change_user_status(self, change: StatusChange) -> User:
+        async with self._lock:
+            if change.user_id not in self._users:
+                raise UserNotFound(change.user_id)
+            outcome = self._status(change, change.provenance.request_id, change.user_id)
+            if outcome == "refused":
+                raise UserNotActive(change.user_id)
+            return self._users[change.user_id]
+
+    async def revoke_client_user(
+        self, client_id: str, user_id: str, at: datetime, provenance: Provenance
+    ) -> RevocationOutcome:
+        async with self._lock:
+            change = StatusChange(user_id, StatusAction.REVOKE, at, provenance)
+            if user_id not in self._users:
+                if user_id not in self._user_journals:
+                    head = self._status_head(change)
+                    self._journal(
+                        user_id,
+                        {**head, "client_id": client_id, "outcome": "foreclosed", "status": "revoked"},
+                    )
+                return RevocationOutcome.FORECLOSED
+            if self._users[user_id].client_id != client_id:
+                return RevocationOutcome.FOREIGN
+            outcome = self._status(change, "", user_id)
+            return RevocationOutcome.REVOKED if outcome == "revoked" else RevocationOutcome.UNCHANGED
+
+    def _status(self, change: StatusChange, record_id: str, user_id: str) -> str:
+        """The transition of change_user_status.lua on an existing user; returns its outcome."""
+        if record_id:
+            seen = self._changes.get((user_id, record_id))
+            if seen == change.fingerprint:
+                return "replayed"
+            if seen is not None:
+                raise RequestIdReused
+        user = self._users[user_id]
+        status, outcome = _transition(user, change.action)
+        if outcome in ("suspended", "reinstated", "revoked"):
+            user = dataclasses.replace(user, status=status, status_changed_at=ms(change.at))
+        if outcome in ("reinstated", "unblocked"):
+            user = dataclasses.replace(user, failures=0, blocks=0, blocked_until=None)
+        self._users[user_id] = user
+        entry = {"client_id": user.client_id, "outcome": outcome, "status": status.value}
+        self._journal(user_id, {**self._status_head(change), **entry})
+        if outcome != "refused" and record_id:
+            self._changes[(user_id, record_id)] = change.fingerprint
+        return outcome
+
+    @staticmethod
+    def _status_head(change: StatusChange) -> dict[str, str]:
+        return {
+            "event": f"user.{change.action.value}",
+            "at": iso(change.at),
+            "user_id": change.user_id,
+            **provenance_fields(change.provenance),
+        }
+
+    async def change_secure_phone(self, change: PhoneChange) -> PhoneChanged:
+        async with self._lock:
+            user = await self.get_user(change.user_id)
+            key = (change.user_id, change.provenance.request_id)
+            seen = self._changes.get(key)
+            if seen == change.fingerprint:
+                return PhoneChanged(PhoneChangeOutcome.REPLAYED, user, "")
+            if seen is not None:
+                raise RequestIdReused
+            outcome = _phone_outcome(user, change)
+            changed = outcome == "changed"
+            self._journal(
+                change.user_id,
+                {
+                    "event": "user.change_phone",
+                    "at": iso(change.at),
+                    "user_id": change.user_id,
+                    **provenance_fields(change.provenance),
+                    **authority_fields(change),
+                    **context_fields(change.context),
+                    "client_id": user.client_id,
+                    "outcome": outcome,
+                    "status": user.status.value,
+                    "old_phone": mask_phone(user.secure_phone),
+                    "phone": mask_phone(change.new_phone),
+                    "cooling_until": unix_ms(change.cooling_until) if changed else "0",
+                },
+            )
+            if outcome == "refused":
+                raise UserNotActive(change.user_id)
+            if outcome == "mismatch":
+                raise ChallengeMismatch(change.user_id)
+            self._users[change.user_id] = dataclasses.replace(
+                user,
+                secure_phone=change.new_phone,
+                phone_changed_at=ms(change.at),
+                cooling_until=ms(change.cooling_until),
+            )
+            self._changes[key] = change.fingerprint
+            return PhoneChanged(PhoneChangeOutcome.CHANGED, self._users[change.user_id], user.secure_phone)
+
+    async def applied_change(self, user_id: str, request_id: str) -> str | None:
+        return self._changes.get((user_id, request_id))
+
+    async def record_user_notice(self, user_id: str, notice: UserNotice) -> None:
+        async with self._lock:
+            self._journal(
+                user_id,
+                {
+                    "event": "user.notice",
+                    "at": iso(notice.at),
+                    "user_id": user_id,
+                    "kind": notice.kind,
+                    "phone": mask_phone(notice.to),
+                    "outcome": "sent" if notice.sent else "failed",
+                    "provider_ref": notice.provider_ref,
+                },
+            )
+
+    # The index of pending challenges (track_challenge.lua) --------------------------------------
+
+    async def track_challenge(
+        self, user_id: str, challenge_id: str, expires_at: datetime, forget_before: datetime
+    ) -> None:
+        async with self._lock:
+            user = await self.get_user(user_id)
+            if user.status is not UserStatus.ACTIVE:
+                raise UserNotActive(user_id)
+            pending = self._forget(user_id, forget_before)
+            pending[challenge_id] = ms(expires_at)
+
+    async def pending_challenges(self, user_id: str, expiring_after: datetime) -> list[str]:
+        async with self._lock:
+            pending = self._forget(user_id, expiring_after)
+            return [cid for cid, _ in sorted(pending.items(), key=lambda item: (item[1], item[0]))]
+
+    def _forget(self, user_id: str, before: datetime) -> dict[str, datetime]:
+        """The user's index without the entries expiring at or before `before` (ZREMRANGEBYSCORE)."""
+        kept = {cid: at for cid, at in self._pending.get(user_id, {}).items() if at > ms(before)}
+        self._pending[user_id] = kept
+        return kept
+
+    # Journals -----------------------------------------------------------------------------------
+
+    async def user_journal(self, user_id: str) -> list[dict[str, str]]:
+        return list(self._user_journals.get(user_id, []))
+
+    def _journal(self, user_id: str, entry: dict[str, str]) -> None:
+        self._user_journals.setdefault(user_id, []).append(entry)
+
+
+# change_user_status.lua: (status, action) -> (status after, journaled outcome). From revoked, only revoke
+# is accepted; reinstating an active user lifts a block after wrong codes in a row, if there is one.
+_TRANSITIONS = {
+    (UserStatus.ACTIVE, StatusAction.SUSPEND): (UserStatus.SUSPENDED, "suspended"),
+    (UserStatus.SUSPENDED, StatusAction.SUSPEND): (UserStatus.SUSPENDED, "unchanged"),
+    (UserStatus.REVOKED, StatusAction.SUSPEND): (UserStatus.REVOKED, "refused"),
+    (UserStatus.ACTIVE, StatusAction.REINSTATE): (UserStatus.ACTIVE, "unchanged"),
+    (UserStatus.SUSPENDED, StatusAction.REINSTATE): (UserStatus.ACTIVE, "reinstated"),
+    (UserStatus.REVOKED, StatusAction.REINSTATE): (UserStatus.REVOKED, "refused"),
+    (UserStatus.ACTIVE, StatusAction.REVOKE): (UserStatus.REVOKED, "revoked"),
+    (UserStatus.SUSPENDED, StatusAction.REVOKE): (UserStatus.REVOKED, "revoked"),
+    (UserStatus.REVOKED, StatusAction.REVOKE): (UserStatus.REVOKED, "unchanged"),
+}
+
+
+def _transition(user: User, action: StatusAction) -> tuple[UserStatus, str]:
+    """The status after `action` and the journaled outcome, as change_user_status.lua decides them."""
+    status, outcome = _TRANSITIONS[(user.status, action)]
+    blocked = user.failures > 0 or user.blocks > 0 or user.blocked_until is not None
+    if action is StatusAction.REINSTATE and outcome == "unchanged" and blocked:
+        return status, "unblocked"
+    return status, outcome
+
+
+def _phone_outcome(user: User, change: PhoneChange) -> str:
+    """Whether change_secure_phone.lua changes the number, or refuses it (status) or finds it moved."""
+    if user.status not in change.allowed:
+        return "refused"
+    if change.expected_phone is not None and user.secure_phone != change.expected_phone:
+        return "mismatch"
+    since = change.unchanged_since
+    moved = [at for at in (user.status_changed_at, user.phone_changed_at) if at is not None]
+    if since is not None and any(at > ms(since) for at in moved):
+        return "mismatch"
+    return "changed"

@@ -1,0 +1,169 @@
+"""Suspend, reinstate, revoke and terminate over fakes: what each does to the user and its challenges."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from sesame.server.domain.enrollment import EnrollRequest, StatusRequest, TerminateRequest
+from sesame.server.domain.errors import ClientTerminated, UserAlreadyExists, UserNotActive
+from sesame.server.domain.lifecycle import ClientTermination, StatusAction, StatusChange
+from sesame.server.domain.model import ChallengeStatus, LockoutPolicy, UserStatus, VerifyResult
+from sesame.server.domain.operation import Login
+from tests.fakes.state_store import MemoryStateStore
+from tests.fakes.world import World, by
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+async def test_suspension_voids_open_challenges_so_the_right_code_is_refused(world: World) -> None:
+    """After a suspension, the code of a challenge opened before it answers VOIDED."""
+    challenge = await world.start(await world.enrol())
+    code = world.last_code()
+    assert await world.suspend() == 1
+    assert await world.verify(challenge, code) is VerifyResult.VOIDED
+
+
+async def test_a_suspended_user_is_sent_no_code(world: World) -> None:
+    """StartChallenge refuses a suspended user before any SMS."""
+    await world.suspend(await world.enrol())
+    with pytest.raises(UserNotActive):
+        await world.start()
+    assert world.sms.sent == []
+
+
+async def test_suspending_again_voids_what_an_interrupted_suspension_left(world: World) -> None:
+    """A suspension that died after its status change leaves challenges open; the retry voids them."""
+    challenge = await world.start(await world.enrol())
+    at = world.clock.now()
+    await world.store.change_user_status(StatusChange("alice", StatusAction.SUSPEND, at, by("s-1")))
+    assert (await world.store.get_challenge(challenge.challenge_id)).status is ChallengeStatus.OPEN
+    assert await world.suspend(request_id="s-1") == 1
+    assert (await world.store.get_challenge(challenge.challenge_id)).status is ChallengeStatus.CANCELLED
+
+
+async def test_challenges_closed_or_expired_are_left_alone(world: World) -> None:
+    """A verified challenge stays VERIFIED, and one long expired is not even looked at."""
+    user_id = await world.enrol()
+    old = await world.start(user_id)
+    world.clock.advance(timedelta(hours=1))
+    done = await world.start(user_id, Login())
+    await world.verify(done, world.last_code())
+    assert await world.suspend() == 0
+    assert (await world.store.get_challenge(done.challenge_id)).status is ChallengeStatus.VERIFIED
+    assert (await world.store.get_challenge(old.challenge_id)).status is ChallengeStatus.OPEN
+
+
+async def test_reinstatement_lets_a_new_challenge_through(world: World) -> None:
+    """A reinstated user is sent a code again, and that code verifies."""
+    user_id = await world.enrol()
+    await world.suspend()
+    await world.registry.reinstate(StatusRequest(user_id, by("r-1")))
+    challenge = await world.start()
+    assert await world.verify(challenge, world.last_code()) is VerifyResult.VERIFIED
+
+
+async def test_reinstatement_lifts_a_block_after_wrong_codes(world: World) -> None:
+    """A user blocked after five wrong codes in a row is sent a code again once reinstated."""
+    user_id = await world.enrol()
+    for _ in range(5):
+        await world.store.record_failed_attempt(user_id, world.clock.now(), LockoutPolicy())
+    result = await world.registry.reinstate(StatusRequest(user_id, by("r-1")))
+    assert result.user.blocked_until is None
+    await world.start()
+
+
+async def test_a_retried_reinstatement_does_not_undo_a_later_suspension(world: World) -> None:
+    """The reinstatement's request id is spent: its retry after a new suspension leaves the user suspended."""
+    user_id = await world.enrol()
+    await world.suspend(request_id="s-1")
+    await world.registry.reinstate(StatusRequest(user_id, by("r-1")))
+    await world.suspend(request_id="s-2")
+    retried = await world.registry.reinstate(StatusRequest(user_id, by("r-1")))
+    assert retried.user.status is UserStatus.SUSPENDED
+
+
+async def test_revocation_is_final(world: World) -> None:
+    """A revoked user cannot be reinstated, nor enrolled again, nor sent a code."""
+    user_id = await world.enrol()
+    await world.registry.revoke(StatusRequest(user_id, by("v-1")))
+    with pytest.raises(UserNotActive):
+        await world.registry.reinstate(StatusRequest(user_id, by("r-1")))
+    with pytest.raises(UserNotActive):
+        await world.enrol()
+    with pytest.raises(UserNotActive):
+        await world.start()
+
+
+async def test_revocation_voids_open_challenges(world: World) -> None:
+    """Revoking a user voids its open challenges, as a suspension does."""
+    challenge = await world.start(await world.enrol())
+    result = await world.registry.revoke(StatusRequest("alice", by("v-1")))
+    assert result.voided == 1
+    assert await world.verify(challenge, world.last_code()) is VerifyResult.VOIDED
+
+
+class SuspendedWhileOpening(MemoryStateStore):
+    """A store on which a suspension lands between the indexing of a challenge and its opening."""
+
+    world: World
+
+    async def track_challenge(
+        self, user_id: str, challenge_id: str, expires_at: datetime, forget_before: datetime
+    ) -> None:
+        await super().track_challenge(user_id, challenge_id, expires_at, forget_before)
+        await self.world.suspend(user_id)
+
+
+async def test_a_suspension_racing_a_start_spends_the_id_and_no_code_goes() -> None:
+    """The suspension finds the indexed id before it is opened: the start fails and sends nothing."""
+    store = SuspendedWhileOpening()
+    world = World(store)
+    store.world = world
+    await world.enrol()
+    with pytest.raises(UserNotActive):
+        await world.start()
+    assert world.sms.sent == []
+
+
+async def test_termination_revokes_every_user_of_the_client(world: World) -> None:
+    """Each of the client's users is revoked and its challenges voided; another client's user is not."""
+    challenge = await world.start(await world.enrol("alice"))
+    await world.enrol("bob")
+    await world.enrol("carol", client_id="other")
+    revoked = await world.registry.terminate_client(TerminateRequest("acme", by("t-1")))
+    assert revoked == 2
+    statuses = [(await world.store.get_user(u)).status for u in ("alice", "bob", "carol")]
+    assert statuses == [UserStatus.REVOKED, UserStatus.REVOKED, UserStatus.ACTIVE]
+    assert (await world.store.get_challenge(challenge.challenge_id)).status is ChallengeStatus.CANCELLED
+
+
+async def test_a_terminated_client_enrols_nobody(world: World) -> None:
+    """After the termination, an enrolment for the client is refused and stores no user."""
+    await world.enrol("alice")
+    await world.registry.terminate_client(TerminateRequest("acme", by("t-1")))
+    with pytest.raises(ClientTerminated):
+        await world.enrol("dave")
+    assert "dave" not in await world.store.client_users("acme")
+
+
+async def test_termination_again_finishes_an_interrupted_one(world: World) -> None:
+    """A termination that died before revoking anyone is finished by the next call."""
+    await world.enrol("alice")
+    await world.store.terminate_client(ClientTermination("acme", world.clock.now(), by("t-1")))
+    assert (await world.store.get_user("alice")).status is UserStatus.ACTIVE
+    assert await world.registry.terminate_client(TerminateRequest("acme", by("t-1"))) == 1
+    assert (await world.store.get_user("alice")).status is UserStatus.REVOKED
+
+
+async def test_an_id_listed_by_a_refused_enrolment_is_not_revoked(world: World) -> None:
+    """An id enrolled by another client, listed here by a refused enrolment, is left alone."""
+    await world.enrol("alice", client_id="other")
+    with pytest.raises(UserAlreadyExists):
+        await world.registry.enroll(EnrollRequest("alice", "acme", "+33698765432", "fr"))
+    assert await world.registry.terminate_client(TerminateRequest("acme", by("t-1"))) == 0
+    assert (await world.store.get_user("alice")).status is UserStatus.ACTIVE
