@@ -13,6 +13,8 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.clients.redis_store import RedisStateStore
@@ -24,7 +26,7 @@ from sesame.server.grpc.policy import parse_policy
 from sesame.server.grpc.server import GrpcServer
 from sesame.server.grpc.status import ErrorInterceptor
 from sesame.server.metrics import Metrics
-from tests.e2e.helpers import PHONE
+from tests.e2e.helpers import CONTEXT, PHONE, transfer
 from tests.support.pki import BACKOFFICE, PAYMENTS, Identity, Pki
 from tests.support.wired_server import ServerOptions, start_wired
 
@@ -87,6 +89,32 @@ async def test_an_allowed_caller_enrols_and_reads_a_user(secured: Secured) -> No
         await enrol.EnrollUser(_enrolment("mtls-user"), timeout=5)
         reply = await enrol.GetUser(enrol_pb.GetUserRequest(user_id="mtls-user"), timeout=5)
     assert reply.user.user_id == "mtls-user"
+
+
+async def test_the_journal_names_the_service_that_started_and_verified(
+    secured: Secured, redis_store: RedisStateStore
+) -> None:
+    """Challenge journal entries carry the verified identity of the calling service, as evidence."""
+    async with secured.channel(secured.pki.backoffice) as channel:
+        await enrol_grpc.EnrollmentServiceStub(channel).EnrollUser(_enrolment("mtls-journal"), timeout=5)
+    async with secured.channel(secured.pki.payments) as channel:
+        auth = auth_grpc.AuthenticationServiceStub(channel)
+        started = await auth.StartChallenge(
+            auth_pb.StartChallengeRequest(user_id="mtls-journal", operation=transfer(), context=CONTEXT),
+            timeout=5,
+        )
+        await auth.VerifyChallenge(
+            auth_pb.VerifyChallengeRequest(
+                challenge_id=started.challenge_id, code="000000", operation=transfer(), context=CONTEXT
+            ),
+            timeout=5,
+        )
+    journal = await redis_store.challenge_journal(started.challenge_id)
+    asked = [e for e in journal if e["event"] in {"challenge.opened", "challenge.verification"}]
+    assert [(e["event"], e["caller"]) for e in asked] == [
+        ("challenge.opened", PAYMENTS),
+        ("challenge.verification", PAYMENTS),
+    ]
 
 
 async def test_a_caller_allowed_only_to_authenticate_cannot_enrol(secured: Secured) -> None:

@@ -33,6 +33,7 @@ def context_fields(context: RequestContext) -> dict[str, str]:
         "device_id": context.device_id,
         "session_id": context.session_id,
         "user_agent": context.user_agent,
+        "caller": context.caller,
     }
 
 

@@ -159,12 +159,13 @@ def challenge_from_hash(raw: Mapping[bytes, bytes]) -> Challenge:
 
 
 def context_fields(context: RequestContext) -> list[Field]:
-    """The end user's context as journal fields (empty strings when the caller sent none)."""
+    """The end user's context and the calling service as journal fields (empty strings when unknown)."""
     return [
         "ip", context.ip,
         "device_id", context.device_id,
         "session_id", context.session_id,
         "user_agent", context.user_agent,
+        "caller", context.caller,
     ]  # fmt: skip
 
 

@@ -235,6 +235,9 @@ class RequestContext:
     device_id: str = ""
     session_id: str = ""
     user_agent: str = ""
+    # The calling service's verified identity (its mTLS certificate), set by Sésame from the connection,
+    # never from the request: who asked is evidence too (DESIGN §8). Empty without mTLS.
+    caller: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ from sesame.server.domain.operation import (
     Payee,
 )
 from sesame.server.domain.privacy import mask_phone
+from sesame.server.grpc.callers import current_caller
 from sesame.server.grpc.fields import Fields, bounded
 
 
@@ -175,6 +176,7 @@ def request_context(fields: Fields, message: op_pb.RequestContext) -> RequestCon
         device_id=fields.check("context.device_id", field, message.device_id),
         session_id=fields.check("context.session_id", field, message.session_id),
         user_agent=fields.check("context.user_agent", field, message.user_agent),
+        caller=current_caller() or "",
     )
 
 
