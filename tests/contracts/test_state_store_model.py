@@ -2,9 +2,10 @@
 
 The contract suite checks each branch by hand; this one lets Hypothesis search for the sequences nobody
 thought of (a resend after a mismatch, a late delivery report after a cancel, an attempt at the expiry
-instant, a second proof, a reinstatement retried after a later suspension, a challenge voided before it
-was opened...). Every step runs on both stores; the answers, the errors, the stored user and challenges
-and the user's pending challenges must be equal, and so must the journal's events and outcomes.
+instant, a second proof, a send budget taken out of time order, a reinstatement retried after a later
+suspension, a challenge voided before it was opened...). Every step runs on both stores; the answers, the
+errors, the stored user and challenges and the user's pending challenges must be equal, and so must the
+journal's events and outcomes.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from hypothesis.stateful import (
 
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisStateStore
+from sesame.server.domain.budgets import BudgetSubject
 from sesame.server.domain.errors import SesameError
 from sesame.server.domain.lifecycle import (
     ByOverride,
@@ -62,6 +64,10 @@ LOCKOUT = LockoutPolicy(max_failures=2, first_block=timedelta(minutes=1), longes
 # Seconds after NOW: inside the 5-minute lifetime, at its edge, and past it.
 offsets = st.sampled_from([0, 1, 29, 30, 31, 60, 120, 299, 300, 301, 600])
 request_ids = st.sampled_from(["r-1", "r-2", "r-3"])
+# A window shorter than the offsets' span, so that units free; long enough that Redis, which expires a
+# budget's key by its own clock, does not drop one while the test runs.
+BUDGET_WINDOW = timedelta(seconds=300)
+subjects = st.sampled_from([BudgetSubject.user("u-1"), BudgetSubject.phone("+33612345678")])
 delivery_states = st.sampled_from([DeliveryState.SENT, DeliveryState.DELIVERED, DeliveryState.FAILED])
 
 
@@ -206,6 +212,14 @@ class StoresAgree(RuleBasedStateMachine):
         )
         proof = IssuedProof(f"h.c.{jti}", jti, "sesame-proof-v1", facts)
         self.both("record_proof", proof, NOW + timedelta(seconds=offset))
+
+    @rule(subject=subjects, offset=offsets, limit=st.integers(1, 3))
+    def take_send_budget(self, subject: BudgetSubject, offset: int, limit: int) -> None:
+        self.both("take_send_budget", subject, NOW + timedelta(seconds=offset), limit, BUDGET_WINDOW)
+
+    @rule(subject=subjects, offset=offsets)
+    def return_send_budget(self, subject: BudgetSubject, offset: int) -> None:
+        self.both("return_send_budget", subject, NOW + timedelta(seconds=offset))
 
     @invariant()
     def same_user_and_journal(self) -> None:

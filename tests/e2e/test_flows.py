@@ -15,6 +15,7 @@ from google.rpc import error_details_pb2, status_pb2
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import operation_pb2 as op_pb
+from sesame.server.domain.budgets import SendBudget
 from sesame.server.domain.challenges import ChallengePolicy
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import CONTEXT, PHONE, enrolled, started, transfer, verify, wrong
@@ -208,6 +209,7 @@ async def test_no_code_reaches_the_logs(live: Live, caplog: pytest.LogCaptureFix
     assert PHONE not in logged
 
 
+@pytest.mark.parametrize("policy", [ChallengePolicy(send_budget=SendBudget(per_user=1000, per_phone=1000))])
 async def test_race_has_exactly_one_winner(live: Live) -> None:
     """32 concurrent right codes on one challenge give one VERIFIED, 100 times over."""
     user_id = await enrolled(live)

@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+from sesame.server.domain.budgets import BudgetSubject
 from sesame.server.domain.errors import (
     ChallengeAlreadyExists,
     ChallengeClosed,
@@ -22,6 +23,7 @@ from sesame.server.domain.errors import (
     ChallengeNotFound,
     ChallengeNotVerified,
     ResendRefused,
+    SendBudgetExhausted,
     SesameError,
 )
 from sesame.server.domain.lifecycle import Consumption, Voiding, VoidOutcome
@@ -80,6 +82,7 @@ class MemoryStateStore(MemoryRegistry):
         self._challenge_journals: dict[str, list[dict[str, str]]] = {}
         self._messages: dict[str, dict[str, DeliveryState]] = {}  # per challenge: provider ref -> state
         self._consumed: dict[str, str] = {}  # challenge id -> the request id of the change it authorised
+        self._sends: dict[BudgetSubject, list[datetime]] = {}  # send budgets: when each unit was taken
 
     async def open_challenge(self, challenge: Challenge, context: RequestContext) -> None:
         async with self._lock:
@@ -266,6 +269,24 @@ class MemoryStateStore(MemoryRegistry):
         if consumed_by is None:
             return "consumed"
         return "replayed" if consumed_by == consumption.request_id else "used"
+
+    async def take_send_budget(
+        self, subject: BudgetSubject, at: datetime, limit: int, window: timedelta
+    ) -> None:
+        async with self._lock:
+            now, span = ms(at), timedelta(milliseconds=window // timedelta(milliseconds=1))
+            counting = sorted(t for t in self._sends.get(subject, []) if t > now - span)
+            if len(counting) >= limit:
+                # As take_send_budget.lua: the unit whose expiry brings the count under the limit.
+                raise SendBudgetExhausted(subject.kind.value, counting[len(counting) - limit] + span - now)
+            kept = [t for t in self._sends.get(subject, []) if t > now - span]
+            self._sends[subject] = [*kept, now]
+
+    async def return_send_budget(self, subject: BudgetSubject, at: datetime) -> None:
+        async with self._lock:
+            taken = self._sends.get(subject, [])
+            if ms(at) in taken:
+                taken.remove(ms(at))
 
     async def challenge_journal(self, challenge_id: str) -> list[dict[str, str]]:
         return list(self._challenge_journals.get(challenge_id, []))

@@ -27,14 +27,19 @@ def by(request_id: str, actor: str = "ops-42", reason: str = "") -> Provenance:
 class World:
     """Both flow families over one set of fakes."""
 
-    def __init__(self, store: MemoryStateStore | None = None) -> None:
+    def __init__(
+        self,
+        store: MemoryStateStore | None = None,
+        policy: ChallengePolicy | None = None,
+        lifecycle: LifecyclePolicy | None = None,
+    ) -> None:
         self.clock = FixedClock()
         self.keys = FakeKeyStore()
         self.keys.add_key("sesame-otp-v1", b"k" * 32)
         self.keys.add_proof_key(1)
         self.store = store or MemoryStateStore()
         self.sms = RecordingSmsGateway(self.clock)
-        policy = ChallengePolicy()
+        policy = policy or ChallengePolicy()
         self.challenges = ChallengeFlows(
             keys=self.keys,
             store=self.store,
@@ -44,7 +49,7 @@ class World:
             proofs=ProofFlows(keys=self.keys, store=self.store, clock=self.clock, issuer=policy.bank_name),
         )
         self.registry = EnrollmentFlows(
-            store=self.store, clock=self.clock, sms=self.sms, policy=LifecyclePolicy()
+            store=self.store, clock=self.clock, sms=self.sms, policy=lifecycle or LifecyclePolicy()
         )
 
     async def enrol(self, user_id: str = "alice", client_id: str = "acme", phone: str = PHONE) -> str:

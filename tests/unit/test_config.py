@@ -142,3 +142,45 @@ def test_a_cooling_period_outside_zero_to_thirty_days_is_refused(value: str) -> 
     with pytest.raises(ConfigurationError) as caught:
         Settings.from_env({"SESAME_PHONE_CHANGE_COOLING_SECONDS": value})
     assert "SESAME_PHONE_CHANGE_COOLING_SECONDS" in str(caught.value)
+
+
+def test_send_budgets_default_to_ten_per_user_and_per_number_an_hour() -> None:
+    """With no variables each user and each number may be sent 10 codes per rolling hour."""
+    budget = Settings.from_env({}).policy.send_budget
+    assert (budget.per_user, budget.per_phone, budget.window) == (10, 10, timedelta(hours=1))
+
+
+def test_send_budget_settings_are_read() -> None:
+    """SESAME_SEND_BUDGET_USER, _PHONE and _WINDOW_SECONDS set the budgets."""
+    env = {
+        "SESAME_SEND_BUDGET_USER": "5",
+        "SESAME_SEND_BUDGET_PHONE": "7",
+        "SESAME_SEND_BUDGET_WINDOW_SECONDS": "600",
+    }
+    budget = Settings.from_env(env).policy.send_budget
+    assert (budget.per_user, budget.per_phone, budget.window) == (5, 7, timedelta(minutes=10))
+
+
+def test_a_zero_send_budget_is_refused() -> None:
+    """A budget of 0 would send nothing at all: boot refuses it."""
+    with pytest.raises(ConfigurationError, match="SESAME_SEND_BUDGET_USER"):
+        Settings.from_env({"SESAME_SEND_BUDGET_USER": "0"})
+
+
+def test_countries_default_to_the_eea_and_french_overseas() -> None:
+    """France, Germany and Réunion are served by default; the United States are not."""
+    countries = Settings.from_env({}).policy.countries
+    assert {"FR", "DE", "RE"} <= countries
+    assert "US" not in countries
+
+
+def test_countries_are_read_for_challenges_and_enrolment_alike() -> None:
+    """SESAME_SMS_COUNTRIES sets the allow-list of both flows, upper-cased."""
+    settings = Settings.from_env({"SESAME_SMS_COUNTRIES": "fr, be"})
+    assert settings.policy.countries == settings.lifecycle.countries == frozenset({"FR", "BE"})
+
+
+def test_an_unknown_country_code_is_refused() -> None:
+    """A code libphonenumber does not know (a typo) stops the boot, named."""
+    with pytest.raises(ConfigurationError, match="unknown: XX"):
+        Settings.from_env({"SESAME_SMS_COUNTRIES": "FR,XX"})

@@ -10,7 +10,7 @@ from prometheus_client import generate_latest
 
 from sesame.server.domain.challenges import ChallengeFlows, ChallengePolicy, StartRequest, VerifyRequest
 from sesame.server.domain.enrollment import EnrollmentFlows, StatusRequest
-from sesame.server.domain.errors import ConfigurationError, ResendRefused
+from sesame.server.domain.errors import ConfigurationError, ResendRefused, SendBudgetExhausted
 from sesame.server.domain.lifecycle import Provenance
 from sesame.server.domain.model import ChallengeStatus, RequestContext, User, UserStatus
 from sesame.server.domain.operation import CreditTransfer, Login, Money, Payee
@@ -108,6 +108,17 @@ async def test_resends_are_counted_by_outcome(metered: Metered) -> None:
     await metered.flows.resend(challenge_id, RequestContext())
     assert metered.sample("sesame_resends_total", outcome="too_soon") == 1
     assert metered.sample("sesame_resends_total", outcome="resent") == 1
+
+
+async def test_send_budget_refusals_are_counted_by_subject(metered: Metered) -> None:
+    """The eleventh start within the hour is counted as a refusal of the user's budget, not the phone's."""
+    await metered.started()
+    for _ in range(9):
+        await metered.flows.start(StartRequest("alice", TRANSFER, RequestContext()))
+    with pytest.raises(SendBudgetExhausted):
+        await metered.flows.start(StartRequest("alice", TRANSFER, RequestContext()))
+    assert metered.sample("sesame_send_budget_refusals_total", subject="user") == 1
+    assert metered.sample("sesame_send_budget_refusals_total", subject="phone") == 0
 
 
 async def test_dependency_calls_are_timed(metered: Metered) -> None:

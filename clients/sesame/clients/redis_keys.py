@@ -1,6 +1,7 @@
 """Every Redis key Sésame writes, under the hash tag of its aggregate (docs/decisions/0002, 0010).
 
-A user's keys share `{u:<id>}`, a challenge's `{ch:<id>}`, a client company's `{c:<id>}`: each Lua script
+A user's keys share `{u:<id>}`, a challenge's `{ch:<id>}`, a client company's `{c:<id>}`, a send budget has
+its own `{sb:user:<id>}` or `{sb:phone:<hash>}` (docs/decisions/0011): each Lua script
 touches the keys of one tag only, so it runs on one Redis Cluster slot, and each aggregate's journal
 stream sits next to what it records.
 """
@@ -53,3 +54,10 @@ class Keyspace:
     def client_journal(self, client_id: str) -> str:
         """The client company's journal stream."""
         return f"{self._prefix}:{{c:{client_id}}}:journal"
+
+    def send_budget(self, kind: str, key: str) -> str:
+        """The SMS sent to one subject in the rolling window (a sorted set scored by unix ms).
+
+        `key` is a user id or the hash of a number (`BudgetSubject`): never the number itself.
+        """
+        return f"{self._prefix}:{{sb:{kind}:{key}}}:sends"

@@ -21,6 +21,7 @@ from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_scripts import Scripts, stored_challenge
 from sesame.clients.redis_scripts import translated as _translated
 from sesame.clients.redis_users import RedisRegistry
+from sesame.server.domain.budgets import BudgetSubject
 from sesame.server.domain.errors import (
     ChallengeAlreadyExists,
     ChallengeClosed,
@@ -29,6 +30,7 @@ from sesame.server.domain.errors import (
     ChallengeNotFound,
     ChallengeNotVerified,
     ResendRefused,
+    SendBudgetExhausted,
 )
 from sesame.server.domain.lifecycle import Consumption, Voiding, VoidOutcome
 from sesame.server.domain.model import (
@@ -182,6 +184,22 @@ class RedisStateStore(RedisRegistry):
             case b"exists":
                 return cast("bytes", reply[1]).decode()
         return proof.jws
+
+    # SMS send budgets ---------------------------------------------------------------------------------
+
+    async def take_send_budget(
+        self, subject: BudgetSubject, at: datetime, limit: int, window: timedelta
+    ) -> None:
+        """Take one unit of the subject's budget (see the port). SendBudgetExhausted."""
+        keys = [self.keys.send_budget(subject.kind.value, subject.key)]
+        reply = await self._run("take_send_budget", keys, [rec.to_ms(at), limit, window // rec.MS])
+        if reply[0] == b"exhausted":
+            raise SendBudgetExhausted(subject.kind.value, timedelta(milliseconds=int(reply[1])))
+
+    async def return_send_budget(self, subject: BudgetSubject, at: datetime) -> None:
+        """Give back one unit taken at `at`, if there is one."""
+        keys = [self.keys.send_budget(subject.kind.value, subject.key)]
+        await self._run("return_send_budget", keys, [rec.to_ms(at)])
 
     # The user lifecycle ---------------------------------------------------------------------------
 

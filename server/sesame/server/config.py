@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from sesame.server.domain.budgets import SendBudget
 from sesame.server.domain.challenges import ChallengePolicy
+from sesame.server.domain.destinations import DEFAULT_COUNTRIES, unknown_regions
 from sesame.server.domain.errors import ConfigurationError
 from sesame.server.domain.lifecycle import LifecyclePolicy
 from sesame.server.domain.model import LockoutPolicy
@@ -62,6 +64,8 @@ class Settings:
             resend_spacing=timedelta(seconds=reader.integer("SESAME_RESEND_SPACING_SECONDS", 30, 0, 300)),
             lockout=_lockout(reader),
             bank_name=reader.text("SESAME_BANK_NAME", "MaBanque"),
+            send_budget=_send_budget(reader),
+            countries=_countries(reader),
         )
         gateway = reader.choice("SESAME_SMS_GATEWAY", "console", GATEWAYS)
         grpc_addr = reader.address("SESAME_GRPC_ADDR", "127.0.0.1:50051")
@@ -82,6 +86,7 @@ class Settings:
                     seconds=reader.integer("SESAME_PHONE_CHANGE_COOLING_SECONDS", 72 * 3600, 0, 30 * 86400)
                 ),
                 bank_name=policy.bank_name,
+                countries=policy.countries,
             ),
             retention=timedelta(
                 seconds=reader.integer("SESAME_CHALLENGE_RETENTION_SECONDS", 86400, 0, 10**8)
@@ -109,6 +114,30 @@ def _lockout(reader: EnvReader) -> LockoutPolicy:
         first_block=timedelta(seconds=first),
         longest_block=timedelta(seconds=longest),
     )
+
+
+def _send_budget(reader: EnvReader) -> SendBudget:
+    """SMS per user and per number in a rolling window (anti-pumping, docs/decisions/0011)."""
+    return SendBudget(
+        per_user=reader.integer("SESAME_SEND_BUDGET_USER", 10, 1, 1_000_000),
+        per_phone=reader.integer("SESAME_SEND_BUDGET_PHONE", 10, 1, 1_000_000),
+        window=timedelta(seconds=reader.integer("SESAME_SEND_BUDGET_WINDOW_SECONDS", 3600, 60, 7 * 86400)),
+    )
+
+
+def _countries(reader: EnvReader) -> frozenset[str]:
+    """The destination countries, comma-separated ISO 3166-1 alpha-2 codes (default: the EEA and more)."""
+    raw = reader.optional("SESAME_SMS_COUNTRIES")
+    if raw is None:
+        return DEFAULT_COUNTRIES
+    codes = frozenset(code.strip().upper() for code in raw.split(",") if code.strip())
+    unknown = unknown_regions(codes)
+    if not codes or unknown:
+        reader.problems.append(
+            "SESAME_SMS_COUNTRIES must be comma-separated ISO 3166-1 alpha-2 codes"
+            + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+        )
+    return codes
 
 
 def _hsm(reader: EnvReader) -> HsmSettings | None:

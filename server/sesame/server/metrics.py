@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
+from sesame.server.domain.budgets import BudgetSubject
 from sesame.server.domain.errors import (
     ChallengeClosed,
     ConfigurationError,
     DeliveryFailed,
     HsmUnavailable,
     ResendRefused,
+    SendBudgetExhausted,
     StoreUnavailable,
 )
 from sesame.server.domain.model import (
@@ -129,6 +131,12 @@ class Metrics:
             "sesame_challenges_voided",
             "Open challenges voided by a suspension or revocation of their user, by reason.",
             ["reason"],
+            registry=self.registry,
+        )
+        self.send_budget_refusals = Counter(
+            "sesame_send_budget_refusals",
+            "SMS sends refused because a send budget was spent, by subject (user, phone).",
+            ["subject"],
             registry=self.registry,
         )
         self.sms = Counter(
@@ -258,6 +266,20 @@ class MeteredStateStore(MeteredRegistry):
     async def record_proof(self, proof: IssuedProof, at: datetime) -> str:
         """Journal a proof, timed."""
         return await self._timed("record_proof", self._inner.record_proof(proof, at))
+
+    async def take_send_budget(
+        self, subject: BudgetSubject, at: datetime, limit: int, window: timedelta
+    ) -> None:
+        """Take a unit of a send budget, timed; a refusal is counted by subject."""
+        try:
+            await self._timed("take_send_budget", self._inner.take_send_budget(subject, at, limit, window))
+        except SendBudgetExhausted:
+            self._metrics.send_budget_refusals.labels(subject.kind.value).inc()
+            raise
+
+    async def return_send_budget(self, subject: BudgetSubject, at: datetime) -> None:
+        """Give back a unit of a send budget, timed."""
+        await self._timed("return_send_budget", self._inner.return_send_budget(subject, at))
 
     async def challenge_journal(self, challenge_id: str) -> list[dict[str, str]]:
         """Read a challenge's journal, timed."""

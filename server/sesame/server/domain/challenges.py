@@ -7,15 +7,19 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sesame.server.domain import codes, lifecycle, sms_text, validation
+from sesame.server.domain import budgets, codes, lifecycle, sms_text, validation
+from sesame.server.domain.budgets import SendBudget
+from sesame.server.domain.destinations import DEFAULT_COUNTRIES, check_destination
 from sesame.server.domain.errors import (
     ChallengeAlreadyExists,
+    ChallengeClosed,
     ChallengeNotFound,
     DeliveryFailed,
     FieldViolation,
     InvalidRequest,
     KeyNotFound,
     PhoneCooling,
+    ResendRefused,
     UserBlocked,
     UserNotActive,
 )
@@ -54,6 +58,8 @@ class ChallengePolicy:
     resend_spacing: timedelta = timedelta(seconds=30)
     lockout: LockoutPolicy = field(default_factory=LockoutPolicy)
     bank_name: str = "MaBanque"
+    send_budget: SendBudget = field(default_factory=SendBudget)  # SMS per user and per number (anti-pumping)
+    countries: frozenset[str] = DEFAULT_COUNTRIES  # destination countries codes may be sent to
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +134,11 @@ class ChallengeFlows:
         user = await self._store.get_user(request.user_id)
         now = self._clock.now()
         _admit(user, request.operation, now)
+        check_destination(user.secure_phone, self._policy.countries)
+        # Budgets before the HSM: a refused request costs no HSM call, opens nothing and sends nothing.
+        charged = await budgets.take_units(
+            self._store, self._policy.send_budget, user.user_id, user.secure_phone, now
+        )
         key = await self._keys.current_otp_key()
         ref = ChallengeRef(await self._keys.random(NONCE_BYTES), key.otp_version, self._policy.digits)
         if request.request_id:
@@ -137,6 +148,7 @@ class ChallengeFlows:
             if owner != ref.challenge_id:
                 earlier = await self._earlier(owner, request)
                 if earlier is not None:
+                    await budgets.give_back(self._store, charged, now)  # no second SMS: no unit spent
                     return earlier  # a retry: the same challenge, and no second SMS
                 ref = ChallengeRef.parse(owner)  # claimed, then the opener died: open it now
         challenge = Challenge(
@@ -238,10 +250,23 @@ class ChallengeFlows:
         """Send the same code again, within the challenge's resend count and spacing; no counter is reset.
 
         The resend is taken (atomically, journaled) before the SMS goes: a failed send still spends it,
-        so that nobody can pump SMS through a failing gateway.
+        so that nobody can pump SMS through a failing gateway. The send budgets are taken first, so that a
+        refused budget spends no resend; a refused resend gives its units back (docs/decisions/0011).
         """
         checked_ref(challenge_id)
-        challenge = await self._store.record_resend(challenge_id, self._clock.now(), context)
+        now = self._clock.now()
+        known = await self._store.get_challenge(challenge_id)
+        if known.status is not ChallengeStatus.OPEN:
+            await self._store.record_resend(challenge_id, now, context)  # refused there, and journaled
+        check_destination(known.phone, self._policy.countries)
+        charged = await budgets.take_units(
+            self._store, self._policy.send_budget, known.user_id, known.phone, now
+        )
+        try:
+            challenge = await self._store.record_resend(challenge_id, now, context)
+        except (ResendRefused, ChallengeClosed):
+            await budgets.give_back(self._store, charged, now)
+            raise
         return await self._send(challenge)
 
     async def cancel(self, challenge_id: str, context: RequestContext) -> Challenge:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sesame.server.domain.destinations import check_enrolled_phone
 from sesame.server.domain.lifecycle import (
     Authority,
     ClientTermination,
@@ -81,10 +82,12 @@ class EnrollmentFlows:
     ) -> None:
         self._store = store
         self._clock = clock
+        self._countries = (policy or LifecyclePolicy()).countries
         self._phone = PhoneChangeFlow(store=store, clock=clock, sms=sms, policy=policy or LifecyclePolicy())
 
     async def enroll(self, request: EnrollRequest) -> User:
         """Register the user, or return it unchanged when this exact enrolment was already done."""
+        check_enrolled_phone("secure_phone", request.secure_phone, self._countries)
         now = self._clock.now()
         # Listed before it exists: a termination running meanwhile either refuses the enrolment or finds
         # the id and revokes the user, or spends the id if the user is not there yet.

@@ -122,6 +122,22 @@ class ResendRefused(SesameError):
         self.retry_after = retry_after
 
 
+class SendBudgetExhausted(SesameError):
+    """The user, or the destination number, was sent as many codes as its budget allows in the window.
+
+    `subject` is `user` or `phone` (never the number); `retry_after` is the exact wait until a unit frees.
+    """
+
+    def __init__(self, subject: str, retry_after: timedelta) -> None:
+        super().__init__(subject)
+        self.subject = subject
+        self.retry_after = retry_after
+
+
+class DestinationNotAllowed(SesameError):
+    """The number is in a country Sésame does not send SMS to; the message is the region, never the number."""
+
+
 class KeyNotFound(SesameError):
     """The HSM holds no key under this label."""
 

@@ -11,6 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sesame.server.domain.destinations import DEFAULT_COUNTRIES
 from sesame.server.domain.model import RequestContext, User, UserStatus
 
 # Replicas' clocks differ a little: a challenge that one replica reads as just expired may still be
@@ -26,6 +27,7 @@ class LifecyclePolicy:
     # holder of the old number to read the notice and call the bank, a weekend included.
     cooling: timedelta = timedelta(hours=72)
     bank_name: str = "MaBanque"
+    countries: frozenset[str] = DEFAULT_COUNTRIES  # where a secure number may be (docs/decisions/0011)
 
 
 @dataclass(frozen=True, slots=True)

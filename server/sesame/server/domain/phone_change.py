@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sesame.server.domain import sms_text
+from sesame.server.domain.destinations import check_enrolled_phone
 from sesame.server.domain.errors import (
     ChallengeMismatch,
     DeliveryFailed,
@@ -69,6 +70,7 @@ class PhoneChangeFlow:
         context: RequestContext,
     ) -> PhoneChangeResult:
         """Replace the number, start the cooling period and tell the old number."""
+        check_enrolled_phone("new_phone", new_phone, self._policy.countries)
         now = self._clock.now()
         change = PhoneChange(
             user_id, new_phone, now, now + self._policy.cooling, authority, provenance, context

@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from datetime import datetime
+    from datetime import datetime, timedelta
 
+    from sesame.server.domain.budgets import BudgetSubject
     from sesame.server.domain.lifecycle import (
         ClientTermination,
         Consumption,
@@ -158,6 +159,22 @@ class StateStore(Protocol):
 
     async def challenge_journal(self, challenge_id: str) -> list[dict[str, str]]:
         """The challenge's journal entries, oldest first; empty for an id never opened. They outlive it."""
+        ...
+
+    # SMS send budgets (docs/decisions/0011) ----------------------------------------------------------
+
+    async def take_send_budget(
+        self, subject: BudgetSubject, at: datetime, limit: int, window: timedelta
+    ) -> None:
+        """Take one unit of the subject's budget at `at`, atomically: at most `limit` per rolling `window`.
+
+        A unit taken at `t` counts while `at < t + window`. Refused with SendBudgetExhausted (and nothing
+        written) when `limit` units count at `at`; its `retry_after` is the exact wait until one frees.
+        """
+        ...
+
+    async def return_send_budget(self, subject: BudgetSubject, at: datetime) -> None:
+        """Give back one unit taken at `at` (to the millisecond), if there is one; else do nothing."""
         ...
 
     # The user lifecycle (docs/decisions/0010) ---------------------------------------------------

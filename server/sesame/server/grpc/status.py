@@ -35,7 +35,9 @@ _TABLE: tuple[tuple[type[errors.SesameError], grpc.StatusCode, str], ...] = (
     (errors.ChallengeMismatch, grpc.StatusCode.FAILED_PRECONDITION, "challenge does not authorise this"),
     (errors.ChallengeConsumed, grpc.StatusCode.FAILED_PRECONDITION, "challenge already authorised a change"),
     (errors.ChallengeClosed, grpc.StatusCode.FAILED_PRECONDITION, "challenge is closed"),
+    (errors.DestinationNotAllowed, grpc.StatusCode.FAILED_PRECONDITION, "no SMS to this country"),
     (errors.ResendRefused, grpc.StatusCode.RESOURCE_EXHAUSTED, "resend refused"),
+    (errors.SendBudgetExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED, "too many codes sent"),
     (errors.HsmUnavailable, grpc.StatusCode.UNAVAILABLE, "key store unavailable, retry later"),
     (errors.StoreUnavailable, grpc.StatusCode.UNAVAILABLE, "state store unavailable, retry later"),
     (errors.DeliveryFailed, grpc.StatusCode.UNAVAILABLE, "SMS gateway unavailable, retry later"),
@@ -53,6 +55,7 @@ _PRECONDITIONS: dict[type[errors.SesameError], tuple[str, str]] = {
     errors.ChallengeMismatch: ("CHALLENGE_MISMATCH", "not this user's, operation's or number's challenge"),
     errors.ChallengeConsumed: ("CHALLENGE_CONSUMED", "the challenge already authorised a change"),
     errors.ChallengeClosed: ("CHALLENGE_STATUS", "not open for this"),
+    errors.DestinationNotAllowed: ("DESTINATION_COUNTRY", "the secure number is in a country not served"),
 }
 _RESOURCES: dict[type[errors.SesameError], str] = {
     errors.UserNotFound: "user",
@@ -84,11 +87,18 @@ def _message(summary: str, error: errors.SesameError) -> str:
         return f"{summary}; no code is sent for {_seconds(error.retry_after)} s"
     if isinstance(error, errors.PhoneCooling):
         return f"{summary}; no code for payments or new beneficiaries for {_seconds(error.retry_after)} s"
-    if isinstance(error, errors.ResendRefused):
-        if error.retry_after is None:
-            return f"{summary}: no resend left for this challenge; start a new one"
-        return f"{summary}: too soon after the last send; retry in {_seconds(error.retry_after)} s"
+    if isinstance(error, errors.ResendRefused | errors.SendBudgetExhausted):
+        return _quota_message(summary, error)
     return summary
+
+
+def _quota_message(summary: str, error: errors.ResendRefused | errors.SendBudgetExhausted) -> str:
+    """Why a send was refused and how long to wait; a budget names its subject, never the number."""
+    if isinstance(error, errors.SendBudgetExhausted):
+        return f"{summary} to this {error.subject} lately; retry later, in {_seconds(error.retry_after)} s"
+    if error.retry_after is None:
+        return f"{summary}: no resend left for this challenge; start a new one"
+    return f"{summary}: too soon after the last send; retry in {_seconds(error.retry_after)} s"
 
 
 def _seconds(delay: timedelta) -> int:
@@ -115,6 +125,8 @@ def _details(error: errors.SesameError, code: grpc.StatusCode) -> list[any_pb2.A
         return _precondition(error)
     elif isinstance(error, errors.ResendRefused):
         return _resend_details(error)
+    elif isinstance(error, errors.SendBudgetExhausted):
+        return _budget_details(error)
     elif code is grpc.StatusCode.UNAVAILABLE:
         detail = error_details_pb2.RetryInfo(retry_delay=_RETRY_DELAY)
     else:
@@ -154,6 +166,18 @@ def _resend_details(error: errors.ResendRefused) -> list[any_pb2.Any]:
         return [_packed(quota)]
     wait = duration_pb2.Duration(seconds=_seconds(error.retry_after))
     return [_packed(quota), _packed(error_details_pb2.RetryInfo(retry_delay=wait))]
+
+
+def _budget_details(error: errors.SendBudgetExhausted) -> list[any_pb2.Any]:
+    """Whose budget (`user` or `phone`: never the number) and when a unit frees."""
+    violation = error_details_pb2.QuotaFailure.Violation(
+        subject=error.subject, description="SMS send budget spent for the rolling window"
+    )
+    wait = duration_pb2.Duration(seconds=_seconds(error.retry_after))
+    return [
+        _packed(error_details_pb2.QuotaFailure(violations=[violation])),
+        _packed(error_details_pb2.RetryInfo(retry_delay=wait)),
+    ]
 
 
 def _packed(detail: Any) -> any_pb2.Any:

@@ -1,0 +1,48 @@
+"""Send budgets and the destination-country allow-list over a real gRPC channel, real Redis and SoftHSM."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+
+from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
+from sesame.server.domain.budgets import SendBudget
+from sesame.server.domain.challenges import ChallengePolicy
+from tests.e2e.conftest import Live
+from tests.e2e.helpers import PHONE, enrolled, started, transfer, violations
+from tests.e2e.test_flows import rich_details
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+
+@pytest.mark.parametrize("policy", [ChallengePolicy(send_budget=SendBudget(per_user=2, per_phone=5))])
+async def test_a_spent_user_budget_is_resource_exhausted_with_quota_and_retry(live: Live) -> None:
+    """A third start on a budget of two is RESOURCE_EXHAUSTED with QuotaFailure `user` and RetryInfo."""
+    user_id = await enrolled(live)
+    await started(live, user_id)
+    await started(live, user_id)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await live.auth.StartChallenge(auth_pb.StartChallengeRequest(user_id=user_id, operation=transfer()))
+    assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    quota, retry = error_details_pb2.QuotaFailure(), error_details_pb2.RetryInfo()
+    details = rich_details(caught.value)
+    assert details[0].Unpack(quota)
+    assert details[1].Unpack(retry)
+    assert [v.subject for v in quota.violations] == ["user"]
+    assert timedelta(minutes=59) < retry.retry_delay.ToTimedelta() <= timedelta(hours=1)
+    assert PHONE.removeprefix("+") not in str(caught.value.details())
+    assert len(live.sms_file.read_text().splitlines()) == 2
+
+
+async def test_enrolment_of_a_number_outside_the_allowed_countries_is_invalid(live: Live) -> None:
+    """EnrollUser with a US mobile number is INVALID_ARGUMENT on `secure_phone`."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await live.enrol.EnrollUser(
+            enrol_pb.EnrollUserRequest(user_id="alice", client_id="acme", secure_phone="+14155552671")
+        )
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "secure_phone" in violations(caught.value)

@@ -1,0 +1,153 @@
+"""SMS send budgets and the destination-country allow-list in the challenge flows, over fakes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from sesame.server.domain.budgets import BudgetSubject, SendBudget
+from sesame.server.domain.challenges import ChallengePolicy, StartRequest
+from sesame.server.domain.enrollment import EnrollRequest, PhoneRequest
+from sesame.server.domain.errors import (
+    DestinationNotAllowed,
+    InvalidRequest,
+    ResendRefused,
+    SendBudgetExhausted,
+)
+from sesame.server.domain.lifecycle import ByOverride
+from tests.fakes.world import NO_CONTEXT, PHONE, TRANSFER, World, by
+
+HOUR = timedelta(hours=1)
+SPACING = ChallengePolicy().resend_spacing
+US_MOBILE = "+14155552671"
+
+
+def budgeted(per_user: int = 10, per_phone: int = 10) -> World:
+    """A world whose challenge policy has these send budgets per hour."""
+    return World(policy=ChallengePolicy(send_budget=SendBudget(per_user, per_phone, HOUR)))
+
+
+async def test_the_eleventh_start_within_the_hour_is_refused_with_the_exact_wait() -> None:
+    """Ten starts in the hour pass; the eleventh waits until the first one's hour is over, to the ms."""
+    world = World()
+    await world.enrol()
+    for _ in range(10):
+        await world.start()
+        world.clock.advance(timedelta(minutes=3, milliseconds=7))
+    with pytest.raises(SendBudgetExhausted) as refused:
+        await world.start()
+    assert (refused.value.subject, refused.value.retry_after) == (
+        "user",
+        HOUR - 10 * timedelta(minutes=3, milliseconds=7),
+    )
+
+
+async def test_a_refused_start_sends_nothing_and_opens_nothing() -> None:
+    """The refused start sends no SMS and indexes no challenge for the user."""
+    world = budgeted(per_user=1)
+    await world.enrol()
+    await world.start()
+    with pytest.raises(SendBudgetExhausted):
+        await world.start()
+    assert len(world.sms.sent) == 1
+    assert len(await world.store.pending_challenges("alice", world.clock.now())) == 1
+
+
+async def test_a_resend_takes_a_unit() -> None:
+    """A start and an accepted resend spend a budget of two: the next start is refused."""
+    world = budgeted(per_user=2)
+    challenge = await world.start(await world.enrol())
+    world.clock.advance(SPACING)
+    await world.challenges.resend(challenge.challenge_id, NO_CONTEXT)
+    with pytest.raises(SendBudgetExhausted):
+        await world.start()
+
+
+async def test_a_unit_frees_when_the_window_has_passed() -> None:
+    """An hour after the only unit was taken, a start goes through again."""
+    world = budgeted(per_user=1)
+    await world.start(await world.enrol())
+    world.clock.advance(HOUR)
+    await world.start()
+    assert len(world.sms.sent) == 2
+
+
+async def test_the_phone_budget_binds_across_two_users_sharing_a_number() -> None:
+    """Two users on one number share its budget: the second user's start is refused on `phone`."""
+    world = budgeted(per_user=10, per_phone=1)
+    await world.start(await world.enrol("alice"))
+    with pytest.raises(SendBudgetExhausted) as refused:
+        await world.start(await world.enrol("bob", client_id="acme"))
+    assert refused.value.subject == "phone"
+
+
+async def test_a_phone_refusal_gives_the_users_unit_back() -> None:
+    """When the number's budget refuses, the unit taken from the user's budget is returned."""
+    world = budgeted(per_user=1, per_phone=1)
+    await world.start(await world.enrol("alice"))
+    with pytest.raises(SendBudgetExhausted):
+        await world.start(await world.enrol("bob"))
+    await world.store.take_send_budget(BudgetSubject.user("bob"), world.clock.now(), 1, HOUR)
+
+
+async def test_a_refused_budget_spends_no_resend() -> None:
+    """A resend refused by the budget leaves the challenge's resends untouched."""
+    world = budgeted(per_user=1)
+    challenge = await world.start(await world.enrol())
+    world.clock.advance(SPACING)
+    with pytest.raises(SendBudgetExhausted):
+        await world.challenges.resend(challenge.challenge_id, NO_CONTEXT)
+    assert (await world.store.get_challenge(challenge.challenge_id)).resends == 0
+
+
+async def test_a_refused_resend_gives_its_units_back() -> None:
+    """A resend refused as too soon costs no unit: the budget still has room for a start."""
+    world = budgeted(per_user=2)
+    challenge = await world.start(await world.enrol())
+    with pytest.raises(ResendRefused):
+        await world.challenges.resend(challenge.challenge_id, NO_CONTEXT)
+    await world.start()
+
+
+async def test_a_retried_start_spends_no_unit() -> None:
+    """A start retried with its request id answers the same challenge and gives its unit back."""
+    world = budgeted(per_user=2)
+    request = StartRequest(await world.enrol(), TRANSFER, NO_CONTEXT, request_id="r-1")
+    await world.challenges.start(request)
+    await world.challenges.start(request)
+    await world.start()
+
+
+def test_a_phone_subject_never_names_the_number() -> None:
+    """A number's budget is keyed by a 128-bit hash, not by the number."""
+    key = BudgetSubject.phone(PHONE).key
+    assert len(key) == 32
+    assert PHONE.removeprefix("+") not in key
+
+
+async def test_enrolment_outside_the_allowed_countries_is_invalid() -> None:
+    """A US secure number is bad input on `secure_phone` under the default allow-list."""
+    world = World()
+    with pytest.raises(InvalidRequest) as refused:
+        await world.registry.enroll(EnrollRequest("alice", "acme", US_MOBILE, "fr"))
+    assert [v.field for v in refused.value.violations] == ["secure_phone"]
+
+
+async def test_a_send_outside_the_allowed_countries_is_refused_before_any_sms() -> None:
+    """A number enrolled before its country left the list gets no code: DestinationNotAllowed, no SMS."""
+    world = World(policy=ChallengePolicy(countries=frozenset({"DE"})))
+    with pytest.raises(DestinationNotAllowed) as refused:
+        await world.start(await world.enrol())
+    assert (str(refused.value), world.sms.sent) == ("FR", [])
+
+
+async def test_a_change_to_a_number_outside_the_allowed_countries_is_invalid() -> None:
+    """The new secure number of a change must be in the allow-list too: bad input on `new_phone`."""
+    world = World()
+    request = PhoneRequest(
+        await world.enrol(), US_MOBILE, ByOverride("agent-7"), by("p-1", reason="r"), NO_CONTEXT
+    )
+    with pytest.raises(InvalidRequest) as refused:
+        await world.registry.change_phone(request)
+    assert [v.field for v in refused.value.violations] == ["new_phone"]
