@@ -62,8 +62,11 @@ async def run_demo(target: str, sms_file: str) -> int:
         auth = auth_grpc.AuthenticationServiceStub(channel)
         enrol = enrol_grpc.EnrollmentServiceStub(channel)
         user_id = f"demo-{secrets.token_hex(4)}"
+        # A fresh French mobile number per run, as a fresh user: repeated demos against one server do not
+        # spend one number's send budget (10 SMS an hour by default, docs/decisions/0011).
+        phone = f"+336{secrets.randbelow(10**8):08d}"
         enrolled = await enrol.EnrollUser(
-            enrol_pb.EnrollUserRequest(user_id=user_id, client_id="demo-client", secure_phone="+33612345678")
+            enrol_pb.EnrollUserRequest(user_id=user_id, client_id="demo-client", secure_phone=phone)
         )
         print(f"enrolled {enrolled.user.user_id} -> {enrolled.user.masked_phone}")  # noqa: T201
         failures = 0
