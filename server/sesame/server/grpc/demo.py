@@ -56,6 +56,14 @@ async def read_code(sms_file: Path, challenge_id: str, wait_seconds: float = 5.0
     return found
 
 
+def demo_phone() -> str:
+    """A random French mobile number in +33 612, a block assigned to mobiles whatever its last six digits.
+
+    Not every +336 number is valid (639 and most of 69x are not), and the server refuses invalid ones.
+    """
+    return f"+33612{secrets.randbelow(10**6):06d}"
+
+
 async def run_demo(target: str, sms_file: str) -> int:
     """Enrol, then go through every verification outcome; prints each step. Exit status 0 when all match."""
     async with grpc.aio.insecure_channel(target) as channel:
@@ -64,7 +72,7 @@ async def run_demo(target: str, sms_file: str) -> int:
         user_id = f"demo-{secrets.token_hex(4)}"
         # A fresh French mobile number per run, as a fresh user: repeated demos against one server do not
         # spend one number's send budget (10 SMS an hour by default, docs/decisions/0011).
-        phone = f"+336{secrets.randbelow(10**8):08d}"
+        phone = demo_phone()
         enrolled = await enrol.EnrollUser(
             enrol_pb.EnrollUserRequest(user_id=user_id, client_id="demo-client", secure_phone=phone)
         )
