@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -21,6 +21,7 @@ from sesame.server.domain.errors import (
     InvalidRequest,
     KeyNotFound,
     ResendRefused,
+    StoreUnavailable,
     UserBlocked,
     UserNotActive,
     UserNotFound,
@@ -357,3 +358,25 @@ def test_block_lengths_double_up_to_the_longest() -> None:
     assert lockout.block_length(7) == timedelta(hours=16)
     assert lockout.block_length(8) == timedelta(hours=24)
     assert lockout.block_length(10_000) == timedelta(hours=24)
+
+
+class UserCountDown(MemoryStateStore):
+    """A store whose user-slot step fails, as Redis would when it goes away right after a decision."""
+
+    async def record_failed_attempt(self, user_id: str, at: datetime, lockout: LockoutPolicy) -> User:
+        raise StoreUnavailable("ConnectionError")
+
+    async def record_successful_attempt(self, user_id: str, at: datetime) -> None:
+        raise StoreUnavailable("ConnectionError")
+
+
+async def test_a_failed_user_count_never_changes_the_answer() -> None:
+    """With the user's count unreachable, a wrong code still answers WRONG_CODE and the right one VERIFIED."""
+    world = World()
+    world.store = UserCountDown()
+    world.flows = flows_over(world.keys, world.store, world.sms, world.clock, ChallengePolicy())
+    challenge = await world.flows.start(StartRequest(await world.enrol(), TRANSFER, NO_CONTEXT))
+    code = world.last_code()
+    assert await world.verify(challenge.challenge_id, wrong(code)) is VerifyResult.WRONG_CODE
+    assert await world.verify(challenge.challenge_id, code) is VerifyResult.VERIFIED
+    assert (await world.store.get_challenge(challenge.challenge_id)).status is ChallengeStatus.VERIFIED

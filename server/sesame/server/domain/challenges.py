@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -20,6 +22,7 @@ from sesame.server.domain.errors import (
     KeyNotFound,
     PhoneCooling,
     ResendRefused,
+    StoreUnavailable,
     UserBlocked,
     UserNotActive,
 )
@@ -37,6 +40,8 @@ from sesame.server.domain.model import (
     VerifyResult,
 )
 from sesame.server.domain.operation import Operation, OperationType, digest, kind
+
+_log = logging.getLogger("sesame.challenges")
 
 if TYPE_CHECKING:
     from sesame.server.domain.ports import Clock, KeyStore, SmsGateway, StateStore
@@ -224,27 +229,34 @@ class ChallengeFlows:
             at=self._clock.now(),
             context=request.context,
         )
-        # The store counts the attempt, checks expiry and consumes, in one atomic step.
+        # The store counts the attempt, checks expiry and consumes, in one atomic step. That decision is the
+        # answer: what follows (the user's count, the proof) may fail, and must not change it.
         outcome = await self._store.record_verification(attempt)
-        await self._account(outcome, attempt.at)
         if outcome.result is not VerifyResult.VERIFIED:
+            await self._account(outcome, attempt.at)
             return outcome
-        # Signed after the decision, which stands whatever the HSM does now (see ProofFlows).
-        return replace(outcome, proof=await self._proofs.after_verification(outcome, attempt))
+        # Independent of each other, so side by side: the wait is the longer of the two, not their sum.
+        _, proof = await asyncio.gather(
+            self._account(outcome, attempt.at), self._proofs.after_verification(outcome, attempt)
+        )
+        return replace(outcome, proof=proof)
 
     async def _account(self, outcome: VerificationOutcome, at: datetime) -> None:
         """Carry a wrong or right code over to the user's count of wrong codes in a row.
 
         Only a wrong code counts: an operation mismatch says nothing about the code, and refusals of a
         closed challenge were not attempts. A second step after the atomic decision (the user and the
-        challenge live in different Redis Cluster slots): a process dying in between loses one count, never
-        an answer.
+        challenge live in different Redis Cluster slots): when it fails, or the process dies in between, one
+        count is lost, never the answer of a decision already made (the challenge counted the attempt).
         """
         user_id = outcome.challenge.user_id
-        if outcome.result is VerifyResult.WRONG_CODE:
-            await self._store.record_failed_attempt(user_id, at, self._policy.lockout)
-        elif outcome.result is VerifyResult.VERIFIED:
-            await self._store.record_successful_attempt(user_id, at)
+        try:
+            if outcome.result is VerifyResult.WRONG_CODE:
+                await self._store.record_failed_attempt(user_id, at, self._policy.lockout)
+            elif outcome.result is VerifyResult.VERIFIED:
+                await self._store.record_successful_attempt(user_id, at)
+        except StoreUnavailable as exc:
+            _log.warning("%s not counted for the user (%s)", outcome.result.value, type(exc).__name__)
 
     async def resend(self, challenge_id: str, context: RequestContext) -> Challenge:
         """Send the same code again, within the challenge's resend count and spacing; no counter is reset.
