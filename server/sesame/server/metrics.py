@@ -209,6 +209,7 @@ class MeteredStateStore(MeteredRegistry):
         user = await self._timed(
             "record_failed_attempt", self._inner.record_failed_attempt(user_id, at, lockout)
         )
+        # Every failure adds one; only the failure that blocks sets the count back to zero.
         if user.blocked_until is not None and user.failures == 0:
             self._metrics.user_blocks.inc()
         return user

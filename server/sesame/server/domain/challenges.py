@@ -268,12 +268,13 @@ class ChallengeFlows:
         checked_ref(challenge_id)
         now = self._clock.now()
         known = await self._store.get_challenge(challenge_id)
-        if known.status is not ChallengeStatus.OPEN:
-            await self._store.record_resend(challenge_id, now, context)  # refused there, and journaled
-        check_destination(known.phone, self._policy.countries)
-        charged = await budgets.take_units(
-            self._store, self._policy.send_budget, known.user_id, known.phone, now
-        )
+        charged: tuple[budgets.BudgetSubject, ...] = ()
+        # A closed challenge sends nothing and charges nothing: record_resend refuses it and journals that.
+        if known.status is ChallengeStatus.OPEN:
+            check_destination(known.phone, self._policy.countries)
+            charged = await budgets.take_units(
+                self._store, self._policy.send_budget, known.user_id, known.phone, now
+            )
         try:
             challenge = await self._store.record_resend(challenge_id, now, context)
         except (ResendRefused, ChallengeClosed):
