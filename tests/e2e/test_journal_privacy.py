@@ -38,10 +38,14 @@ async def test_a_whole_life_leaves_no_code_or_number_in_the_journals(
         )
     await verify(live, challenge_id, code)
     _, second_code = await started(live, user_id, transfer(amount_minor=777))
-    override = enrol_pb.PhoneChangeOverride(operator="ops-1", reason="lost phone, identity checked")
-    await live.enrol.ChangeSecurePhone(
-        enrol_pb.ChangeSecurePhoneRequest(
-            user_id=user_id, new_phone=NEW_PHONE, override=override, request_id="chg-1", actor="ops-1"
+    await live.enrol.OverrideSecurePhone(
+        enrol_pb.OverrideSecurePhoneRequest(
+            user_id=user_id,
+            new_phone=NEW_PHONE,
+            operator="ops-1",
+            reason="lost phone, identity checked",
+            request_id="chg-1",
+            actor="ops-1",
         )
     )
     await live.enrol.SuspendUser(

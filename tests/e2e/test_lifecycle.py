@@ -158,8 +158,16 @@ async def test_the_back_office_overrides_for_a_suspended_user(live: Live) -> Non
     """After a lost phone, an override with operator and reason gives the suspended user its new number."""
     await enrolled(live)
     await suspend(live)
-    override = enrol_pb.PhoneChangeOverride(operator="agent-7", reason="identité vérifiée en agence")
-    changed = await change_phone(live, override=override)
+    changed = await live.enrol.OverrideSecurePhone(
+        enrol_pb.OverrideSecurePhoneRequest(
+            user_id="alice",
+            new_phone=NEW_PHONE,
+            operator="agent-7",
+            reason="identité vérifiée en agence",
+            request_id="p-1",
+            actor="back-office",
+        )
+    )
     assert (changed.user.status, changed.user.masked_phone) == (
         enrol_pb.USER_STATUS_SUSPENDED,
         "+33*******32",

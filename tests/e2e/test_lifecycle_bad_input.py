@@ -17,13 +17,25 @@ from tests.e2e.helpers import enrolled, snapshot, violations
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 WHO = {"request_id": "r-1", "actor": "ops-42"}
-OVERRIDE = enrol_pb.PhoneChangeOverride(operator="agent-7", reason="identité vérifiée en agence")
+CHALLENGE_ID = f"{'0' * 32}.k1.d6"  # well formed, never issued
+OVERRIDE = {"operator": "agent-7", "reason": "identité vérifiée en agence"}
 
 
 def phone_change(**fields: Any) -> enrol_pb.ChangeSecurePhoneRequest:
-    request: dict[str, Any] = {"user_id": "alice", "new_phone": "+33698765432", "override": OVERRIDE, **WHO}
+    request: dict[str, Any] = {
+        "user_id": "alice",
+        "new_phone": "+33698765432",
+        "verified_challenge_id": CHALLENGE_ID,
+        **WHO,
+    }
     request.update(fields)
     return enrol_pb.ChangeSecurePhoneRequest(**{k: v for k, v in request.items() if v is not None})
+
+
+def override(**fields: Any) -> enrol_pb.OverrideSecurePhoneRequest:
+    request: dict[str, Any] = {"user_id": "alice", "new_phone": "+33698765432", **OVERRIDE, **WHO}
+    request.update(fields)
+    return enrol_pb.OverrideSecurePhoneRequest(**{k: v for k, v in request.items() if v is not None})
 
 
 BAD_STATUS_CHANGES = [
@@ -50,20 +62,27 @@ async def test_status_changes_report_each_bad_field_and_write_nothing(
     assert await snapshot(redis_client) == before
 
 
+@pytest.mark.parametrize(("fields", "bad"), BAD_STATUS_CHANGES)
+async def test_unblocks_report_each_bad_field_and_write_nothing(
+    live: Live, redis_client: aioredis.Redis, fields: dict[str, str], bad: set[str]
+) -> None:
+    """UnblockUser checks as the other status changes do, and its reason is required."""
+    await enrolled(live)
+    before = await snapshot(redis_client)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await live.enrol.UnblockUser(enrol_pb.UnblockUserRequest(**{"reason": "checked", **fields}))
+    assert set(violations(caught.value)) == bad
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await live.enrol.UnblockUser(enrol_pb.UnblockUserRequest(user_id="alice", **WHO))
+    assert set(violations(caught.value)) == {"reason"}
+    assert await snapshot(redis_client) == before
+
+
 BAD_PHONE_CHANGES = [
     ("landline", phone_change(new_phone="+33140000000"), {"new_phone"}),
     ("not E.164", phone_change(new_phone="0698765432"), {"new_phone"}),
-    ("no authority", phone_change(override=None), {"authorization"}),
-    (
-        "malformed challenge id",
-        phone_change(override=None, verified_challenge_id="../x"),
-        {"verified_challenge_id"},
-    ),
-    (
-        "override without operator or reason",
-        phone_change(override=enrol_pb.PhoneChangeOverride()),
-        {"override.operator", "override.reason"},
-    ),
+    ("no challenge", phone_change(verified_challenge_id=None), {"verified_challenge_id"}),
+    ("malformed challenge id", phone_change(verified_challenge_id="../x"), {"verified_challenge_id"}),
     ("no request id", phone_change(request_id=""), {"request_id"}),
     ("oversized context", phone_change(context=op_pb.RequestContext(ip="x" * 257)), {"context.ip"}),
 ]
@@ -87,6 +106,32 @@ async def test_phone_changes_report_each_bad_field_and_write_nothing(
     assert not live.sms_file.exists()
 
 
+BAD_OVERRIDES = [
+    ("landline", override(new_phone="+33140000000"), {"new_phone"}),
+    ("no operator or reason", override(operator=None, reason=None), {"operator", "reason"}),
+    ("oversized reason", override(reason="r" * 257), {"reason"}),
+    ("no request id or actor", override(request_id=None, actor=None), {"request_id", "actor"}),
+]
+
+
+@pytest.mark.parametrize(("label", "call", "bad"), BAD_OVERRIDES, ids=[c[0] for c in BAD_OVERRIDES])
+async def test_overrides_report_each_bad_field_and_write_nothing(
+    live: Live,
+    redis_client: aioredis.Redis,
+    label: str,
+    call: enrol_pb.OverrideSecurePhoneRequest,
+    bad: set[str],
+) -> None:
+    """The new number, the operator, the reason and who asked are checked before anything is written."""
+    await enrolled(live)
+    before = await snapshot(redis_client)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await live.enrol.OverrideSecurePhone(call)
+    assert set(violations(caught.value)) == bad, label
+    assert await snapshot(redis_client) == before
+    assert not live.sms_file.exists()
+
+
 async def test_termination_reports_a_bad_client_id(live: Live, redis_client: aioredis.Redis) -> None:
     """A client id outside the identifier alphabet is INVALID_ARGUMENT and nothing is written."""
     await enrolled(live)
@@ -102,17 +147,17 @@ async def test_termination_reports_a_bad_client_id(live: Live, redis_client: aio
     [
         lambda live: live.enrol.SuspendUser(enrol_pb.SuspendUserRequest(user_id="nobody", **WHO)),
         lambda live: live.enrol.RevokeUser(enrol_pb.RevokeUserRequest(user_id="nobody", **WHO)),
-        lambda live: live.enrol.ChangeSecurePhone(phone_change(user_id="nobody")),
-        lambda live: live.enrol.ChangeSecurePhone(
-            phone_change(override=None, verified_challenge_id=f"{'0' * 32}.k1.d6")
+        lambda live: live.enrol.UnblockUser(
+            enrol_pb.UnblockUserRequest(user_id="nobody", reason="checked", **WHO)
         ),
+        lambda live: live.enrol.OverrideSecurePhone(override(user_id="nobody")),
         lambda live: live.enrol.TerminateClient(enrol_pb.TerminateClientRequest(client_id="nobody", **WHO)),
     ],
     ids=[
         "suspend-unknown-user",
         "revoke-unknown-user",
-        "change-unknown-user",
-        "unknown-challenge",
+        "unblock-unknown-user",
+        "override-unknown-user",
         "unknown-client",
     ],
 )

@@ -1,6 +1,7 @@
 """The registry half of the in-memory StateStore: users, their lifecycle, client companies' indexes.
 
-Each method mirrors one Lua script (`register_user`, `change_user_status`, `change_secure_phone`,
+Each method mirrors one Lua script (`register_user`, `change_user_status`, `unblock_user`,
+`change_secure_phone`,
 `track_challenge`, `enlist_user`, `terminate_client`...): the contract suite and the model-based test hold
 them together, answers and journals alike.
 """
@@ -26,6 +27,9 @@ from sesame.server.domain.lifecycle import (
     RevocationOutcome,
     StatusAction,
     StatusChange,
+    Unblocked,
+    Unblocking,
+    UnblockOutcome,
     UserNotice,
 )
 from sesame.server.domain.model import LockoutPolicy, User, UserStatus
@@ -182,6 +186,40 @@ class MemoryRegistry(MemoryClients):
             "user_id": change.user_id,
             **provenance_fields(change.provenance),
         }
+
+    async def unblock_user(self, unblocking: Unblocking) -> Unblocked:
+        async with self._lock:
+            user = await self.get_user(unblocking.user_id)
+            key = (unblocking.user_id, unblocking.provenance.request_id)
+            seen = self._changes.get(key)
+            if seen == unblocking.fingerprint:
+                return Unblocked(UnblockOutcome.REPLAYED, user)
+            if seen is not None:
+                raise RequestIdReused
+            outcome = "unchanged"
+            if user.status is UserStatus.REVOKED:
+                outcome = "refused"
+            elif user.failures > 0 or user.blocked_until is not None:
+                outcome = "unblocked"
+                self._users[user.user_id] = dataclasses.replace(user, failures=0, blocked_until=None)
+            self._journal(
+                user.user_id,
+                {
+                    "event": "user.unblock",
+                    "at": iso(unblocking.at),
+                    "user_id": user.user_id,
+                    **provenance_fields(unblocking.provenance),
+                    "outcome": outcome,
+                    "status": user.status.value,
+                    "failures": str(user.failures),
+                    "blocks": str(user.blocks),
+                    "blocked_until": unix_ms(user.blocked_until),
+                },
+            )
+            if outcome == "refused":
+                raise UserNotActive(user.user_id)
+            self._changes[key] = unblocking.fingerprint
+            return Unblocked(UnblockOutcome(outcome), self._users[user.user_id])
 
     async def change_secure_phone(self, change: PhoneChange) -> PhoneChanged:
         async with self._lock:

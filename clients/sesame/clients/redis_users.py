@@ -34,6 +34,9 @@ from sesame.server.domain.lifecycle import (
     RevocationOutcome,
     StatusAction,
     StatusChange,
+    Unblocked,
+    Unblocking,
+    UnblockOutcome,
     UserNotice,
 )
 from sesame.server.domain.model import LockoutPolicy, User
@@ -133,6 +136,26 @@ class RedisRegistry:
         ]
         keys = [*self._user_keys(user_id), self.keys.user_changes(user_id)]
         return await self._scripts.run("change_user_status", keys, args)
+
+    async def unblock_user(self, unblocking: Unblocking) -> Unblocked:
+        """Lift a block after wrong codes in a row (see the port). UserNotFound, UserNotActive."""
+        user_id, provenance = unblocking.user_id, unblocking.provenance
+        args = [
+            provenance.request_id,
+            unblocking.fingerprint,
+            *rec.user_event("user.unblock", user_id, unblocking.at),
+            *rec.provenance_fields(provenance),
+        ]
+        keys = [*self._user_keys(user_id), self.keys.user_changes(user_id)]
+        reply = await self._scripts.run("unblock_user", keys, args)
+        match reply[0]:
+            case b"not_found":
+                raise UserNotFound(user_id)
+            case b"refused":
+                raise UserNotActive(user_id)
+            case b"request_conflict":
+                raise RequestIdReused
+        return Unblocked(UnblockOutcome(reply[0].decode()), stored_user(rec.pairs(reply[1])))
 
     async def change_secure_phone(self, change: PhoneChange) -> PhoneChanged:
         """Replace the number and start the cooling period, atomically (see the port)."""

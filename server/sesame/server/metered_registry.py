@@ -19,6 +19,9 @@ from sesame.server.domain.lifecycle import (
     Provenance,
     RevocationOutcome,
     StatusChange,
+    Unblocked,
+    Unblocking,
+    UnblockOutcome,
     UserNotice,
     Voiding,
     VoidOutcome,
@@ -80,6 +83,13 @@ class MeteredRegistry:
         if outcome is RevocationOutcome.REVOKED:
             self._metrics.user_changes.labels("revoke").inc()
         return outcome
+
+    async def unblock_user(self, unblocking: Unblocking) -> Unblocked:
+        """Lift a block after wrong codes in a row, timed; an unblock made now is counted."""
+        unblocked = await self._timed("unblock_user", self._inner.unblock_user(unblocking))
+        if unblocked.outcome is UnblockOutcome.UNBLOCKED:
+            self._metrics.user_changes.labels("unblock").inc()
+        return unblocked
 
     async def change_secure_phone(self, change: PhoneChange) -> PhoneChanged:
         """Replace the secure number, timed; a change made now is counted."""

@@ -1,4 +1,4 @@
-"""The registry flows: enrol, describe, suspend, reinstate, revoke, change the number, terminate a client.
+"""The registry flows: enrol, describe, suspend, reinstate, unblock, revoke, change the number, terminate.
 
 Each change of a user is one atomic, journaled step on the user's Redis slot; voiding the user's pending
 challenges is one more step per challenge on its own slot, after the status change, so that a crash in
@@ -19,6 +19,8 @@ from sesame.server.domain.lifecycle import (
     RevocationOutcome,
     StatusAction,
     StatusChange,
+    Unblocked,
+    Unblocking,
     VoidReason,
 )
 from sesame.server.domain.model import RequestContext, User, UserStatus
@@ -113,6 +115,14 @@ class EnrollmentFlows:
     async def reinstate(self, request: StatusRequest) -> StatusResult:
         """Make a suspended user ACTIVE again, and lift a block after wrong codes in a row."""
         return await self._change(request, StatusAction.REINSTATE, None)
+
+    async def unblock(self, request: StatusRequest) -> Unblocked:
+        """Lift a block after wrong codes in a row (RTS Art. 4(3)(b)) once the bank checked with the user.
+
+        Nothing is voided: the user's open challenges stay as they are, and each still counts its attempts.
+        """
+        now = self._clock.now()
+        return await self._store.unblock_user(Unblocking(request.user_id, now, request.provenance))
 
     async def revoke(self, request: StatusRequest) -> StatusResult:
         """Revoke the user for good (RTS Art. 27), then void every pending challenge."""

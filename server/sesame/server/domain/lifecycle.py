@@ -68,6 +68,36 @@ class StatusChange:
         return fingerprint(self.action.value, self.provenance.actor, self.provenance.reason)
 
 
+@dataclass(frozen=True, slots=True)
+class Unblocking:
+    """Lift `user_id`'s block after wrong codes in a row (RTS Art. 4(3)(b)): the back office's decision."""
+
+    user_id: str
+    at: datetime
+    provenance: Provenance
+
+    @property
+    def fingerprint(self) -> str:
+        """The request as its request id stands for it."""
+        return fingerprint("unblock", self.provenance.actor, self.provenance.reason)
+
+
+class UnblockOutcome(enum.Enum):
+    """What the store did with an unblock it accepted."""
+
+    UNBLOCKED = "unblocked"  # wrong codes in a row, a block, or both, cleared now
+    UNCHANGED = "unchanged"  # nothing to lift
+    REPLAYED = "replayed"  # this request id was applied already: nothing changed now
+
+
+@dataclass(frozen=True, slots=True)
+class Unblocked:
+    """The user after an accepted unblock."""
+
+    outcome: UnblockOutcome
+    user: User
+
+
 class RevocationOutcome(enum.Enum):
     """What revoking one user of a terminated client did."""
 

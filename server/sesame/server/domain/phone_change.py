@@ -2,10 +2,11 @@
 
 A verified `change_phone` challenge proves that whoever asks holds the old number and agreed to this new
 one: it must be the user's, bound to exactly this number, sent to the number being replaced after the
-user's last change, and it is spent once. Without the old phone (lost, stolen) only the bank's back office
-can decide, naming an operator and a reason. Either way the challenges still open on the old number are
-voided, the old number is told (no code in the text), and payments wait for a cooling period
-(docs/decisions/0010).
+user's last change, and it is spent once (ChangeSecurePhone). Without the old phone (lost, stolen) only the
+bank's back office can decide, naming an operator and a reason (OverrideSecurePhone, an RPC of its own so
+that the caller policy grants it to back-office identities only). Either way the challenges still open on
+the old number are voided, the old number is told (no code in the text), and payments wait for a cooling
+period (docs/decisions/0010, 0012).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sesame.server.domain import sms_text
 from sesame.server.domain.destinations import check_enrolled_phone
 from sesame.server.domain.errors import (
     ChallengeMismatch,
+    ChallengeNotFound,
     DeliveryFailed,
     PhoneUnchanged,
     RequestIdReused,
@@ -35,7 +37,7 @@ from sesame.server.domain.lifecycle import (
     UserNotice,
     VoidReason,
 )
-from sesame.server.domain.model import RequestContext, SmsMessage, User, UserStatus
+from sesame.server.domain.model import Challenge, RequestContext, SmsMessage, User, UserStatus
 from sesame.server.domain.operation import ChangePhone, digest
 from sesame.server.domain.voiding import void_pending
 
@@ -75,8 +77,11 @@ class PhoneChangeFlow:
         change = PhoneChange(
             user_id, new_phone, now, now + self._policy.cooling, authority, provenance, context
         )
+        challenge = None
+        if isinstance(authority, ByChallenge):
+            challenge = await self._spend(change, authority.challenge_id)
         user = await self._store.get_user(user_id)
-        # A retry first: the change it repeats moved the number, and the checks below would refuse it.
+        # A retry next: the change it repeats moved the number, and the checks below would refuse it.
         applied = await self._store.applied_change(user_id, provenance.request_id)
         if applied == change.fingerprint:
             voided = await self._void_pending(user_id, change)  # what a crash left open
@@ -85,8 +90,8 @@ class PhoneChangeFlow:
             raise RequestIdReused
         if user.status is UserStatus.REVOKED:
             raise UserNotActive(user_id)
-        if isinstance(authority, ByChallenge):
-            change = await self._authorised(user, change, authority.challenge_id)
+        if challenge is not None:
+            change = _bound(user, change, challenge)
         if new_phone == user.secure_phone:
             raise PhoneUnchanged(user_id)
         changed = await self._store.change_secure_phone(change)
@@ -97,35 +102,30 @@ class PhoneChangeFlow:
         notified = await self._notify(changed)
         return PhoneChangeResult(changed.user, old_phone_notified=notified, voided=voided)
 
+    async def _spend(self, change: PhoneChange, challenge_id: str) -> Challenge:
+        """Spend the challenge (or get it back for a retry of this change) before reading the user.
+
+        Atomically: this user's, for exactly this number, verified, within its retention, once. The proof
+        comes first, and an unknown challenge reads as a mismatch, so that an unknown user, an unknown
+        challenge and another user's challenge get one answer (and one round trip): the call tells a caller
+        without this user's verified code nothing of who is enrolled, nor of their status.
+        """
+        consumption = Consumption(
+            challenge_id=challenge_id,
+            user_id=change.user_id,
+            op_digest=digest(ChangePhone(change.new_phone)),
+            request_id=change.provenance.request_id,
+            at=change.at,
+            context=change.context,
+        )
+        try:
+            return await self._store.consume_challenge(consumption)
+        except ChallengeNotFound:
+            raise ChallengeMismatch(challenge_id) from None
+
     async def _void_pending(self, user_id: str, change: PhoneChange) -> int:
         return await void_pending(
             self._store, user_id, VoidReason.PHONE_CHANGED, change.at, change.provenance
-        )
-
-    async def _authorised(self, user: User, change: PhoneChange, challenge_id: str) -> PhoneChange:
-        """Spend the challenge, then check it against the user; the change re-checks what may move."""
-        if user.status is not UserStatus.ACTIVE:
-            raise UserNotActive(user.user_id)  # a suspended user's codes may be in a thief's hands
-        # Atomically: this user's, for exactly this number, verified, within its retention, once. Another
-        # user's challenge reads as a mismatch whatever its status: nothing more is told of it.
-        challenge = await self._store.consume_challenge(
-            Consumption(
-                challenge_id=challenge_id,
-                user_id=user.user_id,
-                op_digest=digest(ChangePhone(change.new_phone)),
-                request_id=change.provenance.request_id,
-                at=change.at,
-                context=change.context,
-            )
-        )
-        # The code went to the number being replaced, after the user's last status or number change: a
-        # code verified before a suspension, or on a number since replaced, authorises nothing now (it is
-        # spent all the same: it could never serve again).
-        since = [at for at in (user.status_changed_at, user.phone_changed_at) if at is not None]
-        if challenge.phone != user.secure_phone or any(challenge.created_at < at for at in since):
-            raise ChallengeMismatch(challenge_id)
-        return dataclasses.replace(
-            change, expected_phone=challenge.phone, unchanged_since=challenge.created_at
         )
 
     async def _notify(self, changed: PhoneChanged) -> bool:
@@ -141,3 +141,16 @@ class PhoneChangeFlow:
         notice = UserNotice("phone_changed", changed.previous_phone, True, sent.provider_ref, sent.sent_at)
         await self._store.record_user_notice(user.user_id, notice)
         return True
+
+
+def _bound(user: User, change: PhoneChange, challenge: Challenge) -> PhoneChange:
+    """The change, bound to the number the spent challenge's code went to (the store re-checks it)."""
+    if user.status is not UserStatus.ACTIVE:
+        raise UserNotActive(user.user_id)  # a suspended user's codes may be in a thief's hands
+    # The code went to the number being replaced, after the user's last status or number change: a code
+    # verified before a suspension, or on a number since replaced, authorises nothing now (it is spent all
+    # the same: it could never serve again).
+    since = [at for at in (user.status_changed_at, user.phone_changed_at) if at is not None]
+    if challenge.phone != user.secure_phone or any(challenge.created_at < at for at in since):
+        raise ChallengeMismatch(challenge.challenge_id)
+    return dataclasses.replace(change, expected_phone=challenge.phone, unchanged_since=challenge.created_at)

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
         Provenance,
         RevocationOutcome,
         StatusChange,
+        Unblocked,
+        Unblocking,
         UserNotice,
         Voiding,
         VoidOutcome,
@@ -209,6 +211,14 @@ class StateStore(Protocol):
 
         A request id applied before answers the user as it is now. UserNotFound, UserNotActive (the user is
         revoked, and that is final), RequestIdReused.
+        """
+        ...
+
+    async def unblock_user(self, unblocking: Unblocking) -> Unblocked:
+        """Clear the wrong codes in a row and the block's end, atomically and journaled; keep `blocks`.
+
+        A request id applied before answers the user as it is now (REPLAYED). UserNotFound, UserNotActive
+        (revoked), RequestIdReused.
         """
         ...
 

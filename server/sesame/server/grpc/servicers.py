@@ -14,6 +14,7 @@ from sesame.api.v1 import evidence_service_pb2 as evidence_pb
 from sesame.api.v1 import evidence_service_pb2_grpc as evidence_grpc
 from sesame.server.domain.challenges import ChallengeFlows
 from sesame.server.domain.enrollment import EnrollmentFlows
+from sesame.server.domain.lifecycle import UnblockOutcome
 from sesame.server.domain.ports import Clock
 from sesame.server.domain.privacy import mask_phone
 from sesame.server.domain.proofs import ProofFlows
@@ -155,6 +156,25 @@ class EnrollmentServicer(enrol_grpc.EnrollmentServiceServicer):
             user=translate.user(result.user, self._clock.now()),
             old_phone_notified=result.old_phone_notified,
             voided_challenges=result.voided,
+        )
+
+    async def OverrideSecurePhone(  # noqa: N802
+        self, request: enrol_pb.OverrideSecurePhoneRequest, context: Context
+    ) -> enrol_pb.OverrideSecurePhoneResponse:
+        result = await self._flows.change_phone(users.override_request(request, current_caller()))
+        return enrol_pb.OverrideSecurePhoneResponse(
+            user=translate.user(result.user, self._clock.now()),
+            old_phone_notified=result.old_phone_notified,
+            voided_challenges=result.voided,
+        )
+
+    async def UnblockUser(  # noqa: N802
+        self, request: enrol_pb.UnblockUserRequest, context: Context
+    ) -> enrol_pb.UnblockUserResponse:
+        result = await self._flows.unblock(users.unblock_request(request, current_caller()))
+        return enrol_pb.UnblockUserResponse(
+            user=translate.user(result.user, self._clock.now()),
+            unblocked=result.outcome is UnblockOutcome.UNBLOCKED,
         )
 
     async def TerminateClient(  # noqa: N802
