@@ -19,6 +19,7 @@ from cryptography.x509.oid import NameOID
 
 BACKOFFICE = "backoffice.mabanque.internal"
 PAYMENTS = "payments.mabanque.internal"
+ONLINE = "online.mabanque.internal"
 STRANGER = "stranger.mabanque.internal"
 
 # The backoffice enrols and reads users and may explore the API; payments runs challenges only; the
@@ -56,6 +57,7 @@ class Pki:
     server: Identity
     backoffice: Identity
     payments: Identity
+    online: Identity  # the policy above does not name it; docs/examples/caller-policy.toml does
     stranger: Identity
     foreign: Identity  # names BACKOFFICE, but signed by another CA
     other_key: Path  # a key that belongs to no certificate
@@ -141,6 +143,7 @@ def make_pki(directory: Path) -> Pki:
         ),
         backoffice=issuer.issue("backoffice", "backoffice", [x509.DNSName(BACKOFFICE)]),
         payments=issuer.issue("payments", "payments", [x509.DNSName(PAYMENTS)]),
+        online=issuer.issue("online", "online", [x509.DNSName(ONLINE)]),
         stranger=issuer.issue("stranger", "stranger", [x509.DNSName(STRANGER)]),
         foreign=foreign.issue("foreign", BACKOFFICE, [x509.DNSName(BACKOFFICE)]),
         other_key=other_key,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from sesame.server.grpc.catalogue import GOVERNED
@@ -101,3 +103,16 @@ def test_reflection_is_granted_like_any_rpc() -> None:
     assert policy.allows(BACKOFFICE, reflection)
     assert not policy.allows(PAYMENTS, reflection)
     assert isinstance(policy, CallerPolicy)
+
+
+def test_the_policy_docs_show_is_the_example_file_and_it_boots() -> None:
+    """docs/operations.md shows docs/examples/caller-policy.toml verbatim, and the server accepts it."""
+    docs = Path(__file__).parents[2] / "docs"
+    example = (docs / "examples" / "caller-policy.toml").read_text(encoding="utf-8")
+    operations = (docs / "operations.md").read_text(encoding="utf-8")
+    section = operations[operations.index("### The caller policy") :]
+    block = section[section.index("```toml\n") + len("```toml\n") :]
+    assert block[: block.index("```\n")] == example
+    assert parse_policy(example).allows(
+        "online.mabanque.internal", "sesame.api.v1.EnrollmentService/ChangeSecurePhone"
+    )
