@@ -38,6 +38,7 @@ from sesame.server.domain.lifecycle import (
     Provenance,
     StatusAction,
     StatusChange,
+    Unblocking,
     Voiding,
     VoidReason,
 )
@@ -132,6 +133,11 @@ class StoresAgree(RuleBasedStateMachine):
         provenance = Provenance("ops-1", "", request_id)
         change = StatusChange("u-1", action, NOW + timedelta(seconds=offset), provenance)
         self.both("change_user_status", change)
+
+    @rule(request_id=request_ids, offset=offsets)
+    def unblock(self, request_id: str, offset: int) -> None:
+        provenance = Provenance("ops-1", "checked", request_id)
+        self.both("unblock_user", Unblocking("u-1", NOW + timedelta(seconds=offset), provenance))
 
     @rule(client_id=st.sampled_from(["client-1", "client-2"]), offset=offsets)
     def revoke_for_client(self, client_id: str, offset: int) -> None:

@@ -188,3 +188,14 @@ async def test_a_revoked_users_number_does_not_change(world: World) -> None:
     await world.registry.revoke(StatusRequest("alice", by("v-1")))
     with pytest.raises(UserNotActive):
         await change(world, OVERRIDE)
+
+
+async def test_an_unknown_user_reads_as_a_bad_challenge(world: World) -> None:
+    """No user, or a user with a challenge never issued: the same ChallengeMismatch, naming the challenge."""
+    never_issued = f"{'0' * 32}.k1.d6"
+    with pytest.raises(ChallengeMismatch) as unknown_user:
+        await change(world, ByChallenge(never_issued))
+    await world.enrol()
+    with pytest.raises(ChallengeMismatch) as known_user:
+        await change(world, ByChallenge(never_issued))
+    assert str(unknown_user.value) == str(known_user.value) == never_issued
