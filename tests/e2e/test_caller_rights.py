@@ -16,6 +16,7 @@ from typing import Any
 
 import grpc
 import pytest
+import redis.asyncio as aioredis
 from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.rpc import error_details_pb2, status_pb2
@@ -33,7 +34,7 @@ from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server.config import Settings
 from sesame.server.domain.privacy import mask_phone
 from sesame.server.grpc.demo import read_code
-from tests.e2e.helpers import CONTEXT, PHONE, precondition, transfer, violations, wrong
+from tests.e2e.helpers import CONTEXT, PHONE, precondition, snapshot, transfer, violations, wrong
 from tests.support.pki import BACKOFFICE, ONLINE, PAYMENTS, STRANGER, Identity, Pki
 from tests.support.wired_server import ServerOptions, Wired, start_wired
 
@@ -166,10 +167,13 @@ def test_the_example_policy_keeps_the_override_and_the_unblock_to_the_back_offic
     }
 
 
-async def test_every_identity_may_call_exactly_what_the_example_policy_grants(bank: Bank) -> None:
+async def test_every_identity_may_call_exactly_what_the_example_policy_grants(
+    bank: Bank, redis_client: aioredis.Redis
+) -> None:
     """Each identity x each RPC of each service: allowed, or PERMISSION_DENIED naming method and caller."""
     assert {_full_name(m) for m in RPCS} >= {CHANGE, OVERRIDE}
     policy = _policy()
+    before = await snapshot(redis_client)
     wrong_answers = []
     for identity in (*policy, STRANGER):
         rules = policy.get(identity, [])
@@ -186,6 +190,7 @@ async def test_every_identity_may_call_exactly_what_the_example_policy_grants(ba
                         {"method": _full_name(method), "caller": identity},
                     )
     assert wrong_answers == []
+    assert await snapshot(redis_client) == before  # empty requests: refused or invalid, nothing written
 
 
 def _field(number: int, value: bytes) -> bytes:
