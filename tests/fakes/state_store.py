@@ -31,6 +31,7 @@ from sesame.server.domain.model import (
     Challenge,
     ChallengeStatus,
     DeliveryState,
+    LockoutPolicy,
     RequestContext,
     VerificationAttempt,
     VerificationOutcome,
@@ -122,12 +123,19 @@ class MemoryStateStore(MemoryRegistry):
     async def get_challenge(self, challenge_id: str) -> Challenge:
         return self._existing(challenge_id)
 
-    async def record_verification(self, attempt: VerificationAttempt) -> VerificationOutcome:
+    async def record_verification(
+        self, attempt: VerificationAttempt, lockout: LockoutPolicy
+    ) -> VerificationOutcome:
         async with self._lock:
             challenge = self._existing(attempt.challenge_id)
+            if challenge.user_id != attempt.user_id:
+                raise ChallengeNotFound(attempt.challenge_id)
             result = _TERMINAL.get(challenge.status)
             if result is None and ms(attempt.at) >= challenge.expires_at:
                 result = VerifyResult.EXPIRED
+            user = self._users.get(attempt.user_id)
+            if result is None and user is not None and user.is_blocked(ms(attempt.at)):
+                result = VerifyResult.USER_BLOCKED  # as record_verification.lua: code_matches ignored
             if result is None:
                 decided = _decide(challenge, attempt)
                 challenge, result = decided.challenge, decided.result
@@ -139,8 +147,11 @@ class MemoryStateStore(MemoryRegistry):
                 result.value,
                 {"op_digest": attempt.op_digest.hex(), **context_fields(attempt.context)},
             )
+            started = self._count_for_user(
+                attempt.user_id, challenge.challenge_id, result, attempt.at, lockout
+            )
             left = challenge.attempts_left if result is VerifyResult.WRONG_CODE else 0
-            return VerificationOutcome(result, left, challenge)
+            return VerificationOutcome(result, left, challenge, "", started)
 
     async def cancel_challenge(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
         async with self._lock:

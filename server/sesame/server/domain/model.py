@@ -225,6 +225,9 @@ class VerifyResult(enum.Enum):
     ALREADY_USED = "already_used"
     OPERATION_MISMATCH = "operation_mismatch"
     VOIDED = "voided"  # the challenge was voided earlier (mismatch) or cancelled
+    USER_BLOCKED = (
+        "user_blocked"  # the user is blocked after wrong codes in a row: the code was not evaluated
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +248,7 @@ class VerificationAttempt:
     """What the verify flow hands the store: the facts it computed, never the code itself."""
 
     challenge_id: str
+    user_id: str  # the challenge's user (it never changes): the decision counts the user's failures too
     op_digest: bytes
     code_matches: bool
     at: datetime
@@ -259,6 +263,7 @@ class VerificationOutcome:
     attempts_left: int
     challenge: Challenge
     proof: str = ""  # the signed proof (compact JWS) of a VERIFIED attempt, once issued; "" otherwise
+    blocked_until: datetime | None = None  # set when this wrong code started a block of the user
 
 
 @dataclass(frozen=True, slots=True)
