@@ -13,6 +13,7 @@ from sesame.server.domain.errors import (
     ChallengeClosed,
     ChallengeNotFound,
     ChallengeNotVerified,
+    InvalidRequest,
     ResendRefused,
     UserAlreadyExists,
     UserNotFound,
@@ -21,7 +22,9 @@ from sesame.server.domain.model import (
     Challenge,
     ChallengeStatus,
     DeliveryState,
+    JournalPage,
     LockoutPolicy,
+    RefusalCount,
     RequestContext,
     User,
     VerificationAttempt,
@@ -595,6 +598,87 @@ class TestDelivery:
             ("delivered", "r1", "delivered"),
             ("sent", "r1", "delivered"),
         ]
+
+
+class TestBoundedJournal:
+    """Refusals anyone can repeat are journaled once per kind and counted; journals are read by page."""
+
+    async def test_repeated_refused_verifications_are_journaled_once_and_counted(self, store):
+        """Five right codes on a spent challenge: one already_used entry, a count of five, the last time."""
+        challenge = await opened(store)
+        await store.record_verification(an_attempt(challenge, code_matches=True), LOCKOUT)
+        for second in range(5):
+            attempt = an_attempt(challenge, code_matches=True, at=NOW + timedelta(seconds=40 + second))
+            outcome = await store.record_verification(attempt, LOCKOUT)
+            assert outcome.result is VerifyResult.ALREADY_USED
+        outcomes = [e["outcome"] for e in await store.challenge_journal(challenge.challenge_id)]
+        assert outcomes == ["opened", "verified", "already_used"]
+        assert await store.challenge_refusals(challenge.challenge_id) == [
+            RefusalCount("challenge.verification", "already_used", 5, NOW + timedelta(seconds=44))
+        ]
+
+    async def test_repeated_refused_resends_and_cancels_are_journaled_once_each(self, store):
+        """Two too-soon resends, then three closed resends and three cancels of a cancelled challenge."""
+        challenge = await opened(store)
+        for _ in range(2):
+            with pytest.raises(ResendRefused):
+                await store.record_resend(challenge.challenge_id, NOW, CONTEXT)
+        await store.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
+        for _ in range(3):
+            with pytest.raises(ChallengeClosed):
+                await store.record_resend(challenge.challenge_id, NOW, CONTEXT)
+            with pytest.raises(ChallengeClosed):
+                await store.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
+        entries = await store.challenge_journal(challenge.challenge_id)
+        assert [(e["event"], e["outcome"]) for e in entries[1:]] == [
+            ("challenge.resend", "too_soon"),
+            ("challenge.cancel", "cancelled"),
+            ("challenge.resend", "closed"),
+            ("challenge.cancel", "refused"),
+        ]
+        counts = await store.challenge_refusals(challenge.challenge_id)
+        assert [(c.event, c.outcome, c.count) for c in counts] == [
+            ("challenge.cancel", "refused", 3),
+            ("challenge.resend", "closed", 3),
+            ("challenge.resend", "too_soon", 2),
+        ]
+
+    async def test_accepted_transitions_are_not_counted_as_refusals(self, store):
+        """A wrong code, a resend and a cancel that are accepted leave no refusal count."""
+        challenge = await opened(store, resend_spacing=timedelta(0))
+        await store.record_verification(an_attempt(challenge, code_matches=False), LOCKOUT)
+        await store.record_resend(challenge.challenge_id, NOW, CONTEXT)
+        await store.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
+        assert await store.challenge_refusals(challenge.challenge_id) == []
+
+    async def test_a_journal_reads_page_by_page(self, store):
+        """Pages of two give the whole journal in order, and the last page has no next token."""
+        challenge = await opened(store)
+        for ref in ("m1", "m2", "m3", "m4"):
+            await store.record_delivery(challenge.challenge_id, DeliveryState.SENT, ref, NOW)
+        pages, token = [], ""
+        while True:
+            page = await store.challenge_journal_page(challenge.challenge_id, token, 2)
+            pages.append(page.entries)
+            if not (token := page.next_token):
+                break
+        assert [len(p) for p in pages] == [2, 2, 1]
+        assert [e for p in pages for e in p] == await store.challenge_journal(challenge.challenge_id)
+
+    async def test_a_journal_that_fits_one_page_has_no_next_token(self, store):
+        """A page as long as the journal ends it; an unknown challenge gives an empty page."""
+        challenge = await opened(store)
+        page = await store.challenge_journal_page(challenge.challenge_id, "", 1)
+        assert (len(page.entries), page.next_token) == (1, "")
+        assert await store.challenge_journal_page("ffff.k1.d6", "", 10) == JournalPage([], "")
+
+    @pytest.mark.parametrize("token", ["x", "1-", "-1", "1-2-3", "1" * 21 + "-0"])
+    async def test_a_malformed_page_token_is_invalid(self, store, token):
+        """A token that no page gives raises InvalidRequest on `page_token`."""
+        challenge = await opened(store)
+        with pytest.raises(InvalidRequest) as caught:
+            await store.challenge_journal_page(challenge.challenge_id, token, 10)
+        assert caught.value.violations[0].field == "page_token"
 
 
 class TestJournalPrivacy:

@@ -339,6 +339,18 @@ class TestConsumption:
             ("challenge.consume", "used", "r-2"),
         ]
 
+    async def test_repeated_refused_consumptions_are_journaled_once_and_counted(self, store):
+        """Three more request ids on a spent challenge: one `used` entry, a count of three."""
+        challenge = await verified(store)
+        await store.consume_challenge(consumption(challenge))
+        for request_id in ("r-2", "r-3", "r-4"):
+            with pytest.raises(ChallengeConsumed):
+                await store.consume_challenge(consumption(challenge, request_id))
+        outcomes = [e["outcome"] for e in await store.challenge_journal(challenge.challenge_id)]
+        assert outcomes.count("used") == 1
+        counts = await store.challenge_refusals(challenge.challenge_id)
+        assert [(c.event, c.outcome, c.count) for c in counts] == [("challenge.consume", "used", 3)]
+
 
 class TestPhoneChange:
     async def test_the_number_changes_and_the_cooling_starts(self, store):

@@ -6,7 +6,7 @@ block, a resend after a mismatch, a late delivery report after a cancel, an atte
 instant, a second proof, a send budget taken out of time order, a reinstatement retried after a later
 suspension, a challenge voided before it was opened...). Every step runs on both stores; the answers, the
 errors, the stored user and challenges and the user's pending challenges must be equal, and so must the
-journal's events and outcomes.
+journal's events and outcomes and the counts of repeated refusals.
 """
 
 from __future__ import annotations
@@ -245,6 +245,7 @@ class StoresAgree(RuleBasedStateMachine):
                 [(e["event"], e["outcome"], e.get("attempts")) for e in journal] for journal in journals
             ]
             assert summaries[0] == summaries[1], challenge_id
+            self.both("challenge_refusals", challenge_id)
 
 
 def test_fake_and_redis_agree_on_every_sequence(redis_server: EmbeddedRedis) -> None:

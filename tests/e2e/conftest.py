@@ -31,6 +31,7 @@ class Live:
     store: RedisStateStore
     metrics: Metrics
     clock: ShiftedClock = field(default_factory=ShiftedClock)  # the server's clock: a test may move it
+    address: str = ""  # host:port of the server, for the blocking clients (`sesame evidence`)
 
 
 @pytest.fixture
@@ -58,6 +59,7 @@ async def live(
             store=redis_store,
             metrics=running.metrics,
             clock=clock,
+            address=f"127.0.0.1:{server.port}",
         )
     finally:
         await channel.close()

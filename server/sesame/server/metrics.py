@@ -29,10 +29,12 @@ from sesame.server.domain.errors import (
 from sesame.server.domain.model import (
     Challenge,
     DeliveryState,
+    JournalPage,
     KeyRef,
     LockoutPolicy,
     MacAlgorithm,
     PublicKey,
+    RefusalCount,
     RequestContext,
     SentSms,
     SmsMessage,
@@ -275,6 +277,16 @@ class MeteredStateStore(MeteredRegistry):
     async def challenge_journal(self, challenge_id: str) -> list[dict[str, str]]:
         """Read a challenge's journal, timed."""
         return await self._timed("challenge_journal", self._inner.challenge_journal(challenge_id))
+
+    async def challenge_journal_page(self, challenge_id: str, after: str, limit: int) -> JournalPage:
+        """Read a page of a challenge's journal, timed."""
+        return await self._timed(
+            "challenge_journal_page", self._inner.challenge_journal_page(challenge_id, after, limit)
+        )
+
+    async def challenge_refusals(self, challenge_id: str) -> list[RefusalCount]:
+        """Read a challenge's refusal counts, timed."""
+        return await self._timed("challenge_refusals", self._inner.challenge_refusals(challenge_id))
 
 
 class MeteredSmsGateway:

@@ -5,14 +5,15 @@
 -- Cluster is not supported yet, and a later change moves each challenge into its user's slot
 -- (docs/decisions/0013).
 -- KEYS[1] challenge hash, KEYS[2] challenge journal stream ({ch:<id>} slot),
--- KEYS[3] user hash, KEYS[4] user journal stream ({u:<id>} slot, the user the challenge names)
+-- KEYS[3] user hash, KEYS[4] user journal stream ({u:<id>} slot, the user the challenge names),
+-- KEYS[5] the challenge's refusal counts ({ch:<id>} slot)
 -- ARGV[1] attempt time (unix ms), ARGV[2] submitted op_digest (hex), ARGV[3] '1' if the code matched,
 -- ARGV[4] user id (must be the challenge's), ARGV[5] wrong codes in a row that block, ARGV[6] first block
 -- (ms), ARGV[7] longest block (ms), ARGV[8] attempt time (ISO, for the user's journal),
 -- ARGV[9 ..] challenge journal field/value pairs (event, time, ids, request context)
 -- Returns {result, hgetall, blocked_until} (blocked_until: unix ms when this attempt started a block, else
 -- 0), {'not_found'} or {'foreign'} (the challenge is not the named user's).
-local challenge, journal, user, user_journal = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local challenge, journal, user, user_journal, refusals = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local now = tonumber(ARGV[1])
 local h = redis.call('HMGET', challenge, 'status', 'expires_at', 'op_digest', 'max_attempts', 'user_id', 'client_id',
                      'challenge_id')
@@ -50,6 +51,16 @@ else
     status, result = 'verified', 'verified'
   end
   redis.call('HSET', challenge, 'status', status)
+end
+-- A refusal changes nothing and anyone may repeat it: the first of each kind is journaled, the others only
+-- counted (a bounded hash next to the journal), so that the journal cannot be grown from outside.
+local REFUSED = {already_used = true, voided = true, locked = true, expired = true, user_blocked = true}
+if REFUSED[result] then
+  local kind = 'challenge.verification:' .. result
+  redis.call('HSET', refusals, kind .. ':last_at', ARGV[1])
+  if redis.call('HINCRBY', refusals, kind, 1) > 1 then
+    return {result, redis.call('HGETALL', challenge), 0}
+  end
 end
 local entry = {}
 for i = 9, #ARGV do entry[#entry + 1] = ARGV[i] end

@@ -267,6 +267,28 @@ class VerificationOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class RefusalCount:
+    """How often one kind of refusal was answered for a challenge. Only the first one was journaled.
+
+    A refusal (a code for a spent challenge, a resend too soon, a second cancel...) changes nothing and
+    anyone may repeat it: counting the repeats instead of journaling each keeps the journal bounded.
+    """
+
+    event: str  # challenge.verification, challenge.resend, challenge.cancel, challenge.consume
+    outcome: str  # already_used, user_blocked, ...; too_soon, ...; refused; used, replayed, ...
+    count: int  # every refusal of the kind, the journaled one included
+    last_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class JournalPage:
+    """Part of a journal, oldest first, and where the next part starts."""
+
+    entries: list[dict[str, str]]
+    next_token: str  # opaque; "" when there is no more
+
+
+@dataclass(frozen=True, slots=True)
 class SmsMessage:
     """One SMS to send. `text` may hold a code: adapters must never log it unmasked."""
 

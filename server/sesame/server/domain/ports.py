@@ -28,10 +28,12 @@ if TYPE_CHECKING:
     from sesame.server.domain.model import (
         Challenge,
         DeliveryState,
+        JournalPage,
         KeyRef,
         LockoutPolicy,
         MacAlgorithm,
         PublicKey,
+        RefusalCount,
         RequestContext,
         SentSms,
         SmsMessage,
@@ -150,6 +152,21 @@ class StateStore(Protocol):
 
     async def challenge_journal(self, challenge_id: str) -> list[dict[str, str]]:
         """The challenge's journal entries, oldest first; empty for an id never opened. They outlive it."""
+        ...
+
+    async def challenge_journal_page(self, challenge_id: str, after: str, limit: int) -> JournalPage:
+        """At most `limit` journal entries after the page token `after` ("": from the first), oldest first.
+
+        The page's `next_token` continues it. InvalidRequest (field `page_token`) for a token that no page
+        of a journal gives.
+        """
+        ...
+
+    async def challenge_refusals(self, challenge_id: str) -> list[RefusalCount]:
+        """How often each kind of refusal was answered for the challenge (only the first is journaled).
+
+        Ordered by event, then outcome; empty when there was none. It outlives the challenge, as the journal.
+        """
         ...
 
     # SMS send budgets (docs/decisions/0011) ----------------------------------------------------------
