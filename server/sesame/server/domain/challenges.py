@@ -232,10 +232,10 @@ class ChallengeFlows:
             at=self._clock.now(),
             context=request.context,
         )
-        # The store decides, checks the user's block, counts the attempt for the challenge and the user, in
-        # one atomic step; while the user is blocked it ignores `code_matches`: the answer, the counts and
-        # the journal do not depend on the code. That decision is the answer: what
-        # follows (voiding and alert after a block, the proof) may fail, and must not change it.
+        # The store checks the user's block, decides and counts the attempt for the challenge and the user,
+        # in one atomic step; while the user is blocked it ignores `code_matches`: the answer, the counts and
+        # the journal do not depend on the code. That decision is the answer: what follows (voiding and
+        # alert after a block, the proof) may fail, and must not change it.
         outcome = await self._store.record_verification(attempt, self._policy.lockout)
         if outcome.blocked_until is not None:
             block = Block(owner, outcome.blocked_until, attempt.at, request.context.caller)
