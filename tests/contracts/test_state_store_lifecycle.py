@@ -70,6 +70,9 @@ async def enrolled(store: Store) -> None:
     await store.register_user(factories.a_user(NOW - timedelta(days=30)))
 
 
+LOCKOUT = LockoutPolicy()
+
+
 async def opened(store: Store, **changes: object) -> Challenge:
     challenge = factories.a_challenge(NOW, **changes)
     await store.open_challenge(challenge, CONTEXT)
@@ -78,8 +81,8 @@ async def opened(store: Store, **changes: object) -> Challenge:
 
 async def verified(store: Store, operation: ChangePhone = NEW_NUMBER, **changes: object) -> Challenge:
     challenge = await opened(store, operation=operation, **changes)
-    attempt = VerificationAttempt(challenge.challenge_id, digest(operation), True, NOW, CONTEXT)
-    await store.record_verification(attempt)
+    attempt = VerificationAttempt(challenge.challenge_id, "u-1", digest(operation), True, NOW, CONTEXT)
+    await store.record_verification(attempt, LOCKOUT)
     return challenge
 
 
@@ -145,8 +148,12 @@ class TestStatusChanges:
     async def test_reinstatement_lifts_a_block_after_wrong_codes(self, store):
         """Reinstating an active, blocked user clears its wrong codes, blocks and block."""
         await enrolled(store)
+        challenge = await opened(store)
         for _ in range(2):
-            await store.record_failed_attempt("u-1", NOW, LockoutPolicy(max_failures=2))
+            wrong = VerificationAttempt(
+                challenge.challenge_id, "u-1", challenge.op_digest, False, NOW, CONTEXT
+            )
+            await store.record_verification(wrong, LockoutPolicy(max_failures=2))
         user = await store.change_user_status(change(StatusAction.REINSTATE))
         assert (user.failures, user.blocks, user.blocked_until) == (0, 0, None)
         assert (await events(store))[-1] == ("user.reinstate", "unblocked")
@@ -238,8 +245,8 @@ class TestVoiding:
         """A voided challenge reads CANCELLED and its right code answers VOIDED."""
         challenge = await opened(store)
         assert await store.void_challenge(challenge.challenge_id, self.VOIDING) is VoidOutcome.VOIDED
-        attempt = VerificationAttempt(challenge.challenge_id, challenge.op_digest, True, NOW, CONTEXT)
-        assert (await store.record_verification(attempt)).result is VerifyResult.VOIDED
+        attempt = VerificationAttempt(challenge.challenge_id, "u-1", challenge.op_digest, True, NOW, CONTEXT)
+        assert (await store.record_verification(attempt, LOCKOUT)).result is VerifyResult.VOIDED
 
     async def test_a_closed_challenge_is_left_as_it_is(self, store):
         """Voiding a verified challenge answers CLOSED and it stays VERIFIED, unjournaled."""
@@ -331,6 +338,18 @@ class TestConsumption:
             ("challenge.consume", "replayed", "r-1"),
             ("challenge.consume", "used", "r-2"),
         ]
+
+    async def test_repeated_refused_consumptions_are_journaled_once_and_counted(self, store):
+        """Three more request ids on a spent challenge: one `used` entry, a count of three."""
+        challenge = await verified(store)
+        await store.consume_challenge(consumption(challenge))
+        for request_id in ("r-2", "r-3", "r-4"):
+            with pytest.raises(ChallengeConsumed):
+                await store.consume_challenge(consumption(challenge, request_id))
+        outcomes = [e["outcome"] for e in await store.challenge_journal(challenge.challenge_id)]
+        assert outcomes.count("used") == 1
+        counts = await store.challenge_refusals(challenge.challenge_id)
+        assert [(c.event, c.outcome, c.count) for c in counts] == [("challenge.consume", "used", 3)]
 
 
 class TestPhoneChange:

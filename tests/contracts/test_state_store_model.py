@@ -1,11 +1,12 @@
 """The fake and Redis, driven by the same random sequences of transitions, never disagree.
 
 The contract suite checks each branch by hand; this one lets Hypothesis search for the sequences nobody
-thought of (a resend after a mismatch, a late delivery report after a cancel, an attempt at the expiry
+thought of (a wrong code that blocks the user while other challenges are open, a right code during the
+block, a resend after a mismatch, a late delivery report after a cancel, an attempt at the expiry
 instant, a second proof, a send budget taken out of time order, a reinstatement retried after a later
 suspension, a challenge voided before it was opened...). Every step runs on both stores; the answers, the
 errors, the stored user and challenges and the user's pending challenges must be equal, and so must the
-journal's events and outcomes.
+journal's events and outcomes and the counts of repeated refusals.
 """
 
 from __future__ import annotations
@@ -120,14 +121,6 @@ class StoresAgree(RuleBasedStateMachine):
         self.loop.run_until_complete(self.client.flushall())
         assert self.both("register_user", factories.a_user(NOW))[0] == "ok"
 
-    @rule(offset=offsets)
-    def wrong_code_for_the_user(self, offset: int) -> None:
-        self.both("record_failed_attempt", "u-1", NOW + timedelta(seconds=offset), LOCKOUT)
-
-    @rule(offset=offsets)
-    def right_code_for_the_user(self, offset: int) -> None:
-        self.both("record_successful_attempt", "u-1", NOW + timedelta(seconds=offset))
-
     @rule(action=st.sampled_from(StatusAction), request_id=request_ids, offset=offsets)
     def change_status(self, action: StatusAction, request_id: str, offset: int) -> None:
         provenance = Provenance("ops-1", "", request_id)
@@ -195,9 +188,14 @@ class StoresAgree(RuleBasedStateMachine):
     def verify(self, *, challenge: Challenge, matches: bool, same_operation: bool, offset: int) -> None:
         operation = challenge.operation if same_operation else OTHER
         attempt = VerificationAttempt(
-            challenge.challenge_id, digest(operation), matches, NOW + timedelta(seconds=offset), CONTEXT
+            challenge.challenge_id,
+            "u-1",
+            digest(operation),
+            matches,
+            NOW + timedelta(seconds=offset),
+            CONTEXT,
         )
-        self.both("record_verification", attempt)
+        self.both("record_verification", attempt, LOCKOUT)
 
     @rule(challenge=challenges, offset=offsets)
     def cancel(self, challenge: Challenge, offset: int) -> None:
@@ -233,7 +231,10 @@ class StoresAgree(RuleBasedStateMachine):
         self.both("pending_challenges", "u-1", NOW)
         journals = [self.loop.run_until_complete(store.user_journal("u-1")) for store in self.stores]
         summaries = [
-            [(e["event"], e.get("outcome"), e.get("failures"), e.get("status")) for e in journal]
+            [
+                (e["event"], e.get("outcome"), e.get("failures"), e.get("status"), e.get("blocked_until"))
+                for e in journal
+            ]
             for journal in journals
         ]
         assert summaries[0] == summaries[1]
@@ -250,6 +251,7 @@ class StoresAgree(RuleBasedStateMachine):
                 [(e["event"], e["outcome"], e.get("attempts")) for e in journal] for journal in journals
             ]
             assert summaries[0] == summaries[1], challenge_id
+            self.both("challenge_refusals", challenge_id)
 
 
 def test_fake_and_redis_agree_on_every_sequence(redis_server: EmbeddedRedis) -> None:

@@ -32,7 +32,7 @@ from sesame.server.domain.lifecycle import (
     UnblockOutcome,
     UserNotice,
 )
-from sesame.server.domain.model import LockoutPolicy, User, UserStatus
+from sesame.server.domain.model import LockoutPolicy, User, UserStatus, VerifyResult
 from sesame.server.domain.privacy import mask_phone
 from tests.fakes.clients import MemoryClients
 from tests.fakes.journal_fields import (
@@ -89,42 +89,54 @@ class MemoryRegistry(MemoryClients):
         except KeyError:
             raise UserNotFound(user_id) from None
 
-    async def record_failed_attempt(self, user_id: str, at: datetime, lockout: LockoutPolicy) -> User:
-        async with self._lock:
-            user = await self.get_user(user_id)
-            failures, outcome = user.failures + 1, "counted"
+    def _count_for_user(
+        self, user_id: str, challenge_id: str, result: VerifyResult, at: datetime, lockout: LockoutPolicy
+    ) -> datetime | None:
+        """The user's half of record_verification.lua; the end of a block this attempt started, if any.
+
+        Called under the store's lock, in the same step as the challenge's decision.
+        """
+        user = self._users.get(user_id)
+        if user is None:
+            return None
+        if result is VerifyResult.WRONG_CODE:
+            failures, outcome, started = user.failures + 1, "counted", None
             if failures >= lockout.max_failures:
+                started = ms(at) + lockout.block_length(user.blocks + 1)
                 outcome, failures = "blocked", 0
-                user = dataclasses.replace(
-                    user,
-                    blocks=user.blocks + 1,
-                    blocked_until=ms(at) + lockout.block_length(user.blocks + 1),
-                )
+                user = dataclasses.replace(user, blocks=user.blocks + 1, blocked_until=started)
             user = dataclasses.replace(user, failures=failures)
             self._users[user_id] = user
-            self._count_event(user, "user.failed_attempt", at, outcome)
-            return user
-
-    async def record_successful_attempt(self, user_id: str, at: datetime) -> None:
-        async with self._lock:
-            user = await self.get_user(user_id)
-            if (user.failures, user.blocks, user.blocked_until) == (0, 0, None):
-                return
+            self._count_event(
+                user, "user.failed_attempt", at, outcome, challenge_id=challenge_id, until=started
+            )
+            return started
+        if result is VerifyResult.VERIFIED and (user.failures, user.blocks, user.blocked_until) != (
+            0,
+            0,
+            None,
+        ):
             user = dataclasses.replace(user, failures=0, blocks=0, blocked_until=None)
             self._users[user_id] = user
-            self._count_event(user, "user.successful_attempt", at, "reset")
+            self._count_event(
+                user, "user.successful_attempt", at, "reset", challenge_id=challenge_id, until=None
+            )
+        return None
 
-    def _count_event(self, user: User, event: str, at: datetime, outcome: str) -> None:
+    def _count_event(  # noqa: PLR0913 (the fields of one journal entry)
+        self, user: User, event: str, at: datetime, outcome: str, *, challenge_id: str, until: datetime | None
+    ) -> None:
         self._journal(
             user.user_id,
             {
                 "event": event,
                 "at": iso(at),
                 "user_id": user.user_id,
+                "challenge_id": challenge_id,
                 "outcome": outcome,
                 "failures": str(user.failures),
                 "blocks": str(user.blocks),
-                "blocked_until": unix_ms(user.blocked_until),
+                "blocked_until": unix_ms(until),
             },
         )
 

@@ -11,6 +11,7 @@ does by its own wall clock; without one it keeps challenges forever, so that tes
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -22,6 +23,8 @@ from sesame.server.domain.errors import (
     ChallengeMismatch,
     ChallengeNotFound,
     ChallengeNotVerified,
+    FieldViolation,
+    InvalidRequest,
     ResendRefused,
     SendBudgetExhausted,
     SesameError,
@@ -31,6 +34,9 @@ from sesame.server.domain.model import (
     Challenge,
     ChallengeStatus,
     DeliveryState,
+    JournalPage,
+    LockoutPolicy,
+    RefusalCount,
     RequestContext,
     VerificationAttempt,
     VerificationOutcome,
@@ -48,6 +54,10 @@ _TERMINAL = {
     ChallengeStatus.CANCELLED: VerifyResult.VOIDED,
     ChallengeStatus.LOCKED: VerifyResult.LOCKED,
 }
+
+# record_verification.lua: the answers that change nothing, journaled the first time of their kind only.
+_REFUSED = {*_TERMINAL.values(), VerifyResult.EXPIRED, VerifyResult.USER_BLOCKED}
+_TOKEN = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 
 # consume_challenge.lua: a stale challenge reads as purged.
 _CONSUME_REFUSALS: dict[str, type[SesameError]] = {
@@ -83,6 +93,8 @@ class MemoryStateStore(MemoryRegistry):
         self._messages: dict[str, dict[str, DeliveryState]] = {}  # per challenge: provider ref -> state
         self._consumed: dict[str, str] = {}  # challenge id -> the request id of the change it authorised
         self._sends: dict[BudgetSubject, list[datetime]] = {}  # send budgets: when each unit was taken
+        # per challenge: (event, outcome) -> (count, last at); only the first refusal of a kind is journaled
+        self._refusals: dict[str, dict[tuple[str, str], tuple[int, datetime]]] = {}
 
     async def open_challenge(self, challenge: Challenge, context: RequestContext) -> None:
         async with self._lock:
@@ -122,16 +134,27 @@ class MemoryStateStore(MemoryRegistry):
     async def get_challenge(self, challenge_id: str) -> Challenge:
         return self._existing(challenge_id)
 
-    async def record_verification(self, attempt: VerificationAttempt) -> VerificationOutcome:
+    async def record_verification(
+        self, attempt: VerificationAttempt, lockout: LockoutPolicy
+    ) -> VerificationOutcome:
         async with self._lock:
             challenge = self._existing(attempt.challenge_id)
+            if challenge.user_id != attempt.user_id:
+                raise ChallengeNotFound(attempt.challenge_id)
             result = _TERMINAL.get(challenge.status)
             if result is None and ms(attempt.at) >= challenge.expires_at:
                 result = VerifyResult.EXPIRED
+            user = self._users.get(attempt.user_id)
+            if result is None and user is not None and user.is_blocked(ms(attempt.at)):
+                result = VerifyResult.USER_BLOCKED  # as record_verification.lua: code_matches ignored
             if result is None:
                 decided = _decide(challenge, attempt)
                 challenge, result = decided.challenge, decided.result
                 self._challenges[challenge.challenge_id] = challenge
+            if result in _REFUSED and not self._refused(
+                challenge.challenge_id, "challenge.verification", result.value, attempt.at
+            ):
+                return VerificationOutcome(result, 0, challenge)
             self._append(
                 challenge,
                 "challenge.verification",
@@ -139,14 +162,18 @@ class MemoryStateStore(MemoryRegistry):
                 result.value,
                 {"op_digest": attempt.op_digest.hex(), **context_fields(attempt.context)},
             )
+            started = self._count_for_user(
+                attempt.user_id, challenge.challenge_id, result, attempt.at, lockout
+            )
             left = challenge.attempts_left if result is VerifyResult.WRONG_CODE else 0
-            return VerificationOutcome(result, left, challenge)
+            return VerificationOutcome(result, left, challenge, "", started)
 
     async def cancel_challenge(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
         async with self._lock:
             challenge = self._existing(challenge_id)
             if challenge.status is not ChallengeStatus.OPEN or ms(at) >= challenge.expires_at:
-                self._append(challenge, "challenge.cancel", at, "refused", context_fields(context))
+                if self._refused(challenge_id, "challenge.cancel", "refused", at):
+                    self._append(challenge, "challenge.cancel", at, "refused", context_fields(context))
                 raise ChallengeClosed(challenge_id)
             challenge = dataclasses.replace(challenge, status=ChallengeStatus.CANCELLED)
             self._challenges[challenge_id] = challenge
@@ -167,13 +194,14 @@ class MemoryStateStore(MemoryRegistry):
                 challenge = dataclasses.replace(challenge, resends=challenge.resends + 1, last_sent_at=ms(at))
                 self._challenges[challenge_id] = challenge
                 outcome = "resent"
-            self._append(
-                challenge,
-                "challenge.resend",
-                at,
-                outcome,
-                {**context_fields(context), "resends": str(challenge.resends)},
-            )
+            if refusal is None or self._refused(challenge_id, "challenge.resend", outcome, at):
+                self._append(
+                    challenge,
+                    "challenge.resend",
+                    at,
+                    outcome,
+                    {**context_fields(context), "resends": str(challenge.resends)},
+                )
             if refusal is not None:
                 raise refusal
             return challenge
@@ -250,7 +278,10 @@ class MemoryStateStore(MemoryRegistry):
                 "request_id": consumption.request_id,
                 **context_fields(consumption.context),
             }
-            self._append(challenge, "challenge.consume", consumption.at, outcome, extra)
+            if outcome == "consumed" or self._refused(
+                challenge.challenge_id, "challenge.consume", outcome, consumption.at
+            ):
+                self._append(challenge, "challenge.consume", consumption.at, outcome, extra)
             refusal = _CONSUME_REFUSALS.get(outcome)
             if refusal is not None:
                 raise refusal(consumption.challenge_id)
@@ -290,6 +321,27 @@ class MemoryStateStore(MemoryRegistry):
 
     async def challenge_journal(self, challenge_id: str) -> list[dict[str, str]]:
         return list(self._challenge_journals.get(challenge_id, []))
+
+    async def challenge_journal_page(self, challenge_id: str, after: str, limit: int) -> JournalPage:
+        # A page token is the position of the last entry given, written like a stream id (as Redis's).
+        if after and _TOKEN.fullmatch(after) is None:
+            raise InvalidRequest([FieldViolation("page_token", "is not a page token")])
+        start = int(after.partition("-")[0]) if after else 0
+        journal = self._challenge_journals.get(challenge_id, [])
+        page = journal[start : start + limit]
+        more = start + limit < len(journal)
+        return JournalPage(list(page), f"{start + limit}-0" if more else "")
+
+    async def challenge_refusals(self, challenge_id: str) -> list[RefusalCount]:
+        counts = self._refusals.get(challenge_id, {})
+        return [RefusalCount(e, o, n, at) for (e, o), (n, at) in sorted(counts.items())]
+
+    def _refused(self, challenge_id: str, event: str, outcome: str, at: datetime) -> bool:
+        """Count one refusal; whether it is the first of its kind, the one to journal (as the scripts)."""
+        counts = self._refusals.setdefault(challenge_id, {})
+        count = counts.get((event, outcome), (0, at))[0]
+        counts[(event, outcome)] = (count + 1, ms(at))
+        return count == 0
 
     def _live(self, challenge_id: str) -> Challenge | None:
         """The challenge unless its retention has run out, as Redis's PEXPIREAT would have purged it."""

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -26,6 +27,7 @@ from sesame.server.domain.errors import (
     UserNotActive,
     UserNotFound,
 )
+from sesame.server.domain.lifecycle import Voiding, VoidOutcome
 from sesame.server.domain.model import (
     ChallengeStatus,
     DeliveryState,
@@ -360,23 +362,52 @@ def test_block_lengths_double_up_to_the_longest() -> None:
     assert lockout.block_length(10_000) == timedelta(hours=24)
 
 
-class UserCountDown(MemoryStateStore):
-    """A store whose user-slot step fails, as Redis would when it goes away right after a decision."""
+class VoidingDown(MemoryStateStore):
+    """A store whose voiding fails, as Redis would when it goes away right after a decision."""
 
-    async def record_failed_attempt(self, user_id: str, at: datetime, lockout: LockoutPolicy) -> User:
-        raise StoreUnavailable("ConnectionError")
-
-    async def record_successful_attempt(self, user_id: str, at: datetime) -> None:
+    async def void_challenge(self, challenge_id: str, voiding: Voiding) -> VoidOutcome:
         raise StoreUnavailable("ConnectionError")
 
 
-async def test_a_failed_user_count_never_changes_the_answer() -> None:
-    """With the user's count unreachable, a wrong code still answers WRONG_CODE and the right one VERIFIED."""
+async def five_wrong_codes(world: World, user_id: str) -> list[str]:
+    """Open two challenges, then guess 3 + 2 wrong codes on them; the ids, in order."""
+    challenges = [await world.flows.start(StartRequest(user_id, TRANSFER, NO_CONTEXT)) for _ in range(2)]
+    codes_sent = [code_in(message.text) for message in world.sms.sent[-2:]]
+    results = [
+        await world.verify(challenge.challenge_id, wrong(code))
+        for challenge, code, count in zip(challenges, codes_sent, (3, 2), strict=True)
+        for _ in range(count)
+    ]
+    assert results == [VerifyResult.WRONG_CODE] * 5
+    return [challenge.challenge_id for challenge in challenges]
+
+
+async def test_the_block_voids_pending_challenges_and_alerts_the_user_once(world: World) -> None:
+    """The fifth wrong code voids the user's open challenges and sends one alert, without a code."""
+    user_id = await world.enrol()
+    opened = await five_wrong_codes(world, user_id)
+    assert (await world.store.get_challenge(opened[1])).status is ChallengeStatus.CANCELLED
+    alert = world.sms.sent[-1]
+    assert (alert.to, alert.challenge_id) == (PHONE, "")
+    assert "12:15 UTC" in alert.text
+    assert not re.search(r"\d{6}", alert.text)
+    notices = [e for e in await world.store.user_journal(user_id) if e["event"] == "user.notice"]
+    assert [(n["kind"], n["outcome"]) for n in notices] == [("user_blocked", "sent")]
+
+
+async def test_a_failed_voiding_or_alert_never_changes_the_answer() -> None:
+    """With voiding and the gateway down, the fifth wrong code still answers WRONG_CODE and blocks."""
     world = World()
-    world.store = UserCountDown()
+    world.store = VoidingDown()
     world.flows = flows_over(world.keys, world.store, world.sms, world.clock, ChallengePolicy())
-    challenge = await world.flows.start(StartRequest(await world.enrol(), TRANSFER, NO_CONTEXT))
-    code = world.last_code()
-    assert await world.verify(challenge.challenge_id, wrong(code)) is VerifyResult.WRONG_CODE
-    assert await world.verify(challenge.challenge_id, code) is VerifyResult.VERIFIED
-    assert (await world.store.get_challenge(challenge.challenge_id)).status is ChallengeStatus.VERIFIED
+    user_id = await world.enrol()
+    challenges = [await world.flows.start(StartRequest(user_id, TRANSFER, NO_CONTEXT)) for _ in range(2)]
+    codes_sent = [code_in(message.text) for message in world.sms.sent]
+    for _ in range(3):
+        await world.verify(challenges[0].challenge_id, wrong(codes_sent[0]))
+    await world.verify(challenges[1].challenge_id, wrong(codes_sent[1]))
+    world.sms.fail()
+    assert await world.verify(challenges[1].challenge_id, wrong(codes_sent[1])) is VerifyResult.WRONG_CODE
+    assert await world.verify(challenges[1].challenge_id, codes_sent[1]) is VerifyResult.USER_BLOCKED
+    notices = [e for e in await world.store.user_journal(user_id) if e["event"] == "user.notice"]
+    assert [(n["kind"], n["outcome"]) for n in notices] == [("user_blocked", "failed")]

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
+
 import pytest
 
 from sesame.server.domain.operation import AddBeneficiary, ChangePhone, CreditTransfer, Login, Money, Payee
-from sesame.server.domain.sms_text import SmsContext, format_amount, phone_changed_notice, render
+from sesame.server.domain.sms_text import (
+    SmsContext,
+    format_amount,
+    phone_changed_notice,
+    render,
+    user_blocked_notice,
+)
 
 PAYEE = Payee("Jean DUPONT", "FR7630006000011234567890189")
 FR = SmsContext(bank_name="MaBanque", code="482913", validity_minutes=5, locale="fr")
@@ -97,3 +106,27 @@ def test_the_phone_change_notice_fits_gsm7_and_holds_no_code(locale: str) -> Non
     text = phone_changed_notice("MaBanque", "+33698765432", locale)
     assert set(text) <= GSM7
     assert "code " not in text.split(".")[0]
+
+
+@pytest.mark.parametrize(
+    ("locale", "said"),
+    [
+        (
+            "fr",
+            "MaBanque: après plusieurs codes erronés, l'authentification par SMS est bloquée jusqu'à 12:16",
+        ),
+        ("en", "MaBanque: after several wrong codes, authentication by text is blocked until 12:16 UTC"),
+    ],
+)
+def test_the_block_alert_says_until_when_rounded_up_to_the_minute(locale: str, said: str) -> None:
+    """The payer's alert names the block's end, never earlier than it is (12:15:01 reads 12:16)."""
+    until = datetime(2026, 11, 25, 12, 15, 1, tzinfo=UTC)
+    assert user_blocked_notice("MaBanque", until, locale).startswith(said)
+
+
+@pytest.mark.parametrize("locale", ["fr", "en"])
+def test_the_block_alert_fits_gsm7_and_holds_no_code(locale: str) -> None:
+    """Every character is in GSM 03.38 and no run of six digits could be taken for a code."""
+    text = user_blocked_notice("MaBanque", datetime(2026, 11, 25, 12, 15, tzinfo=UTC), locale)
+    assert set(text) <= GSM7
+    assert not re.search(r"\d{6}", text)

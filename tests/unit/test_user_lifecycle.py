@@ -9,7 +9,7 @@ import pytest
 from sesame.server.domain.enrollment import EnrollRequest, StatusRequest, TerminateRequest
 from sesame.server.domain.errors import ClientTerminated, UserAlreadyExists, UserNotActive
 from sesame.server.domain.lifecycle import ClientTermination, StatusAction, StatusChange
-from sesame.server.domain.model import ChallengeStatus, LockoutPolicy, UserStatus, VerifyResult
+from sesame.server.domain.model import ChallengeStatus, UserStatus, VerifyResult
 from sesame.server.domain.operation import Login
 from tests.fakes.state_store import MemoryStateStore
 from tests.fakes.world import World, by
@@ -70,8 +70,11 @@ async def test_reinstatement_lets_a_new_challenge_through(world: World) -> None:
 async def test_reinstatement_lifts_a_block_after_wrong_codes(world: World) -> None:
     """A user blocked after five wrong codes in a row is sent a code again once reinstated."""
     user_id = await world.enrol()
-    for _ in range(5):
-        await world.store.record_failed_attempt(user_id, world.clock.now(), LockoutPolicy())
+    for wrong_codes in (3, 2):
+        challenge = await world.start()
+        code = world.last_code()
+        for _ in range(wrong_codes):
+            await world.verify(challenge, str((int(code) + 1) % 1_000_000).zfill(6))
     result = await world.registry.reinstate(StatusRequest(user_id, by("r-1")))
     assert result.user.blocked_until is None
     await world.start()

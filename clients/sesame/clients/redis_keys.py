@@ -43,6 +43,14 @@ class Keyspace:
         """The challenge's journal stream (it outlives the challenge)."""
         return f"{self._prefix}:{{ch:{challenge_id}}}:journal"
 
+    def challenge_refusals(self, challenge_id: str) -> str:
+        """How many times each kind of refusal was answered for the challenge, and when last (a hash).
+
+        Only the first refusal of a kind is journaled: this keeps the journal bounded (it outlives the
+        challenge, and so does this hash).
+        """
+        return f"{self._prefix}:{{ch:{challenge_id}}}:refusals"
+
     def client(self, client_id: str) -> str:
         """The client company's hash (status)."""
         return f"{self._prefix}:{{c:{client_id}}}:client"

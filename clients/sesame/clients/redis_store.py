@@ -8,6 +8,7 @@ client companies are in `redis_users`; challenges here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final, cast
@@ -29,6 +30,8 @@ from sesame.server.domain.errors import (
     ChallengeMismatch,
     ChallengeNotFound,
     ChallengeNotVerified,
+    FieldViolation,
+    InvalidRequest,
     ResendRefused,
     SendBudgetExhausted,
 )
@@ -36,6 +39,9 @@ from sesame.server.domain.lifecycle import Consumption, Voiding, VoidOutcome
 from sesame.server.domain.model import (
     Challenge,
     DeliveryState,
+    JournalPage,
+    LockoutPolicy,
+    RefusalCount,
     RequestContext,
     VerificationAttempt,
     VerificationOutcome,
@@ -45,6 +51,7 @@ from sesame.server.domain.ports import Probe, StateStore
 from sesame.server.domain.proof import IssuedProof
 
 DEFAULT_RETENTION: Final = timedelta(hours=24)
+_STREAM_ID: Final = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")  # what a page token is: a journal entry's id
 
 
 class RedisStateStore(RedisRegistry):
@@ -117,29 +124,43 @@ class RedisStateStore(RedisRegistry):
             raise ChallengeNotFound(challenge_id)
         return _challenge(cast("dict[bytes, bytes]", raw))
 
-    async def record_verification(self, attempt: VerificationAttempt) -> VerificationOutcome:
-        """Count one attempt and decide it atomically (see the port). ChallengeNotFound."""
+    async def record_verification(
+        self, attempt: VerificationAttempt, lockout: LockoutPolicy
+    ) -> VerificationOutcome:
+        """Decide one attempt and count it for the user, atomically (see the port). ChallengeNotFound."""
         head = rec.challenge_event("challenge.verification", attempt.challenge_id, attempt.at)
         args = [
             rec.to_ms(attempt.at),
             attempt.op_digest.hex(),
             "1" if attempt.code_matches else "0",
+            attempt.user_id,
+            lockout.max_failures,
+            lockout.first_block // rec.MS,
+            lockout.longest_block // rec.MS,
+            rec.iso(attempt.at),
             *head,
             "op_digest", attempt.op_digest.hex(),
             *rec.context_fields(attempt.context),
         ]  # fmt: skip
-        reply = await self._run("record_verification", self._challenge_keys(attempt.challenge_id), args)
-        if reply[0] == b"not_found":
+        # Two slots in one script, on purpose until challenges live in their user's slot (decision 0013).
+        keys = [
+            *self._challenge_keys(attempt.challenge_id),
+            *self._user_keys(attempt.user_id),
+            self.keys.challenge_refusals(attempt.challenge_id),
+        ]
+        reply = await self._run("record_verification", keys, args)
+        if reply[0] in (b"not_found", b"foreign"):
             raise ChallengeNotFound(attempt.challenge_id)
         result = VerifyResult(reply[0].decode())
         challenge = _challenge(rec.pairs(reply[1]))
-        return VerificationOutcome(result, attempts_left(result, challenge), challenge)
+        blocked_until = rec.from_ms(int(reply[2])) if int(reply[2]) else None
+        return VerificationOutcome(result, attempts_left(result, challenge), challenge, "", blocked_until)
 
     async def cancel_challenge(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
         """Void an OPEN challenge. ChallengeNotFound, ChallengeClosed."""
         head = rec.challenge_event("challenge.cancel", challenge_id, at)
         args = [rec.to_ms(at), *head, *rec.context_fields(context)]
-        reply = await self._run("cancel_challenge", self._challenge_keys(challenge_id), args)
+        reply = await self._run("cancel_challenge", self._refusal_keys(challenge_id), args)
         if reply[0] == b"not_found":
             raise ChallengeNotFound(challenge_id)
         if reply[0] == b"closed":
@@ -150,7 +171,7 @@ class RedisStateStore(RedisRegistry):
         """Take one resend atomically (see the port). ChallengeNotFound, ChallengeClosed, ResendRefused."""
         head = rec.challenge_event("challenge.resend", challenge_id, at)
         args = [rec.to_ms(at), *head, *rec.context_fields(context)]
-        reply = await self._run("record_resend", self._challenge_keys(challenge_id), args)
+        reply = await self._run("record_resend", self._refusal_keys(challenge_id), args)
         match reply[0]:
             case b"not_found":
                 raise ChallengeNotFound(challenge_id)
@@ -226,7 +247,7 @@ class RedisStateStore(RedisRegistry):
             "request_id", consumption.request_id,
             *rec.context_fields(consumption.context),
         ]  # fmt: skip
-        reply = await self._run("consume_challenge", self._challenge_keys(challenge_id), args)
+        reply = await self._run("consume_challenge", self._refusal_keys(challenge_id), args)
         match reply[0]:
             case b"not_found" | b"stale":
                 raise ChallengeNotFound(challenge_id)
@@ -242,8 +263,33 @@ class RedisStateStore(RedisRegistry):
         """The challenge's journal entries, oldest first (they outlive the challenge)."""
         return await self._read_journal(self.keys.challenge_journal(challenge_id))
 
+    async def challenge_journal_page(self, challenge_id: str, after: str, limit: int) -> JournalPage:
+        """A page of the challenge's journal (XRANGE from the entry after the token's, COUNT limit + 1)."""
+        if after and _STREAM_ID.fullmatch(after) is None:
+            raise InvalidRequest([FieldViolation("page_token", "is not a page token")])
+        with _translated():
+            raw = await self._client.xrange(
+                self.keys.challenge_journal(challenge_id), min=f"({after}" if after else "-", count=limit + 1
+            )
+        entries = cast("list[tuple[bytes, dict[bytes, bytes]]]", raw)
+        page = entries[:limit]
+        next_token = page[-1][0].decode() if len(entries) > limit else ""
+        return JournalPage([rec.decoded(fields) for _, fields in page], next_token)
+
+    async def challenge_refusals(self, challenge_id: str) -> list[RefusalCount]:
+        """The refusal counts of the challenge, by event then outcome."""
+        with _translated():
+            raw = cast(
+                "dict[bytes, bytes]", await self._client.hgetall(self.keys.challenge_refusals(challenge_id))
+            )
+        return rec.refusal_counts(raw)
+
     def _challenge_keys(self, challenge_id: str) -> list[str]:
         return [self.keys.challenge(challenge_id), self.keys.challenge_journal(challenge_id)]
+
+    def _refusal_keys(self, challenge_id: str) -> list[str]:
+        """The challenge's keys and its refusal counts, for the scripts that count repeated refusals."""
+        return [*self._challenge_keys(challenge_id), self.keys.challenge_refusals(challenge_id)]
 
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[rec.Field]) -> Any:
         return await self._scripts.run(name, keys, args)

@@ -8,7 +8,7 @@ challenge, its whole journal, the proof, and what was checked about the proof.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -33,6 +33,9 @@ class EvidenceRecord:
     journal: list[dict[str, str]]
     proof: str  # "" when none was issued
     operation_digest: str | None  # hex SHA-256 of the challenge's operation, recomputed; None once purged
+    # How often each kind of refusal was answered (event, outcome, count, last_at): only the first of each
+    # kind is in the journal.
+    refusals: list[dict[str, Any]] = field(default_factory=list)
 
 
 def check_proof(jws: str, jwks: Mapping[str, Any]) -> proof.ParsedProof:
@@ -69,6 +72,7 @@ def bundle(record: EvidenceRecord, jwks: Mapping[str, Any]) -> dict[str, Any]:
         "challenge_id": record.challenge_id,
         "challenge": record.challenge,
         "journal": record.journal,
+        "refusals": record.refusals,
         "proof": _proof_section(record, jwks) if record.proof else None,
         "jwks": dict(jwks),
     }

@@ -29,10 +29,12 @@ from sesame.server.domain.errors import (
 from sesame.server.domain.model import (
     Challenge,
     DeliveryState,
+    JournalPage,
     KeyRef,
     LockoutPolicy,
     MacAlgorithm,
     PublicKey,
+    RefusalCount,
     RequestContext,
     SentSms,
     SmsMessage,
@@ -205,20 +207,6 @@ class MeteredStateStore(MeteredRegistry):
         """Read a user, timed."""
         return await self._timed("get_user", self._inner.get_user(user_id))
 
-    async def record_failed_attempt(self, user_id: str, at: datetime, lockout: LockoutPolicy) -> User:
-        """Count a wrong code in a row, timed; a block is counted."""
-        user = await self._timed(
-            "record_failed_attempt", self._inner.record_failed_attempt(user_id, at, lockout)
-        )
-        # Every failure adds one; only the failure that blocks sets the count back to zero.
-        if user.blocked_until is not None and user.failures == 0:
-            self._metrics.user_blocks.inc()
-        return user
-
-    async def record_successful_attempt(self, user_id: str, at: datetime) -> None:
-        """Reset the wrong codes in a row, timed."""
-        await self._timed("record_successful_attempt", self._inner.record_successful_attempt(user_id, at))
-
     async def open_challenge(self, challenge: Challenge, context: RequestContext) -> None:
         """Open a challenge, timed and counted by operation type."""
         await self._timed("open_challenge", self._inner.open_challenge(challenge, context))
@@ -234,10 +222,14 @@ class MeteredStateStore(MeteredRegistry):
         """Read a challenge, timed."""
         return await self._timed("get_challenge", self._inner.get_challenge(challenge_id))
 
-    async def record_verification(self, attempt: VerificationAttempt) -> VerificationOutcome:
-        """Decide an attempt, timed and counted by outcome."""
-        outcome = await self._timed("record_verification", self._inner.record_verification(attempt))
+    async def record_verification(
+        self, attempt: VerificationAttempt, lockout: LockoutPolicy
+    ) -> VerificationOutcome:
+        """Decide an attempt, timed and counted by outcome; a block it starts is counted."""
+        outcome = await self._timed("record_verification", self._inner.record_verification(attempt, lockout))
         self._metrics.verifications.labels(outcome.result.value).inc()
+        if outcome.blocked_until is not None:
+            self._metrics.user_blocks.inc()
         return outcome
 
     async def cancel_challenge(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
@@ -286,6 +278,16 @@ class MeteredStateStore(MeteredRegistry):
     async def challenge_journal(self, challenge_id: str) -> list[dict[str, str]]:
         """Read a challenge's journal, timed."""
         return await self._timed("challenge_journal", self._inner.challenge_journal(challenge_id))
+
+    async def challenge_journal_page(self, challenge_id: str, after: str, limit: int) -> JournalPage:
+        """Read a page of a challenge's journal, timed."""
+        return await self._timed(
+            "challenge_journal_page", self._inner.challenge_journal_page(challenge_id, after, limit)
+        )
+
+    async def challenge_refusals(self, challenge_id: str) -> list[RefusalCount]:
+        """Read a challenge's refusal counts, timed."""
+        return await self._timed("challenge_refusals", self._inner.challenge_refusals(challenge_id))
 
 
 class MeteredSmsGateway:

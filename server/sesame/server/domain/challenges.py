@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from dataclasses import dataclass, field, replace
@@ -10,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sesame.server.domain import budgets, codes, lifecycle, sms_text, validation
+from sesame.server.domain.blocking import Block, after_block
 from sesame.server.domain.budgets import SendBudget
 from sesame.server.domain.destinations import DEFAULT_COUNTRIES, check_destination
 from sesame.server.domain.errors import (
@@ -22,7 +22,6 @@ from sesame.server.domain.errors import (
     KeyNotFound,
     PhoneCooling,
     ResendRefused,
-    StoreUnavailable,
     UserBlocked,
     UserNotActive,
 )
@@ -210,6 +209,9 @@ class ChallengeFlows:
             submitted = validation.code(request.code, ref.digits)
         except ValueError as exc:
             raise InvalidRequest([FieldViolation("code", str(exc))]) from exc
+        # The challenge's user never changes: read it first, so that one atomic step can decide the attempt
+        # and count it for the user, blocked or not (docs/decisions/0013).
+        owner = (await self._store.get_challenge(request.challenge_id)).user_id
         op_digest = digest(request.operation)
         try:
             expected = await codes.derive(
@@ -224,39 +226,23 @@ class ChallengeFlows:
             raise ChallengeNotFound(request.challenge_id) from exc
         attempt = VerificationAttempt(
             challenge_id=request.challenge_id,
+            user_id=owner,
             op_digest=op_digest,
             code_matches=codes.same_code(expected, submitted),
             at=self._clock.now(),
             context=request.context,
         )
-        # The store counts the attempt, checks expiry and consumes, in one atomic step. That decision is the
-        # answer: what follows (the user's count, the proof) may fail, and must not change it.
-        outcome = await self._store.record_verification(attempt)
+        # The store checks the user's block, decides and counts the attempt for the challenge and the user,
+        # in one atomic step; while the user is blocked it ignores `code_matches`: the answer, the counts and
+        # the journal do not depend on the code. That decision is the answer: what follows (voiding and
+        # alert after a block, the proof) may fail, and must not change it.
+        outcome = await self._store.record_verification(attempt, self._policy.lockout)
+        if outcome.blocked_until is not None:
+            block = Block(owner, outcome.blocked_until, attempt.at, request.context.caller)
+            await after_block(self._store, self._sms, self._clock, self._policy.bank_name, block)
         if outcome.result is not VerifyResult.VERIFIED:
-            await self._account(outcome, attempt.at)
             return outcome
-        # Independent of each other, so side by side: the wait is the longer of the two, not their sum.
-        _, proof = await asyncio.gather(
-            self._account(outcome, attempt.at), self._proofs.after_verification(outcome, attempt)
-        )
-        return replace(outcome, proof=proof)
-
-    async def _account(self, outcome: VerificationOutcome, at: datetime) -> None:
-        """Carry a wrong or right code over to the user's count of wrong codes in a row.
-
-        Only a wrong code counts: an operation mismatch says nothing about the code, and refusals of a
-        closed challenge were not attempts. A second step after the atomic decision (the user and the
-        challenge live in different Redis Cluster slots): when it fails, or the process dies in between, one
-        count is lost, never the answer of a decision already made (the challenge counted the attempt).
-        """
-        user_id = outcome.challenge.user_id
-        try:
-            if outcome.result is VerifyResult.WRONG_CODE:
-                await self._store.record_failed_attempt(user_id, at, self._policy.lockout)
-            elif outcome.result is VerifyResult.VERIFIED:
-                await self._store.record_successful_attempt(user_id, at)
-        except StoreUnavailable as exc:
-            _log.warning("%s not counted for the user (%s)", outcome.result.value, type(exc).__name__)
+        return replace(outcome, proof=await self._proofs.after_verification(outcome, attempt))
 
     async def resend(self, challenge_id: str, context: RequestContext) -> Challenge:
         """Send the same code again, within the challenge's resend count and spacing; no counter is reset.

@@ -30,10 +30,12 @@ if TYPE_CHECKING:
     from sesame.server.domain.model import (
         Challenge,
         DeliveryState,
+        JournalPage,
         KeyRef,
         LockoutPolicy,
         MacAlgorithm,
         PublicKey,
+        RefusalCount,
         RequestContext,
         SentSms,
         SmsMessage,
@@ -90,21 +92,6 @@ class StateStore(Protocol):
         """The enrolled user. UserNotFound."""
         ...
 
-    async def record_failed_attempt(self, user_id: str, at: datetime, lockout: LockoutPolicy) -> User:
-        """Count one more wrong code in a row for the user, atomically, and return the user.
-
-        The `lockout.max_failures`-th blocks the user until `at` plus the block's length (escalating with
-        each block in a row) and restarts the count. Journaled. UserNotFound.
-        """
-        ...
-
-    async def record_successful_attempt(self, user_id: str, at: datetime) -> None:
-        """A right code: the wrong codes and blocks in a row start again from zero (journaled if they change).
-
-        UserNotFound.
-        """
-        ...
-
     async def open_challenge(self, challenge: Challenge, context: RequestContext) -> None:
         """Store a new OPEN challenge until its expiry (plus retention). Never overwrites one."""
         ...
@@ -121,13 +108,19 @@ class StateStore(Protocol):
         """The challenge as stored. ChallengeNotFound."""
         ...
 
-    async def record_verification(self, attempt: VerificationAttempt) -> VerificationOutcome:
-        """Count one attempt and decide it, atomically: exactly one concurrent winner, single use.
+    async def record_verification(
+        self, attempt: VerificationAttempt, lockout: LockoutPolicy
+    ) -> VerificationOutcome:
+        """Decide one attempt and carry it over to the challenge's user, atomically (docs/decisions/0013).
 
-        Order: terminal states answer first (ALREADY_USED, VOIDED, LOCKED) without counting; then
-        EXPIRED; then the attempt is counted; a foreign operation digest voids the challenge
-        (OPERATION_MISMATCH); a wrong code gives WRONG_CODE and locks the challenge when it spent the
-        last attempt; a right code marks it VERIFIED. ChallengeNotFound.
+        Exactly one concurrent winner, single use, and no code of a blocked user evaluated. Order:
+        terminal states answer first (ALREADY_USED, VOIDED, LOCKED) without counting; then EXPIRED; then,
+        while the user is blocked, USER_BLOCKED without looking at the code or counting; then the attempt
+        is counted; a foreign operation digest voids the challenge (OPERATION_MISMATCH); a wrong code
+        gives WRONG_CODE, locks the challenge when it spent the last attempt and counts one more wrong
+        code in a row for the user, the `lockout.max_failures`-th of which blocks the user (the outcome's
+        `blocked_until`) and restarts the count; a right code marks it VERIFIED and resets the user's
+        counts. ChallengeNotFound (also when `attempt.user_id` is not the challenge's user).
         """
         ...
 
@@ -161,6 +154,21 @@ class StateStore(Protocol):
 
     async def challenge_journal(self, challenge_id: str) -> list[dict[str, str]]:
         """The challenge's journal entries, oldest first; empty for an id never opened. They outlive it."""
+        ...
+
+    async def challenge_journal_page(self, challenge_id: str, after: str, limit: int) -> JournalPage:
+        """At most `limit` journal entries after the page token `after` ("": from the first), oldest first.
+
+        The page's `next_token` continues it. InvalidRequest (field `page_token`) for a token that no page
+        of a journal gives.
+        """
+        ...
+
+    async def challenge_refusals(self, challenge_id: str) -> list[RefusalCount]:
+        """How often each kind of refusal was answered for the challenge (only the first is journaled).
+
+        Ordered by event, then outcome; empty when there was none. It outlives the challenge, as the journal.
+        """
         ...
 
     # SMS send budgets (docs/decisions/0011) ----------------------------------------------------------

@@ -9,6 +9,7 @@ validity, and the warning that the bank never asks for the code and that it neve
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from sesame.server.domain import currency
 from sesame.server.domain.operation import (
@@ -114,3 +115,29 @@ _PHONE_CHANGED = {
 def phone_changed_notice(bank_name: str, new_phone: str, locale: str) -> str:
     """The notice to the old number that the secure number changed: no code, the new number masked."""
     return _PHONE_CHANGED[locale].format(bank=bank_name, phone=mask_phone(new_phone))
+
+
+_USER_BLOCKED = {
+    "fr": (
+        "{bank}: après plusieurs codes erronés, l'authentification par SMS est bloquée "
+        "jusqu'à {time} UTC le {date}. "
+        "Pas vous ? Appelez le numéro au dos de votre carte. "
+        "Votre banque ne vous demandera jamais de code."
+    ),
+    "en": (
+        "{bank}: after several wrong codes, authentication by text is blocked until {time} UTC on {date}. "
+        "Not you? Call the number on the back of your card. "
+        "Your bank will never ask you for a code."
+    ),
+}
+
+
+def user_blocked_notice(bank_name: str, blocked_until: datetime, locale: str) -> str:
+    """The payer's alert that a block started (RTS Art. 4(4)): its end, no code, no number."""
+    # Rounded up to the minute: the user is never told a time at which the block still holds.
+    end = blocked_until.astimezone(UTC)
+    if end.second or end.microsecond:
+        end = end.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    return _USER_BLOCKED[locale].format(
+        bank=bank_name, time=end.strftime("%H:%M"), date=end.strftime("%d/%m/%Y")
+    )
