@@ -17,6 +17,7 @@ from sesame.server.domain.errors import (
     ClientNotFound,
     ClientTerminated,
     RequestIdReused,
+    SecurePhoneChanged,
     UserNotActive,
     UserNotFound,
 )
@@ -205,16 +206,16 @@ class TestPendingIndex:
     async def test_tracked_challenges_are_pending_until_they_expire(self, store):
         """Tracked ids come back, soonest expiry first, while their expiry is after the cutoff."""
         await enrolled(store)
-        await store.track_challenge("u-1", "late", NOW + timedelta(minutes=9), NOW)
-        await store.track_challenge("u-1", "soon", NOW + timedelta(minutes=5), NOW)
+        await store.track_challenge("u-1", "late", NOW + timedelta(minutes=9), NOW, factories.PHONE)
+        await store.track_challenge("u-1", "soon", NOW + timedelta(minutes=5), NOW, factories.PHONE)
         assert await store.pending_challenges("u-1", NOW) == ["soon", "late"]
         assert await store.pending_challenges("u-1", NOW + timedelta(minutes=5)) == ["late"]
 
     async def test_entries_expired_before_the_cutoff_are_forgotten(self, store):
         """Tracking drops the entries that expired at or before its cutoff."""
         await enrolled(store)
-        await store.track_challenge("u-1", "old", NOW, NOW - timedelta(days=1))
-        await store.track_challenge("u-1", "new", NOW + timedelta(minutes=5), NOW)
+        await store.track_challenge("u-1", "old", NOW, NOW - timedelta(days=1), factories.PHONE)
+        await store.track_challenge("u-1", "new", NOW + timedelta(minutes=5), NOW, factories.PHONE)
         assert await store.pending_challenges("u-1", NOW - timedelta(days=1)) == ["new"]
 
     async def test_a_suspended_user_tracks_no_challenge(self, store):
@@ -222,13 +223,20 @@ class TestPendingIndex:
         await enrolled(store)
         await store.change_user_status(change(StatusAction.SUSPEND))
         with pytest.raises(UserNotActive):
-            await store.track_challenge("u-1", "c", NOW + timedelta(minutes=5), NOW)
+            await store.track_challenge("u-1", "c", NOW + timedelta(minutes=5), NOW, factories.PHONE)
+        assert await store.pending_challenges("u-1", NOW) == []
+
+    async def test_a_code_for_a_number_no_longer_secure_is_not_tracked(self, store):
+        """Tracking for a number that is not the secure one raises SecurePhoneChanged, indexes nothing."""
+        await enrolled(store)
+        with pytest.raises(SecurePhoneChanged):
+            await store.track_challenge("u-1", "c", NOW + timedelta(minutes=5), NOW, "+33698765432")
         assert await store.pending_challenges("u-1", NOW) == []
 
     async def test_tracking_for_an_unknown_user_is_not_found(self, store):
         """Tracking for a user never enrolled raises UserNotFound."""
         with pytest.raises(UserNotFound):
-            await store.track_challenge("nobody", "c", NOW + timedelta(minutes=5), NOW)
+            await store.track_challenge("nobody", "c", NOW + timedelta(minutes=5), NOW, factories.PHONE)
 
 
 class TestVoiding:

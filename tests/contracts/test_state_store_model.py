@@ -173,7 +173,9 @@ class StoresAgree(RuleBasedStateMachine):
             max_resends=max_resends,
             resend_spacing=timedelta(seconds=spacing),
         )
-        self.both("track_challenge", "u-1", challenge.challenge_id, challenge.expires_at, NOW)
+        self.both(
+            "track_challenge", "u-1", challenge.challenge_id, challenge.expires_at, NOW, challenge.phone
+        )
         if opened:
             self.both("open_challenge", challenge, CONTEXT)
         return challenge

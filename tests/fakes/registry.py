@@ -14,6 +14,7 @@ from datetime import datetime
 from sesame.server.domain.errors import (
     ChallengeMismatch,
     RequestIdReused,
+    SecurePhoneChanged,
     UserAlreadyExists,
     UserNotActive,
     UserNotFound,
@@ -245,12 +246,14 @@ class MemoryRegistry(MemoryClients):
     # The index of pending challenges (track_challenge.lua) --------------------------------------
 
     async def track_challenge(
-        self, user_id: str, challenge_id: str, expires_at: datetime, forget_before: datetime
+        self, user_id: str, challenge_id: str, expires_at: datetime, forget_before: datetime, phone: str
     ) -> None:
         async with self._lock:
             user = await self.get_user(user_id)
             if user.status is not UserStatus.ACTIVE:
                 raise UserNotActive(user_id)
+            if user.secure_phone != phone:
+                raise SecurePhoneChanged(user_id)
             pending = self._forget(user_id, forget_before)
             pending[challenge_id] = ms(expires_at)
 

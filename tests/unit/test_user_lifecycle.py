@@ -113,9 +113,9 @@ class SuspendedWhileOpening(MemoryStateStore):
     world: World
 
     async def track_challenge(
-        self, user_id: str, challenge_id: str, expires_at: datetime, forget_before: datetime
+        self, user_id: str, challenge_id: str, expires_at: datetime, forget_before: datetime, phone: str
     ) -> None:
-        await super().track_challenge(user_id, challenge_id, expires_at, forget_before)
+        await super().track_challenge(user_id, challenge_id, expires_at, forget_before, phone)
         await self.world.suspend(user_id)
 
 

@@ -19,6 +19,7 @@ from sesame.server.domain.errors import (
     ClientNotFound,
     ClientTerminated,
     RequestIdReused,
+    SecurePhoneChanged,
     UserAlreadyExists,
     UserNotActive,
     UserNotFound,
@@ -186,14 +187,19 @@ class RedisRegistry:
             await self._client.xadd(self.keys.user_journal(user_id), entry)  # type: ignore[arg-type]
 
     async def track_challenge(
-        self, user_id: str, challenge_id: str, expires_at: datetime, forget_before: datetime
+        self, user_id: str, challenge_id: str, expires_at: datetime, forget_before: datetime, phone: str
     ) -> None:
-        """Index a challenge about to be opened (see the port). UserNotFound, UserNotActive."""
+        """Index a challenge about to be opened (see the port).
+
+        UserNotFound, UserNotActive, SecurePhoneChanged.
+        """
         keys = [self.keys.user(user_id), self.keys.user_pending(user_id)]
-        args: list[rec.Field] = [challenge_id, rec.to_ms(expires_at), rec.to_ms(forget_before)]
+        args: list[rec.Field] = [challenge_id, rec.to_ms(expires_at), rec.to_ms(forget_before), phone]
         answer = await self._scripts.run("track_challenge", keys, args)
         if answer == b"not_found":
             raise UserNotFound(user_id)
+        if answer == b"phone_changed":
+            raise SecurePhoneChanged(user_id)
         if answer != b"tracked":
             raise UserNotActive(user_id)
 

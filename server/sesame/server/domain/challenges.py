@@ -22,6 +22,7 @@ from sesame.server.domain.errors import (
     KeyNotFound,
     PhoneCooling,
     ResendRefused,
+    SecurePhoneChanged,
     StoreUnavailable,
     UserBlocked,
     UserNotActive,
@@ -177,21 +178,33 @@ class ChallengeFlows:
             resends=0,
             last_sent_at=now,
         )
-        # Indexed before it exists, in the user's slot and only while the user is ACTIVE: a suspension
-        # either refuses this or finds the id, and then voids the challenge or spends the unopened id.
+        # Indexed before it exists, in the user's slot, only while the user is ACTIVE and the number is
+        # still the secure one: a suspension or a number change either comes first (and this refuses) or
+        # finds the id, and then voids the challenge or spends the unopened id (docs/decisions/0014).
         await self._store.track_challenge(
-            user.user_id, challenge.challenge_id, challenge.expires_at, now - lifecycle.CLOCK_SKEW
+            user.user_id,
+            challenge.challenge_id,
+            challenge.expires_at,
+            now - lifecycle.CLOCK_SKEW,
+            challenge.phone,
         )
         try:
             await self._store.open_challenge(challenge, request.context)
         except ChallengeAlreadyExists:
-            if (await self._store.get_user(user.user_id)).status is not UserStatus.ACTIVE:
-                raise UserNotActive(user.user_id) from None  # suspended meanwhile: the id was spent
+            await self._still_admitted(challenge)  # a suspension or a number change spent the id
             if not request.request_id:
                 raise
             # Two retries raced to open the claimed challenge: the other one opened it and sends it.
             return await self._store.get_challenge(challenge.challenge_id)
         return await self._send(challenge)
+
+    async def _still_admitted(self, challenge: Challenge) -> None:
+        """Raise why an indexed id could not be opened, when a suspension or a number change spent it."""
+        user = await self._store.get_user(challenge.user_id)
+        if user.status is not UserStatus.ACTIVE:
+            raise UserNotActive(user.user_id)
+        if user.secure_phone != challenge.phone:
+            raise SecurePhoneChanged(user.user_id)
 
     async def _earlier(self, challenge_id: str, request: StartRequest) -> Challenge | None:
         """The challenge a retried request opened, or None if it was claimed but never opened."""

@@ -180,11 +180,13 @@ class StateStore(Protocol):
     # The user lifecycle (docs/decisions/0010) ---------------------------------------------------
 
     async def track_challenge(
-        self, user_id: str, challenge_id: str, expires_at: datetime, forget_before: datetime
+        self, user_id: str, challenge_id: str, expires_at: datetime, forget_before: datetime, phone: str
     ) -> None:
-        """Index a challenge about to be opened among the user's pending ones, if the user is ACTIVE.
+        """Index a challenge about to be opened among the user's pending ones, if the user is ACTIVE and
+        `phone` (where its code goes) is still the user's secure number, in one atomic step.
 
-        Entries that expired before `forget_before` are dropped. UserNotFound, UserNotActive.
+        Entries that expired before `forget_before` are dropped. UserNotFound, UserNotActive,
+        SecurePhoneChanged.
         """
         ...
 
