@@ -11,10 +11,10 @@ does by its own wall clock; without one it keeps challenges forever, so that tes
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
-from sesame.server.domain.budgets import BudgetSubject
+from sesame.server.domain.budgets import BudgetSubject, Charge
 from sesame.server.domain.errors import (
     ChallengeAlreadyExists,
     ChallengeClosed,
@@ -84,11 +84,14 @@ class MemoryStateStore(MemoryRegistry):
         self._consumed: dict[str, str] = {}  # challenge id -> the request id of the change it authorised
         self._sends: dict[BudgetSubject, list[datetime]] = {}  # send budgets: when each unit was taken
 
-    async def open_challenge(self, challenge: Challenge, context: RequestContext) -> None:
+    async def open_challenge(
+        self, challenge: Challenge, context: RequestContext, charges: Sequence[Charge] = ()
+    ) -> None:
         async with self._lock:
             cid = challenge.challenge_id
             if self._live(cid) is not None or cid in self._challenge_journals:
                 raise ChallengeAlreadyExists(cid)
+            self._charge(charges, challenge.created_at)
             stored = dataclasses.replace(
                 challenge,
                 created_at=ms(challenge.created_at),
@@ -153,7 +156,9 @@ class MemoryStateStore(MemoryRegistry):
             self._append(challenge, "challenge.cancel", at, "cancelled", context_fields(context))
             return challenge
 
-    async def record_resend(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
+    async def record_resend(
+        self, challenge_id: str, at: datetime, context: RequestContext, charges: Sequence[Charge] = ()
+    ) -> Challenge:
         async with self._lock:
             challenge = self._existing(challenge_id)
             refusal: ChallengeClosed | ResendRefused | None = None
@@ -164,6 +169,7 @@ class MemoryStateStore(MemoryRegistry):
             elif ms(at) < challenge.next_send_at:
                 refusal, outcome = ResendRefused(challenge_id, challenge.next_send_at - ms(at)), "too_soon"
             else:
+                self._charge(charges, at)  # a spent budget raises before anything is written
                 challenge = dataclasses.replace(challenge, resends=challenge.resends + 1, last_sent_at=ms(at))
                 self._challenges[challenge_id] = challenge
                 outcome = "resent"
@@ -270,23 +276,24 @@ class MemoryStateStore(MemoryRegistry):
             return "consumed"
         return "replayed" if consumed_by == consumption.request_id else "used"
 
-    async def take_send_budget(
-        self, subject: BudgetSubject, at: datetime, limit: int, window: timedelta
-    ) -> None:
-        async with self._lock:
-            now, span = ms(at), timedelta(milliseconds=window // timedelta(milliseconds=1))
-            counting = sorted(t for t in self._sends.get(subject, []) if t > now - span)
-            if len(counting) >= limit:
-                # As take_send_budget.lua: the unit whose expiry brings the count under the limit.
-                raise SendBudgetExhausted(subject.kind.value, counting[len(counting) - limit] + span - now)
-            kept = [t for t in self._sends.get(subject, []) if t > now - span]
-            self._sends[subject] = [*kept, now]
+    def _charge(self, charges: Sequence[Charge], at: datetime) -> None:
+        """As _send_budgets.lua: refuse on the first spent charge, writing nothing; else take a unit each."""
+        now = ms(at)
+        for charge in charges:
+            span = timedelta(milliseconds=charge.window // timedelta(milliseconds=1))
+            counting = sorted(t for t in self._sends.get(charge.subject, []) if t > now - span)
+            if len(counting) >= charge.limit:
+                # The unit whose expiry brings the count under the limit.
+                wait = counting[len(counting) - charge.limit] + span - now
+                raise SendBudgetExhausted(charge.subject.kind.value, wait)
+        for charge in charges:
+            span = timedelta(milliseconds=charge.window // timedelta(milliseconds=1))
+            kept = [t for t in self._sends.get(charge.subject, []) if t > now - span]
+            self._sends[charge.subject] = [*kept, now]
 
-    async def return_send_budget(self, subject: BudgetSubject, at: datetime) -> None:
-        async with self._lock:
-            taken = self._sends.get(subject, [])
-            if ms(at) in taken:
-                taken.remove(ms(at))
+    def units_taken(self, subject: BudgetSubject) -> int:
+        """How many units of the subject's budget are held (as ZCARD of its sorted set)."""
+        return len(self._sends.get(subject, []))
 
     async def challenge_journal(self, challenge_id: str) -> list[dict[str, str]]:
         return list(self._challenge_journals.get(challenge_id, []))

@@ -10,6 +10,7 @@ from sesame.server.domain.budgets import BudgetSubject, SendBudget
 from sesame.server.domain.challenges import ChallengePolicy, StartRequest
 from sesame.server.domain.enrollment import EnrollRequest, PhoneRequest
 from sesame.server.domain.errors import (
+    ChallengeNotFound,
     DestinationNotAllowed,
     InvalidRequest,
     ResendRefused,
@@ -44,14 +45,18 @@ async def test_the_eleventh_start_within_the_hour_is_refused_with_the_exact_wait
 
 
 async def test_a_refused_start_sends_nothing_and_opens_nothing() -> None:
-    """The refused start sends no SMS and indexes no challenge for the user."""
+    """The refused start sends no SMS and opens no challenge (its id is indexed, and expires unopened)."""
     world = budgeted(per_user=1)
     await world.enrol()
     await world.start()
     with pytest.raises(SendBudgetExhausted):
         await world.start()
     assert len(world.sms.sent) == 1
-    assert len(await world.store.pending_challenges("alice", world.clock.now())) == 1
+    pending = await world.store.pending_challenges("alice", world.clock.now())
+    opened = [cid for cid in pending if cid in {m.challenge_id for m in world.sms.sent}]
+    assert len(opened) == 1
+    with pytest.raises(ChallengeNotFound):
+        await world.store.get_challenge(next(cid for cid in pending if cid not in opened))
 
 
 async def test_a_resend_takes_a_unit() -> None:
@@ -82,13 +87,13 @@ async def test_the_phone_budget_binds_across_two_users_sharing_a_number() -> Non
     assert refused.value.subject == "phone"
 
 
-async def test_a_phone_refusal_gives_the_users_unit_back() -> None:
-    """When the number's budget refuses, the unit taken from the user's budget is returned."""
+async def test_a_phone_refusal_takes_no_unit_of_the_users_budget() -> None:
+    """When the number's budget refuses, the user's budget is untouched: no budget is charged alone."""
     world = budgeted(per_user=1, per_phone=1)
     await world.start(await world.enrol("alice"))
     with pytest.raises(SendBudgetExhausted):
         await world.start(await world.enrol("bob"))
-    await world.store.take_send_budget(BudgetSubject.user("bob"), world.clock.now(), 1, HOUR)
+    assert world.store.units_taken(BudgetSubject.user("bob")) == 0
 
 
 async def test_a_refused_budget_spends_no_resend() -> None:
@@ -101,7 +106,7 @@ async def test_a_refused_budget_spends_no_resend() -> None:
     assert (await world.store.get_challenge(challenge.challenge_id)).resends == 0
 
 
-async def test_a_refused_resend_gives_its_units_back() -> None:
+async def test_a_refused_resend_takes_no_unit() -> None:
     """A resend refused as too soon costs no unit: the budget still has room for a start."""
     world = budgeted(per_user=2)
     challenge = await world.start(await world.enrol())
@@ -111,7 +116,7 @@ async def test_a_refused_resend_gives_its_units_back() -> None:
 
 
 async def test_a_retried_start_spends_no_unit() -> None:
-    """A start retried with its request id answers the same challenge and gives its unit back."""
+    """A start retried with its request id answers the same challenge and takes no second unit."""
     world = budgeted(per_user=2)
     request = StartRequest(await world.enrol(), TRANSFER, NO_CONTEXT, request_id="r-1")
     await world.challenges.start(request)
