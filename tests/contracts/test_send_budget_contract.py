@@ -38,14 +38,14 @@ def a_new_challenge(at: datetime) -> Challenge:
 
 async def take(store: Store, at: datetime, *charges: Charge) -> Challenge:
     """Open a new challenge at `at` with these charges."""
-    challenge = a_new_challenge(at)
+    challenge = await factories.its_user_enrolled(store, a_new_challenge(at))
     await store.open_challenge(challenge, CONTEXT, charges)
     return challenge
 
 
 async def refusal(store: Store, at: datetime, *charges: Charge) -> SendBudgetExhausted:
     """The refusal of one more opening at `at`; the challenge it would have opened does not exist."""
-    challenge = a_new_challenge(at)
+    challenge = await factories.its_user_enrolled(store, a_new_challenge(at))
     with pytest.raises(SendBudgetExhausted) as refused:
         await store.open_challenge(challenge, CONTEXT, charges)
     with pytest.raises(ChallengeNotFound):

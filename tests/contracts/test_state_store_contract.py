@@ -84,7 +84,7 @@ def an_attempt(
 
 
 async def opened(store: Store, **changes: object) -> Challenge:
-    challenge = a_challenge(**changes)
+    challenge = await factories.its_user_enrolled(store, a_challenge(**changes))
     await store.open_challenge(challenge, CONTEXT)
     return challenge
 

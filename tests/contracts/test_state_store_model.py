@@ -181,7 +181,7 @@ class StoresAgree(RuleBasedStateMachine):
         opened: bool,
         limits: tuple[int, int],
     ) -> Challenge:
-        """Track, then (usually) open: an id tracked but never opened is what a voiding may find."""
+        """Open (usually): an id never opened is what a voiding may still be handed."""
         self.opened += 1
         challenge = factories.a_challenge(
             NOW,
@@ -190,9 +190,6 @@ class StoresAgree(RuleBasedStateMachine):
             max_attempts=max_attempts,
             max_resends=max_resends,
             resend_spacing=timedelta(seconds=spacing),
-        )
-        self.both(
-            "track_challenge", "u-1", challenge.challenge_id, challenge.expires_at, NOW, challenge.phone
         )
         if opened:
             self.both("open_challenge", challenge, CONTEXT, charged(limits))

@@ -14,7 +14,6 @@ from datetime import datetime
 from sesame.server.domain.errors import (
     ChallengeMismatch,
     RequestIdReused,
-    SecurePhoneChanged,
     UserAlreadyExists,
     UserNotActive,
     UserNotFound,
@@ -243,19 +242,12 @@ class MemoryRegistry(MemoryClients):
                 },
             )
 
-    # The index of pending challenges (track_challenge.lua) --------------------------------------
+    # The index of pending challenges (open_challenge.lua writes it) ----------------------------------
 
-    async def track_challenge(
-        self, user_id: str, challenge_id: str, expires_at: datetime, forget_before: datetime, phone: str
-    ) -> None:
-        async with self._lock:
-            user = await self.get_user(user_id)
-            if user.status is not UserStatus.ACTIVE:
-                raise UserNotActive(user_id)
-            if user.secure_phone != phone:
-                raise SecurePhoneChanged(user_id)
-            pending = self._forget(user_id, forget_before)
-            pending[challenge_id] = ms(expires_at)
+    def _track(self, user_id: str, challenge_id: str, expires_at: datetime, forget_before: datetime) -> None:
+        """Index an opening challenge, dropping the entries expired before `forget_before`."""
+        pending = self._forget(user_id, forget_before)
+        pending[challenge_id] = ms(expires_at)
 
     async def pending_challenges(self, user_id: str, expiring_after: datetime) -> list[str]:
         async with self._lock:

@@ -23,15 +23,18 @@ from sesame.server.domain.errors import (
     ChallengeNotFound,
     ChallengeNotVerified,
     ResendRefused,
+    SecurePhoneChanged,
     SendBudgetExhausted,
     SesameError,
+    UserNotActive,
 )
-from sesame.server.domain.lifecycle import Consumption, Voiding, VoidOutcome
+from sesame.server.domain.lifecycle import CLOCK_SKEW, Consumption, Voiding, VoidOutcome
 from sesame.server.domain.model import (
     Challenge,
     ChallengeStatus,
     DeliveryState,
     RequestContext,
+    UserStatus,
     VerificationAttempt,
     VerificationOutcome,
     VerifyResult,
@@ -89,9 +92,15 @@ class MemoryStateStore(MemoryRegistry):
     ) -> None:
         async with self._lock:
             cid = challenge.challenge_id
+            user = await self.get_user(challenge.user_id)
+            if user.status is not UserStatus.ACTIVE:
+                raise UserNotActive(user.user_id)
+            if user.secure_phone != challenge.phone:
+                raise SecurePhoneChanged(user.user_id)
             if self._live(cid) is not None or cid in self._challenge_journals:
                 raise ChallengeAlreadyExists(cid)
             self._charge(charges, challenge.created_at)
+            self._track(user.user_id, cid, challenge.expires_at, challenge.created_at - CLOCK_SKEW)
             stored = dataclasses.replace(
                 challenge,
                 created_at=ms(challenge.created_at),

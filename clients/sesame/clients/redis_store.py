@@ -31,9 +31,12 @@ from sesame.server.domain.errors import (
     ChallengeNotFound,
     ChallengeNotVerified,
     ResendRefused,
+    SecurePhoneChanged,
     SendBudgetExhausted,
+    UserNotActive,
+    UserNotFound,
 )
-from sesame.server.domain.lifecycle import Consumption, Voiding, VoidOutcome
+from sesame.server.domain.lifecycle import CLOCK_SKEW, Consumption, Voiding, VoidOutcome
 from sesame.server.domain.model import (
     Challenge,
     DeliveryState,
@@ -95,27 +98,44 @@ class RedisStateStore(RedisRegistry):
     async def open_challenge(
         self, challenge: Challenge, context: RequestContext, charges: Sequence[Charge] = ()
     ) -> None:
-        """Store a new challenge and take its send units (see the port). ChallengeAlreadyExists,
-        SendBudgetExhausted."""
+        """Admit, index, charge and store a new challenge in one step (see the port). UserNotFound,
+        UserNotActive, SecurePhoneChanged, ChallengeAlreadyExists, SendBudgetExhausted."""
         fields = rec.challenge_fields(challenge)
         # Absolute, from the challenge's own expiry: the purge time does not depend on Redis's clock
         # reading at the moment of the call, nor on how long the call took.
         purge_at = rec.to_ms(challenge.expires_at + self._retention)
         budget_keys, budget_args = self._budgets(charges)
-        keys = [*self._challenge_keys(challenge.challenge_id), *budget_keys]
+        user_id = challenge.user_id
+        keys = [
+            *self._challenge_keys(challenge.challenge_id),
+            self.keys.user(user_id),
+            self.keys.user_pending(user_id),
+            *budget_keys,
+        ]
         args = [
             purge_at,
             rec.to_ms(challenge.created_at),
+            rec.to_ms(challenge.created_at - CLOCK_SKEW),
+            challenge.phone,
+            challenge.challenge_id,
+            rec.to_ms(challenge.expires_at),
             *budget_args,
             len(fields),
             *fields,
             *rec.opened_entry(challenge, context),
         ]
         reply = await self._run("open_challenge", keys, args)
-        if reply[0] == b"exists":
-            raise ChallengeAlreadyExists(challenge.challenge_id)
-        if reply[0] == b"exhausted":
-            raise _exhausted(charges, reply)
+        match reply[0]:
+            case b"not_found":
+                raise UserNotFound(user_id)
+            case b"not_active":
+                raise UserNotActive(user_id)
+            case b"phone_changed":
+                raise SecurePhoneChanged(user_id)
+            case b"exists":
+                raise ChallengeAlreadyExists(challenge.challenge_id)
+            case b"exhausted":
+                raise _exhausted(charges, reply)
 
     async def claim_request(self, user_id: str, request_id: str, challenge_id: str, until: datetime) -> str:
         """Bind the request id to `challenge_id` (SET NX GET: one atomic round trip)."""

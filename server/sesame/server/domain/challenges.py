@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sesame.server.domain import budgets, codes, lifecycle, sms_text, validation
+from sesame.server.domain import budgets, codes, sms_text, validation
 from sesame.server.domain.budgets import SendBudget
 from sesame.server.domain.destinations import DEFAULT_COUNTRIES, check_destination
 from sesame.server.domain.errors import (
@@ -21,7 +21,6 @@ from sesame.server.domain.errors import (
     InvalidRequest,
     KeyNotFound,
     PhoneCooling,
-    SecurePhoneChanged,
     StoreUnavailable,
     UserBlocked,
     UserNotActive,
@@ -157,22 +156,13 @@ class ChallengeFlows:
                 ref = ChallengeRef.parse(owner)  # claimed, then the opener died: open it now
         challenge = self._new_challenge(user, request.operation, ref, now)
         code = await self._code(challenge)  # before anything is charged: an HSM failure costs no unit
-        # Indexed before it exists, in the user's slot, only while the user is ACTIVE and the number is
-        # still the secure one: a suspension or a number change either comes first (and this refuses) or
-        # finds the id, and then voids the challenge or spends the unopened id (docs/decisions/0014).
-        await self._store.track_challenge(
-            user.user_id,
-            challenge.challenge_id,
-            challenge.expires_at,
-            now - lifecycle.CLOCK_SKEW,
-            challenge.phone,
-        )
+        # One atomic step admits, indexes, charges and opens: a suspension or a number change either comes
+        # first (and this refuses, writing nothing) or finds the id and voids it (docs/decisions/0014).
         try:
             await self._store.open_challenge(
                 challenge, request.context, self._charges(challenge, request.context)
             )
         except ChallengeAlreadyExists:
-            await self._still_admitted(challenge)  # a suspension or a number change spent the id
             if not request.request_id:
                 raise
             # Two retries raced to open the claimed challenge: the other one opened it and sends it.
@@ -206,14 +196,6 @@ class ChallengeFlows:
     def _charges(self, challenge: Challenge, context: RequestContext) -> tuple[budgets.Charge, ...]:
         """A unit of the user's, the number's, the caller's and the global budget (docs/decisions/0011)."""
         return budgets.charges(self._policy.send_budget, challenge.user_id, challenge.phone, context.caller)
-
-    async def _still_admitted(self, challenge: Challenge) -> None:
-        """Raise why an indexed id could not be opened, when a suspension or a number change spent it."""
-        user = await self._store.get_user(challenge.user_id)
-        if user.status is not UserStatus.ACTIVE:
-            raise UserNotActive(user.user_id)
-        if user.secure_phone != challenge.phone:
-            raise SecurePhoneChanged(user.user_id)
 
     async def _earlier(self, challenge_id: str, request: StartRequest) -> Challenge | None:
         """The challenge a retried request opened, or None if it was claimed but never opened."""

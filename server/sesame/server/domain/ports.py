@@ -107,11 +107,14 @@ class StateStore(Protocol):
     async def open_challenge(
         self, challenge: Challenge, context: RequestContext, charges: Sequence[Charge] = ()
     ) -> None:
-        """Store a new OPEN challenge until its expiry (plus retention), and take one unit of each charge at
-        its creation time, in one atomic step (docs/decisions/0014). Never overwrites one.
+        """Open a new challenge in one atomic step (docs/decisions/0014): only while its user is ACTIVE and
+        its number is the user's secure number; indexed among the user's pending challenges (entries that
+        expired before its creation, less the clock skew, are dropped); one unit of each charge taken at its
+        creation time; stored OPEN until its expiry (plus retention). Never overwrites one.
 
-        ChallengeAlreadyExists when the id was used; SendBudgetExhausted (on the first spent charge, with the
-        exact wait until one of its units frees) when a charge's `limit` units count. Either writes nothing.
+        Refused with nothing written: UserNotFound, UserNotActive, SecurePhoneChanged (the number is no longer
+        the secure one), ChallengeAlreadyExists (the id was used), SendBudgetExhausted (on the first spent
+        charge, with the exact wait until one of its units frees).
         """
         ...
 
@@ -175,19 +178,8 @@ class StateStore(Protocol):
 
     # The user lifecycle (docs/decisions/0010) ---------------------------------------------------
 
-    async def track_challenge(
-        self, user_id: str, challenge_id: str, expires_at: datetime, forget_before: datetime, phone: str
-    ) -> None:
-        """Index a challenge about to be opened among the user's pending ones, if the user is ACTIVE and
-        `phone` (where its code goes) is still the user's secure number, in one atomic step.
-
-        Entries that expired before `forget_before` are dropped. UserNotFound, UserNotActive,
-        SecurePhoneChanged.
-        """
-        ...
-
     async def pending_challenges(self, user_id: str, expiring_after: datetime) -> list[str]:
-        """The ids indexed for the user whose expiry is after `expiring_after` (older ones are dropped)."""
+        """The ids opened for the user whose expiry is after `expiring_after` (older ones are dropped)."""
         ...
 
     async def void_challenge(self, challenge_id: str, voiding: Voiding) -> VoidOutcome:
