@@ -135,7 +135,7 @@ class Metrics:
         )
         self.send_budget_refusals = Counter(
             "sesame_send_budget_refusals",
-            "SMS sends refused because a send budget was spent, by subject (user, phone).",
+            "SMS sends refused because a send budget was spent, by subject (user, phone, caller, global).",
             ["subject"],
             registry=self.registry,
         )
