@@ -16,6 +16,7 @@ from sesame.server.domain.errors import (
     SendBudgetExhausted,
 )
 from sesame.server.domain.lifecycle import ByOverride
+from sesame.server.domain.model import RequestContext
 from tests.fakes.world import NO_CONTEXT, PHONE, TRANSFER, World, by
 
 HOUR = timedelta(hours=1)
@@ -151,3 +152,22 @@ async def test_a_change_to_a_number_outside_the_allowed_countries_is_invalid() -
     with pytest.raises(InvalidRequest) as refused:
         await world.registry.change_phone(request)
     assert [v.field for v in refused.value.violations] == ["new_phone"]
+
+
+async def test_each_calling_service_has_its_own_ceiling() -> None:
+    """With a ceiling of one per caller, a second caller still sends; the first caller's second is refused."""
+    world = World(policy=ChallengePolicy(send_budget=SendBudget(per_caller=1)))
+    for user_id, phone in (("alice", "+33612000001"), ("bob", "+33612000002"), ("carol", "+33612000003")):
+        await world.enrol(user_id, phone=phone)
+    await world.challenges.start(StartRequest("alice", TRANSFER, RequestContext(caller="online-banking")))
+    await world.challenges.start(StartRequest("bob", TRANSFER, RequestContext(caller="mobile-app")))
+    with pytest.raises(SendBudgetExhausted) as refused:
+        await world.challenges.start(StartRequest("carol", TRANSFER, RequestContext(caller="online-banking")))
+    assert refused.value.subject == "caller"
+    assert len(world.sms.sent) == 2
+
+
+def test_a_caller_without_mtls_is_anonymous() -> None:
+    """An empty caller (no mTLS) shares the one `anonymous` subject."""
+    assert BudgetSubject.caller("") == BudgetSubject.caller("anonymous")
+    assert BudgetSubject.caller("") != BudgetSubject.caller("online-banking")
