@@ -89,7 +89,7 @@ def an_attempt(
 
 
 async def opened(store: Store, **changes: object) -> Challenge:
-    challenge = a_challenge(**changes)
+    challenge = await factories.its_user_enrolled(store, a_challenge(**changes))
     await store.open_challenge(challenge, CONTEXT)
     return challenge
 
@@ -148,7 +148,6 @@ class TestLockout:
         challenge = a_challenge(
             nonce=bytes([number]) * 16, expires_at=NOW + timedelta(days=1), max_attempts=10
         )
-        await store.track_challenge("u-1", challenge.challenge_id, challenge.expires_at, NOW)
         await store.open_challenge(challenge, CONTEXT)
         return [
             await store.record_verification(an_attempt(challenge, code_matches=m, at=at), self.POLICY)

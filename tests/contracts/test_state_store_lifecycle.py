@@ -17,6 +17,7 @@ from sesame.server.domain.errors import (
     ClientNotFound,
     ClientTerminated,
     RequestIdReused,
+    SecurePhoneChanged,
     UserNotActive,
     UserNotFound,
 )
@@ -74,7 +75,7 @@ LOCKOUT = LockoutPolicy()
 
 
 async def opened(store: Store, **changes: object) -> Challenge:
-    challenge = factories.a_challenge(NOW, **changes)
+    challenge = await factories.its_user_enrolled(store, factories.a_challenge(NOW, **changes))
     await store.open_challenge(challenge, CONTEXT)
     return challenge
 
@@ -208,34 +209,48 @@ class TestStatusChanges:
             await store.register_user(factories.a_user(NOW))
 
 
+def nonce(n: int) -> bytes:
+    return n.to_bytes(16, "big")
+
+
 class TestPendingIndex:
-    async def test_tracked_challenges_are_pending_until_they_expire(self, store):
-        """Tracked ids come back, soonest expiry first, while their expiry is after the cutoff."""
-        await enrolled(store)
-        await store.track_challenge("u-1", "late", NOW + timedelta(minutes=9), NOW)
-        await store.track_challenge("u-1", "soon", NOW + timedelta(minutes=5), NOW)
-        assert await store.pending_challenges("u-1", NOW) == ["soon", "late"]
-        assert await store.pending_challenges("u-1", NOW + timedelta(minutes=5)) == ["late"]
+    async def test_opened_challenges_are_pending_until_they_expire(self, store):
+        """Opened ids come back, soonest expiry first, while their expiry is after the cutoff."""
+        late = await opened(store, nonce=nonce(1), expires_at=NOW + timedelta(minutes=9))
+        soon = await opened(store, nonce=nonce(2), expires_at=NOW + timedelta(minutes=5))
+        assert await store.pending_challenges("u-1", NOW) == [soon.challenge_id, late.challenge_id]
+        assert await store.pending_challenges("u-1", NOW + timedelta(minutes=5)) == [late.challenge_id]
 
     async def test_entries_expired_before_the_cutoff_are_forgotten(self, store):
-        """Tracking drops the entries that expired at or before its cutoff."""
-        await enrolled(store)
-        await store.track_challenge("u-1", "old", NOW, NOW - timedelta(days=1))
-        await store.track_challenge("u-1", "new", NOW + timedelta(minutes=5), NOW)
-        assert await store.pending_challenges("u-1", NOW - timedelta(days=1)) == ["new"]
+        """Opening drops the entries that expired before its creation, less the clock skew."""
+        old = NOW - timedelta(days=1)
+        await opened(store, nonce=nonce(1), created_at=old, expires_at=old + timedelta(minutes=5))
+        new = await opened(store, nonce=nonce(2))
+        assert await store.pending_challenges("u-1", old) == [new.challenge_id]
 
-    async def test_a_suspended_user_tracks_no_challenge(self, store):
-        """Tracking for a suspended user raises UserNotActive and indexes nothing."""
+    async def test_a_suspended_user_gets_no_challenge(self, store):
+        """Opening for a suspended user raises UserNotActive and writes nothing."""
         await enrolled(store)
         await store.change_user_status(change(StatusAction.SUSPEND))
+        challenge = factories.a_challenge(NOW)
         with pytest.raises(UserNotActive):
-            await store.track_challenge("u-1", "c", NOW + timedelta(minutes=5), NOW)
+            await store.open_challenge(challenge, CONTEXT)
         assert await store.pending_challenges("u-1", NOW) == []
+        assert await store.challenge_journal(challenge.challenge_id) == []
 
-    async def test_tracking_for_an_unknown_user_is_not_found(self, store):
-        """Tracking for a user never enrolled raises UserNotFound."""
+    async def test_a_code_for_a_number_no_longer_secure_is_not_opened(self, store):
+        """Opening for a number that is not the secure one raises SecurePhoneChanged and writes nothing."""
+        await enrolled(store)
+        challenge = factories.a_challenge(NOW, phone="+33698765432")
+        with pytest.raises(SecurePhoneChanged):
+            await store.open_challenge(challenge, CONTEXT)
+        assert await store.pending_challenges("u-1", NOW) == []
+        assert await store.challenge_journal(challenge.challenge_id) == []
+
+    async def test_opening_for_an_unknown_user_is_not_found(self, store):
+        """Opening for a user never enrolled raises UserNotFound."""
         with pytest.raises(UserNotFound):
-            await store.track_challenge("nobody", "c", NOW + timedelta(minutes=5), NOW)
+            await store.open_challenge(factories.a_challenge(NOW, user_id="nobody"), CONTEXT)
 
 
 class TestVoiding:
@@ -258,7 +273,7 @@ class TestVoiding:
 
     async def test_an_id_never_opened_is_spent_for_good(self, store):
         """Voiding an id not opened yet answers FORECLOSED, and opening it afterwards is refused."""
-        challenge = factories.a_challenge(NOW)
+        challenge = await factories.its_user_enrolled(store, factories.a_challenge(NOW))
         assert await store.void_challenge(challenge.challenge_id, self.VOIDING) is VoidOutcome.FORECLOSED
         with pytest.raises(ChallengeAlreadyExists):
             await store.open_challenge(challenge, CONTEXT)

@@ -31,7 +31,7 @@ from hypothesis.stateful import (
 
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisStateStore
-from sesame.server.domain.budgets import BudgetSubject
+from sesame.server.domain.budgets import BudgetSubject, Charge
 from sesame.server.domain.errors import SesameError
 from sesame.server.domain.lifecycle import (
     ByOverride,
@@ -69,7 +69,17 @@ request_ids = st.sampled_from(["r-1", "r-2", "r-3"])
 # A window shorter than the offsets' span, so that units free; long enough that Redis, which expires a
 # budget's key by its own clock, does not drop one while the test runs.
 BUDGET_WINDOW = timedelta(seconds=300)
-subjects = st.sampled_from([BudgetSubject.user("u-1"), BudgetSubject.phone("+33612345678")])
+budget_limits = st.tuples(st.integers(1, 3), st.integers(1, 3))
+
+
+def charged(limits: tuple[int, int]) -> tuple[Charge, ...]:
+    """A unit of the user's and of the number's budget, with these limits."""
+    return (
+        Charge(BudgetSubject.user("u-1"), limits[0], BUDGET_WINDOW),
+        Charge(BudgetSubject.phone("+33612345678"), limits[1], BUDGET_WINDOW),
+    )
+
+
 delivery_states = st.sampled_from([DeliveryState.SENT, DeliveryState.DELIVERED, DeliveryState.FAILED])
 
 
@@ -158,11 +168,19 @@ class StoresAgree(RuleBasedStateMachine):
         spacing=st.sampled_from([0, 30]),
         transfer=st.booleans(),
         opened=st.booleans(),
+        limits=budget_limits,
     )
-    def open(
-        self, *, max_attempts: int, max_resends: int, spacing: int, transfer: bool, opened: bool
+    def open(  # noqa: PLR0913 (one argument per drawn value)
+        self,
+        *,
+        max_attempts: int,
+        max_resends: int,
+        spacing: int,
+        transfer: bool,
+        opened: bool,
+        limits: tuple[int, int],
     ) -> Challenge:
-        """Track, then (usually) open: an id tracked but never opened is what a voiding may find."""
+        """Open (usually): an id never opened is what a voiding may still be handed."""
         self.opened += 1
         challenge = factories.a_challenge(
             NOW,
@@ -172,9 +190,8 @@ class StoresAgree(RuleBasedStateMachine):
             max_resends=max_resends,
             resend_spacing=timedelta(seconds=spacing),
         )
-        self.both("track_challenge", "u-1", challenge.challenge_id, challenge.expires_at, NOW)
         if opened:
-            self.both("open_challenge", challenge, CONTEXT)
+            self.both("open_challenge", challenge, CONTEXT, charged(limits))
         return challenge
 
     @rule(challenge=challenges, offset=offsets)
@@ -201,9 +218,10 @@ class StoresAgree(RuleBasedStateMachine):
     def cancel(self, challenge: Challenge, offset: int) -> None:
         self.both("cancel_challenge", challenge.challenge_id, NOW + timedelta(seconds=offset), CONTEXT)
 
-    @rule(challenge=challenges, offset=offsets)
-    def resend(self, challenge: Challenge, offset: int) -> None:
-        self.both("record_resend", challenge.challenge_id, NOW + timedelta(seconds=offset), CONTEXT)
+    @rule(challenge=challenges, offset=offsets, limits=budget_limits)
+    def resend(self, challenge: Challenge, offset: int, limits: tuple[int, int]) -> None:
+        at = NOW + timedelta(seconds=offset)
+        self.both("record_resend", challenge.challenge_id, at, CONTEXT, charged(limits))
 
     @rule(challenge=challenges, state=delivery_states, ref=st.sampled_from(["m1", "m2"]), offset=offsets)
     def deliver(self, challenge: Challenge, state: DeliveryState, ref: str, offset: int) -> None:
@@ -216,14 +234,6 @@ class StoresAgree(RuleBasedStateMachine):
         )
         proof = IssuedProof(f"h.c.{jti}", jti, "sesame-proof-v1", facts)
         self.both("record_proof", proof, NOW + timedelta(seconds=offset))
-
-    @rule(subject=subjects, offset=offsets, limit=st.integers(1, 3))
-    def take_send_budget(self, subject: BudgetSubject, offset: int, limit: int) -> None:
-        self.both("take_send_budget", subject, NOW + timedelta(seconds=offset), limit, BUDGET_WINDOW)
-
-    @rule(subject=subjects, offset=offsets)
-    def return_send_budget(self, subject: BudgetSubject, offset: int) -> None:
-        self.both("return_send_budget", subject, NOW + timedelta(seconds=offset))
 
     @invariant()
     def same_user_and_journal(self) -> None:

@@ -118,8 +118,8 @@ async def test_a_retried_unblock_is_replayed_without_an_entry(store: Store) -> N
 async def test_a_request_id_of_another_change_is_refused(store: Store) -> None:
     """A suspension's request id cannot unblock: RequestIdReused, and nothing is written."""
     await enrolled(store)
-    await store.change_user_status(StatusChange("u-1", StatusAction.SUSPEND, NOW, BY))
     await failed(store, 2)
+    await store.change_user_status(StatusChange("u-1", StatusAction.SUSPEND, NOW, BY))
     before = (await store.get_user("u-1"), await store.user_journal("u-1"))
     with pytest.raises(RequestIdReused):
         await store.unblock_user(unblocking())

@@ -1,8 +1,7 @@
 """The registry half of the in-memory StateStore: users, their lifecycle, client companies' indexes.
 
 Each method mirrors one Lua script (`register_user`, `change_user_status`, `unblock_user`,
-`change_secure_phone`,
-`track_challenge`, `enlist_user`, `terminate_client`...): the contract suite and the model-based test hold
+`change_secure_phone`, `enlist_user`, `terminate_client`...): the contract suite and the model-based test hold
 them together, answers and journals alike.
 """
 
@@ -292,17 +291,12 @@ class MemoryRegistry(MemoryClients):
                 },
             )
 
-    # The index of pending challenges (track_challenge.lua) --------------------------------------
+    # The index of pending challenges (open_challenge.lua writes it) ----------------------------------
 
-    async def track_challenge(
-        self, user_id: str, challenge_id: str, expires_at: datetime, forget_before: datetime
-    ) -> None:
-        async with self._lock:
-            user = await self.get_user(user_id)
-            if user.status is not UserStatus.ACTIVE:
-                raise UserNotActive(user_id)
-            pending = self._forget(user_id, forget_before)
-            pending[challenge_id] = ms(expires_at)
+    def _track(self, user_id: str, challenge_id: str, expires_at: datetime, forget_before: datetime) -> None:
+        """Index an opening challenge, dropping the entries expired before `forget_before`."""
+        pending = self._forget(user_id, forget_before)
+        pending[challenge_id] = ms(expires_at)
 
     async def pending_challenges(self, user_id: str, expiring_after: datetime) -> list[str]:
         async with self._lock:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
-from sesame.server.domain.budgets import BudgetSubject
+from sesame.server.domain.budgets import BudgetSubject, Charge
 from sesame.server.domain.errors import (
     ChallengeAlreadyExists,
     ChallengeClosed,
@@ -26,10 +26,12 @@ from sesame.server.domain.errors import (
     FieldViolation,
     InvalidRequest,
     ResendRefused,
+    SecurePhoneChanged,
     SendBudgetExhausted,
     SesameError,
+    UserNotActive,
 )
-from sesame.server.domain.lifecycle import Consumption, Voiding, VoidOutcome
+from sesame.server.domain.lifecycle import CLOCK_SKEW, Consumption, Voiding, VoidOutcome
 from sesame.server.domain.model import (
     Challenge,
     ChallengeStatus,
@@ -38,6 +40,7 @@ from sesame.server.domain.model import (
     LockoutPolicy,
     RefusalCount,
     RequestContext,
+    UserStatus,
     VerificationAttempt,
     VerificationOutcome,
     VerifyResult,
@@ -96,11 +99,20 @@ class MemoryStateStore(MemoryRegistry):
         # per challenge: (event, outcome) -> (count, last at); only the first refusal of a kind is journaled
         self._refusals: dict[str, dict[tuple[str, str], tuple[int, datetime]]] = {}
 
-    async def open_challenge(self, challenge: Challenge, context: RequestContext) -> None:
+    async def open_challenge(
+        self, challenge: Challenge, context: RequestContext, charges: Sequence[Charge] = ()
+    ) -> None:
         async with self._lock:
             cid = challenge.challenge_id
+            user = await self.get_user(challenge.user_id)
+            if user.status is not UserStatus.ACTIVE:
+                raise UserNotActive(user.user_id)
+            if user.secure_phone != challenge.phone:
+                raise SecurePhoneChanged(user.user_id)
             if self._live(cid) is not None or cid in self._challenge_journals:
                 raise ChallengeAlreadyExists(cid)
+            self._charge(charges, challenge.created_at)
+            self._track(user.user_id, cid, challenge.expires_at, challenge.created_at - CLOCK_SKEW)
             stored = dataclasses.replace(
                 challenge,
                 created_at=ms(challenge.created_at),
@@ -180,7 +192,9 @@ class MemoryStateStore(MemoryRegistry):
             self._append(challenge, "challenge.cancel", at, "cancelled", context_fields(context))
             return challenge
 
-    async def record_resend(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
+    async def record_resend(
+        self, challenge_id: str, at: datetime, context: RequestContext, charges: Sequence[Charge] = ()
+    ) -> Challenge:
         async with self._lock:
             challenge = self._existing(challenge_id)
             refusal: ChallengeClosed | ResendRefused | None = None
@@ -191,6 +205,7 @@ class MemoryStateStore(MemoryRegistry):
             elif ms(at) < challenge.next_send_at:
                 refusal, outcome = ResendRefused(challenge_id, challenge.next_send_at - ms(at)), "too_soon"
             else:
+                self._charge(charges, at)  # a spent budget raises before anything is written
                 challenge = dataclasses.replace(challenge, resends=challenge.resends + 1, last_sent_at=ms(at))
                 self._challenges[challenge_id] = challenge
                 outcome = "resent"
@@ -301,23 +316,24 @@ class MemoryStateStore(MemoryRegistry):
             return "consumed"
         return "replayed" if consumed_by == consumption.request_id else "used"
 
-    async def take_send_budget(
-        self, subject: BudgetSubject, at: datetime, limit: int, window: timedelta
-    ) -> None:
-        async with self._lock:
-            now, span = ms(at), timedelta(milliseconds=window // timedelta(milliseconds=1))
-            counting = sorted(t for t in self._sends.get(subject, []) if t > now - span)
-            if len(counting) >= limit:
-                # As take_send_budget.lua: the unit whose expiry brings the count under the limit.
-                raise SendBudgetExhausted(subject.kind.value, counting[len(counting) - limit] + span - now)
-            kept = [t for t in self._sends.get(subject, []) if t > now - span]
-            self._sends[subject] = [*kept, now]
+    def _charge(self, charges: Sequence[Charge], at: datetime) -> None:
+        """As _send_budgets.lua: refuse on the first spent charge, writing nothing; else take a unit each."""
+        now = ms(at)
+        for charge in charges:
+            span = timedelta(milliseconds=charge.window // timedelta(milliseconds=1))
+            counting = sorted(t for t in self._sends.get(charge.subject, []) if t > now - span)
+            if len(counting) >= charge.limit:
+                # The unit whose expiry brings the count under the limit.
+                wait = counting[len(counting) - charge.limit] + span - now
+                raise SendBudgetExhausted(charge.subject.kind.value, wait)
+        for charge in charges:
+            span = timedelta(milliseconds=charge.window // timedelta(milliseconds=1))
+            kept = [t for t in self._sends.get(charge.subject, []) if t > now - span]
+            self._sends[charge.subject] = [*kept, now]
 
-    async def return_send_budget(self, subject: BudgetSubject, at: datetime) -> None:
-        async with self._lock:
-            taken = self._sends.get(subject, [])
-            if ms(at) in taken:
-                taken.remove(ms(at))
+    def units_taken(self, subject: BudgetSubject) -> int:
+        """How many units of the subject's budget are held (as ZCARD of its sorted set)."""
+        return len(self._sends.get(subject, []))
 
     async def challenge_journal(self, challenge_id: str) -> list[dict[str, str]]:
         return list(self._challenge_journals.get(challenge_id, []))

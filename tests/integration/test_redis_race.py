@@ -15,7 +15,7 @@ from sesame.server.domain.model import (
     VerificationAttempt,
     VerifyResult,
 )
-from tests.factories import a_challenge
+from tests.factories import a_challenge, its_user_enrolled
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ async def test_one_winner_among_concurrent_right_codes(redis_store: RedisStateSt
     now = datetime.now(UTC)
     for round_no in range(ROUNDS):
         challenge = a_challenge(now, user_id="u-race", nonce=round_no.to_bytes(16, "big"))
-        await redis_store.open_challenge(challenge, RequestContext())
+        await redis_store.open_challenge(await its_user_enrolled(redis_store, challenge), RequestContext())
         attempt = VerificationAttempt(
             challenge.challenge_id, "u-race", challenge.op_digest, True, now, RequestContext()
         )

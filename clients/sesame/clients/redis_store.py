@@ -1,8 +1,9 @@
 """`RedisStateStore`: the StateStore port on Redis, one Lua script per transition (docs/decisions/0002).
 
 Every transition checks, changes and appends its journal entry in one script, so it is atomic and costs
-one round trip. Keys carry hash tags (`{u:<id>}`, `{ch:<id>}`, `{c:<id>}`, see `redis_keys`) so that every
-script touches a single Redis Cluster slot: an aggregate and its journal stream live together. Users and
+one round trip. Keys carry hash tags (`{u:<id>}`, `{ch:<id>}`, `{c:<id>}`, see `redis_keys`) so that an
+aggregate and its journal stream live together; opening a challenge and taking a resend also take the send
+budgets' units, across their slots (docs/decisions/0014). Users and
 client companies are in `redis_users`; challenges here.
 """
 
@@ -22,7 +23,7 @@ from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_scripts import Scripts, stored_challenge
 from sesame.clients.redis_scripts import translated as _translated
 from sesame.clients.redis_users import RedisRegistry
-from sesame.server.domain.budgets import BudgetSubject
+from sesame.server.domain.budgets import Charge
 from sesame.server.domain.errors import (
     ChallengeAlreadyExists,
     ChallengeClosed,
@@ -33,9 +34,12 @@ from sesame.server.domain.errors import (
     FieldViolation,
     InvalidRequest,
     ResendRefused,
+    SecurePhoneChanged,
     SendBudgetExhausted,
+    UserNotActive,
+    UserNotFound,
 )
-from sesame.server.domain.lifecycle import Consumption, Voiding, VoidOutcome
+from sesame.server.domain.lifecycle import CLOCK_SKEW, Consumption, Voiding, VoidOutcome
 from sesame.server.domain.model import (
     Challenge,
     DeliveryState,
@@ -98,16 +102,47 @@ class RedisStateStore(RedisRegistry):
 
     # Challenges ---------------------------------------------------------------------------------
 
-    async def open_challenge(self, challenge: Challenge, context: RequestContext) -> None:
-        """Store a new challenge until its expiry plus retention. ChallengeAlreadyExists."""
+    async def open_challenge(
+        self, challenge: Challenge, context: RequestContext, charges: Sequence[Charge] = ()
+    ) -> None:
+        """Admit, index, charge and store a new challenge in one step (see the port). UserNotFound,
+        UserNotActive, SecurePhoneChanged, ChallengeAlreadyExists, SendBudgetExhausted."""
         fields = rec.challenge_fields(challenge)
         # Absolute, from the challenge's own expiry: the purge time does not depend on Redis's clock
         # reading at the moment of the call, nor on how long the call took.
         purge_at = rec.to_ms(challenge.expires_at + self._retention)
-        keys = self._challenge_keys(challenge.challenge_id)
-        args = [purge_at, len(fields), *fields, *rec.opened_entry(challenge, context)]
-        if await self._run("open_challenge", keys, args) != 1:
-            raise ChallengeAlreadyExists(challenge.challenge_id)
+        budget_keys, budget_args = self._budgets(charges)
+        user_id = challenge.user_id
+        keys = [
+            *self._challenge_keys(challenge.challenge_id),
+            self.keys.user(user_id),
+            self.keys.user_pending(user_id),
+            *budget_keys,
+        ]
+        args = [
+            purge_at,
+            rec.to_ms(challenge.created_at),
+            rec.to_ms(challenge.created_at - CLOCK_SKEW),
+            challenge.phone,
+            challenge.challenge_id,
+            rec.to_ms(challenge.expires_at),
+            *budget_args,
+            len(fields),
+            *fields,
+            *rec.opened_entry(challenge, context),
+        ]
+        reply = await self._run("open_challenge", keys, args)
+        match reply[0]:
+            case b"not_found":
+                raise UserNotFound(user_id)
+            case b"not_active":
+                raise UserNotActive(user_id)
+            case b"phone_changed":
+                raise SecurePhoneChanged(user_id)
+            case b"exists":
+                raise ChallengeAlreadyExists(challenge.challenge_id)
+            case b"exhausted":
+                raise _exhausted(charges, reply)
 
     async def claim_request(self, user_id: str, request_id: str, challenge_id: str, until: datetime) -> str:
         """Bind the request id to `challenge_id` (SET NX GET: one atomic round trip)."""
@@ -167,11 +202,16 @@ class RedisStateStore(RedisRegistry):
             raise ChallengeClosed(challenge_id)
         return _challenge(rec.pairs(reply[1]))
 
-    async def record_resend(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
-        """Take one resend atomically (see the port). ChallengeNotFound, ChallengeClosed, ResendRefused."""
+    async def record_resend(
+        self, challenge_id: str, at: datetime, context: RequestContext, charges: Sequence[Charge] = ()
+    ) -> Challenge:
+        """Take one resend and its send units atomically (see the port). ChallengeNotFound, ChallengeClosed,
+        ResendRefused, SendBudgetExhausted."""
         head = rec.challenge_event("challenge.resend", challenge_id, at)
-        args = [rec.to_ms(at), *head, *rec.context_fields(context)]
-        reply = await self._run("record_resend", self._refusal_keys(challenge_id), args)
+        budget_keys, budget_args = self._budgets(charges)
+        keys = [*self._refusal_keys(challenge_id), *budget_keys]
+        args = [rec.to_ms(at), *budget_args, *head, *rec.context_fields(context)]
+        reply = await self._run("record_resend", keys, args)
         match reply[0]:
             case b"not_found":
                 raise ChallengeNotFound(challenge_id)
@@ -181,6 +221,8 @@ class RedisStateStore(RedisRegistry):
                 raise ResendRefused(challenge_id, None)
             case b"too_soon":
                 raise ResendRefused(challenge_id, timedelta(milliseconds=int(reply[1])))
+            case b"budget":
+                raise _exhausted(charges, reply)
         return _challenge(rec.pairs(reply[1]))
 
     async def record_delivery(
@@ -206,21 +248,15 @@ class RedisStateStore(RedisRegistry):
                 return cast("bytes", reply[1]).decode()
         return proof.jws
 
-    # SMS send budgets ---------------------------------------------------------------------------------
+    # SMS send budgets (docs/decisions/0011, 0014) -------------------------------------------------------
 
-    async def take_send_budget(
-        self, subject: BudgetSubject, at: datetime, limit: int, window: timedelta
-    ) -> None:
-        """Take one unit of the subject's budget (see the port). SendBudgetExhausted."""
-        keys = [self.keys.send_budget(subject.kind.value, subject.key)]
-        reply = await self._run("take_send_budget", keys, [rec.to_ms(at), limit, window // rec.MS])
-        if reply[0] == b"exhausted":
-            raise SendBudgetExhausted(subject.kind.value, timedelta(milliseconds=int(reply[1])))
-
-    async def return_send_budget(self, subject: BudgetSubject, at: datetime) -> None:
-        """Give back one unit taken at `at`, if there is one."""
-        keys = [self.keys.send_budget(subject.kind.value, subject.key)]
-        await self._run("return_send_budget", keys, [rec.to_ms(at)])
+    def _budgets(self, charges: Sequence[Charge]) -> tuple[list[str], list[rec.Field]]:
+        """The budgets' keys, and the script arguments: their count, then each one's limit and window."""
+        keys = [self.keys.send_budget(c.subject.kind.value, c.subject.key) for c in charges]
+        args: list[rec.Field] = [len(charges)]
+        for charge in charges:
+            args += [charge.limit, charge.window // rec.MS]
+        return keys, args
 
     # The user lifecycle ---------------------------------------------------------------------------
 
@@ -296,6 +332,12 @@ class RedisStateStore(RedisRegistry):
 
 
 _challenge = stored_challenge
+
+
+def _exhausted(charges: Sequence[Charge], reply: list[Any]) -> SendBudgetExhausted:
+    """The refusal a script answered as (outcome, index of the spent budget, wait in ms)."""
+    subject = charges[int(reply[1])].subject
+    return SendBudgetExhausted(subject.kind.value, timedelta(milliseconds=int(reply[2])))
 
 
 def attempts_left(result: VerifyResult, challenge: Challenge) -> int:

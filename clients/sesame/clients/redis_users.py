@@ -188,18 +188,6 @@ class RedisRegistry:
         with translated():
             await self._client.xadd(self.keys.user_journal(user_id), entry)  # type: ignore[arg-type]
 
-    async def track_challenge(
-        self, user_id: str, challenge_id: str, expires_at: datetime, forget_before: datetime
-    ) -> None:
-        """Index a challenge about to be opened (see the port). UserNotFound, UserNotActive."""
-        keys = [self.keys.user(user_id), self.keys.user_pending(user_id)]
-        args: list[rec.Field] = [challenge_id, rec.to_ms(expires_at), rec.to_ms(forget_before)]
-        answer = await self._scripts.run("track_challenge", keys, args)
-        if answer == b"not_found":
-            raise UserNotFound(user_id)
-        if answer != b"tracked":
-            raise UserNotActive(user_id)
-
     async def pending_challenges(self, user_id: str, expiring_after: datetime) -> list[str]:
         """The indexed ids expiring after `expiring_after`; older entries are dropped in the same step."""
         key, cutoff = self.keys.user_pending(user_id), rec.to_ms(expiring_after)

@@ -117,11 +117,15 @@ def _lockout(reader: EnvReader) -> LockoutPolicy:
 
 
 def _send_budget(reader: EnvReader) -> SendBudget:
-    """SMS per user and per number in a rolling window (anti-pumping, docs/decisions/0011)."""
+    """SMS per user and per number in a rolling window; per calling service and over all in another
+    (anti-pumping, docs/decisions/0011, 0014)."""
     return SendBudget(
         per_user=reader.integer("SESAME_SEND_BUDGET_USER", 10, 1, 1_000_000),
         per_phone=reader.integer("SESAME_SEND_BUDGET_PHONE", 10, 1, 1_000_000),
         window=timedelta(seconds=reader.integer("SESAME_SEND_BUDGET_WINDOW_SECONDS", 3600, 60, 7 * 86400)),
+        per_caller=reader.integer("SESAME_SEND_CEILING_CALLER", 3000, 1, 10_000_000),
+        overall=reader.integer("SESAME_SEND_CEILING_GLOBAL", 6000, 1, 10_000_000),
+        ceiling_window=timedelta(seconds=reader.integer("SESAME_SEND_CEILING_WINDOW_SECONDS", 60, 1, 86400)),
     )
 
 

@@ -10,13 +10,13 @@ its outcome, and the gRPC layer counts calls by status code (`sesame.server.grpc
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Sequence
+from datetime import datetime
 from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
-from sesame.server.domain.budgets import BudgetSubject
+from sesame.server.domain.budgets import Charge
 from sesame.server.domain.errors import (
     ChallengeClosed,
     ConfigurationError,
@@ -138,7 +138,7 @@ class Metrics:
         )
         self.send_budget_refusals = Counter(
             "sesame_send_budget_refusals",
-            "SMS sends refused because a send budget was spent, by subject (user, phone).",
+            "SMS sends refused because a send budget was spent, by subject (user, phone, caller, global).",
             ["subject"],
             registry=self.registry,
         )
@@ -207,9 +207,13 @@ class MeteredStateStore(MeteredRegistry):
         """Read a user, timed."""
         return await self._timed("get_user", self._inner.get_user(user_id))
 
-    async def open_challenge(self, challenge: Challenge, context: RequestContext) -> None:
-        """Open a challenge, timed and counted by operation type."""
-        await self._timed("open_challenge", self._inner.open_challenge(challenge, context))
+    async def open_challenge(
+        self, challenge: Challenge, context: RequestContext, charges: Sequence[Charge] = ()
+    ) -> None:
+        """Open a challenge, timed and counted by operation type; a spent budget is counted by subject."""
+        await self._budgeted(
+            self._timed("open_challenge", self._inner.open_challenge(challenge, context, charges))
+        )
         self._metrics.challenges_opened.labels(kind(challenge.operation).name.lower()).inc()
 
     async def claim_request(self, user_id: str, request_id: str, challenge_id: str, until: datetime) -> str:
@@ -236,10 +240,14 @@ class MeteredStateStore(MeteredRegistry):
         """Cancel, timed."""
         return await self._timed("cancel_challenge", self._inner.cancel_challenge(challenge_id, at, context))
 
-    async def record_resend(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
-        """Take a resend, timed and counted by outcome."""
+    async def record_resend(
+        self, challenge_id: str, at: datetime, context: RequestContext, charges: Sequence[Charge] = ()
+    ) -> Challenge:
+        """Take a resend, timed and counted by outcome; a spent budget is counted by subject."""
         try:
-            taken = await self._timed("record_resend", self._inner.record_resend(challenge_id, at, context))
+            taken = await self._budgeted(
+                self._timed("record_resend", self._inner.record_resend(challenge_id, at, context, charges))
+            )
         except ResendRefused as refused:
             self._metrics.resends.labels("exhausted" if refused.retry_after is None else "too_soon").inc()
             raise
@@ -261,19 +269,13 @@ class MeteredStateStore(MeteredRegistry):
         """Journal a proof, timed."""
         return await self._timed("record_proof", self._inner.record_proof(proof, at))
 
-    async def take_send_budget(
-        self, subject: BudgetSubject, at: datetime, limit: int, window: timedelta
-    ) -> None:
-        """Take a unit of a send budget, timed; a refusal is counted by subject."""
+    async def _budgeted(self, call: Awaitable[T]) -> T:
+        """The call's result; a refusal by a spent send budget is counted by subject."""
         try:
-            await self._timed("take_send_budget", self._inner.take_send_budget(subject, at, limit, window))
-        except SendBudgetExhausted:
-            self._metrics.send_budget_refusals.labels(subject.kind.value).inc()
+            return await call
+        except SendBudgetExhausted as refused:
+            self._metrics.send_budget_refusals.labels(refused.subject).inc()
             raise
-
-    async def return_send_budget(self, subject: BudgetSubject, at: datetime) -> None:
-        """Give back a unit of a send budget, timed."""
-        await self._timed("return_send_budget", self._inner.return_send_budget(subject, at))
 
     async def challenge_journal(self, challenge_id: str) -> list[dict[str, str]]:
         """Read a challenge's journal, timed."""

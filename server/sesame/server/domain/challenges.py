@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sesame.server.domain import budgets, codes, lifecycle, sms_text, validation
+from sesame.server.domain import budgets, codes, sms_text, validation
 from sesame.server.domain.blocking import Block, after_block
 from sesame.server.domain.budgets import SendBudget
 from sesame.server.domain.destinations import DEFAULT_COUNTRIES, check_destination
@@ -21,7 +21,6 @@ from sesame.server.domain.errors import (
     InvalidRequest,
     KeyNotFound,
     PhoneCooling,
-    ResendRefused,
     UserBlocked,
     UserNotActive,
 )
@@ -134,15 +133,15 @@ class ChallengeFlows:
         self._proofs = proofs
 
     async def start(self, request: StartRequest) -> Challenge:
-        """Open a challenge for the user's operation and send its code to the user's secure phone."""
+        """Open a challenge for the user's operation and send its code to the user's secure phone.
+
+        Everything that may refuse or fail comes before the one step that charges the send budgets: that
+        step opens the challenge, and its code goes to the gateway right after (docs/decisions/0014).
+        """
         user = await self._store.get_user(request.user_id)
         now = self._clock.now()
         _admit(user, request.operation, now)
         check_destination(user.secure_phone, self._policy.countries)
-        # Budgets before the HSM: a refused request costs no HSM call, opens nothing and sends nothing.
-        charged = await budgets.take_units(
-            self._store, self._policy.send_budget, user.user_id, user.secure_phone, now
-        )
         key = await self._keys.current_otp_key()
         ref = ChallengeRef(await self._keys.random(NONCE_BYTES), key.otp_version, self._policy.digits)
         if request.request_id:
@@ -152,14 +151,30 @@ class ChallengeFlows:
             if owner != ref.challenge_id:
                 earlier = await self._earlier(owner, request)
                 if earlier is not None:
-                    await budgets.give_back(self._store, charged, now)  # no second SMS: no unit spent
                     return earlier  # a retry: the same challenge, and no second SMS
                 ref = ChallengeRef.parse(owner)  # claimed, then the opener died: open it now
-        challenge = Challenge(
+        challenge = self._new_challenge(user, request.operation, ref, now)
+        code = await self._code(challenge)  # before anything is charged: an HSM failure costs no unit
+        # One atomic step admits, indexes, charges and opens: a suspension or a number change either comes
+        # first (and this refuses, writing nothing) or finds the id and voids it (docs/decisions/0014).
+        try:
+            await self._store.open_challenge(
+                challenge, request.context, self._charges(challenge, request.context)
+            )
+        except ChallengeAlreadyExists:
+            if not request.request_id:
+                raise
+            # Two retries raced to open the claimed challenge: the other one opened it and sends it.
+            return await self._store.get_challenge(challenge.challenge_id)
+        return await self._deliver(challenge, code)
+
+    def _new_challenge(self, user: User, operation: Operation, ref: ChallengeRef, now: datetime) -> Challenge:
+        """The OPEN challenge `ref` names, for the user's operation, under the policy's limits."""
+        return Challenge(
             challenge_id=ref.challenge_id,
             user_id=user.user_id,
             client_id=user.client_id,
-            operation=request.operation,
+            operation=operation,
             nonce=ref.nonce,
             key_version=ref.key_version,
             digits=ref.digits,
@@ -176,21 +191,10 @@ class ChallengeFlows:
             resends=0,
             last_sent_at=now,
         )
-        # Indexed before it exists, in the user's slot and only while the user is ACTIVE: a suspension
-        # either refuses this or finds the id, and then voids the challenge or spends the unopened id.
-        await self._store.track_challenge(
-            user.user_id, challenge.challenge_id, challenge.expires_at, now - lifecycle.CLOCK_SKEW
-        )
-        try:
-            await self._store.open_challenge(challenge, request.context)
-        except ChallengeAlreadyExists:
-            if (await self._store.get_user(user.user_id)).status is not UserStatus.ACTIVE:
-                raise UserNotActive(user.user_id) from None  # suspended meanwhile: the id was spent
-            if not request.request_id:
-                raise
-            # Two retries raced to open the claimed challenge: the other one opened it and sends it.
-            return await self._store.get_challenge(challenge.challenge_id)
-        return await self._send(challenge)
+
+    def _charges(self, challenge: Challenge, context: RequestContext) -> tuple[budgets.Charge, ...]:
+        """A unit of the user's, the number's, the caller's and the global budget (docs/decisions/0011)."""
+        return budgets.charges(self._policy.send_budget, challenge.user_id, challenge.phone, context.caller)
 
     async def _earlier(self, challenge_id: str, request: StartRequest) -> Challenge | None:
         """The challenge a retried request opened, or None if it was claimed but never opened."""
@@ -247,26 +251,21 @@ class ChallengeFlows:
     async def resend(self, challenge_id: str, context: RequestContext) -> Challenge:
         """Send the same code again, within the challenge's resend count and spacing; no counter is reset.
 
-        The resend is taken (atomically, journaled) before the SMS goes: a failed send still spends it,
-        so that nobody can pump SMS through a failing gateway. The send budgets are taken first, so that a
-        refused budget spends no resend; a refused resend gives its units back (docs/decisions/0011).
+        The resend and the send budgets' units are taken in one atomic, journaled step before the SMS goes,
+        after the code was computed: a failed send still spends them, so that nobody can pump SMS through
+        a failing gateway, and a refusal spends neither (docs/decisions/0011, 0014).
         """
         checked_ref(challenge_id)
         now = self._clock.now()
         known = await self._store.get_challenge(challenge_id)
-        charged: tuple[budgets.BudgetSubject, ...] = ()
-        # A closed challenge sends nothing and charges nothing: record_resend refuses it and journals that.
-        if known.status is ChallengeStatus.OPEN:
-            check_destination(known.phone, self._policy.countries)
-            charged = await budgets.take_units(
-                self._store, self._policy.send_budget, known.user_id, known.phone, now
-            )
-        try:
-            challenge = await self._store.record_resend(challenge_id, now, context)
-        except (ResendRefused, ChallengeClosed):
-            await budgets.give_back(self._store, charged, now)
-            raise
-        return await self._send(challenge)
+        if known.status is not ChallengeStatus.OPEN:
+            # Closed: nothing is sent or charged; record_resend refuses it and journals the refusal.
+            await self._store.record_resend(challenge_id, now, context)
+            raise ChallengeClosed(challenge_id)  # not reached: a closed challenge never opens again
+        check_destination(known.phone, self._policy.countries)
+        code = await self._code(known)
+        challenge = await self._store.record_resend(challenge_id, now, context, self._charges(known, context))
+        return await self._deliver(challenge, code)
 
     async def cancel(self, challenge_id: str, context: RequestContext) -> Challenge:
         """Void an open challenge."""
@@ -278,14 +277,18 @@ class ChallengeFlows:
         checked_ref(challenge_id)
         return await self._store.get_challenge(challenge_id)
 
-    async def _send(self, challenge: Challenge) -> Challenge:
-        code = await codes.derive(
+    async def _code(self, challenge: Challenge) -> str:
+        """The challenge's code, computed in the HSM from its nonce, key version and operation."""
+        return await codes.derive(
             self._keys,
             key_version=challenge.key_version,
             digits=challenge.digits,
             nonce=challenge.nonce,
             op_digest=challenge.op_digest,
         )
+
+    async def _deliver(self, challenge: Challenge, code: str) -> Challenge:
+        """Hand the code's SMS to the gateway (its units are spent already) and note what it said."""
         remaining = challenge.expires_at - self._clock.now()
         text = sms_text.render(
             challenge.operation,

@@ -66,6 +66,10 @@ class UserNotActive(SesameError):
     """The user's status forbids this: no code for a suspended or revoked user, no change to a revoked one."""
 
 
+class SecurePhoneChanged(SesameError):
+    """The user's secure number changed while a code was about to be sent to the old one: nothing was sent."""
+
+
 class ClientTerminated(SesameError):
     """The client company terminated the service: none of its users may be enrolled again."""
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from datetime import datetime, timedelta
+    from collections.abc import Sequence
+    from datetime import datetime
 
-    from sesame.server.domain.budgets import BudgetSubject
+    from sesame.server.domain.budgets import Charge
     from sesame.server.domain.lifecycle import (
         ClientTermination,
         Consumption,
@@ -92,8 +93,18 @@ class StateStore(Protocol):
         """The enrolled user. UserNotFound."""
         ...
 
-    async def open_challenge(self, challenge: Challenge, context: RequestContext) -> None:
-        """Store a new OPEN challenge until its expiry (plus retention). Never overwrites one."""
+    async def open_challenge(
+        self, challenge: Challenge, context: RequestContext, charges: Sequence[Charge] = ()
+    ) -> None:
+        """Open a new challenge in one atomic step (docs/decisions/0014): only while its user is ACTIVE and
+        its number is the user's secure number; indexed among the user's pending challenges (entries that
+        expired before its creation, less the clock skew, are dropped); one unit of each charge taken at its
+        creation time; stored OPEN until its expiry (plus retention). Never overwrites one.
+
+        Refused with nothing written: UserNotFound, UserNotActive, SecurePhoneChanged (the number is no longer
+        the secure one), ChallengeAlreadyExists (the id was used), SendBudgetExhausted (on the first spent
+        charge, with the exact wait until one of its units frees).
+        """
         ...
 
     async def claim_request(self, user_id: str, request_id: str, challenge_id: str, until: datetime) -> str:
@@ -128,12 +139,16 @@ class StateStore(Protocol):
         """Void an OPEN challenge on the caller's request. ChallengeNotFound, ChallengeClosed."""
         ...
 
-    async def record_resend(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
-        """Take one of the challenge's resends at `at`, atomically, and return the challenge.
+    async def record_resend(
+        self, challenge_id: str, at: datetime, context: RequestContext, charges: Sequence[Charge] = ()
+    ) -> Challenge:
+        """Take one of the challenge's resends at `at` and one unit of each charge, atomically, and return
+        the challenge.
 
         Refused, and journaled as refused, when the challenge is not OPEN or has expired (ChallengeClosed),
         when no resend is left or the last send is more recent than the challenge's spacing
-        (ResendRefused). No attempt counter changes. ChallengeNotFound.
+        (ResendRefused). Refused with nothing written, no resend spent, when a charge is spent
+        (SendBudgetExhausted). No attempt counter changes. ChallengeNotFound.
         """
         ...
 
@@ -171,35 +186,10 @@ class StateStore(Protocol):
         """
         ...
 
-    # SMS send budgets (docs/decisions/0011) ----------------------------------------------------------
-
-    async def take_send_budget(
-        self, subject: BudgetSubject, at: datetime, limit: int, window: timedelta
-    ) -> None:
-        """Take one unit of the subject's budget at `at`, atomically: at most `limit` per rolling `window`.
-
-        A unit taken at `t` counts while `at < t + window`. Refused with SendBudgetExhausted (and nothing
-        written) when `limit` units count at `at`; its `retry_after` is the exact wait until one frees.
-        """
-        ...
-
-    async def return_send_budget(self, subject: BudgetSubject, at: datetime) -> None:
-        """Give back one unit taken at `at` (to the millisecond), if there is one; else do nothing."""
-        ...
-
     # The user lifecycle (docs/decisions/0010) ---------------------------------------------------
 
-    async def track_challenge(
-        self, user_id: str, challenge_id: str, expires_at: datetime, forget_before: datetime
-    ) -> None:
-        """Index a challenge about to be opened among the user's pending ones, if the user is ACTIVE.
-
-        Entries that expired before `forget_before` are dropped. UserNotFound, UserNotActive.
-        """
-        ...
-
     async def pending_challenges(self, user_id: str, expiring_after: datetime) -> list[str]:
-        """The ids indexed for the user whose expiry is after `expiring_after` (older ones are dropped)."""
+        """The ids opened for the user whose expiry is after `expiring_after` (older ones are dropped)."""
         ...
 
     async def void_challenge(self, challenge_id: str, voiding: Voiding) -> VoidOutcome:

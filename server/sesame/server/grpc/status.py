@@ -30,6 +30,7 @@ _TABLE: tuple[tuple[type[errors.SesameError], grpc.StatusCode, str], ...] = (
     (errors.UserBlocked, grpc.StatusCode.FAILED_PRECONDITION, "user blocked after too many wrong codes"),
     (errors.PhoneCooling, grpc.StatusCode.FAILED_PRECONDITION, "secure number changed recently"),
     (errors.PhoneUnchanged, grpc.StatusCode.FAILED_PRECONDITION, "this is the secure number already"),
+    (errors.SecurePhoneChanged, grpc.StatusCode.ABORTED, "secure number changed meanwhile; start again"),
     (errors.ClientTerminated, grpc.StatusCode.FAILED_PRECONDITION, "the client terminated the service"),
     (errors.ChallengeNotVerified, grpc.StatusCode.FAILED_PRECONDITION, "challenge is not verified"),
     (errors.ChallengeMismatch, grpc.StatusCode.FAILED_PRECONDITION, "challenge does not authorise this"),
