@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from pkcs11 import Attribute, Mechanism, ObjectClass
 
+from sesame.hsm.self_test import prove_current_keys
 from sesame.hsm.session import TokenSession, acquire_token, release_token
 from sesame.hsm.worker import HsmWorker, hsm_worker
 from sesame.server.domain.errors import HsmUnavailable, KeyNotFound
@@ -145,10 +146,15 @@ class Pkcs11KeyStore:
         return await self._call(lambda live: bytes(live.session.generate_random(8 * n)))
 
     async def check(self) -> None:
-        """Return when the token answers a one-byte random request. HsmUnavailable (health watcher)."""
+        """Return when the token answers and its current keys work. KeyNotFound, HsmUnavailable (health).
+
+        A random byte, then the key self-test (one MAC, one signature, both checked): a token that answers
+        but lost or damaged a key would fail every call, so it must not read SERVING.
+        """
         # On the HSM thread like every call, so a probe also notices a thread stuck in the module; the
         # reconnect policy applies, so a probe after a token reset reopens the session.
         await self.random(1)
+        await prove_current_keys(self)
 
     async def sign(self, key: KeyRef, data: bytes) -> bytes:
         """ES256 signature of `data` (raw r || s) by the private half of `key`, in the HSM.

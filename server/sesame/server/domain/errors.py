@@ -142,6 +142,15 @@ class KeyNotFound(SesameError):
     """The HSM holds no key under this label."""
 
 
+class KeyVersionUnavailable(SesameError):
+    """A challenge names an OTP key version this HSM does not hold: a replica without a key its peers
+    hold, or a token that lost it. A server fault, never an unknown challenge (the caller may retry)."""
+
+    def __init__(self, key_version: int) -> None:
+        super().__init__(f"key version {key_version}")
+        self.key_version = key_version
+
+
 class HsmUnavailable(SesameError):
     """The HSM could not be reached or failed; the operation may be retried."""
 
