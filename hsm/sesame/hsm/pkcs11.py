@@ -8,7 +8,6 @@ event loop never blocks.
 from __future__ import annotations
 
 import hashlib
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,8 +37,6 @@ CURRENT_KEY_TTL_SECONDS = 60.0
 # DER of the object identifier of the P-256 curve (prime256v1, secp256r1): the CKA_EC_PARAMS of our keys.
 P256_PARAMS = bytes.fromhex("06082a8648ce3d030107")
 _POINT_BYTES = 65  # 0x04 || x || y, uncompressed (SEC 1 section 2.3.3)
-
-_log = logging.getLogger("sesame.hsm")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,11 +116,6 @@ class Pkcs11KeyStore:
         token = worker.run(lambda: acquire_token(worker, config.token_label, config.pin))
         store = cls(worker, token)
         store._remember(worker.run(lambda: token.call(_current_keys)))
-        if store._current[KeyKind.PROOF] is None:
-            _log.warning(
-                "no %s<N> key in the HSM: no proof will be issued; run `sesame keys init`",
-                KeyKind.PROOF.prefix,
-            )
         return store
 
     def close(self) -> None:
@@ -174,6 +166,10 @@ class Pkcs11KeyStore:
     async def public_keys(self) -> list[PublicKey]:
         """The public half of every proof key on the token, oldest first. HsmUnavailable."""
         return await self._call(public_keys)
+
+    async def versions(self, kind: KeyKind) -> list[int]:
+        """The versions of `kind` the token holds and can use, ascending. HsmUnavailable."""
+        return await self._call(lambda live: versions(live, kind))
 
     async def current_otp_key(self) -> KeyRef:
         """The newest OTP key (re-read from the token at most every CURRENT_KEY_TTL_SECONDS). KeyNotFound."""

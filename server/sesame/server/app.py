@@ -25,7 +25,7 @@ from sesame.server.domain.lifecycle import LifecyclePolicy
 from sesame.server.domain.ports import Probe, SmsGateway, StateStore
 from sesame.server.domain.proofs import ProofFlows
 from sesame.server.grpc.server import GrpcServer
-from sesame.server.key_boot import check_usable_keys
+from sesame.server.key_boot import KeyBootPolicy, boot_keys
 from sesame.server.metrics import (
     MeteredKeyStore,
     MeteredSmsGateway,
@@ -100,7 +100,9 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
         config = hsm_config(settings)
         keys = await asyncio.to_thread(Pkcs11KeyStore.open, config)
         stack.callback(keys.close)
-        await check_usable_keys(keys, config.token_label)
+        # Before any traffic: the token must be the one Redis's data was written with, its keys working.
+        boot = KeyBootPolicy(create_missing=settings.hsm is None, start_afresh=settings.keys_start_afresh)
+        await boot_keys(config, keys, redis_url, boot, datetime.now(UTC))
         store = RedisStateStore.from_url(redis_url, retention=settings.retention)
         stack.push_async_callback(store.close)
         clock = SystemClock()

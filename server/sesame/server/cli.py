@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import sys
@@ -23,7 +24,13 @@ def _parser() -> argparse.ArgumentParser:
         prog="sesame", description="Sésame: SMS one-time codes for strong customer authentication, over gRPC."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("serve", help="serve gRPC (settings from SESAME_* environment variables)")
+    serve = commands.add_parser("serve", help="serve gRPC (settings from SESAME_* environment variables)")
+    serve.add_argument(
+        "--start-afresh",
+        action="store_true",
+        help="boot although the HSM lost keys Redis saw: new keys above every version used "
+        "(as SESAME_KEYS_START_AFRESH=1; docs/operations.md)",
+    )
     keys = commands.add_parser("keys", help="manage the OTP and proof keys in the HSM")
     keys.add_argument("action", choices=("init", "rotate", "list"))
     keys.add_argument(
@@ -88,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 from sesame.server.app import serve  # noqa: PLC0415
 
+                if args.start_afresh:
+                    settings = dataclasses.replace(settings, keys_start_afresh=True)
                 uvloop.run(serve(settings))
             case "keys":
                 from sesame.server.domain.model import KeyKind  # noqa: PLC0415

@@ -151,6 +151,14 @@ class KeyVersionUnavailable(SesameError):
         self.key_version = key_version
 
 
+class KeyReplaced(SesameError):
+    """The HSM holds, under a label the store saw, another key than the one seen: a replaced token."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__(label)
+        self.label = label
+
+
 class HsmUnavailable(SesameError):
     """The HSM could not be reached or failed; the operation may be retried."""
 
