@@ -11,12 +11,15 @@ import pytest
 import redis.asyncio as aioredis
 
 from sesame.clients.redis_key_ledger import RedisKeyLedger
+from sesame.clients.redis_server import EmbeddedRedis
 from sesame.hsm.keys import init_keys, list_keys
 from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
+from sesame.server.config import Settings
 from sesame.server.domain.errors import ConfigurationError, KeyReplaced
 from sesame.server.domain.key_ledger import KeyPrint
 from sesame.server.domain.model import KeyKind
 from sesame.server.key_boot import KeyBootPolicy, fingerprints, ready_keys
+from sesame.server.keys import run_keys
 
 pytestmark = pytest.mark.integration
 
@@ -133,3 +136,30 @@ async def test_an_empty_token_starts_afresh_above_every_version_seen(
     seen = await ledger.seen()
     assert (seen.top(KeyKind.OTP), seen.top(KeyKind.PROOF)) == (4, 2)
     await ready_keys(replacement, keys, ledger, KeyBootPolicy(), NOW)  # remembered: a plain boot passes
+
+
+def operator_settings(config: Pkcs11Config, redis_url: str) -> Settings:
+    """Settings naming an operator's token and an external Redis, as `sesame keys` reads them."""
+    return Settings.from_env(
+        {
+            "SESAME_PKCS11_MODULE": config.module,
+            "SESAME_HSM_TOKEN": config.token_label,
+            "SESAME_HSM_PIN": config.pin,
+            "SESAME_REDIS_URL": redis_url,
+        }
+    )
+
+
+async def test_a_key_ceremony_records_its_keys_and_tells_a_replaced_token_at_once(
+    ledger: RedisKeyLedger, new_token: Callable[[], Pkcs11Config], redis_server: EmbeddedRedis
+) -> None:
+    """`sesame keys init|rotate` with a Redis URL record the token's keys; init on a new token is refused."""
+    original = operator_settings(new_token(), redis_server.url)
+    await asyncio.to_thread(run_keys, original, "init")
+    await asyncio.to_thread(run_keys, original, "rotate")
+    seen = await ledger.seen()
+    assert (seen.top(KeyKind.OTP), seen.top(KeyKind.PROOF)) == (2, 1)
+    replacement = operator_settings(new_token(), redis_server.url)
+    with pytest.raises(ConfigurationError, match="not the key Redis saw under that label"):
+        await asyncio.to_thread(run_keys, replacement, "init")
+    assert await ledger.seen() == seen

@@ -84,6 +84,19 @@ async def boot_keys(
         await ledger.close()
 
 
+async def record_token(config: Pkcs11Config, redis_url: str, now: datetime) -> None:
+    """Record the token's keys in the ledger (after a key ceremony). ConfigurationError: a replaced token."""
+    keys = await asyncio.to_thread(Pkcs11KeyStore.open, config)
+    ledger = RedisKeyLedger.from_url(redis_url)
+    try:
+        await ledger.record(await fingerprints(keys), now)
+    except KeyReplaced as exc:
+        raise _replaced(config.token_label, exc.label) from None
+    finally:
+        await ledger.close()
+        await asyncio.to_thread(keys.close)
+
+
 async def check_usable_keys(keys: KeyStore, token_label: str) -> None:
     """Return when the current OTP and proof keys pass the self-test. ConfigurationError otherwise."""
     try:
