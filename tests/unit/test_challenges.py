@@ -18,9 +18,9 @@ from sesame.server.domain.challenges import (
 )
 from sesame.server.domain.errors import (
     ChallengeClosed,
-    ChallengeNotFound,
     InvalidRequest,
     KeyNotFound,
+    KeyVersionUnavailable,
     ResendRefused,
     StoreUnavailable,
     UserBlocked,
@@ -165,10 +165,11 @@ async def test_code_of_the_wrong_length_is_invalid_and_not_counted(world: World)
     assert (await world.store.get_challenge(challenge.challenge_id)).attempts == 0
 
 
-async def test_unknown_key_version_reads_as_unknown_challenge(world: World) -> None:
-    """An id naming a key we never had is NOT_FOUND, not a server fault."""
-    with pytest.raises(ChallengeNotFound):
+async def test_unknown_key_version_is_a_missing_key_not_an_unknown_challenge(world: World) -> None:
+    """An id naming a key version the key store lacks is KeyVersionUnavailable, never ChallengeNotFound."""
+    with pytest.raises(KeyVersionUnavailable) as caught:
         await world.verify(f"{'ab' * 16}.k7.d6", "123456")
+    assert caught.value.key_version == 7
 
 
 async def test_malformed_challenge_id_is_invalid(world: World) -> None:

@@ -70,3 +70,11 @@ class Keyspace:
         `key` is a user id, or the hash of a number or caller (`BudgetSubject`): never the number itself.
         """
         return f"{self._prefix}:{{sb:{kind}:{key}}}:sends"
+
+    def key_ledger(self) -> str:
+        """The highest key version seen per kind and each label's fingerprint (docs/decisions/0015)."""
+        return f"{self._prefix}:{{keys}}:ledger"
+
+    def key_ledger_journal(self) -> str:
+        """The key ledger's journal stream: which labels were first seen, and when."""
+        return f"{self._prefix}:{{keys}}:journal"

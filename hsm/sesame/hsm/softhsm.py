@@ -13,7 +13,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from sesame.hsm.keys import init_keys
 from sesame.hsm.pkcs11 import Pkcs11Config
 from sesame.hsm.worker import hsm_worker
 from sesame.server.domain.errors import ConfigurationError
@@ -71,7 +70,11 @@ def bootstrap_token(
 
 
 def bootstrap_dev_token(var_dir: Path) -> Pkcs11Config:
-    """The development token in `var_dir/softhsm`, PIN generated once into `pin` (0600), keys initialised."""
+    """The development token in `var_dir/softhsm`, PIN generated once into `pin` (0600).
+
+    No key is made here: `sesame serve` makes them at boot once it has compared the token with what Redis
+    saw (a lost token must not silently get new keys under old labels), and `sesame keys init` on demand.
+    """
     directory = var_dir / "softhsm"
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     pin_file = directory / "pin"
@@ -79,9 +82,7 @@ def bootstrap_dev_token(var_dir: Path) -> Pkcs11Config:
         fd = os.open(pin_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(secrets.token_urlsafe(24))
-    config = bootstrap_token(directory, label=DEV_TOKEN_LABEL, pin=pin_file.read_text().strip())
-    init_keys(config)
-    return config
+    return bootstrap_token(directory, label=DEV_TOKEN_LABEL, pin=pin_file.read_text().strip())
 
 
 def _point_process_at(module: str, conf: Path) -> None:

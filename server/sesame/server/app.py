@@ -25,6 +25,7 @@ from sesame.server.domain.lifecycle import LifecyclePolicy
 from sesame.server.domain.ports import Probe, SmsGateway, StateStore
 from sesame.server.domain.proofs import ProofFlows
 from sesame.server.grpc.server import GrpcServer
+from sesame.server.key_boot import KeyBootPolicy, boot_keys
 from sesame.server.metrics import (
     MeteredKeyStore,
     MeteredSmsGateway,
@@ -96,8 +97,12 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
             stack.push_async_callback(supervisor.stop)
             redis_url = embedded.url
             _log.info("embedded redis-server started on %s", redis_url)
-        keys = await asyncio.to_thread(Pkcs11KeyStore.open, hsm_config(settings))
+        config = hsm_config(settings)
+        keys = await asyncio.to_thread(Pkcs11KeyStore.open, config)
         stack.callback(keys.close)
+        # Before any traffic: the token must be the one Redis's data was written with, its keys working.
+        boot = KeyBootPolicy(create_missing=settings.hsm is None, start_afresh=settings.keys_start_afresh)
+        await boot_keys(config, keys, redis_url, boot, datetime.now(UTC))
         store = RedisStateStore.from_url(redis_url, retention=settings.retention)
         stack.push_async_callback(store.close)
         clock = SystemClock()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import sys
@@ -23,7 +24,13 @@ def _parser() -> argparse.ArgumentParser:
         prog="sesame", description="Sésame: SMS one-time codes for strong customer authentication, over gRPC."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("serve", help="serve gRPC (settings from SESAME_* environment variables)")
+    serve = commands.add_parser("serve", help="serve gRPC (settings from SESAME_* environment variables)")
+    serve.add_argument(
+        "--start-afresh",
+        action="store_true",
+        help="boot although the HSM lost keys Redis saw: new keys above every version used "
+        "(as SESAME_KEYS_START_AFRESH=1; docs/operations.md)",
+    )
     keys = commands.add_parser("keys", help="manage the OTP and proof keys in the HSM")
     keys.add_argument("action", choices=("init", "rotate", "list"))
     keys.add_argument(
@@ -88,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 from sesame.server.app import serve  # noqa: PLC0415
 
+                if args.start_afresh:
+                    settings = dataclasses.replace(settings, keys_start_afresh=True)
                 uvloop.run(serve(settings))
             case "keys":
                 from sesame.server.domain.model import KeyKind  # noqa: PLC0415
@@ -134,10 +143,13 @@ def _proof(args: argparse.Namespace, settings: Settings) -> int:
     if args.proof_command == "keys":
         print(json.dumps(fetch_jwks(target, tls), indent=2))  # noqa: T201
         return 0
-    jws = sys.stdin.read().strip() if args.jws == "-" else args.jws
-    jwks = _json_file(args.jwks, "--jwks") if args.jwks else fetch_jwks(target, tls)
+    jwks = _jwks_file(args.jwks) if args.jwks else fetch_jwks(target, tls)
     try:
+        jws = sys.stdin.read().strip() if args.jws == "-" else args.jws
         parsed = evidence.check_proof(jws, jwks)
+    except UnicodeDecodeError:
+        print("INVALID: not a Sésame proof: the input is not UTF-8 text")  # noqa: T201
+        return 1
     except evidence.ProofRejected as rejected:
         print(f"INVALID: {rejected}")  # noqa: T201
         return 1
@@ -157,16 +169,23 @@ def _evidence(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if evidence.is_sound(found) else 1
 
 
-def _json_file(path: str, option: str) -> dict[str, Any]:
+def _jwks_file(path: str) -> Any:
+    """The JSON value of a --jwks file, or None when it is not JSON (then the proof reads INVALID).
+
+    A file that cannot be read is the operator's problem (exit 2); what it holds is checked like any
+    input from outside, by `check_proof`, so a hostile JWK set reads INVALID and never raises.
+    """
     try:
-        value = json.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigurationError(f"{option} cannot be read ({exc.strerror})") from None
-    except ValueError:
-        raise ConfigurationError(f"{option} is not JSON") from None
-    if not isinstance(value, dict):
-        raise ConfigurationError(f"{option} is not a JWK set")
-    return value
+        raise ConfigurationError(f"--jwks cannot be read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        return None
+    try:
+        return json.loads(text)
+    # ValueError: not JSON, or an integer past Python's digit limit; RecursionError: nesting too deep.
+    except (ValueError, RecursionError):
+        return None
 
 
 def _client_tls(args: argparse.Namespace) -> ClientTls | None:

@@ -50,6 +50,8 @@ class Settings:
     health_interval: float
     metrics_addr: str | None  # None: no /metrics endpoint
     transport: TransportSettings  # TLS, client certificates, caller policy, probe listener
+    # Boot on a token that lost keys Redis saw, making new ones above every version seen (decision 0015).
+    keys_start_afresh: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -95,6 +97,7 @@ class Settings:
             health_interval=float(reader.integer("SESAME_HEALTH_INTERVAL_SECONDS", 1, 1, 60)),
             metrics_addr=reader.optional_address("SESAME_METRICS_ADDR", "127.0.0.1:9464"),
             transport=read_transport(reader, grpc_addr),
+            keys_start_afresh=reader.choice("SESAME_KEYS_START_AFRESH", "0", ("0", "1")) == "1",
         )
         if settings.environment == "production":
             _production(settings, reader.problems)

@@ -20,6 +20,7 @@ from sesame.server.domain.errors import (
     FieldViolation,
     InvalidRequest,
     KeyNotFound,
+    KeyVersionUnavailable,
     PhoneCooling,
     UserBlocked,
     UserNotActive,
@@ -225,9 +226,10 @@ class ChallengeFlows:
                 nonce=ref.nonce,
                 op_digest=op_digest,
             )
-        except KeyNotFound as exc:
-            # An id naming a key we never had was not issued by us: it is unknown, not a server fault.
-            raise ChallengeNotFound(request.challenge_id) from exc
+        except KeyNotFound:
+            # Not "unknown": a replica without a key version its peers hold (or a token that lost it) would
+            # deny valid challenges. A server fault the caller may retry; no attempt was counted.
+            raise KeyVersionUnavailable(ref.key_version) from None
         attempt = VerificationAttempt(
             challenge_id=request.challenge_id,
             user_id=owner,

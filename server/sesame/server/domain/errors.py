@@ -146,6 +146,23 @@ class KeyNotFound(SesameError):
     """The HSM holds no key under this label."""
 
 
+class KeyVersionUnavailable(SesameError):
+    """A challenge names an OTP key version this HSM does not hold: a replica without a key its peers
+    hold, or a token that lost it. A server fault, never an unknown challenge (the caller may retry)."""
+
+    def __init__(self, key_version: int) -> None:
+        super().__init__(f"key version {key_version}")
+        self.key_version = key_version
+
+
+class KeyReplaced(SesameError):
+    """The HSM holds, under a label the store saw, another key than the one seen: a replaced token."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__(label)
+        self.label = label
+
+
 class HsmUnavailable(SesameError):
     """The HSM could not be reached or failed; the operation may be retried."""
 

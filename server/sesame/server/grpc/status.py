@@ -39,6 +39,7 @@ _TABLE: tuple[tuple[type[errors.SesameError], grpc.StatusCode, str], ...] = (
     (errors.DestinationNotAllowed, grpc.StatusCode.FAILED_PRECONDITION, "no SMS to this country"),
     (errors.ResendRefused, grpc.StatusCode.RESOURCE_EXHAUSTED, "resend refused"),
     (errors.SendBudgetExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED, "too many codes sent"),
+    (errors.KeyVersionUnavailable, grpc.StatusCode.UNAVAILABLE, "key version not held here, retry later"),
     (errors.HsmUnavailable, grpc.StatusCode.UNAVAILABLE, "key store unavailable, retry later"),
     (errors.StoreUnavailable, grpc.StatusCode.UNAVAILABLE, "state store unavailable, retry later"),
     (errors.DeliveryFailed, grpc.StatusCode.UNAVAILABLE, "SMS gateway unavailable, retry later"),
@@ -71,7 +72,9 @@ def to_status(error: errors.SesameError) -> status_pb2.Status:
     for kind, code, message in _TABLE:
         if isinstance(error, kind):
             return status_pb2.Status(
-                code=code.value[0], message=_message(message, error), details=_details(error, code)
+                code=code.value[0],
+                message=_message(message, error),
+                details=[*_reason(error), *_details(error, code)],
             )
     return status_pb2.Status(code=code_pb2.INTERNAL, message="internal error")
 
@@ -178,6 +181,18 @@ def _budget_details(error: errors.SendBudgetExhausted) -> list[any_pb2.Any]:
     return [
         _packed(error_details_pb2.QuotaFailure(violations=[violation])),
         _packed(error_details_pb2.RetryInfo(retry_delay=wait)),
+    ]
+
+
+def _reason(error: errors.SesameError) -> list[any_pb2.Any]:
+    """ErrorInfo for a fault a caller may tell apart: which OTP key version is missing here (no key)."""
+    if not isinstance(error, errors.KeyVersionUnavailable):
+        return []
+    metadata = {"key_version": str(error.key_version)}
+    return [
+        _packed(
+            error_details_pb2.ErrorInfo(reason="KEY_VERSION_UNAVAILABLE", domain="sesame", metadata=metadata)
+        )
     ]
 
 
