@@ -23,6 +23,7 @@ from sesame.server.domain.ports import Clock, Probe
 from sesame.server.domain.proofs import ProofFlows
 from sesame.server.grpc.authz import AuthorizationInterceptor
 from sesame.server.grpc.catalogue import API_SERVICES
+from sesame.server.grpc.decoding import DecodingInterceptor
 from sesame.server.grpc.health import HealthWatcher
 from sesame.server.grpc.metering import MetricsInterceptor
 from sesame.server.grpc.servicers import AuthenticationServicer, EnrollmentServicer, EvidenceServicer
@@ -83,11 +84,13 @@ class GrpcServer:
         """Bind `address` as `transport` says, register everything, start serving; health follows `probes`."""
         server = grpc.aio.server(
             # Metrics outermost, so that they see the status the error interceptor chose; authorization
-            # innermost, so that its refusals are answered from the error table like any other error.
+            # inside it, so that its refusals are answered from the error table like any other error;
+            # decoding innermost, so that a refused caller learns nothing from how its bytes parse.
             interceptors=[
                 MetricsInterceptor(metrics),
                 ErrorInterceptor(),
                 AuthorizationInterceptor(transport.policy),
+                DecodingInterceptor(),
             ],
             options=_OPTIONS,
         )
@@ -141,7 +144,7 @@ def _bind(server: grpc.aio.Server, address: str, tls: TlsSettings | None) -> int
 
 async def _health_only(servicer: health.aio.HealthServicer, address: str) -> Listener:
     """A plaintext listener serving only grpc.health.v1, from the same servicer as the gRPC port."""
-    server = grpc.aio.server(options=_OPTIONS)
+    server = grpc.aio.server(interceptors=[DecodingInterceptor()], options=_OPTIONS)
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     port = server.add_insecure_port(address)
     await server.start()
