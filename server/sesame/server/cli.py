@@ -23,7 +23,14 @@ def _parser() -> argparse.ArgumentParser:
         prog="sesame", description="Sésame: SMS one-time codes for strong customer authentication, over gRPC."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("serve", help="serve gRPC (settings from SESAME_* environment variables)")
+    serve = commands.add_parser(
+        "serve",
+        help="serve gRPC (settings from SESAME_* environment variables)",
+        description="Serve gRPC. Every setting is a SESAME_* environment variable, checked at boot.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
+    )
+    serve.add_argument("-h", "--help", action=_ServeHelp, help="show this help and every setting, then exit")
     keys = commands.add_parser("keys", help="manage the OTP and proof keys in the HSM")
     keys.add_argument("action", choices=("init", "rotate", "list"))
     keys.add_argument(
@@ -47,6 +54,34 @@ def _parser() -> argparse.ArgumentParser:
     evidence.add_argument("challenge_id")
     _client_options(evidence)
     return parser
+
+
+class _ServeHelp(argparse.Action):
+    """`serve --help`: the usual help, then every setting as the code reads it, with its default.
+
+    The list comes from the settings reader itself (`config.settings_read`), imported only when asked for.
+    """
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        _namespace: argparse.Namespace,
+        _values: Any,
+        _option_string: str | None = None,
+    ) -> None:
+        from sesame.server.config import settings_read  # noqa: PLC0415
+
+        read = settings_read()
+        width = max(map(len, read))
+        lines = [f"  {name:<{width}}  {default}" for name, default in read.items()]
+        parser.epilog = (
+            "settings (default):\n" + "\n".join(lines) + "\n\nMeanings: docs/operations.md#settings"
+        )
+        parser.print_help()
+        parser.exit()
 
 
 def _proof_parser(commands: Any) -> None:
