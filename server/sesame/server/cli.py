@@ -150,14 +150,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _health(args: argparse.Namespace, settings: Settings) -> int:
     """Print the status the server reports; 0 only for SERVING."""
     from sesame.server.grpc.probe import check_health  # noqa: PLC0415
+    from sesame.server.sms_watch import SMS_HEALTH_SERVICE  # noqa: PLC0415
 
     tls = _client_tls(args)
     # Without TLS options, the plaintext health-only listener when there is one: probes hold no certificate.
     address = settings.transport.health_addr if tls is None else None
     target = args.target or _local(address or settings.grpc_addr)
     status = check_health(target, args.service, tls=tls)
+    serving = status == "SERVING"
+    # Degraded still serves (exit 0): the gateway's status is published apart from the server's own.
+    if serving and not args.service and check_health(target, SMS_HEALTH_SERVICE, tls=tls) == "NOT_SERVING":
+        status = "SERVING (degraded: SMS gateway failing)"
     print(status)  # noqa: T201
-    return 0 if status == "SERVING" else 1
+    return 0 if serving else 1
 
 
 def _proof(args: argparse.Namespace, settings: Settings) -> int:

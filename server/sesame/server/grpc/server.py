@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import grpc
@@ -89,6 +89,7 @@ class GrpcServer:
         health_interval: float,
         metrics: Metrics,
         transport: TransportSettings = PLAINTEXT,
+        advisories: Mapping[str, Callable[[], bool]] | None = None,
     ) -> GrpcServer:
         """Bind `address` as `transport` says, register everything, start serving; health follows `probes`."""
         server = grpc.aio.server(
@@ -118,7 +119,9 @@ class GrpcServer:
             ),
             server,
         )
-        watcher = HealthWatcher(health_servicer, ("", *SERVICE_NAMES), probes, interval=health_interval)
+        watcher = HealthWatcher(
+            health_servicer, ("", *SERVICE_NAMES), probes, interval=health_interval, advisories=advisories
+        )
         # One round before the port opens: the first Check a balancer sends already tells the truth.
         await watcher.check_now()
         port = _bind(server, address, transport.tls)
