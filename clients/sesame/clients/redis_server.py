@@ -234,7 +234,7 @@ class EmbeddedRedis:
                 # Its own session: a Ctrl-C in the terminal reaches Sésame, which drains and then stops
                 # Redis itself, instead of Redis dying under calls still in flight.
                 start_new_session=True,
-                preexec_fn=_die_with(os.getpid()),  # noqa: PLW1509 (prctl only: no lock, no allocation)
+                preexec_fn=_die_with(os.getpid()),  # noqa: PLW1509 (a prctl and a getppid, no lock of ours)
             )
         except OSError as exc:
             raise StoreUnavailable(f"cannot run {executable}: {exc}") from exc

@@ -143,7 +143,7 @@ class GrpcServer:
 
 
 def _bind(server: grpc.aio.Server, address: str, tls: TlsSettings | None) -> int:
-    ensure_free(address)
+    _ensure_free(address)
     try:
         if tls is None:
             return server.add_insecure_port(address)
@@ -159,7 +159,7 @@ def _bind(server: grpc.aio.Server, address: str, tls: TlsSettings | None) -> int
         raise ConfigurationError(f"cannot listen on {address}") from None
 
 
-def ensure_free(address: str) -> None:
+def _ensure_free(address: str) -> None:
     """ConfigurationError naming `address` when another process listens there (a clear line, not gRPC's).
 
     Checked with a socket of our own, as gRPC binds (SO_REUSEADDR, no SO_REUSEPORT), before gRPC tries.
