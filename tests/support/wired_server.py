@@ -61,5 +61,6 @@ async def start_wired(
         health_interval=chosen.health_interval,
         metrics=running.metrics,
         transport=chosen.transport,
+        advisories=running.advisories,
     )
     return Wired(server, running)

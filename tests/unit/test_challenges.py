@@ -166,10 +166,17 @@ async def test_code_of_the_wrong_length_is_invalid_and_not_counted(world: World)
 
 
 async def test_unknown_key_version_is_a_missing_key_not_an_unknown_challenge(world: World) -> None:
-    """An id naming a key version the key store lacks is KeyVersionUnavailable, never ChallengeNotFound."""
+    """A challenge opened under a key version this key store lacks is KeyVersionUnavailable, not NotFound."""
+    user_id = await world.enrol()
+    world.keys.add_key("sesame-otp-v2", b"z" * 32)  # a peer replica's newer key
+    opened = await world.flows.start(StartRequest(user_id, TRANSFER, NO_CONTEXT))
+    lacking = FakeKeyStore()
+    lacking.add_key("sesame-otp-v1", b"k" * 32)
+    replica = flows_over(lacking, world.store, world.sms, world.clock, ChallengePolicy())
     with pytest.raises(KeyVersionUnavailable) as caught:
-        await world.verify(f"{'ab' * 16}.k7.d6", "123456")
-    assert caught.value.key_version == 7
+        await replica.verify(VerifyRequest(opened.challenge_id, world.last_code(), TRANSFER, NO_CONTEXT))
+    assert caught.value.key_version == 2
+    assert (await world.store.get_challenge(opened.challenge_id)).attempts == 0
 
 
 async def test_malformed_challenge_id_is_invalid(world: World) -> None:

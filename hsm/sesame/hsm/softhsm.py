@@ -51,6 +51,8 @@ def bootstrap_token(
     conf = directory / "softhsm2.conf"
     _point_process_at(module, conf)
     (directory / "tokens").mkdir(parents=True, exist_ok=True, mode=0o700)
+    # mkdir leaves an existing directory's mode alone: the token objects inside are owner-only either way.
+    (directory / "tokens").chmod(0o700)
     conf.write_text(
         f"directories.tokendir = {directory / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n"
     )
@@ -77,11 +79,14 @@ def bootstrap_dev_token(var_dir: Path) -> Pkcs11Config:
     """
     directory = var_dir / "softhsm"
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    directory.chmod(0o700)
     pin_file = directory / "pin"
     if not pin_file.exists():
         fd = os.open(pin_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(secrets.token_urlsafe(24))
+    # A PIN file left readable by others (copied, restored from a backup) is tightened, not trusted as is.
+    pin_file.chmod(0o600)
     return bootstrap_token(directory, label=DEV_TOKEN_LABEL, pin=pin_file.read_text().strip())
 
 

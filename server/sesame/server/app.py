@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sesame.clients.http_listener import HttpListener
@@ -34,6 +34,7 @@ from sesame.server.metrics import (
     MetricsEndpoint,
 )
 from sesame.server.sms_settings import DlrSettings, KannelSettings
+from sesame.server.sms_watch import SMS_HEALTH_SERVICE, SmsWatch
 from sesame.server.supervisor import Backoff, Supervisor
 from sesame.server.transport_settings import TransportSettings
 
@@ -69,6 +70,7 @@ class Runtime:
     clock: SystemClock
     probes: Mapping[str, Probe]
     metrics: Metrics
+    advisories: Mapping[str, Callable[[], bool]] = field(default_factory=dict)  # health names: works?
 
 
 def hsm_config(settings: Settings) -> Pkcs11Config:
@@ -178,7 +180,8 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
     metered_store = MeteredStateStore(store, metrics)
     metered_keys = MeteredKeyStore(keys, metrics)
     proofs = ProofFlows(keys=metered_keys, store=metered_store, clock=clock, issuer=policy.bank_name)
-    metered_sms = MeteredSmsGateway(sms.gateway, metrics, sms.name)
+    sms_watch = SmsWatch(sms.name)
+    metered_sms = MeteredSmsGateway(sms.gateway, metrics, sms.name, sms_watch)
     return Runtime(
         challenges=ChallengeFlows(
             keys=metered_keys,
@@ -193,6 +196,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
         clock=clock,
         probes={"state store": store, "key store": keys},
         metrics=metrics,
+        advisories={SMS_HEALTH_SERVICE: sms_watch.healthy},
     )
 
 
@@ -242,6 +246,7 @@ async def serve(settings: Settings) -> None:
             health_interval=settings.health_interval,
             metrics=running.metrics,
             transport=settings.transport,
+            advisories=running.advisories,
         )
         _log_serving(settings, server)
         await stop.wait()

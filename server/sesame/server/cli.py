@@ -24,7 +24,14 @@ def _parser() -> argparse.ArgumentParser:
         prog="sesame", description="Sésame: SMS one-time codes for strong customer authentication, over gRPC."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve = commands.add_parser("serve", help="serve gRPC (settings from SESAME_* environment variables)")
+    serve = commands.add_parser(
+        "serve",
+        help="serve gRPC (settings from SESAME_* environment variables)",
+        description="Serve gRPC. Every setting is a SESAME_* environment variable, checked at boot.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
+    )
+    serve.add_argument("-h", "--help", action=_ServeHelp, help="show this help and every setting, then exit")
     serve.add_argument(
         "--start-afresh",
         action="store_true",
@@ -54,6 +61,34 @@ def _parser() -> argparse.ArgumentParser:
     evidence.add_argument("challenge_id")
     _client_options(evidence)
     return parser
+
+
+class _ServeHelp(argparse.Action):
+    """`serve --help`: the usual help, then every setting as the code reads it, with its default.
+
+    The list comes from the settings reader itself (`config.settings_read`), imported only when asked for.
+    """
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        _namespace: argparse.Namespace,
+        _values: Any,
+        _option_string: str | None = None,
+    ) -> None:
+        from sesame.server.config import settings_read  # noqa: PLC0415
+
+        read = settings_read()
+        width = max(map(len, read))
+        lines = [f"  {name:<{width}}  {default}" for name, default in read.items()]
+        parser.epilog = (
+            "settings (default):\n" + "\n".join(lines) + "\n\nMeanings: docs/operations.md#settings"
+        )
+        parser.print_help()
+        parser.exit()
 
 
 def _proof_parser(commands: Any) -> None:
@@ -124,14 +159,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _health(args: argparse.Namespace, settings: Settings) -> int:
     """Print the status the server reports; 0 only for SERVING."""
     from sesame.server.grpc.probe import check_health  # noqa: PLC0415
+    from sesame.server.sms_watch import SMS_HEALTH_SERVICE  # noqa: PLC0415
 
     tls = _client_tls(args)
     # Without TLS options, the plaintext health-only listener when there is one: probes hold no certificate.
     address = settings.transport.health_addr if tls is None else None
     target = args.target or _local(address or settings.grpc_addr)
     status = check_health(target, args.service, tls=tls)
+    serving = status == "SERVING"
+    # Degraded still serves (exit 0): the gateway's status is published apart from the server's own.
+    if serving and not args.service and check_health(target, SMS_HEALTH_SERVICE, tls=tls) == "NOT_SERVING":
+        status = "SERVING (degraded: SMS gateway failing)"
     print(status)  # noqa: T201
-    return 0 if status == "SERVING" else 1
+    return 0 if serving else 1
 
 
 def _proof(args: argparse.Namespace, settings: Settings) -> int:

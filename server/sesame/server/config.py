@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Final
 
 from sesame.server.domain.budgets import SendBudget
 from sesame.server.domain.challenges import ChallengePolicy
@@ -54,9 +56,9 @@ class Settings:
     keys_start_afresh: bool = False
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | EnvReader | None = None) -> Settings:
         """Read and check the settings; ConfigurationError names every bad or missing one."""
-        reader = EnvReader(os.environ if env is None else env)
+        reader = env if isinstance(env, EnvReader) else EnvReader(os.environ if env is None else env)
         var_dir = Path(reader.text("SESAME_VAR_DIR", "var"))
         policy = ChallengePolicy(
             digits=reader.integer("SESAME_CODE_DIGITS", 6, 6, 8),
@@ -75,7 +77,7 @@ class Settings:
             environment=reader.choice("SESAME_ENV", "development", ENVIRONMENTS),
             grpc_addr=grpc_addr,
             var_dir=var_dir,
-            redis_url=reader.optional("SESAME_REDIS_URL"),
+            redis_url=reader.optional("SESAME_REDIS_URL", "unset: a redis-server child under SESAME_VAR_DIR"),
             hsm=_hsm(reader),
             sms_gateway=gateway,
             sms_console_file=Path(reader.text("SESAME_SMS_CONSOLE_FILE", str(var_dir / "sms.jsonl"))),
@@ -134,7 +136,7 @@ def _send_budget(reader: EnvReader) -> SendBudget:
 
 def _countries(reader: EnvReader) -> frozenset[str]:
     """The destination countries, comma-separated ISO 3166-1 alpha-2 codes (default: the EEA and more)."""
-    raw = reader.optional("SESAME_SMS_COUNTRIES")
+    raw = reader.optional("SESAME_SMS_COUNTRIES", "unset: EU/EEA, French overseas, MC")
     if raw is None:
         return DEFAULT_COUNTRIES
     codes = frozenset(code.strip().upper() for code in raw.split(",") if code.strip())
@@ -149,7 +151,7 @@ def _countries(reader: EnvReader) -> frozenset[str]:
 
 def _hsm(reader: EnvReader) -> HsmSettings | None:
     names = ("SESAME_PKCS11_MODULE", "SESAME_HSM_TOKEN", "SESAME_HSM_PIN", "SESAME_HSM_PIN_FILE")
-    if all(reader.optional(name) is None for name in names):
+    if all(reader.optional(name, "unset: a SoftHSM token under SESAME_VAR_DIR") is None for name in names):
         return None
     module = reader.optional("SESAME_PKCS11_MODULE")
     token = reader.optional("SESAME_HSM_TOKEN")
@@ -173,3 +175,16 @@ def _production(settings: Settings, problems: list[str]) -> None:
     if settings.sms_gateway == "console":
         problems.append("SESAME_SMS_GATEWAY=console writes codes to a file: use kannel in production")
     problems.extend(production_problems(settings.transport))
+
+
+# Turns on every part that reads settings of its own (Kannel and its delivery reports), for `settings_read`.
+_EVERY_PART: Final = {"SESAME_SMS_GATEWAY": "kannel"}
+
+
+def settings_read() -> dict[str, str]:
+    """Every SESAME_* variable `from_env` reads, in reading order, with its default (for `serve --help`)."""
+    reader = EnvReader(_EVERY_PART)
+    # Settings that depend on others are read all the same; the problems of this made-up env are ignored.
+    with contextlib.suppress(ConfigurationError):
+        Settings.from_env(reader)
+    return reader.asked

@@ -46,6 +46,7 @@ from sesame.server.domain.operation import kind
 from sesame.server.domain.ports import KeyStore, SmsGateway, StateStore
 from sesame.server.domain.proof import IssuedProof
 from sesame.server.metered_registry import MeteredRegistry
+from sesame.server.sms_watch import SmsWatch
 
 T = TypeVar("T")
 
@@ -146,6 +147,12 @@ class Metrics:
             "sesame_sms",
             "SMS handed to a gateway, by gateway and outcome (sent, failed).",
             ["gateway", "outcome"],
+            registry=self.registry,
+        )
+        self.sms_failures = Counter(
+            "sesame_sms_failures",
+            "SMS a gateway did not take, by gateway and reason (unreachable, timeout, refused, error).",
+            ["gateway", "reason"],
             registry=self.registry,
         )
 
@@ -293,21 +300,27 @@ class MeteredStateStore(MeteredRegistry):
 
 
 class MeteredSmsGateway:
-    """An SmsGateway that times every send and counts it by outcome."""
+    """An SmsGateway that times every send, counts it by outcome (failures by reason) and tells the watch."""
 
-    def __init__(self, inner: SmsGateway, metrics: Metrics, gateway: str) -> None:
+    def __init__(
+        self, inner: SmsGateway, metrics: Metrics, gateway: str, watch: SmsWatch | None = None
+    ) -> None:
         self._inner = inner
         self._metrics = metrics
         self._gateway = gateway
+        self._watch = watch or SmsWatch(gateway)
 
     async def send(self, message: SmsMessage) -> SentSms:
         """Send through the inner gateway, timed and counted."""
         try:
             sent = await self._metrics.timed("sms", self._gateway, self._inner.send(message))
-        except DeliveryFailed:
+        except DeliveryFailed as failure:
             self._metrics.sms.labels(self._gateway, "failed").inc()
+            self._metrics.sms_failures.labels(self._gateway, failure.reason).inc()
+            self._watch.failed(failure)
             raise
         self._metrics.sms.labels(self._gateway, "sent").inc()
+        self._watch.sent()
         return sent
 
 

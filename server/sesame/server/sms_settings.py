@@ -48,7 +48,7 @@ def read_kannel(reader: EnvReader, bank_name: str) -> KannelSettings:
     if username is None:
         reader.problems.append("SESAME_KANNEL_USERNAME is required with SESAME_SMS_GATEWAY=kannel")
     password = reader.secret("SESAME_KANNEL_PASSWORD")
-    sender = reader.optional("SESAME_SMS_SENDER")
+    sender = reader.optional("SESAME_SMS_SENDER", "unset: SESAME_BANK_NAME")
     if sender is None and not _SENDER.fullmatch(bank_name):
         reader.problems.append("SESAME_SMS_SENDER is required: SESAME_BANK_NAME is no alphanumeric sender id")
     else:
@@ -69,7 +69,7 @@ def read_dlr(reader: EnvReader) -> DlrSettings | None:
     address = reader.optional_address("SESAME_DLR_ADDR", DEFAULT_DLR_ADDR)
     if address is None:
         return None
-    public_url = reader.url("SESAME_DLR_PUBLIC_URL")
+    public_url = reader.url("SESAME_DLR_PUBLIC_URL", "unset: http://<SESAME_DLR_ADDR>")
     if public_url is None and address.rpartition(":")[0] in _ALL_INTERFACES:
         reader.problems.append(
             "SESAME_DLR_PUBLIC_URL is required when SESAME_DLR_ADDR listens on every interface"

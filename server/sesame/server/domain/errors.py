@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Literal
 
 
 class SesameError(Exception):
@@ -171,8 +172,16 @@ class StoreUnavailable(SesameError):
     """The state store could not be reached or failed; the operation may be retried."""
 
 
+# Why a gateway did not take a message: a bounded set, for the metrics label and the rate-limited log.
+DeliveryFailure = Literal["unreachable", "timeout", "refused", "error"]
+
+
 class DeliveryFailed(SesameError):
-    """The SMS gateway refused or failed to take the message."""
+    """The SMS gateway refused or failed to take the message; `reason` says which way, in a bounded set."""
+
+    def __init__(self, message: str, reason: DeliveryFailure = "error") -> None:
+        super().__init__(message)
+        self.reason: DeliveryFailure = reason
 
 
 class ConfigurationError(SesameError):

@@ -221,6 +221,10 @@ def _guard(behavior: Behavior, method: str) -> Behavior:
                 caller = caller_identity(context.auth_context()) or "unidentified"
                 _log.warning("rpc %s failed: %s (caller %s)", method, type(error).__name__, caller)
             await context.abort_with_status(rpc_status.to_status(to_status(error)))
+        except grpc.aio.AbortError:
+            # An abort inside (health's NOT_FOUND for an unknown service, an undecodable request) has
+            # already set its status; answering it again would fail with "Abort already called".
+            raise
         except Exception:  # noqa: BLE001 (the last line of defence: log it, answer INTERNAL, leak nothing)
             _log.exception("rpc %s failed unexpectedly", method)
             await context.abort_with_status(
