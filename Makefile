@@ -57,16 +57,17 @@ $(STAMP_VENV): pyproject.toml requirements-dev.lock | python-deps
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
-## `make lock`: the one command of an upgrade. Re-resolves pyproject.toml's ranges to the newest versions
-## (Python 3.11, as on Debian 12 and in the image), with the hash of every file; the dev lock is constrained
-## by the runtime lock so both hold the same versions. pip-tools runs from its own venv under .tools/.
+## `make lock`: the one command of an upgrade. Re-resolves pyproject.toml's ranges to the newest versions,
+## with the hash of every file, for every Python from 3.11 on (a universal resolution keeps the markers:
+## Debian 12's 3.11.2 needs async-timeout, which 3.11.3 and later do not); the dev lock is constrained by the
+## runtime lock so both hold the same versions. uv runs from its own venv under .tools/, in neither lock.
 LOCK_VENV := .tools/lock
-PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile --quiet --upgrade --generate-hashes --allow-unsafe \
-	--strip-extras --no-emit-index-url --no-emit-find-links
+UV_COMPILE = $(LOCK_VENV)/bin/uv pip compile --quiet --upgrade --universal --python-version 3.11 \
+	--generate-hashes --custom-compile-command "make lock"
 lock: | python-deps
-	[ -x $(LOCK_VENV)/bin/pip-compile ] || { $(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/pip install -q pip-tools==7.6.2; }
-	$(PIP_COMPILE) --output-file requirements.lock pyproject.toml
-	$(PIP_COMPILE) --extra dev --constraint requirements.lock --output-file requirements-dev.lock pyproject.toml
+	[ -x $(LOCK_VENV)/bin/uv ] || { $(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/pip install -q uv==0.13.8; }
+	$(UV_COMPILE) --output-file requirements.lock pyproject.toml
+	$(UV_COMPILE) --extra dev --constraint requirements.lock --output-file requirements-dev.lock pyproject.toml
 
 ## Generated stubs: gen/ is never committed; the .proto files are the only source.
 $(STAMP_GEN): $(PROTOS) $(STAMP_VENV)
