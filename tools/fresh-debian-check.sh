@@ -21,7 +21,9 @@ trust_local_cas='if [ -n "$(ls /usr/local/share/ca-certificates 2>/dev/null)" ];
 fi'
 # tools/apt-install.sh removed its policy-rc.d, and no Redis listens on 6379 (0x18EB, state 0A: LISTEN).
 no_service_left='[ ! -e "$1/usr/sbin/policy-rc.d" ] && ! grep -qi ":18EB 00000000:0000 0A" /proc/net/tcp'
-mmdebstrap --variant=minbase --format=null \
+# --skip: mmdebstrap would otherwise put its own policy-rc.d and a dummy start-stop-daemon in place while
+# the hooks run, and hide whether tools/apt-install.sh keeps services from starting as it does on a machine.
+mmdebstrap --variant=minbase --format=null --skip=chroot/policy-rc.d --skip=chroot/start-stop-daemon \
     --include=python3,python3-venv,make,git,ca-certificates \
     --customize-hook="copy-in $work/sesame /root" \
     --customize-hook="$trust_local_cas" \
