@@ -16,7 +16,7 @@ import pytest
 
 from sesame.hsm.keys import import_secret
 from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
-from sesame.server.domain.model import KeyRef, MacAlgorithm
+from sesame.server.domain.model import KeyKind, KeyRef, MacAlgorithm
 
 pytestmark = pytest.mark.integration
 
@@ -78,3 +78,19 @@ async def test_a_mac_behind_a_held_module_lock_waits_off_the_loop(
         release.set()
         holder.join()
     assert await asyncio.wait_for(pending, GUARD_SECONDS) == expected(b"later")
+
+
+async def test_a_search_always_waits_for_the_hsm_thread(inline_store: tuple[Pkcs11KeyStore, KeyRef]) -> None:
+    """Listing key versions (a search) never runs on the loop: with the HSM thread busy, it waits for it."""
+    store, _ = inline_store
+    release = threading.Event()
+    busy = store._worker._executor.submit(release.wait)
+    try:
+        pending = asyncio.create_task(store.versions(KeyKind.OTP))
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert not pending.done()
+    finally:
+        release.set()
+        busy.result()
+    assert await asyncio.wait_for(pending, GUARD_SECONDS) == []

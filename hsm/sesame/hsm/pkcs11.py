@@ -19,7 +19,7 @@ from pkcs11 import Attribute, Mechanism, ObjectClass
 
 from sesame.hsm.meter import UNMETERED, CallMeter
 from sesame.hsm.self_test import prove_current_keys
-from sesame.hsm.session import Later, TokenSession, acquire_token, release_token
+from sesame.hsm.session import Later, Needs, TokenSession, acquire_token, release_token
 from sesame.hsm.worker import HsmWorker, hsm_worker
 from sesame.server.domain.errors import HsmUnavailable, KeyNotFound
 from sesame.server.domain.model import KeyKind, KeyRef, MacAlgorithm, PublicKey, key_versions
@@ -165,7 +165,9 @@ class Pkcs11KeyStore:
         """`n` bytes from the HSM's random generator. HsmUnavailable."""
         if n < 1:
             raise ValueError("random(n) needs n >= 1")
-        return await self._call("random", lambda live: bytes(live.session.generate_random(8 * n)), None)
+        return await self._call(
+            "random", lambda live: bytes(live.session.generate_random(8 * n)), Needs.SESSION
+        )
 
     async def check(self) -> None:
         """Return when the token answers and its current keys work. KeyNotFound, HsmUnavailable (health).
@@ -197,11 +199,11 @@ class Pkcs11KeyStore:
 
     async def public_keys(self) -> list[PublicKey]:
         """The public half of every proof key on the token, oldest first. HsmUnavailable."""
-        return await self._call("public_keys", public_keys, None)
+        return await self._call("public_keys", public_keys, Needs.SEARCH)
 
     async def versions(self, kind: KeyKind) -> list[int]:
         """The versions of `kind` the token holds and can use, ascending. HsmUnavailable."""
-        return await self._call("versions", lambda live: versions(live, kind), None)
+        return await self._call("versions", lambda live: versions(live, kind), Needs.SEARCH)
 
     async def current_otp_key(self) -> KeyRef:
         """The newest OTP key (re-read from the token at most every CURRENT_KEY_TTL_SECONDS). KeyNotFound."""
@@ -213,7 +215,7 @@ class Pkcs11KeyStore:
 
     async def refresh_keys(self) -> None:
         """Re-read the newest OTP and proof keys from the token now (after a rotation)."""
-        self._remember(await self._call("current_keys", _current_keys, None))
+        self._remember(await self._call("current_keys", _current_keys, Needs.SEARCH))
 
     async def _current_key(self, kind: KeyKind) -> KeyRef:
         stale = time.monotonic() - self._current.read_at > CURRENT_KEY_TTL_SECONDS
@@ -234,17 +236,17 @@ class Pkcs11KeyStore:
         return self._token
 
     async def _call(
-        self, call: str, op: Callable[[TokenSession], T], key: tuple[ObjectClass, str] | None
+        self, call: str, op: Callable[[TokenSession], T], needs: tuple[ObjectClass, str] | Needs
     ) -> T:
         """Run `op` where it is cheapest, timed and reported under `call`: the one funnel of every HSM call.
 
-        `key` names the one key `op` uses (None: none, or a search): a short call on a cached key runs here
-        and now; anything else, or anything that failed here, goes to the HSM thread and its reconnect policy.
+        `needs` is the key handle `op` uses, or what else it needs: a short call on a ready session runs here
+        and now; a search, or anything that failed here, goes to the HSM thread and its reconnect policy.
         """
         start = time.perf_counter()
         try:
             token = self._live()
-            now = token.try_now(op, key)
+            now = token.try_now(op, needs)
             result = await self._worker.call(lambda: token.call(op)) if isinstance(now, Later) else now
         except HsmUnavailable:
             self._meter.failed(call)

@@ -63,6 +63,13 @@ class Later(Enum):
 LATER: Final = Later.LATER
 
 
+class Needs(Enum):
+    """What a call needs besides a key handle, to say whether it may run on the caller's thread."""
+
+    SESSION = "session"  # one short call on the open session (random bytes): may run on the caller's thread
+    SEARCH = "search"  # a search or several calls (listing keys): always on the HSM thread
+
+
 def _is_session_loss(exc: PKCS11Error) -> bool:
     return isinstance(exc, _SESSION_LOST) or type(exc) is PKCS11Error
 
@@ -152,20 +159,21 @@ class TokenSession:
         raise _collected(failure)
 
     def try_now(
-        self, op: Callable[[TokenSession], T], key: tuple[ObjectClass, str] | None
+        self, op: Callable[[TokenSession], T], needs: tuple[ObjectClass, str] | Needs
     ) -> T | Literal[Later.LATER]:
         """Run `op` on the caller's thread if that costs no wait, else LATER (then `call` on the HSM thread).
 
         Only when the module's lock is free (never wait for a search or a ceremony on the event loop), the
-        session is open in the current generation and `key`'s handle is cached: `op` then makes one short
-        call (a MAC is about 20 µs) and no search, whose finaliser could run later outside the lock. Any
-        library error is LATER too: `call` repeats the operation under the reconnect policy and translates.
+        session is open in the current generation and the key handle `op` needs is cached: `op` then makes
+        one short call (a MAC is about 20 µs) and no search, whose finaliser could run later outside the
+        lock. Any library error is LATER too: `call` repeats the operation under the reconnect policy and
+        translates it.
         """
-        if not self.worker.lock.acquire(blocking=False):
+        if needs is Needs.SEARCH or not self.worker.lock.acquire(blocking=False):
             return LATER
         try:
             live = self._session is not None and self._generation == self.worker.generation
-            if not live or (key is not None and key not in self._keys):
+            if not live or (needs is not Needs.SESSION and needs not in self._keys):
                 return LATER
             try:
                 return op(self)
