@@ -34,6 +34,7 @@ from sesame.hsm.session import acquire_token
 from sesame.hsm.softhsm import bootstrap_token
 from sesame.hsm.worker import HsmWorker, hsm_worker
 from sesame.server.domain.model import MacAlgorithm
+from sesame.server.metrics import DependencyMeter, Metrics
 
 Call = Callable[[], bytes]
 Strategy = Callable[[Call], Awaitable[bytes]]
@@ -183,9 +184,10 @@ def main() -> None:
             "mac": lambda: bytes(mac_key.sign(b"0" * 64, mechanism=Mechanism.SHA256_HMAC)),
             "sign": lambda: bytes(signer.sign(digest, mechanism=Mechanism.ECDSA)),
         }
-        store = Pkcs11KeyStore.open(config)
+        bare_store = Pkcs11KeyStore.open(config)
+        store = bare_store.metered(DependencyMeter(Metrics(), "hsm"))  # as `sesame serve` wires it
         asyncio.run(_run_all(worker, calls, store, current, args.calls))
-        store.close()
+        bare_store.close()
 
 
 async def _run_all(
