@@ -142,13 +142,24 @@ class TestLockout:
         max_failures=3, first_block=timedelta(minutes=15), longest_block=timedelta(hours=1)
     )
 
-    async def guesses(self, store: Store, *matches: bool, at: datetime = NOW) -> list[VerificationOutcome]:
-        """Open a day-long challenge and submit one code per value of `matches` at `at`, in turn."""
+    async def day_long(self, store: Store, at: datetime = NOW) -> Challenge:
+        """Open a day-long challenge at `at` (a blocked user gets none: open it before the block)."""
         number = len(await store.pending_challenges("u-1", NOW - timedelta(days=1))) + 1
         challenge = a_challenge(
-            nonce=bytes([number]) * 16, expires_at=NOW + timedelta(days=1), max_attempts=10
+            nonce=bytes([number]) * 16,
+            created_at=at,
+            last_sent_at=at,
+            expires_at=at + timedelta(days=1),
+            max_attempts=10,
         )
         await store.open_challenge(challenge, CONTEXT)
+        return challenge
+
+    async def guesses(
+        self, store: Store, *matches: bool, at: datetime = NOW, opened: Challenge | None = None
+    ) -> list[VerificationOutcome]:
+        """Submit one code per value of `matches` at `at`, on `opened` or on a new day-long challenge."""
+        challenge = opened or await self.day_long(store, at)
         return [
             await store.record_verification(an_attempt(challenge, code_matches=m, at=at), self.POLICY)
             for m in matches
@@ -174,8 +185,11 @@ class TestLockout:
     async def test_no_code_of_a_blocked_user_is_evaluated(self, store):
         """While blocked, a right and a wrong code on an open challenge are USER_BLOCKED, uncounted."""
         await store.register_user(a_user())
+        opened_before = await self.day_long(store)
         await self.guesses(store, False, False, False)
-        outcomes = await self.guesses(store, True, False, at=NOW + timedelta(minutes=14))
+        outcomes = await self.guesses(
+            store, True, False, at=NOW + timedelta(minutes=14), opened=opened_before
+        )
         assert [o.result for o in outcomes] == [VerifyResult.USER_BLOCKED] * 2
         assert (outcomes[-1].challenge.status, outcomes[-1].challenge.attempts) == (ChallengeStatus.OPEN, 0)
         user = await store.get_user("u-1")

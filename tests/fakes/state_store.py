@@ -29,6 +29,7 @@ from sesame.server.domain.errors import (
     SecurePhoneChanged,
     SendBudgetExhausted,
     SesameError,
+    UserBlocked,
     UserNotActive,
 )
 from sesame.server.domain.lifecycle import CLOCK_SKEW, Consumption, Voiding, VoidOutcome
@@ -107,6 +108,8 @@ class MemoryStateStore(MemoryRegistry):
             user = await self.get_user(challenge.user_id)
             if user.status is not UserStatus.ACTIVE:
                 raise UserNotActive(user.user_id)
+            if user.blocked_until is not None and user.is_blocked(ms(challenge.created_at)):
+                raise UserBlocked(user.user_id, user.blocked_until - ms(challenge.created_at))
             if user.secure_phone != challenge.phone:
                 raise SecurePhoneChanged(user.user_id)
             if self._live(cid) is not None or cid in self._challenge_journals:
@@ -197,9 +200,12 @@ class MemoryStateStore(MemoryRegistry):
     ) -> Challenge:
         async with self._lock:
             challenge = self._existing(challenge_id)
-            refusal: ChallengeClosed | ResendRefused | None = None
+            refusal: ChallengeClosed | ResendRefused | UserBlocked | None = None
+            user = self._users.get(challenge.user_id)
             if challenge.status is not ChallengeStatus.OPEN or ms(at) >= challenge.expires_at:
                 refusal, outcome = ChallengeClosed(challenge_id), "closed"
+            elif user is not None and user.blocked_until is not None and user.is_blocked(ms(at)):
+                refusal, outcome = UserBlocked(user.user_id, user.blocked_until - ms(at)), "user_blocked"
             elif challenge.resends_left == 0:
                 refusal, outcome = ResendRefused(challenge_id, None), "exhausted"
             elif ms(at) < challenge.next_send_at:

@@ -20,6 +20,12 @@ class Keyspace:
         """The user hash."""
         return f"{self._prefix}:{{u:{user_id}}}:user"
 
+    def user_around(self) -> tuple[str, str]:
+        """What comes before and after the user id in the user hash's name: a script that holds only a
+        challenge builds the name of its user's hash from the user id the challenge stores."""
+        before, _, after = self.user("\0").partition("\0")
+        return before, after
+
     def user_journal(self, user_id: str) -> str:
         """The user's journal stream."""
         return f"{self._prefix}:{{u:{user_id}}}:journal"

@@ -36,6 +36,7 @@ from sesame.server.domain.errors import (
     ResendRefused,
     SecurePhoneChanged,
     SendBudgetExhausted,
+    UserBlocked,
     UserNotActive,
     UserNotFound,
 )
@@ -139,6 +140,8 @@ class RedisStateStore(RedisRegistry):
                 raise UserNotActive(user_id)
             case b"phone_changed":
                 raise SecurePhoneChanged(user_id)
+            case b"blocked":
+                raise UserBlocked(user_id, (int(reply[1]) - rec.to_ms(challenge.created_at)) * rec.MS)
             case b"exists":
                 raise ChallengeAlreadyExists(challenge.challenge_id)
             case b"exhausted":
@@ -210,7 +213,8 @@ class RedisStateStore(RedisRegistry):
         head = rec.challenge_event("challenge.resend", challenge_id, at)
         budget_keys, budget_args = self._budgets(charges)
         keys = [*self._refusal_keys(challenge_id), *budget_keys]
-        args = [rec.to_ms(at), *budget_args, *head, *rec.context_fields(context)]
+        user_key = self.keys.user_around()
+        args = [rec.to_ms(at), *user_key, *budget_args, *head, *rec.context_fields(context)]
         reply = await self._run("record_resend", keys, args)
         match reply[0]:
             case b"not_found":
@@ -221,6 +225,8 @@ class RedisStateStore(RedisRegistry):
                 raise ResendRefused(challenge_id, None)
             case b"too_soon":
                 raise ResendRefused(challenge_id, timedelta(milliseconds=int(reply[1])))
+            case b"user_blocked":
+                raise UserBlocked(reply[2].decode(), timedelta(milliseconds=int(reply[1])))
             case b"budget":
                 raise _exhausted(charges, reply)
         return _challenge(rec.pairs(reply[1]))

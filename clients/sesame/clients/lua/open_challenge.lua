@@ -1,5 +1,6 @@
--- Open a challenge, in one step: only while its user is ACTIVE and the number its code goes to is still the
--- user's secure number; index it among the user's pending ones (so that a suspension or a number change
+-- Open a challenge, in one step: only while its user is ACTIVE, not blocked after wrong codes in a row at
+-- that instant (a start racing the fifth wrong code cannot slip a challenge past the block's voiding), and
+-- the number its code goes to is still the user's secure number; index it among the user's pending ones (so that a suspension or a number change
 -- that comes later finds and voids it); take one unit of each send budget; store it OPEN until expiry +
 -- retention. Never overwrite, never reuse an id. A refusal writes nothing, so a unit is taken if and only
 -- if the challenge opens, and its code is then handed to the SMS gateway (docs/decisions/0010, 0014).
@@ -11,15 +12,19 @@
 -- number the code goes to, ARGV[5] the challenge id, ARGV[6] its expiry (unix ms), ARGV[7] b = count of
 -- budgets, ARGV[8 .. 7+2b] each budget's limit and window (ms), ARGV[8+2b] n = count of hash field/value
 -- elements, then n hash elements, then journal pairs
--- Returns {'opened'}, {'not_found'} (no such user), {'not_active', status}, {'phone_changed'}, {'exists'}
+-- Returns {'opened'}, {'not_found'} (no such user), {'not_active', status}, {'blocked', blocked_until (unix
+-- ms)}, {'phone_changed'}, {'exists'}
 -- (the id was already used: the journal outlives the hash) or {'exhausted', budget index (0-based), wait_ms}.
 --#include _send_budgets.lua
 local challenge, journal, user, pending = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local h = redis.call('HMGET', user, 'status', 'phone')
+local h = redis.call('HMGET', user, 'status', 'phone', 'blocked_until')
+local blocked_until = tonumber(h[3] or '0') or 0
 if not h[1] then
   return {'not_found'}
 elseif h[1] ~= 'active' then
   return {'not_active', h[1]}
+elseif tonumber(ARGV[2]) < blocked_until then
+  return {'blocked', blocked_until}
 elseif h[2] ~= ARGV[4] then
   return {'phone_changed'}
 end
