@@ -39,7 +39,7 @@ async def blocked(store: Store) -> Challenge:
     await store.open_challenge(challenge, CONTEXT)
     await store.open_challenge(pending, CONTEXT)
     attempt = VerificationAttempt(
-        challenge.challenge_id, "u-1", digest(challenge.operation), False, BLOCKED_AT, CONTEXT
+        challenge.challenge_id, digest(challenge.operation), False, BLOCKED_AT, CONTEXT
     )
     outcome = await store.record_verification(attempt, ONE_WRONG_BLOCKS)
     assert outcome.blocked_until == BLOCKED_AT + timedelta(minutes=2)

@@ -46,7 +46,7 @@ async def failed(store: Store, times: int, first: int = 0) -> None:
     for challenge in challenges:
         await store.open_challenge(challenge, CONTEXT)
     for challenge in challenges:
-        wrong = VerificationAttempt(challenge.challenge_id, "u-1", challenge.op_digest, False, NOW, CONTEXT)
+        wrong = VerificationAttempt(challenge.challenge_id, challenge.op_digest, False, NOW, CONTEXT)
         await store.record_verification(wrong, LOCKOUT)
 
 

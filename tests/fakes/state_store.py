@@ -153,13 +153,11 @@ class MemoryStateStore(MemoryRegistry):
         self, attempt: VerificationAttempt, lockout: LockoutPolicy
     ) -> VerificationOutcome:
         async with self._lock:
-            challenge = self._existing(attempt.challenge_id)
-            if challenge.user_id != attempt.user_id:
-                raise ChallengeNotFound(attempt.challenge_id)
+            challenge = self._existing(attempt.challenge_id)  # a forged tag is another id: not found
             result = _TERMINAL.get(challenge.status)
             if result is None and ms(attempt.at) >= challenge.expires_at:
                 result = VerifyResult.EXPIRED
-            user = self._users.get(attempt.user_id)
+            user = self._users.get(challenge.user_id)
             if result is None and user is not None and user.is_blocked(ms(attempt.at)):
                 result = VerifyResult.USER_BLOCKED  # as record_verification.lua: code_matches ignored
             if result is None:
@@ -178,7 +176,7 @@ class MemoryStateStore(MemoryRegistry):
                 {"op_digest": attempt.op_digest.hex(), **context_fields(attempt.context)},
             )
             started = self._count_for_user(
-                attempt.user_id, challenge.challenge_id, result, attempt.at, lockout
+                challenge.user_id, challenge.challenge_id, result, attempt.at, lockout
             )
             left = challenge.attempts_left if result is VerifyResult.WRONG_CODE else 0
             return VerificationOutcome(result, left, challenge, "", started)
