@@ -74,6 +74,11 @@ class SmppSmsGateway:
         """Start the task that binds, and binds again after every drop."""
         self._keeper = asyncio.create_task(self._keep_bound(), name="smpp session")
 
+    @property
+    def bound(self) -> bool:
+        """True while a session is bound (the SMSC may still drop it at any time)."""
+        return self._session is not None
+
     async def close(self) -> None:
         """Stop reconnecting and unbind."""
         if self._keeper is not None:
