@@ -219,3 +219,44 @@ async def test_enquire_link_is_answered_and_sent_every_keepalive(gateways: Gatew
     assert (answer.command_id, answer.command_status, answer.sequence_number) == (0x80000015, 0, 77)
     assert ours.command_id == 0x00000015
     server.close()
+
+
+async def test_no_more_submits_await_their_answer_than_the_window(gateways: Gateways):
+    """With a window of 2 and three messages at once, the third submit_sm waits for an answer."""
+    held: list[tuple[int, asyncio.StreamWriter]] = []
+
+    async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        bind = await _read_raw(reader)
+        writer.write(_pdu(0x80000009, bind.sequence_number, b"PEER\0"))
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            while True:
+                received = await _read_raw(reader)
+                if received.command_id == 0x00000004:
+                    held.append((received.sequence_number, writer))
+
+    port = free_port()
+    server = await asyncio.start_server(peer, "127.0.0.1", port)
+    gateway = await gateways(port=port, window=2, timing=Timing(connect=2.0, response=5.0, keepalive=30.0))
+    message = SmsMessage(PHONE, "MaBanque: code 482913", "")
+    sends = [asyncio.create_task(gateway.send(message)) for _ in range(3)]
+    await _until(lambda: len(held) == 2)
+    await asyncio.sleep(0.5)  # time for a third submit_sm to arrive, were the window not held
+    assert len(held) == 2
+    for sequence, writer in held[:2]:
+        writer.write(_pdu(0x80000004, sequence, b"m1\0"))
+    await _until(lambda: len(held) == 3)
+    sequence, writer = held[2]
+    writer.write(_pdu(0x80000004, sequence, b"m3\0"))
+    await asyncio.gather(*sends)
+    server.close()
+
+
+async def test_submits_are_paced_at_the_rate(smsc: Smsc, gateways: Gateways):
+    """At 5 submit_sm a second, six messages sent at once take at least a second to leave."""
+    smsc.receipt = None
+    gateway = await gateways(rate=5.0)
+    started = asyncio.get_running_loop().time()
+    message = SmsMessage(PHONE, "MaBanque: code 482913", "")
+    await asyncio.gather(*(gateway.send(message) for _ in range(6)))
+    assert asyncio.get_running_loop().time() - started >= 0.95
+    assert len(smsc.submitted) == 6

@@ -88,3 +88,14 @@ def test_the_oldest_ids_are_forgotten_past_the_limit():
         book.accepted(message_id, tracked)
     assert book.settle(Receipt("a", "DELIVRD", DeliveryState.DELIVERED)) is None
     assert book.settle(Receipt("c", "DELIVRD", DeliveryState.DELIVERED)) is not None
+
+
+def test_a_receipt_that_beats_the_submit_answer_settles_once_the_id_is_known():
+    """A DELIVRD for an id not yet answered is kept; the answer that brings the id settles it."""
+    book = ReceiptBook()
+    tracked = Tracked("ch.k1.d6", "smpp-1")
+    book.expect(tracked, 1)
+    assert book.settle(Receipt("a", "DELIVRD", DeliveryState.DELIVERED)) is None
+    settled = book.accepted("a", tracked)
+    assert settled is not None
+    assert (settled.tracked, settled.state) == (tracked, DeliveryState.DELIVERED)

@@ -32,6 +32,7 @@ _STATES: Final = {
 _TLV_STATES: Final = {2: "DELIVRD", 3: "EXPIRED", 4: "DELETED", 5: "UNDELIV", 8: "REJECTD"}
 # Receipts come within the code's lifetime (minutes); this many messages in flight is far above it.
 TRACKED: Final = 100_000
+EARLY: Final = 1_000  # receipts whose id is not known yet (unknown ids are mostly from before a restart)
 
 
 class NotAReceipt(ValueError):
@@ -103,6 +104,7 @@ class ReceiptBook:
         self._limit = limit
         self._parts: OrderedDict[str, Tracked] = OrderedDict()
         self._messages: dict[Tracked, _Message] = {}
+        self._early: OrderedDict[str, Receipt] = OrderedDict()
 
     def expect(self, tracked: Tracked, parts: int) -> None:
         """A message of `parts` parts is being submitted."""
@@ -114,11 +116,11 @@ class ReceiptBook:
         if message is not None and message.known_ids == 0:
             del self._messages[tracked]
 
-    def accepted(self, message_id: str, tracked: Tracked) -> None:
-        """The SMSC accepted one part under `message_id`."""
+    def accepted(self, message_id: str, tracked: Tracked) -> Settled | None:
+        """The SMSC accepted one part under `message_id`; what a receipt that came first settles, if any."""
         message = self._messages.get(tracked)
         if message is None:
-            return
+            return None
         self._parts[message_id] = tracked
         message.known_ids += 1
         while len(self._parts) > self._limit:
@@ -127,12 +129,22 @@ class ReceiptBook:
             forgotten.known_ids -= 1
             if forgotten.known_ids == 0:
                 del self._messages[old]
+        early = self._early.pop(message_id, None)
+        return None if early is None else self.settle(early)
+
+    def _keep_early(self, receipt: Receipt) -> None:
+        # An SMSC may send the receipt before the submit_sm_resp that tells us its id (smpp34 does, at
+        # times): kept until that answer comes, within a small bound.
+        self._early[receipt.message_id] = receipt
+        while len(self._early) > EARLY:
+            self._early.popitem(last=False)
 
     def settle(self, receipt: Receipt) -> Settled | None:
         """The message a receipt is about and its state now; None for an unknown id or no news yet."""
         tracked = self._parts.get(receipt.message_id)
         message = self._messages.get(tracked) if tracked else None
         if tracked is None or message is None:
+            self._keep_early(receipt)
             return None
         if receipt.state is DeliveryState.FAILED:
             message.failed = True

@@ -16,14 +16,14 @@ import contextlib
 import logging
 import random
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Final
 
 from sesame.clients import smpp_pdu as pdu
 from sesame.clients import smpp_text
 from sesame.clients.smpp_pdu import Address, Bind, Pdu, ShortMessage
-from sesame.clients.smpp_receipts import NotAReceipt, ReceiptBook, Tracked, parse_receipt
+from sesame.clients.smpp_receipts import NotAReceipt, ReceiptBook, Settled, Tracked, parse_receipt
 from sesame.clients.smpp_session import SessionLost, SmppSession, Timing
 from sesame.server.domain.errors import ChallengeNotFound, DeliveryFailed, StoreUnavailable
 from sesame.server.domain.model import DeliveryState, SentSms, SmsMessage
@@ -69,6 +69,7 @@ class SmppSmsGateway:
         self._session: SmppSession | None = None
         self._attempted = asyncio.Event()  # set after each connection attempt, bound or not
         self._keeper: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[int]] = set()
 
     async def start(self) -> None:
         """Start the task that binds, and binds again after every drop."""
@@ -142,7 +143,9 @@ class SmppSmsGateway:
             # Runs before the reader takes the next PDU: a receipt right behind the answer finds its id.
             if answer.status == pdu.ESME_ROK and answer.command_id == pdu.SUBMIT_SM | pdu.RESPONSE:
                 with contextlib.suppress(pdu.MalformedPdu):
-                    self._book.accepted(pdu.parse_message_id(answer.body), tracked)
+                    settled = self._book.accepted(pdu.parse_message_id(answer.body), tracked)
+                    if settled is not None:
+                        self._later(self._settle(settled, "early receipt"))
 
         async with self._window:
             await self._pace()
@@ -195,22 +198,36 @@ class SmppSmsGateway:
             _log.info("SMPP deliver_sm ignored: %s", exc)
             return pdu.ESME_ROK
         settled = self._book.settle(receipt)
-        if settled is None or self._record is None:
+        if settled is None:
+            return pdu.ESME_ROK
+        return await self._settle(settled, receipt.stat)
+
+    async def _settle(self, settled: Settled, stat: str) -> int:
+        """Record what a receipt settled; the deliver_sm_resp status that says whether it was."""
+        if self._record is None:
             return pdu.ESME_ROK
         try:
             await self._record(settled.tracked.challenge_id, settled.state, settled.tracked.provider_ref)
         except ChallengeNotFound:
             return pdu.ESME_ROK
         except StoreUnavailable:
+            _log.warning(
+                "delivery receipt for %s not recorded: store unavailable", settled.tracked.challenge_id
+            )
             return pdu.ESME_RX_T_APPN
         _log.info(
             "delivery receipt %s for %s: %s, %s",
             settled.tracked.provider_ref,
             settled.tracked.challenge_id,
-            receipt.stat,
+            stat,
             settled.state.value,
         )
         return pdu.ESME_ROK
+
+    def _later(self, work: Coroutine[object, object, int]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
 
 _: type[SmsGateway] = SmppSmsGateway
