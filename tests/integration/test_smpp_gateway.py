@@ -260,3 +260,29 @@ async def test_submits_are_paced_at_the_rate(smsc: Smsc, gateways: Gateways):
     await asyncio.gather(*(gateway.send(message) for _ in range(6)))
     assert asyncio.get_running_loop().time() - started >= 0.95
     assert len(smsc.submitted) == 6
+
+
+async def test_close_unbinds_and_does_not_bind_again(gateways: Gateways):
+    """Closing the gateway sends unbind on its session, and no new connection follows."""
+    seen: list[int] = []
+    connections: list[int] = []
+
+    async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        bind = await _read_raw(reader)
+        writer.write(_pdu(0x80000009, bind.sequence_number, b"PEER\0"))
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            while True:
+                received = await _read_raw(reader)
+                seen.append(received.command_id)
+                if received.command_id == 0x00000006:
+                    writer.write(_pdu(0x80000006, received.sequence_number))
+
+    port = free_port()
+    server = await asyncio.start_server(peer, "127.0.0.1", port)
+    gateway = await gateways(port=port)
+    await _until(lambda: gateway.bound)
+    await gateway.close()
+    await asyncio.sleep(1.0)  # longer than the first reconnect delay
+    assert (seen, len(connections), gateway.bound) == ([0x00000006], 1, False)
+    server.close()

@@ -69,6 +69,7 @@ class SmppSmsGateway:
         self._session: SmppSession | None = None
         self._attempted = asyncio.Event()  # set after each connection attempt, bound or not
         self._keeper: asyncio.Task[None] | None = None
+        self._closing = False
         self._tasks: set[asyncio.Task[int]] = set()
 
     async def start(self) -> None:
@@ -81,13 +82,14 @@ class SmppSmsGateway:
         return self._session is not None
 
     async def close(self) -> None:
-        """Stop reconnecting and unbind."""
+        """Unbind (while the session still reads, so that the SMSC's answer is seen), then stop for good."""
+        self._closing = True
+        if self._session is not None:
+            await self._session.unbind()
         if self._keeper is not None:
             self._keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._keeper
-        if self._session is not None:
-            await self._session.unbind()
 
     async def send(self, message: SmsMessage) -> SentSms:
         """Submit every part; DeliveryFailed unless the SMSC accepted them all."""
@@ -168,7 +170,7 @@ class SmppSmsGateway:
     async def _keep_bound(self) -> None:
         delay = _FIRST_RETRY
         bind = Bind(self._config.system_id, self._config.password, self._config.system_type)
-        while True:
+        while not self._closing:
             try:
                 session = await SmppSession.open(
                     self._config.host, self._config.port, bind, self._config.timing, self._delivered

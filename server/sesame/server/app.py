@@ -25,6 +25,7 @@ from sesame.hsm.softhsm import bootstrap_dev_token
 from sesame.server.config import Settings
 from sesame.server.domain.challenges import ChallengeFlows, ChallengePolicy
 from sesame.server.domain.enrollment import EnrollmentFlows
+from sesame.server.domain.errors import ConfigurationError
 from sesame.server.domain.lifecycle import LifecyclePolicy
 from sesame.server.domain.model import DeliveryState
 from sesame.server.domain.ports import Probe, SmsGateway, StateStore
@@ -166,7 +167,9 @@ async def _provider(
             "SMS through SMPP at %s:%d as %r", settings.smpp.host, settings.smpp.port, settings.smpp.source
         )
         return smpp
-    return ConsoleSmsGateway(settings.sms_console_file, clock, settings.environment)
+    if name == "console":
+        return ConsoleSmsGateway(settings.sms_console_file, clock, settings.environment)
+    raise ConfigurationError(f"SMS provider {name!r} has no settings")
 
 
 def smpp_config(smpp: SmppSettings) -> SmppConfig:
