@@ -240,6 +240,7 @@ async def main(args: argparse.Namespace) -> list[Result]:
         # One user and one number run every flow: lift the anti-pumping send budgets (10 an hour by
         # default) out of the way. A --target server needs the same settings.
         env.update(SESAME_SEND_BUDGET_USER=str(BENCH_BUDGET), SESAME_SEND_BUDGET_PHONE=str(BENCH_BUDGET))
+        env.update(SESAME_SEND_CEILING_CALLER=str(BENCH_BUDGET), SESAME_SEND_CEILING_GLOBAL=str(BENCH_BUDGET))
         with _process([sys.executable, "-m", "sesame.server.cli", "serve"], env):
             await _wait_ready(address)
             await asyncio.sleep(1)  # the health service is up before the first key lookup is warm

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
+from sesame.server.domain.errors import UserNotFound
 from sesame.server.domain.model import Challenge, ChallengeStatus, DeliveryState, User, UserStatus
 from sesame.server.domain.operation import Login, Operation
+
+if TYPE_CHECKING:
+    from sesame.server.domain.ports import StateStore
 
 PHONE = "+33612345678"
 
@@ -42,3 +47,16 @@ def a_challenge(
         last_sent_at=now,
     )
     return dataclasses.replace(challenge, **changes)
+
+
+async def its_user_enrolled(store: StateStore, challenge: Challenge) -> Challenge:
+    """Enrol the challenge's user, ACTIVE on the challenge's number, unless it is enrolled already: a store
+    opens a challenge only for such a user (docs/decisions/0014)."""
+    try:
+        await store.get_user(challenge.user_id)
+    except UserNotFound:
+        user = a_user(challenge.created_at - timedelta(days=30))
+        await store.register_user(
+            dataclasses.replace(user, user_id=challenge.user_id, secure_phone=challenge.phone)
+        )
+    return challenge

@@ -1,15 +1,19 @@
-"""The send-budget half of the StateStore contract: the fake and Redis take, refuse and give back alike."""
+"""The send-budget half of the StateStore contract: opening a challenge or taking a resend takes one unit of
+each charge in the same atomic step, and the fake and Redis take and refuse alike (docs/decisions/0014)."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis.asyncio as aioredis
 
 from sesame.clients.redis_store import RedisStateStore
-from sesame.server.domain.budgets import BudgetSubject
-from sesame.server.domain.errors import SendBudgetExhausted
+from sesame.server.domain.budgets import BudgetSubject, Charge
+from sesame.server.domain.errors import ChallengeAlreadyExists, ChallengeNotFound, SendBudgetExhausted
+from sesame.server.domain.model import Challenge, RequestContext
+from tests import factories
 from tests.fakes.state_store import MemoryStateStore
 
 Store = MemoryStateStore | RedisStateStore
@@ -17,6 +21,8 @@ Store = MemoryStateStore | RedisStateStore
 USER = BudgetSubject.user("alice")
 NUMBER = BudgetSubject.phone("+33612345678")
 WINDOW = timedelta(hours=1)
+CONTEXT = RequestContext()
+_nonces = itertools.count(1)
 
 
 def now() -> datetime:
@@ -25,78 +31,112 @@ def now() -> datetime:
     return at.replace(microsecond=at.microsecond // 1000 * 1000)
 
 
-async def refusal(store: Store, subject: BudgetSubject, at: datetime, limit: int) -> SendBudgetExhausted:
-    """The refusal of one more take at `at`."""
+def a_new_challenge(at: datetime) -> Challenge:
+    """A challenge never opened before, created at `at`."""
+    return factories.a_challenge(at, nonce=next(_nonces).to_bytes(16, "big"))
+
+
+async def take(store: Store, at: datetime, *charges: Charge) -> Challenge:
+    """Open a new challenge at `at` with these charges."""
+    challenge = await factories.its_user_enrolled(store, a_new_challenge(at))
+    await store.open_challenge(challenge, CONTEXT, charges)
+    return challenge
+
+
+async def refusal(store: Store, at: datetime, *charges: Charge) -> SendBudgetExhausted:
+    """The refusal of one more opening at `at`; the challenge it would have opened does not exist."""
+    challenge = await factories.its_user_enrolled(store, a_new_challenge(at))
     with pytest.raises(SendBudgetExhausted) as refused:
-        await store.take_send_budget(subject, at, limit, WINDOW)
+        await store.open_challenge(challenge, CONTEXT, charges)
+    with pytest.raises(ChallengeNotFound):
+        await store.get_challenge(challenge.challenge_id)
     return refused.value
 
 
+def user(limit: int) -> Charge:
+    return Charge(USER, limit, WINDOW)
+
+
+def number(limit: int) -> Charge:
+    return Charge(NUMBER, limit, WINDOW)
+
+
 async def test_takes_pass_up_to_the_limit(store: Store) -> None:
-    """Three takes fit a limit of three; the fourth is refused on the subject's kind."""
+    """Three openings fit a limit of three; the fourth is refused on the subject's kind."""
     at = now()
     for i in range(3):
-        await store.take_send_budget(USER, at + timedelta(seconds=i), 3, WINDOW)
-    assert (await refusal(store, USER, at + timedelta(seconds=3), 3)).subject == "user"
+        await take(store, at + timedelta(seconds=i), user(3))
+    assert (await refusal(store, at + timedelta(seconds=3), user(3))).subject == "user"
 
 
 async def test_takes_at_the_same_millisecond_all_count(store: Store) -> None:
-    """Two takes at one instant are two units, not one."""
+    """Two openings at one instant are two units, not one."""
     at = now()
-    await store.take_send_budget(NUMBER, at, 2, WINDOW)
-    await store.take_send_budget(NUMBER, at, 2, WINDOW)
-    assert (await refusal(store, NUMBER, at, 2)).subject == "phone"
+    await take(store, at, number(2))
+    await take(store, at, number(2))
+    assert (await refusal(store, at, number(2))).subject == "phone"
 
 
 async def test_the_wait_is_exact_to_the_millisecond(store: Store) -> None:
     """Refused 1.234 s after the only unit was taken, the wait is the window less 1.234 s."""
     at = now()
-    await store.take_send_budget(USER, at, 1, WINDOW)
+    await take(store, at, user(1))
     later = at + timedelta(milliseconds=1234)
-    assert (await refusal(store, USER, later, 1)).retry_after == WINDOW - timedelta(milliseconds=1234)
+    assert (await refusal(store, later, user(1))).retry_after == WINDOW - timedelta(milliseconds=1234)
 
 
 async def test_the_window_slides(store: Store) -> None:
     """One millisecond before the window's end the unit still counts; at its end it has freed."""
     at = now()
-    await store.take_send_budget(USER, at, 1, WINDOW)
-    assert (await refusal(store, USER, at + WINDOW - timedelta(milliseconds=1), 1)).retry_after == timedelta(
-        milliseconds=1
-    )
-    await store.take_send_budget(USER, at + WINDOW, 1, WINDOW)
+    await take(store, at, user(1))
+    almost = at + WINDOW - timedelta(milliseconds=1)
+    assert (await refusal(store, almost, user(1))).retry_after == timedelta(milliseconds=1)
+    await take(store, at + WINDOW, user(1))
 
 
 async def test_a_refusal_writes_nothing(store: Store) -> None:
-    """A refused take leaves no unit: when the first unit frees, exactly one more take fits."""
+    """A refused opening leaves no unit: when the first unit frees, exactly one more opening fits."""
     at = now()
-    await store.take_send_budget(USER, at, 2, WINDOW)
-    await store.take_send_budget(USER, at + timedelta(seconds=10), 2, WINDOW)
-    await refusal(store, USER, at + timedelta(seconds=20), 2)
-    await store.take_send_budget(USER, at + WINDOW, 2, WINDOW)
-    assert (await refusal(store, USER, at + WINDOW, 2)).retry_after == timedelta(seconds=10)
+    await take(store, at, user(2))
+    await take(store, at + timedelta(seconds=10), user(2))
+    await refusal(store, at + timedelta(seconds=20), user(2))
+    await take(store, at + WINDOW, user(2))
+    assert (await refusal(store, at + WINDOW, user(2))).retry_after == timedelta(seconds=10)
 
 
-async def test_a_returned_unit_can_be_taken_again(store: Store) -> None:
-    """A unit given back at the instant it was taken frees room for one more take."""
+async def test_a_spent_second_budget_takes_no_unit_of_the_first(store: Store) -> None:
+    """The number's budget refuses: the user's budget is untouched, all or nothing."""
     at = now()
-    await store.take_send_budget(USER, at, 1, WINDOW)
-    await store.return_send_budget(USER, at)
-    await store.take_send_budget(USER, at, 1, WINDOW)
+    await take(store, at, number(1))
+    assert (await refusal(store, at, user(1), number(1))).subject == "phone"
+    await take(store, at, user(1))
 
 
-async def test_returning_a_unit_never_taken_changes_nothing(store: Store) -> None:
-    """A return at an instant no unit was taken gives back nothing."""
+async def test_an_id_already_used_takes_no_unit(store: Store) -> None:
+    """Opening an id a second time is ChallengeAlreadyExists and charges nothing."""
     at = now()
-    await store.take_send_budget(USER, at, 1, WINDOW)
-    await store.return_send_budget(USER, at + timedelta(seconds=1))
-    await refusal(store, USER, at + timedelta(seconds=2), 1)
+    challenge = await take(store, at, user(2))
+    with pytest.raises(ChallengeAlreadyExists):
+        await store.open_challenge(challenge, CONTEXT, (user(2),))
+    await take(store, at, user(2))
+
+
+async def test_a_resend_takes_a_unit_and_a_refused_budget_spends_no_resend(store: Store) -> None:
+    """A resend takes a unit of each charge; once the budget is spent it is refused and spends no resend."""
+    at = now()
+    challenge = await take(store, at, user(2))
+    later = at + timedelta(seconds=30)
+    assert (await store.record_resend(challenge.challenge_id, later, CONTEXT, (user(2),))).resends == 1
+    with pytest.raises(SendBudgetExhausted):
+        await store.record_resend(challenge.challenge_id, later + timedelta(seconds=30), CONTEXT, (user(2),))
+    assert (await store.get_challenge(challenge.challenge_id)).resends == 1
 
 
 async def test_subjects_have_separate_budgets(store: Store) -> None:
     """The user's spent budget does not touch the number's."""
     at = now()
-    await store.take_send_budget(USER, at, 1, WINDOW)
-    await store.take_send_budget(NUMBER, at, 1, WINDOW)
+    await take(store, at, user(1))
+    await take(store, at, number(1))
 
 
 @pytest.mark.integration
@@ -104,7 +144,7 @@ async def test_a_budget_key_names_the_number_by_hash_only(
     redis_store: RedisStateStore, redis_client: aioredis.Redis
 ) -> None:
     """In Redis the number's budget lives under `{sb:phone:<hash>}`, and no key holds the number."""
-    await redis_store.take_send_budget(NUMBER, now(), 1, WINDOW)
-    assert [key async for key in redis_client.scan_iter("*")] == [
-        f"sesame:{{sb:phone:{NUMBER.key}}}:sends".encode()
-    ]
+    await take(redis_store, now(), number(1))
+    keys = [key async for key in redis_client.scan_iter("*sb:*")]
+    assert keys == [f"sesame:{{sb:phone:{NUMBER.key}}}:sends".encode()]
+    assert not [key async for key in redis_client.scan_iter("*33612345678*")]

@@ -40,8 +40,13 @@ def _console(request: pytest.FixtureRequest, tmp_path: Path) -> Subject:
     clock = FixedClock()
     path = tmp_path / "sms.jsonl"
     gateway = ConsoleSmsGateway(path, clock, "development")
-    # A directory where the file should be: every append fails, as a full or read-only disk would.
-    return Subject(gateway, clock, path.mkdir)
+
+    def break_it() -> None:
+        # A directory where the file (created at boot) was: every append fails, as a full disk would.
+        path.unlink()
+        path.mkdir()
+
+    return Subject(gateway, clock, break_it)
 
 
 def _recording(request: pytest.FixtureRequest, tmp_path: Path) -> Subject:

@@ -13,6 +13,7 @@ from sesame.server.domain.errors import (
     ChallengeClosed,
     ChallengeNotFound,
     ChallengeNotVerified,
+    InvalidRequest,
     ResendRefused,
     UserAlreadyExists,
     UserNotFound,
@@ -21,7 +22,9 @@ from sesame.server.domain.model import (
     Challenge,
     ChallengeStatus,
     DeliveryState,
+    JournalPage,
     LockoutPolicy,
+    RefusalCount,
     RequestContext,
     User,
     VerificationAttempt,
@@ -57,6 +60,7 @@ OPERATIONS: list[Operation] = [
 
 # Real Redis purges challenges by its own wall clock, so every test works near the real present.
 NOW = datetime.now(UTC).replace(microsecond=0)
+LOCKOUT = LockoutPolicy()
 
 
 def a_user(**changes: object) -> User:
@@ -76,6 +80,7 @@ def an_attempt(
 ) -> VerificationAttempt:
     return VerificationAttempt(
         challenge_id=challenge.challenge_id,
+        user_id=challenge.user_id,
         op_digest=digest(operation or challenge.operation),
         code_matches=code_matches,
         at=at or NOW + timedelta(seconds=30),
@@ -84,7 +89,7 @@ def an_attempt(
 
 
 async def opened(store: Store, **changes: object) -> Challenge:
-    challenge = a_challenge(**changes)
+    challenge = await factories.its_user_enrolled(store, a_challenge(**changes))
     await store.open_challenge(challenge, CONTEXT)
     return challenge
 
@@ -131,70 +136,113 @@ class TestUsers:
 
 
 class TestLockout:
-    """Wrong codes in a row per user (RTS Art. 4(3)(b))."""
+    """Wrong codes in a row per user (RTS Art. 4(3)(b)), decided in the same step as the attempt."""
 
     POLICY = LockoutPolicy(
         max_failures=3, first_block=timedelta(minutes=15), longest_block=timedelta(hours=1)
     )
 
-    async def test_wrong_codes_are_counted(self, store):
-        """Each failed attempt adds one to the user's count and blocks nothing before the limit."""
+    async def guesses(self, store: Store, *matches: bool, at: datetime = NOW) -> list[VerificationOutcome]:
+        """Open a day-long challenge and submit one code per value of `matches` at `at`, in turn."""
+        number = len(await store.pending_challenges("u-1", NOW - timedelta(days=1))) + 1
+        challenge = a_challenge(
+            nonce=bytes([number]) * 16, expires_at=NOW + timedelta(days=1), max_attempts=10
+        )
+        await store.open_challenge(challenge, CONTEXT)
+        return [
+            await store.record_verification(an_attempt(challenge, code_matches=m, at=at), self.POLICY)
+            for m in matches
+        ]
+
+    async def test_wrong_codes_are_counted_for_the_user(self, store):
+        """Each wrong code adds one to the user's count, across challenges; no block before the limit."""
         await store.register_user(a_user())
-        await store.record_failed_attempt("u-1", NOW, self.POLICY)
-        user = await store.record_failed_attempt("u-1", NOW, self.POLICY)
-        assert (user.failures, user.blocks, user.blocked_until) == (2, 0, None)
-        assert await store.get_user("u-1") == user
+        await self.guesses(store, False)
+        [outcome] = await self.guesses(store, False)
+        user = await store.get_user("u-1")
+        assert (user.failures, user.blocks, user.blocked_until, outcome.blocked_until) == (2, 0, None, None)
 
     async def test_the_limit_blocks_and_restarts_the_count(self, store):
-        """The third wrong code in a row blocks the user for 15 minutes and the count starts again."""
+        """The third wrong code in a row blocks the user for 15 minutes, says so, and the count restarts."""
         await store.register_user(a_user())
-        for _ in range(3):
-            user = await store.record_failed_attempt("u-1", NOW, self.POLICY)
+        *_, third = await self.guesses(store, False, False, False)
+        assert third.result is VerifyResult.WRONG_CODE
+        assert third.blocked_until == NOW + timedelta(minutes=15)
+        user = await store.get_user("u-1")
         assert (user.failures, user.blocks, user.blocked_until) == (0, 1, NOW + timedelta(minutes=15))
-        assert user.is_blocked(NOW + timedelta(minutes=14))
-        assert not user.is_blocked(NOW + timedelta(minutes=15))
+
+    async def test_no_code_of_a_blocked_user_is_evaluated(self, store):
+        """While blocked, a right and a wrong code on an open challenge are USER_BLOCKED, uncounted."""
+        await store.register_user(a_user())
+        await self.guesses(store, False, False, False)
+        outcomes = await self.guesses(store, True, False, at=NOW + timedelta(minutes=14))
+        assert [o.result for o in outcomes] == [VerifyResult.USER_BLOCKED] * 2
+        assert (outcomes[-1].challenge.status, outcomes[-1].challenge.attempts) == (ChallengeStatus.OPEN, 0)
+        user = await store.get_user("u-1")
+        assert (user.failures, user.blocks) == (0, 1)
+
+    async def test_a_closed_challenge_answers_before_the_block(self, store):
+        """A verified challenge still answers ALREADY_USED while its user is blocked."""
+        await store.register_user(a_user())
+        [verified] = await self.guesses(store, True)
+        await self.guesses(store, False, False, False)
+        again = await store.record_verification(
+            an_attempt(verified.challenge, code_matches=True, at=NOW + timedelta(minutes=1)), self.POLICY
+        )
+        assert again.result is VerifyResult.ALREADY_USED
+
+    async def test_codes_count_again_once_the_block_ends(self, store):
+        """At the block's end a wrong code counts again and a right one verifies."""
+        await store.register_user(a_user())
+        await self.guesses(store, False, False, False)
+        end = NOW + timedelta(minutes=15)
+        outcomes = await self.guesses(store, False, True, at=end)
+        assert [o.result for o in outcomes] == [VerifyResult.WRONG_CODE, VerifyResult.VERIFIED]
 
     async def test_blocks_in_a_row_double_up_to_the_longest(self, store):
         """The second block lasts 30 minutes, the third and later ones the one-hour cap."""
         await store.register_user(a_user())
-        lengths = []
+        at, lengths = NOW, []
         for _ in range(4):
-            for _ in range(3):
-                user = await store.record_failed_attempt("u-1", NOW, self.POLICY)
-            assert user.blocked_until is not None
-            lengths.append(user.blocked_until - NOW)
+            *_, last = await self.guesses(store, False, False, False, at=at)
+            assert last.blocked_until is not None
+            lengths.append(last.blocked_until - at)
+            at = last.blocked_until
         assert lengths == [timedelta(minutes=m) for m in (15, 30, 60, 60)]
 
     async def test_a_right_code_starts_everything_again(self, store):
         """After a right code the count, the blocks and the block itself are gone."""
         await store.register_user(a_user())
-        for _ in range(4):
-            await store.record_failed_attempt("u-1", NOW, self.POLICY)
-        await store.record_successful_attempt("u-1", NOW)
+        await self.guesses(store, False, False, False)
+        await self.guesses(store, False, True, at=NOW + timedelta(minutes=15))
         user = await store.get_user("u-1")
         assert (user.failures, user.blocks, user.blocked_until) == (0, 0, None)
 
     async def test_failures_and_blocks_are_journaled(self, store):
-        """Every counted failure and the reset are user journal entries; a reset of nothing writes none."""
+        """Every counted failure and the reset are user journal entries naming the challenge."""
         await store.register_user(a_user())
-        await store.record_successful_attempt("u-1", NOW)
-        for _ in range(3):
-            await store.record_failed_attempt("u-1", NOW, self.POLICY)
-        await store.record_successful_attempt("u-1", NOW)
+        [verified] = await self.guesses(store, True)
+        await self.guesses(store, False, False, False)
+        await self.guesses(store, False, True, at=NOW + timedelta(minutes=15))
         entries = (await store.user_journal("u-1"))[1:]
         assert [(e["event"], e["outcome"], e["failures"], e["blocks"]) for e in entries] == [
             ("user.failed_attempt", "counted", "1", "0"),
             ("user.failed_attempt", "counted", "2", "0"),
             ("user.failed_attempt", "blocked", "0", "1"),
+            ("user.failed_attempt", "counted", "1", "1"),
             ("user.successful_attempt", "reset", "0", "0"),
         ]
+        assert all(e["challenge_id"] for e in entries)
+        assert verified.challenge.challenge_id not in {e["challenge_id"] for e in entries}
 
-    async def test_unknown_user_is_not_found(self, store):
-        """Counting for a user never enrolled raises UserNotFound."""
-        with pytest.raises(UserNotFound):
-            await store.record_failed_attempt("nobody", NOW, self.POLICY)
-        with pytest.raises(UserNotFound):
-            await store.record_successful_attempt("nobody", NOW)
+    async def test_an_attempt_naming_another_user_is_not_found(self, store):
+        """An attempt whose user is not the challenge's raises ChallengeNotFound and changes nothing."""
+        await store.register_user(a_user())
+        challenge = await opened(store)
+        attempt = dataclasses.replace(an_attempt(challenge, code_matches=False), user_id="u-2")
+        with pytest.raises(ChallengeNotFound):
+            await store.record_verification(attempt, self.POLICY)
+        assert (await store.get_challenge(challenge.challenge_id)).attempts == 0
 
 
 class TestChallenges:
@@ -263,7 +311,7 @@ class TestVerification:
     async def test_right_code_verifies(self, store):
         """The right code for the right operation gives VERIFIED and consumes the challenge."""
         challenge = await opened(store)
-        outcome = await store.record_verification(an_attempt(challenge, code_matches=True))
+        outcome = await store.record_verification(an_attempt(challenge, code_matches=True), LOCKOUT)
         assert (outcome.result, outcome.attempts_left) == (VerifyResult.VERIFIED, 0)
         assert (outcome.challenge.status, outcome.challenge.attempts) == (ChallengeStatus.VERIFIED, 1)
         assert await store.get_challenge(challenge.challenge_id) == outcome.challenge
@@ -271,7 +319,7 @@ class TestVerification:
     async def test_wrong_code_counts_and_leaves_attempts(self, store):
         """A wrong code gives WRONG_CODE, counts one attempt and leaves the challenge open."""
         challenge = await opened(store)
-        outcome = await store.record_verification(an_attempt(challenge, code_matches=False))
+        outcome = await store.record_verification(an_attempt(challenge, code_matches=False), LOCKOUT)
         assert (outcome.result, outcome.attempts_left) == (VerifyResult.WRONG_CODE, 2)
         assert (outcome.challenge.status, outcome.challenge.attempts) == (ChallengeStatus.OPEN, 1)
 
@@ -279,7 +327,8 @@ class TestVerification:
         """The wrong code that spends the last attempt still answers WRONG_CODE, with none left, and locks."""
         challenge = await opened(store)
         outcomes = [
-            await store.record_verification(an_attempt(challenge, code_matches=False)) for _ in range(3)
+            await store.record_verification(an_attempt(challenge, code_matches=False), LOCKOUT)
+            for _ in range(3)
         ]
         assert [o.attempts_left for o in outcomes] == [2, 1, 0]
         assert outcomes[-1].result is VerifyResult.WRONG_CODE
@@ -288,8 +337,8 @@ class TestVerification:
     async def test_locked_challenge_refuses_the_right_code_without_counting(self, store):
         """After the lock even the right code answers LOCKED, and the attempt count stays put."""
         challenge = await opened(store, max_attempts=1)
-        await store.record_verification(an_attempt(challenge, code_matches=False))
-        outcome = await store.record_verification(an_attempt(challenge, code_matches=True))
+        await store.record_verification(an_attempt(challenge, code_matches=False), LOCKOUT)
+        outcome = await store.record_verification(an_attempt(challenge, code_matches=True), LOCKOUT)
         assert (outcome.result, outcome.attempts_left) == (VerifyResult.LOCKED, 0)
         assert outcome.challenge.attempts == 1
 
@@ -297,15 +346,17 @@ class TestVerification:
         """A right code for another operation gives OPERATION_MISMATCH, counts, and voids the challenge."""
         challenge = await opened(store)
         other = dataclasses.replace(TRANSFER, amount=Money("EUR", 125001))
-        outcome = await store.record_verification(an_attempt(challenge, code_matches=True, operation=other))
+        outcome = await store.record_verification(
+            an_attempt(challenge, code_matches=True, operation=other), LOCKOUT
+        )
         assert outcome.result is VerifyResult.OPERATION_MISMATCH
         assert (outcome.challenge.status, outcome.challenge.attempts) == (ChallengeStatus.VOIDED, 1)
 
     async def test_voided_challenge_refuses_the_right_code(self, store):
         """After a mismatch the right code for the right operation answers VOIDED."""
         challenge = await opened(store)
-        await store.record_verification(an_attempt(challenge, code_matches=True, operation=Login()))
-        outcome = await store.record_verification(an_attempt(challenge, code_matches=True))
+        await store.record_verification(an_attempt(challenge, code_matches=True, operation=Login()), LOCKOUT)
+        outcome = await store.record_verification(an_attempt(challenge, code_matches=True), LOCKOUT)
         assert outcome.result is VerifyResult.VOIDED
         assert outcome.challenge.attempts == 1
 
@@ -313,7 +364,7 @@ class TestVerification:
         """An attempt at the expiry instant answers EXPIRED without counting or closing anything."""
         challenge = await opened(store)
         outcome = await store.record_verification(
-            an_attempt(challenge, code_matches=True, at=challenge.expires_at)
+            an_attempt(challenge, code_matches=True, at=challenge.expires_at), LOCKOUT
         )
         assert (outcome.result, outcome.attempts_left) == (VerifyResult.EXPIRED, 0)
         assert (outcome.challenge.status, outcome.challenge.attempts) == (ChallengeStatus.OPEN, 0)
@@ -322,34 +373,34 @@ class TestVerification:
         """One millisecond before expiry the attempt is judged normally."""
         challenge = await opened(store)
         at = challenge.expires_at - timedelta(milliseconds=1)
-        outcome = await store.record_verification(an_attempt(challenge, code_matches=True, at=at))
+        outcome = await store.record_verification(an_attempt(challenge, code_matches=True, at=at), LOCKOUT)
         assert outcome.result is VerifyResult.VERIFIED
 
     async def test_second_right_code_is_already_used(self, store):
         """A verified challenge answers ALREADY_USED and does not count the replay."""
         challenge = await opened(store)
-        await store.record_verification(an_attempt(challenge, code_matches=True))
-        outcome = await store.record_verification(an_attempt(challenge, code_matches=True))
+        await store.record_verification(an_attempt(challenge, code_matches=True), LOCKOUT)
+        outcome = await store.record_verification(an_attempt(challenge, code_matches=True), LOCKOUT)
         assert (outcome.result, outcome.challenge.attempts) == (VerifyResult.ALREADY_USED, 1)
 
     async def test_cancelled_challenge_answers_voided(self, store):
         """Verifying a cancelled challenge answers VOIDED."""
         challenge = await opened(store)
         await store.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
-        outcome = await store.record_verification(an_attempt(challenge, code_matches=True))
+        outcome = await store.record_verification(an_attempt(challenge, code_matches=True), LOCKOUT)
         assert (outcome.result, outcome.challenge.attempts) == (VerifyResult.VOIDED, 0)
 
     async def test_unknown_challenge_is_not_found(self, store):
         """Verifying a challenge never opened raises ChallengeNotFound."""
         with pytest.raises(ChallengeNotFound):
-            await store.record_verification(an_attempt(a_challenge(), code_matches=True))
+            await store.record_verification(an_attempt(a_challenge(), code_matches=True), LOCKOUT)
 
     async def test_every_attempt_is_journaled_including_refusals(self, store):
         """Each call, refused ones too, appends an entry with its outcome, count and the caller's context."""
         challenge = await opened(store)
-        await store.record_verification(an_attempt(challenge, code_matches=False))
-        await store.record_verification(an_attempt(challenge, code_matches=True))
-        await store.record_verification(an_attempt(challenge, code_matches=True))
+        await store.record_verification(an_attempt(challenge, code_matches=False), LOCKOUT)
+        await store.record_verification(an_attempt(challenge, code_matches=True), LOCKOUT)
+        await store.record_verification(an_attempt(challenge, code_matches=True), LOCKOUT)
         entries = (await store.challenge_journal(challenge.challenge_id))[1:]
         assert [(e["event"], e["outcome"], e["attempts"]) for e in entries] == [
             ("challenge.verification", "wrong_code", "1"),
@@ -361,7 +412,7 @@ class TestVerification:
     async def test_mismatch_journals_the_submitted_digest(self, store):
         """The journal of a mismatch shows the digest that was submitted, not the stored one."""
         challenge = await opened(store)
-        await store.record_verification(an_attempt(challenge, code_matches=True, operation=Login()))
+        await store.record_verification(an_attempt(challenge, code_matches=True, operation=Login()), LOCKOUT)
         entry = (await store.challenge_journal(challenge.challenge_id))[-1]
         assert (entry["outcome"], entry["op_digest"]) == ("operation_mismatch", digest(Login()).hex())
 
@@ -384,7 +435,7 @@ class TestCancel:
     async def test_verified_challenge_cannot_be_cancelled(self, store):
         """A verified challenge stays VERIFIED when a cancel arrives."""
         challenge = await opened(store)
-        await store.record_verification(an_attempt(challenge, code_matches=True))
+        await store.record_verification(an_attempt(challenge, code_matches=True), LOCKOUT)
         with pytest.raises(ChallengeClosed):
             await store.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
         assert (await store.get_challenge(challenge.challenge_id)).status is ChallengeStatus.VERIFIED
@@ -445,7 +496,7 @@ class TestResend:
     async def test_resend_keeps_the_attempts_spent(self, store):
         """A resend after a wrong code leaves the attempt counted (NIST: no reset by a new send)."""
         challenge = await opened(store)
-        await store.record_verification(an_attempt(challenge, code_matches=False))
+        await store.record_verification(an_attempt(challenge, code_matches=False), LOCKOUT)
         taken = await store.record_resend(challenge.challenge_id, challenge.next_send_at, CONTEXT)
         assert (taken.attempts, taken.attempts_left) == (1, 2)
 
@@ -455,7 +506,7 @@ class TestResend:
         challenge = await opened(store)
         at = challenge.next_send_at
         if closing == "verify":
-            await store.record_verification(an_attempt(challenge, code_matches=True))
+            await store.record_verification(an_attempt(challenge, code_matches=True), LOCKOUT)
         elif closing == "cancel":
             await store.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
         else:
@@ -548,16 +599,97 @@ class TestDelivery:
         ]
 
 
+class TestBoundedJournal:
+    """Refusals anyone can repeat are journaled once per kind and counted; journals are read by page."""
+
+    async def test_repeated_refused_verifications_are_journaled_once_and_counted(self, store):
+        """Five right codes on a spent challenge: one already_used entry, a count of five, the last time."""
+        challenge = await opened(store)
+        await store.record_verification(an_attempt(challenge, code_matches=True), LOCKOUT)
+        for second in range(5):
+            attempt = an_attempt(challenge, code_matches=True, at=NOW + timedelta(seconds=40 + second))
+            outcome = await store.record_verification(attempt, LOCKOUT)
+            assert outcome.result is VerifyResult.ALREADY_USED
+        outcomes = [e["outcome"] for e in await store.challenge_journal(challenge.challenge_id)]
+        assert outcomes == ["opened", "verified", "already_used"]
+        assert await store.challenge_refusals(challenge.challenge_id) == [
+            RefusalCount("challenge.verification", "already_used", 5, NOW + timedelta(seconds=44))
+        ]
+
+    async def test_repeated_refused_resends_and_cancels_are_journaled_once_each(self, store):
+        """Two too-soon resends, then three closed resends and three cancels of a cancelled challenge."""
+        challenge = await opened(store)
+        for _ in range(2):
+            with pytest.raises(ResendRefused):
+                await store.record_resend(challenge.challenge_id, NOW, CONTEXT)
+        await store.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
+        for _ in range(3):
+            with pytest.raises(ChallengeClosed):
+                await store.record_resend(challenge.challenge_id, NOW, CONTEXT)
+            with pytest.raises(ChallengeClosed):
+                await store.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
+        entries = await store.challenge_journal(challenge.challenge_id)
+        assert [(e["event"], e["outcome"]) for e in entries[1:]] == [
+            ("challenge.resend", "too_soon"),
+            ("challenge.cancel", "cancelled"),
+            ("challenge.resend", "closed"),
+            ("challenge.cancel", "refused"),
+        ]
+        counts = await store.challenge_refusals(challenge.challenge_id)
+        assert [(c.event, c.outcome, c.count) for c in counts] == [
+            ("challenge.cancel", "refused", 3),
+            ("challenge.resend", "closed", 3),
+            ("challenge.resend", "too_soon", 2),
+        ]
+
+    async def test_accepted_transitions_are_not_counted_as_refusals(self, store):
+        """A wrong code, a resend and a cancel that are accepted leave no refusal count."""
+        challenge = await opened(store, resend_spacing=timedelta(0))
+        await store.record_verification(an_attempt(challenge, code_matches=False), LOCKOUT)
+        await store.record_resend(challenge.challenge_id, NOW, CONTEXT)
+        await store.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
+        assert await store.challenge_refusals(challenge.challenge_id) == []
+
+    async def test_a_journal_reads_page_by_page(self, store):
+        """Pages of two give the whole journal in order, and the last page has no next token."""
+        challenge = await opened(store)
+        for ref in ("m1", "m2", "m3", "m4"):
+            await store.record_delivery(challenge.challenge_id, DeliveryState.SENT, ref, NOW)
+        pages, token = [], ""
+        while True:
+            page = await store.challenge_journal_page(challenge.challenge_id, token, 2)
+            pages.append(page.entries)
+            if not (token := page.next_token):
+                break
+        assert [len(p) for p in pages] == [2, 2, 1]
+        assert [e for p in pages for e in p] == await store.challenge_journal(challenge.challenge_id)
+
+    async def test_a_journal_that_fits_one_page_has_no_next_token(self, store):
+        """A page as long as the journal ends it; an unknown challenge gives an empty page."""
+        challenge = await opened(store)
+        page = await store.challenge_journal_page(challenge.challenge_id, "", 1)
+        assert (len(page.entries), page.next_token) == (1, "")
+        assert await store.challenge_journal_page("ffff.k1.d6", "", 10) == JournalPage([], "")
+
+    @pytest.mark.parametrize("token", ["x", "1-", "-1", "1-2-3", "1" * 21 + "-0"])
+    async def test_a_malformed_page_token_is_invalid(self, store, token):
+        """A token that no page gives raises InvalidRequest on `page_token`."""
+        challenge = await opened(store)
+        with pytest.raises(InvalidRequest) as caught:
+            await store.challenge_journal_page(challenge.challenge_id, token, 10)
+        assert caught.value.violations[0].field == "page_token"
+
+
 class TestJournalPrivacy:
     async def test_no_entry_holds_the_full_phone(self, store):
         """Across a whole life cycle no journal entry contains the full secure phone number."""
         await store.register_user(a_user())
         challenge = await opened(store)
         await store.record_delivery(challenge.challenge_id, DeliveryState.SENT, "ref-1", NOW)
-        await store.record_verification(an_attempt(challenge, code_matches=False))
-        await store.record_verification(an_attempt(challenge, code_matches=True))
+        await store.record_verification(an_attempt(challenge, code_matches=False), LOCKOUT)
+        await store.record_verification(an_attempt(challenge, code_matches=True), LOCKOUT)
         entries = [*await store.user_journal("u-1"), *await store.challenge_journal(challenge.challenge_id)]
-        assert len(entries) == 5
+        assert len(entries) == 7  # the user: enrolled, failed, reset; the challenge: four
         assert not any(PHONE in value or PHONE[1:] in value for e in entries for value in e.values())
 
 
@@ -581,7 +713,7 @@ async def verified(store: Store) -> tuple[Challenge, ProofFacts]:
     """An opened challenge, verified, and the facts a proof of it states."""
     challenge = await opened(store)
     attempt = an_attempt(challenge, code_matches=True)
-    outcome = await store.record_verification(attempt)
+    outcome = await store.record_verification(attempt, LOCKOUT)
     return challenge, ProofFacts.of(outcome, attempt)
 
 
@@ -621,7 +753,7 @@ class TestProofs:
         """A challenge with only a wrong code raises ChallengeNotVerified and journals nothing."""
         challenge = await opened(store)
         attempt = an_attempt(challenge, code_matches=False)
-        outcome = await store.record_verification(attempt)
+        outcome = await store.record_verification(attempt, LOCKOUT)
         with pytest.raises(ChallengeNotVerified):
             await store.record_proof(a_proof(ProofFacts.of(outcome, attempt)), NOW)
         assert len(await store.challenge_journal(challenge.challenge_id)) == 2

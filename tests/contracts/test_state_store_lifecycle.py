@@ -17,6 +17,7 @@ from sesame.server.domain.errors import (
     ClientNotFound,
     ClientTerminated,
     RequestIdReused,
+    SecurePhoneChanged,
     UserNotActive,
     UserNotFound,
 )
@@ -70,16 +71,19 @@ async def enrolled(store: Store) -> None:
     await store.register_user(factories.a_user(NOW - timedelta(days=30)))
 
 
+LOCKOUT = LockoutPolicy()
+
+
 async def opened(store: Store, **changes: object) -> Challenge:
-    challenge = factories.a_challenge(NOW, **changes)
+    challenge = await factories.its_user_enrolled(store, factories.a_challenge(NOW, **changes))
     await store.open_challenge(challenge, CONTEXT)
     return challenge
 
 
 async def verified(store: Store, operation: ChangePhone = NEW_NUMBER, **changes: object) -> Challenge:
     challenge = await opened(store, operation=operation, **changes)
-    attempt = VerificationAttempt(challenge.challenge_id, digest(operation), True, NOW, CONTEXT)
-    await store.record_verification(attempt)
+    attempt = VerificationAttempt(challenge.challenge_id, "u-1", digest(operation), True, NOW, CONTEXT)
+    await store.record_verification(attempt, LOCKOUT)
     return challenge
 
 
@@ -145,8 +149,12 @@ class TestStatusChanges:
     async def test_reinstatement_lifts_a_block_after_wrong_codes(self, store):
         """Reinstating an active, blocked user clears its wrong codes, blocks and block."""
         await enrolled(store)
+        challenge = await opened(store)
         for _ in range(2):
-            await store.record_failed_attempt("u-1", NOW, LockoutPolicy(max_failures=2))
+            wrong = VerificationAttempt(
+                challenge.challenge_id, "u-1", challenge.op_digest, False, NOW, CONTEXT
+            )
+            await store.record_verification(wrong, LockoutPolicy(max_failures=2))
         user = await store.change_user_status(change(StatusAction.REINSTATE))
         assert (user.failures, user.blocks, user.blocked_until) == (0, 0, None)
         assert (await events(store))[-1] == ("user.reinstate", "unblocked")
@@ -201,34 +209,48 @@ class TestStatusChanges:
             await store.register_user(factories.a_user(NOW))
 
 
+def nonce(n: int) -> bytes:
+    return n.to_bytes(16, "big")
+
+
 class TestPendingIndex:
-    async def test_tracked_challenges_are_pending_until_they_expire(self, store):
-        """Tracked ids come back, soonest expiry first, while their expiry is after the cutoff."""
-        await enrolled(store)
-        await store.track_challenge("u-1", "late", NOW + timedelta(minutes=9), NOW)
-        await store.track_challenge("u-1", "soon", NOW + timedelta(minutes=5), NOW)
-        assert await store.pending_challenges("u-1", NOW) == ["soon", "late"]
-        assert await store.pending_challenges("u-1", NOW + timedelta(minutes=5)) == ["late"]
+    async def test_opened_challenges_are_pending_until_they_expire(self, store):
+        """Opened ids come back, soonest expiry first, while their expiry is after the cutoff."""
+        late = await opened(store, nonce=nonce(1), expires_at=NOW + timedelta(minutes=9))
+        soon = await opened(store, nonce=nonce(2), expires_at=NOW + timedelta(minutes=5))
+        assert await store.pending_challenges("u-1", NOW) == [soon.challenge_id, late.challenge_id]
+        assert await store.pending_challenges("u-1", NOW + timedelta(minutes=5)) == [late.challenge_id]
 
     async def test_entries_expired_before_the_cutoff_are_forgotten(self, store):
-        """Tracking drops the entries that expired at or before its cutoff."""
-        await enrolled(store)
-        await store.track_challenge("u-1", "old", NOW, NOW - timedelta(days=1))
-        await store.track_challenge("u-1", "new", NOW + timedelta(minutes=5), NOW)
-        assert await store.pending_challenges("u-1", NOW - timedelta(days=1)) == ["new"]
+        """Opening drops the entries that expired before its creation, less the clock skew."""
+        old = NOW - timedelta(days=1)
+        await opened(store, nonce=nonce(1), created_at=old, expires_at=old + timedelta(minutes=5))
+        new = await opened(store, nonce=nonce(2))
+        assert await store.pending_challenges("u-1", old) == [new.challenge_id]
 
-    async def test_a_suspended_user_tracks_no_challenge(self, store):
-        """Tracking for a suspended user raises UserNotActive and indexes nothing."""
+    async def test_a_suspended_user_gets_no_challenge(self, store):
+        """Opening for a suspended user raises UserNotActive and writes nothing."""
         await enrolled(store)
         await store.change_user_status(change(StatusAction.SUSPEND))
+        challenge = factories.a_challenge(NOW)
         with pytest.raises(UserNotActive):
-            await store.track_challenge("u-1", "c", NOW + timedelta(minutes=5), NOW)
+            await store.open_challenge(challenge, CONTEXT)
         assert await store.pending_challenges("u-1", NOW) == []
+        assert await store.challenge_journal(challenge.challenge_id) == []
 
-    async def test_tracking_for_an_unknown_user_is_not_found(self, store):
-        """Tracking for a user never enrolled raises UserNotFound."""
+    async def test_a_code_for_a_number_no_longer_secure_is_not_opened(self, store):
+        """Opening for a number that is not the secure one raises SecurePhoneChanged and writes nothing."""
+        await enrolled(store)
+        challenge = factories.a_challenge(NOW, phone="+33698765432")
+        with pytest.raises(SecurePhoneChanged):
+            await store.open_challenge(challenge, CONTEXT)
+        assert await store.pending_challenges("u-1", NOW) == []
+        assert await store.challenge_journal(challenge.challenge_id) == []
+
+    async def test_opening_for_an_unknown_user_is_not_found(self, store):
+        """Opening for a user never enrolled raises UserNotFound."""
         with pytest.raises(UserNotFound):
-            await store.track_challenge("nobody", "c", NOW + timedelta(minutes=5), NOW)
+            await store.open_challenge(factories.a_challenge(NOW, user_id="nobody"), CONTEXT)
 
 
 class TestVoiding:
@@ -238,8 +260,8 @@ class TestVoiding:
         """A voided challenge reads CANCELLED and its right code answers VOIDED."""
         challenge = await opened(store)
         assert await store.void_challenge(challenge.challenge_id, self.VOIDING) is VoidOutcome.VOIDED
-        attempt = VerificationAttempt(challenge.challenge_id, challenge.op_digest, True, NOW, CONTEXT)
-        assert (await store.record_verification(attempt)).result is VerifyResult.VOIDED
+        attempt = VerificationAttempt(challenge.challenge_id, "u-1", challenge.op_digest, True, NOW, CONTEXT)
+        assert (await store.record_verification(attempt, LOCKOUT)).result is VerifyResult.VOIDED
 
     async def test_a_closed_challenge_is_left_as_it_is(self, store):
         """Voiding a verified challenge answers CLOSED and it stays VERIFIED, unjournaled."""
@@ -251,7 +273,7 @@ class TestVoiding:
 
     async def test_an_id_never_opened_is_spent_for_good(self, store):
         """Voiding an id not opened yet answers FORECLOSED, and opening it afterwards is refused."""
-        challenge = factories.a_challenge(NOW)
+        challenge = await factories.its_user_enrolled(store, factories.a_challenge(NOW))
         assert await store.void_challenge(challenge.challenge_id, self.VOIDING) is VoidOutcome.FORECLOSED
         with pytest.raises(ChallengeAlreadyExists):
             await store.open_challenge(challenge, CONTEXT)
@@ -331,6 +353,18 @@ class TestConsumption:
             ("challenge.consume", "replayed", "r-1"),
             ("challenge.consume", "used", "r-2"),
         ]
+
+    async def test_repeated_refused_consumptions_are_journaled_once_and_counted(self, store):
+        """Three more request ids on a spent challenge: one `used` entry, a count of three."""
+        challenge = await verified(store)
+        await store.consume_challenge(consumption(challenge))
+        for request_id in ("r-2", "r-3", "r-4"):
+            with pytest.raises(ChallengeConsumed):
+                await store.consume_challenge(consumption(challenge, request_id))
+        outcomes = [e["outcome"] for e in await store.challenge_journal(challenge.challenge_id)]
+        assert outcomes.count("used") == 1
+        counts = await store.challenge_refusals(challenge.challenge_id)
+        assert [(c.event, c.outcome, c.count) for c in counts] == [("challenge.consume", "used", 3)]
 
 
 class TestPhoneChange:

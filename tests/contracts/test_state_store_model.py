@@ -1,11 +1,12 @@
 """The fake and Redis, driven by the same random sequences of transitions, never disagree.
 
 The contract suite checks each branch by hand; this one lets Hypothesis search for the sequences nobody
-thought of (a resend after a mismatch, a late delivery report after a cancel, an attempt at the expiry
+thought of (a wrong code that blocks the user while other challenges are open, a right code during the
+block, a resend after a mismatch, a late delivery report after a cancel, an attempt at the expiry
 instant, a second proof, a send budget taken out of time order, a reinstatement retried after a later
 suspension, a challenge voided before it was opened...). Every step runs on both stores; the answers, the
 errors, the stored user and challenges and the user's pending challenges must be equal, and so must the
-journal's events and outcomes.
+journal's events and outcomes and the counts of repeated refusals.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from hypothesis.stateful import (
 
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisStateStore
-from sesame.server.domain.budgets import BudgetSubject
+from sesame.server.domain.budgets import BudgetSubject, Charge
 from sesame.server.domain.errors import SesameError
 from sesame.server.domain.lifecycle import (
     ByOverride,
@@ -68,7 +69,17 @@ request_ids = st.sampled_from(["r-1", "r-2", "r-3"])
 # A window shorter than the offsets' span, so that units free; long enough that Redis, which expires a
 # budget's key by its own clock, does not drop one while the test runs.
 BUDGET_WINDOW = timedelta(seconds=300)
-subjects = st.sampled_from([BudgetSubject.user("u-1"), BudgetSubject.phone("+33612345678")])
+budget_limits = st.tuples(st.integers(1, 3), st.integers(1, 3))
+
+
+def charged(limits: tuple[int, int]) -> tuple[Charge, ...]:
+    """A unit of the user's and of the number's budget, with these limits."""
+    return (
+        Charge(BudgetSubject.user("u-1"), limits[0], BUDGET_WINDOW),
+        Charge(BudgetSubject.phone("+33612345678"), limits[1], BUDGET_WINDOW),
+    )
+
+
 delivery_states = st.sampled_from([DeliveryState.SENT, DeliveryState.DELIVERED, DeliveryState.FAILED])
 
 
@@ -120,14 +131,6 @@ class StoresAgree(RuleBasedStateMachine):
         self.loop.run_until_complete(self.client.flushall())
         assert self.both("register_user", factories.a_user(NOW))[0] == "ok"
 
-    @rule(offset=offsets)
-    def wrong_code_for_the_user(self, offset: int) -> None:
-        self.both("record_failed_attempt", "u-1", NOW + timedelta(seconds=offset), LOCKOUT)
-
-    @rule(offset=offsets)
-    def right_code_for_the_user(self, offset: int) -> None:
-        self.both("record_successful_attempt", "u-1", NOW + timedelta(seconds=offset))
-
     @rule(action=st.sampled_from(StatusAction), request_id=request_ids, offset=offsets)
     def change_status(self, action: StatusAction, request_id: str, offset: int) -> None:
         provenance = Provenance("ops-1", "", request_id)
@@ -165,11 +168,19 @@ class StoresAgree(RuleBasedStateMachine):
         spacing=st.sampled_from([0, 30]),
         transfer=st.booleans(),
         opened=st.booleans(),
+        limits=budget_limits,
     )
-    def open(
-        self, *, max_attempts: int, max_resends: int, spacing: int, transfer: bool, opened: bool
+    def open(  # noqa: PLR0913 (one argument per drawn value)
+        self,
+        *,
+        max_attempts: int,
+        max_resends: int,
+        spacing: int,
+        transfer: bool,
+        opened: bool,
+        limits: tuple[int, int],
     ) -> Challenge:
-        """Track, then (usually) open: an id tracked but never opened is what a voiding may find."""
+        """Open (usually): an id never opened is what a voiding may still be handed."""
         self.opened += 1
         challenge = factories.a_challenge(
             NOW,
@@ -179,9 +190,8 @@ class StoresAgree(RuleBasedStateMachine):
             max_resends=max_resends,
             resend_spacing=timedelta(seconds=spacing),
         )
-        self.both("track_challenge", "u-1", challenge.challenge_id, challenge.expires_at, NOW)
         if opened:
-            self.both("open_challenge", challenge, CONTEXT)
+            self.both("open_challenge", challenge, CONTEXT, charged(limits))
         return challenge
 
     @rule(challenge=challenges, offset=offsets)
@@ -195,17 +205,23 @@ class StoresAgree(RuleBasedStateMachine):
     def verify(self, *, challenge: Challenge, matches: bool, same_operation: bool, offset: int) -> None:
         operation = challenge.operation if same_operation else OTHER
         attempt = VerificationAttempt(
-            challenge.challenge_id, digest(operation), matches, NOW + timedelta(seconds=offset), CONTEXT
+            challenge.challenge_id,
+            "u-1",
+            digest(operation),
+            matches,
+            NOW + timedelta(seconds=offset),
+            CONTEXT,
         )
-        self.both("record_verification", attempt)
+        self.both("record_verification", attempt, LOCKOUT)
 
     @rule(challenge=challenges, offset=offsets)
     def cancel(self, challenge: Challenge, offset: int) -> None:
         self.both("cancel_challenge", challenge.challenge_id, NOW + timedelta(seconds=offset), CONTEXT)
 
-    @rule(challenge=challenges, offset=offsets)
-    def resend(self, challenge: Challenge, offset: int) -> None:
-        self.both("record_resend", challenge.challenge_id, NOW + timedelta(seconds=offset), CONTEXT)
+    @rule(challenge=challenges, offset=offsets, limits=budget_limits)
+    def resend(self, challenge: Challenge, offset: int, limits: tuple[int, int]) -> None:
+        at = NOW + timedelta(seconds=offset)
+        self.both("record_resend", challenge.challenge_id, at, CONTEXT, charged(limits))
 
     @rule(challenge=challenges, state=delivery_states, ref=st.sampled_from(["m1", "m2"]), offset=offsets)
     def deliver(self, challenge: Challenge, state: DeliveryState, ref: str, offset: int) -> None:
@@ -219,21 +235,16 @@ class StoresAgree(RuleBasedStateMachine):
         proof = IssuedProof(f"h.c.{jti}", jti, "sesame-proof-v1", facts)
         self.both("record_proof", proof, NOW + timedelta(seconds=offset))
 
-    @rule(subject=subjects, offset=offsets, limit=st.integers(1, 3))
-    def take_send_budget(self, subject: BudgetSubject, offset: int, limit: int) -> None:
-        self.both("take_send_budget", subject, NOW + timedelta(seconds=offset), limit, BUDGET_WINDOW)
-
-    @rule(subject=subjects, offset=offsets)
-    def return_send_budget(self, subject: BudgetSubject, offset: int) -> None:
-        self.both("return_send_budget", subject, NOW + timedelta(seconds=offset))
-
     @invariant()
     def same_user_and_journal(self) -> None:
         self.both("get_user", "u-1")
         self.both("pending_challenges", "u-1", NOW)
         journals = [self.loop.run_until_complete(store.user_journal("u-1")) for store in self.stores]
         summaries = [
-            [(e["event"], e.get("outcome"), e.get("failures"), e.get("status")) for e in journal]
+            [
+                (e["event"], e.get("outcome"), e.get("failures"), e.get("status"), e.get("blocked_until"))
+                for e in journal
+            ]
             for journal in journals
         ]
         assert summaries[0] == summaries[1]
@@ -250,6 +261,7 @@ class StoresAgree(RuleBasedStateMachine):
                 [(e["event"], e["outcome"], e.get("attempts")) for e in journal] for journal in journals
             ]
             assert summaries[0] == summaries[1], challenge_id
+            self.both("challenge_refusals", challenge_id)
 
 
 def test_fake_and_redis_agree_on_every_sequence(redis_server: EmbeddedRedis) -> None:

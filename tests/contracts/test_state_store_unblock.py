@@ -16,7 +16,7 @@ from sesame.server.domain.lifecycle import (
     Unblocking,
     UnblockOutcome,
 )
-from sesame.server.domain.model import LockoutPolicy
+from sesame.server.domain.model import LockoutPolicy, RequestContext, VerificationAttempt
 from tests import factories
 from tests.fakes.journal_fields import iso, unix_ms
 from tests.fakes.state_store import MemoryStateStore
@@ -25,6 +25,7 @@ Store = MemoryStateStore | RedisStateStore
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 LOCKOUT = LockoutPolicy(max_failures=2)
+CONTEXT = RequestContext(ip="203.0.113.7", session_id="sess-1")
 BY = Provenance(
     actor="ops-42", reason="identité vérifiée par téléphone", request_id="ub-1", caller="backoffice"
 )
@@ -38,9 +39,13 @@ async def enrolled(store: Store) -> None:
     await store.register_user(factories.a_user(NOW - timedelta(days=30)))
 
 
-async def failed(store: Store, times: int) -> None:
-    for _ in range(times):
-        await store.record_failed_attempt("u-1", NOW, LOCKOUT)
+async def failed(store: Store, times: int, first: int = 0) -> None:
+    """Submit `times` wrong codes, each on a challenge of its own (so that no challenge locks first)."""
+    for n in range(first, first + times):
+        challenge = factories.a_challenge(NOW, nonce=bytes([n]) * 16)
+        await store.open_challenge(challenge, CONTEXT)
+        wrong = VerificationAttempt(challenge.challenge_id, "u-1", challenge.op_digest, False, NOW, CONTEXT)
+        await store.record_verification(wrong, LOCKOUT)
 
 
 async def last_entry(store: Store) -> dict[str, str]:
@@ -50,7 +55,7 @@ async def last_entry(store: Store) -> dict[str, str]:
 async def test_an_unblock_clears_the_block_and_keeps_the_count_of_blocks(store: Store) -> None:
     """A blocked user's block end and wrong codes are cleared; `blocks` stays, so the next block is longer."""
     await enrolled(store)
-    await failed(store, 3)  # blocked at the second, one more wrong code counted after it
+    await failed(store, 3)  # blocked at the second; the third is refused unevaluated (USER_BLOCKED)
     blocked = await store.get_user("u-1")
     assert blocked.blocked_until is not None
     unblocked = await store.unblock_user(unblocking())
@@ -103,7 +108,7 @@ async def test_a_retried_unblock_is_replayed_without_an_entry(store: Store) -> N
     await enrolled(store)
     await failed(store, 2)
     await store.unblock_user(unblocking())
-    await failed(store, 1)
+    await failed(store, 1, first=2)
     journaled = await store.user_journal("u-1")
     again = await store.unblock_user(unblocking())
     assert (again.outcome, again.user.failures) == (UnblockOutcome.REPLAYED, 1)
@@ -113,8 +118,8 @@ async def test_a_retried_unblock_is_replayed_without_an_entry(store: Store) -> N
 async def test_a_request_id_of_another_change_is_refused(store: Store) -> None:
     """A suspension's request id cannot unblock: RequestIdReused, and nothing is written."""
     await enrolled(store)
-    await store.change_user_status(StatusChange("u-1", StatusAction.SUSPEND, NOW, BY))
     await failed(store, 2)
+    await store.change_user_status(StatusChange("u-1", StatusAction.SUSPEND, NOW, BY))
     before = (await store.get_user("u-1"), await store.user_journal("u-1"))
     with pytest.raises(RequestIdReused):
         await store.unblock_user(unblocking())

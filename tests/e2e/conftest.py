@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -15,6 +15,7 @@ from sesame.clients.redis_store import RedisStateStore
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server.domain.challenges import ChallengePolicy
 from sesame.server.metrics import Metrics
+from tests.fakes.clock import ShiftedClock
 from tests.support.serve_process import free_port, start_serve
 from tests.support.wired_server import ServerOptions, start_wired
 
@@ -29,6 +30,8 @@ class Live:
     sms_file: Path
     store: RedisStateStore
     metrics: Metrics
+    clock: ShiftedClock = field(default_factory=ShiftedClock)  # the server's clock: a test may move it
+    address: str = ""  # host:port of the server, for the blocking clients (`sesame evidence`)
 
 
 @pytest.fixture
@@ -43,7 +46,8 @@ async def live(
 ) -> AsyncIterator[Live]:
     """Start the server on a free loopback port, with a fresh Redis database and SMS file."""
     sms_file = tmp_path / "sms.jsonl"
-    wired = await start_wired(keystore, redis_store, sms_file, ServerOptions(policy=policy))
+    clock = ShiftedClock()
+    wired = await start_wired(keystore, redis_store, sms_file, ServerOptions(policy=policy, clock=clock))
     server, running = wired.server, wired.running
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:
@@ -54,6 +58,8 @@ async def live(
             sms_file=sms_file,
             store=redis_store,
             metrics=running.metrics,
+            clock=clock,
+            address=f"127.0.0.1:{server.port}",
         )
     finally:
         await channel.close()

@@ -69,7 +69,7 @@ async def test_sms_names_the_operation_and_goes_to_the_secure_phone(live: Live) 
     message = json.loads(live.sms_file.read_text().splitlines()[-1])
     assert message["to"] == PHONE
     assert message["challenge_id"] == challenge_id
-    assert "ENVOYER 1 250,00 EUR à Jean DUPONT" in message["text"]
+    assert 'ENVOYER 1 250,00 EUR à "Jean DUPONT"' in message["text"]
     assert "ne vous le demandera jamais" in message["text"]
 
 

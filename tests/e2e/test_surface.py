@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -54,3 +56,19 @@ async def test_oversized_messages_are_refused_before_parsing(live: Live) -> None
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await live.enrol.GetUser(huge)
     assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_health_of_an_unknown_service_is_not_found_quietly(
+    live: Live, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Health's NOT_FOUND for an unknown service passes the error interceptor untouched, with no ERROR log."""
+    caplog.set_level(logging.INFO)
+    stub = health_pb2_grpc.HealthStub(live.channel)
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.Check(health_pb2.HealthCheckRequest(service="no.such.Service"))
+
+    assert caught.value.code() is grpc.StatusCode.NOT_FOUND
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info is not None] == []
+    sample = live.metrics.registry.get_sample_value
+    assert sample("sesame_rpc_requests_total", {"method": "Check", "code": "NOT_FOUND"}) == 1

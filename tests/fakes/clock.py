@@ -16,3 +16,16 @@ class FixedClock:
 
     def advance(self, delta: timedelta) -> None:
         self._now += delta
+
+
+class ShiftedClock:
+    """The real UTC time, moved forward by hand: for a real server, whose Redis purges by the wall clock."""
+
+    def __init__(self) -> None:
+        self._shift = timedelta()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self._shift
+
+    def advance(self, delta: timedelta) -> None:
+        self._shift += delta

@@ -1,8 +1,7 @@
 """The registry half of the in-memory StateStore: users, their lifecycle, client companies' indexes.
 
 Each method mirrors one Lua script (`register_user`, `change_user_status`, `unblock_user`,
-`change_secure_phone`,
-`track_challenge`, `enlist_user`, `terminate_client`...): the contract suite and the model-based test hold
+`change_secure_phone`, `enlist_user`, `terminate_client`...): the contract suite and the model-based test hold
 them together, answers and journals alike.
 """
 
@@ -32,7 +31,7 @@ from sesame.server.domain.lifecycle import (
     UnblockOutcome,
     UserNotice,
 )
-from sesame.server.domain.model import LockoutPolicy, User, UserStatus
+from sesame.server.domain.model import LockoutPolicy, User, UserStatus, VerifyResult
 from sesame.server.domain.privacy import mask_phone
 from tests.fakes.clients import MemoryClients
 from tests.fakes.journal_fields import (
@@ -89,42 +88,54 @@ class MemoryRegistry(MemoryClients):
         except KeyError:
             raise UserNotFound(user_id) from None
 
-    async def record_failed_attempt(self, user_id: str, at: datetime, lockout: LockoutPolicy) -> User:
-        async with self._lock:
-            user = await self.get_user(user_id)
-            failures, outcome = user.failures + 1, "counted"
+    def _count_for_user(
+        self, user_id: str, challenge_id: str, result: VerifyResult, at: datetime, lockout: LockoutPolicy
+    ) -> datetime | None:
+        """The user's half of record_verification.lua; the end of a block this attempt started, if any.
+
+        Called under the store's lock, in the same step as the challenge's decision.
+        """
+        user = self._users.get(user_id)
+        if user is None:
+            return None
+        if result is VerifyResult.WRONG_CODE:
+            failures, outcome, started = user.failures + 1, "counted", None
             if failures >= lockout.max_failures:
+                started = ms(at) + lockout.block_length(user.blocks + 1)
                 outcome, failures = "blocked", 0
-                user = dataclasses.replace(
-                    user,
-                    blocks=user.blocks + 1,
-                    blocked_until=ms(at) + lockout.block_length(user.blocks + 1),
-                )
+                user = dataclasses.replace(user, blocks=user.blocks + 1, blocked_until=started)
             user = dataclasses.replace(user, failures=failures)
             self._users[user_id] = user
-            self._count_event(user, "user.failed_attempt", at, outcome)
-            return user
-
-    async def record_successful_attempt(self, user_id: str, at: datetime) -> None:
-        async with self._lock:
-            user = await self.get_user(user_id)
-            if (user.failures, user.blocks, user.blocked_until) == (0, 0, None):
-                return
+            self._count_event(
+                user, "user.failed_attempt", at, outcome, challenge_id=challenge_id, until=started
+            )
+            return started
+        if result is VerifyResult.VERIFIED and (user.failures, user.blocks, user.blocked_until) != (
+            0,
+            0,
+            None,
+        ):
             user = dataclasses.replace(user, failures=0, blocks=0, blocked_until=None)
             self._users[user_id] = user
-            self._count_event(user, "user.successful_attempt", at, "reset")
+            self._count_event(
+                user, "user.successful_attempt", at, "reset", challenge_id=challenge_id, until=None
+            )
+        return None
 
-    def _count_event(self, user: User, event: str, at: datetime, outcome: str) -> None:
+    def _count_event(  # noqa: PLR0913 (the fields of one journal entry)
+        self, user: User, event: str, at: datetime, outcome: str, *, challenge_id: str, until: datetime | None
+    ) -> None:
         self._journal(
             user.user_id,
             {
                 "event": event,
                 "at": iso(at),
                 "user_id": user.user_id,
+                "challenge_id": challenge_id,
                 "outcome": outcome,
                 "failures": str(user.failures),
                 "blocks": str(user.blocks),
-                "blocked_until": unix_ms(user.blocked_until),
+                "blocked_until": unix_ms(until),
             },
         )
 
@@ -280,17 +291,12 @@ class MemoryRegistry(MemoryClients):
                 },
             )
 
-    # The index of pending challenges (track_challenge.lua) --------------------------------------
+    # The index of pending challenges (open_challenge.lua writes it) ----------------------------------
 
-    async def track_challenge(
-        self, user_id: str, challenge_id: str, expires_at: datetime, forget_before: datetime
-    ) -> None:
-        async with self._lock:
-            user = await self.get_user(user_id)
-            if user.status is not UserStatus.ACTIVE:
-                raise UserNotActive(user_id)
-            pending = self._forget(user_id, forget_before)
-            pending[challenge_id] = ms(expires_at)
+    def _track(self, user_id: str, challenge_id: str, expires_at: datetime, forget_before: datetime) -> None:
+        """Index an opening challenge, dropping the entries expired before `forget_before`."""
+        pending = self._forget(user_id, forget_before)
+        pending[challenge_id] = ms(expires_at)
 
     async def pending_challenges(self, user_id: str, expiring_after: datetime) -> list[str]:
         async with self._lock:

@@ -11,10 +11,11 @@ does by its own wall clock; without one it keeps challenges forever, so that tes
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
-from sesame.server.domain.budgets import BudgetSubject
+from sesame.server.domain.budgets import BudgetSubject, Charge
 from sesame.server.domain.errors import (
     ChallengeAlreadyExists,
     ChallengeClosed,
@@ -22,16 +23,24 @@ from sesame.server.domain.errors import (
     ChallengeMismatch,
     ChallengeNotFound,
     ChallengeNotVerified,
+    FieldViolation,
+    InvalidRequest,
     ResendRefused,
+    SecurePhoneChanged,
     SendBudgetExhausted,
     SesameError,
+    UserNotActive,
 )
-from sesame.server.domain.lifecycle import Consumption, Voiding, VoidOutcome
+from sesame.server.domain.lifecycle import CLOCK_SKEW, Consumption, Voiding, VoidOutcome
 from sesame.server.domain.model import (
     Challenge,
     ChallengeStatus,
     DeliveryState,
+    JournalPage,
+    LockoutPolicy,
+    RefusalCount,
     RequestContext,
+    UserStatus,
     VerificationAttempt,
     VerificationOutcome,
     VerifyResult,
@@ -48,6 +57,10 @@ _TERMINAL = {
     ChallengeStatus.CANCELLED: VerifyResult.VOIDED,
     ChallengeStatus.LOCKED: VerifyResult.LOCKED,
 }
+
+# record_verification.lua: the answers that change nothing, journaled the first time of their kind only.
+_REFUSED = {*_TERMINAL.values(), VerifyResult.EXPIRED, VerifyResult.USER_BLOCKED}
+_TOKEN = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 
 # consume_challenge.lua: a stale challenge reads as purged.
 _CONSUME_REFUSALS: dict[str, type[SesameError]] = {
@@ -83,12 +96,23 @@ class MemoryStateStore(MemoryRegistry):
         self._messages: dict[str, dict[str, DeliveryState]] = {}  # per challenge: provider ref -> state
         self._consumed: dict[str, str] = {}  # challenge id -> the request id of the change it authorised
         self._sends: dict[BudgetSubject, list[datetime]] = {}  # send budgets: when each unit was taken
+        # per challenge: (event, outcome) -> (count, last at); only the first refusal of a kind is journaled
+        self._refusals: dict[str, dict[tuple[str, str], tuple[int, datetime]]] = {}
 
-    async def open_challenge(self, challenge: Challenge, context: RequestContext) -> None:
+    async def open_challenge(
+        self, challenge: Challenge, context: RequestContext, charges: Sequence[Charge] = ()
+    ) -> None:
         async with self._lock:
             cid = challenge.challenge_id
+            user = await self.get_user(challenge.user_id)
+            if user.status is not UserStatus.ACTIVE:
+                raise UserNotActive(user.user_id)
+            if user.secure_phone != challenge.phone:
+                raise SecurePhoneChanged(user.user_id)
             if self._live(cid) is not None or cid in self._challenge_journals:
                 raise ChallengeAlreadyExists(cid)
+            self._charge(charges, challenge.created_at)
+            self._track(user.user_id, cid, challenge.expires_at, challenge.created_at - CLOCK_SKEW)
             stored = dataclasses.replace(
                 challenge,
                 created_at=ms(challenge.created_at),
@@ -122,16 +146,27 @@ class MemoryStateStore(MemoryRegistry):
     async def get_challenge(self, challenge_id: str) -> Challenge:
         return self._existing(challenge_id)
 
-    async def record_verification(self, attempt: VerificationAttempt) -> VerificationOutcome:
+    async def record_verification(
+        self, attempt: VerificationAttempt, lockout: LockoutPolicy
+    ) -> VerificationOutcome:
         async with self._lock:
             challenge = self._existing(attempt.challenge_id)
+            if challenge.user_id != attempt.user_id:
+                raise ChallengeNotFound(attempt.challenge_id)
             result = _TERMINAL.get(challenge.status)
             if result is None and ms(attempt.at) >= challenge.expires_at:
                 result = VerifyResult.EXPIRED
+            user = self._users.get(attempt.user_id)
+            if result is None and user is not None and user.is_blocked(ms(attempt.at)):
+                result = VerifyResult.USER_BLOCKED  # as record_verification.lua: code_matches ignored
             if result is None:
                 decided = _decide(challenge, attempt)
                 challenge, result = decided.challenge, decided.result
                 self._challenges[challenge.challenge_id] = challenge
+            if result in _REFUSED and not self._refused(
+                challenge.challenge_id, "challenge.verification", result.value, attempt.at
+            ):
+                return VerificationOutcome(result, 0, challenge)
             self._append(
                 challenge,
                 "challenge.verification",
@@ -139,21 +174,27 @@ class MemoryStateStore(MemoryRegistry):
                 result.value,
                 {"op_digest": attempt.op_digest.hex(), **context_fields(attempt.context)},
             )
+            started = self._count_for_user(
+                attempt.user_id, challenge.challenge_id, result, attempt.at, lockout
+            )
             left = challenge.attempts_left if result is VerifyResult.WRONG_CODE else 0
-            return VerificationOutcome(result, left, challenge)
+            return VerificationOutcome(result, left, challenge, "", started)
 
     async def cancel_challenge(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
         async with self._lock:
             challenge = self._existing(challenge_id)
             if challenge.status is not ChallengeStatus.OPEN or ms(at) >= challenge.expires_at:
-                self._append(challenge, "challenge.cancel", at, "refused", context_fields(context))
+                if self._refused(challenge_id, "challenge.cancel", "refused", at):
+                    self._append(challenge, "challenge.cancel", at, "refused", context_fields(context))
                 raise ChallengeClosed(challenge_id)
             challenge = dataclasses.replace(challenge, status=ChallengeStatus.CANCELLED)
             self._challenges[challenge_id] = challenge
             self._append(challenge, "challenge.cancel", at, "cancelled", context_fields(context))
             return challenge
 
-    async def record_resend(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
+    async def record_resend(
+        self, challenge_id: str, at: datetime, context: RequestContext, charges: Sequence[Charge] = ()
+    ) -> Challenge:
         async with self._lock:
             challenge = self._existing(challenge_id)
             refusal: ChallengeClosed | ResendRefused | None = None
@@ -164,16 +205,18 @@ class MemoryStateStore(MemoryRegistry):
             elif ms(at) < challenge.next_send_at:
                 refusal, outcome = ResendRefused(challenge_id, challenge.next_send_at - ms(at)), "too_soon"
             else:
+                self._charge(charges, at)  # a spent budget raises before anything is written
                 challenge = dataclasses.replace(challenge, resends=challenge.resends + 1, last_sent_at=ms(at))
                 self._challenges[challenge_id] = challenge
                 outcome = "resent"
-            self._append(
-                challenge,
-                "challenge.resend",
-                at,
-                outcome,
-                {**context_fields(context), "resends": str(challenge.resends)},
-            )
+            if refusal is None or self._refused(challenge_id, "challenge.resend", outcome, at):
+                self._append(
+                    challenge,
+                    "challenge.resend",
+                    at,
+                    outcome,
+                    {**context_fields(context), "resends": str(challenge.resends)},
+                )
             if refusal is not None:
                 raise refusal
             return challenge
@@ -250,7 +293,10 @@ class MemoryStateStore(MemoryRegistry):
                 "request_id": consumption.request_id,
                 **context_fields(consumption.context),
             }
-            self._append(challenge, "challenge.consume", consumption.at, outcome, extra)
+            if outcome == "consumed" or self._refused(
+                challenge.challenge_id, "challenge.consume", outcome, consumption.at
+            ):
+                self._append(challenge, "challenge.consume", consumption.at, outcome, extra)
             refusal = _CONSUME_REFUSALS.get(outcome)
             if refusal is not None:
                 raise refusal(consumption.challenge_id)
@@ -270,26 +316,48 @@ class MemoryStateStore(MemoryRegistry):
             return "consumed"
         return "replayed" if consumed_by == consumption.request_id else "used"
 
-    async def take_send_budget(
-        self, subject: BudgetSubject, at: datetime, limit: int, window: timedelta
-    ) -> None:
-        async with self._lock:
-            now, span = ms(at), timedelta(milliseconds=window // timedelta(milliseconds=1))
-            counting = sorted(t for t in self._sends.get(subject, []) if t > now - span)
-            if len(counting) >= limit:
-                # As take_send_budget.lua: the unit whose expiry brings the count under the limit.
-                raise SendBudgetExhausted(subject.kind.value, counting[len(counting) - limit] + span - now)
-            kept = [t for t in self._sends.get(subject, []) if t > now - span]
-            self._sends[subject] = [*kept, now]
+    def _charge(self, charges: Sequence[Charge], at: datetime) -> None:
+        """As _send_budgets.lua: refuse on the first spent charge, writing nothing; else take a unit each."""
+        now = ms(at)
+        for charge in charges:
+            span = timedelta(milliseconds=charge.window // timedelta(milliseconds=1))
+            counting = sorted(t for t in self._sends.get(charge.subject, []) if t > now - span)
+            if len(counting) >= charge.limit:
+                # The unit whose expiry brings the count under the limit.
+                wait = counting[len(counting) - charge.limit] + span - now
+                raise SendBudgetExhausted(charge.subject.kind.value, wait)
+        for charge in charges:
+            span = timedelta(milliseconds=charge.window // timedelta(milliseconds=1))
+            kept = [t for t in self._sends.get(charge.subject, []) if t > now - span]
+            self._sends[charge.subject] = [*kept, now]
 
-    async def return_send_budget(self, subject: BudgetSubject, at: datetime) -> None:
-        async with self._lock:
-            taken = self._sends.get(subject, [])
-            if ms(at) in taken:
-                taken.remove(ms(at))
+    def units_taken(self, subject: BudgetSubject) -> int:
+        """How many units of the subject's budget are held (as ZCARD of its sorted set)."""
+        return len(self._sends.get(subject, []))
 
     async def challenge_journal(self, challenge_id: str) -> list[dict[str, str]]:
         return list(self._challenge_journals.get(challenge_id, []))
+
+    async def challenge_journal_page(self, challenge_id: str, after: str, limit: int) -> JournalPage:
+        # A page token is the position of the last entry given, written like a stream id (as Redis's).
+        if after and _TOKEN.fullmatch(after) is None:
+            raise InvalidRequest([FieldViolation("page_token", "is not a page token")])
+        start = int(after.partition("-")[0]) if after else 0
+        journal = self._challenge_journals.get(challenge_id, [])
+        page = journal[start : start + limit]
+        more = start + limit < len(journal)
+        return JournalPage(list(page), f"{start + limit}-0" if more else "")
+
+    async def challenge_refusals(self, challenge_id: str) -> list[RefusalCount]:
+        counts = self._refusals.get(challenge_id, {})
+        return [RefusalCount(e, o, n, at) for (e, o), (n, at) in sorted(counts.items())]
+
+    def _refused(self, challenge_id: str, event: str, outcome: str, at: datetime) -> bool:
+        """Count one refusal; whether it is the first of its kind, the one to journal (as the scripts)."""
+        counts = self._refusals.setdefault(challenge_id, {})
+        count = counts.get((event, outcome), (0, at))[0]
+        counts[(event, outcome)] = (count + 1, ms(at))
+        return count == 0
 
     def _live(self, challenge_id: str) -> Challenge | None:
         """The challenge unless its retention has run out, as Redis's PEXPIREAT would have purged it."""

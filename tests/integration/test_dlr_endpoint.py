@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 async def _opened(store: RedisStateStore) -> Challenge:
     challenge = factories.a_challenge(datetime.now(UTC).replace(microsecond=0))
-    await store.open_challenge(challenge, RequestContext())
+    await store.open_challenge(await factories.its_user_enrolled(store, challenge), RequestContext())
     return challenge
 
 

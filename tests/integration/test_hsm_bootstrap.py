@@ -56,7 +56,7 @@ def test_a_second_token_directory_is_refused(keystore: Pkcs11KeyStore, tmp_path:
 
 
 def test_the_dev_token_is_created_once_with_a_private_pin_file(tmp_path: Path) -> None:
-    """bootstrap_dev_token writes a 0600 PIN file, creates the v1 keys, and gives the same config twice."""
+    """bootstrap_dev_token writes a 0600 PIN file, makes no key (serve does), gives the same config twice."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / r) for r in ("server", "hsm", "clients"))}
     env.pop("SOFTHSM2_CONF", None)
     for _ in range(2):  # a second process reuses the token and the PIN
@@ -69,7 +69,7 @@ def test_the_dev_token_is_created_once_with_a_private_pin_file(tmp_path: Path) -
             check=False,
         )
         assert result.returncode == 0, result.stderr[-2000:]
-        assert json.loads(result.stdout) == {"same": True, "keys": ["sesame-otp-v1", "sesame-proof-v1"]}
+        assert json.loads(result.stdout) == {"same": True, "keys": []}
     pin_file = tmp_path / "softhsm" / "pin"
     assert stat.S_IMODE(pin_file.stat().st_mode) == 0o600
     assert pin_file.read_text().strip() not in result.stdout + result.stderr

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from sesame.hsm.keys import import_secret
+from sesame.hsm.keys import import_secret, init_keys
 from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
 from sesame.hsm.worker import hsm_worker
 from sesame.server.domain.errors import HsmUnavailable
@@ -84,7 +84,9 @@ async def test_check_fails_with_hsm_unavailable_when_the_token_is_gone(
     make_token: Callable[[str], Pkcs11Config],
 ) -> None:
     """The key store's health probe passes on a live token and raises HsmUnavailable once it is deleted."""
-    store = Pkcs11KeyStore.open(make_token("probed"))
+    config = make_token("probed")
+    init_keys(config)  # the probe tests the current keys too
+    store = Pkcs11KeyStore.open(config)
     try:
         await store.check()
         _delete_token("probed")

@@ -59,6 +59,11 @@ def _text(words: str) -> str:
     return f"MaBanque: code {CODE} {uuid.uuid4().hex[:8]} {words}"
 
 
+def _letters_marker() -> str:
+    """A unique marker of letters only: the SMS prints a payee name without digits."""
+    return "".join(chr(ord("a") + int(c, 16)) for c in uuid.uuid4().hex[:10])
+
+
 def _rendered(operation: Operation) -> str:
     """The SMS a user gets for `operation`, as the flows render it (about 260 characters: 2+ parts)."""
     return sms_text.render(operation, sms_text.SmsContext("MaBanque", CODE, 5, "fr"))
@@ -66,7 +71,7 @@ def _rendered(operation: Operation) -> str:
 
 async def test_french_text_outside_gsm7_arrives_whole_and_intact_as_ucs2(kannel: Kannel, gateways: Gateways):
     """A real SMS naming François (ç is not in GSM-7) reaches the SMSC as UCS-2, in parts, nothing lost."""
-    payee = f"François Müller {uuid.uuid4().hex[:8]}"
+    payee = f"François Müller {_letters_marker()}"
     text = _rendered(AddBeneficiary(Payee(payee, "FR7630006000011234567890189")))
     await gateways().send(SmsMessage(PHONE, text, "c1"))
     got = await asyncio.to_thread(kannel.wait_for_message, payee)
@@ -76,7 +81,7 @@ async def test_french_text_outside_gsm7_arrives_whole_and_intact_as_ucs2(kannel:
 
 async def test_gsm7_text_with_accents_keeps_the_default_coding(kannel: Kannel, gateways: Gateways):
     """A text whose accents are all in GSM-7 (é è à ù) goes in the default coding, intact."""
-    payee = f"Zoé Durand {uuid.uuid4().hex[:8]}"
+    payee = f"Zoé Durand {_letters_marker()}"
     text = _rendered(CreditTransfer(Money("EUR", 125000), Payee(payee, "FR7630006000011234567890189"), "t"))
     await gateways().send(SmsMessage(PHONE, text, "c1"))
     got = await asyncio.to_thread(kannel.wait_for_message, payee)
@@ -85,7 +90,7 @@ async def test_gsm7_text_with_accents_keeps_the_default_coding(kannel: Kannel, g
 
 async def _opened(store: RedisStateStore) -> Challenge:
     challenge = factories.a_challenge(datetime.now(UTC).replace(microsecond=0), Login())
-    await store.open_challenge(challenge, RequestContext())
+    await store.open_challenge(await factories.its_user_enrolled(store, challenge), RequestContext())
     return challenge
 
 

@@ -13,7 +13,7 @@ from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisStateStore
 from sesame.server.domain.errors import StoreUnavailable
 from sesame.server.domain.model import RequestContext
-from tests.factories import a_challenge, a_user
+from tests.factories import a_challenge, a_user, its_user_enrolled
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +21,7 @@ CHALLENGE_ID = a_challenge(datetime.now(UTC)).challenge_id
 
 
 async def test_keys_carry_the_hash_tag_of_their_aggregate(redis_client: aioredis.Redis):
-    """Users, challenges and their journals live under {u:<id>} and {ch:<id>} hash tags."""
+    """Users, challenges, their journals and the user's pending index live under {u:<id>} and {ch:<id>}."""
     store = RedisStateStore(redis_client, prefix="bank")
     now = datetime.now(UTC)
     await store.register_user(a_user(now))
@@ -30,6 +30,7 @@ async def test_keys_carry_the_hash_tag_of_their_aggregate(redis_client: aioredis
         b"bank:{ch:000102030405060708090a0b0c0d0e0f.k1.d6}:challenge",
         b"bank:{ch:000102030405060708090a0b0c0d0e0f.k1.d6}:journal",
         b"bank:{u:u-1}:journal",
+        b"bank:{u:u-1}:pending",
         b"bank:{u:u-1}:user",
     ]
 
@@ -55,7 +56,7 @@ def test_an_aggregate_and_its_journal_share_a_cluster_slot(redis_client: aioredi
 async def test_challenge_expires_retention_after_its_expiry(redis_client: aioredis.Redis):
     """The challenge hash is purged at expiry plus retention, an absolute time from the challenge itself."""
     store = RedisStateStore(redis_client, retention=timedelta(hours=2))
-    challenge = a_challenge(datetime.now(UTC))
+    challenge = await its_user_enrolled(store, a_challenge(datetime.now(UTC)))
     await store.open_challenge(challenge, RequestContext())
     expire_ms = await redis_client.pexpiretime(store.keys.challenge(CHALLENGE_ID))
     purge_at = challenge.expires_at + timedelta(hours=2)

@@ -10,11 +10,12 @@ import pytest
 
 from sesame.clients.redis_store import RedisStateStore
 from sesame.server.domain.model import (
+    LockoutPolicy,
     RequestContext,
     VerificationAttempt,
     VerifyResult,
 )
-from tests.factories import a_challenge
+from tests.factories import a_challenge, its_user_enrolled
 
 pytestmark = pytest.mark.integration
 
@@ -27,11 +28,13 @@ async def test_one_winner_among_concurrent_right_codes(redis_store: RedisStateSt
     now = datetime.now(UTC)
     for round_no in range(ROUNDS):
         challenge = a_challenge(now, user_id="u-race", nonce=round_no.to_bytes(16, "big"))
-        await redis_store.open_challenge(challenge, RequestContext())
+        await redis_store.open_challenge(await its_user_enrolled(redis_store, challenge), RequestContext())
         attempt = VerificationAttempt(
-            challenge.challenge_id, challenge.op_digest, True, now, RequestContext()
+            challenge.challenge_id, "u-race", challenge.op_digest, True, now, RequestContext()
         )
-        outcomes = await asyncio.gather(*(redis_store.record_verification(attempt) for _ in range(RACERS)))
+        outcomes = await asyncio.gather(
+            *(redis_store.record_verification(attempt, LockoutPolicy()) for _ in range(RACERS))
+        )
         results = Counter(outcome.result for outcome in outcomes)
         assert results == {VerifyResult.VERIFIED: 1, VerifyResult.ALREADY_USED: RACERS - 1}, round_no
         assert (await redis_store.get_challenge(challenge.challenge_id)).attempts == 1

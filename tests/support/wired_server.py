@@ -11,6 +11,7 @@ from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server.app import Gateway, Runtime, SystemClock, wire
 from sesame.server.domain.challenges import ChallengePolicy
 from sesame.server.domain.lifecycle import LifecyclePolicy
+from sesame.server.domain.ports import Clock
 from sesame.server.grpc.server import GrpcServer
 from sesame.server.metrics import Metrics
 from sesame.server.transport_settings import PLAINTEXT, TransportSettings
@@ -24,6 +25,7 @@ class ServerOptions:
     lifecycle: LifecyclePolicy = field(default_factory=LifecyclePolicy)
     health_interval: float = 1.0
     transport: TransportSettings = PLAINTEXT
+    clock: Clock | None = None  # the server's time; None: the system clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +41,7 @@ async def start_wired(
 ) -> Wired:
     """Wire the flows as `sesame serve` does (console SMS to `sms_file`) and start serving them."""
     chosen = options or ServerOptions()
-    clock = SystemClock()
+    clock = chosen.clock or SystemClock()
     running = wire(
         keys=keys,
         store=store,
@@ -59,5 +61,6 @@ async def start_wired(
         health_interval=chosen.health_interval,
         metrics=running.metrics,
         transport=chosen.transport,
+        advisories=running.advisories,
     )
     return Wired(server, running)

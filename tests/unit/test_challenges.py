@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -17,15 +18,16 @@ from sesame.server.domain.challenges import (
 )
 from sesame.server.domain.errors import (
     ChallengeClosed,
-    ChallengeNotFound,
     InvalidRequest,
     KeyNotFound,
+    KeyVersionUnavailable,
     ResendRefused,
     StoreUnavailable,
     UserBlocked,
     UserNotActive,
     UserNotFound,
 )
+from sesame.server.domain.lifecycle import Voiding, VoidOutcome
 from sesame.server.domain.model import (
     ChallengeStatus,
     DeliveryState,
@@ -163,10 +165,18 @@ async def test_code_of_the_wrong_length_is_invalid_and_not_counted(world: World)
     assert (await world.store.get_challenge(challenge.challenge_id)).attempts == 0
 
 
-async def test_unknown_key_version_reads_as_unknown_challenge(world: World) -> None:
-    """An id naming a key we never had is NOT_FOUND, not a server fault."""
-    with pytest.raises(ChallengeNotFound):
-        await world.verify(f"{'ab' * 16}.k7.d6", "123456")
+async def test_unknown_key_version_is_a_missing_key_not_an_unknown_challenge(world: World) -> None:
+    """A challenge opened under a key version this key store lacks is KeyVersionUnavailable, not NotFound."""
+    user_id = await world.enrol()
+    world.keys.add_key("sesame-otp-v2", b"z" * 32)  # a peer replica's newer key
+    opened = await world.flows.start(StartRequest(user_id, TRANSFER, NO_CONTEXT))
+    lacking = FakeKeyStore()
+    lacking.add_key("sesame-otp-v1", b"k" * 32)
+    replica = flows_over(lacking, world.store, world.sms, world.clock, ChallengePolicy())
+    with pytest.raises(KeyVersionUnavailable) as caught:
+        await replica.verify(VerifyRequest(opened.challenge_id, world.last_code(), TRANSFER, NO_CONTEXT))
+    assert caught.value.key_version == 2
+    assert (await world.store.get_challenge(opened.challenge_id)).attempts == 0
 
 
 async def test_malformed_challenge_id_is_invalid(world: World) -> None:
@@ -360,23 +370,52 @@ def test_block_lengths_double_up_to_the_longest() -> None:
     assert lockout.block_length(10_000) == timedelta(hours=24)
 
 
-class UserCountDown(MemoryStateStore):
-    """A store whose user-slot step fails, as Redis would when it goes away right after a decision."""
+class VoidingDown(MemoryStateStore):
+    """A store whose voiding fails, as Redis would when it goes away right after a decision."""
 
-    async def record_failed_attempt(self, user_id: str, at: datetime, lockout: LockoutPolicy) -> User:
-        raise StoreUnavailable("ConnectionError")
-
-    async def record_successful_attempt(self, user_id: str, at: datetime) -> None:
+    async def void_challenge(self, challenge_id: str, voiding: Voiding) -> VoidOutcome:
         raise StoreUnavailable("ConnectionError")
 
 
-async def test_a_failed_user_count_never_changes_the_answer() -> None:
-    """With the user's count unreachable, a wrong code still answers WRONG_CODE and the right one VERIFIED."""
+async def five_wrong_codes(world: World, user_id: str) -> list[str]:
+    """Open two challenges, then guess 3 + 2 wrong codes on them; the ids, in order."""
+    challenges = [await world.flows.start(StartRequest(user_id, TRANSFER, NO_CONTEXT)) for _ in range(2)]
+    codes_sent = [code_in(message.text) for message in world.sms.sent[-2:]]
+    results = [
+        await world.verify(challenge.challenge_id, wrong(code))
+        for challenge, code, count in zip(challenges, codes_sent, (3, 2), strict=True)
+        for _ in range(count)
+    ]
+    assert results == [VerifyResult.WRONG_CODE] * 5
+    return [challenge.challenge_id for challenge in challenges]
+
+
+async def test_the_block_voids_pending_challenges_and_alerts_the_user_once(world: World) -> None:
+    """The fifth wrong code voids the user's open challenges and sends one alert, without a code."""
+    user_id = await world.enrol()
+    opened = await five_wrong_codes(world, user_id)
+    assert (await world.store.get_challenge(opened[1])).status is ChallengeStatus.CANCELLED
+    alert = world.sms.sent[-1]
+    assert (alert.to, alert.challenge_id) == (PHONE, "")
+    assert "12:15 UTC" in alert.text
+    assert not re.search(r"\d{6}", alert.text)
+    notices = [e for e in await world.store.user_journal(user_id) if e["event"] == "user.notice"]
+    assert [(n["kind"], n["outcome"]) for n in notices] == [("user_blocked", "sent")]
+
+
+async def test_a_failed_voiding_or_alert_never_changes_the_answer() -> None:
+    """With voiding and the gateway down, the fifth wrong code still answers WRONG_CODE and blocks."""
     world = World()
-    world.store = UserCountDown()
+    world.store = VoidingDown()
     world.flows = flows_over(world.keys, world.store, world.sms, world.clock, ChallengePolicy())
-    challenge = await world.flows.start(StartRequest(await world.enrol(), TRANSFER, NO_CONTEXT))
-    code = world.last_code()
-    assert await world.verify(challenge.challenge_id, wrong(code)) is VerifyResult.WRONG_CODE
-    assert await world.verify(challenge.challenge_id, code) is VerifyResult.VERIFIED
-    assert (await world.store.get_challenge(challenge.challenge_id)).status is ChallengeStatus.VERIFIED
+    user_id = await world.enrol()
+    challenges = [await world.flows.start(StartRequest(user_id, TRANSFER, NO_CONTEXT)) for _ in range(2)]
+    codes_sent = [code_in(message.text) for message in world.sms.sent]
+    for _ in range(3):
+        await world.verify(challenges[0].challenge_id, wrong(codes_sent[0]))
+    await world.verify(challenges[1].challenge_id, wrong(codes_sent[1]))
+    world.sms.fail()
+    assert await world.verify(challenges[1].challenge_id, wrong(codes_sent[1])) is VerifyResult.WRONG_CODE
+    assert await world.verify(challenges[1].challenge_id, codes_sent[1]) is VerifyResult.USER_BLOCKED
+    notices = [e for e in await world.store.user_journal(user_id) if e["event"] == "user.notice"]
+    assert [(n["kind"], n["outcome"]) for n in notices] == [("user_blocked", "failed")]

@@ -161,6 +161,23 @@ def test_send_budget_settings_are_read() -> None:
     assert (budget.per_user, budget.per_phone, budget.window) == (5, 7, timedelta(minutes=10))
 
 
+def test_send_ceilings_default_to_fifty_per_caller_and_a_hundred_overall_a_second() -> None:
+    """With no variables a caller may be sent 3000 codes and the deployment 6000 per rolling minute."""
+    budget = Settings.from_env({}).policy.send_budget
+    assert (budget.per_caller, budget.overall, budget.ceiling_window) == (3000, 6000, timedelta(minutes=1))
+
+
+def test_send_ceiling_settings_are_read() -> None:
+    """SESAME_SEND_CEILING_CALLER, _GLOBAL and _WINDOW_SECONDS set the ceilings."""
+    env = {
+        "SESAME_SEND_CEILING_CALLER": "20",
+        "SESAME_SEND_CEILING_GLOBAL": "30",
+        "SESAME_SEND_CEILING_WINDOW_SECONDS": "10",
+    }
+    budget = Settings.from_env(env).policy.send_budget
+    assert (budget.per_caller, budget.overall, budget.ceiling_window) == (20, 30, timedelta(seconds=10))
+
+
 def test_a_zero_send_budget_is_refused() -> None:
     """A budget of 0 would send nothing at all: boot refuses it."""
     with pytest.raises(ConfigurationError, match="SESAME_SEND_BUDGET_USER"):

@@ -16,6 +16,7 @@ from sesame.server.domain.errors import (
     SendBudgetExhausted,
 )
 from sesame.server.domain.lifecycle import ByOverride
+from sesame.server.domain.model import RequestContext
 from tests.fakes.world import NO_CONTEXT, PHONE, TRANSFER, World, by
 
 HOUR = timedelta(hours=1)
@@ -44,7 +45,7 @@ async def test_the_eleventh_start_within_the_hour_is_refused_with_the_exact_wait
 
 
 async def test_a_refused_start_sends_nothing_and_opens_nothing() -> None:
-    """The refused start sends no SMS and indexes no challenge for the user."""
+    """The refused start sends no SMS and opens or indexes no challenge for the user."""
     world = budgeted(per_user=1)
     await world.enrol()
     await world.start()
@@ -82,13 +83,13 @@ async def test_the_phone_budget_binds_across_two_users_sharing_a_number() -> Non
     assert refused.value.subject == "phone"
 
 
-async def test_a_phone_refusal_gives_the_users_unit_back() -> None:
-    """When the number's budget refuses, the unit taken from the user's budget is returned."""
+async def test_a_phone_refusal_takes_no_unit_of_the_users_budget() -> None:
+    """When the number's budget refuses, the user's budget is untouched: no budget is charged alone."""
     world = budgeted(per_user=1, per_phone=1)
     await world.start(await world.enrol("alice"))
     with pytest.raises(SendBudgetExhausted):
         await world.start(await world.enrol("bob"))
-    await world.store.take_send_budget(BudgetSubject.user("bob"), world.clock.now(), 1, HOUR)
+    assert world.store.units_taken(BudgetSubject.user("bob")) == 0
 
 
 async def test_a_refused_budget_spends_no_resend() -> None:
@@ -101,7 +102,7 @@ async def test_a_refused_budget_spends_no_resend() -> None:
     assert (await world.store.get_challenge(challenge.challenge_id)).resends == 0
 
 
-async def test_a_refused_resend_gives_its_units_back() -> None:
+async def test_a_refused_resend_takes_no_unit() -> None:
     """A resend refused as too soon costs no unit: the budget still has room for a start."""
     world = budgeted(per_user=2)
     challenge = await world.start(await world.enrol())
@@ -111,7 +112,7 @@ async def test_a_refused_resend_gives_its_units_back() -> None:
 
 
 async def test_a_retried_start_spends_no_unit() -> None:
-    """A start retried with its request id answers the same challenge and gives its unit back."""
+    """A start retried with its request id answers the same challenge and takes no second unit."""
     world = budgeted(per_user=2)
     request = StartRequest(await world.enrol(), TRANSFER, NO_CONTEXT, request_id="r-1")
     await world.challenges.start(request)
@@ -151,3 +152,22 @@ async def test_a_change_to_a_number_outside_the_allowed_countries_is_invalid() -
     with pytest.raises(InvalidRequest) as refused:
         await world.registry.change_phone(request)
     assert [v.field for v in refused.value.violations] == ["new_phone"]
+
+
+async def test_each_calling_service_has_its_own_ceiling() -> None:
+    """With a ceiling of one per caller, a second caller still sends; the first caller's second is refused."""
+    world = World(policy=ChallengePolicy(send_budget=SendBudget(per_caller=1)))
+    for user_id, phone in (("alice", "+33612000001"), ("bob", "+33612000002"), ("carol", "+33612000003")):
+        await world.enrol(user_id, phone=phone)
+    await world.challenges.start(StartRequest("alice", TRANSFER, RequestContext(caller="online-banking")))
+    await world.challenges.start(StartRequest("bob", TRANSFER, RequestContext(caller="mobile-app")))
+    with pytest.raises(SendBudgetExhausted) as refused:
+        await world.challenges.start(StartRequest("carol", TRANSFER, RequestContext(caller="online-banking")))
+    assert refused.value.subject == "caller"
+    assert len(world.sms.sent) == 2
+
+
+def test_a_caller_without_mtls_is_anonymous() -> None:
+    """An empty caller (no mTLS) shares the one `anonymous` subject."""
+    assert BudgetSubject.caller("") == BudgetSubject.caller("anonymous")
+    assert BudgetSubject.caller("") != BudgetSubject.caller("online-banking")

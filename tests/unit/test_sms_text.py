@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
+
 import pytest
 
-from sesame.server.domain.operation import AddBeneficiary, ChangePhone, CreditTransfer, Login, Money, Payee
-from sesame.server.domain.sms_text import SmsContext, format_amount, phone_changed_notice, render
+from sesame.server.domain.operation import (
+    AddBeneficiary,
+    ChangePhone,
+    CreditTransfer,
+    Login,
+    Money,
+    Payee,
+    digest,
+)
+from sesame.server.domain.sms_text import (
+    PRINTED_NAME,
+    SmsContext,
+    format_amount,
+    phone_changed_notice,
+    printed_name,
+    render,
+    user_blocked_notice,
+)
 
 PAYEE = Payee("Jean DUPONT", "FR7630006000011234567890189")
 FR = SmsContext(bank_name="MaBanque", code="482913", validity_minutes=5, locale="fr")
@@ -20,7 +39,9 @@ GSM7 = set(
 def test_transfer_names_verb_amount_payee_and_masked_iban() -> None:
     """A transfer SMS says ENVOYER, the exact amount, the payee and the IBAN's ends."""
     text = render(CreditTransfer(Money("EUR", 125000), PAYEE, "tx"), FR)
-    assert text.startswith("MaBanque: code 482913 pour ENVOYER 1 250,00 EUR à Jean DUPONT (IBAN FR76...0189)")
+    assert text.startswith(
+        'MaBanque: code 482913 pour ENVOYER 1 250,00 EUR à "Jean DUPONT" (IBAN FR76...0189)'
+    )
     assert "Valable 5 min." in text
     assert "7630006000011234567" not in text
 
@@ -29,7 +50,7 @@ def test_transfer_names_verb_amount_payee_and_masked_iban() -> None:
     ("operation", "verb"),
     [
         (Login(), "CONNECTER"),
-        (AddBeneficiary(PAYEE), "AJOUTER le bénéficiaire Jean DUPONT"),
+        (AddBeneficiary(PAYEE), 'AJOUTER le bénéficiaire "Jean DUPONT"'),
         (ChangePhone("+33698765432"), "CHANGER votre numéro sécurisé pour le +33*******32"),
     ],
 )
@@ -52,7 +73,7 @@ def test_french_warning_says_never_asked_and_never_cancels() -> None:
 def test_english_text() -> None:
     """The English template has the same parts."""
     text = render(CreditTransfer(Money("EUR", 125000), PAYEE, "tx"), EN)
-    assert "SEND EUR 1,250.00 to Jean DUPONT" in text
+    assert 'SEND EUR 1,250.00 to "Jean DUPONT"' in text
     assert "never ask you for it" in text
 
 
@@ -97,3 +118,80 @@ def test_the_phone_change_notice_fits_gsm7_and_holds_no_code(locale: str) -> Non
     text = phone_changed_notice("MaBanque", "+33698765432", locale)
     assert set(text) <= GSM7
     assert "code " not in text.split(".")[0]
+
+
+@pytest.mark.parametrize(
+    ("locale", "said"),
+    [
+        (
+            "fr",
+            "MaBanque: après plusieurs codes erronés, l'authentification par SMS est bloquée jusqu'à 12:16",
+        ),
+        ("en", "MaBanque: after several wrong codes, authentication by text is blocked until 12:16 UTC"),
+    ],
+)
+def test_the_block_alert_says_until_when_rounded_up_to_the_minute(locale: str, said: str) -> None:
+    """The payer's alert names the block's end, never earlier than it is (12:15:01 reads 12:16)."""
+    until = datetime(2026, 11, 25, 12, 15, 1, tzinfo=UTC)
+    assert user_blocked_notice("MaBanque", until, locale).startswith(said)
+
+
+@pytest.mark.parametrize("locale", ["fr", "en"])
+def test_the_block_alert_fits_gsm7_and_holds_no_code(locale: str) -> None:
+    """Every character is in GSM 03.38 and no run of six digits could be taken for a code."""
+    text = user_blocked_notice("MaBanque", datetime(2026, 11, 25, 12, 15, tzinfo=UTC), locale)
+    assert set(text) <= GSM7
+    assert not re.search(r"\d{6}", text)
+
+
+SPOOF = "ANNULATION du virement precedent. Code de blocage"
+
+
+@pytest.mark.parametrize(
+    "operation",
+    [
+        CreditTransfer(Money("EUR", 100), Payee(SPOOF, PAYEE.iban), "tx"),
+        AddBeneficiary(Payee(SPOOF, PAYEE.iban)),
+    ],
+)
+@pytest.mark.parametrize("ctx", [FR, EN])
+def test_a_payee_name_cannot_write_a_sentence_of_its_own(
+    operation: CreditTransfer | AddBeneficiary, ctx: SmsContext
+) -> None:
+    """A name written as the bank's words loses its sentence punctuation and stays inside quotes."""
+    text = render(operation, ctx)
+    assert SPOOF not in text
+    assert '"ANNULATION du virement precedent Code de"' in text
+
+
+@pytest.mark.parametrize(
+    ("name", "printed"),
+    [
+        ("Jean DUPONT", '"Jean DUPONT"'),
+        ("Zoé O'Neil-Durand & Fils", '"Zoé O\'Neil-Durand & Fils"'),
+        ("Code 482913: urgent!", '"Code urgent"'),
+        ('Jean" pour ANNULER "x', '"Jean pour ANNULER x"'),
+        ("S.A.R.L. Martin (Lyon)", '"S A R L Martin Lyon"'),
+        ("\u0406van \u03a1etrov", '"van etrov"'),  # Cyrillic I and Greek Rho, look-alikes of Latin I and P
+        ("1234 !!", '"-"'),
+    ],
+)
+def test_the_printed_name_keeps_letters_spaces_and_a_few_marks(name: str, printed: str) -> None:
+    """Digits, sentence punctuation, quotes and non-Latin letters become spaces; what is left is quoted."""
+    assert printed_name(name) == printed
+
+
+def test_the_printed_name_is_bounded_at_a_word() -> None:
+    """A long name is cut at the last whole word within the bound."""
+    name = "Association des amis du patrimoine ferroviaire de la vallee"
+    printed = printed_name(name)
+    assert len(printed) <= PRINTED_NAME + 2
+    assert printed == '"Association des amis du patrimoine"'
+
+
+def test_the_digest_keeps_the_name_the_caller_sent() -> None:
+    """Two names printed alike are two operations: the digest is over the name as sent."""
+    dotted = CreditTransfer(Money("EUR", 100), Payee("S.A. Martin", PAYEE.iban), "tx")
+    plain = CreditTransfer(Money("EUR", 100), Payee("S A Martin", PAYEE.iban), "tx")
+    assert render(dotted, FR) == render(plain, FR)
+    assert digest(dotted) != digest(plain)

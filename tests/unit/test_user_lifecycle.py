@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import timedelta
 
 import pytest
 
+from sesame.server.domain.budgets import BudgetSubject, Charge
 from sesame.server.domain.enrollment import EnrollRequest, StatusRequest, TerminateRequest
 from sesame.server.domain.errors import ClientTerminated, UserAlreadyExists, UserNotActive
 from sesame.server.domain.lifecycle import ClientTermination, StatusAction, StatusChange
-from sesame.server.domain.model import ChallengeStatus, LockoutPolicy, UserStatus, VerifyResult
+from sesame.server.domain.model import (
+    Challenge,
+    ChallengeStatus,
+    RequestContext,
+    UserStatus,
+    VerifyResult,
+)
 from sesame.server.domain.operation import Login
 from tests.fakes.state_store import MemoryStateStore
 from tests.fakes.world import World, by
@@ -70,8 +78,11 @@ async def test_reinstatement_lets_a_new_challenge_through(world: World) -> None:
 async def test_reinstatement_lifts_a_block_after_wrong_codes(world: World) -> None:
     """A user blocked after five wrong codes in a row is sent a code again once reinstated."""
     user_id = await world.enrol()
-    for _ in range(5):
-        await world.store.record_failed_attempt(user_id, world.clock.now(), LockoutPolicy())
+    for wrong_codes in (3, 2):
+        challenge = await world.start()
+        code = world.last_code()
+        for _ in range(wrong_codes):
+            await world.verify(challenge, str((int(code) + 1) % 1_000_000).zfill(6))
     result = await world.registry.reinstate(StatusRequest(user_id, by("r-1")))
     assert result.user.blocked_until is None
     await world.start()
@@ -108,19 +119,19 @@ async def test_revocation_voids_open_challenges(world: World) -> None:
 
 
 class SuspendedWhileOpening(MemoryStateStore):
-    """A store on which a suspension lands between the indexing of a challenge and its opening."""
+    """A store on which a suspension lands after the start admitted the user, before the challenge opens."""
 
     world: World
 
-    async def track_challenge(
-        self, user_id: str, challenge_id: str, expires_at: datetime, forget_before: datetime
+    async def open_challenge(
+        self, challenge: Challenge, context: RequestContext, charges: Sequence[Charge] = ()
     ) -> None:
-        await super().track_challenge(user_id, challenge_id, expires_at, forget_before)
-        await self.world.suspend(user_id)
+        await self.world.suspend(challenge.user_id)
+        await super().open_challenge(challenge, context, charges)
 
 
-async def test_a_suspension_racing_a_start_spends_the_id_and_no_code_goes() -> None:
-    """The suspension finds the indexed id before it is opened: the start fails and sends nothing."""
+async def test_a_suspension_racing_a_start_opens_nothing_and_no_code_goes() -> None:
+    """The opening step checks the status again: the start fails, sends nothing and charges nothing."""
     store = SuspendedWhileOpening()
     world = World(store)
     store.world = world
@@ -128,6 +139,8 @@ async def test_a_suspension_racing_a_start_spends_the_id_and_no_code_goes() -> N
     with pytest.raises(UserNotActive):
         await world.start()
     assert world.sms.sent == []
+    assert await store.pending_challenges("alice", world.clock.now()) == []
+    assert store.units_taken(BudgetSubject.user("alice")) == 0
 
 
 async def test_termination_revokes_every_user_of_the_client(world: World) -> None:

@@ -1,9 +1,10 @@
 """Every Redis key Sésame writes, under the hash tag of its aggregate (docs/decisions/0002, 0010).
 
 A user's keys share `{u:<id>}`, a challenge's `{ch:<id>}`, a client company's `{c:<id>}`, a send budget has
-its own `{sb:user:<id>}` or `{sb:phone:<hash>}` (docs/decisions/0011): each Lua script
-touches the keys of one tag only, so it runs on one Redis Cluster slot, and each aggregate's journal
-stream sits next to what it records.
+its own `{sb:user:<id>}`, `{sb:phone:<hash>}`, `{sb:caller:<hash>}` or `{sb:global:all}` (docs/decisions/0011,
+0014). Each aggregate's journal stream sits next to what it records. Each Lua script touches the keys of
+one tag only, except `open_challenge` and `record_resend`, which take their send units in the same step
+and so span the challenge's slot and the budgets' on purpose (Redis Cluster is not supported yet).
 """
 
 from __future__ import annotations
@@ -43,6 +44,14 @@ class Keyspace:
         """The challenge's journal stream (it outlives the challenge)."""
         return f"{self._prefix}:{{ch:{challenge_id}}}:journal"
 
+    def challenge_refusals(self, challenge_id: str) -> str:
+        """How many times each kind of refusal was answered for the challenge, and when last (a hash).
+
+        Only the first refusal of a kind is journaled: this keeps the journal bounded (it outlives the
+        challenge, and so does this hash).
+        """
+        return f"{self._prefix}:{{ch:{challenge_id}}}:refusals"
+
     def client(self, client_id: str) -> str:
         """The client company's hash (status)."""
         return f"{self._prefix}:{{c:{client_id}}}:client"
@@ -58,6 +67,14 @@ class Keyspace:
     def send_budget(self, kind: str, key: str) -> str:
         """The SMS sent to one subject in the rolling window (a sorted set scored by unix ms).
 
-        `key` is a user id or the hash of a number (`BudgetSubject`): never the number itself.
+        `key` is a user id, or the hash of a number or caller (`BudgetSubject`): never the number itself.
         """
         return f"{self._prefix}:{{sb:{kind}:{key}}}:sends"
+
+    def key_ledger(self) -> str:
+        """The highest key version seen per kind and each label's fingerprint (docs/decisions/0015)."""
+        return f"{self._prefix}:{{keys}}:ledger"
+
+    def key_ledger_journal(self) -> str:
+        """The key ledger's journal stream: which labels were first seen, and when."""
+        return f"{self._prefix}:{{keys}}:journal"

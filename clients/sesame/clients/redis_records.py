@@ -15,6 +15,7 @@ from sesame.server.domain.model import (
     Challenge,
     ChallengeStatus,
     DeliveryState,
+    RefusalCount,
     RequestContext,
     User,
     UserStatus,
@@ -239,6 +240,18 @@ def user_event(event: str, user_id: str, at: datetime) -> list[Field]:
 def challenge_event(event: str, challenge_id: str, at: datetime) -> list[Field]:
     """The head of a journal entry the script completes from the stored challenge."""
     return ["event", event, "at", iso(at), "challenge_id", challenge_id]
+
+
+def refusal_counts(raw: Mapping[bytes, bytes]) -> list[RefusalCount]:
+    """The refusal counts hash (`<event>:<outcome>` -> count, `<event>:<outcome>:last_at` -> unix ms)."""
+    counts = []
+    for field, value in raw.items():
+        event, _, outcome = field.decode().partition(":")
+        if ":" in outcome:
+            continue  # a last_at field, read with its count
+        last_at = from_ms(int(raw.get(field + b":last_at", b"0")))
+        counts.append(RefusalCount(event, outcome, int(value), last_at))
+    return sorted(counts, key=lambda count: (count.event, count.outcome))
 
 
 def decoded(entry: Mapping[bytes, bytes]) -> dict[str, str]:

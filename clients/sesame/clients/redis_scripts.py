@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator, Sequence
 from importlib import resources
 from typing import Any
@@ -15,16 +16,29 @@ from sesame.clients import redis_records as rec
 from sesame.server.domain.errors import StoreUnavailable
 from sesame.server.domain.model import Challenge, User
 
+_INCLUDE = re.compile(r"^--#include (\S+)$", re.MULTILINE)
+
 
 class Scripts:
-    """Every `lua/*.lua` script, registered once (EVALSHA, loaded again by redis-py when Redis lost it)."""
+    """Every `lua/*.lua` script, registered once (EVALSHA, loaded again by redis-py when Redis lost it).
+
+    A file whose name starts with `_` is not a script but a piece that scripts include with a line
+    `--#include <file>`: Redis scripts cannot call each other, and a rule written once stays one rule.
+    """
 
     def __init__(self, client: aioredis.Redis) -> None:
         lua = resources.files("sesame.clients").joinpath("lua")
-        self._scripts: dict[str, AsyncScript] = {
-            entry.name.removesuffix(".lua"): client.register_script(entry.read_text(encoding="utf-8"))
+        pieces = {
+            entry.name: entry.read_text(encoding="utf-8")
             for entry in lua.iterdir()
-            if entry.name.endswith(".lua")
+            if entry.name.startswith("_") and entry.name.endswith(".lua")
+        }
+        self._scripts: dict[str, AsyncScript] = {
+            entry.name.removesuffix(".lua"): client.register_script(
+                _INCLUDE.sub(lambda line: pieces[line.group(1)], entry.read_text(encoding="utf-8"))
+            )
+            for entry in lua.iterdir()
+            if entry.name.endswith(".lua") and not entry.name.startswith("_")
         }
 
     async def run(self, name: str, keys: Sequence[str], args: Sequence[rec.Field]) -> Any:

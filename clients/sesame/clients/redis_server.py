@@ -4,26 +4,39 @@ It listens on 127.0.0.1 only, keeps its data in one directory and persists every
 append-only file (`appendonly yes`, RDB snapshots off), so a restart on the same directory finds the
 registry and the journal again (DESIGN.md section 6). If the child dies, `restart_if_dead()` starts it
 again on the same port and directory, so a client holding `url` reconnects to it by itself.
+
+The child dies with us: it is asked SIGTERM by the kernel when its parent goes (PR_SET_PDEATHSIG), so a
+SIGKILLed `sesame serve` leaves no Redis behind holding the directory. The owner of a directory holds an
+exclusive lock on `owner.lock` in it for as long as it lives (the kernel drops it however it dies): a second
+owner is refused, and a redis-server found on a directory nobody owns is an orphan (left by a version
+without the death signal, or started by hand) and is stopped before ours starts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import fcntl
 import logging
+import os
 import shutil
 import signal
 import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Self
+from typing import Final, Literal, Self
 
 from sesame.server.domain.errors import ConfigurationError, StoreUnavailable
 
 FsyncPolicy = Literal["always", "everysec", "no"]
 _HOST = "127.0.0.1"
+# <linux/prctl.h>: the signal the kernel sends a process when its parent (the thread that forked it) dies.
+_PR_SET_PDEATHSIG: Final = 1
+_OWNER_LOCK: Final = "owner.lock"
 
 _log = logging.getLogger("sesame.clients")
 
@@ -48,6 +61,7 @@ class EmbeddedRedis:
         self._executable = executable
         self._startup_timeout = startup_timeout
         self._process: subprocess.Popen[bytes] | None = None
+        self._owner_lock: int | None = None
         # A supervisor thread may restart the child while the owner stops it: one transition at a time.
         self._lock = threading.Lock()
 
@@ -85,19 +99,50 @@ class EmbeddedRedis:
             if self._process is not None:
                 return
             executable = self._executable_path()
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            _refuse_if_in_use(self.pid_file)
-            # A port picked here may be taken before the child binds it: pick again, a few times.
-            tries = 1 if self._requested_port else 3
-            for remaining in reversed(range(tries)):
-                try:
-                    self._launch(executable, self._requested_port or _free_port())
-                except StoreUnavailable:
-                    self._forget()
-                    if remaining == 0:
-                        raise
-                else:
-                    return
+            self._own_directory()
+            try:
+                # We own the directory now: a redis-server still on it has no owner left.
+                _stop_orphan(self.pid_file, self._startup_timeout)
+                self._launch_on_a_free_port(executable)
+            except BaseException:
+                self._disown_directory()
+                raise
+
+    def _launch_on_a_free_port(self, executable: str) -> None:
+        # A port picked here may be taken before the child binds it: pick again, a few times.
+        tries = 1 if self._requested_port else 3
+        for remaining in reversed(range(tries)):
+            try:
+                self._launch(executable, self._requested_port or _free_port())
+            except StoreUnavailable:
+                self._forget()
+                if remaining == 0:
+                    raise
+            else:
+                return
+
+    def _own_directory(self) -> None:
+        """Create the data directory (0700: it holds the registry) and take its owner lock, or refuse."""
+        try:
+            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # An existing directory keeps its mode through mkdir: tighten it too.
+            self.data_dir.chmod(0o700)
+            fd = os.open(self.data_dir / _OWNER_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot write in {self.data_dir}: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StoreUnavailable(
+                f"another process already runs a redis-server on {self.data_dir}"
+            ) from None
+        self._owner_lock = fd
+
+    def _disown_directory(self) -> None:
+        fd, self._owner_lock = self._owner_lock, None
+        if fd is not None:
+            os.close(fd)
 
     def restart_if_dead(self) -> bool:
         """Start a child that died again, on the same port and directory; True if it did so.
@@ -136,6 +181,7 @@ class EmbeddedRedis:
                 except subprocess.TimeoutExpired:
                     _kill(process)
             self._forget()
+            self._disown_directory()
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: nothing is flushed beyond what the fsync policy already wrote.
@@ -149,6 +195,7 @@ class EmbeddedRedis:
                 return
             _kill(process)
             self._forget()
+            self._disown_directory()
 
     def __enter__(self) -> Self:
         """Start, for `with EmbeddedRedis(path) as server:`."""
@@ -187,6 +234,7 @@ class EmbeddedRedis:
                 # Its own session: a Ctrl-C in the terminal reaches Sésame, which drains and then stops
                 # Redis itself, instead of Redis dying under calls still in flight.
                 start_new_session=True,
+                preexec_fn=_die_with(os.getpid()),  # noqa: PLW1509 (a prctl and a getppid, no lock of ours)
             )
         except OSError as exc:
             raise StoreUnavailable(f"cannot run {executable}: {exc}") from exc
@@ -238,6 +286,23 @@ class EmbeddedRedis:
             self.pid_file.unlink()
 
 
+def _die_with(parent: int) -> Callable[[], None]:
+    """What the child runs before exec: ask SIGTERM (Redis flushes its append-only file) when we die.
+
+    The kernel ties the signal to the forking thread, not the process: `asyncio.to_thread` workers live as
+    long as the event loop, which stops the child first anyway.
+    """
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def arm() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        # Died between fork and prctl: no signal will come, so do not start an orphan.
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return arm
+
+
 def _kill(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.kill()
@@ -261,13 +326,48 @@ def _answers_ping(port: int) -> bool:
         return False
 
 
-def _refuse_if_in_use(pid_file: Path) -> None:
-    """Two servers on one append-only file would corrupt it: refuse when a live one owns the dir."""
+def _live_server(pid_file: Path) -> int | None:
+    """The pid of the live redis-server whose pid file this is and whose title names its directory."""
     try:
         pid = int(pid_file.read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
-        return
-    # The child's process title names its data directory (see `_arguments`).
-    if str(pid_file.parent.resolve()).encode() in cmdline:
+        return None
+    return pid if _runs_on(pid, pid_file.parent) else None
+
+
+def _runs_on(pid: int, data_dir: Path) -> bool:
+    """Whether `pid` is alive and its process title (see `_arguments`) names `data_dir`.
+
+    The title guards against a recycled pid: another process that got the number is never signalled.
+    """
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    # A zombie's cmdline is empty: it is gone for our purpose.
+    return str(data_dir.resolve()).encode() in cmdline
+
+
+def _refuse_if_in_use(pid_file: Path) -> None:
+    """Two servers on one append-only file would corrupt it: refuse when a live one owns the dir."""
+    pid = _live_server(pid_file)
+    if pid is not None:
         raise StoreUnavailable(f"another redis-server (pid {pid}) already uses {pid_file.parent}")
+
+
+def _stop_orphan(pid_file: Path, timeout: float) -> None:
+    """Stop a redis-server left on the directory by an owner that died: SIGTERM, SIGKILL past `timeout`."""
+    pid = _live_server(pid_file)
+    if pid is None:
+        return
+    _log.warning("stopping redis-server pid %d, left on %s by a previous run", pid, pid_file.parent)
+    data_dir = pid_file.parent
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not _runs_on(pid, data_dir):
+                return
+            time.sleep(0.02)
+    raise StoreUnavailable(f"redis-server pid {pid} on {data_dir} did not stop")

@@ -1,13 +1,15 @@
 """`RedisStateStore`: the StateStore port on Redis, one Lua script per transition (docs/decisions/0002).
 
 Every transition checks, changes and appends its journal entry in one script, so it is atomic and costs
-one round trip. Keys carry hash tags (`{u:<id>}`, `{ch:<id>}`, `{c:<id>}`, see `redis_keys`) so that every
-script touches a single Redis Cluster slot: an aggregate and its journal stream live together. Users and
+one round trip. Keys carry hash tags (`{u:<id>}`, `{ch:<id>}`, `{c:<id>}`, see `redis_keys`) so that an
+aggregate and its journal stream live together; opening a challenge and taking a resend also take the send
+budgets' units, across their slots (docs/decisions/0014). Users and
 client companies are in `redis_users`; challenges here.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final, cast
@@ -21,7 +23,7 @@ from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_scripts import Scripts, stored_challenge
 from sesame.clients.redis_scripts import translated as _translated
 from sesame.clients.redis_users import RedisRegistry
-from sesame.server.domain.budgets import BudgetSubject
+from sesame.server.domain.budgets import Charge
 from sesame.server.domain.errors import (
     ChallengeAlreadyExists,
     ChallengeClosed,
@@ -29,13 +31,21 @@ from sesame.server.domain.errors import (
     ChallengeMismatch,
     ChallengeNotFound,
     ChallengeNotVerified,
+    FieldViolation,
+    InvalidRequest,
     ResendRefused,
+    SecurePhoneChanged,
     SendBudgetExhausted,
+    UserNotActive,
+    UserNotFound,
 )
-from sesame.server.domain.lifecycle import Consumption, Voiding, VoidOutcome
+from sesame.server.domain.lifecycle import CLOCK_SKEW, Consumption, Voiding, VoidOutcome
 from sesame.server.domain.model import (
     Challenge,
     DeliveryState,
+    JournalPage,
+    LockoutPolicy,
+    RefusalCount,
     RequestContext,
     VerificationAttempt,
     VerificationOutcome,
@@ -45,6 +55,7 @@ from sesame.server.domain.ports import Probe, StateStore
 from sesame.server.domain.proof import IssuedProof
 
 DEFAULT_RETENTION: Final = timedelta(hours=24)
+_STREAM_ID: Final = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")  # what a page token is: a journal entry's id
 
 
 class RedisStateStore(RedisRegistry):
@@ -91,16 +102,47 @@ class RedisStateStore(RedisRegistry):
 
     # Challenges ---------------------------------------------------------------------------------
 
-    async def open_challenge(self, challenge: Challenge, context: RequestContext) -> None:
-        """Store a new challenge until its expiry plus retention. ChallengeAlreadyExists."""
+    async def open_challenge(
+        self, challenge: Challenge, context: RequestContext, charges: Sequence[Charge] = ()
+    ) -> None:
+        """Admit, index, charge and store a new challenge in one step (see the port). UserNotFound,
+        UserNotActive, SecurePhoneChanged, ChallengeAlreadyExists, SendBudgetExhausted."""
         fields = rec.challenge_fields(challenge)
         # Absolute, from the challenge's own expiry: the purge time does not depend on Redis's clock
         # reading at the moment of the call, nor on how long the call took.
         purge_at = rec.to_ms(challenge.expires_at + self._retention)
-        keys = self._challenge_keys(challenge.challenge_id)
-        args = [purge_at, len(fields), *fields, *rec.opened_entry(challenge, context)]
-        if await self._run("open_challenge", keys, args) != 1:
-            raise ChallengeAlreadyExists(challenge.challenge_id)
+        budget_keys, budget_args = self._budgets(charges)
+        user_id = challenge.user_id
+        keys = [
+            *self._challenge_keys(challenge.challenge_id),
+            self.keys.user(user_id),
+            self.keys.user_pending(user_id),
+            *budget_keys,
+        ]
+        args = [
+            purge_at,
+            rec.to_ms(challenge.created_at),
+            rec.to_ms(challenge.created_at - CLOCK_SKEW),
+            challenge.phone,
+            challenge.challenge_id,
+            rec.to_ms(challenge.expires_at),
+            *budget_args,
+            len(fields),
+            *fields,
+            *rec.opened_entry(challenge, context),
+        ]
+        reply = await self._run("open_challenge", keys, args)
+        match reply[0]:
+            case b"not_found":
+                raise UserNotFound(user_id)
+            case b"not_active":
+                raise UserNotActive(user_id)
+            case b"phone_changed":
+                raise SecurePhoneChanged(user_id)
+            case b"exists":
+                raise ChallengeAlreadyExists(challenge.challenge_id)
+            case b"exhausted":
+                raise _exhausted(charges, reply)
 
     async def claim_request(self, user_id: str, request_id: str, challenge_id: str, until: datetime) -> str:
         """Bind the request id to `challenge_id` (SET NX GET: one atomic round trip)."""
@@ -117,40 +159,59 @@ class RedisStateStore(RedisRegistry):
             raise ChallengeNotFound(challenge_id)
         return _challenge(cast("dict[bytes, bytes]", raw))
 
-    async def record_verification(self, attempt: VerificationAttempt) -> VerificationOutcome:
-        """Count one attempt and decide it atomically (see the port). ChallengeNotFound."""
+    async def record_verification(
+        self, attempt: VerificationAttempt, lockout: LockoutPolicy
+    ) -> VerificationOutcome:
+        """Decide one attempt and count it for the user, atomically (see the port). ChallengeNotFound."""
         head = rec.challenge_event("challenge.verification", attempt.challenge_id, attempt.at)
         args = [
             rec.to_ms(attempt.at),
             attempt.op_digest.hex(),
             "1" if attempt.code_matches else "0",
+            attempt.user_id,
+            lockout.max_failures,
+            lockout.first_block // rec.MS,
+            lockout.longest_block // rec.MS,
+            rec.iso(attempt.at),
             *head,
             "op_digest", attempt.op_digest.hex(),
             *rec.context_fields(attempt.context),
         ]  # fmt: skip
-        reply = await self._run("record_verification", self._challenge_keys(attempt.challenge_id), args)
-        if reply[0] == b"not_found":
+        # Two slots in one script, on purpose until challenges live in their user's slot (decision 0013).
+        keys = [
+            *self._challenge_keys(attempt.challenge_id),
+            *self._user_keys(attempt.user_id),
+            self.keys.challenge_refusals(attempt.challenge_id),
+        ]
+        reply = await self._run("record_verification", keys, args)
+        if reply[0] in (b"not_found", b"foreign"):
             raise ChallengeNotFound(attempt.challenge_id)
         result = VerifyResult(reply[0].decode())
         challenge = _challenge(rec.pairs(reply[1]))
-        return VerificationOutcome(result, attempts_left(result, challenge), challenge)
+        blocked_until = rec.from_ms(int(reply[2])) if int(reply[2]) else None
+        return VerificationOutcome(result, attempts_left(result, challenge), challenge, "", blocked_until)
 
     async def cancel_challenge(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
         """Void an OPEN challenge. ChallengeNotFound, ChallengeClosed."""
         head = rec.challenge_event("challenge.cancel", challenge_id, at)
         args = [rec.to_ms(at), *head, *rec.context_fields(context)]
-        reply = await self._run("cancel_challenge", self._challenge_keys(challenge_id), args)
+        reply = await self._run("cancel_challenge", self._refusal_keys(challenge_id), args)
         if reply[0] == b"not_found":
             raise ChallengeNotFound(challenge_id)
         if reply[0] == b"closed":
             raise ChallengeClosed(challenge_id)
         return _challenge(rec.pairs(reply[1]))
 
-    async def record_resend(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
-        """Take one resend atomically (see the port). ChallengeNotFound, ChallengeClosed, ResendRefused."""
+    async def record_resend(
+        self, challenge_id: str, at: datetime, context: RequestContext, charges: Sequence[Charge] = ()
+    ) -> Challenge:
+        """Take one resend and its send units atomically (see the port). ChallengeNotFound, ChallengeClosed,
+        ResendRefused, SendBudgetExhausted."""
         head = rec.challenge_event("challenge.resend", challenge_id, at)
-        args = [rec.to_ms(at), *head, *rec.context_fields(context)]
-        reply = await self._run("record_resend", self._challenge_keys(challenge_id), args)
+        budget_keys, budget_args = self._budgets(charges)
+        keys = [*self._refusal_keys(challenge_id), *budget_keys]
+        args = [rec.to_ms(at), *budget_args, *head, *rec.context_fields(context)]
+        reply = await self._run("record_resend", keys, args)
         match reply[0]:
             case b"not_found":
                 raise ChallengeNotFound(challenge_id)
@@ -160,6 +221,8 @@ class RedisStateStore(RedisRegistry):
                 raise ResendRefused(challenge_id, None)
             case b"too_soon":
                 raise ResendRefused(challenge_id, timedelta(milliseconds=int(reply[1])))
+            case b"budget":
+                raise _exhausted(charges, reply)
         return _challenge(rec.pairs(reply[1]))
 
     async def record_delivery(
@@ -185,21 +248,15 @@ class RedisStateStore(RedisRegistry):
                 return cast("bytes", reply[1]).decode()
         return proof.jws
 
-    # SMS send budgets ---------------------------------------------------------------------------------
+    # SMS send budgets (docs/decisions/0011, 0014) -------------------------------------------------------
 
-    async def take_send_budget(
-        self, subject: BudgetSubject, at: datetime, limit: int, window: timedelta
-    ) -> None:
-        """Take one unit of the subject's budget (see the port). SendBudgetExhausted."""
-        keys = [self.keys.send_budget(subject.kind.value, subject.key)]
-        reply = await self._run("take_send_budget", keys, [rec.to_ms(at), limit, window // rec.MS])
-        if reply[0] == b"exhausted":
-            raise SendBudgetExhausted(subject.kind.value, timedelta(milliseconds=int(reply[1])))
-
-    async def return_send_budget(self, subject: BudgetSubject, at: datetime) -> None:
-        """Give back one unit taken at `at`, if there is one."""
-        keys = [self.keys.send_budget(subject.kind.value, subject.key)]
-        await self._run("return_send_budget", keys, [rec.to_ms(at)])
+    def _budgets(self, charges: Sequence[Charge]) -> tuple[list[str], list[rec.Field]]:
+        """The budgets' keys, and the script arguments: their count, then each one's limit and window."""
+        keys = [self.keys.send_budget(c.subject.kind.value, c.subject.key) for c in charges]
+        args: list[rec.Field] = [len(charges)]
+        for charge in charges:
+            args += [charge.limit, charge.window // rec.MS]
+        return keys, args
 
     # The user lifecycle ---------------------------------------------------------------------------
 
@@ -226,7 +283,7 @@ class RedisStateStore(RedisRegistry):
             "request_id", consumption.request_id,
             *rec.context_fields(consumption.context),
         ]  # fmt: skip
-        reply = await self._run("consume_challenge", self._challenge_keys(challenge_id), args)
+        reply = await self._run("consume_challenge", self._refusal_keys(challenge_id), args)
         match reply[0]:
             case b"not_found" | b"stale":
                 raise ChallengeNotFound(challenge_id)
@@ -242,14 +299,45 @@ class RedisStateStore(RedisRegistry):
         """The challenge's journal entries, oldest first (they outlive the challenge)."""
         return await self._read_journal(self.keys.challenge_journal(challenge_id))
 
+    async def challenge_journal_page(self, challenge_id: str, after: str, limit: int) -> JournalPage:
+        """A page of the challenge's journal (XRANGE from the entry after the token's, COUNT limit + 1)."""
+        if after and _STREAM_ID.fullmatch(after) is None:
+            raise InvalidRequest([FieldViolation("page_token", "is not a page token")])
+        with _translated():
+            raw = await self._client.xrange(
+                self.keys.challenge_journal(challenge_id), min=f"({after}" if after else "-", count=limit + 1
+            )
+        entries = cast("list[tuple[bytes, dict[bytes, bytes]]]", raw)
+        page = entries[:limit]
+        next_token = page[-1][0].decode() if len(entries) > limit else ""
+        return JournalPage([rec.decoded(fields) for _, fields in page], next_token)
+
+    async def challenge_refusals(self, challenge_id: str) -> list[RefusalCount]:
+        """The refusal counts of the challenge, by event then outcome."""
+        with _translated():
+            raw = cast(
+                "dict[bytes, bytes]", await self._client.hgetall(self.keys.challenge_refusals(challenge_id))
+            )
+        return rec.refusal_counts(raw)
+
     def _challenge_keys(self, challenge_id: str) -> list[str]:
         return [self.keys.challenge(challenge_id), self.keys.challenge_journal(challenge_id)]
+
+    def _refusal_keys(self, challenge_id: str) -> list[str]:
+        """The challenge's keys and its refusal counts, for the scripts that count repeated refusals."""
+        return [*self._challenge_keys(challenge_id), self.keys.challenge_refusals(challenge_id)]
 
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[rec.Field]) -> Any:
         return await self._scripts.run(name, keys, args)
 
 
 _challenge = stored_challenge
+
+
+def _exhausted(charges: Sequence[Charge], reply: list[Any]) -> SendBudgetExhausted:
+    """The refusal a script answered as (outcome, index of the spent budget, wait in ms)."""
+    subject = charges[int(reply[1])].subject
+    return SendBudgetExhausted(subject.kind.value, timedelta(milliseconds=int(reply[2])))
 
 
 def attempts_left(result: VerifyResult, challenge: Challenge) -> int:

@@ -39,7 +39,7 @@ from sesame.server.domain.lifecycle import (
     UnblockOutcome,
     UserNotice,
 )
-from sesame.server.domain.model import LockoutPolicy, User
+from sesame.server.domain.model import User
 from sesame.server.domain.privacy import mask_phone
 
 _REVOCATIONS = {
@@ -78,26 +78,6 @@ class RedisRegistry:
         if not raw:
             raise UserNotFound(user_id)
         return stored_user(cast("dict[bytes, bytes]", raw))
-
-    async def record_failed_attempt(self, user_id: str, at: datetime, lockout: LockoutPolicy) -> User:
-        """Count a wrong code in a row; block at the policy's count (see the port). UserNotFound."""
-        args = [
-            rec.to_ms(at),
-            lockout.max_failures,
-            lockout.first_block // rec.MS,
-            lockout.longest_block // rec.MS,
-            *rec.user_event("user.failed_attempt", user_id, at),
-        ]
-        reply = await self._scripts.run("record_failed_attempt", self._user_keys(user_id), args)
-        if reply[0] == b"not_found":
-            raise UserNotFound(user_id)
-        return stored_user(rec.pairs(reply[1]))
-
-    async def record_successful_attempt(self, user_id: str, at: datetime) -> None:
-        """Reset the wrong codes and blocks in a row (see the port). UserNotFound."""
-        head = rec.user_event("user.successful_attempt", user_id, at)
-        if await self._scripts.run("record_successful_attempt", self._user_keys(user_id), head) != 1:
-            raise UserNotFound(user_id)
 
     # Lifecycle ----------------------------------------------------------------------------------
 
@@ -207,18 +187,6 @@ class RedisRegistry:
         }
         with translated():
             await self._client.xadd(self.keys.user_journal(user_id), entry)  # type: ignore[arg-type]
-
-    async def track_challenge(
-        self, user_id: str, challenge_id: str, expires_at: datetime, forget_before: datetime
-    ) -> None:
-        """Index a challenge about to be opened (see the port). UserNotFound, UserNotActive."""
-        keys = [self.keys.user(user_id), self.keys.user_pending(user_id)]
-        args: list[rec.Field] = [challenge_id, rec.to_ms(expires_at), rec.to_ms(forget_before)]
-        answer = await self._scripts.run("track_challenge", keys, args)
-        if answer == b"not_found":
-            raise UserNotFound(user_id)
-        if answer != b"tracked":
-            raise UserNotActive(user_id)
 
     async def pending_challenges(self, user_id: str, expiring_after: datetime) -> list[str]:
         """The indexed ids expiring after `expiring_after`; older entries are dropped in the same step."""

@@ -32,6 +32,10 @@ class SessionLost(Exception):
     """The connection ended, or the SMSC did not answer in time."""
 
 
+class NoAnswer(SessionLost):
+    """The SMSC did not answer a request in time."""
+
+
 class BindRefused(SessionLost):
     """The SMSC answered the bind with an error status."""
 
@@ -108,7 +112,7 @@ class SmppSession:
             async with asyncio.timeout(self._timing.response):
                 return await answered
         except TimeoutError:
-            raise SessionLost("the SMSC did not answer in time") from None
+            raise NoAnswer("the SMSC did not answer in time") from None
         finally:
             self._waiting.pop(sequence, None)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import uuid
 from datetime import UTC
 from pathlib import Path
@@ -25,12 +26,21 @@ class ConsoleSmsGateway:
     """Appends each message to a JSON-lines file instead of sending it."""
 
     def __init__(self, path: Path, clock: Clock, environment: str) -> None:
-        """Write to `path`; ConfigurationError when `environment` is production."""
+        """Write to `path`, created now (so readers find it before the first SMS) and kept owner-only.
+
+        ConfigurationError when `environment` is production or the file cannot be created.
+        """
         if environment == "production":
             raise ConfigurationError("the console SMS gateway writes codes to a file: not in production")
         self._path = path
         self._clock = clock
         self._lock = asyncio.Lock()
+        try:
+            # The file holds codes and phone numbers: 0600, and an existing looser file is tightened.
+            os.close(self._open())
+            path.chmod(0o600)
+        except OSError as exc:
+            raise ConfigurationError(f"console SMS file {path} cannot be written ({exc.strerror})") from exc
 
     async def send(self, message: SmsMessage) -> SentSms:
         """Append the message as one JSON line; DeliveryFailed when the file cannot be written."""
@@ -56,10 +66,14 @@ class ConsoleSmsGateway:
         return SentSms(provider_ref=ref, sent_at=sent_at)
 
     def _append(self, line: str) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        with self._path.open("a", encoding="utf-8") as out:
+        with os.fdopen(self._open(), "a", encoding="utf-8") as out:
             out.write(line + "\n")
             out.flush()
+
+    def _open(self) -> int:
+        """The file for appending, created 0600 (its directory 0700) when missing."""
+        self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
 
 _: type[SmsGateway] = ConsoleSmsGateway

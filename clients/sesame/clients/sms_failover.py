@@ -38,11 +38,13 @@ class FailoverSmsGateway:
     async def send(self, message: SmsMessage) -> SentSms:
         """The first acknowledgement; DeliveryFailed naming every provider's failure when none took it."""
         failures: list[str] = []
+        last: DeliveryFailed | None = None
         for provider in self._providers:
             try:
                 return await provider.gateway.send(message)
             except DeliveryFailed as exc:
                 failures.append(f"{provider.name}: {exc}")
+                last = exc
                 if provider is not self._providers[-1]:
                     _log.warning(
                         "SMS for %s: %s failed (%s), trying the next provider",
@@ -50,7 +52,7 @@ class FailoverSmsGateway:
                         provider.name,
                         exc,
                     )
-        raise DeliveryFailed("; ".join(failures))
+        raise DeliveryFailed("; ".join(failures), last.reason if last else "error")
 
 
 _: type[SmsGateway] = FailoverSmsGateway

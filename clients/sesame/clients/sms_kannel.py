@@ -118,13 +118,15 @@ class KannelSmsGateway:
         query = urlencode(sendsms_params(self._config, message, ref))
         answer = await self._get(f"{self._sendsms}?{query}")
         if answer.status != httpx.codes.ACCEPTED or not answer.text.startswith(_ACCEPTED):
-            _log.warning(
+            # One line per message at INFO, like a send; the WARNING that alerts is rate-limited, per reason
+            # (`sesame.server.sms_watch`).
+            _log.info(
                 "Kannel refused the SMS for %s: HTTP %d %s",
                 message.challenge_id,
                 answer.status,
                 redact(answer.text.partition("\n")[0][:80]),
             )
-            raise DeliveryFailed(f"Kannel refused the message (HTTP {answer.status})")
+            raise DeliveryFailed(f"Kannel refused the message (HTTP {answer.status})", "refused")
         _log.info(
             "SMS %s via Kannel to %s for %s: %s",
             ref,
@@ -140,9 +142,9 @@ class KannelSmsGateway:
             async with asyncio.timeout(self._config.timeout):
                 return await self._fetch(url)
         except (TimeoutError, httpx.TimeoutException):
-            raise DeliveryFailed("Kannel did not answer in time") from None
+            raise DeliveryFailed("Kannel did not answer in time", "timeout") from None
         except httpx.ConnectError:
-            raise DeliveryFailed("Kannel is unreachable") from None
+            raise DeliveryFailed("Kannel is unreachable", "unreachable") from None
         except httpx.HTTPError as exc:
             raise DeliveryFailed(f"Kannel sendsms failed: {type(exc).__name__}") from None
 

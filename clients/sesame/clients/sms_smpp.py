@@ -24,7 +24,7 @@ from sesame.clients import smpp_pdu as pdu
 from sesame.clients import smpp_text
 from sesame.clients.smpp_pdu import Address, Bind, Pdu, ShortMessage
 from sesame.clients.smpp_receipts import NotAReceipt, ReceiptBook, Settled, Tracked, parse_receipt
-from sesame.clients.smpp_session import SessionLost, SmppSession, Timing
+from sesame.clients.smpp_session import NoAnswer, SessionLost, SmppSession, Timing
 from sesame.server.domain.errors import ChallengeNotFound, DeliveryFailed, StoreUnavailable
 from sesame.server.domain.model import DeliveryState, SentSms, SmsMessage
 from sesame.server.domain.ports import Clock, SmsGateway
@@ -137,7 +137,7 @@ class SmppSmsGateway:
                 async with asyncio.timeout(self._config.timing.connect):
                     await self._attempted.wait()
         if self._session is None:
-            raise DeliveryFailed("SMSC not bound")
+            raise DeliveryFailed("SMSC not bound", "unreachable")
         return self._session
 
     async def _submit(self, session: SmppSession, short: ShortMessage, tracked: Tracked) -> None:
@@ -153,10 +153,12 @@ class SmppSmsGateway:
             await self._pace()
             try:
                 answer = await session.request(pdu.SUBMIT_SM, short.body(), accepted)
+            except NoAnswer:
+                raise DeliveryFailed("SMSC did not answer the submit_sm in time", "timeout") from None
             except SessionLost:
-                raise DeliveryFailed("SMSC did not take the message: connection lost or no answer") from None
+                raise DeliveryFailed("SMSC connection lost during the submit_sm", "unreachable") from None
         if answer.status != pdu.ESME_ROK:
-            raise DeliveryFailed(f"SMSC refused the message (status 0x{answer.status:08x})")
+            raise DeliveryFailed(f"SMSC refused the message (status 0x{answer.status:08x})", "refused")
 
     async def _pace(self) -> None:
         """Wait for the next submit slot: at most `rate` a second, evenly spread."""

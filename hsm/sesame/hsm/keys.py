@@ -109,13 +109,17 @@ def init_keys(config: Pkcs11Config) -> CurrentKeys:
     )
 
 
-def rotate_keys(config: Pkcs11Config, kind: KeyKind = KeyKind.OTP) -> KeyRef:
-    """Create the next version of `kind`, now current; older ones stay (challenges in flight, old proofs)."""
+def rotate_keys(config: Pkcs11Config, kind: KeyKind = KeyKind.OTP, *, above: int = 0) -> KeyRef:
+    """Create the next version of `kind`, now current; older ones stay (challenges in flight, old proofs).
+
+    The new version is past every label on the token and past `above` (the highest version the store has
+    seen: after a lost token, a version is never used twice, docs/decisions/0015).
+    """
 
     def rotate(token: TokenSession) -> KeyRef:
         # Past every label taken, by any object: a retired proof key may keep only its public half.
         taken = key_versions((obj[Attribute.LABEL] for obj in list(token.session.get_objects())), kind)
-        return _generate(token, KeyRef.of(kind, taken[-1] + 1 if taken else 1), kind)
+        return _generate(token, KeyRef.of(kind, max([above, *taken]) + 1), kind)
 
     return _on_token(config, rotate)
 

@@ -8,7 +8,6 @@ event loop never blocks.
 from __future__ import annotations
 
 import hashlib
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from typing import Any, TypeVar
 
 from pkcs11 import Attribute, Mechanism, ObjectClass
 
+from sesame.hsm.self_test import prove_current_keys
 from sesame.hsm.session import TokenSession, acquire_token, release_token
 from sesame.hsm.worker import HsmWorker, hsm_worker
 from sesame.server.domain.errors import HsmUnavailable, KeyNotFound
@@ -37,8 +37,6 @@ CURRENT_KEY_TTL_SECONDS = 60.0
 # DER of the object identifier of the P-256 curve (prime256v1, secp256r1): the CKA_EC_PARAMS of our keys.
 P256_PARAMS = bytes.fromhex("06082a8648ce3d030107")
 _POINT_BYTES = 65  # 0x04 || x || y, uncompressed (SEC 1 section 2.3.3)
-
-_log = logging.getLogger("sesame.hsm")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,11 +116,6 @@ class Pkcs11KeyStore:
         token = worker.run(lambda: acquire_token(worker, config.token_label, config.pin))
         store = cls(worker, token)
         store._remember(worker.run(lambda: token.call(_current_keys)))
-        if store._current[KeyKind.PROOF] is None:
-            _log.warning(
-                "no %s<N> key in the HSM: no proof will be issued; run `sesame keys init`",
-                KeyKind.PROOF.prefix,
-            )
         return store
 
     def close(self) -> None:
@@ -145,10 +138,15 @@ class Pkcs11KeyStore:
         return await self._call(lambda live: bytes(live.session.generate_random(8 * n)))
 
     async def check(self) -> None:
-        """Return when the token answers a one-byte random request. HsmUnavailable (health watcher)."""
+        """Return when the token answers and its current keys work. KeyNotFound, HsmUnavailable (health).
+
+        A random byte, then the key self-test (one MAC, one signature, both checked): a token that answers
+        but lost or damaged a key would fail every call, so it must not read SERVING.
+        """
         # On the HSM thread like every call, so a probe also notices a thread stuck in the module; the
         # reconnect policy applies, so a probe after a token reset reopens the session.
         await self.random(1)
+        await prove_current_keys(self)
 
     async def sign(self, key: KeyRef, data: bytes) -> bytes:
         """ES256 signature of `data` (raw r || s) by the private half of `key`, in the HSM.
@@ -168,6 +166,10 @@ class Pkcs11KeyStore:
     async def public_keys(self) -> list[PublicKey]:
         """The public half of every proof key on the token, oldest first. HsmUnavailable."""
         return await self._call(public_keys)
+
+    async def versions(self, kind: KeyKind) -> list[int]:
+        """The versions of `kind` the token holds and can use, ascending. HsmUnavailable."""
+        return await self._call(lambda live: versions(live, kind))
 
     async def current_otp_key(self) -> KeyRef:
         """The newest OTP key (re-read from the token at most every CURRENT_KEY_TTL_SECONDS). KeyNotFound."""

@@ -13,7 +13,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from sesame.hsm.keys import init_keys
 from sesame.hsm.pkcs11 import Pkcs11Config
 from sesame.hsm.worker import hsm_worker
 from sesame.server.domain.errors import ConfigurationError
@@ -52,6 +51,8 @@ def bootstrap_token(
     conf = directory / "softhsm2.conf"
     _point_process_at(module, conf)
     (directory / "tokens").mkdir(parents=True, exist_ok=True, mode=0o700)
+    # mkdir leaves an existing directory's mode alone: the token objects inside are owner-only either way.
+    (directory / "tokens").chmod(0o700)
     conf.write_text(
         f"directories.tokendir = {directory / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n"
     )
@@ -71,17 +72,22 @@ def bootstrap_token(
 
 
 def bootstrap_dev_token(var_dir: Path) -> Pkcs11Config:
-    """The development token in `var_dir/softhsm`, PIN generated once into `pin` (0600), keys initialised."""
+    """The development token in `var_dir/softhsm`, PIN generated once into `pin` (0600).
+
+    No key is made here: `sesame serve` makes them at boot once it has compared the token with what Redis
+    saw (a lost token must not silently get new keys under old labels), and `sesame keys init` on demand.
+    """
     directory = var_dir / "softhsm"
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    directory.chmod(0o700)
     pin_file = directory / "pin"
     if not pin_file.exists():
         fd = os.open(pin_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(secrets.token_urlsafe(24))
-    config = bootstrap_token(directory, label=DEV_TOKEN_LABEL, pin=pin_file.read_text().strip())
-    init_keys(config)
-    return config
+    # A PIN file left readable by others (copied, restored from a backup) is tightened, not trusted as is.
+    pin_file.chmod(0o600)
+    return bootstrap_token(directory, label=DEV_TOKEN_LABEL, pin=pin_file.read_text().strip())
 
 
 def _point_process_at(module: str, conf: Path) -> None:

@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sesame.clients.http_listener import HttpListener
@@ -31,6 +31,7 @@ from sesame.server.domain.model import DeliveryState
 from sesame.server.domain.ports import Probe, SmsGateway, StateStore
 from sesame.server.domain.proofs import ProofFlows
 from sesame.server.grpc.server import GrpcServer
+from sesame.server.key_boot import KeyBootPolicy, boot_keys
 from sesame.server.metrics import (
     MeteredKeyStore,
     MeteredSmsGateway,
@@ -40,6 +41,7 @@ from sesame.server.metrics import (
 )
 from sesame.server.smpp_settings import SmppSettings
 from sesame.server.sms_settings import DlrSettings, KannelSettings
+from sesame.server.sms_watch import SMS_HEALTH_SERVICE, SmsWatch
 from sesame.server.supervisor import Backoff, Supervisor
 from sesame.server.transport_settings import TransportSettings
 
@@ -75,6 +77,7 @@ class Runtime:
     clock: SystemClock
     probes: Mapping[str, Probe]
     metrics: Metrics
+    advisories: Mapping[str, Callable[[], bool]] = field(default_factory=dict)  # health names: works?
 
 
 def hsm_config(settings: Settings) -> Pkcs11Config:
@@ -103,8 +106,12 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
             stack.push_async_callback(supervisor.stop)
             redis_url = embedded.url
             _log.info("embedded redis-server started on %s", redis_url)
-        keys = await asyncio.to_thread(Pkcs11KeyStore.open, hsm_config(settings))
+        config = hsm_config(settings)
+        keys = await asyncio.to_thread(Pkcs11KeyStore.open, config)
         stack.callback(keys.close)
+        # Before any traffic: the token must be the one Redis's data was written with, its keys working.
+        boot = KeyBootPolicy(create_missing=settings.hsm is None, start_afresh=settings.keys_start_afresh)
+        await boot_keys(config, keys, redis_url, boot, datetime.now(UTC))
         store = RedisStateStore.from_url(redis_url, retention=settings.retention)
         stack.push_async_callback(store.close)
         clock = SystemClock()
@@ -226,7 +233,8 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
     metered_store = MeteredStateStore(store, metrics)
     metered_keys = MeteredKeyStore(keys, metrics)
     proofs = ProofFlows(keys=metered_keys, store=metered_store, clock=clock, issuer=policy.bank_name)
-    metered_sms = MeteredSmsGateway(sms.gateway, metrics, sms.name)
+    sms_watch = SmsWatch(sms.name)
+    metered_sms = MeteredSmsGateway(sms.gateway, metrics, sms.name, sms_watch)
     return Runtime(
         challenges=ChallengeFlows(
             keys=metered_keys,
@@ -241,6 +249,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
         clock=clock,
         probes={"state store": store, "key store": keys},
         metrics=metrics,
+        advisories={SMS_HEALTH_SERVICE: sms_watch.healthy},
     )
 
 
@@ -290,6 +299,7 @@ async def serve(settings: Settings) -> None:
             health_interval=settings.health_interval,
             metrics=running.metrics,
             transport=settings.transport,
+            advisories=running.advisories,
         )
         _log_serving(settings, server)
         await stop.wait()

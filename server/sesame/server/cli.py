@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import sys
@@ -23,7 +24,20 @@ def _parser() -> argparse.ArgumentParser:
         prog="sesame", description="Sésame: SMS one-time codes for strong customer authentication, over gRPC."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("serve", help="serve gRPC (settings from SESAME_* environment variables)")
+    serve = commands.add_parser(
+        "serve",
+        help="serve gRPC (settings from SESAME_* environment variables)",
+        description="Serve gRPC. Every setting is a SESAME_* environment variable, checked at boot.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
+    )
+    serve.add_argument("-h", "--help", action=_ServeHelp, help="show this help and every setting, then exit")
+    serve.add_argument(
+        "--start-afresh",
+        action="store_true",
+        help="boot although the HSM lost keys Redis saw: new keys above every version used "
+        "(as SESAME_KEYS_START_AFRESH=1; docs/operations.md)",
+    )
     keys = commands.add_parser("keys", help="manage the OTP and proof keys in the HSM")
     keys.add_argument("action", choices=("init", "rotate", "list"))
     keys.add_argument(
@@ -47,6 +61,34 @@ def _parser() -> argparse.ArgumentParser:
     evidence.add_argument("challenge_id")
     _client_options(evidence)
     return parser
+
+
+class _ServeHelp(argparse.Action):
+    """`serve --help`: the usual help, then every setting as the code reads it, with its default.
+
+    The list comes from the settings reader itself (`config.settings_read`), imported only when asked for.
+    """
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        _namespace: argparse.Namespace,
+        _values: Any,
+        _option_string: str | None = None,
+    ) -> None:
+        from sesame.server.config import settings_read  # noqa: PLC0415
+
+        read = settings_read()
+        width = max(map(len, read))
+        lines = [f"  {name:<{width}}  {default}" for name, default in read.items()]
+        parser.epilog = (
+            "settings (default):\n" + "\n".join(lines) + "\n\nMeanings: docs/operations.md#settings"
+        )
+        parser.print_help()
+        parser.exit()
 
 
 def _proof_parser(commands: Any) -> None:
@@ -88,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 from sesame.server.app import serve  # noqa: PLC0415
 
+                if args.start_afresh:
+                    settings = dataclasses.replace(settings, keys_start_afresh=True)
                 uvloop.run(serve(settings))
             case "keys":
                 from sesame.server.domain.model import KeyKind  # noqa: PLC0415
@@ -115,14 +159,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _health(args: argparse.Namespace, settings: Settings) -> int:
     """Print the status the server reports; 0 only for SERVING."""
     from sesame.server.grpc.probe import check_health  # noqa: PLC0415
+    from sesame.server.sms_watch import SMS_HEALTH_SERVICE  # noqa: PLC0415
 
     tls = _client_tls(args)
     # Without TLS options, the plaintext health-only listener when there is one: probes hold no certificate.
     address = settings.transport.health_addr if tls is None else None
     target = args.target or _local(address or settings.grpc_addr)
     status = check_health(target, args.service, tls=tls)
+    serving = status == "SERVING"
+    # Degraded still serves (exit 0): the gateway's status is published apart from the server's own.
+    if serving and not args.service and check_health(target, SMS_HEALTH_SERVICE, tls=tls) == "NOT_SERVING":
+        status = "SERVING (degraded: SMS gateway failing)"
     print(status)  # noqa: T201
-    return 0 if status == "SERVING" else 1
+    return 0 if serving else 1
 
 
 def _proof(args: argparse.Namespace, settings: Settings) -> int:
@@ -134,10 +183,13 @@ def _proof(args: argparse.Namespace, settings: Settings) -> int:
     if args.proof_command == "keys":
         print(json.dumps(fetch_jwks(target, tls), indent=2))  # noqa: T201
         return 0
-    jws = sys.stdin.read().strip() if args.jws == "-" else args.jws
-    jwks = _json_file(args.jwks, "--jwks") if args.jwks else fetch_jwks(target, tls)
+    jwks = _jwks_file(args.jwks) if args.jwks else fetch_jwks(target, tls)
     try:
+        jws = sys.stdin.read().strip() if args.jws == "-" else args.jws
         parsed = evidence.check_proof(jws, jwks)
+    except UnicodeDecodeError:
+        print("INVALID: not a Sésame proof: the input is not UTF-8 text")  # noqa: T201
+        return 1
     except evidence.ProofRejected as rejected:
         print(f"INVALID: {rejected}")  # noqa: T201
         return 1
@@ -157,16 +209,23 @@ def _evidence(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if evidence.is_sound(found) else 1
 
 
-def _json_file(path: str, option: str) -> dict[str, Any]:
+def _jwks_file(path: str) -> Any:
+    """The JSON value of a --jwks file, or None when it is not JSON (then the proof reads INVALID).
+
+    A file that cannot be read is the operator's problem (exit 2); what it holds is checked like any
+    input from outside, by `check_proof`, so a hostile JWK set reads INVALID and never raises.
+    """
     try:
-        value = json.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigurationError(f"{option} cannot be read ({exc.strerror})") from None
-    except ValueError:
-        raise ConfigurationError(f"{option} is not JSON") from None
-    if not isinstance(value, dict):
-        raise ConfigurationError(f"{option} is not a JWK set")
-    return value
+        raise ConfigurationError(f"--jwks cannot be read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        return None
+    try:
+        return json.loads(text)
+    # ValueError: not JSON, or an integer past Python's digit limit; RecursionError: nesting too deep.
+    except (ValueError, RecursionError):
+        return None
 
 
 def _client_tls(args: argparse.Namespace) -> ClientTls | None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Final
 
 from sesame.server.domain.budgets import SendBudget
 from sesame.server.domain.challenges import ChallengePolicy
@@ -52,11 +54,13 @@ class Settings:
     health_interval: float
     metrics_addr: str | None  # None: no /metrics endpoint
     transport: TransportSettings  # TLS, client certificates, caller policy, probe listener
+    # Boot on a token that lost keys Redis saw, making new ones above every version seen (decision 0015).
+    keys_start_afresh: bool = False
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | EnvReader | None = None) -> Settings:
         """Read and check the settings; ConfigurationError names every bad or missing one."""
-        reader = EnvReader(os.environ if env is None else env)
+        reader = env if isinstance(env, EnvReader) else EnvReader(os.environ if env is None else env)
         var_dir = Path(reader.text("SESAME_VAR_DIR", "var"))
         policy = ChallengePolicy(
             digits=reader.integer("SESAME_CODE_DIGITS", 6, 6, 8),
@@ -75,7 +79,7 @@ class Settings:
             environment=reader.choice("SESAME_ENV", "development", ENVIRONMENTS),
             grpc_addr=grpc_addr,
             var_dir=var_dir,
-            redis_url=reader.optional("SESAME_REDIS_URL"),
+            redis_url=reader.optional("SESAME_REDIS_URL", "unset: a redis-server child under SESAME_VAR_DIR"),
             hsm=_hsm(reader),
             sms_providers=providers,
             sms_console_file=Path(reader.text("SESAME_SMS_CONSOLE_FILE", str(var_dir / "sms.jsonl"))),
@@ -98,6 +102,7 @@ class Settings:
             health_interval=float(reader.integer("SESAME_HEALTH_INTERVAL_SECONDS", 1, 1, 60)),
             metrics_addr=reader.optional_address("SESAME_METRICS_ADDR", "127.0.0.1:9464"),
             transport=read_transport(reader, grpc_addr),
+            keys_start_afresh=reader.choice("SESAME_KEYS_START_AFRESH", "0", ("0", "1")) == "1",
         )
         if settings.environment == "production":
             _production(settings, reader.problems)
@@ -125,17 +130,21 @@ def _lockout(reader: EnvReader) -> LockoutPolicy:
 
 
 def _send_budget(reader: EnvReader) -> SendBudget:
-    """SMS per user and per number in a rolling window (anti-pumping, docs/decisions/0011)."""
+    """SMS per user and per number in a rolling window; per calling service and over all in another
+    (anti-pumping, docs/decisions/0011, 0014)."""
     return SendBudget(
         per_user=reader.integer("SESAME_SEND_BUDGET_USER", 10, 1, 1_000_000),
         per_phone=reader.integer("SESAME_SEND_BUDGET_PHONE", 10, 1, 1_000_000),
         window=timedelta(seconds=reader.integer("SESAME_SEND_BUDGET_WINDOW_SECONDS", 3600, 60, 7 * 86400)),
+        per_caller=reader.integer("SESAME_SEND_CEILING_CALLER", 3000, 1, 10_000_000),
+        overall=reader.integer("SESAME_SEND_CEILING_GLOBAL", 6000, 1, 10_000_000),
+        ceiling_window=timedelta(seconds=reader.integer("SESAME_SEND_CEILING_WINDOW_SECONDS", 60, 1, 86400)),
     )
 
 
 def _countries(reader: EnvReader) -> frozenset[str]:
     """The destination countries, comma-separated ISO 3166-1 alpha-2 codes (default: the EEA and more)."""
-    raw = reader.optional("SESAME_SMS_COUNTRIES")
+    raw = reader.optional("SESAME_SMS_COUNTRIES", "unset: EU/EEA, French overseas, MC")
     if raw is None:
         return DEFAULT_COUNTRIES
     codes = frozenset(code.strip().upper() for code in raw.split(",") if code.strip())
@@ -150,7 +159,7 @@ def _countries(reader: EnvReader) -> frozenset[str]:
 
 def _hsm(reader: EnvReader) -> HsmSettings | None:
     names = ("SESAME_PKCS11_MODULE", "SESAME_HSM_TOKEN", "SESAME_HSM_PIN", "SESAME_HSM_PIN_FILE")
-    if all(reader.optional(name) is None for name in names):
+    if all(reader.optional(name, "unset: a SoftHSM token under SESAME_VAR_DIR") is None for name in names):
         return None
     module = reader.optional("SESAME_PKCS11_MODULE")
     token = reader.optional("SESAME_HSM_TOKEN")
@@ -177,3 +186,17 @@ def _production(settings: Settings, problems: list[str]) -> None:
             "use kannel or smpp in production"
         )
     problems.extend(production_problems(settings.transport))
+
+
+# Turns on every part that reads settings of its own (Kannel and its delivery reports, SMPP), for
+# `settings_read`.
+_EVERY_PART: Final = {"SESAME_SMS_PROVIDERS": "kannel,smpp"}
+
+
+def settings_read() -> dict[str, str]:
+    """Every SESAME_* variable `from_env` reads, in reading order, with its default (for `serve --help`)."""
+    reader = EnvReader(_EVERY_PART)
+    # Settings that depend on others are read all the same; the problems of this made-up env are ignored.
+    with contextlib.suppress(ConfigurationError):
+        Settings.from_env(reader)
+    return reader.asked

@@ -9,26 +9,36 @@ from urllib.parse import urlsplit
 
 
 class EnvReader:
-    """Reads variables and collects problems instead of failing on the first; secrets are never echoed."""
+    """Reads variables and collects problems instead of failing on the first; secrets are never echoed.
+
+    It also notes each variable it was asked for, with its default (`asked`): `sesame serve --help` lists
+    the settings from that record, so the list is the code's own and cannot drift from it.
+    """
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self._env = env
         self.problems: list[str] = []
+        self.asked: dict[str, str] = {}
 
-    def optional(self, name: str) -> str | None:
+    def optional(self, name: str, unset: str = "unset") -> str | None:
+        """The value, or None when unset or blank; `unset` says what that means, for the settings list."""
+        self.asked.setdefault(name, unset)
         value = self._env.get(name, "").strip()
         return value or None
 
     def text(self, name: str, default: str) -> str:
+        self.asked.setdefault(name, default)
         return self.optional(name) or default
 
     def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        self.asked.setdefault(name, f"{default} (or {', '.join(a for a in allowed if a != default)})")
         value = self.text(name, default)
         if value not in allowed:
             self.problems.append(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
         return value
 
     def integer(self, name: str, default: int, low: int, high: int) -> int:
+        self.asked.setdefault(name, f"{default} ({low} to {high})")
         raw = self.optional(name)
         if raw is None:
             return default
@@ -56,6 +66,7 @@ class EnvReader:
 
     def secret(self, name: str) -> str:
         """Exactly one of `name` and `name_FILE` (a file whose content, stripped, is the secret)."""
+        self.asked.setdefault(name, f"unset (or {name}_FILE)")
         value, path = self.optional(name), self.optional(f"{name}_FILE")
         if (value is None) == (path is None):
             self.problems.append(f"give exactly one of {name} and {name}_FILE")
@@ -67,9 +78,9 @@ class EnvReader:
             self.problems.append(f"{name}_FILE cannot be read ({exc.strerror})")
             return ""
 
-    def url(self, name: str) -> str | None:
+    def url(self, name: str, unset: str = "unset") -> str | None:
         """An http(s) base URL with a host and no user, query, fragment or `%` escape; None when unset."""
-        value = self.optional(name)
+        value = self.optional(name, unset)
         if value is not None and not _plain_url(value):
             self.problems.append(f"{name} must be an http(s) URL with a host and no user or query")
         return None if value is None else value.rstrip("/")

@@ -8,7 +8,7 @@ challenge, its whole journal, the proof, and what was checked about the proof.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from sesame.server.domain import proof
 from sesame.server.domain.errors import SesameError
+
+_COORDINATE_CHARS = 43  # a 32-byte P-256 coordinate in unpadded base64url
 
 
 class ProofRejected(SesameError):
@@ -33,33 +35,56 @@ class EvidenceRecord:
     journal: list[dict[str, str]]
     proof: str  # "" when none was issued
     operation_digest: str | None  # hex SHA-256 of the challenge's operation, recomputed; None once purged
+    # How often each kind of refusal was answered (event, outcome, count, last_at): only the first of each
+    # kind is in the journal.
+    refusals: list[dict[str, Any]] = field(default_factory=list)
 
 
 def check_proof(jws: str, jwks: Mapping[str, Any]) -> proof.ParsedProof:
-    """The proof read back once its ES256 signature verifies under the key its kid names. ProofRejected."""
+    """The proof read back once its ES256 signature verifies under the key its kid names. ProofRejected.
+
+    Both come from outside: a malformed proof or JWK set (any JSON value, even not a mapping) is
+    ProofRejected, and a high-S signature too, although it verifies.
+    """
     try:
         parsed = proof.parse(jws)
     except ValueError as exc:
         raise ProofRejected(f"not a Sésame proof: {exc}") from None
-    key = next((k for k in jwks.get("keys", []) if k.get("kid") == parsed.kid), None)
-    if key is None:
-        raise ProofRejected(f"no key {parsed.kid!r} in the JWK set")
+    if not proof.is_low_s(parsed.signature):
+        # (r, n - s) verifies too: Sésame signs low-S only, so a high-S proof is a copy someone altered.
+        raise ProofRejected("the signature is not in low-S form (Sésame issues low-S signatures only)")
     try:
-        public = _public_key(key)
-        signature = parsed.signature
-        der = encode_dss_signature(
-            int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-        )
+        public = _public_key(_key_named(jwks, parsed.kid))
+    except ValueError as exc:
+        raise ProofRejected(f"the JWK set is malformed: {exc}") from None
+    signature = parsed.signature
+    der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
+    try:
         public.verify(der, parsed.signing_input, ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, ValueError):
         raise ProofRejected(f"the signature does not verify under {parsed.kid!r}") from None
     return parsed
 
 
+def _key_named(jwks: Any, kid: str) -> Mapping[str, Any]:
+    """The JWK whose kid is `kid`. ProofRejected when none is; ValueError when the set is not a JWK set."""
+    keys = jwks.get("keys") if isinstance(jwks, Mapping) else None
+    if not isinstance(keys, list) or not all(isinstance(key, Mapping) for key in keys):
+        raise ValueError('not an object with a "keys" list of objects')
+    key: Mapping[str, Any] | None = next((key for key in keys if key.get("kid") == kid), None)
+    if key is None:
+        raise ProofRejected(f"no key {kid!r} in the JWK set")
+    return key
+
+
 def _public_key(jwk: Mapping[str, Any]) -> ec.EllipticCurvePublicKey:
+    """The P-256 point of an EC JWK. ValueError for anything else (other curve, missing or bad x, y)."""
     if (jwk.get("kty"), jwk.get("crv")) != ("EC", "P-256"):
         raise ValueError("not an EC P-256 key")
-    x, y = (int.from_bytes(proof.b64url_decode(str(jwk[name])), "big") for name in ("x", "y"))
+    coordinates = (jwk.get("x"), jwk.get("y"))
+    if not all(isinstance(value, str) and len(value) == _COORDINATE_CHARS for value in coordinates):
+        raise ValueError("x and y are not 32-byte base64url coordinates")
+    x, y = (int.from_bytes(proof.b64url_decode(str(value)), "big") for value in coordinates)
     return ec.EllipticCurvePublicNumbers(x, y, ec.SECP256R1()).public_key()
 
 
@@ -69,6 +94,7 @@ def bundle(record: EvidenceRecord, jwks: Mapping[str, Any]) -> dict[str, Any]:
         "challenge_id": record.challenge_id,
         "challenge": record.challenge,
         "journal": record.journal,
+        "refusals": record.refusals,
         "proof": _proof_section(record, jwks) if record.proof else None,
         "jwks": dict(jwks),
     }

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
+
 from sesame.hsm import keys
 from sesame.server.app import hsm_config
 from sesame.server.config import Settings
 from sesame.server.domain.model import KeyKind
+from sesame.server.key_boot import record_token
 
 
 def run_keys(settings: Settings, action: str, kind: KeyKind = KeyKind.OTP) -> None:
     """Run one key command and print what it did (labels and attributes, never key material).
 
-    `kind` says which keys `rotate` rotates; `init` and `list` handle both kinds.
+    `kind` says which keys `rotate` rotates; `init` and `list` handle both kinds. With SESAME_REDIS_URL,
+    `init` and `rotate` record the token's keys in the key ledger at once (docs/decisions/0015): a new
+    version is remembered before any server uses it, and a replaced token is told apart now.
     """
     config = hsm_config(settings)
     match action:
@@ -25,3 +31,7 @@ def run_keys(settings: Settings, action: str, kind: KeyKind = KeyKind.OTP) -> No
         case _:
             for info in keys.list_keys(config):
                 print(info)  # noqa: T201
+            return
+    if settings.redis_url is not None:
+        asyncio.run(record_token(config, settings.redis_url, datetime.now(UTC)))
+        print("recorded in the key ledger")  # noqa: T201

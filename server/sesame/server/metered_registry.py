@@ -42,14 +42,6 @@ class MeteredRegistry:
         self._inner = inner
         self._metrics = metrics
 
-    async def track_challenge(
-        self, user_id: str, challenge_id: str, expires_at: datetime, forget_before: datetime
-    ) -> None:
-        """Index a pending challenge, timed."""
-        await self._timed(
-            "track_challenge", self._inner.track_challenge(user_id, challenge_id, expires_at, forget_before)
-        )
-
     async def pending_challenges(self, user_id: str, expiring_after: datetime) -> list[str]:
         """Read the user's pending challenges, timed."""
         return await self._timed(

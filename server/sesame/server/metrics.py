@@ -10,13 +10,13 @@ its outcome, and the gRPC layer counts calls by status code (`sesame.server.grpc
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Sequence
+from datetime import datetime
 from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
-from sesame.server.domain.budgets import BudgetSubject
+from sesame.server.domain.budgets import Charge
 from sesame.server.domain.errors import (
     ChallengeClosed,
     ConfigurationError,
@@ -29,10 +29,12 @@ from sesame.server.domain.errors import (
 from sesame.server.domain.model import (
     Challenge,
     DeliveryState,
+    JournalPage,
     KeyRef,
     LockoutPolicy,
     MacAlgorithm,
     PublicKey,
+    RefusalCount,
     RequestContext,
     SentSms,
     SmsMessage,
@@ -44,6 +46,7 @@ from sesame.server.domain.operation import kind
 from sesame.server.domain.ports import KeyStore, SmsGateway, StateStore
 from sesame.server.domain.proof import IssuedProof
 from sesame.server.metered_registry import MeteredRegistry
+from sesame.server.sms_watch import SmsWatch
 
 T = TypeVar("T")
 
@@ -136,7 +139,7 @@ class Metrics:
         )
         self.send_budget_refusals = Counter(
             "sesame_send_budget_refusals",
-            "SMS sends refused because a send budget was spent, by subject (user, phone).",
+            "SMS sends refused because a send budget was spent, by subject (user, phone, caller, global).",
             ["subject"],
             registry=self.registry,
         )
@@ -144,6 +147,12 @@ class Metrics:
             "sesame_sms",
             "SMS handed to a gateway, by gateway and outcome (sent, failed).",
             ["gateway", "outcome"],
+            registry=self.registry,
+        )
+        self.sms_failures = Counter(
+            "sesame_sms_failures",
+            "SMS a gateway did not take, by gateway and reason (unreachable, timeout, refused, error).",
+            ["gateway", "reason"],
             registry=self.registry,
         )
 
@@ -205,23 +214,13 @@ class MeteredStateStore(MeteredRegistry):
         """Read a user, timed."""
         return await self._timed("get_user", self._inner.get_user(user_id))
 
-    async def record_failed_attempt(self, user_id: str, at: datetime, lockout: LockoutPolicy) -> User:
-        """Count a wrong code in a row, timed; a block is counted."""
-        user = await self._timed(
-            "record_failed_attempt", self._inner.record_failed_attempt(user_id, at, lockout)
+    async def open_challenge(
+        self, challenge: Challenge, context: RequestContext, charges: Sequence[Charge] = ()
+    ) -> None:
+        """Open a challenge, timed and counted by operation type; a spent budget is counted by subject."""
+        await self._budgeted(
+            self._timed("open_challenge", self._inner.open_challenge(challenge, context, charges))
         )
-        # Every failure adds one; only the failure that blocks sets the count back to zero.
-        if user.blocked_until is not None and user.failures == 0:
-            self._metrics.user_blocks.inc()
-        return user
-
-    async def record_successful_attempt(self, user_id: str, at: datetime) -> None:
-        """Reset the wrong codes in a row, timed."""
-        await self._timed("record_successful_attempt", self._inner.record_successful_attempt(user_id, at))
-
-    async def open_challenge(self, challenge: Challenge, context: RequestContext) -> None:
-        """Open a challenge, timed and counted by operation type."""
-        await self._timed("open_challenge", self._inner.open_challenge(challenge, context))
         self._metrics.challenges_opened.labels(kind(challenge.operation).name.lower()).inc()
 
     async def claim_request(self, user_id: str, request_id: str, challenge_id: str, until: datetime) -> str:
@@ -234,20 +233,28 @@ class MeteredStateStore(MeteredRegistry):
         """Read a challenge, timed."""
         return await self._timed("get_challenge", self._inner.get_challenge(challenge_id))
 
-    async def record_verification(self, attempt: VerificationAttempt) -> VerificationOutcome:
-        """Decide an attempt, timed and counted by outcome."""
-        outcome = await self._timed("record_verification", self._inner.record_verification(attempt))
+    async def record_verification(
+        self, attempt: VerificationAttempt, lockout: LockoutPolicy
+    ) -> VerificationOutcome:
+        """Decide an attempt, timed and counted by outcome; a block it starts is counted."""
+        outcome = await self._timed("record_verification", self._inner.record_verification(attempt, lockout))
         self._metrics.verifications.labels(outcome.result.value).inc()
+        if outcome.blocked_until is not None:
+            self._metrics.user_blocks.inc()
         return outcome
 
     async def cancel_challenge(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
         """Cancel, timed."""
         return await self._timed("cancel_challenge", self._inner.cancel_challenge(challenge_id, at, context))
 
-    async def record_resend(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
-        """Take a resend, timed and counted by outcome."""
+    async def record_resend(
+        self, challenge_id: str, at: datetime, context: RequestContext, charges: Sequence[Charge] = ()
+    ) -> Challenge:
+        """Take a resend, timed and counted by outcome; a spent budget is counted by subject."""
         try:
-            taken = await self._timed("record_resend", self._inner.record_resend(challenge_id, at, context))
+            taken = await self._budgeted(
+                self._timed("record_resend", self._inner.record_resend(challenge_id, at, context, charges))
+            )
         except ResendRefused as refused:
             self._metrics.resends.labels("exhausted" if refused.retry_after is None else "too_soon").inc()
             raise
@@ -269,41 +276,51 @@ class MeteredStateStore(MeteredRegistry):
         """Journal a proof, timed."""
         return await self._timed("record_proof", self._inner.record_proof(proof, at))
 
-    async def take_send_budget(
-        self, subject: BudgetSubject, at: datetime, limit: int, window: timedelta
-    ) -> None:
-        """Take a unit of a send budget, timed; a refusal is counted by subject."""
+    async def _budgeted(self, call: Awaitable[T]) -> T:
+        """The call's result; a refusal by a spent send budget is counted by subject."""
         try:
-            await self._timed("take_send_budget", self._inner.take_send_budget(subject, at, limit, window))
-        except SendBudgetExhausted:
-            self._metrics.send_budget_refusals.labels(subject.kind.value).inc()
+            return await call
+        except SendBudgetExhausted as refused:
+            self._metrics.send_budget_refusals.labels(refused.subject).inc()
             raise
-
-    async def return_send_budget(self, subject: BudgetSubject, at: datetime) -> None:
-        """Give back a unit of a send budget, timed."""
-        await self._timed("return_send_budget", self._inner.return_send_budget(subject, at))
 
     async def challenge_journal(self, challenge_id: str) -> list[dict[str, str]]:
         """Read a challenge's journal, timed."""
         return await self._timed("challenge_journal", self._inner.challenge_journal(challenge_id))
 
+    async def challenge_journal_page(self, challenge_id: str, after: str, limit: int) -> JournalPage:
+        """Read a page of a challenge's journal, timed."""
+        return await self._timed(
+            "challenge_journal_page", self._inner.challenge_journal_page(challenge_id, after, limit)
+        )
+
+    async def challenge_refusals(self, challenge_id: str) -> list[RefusalCount]:
+        """Read a challenge's refusal counts, timed."""
+        return await self._timed("challenge_refusals", self._inner.challenge_refusals(challenge_id))
+
 
 class MeteredSmsGateway:
-    """An SmsGateway that times every send and counts it by outcome."""
+    """An SmsGateway that times every send, counts it by outcome (failures by reason) and tells the watch."""
 
-    def __init__(self, inner: SmsGateway, metrics: Metrics, gateway: str) -> None:
+    def __init__(
+        self, inner: SmsGateway, metrics: Metrics, gateway: str, watch: SmsWatch | None = None
+    ) -> None:
         self._inner = inner
         self._metrics = metrics
         self._gateway = gateway
+        self._watch = watch or SmsWatch(gateway)
 
     async def send(self, message: SmsMessage) -> SentSms:
         """Send through the inner gateway, timed and counted."""
         try:
             sent = await self._metrics.timed("sms", self._gateway, self._inner.send(message))
-        except DeliveryFailed:
+        except DeliveryFailed as failure:
             self._metrics.sms.labels(self._gateway, "failed").inc()
+            self._metrics.sms_failures.labels(self._gateway, failure.reason).inc()
+            self._watch.failed(failure)
             raise
         self._metrics.sms.labels(self._gateway, "sent").inc()
+        self._watch.sent()
         return sent
 
 

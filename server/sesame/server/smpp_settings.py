@@ -40,19 +40,19 @@ class SmppSettings:
 
 def read_smpp(reader: EnvReader, bank_name: str) -> SmppSettings:
     """The SMPP settings; host, system id and password are required, the rest has defaults."""
-    host = reader.optional("SESAME_SMPP_HOST")
+    host = reader.optional("SESAME_SMPP_HOST", "required with smpp")
     if host is None:
         reader.problems.append("SESAME_SMPP_HOST is required with the smpp SMS provider")
     system_id = reader.matching(
         "SESAME_SMPP_SYSTEM_ID",
-        reader.text("SESAME_SMPP_SYSTEM_ID", ""),
+        reader.optional("SESAME_SMPP_SYSTEM_ID", "required with smpp") or "",
         _SYSTEM_ID,
         "1 to 15 printable characters",
     )
     password = reader.secret("SESAME_SMPP_PASSWORD")
     if password:
         reader.matching("SESAME_SMPP_PASSWORD", password, _PASSWORD, "1 to 8 printable characters (SMPP 3.4)")
-    source = reader.optional("SESAME_SMPP_SOURCE_ADDR")
+    source = reader.optional("SESAME_SMPP_SOURCE_ADDR", "unset: SESAME_SMS_SENDER")
     if source is None:
         source = read_sender(reader, bank_name)
     else:
@@ -67,7 +67,7 @@ def read_smpp(reader: EnvReader, bank_name: str) -> SmppSettings:
         password=password,
         system_type=reader.matching(
             "SESAME_SMPP_SYSTEM_TYPE",
-            reader.text("SESAME_SMPP_SYSTEM_TYPE", ""),
+            reader.optional("SESAME_SMPP_SYSTEM_TYPE", "empty") or "",
             _SYSTEM_TYPE,
             "at most 12 characters",
         ),

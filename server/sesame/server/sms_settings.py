@@ -42,8 +42,10 @@ class DlrSettings:
 
 def read_providers(reader: EnvReader) -> tuple[str, ...]:
     """SESAME_SMS_PROVIDERS in failover order; SESAME_SMS_GATEWAY (one name) is its older spelling."""
-    listed = reader.optional("SESAME_SMS_PROVIDERS")
-    single = reader.optional("SESAME_SMS_GATEWAY")
+    listed = reader.optional(
+        "SESAME_SMS_PROVIDERS", "console (in failover order, among console, kannel, smpp)"
+    )
+    single = reader.optional("SESAME_SMS_GATEWAY", "unset (the older name of SESAME_SMS_PROVIDERS)")
     if listed is not None and single is not None:
         reader.problems.append("give SESAME_SMS_PROVIDERS or SESAME_SMS_GATEWAY (its older name), not both")
     names = tuple(name.strip() for name in (listed or single or "console").split(","))
@@ -58,7 +60,7 @@ def read_providers(reader: EnvReader) -> tuple[str, ...]:
 
 def read_sender(reader: EnvReader, bank_name: str) -> str:
     """The alphanumeric sender id: SESAME_SMS_SENDER, else the bank's name when it can be one."""
-    sender = reader.optional("SESAME_SMS_SENDER")
+    sender = reader.optional("SESAME_SMS_SENDER", "unset: SESAME_BANK_NAME")
     if sender is None and not _SENDER.fullmatch(bank_name):
         reader.problems.append("SESAME_SMS_SENDER is required: SESAME_BANK_NAME is no alphanumeric sender id")
         return ""
@@ -90,7 +92,7 @@ def read_dlr(reader: EnvReader) -> DlrSettings | None:
     address = reader.optional_address("SESAME_DLR_ADDR", DEFAULT_DLR_ADDR)
     if address is None:
         return None
-    public_url = reader.url("SESAME_DLR_PUBLIC_URL")
+    public_url = reader.url("SESAME_DLR_PUBLIC_URL", "unset: http://<SESAME_DLR_ADDR>")
     if public_url is None and address.rpartition(":")[0] in _ALL_INTERFACES:
         reader.problems.append(
             "SESAME_DLR_PUBLIC_URL is required when SESAME_DLR_ADDR listens on every interface"

@@ -67,7 +67,7 @@ def production_problems(transport: TransportSettings) -> list[str]:
 
 
 def _tls(reader: EnvReader) -> TlsSettings | None:
-    cert_path, key_path = reader.optional(_CERT), reader.optional(_KEY)
+    cert_path, key_path = reader.optional(_CERT, "unset: plaintext"), reader.optional(_KEY)
     ca_path = reader.optional(_CLIENT_CA)
     if cert_path is None or key_path is None:
         if cert_path is not None or key_path is not None:

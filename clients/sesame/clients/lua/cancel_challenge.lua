@@ -1,8 +1,8 @@
 -- Void an OPEN, unexpired challenge on the caller's request; refusals are journaled too.
--- KEYS[1] challenge hash, KEYS[2] challenge journal stream (same {ch:<id>} slot)
+-- KEYS[1] challenge hash, KEYS[2] challenge journal stream, KEYS[3] its refusal counts (same {ch:<id>} slot)
 -- ARGV[1] request time (unix ms), ARGV[2 ..] journal field/value pairs
 -- Returns {'cancelled', hgetall}, {'closed'} or {'not_found'}.
-local challenge, journal = KEYS[1], KEYS[2]
+local challenge, journal, refusals = KEYS[1], KEYS[2], KEYS[3]
 local h = redis.call('HMGET', challenge, 'status', 'expires_at', 'user_id', 'client_id', 'op_digest', 'attempts')
 local status = h[1]
 if not status then
@@ -12,6 +12,13 @@ local outcome = 'refused'
 if status == 'open' and tonumber(ARGV[1]) < tonumber(h[2]) then
   status, outcome = 'cancelled', 'cancelled'
   redis.call('HSET', challenge, 'status', status)
+end
+if outcome == 'refused' then
+  -- Journaled the first time, then only counted (see record_verification.lua).
+  redis.call('HSET', refusals, 'challenge.cancel:refused:last_at', ARGV[1])
+  if redis.call('HINCRBY', refusals, 'challenge.cancel:refused', 1) > 1 then
+    return {'closed'}
+  end
 end
 local entry = {}
 for i = 2, #ARGV do entry[#entry + 1] = ARGV[i] end

@@ -1,17 +1,45 @@
--- Store a new OPEN challenge until expiry + retention; never overwrite, never reuse an id.
--- KEYS[1] challenge hash, KEYS[2] challenge journal stream (same {ch:<id>} slot)
--- ARGV[1] absolute purge time (unix ms, from the challenge's own expiry, not Redis time),
--- ARGV[2] n = count of hash field/value elements, ARGV[3 .. 2+n] hash pairs, ARGV[3+n ..] journal pairs
--- Returns 1 when stored, 0 when the id was already used (the journal outlives the hash).
-local challenge, journal = KEYS[1], KEYS[2]
-if redis.call('EXISTS', challenge, journal) > 0 then
-  return 0
+-- Open a challenge, in one step: only while its user is ACTIVE and the number its code goes to is still the
+-- user's secure number; index it among the user's pending ones (so that a suspension or a number change
+-- that comes later finds and voids it); take one unit of each send budget; store it OPEN until expiry +
+-- retention. Never overwrite, never reuse an id. A refusal writes nothing, so a unit is taken if and only
+-- if the challenge opens, and its code is then handed to the SMS gateway (docs/decisions/0010, 0014).
+-- KEYS[1] challenge hash, KEYS[2] challenge journal stream ({ch:<id>} slot), KEYS[3] user hash, KEYS[4] the
+-- user's pending challenges (sorted set by expiry; {u:<id>} slot), KEYS[5 .. 4+b] the send budgets
+-- ({sb:<kind>:<key>} slots). This script spans slots on purpose: Redis Cluster is not supported yet.
+-- ARGV[1] absolute purge time (unix ms, from the challenge's own expiry, not Redis time), ARGV[2] time the
+-- units are taken (unix ms), ARGV[3] index entries expired before this are dropped (unix ms), ARGV[4] the
+-- number the code goes to, ARGV[5] the challenge id, ARGV[6] its expiry (unix ms), ARGV[7] b = count of
+-- budgets, ARGV[8 .. 7+2b] each budget's limit and window (ms), ARGV[8+2b] n = count of hash field/value
+-- elements, then n hash elements, then journal pairs
+-- Returns {'opened'}, {'not_found'} (no such user), {'not_active', status}, {'phone_changed'}, {'exists'}
+-- (the id was already used: the journal outlives the hash) or {'exhausted', budget index (0-based), wait_ms}.
+--#include _send_budgets.lua
+local challenge, journal, user, pending = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local h = redis.call('HMGET', user, 'status', 'phone')
+if not h[1] then
+  return {'not_found'}
+elseif h[1] ~= 'active' then
+  return {'not_active', h[1]}
+elseif h[2] ~= ARGV[4] then
+  return {'phone_changed'}
 end
-local n = tonumber(ARGV[2])
+if redis.call('EXISTS', challenge, journal) > 0 then
+  return {'exists'}
+end
+local now, budgets = tonumber(ARGV[2]), tonumber(ARGV[7])
+local refusal = budget_refusal(5, 8, budgets, now)
+if refusal then
+  return refusal
+end
+take_budgets(5, 8, budgets, now)
+local first = 8 + 2 * budgets
+local n = tonumber(ARGV[first])
 local fields, entry = {}, {}
-for i = 3, 2 + n do fields[#fields + 1] = ARGV[i] end
-for i = 3 + n, #ARGV do entry[#entry + 1] = ARGV[i] end
+for i = first + 1, first + n do fields[#fields + 1] = ARGV[i] end
+for i = first + n + 1, #ARGV do entry[#entry + 1] = ARGV[i] end
+redis.call('ZREMRANGEBYSCORE', pending, '-inf', ARGV[3])
+redis.call('ZADD', pending, ARGV[6], ARGV[5])
 redis.call('HSET', challenge, unpack(fields))
 redis.call('PEXPIREAT', challenge, ARGV[1])
 redis.call('XADD', journal, '*', unpack(entry))
-return 1
+return {'opened'}

@@ -1,10 +1,18 @@
 -- Take one resend of an OPEN, unexpired challenge: within its count and its spacing, atomically, so
 -- that concurrent resends cannot send more SMS than the limits allow. Refusals are journaled too.
--- No attempt counter is touched (NIST SP 800-63B: a new send never resets failures).
--- KEYS[1] challenge hash, KEYS[2] challenge journal stream (same {ch:<id>} slot)
--- ARGV[1] request time (unix ms), ARGV[2 ..] journal field/value pairs
--- Returns {'resent', hgetall}, {'too_soon', wait_ms}, {'exhausted'}, {'closed'} or {'not_found'}.
-local challenge, journal = KEYS[1], KEYS[2]
+-- No attempt counter is touched (NIST SP 800-63B: a new send never resets failures). A resend takes one
+-- unit of each send budget in the same step (docs/decisions/0014); a spent budget refuses before anything
+-- is written, and spends no resend.
+-- KEYS[1] challenge hash, KEYS[2] challenge journal stream, KEYS[3] its refusal counts (same {ch:<id>} slot),
+-- KEYS[4 .. 3+b] the send budgets ({sb:<kind>:<key>} slots: this script spans slots on purpose, Redis Cluster
+-- is not supported yet)
+-- ARGV[1] request time (unix ms), ARGV[2] b = count of budgets, ARGV[3 .. 2+2b] each budget's limit and
+-- window (ms), ARGV[3+2b ..] journal field/value pairs
+-- Returns {'resent', hgetall}, {'too_soon', wait_ms}, {'exhausted'}, {'closed'}, {'not_found'} or
+-- {'budget', budget index (0-based), wait_ms}.
+--#include _send_budgets.lua
+local challenge, journal, refusals = KEYS[1], KEYS[2], KEYS[3]
+local budgets = tonumber(ARGV[2])
 local h = redis.call('HMGET', challenge, 'status', 'expires_at', 'max_resends', 'resends', 'resend_spacing_ms',
                      'last_sent_at', 'user_id', 'client_id', 'op_digest', 'attempts')
 local status = h[1]
@@ -21,17 +29,31 @@ elseif resends >= tonumber(h[3]) then
 elseif now < next_send_at then
   outcome = 'too_soon'
 else
+  local refusal = budget_refusal(4, 3, budgets, now)
+  if refusal then
+    return {'budget', refusal[2], refusal[3]}
+  end
+  take_budgets(4, 3, budgets, now)
   outcome = 'resent'
   resends = redis.call('HINCRBY', challenge, 'resends', 1)
   redis.call('HSET', challenge, 'last_sent_at', ARGV[1])
 end
+-- A refusal is journaled the first time of its kind, then only counted (see record_verification.lua).
+local journaled = true
+if outcome ~= 'resent' then
+  local kind = 'challenge.resend:' .. outcome
+  redis.call('HSET', refusals, kind .. ':last_at', ARGV[1])
+  journaled = redis.call('HINCRBY', refusals, kind, 1) == 1
+end
 local entry = {}
-for i = 2, #ARGV do entry[#entry + 1] = ARGV[i] end
+for i = 3 + 2 * budgets, #ARGV do entry[#entry + 1] = ARGV[i] end
 for _, v in ipairs({'user_id', h[7], 'client_id', h[8], 'op_digest', h[9], 'outcome', outcome,
                     'attempts', h[10], 'status', status, 'resends', resends}) do
   entry[#entry + 1] = v
 end
-redis.call('XADD', journal, '*', unpack(entry))
+if journaled then
+  redis.call('XADD', journal, '*', unpack(entry))
+end
 if outcome == 'resent' then
   return {outcome, redis.call('HGETALL', challenge)}
 elseif outcome == 'too_soon' then

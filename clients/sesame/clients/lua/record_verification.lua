@@ -1,15 +1,31 @@
--- Count one attempt and decide it: the whole decision runs inside Redis, so exactly one
--- concurrent caller can see OPEN and turn it VERIFIED.
--- KEYS[1] challenge hash, KEYS[2] challenge journal stream (same {ch:<id>} slot)
+-- Decide one attempt and carry it over to the challenge's user, in one atomic step: exactly one concurrent
+-- caller can see OPEN and turn it VERIFIED, and no code of a blocked user is evaluated (RTS Art. 4(3)(b):
+-- never more than five wrong codes in a row), because the block is read where the failure is counted.
+-- This script spans two Redis Cluster slots on purpose ({ch:<id>} and {u:<id>}), every key declared:
+-- Cluster is not supported yet, and a later change moves each challenge into its user's slot
+-- (docs/decisions/0013).
+-- KEYS[1] challenge hash, KEYS[2] challenge journal stream ({ch:<id>} slot),
+-- KEYS[3] user hash, KEYS[4] user journal stream ({u:<id>} slot, the user the challenge names),
+-- KEYS[5] the challenge's refusal counts ({ch:<id>} slot)
 -- ARGV[1] attempt time (unix ms), ARGV[2] submitted op_digest (hex), ARGV[3] '1' if the code matched,
--- ARGV[4 ..] journal field/value pairs (event, time, ids, request context)
--- Returns {result, hgetall} or {'not_found'}.
-local challenge, journal = KEYS[1], KEYS[2]
-local h = redis.call('HMGET', challenge, 'status', 'expires_at', 'op_digest', 'max_attempts', 'user_id', 'client_id')
+-- ARGV[4] user id (must be the challenge's), ARGV[5] wrong codes in a row that block, ARGV[6] first block
+-- (ms), ARGV[7] longest block (ms), ARGV[8] attempt time (ISO, for the user's journal),
+-- ARGV[9 ..] challenge journal field/value pairs (event, time, ids, request context)
+-- Returns {result, hgetall, blocked_until} (blocked_until: unix ms when this attempt started a block, else
+-- 0), {'not_found'} or {'foreign'} (the challenge is not the named user's).
+local challenge, journal, user, user_journal, refusals = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local now = tonumber(ARGV[1])
+local h = redis.call('HMGET', challenge, 'status', 'expires_at', 'op_digest', 'max_attempts', 'user_id', 'client_id',
+                     'challenge_id')
 local status = h[1]
 if not status then
   return {'not_found'}
 end
+if h[5] ~= ARGV[4] then
+  return {'foreign'}
+end
+local known_user = redis.call('EXISTS', user) == 1
+local blocked_until = tonumber(redis.call('HGET', user, 'blocked_until') or '0') or 0
 local result
 -- Terminal states answer first and do not count: a closed challenge never reopens.
 if status == 'verified' then
@@ -18,8 +34,11 @@ elseif status == 'voided' or status == 'cancelled' then
   result = 'voided'
 elseif status == 'locked' then
   result = 'locked'
-elseif tonumber(ARGV[1]) >= tonumber(h[2]) then
+elseif now >= tonumber(h[2]) then
   result = 'expired'
+elseif now < blocked_until then
+  -- The user is blocked: the submitted code is neither compared nor counted, even a right one.
+  result = 'user_blocked'
 else
   -- Counted before the outcome is known: a wrong code, a foreign operation and a success all spend one.
   local attempts = redis.call('HINCRBY', challenge, 'attempts', 1)
@@ -33,11 +52,54 @@ else
   end
   redis.call('HSET', challenge, 'status', status)
 end
+-- A refusal changes nothing and anyone may repeat it: the first of each kind is journaled, the others only
+-- counted (a bounded hash next to the journal), so that the journal cannot be grown from outside.
+local REFUSED = {already_used = true, voided = true, locked = true, expired = true, user_blocked = true}
+if REFUSED[result] then
+  local kind = 'challenge.verification:' .. result
+  redis.call('HSET', refusals, kind .. ':last_at', ARGV[1])
+  if redis.call('HINCRBY', refusals, kind, 1) > 1 then
+    return {result, redis.call('HGETALL', challenge), 0}
+  end
+end
 local entry = {}
-for i = 4, #ARGV do entry[#entry + 1] = ARGV[i] end
+for i = 9, #ARGV do entry[#entry + 1] = ARGV[i] end
 local attempts = redis.call('HGET', challenge, 'attempts')
 for _, v in ipairs({'user_id', h[5], 'client_id', h[6], 'outcome', result, 'attempts', attempts, 'status', status}) do
   entry[#entry + 1] = v
 end
 redis.call('XADD', journal, '*', unpack(entry))
-return {result, redis.call('HGETALL', challenge)}
+
+-- The user's count of wrong codes in a row: only a wrong code counts, only a right one resets it.
+local function journal_user(event, outcome, failures, blocks, until_ms)
+  redis.call('XADD', user_journal, '*', 'event', event, 'at', ARGV[8], 'user_id', ARGV[4],
+             'challenge_id', h[7], 'outcome', outcome,
+             'failures', failures, 'blocks', blocks, 'blocked_until', until_ms)
+end
+local started_block = 0
+if known_user and result == 'wrong_code' then
+  local failures = redis.call('HINCRBY', user, 'failures', 1)
+  local blocks = tonumber(redis.call('HGET', user, 'blocks') or '0')
+  local outcome, until_ms = 'counted', 0
+  if failures >= tonumber(ARGV[5]) then
+    outcome = 'blocked'
+    blocks = redis.call('HINCRBY', user, 'blocks', 1)
+    -- Doubling, capped; computed on integers so that no float reaches the hash.
+    local first, longest = tonumber(ARGV[6]), tonumber(ARGV[7])
+    local length = first
+    for _ = 2, blocks do
+      length = math.min(longest, length * 2)
+    end
+    length = math.min(longest, length)
+    until_ms, started_block, failures = now + length, now + length, 0
+    redis.call('HSET', user, 'failures', 0, 'blocked_until', until_ms)
+  end
+  journal_user('user.failed_attempt', outcome, failures, blocks, until_ms)
+elseif known_user and result == 'verified' then
+  local u = redis.call('HMGET', user, 'failures', 'blocks', 'blocked_until')
+  if (tonumber(u[1] or '0') or 0) ~= 0 or (tonumber(u[2] or '0') or 0) ~= 0 or (tonumber(u[3] or '0') or 0) ~= 0 then
+    redis.call('HSET', user, 'failures', 0, 'blocks', 0, 'blocked_until', 0)
+    journal_user('user.successful_attempt', 'reset', 0, 0, 0)
+  end
+end
+return {result, redis.call('HGETALL', challenge), started_block}

@@ -1,9 +1,12 @@
-"""SMS send budgets: how many codes one user, and one destination number, may be sent per rolling window.
+"""SMS send budgets: how many codes may be sent per rolling window, per user, per number, per calling service
+and over all.
 
-A defence against SMS pumping (toll fraud through one-time codes): each SMS carrying a code takes one unit
-from the user's budget and one from the number's, before any HSM call or SMS (docs/decisions/0011). The
-number's budget binds across every user who shares it. A subject names a number only by a keyed hash, so
-that neither a store key nor an error ever carries the number itself.
+A defence against SMS pumping (toll fraud through one-time codes). Each SMS carrying a code takes one unit
+from the user's budget, the number's, the calling service's and the global one, in the same atomic step that
+opens the challenge (or takes the resend), so that a unit is spent if and only if an SMS is handed to the
+gateway (docs/decisions/0011, 0014). The number's budget binds across every user who shares it; the caller's
+and the global ceilings bound pumping spread across many users. A subject names a number or a caller only by
+a keyed hash, so that neither a store key nor an error ever carries it.
 """
 
 from __future__ import annotations
@@ -11,22 +14,20 @@ from __future__ import annotations
 import enum
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
-
-from sesame.server.domain.errors import SendBudgetExhausted
-
-if TYPE_CHECKING:
-    from sesame.server.domain.ports import StateStore
+from datetime import timedelta
 
 _PHONE_TAG = b"sesame/send-budget/phone/v1\x00"  # a domain tag: this hash means nothing elsewhere
+_CALLER_TAG = b"sesame/send-budget/caller/v1\x00"
+ANONYMOUS = "anonymous"  # the caller's subject without mTLS (dev): every unidentified caller shares it
 
 
 class BudgetKind(enum.Enum):
-    """Whose budget: the user's or the destination number's."""
+    """Whose budget: the user's, the destination number's, the calling service's, or everyone's."""
 
     USER = "user"
     PHONE = "phone"
+    CALLER = "caller"
+    GLOBAL = "global"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,36 +47,46 @@ class BudgetSubject:
         """The number's budget, named by the first 128 bits of SHA-256 over a domain tag and the number."""
         return cls(BudgetKind.PHONE, hashlib.sha256(_PHONE_TAG + e164.encode()).hexdigest()[:32])
 
+    @classmethod
+    def caller(cls, caller: str) -> BudgetSubject:
+        """The calling service's ceiling (its verified mTLS identity, or ANONYMOUS), named by a hash too:
+        an identity may hold characters a Redis hash tag cannot."""
+        name = caller or ANONYMOUS
+        return cls(BudgetKind.CALLER, hashlib.sha256(_CALLER_TAG + name.encode()).hexdigest()[:32])
+
+    @classmethod
+    def overall(cls) -> BudgetSubject:
+        """The global ceiling: every SMS carrying a code, whoever asked."""
+        return cls(BudgetKind.GLOBAL, "all")
+
 
 @dataclass(frozen=True, slots=True)
 class SendBudget:
-    """Codes per rolling `window`, for each user and for each destination number (validated at boot)."""
+    """Codes per user and per number per rolling `window`; per calling service and over all per rolling
+    `ceiling_window` (validated at boot)."""
 
     per_user: int = 10
     per_phone: int = 10
     window: timedelta = timedelta(hours=1)
+    per_caller: int = 3000  # 50 SMS/s from one calling service
+    overall: int = 6000  # 100 SMS/s from the whole deployment: about what one SMS gateway contract allows
+    ceiling_window: timedelta = timedelta(minutes=1)
 
 
-async def take_units(
-    store: StateStore, budget: SendBudget, user_id: str, phone: str, at: datetime
-) -> tuple[BudgetSubject, ...]:
-    """Take one unit from the user's budget, then one from the number's; return the subjects charged.
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """One unit to take from a subject's budget: at most `limit` units count per rolling `window`."""
 
-    When the number's budget refuses, the user's unit is given back (best effort: a failure to give it back
-    costs the user one unit for one window, never an SMS) and SendBudgetExhausted is raised.
-    """
-    user = BudgetSubject.user(user_id)
-    number = BudgetSubject.phone(phone)
-    await store.take_send_budget(user, at, budget.per_user, budget.window)
-    try:
-        await store.take_send_budget(number, at, budget.per_phone, budget.window)
-    except SendBudgetExhausted:
-        await store.return_send_budget(user, at)
-        raise
-    return user, number
+    subject: BudgetSubject
+    limit: int
+    window: timedelta
 
 
-async def give_back(store: StateStore, subjects: tuple[BudgetSubject, ...], at: datetime) -> None:
-    """Return the units taken at `at` when no SMS went after all (a retried request, a refused resend)."""
-    for subject in subjects:
-        await store.return_send_budget(subject, at)
+def charges(budget: SendBudget, user_id: str, phone: str, caller: str) -> tuple[Charge, ...]:
+    """What one SMS to `phone` for `user_id`, asked by `caller`, costs; the first refused is reported."""
+    return (
+        Charge(BudgetSubject.user(user_id), budget.per_user, budget.window),
+        Charge(BudgetSubject.phone(phone), budget.per_phone, budget.window),
+        Charge(BudgetSubject.caller(caller), budget.per_caller, budget.ceiling_window),
+        Charge(BudgetSubject.overall(), budget.overall, budget.ceiling_window),
+    )

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sesame.server.domain import budgets, codes, lifecycle, sms_text, validation
+from sesame.server.domain import budgets, codes, sms_text, validation
+from sesame.server.domain.blocking import Block, after_block
 from sesame.server.domain.budgets import SendBudget
 from sesame.server.domain.destinations import DEFAULT_COUNTRIES, check_destination
 from sesame.server.domain.errors import (
@@ -20,9 +20,8 @@ from sesame.server.domain.errors import (
     FieldViolation,
     InvalidRequest,
     KeyNotFound,
+    KeyVersionUnavailable,
     PhoneCooling,
-    ResendRefused,
-    StoreUnavailable,
     UserBlocked,
     UserNotActive,
 )
@@ -135,15 +134,15 @@ class ChallengeFlows:
         self._proofs = proofs
 
     async def start(self, request: StartRequest) -> Challenge:
-        """Open a challenge for the user's operation and send its code to the user's secure phone."""
+        """Open a challenge for the user's operation and send its code to the user's secure phone.
+
+        Everything that may refuse or fail comes before the one step that charges the send budgets: that
+        step opens the challenge, and its code goes to the gateway right after (docs/decisions/0014).
+        """
         user = await self._store.get_user(request.user_id)
         now = self._clock.now()
         _admit(user, request.operation, now)
         check_destination(user.secure_phone, self._policy.countries)
-        # Budgets before the HSM: a refused request costs no HSM call, opens nothing and sends nothing.
-        charged = await budgets.take_units(
-            self._store, self._policy.send_budget, user.user_id, user.secure_phone, now
-        )
         key = await self._keys.current_otp_key()
         ref = ChallengeRef(await self._keys.random(NONCE_BYTES), key.otp_version, self._policy.digits)
         if request.request_id:
@@ -153,14 +152,30 @@ class ChallengeFlows:
             if owner != ref.challenge_id:
                 earlier = await self._earlier(owner, request)
                 if earlier is not None:
-                    await budgets.give_back(self._store, charged, now)  # no second SMS: no unit spent
                     return earlier  # a retry: the same challenge, and no second SMS
                 ref = ChallengeRef.parse(owner)  # claimed, then the opener died: open it now
-        challenge = Challenge(
+        challenge = self._new_challenge(user, request.operation, ref, now)
+        code = await self._code(challenge)  # before anything is charged: an HSM failure costs no unit
+        # One atomic step admits, indexes, charges and opens: a suspension or a number change either comes
+        # first (and this refuses, writing nothing) or finds the id and voids it (docs/decisions/0014).
+        try:
+            await self._store.open_challenge(
+                challenge, request.context, self._charges(challenge, request.context)
+            )
+        except ChallengeAlreadyExists:
+            if not request.request_id:
+                raise
+            # Two retries raced to open the claimed challenge: the other one opened it and sends it.
+            return await self._store.get_challenge(challenge.challenge_id)
+        return await self._deliver(challenge, code)
+
+    def _new_challenge(self, user: User, operation: Operation, ref: ChallengeRef, now: datetime) -> Challenge:
+        """The OPEN challenge `ref` names, for the user's operation, under the policy's limits."""
+        return Challenge(
             challenge_id=ref.challenge_id,
             user_id=user.user_id,
             client_id=user.client_id,
-            operation=request.operation,
+            operation=operation,
             nonce=ref.nonce,
             key_version=ref.key_version,
             digits=ref.digits,
@@ -177,21 +192,10 @@ class ChallengeFlows:
             resends=0,
             last_sent_at=now,
         )
-        # Indexed before it exists, in the user's slot and only while the user is ACTIVE: a suspension
-        # either refuses this or finds the id, and then voids the challenge or spends the unopened id.
-        await self._store.track_challenge(
-            user.user_id, challenge.challenge_id, challenge.expires_at, now - lifecycle.CLOCK_SKEW
-        )
-        try:
-            await self._store.open_challenge(challenge, request.context)
-        except ChallengeAlreadyExists:
-            if (await self._store.get_user(user.user_id)).status is not UserStatus.ACTIVE:
-                raise UserNotActive(user.user_id) from None  # suspended meanwhile: the id was spent
-            if not request.request_id:
-                raise
-            # Two retries raced to open the claimed challenge: the other one opened it and sends it.
-            return await self._store.get_challenge(challenge.challenge_id)
-        return await self._send(challenge)
+
+    def _charges(self, challenge: Challenge, context: RequestContext) -> tuple[budgets.Charge, ...]:
+        """A unit of the user's, the number's, the caller's and the global budget (docs/decisions/0011)."""
+        return budgets.charges(self._policy.send_budget, challenge.user_id, challenge.phone, context.caller)
 
     async def _earlier(self, challenge_id: str, request: StartRequest) -> Challenge | None:
         """The challenge a retried request opened, or None if it was claimed but never opened."""
@@ -210,6 +214,9 @@ class ChallengeFlows:
             submitted = validation.code(request.code, ref.digits)
         except ValueError as exc:
             raise InvalidRequest([FieldViolation("code", str(exc))]) from exc
+        # The challenge's user never changes: read it first, so that one atomic step can decide the attempt
+        # and count it for the user, blocked or not (docs/decisions/0013).
+        owner = (await self._store.get_challenge(request.challenge_id)).user_id
         op_digest = digest(request.operation)
         try:
             expected = await codes.derive(
@@ -219,68 +226,48 @@ class ChallengeFlows:
                 nonce=ref.nonce,
                 op_digest=op_digest,
             )
-        except KeyNotFound as exc:
-            # An id naming a key we never had was not issued by us: it is unknown, not a server fault.
-            raise ChallengeNotFound(request.challenge_id) from exc
+        except KeyNotFound:
+            # Not "unknown": a replica without a key version its peers hold (or a token that lost it) would
+            # deny valid challenges. A server fault the caller may retry; no attempt was counted.
+            raise KeyVersionUnavailable(ref.key_version) from None
         attempt = VerificationAttempt(
             challenge_id=request.challenge_id,
+            user_id=owner,
             op_digest=op_digest,
             code_matches=codes.same_code(expected, submitted),
             at=self._clock.now(),
             context=request.context,
         )
-        # The store counts the attempt, checks expiry and consumes, in one atomic step. That decision is the
-        # answer: what follows (the user's count, the proof) may fail, and must not change it.
-        outcome = await self._store.record_verification(attempt)
+        # The store checks the user's block, decides and counts the attempt for the challenge and the user,
+        # in one atomic step; while the user is blocked it ignores `code_matches`: the answer, the counts and
+        # the journal do not depend on the code. That decision is the answer: what follows (voiding and
+        # alert after a block, the proof) may fail, and must not change it.
+        outcome = await self._store.record_verification(attempt, self._policy.lockout)
+        if outcome.blocked_until is not None:
+            block = Block(owner, outcome.blocked_until, attempt.at, request.context.caller)
+            await after_block(self._store, self._sms, self._clock, self._policy.bank_name, block)
         if outcome.result is not VerifyResult.VERIFIED:
-            await self._account(outcome, attempt.at)
             return outcome
-        # Independent of each other, so side by side: the wait is the longer of the two, not their sum.
-        _, proof = await asyncio.gather(
-            self._account(outcome, attempt.at), self._proofs.after_verification(outcome, attempt)
-        )
-        return replace(outcome, proof=proof)
-
-    async def _account(self, outcome: VerificationOutcome, at: datetime) -> None:
-        """Carry a wrong or right code over to the user's count of wrong codes in a row.
-
-        Only a wrong code counts: an operation mismatch says nothing about the code, and refusals of a
-        closed challenge were not attempts. A second step after the atomic decision (the user and the
-        challenge live in different Redis Cluster slots): when it fails, or the process dies in between, one
-        count is lost, never the answer of a decision already made (the challenge counted the attempt).
-        """
-        user_id = outcome.challenge.user_id
-        try:
-            if outcome.result is VerifyResult.WRONG_CODE:
-                await self._store.record_failed_attempt(user_id, at, self._policy.lockout)
-            elif outcome.result is VerifyResult.VERIFIED:
-                await self._store.record_successful_attempt(user_id, at)
-        except StoreUnavailable as exc:
-            _log.warning("%s not counted for the user (%s)", outcome.result.value, type(exc).__name__)
+        return replace(outcome, proof=await self._proofs.after_verification(outcome, attempt))
 
     async def resend(self, challenge_id: str, context: RequestContext) -> Challenge:
         """Send the same code again, within the challenge's resend count and spacing; no counter is reset.
 
-        The resend is taken (atomically, journaled) before the SMS goes: a failed send still spends it,
-        so that nobody can pump SMS through a failing gateway. The send budgets are taken first, so that a
-        refused budget spends no resend; a refused resend gives its units back (docs/decisions/0011).
+        The resend and the send budgets' units are taken in one atomic, journaled step before the SMS goes,
+        after the code was computed: a failed send still spends them, so that nobody can pump SMS through
+        a failing gateway, and a refusal spends neither (docs/decisions/0011, 0014).
         """
         checked_ref(challenge_id)
         now = self._clock.now()
         known = await self._store.get_challenge(challenge_id)
-        charged: tuple[budgets.BudgetSubject, ...] = ()
-        # A closed challenge sends nothing and charges nothing: record_resend refuses it and journals that.
-        if known.status is ChallengeStatus.OPEN:
-            check_destination(known.phone, self._policy.countries)
-            charged = await budgets.take_units(
-                self._store, self._policy.send_budget, known.user_id, known.phone, now
-            )
-        try:
-            challenge = await self._store.record_resend(challenge_id, now, context)
-        except (ResendRefused, ChallengeClosed):
-            await budgets.give_back(self._store, charged, now)
-            raise
-        return await self._send(challenge)
+        if known.status is not ChallengeStatus.OPEN:
+            # Closed: nothing is sent or charged; record_resend refuses it and journals the refusal.
+            await self._store.record_resend(challenge_id, now, context)
+            raise ChallengeClosed(challenge_id)  # not reached: a closed challenge never opens again
+        check_destination(known.phone, self._policy.countries)
+        code = await self._code(known)
+        challenge = await self._store.record_resend(challenge_id, now, context, self._charges(known, context))
+        return await self._deliver(challenge, code)
 
     async def cancel(self, challenge_id: str, context: RequestContext) -> Challenge:
         """Void an open challenge."""
@@ -292,14 +279,18 @@ class ChallengeFlows:
         checked_ref(challenge_id)
         return await self._store.get_challenge(challenge_id)
 
-    async def _send(self, challenge: Challenge) -> Challenge:
-        code = await codes.derive(
+    async def _code(self, challenge: Challenge) -> str:
+        """The challenge's code, computed in the HSM from its nonce, key version and operation."""
+        return await codes.derive(
             self._keys,
             key_version=challenge.key_version,
             digits=challenge.digits,
             nonce=challenge.nonce,
             op_digest=challenge.op_digest,
         )
+
+    async def _deliver(self, challenge: Challenge, code: str) -> Challenge:
+        """Hand the code's SMS to the gateway (its units are spent already) and note what it said."""
         remaining = challenge.expires_at - self._clock.now()
         text = sms_text.render(
             challenge.operation,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Literal
 
 
 class SesameError(Exception):
@@ -64,6 +65,10 @@ class ChallengeAlreadyExists(SesameError):
 
 class UserNotActive(SesameError):
     """The user's status forbids this: no code for a suspended or revoked user, no change to a revoked one."""
+
+
+class SecurePhoneChanged(SesameError):
+    """The user's secure number changed while a code was about to be sent to the old one: nothing was sent."""
 
 
 class ClientTerminated(SesameError):
@@ -142,6 +147,23 @@ class KeyNotFound(SesameError):
     """The HSM holds no key under this label."""
 
 
+class KeyVersionUnavailable(SesameError):
+    """A challenge names an OTP key version this HSM does not hold: a replica without a key its peers
+    hold, or a token that lost it. A server fault, never an unknown challenge (the caller may retry)."""
+
+    def __init__(self, key_version: int) -> None:
+        super().__init__(f"key version {key_version}")
+        self.key_version = key_version
+
+
+class KeyReplaced(SesameError):
+    """The HSM holds, under a label the store saw, another key than the one seen: a replaced token."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__(label)
+        self.label = label
+
+
 class HsmUnavailable(SesameError):
     """The HSM could not be reached or failed; the operation may be retried."""
 
@@ -150,8 +172,16 @@ class StoreUnavailable(SesameError):
     """The state store could not be reached or failed; the operation may be retried."""
 
 
+# Why a gateway did not take a message: a bounded set, for the metrics label and the rate-limited log.
+DeliveryFailure = Literal["unreachable", "timeout", "refused", "error"]
+
+
 class DeliveryFailed(SesameError):
-    """The SMS gateway refused or failed to take the message."""
+    """The SMS gateway refused or failed to take the message; `reason` says which way, in a bounded set."""
+
+    def __init__(self, message: str, reason: DeliveryFailure = "error") -> None:
+        super().__init__(message)
+        self.reason: DeliveryFailure = reason
 
 
 class ConfigurationError(SesameError):

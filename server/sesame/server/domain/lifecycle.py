@@ -113,6 +113,7 @@ class VoidReason(enum.Enum):
     USER_SUSPENDED = "user_suspended"
     USER_REVOKED = "user_revoked"
     PHONE_CHANGED = "phone_changed"  # its code went to a number that is no longer the secure one
+    USER_BLOCKED = "user_blocked"  # the user was blocked after wrong codes in a row (RTS Art. 4(3)(b))
 
 
 @dataclass(frozen=True, slots=True)

@@ -225,6 +225,9 @@ class VerifyResult(enum.Enum):
     ALREADY_USED = "already_used"
     OPERATION_MISMATCH = "operation_mismatch"
     VOIDED = "voided"  # the challenge was voided earlier (mismatch) or cancelled
+    USER_BLOCKED = (
+        "user_blocked"  # the user is blocked after wrong codes in a row: the code was not evaluated
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +248,7 @@ class VerificationAttempt:
     """What the verify flow hands the store: the facts it computed, never the code itself."""
 
     challenge_id: str
+    user_id: str  # the challenge's user (it never changes): the decision counts the user's failures too
     op_digest: bytes
     code_matches: bool
     at: datetime
@@ -259,6 +263,29 @@ class VerificationOutcome:
     attempts_left: int
     challenge: Challenge
     proof: str = ""  # the signed proof (compact JWS) of a VERIFIED attempt, once issued; "" otherwise
+    blocked_until: datetime | None = None  # set when this wrong code started a block of the user
+
+
+@dataclass(frozen=True, slots=True)
+class RefusalCount:
+    """How often one kind of refusal was answered for a challenge. Only the first one was journaled.
+
+    A refusal (a code for a spent challenge, a resend too soon, a second cancel...) changes nothing and
+    anyone may repeat it: counting the repeats instead of journaling each keeps the journal bounded.
+    """
+
+    event: str  # challenge.verification, challenge.resend, challenge.cancel, challenge.consume
+    outcome: str  # already_used, user_blocked, ...; too_soon, ...; refused; used, replayed, ...
+    count: int  # every refusal of the kind, the journaled one included
+    last_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class JournalPage:
+    """Part of a journal, oldest first, and where the next part starts."""
+
+    entries: list[dict[str, str]]
+    next_token: str  # opaque; "" when there is no more
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from datetime import datetime, timedelta
+    from collections.abc import Sequence
+    from datetime import datetime
 
-    from sesame.server.domain.budgets import BudgetSubject
+    from sesame.server.domain.budgets import Charge
     from sesame.server.domain.lifecycle import (
         ClientTermination,
         Consumption,
@@ -30,10 +31,12 @@ if TYPE_CHECKING:
     from sesame.server.domain.model import (
         Challenge,
         DeliveryState,
+        JournalPage,
         KeyRef,
         LockoutPolicy,
         MacAlgorithm,
         PublicKey,
+        RefusalCount,
         RequestContext,
         SentSms,
         SmsMessage,
@@ -90,23 +93,18 @@ class StateStore(Protocol):
         """The enrolled user. UserNotFound."""
         ...
 
-    async def record_failed_attempt(self, user_id: str, at: datetime, lockout: LockoutPolicy) -> User:
-        """Count one more wrong code in a row for the user, atomically, and return the user.
+    async def open_challenge(
+        self, challenge: Challenge, context: RequestContext, charges: Sequence[Charge] = ()
+    ) -> None:
+        """Open a new challenge in one atomic step (docs/decisions/0014): only while its user is ACTIVE and
+        its number is the user's secure number; indexed among the user's pending challenges (entries that
+        expired before its creation, less the clock skew, are dropped); one unit of each charge taken at its
+        creation time; stored OPEN until its expiry (plus retention). Never overwrites one.
 
-        The `lockout.max_failures`-th blocks the user until `at` plus the block's length (escalating with
-        each block in a row) and restarts the count. Journaled. UserNotFound.
+        Refused with nothing written: UserNotFound, UserNotActive, SecurePhoneChanged (the number is no longer
+        the secure one), ChallengeAlreadyExists (the id was used), SendBudgetExhausted (on the first spent
+        charge, with the exact wait until one of its units frees).
         """
-        ...
-
-    async def record_successful_attempt(self, user_id: str, at: datetime) -> None:
-        """A right code: the wrong codes and blocks in a row start again from zero (journaled if they change).
-
-        UserNotFound.
-        """
-        ...
-
-    async def open_challenge(self, challenge: Challenge, context: RequestContext) -> None:
-        """Store a new OPEN challenge until its expiry (plus retention). Never overwrites one."""
         ...
 
     async def claim_request(self, user_id: str, request_id: str, challenge_id: str, until: datetime) -> str:
@@ -121,13 +119,19 @@ class StateStore(Protocol):
         """The challenge as stored. ChallengeNotFound."""
         ...
 
-    async def record_verification(self, attempt: VerificationAttempt) -> VerificationOutcome:
-        """Count one attempt and decide it, atomically: exactly one concurrent winner, single use.
+    async def record_verification(
+        self, attempt: VerificationAttempt, lockout: LockoutPolicy
+    ) -> VerificationOutcome:
+        """Decide one attempt and carry it over to the challenge's user, atomically (docs/decisions/0013).
 
-        Order: terminal states answer first (ALREADY_USED, VOIDED, LOCKED) without counting; then
-        EXPIRED; then the attempt is counted; a foreign operation digest voids the challenge
-        (OPERATION_MISMATCH); a wrong code gives WRONG_CODE and locks the challenge when it spent the
-        last attempt; a right code marks it VERIFIED. ChallengeNotFound.
+        Exactly one concurrent winner, single use, and no code of a blocked user evaluated. Order:
+        terminal states answer first (ALREADY_USED, VOIDED, LOCKED) without counting; then EXPIRED; then,
+        while the user is blocked, USER_BLOCKED without looking at the code or counting; then the attempt
+        is counted; a foreign operation digest voids the challenge (OPERATION_MISMATCH); a wrong code
+        gives WRONG_CODE, locks the challenge when it spent the last attempt and counts one more wrong
+        code in a row for the user, the `lockout.max_failures`-th of which blocks the user (the outcome's
+        `blocked_until`) and restarts the count; a right code marks it VERIFIED and resets the user's
+        counts. ChallengeNotFound (also when `attempt.user_id` is not the challenge's user).
         """
         ...
 
@@ -135,12 +139,16 @@ class StateStore(Protocol):
         """Void an OPEN challenge on the caller's request. ChallengeNotFound, ChallengeClosed."""
         ...
 
-    async def record_resend(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
-        """Take one of the challenge's resends at `at`, atomically, and return the challenge.
+    async def record_resend(
+        self, challenge_id: str, at: datetime, context: RequestContext, charges: Sequence[Charge] = ()
+    ) -> Challenge:
+        """Take one of the challenge's resends at `at` and one unit of each charge, atomically, and return
+        the challenge.
 
         Refused, and journaled as refused, when the challenge is not OPEN or has expired (ChallengeClosed),
         when no resend is left or the last send is more recent than the challenge's spacing
-        (ResendRefused). No attempt counter changes. ChallengeNotFound.
+        (ResendRefused). Refused with nothing written, no resend spent, when a charge is spent
+        (SendBudgetExhausted). No attempt counter changes. ChallengeNotFound.
         """
         ...
 
@@ -163,35 +171,25 @@ class StateStore(Protocol):
         """The challenge's journal entries, oldest first; empty for an id never opened. They outlive it."""
         ...
 
-    # SMS send budgets (docs/decisions/0011) ----------------------------------------------------------
+    async def challenge_journal_page(self, challenge_id: str, after: str, limit: int) -> JournalPage:
+        """At most `limit` journal entries after the page token `after` ("": from the first), oldest first.
 
-    async def take_send_budget(
-        self, subject: BudgetSubject, at: datetime, limit: int, window: timedelta
-    ) -> None:
-        """Take one unit of the subject's budget at `at`, atomically: at most `limit` per rolling `window`.
-
-        A unit taken at `t` counts while `at < t + window`. Refused with SendBudgetExhausted (and nothing
-        written) when `limit` units count at `at`; its `retry_after` is the exact wait until one frees.
+        The page's `next_token` continues it. InvalidRequest (field `page_token`) for a token that no page
+        of a journal gives.
         """
         ...
 
-    async def return_send_budget(self, subject: BudgetSubject, at: datetime) -> None:
-        """Give back one unit taken at `at` (to the millisecond), if there is one; else do nothing."""
+    async def challenge_refusals(self, challenge_id: str) -> list[RefusalCount]:
+        """How often each kind of refusal was answered for the challenge (only the first is journaled).
+
+        Ordered by event, then outcome; empty when there was none. It outlives the challenge, as the journal.
+        """
         ...
 
     # The user lifecycle (docs/decisions/0010) ---------------------------------------------------
 
-    async def track_challenge(
-        self, user_id: str, challenge_id: str, expires_at: datetime, forget_before: datetime
-    ) -> None:
-        """Index a challenge about to be opened among the user's pending ones, if the user is ACTIVE.
-
-        Entries that expired before `forget_before` are dropped. UserNotFound, UserNotActive.
-        """
-        ...
-
     async def pending_challenges(self, user_id: str, expiring_after: datetime) -> list[str]:
-        """The ids indexed for the user whose expiry is after `expiring_after` (older ones are dropped)."""
+        """The ids opened for the user whose expiry is after `expiring_after` (older ones are dropped)."""
         ...
 
     async def void_challenge(self, challenge_id: str, voiding: Voiding) -> VoidOutcome:

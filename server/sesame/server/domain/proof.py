@@ -32,6 +32,9 @@ ALGORITHM = "ES256"
 TYPE = "sesame-proof+jwt"
 AMR = ("sms_otp",)
 SIGNATURE_BYTES = 64  # ES256: r || s, 32 bytes each, big-endian (RFC 7518 section 3.4)
+# The order n of the P-256 group (SEC 2 section 2.4.2). (r, s) and (r, n - s) both verify: a proof is
+# signed with the low s only, so that one decision has one proof and a flipped copy is refused.
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 CONTEXT_CLAIMS = ("ip", "device_id", "session_id")
 
 
@@ -136,10 +139,23 @@ def signing_input(kid: str, body: Mapping[str, Any]) -> bytes:
 
 
 def compact(signed: bytes, signature: bytes) -> str:
-    """The compact serialisation of a signing input and its raw ES256 signature."""
+    """The compact serialisation of a signing input and its raw ES256 signature, made low-S."""
     if len(signature) != SIGNATURE_BYTES:
         raise ValueError(f"an ES256 signature is {SIGNATURE_BYTES} bytes, not {len(signature)}")
-    return f"{signed.decode('ascii')}.{b64url(signature)}"
+    return f"{signed.decode('ascii')}.{b64url(low_s(signature))}"
+
+
+def low_s(signature: bytes) -> bytes:
+    """The same ES256 signature (raw r || s) with s in the lower half of the group order: n - s if s > n/2."""
+    s = int.from_bytes(signature[32:], "big")
+    if P256_ORDER // 2 < s < P256_ORDER:
+        s = P256_ORDER - s
+    return signature[:32] + s.to_bytes(32, "big")
+
+
+def is_low_s(signature: bytes) -> bool:
+    """Whether the s of a raw r || s signature is at most n/2 (the only form Sésame issues)."""
+    return int.from_bytes(signature[32:], "big") <= P256_ORDER // 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +192,9 @@ def _json_object(part: str) -> dict[str, Any]:
         value = json.loads(b64url_decode(part))
     except UnicodeDecodeError as exc:
         raise ValueError("a JWS part is not UTF-8 JSON") from exc
+    except RecursionError:
+        # Deep nesting ("[[[[..."): the parser's stack runs out before the part could be refused as a shape.
+        raise ValueError("a JWS part is nested too deeply") from None
     if not isinstance(value, dict):
         raise ValueError("a JWS part is not a JSON object")  # noqa: TRY004 (a malformed proof, like the rest)
     return value

@@ -18,7 +18,9 @@ from sesame.server.domain.challenges import checked_ref
 from sesame.server.domain.errors import (
     ChallengeNotFound,
     ChallengeNotVerified,
+    FieldViolation,
     HsmUnavailable,
+    InvalidRequest,
     KeyNotFound,
     StoreUnavailable,
 )
@@ -28,12 +30,15 @@ if TYPE_CHECKING:
     from sesame.server.domain.model import (
         Challenge,
         PublicKey,
+        RefusalCount,
         VerificationAttempt,
         VerificationOutcome,
     )
     from sesame.server.domain.ports import Clock, KeyStore, StateStore
 
 JTI_BYTES = 16  # a proof id needs to be unique, not secret: 128 random bits
+DEFAULT_PAGE_SIZE = 100  # journal entries per evidence page when the caller does not say
+MAX_PAGE_SIZE = 1000  # ~1.5 KB an entry at most: a page stays far below gRPC's 4 MB default message limit
 
 _log = logging.getLogger("sesame.proofs")
 
@@ -43,8 +48,18 @@ class Evidence:
     """What Sésame holds about one challenge, for a dispute."""
 
     challenge: Challenge | None  # None once purged, `retention` after its expiry
-    journal: list[dict[str, str]]  # every entry, oldest first; it outlives the challenge
-    proof: str  # the proof journaled for it, "" when none was issued
+    journal: list[dict[str, str]]  # one page of its entries, oldest first; it outlives the challenge
+    proof: str  # the proof journaled for it, "" when none was issued (or on a page after the first)
+    next_page_token: str = ""  # where the next page of the journal starts; "" after the last
+    refusals: tuple[RefusalCount, ...] = ()  # repeated refusals, counted rather than journaled
+
+
+@dataclass(frozen=True, slots=True)
+class EvidencePage:
+    """Which page of a challenge's evidence to read."""
+
+    token: str = ""  # the previous page's next token; "" for the first page
+    size: int = 0  # entries per page, 1 to MAX_PAGE_SIZE; 0 is DEFAULT_PAGE_SIZE
 
 
 class ProofFlows:
@@ -97,17 +112,29 @@ class ProofFlows:
         """Every proof key's public half still held, oldest first: old proofs keep verifying."""
         return await self._keys.public_keys()
 
-    async def evidence(self, challenge_id: str) -> Evidence:
-        """The challenge (while retained), its whole journal and its proof. ChallengeNotFound."""
+    async def evidence(self, challenge_id: str, page: EvidencePage | None = None) -> Evidence:
+        """The challenge (while retained), a page of its journal, its proof and its refusal counts.
+
+        ChallengeNotFound; InvalidRequest for a page size out of bounds or a page token no page gave.
+        """
         checked_ref(challenge_id)
-        journal = await self._store.challenge_journal(challenge_id)
+        page = page or EvidencePage()
+        if not 0 <= page.size <= MAX_PAGE_SIZE:
+            raise InvalidRequest([FieldViolation("page_size", f"must be 0 to {MAX_PAGE_SIZE}")])
+        entries = await self._store.challenge_journal_page(
+            challenge_id, page.token, page.size or DEFAULT_PAGE_SIZE
+        )
         try:
             challenge: Challenge | None = await self._store.get_challenge(challenge_id)
         except ChallengeNotFound:
-            if not journal:
+            if not entries.entries:
                 raise
             challenge = None
-        return Evidence(challenge, journal, journaled_proof(journal))
+        # The proof entry may be on any page: read it on the first one. Journals are bounded (refusals are
+        # counted, not journaled), so that read is small; only journals written before that can be long.
+        stored = journaled_proof(await self._store.challenge_journal(challenge_id)) if not page.token else ""
+        refusals = tuple(await self._store.challenge_refusals(challenge_id))
+        return Evidence(challenge, entries.entries, stored, entries.next_token, refusals)
 
 
 def journaled_proof(journal: list[dict[str, str]]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import sys
 from pathlib import Path
 
 import grpc
@@ -65,7 +66,36 @@ def demo_phone() -> str:
 
 
 async def run_demo(target: str, sms_file: str) -> int:
-    """Enrol, then go through every verification outcome; prints each step. Exit status 0 when all match."""
+    """Enrol, then go through every verification outcome; prints each step. Exit status 0 when all match.
+
+    What stops the walk (no server, no SMS file, a refused call) is one line on stderr and status 1.
+    """
+    path = Path(sms_file)
+    # The console gateway creates its file at boot: none here means another file, or no console gateway.
+    if not await asyncio.to_thread(path.is_file):
+        _stopped(f"no console SMS file at {sms_file}: give the server's SESAME_SMS_CONSOLE_FILE (--sms-file)")
+        return 1
+    try:
+        return await _walk(target, path)
+    except grpc.aio.AioRpcError as error:
+        reason = (
+            f"no server answers at {target}"
+            if error.code() is grpc.StatusCode.UNAVAILABLE
+            else f"the server answered {error.code().name}: {error.details()}"
+        )
+        _stopped(reason)
+    except TimeoutError:
+        _stopped(
+            f"no SMS for the demo's challenge in {sms_file}: is it the server's SESAME_SMS_CONSOLE_FILE?"
+        )
+    return 1
+
+
+def _stopped(reason: str) -> None:
+    print(f"sesame demo: {reason}", file=sys.stderr)  # noqa: T201
+
+
+async def _walk(target: str, sms_file: Path) -> int:
     async with grpc.aio.insecure_channel(target) as channel:
         auth = auth_grpc.AuthenticationServiceStub(channel)
         enrol = enrol_grpc.EnrollmentServiceStub(channel)
@@ -102,7 +132,7 @@ async def run_demo(target: str, sms_file: str) -> int:
             started = await auth.StartChallenge(
                 auth_pb.StartChallengeRequest(user_id=user_id, operation=_transfer(125000), context=_CONTEXT)
             )
-            text, code = await read_code(Path(sms_file), started.challenge_id)
+            text, code = await read_code(sms_file, started.challenge_id)
             print(f"challenge {started.challenge_id} sent to {started.masked_phone}")  # noqa: T201
             print(f"  SMS: {text}")  # noqa: T201
             return started.challenge_id, code

@@ -19,6 +19,7 @@ from sesame.server.grpc import translate
 from sesame.server.grpc.probe import ClientTls, client_channel
 
 TIMEOUT_SECONDS = 10.0
+PAGE_SIZE = 500  # journal entries per call (at most ~1.5 KB each)
 
 
 class ServerRefused(SesameError):
@@ -38,25 +39,41 @@ def fetch_jwks(target: str, tls: ClientTls | None = None) -> dict[str, Any]:
 
 
 def fetch_evidence(target: str, challenge_id: str, tls: ClientTls | None = None) -> EvidenceRecord:
-    """What the server holds about a challenge (EvidenceService.GetChallengeEvidence), decoded."""
+    """What the server holds about a challenge (EvidenceService.GetChallengeEvidence), every page, decoded."""
     with client_channel(target, tls) as channel:
-        reply = _call(
-            lambda: evidence_grpc.EvidenceServiceStub(channel).GetChallengeEvidence(
-                evidence_pb.GetChallengeEvidenceRequest(challenge_id=challenge_id), timeout=TIMEOUT_SECONDS
-            )
-        )
-    retained = reply.HasField("challenge")
+        stub = evidence_grpc.EvidenceServiceStub(channel)
+        pages = [_page(stub, challenge_id, "")]
+        while pages[-1].next_page_token:
+            pages.append(_page(stub, challenge_id, pages[-1].next_page_token))
+    first = pages[0]
+    retained = first.HasField("challenge")
     return EvidenceRecord(
         challenge_id=challenge_id,
-        challenge=json_format.MessageToDict(reply.challenge, preserving_proto_field_name=True)
+        challenge=json_format.MessageToDict(first.challenge, preserving_proto_field_name=True)
         if retained
         else None,
-        journal=[_ordered(dict(entry.fields)) for entry in reply.journal],
-        proof=reply.proof,
-        operation_digest=digest(translate.operation_of(reply.challenge.operation)).hex()
+        journal=[_ordered(dict(entry.fields)) for page in pages for entry in page.journal],
+        proof=first.proof,
+        operation_digest=digest(translate.operation_of(first.challenge.operation)).hex()
         if retained
         else None,
+        refusals=[
+            json_format.MessageToDict(count, preserving_proto_field_name=True) for count in first.refusals
+        ],
     )
+
+
+def _page(
+    stub: evidence_grpc.EvidenceServiceStub, challenge_id: str, token: str
+) -> evidence_pb.GetChallengeEvidenceResponse:
+    """One page of the evidence: each stays far below gRPC's default 4 MB message limit."""
+    request = evidence_pb.GetChallengeEvidenceRequest(
+        challenge_id=challenge_id, page_size=PAGE_SIZE, page_token=token
+    )
+    reply: evidence_pb.GetChallengeEvidenceResponse = _call(
+        lambda: stub.GetChallengeEvidence(request, timeout=TIMEOUT_SECONDS)
+    )
+    return reply
 
 
 def _ordered(fields: dict[str, str]) -> dict[str, str]:

@@ -9,7 +9,7 @@ from sesame.api.v1 import evidence_service_pb2 as evidence_pb
 from sesame.server.domain import proof
 from sesame.server.domain.model import PublicKey
 from sesame.server.domain.proofs import Evidence
-from sesame.server.grpc.translate import challenge
+from sesame.server.grpc.translate import challenge, timestamp
 
 
 def jwks_json(keys: list[PublicKey]) -> str:
@@ -20,7 +20,15 @@ def jwks_json(keys: list[PublicKey]) -> str:
 def evidence(value: Evidence, now: datetime) -> evidence_pb.GetChallengeEvidenceResponse:
     """What Sésame holds about a challenge; the journal as written, entry by entry."""
     answer = evidence_pb.GetChallengeEvidenceResponse(
-        journal=[evidence_pb.JournalEntry(fields=entry) for entry in value.journal], proof=value.proof
+        journal=[evidence_pb.JournalEntry(fields=entry) for entry in value.journal],
+        proof=value.proof,
+        next_page_token=value.next_page_token,
+        refusals=[
+            evidence_pb.RefusalCount(
+                event=count.event, outcome=count.outcome, count=count.count, last_at=timestamp(count.last_at)
+            )
+            for count in value.refusals
+        ],
     )
     if value.challenge is not None:
         answer.challenge.CopyFrom(challenge(value.challenge, now))

@@ -3,13 +3,18 @@
 A service whose Redis or HSM is gone answers every call UNAVAILABLE; reporting SERVING then would keep a
 load balancer sending it traffic. The watcher sets every status ("" and each service) together, because
 every RPC needs both dependencies, and logs each transition once.
+
+Advisories are parts the service can serve without (the SMS gateway: verifications, reads and lifecycle
+calls still work, and a failed send answers FAILED, to be resent). Each is published under its own name,
+SERVING or NOT_SERVING, and never changes the server's own status: taking every replica out of the
+balancer because a shared gateway is down would stop the codes already sent from being verified.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 from grpc_health.v1 import health, health_pb2
@@ -29,7 +34,7 @@ PROBE_TIMEOUT_SECONDS: Final = 2.0
 class HealthWatcher:
     """Probes every dependency each `interval` seconds and publishes SERVING or NOT_SERVING."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 (after the servicer and services, keyword-only: what is watched and how)
         self,
         servicer: health.aio.HealthServicer,
         services: Sequence[str],
@@ -37,11 +42,17 @@ class HealthWatcher:
         *,
         interval: float,
         timeout: float = PROBE_TIMEOUT_SECONDS,
+        advisories: Mapping[str, Callable[[], bool]] | None = None,
     ) -> None:
-        """Watch `probes` (named for the logs) and publish to `services` of `servicer`."""
+        """Watch `probes` (named for the logs) and publish to `services` of `servicer`.
+
+        Each of `advisories` (health service name: whether that part works) is published under its name.
+        """
         self._servicer = servicer
         self._services = tuple(services)
         self._probes = dict(probes)
+        self._advisories = dict(advisories or {})
+        self._advised: dict[str, bool] = {}
         self._interval = interval
         self._timeout = timeout
         self._healthy: bool | None = None
@@ -65,7 +76,22 @@ class HealthWatcher:
                 _log.info("health SERVING: every dependency answers again")
             await self._publish(SERVING if healthy else NOT_SERVING)
             self._healthy = healthy
+        await self._advise()
         return healthy
+
+    async def _advise(self) -> None:
+        """Publish each advisory that changed; a part that fails is a WARNING (degraded), not NOT_SERVING."""
+        for name, works in self._advisories.items():
+            working = works()
+            if working == self._advised.get(name):
+                continue
+            if not working:
+                _log.warning("health degraded: %s failing (the server itself stays SERVING)", name)
+            elif name in self._advised:
+                _log.info("health: %s works again", name)
+            self._advised[name] = working
+            if not self._draining:
+                await self._servicer.set(name, SERVING if working else NOT_SERVING)
 
     def start(self) -> None:
         """Probe in the background until `stop()`."""

@@ -7,7 +7,9 @@ listeners publish the statuses of the one health servicer the watcher sets.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import errno
+import socket
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import grpc
@@ -19,10 +21,12 @@ from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.api.v1 import evidence_service_pb2_grpc as evidence_grpc
 from sesame.server.domain.challenges import ChallengeFlows
 from sesame.server.domain.enrollment import EnrollmentFlows
+from sesame.server.domain.errors import ConfigurationError
 from sesame.server.domain.ports import Clock, Probe
 from sesame.server.domain.proofs import ProofFlows
 from sesame.server.grpc.authz import AuthorizationInterceptor
 from sesame.server.grpc.catalogue import API_SERVICES
+from sesame.server.grpc.decoding import DecodingInterceptor
 from sesame.server.grpc.health import HealthWatcher
 from sesame.server.grpc.metering import MetricsInterceptor
 from sesame.server.grpc.servicers import AuthenticationServicer, EnrollmentServicer, EvidenceServicer
@@ -35,7 +39,13 @@ SERVICE_NAMES = API_SERVICES
 # Our largest request (a transfer with every field at its maximum) is under 2 KiB: a 64 KiB cap refuses
 # oversized messages before they are parsed, instead of gRPC's default of 4 MiB.
 MAX_MESSAGE_BYTES = 64 * 1024
-_OPTIONS = (("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),)
+# The channel options of every listener of ours.
+SERVER_OPTIONS = (
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    # gRPC turns SO_REUSEPORT on by default: a second server on a taken port would bind without error and
+    # take half the calls. Off, the second one fails to bind and says so.
+    ("grpc.so_reuseport", 0),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,17 +89,20 @@ class GrpcServer:
         health_interval: float,
         metrics: Metrics,
         transport: TransportSettings = PLAINTEXT,
+        advisories: Mapping[str, Callable[[], bool]] | None = None,
     ) -> GrpcServer:
         """Bind `address` as `transport` says, register everything, start serving; health follows `probes`."""
         server = grpc.aio.server(
             # Metrics outermost, so that they see the status the error interceptor chose; authorization
-            # innermost, so that its refusals are answered from the error table like any other error.
+            # inside it, so that its refusals are answered from the error table like any other error;
+            # decoding innermost, so that a refused caller learns nothing from how its bytes parse.
             interceptors=[
                 MetricsInterceptor(metrics),
                 ErrorInterceptor(),
                 AuthorizationInterceptor(transport.policy),
+                DecodingInterceptor(),
             ],
-            options=_OPTIONS,
+            options=SERVER_OPTIONS,
         )
         auth_grpc.add_AuthenticationServiceServicer_to_server(
             AuthenticationServicer(challenges, proofs, clock), server
@@ -106,7 +119,9 @@ class GrpcServer:
             ),
             server,
         )
-        watcher = HealthWatcher(health_servicer, ("", *SERVICE_NAMES), probes, interval=health_interval)
+        watcher = HealthWatcher(
+            health_servicer, ("", *SERVICE_NAMES), probes, interval=health_interval, advisories=advisories
+        )
         # One round before the port opens: the first Check a balancer sends already tells the truth.
         await watcher.check_now()
         port = _bind(server, address, transport.tls)
@@ -128,21 +143,48 @@ class GrpcServer:
 
 
 def _bind(server: grpc.aio.Server, address: str, tls: TlsSettings | None) -> int:
-    if tls is None:
-        return server.add_insecure_port(address)
-    credentials = grpc.ssl_server_credentials(
-        [(tls.private_key, tls.cert_chain)],
-        root_certificates=tls.client_ca,
-        # With a client CA, a caller without a certificate that chains to it fails the handshake.
-        require_client_auth=tls.client_ca is not None,
-    )
-    return server.add_secure_port(address, credentials)
+    _ensure_free(address)
+    try:
+        if tls is None:
+            return server.add_insecure_port(address)
+        credentials = grpc.ssl_server_credentials(
+            [(tls.private_key, tls.cert_chain)],
+            root_certificates=tls.client_ca,
+            # With a client CA, a caller without a certificate that chains to it fails the handshake.
+            require_client_auth=tls.client_ca is not None,
+        )
+        return server.add_secure_port(address, credentials)
+    # gRPC says only "Failed to bind" (a RuntimeError), after printing its own reason on stderr.
+    except RuntimeError:
+        raise ConfigurationError(f"cannot listen on {address}") from None
+
+
+def _ensure_free(address: str) -> None:
+    """ConfigurationError naming `address` when another process listens there (a clear line, not gRPC's).
+
+    Checked with a socket of our own, as gRPC binds (SO_REUSEADDR, no SO_REUSEPORT), before gRPC tries.
+    """
+    host, _, port = address.rpartition(":")
+    if port == "0":
+        return
+    try:
+        candidates = socket.getaddrinfo(host.strip("[]") or None, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return  # gRPC reports an address it cannot resolve itself
+    for family, kind, proto, _, where in candidates:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(where)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise ConfigurationError(f"cannot listen on {address}: address already in use") from None
 
 
 async def _health_only(servicer: health.aio.HealthServicer, address: str) -> Listener:
     """A plaintext listener serving only grpc.health.v1, from the same servicer as the gRPC port."""
-    server = grpc.aio.server(options=_OPTIONS)
+    server = grpc.aio.server(interceptors=[DecodingInterceptor()], options=SERVER_OPTIONS)
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    port = server.add_insecure_port(address)
+    port = _bind(server, address, None)
     await server.start()
     return Listener(server, port)

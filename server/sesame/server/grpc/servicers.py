@@ -17,7 +17,7 @@ from sesame.server.domain.enrollment import EnrollmentFlows
 from sesame.server.domain.lifecycle import UnblockOutcome
 from sesame.server.domain.ports import Clock
 from sesame.server.domain.privacy import mask_phone
-from sesame.server.domain.proofs import ProofFlows
+from sesame.server.domain.proofs import EvidencePage, ProofFlows
 from sesame.server.grpc import evidence_translate, translate
 from sesame.server.grpc import translate_users as users
 from sesame.server.grpc.callers import current_caller
@@ -103,7 +103,8 @@ class EvidenceServicer(evidence_grpc.EvidenceServiceServicer):
     async def GetChallengeEvidence(  # noqa: N802
         self, request: evidence_pb.GetChallengeEvidenceRequest, context: Context
     ) -> evidence_pb.GetChallengeEvidenceResponse:
-        evidence = await self._proofs.evidence(translate.challenge_id(request.challenge_id))
+        page = EvidencePage(request.page_token, request.page_size)
+        evidence = await self._proofs.evidence(translate.challenge_id(request.challenge_id), page)
         return evidence_translate.evidence(evidence, self._clock.now())
 
 

@@ -30,6 +30,7 @@ _TABLE: tuple[tuple[type[errors.SesameError], grpc.StatusCode, str], ...] = (
     (errors.UserBlocked, grpc.StatusCode.FAILED_PRECONDITION, "user blocked after too many wrong codes"),
     (errors.PhoneCooling, grpc.StatusCode.FAILED_PRECONDITION, "secure number changed recently"),
     (errors.PhoneUnchanged, grpc.StatusCode.FAILED_PRECONDITION, "this is the secure number already"),
+    (errors.SecurePhoneChanged, grpc.StatusCode.ABORTED, "secure number changed meanwhile; start again"),
     (errors.ClientTerminated, grpc.StatusCode.FAILED_PRECONDITION, "the client terminated the service"),
     (errors.ChallengeNotVerified, grpc.StatusCode.FAILED_PRECONDITION, "challenge is not verified"),
     (errors.ChallengeMismatch, grpc.StatusCode.FAILED_PRECONDITION, "challenge does not authorise this"),
@@ -38,6 +39,7 @@ _TABLE: tuple[tuple[type[errors.SesameError], grpc.StatusCode, str], ...] = (
     (errors.DestinationNotAllowed, grpc.StatusCode.FAILED_PRECONDITION, "no SMS to this country"),
     (errors.ResendRefused, grpc.StatusCode.RESOURCE_EXHAUSTED, "resend refused"),
     (errors.SendBudgetExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED, "too many codes sent"),
+    (errors.KeyVersionUnavailable, grpc.StatusCode.UNAVAILABLE, "key version not held here, retry later"),
     (errors.HsmUnavailable, grpc.StatusCode.UNAVAILABLE, "key store unavailable, retry later"),
     (errors.StoreUnavailable, grpc.StatusCode.UNAVAILABLE, "state store unavailable, retry later"),
     (errors.DeliveryFailed, grpc.StatusCode.UNAVAILABLE, "SMS gateway unavailable, retry later"),
@@ -70,7 +72,9 @@ def to_status(error: errors.SesameError) -> status_pb2.Status:
     for kind, code, message in _TABLE:
         if isinstance(error, kind):
             return status_pb2.Status(
-                code=code.value[0], message=_message(message, error), details=_details(error, code)
+                code=code.value[0],
+                message=_message(message, error),
+                details=[*_reason(error), *_details(error, code)],
             )
     return status_pb2.Status(code=code_pb2.INTERNAL, message="internal error")
 
@@ -180,6 +184,18 @@ def _budget_details(error: errors.SendBudgetExhausted) -> list[any_pb2.Any]:
     ]
 
 
+def _reason(error: errors.SesameError) -> list[any_pb2.Any]:
+    """ErrorInfo for a fault a caller may tell apart: which OTP key version is missing here (no key)."""
+    if not isinstance(error, errors.KeyVersionUnavailable):
+        return []
+    metadata = {"key_version": str(error.key_version)}
+    return [
+        _packed(
+            error_details_pb2.ErrorInfo(reason="KEY_VERSION_UNAVAILABLE", domain="sesame", metadata=metadata)
+        )
+    ]
+
+
 def _packed(detail: Any) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(detail)
@@ -205,6 +221,10 @@ def _guard(behavior: Behavior, method: str) -> Behavior:
                 caller = caller_identity(context.auth_context()) or "unidentified"
                 _log.warning("rpc %s failed: %s (caller %s)", method, type(error).__name__, caller)
             await context.abort_with_status(rpc_status.to_status(to_status(error)))
+        except grpc.aio.AbortError:
+            # An abort inside (health's NOT_FOUND for an unknown service, an undecodable request) has
+            # already set its status; answering it again would fail with "Abort already called".
+            raise
         except Exception:  # noqa: BLE001 (the last line of defence: log it, answer INTERNAL, leak nothing)
             _log.exception("rpc %s failed unexpectedly", method)
             await context.abort_with_status(

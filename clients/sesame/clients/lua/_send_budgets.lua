@@ -1,0 +1,36 @@
+-- Send budgets (docs/decisions/0011, 0014), included where a script sends a code: one unit from each budget,
+-- taken in the step that opens the challenge or takes the resend, so that a unit is spent if and only if an
+-- SMS goes. Each budget is a sorted set of the times units were taken: at most `limit` units per rolling
+-- window; a unit taken at t counts while now < t + window. A refusal writes nothing.
+-- The budgets' keys are KEYS[first_key ..], each with its limit and window (ms) as ARGV pairs from first_arg.
+
+-- {'exhausted', index of the first spent budget (0-based), exact wait in ms until its unit frees}, or nil.
+local function budget_refusal(first_key, first_arg, count, now)
+  for i = 0, count - 1 do
+    local sends = KEYS[first_key + i]
+    local limit, window = tonumber(ARGV[first_arg + 2 * i]), tonumber(ARGV[first_arg + 2 * i + 1])
+    local counting = redis.call('ZCOUNT', sends, '(' .. (now - window), '+inf')
+    if counting >= limit then
+      -- The (counting - limit + 1)-th oldest counting unit is the one whose expiry brings the count under limit.
+      local frees = redis.call('ZRANGEBYSCORE', sends, '(' .. (now - window), '+inf', 'WITHSCORES',
+                               'LIMIT', counting - limit, 1)
+      return {'exhausted', i, tonumber(frees[2]) + window - now}
+    end
+  end
+  return nil
+end
+
+-- Take one unit of each budget at `now` (unix ms); call after budget_refusal answered nil.
+local function take_budgets(first_key, first_arg, count, now)
+  for i = 0, count - 1 do
+    local sends = KEYS[first_key + i]
+    local window = tonumber(ARGV[first_arg + 2 * i + 1])
+    redis.call('ZREMRANGEBYSCORE', sends, '-inf', now - window)
+    -- Members are unique: the time, then the first free sequence number at that millisecond.
+    local n = 0
+    while redis.call('ZSCORE', sends, now .. '-' .. n) do n = n + 1 end
+    redis.call('ZADD', sends, now, now .. '-' .. n)
+    local newest = redis.call('ZRANGE', sends, -1, -1, 'WITHSCORES')
+    redis.call('PEXPIREAT', sends, tonumber(newest[2]) + window)
+  end
+end

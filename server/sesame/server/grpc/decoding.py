@@ -1,0 +1,119 @@
+"""The interceptor that answers an undecodable request INVALID_ARGUMENT instead of gRPC's UNKNOWN.
+
+grpc.aio parses a request with the handler's deserializer before any behaviour runs, and treats a parse
+error as a crash of the servicer: an ERROR traceback and UNKNOWN naming the exception class. Bad wire
+format and invalid UTF-8 in a string field are the caller's error, so the deserializer is wrapped to hand
+the behaviour an `Undecodable` marker instead of raising, and the behaviour answers it from the one error
+table (BadRequest on `request`) with one WARNING line. It runs innermost, after authorization, so a caller
+the policy refuses learns nothing more than before; the metering interceptor, outermost, counts the answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+from grpc_status import rpc_status
+
+from sesame.server.domain import errors
+from sesame.server.grpc.status import to_status
+from sesame.server.grpc.unary import Continuation
+
+_log = logging.getLogger("sesame.grpc")
+
+Context = grpc.aio.ServicerContext[Any, Any]
+Deserializer = Callable[[bytes], Any]
+
+_FACTORIES: dict[tuple[bool, bool], Callable[..., grpc.RpcMethodHandler[Any, Any]]] = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+_UNDECODABLE = errors.InvalidRequest([errors.FieldViolation("request", "could not be decoded")])
+
+
+@dataclass(frozen=True, slots=True)
+class Undecodable:
+    """Stands for a request message the deserializer refused; `reason` is the error class only."""
+
+    reason: str
+
+
+class DecodingInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps every handler's deserializer and behaviour so that a request that does not parse is refused."""
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_deserializer is None:
+            return handler
+        method = handler_call_details.method
+        shape = (handler.request_streaming, handler.response_streaming)
+        # Under grpc.aio behaviours are coroutine or async-generator functions; the stubs type the sync API.
+        behavior: Any = (
+            handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
+        )
+        return _FACTORIES[shape](
+            _checked(shape, behavior, method),
+            request_deserializer=_tolerant(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
+
+
+def _tolerant(deserialize: Deserializer) -> Deserializer:
+    def parse(raw: bytes) -> Any:
+        try:
+            return deserialize(raw)
+        # upb raises DecodeError for both bad wire format and invalid UTF-8 in a string field.
+        except DecodeError as error:
+            return Undecodable(type(error).__name__)
+
+    return parse
+
+
+async def _refuse(request: Undecodable, method: str, context: Context) -> None:
+    # The class of problem only: the parser's message may quote bytes of the request.
+    _log.warning("rpc %s refused: undecodable request (%s)", method, request.reason)
+    await context.abort_with_status(rpc_status.to_status(to_status(_UNDECODABLE)))
+
+
+def _checked(shape: tuple[bool, bool], behavior: Any, method: str) -> Any:  # noqa: C901 (one closure per shape)
+    async def unary(request: Any, context: Context) -> Any:
+        if isinstance(request, Undecodable):
+            await _refuse(request, method, context)
+        return await behavior(request, context)
+
+    async def server_streaming(request: Any, context: Context) -> AsyncIterator[Any]:
+        if isinstance(request, Undecodable):
+            await _refuse(request, method, context)
+        async for response in behavior(request, context):
+            yield response
+
+    def screened(requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
+        async def each() -> AsyncIterator[Any]:
+            async for request in requests:
+                if isinstance(request, Undecodable):
+                    await _refuse(request, method, context)
+                yield request
+
+        return each()
+
+    async def client_streaming(requests: AsyncIterator[Any], context: Context) -> Any:
+        return await behavior(screened(requests, context), context)
+
+    async def bidi(requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
+        async for response in behavior(screened(requests, context), context):
+            yield response
+
+    return {
+        (False, False): unary,
+        (False, True): server_streaming,
+        (True, False): client_streaming,
+        (True, True): bidi,
+    }[shape]

@@ -1,0 +1,78 @@
+"""What the SMS gateway's sends say about it: a rate-limited WARNING per kind of failure, and a health flag.
+
+A failed send does not fail the call (StartChallenge answers FAILED and the caller may resend), so without
+this a gateway that is down or refusing everything would show only in a counter. The watch is passive: it
+learns from the sends themselves, since Kannel's sendsms interface has no side-effect-free probe. The
+gateway reads as failing from a failed send until the next send that succeeds.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from sesame.server.domain.errors import DeliveryFailed, DeliveryFailure
+
+_log = logging.getLogger("sesame.sms")
+
+# The name under which grpc.health.v1 reports the gateway, apart from the server's own status.
+SMS_HEALTH_SERVICE: Final = "sesame.SmsGateway"
+# At most one WARNING per reason in this many seconds; the next one counts those held back.
+WARNING_EVERY_SECONDS: Final = 60.0
+
+
+@dataclass(slots=True)
+class _Quiet:
+    """When a reason was last logged, and how many failures for it were not logged since."""
+
+    logged_at: float
+    held_back: int = 0
+
+
+class SmsWatch:
+    """Told of every send's outcome by the metered gateway; logs failures sparingly, tells health."""
+
+    def __init__(
+        self,
+        gateway: str,
+        *,
+        every: float = WARNING_EVERY_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Watch the gateway named `gateway` (for the logs); `monotonic` is the clock of the rate limit."""
+        self._gateway = gateway
+        self._every = every
+        self._monotonic = monotonic
+        self._quiet: dict[DeliveryFailure, _Quiet] = {}
+        self._failing = False
+
+    def healthy(self) -> bool:
+        """False from a failed send until the next send that succeeds."""
+        return not self._failing
+
+    def sent(self) -> None:
+        """A send succeeded."""
+        self._failing = False
+
+    def failed(self, error: DeliveryFailed) -> None:
+        """A send failed: a WARNING unless one for the same reason was logged less than `every` ago."""
+        self._failing = True
+        now = self._monotonic()
+        quiet = self._quiet.get(error.reason)
+        if quiet is not None and now - quiet.logged_at < self._every:
+            quiet.held_back += 1
+            return
+        held_back = 0 if quiet is None else quiet.held_back
+        self._quiet[error.reason] = _Quiet(logged_at=now)
+        # The error's message names the class of problem only (never the URL, the text or the number).
+        _log.warning(
+            "SMS gateway %s failing: %s (%s); %d more such failures were not logged in the last %.0f s",
+            self._gateway,
+            error.reason,
+            error,
+            held_back,
+            self._every,
+        )

@@ -1,0 +1,69 @@
+"""The command line says what went wrong in one line and exits non-zero, never with a traceback."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+
+from sesame.server.grpc.server import SERVER_OPTIONS
+from tests.e2e.conftest import Served
+from tests.support.serve_process import free_port, run_serve
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+
+def _demo(target: str, sms_file: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sesame.server.cli", "demo", "--target", target, "--sms-file", str(sms_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_demo_without_a_server_says_so(tmp_path: Path) -> None:
+    """`sesame demo` against an address where nothing listens prints one line and exits 1."""
+    sms_file = tmp_path / "sms.jsonl"
+    sms_file.touch()
+
+    result = _demo(f"127.0.0.1:{free_port()}", sms_file)
+
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"sesame demo: no server answers at 127.0.0.1:{result.args[5][10:]}"
+    ]
+
+
+def test_demo_with_a_missing_sms_file_says_so(served: Served, tmp_path: Path) -> None:
+    """`sesame demo` with an SMS file that does not exist prints one line and exits 1."""
+    result = _demo(served.address, tmp_path / "nowhere.jsonl")
+
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("sesame demo: no console SMS file at ")
+
+
+def test_serve_on_a_taken_port_says_so(served: Served, tmp_path: Path) -> None:
+    """A second `sesame serve` on a running one's port exits non-zero with one line naming the address."""
+    result = run_serve(tmp_path / "var", {"SESAME_GRPC_ADDR": served.address}, timeout=60)
+
+    assert result.returncode != 0
+    assert "Traceback" not in result.stdout
+    assert not re.search(r"^E\d{4} ", result.stdout, re.MULTILINE)  # gRPC core's own error lines
+    assert (
+        result.stdout.splitlines()[-1] == f"sesame: cannot listen on {served.address}: address already in use"
+    )
+
+
+async def test_a_second_server_cannot_share_the_grpc_port(served: Served) -> None:
+    """With our listener options a second gRPC server fails to bind a taken port (no SO_REUSEPORT split)."""
+    second = grpc.aio.server(options=SERVER_OPTIONS)
+    with pytest.raises(RuntimeError):
+        second.add_insecure_port(served.address)
+    await second.stop(0)

@@ -1,0 +1,162 @@
+"""A token without usable keys never serves, and a key version not held is never "challenge not found"."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import grpc
+import pytest
+import redis.asyncio as aioredis
+from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pkcs11 import ObjectClass
+
+from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from sesame.clients.redis_server import EmbeddedRedis
+from sesame.clients.redis_store import RedisStateStore
+from sesame.hsm.keys import init_keys, rotate_keys
+from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
+from sesame.server.domain.model import KeyKind, KeyRef
+from tests.e2e.conftest import Live
+from tests.e2e.helpers import CONTEXT, enrolled, snapshot, started, transfer
+from tests.support.serve_process import run_serve
+from tests.support.wired_server import ServerOptions, start_wired
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+SERVING = health_pb2.HealthCheckResponse.SERVING
+
+
+def operator_token_settings(config: Pkcs11Config, hsm_dir: Path, redis_url: str) -> dict[str, str]:
+    """`sesame serve` settings for an operator's token (not the dev one) in the session's token directory."""
+    return {
+        "SOFTHSM2_CONF": str(hsm_dir.resolve() / "softhsm2.conf"),
+        "SESAME_PKCS11_MODULE": config.module,
+        "SESAME_HSM_TOKEN": config.token_label,
+        "SESAME_HSM_PIN": config.pin,
+        "SESAME_REDIS_URL": redis_url,
+    }
+
+
+def destroy(store: Pkcs11KeyStore, object_class: ObjectClass, label: str) -> None:
+    """Destroy one key object in the token behind the store's back (a damaged or lost key)."""
+    token = store._live()
+
+    def run() -> None:
+        token.call(lambda live: live.session.get_key(object_class=object_class, label=label).destroy())
+        token.forget_key(label)
+
+    store._worker.run(run)
+
+
+def test_serve_refuses_a_token_without_an_otp_key(
+    make_token: Callable[[str], Pkcs11Config], hsm_dir: Path, redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    """`sesame serve` on a token holding a proof key but no OTP key exits non-zero with a clear message."""
+    config = make_token(f"no-otp-{secrets.token_hex(4)}")
+    rotate_keys(config, KeyKind.PROOF)
+    result = run_serve(tmp_path / "var", operator_token_settings(config, hsm_dir, redis_server.url))
+    assert result.returncode == 2, result.stdout
+    assert "no usable current OTP key and proof key" in result.stdout
+    assert "sesame keys init" in result.stdout
+    assert "Traceback" not in result.stdout
+
+
+def test_serve_refuses_a_token_without_a_proof_key(
+    make_token: Callable[[str], Pkcs11Config], hsm_dir: Path, redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    """`sesame serve` on a token holding an OTP key but no proof key exits non-zero with a clear message."""
+    config = make_token(f"no-proof-{secrets.token_hex(4)}")
+    rotate_keys(config, KeyKind.OTP)
+    result = run_serve(tmp_path / "var", operator_token_settings(config, hsm_dir, redis_server.url))
+    assert result.returncode == 2, result.stdout
+    assert "no usable current OTP key and proof key" in result.stdout
+
+
+@pytest.fixture
+async def private_keystore(make_token: Callable[[str], Pkcs11Config]) -> AsyncIterator[Pkcs11KeyStore]:
+    """A key store on a token of the test's own, with its first OTP and proof keys."""
+    config = make_token(f"health-{secrets.token_hex(4)}")
+    init_keys(config)
+    store = await asyncio.to_thread(Pkcs11KeyStore.open, config)
+    yield store
+    await asyncio.to_thread(store.close)
+
+
+async def overall_status(channel: grpc.aio.Channel, want: int) -> int:
+    """The overall health status once it is `want`, or the last one seen after 15 s."""
+    stub = health_pb2_grpc.HealthStub(channel)
+    status = -1
+    for _ in range(150):
+        status = (await stub.Check(health_pb2.HealthCheckRequest())).status
+        if status == want:
+            break
+        await asyncio.sleep(0.1)
+    return status
+
+
+@pytest.mark.parametrize(
+    ("object_class", "label"),
+    [(ObjectClass.SECRET_KEY, KeyRef.otp(1).label), (ObjectClass.PRIVATE_KEY, KeyRef.proof(1).label)],
+    ids=["otp-key", "proof-key"],
+)
+async def test_health_is_not_serving_once_a_current_key_is_gone(
+    private_keystore: Pkcs11KeyStore,
+    redis_store: RedisStateStore,
+    tmp_path: Path,
+    object_class: ObjectClass,
+    label: str,
+) -> None:
+    """A key destroyed while serving turns health NOT_SERVING although the token still answers."""
+    wired = await start_wired(
+        private_keystore, redis_store, tmp_path / "sms.jsonl", ServerOptions(health_interval=0.1)
+    )
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{wired.server.port}")
+    try:
+        assert await overall_status(channel, SERVING) == SERVING
+        await asyncio.to_thread(destroy, private_keystore, object_class, label)
+        assert await overall_status(channel, NOT_SERVING) == NOT_SERVING
+        await private_keystore.random(1)  # the token itself still answers: only the key is gone
+    finally:
+        await channel.close()
+        await wired.server.stop(0)
+
+
+async def test_verify_of_a_key_version_not_held_is_unavailable_not_not_found(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    """A challenge id naming an OTP key version this HSM lacks answers UNAVAILABLE, KEY_VERSION_UNAVAILABLE.
+
+    Before, it read NOT_FOUND "challenge not found": a replica missing a key its peers hold denied valid
+    challenges. Nothing is written and no attempt is counted.
+    """
+    user_id = await enrolled(live)
+    challenge_id, code = await started(live, user_id)
+    nonce, _, digits = challenge_id.split(".")
+    elsewhere = f"{nonce}.k999.{digits}"
+    # A challenge a peer replica opened under OTP key v999, which this replica's HSM does not hold.
+    stored = f"sesame:{{ch:{challenge_id}}}:challenge"
+    moved = f"sesame:{{ch:{elsewhere}}}:challenge"
+    await redis_client.rename(stored, moved)
+    await redis_client.hset(moved, mapping={"challenge_id": elsewhere, "key_version": 999})
+    before = await snapshot(redis_client)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await live.auth.VerifyChallenge(
+            auth_pb.VerifyChallengeRequest(
+                challenge_id=elsewhere, code=code, operation=transfer(), context=CONTEXT
+            )
+        )
+    assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+    raw = dict(caught.value.trailing_metadata() or ())["grpc-status-details-bin"]
+    info = error_details_pb2.ErrorInfo()
+    assert status_pb2.Status.FromString(raw).details[0].Unpack(info)
+    assert (info.reason, info.domain, dict(info.metadata)) == (
+        "KEY_VERSION_UNAVAILABLE",
+        "sesame",
+        {"key_version": "999"},
+    )
+    assert await snapshot(redis_client) == before

@@ -1,0 +1,117 @@
+"""Never more than five wrong codes in a row (RTS Art. 4(3)(b)), and the payer's alert (Art. 4(4)), through a
+real gRPC server, real Redis and SoftHSM.
+
+The attack: open as many challenges as the send budget allows, then guess on every one of them. Before the
+block was decided in the step that counts the failure, it gave 30 evaluated wrong codes an hour, 25 of
+them after the block, and a right code on an older challenge lifted the block.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+
+import pytest
+import redis.asyncio as aioredis
+
+from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from sesame.server.domain.budgets import SendBudget
+from sesame.server.domain.challenges import ChallengePolicy
+from sesame.server.domain.model import LockoutPolicy
+from tests.e2e.conftest import Live
+from tests.e2e.helpers import PHONE, enrolled, started, verify, wrong
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+EVALUATED = {auth_pb.VERIFY_RESULT_WRONG_CODE, auth_pb.VERIFY_RESULT_VERIFIED}
+
+
+def alerts(live: Live) -> list[dict[str, str]]:
+    """The SMS the server sent that belong to no challenge (notices), in order."""
+    sent = [json.loads(line) for line in live.sms_file.read_text(encoding="utf-8").splitlines()]
+    return [message for message in sent if not message["challenge_id"]]
+
+
+async def test_ten_challenges_then_guessing_evaluate_at_most_five_wrong_codes(live: Live) -> None:
+    """30 guesses over 10 open challenges: 5 WRONG_CODE, then nothing evaluated, right codes included."""
+    user_id = await enrolled(live)
+    opened = [await started(live, user_id) for _ in range(10)]  # the hourly send budget
+    answers = [
+        (await verify(live, challenge_id, wrong(code))).result
+        for challenge_id, code in opened
+        for _ in range(3)
+    ]
+    assert answers[:5] == [auth_pb.VERIFY_RESULT_WRONG_CODE] * 5
+    assert not EVALUATED & set(answers[5:])
+    right = [(await verify(live, challenge_id, code)).result for challenge_id, code in opened]
+    assert not EVALUATED & set(right)
+    for challenge_id, _ in opened:
+        described = await live.auth.GetChallenge(auth_pb.GetChallengeRequest(challenge_id=challenge_id))
+        assert described.challenge.status != auth_pb.CHALLENGE_STATUS_VERIFIED
+    failures = [e for e in await live.store.user_journal(user_id) if e["event"] == "user.failed_attempt"]
+    assert [e["outcome"] for e in failures] == ["counted"] * 4 + ["blocked"]
+
+
+async def test_wrong_codes_count_again_once_the_block_is_over(live: Live) -> None:
+    """An hour later (block and send budget over) a wrong code is evaluated and counted again."""
+    user_id = await enrolled(live)
+    for wrong_codes in (3, 2):
+        challenge_id, code = await started(live, user_id)
+        for _ in range(wrong_codes):
+            await verify(live, challenge_id, wrong(code))
+    live.clock.advance(timedelta(minutes=61))
+    challenge_id, code = await started(live, user_id)
+    answer = await verify(live, challenge_id, wrong(code))
+    assert (answer.result, answer.attempts_left) == (auth_pb.VERIFY_RESULT_WRONG_CODE, 2)
+    user = await live.store.get_user(user_id)
+    assert (user.failures, user.blocks) == (1, 1)
+
+
+SHORT_BLOCK = ChallengePolicy(
+    lockout=LockoutPolicy(first_block=timedelta(minutes=2)), send_budget=SendBudget(per_user=20, per_phone=20)
+)
+
+
+@pytest.mark.parametrize("policy", [SHORT_BLOCK])
+async def test_a_right_code_during_the_block_is_refused_and_not_spent(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    """A challenge the voiding missed answers USER_BLOCKED to its right code, stays open, verifies after."""
+    user_id = await enrolled(live)
+    missed_id, missed_code = await started(live, user_id)
+    # As if the process died before voiding it: the block alone must hold it.
+    await redis_client.zrem(live.store.keys.user_pending(user_id), missed_id)
+    for wrong_codes in (3, 2):
+        challenge_id, code = await started(live, user_id)
+        for _ in range(wrong_codes):
+            await verify(live, challenge_id, wrong(code))
+    during = await verify(live, missed_id, missed_code)
+    assert (during.result, during.attempts_left) == (auth_pb.VERIFY_RESULT_USER_BLOCKED, 0)
+    described = await live.auth.GetChallenge(auth_pb.GetChallengeRequest(challenge_id=missed_id))
+    assert (described.challenge.status, described.challenge.attempts_left) == (
+        auth_pb.CHALLENGE_STATUS_OPEN,
+        3,
+    )
+    live.clock.advance(timedelta(minutes=2))
+    assert (await verify(live, missed_id, wrong(missed_code))).result == auth_pb.VERIFY_RESULT_WRONG_CODE
+    assert (await verify(live, missed_id, missed_code)).result == auth_pb.VERIFY_RESULT_VERIFIED
+
+
+async def test_the_payer_is_alerted_once_without_a_code(live: Live) -> None:
+    """The fifth wrong code sends one SMS to the secure number with the block's end and no code."""
+    user_id = await enrolled(live)
+    opened = [await started(live, user_id) for _ in range(3)]
+    for challenge_id, code in opened:
+        for _ in range(3):
+            await verify(live, challenge_id, wrong(code))
+    sent_codes = [code for _, code in opened]
+    [alert] = alerts(live)
+    assert alert["to"] == PHONE
+    assert "UTC" in alert["text"]
+    assert not re.search(r"\d{6}", alert["text"])
+    assert not any(code in alert["text"] for code in sent_codes)
+    notices = [e for e in await live.store.user_journal(user_id) if e["event"] == "user.notice"]
+    assert [(n["kind"], n["outcome"], n["phone"]) for n in notices] == [
+        ("user_blocked", "sent", "+33*******78")
+    ]
