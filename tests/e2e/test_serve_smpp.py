@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -108,6 +109,9 @@ def test_a_challenge_is_sent_over_smpp_then_reported_delivered(smsc: Smsc, throu
     assert {(part.destination, part.source) for part in smsc.submitted} == {("33612345678", "MaBanque")}
     state = _delivery_state(through_smpp.address, started.challenge_id, auth_pb.DELIVERY_STATE_DELIVERED)
     assert state == auth_pb.DELIVERY_STATE_DELIVERED
+    code = re.search(r"code (\d{6,8})", smsc.text())
+    assert code is not None
+    assert code.group(1) not in through_smpp.output()
 
 
 def test_an_undelivered_receipt_makes_the_challenge_failed(smsc: Smsc, through_smpp: ServeProcess):

@@ -15,7 +15,7 @@ from sesame.clients import smpp_text
 from sesame.clients.smpp_pdu import Address
 from sesame.clients.smpp_session import Timing
 from sesame.clients.sms_smpp import SmppConfig, SmppSmsGateway
-from sesame.server.domain.errors import DeliveryFailed
+from sesame.server.domain.errors import DeliveryFailed, StoreUnavailable
 from sesame.server.domain.model import DeliveryState, SmsMessage
 from tests.fakes.clock import FixedClock
 from tests.support.ports import free_port
@@ -286,3 +286,51 @@ async def test_close_unbinds_and_does_not_bind_again(gateways: Gateways):
     await asyncio.sleep(1.0)  # longer than the first reconnect delay
     assert (seen, len(connections), gateway.bound) == ([0x00000006], 1, False)
     server.close()
+
+
+async def test_a_receipt_the_store_cannot_take_is_answered_as_a_temporary_error(gateways: Gateways):
+    """StoreUnavailable while recording: deliver_sm_resp says ESME_RX_T_APPN; the SMSC's retry is recorded."""
+    answers: asyncio.Queue[smpp34.RawPdu] = asyncio.Queue()
+    recorded: list[DeliveryState] = []
+    attempts: list[int] = []
+
+    async def record(challenge_id: str, state: DeliveryState, provider_ref: str) -> None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise StoreUnavailable("redis down")
+        recorded.append(state)
+
+    receipt = smpp34.DeliverSm("33612345678", "MaBanque", b"id:m1 stat:DELIVRD err:000", esm_class=0x04)
+
+    async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        bind = await _read_raw(reader)
+        writer.write(_pdu(0x80000009, bind.sequence_number, b"PEER\0"))
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            while True:
+                received = await _read_raw(reader)
+                if received.command_id == 0x00000004:
+                    writer.write(_pdu(0x80000004, received.sequence_number, b"m1\0"))
+                    writer.write(_with_sequence(receipt.encode(), 900))
+                elif received.command_id == 0x80000005:
+                    await answers.put(received)
+                    if received.command_status:
+                        writer.write(_with_sequence(receipt.encode(), 901))
+
+    port = free_port()
+    server = await asyncio.start_server(peer, "127.0.0.1", port)
+    gateway = SmppSmsGateway(
+        SmppConfig("127.0.0.1", port, "sesame", "secret", Address(5, 0, "MaBanque")), FixedClock(), record
+    )
+    await gateway.start()
+    await gateway.send(SmsMessage(PHONE, "MaBanque: code 482913", "ch.k1.d6"))
+    async with asyncio.timeout(10):
+        first, second = await answers.get(), await answers.get()
+    assert (first.sequence_number, first.command_status) == (900, 0x64)
+    assert (second.sequence_number, second.command_status) == (901, 0)
+    assert recorded == [DeliveryState.DELIVERED]
+    await gateway.close()
+    server.close()
+
+
+def _with_sequence(wire: bytes, sequence: int) -> bytes:
+    return wire[:12] + struct.pack(">I", sequence) + wire[16:]
