@@ -334,3 +334,16 @@ async def test_a_receipt_the_store_cannot_take_is_answered_as_a_temporary_error(
 
 def _with_sequence(wire: bytes, sequence: int) -> bytes:
     return wire[:12] + struct.pack(">I", sequence) + wire[16:]
+
+
+async def test_a_message_sent_while_the_session_is_rebinding_waits_for_it(smsc: Smsc, gateways: Gateways):
+    """Right after the connection is cut, a message waits for the new bind instead of failing."""
+    cable = Cable(smsc.port)
+    await cable.start()
+    gateway = await gateways(port=cable.port)
+    await _until(lambda: gateway.bound)
+    cable.cut()
+    await _until(lambda: not gateway.bound)
+    await gateway.send(SmsMessage(PHONE, "MaBanque: code 333333", "ch.k1.d6"))
+    assert [part.text[-6:] for part in smsc.submitted] == ["333333"]
+    await cable.close()

@@ -1,9 +1,10 @@
 """`SmppSmsGateway`: the SmsGateway port over SMPP 3.4, bound as a transceiver (docs/decisions/0018).
 
 One connection, kept bound by a background task that reconnects (0.5 s, doubling to 10 s) whenever it
-drops. Each message is encoded (GSM-7 or UCS-2, concatenated parts past one segment), each part is one
-submit_sm asking for a delivery receipt, paced by the rate and bounded by the window of submits awaiting
-their answer. Receipts arrive as deliver_sm on the same connection; the SMSC's message ids lead back to
+drops; a message waits for a bind under way, and fails at once while the SMSC cannot be reached. Each
+message is encoded (GSM-7 or UCS-2, concatenated parts past one segment), each part is one submit_sm
+asking for a delivery receipt, paced by the rate and bounded by the window of submits awaiting their
+answer. Receipts arrive as deliver_sm on the same connection; the SMSC's message ids lead back to
 the challenge, whose delivery state they then move forward through `record`.
 
 The text holds the code and the password opens the account: neither reaches a log or an exception.
@@ -67,7 +68,7 @@ class SmppSmsGateway:
         self._pace_lock = asyncio.Lock()
         self._next_slot = 0.0
         self._session: SmppSession | None = None
-        self._attempted = asyncio.Event()  # set after each connection attempt, bound or not
+        self._settled = asyncio.Event()  # set while bound, or while the last attempt to bind failed
         self._keeper: asyncio.Task[None] | None = None
         self._closing = False
         self._tasks: set[asyncio.Task[int]] = set()
@@ -131,11 +132,12 @@ class SmppSmsGateway:
         )
 
     async def _bound(self) -> SmppSession:
-        """The bound session; waits for a first attempt, fails at once while the SMSC is unreachable."""
-        if self._session is None and not self._attempted.is_set():
+        """The bound session: waits while a bind is under way (at boot, after a drop), fails at once while
+        the last attempt to bind failed (the SMSC is unreachable: the next provider's turn)."""
+        if self._session is None and not self._settled.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._config.timing.connect):
-                    await self._attempted.wait()
+                    await self._settled.wait()
         if self._session is None:
             raise DeliveryFailed("SMSC not bound", "unreachable")
         return self._session
@@ -179,7 +181,7 @@ class SmppSmsGateway:
                 )
             except SessionLost as exc:
                 _log.warning("SMPP bind to %s:%d failed: %s", self._config.host, self._config.port, exc)
-                self._attempted.set()
+                self._settled.set()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _LONGEST_RETRY)
                 continue
@@ -187,11 +189,13 @@ class SmppSmsGateway:
                 "SMPP bound to %s:%d as %r", self._config.host, self._config.port, self._config.system_id
             )
             self._session, delay = session, _FIRST_RETRY
-            self._attempted.set()
+            self._settled.set()
             try:
                 await session.run()
             finally:
                 self._session = None
+                # Dropped: messages wait for the bind that follows, as long as the connect timeout.
+                self._settled.clear()
             await asyncio.sleep(delay)
 
     async def _delivered(self, received: Pdu) -> int:
