@@ -126,3 +126,54 @@ async def drive(
     await asyncio.gather(*(worker(i) for i in range(concurrency)))
     seconds = time.perf_counter() - started
     return Run(ops=done, failed=failed, seconds=round(seconds, 3), stopped_by=",".join(sorted(stopped)))
+
+
+async def pace(
+    operation: Callable[[int], Awaitable[None]],
+    rate: float,
+    duration: float,
+    max_ops: int,
+    max_in_flight: int,
+) -> Run:
+    """Start `operation` `rate` times a second on a fixed schedule (open loop) until `duration` or `max_ops`.
+
+    A closed loop at full speed measures latency under saturation; a schedule at a given rate measures it
+    the way callers see it below saturation. An arrival finding `max_in_flight` operations still running is
+    skipped and counted as failed (the server fell behind the schedule), so the loop stays bounded.
+    """
+    done = failed = 0
+    running: set[asyncio.Task[None]] = set()
+    started = time.perf_counter()
+    deadline = started + duration
+
+    async def one(index: int) -> None:
+        nonlocal done, failed
+        try:
+            await operation(index)
+        except (grpc.RpcError, TimeoutError, AssertionError):
+            failed += 1
+        else:
+            done += 1
+
+    arrivals = 0
+    stopped = "duration"
+    while (now := time.perf_counter()) < deadline:
+        if arrivals >= max_ops:
+            stopped = "max_ops"
+            break
+        due = started + arrivals / rate
+        if due > now:
+            await asyncio.sleep(due - now)
+            continue
+        if len(running) >= max_in_flight:
+            failed += 1
+        else:
+            task = asyncio.create_task(one(arrivals))
+            running.add(task)
+            task.add_done_callback(running.discard)
+        arrivals += 1
+    # The rate is the schedule's: the time the last operations take to finish is not part of it.
+    seconds = time.perf_counter() - started
+    if running:
+        await asyncio.wait(running)
+    return Run(ops=done, failed=failed, seconds=round(seconds, 3), stopped_by=stopped)

@@ -31,7 +31,7 @@ from typing import Any
 import uvloop
 
 from bench import report, servers
-from bench.driver import Latency, Recorder, drive
+from bench.driver import Latency, Recorder, Run, drive, pace
 from bench.phases import Connections, Echo, Sesame
 from bench.procs import Process, describe_machine
 from bench.servers import Server
@@ -47,14 +47,13 @@ def _processes(server: Server) -> list[Process]:
 
 async def _measure(
     server: Server,
-    operation: Callable[[int], Awaitable[None]],
+    load: Awaitable[Run],
     recorder: Recorder,
-    args: argparse.Namespace,
     settle: Callable[[], Awaitable[None]] | None = None,
 ) -> dict[str, Any]:
-    """Drive `operation`; its CPU and memory include `settle` (the SMS still being handed over)."""
+    """Await `load`; the phase's CPU and memory include `settle` (the SMS still being handed over)."""
     before = Snapshot.take(_processes(server))
-    run = await drive(operation, args.concurrency, args.duration, args.max_ops)
+    run = await load
     if settle is not None:
         await settle()
     usage = before.usage(_processes(server))
@@ -88,13 +87,14 @@ def _delays(samples: list[float], missing: int) -> dict[str, Any]:
     }
 
 
-async def _echo_phase(args: argparse.Namespace) -> dict[str, Any]:
-    with servers.echo(args.echo_workers) as server:
+async def _echo_phase(args: argparse.Namespace, workers: int) -> dict[str, Any]:
+    with servers.echo(workers) as server:
         connections = Connections(server.address, args.connections)
         try:
             await drive(Echo(connections, Recorder()), args.connections, 5.0, 4 * args.connections)  # warm
             recorder = Recorder()
-            return await _measure(server, Echo(connections, recorder), recorder, args)
+            load = drive(Echo(connections, recorder), args.concurrency, args.duration, args.max_ops)
+            return await _measure(server, load, recorder)
         finally:
             await connections.close()
 
@@ -124,13 +124,21 @@ async def _sesame_phases(args: argparse.Namespace, workers: int | None) -> dict[
                 ("start", sesame.start_phase, settle),
                 ("verify", sesame.verify_phase, None),
                 ("flows", sesame.flow_phase, None),
+                ("flows_half", sesame.flow_phase, None),
             ):
                 memory_before = servers.redis_used_memory(redis_url)
                 recorder = Recorder()
-                phase = await _measure(server, make(recorder), recorder, args, after)
+                if name == "flows_half":
+                    rate = max(1.0, phases["flows"]["rate_per_s"] / 2)
+                    load = pace(make(recorder), rate, args.duration, args.max_ops, 4 * args.concurrency)
+                else:
+                    load = drive(make(recorder), args.concurrency, args.duration, args.max_ops)
+                phase = await _measure(server, load, recorder, after)
                 delta = servers.redis_used_memory(redis_url) - memory_before
                 phase["redis_used_memory_delta_bytes"] = delta
                 phase["redis_bytes_per_op"] = round(delta / phase["ops"]) if phase["ops"] else 0
+                if name == "flows_half":
+                    phase["target_rate_per_s"] = round(rate, 1)
                 if name != "verify":
                     phase["sms_after_start_ms"] = _delays(sesame.sms_delays, missing)
                     sesame.sms_delays.clear()
@@ -150,7 +158,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.workers and not has_workers:
         print("this `sesame serve` has no --workers option: one server process", file=sys.stderr)
     machine = describe_machine()
-    phases = {"echo": await _echo_phase(args)}
+    echo_workers = args.echo_workers or workers or 1
+    phases = {"echo": await _echo_phase(args, echo_workers)}
     phases.update(await _sesame_phases(args, workers))
     short, dirty = report.commit()
     return {
@@ -167,7 +176,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "users": args.users,
             "workers": workers,
             "serve_has_workers": has_workers,
-            "echo_workers": args.echo_workers,
+            "echo_workers": echo_workers,
         },
         "phases": phases,
         "summary": report.summary(phases),
@@ -186,10 +195,12 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument(
         "--workers", type=int, default=None, help="`sesame serve --workers` when it has it (default: cores)"
     )
-    parser.add_argument("--echo-workers", type=int, default=1, help="echo server processes (default 1)")
+    parser.add_argument(
+        "--echo-workers", type=int, default=None, help="echo server processes (default: as many as Sésame's)"
+    )
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"), help="where JSON and PNG go")
     args = parser.parse_args()
-    if min(args.concurrency, args.connections, args.users, args.max_ops, args.echo_workers) < 1:
+    if min(args.concurrency, args.connections, args.users, args.max_ops, args.echo_workers or 1) < 1:
         parser.error("counts must be at least 1")
     return args
 

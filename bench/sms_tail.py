@@ -31,20 +31,18 @@ class SmsTail:
     """One polling task reads new complete lines; callers wait for the SMS of a challenge, bounded."""
 
     def __init__(self, path: Path) -> None:
-        """Follow `path` from its current end (earlier lines belong to earlier runs)."""
-        self._path = path
-        self._offset = path.stat().st_size if path.exists() else 0
+        """Follow `path` (which the server created at boot) from its current end: earlier lines are older."""
+        # One handle kept open: a poll is then one read(2), not an open, a seek and a close.
+        self._handle = path.open("rb")
+        self._handle.seek(0, 2)
+        self._pending = b""
         self._messages: dict[str, Sms] = {}
         self._waiters: dict[str, asyncio.Future[Sms]] = {}
 
     def _poll(self) -> None:
-        if not self._path.exists():
-            return
-        with self._path.open("rb") as handle:
-            handle.seek(self._offset)
-            chunk = handle.read()
-        complete = chunk[: chunk.rfind(b"\n") + 1]
-        self._offset += len(complete)
+        chunk = self._pending + self._handle.read()
+        cut = chunk.rfind(b"\n") + 1
+        complete, self._pending = chunk[:cut], chunk[cut:]
         seen = time.time()
         for line in complete.splitlines():
             message = json.loads(line)
@@ -61,10 +59,13 @@ class SmsTail:
 
     async def follow(self, stop: asyncio.Event) -> None:
         """Read new lines every 2 ms until `stop` is set."""
-        while not stop.is_set():
+        try:
+            while not stop.is_set():
+                self._poll()
+                await asyncio.sleep(0.002)
             self._poll()
-            await asyncio.sleep(0.002)
-        self._poll()
+        finally:
+            self._handle.close()
 
     async def sms(self, challenge_id: str, limit: float = 10.0) -> Sms:
         """The SMS of `challenge_id`, waiting for its line at most `limit` seconds (TimeoutError)."""

@@ -38,6 +38,7 @@ RPCS = {
     "start": {"StartChallenge"},
     "verify": {"VerifyChallenge"},
     "flows": {"StartChallenge", "VerifyChallenge", "flow"},
+    "flows_half": {"StartChallenge", "VerifyChallenge", "flow"},
 }
 SESAME_EXTRA = {"redis_used_memory_delta_bytes", "redis_bytes_per_op"}
 SMS = {"count", "missing", "p50_ms", "p99_ms", "max_ms"}
@@ -110,7 +111,7 @@ def test_each_rpc_is_timed_once_per_operation(record: dict[str, Any]) -> None:
 def test_cpu_and_memory_are_read_per_process(record: dict[str, Any]) -> None:
     """Server, Redis and client spent CPU in every Sésame phase; every process has a resident size."""
     assert record["phases"]["echo"]["cpu_seconds"]["echo"] > 0
-    for name in ("start", "verify", "flows"):
+    for name in ("start", "verify", "flows", "flows_half"):
         phase = record["phases"][name]
         assert {"server", "redis", "client"} <= set(phase["cpu_seconds"])
         assert phase["cpu_seconds"]["server"] > 0
@@ -127,7 +128,7 @@ def test_cpu_and_memory_are_read_per_process(record: dict[str, Any]) -> None:
 
 def test_sms_delay_and_redis_memory_are_reported(record: dict[str, Any]) -> None:
     """Every started challenge's SMS was seen and timed; Redis grew by some bytes per flow."""
-    for name in ("start", "flows"):
+    for name in ("start", "flows", "flows_half"):
         phase = record["phases"][name]
         assert set(phase) >= SESAME_EXTRA
         sms = phase["sms_after_start_ms"]
@@ -158,3 +159,11 @@ def test_machine_settings_and_summary_describe_the_run(record: dict[str, Any]) -
     assert summary["flows_vs_echo_pct"] > 0
     assert summary["max_peak_rss_mb_per_server_process"] > 0
     assert isinstance(summary["loaded"], bool)
+
+
+def test_the_paced_phase_runs_at_half_the_flow_rate(record: dict[str, Any]) -> None:
+    """The open-loop phase is scheduled at half the closed-loop flow rate, and starts no more than that."""
+    flows, half = record["phases"]["flows"], record["phases"]["flows_half"]
+    assert half["target_rate_per_s"] == round(max(1.0, flows["rate_per_s"] / 2), 1)
+    scheduled = half["target_rate_per_s"] * record["settings"]["duration_s"] + 2  # rounding of the rate
+    assert half["ops"] + half["failed"] <= scheduled
