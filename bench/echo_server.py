@@ -51,7 +51,9 @@ def main() -> None:
     if args.workers <= 1:
         _worker(args.port)
         return
-    workers = [multiprocessing.Process(target=_worker, args=(args.port,)) for _ in range(args.workers)]
+    # Spawned, not forked: gRPC's threads and state do not survive a fork.
+    spawn = multiprocessing.get_context("spawn")
+    workers = [spawn.Process(target=_worker, args=(args.port,)) for _ in range(args.workers)]
     for worker in workers:
         worker.start()
 

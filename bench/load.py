@@ -33,7 +33,7 @@ import uvloop
 from bench import report, servers
 from bench.driver import Latency, Recorder, Run, drive, pace
 from bench.phases import Connections, Echo, Sesame
-from bench.procs import Process, describe_machine
+from bench.procs import Process, describe_machine, listeners
 from bench.servers import Server
 from bench.sms_tail import SmsTail
 from bench.usage import Snapshot
@@ -99,55 +99,65 @@ async def _echo_phase(args: argparse.Namespace, workers: int) -> dict[str, Any]:
             await connections.close()
 
 
-async def _sesame_phases(args: argparse.Namespace, workers: int | None) -> dict[str, dict[str, Any]]:
+async def _sesame_phases(
+    args: argparse.Namespace, workers: int | None, settings: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
     with (
         tempfile.TemporaryDirectory(prefix="sesame-bench-") as scratch,
         servers.sesame(Path(scratch) / "var", workers) as server,
     ):
         assert server.sms_file is not None
-        redis_url = server.redis_url()
+        settings["serve_listeners"] = listeners(int(server.address.rsplit(":", 1)[1]))
         connections = Connections(server.address, args.connections)
         tail = SmsTail(server.sms_file)
         stop = asyncio.Event()
         follower = asyncio.create_task(tail.follow(stop))
-        sesame = Sesame(connections, tail, args.users)
-        phases: dict[str, dict[str, Any]] = {}
         try:
+            sesame = Sesame(connections, tail, args.users)
             await sesame.enroll()
-            missing = 0
-
-            async def settle() -> None:
-                nonlocal missing
-                missing = await sesame.sms_of_opened(SMS_SETTLE_SECONDS)
-
-            for name, make, after in (
-                ("start", sesame.start_phase, settle),
-                ("verify", sesame.verify_phase, None),
-                ("flows", sesame.flow_phase, None),
-                ("flows_half", sesame.flow_phase, None),
-            ):
-                memory_before = servers.redis_used_memory(redis_url)
-                recorder = Recorder()
-                if name == "flows_half":
-                    rate = max(1.0, phases["flows"]["rate_per_s"] / 2)
-                    load = pace(make(recorder), rate, args.duration, args.max_ops, 4 * args.concurrency)
-                else:
-                    load = drive(make(recorder), args.concurrency, args.duration, args.max_ops)
-                phase = await _measure(server, load, recorder, after)
-                delta = servers.redis_used_memory(redis_url) - memory_before
-                phase["redis_used_memory_delta_bytes"] = delta
-                phase["redis_bytes_per_op"] = round(delta / phase["ops"]) if phase["ops"] else 0
-                if name == "flows_half":
-                    phase["target_rate_per_s"] = round(rate, 1)
-                if name != "verify":
-                    phase["sms_after_start_ms"] = _delays(sesame.sms_delays, missing)
-                    sesame.sms_delays.clear()
-                phases[name] = phase
+            return await _each_sesame_phase(server, sesame, args)
         finally:
             stop.set()
             await follower
             await connections.close()
-        return phases
+
+
+async def _each_sesame_phase(
+    server: Server, sesame: Sesame, args: argparse.Namespace
+) -> dict[str, dict[str, Any]]:
+    """Start, Verify, flows, flows at half their rate; Redis memory and SMS delays around each."""
+    redis_url = server.redis_url()
+    phases: dict[str, dict[str, Any]] = {}
+    missing = 0
+
+    async def settle() -> None:
+        nonlocal missing
+        missing = await sesame.sms_of_opened(SMS_SETTLE_SECONDS)
+
+    for name, make, after in (
+        ("start", sesame.start_phase, settle),
+        ("verify", sesame.verify_phase, None),
+        ("flows", sesame.flow_phase, None),
+        ("flows_half", sesame.flow_phase, None),
+    ):
+        memory_before = servers.redis_used_memory(redis_url)
+        recorder = Recorder()
+        rate = max(1.0, phases["flows"]["rate_per_s"] / 2) if name == "flows_half" else 0.0
+        if rate:
+            load = pace(make(recorder), rate, args.duration, args.max_ops, 4 * args.concurrency)
+        else:
+            load = drive(make(recorder), args.concurrency, args.duration, args.max_ops)
+        phase = await _measure(server, load, recorder, after)
+        delta = servers.redis_used_memory(redis_url) - memory_before
+        phase["redis_used_memory_delta_bytes"] = delta
+        phase["redis_bytes_per_op"] = round(delta / phase["ops"]) if phase["ops"] else 0
+        if rate:
+            phase["target_rate_per_s"] = round(rate, 1)
+        if name != "verify":
+            phase["sms_after_start_ms"] = _delays(sesame.sms_delays, missing)
+            sesame.sms_delays.clear()
+        phases[name] = phase
+    return phases
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -160,7 +170,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     machine = describe_machine()
     echo_workers = args.echo_workers or workers or 1
     phases = {"echo": await _echo_phase(args, echo_workers)}
-    phases.update(await _sesame_phases(args, workers))
+    settings: dict[str, Any] = {
+        "duration_s": args.duration,
+        "max_ops": args.max_ops,
+        "concurrency": args.concurrency,
+        "connections": args.connections,
+        "users": args.users,
+        "workers": workers,
+        "serve_has_workers": has_workers,
+        "echo_workers": echo_workers,
+    }
+    phases.update(await _sesame_phases(args, workers, settings))
     short, dirty = report.commit()
     return {
         "schema": "sesame-bench/1",
@@ -168,16 +188,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "commit": short,
         "dirty": dirty,
         "machine": machine,
-        "settings": {
-            "duration_s": args.duration,
-            "max_ops": args.max_ops,
-            "concurrency": args.concurrency,
-            "connections": args.connections,
-            "users": args.users,
-            "workers": workers,
-            "serve_has_workers": has_workers,
-            "echo_workers": echo_workers,
-        },
+        "settings": settings,
         "phases": phases,
         "summary": report.summary(phases),
     }

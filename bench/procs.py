@@ -106,6 +106,22 @@ def tree(root: int, role: str) -> list[Process]:
     ]
 
 
+def listeners(port: int) -> int:
+    """How many sockets listen on TCP `port` (IPv4 and IPv6 tables: gRPC binds dual-stack sockets).
+
+    With SO_REUSEPORT each worker holds its own listening socket, and the kernel spreads new connections
+    only over the sockets that exist when they arrive.
+    """
+    suffix = f":{port:04X}"
+    count = 0
+    for table in ("tcp", "tcp6"):
+        for line in (_PROC / "net" / table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[1].endswith(suffix) and fields[3] == "0A":  # 0A: LISTEN
+                count += 1
+    return count
+
+
 @dataclass(frozen=True, slots=True)
 class MachineTicks:
     """Busy and total CPU time of the whole machine (first line of /proc/stat), in seconds."""
@@ -152,6 +168,7 @@ __all__ = [
     "command_line",
     "cpu_seconds",
     "describe_machine",
+    "listeners",
     "memory",
     "tree",
 ]

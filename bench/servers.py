@@ -20,7 +20,7 @@ from pathlib import Path
 
 import redis
 
-from bench.procs import Process, command_line, tree
+from bench.procs import Process, command_line, listeners, tree
 from sesame.server.grpc.probe import check_health
 
 # One user and one number per caller replica would run out of the anti-pumping budgets in seconds (10 an
@@ -112,26 +112,41 @@ def sesame(var: Path, workers: int | None) -> Iterator[Server]:
         process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         _wait_healthy(address, process, log)
+        # Workers that bind the port each (SO_REUSEPORT) are all listening before the first connection;
+        # a server that shares one socket between its workers shows one listener, and the wait ends.
+        wait_listeners(address, workers or 1, process, 30.0)
         yield Server(address, process, "server", sms_file=var / "sms.jsonl", workers=workers)
     finally:
         _stop(process)
 
 
+def wait_listeners(address: str, count: int, process: subprocess.Popen[bytes], limit: float) -> int:
+    """Wait (at most `limit` s) until `count` sockets listen on `address`'s port; how many do."""
+    port = int(address.rsplit(":", 1)[1])
+    deadline = time.monotonic() + limit
+    while (found := listeners(port)) < count and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.1)
+    return found
+
+
 @contextlib.contextmanager
 def echo(workers: int) -> Iterator[Server]:
-    """The bare echo server (bench/echo_server.py) in its own process(es), listening."""
-    port = free_port()
-    argv = [sys.executable, "-m", "bench.echo_server", "--port", str(port), "--workers", str(workers)]
-    process = subprocess.Popen(argv, env=_clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """The bare echo server (bench/echo_server.py) in its own process(es), every worker listening.
+
+    Connections opened before a worker listens all go to the others: the run waits for every worker.
+    """
+    address = f"127.0.0.1:{free_port()}"
+    argv = [sys.executable, "-m", "bench.echo_server", "--port", address.rsplit(":", 1)[1]]
+    process = subprocess.Popen(
+        [*argv, "--workers", str(workers)],
+        env=_clean_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and process.poll() is None:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            time.sleep(0.1)
-        else:
-            raise RuntimeError("the echo server did not listen")
-        yield Server(f"127.0.0.1:{port}", process, "echo", workers=workers)
+        if wait_listeners(address, workers, process, 60.0) < workers:
+            raise RuntimeError(f"the echo server did not listen with {workers} worker(s)")
+        yield Server(address, process, "echo", workers=workers)
     finally:
         _stop(process)
 

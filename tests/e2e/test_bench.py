@@ -154,6 +154,8 @@ def test_machine_settings_and_summary_describe_the_run(record: dict[str, Any]) -
     assert (settings["concurrency"], settings["connections"], settings["users"]) == (4, 2, 4)
     assert settings["workers"] is None or settings["workers"] >= 1
     assert settings["workers"] is None or settings["serve_has_workers"]
+    assert settings["serve_listeners"] >= 1
+    assert settings["echo_workers"] == (settings["workers"] or 1)
     summary = record["summary"]
     assert summary["flows_per_s"] == record["phases"]["flows"]["rate_per_s"]
     assert summary["flows_vs_echo_pct"] > 0
