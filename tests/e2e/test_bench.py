@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from bench import history
+
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,8 +46,9 @@ SESAME_EXTRA = {"redis_used_memory_delta_bytes", "redis_bytes_per_op"}
 SMS = {"count", "missing", "p50_ms", "p99_ms", "max_ms"}
 
 
-@pytest.fixture(scope="module", name="record")
-def _record(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+@pytest.fixture(scope="module", name="out")
+def _out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The directory one short run of the harness wrote its JSON and PNG to."""
     out = tmp_path_factory.mktemp("bench")
     done = subprocess.run(
         [
@@ -70,6 +73,11 @@ def _record(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         text=True,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module", name="record")
+def _record(out: Path) -> dict[str, Any]:
     (json_file,) = out.glob("*.json")
     (png_file,) = out.glob("*.png")
     assert png_file.stem == json_file.stem
@@ -169,3 +177,10 @@ def test_the_paced_phase_runs_at_half_the_flow_rate(record: dict[str, Any]) -> N
     assert half["target_rate_per_s"] == round(max(1.0, flows["rate_per_s"] / 2), 1)
     scheduled = half["target_rate_per_s"] * record["settings"]["duration_s"] + 2  # rounding of the rate
     assert half["ops"] + half["failed"] <= scheduled
+
+
+def test_the_history_table_lists_the_run(out: Path, record: dict[str, Any]) -> None:
+    """`python -m bench.history` turns the record into a row of docs/benchmarks.md's table."""
+    lines = history.table(out).splitlines()
+    assert len(lines) == 3
+    assert f"| {record['summary']['flows_per_s']} |" in lines[2]
