@@ -83,12 +83,13 @@ class Recorder:
 
 @dataclass(frozen=True, slots=True)
 class Run:
-    """How a phase ended: operations done, failed, wall time and what stopped it."""
+    """How a phase ended: operations done, failed, wall time, what stopped it, arrivals skipped (paced)."""
 
     ops: int
     failed: int
     seconds: float
     stopped_by: str
+    skipped: int = 0
 
 
 async def drive(
@@ -139,9 +140,9 @@ async def pace(
 
     A closed loop at full speed measures latency under saturation; a schedule at a given rate measures it
     the way callers see it below saturation. An arrival finding `max_in_flight` operations still running is
-    skipped and counted as failed (the server fell behind the schedule), so the loop stays bounded.
+    skipped and counted as such (the server fell behind the schedule), so the loop stays bounded.
     """
-    done = failed = 0
+    done = failed = skipped = 0
     running: set[asyncio.Task[None]] = set()
     started = time.perf_counter()
     deadline = started + duration
@@ -166,7 +167,7 @@ async def pace(
             await asyncio.sleep(due - now)
             continue
         if len(running) >= max_in_flight:
-            failed += 1
+            skipped += 1
         else:
             task = asyncio.create_task(one(arrivals))
             running.add(task)
@@ -176,4 +177,4 @@ async def pace(
     seconds = time.perf_counter() - started
     if running:
         await asyncio.wait(running)
-    return Run(ops=done, failed=failed, seconds=round(seconds, 3), stopped_by=stopped)
+    return Run(ops=done, failed=failed, seconds=round(seconds, 3), stopped_by=stopped, skipped=skipped)

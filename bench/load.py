@@ -64,6 +64,7 @@ async def _measure(
         "seconds": run.seconds,
         "rate_per_s": round(run.ops / run.seconds, 1) if run.seconds else 0.0,
         "stopped_by": run.stopped_by,
+        "skipped": run.skipped,
         "rpcs": {name: asdict(Latency.of(s, run.seconds)) for name, s in recorder.samples.items()},
         "errors": dict(recorder.errors),
         "cpu_seconds": usage.cpu_seconds,

@@ -104,6 +104,7 @@ def table(record: dict[str, Any]) -> str:
             tail = (
                 f"  {server:>17.3f} {per_op.get('redis', 0.0):>6.3f} {per_op.get('client', 0.0):>6.3f}"
                 f"  {phase['other_busy_cores']:>11.2f}  {phase['failed']}"
+                + (f" ({phase['skipped']} arrivals skipped)" if phase["skipped"] else "")
                 if i == 0
                 else ""
             )
