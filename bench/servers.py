@@ -44,19 +44,24 @@ class Server:
     role: str
     sms_file: Path | None = None
     workers: int | None = None
+    log: Path | None = None
 
     def processes(self) -> list[Process]:
         """The tree's processes now (workers and the Redis child included)."""
         return tree(self.root.pid, self.role)
 
     def redis_url(self) -> str:
-        """The embedded redis-server's URL, read from its process title (`redis-server 127.0.0.1:PORT`)."""
+        """The embedded redis-server's URL: from its process title (`redis-server 127.0.0.1:PORT`), or
+        else from the line `sesame serve` logs when it started it."""
         for process in self.processes():
             if process.role == "redis":
                 argv = " ".join(command_line(process.pid))
                 match = re.search(r"--port (\d+)", argv) or re.search(r":(\d+)\b", argv)
                 if match:
                     return f"redis://127.0.0.1:{match.group(1)}/0"
+        logged = re.search(r"redis://[\w.:/-]+", self.log.read_text(errors="replace")) if self.log else None
+        if logged:
+            return logged.group(0)
         raise RuntimeError("no embedded redis-server under the Sésame process")
 
 
@@ -115,7 +120,7 @@ def sesame(var: Path, workers: int | None) -> Iterator[Server]:
         # Workers that bind the port each (SO_REUSEPORT) are all listening before the first connection;
         # a server that shares one socket between its workers shows one listener, and the wait ends.
         wait_listeners(address, workers or 1, process, 30.0)
-        yield Server(address, process, "server", sms_file=var / "sms.jsonl", workers=workers)
+        yield Server(address, process, "server", sms_file=var / "sms.jsonl", workers=workers, log=log)
     finally:
         _stop(process)
 
