@@ -34,6 +34,7 @@ from bench import report, servers
 from bench.driver import Latency, Recorder, Run, drive, pace
 from bench.phases import Connections, Echo, Sesame
 from bench.procs import Process, describe_machine, listeners
+from bench.revision import short_commit
 from bench.servers import Server
 from bench.sms_tail import SmsTail
 from bench.usage import Snapshot
@@ -187,12 +188,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "echo_workers": echo_workers,
     }
     phases.update(await _sesame_phases(args, workers, settings))
-    short, dirty = report.commit()
     return {
         "schema": "sesame-bench/1",
         "started_at": started.isoformat(timespec="seconds"),
-        "commit": short,
-        "dirty": dirty,
+        "commit": short_commit(Path.cwd()),
         "machine": machine,
         "settings": settings,
         "phases": phases,

@@ -7,7 +7,6 @@ percentiles of each RPC, and the CPU each process spent per operation.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -26,24 +25,6 @@ _UNITS = {
     "flows_half": "flows/s",
 }
 LOADED_CORES = 0.25  # other work above this, on average over a phase, marks its figures as loaded
-
-
-def commit() -> tuple[str, bool]:
-    """The short commit of the checkout and whether it has uncommitted changes (outside docs/benchmarks)."""
-    try:
-        short = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--", ".", ":!docs/benchmarks"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "nogit", False
-    return short, bool(status.strip())
 
 
 def summary(phases: dict[str, dict[str, Any]]) -> dict[str, Any]:
