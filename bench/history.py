@@ -26,7 +26,8 @@ def row(name: str, record: dict[str, Any]) -> str:
     return (
         f"| [{name}](benchmarks/{name}.json) | {settings['workers'] or 1} | {s['echo_flows_per_s']} "
         f"| {s['flows_per_s']} | {s['flows_vs_echo_pct']} % | {s['start_per_s']} | {s['verify_per_s']} "
-        f"| {half['StartChallenge']} / {half['VerifyChallenge']} ms | {s['sms_after_start_p99_ms']} ms "
+        f"| {half['StartChallenge']:.1f} / {half['VerifyChallenge']:.1f} ms "
+        f"| {s['sms_after_start_p99_ms']:.1f} ms "
         f"| {s['redis_bytes_per_flow']} | {s['max_peak_rss_mb_per_server_process']} MB | {load} |"
     )
 
