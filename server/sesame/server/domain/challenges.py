@@ -25,6 +25,7 @@ from sesame.server.domain.errors import (
     UserBlocked,
     UserNotActive,
 )
+from sesame.server.domain.log_context import about_user
 from sesame.server.domain.model import (
     Challenge,
     ChallengeStatus,
@@ -217,6 +218,7 @@ class ChallengeFlows:
         # The challenge's user never changes: read it first, so that one atomic step can decide the attempt
         # and count it for the user, blocked or not (docs/decisions/0013).
         owner = (await self._store.get_challenge(request.challenge_id)).user_id
+        about_user(owner)
         op_digest = digest(request.operation)
         try:
             expected = await codes.derive(
@@ -260,6 +262,7 @@ class ChallengeFlows:
         checked_ref(challenge_id)
         now = self._clock.now()
         known = await self._store.get_challenge(challenge_id)
+        about_user(known.user_id)
         if known.status is not ChallengeStatus.OPEN:
             # Closed: nothing is sent or charged; record_resend refuses it and journals the refusal.
             await self._store.record_resend(challenge_id, now, context)

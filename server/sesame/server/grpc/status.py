@@ -212,15 +212,30 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         return wrap_unary(await continuation(handler_call_details), lambda behavior: _guard(behavior, method))
 
 
+def _is_fault(code: int, error: errors.SesameError) -> bool:
+    """A fault (ours, or a caller the policy refuses) is a WARNING; a routine refusal is INFO.
+
+    Wrong input, a missing user, a blocked user, a spent budget are the service working as designed: they
+    are logged at INFO with their reason, so WARNINGs stay few enough to alert on.
+    """
+    return code in {code_pb2.UNAVAILABLE, code_pb2.INTERNAL} or isinstance(error, CallerNotAllowed)
+
+
 def _guard(behavior: Behavior, method: str) -> Behavior:
     async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
             return await behavior(request, context)
         except errors.SesameError as error:
-            if not isinstance(error, errors.InvalidRequest | errors.NotFoundError):
+            status = to_status(error)
+            reason = type(error).__name__
+            if _is_fault(status.code, error):
                 caller = caller_identity(context.auth_context()) or "unidentified"
-                _log.warning("rpc %s failed: %s (caller %s)", method, type(error).__name__, caller)
-            await context.abort_with_status(rpc_status.to_status(to_status(error)))
+                _log.warning(
+                    "rpc %s failed: %s (caller %s)", method, reason, caller, extra={"reason": reason}
+                )
+            else:
+                _log.info("rpc %s refused: %s", method, reason, extra={"reason": reason})
+            await context.abort_with_status(rpc_status.to_status(status))
         except grpc.aio.AbortError:
             # An abort inside (health's NOT_FOUND for an unknown service, an undecodable request) has
             # already set its status; answering it again would fail with "Abort already called".

@@ -1,0 +1,76 @@
+"""Where log lines go and how they read: structlog renders every stdlib record, as JSON or as console text.
+
+Our modules log through the stdlib (`logging.getLogger("sesame.…")`), as do gRPC, redis-py and httpx; one
+handler on the root logger formats them all with structlog's `ProcessorFormatter`. Each line gets the time,
+the level, the logger, the context the RPC interceptor bound (request id, RPC, caller, masked user) and,
+while a span is recording, its trace and span ids, so a line leads to its trace and a trace to its lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+from opentelemetry import trace
+
+from sesame.server.telemetry_settings import TelemetrySettings
+
+EventDict = MutableMapping[str, Any]
+
+
+def add_trace_ids(_: Any, __: str, event: EventDict) -> EventDict:
+    """The active span's trace and span ids (hex, as OTLP backends show them); nothing without a span."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event["trace_id"] = format(context.trace_id, "032x")
+        event["span_id"] = format(context.span_id, "016x")
+    return event
+
+
+def _without_message(_: Any, __: str, event: EventDict) -> EventDict:
+    """`event` holds the formatted message already; the record's own `message` copy would double it."""
+    event.pop("message", None)
+    return event
+
+
+def formatter(log_format: str) -> logging.Formatter:
+    """The formatter of every handler of ours: JSON objects one per line, or console text."""
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.add_log_level,
+        # Fields given as `extra={...}` (the reason of a refusal, say) become keys of their own.
+        structlog.stdlib.ExtraAdder(),
+        _without_message,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_trace_ids,
+    ]
+    renderer: Any
+    if log_format == "json":
+        # A traceback as structured data: one line per record, whatever the exception.
+        shared.append(structlog.processors.dict_tracebacks)
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+
+
+def configure_logging(settings: TelemetrySettings, stream: TextIO | None = None) -> logging.Handler:
+    """Send every record at `settings.log_level` or above to `stream` (stderr), formatted as settings say.
+
+    Replaces the root logger's handlers, so a second call (tests) does not print lines twice.
+    """
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(formatter(settings.log_format))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(settings.log_level)
+    return handler
