@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -55,17 +56,31 @@ def json_logs() -> Iterator[JsonLogs]:
         root.setLevel(level)
 
 
+class _Gate(SimpleSpanProcessor):
+    """Keeps finished spans only while a test that asked for them runs (the provider outlives it)."""
+
+    def __init__(self, exporter: InMemorySpanExporter) -> None:
+        super().__init__(exporter)
+        self.open = False
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self.open:
+            super().on_end(span)
+
+
 _EXPORTER = InMemorySpanExporter()
+_GATE = _Gate(_EXPORTER)
 
 
 @pytest.fixture
-def spans() -> InMemorySpanExporter:
-    """The in-memory exporter every span of the process goes to, emptied for this test."""
-    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-        assert getattr(trace.get_tracer_provider(), "_sesame_test", False), "another tracer provider is set"
-    else:
-        provider = tracer_provider(SimpleSpanProcessor(_EXPORTER))
-        provider._sesame_test = True  # type: ignore[attr-defined]
-        trace.set_tracer_provider(provider)
+def spans() -> Iterator[InMemorySpanExporter]:
+    """The in-memory exporter the spans of the process go to while this test runs, empty at its start."""
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        trace.set_tracer_provider(tracer_provider(_GATE))
     _EXPORTER.clear()
-    return _EXPORTER
+    _GATE.open = True
+    try:
+        yield _EXPORTER
+    finally:
+        _GATE.open = False
+        _EXPORTER.clear()
