@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 import pytest
+import redis.asyncio as aioredis
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
@@ -97,6 +98,32 @@ async def test_a_routine_refusal_is_info_with_its_reason(live: Live, json_logs: 
     refusals = {(line["rpc"], line["reason"], line["level"]) for line in lines if "reason" in line}
     assert refusals == {("GetUser", "UserNotFound", "info"), ("ResendChallenge", "ResendRefused", "info")}
     assert [line for line in lines if line["level"] in {"warning", "error", "critical"}] == []
+
+
+async def test_a_fault_is_a_warning_with_its_reason(
+    live: Live, json_logs: JsonLogs, redis_client: aioredis.Redis
+) -> None:
+    """A challenge under an OTP key version this HSM lacks: UNAVAILABLE, logged as a WARNING naming why."""
+    await enrolled(live, USER)
+    challenge_id, code = await started(live, USER)
+    nonce, _, digits = challenge_id.split(".")
+    elsewhere = f"{nonce}.k999.{digits}"  # as a peer replica holding OTP key v999 would have opened it
+    moved = f"sesame:{{ch:{elsewhere}}}:challenge"
+    await redis_client.rename(f"sesame:{{ch:{challenge_id}}}:challenge", moved)
+    await redis_client.hset(moved, mapping={"challenge_id": elsewhere, "key_version": 999})
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await live.auth.VerifyChallenge(
+            auth_pb.VerifyChallengeRequest(
+                challenge_id=elsewhere, code=code, operation=transfer(), context=CONTEXT
+            )
+        )
+    assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+    (fault,) = [line for line in json_logs.lines() if "reason" in line]
+    assert (fault["level"], fault["reason"], fault["user"]) == (
+        "warning",
+        "KeyVersionUnavailable",
+        mask_user(USER),
+    )
 
 
 def test_serve_writes_one_json_object_per_line_at_the_level_asked(tmp_path: Path) -> None:

@@ -49,12 +49,19 @@ def formatter(log_format: str) -> logging.Formatter:
         add_trace_ids,
     ]
     renderer: Any
+    # Tracebacks never show local variables: a frame of a flow holds codes, numbers and user ids.
     if log_format == "json":
         # A traceback as structured data: one line per record, whatever the exception.
-        shared.append(structlog.processors.dict_tracebacks)
+        shared.append(
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            )
+        )
         renderer = structlog.processors.JSONRenderer()
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],

@@ -212,13 +212,17 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         return wrap_unary(await continuation(handler_call_details), lambda behavior: _guard(behavior, method))
 
 
-def _is_fault(code: int, error: errors.SesameError) -> bool:
-    """A fault (ours, or a caller the policy refuses) is a WARNING; a routine refusal is INFO.
+def _level(code: int, error: errors.SesameError) -> int:
+    """ERROR for a broken installation, WARNING for a dependency down or a caller refused, else INFO.
 
     Wrong input, a missing user, a blocked user, a spent budget are the service working as designed: they
-    are logged at INFO with their reason, so WARNINGs stay few enough to alert on.
+    are logged at INFO with their reason, so that WARNINGs stay few enough to act on.
     """
-    return code in {code_pb2.UNAVAILABLE, code_pb2.INTERNAL} or isinstance(error, CallerNotAllowed)
+    if code == code_pb2.INTERNAL:
+        return logging.ERROR
+    if code == code_pb2.UNAVAILABLE or isinstance(error, CallerNotAllowed):
+        return logging.WARNING
+    return logging.INFO
 
 
 def _guard(behavior: Behavior, method: str) -> Behavior:
@@ -228,10 +232,11 @@ def _guard(behavior: Behavior, method: str) -> Behavior:
         except errors.SesameError as error:
             status = to_status(error)
             reason = type(error).__name__
-            if _is_fault(status.code, error):
+            level = _level(status.code, error)
+            if level > logging.INFO:
                 caller = caller_identity(context.auth_context()) or "unidentified"
-                _log.warning(
-                    "rpc %s failed: %s (caller %s)", method, reason, caller, extra={"reason": reason}
+                _log.log(
+                    level, "rpc %s failed: %s (caller %s)", method, reason, caller, extra={"reason": reason}
                 )
             else:
                 _log.info("rpc %s refused: %s", method, reason, extra={"reason": reason})

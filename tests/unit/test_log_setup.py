@@ -1,0 +1,53 @@
+"""The log formatter: JSON objects or console text, tracebacks without local variables."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+
+from sesame.server.log_setup import formatter
+
+
+def _fail_holding_a_code() -> None:
+    code = "482913"
+    raise RuntimeError(f"failed after {len(code)} digits")
+
+
+def _logged_failure(log_format: str) -> str:
+    """What a logged exception looks like, raised in a frame holding a code in a local variable."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(formatter(log_format))
+    log = logging.getLogger("sesame.test.log_setup")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        _fail_holding_a_code()
+    except RuntimeError:
+        log.exception("rpc failed unexpectedly")
+    finally:
+        log.removeHandler(handler)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("log_format", ["json", "console"])
+def test_a_traceback_shows_no_local_variable(log_format: str):
+    """The traceback names the error and its frames, never the values of their locals."""
+    shown = _logged_failure(log_format)
+    assert "RuntimeError" in shown
+    assert "482913" not in shown
+
+
+def test_json_is_one_object_per_record():
+    """A record with a traceback is still one line, one JSON object with the level and the logger."""
+    (line,) = _logged_failure("json").splitlines()
+    record = json.loads(line)
+    assert (record["level"], record["logger"], record["event"]) == (
+        "error",
+        "sesame.test.log_setup",
+        "rpc failed unexpectedly",
+    )
+    assert "message" not in record
