@@ -51,3 +51,19 @@ def test_json_is_one_object_per_record():
         "rpc failed unexpectedly",
     )
     assert "message" not in record
+
+
+def test_a_console_line_reads_time_level_logger_message_then_fields():
+    """Console text keeps the plain layout (`... WARNING sesame.sms ...`), the call's fields after it."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(formatter("console"))
+    log = logging.getLogger("sesame.test.console")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        log.warning("gateway %s failing", "kannel", extra={"reason": "timeout"})
+    finally:
+        log.removeHandler(handler)
+    (line,) = out.getvalue().splitlines()
+    assert line.endswith(" WARNING sesame.test.console gateway kannel failing reason=timeout")

@@ -36,6 +36,24 @@ def _without_message(_: Any, __: str, event: EventDict) -> EventDict:
     return event
 
 
+def console_line(_: Any, __: str, event: EventDict) -> str:
+    """`<time> <LEVEL> <logger> <message> key=value ...`: the layout of the plain-text logs before, with the
+    call's fields after the message, and the traceback (if any) on the lines below.
+    """
+    head = " ".join(
+        (
+            str(event.pop("timestamp", "")),
+            str(event.pop("level", "")).upper(),
+            str(event.pop("logger", "")),
+            str(event.pop("event", "")),
+        )
+    )
+    traceback = event.pop("exception", None)
+    fields = " ".join(f"{key}={value}" for key, value in sorted(event.items()))
+    line = f"{head} {fields}" if fields else head
+    return f"{line}\n{traceback}" if traceback else line
+
+
 def formatter(log_format: str) -> logging.Formatter:
     """The formatter of every handler of ours: JSON objects one per line, or console text."""
     shared: list[Any] = [
@@ -59,9 +77,9 @@ def formatter(log_format: str) -> logging.Formatter:
         )
         renderer = structlog.processors.JSONRenderer()
     else:
-        renderer = structlog.dev.ConsoleRenderer(
-            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
-        )
+        # The stdlib's plain traceback: frames and the error, no locals (structlog's default is rich's).
+        shared.append(structlog.processors.format_exc_info)
+        renderer = console_line
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
