@@ -8,7 +8,8 @@ import logging
 
 import pytest
 
-from sesame.server.log_setup import formatter
+from sesame.server.log_setup import configure_logging, formatter
+from sesame.server.telemetry_settings import TelemetrySettings
 
 
 def _fail_holding_a_code() -> None:
@@ -67,3 +68,12 @@ def test_a_console_line_reads_time_level_logger_message_then_fields():
         log.removeHandler(handler)
     (line,) = out.getvalue().splitlines()
     assert line.endswith(" WARNING sesame.test.console gateway kannel failing reason=timeout")
+
+
+def test_a_program_that_logs_its_own_way_is_left_alone():
+    """Run inside a program whose root logger has handlers (here pytest's), nothing is added or changed."""
+    root = logging.getLogger()
+    before = (list(root.handlers), root.level)
+    assert before[0]
+    assert configure_logging(TelemetrySettings("DEBUG", "json")) is None
+    assert (list(root.handlers), root.level) == before

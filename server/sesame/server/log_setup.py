@@ -86,16 +86,17 @@ def formatter(log_format: str) -> logging.Formatter:
     )
 
 
-def configure_logging(settings: TelemetrySettings, stream: TextIO | None = None) -> logging.Handler:
+def configure_logging(settings: TelemetrySettings, stream: TextIO | None = None) -> logging.Handler | None:
     """Send every record at `settings.log_level` or above to `stream` (stderr), formatted as settings say.
 
-    Replaces the root logger's handlers, so a second call (tests) does not print lines twice.
+    Like `logging.basicConfig`, it leaves a root logger that has handlers already alone (and returns None):
+    the command is then run inside a program that logs its own way (the test runner, an embedding tool).
     """
+    root = logging.getLogger()
+    if root.handlers:
+        return None
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter(settings.log_format))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(settings.log_level)
     return handler
