@@ -1,7 +1,8 @@
 """A span per HSM call at the KeyStore port: each call of a flow to the key store, a child of the RPC's span.
 
-At the port rather than in `TokenSession.call`: that runs on the HSM thread, where the RPC's span is not
-current, and it sees python-pkcs11 operations, not the calls a reader of a trace recognises.
+At the port, around the metered view the flows use, rather than in `Pkcs11KeyStore._call`: that funnel
+also serves the health probes (a span a second with no call above it), and `TokenSession.call` runs on the
+HSM thread, where the RPC's span is not current.
 """
 
 from __future__ import annotations
