@@ -106,10 +106,10 @@ async def test_a_fault_is_a_warning_with_its_reason(
     """A challenge under an OTP key version this HSM lacks: UNAVAILABLE, logged as a WARNING naming why."""
     await enrolled(live, USER)
     challenge_id, code = await started(live, USER)
-    nonce, _, digits = challenge_id.split(".")
-    elsewhere = f"{nonce}.k999.{digits}"  # as a peer replica holding OTP key v999 would have opened it
-    moved = f"sesame:{{ch:{elsewhere}}}:challenge"
-    await redis_client.rename(f"sesame:{{ch:{challenge_id}}}:challenge", moved)
+    nonce, _, digits, tag = challenge_id.split(".")
+    elsewhere = f"{nonce}.k999.{digits}.{tag}"  # as a peer replica holding OTP key v999 would have opened it
+    moved = live.store.keys.challenge(elsewhere)
+    await redis_client.rename(live.store.keys.challenge(challenge_id), moved)
     await redis_client.hset(moved, mapping={"challenge_id": elsewhere, "key_version": 999})
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await live.auth.VerifyChallenge(
@@ -119,10 +119,10 @@ async def test_a_fault_is_a_warning_with_its_reason(
         )
     assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
     (fault,) = [line for line in json_logs.lines() if "reason" in line]
-    assert (fault["level"], fault["reason"], fault["user"]) == (
+    assert (fault["level"], fault["reason"], fault["challenge"]) == (
         "warning",
         "KeyVersionUnavailable",
-        mask_user(USER),
+        elsewhere,
     )
 
 
