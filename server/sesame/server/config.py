@@ -21,6 +21,12 @@ from sesame.server.sms_settings import GATEWAYS, DlrSettings, KannelSettings, re
 from sesame.server.transport_settings import TransportSettings, production_problems, read_transport
 
 ENVIRONMENTS = ("development", "production")
+MAX_WORKERS: Final = 64
+
+
+def cores() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's count): one worker each."""
+    return len(os.sched_getaffinity(0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +60,8 @@ class Settings:
     transport: TransportSettings  # TLS, client certificates, caller policy, probe listener
     # Boot on a token that lost keys Redis saw, making new ones above every version seen (decision 0015).
     keys_start_afresh: bool = False
+    workers: int = 1  # worker processes sharing the gRPC port (docs/decisions/0021)
+    max_concurrent_rpcs: int = 100  # per worker; calls beyond it are shed with UNAVAILABLE, not queued
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | EnvReader | None = None) -> Settings:
@@ -100,6 +108,8 @@ class Settings:
             metrics_addr=reader.optional_address("SESAME_METRICS_ADDR", "127.0.0.1:9464"),
             transport=read_transport(reader, grpc_addr),
             keys_start_afresh=reader.choice("SESAME_KEYS_START_AFRESH", "0", ("0", "1")) == "1",
+            workers=reader.integer("SESAME_WORKERS", cores(), 1, MAX_WORKERS),
+            max_concurrent_rpcs=reader.integer("SESAME_MAX_CONCURRENT_RPCS", 100, 1, 100_000),
         )
         if settings.environment == "production":
             _production(settings, reader.problems)
