@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import secrets
 import signal
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -169,6 +171,29 @@ def test_sigkill_of_the_supervisor_takes_the_workers_and_redis_along(tmp_path: P
     serving.process.wait(timeout=30)
 
     assert _gone_within({*workers, redis_pid}, 20)
+
+
+def test_every_worker_listens_on_the_delivery_report_port(tmp_path: Path) -> None:
+    """With Kannel, two workers share the fixed delivery-report port: both boot, and reports are heard."""
+    dlr_port = free_port()
+    serving, _ = _two_workers(
+        tmp_path,
+        SESAME_SMS_GATEWAY="kannel",
+        SESAME_KANNEL_URL=f"http://127.0.0.1:{free_port()}",
+        SESAME_KANNEL_USERNAME="sesame",
+        SESAME_KANNEL_PASSWORD=secrets.token_urlsafe(16),  # never used: no SMS is sent
+        SESAME_DLR_ADDR=f"127.0.0.1:{dlr_port}",
+        SESAME_DLR_TOKEN=secrets.token_urlsafe(32),
+    )
+    try:
+        assert len(serving.workers()) == 2
+        for _ in range(6):
+            # No token: refused, by whichever worker took the connection.
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(f"http://127.0.0.1:{dlr_port}/dlr/kannel", timeout=5)
+            assert 400 <= refused.value.code < 500
+    finally:
+        _stop(serving)
 
 
 def test_a_second_serve_on_the_workers_port_is_refused_in_one_line(tmp_path: Path) -> None:

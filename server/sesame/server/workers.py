@@ -57,11 +57,6 @@ class WorkerProcess:
         # The restart thread and the drain may meet: one transition at a time.
         self._lock = threading.Lock()
 
-    @property
-    def pid(self) -> int | None:
-        """The pid of the process in the slot now (None before `start()`)."""
-        return None if self._process is None else self._process.pid
-
     def start(self) -> None:
         """Start the worker and wait until it serves. Blocking. WorkerFailed if it does not."""
         with self._lock:
@@ -87,16 +82,20 @@ class WorkerProcess:
             return True
 
     def terminate(self) -> None:
-        """Ask the worker to drain (SIGTERM) and never restart it."""
+        """Ask the worker to drain (SIGTERM, once: a second one would cut its drain short) and never
+        restart it."""
         with self._lock:
+            if self._stopping:
+                return
             self._stopping = True
             process = self._process
             if process is not None and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
 
     def wait(self, deadline: float) -> int | None:
-        """Wait for a terminated worker until `deadline` (monotonic), then SIGKILL it. Its exit status."""
-        process = self._process
+        """Wait for a terminated worker until `deadline` (monotonic), then SIGKILL it. Its exit status
+        (None when there is no process, or it was waited for already)."""
+        process, self._process = self._process, None
         if process is None:
             return None
         try:
