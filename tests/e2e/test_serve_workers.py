@@ -124,6 +124,8 @@ def test_calls_over_several_connections_land_on_every_worker_and_the_scrape_sums
         assert set(after) == workers
         assert all(after[pid] > before.get(pid, 0.0) for pid in workers)
         assert _counted(text, "sesame_rpc_requests_total", counted) == 24
+        assert serving.workers() == workers
+        assert "starting it again" not in serving.output()  # no worker ended by itself
     finally:
         _stop(serving)
 

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final
 
@@ -48,10 +49,12 @@ class WorkerLaunch:
 class WorkerProcess:
     """One worker slot: the process in it now, started again by `restart_if_dead` when it died."""
 
-    def __init__(self, index: int, launch: WorkerLaunch) -> None:
-        """Describe worker `index` (1, 2, ...); nothing starts before `start()`."""
+    def __init__(self, index: int, launch: WorkerLaunch, spawner: ThreadPoolExecutor) -> None:
+        """Describe worker `index` (1, 2, ...), forked by `spawner`'s thread; nothing starts before
+        `start()`."""
         self.index = index
         self._launch = launch
+        self._spawner = spawner
         self._process: subprocess.Popen[bytes] | None = None
         self._stopping = False
         # The restart thread and the drain may meet: one transition at a time.
@@ -110,15 +113,18 @@ class WorkerProcess:
     def _spawn(self) -> None:
         read_end, write_end = os.pipe()
         try:
-            process = subprocess.Popen(  # noqa: S603 (our own interpreter and module, no shell)
+            # Forked by the spawner's thread: the kernel sends the death signal when the forking thread
+            # ends, and that one lives as long as the pool.
+            process = self._spawner.submit(
+                subprocess.Popen,
                 [sys.executable, "-m", "sesame.server.worker", "--index", str(self.index), "--ready-fd",
                  str(write_end)],
                 env=dict(self._launch.env),
                 stdin=subprocess.DEVNULL,
                 pass_fds=(write_end,),
                 start_new_session=True,
-                preexec_fn=_die_with(os.getpid()),  # noqa: PLW1509 (a prctl and a getppid, no lock of ours)
-            )  # fmt: skip
+                preexec_fn=_die_with(os.getpid()),
+            ).result()  # fmt: skip
         except OSError as exc:
             os.close(read_end)
             raise WorkerFailed(f"cannot start worker {self.index}: {exc}") from exc
@@ -146,8 +152,8 @@ class WorkerProcess:
 def _die_with(parent: int) -> Callable[[], None]:
     """What the worker runs before exec: ask SIGTERM (it drains) when the supervisor dies.
 
-    The kernel ties the signal to the forking thread: restarts fork from `asyncio.to_thread` workers,
-    which live as long as the event loop, which drains the workers before it ends.
+    The kernel ties the signal to the forking thread, not the process: every worker is forked by the
+    pool's spawner thread, which ends only after the drain.
     """
     prctl = ctypes.CDLL(None, use_errno=True).prctl
 
@@ -165,7 +171,8 @@ class WorkerPool:
 
     def __init__(self, count: int, launch: WorkerLaunch) -> None:
         """Describe the pool; nothing starts before `start()`."""
-        self.workers = [WorkerProcess(index, launch) for index in range(1, count + 1)]
+        self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sesame-spawner")
+        self.workers = [WorkerProcess(index, launch, self._spawner) for index in range(1, count + 1)]
 
     def start(self) -> None:
         """Start every worker, in parallel, and wait until all serve. Blocking.
@@ -201,3 +208,4 @@ class WorkerPool:
                 status = worker.wait(deadline)
                 if status not in (None, 0):
                     _log.warning("worker %d exited with status %s", worker.index, status)
+        self._spawner.shutdown()
