@@ -18,7 +18,7 @@ STAMP_NODE := .tools/.installed
 help:
 	@echo "make run    start Sésame on 127.0.0.1:50051 with embedded defaults (Redis child, SoftHSM token under var/)"
 	@echo "make test   install what is missing, then lint, type-check and run every test"
-	@echo "make bench  run the load generator against a real server (not part of make test)"
+	@echo "make bench  measure the echo floor and Sésame on this machine; JSON and PNG under docs/benchmarks/"
 	@echo "make lock   re-resolve the Python dependencies to their newest allowed versions, with hashes"
 
 ## Machine packages: installed only when missing, so a prepared machine does no network work. Each target
@@ -105,7 +105,8 @@ test: server-deps sms-deps lint typecheck archlint $(STAMP_NODE)
 wheel: $(STAMP_GEN)
 	$(BIN)/python -m build --wheel --no-isolation --outdir dist .
 
-bench: $(STAMP_GEN)
+## `make bench BENCH_ARGS="--duration 20 --concurrency 32"`: options in `python -m bench.load --help`.
+bench: $(STAMP_GEN) server-deps
 	$(BIN)/python -m bench.load $(BENCH_ARGS)
 
 clean:
