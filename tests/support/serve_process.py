@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.support.ports import free_port
 
-__all__ = ["ServeProcess", "free_port", "run_serve", "start_serve", "wait_serving"]
+__all__ = ["ServeProcess", "free_port", "run_serve", "start_serve", "wait_serving", "worker_pids"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,24 @@ class ServeProcess:
     def output(self) -> str:
         """Everything the server printed so far."""
         return self.log.read_text(errors="replace")
+
+    def workers(self) -> set[int]:
+        """The pids of the worker processes the supervisor runs now."""
+        return worker_pids(self.process.pid)
+
+
+def worker_pids(supervisor: int) -> set[int]:
+    """The live children of `supervisor` that run `sesame.server.worker` (read from /proc)."""
+    pids = set()
+    for task in Path(f"/proc/{supervisor}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"sesame.server.worker" in cmdline:
+                pids.add(int(child))
+    return pids
 
 
 def wait_serving(address: str, process: subprocess.Popen[str], limit: float = 60.0) -> None:
@@ -54,7 +72,11 @@ def _env(var: Path, address: str, metrics_port: int, settings: Mapping[str, str]
     """Our environment without any SESAME_ or SoftHSM setting, then a private var/, the ports, `settings`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
     env.update(
-        SESAME_VAR_DIR=str(var), SESAME_GRPC_ADDR=address, SESAME_METRICS_ADDR=f"127.0.0.1:{metrics_port}"
+        SESAME_VAR_DIR=str(var),
+        SESAME_GRPC_ADDR=address,
+        SESAME_METRICS_ADDR=f"127.0.0.1:{metrics_port}",
+        # One worker unless a test is about workers: the machine running the tests has few cores.
+        SESAME_WORKERS="1",
     )
     env.update(settings or {})
     return env

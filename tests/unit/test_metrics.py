@@ -161,7 +161,7 @@ def test_endpoint_serves_the_registry_on_loopback() -> None:
     """The endpoint answers /metrics on a free loopback port with the service's metrics."""
     metrics = Metrics()
     metrics.verifications.labels("verified").inc()
-    endpoint = MetricsEndpoint(metrics, "127.0.0.1:0")
+    endpoint = MetricsEndpoint(metrics.registry, "127.0.0.1:0")
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{endpoint.port}/metrics", timeout=5) as reply:
             body = reply.read().decode()
@@ -172,9 +172,9 @@ def test_endpoint_serves_the_registry_on_loopback() -> None:
 
 def test_endpoint_on_a_taken_port_is_a_configuration_error() -> None:
     """A port already in use stops the boot with ConfigurationError, not a traceback."""
-    first = MetricsEndpoint(Metrics(), "127.0.0.1:0")
+    first = MetricsEndpoint(Metrics().registry, "127.0.0.1:0")
     try:
         with pytest.raises(ConfigurationError):
-            MetricsEndpoint(Metrics(), f"127.0.0.1:{first.port}")
+            MetricsEndpoint(Metrics().registry, f"127.0.0.1:{first.port}")
     finally:
         first.close()

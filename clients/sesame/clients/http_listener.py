@@ -44,11 +44,16 @@ class HttpListener:
         self._server: asyncio.Server | None = None
         self.port = 0
 
-    async def start(self, address: str) -> None:
-        """Listen on `address` (`host:port`, port 0 picks a free one). ConfigurationError if it cannot."""
+    async def start(self, address: str, *, reuse_port: bool = False) -> None:
+        """Listen on `address` (`host:port`, port 0 picks a free one). ConfigurationError if it cannot.
+
+        `reuse_port` (SO_REUSEPORT) lets the workers of one `sesame serve` share the port it claimed.
+        """
         host, _, port = address.rpartition(":")
         try:
-            self._server = await asyncio.start_server(self.serve, host, int(port), limit=HEAD_LIMIT)
+            self._server = await asyncio.start_server(
+                self.serve, host, int(port), limit=HEAD_LIMIT, reuse_port=reuse_port
+            )
         except OSError as exc:
             raise ConfigurationError(f"cannot listen on {address}: {exc.strerror}") from exc
         self.port = self._server.sockets[0].getsockname()[1]

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 
 from sesame.clients.http_listener import HttpListener
 from sesame.clients.kannel_dlr import DLR_PATH, KannelDeliveryReports
-from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisStateStore
 from sesame.clients.smpp_pdu import Address
 from sesame.clients.smpp_session import Timing
@@ -30,26 +29,16 @@ from sesame.server.domain.lifecycle import LifecyclePolicy
 from sesame.server.domain.model import DeliveryState
 from sesame.server.domain.ports import Probe, SmsGateway, StateStore
 from sesame.server.domain.proofs import ProofFlows
-from sesame.server.grpc.server import GrpcServer
+from sesame.server.grpc.server import GrpcServer, Serving
 from sesame.server.key_boot import KeyBootPolicy, boot_keys
-from sesame.server.metrics import (
-    DependencyMeter,
-    MeteredSmsGateway,
-    MeteredStateStore,
-    Metrics,
-    MetricsEndpoint,
-)
+from sesame.server.metrics import DependencyMeter, MeteredSmsGateway, MeteredStateStore, Metrics
 from sesame.server.smpp_settings import SmppSettings
 from sesame.server.sms_settings import DlrSettings, KannelSettings
 from sesame.server.sms_watch import SMS_HEALTH_SERVICE, SmsWatch
-from sesame.server.supervisor import Backoff, Supervisor
 from sesame.server.traced_keys import TracedKeyStore
 from sesame.server.transport_settings import TransportSettings
 
 _log = logging.getLogger("sesame")
-
-# Restarts of the embedded redis-server that keep failing are retried every 0.5, 1, 2, 4, 8, 10, 10, ... s.
-RESTART_BACKOFF = Backoff(first=0.5, cap=10.0)
 
 
 class SystemClock:
@@ -92,21 +81,11 @@ def hsm_config(settings: Settings) -> Pkcs11Config:
 
 @contextlib.asynccontextmanager
 async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
-    """Start the adapters (embedded Redis and SoftHSM token when none is configured), yield the flows."""
+    """Open the adapters of one worker (Redis and the token its supervisor readied), yield the flows."""
     async with contextlib.AsyncExitStack() as stack:
         redis_url = settings.redis_url
         if redis_url is None:
-            embedded = EmbeddedRedis(settings.var_dir / "redis")
-            await asyncio.to_thread(embedded.start)
-            stack.callback(embedded.stop)
-            # Pushed after `stop`, so it runs before it: no restart races the final stop.
-            supervisor = Supervisor(
-                "embedded redis-server", embedded, interval=settings.health_interval, backoff=RESTART_BACKOFF
-            )
-            supervisor.start()
-            stack.push_async_callback(supervisor.stop)
-            redis_url = embedded.url
-            _log.info("embedded redis-server started on %s", redis_url)
+            raise ConfigurationError("a worker needs SESAME_REDIS_URL (its supervisor sets it)")
         config = hsm_config(settings)
         keys = await asyncio.to_thread(Pkcs11KeyStore.open, config)
         stack.callback(keys.close)
@@ -118,12 +97,7 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
         clock = SystemClock()
         metrics = Metrics()
         sms = await stack.enter_async_context(sms_gateway(settings, clock, MeteredStateStore(store, metrics)))
-        if settings.metrics_addr is not None:
-            endpoint = MetricsEndpoint(metrics, settings.metrics_addr)
-            stack.callback(endpoint.close)
-            _log.info(
-                "metrics on http://%s:%d/metrics", settings.metrics_addr.rpartition(":")[0], endpoint.port
-            )
+        # No /metrics here: the supervisor serves the sum of its workers' metrics (docs/decisions/0021).
         yield wire(
             keys=keys,
             store=store,
@@ -202,7 +176,8 @@ async def _dlr_listener(
 ) -> DlrCallback:
     """Start listening for Kannel's delivery reports; the callback URL names the port actually bound."""
     listener = HttpListener(DLR_PATH, KannelDeliveryReports(dlr.token, store, clock).receive)
-    await listener.start(dlr.address)
+    # Every worker listens, sharing the port its supervisor claimed: any of them records a report.
+    await listener.start(dlr.address, reuse_port=True)
     stack.push_async_callback(listener.close)
     base_url = dlr.public_url or f"http://{dlr.address.rpartition(':')[0]}:{listener.port}"
     _log.info("delivery reports on port %d, called back at %s%s", listener.port, base_url, DLR_PATH)
@@ -263,17 +238,19 @@ def transport_summary(transport: TransportSettings) -> str:
     return "mTLS, client certificates required"
 
 
-def _log_serving(settings: Settings, server: GrpcServer) -> None:
+def log_serving(settings: Settings) -> None:
+    """The boot line of `sesame serve`: where, how protected, which gateway, how many workers."""
     _log.info(
-        "sesame serving gRPC on %s:%d (%s, %s); SMS through the %s gateway",
-        settings.grpc_addr.rpartition(":")[0],
-        server.port,
+        "sesame serving gRPC on %s (%s, %s) with %d worker%s; SMS through the %s gateway",
+        settings.grpc_addr,
         settings.environment,
         transport_summary(settings.transport),
+        settings.workers,
+        "" if settings.workers == 1 else "s",
         settings.sms_gateway,
     )
-    if server.health_port is not None:
-        _log.info("health only, in plaintext, on port %d", server.health_port)
+    if settings.transport.health_addr is not None:
+        _log.info("health only, in plaintext, on %s", settings.transport.health_addr)
     log_open_policy(settings.transport)
 
 
@@ -283,8 +260,9 @@ def log_open_policy(transport: TransportSettings) -> None:
         _log.warning("no SESAME_AUTHZ_POLICY_FILE: every caller may call every RPC (development only)")
 
 
-async def serve(settings: Settings) -> None:
-    """Serve until SIGTERM or SIGINT, then drain calls in flight and stop the adapters."""
+async def serve(settings: Settings, ready: Callable[[], None]) -> None:
+    """One worker: serve on the ports its supervisor claimed until SIGTERM or SIGINT, then drain calls in
+    flight and stop the adapters. `ready` is called once the port serves."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -301,8 +279,9 @@ async def serve(settings: Settings) -> None:
             metrics=running.metrics,
             transport=settings.transport,
             advisories=running.advisories,
+            serving=Serving(max_concurrent_rpcs=settings.max_concurrent_rpcs, reuse_port=True),
         )
-        _log_serving(settings, server)
+        ready()
         await stop.wait()
         _log.info("draining (grace %.0f s)", settings.shutdown_grace)
         await server.stop(settings.shutdown_grace)

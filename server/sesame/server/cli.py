@@ -37,6 +37,13 @@ def _parser() -> argparse.ArgumentParser:
         help="boot although the HSM lost keys Redis saw: new keys above every version used "
         "(as SESAME_KEYS_START_AFRESH=1; docs/operations.md)",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes sharing the port (as SESAME_WORKERS; default: one per core)",
+    )
     keys = commands.add_parser("keys", help="manage the OTP and proof keys in the HSM")
     keys.add_argument("action", choices=("init", "rotate", "list"))
     keys.add_argument(
@@ -128,13 +135,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             case "serve":
                 import uvloop  # noqa: PLC0415
 
-                from sesame.server.app import serve  # noqa: PLC0415
-                from sesame.server.tracing import install_tracing  # noqa: PLC0415
-
-                install_tracing(settings.telemetry.otlp_endpoint)
+                from sesame.server.serve import serve  # noqa: PLC0415
 
                 if args.start_afresh:
                     settings = dataclasses.replace(settings, keys_start_afresh=True)
+                if args.workers is not None:
+                    settings = dataclasses.replace(settings, workers=_workers(args.workers))
                 uvloop.run(serve(settings))
             case "keys":
                 from sesame.server.domain.model import KeyKind  # noqa: PLC0415
@@ -157,6 +163,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sesame: {error}", file=sys.stderr)  # noqa: T201
         return 2
     return 0
+
+
+def _workers(count: int) -> int:
+    """The --workers count, within the bounds SESAME_WORKERS has."""
+    from sesame.server.config import MAX_WORKERS  # noqa: PLC0415
+
+    if not 1 <= count <= MAX_WORKERS:
+        raise ConfigurationError(f"--workers must be between 1 and {MAX_WORKERS}, not {count}")
+    return count
 
 
 def _health(args: argparse.Namespace, settings: Settings) -> int:

@@ -23,6 +23,12 @@ from sesame.server.telemetry_settings import TelemetrySettings, read_telemetry
 from sesame.server.transport_settings import TransportSettings, production_problems, read_transport
 
 ENVIRONMENTS = ("development", "production")
+MAX_WORKERS: Final = 64
+
+
+def cores() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's count): one worker each."""
+    return len(os.sched_getaffinity(0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +64,8 @@ class Settings:
     # Boot on a token that lost keys Redis saw, making new ones above every version seen (decision 0015).
     keys_start_afresh: bool = False
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)  # logs and traces
+    workers: int = 1  # worker processes sharing the gRPC port (docs/decisions/0021)
+    max_concurrent_rpcs: int = 100  # per worker; calls beyond it are shed with UNAVAILABLE, not queued
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | EnvReader | None = None) -> Settings:
@@ -107,6 +115,8 @@ class Settings:
             transport=read_transport(reader, grpc_addr),
             keys_start_afresh=reader.choice("SESAME_KEYS_START_AFRESH", "0", ("0", "1")) == "1",
             telemetry=read_telemetry(reader, environment),
+            workers=reader.integer("SESAME_WORKERS", cores(), 1, MAX_WORKERS),
+            max_concurrent_rpcs=reader.integer("SESAME_MAX_CONCURRENT_RPCS", 100, 1, 100_000),
         )
         if settings.environment == "production":
             _production(settings, reader.problems)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from sesame.server.domain.budgets import Charge
 from sesame.server.domain.errors import (
@@ -79,6 +79,20 @@ class Metrics:
             "gRPC calls answered, by method and status code.",
             ["method", "code"],
             registry=self.registry,
+        )
+        self.rpc_shed = Counter(
+            "sesame_rpc_shed",
+            "gRPC calls refused because the worker already ran its maximum of calls at once, by method.",
+            ["method"],
+            registry=self.registry,
+        )
+        # A gauge, so that the multiprocess scrape keeps one series per live worker (a `pid` label): how
+        # the kernel spreads connections over the workers. Totals over restarts: sesame_rpc_requests_total.
+        self.worker_rpcs = Gauge(
+            "sesame_worker_rpcs",
+            "gRPC calls answered by this worker process since it started (one series per live worker).",
+            registry=self.registry,
+            multiprocess_mode="liveall",
         )
         self.rpc_seconds = Histogram(
             "sesame_rpc_duration_seconds",
@@ -314,11 +328,11 @@ _g: type[SmsGateway] = MeteredSmsGateway
 class MetricsEndpoint:
     """The HTTP endpoint Prometheus scrapes (`/metrics`), on its own port and thread."""
 
-    def __init__(self, metrics: Metrics, address: str) -> None:
+    def __init__(self, registry: CollectorRegistry, address: str) -> None:
         """Listen on `address` (`host:port`, port 0 picks a free one). ConfigurationError if it cannot."""
         host, _, port = address.rpartition(":")
         try:
-            self._server, self._thread = start_http_server(int(port), addr=host, registry=metrics.registry)
+            self._server, self._thread = start_http_server(int(port), addr=host, registry=registry)
         except OSError as exc:
             raise ConfigurationError(f"cannot serve metrics on {address}: {exc.strerror}") from exc
         self.port: int = self._server.server_port

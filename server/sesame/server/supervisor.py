@@ -1,4 +1,5 @@
-"""Keeps a child process of ours alive: the redis-server that `sesame serve` starts when none is configured.
+"""Keeps a child process of ours alive: the redis-server that `sesame serve` starts when none is configured,
+and each worker process (`sesame.server.workers`).
 
 Nothing else would restart it: without this, a crashed or OOM-killed child leaves the service answering
 UNAVAILABLE until an operator restarts the whole process. Restarts back off, so a child that cannot start
@@ -18,7 +19,7 @@ _log = logging.getLogger("sesame.supervisor")
 
 
 class Restartable(Protocol):
-    """A child that can tell whether it died and start itself again (`EmbeddedRedis`)."""
+    """A child that can tell whether it died and start itself again (`EmbeddedRedis`, `WorkerProcess`)."""
 
     def restart_if_dead(self) -> bool:
         """Start the child again if it died; True if it did. Blocking. SesameError if it cannot."""

@@ -172,6 +172,10 @@ class StoreUnavailable(SesameError):
     """The state store could not be reached or failed; the operation may be retried."""
 
 
+class Overloaded(SesameError):
+    """This worker already runs as many calls as it may: the call was shed, nothing was done; retry."""
+
+
 # Why a gateway did not take a message: a bounded set, for the metrics label and the rate-limited log.
 DeliveryFailure = Literal["unreachable", "timeout", "refused", "error"]
 

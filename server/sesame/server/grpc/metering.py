@@ -46,6 +46,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 return response
             finally:
                 self._metrics.rpc_requests.labels(name, code.name).inc()
+                self._metrics.worker_rpcs.inc()
                 self._metrics.rpc_seconds.labels(name).observe(time.perf_counter() - start)
 
         return metered

@@ -7,8 +7,6 @@ listeners publish the statuses of the one health servicer the watcher sets.
 
 from __future__ import annotations
 
-import errno
-import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -31,8 +29,10 @@ from sesame.server.grpc.decoding import DecodingInterceptor
 from sesame.server.grpc.health import HealthWatcher
 from sesame.server.grpc.metering import MetricsInterceptor
 from sesame.server.grpc.servicers import AuthenticationServicer, EnrollmentServicer, EvidenceServicer
+from sesame.server.grpc.shedding import SheddingInterceptor
 from sesame.server.grpc.status import ErrorInterceptor
 from sesame.server.metrics import Metrics
+from sesame.server.port_claim import ensure_free
 from sesame.server.transport_settings import PLAINTEXT, TlsSettings, TransportSettings
 
 SERVICE_NAMES = API_SERVICES
@@ -47,6 +47,23 @@ SERVER_OPTIONS = (
     # take half the calls. Off, the second one fails to bind and says so.
     ("grpc.so_reuseport", 0),
 )
+# The same, for the workers of one `sesame serve`: they share the port on purpose, the supervisor having
+# claimed it for them alone (sesame.server.port_claim, docs/decisions/0021).
+WORKER_OPTIONS = (("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.so_reuseport", 1))
+DEFAULT_MAX_CONCURRENT_RPCS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Serving:
+    """How many calls a server takes at once (beyond: shed), and whether it shares its ports with siblings."""
+
+    max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS
+    reuse_port: bool = False  # True for a worker: its supervisor claimed the ports (and checked them)
+
+    @property
+    def options(self) -> tuple[tuple[str, int], ...]:
+        """The channel options of every listener of this server."""
+        return WORKER_OPTIONS if self.reuse_port else SERVER_OPTIONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +108,7 @@ class GrpcServer:
         metrics: Metrics,
         transport: TransportSettings = PLAINTEXT,
         advisories: Mapping[str, Callable[[], bool]] | None = None,
+        serving: Serving = Serving(),
     ) -> GrpcServer:
         """Bind `address` as `transport` says, register everything, start serving; health follows `probes`."""
         server = grpc.aio.server(
@@ -98,14 +116,16 @@ class GrpcServer:
             # inside it, so that its refusals are answered from the error table like any other error;
             # decoding innermost, so that a refused caller learns nothing from how its bytes parse. The call
             # context (request id, span, log fields) wraps them all, so every line of a call carries it.
+            # Shedding inside the error table, before any work is done for a call it refuses (decision 0021).
             interceptors=[
                 CallContextInterceptor(),
                 MetricsInterceptor(metrics),
                 ErrorInterceptor(),
+                SheddingInterceptor(serving.max_concurrent_rpcs, metrics),
                 AuthorizationInterceptor(transport.policy),
                 DecodingInterceptor(),
             ],
-            options=SERVER_OPTIONS,
+            options=serving.options,
         )
         auth_grpc.add_AuthenticationServiceServicer_to_server(
             AuthenticationServicer(challenges, proofs, clock), server
@@ -127,10 +147,10 @@ class GrpcServer:
         )
         # One round before the port opens: the first Check a balancer sends already tells the truth.
         await watcher.check_now()
-        port = _bind(server, address, transport.tls)
+        port = _bind(server, address, transport.tls, serving)
         health_listener = None
         if transport.health_addr is not None:
-            health_listener = await _health_only(health_servicer, transport.health_addr)
+            health_listener = await _health_only(health_servicer, transport.health_addr, serving)
         await server.start()
         watcher.start()
         return cls(server, port, watcher, health_listener)
@@ -145,8 +165,10 @@ class GrpcServer:
             await self._health_listener.server.stop(0)
 
 
-def _bind(server: grpc.aio.Server, address: str, tls: TlsSettings | None) -> int:
-    _ensure_free(address)
+def _bind(server: grpc.aio.Server, address: str, tls: TlsSettings | None, serving: Serving) -> int:
+    if not serving.reuse_port:
+        # A worker's siblings hold the port already: its supervisor checked it before starting them.
+        ensure_free(address)
     try:
         if tls is None:
             return server.add_insecure_port(address)
@@ -162,32 +184,10 @@ def _bind(server: grpc.aio.Server, address: str, tls: TlsSettings | None) -> int
         raise ConfigurationError(f"cannot listen on {address}") from None
 
 
-def _ensure_free(address: str) -> None:
-    """ConfigurationError naming `address` when another process listens there (a clear line, not gRPC's).
-
-    Checked with a socket of our own, as gRPC binds (SO_REUSEADDR, no SO_REUSEPORT), before gRPC tries.
-    """
-    host, _, port = address.rpartition(":")
-    if port == "0":
-        return
-    try:
-        candidates = socket.getaddrinfo(host.strip("[]") or None, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
-        return  # gRPC reports an address it cannot resolve itself
-    for family, kind, proto, _, where in candidates:
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(where)
-            except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    raise ConfigurationError(f"cannot listen on {address}: address already in use") from None
-
-
-async def _health_only(servicer: health.aio.HealthServicer, address: str) -> Listener:
+async def _health_only(servicer: health.aio.HealthServicer, address: str, serving: Serving) -> Listener:
     """A plaintext listener serving only grpc.health.v1, from the same servicer as the gRPC port."""
-    server = grpc.aio.server(interceptors=[DecodingInterceptor()], options=SERVER_OPTIONS)
+    server = grpc.aio.server(interceptors=[DecodingInterceptor()], options=serving.options)
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    port = _bind(server, address, None)
+    port = _bind(server, address, None, serving)
     await server.start()
     return Listener(server, port)

@@ -42,6 +42,7 @@ _TABLE: tuple[tuple[type[errors.SesameError], grpc.StatusCode, str], ...] = (
     (errors.KeyVersionUnavailable, grpc.StatusCode.UNAVAILABLE, "key version not held here, retry later"),
     (errors.HsmUnavailable, grpc.StatusCode.UNAVAILABLE, "key store unavailable, retry later"),
     (errors.StoreUnavailable, grpc.StatusCode.UNAVAILABLE, "state store unavailable, retry later"),
+    (errors.Overloaded, grpc.StatusCode.UNAVAILABLE, "server overloaded, retry later"),
     (errors.DeliveryFailed, grpc.StatusCode.UNAVAILABLE, "SMS gateway unavailable, retry later"),
     (errors.KeyNotFound, grpc.StatusCode.INTERNAL, "a key is missing in the HSM"),
     (errors.ConfigurationError, grpc.StatusCode.INTERNAL, "server misconfigured"),
@@ -185,7 +186,9 @@ def _budget_details(error: errors.SendBudgetExhausted) -> list[any_pb2.Any]:
 
 
 def _reason(error: errors.SesameError) -> list[any_pb2.Any]:
-    """ErrorInfo for a fault a caller may tell apart: which OTP key version is missing here (no key)."""
+    """ErrorInfo for a fault a caller may tell apart: a shed call, which OTP key version is missing here."""
+    if isinstance(error, errors.Overloaded):
+        return [_packed(error_details_pb2.ErrorInfo(reason="OVERLOADED", domain="sesame"))]
     if not isinstance(error, errors.KeyVersionUnavailable):
         return []
     metadata = {"key_version": str(error.key_version)}
@@ -233,7 +236,9 @@ def _guard(behavior: Behavior, method: str) -> Behavior:
             status = to_status(error)
             reason = type(error).__name__
             level = _level(status.code, error)
-            if level > logging.INFO:
+            if isinstance(error, errors.Overloaded):
+                pass  # counted (sesame_rpc_shed_total), not logged: overload would flood the log
+            elif level > logging.INFO:
                 caller = caller_identity(context.auth_context()) or "unidentified"
                 _log.log(
                     level, "rpc %s failed: %s (caller %s)", method, reason, caller, extra={"reason": reason}

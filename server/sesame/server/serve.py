@@ -1,0 +1,168 @@
+"""`sesame serve`: the supervisor process, which serves nothing itself (docs/decisions/0021).
+
+In order: claim the ports (nobody listens there, no other `sesame serve` holds them), start the embedded
+redis-server when no Redis is configured, make the keys ready once (the development token, the key
+ledger, `--start-afresh`: never in several processes at once), serve /metrics as the sum of the workers',
+start the workers and wait until each serves. Then restart a worker that dies, and on SIGTERM or SIGINT
+drain them all within the grace period, and stop Redis last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import shutil
+import signal
+import tempfile
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+from sesame.clients.redis_server import EmbeddedRedis
+from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
+from sesame.server.app import hsm_config, log_serving
+from sesame.server.config import Settings
+from sesame.server.key_boot import KeyBootPolicy, boot_keys
+from sesame.server.metrics import MetricsEndpoint
+from sesame.server.port_claim import PortClaim
+from sesame.server.supervisor import Backoff, Supervisor
+from sesame.server.workers import WorkerLaunch, WorkerPool
+
+_log = logging.getLogger("sesame")
+
+# Restarts of a child (the embedded redis-server, a worker) that keep failing are retried every 0.5, 1, 2,
+# 4, 8, 10, 10, ... s.
+RESTART_BACKOFF = Backoff(first=0.5, cap=10.0)
+
+
+async def serve(settings: Settings) -> None:
+    """Supervise the workers until SIGTERM or SIGINT, then drain them and stop Redis."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    with PortClaim() as claim:
+        settings = _claim_ports(settings, claim)
+        async with contextlib.AsyncExitStack() as stack:
+            redis_url = await _redis(settings, stack)
+            hsm = await _ready_keys(settings, redis_url)
+            metrics_dir = _metrics(settings, stack)
+            launch = WorkerLaunch(
+                env=_worker_env(settings, redis_url, hsm, metrics_dir),
+                on_exit=lambda pid: _forget(pid, metrics_dir),
+            )
+            pool = WorkerPool(settings.workers, launch)
+            stack.push_async_callback(asyncio.to_thread, pool.drain, settings.shutdown_grace)
+            await asyncio.to_thread(pool.start)
+            for worker in pool.workers:
+                restarts = Supervisor(
+                    f"worker {worker.index}",
+                    worker,
+                    interval=settings.health_interval,
+                    backoff=RESTART_BACKOFF,
+                )
+                restarts.start()
+                # Pushed after the drain, so it runs before it: no restart races the drain.
+                stack.push_async_callback(restarts.stop)
+            log_serving(settings)
+            await stop.wait()
+            _log.info("draining %d workers (grace %.0f s)", settings.workers, settings.shutdown_grace)
+    _log.info("stopped")
+
+
+def _claim_ports(settings: Settings, claim: PortClaim) -> Settings:
+    """Claim the ports every worker binds; the settings with the ports picked for a port 0."""
+    grpc_addr = claim.claim(settings.grpc_addr)
+    transport = settings.transport
+    if transport.health_addr is not None:
+        transport = dataclasses.replace(transport, health_addr=claim.claim(transport.health_addr))
+    dlr = settings.dlr
+    # Port 0: each worker listens on a port of its own and names it in its callback URL.
+    if dlr is not None and not dlr.address.endswith(":0"):
+        dlr = dataclasses.replace(dlr, address=claim.claim(dlr.address))
+    return dataclasses.replace(settings, grpc_addr=grpc_addr, transport=transport, dlr=dlr)
+
+
+async def _redis(settings: Settings, stack: contextlib.AsyncExitStack) -> str:
+    """The configured Redis, or an embedded redis-server started (and supervised) for all the workers."""
+    if settings.redis_url is not None:
+        return settings.redis_url
+    embedded = EmbeddedRedis(settings.var_dir / "redis")
+    await asyncio.to_thread(embedded.start)
+    stack.callback(embedded.stop)
+    # Pushed after `stop`, so it runs before it: no restart races the final stop.
+    supervisor = Supervisor(
+        "embedded redis-server", embedded, interval=settings.health_interval, backoff=RESTART_BACKOFF
+    )
+    supervisor.start()
+    stack.push_async_callback(supervisor.stop)
+    _log.info("embedded redis-server started on %s", embedded.url)
+    return embedded.url
+
+
+async def _ready_keys(settings: Settings, redis_url: str) -> Pkcs11Config:
+    """Make the keys ready once, before any worker: the token checked against the ledger, keys made if
+    the policy allows, the self-test. The session is closed again: each worker opens its own."""
+    config = await asyncio.to_thread(hsm_config, settings)
+    keys = await asyncio.to_thread(Pkcs11KeyStore.open, config)
+    try:
+        boot = KeyBootPolicy(create_missing=settings.hsm is None, start_afresh=settings.keys_start_afresh)
+        await boot_keys(config, keys, redis_url, boot, datetime.now(UTC))
+    finally:
+        await asyncio.to_thread(keys.close)
+    return config
+
+
+def _metrics(settings: Settings, stack: contextlib.AsyncExitStack) -> str | None:
+    """Serve /metrics as the sum over the workers (prometheus_client's multiprocess mode); its directory.
+
+    A fresh private directory per run: values a previous run left would be added to this one's.
+    """
+    if settings.metrics_addr is None:
+        return None
+    directory = tempfile.mkdtemp(prefix="sesame-metrics-")
+    stack.callback(shutil.rmtree, directory, ignore_errors=True)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]  # untyped upstream
+    endpoint = MetricsEndpoint(registry, settings.metrics_addr)
+    stack.callback(endpoint.close)
+    _log.info("metrics on http://%s:%d/metrics", settings.metrics_addr.rpartition(":")[0], endpoint.port)
+    return directory
+
+
+def _forget(pid: int, metrics_dir: str | None) -> None:
+    """A worker ended: its live gauges go; its counters stay in the sum (they must never go down)."""
+    if metrics_dir is not None:
+        mark_process_dead(pid, metrics_dir)  # type: ignore[no-untyped-call]  # untyped upstream
+
+
+def _worker_env(
+    settings: Settings, redis_url: str, hsm: Pkcs11Config, metrics_dir: str | None
+) -> dict[str, str]:
+    """The workers' settings: ours, with the ports claimed, the Redis and the token readied, no /metrics.
+
+    The development token is handed over as a configured one: its files are ready, and a worker must not
+    write them again while another loads them. Keys are never made by a worker.
+    """
+    env = dict(os.environ)
+    env.update(
+        SESAME_GRPC_ADDR=settings.grpc_addr,
+        SESAME_REDIS_URL=redis_url,
+        SESAME_KEYS_START_AFRESH="0",
+        SESAME_METRICS_ADDR="off",
+    )
+    if settings.transport.health_addr is not None:
+        env["SESAME_HEALTH_ADDR"] = settings.transport.health_addr
+    if settings.dlr is not None:
+        env["SESAME_DLR_ADDR"] = settings.dlr.address
+    if settings.hsm is None:
+        env.pop("SESAME_HSM_PIN_FILE", None)
+        env.update(SESAME_PKCS11_MODULE=hsm.module, SESAME_HSM_TOKEN=hsm.token_label, SESAME_HSM_PIN=hsm.pin)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    if metrics_dir is not None:
+        env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    return env

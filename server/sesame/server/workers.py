@@ -1,0 +1,211 @@
+"""The worker processes of `sesame serve`: started, restarted when one dies, drained on SIGTERM.
+
+A worker is `python -m sesame.server.worker`, a process of its own (exec'd, never forked: no state of the
+supervisor, no gRPC or HSM library state, no lock of ours is inherited) with its own HSM session and Redis
+pool, serving the ports the supervisor claimed. It says it is ready by writing to a pipe once its port
+serves. It runs in its own session, so a Ctrl-C in the terminal reaches the supervisor only, which drains
+the workers; and it is sent SIGTERM by the kernel when the supervisor dies (PR_SET_PDEATHSIG), as the
+embedded redis-server is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Final
+
+from sesame.server.domain.errors import ConfigurationError, SesameError
+
+_log = logging.getLogger("sesame.workers")
+# <linux/prctl.h>: the signal the kernel sends a process when its parent (the thread that forked it) dies.
+_PR_SET_PDEATHSIG: Final = 1
+READY: Final = b"ready\n"
+
+
+class WorkerFailed(SesameError):
+    """A worker did not come up: it exited, or did not say it serves within the time allowed."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerLaunch:
+    """How to start a worker: its environment (settings), the time it has to serve, what to do at its end."""
+
+    env: Mapping[str, str]
+    ready_timeout: float = 120.0
+    on_exit: Callable[[int], None] = lambda _pid: None  # told each dead worker's pid (metrics files)
+
+
+class WorkerProcess:
+    """One worker slot: the process in it now, started again by `restart_if_dead` when it died."""
+
+    def __init__(self, index: int, launch: WorkerLaunch, spawner: ThreadPoolExecutor) -> None:
+        """Describe worker `index` (1, 2, ...), forked by `spawner`'s thread; nothing starts before
+        `start()`."""
+        self.index = index
+        self._launch = launch
+        self._spawner = spawner
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stopping = False
+        # The restart thread and the drain may meet: one transition at a time.
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start the worker and wait until it serves. Blocking. WorkerFailed if it does not."""
+        with self._lock:
+            self._spawn()
+
+    def restart_if_dead(self) -> bool:
+        """Start the worker again if it died (not while draining); True if it did. Blocking.
+
+        WorkerFailed when the new one does not come up: the supervisor tries again, backing off.
+        """
+        with self._lock:
+            process = self._process
+            if self._stopping or process is None or process.poll() is None:
+                return False
+            self._launch.on_exit(process.pid)
+            _log.warning(
+                "worker %d (pid %d) exited with status %s; starting it again",
+                self.index,
+                process.pid,
+                process.returncode,
+            )
+            self._spawn()
+            return True
+
+    def terminate(self) -> None:
+        """Ask the worker to drain (SIGTERM, once: a second one would cut its drain short) and never
+        restart it."""
+        with self._lock:
+            if self._stopping:
+                return
+            self._stopping = True
+            process = self._process
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+
+    def wait(self, deadline: float) -> int | None:
+        """Wait for a terminated worker until `deadline` (monotonic), then SIGKILL it. Its exit status
+        (None when there is no process, or it was waited for already)."""
+        process, self._process = self._process, None
+        if process is None:
+            return None
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _log.warning("worker %d (pid %d) did not drain in time: killed", self.index, process.pid)
+            process.kill()
+            process.wait()
+        self._launch.on_exit(process.pid)
+        return process.returncode
+
+    def _spawn(self) -> None:
+        read_end, write_end = os.pipe()
+        try:
+            # Forked by the spawner's thread: the kernel sends the death signal when the forking thread
+            # ends, and that one lives as long as the pool.
+            process = self._spawner.submit(
+                subprocess.Popen,
+                [sys.executable, "-m", "sesame.server.worker", "--index", str(self.index), "--ready-fd",
+                 str(write_end)],
+                env=dict(self._launch.env),
+                stdin=subprocess.DEVNULL,
+                pass_fds=(write_end,),
+                start_new_session=True,
+                preexec_fn=_die_with(os.getpid()),
+            ).result()  # fmt: skip
+        except OSError as exc:
+            os.close(read_end)
+            raise WorkerFailed(f"cannot start worker {self.index}: {exc}") from exc
+        finally:
+            os.close(write_end)
+        self._process = process
+        try:
+            self._wait_ready(process, read_end)
+        finally:
+            os.close(read_end)
+
+    def _wait_ready(self, process: subprocess.Popen[bytes], read_end: int) -> None:
+        """Return once the worker wrote READY; WorkerFailed when it exits first or takes too long."""
+        readable, _, _ = select.select([read_end], [], [], self._launch.ready_timeout)
+        # End of file (the worker died: its end of the pipe closed) reads as b"".
+        if readable and os.read(read_end, len(READY)) == READY:
+            _log.info("worker %d (pid %d) serving", self.index, process.pid)
+            return
+        if process.poll() is None:
+            process.kill()
+        status = process.wait()
+        raise WorkerFailed(f"worker {self.index} did not start (exit status {status})")
+
+
+def _die_with(parent: int) -> Callable[[], None]:
+    """What the worker runs before exec: ask SIGTERM (it drains) when the supervisor dies.
+
+    The kernel ties the signal to the forking thread, not the process: every worker is forked by the
+    pool's spawner thread, which ends only after the drain.
+    """
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def arm() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        # The supervisor died between fork and prctl: no signal will come, so do not start an orphan.
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return arm
+
+
+class WorkerPool:
+    """`count` worker slots, started together; a slot that cannot start stops the boot."""
+
+    def __init__(self, count: int, launch: WorkerLaunch) -> None:
+        """Describe the pool; nothing starts before `start()`."""
+        self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sesame-spawner")
+        self.workers = [WorkerProcess(index, launch, self._spawner) for index in range(1, count + 1)]
+
+    def start(self) -> None:
+        """Start every worker, in parallel, and wait until all serve. Blocking.
+
+        ConfigurationError when one does not come up (its own reason is on its standard error): the
+        others are stopped, and the boot fails as a misconfigured one does.
+        """
+        failures: list[WorkerFailed] = []
+
+        def start(worker: WorkerProcess) -> None:
+            try:
+                worker.start()
+            except WorkerFailed as failed:
+                failures.append(failed)
+
+        threads = [threading.Thread(target=start, args=(worker,)) for worker in self.workers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if failures:
+            self.drain(0.0)
+            raise ConfigurationError(str(failures[0])) from None
+
+    def drain(self, grace: float) -> None:
+        """SIGTERM every worker, wait for them to drain (`grace` and a few seconds to stop), SIGKILL the
+        rest. Blocking."""
+        for worker in self.workers:
+            worker.terminate()
+        deadline = time.monotonic() + grace + 5.0
+        for worker in self.workers:
+            with contextlib.suppress(ProcessLookupError):
+                status = worker.wait(deadline)
+                if status not in (None, 0):
+                    _log.warning("worker %d exited with status %s", worker.index, status)
+        self._spawner.shutdown()

@@ -1,0 +1,276 @@
+"""`sesame serve --workers N`: every worker answers, a dead one is replaced, SIGTERM drains them all, the
+port stays this server's alone, the scrape sums the workers, and overload is shed, not queued."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import secrets
+import signal
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
+from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
+from sesame.server.port_claim import PortClaim
+from tests.support.serve_process import ServeProcess, free_port, run_serve, start_serve, wait_serving
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+# A channel of its own per call: grpc shares connections between channels to one target otherwise, and
+# SO_REUSEPORT spreads connections, not calls.
+_OWN_CONNECTION = (("grpc.use_local_subchannel_pool", 1),)
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, dead but not yet reaped, does not), read from /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def _gone_within(pids: set[int], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not any(_alive(pid) for pid in pids):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        text: str = reply.read().decode()
+        return text
+
+
+def _scrape_once_counted(port: int, metric: str, labels: str, expected: float) -> str:
+    """A scrape in which `metric{labels}` reached `expected`, waiting a little for it.
+
+    An aborted call's status can reach the client before the worker's interceptor has counted it.
+    """
+    deadline = time.monotonic() + 5
+    text = _scrape(port)
+    while _counted(text, metric, labels) < expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+        text = _scrape(port)
+    return text
+
+
+def _per_worker(text: str) -> dict[int, float]:
+    """sesame_worker_rpcs by worker pid."""
+    return {
+        int(pid): float(value)
+        for pid, value in re.findall(r'^sesame_worker_rpcs\{pid="(\d+)"\} (\S+)$', text, re.MULTILINE)
+    }
+
+
+def _counted(text: str, metric: str, labels: str) -> float:
+    found = re.search(rf"^{metric}\{{{labels}\}} (\S+)$", text, re.MULTILINE)
+    return 0.0 if found is None else float(found.group(1))
+
+
+def _ask_unknown_user(address: str) -> grpc.StatusCode:
+    """One GetUser on a connection of its own; the status code of the answer."""
+    with grpc.insecure_channel(address, options=_OWN_CONNECTION) as channel:
+        try:
+            enrol_grpc.EnrollmentServiceStub(channel).GetUser(
+                enrol_pb.GetUserRequest(user_id="nobody"), timeout=10
+            )
+        except grpc.RpcError as error:
+            if isinstance(error, grpc.Call):
+                return error.code()
+            raise
+    return grpc.StatusCode.OK
+
+
+def _two_workers(tmp_path: Path, **settings: str) -> tuple[ServeProcess, int]:
+    metrics_port = free_port()
+    serving = start_serve(tmp_path / "var", metrics_port, {"SESAME_WORKERS": "2", **settings})
+    return serving, metrics_port
+
+
+def _stop(serving: ServeProcess) -> None:
+    serving.process.terminate()
+    serving.process.wait(timeout=60)
+
+
+def test_calls_over_several_connections_land_on_every_worker_and_the_scrape_sums_them(
+    tmp_path: Path,
+) -> None:
+    """With two workers, connections reach both (each counts its calls) and /metrics adds both up."""
+    serving, metrics_port = _two_workers(tmp_path)
+    try:
+        workers = serving.workers()
+        assert len(workers) == 2
+        before = _per_worker(_scrape(metrics_port))
+
+        answers = [_ask_unknown_user(serving.address) for _ in range(24)]
+
+        counted = 'code="NOT_FOUND",method="GetUser"'
+        text = _scrape_once_counted(metrics_port, "sesame_rpc_requests_total", counted, 24)
+        after = _per_worker(text)
+        assert answers == [grpc.StatusCode.NOT_FOUND] * 24
+        assert set(after) == workers
+        assert all(after[pid] > before.get(pid, 0.0) for pid in workers)
+        assert _counted(text, "sesame_rpc_requests_total", counted) == 24
+        assert serving.workers() == workers
+        assert "starting it again" not in serving.output()  # no worker ended by itself
+    finally:
+        _stop(serving)
+
+
+def test_a_killed_worker_is_started_again_and_the_service_keeps_answering(tmp_path: Path) -> None:
+    """SIGKILL of one worker: the other answers meanwhile, and the supervisor starts a new one."""
+    serving, _ = _two_workers(tmp_path)
+    try:
+        killed = min(serving.workers())
+        os.kill(killed, signal.SIGKILL)
+        assert _gone_within({killed}, 10)
+
+        assert [_ask_unknown_user(serving.address) for _ in range(8)] == [grpc.StatusCode.NOT_FOUND] * 8
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (len(serving.workers()) < 2 or killed in serving.workers()):
+            time.sleep(0.2)
+        assert len(serving.workers()) == 2
+        assert killed not in serving.workers()
+        wait_serving(serving.address, serving.process)
+        assert f"(pid {killed}) exited" in serving.output()
+    finally:
+        _stop(serving)
+
+
+def test_sigterm_drains_every_worker_and_exits_zero(tmp_path: Path) -> None:
+    """SIGTERM: the workers drain and exit, then Redis stops, and the supervisor exits 0."""
+    serving, _ = _two_workers(tmp_path)
+    workers = serving.workers()
+    redis_pid = int((tmp_path / "var" / "redis" / "redis.pid").read_text())
+
+    serving.process.send_signal(signal.SIGTERM)
+
+    assert serving.process.wait(timeout=60) == 0, serving.output()
+    assert _gone_within({*workers, redis_pid}, 10)
+    assert "stopped" in serving.output()
+
+
+def test_sigkill_of_the_supervisor_takes_the_workers_and_redis_along(tmp_path: Path) -> None:
+    """SIGKILL of `sesame serve` itself: its workers and its redis-server exit too."""
+    serving, _ = _two_workers(tmp_path, SESAME_SHUTDOWN_GRACE_SECONDS="1")
+    workers = serving.workers()
+    redis_pid = int((tmp_path / "var" / "redis" / "redis.pid").read_text())
+
+    serving.process.send_signal(signal.SIGKILL)
+    serving.process.wait(timeout=30)
+
+    assert _gone_within({*workers, redis_pid}, 20)
+
+
+def test_every_worker_listens_on_the_delivery_report_port(tmp_path: Path) -> None:
+    """With Kannel, two workers share the fixed delivery-report port: both boot, and reports are heard."""
+    dlr_port = free_port()
+    serving, _ = _two_workers(
+        tmp_path,
+        SESAME_SMS_GATEWAY="kannel",
+        SESAME_KANNEL_URL=f"http://127.0.0.1:{free_port()}",
+        SESAME_KANNEL_USERNAME="sesame",
+        SESAME_KANNEL_PASSWORD=secrets.token_urlsafe(16),  # never used: no SMS is sent
+        SESAME_DLR_ADDR=f"127.0.0.1:{dlr_port}",
+        SESAME_DLR_TOKEN=secrets.token_urlsafe(32),
+    )
+    try:
+        assert len(serving.workers()) == 2
+        for _ in range(6):
+            # No token: refused, by whichever worker took the connection.
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(f"http://127.0.0.1:{dlr_port}/dlr/kannel", timeout=5)
+            assert 400 <= refused.value.code < 500
+    finally:
+        _stop(serving)
+
+
+def test_a_second_serve_on_the_workers_port_is_refused_in_one_line(tmp_path: Path) -> None:
+    """Another `sesame serve` on a port two workers share (SO_REUSEPORT) fails with one line."""
+    serving, _ = _two_workers(tmp_path)
+    try:
+        result = run_serve(tmp_path / "other", {"SESAME_GRPC_ADDR": serving.address, "SESAME_WORKERS": "2"})
+
+        assert result.returncode == 2
+        assert "Traceback" not in result.stdout
+        assert result.stdout.splitlines()[-1] == (
+            f"sesame: cannot listen on {serving.address}: address already in use"
+        )
+    finally:
+        _stop(serving)
+
+
+def test_a_port_claimed_by_another_serve_still_starting_is_refused_in_one_line(tmp_path: Path) -> None:
+    """A port whose lock another `sesame serve` holds (its workers not yet bound) is refused in one line."""
+    port = free_port()
+    with PortClaim() as other:
+        other.claim(f"127.0.0.1:{port}")
+
+        result = run_serve(tmp_path / "var", {"SESAME_GRPC_ADDR": f"127.0.0.1:{port}"})
+
+    assert result.returncode == 2
+    assert result.stdout.splitlines()[-1] == (
+        f"sesame: cannot listen on 127.0.0.1:{port}: address already in use "
+        f"(another sesame serve holds port {port})"
+    )
+
+
+def _shed_details(error: grpc.aio.AioRpcError) -> tuple[str, float]:
+    """The ErrorInfo reason and the RetryInfo delay (seconds) of an UNAVAILABLE answer."""
+    raw = dict(error.trailing_metadata() or ())["grpc-status-details-bin"]
+    status = status_pb2.Status.FromString(raw)
+    info, retry = error_details_pb2.ErrorInfo(), error_details_pb2.RetryInfo()
+    for detail in status.details:
+        if detail.Is(info.DESCRIPTOR):
+            detail.Unpack(info)
+        elif detail.Is(retry.DESCRIPTOR):
+            detail.Unpack(retry)
+    return info.reason, retry.retry_delay.ToTimedelta().total_seconds()
+
+
+async def _flood(address: str, calls: int, checks: int) -> tuple[list[object], list[int]]:
+    """`calls` GetUser and `checks` health checks, all at once on one connection."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        enrol = enrol_grpc.EnrollmentServiceStub(channel)
+        health = health_pb2_grpc.HealthStub(channel)
+        asked = [enrol.GetUser(enrol_pb.GetUserRequest(user_id="nobody"), timeout=30) for _ in range(calls)]
+        probed = [health.Check(health_pb2.HealthCheckRequest(), timeout=30) for _ in range(checks)]
+        answers = await asyncio.gather(*asked, return_exceptions=True)
+        statuses = [reply.status for reply in await asyncio.gather(*probed)]
+    return list(answers), statuses
+
+
+async def test_calls_beyond_the_bound_are_shed_with_retry_info_and_counted(tmp_path: Path) -> None:
+    """With at most one call at a time, a burst is partly shed (UNAVAILABLE, OVERLOADED, RetryInfo),
+    counted, and health checks in the same burst are all answered."""
+    metrics_port = free_port()
+    serving = start_serve(tmp_path / "var", metrics_port, {"SESAME_MAX_CONCURRENT_RPCS": "1"})
+    try:
+        answers, health = await _flood(serving.address, calls=60, checks=20)
+
+        errors = [answer for answer in answers if isinstance(answer, grpc.aio.AioRpcError)]
+        assert len(errors) == len(answers)  # an unknown user: NOT_FOUND, or shed
+        shed = [error for error in errors if error.code() is grpc.StatusCode.UNAVAILABLE]
+        assert len(shed) > 0
+        assert {error.code() for error in errors} <= {grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE}
+        assert {_shed_details(error) for error in shed} == {("OVERLOADED", 1.0)}
+        assert health == [health_pb2.HealthCheckResponse.SERVING] * 20
+        unavailable = 'code="UNAVAILABLE",method="GetUser"'
+        text = _scrape_once_counted(metrics_port, "sesame_rpc_requests_total", unavailable, len(shed))
+        assert _counted(text, "sesame_rpc_shed_total", 'method="GetUser"') == len(shed)
+        assert _counted(text, "sesame_rpc_requests_total", unavailable) == len(shed)
+    finally:
+        _stop(serving)
