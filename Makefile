@@ -13,7 +13,7 @@ BUF := .tools/node_modules/.bin/buf
 NODE_TOOLS := tools/package.json tools/package-lock.json
 STAMP_NODE := .tools/.installed
 
-.PHONY: help run test system-deps python-deps server-deps sms-deps node-deps proto lint typecheck archlint bench wheel clean
+.PHONY: help run test system-deps python-deps server-deps sms-deps node-deps monitoring-deps dashboard-preview proto lint typecheck archlint bench wheel clean
 
 help:
 	@echo "make run    start Sésame on 127.0.0.1:50051 with embedded defaults (Redis child, SoftHSM token under var/)"
@@ -45,7 +45,15 @@ sms-deps:
 node-deps:
 	@command -v npm >/dev/null || { echo "installing: npm"; $(APT_INSTALL) npm; }
 
-system-deps: python-deps server-deps sms-deps node-deps
+## Prometheus (promtool, and a server the tests start on a private port and directory) checks deploy/. The
+## package enables and may start its own service on install: disabled and stopped here, nothing stays behind.
+monitoring-deps:
+	@{ command -v promtool >/dev/null && command -v prometheus >/dev/null; } || { \
+	echo "installing: prometheus"; $(APT_INSTALL) --no-install-recommends prometheus; \
+	if command -v systemctl >/dev/null; then $(SUDO) systemctl disable --now --quiet prometheus 2>/dev/null || true; fi; \
+	if [ -e /etc/init.d/prometheus ]; then $(SUDO) update-rc.d prometheus disable >/dev/null 2>&1 || true; $(SUDO) /etc/init.d/prometheus stop >/dev/null 2>&1 || true; fi; }
+
+system-deps: python-deps server-deps sms-deps node-deps monitoring-deps
 
 $(STAMP_VENV): pyproject.toml | python-deps
 	$(PYTHON) -m venv $(VENV)
@@ -83,7 +91,7 @@ typecheck: $(STAMP_GEN)
 archlint: $(STAMP_GEN)
 	$(BIN)/lint-imports
 
-test: server-deps sms-deps lint typecheck archlint $(STAMP_NODE)
+test: server-deps sms-deps monitoring-deps lint typecheck archlint $(STAMP_NODE)
 	$(BIN)/pytest
 
 wheel: $(STAMP_GEN)

@@ -12,9 +12,11 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Sequence
 from datetime import datetime
+from importlib import metadata
 from typing import TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from cryptography import x509
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
 from sesame.server.domain.budgets import Charge
 from sesame.server.domain.errors import (
@@ -155,6 +157,35 @@ class Metrics:
             ["gateway", "reason"],
             registry=self.registry,
         )
+        self._operational_gauges()
+
+    def _operational_gauges(self) -> None:
+        """What an operator alerts on besides traffic: version, health as published, the certificate's end."""
+        Info("sesame_build", "The version of Sésame running.", registry=self.registry).info(
+            {"version": _version()}
+        )
+        self.health_serving = Gauge(
+            "sesame_health_serving",
+            '1 while health reports SERVING for the service ("": the server itself), else 0.',
+            ["service"],
+            registry=self.registry,
+        )
+        self.health_probe_up = Gauge(
+            "sesame_health_probe_up",
+            "1 when the dependency answered the last health probe (state store, key store), else 0.",
+            ["probe"],
+            registry=self.registry,
+        )
+        self.tls_certificate_expiry = Gauge(
+            "sesame_tls_certificate_expiry_timestamp_seconds",
+            "When the gRPC port's TLS certificate expires (notAfter, Unix time); absent without TLS.",
+            registry=self.registry,
+        )
+
+    def tls_certificate(self, cert_chain: bytes) -> None:
+        """Publish the expiry of the server's own certificate, the first of its PEM chain."""
+        certificate = x509.load_pem_x509_certificate(cert_chain)
+        self.tls_certificate_expiry.set(certificate.not_valid_after_utc.timestamp())
 
     async def timed(self, dependency: str, call: str, awaitable: Awaitable[T]) -> T:
         """Await a dependency call, observing its duration and counting it if the dependency failed."""
@@ -166,6 +197,13 @@ class Metrics:
             raise
         finally:
             self.dependency_seconds.labels(dependency, call).observe(time.perf_counter() - start)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("sesame-otp")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 class MeteredKeyStore:
