@@ -97,6 +97,12 @@ test: server-deps sms-deps monitoring-deps lint typecheck archlint $(STAMP_NODE)
 wheel: $(STAMP_GEN)
 	$(BIN)/python -m build --wheel --no-isolation --outdir dist .
 
+## docs/dashboard-preview.png: the dashboard's panels drawn from a live Prometheus (no Grafana can be installed
+## here: tools/dashboard_preview.py says why). matplotlib is installed into the venv for this target only.
+dashboard-preview: $(STAMP_GEN) monitoring-deps
+	$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install -q 'matplotlib>=3.6'
+	$(BIN)/python -m tools.dashboard_preview docs/dashboard-preview.png
+
 bench: $(STAMP_GEN)
 	$(BIN)/python -m bench.load $(BENCH_ARGS)
 

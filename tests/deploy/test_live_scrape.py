@@ -53,10 +53,16 @@ def test_the_rule_engine_holds_every_alert(prometheus: Prometheus) -> None:
 
 
 def test_alerts_name_the_failing_part(prometheus: Prometheus) -> None:
-    """The HSM alert names the failing replica's calls; Redis and NOT_SERVING name the replica stopped."""
+    """The HSM alert names the failing calls, the SMS alert the failing gateway, the expiry one replica."""
     alerts = {
         (alert["labels"]["alertname"], alert["labels"].get("call", "")) for alert in prometheus.alerts()
     }
     assert ("SesameHsmErrors", "mac") in alerts or ("SesameHsmErrors", "random") in alerts
     sms = [alert for alert in prometheus.alerts() if alert["labels"]["alertname"] == "SesameSmsFailureRate"]
     assert {alert["labels"]["gateway"] for alert in sms} == {"kannel"}
+    expiring = [
+        alert
+        for alert in prometheus.alerts()
+        if alert["labels"]["alertname"] == "SesameCertificateExpiresSoon"
+    ]
+    assert len(expiring) == 1  # the mTLS replica; the plaintext one publishes no certificate

@@ -39,6 +39,12 @@ class Prometheus:
         result: list[dict[str, Any]] = data["result"]
         return result
 
+    def query_range(self, expr: str, start: float, end: float, step: float) -> list[dict[str, Any]]:
+        """The range vector (a matrix) `expr` evaluates to from `start` to `end`, every `step` seconds."""
+        params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step}"}
+        result: list[dict[str, Any]] = self._get("/api/v1/query_range", params)["result"]
+        return result
+
     def alerts(self) -> list[dict[str, Any]]:
         """The alerts the rule engine holds now, pending or firing."""
         alerts: list[dict[str, Any]] = self._get("/api/v1/alerts", {})["alerts"]

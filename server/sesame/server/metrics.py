@@ -176,16 +176,19 @@ class Metrics:
             ["probe"],
             registry=self.registry,
         )
-        self.tls_certificate_expiry = Gauge(
+
+    def tls_certificate(self, cert_chain: bytes) -> None:
+        """Publish the expiry of the server's own certificate, the first of its PEM chain.
+
+        The gauge is registered here, not with the others: a gauge exists from its registration (at 0), and a
+        plaintext server reporting a certificate that expired in 1970 would raise the expiry alert.
+        """
+        certificate = x509.load_pem_x509_certificate(cert_chain)
+        Gauge(
             "sesame_tls_certificate_expiry_timestamp_seconds",
             "When the gRPC port's TLS certificate expires (notAfter, Unix time); absent without TLS.",
             registry=self.registry,
-        )
-
-    def tls_certificate(self, cert_chain: bytes) -> None:
-        """Publish the expiry of the server's own certificate, the first of its PEM chain."""
-        certificate = x509.load_pem_x509_certificate(cert_chain)
-        self.tls_certificate_expiry.set(certificate.not_valid_after_utc.timestamp())
+        ).set(certificate.not_valid_after_utc.timestamp())
 
     async def timed(self, dependency: str, call: str, awaitable: Awaitable[T]) -> T:
         """Await a dependency call, observing its duration and counting it if the dependency failed."""
