@@ -31,7 +31,7 @@ from tests.support.pki import make_pki
 from tests.support.prometheus import Prometheus
 
 VARIABLES = {"$__rate_interval": "15s", "$instance": ".*"}
-ROW_HEIGHT = 0.42  # inches per grid unit of height; a grid column is 1/24 of the figure's width
+ROW_HEIGHT = 0.5  # inches per grid unit of height; a grid column is 1/24 of the figure's width
 
 
 def _expr(target: dict[str, Any]) -> str:
@@ -53,7 +53,6 @@ def _timeseries(ax: Axes, panel: dict[str, Any], prometheus: Prometheus, start: 
             times = [float(t) - start for t, _ in series["values"]]
             values = [float(v) for _, v in series["values"]]
             ax.plot(times, values, label=_legend(target["legendFormat"], series["metric"]), linewidth=1.2)
-    ax.set_xlabel("seconds into the run", fontsize=7)
     unit = panel["fieldConfig"]["defaults"].get("unit", "")
     ax.set_ylabel(unit, fontsize=7)
     ax.tick_params(labelsize=7)
@@ -83,8 +82,11 @@ def render(prometheus: Prometheus, start: float, output: Path) -> None:
     panels = dashboard()["panels"]
     rows = max(panel["gridPos"]["y"] + panel["gridPos"]["h"] for panel in panels)
     figure = plt.figure(figsize=(22, rows * ROW_HEIGHT + 1))
-    figure.suptitle("Sésame (preview of deploy/grafana/sesame.json, live Prometheus data)", fontsize=14)
-    grid = figure.add_gridspec(rows, 24, hspace=4, wspace=3, top=1 - 0.8 / (rows * ROW_HEIGHT + 1))
+    figure.suptitle(
+        "Sésame: deploy/grafana/sesame.json drawn from a live Prometheus (x: seconds into the test run)",
+        fontsize=14,
+    )
+    grid = figure.add_gridspec(rows, 24, hspace=6, wspace=3, top=1 - 1.3 / (rows * ROW_HEIGHT + 1))
     for panel in panels:
         place = panel["gridPos"]
         ax = figure.add_subplot(
