@@ -160,7 +160,7 @@ class Metrics:
         self._operational_gauges()
 
     def _operational_gauges(self) -> None:
-        """What an operator alerts on besides traffic: version, health as published, the certificate's end."""
+        """What an operator alerts on besides traffic: the version, health as published, each probe."""
         Info("sesame_build", "The version of Sésame running.", registry=self.registry).info(
             {"version": _version()}
         )
