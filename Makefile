@@ -13,26 +13,28 @@ BUF := .tools/node_modules/.bin/buf
 NODE_TOOLS := tools/package.json tools/package-lock.json
 STAMP_NODE := .tools/.installed
 
-.PHONY: help run test system-deps python-deps server-deps sms-deps node-deps monitoring-deps dashboard-preview proto lint typecheck archlint bench wheel clean
+.PHONY: help run test lock system-deps python-deps server-deps sms-deps node-deps monitoring-deps dashboard-preview proto lint typecheck archlint bench wheel clean
 
 help:
 	@echo "make run    start Sésame on 127.0.0.1:50051 with embedded defaults (Redis child, SoftHSM token under var/)"
 	@echo "make test   install what is missing, then lint, type-check and run every test"
 	@echo "make bench  run the load generator against a real server (not part of make test)"
+	@echo "make lock   re-resolve the Python dependencies to their newest allowed versions, with hashes"
 
 ## Machine packages: installed only when missing, so a prepared machine does no network work. Each target
 ## asks only for what its own step needs: building the wheel (the Docker build stage) needs no SoftHSM,
-## Redis or npm.
-APT_INSTALL = $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq
+## Redis or npm. tools/apt-install.sh installs without recommended packages and leaves no system service
+## running or enabled (the tests and `make run` start their own Redis and Kannel): docs/decisions/0017.
+APT_INSTALL = tools/apt-install.sh
 
 python-deps:
-	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { echo "installing: python3-venv"; $(APT_INSTALL) python3-venv; }
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || $(APT_INSTALL) python3-venv
 
 server-deps:
 	@missing=""; \
 	command -v softhsm2-util >/dev/null || missing="$$missing softhsm2"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
-	if [ -n "$$missing" ]; then echo "installing:$$missing"; $(APT_INSTALL) $$missing; fi
+	if [ -n "$$missing" ]; then $(APT_INSTALL) $$missing; fi
 
 ## Kannel (bearerbox, smsbox) and its fake SMSC (kannel-extras) run only in the tests: `make run` uses the
 ## console gateway. The tests start a private Kannel on free ports, whatever the package's own service does.
@@ -40,26 +42,37 @@ sms-deps:
 	@missing=""; \
 	{ [ -x /usr/sbin/bearerbox ] && [ -x /usr/sbin/smsbox ]; } || missing="$$missing kannel"; \
 	[ -x /usr/lib/kannel/test/fakesmsc ] || missing="$$missing kannel-extras"; \
-	if [ -n "$$missing" ]; then echo "installing:$$missing"; $(APT_INSTALL) $$missing; fi
+	if [ -n "$$missing" ]; then $(APT_INSTALL) $$missing; fi
 
 node-deps:
-	@command -v npm >/dev/null || { echo "installing: npm"; $(APT_INSTALL) npm; }
+	@command -v npm >/dev/null || $(APT_INSTALL) npm
 
-## Prometheus (promtool, and a server the tests start on a private port and directory) checks deploy/. The
-## package enables and may start its own service on install: disabled and stopped here, nothing stays behind.
+## Prometheus (promtool, and a server the tests start on a private port and directory) checks deploy/; its
+## package's own service is neither started nor left enabled (tools/apt-install.sh).
 monitoring-deps:
-	@{ command -v promtool >/dev/null && command -v prometheus >/dev/null; } || { \
-	echo "installing: prometheus"; $(APT_INSTALL) --no-install-recommends prometheus; \
-	if command -v systemctl >/dev/null; then $(SUDO) systemctl disable --now --quiet prometheus 2>/dev/null || true; fi; \
-	if [ -e /etc/init.d/prometheus ]; then $(SUDO) update-rc.d prometheus disable >/dev/null 2>&1 || true; $(SUDO) /etc/init.d/prometheus stop >/dev/null 2>&1 || true; fi; }
+	@{ command -v promtool >/dev/null && command -v prometheus >/dev/null; } || $(APT_INSTALL) prometheus
 
 system-deps: python-deps server-deps sms-deps node-deps monitoring-deps
 
-$(STAMP_VENV): pyproject.toml | python-deps
+## Python packages: exactly the locked versions, each checked against its hashes (requirements-dev.lock holds
+## the runtime lock's pins plus the dev tools), then the project itself, editable, without resolving anything.
+$(STAMP_VENV): pyproject.toml requirements-dev.lock | python-deps
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --require-hashes -r requirements-dev.lock
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $@
+
+## `make lock`: the one command of an upgrade. Re-resolves pyproject.toml's ranges to the newest versions,
+## with the hash of every file, for every Python from 3.11 on (a universal resolution keeps the markers:
+## Debian 12's 3.11.2 needs async-timeout, which 3.11.3 and later do not); the dev lock is constrained by the
+## runtime lock so both hold the same versions. uv runs from its own venv under .tools/, in neither lock.
+LOCK_VENV := .tools/lock
+UV_COMPILE = $(LOCK_VENV)/bin/uv pip compile --quiet --upgrade --universal --python-version 3.11 \
+	--generate-hashes --custom-compile-command "make lock"
+lock: | python-deps
+	[ -x $(LOCK_VENV)/bin/uv ] || { $(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/pip install -q uv==0.13.8; }
+	$(UV_COMPILE) --output-file requirements.lock pyproject.toml
+	$(UV_COMPILE) --extra dev --constraint requirements.lock --output-file requirements-dev.lock pyproject.toml
 
 ## Generated stubs: gen/ is never committed; the .proto files are the only source.
 $(STAMP_GEN): $(PROTOS) $(STAMP_VENV)
@@ -100,7 +113,7 @@ wheel: $(STAMP_GEN)
 ## docs/dashboard-preview.png: the dashboard's panels drawn from a live Prometheus (no Grafana can be installed
 ## here: tools/dashboard_preview.py says why). matplotlib is installed into the venv for this target only.
 dashboard-preview: $(STAMP_GEN) monitoring-deps
-	$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install -q 'matplotlib>=3.6'
+	$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install -q 'matplotlib==3.11.2'
 	$(BIN)/python -m tools.dashboard_preview docs/dashboard-preview.png
 
 bench: $(STAMP_GEN)

@@ -1,4 +1,4 @@
-"""The dependency rules of DESIGN §2, enforced by import-linter's contracts in pyproject.toml."""
+"""The dependency rules (a pure domain; only gRPC imports the API), as import-linter contracts."""
 
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ import redis
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from tests.e2e.conftest import Served
+from tests.support.processes import processes_naming
 from tests.support.serve_process import free_port, start_serve, wait_serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -77,10 +78,7 @@ def test_sigterm_drains_and_stops_the_redis_child(tmp_path: Path) -> None:
     serving.process.wait(timeout=30)
     assert serving.process.returncode == 0, serving.output()
     assert "stopped" in serving.output()
-    leftovers = subprocess.run(
-        ["pgrep", "-f", str(var / "redis")], capture_output=True, text=True, check=False
-    )
-    assert leftovers.stdout.strip() == ""
+    assert processes_naming(str(var / "redis")) == []
 
 
 def test_keys_commands_manage_the_dev_token(tmp_path: Path) -> None:

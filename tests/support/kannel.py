@@ -1,4 +1,4 @@
-"""A private Kannel for the tests: bearerbox, the fake SMSC of kannel-extras, smsbox (shared/SMS-GATEWAYS.md).
+"""A private Kannel for the tests: bearerbox, the fake SMSC of kannel-extras, smsbox.
 
 Everything listens on 127.0.0.1 on free ports, lives in its own directory, and starts and stops within a
 bounded time. The fake SMSC prints every message it gets; `messages()` reads them back, decoded.
@@ -128,7 +128,7 @@ group = sendsms-user
 username = {USERNAME}
 password = {password}
 user-allow-ip = "127.0.0.1"
-max-messages = 6
+max-messages = 8
 concatenation = true
 """
 

@@ -2,7 +2,7 @@
 
 It listens on 127.0.0.1 only, keeps its data in one directory and persists every write through the
 append-only file (`appendonly yes`, RDB snapshots off), so a restart on the same directory finds the
-registry and the journal again (DESIGN.md section 6). If the child dies, `restart_if_dead()` starts it
+registry and the journal again. If the child dies, `restart_if_dead()` starts it
 again on the same port and directory, so a client holding `url` reconnects to it by itself.
 
 The child dies with us: it is asked SIGTERM by the kernel when its parent goes (PR_SET_PDEATHSIG), so a

@@ -1,7 +1,7 @@
 """Prometheus metrics: what the service does, never for whom.
 
 Labels name RPC methods, status codes, outcomes, operation types, dependencies and gateways: never a user, a
-phone number, a challenge id or a code. Cardinality stays bounded and a scrape leaks nothing (DESIGN §9).
+phone number, a challenge id or a code. Cardinality stays bounded and a scrape leaks nothing.
 
 The flows stay pure: the composition root wraps each adapter in a metered one that times the call and counts
 its outcome, and the gRPC layer counts calls by status code (`sesame.server.grpc.metering`).

@@ -239,7 +239,7 @@ class RequestContext:
     session_id: str = ""
     user_agent: str = ""
     # The calling service's verified identity (its mTLS certificate), set by Sésame from the connection,
-    # never from the request: who asked is evidence too (DESIGN §8). Empty without mTLS.
+    # never from the request: who asked is evidence too. Empty without mTLS.
     caller: str = ""
 
 

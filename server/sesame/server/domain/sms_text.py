@@ -2,8 +2,8 @@
 
 Each message names the action as a verb in capitals, the amount and payee when there are some, the
 validity, and the warning that the bank never asks for the code and that it never cancels anything
-(REQUIREMENTS.md, "SMS content"). No links. "EUR" rather than the euro sign, and only the accents of GSM 03.38
-(é è à ù), keep the text in GSM-7.
+(RTS Art. 5(1)(a) and 5(2), and the banks' anti-scam wording). No links. "EUR" rather than the euro sign,
+and only the accents of GSM 03.38 (é è à ù), keep the text in GSM-7.
 
 The payee's name is the one piece of caller text an SMS prints, so it could be written to read as the
 bank's own words ("ANNULATION du virement precedent. Code de blocage"). It is printed reduced to a name:

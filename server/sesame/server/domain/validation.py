@@ -25,7 +25,7 @@ MAX_AMOUNT_MINOR = 10**15  # ten trillion euros: a bound against overflow, far a
 LOCALES = ("fr", "en")
 # What a phone turns into a link: a scheme, "www.", an e-mail address, or a host name such as
 # "secure-bank.com". The payee name is printed in the SMS, and an SMS from the bank never carries a link
-# (REQUIREMENTS.md, "SMS content"): a caller-supplied name must not smuggle one in.
+# (a link in an SMS is the phisher's tool): a caller-supplied name must not smuggle one in.
 _LINK = re.compile(r"://|\bwww\.|@|\b[a-z0-9-]{2,}\.[a-z]{2,6}\b", re.IGNORECASE)
 _MOBILE_TYPES = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
 
