@@ -1,8 +1,10 @@
 """`Pkcs11KeyStore`: the `KeyStore` port over a PKCS#11 token (SoftHSM2 in development, an HSM in production).
 
 Secret and private keys never leave the token: MACs, ECDSA signatures and random bytes are computed inside
-it. Every call runs on the process's HSM thread (`sesame.hsm.worker`); the async methods await it, so the
-event loop never blocks.
+it. Every call funnels through `Pkcs11KeyStore._call`, which times it (`sesame.hsm.meter`) and runs it on the
+caller's thread when it is a short call on a ready session and the module is free, else on the HSM thread,
+awaited so the event loop never waits for a search, a reconnect or another thread's call
+(docs/decisions/0020-hsm-calls-inline.md).
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from typing import Any, TypeVar
 
 from pkcs11 import Attribute, Mechanism, ObjectClass
 
+from sesame.hsm.meter import UNMETERED, CallMeter
 from sesame.hsm.self_test import prove_current_keys
-from sesame.hsm.session import TokenSession, acquire_token, release_token
+from sesame.hsm.session import Later, Needs, TokenSession, acquire_token, release_token
 from sesame.hsm.worker import HsmWorker, hsm_worker
 from sesame.server.domain.errors import HsmUnavailable, KeyNotFound
 from sesame.server.domain.model import KeyKind, KeyRef, MacAlgorithm, PublicKey, key_versions
@@ -93,14 +96,29 @@ def _current_keys(token: TokenSession) -> dict[KeyKind, KeyRef | None]:
     return current
 
 
+@dataclass(slots=True)
+class _CurrentKeys:
+    """The newest OTP and proof keys as last read from the token, shared by a store and its metered view."""
+
+    keys: dict[KeyKind, KeyRef | None] = field(default_factory=dict)
+    read_at: float = float("-inf")
+
+
 class Pkcs11KeyStore:
     """The real key store. Open with `Pkcs11KeyStore.open(config)`, release with `close()`."""
 
-    def __init__(self, worker: HsmWorker, token: TokenSession) -> None:
+    def __init__(
+        self,
+        worker: HsmWorker,
+        token: TokenSession,
+        meter: CallMeter = UNMETERED,
+        current: _CurrentKeys | None = None,
+    ) -> None:
         self._worker = worker
         self._token: TokenSession | None = token
-        self._current: dict[KeyKind, KeyRef | None] = {}
-        self._current_read_at = float("-inf")
+        self._meter = meter
+        self._current = current or _CurrentKeys()
+        self._owns_token = True
 
     def __repr__(self) -> str:
         label = self._token.token_label if self._token is not None else None
@@ -118,24 +136,38 @@ class Pkcs11KeyStore:
         store._remember(worker.run(lambda: token.call(_current_keys)))
         return store
 
+    def metered(self, meter: CallMeter) -> Pkcs11KeyStore:
+        """A view of this store whose calls report to `meter`; it shares the session and the current keys.
+
+        The service meters its traffic through the view and probes health through this store, unmetered.
+        Closing the view only stops it; the session stays this store's to release.
+        """
+        view = Pkcs11KeyStore(self._worker, self._live(), meter, self._current)
+        view._owns_token = False
+        return view
+
     def close(self) -> None:
         """Release the session (the last user of the token logs out). Idempotent."""
         token, self._token = self._token, None
-        if token is not None:
+        if token is not None and self._owns_token:
             self._worker.run(lambda: release_token(token))
 
     async def mac(self, key: KeyRef, data: bytes, algorithm: MacAlgorithm) -> bytes:
         """HMAC of `data` under `key`, computed in the HSM. KeyNotFound, HsmUnavailable."""
         mechanism = _MECHANISMS[algorithm]
         return await self._call(
-            lambda live: bytes(live.secret_key(key.label).sign(data, mechanism=mechanism))
+            "mac",
+            lambda live: bytes(live.secret_key(key.label).sign(data, mechanism=mechanism)),
+            (ObjectClass.SECRET_KEY, key.label),
         )
 
     async def random(self, n: int) -> bytes:
         """`n` bytes from the HSM's random generator. HsmUnavailable."""
         if n < 1:
             raise ValueError("random(n) needs n >= 1")
-        return await self._call(lambda live: bytes(live.session.generate_random(8 * n)))
+        return await self._call(
+            "random", lambda live: bytes(live.session.generate_random(8 * n)), Needs.SESSION
+        )
 
     async def check(self) -> None:
         """Return when the token answers and its current keys work. KeyNotFound, HsmUnavailable (health).
@@ -143,8 +175,8 @@ class Pkcs11KeyStore:
         A random byte, then the key self-test (one MAC, one signature, both checked): a token that answers
         but lost or damaged a key would fail every call, so it must not read SERVING.
         """
-        # On the HSM thread like every call, so a probe also notices a thread stuck in the module; the
-        # reconnect policy applies, so a probe after a token reset reopens the session.
+        # Through the funnel like every call: the reconnect policy applies, so a probe after a token reset
+        # reopens the session; a probe stuck behind the module's lock waits on the HSM thread, not the loop.
         await self.random(1)
         await prove_current_keys(self)
 
@@ -157,7 +189,9 @@ class Pkcs11KeyStore:
         """
         digest = hashlib.sha256(data).digest()
         signature = await self._call(
-            lambda live: bytes(live.private_key(key.label).sign(digest, mechanism=Mechanism.ECDSA))
+            "sign",
+            lambda live: bytes(live.private_key(key.label).sign(digest, mechanism=Mechanism.ECDSA)),
+            (ObjectClass.PRIVATE_KEY, key.label),
         )
         if len(signature) != 64:
             raise HsmUnavailable("the HSM gave an ECDSA signature that is not P-256 r || s")
@@ -165,11 +199,11 @@ class Pkcs11KeyStore:
 
     async def public_keys(self) -> list[PublicKey]:
         """The public half of every proof key on the token, oldest first. HsmUnavailable."""
-        return await self._call(public_keys)
+        return await self._call("public_keys", public_keys, Needs.SEARCH)
 
     async def versions(self, kind: KeyKind) -> list[int]:
         """The versions of `kind` the token holds and can use, ascending. HsmUnavailable."""
-        return await self._call(lambda live: versions(live, kind))
+        return await self._call("versions", lambda live: versions(live, kind), Needs.SEARCH)
 
     async def current_otp_key(self) -> KeyRef:
         """The newest OTP key (re-read from the token at most every CURRENT_KEY_TTL_SECONDS). KeyNotFound."""
@@ -181,29 +215,45 @@ class Pkcs11KeyStore:
 
     async def refresh_keys(self) -> None:
         """Re-read the newest OTP and proof keys from the token now (after a rotation)."""
-        self._remember(await self._call(_current_keys))
+        self._remember(await self._call("current_keys", _current_keys, Needs.SEARCH))
 
     async def _current_key(self, kind: KeyKind) -> KeyRef:
-        stale = time.monotonic() - self._current_read_at > CURRENT_KEY_TTL_SECONDS
-        if stale or self._current.get(kind) is None:
+        stale = time.monotonic() - self._current.read_at > CURRENT_KEY_TTL_SECONDS
+        if stale or self._current.keys.get(kind) is None:
             await self.refresh_keys()
-        current = self._current.get(kind)
+        current = self._current.keys.get(kind)
         if current is None:
             raise KeyNotFound(f"no {kind.prefix}<N> key in the HSM; run `sesame keys init`")
         return current
 
     def _remember(self, current: dict[KeyKind, KeyRef | None]) -> None:
-        self._current = current
-        self._current_read_at = time.monotonic()
+        self._current.keys = current
+        self._current.read_at = time.monotonic()
 
     def _live(self) -> TokenSession:
         if self._token is None:
             raise HsmUnavailable("the key store is closed")
         return self._token
 
-    async def _call(self, op: Callable[[TokenSession], T]) -> T:
-        token = self._live()
-        return await self._worker.call(lambda: token.call(op))
+    async def _call(
+        self, call: str, op: Callable[[TokenSession], T], needs: tuple[ObjectClass, str] | Needs
+    ) -> T:
+        """Run `op` where it is cheapest, timed and reported under `call`: the one funnel of every HSM call.
+
+        `needs` is the key handle `op` uses, or what else it needs: a short call on a ready session runs here
+        and now; a search, or anything that failed here, goes to the HSM thread and its reconnect policy.
+        """
+        start = time.perf_counter()
+        try:
+            token = self._live()
+            now = token.try_now(op, needs)
+            result = await self._worker.call(lambda: token.call(op)) if isinstance(now, Later) else now
+        except HsmUnavailable:
+            self._meter.failed(call)
+            raise
+        finally:
+            self._meter.observe(call, time.perf_counter() - start)
+        return result
 
 
 _: type[KeyStore] = Pkcs11KeyStore

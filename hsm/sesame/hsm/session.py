@@ -1,8 +1,10 @@
 """One logged-in session per token, and the one place where the reconnect policy lives (`TokenSession.call`).
 
-All of this runs on the HSM thread (`sesame.hsm.worker`), so one session per token is enough: calls are
+Every call holds the module's lock (`sesame.hsm.worker`), so one session per token is enough: calls are
 serialised anyway, and a single session means a single login, which a `close` (that logs out every session of
-the token in this process) cannot pull from under another user.
+the token in this process) cannot pull from under another user. `TokenSession.call` runs on the HSM thread;
+`TokenSession.try_now` runs a hot call on the caller's thread when that costs no wait, and leaves everything
+else (opening, searching, reconnecting, translating errors) to `call`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import gc
 import hmac
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from enum import Enum
+from typing import Any, Final, Literal, TypeVar
 
 from pkcs11 import ObjectClass
 from pkcs11.exceptions import (
@@ -49,6 +52,22 @@ _SESSION_LOST: tuple[type[PKCS11Error], ...] = (
     KeyHandleInvalid,
     UserNotLoggedIn,
 )
+
+
+class Later(Enum):
+    """What `TokenSession.try_now` answers when the call has to go through the HSM thread instead."""
+
+    LATER = "later"
+
+
+LATER: Final = Later.LATER
+
+
+class Needs(Enum):
+    """What a call needs besides a key handle, to say whether it may run on the caller's thread."""
+
+    SESSION = "session"  # one short call on the open session (random bytes): may run on the caller's thread
+    SEARCH = "search"  # a search or several calls (listing keys): always on the HSM thread
 
 
 def _is_session_loss(exc: PKCS11Error) -> bool:
@@ -138,6 +157,33 @@ class TokenSession:
         except PKCS11Error as exc:
             failure = _translate(exc, retry=False)
         raise _collected(failure)
+
+    def try_now(
+        self, op: Callable[[TokenSession], T], needs: tuple[ObjectClass, str] | Needs
+    ) -> T | Literal[Later.LATER]:
+        """Run `op` on the caller's thread if that costs no wait, else LATER (then `call` on the HSM thread).
+
+        Only when the module's lock is free (never wait for a search or a ceremony on the event loop), the
+        session is open in the current generation and the key handle `op` needs is cached: `op` then makes
+        one short call (a MAC is about 20 µs) and no search, whose finaliser could run later outside the
+        lock. Any library error is LATER too: `call` repeats the operation under the reconnect policy and
+        translates it.
+        """
+        if needs is Needs.SEARCH or not self.worker.lock.acquire(blocking=False):
+            return LATER
+        try:
+            live = self._session is not None and self._generation == self.worker.generation
+            if not live or (needs is not Needs.SESSION and needs not in self._keys):
+                return LATER
+            try:
+                return op(self)
+            except PKCS11Error:
+                pass
+            # Cycles through the dead traceback are collected now, under the lock (see `call`).
+            gc.collect()
+            return LATER
+        finally:
+            self.worker.lock.release()
 
     def close(self) -> None:
         """Log out and close the session; errors are ignored (the session may already be gone)."""

@@ -1,9 +1,11 @@
-"""The one thread per process that makes every PKCS#11 call.
+"""The one thread per process that makes the slow PKCS#11 calls, and the lock every call holds.
 
 python-pkcs11 0.10.1 initialises the module with `C_Initialize(NULL)`, so SoftHSM2 runs without mutexes and
-two threads calling it at once corrupt its heap. Every PKCS#11 call of this process (loading the library,
-sessions, logins, searches, MACs, random, key generation) therefore runs on one dedicated thread per module;
-see docs/decisions/0001-hsm-concurrency.md.
+two calls at once corrupt its heap. Every PKCS#11 call of this process holds the module's lock. The slow and
+rare ones (loading the library, sessions, logins, searches, key generation, reconnects) run on one dedicated
+thread per module (docs/decisions/0001-hsm-concurrency.md); the hot ones (MAC, signature, random) run on the
+caller's own thread when the lock is free and the session ready, because the hop costs more than the call
+(docs/decisions/0020-hsm-calls-inline.md).
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ class HsmWorker:
         self.generation = 0
         # Touched only on the HSM thread: one logged-in session per token label, shared by every user.
         self.tokens: dict[str, TokenSession] = {}
+        # Held around every call into the module, on whatever thread. Reentrant: a step on the HSM thread
+        # may run another through `run`.
+        self.lock = threading.RLock()
 
     def _mark_thread(self) -> None:
         self._thread_id = threading.get_ident()
@@ -53,12 +58,16 @@ class HsmWorker:
     def run(self, fn: Callable[[], T]) -> T:
         """Run `fn` on the HSM thread and wait for its result (for sync callers: the CLI, `open`)."""
         if self.on_thread():
-            return fn()
-        return self._executor.submit(fn).result()
+            return self._locked(fn)
+        return self._executor.submit(self._locked, fn).result()
 
     async def call(self, fn: Callable[[], T]) -> T:
         """Run `fn` on the HSM thread without blocking the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._locked, fn)
+
+    def _locked(self, fn: Callable[[], T]) -> T:
+        with self.lock:
+            return fn()
 
     @property
     def lib(self) -> Any:

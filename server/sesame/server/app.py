@@ -27,7 +27,7 @@ from sesame.server.domain.proofs import ProofFlows
 from sesame.server.grpc.server import GrpcServer
 from sesame.server.key_boot import KeyBootPolicy, boot_keys
 from sesame.server.metrics import (
-    MeteredKeyStore,
+    DependencyMeter,
     MeteredSmsGateway,
     MeteredStateStore,
     Metrics,
@@ -178,7 +178,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
 ) -> Runtime:
     """The flows over metered adapters; health probes the bare ones (a probe is not traffic)."""
     metered_store = MeteredStateStore(store, metrics)
-    metered_keys = MeteredKeyStore(keys, metrics)
+    metered_keys = keys.metered(DependencyMeter(metrics, "hsm"))
     proofs = ProofFlows(keys=metered_keys, store=metered_store, clock=clock, issuer=policy.bank_name)
     sms_watch = SmsWatch(sms.name)
     metered_sms = MeteredSmsGateway(sms.gateway, metrics, sms.name, sms_watch)

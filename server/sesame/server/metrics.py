@@ -3,14 +3,16 @@
 Labels name RPC methods, status codes, outcomes, operation types, dependencies and gateways: never a user, a
 phone number, a challenge id or a code. Cardinality stays bounded and a scrape leaks nothing.
 
-The flows stay pure: the composition root wraps each adapter in a metered one that times the call and counts
-its outcome, and the gRPC layer counts calls by status code (`sesame.server.grpc.metering`).
+The flows stay pure: the composition root wraps the store and the gateway in metered ones that time the call
+and count its outcome, hands the key store a `DependencyMeter` that its one funnel reports every HSM call to
+(`sesame.hsm.meter`), and the gRPC layer counts calls by status code (`sesame.server.grpc.metering`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from importlib import metadata
 from typing import TypeVar
@@ -32,10 +34,7 @@ from sesame.server.domain.model import (
     Challenge,
     DeliveryState,
     JournalPage,
-    KeyRef,
     LockoutPolicy,
-    MacAlgorithm,
-    PublicKey,
     RefusalCount,
     RequestContext,
     SentSms,
@@ -45,7 +44,7 @@ from sesame.server.domain.model import (
     VerificationOutcome,
 )
 from sesame.server.domain.operation import kind
-from sesame.server.domain.ports import KeyStore, SmsGateway, StateStore
+from sesame.server.domain.ports import SmsGateway, StateStore
 from sesame.server.domain.proof import IssuedProof
 from sesame.server.metered_registry import MeteredRegistry
 from sesame.server.sms_watch import SmsWatch
@@ -209,36 +208,20 @@ def _version() -> str:
         return "unknown"
 
 
-class MeteredKeyStore:
-    """A KeyStore that times every HSM call."""
+@dataclass(frozen=True, slots=True)
+class DependencyMeter:
+    """Where an adapter's own funnel reports each call: the dependency histogram and failure counter."""
 
-    def __init__(self, inner: KeyStore, metrics: Metrics) -> None:
-        self._inner = inner
-        self._metrics = metrics
+    metrics: Metrics
+    dependency: str
 
-    async def mac(self, key: KeyRef, data: bytes, algorithm: MacAlgorithm) -> bytes:
-        """The inner key store's MAC, timed."""
-        return await self._metrics.timed("hsm", "mac", self._inner.mac(key, data, algorithm))
+    def observe(self, call: str, seconds: float) -> None:
+        """Observe one call's duration."""
+        self.metrics.dependency_seconds.labels(self.dependency, call).observe(seconds)
 
-    async def random(self, n: int) -> bytes:
-        """The inner key store's random bytes, timed."""
-        return await self._metrics.timed("hsm", "random", self._inner.random(n))
-
-    async def current_otp_key(self) -> KeyRef:
-        """The inner key store's current key, timed (mostly a cache hit)."""
-        return await self._metrics.timed("hsm", "current_otp_key", self._inner.current_otp_key())
-
-    async def sign(self, key: KeyRef, data: bytes) -> bytes:
-        """The inner key store's signature, timed."""
-        return await self._metrics.timed("hsm", "sign", self._inner.sign(key, data))
-
-    async def public_keys(self) -> list[PublicKey]:
-        """The inner key store's public keys, timed."""
-        return await self._metrics.timed("hsm", "public_keys", self._inner.public_keys())
-
-    async def current_proof_key(self) -> KeyRef:
-        """The inner key store's current proof key, timed (mostly a cache hit)."""
-        return await self._metrics.timed("hsm", "current_proof_key", self._inner.current_proof_key())
+    def failed(self, call: str) -> None:
+        """Count one call that failed because the dependency was unavailable."""
+        self.metrics.dependency_failures.labels(self.dependency, call).inc()
 
 
 class MeteredStateStore(MeteredRegistry):
@@ -365,7 +348,6 @@ class MeteredSmsGateway:
         return sent
 
 
-_k: type[KeyStore] = MeteredKeyStore
 _s: type[StateStore] = MeteredStateStore
 _g: type[SmsGateway] = MeteredSmsGateway
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -144,7 +145,9 @@ class ChallengeFlows:
         _admit(user, request.operation, now)
         check_destination(user.secure_phone, self._policy.countries)
         key = await self._keys.current_otp_key()
-        ref = ChallengeRef(await self._keys.random(NONCE_BYTES), key.otp_version, self._policy.digits)
+        # The nonce is public (RFC 6287 sends it in the clear; the key is the secret): the OS CSPRNG draws
+        # it, so Start costs one HSM call, the MAC (docs/decisions/0020).
+        ref = ChallengeRef(secrets.token_bytes(NONCE_BYTES), key.otp_version, self._policy.digits)
         if request.request_id:
             owner = await self._store.claim_request(
                 user.user_id, request.request_id, ref.challenge_id, now + self._policy.lifetime

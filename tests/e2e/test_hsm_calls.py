@@ -1,0 +1,66 @@
+"""HSM calls per RPC, counted where every HSM call funnels (the key store's `_call`), on a real server.
+
+Start costs one HSM call (the MAC of the code; the nonce comes from the OS, docs/decisions/0020); Verify costs
+one MAC, and one signature more when it succeeds (the proof).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from tests.e2e.conftest import Live
+from tests.e2e.helpers import enrolled, started, verify, wrong
+
+pytestmark = pytest.mark.e2e
+
+
+def hsm_calls(live: Live) -> Counter[str]:
+    """How many HSM calls the server has made so far, by call, from its own metrics."""
+    counted: Counter[str] = Counter()
+    for family in live.metrics.registry.collect():
+        for sample in family.samples:
+            if (
+                sample.name == "sesame_dependency_duration_seconds_count"
+                and sample.labels["dependency"] == "hsm"
+            ):
+                counted[sample.labels["call"]] += int(sample.value)
+    return counted
+
+
+async def warmed(live: Live) -> str:
+    """An enrolled user after one full flow, so no key cache is cold when a test starts counting."""
+    user_id = await enrolled(live)
+    challenge_id, code = await started(live, user_id)
+    await verify(live, challenge_id, code)
+    return user_id
+
+
+async def test_start_costs_one_mac(live: Live) -> None:
+    """StartChallenge makes exactly one HSM call, the MAC of its code."""
+    user_id = await warmed(live)
+    before = hsm_calls(live)
+    await started(live, user_id)
+    assert hsm_calls(live) - before == Counter(mac=1)
+
+
+async def test_a_successful_verify_costs_one_mac_and_one_signature(live: Live) -> None:
+    """VerifyChallenge with the right code makes one MAC and one signature (the proof), nothing else."""
+    user_id = await warmed(live)
+    challenge_id, code = await started(live, user_id)
+    before = hsm_calls(live)
+    reply = await verify(live, challenge_id, code)
+    assert reply.result == auth_pb.VERIFY_RESULT_VERIFIED
+    assert hsm_calls(live) - before == Counter(mac=1, sign=1)
+
+
+async def test_a_wrong_code_costs_one_mac(live: Live) -> None:
+    """VerifyChallenge with a wrong code makes one MAC and signs nothing."""
+    user_id = await warmed(live)
+    challenge_id, code = await started(live, user_id)
+    before = hsm_calls(live)
+    reply = await verify(live, challenge_id, wrong(code))
+    assert reply.result == auth_pb.VERIFY_RESULT_WRONG_CODE
+    assert hsm_calls(live) - before == Counter(mac=1)
