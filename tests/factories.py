@@ -6,6 +6,7 @@ import dataclasses
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from sesame.server.domain.challenges import user_tag
 from sesame.server.domain.errors import UserNotFound
 from sesame.server.domain.model import Challenge, ChallengeStatus, DeliveryState, User, UserStatus
 from sesame.server.domain.operation import Login, Operation
@@ -26,7 +27,7 @@ def a_challenge(
 ) -> Challenge:
     """An OPEN 6-digit challenge of `u-1`, opened at `now`, valid five minutes, id derived from `nonce`."""
     challenge = Challenge(
-        challenge_id=f"{nonce.hex()}.k1.d6",
+        challenge_id=challenge_id(nonce),
         user_id="u-1",
         client_id="client-1",
         operation=operation or Login(),
@@ -46,7 +47,14 @@ def a_challenge(
         resends=0,
         last_sent_at=now,
     )
+    if "user_id" in changes and "challenge_id" not in changes:
+        changes["challenge_id"] = challenge_id(nonce, str(changes["user_id"]))  # in its user's place
     return dataclasses.replace(challenge, **changes)
+
+
+def challenge_id(nonce: bytes, user_id: str = "u-1") -> str:
+    """The id of the challenge `a_challenge` makes from `nonce` (key version 1, six digits), for `user_id`."""
+    return f"{nonce.hex()}.k1.d6.u{user_tag(user_id)}"
 
 
 async def its_user_enrolled(store: StateStore, challenge: Challenge) -> Challenge:

@@ -52,7 +52,8 @@ def test_serve_help_shows_the_code_defaults() -> None:
     listed = _listed_by_help()
     assert listed["SESAME_GRPC_ADDR"] == "127.0.0.1:50051"
     assert listed["SESAME_CODE_TTL_SECONDS"] == "300 (30 to 600)"
-    assert listed["SESAME_SMS_GATEWAY"] == "console (or kannel)"
+    assert listed["SESAME_SMS_PROVIDERS"] == "console (in failover order, among console, kannel, smpp)"
+    assert listed["SESAME_SMPP_PORT"] == "2775 (1 to 65535)"
 
 
 def test_the_operations_table_documents_every_listed_variable() -> None:

@@ -1,21 +1,27 @@
-"""The SmsGateway contract: the console gateway, the recording fake and Kannel acknowledge and fail alike."""
+"""The SmsGateway contract: console, the recording fake, Kannel, SMPP and the failover over them alike."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import smpp34
 
+from sesame.clients.smpp_pdu import Address
 from sesame.clients.sms_console import ConsoleSmsGateway
+from sesame.clients.sms_failover import FailoverSmsGateway, Provider
 from sesame.clients.sms_kannel import KannelConfig, KannelSmsGateway
+from sesame.clients.sms_smpp import SmppConfig, SmppSmsGateway
 from sesame.server.domain.errors import DeliveryFailed
 from sesame.server.domain.model import SmsMessage
 from sesame.server.domain.ports import SmsGateway
 from tests.fakes.clock import FixedClock
 from tests.fakes.sms import RecordingSmsGateway
 from tests.support.kannel import Kannel
+from tests.support.smsc import Smsc
 
 MESSAGE = SmsMessage("+33612345678", "Banque: code 482913. Valable 5 min.", "00ff.k1.d6")
 
@@ -67,14 +73,49 @@ def _kannel(request: pytest.FixtureRequest, tmp_path: Path) -> Subject:
     return subject
 
 
+async def _smpp(request: pytest.FixtureRequest, tmp_path: Path) -> Subject:
+    smsc = Smsc()
+    await smsc.start()
+    clock = FixedClock()
+    gateway = SmppSmsGateway(
+        SmppConfig("127.0.0.1", smsc.port, "sesame", "secret", Address(5, 0, "MaBanque")), clock
+    )
+    await gateway.start()
+
+    def break_it() -> None:
+        # The SMSC answers every submit_sm with a system error, as one in trouble does.
+        smsc.refuse_with = smpp34.ESME_RSYSERR
+
+    return Subject(gateway, clock, break_it, [gateway.close, smsc.stop])
+
+
+def _failover(request: pytest.FixtureRequest, tmp_path: Path) -> Subject:
+    clock = FixedClock()
+    first, second = RecordingSmsGateway(clock), RecordingSmsGateway(clock)
+    first.fail()  # the second provider is the one that answers
+
+    def break_it() -> None:
+        second.fail()
+
+    return Subject(FailoverSmsGateway([Provider("a", first), Provider("b", second)]), clock, break_it)
+
+
 @pytest.fixture(
-    params=[_console, _recording, pytest.param(_kannel, marks=pytest.mark.integration)],
-    ids=["console", "recording", "kannel"],
+    params=[
+        _console,
+        _recording,
+        _failover,
+        pytest.param(_kannel, marks=pytest.mark.integration),
+        pytest.param(_smpp, marks=pytest.mark.integration),
+    ],
+    ids=["console", "recording", "failover", "kannel", "smpp"],
 )
 async def subject(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Subject]:
-    """Each test runs on the console gateway, the recording fake and Kannel's sendsms."""
-    factory: Callable[[pytest.FixtureRequest, Path], Subject] = request.param
+    """Each test runs on the console gateway, the fake, a failover, Kannel's sendsms and an SMPP session."""
+    factory: Callable[[pytest.FixtureRequest, Path], Subject | Awaitable[Subject]] = request.param
     made = factory(request, tmp_path)
+    if inspect.isawaitable(made):
+        made = await made
     yield made
     for close in made.closers:
         await close()

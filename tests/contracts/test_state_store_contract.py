@@ -61,6 +61,7 @@ OPERATIONS: list[Operation] = [
 # Real Redis purges challenges by its own wall clock, so every test works near the real present.
 NOW = datetime.now(UTC).replace(microsecond=0)
 LOCKOUT = LockoutPolicy()
+UNKNOWN_ID = factories.challenge_id(b"\xff\xff")  # well formed, in u-1's place, never opened
 
 
 def a_user(**changes: object) -> User:
@@ -80,7 +81,6 @@ def an_attempt(
 ) -> VerificationAttempt:
     return VerificationAttempt(
         challenge_id=challenge.challenge_id,
-        user_id=challenge.user_id,
         op_digest=digest(operation or challenge.operation),
         code_matches=code_matches,
         at=at or NOW + timedelta(seconds=30),
@@ -142,13 +142,24 @@ class TestLockout:
         max_failures=3, first_block=timedelta(minutes=15), longest_block=timedelta(hours=1)
     )
 
-    async def guesses(self, store: Store, *matches: bool, at: datetime = NOW) -> list[VerificationOutcome]:
-        """Open a day-long challenge and submit one code per value of `matches` at `at`, in turn."""
+    async def day_long(self, store: Store, at: datetime = NOW) -> Challenge:
+        """Open a day-long challenge at `at` (a blocked user gets none: open it before the block)."""
         number = len(await store.pending_challenges("u-1", NOW - timedelta(days=1))) + 1
         challenge = a_challenge(
-            nonce=bytes([number]) * 16, expires_at=NOW + timedelta(days=1), max_attempts=10
+            nonce=bytes([number]) * 16,
+            created_at=at,
+            last_sent_at=at,
+            expires_at=at + timedelta(days=1),
+            max_attempts=10,
         )
         await store.open_challenge(challenge, CONTEXT)
+        return challenge
+
+    async def guesses(
+        self, store: Store, *matches: bool, at: datetime = NOW, opened: Challenge | None = None
+    ) -> list[VerificationOutcome]:
+        """Submit one code per value of `matches` at `at`, on `opened` or on a new day-long challenge."""
+        challenge = opened or await self.day_long(store, at)
         return [
             await store.record_verification(an_attempt(challenge, code_matches=m, at=at), self.POLICY)
             for m in matches
@@ -174,8 +185,11 @@ class TestLockout:
     async def test_no_code_of_a_blocked_user_is_evaluated(self, store):
         """While blocked, a right and a wrong code on an open challenge are USER_BLOCKED, uncounted."""
         await store.register_user(a_user())
+        opened_before = await self.day_long(store)
         await self.guesses(store, False, False, False)
-        outcomes = await self.guesses(store, True, False, at=NOW + timedelta(minutes=14))
+        outcomes = await self.guesses(
+            store, True, False, at=NOW + timedelta(minutes=14), opened=opened_before
+        )
         assert [o.result for o in outcomes] == [VerifyResult.USER_BLOCKED] * 2
         assert (outcomes[-1].challenge.status, outcomes[-1].challenge.attempts) == (ChallengeStatus.OPEN, 0)
         user = await store.get_user("u-1")
@@ -235,11 +249,12 @@ class TestLockout:
         assert all(e["challenge_id"] for e in entries)
         assert verified.challenge.challenge_id not in {e["challenge_id"] for e in entries}
 
-    async def test_an_attempt_naming_another_user_is_not_found(self, store):
-        """An attempt whose user is not the challenge's raises ChallengeNotFound and changes nothing."""
+    async def test_an_id_with_a_forged_user_tag_is_not_found(self, store):
+        """The challenge's id with another user's tag raises ChallengeNotFound and changes nothing."""
         await store.register_user(a_user())
         challenge = await opened(store)
-        attempt = dataclasses.replace(an_attempt(challenge, code_matches=False), user_id="u-2")
+        forged = factories.challenge_id(challenge.nonce, user_id="u-2")
+        attempt = dataclasses.replace(an_attempt(challenge, code_matches=False), challenge_id=forged)
         with pytest.raises(ChallengeNotFound):
             await store.record_verification(attempt, self.POLICY)
         assert (await store.get_challenge(challenge.challenge_id)).attempts == 0
@@ -289,7 +304,7 @@ class TestChallenges:
     async def test_unknown_challenge_is_not_found(self, store):
         """Reading a challenge never opened raises ChallengeNotFound."""
         with pytest.raises(ChallengeNotFound):
-            await store.get_challenge("ffff.k1.d6")
+            await store.get_challenge(UNKNOWN_ID)
 
     async def test_opening_is_journaled_with_digest_context_and_masked_phone(self, store):
         """challenge.opened names the operation digest, the caller's context and the masked phone."""
@@ -449,7 +464,7 @@ class TestCancel:
     async def test_unknown_challenge_is_not_found(self, store):
         """Cancelling a challenge never opened raises ChallengeNotFound."""
         with pytest.raises(ChallengeNotFound):
-            await store.cancel_challenge("ffff.k1.d6", NOW, CONTEXT)
+            await store.cancel_challenge(UNKNOWN_ID, NOW, CONTEXT)
 
     async def test_cancel_and_refusal_are_journaled(self, store):
         """Both a cancel and a refused cancel leave a challenge.cancel entry with their outcome."""
@@ -517,7 +532,7 @@ class TestResend:
     async def test_unknown_challenge_is_not_found(self, store):
         """A resend of a challenge never opened raises ChallengeNotFound."""
         with pytest.raises(ChallengeNotFound):
-            await store.record_resend("ffff.k1.d6", NOW, CONTEXT)
+            await store.record_resend(UNKNOWN_ID, NOW, CONTEXT)
 
     async def test_resends_and_refusals_are_journaled(self, store):
         """Each resend call appends a challenge.resend entry with its outcome, count and context."""
@@ -551,7 +566,7 @@ class TestDelivery:
     async def test_delivery_for_unknown_challenge_is_not_found(self, store):
         """record_delivery on a challenge never opened raises ChallengeNotFound."""
         with pytest.raises(ChallengeNotFound):
-            await store.record_delivery("ffff.k1.d6", DeliveryState.FAILED, "", NOW)
+            await store.record_delivery(UNKNOWN_ID, DeliveryState.FAILED, "", NOW)
 
     async def test_a_late_accepted_report_does_not_undo_a_delivery(self, store):
         """A report that the SMSC took the message (Kannel 8) after the delivery (1) leaves DELIVERED."""
@@ -669,7 +684,7 @@ class TestBoundedJournal:
         challenge = await opened(store)
         page = await store.challenge_journal_page(challenge.challenge_id, "", 1)
         assert (len(page.entries), page.next_token) == (1, "")
-        assert await store.challenge_journal_page("ffff.k1.d6", "", 10) == JournalPage([], "")
+        assert await store.challenge_journal_page(UNKNOWN_ID, "", 10) == JournalPage([], "")
 
     @pytest.mark.parametrize("token", ["x", "1-", "-1", "1-2-3", "1" * 21 + "-0"])
     async def test_a_malformed_page_token_is_invalid(self, store, token):
@@ -698,17 +713,15 @@ class TestRequestClaims:
 
     async def test_first_claim_wins_and_retries_get_its_challenge(self, store):
         """The first caller owns the request id; a retry learns the owner's challenge id."""
-        until = NOW + timedelta(
-            days=1
-        )  # NOW is the module's import time: keep the claim live whatever the run's length
+        # From now, not from NOW (the module's import): a long suite reaches this test minutes later.
+        until = datetime.now(UTC) + timedelta(minutes=5)
         assert await store.claim_request("alice", "req-1", "first", until) == "first"
         assert await store.claim_request("alice", "req-1", "second", until) == "first"
 
     async def test_request_ids_are_per_user(self, store):
         """Two users may use the same request id independently."""
-        until = NOW + timedelta(
-            days=1
-        )  # NOW is the module's import time: keep the claim live whatever the run's length
+        # From now, not from NOW (the module's import): a long suite reaches this test minutes later.
+        until = datetime.now(UTC) + timedelta(minutes=5)
         assert await store.claim_request("alice", "req-1", "a", until) == "a"
         assert await store.claim_request("bob", "req-1", "b", until) == "b"
 
@@ -772,4 +785,4 @@ class TestProofs:
 
     async def test_the_journal_of_an_unknown_challenge_is_empty(self, store):
         """challenge_journal of an id never opened is an empty list, not an error."""
-        assert await store.challenge_journal("ffff.k1.d6") == []
+        assert await store.challenge_journal(UNKNOWN_ID) == []

@@ -82,7 +82,7 @@ async def opened(store: Store, **changes: object) -> Challenge:
 
 async def verified(store: Store, operation: ChangePhone = NEW_NUMBER, **changes: object) -> Challenge:
     challenge = await opened(store, operation=operation, **changes)
-    attempt = VerificationAttempt(challenge.challenge_id, "u-1", digest(operation), True, NOW, CONTEXT)
+    attempt = VerificationAttempt(challenge.challenge_id, digest(operation), True, NOW, CONTEXT)
     await store.record_verification(attempt, LOCKOUT)
     return challenge
 
@@ -151,9 +151,7 @@ class TestStatusChanges:
         await enrolled(store)
         challenge = await opened(store)
         for _ in range(2):
-            wrong = VerificationAttempt(
-                challenge.challenge_id, "u-1", challenge.op_digest, False, NOW, CONTEXT
-            )
+            wrong = VerificationAttempt(challenge.challenge_id, challenge.op_digest, False, NOW, CONTEXT)
             await store.record_verification(wrong, LockoutPolicy(max_failures=2))
         user = await store.change_user_status(change(StatusAction.REINSTATE))
         assert (user.failures, user.blocks, user.blocked_until) == (0, 0, None)
@@ -260,7 +258,7 @@ class TestVoiding:
         """A voided challenge reads CANCELLED and its right code answers VOIDED."""
         challenge = await opened(store)
         assert await store.void_challenge(challenge.challenge_id, self.VOIDING) is VoidOutcome.VOIDED
-        attempt = VerificationAttempt(challenge.challenge_id, "u-1", challenge.op_digest, True, NOW, CONTEXT)
+        attempt = VerificationAttempt(challenge.challenge_id, challenge.op_digest, True, NOW, CONTEXT)
         assert (await store.record_verification(attempt, LOCKOUT)).result is VerifyResult.VOIDED
 
     async def test_a_closed_challenge_is_left_as_it_is(self, store):

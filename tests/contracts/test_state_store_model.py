@@ -206,7 +206,6 @@ class StoresAgree(RuleBasedStateMachine):
         operation = challenge.operation if same_operation else OTHER
         attempt = VerificationAttempt(
             challenge.challenge_id,
-            "u-1",
             digest(operation),
             matches,
             NOW + timedelta(seconds=offset),
@@ -252,7 +251,7 @@ class StoresAgree(RuleBasedStateMachine):
     @invariant()
     def same_challenges_and_journals(self) -> None:
         for number in range(1, self.opened + 1):
-            challenge_id = f"{number.to_bytes(16, 'big').hex()}.k1.d6"
+            challenge_id = factories.challenge_id(number.to_bytes(16, "big"))
             self.both("get_challenge", challenge_id)
             journals = [
                 self.loop.run_until_complete(store.challenge_journal(challenge_id)) for store in self.stores

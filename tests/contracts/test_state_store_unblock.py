@@ -40,11 +40,13 @@ async def enrolled(store: Store) -> None:
 
 
 async def failed(store: Store, times: int, first: int = 0) -> None:
-    """Submit `times` wrong codes, each on a challenge of its own (so that no challenge locks first)."""
-    for n in range(first, first + times):
-        challenge = factories.a_challenge(NOW, nonce=bytes([n]) * 16)
+    """Submit `times` wrong codes, each on a challenge of its own (so that no challenge locks first), all
+    opened first (a blocked user gets no new challenge)."""
+    challenges = [factories.a_challenge(NOW, nonce=bytes([n]) * 16) for n in range(first, first + times)]
+    for challenge in challenges:
         await store.open_challenge(challenge, CONTEXT)
-        wrong = VerificationAttempt(challenge.challenge_id, "u-1", challenge.op_digest, False, NOW, CONTEXT)
+    for challenge in challenges:
+        wrong = VerificationAttempt(challenge.challenge_id, challenge.op_digest, False, NOW, CONTEXT)
         await store.record_verification(wrong, LOCKOUT)
 
 

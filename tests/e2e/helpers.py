@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import redis.asyncio as aioredis
 from google.rpc import error_details_pb2, status_pb2
+from prometheus_client import CollectorRegistry
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
@@ -85,3 +88,17 @@ def precondition(error: grpc.aio.AioRpcError) -> str:
 async def snapshot(client: aioredis.Redis) -> dict[bytes, bytes | None]:
     """Every key and its serialised value: equal snapshots mean nothing was written."""
     return {key: await client.dump(key) for key in sorted(await client.keys("*"))}
+
+
+async def counted(registry: CollectorRegistry, name: str, labels: dict[str, str]) -> float | None:
+    """The sample once it appears (within 2 s), else None.
+
+    The status reaches the client as the handler answers or aborts; the metering interceptor counts the call a
+    moment later, so a test that reads the count right after the answer polls for it.
+    """
+    for _ in range(100):
+        value = registry.get_sample_value(name, labels)
+        if value is not None:
+            return value
+        await asyncio.sleep(0.02)
+    return registry.get_sample_value(name, labels)

@@ -17,6 +17,8 @@ from tests.e2e.helpers import CONTEXT, IBAN, enrolled, snapshot, started, transf
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
+NEVER_ISSUED = f"{'0' * 32}.k1.d6.u{'0' * 16}"  # a well-formed challenge id no server issued
+
 
 def _transfer(**changes: Any) -> op_pb.Operation:
     fields: dict[str, Any] = {
@@ -149,11 +151,9 @@ async def test_verify_rejects_a_malformed_challenge_id(live: Live) -> None:
         ),
         lambda live: live.enrol.GetUser(enrol_pb.GetUserRequest(user_id="nobody")),
         lambda live: live.auth.VerifyChallenge(
-            auth_pb.VerifyChallengeRequest(
-                challenge_id=f"{'0' * 32}.k1.d6", code="123456", operation=transfer()
-            )
+            auth_pb.VerifyChallengeRequest(challenge_id=NEVER_ISSUED, code="123456", operation=transfer())
         ),
-        lambda live: live.auth.GetChallenge(auth_pb.GetChallengeRequest(challenge_id=f"{'0' * 32}.k1.d6")),
+        lambda live: live.auth.GetChallenge(auth_pb.GetChallengeRequest(challenge_id=NEVER_ISSUED)),
     ],
     ids=["start-unknown-user", "get-unknown-user", "verify-unknown", "get-unknown"],
 )

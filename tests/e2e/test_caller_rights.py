@@ -45,7 +45,7 @@ HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"]
 CHANGE = "sesame.api.v1.EnrollmentService/ChangeSecurePhone"
 OVERRIDE = "sesame.api.v1.EnrollmentService/OverrideSecurePhone"
 ATTACKER_PHONE = "+33698765432"  # online banking's own phone, where it would like the codes to go
-NEVER_ISSUED = f"{'0' * 32}.k1.d6"  # a well-formed challenge id no server issued
+NEVER_ISSUED = f"{'0' * 32}.k1.d6.u{'0' * 16}"  # a well-formed challenge id no server issued
 WHO = {"request_id": "r-1", "actor": "ops-42"}
 
 

@@ -136,11 +136,11 @@ async def test_verify_of_a_key_version_not_held_is_unavailable_not_not_found(
     """
     user_id = await enrolled(live)
     challenge_id, code = await started(live, user_id)
-    nonce, _, digits = challenge_id.split(".")
-    elsewhere = f"{nonce}.k999.{digits}"
+    nonce, _, digits, tag = challenge_id.split(".")
+    elsewhere = f"{nonce}.k999.{digits}.{tag}"
     # A challenge a peer replica opened under OTP key v999, which this replica's HSM does not hold.
-    stored = f"sesame:{{ch:{challenge_id}}}:challenge"
-    moved = f"sesame:{{ch:{elsewhere}}}:challenge"
+    stored = live.store.keys.challenge(challenge_id)
+    moved = live.store.keys.challenge(elsewhere)
     await redis_client.rename(stored, moved)
     await redis_client.hset(moved, mapping={"challenge_id": elsewhere, "key_version": 999})
     before = await snapshot(redis_client)

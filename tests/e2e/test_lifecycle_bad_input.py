@@ -17,7 +17,7 @@ from tests.e2e.helpers import enrolled, snapshot, violations
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 WHO = {"request_id": "r-1", "actor": "ops-42"}
-CHALLENGE_ID = f"{'0' * 32}.k1.d6"  # well formed, never issued
+CHALLENGE_ID = f"{'0' * 32}.k1.d6.u{'0' * 16}"  # well formed, never issued
 OVERRIDE = {"operator": "agent-7", "reason": "identité vérifiée en agence"}
 
 

@@ -1,18 +1,87 @@
-"""What one StartChallenge costs in Redis, counted by the server itself (docs/benchmarks.md states it)."""
+"""How many Redis round trips each RPC costs, through the real server (docs/decisions/0019).
+
+Counted where every command leaves the server: the redis-py client the store sends through (the test's
+`redis_client`, which the live server's store uses) is wrapped by a counter that passes each command on
+unchanged. The store sends no pipeline, so one command is one round trip, a script (EVALSHA) included.
+PING is left out: the health watcher sends it on its own clock. The numbers are exact, so that a
+regression shows. The last test counts the requests Redis itself reads during one Start, and holds
+docs/benchmarks.md's figure to it.
+"""
 
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from tests.e2e.conftest import Live
-from tests.e2e.helpers import CONTEXT, enrolled, transfer
+from tests.e2e.helpers import CONTEXT, enrolled, started, transfer, verify, wrong
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+
+@pytest.fixture
+def sent(redis_client: aioredis.Redis) -> Iterator[Counter[str]]:
+    """The commands the client sends from now on, by name (PING left out); reset it with `.clear()`."""
+    counted: Counter[str] = Counter()
+    send = redis_client.execute_command
+
+    async def counting(*args: Any, **options: Any) -> Any:
+        name = str(args[0]).lower()
+        if name != "ping":
+            counted[name] += 1
+        return await send(*args, **options)
+
+    redis_client.execute_command = counting  # type: ignore[method-assign]
+    yield counted
+    del redis_client.execute_command
+
+
+async def warm(live: Live) -> str:
+    """Enrol a user and run one flow of each kind, so that every script is loaded (no NOSCRIPT retry)."""
+    user_id = await enrolled(live)
+    challenge_id, code = await started(live, user_id)
+    await verify(live, challenge_id, wrong(code))
+    await verify(live, challenge_id, code)
+    return user_id
+
+
+async def test_verify_is_one_round_trip_and_one_more_for_the_proof(live: Live, sent: Counter[str]) -> None:
+    """A wrong code: one script. A right code: the decision and the proof's record, two scripts."""
+    user_id = await warm(live)
+    challenge_id, code = await started(live, user_id)
+    sent.clear()
+    assert (await verify(live, challenge_id, wrong(code))).result == auth_pb.VERIFY_RESULT_WRONG_CODE
+    assert sent == Counter(evalsha=1)
+    sent.clear()
+    assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
+    assert sent == Counter(evalsha=2)
+
+
+async def test_start_is_three_round_trips_and_one_more_with_a_request_id(
+    live: Live, sent: Counter[str]
+) -> None:
+    """Read the user, open (admit, index, charge, store, journal), record the delivery; +1 to claim the id."""
+    user_id = await warm(live)
+    sent.clear()
+    await live.auth.StartChallenge(
+        auth_pb.StartChallengeRequest(user_id=user_id, operation=transfer(), context=CONTEXT)
+    )
+    assert sent == Counter(hgetall=1, evalsha=2)
+    sent.clear()
+    await live.auth.StartChallenge(
+        auth_pb.StartChallengeRequest(
+            user_id=user_id, operation=transfer(), context=CONTEXT, request_id="rt-1"
+        )
+    )
+    assert sent == Counter(hgetall=1, set=1, evalsha=2)
+
 
 BENCHMARKS_MD = Path(__file__).parents[2] / "docs" / "benchmarks.md"
 NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9}

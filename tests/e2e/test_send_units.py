@@ -17,6 +17,7 @@ from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
+from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_store import RedisStateStore
 from sesame.hsm.keys import _on_token, init_keys
 from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
@@ -42,7 +43,7 @@ def sms_sent(sms_file: Path) -> int:
 
 async def units(client: aioredis.Redis, subject: BudgetSubject) -> int:
     """The units held in the subject's budget: ZCARD of its sorted set."""
-    return int(await client.zcard(f"sesame:{{sb:{subject.kind.value}:{subject.key}}}:sends"))
+    return int(await client.zcard(Keyspace().send_budget(subject.kind.value, subject.key)))
 
 
 def start_request(request_id: str = "", amount: int = 125000) -> auth_pb.StartChallengeRequest:

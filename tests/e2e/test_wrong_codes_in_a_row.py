@@ -8,19 +8,22 @@ them after the block, and a right code on an older challenge lifted the block.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from datetime import timedelta
 
+import grpc
 import pytest
 import redis.asyncio as aioredis
+from google.rpc import error_details_pb2, status_pb2
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.server.domain.budgets import SendBudget
 from sesame.server.domain.challenges import ChallengePolicy
 from sesame.server.domain.model import LockoutPolicy
 from tests.e2e.conftest import Live
-from tests.e2e.helpers import PHONE, enrolled, started, verify, wrong
+from tests.e2e.helpers import CONTEXT, PHONE, enrolled, precondition, started, transfer, verify, wrong
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -115,3 +118,64 @@ async def test_the_payer_is_alerted_once_without_a_code(live: Live) -> None:
     assert [(n["kind"], n["outcome"], n["phone"]) for n in notices] == [
         ("user_blocked", "sent", "+33*******78")
     ]
+
+
+def retry_seconds(error: grpc.aio.AioRpcError) -> int:
+    """The RetryInfo delay (whole seconds) a refusal carries."""
+    raw = dict(error.trailing_metadata() or ())["grpc-status-details-bin"]
+    retry = error_details_pb2.RetryInfo()
+    assert any(detail.Unpack(retry) for detail in status_pb2.Status.FromString(raw).details)
+    return retry.retry_delay.seconds
+
+
+@pytest.mark.parametrize("policy", [SHORT_BLOCK])
+async def test_no_resend_while_the_user_is_blocked(live: Live, redis_client: aioredis.Redis) -> None:
+    """A challenge the voiding missed: its resend is USER_BLOCKED with the wait, sends and charges nothing."""
+    user_id = await enrolled(live)
+    missed_id, _ = await started(live, user_id)
+    await redis_client.zrem(live.store.keys.user_pending(user_id), missed_id)
+    live.clock.advance(timedelta(seconds=31))  # past the resend spacing
+    for wrong_codes in (3, 2):
+        challenge_id, code = await started(live, user_id)
+        for _ in range(wrong_codes):
+            await verify(live, challenge_id, wrong(code))
+    sent = live.sms_file.read_text(encoding="utf-8").splitlines()
+    units = await redis_client.zcard(live.store.keys.send_budget("user", user_id))
+    resend = auth_pb.ResendChallengeRequest(challenge_id=missed_id, context=CONTEXT)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await live.auth.ResendChallenge(resend)
+    assert precondition(refused.value) == "USER_BLOCKED"
+    assert 1 <= retry_seconds(refused.value) <= 120
+    assert live.sms_file.read_text(encoding="utf-8").splitlines() == sent
+    assert await redis_client.zcard(live.store.keys.send_budget("user", user_id)) == units
+    assert (await live.store.get_challenge(missed_id)).resends == 0
+    live.clock.advance(timedelta(minutes=2))
+    assert (await live.auth.ResendChallenge(resend)).resends_left == 2
+
+
+@pytest.mark.parametrize("policy", [SHORT_BLOCK])
+async def test_a_start_racing_the_fifth_wrong_code_leaves_no_open_challenge(live: Live) -> None:
+    """Starts sent together with the blocking wrong code: each one is refused, or opened and then voided."""
+    user_id = await enrolled(live)
+    first_id, first_code = await started(live, user_id)
+    for _ in range(3):
+        await verify(live, first_id, wrong(first_code))
+    last_id, last_code = await started(live, user_id)
+    await verify(live, last_id, wrong(last_code))
+    request = auth_pb.StartChallengeRequest(user_id=user_id, operation=transfer(), context=CONTEXT)
+    racing = await asyncio.gather(
+        verify(live, last_id, wrong(last_code)),
+        *(live.auth.StartChallenge(request) for _ in range(8)),
+        return_exceptions=True,
+    )
+    assert not isinstance(racing[0], BaseException)
+    assert racing[0].result == auth_pb.VERIFY_RESULT_WRONG_CODE
+    for answer in racing[1:]:
+        if isinstance(answer, grpc.aio.AioRpcError):
+            assert precondition(answer) == "USER_BLOCKED"
+            continue
+        assert isinstance(answer, auth_pb.StartChallengeResponse)
+        described = await live.auth.GetChallenge(
+            auth_pb.GetChallengeRequest(challenge_id=answer.challenge_id)
+        )
+        assert described.challenge.status == auth_pb.CHALLENGE_STATUS_CANCELLED

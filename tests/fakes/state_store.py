@@ -29,6 +29,7 @@ from sesame.server.domain.errors import (
     SecurePhoneChanged,
     SendBudgetExhausted,
     SesameError,
+    UserBlocked,
     UserNotActive,
 )
 from sesame.server.domain.lifecycle import CLOCK_SKEW, Consumption, Voiding, VoidOutcome
@@ -107,6 +108,8 @@ class MemoryStateStore(MemoryRegistry):
             user = await self.get_user(challenge.user_id)
             if user.status is not UserStatus.ACTIVE:
                 raise UserNotActive(user.user_id)
+            if user.blocked_until is not None and user.is_blocked(ms(challenge.created_at)):
+                raise UserBlocked(user.user_id, user.blocked_until - ms(challenge.created_at))
             if user.secure_phone != challenge.phone:
                 raise SecurePhoneChanged(user.user_id)
             if self._live(cid) is not None or cid in self._challenge_journals:
@@ -150,13 +153,11 @@ class MemoryStateStore(MemoryRegistry):
         self, attempt: VerificationAttempt, lockout: LockoutPolicy
     ) -> VerificationOutcome:
         async with self._lock:
-            challenge = self._existing(attempt.challenge_id)
-            if challenge.user_id != attempt.user_id:
-                raise ChallengeNotFound(attempt.challenge_id)
+            challenge = self._existing(attempt.challenge_id)  # a forged tag is another id: not found
             result = _TERMINAL.get(challenge.status)
             if result is None and ms(attempt.at) >= challenge.expires_at:
                 result = VerifyResult.EXPIRED
-            user = self._users.get(attempt.user_id)
+            user = self._users.get(challenge.user_id)
             if result is None and user is not None and user.is_blocked(ms(attempt.at)):
                 result = VerifyResult.USER_BLOCKED  # as record_verification.lua: code_matches ignored
             if result is None:
@@ -175,7 +176,7 @@ class MemoryStateStore(MemoryRegistry):
                 {"op_digest": attempt.op_digest.hex(), **context_fields(attempt.context)},
             )
             started = self._count_for_user(
-                attempt.user_id, challenge.challenge_id, result, attempt.at, lockout
+                challenge.user_id, challenge.challenge_id, result, attempt.at, lockout
             )
             left = challenge.attempts_left if result is VerifyResult.WRONG_CODE else 0
             return VerificationOutcome(result, left, challenge, "", started)
@@ -197,9 +198,12 @@ class MemoryStateStore(MemoryRegistry):
     ) -> Challenge:
         async with self._lock:
             challenge = self._existing(challenge_id)
-            refusal: ChallengeClosed | ResendRefused | None = None
+            refusal: ChallengeClosed | ResendRefused | UserBlocked | None = None
+            user = self._users.get(challenge.user_id)
             if challenge.status is not ChallengeStatus.OPEN or ms(at) >= challenge.expires_at:
                 refusal, outcome = ChallengeClosed(challenge_id), "closed"
+            elif user is not None and user.blocked_until is not None and user.is_blocked(ms(at)):
+                refusal, outcome = UserBlocked(user.user_id, user.blocked_until - ms(at)), "user_blocked"
             elif challenge.resends_left == 0:
                 refusal, outcome = ResendRefused(challenge_id, None), "exhausted"
             elif ms(at) < challenge.next_send_at:

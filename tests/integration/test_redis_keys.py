@@ -11,6 +11,7 @@ from redis.crc import key_slot
 
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisStateStore
+from sesame.server.domain.challenges import user_tag
 from sesame.server.domain.errors import StoreUnavailable
 from sesame.server.domain.model import RequestContext
 from tests.factories import a_challenge, a_user, its_user_enrolled
@@ -21,23 +22,25 @@ CHALLENGE_ID = a_challenge(datetime.now(UTC)).challenge_id
 
 
 async def test_keys_carry_the_hash_tag_of_their_aggregate(redis_client: aioredis.Redis):
-    """Users, challenges, their journals and the user's pending index live under {u:<id>} and {ch:<id>}."""
+    """A user, its pending index, its challenges and their journals live under {u:<t>}, t from the user id."""
     store = RedisStateStore(redis_client, prefix="bank")
     now = datetime.now(UTC)
     await store.register_user(a_user(now))
     await store.open_challenge(a_challenge(now), RequestContext())
+    tag = user_tag("u-1")
+    assert CHALLENGE_ID.endswith(f".u{tag}")
     assert sorted(await redis_client.keys("*")) == [
-        b"bank:{ch:000102030405060708090a0b0c0d0e0f.k1.d6}:challenge",
-        b"bank:{ch:000102030405060708090a0b0c0d0e0f.k1.d6}:journal",
-        b"bank:{u:u-1}:journal",
-        b"bank:{u:u-1}:pending",
-        b"bank:{u:u-1}:user",
+        f"bank:{{u:{tag}}}:ch:{CHALLENGE_ID}".encode(),
+        f"bank:{{u:{tag}}}:ch:{CHALLENGE_ID}:journal".encode(),
+        f"bank:{{u:{tag}}}:journal:u-1".encode(),
+        f"bank:{{u:{tag}}}:pending:u-1".encode(),
+        f"bank:{{u:{tag}}}:user:u-1".encode(),
     ]
 
 
-@pytest.mark.parametrize("aggregate", ["user", "challenge", "client"])
+@pytest.mark.parametrize("aggregate", ["user", "client"])
 def test_an_aggregate_and_its_journal_share_a_cluster_slot(redis_client: aioredis.Redis, aggregate: str):
-    """Every key of an aggregate hashes to one Redis Cluster slot, so every script is cluster safe."""
+    """Every key of an aggregate hashes to one Redis Cluster slot; a user's challenges are in its slot."""
     keys = RedisStateStore(redis_client).keys
     names = {
         "user": [
@@ -46,11 +49,22 @@ def test_an_aggregate_and_its_journal_share_a_cluster_slot(redis_client: aioredi
             keys.user_changes("u-1"),
             keys.user_pending("u-1"),
             keys.start_request("u-1", "r-1"),
+            keys.send_budget("user", "u-1"),
+            keys.challenge(CHALLENGE_ID),
+            keys.challenge_journal(CHALLENGE_ID),
+            keys.challenge_refusals(CHALLENGE_ID),
+            *(prefix + "u-1" for prefix in keys.user_keys_beside(CHALLENGE_ID)),
         ],
-        "challenge": [keys.challenge(CHALLENGE_ID), keys.challenge_journal(CHALLENGE_ID)],
         "client": [keys.client("acme"), keys.client_users("acme"), keys.client_journal("acme")],
     }[aggregate]
     assert len({key_slot(name.encode()) for name in names}) == 1
+
+
+def test_the_user_keys_a_script_builds_are_the_users(redis_client: aioredis.Redis):
+    """The names a script builds from a challenge and the user id it stores are the user's own keys."""
+    keys = RedisStateStore(redis_client).keys
+    hash_prefix, journal_prefix = keys.user_keys_beside(CHALLENGE_ID)
+    assert (hash_prefix + "u-1", journal_prefix + "u-1") == (keys.user("u-1"), keys.user_journal("u-1"))
 
 
 async def test_challenge_expires_retention_after_its_expiry(redis_client: aioredis.Redis):

@@ -30,7 +30,7 @@ async def test_one_winner_among_concurrent_right_codes(redis_store: RedisStateSt
         challenge = a_challenge(now, user_id="u-race", nonce=round_no.to_bytes(16, "big"))
         await redis_store.open_challenge(await its_user_enrolled(redis_store, challenge), RequestContext())
         attempt = VerificationAttempt(
-            challenge.challenge_id, "u-race", challenge.op_digest, True, now, RequestContext()
+            challenge.challenge_id, challenge.op_digest, True, now, RequestContext()
         )
         outcomes = await asyncio.gather(
             *(redis_store.record_verification(attempt, LockoutPolicy()) for _ in range(RACERS))

@@ -15,6 +15,7 @@ from sesame.server.domain.challenges import (
     ChallengeRef,
     StartRequest,
     VerifyRequest,
+    user_tag,
 )
 from sesame.server.domain.errors import (
     ChallengeClosed,
@@ -313,7 +314,7 @@ async def test_request_id_reused_for_another_operation_is_refused(world: World) 
 async def test_claimed_but_unopened_request_is_opened_on_retry(world: World) -> None:
     """If the first call died after claiming, the retry opens the claimed challenge and sends it."""
     user_id = await world.enrol()
-    claimed = ChallengeRef(b"c" * 16, 1, 6).challenge_id
+    claimed = ChallengeRef(b"c" * 16, 1, 6, user_tag(user_id)).challenge_id
     await world.store.claim_request(user_id, "req-1", claimed, world.clock.now() + timedelta(minutes=5))
     challenge = await world.flows.start(StartRequest(user_id, TRANSFER, NO_CONTEXT, "req-1"))
     assert challenge.challenge_id == claimed

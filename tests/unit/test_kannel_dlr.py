@@ -78,7 +78,7 @@ def test_a_report_that_we_did_not_shape_is_malformed(fields: dict[str, list[str]
 
 @pytest.fixture
 async def store() -> MemoryStateStore:
-    """An in-memory store with one open challenge, `00010203...0f.k1.d6`."""
+    """An in-memory store with one open challenge, `00010203...0f.k1.d6.u<t>`."""
     memory = MemoryStateStore()
     challenge = await factories.its_user_enrolled(memory, factories.a_challenge(NOW))
     await memory.open_challenge(challenge, RequestContext())

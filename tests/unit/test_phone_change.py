@@ -192,7 +192,7 @@ async def test_a_revoked_users_number_does_not_change(world: World) -> None:
 
 async def test_an_unknown_user_reads_as_a_bad_challenge(world: World) -> None:
     """No user, or a user with a challenge never issued: the same ChallengeMismatch, naming the challenge."""
-    never_issued = f"{'0' * 32}.k1.d6"
+    never_issued = f"{'0' * 32}.k1.d6.u{'0' * 16}"
     with pytest.raises(ChallengeMismatch) as unknown_user:
         await change(world, ByChallenge(never_issued))
     await world.enrol()

@@ -128,7 +128,7 @@ async def test_get_proof_of_an_unknown_or_malformed_id_is_refused() -> None:
     """An id never opened is ChallengeNotFound; something that is not an id is InvalidRequest."""
     world = World()
     with pytest.raises(ChallengeNotFound):
-        await world.proofs.get(f"{'0' * 32}.k1.d6")
+        await world.proofs.get(f"{'0' * 32}.k1.d6.u{'0' * 16}")
     with pytest.raises(InvalidRequest):
         await world.proofs.get("not-an-id")
 

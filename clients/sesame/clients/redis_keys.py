@@ -1,13 +1,26 @@
-"""Every Redis key Sésame writes, under the hash tag of its aggregate (docs/decisions/0002, 0010).
+"""Every Redis key Sésame writes, under the hash tag of its aggregate (docs/decisions/0002, 0010, 0019).
 
-A user's keys share `{u:<id>}`, a challenge's `{ch:<id>}`, a client company's `{c:<id>}`, a send budget has
-its own `{sb:user:<id>}`, `{sb:phone:<hash>}`, `{sb:caller:<hash>}` or `{sb:global:all}` (docs/decisions/0011,
-0014). Each aggregate's journal stream sits next to what it records. Each Lua script touches the keys of
-one tag only, except `open_challenge` and `record_resend`, which take their send units in the same step
-and so span the challenge's slot and the budgets' on purpose (Redis Cluster is not supported yet).
+A user's keys, its challenges' and its own send budget share `{u:<t>}`, t = the first 16 hex digits of
+SHA-256(user id) (`user_tag`), which each challenge id carries (`<nonce>.k<v>.d<digits>.u<t>`): a
+verification finds the challenge and its user in one place from the id alone. Each key under `{u:<t>}` also
+names its user or challenge, so two users sharing a tag share a slot, never a key. A client company's keys
+share `{c:<id>}`; the number's, caller's and global send budgets have their own `{sb:phone:<hash>}`,
+`{sb:caller:<hash>}`, `{sb:global:all}` (docs/decisions/0011, 0014). Each aggregate's journal stream sits next
+to what it records. Every script touches one tag only, except `open_challenge` and `record_resend`, which
+take the number's, caller's and global units in the same step and so span those budgets' slots on purpose
+(decision 0019 says why they stay together).
 """
 
 from __future__ import annotations
+
+import re
+from typing import Final
+
+from sesame.server.domain.challenges import user_tag
+
+# The tag a challenge id carries; an id without one (not ours) is looked up in a place no challenge is.
+_ID_TAG: Final = re.compile(r"\.u([0-9a-f]{16})$")
+_NOWHERE: Final = "-"
 
 
 class Keyspace:
@@ -16,33 +29,46 @@ class Keyspace:
     def __init__(self, prefix: str = "sesame") -> None:
         self._prefix = prefix
 
+    def _user_place(self, user_id: str) -> str:
+        return f"{self._prefix}:{{u:{user_tag(user_id)}}}"
+
+    def _challenge_place(self, challenge_id: str) -> str:
+        match = _ID_TAG.search(challenge_id)
+        return f"{self._prefix}:{{u:{match.group(1) if match else _NOWHERE}}}"
+
     def user(self, user_id: str) -> str:
         """The user hash."""
-        return f"{self._prefix}:{{u:{user_id}}}:user"
+        return f"{self._user_place(user_id)}:user:{user_id}"
 
     def user_journal(self, user_id: str) -> str:
         """The user's journal stream."""
-        return f"{self._prefix}:{{u:{user_id}}}:journal"
+        return f"{self._user_place(user_id)}:journal:{user_id}"
+
+    def user_keys_beside(self, challenge_id: str) -> tuple[str, str]:
+        """The names of a user's hash and journal, less the user id, in the challenge's place: a script that
+        holds the challenge appends the user id the challenge stores (same slot by construction)."""
+        place = self._challenge_place(challenge_id)
+        return f"{place}:user:", f"{place}:journal:"
 
     def user_changes(self, user_id: str) -> str:
         """The request ids of the lifecycle changes applied to the user, with their fingerprints."""
-        return f"{self._prefix}:{{u:{user_id}}}:changes"
+        return f"{self._user_place(user_id)}:changes:{user_id}"
 
     def user_pending(self, user_id: str) -> str:
         """The user's challenges that may still be open, scored by their expiry (unix ms)."""
-        return f"{self._prefix}:{{u:{user_id}}}:pending"
+        return f"{self._user_place(user_id)}:pending:{user_id}"
 
     def start_request(self, user_id: str, request_id: str) -> str:
-        """The idempotency key of one StartChallenge request."""
-        return f"{self._prefix}:{{u:{user_id}}}:request:{request_id}"
+        """The idempotency key of one StartChallenge request (the request id last: the user id is not)."""
+        return f"{self._user_place(user_id)}:request:{len(user_id)}:{user_id}:{request_id}"
 
     def challenge(self, challenge_id: str) -> str:
-        """The challenge hash."""
-        return f"{self._prefix}:{{ch:{challenge_id}}}:challenge"
+        """The challenge hash, in its user's place."""
+        return f"{self._challenge_place(challenge_id)}:ch:{challenge_id}"
 
     def challenge_journal(self, challenge_id: str) -> str:
         """The challenge's journal stream (it outlives the challenge)."""
-        return f"{self._prefix}:{{ch:{challenge_id}}}:journal"
+        return f"{self.challenge(challenge_id)}:journal"
 
     def challenge_refusals(self, challenge_id: str) -> str:
         """How many times each kind of refusal was answered for the challenge, and when last (a hash).
@@ -50,7 +76,7 @@ class Keyspace:
         Only the first refusal of a kind is journaled: this keeps the journal bounded (it outlives the
         challenge, and so does this hash).
         """
-        return f"{self._prefix}:{{ch:{challenge_id}}}:refusals"
+        return f"{self.challenge(challenge_id)}:refusals"
 
     def client(self, client_id: str) -> str:
         """The client company's hash (status)."""
@@ -67,8 +93,11 @@ class Keyspace:
     def send_budget(self, kind: str, key: str) -> str:
         """The SMS sent to one subject in the rolling window (a sorted set scored by unix ms).
 
-        `key` is a user id, or the hash of a number or caller (`BudgetSubject`): never the number itself.
+        `key` is a user id (the user's budget lives in the user's place), or the hash of a number or caller
+        (`BudgetSubject`): never the number itself.
         """
+        if kind == "user":
+            return f"{self._user_place(key)}:sends:{key}"
         return f"{self._prefix}:{{sb:{kind}:{key}}}:sends"
 
     def key_ledger(self) -> str:

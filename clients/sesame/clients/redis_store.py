@@ -1,10 +1,11 @@
 """`RedisStateStore`: the StateStore port on Redis, one Lua script per transition (docs/decisions/0002).
 
 Every transition checks, changes and appends its journal entry in one script, so it is atomic and costs
-one round trip. Keys carry hash tags (`{u:<id>}`, `{ch:<id>}`, `{c:<id>}`, see `redis_keys`) so that an
-aggregate and its journal stream live together; opening a challenge and taking a resend also take the send
-budgets' units, across their slots (docs/decisions/0014). Users and
-client companies are in `redis_users`; challenges here.
+one round trip. Keys carry hash tags (`{u:<t>}` for a user and its challenges, `{c:<id>}`, see
+`redis_keys`) so that an aggregate and its journal stream live together, and a verification runs on one
+slot found from the challenge id; opening a challenge and taking a resend also take the number's, caller's
+and global send units, across their slots (docs/decisions/0014, 0019). Users and client companies are in
+`redis_users`; challenges here.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from sesame.server.domain.errors import (
     ResendRefused,
     SecurePhoneChanged,
     SendBudgetExhausted,
+    UserBlocked,
     UserNotActive,
     UserNotFound,
 )
@@ -139,6 +141,8 @@ class RedisStateStore(RedisRegistry):
                 raise UserNotActive(user_id)
             case b"phone_changed":
                 raise SecurePhoneChanged(user_id)
+            case b"blocked":
+                raise UserBlocked(user_id, (int(reply[1]) - rec.to_ms(challenge.created_at)) * rec.MS)
             case b"exists":
                 raise ChallengeAlreadyExists(challenge.challenge_id)
             case b"exhausted":
@@ -168,7 +172,7 @@ class RedisStateStore(RedisRegistry):
             rec.to_ms(attempt.at),
             attempt.op_digest.hex(),
             "1" if attempt.code_matches else "0",
-            attempt.user_id,
+            *self.keys.user_keys_beside(attempt.challenge_id),
             lockout.max_failures,
             lockout.first_block // rec.MS,
             lockout.longest_block // rec.MS,
@@ -177,14 +181,9 @@ class RedisStateStore(RedisRegistry):
             "op_digest", attempt.op_digest.hex(),
             *rec.context_fields(attempt.context),
         ]  # fmt: skip
-        # Two slots in one script, on purpose until challenges live in their user's slot (decision 0013).
-        keys = [
-            *self._challenge_keys(attempt.challenge_id),
-            *self._user_keys(attempt.user_id),
-            self.keys.challenge_refusals(attempt.challenge_id),
-        ]
-        reply = await self._run("record_verification", keys, args)
-        if reply[0] in (b"not_found", b"foreign"):
+        # One round trip on one slot: the challenge and its user share the place the id names (decision 0019).
+        reply = await self._run("record_verification", self._refusal_keys(attempt.challenge_id), args)
+        if reply[0] == b"not_found":
             raise ChallengeNotFound(attempt.challenge_id)
         result = VerifyResult(reply[0].decode())
         challenge = _challenge(rec.pairs(reply[1]))
@@ -210,7 +209,8 @@ class RedisStateStore(RedisRegistry):
         head = rec.challenge_event("challenge.resend", challenge_id, at)
         budget_keys, budget_args = self._budgets(charges)
         keys = [*self._refusal_keys(challenge_id), *budget_keys]
-        args = [rec.to_ms(at), *budget_args, *head, *rec.context_fields(context)]
+        user_key = self.keys.user_keys_beside(challenge_id)[0]
+        args = [rec.to_ms(at), user_key, *budget_args, *head, *rec.context_fields(context)]
         reply = await self._run("record_resend", keys, args)
         match reply[0]:
             case b"not_found":
@@ -221,6 +221,8 @@ class RedisStateStore(RedisRegistry):
                 raise ResendRefused(challenge_id, None)
             case b"too_soon":
                 raise ResendRefused(challenge_id, timedelta(milliseconds=int(reply[1])))
+            case b"user_blocked":
+                raise UserBlocked(reply[2].decode(), timedelta(milliseconds=int(reply[1])))
             case b"budget":
                 raise _exhausted(charges, reply)
         return _challenge(rec.pairs(reply[1]))

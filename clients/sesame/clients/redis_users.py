@@ -1,6 +1,6 @@
 """The registry half of the Redis state store: users, their lifecycle, and the client companies' indexes.
 
-Each change is one Lua script on the user's `{u:<id>}` slot (or the client's `{c:<id>}` slot) that checks,
+Each change is one Lua script on the user's `{u:<t>}` slot (or the client's `{c:<id>}` slot) that checks,
 changes and journals at once (docs/decisions/0002, 0010). `RedisStateStore` adds the challenges.
 """
 

@@ -14,14 +14,20 @@ from sesame.clients.http_listener import HttpListener
 from sesame.clients.kannel_dlr import DLR_PATH, KannelDeliveryReports
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.smpp_pdu import Address
+from sesame.clients.smpp_session import Timing
 from sesame.clients.sms_console import ConsoleSmsGateway
+from sesame.clients.sms_failover import FailoverSmsGateway, Provider
 from sesame.clients.sms_kannel import DlrCallback, KannelConfig, KannelSmsGateway
+from sesame.clients.sms_smpp import SmppConfig, SmppSmsGateway
 from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
 from sesame.hsm.softhsm import bootstrap_dev_token
 from sesame.server.config import Settings
 from sesame.server.domain.challenges import ChallengeFlows, ChallengePolicy
 from sesame.server.domain.enrollment import EnrollmentFlows
+from sesame.server.domain.errors import ConfigurationError
 from sesame.server.domain.lifecycle import LifecyclePolicy
+from sesame.server.domain.model import DeliveryState
 from sesame.server.domain.ports import Probe, SmsGateway, StateStore
 from sesame.server.domain.proofs import ProofFlows
 from sesame.server.grpc.server import GrpcServer
@@ -33,6 +39,7 @@ from sesame.server.metrics import (
     Metrics,
     MetricsEndpoint,
 )
+from sesame.server.smpp_settings import SmppSettings
 from sesame.server.sms_settings import DlrSettings, KannelSettings
 from sesame.server.sms_watch import SMS_HEALTH_SERVICE, SmsWatch
 from sesame.server.supervisor import Backoff, Supervisor
@@ -129,18 +136,64 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
 
 @contextlib.asynccontextmanager
 async def sms_gateway(settings: Settings, clock: SystemClock, store: StateStore) -> AsyncIterator[Gateway]:
-    """The chosen gateway; with Kannel, the delivery-report listener too (reports go to `store`)."""
-    if settings.kannel is None:
-        yield Gateway("console", ConsoleSmsGateway(settings.sms_console_file, clock, settings.environment))
-        return
+    """The providers in the settings' order, behind one gateway that fails over from each to the next.
+
+    Kannel brings its delivery-report listener, SMPP its bound session; reports go to `store`.
+    """
     async with contextlib.AsyncExitStack() as stack:
+        providers = [
+            Provider(name, await _provider(name, settings, clock, store, stack))
+            for name in settings.sms_providers
+        ]
+        if len(providers) == 1:
+            yield Gateway(providers[0].name, providers[0].gateway)
+        else:
+            yield Gateway(settings.sms_gateway, FailoverSmsGateway(providers))
+
+
+async def _provider(
+    name: str, settings: Settings, clock: SystemClock, store: StateStore, stack: contextlib.AsyncExitStack
+) -> SmsGateway:
+    if name == "kannel" and settings.kannel is not None:
         callback = None
         if settings.dlr is not None:
             callback = await _dlr_listener(settings.dlr, store, clock, stack)
-        gateway = KannelSmsGateway(_kannel_config(settings.kannel, callback), clock)
-        stack.push_async_callback(gateway.close)
+        kannel = KannelSmsGateway(_kannel_config(settings.kannel, callback), clock)
+        stack.push_async_callback(kannel.close)
         _log.info("SMS through Kannel at %s as %r", settings.kannel.url, settings.kannel.sender)
-        yield Gateway("kannel", gateway)
+        return kannel
+    if name == "smpp" and settings.smpp is not None:
+
+        async def record(challenge_id: str, state: DeliveryState, provider_ref: str) -> None:
+            await store.record_delivery(challenge_id, state, provider_ref, clock.now())
+
+        smpp = SmppSmsGateway(smpp_config(settings.smpp), clock, record)
+        await smpp.start()
+        stack.push_async_callback(smpp.close)
+        _log.info(
+            "SMS through SMPP at %s:%d as %r", settings.smpp.host, settings.smpp.port, settings.smpp.source
+        )
+        return smpp
+    if name == "console":
+        return ConsoleSmsGateway(settings.sms_console_file, clock, settings.environment)
+    raise ConfigurationError(f"SMS provider {name!r} has no settings")
+
+
+def smpp_config(smpp: SmppSettings) -> SmppConfig:
+    """The SMPP gateway's configuration from the settings."""
+    return SmppConfig(
+        host=smpp.host,
+        port=smpp.port,
+        system_id=smpp.system_id,
+        password=smpp.password,
+        source=Address(smpp.source_ton, smpp.source_npi, smpp.source),
+        system_type=smpp.system_type,
+        window=smpp.window,
+        rate=float(smpp.rate),
+        timing=Timing(
+            connect=smpp.connect_timeout, response=smpp.response_timeout, keepalive=smpp.enquire_link
+        ),
+    )
 
 
 async def _dlr_listener(

@@ -17,7 +17,8 @@ from sesame.server.domain.errors import ConfigurationError
 from sesame.server.domain.lifecycle import LifecyclePolicy
 from sesame.server.domain.model import LockoutPolicy
 from sesame.server.env_reader import EnvReader
-from sesame.server.sms_settings import GATEWAYS, DlrSettings, KannelSettings, read_dlr, read_kannel
+from sesame.server.smpp_settings import SmppSettings, read_smpp
+from sesame.server.sms_settings import DlrSettings, KannelSettings, read_dlr, read_kannel, read_providers
 from sesame.server.transport_settings import TransportSettings, production_problems, read_transport
 
 ENVIRONMENTS = ("development", "production")
@@ -41,10 +42,11 @@ class Settings:
     var_dir: Path
     redis_url: str | None
     hsm: HsmSettings | None
-    sms_gateway: str  # one of GATEWAYS
+    sms_providers: tuple[str, ...]  # from sms_settings.PROVIDERS, in failover order
     sms_console_file: Path
-    kannel: KannelSettings | None  # set with the kannel gateway
+    kannel: KannelSettings | None  # set with the kannel provider
     dlr: DlrSettings | None  # the delivery-report listener: kannel only, unless SESAME_DLR_ADDR=off
+    smpp: SmppSettings | None  # set with the smpp provider
     policy: ChallengePolicy
     lifecycle: LifecyclePolicy  # the cooling period after a change of the secure number
     retention: timedelta
@@ -71,7 +73,7 @@ class Settings:
             send_budget=_send_budget(reader),
             countries=_countries(reader),
         )
-        gateway = reader.choice("SESAME_SMS_GATEWAY", "console", GATEWAYS)
+        providers = read_providers(reader)
         grpc_addr = reader.address("SESAME_GRPC_ADDR", "127.0.0.1:50051")
         settings = cls(
             environment=reader.choice("SESAME_ENV", "development", ENVIRONMENTS),
@@ -79,10 +81,11 @@ class Settings:
             var_dir=var_dir,
             redis_url=reader.optional("SESAME_REDIS_URL", "unset: a redis-server child under SESAME_VAR_DIR"),
             hsm=_hsm(reader),
-            sms_gateway=gateway,
+            sms_providers=providers,
             sms_console_file=Path(reader.text("SESAME_SMS_CONSOLE_FILE", str(var_dir / "sms.jsonl"))),
-            kannel=read_kannel(reader, policy.bank_name) if gateway == "kannel" else None,
-            dlr=read_dlr(reader) if gateway == "kannel" else None,
+            kannel=read_kannel(reader, policy.bank_name) if "kannel" in providers else None,
+            dlr=read_dlr(reader) if "kannel" in providers else None,
+            smpp=read_smpp(reader, policy.bank_name) if "smpp" in providers else None,
             policy=policy,
             lifecycle=LifecyclePolicy(
                 # 0 turns the refusal off (the bank's risk rules still see cooling_until); at most 30 days.
@@ -106,6 +109,11 @@ class Settings:
         if reader.problems:
             raise ConfigurationError("invalid settings:\n  - " + "\n  - ".join(reader.problems))
         return settings
+
+    @property
+    def sms_gateway(self) -> str:
+        """The providers as the settings spell them, for the boot log (`kannel`, `smpp,console`)."""
+        return ",".join(self.sms_providers)
 
 
 def _lockout(reader: EnvReader) -> LockoutPolicy:
@@ -172,13 +180,17 @@ def _production(settings: Settings, problems: list[str]) -> None:
         problems.append("SESAME_REDIS_URL is required in production (no embedded Redis)")
     if settings.hsm is None:
         problems.append("SESAME_PKCS11_MODULE is required in production (no dev token)")
-    if settings.sms_gateway == "console":
-        problems.append("SESAME_SMS_GATEWAY=console writes codes to a file: use kannel in production")
+    if "console" in settings.sms_providers:
+        problems.append(
+            "SESAME_SMS_PROVIDERS (or SESAME_SMS_GATEWAY) has console, which writes codes to a file: "
+            "use kannel or smpp in production"
+        )
     problems.extend(production_problems(settings.transport))
 
 
-# Turns on every part that reads settings of its own (Kannel and its delivery reports), for `settings_read`.
-_EVERY_PART: Final = {"SESAME_SMS_GATEWAY": "kannel"}
+# Turns on every part that reads settings of its own (Kannel and its delivery reports, SMPP), for
+# `settings_read`.
+_EVERY_PART: Final = {"SESAME_SMS_PROVIDERS": "kannel,smpp"}
 
 
 def settings_read() -> dict[str, str]:

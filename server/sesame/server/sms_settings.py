@@ -1,4 +1,5 @@
-"""The SMS gateway's settings: which gateway, Kannel's sendsms account, the delivery-report listener."""
+"""The SMS settings: which providers in which order, Kannel's sendsms account, the delivery-report
+listener, the SMPP account."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Final
 
 from sesame.server.env_reader import EnvReader
 
-GATEWAYS: Final = ("console", "kannel")
+PROVIDERS: Final = ("console", "kannel", "smpp")
 DEFAULT_DLR_ADDR: Final = "127.0.0.1:9465"
 # An alphanumeric sender id (TP-OA): at most 11 characters, and operators accept letters, digits, spaces.
 _SENDER: Final = re.compile(r"[A-Za-z0-9 ]{1,11}")
@@ -39,27 +40,49 @@ class DlrSettings:
     token: str = field(repr=False)
 
 
+def read_providers(reader: EnvReader) -> tuple[str, ...]:
+    """SESAME_SMS_PROVIDERS in failover order; SESAME_SMS_GATEWAY (one name) is its older spelling."""
+    listed = reader.optional(
+        "SESAME_SMS_PROVIDERS", "console (in failover order, among console, kannel, smpp)"
+    )
+    single = reader.optional("SESAME_SMS_GATEWAY", "unset (the older name of SESAME_SMS_PROVIDERS)")
+    if listed is not None and single is not None:
+        reader.problems.append("give SESAME_SMS_PROVIDERS or SESAME_SMS_GATEWAY (its older name), not both")
+    names = tuple(name.strip() for name in (listed or single or "console").split(","))
+    unknown = [name for name in names if name not in PROVIDERS]
+    if unknown or len(set(names)) != len(names):
+        reader.problems.append(
+            f"SESAME_SMS_PROVIDERS must list distinct providers among {', '.join(PROVIDERS)}, "
+            f"comma-separated, not {listed or single!r}"
+        )
+    return names
+
+
+def read_sender(reader: EnvReader, bank_name: str) -> str:
+    """The alphanumeric sender id: SESAME_SMS_SENDER, else the bank's name when it can be one."""
+    sender = reader.optional("SESAME_SMS_SENDER", "unset: SESAME_BANK_NAME")
+    if sender is None and not _SENDER.fullmatch(bank_name):
+        reader.problems.append("SESAME_SMS_SENDER is required: SESAME_BANK_NAME is no alphanumeric sender id")
+        return ""
+    return reader.matching(
+        "SESAME_SMS_SENDER", sender or bank_name, _SENDER, "1 to 11 letters, digits or spaces"
+    )
+
+
 def read_kannel(reader: EnvReader, bank_name: str) -> KannelSettings:
     """Kannel's settings; every missing one is a problem."""
     url = reader.url("SESAME_KANNEL_URL")
     if url is None:
-        reader.problems.append("SESAME_KANNEL_URL is required with SESAME_SMS_GATEWAY=kannel")
+        reader.problems.append("SESAME_KANNEL_URL is required with the kannel SMS provider")
     username = reader.optional("SESAME_KANNEL_USERNAME")
     if username is None:
-        reader.problems.append("SESAME_KANNEL_USERNAME is required with SESAME_SMS_GATEWAY=kannel")
+        reader.problems.append("SESAME_KANNEL_USERNAME is required with the kannel SMS provider")
     password = reader.secret("SESAME_KANNEL_PASSWORD")
-    sender = reader.optional("SESAME_SMS_SENDER", "unset: SESAME_BANK_NAME")
-    if sender is None and not _SENDER.fullmatch(bank_name):
-        reader.problems.append("SESAME_SMS_SENDER is required: SESAME_BANK_NAME is no alphanumeric sender id")
-    else:
-        sender = reader.matching(
-            "SESAME_SMS_SENDER", sender or bank_name, _SENDER, "1 to 11 letters, digits or spaces"
-        )
     return KannelSettings(
         url=url or "",
         username=username or "",
         password=password,
-        sender=sender or "",
+        sender=read_sender(reader, bank_name),
         timeout=float(reader.integer("SESAME_KANNEL_TIMEOUT_SECONDS", 5, 1, 30)),
     )
 

@@ -1,5 +1,5 @@
 -- Void an OPEN, unexpired challenge on the caller's request; refusals are journaled too.
--- KEYS[1] challenge hash, KEYS[2] challenge journal stream, KEYS[3] its refusal counts (same {ch:<id>} slot)
+-- KEYS[1] challenge hash, KEYS[2] challenge journal stream, KEYS[3] its refusal counts (its user's {u:<t>} slot)
 -- ARGV[1] request time (unix ms), ARGV[2 ..] journal field/value pairs
 -- Returns {'cancelled', hgetall}, {'closed'} or {'not_found'}.
 local challenge, journal, refusals = KEYS[1], KEYS[2], KEYS[3]

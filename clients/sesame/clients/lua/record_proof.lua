@@ -1,6 +1,6 @@
 -- Journal the proof of a verified challenge, once: the first proof journaled stands for good.
 -- Works on the journal alone (it outlives the challenge hash), so a proof can be issued after the purge.
--- KEYS[1] challenge journal stream ({ch:<id>} slot)
+-- KEYS[1] challenge journal stream (its user's {u:<t>} slot)
 -- ARGV[1 ..] journal field/value pairs of the proof entry (event, time, ids, jti, kid, proof)
 -- Returns {'recorded'}, {'exists', <the proof journaled earlier>}, {'not_verified'} or {'not_found'}.
 local journal = KEYS[1]

@@ -3,16 +3,19 @@
 -- No attempt counter is touched (NIST SP 800-63B: a new send never resets failures). A resend takes one
 -- unit of each send budget in the same step (docs/decisions/0014); a spent budget refuses before anything
 -- is written, and spends no resend.
--- KEYS[1] challenge hash, KEYS[2] challenge journal stream, KEYS[3] its refusal counts (same {ch:<id>} slot),
--- KEYS[4 .. 3+b] the send budgets ({sb:<kind>:<key>} slots: this script spans slots on purpose, Redis Cluster
--- is not supported yet)
--- ARGV[1] request time (unix ms), ARGV[2] b = count of budgets, ARGV[3 .. 2+2b] each budget's limit and
--- window (ms), ARGV[3+2b ..] journal field/value pairs
--- Returns {'resent', hgetall}, {'too_soon', wait_ms}, {'exhausted'}, {'closed'}, {'not_found'} or
--- {'budget', budget index (0-based), wait_ms}.
+-- KEYS[1] challenge hash, KEYS[2] challenge journal stream, KEYS[3] its refusal counts (its user's {u:<t>}
+-- slot), KEYS[4 .. 3+b] the send budgets (the user's in the same slot; the number's, caller's and global in
+-- their {sb:<kind>:<key>} slots: this script spans those on purpose, docs/decisions/0019)
+-- While the challenge's user is blocked after wrong codes in a row, no resend is taken, no unit charged and
+-- nothing is sent (the block is read here, in the step that would charge, not before it).
+-- ARGV[1] request time (unix ms), ARGV[2] the name of the user hash less the user id, in the challenge's
+-- place (the script reads the block of the user the challenge names), ARGV[3] b = count of budgets,
+-- ARGV[4 .. 3+2b] each budget's limit and window (ms), ARGV[4+2b ..] journal field/value pairs
+-- Returns {'resent', hgetall}, {'too_soon', wait_ms}, {'exhausted'}, {'closed'}, {'not_found'},
+-- {'user_blocked', wait_ms, user id} or {'budget', budget index (0-based), wait_ms}.
 --#include _send_budgets.lua
 local challenge, journal, refusals = KEYS[1], KEYS[2], KEYS[3]
-local budgets = tonumber(ARGV[2])
+local budgets = tonumber(ARGV[3])
 local h = redis.call('HMGET', challenge, 'status', 'expires_at', 'max_resends', 'resends', 'resend_spacing_ms',
                      'last_sent_at', 'user_id', 'client_id', 'op_digest', 'attempts')
 local status = h[1]
@@ -21,19 +24,22 @@ if not status then
 end
 local now, resends = tonumber(ARGV[1]), tonumber(h[4])
 local next_send_at = tonumber(h[6]) + tonumber(h[5])
+local blocked_until = tonumber(redis.call('HGET', ARGV[2] .. h[7], 'blocked_until') or '0') or 0
 local outcome
 if status ~= 'open' or now >= tonumber(h[2]) then
   outcome = 'closed'
+elseif now < blocked_until then
+  outcome = 'user_blocked'
 elseif resends >= tonumber(h[3]) then
   outcome = 'exhausted'
 elseif now < next_send_at then
   outcome = 'too_soon'
 else
-  local refusal = budget_refusal(4, 3, budgets, now)
+  local refusal = budget_refusal(4, 4, budgets, now)
   if refusal then
     return {'budget', refusal[2], refusal[3]}
   end
-  take_budgets(4, 3, budgets, now)
+  take_budgets(4, 4, budgets, now)
   outcome = 'resent'
   resends = redis.call('HINCRBY', challenge, 'resends', 1)
   redis.call('HSET', challenge, 'last_sent_at', ARGV[1])
@@ -46,7 +52,7 @@ if outcome ~= 'resent' then
   journaled = redis.call('HINCRBY', refusals, kind, 1) == 1
 end
 local entry = {}
-for i = 3 + 2 * budgets, #ARGV do entry[#entry + 1] = ARGV[i] end
+for i = 4 + 2 * budgets, #ARGV do entry[#entry + 1] = ARGV[i] end
 for _, v in ipairs({'user_id', h[7], 'client_id', h[8], 'op_digest', h[9], 'outcome', outcome,
                     'attempts', h[10], 'status', status, 'resends', resends}) do
   entry[#entry + 1] = v
@@ -58,5 +64,7 @@ if outcome == 'resent' then
   return {outcome, redis.call('HGETALL', challenge)}
 elseif outcome == 'too_soon' then
   return {outcome, next_send_at - now}
+elseif outcome == 'user_blocked' then
+  return {outcome, blocked_until - now, h[7]}
 end
 return {outcome}

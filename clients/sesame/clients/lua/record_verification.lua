@@ -1,19 +1,18 @@
 -- Decide one attempt and carry it over to the challenge's user, in one atomic step: exactly one concurrent
 -- caller can see OPEN and turn it VERIFIED, and no code of a blocked user is evaluated (RTS Art. 4(3)(b):
 -- never more than five wrong codes in a row), because the block is read where the failure is counted.
--- This script spans two Redis Cluster slots on purpose ({ch:<id>} and {u:<id>}), every key declared:
--- Cluster is not supported yet, and a later change moves each challenge into its user's slot
--- (docs/decisions/0013).
--- KEYS[1] challenge hash, KEYS[2] challenge journal stream ({ch:<id>} slot),
--- KEYS[3] user hash, KEYS[4] user journal stream ({u:<id>} slot, the user the challenge names),
--- KEYS[5] the challenge's refusal counts ({ch:<id>} slot)
+-- One slot: the challenge lives in its user's place {u:<t>} (docs/decisions/0019), so the caller names no
+-- user; the user is the one the stored challenge names, and its keys are named here from that user id under
+-- the challenge's own tag (the same slot by construction; a forged tag finds no challenge).
+-- KEYS[1] challenge hash, KEYS[2] challenge journal stream, KEYS[3] the challenge's refusal counts
 -- ARGV[1] attempt time (unix ms), ARGV[2] submitted op_digest (hex), ARGV[3] '1' if the code matched,
--- ARGV[4] user id (must be the challenge's), ARGV[5] wrong codes in a row that block, ARGV[6] first block
--- (ms), ARGV[7] longest block (ms), ARGV[8] attempt time (ISO, for the user's journal),
--- ARGV[9 ..] challenge journal field/value pairs (event, time, ids, request context)
+-- ARGV[4], ARGV[5] the names of the user hash and the user journal less the user id, in the challenge's
+-- place, ARGV[6] wrong codes in a row that block, ARGV[7] first block (ms), ARGV[8] longest block (ms),
+-- ARGV[9] attempt time (ISO, for the user's journal), ARGV[10 ..] challenge journal field/value pairs (event,
+-- time, id, request context)
 -- Returns {result, hgetall, blocked_until} (blocked_until: unix ms when this attempt started a block, else
--- 0), {'not_found'} or {'foreign'} (the challenge is not the named user's).
-local challenge, journal, user, user_journal, refusals = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+-- 0) or {'not_found'}.
+local challenge, journal, refusals = KEYS[1], KEYS[2], KEYS[3]
 local now = tonumber(ARGV[1])
 local h = redis.call('HMGET', challenge, 'status', 'expires_at', 'op_digest', 'max_attempts', 'user_id', 'client_id',
                      'challenge_id')
@@ -21,9 +20,7 @@ local status = h[1]
 if not status then
   return {'not_found'}
 end
-if h[5] ~= ARGV[4] then
-  return {'foreign'}
-end
+local user, user_journal = ARGV[4] .. h[5], ARGV[5] .. h[5]
 local known_user = redis.call('EXISTS', user) == 1
 local blocked_until = tonumber(redis.call('HGET', user, 'blocked_until') or '0') or 0
 local result
@@ -63,7 +60,7 @@ if REFUSED[result] then
   end
 end
 local entry = {}
-for i = 9, #ARGV do entry[#entry + 1] = ARGV[i] end
+for i = 10, #ARGV do entry[#entry + 1] = ARGV[i] end
 local attempts = redis.call('HGET', challenge, 'attempts')
 for _, v in ipairs({'user_id', h[5], 'client_id', h[6], 'outcome', result, 'attempts', attempts, 'status', status}) do
   entry[#entry + 1] = v
@@ -72,7 +69,7 @@ redis.call('XADD', journal, '*', unpack(entry))
 
 -- The user's count of wrong codes in a row: only a wrong code counts, only a right one resets it.
 local function journal_user(event, outcome, failures, blocks, until_ms)
-  redis.call('XADD', user_journal, '*', 'event', event, 'at', ARGV[8], 'user_id', ARGV[4],
+  redis.call('XADD', user_journal, '*', 'event', event, 'at', ARGV[9], 'user_id', h[5],
              'challenge_id', h[7], 'outcome', outcome,
              'failures', failures, 'blocks', blocks, 'blocked_until', until_ms)
 end
@@ -81,11 +78,11 @@ if known_user and result == 'wrong_code' then
   local failures = redis.call('HINCRBY', user, 'failures', 1)
   local blocks = tonumber(redis.call('HGET', user, 'blocks') or '0')
   local outcome, until_ms = 'counted', 0
-  if failures >= tonumber(ARGV[5]) then
+  if failures >= tonumber(ARGV[6]) then
     outcome = 'blocked'
     blocks = redis.call('HINCRBY', user, 'blocks', 1)
     -- Doubling, capped; computed on integers so that no float reaches the hash.
-    local first, longest = tonumber(ARGV[6]), tonumber(ARGV[7])
+    local first, longest = tonumber(ARGV[7]), tonumber(ARGV[8])
     local length = first
     for _ = 2, blocks do
       length = math.min(longest, length * 2)

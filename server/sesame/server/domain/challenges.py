@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import secrets
@@ -49,7 +50,8 @@ if TYPE_CHECKING:
 
 _COOLED = frozenset({OperationType.CREDIT_TRANSFER, OperationType.ADD_BENEFICIARY})
 NONCE_BYTES = 16  # 128 bits: RFC 6287 challenges and NIST's floor for a random secret's entropy
-_CHALLENGE_ID = re.compile(r"^([0-9a-f]{32})\.k([1-9][0-9]{0,5})\.d([6-8])$")
+_CHALLENGE_ID = re.compile(r"^([0-9a-f]{32})\.k([1-9][0-9]{0,5})\.d([6-8])\.u([0-9a-f]{16})$")
+USER_TAG_HEX = 16  # 64 bits of SHA-256(user id): where the user's state lives, not who the user is
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,23 +69,35 @@ class ChallengePolicy:
     countries: frozenset[str] = DEFAULT_COUNTRIES  # destination countries codes may be sent to
 
 
+def user_tag(user_id: str) -> str:
+    """The tag of the user's state: the first 16 hex digits of SHA-256(user id) (docs/decisions/0019).
+
+    Every key of the user's aggregate, its challenges included, is under it, and each challenge id carries
+    it. Two users may share a tag (64 bits): they then share a place, never a key, since every key also
+    names the user or the challenge, and the scripts check the user id the challenge stores.
+    """
+    return hashlib.sha256(user_id.encode()).hexdigest()[:USER_TAG_HEX]
+
+
 @dataclass(frozen=True, slots=True)
 class ChallengeRef:
-    """What a challenge id says: the nonce, the key version and the code length.
+    """What a challenge id says: the nonce, the key version, the code length and where its user's state is.
 
     The id carries them so that a verification costs one HSM call and one store round trip: the code
-    is recomputed before the store is asked, and the store decides atomically (docs/decisions/0003).
-    The nonce is not a secret (RFC 6287 challenges are public); the key in the HSM is.
+    is recomputed before the store is asked, and the store decides atomically in the user's place, found
+    from the id alone (docs/decisions/0003, 0019). The nonce is not a secret (RFC 6287 challenges are
+    public); the key in the HSM is. A forged tag names a place where no such challenge is: NOT_FOUND.
     """
 
     nonce: bytes
     key_version: int
     digits: int
+    user_tag: str
 
     @property
     def challenge_id(self) -> str:
-        """The id as the caller sees it."""
-        return f"{self.nonce.hex()}.k{self.key_version}.d{self.digits}"
+        """The id as the caller sees it: `<nonce hex>.k<key version>.d<digits>.u<user tag>`."""
+        return f"{self.nonce.hex()}.k{self.key_version}.d{self.digits}.u{self.user_tag}"
 
     @classmethod
     def parse(cls, challenge_id: str) -> ChallengeRef:
@@ -91,7 +105,8 @@ class ChallengeRef:
         match = _CHALLENGE_ID.match(challenge_id)
         if match is None:
             raise ValueError("is not a challenge id")
-        return cls(bytes.fromhex(match.group(1)), int(match.group(2)), int(match.group(3)))
+        nonce, version, digits, tag = match.groups()
+        return cls(bytes.fromhex(nonce), int(version), int(digits), tag)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +162,8 @@ class ChallengeFlows:
         key = await self._keys.current_otp_key()
         # The nonce is public (RFC 6287 sends it in the clear; the key is the secret): the OS CSPRNG draws
         # it, so Start costs one HSM call, the MAC (docs/decisions/0020).
-        ref = ChallengeRef(secrets.token_bytes(NONCE_BYTES), key.otp_version, self._policy.digits)
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        ref = ChallengeRef(nonce, key.otp_version, self._policy.digits, user_tag(user.user_id))
         if request.request_id:
             owner = await self._store.claim_request(
                 user.user_id, request.request_id, ref.challenge_id, now + self._policy.lifetime
@@ -217,9 +233,6 @@ class ChallengeFlows:
             submitted = validation.code(request.code, ref.digits)
         except ValueError as exc:
             raise InvalidRequest([FieldViolation("code", str(exc))]) from exc
-        # The challenge's user never changes: read it first, so that one atomic step can decide the attempt
-        # and count it for the user, blocked or not (docs/decisions/0013).
-        owner = (await self._store.get_challenge(request.challenge_id)).user_id
         op_digest = digest(request.operation)
         try:
             expected = await codes.derive(
@@ -235,18 +248,19 @@ class ChallengeFlows:
             raise KeyVersionUnavailable(ref.key_version) from None
         attempt = VerificationAttempt(
             challenge_id=request.challenge_id,
-            user_id=owner,
             op_digest=op_digest,
             code_matches=codes.same_code(expected, submitted),
             at=self._clock.now(),
             context=request.context,
         )
-        # The store checks the user's block, decides and counts the attempt for the challenge and the user,
-        # in one atomic step; while the user is blocked it ignores `code_matches`: the answer, the counts and
-        # the journal do not depend on the code. That decision is the answer: what follows (voiding and
-        # alert after a block, the proof) may fail, and must not change it.
+        # One atomic step in the user's place, which the id names (docs/decisions/0013, 0019): the store reads
+        # the challenge and its user's block, decides and counts the attempt for both; while the user is
+        # blocked it ignores `code_matches`: the answer, the counts and the journal do not depend on the
+        # code. That decision is the answer: what follows (voiding and alert after a block, the proof) may
+        # fail, and must not change it.
         outcome = await self._store.record_verification(attempt, self._policy.lockout)
         if outcome.blocked_until is not None:
+            owner = outcome.challenge.user_id
             block = Block(owner, outcome.blocked_until, attempt.at, request.context.caller)
             await after_block(self._store, self._sms, self._clock, self._policy.bank_name, block)
         if outcome.result is not VerifyResult.VERIFIED:

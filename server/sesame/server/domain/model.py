@@ -247,8 +247,7 @@ class RequestContext:
 class VerificationAttempt:
     """What the verify flow hands the store: the facts it computed, never the code itself."""
 
-    challenge_id: str
-    user_id: str  # the challenge's user (it never changes): the decision counts the user's failures too
+    challenge_id: str  # its tag names the user's place; the store reads the user from the challenge
     op_digest: bytes
     code_matches: bool
     at: datetime

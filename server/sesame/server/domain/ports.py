@@ -131,7 +131,8 @@ class StateStore(Protocol):
         gives WRONG_CODE, locks the challenge when it spent the last attempt and counts one more wrong
         code in a row for the user, the `lockout.max_failures`-th of which blocks the user (the outcome's
         `blocked_until`) and restarts the count; a right code marks it VERIFIED and resets the user's
-        counts. ChallengeNotFound (also when `attempt.user_id` is not the challenge's user).
+        counts. The user is the one the stored challenge names, in the place the id's tag names (nothing
+        the caller says is trusted for it). ChallengeNotFound (also for an id whose tag was forged).
         """
         ...
 

@@ -1,0 +1,187 @@
+"""One bound SMPP transceiver connection: requests matched to responses, the SMSC's requests answered.
+
+The session reads every PDU in one task. A response completes the request of the same sequence number;
+the SMSC's own requests are answered here: enquire_link at once, unbind by closing, deliver_sm once the
+owner's handler has dealt with it (so a receipt the store could not record is answered with a temporary
+error, and the SMSC sends it again). Our own enquire_link every `keepalive` seconds shows a dead peer
+that TCP would not notice for minutes. Any failure ends `run()`; the owner reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final, NoReturn
+
+from sesame.clients import smpp_pdu as pdu
+from sesame.clients.smpp_pdu import Bind, Pdu
+
+_log = logging.getLogger("sesame.sms")
+
+# A handler gets a deliver_sm and returns the command_status of its deliver_sm_resp.
+DeliverHandler = Callable[[Pdu], Awaitable[int]]
+OnResponse = Callable[[Pdu], None]
+_UNBIND_WAIT: Final = 1.0
+
+
+class SessionLost(Exception):
+    """The connection ended, or the SMSC did not answer in time."""
+
+
+class NoAnswer(SessionLost):
+    """The SMSC did not answer a request in time."""
+
+
+class BindRefused(SessionLost):
+    """The SMSC answered the bind with an error status."""
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """How long to wait for the connection, for each answer, and between our keep-alives."""
+
+    connect: float
+    response: float
+    keepalive: float
+
+
+class SmppSession:
+    """A connection after a successful bind_transceiver."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        timing: Timing,
+        on_deliver: DeliverHandler,
+    ) -> None:
+        """Use an open connection; call `bind` next."""
+        self._reader = reader
+        self._writer = writer
+        self._timing = timing
+        self._on_deliver = on_deliver
+        self._sequence = itertools.count(1)
+        self._waiting: dict[int, tuple[asyncio.Future[Pdu], OnResponse | None]] = {}
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls, host: str, port: int, bind: Bind, timing: Timing, on_deliver: DeliverHandler
+    ) -> SmppSession:
+        """Connect and bind as a transceiver. SessionLost (BindRefused when the SMSC says no)."""
+        try:
+            async with asyncio.timeout(timing.connect):
+                reader, writer = await asyncio.open_connection(host, port)
+        except (OSError, TimeoutError) as exc:
+            raise SessionLost(f"cannot connect to the SMSC: {type(exc).__name__}") from None
+        session = cls(reader, writer, timing, on_deliver)
+        try:
+            async with asyncio.timeout(timing.connect):
+                answer = await session._bind(bind)
+        except (TimeoutError, SessionLost, pdu.MalformedPdu, asyncio.IncompleteReadError, OSError) as exc:
+            session.abort()
+            raise SessionLost(f"no bind_transceiver_resp: {type(exc).__name__}") from None
+        if answer.status != pdu.ESME_ROK:
+            session.abort()
+            raise BindRefused(f"the SMSC refused the bind (status 0x{answer.status:08x})")
+        return session
+
+    async def _bind(self, bind: Bind) -> Pdu:
+        # Before `run` reads: the bind's answer is the first PDU the SMSC may send.
+        sequence = next(self._sequence)
+        self._write(Pdu(pdu.BIND_TRANSCEIVER, 0, sequence, bind.body()))
+        answer = await pdu.read_pdu(self._reader)
+        if answer.command_id not in (pdu.BIND_TRANSCEIVER | pdu.RESPONSE, pdu.GENERIC_NACK):
+            raise SessionLost(f"unexpected PDU 0x{answer.command_id:08x} before the bind answer")
+        return answer
+
+    async def request(self, command_id: int, body: bytes, on_response: OnResponse | None = None) -> Pdu:
+        """Send a request and wait for its answer; `on_response` sees it first, before any later PDU."""
+        if self._closed:
+            raise SessionLost("the session is closed")
+        sequence = next(self._sequence)
+        answered: asyncio.Future[Pdu] = asyncio.get_running_loop().create_future()
+        self._waiting[sequence] = (answered, on_response)
+        try:
+            self._write(Pdu(command_id, 0, sequence, body))
+            async with asyncio.timeout(self._timing.response):
+                return await answered
+        except TimeoutError:
+            raise NoAnswer("the SMSC did not answer in time") from None
+        finally:
+            self._waiting.pop(sequence, None)
+
+    async def run(self) -> None:
+        """Read and keep alive until the connection ends; then fail every request still waiting."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._keepalive())
+                await self._read()
+        except* (SessionLost, pdu.MalformedPdu, OSError, asyncio.IncompleteReadError) as failures:
+            _log.warning("SMPP session ended: %s", failures.exceptions[0])
+        finally:
+            self.abort()
+
+    async def unbind(self) -> None:
+        """Say goodbye politely (bounded wait), then close."""
+        with contextlib.suppress(SessionLost, OSError):
+            async with asyncio.timeout(_UNBIND_WAIT):
+                await self.request(pdu.UNBIND, b"")
+        self.abort()
+
+    def abort(self) -> None:
+        """Close the connection; requests still waiting fail with SessionLost."""
+        self._closed = True
+        self._writer.close()
+        for answered, _ in self._waiting.values():
+            if not answered.done():
+                answered.set_exception(SessionLost("the connection ended"))
+        self._waiting.clear()
+
+    async def _read(self) -> NoReturn:
+        """Until the SMSC unbinds (SessionLost) or the stream ends (IncompleteReadError)."""
+        while True:
+            received = await pdu.read_pdu(self._reader)
+            if received.is_response:
+                self._answered(received)
+            elif received.command_id == pdu.ENQUIRE_LINK:
+                self._write(Pdu(pdu.ENQUIRE_LINK | pdu.RESPONSE, pdu.ESME_ROK, received.sequence))
+            elif received.command_id == pdu.DELIVER_SM:
+                task = asyncio.create_task(self._deliver(received))
+                self._handlers.add(task)
+                task.add_done_callback(self._handlers.discard)
+            elif received.command_id == pdu.UNBIND:
+                self._write(Pdu(pdu.UNBIND | pdu.RESPONSE, pdu.ESME_ROK, received.sequence))
+                raise SessionLost("the SMSC unbound")
+            else:
+                self._write(Pdu(pdu.GENERIC_NACK, pdu.ESME_RINVCMDID, received.sequence))
+
+    def _answered(self, received: Pdu) -> None:
+        waiting = self._waiting.get(received.sequence)
+        if waiting is None:
+            return  # answered after we gave up on it
+        answered, on_response = waiting
+        if on_response is not None:
+            on_response(received)
+        if not answered.done():
+            answered.set_result(received)
+
+    async def _deliver(self, received: Pdu) -> None:
+        status = await self._on_deliver(received)
+        if not self._closed:
+            # deliver_sm_resp's body is an empty message_id (§4.6.2).
+            self._write(Pdu(pdu.DELIVER_SM | pdu.RESPONSE, status, received.sequence, b"\0"))
+
+    async def _keepalive(self) -> None:
+        while True:
+            await asyncio.sleep(self._timing.keepalive)
+            await self.request(pdu.ENQUIRE_LINK, b"")
+
+    def _write(self, out: Pdu) -> None:
+        # One write per PDU: the transport keeps writes whole and in order, no lock needed.
+        self._writer.write(out.encode())

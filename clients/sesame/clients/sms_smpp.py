@@ -1,0 +1,241 @@
+"""`SmppSmsGateway`: the SmsGateway port over SMPP 3.4, bound as a transceiver (docs/decisions/0018).
+
+One connection, kept bound by a background task that reconnects (0.5 s, doubling to 10 s) whenever it
+drops; a message waits for a bind under way, and fails at once while the SMSC cannot be reached. Each
+message is encoded (GSM-7 or UCS-2, concatenated parts past one segment), each part is one submit_sm
+asking for a delivery receipt, paced by the rate and bounded by the window of submits awaiting their
+answer. Receipts arrive as deliver_sm on the same connection; the SMSC's message ids lead back to
+the challenge, whose delivery state they then move forward through `record`.
+
+The text holds the code and the password opens the account: neither reaches a log or an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Final
+
+from sesame.clients import smpp_pdu as pdu
+from sesame.clients import smpp_text
+from sesame.clients.smpp_pdu import Address, Bind, Pdu, ShortMessage
+from sesame.clients.smpp_receipts import NotAReceipt, ReceiptBook, Settled, Tracked, parse_receipt
+from sesame.clients.smpp_session import NoAnswer, SessionLost, SmppSession, Timing
+from sesame.server.domain.errors import ChallengeNotFound, DeliveryFailed, StoreUnavailable
+from sesame.server.domain.model import DeliveryState, SentSms, SmsMessage
+from sesame.server.domain.ports import Clock, SmsGateway
+from sesame.server.domain.privacy import mask_phone, redact
+
+_log = logging.getLogger("sesame.sms")
+
+# Records a report: challenge id, the state reached, our provider reference (StateStore.record_delivery).
+RecordDelivery = Callable[[str, DeliveryState, str], Awaitable[None]]
+INTERNATIONAL: Final = Address(1, 1, "")  # TON international, NPI E.164
+_FINAL_RECEIPT: Final = 0x01  # registered_delivery: a receipt on success or failure (§5.2.17)
+_FIRST_RETRY, _LONGEST_RETRY = 0.5, 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class SmppConfig:
+    """The SMSC, our account on it, the sender we show, and how hard we may push."""
+
+    host: str
+    port: int
+    system_id: str
+    password: str = field(repr=False)
+    source: Address  # the bank's sender id: alphanumeric TON 5 NPI 0, or a number
+    system_type: str = ""
+    window: int = 10  # submit_sm awaiting their answer at once
+    rate: float = 10.0  # submit_sm a second, at most
+    timing: Timing = field(default_factory=lambda: Timing(connect=5.0, response=5.0, keepalive=30.0))
+
+
+class SmppSmsGateway:
+    """Sends through one kept-bound transceiver session; `start` before the first send, `close` at the end."""
+
+    def __init__(self, config: SmppConfig, clock: Clock, record: RecordDelivery | None = None) -> None:
+        """Prepare; no connection before `start`. Without `record`, receipts are answered and dropped."""
+        self._config = config
+        self._clock = clock
+        self._record = record
+        self._book = ReceiptBook()
+        self._window = asyncio.Semaphore(config.window)
+        self._pace_lock = asyncio.Lock()
+        self._next_slot = 0.0
+        self._session: SmppSession | None = None
+        self._settled = asyncio.Event()  # set while bound, or while the last attempt to bind failed
+        self._keeper: asyncio.Task[None] | None = None
+        self._closing = False
+        self._tasks: set[asyncio.Task[int]] = set()
+
+    async def start(self) -> None:
+        """Start the task that binds, and binds again after every drop."""
+        self._keeper = asyncio.create_task(self._keep_bound(), name="smpp session")
+
+    @property
+    def bound(self) -> bool:
+        """True while a session is bound (the SMSC may still drop it at any time)."""
+        return self._session is not None
+
+    async def close(self) -> None:
+        """Unbind (while the session still reads, so that the SMSC's answer is seen), then stop for good."""
+        self._closing = True
+        if self._session is not None:
+            await self._session.unbind()
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+
+    async def send(self, message: SmsMessage) -> SentSms:
+        """Submit every part; DeliveryFailed unless the SMSC accepted them all."""
+        ref = f"smpp-{uuid.uuid4().hex}"
+        sent_at = self._clock.now()
+        session = await self._bound()
+        encoded = smpp_text.encode(message.text, random.randrange(256))  # noqa: S311 (a UDH reference, no secret)
+        tracked = Tracked(message.challenge_id, ref)
+        # A notice belongs to no challenge: its receipt would have nowhere to go.
+        receipt = _FINAL_RECEIPT if self._record is not None and message.challenge_id else 0
+        if receipt:
+            self._book.expect(tracked, len(encoded.parts))
+        try:
+            for part in encoded.parts:
+                await self._submit(session, self._short_message(message, encoded, part, receipt), tracked)
+        finally:
+            self._book.abandon(tracked)  # kept as soon as one part was accepted
+        _log.info(
+            "SMS %s via SMPP to %s for %s in %d part(s): %s",
+            ref,
+            mask_phone(message.to),
+            message.challenge_id,
+            len(encoded.parts),
+            redact(message.text),
+        )
+        return SentSms(provider_ref=ref, sent_at=sent_at)
+
+    def _short_message(
+        self, message: SmsMessage, encoded: smpp_text.Encoded, part: bytes, receipt: int
+    ) -> ShortMessage:
+        return ShortMessage(
+            source=self._config.source,
+            # E.164 without its '+', as TON international says.
+            destination=Address(INTERNATIONAL.ton, INTERNATIONAL.npi, message.to.removeprefix("+")),
+            esm_class=encoded.esm_class,
+            registered_delivery=receipt,
+            data_coding=encoded.data_coding,
+            short_message=part,
+        )
+
+    async def _bound(self) -> SmppSession:
+        """The bound session: waits while a bind is under way (at boot, after a drop), fails at once while
+        the last attempt to bind failed (the SMSC is unreachable: the next provider's turn)."""
+        if self._session is None and not self._settled.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._config.timing.connect):
+                    await self._settled.wait()
+        if self._session is None:
+            raise DeliveryFailed("SMSC not bound", "unreachable")
+        return self._session
+
+    async def _submit(self, session: SmppSession, short: ShortMessage, tracked: Tracked) -> None:
+        def accepted(answer: Pdu) -> None:
+            # Runs before the reader takes the next PDU: a receipt right behind the answer finds its id.
+            if answer.status == pdu.ESME_ROK and answer.command_id == pdu.SUBMIT_SM | pdu.RESPONSE:
+                with contextlib.suppress(pdu.MalformedPdu):
+                    settled = self._book.accepted(pdu.parse_message_id(answer.body), tracked)
+                    if settled is not None:
+                        self._later(self._settle(settled, "early receipt"))
+
+        async with self._window:
+            await self._pace()
+            try:
+                answer = await session.request(pdu.SUBMIT_SM, short.body(), accepted)
+            except NoAnswer:
+                raise DeliveryFailed("SMSC did not answer the submit_sm in time", "timeout") from None
+            except SessionLost:
+                raise DeliveryFailed("SMSC connection lost during the submit_sm", "unreachable") from None
+        if answer.status != pdu.ESME_ROK:
+            raise DeliveryFailed(f"SMSC refused the message (status 0x{answer.status:08x})", "refused")
+
+    async def _pace(self) -> None:
+        """Wait for the next submit slot: at most `rate` a second, evenly spread."""
+        loop = asyncio.get_running_loop()
+        async with self._pace_lock:
+            wait = self._next_slot - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._next_slot = max(loop.time(), self._next_slot) + 1 / self._config.rate
+
+    async def _keep_bound(self) -> None:
+        delay = _FIRST_RETRY
+        bind = Bind(self._config.system_id, self._config.password, self._config.system_type)
+        while not self._closing:
+            try:
+                session = await SmppSession.open(
+                    self._config.host, self._config.port, bind, self._config.timing, self._delivered
+                )
+            except SessionLost as exc:
+                _log.warning("SMPP bind to %s:%d failed: %s", self._config.host, self._config.port, exc)
+                self._settled.set()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _LONGEST_RETRY)
+                continue
+            _log.info(
+                "SMPP bound to %s:%d as %r", self._config.host, self._config.port, self._config.system_id
+            )
+            self._session, delay = session, _FIRST_RETRY
+            self._settled.set()
+            try:
+                await session.run()
+            finally:
+                self._session = None
+                # Dropped: messages wait for the bind that follows, as long as the connect timeout.
+                self._settled.clear()
+            await asyncio.sleep(delay)
+
+    async def _delivered(self, received: Pdu) -> int:
+        """Record a receipt; a temporary error when the store cannot, so that the SMSC sends it again."""
+        try:
+            receipt = parse_receipt(pdu.parse_short_message(received.body))
+        except (NotAReceipt, pdu.MalformedPdu) as exc:
+            _log.info("SMPP deliver_sm ignored: %s", exc)
+            return pdu.ESME_ROK
+        settled = self._book.settle(receipt)
+        if settled is None:
+            return pdu.ESME_ROK
+        return await self._settle(settled, receipt.stat)
+
+    async def _settle(self, settled: Settled, stat: str) -> int:
+        """Record what a receipt settled; the deliver_sm_resp status that says whether it was."""
+        if self._record is None:
+            return pdu.ESME_ROK
+        try:
+            await self._record(settled.tracked.challenge_id, settled.state, settled.tracked.provider_ref)
+        except ChallengeNotFound:
+            return pdu.ESME_ROK
+        except StoreUnavailable:
+            _log.warning(
+                "delivery receipt for %s not recorded: store unavailable", settled.tracked.challenge_id
+            )
+            return pdu.ESME_RX_T_APPN
+        _log.info(
+            "delivery receipt %s for %s: %s, %s",
+            settled.tracked.provider_ref,
+            settled.tracked.challenge_id,
+            stat,
+            settled.state.value,
+        )
+        return pdu.ESME_ROK
+
+    def _later(self, work: Coroutine[object, object, int]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+_: type[SmsGateway] = SmppSmsGateway
