@@ -137,7 +137,7 @@ def monitored(directory: Path, pki: Pki) -> Iterator[Prometheus]:
                 _replica(
                     directory / "failing",
                     {
-                        "SESAME_SMS_GATEWAY": "kannel",
+                        "SESAME_SMS_PROVIDERS": "kannel",
                         "SESAME_KANNEL_URL": f"http://127.0.0.1:{free_port()}",
                         "SESAME_KANNEL_USERNAME": "sesame",
                         "SESAME_KANNEL_PASSWORD": "any-password",
