@@ -1,7 +1,7 @@
 # Sésame image: the wheel (with the generated stubs) built by `make wheel`, SoftHSM2 and redis-server for
 # the embedded development defaults, running as a non-root user. The image is production by default
 # (SESAME_ENV=production): it refuses to start until it is given SESAME_REDIS_URL, the SESAME_PKCS11_* /
-# SESAME_HSM_* settings of its HSM, SESAME_SMS_GATEWAY=kannel with its settings, and (mounted read-only) the
+# SESAME_HSM_* settings of its HSM, SESAME_SMS_PROVIDERS (kannel, smpp, in failover order) with their settings, and (mounted read-only) the
 # mTLS files and the caller policy named by SESAME_TLS_CERT_FILE, SESAME_TLS_KEY_FILE,
 # SESAME_TLS_CLIENT_CA_FILE and SESAME_AUTHZ_POLICY_FILE (docs/operations.md, "Transport security and
 # callers"). Development (embedded Redis, dev token, codes in a file) only when asked for:

@@ -18,7 +18,7 @@ STAMP_NODE := .tools/.installed
 help:
 	@echo "make run    start Sésame on 127.0.0.1:50051 with embedded defaults (Redis child, SoftHSM token under var/)"
 	@echo "make test   install what is missing, then lint, type-check and run every test"
-	@echo "make bench  run the load generator against a real server (not part of make test)"
+	@echo "make bench  measure the echo floor and Sésame on this machine; JSON and PNG under docs/benchmarks/"
 	@echo "make lock   re-resolve the Python dependencies to their newest allowed versions, with hashes"
 
 ## Machine packages: installed only when missing, so a prepared machine does no network work. Each target
@@ -116,7 +116,8 @@ dashboard-preview: $(STAMP_GEN) monitoring-deps
 	$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install -q 'matplotlib==3.11.2'
 	$(BIN)/python -m tools.dashboard_preview docs/dashboard-preview.png
 
-bench: $(STAMP_GEN)
+## `make bench BENCH_ARGS="--duration 20 --concurrency 32"`: options in `python -m bench.load --help`.
+bench: $(STAMP_GEN) server-deps
 	$(BIN)/python -m bench.load $(BENCH_ARGS)
 
 clean:

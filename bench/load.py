@@ -1,281 +1,236 @@
-"""Load generator: Start+Verify flows per second and latency percentiles against a real Sésame server.
+"""`make bench`: the bare gRPC floor and Sésame, in one run, from one client, on this machine.
 
-The client runs in this process (grpc.aio); the server runs in its own process: `sesame serve` with its
-embedded defaults (SoftHSM token, Redis child, console SMS) unless `--target` names a running one. The
-code of each challenge is read back from the console SMS file, as the end user would read the SMS.
-A bare gRPC echo server is measured in the same run, with the same concurrency, as the floor that
-Python gRPC itself imposes. Every loop is bounded in count and in time.
+The client runs in this process (grpc.aio on uvloop) and opens several connections to each server, as a
+caller's replicas do. It measures, in order and with the same concurrency:
 
-    python -m bench.load --duration 20 --concurrency 16 --max-flows 20000
+1. echo: a bare grpc.aio echo server (bench/echo_server.py), two calls per operation: the floor;
+2. start: StartChallenge alone, against `sesame serve` with its embedded defaults (SoftHSM token,
+   redis-server child, console SMS file) started here in a private directory;
+3. verify: VerifyChallenge alone, of the challenges opened in 2, their codes read from the SMS file;
+4. flows: Start, read the SMS, Verify, as a caller does.
+
+Each phase is bounded by --duration and --max-ops. It writes docs/benchmarks/<date>-<commit>.json and
+a .png next to it, and prints a table (docs/benchmarks.md says how to read them).
+
+    python -m bench.load --duration 15 --concurrency 16 --connections 4
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
 import os
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-import grpc
+import uvloop
 
-from sesame.api.v1 import authentication_service_pb2 as auth_pb
-from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
-from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
-from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
-from sesame.api.v1 import operation_pb2 as op_pb
-from sesame.server.grpc.demo import code_in
+from bench import report, servers
+from bench.driver import Latency, Recorder, Run, drive, pace
+from bench.phases import Connections, Echo, Sesame
+from bench.procs import Process, describe_machine, listeners
+from bench.revision import short_commit
+from bench.servers import Server
+from bench.sms_tail import SmsTail
+from bench.usage import Snapshot
 
-BENCH_BUDGET = 1_000_000  # SMS per user and per number for the private server: the settings' maximum
-ECHO_METHOD = "/bench.Echo/Echo"
-OPERATION = op_pb.Operation(
-    credit_transfer=op_pb.CreditTransfer(
-        amount=op_pb.Money(currency="EUR", amount_minor=125000),
-        payee=op_pb.Payee(name="Jean DUPONT", iban="FR7630006000011234567890189"),
-        transaction_id="bench",
-    )
-)
+SMS_SETTLE_SECONDS = 30.0  # the longest the start phase waits for the SMS of its challenges
 
 
-@dataclass(frozen=True, slots=True)
-class Result:
-    """One measured run."""
-
-    name: str
-    flows: int
-    errors: int
-    seconds: float
-    flows_per_second: float
-    p50_ms: float
-    p99_ms: float
+def _processes(server: Server) -> list[Process]:
+    return [*server.processes(), Process(os.getpid(), "client")]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+async def _measure(
+    server: Server,
+    load: Awaitable[Run],
+    recorder: Recorder,
+    settle: Callable[[], Awaitable[None]] | None = None,
+) -> dict[str, Any]:
+    """Await `load`; the phase's CPU and memory include `settle` (the SMS still being handed over)."""
+    before = Snapshot.take(_processes(server))
+    run = await load
+    if settle is not None:
+        await settle()
+    usage = before.usage(_processes(server))
+    done = max(run.ops, 1)
+    return {
+        "ops": run.ops,
+        "failed": run.failed,
+        "seconds": run.seconds,
+        "rate_per_s": round(run.ops / run.seconds, 1) if run.seconds else 0.0,
+        "stopped_by": run.stopped_by,
+        "skipped": run.skipped,
+        "rpcs": {name: asdict(Latency.of(s, run.seconds)) for name, s in recorder.samples.items()},
+        "errors": dict(recorder.errors),
+        "cpu_seconds": usage.cpu_seconds,
+        "cpu_ms_per_op": {role: round(1000 * s / done, 3) for role, s in usage.cpu_seconds.items()},
+        "processes": [asdict(p) for p in usage.processes],
+        "usage_seconds": usage.seconds,
+        "machine_busy_cores": usage.machine_busy_cores,
+        "other_busy_cores": usage.other_busy_cores,
+    }
 
 
-@contextlib.contextmanager
-def _process(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        yield process
-    finally:
-        process.terminate()
+def _delays(samples: list[float], missing: int) -> dict[str, Any]:
+    """SMS hand-over after StartChallenge returned: negative when the SMS was written before the reply."""
+    summary = Latency.of(samples, 1.0)
+    return {
+        "count": summary.count,
+        "missing": missing,
+        "p50_ms": summary.p50_ms,
+        "p99_ms": summary.p99_ms,
+        "max_ms": summary.max_ms,
+    }
+
+
+async def _echo_phase(args: argparse.Namespace, workers: int) -> dict[str, Any]:
+    with servers.echo(workers) as server:
+        connections = Connections(server.address, args.connections)
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-async def _wait_ready(address: str, limit: float = 60.0) -> None:
-    deadline = time.monotonic() + limit
-    async with grpc.aio.insecure_channel(address) as channel:
-        while time.monotonic() < deadline:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(channel.channel_ready(), timeout=1)
-                return
-    raise RuntimeError(f"nothing listens on {address}")
-
-
-class SmsTail:
-    """Follows the console SMS file with one polling task and hands out each challenge's code."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._codes: dict[str, str] = {}
-        self._waiters: dict[str, asyncio.Future[str]] = {}
-        self._offset = path.stat().st_size if path.exists() else 0
-
-    def _poll(self) -> None:
-        if not self._path.exists():
-            return
-        with self._path.open("rb") as handle:
-            handle.seek(self._offset)
-            chunk = handle.read()
-        complete = chunk[: chunk.rfind(b"\n") + 1]
-        self._offset += len(complete)
-        for line in complete.splitlines():
-            message = json.loads(line)
-            code = code_in(message["text"])
-            waiter = self._waiters.pop(message["challenge_id"], None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(code)
-            else:
-                self._codes[message["challenge_id"]] = code
-
-    async def follow(self, stop: asyncio.Event) -> None:
-        """Read new lines every 2 ms until `stop` is set."""
-        while not stop.is_set():
-            self._poll()
-            await asyncio.sleep(0.002)
-
-    async def code(self, challenge_id: str, limit: float = 5.0) -> str:
-        """The code of `challenge_id`, waiting for its line a bounded time."""
-        if challenge_id in self._codes:
-            return self._codes.pop(challenge_id)
-        waiter = self._waiters[challenge_id] = asyncio.get_running_loop().create_future()
-        try:
-            return await asyncio.wait_for(waiter, limit)
+            await drive(Echo(connections, Recorder()), args.connections, 5.0, 4 * args.connections)  # warm
+            recorder = Recorder()
+            load = drive(Echo(connections, recorder), args.concurrency, args.duration, args.max_ops)
+            return await _measure(server, load, recorder)
         finally:
-            self._waiters.pop(challenge_id, None)
+            await connections.close()
 
 
-async def _drive(
-    name: str, flow: Callable[[], Awaitable[None]], concurrency: int, duration: float, max_flows: int
-) -> Result:
-    latencies: list[float] = []
-    errors = 0
-    started = time.perf_counter()
-    deadline = started + duration
-
-    async def worker() -> None:
-        nonlocal errors
-        while time.perf_counter() < deadline and len(latencies) + errors < max_flows:
-            begin = time.perf_counter()
-            try:
-                await flow()
-            except (grpc.RpcError, TimeoutError, AssertionError):
-                errors += 1
-                continue
-            latencies.append(time.perf_counter() - begin)
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    seconds = time.perf_counter() - started
-    ordered = sorted(latencies) or [0.0]
-    return Result(
-        name=name,
-        flows=len(latencies),
-        errors=errors,
-        seconds=round(seconds, 2),
-        flows_per_second=round(len(latencies) / seconds, 1),
-        p50_ms=round(statistics.median(ordered) * 1000, 2),
-        p99_ms=round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 2),
-    )
-
-
-async def bench_sesame(address: str, sms_file: Path, args: argparse.Namespace) -> Result:
-    """Start + read SMS + Verify, per flow."""
-    tail = SmsTail(sms_file)
-    async with grpc.aio.insecure_channel(address) as channel:
-        auth = auth_grpc.AuthenticationServiceStub(channel)
-        enrol = enrol_grpc.EnrollmentServiceStub(channel)
-        user_id = f"bench-{os.getpid()}"
-        await enrol.EnrollUser(
-            enrol_pb.EnrollUserRequest(user_id=user_id, client_id="bench", secure_phone="+33612345678")
-        )
-
-        async def flow() -> None:
-            started = await auth.StartChallenge(
-                auth_pb.StartChallengeRequest(user_id=user_id, operation=OPERATION)
-            )
-            code = await tail.code(started.challenge_id)
-            verified = await auth.VerifyChallenge(
-                auth_pb.VerifyChallengeRequest(
-                    challenge_id=started.challenge_id, code=code, operation=OPERATION
-                )
-            )
-            assert verified.result == auth_pb.VERIFY_RESULT_VERIFIED
-
+async def _sesame_phases(
+    args: argparse.Namespace, workers: int | None, settings: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    with (
+        tempfile.TemporaryDirectory(prefix="sesame-bench-") as scratch,
+        servers.sesame(Path(scratch) / "var", workers) as server,
+    ):
+        assert server.sms_file is not None
+        settings["serve_listeners"] = listeners(int(server.address.rsplit(":", 1)[1]))
+        connections = Connections(server.address, args.connections)
+        tail = SmsTail(server.sms_file)
         stop = asyncio.Event()
         follower = asyncio.create_task(tail.follow(stop))
         try:
-            return await _drive("sesame start+verify", flow, args.concurrency, args.duration, args.max_flows)
+            sesame = Sesame(connections, tail, args.users)
+            await sesame.enroll()
+            # Warm: the first calls on each connection (and the first key lookups) are not measured.
+            await drive(sesame.flow_phase(Recorder()), args.connections, 10.0, 4 * args.connections)
+            sesame.sms_delays.clear()
+            return await _each_sesame_phase(server, sesame, args)
         finally:
             stop.set()
             await follower
+            await connections.close()
 
 
-async def bench_echo(address: str, args: argparse.Namespace) -> Result:
-    """Two bare unary calls per flow: the same number of RPCs as a Sésame flow, with no work behind them."""
-    async with grpc.aio.insecure_channel(address) as channel:
-        echo: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(ECHO_METHOD)
+async def _each_sesame_phase(
+    server: Server, sesame: Sesame, args: argparse.Namespace
+) -> dict[str, dict[str, Any]]:
+    """Start, Verify, flows, flows at half their rate; Redis memory and SMS delays around each."""
+    redis_url = server.redis_url()
+    phases: dict[str, dict[str, Any]] = {}
+    missing = 0
 
-        async def flow() -> None:
-            await echo(b"x" * 64)
-            await echo(b"y" * 64)
+    async def settle() -> None:
+        nonlocal missing
+        missing = await sesame.sms_of_opened(SMS_SETTLE_SECONDS)
 
-        return await _drive("bare grpc echo x2", flow, args.concurrency, args.duration, args.max_flows)
+    for name, make, after in (
+        ("start", sesame.start_phase, settle),
+        ("verify", sesame.verify_phase, None),
+        ("flows", sesame.flow_phase, None),
+        ("flows_half", sesame.flow_phase, None),
+    ):
+        memory_before = servers.redis_used_memory(redis_url)
+        recorder = Recorder()
+        rate = max(1.0, phases["flows"]["rate_per_s"] / 2) if name == "flows_half" else 0.0
+        if rate:
+            load = pace(make(recorder), rate, args.duration, args.max_ops, 4 * args.concurrency)
+        else:
+            load = drive(make(recorder), args.concurrency, args.duration, args.max_ops)
+        phase = await _measure(server, load, recorder, after)
+        delta = servers.redis_used_memory(redis_url) - memory_before
+        phase["redis_used_memory_delta_bytes"] = delta
+        phase["redis_bytes_per_op"] = round(delta / phase["ops"]) if phase["ops"] else 0
+        if rate:
+            phase["target_rate_per_s"] = round(rate, 1)
+        if name != "verify":
+            # A flow that never saw its SMS failed, and was counted among its phase's errors.
+            unseen = missing if name == "start" else recorder.errors.get("SMS:never written", 0)
+            phase["sms_after_start_ms"] = _delays(sesame.sms_delays, unseen)
+            sesame.sms_delays.clear()
+        phases[name] = phase
+    return phases
 
 
-async def serve_echo(port: int) -> None:
-    """A bare grpc.aio server that returns its request bytes (run as `--echo-server PORT`)."""
-
-    async def echo(request: bytes, _context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
-        return request
-
-    handler = grpc.method_handlers_generic_handler(
-        "bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}
-    )
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers((handler,))
-    server.add_insecure_port(f"127.0.0.1:{port}")
-    await server.start()
-    await server.wait_for_termination()
-
-
-async def main(args: argparse.Namespace) -> list[Result]:
-    """Measure the echo floor, then Sésame, each against its own server process."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
-    echo_port = _free_port()
-    with _process([sys.executable, "-m", "bench.load", "--echo-server", str(echo_port)], env):
-        await _wait_ready(f"127.0.0.1:{echo_port}")
-        echo = await bench_echo(f"127.0.0.1:{echo_port}", args)
-    if args.target:
-        return [echo, await bench_sesame(args.target, Path(args.sms_file), args)]
-    with tempfile.TemporaryDirectory(prefix="sesame-bench-") as var:
-        address = f"127.0.0.1:{_free_port()}"
-        env.update(SESAME_VAR_DIR=var, SESAME_GRPC_ADDR=address, SESAME_METRICS_ADDR="127.0.0.1:0")
-        # One user and one number run every flow: lift the anti-pumping send budgets (10 an hour by
-        # default) out of the way. A --target server needs the same settings.
-        env.update(SESAME_SEND_BUDGET_USER=str(BENCH_BUDGET), SESAME_SEND_BUDGET_PHONE=str(BENCH_BUDGET))
-        env.update(SESAME_SEND_CEILING_CALLER=str(BENCH_BUDGET), SESAME_SEND_CEILING_GLOBAL=str(BENCH_BUDGET))
-        with _process([sys.executable, "-m", "sesame.server.cli", "serve"], env):
-            await _wait_ready(address)
-            await asyncio.sleep(1)  # the health service is up before the first key lookup is warm
-            sesame = await bench_sesame(address, Path(var) / "sms.jsonl", args)
-    return [echo, sesame]
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Every phase, and the record that describes them."""
+    started = datetime.now(UTC)
+    has_workers = servers.serve_has_workers()
+    workers = (args.workers or os.cpu_count() or 1) if has_workers else None
+    if args.workers and not has_workers:
+        print("this `sesame serve` has no --workers option: one server process", file=sys.stderr)
+    machine = describe_machine()
+    echo_workers = args.echo_workers or workers or 1
+    phases = {"echo": await _echo_phase(args, echo_workers)}
+    settings: dict[str, Any] = {
+        "duration_s": args.duration,
+        "max_ops": args.max_ops,
+        "concurrency": args.concurrency,
+        "connections": args.connections,
+        "users": args.users,
+        "workers": workers,
+        "serve_has_workers": has_workers,
+        "echo_workers": echo_workers,
+    }
+    phases.update(await _sesame_phases(args, workers, settings))
+    return {
+        "schema": "sesame-bench/1",
+        "started_at": started.isoformat(timespec="seconds"),
+        "commit": short_commit(Path.cwd()),
+        "machine": machine,
+        "settings": settings,
+        "phases": phases,
+        "summary": report.summary(phases),
+    }
 
 
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--duration", type=float, default=20.0, help="seconds per measured run (bound)")
-    parser.add_argument("--max-flows", type=int, default=50_000, help="flows per measured run (bound)")
-    parser.add_argument("--concurrency", type=int, default=16, help="flows in flight")
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds per phase, at most")
+    parser.add_argument("--max-ops", type=int, default=100_000, help="operations per phase, at most")
+    parser.add_argument("--concurrency", type=int, default=16, help="operations in flight")
+    parser.add_argument("--connections", type=int, default=4, help="client connections to each server")
+    parser.add_argument("--users", type=int, default=64, help="enrolled users the operations spread over")
     parser.add_argument(
-        "--target",
-        help="a running server instead of a private one (with SESAME_SEND_BUDGET_USER and _PHONE high)",
+        "--workers", type=int, default=None, help="`sesame serve --workers` when it has it (default: cores)"
     )
-    parser.add_argument("--sms-file", default="var/sms.jsonl", help="its console SMS file, with --target")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--echo-server", type=int, help=argparse.SUPPRESS)
-    return parser.parse_args()
+    parser.add_argument(
+        "--echo-workers", type=int, default=None, help="echo server processes (default: as many as Sésame's)"
+    )
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"), help="where JSON and PNG go")
+    args = parser.parse_args()
+    if min(args.concurrency, args.connections, args.users, args.max_ops, args.echo_workers or 1) < 1:
+        parser.error("counts must be at least 1")
+    return args
+
+
+def main() -> None:
+    """Run, write the JSON and the PNG, print the table and where they are."""
+    args = _arguments()
+    record = uvloop.run(run(args))
+    json_path, png_path = report.output_paths(args.out, record["started_at"][:10], record["commit"])
+    report.write_json(record, json_path)
+    report.plot(record, png_path)
+    print(report.table(record))
+    print(f"wrote {json_path} and {png_path}")
 
 
 if __name__ == "__main__":
-    arguments = _arguments()
-    if arguments.echo_server:
-        asyncio.run(serve_echo(arguments.echo_server))
-        sys.exit(0)
-    results = asyncio.run(main(arguments))
-    if arguments.json:
-        print(json.dumps([asdict(r) for r in results], indent=2))
-    else:
-        for r in results:
-            print(
-                f"{r.name:<22} {r.flows_per_second:>8.1f} flows/s  p50 {r.p50_ms:>7.2f} ms  "
-                f"p99 {r.p99_ms:>7.2f} ms  ({r.flows} flows, {r.errors} errors, {r.seconds} s)"
-            )
+    main()

@@ -1,8 +1,9 @@
-"""Shared fixtures: the real Redis server, SoftHSM token and Kannel a test session starts, and a test PKI."""
+"""Shared fixtures: real Redis, SoftHSM and Kannel started by the session, a test PKI, logs and spans."""
 
 pytest_plugins = [
     "tests.support.redis_fixtures",
     "tests.support.hsm_fixtures",
     "tests.support.kannel_fixtures",
     "tests.support.pki_fixtures",
+    "tests.support.telemetry_fixtures",
 ]

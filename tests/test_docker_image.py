@@ -76,7 +76,7 @@ def test_the_image_refuses_to_start_with_its_own_defaults(tmp_path: Path) -> Non
         "SESAME_TLS_CERT_FILE",
         "SESAME_TLS_CLIENT_CA_FILE",
         "SESAME_AUTHZ_POLICY_FILE",
-        "SESAME_SMS_PROVIDERS",
+        "SESAME_SMS_PROVIDERS (or SESAME_SMS_GATEWAY) has console",
         "SESAME_REDIS_URL",
         "SESAME_PKCS11_MODULE",
     ):

@@ -28,6 +28,7 @@ from sesame.server.grpc.status import ErrorInterceptor
 from sesame.server.metrics import Metrics
 from tests.e2e.helpers import CONTEXT, PHONE, counted, transfer
 from tests.support.pki import BACKOFFICE, PAYMENTS, Identity, Pki
+from tests.support.telemetry_fixtures import JsonLogs
 from tests.support.wired_server import ServerOptions, start_wired
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -241,3 +242,14 @@ async def test_a_servicer_reads_the_verified_caller(pki: Pki) -> None:
     finally:
         await server.stop(0)
     assert answer == BACKOFFICE.encode()
+
+
+async def test_the_log_lines_of_a_call_name_the_calling_service(
+    secured: Secured, json_logs: JsonLogs
+) -> None:
+    """Each line of a call over mTLS carries the caller's certificate identity."""
+    async with secured.channel(secured.pki.backoffice) as channel:
+        await enrol_grpc.EnrollmentServiceStub(channel).EnrollUser(_enrolment("mtls-logged"), timeout=5)
+    lines = [line for line in json_logs.lines() if line.get("rpc") == "EnrollUser"]
+    assert lines
+    assert {line["caller"] for line in lines} == {BACKOFFICE}

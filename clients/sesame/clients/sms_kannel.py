@@ -127,13 +127,9 @@ class KannelSmsGateway:
                 redact(answer.text.partition("\n")[0][:80]),
             )
             raise DeliveryFailed(f"Kannel refused the message (HTTP {answer.status})", "refused")
-        _log.info(
-            "SMS %s via Kannel to %s for %s: %s",
-            ref,
-            mask_phone(message.to),
-            message.challenge_id,
-            redact(message.text),
-        )
+        # The text (payee, amount) stays out of INFO lines; DEBUG shows it with the code hidden.
+        _log.info("SMS %s via Kannel to %s for %s", ref, mask_phone(message.to), message.challenge_id)
+        _log.debug("SMS %s text: %s", ref, redact(message.text))
         return SentSms(provider_ref=ref, sent_at=sent_at)
 
     async def _get(self, url: str) -> _Answer:

@@ -43,6 +43,7 @@ from sesame.server.smpp_settings import SmppSettings
 from sesame.server.sms_settings import DlrSettings, KannelSettings
 from sesame.server.sms_watch import SMS_HEALTH_SERVICE, SmsWatch
 from sesame.server.supervisor import Backoff, Supervisor
+from sesame.server.traced_keys import TracedKeyStore
 from sesame.server.transport_settings import TransportSettings
 
 _log = logging.getLogger("sesame")
@@ -231,7 +232,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
 ) -> Runtime:
     """The flows over metered adapters; health probes the bare ones (a probe is not traffic)."""
     metered_store = MeteredStateStore(store, metrics)
-    metered_keys = keys.metered(DependencyMeter(metrics, "hsm"))
+    metered_keys = TracedKeyStore(keys.metered(DependencyMeter(metrics, "hsm")))
     proofs = ProofFlows(keys=metered_keys, store=metered_store, clock=clock, issuer=policy.bank_name)
     sms_watch = SmsWatch(sms.name)
     metered_sms = MeteredSmsGateway(sms.gateway, metrics, sms.name, sms_watch)

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -118,17 +117,21 @@ def _tls_options(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # Imported late: `sesame --help` must work without touching the HSM, Redis or the generated code.
     from sesame.server.config import Settings  # noqa: PLC0415
+    from sesame.server.log_setup import configure_logging  # noqa: PLC0415
 
     try:
         settings = Settings.from_env()
+        configure_logging(settings.telemetry)
         match args.command:
             case "serve":
                 import uvloop  # noqa: PLC0415
 
                 from sesame.server.app import serve  # noqa: PLC0415
+                from sesame.server.tracing import install_tracing  # noqa: PLC0415
+
+                install_tracing(settings.telemetry.otlp_endpoint)
 
                 if args.start_afresh:
                     settings = dataclasses.replace(settings, keys_start_afresh=True)

@@ -19,6 +19,7 @@ from sesame.server.domain.model import LockoutPolicy
 from sesame.server.env_reader import EnvReader
 from sesame.server.smpp_settings import SmppSettings, read_smpp
 from sesame.server.sms_settings import DlrSettings, KannelSettings, read_dlr, read_kannel, read_providers
+from sesame.server.telemetry_settings import TelemetrySettings, read_telemetry
 from sesame.server.transport_settings import TransportSettings, production_problems, read_transport
 
 ENVIRONMENTS = ("development", "production")
@@ -56,6 +57,7 @@ class Settings:
     transport: TransportSettings  # TLS, client certificates, caller policy, probe listener
     # Boot on a token that lost keys Redis saw, making new ones above every version seen (decision 0015).
     keys_start_afresh: bool = False
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)  # logs and traces
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | EnvReader | None = None) -> Settings:
@@ -75,8 +77,9 @@ class Settings:
         )
         providers = read_providers(reader)
         grpc_addr = reader.address("SESAME_GRPC_ADDR", "127.0.0.1:50051")
+        environment = reader.choice("SESAME_ENV", "development", ENVIRONMENTS)
         settings = cls(
-            environment=reader.choice("SESAME_ENV", "development", ENVIRONMENTS),
+            environment=environment,
             grpc_addr=grpc_addr,
             var_dir=var_dir,
             redis_url=reader.optional("SESAME_REDIS_URL", "unset: a redis-server child under SESAME_VAR_DIR"),
@@ -103,6 +106,7 @@ class Settings:
             metrics_addr=reader.optional_address("SESAME_METRICS_ADDR", "127.0.0.1:9464"),
             transport=read_transport(reader, grpc_addr),
             keys_start_afresh=reader.choice("SESAME_KEYS_START_AFRESH", "0", ("0", "1")) == "1",
+            telemetry=read_telemetry(reader, environment),
         )
         if settings.environment == "production":
             _production(settings, reader.problems)

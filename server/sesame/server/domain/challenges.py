@@ -27,6 +27,7 @@ from sesame.server.domain.errors import (
     UserBlocked,
     UserNotActive,
 )
+from sesame.server.domain.log_context import about_user
 from sesame.server.domain.model import (
     Challenge,
     ChallengeStatus,
@@ -259,6 +260,7 @@ class ChallengeFlows:
         # code. That decision is the answer: what follows (voiding and alert after a block, the proof) may
         # fail, and must not change it.
         outcome = await self._store.record_verification(attempt, self._policy.lockout)
+        about_user(outcome.challenge.user_id)
         if outcome.blocked_until is not None:
             owner = outcome.challenge.user_id
             block = Block(owner, outcome.blocked_until, attempt.at, request.context.caller)
@@ -277,6 +279,7 @@ class ChallengeFlows:
         checked_ref(challenge_id)
         now = self._clock.now()
         known = await self._store.get_challenge(challenge_id)
+        about_user(known.user_id)
         if known.status is not ChallengeStatus.OPEN:
             # Closed: nothing is sent or charged; record_resend refuses it and journals the refusal.
             await self._store.record_resend(challenge_id, now, context)

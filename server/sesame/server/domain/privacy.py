@@ -24,3 +24,15 @@ def mask_iban(iban: str) -> str:
 def redact(text: str) -> str:
     """An SMS text as logs may show it: every run of 4 or more digits (the code) is hidden."""
     return _DIGIT_RUN.sub("******", text)
+
+
+def mask_user(user_id: str) -> str:
+    """A user id as logs show it: most of it hidden, enough kept to tell neighbours apart.
+
+    A bank's user id may be a customer number or a phone number: at least half is always hidden, the ends
+    kept (`1234567890` -> `12******90`, `alice` -> `a***e`), so a log line never holds a whole id.
+    """
+    if len(user_id) < 4:
+        return "*" * len(user_id)
+    kept = 1 if len(user_id) < 8 else 2
+    return user_id[:kept] + "*" * (len(user_id) - 2 * kept) + user_id[-kept:]

@@ -25,6 +25,7 @@ from sesame.server.domain.errors import ConfigurationError
 from sesame.server.domain.ports import Clock, Probe
 from sesame.server.domain.proofs import ProofFlows
 from sesame.server.grpc.authz import AuthorizationInterceptor
+from sesame.server.grpc.call_context import CallContextInterceptor
 from sesame.server.grpc.catalogue import API_SERVICES
 from sesame.server.grpc.decoding import DecodingInterceptor
 from sesame.server.grpc.health import HealthWatcher
@@ -95,8 +96,10 @@ class GrpcServer:
         server = grpc.aio.server(
             # Metrics outermost, so that they see the status the error interceptor chose; authorization
             # inside it, so that its refusals are answered from the error table like any other error;
-            # decoding innermost, so that a refused caller learns nothing from how its bytes parse.
+            # decoding innermost, so that a refused caller learns nothing from how its bytes parse. The call
+            # context (request id, span, log fields) wraps them all, so every line of a call carries it.
             interceptors=[
+                CallContextInterceptor(),
                 MetricsInterceptor(metrics),
                 ErrorInterceptor(),
                 AuthorizationInterceptor(transport.policy),

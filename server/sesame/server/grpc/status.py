@@ -212,15 +212,35 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         return wrap_unary(await continuation(handler_call_details), lambda behavior: _guard(behavior, method))
 
 
+def _level(code: int, error: errors.SesameError) -> int:
+    """ERROR for a broken installation, WARNING for a dependency down or a caller refused, else INFO.
+
+    Wrong input, a missing user, a blocked user, a spent budget are the service working as designed: they
+    are logged at INFO with their reason, so that WARNINGs stay few enough to act on.
+    """
+    if code == code_pb2.INTERNAL:
+        return logging.ERROR
+    if code == code_pb2.UNAVAILABLE or isinstance(error, CallerNotAllowed):
+        return logging.WARNING
+    return logging.INFO
+
+
 def _guard(behavior: Behavior, method: str) -> Behavior:
     async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
             return await behavior(request, context)
         except errors.SesameError as error:
-            if not isinstance(error, errors.InvalidRequest | errors.NotFoundError):
+            status = to_status(error)
+            reason = type(error).__name__
+            level = _level(status.code, error)
+            if level > logging.INFO:
                 caller = caller_identity(context.auth_context()) or "unidentified"
-                _log.warning("rpc %s failed: %s (caller %s)", method, type(error).__name__, caller)
-            await context.abort_with_status(rpc_status.to_status(to_status(error)))
+                _log.log(
+                    level, "rpc %s failed: %s (caller %s)", method, reason, caller, extra={"reason": reason}
+                )
+            else:
+                _log.info("rpc %s refused: %s", method, reason, extra={"reason": reason})
+            await context.abort_with_status(rpc_status.to_status(status))
         except grpc.aio.AbortError:
             # An abort inside (health's NOT_FOUND for an unknown service, an undecodable request) has
             # already set its status; answering it again would fail with "Abort already called".

@@ -1,0 +1,141 @@
+"""The interceptor that gives each call its request id, its span and its log context, and logs its answer.
+
+Outermost of all: every line logged while the call runs (by the other interceptors, the flows, the
+adapters) carries `request_id`, `rpc`, `caller` and, when the request names them, the masked `user` and the
+`challenge`; the Redis and HSM spans opened under it are children of its span. The request id is the
+caller's `x-request-id` when it sends a well-formed one (so a bank's own id follows the call through our
+logs), else a fresh one; either way it is sent back as `x-request-id` in the initial metadata. Health is
+left alone: probes call it every second and would drown the lines that matter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+import structlog
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from sesame.server.domain.privacy import mask_user
+from sesame.server.grpc.callers import caller_identity
+from sesame.server.grpc.catalogue import HEALTH_SERVICE
+from sesame.server.grpc.unary import Behavior, Continuation, wrap_unary
+
+_log = logging.getLogger("sesame.grpc")
+_tracer = trace.get_tracer("sesame.grpc")
+
+REQUEST_ID_KEY = "x-request-id"
+# What a caller's id may look like: short, printable, no separator a log parser would trip on.
+_WELL_FORMED = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+# Server-side codes that mean the server failed, not the caller (OpenTelemetry's gRPC conventions).
+_SERVER_FAULTS = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
+
+Metadata = Sequence[tuple[str, str | bytes]]
+
+
+class CallContextInterceptor(grpc.aio.ServerInterceptor):
+    """Request id, span and log context around every unary call but health's; one INFO line per answer."""
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        method = handler_call_details.method
+        handler = await continuation(handler_call_details)
+        if method.startswith(f"/{HEALTH_SERVICE}/"):
+            return handler
+        metadata: Metadata = handler_call_details.invocation_metadata or ()
+        return wrap_unary(handler, lambda behavior: _in_context(behavior, method, metadata))
+
+
+def request_id(metadata: Metadata) -> str:
+    """The caller's `x-request-id` when well formed, else a new random one (32 hex digits)."""
+    for key, value in metadata:
+        if key == REQUEST_ID_KEY and isinstance(value, str) and _WELL_FORMED.fullmatch(value):
+            return value
+    return uuid.uuid4().hex
+
+
+def subject(request: Any) -> dict[str, str]:
+    """Whom and what the request names, as logs may show it: the user masked, the challenge id."""
+    fields: dict[str, str] = {}
+    user_id = getattr(request, "user_id", None)
+    if isinstance(user_id, str) and user_id:
+        fields["user"] = mask_user(user_id)
+    challenge_id = getattr(request, "challenge_id", None)
+    if isinstance(challenge_id, str) and challenge_id:
+        fields["challenge"] = challenge_id
+    return fields
+
+
+def _in_context(behavior: Behavior, method: str, metadata: Metadata) -> Behavior:
+    service, _, name = method.removeprefix("/").rpartition("/")
+    carrier = {key: value for key, value in metadata if isinstance(value, str)}
+
+    async def called(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        rid = request_id(metadata)
+        caller = caller_identity(context.auth_context()) or "unidentified"
+        attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
+        attributes["sesame.caller"] = caller
+        fields = {"request_id": rid, "rpc": name, "caller": caller, **subject(request)}
+        with (
+            structlog.contextvars.bound_contextvars(**fields),
+            _tracer.start_as_current_span(
+                f"{service}/{name}",
+                context=propagate.extract(carrier),
+                kind=SpanKind.SERVER,
+                attributes=attributes,
+                # Our errors' messages may name a user: the span keeps the status code only.
+                record_exception=False,
+                set_status_on_exception=False,
+            ) as span,
+        ):
+            await context.send_initial_metadata(((REQUEST_ID_KEY, rid),))
+            start = time.perf_counter()
+            code = grpc.StatusCode.UNKNOWN
+            response = None
+            try:
+                response = await behavior(request, context)
+                code = context.code() or grpc.StatusCode.OK
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except BaseException:
+                code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            else:
+                return response
+            finally:
+                _answered(span, name, code, time.perf_counter() - start, response)
+
+    return called
+
+
+def _answered(span: trace.Span, name: str, code: grpc.StatusCode, seconds: float, response: Any) -> None:
+    """Close the call's record: the status on the span, one line saying how the call was answered."""
+    span.set_attribute("rpc.grpc.status_code", code.value[0])
+    if code in _SERVER_FAULTS:
+        span.set_status(Status(StatusCode.ERROR, code.name))
+    fields: dict[str, Any] = {"code": code.name, "duration_ms": round(seconds * 1000, 3)}
+    # A verification's result (VERIFIED, WRONG_CODE, ...) is the outcome an operator looks for.
+    result = getattr(response, "result", None)
+    if isinstance(result, int) and hasattr(response, "DESCRIPTOR"):
+        field = response.DESCRIPTOR.fields_by_name["result"]
+        if field.enum_type is not None:
+            fields["result"] = field.enum_type.values_by_number[result].name
+    _log.info("rpc %s answered %s", name, code.name, extra=fields)

@@ -1,0 +1,48 @@
+"""Traces: a span per RPC, with a child per Redis script and per HSM call, exported over OTLP when asked.
+
+Without SESAME_OTLP_ENDPOINT no tracer provider is installed: OpenTelemetry's API then hands out
+non-recording spans, which cost a context switch and no allocation of attributes or export work. With it,
+spans are batched to the collector (OTLP/gRPC) off the event loop, on the SDK's own thread.
+
+Spans carry no personal data: RPC, status, caller service, script and key labels, never a user id, a phone
+number, a code or a challenge's operation.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+SERVICE_NAME = "sesame"
+
+
+def tracer_provider(processor: SpanProcessor) -> TracerProvider:
+    """A provider naming this service and its version, whose spans go to `processor`."""
+    try:
+        version = metadata.version("sesame-otp")
+    except metadata.PackageNotFoundError:  # pragma: no cover (a source tree without the package installed)
+        version = "unknown"
+    resource = Resource.create({"service.name": SERVICE_NAME, "service.version": version})
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(processor)
+    return provider
+
+
+def install_tracing(otlp_endpoint: str | None) -> TracerProvider | None:
+    """Export spans to `otlp_endpoint` (OTLP/gRPC; plaintext for http://); None: record nothing, return None.
+
+    The SDK flushes and shuts the provider down at exit.
+    """
+    if otlp_endpoint is None:
+        return None
+    # Imported only when used: the exporter pulls in its generated protobuf modules.
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter  # noqa: PLC0415
+
+    exporter = OTLPSpanExporter(endpoint=otlp_endpoint, insecure=otlp_endpoint.startswith("http://"))
+    provider = tracer_provider(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return provider

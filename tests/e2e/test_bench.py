@@ -1,0 +1,187 @@
+"""`make bench`'s harness, run for about two seconds against a real `sesame serve`: the record is complete.
+
+No speed is asserted (speed is measured by `make bench`, on a quiet machine): only that every field the
+docs and the plot read is there, and that its values are possible ones.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import history
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+ROOT = Path(__file__).resolve().parents[2]
+LATENCY = {"count", "rate_per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms"}
+PHASE = {
+    "ops",
+    "failed",
+    "seconds",
+    "rate_per_s",
+    "stopped_by",
+    "skipped",
+    "rpcs",
+    "errors",
+    "cpu_seconds",
+    "cpu_ms_per_op",
+    "processes",
+    "usage_seconds",
+    "machine_busy_cores",
+    "other_busy_cores",
+}
+RPCS = {
+    "echo": {"Echo"},
+    "start": {"StartChallenge"},
+    "verify": {"VerifyChallenge"},
+    "flows": {"StartChallenge", "VerifyChallenge", "flow"},
+    "flows_half": {"StartChallenge", "VerifyChallenge", "flow"},
+}
+SESAME_EXTRA = {"redis_used_memory_delta_bytes", "redis_bytes_per_op"}
+SMS = {"count", "missing", "p50_ms", "p99_ms", "max_ms"}
+
+
+@pytest.fixture(scope="module", name="out")
+def _out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The directory one short run of the harness wrote its JSON and PNG to."""
+    out = tmp_path_factory.mktemp("bench")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.load",
+            "--duration",
+            "0.5",
+            "--concurrency",
+            "4",
+            "--connections",
+            "2",
+            "--users",
+            "4",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        check=False,
+        timeout=240,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module", name="record")
+def _record(out: Path) -> dict[str, Any]:
+    (json_file,) = out.glob("*.json")
+    (png_file,) = out.glob("*.png")
+    assert png_file.stem == json_file.stem
+    assert png_file.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    record: dict[str, Any] = json.loads(json_file.read_text())
+    return record
+
+
+def _check_latency(latency: dict[str, Any]) -> None:
+    assert set(latency) == LATENCY
+    assert latency["count"] > 0
+    assert latency["rate_per_s"] > 0
+    assert 0 < latency["p50_ms"] <= latency["p90_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+
+
+def test_every_phase_ran_without_errors(record: dict[str, Any]) -> None:
+    """Echo, Start alone, Verify alone and flows each completed operations, none failed."""
+    assert set(record["phases"]) == set(RPCS)
+    for name, phase in record["phases"].items():
+        assert set(phase) >= PHASE, name
+        assert phase["ops"] > 0, name
+        assert phase["failed"] == 0, name
+        assert phase["errors"] == {}, name
+        assert phase["rate_per_s"] > 0, name
+        assert set(phase["rpcs"]) == RPCS[name], name
+        for latency in phase["rpcs"].values():
+            _check_latency(latency)
+
+
+def test_each_rpc_is_timed_once_per_operation(record: dict[str, Any]) -> None:
+    """A flow times one Start and one Verify; an echo operation two echo calls."""
+    flows, echo = record["phases"]["flows"], record["phases"]["echo"]
+    assert flows["rpcs"]["StartChallenge"]["count"] == flows["ops"]
+    assert flows["rpcs"]["VerifyChallenge"]["count"] == flows["ops"]
+    assert echo["rpcs"]["Echo"]["count"] == 2 * echo["ops"]
+    assert record["phases"]["verify"]["ops"] <= record["phases"]["start"]["ops"]
+
+
+def test_cpu_and_memory_are_read_per_process(record: dict[str, Any]) -> None:
+    """Server, Redis and client spent CPU in every Sésame phase; every process has a resident size."""
+    assert record["phases"]["echo"]["cpu_seconds"]["echo"] > 0
+    for name in ("start", "verify", "flows", "flows_half"):
+        phase = record["phases"][name]
+        assert {"server", "redis", "client"} <= set(phase["cpu_seconds"])
+        assert phase["cpu_seconds"]["server"] > 0
+        assert phase["cpu_seconds"]["client"] > 0
+        assert phase["cpu_ms_per_op"]["server"] > 0
+        roles = [p["role"] for p in phase["processes"]]
+        assert roles.count("redis") == 1
+        assert roles.count("client") == 1
+        assert roles.count("server") >= 1
+        for process in phase["processes"]:
+            assert 0 < process["rss_mb"] <= process["peak_rss_mb"]
+        assert 0 <= phase["other_busy_cores"] <= phase["machine_busy_cores"] + 0.01
+
+
+def test_sms_delay_and_redis_memory_are_reported(record: dict[str, Any]) -> None:
+    """Every started challenge's SMS was seen and timed; Redis grew by some bytes per flow."""
+    for name in ("start", "flows", "flows_half"):
+        phase = record["phases"][name]
+        assert set(phase) >= SESAME_EXTRA
+        sms = phase["sms_after_start_ms"]
+        assert set(sms) == SMS
+        assert sms["missing"] == 0
+        assert sms["count"] == phase["ops"]
+        assert sms["p50_ms"] <= sms["p99_ms"] <= sms["max_ms"]
+    # A challenge and its journal stay in Redis for the retention window: a flow leaves something behind.
+    assert record["phases"]["flows"]["redis_bytes_per_op"] > 0
+
+
+def test_machine_settings_and_summary_describe_the_run(record: dict[str, Any]) -> None:
+    """The record names the machine, the commit, the settings and the summary the docs quote."""
+    assert record["schema"] == "sesame-bench/1"
+    assert record["commit"]
+    machine = record["machine"]
+    assert machine["cores"] >= 1
+    assert machine["cpu_model"]
+    assert machine["python"].startswith("3.")
+    assert machine["grpcio"]
+    assert len(machine["loadavg_before"]) == 3
+    settings = record["settings"]
+    assert (settings["concurrency"], settings["connections"], settings["users"]) == (4, 2, 4)
+    assert settings["workers"] is None or settings["workers"] >= 1
+    assert settings["workers"] is None or settings["serve_has_workers"]
+    assert settings["serve_listeners"] >= 1
+    assert settings["echo_workers"] == (settings["workers"] or 1)
+    summary = record["summary"]
+    assert summary["flows_per_s"] == record["phases"]["flows"]["rate_per_s"]
+    assert summary["flows_vs_echo_pct"] > 0
+    assert summary["max_peak_rss_mb_per_server_process"] > 0
+    assert isinstance(summary["loaded"], bool)
+
+
+def test_the_paced_phase_runs_at_half_the_flow_rate(record: dict[str, Any]) -> None:
+    """The open-loop phase is scheduled at half the closed-loop flow rate, and starts no more than that."""
+    flows, half = record["phases"]["flows"], record["phases"]["flows_half"]
+    assert half["target_rate_per_s"] == round(max(1.0, flows["rate_per_s"] / 2), 1)
+    scheduled = half["target_rate_per_s"] * record["settings"]["duration_s"] + 2  # rounding of the rate
+    assert half["ops"] + half["failed"] + half["skipped"] <= scheduled
+
+
+def test_the_history_table_lists_the_run(out: Path, record: dict[str, Any]) -> None:
+    """`python -m bench.history` turns the record into a row of docs/benchmarks.md's table."""
+    lines = history.table(out).splitlines()
+    assert len(lines) == 3
+    assert f"| {record['summary']['flows_per_s']} |" in lines[2]

@@ -1,0 +1,148 @@
+"""The server's JSON log lines through real calls: who, which call, which request, at which level."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import redis.asyncio as aioredis
+
+from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
+from sesame.server.domain.privacy import mask_user
+from sesame.server.grpc.call_context import REQUEST_ID_KEY
+from tests.e2e.conftest import Live
+from tests.e2e.helpers import CONTEXT, enrolled, started, transfer, wrong
+from tests.support.serve_process import start_serve
+from tests.support.telemetry_fixtures import JsonLogs
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+USER = "customer-0042"
+
+
+def _of_request(logs: JsonLogs, request_id: str) -> list[dict[str, Any]]:
+    return [line for line in logs.lines() if line.get("request_id") == request_id]
+
+
+async def _verify_wrong(live: Live, metadata: tuple[tuple[str, str], ...]) -> str:
+    """Submit a wrong code with `metadata`; the request id the server sent back."""
+    await enrolled(live, USER)
+    challenge_id, code = await started(live, USER)
+    call = live.auth.VerifyChallenge(
+        auth_pb.VerifyChallengeRequest(
+            challenge_id=challenge_id, code=wrong(code), operation=transfer(), context=CONTEXT
+        ),
+        metadata=metadata,
+    )
+    await call
+    return str(dict(await call.initial_metadata())[REQUEST_ID_KEY])
+
+
+async def test_each_line_of_a_call_carries_its_request_id_rpc_caller_and_masked_user(
+    live: Live, json_logs: JsonLogs
+) -> None:
+    """VerifyChallenge names only a challenge, yet its lines name the masked user; the caller's id is kept."""
+    request_id = await _verify_wrong(live, ((REQUEST_ID_KEY, "bank-req-42"),))
+    assert request_id == "bank-req-42"
+    lines = _of_request(json_logs, request_id)
+    assert lines
+    assert {(line["rpc"], line["caller"], line["user"]) for line in lines} == {
+        ("VerifyChallenge", "unidentified", mask_user(USER))
+    }
+    (answered,) = [line for line in lines if "code" in line]
+    assert (answered["level"], answered["code"], answered["result"]) == (
+        "info",
+        "OK",
+        "VERIFY_RESULT_WRONG_CODE",
+    )
+
+
+@pytest.mark.parametrize("sent", ["has spaces in it", "x" * 65, 'quote"d'])
+async def test_a_malformed_request_id_is_replaced_by_a_fresh_one(
+    live: Live, json_logs: JsonLogs, sent: str
+) -> None:
+    """An `x-request-id` that is not short and plain is not logged: the call gets an id of its own."""
+    request_id = await _verify_wrong(live, ((REQUEST_ID_KEY, sent),))
+    assert len(request_id) == 32
+    assert int(request_id, 16) >= 0
+    assert _of_request(json_logs, request_id)
+    assert sent not in json_logs.text()
+
+
+async def test_without_a_request_id_each_call_gets_its_own(live: Live, json_logs: JsonLogs) -> None:
+    """Calls without `x-request-id` get distinct ids, each on the lines of its own call only."""
+    await enrolled(live, USER)
+    first, second = await started(live, USER), await started(live, USER, transfer(amount_minor=5))
+    starts = [line for line in json_logs.lines() if line.get("rpc") == "StartChallenge"]
+    ids = {line["request_id"] for line in starts}
+    assert len(ids) == 2
+    assert first != second
+
+
+async def test_a_routine_refusal_is_info_with_its_reason(live: Live, json_logs: JsonLogs) -> None:
+    """An unknown user and a spent resend are INFO lines naming the reason; nothing reaches WARNING."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await live.enrol.GetUser(enrol_pb.GetUserRequest(user_id="nobody-here"))
+    assert caught.value.code() is grpc.StatusCode.NOT_FOUND
+    await enrolled(live, USER)
+    challenge_id, _ = await started(live, USER)
+    with pytest.raises(grpc.aio.AioRpcError):
+        await live.auth.ResendChallenge(
+            auth_pb.ResendChallengeRequest(challenge_id=challenge_id, context=CONTEXT)
+        )
+    lines = json_logs.lines()
+    refusals = {(line["rpc"], line["reason"], line["level"]) for line in lines if "reason" in line}
+    assert refusals == {("GetUser", "UserNotFound", "info"), ("ResendChallenge", "ResendRefused", "info")}
+    assert [line for line in lines if line["level"] in {"warning", "error", "critical"}] == []
+
+
+async def test_a_fault_is_a_warning_with_its_reason(
+    live: Live, json_logs: JsonLogs, redis_client: aioredis.Redis
+) -> None:
+    """A challenge under an OTP key version this HSM lacks: UNAVAILABLE, logged as a WARNING naming why."""
+    await enrolled(live, USER)
+    challenge_id, code = await started(live, USER)
+    nonce, _, digits, tag = challenge_id.split(".")
+    elsewhere = f"{nonce}.k999.{digits}.{tag}"  # as a peer replica holding OTP key v999 would have opened it
+    moved = live.store.keys.challenge(elsewhere)
+    await redis_client.rename(live.store.keys.challenge(challenge_id), moved)
+    await redis_client.hset(moved, mapping={"challenge_id": elsewhere, "key_version": 999})
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await live.auth.VerifyChallenge(
+            auth_pb.VerifyChallengeRequest(
+                challenge_id=elsewhere, code=code, operation=transfer(), context=CONTEXT
+            )
+        )
+    assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+    (fault,) = [line for line in json_logs.lines() if "reason" in line]
+    assert (fault["level"], fault["reason"], fault["challenge"]) == (
+        "warning",
+        "KeyVersionUnavailable",
+        elsewhere,
+    )
+
+
+def test_serve_writes_one_json_object_per_line_at_the_level_asked(tmp_path: Path) -> None:
+    """`sesame serve` with SESAME_LOG_FORMAT=json: every line it prints parses, the boot lines included."""
+    served = start_serve(tmp_path / "var", settings={"SESAME_LOG_FORMAT": "json", "SESAME_LOG_LEVEL": "INFO"})
+    try:
+        with grpc.insecure_channel(served.address) as channel:
+            get_user = channel.unary_unary(
+                "/sesame.api.v1.EnrollmentService/GetUser",
+                request_serializer=enrol_pb.GetUserRequest.SerializeToString,
+                response_deserializer=enrol_pb.GetUserResponse.FromString,
+            )
+            with pytest.raises(grpc.RpcError):
+                get_user(enrol_pb.GetUserRequest(user_id="nobody-here"), timeout=10)
+    finally:
+        served.process.terminate()
+        served.process.wait(timeout=30)
+    lines = [json.loads(line) for line in served.output().splitlines() if line.strip()]
+    assert any(line["event"].startswith("sesame serving gRPC") for line in lines)
+    assert {line["level"] for line in lines} <= {"info", "warning"}
+    (answered,) = [line for line in lines if line.get("rpc") == "GetUser" and "code" in line]
+    assert (answered["code"], answered["user"]) == ("NOT_FOUND", mask_user("nobody-here"))
