@@ -13,7 +13,7 @@ BUF := .tools/node_modules/.bin/buf
 NODE_TOOLS := tools/package.json tools/package-lock.json
 STAMP_NODE := .tools/.installed
 
-.PHONY: help run test lock system-deps python-deps server-deps sms-deps node-deps proto lint typecheck archlint bench wheel clean
+.PHONY: help run test lock system-deps python-deps server-deps sms-deps node-deps monitoring-deps dashboard-preview proto lint typecheck archlint bench wheel clean
 
 help:
 	@echo "make run    start Sésame on 127.0.0.1:50051 with embedded defaults (Redis child, SoftHSM token under var/)"
@@ -47,7 +47,12 @@ sms-deps:
 node-deps:
 	@command -v npm >/dev/null || $(APT_INSTALL) npm
 
-system-deps: python-deps server-deps sms-deps node-deps
+## Prometheus (promtool, and a server the tests start on a private port and directory) checks deploy/; its
+## package's own service is neither started nor left enabled (tools/apt-install.sh).
+monitoring-deps:
+	@{ command -v promtool >/dev/null && command -v prometheus >/dev/null; } || $(APT_INSTALL) prometheus
+
+system-deps: python-deps server-deps sms-deps node-deps monitoring-deps
 
 ## Python packages: exactly the locked versions, each checked against its hashes (requirements-dev.lock holds
 ## the runtime lock's pins plus the dev tools), then the project itself, editable, without resolving anything.
@@ -99,11 +104,17 @@ typecheck: $(STAMP_GEN)
 archlint: $(STAMP_GEN)
 	$(BIN)/lint-imports
 
-test: server-deps sms-deps lint typecheck archlint $(STAMP_NODE)
+test: server-deps sms-deps monitoring-deps lint typecheck archlint $(STAMP_NODE)
 	$(BIN)/pytest
 
 wheel: $(STAMP_GEN)
 	$(BIN)/python -m build --wheel --no-isolation --outdir dist .
+
+## docs/dashboard-preview.png: the dashboard's panels drawn from a live Prometheus (no Grafana can be installed
+## here: tools/dashboard_preview.py says why). matplotlib is installed into the venv for this target only.
+dashboard-preview: $(STAMP_GEN) monitoring-deps
+	$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install -q 'matplotlib==3.11.2'
+	$(BIN)/python -m tools.dashboard_preview docs/dashboard-preview.png
 
 ## `make bench BENCH_ARGS="--duration 20 --concurrency 32"`: options in `python -m bench.load --help`.
 bench: $(STAMP_GEN) server-deps

@@ -10,7 +10,13 @@ ROOT = Path(__file__).parent.parent
 # Every program the tests run by name, and the Debian package `make test` installs for it. Anything else
 # (pgrep, openssl, curl...) is absent from a minimal Debian: read /proc, use `cryptography`, or add it here
 # and to the Makefile.
-TOOLS = {"softhsm2-util": "softhsm2", "redis-server": "redis-server", "node": "npm"}
+TOOLS = {
+    "softhsm2-util": "softhsm2",
+    "redis-server": "redis-server",
+    "node": "npm",
+    "prometheus": "prometheus",
+    "promtool": "prometheus",
+}
 _RUNNERS = {"run", "Popen", "call", "check_call", "check_output", "which"}
 
 

@@ -26,6 +26,7 @@ for package in "$@"; do
     case "$package" in
         redis-server) service=redis-server ;;
         kannel) service=kannel ;;
+        prometheus) service=prometheus ;;
         *) continue ;;
     esac
     if command -v systemctl >/dev/null; then

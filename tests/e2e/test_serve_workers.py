@@ -84,8 +84,10 @@ def _ask_unknown_user(address: str) -> grpc.StatusCode:
     """One GetUser on a connection of its own; the status code of the answer."""
     with grpc.insecure_channel(address, options=_OWN_CONNECTION) as channel:
         try:
+            # wait_for_ready, as a caller's stub with retries would: a connection the kernel handed to a
+            # socket of the worker just killed is refused once (UNAVAILABLE), not answered wrongly.
             enrol_grpc.EnrollmentServiceStub(channel).GetUser(
-                enrol_pb.GetUserRequest(user_id="nobody"), timeout=10
+                enrol_pb.GetUserRequest(user_id="nobody"), timeout=10, wait_for_ready=True
             )
         except grpc.RpcError as error:
             if isinstance(error, grpc.Call):

@@ -14,8 +14,10 @@ import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from importlib import metadata
 from typing import TypeVar
 
+from cryptography import x509
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from sesame.server.domain.budgets import Charge
@@ -168,6 +170,48 @@ class Metrics:
             ["gateway", "reason"],
             registry=self.registry,
         )
+        self._operational_gauges()
+
+    def _operational_gauges(self) -> None:
+        """What an operator alerts on besides traffic: the version, health as published, each probe."""
+        # Gauges, not an Info: with several workers the scrape is prometheus_client's multiprocess collector,
+        # which has no Info; each gauge says how the workers' values combine (decision 0021). Health is the
+        # worst live worker's: one worker NOT_SERVING is an alert.
+        Gauge(
+            "sesame_build_info",
+            "The version of Sésame running (always 1).",
+            ["version"],
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        ).labels(_version()).set(1)
+        self.health_serving = Gauge(
+            "sesame_health_serving",
+            '1 while health reports SERVING for the service ("": the server itself), else 0.',
+            ["service"],
+            registry=self.registry,
+            multiprocess_mode="livemin",
+        )
+        self.health_probe_up = Gauge(
+            "sesame_health_probe_up",
+            "1 when the dependency answered the last health probe (state store, key store), else 0.",
+            ["probe"],
+            registry=self.registry,
+            multiprocess_mode="livemin",
+        )
+
+    def tls_certificate(self, cert_chain: bytes) -> None:
+        """Publish the expiry of the server's own certificate, the first of its PEM chain.
+
+        The gauge is registered here, not with the others: a gauge exists from its registration (at 0), and a
+        plaintext server reporting a certificate that expired in 1970 would raise the expiry alert.
+        """
+        certificate = x509.load_pem_x509_certificate(cert_chain)
+        Gauge(
+            "sesame_tls_certificate_expiry_timestamp_seconds",
+            "When the gRPC port's TLS certificate expires (notAfter, Unix time); absent without TLS.",
+            registry=self.registry,
+            multiprocess_mode="livemin",
+        ).set(certificate.not_valid_after_utc.timestamp())
 
     async def timed(self, dependency: str, call: str, awaitable: Awaitable[T]) -> T:
         """Await a dependency call, observing its duration and counting it if the dependency failed."""
@@ -179,6 +223,13 @@ class Metrics:
             raise
         finally:
             self.dependency_seconds.labels(dependency, call).observe(time.perf_counter() - start)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("sesame-otp")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 @dataclass(frozen=True, slots=True)

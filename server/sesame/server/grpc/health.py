@@ -15,11 +15,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from grpc_health.v1 import health, health_pb2
 
 from sesame.server.domain.ports import Probe
+
+if TYPE_CHECKING:
+    from sesame.server.metrics import Metrics
 
 _log = logging.getLogger("sesame.health")
 
@@ -43,10 +46,12 @@ class HealthWatcher:
         interval: float,
         timeout: float = PROBE_TIMEOUT_SECONDS,
         advisories: Mapping[str, Callable[[], bool]] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         """Watch `probes` (named for the logs) and publish to `services` of `servicer`.
 
         Each of `advisories` (health service name: whether that part works) is published under its name.
+        With `metrics`, each probe's result and each published status are gauges too (alerts read them).
         """
         self._servicer = servicer
         self._services = tuple(services)
@@ -58,6 +63,7 @@ class HealthWatcher:
         self._healthy: bool | None = None
         self._draining = False
         self._task: asyncio.Task[None] | None = None
+        self._metrics = metrics
 
     @property
     def healthy(self) -> bool | None:
@@ -67,6 +73,9 @@ class HealthWatcher:
     async def check_now(self) -> bool:
         """Run one round of probes (concurrently), publish a change of state, return the new state."""
         results = await asyncio.gather(*(self._probe(name, probe) for name, probe in self._probes.items()))
+        if self._metrics is not None:
+            for name, failure in zip(self._probes, results, strict=True):
+                self._metrics.health_probe_up.labels(name).set(failure is None)
         failures = [failure for failure in results if failure is not None]
         healthy = not failures
         if healthy != self._healthy:
@@ -91,7 +100,7 @@ class HealthWatcher:
                 _log.info("health: %s works again", name)
             self._advised[name] = working
             if not self._draining:
-                await self._servicer.set(name, SERVING if working else NOT_SERVING)
+                await self._set(name, SERVING if working else NOT_SERVING)
 
     def start(self) -> None:
         """Probe in the background until `stop()`."""
@@ -102,6 +111,9 @@ class HealthWatcher:
         """Report NOT_SERVING for good: a recovery seen while draining must not invite new traffic."""
         self._draining = True
         await self._servicer.enter_graceful_shutdown()
+        if self._metrics is not None:
+            for service in (*self._services, *self._advised):
+                self._metrics.health_serving.labels(service).set(0)
 
     async def stop(self) -> None:
         """Cancel the background task and wait for it to end. Idempotent."""
@@ -133,4 +145,9 @@ class HealthWatcher:
         if self._draining:
             return
         for service in self._services:
-            await self._servicer.set(service, status)
+            await self._set(service, status)
+
+    async def _set(self, service: str, status: int) -> None:
+        await self._servicer.set(service, status)
+        if self._metrics is not None:
+            self._metrics.health_serving.labels(service).set(status == SERVING)

@@ -143,8 +143,15 @@ class GrpcServer:
             server,
         )
         watcher = HealthWatcher(
-            health_servicer, ("", *SERVICE_NAMES), probes, interval=health_interval, advisories=advisories
+            health_servicer,
+            ("", *SERVICE_NAMES),
+            probes,
+            interval=health_interval,
+            advisories=advisories,
+            metrics=metrics,
         )
+        if transport.tls is not None:
+            metrics.tls_certificate(transport.tls.cert_chain)
         # One round before the port opens: the first Check a balancer sends already tells the truth.
         await watcher.check_now()
         port = _bind(server, address, transport.tls, serving)

@@ -1,0 +1,254 @@
+"""Two running `sesame serve`, real flows and real failures, scraped by a real Prometheus with our alerts.
+
+- `main`: mTLS with the test PKI (so it publishes its certificate's expiry, a day away), console SMS, a
+  send budget of 2 per user. Ana passes a login (one wrong code first, a resend too soon); Bob's third code
+  is refused by his budget; Eve guesses until she is blocked, then keeps submitting codes. At the end its
+  Redis is stopped (SIGSTOP): the health probe fails and the replica reports NOT_SERVING.
+- `failing`: Kannel at a port nobody listens on, so every SMS fails (`unreachable`); then its SoftHSM token
+  is deleted under it, so HSM calls fail.
+
+Each counter is first moved once and seen by two scrapes before the burst that makes an alert fire:
+Prometheus computes `increase` from the samples it holds, and a series born in the middle of a burst would
+show no increase at all.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
+from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
+from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
+from sesame.api.v1 import operation_pb2 as op_pb
+from sesame.server.grpc.demo import find_sms
+from tests.deploy.artifacts import ALERTS
+from tests.support.pki import Pki
+from tests.support.prometheus import Prometheus, running_prometheus
+from tests.support.serve_process import ServeProcess, free_port, start_serve
+
+LOGIN = op_pb.Operation(login=op_pb.Login())
+WRONG_CODE = auth_pb.VERIFY_RESULT_WRONG_CODE
+REFUSED_UNEVALUATED = {auth_pb.VERIFY_RESULT_LOCKED, auth_pb.VERIFY_RESULT_USER_BLOCKED}
+
+
+@dataclass(frozen=True, slots=True)
+class Replica:
+    """A `sesame serve` child, its var/ directory and its metrics port."""
+
+    serving: ServeProcess
+    var: Path
+    metrics_port: int
+
+    @property
+    def target(self) -> str:
+        """The scrape target."""
+        return f"127.0.0.1:{self.metrics_port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Callers:
+    """Stubs on one replica: the back office enrols, payments runs challenges."""
+
+    enrol: enrol_grpc.EnrollmentServiceStub
+    auth: auth_grpc.AuthenticationServiceStub
+    sms_file: Path
+
+    def enrolled(self, user_id: str, phone: str) -> None:
+        """Enrol `user_id` on `phone`."""
+        self.enrol.EnrollUser(
+            enrol_pb.EnrollUserRequest(user_id=user_id, client_id="acme", secure_phone=phone), timeout=10
+        )
+
+    def start(self, user_id: str) -> auth_pb.StartChallengeResponse:
+        """Start a login challenge."""
+        request = auth_pb.StartChallengeRequest(user_id=user_id, operation=LOGIN)
+        reply: auth_pb.StartChallengeResponse = self.auth.StartChallenge(request, timeout=20)
+        return reply
+
+    def code(self, challenge_id: str) -> str:
+        """The code the console gateway wrote for `challenge_id`."""
+        found = find_sms(self.sms_file, challenge_id)
+        assert found is not None
+        return found[1]
+
+    def verify(self, challenge_id: str, code: str) -> int:
+        """Submit `code`; the result."""
+        request = auth_pb.VerifyChallengeRequest(challenge_id=challenge_id, code=code, operation=LOGIN)
+        result: int = self.auth.VerifyChallenge(request, timeout=10).result
+        return result
+
+    def refused(self, call: Callable[[], object], code: grpc.StatusCode) -> None:
+        """Assert that `call` fails with `code`."""
+        with pytest.raises(grpc.RpcError) as caught:
+            call()
+        assert caught.value.code() == code
+
+
+def wrong(code: str) -> str:
+    """Another code of the same length."""
+    return code[:-1] + str((int(code[-1]) + 1) % 10)
+
+
+def _replica(directory: Path, settings: dict[str, str]) -> Replica:
+    metrics_port = free_port()
+    directory.mkdir(parents=True)
+    var = directory / "var"
+    return Replica(start_serve(var, metrics_port, settings), var, metrics_port)
+
+
+@contextmanager
+def _stopped_on_exit(replica: Replica) -> Iterator[Replica]:
+    try:
+        yield replica
+    finally:
+        replica.serving.process.terminate()
+        replica.serving.process.wait(timeout=30)
+
+
+@contextmanager
+def monitored(directory: Path, pki: Pki) -> Iterator[Prometheus]:
+    """Start both replicas and Prometheus, make the flows and the failures; yield Prometheus, alerts live."""
+    with ExitStack() as stack:
+        main = stack.enter_context(
+            _stopped_on_exit(
+                _replica(
+                    directory / "main",
+                    {
+                        **pki.env,
+                        "SESAME_HEALTH_ADDR": f"127.0.0.1:{free_port()}",
+                        "SESAME_SEND_BUDGET_USER": "2",
+                    },
+                )
+            )
+        )
+        failing = stack.enter_context(
+            _stopped_on_exit(
+                _replica(
+                    directory / "failing",
+                    {
+                        "SESAME_SMS_PROVIDERS": "kannel",
+                        "SESAME_KANNEL_URL": f"http://127.0.0.1:{free_port()}",
+                        "SESAME_KANNEL_USERNAME": "sesame",
+                        "SESAME_KANNEL_PASSWORD": "any-password",
+                        "SESAME_DLR_ADDR": "off",
+                    },
+                )
+            )
+        )
+        prometheus = stack.enter_context(
+            running_prometheus(directory / "prometheus", [main.target, failing.target], [ALERTS])
+        )
+        prometheus.wait_for("count(up == 1) == 2")
+        on_main = stack.enter_context(_callers(main, pki))
+        on_failing = stack.enter_context(_callers(failing, None))
+        eve = _flows(on_main, on_failing)
+        _seen_twice(prometheus)
+        _bursts(on_main, on_failing, eve)
+        _hsm_fails(failing, on_failing, prometheus)
+        stack.callback(_redis_stopped(main))
+        prometheus.wait_for('sesame_health_probe_up{probe="state store"} == 0')
+        yield prometheus
+
+
+@contextmanager
+def _callers(replica: Replica, pki: Pki | None) -> Iterator[Callers]:
+    address = replica.serving.address
+    if pki is None:
+        backoffice = payments = grpc.insecure_channel(address)
+    else:
+        backoffice = grpc.secure_channel(address, pki.backoffice.credentials(pki.ca))
+        payments = grpc.secure_channel(address, pki.payments.credentials(pki.ca))
+    try:
+        yield Callers(
+            enrol_grpc.EnrollmentServiceStub(backoffice),
+            auth_grpc.AuthenticationServiceStub(payments),
+            replica.var / "sms.jsonl",
+        )
+    finally:
+        backoffice.close()
+        payments.close()
+
+
+def _flows(main: Callers, failing: Callers) -> str:
+    """Ordinary traffic, and the first move of every counter the bursts raise; Eve's open challenge."""
+    main.enrolled("ana", "+33612000001")
+    challenge = main.start("ana").challenge_id
+    code = main.code(challenge)
+    assert main.verify(challenge, wrong(code)) == auth_pb.VERIFY_RESULT_WRONG_CODE
+    main.refused(
+        lambda: main.auth.ResendChallenge(auth_pb.ResendChallengeRequest(challenge_id=challenge), timeout=10),
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    )
+    assert main.verify(challenge, code) == auth_pb.VERIFY_RESULT_VERIFIED
+    main.enrolled("bob", "+33612000002")
+    main.start("bob")
+    main.start("bob")
+    main.refused(lambda: main.start("bob"), grpc.StatusCode.RESOURCE_EXHAUSTED)
+    # Eve: three wrong codes lock her first challenge, two more on the second block her (which voids it);
+    # her codes are refused from then on, unevaluated.
+    main.enrolled("eve", "+33612000003")
+    first = main.start("eve").challenge_id
+    for _ in range(3):
+        assert main.verify(first, "000000") == auth_pb.VERIFY_RESULT_WRONG_CODE
+    assert main.verify(first, "000000") == auth_pb.VERIFY_RESULT_LOCKED
+    second = main.start("eve").challenge_id
+    results = [main.verify(second, "000000") for _ in range(3)]
+    assert results == [WRONG_CODE, WRONG_CODE, auth_pb.VERIFY_RESULT_VOIDED]
+    assert main.verify(first, "000000") in REFUSED_UNEVALUATED
+    failing.enrolled("zoe", "+33612000004")
+    assert failing.start("zoe").delivery_state == auth_pb.DELIVERY_STATE_FAILED
+    return first
+
+
+def _seen_twice(prometheus: Prometheus) -> None:
+    """Wait until Prometheus holds two samples of the counters the bursts will raise."""
+    for series in (
+        'sesame_verifications_total{result=~"locked|user_blocked"}',
+        'sesame_sms_total{outcome="failed"}',
+    ):
+        prometheus.wait_for(f"min(count_over_time({series}[1m])) >= 2")
+
+
+def _bursts(main: Callers, failing: Callers, eve_challenge: str) -> None:
+    """Eve submits twelve more codes while blocked; eight SMS fail on the failing replica."""
+    for _ in range(12):
+        assert main.verify(eve_challenge, "000000") in REFUSED_UNEVALUATED
+    for _ in range(8):
+        assert failing.start("zoe").delivery_state == auth_pb.DELIVERY_STATE_FAILED
+
+
+def _hsm_fails(replica: Replica, callers: Callers, prometheus: Prometheus) -> None:
+    """Delete the replica's token under it: its HSM calls fail, and go on failing across scrapes."""
+    env = {**os.environ, "SOFTHSM2_CONF": str(replica.var / "softhsm" / "softhsm2.conf")}
+    slots = subprocess.run(
+        ["softhsm2-util", "--show-slots"], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    label = re.findall(r"Label:\s+(\S+)", slots)[0]
+    subprocess.run(
+        ["softhsm2-util", "--delete-token", "--token", label], env=env, capture_output=True, check=True
+    )
+    # Which HSM call fails first (mac, then random) is the reconnect policy's business: each failing call
+    # waits until Prometheus has scraped the one before, so that every series rises after it is born.
+    failures = 'sesame_dependency_failures_total{dependency="hsm"}'
+    for count in range(1, 5):
+        callers.refused(lambda: callers.start("zoe"), grpc.StatusCode.UNAVAILABLE)
+        prometheus.wait_for(f"sum({failures}) >= {count}")
+    prometheus.wait_for(f"sum(increase({failures}[5m])) > 0")
+
+
+def _redis_stopped(replica: Replica) -> Callable[[], None]:
+    """SIGSTOP the replica's embedded redis-server (alive, silent); return what resumes it."""
+    pid = int((replica.var / "redis" / "redis.pid").read_text())
+    os.kill(pid, signal.SIGSTOP)
+    return lambda: os.kill(pid, signal.SIGCONT)
