@@ -50,7 +50,8 @@ Metadata = Sequence[tuple[str, str | bytes]]
 
 
 class CallContextInterceptor(grpc.aio.ServerInterceptor):
-    """Request id, span and log context around every unary call but health's; one INFO line per answer."""
+    """Request id, span and log context around every unary call but health's;
+    one line per answer (DEBUG when it did what was asked, INFO for a refusal or a wrong code)."""
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -138,4 +139,11 @@ def _answered(span: trace.Span, name: str, code: grpc.StatusCode, seconds: float
         field = response.DESCRIPTOR.fields_by_name["result"]
         if field.enum_type is not None:
             fields["result"] = field.enum_type.values_by_number[result].name
-    _log.info("rpc %s answered %s", name, code.name, extra=fields)
+    # A call that did what was asked (a challenge opened, a code VERIFIED) is DEBUG: one line per call at
+    # INFO halved Start's and Verify's throughput (docs/benchmarks.md). A refusal, a wrong code and a fault
+    # are INFO, with their reason.
+    routine = (
+        code is grpc.StatusCode.OK
+        and fields.get("result", "VERIFY_RESULT_VERIFIED") == "VERIFY_RESULT_VERIFIED"
+    )
+    _log.log(logging.DEBUG if routine else logging.INFO, "rpc %s answered %s", name, code.name, extra=fields)
