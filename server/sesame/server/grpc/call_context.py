@@ -10,7 +10,6 @@ left alone: probes call it every second and would drown the lines that matter.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
@@ -26,7 +25,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from sesame.server.domain.privacy import mask_user
 from sesame.server.grpc.callers import caller_identity
 from sesame.server.grpc.catalogue import HEALTH_SERVICE
-from sesame.server.grpc.unary import Behavior, Continuation, wrap_unary
+from sesame.server.grpc.unary import Answer, Behavior, Continuation, answering, wrap_unary
 
 _log = logging.getLogger("sesame.grpc")
 _tracer = trace.get_tracer("sesame.grpc")
@@ -108,21 +107,11 @@ def _in_context(behavior: Behavior, method: str, metadata: Metadata) -> Behavior
         ):
             await context.send_initial_metadata(((REQUEST_ID_KEY, rid),))
             start = time.perf_counter()
-            code = grpc.StatusCode.UNKNOWN
-            response = None
+            answer = Answer()
             try:
-                response = await behavior(request, context)
-                code = context.code() or grpc.StatusCode.OK
-            except asyncio.CancelledError:
-                code = grpc.StatusCode.CANCELLED
-                raise
-            except BaseException:
-                code = context.code() or grpc.StatusCode.UNKNOWN
-                raise
-            else:
-                return response
+                return await answering(behavior, request, context, answer)
             finally:
-                _answered(span, name, code, time.perf_counter() - start, response)
+                _answered(span, name, answer.code, time.perf_counter() - start, answer.response)
 
     return called
 

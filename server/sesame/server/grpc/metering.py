@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
 import grpc
 
-from sesame.server.grpc.unary import Behavior, Continuation, wrap_unary
+from sesame.server.grpc.unary import Answer, Behavior, Continuation, answering, wrap_unary
 from sesame.server.metrics import Metrics
 
 
@@ -32,20 +31,11 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
 
         async def metered(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             start = time.perf_counter()
-            code = grpc.StatusCode.UNKNOWN
+            answer = Answer()
             try:
-                response = await behavior(request, context)
-                code = context.code() or grpc.StatusCode.OK
-            except asyncio.CancelledError:
-                code = grpc.StatusCode.CANCELLED
-                raise
-            except BaseException:
-                code = context.code() or grpc.StatusCode.UNKNOWN
-                raise
-            else:
-                return response
+                return await answering(behavior, request, context, answer)
             finally:
-                self._metrics.rpc_requests.labels(name, code.name).inc()
+                self._metrics.rpc_requests.labels(name, answer.code.name).inc()
                 self._metrics.worker_rpcs.inc()
                 self._metrics.rpc_seconds.labels(name).observe(time.perf_counter() - start)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 import grpc
@@ -23,3 +25,28 @@ def wrap_unary(
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )
+
+
+@dataclass(slots=True)
+class Answer:
+    """How a call was answered, filled in by `answering` as it ends: the status code, the response if any."""
+
+    code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+    response: Any = None
+
+
+async def answering(
+    behavior: Behavior, request: Any, context: grpc.aio.ServicerContext[Any, Any], answer: Answer
+) -> Any:
+    """Run the behaviour and note in `answer` the status the caller gets, whether it returns, aborts or is
+    cancelled; the interceptors that count or log a call read it in their `finally`."""
+    try:
+        answer.response = await behavior(request, context)
+    except asyncio.CancelledError:
+        answer.code = grpc.StatusCode.CANCELLED
+        raise
+    except BaseException:
+        answer.code = context.code() or grpc.StatusCode.UNKNOWN
+        raise
+    answer.code = context.code() or grpc.StatusCode.OK
+    return answer.response
