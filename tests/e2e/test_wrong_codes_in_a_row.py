@@ -149,6 +149,8 @@ async def test_no_resend_while_the_user_is_blocked(live: Live, redis_client: aio
     assert live.sms_file.read_text(encoding="utf-8").splitlines() == sent
     assert await redis_client.zcard(live.store.keys.send_budget("user", user_id)) == units
     assert (await live.store.get_challenge(missed_id)).resends == 0
+    sample = live.metrics.registry.get_sample_value
+    assert sample("sesame_resends_total", {"outcome": "user_blocked"}) == 1
     live.clock.advance(timedelta(minutes=2))
     assert (await live.auth.ResendChallenge(resend)).resends_left == 2
 

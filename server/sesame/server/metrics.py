@@ -29,6 +29,7 @@ from sesame.server.domain.errors import (
     ResendRefused,
     SendBudgetExhausted,
     StoreUnavailable,
+    UserBlocked,
 )
 from sesame.server.domain.model import (
     Challenge,
@@ -308,6 +309,9 @@ class MeteredStateStore(MeteredRegistry):
             raise
         except ChallengeClosed:
             self._metrics.resends.labels("closed").inc()
+            raise
+        except UserBlocked:
+            self._metrics.resends.labels("user_blocked").inc()
             raise
         self._metrics.resends.labels("resent").inc()
         return taken
