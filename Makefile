@@ -13,7 +13,7 @@ BUF := .tools/node_modules/.bin/buf
 NODE_TOOLS := tools/package.json tools/package-lock.json
 STAMP_NODE := .tools/.installed
 
-.PHONY: help run test lock system-deps python-deps server-deps sms-deps node-deps monitoring-deps dashboard-preview proto lint typecheck archlint bench wheel clean
+.PHONY: help run test lock system-deps python-deps server-deps sms-deps node-deps monitoring-deps dashboard-preview proto lint typecheck archlint bench wheel clean test-fresh
 
 help:
 	@echo "make run    start Sésame on 127.0.0.1:50051 with embedded defaults (Redis child, SoftHSM token under var/)"
@@ -117,6 +117,12 @@ dashboard-preview: $(STAMP_GEN) monitoring-deps
 	$(BIN)/python -m tools.dashboard_preview docs/dashboard-preview.png
 
 ## `make bench BENCH_ARGS="--duration 20 --concurrency 32"`: options in `python -m bench.load --help`.
+## The fresh-machine promise in a minimal Debian 12 root filesystem (mmdebstrap): slow (a Debian base, every
+## package, the whole suite), so never part of `make test` or CI; see docs/operations.md, "A fresh machine".
+test-fresh:
+	@command -v mmdebstrap >/dev/null || tools/apt-install.sh mmdebstrap
+	tools/fresh-debian-check.sh
+
 bench: $(STAMP_GEN) server-deps
 	$(BIN)/python -m bench.load $(BENCH_ARGS)
 
