@@ -41,6 +41,7 @@ from sesame.server.domain.model import (
     LockoutPolicy,
     RefusalCount,
     RequestContext,
+    User,
     UserStatus,
     VerificationAttempt,
     VerificationOutcome,
@@ -158,6 +159,10 @@ class MemoryStateStore(MemoryRegistry):
             if result is None and ms(attempt.at) >= challenge.expires_at:
                 result = VerifyResult.EXPIRED
             user = self._users.get(challenge.user_id)
+            if result is None and _stale(challenge, user):  # as record_verification.lua: voided now
+                challenge = dataclasses.replace(challenge, status=ChallengeStatus.VOIDED)
+                self._challenges[challenge.challenge_id] = challenge
+                result = VerifyResult.VOIDED
             if result is None and user is not None and user.is_blocked(ms(attempt.at)):
                 result = VerifyResult.USER_BLOCKED  # as record_verification.lua: code_matches ignored
             if result is None:
@@ -200,7 +205,11 @@ class MemoryStateStore(MemoryRegistry):
             challenge = self._existing(challenge_id)
             refusal: ChallengeClosed | ResendRefused | UserBlocked | None = None
             user = self._users.get(challenge.user_id)
-            if challenge.status is not ChallengeStatus.OPEN or ms(at) >= challenge.expires_at:
+            if (
+                challenge.status is not ChallengeStatus.OPEN
+                or ms(at) >= challenge.expires_at
+                or _stale(challenge, user)
+            ):
                 refusal, outcome = ChallengeClosed(challenge_id), "closed"
             elif user is not None and user.blocked_until is not None and user.is_blocked(ms(at)):
                 refusal, outcome = UserBlocked(user.user_id, user.blocked_until - ms(at)), "user_blocked"
@@ -412,3 +421,9 @@ def _decide(challenge: Challenge, attempt: VerificationAttempt) -> VerificationO
 
 
 _: type[StateStore] = MemoryStateStore
+
+
+def _stale(challenge: Challenge, user: User | None) -> bool:
+    """The user is no longer active, or the challenge's number is no longer the secure one (its voiding, a
+    step after the change, may not have run yet)."""
+    return user is not None and (user.status is not UserStatus.ACTIVE or user.secure_phone != challenge.phone)

@@ -17,16 +17,20 @@
 local challenge, journal, refusals = KEYS[1], KEYS[2], KEYS[3]
 local budgets = tonumber(ARGV[3])
 local h = redis.call('HMGET', challenge, 'status', 'expires_at', 'max_resends', 'resends', 'resend_spacing_ms',
-                     'last_sent_at', 'user_id', 'client_id', 'op_digest', 'attempts')
+                     'last_sent_at', 'user_id', 'client_id', 'op_digest', 'attempts', 'phone')
 local status = h[1]
 if not status then
   return {'not_found'}
 end
 local now, resends = tonumber(ARGV[1]), tonumber(h[4])
 local next_send_at = tonumber(h[6]) + tonumber(h[5])
-local blocked_until = tonumber(redis.call('HGET', ARGV[2] .. h[7], 'blocked_until') or '0') or 0
+local u = redis.call('HMGET', ARGV[2] .. h[7], 'status', 'phone', 'blocked_until')
+local blocked_until = tonumber(u[3] or '0') or 0
+-- Closed too once the user is no longer active or the number changed, before that change's voiding ran:
+-- no code goes to a number that is no longer the secure one.
+local stale = u[1] and (u[1] ~= 'active' or u[2] ~= h[11])
 local outcome
-if status ~= 'open' or now >= tonumber(h[2]) then
+if status ~= 'open' or now >= tonumber(h[2]) or stale then
   outcome = 'closed'
 elseif now < blocked_until then
   outcome = 'user_blocked'

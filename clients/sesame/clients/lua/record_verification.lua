@@ -15,14 +15,18 @@
 local challenge, journal, refusals = KEYS[1], KEYS[2], KEYS[3]
 local now = tonumber(ARGV[1])
 local h = redis.call('HMGET', challenge, 'status', 'expires_at', 'op_digest', 'max_attempts', 'user_id', 'client_id',
-                     'challenge_id')
+                     'challenge_id', 'phone')
 local status = h[1]
 if not status then
   return {'not_found'}
 end
 local user, user_journal = ARGV[4] .. h[5], ARGV[5] .. h[5]
-local known_user = redis.call('EXISTS', user) == 1
-local blocked_until = tonumber(redis.call('HGET', user, 'blocked_until') or '0') or 0
+local u = redis.call('HMGET', user, 'status', 'phone', 'blocked_until')
+local known_user = u[1] ~= false
+local blocked_until = tonumber(u[3] or '0') or 0
+-- A suspension, a revocation or a change of number voids the user's pending challenges in a step after its
+-- own: a code is never taken in between, nor left usable if that step never ran.
+local stale = known_user and (u[1] ~= 'active' or u[2] ~= h[8])
 local result
 -- Terminal states answer first and do not count: a closed challenge never reopens.
 if status == 'verified' then
@@ -33,6 +37,9 @@ elseif status == 'locked' then
   result = 'locked'
 elseif now >= tonumber(h[2]) then
   result = 'expired'
+elseif stale then
+  status, result = 'voided', 'voided'
+  redis.call('HSET', challenge, 'status', status)
 elseif now < blocked_until then
   -- The user is blocked: the submitted code is neither compared nor counted, even a right one.
   result = 'user_blocked'
