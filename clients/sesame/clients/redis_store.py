@@ -21,6 +21,7 @@ from redis.backoff import NoBackoff
 
 from sesame.clients import redis_records as rec
 from sesame.clients.redis_keys import Keyspace
+from sesame.clients.redis_risk import RedisRiskMemory
 from sesame.clients.redis_scripts import Scripts, stored_challenge
 from sesame.clients.redis_scripts import translated as _translated
 from sesame.clients.redis_users import RedisRegistry
@@ -95,6 +96,10 @@ class RedisStateStore(RedisRegistry):
         """Close the client and its connections."""
         with _translated():
             await self._client.aclose()
+
+    def risk_memory(self) -> RedisRiskMemory:
+        """The users' risk memory, on this store's client and keyspace (docs/risk.md)."""
+        return RedisRiskMemory(self._client, self.keys, self._scripts)
 
     async def check(self) -> None:
         """Return when Redis answers PING. StoreUnavailable (for the health watcher)."""

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
         VerificationOutcome,
     )
     from sesame.server.domain.proof import IssuedProof
+    from sesame.server.domain.risk_signals import RiskDenial, RiskLimits, RiskObservation, UserRisk
 
 
 class KeyStore(Protocol):
@@ -283,4 +284,26 @@ class Clock(Protocol):
 
     def now(self) -> datetime:
         """The current instant."""
+        ...
+
+
+class RiskMemory(Protocol):
+    """What Sésame remembers of each user for the risk rules (docs/risk.md): bounded, expiring, in the user's
+    place; fingerprints only."""
+
+    async def user_and_history(self, user_id: str) -> UserRisk:
+        """The user and its risk memory, in one atomic read. UserNotFound."""
+        ...
+
+    async def remember(self, seen: RiskObservation, limits: RiskLimits) -> None:
+        """Add what a VERIFIED challenge teaches; each set keeps its newest `limits` entries, for
+        `limits.retention` from the last entry."""
+        ...
+
+    async def record_denial(self, denial: RiskDenial, limits: RiskLimits) -> None:
+        """Journal a DENY in the user's capped, expiring risk journal."""
+        ...
+
+    async def denials(self, user_id: str) -> list[dict[str, str]]:
+        """The user's risk journal, oldest first (empty when none)."""
         ...

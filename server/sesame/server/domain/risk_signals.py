@@ -90,6 +90,7 @@ class RiskLimits:
     ips: int = 20
     devices: int = 10
     operations: int = 100
+    denials: int = 100  # the risk journal's DENY entries
     retention: timedelta = timedelta(days=180)
 
 
@@ -278,3 +279,24 @@ def remember(history: RiskHistory, seen: RiskObservation, limits: RiskLimits) ->
         devices=newest(history.devices, seen.device, limits.devices),
         operations=newest(history.operations, seen.operation_key, limits.operations),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class UserRisk:
+    """A user and Sésame's memory of it, read in one step at StartChallenge."""
+
+    user: User
+    history: RiskHistory
+
+
+@dataclass(frozen=True, slots=True)
+class RiskDenial:
+    """A DENY, as the user's risk journal keeps it: which operation, why, by which rules, from where."""
+
+    user_id: str
+    at: datetime
+    operation: str  # the operation's kind, lower case
+    codes: tuple[str, ...]
+    rules: tuple[str, ...]
+    rules_version: str
+    context: RequestContext
