@@ -206,3 +206,7 @@ class RiskDenied(SesameError):
         self.codes = codes
         self.descriptions = descriptions
         self.rules_version = rules_version
+
+
+class SimSwapUnavailable(SesameError):
+    """The mobile operator's SIM-swap API did not answer in time or failed (a risk signal, never an answer)."""

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
         VerificationOutcome,
     )
     from sesame.server.domain.proof import IssuedProof
-    from sesame.server.domain.risk_signals import RiskDenial, RiskLimits, RiskObservation, UserRisk
+    from sesame.server.domain.risk_signals import RiskDenial, RiskLimits, RiskObservation, SimSwapStatus, UserRisk
 
 
 class KeyStore(Protocol):
@@ -306,4 +306,12 @@ class RiskMemory(Protocol):
 
     async def denials(self, user_id: str) -> list[dict[str, str]]:
         """The user's risk journal, oldest first (empty when none)."""
+        ...
+
+
+class SimSwapCheck(Protocol):
+    """The mobile operator's SIM-swap check (CAMARA SIM Swap: retrieveSimSwapDate / checkSimSwap)."""
+
+    async def status(self, phone: str) -> SimSwapStatus:
+        """Whether the SIM of `phone` (E.164) changed within the configured window. SimSwapUnavailable."""
         ...

@@ -145,9 +145,14 @@ def observation(
 
 @dataclass(frozen=True, slots=True)
 class SimSwapStatus:
-    """What the operator said about the secure number's SIM (`sim_swap` and `sim_swapped_hours`)."""
+    """What the operator said about the secure number's SIM (`sim_swap` and `sim_swapped_hours`).
 
-    state: str  # off (not configured), unavailable (no answer in time), swapped, not_swapped
+    `swapped`: a SIM change within the checked window (SESAME_SIM_SWAP_MAX_AGE); `not_swapped`: none;
+    `unavailable`: the operator did not answer in time or failed; `off`: no operator API is configured.
+    `swapped_at` is the latest change when the operator tells it (retrieveSimSwapDate).
+    """
+
+    state: str
     swapped_at: datetime | None = None
 
 
