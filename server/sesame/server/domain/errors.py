@@ -209,4 +209,4 @@ class RiskDenied(SesameError):
 
 
 class SimSwapUnavailable(SesameError):
-    """The mobile operator's SIM-swap API did not answer in time or failed (a risk signal, never an answer)."""
+    """The operator's SIM-swap API did not answer in time or failed (a risk signal, never an answer)."""

@@ -45,7 +45,14 @@ if TYPE_CHECKING:
         VerificationOutcome,
     )
     from sesame.server.domain.proof import IssuedProof
-    from sesame.server.domain.risk_signals import RiskDenial, RiskLimits, RiskObservation, SimSwapStatus, UserRisk
+    from sesame.server.domain.risk import RiskAssessment
+    from sesame.server.domain.risk_signals import (
+        RiskDenial,
+        RiskLimits,
+        RiskObservation,
+        SimSwapStatus,
+        UserRisk,
+    )
 
 
 class KeyStore(Protocol):
@@ -314,4 +321,16 @@ class SimSwapCheck(Protocol):
 
     async def status(self, phone: str) -> SimSwapStatus:
         """Whether the SIM of `phone` (E.164) changed within the configured window. SimSwapUnavailable."""
+        ...
+
+
+class RiskMeter(Protocol):
+    """Where risk decisions are counted (the metrics: the domain knows no Prometheus)."""
+
+    def decided(self, operation: str, assessment: RiskAssessment) -> None:
+        """Count one assessment: its decision, each reason, each rule."""
+        ...
+
+    def sim_swap(self, state: str) -> None:
+        """Count one answer (or silence) of the operator's SIM-swap API, by state."""
         ...
