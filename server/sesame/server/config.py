@@ -17,6 +17,7 @@ from sesame.server.domain.errors import ConfigurationError
 from sesame.server.domain.lifecycle import LifecyclePolicy
 from sesame.server.domain.model import LockoutPolicy
 from sesame.server.env_reader import EnvReader
+from sesame.server.risk_settings import RiskSettings, read_risk
 from sesame.server.smpp_settings import SmppSettings, read_smpp
 from sesame.server.sms_settings import DlrSettings, KannelSettings, read_dlr, read_kannel, read_providers
 from sesame.server.telemetry_settings import TelemetrySettings, read_telemetry
@@ -66,6 +67,7 @@ class Settings:
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)  # logs and traces
     workers: int = 1  # worker processes sharing the gRPC port (docs/decisions/0021)
     max_concurrent_rpcs: int = 100  # per worker; calls beyond it are shed with UNAVAILABLE, not queued
+    risk: RiskSettings = field(default_factory=RiskSettings)  # rules, memory, SIM-swap API (docs/risk.md)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | EnvReader | None = None) -> Settings:
@@ -117,6 +119,7 @@ class Settings:
             telemetry=read_telemetry(reader, environment),
             workers=reader.integer("SESAME_WORKERS", cores(), 1, MAX_WORKERS),
             max_concurrent_rpcs=reader.integer("SESAME_MAX_CONCURRENT_RPCS", 100, 1, 100_000),
+            risk=read_risk(reader),
         )
         if settings.environment == "production":
             _production(settings, reader.problems)

@@ -147,7 +147,7 @@ def observation(
 class SimSwapStatus:
     """What the operator said about the secure number's SIM (`sim_swap` and `sim_swapped_hours`).
 
-    `swapped`: a SIM change within the checked window (SESAME_SIM_SWAP_MAX_AGE); `not_swapped`: none;
+    `swapped`: a SIM change within the checked window (SESAME_SIM_SWAP_MAX_AGE_HOURS); `not_swapped`: none;
     `unavailable`: the operator did not answer in time or failed; `off`: no operator API is configured.
     `swapped_at` is the latest change when the operator tells it (retrieveSimSwapDate).
     """
