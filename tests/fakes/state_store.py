@@ -122,6 +122,7 @@ class MemoryStateStore(MemoryRegistry):
                 created_at=ms(challenge.created_at),
                 expires_at=ms(challenge.expires_at),
                 last_sent_at=ms(challenge.last_sent_at),
+                risk=None,  # journaled, never stored (as in Redis)
             )
             self._challenges[cid] = stored
             self._append(
@@ -135,6 +136,7 @@ class MemoryStateStore(MemoryRegistry):
                     "key_version": str(stored.key_version),
                     "op": kind(stored.operation).name.lower(),
                     **context_fields(context),
+                    **(challenge.risk.journal_fields() if challenge.risk is not None else {}),
                 },
             )
 

@@ -200,7 +200,15 @@ def opened_entry(challenge: Challenge, context: RequestContext) -> list[Field]:
         "key_version", challenge.key_version,
         "op", kind(challenge.operation).name.lower(),
         *context_fields(context),
+        *risk_fields(challenge),
     ]  # fmt: skip
+
+
+def risk_fields(challenge: Challenge) -> list[Field]:
+    """The risk rules' decision on the challenge's operation, when they were asked (docs/risk.md)."""
+    if challenge.risk is None:
+        return []
+    return [item for pair in challenge.risk.journal_fields().items() for item in pair]
 
 
 def proof_entry(proof: IssuedProof, at: datetime) -> list[Field]:

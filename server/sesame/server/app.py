@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from sesame.clients.camara_sim_swap import CamaraConfig, CamaraSimSwap
 from sesame.clients.http_listener import HttpListener
 from sesame.clients.kannel_dlr import DLR_PATH, KannelDeliveryReports
 from sesame.clients.redis_store import RedisStateStore
@@ -27,11 +28,14 @@ from sesame.server.domain.enrollment import EnrollmentFlows
 from sesame.server.domain.errors import ConfigurationError
 from sesame.server.domain.lifecycle import LifecyclePolicy
 from sesame.server.domain.model import DeliveryState
-from sesame.server.domain.ports import Probe, SmsGateway, StateStore
+from sesame.server.domain.ports import Clock, Probe, SimSwapCheck, SmsGateway, StateStore
 from sesame.server.domain.proofs import ProofFlows
+from sesame.server.domain.risk_flow import RiskFlows, RiskPolicy
 from sesame.server.grpc.server import GrpcServer, Serving
 from sesame.server.key_boot import KeyBootPolicy, boot_keys
 from sesame.server.metrics import DependencyMeter, MeteredSmsGateway, MeteredStateStore, Metrics
+from sesame.server.risk_metrics import RiskMetrics
+from sesame.server.risk_settings import RiskSettings, SimSwapSettings
 from sesame.server.smpp_settings import SmppSettings
 from sesame.server.sms_settings import DlrSettings, KannelSettings
 from sesame.server.sms_watch import SMS_HEALTH_SERVICE, SmsWatch
@@ -97,6 +101,9 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
         clock = SystemClock()
         metrics = Metrics()
         sms = await stack.enter_async_context(sms_gateway(settings, clock, MeteredStateStore(store, metrics)))
+        sim_swap = sim_swap_check(settings.risk.sim_swap, clock)
+        if sim_swap is not None:
+            stack.push_async_callback(sim_swap.close)
         # No /metrics here: the supervisor serves the sum of its workers' metrics (docs/decisions/0021).
         yield wire(
             keys=keys,
@@ -106,7 +113,30 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
             policy=settings.policy,
             lifecycle=settings.lifecycle,
             metrics=metrics,
+            risk=RiskWiring(settings.risk, sim_swap),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class RiskWiring:
+    """The risk rules' settings and the operator's SIM-swap API (None: off) (docs/risk.md)."""
+
+    settings: RiskSettings = field(default_factory=RiskSettings)
+    sim_swap: SimSwapCheck | None = None
+
+
+def sim_swap_check(settings: SimSwapSettings | None, clock: Clock) -> CamaraSimSwap | None:
+    """The operator's CAMARA SIM Swap API when configured."""
+    if settings is None:
+        return None
+    config = CamaraConfig(
+        settings.url,
+        settings.token,
+        timeout=settings.timeout.total_seconds(),
+        max_age=settings.max_age,
+        cache_for=settings.cache_for,
+    )
+    return CamaraSimSwap(config, clock)
 
 
 @contextlib.asynccontextmanager
@@ -204,9 +234,18 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
     policy: ChallengePolicy,
     lifecycle: LifecyclePolicy,
     metrics: Metrics,
+    risk: RiskWiring | None = None,
 ) -> Runtime:
     """The flows over metered adapters; health probes the bare ones (a probe is not traffic)."""
     metered_store = MeteredStateStore(store, metrics)
+    risk = risk or RiskWiring()
+    risk_flows = RiskFlows(
+        memory=store.risk_memory(),
+        clock=clock,
+        policy=RiskPolicy(risk.settings.rules, risk.settings.limits),
+        sim_swap=risk.sim_swap,
+        meter=RiskMetrics(metrics.registry),
+    )
     metered_keys = TracedKeyStore(keys.metered(DependencyMeter(metrics, "hsm")))
     proofs = ProofFlows(keys=metered_keys, store=metered_store, clock=clock, issuer=policy.bank_name)
     sms_watch = SmsWatch(sms.name)
@@ -219,6 +258,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
             clock=clock,
             policy=policy,
             proofs=proofs,
+            risk=risk_flows,
         ),
         enrollment=EnrollmentFlows(store=metered_store, clock=clock, sms=metered_sms, policy=lifecycle),
         proofs=proofs,

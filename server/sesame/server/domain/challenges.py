@@ -42,12 +42,14 @@ from sesame.server.domain.model import (
     VerifyResult,
 )
 from sesame.server.domain.operation import Operation, OperationType, digest, kind
+from sesame.server.domain.risk_signals import Forwarded, RiskHistory, UserRisk
 
 _log = logging.getLogger("sesame.challenges")
 
 if TYPE_CHECKING:
     from sesame.server.domain.ports import Clock, KeyStore, SmsGateway, StateStore
     from sesame.server.domain.proofs import ProofFlows
+    from sesame.server.domain.risk_flow import RiskFlows
 
 _COOLED = frozenset({OperationType.CREDIT_TRANSFER, OperationType.ADD_BENEFICIARY})
 NONCE_BYTES = 16  # 128 bits: RFC 6287 challenges and NIST's floor for a random secret's entropy
@@ -118,6 +120,7 @@ class StartRequest:
     operation: Operation
     context: RequestContext
     request_id: str = ""  # the caller's idempotency key; empty: every call opens a new challenge
+    forwarded: Forwarded = field(default_factory=Forwarded)  # the bank's risk signals (docs/risk.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +145,7 @@ class ChallengeFlows:
         clock: Clock,
         policy: ChallengePolicy,
         proofs: ProofFlows,
+        risk: RiskFlows | None = None,
     ) -> None:
         self._keys = keys
         self._store = store
@@ -149,6 +153,7 @@ class ChallengeFlows:
         self._clock = clock
         self._policy = policy
         self._proofs = proofs
+        self._risk = risk  # None: no risk rules (the user is read alone)
 
     async def start(self, request: StartRequest) -> Challenge:
         """Open a challenge for the user's operation and send its code to the user's secure phone.
@@ -156,10 +161,13 @@ class ChallengeFlows:
         Everything that may refuse or fail comes before the one step that charges the send budgets: that
         step opens the challenge, and its code goes to the gateway right after (docs/decisions/0014).
         """
-        user = await self._store.get_user(request.user_id)
+        found = await self._user(request.user_id)
+        user = found.user
         now = self._clock.now()
         _admit(user, request.operation, now)
         check_destination(user.secure_phone, self._policy.countries)
+        # A DENY raises here, before anything is computed, charged or sent (docs/risk.md).
+        risk = None if self._risk is None else await self._risk.decide(found, request)
         key = await self._keys.current_otp_key()
         # The nonce is public (RFC 6287 sends it in the clear; the key is the secret): the OS CSPRNG draws
         # it, so Start costs one HSM call, the MAC (docs/decisions/0020).
@@ -175,6 +183,8 @@ class ChallengeFlows:
                     return earlier  # a retry: the same challenge, and no second SMS
                 ref = ChallengeRef.parse(owner)  # claimed, then the opener died: open it now
         challenge = self._new_challenge(user, request.operation, ref, now)
+        if risk is not None:
+            challenge = replace(challenge, risk=risk)  # journaled with the opening, answered
         code = await self._code(challenge)  # before anything is charged: an HSM failure costs no unit
         # One atomic step admits, indexes, charges and opens: a suspension or a number change either comes
         # first (and this refuses, writing nothing) or finds the id and voids it (docs/decisions/0014).
@@ -188,6 +198,12 @@ class ChallengeFlows:
             # Two retries raced to open the claimed challenge: the other one opened it and sends it.
             return await self._store.get_challenge(challenge.challenge_id)
         return await self._deliver(challenge, code)
+
+    async def _user(self, user_id: str) -> UserRisk:
+        """The user, with its risk memory when the rules are on: one read either way (docs/risk.md)."""
+        if self._risk is None:
+            return UserRisk(await self._store.get_user(user_id), RiskHistory())
+        return await self._risk.read(user_id)
 
     def _new_challenge(self, user: User, operation: Operation, ref: ChallengeRef, now: datetime) -> Challenge:
         """The OPEN challenge `ref` names, for the user's operation, under the policy's limits."""
@@ -267,6 +283,8 @@ class ChallengeFlows:
             await after_block(self._store, self._sms, self._clock, self._policy.bank_name, block)
         if outcome.result is not VerifyResult.VERIFIED:
             return outcome
+        if self._risk is not None:
+            await self._risk.remember(outcome, request.context)  # never fails the verification
         return replace(outcome, proof=await self._proofs.after_verification(outcome, attempt))
 
     async def resend(self, challenge_id: str, context: RequestContext) -> Challenge:

@@ -51,6 +51,15 @@ class RiskAssessment:
         """The reason codes, in rule order."""
         return tuple(reason.code for reason in self.reasons)
 
+    def journal_fields(self) -> dict[str, str]:
+        """The assessment as journal fields of the challenge it was made for (the evidence of why)."""
+        return {
+            "risk_decision": self.decision.name.lower(),
+            "risk_reasons": ",".join(self.codes),
+            "risk_rules": ",".join(self.rules),
+            "risk_rules_version": self.rules_version,
+        }
+
 
 def _member(value: SignalValue, options: object) -> bool:
     return isinstance(options, tuple) and value in options

@@ -18,15 +18,16 @@ from sesame.server.domain.operation import OperationType, kind
 from sesame.server.domain.risk import RiskAssessment, RiskDecision, RuleSet
 from sesame.server.domain.risk_signals import (
     SIM_SWAP_OFF,
-    Forwarded,
     RiskDenial,
     RiskLimits,
     SimSwapStatus,
+    UserRisk,
     observation,
     signals,
 )
 
 if TYPE_CHECKING:
+    from sesame.server.domain.challenges import StartRequest
     from sesame.server.domain.model import RequestContext, User
     from sesame.server.domain.operation import Operation
     from sesame.server.domain.ports import Clock, RiskMemory, RiskMeter, SimSwapCheck
@@ -55,14 +56,6 @@ class RiskPolicy:
     limits: RiskLimits = field(default_factory=RiskLimits)
 
 
-@dataclass(frozen=True, slots=True)
-class Admitted:
-    """The user as read at Start, and what the rules decided for its operation (never DENY)."""
-
-    user: User
-    assessment: RiskAssessment
-
-
 class RiskFlows:
     """Decide at Start, remember after a verified code."""
 
@@ -81,15 +74,13 @@ class RiskFlows:
         self._sim_swap = sim_swap
         self._meter = meter or _Unmetered()
 
-    async def assess(
-        self,
-        user_id: str,
-        operation: Operation,
-        context: RequestContext,
-        forwarded: Forwarded | None = None,
-    ) -> Admitted:
-        """The user and the decision on its operation. RiskDenied (journaled), UserNotFound."""
-        found = await self._memory.user_and_history(user_id)
+    async def read(self, user_id: str) -> UserRisk:
+        """The user with its risk memory, in one read. UserNotFound."""
+        return await self._memory.user_and_history(user_id)
+
+    async def decide(self, found: UserRisk, request: StartRequest) -> RiskAssessment:
+        """The decision on the user's operation (never DENY). RiskDenied, journaled in the risk journal."""
+        operation, context = request.operation, request.context
         sim = await self._sim(found.user, operation)
         now = self._clock.now()
         named = signals(
@@ -99,12 +90,13 @@ class RiskFlows:
             context=context,
             sim=sim,
             now=now,
-            forwarded=forwarded or Forwarded(),
+            forwarded=request.forwarded,
         )
         assessment = self._policy.rules.assess(named)
         op = kind(operation).name.lower()
         self._meter.decided(op, assessment)
         if assessment.decision is RiskDecision.DENY:
+            user_id = found.user.user_id
             denial = RiskDenial(
                 user_id, now, op, assessment.codes, assessment.rules, assessment.rules_version, context
             )
@@ -115,7 +107,7 @@ class RiskFlows:
                 tuple(reason.description for reason in assessment.reasons),
                 assessment.rules_version,
             )
-        return Admitted(found.user, assessment)
+        return assessment
 
     async def _sim(self, user: User, operation: Operation) -> SimSwapStatus:
         """What the operator says of the secure number's SIM; its silence is a signal, never a yes."""
