@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,8 +12,9 @@ from sesame.server.domain.errors import UserNotFound
 from sesame.server.domain.model import RequestContext
 from sesame.server.domain.operation import AddBeneficiary, CreditTransfer, Login, Money, Payee
 from sesame.server.domain.ports import RiskMemory, StateStore
+from sesame.server.domain.risk import RiskAssessment, RiskDecision, RiskReason
 from sesame.server.domain.risk_signals import RiskDenial, RiskLimits, fingerprint, observation
-from tests.factories import a_user
+from tests.factories import a_challenge, a_user
 from tests.fakes.risk_memory import MemoryRiskMemory
 from tests.fakes.state_store import MemoryStateStore
 
@@ -112,3 +114,19 @@ async def test_denials_are_journaled_and_capped(memory: RiskMemory) -> None:
     assert entries[0]["rules_version"] == "v+1"
     assert entries[0]["event"] == "risk.denied"
     assert await memory.denials("u-2") == []
+
+
+async def test_the_assessment_is_journaled_with_the_opening_never_stored(store: StateStore) -> None:
+    """challenge.opened carries the decision, reasons, rules and version; the challenge reads back without."""
+    await store.register_user(a_user(NOW))
+    assessment = RiskAssessment(RiskDecision.HOLD, (RiskReason("NEW_PAYEE", "new"),), "v1+ab", ("new-payee",))
+    challenge = replace(a_challenge(NOW), risk=assessment)
+    await store.open_challenge(challenge, CONTEXT)
+    (opened,) = await store.challenge_journal(challenge.challenge_id)
+    assert {key: opened[key] for key in opened if key.startswith("risk_")} == {
+        "risk_decision": "hold",
+        "risk_reasons": "NEW_PAYEE",
+        "risk_rules": "new-payee",
+        "risk_rules_version": "v1+ab",
+    }
+    assert (await store.get_challenge(challenge.challenge_id)).risk is None
