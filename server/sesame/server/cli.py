@@ -1,4 +1,4 @@
-"""The `sesame` command: serve, keys, demo, health, proof, evidence."""
+"""The `sesame` command: serve, keys, demo, health, proof, evidence, risk replay."""
 
 from __future__ import annotations
 
@@ -66,6 +66,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     evidence.add_argument("challenge_id")
     _client_options(evidence)
+    risk = commands.add_parser("risk", help="the risk rules (docs/risk.md)")
+    risk_actions = risk.add_subparsers(dest="risk_action", required=True, metavar="ACTION")
+    replay = risk_actions.add_parser(
+        "replay",
+        help="replay scenario files on the rules (SESAME_RISK_RULES_FILE or the defaults)",
+    )
+    replay.add_argument("files", nargs="+", type=Path, metavar="FILE")
     return parser
 
 
@@ -157,12 +164,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _health(args, settings)
             case "proof":
                 return _proof(args, settings)
-            case "evidence":
-                return _evidence(args, settings)
+            case _:  # evidence, risk
+                return _evidence(args, settings) if args.command == "evidence" else _risk(args, settings)
     except SesameError as error:
         print(f"sesame: {error}", file=sys.stderr)  # noqa: T201
         return 2
     return 0
+
+
+def _risk(args: argparse.Namespace, settings: Settings) -> int:
+    """`risk replay`: each scenario's decisions and the rates; 1 when a decision is not the one expected."""
+    from sesame.server.risk_replay import ScenarioError, run  # noqa: PLC0415
+
+    try:
+        lines, as_expected = run(args.files, settings.risk.rules)
+    except ScenarioError as error:
+        print(f"sesame: {error}", file=sys.stderr)  # noqa: T201
+        return 2
+    print("\n".join(lines))  # noqa: T201
+    return 0 if as_expected else 1
 
 
 def _workers(count: int) -> int:
