@@ -34,7 +34,7 @@ from sesame.server.domain.risk_flow import RiskFlows, RiskPolicy
 from sesame.server.grpc.server import GrpcServer, Serving
 from sesame.server.key_boot import KeyBootPolicy, boot_keys
 from sesame.server.metrics import DependencyMeter, MeteredSmsGateway, MeteredStateStore, Metrics
-from sesame.server.risk_metrics import RiskMetrics
+from sesame.server.risk_metrics import MeteredRiskMemory, RiskMetrics
 from sesame.server.risk_settings import RiskSettings, SimSwapSettings
 from sesame.server.smpp_settings import SmppSettings
 from sesame.server.sms_settings import DlrSettings, KannelSettings
@@ -240,7 +240,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
     metered_store = MeteredStateStore(store, metrics)
     risk = risk or RiskWiring()
     risk_flows = RiskFlows(
-        memory=store.risk_memory(),
+        memory=MeteredRiskMemory(store.risk_memory(), metrics),
         clock=clock,
         policy=RiskPolicy(risk.settings.rules, risk.settings.limits),
         sim_swap=risk.sim_swap,
