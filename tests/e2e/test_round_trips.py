@@ -52,16 +52,30 @@ async def warm(live: Live) -> str:
     return user_id
 
 
-async def test_verify_is_one_round_trip_and_one_more_for_the_proof(live: Live, sent: Counter[str]) -> None:
-    """A wrong code: one script. A right code: the decision and the proof's record, two scripts."""
+async def test_verify_is_one_round_trip_proof_included(live: Live, sent: Counter[str]) -> None:
+    """A wrong code and a right one: one script each; the proof is named by the decision and signed after it,
+    with no second write (docs/decisions/0026)."""
     user_id = await warm(live)
     challenge_id, code = await started(live, user_id)
     sent.clear()
     assert (await verify(live, challenge_id, wrong(code))).result == auth_pb.VERIFY_RESULT_WRONG_CODE
     assert sent == Counter(evalsha=1)
     sent.clear()
-    assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
-    assert sent == Counter(evalsha=2)
+    reply = await verify(live, challenge_id, code)
+    assert (reply.result, bool(reply.proof)) == (auth_pb.VERIFY_RESULT_VERIFIED, True)
+    assert sent == Counter(evalsha=1)
+    sent.clear()
+    assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_ALREADY_USED
+    assert sent == Counter(evalsha=1)
+
+
+async def test_get_challenge_is_one_round_trip(live: Live, sent: Counter[str]) -> None:
+    """GetChallenge reads the challenge's hash once."""
+    user_id = await warm(live)
+    challenge_id, _ = await started(live, user_id)
+    sent.clear()
+    await live.auth.GetChallenge(auth_pb.GetChallengeRequest(challenge_id=challenge_id))
+    assert sum(sent.values()) == 1
 
 
 async def test_start_is_three_round_trips_and_one_more_with_a_request_id(

@@ -70,6 +70,10 @@ class Keyspace:
         """The challenge's journal stream (it outlives the challenge)."""
         return f"{self.challenge(challenge_id)}:journal"
 
+    def challenge_proof(self, challenge_id: str) -> str:
+        """The JWS of the challenge's proof, once signed after its decision (a string; decision 0026)."""
+        return f"{self.challenge(challenge_id)}:proof"
+
     def challenge_refusals(self, challenge_id: str) -> str:
         """How many times each kind of refusal was answered for the challenge, and when last (a hash).
 

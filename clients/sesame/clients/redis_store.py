@@ -177,6 +177,7 @@ class RedisStateStore(RedisRegistry):
             lockout.first_block // rec.MS,
             lockout.longest_block // rec.MS,
             rec.iso(attempt.at),
+            *rec.proof_id_fields(attempt.proof_id),
             *head,
             "op_digest", attempt.op_digest.hex(),
             *rec.context_fields(attempt.context),
@@ -237,10 +238,10 @@ class RedisStateStore(RedisRegistry):
             raise ChallengeNotFound(challenge_id)
 
     async def record_proof(self, proof: IssuedProof, at: datetime) -> str:
-        """Journal the proof once; return the one that stands. ChallengeNotFound, ChallengeNotVerified."""
+        """Keep the proof once; return the one that stands. ChallengeNotFound, ChallengeNotVerified."""
         challenge_id = proof.facts.challenge_id
-        keys = [self.keys.challenge_journal(challenge_id)]
-        reply = await self._run("record_proof", keys, rec.proof_entry(proof, at))
+        keys = [self.keys.challenge_journal(challenge_id), self.keys.challenge_proof(challenge_id)]
+        reply = await self._run("record_proof", keys, [proof.jws, *rec.proof_entry(proof, at)])
         match reply[0]:
             case b"not_found":
                 raise ChallengeNotFound(challenge_id)
@@ -296,6 +297,12 @@ class RedisStateStore(RedisRegistry):
             case b"used":
                 raise ChallengeConsumed(challenge_id)
         return _challenge(rec.pairs(reply[1]))
+
+    async def stored_proof(self, challenge_id: str) -> str:
+        """The JWS kept by record_proof for the challenge, "" when none was kept yet."""
+        with _translated():
+            raw = cast("bytes | None", await self._client.get(self.keys.challenge_proof(challenge_id)))
+        return "" if raw is None else raw.decode()
 
     async def challenge_journal(self, challenge_id: str) -> list[dict[str, str]]:
         """The challenge's journal entries, oldest first (they outlive the challenge)."""

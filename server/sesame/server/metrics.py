@@ -328,6 +328,10 @@ class MeteredStateStore(MeteredRegistry):
         """Journal a proof, timed."""
         return await self._timed("record_proof", self._inner.record_proof(proof, at))
 
+    async def stored_proof(self, challenge_id: str) -> str:
+        """Read a kept proof, timed."""
+        return await self._timed("stored_proof", self._inner.stored_proof(challenge_id))
+
     async def _budgeted(self, call: Awaitable[T]) -> T:
         """The call's result; a refusal by a spent send budget is counted by subject."""
         try:

@@ -247,12 +247,17 @@ class ChallengeFlows:
             # Not "unknown": a replica without a key version its peers hold (or a token that lost it) would
             # deny valid challenges. A server fault the caller may retry; no attempt was counted.
             raise KeyVersionUnavailable(ref.key_version) from None
+        matches = codes.same_code(expected, submitted)
+        # A right code's proof is named before the decision, which journals the name with a VERIFIED outcome
+        # only: the proof is signed after it, and no second round trip records it (decision 0026).
+        plan = await self._proofs.plan() if matches else None
         attempt = VerificationAttempt(
             challenge_id=request.challenge_id,
             op_digest=op_digest,
-            code_matches=codes.same_code(expected, submitted),
+            code_matches=matches,
             at=self._clock.now(),
             context=request.context,
+            proof_id=None if plan is None else plan.proof_id,
         )
         # One atomic step in the user's place, which the id names (docs/decisions/0013, 0019): the store reads
         # the challenge and its user's block, decides and counts the attempt for both; while the user is
@@ -267,7 +272,7 @@ class ChallengeFlows:
             await after_block(self._store, self._sms, self._clock, self._policy.bank_name, block)
         if outcome.result is not VerifyResult.VERIFIED:
             return outcome
-        return replace(outcome, proof=await self._proofs.after_verification(outcome, attempt))
+        return replace(outcome, proof=await self._proofs.after_verification(outcome, attempt, plan))
 
     async def resend(self, challenge_id: str, context: RequestContext) -> Challenge:
         """Send the same code again, within the challenge's resend count and spacing; no counter is reset.
