@@ -29,6 +29,11 @@ class Keyspace:
     def __init__(self, prefix: str = "sesame") -> None:
         self._prefix = prefix
 
+    @property
+    def prefix(self) -> str:
+        """What every key starts with."""
+        return self._prefix
+
     def _user_place(self, user_id: str) -> str:
         return f"{self._prefix}:{{u:{user_tag(user_id)}}}"
 
