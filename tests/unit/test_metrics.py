@@ -83,6 +83,21 @@ async def test_verifications_are_counted_by_outcome(metered: Metered) -> None:
     assert metered.sample("sesame_verifications_total", result="verified") == 1
 
 
+async def test_a_block_and_the_challenges_it_voids_are_counted(metered: Metered) -> None:
+    """Five wrong codes in a row count one block, and the pending challenge it voids as `user_blocked`."""
+    pending = await metered.started()
+    for wrong_codes in (3, 2):
+        challenge_id = await metered.started()
+        code = code_in(metered.sms.sent[-1].text)
+        wrong = str((int(code) + 1) % 10**6).zfill(6)
+        for _ in range(wrong_codes):
+            await metered.flows.verify(VerifyRequest(challenge_id, wrong, TRANSFER, RequestContext()))
+    assert (await metered.store.get_challenge(pending)).status is ChallengeStatus.CANCELLED
+    assert metered.sample("sesame_user_blocks_total") == 1
+    assert metered.sample("sesame_verifications_total", result="wrong_code") == 5
+    assert metered.sample("sesame_challenges_voided_total", reason="user_blocked") == 2
+
+
 async def test_challenges_are_counted_by_operation_type(metered: Metered) -> None:
     """Opening a transfer and a login challenge counts each under its type."""
     await metered.started()
