@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 
 from sesame.clients import redis_records as rec
 from sesame.clients.redis_keys import Keyspace
-from sesame.clients.redis_scripts import Scripts, stored_user, translated
+from sesame.clients.redis_scripts import Scripts, stored_user
 from sesame.server.domain.errors import UserNotFound
 from sesame.server.domain.ports import RiskMemory
 from sesame.server.domain.risk_signals import RiskDenial, RiskHistory, RiskLimits, RiskObservation, UserRisk
@@ -99,11 +99,11 @@ class RedisRiskMemory:
 
     async def denials(self, user_id: str) -> list[dict[str, str]]:
         """The user's risk journal, oldest first."""
-        with translated():
-            entries = cast(
-                "list[tuple[bytes, dict[bytes, bytes]]]",
-                await self._client.xrange(self._keys.user_risk(user_id, "denials")),
-            )
+        key = self._keys.user_risk(user_id, "denials")
+        entries = cast(
+            "list[tuple[bytes, dict[bytes, bytes]]]",
+            await self._scripts.call("risk_denials", self._client.xrange(key)),
+        )
         return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
 
 

@@ -33,8 +33,8 @@ from sesame.server.domain.proofs import ProofFlows
 from sesame.server.domain.risk_flow import RiskFlows, RiskPolicy
 from sesame.server.grpc.server import GrpcServer, Serving
 from sesame.server.key_boot import KeyBootPolicy, boot_keys
-from sesame.server.metrics import DependencyMeter, MeteredSmsGateway, MeteredStateStore, Metrics
-from sesame.server.risk_metrics import MeteredRiskMemory, RiskMetrics
+from sesame.server.metrics import DependencyMeter, MeteredSmsGateway, Metrics, MetricsTally
+from sesame.server.risk_metrics import RiskMetrics
 from sesame.server.risk_settings import RiskSettings, SimSwapSettings
 from sesame.server.smpp_settings import SmppSettings
 from sesame.server.sms_settings import DlrSettings, KannelSettings
@@ -100,7 +100,8 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
         stack.push_async_callback(store.close)
         clock = SystemClock()
         metrics = Metrics()
-        sms = await stack.enter_async_context(sms_gateway(settings, clock, MeteredStateStore(store, metrics)))
+        reports = store.metered(DependencyMeter(metrics, "store"))  # delivery reports, timed as traffic
+        sms = await stack.enter_async_context(sms_gateway(settings, clock, reports))
         sim_swap = sim_swap_check(settings.risk.sim_swap, clock)
         if sim_swap is not None:
             stack.push_async_callback(sim_swap.close)
@@ -236,17 +237,20 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
     metrics: Metrics,
     risk: RiskWiring | None = None,
 ) -> Runtime:
-    """The flows over metered adapters; health probes the bare ones (a probe is not traffic)."""
-    metered_store = MeteredStateStore(store, metrics)
+    """The flows over metered views of the adapters, telling the metrics what they decided; health probes
+    the bare ones (a probe is not traffic)."""
+    # Each adapter times its calls at its one funnel (docs/decisions/0020, 0026): no wrapper per adapter.
+    metered_keys = TracedKeyStore(keys.metered(DependencyMeter(metrics, "hsm")))
+    metered_store = store.metered(DependencyMeter(metrics, "store"))
+    tally = MetricsTally(metrics)
     risk = risk or RiskWiring()
     risk_flows = RiskFlows(
-        memory=MeteredRiskMemory(store.risk_memory(), metrics),
+        memory=metered_store.risk_memory(),  # its scripts timed at the same funnel
         clock=clock,
         policy=RiskPolicy(risk.settings.rules, risk.settings.limits),
         sim_swap=risk.sim_swap,
         meter=RiskMetrics(metrics.registry),
     )
-    metered_keys = TracedKeyStore(keys.metered(DependencyMeter(metrics, "hsm")))
     proofs = ProofFlows(keys=metered_keys, store=metered_store, clock=clock, issuer=policy.bank_name)
     sms_watch = SmsWatch(sms.name)
     metered_sms = MeteredSmsGateway(sms.gateway, metrics, sms.name, sms_watch)
@@ -258,9 +262,12 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
             clock=clock,
             policy=policy,
             proofs=proofs,
+            tally=tally,
             risk=risk_flows,
         ),
-        enrollment=EnrollmentFlows(store=metered_store, clock=clock, sms=metered_sms, policy=lifecycle),
+        enrollment=EnrollmentFlows(
+            store=metered_store, clock=clock, sms=metered_sms, policy=lifecycle, tally=tally
+        ),
         proofs=proofs,
         clock=clock,
         probes={"state store": store, "key store": keys},

@@ -6,16 +6,10 @@ fixed at boot) and the SIM-swap state: never a user, a number or a payee.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from prometheus_client import CollectorRegistry, Counter
 
-from sesame.server.domain.ports import RiskMemory, RiskMeter
+from sesame.server.domain.ports import RiskMeter
 from sesame.server.domain.risk import RiskAssessment
-from sesame.server.domain.risk_signals import RiskDenial, RiskLimits, RiskObservation, UserRisk
-
-if TYPE_CHECKING:
-    from sesame.server.metrics import Metrics
 
 
 class RiskMetrics:
@@ -61,25 +55,4 @@ class RiskMetrics:
         self.sim_swaps.labels(state).inc()
 
 
-class MeteredRiskMemory:
-    """The risk memory's scripts timed and counted as the store's other calls are (dependency `store`)."""
-
-    def __init__(self, inner: RiskMemory, metrics: Metrics) -> None:
-        self._inner = inner
-        self._metrics = metrics
-
-    async def user_and_history(self, user_id: str) -> UserRisk:
-        return await self._metrics.timed("store", "read_user_risk", self._inner.user_and_history(user_id))
-
-    async def remember(self, seen: RiskObservation, limits: RiskLimits) -> None:
-        await self._metrics.timed("store", "remember_risk", self._inner.remember(seen, limits))
-
-    async def record_denial(self, denial: RiskDenial, limits: RiskLimits) -> None:
-        await self._metrics.timed("store", "record_risk_denial", self._inner.record_denial(denial, limits))
-
-    async def denials(self, user_id: str) -> list[dict[str, str]]:
-        return await self._metrics.timed("store", "risk_denials", self._inner.denials(user_id))
-
-
 _: type[RiskMeter] = RiskMetrics
-__: type[RiskMemory] = MeteredRiskMemory
