@@ -131,7 +131,9 @@ class PhoneChangeFlow:
     async def _notify(self, changed: PhoneChanged) -> bool:
         """Tell the old number, journaled either way: if it failed, the back office calls the user."""
         user = changed.user
-        text = sms_text.phone_changed_notice(self._policy.bank_name, user.secure_phone, user.locale)
+        text = sms_text.phone_changed_notice(
+            self._policy.bank_name, user.secure_phone, user.locale, self._policy.sms_templates
+        )
         try:
             sent = await self._sms.send(SmsMessage(changed.previous_phone, text, ""))
         except DeliveryFailed:
