@@ -33,6 +33,25 @@ _OWN: Final = {
     "Ŋ": "N",
     "\u0131": "i",  # dotless i (written escaped: it reads as an i)
     "ĸ": "k",
+    "ŉ": "'n",
+    "Ǆ": "DZ",
+    "ǅ": "Dz",
+    "ǆ": "dz",
+    "Ǉ": "LJ",
+    "ǈ": "Lj",
+    "ǉ": "lj",
+    "Ǌ": "NJ",
+    "ǋ": "Nj",
+    "ǌ": "nj",
+    "Ǳ": "DZ",
+    "ǲ": "Dz",
+    "ǳ": "dz",
+    "ẞ": "SS",
+    "Ə": "E",
+    "ǝ": "e",
+    "ə": "e",
+    "Ɛ": "E",
+    "ɛ": "e",
     "\u017f": "s",  # long s (it reads as an f)
 }
 _DECORATED = re.compile(r"LATIN (SMALL|CAPITAL) LETTER ([A-Z]) WITH .+")
