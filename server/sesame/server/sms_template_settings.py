@@ -12,9 +12,8 @@ from importlib import resources
 from pathlib import Path
 
 from sesame.server.domain.challenges import ChallengePolicy
-from sesame.server.domain.errors import ConfigurationError
 from sesame.server.domain.sms_budget import WorstCase, over_budget
-from sesame.server.domain.sms_templates import DEFAULT_MAX_PARTS, SmsTemplates, default_templates, load
+from sesame.server.domain.sms_templates import DEFAULT_MAX_PARTS, SmsTemplates, default_templates, load_into
 from sesame.server.env_reader import EnvReader
 
 
@@ -26,10 +25,8 @@ def read_sms_templates(reader: EnvReader, policy: ChallengePolicy) -> SmsTemplat
         reader.problems.append(f"SESAME_SMS_TEMPLATES_DIR {folder!r} is not a directory")
         return default_templates()
     directory = resources.files("sesame.server") / "sms_templates" if folder is None else Path(folder)
-    try:
-        templates = load(directory, max_parts)
-    except ConfigurationError as exc:
-        reader.problems.append(str(exc))
+    templates = load_into(directory, max_parts, reader.problems)
+    if templates is None:
         return default_templates()
     worst = WorstCase(policy.bank_name, policy.digits, max(1, round(policy.lifetime.total_seconds() / 60)))
     reader.problems.extend(

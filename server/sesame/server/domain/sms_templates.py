@@ -104,12 +104,12 @@ def check(kind: Kind, text: str) -> str | None:
     allowed = FIELDS[kind]
     unknown = sorted({name for name, _, _ in named if name not in allowed})
     if unknown:
-        return f"names {', '.join(unknown)}, which a {kind} SMS does not have (it may use {_listed(allowed)})"
+        return f"names {_fields(unknown)}, which a {kind} SMS does not have (it may use {_fields(allowed)})"
     if any(spec or conv for _, spec, conv in named):
         return "formats a field (`!` or `:`): fields are written {name} only"
     missing = sorted(allowed - _OPTIONAL - {name for name, _, _ in named})
     if missing:
-        return f"lacks {', '.join('{' + name + '}' for name in missing)}"
+        return f"lacks {_fields(missing)}"
     return None
 
 
@@ -125,30 +125,40 @@ def check_warning(text: str) -> str | None:
 def load(directory: Traversable, max_parts: int = DEFAULT_MAX_PARTS) -> SmsTemplates:
     """Read and check every template under `directory`. ConfigurationError lists every bad file."""
     problems: list[str] = []
+    loaded = load_into(directory, max_parts, problems)
+    if loaded is None:
+        raise ConfigurationError("invalid SMS templates:\n  - " + "\n  - ".join(problems))
+    return loaded
+
+
+def load_into(directory: Traversable, max_parts: int, problems: list[str]) -> SmsTemplates | None:
+    """Read and check every template under `directory`; None, each bad file added to `problems`, if any is."""
+    own: list[str] = []
     templates: dict[tuple[Kind, str], Template] = {}
     warnings: dict[str, str] = {}
     for locale in LOCALES:
         folder = directory / locale
-        problems.extend(_unknown_files(folder))
+        own.extend(_unknown_files(folder))
         for kind in Kind:
             source = str(folder / f"{kind}.txt")
-            text = _read(folder / f"{kind}.txt", problems)
+            text = _read(folder / f"{kind}.txt", own)
             if text is not None:
                 reason = check(kind, text)
                 if reason is None:
                     templates[kind, locale] = Template(kind, locale, text, source)
                 else:
-                    problems.append(f"{source} {reason}")
+                    own.append(f"{source} {reason}")
         source = str(folder / WARNING_FILE)
-        text = _read(folder / WARNING_FILE, problems)
+        text = _read(folder / WARNING_FILE, own)
         if text is not None:
             reason = check_warning(text)
             if reason is None:
                 warnings[locale] = text
             else:
-                problems.append(f"{source} {reason}")
-    if problems:
-        raise ConfigurationError("invalid SMS templates:\n  - " + "\n  - ".join(problems))
+                own.append(f"{source} {reason}")
+    problems.extend(f"SMS template {problem}" for problem in own)
+    if own:
+        return None
     return SmsTemplates(templates, warnings, max_parts, str(directory))
 
 
@@ -183,3 +193,7 @@ def _unknown_files(folder: Traversable) -> list[str]:
 
 def _listed(names: frozenset[str] | set[str]) -> str:
     return ", ".join(sorted(names))
+
+
+def _fields(names: frozenset[str] | list[str]) -> str:
+    return ", ".join(f"{{{name}}}" for name in sorted(names))
