@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import functools
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from importlib.resources.abc import Traversable
 from typing import Final
@@ -78,8 +78,8 @@ class Template:
 class SmsTemplates:
     """Every template and warning of a deployment, and the most parts a text may take."""
 
-    templates: dict[tuple[Kind, str], Template]
-    warnings: dict[str, str]
+    templates: dict[tuple[Kind, str], Template] = field(repr=False)  # a repr names the directory instead
+    warnings: dict[str, str] = field(repr=False)
     max_parts: int = DEFAULT_MAX_PARTS
     source: str = ""  # the directory read
 
