@@ -12,8 +12,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from sesame.server.domain import currency, sms_text
+from sesame.server.domain import currency, sms_text, validation
 from sesame.server.domain.operation import AddBeneficiary, ChangePhone, CreditTransfer, Login, Money, Payee
 from sesame.server.domain.privacy import mask_iban
 from sesame.server.domain.segments import Encoding, measure
@@ -102,3 +104,33 @@ def test_the_documented_kannel_setting_sends_the_longest_text_whole() -> None:
     documented = re.search(r"^max-messages = (\d+)$", OPERATIONS_MD.read_text(encoding="utf-8"), re.MULTILINE)
     assert documented is not None
     assert int(documented.group(1)) >= DEFAULT_MAX_PARTS
+
+
+def _valid_name(value: str) -> bool:
+    try:
+        validation.payee_name(value)
+    except ValueError:
+        return False
+    return True
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    name=st.text(min_size=1, max_size=MAX_PAYEE_NAME).filter(_valid_name),
+    code=st.sampled_from(sorted(currency.known_codes())),
+    amount=st.integers(min_value=1, max_value=MAX_AMOUNT_MINOR),
+    locale=st.sampled_from(LOCALES),
+)
+def test_any_valid_payee_name_and_amount_fit_the_budget_in_gsm7(
+    name: str, code: str, amount: int, locale: str
+) -> None:
+    """Any valid name, currency and amount: GSM-7, within the budget, the amount and warning whole."""
+    money = Money(code, amount)
+    text = sms_text.render(
+        CreditTransfer(money, Payee(validation.payee_name(name), AN_IBAN), "t"),
+        sms_text.SmsContext("MaBanque", "12345678", 10, locale),
+    )
+    assert measure(text).encoding is Encoding.GSM7
+    assert measure(text).parts <= DEFAULT_MAX_PARTS
+    assert sms_text.format_amount(money, locale) in text
+    assert text.endswith(default_templates().warning(locale))
