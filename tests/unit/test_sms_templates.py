@@ -11,7 +11,8 @@ import pytest
 from sesame.server.config import Settings
 from sesame.server.domain import sms_text
 from sesame.server.domain.errors import ConfigurationError
-from sesame.server.domain.operation import Login
+from sesame.server.domain.operation import AddBeneficiary, Login, Payee
+from sesame.server.domain.segments import Encoding, measure
 from sesame.server.domain.sms_templates import LOCALES, Kind, check, default_templates, load
 
 DEFAULTS = Path(str(resources.files("sesame.server") / "sms_templates"))
@@ -132,3 +133,15 @@ def test_a_larger_budget_admits_what_two_parts_do_not() -> None:
     name = "Banque Populaire du Grand Ouest et de Bretagne"
     settings = Settings.from_env({"SESAME_BANK_NAME": name, "SESAME_SMS_MAX_PARTS": "3"})
     assert settings.policy.sms_templates.max_parts == 3
+
+
+def test_a_template_outside_gsm7_keeps_the_names_letters(folder: Path) -> None:
+    """When the bank's own words are UCS-2, transliterating the name gains nothing: it keeps its ç."""
+    text = (
+        (DEFAULTS / "fr" / "add_beneficiary.txt").read_text(encoding="utf-8").replace("AJOUTER", "AJOUTER ç")
+    )
+    (folder / "fr" / "add_beneficiary.txt").write_text(text.replace("AJOUTER", "AJOUTER ç"), encoding="utf-8")
+    ctx = sms_text.SmsContext("MaBanque", "482913", 5, "fr", load(folder, 6))
+    rendered = sms_text.render(AddBeneficiary(Payee("François", "FR7630006000011234567890189")), ctx)
+    assert '"François"' in rendered
+    assert measure(rendered).encoding is Encoding.UCS2
