@@ -32,3 +32,20 @@ def test_the_command_renders_an_operators_directory(tmp_path: Path) -> None:
         check=True,
     ).stdout
     assert "MaBanque: code 99999999 to SIGN IN. This code never" in shown
+
+
+def test_the_command_names_a_template_over_the_budget_and_fails(tmp_path: Path) -> None:
+    """A template too long for the budget: the page is still written, the file named, exit 1."""
+    folder = tmp_path / "templates"
+    shutil.copytree(DEFAULTS, folder)
+    (folder / "fr" / "login.txt").write_text("{bank}: code {code}. " + "Prudence. " * 20 + "{warning}")
+    shown = subprocess.run(
+        [sys.executable, "-m", "sesame.server.sms_docs", "--templates", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert shown.returncode == 1
+    assert "### `fr/login.txt`: GSM7" in shown.stdout
+    assert f"{folder / 'fr' / 'login.txt'} takes 3 gsm7 parts" in shown.stderr

@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from sesame.server.domain import sms_text
+from sesame.server.domain.errors import ConfigurationError
 from sesame.server.domain.gsm7 import fits_gsm7
 from sesame.server.domain.privacy import mask_phone
 from sesame.server.domain.sms_budget import (
@@ -24,6 +25,7 @@ from sesame.server.domain.sms_budget import (
     WorstCase,
     every_worst,
     longest_amount,
+    over_budget,
 )
 from sesame.server.domain.sms_templates import DEFAULT_MAX_PARTS, FIELDS, LOCALES, SmsTemplates, load
 from sesame.server.domain.transliteration import gsm7_letter, latin_letters
@@ -171,8 +173,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bank-name", default=WORST.bank_name, help="the bank name (SESAME_BANK_NAME)")
     args = parser.parse_args(argv)
     directory = args.templates or resources.files("sesame.server") / "sms_templates"
-    sys.stdout.write(markdown(load(directory, args.max_parts), WorstCase(args.bank_name)))
-    return 0
+    try:
+        templates = load(directory, args.max_parts)
+    except ConfigurationError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 1
+    worst = WorstCase(args.bank_name)
+    sys.stdout.write(markdown(templates, worst))
+    problems = over_budget(templates, worst)
+    sys.stderr.writelines(f"{problem}\n" for problem in problems)
+    return 1 if problems else 0  # the page is written all the same, to show what is too long
 
 
 if __name__ == "__main__":
