@@ -13,6 +13,7 @@ from sesame.server.domain import sms_text
 from sesame.server.domain.errors import ConfigurationError
 from sesame.server.domain.operation import AddBeneficiary, Login, Payee
 from sesame.server.domain.segments import Encoding, measure
+from sesame.server.domain.sms_budget import WorstCase, longest_bank_name
 from sesame.server.domain.sms_templates import LOCALES, Kind, check, default_templates, load
 
 DEFAULTS = Path(str(resources.files("sesame.server") / "sms_templates"))
@@ -145,3 +146,12 @@ def test_a_template_outside_gsm7_keeps_the_names_letters(folder: Path) -> None:
     rendered = sms_text.render(AddBeneficiary(Payee("François", "FR7630006000011234567890189")), ctx)
     assert '"François"' in rendered
     assert measure(rendered).encoding is Encoding.UCS2
+
+
+def test_the_room_docs_sms_md_gives_the_bank_name_is_what_the_boot_accepts() -> None:
+    """At 8 digits and 10 minutes, a bank name of the documented length boots and one more refuses."""
+    room = longest_bank_name(default_templates(), WorstCase("MaBanque"))
+    longest = {"SESAME_CODE_DIGITS": "8", "SESAME_CODE_TTL_SECONDS": "600"}
+    assert Settings.from_env({**longest, "SESAME_BANK_NAME": "B" * room}).policy.bank_name == "B" * room
+    with pytest.raises(ConfigurationError, match="SESAME_BANK_NAME"):
+        Settings.from_env({**longest, "SESAME_BANK_NAME": "B" * (room + 1)})

@@ -25,6 +25,7 @@ from sesame.server.domain.sms_budget import (
     WorstCase,
     every_worst,
     longest_amount,
+    longest_bank_name,
     over_budget,
 )
 from sesame.server.domain.sms_templates import DEFAULT_MAX_PARTS, FIELDS, LOCALES, SmsTemplates, load
@@ -57,7 +58,7 @@ The longest values: the payee's name at its validation bound ({name_bound} chara
 {printed} letters), the largest amount allowed in the currency that writes it longest (`{amount_fr}`,
 `{amount_en}`), an E.164 number of 15 digits (`{phone}` once masked), the IBAN's shown part (always 11
 characters), a date and time at their fixed widths. On this page: the bank name `{bank}`, {digits} digits,
-{minutes} minutes.
+{minutes} minutes. With these templates and budget, `SESAME_BANK_NAME` may have up to {bank_room} characters.
 
 ## Templates
 
@@ -123,6 +124,7 @@ def markdown(templates: SmsTemplates, worst: WorstCase = WORST) -> str:
         digits=worst.digits,
         minutes=worst.validity_minutes,
         kinds=kinds,
+        bank_room=longest_bank_name(templates, worst),
     )
     sections = [head]
     for locale in LOCALES:

@@ -106,3 +106,13 @@ def over_budget(templates: SmsTemplates, worst: WorstCase) -> list[str]:
         for r in every_worst(templates, worst)
         if r.segments.parts > templates.max_parts
     ]
+
+
+def longest_bank_name(templates: SmsTemplates, worst: WorstCase, limit: int = 64) -> int:
+    """The most characters a bank name may have for every template to fit (0: not even an empty one)."""
+    longest = -1
+    for length in range(limit + 1):
+        if over_budget(templates, WorstCase("W" * length, worst.digits, worst.validity_minutes)):
+            break
+        longest = length
+    return max(longest, 0)
