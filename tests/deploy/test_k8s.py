@@ -7,6 +7,7 @@ used: it downloads the schemas from a cluster's API server (docs/decisions/0028)
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +30,15 @@ K8S = ROOT / "deploy" / "k8s"
 # The oldest Kubernetes the manifests are meant for (gRPC probes are GA since 1.27) and the newest schemas
 # the pinned validator knows.
 VERSIONS = ("1.30.0", "1.37.0")
-IMAGE_UID = 10001  # the Dockerfile's `sesame` user
+
+
+def _image_uid() -> int:
+    """The uid of the image's `sesame` user, as tools/image-install.sh (the Dockerfile's install) makes it."""
+    found = re.search(
+        r"--uid (\d+) sesame", (ROOT / "tools" / "image-install.sh").read_text(encoding="utf-8")
+    )
+    assert found is not None
+    return int(found.group(1))
 
 
 def _kustomized_files() -> list[Path]:
@@ -208,7 +217,7 @@ def test_the_service_and_the_network_policy_leave_the_health_port_out() -> None:
 def test_the_pod_runs_as_the_image_user_with_a_read_only_root() -> None:
     pod = _one("Deployment")["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["securityContext"]["runAsUser"] == IMAGE_UID
+    assert pod["securityContext"]["runAsUser"] == _image_uid()
     assert pod["automountServiceAccountToken"] is False
     context = _container()["securityContext"]
     assert context["readOnlyRootFilesystem"] is True
