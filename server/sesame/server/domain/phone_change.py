@@ -39,6 +39,8 @@ from sesame.server.domain.lifecycle import (
 )
 from sesame.server.domain.model import Challenge, RequestContext, SmsMessage, User, UserStatus
 from sesame.server.domain.operation import ChangePhone, digest
+from sesame.server.domain.sms_templates import Kind
+from sesame.server.domain.tally import UNTALLIED, Tally
 from sesame.server.domain.voiding import void_pending
 
 if TYPE_CHECKING:
@@ -57,8 +59,17 @@ class PhoneChangeResult:
 class PhoneChangeFlow:
     """ChangeSecurePhone, in the security order: the user, the authority, the change, the notice."""
 
-    def __init__(self, *, store: StateStore, clock: Clock, sms: SmsGateway, policy: LifecyclePolicy) -> None:
+    def __init__(
+        self,
+        *,
+        store: StateStore,
+        clock: Clock,
+        sms: SmsGateway,
+        policy: LifecyclePolicy,
+        tally: Tally = UNTALLIED,
+    ) -> None:
         self._store = store
+        self._tally = tally
         self._clock = clock
         self._sms = sms
         self._policy = policy
@@ -95,6 +106,8 @@ class PhoneChangeFlow:
         if new_phone == user.secure_phone:
             raise PhoneUnchanged(user_id)
         changed = await self._store.change_secure_phone(change)
+        if changed.outcome is PhoneChangeOutcome.CHANGED:
+            self._tally.changed("change_phone")
         # Codes already sent went to the old number: from now on they authorise nothing.
         voided = await self._void_pending(user_id, change)
         if changed.outcome is PhoneChangeOutcome.REPLAYED:
@@ -125,20 +138,22 @@ class PhoneChangeFlow:
 
     async def _void_pending(self, user_id: str, change: PhoneChange) -> int:
         return await void_pending(
-            self._store, user_id, VoidReason.PHONE_CHANGED, change.at, change.provenance
+            self._store, user_id, VoidReason.PHONE_CHANGED, change.at, change.provenance, tally=self._tally
         )
 
     async def _notify(self, changed: PhoneChanged) -> bool:
         """Tell the old number, journaled either way: if it failed, the back office calls the user."""
         user = changed.user
-        text = sms_text.phone_changed_notice(self._policy.bank_name, user.secure_phone, user.locale)
+        text = sms_text.phone_changed_notice(
+            self._policy.bank_name, user.secure_phone, user.locale, self._policy.sms_templates
+        )
         try:
             sent = await self._sms.send(SmsMessage(changed.previous_phone, text, ""))
         except DeliveryFailed:
-            notice = UserNotice("phone_changed", changed.previous_phone, False, "", self._clock.now())
+            notice = UserNotice(Kind.PHONE_CHANGED, changed.previous_phone, False, "", self._clock.now())
             await self._store.record_user_notice(user.user_id, notice)
             return False
-        notice = UserNotice("phone_changed", changed.previous_phone, True, sent.provider_ref, sent.sent_at)
+        notice = UserNotice(Kind.PHONE_CHANGED, changed.previous_phone, True, sent.provider_ref, sent.sent_at)
         await self._store.record_user_notice(user.user_id, notice)
         return True
 
