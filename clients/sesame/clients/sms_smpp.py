@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from sesame.clients import smpp_pdu as pdu
-from sesame.clients import smpp_text
+from sesame.clients import smpp_status, smpp_text
 from sesame.clients.smpp_pdu import Address, Bind, Pdu, ShortMessage
 from sesame.clients.smpp_receipts import NotAReceipt, ReceiptBook, Settled, Tracked, parse_receipt
-from sesame.clients.smpp_session import NoAnswer, SessionLost, SmppSession, Timing
+from sesame.clients.smpp_session import Closed, NoAnswer, SessionLost, SmppSession, Timing
 from sesame.server.domain.errors import ChallengeNotFound, DeliveryFailed, StoreUnavailable
 from sesame.server.domain.model import DeliveryState, SentSms, SmsMessage
 from sesame.server.domain.ports import Clock, SmsGateway
@@ -103,9 +103,17 @@ class SmppSmsGateway:
         receipt = _FINAL_RECEIPT if self._record is not None and message.challenge_id else 0
         if receipt:
             self._book.expect(tracked, len(encoded.parts))
+        accepted = 0
         try:
             for part in encoded.parts:
                 await self._submit(session, self._short_message(message, encoded, part, receipt), tracked)
+                accepted += 1
+        except DeliveryFailed as exc:
+            if accepted:
+                # Some parts went: asking this SMSC again would send them twice (docs/decisions/0030).
+                taken = f"SMSC took {accepted} of {len(encoded.parts)} parts"
+                raise DeliveryFailed(taken, "partial") from exc
+            raise
         finally:
             self._book.abandon(tracked)  # kept as soon as one part was accepted
         _log.info(
@@ -157,10 +165,15 @@ class SmppSmsGateway:
                 answer = await session.request(pdu.SUBMIT_SM, short.body(), accepted)
             except NoAnswer:
                 raise DeliveryFailed("SMSC did not answer the submit_sm in time", "timeout") from None
+            except Closed:
+                raise DeliveryFailed("SMSC connection closed before the submit_sm", "unreachable") from None
             except SessionLost:
-                raise DeliveryFailed("SMSC connection lost during the submit_sm", "unreachable") from None
+                # Written, then the connection went: the SMSC may have taken it.
+                raise DeliveryFailed("SMSC connection lost during the submit_sm", "lost") from None
         if answer.status != pdu.ESME_ROK:
-            raise DeliveryFailed(f"SMSC refused the message (status 0x{answer.status:08x})", "refused")
+            raise DeliveryFailed(
+                f"SMSC refused the message (status 0x{answer.status:08x})", smpp_status.refusal(answer.status)
+            )
 
     async def _pace(self) -> None:
         """Wait for the next submit slot: at most `rate` a second, evenly spread."""
