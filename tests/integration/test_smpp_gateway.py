@@ -347,3 +347,12 @@ async def test_a_message_sent_while_the_session_is_rebinding_waits_for_it(smsc: 
     await gateway.send(SmsMessage(PHONE, "MaBanque: code 333333", "ch.k1.d6"))
     assert [part.text[-6:] for part in smsc.submitted] == ["333333"]
     await cable.close()
+
+
+async def test_an_expired_receipt_records_expired(smsc: Smsc, gateways: Gateways, receipts: Receipts):
+    """A receipt stat:EXPIRED records EXPIRED (final, shown FAILED until the proto has EXPIRED)."""
+    smsc.receipt = "EXPIRED"
+    gateway = await gateways()
+    sent = await gateway.send(SmsMessage(PHONE, "MaBanque: code 482913", "ch.k1.d6"))
+    await _until(lambda: bool(receipts.seen))
+    assert receipts.seen == [("ch.k1.d6", DeliveryState.EXPIRED, sent.provider_ref)]

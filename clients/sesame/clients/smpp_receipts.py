@@ -24,7 +24,7 @@ _STAT: Final = re.compile(rb"\bstat:([A-Z]{7})")
 _STATES: Final = {
     "DELIVRD": DeliveryState.DELIVERED,
     "UNDELIV": DeliveryState.FAILED,
-    "EXPIRED": DeliveryState.FAILED,
+    "EXPIRED": DeliveryState.EXPIRED,
     "DELETED": DeliveryState.FAILED,
     "REJECTD": DeliveryState.FAILED,
 }
@@ -146,9 +146,9 @@ class ReceiptBook:
         if tracked is None or message is None:
             self._keep_early(receipt)
             return None
-        if receipt.state is DeliveryState.FAILED:
+        if receipt.state in (DeliveryState.FAILED, DeliveryState.EXPIRED):
             message.failed = True
-            return Settled(tracked, DeliveryState.FAILED)
+            return Settled(tracked, receipt.state)
         if receipt.state is DeliveryState.DELIVERED:
             message.delivered.add(receipt.message_id)
             if not message.failed and len(message.delivered) >= message.parts:

@@ -160,6 +160,9 @@ class DeliveryState(enum.Enum):
     SENT = "sent"
     DELIVERED = "delivered"
     FAILED = "failed"
+    # The SMSC gave up once the message's validity ran out (SMPP stat EXPIRED, message_state 3); final like
+    # FAILED. Shown as DELIVERY_STATE_FAILED until the proto has DELIVERY_STATE_EXPIRED (decision 0030).
+    EXPIRED = "expired"
 
 
 @dataclass(frozen=True, slots=True)
