@@ -9,15 +9,17 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import pytest
+import redis.asyncio as aioredis
 import smpp34
 
 from sesame.clients import smpp_text
+from sesame.clients.redis_provider_ids import RedisProviderIds
 from sesame.clients.smpp_pdu import Address
 from sesame.clients.smpp_session import Timing
 from sesame.clients.sms_smpp import SmppConfig, SmppSmsGateway
-from sesame.server.domain.errors import DeliveryFailed, StoreUnavailable
+from sesame.server.domain.errors import DeliveryFailed, ProviderIdUnknown, StoreUnavailable
 from sesame.server.domain.model import DeliveryState, SmsMessage
-from tests.fakes.clock import FixedClock
+from tests.fakes.clock import FixedClock, ShiftedClock
 from tests.support.ports import free_port
 from tests.support.smsc import Cable, Smsc, serving
 
@@ -356,3 +358,48 @@ async def test_an_expired_receipt_records_expired(smsc: Smsc, gateways: Gateways
     sent = await gateway.send(SmsMessage(PHONE, "MaBanque: code 482913", "ch.k1.d6"))
     await _until(lambda: bool(receipts.seen))
     assert receipts.seen == [("ch.k1.d6", DeliveryState.EXPIRED, sent.provider_ref)]
+
+
+async def test_a_receipt_after_a_restart_finds_its_challenge(
+    smsc: Smsc, receipts: Receipts, redis_client: aioredis.Redis
+):
+    """A message sent by one gateway, its receipt arriving once a new one (a restart) is bound: the SMSC's
+    id, kept in Redis, leads the receipt to its challenge and our reference."""
+    smsc.receipt = None
+    ids = RedisProviderIds(redis_client)
+    config = SmppConfig("127.0.0.1", smsc.port, "sesame", "secret", Address(5, 0, "MaBanque"))
+    before = SmppSmsGateway(config, ShiftedClock(), receipts.record, ids)
+    await before.start()
+    sent = await before.send(SmsMessage(PHONE, "MaBanque: code 482913", "ch.k1.d6"))
+    message_id = smsc.submitted[0].message_id
+    async with asyncio.timeout(5):
+        while True:
+            with contextlib.suppress(ProviderIdUnknown):
+                await ids.owner(message_id)
+                break
+            await asyncio.sleep(0.02)
+    await before.close()
+    after = SmppSmsGateway(config, ShiftedClock(), receipts.record, ids)
+    await after.start()
+    await _until(lambda: after.bound)
+    await smsc.push_receipt(message_id, "DELIVRD")
+    await _until(lambda: bool(receipts.seen))
+    assert receipts.seen == [("ch.k1.d6", DeliveryState.DELIVERED, sent.provider_ref)]
+    await after.close()
+
+
+async def test_without_the_kept_ids_a_receipt_after_a_restart_is_lost(smsc: Smsc, receipts: Receipts):
+    """The same restart with no ProviderIds (as before decision 0030): the receipt finds nothing."""
+    smsc.receipt = None
+    config = SmppConfig("127.0.0.1", smsc.port, "sesame", "secret", Address(5, 0, "MaBanque"))
+    before = SmppSmsGateway(config, ShiftedClock(), receipts.record)
+    await before.start()
+    await before.send(SmsMessage(PHONE, "MaBanque: code 482913", "ch.k1.d6"))
+    await before.close()
+    after = SmppSmsGateway(config, ShiftedClock(), receipts.record)
+    await after.start()
+    await _until(lambda: after.bound)
+    await smsc.push_receipt(smsc.submitted[0].message_id, "DELIVRD")
+    await asyncio.sleep(0.5)  # the receipt's time to arrive and be answered
+    assert receipts.seen == []
+    await after.close()

@@ -119,6 +119,20 @@ class Smsc:
                     short_message=f"{text}stat:{self.receipt} err:000 text:".encode(),
                 )
 
+    async def push_receipt(self, message_id: str, stat: str) -> None:
+        """A receipt for `message_id` on every bound session: as an SMSC that reports later, on whichever
+        session of the account is bound by then."""
+        dates = "submit date:2611301200 done date:2611301200"
+        text = f"id:{message_id} sub:001 dlvrd:001 {dates} stat:{stat} err:000"
+        for session in list(self._sessions.values()):
+            with contextlib.suppress(smpp34.SmppError):
+                await session.deliver_sm(
+                    destination_addr="MaBanque",
+                    source_addr="33612345678",
+                    esm_class=0x04,
+                    short_message=f"{text} text:".encode(),
+                )
+
     def text(self) -> str:
         """Every part received so far, joined: the whole text of the messages sent."""
         return "".join(part.text for part in self.submitted)

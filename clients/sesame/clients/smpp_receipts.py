@@ -132,6 +132,10 @@ class ReceiptBook:
         early = self._early.pop(message_id, None)
         return None if early is None else self.settle(early)
 
+    def knows(self, message_id: str) -> bool:
+        """Whether `message_id` is a part this process sent and still remembers."""
+        return message_id in self._parts
+
     def _keep_early(self, receipt: Receipt) -> None:
         # An SMSC may send the receipt before the submit_sm_resp that tells us its id (smpp34 does, at
         # times): kept until that answer comes, within a small bound.

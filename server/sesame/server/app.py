@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from sesame.clients.http_listener import HttpListener
 from sesame.clients.kannel_dlr import DLR_PATH, KannelDeliveryReports
+from sesame.clients.redis_provider_ids import RedisProviderIds
 from sesame.clients.redis_store import RedisStateStore
 from sesame.clients.smpp_pdu import Address
 from sesame.clients.smpp_session import Timing
@@ -160,7 +161,13 @@ async def _provider(
         async def record(challenge_id: str, state: DeliveryState, provider_ref: str) -> None:
             await store.record_delivery(challenge_id, state, provider_ref, clock.now())
 
-        smpp = SmppSmsGateway(smpp_config(settings.smpp), clock, record)
+        # The SMSC's message ids in Redis too: a receipt after a restart, or on another worker's session,
+        # still finds its challenge (decision 0030).
+        ids = None
+        if settings.redis_url is not None:
+            ids = RedisProviderIds.from_url(settings.redis_url)
+            stack.push_async_callback(ids.close)
+        smpp = SmppSmsGateway(smpp_config(settings.smpp), clock, record, ids)
         await smpp.start()
         stack.push_async_callback(smpp.close)
         _log.info(

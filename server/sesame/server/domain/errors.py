@@ -51,6 +51,10 @@ class ChallengeNotFound(NotFoundError):
     """No challenge exists under this id (never opened, or purged after its retention)."""
 
 
+class ProviderIdUnknown(NotFoundError):
+    """A provider's message id names no message we remember (never sent by us, or forgotten)."""
+
+
 class ClientNotFound(NotFoundError):
     """No user was ever enrolled for this client company."""
 

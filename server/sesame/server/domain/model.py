@@ -300,6 +300,15 @@ class SmsMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class SentPart:
+    """The message a provider's own message id is (a part of): its challenge, our reference, its parts."""
+
+    challenge_id: str
+    provider_ref: str
+    parts: int
+
+
+@dataclass(frozen=True, slots=True)
 class SentSms:
     """The gateway's acknowledgement."""
 
