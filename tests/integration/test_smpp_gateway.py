@@ -16,6 +16,7 @@ from sesame.clients import smpp_text
 from sesame.clients.redis_provider_ids import RedisProviderIds
 from sesame.clients.smpp_pdu import Address
 from sesame.clients.smpp_session import Timing
+from sesame.clients.sms_failover import FailoverSmsGateway, Provider, Reliability
 from sesame.clients.sms_smpp import SmppConfig, SmppSmsGateway
 from sesame.server.domain.errors import DeliveryFailed, ProviderIdUnknown, StoreUnavailable
 from sesame.server.domain.model import DeliveryState, SmsMessage
@@ -403,3 +404,44 @@ async def test_without_the_kept_ids_a_receipt_after_a_restart_is_lost(smsc: Smsc
     await asyncio.sleep(0.5)  # the receipt's time to arrive and be answered
     assert receipts.seen == []
     await after.close()
+
+
+async def test_the_smscs_message_ids_are_returned_for_recording(smsc: Smsc, gateways: Gateways):
+    """A 7-part message is acknowledged with the SMSC's 7 message ids, in part order."""
+    gateway = await gateways()
+    sent = await gateway.send(SmsMessage(PHONE, LONG, "ch.k1.d6"))
+    assert sent.provider_ids == tuple(part.message_id for part in smsc.submitted)
+    assert len(sent.provider_ids) == 7
+
+
+async def test_a_throttled_submit_is_retried_at_the_same_smsc(smsc: Smsc, gateways: Gateways):
+    """ESME_RTHROTTLED, then accepted: the failover's policy asks the same SMSC again, which takes it."""
+    smsc.refuse_with = smpp34.ESME_RTHROTTLED
+    gateway = await gateways()
+    with pytest.raises(DeliveryFailed) as caught:
+        await gateway.send(SmsMessage(PHONE, "MaBanque: code 482913", "ch.k1.d6"))
+    assert caught.value.reason == "throttled"
+    waits: list[float] = []
+
+    async def recorded(seconds: float) -> None:
+        waits.append(seconds)
+        smsc.refuse_with = None
+
+    failover = FailoverSmsGateway([Provider("smpp", gateway)], Reliability(sleep=recorded))
+    await failover.send(SmsMessage(PHONE, "MaBanque: code 482913", "ch.k1.d6"))
+    assert (len(waits), len(smsc.submitted)) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [(smpp34.ESME_RINVDSTADR, "bad_number"), (smpp34.ESME_RSYSERR, "unavailable"), (0x45, "refused")],
+)
+async def test_a_refusal_is_classified_by_its_command_status(
+    smsc: Smsc, gateways: Gateways, status: int, reason: str
+):
+    """Invalid destination is the number's fault, a system error temporary, a submit failure final."""
+    smsc.refuse_with = status
+    gateway = await gateways()
+    with pytest.raises(DeliveryFailed) as caught:
+        await gateway.send(SmsMessage(PHONE, "MaBanque: code 482913", "ch.k1.d6"))
+    assert caught.value.reason == reason

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import urlencode
@@ -17,6 +16,7 @@ from urllib.parse import urlencode
 import httpx
 
 from sesame.clients.kannel_dlr import DLR_PATH
+from sesame.clients.sms_reference import provider_ref
 from sesame.server.domain.errors import DeliveryFailed, DeliveryFailure
 from sesame.server.domain.gsm7 import fits_gsm7
 from sesame.server.domain.model import SentSms, SmsMessage
@@ -130,7 +130,7 @@ class KannelSmsGateway:
 
     async def send(self, message: SmsMessage) -> SentSms:
         """Hand the message to Kannel; DeliveryFailed unless Kannel accepted or queued it."""
-        ref = uuid.uuid4().hex
+        ref = provider_ref("kannel", message)
         sent_at = self._clock.now()
         query = urlencode(sendsms_params(self._config, message, ref))
         answer = await self._get(f"{self._sendsms}?{query}")

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -27,6 +26,7 @@ from sesame.clients import smpp_status, smpp_text
 from sesame.clients.smpp_pdu import Address, Bind, Pdu, ShortMessage
 from sesame.clients.smpp_receipts import NotAReceipt, Receipt, ReceiptBook, Settled, Tracked, parse_receipt
 from sesame.clients.smpp_session import Closed, NoAnswer, SessionLost, SmppSession, Timing
+from sesame.clients.sms_reference import provider_ref
 from sesame.server.domain.errors import ChallengeNotFound, DeliveryFailed, ProviderIdUnknown, StoreUnavailable
 from sesame.server.domain.model import DeliveryState, SentPart, SentSms, SmsMessage
 from sesame.server.domain.ports import Clock, ProviderIds, SmsGateway
@@ -106,7 +106,7 @@ class SmppSmsGateway:
 
     async def send(self, message: SmsMessage) -> SentSms:
         """Submit every part; DeliveryFailed unless the SMSC accepted them all."""
-        ref = f"smpp-{uuid.uuid4().hex}"
+        ref = provider_ref("smpp", message)
         sent_at = self._clock.now()
         session = await self._bound()
         encoded = smpp_text.encode(message.text, random.randrange(256))  # noqa: S311 (a UDH reference, no secret)
@@ -115,16 +115,15 @@ class SmppSmsGateway:
         receipt = _FINAL_RECEIPT if self._record is not None and message.challenge_id else 0
         if receipt:
             self._book.expect(tracked, len(encoded.parts))
-        accepted = 0
+        ids: list[str] = []
         try:
             for part in encoded.parts:
                 short = self._short_message(message, encoded, part, receipt)
-                await self._submit(session, short, tracked, len(encoded.parts) if receipt else 0)
-                accepted += 1
+                ids.append(await self._submit(session, short, tracked, len(encoded.parts) if receipt else 0))
         except DeliveryFailed as exc:
-            if accepted:
+            if ids:
                 # Some parts went: asking this SMSC again would send them twice (docs/decisions/0030).
-                taken = f"SMSC took {accepted} of {len(encoded.parts)} parts"
+                taken = f"SMSC took {len(ids)} of {len(encoded.parts)} parts"
                 raise DeliveryFailed(taken, "partial") from exc
             raise
         finally:
@@ -137,7 +136,7 @@ class SmppSmsGateway:
             len(encoded.parts),
             redact(message.text),
         )
-        return SentSms(provider_ref=ref, sent_at=sent_at)
+        return SentSms(provider_ref=ref, sent_at=sent_at, provider_ids=tuple(ids))
 
     def _short_message(
         self, message: SmsMessage, encoded: smpp_text.Encoded, part: bytes, receipt: int
@@ -163,8 +162,9 @@ class SmppSmsGateway:
             raise DeliveryFailed("SMSC not bound", "unreachable")
         return self._session
 
-    async def _submit(self, session: SmppSession, short: ShortMessage, tracked: Tracked, parts: int) -> None:
-        """Submit one part; `parts` > 0: the message's part count, a receipt is expected for each."""
+    async def _submit(self, session: SmppSession, short: ShortMessage, tracked: Tracked, parts: int) -> str:
+        """Submit one part; its SMSC message id ("" if the answer had none readable). `parts` > 0: the
+        message's part count, a receipt is expected for each."""
 
         def accepted(answer: Pdu) -> None:
             # Runs before the reader takes the next PDU: a receipt right behind the answer finds its id.
@@ -193,6 +193,10 @@ class SmppSmsGateway:
             raise DeliveryFailed(
                 f"SMSC refused the message (status 0x{answer.status:08x})", smpp_status.refusal(answer.status)
             )
+        try:
+            return pdu.parse_message_id(answer.body)
+        except pdu.MalformedPdu:
+            return ""
 
     async def _pace(self) -> None:
         """Wait for the next submit slot: at most `rate` a second, evenly spread."""

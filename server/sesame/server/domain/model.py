@@ -297,6 +297,9 @@ class SmsMessage:
     to: str
     text: str
     challenge_id: str  # "" for a notice, which belongs to no challenge and carries no code
+    # The message's own reference, the same on every attempt (the outbox's entry): each provider's
+    # reference is made from it, and the provider sees it (decision 0030). "": one is drawn per attempt.
+    reference: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,3 +317,6 @@ class SentSms:
 
     provider_ref: str
     sent_at: datetime
+    # The provider's own message ids, to record beside our reference (SMPP: one per part; Kannel's
+    # sendsms answers with none).
+    provider_ids: tuple[str, ...] = ()
