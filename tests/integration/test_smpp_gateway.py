@@ -445,3 +445,13 @@ async def test_a_refusal_is_classified_by_its_command_status(
     with pytest.raises(DeliveryFailed) as caught:
         await gateway.send(SmsMessage(PHONE, "MaBanque: code 482913", "ch.k1.d6"))
     assert caught.value.reason == reason
+
+
+async def test_a_message_refused_after_some_parts_is_partial(smsc: Smsc, gateways: Gateways):
+    """Three of seven parts accepted, then throttled: reason partial (not retried there: the three would
+    go twice), and the SMSC got three parts."""
+    smsc.refuse_with, smsc.accept_first = smpp34.ESME_RTHROTTLED, 3
+    gateway = await gateways()
+    with pytest.raises(DeliveryFailed) as caught:
+        await gateway.send(SmsMessage(PHONE, LONG, "ch.k1.d6"))
+    assert (caught.value.reason, len(smsc.submitted)) == ("partial", 3)

@@ -46,6 +46,7 @@ class Smsc:
     port: int = field(default_factory=free_port)
     receipt: str | None = "DELIVRD"  # the stat of the receipt sent after each submit; None: no receipt
     refuse_with: int | None = None  # a command_status to refuse every submit_sm with
+    accept_first: int = 0  # submits accepted before `refuse_with` applies
     submitted: list[Submitted] = field(default_factory=list)
     binds: int = 0
     _server: smpp34.Server | None = None
@@ -89,7 +90,7 @@ class Smsc:
                 await self._submitted(event)
 
     async def _submitted(self, event: smpp34.SubmitSmEvent) -> None:
-        if self.refuse_with is not None:
+        if self.refuse_with is not None and len(self.submitted) >= self.accept_first:
             event.reject(self.refuse_with)
             return
         self._count += 1

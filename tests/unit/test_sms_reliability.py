@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from sesame.clients.sms_breaker import BreakerSettings, BreakerState
@@ -128,3 +130,33 @@ async def test_when_every_breaker_is_open_the_message_fails_with_the_fault_that_
     with pytest.raises(BreakerOpen) as caught:
         await gateway.send(MESSAGE)
     assert (caught.value.reason, first.asked, second.asked) == ("timeout", 2, 2)
+
+
+async def test_a_cancelled_half_open_trial_frees_the_breaker():
+    """A trial cancelled mid-send (the caller's deadline) does not leave the breaker waiting forever."""
+    gate = asyncio.Event()
+
+    class Hanging(Scripted):
+        async def send(self, message: SmsMessage) -> SentSms:
+            self.asked += 1
+            if self.asked <= 2:
+                raise DeliveryFailed("scripted", "timeout")
+            if self.asked == 3:
+                await gate.wait()
+            return SentSms(f"ok-{self.asked}", FixedClock().now())
+
+    ticks = [0.0]
+    first = Hanging()
+    reliability = Reliability(breaker=BreakerSettings(failures=2, open_seconds=30), sleep=Sleeps())
+    gateway = FailoverSmsGateway([Provider("kannel", first), Provider("smpp", Scripted())], reliability)
+    gateway._breakers["kannel"]._monotonic = lambda: ticks[0]
+    for _ in range(2):
+        await gateway.send(MESSAGE)
+    ticks[0] = 31.0
+    trial = asyncio.create_task(gateway.send(MESSAGE))
+    await asyncio.sleep(0)
+    trial.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await trial
+    sent = await gateway.send(MESSAGE)
+    assert (sent.provider_ref, gateway.breaker_states()["kannel"]) == ("ok-4", BreakerState.CLOSED)

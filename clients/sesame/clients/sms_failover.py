@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -63,6 +64,7 @@ class Reliability:
     breaker: BreakerSettings = field(default_factory=BreakerSettings)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     draw: Callable[[], float] = random.random  # jitter only: no secret
+    monotonic: Callable[[], float] = time.monotonic  # the breakers' clock
 
 
 class FailoverSmsGateway:
@@ -82,7 +84,10 @@ class FailoverSmsGateway:
         self._observer = observer or _Unobserved()
         self._breakers = {
             provider.name: CircuitBreaker(
-                provider.name, self._reliability.breaker, self._observer.breaker_changed
+                provider.name,
+                self._reliability.breaker,
+                self._observer.breaker_changed,
+                self._reliability.monotonic,
             )
             for provider in self._providers
         }
@@ -117,7 +122,8 @@ class FailoverSmsGateway:
         """One provider's attempts: retried only while the failure came before it took the message."""
         breaker = self._breakers[provider.name]
         retry = self._reliability.retry
-        for attempt in range(retry.retries + 1):
+        retries = 0
+        while True:
             if not breaker.allow():
                 self._observer.attempted(provider.name, "open")
                 # The message's failure is the provider's, as its breaker learnt it: the metrics by reason
@@ -134,14 +140,14 @@ class FailoverSmsGateway:
                     breaker.failed(exc.reason)
                 else:
                     breaker.released()
-                if exc.reason not in BEFORE_ACCEPTANCE or attempt == retry.retries:
+                if exc.reason not in BEFORE_ACCEPTANCE or retries == retry.retries:
                     raise
-                await self._reliability.sleep(retry.delay(attempt, self._reliability.draw()))
+                await self._reliability.sleep(retry.delay(retries, self._reliability.draw()))
+                retries += 1
                 continue
             breaker.succeeded()
             self._observer.attempted(provider.name, "sent")
             return sent
-        raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
 
 
 _: type[SmsGateway] = FailoverSmsGateway
