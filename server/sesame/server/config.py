@@ -19,7 +19,15 @@ from sesame.server.domain.lifecycle import LifecyclePolicy
 from sesame.server.domain.model import LockoutPolicy
 from sesame.server.env_reader import EnvReader
 from sesame.server.smpp_settings import SmppSettings, read_smpp
-from sesame.server.sms_settings import DlrSettings, KannelSettings, read_dlr, read_kannel, read_providers
+from sesame.server.sms_settings import (
+    DlrSettings,
+    KannelSettings,
+    ReliabilitySettings,
+    read_dlr,
+    read_kannel,
+    read_providers,
+    read_reliability,
+)
 from sesame.server.sms_template_settings import read_sms_templates
 from sesame.server.telemetry_settings import TelemetrySettings, read_telemetry
 from sesame.server.transport_settings import TransportSettings, production_problems, read_transport
@@ -68,6 +76,7 @@ class Settings:
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)  # logs and traces
     workers: int = 1  # worker processes sharing the gRPC port (docs/decisions/0021)
     max_concurrent_rpcs: int = 100  # per worker; calls beyond it are shed with UNAVAILABLE, not queued
+    sms_reliability: ReliabilitySettings = field(default_factory=ReliabilitySettings)  # retries, breakers
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | EnvReader | None = None) -> Settings:
@@ -121,6 +130,7 @@ class Settings:
             telemetry=read_telemetry(reader, environment),
             workers=reader.integer("SESAME_WORKERS", cores(), 1, MAX_WORKERS),
             max_concurrent_rpcs=reader.integer("SESAME_MAX_CONCURRENT_RPCS", 100, 1, 100_000),
+            sms_reliability=read_reliability(reader),
         )
         if settings.environment == "production":
             _production(settings, reader.problems)
