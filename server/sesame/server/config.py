@@ -20,7 +20,15 @@ from sesame.server.domain.model import LockoutPolicy
 from sesame.server.env_reader import EnvReader
 from sesame.server.risk_settings import RiskSettings, read_risk
 from sesame.server.smpp_settings import SmppSettings, read_smpp
-from sesame.server.sms_settings import DlrSettings, KannelSettings, read_dlr, read_kannel, read_providers
+from sesame.server.sms_settings import (
+    DlrSettings,
+    KannelSettings,
+    ReliabilitySettings,
+    read_dlr,
+    read_kannel,
+    read_providers,
+    read_reliability,
+)
 from sesame.server.sms_template_settings import read_sms_templates
 from sesame.server.telemetry_settings import TelemetrySettings, read_telemetry
 from sesame.server.transport_settings import TransportSettings, production_problems, read_transport
@@ -69,6 +77,7 @@ class Settings:
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)  # logs and traces
     workers: int = 1  # worker processes sharing the gRPC port (docs/decisions/0021)
     max_concurrent_rpcs: int = 100  # per worker; calls beyond it are shed with UNAVAILABLE, not queued
+    sms_reliability: ReliabilitySettings = field(default_factory=ReliabilitySettings)  # retries, breakers
     risk: RiskSettings = field(default_factory=RiskSettings)  # rules, memory, SIM-swap API (docs/risk.md)
 
     @classmethod
@@ -123,6 +132,7 @@ class Settings:
             telemetry=read_telemetry(reader, environment),
             workers=reader.integer("SESAME_WORKERS", cores(), 1, MAX_WORKERS),
             max_concurrent_rpcs=reader.integer("SESAME_MAX_CONCURRENT_RPCS", 100, 1, 100_000),
+            sms_reliability=read_reliability(reader),
             risk=read_risk(reader),
         )
         if settings.environment == "production":
