@@ -62,5 +62,6 @@ async def start_wired(
         metrics=running.metrics,
         transport=chosen.transport,
         advisories=running.advisories,
+        seals=running.seals,
     )
     return Wired(server, running)

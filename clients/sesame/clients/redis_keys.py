@@ -107,3 +107,15 @@ class Keyspace:
     def key_ledger_journal(self) -> str:
         """The key ledger's journal stream: which labels were first seen, and when."""
         return f"{self._prefix}:{{keys}}:journal"
+
+    def journal_feed(self) -> str:
+        """Every journal entry not sealed yet, with its stream's name (`_journal.lua`, decision 0027)."""
+        return f"{self._prefix}:{{journal}}:feed"
+
+    def journal_seals(self) -> str:
+        """The sealed blocks, each under the id of the last entry it seals (a stream)."""
+        return f"{self._prefix}:{{journal}}:seals"
+
+    def journal_sealer(self) -> str:
+        """The sealer's lease: the holder's name, with an expiry it renews."""
+        return f"{self._prefix}:{{journal}}:sealer"

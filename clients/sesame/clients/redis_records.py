@@ -257,3 +257,13 @@ def refusal_counts(raw: Mapping[bytes, bytes]) -> list[RefusalCount]:
 def decoded(entry: Mapping[bytes, bytes]) -> dict[str, str]:
     """A journal entry as text."""
     return {key.decode(): value.decode() for key, value in entry.items()}
+
+
+# The fields `_journal.lua` adds to every entry for the seals: its number in its stream and the id of its
+# predecessor (docs/decisions/0027). Evidence keeps them; a reader of the events alone does not need them.
+CHAIN_FIELDS = frozenset({"seq", "prev"})
+
+
+def event_fields(entry: Mapping[bytes, bytes]) -> dict[str, str]:
+    """A journal entry as text, without the chain's fields."""
+    return {name: value for name, value in decoded(entry).items() if name not in CHAIN_FIELDS}

@@ -20,6 +20,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from sesame.clients import redis_records as rec
+from sesame.clients.redis_journal import RedisJournal
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_scripts import Scripts, stored_challenge
 from sesame.clients.redis_scripts import translated as _translated
@@ -90,6 +91,10 @@ class RedisStateStore(RedisRegistry):
             retry=Retry(NoBackoff(), 0),
         )
         return cls(client, prefix=prefix, retention=retention)
+
+    def sealed_journal(self) -> RedisJournal:
+        """The feed, seals and sealer's lease of this store's journals, on the same connections."""
+        return RedisJournal(self._client, self.keys, self._scripts)
 
     async def close(self) -> None:
         """Close the client and its connections."""
@@ -298,8 +303,11 @@ class RedisStateStore(RedisRegistry):
         return _challenge(rec.pairs(reply[1]))
 
     async def challenge_journal(self, challenge_id: str) -> list[dict[str, str]]:
-        """The challenge's journal entries, oldest first (they outlive the challenge)."""
-        return await self._read_journal(self.keys.challenge_journal(challenge_id))
+        """The challenge's journal entries, oldest first (they outlive the challenge), as evidence reads them:
+        with the chain's fields."""
+        with _translated():
+            raw = await self._client.xrange(self.keys.challenge_journal(challenge_id))
+        return [rec.decoded(fields) for _, fields in cast("list[tuple[bytes, dict[bytes, bytes]]]", raw)]
 
     async def challenge_journal_page(self, challenge_id: str, after: str, limit: int) -> JournalPage:
         """A page of the challenge's journal (XRANGE from the entry after the token's, COUNT limit + 1)."""

@@ -234,7 +234,7 @@ class RedisRegistry:
     async def _read_journal(self, key: str) -> list[dict[str, str]]:
         with translated():
             entries = cast("list[tuple[bytes, dict[bytes, bytes]]]", await self._client.xrange(key))
-        return [rec.decoded(fields) for _, fields in entries]
+        return [rec.event_fields(fields) for _, fields in entries]
 
     def _user_keys(self, user_id: str) -> list[str]:
         return [self.keys.user(user_id), self.keys.user_journal(user_id)]

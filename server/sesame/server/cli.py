@@ -47,7 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     keys = commands.add_parser("keys", help="manage the OTP and proof keys in the HSM")
     keys.add_argument("action", choices=("init", "rotate", "list"))
     keys.add_argument(
-        "--kind", choices=("otp", "proof"), default="otp", help="the keys `rotate` rotates (default: otp)"
+        "--kind",
+        choices=("otp", "proof", "journal"),
+        default="otp",
+        help="the keys `rotate` rotates (default: otp)",
     )
     demo = commands.add_parser("demo", help="walk through every outcome against a running server")
     demo.add_argument("--target", default=None, help="server address (default: SESAME_GRPC_ADDR)")
@@ -217,13 +220,15 @@ def _proof(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _evidence(args: argparse.Namespace, settings: Settings) -> int:
-    """Print a challenge's evidence bundle; 1 when a check of its proof fails."""
+    """Print a challenge's evidence bundle; 1 when a check of its journal's seals or of its proof fails."""
     from sesame.server import evidence  # noqa: PLC0415
     from sesame.server.grpc.evidence_client import fetch_evidence, fetch_jwks  # noqa: PLC0415
 
     tls, target = _client_tls(args), args.target or _local(settings.grpc_addr)
     found = evidence.bundle(fetch_evidence(target, args.challenge_id, tls), fetch_jwks(target, tls))
     print(json.dumps(found, indent=2, ensure_ascii=False))  # noqa: T201
+    if found["journal_seals"] and not found["journal_seals"]["valid"]:
+        print(f"journal check failed: {found['journal_seals']['failed']}", file=sys.stderr)  # noqa: T201
     return 0 if evidence.is_sound(found) else 1
 
 

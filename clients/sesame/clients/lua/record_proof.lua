@@ -22,5 +22,5 @@ end
 if not verified then
   return {'not_verified'}
 end
-redis.call('XADD', journal, '*', unpack(ARGV))
+journal_append(journal, ARGV)
 return {'recorded'}
