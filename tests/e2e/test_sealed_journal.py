@@ -55,8 +55,10 @@ async def evidence(live: Live, challenge_id: str) -> tuple[int, dict[str, Any], 
     return done.returncode, json.loads(done.stdout), done.stderr
 
 
-async def test_a_clean_sealed_journal_passes(live: Live) -> None:
+async def test_a_clean_sealed_journal_passes(live: Live, redis_client: aioredis.Redis) -> None:
+    """Its seals come from the archive: Redis let them go once archived (only the last one's head stays)."""
     challenge_id = await sealed_flow(live)
+    assert await redis_client.xlen(live.store.keys.journal_seals()) == 0
     status, bundle, stderr = await evidence(live, challenge_id)
     assert status == 0, stderr[-2000:]
     checked = bundle["journal_seals"]

@@ -1,8 +1,8 @@
 """The sealed journal in Redis (docs/decisions/0027): the feed of unsealed entries, the seals, the lease.
 
 `_journal.lua` copies every journal entry, with its stream's name, to the feed; the sealer holding the lease
-reads the feed, signs a block and keeps it in the seals stream (under the id of the last entry it seals)
-while trimming the feed, in one script. Seals older than the evidence's retention are trimmed.
+reads the feed, signs a block and keeps it in the seals stream (under the id of the last entry it seals);
+once the archive holds the block, the feed's entries and the seals before it are dropped.
 """
 
 from __future__ import annotations
@@ -59,10 +59,17 @@ class RedisJournal:
             if await self._client.get(key) == holder.encode():
                 await self._client.delete(key)
 
-    async def unsealed(self, limit: int = FEED_BATCH) -> list[FeedEntry]:
-        """The oldest entries not sealed yet, in the order they were appended."""
+    async def unsealed(self, after: str, limit: int = FEED_BATCH) -> list[FeedEntry]:
+        """The oldest entries after the id `after` ("" from the start), in the order they were appended."""
+        return await self._feed(f"({after}" if after else "-", "+", limit)
+
+    async def sealed_entries(self, seal: Seal) -> list[FeedEntry]:
+        """The feed's entries that `seal` covers (until the archive has them)."""
+        return await self._feed(seal.block.first, seal.block.last, None)
+
+    async def _feed(self, first: str, last: str, limit: int | None) -> list[FeedEntry]:
         with translated():
-            raw = await self._client.xrange(self.keys.journal_feed(), count=limit)
+            raw = await self._client.xrange(self.keys.journal_feed(), min=first, max=last, count=limit)
         entries = []
         for entry_id, fields in cast("list[tuple[bytes, dict[bytes, bytes]]]", raw):
             decoded = rec.decoded(fields)
@@ -71,27 +78,39 @@ class RedisJournal:
         return entries
 
     async def last_seal(self) -> Seal | None:
-        """The newest seal, or None before the first."""
+        """The newest seal (once archived, without its leaves), or None before the first."""
         with translated():
             raw = await self._client.xrevrange(self.keys.journal_seals(), count=1)
+            head = cast("dict[bytes, bytes]", await self._client.hgetall(self.keys.journal_head()))
         seals = [_seal(fields) for _, fields in cast("list[tuple[bytes, dict[bytes, bytes]]]", raw)]
-        return seals[0] if seals else None
+        if seals:
+            return seals[0]
+        return _seal({**head, b"leaves": b"[]"}) if head else None
 
-    async def record_seal(self, holder: str, seal: Seal, after: Seal | None, keep_from_ms: int) -> None:
-        """Keep `seal` (which follows `after`) and trim the feed of what it seals. SealLost."""
+    async def record_seal(self, holder: str, seal: Seal, after: Seal | None) -> None:
+        """Keep `seal`, which follows `after`. SealLost."""
         fields: list[rec.Field] = [
             "block",
             seal.block.payload().decode(),
             "signature",
-            base64.urlsafe_b64encode(seal.signature).decode().rstrip("="),
+            _b64(seal),
             "leaves",
             json.dumps([leaf.as_list() for leaf in seal.leaves], separators=(",", ":")),
         ]
-        keys = [self.keys.journal_sealer(), self.keys.journal_seals(), self.keys.journal_feed()]
-        args = [holder, after.block.last if after else "", seal.block.last, next_id(seal.block.last)]
-        outcome = await self._scripts.run("record_seal", keys, [*args, f"{keep_from_ms}-0", *fields])
-        if outcome != b"sealed":
-            raise SealLost(outcome.decode() if isinstance(outcome, bytes) else str(outcome))
+        keys = [self.keys.journal_sealer(), self.keys.journal_seals(), self.keys.journal_head()]
+        args = [holder, after.block.last if after else "", seal.block.last]
+        _outcome(await self._scripts.run("record_seal", keys, [*args, *fields]), b"sealed")
+
+    async def drop_archived(self, holder: str, last: Seal) -> None:
+        """Drop the feed's entries and the seals up to `last` (archived), keeping its head. SealLost."""
+        keys = [
+            self.keys.journal_sealer(),
+            self.keys.journal_seals(),
+            self.keys.journal_feed(),
+            self.keys.journal_head(),
+        ]
+        args = [holder, last.block.last, next_id(last.block.last), last.block.payload().decode(), _b64(last)]
+        _outcome(await self._scripts.run("drop_archived", keys, args), b"dropped")
 
     async def seals_from(self, first_id: str) -> list[Seal]:
         """Every seal kept whose last entry is at or after `first_id`, oldest first."""
@@ -104,6 +123,15 @@ class RedisJournal:
         with translated():
             raw = await self._client.xrange(stream)
         return [(i.decode(), rec.decoded(f)) for i, f in cast("list[tuple[bytes, dict[bytes, bytes]]]", raw)]
+
+
+def _b64(seal: Seal) -> str:
+    return base64.urlsafe_b64encode(seal.signature).decode().rstrip("=")
+
+
+def _outcome(outcome: Any, expected: bytes) -> None:
+    if outcome != expected:
+        raise SealLost(outcome.decode() if isinstance(outcome, bytes) else str(outcome))
 
 
 def _seal(fields: dict[bytes, bytes]) -> Seal:

@@ -116,6 +116,10 @@ class Keyspace:
         """The sealed blocks, each under the id of the last entry it seals (a stream)."""
         return f"{self._prefix}:{{journal}}:seals"
 
+    def journal_head(self) -> str:
+        """The last archived seal's block and signature (a hash): the next block follows it."""
+        return f"{self._prefix}:{{journal}}:head"
+
     def journal_sealer(self) -> str:
         """The sealer's lease: the holder's name, with an expiry it renews."""
         return f"{self._prefix}:{{journal}}:sealer"

@@ -30,6 +30,7 @@ from sesame.server.domain.model import DeliveryState
 from sesame.server.domain.ports import Probe, SmsGateway, StateStore
 from sesame.server.domain.proofs import ProofFlows
 from sesame.server.grpc.server import GrpcServer, Serving
+from sesame.server.journal_archive import JournalArchive
 from sesame.server.journal_evidence import ChallengeSeals
 from sesame.server.key_boot import KeyBootPolicy, boot_keys
 from sesame.server.metrics import DependencyMeter, MeteredSmsGateway, MeteredStateStore, Metrics
@@ -111,6 +112,7 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
             lifecycle=settings.lifecycle,
             metrics=metrics,
             sealing=SealerTiming(retention=settings.evidence_retention),
+            archive=JournalArchive(settings.journal_archive_dir),
         )
 
 
@@ -210,6 +212,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
     lifecycle: LifecyclePolicy,
     metrics: Metrics,
     sealing: SealerTiming | None = None,
+    archive: JournalArchive | None = None,
 ) -> Runtime:
     """The flows over metered adapters; health probes the bare ones (a probe is not traffic)."""
     metered_store = MeteredStateStore(store, metrics)
@@ -232,8 +235,8 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
         probes={"state store": store, "key store": keys},
         metrics=metrics,
         advisories={SMS_HEALTH_SERVICE: sms_watch.healthy},
-        sealer=Sealer(store.sealed_journal(), keys, sealing),
-        seals=ChallengeSeals(store.sealed_journal(), keys),
+        sealer=Sealer(store.sealed_journal(), keys, archive, sealing) if archive else None,
+        seals=ChallengeSeals(store.sealed_journal(), keys, archive),
     )
 
 

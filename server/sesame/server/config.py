@@ -68,6 +68,7 @@ class Settings:
     max_concurrent_rpcs: int = 100  # per worker; calls beyond it are shed with UNAVAILABLE, not queued
     # How long the journal's seals are kept (CMF L.133-24: 13 months; docs/decisions/0027).
     evidence_retention: timedelta = timedelta(days=396)
+    journal_archive_dir: Path = Path("var/journal")  # the archive's segment files (decision 0027)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | EnvReader | None = None) -> Settings:
@@ -111,6 +112,7 @@ class Settings:
             retention=timedelta(
                 seconds=reader.integer("SESAME_CHALLENGE_RETENTION_SECONDS", 86400, 0, 10**8)
             ),
+            journal_archive_dir=Path(reader.text("SESAME_JOURNAL_ARCHIVE_DIR", str(var_dir / "journal"))),
             evidence_retention=timedelta(
                 days=reader.integer("SESAME_EVIDENCE_RETENTION_DAYS", 396, 1, 36500)
             ),
