@@ -24,7 +24,7 @@ from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from tests.e2e.conftest import Live, Served
-from tests.e2e.helpers import CONTEXT, PHONE, enrolled, started, transfer, verify, wrong
+from tests.e2e.helpers import CONTEXT, IBAN, PHONE, enrolled, started, transfer, verify, wrong
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -144,3 +144,26 @@ def test_sesame_serve_seals_the_journal_within_seconds(served: Served) -> None:
         time.sleep(0.5)
     assert (checked["valid"], checked["sealed_entries"]) == (True, checked["entries"])
     assert checked["given"]["seals"][0]["block"]["kid"] == "sesame-journal-v1"
+
+
+async def test_the_operation_as_authorised_outlives_the_challenge(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    """Purged after its retention, the challenge no longer says what was authorised: the sealed journal does
+    (amount, currency, payee name and IBAN, transaction id), its digest the one the proof signed."""
+    challenge_id = await sealed_flow(live)
+    await redis_client.delete(live.store.keys.challenge(challenge_id))  # what the purge does
+    status, bundle, stderr = await evidence(live, challenge_id)
+    assert status == 0, stderr[-2000:]
+    assert bundle["challenge"] is None
+    assert bundle["operation_as_authorised"] == {
+        "type": "credit_transfer",
+        "amount": {"currency": "EUR", "amount_minor": 125000},
+        "payee": {"name": "Jean DUPONT", "iban": IBAN},
+        "transaction_id": bundle["operation_as_authorised"]["transaction_id"],
+        "digest_matches_journal": True,
+    }
+    assert bundle["proof"]["claims"]["op_digest"] == next(
+        e["op_digest"] for e in bundle["journal"] if e["event"] == "challenge.opened"
+    )
+    assert bundle["journal_seals"]["valid"] is True

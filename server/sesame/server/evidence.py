@@ -7,6 +7,8 @@ challenge, its whole journal, the proof, and what was checked about the proof.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +19,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from sesame.server.domain import proof
+from sesame.server.domain import operation, proof
 from sesame.server.domain.errors import SesameError
 from sesame.server.domain.journal_seal import seal_from_dict
 from sesame.server.journal_check import check_stream
@@ -91,6 +93,27 @@ def bundle(record: EvidenceRecord, jwks: Mapping[str, Any]) -> dict[str, Any]:
         "proof": _proof_section(record, jwks) if record.proof else None,
         "jwks": dict(jwks),
         "journal_seals": journal_section(record),
+        "operation_as_authorised": authorised_operation(record.journal),
+    }
+
+
+def authorised_operation(journal: Sequence[Mapping[str, str]]) -> dict[str, Any] | None:
+    """The operation the challenge was opened for, from its journal (it outlives the challenge): its type and
+    fields, and whether its encoding gives the digest journaled with it. None when not journaled (a change
+    of number, or a journal from before)."""
+    opened = next((e for e in journal if e.get("event") == "challenge.opened" and e.get("operation")), None)
+    if opened is None:
+        return None
+    try:
+        encoded = proof.b64url_decode(opened["operation"])
+        decoded = operation.decode(encoded)
+    except ValueError:
+        return {"valid": False, "reason": "the journaled operation is not a canonical encoding"}
+    fields = dataclasses.asdict(decoded)
+    return {
+        "type": operation.kind(decoded).name.lower(),
+        **fields,
+        "digest_matches_journal": hashlib.sha256(encoded).hexdigest() == opened.get("op_digest"),
     }
 
 
@@ -138,9 +161,13 @@ def claims_match_journal(claims: Mapping[str, Any], journal: Sequence[Mapping[st
 
 
 def is_sound(evidence: Mapping[str, Any]) -> bool:
-    """Whether every check of a bundle passed: the journal's seals, then the proof (if any)."""
+    """Whether every check of a bundle passed: the journal's seals, the operation journaled as authorised,
+    then the proof (if any)."""
     seals = evidence.get("journal_seals")
     if seals and not seals["valid"]:
+        return False
+    authorised = evidence.get("operation_as_authorised")
+    if authorised is not None and not authorised.get("digest_matches_journal"):
         return False
     section = evidence.get("proof")
     if section is None:
