@@ -40,10 +40,18 @@ def _evidence(address: str, challenge_id: str) -> subprocess.CompletedProcess[st
 
 
 async def sealed_flow(live: Live) -> str:
-    """A wrong code, the right one and its proof, all sealed: the challenge id."""
+    """A wrong code, the right one and its proof, a refused cancel, all sealed: the challenge id.
+
+    The refused cancel comes last: a deleted proof entry would be journaled again by the evidence's own call
+    (it signs the proof again), which shows the deletion too, but as a gap, not as a sealed entry missing.
+    """
     challenge_id, code = await started(live, await enrolled(live))
     assert (await verify(live, challenge_id, wrong(code))).result == auth_pb.VERIFY_RESULT_WRONG_CODE
     assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
+    with pytest.raises(grpc.aio.AioRpcError):
+        await live.auth.CancelChallenge(
+            auth_pb.CancelChallengeRequest(challenge_id=challenge_id, context=CONTEXT)
+        )
     assert live.sealer is not None
     assert await live.sealer.step() is not None  # the one sealer takes the lease and seals what waits
     return challenge_id
@@ -76,7 +84,8 @@ async def _entries(client: aioredis.Redis, stream: str) -> list[tuple[bytes, dic
     [
         ("first", "entry 1 is missing"),
         ("middle", "entry 3 is missing"),
-        ("last", "was sealed but is missing"),
+        ("last", "entry 6 was sealed but is missing"),
+        ("proof", "entry 5 is missing"),  # the evidence's call journals it again: a gap
     ],
 )
 async def test_a_deleted_entry_is_found(
@@ -85,7 +94,8 @@ async def test_a_deleted_entry_is_found(
     challenge_id = await sealed_flow(live)
     stream = live.store.keys.challenge_journal(challenge_id)
     entries = await _entries(redis_client, stream)
-    victim = {"first": entries[0], "middle": entries[2], "last": entries[-1]}[where]
+    victim = {"first": entries[0], "middle": entries[2], "last": entries[-1], "proof": entries[4]}[where]
+    assert entries[4][1][b"event"] == b"challenge.proof"
     assert await redis_client.xdel(stream, victim[0]) == 1
     status, bundle, stderr = await evidence(live, challenge_id)
     assert status == 1

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Awaitable, Iterator, Sequence
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from opentelemetry import trace
@@ -14,16 +15,19 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from sesame.clients import redis_records as rec
+from sesame.clients.meter import UNMETERED, CallMeter
 from sesame.server.domain.errors import StoreUnavailable
 from sesame.server.domain.model import Challenge, User
 
 _INCLUDE = re.compile(r"^--#include (\S+)$", re.MULTILINE)
 _tracer = trace.get_tracer("sesame.clients.redis")
 JOURNAL_PIECE = "_journal.lua"  # in front of every script: the one way a journal entry is appended
+T = TypeVar("T")
 
 
 class Scripts:
-    """Every `lua/*.lua` script, registered once (EVALSHA, loaded again by redis-py when Redis lost it).
+    """Every `lua/*.lua` script, registered once (EVALSHA, loaded again by redis-py when Redis lost it), and
+    the store's one funnel to Redis: every script and read goes through `call`, timed to `meter`.
 
     A file whose name starts with `_` is not a script but a piece that scripts include with a line
     `--#include <file>`: Redis scripts cannot call each other, and a rule written once stays one rule.
@@ -31,7 +35,8 @@ class Scripts:
     (numbered, linked to its predecessor, fed to the sealer: docs/decisions/0027).
     """
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, meter: CallMeter = UNMETERED) -> None:
+        self._meter = meter
         lua = resources.files("sesame.clients").joinpath("lua")
         pieces = {
             entry.name: entry.read_text(encoding="utf-8")
@@ -58,9 +63,21 @@ class Scripts:
                 kind=trace.SpanKind.CLIENT,
                 attributes={"db.system.name": "redis", "db.operation.name": "EVALSHA", "sesame.script": name},
             ),
-            translated(),
         ):
-            return await self._scripts[name](keys=keys, args=args)
+            return await self.call(name, self._scripts[name](keys=keys, args=args))
+
+    async def call(self, name: str, command: Awaitable[T]) -> T:
+        """One round trip to Redis (a script, a read, a pipeline), timed under `name`; redis-py's failures
+        become StoreUnavailable, counted as failed (docs/decisions/0026)."""
+        start = time.perf_counter()
+        try:
+            with translated():
+                return await command
+        except StoreUnavailable:
+            self._meter.failed(name)
+            raise
+        finally:
+            self._meter.observe(name, time.perf_counter() - start)
 
 
 @contextlib.contextmanager
