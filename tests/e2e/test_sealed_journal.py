@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -177,3 +180,33 @@ async def test_the_operation_as_authorised_outlives_the_challenge(
         e["op_digest"] for e in bundle["journal"] if e["event"] == "challenge.opened"
     )
     assert bundle["journal_seals"]["valid"] is True
+
+
+def _journal_verify(var: Path, archive: Path) -> subprocess.CompletedProcess[str]:
+    """`sesame journal verify` with the keys of the development token under `var` (read from the HSM)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "sesame.server.cli", "journal", "verify", "--archive", str(archive)],
+        env={**env, "SESAME_VAR_DIR": str(var)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_journal_verify_checks_the_archive_sesame_serve_wrote(served: Served, tmp_path: Path) -> None:
+    """The archive of `sesame serve` verifies with the HSM's journal keys; one edited byte breaks it."""
+    test_sesame_serve_seals_the_journal_within_seconds(served)  # at least one flow, sealed and archived
+    done = _journal_verify(served.var, served.var / "journal")
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    assert done.stdout.startswith("verified ")
+    copy = tmp_path / "journal"
+    shutil.copytree(served.var / "journal", copy)
+    segment = max(copy.glob("segment-*.jsonl"))
+    segment.write_text(
+        segment.read_text(encoding="utf-8").replace('"opened"', '"cancelled"', 1), encoding="utf-8"
+    )
+    broken = _journal_verify(served.var, copy)
+    assert broken.returncode == 1
+    assert "its entries are not the entries it seals" in broken.stdout

@@ -99,6 +99,11 @@ class JournalArchive:
                 gone.append(segment)
         return gone
 
+    def first_number(self) -> int:
+        """The number the first archived block must have: its segment's first (1 unless pruned)."""
+        segments = self._segments()
+        return int(segments[0].stem.removeprefix("segment-")) if segments else 1
+
     def _segments(self) -> list[Path]:
         return sorted(self.path.glob("segment-*.jsonl")) if self.path.is_dir() else []
 

@@ -68,7 +68,7 @@ def check_stream(
 def _check_seals(seals: Sequence[Seal], jwks: Mapping[str, Any]) -> None:
     for i, seal in enumerate(seals):
         block = seal.block
-        if not _signed(seal, jwks):
+        if not signed(seal, jwks):
             raise _Broken(f"seal {block.number}: the signature does not verify under {block.kid!r}")
         before = seals[i - 1].block if i > 0 else None
         if before is not None and (block.number, block.prev) != (before.number + 1, before.digest()):
@@ -77,7 +77,7 @@ def _check_seals(seals: Sequence[Seal], jwks: Mapping[str, Any]) -> None:
             raise _Broken(f"seal {block.number}: its leaves do not give its Merkle root")
 
 
-def _signed(seal: Seal, jwks: Mapping[str, Any]) -> bool:
+def signed(seal: Seal, jwks: Mapping[str, Any]) -> bool:
     keys = jwks.get("keys")
     jwk = (
         next((k for k in keys if isinstance(k, Mapping) and k.get("kid") == seal.block.kid), None)
