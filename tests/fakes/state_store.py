@@ -73,13 +73,20 @@ _CONSUME_REFUSALS: dict[str, type[SesameError]] = {
 }
 
 # record_delivery.lua: each message only moves forward, DELIVERED and FAILED are final.
-_RANK = {DeliveryState.PENDING: 0, DeliveryState.SENT: 1, DeliveryState.DELIVERED: 2, DeliveryState.FAILED: 2}
+_RANK = {
+    DeliveryState.PENDING: 0,
+    DeliveryState.SENT: 1,
+    DeliveryState.DELIVERED: 2,
+    DeliveryState.FAILED: 2,
+    DeliveryState.EXPIRED: 2,
+}
 
 
 def _best_news(states: Iterable[DeliveryState]) -> DeliveryState:
-    """The challenge's state over its messages, as record_delivery.lua: delivered, else sent, else failed."""
+    """The challenge's state over its messages, as record_delivery.lua: delivered, else sent, else
+    expired, else failed."""
     seen = set(states)
-    for state in (DeliveryState.DELIVERED, DeliveryState.SENT, DeliveryState.FAILED):
+    for state in (DeliveryState.DELIVERED, DeliveryState.SENT, DeliveryState.EXPIRED, DeliveryState.FAILED):
         if state in seen:
             return state
     return DeliveryState.PENDING

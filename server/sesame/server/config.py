@@ -19,7 +19,15 @@ from sesame.server.domain.lifecycle import LifecyclePolicy
 from sesame.server.domain.model import LockoutPolicy
 from sesame.server.env_reader import EnvReader
 from sesame.server.smpp_settings import SmppSettings, read_smpp
-from sesame.server.sms_settings import DlrSettings, KannelSettings, read_dlr, read_kannel, read_providers
+from sesame.server.sms_settings import (
+    DlrSettings,
+    KannelSettings,
+    ReliabilitySettings,
+    read_dlr,
+    read_kannel,
+    read_providers,
+    read_reliability,
+)
 from sesame.server.sms_template_settings import read_sms_templates
 from sesame.server.telemetry_settings import TelemetrySettings, read_telemetry
 from sesame.server.transport_settings import TransportSettings, production_problems, read_transport
@@ -71,6 +79,7 @@ class Settings:
     # How long the journal's seals are kept (CMF L.133-24: 13 months; docs/decisions/0027).
     evidence_retention: timedelta = timedelta(days=396)
     journal_archive_dir: Path = Path("var/journal")  # the archive's segment files (decision 0027)
+    sms_reliability: ReliabilitySettings = field(default_factory=ReliabilitySettings)  # retries, breakers
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | EnvReader | None = None) -> Settings:
@@ -128,6 +137,7 @@ class Settings:
             telemetry=read_telemetry(reader, environment),
             workers=reader.integer("SESAME_WORKERS", cores(), 1, MAX_WORKERS),
             max_concurrent_rpcs=reader.integer("SESAME_MAX_CONCURRENT_RPCS", 100, 1, 100_000),
+            sms_reliability=read_reliability(reader),
         )
         if settings.environment == "production":
             _production(settings, reader.problems)

@@ -161,6 +161,9 @@ class DeliveryState(enum.Enum):
     SENT = "sent"
     DELIVERED = "delivered"
     FAILED = "failed"
+    # The SMSC gave up once the message's validity ran out (SMPP stat EXPIRED, message_state 3); final like
+    # FAILED. Shown as DELIVERY_STATE_FAILED until the proto has DELIVERY_STATE_EXPIRED (decision 0030).
+    EXPIRED = "expired"
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +309,18 @@ class SmsMessage:
     to: str
     text: str
     challenge_id: str  # "" for a notice, which belongs to no challenge and carries no code
+    # The message's own reference, the same on every attempt (the outbox's entry): each provider's
+    # reference is made from it, and the provider sees it (decision 0030). "": one is drawn per attempt.
+    reference: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SentPart:
+    """The message a provider's own message id is (a part of): its challenge, our reference, its parts."""
+
+    challenge_id: str
+    provider_ref: str
+    parts: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,3 +329,6 @@ class SentSms:
 
     provider_ref: str
     sent_at: datetime
+    # The provider's own message ids, to record beside our reference (SMPP: one per part; Kannel's
+    # sendsms answers with none).
+    provider_ids: tuple[str, ...] = ()
