@@ -15,6 +15,7 @@ from sesame.clients.redis_store import RedisStateStore
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server.domain.challenges import ChallengePolicy
 from sesame.server.metrics import Metrics
+from sesame.server.sealer import Sealer
 from tests.fakes.clock import ShiftedClock
 from tests.support.serve_process import free_port, start_serve
 from tests.support.wired_server import ServerOptions, start_wired
@@ -32,6 +33,7 @@ class Live:
     metrics: Metrics
     clock: ShiftedClock = field(default_factory=ShiftedClock)  # the server's clock: a test may move it
     address: str = ""  # host:port of the server, for the blocking clients (`sesame evidence`)
+    sealer: Sealer | None = None  # the journal's sealer, which a test runs step by step (decision 0027)
 
 
 @pytest.fixture
@@ -60,6 +62,7 @@ async def live(
             metrics=running.metrics,
             clock=clock,
             address=f"127.0.0.1:{server.port}",
+            sealer=running.sealer,
         )
     finally:
         await channel.close()

@@ -30,6 +30,7 @@ async def test_keys_carry_the_hash_tag_of_their_aggregate(redis_client: aioredis
     tag = user_tag("u-1")
     assert CHALLENGE_ID.endswith(f".u{tag}")
     assert sorted(await redis_client.keys("*")) == [
+        b"bank:{journal}:feed",  # entries not sealed yet (docs/decisions/0027)
         f"bank:{{u:{tag}}}:ch:{CHALLENGE_ID}".encode(),
         f"bank:{{u:{tag}}}:ch:{CHALLENGE_ID}:journal".encode(),
         f"bank:{{u:{tag}}}:journal:u-1".encode(),

@@ -13,6 +13,7 @@ from sesame.server.domain.challenges import ChallengePolicy
 from sesame.server.domain.lifecycle import LifecyclePolicy
 from sesame.server.domain.ports import Clock
 from sesame.server.grpc.server import GrpcServer
+from sesame.server.journal_archive import JournalArchive
 from sesame.server.metrics import Metrics
 from sesame.server.transport_settings import PLAINTEXT, TransportSettings
 
@@ -50,6 +51,7 @@ async def start_wired(
         policy=chosen.policy,
         lifecycle=chosen.lifecycle,
         metrics=Metrics(),
+        archive=JournalArchive(sms_file.parent / "journal-archive"),
     )
     server = await GrpcServer.start(
         "127.0.0.1:0",
@@ -62,5 +64,6 @@ async def start_wired(
         metrics=running.metrics,
         transport=chosen.transport,
         advisories=running.advisories,
+        seals=running.seals,
     )
     return Wired(server, running)

@@ -117,6 +117,22 @@ class Keyspace:
         """The key ledger's journal stream: which labels were first seen, and when."""
         return f"{self._prefix}:{{keys}}:journal"
 
+    def journal_feed(self) -> str:
+        """Every journal entry not sealed yet, with its stream's name (`_journal.lua`, decision 0027)."""
+        return f"{self._prefix}:{{journal}}:feed"
+
+    def journal_seals(self) -> str:
+        """The sealed blocks, each under the id of the last entry it seals (a stream)."""
+        return f"{self._prefix}:{{journal}}:seals"
+
+    def journal_head(self) -> str:
+        """The last archived seal's block and signature (a hash): the next block follows it."""
+        return f"{self._prefix}:{{journal}}:head"
+
+    def journal_sealer(self) -> str:
+        """The sealer's lease: the holder's name, with an expiry it renews."""
+        return f"{self._prefix}:{{journal}}:sealer"
+
     def provider_id(self, provider_id: str) -> str:
         """Which message an SMSC's message id is a part of (a hash with a TTL; docs/decisions/0030)."""
         return f"{self._prefix}:{{pid:{provider_id}}}:owner"

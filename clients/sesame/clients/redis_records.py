@@ -7,6 +7,7 @@ digest as hex, so that the scripts can compare a submitted digest without decodi
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -21,7 +22,7 @@ from sesame.server.domain.model import (
     User,
     UserStatus,
 )
-from sesame.server.domain.operation import MalformedEncoding, decode, kind
+from sesame.server.domain.operation import ChangePhone, MalformedEncoding, Operation, decode, kind
 from sesame.server.domain.privacy import mask_phone
 from sesame.server.domain.proof import IssuedProof
 
@@ -200,8 +201,18 @@ def opened_entry(challenge: Challenge, context: RequestContext) -> list[Field]:
         "expires_at", iso(challenge.expires_at),
         "key_version", challenge.key_version,
         "op", kind(challenge.operation).name.lower(),
+        *operation_fields(challenge.operation),
         *context_fields(context),
     ]  # fmt: skip
+
+
+def operation_fields(operation: Operation) -> list[Field]:
+    """The operation as authorised, in its canonical encoding (base64url), kept by the journal and its archive
+    for the evidence's retention, long after the challenge is purged (issue 8 item 3). Not for a change of
+    number: its encoding holds the whole new number; its digest and the number change's entries suffice."""
+    if isinstance(operation, ChangePhone):
+        return []
+    return ["operation", base64.urlsafe_b64encode(operation.encode()).decode().rstrip("=")]
 
 
 def proof_id_fields(proof_id: ProofId | None) -> list[Field]:
@@ -262,3 +273,13 @@ def refusal_counts(raw: Mapping[bytes, bytes]) -> list[RefusalCount]:
 def decoded(entry: Mapping[bytes, bytes]) -> dict[str, str]:
     """A journal entry as text."""
     return {key.decode(): value.decode() for key, value in entry.items()}
+
+
+# The fields `_journal.lua` adds to every entry for the seals: its number in its stream and the id of its
+# predecessor (docs/decisions/0027). Evidence keeps them; a reader of the events alone does not need them.
+CHAIN_FIELDS = frozenset({"seq", "prev"})
+
+
+def event_fields(entry: Mapping[bytes, bytes]) -> dict[str, str]:
+    """A journal entry as text, without the chain's fields."""
+    return {name: value for name, value in decoded(entry).items() if name not in CHAIN_FIELDS}

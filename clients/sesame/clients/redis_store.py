@@ -21,6 +21,7 @@ from redis.backoff import NoBackoff
 
 from sesame.clients import redis_records as rec
 from sesame.clients.meter import UNMETERED, CallMeter
+from sesame.clients.redis_journal import RedisJournal
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_scripts import Scripts, stored_challenge
 from sesame.clients.redis_scripts import translated as _translated
@@ -97,6 +98,10 @@ class RedisStateStore(RedisRegistry):
             retry=Retry(NoBackoff(), 0),
         )
         return cls(client, prefix=prefix, retention=retention)
+
+    def sealed_journal(self) -> RedisJournal:
+        """The feed, seals and sealer's lease of this store's journals, on the same connections."""
+        return RedisJournal(self._client, self.keys, self._scripts)
 
     def metered(self, meter: CallMeter) -> RedisStateStore:
         """A view of this store (same client and pool) that reports every round trip to `meter`.
@@ -325,8 +330,11 @@ class RedisStateStore(RedisRegistry):
         return "" if raw is None else raw.decode()
 
     async def challenge_journal(self, challenge_id: str) -> list[dict[str, str]]:
-        """The challenge's journal entries, oldest first (they outlive the challenge)."""
-        return await self._read_journal("challenge_journal", self.keys.challenge_journal(challenge_id))
+        """The challenge's journal entries, oldest first (they outlive the challenge), as evidence reads them:
+        with the chain's fields."""
+        return await self._read_journal(
+            "challenge_journal", self.keys.challenge_journal(challenge_id), chain=True
+        )
 
     async def challenge_journal_page(self, challenge_id: str, after: str, limit: int) -> JournalPage:
         """A page of the challenge's journal (XRANGE from the entry after the token's, COUNT limit + 1)."""

@@ -33,8 +33,11 @@ from sesame.server.domain.model import DeliveryState
 from sesame.server.domain.ports import Probe, SmsGateway, StateStore
 from sesame.server.domain.proofs import ProofFlows
 from sesame.server.grpc.server import GrpcServer, Serving
+from sesame.server.journal_archive import JournalArchive
+from sesame.server.journal_evidence import ChallengeSeals
 from sesame.server.key_boot import KeyBootPolicy, boot_keys
 from sesame.server.metrics import DependencyMeter, MeteredSmsGateway, Metrics, MetricsTally
+from sesame.server.sealer import Sealer, SealerTiming
 from sesame.server.smpp_settings import SmppSettings
 from sesame.server.sms_providers import ProviderMeter
 from sesame.server.sms_settings import DlrSettings, KannelSettings, ReliabilitySettings
@@ -73,6 +76,8 @@ class Runtime:
     probes: Mapping[str, Probe]
     metrics: Metrics
     advisories: Mapping[str, Callable[[], bool]] = field(default_factory=dict)  # health names: works?
+    sealer: Sealer | None = None  # seals the journal while it holds the lease (docs/decisions/0027)
+    seals: ChallengeSeals | None = None  # what a challenge's evidence says of its seals
 
 
 def hsm_config(settings: Settings) -> Pkcs11Config:
@@ -115,6 +120,8 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
             policy=settings.policy,
             lifecycle=settings.lifecycle,
             metrics=metrics,
+            sealing=SealerTiming(retention=settings.evidence_retention),
+            archive=JournalArchive(settings.journal_archive_dir),
         )
 
 
@@ -228,6 +235,8 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
     policy: ChallengePolicy,
     lifecycle: LifecyclePolicy,
     metrics: Metrics,
+    sealing: SealerTiming | None = None,
+    archive: JournalArchive | None = None,
 ) -> Runtime:
     """The flows over metered views of the adapters, telling the metrics what they decided; health probes
     the bare ones (a probe is not traffic)."""
@@ -256,6 +265,8 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
         probes={"state store": store, "key store": keys},
         metrics=metrics,
         advisories={SMS_HEALTH_SERVICE: sms_watch.healthy},
+        sealer=Sealer(store.sealed_journal(), keys, archive, sealing) if archive else None,
+        seals=ChallengeSeals(store.sealed_journal(), keys, archive),
     )
 
 
@@ -310,9 +321,14 @@ async def serve(settings: Settings, ready: Callable[[], None]) -> None:
             transport=settings.transport,
             advisories=running.advisories,
             serving=Serving(max_concurrent_rpcs=settings.max_concurrent_rpcs, reuse_port=True),
+            seals=running.seals,
         )
+        # Every worker runs a sealer; the one holding the lease seals (docs/decisions/0027).
+        sealing = asyncio.create_task(running.sealer.run(stop)) if running.sealer else None
         ready()
         await stop.wait()
+        if sealing is not None:
+            await sealing
         _log.info("draining (grace %.0f s)", settings.shutdown_grace)
         await server.stop(settings.shutdown_grace)
     _log.info("stopped")

@@ -76,6 +76,9 @@ class Settings:
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)  # logs and traces
     workers: int = 1  # worker processes sharing the gRPC port (docs/decisions/0021)
     max_concurrent_rpcs: int = 100  # per worker; calls beyond it are shed with UNAVAILABLE, not queued
+    # How long the journal's seals are kept (CMF L.133-24: 13 months; docs/decisions/0027).
+    evidence_retention: timedelta = timedelta(days=396)
+    journal_archive_dir: Path = Path("var/journal")  # the archive's segment files (decision 0027)
     sms_reliability: ReliabilitySettings = field(default_factory=ReliabilitySettings)  # retries, breakers
 
     @classmethod
@@ -121,6 +124,10 @@ class Settings:
             ),
             retention=timedelta(
                 seconds=reader.integer("SESAME_CHALLENGE_RETENTION_SECONDS", 86400, 0, 10**8)
+            ),
+            journal_archive_dir=Path(reader.text("SESAME_JOURNAL_ARCHIVE_DIR", str(var_dir / "journal"))),
+            evidence_retention=timedelta(
+                days=reader.integer("SESAME_EVIDENCE_RETENTION_DAYS", 396, 1, 36500)
             ),
             shutdown_grace=float(reader.integer("SESAME_SHUTDOWN_GRACE_SECONDS", 10, 0, 300)),
             health_interval=float(reader.integer("SESAME_HEALTH_INTERVAL_SECONDS", 1, 1, 60)),

@@ -48,5 +48,5 @@ redis.call('ZREMRANGEBYSCORE', pending, '-inf', ARGV[3])
 redis.call('ZADD', pending, ARGV[6], ARGV[5])
 redis.call('HSET', challenge, unpack(fields))
 redis.call('PEXPIREAT', challenge, ARGV[1])
-redis.call('XADD', journal, '*', unpack(entry))
+journal_append(journal, entry)
 return {'opened'}

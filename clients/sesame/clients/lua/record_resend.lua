@@ -62,7 +62,7 @@ for _, v in ipairs({'user_id', h[7], 'client_id', h[8], 'op_digest', h[9], 'outc
   entry[#entry + 1] = v
 end
 if journaled then
-  redis.call('XADD', journal, '*', unpack(entry))
+  journal_append(journal, entry)
 end
 if outcome == 'resent' then
   return {outcome, redis.call('HGETALL', challenge)}

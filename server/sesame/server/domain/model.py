@@ -19,10 +19,11 @@ class MacAlgorithm(enum.Enum):
 
 
 class KeyKind(enum.Enum):
-    """The two kinds of keys Sésame keeps in the HSM, each versioned by its label `sesame-<kind>-v<N>`."""
+    """The kinds of keys Sésame keeps in the HSM, each versioned by its label `sesame-<kind>-v<N>`."""
 
     OTP = "otp"  # a generic secret: HMAC for the codes (OCRA)
     PROOF = "proof"  # an EC P-256 key pair: ES256 signatures of the proofs
+    JOURNAL = "journal"  # an EC P-256 key pair: ES256 signatures of the journal's seals (decision 0027)
 
     @property
     def prefix(self) -> str:

@@ -28,7 +28,12 @@ from sesame.server.grpc.catalogue import API_SERVICES
 from sesame.server.grpc.decoding import DecodingInterceptor
 from sesame.server.grpc.health import HealthWatcher
 from sesame.server.grpc.metering import MetricsInterceptor
-from sesame.server.grpc.servicers import AuthenticationServicer, EnrollmentServicer, EvidenceServicer
+from sesame.server.grpc.servicers import (
+    AuthenticationServicer,
+    ChallengeSeals,
+    EnrollmentServicer,
+    EvidenceServicer,
+)
 from sesame.server.grpc.shedding import SheddingInterceptor
 from sesame.server.grpc.status import ErrorInterceptor
 from sesame.server.metrics import Metrics
@@ -109,6 +114,7 @@ class GrpcServer:
         transport: TransportSettings = PLAINTEXT,
         advisories: Mapping[str, Callable[[], bool]] | None = None,
         serving: Serving = Serving(),
+        seals: ChallengeSeals | None = None,
     ) -> GrpcServer:
         """Bind `address` as `transport` says, register everything, start serving; health follows `probes`."""
         server = grpc.aio.server(
@@ -131,7 +137,7 @@ class GrpcServer:
             AuthenticationServicer(challenges, proofs, clock), server
         )
         enrol_grpc.add_EnrollmentServiceServicer_to_server(EnrollmentServicer(enrollment, clock), server)
-        evidence_grpc.add_EvidenceServiceServicer_to_server(EvidenceServicer(proofs, clock), server)
+        evidence_grpc.add_EvidenceServiceServicer_to_server(EvidenceServicer(proofs, clock, seals), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
