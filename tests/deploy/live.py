@@ -31,8 +31,8 @@ from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.api.v1 import operation_pb2 as op_pb
-from sesame.server.grpc.demo import find_sms
 from tests.deploy.artifacts import ALERTS
+from tests.support.outbox import sms_in
 from tests.support.pki import Pki
 from tests.support.prometheus import Prometheus, running_prometheus
 from tests.support.serve_process import ServeProcess, free_port, start_serve
@@ -78,9 +78,7 @@ class Callers:
 
     def code(self, challenge_id: str) -> str:
         """The code the console gateway wrote for `challenge_id`."""
-        found = find_sms(self.sms_file, challenge_id)
-        assert found is not None
-        return found[1]
+        return sms_in(self.sms_file, challenge_id)[1]
 
     def verify(self, challenge_id: str, code: str) -> int:
         """Submit `code`; the result."""

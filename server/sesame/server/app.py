@@ -22,12 +22,14 @@ from sesame.clients.sms_smpp import SmppConfig, SmppSmsGateway
 from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
 from sesame.hsm.softhsm import bootstrap_dev_token
 from sesame.server.config import Settings
+from sesame.server.dispatch_loop import DispatchLoops
 from sesame.server.domain.challenges import ChallengeFlows, ChallengePolicy
+from sesame.server.domain.dispatching import Dispatcher, RecentCodes
 from sesame.server.domain.enrollment import EnrollmentFlows
 from sesame.server.domain.errors import ConfigurationError
 from sesame.server.domain.lifecycle import LifecyclePolicy
 from sesame.server.domain.model import DeliveryState
-from sesame.server.domain.ports import Probe, SmsGateway, StateStore
+from sesame.server.domain.ports import Outbox, Probe, SmsGateway, StateStore
 from sesame.server.domain.proofs import ProofFlows
 from sesame.server.grpc.server import GrpcServer, Serving
 from sesame.server.key_boot import KeyBootPolicy, boot_keys
@@ -67,6 +69,7 @@ class Runtime:
     clock: SystemClock
     probes: Mapping[str, Probe]
     metrics: Metrics
+    dispatcher: Dispatcher  # sends what the outbox holds, through the same metered gateway
     advisories: Mapping[str, Callable[[], bool]] = field(default_factory=dict)  # health names: works?
 
 
@@ -94,19 +97,27 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
         await boot_keys(config, keys, redis_url, boot, datetime.now(UTC))
         store = RedisStateStore.from_url(redis_url, retention=settings.retention)
         stack.push_async_callback(store.close)
+        outbox = store.outbox()
+        stack.push_async_callback(outbox.close)
         clock = SystemClock()
         metrics = Metrics()
         sms = await stack.enter_async_context(sms_gateway(settings, clock, MeteredStateStore(store, metrics)))
         # No /metrics here: the supervisor serves the sum of its workers' metrics (docs/decisions/0021).
-        yield wire(
+        running = wire(
             keys=keys,
             store=store,
+            outbox=outbox,
             sms=sms,
             clock=clock,
             policy=settings.policy,
             lifecycle=settings.lifecycle,
             metrics=metrics,
         )
+        # Stopped first on the way out (after the server drained): a loop finishes its batch.
+        loops = DispatchLoops(running.dispatcher, outbox, metrics, clock, settings.dispatch)
+        loops.start()
+        stack.push_async_callback(loops.stop)
+        yield running
 
 
 @contextlib.asynccontextmanager
@@ -199,6 +210,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
     *,
     keys: Pkcs11KeyStore,
     store: RedisStateStore,
+    outbox: Outbox,
     sms: Gateway,
     clock: SystemClock,
     policy: ChallengePolicy,
@@ -208,6 +220,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
     """The flows over metered adapters; health probes the bare ones (a probe is not traffic)."""
     metered_store = MeteredStateStore(store, metrics)
     metered_keys = TracedKeyStore(keys.metered(DependencyMeter(metrics, "hsm")))
+    recent = RecentCodes(clock)  # Start's code, for this worker's dispatcher (docs/decisions/0025)
     proofs = ProofFlows(keys=metered_keys, store=metered_store, clock=clock, issuer=policy.bank_name)
     sms_watch = SmsWatch(sms.name)
     metered_sms = MeteredSmsGateway(sms.gateway, metrics, sms.name, sms_watch)
@@ -219,12 +232,21 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
             clock=clock,
             policy=policy,
             proofs=proofs,
+            recent=recent,
         ),
         enrollment=EnrollmentFlows(store=metered_store, clock=clock, sms=metered_sms, policy=lifecycle),
         proofs=proofs,
         clock=clock,
         probes={"state store": store, "key store": keys},
         metrics=metrics,
+        dispatcher=Dispatcher(
+            keys=metered_keys,
+            outbox=outbox,
+            sms=metered_sms,
+            clock=clock,
+            bank_name=policy.bank_name,
+            recent=recent,
+        ),
         advisories={SMS_HEALTH_SERVICE: sms_watch.healthy},
     )
 

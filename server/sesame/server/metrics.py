@@ -44,6 +44,7 @@ from sesame.server.domain.model import (
     VerificationAttempt,
     VerificationOutcome,
 )
+from sesame.server.domain.opening import Opened, Opening
 from sesame.server.domain.operation import kind
 from sesame.server.domain.ports import SmsGateway, StateStore
 from sesame.server.domain.proof import IssuedProof
@@ -171,7 +172,36 @@ class Metrics:
             ["gateway", "reason"],
             registry=self.registry,
         )
+        self._outbox_metrics()
         self._operational_gauges()
+
+    def _outbox_metrics(self) -> None:
+        """The SMS outbox (docs/decisions/0025): what its dispatchers did, how long an SMS waited, and the
+        backlog, which every dispatcher samples (the workers' samples are of one stream: the max is it)."""
+        self.dispatches = Counter(
+            "sesame_outbox_dispatches",
+            "Queued SMS settled by a dispatcher, by outcome (sent, failed, expired, missing).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.sms_handed_seconds = Histogram(
+            "sesame_sms_handed_seconds",
+            "Time from the SMS queued (Start or Resend) to its handing to the gateway.",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.outbox_depth = Gauge(
+            "sesame_outbox_depth",
+            "SMS in the outbox not settled yet (queued or being sent).",
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
+        self.outbox_oldest_seconds = Gauge(
+            "sesame_outbox_oldest_age_seconds",
+            "Age of the oldest SMS in the outbox, 0 when it is empty.",
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
 
     def _operational_gauges(self) -> None:
         """What an operator alerts on besides traffic: the version, health as published, each probe."""
@@ -272,11 +302,12 @@ class MeteredStateStore(MeteredRegistry):
         )
         self._metrics.challenges_opened.labels(kind(challenge.operation).name.lower()).inc()
 
-    async def claim_request(self, user_id: str, request_id: str, challenge_id: str, until: datetime) -> str:
-        """Claim an idempotency key, timed."""
-        return await self._timed(
-            "claim_request", self._inner.claim_request(user_id, request_id, challenge_id, until)
-        )
+    async def start_challenge(self, opening: Opening) -> Opened:
+        """Start's one step, timed (as open_challenge, its script); an opened challenge counted by type."""
+        opened = await self._budgeted(self._timed("open_challenge", self._inner.start_challenge(opening)))
+        if opened.queued:
+            self._metrics.challenges_opened.labels(kind(opening.operation).name.lower()).inc()
+        return opened
 
     async def get_challenge(self, challenge_id: str) -> Challenge:
         """Read a challenge, timed."""

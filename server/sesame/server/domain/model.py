@@ -160,6 +160,8 @@ class DeliveryState(enum.Enum):
     SENT = "sent"
     DELIVERED = "delivered"
     FAILED = "failed"
+    QUEUED = "queued"  # in the outbox, not yet handed to the gateway (docs/decisions/0025)
+    EXPIRED = "expired"  # never sent: the challenge expired or closed while its SMS was queued
 
 
 @dataclass(frozen=True, slots=True)
