@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -307,4 +308,24 @@ async def serve(settings: Settings, ready: Callable[[], None]) -> None:
         await stop.wait()
         _log.info("draining (grace %.0f s)", settings.shutdown_grace)
         await server.stop(settings.shutdown_grace)
+    _log.info("stopped")
+
+
+async def dispatch(settings: Settings) -> None:
+    """`sesame dispatch`: dispatch loops alone, no gRPC port, until SIGTERM or SIGINT (docs/decisions/0025).
+
+    Same Redis (SESAME_REDIS_URL: a dispatcher cannot share `sesame serve`'s embedded one otherwise), token
+    and gateway settings as the workers; at least one loop, whatever SESAME_DISPATCHERS says (that setting
+    may be 0 so that the workers leave the sending to this process).
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    loops = max(1, settings.dispatch.loops)
+    settings = dataclasses.replace(settings, dispatch=dataclasses.replace(settings.dispatch, loops=loops))
+    async with runtime(settings):
+        _log.info("dispatching the SMS outbox with %d loop%s", loops, "" if loops == 1 else "s")
+        await stop.wait()
+        _log.info("stopping: each loop finishes its batch")
     _log.info("stopped")
