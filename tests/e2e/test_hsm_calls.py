@@ -1,7 +1,7 @@
 """HSM calls per RPC, counted where every HSM call funnels (the key store's `_call`), on a real server.
 
 Start costs one HSM call (the MAC of the code; the nonce comes from the OS, docs/decisions/0020); Verify costs
-one MAC, and one signature more when it succeeds (the proof).
+one MAC, and one signature more when it is VERIFIED (the proof, signed after the decision, decision 0026).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+import redis.asyncio as aioredis
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from tests.e2e.conftest import Live
@@ -64,3 +65,32 @@ async def test_a_wrong_code_costs_one_mac(live: Live) -> None:
     reply = await verify(live, challenge_id, wrong(code))
     assert reply.result == auth_pb.VERIFY_RESULT_WRONG_CODE
     assert hsm_calls(live) - before == Counter(mac=1)
+
+
+async def test_a_right_code_refused_signs_nothing(live: Live, redis_client: aioredis.Redis) -> None:
+    """A right code that is refused, while its user is blocked or once the challenge is spent, costs one MAC
+    and no signature: a proof is signed only after a VERIFIED decision (docs/decisions/0026)."""
+    user_id = await warmed(live)
+    spent_id, spent_code = await started(live, user_id)
+    await verify(live, spent_id, spent_code)
+    missed_id, missed_code = await started(live, user_id)
+    await redis_client.zrem(live.store.keys.user_pending(user_id), missed_id)  # the block's voiding misses it
+    for wrong_codes in (3, 2):  # five wrong codes in a row block the user
+        challenge_id, code = await started(live, user_id)
+        for _ in range(wrong_codes):
+            await verify(live, challenge_id, wrong(code))
+    before = hsm_calls(live)
+    assert (await verify(live, missed_id, missed_code)).result == auth_pb.VERIFY_RESULT_USER_BLOCKED
+    assert (await verify(live, spent_id, spent_code)).result == auth_pb.VERIFY_RESULT_ALREADY_USED
+    assert hsm_calls(live) - before == Counter(mac=2)
+
+
+async def test_get_proof_signs_once_and_then_reads(live: Live) -> None:
+    """GetProof after a verification signs the journaled claims once; asked again, it only reads."""
+    user_id = await warmed(live)
+    challenge_id, code = await started(live, user_id)
+    await verify(live, challenge_id, code)
+    before = hsm_calls(live)
+    await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))
+    await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))
+    assert hsm_calls(live) - before == Counter(sign=1)

@@ -4,8 +4,10 @@ Counted where every command leaves the server: the redis-py client the store sen
 `redis_client`, which the live server's store uses) is wrapped by a counter that passes each command on
 unchanged. The store sends no pipeline, so one command is one round trip, a script (EVALSHA) included.
 PING is left out: the health watcher sends it on its own clock. The numbers are exact, so that a
-regression shows. The last test counts the requests Redis itself reads during one Start, and holds
-docs/benchmarks.md's figure to it.
+regression shows. The server's own metrics count the same round trips where the store funnels them
+(`Scripts.call`, `sesame_dependency_duration_seconds{dependency="store"}`, docs/decisions/0026): both counts
+must agree, so no command leaves the store unmetered. The last test counts the requests Redis itself reads
+during one Start, and holds docs/benchmarks.md's figure to it.
 """
 
 from __future__ import annotations
@@ -44,6 +46,19 @@ def sent(redis_client: aioredis.Redis) -> Iterator[Counter[str]]:
     del redis_client.execute_command
 
 
+def store_calls(live: Live) -> Counter[str]:
+    """How many Redis round trips the server has timed at its store's funnel so far, by call."""
+    counted: Counter[str] = Counter()
+    for family in live.metrics.registry.collect():
+        for sample in family.samples:
+            if (
+                sample.name == "sesame_dependency_duration_seconds_count"
+                and sample.labels["dependency"] == "store"
+            ):
+                counted[sample.labels["call"]] += int(sample.value)
+    return counted
+
+
 async def warm(live: Live) -> str:
     """Enrol a user and run one flow of each kind, so that every script is loaded (no NOSCRIPT retry)."""
     user_id = await enrolled(live)
@@ -53,16 +68,34 @@ async def warm(live: Live) -> str:
     return user_id
 
 
-async def test_verify_is_one_round_trip_and_one_more_for_the_proof(live: Live, sent: Counter[str]) -> None:
-    """A wrong code: one script. A right code: the decision and the proof's record, two scripts."""
+async def test_verify_is_one_round_trip_proof_included(live: Live, sent: Counter[str]) -> None:
+    """A wrong code and a right one: one script each; the proof is named by the decision and signed after it,
+    with no second write (docs/decisions/0026)."""
     user_id = await warm(live)
     challenge_id, code = await started(live, user_id)
     sent.clear()
+    before = store_calls(live)
     assert (await verify(live, challenge_id, wrong(code))).result == auth_pb.VERIFY_RESULT_WRONG_CODE
     assert sent == Counter(evalsha=1)
     sent.clear()
-    assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
-    assert sent == Counter(evalsha=2)
+    reply = await verify(live, challenge_id, code)
+    assert (reply.result, bool(reply.proof)) == (auth_pb.VERIFY_RESULT_VERIFIED, True)
+    assert sent == Counter(evalsha=1)
+    sent.clear()
+    assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_ALREADY_USED
+    assert sent == Counter(evalsha=1)
+    assert store_calls(live) - before == Counter(record_verification=3)
+
+
+async def test_get_challenge_is_one_round_trip(live: Live, sent: Counter[str]) -> None:
+    """GetChallenge reads the challenge's hash once."""
+    user_id = await warm(live)
+    challenge_id, _ = await started(live, user_id)
+    sent.clear()
+    before = store_calls(live)
+    await live.auth.GetChallenge(auth_pb.GetChallengeRequest(challenge_id=challenge_id))
+    assert sent == Counter(hgetall=1)
+    assert store_calls(live) - before == Counter(get_challenge=1)
 
 
 async def test_start_is_one_round_trip_with_or_without_a_request_id(live: Live, sent: Counter[str]) -> None:
@@ -70,10 +103,12 @@ async def test_start_is_one_round_trip_with_or_without_a_request_id(live: Live, 
     request id costs nothing more (decision 0025). The dispatcher's reads go through a client of its own."""
     user_id = await warm(live)
     sent.clear()
+    before = store_calls(live)
     await live.auth.StartChallenge(
         auth_pb.StartChallengeRequest(user_id=user_id, operation=transfer(), context=CONTEXT)
     )
     assert sent == Counter(evalsha=1)
+    assert store_calls(live) - before == Counter(open_challenge=1)
     sent.clear()
     await live.auth.StartChallenge(
         auth_pb.StartChallengeRequest(

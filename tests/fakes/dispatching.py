@@ -14,6 +14,7 @@ from sesame.server.domain.dispatching import Dispatcher
 from sesame.server.domain.model import Challenge, RequestContext
 from sesame.server.domain.ports import Clock, KeyStore, SmsGateway, StateStore
 from sesame.server.domain.proofs import ProofFlows
+from sesame.server.domain.tally import UNTALLIED, Tally
 from tests.fakes.outbox import MemoryOutbox
 
 
@@ -30,8 +31,11 @@ class InstantlyDispatched(ChallengeFlows):
         clock: Clock,
         policy: ChallengePolicy,
         proofs: ProofFlows,
+        tally: Tally = UNTALLIED,
     ) -> None:
-        super().__init__(keys=keys, store=store, sms=sms, clock=clock, policy=policy, proofs=proofs)
+        super().__init__(
+            keys=keys, store=store, sms=sms, clock=clock, policy=policy, proofs=proofs, tally=tally
+        )
         self.outbox = outbox
         self.dispatcher = Dispatcher(
             keys=keys, outbox=outbox, sms=sms, clock=clock, bank_name=policy.bank_name

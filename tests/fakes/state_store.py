@@ -145,6 +145,7 @@ class MemoryStateStore(MemoryRegistry):
         self._challenges: dict[str, Challenge] = {}
         self._requests: dict[tuple[str, str], tuple[str, datetime]] = {}
         self._challenge_journals: dict[str, list[dict[str, str]]] = {}
+        self._proofs: dict[str, str] = {}  # the JWS record_proof kept, by challenge (decision 0026)
         self._messages: dict[str, dict[str, DeliveryState]] = {}  # per challenge: provider ref -> state
         self._consumed: dict[str, str] = {}  # challenge id -> the request id of the change it authorised
         self._sends: dict[BudgetSubject, list[datetime]] = {}  # send budgets: when each unit was taken
@@ -268,6 +269,10 @@ class MemoryStateStore(MemoryRegistry):
                 result.value,
                 {"op_digest": attempt.op_digest.hex(), **context_fields(attempt.context)},
             )
+            if result is VerifyResult.VERIFIED and attempt.proof_id is not None:
+                # As record_verification.lua: the decision names its proof; the JWS is kept later.
+                proof_id = {"jti": attempt.proof_id.jti, "kid": attempt.proof_id.kid}
+                self._append(challenge, "challenge.proof", attempt.at, "issued", proof_id)
             started = self._count_for_user(
                 challenge.user_id, challenge.challenge_id, result, attempt.at, lockout
             )
@@ -363,12 +368,15 @@ class MemoryStateStore(MemoryRegistry):
             journal = self._challenge_journals.get(facts.challenge_id)
             if not journal:
                 raise ChallengeNotFound(facts.challenge_id)
-            for entry in journal:
-                if entry["event"] == "challenge.proof":
-                    return entry["proof"]
+            named = [e for e in journal if e["event"] == "challenge.proof"]
+            if named and "proof" in named[0]:
+                return named[0]["proof"]  # journaled whole, before decision 0026
             verified = ("challenge.verification", "verified")
             if not any((e["event"], e["outcome"]) == verified for e in journal):
                 raise ChallengeNotVerified(facts.challenge_id)
+            kept = self._proofs.setdefault(facts.challenge_id, proof.jws)
+            if kept != proof.jws or named:
+                return kept
             journal.append(
                 {
                     "event": "challenge.proof",
@@ -382,10 +390,12 @@ class MemoryStateStore(MemoryRegistry):
                     "status": "verified",
                     "jti": proof.jti,
                     "kid": proof.kid,
-                    "proof": proof.jws,
                 }
             )
             return proof.jws
+
+    async def stored_proof(self, challenge_id: str) -> str:
+        return self._proofs.get(challenge_id, "")
 
     async def void_challenge(self, challenge_id: str, voiding: Voiding) -> VoidOutcome:
         async with self._lock:

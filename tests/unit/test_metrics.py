@@ -1,4 +1,8 @@
-"""The metered adapters count what the flows do, by outcome, and label nothing personal."""
+"""The flows' tally counts what they do, by outcome, and labels nothing personal (docs/decisions/0026).
+
+Durations are timed at each adapter's funnel: tests/integration/test_store_metering.py (Redis),
+tests/integration/test_hsm_metering.py (HSM), tests/e2e/test_round_trips.py (every round trip of an RPC).
+"""
 
 from __future__ import annotations
 
@@ -14,14 +18,13 @@ from sesame.server.domain.errors import ConfigurationError, ResendRefused, SendB
 from sesame.server.domain.lifecycle import Provenance
 from sesame.server.domain.model import ChallengeStatus, RequestContext, User, UserStatus
 from sesame.server.domain.operation import CreditTransfer, Login, Money, Payee
-from sesame.server.domain.ports import StateStore
 from sesame.server.domain.proofs import ProofFlows
 from sesame.server.grpc.demo import code_in
 from sesame.server.metrics import (
     MeteredSmsGateway,
-    MeteredStateStore,
     Metrics,
     MetricsEndpoint,
+    MetricsTally,
 )
 from tests.fakes.clock import FixedClock
 from tests.fakes.dispatching import InstantlyDispatched
@@ -34,7 +37,7 @@ TRANSFER = CreditTransfer(Money("EUR", 125000), Payee("Jean DUPONT", "FR76300060
 
 
 class Metered:
-    """Flows over fakes, the store and the gateway wrapped in their metered form."""
+    """Flows over fakes, telling a MetricsTally what they decide; the gateway in its metered form."""
 
     def __init__(self) -> None:
         self.metrics = Metrics()
@@ -43,15 +46,16 @@ class Metered:
         keys.add_key("sesame-otp-v1", b"k" * 32)
         self.store = MemoryStateStore()
         self.sms = RecordingSmsGateway(self.clock)
-        metered_store = MeteredStateStore(self.store, self.metrics)
+        self.tally = MetricsTally(self.metrics)
         self.flows = InstantlyDispatched(
             keys=keys,
-            store=metered_store,
+            store=self.store,
             outbox=self.store.outbox,
             sms=MeteredSmsGateway(self.sms, self.metrics, "console"),
             clock=self.clock,
             policy=ChallengePolicy(),
-            proofs=ProofFlows(keys=keys, store=metered_store, clock=self.clock, issuer="MaBanque"),
+            proofs=ProofFlows(keys=keys, store=self.store, clock=self.clock, issuer="MaBanque"),
+            tally=self.tally,
         )
 
     async def started(self, operation: CreditTransfer | Login = TRANSFER) -> str:
@@ -79,6 +83,21 @@ async def test_verifications_are_counted_by_outcome(metered: Metered) -> None:
         await metered.flows.verify(VerifyRequest(challenge_id, submitted, TRANSFER, RequestContext()))
     assert metered.sample("sesame_verifications_total", result="wrong_code") == 1
     assert metered.sample("sesame_verifications_total", result="verified") == 1
+
+
+async def test_a_block_and_the_challenges_it_voids_are_counted(metered: Metered) -> None:
+    """Five wrong codes in a row count one block, and the pending challenge it voids as `user_blocked`."""
+    pending = await metered.started()
+    for wrong_codes in (3, 2):
+        challenge_id = await metered.started()
+        code = code_in(metered.sms.sent[-1].text)
+        wrong = str((int(code) + 1) % 10**6).zfill(6)
+        for _ in range(wrong_codes):
+            await metered.flows.verify(VerifyRequest(challenge_id, wrong, TRANSFER, RequestContext()))
+    assert (await metered.store.get_challenge(pending)).status is ChallengeStatus.CANCELLED
+    assert metered.sample("sesame_user_blocks_total") == 1
+    assert metered.sample("sesame_verifications_total", result="wrong_code") == 5
+    assert metered.sample("sesame_challenges_voided_total", reason="user_blocked") == 2
 
 
 async def test_challenges_are_counted_by_operation_type(metered: Metered) -> None:
@@ -121,15 +140,6 @@ async def test_send_budget_refusals_are_counted_by_subject(metered: Metered) -> 
     assert metered.sample("sesame_send_budget_refusals_total", subject="phone") == 0
 
 
-async def test_dependency_calls_are_timed(metered: Metered) -> None:
-    """Each store call of a start lands in the latency histogram (HSM calls: tests/e2e/test_hsm_calls.py)."""
-    await metered.started()
-    assert (
-        metered.sample("sesame_dependency_duration_seconds_count", dependency="store", call="open_challenge")
-        == 1
-    )
-
-
 async def test_no_personal_data_or_code_in_the_exposition(metered: Metered) -> None:
     """The whole scrape holds no phone, user, challenge id or code."""
     challenge_id = await metered.started()
@@ -143,20 +153,12 @@ async def test_no_personal_data_or_code_in_the_exposition(metered: Metered) -> N
 async def test_lifecycle_changes_and_voided_challenges_are_counted(metered: Metered) -> None:
     """A suspension counts one suspend change and one challenge voided for that reason."""
     challenge_id = await metered.started()
-    registry = EnrollmentFlows(
-        store=MeteredStateStore(metered.store, metered.metrics), clock=metered.clock, sms=metered.sms
-    )
+    registry = EnrollmentFlows(store=metered.store, clock=metered.clock, sms=metered.sms, tally=metered.tally)
     result = await registry.suspend(StatusRequest("alice", Provenance("ops-1", "vol", "s-1")))
     assert result.voided == 1
     assert (await metered.store.get_challenge(challenge_id)).status is ChallengeStatus.CANCELLED
     assert metered.sample("sesame_user_changes_total", change="suspend") == 1
     assert metered.sample("sesame_challenges_voided_total", reason="user_suspended") == 1
-
-
-def test_every_state_store_method_is_metered() -> None:
-    """MeteredStateStore defines each method of the StateStore port, none left to a missing attribute."""
-    port = {name for name in vars(StateStore) if not name.startswith("_")}
-    assert port <= set(dir(MeteredStateStore))
 
 
 def test_endpoint_serves_the_registry_on_loopback() -> None:

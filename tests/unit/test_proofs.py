@@ -58,14 +58,38 @@ async def test_the_proof_holds_neither_the_code_nor_the_phone() -> None:
 
 
 async def test_the_journal_names_the_proof_by_jti_and_kid() -> None:
-    """The challenge.proof entry follows the verification, with the JWS, its jti and its kid."""
+    """The challenge.proof entry follows the verification, written by the decision itself: its jti and kid.
+
+    The proof is named before the decision and signed after it, so the journal fixes every byte it signs
+    without a second write; the JWS is kept only when GetProof asks for it again (docs/decisions/0026).
+    """
     world = World()
     challenge_id = await world.started()
     jws = (await world.verify(challenge_id)).proof
     *_, verification, entry = await world.store.challenge_journal(challenge_id)
     assert (verification["event"], verification["outcome"]) == ("challenge.verification", "verified")
-    assert (entry["event"], entry["proof"], entry["kid"]) == ("challenge.proof", jws, "sesame-proof-v1")
-    assert entry["jti"] == claims_of(jws)["jti"]
+    assert (entry["event"], entry["jti"], entry["kid"]) == (
+        "challenge.proof",
+        claims_of(jws)["jti"],
+        "sesame-proof-v1",
+    )
+    assert "proof" not in entry
+    assert await world.store.stored_proof(challenge_id) == ""
+
+
+async def test_a_refused_right_code_names_no_proof() -> None:
+    """A right code refused (the challenge already used) journals no jti: no proof is named or signed."""
+    world = World()
+    challenge_id = await world.started()
+    await world.verify(challenge_id)
+    replay = await world.verify(challenge_id)
+    assert (replay.result, replay.proof) == (VerifyResult.ALREADY_USED, "")
+    events = [(e["event"], e["outcome"]) for e in await world.store.challenge_journal(challenge_id)]
+    assert events[-3:] == [
+        ("challenge.verification", "verified"),
+        ("challenge.proof", "issued"),
+        ("challenge.verification", "already_used"),
+    ]
 
 
 async def test_without_a_proof_key_the_answer_is_still_verified() -> None:
@@ -92,12 +116,15 @@ async def test_get_proof_issues_a_missing_proof_from_the_journal() -> None:
 
 
 async def test_get_proof_gives_the_same_proof_again() -> None:
-    """The proof VerifyChallenge returned is the one GetProof returns, every time."""
+    """GetProof states exactly what VerifyChallenge's proof stated (header and claims, jti included), and
+    then gives that one proof every time; only the ECDSA signature's random bytes differ (decision 0026)."""
     world = World()
     challenge_id = await world.started()
     jws = (await world.verify(challenge_id)).proof
-    assert await world.proofs.get(challenge_id) == jws
-    assert await world.proofs.get(challenge_id) == jws
+    again = await world.proofs.get(challenge_id)
+    assert again.rsplit(".", 1)[0] == jws.rsplit(".", 1)[0]
+    verified_claims(again, await world.jwks())
+    assert await world.proofs.get(challenge_id) == again
 
 
 async def test_get_proof_works_after_the_challenge_was_purged() -> None:
@@ -147,7 +174,8 @@ async def test_evidence_gathers_the_challenge_its_journal_and_its_proof() -> Non
         "challenge.verification",
         "challenge.proof",
     ]
-    assert evidence.proof == jws
+    # The proof is journaled when first asked for, stating what VerifyChallenge's did (decision 0026).
+    assert evidence.proof.rsplit(".", 1)[0] == jws.rsplit(".", 1)[0]
 
 
 async def test_evidence_of_a_purged_challenge_keeps_journal_and_proof() -> None:
@@ -157,4 +185,5 @@ async def test_evidence_of_a_purged_challenge_keeps_journal_and_proof() -> None:
     jws = (await world.verify(challenge_id)).proof
     world.clock.advance(timedelta(minutes=5) + RETENTION)
     evidence = await world.proofs.evidence(challenge_id)
-    assert (evidence.challenge, evidence.proof, len(evidence.journal)) == (None, jws, 4)
+    assert (evidence.challenge, len(evidence.journal)) == (None, 4)
+    assert evidence.proof.rsplit(".", 1)[0] == jws.rsplit(".", 1)[0]

@@ -29,6 +29,11 @@ class Keyspace:
     def __init__(self, prefix: str = "sesame") -> None:
         self._prefix = prefix
 
+    @property
+    def prefix(self) -> str:
+        """What every key starts with."""
+        return self._prefix
+
     def _user_place(self, user_id: str) -> str:
         return f"{self._prefix}:{{u:{user_tag(user_id)}}}"
 
@@ -69,6 +74,10 @@ class Keyspace:
     def challenge_journal(self, challenge_id: str) -> str:
         """The challenge's journal stream (it outlives the challenge)."""
         return f"{self.challenge(challenge_id)}:journal"
+
+    def challenge_proof(self, challenge_id: str) -> str:
+        """The JWS of the challenge's proof, once signed after its decision (a string; decision 0026)."""
+        return f"{self.challenge(challenge_id)}:proof"
 
     def challenge_refusals(self, challenge_id: str) -> str:
         """How many times each kind of refusal was answered for the challenge, and when last (a hash).

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Awaitable, Iterator, Sequence
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from opentelemetry import trace
@@ -14,21 +15,25 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from sesame.clients import redis_records as rec
+from sesame.clients.meter import UNMETERED, CallMeter
 from sesame.server.domain.errors import StoreUnavailable
 from sesame.server.domain.model import Challenge, User
 
 _INCLUDE = re.compile(r"^--#include (\S+)$", re.MULTILINE)
 _tracer = trace.get_tracer("sesame.clients.redis")
+T = TypeVar("T")
 
 
 class Scripts:
-    """Every `lua/*.lua` script, registered once (EVALSHA, loaded again by redis-py when Redis lost it).
+    """Every `lua/*.lua` script, registered once (EVALSHA, loaded again by redis-py when Redis lost it), and
+    the store's one funnel to Redis: every script and read goes through `call`, timed to `meter`.
 
     A file whose name starts with `_` is not a script but a piece that scripts include with a line
     `--#include <file>`: Redis scripts cannot call each other, and a rule written once stays one rule.
     """
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, meter: CallMeter = UNMETERED) -> None:
+        self._meter = meter
         lua = resources.files("sesame.clients").joinpath("lua")
         pieces = {
             entry.name: entry.read_text(encoding="utf-8")
@@ -54,9 +59,21 @@ class Scripts:
                 kind=trace.SpanKind.CLIENT,
                 attributes={"db.system.name": "redis", "db.operation.name": "EVALSHA", "sesame.script": name},
             ),
-            translated(),
         ):
-            return await self._scripts[name](keys=keys, args=args)
+            return await self.call(name, self._scripts[name](keys=keys, args=args))
+
+    async def call(self, name: str, command: Awaitable[T]) -> T:
+        """One round trip to Redis (a script, a read, a pipeline), timed under `name`; redis-py's failures
+        become StoreUnavailable, counted as failed (docs/decisions/0026)."""
+        start = time.perf_counter()
+        try:
+            with translated():
+                return await command
+        except StoreUnavailable:
+            self._meter.failed(name)
+            raise
+        finally:
+            self._meter.observe(name, time.perf_counter() - start)
 
 
 @contextlib.contextmanager

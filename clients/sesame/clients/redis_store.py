@@ -20,6 +20,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from sesame.clients import redis_records as rec
+from sesame.clients.meter import UNMETERED, CallMeter
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_outbox import RedisOutbox
 from sesame.clients.redis_scripts import Scripts, stored_challenge
@@ -72,16 +73,21 @@ class RedisStateStore(RedisRegistry):
     """Users, client companies and challenges in Redis; each method is one atomic, journaled transition."""
 
     def __init__(
-        self, client: aioredis.Redis, *, prefix: str = "sesame", retention: timedelta = DEFAULT_RETENTION
+        self,
+        client: aioredis.Redis,
+        *,
+        prefix: str = "sesame",
+        retention: timedelta = DEFAULT_RETENTION,
+        meter: CallMeter = UNMETERED,
     ) -> None:
-        """Use `client` (which must not decode responses); keep challenges `retention` past expiry."""
-        super().__init__(client, Keyspace(prefix), Scripts(client))
+        """Use `client` (which must not decode responses); keep challenges `retention` past expiry; report
+        every round trip to `meter`."""
+        super().__init__(client, Keyspace(prefix), Scripts(client, meter))
         self._retention = retention
-        self._prefix = prefix
 
     def outbox(self) -> RedisOutbox:
         """The SMS outbox in the same Redis, on a pool of its own (docs/decisions/0025)."""
-        return RedisOutbox.beside(self._client, prefix=self._prefix)
+        return RedisOutbox.beside(self._client, prefix=self.keys.prefix)
 
     @classmethod
     def from_url(
@@ -103,6 +109,13 @@ class RedisStateStore(RedisRegistry):
             retry=Retry(NoBackoff(), 0),
         )
         return cls(client, prefix=prefix, retention=retention)
+
+    def metered(self, meter: CallMeter) -> RedisStateStore:
+        """A view of this store (same client and pool) that reports every round trip to `meter`.
+
+        The service's flows use the view; health probes the store itself (a probe is not traffic).
+        """
+        return RedisStateStore(self._client, prefix=self.keys.prefix, retention=self._retention, meter=meter)
 
     async def close(self) -> None:
         """Close the client and its connections."""
@@ -210,8 +223,9 @@ class RedisStateStore(RedisRegistry):
 
     async def get_challenge(self, challenge_id: str) -> Challenge:
         """The challenge as stored. ChallengeNotFound."""
-        with _translated():
-            raw = await self._client.hgetall(self.keys.challenge(challenge_id))
+        raw = await self._scripts.call(
+            "get_challenge", self._client.hgetall(self.keys.challenge(challenge_id))
+        )
         if not raw:
             raise ChallengeNotFound(challenge_id)
         return _challenge(cast("dict[bytes, bytes]", raw))
@@ -230,6 +244,7 @@ class RedisStateStore(RedisRegistry):
             lockout.first_block // rec.MS,
             lockout.longest_block // rec.MS,
             rec.iso(attempt.at),
+            *rec.proof_id_fields(attempt.proof_id),
             *head,
             "op_digest", attempt.op_digest.hex(),
             *rec.context_fields(attempt.context),
@@ -290,10 +305,10 @@ class RedisStateStore(RedisRegistry):
             raise ChallengeNotFound(challenge_id)
 
     async def record_proof(self, proof: IssuedProof, at: datetime) -> str:
-        """Journal the proof once; return the one that stands. ChallengeNotFound, ChallengeNotVerified."""
+        """Keep the proof once; return the one that stands. ChallengeNotFound, ChallengeNotVerified."""
         challenge_id = proof.facts.challenge_id
-        keys = [self.keys.challenge_journal(challenge_id)]
-        reply = await self._run("record_proof", keys, rec.proof_entry(proof, at))
+        keys = [self.keys.challenge_journal(challenge_id), self.keys.challenge_proof(challenge_id)]
+        reply = await self._run("record_proof", keys, [proof.jws, *rec.proof_entry(proof, at)])
         match reply[0]:
             case b"not_found":
                 raise ChallengeNotFound(challenge_id)
@@ -350,18 +365,30 @@ class RedisStateStore(RedisRegistry):
                 raise ChallengeConsumed(challenge_id)
         return _challenge(rec.pairs(reply[1]))
 
+    async def stored_proof(self, challenge_id: str) -> str:
+        """The JWS kept by record_proof for the challenge, "" when none was kept yet."""
+        raw = cast(
+            "bytes | None",
+            await self._scripts.call(
+                "stored_proof", self._client.get(self.keys.challenge_proof(challenge_id))
+            ),
+        )
+        return "" if raw is None else raw.decode()
+
     async def challenge_journal(self, challenge_id: str) -> list[dict[str, str]]:
         """The challenge's journal entries, oldest first (they outlive the challenge)."""
-        return await self._read_journal(self.keys.challenge_journal(challenge_id))
+        return await self._read_journal("challenge_journal", self.keys.challenge_journal(challenge_id))
 
     async def challenge_journal_page(self, challenge_id: str, after: str, limit: int) -> JournalPage:
         """A page of the challenge's journal (XRANGE from the entry after the token's, COUNT limit + 1)."""
         if after and _STREAM_ID.fullmatch(after) is None:
             raise InvalidRequest([FieldViolation("page_token", "is not a page token")])
-        with _translated():
-            raw = await self._client.xrange(
+        raw = await self._scripts.call(
+            "challenge_journal_page",
+            self._client.xrange(
                 self.keys.challenge_journal(challenge_id), min=f"({after}" if after else "-", count=limit + 1
-            )
+            ),
+        )
         entries = cast("list[tuple[bytes, dict[bytes, bytes]]]", raw)
         page = entries[:limit]
         next_token = page[-1][0].decode() if len(entries) > limit else ""
@@ -369,10 +396,12 @@ class RedisStateStore(RedisRegistry):
 
     async def challenge_refusals(self, challenge_id: str) -> list[RefusalCount]:
         """The refusal counts of the challenge, by event then outcome."""
-        with _translated():
-            raw = cast(
-                "dict[bytes, bytes]", await self._client.hgetall(self.keys.challenge_refusals(challenge_id))
-            )
+        raw = cast(
+            "dict[bytes, bytes]",
+            await self._scripts.call(
+                "challenge_refusals", self._client.hgetall(self.keys.challenge_refusals(challenge_id))
+            ),
+        )
         return rec.refusal_counts(raw)
 
     def _challenge_keys(self, challenge_id: str) -> list[str]:

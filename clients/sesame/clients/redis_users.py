@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from sesame.clients import redis_records as rec
 from sesame.clients.redis_keys import Keyspace
-from sesame.clients.redis_scripts import Scripts, stored_user, translated
+from sesame.clients.redis_scripts import Scripts, stored_user
 from sesame.server.domain.errors import (
     ChallengeMismatch,
     ClientNotFound,
@@ -73,8 +73,7 @@ class RedisRegistry:
 
     async def get_user(self, user_id: str) -> User:
         """The enrolled user. UserNotFound."""
-        with translated():
-            raw = await self._client.hgetall(self.keys.user(user_id))
+        raw = await self._scripts.call("get_user", self._client.hgetall(self.keys.user(user_id)))
         if not raw:
             raise UserNotFound(user_id)
         return stored_user(cast("dict[bytes, bytes]", raw))
@@ -170,8 +169,9 @@ class RedisRegistry:
 
     async def applied_change(self, user_id: str, request_id: str) -> str | None:
         """The fingerprint recorded for this request id, if a change was applied under it."""
-        with translated():
-            seen = await self._client.hget(self.keys.user_changes(user_id), request_id)
+        seen = await self._scripts.call(
+            "applied_change", self._client.hget(self.keys.user_changes(user_id), request_id)
+        )
         return None if seen is None else cast("bytes", seen).decode()
 
     async def record_user_notice(self, user_id: str, notice: UserNotice) -> None:
@@ -185,17 +185,23 @@ class RedisRegistry:
             "outcome": "sent" if notice.sent else "failed",
             "provider_ref": notice.provider_ref,
         }
-        with translated():
-            await self._client.xadd(self.keys.user_journal(user_id), entry)  # type: ignore[arg-type]
+        await self._scripts.call(
+            "record_user_notice",
+            self._client.xadd(self.keys.user_journal(user_id), entry),  # type: ignore[arg-type]
+        )
 
     async def pending_challenges(self, user_id: str, expiring_after: datetime) -> list[str]:
         """The indexed ids expiring after `expiring_after`; older entries are dropped in the same step."""
         key, cutoff = self.keys.user_pending(user_id), rec.to_ms(expiring_after)
-        with translated():
+
+        async def trimmed() -> list[bytes]:
             async with self._client.pipeline(transaction=True) as pipe:
                 pipe.zremrangebyscore(key, "-inf", cutoff)
                 pipe.zrangebyscore(key, f"({cutoff}", "+inf")
                 _, ids = await pipe.execute()
+            return cast("list[bytes]", ids)
+
+        ids = await self._scripts.call("pending_challenges", trimmed())
         return [challenge_id.decode() for challenge_id in ids]
 
     # Client companies ---------------------------------------------------------------------------
@@ -208,8 +214,12 @@ class RedisRegistry:
 
     async def client_users(self, client_id: str) -> list[str]:
         """Every user id ever enlisted for the client."""
-        with translated():
-            members = cast("set[bytes]", await self._client.smembers(self.keys.client_users(client_id)))
+        members = cast(
+            "set[bytes]",
+            await self._scripts.call(
+                "client_users", self._client.smembers(self.keys.client_users(client_id))
+            ),
+        )
         return sorted(member.decode() for member in members)
 
     async def terminate_client(self, termination: ClientTermination) -> None:
@@ -225,15 +235,16 @@ class RedisRegistry:
 
     async def user_journal(self, user_id: str) -> list[dict[str, str]]:
         """The user's journal entries, oldest first."""
-        return await self._read_journal(self.keys.user_journal(user_id))
+        return await self._read_journal("user_journal", self.keys.user_journal(user_id))
 
     async def client_journal(self, client_id: str) -> list[dict[str, str]]:
         """The client company's journal entries, oldest first."""
-        return await self._read_journal(self.keys.client_journal(client_id))
+        return await self._read_journal("client_journal", self.keys.client_journal(client_id))
 
-    async def _read_journal(self, key: str) -> list[dict[str, str]]:
-        with translated():
-            entries = cast("list[tuple[bytes, dict[bytes, bytes]]]", await self._client.xrange(key))
+    async def _read_journal(self, call: str, key: str) -> list[dict[str, str]]:
+        entries = cast(
+            "list[tuple[bytes, dict[bytes, bytes]]]", await self._scripts.call(call, self._client.xrange(key))
+        )
         return [rec.decoded(fields) for _, fields in entries]
 
     def _user_keys(self, user_id: str) -> list[str]:

@@ -34,7 +34,7 @@ from sesame.server.domain.ports import Outbox, Probe, SmsGateway, StateStore
 from sesame.server.domain.proofs import ProofFlows
 from sesame.server.grpc.server import GrpcServer, Serving
 from sesame.server.key_boot import KeyBootPolicy, boot_keys
-from sesame.server.metrics import DependencyMeter, MeteredSmsGateway, MeteredStateStore, Metrics
+from sesame.server.metrics import DependencyMeter, MeteredSmsGateway, Metrics, MetricsTally
 from sesame.server.smpp_settings import SmppSettings
 from sesame.server.sms_settings import DlrSettings, KannelSettings
 from sesame.server.sms_watch import SMS_HEALTH_SERVICE, SmsWatch
@@ -102,7 +102,8 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
         stack.push_async_callback(outbox.close)
         clock = SystemClock()
         metrics = Metrics()
-        sms = await stack.enter_async_context(sms_gateway(settings, clock, MeteredStateStore(store, metrics)))
+        reports = store.metered(DependencyMeter(metrics, "store"))  # delivery reports, timed as traffic
+        sms = await stack.enter_async_context(sms_gateway(settings, clock, reports))
         # No /metrics here: the supervisor serves the sum of its workers' metrics (docs/decisions/0021).
         running = wire(
             keys=keys,
@@ -218,9 +219,12 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
     lifecycle: LifecyclePolicy,
     metrics: Metrics,
 ) -> Runtime:
-    """The flows over metered adapters; health probes the bare ones (a probe is not traffic)."""
-    metered_store = MeteredStateStore(store, metrics)
+    """The flows over metered views of the adapters, telling the metrics what they decided; health probes
+    the bare ones (a probe is not traffic)."""
+    # Each adapter times its calls at its one funnel (docs/decisions/0020, 0026): no wrapper per adapter.
     metered_keys = TracedKeyStore(keys.metered(DependencyMeter(metrics, "hsm")))
+    metered_store = store.metered(DependencyMeter(metrics, "store"))
+    tally = MetricsTally(metrics)
     recent = RecentCodes(clock)  # Start's code, for this worker's dispatcher (docs/decisions/0025)
     proofs = ProofFlows(keys=metered_keys, store=metered_store, clock=clock, issuer=policy.bank_name)
     sms_watch = SmsWatch(sms.name)
@@ -233,9 +237,12 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
             clock=clock,
             policy=policy,
             proofs=proofs,
+            tally=tally,
             recent=recent,
         ),
-        enrollment=EnrollmentFlows(store=metered_store, clock=clock, sms=metered_sms, policy=lifecycle),
+        enrollment=EnrollmentFlows(
+            store=metered_store, clock=clock, sms=metered_sms, policy=lifecycle, tally=tally
+        ),
         proofs=proofs,
         clock=clock,
         probes={"state store": store, "key store": keys},

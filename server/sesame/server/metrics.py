@@ -3,52 +3,38 @@
 Labels name RPC methods, status codes, outcomes, operation types, dependencies and gateways: never a user, a
 phone number, a challenge id or a code. Cardinality stays bounded and a scrape leaks nothing.
 
-The flows stay pure: the composition root wraps the store and the gateway in metered ones that time the call
-and count its outcome, hands the key store a `DependencyMeter` that its one funnel reports every HSM call to
-(`sesame.hsm.meter`), and the gRPC layer counts calls by status code (`sesame.server.grpc.metering`).
+The flows stay pure: they tell a `MetricsTally` what they decided (`sesame.server.domain.tally`); each adapter
+times its own calls at its one funnel and reports them to a `DependencyMeter` (Redis: `Scripts.call`; HSM:
+`Pkcs11KeyStore._call`); the gateway is still wrapped (`MeteredSmsGateway`); the gRPC layer counts calls by
+status code (`sesame.server.grpc.metering`). Docs/decisions/0026.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from datetime import datetime
 from importlib import metadata
 from typing import TypeVar
 
 from cryptography import x509
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from sesame.server.domain.budgets import Charge
 from sesame.server.domain.errors import (
-    ChallengeClosed,
     ConfigurationError,
     DeliveryFailed,
     HsmUnavailable,
-    ResendRefused,
-    SendBudgetExhausted,
     StoreUnavailable,
-    UserBlocked,
 )
+from sesame.server.domain.lifecycle import VoidReason
 from sesame.server.domain.model import (
-    Challenge,
-    DeliveryState,
-    JournalPage,
-    LockoutPolicy,
-    RefusalCount,
-    RequestContext,
     SentSms,
     SmsMessage,
-    User,
-    VerificationAttempt,
     VerificationOutcome,
 )
-from sesame.server.domain.opening import Opened, Opening
-from sesame.server.domain.operation import kind
-from sesame.server.domain.ports import SmsGateway, StateStore
-from sesame.server.domain.proof import IssuedProof
-from sesame.server.metered_registry import MeteredRegistry
+from sesame.server.domain.operation import Operation, kind
+from sesame.server.domain.ports import SmsGateway
+from sesame.server.domain.tally import Tally
 from sesame.server.sms_watch import SmsWatch
 
 T = TypeVar("T")
@@ -279,107 +265,37 @@ class DependencyMeter:
         self.metrics.dependency_failures.labels(self.dependency, call).inc()
 
 
-class MeteredStateStore(MeteredRegistry):
-    """A StateStore that times every Redis transition and counts challenges, verifications and resends.
+@dataclass(frozen=True, slots=True)
+class MetricsTally:
+    """Where the flows report what they decided (`sesame.server.domain.tally`): the outcome counters."""
 
-    The lifecycle transitions (suspend, number change, ...) are timed and counted by `MeteredRegistry`.
-    """
+    metrics: Metrics
 
-    async def register_user(self, user: User) -> User:
-        """Enrol, timed."""
-        return await self._timed("register_user", self._inner.register_user(user))
+    def opened(self, operation: Operation) -> None:
+        """Count a challenge opened, by operation type."""
+        self.metrics.challenges_opened.labels(kind(operation).name.lower()).inc()
 
-    async def get_user(self, user_id: str) -> User:
-        """Read a user, timed."""
-        return await self._timed("get_user", self._inner.get_user(user_id))
-
-    async def open_challenge(
-        self, challenge: Challenge, context: RequestContext, charges: Sequence[Charge] = ()
-    ) -> None:
-        """Open a challenge, timed and counted by operation type; a spent budget is counted by subject."""
-        await self._budgeted(
-            self._timed("open_challenge", self._inner.open_challenge(challenge, context, charges))
-        )
-        self._metrics.challenges_opened.labels(kind(challenge.operation).name.lower()).inc()
-
-    async def start_challenge(self, opening: Opening) -> Opened:
-        """Start's one step, timed (as open_challenge, its script); an opened challenge counted by type."""
-        opened = await self._budgeted(self._timed("open_challenge", self._inner.start_challenge(opening)))
-        if opened.queued:
-            self._metrics.challenges_opened.labels(kind(opening.operation).name.lower()).inc()
-        return opened
-
-    async def get_challenge(self, challenge_id: str) -> Challenge:
-        """Read a challenge, timed."""
-        return await self._timed("get_challenge", self._inner.get_challenge(challenge_id))
-
-    async def record_verification(
-        self, attempt: VerificationAttempt, lockout: LockoutPolicy
-    ) -> VerificationOutcome:
-        """Decide an attempt, timed and counted by outcome; a block it starts is counted."""
-        outcome = await self._timed("record_verification", self._inner.record_verification(attempt, lockout))
-        self._metrics.verifications.labels(outcome.result.value).inc()
+    def verified(self, outcome: VerificationOutcome) -> None:
+        """Count a judged code by result, and a block it started."""
+        self.metrics.verifications.labels(outcome.result.value).inc()
         if outcome.blocked_until is not None:
-            self._metrics.user_blocks.inc()
-        return outcome
+            self.metrics.user_blocks.inc()
 
-    async def cancel_challenge(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
-        """Cancel, timed."""
-        return await self._timed("cancel_challenge", self._inner.cancel_challenge(challenge_id, at, context))
+    def resend(self, outcome: str) -> None:
+        """Count a resend by outcome."""
+        self.metrics.resends.labels(outcome).inc()
 
-    async def record_resend(
-        self, challenge_id: str, at: datetime, context: RequestContext, charges: Sequence[Charge] = ()
-    ) -> Challenge:
-        """Take a resend, timed and counted by outcome; a spent budget is counted by subject."""
-        try:
-            taken = await self._budgeted(
-                self._timed("record_resend", self._inner.record_resend(challenge_id, at, context, charges))
-            )
-        except ResendRefused as refused:
-            self._metrics.resends.labels("exhausted" if refused.retry_after is None else "too_soon").inc()
-            raise
-        except ChallengeClosed:
-            self._metrics.resends.labels("closed").inc()
-            raise
-        except UserBlocked:
-            self._metrics.resends.labels("user_blocked").inc()
-            raise
-        self._metrics.resends.labels("resent").inc()
-        return taken
+    def budget_refused(self, subject: str) -> None:
+        """Count a send refused by a spent budget, by subject."""
+        self.metrics.send_budget_refusals.labels(subject).inc()
 
-    async def record_delivery(
-        self, challenge_id: str, state: DeliveryState, provider_ref: str, at: datetime
-    ) -> None:
-        """Note a delivery state, timed."""
-        await self._timed(
-            "record_delivery", self._inner.record_delivery(challenge_id, state, provider_ref, at)
-        )
+    def voided(self, reason: VoidReason) -> None:
+        """Count a challenge voided by a change of its user, by reason."""
+        self.metrics.challenges_voided.labels(reason.value).inc()
 
-    async def record_proof(self, proof: IssuedProof, at: datetime) -> str:
-        """Journal a proof, timed."""
-        return await self._timed("record_proof", self._inner.record_proof(proof, at))
-
-    async def _budgeted(self, call: Awaitable[T]) -> T:
-        """The call's result; a refusal by a spent send budget is counted by subject."""
-        try:
-            return await call
-        except SendBudgetExhausted as refused:
-            self._metrics.send_budget_refusals.labels(refused.subject).inc()
-            raise
-
-    async def challenge_journal(self, challenge_id: str) -> list[dict[str, str]]:
-        """Read a challenge's journal, timed."""
-        return await self._timed("challenge_journal", self._inner.challenge_journal(challenge_id))
-
-    async def challenge_journal_page(self, challenge_id: str, after: str, limit: int) -> JournalPage:
-        """Read a page of a challenge's journal, timed."""
-        return await self._timed(
-            "challenge_journal_page", self._inner.challenge_journal_page(challenge_id, after, limit)
-        )
-
-    async def challenge_refusals(self, challenge_id: str) -> list[RefusalCount]:
-        """Read a challenge's refusal counts, timed."""
-        return await self._timed("challenge_refusals", self._inner.challenge_refusals(challenge_id))
+    def changed(self, change: str) -> None:
+        """Count a lifecycle change made."""
+        self.metrics.user_changes.labels(change).inc()
 
 
 class MeteredSmsGateway:
@@ -407,7 +323,7 @@ class MeteredSmsGateway:
         return sent
 
 
-_s: type[StateStore] = MeteredStateStore
+_t: type[Tally] = MetricsTally
 _g: type[SmsGateway] = MeteredSmsGateway
 
 

@@ -1,19 +1,24 @@
--- Journal the proof of a verified challenge, once: the first proof journaled stands for good.
--- Works on the journal alone (it outlives the challenge hash), so a proof can be issued after the purge.
--- KEYS[1] challenge journal stream (its user's {u:<t>} slot)
--- ARGV[1 ..] journal field/value pairs of the proof entry (event, time, ids, jti, kid, proof)
--- Returns {'recorded'}, {'exists', <the proof journaled earlier>}, {'not_verified'} or {'not_found'}.
-local journal = KEYS[1]
+-- Keep the proof of a verified challenge, once: the first proof kept stands for good.
+-- Works on the journal alone (it outlives the challenge hash), so a proof can be issued after the purge. The
+-- verification journals the `challenge.proof` entry (jti, kid) with its decision and no JWS (decision 0026):
+-- the JWS signed later is kept beside the journal. A decision that named no proof gets its entry here.
+-- KEYS[1] challenge journal stream, KEYS[2] the proof's JWS (both in the user's {u:<t>} slot)
+-- ARGV[1] the JWS, ARGV[2 ..] journal field/value pairs of the proof entry (event, time, ids, jti, kid)
+-- Returns {'recorded'}, {'exists', <the proof kept earlier>}, {'not_verified'} or {'not_found'}.
+local journal, stored = KEYS[1], KEYS[2]
 local entries = redis.call('XRANGE', journal, '-', '+')
 if #entries == 0 then
   return {'not_found'}
 end
-local verified = false
+local verified, named = false, false
 for _, entry in ipairs(entries) do
   local fields = {}
   for i = 1, #entry[2], 2 do fields[entry[2][i]] = entry[2][i + 1] end
   if fields['event'] == 'challenge.proof' then
-    return {'exists', fields['proof']}
+    if fields['proof'] then
+      return {'exists', fields['proof']}  -- journaled whole, before decision 0026
+    end
+    named = true
   end
   if fields['event'] == 'challenge.verification' and fields['outcome'] == 'verified' then
     verified = true
@@ -22,5 +27,12 @@ end
 if not verified then
   return {'not_verified'}
 end
-redis.call('XADD', journal, '*', unpack(ARGV))
+local earlier = redis.call('GET', stored)
+if earlier then
+  return {'exists', earlier}
+end
+redis.call('SET', stored, ARGV[1])
+if not named then
+  redis.call('XADD', journal, '*', unpack(ARGV, 2))
+end
 return {'recorded'}

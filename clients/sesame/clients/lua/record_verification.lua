@@ -8,8 +8,9 @@
 -- ARGV[1] attempt time (unix ms), ARGV[2] submitted op_digest (hex), ARGV[3] '1' if the code matched,
 -- ARGV[4], ARGV[5] the names of the user hash and the user journal less the user id, in the challenge's
 -- place, ARGV[6] wrong codes in a row that block, ARGV[7] first block (ms), ARGV[8] longest block (ms),
--- ARGV[9] attempt time (ISO, for the user's journal), ARGV[10 ..] challenge journal field/value pairs (event,
--- time, id, request context)
+-- ARGV[9] attempt time (ISO, for the user's journal), ARGV[10], ARGV[11] the jti and kid of the proof that a
+-- VERIFIED decision will carry ('' when none can be signed now; decision 0026), ARGV[12 ..] challenge journal
+-- field/value pairs (event, time, id, request context)
 -- Returns {result, hgetall, blocked_until} (blocked_until: unix ms when this attempt started a block, else
 -- 0) or {'not_found'}.
 local challenge, journal, refusals = KEYS[1], KEYS[2], KEYS[3]
@@ -67,12 +68,19 @@ if REFUSED[result] then
   end
 end
 local entry = {}
-for i = 10, #ARGV do entry[#entry + 1] = ARGV[i] end
+for i = 12, #ARGV do entry[#entry + 1] = ARGV[i] end
 local attempts = redis.call('HGET', challenge, 'attempts')
 for _, v in ipairs({'user_id', h[5], 'client_id', h[6], 'outcome', result, 'attempts', attempts, 'status', status}) do
   entry[#entry + 1] = v
 end
 redis.call('XADD', journal, '*', unpack(entry))
+-- The proof is signed after this step and its JWS is not written: the entry that names it (jti, key) is, with
+-- the decision, so the journal fixes every byte it signs; GetProof signs the same claims again (0026).
+if result == 'verified' and ARGV[10] ~= '' then
+  redis.call('XADD', journal, '*', 'event', 'challenge.proof', 'at', ARGV[9], 'challenge_id', h[7], 'user_id', h[5],
+             'client_id', h[6], 'op_digest', h[3], 'outcome', 'issued', 'attempts', attempts, 'status', status,
+             'jti', ARGV[10], 'kid', ARGV[11])
+end
 
 -- The user's count of wrong codes in a row: only a wrong code counts, only a right one resets it.
 local function journal_user(event, outcome, failures, blocks, until_ms)

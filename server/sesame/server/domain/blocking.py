@@ -17,6 +17,7 @@ from sesame.server.domain import sms_text
 from sesame.server.domain.errors import DeliveryFailed, SesameError
 from sesame.server.domain.lifecycle import Provenance, UserNotice, VoidReason
 from sesame.server.domain.model import SmsMessage
+from sesame.server.domain.tally import UNTALLIED, Tally
 from sesame.server.domain.voiding import void_pending
 
 if TYPE_CHECKING:
@@ -37,11 +38,19 @@ class Block:
     caller: str  # the calling service, journaled with each voiding
 
 
-async def after_block(store: StateStore, sms: SmsGateway, clock: Clock, bank_name: str, block: Block) -> None:
+async def after_block(  # noqa: PLR0913 (the ports it uses, the bank's name, the block, where to count)
+    store: StateStore,
+    sms: SmsGateway,
+    clock: Clock,
+    bank_name: str,
+    block: Block,
+    *,
+    tally: Tally = UNTALLIED,
+) -> None:
     """Void the user's pending challenges, then alert the user on the secure number; never raises."""
     provenance = Provenance("sesame", "wrong codes in a row", "", block.caller)
     try:
-        await void_pending(store, block.user_id, VoidReason.USER_BLOCKED, block.at, provenance)
+        await void_pending(store, block.user_id, VoidReason.USER_BLOCKED, block.at, provenance, tally=tally)
     except SesameError as exc:
         _log.warning("pending challenges of a blocked user not voided (%s)", type(exc).__name__)
     try:

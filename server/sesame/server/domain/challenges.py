@@ -21,6 +21,8 @@ from sesame.server.domain.errors import (
     InvalidRequest,
     KeyNotFound,
     KeyVersionUnavailable,
+    SendBudgetExhausted,
+    SesameError,
 )
 from sesame.server.domain.log_context import about_user
 from sesame.server.domain.model import (
@@ -35,10 +37,13 @@ from sesame.server.domain.model import (
 )
 from sesame.server.domain.opening import Opening
 from sesame.server.domain.operation import Operation, OperationType, digest, kind
+from sesame.server.domain.tally import UNTALLIED, Tally, resend_refusal
 
 _log = logging.getLogger("sesame.challenges")
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from sesame.server.domain.ports import Clock, KeyStore, SmsGateway, StateStore
     from sesame.server.domain.proofs import ProofFlows
 
@@ -135,6 +140,7 @@ class ChallengeFlows:
         clock: Clock,
         policy: ChallengePolicy,
         proofs: ProofFlows,
+        tally: Tally = UNTALLIED,
         recent: RecentCodes | None = None,
     ) -> None:
         self._keys = keys
@@ -144,6 +150,7 @@ class ChallengeFlows:
         self._clock = clock
         self._policy = policy
         self._proofs = proofs
+        self._tally = tally
 
     async def start(self, request: StartRequest) -> Challenge:
         """Open a challenge for the user's operation and queue its code's SMS to the user's secure phone.
@@ -171,9 +178,14 @@ class ChallengeFlows:
         opened = None
         try:
             opened = await self._store.start_challenge(self._opening(request, ref, now))
+        except SendBudgetExhausted as refused:
+            self._tally.budget_refused(refused.subject)
+            raise
         finally:
             if opened is None or not opened.queued:
                 self._forget(ref.challenge_id)
+        if opened.queued:
+            self._tally.opened(request.operation)
         # A retry of the same request id answers the challenge it opened: no second unit, no second SMS.
         return opened.challenge
 
@@ -225,12 +237,17 @@ class ChallengeFlows:
             # Not "unknown": a replica without a key version its peers hold (or a token that lost it) would
             # deny valid challenges. A server fault the caller may retry; no attempt was counted.
             raise KeyVersionUnavailable(ref.key_version) from None
+        matches = codes.same_code(expected, submitted)
+        # A right code's proof is named before the decision, which journals the name with a VERIFIED outcome
+        # only: the proof is signed after it, and no second round trip records it (decision 0026).
+        plan = await self._proofs.plan() if matches else None
         attempt = VerificationAttempt(
             challenge_id=request.challenge_id,
             op_digest=op_digest,
-            code_matches=codes.same_code(expected, submitted),
+            code_matches=matches,
             at=self._clock.now(),
             context=request.context,
+            proof_id=None if plan is None else plan.proof_id,
         )
         # One atomic step in the user's place, which the id names (docs/decisions/0013, 0019): the store reads
         # the challenge and its user's block, decides and counts the attempt for both; while the user is
@@ -238,14 +255,17 @@ class ChallengeFlows:
         # code. That decision is the answer: what follows (voiding and alert after a block, the proof) may
         # fail, and must not change it.
         outcome = await self._store.record_verification(attempt, self._policy.lockout)
+        self._tally.verified(outcome)
         about_user(outcome.challenge.user_id)
         if outcome.blocked_until is not None:
             owner = outcome.challenge.user_id
             block = Block(owner, outcome.blocked_until, attempt.at, request.context.caller)
-            await after_block(self._store, self._sms, self._clock, self._policy.bank_name, block)
+            await after_block(
+                self._store, self._sms, self._clock, self._policy.bank_name, block, tally=self._tally
+            )
         if outcome.result is not VerifyResult.VERIFIED:
             return outcome
-        return replace(outcome, proof=await self._proofs.after_verification(outcome, attempt))
+        return replace(outcome, proof=await self._proofs.after_verification(outcome, attempt, plan))
 
     async def resend(self, challenge_id: str, context: RequestContext) -> Challenge:
         """Queue the same code's SMS again, within the challenge's resend count and spacing; no counter is
@@ -262,11 +282,13 @@ class ChallengeFlows:
         about_user(known.user_id)
         if known.status is not ChallengeStatus.OPEN:
             # Closed: nothing is sent or charged; record_resend refuses it and journals the refusal.
-            await self._store.record_resend(challenge_id, now, context)
+            await self._resend_taken(self._store.record_resend(challenge_id, now, context))
             raise ChallengeClosed(challenge_id)  # not reached: a closed challenge never opens again
         check_destination(known.phone, self._policy.countries)
         self._note(challenge_id, await self._code(known))
-        challenge = await self._store.record_resend(challenge_id, now, context, self._charges(known, context))
+        challenge = await self._resend_taken(
+            self._store.record_resend(challenge_id, now, context, self._charges(known, context))
+        )
         return replace(challenge, delivery=DeliveryState.QUEUED)
 
     def _note(self, challenge_id: str, code: str) -> None:
@@ -276,6 +298,21 @@ class ChallengeFlows:
     def _forget(self, challenge_id: str) -> None:
         if self._recent is not None:
             self._recent.forget(challenge_id)
+
+    async def _resend_taken(self, taking: Awaitable[Challenge]) -> Challenge:
+        """The challenge after its resend was taken; a resend taken or refused is counted by outcome."""
+        try:
+            taken = await taking
+        except SendBudgetExhausted as refused:
+            self._tally.budget_refused(refused.subject)
+            raise
+        except SesameError as refused:
+            outcome = resend_refusal(refused)
+            if outcome is not None:
+                self._tally.resend(outcome)
+            raise
+        self._tally.resend("resent")
+        return taken
 
     async def cancel(self, challenge_id: str, context: RequestContext) -> Challenge:
         """Void an open challenge."""

@@ -21,10 +21,12 @@ from sesame.server.domain.lifecycle import (
     StatusChange,
     Unblocked,
     Unblocking,
+    UnblockOutcome,
     VoidReason,
 )
 from sesame.server.domain.model import RequestContext, User, UserStatus
 from sesame.server.domain.phone_change import PhoneChangeFlow, PhoneChangeResult
+from sesame.server.domain.tally import UNTALLIED, Tally
 from sesame.server.domain.voiding import void_pending
 
 if TYPE_CHECKING:
@@ -80,12 +82,21 @@ class EnrollmentFlows:
     """The user registry as the client company and the bank's back office see it."""
 
     def __init__(
-        self, *, store: StateStore, clock: Clock, sms: SmsGateway, policy: LifecyclePolicy | None = None
+        self,
+        *,
+        store: StateStore,
+        clock: Clock,
+        sms: SmsGateway,
+        policy: LifecyclePolicy | None = None,
+        tally: Tally = UNTALLIED,
     ) -> None:
         self._store = store
         self._clock = clock
+        self._tally = tally
         self._countries = (policy or LifecyclePolicy()).countries
-        self._phone = PhoneChangeFlow(store=store, clock=clock, sms=sms, policy=policy or LifecyclePolicy())
+        self._phone = PhoneChangeFlow(
+            store=store, clock=clock, sms=sms, policy=policy or LifecyclePolicy(), tally=tally
+        )
 
     async def enroll(self, request: EnrollRequest) -> User:
         """Register the user, or return it unchanged when this exact enrolment was already done."""
@@ -122,7 +133,10 @@ class EnrollmentFlows:
         Nothing is voided: the user's open challenges stay as they are, and each still counts its attempts.
         """
         now = self._clock.now()
-        return await self._store.unblock_user(Unblocking(request.user_id, now, request.provenance))
+        unblocked = await self._store.unblock_user(Unblocking(request.user_id, now, request.provenance))
+        if unblocked.outcome is UnblockOutcome.UNBLOCKED:
+            self._tally.changed("unblock")
+        return unblocked
 
     async def revoke(self, request: StatusRequest) -> StatusResult:
         """Revoke the user for good (RTS Art. 27), then void every pending challenge."""
@@ -141,6 +155,7 @@ class EnrollmentFlows:
         """
         now = self._clock.now()
         await self._store.terminate_client(ClientTermination(request.client_id, now, request.provenance))
+        self._tally.changed("terminate_client")
         revoked = 0
         for user_id in sorted(await self._store.client_users(request.client_id)):
             outcome = await self._store.revoke_client_user(
@@ -148,8 +163,12 @@ class EnrollmentFlows:
             )
             if outcome in (RevocationOutcome.FOREIGN, RevocationOutcome.FORECLOSED):
                 continue  # another client's user (its enrolment here was refused), or no user at all
+            if outcome is RevocationOutcome.REVOKED:
+                self._tally.changed("revoke")
             revoked += 1
-            await void_pending(self._store, user_id, VoidReason.USER_REVOKED, now, request.provenance)
+            await void_pending(
+                self._store, user_id, VoidReason.USER_REVOKED, now, request.provenance, tally=self._tally
+            )
         return revoked
 
     async def _change(
@@ -159,8 +178,11 @@ class EnrollmentFlows:
         user = await self._store.change_user_status(
             StatusChange(request.user_id, action, now, request.provenance)
         )
+        self._tally.changed(action.value)
         if voiding is None:
             return StatusResult(user)
         # Also when nothing changed: a retry after a crash voids what the first call did not reach.
-        voided = await void_pending(self._store, user.user_id, voiding, now, request.provenance)
+        voided = await void_pending(
+            self._store, user.user_id, voiding, now, request.provenance, tally=self._tally
+        )
         return StatusResult(user, voided)

@@ -254,6 +254,17 @@ class VerificationAttempt:
     code_matches: bool
     at: datetime
     context: RequestContext
+    # What the proof will be known by if this attempt is VERIFIED, drawn before the decision: the store
+    # journals it with a VERIFIED decision only, so the signed proof is fixed by the journal (decision 0026).
+    proof_id: ProofId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProofId:
+    """The `jti` and `kid` of a proof, chosen before its decision and journaled with it (decision 0026)."""
+
+    jti: str  # 32 hex digits, random: unique, not secret
+    kid: str  # the label of the proof key that signs it
 
 
 @dataclass(frozen=True, slots=True)

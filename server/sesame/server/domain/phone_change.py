@@ -39,6 +39,7 @@ from sesame.server.domain.lifecycle import (
 )
 from sesame.server.domain.model import Challenge, RequestContext, SmsMessage, User, UserStatus
 from sesame.server.domain.operation import ChangePhone, digest
+from sesame.server.domain.tally import UNTALLIED, Tally
 from sesame.server.domain.voiding import void_pending
 
 if TYPE_CHECKING:
@@ -57,8 +58,17 @@ class PhoneChangeResult:
 class PhoneChangeFlow:
     """ChangeSecurePhone, in the security order: the user, the authority, the change, the notice."""
 
-    def __init__(self, *, store: StateStore, clock: Clock, sms: SmsGateway, policy: LifecyclePolicy) -> None:
+    def __init__(
+        self,
+        *,
+        store: StateStore,
+        clock: Clock,
+        sms: SmsGateway,
+        policy: LifecyclePolicy,
+        tally: Tally = UNTALLIED,
+    ) -> None:
         self._store = store
+        self._tally = tally
         self._clock = clock
         self._sms = sms
         self._policy = policy
@@ -95,6 +105,8 @@ class PhoneChangeFlow:
         if new_phone == user.secure_phone:
             raise PhoneUnchanged(user_id)
         changed = await self._store.change_secure_phone(change)
+        if changed.outcome is PhoneChangeOutcome.CHANGED:
+            self._tally.changed("change_phone")
         # Codes already sent went to the old number: from now on they authorise nothing.
         voided = await self._void_pending(user_id, change)
         if changed.outcome is PhoneChangeOutcome.REPLAYED:
@@ -125,7 +137,7 @@ class PhoneChangeFlow:
 
     async def _void_pending(self, user_id: str, change: PhoneChange) -> int:
         return await void_pending(
-            self._store, user_id, VoidReason.PHONE_CHANGED, change.at, change.provenance
+            self._store, user_id, VoidReason.PHONE_CHANGED, change.at, change.provenance, tally=self._tally
         )
 
     async def _notify(self, changed: PhoneChanged) -> bool:

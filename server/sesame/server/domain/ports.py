@@ -168,12 +168,18 @@ class StateStore(Protocol):
         ...
 
     async def record_proof(self, proof: IssuedProof, at: datetime) -> str:
-        """Journal the proof of a verified challenge, atomically, once; return the proof that stands.
+        """Keep the proof of a verified challenge, atomically, once; return the proof that stands.
 
-        The first proof journaled stands for good: when one is already there, it is returned and `proof` is
-        dropped. Works from the journal alone, so also after the challenge itself was purged.
+        The first proof kept stands for good: when one is already there, it is returned and `proof` is
+        dropped. The `challenge.proof` journal entry (jti, kid) is the one the VERIFIED decision wrote
+        (decision 0026), or is appended here when the decision named no proof. Works from the journal
+        alone, so also after the challenge itself was purged.
         ChallengeNotFound (no journal), ChallengeNotVerified (no VERIFIED attempt in the journal).
         """
+        ...
+
+    async def stored_proof(self, challenge_id: str) -> str:
+        """The proof `record_proof` kept for the challenge, "" when none was kept."""
         ...
 
     async def challenge_journal(self, challenge_id: str) -> list[dict[str, str]]:

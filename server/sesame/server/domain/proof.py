@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from sesame.server.domain.model import (
+    ProofId,
     PublicKey,
     RequestContext,
     VerificationAttempt,
@@ -88,6 +89,12 @@ class ProofFacts:
                 **{name: verified.get(name, "") for name in (*CONTEXT_CLAIMS, "user_agent")}
             ),
         )
+
+
+def journaled_id(entries: Sequence[Mapping[str, str]]) -> ProofId | None:
+    """The jti and kid journaled for the challenge's proof (decision 0026: by the decision), or None."""
+    named = next((e for e in entries if e.get("event") == "challenge.proof" and e.get("jti")), None)
+    return None if named is None else ProofId(named["jti"], named.get("kid", ""))
 
 
 def _is_verified(entry: Mapping[str, str]) -> bool:

@@ -1,9 +1,11 @@
 """The proof flows: sign the proof of a verified challenge, give it again, publish the keys, gather evidence.
 
-A proof is signed after the atomic decision, journaled, then handed out: a proof the caller holds is always
-in the journal. When the HSM (or Redis) fails between the decision and the proof, the challenge is spent
-anyway; VerifyChallenge still answers VERIFIED, with an empty proof, and GetProof issues the proof later from
-the journaled decision (docs/decisions/0009-signed-proofs.md).
+A right code's proof is named before the decision (its `jti` and key), the decision journals that name with
+a VERIFIED outcome, and the proof is signed after it: the journal then fixes every byte the proof signs, in
+the same atomic step as the decision, and VerifyChallenge costs one Redis round trip (decision 0026). When the
+HSM fails after the decision, the challenge is spent anyway; VerifyChallenge still answers VERIFIED, with an
+empty proof. GetProof signs the journaled claims again (the same header and claims) and keeps that proof,
+which stands from then on (docs/decisions/0009-signed-proofs.md, 0026).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from sesame.server.domain.errors import (
     KeyNotFound,
     StoreUnavailable,
 )
+from sesame.server.domain.model import KeyRef, ProofId
 from sesame.server.domain.proof import IssuedProof, ProofFacts
 
 if TYPE_CHECKING:
@@ -62,6 +65,19 @@ class EvidencePage:
     size: int = 0  # entries per page, 1 to MAX_PAGE_SIZE; 0 is DEFAULT_PAGE_SIZE
 
 
+@dataclass(frozen=True, slots=True)
+class ProofPlan:
+    """The key and jti of the proof a right code will carry, chosen before the decision (decision 0026)."""
+
+    key: KeyRef
+    jti: str
+
+    @property
+    def proof_id(self) -> ProofId:
+        """What the decision journals: the proof's jti and the label of the key that signs it."""
+        return ProofId(self.jti, self.key.label)
+
+
 class ProofFlows:
     """Proofs of verified challenges, and the public keys that check them."""
 
@@ -71,25 +87,58 @@ class ProofFlows:
         self._clock = clock
         self._issuer = issuer
 
-    async def issue(self, facts: ProofFacts) -> str:
-        """Sign a proof of `facts` with the current proof key, journal it; return the proof that stands."""
-        key = await self._keys.current_proof_key()
-        jti = secrets.token_hex(JTI_BYTES)
-        signed = proof.signing_input(key.label, proof.claims(facts, issuer=self._issuer, jti=jti))
-        jws = proof.compact(signed, await self._keys.sign(key, signed))
-        return await self._store.record_proof(IssuedProof(jws, jti, key.label, facts), self._clock.now())
+    async def plan(self) -> ProofPlan | None:
+        """The key and a fresh jti for the proof of a decision about to be made; None without a proof key now.
 
-    async def after_verification(self, outcome: VerificationOutcome, attempt: VerificationAttempt) -> str:
-        """The proof of a decision just made VERIFIED, or "" when it cannot be issued now.
+        The current key is cached by the key store: this costs no HSM call in the common case.
+        """
+        try:
+            key = await self._keys.current_proof_key()
+        except (HsmUnavailable, KeyNotFound) as exc:
+            _log.warning(
+                "no proof key at hand (%s): a verified code gets its proof from GetProof", type(exc).__name__
+            )
+            return None
+        return ProofPlan(key, secrets.token_hex(JTI_BYTES))
+
+    async def after_verification(
+        self, outcome: VerificationOutcome, attempt: VerificationAttempt, plan: ProofPlan | None
+    ) -> str:
+        """The proof of a decision just made VERIFIED, named by `plan` and journaled by name; "" when it
+        cannot be signed now.
 
         The decision stands whatever happens here: the challenge is spent, so the caller must learn that it
         was VERIFIED (and execute the operation once); GetProof issues the missing proof later.
         """
+        if plan is None:
+            return ""
         try:
-            return await self.issue(ProofFacts.of(outcome, attempt))
-        except (HsmUnavailable, KeyNotFound, StoreUnavailable) as exc:
+            return await self._signed(plan.key, ProofFacts.of(outcome, attempt), plan.jti)
+        except (HsmUnavailable, KeyNotFound) as exc:
             _log.warning("verified without a proof (%s): GetProof will issue it", type(exc).__name__)
             return ""
+
+    async def issue(self, facts: ProofFacts, named: ProofId | None = None) -> str:
+        """Sign a proof of `facts`, journal it; return the proof that stands (the first one journaled).
+
+        `named`: the jti and key the decision journaled, reused so that the proof states exactly what the
+        journal fixed, by its key if still held, else the current one. Without it: a new jti, the current key.
+        """
+        if named is not None and named.kid:
+            try:
+                return await self._recorded(KeyRef(named.kid), facts, named.jti)
+            except KeyNotFound:
+                pass  # that key's private half is gone: the current key signs the same claims
+        jti = named.jti if named is not None else secrets.token_hex(JTI_BYTES)
+        return await self._recorded(await self._keys.current_proof_key(), facts, jti)
+
+    async def _recorded(self, key: KeyRef, facts: ProofFacts, jti: str) -> str:
+        jws = await self._signed(key, facts, jti)
+        return await self._store.record_proof(IssuedProof(jws, jti, key.label, facts), self._clock.now())
+
+    async def _signed(self, key: KeyRef, facts: ProofFacts, jti: str) -> str:
+        signed = proof.signing_input(key.label, proof.claims(facts, issuer=self._issuer, jti=jti))
+        return proof.compact(signed, await self._keys.sign(key, signed))
 
     async def get(self, challenge_id: str) -> str:
         """The proof of a verified challenge: the one journaled, else one issued now from the journal.
@@ -100,13 +149,13 @@ class ProofFlows:
         journal = await self._store.challenge_journal(challenge_id)
         if not journal:
             raise ChallengeNotFound(challenge_id)
-        stored = journaled_proof(journal)
+        stored = journaled_proof(journal) or await self._store.stored_proof(challenge_id)
         if stored:
             return stored
         facts = ProofFacts.from_journal(journal)
         if facts is None:
             raise ChallengeNotVerified(challenge_id)
-        return await self.issue(facts)
+        return await self.issue(facts, proof.journaled_id(journal))
 
     async def public_keys(self) -> list[PublicKey]:
         """Every proof key's public half still held, oldest first: old proofs keep verifying."""
@@ -121,6 +170,11 @@ class ProofFlows:
         page = page or EvidencePage()
         if not 0 <= page.size <= MAX_PAGE_SIZE:
             raise InvalidRequest([FieldViolation("page_size", f"must be 0 to {MAX_PAGE_SIZE}")])
+        # The proof entry may be on any page: read it on the first one. Journals are bounded (refusals are
+        # counted, not journaled), so that read is small; only journals written before that can be long. A
+        # verified decision whose proof was not kept yet gets it now, signed again (decision 0026), before
+        # the page is read: a decision that named no proof then shows its entry on the page.
+        stored = await self._journaled_or_issued(challenge_id) if not page.token else ""
         entries = await self._store.challenge_journal_page(
             challenge_id, page.token, page.size or DEFAULT_PAGE_SIZE
         )
@@ -130,13 +184,23 @@ class ProofFlows:
             if not entries.entries:
                 raise
             challenge = None
-        # The proof entry may be on any page: read it on the first one. Journals are bounded (refusals are
-        # counted, not journaled), so that read is small; only journals written before that can be long.
-        stored = journaled_proof(await self._store.challenge_journal(challenge_id)) if not page.token else ""
         refusals = tuple(await self._store.challenge_refusals(challenge_id))
         return Evidence(challenge, entries.entries, stored, entries.next_token, refusals)
 
+    async def _journaled_or_issued(self, challenge_id: str) -> str:
+        """The journaled proof; else the proof of a journaled VERIFIED decision, issued now; else ""."""
+        journal = await self._store.challenge_journal(challenge_id)
+        stored = journaled_proof(journal) or await self._store.stored_proof(challenge_id)
+        facts = None if stored else ProofFacts.from_journal(journal)
+        if facts is None:
+            return stored
+        try:
+            return await self.issue(facts, proof.journaled_id(journal))
+        except (HsmUnavailable, KeyNotFound, StoreUnavailable) as exc:
+            _log.warning("evidence without a proof (%s): GetProof will issue it", type(exc).__name__)
+            return ""
+
 
 def journaled_proof(journal: list[dict[str, str]]) -> str:
-    """The proof in a challenge's journal, "" when none was issued."""
+    """The whole proof in a challenge's journal, as journaled before decision 0026; "" otherwise."""
     return next((e.get("proof", "") for e in journal if e.get("event") == "challenge.proof"), "")

@@ -14,14 +14,17 @@ from sesame.server.domain.lifecycle import CLOCK_SKEW, Provenance, Voiding, Void
 
 if TYPE_CHECKING:
     from sesame.server.domain.ports import StateStore
+    from sesame.server.domain.tally import Tally
 
 
-async def void_pending(
-    store: StateStore, user_id: str, reason: VoidReason, at: datetime, provenance: Provenance
+async def void_pending(  # noqa: PLR0913 (the change's facts, and where to count what it voided)
+    store: StateStore, user_id: str, reason: VoidReason, at: datetime, provenance: Provenance, *, tally: Tally
 ) -> int:
     """Cancel every challenge of the user that may still be open; how many this call voided."""
     voided = 0
     for challenge_id in await store.pending_challenges(user_id, at - CLOCK_SKEW):
         outcome = await store.void_challenge(challenge_id, Voiding(user_id, reason, at, provenance))
-        voided += outcome is VoidOutcome.VOIDED
+        if outcome is VoidOutcome.VOIDED:
+            voided += 1
+            tally.voided(reason)
     return voided

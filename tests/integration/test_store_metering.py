@@ -1,0 +1,58 @@
+"""Every Redis round trip of the store is timed where they funnel (`Scripts.call`), scripts and reads alike,
+and one Redis could not answer is counted as failed (docs/decisions/0026)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from sesame.clients.redis_server import EmbeddedRedis
+from sesame.clients.redis_store import RedisStateStore
+from sesame.server.domain.errors import StoreUnavailable, UserNotFound
+from sesame.server.metrics import DependencyMeter, Metrics
+from tests.factories import a_user
+
+pytestmark = pytest.mark.integration
+
+
+def sample(metrics: Metrics, name: str, call: str) -> float:
+    """One sample of the store's dependency metrics for `call`."""
+    return metrics.registry.get_sample_value(name, {"dependency": "store", "call": call}) or 0.0
+
+
+async def test_scripts_and_reads_are_timed_through_the_metered_view(redis_client: aioredis.Redis) -> None:
+    """A script and two reads through the view are timed under their names; the bare store reports nothing."""
+    metrics = Metrics()
+    store = RedisStateStore(redis_client)
+    metered = store.metered(DependencyMeter(metrics, "store"))
+    await metered.register_user(a_user(datetime.now(UTC)))
+    await metered.get_user("u-1")
+    with pytest.raises(UserNotFound):
+        await metered.get_user("nobody")
+    await store.get_user("u-1")  # the bare store: a health probe's side, not traffic
+    assert sample(metrics, "sesame_dependency_duration_seconds_count", "register_user") == 1
+    assert sample(metrics, "sesame_dependency_duration_seconds_count", "get_user") == 2
+    assert sample(metrics, "sesame_dependency_failures_total", "get_user") == 0
+
+
+async def test_a_stopped_redis_counts_as_a_failure(tmp_path: Path) -> None:
+    """Once Redis is gone, a read and a script are timed and each counted failed (StoreUnavailable)."""
+    server = EmbeddedRedis(tmp_path / "gone")
+    server.start()
+    metrics = Metrics()
+    store = RedisStateStore.from_url(server.url, timeout=0.5).metered(DependencyMeter(metrics, "store"))
+    await store.register_user(a_user(datetime.now(UTC)))
+    server.stop()
+    try:
+        with pytest.raises(StoreUnavailable):
+            await store.get_user("u-1")
+        with pytest.raises(StoreUnavailable):
+            await store.register_user(a_user(datetime.now(UTC)))
+    finally:
+        await store.close()
+    assert sample(metrics, "sesame_dependency_failures_total", "get_user") == 1
+    assert sample(metrics, "sesame_dependency_failures_total", "register_user") == 1
+    assert sample(metrics, "sesame_dependency_duration_seconds_count", "register_user") == 2
