@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from tests.support.serve_process import ServeProcess, free_port, start_serve
 
 LOGIN = op_pb.Operation(login=op_pb.Login())
 WRONG_CODE = auth_pb.VERIFY_RESULT_WRONG_CODE
+QUEUED = auth_pb.DELIVERY_STATE_QUEUED
 REFUSED_UNEVALUATED = {auth_pb.VERIFY_RESULT_LOCKED, auth_pb.VERIFY_RESULT_USER_BLOCKED}
 
 
@@ -75,6 +77,16 @@ class Callers:
         request = auth_pb.StartChallengeRequest(user_id=user_id, operation=LOGIN)
         reply: auth_pb.StartChallengeResponse = self.auth.StartChallenge(request, timeout=20)
         return reply
+
+    def sent_state(self, user_id: str) -> int:
+        """Start a login challenge (answered QUEUED) and its delivery state once its SMS was dispatched."""
+        challenge_id = self.start(user_id).challenge_id
+        request = auth_pb.GetChallengeRequest(challenge_id=challenge_id)
+        deadline = time.monotonic() + 20
+        while (state := self.auth.GetChallenge(request, timeout=10).challenge.delivery_state) == QUEUED:
+            assert time.monotonic() < deadline, f"the SMS of {challenge_id} is still queued"
+            time.sleep(0.02)
+        return int(state)
 
     def code(self, challenge_id: str) -> str:
         """The code the console gateway wrote for `challenge_id`."""
@@ -205,7 +217,7 @@ def _flows(main: Callers, failing: Callers) -> str:
     assert results == [WRONG_CODE, WRONG_CODE, auth_pb.VERIFY_RESULT_VOIDED]
     assert main.verify(first, "000000") in REFUSED_UNEVALUATED
     failing.enrolled("zoe", "+33612000004")
-    assert failing.start("zoe").delivery_state == auth_pb.DELIVERY_STATE_FAILED
+    assert failing.sent_state("zoe") == auth_pb.DELIVERY_STATE_FAILED
     return first
 
 
@@ -223,7 +235,7 @@ def _bursts(main: Callers, failing: Callers, eve_challenge: str) -> None:
     for _ in range(12):
         assert main.verify(eve_challenge, "000000") in REFUSED_UNEVALUATED
     for _ in range(8):
-        assert failing.start("zoe").delivery_state == auth_pb.DELIVERY_STATE_FAILED
+        assert failing.sent_state("zoe") == auth_pb.DELIVERY_STATE_FAILED
 
 
 def _hsm_fails(replica: Replica, callers: Callers, prometheus: Prometheus) -> None:

@@ -104,6 +104,9 @@ class DispatchLoops:
             except StoreUnavailable as exc:
                 _log.warning("outbox unavailable (%s); trying again in a second", exc)
                 await asyncio.sleep(1)
+            except Exception:  # noqa: BLE001 (a loop that ends loses no SMS but silently sends none)
+                _log.exception("dispatch loop failed; going on in a second")
+                await asyncio.sleep(1)
 
     async def _one(self, queued: QueuedSms) -> None:
         try:
