@@ -13,7 +13,7 @@ BUF := .tools/node_modules/.bin/buf
 NODE_TOOLS := tools/package.json tools/package-lock.json
 STAMP_NODE := .tools/.installed
 
-.PHONY: help run test lock system-deps python-deps server-deps sms-deps node-deps monitoring-deps dashboard-preview proto lint typecheck archlint bench wheel clean test-fresh
+.PHONY: help run test lock sms-docs system-deps python-deps server-deps sms-deps node-deps monitoring-deps dashboard-preview proto lint typecheck archlint bench wheel clean test-fresh
 
 help:
 	@echo "make run    start Sésame on 127.0.0.1:50051 with embedded defaults (Redis child, SoftHSM token under var/)"
@@ -106,6 +106,11 @@ archlint: $(STAMP_GEN)
 
 test: server-deps sms-deps monitoring-deps lint typecheck archlint $(STAMP_NODE)
 	$(BIN)/pytest
+
+## docs/sms.md: every SMS template as sent with the longest values, its encoding and parts (a test fails
+## when the committed file differs from what this writes).
+sms-docs: $(STAMP_VENV)
+	$(BIN)/python -m sesame.server.sms_docs > docs/sms.md
 
 wheel: $(STAMP_GEN)
 	$(BIN)/python -m build --wheel --no-isolation --outdir dist .

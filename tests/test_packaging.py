@@ -36,7 +36,7 @@ def test_wheel_holds_only_the_sesame_namespace(wheel: Path) -> None:
 
 
 def test_wheel_carries_every_source_root_and_the_stubs(wheel: Path) -> None:
-    """server, hsm, clients, the Lua scripts and the generated API all ship."""
+    """server, hsm, clients, the Lua scripts, the SMS templates and the generated API all ship."""
     names = set(zipfile.ZipFile(wheel).namelist())
     for expected in (
         "sesame/server/cli.py",
@@ -47,6 +47,8 @@ def test_wheel_carries_every_source_root_and_the_stubs(wheel: Path) -> None:
     ):
         assert expected in names
     assert any(n.startswith("sesame/clients/lua/") and n.endswith(".lua") for n in names)
+    # The default SMS templates are read from the package at boot.
+    assert {f"sesame/server/sms_templates/{locale}/warning.txt" for locale in ("fr", "en")} <= names
 
 
 def test_console_script_runs_from_a_fresh_venv(wheel: Path, tmp_path: Path) -> None:

@@ -103,15 +103,15 @@ def _delivery_state(address: str, challenge_id: str, wanted: int, limit: float =
 
 
 def test_a_challenge_is_sent_over_smpp_then_reported_delivered(smsc: Smsc, through_smpp: ServeProcess):
-    """StartChallenge answers QUEUED, then the SMS is sent: the SMSC got the UCS-2 text; its DELIVRD receipt
-    makes it DELIVERED."""
+    """StartChallenge answers QUEUED, then the SMS is sent: the SMSC got the text in GSM-7, 2 parts (François
+    printed Francois, the budget of docs/sms.md); its DELIVRD receipt makes it DELIVERED."""
     # Letters only: the SMS text reduces the payee name to what it prints (digits would be cut).
-    payee = "François Durand " + "".join(chr(ord("a") + b % 26) for b in secrets.token_bytes(8))
-    started = _start(through_smpp.address, payee)
+    marker = "".join(chr(ord("a") + b % 26) for b in secrets.token_bytes(8))
+    started = _start(through_smpp.address, f"François Durand {marker}")
     assert started.delivery_state == auth_pb.DELIVERY_STATE_QUEUED
     assert dispatched_state(through_smpp.address, started.challenge_id) in SENT_OR_DELIVERED
-    assert payee in smsc.text()
-    assert {part.data_coding for part in smsc.submitted} == {smpp_text.UCS2}
+    assert f'"Francois Durand {marker}"' in smsc.text()
+    assert [part.data_coding for part in smsc.submitted] == [smpp_text.GSM7] * 2
     assert {(part.destination, part.source) for part in smsc.submitted} == {("33612345678", "MaBanque")}
     state = _delivery_state(through_smpp.address, started.challenge_id, auth_pb.DELIVERY_STATE_DELIVERED)
     assert state == auth_pb.DELIVERY_STATE_DELIVERED

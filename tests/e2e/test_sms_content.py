@@ -1,13 +1,18 @@
-"""What a caller's text can make the code SMS say, through the real server, Redis and SoftHSM (m5)."""
+"""What the code SMS and the notices say, caller text included, through the real server, Redis and SoftHSM."""
 
 from __future__ import annotations
+
+import json
+import re
 
 import pytest
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from sesame.api.v1 import operation_pb2 as op_pb
+from sesame.server.domain.segments import Encoding, Segments, measure
 from sesame.server.grpc.demo import find_sms
 from tests.e2e.conftest import Live
-from tests.e2e.helpers import enrolled, started, transfer, verify
+from tests.e2e.helpers import IBAN, PHONE, counted, enrolled, started, transfer, verify
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -24,3 +29,39 @@ async def test_a_payee_name_cannot_write_the_banks_words_into_the_sms(live: Live
     assert "precedent." not in text
     assert '"ANNULATION du virement precedent Code de"' in text
     assert (await verify(live, challenge_id, code, operation)).result == auth_pb.VERIFY_RESULT_VERIFIED
+
+
+def _add(name: str) -> op_pb.Operation:
+    return op_pb.Operation(add_beneficiary=op_pb.AddBeneficiary(payee=op_pb.Payee(name=name, iban=IBAN)))
+
+
+def _sent(live: Live) -> list[dict[str, str]]:
+    return [json.loads(line) for line in live.sms_file.read_text(encoding="utf-8").splitlines()]
+
+
+async def test_a_verified_new_payee_is_notified_and_journaled_without_a_code(live: Live) -> None:
+    """After a VERIFIED add_beneficiary, the secure number gets the notice with date and time; journaled."""
+    user_id = await enrolled(live)
+    operation = _add("Jean DUPONT")
+    challenge_id, code = await started(live, user_id, operation)
+    assert (await verify(live, challenge_id, code, operation)).result == auth_pb.VERIFY_RESULT_VERIFIED
+    [notice] = [message for message in _sent(live) if not message["challenge_id"]]
+    assert notice["to"] == PHONE
+    assert '"Jean DUPONT" (IBAN FR76...0189) a été ajouté le ' in notice["text"]
+    assert re.search(r"le \d\d/\d\d/\d{4} à \d\d:\d\d UTC", notice["text"])
+    assert code not in notice["text"]
+    journal = await live.store.user_journal(user_id)
+    notices = [(e["kind"], e["outcome"], e["phone"]) for e in journal if e["event"] == "user.notice"]
+    assert notices == [("beneficiary_added", "sent", "+33*******78")]
+
+
+async def test_a_name_outside_gsm7_is_sent_in_gsm7_within_two_parts_and_counted(live: Live) -> None:
+    """François Œuvre is printed Francois OEuvre: the SMS stays GSM-7, 2 parts; the metric says so."""
+    user_id = await enrolled(live)
+    challenge_id, _ = await started(live, user_id, _add("François Œuvre"))
+    text, _ = find_sms(live.sms_file, challenge_id) or ("", "")
+    assert '"Francois OEuvre"' in text
+    assert measure(text) == Segments(Encoding.GSM7, len(text), 2)
+    count = await counted(live.metrics.registry, "sesame_sms_parts_count", {"encoding": "gsm7"})
+    assert count == 1
+    assert live.metrics.registry.get_sample_value("sesame_sms_parts_sum", {"encoding": "gsm7"}) == 2

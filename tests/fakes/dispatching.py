@@ -38,7 +38,12 @@ class InstantlyDispatched(ChallengeFlows):
         )
         self.outbox = outbox
         self.dispatcher = Dispatcher(
-            keys=keys, outbox=outbox, sms=sms, clock=clock, bank_name=policy.bank_name
+            keys=keys,
+            outbox=outbox,
+            sms=sms,
+            clock=clock,
+            bank_name=policy.bank_name,
+            templates=policy.sms_templates,
         )
 
     async def start(self, request: StartRequest) -> Challenge:

@@ -19,6 +19,7 @@ from sesame.server.domain.operation import (
 from sesame.server.domain.sms_text import (
     PRINTED_NAME,
     SmsContext,
+    beneficiary_added_notice,
     format_amount,
     phone_changed_notice,
     printed_name,
@@ -65,7 +66,7 @@ def test_french_warning_says_never_asked_and_never_cancels() -> None:
     """The anti-scam warning is always there."""
     text = render(Login(), FR)
     assert "ne vous le demandera jamais" in text
-    assert "jamais à annuler" in text
+    assert "n'annule ni ne bloque rien" in text
     assert "http" not in text
     assert "www" not in text
 
@@ -195,3 +196,31 @@ def test_the_digest_keeps_the_name_the_caller_sent() -> None:
     plain = CreditTransfer(Money("EUR", 100), Payee("S A Martin", PAYEE.iban), "tx")
     assert render(dotted, FR) == render(plain, FR)
     assert digest(dotted) != digest(plain)
+
+
+@pytest.mark.parametrize(
+    ("name", "printed"),
+    [
+        ("François Lefèvre", '"Francois Lefèvre"'),
+        ("Œuvre d'Orient", '"OEuvre d\'Orient"'),
+        ("Łukasz Wałęsa", '"Lukasz Walesa"'),
+        ("Þórr Ðalsson", '"THorr Dalsson"'),
+        ("Søren Ærø Müller", '"Søren Ærø Müller"'),
+    ],
+)
+def test_letters_outside_gsm7_are_written_as_their_base_letters(name: str, printed: str) -> None:
+    """A name with ç, œ, ł... keeps the SMS in GSM-7: each such letter becomes the letters it stands for."""
+    text = render(AddBeneficiary(Payee(name, PAYEE.iban)), FR)
+    assert printed in text
+    assert set(text) <= GSM7
+
+
+def test_the_beneficiary_notice_says_who_when_and_holds_no_code() -> None:
+    """The notice names the payee, the IBAN's ends, the date and time in UTC; no run of digits of a code."""
+    at = datetime(2026, 11, 25, 12, 15, 42, tzinfo=UTC)
+    text = beneficiary_added_notice("MaBanque", PAYEE, at, "fr")
+    assert text.startswith('MaBanque: le bénéficiaire "Jean DUPONT" (IBAN FR76...0189) a été ajouté le 25/11')
+    assert "à 12:15 UTC" in text
+    assert set(text) <= GSM7
+    assert not re.search(r"\d{6}", text)
+    assert "was added on 25/11/2026 at 12:15 UTC" in beneficiary_added_notice("MaBanque", PAYEE, at, "en")

@@ -254,6 +254,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
             clock=clock,
             bank_name=policy.bank_name,
             recent=recent,
+            templates=policy.sms_templates,
         ),
         advisories={SMS_HEALTH_SERVICE: sms_watch.healthy},
     )

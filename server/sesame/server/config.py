@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from sesame.server.domain.model import LockoutPolicy
 from sesame.server.env_reader import EnvReader
 from sesame.server.smpp_settings import SmppSettings, read_smpp
 from sesame.server.sms_settings import DlrSettings, KannelSettings, read_dlr, read_kannel, read_providers
+from sesame.server.sms_template_settings import read_sms_templates
 from sesame.server.telemetry_settings import TelemetrySettings, read_telemetry
 from sesame.server.transport_settings import TransportSettings, production_problems, read_transport
 
@@ -85,6 +87,7 @@ class Settings:
             send_budget=_send_budget(reader),
             countries=_countries(reader),
         )
+        policy = dataclasses.replace(policy, sms_templates=read_sms_templates(reader, policy))
         providers = read_providers(reader)
         grpc_addr = reader.address("SESAME_GRPC_ADDR", "127.0.0.1:50051")
         environment = reader.choice("SESAME_ENV", "development", ENVIRONMENTS)
@@ -107,6 +110,7 @@ class Settings:
                 ),
                 bank_name=policy.bank_name,
                 countries=policy.countries,
+                sms_templates=policy.sms_templates,
             ),
             retention=timedelta(
                 seconds=reader.integer("SESAME_CHALLENGE_RETENTION_SECONDS", 86400, 0, 10**8)

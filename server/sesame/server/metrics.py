@@ -34,6 +34,7 @@ from sesame.server.domain.model import (
 )
 from sesame.server.domain.operation import Operation, kind
 from sesame.server.domain.ports import SmsGateway
+from sesame.server.domain.segments import measure
 from sesame.server.domain.tally import Tally
 from sesame.server.sms_watch import SmsWatch
 
@@ -156,6 +157,13 @@ class Metrics:
             "sesame_sms_failures",
             "SMS a gateway did not take, by gateway and reason (unreachable, timeout, refused, error).",
             ["gateway", "reason"],
+            registry=self.registry,
+        )
+        self.sms_parts = Histogram(
+            "sesame_sms_parts",
+            "Parts of each SMS a gateway took, by encoding (gsm7, ucs2): what the operator bills.",
+            ["encoding"],
+            buckets=(1, 2, 3, 4, 5, 6, 8, 10),
             registry=self.registry,
         )
         self._outbox_metrics()
@@ -319,6 +327,8 @@ class MeteredSmsGateway:
             self._watch.failed(failure)
             raise
         self._metrics.sms.labels(self._gateway, "sent").inc()
+        segments = measure(message.text)  # every SMS funnels here, codes and notices alike
+        self._metrics.sms_parts.labels(segments.encoding).observe(segments.parts)
         self._watch.sent()
         return sent
 

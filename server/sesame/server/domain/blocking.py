@@ -17,15 +17,17 @@ from sesame.server.domain import sms_text
 from sesame.server.domain.errors import DeliveryFailed, SesameError
 from sesame.server.domain.lifecycle import Provenance, UserNotice, VoidReason
 from sesame.server.domain.model import SmsMessage
+from sesame.server.domain.sms_templates import Kind
 from sesame.server.domain.tally import UNTALLIED, Tally
 from sesame.server.domain.voiding import void_pending
 
 if TYPE_CHECKING:
+    from sesame.server.domain.challenges import ChallengePolicy
     from sesame.server.domain.ports import Clock, SmsGateway, StateStore
 
 _log = logging.getLogger("sesame.blocking")
 
-NOTICE_KIND = "user_blocked"
+NOTICE_KIND = Kind.USER_BLOCKED
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +40,11 @@ class Block:
     caller: str  # the calling service, journaled with each voiding
 
 
-async def after_block(  # noqa: PLR0913 (the ports it uses, the bank's name, the block, where to count)
+async def after_block(  # noqa: PLR0913 (the ports it uses, the policy, the block, where to count)
     store: StateStore,
     sms: SmsGateway,
     clock: Clock,
-    bank_name: str,
+    policy: ChallengePolicy,
     block: Block,
     *,
     tally: Tally = UNTALLIED,
@@ -54,15 +56,17 @@ async def after_block(  # noqa: PLR0913 (the ports it uses, the bank's name, the
     except SesameError as exc:
         _log.warning("pending challenges of a blocked user not voided (%s)", type(exc).__name__)
     try:
-        await _alert(store, sms, clock, bank_name, block)
+        await _alert(store, sms, clock, policy, block)
     except SesameError as exc:
         _log.warning("alert of a blocked user not journaled (%s)", type(exc).__name__)
 
 
-async def _alert(store: StateStore, sms: SmsGateway, clock: Clock, bank_name: str, block: Block) -> None:
+async def _alert(
+    store: StateStore, sms: SmsGateway, clock: Clock, policy: ChallengePolicy, block: Block
+) -> None:
     """The payer's alert (RTS Art. 4(4)): an informational SMS with the block's end, journaled either way."""
     user = await store.get_user(block.user_id)
-    text = sms_text.user_blocked_notice(bank_name, block.until, user.locale)
+    text = sms_text.user_blocked_notice(policy.bank_name, block.until, user.locale, policy.sms_templates)
     try:
         sent = await sms.send(SmsMessage(user.secure_phone, text, ""))
     except DeliveryFailed as exc:

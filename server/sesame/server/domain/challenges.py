@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sesame.server.domain import budgets, codes, validation
+from sesame.server.domain.beneficiary_notice import notify_if_added
 from sesame.server.domain.blocking import Block, after_block
 from sesame.server.domain.budgets import SendBudget
 from sesame.server.domain.destinations import DEFAULT_COUNTRIES, check_destination
@@ -37,6 +38,7 @@ from sesame.server.domain.model import (
 )
 from sesame.server.domain.opening import Opening
 from sesame.server.domain.operation import Operation, OperationType, digest, kind
+from sesame.server.domain.sms_templates import SmsTemplates, default_templates
 from sesame.server.domain.tally import UNTALLIED, Tally, resend_refusal
 
 _log = logging.getLogger("sesame.challenges")
@@ -66,6 +68,7 @@ class ChallengePolicy:
     bank_name: str = "MaBanque"
     send_budget: SendBudget = field(default_factory=SendBudget)  # SMS per user and per number (anti-pumping)
     countries: frozenset[str] = DEFAULT_COUNTRIES  # destination countries codes may be sent to
+    sms_templates: SmsTemplates = field(default_factory=default_templates)  # checked at boot (docs/sms.md)
 
 
 def user_tag(user_id: str) -> str:
@@ -260,11 +263,10 @@ class ChallengeFlows:
         if outcome.blocked_until is not None:
             owner = outcome.challenge.user_id
             block = Block(owner, outcome.blocked_until, attempt.at, request.context.caller)
-            await after_block(
-                self._store, self._sms, self._clock, self._policy.bank_name, block, tally=self._tally
-            )
+            await after_block(self._store, self._sms, self._clock, self._policy, block, tally=self._tally)
         if outcome.result is not VerifyResult.VERIFIED:
             return outcome
+        await notify_if_added(self._store, self._sms, self._policy, outcome.challenge, attempt.at)
         return replace(outcome, proof=await self._proofs.after_verification(outcome, attempt, plan))
 
     async def resend(self, challenge_id: str, context: RequestContext) -> Challenge:

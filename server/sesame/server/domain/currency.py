@@ -40,3 +40,8 @@ def minor_unit_exponent(currency: str) -> int:
 def is_known(currency: str) -> bool:
     """Whether `currency` is an active ISO 4217 alphabetic code."""
     return currency in _EXPONENT_2 or currency in _EXPONENTS_NOT_2
+
+
+def known_codes() -> frozenset[str]:
+    """Every active ISO 4217 alphabetic code an amount may be in."""
+    return _EXPONENT_2 | frozenset(_EXPONENTS_NOT_2)

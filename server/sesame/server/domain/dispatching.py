@@ -22,6 +22,7 @@ from sesame.server.domain.model import Challenge, ChallengeStatus, DeliveryState
 
 if TYPE_CHECKING:
     from sesame.server.domain.ports import Clock, KeyStore, Outbox, SmsGateway
+    from sesame.server.domain.sms_templates import SmsTemplates
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +101,7 @@ class RecentCodes:
 class Dispatcher:
     """Send queued SMS through the gateway and settle their outbox entries."""
 
-    def __init__(  # noqa: PLR0913 (keyword-only: one argument per port, the bank's name, the recent codes)
+    def __init__(  # noqa: PLR0913 (keyword-only: one argument per port, the bank's name, codes and templates)
         self,
         *,
         keys: KeyStore,
@@ -109,9 +110,11 @@ class Dispatcher:
         clock: Clock,
         bank_name: str,
         recent: RecentCodes | None = None,
+        templates: SmsTemplates | None = None,
     ) -> None:
         self._keys = keys
         self._recent = recent
+        self._templates = templates
         self._outbox = outbox
         self._sms = sms
         self._clock = clock
@@ -161,5 +164,6 @@ class Dispatcher:
                 code=code,
                 validity_minutes=max(1, round(remaining / timedelta(minutes=1))),
                 locale=challenge.locale,
+                templates=self._templates,
             ),
         )

@@ -15,9 +15,9 @@ _BASIC: Final = frozenset(
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 # §6.2.1.1: the extension table, each character sent as two septets (escape + code).
-_EXTENSION: Final = frozenset("\f^{}\\[~]|€")
+EXTENSION: Final = frozenset("\f^{}\\[~]|€")
 
 
 def fits_gsm7(text: str) -> bool:
     """True when every character of `text` is in the GSM 7-bit default alphabet or its extension table."""
-    return all(char in _BASIC or char in _EXTENSION for char in text)
+    return all(char in _BASIC or char in EXTENSION for char in text)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sesame.server.domain.destinations import DEFAULT_COUNTRIES
 from sesame.server.domain.model import RequestContext, User, UserStatus
+from sesame.server.domain.sms_templates import SmsTemplates, default_templates
 
 # Replicas' clocks differ a little: a challenge that one replica reads as just expired may still be
 # accepted by another, so the open-challenge index keeps (and voiding covers) this much past expiry.
@@ -28,6 +29,7 @@ class LifecyclePolicy:
     cooling: timedelta = timedelta(hours=72)
     bank_name: str = "MaBanque"
     countries: frozenset[str] = DEFAULT_COUNTRIES  # where a secure number may be (docs/decisions/0011)
+    sms_templates: SmsTemplates = field(default_factory=default_templates)  # the notice's words
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +220,7 @@ class PhoneChanged:
 class UserNotice:
     """A notice SMS sent to a user about a change of their own (no code in it), for the journal."""
 
-    kind: str  # "phone_changed"
+    kind: str  # "phone_changed", "beneficiary_added", "user_blocked" (sms_templates.Kind)
     to: str  # the full number: the store journals it masked
     sent: bool  # whether the gateway took it
     provider_ref: str

@@ -39,6 +39,7 @@ from sesame.server.domain.lifecycle import (
 )
 from sesame.server.domain.model import Challenge, RequestContext, SmsMessage, User, UserStatus
 from sesame.server.domain.operation import ChangePhone, digest
+from sesame.server.domain.sms_templates import Kind
 from sesame.server.domain.tally import UNTALLIED, Tally
 from sesame.server.domain.voiding import void_pending
 
@@ -143,14 +144,16 @@ class PhoneChangeFlow:
     async def _notify(self, changed: PhoneChanged) -> bool:
         """Tell the old number, journaled either way: if it failed, the back office calls the user."""
         user = changed.user
-        text = sms_text.phone_changed_notice(self._policy.bank_name, user.secure_phone, user.locale)
+        text = sms_text.phone_changed_notice(
+            self._policy.bank_name, user.secure_phone, user.locale, self._policy.sms_templates
+        )
         try:
             sent = await self._sms.send(SmsMessage(changed.previous_phone, text, ""))
         except DeliveryFailed:
-            notice = UserNotice("phone_changed", changed.previous_phone, False, "", self._clock.now())
+            notice = UserNotice(Kind.PHONE_CHANGED, changed.previous_phone, False, "", self._clock.now())
             await self._store.record_user_notice(user.user_id, notice)
             return False
-        notice = UserNotice("phone_changed", changed.previous_phone, True, sent.provider_ref, sent.sent_at)
+        notice = UserNotice(Kind.PHONE_CHANGED, changed.previous_phone, True, sent.provider_ref, sent.sent_at)
         await self._store.record_user_notice(user.user_id, notice)
         return True
 

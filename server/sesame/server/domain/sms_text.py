@@ -1,24 +1,33 @@
 """The SMS text, rendered from the stored operation only (RTS Art. 5(2)), never from caller free text.
 
-Each message names the action as a verb in capitals, the amount and payee when there are some, the
-validity, and the warning that the bank never asks for the code and that it never cancels anything
-(RTS Art. 5(1)(a) and 5(2), and the banks' anti-scam wording). No links. "EUR" rather than the euro sign,
-and only the accents of GSM 03.38 (é è à ù), keep the text in GSM-7.
+The words are the templates' (`sms_templates`, files an operator may replace): each code SMS names the
+action as a verb in capitals, the amount and payee when there are some, the validity, and the warning that
+the bank never asks for the code and that it never cancels anything (RTS Art. 5(1)(a) and 5(2), and the
+banks' anti-scam wording). No links. "EUR" rather than the euro sign, and only the accents of GSM 03.38
+(é è à ù), keep the bank's words in GSM-7.
 
 The payee's name is the one piece of caller text an SMS prints, so it could be written to read as the
 bank's own words ("ANNULATION du virement precedent. Code de blocage"). It is printed reduced to a name:
 Latin letters (accented too), spaces and `- ' &`, at most PRINTED_NAME letters, cut at a word; digits,
 sentence punctuation and quotes become spaces. And it is set apart in double quotes, which the reduced name
 cannot contain. The operation and its digest keep the name the caller sent (docs/api.md).
+
+Every text must fit the segment budget (`SmsTemplates.max_parts`, docs/sms.md). So the name's letters are
+written in GSM-7 (`transliteration`) when that keeps the whole text GSM-7, and when the text would still
+take more parts than the budget, the name, and only the name, is cut to what fits and ends with `...`,
+never below SHORTEST_NAME letters: the code, the amount, the IBAN's shown part and the warning are never
+cut (the boot refuses templates that could not fit, `sms_budget`).
 """
 
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sesame.server.domain import currency
+from sesame.server.domain.gsm7 import fits_gsm7
 from sesame.server.domain.operation import (
     AddBeneficiary,
     ChangePhone,
@@ -26,24 +35,18 @@ from sesame.server.domain.operation import (
     Login,
     Money,
     Operation,
+    Payee,
+    kind,
 )
 from sesame.server.domain.privacy import mask_iban, mask_phone
+from sesame.server.domain.segments import measure
+from sesame.server.domain.sms_templates import Kind, SmsTemplates, default_templates
+from sesame.server.domain.transliteration import gsm7_letter
 
 PRINTED_NAME = 40  # characters of the payee's name an SMS prints: a name, not room for a sentence
+SHORTEST_NAME = 12  # characters a name cut to fit the budget keeps at least, before its `...`
+ELLIPSIS = "..."  # three dots, in GSM-7 (the one-character ellipsis is not)
 _NAME_PUNCTUATION = frozenset(" -'&")
-
-_WARNING = {
-    "fr": (
-        "Ce code ne sert jamais à annuler ou bloquer une opération. "
-        "Votre banque ne vous le demandera jamais, ni par téléphone ni par SMS. "
-        "Pas vous ? Ne saisissez rien, appelez le numéro au dos de votre carte."
-    ),
-    "en": (
-        "This code never cancels or blocks a payment. "
-        "Your bank will never ask you for it, by phone or by text. "
-        "Not you? Do not enter it; call the number on the back of your card."
-    ),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,35 +57,116 @@ class SmsContext:
     code: str
     validity_minutes: int
     locale: str
+    templates: SmsTemplates | None = None  # None: the package's defaults
 
 
 def render(operation: Operation, ctx: SmsContext) -> str:
-    """The full SMS text for `operation`."""
-    action = _action_fr(operation) if ctx.locale == "fr" else _action_en(operation)
-    if ctx.locale == "fr":
-        head = f"{ctx.bank_name}: code {ctx.code} pour {action}. Valable {ctx.validity_minutes} min."
-    else:
-        head = f"{ctx.bank_name}: code {ctx.code} to {action}. Valid {ctx.validity_minutes} min."
-    return f"{head} {_WARNING[ctx.locale]}"
+    """The full SMS text for `operation`, within the templates' segment budget."""
+    templates = ctx.templates or default_templates()
+    fields = {
+        "bank": ctx.bank_name,
+        "code": ctx.code,
+        "minutes": str(ctx.validity_minutes),
+        "warning": templates.warning(ctx.locale),
+    }
+    payee: str | None = None
+    match operation:
+        case Login():
+            pass
+        case CreditTransfer(amount=amount, payee=Payee(name=name, iban=iban)):
+            fields |= {"amount": format_amount(amount, ctx.locale), "iban": mask_iban(iban)}
+            payee = name
+        case AddBeneficiary(payee=Payee(name=name, iban=iban)):
+            fields["iban"] = mask_iban(iban)
+            payee = name
+        case ChangePhone(new_phone=new_phone):
+            fields["phone"] = mask_phone(new_phone)
+    return fitted(templates, Kind.of(kind(operation)), ctx.locale, fields, payee)
+
+
+def phone_changed_notice(
+    bank_name: str, new_phone: str, locale: str, templates: SmsTemplates | None = None
+) -> str:
+    """The notice to the old number that the secure number changed: no code, the new number masked."""
+    fields = {"bank": bank_name, "phone": mask_phone(new_phone)}
+    return fitted(templates or default_templates(), Kind.PHONE_CHANGED, locale, fields, None)
+
+
+def user_blocked_notice(
+    bank_name: str, blocked_until: datetime, locale: str, templates: SmsTemplates | None = None
+) -> str:
+    """The payer's alert that a block started (RTS Art. 4(4)): its end, no code, no number."""
+    # Rounded up to the minute: the user is never told a time at which the block still holds.
+    end = blocked_until.astimezone(UTC)
+    if end.second or end.microsecond:
+        end = end.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    fields = {"bank": bank_name, **_when(end)}
+    return fitted(templates or default_templates(), Kind.USER_BLOCKED, locale, fields, None)
+
+
+def beneficiary_added_notice(
+    bank_name: str, payee: Payee, at: datetime, locale: str, templates: SmsTemplates | None = None
+) -> str:
+    """The notice that a payee was added (its verified challenge's time, in UTC): no code."""
+    fields = {"bank": bank_name, "iban": mask_iban(payee.iban), **_when(at.astimezone(UTC))}
+    return fitted(templates or default_templates(), Kind.BENEFICIARY_ADDED, locale, fields, payee.name)
+
+
+def fitted(
+    templates: SmsTemplates, kind: Kind, locale: str, fields: dict[str, str], payee: str | None
+) -> str:
+    """The template filled in; the payee's name in GSM-7 if that keeps the text GSM-7, cut if it must be."""
+    template = templates.get(kind, locale)
+    if payee is None:
+        return template.fill(fields)
+    name = _reduced(payee, gsm7_letter)
+    if not fits_gsm7(template.fill(fields | {"payee": _quoted(name)})):
+        name = _reduced(payee, str)  # the bank's own words are UCS-2: the name keeps its letters
+    text = ""
+    for shown in _shortened(name):
+        text = template.fill(fields | {"payee": _quoted(shown)})
+        if measure(text).parts <= templates.max_parts:
+            break
+    return text
 
 
 def printed_name(name: str) -> str:
     """The payee's name as an SMS prints it, in double quotes: letters, spaces and `- ' &` only, bounded."""
-    kept = "".join(c if _is_name_character(c) else " " for c in unicodedata.normalize("NFC", name))
-    words = kept.split()
+    return _quoted(_reduced(name, str))
+
+
+def _reduced(name: str, letter: Callable[[str], str]) -> str:
+    """Letters (each as `letter` writes it), spaces and `- ' &`, at most PRINTED_NAME, cut at a word."""
+    kept = "".join(letter(c) if _is_name_character(c) else " " for c in unicodedata.normalize("NFC", name))
     printed = ""
-    for word in words:
+    for word in kept.split():
         longer = f"{printed} {word}" if printed else word
         if len(longer) > PRINTED_NAME:
             printed = printed or word[:PRINTED_NAME]  # one word longer than the bound: cut inside it
             break
         printed = longer
-    return f'"{printed or "-"}"'
+    return printed
+
+
+def _shortened(name: str) -> Iterator[str]:
+    """The name, then ever shorter cuts of it ending in `...`, down to SHORTEST_NAME characters."""
+    yield name
+    for keep in range(len(name) - 1, SHORTEST_NAME - 1, -1):
+        yield name[:keep].rstrip(" -'&") + ELLIPSIS
+
+
+def _quoted(name: str) -> str:
+    return f'"{name or "-"}"'
 
 
 def _is_name_character(c: str) -> bool:
     """A Latin letter (accented too: é, ß, Ø...) or one of the few marks a name holds."""
     return c in _NAME_PUNCTUATION or (c.isalpha() and unicodedata.name(c, "").startswith("LATIN "))
+
+
+def _when(at: datetime) -> dict[str, str]:
+    """The date and time fields of a notice: `25/11/2026` and `12:16`, in UTC."""
+    return {"date": at.strftime("%d/%m/%Y"), "time": at.strftime("%H:%M")}
 
 
 def format_amount(money: Money, locale: str) -> str:
@@ -95,80 +179,3 @@ def format_amount(money: Money, locale: str) -> str:
         return f"{number} {money.currency}"
     number = grouped + (f".{minor:0{exponent}d}" if exponent else "")
     return f"{money.currency} {number}"
-
-
-def _action_fr(operation: Operation) -> str:
-    match operation:
-        case Login():
-            return "vous CONNECTER à votre banque en ligne"
-        case CreditTransfer(amount=amount, payee=payee):
-            name = printed_name(payee.name)
-            return f"ENVOYER {format_amount(amount, 'fr')} à {name} (IBAN {mask_iban(payee.iban)})"
-        case AddBeneficiary(payee=payee):
-            return (
-                f"AJOUTER le bénéficiaire {printed_name(payee.name)} (IBAN {mask_iban(payee.iban)}). "
-                "Vous pourrez ensuite lui envoyer de l'argent"
-            )
-        case ChangePhone(new_phone=new_phone):
-            return f"CHANGER votre numéro sécurisé pour le {mask_phone(new_phone)}"
-
-
-def _action_en(operation: Operation) -> str:
-    match operation:
-        case Login():
-            return "LOG IN to your online bank"
-        case CreditTransfer(amount=amount, payee=payee):
-            name = printed_name(payee.name)
-            return f"SEND {format_amount(amount, 'en')} to {name} (IBAN {mask_iban(payee.iban)})"
-        case AddBeneficiary(payee=payee):
-            return (
-                f"ADD the payee {printed_name(payee.name)} (IBAN {mask_iban(payee.iban)}). "
-                "You will then be able to send them money"
-            )
-        case ChangePhone(new_phone=new_phone):
-            return f"CHANGE your secure number to {mask_phone(new_phone)}"
-
-
-_PHONE_CHANGED = {
-    "fr": (
-        "{bank}: votre numéro sécurisé a été changé pour le {phone}. "
-        "Pas vous ? Appelez vite le numéro au dos de votre carte. "
-        "Votre banque ne vous demandera jamais de code."
-    ),
-    "en": (
-        "{bank}: your secure number was changed to {phone}. "
-        "Not you? Call the number on the back of your card now. "
-        "Your bank will never ask you for a code."
-    ),
-}
-
-
-def phone_changed_notice(bank_name: str, new_phone: str, locale: str) -> str:
-    """The notice to the old number that the secure number changed: no code, the new number masked."""
-    return _PHONE_CHANGED[locale].format(bank=bank_name, phone=mask_phone(new_phone))
-
-
-_USER_BLOCKED = {
-    "fr": (
-        "{bank}: après plusieurs codes erronés, l'authentification par SMS est bloquée "
-        "jusqu'à {time} UTC le {date}. "
-        "Pas vous ? Appelez le numéro au dos de votre carte. "
-        "Votre banque ne vous demandera jamais de code."
-    ),
-    "en": (
-        "{bank}: after several wrong codes, authentication by text is blocked until {time} UTC on {date}. "
-        "Not you? Call the number on the back of your card. "
-        "Your bank will never ask you for a code."
-    ),
-}
-
-
-def user_blocked_notice(bank_name: str, blocked_until: datetime, locale: str) -> str:
-    """The payer's alert that a block started (RTS Art. 4(4)): its end, no code, no number."""
-    # Rounded up to the minute: the user is never told a time at which the block still holds.
-    end = blocked_until.astimezone(UTC)
-    if end.second or end.microsecond:
-        end = end.replace(second=0, microsecond=0) + timedelta(minutes=1)
-    return _USER_BLOCKED[locale].format(
-        bank=bank_name, time=end.strftime("%H:%M"), date=end.strftime("%d/%m/%Y")
-    )

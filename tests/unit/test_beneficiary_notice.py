@@ -1,0 +1,82 @@
+"""The notice that a payee was added: after a VERIFIED add_beneficiary only; it never changes the answer."""
+
+from __future__ import annotations
+
+import re
+
+from sesame.server.domain.challenges import ChallengePolicy, StartRequest, VerifyRequest
+from sesame.server.domain.errors import StoreUnavailable
+from sesame.server.domain.lifecycle import UserNotice
+from sesame.server.domain.model import VerificationOutcome, VerifyResult
+from sesame.server.domain.operation import AddBeneficiary, Payee
+from tests.fakes.state_store import MemoryStateStore
+from tests.unit.test_challenges import NO_CONTEXT, PHONE, TRANSFER, World, flows_over, wrong
+
+ADD = AddBeneficiary(Payee("Jean DUPONT", "FR7630006000011234567890189"))
+
+
+async def added(world: World, code_of: str = "") -> VerificationOutcome:
+    """Start an add_beneficiary challenge and submit its code (or `code_of` wrong)."""
+    challenge = await world.flows.start(StartRequest(await world.enrol(), ADD, NO_CONTEXT))
+    code = world.last_code()
+    submitted = wrong(code) if code_of == "wrong" else code
+    return await world.flows.verify(VerifyRequest(challenge.challenge_id, submitted, ADD, NO_CONTEXT))
+
+
+async def notices(world: World) -> list[tuple[str, str]]:
+    return [
+        (entry["kind"], entry["outcome"])
+        for entry in await world.store.user_journal("alice")
+        if entry["event"] == "user.notice"
+    ]
+
+
+async def test_a_verified_new_payee_is_notified_with_its_date_and_time() -> None:
+    """One SMS to the secure number, no code, naming the payee, the date and time; journaled as sent."""
+    world = World()
+    outcome = await added(world)
+    assert outcome.result is VerifyResult.VERIFIED
+    notice = world.sms.sent[-1]
+    assert (notice.to, notice.challenge_id) == (PHONE, "")
+    assert '"Jean DUPONT" (IBAN FR76...0189) a été ajouté le ' in notice.text
+    assert world.clock.now().strftime("%d/%m/%Y à %H:%M UTC") in notice.text
+    assert not re.search(r"\d{6}", notice.text)
+    assert await notices(world) == [("beneficiary_added", "sent")]
+
+
+async def test_a_wrong_code_or_another_operation_sends_no_notice() -> None:
+    """Only a VERIFIED add_beneficiary challenge is notified: not a wrong code, not a transfer."""
+    world = World()
+    assert (await added(world, "wrong")).result is VerifyResult.WRONG_CODE
+    challenge = await world.flows.start(StartRequest("alice", TRANSFER, NO_CONTEXT))
+    assert await world.verify(challenge.challenge_id, world.last_code()) is VerifyResult.VERIFIED
+    assert all(message.challenge_id for message in world.sms.sent)
+    assert await notices(world) == []
+
+
+async def test_a_notice_the_gateway_refuses_is_journaled_failed_and_the_answer_stands() -> None:
+    """The gateway down after the code was sent: VERIFIED all the same, the notice journaled failed."""
+    world = World()
+    challenge = await world.flows.start(StartRequest(await world.enrol(), ADD, NO_CONTEXT))
+    code = world.last_code()
+    world.sms.fail()
+    outcome = await world.flows.verify(VerifyRequest(challenge.challenge_id, code, ADD, NO_CONTEXT))
+    assert outcome.result is VerifyResult.VERIFIED
+    assert await notices(world) == [("beneficiary_added", "failed")]
+
+
+class NoticeJournalDown(MemoryStateStore):
+    """A store that cannot journal a notice, as Redis gone right after the verification."""
+
+    async def record_user_notice(self, user_id: str, notice: UserNotice) -> None:
+        raise StoreUnavailable("ConnectionError")
+
+
+async def test_a_notice_that_cannot_be_journaled_never_changes_the_answer() -> None:
+    """With the journal of notices failing, the verification still answers VERIFIED, the SMS sent."""
+    world = World()
+    world.store = NoticeJournalDown()
+    world.flows = flows_over(world.keys, world.store, world.sms, world.clock, ChallengePolicy())
+    outcome = await added(world)
+    assert outcome.result is VerifyResult.VERIFIED
+    assert world.sms.sent[-1].challenge_id == ""
