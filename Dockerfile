@@ -5,8 +5,10 @@
 # mTLS files and the caller policy named by SESAME_TLS_CERT_FILE, SESAME_TLS_KEY_FILE,
 # SESAME_TLS_CLIENT_CA_FILE and SESAME_AUTHZ_POLICY_FILE (docs/operations.md, "Transport security and
 # callers"). Development (embedded Redis, dev token, codes in a file) only when asked for:
-# `docker run -e SESAME_ENV=development ...`. No Docker engine runs where the tests run: the tests check this
-# file and .dockerignore, and run `sesame serve` with this image's ENV, but never build the image.
+# `docker run -e SESAME_ENV=development ...`. `make image` builds and starts it where a Docker engine runs;
+# where none does, it builds the same runtime root filesystem with mmdebstrap and starts it there
+# (docs/operations.md, "The image"). The tests check this file and .dockerignore, and run `sesame serve`
+# with this image's ENV.
 
 FROM python:3.11-slim-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends make && rm -rf /var/lib/apt/lists/*
@@ -20,19 +22,20 @@ COPY clients ./clients
 # then the wheel.
 RUN make wheel
 
-FROM python:3.11-slim-bookworm
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends softhsm2 redis-server \
-    && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --create-home --home-dir /var/lib/sesame --uid 10001 sesame
-# The runtime lock only (no grpcio-tools, pytest, mypy, ruff...), every file checked against its hash; then
-# the wheel alone, which resolves nothing.
-COPY --from=build /src/dist/*.whl /src/requirements.lock /tmp/
-RUN pip install --no-cache-dir --require-hashes -r /tmp/requirements.lock \
-    && pip install --no-cache-dir --no-deps /tmp/*.whl \
-    && rm /tmp/*.whl /tmp/requirements.lock
+# The runtime stage: Debian 12 and Debian's Python, installed by tools/image-install.sh, the very script
+# `make image` runs in a root filesystem made from Debian's packages with mmdebstrap where no Docker engine
+# runs (tools/image-check.sh): the two cannot drift. It installs python3, softhsm2 and redis-server without
+# recommends or services, a venv under /opt/sesame with the runtime lock only (no grpcio-tools, pytest,
+# mypy, ruff..., every file checked against its hash) and the wheel alone (which resolves nothing), then
+# removes pip: no compiler, no dev tool. Read-only root filesystem friendly: the user owns only its data
+# directory (a volume); /tmp (the workers' metrics files) wants a tmpfs: `docker run --read-only --tmpfs /tmp`.
+FROM debian:bookworm-slim
+COPY tools/apt-install.sh tools/image-install.sh requirements.lock /tmp/install/
+COPY --from=build /src/dist/*.whl /tmp/install/
+RUN /tmp/install/image-install.sh /tmp/install
 USER sesame
 WORKDIR /var/lib/sesame
+VOLUME ["/var/lib/sesame/var"]
 ENV SESAME_ENV=production \
     SESAME_VAR_DIR=/var/lib/sesame/var \
     SESAME_GRPC_ADDR=0.0.0.0:50051 \

@@ -13,11 +13,12 @@ BUF := .tools/node_modules/.bin/buf
 NODE_TOOLS := tools/package.json tools/package-lock.json
 STAMP_NODE := .tools/.installed
 
-.PHONY: help run test lock sms-docs system-deps python-deps server-deps sms-deps node-deps monitoring-deps dashboard-preview proto lint typecheck archlint bench wheel clean test-fresh
+.PHONY: help run test lock sms-docs system-deps python-deps server-deps sms-deps node-deps monitoring-deps dashboard-preview proto lint typecheck archlint bench wheel clean test-fresh image
 
 help:
 	@echo "make run    start Sésame on 127.0.0.1:50051 with embedded defaults (Redis child, SoftHSM token under var/)"
 	@echo "make test   install what is missing, then lint, type-check and run every test"
+	@echo "make image  build the image (or, with no Docker engine, its root filesystem) and start it"
 	@echo "make bench  measure the echo floor and Sésame on this machine; JSON and PNG under docs/benchmarks/"
 	@echo "make lock   re-resolve the Python dependencies to their newest allowed versions, with hashes"
 
@@ -127,6 +128,17 @@ dashboard-preview: $(STAMP_GEN) monitoring-deps
 test-fresh:
 	@command -v mmdebstrap >/dev/null || tools/apt-install.sh mmdebstrap
 	tools/fresh-debian-check.sh
+
+## The image, built and started (tools/image-check.sh): with Docker where an engine answers; otherwise (here)
+## its runtime root filesystem from Debian's packages (mmdebstrap), the Dockerfile's own install script run
+## in it, then `sesame serve` as the image's user on a read-only root until `sesame health` reads SERVING;
+## prints the size. Minutes (a Debian base, the runtime lock): never part of `make test`; see
+## docs/operations.md, "The image".
+image: $(STAMP_GEN)
+	@command -v mmdebstrap >/dev/null || tools/apt-install.sh mmdebstrap
+	rm -rf dist
+	$(MAKE) wheel
+	tools/image-check.sh
 
 bench: $(STAMP_GEN) server-deps
 	$(BIN)/python -m bench.load $(BENCH_ARGS)

@@ -1,5 +1,6 @@
-"""The Docker image, read from its files (no Docker engine runs here; the image build itself is untested):
-production by default, no dev tools in the runtime stage, no secrets or venvs in the build context."""
+"""The Docker image, read from its files: production by default, installed by the script `make image` runs,
+no dev tools in the runtime stage, no secrets or venvs in the build context. The image itself is built and
+started by `make image` (tools/image-check.sh; minutes, not in `make test`)."""
 
 from __future__ import annotations
 
@@ -84,17 +85,46 @@ def test_the_image_refuses_to_start_with_its_own_defaults(tmp_path: Path) -> Non
     assert not (tmp_path / "var").exists()
 
 
+def _install_script() -> str:
+    """tools/image-install.sh, the runtime stage's install step (and `make image`'s), comments dropped."""
+    text = ROOT.joinpath("tools", "image-install.sh").read_text(encoding="utf-8")
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+
+
+def test_the_runtime_stage_is_installed_by_the_script_make_image_runs() -> None:
+    """One install step for the Dockerfile and for `make image`'s mmdebstrap root filesystem: no drift."""
+    runs = [i.arguments for i in runtime_stage() if i.keyword == "RUN"]
+    copies = " ".join(i.arguments for i in runtime_stage() if i.keyword == "COPY")
+    assert runs == ["/tmp/install/image-install.sh /tmp/install"]
+    assert "tools/apt-install.sh tools/image-install.sh requirements.lock /tmp/install/" in copies
+    check = ROOT.joinpath("tools", "image-check.sh").read_text(encoding="utf-8")
+    assert "cp tools/apt-install.sh tools/image-install.sh requirements.lock" in check
+    assert "/tmp/install/image-install.sh /tmp/install" in check
+
+
 def test_the_runtime_stage_installs_the_runtime_lock_and_no_dev_tool() -> None:
-    """The runtime stage installs requirements.lock with hashes and the wheel without its dependencies."""
-    runs = " ".join(i.arguments for i in runtime_stage() if i.keyword == "RUN")
+    """The install script installs requirements.lock with hashes and the wheel without its dependencies."""
+    script = _install_script()
     copies = " ".join(i.arguments for i in runtime_stage() if i.keyword == "COPY")
     assert "requirements-dev.lock" not in copies
-    assert "pip install --no-cache-dir --require-hashes -r /tmp/requirements.lock" in runs
-    assert "pip install --no-cache-dir --no-deps /tmp/*.whl" in runs
-    assert "requirements-dev.lock" not in runs
-    assert "[dev]" not in runs
+    pip = "/opt/sesame/bin/pip install --no-cache-dir --no-compile --quiet"
+    assert f'{pip} --require-hashes -r "$from/requirements.lock"' in script
+    assert f'{pip} --no-deps "$from"/*.whl' in script
+    assert "--no-install-recommends" in ROOT.joinpath("tools", "apt-install.sh").read_text(encoding="utf-8")
+    assert "requirements-dev.lock" not in script
+    assert "[dev]" not in script
     for tool in dev_only_packages():
-        assert re.search(rf"\b{re.escape(tool)}\b", runs) is None, tool
+        assert re.search(rf"\b{re.escape(tool)}\b", script) is None, tool
+
+
+def test_the_image_runs_as_a_user_that_owns_only_its_data_volume() -> None:
+    """USER sesame (uid 10001, the Kubernetes manifests' runAsUser); its data directory is the VOLUME and
+    SESAME_VAR_DIR, so the root filesystem can be read-only."""
+    assert [i.arguments for i in runtime_stage() if i.keyword == "USER"] == ["sesame"]
+    assert "--uid 10001 sesame" in _install_script()
+    assert "install -d -o sesame -g sesame -m 0750 /var/lib/sesame/var" in _install_script()
+    assert [i.arguments for i in runtime_stage() if i.keyword == "VOLUME"] == ['["/var/lib/sesame/var"]']
+    assert image_env()["SESAME_VAR_DIR"] == "/var/lib/sesame/var"
 
 
 @pytest.mark.parametrize("package", ["grpcio-tools", "pytest", "mypy", "ruff", "hypothesis", "build"])

@@ -140,3 +140,12 @@ async def test_a_gateway_that_cannot_take_the_message_raises_delivery_failed(sub
     subject.break_it()
     with pytest.raises(DeliveryFailed):
         await subject.gateway.send(MESSAGE)
+
+
+async def test_a_message_reference_is_in_the_provider_reference_on_every_attempt(subject: Subject):
+    """A message carrying its own reference gets a provider reference ending with it, the same each time."""
+    message = SmsMessage(MESSAGE.to, MESSAGE.text, MESSAGE.challenge_id, reference="out-0042")
+    first = await subject.gateway.send(message)
+    again = await subject.gateway.send(message)
+    assert first.provider_ref.endswith("-out-0042")
+    assert again.provider_ref == first.provider_ref

@@ -603,6 +603,29 @@ class TestDelivery:
         )
         assert (await store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.DELIVERED
 
+    @pytest.mark.parametrize(
+        "order",
+        [
+            [("sent", "smpp-1"), ("delivered", "smpp-1"), ("failed", "kannel-1")],
+            [("failed", "kannel-1"), ("sent", "smpp-1"), ("delivered", "smpp-1")],
+        ],
+        ids=["failure-last", "failure-first"],
+    )
+    async def test_a_failure_report_after_a_failover_does_not_hide_the_other_providers_success(
+        self, store, order
+    ):
+        """Kannel timed out (its message failed over to SMPP, which delivered it), then Kannel reports the
+        message it did take as rejected: the challenge stays DELIVERED, whatever the order."""
+        challenge = await opened(store)
+        await reported(store, challenge, *order)
+        assert (await store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.DELIVERED
+
+    async def test_an_expired_message_is_final_and_outranks_a_failed_one(self, store):
+        """EXPIRED (the SMSC gave up at the end of the validity) is final; over a failed message it shows."""
+        challenge = await opened(store)
+        await reported(store, challenge, ("sent", "r1"), ("expired", "r1"), ("sent", "r1"), ("failed", "r2"))
+        assert (await store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.EXPIRED
+
     async def test_every_report_is_journaled_with_the_resulting_state(self, store):
         """Ignored reports are journaled too, each with what was reported and the state that resulted."""
         challenge = await opened(store)

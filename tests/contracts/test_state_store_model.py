@@ -81,7 +81,9 @@ def charged(limits: tuple[int, int]) -> tuple[Charge, ...]:
     )
 
 
-delivery_states = st.sampled_from([DeliveryState.SENT, DeliveryState.DELIVERED, DeliveryState.FAILED])
+delivery_states = st.sampled_from(
+    [DeliveryState.SENT, DeliveryState.DELIVERED, DeliveryState.FAILED, DeliveryState.EXPIRED]
+)
 
 
 def _outcome(result: Any) -> tuple[str, Any]:

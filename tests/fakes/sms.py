@@ -27,7 +27,8 @@ class RecordingSmsGateway:
         if self.failing:
             raise DeliveryFailed("recording gateway told to fail")
         self.sent.append(message)
-        return SentSms(provider_ref=f"recorded-{len(self.sent)}", sent_at=self._clock.now())
+        ref = f"recorded-{message.reference or len(self.sent)}"
+        return SentSms(provider_ref=ref, sent_at=self._clock.now())
 
 
 _: type[SmsGateway] = RecordingSmsGateway

@@ -116,10 +116,10 @@ def _opened(opening: Opening, user: User) -> Challenge:
 
 
 def _best_news(states: Iterable[DeliveryState], none: DeliveryState = DeliveryState.PENDING) -> DeliveryState:
-    """The challenge's state over its messages, as record_delivery.lua: delivered, else sent, else failed
-    (and, as record_dispatch.lua, else expired)."""
+    """The challenge's state over its messages, as record_delivery.lua and record_dispatch.lua: delivered,
+    else sent, else expired, else failed (`none`: no message settled yet)."""
     seen = set(states)
-    for state in (DeliveryState.DELIVERED, DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.EXPIRED):
+    for state in (DeliveryState.DELIVERED, DeliveryState.SENT, DeliveryState.EXPIRED, DeliveryState.FAILED):
         if state in seen:
             return state
     return none

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -99,13 +101,58 @@ async def _raw(receiver: DlrReceiver, data: bytes) -> bytes:
         writer.close()
 
 
-async def test_an_oversized_request_head_is_refused(dlr_receiver: DlrReceiver):
-    """A request line and headers beyond HEAD_LIMIT answer 431 without reaching the route."""
-    head = b"GET /dlr/kannel?" + b"a" * http_listener.HEAD_LIMIT + b" HTTP/1.1\r\n\r\n"
-    assert (await _raw(dlr_receiver, head)).startswith(b"HTTP/1.1 431 ")
+async def test_an_oversized_request_head_is_refused(redis_store: RedisStateStore, dlr_receiver: DlrReceiver):
+    """A request line beyond HEAD_LIMIT, though it holds a valid report, answers 400 and is not recorded."""
+    challenge = await _opened(redis_store)
+    query = (
+        urlencode(_report(dlr_receiver, challenge.challenge_id)) + "&pad=" + "a" * http_listener.HEAD_LIMIT
+    )
+    answer = await _raw(dlr_receiver, f"GET /dlr/kannel?{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    assert answer.split(b" ", 2)[1] == b"400"
+    assert (await redis_store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.PENDING
 
 
-async def test_a_silent_client_is_dropped(dlr_receiver: DlrReceiver, monkeypatch: pytest.MonkeyPatch):
-    """A client that connects and sends nothing is disconnected once HEAD_TIMEOUT has passed."""
-    monkeypatch.setattr(http_listener, "HEAD_TIMEOUT", 0.2)
-    assert await _raw(dlr_receiver, b"") == b""
+async def test_an_oversized_header_field_is_refused(dlr_receiver: DlrReceiver):
+    """One header field beyond HEAD_LIMIT answers 400 without reaching the route."""
+    head = (
+        b"GET /dlr/kannel?a=1 HTTP/1.1\r\nHost: x\r\nX-Pad: "
+        + b"a" * (http_listener.HEAD_LIMIT + 1)
+        + b"\r\n\r\n"
+    )
+    assert (await _raw(dlr_receiver, head)).split(b" ", 2)[1] == b"400"
+
+
+@pytest.mark.parametrize("sent", [b"", b"GET /dlr/kannel?challenge=x HTTP/1.1\r\nHost: x\r\n"])
+async def test_a_silent_or_slow_client_is_dropped(sent: bytes):
+    """A client that sends nothing, or never ends its head, is disconnected once the head timeout passed."""
+    listener = http_listener.HttpListener("/dlr/kannel", _never_called, head_timeout=0.3)
+    await listener.start("127.0.0.1:0")
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+        writer.write(sent)
+        async with asyncio.timeout(5):
+            assert await reader.read() == b""
+        writer.close()
+    finally:
+        await listener.close()
+
+
+async def _never_called(query: str) -> http_listener.Reply:
+    raise AssertionError("the route must not be reached")
+
+
+async def test_the_token_reaches_no_log_line(
+    redis_store: RedisStateStore, dlr_receiver: DlrReceiver, caplog: pytest.LogCaptureFixture
+):
+    """At DEBUG, neither a good report, a refused one nor an oversized one logs the token (the test's
+    own HTTP client, httpx, does: its lines are not the server's)."""
+    caplog.set_level(logging.DEBUG)
+    challenge = await _opened(redis_store)
+    report = _report(dlr_receiver, challenge.challenge_id)
+    await _get(dlr_receiver, **report)
+    await _get(dlr_receiver, **(report | {"status": "abc"}))
+    await _raw(dlr_receiver, f"GET /dlr/kannel?{urlencode(report)}&p={'a' * 9000} HTTP/1.1\r\n\r\n".encode())
+    token = dlr_receiver.callback.token
+    server = [r for r in caplog.records if r.name.startswith(("sesame", "aiohttp", "asyncio"))]
+    assert len(server) >= 3
+    assert not [r for r in server if token in r.getMessage()]

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 import pytest
 
 from sesame.clients.redis_store import RedisStateStore
-from sesame.clients.sms_kannel import ANSWER_LIMIT, KannelConfig, KannelSmsGateway
+from sesame.clients.sms_failover import FailoverSmsGateway, Provider, Reliability
+from sesame.clients.sms_kannel import ANSWER_LIMIT, KannelConfig, KannelSmsGateway, refusal
 from sesame.server.domain import sms_text
 from sesame.server.domain.errors import DeliveryFailed
 from sesame.server.domain.model import Challenge, DeliveryState, RequestContext, SmsMessage
@@ -210,3 +211,56 @@ async def test_an_endless_answer_is_read_no_further_than_the_cap(gateways: Gatew
         sent = await gateways(url=f"http://127.0.0.1:{port}").send(SmsMessage(PHONE, _text(""), "c1"))
         assert sent.provider_ref
         assert time.monotonic() - started < 2.0
+
+
+async def test_a_missing_receiver_is_the_numbers_fault(gateways: Gateways):
+    """Real Kannel answers 400 `Missing receiver number`: reason bad_number (no retry, next provider)."""
+    with pytest.raises(DeliveryFailed) as caught:
+        await gateways().send(SmsMessage("", _text(""), "c1"))
+    assert caught.value.reason == "bad_number"
+
+
+async def test_a_refused_account_is_refused(gateways: Gateways):
+    """Real Kannel answers 403 to a wrong password: reason refused."""
+    with pytest.raises(DeliveryFailed) as caught:
+        await gateways(password=secrets.token_hex(8)).send(SmsMessage(PHONE, _text(""), "c1"))
+    assert caught.value.reason == "refused"
+
+
+async def test_a_temporary_refusal_is_retried_at_the_same_kannel(gateways: Gateways):
+    """503 then 202 from a gateway: the failover's policy asks it again after a jittered pause."""
+    answers = [
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 15\r\n\r\nSending failed.",
+        b"HTTP/1.1 202 Accepted\r\nContent-Length: 24\r\n\r\n0: Accepted for delivery",
+    ]
+
+    async def answer(writer: asyncio.StreamWriter) -> None:
+        writer.write(answers.pop(0))
+        await writer.drain()
+
+    waits: list[float] = []
+
+    async def recorded(seconds: float) -> None:
+        waits.append(seconds)
+
+    async with await _serve(answer) as server:
+        port = server.sockets[0].getsockname()[1]
+        kannel = gateways(url=f"http://127.0.0.1:{port}")
+        failover = FailoverSmsGateway([Provider("kannel", kannel)], Reliability(sleep=recorded))
+        sent = await failover.send(SmsMessage(PHONE, _text(""), "c1", reference="out-7"))
+    assert (sent.provider_ref, len(waits), answers) == ("kannel-out-7", 1, [])
+
+
+@pytest.mark.parametrize(
+    ("status", "text", "reason"),
+    [
+        (503, "Sending failed.", "unavailable"),
+        (429, "", "throttled"),
+        (400, "Missing receiver number, rejected", "bad_number"),
+        (400, "Invalid charset", "bad_content"),
+        (403, "Authorization failed for sendsms", "refused"),
+    ],
+)
+def test_kannel_answers_are_classified(status: int, text: str, reason: str):
+    """Each class of Kannel answer gets its kind of failure."""
+    assert refusal(status, text) == reason

@@ -9,15 +9,18 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import pytest
+import redis.asyncio as aioredis
 import smpp34
 
 from sesame.clients import smpp_text
+from sesame.clients.redis_provider_ids import RedisProviderIds
 from sesame.clients.smpp_pdu import Address
 from sesame.clients.smpp_session import Timing
+from sesame.clients.sms_failover import FailoverSmsGateway, Provider, Reliability
 from sesame.clients.sms_smpp import SmppConfig, SmppSmsGateway
-from sesame.server.domain.errors import DeliveryFailed, StoreUnavailable
+from sesame.server.domain.errors import DeliveryFailed, ProviderIdUnknown, StoreUnavailable
 from sesame.server.domain.model import DeliveryState, SmsMessage
-from tests.fakes.clock import FixedClock
+from tests.fakes.clock import FixedClock, ShiftedClock
 from tests.support.ports import free_port
 from tests.support.smsc import Cable, Smsc, serving
 
@@ -347,3 +350,108 @@ async def test_a_message_sent_while_the_session_is_rebinding_waits_for_it(smsc: 
     await gateway.send(SmsMessage(PHONE, "MaBanque: code 333333", "ch.k1.d6"))
     assert [part.text[-6:] for part in smsc.submitted] == ["333333"]
     await cable.close()
+
+
+async def test_an_expired_receipt_records_expired(smsc: Smsc, gateways: Gateways, receipts: Receipts):
+    """A receipt stat:EXPIRED records EXPIRED (final; DELIVERY_STATE_EXPIRED in the API)."""
+    smsc.receipt = "EXPIRED"
+    gateway = await gateways()
+    sent = await gateway.send(SmsMessage(PHONE, "MaBanque: code 482913", "ch.k1.d6"))
+    await _until(lambda: bool(receipts.seen))
+    assert receipts.seen == [("ch.k1.d6", DeliveryState.EXPIRED, sent.provider_ref)]
+
+
+async def test_a_receipt_after_a_restart_finds_its_challenge(
+    smsc: Smsc, receipts: Receipts, redis_client: aioredis.Redis
+):
+    """A message sent by one gateway, its receipt arriving once a new one (a restart) is bound: the SMSC's
+    id, kept in Redis, leads the receipt to its challenge and our reference."""
+    smsc.receipt = None
+    ids = RedisProviderIds(redis_client)
+    config = SmppConfig("127.0.0.1", smsc.port, "sesame", "secret", Address(5, 0, "MaBanque"))
+    before = SmppSmsGateway(config, ShiftedClock(), receipts.record, ids)
+    await before.start()
+    sent = await before.send(SmsMessage(PHONE, "MaBanque: code 482913", "ch.k1.d6"))
+    message_id = smsc.submitted[0].message_id
+    async with asyncio.timeout(5):
+        while True:
+            with contextlib.suppress(ProviderIdUnknown):
+                await ids.owner(message_id)
+                break
+            await asyncio.sleep(0.02)
+    await before.close()
+    after = SmppSmsGateway(config, ShiftedClock(), receipts.record, ids)
+    await after.start()
+    await _until(lambda: after.bound)
+    await smsc.push_receipt(message_id, "DELIVRD")
+    await _until(lambda: bool(receipts.seen))
+    assert receipts.seen == [("ch.k1.d6", DeliveryState.DELIVERED, sent.provider_ref)]
+    await after.close()
+
+
+async def test_without_the_kept_ids_a_receipt_after_a_restart_is_lost(smsc: Smsc, receipts: Receipts):
+    """The same restart with no ProviderIds (as before decision 0030): the receipt finds nothing."""
+    smsc.receipt = None
+    config = SmppConfig("127.0.0.1", smsc.port, "sesame", "secret", Address(5, 0, "MaBanque"))
+    before = SmppSmsGateway(config, ShiftedClock(), receipts.record)
+    await before.start()
+    await before.send(SmsMessage(PHONE, "MaBanque: code 482913", "ch.k1.d6"))
+    await before.close()
+    after = SmppSmsGateway(config, ShiftedClock(), receipts.record)
+    await after.start()
+    await _until(lambda: after.bound)
+    await smsc.push_receipt(smsc.submitted[0].message_id, "DELIVRD")
+    await asyncio.sleep(0.5)  # the receipt's time to arrive and be answered
+    assert receipts.seen == []
+    await after.close()
+
+
+async def test_the_smscs_message_ids_are_returned_for_recording(smsc: Smsc, gateways: Gateways):
+    """A 7-part message is acknowledged with the SMSC's 7 message ids, in part order."""
+    gateway = await gateways()
+    sent = await gateway.send(SmsMessage(PHONE, LONG, "ch.k1.d6"))
+    assert sent.provider_ids == tuple(part.message_id for part in smsc.submitted)
+    assert len(sent.provider_ids) == 7
+
+
+async def test_a_throttled_submit_is_retried_at_the_same_smsc(smsc: Smsc, gateways: Gateways):
+    """ESME_RTHROTTLED, then accepted: the failover's policy asks the same SMSC again, which takes it."""
+    smsc.refuse_with = smpp34.ESME_RTHROTTLED
+    gateway = await gateways()
+    with pytest.raises(DeliveryFailed) as caught:
+        await gateway.send(SmsMessage(PHONE, "MaBanque: code 482913", "ch.k1.d6"))
+    assert caught.value.reason == "throttled"
+    waits: list[float] = []
+
+    async def recorded(seconds: float) -> None:
+        waits.append(seconds)
+        smsc.refuse_with = None
+
+    failover = FailoverSmsGateway([Provider("smpp", gateway)], Reliability(sleep=recorded))
+    await failover.send(SmsMessage(PHONE, "MaBanque: code 482913", "ch.k1.d6"))
+    assert (len(waits), len(smsc.submitted)) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [(smpp34.ESME_RINVDSTADR, "bad_number"), (smpp34.ESME_RSYSERR, "unavailable"), (0x45, "refused")],
+)
+async def test_a_refusal_is_classified_by_its_command_status(
+    smsc: Smsc, gateways: Gateways, status: int, reason: str
+):
+    """Invalid destination is the number's fault, a system error temporary, a submit failure final."""
+    smsc.refuse_with = status
+    gateway = await gateways()
+    with pytest.raises(DeliveryFailed) as caught:
+        await gateway.send(SmsMessage(PHONE, "MaBanque: code 482913", "ch.k1.d6"))
+    assert caught.value.reason == reason
+
+
+async def test_a_message_refused_after_some_parts_is_partial(smsc: Smsc, gateways: Gateways):
+    """Three of seven parts accepted, then throttled: reason partial (not retried there: the three would
+    go twice), and the SMSC got three parts."""
+    smsc.refuse_with, smsc.accept_first = smpp34.ESME_RTHROTTLED, 3
+    gateway = await gateways()
+    with pytest.raises(DeliveryFailed) as caught:
+        await gateway.send(SmsMessage(PHONE, LONG, "ch.k1.d6"))
+    assert (caught.value.reason, len(smsc.submitted)) == ("partial", 3)

@@ -46,6 +46,7 @@ class Smsc:
     port: int = field(default_factory=free_port)
     receipt: str | None = "DELIVRD"  # the stat of the receipt sent after each submit; None: no receipt
     refuse_with: int | None = None  # a command_status to refuse every submit_sm with
+    accept_first: int = 0  # submits accepted before `refuse_with` applies
     submitted: list[Submitted] = field(default_factory=list)
     binds: int = 0
     _server: smpp34.Server | None = None
@@ -89,7 +90,7 @@ class Smsc:
                 await self._submitted(event)
 
     async def _submitted(self, event: smpp34.SubmitSmEvent) -> None:
-        if self.refuse_with is not None:
+        if self.refuse_with is not None and len(self.submitted) >= self.accept_first:
             event.reject(self.refuse_with)
             return
         self._count += 1
@@ -117,6 +118,20 @@ class Smsc:
                     source_addr=event.destination_addr,
                     esm_class=0x04,
                     short_message=f"{text}stat:{self.receipt} err:000 text:".encode(),
+                )
+
+    async def push_receipt(self, message_id: str, stat: str) -> None:
+        """A receipt for `message_id` on every bound session: as an SMSC that reports later, on whichever
+        session of the account is bound by then."""
+        dates = "submit date:2611301200 done date:2611301200"
+        text = f"id:{message_id} sub:001 dlvrd:001 {dates} stat:{stat} err:000"
+        for session in list(self._sessions.values()):
+            with contextlib.suppress(smpp34.SmppError):
+                await session.deliver_sm(
+                    destination_addr="MaBanque",
+                    source_addr="33612345678",
+                    esm_class=0x04,
+                    short_message=f"{text} text:".encode(),
                 )
 
     def text(self) -> str:

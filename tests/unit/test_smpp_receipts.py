@@ -22,7 +22,7 @@ def _deliver(text: bytes, esm_class: int = 0x04, tlvs: tuple[tuple[int, bytes], 
     [
         (b"DELIVRD", DeliveryState.DELIVERED),
         (b"UNDELIV", DeliveryState.FAILED),
-        (b"EXPIRED", DeliveryState.FAILED),
+        (b"EXPIRED", DeliveryState.EXPIRED),
         (b"REJECTD", DeliveryState.FAILED),
         (b"DELETED", DeliveryState.FAILED),
         (b"ENROUTE", DeliveryState.SENT),

@@ -6,6 +6,7 @@ import logging
 
 import pytest
 
+from sesame.clients.sms_breaker import BreakerState
 from sesame.server.domain.errors import DeliveryFailed
 from sesame.server.sms_watch import SmsWatch
 
@@ -59,3 +60,31 @@ def test_health_follows_the_last_send() -> None:
     assert not watch.healthy()
     watch.sent()
     assert watch.healthy()
+
+
+def test_health_is_degraded_while_every_breaker_is_open() -> None:
+    """One breaker open of two: healthy; both open: degraded; one closes again: healthy."""
+    watch = SmsWatch("kannel,smpp", monotonic=Ticks(), providers=("kannel", "smpp"))
+    watch.breaker_changed("kannel", BreakerState.OPEN)
+    assert watch.healthy()
+    watch.breaker_changed("smpp", BreakerState.OPEN)
+    assert not watch.healthy()
+    watch.breaker_changed("smpp", BreakerState.HALF_OPEN)
+    assert watch.healthy()
+
+
+def test_breaker_changes_are_logged_at_most_once_a_window_per_provider(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Open, half-open, open within a minute: one line; the next after the window counts the two held back."""
+    ticks = Ticks()
+    watch = SmsWatch("kannel", every=60, monotonic=ticks, providers=("kannel",))
+    with caplog.at_level(logging.INFO, logger="sesame.sms"):
+        for state in (BreakerState.OPEN, BreakerState.HALF_OPEN, BreakerState.OPEN):
+            watch.breaker_changed("kannel", state)
+        ticks.now += 60
+        watch.breaker_changed("kannel", BreakerState.HALF_OPEN)
+    logged = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "sesame.sms"]
+    assert [level for level, _ in logged] == [logging.WARNING, logging.INFO]
+    assert "breaker open" in logged[0][1]
+    assert "half_open; 2 more changes" in logged[1][1]

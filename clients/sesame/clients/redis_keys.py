@@ -126,3 +126,11 @@ class Keyspace:
     def key_ledger_journal(self) -> str:
         """The key ledger's journal stream: which labels were first seen, and when."""
         return f"{self._prefix}:{{keys}}:journal"
+
+    def provider_id(self, provider_id: str) -> str:
+        """Which message an SMSC's message id is a part of (a hash with a TTL; docs/decisions/0030)."""
+        return f"{self._prefix}:{{pid:{provider_id}}}:owner"
+
+    def parts_delivered(self, provider_ref: str) -> str:
+        """The SMSC ids of a message's parts reported delivered (a set with a TTL)."""
+        return f"{self._prefix}:{{pm:{provider_ref}}}:delivered"

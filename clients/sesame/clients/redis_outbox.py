@@ -52,9 +52,10 @@ class RedisOutbox:
         return cls(aioredis.Redis(connection_pool=pool), prefix=prefix)
 
     async def close(self) -> None:
-        """Close the client and its connections."""
+        """Close the client and its connections (a pool given to a client outlives its `aclose`)."""
         with translated():
             await self._client.aclose()
+            await self._client.connection_pool.disconnect()
 
     async def take(self, consumer: str, count: int, wait: timedelta) -> list[QueuedSms]:
         """XREADGROUP `>`: entries never given to a consumer. Before the first SMS is queued there is no

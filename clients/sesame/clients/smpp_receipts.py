@@ -24,7 +24,7 @@ _STAT: Final = re.compile(rb"\bstat:([A-Z]{7})")
 _STATES: Final = {
     "DELIVRD": DeliveryState.DELIVERED,
     "UNDELIV": DeliveryState.FAILED,
-    "EXPIRED": DeliveryState.FAILED,
+    "EXPIRED": DeliveryState.EXPIRED,
     "DELETED": DeliveryState.FAILED,
     "REJECTD": DeliveryState.FAILED,
 }
@@ -132,6 +132,10 @@ class ReceiptBook:
         early = self._early.pop(message_id, None)
         return None if early is None else self.settle(early)
 
+    def knows(self, message_id: str) -> bool:
+        """Whether `message_id` is a part this process sent and still remembers."""
+        return message_id in self._parts
+
     def _keep_early(self, receipt: Receipt) -> None:
         # An SMSC may send the receipt before the submit_sm_resp that tells us its id (smpp34 does, at
         # times): kept until that answer comes, within a small bound.
@@ -146,9 +150,9 @@ class ReceiptBook:
         if tracked is None or message is None:
             self._keep_early(receipt)
             return None
-        if receipt.state is DeliveryState.FAILED:
+        if receipt.state in (DeliveryState.FAILED, DeliveryState.EXPIRED):
             message.failed = True
-            return Settled(tracked, DeliveryState.FAILED)
+            return Settled(tracked, receipt.state)
         if receipt.state is DeliveryState.DELIVERED:
             message.delivered.add(receipt.message_id)
             if not message.failed and len(message.delivered) >= message.parts:

@@ -32,6 +32,10 @@ class SessionLost(Exception):
     """The connection ended, or the SMSC did not answer in time."""
 
 
+class Closed(SessionLost):
+    """The session had ended before the request was written: the SMSC got nothing."""
+
+
 class NoAnswer(SessionLost):
     """The SMSC did not answer a request in time."""
 
@@ -103,7 +107,7 @@ class SmppSession:
     async def request(self, command_id: int, body: bytes, on_response: OnResponse | None = None) -> Pdu:
         """Send a request and wait for its answer; `on_response` sees it first, before any later PDU."""
         if self._closed:
-            raise SessionLost("the session is closed")
+            raise Closed("the session is closed")
         sequence = next(self._sequence)
         answered: asyncio.Future[Pdu] = asyncio.get_running_loop().create_future()
         self._waiting[sequence] = (answered, on_response)

@@ -10,10 +10,10 @@ import asyncio
 import json
 import logging
 import os
-import uuid
 from datetime import UTC
 from pathlib import Path
 
+from sesame.clients.sms_reference import provider_ref
 from sesame.server.domain.errors import ConfigurationError, DeliveryFailed
 from sesame.server.domain.model import SentSms, SmsMessage
 from sesame.server.domain.ports import Clock, SmsGateway
@@ -45,7 +45,7 @@ class ConsoleSmsGateway:
     async def send(self, message: SmsMessage) -> SentSms:
         """Append the message as one JSON line; DeliveryFailed when the file cannot be written."""
         sent_at = self._clock.now()
-        ref = f"console-{uuid.uuid4().hex}"
+        ref = provider_ref("console", message)
         line = json.dumps(
             {
                 "to": message.to,

@@ -1,16 +1,24 @@
-"""`FailoverSmsGateway`: the SmsGateway port over several providers, tried in the order the settings give.
+"""`FailoverSmsGateway`: the SmsGateway port over several providers, each behind a retry policy and a
+circuit breaker, tried in the order the settings give (docs/decisions/0018, 0030).
 
-A provider that raises DeliveryFailed hands the message to the next; the first acknowledgement wins.
-Nothing is retried and no provider is skipped for having failed before: retries, breakers and the rule
-that a provider which accepted a message is never asked again belong to the outbox (issue 7, item 2).
+For each provider in turn: while its breaker lets an attempt through, ask it; a failure before it took
+the message is retried after a jittered backoff (`sms_policy`), any other failure hands the message to
+the next provider. The first acknowledgement wins. An open breaker skips its provider at once, so a
+provider that is down costs the messages nothing once its breaker has opened.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
 
+from sesame.clients.sms_breaker import BreakerSettings, BreakerState, CircuitBreaker
+from sesame.clients.sms_policy import BEFORE_ACCEPTANCE, PROVIDER_FAULTS, RetryPolicy
 from sesame.server.domain.errors import DeliveryFailed
 from sesame.server.domain.model import SentSms, SmsMessage
 from sesame.server.domain.ports import SmsGateway
@@ -26,33 +34,120 @@ class Provider:
     gateway: SmsGateway
 
 
-class FailoverSmsGateway:
-    """Each message goes to the first provider that takes it."""
+class BreakerOpen(DeliveryFailed):
+    """The provider's breaker let no attempt through; `reason` is the fault that opened it."""
 
-    def __init__(self, providers: Sequence[Provider]) -> None:
+
+class ProviderObserver(Protocol):
+    """Hears what each provider did: metrics, logs and health listen here."""
+
+    def attempted(self, provider: str, outcome: str) -> None:
+        """One attempt ended: `sent`, a DeliveryFailure reason, or `open` (the breaker let none go)."""
+
+    def breaker_changed(self, provider: str, state: BreakerState) -> None:
+        """The provider's breaker moved to `state`."""
+
+
+class _Unobserved:
+    def attempted(self, provider: str, outcome: str) -> None:
+        pass
+
+    def breaker_changed(self, provider: str, state: BreakerState) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class Reliability:
+    """The retry policy and breaker thresholds every provider gets, and the seams tests replace."""
+
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    breaker: BreakerSettings = field(default_factory=BreakerSettings)
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    draw: Callable[[], float] = random.random  # jitter only: no secret
+    monotonic: Callable[[], float] = time.monotonic  # the breakers' clock
+
+
+class FailoverSmsGateway:
+    """Each message goes to the first provider that takes it, retried and guarded per provider."""
+
+    def __init__(
+        self,
+        providers: Sequence[Provider],
+        reliability: Reliability | None = None,
+        observer: ProviderObserver | None = None,
+    ) -> None:
         """Try `providers` in this order; at least one."""
         if not providers:
             raise ValueError("at least one SMS provider")
         self._providers = tuple(providers)
+        self._reliability = reliability or Reliability()
+        self._observer = observer or _Unobserved()
+        self._breakers = {
+            provider.name: CircuitBreaker(
+                provider.name,
+                self._reliability.breaker,
+                self._observer.breaker_changed,
+                self._reliability.monotonic,
+            )
+            for provider in self._providers
+        }
+
+    def breaker_states(self) -> dict[str, BreakerState]:
+        """Each provider's breaker, by name, in failover order."""
+        return {name: breaker.state for name, breaker in self._breakers.items()}
 
     async def send(self, message: SmsMessage) -> SentSms:
         """The first acknowledgement; DeliveryFailed naming every provider's failure when none took it."""
         failures: list[str] = []
         last: DeliveryFailed | None = None
+        every_open = True
         for provider in self._providers:
             try:
-                return await provider.gateway.send(message)
+                return await self._through(provider, message)
             except DeliveryFailed as exc:
                 failures.append(f"{provider.name}: {exc}")
                 last = exc
-                if provider is not self._providers[-1]:
-                    _log.warning(
+                every_open = every_open and isinstance(exc, BreakerOpen)
+                if provider is not self._providers[-1] and not isinstance(exc, BreakerOpen):
+                    _log.info(
                         "SMS for %s: %s failed (%s), trying the next provider",
                         message.challenge_id,
                         provider.name,
-                        exc,
+                        exc.reason,
                     )
-        raise DeliveryFailed("; ".join(failures), last.reason if last else "error")
+        failed = BreakerOpen if every_open else DeliveryFailed
+        raise failed("; ".join(failures), last.reason if last else "error")
+
+    async def _through(self, provider: Provider, message: SmsMessage) -> SentSms:
+        """One provider's attempts: retried only while the failure came before it took the message."""
+        breaker = self._breakers[provider.name]
+        retry = self._reliability.retry
+        retries = 0
+        while True:
+            if not breaker.allow():
+                self._observer.attempted(provider.name, "open")
+                # The message's failure is the provider's, as its breaker learnt it: the metrics by reason
+                # keep saying `unreachable` while the breaker spares the provider the attempts.
+                raise BreakerOpen(f"{provider.name} circuit breaker open", breaker.last_fault)
+            try:
+                sent = await provider.gateway.send(message)
+            except asyncio.CancelledError:
+                breaker.released()  # a half-open trial cut short must not hold the breaker half-open
+                raise
+            except DeliveryFailed as exc:
+                self._observer.attempted(provider.name, exc.reason)
+                if exc.reason in PROVIDER_FAULTS:
+                    breaker.failed(exc.reason)
+                else:
+                    breaker.released()
+                if exc.reason not in BEFORE_ACCEPTANCE or retries == retry.retries:
+                    raise
+                await self._reliability.sleep(retry.delay(retries, self._reliability.draw()))
+                retries += 1
+                continue
+            breaker.succeeded()
+            self._observer.attempted(provider.name, "sent")
+            return sent
 
 
 _: type[SmsGateway] = FailoverSmsGateway

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import urlencode
@@ -17,7 +16,8 @@ from urllib.parse import urlencode
 import httpx
 
 from sesame.clients.kannel_dlr import DLR_PATH
-from sesame.server.domain.errors import DeliveryFailed
+from sesame.clients.sms_reference import provider_ref
+from sesame.server.domain.errors import DeliveryFailed, DeliveryFailure
 from sesame.server.domain.gsm7 import fits_gsm7
 from sesame.server.domain.model import SentSms, SmsMessage
 from sesame.server.domain.ports import Clock, SmsGateway
@@ -81,6 +81,23 @@ def sendsms_params(config: KannelConfig, message: SmsMessage, provider_ref: str)
     return params
 
 
+def refusal(status: int, text: str) -> DeliveryFailure:
+    """What kind of failure Kannel's answer other than accepted or queued is (docs/decisions/0030).
+
+    5xx: smsbox or bearerbox could not take the message now (`Sending failed`, queue full): nothing was
+    queued, so Kannel may be asked again. 429: throttled. 400: the request was wrong, about the number
+    (`Missing receiver number`, `Invalid receiver`) or else the text. Anything else (403 for the account,
+    a black list) refuses the message for good at this provider.
+    """
+    if status == httpx.codes.TOO_MANY_REQUESTS:
+        return "throttled"
+    if status >= httpx.codes.INTERNAL_SERVER_ERROR:
+        return "unavailable"
+    if status == httpx.codes.BAD_REQUEST:
+        return "bad_number" if "receiver" in text.lower() or "number" in text.lower() else "bad_content"
+    return "refused"
+
+
 @dataclass(frozen=True, slots=True)
 class _Answer:
     """Kannel's HTTP status and the start of its answer (text/plain or text/html, one line)."""
@@ -113,7 +130,7 @@ class KannelSmsGateway:
 
     async def send(self, message: SmsMessage) -> SentSms:
         """Hand the message to Kannel; DeliveryFailed unless Kannel accepted or queued it."""
-        ref = uuid.uuid4().hex
+        ref = provider_ref("kannel", message)
         sent_at = self._clock.now()
         query = urlencode(sendsms_params(self._config, message, ref))
         answer = await self._get(f"{self._sendsms}?{query}")
@@ -126,7 +143,9 @@ class KannelSmsGateway:
                 answer.status,
                 redact(answer.text.partition("\n")[0][:80]),
             )
-            raise DeliveryFailed(f"Kannel refused the message (HTTP {answer.status})", "refused")
+            raise DeliveryFailed(
+                f"Kannel refused the message (HTTP {answer.status})", refusal(answer.status, answer.text)
+            )
         # The text (payee, amount) stays out of INFO lines; DEBUG shows it with the code hidden.
         _log.info("SMS %s via Kannel to %s for %s", ref, mask_phone(message.to), message.challenge_id)
         _log.debug("SMS %s text: %s", ref, redact(message.text))
@@ -137,10 +156,14 @@ class KannelSmsGateway:
         try:
             async with asyncio.timeout(self._config.timeout):
                 return await self._fetch(url)
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            # No connection, so no request: Kannel got nothing.
+            raise DeliveryFailed("Kannel is unreachable", "unreachable") from None
         except (TimeoutError, httpx.TimeoutException):
             raise DeliveryFailed("Kannel did not answer in time", "timeout") from None
-        except httpx.ConnectError:
-            raise DeliveryFailed("Kannel is unreachable", "unreachable") from None
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+            # The request may have reached smsbox: whether Kannel took the message is unknown.
+            raise DeliveryFailed("Kannel connection lost", "lost") from None
         except httpx.HTTPError as exc:
             raise DeliveryFailed(f"Kannel sendsms failed: {type(exc).__name__}") from None
 

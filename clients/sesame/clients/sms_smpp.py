@@ -16,19 +16,20 @@ import asyncio
 import contextlib
 import logging
 import random
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Final
 
 from sesame.clients import smpp_pdu as pdu
-from sesame.clients import smpp_text
+from sesame.clients import smpp_status, smpp_text
 from sesame.clients.smpp_pdu import Address, Bind, Pdu, ShortMessage
-from sesame.clients.smpp_receipts import NotAReceipt, ReceiptBook, Settled, Tracked, parse_receipt
-from sesame.clients.smpp_session import NoAnswer, SessionLost, SmppSession, Timing
-from sesame.server.domain.errors import ChallengeNotFound, DeliveryFailed, StoreUnavailable
-from sesame.server.domain.model import DeliveryState, SentSms, SmsMessage
-from sesame.server.domain.ports import Clock, SmsGateway
+from sesame.clients.smpp_receipts import NotAReceipt, Receipt, ReceiptBook, Settled, Tracked, parse_receipt
+from sesame.clients.smpp_session import Closed, NoAnswer, SessionLost, SmppSession, Timing
+from sesame.clients.sms_reference import provider_ref
+from sesame.server.domain.errors import ChallengeNotFound, DeliveryFailed, ProviderIdUnknown, StoreUnavailable
+from sesame.server.domain.model import DeliveryState, SentPart, SentSms, SmsMessage
+from sesame.server.domain.ports import Clock, ProviderIds, SmsGateway
 from sesame.server.domain.privacy import mask_phone, redact
 
 _log = logging.getLogger("sesame.sms")
@@ -53,16 +54,27 @@ class SmppConfig:
     window: int = 10  # submit_sm awaiting their answer at once
     rate: float = 10.0  # submit_sm a second, at most
     timing: Timing = field(default_factory=lambda: Timing(connect=5.0, response=5.0, keepalive=30.0))
+    # How long an SMSC message id leads back to its message: receipts come within the SMSC's validity.
+    ids_kept: timedelta = timedelta(days=1)
 
 
 class SmppSmsGateway:
     """Sends through one kept-bound transceiver session; `start` before the first send, `close` at the end."""
 
-    def __init__(self, config: SmppConfig, clock: Clock, record: RecordDelivery | None = None) -> None:
-        """Prepare; no connection before `start`. Without `record`, receipts are answered and dropped."""
+    def __init__(
+        self,
+        config: SmppConfig,
+        clock: Clock,
+        record: RecordDelivery | None = None,
+        ids: ProviderIds | None = None,
+    ) -> None:
+        """Prepare; no connection before `start`. Without `record`, receipts are answered and dropped;
+        with `ids`, the SMSC's message ids are kept there too, so that a receipt for a message sent
+        before a restart (or by another worker) still finds its challenge."""
         self._config = config
         self._clock = clock
         self._record = record
+        self._ids = ids
         self._book = ReceiptBook()
         self._window = asyncio.Semaphore(config.window)
         self._pace_lock = asyncio.Lock()
@@ -71,7 +83,7 @@ class SmppSmsGateway:
         self._settled = asyncio.Event()  # set while bound, or while the last attempt to bind failed
         self._keeper: asyncio.Task[None] | None = None
         self._closing = False
-        self._tasks: set[asyncio.Task[int]] = set()
+        self._tasks: set[asyncio.Task[object]] = set()
 
     async def start(self) -> None:
         """Start the task that binds, and binds again after every drop."""
@@ -94,7 +106,7 @@ class SmppSmsGateway:
 
     async def send(self, message: SmsMessage) -> SentSms:
         """Submit every part; DeliveryFailed unless the SMSC accepted them all."""
-        ref = f"smpp-{uuid.uuid4().hex}"
+        ref = provider_ref("smpp", message)
         sent_at = self._clock.now()
         session = await self._bound()
         encoded = smpp_text.encode(message.text, random.randrange(256))  # noqa: S311 (a UDH reference, no secret)
@@ -103,9 +115,17 @@ class SmppSmsGateway:
         receipt = _FINAL_RECEIPT if self._record is not None and message.challenge_id else 0
         if receipt:
             self._book.expect(tracked, len(encoded.parts))
+        ids: list[str] = []
         try:
             for part in encoded.parts:
-                await self._submit(session, self._short_message(message, encoded, part, receipt), tracked)
+                short = self._short_message(message, encoded, part, receipt)
+                ids.append(await self._submit(session, short, tracked, len(encoded.parts) if receipt else 0))
+        except DeliveryFailed as exc:
+            if ids:
+                # Some parts went: asking this SMSC again would send them twice (docs/decisions/0030).
+                taken = f"SMSC took {len(ids)} of {len(encoded.parts)} parts"
+                raise DeliveryFailed(taken, "partial") from exc
+            raise
         finally:
             self._book.abandon(tracked)  # kept as soon as one part was accepted
         _log.info(
@@ -116,7 +136,7 @@ class SmppSmsGateway:
             len(encoded.parts),
             redact(message.text),
         )
-        return SentSms(provider_ref=ref, sent_at=sent_at)
+        return SentSms(provider_ref=ref, sent_at=sent_at, provider_ids=tuple(ids))
 
     def _short_message(
         self, message: SmsMessage, encoded: smpp_text.Encoded, part: bytes, receipt: int
@@ -142,14 +162,21 @@ class SmppSmsGateway:
             raise DeliveryFailed("SMSC not bound", "unreachable")
         return self._session
 
-    async def _submit(self, session: SmppSession, short: ShortMessage, tracked: Tracked) -> None:
+    async def _submit(self, session: SmppSession, short: ShortMessage, tracked: Tracked, parts: int) -> str:
+        """Submit one part; its SMSC message id ("" if the answer had none readable). `parts` > 0: the
+        message's part count, a receipt is expected for each."""
+
         def accepted(answer: Pdu) -> None:
             # Runs before the reader takes the next PDU: a receipt right behind the answer finds its id.
             if answer.status == pdu.ESME_ROK and answer.command_id == pdu.SUBMIT_SM | pdu.RESPONSE:
                 with contextlib.suppress(pdu.MalformedPdu):
-                    settled = self._book.accepted(pdu.parse_message_id(answer.body), tracked)
+                    message_id = pdu.parse_message_id(answer.body)
+                    settled = self._book.accepted(message_id, tracked)
                     if settled is not None:
                         self._later(self._settle(settled, "early receipt"))
+                    if parts and self._ids is not None:
+                        part = SentPart(tracked.challenge_id, tracked.provider_ref, parts)
+                        self._later(self._remember(self._ids, message_id, part))
 
         async with self._window:
             await self._pace()
@@ -157,10 +184,19 @@ class SmppSmsGateway:
                 answer = await session.request(pdu.SUBMIT_SM, short.body(), accepted)
             except NoAnswer:
                 raise DeliveryFailed("SMSC did not answer the submit_sm in time", "timeout") from None
+            except Closed:
+                raise DeliveryFailed("SMSC connection closed before the submit_sm", "unreachable") from None
             except SessionLost:
-                raise DeliveryFailed("SMSC connection lost during the submit_sm", "unreachable") from None
+                # Written, then the connection went: the SMSC may have taken it.
+                raise DeliveryFailed("SMSC connection lost during the submit_sm", "lost") from None
         if answer.status != pdu.ESME_ROK:
-            raise DeliveryFailed(f"SMSC refused the message (status 0x{answer.status:08x})", "refused")
+            raise DeliveryFailed(
+                f"SMSC refused the message (status 0x{answer.status:08x})", smpp_status.refusal(answer.status)
+            )
+        try:
+            return pdu.parse_message_id(answer.body)
+        except pdu.MalformedPdu:
+            return ""
 
     async def _pace(self) -> None:
         """Wait for the next submit slot: at most `rate` a second, evenly spread."""
@@ -205,10 +241,42 @@ class SmppSmsGateway:
         except (NotAReceipt, pdu.MalformedPdu) as exc:
             _log.info("SMPP deliver_sm ignored: %s", exc)
             return pdu.ESME_ROK
+        known = self._book.knows(receipt.message_id)
         settled = self._book.settle(receipt)
+        if settled is None and not known and self._ids is not None:
+            try:
+                settled = await self._settle_remembered(self._ids, receipt)
+            except StoreUnavailable:
+                _log.warning("delivery receipt not looked up: store unavailable")
+                return pdu.ESME_RX_T_APPN
         if settled is None:
             return pdu.ESME_ROK
         return await self._settle(settled, receipt.stat)
+
+    async def _remember(self, ids: ProviderIds, message_id: str, part: SentPart) -> None:
+        try:
+            await ids.remember(message_id, part, self._clock.now() + self._config.ids_kept)
+        except StoreUnavailable:
+            # The receipt is then settled from memory only: lost if this process restarts first.
+            _log.warning("SMSC message id for %s not kept: store unavailable", part.challenge_id)
+
+    async def _settle_remembered(self, ids: ProviderIds, receipt: Receipt) -> Settled | None:
+        """A receipt for an id this process does not know: its message as the store remembers it, if
+        any. A message of several parts is delivered once the store has counted every part delivered
+        (parts counted in memory before a restart are not in that count: such a message stays SENT)."""
+        try:
+            part = await ids.owner(receipt.message_id)
+        except ProviderIdUnknown:
+            return None
+        tracked = Tracked(part.challenge_id, part.provider_ref)
+        if receipt.state in (DeliveryState.FAILED, DeliveryState.EXPIRED):
+            return Settled(tracked, receipt.state)
+        if receipt.state is DeliveryState.DELIVERED:
+            until = self._clock.now() + self._config.ids_kept
+            delivered = await ids.delivered_parts(part.provider_ref, receipt.message_id, until)
+            if delivered >= part.parts:
+                return Settled(tracked, DeliveryState.DELIVERED)
+        return None
 
     async def _settle(self, settled: Settled, stat: str) -> int:
         """Record what a receipt settled; the deliver_sm_resp status that says whether it was."""
@@ -232,7 +300,7 @@ class SmppSmsGateway:
         )
         return pdu.ESME_ROK
 
-    def _later(self, work: Coroutine[object, object, int]) -> None:
+    def _later(self, work: Coroutine[object, object, object]) -> None:
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -8,17 +8,20 @@ import dataclasses
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from sesame.clients.http_listener import HttpListener
 from sesame.clients.kannel_dlr import DLR_PATH, KannelDeliveryReports
+from sesame.clients.redis_provider_ids import RedisProviderIds
 from sesame.clients.redis_store import RedisStateStore
 from sesame.clients.smpp_pdu import Address
 from sesame.clients.smpp_session import Timing
+from sesame.clients.sms_breaker import BreakerSettings
 from sesame.clients.sms_console import ConsoleSmsGateway
-from sesame.clients.sms_failover import FailoverSmsGateway, Provider
+from sesame.clients.sms_failover import FailoverSmsGateway, Provider, ProviderObserver, Reliability
 from sesame.clients.sms_kannel import DlrCallback, KannelConfig, KannelSmsGateway
+from sesame.clients.sms_policy import RetryPolicy
 from sesame.clients.sms_smpp import SmppConfig, SmppSmsGateway
 from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
 from sesame.hsm.softhsm import bootstrap_dev_token
@@ -36,7 +39,8 @@ from sesame.server.grpc.server import GrpcServer, Serving
 from sesame.server.key_boot import KeyBootPolicy, boot_keys
 from sesame.server.metrics import DependencyMeter, MeteredSmsGateway, Metrics, MetricsTally
 from sesame.server.smpp_settings import SmppSettings
-from sesame.server.sms_settings import DlrSettings, KannelSettings
+from sesame.server.sms_providers import ProviderMeter
+from sesame.server.sms_settings import DlrSettings, KannelSettings, ReliabilitySettings
 from sesame.server.sms_watch import SMS_HEALTH_SERVICE, SmsWatch
 from sesame.server.traced_keys import TracedKeyStore
 from sesame.server.transport_settings import TransportSettings
@@ -54,10 +58,11 @@ class SystemClock:
 
 @dataclass(frozen=True, slots=True)
 class Gateway:
-    """An SMS gateway and the name its metrics carry."""
+    """An SMS gateway, the name its metrics carry, and the watch its providers report to."""
 
     name: str
     gateway: SmsGateway
+    watch: SmsWatch | None = None  # None: one of its own, for the gateway as a whole
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +108,10 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
         clock = SystemClock()
         metrics = Metrics()
         reports = store.metered(DependencyMeter(metrics, "store"))  # delivery reports, timed as traffic
-        sms = await stack.enter_async_context(sms_gateway(settings, clock, reports))
+        watch = SmsWatch(settings.sms_gateway, providers=settings.sms_providers)
+        meter = ProviderMeter(metrics, watch, settings.sms_providers)
+        sms = await stack.enter_async_context(sms_gateway(settings, clock, reports, meter))
+        sms = replace(sms, watch=watch)
         # No /metrics here: the supervisor serves the sum of its workers' metrics (docs/decisions/0021).
         running = wire(
             keys=keys,
@@ -123,8 +131,11 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
 
 
 @contextlib.asynccontextmanager
-async def sms_gateway(settings: Settings, clock: SystemClock, store: StateStore) -> AsyncIterator[Gateway]:
-    """The providers in the settings' order, behind one gateway that fails over from each to the next.
+async def sms_gateway(
+    settings: Settings, clock: SystemClock, store: StateStore, observer: ProviderObserver | None = None
+) -> AsyncIterator[Gateway]:
+    """The providers in the settings' order, each behind its retries and circuit breaker, behind one
+    gateway that fails over from each to the next (one provider too: it still gets both).
 
     Kannel brings its delivery-report listener, SMPP its bound session; reports go to `store`.
     """
@@ -133,10 +144,16 @@ async def sms_gateway(settings: Settings, clock: SystemClock, store: StateStore)
             Provider(name, await _provider(name, settings, clock, store, stack))
             for name in settings.sms_providers
         ]
-        if len(providers) == 1:
-            yield Gateway(providers[0].name, providers[0].gateway)
-        else:
-            yield Gateway(settings.sms_gateway, FailoverSmsGateway(providers))
+        gateway = FailoverSmsGateway(providers, reliability(settings.sms_reliability), observer)
+        yield Gateway(settings.sms_gateway, gateway)
+
+
+def reliability(settings: ReliabilitySettings) -> Reliability:
+    """The retry policy and breaker thresholds from the settings."""
+    return Reliability(
+        retry=RetryPolicy(retries=settings.retries, base_seconds=settings.backoff_seconds),
+        breaker=BreakerSettings(settings.breaker_failures, settings.breaker_open_seconds),
+    )
 
 
 async def _provider(
@@ -155,7 +172,13 @@ async def _provider(
         async def record(challenge_id: str, state: DeliveryState, provider_ref: str) -> None:
             await store.record_delivery(challenge_id, state, provider_ref, clock.now())
 
-        smpp = SmppSmsGateway(smpp_config(settings.smpp), clock, record)
+        # The SMSC's message ids in Redis too: a receipt after a restart, or on another worker's session,
+        # still finds its challenge (decision 0030).
+        ids = None
+        if settings.redis_url is not None:
+            ids = RedisProviderIds.from_url(settings.redis_url)
+            stack.push_async_callback(ids.close)
+        smpp = SmppSmsGateway(smpp_config(settings.smpp), clock, record, ids)
         await smpp.start()
         stack.push_async_callback(smpp.close)
         _log.info(
@@ -227,7 +250,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
     tally = MetricsTally(metrics)
     recent = RecentCodes(clock)  # Start's code, for this worker's dispatcher (docs/decisions/0025)
     proofs = ProofFlows(keys=metered_keys, store=metered_store, clock=clock, issuer=policy.bank_name)
-    sms_watch = SmsWatch(sms.name)
+    sms_watch = sms.watch or SmsWatch(sms.name)
     metered_sms = MeteredSmsGateway(sms.gateway, metrics, sms.name, sms_watch)
     return Runtime(
         challenges=ChallengeFlows(

@@ -20,7 +20,15 @@ from sesame.server.domain.lifecycle import LifecyclePolicy
 from sesame.server.domain.model import LockoutPolicy
 from sesame.server.env_reader import EnvReader
 from sesame.server.smpp_settings import SmppSettings, read_smpp
-from sesame.server.sms_settings import DlrSettings, KannelSettings, read_dlr, read_kannel, read_providers
+from sesame.server.sms_settings import (
+    DlrSettings,
+    KannelSettings,
+    ReliabilitySettings,
+    read_dlr,
+    read_kannel,
+    read_providers,
+    read_reliability,
+)
 from sesame.server.sms_template_settings import read_sms_templates
 from sesame.server.telemetry_settings import TelemetrySettings, read_telemetry
 from sesame.server.transport_settings import TransportSettings, production_problems, read_transport
@@ -70,6 +78,7 @@ class Settings:
     workers: int = 1  # worker processes sharing the gRPC port (docs/decisions/0021)
     max_concurrent_rpcs: int = 100  # per worker; calls beyond it are shed with UNAVAILABLE, not queued
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)  # the SMS outbox (decision 0025)
+    sms_reliability: ReliabilitySettings = field(default_factory=ReliabilitySettings)  # retries, breakers
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | EnvReader | None = None) -> Settings:
@@ -124,6 +133,7 @@ class Settings:
             workers=reader.integer("SESAME_WORKERS", cores(), 1, MAX_WORKERS),
             max_concurrent_rpcs=reader.integer("SESAME_MAX_CONCURRENT_RPCS", 100, 1, 100_000),
             dispatch=read_dispatch(reader),
+            sms_reliability=read_reliability(reader),
         )
         if settings.environment == "production":
             _production(settings, reader.problems)

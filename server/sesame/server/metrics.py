@@ -167,6 +167,7 @@ class Metrics:
             registry=self.registry,
         )
         self._outbox_metrics()
+        self._sms_provider_metrics()
         self._operational_gauges()
 
     def _outbox_metrics(self) -> None:
@@ -193,6 +194,24 @@ class Metrics:
         self.outbox_oldest_seconds = Gauge(
             "sesame_outbox_oldest_age_seconds",
             "Age of the oldest SMS in the outbox, 0 when it is empty.",
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
+
+    def _sms_provider_metrics(self) -> None:
+        """Each provider's attempts and circuit breaker, under the composite gateway (decision 0030)."""
+        self.sms_attempts = Counter(
+            "sesame_sms_provider_attempts",
+            "Attempts to hand an SMS to one provider, by provider and outcome (sent, or the failure's reason;"
+            " open: its circuit breaker let none go).",
+            ["provider", "outcome"],
+            registry=self.registry,
+        )
+        # The worst live worker's: each worker keeps its own breakers, one open is worth knowing.
+        self.sms_breaker_state = Gauge(
+            "sesame_sms_breaker_state",
+            "Each provider's circuit breaker: 0 closed, 1 half-open, 2 open.",
+            ["provider"],
             registry=self.registry,
             multiprocess_mode="livemax",
         )

@@ -101,3 +101,23 @@ def read_dlr(reader: EnvReader) -> DlrSettings | None:
     if token:
         reader.matching("SESAME_DLR_TOKEN", token, _TOKEN, "32 to 256 characters among A-Z a-z 0-9 _ -")
     return DlrSettings(address=address, public_url=public_url, token=token)
+
+
+@dataclass(frozen=True, slots=True)
+class ReliabilitySettings:
+    """How often a provider is asked again, how far apart, and when its circuit breaker opens (0030)."""
+
+    retries: int = 2  # further attempts at one provider after a failure before it took the message
+    backoff_seconds: float = 0.2  # the first retry's longest wait (jittered), doubling each time
+    breaker_failures: int = 5  # provider faults in a row that open its breaker
+    breaker_open_seconds: float = 30.0  # how long an open breaker skips its provider before a trial
+
+
+def read_reliability(reader: EnvReader) -> ReliabilitySettings:
+    """The retry and circuit-breaker settings every provider gets."""
+    return ReliabilitySettings(
+        retries=reader.integer("SESAME_SMS_RETRIES", 2, 0, 5),
+        backoff_seconds=reader.integer("SESAME_SMS_RETRY_BACKOFF_MS", 200, 1, 10_000) / 1000,
+        breaker_failures=reader.integer("SESAME_SMS_BREAKER_FAILURES", 5, 1, 1000),
+        breaker_open_seconds=float(reader.integer("SESAME_SMS_BREAKER_OPEN_SECONDS", 30, 1, 3600)),
+    )

@@ -3,7 +3,9 @@
 A failed send does not fail the call (StartChallenge answers FAILED and the caller may resend), so without
 this a gateway that is down or refusing everything would show only in a counter. The watch is passive: it
 learns from the sends themselves, since Kannel's sendsms interface has no side-effect-free probe. The
-gateway reads as failing from a failed send until the next send that succeeds.
+gateway reads as failing from a failed send until the next send that succeeds, and while every provider's
+circuit breaker is open (decision 0030); each breaker's changes are logged, at most one line a minute per
+provider, the next line counting those held back.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from sesame.clients.sms_breaker import BreakerState
 from sesame.server.domain.errors import DeliveryFailed, DeliveryFailure
 
 _log = logging.getLogger("sesame.sms")
@@ -41,17 +44,44 @@ class SmsWatch:
         *,
         every: float = WARNING_EVERY_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
+        providers: tuple[str, ...] = (),
     ) -> None:
-        """Watch the gateway named `gateway` (for the logs); `monotonic` is the clock of the rate limit."""
+        """Watch the gateway named `gateway` (for the logs) over `providers` (their breakers);
+        `monotonic` is the clock of the rate limit."""
         self._gateway = gateway
         self._every = every
         self._monotonic = monotonic
         self._quiet: dict[DeliveryFailure, _Quiet] = {}
         self._failing = False
+        self._breakers = dict.fromkeys(providers, BreakerState.CLOSED)
+        self._breaker_quiet: dict[str, _Quiet] = {}
 
     def healthy(self) -> bool:
-        """False from a failed send until the next send that succeeds."""
-        return not self._failing
+        """False from a failed send until the next send that succeeds, and while every breaker is open."""
+        every_open = bool(self._breakers) and all(
+            state is BreakerState.OPEN for state in self._breakers.values()
+        )
+        return not self._failing and not every_open
+
+    def breaker_changed(self, provider: str, state: BreakerState) -> None:
+        """A provider's breaker changed: one line, unless one for that provider was logged less than
+        `every` ago (the next one then says how many changes it held back)."""
+        self._breakers[provider] = state
+        now = self._monotonic()
+        quiet = self._breaker_quiet.get(provider)
+        if quiet is not None and now - quiet.logged_at < self._every:
+            quiet.held_back += 1
+            return
+        held_back = 0 if quiet is None else quiet.held_back
+        self._breaker_quiet[provider] = _Quiet(logged_at=now)
+        _log.log(
+            logging.WARNING if state is BreakerState.OPEN else logging.INFO,
+            "SMS provider %s circuit breaker %s; %d more changes were not logged in the last %.0f s",
+            provider,
+            state.value,
+            held_back,
+            self._every,
+        )
 
     def sent(self) -> None:
         """A send succeeded."""

@@ -28,9 +28,9 @@ local before = messages[key]
 if before == nil or rank[state] > (rank[before] or 0) then
   messages[key] = state
 end
--- The best news over the challenge's messages, as record_delivery.lua; expired only when none left.
+-- The best news over the challenge's messages, as record_delivery.lua: delivered, sent, expired, failed.
 local delivery = 'queued'
-local order = {delivered = 4, sent = 3, failed = 2, expired = 1}
+local order = {delivered = 4, sent = 3, expired = 2, failed = 1}
 local best = 0
 for _, s in pairs(messages) do
   if (order[s] or 0) > best then

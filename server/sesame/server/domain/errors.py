@@ -51,6 +51,10 @@ class ChallengeNotFound(NotFoundError):
     """No challenge exists under this id (never opened, or purged after its retention)."""
 
 
+class ProviderIdUnknown(NotFoundError):
+    """A provider's message id names no message we remember (never sent by us, or forgotten)."""
+
+
 class ClientNotFound(NotFoundError):
     """No user was ever enrolled for this client company."""
 
@@ -177,7 +181,21 @@ class Overloaded(SesameError):
 
 
 # Why a gateway did not take a message: a bounded set, for the metrics label and the rate-limited log.
-DeliveryFailure = Literal["unreachable", "timeout", "refused", "error"]
+# `throttled`, `unavailable` (a temporary refusal) and `unreachable` come before the provider took the
+# message; `timeout` and `lost` leave it unknown, `partial` says it took some parts of it; `bad_number`,
+# `bad_content` and `refused` are the provider's final word (docs/decisions/0030).
+DeliveryFailure = Literal[
+    "unreachable",
+    "timeout",
+    "refused",
+    "error",
+    "throttled",
+    "unavailable",
+    "lost",
+    "bad_number",
+    "bad_content",
+    "partial",
+]
 
 
 class DeliveryFailed(SesameError):

@@ -161,7 +161,9 @@ class DeliveryState(enum.Enum):
     DELIVERED = "delivered"
     FAILED = "failed"
     QUEUED = "queued"  # in the outbox, not yet handed to the gateway (docs/decisions/0025)
-    EXPIRED = "expired"  # never sent: the challenge expired or closed while its SMS was queued
+    # Never delivered, final like FAILED: the challenge expired or closed while its SMS was queued (decision
+    # 0025), or the SMSC gave up once the message's validity ran out (SMPP stat EXPIRED, decision 0030).
+    EXPIRED = "expired"
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +309,18 @@ class SmsMessage:
     to: str
     text: str
     challenge_id: str  # "" for a notice, which belongs to no challenge and carries no code
+    # The message's own reference, the same on every attempt (the outbox's entry): each provider's
+    # reference is made from it, and the provider sees it (decision 0030). "": one is drawn per attempt.
+    reference: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SentPart:
+    """The message a provider's own message id is (a part of): its challenge, our reference, its parts."""
+
+    challenge_id: str
+    provider_ref: str
+    parts: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,3 +329,6 @@ class SentSms:
 
     provider_ref: str
     sent_at: datetime
+    # The provider's own message ids, to record beside our reference (SMPP: one per part; Kannel's
+    # sendsms answers with none).
+    provider_ids: tuple[str, ...] = ()

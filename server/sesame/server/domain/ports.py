@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         PublicKey,
         RefusalCount,
         RequestContext,
+        SentPart,
         SentSms,
         SmsMessage,
         User,
@@ -307,6 +308,23 @@ class Outbox(Protocol):
 
     async def backlog(self) -> Backlog:
         """How many entries are not settled, and when the oldest was queued."""
+        ...
+
+
+class ProviderIds(Protocol):
+    """A provider's own message ids, leading back to our message for as long as its receipts may come, so
+    that a receipt finds its challenge after a restart (docs/decisions/0030)."""
+
+    async def remember(self, provider_id: str, part: SentPart, until: datetime) -> None:
+        """Note that `provider_id` is (a part of) the message `part` says, until `until`. StoreUnavailable."""
+        ...
+
+    async def owner(self, provider_id: str) -> SentPart:
+        """The message a provider id is (a part of). ProviderIdUnknown; StoreUnavailable."""
+        ...
+
+    async def delivered_parts(self, provider_ref: str, provider_id: str, until: datetime) -> int:
+        """Note one part delivered (each id counts once); how many of the message's are. StoreUnavailable."""
         ...
 
 

@@ -1,0 +1,75 @@
+"""`RedisProviderIds`: an SMSC's message ids, leading back to our messages across restarts (decision 0030).
+
+Written when the SMSC answers a submit_sm with its id, read when a receipt names an id the process does
+not know (it was sent before a restart, or by another worker). One key per id, with a TTL: nothing to
+purge, and each write is one key, so atomic without a script. Nothing here is journaled: the journal
+gets the delivery the receipt then records through the StateStore.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import cast
+
+import redis.asyncio as aioredis
+
+from sesame.clients.redis_keys import Keyspace
+from sesame.clients.redis_scripts import translated
+from sesame.server.domain.errors import ProviderIdUnknown, StoreUnavailable
+from sesame.server.domain.model import SentPart
+from sesame.server.domain.ports import ProviderIds
+
+
+class RedisProviderIds:
+    """Provider ids in Redis, on the client given (which must not decode responses)."""
+
+    def __init__(self, client: aioredis.Redis, *, prefix: str = "sesame") -> None:
+        """Use `client`; keys under `prefix`."""
+        self._client = client
+        self._keys = Keyspace(prefix)
+
+    @classmethod
+    def from_url(cls, url: str, *, prefix: str = "sesame", timeout: float = 2.0) -> RedisProviderIds:
+        """On a connection pool of its own (the SMPP session's reader must not queue behind the flows)."""
+        client = aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        return cls(client, prefix=prefix)
+
+    async def close(self) -> None:
+        """Close the connections."""
+        with translated():
+            await self._client.aclose()
+
+    async def remember(self, provider_id: str, part: SentPart, until: datetime) -> None:
+        """One hash, its TTL set in the same transaction."""
+        key = self._keys.provider_id(provider_id)
+        fields = {"challenge": part.challenge_id, "ref": part.provider_ref, "parts": str(part.parts)}
+        with translated():
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
+                pipe.expireat(key, until)
+                await pipe.execute()
+
+    async def owner(self, provider_id: str) -> SentPart:
+        """ProviderIdUnknown when no such id is remembered."""
+        with translated():
+            raw = cast("dict[bytes, bytes]", await self._client.hgetall(self._keys.provider_id(provider_id)))
+        if not raw:
+            raise ProviderIdUnknown(provider_id)
+        try:
+            return SentPart(raw[b"challenge"].decode(), raw[b"ref"].decode(), int(raw[b"parts"]))
+        except (KeyError, ValueError) as exc:
+            raise StoreUnavailable("corrupt provider id record") from exc
+
+    async def delivered_parts(self, provider_ref: str, provider_id: str, until: datetime) -> int:
+        """SADD and SCARD in one transaction: two receipts of one id count once."""
+        key = self._keys.parts_delivered(provider_ref)
+        with translated():
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.sadd(key, provider_id)
+                pipe.expireat(key, until)
+                pipe.scard(key)
+                results = await pipe.execute()
+        return int(results[-1])
+
+
+_: type[ProviderIds] = RedisProviderIds

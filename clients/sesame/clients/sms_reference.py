@@ -1,0 +1,24 @@
+"""The reference each provider sees for a message, and under which its delivery reports come back.
+
+Made from the message's own reference when it has one (the outbox's entry, the same on every attempt),
+prefixed with the provider: an attempt at the same provider keeps its reference, so a provider asked
+again after failing before it took the message sees the same one, while another provider's reports
+never land on this one's (a failure at Kannel never overwrites SMPP's delivery; decision 0030).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Final
+
+from sesame.server.domain.model import SmsMessage
+
+# What the delivery-report route accepts back as a reference (`kannel_dlr`): nothing else is sent.
+_SAFE: Final = re.compile(r"[0-9A-Za-z._-]{1,100}")
+
+
+def provider_ref(provider: str, message: SmsMessage) -> str:
+    """`<provider>-<message reference>`, or `<provider>-<random>` for a message without one."""
+    reference = message.reference if _SAFE.fullmatch(message.reference) else uuid.uuid4().hex
+    return f"{provider}-{reference}"
