@@ -13,6 +13,7 @@ from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.clients.redis_store import RedisStateStore
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
+from sesame.server.dispatch_loop import DispatchSettings
 from sesame.server.domain.challenges import ChallengePolicy
 from sesame.server.metrics import Metrics
 from sesame.server.sealer import Sealer
@@ -43,13 +44,24 @@ def policy() -> ChallengePolicy:
 
 
 @pytest.fixture
+def dispatch() -> DispatchSettings:
+    """The dispatch loops beside the server: the defaults, unless a test parametrizes `dispatch`."""
+    return DispatchSettings()
+
+
+@pytest.fixture
 async def live(
-    redis_store: RedisStateStore, keystore: Pkcs11KeyStore, tmp_path: Path, policy: ChallengePolicy
+    redis_store: RedisStateStore,
+    keystore: Pkcs11KeyStore,
+    tmp_path: Path,
+    policy: ChallengePolicy,
+    dispatch: DispatchSettings,
 ) -> AsyncIterator[Live]:
     """Start the server on a free loopback port, with a fresh Redis database and SMS file."""
     sms_file = tmp_path / "sms.jsonl"
     clock = ShiftedClock()
-    wired = await start_wired(keystore, redis_store, sms_file, ServerOptions(policy=policy, clock=clock))
+    options = ServerOptions(policy=policy, clock=clock, dispatch=dispatch)
+    wired = await start_wired(keystore, redis_store, sms_file, options)
     server, running = wired.server, wired.running
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:

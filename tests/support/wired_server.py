@@ -9,6 +9,7 @@ from sesame.clients.redis_store import RedisStateStore
 from sesame.clients.sms_console import ConsoleSmsGateway
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server.app import Gateway, Runtime, SystemClock, wire
+from sesame.server.dispatch_loop import DispatchLoops, DispatchSettings
 from sesame.server.domain.challenges import ChallengePolicy
 from sesame.server.domain.lifecycle import LifecyclePolicy
 from sesame.server.domain.ports import Clock
@@ -27,6 +28,9 @@ class ServerOptions:
     health_interval: float = 1.0
     transport: TransportSettings = PLAINTEXT
     clock: Clock | None = None  # the server's time; None: the system clock
+    dispatch: DispatchSettings = field(
+        default_factory=DispatchSettings
+    )  # the outbox's dispatch loops beside the server
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +47,11 @@ async def start_wired(
     """Wire the flows as `sesame serve` does (console SMS to `sms_file`) and start serving them."""
     chosen = options or ServerOptions()
     clock = chosen.clock or SystemClock()
+    outbox = store.outbox()
     running = wire(
         keys=keys,
         store=store,
+        outbox=outbox,
         sms=Gateway("console", ConsoleSmsGateway(sms_file, clock, "development")),
         clock=clock,
         policy=chosen.policy,
@@ -66,4 +72,9 @@ async def start_wired(
         advisories=running.advisories,
         seals=running.seals,
     )
+    # As a `sesame serve` worker: the dispatch loops run beside the server and stop after it.
+    loops = DispatchLoops(running.dispatcher, outbox, running.metrics, clock, chosen.dispatch)
+    loops.start()
+    server.also_stop(loops.stop)
+    server.also_stop(outbox.close)
     return Wired(server, running)

@@ -109,6 +109,16 @@ class Keyspace:
             return f"{self._user_place(key)}:sends:{key}"
         return f"{self._prefix}:{{sb:{kind}:{key}}}:sends"
 
+    def number_budget_prefix(self) -> str:
+        """What a number's budget key starts with: Start's script appends the number's hash and `}:sends`
+        (`send_budget("phone", hash)`), the number being one it reads (docs/decisions/0025)."""
+        return f"{self._prefix}:{{sb:phone:"
+
+    def outbox(self) -> str:
+        """The SMS outbox: a stream of the SMS queued by Start and Resend, read by the dispatchers' consumer
+        group; an entry is deleted once its send is recorded (docs/decisions/0025)."""
+        return f"{self._prefix}:{{outbox}}:sms"
+
     def key_ledger(self) -> str:
         """The highest key version seen per kind and each label's fingerprint (docs/decisions/0015)."""
         return f"{self._prefix}:{{keys}}:ledger"

@@ -22,6 +22,7 @@ from sesame.server.domain.model import (
     User,
     UserStatus,
 )
+from sesame.server.domain.opening import Opening
 from sesame.server.domain.operation import ChangePhone, MalformedEncoding, Operation, decode, kind
 from sesame.server.domain.privacy import mask_phone
 from sesame.server.domain.proof import IssuedProof
@@ -213,6 +214,48 @@ def operation_fields(operation: Operation) -> list[Field]:
     if isinstance(operation, ChangePhone):
         return []
     return ["operation", base64.urlsafe_b64encode(operation.encode()).decode().rstrip("=")]
+
+
+def opened_challenge(opening: Opening, client_id: str, phone: str, locale: str) -> Challenge:
+    """The challenge Start's script opened: the opening, with what the script read of its user."""
+    return Challenge(
+        challenge_id=opening.challenge_id,
+        user_id=opening.user_id,
+        client_id=client_id,
+        operation=opening.operation,
+        nonce=opening.nonce,
+        key_version=opening.key_version,
+        digits=opening.digits,
+        phone=phone,
+        locale=locale,
+        created_at=from_ms(to_ms(opening.created_at)),
+        expires_at=from_ms(to_ms(opening.expires_at)),
+        max_attempts=opening.max_attempts,
+        attempts=0,
+        status=ChallengeStatus.OPEN,
+        delivery=DeliveryState.QUEUED,
+        max_resends=opening.max_resends,
+        resend_spacing=opening.resend_spacing,
+        resends=0,
+        last_sent_at=from_ms(to_ms(opening.created_at)),
+    )
+
+
+_FROM_USER = frozenset({"client_id", "phone", "locale"})  # what Start's script fills in from the user
+
+
+def opening_fields(opening: Opening) -> list[Field]:
+    """The challenge hash Start's script writes, flat, less what it reads from the user."""
+    fields = challenge_fields(opened_challenge(opening, "", "", ""))
+    return [item for name, value in zip(fields[::2], fields[1::2], strict=True) if name not in _FROM_USER
+            for item in (name, value)]  # fmt: skip
+
+
+def opening_entry(opening: Opening) -> list[Field]:
+    """Journal entry of a new challenge, less the client and the masked phone the script appends."""
+    entry = opened_entry(opened_challenge(opening, "", "", ""), opening.context)
+    return [item for name, value in zip(entry[::2], entry[1::2], strict=True) if name not in _FROM_USER
+            for item in (name, value)]  # fmt: skip
 
 
 def proof_id_fields(proof_id: ProofId | None) -> list[Field]:

@@ -1,4 +1,4 @@
-"""The `sesame` command: serve, keys, demo, health, proof, evidence, journal."""
+"""The `sesame` command: serve, dispatch, keys, demo, health, proof, evidence, journal."""
 
 from __future__ import annotations
 
@@ -43,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="worker processes sharing the port (as SESAME_WORKERS; default: one per core)",
+    )
+    commands.add_parser(
+        "dispatch",
+        help="send the SMS outbox without serving gRPC (settings as serve; needs SESAME_REDIS_URL)",
+        description="Run dispatch loops alone: they send the SMS that StartChallenge and ResendChallenge "
+        "queued, as every `sesame serve` worker does (docs/operations.md, SMS outbox).",
     )
     keys = commands.add_parser("keys", help="manage the OTP and proof keys in the HSM")
     keys.add_argument("action", choices=("init", "rotate", "list"))
@@ -149,15 +155,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings.telemetry)
         match args.command:
             case "serve":
+                _serve(args, settings)
+            case "dispatch":
                 import uvloop  # noqa: PLC0415
 
-                from sesame.server.serve import serve  # noqa: PLC0415
+                from sesame.server.app import dispatch  # noqa: PLC0415
 
-                if args.start_afresh:
-                    settings = dataclasses.replace(settings, keys_start_afresh=True)
-                if args.workers is not None:
-                    settings = dataclasses.replace(settings, workers=_workers(args.workers))
-                uvloop.run(serve(settings))
+                uvloop.run(dispatch(settings))
             case "keys":
                 from sesame.server.domain.model import KeyKind  # noqa: PLC0415
                 from sesame.server.keys import run_keys  # noqa: PLC0415
@@ -175,6 +179,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sesame: {error}", file=sys.stderr)  # noqa: T201
         return 2
     return 0
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> None:
+    import uvloop  # noqa: PLC0415
+
+    from sesame.server.serve import serve  # noqa: PLC0415
+
+    if args.start_afresh:
+        settings = dataclasses.replace(settings, keys_start_afresh=True)
+    if args.workers is not None:
+        settings = dataclasses.replace(settings, workers=_workers(args.workers))
+    uvloop.run(serve(settings))
 
 
 def _workers(count: int) -> int:

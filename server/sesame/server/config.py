@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Final
 
+from sesame.server.dispatch_loop import DispatchSettings, read_dispatch
 from sesame.server.domain.budgets import SendBudget
 from sesame.server.domain.challenges import ChallengePolicy
 from sesame.server.domain.destinations import DEFAULT_COUNTRIES, unknown_regions
@@ -79,6 +80,7 @@ class Settings:
     # How long the journal's seals are kept (CMF L.133-24: 13 months; docs/decisions/0027).
     evidence_retention: timedelta = timedelta(days=396)
     journal_archive_dir: Path = Path("var/journal")  # the archive's segment files (decision 0027)
+    dispatch: DispatchSettings = field(default_factory=DispatchSettings)  # the SMS outbox (decision 0025)
     sms_reliability: ReliabilitySettings = field(default_factory=ReliabilitySettings)  # retries, breakers
 
     @classmethod
@@ -137,6 +139,7 @@ class Settings:
             telemetry=read_telemetry(reader, environment),
             workers=reader.integer("SESAME_WORKERS", cores(), 1, MAX_WORKERS),
             max_concurrent_rpcs=reader.integer("SESAME_MAX_CONCURRENT_RPCS", 100, 1, 100_000),
+            dispatch=read_dispatch(reader),
             sms_reliability=read_reliability(reader),
         )
         if settings.environment == "production":

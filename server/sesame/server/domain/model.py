@@ -161,8 +161,9 @@ class DeliveryState(enum.Enum):
     SENT = "sent"
     DELIVERED = "delivered"
     FAILED = "failed"
-    # The SMSC gave up once the message's validity ran out (SMPP stat EXPIRED, message_state 3); final like
-    # FAILED. Shown as DELIVERY_STATE_FAILED until the proto has DELIVERY_STATE_EXPIRED (decision 0030).
+    QUEUED = "queued"  # in the outbox, not yet handed to the gateway (docs/decisions/0025)
+    # Never delivered, final like FAILED: the challenge expired or closed while its SMS was queued (decision
+    # 0025), or the SMSC gave up once the message's validity ran out (SMPP stat EXPIRED, decision 0030).
     EXPIRED = "expired"
 
 

@@ -7,7 +7,7 @@ listeners publish the statuses of the one health servicer the watcher sets.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import grpc
@@ -93,6 +93,7 @@ class GrpcServer:
         self.port = port
         self.health = health_watcher
         self._health_listener = health_listener
+        self._also: list[Callable[[], Awaitable[None]]] = []
 
     @property
     def health_port(self) -> int | None:
@@ -168,11 +169,17 @@ class GrpcServer:
         watcher.start()
         return cls(server, port, watcher, health_listener)
 
+    def also_stop(self, stop: Callable[[], Awaitable[None]]) -> None:
+        """Call `stop` once the server has drained: work run beside the server (the dispatch loops)."""
+        self._also.append(stop)
+
     async def stop(self, grace: float) -> None:
         """Drain: report NOT_SERVING, refuse new calls, let calls in flight finish within `grace`."""
         await self.health.enter_graceful_shutdown()
         await self.health.stop()
         await self.server.stop(grace)
+        for stop in self._also:
+            await stop()
         # Closed last: probes read NOT_SERVING for the whole drain, not a refused connection.
         if self._health_listener is not None:
             await self._health_listener.server.stop(0)
