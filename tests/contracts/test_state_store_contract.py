@@ -732,24 +732,6 @@ class TestJournalPrivacy:
         assert not any(PHONE in value or PHONE[1:] in value for e in entries for value in e.values())
 
 
-class TestRequestClaims:
-    """Idempotency keys of StartChallenge."""
-
-    async def test_first_claim_wins_and_retries_get_its_challenge(self, store):
-        """The first caller owns the request id; a retry learns the owner's challenge id."""
-        # From now, not from NOW (the module's import): a long suite reaches this test minutes later.
-        until = datetime.now(UTC) + timedelta(minutes=5)
-        assert await store.claim_request("alice", "req-1", "first", until) == "first"
-        assert await store.claim_request("alice", "req-1", "second", until) == "first"
-
-    async def test_request_ids_are_per_user(self, store):
-        """Two users may use the same request id independently."""
-        # From now, not from NOW (the module's import): a long suite reaches this test minutes later.
-        until = datetime.now(UTC) + timedelta(minutes=5)
-        assert await store.claim_request("alice", "req-1", "a", until) == "a"
-        assert await store.claim_request("bob", "req-1", "b", until) == "b"
-
-
 async def verified(store: Store) -> tuple[Challenge, ProofFacts]:
     """An opened challenge, verified, and the facts a proof of it states."""
     challenge = await opened(store)

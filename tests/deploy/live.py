@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -31,14 +32,15 @@ from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.api.v1 import operation_pb2 as op_pb
-from sesame.server.grpc.demo import find_sms
 from tests.deploy.artifacts import ALERTS
+from tests.support.outbox import sms_in
 from tests.support.pki import Pki
 from tests.support.prometheus import Prometheus, running_prometheus
 from tests.support.serve_process import ServeProcess, free_port, start_serve
 
 LOGIN = op_pb.Operation(login=op_pb.Login())
 WRONG_CODE = auth_pb.VERIFY_RESULT_WRONG_CODE
+QUEUED = auth_pb.DELIVERY_STATE_QUEUED
 REFUSED_UNEVALUATED = {auth_pb.VERIFY_RESULT_LOCKED, auth_pb.VERIFY_RESULT_USER_BLOCKED}
 
 
@@ -76,11 +78,19 @@ class Callers:
         reply: auth_pb.StartChallengeResponse = self.auth.StartChallenge(request, timeout=20)
         return reply
 
+    def sent_state(self, user_id: str) -> int:
+        """Start a login challenge (answered QUEUED) and its delivery state once its SMS was dispatched."""
+        challenge_id = self.start(user_id).challenge_id
+        request = auth_pb.GetChallengeRequest(challenge_id=challenge_id)
+        deadline = time.monotonic() + 20
+        while (state := self.auth.GetChallenge(request, timeout=10).challenge.delivery_state) == QUEUED:
+            assert time.monotonic() < deadline, f"the SMS of {challenge_id} is still queued"
+            time.sleep(0.02)
+        return int(state)
+
     def code(self, challenge_id: str) -> str:
         """The code the console gateway wrote for `challenge_id`."""
-        found = find_sms(self.sms_file, challenge_id)
-        assert found is not None
-        return found[1]
+        return sms_in(self.sms_file, challenge_id)[1]
 
     def verify(self, challenge_id: str, code: str) -> int:
         """Submit `code`; the result."""
@@ -207,7 +217,7 @@ def _flows(main: Callers, failing: Callers) -> str:
     assert results == [WRONG_CODE, WRONG_CODE, auth_pb.VERIFY_RESULT_VOIDED]
     assert main.verify(first, "000000") in REFUSED_UNEVALUATED
     failing.enrolled("zoe", "+33612000004")
-    assert failing.start("zoe").delivery_state == auth_pb.DELIVERY_STATE_FAILED
+    assert failing.sent_state("zoe") == auth_pb.DELIVERY_STATE_FAILED
     return first
 
 
@@ -225,7 +235,7 @@ def _bursts(main: Callers, failing: Callers, eve_challenge: str) -> None:
     for _ in range(12):
         assert main.verify(eve_challenge, "000000") in REFUSED_UNEVALUATED
     for _ in range(8):
-        assert failing.start("zoe").delivery_state == auth_pb.DELIVERY_STATE_FAILED
+        assert failing.sent_state("zoe") == auth_pb.DELIVERY_STATE_FAILED
 
 
 def _hsm_fails(replica: Replica, callers: Callers, prometheus: Prometheus) -> None:

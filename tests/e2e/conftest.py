@@ -13,8 +13,10 @@ from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.clients.redis_store import RedisStateStore
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
+from sesame.server.dispatch_loop import DispatchSettings
 from sesame.server.domain.challenges import ChallengePolicy
 from sesame.server.metrics import Metrics
+from sesame.server.sealer import Sealer
 from tests.fakes.clock import ShiftedClock
 from tests.support.serve_process import free_port, start_serve
 from tests.support.wired_server import ServerOptions, start_wired
@@ -32,6 +34,7 @@ class Live:
     metrics: Metrics
     clock: ShiftedClock = field(default_factory=ShiftedClock)  # the server's clock: a test may move it
     address: str = ""  # host:port of the server, for the blocking clients (`sesame evidence`)
+    sealer: Sealer | None = None  # the journal's sealer, which a test runs step by step (decision 0027)
 
 
 @pytest.fixture
@@ -41,13 +44,24 @@ def policy() -> ChallengePolicy:
 
 
 @pytest.fixture
+def dispatch() -> DispatchSettings:
+    """The dispatch loops beside the server: the defaults, unless a test parametrizes `dispatch`."""
+    return DispatchSettings()
+
+
+@pytest.fixture
 async def live(
-    redis_store: RedisStateStore, keystore: Pkcs11KeyStore, tmp_path: Path, policy: ChallengePolicy
+    redis_store: RedisStateStore,
+    keystore: Pkcs11KeyStore,
+    tmp_path: Path,
+    policy: ChallengePolicy,
+    dispatch: DispatchSettings,
 ) -> AsyncIterator[Live]:
     """Start the server on a free loopback port, with a fresh Redis database and SMS file."""
     sms_file = tmp_path / "sms.jsonl"
     clock = ShiftedClock()
-    wired = await start_wired(keystore, redis_store, sms_file, ServerOptions(policy=policy, clock=clock))
+    options = ServerOptions(policy=policy, clock=clock, dispatch=dispatch)
+    wired = await start_wired(keystore, redis_store, sms_file, options)
     server, running = wired.server, wired.running
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:
@@ -60,6 +74,7 @@ async def live(
             metrics=running.metrics,
             clock=clock,
             address=f"127.0.0.1:{server.port}",
+            sealer=running.sealer,
         )
     finally:
         await channel.close()

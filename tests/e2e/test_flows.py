@@ -19,6 +19,7 @@ from sesame.server.domain.budgets import SendBudget
 from sesame.server.domain.challenges import ChallengePolicy
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import CONTEXT, PHONE, enrolled, started, transfer, verify, wrong
+from tests.support.outbox import settled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -80,8 +81,11 @@ async def test_start_answers_masked_phone_and_expiry(live: Live) -> None:
         auth_pb.StartChallengeRequest(user_id=user_id, operation=transfer(), context=CONTEXT)
     )
     assert reply.masked_phone == "+33*******78"
-    assert reply.delivery_state == auth_pb.DELIVERY_STATE_SENT
+    assert reply.delivery_state == auth_pb.DELIVERY_STATE_QUEUED
     assert reply.expires_at.seconds > 0
+    await settled(live.store)
+    described = await live.auth.GetChallenge(auth_pb.GetChallengeRequest(challenge_id=reply.challenge_id))
+    assert described.challenge.delivery_state == auth_pb.DELIVERY_STATE_SENT
 
 
 async def test_cancel_voids_and_get_describes(live: Live) -> None:
@@ -128,6 +132,7 @@ async def test_resend_sends_the_same_code(live: Live) -> None:
         auth_pb.ResendChallengeRequest(challenge_id=challenge_id, context=CONTEXT)
     )
     assert resent.resends_left == 2
+    await settled(live.store)
     texts = [json.loads(line)["text"] for line in live.sms_file.read_text().splitlines()]
     assert len(texts) == 2
     assert f"code {code} " in texts[1]
@@ -160,6 +165,7 @@ async def test_resends_run_out(live: Live) -> None:
         await live.auth.ResendChallenge(request)
     assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert [detail.TypeName() for detail in rich_details(caught.value)] == ["google.rpc.QuotaFailure"]
+    await settled(live.store)
     assert len(live.sms_file.read_text().splitlines()) == 2
 
 
@@ -230,6 +236,7 @@ async def test_start_retried_with_its_request_id_sends_one_sms(live: Live) -> No
     first = await live.auth.StartChallenge(request)
     second = await live.auth.StartChallenge(request)
     assert second.challenge_id == first.challenge_id
+    await settled(live.store)
     assert len(live.sms_file.read_text().splitlines()) == 1
 
 

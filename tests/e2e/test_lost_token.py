@@ -43,7 +43,7 @@ def test_a_lost_token_is_refused_then_replaced_afresh_above_every_version_seen(t
     """
     var = tmp_path / "var"
     served_once(var)
-    assert keys_listed(var) == ["sesame-otp-v1", "sesame-proof-v1"]
+    assert keys_listed(var) == ["sesame-otp-v1", "sesame-proof-v1", "sesame-journal-v1"]
     shutil.rmtree(var / "softhsm")  # the token is lost; var/redis keeps what was written under v1
 
     refused = run_serve(var, {})
@@ -55,5 +55,5 @@ def test_a_lost_token_is_refused_then_replaced_afresh_above_every_version_seen(t
     serving = start_serve(var, settings={"SESAME_KEYS_START_AFRESH": "1"})
     serving.process.terminate()
     assert serving.process.wait(timeout=30) == 0
-    assert keys_listed(var) == ["sesame-otp-v2", "sesame-proof-v2"]
+    assert keys_listed(var) == ["sesame-otp-v2", "sesame-proof-v2", "sesame-journal-v2"]
     served_once(var)  # the new keys are remembered: a plain boot serves again

@@ -26,6 +26,7 @@ from sesame.server.domain.challenges import ChallengePolicy
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import CONTEXT, PHONE, enrolled, transfer
 from tests.e2e.test_flows import rich_details
+from tests.support.outbox import settled
 from tests.support.wired_server import start_wired
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -68,6 +69,7 @@ async def test_reusing_a_request_id_for_another_operation_spends_no_unit(
     for amount in range(1, 10):
         code = await refused(lambda a=amount: live.auth.StartChallenge(start_request("r-1", a)))
         assert code is grpc.StatusCode.INVALID_ARGUMENT
+    await settled(live.store)
     assert sms_sent(live.sms_file) == 1
     assert (await units(redis_client, USER), await units(redis_client, NUMBER)) == (1, 1)
 
@@ -82,6 +84,7 @@ async def test_eight_concurrent_retries_of_one_request_spend_one_unit(
             *(live.auth.StartChallenge(start_request(f"retry-{run}")) for _ in range(8))
         )
         assert len({reply.challenge_id for reply in replies}) == 1
+    await settled(live.store)
     assert sms_sent(live.sms_file) == 5
     assert (await units(redis_client, USER), await units(redis_client, NUMBER)) == (5, 5)
 
@@ -133,6 +136,7 @@ async def test_an_hsm_failure_before_the_sms_spends_no_unit(
     destroy_key(config, label)
     for _ in range(3):
         assert await refused(lambda: live.auth.StartChallenge(start_request())) is not grpc.StatusCode.OK
+    await settled(live.store)
     assert sms_sent(live.sms_file) == 1
     assert (await units(redis_client, USER), await units(redis_client, NUMBER)) == (1, 1)
 
@@ -155,6 +159,7 @@ async def test_the_callers_ceiling_bounds_pumping_across_users(live: Live) -> No
     quota = error_details_pb2.QuotaFailure()
     assert rich_details(caught.value)[0].Unpack(quota)
     assert [v.subject for v in quota.violations] == ["caller"]
+    await settled(live.store)
     assert sms_sent(live.sms_file) == 3
 
 
@@ -174,4 +179,5 @@ async def test_the_global_ceiling_bounds_every_sms(live: Live) -> None:
     quota = error_details_pb2.QuotaFailure()
     assert rich_details(caught.value)[0].Unpack(quota)
     assert [v.subject for v in quota.violations] == ["global"]
+    await settled(live.store)
     assert sms_sent(live.sms_file) == 2

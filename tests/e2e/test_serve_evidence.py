@@ -15,10 +15,10 @@ from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
-from sesame.server.grpc.demo import find_sms
 from tests.e2e.conftest import Served
 from tests.e2e.helpers import CONTEXT, PHONE, transfer, wrong
 from tests.support.jws import claims_of, with_claims
+from tests.support.outbox import sms_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -35,9 +35,7 @@ def sesame(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _code(var: Path, challenge_id: str) -> str:
-    found = find_sms(var / "sms.jsonl", challenge_id)
-    assert found is not None
-    return found[1]
+    return sms_in(var / "sms.jsonl", challenge_id)[1]
 
 
 @pytest.fixture(scope="module")

@@ -107,14 +107,26 @@ def test_keys_commands_manage_the_dev_token(tmp_path: Path) -> None:
         "proof",
         "key:",
         "sesame-proof-v1",
+        "current",
+        "journal",
+        "key:",
+        "sesame-journal-v1",
     ]
     assert "sesame-otp-v2" in keys("rotate")
     assert "sesame-proof-v2" in keys("rotate", "--kind", "proof")
+    assert "sesame-journal-v2" in keys("rotate", "--kind", "journal")
     listed = keys("list")
     labels = [line.split()[0] for line in listed.splitlines()]
-    assert labels == ["sesame-otp-v1", "sesame-otp-v2", "sesame-proof-v1", "sesame-proof-v2"]
-    assert listed.count("extractable=False") == 4
-    assert listed.count("never_extractable=True") == 4
+    assert labels == [
+        "sesame-otp-v1",
+        "sesame-otp-v2",
+        "sesame-proof-v1",
+        "sesame-proof-v2",
+        "sesame-journal-v1",
+        "sesame-journal-v2",
+    ]
+    assert listed.count("extractable=False") == 6
+    assert listed.count("never_extractable=True") == 6
 
 
 def _redis_pid(var: Path) -> int:

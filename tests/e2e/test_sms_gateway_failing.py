@@ -24,6 +24,7 @@ from sesame.server.sms_watch import SMS_HEALTH_SERVICE
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import enrolled
 from tests.support.kannel import Kannel
+from tests.support.outbox import dispatched_state, settled
 from tests.support.serve_process import ServeProcess, free_port, start_serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -62,14 +63,17 @@ def refused(kannel: Kannel, tmp_path: Path) -> Iterator[tuple[ServeProcess, int]
 
 
 def _start_challenges(address: str, count: int) -> list[int]:
-    """Enrol a user and start `count` login challenges; their delivery states."""
+    """Enrol a user and start `count` login challenges (each answered QUEUED); their delivery states once
+    their SMS were dispatched."""
     with grpc.insecure_channel(address) as channel:
         enrol_grpc.EnrollmentServiceStub(channel).EnrollUser(
             enrol_pb.EnrollUserRequest(user_id="ana", client_id="acme", secure_phone=PHONE), timeout=5
         )
         auth = auth_grpc.AuthenticationServiceStub(channel)
         request = auth_pb.StartChallengeRequest(user_id="ana", operation=LOGIN)
-        return [auth.StartChallenge(request, timeout=15).delivery_state for _ in range(count)]
+        started = [auth.StartChallenge(request, timeout=15) for _ in range(count)]
+    assert {reply.delivery_state for reply in started} == {auth_pb.DELIVERY_STATE_QUEUED}
+    return [dispatched_state(address, reply.challenge_id) for reply in started]
 
 
 def _failures(metrics_port: int, reason: str) -> float:
@@ -131,6 +135,13 @@ def test_a_refusing_kannel_is_counted_as_refused(refused: tuple[ServeProcess, in
     assert "SMS gateway kannel failing: refused" in serving.output()
 
 
+async def delivery_once_settled(live: Live, challenge_id: str) -> int:
+    """The challenge's delivery state once the dispatcher settled its queued SMS."""
+    await settled(live.store)
+    reply = await live.auth.GetChallenge(auth_pb.GetChallengeRequest(challenge_id=challenge_id))
+    return int(reply.challenge.delivery_state)
+
+
 async def _gateway_status(live: Live, wanted: int, limit: float = 10) -> int:
     """The gateway's health status, asked again until it is `wanted` (health rounds every second)."""
     stub = health_pb2_grpc.HealthStub(live.channel)
@@ -150,7 +161,7 @@ async def test_health_reports_the_gateway_again_once_a_send_succeeds(live: Live)
 
     failed = await live.auth.StartChallenge(auth_pb.StartChallengeRequest(user_id=user, operation=LOGIN))
 
-    assert failed.delivery_state == auth_pb.DELIVERY_STATE_FAILED
+    assert await delivery_once_settled(live, failed.challenge_id) == auth_pb.DELIVERY_STATE_FAILED
     assert await _gateway_status(live, NOT_SERVING) == NOT_SERVING
     overall = await health_pb2_grpc.HealthStub(live.channel).Check(health_pb2.HealthCheckRequest())
     assert overall.status == SERVING
@@ -158,5 +169,5 @@ async def test_health_reports_the_gateway_again_once_a_send_succeeds(live: Live)
     assert sample("sesame_sms_failures_total", {"gateway": "console", "reason": "error"}) == 1
     live.sms_file.rmdir()
     sent = await live.auth.StartChallenge(auth_pb.StartChallengeRequest(user_id=user, operation=LOGIN))
-    assert sent.delivery_state == auth_pb.DELIVERY_STATE_SENT
+    assert await delivery_once_settled(live, sent.challenge_id) == auth_pb.DELIVERY_STATE_SENT
     assert await _gateway_status(live, SERVING) == SERVING

@@ -13,9 +13,12 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
+from sesame.server.domain import budgets
 from sesame.server.domain.budgets import BudgetSubject, Charge
+from sesame.server.domain.destinations import check_destination
+from sesame.server.domain.dispatching import QueuedSms
 from sesame.server.domain.errors import (
     ChallengeAlreadyExists,
     ChallengeClosed,
@@ -25,12 +28,14 @@ from sesame.server.domain.errors import (
     ChallengeNotVerified,
     FieldViolation,
     InvalidRequest,
+    PhoneCooling,
     ResendRefused,
     SecurePhoneChanged,
     SendBudgetExhausted,
     SesameError,
     UserBlocked,
     UserNotActive,
+    UserNotFound,
 )
 from sesame.server.domain.lifecycle import CLOCK_SKEW, Consumption, Voiding, VoidOutcome
 from sesame.server.domain.model import (
@@ -47,10 +52,12 @@ from sesame.server.domain.model import (
     VerificationOutcome,
     VerifyResult,
 )
-from sesame.server.domain.operation import kind
+from sesame.server.domain.opening import Opened, Opening
+from sesame.server.domain.operation import digest, kind
 from sesame.server.domain.ports import Clock, StateStore
 from sesame.server.domain.privacy import mask_phone
 from sesame.server.domain.proof import IssuedProof
+from tests.fakes.outbox import MemoryOutbox
 from tests.fakes.registry import MemoryRegistry, context_fields, iso, ms, provenance_fields
 
 _TERMINAL = {
@@ -75,6 +82,7 @@ _CONSUME_REFUSALS: dict[str, type[SesameError]] = {
 # record_delivery.lua: each message only moves forward, DELIVERED and FAILED are final.
 _RANK = {
     DeliveryState.PENDING: 0,
+    DeliveryState.QUEUED: 0,
     DeliveryState.SENT: 1,
     DeliveryState.DELIVERED: 2,
     DeliveryState.FAILED: 2,
@@ -82,14 +90,50 @@ _RANK = {
 }
 
 
-def _best_news(states: Iterable[DeliveryState]) -> DeliveryState:
-    """The challenge's state over its messages, as record_delivery.lua: delivered, else sent, else
-    expired, else failed."""
+def _opened(opening: Opening, user: User) -> Challenge:
+    """The challenge an opening opens for the user's current number, client and locale."""
+    return Challenge(
+        challenge_id=opening.challenge_id,
+        user_id=user.user_id,
+        client_id=user.client_id,
+        operation=opening.operation,
+        nonce=opening.nonce,
+        key_version=opening.key_version,
+        digits=opening.digits,
+        phone=user.secure_phone,
+        locale=user.locale,
+        created_at=opening.created_at,
+        expires_at=opening.expires_at,
+        max_attempts=opening.max_attempts,
+        attempts=0,
+        status=ChallengeStatus.OPEN,
+        delivery=DeliveryState.QUEUED,
+        max_resends=opening.max_resends,
+        resend_spacing=opening.resend_spacing,
+        resends=0,
+        last_sent_at=opening.created_at,
+        risk=opening.risk,
+    )
+
+
+def _best_news(states: Iterable[DeliveryState], none: DeliveryState = DeliveryState.PENDING) -> DeliveryState:
+    """The challenge's state over its messages, as record_delivery.lua and record_dispatch.lua: delivered,
+    else sent, else expired, else failed (`none`: no message settled yet)."""
     seen = set(states)
     for state in (DeliveryState.DELIVERED, DeliveryState.SENT, DeliveryState.EXPIRED, DeliveryState.FAILED):
         if state in seen:
             return state
-    return DeliveryState.PENDING
+    return none
+
+
+class _WallClock:
+    """The real time: when an outbox entry became pending, for a store given no clock."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+_WALL = _WallClock()
 
 
 class MemoryStateStore(MemoryRegistry):
@@ -108,54 +152,92 @@ class MemoryStateStore(MemoryRegistry):
         self._sends: dict[BudgetSubject, list[datetime]] = {}  # send budgets: when each unit was taken
         # per challenge: (event, outcome) -> (count, last at); only the first refusal of a kind is journaled
         self._refusals: dict[str, dict[tuple[str, str], tuple[int, datetime]]] = {}
+        self.outbox = MemoryOutbox(self, purge_clock or _WALL)  # what Start and Resend queue
 
     async def open_challenge(
         self, challenge: Challenge, context: RequestContext, charges: Sequence[Charge] = ()
     ) -> None:
         async with self._lock:
-            cid = challenge.challenge_id
-            user = await self.get_user(challenge.user_id)
+            self._open(challenge, context, charges)
+
+    async def start_challenge(self, opening: Opening) -> Opened:
+        async with self._lock:
+            user = self._users.get(opening.user_id)
+            if user is None:
+                raise UserNotFound(opening.user_id)
+            now = ms(opening.created_at)
             if user.status is not UserStatus.ACTIVE:
                 raise UserNotActive(user.user_id)
-            if user.blocked_until is not None and user.is_blocked(ms(challenge.created_at)):
-                raise UserBlocked(user.user_id, user.blocked_until - ms(challenge.created_at))
-            if user.secure_phone != challenge.phone:
-                raise SecurePhoneChanged(user.user_id)
-            if self._live(cid) is not None or cid in self._challenge_journals:
-                raise ChallengeAlreadyExists(cid)
-            self._charge(charges, challenge.created_at)
-            self._track(user.user_id, cid, challenge.expires_at, challenge.created_at - CLOCK_SKEW)
-            stored = dataclasses.replace(
-                challenge,
-                created_at=ms(challenge.created_at),
-                expires_at=ms(challenge.expires_at),
-                last_sent_at=ms(challenge.last_sent_at),
-                risk=None,  # journaled, never stored (as in Redis)
-            )
-            self._challenges[cid] = stored
-            self._append(
-                stored,
-                "challenge.opened",
-                challenge.created_at,
-                "opened",
-                {
-                    "phone": mask_phone(stored.phone),
-                    "expires_at": iso(stored.expires_at),
-                    "key_version": str(stored.key_version),
-                    "op": kind(stored.operation).name.lower(),
-                    **context_fields(context),
-                    **(challenge.risk.journal_fields() if challenge.risk is not None else {}),
-                },
-            )
+            if user.blocked_until is not None and user.is_blocked(now):
+                raise UserBlocked(user.user_id, user.blocked_until - now)
+            if opening.cooled and user.cooling_until is not None and user.is_cooling(now):
+                raise PhoneCooling(user.user_id, user.cooling_until - now)
+            check_destination(user.secure_phone, opening.countries)
+            earlier = self._earlier(opening)
+            if earlier is not None:
+                return Opened(earlier, queued=False)
+            challenge = _opened(opening, user)
+            charges = budgets.charges(opening.budget, user.user_id, user.secure_phone, opening.context.caller)
+            self._open(challenge, opening.context, charges)
+            if opening.request_id:
+                self._requests[(user.user_id, opening.request_id)] = (
+                    challenge.challenge_id,
+                    opening.expires_at,
+                )
+            return Opened(self._challenges[challenge.challenge_id], queued=True)
 
-    async def claim_request(self, user_id: str, request_id: str, challenge_id: str, until: datetime) -> str:
-        async with self._lock:
-            now = self._purge_clock.now() if self._purge_clock is not None else None
-            earlier = self._requests.get((user_id, request_id))
-            if earlier is not None and (now is None or now < earlier[1]):
-                return earlier[0]
-            self._requests[(user_id, request_id)] = (challenge_id, until)
-            return challenge_id
+    def _earlier(self, opening: Opening) -> Challenge | None:
+        """The live challenge the opening's request id already opened (as open_challenge.lua)."""
+        if not opening.request_id:
+            return None
+        now = self._purge_clock.now() if self._purge_clock is not None else None
+        claim = self._requests.get((opening.user_id, opening.request_id))
+        if claim is None or (now is not None and now >= claim[1]):
+            return None
+        earlier = self._live(claim[0])
+        if earlier is not None and earlier.op_digest != digest(opening.operation):
+            raise InvalidRequest([FieldViolation("request_id", "was already used for another operation")])
+        return earlier
+
+    def _open(self, challenge: Challenge, context: RequestContext, charges: Sequence[Charge]) -> None:
+        """open_challenge.lua's step for a whole challenge (the caller holds the lock)."""
+        cid = challenge.challenge_id
+        user = self._users.get(challenge.user_id)
+        if user is None:
+            raise UserNotFound(challenge.user_id)
+        if user.status is not UserStatus.ACTIVE:
+            raise UserNotActive(user.user_id)
+        if user.blocked_until is not None and user.is_blocked(ms(challenge.created_at)):
+            raise UserBlocked(user.user_id, user.blocked_until - ms(challenge.created_at))
+        if user.secure_phone != challenge.phone:
+            raise SecurePhoneChanged(user.user_id)
+        if self._live(cid) is not None or cid in self._challenge_journals:
+            raise ChallengeAlreadyExists(cid)
+        self._charge(charges, challenge.created_at)
+        self._track(user.user_id, cid, challenge.expires_at, challenge.created_at - CLOCK_SKEW)
+        stored = dataclasses.replace(
+            challenge,
+            created_at=ms(challenge.created_at),
+            expires_at=ms(challenge.expires_at),
+            last_sent_at=ms(challenge.last_sent_at),
+            risk=None,  # journaled, never stored (as in Redis)
+        )
+        self._challenges[cid] = stored
+        self.outbox.queue(cid, ms(challenge.created_at))  # as open_challenge.lua, in the same step
+        self._append(
+            stored,
+            "challenge.opened",
+            challenge.created_at,
+            "opened",
+            {
+                "phone": mask_phone(stored.phone),
+                "expires_at": iso(stored.expires_at),
+                "key_version": str(stored.key_version),
+                "op": kind(stored.operation).name.lower(),
+                **context_fields(context),
+                **(challenge.risk.journal_fields() if challenge.risk is not None else {}),
+            },
+        )
 
     async def get_challenge(self, challenge_id: str) -> Challenge:
         return self._existing(challenge_id)
@@ -235,6 +317,7 @@ class MemoryStateStore(MemoryRegistry):
                 self._charge(charges, at)  # a spent budget raises before anything is written
                 challenge = dataclasses.replace(challenge, resends=challenge.resends + 1, last_sent_at=ms(at))
                 self._challenges[challenge_id] = challenge
+                self.outbox.queue(challenge_id, ms(at))
                 outcome = "resent"
             if refusal is None or self._refused(challenge_id, "challenge.resend", outcome, at):
                 self._append(
@@ -259,6 +342,26 @@ class MemoryStateStore(MemoryRegistry):
                 messages[provider_ref] = state
             challenge = dataclasses.replace(existing, delivery=_best_news(messages.values()))
             self._challenges[challenge_id] = challenge
+            extra = {"provider_ref": provider_ref, "delivery": challenge.delivery.value}
+            self._append(challenge, "challenge.delivery", at, state.value, extra)
+
+    async def record_dispatch(
+        self, queued: QueuedSms, state: DeliveryState, provider_ref: str, at: datetime
+    ) -> None:
+        """record_dispatch.lua's record (MemoryOutbox.settle): the message's state, from queued."""
+        async with self._lock:
+            existing = self._live(queued.challenge_id)
+            if existing is None:
+                return
+            messages = self._messages.setdefault(queued.challenge_id, {})
+            key = provider_ref or f"{state.value}:{queued.entry_id}"
+            before = messages.get(key)
+            if before is None or _RANK[state] > _RANK[before]:
+                messages[key] = state
+            challenge = dataclasses.replace(
+                existing, delivery=_best_news(messages.values(), DeliveryState.QUEUED)
+            )
+            self._challenges[queued.challenge_id] = challenge
             extra = {"provider_ref": provider_ref, "delivery": challenge.delivery.value}
             self._append(challenge, "challenge.delivery", at, state.value, extra)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sesame.server.domain.challenges import ChallengeFlows, ChallengePolicy, StartRequest, VerifyRequest
+from sesame.server.domain.challenges import ChallengePolicy, StartRequest, VerifyRequest
 from sesame.server.domain.enrollment import EnrollmentFlows, EnrollRequest, StatusRequest
 from sesame.server.domain.lifecycle import LifecyclePolicy, Provenance
 from sesame.server.domain.model import Challenge, RequestContext, VerifyResult
@@ -10,6 +10,7 @@ from sesame.server.domain.operation import CreditTransfer, Money, Operation, Pay
 from sesame.server.domain.proofs import ProofFlows
 from sesame.server.grpc.demo import code_in
 from tests.fakes.clock import FixedClock
+from tests.fakes.dispatching import InstantlyDispatched
 from tests.fakes.keystore import FakeKeyStore
 from tests.fakes.sms import RecordingSmsGateway
 from tests.fakes.state_store import MemoryStateStore
@@ -40,9 +41,10 @@ class World:
         self.store = store or MemoryStateStore()
         self.sms = RecordingSmsGateway(self.clock)
         policy = policy or ChallengePolicy()
-        self.challenges = ChallengeFlows(
+        self.challenges = InstantlyDispatched(
             keys=self.keys,
             store=self.store,
+            outbox=self.store.outbox,
             sms=self.sms,
             clock=self.clock,
             policy=policy,

@@ -23,11 +23,15 @@ def fresh_token(make_token: Callable[[str], Pkcs11Config]) -> Pkcs11Config:
 
 
 def test_init_creates_v1_of_each_kind_once(fresh_token: Pkcs11Config) -> None:
-    """init on an empty token creates sesame-otp-v1 and sesame-proof-v1; init again creates nothing."""
-    first = CurrentKeys(KeyRef("sesame-otp-v1"), KeyRef("sesame-proof-v1"))
+    """init on an empty token creates v1 of the OTP, proof and journal keys; init again creates nothing."""
+    first = CurrentKeys(KeyRef("sesame-otp-v1"), KeyRef("sesame-proof-v1"), KeyRef("sesame-journal-v1"))
     assert init_keys(fresh_token) == first
     assert init_keys(fresh_token) == first
-    assert [info.label for info in list_keys(fresh_token)] == ["sesame-otp-v1", "sesame-proof-v1"]
+    assert [info.label for info in list_keys(fresh_token)] == [
+        "sesame-otp-v1",
+        "sesame-proof-v1",
+        "sesame-journal-v1",
+    ]
 
 
 def test_rotate_adds_the_next_otp_version(fresh_token: Pkcs11Config) -> None:
@@ -36,7 +40,13 @@ def test_rotate_adds_the_next_otp_version(fresh_token: Pkcs11Config) -> None:
     assert rotate_keys(fresh_token) == KeyRef("sesame-otp-v2")
     assert rotate_keys(fresh_token) == KeyRef("sesame-otp-v3")
     listed = [(info.kind, info.version) for info in list_keys(fresh_token)]
-    assert listed == [(KeyKind.OTP, 1), (KeyKind.OTP, 2), (KeyKind.OTP, 3), (KeyKind.PROOF, 1)]
+    assert listed == [
+        (KeyKind.OTP, 1),
+        (KeyKind.OTP, 2),
+        (KeyKind.OTP, 3),
+        (KeyKind.PROOF, 1),
+        (KeyKind.JOURNAL, 1),
+    ]
     assert init_keys(fresh_token).otp == KeyRef("sesame-otp-v3")
 
 
@@ -48,6 +58,7 @@ def test_rotate_proof_adds_the_next_proof_version(fresh_token: Pkcs11Config) -> 
         "sesame-otp-v1",
         "sesame-proof-v1",
         "sesame-proof-v2",
+        "sesame-journal-v1",
     ]
 
 

@@ -91,9 +91,9 @@ async def test_a_first_dev_boot_makes_v1_and_records_it(
     config = new_token()
     keys = opened(config)
     await ready_keys(config, keys, ledger, DEV, NOW)
-    assert labels(config) == ["sesame-otp-v1", "sesame-proof-v1"]
+    assert labels(config) == ["sesame-otp-v1", "sesame-proof-v1", "sesame-journal-v1"]
     seen = await ledger.seen()
-    assert (seen.top(KeyKind.OTP), seen.top(KeyKind.PROOF)) == (1, 1)
+    assert (seen.top(KeyKind.OTP), seen.top(KeyKind.PROOF), seen.top(KeyKind.JOURNAL)) == (1, 1, 1)
     assert sorted(seen.prints.items()) == sorted(
         (key.label, key.fingerprint) for key in await fingerprints(keys)
     )
@@ -112,7 +112,7 @@ async def test_a_token_regenerated_under_used_labels_is_refused_even_afresh(
     for policy in (DEV, AFRESH, KeyBootPolicy()):
         with pytest.raises(ConfigurationError, match="not the key Redis saw under that label"):
             await ready_keys(replacement, opened(replacement), ledger, policy, NOW)
-    assert labels(replacement) == ["sesame-otp-v1", "sesame-proof-v1"]
+    assert labels(replacement) == ["sesame-otp-v1", "sesame-proof-v1", "sesame-journal-v1"]
 
 
 async def test_an_empty_token_starts_afresh_above_every_version_seen(

@@ -22,7 +22,8 @@ CHALLENGE_ID = a_challenge(datetime.now(UTC)).challenge_id
 
 
 async def test_keys_carry_the_hash_tag_of_their_aggregate(redis_client: aioredis.Redis):
-    """A user, its pending index, its challenges and their journals live under {u:<t>}, t from the user id."""
+    """A user, its pending index, its challenges and their journals live under {u:<t>}, t from the user id;
+    the SMS queued for the challenge in the outbox, under {outbox} (docs/decisions/0025)."""
     store = RedisStateStore(redis_client, prefix="bank")
     now = datetime.now(UTC)
     await store.register_user(a_user(now))
@@ -30,6 +31,8 @@ async def test_keys_carry_the_hash_tag_of_their_aggregate(redis_client: aioredis
     tag = user_tag("u-1")
     assert CHALLENGE_ID.endswith(f".u{tag}")
     assert sorted(await redis_client.keys("*")) == [
+        b"bank:{journal}:feed",  # entries not sealed yet (docs/decisions/0027)
+        b"bank:{outbox}:sms",
         f"bank:{{u:{tag}}}:ch:{CHALLENGE_ID}".encode(),
         f"bank:{{u:{tag}}}:ch:{CHALLENGE_ID}:journal".encode(),
         f"bank:{{u:{tag}}}:journal:u-1".encode(),

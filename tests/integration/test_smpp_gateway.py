@@ -353,7 +353,7 @@ async def test_a_message_sent_while_the_session_is_rebinding_waits_for_it(smsc: 
 
 
 async def test_an_expired_receipt_records_expired(smsc: Smsc, gateways: Gateways, receipts: Receipts):
-    """A receipt stat:EXPIRED records EXPIRED (final, shown FAILED until the proto has EXPIRED)."""
+    """A receipt stat:EXPIRED records EXPIRED (final; DELIVERY_STATE_EXPIRED in the API)."""
     smsc.receipt = "EXPIRED"
     gateway = await gateways()
     sent = await gateway.send(SmsMessage(PHONE, "MaBanque: code 482913", "ch.k1.d6"))

@@ -101,7 +101,7 @@ async function main() {
 
   // A changed amount voids the code (dynamic linking).
   const first = await start();
-  expect("delivery_state", first.delivery_state, "DELIVERY_STATE_SENT");
+  expect("delivery_state", first.delivery_state, "DELIVERY_STATE_QUEUED");
   const described = await call(auth, "GetChallenge", { challenge_id: first.challenge_id });
   expect("operation_kind", described.challenge.operation.kind, "credit_transfer");
   expect("amount_minor", described.challenge.operation.credit_transfer.amount.amount_minor, AMOUNT);

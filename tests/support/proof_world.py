@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sesame.server.domain.challenges import ChallengeFlows, ChallengePolicy, StartRequest, VerifyRequest
+from sesame.server.domain.challenges import ChallengePolicy, StartRequest, VerifyRequest
 from sesame.server.domain.model import RequestContext, User, UserStatus, VerificationOutcome
 from sesame.server.domain.operation import CreditTransfer, Money, Payee
 from sesame.server.domain.proof import jwk_set
 from sesame.server.domain.proofs import ProofFlows
 from sesame.server.grpc.demo import code_in
 from tests.fakes.clock import FixedClock
+from tests.fakes.dispatching import InstantlyDispatched
 from tests.fakes.keystore import FakeKeyStore
 from tests.fakes.sms import RecordingSmsGateway
 from tests.fakes.state_store import MemoryStateStore
@@ -33,9 +34,10 @@ class World:
         self.store = MemoryStateStore(retention=RETENTION, purge_clock=self.clock)
         self.sms = RecordingSmsGateway(self.clock)
         self.proofs = ProofFlows(keys=self.keys, store=self.store, clock=self.clock, issuer="MaBanque")
-        self.flows = ChallengeFlows(
+        self.flows = InstantlyDispatched(
             keys=self.keys,
             store=self.store,
+            outbox=self.store.outbox,
             sms=self.sms,
             clock=self.clock,
             policy=ChallengePolicy(),

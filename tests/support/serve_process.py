@@ -98,6 +98,22 @@ def run_serve(
     )
 
 
+def start_dispatch(var: Path, settings: Mapping[str, str]) -> ServeProcess:
+    """Start `sesame dispatch` on a `sesame serve`'s var/ and `settings` (its Redis URL among them); no port
+    to wait for: its address is empty."""
+    env = _env(var, f"127.0.0.1:{free_port()}", 0, settings)
+    log = var.with_name(f"{var.name}-dispatch-{free_port()}.log")
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sesame.server.cli", "dispatch"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    return ServeProcess("", process, log)
+
+
 def start_serve(var: Path, metrics_port: int = 0, settings: Mapping[str, str] | None = None) -> ServeProcess:
     """Start `sesame serve` with a private var/, free ports and `settings`; return once it is healthy.
 

@@ -9,10 +9,12 @@ from sesame.clients.redis_store import RedisStateStore
 from sesame.clients.sms_console import ConsoleSmsGateway
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server.app import Gateway, RiskWiring, Runtime, SystemClock, wire
+from sesame.server.dispatch_loop import DispatchLoops, DispatchSettings
 from sesame.server.domain.challenges import ChallengePolicy
 from sesame.server.domain.lifecycle import LifecyclePolicy
 from sesame.server.domain.ports import Clock
 from sesame.server.grpc.server import GrpcServer
+from sesame.server.journal_archive import JournalArchive
 from sesame.server.metrics import Metrics
 from sesame.server.transport_settings import PLAINTEXT, TransportSettings
 
@@ -27,6 +29,9 @@ class ServerOptions:
     transport: TransportSettings = PLAINTEXT
     clock: Clock | None = None  # the server's time; None: the system clock
     risk: RiskWiring | None = None  # the risk rules and SIM-swap API; None: the default rules, no SIM swap
+    dispatch: DispatchSettings = field(
+        default_factory=DispatchSettings
+    )  # the outbox's dispatch loops beside the server
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,15 +48,18 @@ async def start_wired(
     """Wire the flows as `sesame serve` does (console SMS to `sms_file`) and start serving them."""
     chosen = options or ServerOptions()
     clock = chosen.clock or SystemClock()
+    outbox = store.outbox()
     running = wire(
         keys=keys,
         store=store,
+        outbox=outbox,
         sms=Gateway("console", ConsoleSmsGateway(sms_file, clock, "development")),
         clock=clock,
         policy=chosen.policy,
         lifecycle=chosen.lifecycle,
         metrics=Metrics(),
         risk=chosen.risk,
+        archive=JournalArchive(sms_file.parent / "journal-archive"),
     )
     server = await GrpcServer.start(
         "127.0.0.1:0",
@@ -64,5 +72,11 @@ async def start_wired(
         metrics=running.metrics,
         transport=chosen.transport,
         advisories=running.advisories,
+        seals=running.seals,
     )
+    # As a `sesame serve` worker: the dispatch loops run beside the server and stop after it.
+    loops = DispatchLoops(running.dispatcher, outbox, running.metrics, clock, chosen.dispatch)
+    loops.start()
+    server.also_stop(loops.stop)
+    server.also_stop(outbox.close)
     return Wired(server, running)

@@ -15,7 +15,6 @@ from sesame.server.domain.challenges import (
     ChallengeRef,
     StartRequest,
     VerifyRequest,
-    user_tag,
 )
 from sesame.server.domain.errors import (
     ChallengeClosed,
@@ -42,6 +41,7 @@ from sesame.server.domain.operation import CreditTransfer, Login, Money, Payee, 
 from sesame.server.domain.proofs import ProofFlows
 from sesame.server.grpc.demo import code_in
 from tests.fakes.clock import FixedClock
+from tests.fakes.dispatching import InstantlyDispatched
 from tests.fakes.keystore import FakeKeyStore
 from tests.fakes.sms import RecordingSmsGateway
 from tests.fakes.state_store import MemoryStateStore
@@ -87,7 +87,9 @@ def flows_over(
 ) -> ChallengeFlows:
     """The challenge flows over fakes, their proofs over the same fakes."""
     proofs = ProofFlows(keys=keys, store=store, clock=clock, issuer=policy.bank_name)
-    return ChallengeFlows(keys=keys, store=store, sms=sms, clock=clock, policy=policy, proofs=proofs)
+    return InstantlyDispatched(
+        keys=keys, store=store, outbox=store.outbox, sms=sms, clock=clock, policy=policy, proofs=proofs
+    )
 
 
 @pytest.fixture
@@ -105,7 +107,8 @@ async def test_start_sends_the_code_to_the_secure_phone(world: World) -> None:
     challenge = await world.flows.start(StartRequest(await world.enrol(), TRANSFER, NO_CONTEXT))
     assert world.sms.sent[-1].to == PHONE
     assert world.sms.sent[-1].challenge_id == challenge.challenge_id
-    assert challenge.delivery is DeliveryState.SENT
+    assert challenge.delivery is DeliveryState.QUEUED
+    assert (await world.store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.SENT
     assert await world.verify(challenge.challenge_id, world.last_code()) is VerifyResult.VERIFIED
 
 
@@ -198,15 +201,17 @@ async def test_rotation_keeps_challenges_in_flight(world: World) -> None:
 
 
 async def test_gateway_failure_is_recorded_not_raised(world: World) -> None:
-    """When the gateway refuses, the challenge exists with delivery FAILED and can be resent."""
+    """When the gateway refuses, the challenge exists (its SMS was queued) with delivery FAILED and can be
+    resent."""
     world.sms.fail()
     challenge = await world.flows.start(StartRequest(await world.enrol(), TRANSFER, NO_CONTEXT))
-    assert challenge.delivery is DeliveryState.FAILED
+    assert challenge.delivery is DeliveryState.QUEUED
     assert (await world.store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.FAILED
     world.sms.recover()
     world.clock.advance(SPACING)
     resent = await world.flows.resend(challenge.challenge_id, NO_CONTEXT)
-    assert resent.delivery is DeliveryState.SENT
+    assert resent.delivery is DeliveryState.QUEUED
+    assert (await world.store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.SENT
 
 
 async def test_resend_sends_the_same_code_and_resets_no_counter(world: World) -> None:
@@ -309,16 +314,6 @@ async def test_request_id_reused_for_another_operation_is_refused(world: World) 
     with pytest.raises(InvalidRequest) as caught:
         await world.flows.start(StartRequest(user_id, Login(), NO_CONTEXT, "req-1"))
     assert caught.value.violations[0].field == "request_id"
-
-
-async def test_claimed_but_unopened_request_is_opened_on_retry(world: World) -> None:
-    """If the first call died after claiming, the retry opens the claimed challenge and sends it."""
-    user_id = await world.enrol()
-    claimed = ChallengeRef(b"c" * 16, 1, 6, user_tag(user_id)).challenge_id
-    await world.store.claim_request(user_id, "req-1", claimed, world.clock.now() + timedelta(minutes=5))
-    challenge = await world.flows.start(StartRequest(user_id, TRANSFER, NO_CONTEXT, "req-1"))
-    assert challenge.challenge_id == claimed
-    assert await world.verify(claimed, world.last_code()) is VerifyResult.VERIFIED
 
 
 async def test_five_wrong_codes_in_a_row_block_the_user_across_challenges(world: World) -> None:

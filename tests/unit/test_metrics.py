@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 from prometheus_client import generate_latest
 
-from sesame.server.domain.challenges import ChallengeFlows, ChallengePolicy, StartRequest, VerifyRequest
+from sesame.server.domain.challenges import ChallengePolicy, StartRequest, VerifyRequest
 from sesame.server.domain.enrollment import EnrollmentFlows, StatusRequest
 from sesame.server.domain.errors import ConfigurationError, ResendRefused, SendBudgetExhausted
 from sesame.server.domain.lifecycle import Provenance
@@ -27,6 +27,7 @@ from sesame.server.metrics import (
     MetricsTally,
 )
 from tests.fakes.clock import FixedClock
+from tests.fakes.dispatching import InstantlyDispatched
 from tests.fakes.keystore import FakeKeyStore
 from tests.fakes.sms import RecordingSmsGateway
 from tests.fakes.state_store import MemoryStateStore
@@ -46,9 +47,10 @@ class Metered:
         self.store = MemoryStateStore()
         self.sms = RecordingSmsGateway(self.clock)
         self.tally = MetricsTally(self.metrics)
-        self.flows = ChallengeFlows(
+        self.flows = InstantlyDispatched(
             keys=keys,
             store=self.store,
+            outbox=self.store.outbox,
             sms=MeteredSmsGateway(self.sms, self.metrics, "console"),
             clock=self.clock,
             policy=ChallengePolicy(),

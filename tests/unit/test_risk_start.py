@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from sesame.server.domain.challenges import ChallengeFlows, ChallengePolicy, StartRequest
+from sesame.server.domain.challenges import ChallengePolicy, StartRequest
 from sesame.server.domain.errors import RiskDenied, UserNotActive
 from sesame.server.domain.model import VerifyResult
 from sesame.server.domain.operation import AddBeneficiary, CreditTransfer, Money, Payee
@@ -17,6 +17,7 @@ from sesame.server.domain.risk import RiskDecision
 from sesame.server.domain.risk_flow import RiskFlows, RiskPolicy
 from sesame.server.domain.risk_rules import default_rules
 from sesame.server.domain.risk_signals import SimSwapStatus
+from tests.fakes.dispatching import InstantlyDispatched
 from tests.fakes.risk_memory import MemoryRiskMemory
 from tests.fakes.world import NO_CONTEXT, World
 
@@ -45,9 +46,10 @@ def _guarded() -> Guarded:
     world, operator = World(), Operator()
     memory = MemoryRiskMemory(world.store)
     policy = ChallengePolicy()
-    world.challenges = ChallengeFlows(
+    world.challenges = InstantlyDispatched(
         keys=world.keys,
         store=world.store,
+        outbox=world.store.outbox,
         sms=world.sms,
         clock=world.clock,
         policy=policy,

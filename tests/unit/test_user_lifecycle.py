@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import timedelta
 
 import pytest
 
-from sesame.server.domain.budgets import BudgetSubject, Charge
+from sesame.server.domain.budgets import BudgetSubject
 from sesame.server.domain.enrollment import EnrollRequest, StatusRequest, TerminateRequest
 from sesame.server.domain.errors import ClientTerminated, UserAlreadyExists, UserNotActive
 from sesame.server.domain.lifecycle import ClientTermination, StatusAction, StatusChange
 from sesame.server.domain.model import (
-    Challenge,
     ChallengeStatus,
-    RequestContext,
     UserStatus,
     VerifyResult,
 )
+from sesame.server.domain.opening import Opened, Opening
 from sesame.server.domain.operation import Login
 from tests.fakes.state_store import MemoryStateStore
 from tests.fakes.world import World, by
@@ -119,19 +117,17 @@ async def test_revocation_voids_open_challenges(world: World) -> None:
 
 
 class SuspendedWhileOpening(MemoryStateStore):
-    """A store on which a suspension lands after the start admitted the user, before the challenge opens."""
+    """A store on which a suspension lands after the start computed its code, before the one step opens."""
 
     world: World
 
-    async def open_challenge(
-        self, challenge: Challenge, context: RequestContext, charges: Sequence[Charge] = ()
-    ) -> None:
-        await self.world.suspend(challenge.user_id)
-        await super().open_challenge(challenge, context, charges)
+    async def start_challenge(self, opening: Opening) -> Opened:
+        await self.world.suspend(opening.user_id)
+        return await super().start_challenge(opening)
 
 
 async def test_a_suspension_racing_a_start_opens_nothing_and_no_code_goes() -> None:
-    """The opening step checks the status again: the start fails, sends nothing and charges nothing."""
+    """The opening step reads the status itself: the start fails, sends nothing and charges nothing."""
     store = SuspendedWhileOpening()
     world = World(store)
     store.world = world

@@ -114,6 +114,16 @@ class Keyspace:
             return f"{self._user_place(key)}:sends:{key}"
         return f"{self._prefix}:{{sb:{kind}:{key}}}:sends"
 
+    def number_budget_prefix(self) -> str:
+        """What a number's budget key starts with: Start's script appends the number's hash and `}:sends`
+        (`send_budget("phone", hash)`), the number being one it reads (docs/decisions/0025)."""
+        return f"{self._prefix}:{{sb:phone:"
+
+    def outbox(self) -> str:
+        """The SMS outbox: a stream of the SMS queued by Start and Resend, read by the dispatchers' consumer
+        group; an entry is deleted once its send is recorded (docs/decisions/0025)."""
+        return f"{self._prefix}:{{outbox}}:sms"
+
     def key_ledger(self) -> str:
         """The highest key version seen per kind and each label's fingerprint (docs/decisions/0015)."""
         return f"{self._prefix}:{{keys}}:ledger"
@@ -121,6 +131,22 @@ class Keyspace:
     def key_ledger_journal(self) -> str:
         """The key ledger's journal stream: which labels were first seen, and when."""
         return f"{self._prefix}:{{keys}}:journal"
+
+    def journal_feed(self) -> str:
+        """Every journal entry not sealed yet, with its stream's name (`_journal.lua`, decision 0027)."""
+        return f"{self._prefix}:{{journal}}:feed"
+
+    def journal_seals(self) -> str:
+        """The sealed blocks, each under the id of the last entry it seals (a stream)."""
+        return f"{self._prefix}:{{journal}}:seals"
+
+    def journal_head(self) -> str:
+        """The last archived seal's block and signature (a hash): the next block follows it."""
+        return f"{self._prefix}:{{journal}}:head"
+
+    def journal_sealer(self) -> str:
+        """The sealer's lease: the holder's name, with an expiry it renews."""
+        return f"{self._prefix}:{{journal}}:sealer"
 
     def provider_id(self, provider_id: str) -> str:
         """Which message an SMSC's message id is a part of (a hash with a TTL; docs/decisions/0030)."""

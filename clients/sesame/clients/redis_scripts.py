@@ -21,6 +21,7 @@ from sesame.server.domain.model import Challenge, User
 
 _INCLUDE = re.compile(r"^--#include (\S+)$", re.MULTILINE)
 _tracer = trace.get_tracer("sesame.clients.redis")
+JOURNAL_PIECE = "_journal.lua"  # in front of every script: the one way a journal entry is appended
 T = TypeVar("T")
 
 
@@ -30,6 +31,8 @@ class Scripts:
 
     A file whose name starts with `_` is not a script but a piece that scripts include with a line
     `--#include <file>`: Redis scripts cannot call each other, and a rule written once stays one rule.
+    `_journal.lua` is put in front of every script: every journal entry is appended by its `journal_append`
+    (numbered, linked to its predecessor, fed to the sealer: docs/decisions/0027).
     """
 
     def __init__(self, client: aioredis.Redis, meter: CallMeter = UNMETERED) -> None:
@@ -42,7 +45,8 @@ class Scripts:
         }
         self._scripts: dict[str, AsyncScript] = {
             entry.name.removesuffix(".lua"): client.register_script(
-                _INCLUDE.sub(lambda line: pieces[line.group(1)], entry.read_text(encoding="utf-8"))
+                pieces[JOURNAL_PIECE]
+                + _INCLUDE.sub(lambda line: pieces[line.group(1)], entry.read_text(encoding="utf-8"))
             )
             for entry in lua.iterdir()
             if entry.name.endswith(".lua") and not entry.name.startswith("_")

@@ -21,12 +21,16 @@ from redis.backoff import NoBackoff
 
 from sesame.clients import redis_records as rec
 from sesame.clients.meter import UNMETERED, CallMeter
+from sesame.clients.redis_journal import RedisJournal
 from sesame.clients.redis_keys import Keyspace
+from sesame.clients.redis_outbox import RedisOutbox
 from sesame.clients.redis_risk import RedisRiskMemory
 from sesame.clients.redis_scripts import Scripts, stored_challenge
 from sesame.clients.redis_scripts import translated as _translated
 from sesame.clients.redis_users import RedisRegistry
-from sesame.server.domain.budgets import Charge
+from sesame.server.domain import budgets
+from sesame.server.domain.budgets import PHONE_TAG, BudgetKind, Charge, SendBudget
+from sesame.server.domain.destinations import check_destination, whole_calling_codes
 from sesame.server.domain.errors import (
     ChallengeAlreadyExists,
     ChallengeClosed,
@@ -36,9 +40,12 @@ from sesame.server.domain.errors import (
     ChallengeNotVerified,
     FieldViolation,
     InvalidRequest,
+    PhoneCooling,
     ResendRefused,
     SecurePhoneChanged,
     SendBudgetExhausted,
+    SesameError,
+    StoreUnavailable,
     UserBlocked,
     UserNotActive,
     UserNotFound,
@@ -55,6 +62,8 @@ from sesame.server.domain.model import (
     VerificationOutcome,
     VerifyResult,
 )
+from sesame.server.domain.opening import Opened, Opening
+from sesame.server.domain.operation import digest
 from sesame.server.domain.ports import Probe, StateStore
 from sesame.server.domain.proof import IssuedProof
 
@@ -78,6 +87,10 @@ class RedisStateStore(RedisRegistry):
         super().__init__(client, Keyspace(prefix), Scripts(client, meter))
         self._retention = retention
 
+    def outbox(self) -> RedisOutbox:
+        """The SMS outbox in the same Redis, on a pool of its own (docs/decisions/0025)."""
+        return RedisOutbox.beside(self._client, prefix=self.keys.prefix)
+
     @classmethod
     def from_url(
         cls,
@@ -98,6 +111,10 @@ class RedisStateStore(RedisRegistry):
             retry=Retry(NoBackoff(), 0),
         )
         return cls(client, prefix=prefix, retention=retention)
+
+    def sealed_journal(self) -> RedisJournal:
+        """The feed, seals and sealer's lease of this store's journals, on the same connections."""
+        return RedisJournal(self._client, self.keys, self._scripts)
 
     def metered(self, meter: CallMeter) -> RedisStateStore:
         """A view of this store (same client and pool) that reports every round trip to `meter`.
@@ -128,52 +145,91 @@ class RedisStateStore(RedisRegistry):
     ) -> None:
         """Admit, index, charge and store a new challenge in one step (see the port). UserNotFound,
         UserNotActive, SecurePhoneChanged, ChallengeAlreadyExists, SendBudgetExhausted."""
-        fields = rec.challenge_fields(challenge)
-        # Absolute, from the challenge's own expiry: the purge time does not depend on Redis's clock
-        # reading at the moment of the call, nor on how long the call took.
-        purge_at = rec.to_ms(challenge.expires_at + self._retention)
+        opening = _opening_of(challenge, context)
         budget_keys, budget_args = self._budgets(charges)
-        user_id = challenge.user_id
-        keys = [
-            *self._challenge_keys(challenge.challenge_id),
+        fields = rec.challenge_fields(challenge)
+        args = self._opening_args(opening, challenge.phone, budget_args, _NO_NUMBER_BUDGET, "*")
+        args += [len(fields), *fields, *rec.opened_entry(challenge, context)]
+        reply = await self._run("open_challenge", self._opening_keys(opening, budget_keys), args)
+        if reply[0] != b"opened":
+            raise _refused(opening, reply, charges)
+
+    async def start_challenge(self, opening: Opening) -> Opened:
+        """Start's one step (see the port): one script, one round trip, unless the stored number's calling
+        code is shared with a region outside the allow-list: its region is then checked here, and the
+        script runs again for that number (docs/decisions/0025)."""
+        charges = budgets.charges(opening.budget, opening.user_id, "", opening.context.caller)
+        declared = [c for c in charges if c.subject.kind is not BudgetKind.PHONE]
+        budget_keys, budget_args = self._budgets(declared)
+        number_budget = self._number_budget(charges)
+        codes = ",".join(["", *sorted(whole_calling_codes(opening.countries)), ""])
+        keys = self._opening_keys(opening, budget_keys)
+        fields = rec.opening_fields(opening)
+        tail = [len(fields), *fields, *rec.opening_entry(opening)]
+        args = self._opening_args(opening, "", budget_args, number_budget, codes)
+        reply = await self._run("open_challenge", keys, [*args, *tail])
+        if reply[0] == b"destination":
+            number = reply[1].decode()
+            check_destination(number, opening.countries)
+            # Allowed, under a calling code shared with a region that is not: open for that number only.
+            args = self._opening_args(opening, number, budget_args, number_budget, "*")
+            reply = await self._run("open_challenge", keys, [*args, *tail])
+        match reply[0]:
+            case b"opened":
+                client_id, phone, locale = (value.decode() for value in reply[1:4])
+                return Opened(rec.opened_challenge(opening, client_id, phone, locale), queued=True)
+            case b"earlier":
+                return Opened(_challenge(rec.pairs(reply[1])), queued=False)
+            case b"other_operation":
+                raise InvalidRequest([FieldViolation("request_id", "was already used for another operation")])
+        raise _refused(opening, reply, charges)
+
+    def _number_budget(self, charges: Sequence[Charge]) -> list[rec.Field]:
+        """Where the number's budget stands among the charges, its limit and window, and how the script
+        names its key from the number it reads (the prefix and the tag of `BudgetSubject.phone`)."""
+        for i, charge in enumerate(charges):
+            if charge.subject.kind is BudgetKind.PHONE:
+                prefix = self.keys.number_budget_prefix()
+                return [i, charge.limit, charge.window // rec.MS, prefix, PHONE_TAG]
+        return _NO_NUMBER_BUDGET
+
+    def _opening_keys(self, opening: Opening, budget_keys: Sequence[str]) -> list[str]:
+        user_id = opening.user_id
+        return [
+            *self._challenge_keys(opening.challenge_id),
             self.keys.user(user_id),
             self.keys.user_pending(user_id),
+            self.keys.start_request(user_id, opening.request_id),
             *budget_keys,
+            self.keys.outbox(),
         ]
-        args = [
-            purge_at,
-            rec.to_ms(challenge.created_at),
-            rec.to_ms(challenge.created_at - CLOCK_SKEW),
-            challenge.phone,
-            challenge.challenge_id,
-            rec.to_ms(challenge.expires_at),
-            *budget_args,
-            len(fields),
-            *fields,
-            *rec.opened_entry(challenge, context),
-        ]
-        reply = await self._run("open_challenge", keys, args)
-        match reply[0]:
-            case b"not_found":
-                raise UserNotFound(user_id)
-            case b"not_active":
-                raise UserNotActive(user_id)
-            case b"phone_changed":
-                raise SecurePhoneChanged(user_id)
-            case b"blocked":
-                raise UserBlocked(user_id, (int(reply[1]) - rec.to_ms(challenge.created_at)) * rec.MS)
-            case b"exists":
-                raise ChallengeAlreadyExists(challenge.challenge_id)
-            case b"exhausted":
-                raise _exhausted(charges, reply)
 
-    async def claim_request(self, user_id: str, request_id: str, challenge_id: str, until: datetime) -> str:
-        """Bind the request id to `challenge_id` (SET NX GET: one atomic round trip)."""
-        key = self.keys.start_request(user_id, request_id)
-        earlier = await self._scripts.call(
-            "claim_request", self._client.set(key, challenge_id, nx=True, get=True, pxat=rec.to_ms(until))
-        )
-        return challenge_id if earlier is None else cast("bytes", earlier).decode()
+    def _opening_args(
+        self,
+        opening: Opening,
+        number: str,
+        budget_args: Sequence[rec.Field],
+        number_budget: Sequence[rec.Field],
+        codes: str,
+    ) -> list[rec.Field]:
+        """open_challenge.lua's arguments up to the hash fields (see its header)."""
+        # Absolute, from the challenge's own expiry: the purge time does not depend on Redis's clock
+        # reading at the moment of the call, nor on how long the call took.
+        return [
+            rec.to_ms(opening.expires_at + self._retention),
+            rec.to_ms(opening.created_at),
+            rec.to_ms(opening.created_at - CLOCK_SKEW),
+            number,
+            opening.challenge_id,
+            rec.to_ms(opening.expires_at),
+            *budget_args,
+            *number_budget,
+            "1" if opening.cooled else "0",
+            codes,
+            "1" if opening.request_id else "0",
+            self.keys.challenge(opening.challenge_id).removesuffix(opening.challenge_id),
+            digest(opening.operation).hex(),
+        ]
 
     async def get_challenge(self, challenge_id: str) -> Challenge:
         """The challenge as stored. ChallengeNotFound."""
@@ -230,7 +286,7 @@ class RedisStateStore(RedisRegistry):
         ResendRefused, SendBudgetExhausted."""
         head = rec.challenge_event("challenge.resend", challenge_id, at)
         budget_keys, budget_args = self._budgets(charges)
-        keys = [*self._refusal_keys(challenge_id), *budget_keys]
+        keys = [*self._refusal_keys(challenge_id), *budget_keys, self.keys.outbox()]
         user_key = self.keys.user_keys_beside(challenge_id)[0]
         args = [rec.to_ms(at), user_key, *budget_args, *head, *rec.context_fields(context)]
         reply = await self._run("record_resend", keys, args)
@@ -330,8 +386,11 @@ class RedisStateStore(RedisRegistry):
         return "" if raw is None else raw.decode()
 
     async def challenge_journal(self, challenge_id: str) -> list[dict[str, str]]:
-        """The challenge's journal entries, oldest first (they outlive the challenge)."""
-        return await self._read_journal("challenge_journal", self.keys.challenge_journal(challenge_id))
+        """The challenge's journal entries, oldest first (they outlive the challenge), as evidence reads them:
+        with the chain's fields."""
+        return await self._read_journal(
+            "challenge_journal", self.keys.challenge_journal(challenge_id), chain=True
+        )
 
     async def challenge_journal_page(self, challenge_id: str, after: str, limit: int) -> JournalPage:
         """A page of the challenge's journal (XRANGE from the entry after the token's, COUNT limit + 1)."""
@@ -370,6 +429,53 @@ class RedisStateStore(RedisRegistry):
 
 
 _challenge = stored_challenge
+
+
+def _refused(opening: Opening, reply: list[Any], charges: Sequence[Charge]) -> SesameError:
+    """The typed refusal open_challenge.lua answered (nothing was written)."""
+    user_id, now = opening.user_id, rec.to_ms(opening.created_at)
+    match reply[0]:
+        case b"blocked":
+            return UserBlocked(user_id, (int(reply[1]) - now) * rec.MS)
+        case b"cooling":
+            return PhoneCooling(user_id, (int(reply[1]) - now) * rec.MS)
+        case b"exists":
+            return ChallengeAlreadyExists(opening.challenge_id)
+        case b"exhausted":
+            return _exhausted(charges, reply)
+    refusal = _USER_REFUSALS.get(reply[0])
+    return refusal(user_id) if refusal else StoreUnavailable(f"open_challenge answered {reply[0]!r}")
+
+
+_USER_REFUSALS: Final[dict[bytes, type[SesameError]]] = {
+    b"not_found": UserNotFound,
+    b"not_active": UserNotActive,
+    b"phone_changed": SecurePhoneChanged,
+}
+
+
+def _opening_of(challenge: Challenge, context: RequestContext) -> Opening:
+    """The opening a whole challenge stands for (open_challenge: no request id, no cooling, any country)."""
+    return Opening(
+        challenge_id=challenge.challenge_id,
+        user_id=challenge.user_id,
+        operation=challenge.operation,
+        nonce=challenge.nonce,
+        key_version=challenge.key_version,
+        digits=challenge.digits,
+        created_at=challenge.created_at,
+        expires_at=challenge.expires_at,
+        max_attempts=challenge.max_attempts,
+        max_resends=challenge.max_resends,
+        resend_spacing=challenge.resend_spacing,
+        cooled=False,
+        countries=frozenset(),
+        budget=SendBudget(),
+        context=context,
+    )
+
+
+_NO_NUMBER_BUDGET: Final[list[rec.Field]] = [-1, 0, 0, "", ""]
 
 
 def _exhausted(charges: Sequence[Charge], reply: list[Any]) -> SendBudgetExhausted:

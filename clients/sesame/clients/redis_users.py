@@ -241,11 +241,13 @@ class RedisRegistry:
         """The client company's journal entries, oldest first."""
         return await self._read_journal("client_journal", self.keys.client_journal(client_id))
 
-    async def _read_journal(self, call: str, key: str) -> list[dict[str, str]]:
+    async def _read_journal(self, call: str, key: str, *, chain: bool = False) -> list[dict[str, str]]:
+        """A journal's entries, oldest first; without the chain's fields (decision 0027) unless `chain`."""
         entries = cast(
             "list[tuple[bytes, dict[bytes, bytes]]]", await self._scripts.call(call, self._client.xrange(key))
         )
-        return [rec.decoded(fields) for _, fields in entries]
+        read = rec.decoded if chain else rec.event_fields
+        return [read(fields) for _, fields in entries]
 
     def _user_keys(self, user_id: str) -> list[str]:
         return [self.keys.user(user_id), self.keys.user_journal(user_id)]

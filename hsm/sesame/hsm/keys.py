@@ -95,17 +95,24 @@ class CurrentKeys:
 
     otp: KeyRef
     proof: KeyRef
+    journal: KeyRef
 
 
 def init_keys(config: Pkcs11Config) -> CurrentKeys:
-    """Create `sesame-otp-v1` and `sesame-proof-v1` where no key of their kind exists. Idempotent."""
+    """Create `sesame-otp-v1`, `sesame-proof-v1` and `sesame-journal-v1` where no key of their kind exists.
+
+    Idempotent.
+    """
 
     def current(token: TokenSession, kind: KeyKind) -> KeyRef:
         held = versions(token, kind)
         return KeyRef.of(kind, held[-1]) if held else _generate(token, KeyRef.of(kind, 1), kind)
 
     return _on_token(
-        config, lambda token: CurrentKeys(current(token, KeyKind.OTP), current(token, KeyKind.PROOF))
+        config,
+        lambda token: CurrentKeys(
+            current(token, KeyKind.OTP), current(token, KeyKind.PROOF), current(token, KeyKind.JOURNAL)
+        ),
     )
 
 
@@ -162,7 +169,7 @@ def import_secret(config: Pkcs11Config, label: str, secret: bytes) -> KeyRef:
 
 def _generate(token: TokenSession, key: KeyRef, kind: KeyKind) -> KeyRef:
     _refuse_existing(token, key.label)
-    if kind is KeyKind.PROOF:
+    if kind is not KeyKind.OTP:  # proof and journal keys: EC P-256 key pairs
         parameters = token.session.create_domain_parameters(
             KeyType.EC, {Attribute.EC_PARAMS: P256_PARAMS}, local=True
         )
@@ -193,7 +200,7 @@ def _refuse_existing(token: TokenSession, label: str) -> None:
 
 
 def _info(token: TokenSession, key: KeyRef, kind: KeyKind) -> KeyInfo:
-    if kind is KeyKind.PROOF:
+    if kind is not KeyKind.OTP:
         obj, bits = token.private_key(key.label), P256_BITS
     else:
         obj = token.secret_key(key.label)

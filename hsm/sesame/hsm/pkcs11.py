@@ -65,16 +65,16 @@ def versions(token: TokenSession, kind: KeyKind) -> list[int]:
     return key_versions((obj[Attribute.LABEL] for obj in _objects(token, object_class)), kind)
 
 
-def public_keys(token: TokenSession) -> list[PublicKey]:
-    """The public half of every `sesame-proof-v<N>` key on the token, oldest first (HSM thread).
+def public_keys(token: TokenSession, kind: KeyKind = KeyKind.PROOF) -> list[PublicKey]:
+    """The public half of every key of `kind` (proof unless told) on the token, oldest first (HSM thread).
 
     Read from the public key objects, so a retired key whose private half was destroyed is still published.
     """
     found = {}
     for obj in _objects(token, ObjectClass.PUBLIC_KEY):
         label = obj[Attribute.LABEL]
-        if key_versions([label], KeyKind.PROOF):
-            found[KeyRef(label).version(KeyKind.PROOF)] = _public_key(label, obj)
+        if key_versions([label], kind):
+            found[KeyRef(label).version(kind)] = _public_key(label, obj)
     return [found[version] for version in sorted(found)]
 
 
@@ -200,6 +200,14 @@ class Pkcs11KeyStore:
     async def public_keys(self) -> list[PublicKey]:
         """The public half of every proof key on the token, oldest first. HsmUnavailable."""
         return await self._call("public_keys", public_keys, Needs.SEARCH)
+
+    async def journal_public_keys(self) -> list[PublicKey]:
+        """The public half of every journal key on the token, oldest first: old seals keep verifying."""
+        return await self._call("public_keys", lambda live: public_keys(live, KeyKind.JOURNAL), Needs.SEARCH)
+
+    async def current_journal_key(self) -> KeyRef:
+        """The newest journal key, which new seals are signed with (re-read like the OTP key). KeyNotFound."""
+        return await self._current_key(KeyKind.JOURNAL)
 
     async def versions(self, kind: KeyKind) -> list[int]:
         """The versions of `kind` the token holds and can use, ascending. HsmUnavailable."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -26,19 +27,24 @@ from sesame.clients.sms_smpp import SmppConfig, SmppSmsGateway
 from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
 from sesame.hsm.softhsm import bootstrap_dev_token
 from sesame.server.config import Settings
+from sesame.server.dispatch_loop import DispatchLoops
 from sesame.server.domain.challenges import ChallengeFlows, ChallengePolicy
+from sesame.server.domain.dispatching import Dispatcher, RecentCodes
 from sesame.server.domain.enrollment import EnrollmentFlows
 from sesame.server.domain.errors import ConfigurationError
 from sesame.server.domain.lifecycle import LifecyclePolicy
 from sesame.server.domain.model import DeliveryState
-from sesame.server.domain.ports import Clock, Probe, SimSwapCheck, SmsGateway, StateStore
+from sesame.server.domain.ports import Clock, Outbox, Probe, SimSwapCheck, SmsGateway, StateStore
 from sesame.server.domain.proofs import ProofFlows
 from sesame.server.domain.risk_flow import RiskFlows, RiskPolicy
 from sesame.server.grpc.server import GrpcServer, Serving
+from sesame.server.journal_archive import JournalArchive
+from sesame.server.journal_evidence import ChallengeSeals
 from sesame.server.key_boot import KeyBootPolicy, boot_keys
 from sesame.server.metrics import DependencyMeter, MeteredSmsGateway, Metrics, MetricsTally
 from sesame.server.risk_metrics import RiskMetrics
 from sesame.server.risk_settings import RiskSettings, SimSwapSettings
+from sesame.server.sealer import Sealer, SealerTiming
 from sesame.server.smpp_settings import SmppSettings
 from sesame.server.sms_providers import ProviderMeter
 from sesame.server.sms_settings import DlrSettings, KannelSettings, ReliabilitySettings
@@ -76,7 +82,10 @@ class Runtime:
     clock: SystemClock
     probes: Mapping[str, Probe]
     metrics: Metrics
+    dispatcher: Dispatcher  # sends what the outbox holds, through the same metered gateway
     advisories: Mapping[str, Callable[[], bool]] = field(default_factory=dict)  # health names: works?
+    sealer: Sealer | None = None  # seals the journal while it holds the lease (docs/decisions/0027)
+    seals: ChallengeSeals | None = None  # what a challenge's evidence says of its seals
 
 
 def hsm_config(settings: Settings) -> Pkcs11Config:
@@ -103,6 +112,8 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
         await boot_keys(config, keys, redis_url, boot, datetime.now(UTC))
         store = RedisStateStore.from_url(redis_url, retention=settings.retention)
         stack.push_async_callback(store.close)
+        outbox = store.outbox()
+        stack.push_async_callback(outbox.close)
         clock = SystemClock()
         metrics = Metrics()
         reports = store.metered(DependencyMeter(metrics, "store"))  # delivery reports, timed as traffic
@@ -114,16 +125,24 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
         if sim_swap is not None:
             stack.push_async_callback(sim_swap.close)
         # No /metrics here: the supervisor serves the sum of its workers' metrics (docs/decisions/0021).
-        yield wire(
+        running = wire(
             keys=keys,
             store=store,
+            outbox=outbox,
             sms=sms,
             clock=clock,
             policy=settings.policy,
             lifecycle=settings.lifecycle,
             metrics=metrics,
             risk=RiskWiring(settings.risk, sim_swap),
+            sealing=SealerTiming(retention=settings.evidence_retention),
+            archive=JournalArchive(settings.journal_archive_dir),
         )
+        # Stopped first on the way out (after the server drained): a loop finishes its batch.
+        loops = DispatchLoops(running.dispatcher, outbox, metrics, clock, settings.dispatch)
+        loops.start()
+        stack.push_async_callback(loops.stop)
+        yield running
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,12 +272,15 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
     *,
     keys: Pkcs11KeyStore,
     store: RedisStateStore,
+    outbox: Outbox,
     sms: Gateway,
     clock: SystemClock,
     policy: ChallengePolicy,
     lifecycle: LifecyclePolicy,
     metrics: Metrics,
     risk: RiskWiring | None = None,
+    sealing: SealerTiming | None = None,
+    archive: JournalArchive | None = None,
 ) -> Runtime:
     """The flows over metered views of the adapters, telling the metrics what they decided; health probes
     the bare ones (a probe is not traffic)."""
@@ -274,6 +296,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
         sim_swap=risk.sim_swap,
         meter=RiskMetrics(metrics.registry),
     )
+    recent = RecentCodes(clock)  # Start's code, for this worker's dispatcher (docs/decisions/0025)
     proofs = ProofFlows(keys=metered_keys, store=metered_store, clock=clock, issuer=policy.bank_name)
     sms_watch = sms.watch or SmsWatch(sms.name)
     metered_sms = MeteredSmsGateway(sms.gateway, metrics, sms.name, sms_watch)
@@ -287,6 +310,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
             proofs=proofs,
             tally=tally,
             risk=risk_flows,
+            recent=recent,
         ),
         enrollment=EnrollmentFlows(
             store=metered_store, clock=clock, sms=metered_sms, policy=lifecycle, tally=tally
@@ -295,7 +319,18 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
         clock=clock,
         probes={"state store": store, "key store": keys},
         metrics=metrics,
+        dispatcher=Dispatcher(
+            keys=metered_keys,
+            outbox=outbox,
+            sms=metered_sms,
+            clock=clock,
+            bank_name=policy.bank_name,
+            recent=recent,
+            templates=policy.sms_templates,
+        ),
         advisories={SMS_HEALTH_SERVICE: sms_watch.healthy},
+        sealer=Sealer(store.sealed_journal(), keys, archive, sealing) if archive else None,
+        seals=ChallengeSeals(store.sealed_journal(), keys, archive),
     )
 
 
@@ -350,9 +385,34 @@ async def serve(settings: Settings, ready: Callable[[], None]) -> None:
             transport=settings.transport,
             advisories=running.advisories,
             serving=Serving(max_concurrent_rpcs=settings.max_concurrent_rpcs, reuse_port=True),
+            seals=running.seals,
         )
+        # Every worker runs a sealer; the one holding the lease seals (docs/decisions/0027).
+        sealing = asyncio.create_task(running.sealer.run(stop)) if running.sealer else None
         ready()
         await stop.wait()
+        if sealing is not None:
+            await sealing
         _log.info("draining (grace %.0f s)", settings.shutdown_grace)
         await server.stop(settings.shutdown_grace)
+    _log.info("stopped")
+
+
+async def dispatch(settings: Settings) -> None:
+    """`sesame dispatch`: dispatch loops alone, no gRPC port, until SIGTERM or SIGINT (docs/decisions/0025).
+
+    Same Redis (SESAME_REDIS_URL: a dispatcher cannot share `sesame serve`'s embedded one otherwise), token
+    and gateway settings as the workers; at least one loop, whatever SESAME_DISPATCHERS says (that setting
+    may be 0 so that the workers leave the sending to this process).
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    loops = max(1, settings.dispatch.loops)
+    settings = dataclasses.replace(settings, dispatch=dataclasses.replace(settings.dispatch, loops=loops))
+    async with runtime(settings):
+        _log.info("dispatching the SMS outbox with %d loop%s", loops, "" if loops == 1 else "s")
+        await stop.wait()
+        _log.info("stopping: each loop finishes its batch")
     _log.info("stopped")

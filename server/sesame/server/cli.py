@@ -1,4 +1,4 @@
-"""The `sesame` command: serve, keys, demo, health, proof, evidence, risk replay."""
+"""The `sesame` command: serve, dispatch, keys, demo, health, proof, evidence, journal, risk replay."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import dataclasses
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,10 +44,19 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="worker processes sharing the port (as SESAME_WORKERS; default: one per core)",
     )
+    commands.add_parser(
+        "dispatch",
+        help="send the SMS outbox without serving gRPC (settings as serve; needs SESAME_REDIS_URL)",
+        description="Run dispatch loops alone: they send the SMS that StartChallenge and ResendChallenge "
+        "queued, as every `sesame serve` worker does (docs/operations.md, SMS outbox).",
+    )
     keys = commands.add_parser("keys", help="manage the OTP and proof keys in the HSM")
     keys.add_argument("action", choices=("init", "rotate", "list"))
     keys.add_argument(
-        "--kind", choices=("otp", "proof"), default="otp", help="the keys `rotate` rotates (default: otp)"
+        "--kind",
+        choices=("otp", "proof", "journal"),
+        default="otp",
+        help="the keys `rotate` rotates (default: otp)",
     )
     demo = commands.add_parser("demo", help="walk through every outcome against a running server")
     demo.add_argument("--target", default=None, help="server address (default: SESAME_GRPC_ADDR)")
@@ -61,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     health.add_argument("--service", default="", help="a service name (default: the server as a whole)")
     _tls_options(health)
     _proof_parser(commands)
+    _journal_parser(commands)
     evidence = commands.add_parser(
         "evidence", help="print a challenge's evidence bundle (JSON) from a server"
     )
@@ -116,6 +126,18 @@ def _proof_parser(commands: Any) -> None:
     _client_options(actions.add_parser("keys", help="print the server's JWK set (to archive, or for --jwks)"))
 
 
+def _journal_parser(commands: Any) -> None:
+    journal = commands.add_parser("journal", help="check the journal's archive (decision 0027)")
+    actions = journal.add_subparsers(dest="journal_command", required=True, metavar="ACTION")
+    verify = actions.add_parser(
+        "verify", help="check every archived block and entry; print the first broken place (exit 1)"
+    )
+    verify.add_argument("--archive", default=None, help="the archive (default: SESAME_JOURNAL_ARCHIVE_DIR)")
+    verify.add_argument(
+        "--jwks", default=None, help="the journal keys' JWK set file (default: read them from the HSM)"
+    )
+
+
 def _client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default=None, help="server address (default: SESAME_GRPC_ADDR)")
     _tls_options(parser)
@@ -140,15 +162,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings.telemetry)
         match args.command:
             case "serve":
+                _serve(args, settings)
+            case "dispatch":
                 import uvloop  # noqa: PLC0415
 
-                from sesame.server.serve import serve  # noqa: PLC0415
+                from sesame.server.app import dispatch  # noqa: PLC0415
 
-                if args.start_afresh:
-                    settings = dataclasses.replace(settings, keys_start_afresh=True)
-                if args.workers is not None:
-                    settings = dataclasses.replace(settings, workers=_workers(args.workers))
-                uvloop.run(serve(settings))
+                uvloop.run(dispatch(settings))
             case "keys":
                 from sesame.server.domain.model import KeyKind  # noqa: PLC0415
                 from sesame.server.keys import run_keys  # noqa: PLC0415
@@ -160,16 +180,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                 target = args.target or settings.grpc_addr
                 sms_file = args.sms_file or str(settings.sms_console_file)
                 return asyncio.run(run_demo(target, sms_file))
-            case "health":
-                return _health(args, settings)
-            case "proof":
-                return _proof(args, settings)
-            case _:  # evidence, risk
-                return _evidence(args, settings) if args.command == "evidence" else _risk(args, settings)
+            case "health" | "proof" | "evidence" | "journal" | "risk":
+                return _CHECKS[args.command](args, settings)
     except SesameError as error:
         print(f"sesame: {error}", file=sys.stderr)  # noqa: T201
         return 2
     return 0
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> None:
+    import uvloop  # noqa: PLC0415
+
+    from sesame.server.serve import serve  # noqa: PLC0415
+
+    if args.start_afresh:
+        settings = dataclasses.replace(settings, keys_start_afresh=True)
+    if args.workers is not None:
+        settings = dataclasses.replace(settings, workers=_workers(args.workers))
+    uvloop.run(serve(settings))
 
 
 def _risk(args: argparse.Namespace, settings: Settings) -> int:
@@ -237,14 +265,47 @@ def _proof(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _evidence(args: argparse.Namespace, settings: Settings) -> int:
-    """Print a challenge's evidence bundle; 1 when a check of its proof fails."""
+    """Print a challenge's evidence bundle; 1 when a check of its journal's seals or of its proof fails."""
     from sesame.server import evidence  # noqa: PLC0415
     from sesame.server.grpc.evidence_client import fetch_evidence, fetch_jwks  # noqa: PLC0415
 
     tls, target = _client_tls(args), args.target or _local(settings.grpc_addr)
     found = evidence.bundle(fetch_evidence(target, args.challenge_id, tls), fetch_jwks(target, tls))
     print(json.dumps(found, indent=2, ensure_ascii=False))  # noqa: T201
+    if found["journal_seals"] and not found["journal_seals"]["valid"]:
+        print(f"journal check failed: {found['journal_seals']['failed']}", file=sys.stderr)  # noqa: T201
     return 0 if evidence.is_sound(found) else 1
+
+
+def _journal_verify(args: argparse.Namespace, settings: Settings) -> int:
+    """Check the archive block by block; 1 at the first broken place, which is printed."""
+    from sesame.server.journal_archive import JournalArchive  # noqa: PLC0415
+    from sesame.server.journal_verify import verify_archive  # noqa: PLC0415
+
+    archive = JournalArchive(Path(args.archive) if args.archive else settings.journal_archive_dir)
+    jwks = _jwks_file(args.jwks) if args.jwks else _journal_keys(settings)
+    checked = verify_archive(archive.blocks(), jwks or {}, archive.first_number())
+    if not checked.valid:
+        print(f"BROKEN: {checked.failed} ({checked.blocks} blocks verified before)")  # noqa: T201
+        return 1
+    print(f"verified {checked.blocks} blocks, {checked.entries} entries")  # noqa: T201
+    return 0
+
+
+def _journal_keys(settings: Settings) -> dict[str, Any]:
+    """The journal keys' JWK set, read from the HSM the settings name."""
+    from sesame.hsm.pkcs11 import Pkcs11KeyStore  # noqa: PLC0415
+    from sesame.server.app import hsm_config  # noqa: PLC0415
+    from sesame.server.domain import proof  # noqa: PLC0415
+
+    async def read() -> dict[str, Any]:
+        keys = await asyncio.to_thread(Pkcs11KeyStore.open, hsm_config(settings))
+        try:
+            return dict(proof.jwk_set(await keys.journal_public_keys()))
+        finally:
+            await asyncio.to_thread(keys.close)
+
+    return asyncio.run(read())
 
 
 def _jwks_file(path: str) -> Any:
@@ -295,6 +356,16 @@ def _local(address: str) -> str:
     """Where a client on this host reaches a server listening on `address` (a wildcard is loopback)."""
     host, _, port = address.rpartition(":")
     return f"127.0.0.1:{port}" if host in ("0.0.0.0", "[::]", "::") else address  # noqa: S104
+
+
+# The commands that check something and answer with their exit status.
+_CHECKS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+    "health": _health,
+    "proof": _proof,
+    "evidence": _evidence,
+    "journal": _journal_verify,
+    "risk": _risk,
+}
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Final
 
+from sesame.server.dispatch_loop import DispatchSettings, read_dispatch
 from sesame.server.domain.budgets import SendBudget
 from sesame.server.domain.challenges import ChallengePolicy
 from sesame.server.domain.destinations import DEFAULT_COUNTRIES, unknown_regions
@@ -77,6 +78,10 @@ class Settings:
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)  # logs and traces
     workers: int = 1  # worker processes sharing the gRPC port (docs/decisions/0021)
     max_concurrent_rpcs: int = 100  # per worker; calls beyond it are shed with UNAVAILABLE, not queued
+    # How long the journal's seals are kept (CMF L.133-24: 13 months; docs/decisions/0027).
+    evidence_retention: timedelta = timedelta(days=396)
+    journal_archive_dir: Path = Path("var/journal")  # the archive's segment files (decision 0027)
+    dispatch: DispatchSettings = field(default_factory=DispatchSettings)  # the SMS outbox (decision 0025)
     sms_reliability: ReliabilitySettings = field(default_factory=ReliabilitySettings)  # retries, breakers
     risk: RiskSettings = field(default_factory=RiskSettings)  # rules, memory, SIM-swap API (docs/risk.md)
 
@@ -124,6 +129,10 @@ class Settings:
             retention=timedelta(
                 seconds=reader.integer("SESAME_CHALLENGE_RETENTION_SECONDS", 86400, 0, 10**8)
             ),
+            journal_archive_dir=Path(reader.text("SESAME_JOURNAL_ARCHIVE_DIR", str(var_dir / "journal"))),
+            evidence_retention=timedelta(
+                days=reader.integer("SESAME_EVIDENCE_RETENTION_DAYS", 396, 1, 36500)
+            ),
             shutdown_grace=float(reader.integer("SESAME_SHUTDOWN_GRACE_SECONDS", 10, 0, 300)),
             health_interval=float(reader.integer("SESAME_HEALTH_INTERVAL_SECONDS", 1, 1, 60)),
             metrics_addr=reader.optional_address("SESAME_METRICS_ADDR", "127.0.0.1:9464"),
@@ -132,6 +141,7 @@ class Settings:
             telemetry=read_telemetry(reader, environment),
             workers=reader.integer("SESAME_WORKERS", cores(), 1, MAX_WORKERS),
             max_concurrent_rpcs=reader.integer("SESAME_MAX_CONCURRENT_RPCS", 100, 1, 100_000),
+            dispatch=read_dispatch(reader),
             sms_reliability=read_reliability(reader),
             risk=read_risk(reader),
         )

@@ -7,6 +7,9 @@ challenge, its whole journal, the proof, and what was checked about the proof.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,10 +19,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from sesame.server.domain import proof
+from sesame.server.domain import operation, proof
 from sesame.server.domain.errors import SesameError
-
-_COORDINATE_CHARS = 43  # a 32-byte P-256 coordinate in unpadded base64url
+from sesame.server.domain.journal_seal import seal_from_dict
+from sesame.server.journal_check import check_stream
+from sesame.server.jwk_keys import public_key
 
 
 class ProofRejected(SesameError):
@@ -38,6 +42,8 @@ class EvidenceRecord:
     # How often each kind of refusal was answered (event, outcome, count, last_at): only the first of each
     # kind is in the journal.
     refusals: list[dict[str, Any]] = field(default_factory=list)
+    # The seals covering the journal, as the server gave them (JSON, docs/decisions/0027); "" when none.
+    seals_json: str = ""
 
 
 def check_proof(jws: str, jwks: Mapping[str, Any]) -> proof.ParsedProof:
@@ -54,7 +60,7 @@ def check_proof(jws: str, jwks: Mapping[str, Any]) -> proof.ParsedProof:
         # (r, n - s) verifies too: Sésame signs low-S only, so a high-S proof is a copy someone altered.
         raise ProofRejected("the signature is not in low-S form (Sésame issues low-S signatures only)")
     try:
-        public = _public_key(_key_named(jwks, parsed.kid))
+        public = public_key(_key_named(jwks, parsed.kid))
     except ValueError as exc:
         raise ProofRejected(f"the JWK set is malformed: {exc}") from None
     signature = parsed.signature
@@ -77,17 +83,6 @@ def _key_named(jwks: Any, kid: str) -> Mapping[str, Any]:
     return key
 
 
-def _public_key(jwk: Mapping[str, Any]) -> ec.EllipticCurvePublicKey:
-    """The P-256 point of an EC JWK. ValueError for anything else (other curve, missing or bad x, y)."""
-    if (jwk.get("kty"), jwk.get("crv")) != ("EC", "P-256"):
-        raise ValueError("not an EC P-256 key")
-    coordinates = (jwk.get("x"), jwk.get("y"))
-    if not all(isinstance(value, str) and len(value) == _COORDINATE_CHARS for value in coordinates):
-        raise ValueError("x and y are not 32-byte base64url coordinates")
-    x, y = (int.from_bytes(proof.b64url_decode(str(value)), "big") for value in coordinates)
-    return ec.EllipticCurvePublicNumbers(x, y, ec.SECP256R1()).public_key()
-
-
 def bundle(record: EvidenceRecord, jwks: Mapping[str, Any]) -> dict[str, Any]:
     """The evidence bundle of a challenge: challenge, journal, proof and the checks made on the proof."""
     return {
@@ -97,7 +92,45 @@ def bundle(record: EvidenceRecord, jwks: Mapping[str, Any]) -> dict[str, Any]:
         "refusals": record.refusals,
         "proof": _proof_section(record, jwks) if record.proof else None,
         "jwks": dict(jwks),
+        "journal_seals": journal_section(record),
+        "operation_as_authorised": authorised_operation(record.journal),
     }
+
+
+def authorised_operation(journal: Sequence[Mapping[str, str]]) -> dict[str, Any] | None:
+    """The operation the challenge was opened for, from its journal (it outlives the challenge): its type and
+    fields, and whether its encoding gives the digest journaled with it. None when not journaled (a change
+    of number, or a journal from before)."""
+    opened = next((e for e in journal if e.get("event") == "challenge.opened" and e.get("operation")), None)
+    if opened is None:
+        return None
+    try:
+        encoded = proof.b64url_decode(opened["operation"])
+        decoded = operation.decode(encoded)
+    except ValueError:
+        return {"valid": False, "reason": "the journaled operation is not a canonical encoding"}
+    fields = dataclasses.asdict(decoded)
+    return {
+        "type": operation.kind(decoded).name.lower(),
+        **fields,
+        "digest_matches_journal": hashlib.sha256(encoded).hexdigest() == opened.get("op_digest"),
+    }
+
+
+def journal_section(record: EvidenceRecord) -> dict[str, Any] | None:
+    """The journal checked against its seals, with the journal keys the server gave (decision 0027).
+
+    None when the server gave none (a server from before the sealed journal); seals that do not parse fail.
+    """
+    if not record.seals_json:
+        return None
+    try:
+        given = json.loads(record.seals_json)
+        seals = [seal_from_dict(seal) for seal in given["seals"]]
+        checked = check_stream(str(given["stream"]), record.journal, seals, given["jwks"]).as_dict()
+    except (ValueError, KeyError, TypeError) as exc:
+        return {"valid": False, "failed": f"the seals cannot be read: {exc}"}
+    return {**checked, "given": given}
 
 
 def _proof_section(record: EvidenceRecord, jwks: Mapping[str, Any]) -> dict[str, Any]:
@@ -128,7 +161,14 @@ def claims_match_journal(claims: Mapping[str, Any], journal: Sequence[Mapping[st
 
 
 def is_sound(evidence: Mapping[str, Any]) -> bool:
-    """Whether every check of a bundle passed (a bundle without a proof has none to fail)."""
+    """Whether every check of a bundle passed: the journal's seals, the operation journaled as authorised,
+    then the proof (if any)."""
+    seals = evidence.get("journal_seals")
+    if seals and not seals["valid"]:
+        return False
+    authorised = evidence.get("operation_as_authorised")
+    if authorised is not None and not authorised.get("digest_matches_journal"):
+        return False
     section = evidence.get("proof")
     if section is None:
         return True

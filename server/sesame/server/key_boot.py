@@ -109,7 +109,7 @@ async def check_usable_keys(keys: KeyStore, token_label: str) -> None:
 
 
 async def fingerprints(keys: Pkcs11KeyStore) -> list[KeyPrint]:
-    """Every OTP key and proof key the token holds, with its fingerprint (no key material)."""
+    """Every OTP, proof and journal key the token holds, with its fingerprint (no key material)."""
     held = []
     for version in await keys.versions(KeyKind.OTP):
         mac = await keys.mac(KeyRef.otp(version), FINGERPRINT_INPUT, MacAlgorithm.SHA256)
@@ -118,6 +118,10 @@ async def fingerprints(keys: Pkcs11KeyStore) -> list[KeyPrint]:
         digest = hashlib.sha256(public.x + public.y).digest()
         version = KeyRef(public.kid).version(KeyKind.PROOF)
         held.append(KeyPrint(KeyKind.PROOF, version, digest[:FINGERPRINT_BYTES].hex()))
+    for public in await keys.journal_public_keys():
+        digest = hashlib.sha256(public.x + public.y).digest()
+        version = KeyRef(public.kid).version(KeyKind.JOURNAL)
+        held.append(KeyPrint(KeyKind.JOURNAL, version, digest[:FINGERPRINT_BYTES].hex()))
     return held
 
 

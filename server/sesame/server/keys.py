@@ -15,7 +15,7 @@ from sesame.server.key_boot import record_token
 def run_keys(settings: Settings, action: str, kind: KeyKind = KeyKind.OTP) -> None:
     """Run one key command and print what it did (labels and attributes, never key material).
 
-    `kind` says which keys `rotate` rotates; `init` and `list` handle both kinds. With SESAME_REDIS_URL,
+    `kind` says which keys `rotate` rotates; `init` and `list` handle every kind. With SESAME_REDIS_URL,
     `init` and `rotate` record the token's keys in the key ledger at once (docs/decisions/0015): a new
     version is remembered before any server uses it, and a replaced token is told apart now.
     """
@@ -25,8 +25,9 @@ def run_keys(settings: Settings, action: str, kind: KeyKind = KeyKind.OTP) -> No
             current = keys.init_keys(config)
             print(f"current OTP key: {current.otp.label}")  # noqa: T201
             print(f"current proof key: {current.proof.label}")  # noqa: T201
+            print(f"current journal key: {current.journal.label}")  # noqa: T201
         case "rotate":
-            name = "OTP" if kind is KeyKind.OTP else "proof"
+            name = "OTP" if kind is KeyKind.OTP else kind.value
             print(f"new current {name} key: {keys.rotate_keys(config, kind).label}")  # noqa: T201
         case _:
             for info in keys.list_keys(config):

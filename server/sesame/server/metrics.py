@@ -166,8 +166,37 @@ class Metrics:
             buckets=(1, 2, 3, 4, 5, 6, 8, 10),
             registry=self.registry,
         )
+        self._outbox_metrics()
         self._sms_provider_metrics()
         self._operational_gauges()
+
+    def _outbox_metrics(self) -> None:
+        """The SMS outbox (docs/decisions/0025): what its dispatchers did, how long an SMS waited, and the
+        backlog, which every dispatcher samples (the workers' samples are of one stream: the max is it)."""
+        self.dispatches = Counter(
+            "sesame_outbox_dispatches",
+            "Queued SMS settled by a dispatcher, by outcome (sent, failed, expired, missing).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.sms_handed_seconds = Histogram(
+            "sesame_sms_handed_seconds",
+            "Time from the SMS queued (Start or Resend) to its handing to the gateway.",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.outbox_depth = Gauge(
+            "sesame_outbox_depth",
+            "SMS in the outbox not settled yet (queued or being sent).",
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
+        self.outbox_oldest_seconds = Gauge(
+            "sesame_outbox_oldest_age_seconds",
+            "Age of the oldest SMS in the outbox, 0 when it is empty.",
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
 
     def _sms_provider_metrics(self) -> None:
         """Each provider's attempts and circuit breaker, under the composite gateway (decision 0030)."""

@@ -2,13 +2,14 @@
 -- taken in the step that opens the challenge or takes the resend, so that a unit is spent if and only if an
 -- SMS goes. Each budget is a sorted set of the times units were taken: at most `limit` units per rolling
 -- window; a unit taken at t counts while now < t + window. A refusal writes nothing.
--- The budgets' keys are KEYS[first_key ..], each with its limit and window (ms) as ARGV pairs from first_arg.
+-- The budgets' keys are the list `keys` (in KEYS, or named by the script from what it read), with each one's
+-- limit and window (ms) as pairs in the list `limits`.
 
 -- {'exhausted', index of the first spent budget (0-based), exact wait in ms until its unit frees}, or nil.
-local function budget_refusal(first_key, first_arg, count, now)
-  for i = 0, count - 1 do
-    local sends = KEYS[first_key + i]
-    local limit, window = tonumber(ARGV[first_arg + 2 * i]), tonumber(ARGV[first_arg + 2 * i + 1])
+local function budget_refusal(keys, limits, now)
+  for i = 0, #keys - 1 do
+    local sends = keys[i + 1]
+    local limit, window = tonumber(limits[2 * i + 1]), tonumber(limits[2 * i + 2])
     local counting = redis.call('ZCOUNT', sends, '(' .. (now - window), '+inf')
     if counting >= limit then
       -- The (counting - limit + 1)-th oldest counting unit is the one whose expiry brings the count under limit.
@@ -21,10 +22,10 @@ local function budget_refusal(first_key, first_arg, count, now)
 end
 
 -- Take one unit of each budget at `now` (unix ms); call after budget_refusal answered nil.
-local function take_budgets(first_key, first_arg, count, now)
-  for i = 0, count - 1 do
-    local sends = KEYS[first_key + i]
-    local window = tonumber(ARGV[first_arg + 2 * i + 1])
+local function take_budgets(keys, limits, now)
+  for i = 0, #keys - 1 do
+    local sends = keys[i + 1]
+    local window = tonumber(limits[2 * i + 2])
     redis.call('ZREMRANGEBYSCORE', sends, '-inf', now - window)
     -- Members are unique: the time, then the first free sequence number at that millisecond.
     local n = 0

@@ -26,7 +26,7 @@ for _, v in ipairs({'user_id', h[3], 'client_id', h[4], 'op_digest', h[5], 'outc
                     'attempts', h[6], 'status', status}) do
   entry[#entry + 1] = v
 end
-redis.call('XADD', journal, '*', unpack(entry))
+journal_append(journal, entry)
 if outcome == 'refused' then
   return {'closed'}
 end

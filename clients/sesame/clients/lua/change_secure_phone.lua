@@ -41,7 +41,7 @@ for _, v in ipairs({'client_id', h[3], 'outcome', outcome, 'status', h[1], 'old_
                     'phone', mask(ARGV[2]), 'cooling_until', cooling}) do
   entry[#entry + 1] = v
 end
-redis.call('XADD', journal, '*', unpack(entry))
+journal_append(journal, entry)
 if outcome ~= 'changed' then
   return {outcome}
 end

@@ -14,7 +14,7 @@ local function append(fields)
   local entry = {}
   for i = 6, #ARGV do entry[#entry + 1] = ARGV[i] end
   for _, v in ipairs(fields) do entry[#entry + 1] = v end
-  redis.call('XADD', journal, '*', unpack(entry))
+  journal_append(journal, entry)
 end
 if redis.call('EXISTS', user) == 0 then
   if for_client == '' then

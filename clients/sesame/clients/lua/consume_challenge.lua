@@ -39,7 +39,7 @@ for _, v in ipairs({'user_id', h[2], 'client_id', h[6], 'outcome', outcome, 'att
   entry[#entry + 1] = v
 end
 if journaled then
-  redis.call('XADD', journal, '*', unpack(entry))
+  journal_append(journal, entry)
 end
 if outcome == 'consumed' or outcome == 'replayed' then
   return {outcome, redis.call('HGETALL', challenge)}

@@ -1,52 +1,145 @@
--- Open a challenge, in one step: only while its user is ACTIVE, not blocked after wrong codes in a row at
--- that instant (a start racing the fifth wrong code cannot slip a challenge past the block's voiding), and
--- the number its code goes to is still the user's secure number; index it among the user's pending ones
--- (so that a suspension or a number change that comes later finds and voids it); take one unit of each send
--- budget; store it OPEN until expiry + retention. Never overwrite, never reuse an id. A refusal writes
--- nothing, so a unit is taken if and only if the challenge opens, and its code is then handed to the SMS
--- gateway (docs/decisions/0010, 0014).
+-- Start a challenge, in one step (docs/decisions/0014, 0025): read the user; refuse while it is not ACTIVE,
+-- blocked after wrong codes in a row at that instant (a start racing the fifth wrong code cannot slip a
+-- challenge past the block's voiding), cooling after a number change (operations that move money only), or
+-- when its number is outside the countries codes go to; answer a retried request id with the challenge it
+-- opened (no second unit, no second SMS); take one unit of each send budget; index the challenge among the
+-- user's pending ones (so that a suspension or a number change that comes later finds and voids it); store
+-- it OPEN until expiry + retention for the user's current secure number, and queue its SMS in the outbox. Never overwrite, never reuse an
+-- id. A refusal writes nothing, so a unit is taken if and only if the challenge opens (docs/decisions/0010).
 -- KEYS[1] challenge hash, KEYS[2] challenge journal stream, KEYS[3] user hash, KEYS[4] the user's pending
--- challenges (sorted set by expiry): all in the user's {u:<t>} slot; KEYS[5 .. 4+b] the send budgets (the
--- user's in the same slot; the number's, caller's and global in their {sb:<kind>:<key>} slots: this script
--- spans those on purpose, so that a unit is spent if and only if the SMS goes, docs/decisions/0019).
--- ARGV[1] absolute purge time (unix ms, from the challenge's own expiry, not Redis time), ARGV[2] time the
--- units are taken (unix ms), ARGV[3] index entries expired before this are dropped (unix ms), ARGV[4] the
--- number the code goes to, ARGV[5] the challenge id, ARGV[6] its expiry (unix ms), ARGV[7] b = count of
--- budgets, ARGV[8 .. 7+2b] each budget's limit and window (ms), ARGV[8+2b] n = count of hash field/value
--- elements, then n hash elements, then journal pairs
--- Returns {'opened'}, {'not_found'} (no such user), {'not_active', status}, {'blocked', blocked_until (unix
--- ms)}, {'phone_changed'}, {'exists'} (the id was already used: the journal outlives the hash) or
+-- challenges (sorted set by expiry), KEYS[5] the request id's claim: all in the user's {u:<t>} slot;
+-- KEYS[6 .. 5+b] the declared send budgets (the user's in the same slot; the caller's and global in their
+-- {sb:<kind>:<key>} slots); KEYS[6+b] the SMS outbox stream ({outbox}), where the SMS is queued. The number's budget is named here from the stored number (SHA-1 of a domain tag
+-- and the number, as BudgetSubject.phone), a key Redis Cluster would want declared: this script spans those
+-- slots on purpose, so that a unit is spent if and only if the SMS goes (docs/decisions/0019, 0025).
+-- ARGV, in order: purge time (unix ms, from the challenge's own expiry, not Redis time); time the units are
+-- taken (unix ms); index entries expired before this are dropped (unix ms); the number the code goes to
+-- ('' : the user's stored one, whatever it is); the challenge id; its expiry (unix ms); b = count of
+-- declared budgets, then each one's limit and window (ms); the position (0-based, -1 for none) of the
+-- number's budget among them, its limit, window, key prefix and hash tag; '1' when a cooling number holds
+-- the operation back; the calling codes every number of which may be sent to (',+33,+49,', or '*' for
+-- any); the prefix of a challenge hash's name in this place (for the request's earlier challenge); the
+-- operation digest (hex); n = count of hash field/value elements, then n hash elements, then journal pairs.
+-- Returns {'opened', client_id, phone, locale}, {'earlier', hgetall} (the request id's challenge),
+-- {'other_operation'} (the request id was used for another operation), {'not_found'} (no such user),
+-- {'not_active', status}, {'blocked', blocked_until (unix ms)}, {'cooling', cooling_until (unix ms)},
+-- {'destination', phone} (not every number of its calling code may be sent to: Start checks its region),
+-- {'phone_changed'}, {'exists'} (the id was already used: the journal outlives the hash) or
 -- {'exhausted', budget index (0-based), wait_ms}.
 --#include _send_budgets.lua
-local challenge, journal, user, pending = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local h = redis.call('HMGET', user, 'status', 'phone', 'blocked_until')
+local challenge, journal, user, pending, request = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local at = 0
+local function arg()
+  at = at + 1
+  return ARGV[at]
+end
+-- One argument per line: Lua leaves the order of evaluation within an expression list unspecified.
+local purge_at = arg()
+local now = tonumber(arg())
+local drop_before = arg()
+local number = arg()
+local challenge_id = arg()
+local expires_at = arg()
+local budgets = tonumber(arg())
+local first_budget = at + 1
+local outbox = KEYS[6 + budgets]
+at = at + 2 * budgets
+local phone_at = tonumber(arg())
+local phone_limit = arg()
+local phone_window = arg()
+local phone_prefix = arg()
+local phone_tag = arg()
+local cooled = arg()
+local codes = arg()
+local claim = arg()
+local challenge_prefix = arg()
+local op_digest = arg()
+
+local h = redis.call('HMGET', user, 'status', 'phone', 'blocked_until', 'cooling_until', 'client_id', 'locale')
 local blocked_until = tonumber(h[3] or '0') or 0
+local cooling_until = tonumber(h[4] or '0') or 0
 if not h[1] then
   return {'not_found'}
 elseif h[1] ~= 'active' then
   return {'not_active', h[1]}
-elseif tonumber(ARGV[2]) < blocked_until then
+elseif now < blocked_until then
   return {'blocked', blocked_until}
-elseif h[2] ~= ARGV[4] then
+elseif cooled == '1' and now < cooling_until then
+  return {'cooling', cooling_until}
+end
+local phone = h[2]
+if number ~= '' and phone ~= number then
   return {'phone_changed'}
+end
+if number == '' and codes ~= '*' then
+  local whole = false
+  for k = 2, 4 do
+    if string.find(codes, ',' .. string.sub(phone, 1, k) .. ',', 1, true) then whole = true end
+  end
+  if not whole then
+    return {'destination', phone}
+  end
+end
+if claim == '1' then
+  local owner = redis.call('GET', request)
+  if owner then
+    local earlier = challenge_prefix .. owner
+    local digest = redis.call('HGET', earlier, 'op_digest')
+    if digest == op_digest then
+      return {'earlier', redis.call('HGETALL', earlier)}
+    elseif digest then
+      return {'other_operation'}
+    end
+    -- Claimed by a challenge since purged: the claim outlived it, the request opens a new one.
+  end
 end
 if redis.call('EXISTS', challenge, journal) > 0 then
   return {'exists'}
 end
-local now, budgets = tonumber(ARGV[2]), tonumber(ARGV[7])
-local refusal = budget_refusal(5, 8, budgets, now)
+-- The budgets in the order Start reports them: the declared ones, the number's at its position.
+local sends, limits = {}, {}
+for i = 0, budgets do
+  if i == phone_at then
+    sends[#sends + 1] = phone_prefix .. string.sub(redis.sha1hex(phone_tag .. phone), 1, 32) .. '}:sends'
+    table.insert(limits, phone_limit)
+    table.insert(limits, phone_window)
+  end
+  if i < budgets then
+    sends[#sends + 1] = KEYS[6 + i]
+    table.insert(limits, ARGV[first_budget + 2 * i])
+    table.insert(limits, ARGV[first_budget + 2 * i + 1])
+  end
+end
+local refusal = budget_refusal(sends, limits, now)
 if refusal then
   return refusal
 end
-take_budgets(5, 8, budgets, now)
-local first = 8 + 2 * budgets
-local n = tonumber(ARGV[first])
+take_budgets(sends, limits, now)
+local n = tonumber(arg())
 local fields, entry = {}, {}
-for i = first + 1, first + n do fields[#fields + 1] = ARGV[i] end
-for i = first + n + 1, #ARGV do entry[#entry + 1] = ARGV[i] end
-redis.call('ZREMRANGEBYSCORE', pending, '-inf', ARGV[3])
-redis.call('ZADD', pending, ARGV[6], ARGV[5])
+for i = at + 1, at + n do fields[#fields + 1] = ARGV[i] end
+for i = at + n + 1, #ARGV do entry[#entry + 1] = ARGV[i] end
+if number == '' then
+  -- As sesame.server.domain.privacy.mask_phone: the country code and the last two digits.
+  local masked = string.rep('*', #phone)
+  if #phone >= 6 then
+    masked = string.sub(phone, 1, 3) .. string.rep('*', #phone - 5) .. string.sub(phone, -2)
+  end
+  for _, v in ipairs({'client_id', h[5], 'phone', phone, 'locale', h[6]}) do fields[#fields + 1] = v end
+  for _, v in ipairs({'client_id', h[5], 'phone', masked}) do entry[#entry + 1] = v end
+end
+if claim == '1' then
+  redis.call('SET', request, challenge_id, 'PXAT', expires_at)
+end
+redis.call('ZREMRANGEBYSCORE', pending, '-inf', drop_before)
+redis.call('ZADD', pending, expires_at, challenge_id)
 redis.call('HSET', challenge, unpack(fields))
-redis.call('PEXPIREAT', challenge, ARGV[1])
-redis.call('XADD', journal, '*', unpack(entry))
-return {'opened'}
+redis.call('PEXPIREAT', challenge, purge_at)
+journal_append(journal, entry)
+-- The SMS, queued with the challenge it carries the code of (never the code nor the text: the dispatcher
+-- computes them when it sends, docs/decisions/0025).
+if redis.call('EXISTS', outbox) == 0 then
+  redis.call('XGROUP', 'CREATE', outbox, 'dispatchers', '0', 'MKSTREAM')  -- the first SMS ever queued
+end
+redis.call('XADD', outbox, '*', 'challenge_id', challenge_id, 'send', 'start', 'queued_at', now)
+return {'opened', h[5], phone, h[6]}

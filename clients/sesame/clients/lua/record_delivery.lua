@@ -42,5 +42,5 @@ for _, v in ipairs({'user_id', h[2], 'client_id', h[3], 'op_digest', h[4], 'outc
                     'delivery', delivery, 'attempts', h[5], 'status', h[1]}) do
   entry[#entry + 1] = v
 end
-redis.call('XADD', journal, '*', unpack(entry))
+journal_append(journal, entry)
 return 1

@@ -3,7 +3,7 @@
 -- with another fingerprint is a replaced token, and nothing is written.
 -- KEYS[1] the key ledger hash ({keys} slot): `<kind>` -> highest version seen, `<label>` -> fingerprint
 -- KEYS[2] the key ledger's journal stream ({keys} slot)
--- ARGV[1] the instant (ISO 8601), ARGV[2 ..] triples: kind (otp|proof), version, fingerprint (hex)
+-- ARGV[1] the instant (ISO 8601), ARGV[2 ..] triples: kind (otp|proof|journal), version, fingerprint (hex)
 -- Returns {'recorded', n} (n labels or versions new to the ledger) or {'replaced', label}.
 local ledger, journal = KEYS[1], KEYS[2]
 for i = 2, #ARGV, 3 do
@@ -25,6 +25,6 @@ for i = 2, #ARGV, 3 do
   end
 end
 if #new > 0 then
-  redis.call('XADD', journal, '*', 'event', 'keys.recorded', 'at', ARGV[1], 'labels', table.concat(new, ','))
+  journal_append(journal, {'event', 'keys.recorded', 'at', ARGV[1], 'labels', table.concat(new, ',')})
 end
 return {'recorded', #new}

@@ -33,6 +33,6 @@ if earlier then
 end
 redis.call('SET', stored, ARGV[1])
 if not named then
-  redis.call('XADD', journal, '*', unpack(ARGV, 2))
+  journal_append(journal, {unpack(ARGV, 2)})
 end
 return {'recorded'}

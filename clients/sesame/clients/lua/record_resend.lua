@@ -5,7 +5,8 @@
 -- is written, and spends no resend.
 -- KEYS[1] challenge hash, KEYS[2] challenge journal stream, KEYS[3] its refusal counts (its user's {u:<t>}
 -- slot), KEYS[4 .. 3+b] the send budgets (the user's in the same slot; the number's, caller's and global in
--- their {sb:<kind>:<key>} slots: this script spans those on purpose, docs/decisions/0019)
+-- their {sb:<kind>:<key>} slots: this script spans those on purpose, docs/decisions/0019), KEYS[4+b] the SMS
+-- outbox stream, where a resend's SMS is queued
 -- While the challenge's user is blocked after wrong codes in a row, no resend is taken, no unit charged and
 -- nothing is sent (the block is read here, in the step that would charge, not before it).
 -- ARGV[1] request time (unix ms), ARGV[2] the name of the user hash less the user id, in the challenge's
@@ -17,7 +18,7 @@
 local challenge, journal, refusals = KEYS[1], KEYS[2], KEYS[3]
 local budgets = tonumber(ARGV[3])
 local h = redis.call('HMGET', challenge, 'status', 'expires_at', 'max_resends', 'resends', 'resend_spacing_ms',
-                     'last_sent_at', 'user_id', 'client_id', 'op_digest', 'attempts', 'phone')
+                     'last_sent_at', 'user_id', 'client_id', 'op_digest', 'attempts', 'phone', 'challenge_id')
 local status = h[1]
 if not status then
   return {'not_found'}
@@ -39,14 +40,21 @@ elseif resends >= tonumber(h[3]) then
 elseif now < next_send_at then
   outcome = 'too_soon'
 else
-  local refusal = budget_refusal(4, 4, budgets, now)
+  local sends, limits = {unpack(KEYS, 4, 3 + budgets)}, {unpack(ARGV, 4, 3 + 2 * budgets)}
+  local refusal = budget_refusal(sends, limits, now)
   if refusal then
     return {'budget', refusal[2], refusal[3]}
   end
-  take_budgets(4, 4, budgets, now)
+  take_budgets(sends, limits, now)
   outcome = 'resent'
   resends = redis.call('HINCRBY', challenge, 'resends', 1)
   redis.call('HSET', challenge, 'last_sent_at', ARGV[1])
+  -- The SMS, queued in the same step (never the code: docs/decisions/0025).
+  local outbox = KEYS[4 + budgets]
+  if redis.call('EXISTS', outbox) == 0 then
+    redis.call('XGROUP', 'CREATE', outbox, 'dispatchers', '0', 'MKSTREAM')  -- the first SMS ever queued
+  end
+  redis.call('XADD', outbox, '*', 'challenge_id', h[12], 'send', 'resend', 'queued_at', ARGV[1])
 end
 -- A refusal is journaled the first time of its kind, then only counted (see record_verification.lua).
 local journaled = true
@@ -62,7 +70,7 @@ for _, v in ipairs({'user_id', h[7], 'client_id', h[8], 'op_digest', h[9], 'outc
   entry[#entry + 1] = v
 end
 if journaled then
-  redis.call('XADD', journal, '*', unpack(entry))
+  journal_append(journal, entry)
 end
 if outcome == 'resent' then
   return {outcome, redis.call('HGETALL', challenge)}

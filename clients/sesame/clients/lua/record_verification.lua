@@ -73,20 +73,20 @@ local attempts = redis.call('HGET', challenge, 'attempts')
 for _, v in ipairs({'user_id', h[5], 'client_id', h[6], 'outcome', result, 'attempts', attempts, 'status', status}) do
   entry[#entry + 1] = v
 end
-redis.call('XADD', journal, '*', unpack(entry))
+journal_append(journal, entry)
 -- The proof is signed after this step and its JWS is not written: the entry that names it (jti, key) is, with
 -- the decision, so the journal fixes every byte it signs; GetProof signs the same claims again (0026).
 if result == 'verified' and ARGV[10] ~= '' then
-  redis.call('XADD', journal, '*', 'event', 'challenge.proof', 'at', ARGV[9], 'challenge_id', h[7], 'user_id', h[5],
+  journal_append(journal, {'event', 'challenge.proof', 'at', ARGV[9], 'challenge_id', h[7], 'user_id', h[5],
              'client_id', h[6], 'op_digest', h[3], 'outcome', 'issued', 'attempts', attempts, 'status', status,
-             'jti', ARGV[10], 'kid', ARGV[11])
+             'jti', ARGV[10], 'kid', ARGV[11]})
 end
 
 -- The user's count of wrong codes in a row: only a wrong code counts, only a right one resets it.
 local function journal_user(event, outcome, failures, blocks, until_ms)
-  redis.call('XADD', user_journal, '*', 'event', event, 'at', ARGV[9], 'user_id', h[5],
+  journal_append(user_journal, {'event', event, 'at', ARGV[9], 'user_id', h[5],
              'challenge_id', h[7], 'outcome', outcome,
-             'failures', failures, 'blocks', blocks, 'blocked_until', until_ms)
+             'failures', failures, 'blocks', blocks, 'blocked_until', until_ms})
 end
 local started_block = 0
 if known_user and result == 'wrong_code' then

@@ -22,5 +22,5 @@ local fields, entry = {}, {}
 for i = 4, 3 + n do fields[#fields + 1] = ARGV[i] end
 for i = 4 + n, #ARGV do entry[#entry + 1] = ARGV[i] end
 redis.call('HSET', user, unpack(fields))
-redis.call('XADD', journal, '*', unpack(entry))
+journal_append(journal, entry)
 return {'created', redis.call('HGETALL', user)}

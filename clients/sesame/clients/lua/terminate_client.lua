@@ -17,5 +17,5 @@ local entry = {}
 for i = 2, #ARGV do entry[#entry + 1] = ARGV[i] end
 entry[#entry + 1] = 'outcome'
 entry[#entry + 1] = outcome
-redis.call('XADD', journal, '*', unpack(entry))
+journal_append(journal, entry)
 return outcome

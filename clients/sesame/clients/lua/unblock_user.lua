@@ -32,7 +32,7 @@ for _, v in ipairs({'outcome', outcome, 'status', h[1], 'failures', failures, 'b
                     'blocked_until', blocked_until}) do
   entry[#entry + 1] = v
 end
-redis.call('XADD', journal, '*', unpack(entry))
+journal_append(journal, entry)
 if outcome == 'refused' then
   return {outcome}
 end

@@ -9,7 +9,7 @@ local function append(fields)
   local entry = {}
   for i = 2, #ARGV do entry[#entry + 1] = ARGV[i] end
   for _, v in ipairs(fields) do entry[#entry + 1] = v end
-  redis.call('XADD', journal, '*', unpack(entry))
+  journal_append(journal, entry)
 end
 local h = redis.call('HMGET', challenge, 'status', 'user_id', 'client_id', 'op_digest', 'attempts')
 if not h[1] then

@@ -16,7 +16,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
 
-_PHONE_TAG = b"sesame/send-budget/phone/v1\x00"  # a domain tag: this hash means nothing elsewhere
+PHONE_TAG = b"sesame/send-budget/phone/v1\x00"  # a domain tag: this hash means nothing elsewhere
 _CALLER_TAG = b"sesame/send-budget/caller/v1\x00"
 ANONYMOUS = "anonymous"  # the caller's subject without mTLS (dev): every unidentified caller shares it
 
@@ -44,8 +44,15 @@ class BudgetSubject:
 
     @classmethod
     def phone(cls, e164: str) -> BudgetSubject:
-        """The number's budget, named by the first 128 bits of SHA-256 over a domain tag and the number."""
-        return cls(BudgetKind.PHONE, hashlib.sha256(_PHONE_TAG + e164.encode()).hexdigest()[:32])
+        """The number's budget, named by the first 128 bits of SHA-1 over a domain tag and the number.
+
+        SHA-1 because Start's script names this budget itself from the number it reads (Redis scripts
+        have `redis.sha1hex`, no SHA-256: docs/decisions/0025). The name is a pseudonym, not a secret:
+        any hash of an enumerable number can be reversed by trying every number, which the name does not
+        pretend to prevent; it only keeps the number itself out of key names.
+        """
+        name = hashlib.sha1(PHONE_TAG + e164.encode(), usedforsecurity=False).hexdigest()[:32]
+        return cls(BudgetKind.PHONE, name)
 
     @classmethod
     def caller(cls, caller: str) -> BudgetSubject:

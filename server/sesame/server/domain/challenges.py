@@ -10,16 +10,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sesame.server.domain import budgets, codes, sms_text, validation
+from sesame.server.domain import budgets, codes, validation
 from sesame.server.domain.beneficiary_notice import notify_if_added
 from sesame.server.domain.blocking import Block, after_block
 from sesame.server.domain.budgets import SendBudget
 from sesame.server.domain.destinations import DEFAULT_COUNTRIES, check_destination
+from sesame.server.domain.dispatching import RecentCodes
 from sesame.server.domain.errors import (
-    ChallengeAlreadyExists,
     ChallengeClosed,
-    ChallengeNotFound,
-    DeliveryFailed,
     FieldViolation,
     InvalidRequest,
     KeyNotFound,
@@ -37,15 +35,16 @@ from sesame.server.domain.model import (
     DeliveryState,
     LockoutPolicy,
     RequestContext,
-    SmsMessage,
     User,
     UserStatus,
     VerificationAttempt,
     VerificationOutcome,
     VerifyResult,
 )
+from sesame.server.domain.opening import Opening
 from sesame.server.domain.operation import Operation, OperationType, digest, kind
-from sesame.server.domain.risk_signals import Forwarded, RiskHistory, UserRisk
+from sesame.server.domain.risk import RiskAssessment
+from sesame.server.domain.risk_signals import Forwarded
 from sesame.server.domain.sms_templates import SmsTemplates, default_templates
 from sesame.server.domain.tally import UNTALLIED, Tally, resend_refusal
 
@@ -144,7 +143,7 @@ class VerifyRequest:
 class ChallengeFlows:
     """Everything that happens to a challenge, in the security order."""
 
-    def __init__(  # noqa: PLR0913 (keyword-only: one argument per port, the proofs and the policy)
+    def __init__(  # noqa: PLR0913 (keyword-only: one argument per port, the proofs, the policy, the codes)
         self,
         *,
         keys: KeyStore,
@@ -155,107 +154,106 @@ class ChallengeFlows:
         proofs: ProofFlows,
         tally: Tally = UNTALLIED,
         risk: RiskFlows | None = None,
+        recent: RecentCodes | None = None,
     ) -> None:
         self._keys = keys
+        self._recent = recent
         self._store = store
         self._sms = sms
         self._clock = clock
         self._policy = policy
         self._proofs = proofs
         self._tally = tally
-        self._risk = risk  # None: no risk rules (the user is read alone)
+        self._risk = risk  # None: no risk rules (Start reads nothing before its step)
 
     async def start(self, request: StartRequest) -> Challenge:
-        """Open a challenge for the user's operation and send its code to the user's secure phone.
+        """Open a challenge for the user's operation and queue its code's SMS to the user's secure phone.
 
-        Everything that may refuse or fail comes before the one step that charges the send budgets: that
-        step opens the challenge, and its code goes to the gateway right after (docs/decisions/0014).
+        One atomic step in the store reads the user, refuses or claims the request id, charges the send
+        budgets, opens the challenge and queues its SMS in the outbox (docs/decisions/0014, 0025); a
+        dispatcher sends it. The code is computed once before that step, though the dispatcher computes it
+        again: an HSM that cannot compute it fails the call here, before any unit is spent.
         """
-        found = await self._user(request.user_id)
-        user = found.user
         now = self._clock.now()
-        _admit(user, request.operation, now)
-        check_destination(user.secure_phone, self._policy.countries)
         # A DENY raises here, before anything is computed, charged or sent (docs/risk.md).
-        risk = None if self._risk is None else await self._risk.decide(found, request)
+        risk = await self._assess(request, now)
         key = await self._keys.current_otp_key()
         # The nonce is public (RFC 6287 sends it in the clear; the key is the secret): the OS CSPRNG draws
         # it, so Start costs one HSM call, the MAC (docs/decisions/0020).
         nonce = secrets.token_bytes(NONCE_BYTES)
-        ref = ChallengeRef(nonce, key.otp_version, self._policy.digits, user_tag(user.user_id))
-        if request.request_id:
-            owner = await self._store.claim_request(
-                user.user_id, request.request_id, ref.challenge_id, now + self._policy.lifetime
-            )
-            if owner != ref.challenge_id:
-                earlier = await self._earlier(owner, request)
-                if earlier is not None:
-                    return earlier  # a retry: the same challenge, and no second SMS
-                ref = ChallengeRef.parse(owner)  # claimed, then the opener died: open it now
-        challenge = self._new_challenge(user, request.operation, ref, now)
-        if risk is not None:
-            challenge = replace(challenge, risk=risk)  # journaled with the opening, answered
-        code = await self._code(challenge)  # before anything is charged: an HSM failure costs no unit
-        # One atomic step admits, indexes, charges and opens: a suspension or a number change either comes
-        # first (and this refuses, writing nothing) or finds the id and voids it (docs/decisions/0014).
+        ref = ChallengeRef(nonce, key.otp_version, self._policy.digits, user_tag(request.user_id))
+        code = await codes.derive(
+            self._keys,
+            key_version=ref.key_version,
+            digits=ref.digits,
+            nonce=ref.nonce,
+            op_digest=digest(request.operation),
+        )
+        # Noted before the step: this process's dispatcher may take the SMS before the step's answer is read.
+        self._note(ref.challenge_id, code)
+        opened = None
         try:
-            await self._store.open_challenge(
-                challenge, request.context, self._charges(challenge, request.context)
-            )
-        except ChallengeAlreadyExists:
-            if not request.request_id:
-                raise
-            # Two retries raced to open the claimed challenge: the other one opened it and sends it.
-            return await self._store.get_challenge(challenge.challenge_id)
+            opened = await self._store.start_challenge(self._opening(request, ref, now, risk))
         except SendBudgetExhausted as refused:
             self._tally.budget_refused(refused.subject)
             raise
+        finally:
+            if opened is None or not opened.queued:
+                self._forget(ref.challenge_id)
+        if not opened.queued:
+            # A retry of the same request id answers the challenge it opened: no second unit, no second SMS
+            # (and no risk: the assessment was journaled with that opening).
+            return opened.challenge
         self._tally.opened(request.operation)
-        return await self._deliver(challenge, code)
+        return opened.challenge if risk is None else replace(opened.challenge, risk=risk)
 
-    async def _user(self, user_id: str) -> UserRisk:
-        """The user, with its risk memory when the rules are on: one read either way (docs/risk.md)."""
+    async def _assess(self, request: StartRequest, now: datetime) -> RiskAssessment | None:
+        """The rules' decision on the operation, before Start's step (None: no rules). RiskDenied.
+
+        Only when a rule could match the operation's kind are the user and its risk memory read, in one
+        script (a round trip before the step: docs/decisions/0031); otherwise the decision is ALLOW unread.
+        """
         if self._risk is None:
-            return UserRisk(await self._store.get_user(user_id), RiskHistory())
-        return await self._risk.read(user_id)
+            return None
+        if not self._risk.reads(request.operation):
+            return self._risk.unread(request.operation)
+        found = await self._risk.read(request.user_id)
+        # A user who may not be sent a code is refused as such, not as a risk denial; the step checks
+        # these again, atomically, with the rest.
+        _admit(found.user, request.operation, now)
+        check_destination(found.user.secure_phone, self._policy.countries)
+        return await self._risk.decide(found, request)
 
-    def _new_challenge(self, user: User, operation: Operation, ref: ChallengeRef, now: datetime) -> Challenge:
-        """The OPEN challenge `ref` names, for the user's operation, under the policy's limits."""
-        return Challenge(
+    def _opening(
+        self, request: StartRequest, ref: ChallengeRef, now: datetime, risk: RiskAssessment | None
+    ) -> Opening:
+        """What the store's one step needs: the challenge `ref` names, under the policy's limits."""
+        policy = self._policy
+        return Opening(
             challenge_id=ref.challenge_id,
-            user_id=user.user_id,
-            client_id=user.client_id,
-            operation=operation,
+            user_id=request.user_id,
+            operation=request.operation,
             nonce=ref.nonce,
             key_version=ref.key_version,
             digits=ref.digits,
-            phone=user.secure_phone,  # ChangePhone too: the code goes to the old number (RTS Art. 24)
-            locale=user.locale,
             created_at=now,
-            expires_at=now + self._policy.lifetime,
-            max_attempts=self._policy.max_attempts,
-            attempts=0,
-            status=ChallengeStatus.OPEN,
-            delivery=DeliveryState.PENDING,
-            max_resends=self._policy.max_resends,
-            resend_spacing=self._policy.resend_spacing,
-            resends=0,
-            last_sent_at=now,
+            expires_at=now + policy.lifetime,
+            max_attempts=policy.max_attempts,
+            max_resends=policy.max_resends,
+            resend_spacing=policy.resend_spacing,
+            # After a change of the secure number, money cannot leave before the old number's holder had
+            # time to react to the notice; logging in (and changing the number back) still works.
+            cooled=kind(request.operation) in _COOLED,
+            countries=policy.countries,
+            budget=policy.send_budget,
+            context=request.context,
+            request_id=request.request_id,
+            risk=risk,
         )
 
     def _charges(self, challenge: Challenge, context: RequestContext) -> tuple[budgets.Charge, ...]:
         """A unit of the user's, the number's, the caller's and the global budget (docs/decisions/0011)."""
         return budgets.charges(self._policy.send_budget, challenge.user_id, challenge.phone, context.caller)
-
-    async def _earlier(self, challenge_id: str, request: StartRequest) -> Challenge | None:
-        """The challenge a retried request opened, or None if it was claimed but never opened."""
-        try:
-            earlier = await self._store.get_challenge(challenge_id)
-        except ChallengeNotFound:
-            return None
-        if earlier.op_digest != digest(request.operation):
-            raise InvalidRequest([FieldViolation("request_id", "was already used for another operation")])
-        return earlier
 
     async def verify(self, request: VerifyRequest) -> VerificationOutcome:
         """Decide one submitted code; every call counts, a success is single use and carries a proof."""
@@ -309,11 +307,13 @@ class ChallengeFlows:
         return replace(outcome, proof=await self._proofs.after_verification(outcome, attempt, plan))
 
     async def resend(self, challenge_id: str, context: RequestContext) -> Challenge:
-        """Send the same code again, within the challenge's resend count and spacing; no counter is reset.
+        """Queue the same code's SMS again, within the challenge's resend count and spacing; no counter is
+        reset.
 
-        The resend and the send budgets' units are taken in one atomic, journaled step before the SMS goes,
-        after the code was computed: a failed send still spends them, so that nobody can pump SMS through
-        a failing gateway, and a refusal spends neither (docs/decisions/0011, 0014).
+        The resend, the send budgets' units and the SMS's place in the outbox are taken in one atomic,
+        journaled step, after the code was computed (an HSM failure spends nothing): a send that then fails
+        still spent them, so that nobody can pump SMS through a failing gateway, and a refusal spends
+        neither (docs/decisions/0011, 0014, 0025).
         """
         checked_ref(challenge_id)
         now = self._clock.now()
@@ -324,11 +324,19 @@ class ChallengeFlows:
             await self._resend_taken(self._store.record_resend(challenge_id, now, context))
             raise ChallengeClosed(challenge_id)  # not reached: a closed challenge never opens again
         check_destination(known.phone, self._policy.countries)
-        code = await self._code(known)
+        self._note(challenge_id, await self._code(known))
         challenge = await self._resend_taken(
             self._store.record_resend(challenge_id, now, context, self._charges(known, context))
         )
-        return await self._deliver(challenge, code)
+        return replace(challenge, delivery=DeliveryState.QUEUED)
+
+    def _note(self, challenge_id: str, code: str) -> None:
+        if self._recent is not None:
+            self._recent.note(challenge_id, code)
+
+    def _forget(self, challenge_id: str) -> None:
+        if self._recent is not None:
+            self._recent.forget(challenge_id)
 
     async def _resend_taken(self, taking: Awaitable[Challenge]) -> Challenge:
         """The challenge after its resend was taken; a resend taken or refused is counted by outcome."""
@@ -365,34 +373,10 @@ class ChallengeFlows:
             op_digest=challenge.op_digest,
         )
 
-    async def _deliver(self, challenge: Challenge, code: str) -> Challenge:
-        """Hand the code's SMS to the gateway (its units are spent already) and note what it said."""
-        remaining = challenge.expires_at - self._clock.now()
-        text = sms_text.render(
-            challenge.operation,
-            sms_text.SmsContext(
-                bank_name=self._policy.bank_name,
-                code=code,
-                validity_minutes=max(1, round(remaining.total_seconds() / 60)),
-                locale=challenge.locale,
-                templates=self._policy.sms_templates,
-            ),
-        )
-        try:
-            sent = await self._sms.send(SmsMessage(challenge.phone, text, challenge.challenge_id))
-        except DeliveryFailed:
-            await self._store.record_delivery(
-                challenge.challenge_id, DeliveryState.FAILED, "", self._clock.now()
-            )
-            return replace(challenge, delivery=DeliveryState.FAILED)
-        await self._store.record_delivery(
-            challenge.challenge_id, DeliveryState.SENT, sent.provider_ref, sent.sent_at
-        )
-        return replace(challenge, delivery=DeliveryState.SENT)
-
 
 def _admit(user: User, operation: Operation, now: datetime) -> None:
-    """Refuse, before any HSM call or SMS, a user who may not be sent a code for this operation now."""
+    """Refuse, before the rules decide, a user who may not be sent a code for this operation now (as
+    open_challenge.lua does in Start's step, which checks again)."""
     if user.status is not UserStatus.ACTIVE:
         raise UserNotActive(user.user_id)
     if user.blocked_until is not None and user.is_blocked(now):

@@ -4,6 +4,8 @@ regions). A defence against SMS pumping to premium-rate foreign ranges (docs/dec
 
 from __future__ import annotations
 
+import functools
+
 import phonenumbers
 
 from sesame.server.domain.errors import DestinationNotAllowed, FieldViolation, InvalidRequest
@@ -48,3 +50,15 @@ def check_enrolled_phone(field: str, e164: str, countries: frozenset[str]) -> No
     if code not in countries:
         reason = f"is in a country Sésame does not send SMS to ({code})"
         raise InvalidRequest([FieldViolation(field, reason)])
+
+
+@functools.cache
+def whole_calling_codes(countries: frozenset[str]) -> frozenset[str]:
+    """The calling codes (`+33`) all of whose regions are in the allow-list: any number under one may be sent
+    to without asking libphonenumber, as Start's script does (docs/decisions/0025). A code shared with a
+    region outside the list (+47 with Svalbard, +1) is not among them: its numbers are checked one by one."""
+    return frozenset(
+        f"+{code}"
+        for code, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items()
+        if regions and set(regions) <= countries
+    )

@@ -20,7 +20,7 @@ class KeyPrint:
 
     kind: KeyKind
     version: int
-    fingerprint: str  # hex: a MAC of a fixed input (OTP), a hash of the public point (proof)
+    fingerprint: str  # hex: a MAC of a fixed input (OTP), a hash of the public point (proof, journal)
 
     @property
     def label(self) -> str:

@@ -20,10 +20,11 @@ class MacAlgorithm(enum.Enum):
 
 
 class KeyKind(enum.Enum):
-    """The two kinds of keys Sésame keeps in the HSM, each versioned by its label `sesame-<kind>-v<N>`."""
+    """The kinds of keys Sésame keeps in the HSM, each versioned by its label `sesame-<kind>-v<N>`."""
 
     OTP = "otp"  # a generic secret: HMAC for the codes (OCRA)
     PROOF = "proof"  # an EC P-256 key pair: ES256 signatures of the proofs
+    JOURNAL = "journal"  # an EC P-256 key pair: ES256 signatures of the journal's seals (decision 0027)
 
     @property
     def prefix(self) -> str:
@@ -161,8 +162,9 @@ class DeliveryState(enum.Enum):
     SENT = "sent"
     DELIVERED = "delivered"
     FAILED = "failed"
-    # The SMSC gave up once the message's validity ran out (SMPP stat EXPIRED, message_state 3); final like
-    # FAILED. Shown as DELIVERY_STATE_FAILED until the proto has DELIVERY_STATE_EXPIRED (decision 0030).
+    QUEUED = "queued"  # in the outbox, not yet handed to the gateway (docs/decisions/0025)
+    # Never delivered, final like FAILED: the challenge expired or closed while its SMS was queued (decision
+    # 0025), or the SMSC gave up once the message's validity ran out (SMPP stat EXPIRED, decision 0030).
     EXPIRED = "expired"
 
 

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from datetime import datetime
+    from datetime import datetime, timedelta
 
     from sesame.server.domain.budgets import Charge
+    from sesame.server.domain.dispatching import Backlog, QueuedSms
     from sesame.server.domain.lifecycle import (
         ClientTermination,
         Consumption,
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
         VerificationAttempt,
         VerificationOutcome,
     )
+    from sesame.server.domain.opening import Opened, Opening
     from sesame.server.domain.proof import IssuedProof
     from sesame.server.domain.risk import RiskAssessment
     from sesame.server.domain.risk_signals import (
@@ -116,11 +118,17 @@ class StateStore(Protocol):
         """
         ...
 
-    async def claim_request(self, user_id: str, request_id: str, challenge_id: str, until: datetime) -> str:
-        """Bind the caller's idempotency key to `challenge_id` until `until`, atomically.
+    async def start_challenge(self, opening: Opening) -> Opened:
+        """StartChallenge's one atomic step (docs/decisions/0025): read the user, refuse, or claim the
+        request id, charge the send budgets, open, journal and queue the SMS in the outbox.
 
-        Returns the challenge id that owns the key: `challenge_id` when this call claimed it, the
-        earlier one when the request is a retry.
+        In the security order, each refusal writing nothing: UserNotFound, UserNotActive, UserBlocked and
+        PhoneCooling (`opening.cooled` only) with their waits, DestinationNotAllowed (the stored number's
+        region is not in `opening.countries`); then a request id already claimed answers the challenge
+        it opened (`queued` False, nothing charged or sent), or InvalidRequest on `request_id` when that
+        challenge is for another operation; ChallengeAlreadyExists; SendBudgetExhausted (user, number,
+        caller, global: the first spent). Otherwise the challenge is opened for the user's current secure
+        number, with the user's client and locale, and its SMS is queued (`queued` True).
         """
         ...
 
@@ -279,6 +287,35 @@ class SmsGateway(Protocol):
 
     async def send(self, message: SmsMessage) -> SentSms:
         """Hand the message to the gateway. DeliveryFailed."""
+        ...
+
+
+class Outbox(Protocol):
+    """The SMS queued by Start and Resend, read by dispatchers in a consumer group (docs/decisions/0025).
+
+    Each entry goes to one consumer; it stays pending with that consumer until settled, and an entry idle
+    past a timeout (its consumer died) is claimed by another. StoreUnavailable.
+    """
+
+    async def take(self, consumer: str, count: int, wait: timedelta) -> list[QueuedSms]:
+        """Up to `count` entries no consumer was given yet, now theirs; waits up to `wait` for one."""
+        ...
+
+    async def reclaim(self, consumer: str, idle: timedelta, count: int) -> list[QueuedSms]:
+        """Up to `count` entries pending with any consumer for longer than `idle`, now `consumer`'s."""
+        ...
+
+    async def challenge(self, queued: QueuedSms) -> Challenge:
+        """The challenge the queued SMS carries the code of, as stored now. ChallengeNotFound."""
+        ...
+
+    async def settle(self, queued: QueuedSms, state: DeliveryState, provider_ref: str, at: datetime) -> None:
+        """Record what became of the entry's SMS on its challenge (journaled, as record_delivery) and remove
+        the entry, in one atomic step; an entry whose challenge was purged is removed all the same."""
+        ...
+
+    async def backlog(self) -> Backlog:
+        """How many entries are not settled, and when the oldest was queued."""
         ...
 
 

@@ -116,6 +116,11 @@ class Rule:
         """Whether every clause holds."""
         return all(clause.holds(signals) for clause in self.when)
 
+    def may_match(self, operation: str) -> bool:
+        """Whether the rule can hold for this operation (`login`, ...): no `operation` clause refuses it."""
+        named = {"operation": operation}
+        return all(clause.holds(named) for clause in self.when if clause.signal == "operation")
+
 
 @dataclass(frozen=True, slots=True)
 class RuleSet:
@@ -123,6 +128,10 @@ class RuleSet:
 
     version: str
     rules: tuple[Rule, ...]
+
+    def may_match(self, operation: str) -> bool:
+        """Whether some rule can hold for this operation; if none can, its decision is ALLOW, unread."""
+        return any(rule.may_match(operation) for rule in self.rules)
 
     def assess(self, signals: Signals) -> RiskAssessment:
         """The strongest decision among the matching rules (ALLOW when none), with each one's reason."""

@@ -78,6 +78,16 @@ class RiskFlows:
         """The user with its risk memory, in one read. UserNotFound."""
         return await self._memory.user_and_history(user_id)
 
+    def reads(self, operation: Operation) -> bool:
+        """Whether a rule can match this operation's kind: only then are the user and its memory read."""
+        return self._policy.rules.may_match(kind(operation).name.lower())
+
+    def unread(self, operation: Operation) -> RiskAssessment:
+        """The decision on an operation no rule can match (`reads` false): ALLOW, counted, nothing read."""
+        assessment = RiskAssessment(RiskDecision.ALLOW, (), self._policy.rules.version)
+        self._meter.decided(kind(operation).name.lower(), assessment)
+        return assessment
+
     async def decide(self, found: UserRisk, request: StartRequest) -> RiskAssessment:
         """The decision on the user's operation (never DENY). RiskDenied, journaled in the risk journal."""
         operation, context = request.operation, request.context

@@ -60,6 +60,7 @@ def fetch_evidence(target: str, challenge_id: str, tls: ClientTls | None = None)
         refusals=[
             json_format.MessageToDict(count, preserving_proto_field_name=True) for count in first.refusals
         ],
+        seals_json=first.seals_json,
     )
 
 

@@ -7,7 +7,7 @@ listeners publish the statuses of the one health servicer the watcher sets.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import grpc
@@ -28,7 +28,12 @@ from sesame.server.grpc.catalogue import API_SERVICES
 from sesame.server.grpc.decoding import DecodingInterceptor
 from sesame.server.grpc.health import HealthWatcher
 from sesame.server.grpc.metering import MetricsInterceptor
-from sesame.server.grpc.servicers import AuthenticationServicer, EnrollmentServicer, EvidenceServicer
+from sesame.server.grpc.servicers import (
+    AuthenticationServicer,
+    ChallengeSeals,
+    EnrollmentServicer,
+    EvidenceServicer,
+)
 from sesame.server.grpc.shedding import SheddingInterceptor
 from sesame.server.grpc.status import ErrorInterceptor
 from sesame.server.metrics import Metrics
@@ -88,6 +93,7 @@ class GrpcServer:
         self.port = port
         self.health = health_watcher
         self._health_listener = health_listener
+        self._also: list[Callable[[], Awaitable[None]]] = []
 
     @property
     def health_port(self) -> int | None:
@@ -109,6 +115,7 @@ class GrpcServer:
         transport: TransportSettings = PLAINTEXT,
         advisories: Mapping[str, Callable[[], bool]] | None = None,
         serving: Serving = Serving(),
+        seals: ChallengeSeals | None = None,
     ) -> GrpcServer:
         """Bind `address` as `transport` says, register everything, start serving; health follows `probes`."""
         server = grpc.aio.server(
@@ -131,7 +138,7 @@ class GrpcServer:
             AuthenticationServicer(challenges, proofs, clock), server
         )
         enrol_grpc.add_EnrollmentServiceServicer_to_server(EnrollmentServicer(enrollment, clock), server)
-        evidence_grpc.add_EvidenceServiceServicer_to_server(EvidenceServicer(proofs, clock), server)
+        evidence_grpc.add_EvidenceServiceServicer_to_server(EvidenceServicer(proofs, clock, seals), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
@@ -162,11 +169,17 @@ class GrpcServer:
         watcher.start()
         return cls(server, port, watcher, health_listener)
 
+    def also_stop(self, stop: Callable[[], Awaitable[None]]) -> None:
+        """Call `stop` once the server has drained: work run beside the server (the dispatch loops)."""
+        self._also.append(stop)
+
     async def stop(self, grace: float) -> None:
         """Drain: report NOT_SERVING, refuse new calls, let calls in flight finish within `grace`."""
         await self.health.enter_graceful_shutdown()
         await self.health.stop()
         await self.server.stop(grace)
+        for stop in self._also:
+            await stop()
         # Closed last: probes read NOT_SERVING for the whole drain, not a refused connection.
         if self._health_listener is not None:
             await self._health_listener.server.stop(0)

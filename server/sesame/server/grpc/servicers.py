@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -23,6 +24,10 @@ from sesame.server.grpc import translate_users as users
 from sesame.server.grpc.callers import current_caller
 
 Context = grpc.aio.ServicerContext[Any, Any]
+
+
+# The seals covering a challenge's journal, as JSON (docs/decisions/0027): app wires it.
+ChallengeSeals = Callable[[str], Awaitable[str]]
 
 
 class AuthenticationServicer(auth_grpc.AuthenticationServiceServicer):
@@ -97,16 +102,21 @@ class AuthenticationServicer(auth_grpc.AuthenticationServiceServicer):
 class EvidenceServicer(evidence_grpc.EvidenceServiceServicer):
     """sesame.api.v1.EvidenceService."""
 
-    def __init__(self, proofs: ProofFlows, clock: Clock) -> None:
+    def __init__(self, proofs: ProofFlows, clock: Clock, seals: ChallengeSeals | None = None) -> None:
         self._proofs = proofs
         self._clock = clock
+        self._seals = seals
 
     async def GetChallengeEvidence(  # noqa: N802
         self, request: evidence_pb.GetChallengeEvidenceRequest, context: Context
     ) -> evidence_pb.GetChallengeEvidenceResponse:
         page = EvidencePage(request.page_token, request.page_size)
-        evidence = await self._proofs.evidence(translate.challenge_id(request.challenge_id), page)
-        return evidence_translate.evidence(evidence, self._clock.now())
+        challenge_id = translate.challenge_id(request.challenge_id)
+        evidence = await self._proofs.evidence(challenge_id, page)
+        answer = evidence_translate.evidence(evidence, self._clock.now())
+        if self._seals is not None and not request.page_token:
+            answer.seals_json = await self._seals(challenge_id)
+        return answer
 
 
 class EnrollmentServicer(enrol_grpc.EnrollmentServiceServicer):

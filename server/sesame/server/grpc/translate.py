@@ -189,8 +189,8 @@ _DELIVERY = {
     DeliveryState.SENT: auth_pb.DELIVERY_STATE_SENT,
     DeliveryState.DELIVERED: auth_pb.DELIVERY_STATE_DELIVERED,
     DeliveryState.FAILED: auth_pb.DELIVERY_STATE_FAILED,
-    # Until the proto's DELIVERY_STATE_EXPIRED (issue 7's outbox adds it): a final failure to the caller.
-    DeliveryState.EXPIRED: auth_pb.DELIVERY_STATE_FAILED,
+    DeliveryState.QUEUED: auth_pb.DELIVERY_STATE_QUEUED,
+    DeliveryState.EXPIRED: auth_pb.DELIVERY_STATE_EXPIRED,
 }
 _STATUS = {
     ChallengeStatus.OPEN: auth_pb.CHALLENGE_STATUS_OPEN,

@@ -1,0 +1,13 @@
+-- Take or renew the sealer's lease (docs/decisions/0027): exactly one sealer at a time.
+-- KEYS[1] the lease ({journal} slot). ARGV[1] the holder's name, ARGV[2] the lease's length (ms).
+-- Returns 1 when the holder has the lease until now + length, 0 when another holds it.
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if holder then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1

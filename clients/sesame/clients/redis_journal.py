@@ -1,0 +1,148 @@
+"""The sealed journal in Redis (docs/decisions/0027): the feed of unsealed entries, the seals, the lease.
+
+`_journal.lua` copies every journal entry, with its stream's name, to the feed; the sealer holding the lease
+reads the feed, signs a block and keeps it in the seals stream (under the id of the last entry it seals);
+once the archive holds the block, the feed's entries and the seals before it are dropped.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any, Final, cast
+
+import redis.asyncio as aioredis
+
+from sesame.clients import redis_records as rec
+from sesame.clients.redis_keys import Keyspace
+from sesame.clients.redis_scripts import Scripts, translated
+from sesame.server.domain.errors import StoreUnavailable
+from sesame.server.domain.journal_seal import Block, FeedEntry, Leaf, Seal
+
+_STREAM_ID: Final = re.compile(r"(\d+)-(\d+)")
+FEED_BATCH = 10_000  # entries per block at most: a busier second takes several blocks
+
+
+class SealLost(Exception):
+    """The sealer lost its lease, or another seal came first: nothing was written."""
+
+
+def next_id(entry_id: str) -> str:
+    """The smallest stream id after `entry_id`."""
+    match = _STREAM_ID.fullmatch(entry_id)
+    if match is None:
+        raise ValueError(f"not a stream id: {entry_id!r}")
+    return f"{match.group(1)}-{int(match.group(2)) + 1}"
+
+
+class RedisJournal:
+    """The feed, the seals and the sealer's lease, under `<prefix>:{journal}`."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keyspace, scripts: Scripts) -> None:
+        """Share the state store's client, key names and scripts (`RedisStateStore.sealed_journal`)."""
+        self._client = client
+        self.keys = keys
+        self._scripts = scripts
+
+    async def take_lease(self, holder: str, length: timedelta) -> bool:
+        """Take or renew the lease for `length`; False while another sealer holds it."""
+        ms = int(length.total_seconds() * 1000)
+        return bool(await self._scripts.run("journal_lease", [self.keys.journal_sealer()], [holder, ms]))
+
+    async def release_lease(self, holder: str) -> None:
+        """Let the lease go now, if `holder` has it (a clean stop: the next sealer need not wait)."""
+        with translated():
+            key = self.keys.journal_sealer()
+            if await self._client.get(key) == holder.encode():
+                await self._client.delete(key)
+
+    async def unsealed(self, after: str, limit: int = FEED_BATCH) -> list[FeedEntry]:
+        """The oldest entries after the id `after` ("" from the start), in the order they were appended."""
+        return await self._feed(f"({after}" if after else "-", "+", limit)
+
+    async def sealed_entries(self, seal: Seal) -> list[FeedEntry]:
+        """The feed's entries that `seal` covers (until the archive has them)."""
+        return await self._feed(seal.block.first, seal.block.last, None)
+
+    async def _feed(self, first: str, last: str, limit: int | None) -> list[FeedEntry]:
+        with translated():
+            raw = await self._client.xrange(self.keys.journal_feed(), min=first, max=last, count=limit)
+        entries = []
+        for entry_id, fields in cast("list[tuple[bytes, dict[bytes, bytes]]]", raw):
+            decoded = rec.decoded(fields)
+            stream = decoded.pop("stream", "")
+            entries.append(FeedEntry(entry_id.decode(), stream, decoded))
+        return entries
+
+    async def last_seal(self) -> Seal | None:
+        """The newest seal (once archived, without its leaves), or None before the first."""
+        with translated():
+            raw = await self._client.xrevrange(self.keys.journal_seals(), count=1)
+            head = cast("dict[bytes, bytes]", await self._client.hgetall(self.keys.journal_head()))
+        seals = [_seal(fields) for _, fields in cast("list[tuple[bytes, dict[bytes, bytes]]]", raw)]
+        if seals:
+            return seals[0]
+        return _seal({**head, b"leaves": b"[]"}) if head else None
+
+    async def record_seal(self, holder: str, seal: Seal, after: Seal | None) -> None:
+        """Keep `seal`, which follows `after`. SealLost."""
+        fields: list[rec.Field] = [
+            "block",
+            seal.block.payload().decode(),
+            "signature",
+            _b64(seal),
+            "leaves",
+            json.dumps([leaf.as_list() for leaf in seal.leaves], separators=(",", ":")),
+        ]
+        keys = [self.keys.journal_sealer(), self.keys.journal_seals(), self.keys.journal_head()]
+        args = [holder, after.block.last if after else "", seal.block.last]
+        _outcome(await self._scripts.run("record_seal", keys, [*args, *fields]), b"sealed")
+
+    async def drop_archived(self, holder: str, last: Seal) -> None:
+        """Drop the feed's entries and the seals up to `last` (archived), keeping its head. SealLost."""
+        keys = [
+            self.keys.journal_sealer(),
+            self.keys.journal_seals(),
+            self.keys.journal_feed(),
+            self.keys.journal_head(),
+        ]
+        args = [holder, last.block.last, next_id(last.block.last), last.block.payload().decode(), _b64(last)]
+        _outcome(await self._scripts.run("drop_archived", keys, args), b"dropped")
+
+    async def seals_from(self, first_id: str) -> list[Seal]:
+        """Every seal kept whose last entry is at or after `first_id`, oldest first."""
+        with translated():
+            raw = await self._client.xrange(self.keys.journal_seals(), min=first_id)
+        return [_seal(fields) for _, fields in cast("list[tuple[bytes, dict[bytes, bytes]]]", raw)]
+
+    async def stream_entries(self, stream: str) -> list[tuple[str, dict[str, str]]]:
+        """A journal stream as stored: ids and fields, oldest first."""
+        with translated():
+            raw = await self._client.xrange(stream)
+        return [(i.decode(), rec.decoded(f)) for i, f in cast("list[tuple[bytes, dict[bytes, bytes]]]", raw)]
+
+
+def _b64(seal: Seal) -> str:
+    return base64.urlsafe_b64encode(seal.signature).decode().rstrip("=")
+
+
+def _outcome(outcome: Any, expected: bytes) -> None:
+    if outcome != expected:
+        raise SealLost(outcome.decode() if isinstance(outcome, bytes) else str(outcome))
+
+
+def _seal(fields: dict[bytes, bytes]) -> Seal:
+    """The seal a stream entry holds; a damaged one is the store failing."""
+    try:
+        signature = fields[b"signature"].decode()
+        leaves: Sequence[Any] = json.loads(fields[b"leaves"])
+        return Seal(
+            Block.from_json(fields[b"block"]),
+            base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4)),
+            tuple(Leaf.from_list(leaf) for leaf in leaves),
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise StoreUnavailable("corrupt journal seal") from exc

@@ -1,0 +1,139 @@
+"""`RedisOutbox`: the Outbox port on a Redis stream read by one consumer group (docs/decisions/0025).
+
+Start's and Resend's scripts append an entry (the challenge id, `send` start or resend, `queued_at`), the
+first of them creating the stream and the group `dispatchers` (so that no dispatcher writes a key); the
+dispatchers read it with XREADGROUP, claim the entries of dead consumers with XAUTOCLAIM, and settle each
+with `record_dispatch.lua`, which records the send on the challenge, acknowledges and deletes the entry in
+one step. Deleting settled entries keeps the stream as long as the backlog, and no longer (bounded memory).
+The dispatchers block on their own connection, never on the request path's pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any, Final, cast
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from sesame.clients import redis_records as rec
+from sesame.clients.redis_keys import Keyspace
+from sesame.clients.redis_scripts import Scripts, stored_challenge, translated
+from sesame.server.domain.dispatching import Backlog, QueuedSms
+from sesame.server.domain.errors import ChallengeNotFound
+from sesame.server.domain.model import Challenge, DeliveryState
+from sesame.server.domain.ports import Outbox
+
+GROUP: Final = "dispatchers"
+
+
+class RedisOutbox:
+    """The SMS outbox stream and its dispatchers' consumer group."""
+
+    def __init__(self, client: aioredis.Redis, *, prefix: str = "sesame") -> None:
+        """Use `client` (which must not decode responses), a client of the outbox's own."""
+        self._client = client
+        self._keys = Keyspace(prefix)
+        self._scripts = Scripts(client)
+        self._stream = self._keys.outbox()
+
+    @classmethod
+    def from_url(cls, url: str, *, prefix: str = "sesame", timeout: float = 5.0) -> RedisOutbox:
+        """An outbox on its own connection pool; `timeout` must exceed the longest wait of `take`."""
+        client = aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        return cls(client, prefix=prefix)
+
+    @classmethod
+    def beside(cls, client: aioredis.Redis, *, prefix: str = "sesame", timeout: float = 5.0) -> RedisOutbox:
+        """An outbox on its own pool to the Redis `client` talks to (its blocking reads hold a connection)."""
+        options = {**client.connection_pool.connection_kwargs, "socket_timeout": timeout}
+        pool = aioredis.ConnectionPool(connection_class=client.connection_pool.connection_class, **options)
+        return cls(aioredis.Redis(connection_pool=pool), prefix=prefix)
+
+    async def close(self) -> None:
+        """Close the client and its connections (a pool given to a client outlives its `aclose`)."""
+        with translated():
+            await self._client.aclose()
+            await self._client.connection_pool.disconnect()
+
+    async def take(self, consumer: str, count: int, wait: timedelta) -> list[QueuedSms]:
+        """XREADGROUP `>`: entries never given to a consumer. Before the first SMS is queued there is no
+        stream (the script that queues it creates the stream and the group): wait, and find none."""
+        block = max(1, wait // rec.MS)
+        with translated():
+            try:
+                raw = await self._read(consumer, count, block)
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                if not await self._group_made():
+                    await asyncio.sleep(wait.total_seconds())
+                    return []
+                raw = await self._read(consumer, count, block)
+        if not raw:
+            return []
+        return [_queued(entry_id, fields) for entry_id, fields in raw[0][1] if fields]
+
+    async def reclaim(self, consumer: str, idle: timedelta, count: int) -> list[QueuedSms]:
+        """XAUTOCLAIM from the start: entries pending longer than `idle` with any consumer."""
+        with translated():
+            try:
+                reply = await self._client.xautoclaim(
+                    self._stream, GROUP, consumer, min_idle_time=idle // rec.MS, start_id="0-0", count=count
+                )
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                return []  # no SMS was ever queued (or the group was lost: `take` makes it again)
+        claimed = cast("list[tuple[bytes, dict[bytes, bytes] | None]]", reply[1])
+        # An entry deleted while pending comes back without fields: nothing to send.
+        return [_queued(entry_id, fields) for entry_id, fields in claimed if fields]
+
+    async def challenge(self, queued: QueuedSms) -> Challenge:
+        """HGETALL on the outbox's connection, off the request path's pool. ChallengeNotFound."""
+        with translated():
+            raw = await self._client.hgetall(self._keys.challenge(queued.challenge_id))
+        if not raw:
+            raise ChallengeNotFound(queued.challenge_id)
+        return stored_challenge(cast("dict[bytes, bytes]", raw))
+
+    async def settle(self, queued: QueuedSms, state: DeliveryState, provider_ref: str, at: datetime) -> None:
+        """record_dispatch.lua: the send recorded and journaled, the entry acknowledged and deleted."""
+        challenge_id = queued.challenge_id
+        keys = [self._keys.challenge(challenge_id), self._keys.challenge_journal(challenge_id), self._stream]
+        head = rec.challenge_event("challenge.delivery", challenge_id, at)
+        args = [GROUP, queued.entry_id, state.value, provider_ref, *head, "provider_ref", provider_ref]
+        await self._scripts.run("record_dispatch", keys, args)
+
+    async def backlog(self) -> Backlog:
+        """XLEN and the first entry, in one round trip (a pipeline)."""
+        with translated():
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.xlen(self._stream)
+                pipe.xrange(self._stream, count=1)
+                depth, first = await pipe.execute()
+        oldest = _queued(*first[0]).queued_at if first else None
+        return Backlog(int(depth), oldest)
+
+    async def _read(self, consumer: str, count: int, block: int) -> Any:
+        return await self._client.xreadgroup(GROUP, consumer, {self._stream: ">"}, count=count, block=block)
+
+    async def _group_made(self) -> bool:
+        """Make the group again on a stream that lost it (True); False when there is no stream yet."""
+        try:
+            await self._client.xgroup_create(self._stream, GROUP, id="0")
+        except ResponseError as exc:
+            return "BUSYGROUP" in str(exc)  # made by another dispatcher meanwhile; else no stream
+        return True
+
+
+def _queued(entry_id: bytes, fields: dict[bytes, bytes]) -> QueuedSms:
+    return QueuedSms(
+        entry_id=entry_id.decode(),
+        challenge_id=fields[b"challenge_id"].decode(),
+        queued_at=rec.from_ms(int(fields[b"queued_at"])),
+    )
+
+
+_: type[Outbox] = RedisOutbox

@@ -1,0 +1,131 @@
+"""The dispatchers' loops: asyncio tasks that take SMS from the outbox and send them (docs/decisions/0025).
+
+Every `sesame serve` worker runs `SESAME_DISPATCHERS` of them beside its gRPC server, and `sesame dispatch`
+runs them alone. Each loop first claims the entries a dead dispatcher left pending longer than
+`SESAME_OUTBOX_CLAIM_IDLE_SECONDS`, then takes new ones (blocking a moment when there are none), sends
+them concurrently and samples the backlog for the metrics. A stop lets each loop finish its batch, so that
+a graceful stop never leaves a sent SMS unsettled; only a crash does, and then the entry is sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from sesame.server.domain.errors import HsmUnavailable, KeyNotFound, StoreUnavailable
+
+if TYPE_CHECKING:
+    from sesame.server.domain.dispatching import Dispatcher, QueuedSms
+    from sesame.server.domain.ports import Clock, Outbox
+    from sesame.server.env_reader import EnvReader
+    from sesame.server.metrics import Metrics
+
+_log = logging.getLogger("sesame.dispatch")
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchSettings:
+    """How many loops a process runs, and when a pending entry is taken from its dispatcher."""
+
+    loops: int = 1  # per `sesame serve` worker; 0: this worker sends nothing (`sesame dispatch` does)
+    claim_idle: timedelta = timedelta(seconds=30)  # an entry pending this long: its dispatcher died
+    batch: int = 32  # entries taken at once
+    wait: timedelta = timedelta(milliseconds=500)  # the longest a loop blocks on an empty outbox
+    stop_grace: float = 10.0  # seconds a stopping loop has to finish its batch
+
+
+def read_dispatch(reader: EnvReader) -> DispatchSettings:
+    """SESAME_DISPATCHERS and SESAME_OUTBOX_CLAIM_IDLE_SECONDS (docs/operations.md)."""
+    return DispatchSettings(
+        loops=reader.integer("SESAME_DISPATCHERS", 1, 0, 64),
+        claim_idle=timedelta(seconds=reader.integer("SESAME_OUTBOX_CLAIM_IDLE_SECONDS", 30, 1, 3600)),
+    )
+
+
+class DispatchLoops:
+    """The dispatch loops of one process; `start` them, `stop` them (they finish their batch first)."""
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        outbox: Outbox,
+        metrics: Metrics,
+        clock: Clock,
+        settings: DispatchSettings,
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._outbox = outbox
+        self._metrics = metrics
+        self._clock = clock
+        self._settings = settings
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._sampled = 0.0
+
+    def start(self) -> None:
+        """Start the loops, each a consumer of its own name (host, process, index)."""
+        base = f"{socket.gethostname()}-{os.getpid()}"
+        self._tasks = [
+            asyncio.create_task(self._run(f"{base}-{i}"), name=f"dispatch-{i}")
+            for i in range(self._settings.loops)
+        ]
+
+    async def stop(self) -> None:
+        """Let each loop finish its batch, then end it."""
+        self._stopping.set()
+        if not self._tasks:
+            return
+        _, late = await asyncio.wait(self._tasks, timeout=self._settings.stop_grace)
+        for task in late:
+            task.cancel()
+        for task in late:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self, consumer: str) -> None:
+        settings = self._settings
+        next_claim = 0.0
+        while not self._stopping.is_set():
+            try:
+                batch: list[QueuedSms] = []
+                if time.monotonic() >= next_claim:
+                    batch = await self._outbox.reclaim(consumer, settings.claim_idle, settings.batch)
+                    next_claim = time.monotonic() + settings.claim_idle.total_seconds() / 2
+                batch += await self._outbox.take(consumer, settings.batch, settings.wait)
+                await asyncio.gather(*(self._one(queued) for queued in batch))
+                await self._sample()
+            except StoreUnavailable as exc:
+                _log.warning("outbox unavailable (%s); trying again in a second", exc)
+                await asyncio.sleep(1)
+            except Exception:  # noqa: BLE001 (a loop that ends loses no SMS but silently sends none)
+                _log.exception("dispatch loop failed; going on in a second")
+                await asyncio.sleep(1)
+
+    async def _one(self, queued: QueuedSms) -> None:
+        try:
+            dispatched = await self._dispatcher.dispatch(queued)
+        except (HsmUnavailable, KeyNotFound, StoreUnavailable) as exc:
+            # Left pending: claimed again once idle past the timeout, by this loop or another.
+            _log.warning("queued SMS not sent (%s); it stays in the outbox", type(exc).__name__)
+            return
+        self._metrics.dispatches.labels(dispatched.outcome.value).inc()
+        if dispatched.handed_at is not None:
+            waited = (dispatched.handed_at - queued.queued_at).total_seconds()
+            self._metrics.sms_handed_seconds.observe(max(0.0, waited))
+
+    async def _sample(self) -> None:
+        """The backlog gauges, at most once a second per process."""
+        if time.monotonic() - self._sampled < 1.0:
+            return
+        self._sampled = time.monotonic()
+        backlog = await self._outbox.backlog()
+        self._metrics.outbox_depth.set(backlog.depth)
+        age = 0.0 if backlog.oldest is None else (self._clock.now() - backlog.oldest).total_seconds()
+        self._metrics.outbox_oldest_seconds.set(max(0.0, age))

@@ -1,0 +1,115 @@
+"""Checking a journal stream against its seals (docs/decisions/0027), with the journal keys' JWK set only.
+
+In this order, stopping at the first failure, which is named: every seal's ES256 signature verifies under the
+journal key its block names; each seal follows the one before it (number and digest); each seal's leaves give
+its Merkle root and count; the stream's entries are numbered 1, 2, ... without a gap (a deleted first or
+middle entry, sealed or not); every sealed entry of the stream is there and hashes as sealed (a deleted last
+entry, an edited one); every entry is sealed, except the newest, appended after the last seal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from sesame.server.domain.journal_seal import Leaf, Seal, leaf_hash, merkle_root
+from sesame.server.jwk_keys import public_key
+
+
+@dataclass(frozen=True, slots=True)
+class JournalCheck:
+    """What checking found: valid, or the first check that failed and where."""
+
+    valid: bool
+    failed: str  # "" when valid
+    entries: int
+    sealed: int  # entries covered by a verified seal
+    seals: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """For the evidence bundle."""
+        return {
+            "valid": self.valid,
+            "failed": self.failed or None,
+            "entries": self.entries,
+            "sealed_entries": self.sealed,
+            "seals": self.seals,
+        }
+
+
+_SIGNATURE_BYTES = 64  # ES256: r || s
+
+
+class _Broken(Exception):
+    pass
+
+
+def check_stream(
+    stream: str, journal: Sequence[Mapping[str, str]], seals: Sequence[Seal], jwks: Mapping[str, Any]
+) -> JournalCheck:
+    """Check one stream's entries (as stored, chain fields included) against the seals that cover it."""
+    sealed = 0
+    try:
+        _check_seals(seals, jwks)
+        ours = {leaf.seq: leaf for seal in seals for leaf in seal.leaves if leaf.stream == stream}
+        _check_numbering(journal)
+        sealed = _check_sealed(stream, journal, ours)
+    except _Broken as broken:
+        return JournalCheck(False, str(broken), len(journal), sealed, len(seals))
+    return JournalCheck(True, "", len(journal), sealed, len(seals))
+
+
+def _check_seals(seals: Sequence[Seal], jwks: Mapping[str, Any]) -> None:
+    for i, seal in enumerate(seals):
+        block = seal.block
+        if not signed(seal, jwks):
+            raise _Broken(f"seal {block.number}: the signature does not verify under {block.kid!r}")
+        before = seals[i - 1].block if i > 0 else None
+        if before is not None and (block.number, block.prev) != (before.number + 1, before.digest()):
+            raise _Broken(f"seal {block.number}: does not follow seal {before.number}")
+        if len(seal.leaves) != block.count or merkle_root([leaf.hash for leaf in seal.leaves]) != block.root:
+            raise _Broken(f"seal {block.number}: its leaves do not give its Merkle root")
+
+
+def signed(seal: Seal, jwks: Mapping[str, Any]) -> bool:
+    keys = jwks.get("keys")
+    jwk = (
+        next((k for k in keys if isinstance(k, Mapping) and k.get("kid") == seal.block.kid), None)
+        if isinstance(keys, list)
+        else None
+    )
+    if jwk is None or len(seal.signature) != _SIGNATURE_BYTES:
+        return False
+    r, s = int.from_bytes(seal.signature[:32], "big"), int.from_bytes(seal.signature[32:], "big")
+    try:
+        public_key(jwk).verify(encode_dss_signature(r, s), seal.block.payload(), ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def _check_numbering(journal: Sequence[Mapping[str, str]]) -> None:
+    for expected, entry in enumerate(journal, start=1):
+        seq = entry.get("seq", "")
+        if seq != str(expected):
+            raise _Broken(f"entry {expected} is missing or out of place (found seq {seq or 'none'} there)")
+
+
+def _check_sealed(stream: str, journal: Sequence[Mapping[str, str]], ours: Mapping[int, Leaf]) -> int:
+    present = {int(entry["seq"]): entry for entry in journal}
+    for seq in sorted(ours):
+        if seq not in present:
+            raise _Broken(f"entry {seq} was sealed but is missing")
+        if leaf_hash(stream, present[seq]) != ours[seq].hash:
+            raise _Broken(f"entry {seq} differs from the entry sealed")
+    newest_sealed = max(ours, default=0)
+    for seq in present:
+        if seq not in ours and seq < newest_sealed:
+            raise _Broken(f"entry {seq} is not sealed although later ones are")
+    return len(ours)

@@ -1,0 +1,68 @@
+"""What a challenge's evidence carries about its seals (docs/decisions/0027), for the client to check.
+
+The server does not vouch for its own journal: it gives the stream's name, the seals that cover the stream
+(from the one holding its first entry to the last one holding any of its entries) with their leaves, read from
+the archive and then from Redis for the blocks not archived yet, and the public journal keys from the HSM.
+`sesame evidence` checks them (`journal_check`) with nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Protocol
+
+from sesame.clients.redis_journal import RedisJournal
+from sesame.server.domain import proof
+from sesame.server.domain.journal_seal import seal_to_dict
+from sesame.server.domain.model import PublicKey
+from sesame.server.journal_archive import JournalArchive
+
+FIRST = "0-0"  # the `prev` of a stream's first entry
+
+
+class JournalPublicKeys(Protocol):
+    """The public halves of the journal keys."""
+
+    async def journal_public_keys(self) -> list[PublicKey]:
+        """Every `sesame-journal-v<N>` public key, oldest first."""
+        ...
+
+
+class ChallengeSeals:
+    """The seals of a challenge's journal, as JSON."""
+
+    def __init__(
+        self, journal: RedisJournal, keys: JournalPublicKeys, archive: JournalArchive | None
+    ) -> None:
+        self._journal = journal
+        self._keys = keys
+        self._archive = archive
+
+    async def __call__(self, challenge_id: str) -> str:
+        """The stream, the seals covering it and the journal keys; "" when the challenge has no journal."""
+        stream = self._journal.keys.challenge_journal(challenge_id)
+        entries = await self._journal.stream_entries(stream)
+        if not entries:
+            return ""
+        first_id, first = entries[0]
+        # A deleted first entry is named by its successor's `prev`: start with the seal that holds it.
+        since = first.get("prev", FIRST) if first.get("prev", FIRST) != FIRST else first_id
+        # The archive's blocks, then those Redis still holds (the last archived one is in both).
+        archived = await asyncio.to_thread(self._archive.seals_from, since) if self._archive else []
+        newer = [
+            s
+            for s in await self._journal.seals_from(since)
+            if not archived or s.block.number > archived[-1].block.number
+        ]
+        seals = [*archived, *newer]
+        holding = [i for i, seal in enumerate(seals) if any(leaf.stream == stream for leaf in seal.leaves)]
+        covering = seals[: holding[-1] + 1] if holding else []
+        return json.dumps(
+            {
+                "stream": stream,
+                "jwks": proof.jwk_set(await self._keys.journal_public_keys()),
+                "seals": [seal_to_dict(seal) for seal in covering],
+            },
+            separators=(",", ":"),
+        )

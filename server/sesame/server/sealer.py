@@ -1,0 +1,142 @@
+"""The journal's sealer (docs/decisions/0027): one at a time, a signed block at least every second.
+
+Every worker of `sesame serve` runs one; the one holding the lease in Redis seals, the others try to take it
+every `interval` and do so once it expired (its holder died or stopped renewing). A block is closed over the
+entries appended since the last seal, signed by the current `sesame-journal-v<N>` key in the HSM, and kept
+with its leaves by one script that checks the lease and that no other seal came since the one it follows.
+Then the sealed blocks are drained, in order and checked, into the archive, and Redis lets them go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from sesame.clients.redis_journal import RedisJournal, SealLost
+from sesame.server.domain.errors import SesameError
+from sesame.server.domain.journal_seal import Seal, close_block
+from sesame.server.domain.model import KeyRef
+from sesame.server.journal_archive import JournalArchive
+
+_log = logging.getLogger("sesame.journal")
+PRUNE_EVERY_SECONDS = 3600  # segments past the retention are deleted at most this often
+
+
+class JournalKeys(Protocol):
+    """What the sealer needs of the HSM."""
+
+    async def current_journal_key(self) -> KeyRef:
+        """The newest `sesame-journal-v<N>` key."""
+        ...
+
+    async def sign(self, key: KeyRef, data: bytes) -> bytes:
+        """ES256 (raw r || s) of `data` under `key`."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SealerTiming:
+    """How often it seals, how long its lease lasts, how long seals are kept."""
+
+    interval: timedelta = timedelta(seconds=1)
+    lease: timedelta = timedelta(seconds=5)
+    retention: timedelta = timedelta(days=396)  # 13 months (CMF L.133-24), rounded up
+
+
+def holder_name() -> str:
+    """This sealer's name in the lease: host, process, and a random part (a restarted pid differs)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class Sealer:
+    """Seals the journal while it holds the lease."""
+
+    def __init__(
+        self,
+        journal: RedisJournal,
+        keys: JournalKeys,
+        archive: JournalArchive,
+        timing: SealerTiming | None = None,
+        holder: str = "",
+    ) -> None:
+        self._journal = journal
+        self._keys = keys
+        self._archive = archive
+        self._pruned_at = 0.0
+        self._timing = timing or SealerTiming()
+        self.holder = holder or holder_name()
+        self.holding = False
+        self._failing = ""  # the last failure logged: a lasting one is logged once, not every second
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Take the lease when free, seal while holding it, until `stop`; then let the lease go."""
+        try:
+            while not stop.is_set():
+                await self.step()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self._timing.interval.total_seconds())
+        finally:
+            if self.holding:
+                await self._journal.release_lease(self.holder)
+
+    async def step(self) -> Seal | None:
+        """Renew or take the lease; while held, seal what waits. Failures are logged and retried."""
+        try:
+            self.holding = await self._journal.take_lease(self.holder, self._timing.lease)
+            sealed = await self.seal() if self.holding else None
+            if self.holding:
+                await self.drain()
+        except (SesameError, SealLost, OSError) as exc:
+            if str(exc) != self._failing:
+                _log.warning("the journal is not being sealed: %s", exc)
+            self._failing = str(exc)
+            return None
+        if self._failing:
+            _log.info("the journal is sealed again")
+            self._failing = ""
+        return sealed
+
+    async def seal(self) -> Seal | None:
+        """Close and keep one block over the entries waiting (None when none waits). SealLost."""
+        previous = await self._journal.last_seal()
+        entries = await self._journal.unsealed(previous.block.last if previous else "")
+        if not entries:
+            return None
+        key = await self._keys.current_journal_key()
+        now = datetime.now(UTC)
+        block, leaves = close_block(
+            previous.block if previous else None, entries, now.isoformat(timespec="milliseconds"), key.label
+        )
+        seal = Seal(block, await self._keys.sign(key, block.payload()), leaves)
+        await self._journal.record_seal(self.holder, seal, previous)
+        return seal
+
+    async def drain(self) -> int:
+        """Archive the sealed blocks the archive lacks, in order and checked; then drop them from Redis.
+
+        Returns how many were archived. ArchiveRefused (nothing more archived) when one does not follow the
+        archive or its entries are not what it seals; SealLost; OSError when the disk fails.
+        """
+        archived = self._archive.last_block()
+        done, count = None, 0
+        for seal in await self._journal.seals_from("0-0"):
+            if archived is None or seal.block.number > archived.number:
+                entries = await self._journal.sealed_entries(seal)
+                await asyncio.to_thread(self._archive.append, seal, entries)
+                archived, count = seal.block, count + 1
+            done = seal
+        if done is not None:
+            await self._journal.drop_archived(self.holder, done)
+        if time.monotonic() - self._pruned_at > PRUNE_EVERY_SECONDS:
+            cutoff = datetime.now(UTC) - self._timing.retention
+            await asyncio.to_thread(self._archive.prune, cutoff.isoformat(timespec="milliseconds"))
+            self._pruned_at = time.monotonic()
+        return count

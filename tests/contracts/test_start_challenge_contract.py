@@ -1,0 +1,176 @@
+"""The start half of the StateStore contract: Start's one step reads the user, refuses with the waits of
+today's errors, claims the request id, charges and opens, on the fake and on Redis alike (decision 0025)."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from sesame.clients.redis_store import RedisStateStore
+from sesame.server.domain.budgets import BudgetSubject, Charge, SendBudget
+from sesame.server.domain.challenges import ChallengeRef, user_tag
+from sesame.server.domain.destinations import DEFAULT_COUNTRIES
+from sesame.server.domain.errors import (
+    DestinationNotAllowed,
+    InvalidRequest,
+    PhoneCooling,
+    SendBudgetExhausted,
+    UserBlocked,
+    UserNotActive,
+    UserNotFound,
+)
+from sesame.server.domain.model import ChallengeStatus, RequestContext, UserStatus
+from sesame.server.domain.opening import Opening
+from sesame.server.domain.operation import CreditTransfer, Login, Money, Operation, Payee
+from tests import factories
+from tests.fakes.state_store import MemoryStateStore
+
+Store = MemoryStateStore | RedisStateStore
+
+USER_ID = "u-1"
+TRANSFER = CreditTransfer(Money("EUR", 125000), Payee("Jean DUPONT", "FR7630006000011234567890189"), "tx-1")
+_nonces = itertools.count(1)
+
+
+def now() -> datetime:
+    """The real present to the millisecond: Redis expires budgets and claims by its own wall clock."""
+    at = datetime.now(UTC)
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
+
+
+def an_opening(operation: Operation = TRANSFER, request_id: str = "", **changes: object) -> Opening:
+    """A Start of a new challenge for `u-1` now, under the default countries and budgets."""
+    at = now()
+    ref = ChallengeRef(next(_nonces).to_bytes(16, "big"), 1, 6, user_tag(USER_ID))
+    opening = Opening(
+        challenge_id=ref.challenge_id,
+        user_id=USER_ID,
+        operation=operation,
+        nonce=ref.nonce,
+        key_version=1,
+        digits=6,
+        created_at=at,
+        expires_at=at + timedelta(minutes=5),
+        max_attempts=3,
+        max_resends=3,
+        resend_spacing=timedelta(seconds=30),
+        cooled=not isinstance(operation, Login),
+        countries=DEFAULT_COUNTRIES,
+        budget=SendBudget(),
+        context=RequestContext(caller="svc"),
+        request_id=request_id,
+    )
+    return dataclasses.replace(opening, **changes)
+
+
+async def enrolled(store: Store, **changes: object) -> None:
+    """Enrol `u-1` (client-1, +33612345678, fr), ACTIVE unless told otherwise."""
+    user = factories.a_user(now() - timedelta(days=30), **changes)
+    await store.register_user(dataclasses.replace(user, **changes))
+
+
+async def test_start_opens_for_the_users_current_number_client_and_locale(store: Store) -> None:
+    """The step reads the user: the challenge is OPEN, for its number, client and locale, and queued."""
+    await enrolled(store, locale="de")
+    opened = await store.start_challenge(an_opening())
+    assert opened.queued
+    stored = await store.get_challenge(opened.challenge.challenge_id)
+    assert stored == opened.challenge
+    assert (stored.phone, stored.client_id, stored.locale) == (factories.PHONE, "client-1", "de")
+    assert stored.status is ChallengeStatus.OPEN
+
+
+async def test_a_retried_request_answers_its_challenge_and_charges_nothing(store: Store) -> None:
+    """The same request id again: the first challenge, not queued, and no unit of a budget of one."""
+    await enrolled(store)
+    one = SendBudget(per_user=1, per_phone=1)
+    first = await store.start_challenge(an_opening(request_id="r-1", budget=one))
+    again = await store.start_challenge(an_opening(request_id="r-1", budget=one))
+    assert (again.challenge.challenge_id, again.queued) == (first.challenge.challenge_id, False)
+    with pytest.raises(SendBudgetExhausted):
+        await store.start_challenge(an_opening(request_id="r-2", budget=one))
+
+
+async def test_a_request_id_for_another_operation_is_invalid(store: Store) -> None:
+    """The same request id for another operation is InvalidRequest on `request_id`, nothing opened."""
+    await enrolled(store)
+    await store.start_challenge(an_opening(request_id="r-1"))
+    with pytest.raises(InvalidRequest) as refused:
+        await store.start_challenge(an_opening(Login(), request_id="r-1"))
+    assert [v.field for v in refused.value.violations] == ["request_id"]
+
+
+async def test_request_ids_are_per_user(store: Store) -> None:
+    """Two users may use the same request id independently."""
+    await enrolled(store)
+    await enrolled(store, user_id="u-2")
+    first = await store.start_challenge(an_opening(request_id="r-1"))
+    ref = ChallengeRef(next(_nonces).to_bytes(16, "big"), 1, 6, user_tag("u-2"))
+    other = an_opening(request_id="r-1", user_id="u-2", challenge_id=ref.challenge_id, nonce=ref.nonce)
+    second = await store.start_challenge(other)
+    assert second.queued
+    assert second.challenge.challenge_id != first.challenge.challenge_id
+
+
+async def test_an_unknown_or_inactive_user_is_refused(store: Store) -> None:
+    """No user: UserNotFound; a suspended one: UserNotActive."""
+    with pytest.raises(UserNotFound):
+        await store.start_challenge(an_opening())
+    await enrolled(store, status=UserStatus.SUSPENDED)
+    with pytest.raises(UserNotActive):
+        await store.start_challenge(an_opening())
+
+
+async def test_a_blocked_user_is_refused_with_the_wait(store: Store) -> None:
+    """A user blocked ten minutes more: UserBlocked with those ten minutes."""
+    opening = an_opening()
+    await enrolled(store, blocked_until=opening.created_at + timedelta(minutes=10))
+    with pytest.raises(UserBlocked) as refused:
+        await store.start_challenge(opening)
+    assert refused.value.retry_after == timedelta(minutes=10)
+
+
+async def test_a_cooling_number_holds_back_money_not_login(store: Store) -> None:
+    """While the number cools: a transfer is PhoneCooling with the wait, a login opens."""
+    opening = an_opening()
+    await enrolled(store, cooling_until=opening.created_at + timedelta(hours=2))
+    with pytest.raises(PhoneCooling) as refused:
+        await store.start_challenge(opening)
+    assert refused.value.retry_after == timedelta(hours=2)
+    assert (await store.start_challenge(an_opening(Login()))).queued
+
+
+async def test_a_number_outside_the_countries_is_refused_before_any_unit(store: Store) -> None:
+    """A French number when only Germany is allowed: DestinationNotAllowed naming FR, no unit taken."""
+    await enrolled(store)
+    one = SendBudget(per_user=1)
+    with pytest.raises(DestinationNotAllowed) as refused:
+        await store.start_challenge(an_opening(countries=frozenset({"DE"}), budget=one))
+    assert str(refused.value) == "FR"
+    assert (await store.start_challenge(an_opening(budget=one))).queued
+
+
+async def test_a_number_under_a_shared_calling_code_is_checked_by_region(store: Store) -> None:
+    """+47 is Norway's and Svalbard's: a Norwegian number opens when only Norway is allowed, not when
+    only Svalbard is."""
+    await enrolled(store, secure_phone="+4741234567")
+    with pytest.raises(DestinationNotAllowed):
+        await store.start_challenge(an_opening(countries=frozenset({"SJ"})))
+    opened = await store.start_challenge(an_opening(countries=frozenset({"NO"})))
+    assert opened.challenge.phone == "+4741234567"
+
+
+async def test_the_numbers_budget_is_the_one_a_resend_charges(store: Store) -> None:
+    """Start names the number's budget from the stored number as BudgetSubject.phone does: a resend
+    charging that number with a limit of one finds its unit spent."""
+    await enrolled(store)
+    opened = (await store.start_challenge(an_opening())).challenge
+    number = Charge(BudgetSubject.phone(factories.PHONE), 1, timedelta(hours=1))
+    with pytest.raises(SendBudgetExhausted) as refused:
+        await store.record_resend(
+            opened.challenge_id, opened.created_at + timedelta(seconds=31), RequestContext(), (number,)
+        )
+    assert refused.value.subject == "phone"

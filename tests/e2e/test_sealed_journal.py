@@ -1,0 +1,212 @@
+"""A journal entry deleted or edited in Redis is found by `sesame evidence`, through the real server.
+
+The attack (issue 8): the journal was plain Redis streams; deleting one entry with XDEL went unnoticed and
+`sesame evidence` still exited 0 with every check true. Now every entry is numbered in its stream and sealed
+in a block signed in the HSM (docs/decisions/0027): removing the first, a middle or the last entry, or
+editing one, makes `sesame evidence` exit 1 and name the check that failed; a clean journal passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import redis.asyncio as aioredis
+
+from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
+from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
+from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
+from tests.e2e.conftest import Live, Served
+from tests.e2e.helpers import CONTEXT, IBAN, PHONE, enrolled, started, transfer, verify, wrong
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+
+def _evidence(address: str, challenge_id: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sesame.server.cli", "evidence", challenge_id, "--target", address],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def sealed_flow(live: Live) -> str:
+    """A wrong code, the right one and its proof, a refused cancel, all sealed: the challenge id.
+
+    The refused cancel comes last: a deleted proof entry would be journaled again by the evidence's own call
+    (it signs the proof again), which shows the deletion too, but as a gap, not as a sealed entry missing.
+    """
+    challenge_id, code = await started(live, await enrolled(live))
+    assert (await verify(live, challenge_id, wrong(code))).result == auth_pb.VERIFY_RESULT_WRONG_CODE
+    assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
+    with pytest.raises(grpc.aio.AioRpcError):
+        await live.auth.CancelChallenge(
+            auth_pb.CancelChallengeRequest(challenge_id=challenge_id, context=CONTEXT)
+        )
+    assert live.sealer is not None
+    assert await live.sealer.step() is not None  # the one sealer takes the lease and seals what waits
+    return challenge_id
+
+
+async def evidence(live: Live, challenge_id: str) -> tuple[int, dict[str, Any], str]:
+    """`sesame evidence`: exit status, bundle, standard error."""
+    done = await asyncio.to_thread(_evidence, live.address, challenge_id)
+    return done.returncode, json.loads(done.stdout), done.stderr
+
+
+async def test_a_clean_sealed_journal_passes(live: Live, redis_client: aioredis.Redis) -> None:
+    """Its seals come from the archive: Redis let them go once archived (only the last one's head stays)."""
+    challenge_id = await sealed_flow(live)
+    assert await redis_client.xlen(live.store.keys.journal_seals()) == 0
+    status, bundle, stderr = await evidence(live, challenge_id)
+    assert status == 0, stderr[-2000:]
+    checked = bundle["journal_seals"]
+    assert (checked["valid"], checked["failed"]) == (True, None)
+    assert checked["entries"] == checked["sealed_entries"] == len(bundle["journal"]) >= 5
+    assert [e["seq"] for e in bundle["journal"]] == [str(n) for n in range(1, len(bundle["journal"]) + 1)]
+
+
+async def _entries(client: aioredis.Redis, stream: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    return list(await client.xrange(stream))
+
+
+@pytest.mark.parametrize(
+    ("where", "failure"),
+    [
+        ("first", "entry 1 is missing"),
+        ("middle", "entry 3 is missing"),
+        ("last", "entry 6 was sealed but is missing"),
+        ("proof", "entry 5 is missing"),  # the evidence's call journals it again: a gap
+    ],
+)
+async def test_a_deleted_entry_is_found(
+    live: Live, redis_client: aioredis.Redis, where: str, failure: str
+) -> None:
+    challenge_id = await sealed_flow(live)
+    stream = live.store.keys.challenge_journal(challenge_id)
+    entries = await _entries(redis_client, stream)
+    victim = {"first": entries[0], "middle": entries[2], "last": entries[-1], "proof": entries[4]}[where]
+    assert entries[4][1][b"event"] == b"challenge.proof"
+    assert await redis_client.xdel(stream, victim[0]) == 1
+    status, bundle, stderr = await evidence(live, challenge_id)
+    assert status == 1
+    assert bundle["journal_seals"]["valid"] is False
+    assert failure in bundle["journal_seals"]["failed"]
+    assert f"journal check failed: {bundle['journal_seals']['failed']}" in stderr
+
+
+async def test_an_edited_entry_is_found(live: Live, redis_client: aioredis.Redis) -> None:
+    """The stream rewritten with the same ids and numbers, one outcome changed: the seal's hash differs."""
+    challenge_id = await sealed_flow(live)
+    stream = live.store.keys.challenge_journal(challenge_id)
+    entries = await _entries(redis_client, stream)
+    await redis_client.delete(stream)
+    for entry_id, fields in entries:
+        edited = {**fields, b"outcome": b"verified"} if fields.get(b"outcome") == b"wrong_code" else fields
+        await redis_client.xadd(stream, edited, id=entry_id)
+    status, bundle, _ = await evidence(live, challenge_id)
+    assert status == 1
+    assert bundle["journal_seals"]["failed"] == "entry 3 differs from the entry sealed"
+
+
+async def test_an_entry_deleted_before_its_seal_leaves_a_gap(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    """Deleted within the second before the seal: the numbers of the entries after it show the gap."""
+    challenge_id, code = await started(live, await enrolled(live))
+    stream = live.store.keys.challenge_journal(challenge_id)
+    (opened, _), *_ = await _entries(redis_client, stream)
+    await redis_client.xdel(stream, opened)
+    assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
+    assert live.sealer is not None
+    await live.sealer.step()
+    status, bundle, _ = await evidence(live, challenge_id)
+    assert status == 1
+    assert bundle["journal_seals"]["failed"].startswith("entry 1 is missing")
+
+
+def test_sesame_serve_seals_the_journal_within_seconds(served: Served) -> None:
+    """`sesame serve` runs the sealer (in the worker holding the lease): a flow's journal gets sealed."""
+    with grpc.insecure_channel(served.address) as channel:
+        enrol_grpc.EnrollmentServiceStub(channel).EnrollUser(
+            enrol_pb.EnrollUserRequest(user_id="sealed", client_id="acme", secure_phone=PHONE), timeout=5
+        )
+        start = auth_pb.StartChallengeRequest(user_id="sealed", operation=transfer(), context=CONTEXT)
+        challenge_id = (
+            auth_grpc.AuthenticationServiceStub(channel).StartChallenge(start, timeout=5).challenge_id
+        )
+    deadline = time.monotonic() + 20
+    while True:
+        done = _evidence(served.address, challenge_id)
+        assert done.returncode == 0, done.stderr[-2000:]
+        checked = json.loads(done.stdout)["journal_seals"]
+        if checked["sealed_entries"] == checked["entries"] >= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert (checked["valid"], checked["sealed_entries"]) == (True, checked["entries"])
+    assert checked["given"]["seals"][0]["block"]["kid"] == "sesame-journal-v1"
+
+
+async def test_the_operation_as_authorised_outlives_the_challenge(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    """Purged after its retention, the challenge no longer says what was authorised: the sealed journal does
+    (amount, currency, payee name and IBAN, transaction id), its digest the one the proof signed."""
+    challenge_id = await sealed_flow(live)
+    await redis_client.delete(live.store.keys.challenge(challenge_id))  # what the purge does
+    status, bundle, stderr = await evidence(live, challenge_id)
+    assert status == 0, stderr[-2000:]
+    assert bundle["challenge"] is None
+    assert bundle["operation_as_authorised"] == {
+        "type": "credit_transfer",
+        "amount": {"currency": "EUR", "amount_minor": 125000},
+        "payee": {"name": "Jean DUPONT", "iban": IBAN},
+        "transaction_id": bundle["operation_as_authorised"]["transaction_id"],
+        "digest_matches_journal": True,
+    }
+    assert bundle["proof"]["claims"]["op_digest"] == next(
+        e["op_digest"] for e in bundle["journal"] if e["event"] == "challenge.opened"
+    )
+    assert bundle["journal_seals"]["valid"] is True
+
+
+def _journal_verify(var: Path, archive: Path) -> subprocess.CompletedProcess[str]:
+    """`sesame journal verify` with the keys of the development token under `var` (read from the HSM)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "sesame.server.cli", "journal", "verify", "--archive", str(archive)],
+        env={**env, "SESAME_VAR_DIR": str(var)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_journal_verify_checks_the_archive_sesame_serve_wrote(served: Served, tmp_path: Path) -> None:
+    """The archive of `sesame serve` verifies with the HSM's journal keys; one edited byte breaks it."""
+    test_sesame_serve_seals_the_journal_within_seconds(served)  # at least one flow, sealed and archived
+    done = _journal_verify(served.var, served.var / "journal")
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    assert done.stdout.startswith("verified ")
+    copy = tmp_path / "journal"
+    shutil.copytree(served.var / "journal", copy)
+    segment = max(copy.glob("segment-*.jsonl"))
+    segment.write_text(
+        segment.read_text(encoding="utf-8").replace('"opened"', '"cancelled"', 1), encoding="utf-8"
+    )
+    broken = _journal_verify(served.var, copy)
+    assert broken.returncode == 1
+    assert "its entries are not the entries it seals" in broken.stdout

@@ -1,0 +1,160 @@
+"""The sealer over real Redis and SoftHSM: signed blocks in a chain, one sealer at a time (decision 0027)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from sesame.clients.redis_journal import SealLost
+from sesame.clients.redis_store import RedisStateStore
+from sesame.hsm.pkcs11 import Pkcs11KeyStore
+from sesame.server.domain import proof
+from sesame.server.domain.journal_seal import GENESIS, Seal
+from sesame.server.domain.model import RequestContext
+from sesame.server.journal_archive import ArchiveRefused, JournalArchive
+from sesame.server.journal_check import check_stream
+from sesame.server.sealer import Sealer, SealerTiming
+from tests.factories import a_challenge, its_user_enrolled
+
+pytestmark = pytest.mark.integration
+
+SHORT = SealerTiming(interval=timedelta(milliseconds=50), lease=timedelta(milliseconds=300))
+
+
+async def journal_something(store: RedisStateStore, nonce: int = 0) -> str:
+    """Enrol a user and open a challenge: two journal entries, in two streams."""
+    now = datetime.now(UTC)
+    challenge = await its_user_enrolled(store, a_challenge(now, nonce=bytes([nonce]) * 16))
+    await store.open_challenge(challenge, RequestContext())
+    return challenge.challenge_id
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> JournalArchive:
+    return JournalArchive(tmp_path / "archive")
+
+
+def sealer(store: RedisStateStore, keystore: Pkcs11KeyStore, archive: JournalArchive, holder: str) -> Sealer:
+    return Sealer(store.sealed_journal(), keystore, archive, SHORT, holder=holder)
+
+
+async def test_blocks_are_signed_chained_archived_and_leave_redis(
+    redis_store: RedisStateStore,
+    redis_client: aioredis.Redis,
+    keystore: Pkcs11KeyStore,
+    archive: JournalArchive,
+) -> None:
+    challenge_id = await journal_something(redis_store)
+    one = sealer(redis_store, keystore, archive, "one")
+    first = await one.step()
+    assert first is not None
+    assert (first.block.number, first.block.prev, first.block.count) == (1, GENESIS, 2)
+    assert first.block.kid.startswith("sesame-journal-v")
+    # Archived, then let go by Redis: the feed is empty, only the last seal stays (the next one follows it).
+    assert await redis_client.xlen(redis_store.keys.journal_feed()) == 0
+    assert [b.seal for b in archive.blocks()] == [first]
+    assert await one.step() is None  # nothing waits: no block
+    await redis_store.cancel_challenge(challenge_id, datetime.now(UTC), RequestContext())
+    second = await one.step()
+    assert second is not None
+    assert (second.block.number, second.block.prev) == (2, first.block.digest())
+    journal = redis_store.sealed_journal()
+    stream = redis_store.keys.challenge_journal(challenge_id)
+    entries = [fields for _, fields in await journal.stream_entries(stream)]
+    jwks = proof.jwk_set(await keystore.journal_public_keys())
+    assert await journal.seals_from("0-0") == []
+    assert await journal.last_seal() == Seal(second.block, second.signature, ())  # its head only
+    assert [b.seal for b in archive.blocks()] == [first, second]
+    assert [e.fields for b in archive.blocks() for e in b.entries if e.stream == stream] == entries
+    checked = check_stream(stream, entries, archive.seals_from("0-0"), jwks)
+    assert (checked.valid, checked.sealed, checked.seals) == (True, 2, 2)
+
+
+async def test_a_block_whose_entries_changed_before_the_archive_is_not_archived(
+    redis_store: RedisStateStore,
+    redis_client: aioredis.Redis,
+    keystore: Pkcs11KeyStore,
+    archive: JournalArchive,
+) -> None:
+    """Sealed, then an entry edited in the feed before the drain: the archive refuses it, Redis keeps it."""
+    await journal_something(redis_store, 6)
+    one = sealer(redis_store, keystore, archive, "one")
+    assert await one.step() is not None
+    assert archive.last_block() is not None
+    await journal_something(redis_store, 7)
+    journal = redis_store.sealed_journal()
+    assert await one.seal() is not None  # sealed, not drained yet
+    feed = redis_store.keys.journal_feed()
+    ((entry_id, fields),) = await redis_client.xrange(feed)
+    await redis_client.delete(feed)
+    await redis_client.xadd(feed, {**fields, b"outcome": b"forged"}, id=entry_id)
+    with pytest.raises(ArchiveRefused, match="are not the entries it seals"):
+        await one.drain()
+    assert [b.seal.block.number for b in archive.blocks()] == [1]
+    assert [s.block.number for s in await journal.seals_from("0-0")] == [2]
+
+
+async def test_a_second_sealer_waits_then_takes_over_when_the_first_dies(
+    redis_store: RedisStateStore, keystore: Pkcs11KeyStore, archive: JournalArchive
+) -> None:
+    """The first holds the lease and seals; the second seals nothing until the lease, no longer renewed,
+    expires; then it continues the same chain."""
+    await journal_something(redis_store, 1)
+    first, second = (
+        sealer(redis_store, keystore, archive, "first"),
+        sealer(redis_store, keystore, archive, "second"),
+    )
+    sealed = await first.step()
+    assert sealed is not None
+    await journal_something(redis_store, 2)
+    assert await second.step() is None
+    assert not second.holding
+    # The first dies here (it renews no more). The second keeps trying, as its loop does.
+    deadline = time.monotonic() + 10
+    taken = None
+    while taken is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        taken = await second.step()
+    assert taken is not None
+    assert second.holding
+    assert (taken.block.number, taken.block.prev) == (2, sealed.block.digest())
+
+
+async def test_a_sealer_that_lost_its_lease_writes_nothing(
+    redis_store: RedisStateStore, keystore: Pkcs11KeyStore, archive: JournalArchive
+) -> None:
+    await journal_something(redis_store, 3)
+    stale = sealer(redis_store, keystore, archive, "stale")
+    assert await stale.step() is not None
+    await redis_store.sealed_journal().release_lease("stale")  # as if its lease expired
+    other = sealer(redis_store, keystore, archive, "other")
+    await other.step()
+    assert other.holding
+    await journal_something(redis_store, 4)
+    with pytest.raises(SealLost, match="lost"):
+        await stale.seal()
+
+
+async def test_a_running_sealer_lets_its_lease_go_when_stopped(
+    redis_store: RedisStateStore, keystore: Pkcs11KeyStore, archive: JournalArchive
+) -> None:
+    """`run` seals while it holds the lease; stopped cleanly, it frees the lease for the next at once."""
+    await journal_something(redis_store, 5)
+    running = sealer(redis_store, keystore, archive, "running")
+    stop = asyncio.Event()
+    task = asyncio.create_task(running.run(stop))
+    journal = redis_store.sealed_journal()
+    deadline = time.monotonic() + 10
+    sealed = None
+    while sealed is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        sealed = await journal.last_seal()
+    stop.set()
+    await task
+    assert sealed is not None
+    assert await journal.take_lease("next", timedelta(seconds=1))

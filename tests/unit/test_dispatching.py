@@ -1,0 +1,136 @@
+"""The dispatcher: a queued SMS is sent only while its challenge can be answered, and settled once, whatever
+the gateway said (docs/decisions/0025). Over the fakes; the outbox contract holds the fake to Redis."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from sesame.server.domain.challenges import ChallengeFlows, ChallengePolicy, StartRequest
+from sesame.server.domain.dispatching import Dispatcher, Outcome, RecentCodes
+from sesame.server.domain.errors import KeyNotFound
+from sesame.server.domain.model import Challenge, DeliveryState, RequestContext, User, UserStatus
+from sesame.server.domain.proofs import ProofFlows
+from tests.fakes.clock import FixedClock
+from tests.fakes.keystore import FakeKeyStore
+from tests.fakes.sms import RecordingSmsGateway
+from tests.fakes.state_store import MemoryStateStore
+from tests.fakes.world import PHONE, TRANSFER
+
+NO_CONTEXT = RequestContext()
+NO_WAIT = timedelta(0)
+
+
+class Queued:
+    """Flows that queue without sending, a dispatcher over the same fakes, and a handle on each."""
+
+    def __init__(self, *, recent: bool = False, dispatcher_keys: FakeKeyStore | None = None) -> None:
+        self.clock = FixedClock()
+        self.keys = FakeKeyStore()
+        self.keys.add_key("sesame-otp-v1", b"k" * 32)
+        self.store = MemoryStateStore()
+        self.sms = RecordingSmsGateway(self.clock)
+        policy = ChallengePolicy()
+        codes = RecentCodes(self.clock) if recent else None
+        proofs = ProofFlows(keys=self.keys, store=self.store, clock=self.clock, issuer=policy.bank_name)
+        self.flows = ChallengeFlows(
+            keys=self.keys,
+            store=self.store,
+            sms=self.sms,
+            clock=self.clock,
+            policy=policy,
+            proofs=proofs,
+            recent=codes,
+        )
+        self.dispatcher = Dispatcher(
+            keys=dispatcher_keys or self.keys,
+            outbox=self.store.outbox,
+            sms=self.sms,
+            clock=self.clock,
+            bank_name=policy.bank_name,
+            recent=codes,
+        )
+
+    async def start(self) -> Challenge:
+        await self.store.register_user(
+            User("alice", "acme", PHONE, "fr", UserStatus.ACTIVE, self.clock.now())
+        )
+        return await self.flows.start(StartRequest("alice", TRANSFER, NO_CONTEXT))
+
+    async def dispatch_one(self) -> Outcome:
+        (queued,) = await self.store.outbox.take("unit", 10, NO_WAIT)
+        return (await self.dispatcher.dispatch(queued)).outcome
+
+    async def delivery(self, challenge: Challenge) -> DeliveryState:
+        return (await self.store.get_challenge(challenge.challenge_id)).delivery
+
+
+async def test_start_queues_and_sends_nothing_itself() -> None:
+    """Start answers QUEUED with one entry in the outbox and no SMS handed to the gateway."""
+    world = Queued()
+    challenge = await world.start()
+    assert challenge.delivery is DeliveryState.QUEUED
+    assert (await world.store.outbox.backlog()).depth == 1
+    assert world.sms.sent == []
+
+
+async def test_a_queued_sms_is_sent_once_and_settled() -> None:
+    """Dispatched: one SMS to the secure number, the challenge SENT, the outbox empty."""
+    world = Queued()
+    challenge = await world.start()
+    assert await world.dispatch_one() is Outcome.SENT
+    assert [(m.to, m.challenge_id) for m in world.sms.sent] == [(PHONE, challenge.challenge_id)]
+    assert await world.delivery(challenge) is DeliveryState.SENT
+    assert (await world.store.outbox.backlog()).depth == 0
+
+
+async def test_an_expired_challenges_sms_is_never_sent() -> None:
+    """Taken after the challenge expired: no SMS, the challenge EXPIRED, the entry settled."""
+    world = Queued()
+    challenge = await world.start()
+    world.clock.advance(ChallengePolicy().lifetime)
+    assert await world.dispatch_one() is Outcome.EXPIRED
+    assert world.sms.sent == []
+    assert await world.delivery(challenge) is DeliveryState.EXPIRED
+    assert (await world.store.outbox.backlog()).depth == 0
+
+
+async def test_a_cancelled_challenges_sms_is_never_sent() -> None:
+    """Cancelled before its SMS left: no SMS, the entry settled."""
+    world = Queued()
+    challenge = await world.start()
+    await world.flows.cancel(challenge.challenge_id, NO_CONTEXT)
+    assert await world.dispatch_one() is Outcome.EXPIRED
+    assert world.sms.sent == []
+    assert (await world.store.outbox.backlog()).depth == 0
+
+
+async def test_a_gateway_refusal_is_recorded_failed_and_settled() -> None:
+    """The gateway refuses: FAILED on the challenge, the entry settled (retries are the gateway's)."""
+    world = Queued()
+    challenge = await world.start()
+    world.sms.fail()
+    assert await world.dispatch_one() is Outcome.FAILED
+    assert await world.delivery(challenge) is DeliveryState.FAILED
+    assert (await world.store.outbox.backlog()).depth == 0
+
+
+async def test_the_code_start_noted_is_sent_without_another_hsm_call() -> None:
+    """With Start's code noted in the process, the dispatcher sends it without the HSM: a dispatcher whose
+    key store holds no key still sends it."""
+    world = Queued(recent=True, dispatcher_keys=FakeKeyStore())
+    challenge = await world.start()
+    assert await world.dispatch_one() is Outcome.SENT
+    assert world.sms.sent[-1].challenge_id == challenge.challenge_id
+
+
+async def test_an_hsm_failure_leaves_the_sms_queued() -> None:
+    """A dispatcher that cannot compute the code sends nothing and settles nothing: the entry stays, to be
+    claimed again once idle (and sent, or found expired)."""
+    world = Queued(dispatcher_keys=FakeKeyStore())
+    await world.start()
+    with pytest.raises(KeyNotFound):
+        await world.dispatch_one()
+    assert world.sms.sent == []
+    assert (await world.store.outbox.backlog()).depth == 1

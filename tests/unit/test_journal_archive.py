@@ -1,0 +1,70 @@
+"""The journal's archive: append-only segment files of checked blocks (docs/decisions/0027)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sesame.server import journal_archive
+from sesame.server.domain.journal_seal import FeedEntry
+from sesame.server.journal_archive import ArchiveRefused, JournalArchive
+from tests.unit.test_journal_seal import STREAM, Signer, journal
+
+
+def feed(first: int, count: int) -> list[FeedEntry]:
+    return [FeedEntry(f"{n}-0", STREAM, fields) for n, fields in enumerate(journal(first + count - 1), 1)][
+        first - 1 :
+    ]
+
+
+def test_blocks_are_kept_in_order_and_read_back_after_a_restart(tmp_path: Path) -> None:
+    signer, archive = Signer(), JournalArchive(tmp_path)
+    one = signer.seal(None, feed(1, 2))
+    two = signer.seal(one.block, feed(3, 3))
+    archive.append(one, feed(1, 2))
+    archive.append(two, feed(3, 3))
+    reopened = JournalArchive(tmp_path)
+    assert reopened.last_block() == two.block
+    assert [b.seal for b in reopened.blocks()] == [one, two]
+    assert reopened.seals_from("3-0") == [two]
+    assert [e.id for b in reopened.blocks() for e in b.entries] == ["1-0", "2-0", "3-0", "4-0", "5-0"]
+
+
+def test_a_block_out_of_order_or_with_other_entries_is_refused(tmp_path: Path) -> None:
+    signer, archive = Signer(), JournalArchive(tmp_path)
+    one = signer.seal(None, feed(1, 2))
+    two = signer.seal(one.block, feed(3, 1))
+    archive.append(one, feed(1, 2))
+    with pytest.raises(ArchiveRefused, match="does not follow"):
+        archive.append(one, feed(1, 2))  # the same block again
+    assert archive.last_block() == one.block
+    with pytest.raises(ArchiveRefused, match="are not the entries it seals"):
+        archive.append(two, feed(2, 1))
+    assert archive.last_block() == one.block
+
+
+def test_a_line_being_written_is_not_read(tmp_path: Path) -> None:
+    signer, archive = Signer(), JournalArchive(tmp_path)
+    archive.append(signer.seal(None, feed(1, 1)), feed(1, 1))
+    (segment,) = tmp_path.glob("segment-*.jsonl")
+    with segment.open("a", encoding="utf-8") as out:
+        out.write('{"seal": {"block"')
+    assert len(list(JournalArchive(tmp_path).blocks())) == 1
+
+
+def test_segments_past_the_retention_are_pruned_but_the_newest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(journal_archive, "SEGMENT_BLOCKS", 2)
+    signer, archive = Signer(), JournalArchive(tmp_path)
+    previous = None
+    for n in range(1, 6):
+        seal = signer.seal(previous, feed(n, 1))
+        archive.append(seal, feed(n, 1))
+        previous = seal.block
+    assert len(list(tmp_path.glob("segment-*.jsonl"))) == 3
+    gone = archive.prune("2026-11-30T19:00:00.000+00:00")  # every block was closed at 18:00
+    assert [p.name for p in gone] == ["segment-000000000001.jsonl", "segment-000000000003.jsonl"]
+    assert [b.seal.block.number for b in archive.blocks()] == [5]
+    assert archive.prune("2026-11-30T17:00:00.000+00:00") == []
