@@ -22,6 +22,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from sesame.api.v1 import operation_pb2 as op_pb
 from sesame.server.dispatch_loop import DispatchSettings
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import CONTEXT, enrolled, started, transfer, verify, wrong
@@ -69,8 +70,9 @@ async def warm(live: Live) -> str:
 
 
 async def test_verify_is_one_round_trip_proof_included(live: Live, sent: Counter[str]) -> None:
-    """A wrong code and a right one: one script each; the proof is named by the decision and signed after it,
-    with no second write (docs/decisions/0026)."""
+    """A wrong code: one script; the proof is named by the decision and signed after it, with no second write
+    (docs/decisions/0026). A right code adds the risk memory's update (`remember_risk`, one script, left to
+    fold into the decision's: docs/decisions/0031)."""
     user_id = await warm(live)
     challenge_id, code = await started(live, user_id)
     sent.clear()
@@ -80,11 +82,11 @@ async def test_verify_is_one_round_trip_proof_included(live: Live, sent: Counter
     sent.clear()
     reply = await verify(live, challenge_id, code)
     assert (reply.result, bool(reply.proof)) == (auth_pb.VERIFY_RESULT_VERIFIED, True)
-    assert sent == Counter(evalsha=1)
+    assert sent == Counter(evalsha=2)
     sent.clear()
     assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_ALREADY_USED
     assert sent == Counter(evalsha=1)
-    assert store_calls(live) - before == Counter(record_verification=3)
+    assert store_calls(live) - before == Counter(record_verification=3, remember_risk=1)
 
 
 async def test_get_challenge_is_one_round_trip(live: Live, sent: Counter[str]) -> None:
@@ -98,24 +100,41 @@ async def test_get_challenge_is_one_round_trip(live: Live, sent: Counter[str]) -
     assert store_calls(live) - before == Counter(get_challenge=1)
 
 
-async def test_start_is_one_round_trip_with_or_without_a_request_id(live: Live, sent: Counter[str]) -> None:
+async def test_start_is_one_round_trip_for_a_login_and_two_for_a_transfer(
+    live: Live, sent: Counter[str]
+) -> None:
     """One script reads the user, claims the request id, charges, opens, journals and queues the SMS; a
-    request id costs nothing more (decision 0025). The dispatcher's reads go through a client of its own."""
+    request id costs nothing more (decision 0025). A login, which no default rule can match, reads nothing
+    more; a transfer reads the user's risk memory first (`read_user_risk`, one script) so that the rules
+    decide before anything is charged: two round trips, left to fold into the one (decision 0031). The
+    dispatcher's reads go through a client of its own."""
     user_id = await warm(live)
     sent.clear()
     before = store_calls(live)
     await live.auth.StartChallenge(
         auth_pb.StartChallengeRequest(user_id=user_id, operation=transfer(), context=CONTEXT)
     )
-    assert sent == Counter(evalsha=1)
-    assert store_calls(live) - before == Counter(open_challenge=1)
+    assert sent == Counter(evalsha=2)
+    assert store_calls(live) - before == Counter(read_user_risk=1, open_challenge=1)
     sent.clear()
     await live.auth.StartChallenge(
         auth_pb.StartChallengeRequest(
             user_id=user_id, operation=transfer(), context=CONTEXT, request_id="rt-1"
         )
     )
+    assert sent == Counter(evalsha=2)
+    sent.clear()
+    before = store_calls(live)
+    await live.auth.StartChallenge(
+        auth_pb.StartChallengeRequest(
+            user_id=user_id,
+            operation=op_pb.Operation(login=op_pb.Login()),
+            context=CONTEXT,
+            request_id="rt-2",
+        )
+    )
     assert sent == Counter(evalsha=1)
+    assert store_calls(live) - before == Counter(open_challenge=1)
 
 
 BENCHMARKS_MD = Path(__file__).parents[2] / "docs" / "benchmarks.md"

@@ -14,6 +14,7 @@ from sesame.server.domain.dispatching import Dispatcher
 from sesame.server.domain.model import Challenge, RequestContext
 from sesame.server.domain.ports import Clock, KeyStore, SmsGateway, StateStore
 from sesame.server.domain.proofs import ProofFlows
+from sesame.server.domain.risk_flow import RiskFlows
 from sesame.server.domain.tally import UNTALLIED, Tally
 from tests.fakes.outbox import MemoryOutbox
 
@@ -32,9 +33,10 @@ class InstantlyDispatched(ChallengeFlows):
         policy: ChallengePolicy,
         proofs: ProofFlows,
         tally: Tally = UNTALLIED,
+        risk: RiskFlows | None = None,
     ) -> None:
         super().__init__(
-            keys=keys, store=store, sms=sms, clock=clock, policy=policy, proofs=proofs, tally=tally
+            keys=keys, store=store, sms=sms, clock=clock, policy=policy, proofs=proofs, tally=tally, risk=risk
         )
         self.outbox = outbox
         self.dispatcher = Dispatcher(

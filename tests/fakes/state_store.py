@@ -112,6 +112,7 @@ def _opened(opening: Opening, user: User) -> Challenge:
         resend_spacing=opening.resend_spacing,
         resends=0,
         last_sent_at=opening.created_at,
+        risk=opening.risk,
     )
 
 
@@ -219,6 +220,7 @@ class MemoryStateStore(MemoryRegistry):
             created_at=ms(challenge.created_at),
             expires_at=ms(challenge.expires_at),
             last_sent_at=ms(challenge.last_sent_at),
+            risk=None,  # journaled, never stored (as in Redis)
         )
         self._challenges[cid] = stored
         self.outbox.queue(cid, ms(challenge.created_at))  # as open_challenge.lua, in the same step
@@ -233,6 +235,7 @@ class MemoryStateStore(MemoryRegistry):
                 "key_version": str(stored.key_version),
                 "op": kind(stored.operation).name.lower(),
                 **context_fields(context),
+                **(challenge.risk.journal_fields() if challenge.risk is not None else {}),
             },
         )
 

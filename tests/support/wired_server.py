@@ -8,7 +8,7 @@ from pathlib import Path
 from sesame.clients.redis_store import RedisStateStore
 from sesame.clients.sms_console import ConsoleSmsGateway
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
-from sesame.server.app import Gateway, Runtime, SystemClock, wire
+from sesame.server.app import Gateway, RiskWiring, Runtime, SystemClock, wire
 from sesame.server.dispatch_loop import DispatchLoops, DispatchSettings
 from sesame.server.domain.challenges import ChallengePolicy
 from sesame.server.domain.lifecycle import LifecyclePolicy
@@ -28,6 +28,7 @@ class ServerOptions:
     health_interval: float = 1.0
     transport: TransportSettings = PLAINTEXT
     clock: Clock | None = None  # the server's time; None: the system clock
+    risk: RiskWiring | None = None  # the risk rules and SIM-swap API; None: the default rules, no SIM swap
     dispatch: DispatchSettings = field(
         default_factory=DispatchSettings
     )  # the outbox's dispatch loops beside the server
@@ -57,6 +58,7 @@ async def start_wired(
         policy=chosen.policy,
         lifecycle=chosen.lifecycle,
         metrics=Metrics(),
+        risk=chosen.risk,
         archive=JournalArchive(sms_file.parent / "journal-archive"),
     )
     server = await GrpcServer.start(

@@ -63,6 +63,11 @@ class Keyspace:
         """The user's challenges that may still be open, scored by their expiry (unix ms)."""
         return f"{self._user_place(user_id)}:pending:{user_id}"
 
+    def user_risk(self, user_id: str, part: str) -> str:
+        """One part of the user's risk memory (`payees`, `added`, `amounts`, `ips`, `devices`, `ops`,
+        `denials`): bounded, expiring, in the user's place (docs/risk.md)."""
+        return f"{self._user_place(user_id)}:risk:{user_id}:{part}"
+
     def start_request(self, user_id: str, request_id: str) -> str:
         """The idempotency key of one StartChallenge request (the request id last: the user id is not)."""
         return f"{self._user_place(user_id)}:request:{len(user_id)}:{user_id}:{request_id}"

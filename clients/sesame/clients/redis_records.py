@@ -204,7 +204,15 @@ def opened_entry(challenge: Challenge, context: RequestContext) -> list[Field]:
         "op", kind(challenge.operation).name.lower(),
         *operation_fields(challenge.operation),
         *context_fields(context),
+        *risk_fields(challenge),
     ]  # fmt: skip
+
+
+def risk_fields(challenge: Challenge) -> list[Field]:
+    """The risk rules' decision on the challenge's operation, when they were asked (docs/risk.md)."""
+    if challenge.risk is None:
+        return []
+    return [item for pair in challenge.risk.journal_fields().items() for item in pair]
 
 
 def operation_fields(operation: Operation) -> list[Field]:
@@ -238,6 +246,7 @@ def opened_challenge(opening: Opening, client_id: str, phone: str, locale: str) 
         resend_spacing=opening.resend_spacing,
         resends=0,
         last_sent_at=from_ms(to_ms(opening.created_at)),
+        risk=opening.risk,  # journaled with the opening (docs/risk.md), not stored in the hash
     )
 
 

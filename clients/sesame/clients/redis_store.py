@@ -24,6 +24,7 @@ from sesame.clients.meter import UNMETERED, CallMeter
 from sesame.clients.redis_journal import RedisJournal
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_outbox import RedisOutbox
+from sesame.clients.redis_risk import RedisRiskMemory
 from sesame.clients.redis_scripts import Scripts, stored_challenge
 from sesame.clients.redis_scripts import translated as _translated
 from sesame.clients.redis_users import RedisRegistry
@@ -126,6 +127,10 @@ class RedisStateStore(RedisRegistry):
         """Close the client and its connections."""
         with _translated():
             await self._client.aclose()
+
+    def risk_memory(self) -> RedisRiskMemory:
+        """The users' risk memory, on this store's client and keyspace (docs/risk.md)."""
+        return RedisRiskMemory(self._client, self.keys, self._scripts)
 
     async def check(self) -> None:
         """Return when Redis answers PING. StoreUnavailable (for the health watcher)."""

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
+from sesame.clients.camara_sim_swap import CamaraConfig, CamaraSimSwap
 from sesame.clients.http_listener import HttpListener
 from sesame.clients.kannel_dlr import DLR_PATH, KannelDeliveryReports
 from sesame.clients.redis_provider_ids import RedisProviderIds
@@ -33,13 +34,16 @@ from sesame.server.domain.enrollment import EnrollmentFlows
 from sesame.server.domain.errors import ConfigurationError
 from sesame.server.domain.lifecycle import LifecyclePolicy
 from sesame.server.domain.model import DeliveryState
-from sesame.server.domain.ports import Outbox, Probe, SmsGateway, StateStore
+from sesame.server.domain.ports import Clock, Outbox, Probe, SimSwapCheck, SmsGateway, StateStore
 from sesame.server.domain.proofs import ProofFlows
+from sesame.server.domain.risk_flow import RiskFlows, RiskPolicy
 from sesame.server.grpc.server import GrpcServer, Serving
 from sesame.server.journal_archive import JournalArchive
 from sesame.server.journal_evidence import ChallengeSeals
 from sesame.server.key_boot import KeyBootPolicy, boot_keys
 from sesame.server.metrics import DependencyMeter, MeteredSmsGateway, Metrics, MetricsTally
+from sesame.server.risk_metrics import RiskMetrics
+from sesame.server.risk_settings import RiskSettings, SimSwapSettings
 from sesame.server.sealer import Sealer, SealerTiming
 from sesame.server.smpp_settings import SmppSettings
 from sesame.server.sms_providers import ProviderMeter
@@ -117,6 +121,9 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
         meter = ProviderMeter(metrics, watch, settings.sms_providers)
         sms = await stack.enter_async_context(sms_gateway(settings, clock, reports, meter))
         sms = replace(sms, watch=watch)
+        sim_swap = sim_swap_check(settings.risk.sim_swap, clock)
+        if sim_swap is not None:
+            stack.push_async_callback(sim_swap.close)
         # No /metrics here: the supervisor serves the sum of its workers' metrics (docs/decisions/0021).
         running = wire(
             keys=keys,
@@ -127,6 +134,7 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
             policy=settings.policy,
             lifecycle=settings.lifecycle,
             metrics=metrics,
+            risk=RiskWiring(settings.risk, sim_swap),
             sealing=SealerTiming(retention=settings.evidence_retention),
             archive=JournalArchive(settings.journal_archive_dir),
         )
@@ -135,6 +143,28 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
         loops.start()
         stack.push_async_callback(loops.stop)
         yield running
+
+
+@dataclass(frozen=True, slots=True)
+class RiskWiring:
+    """The risk rules' settings and the operator's SIM-swap API (None: off) (docs/risk.md)."""
+
+    settings: RiskSettings = field(default_factory=RiskSettings)
+    sim_swap: SimSwapCheck | None = None
+
+
+def sim_swap_check(settings: SimSwapSettings | None, clock: Clock) -> CamaraSimSwap | None:
+    """The operator's CAMARA SIM Swap API when configured."""
+    if settings is None:
+        return None
+    config = CamaraConfig(
+        settings.url,
+        settings.token,
+        timeout=settings.timeout.total_seconds(),
+        max_age=settings.max_age,
+        cache_for=settings.cache_for,
+    )
+    return CamaraSimSwap(config, clock)
 
 
 @contextlib.asynccontextmanager
@@ -248,6 +278,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
     policy: ChallengePolicy,
     lifecycle: LifecyclePolicy,
     metrics: Metrics,
+    risk: RiskWiring | None = None,
     sealing: SealerTiming | None = None,
     archive: JournalArchive | None = None,
 ) -> Runtime:
@@ -257,6 +288,14 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
     metered_keys = TracedKeyStore(keys.metered(DependencyMeter(metrics, "hsm")))
     metered_store = store.metered(DependencyMeter(metrics, "store"))
     tally = MetricsTally(metrics)
+    risk = risk or RiskWiring()
+    risk_flows = RiskFlows(
+        memory=metered_store.risk_memory(),  # its scripts timed at the same funnel
+        clock=clock,
+        policy=RiskPolicy(risk.settings.rules, risk.settings.limits),
+        sim_swap=risk.sim_swap,
+        meter=RiskMetrics(metrics.registry),
+    )
     recent = RecentCodes(clock)  # Start's code, for this worker's dispatcher (docs/decisions/0025)
     proofs = ProofFlows(keys=metered_keys, store=metered_store, clock=clock, issuer=policy.bank_name)
     sms_watch = sms.watch or SmsWatch(sms.name)
@@ -270,6 +309,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
             policy=policy,
             proofs=proofs,
             tally=tally,
+            risk=risk_flows,
             recent=recent,
         ),
         enrollment=EnrollmentFlows(

@@ -1,4 +1,4 @@
-"""The `sesame` command: serve, dispatch, keys, demo, health, proof, evidence, journal."""
+"""The `sesame` command: serve, dispatch, keys, demo, health, proof, evidence, journal, risk replay."""
 
 from __future__ import annotations
 
@@ -76,6 +76,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     evidence.add_argument("challenge_id")
     _client_options(evidence)
+    risk = commands.add_parser("risk", help="the risk rules (docs/risk.md)")
+    risk_actions = risk.add_subparsers(dest="risk_action", required=True, metavar="ACTION")
+    replay = risk_actions.add_parser(
+        "replay",
+        help="replay scenario files on the rules (SESAME_RISK_RULES_FILE or the defaults)",
+    )
+    replay.add_argument("files", nargs="+", type=Path, metavar="FILE")
     return parser
 
 
@@ -173,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 target = args.target or settings.grpc_addr
                 sms_file = args.sms_file or str(settings.sms_console_file)
                 return asyncio.run(run_demo(target, sms_file))
-            case "health" | "proof" | "evidence" | "journal":
+            case "health" | "proof" | "evidence" | "journal" | "risk":
                 return _CHECKS[args.command](args, settings)
     except SesameError as error:
         print(f"sesame: {error}", file=sys.stderr)  # noqa: T201
@@ -191,6 +198,19 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
     if args.workers is not None:
         settings = dataclasses.replace(settings, workers=_workers(args.workers))
     uvloop.run(serve(settings))
+
+
+def _risk(args: argparse.Namespace, settings: Settings) -> int:
+    """`risk replay`: each scenario's decisions and the rates; 1 when a decision is not the one expected."""
+    from sesame.server.risk_replay import ScenarioError, run  # noqa: PLC0415
+
+    try:
+        lines, as_expected = run(args.files, settings.risk.rules)
+    except ScenarioError as error:
+        print(f"sesame: {error}", file=sys.stderr)  # noqa: T201
+        return 2
+    print("\n".join(lines))  # noqa: T201
+    return 0 if as_expected else 1
 
 
 def _workers(count: int) -> int:
@@ -344,6 +364,7 @@ _CHECKS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "proof": _proof,
     "evidence": _evidence,
     "journal": _journal_verify,
+    "risk": _risk,
 }
 
 

@@ -19,6 +19,7 @@ from sesame.server.domain.errors import ConfigurationError
 from sesame.server.domain.lifecycle import LifecyclePolicy
 from sesame.server.domain.model import LockoutPolicy
 from sesame.server.env_reader import EnvReader
+from sesame.server.risk_settings import RiskSettings, read_risk
 from sesame.server.smpp_settings import SmppSettings, read_smpp
 from sesame.server.sms_settings import (
     DlrSettings,
@@ -82,6 +83,7 @@ class Settings:
     journal_archive_dir: Path = Path("var/journal")  # the archive's segment files (decision 0027)
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)  # the SMS outbox (decision 0025)
     sms_reliability: ReliabilitySettings = field(default_factory=ReliabilitySettings)  # retries, breakers
+    risk: RiskSettings = field(default_factory=RiskSettings)  # rules, memory, SIM-swap API (docs/risk.md)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | EnvReader | None = None) -> Settings:
@@ -141,6 +143,7 @@ class Settings:
             max_concurrent_rpcs=reader.integer("SESAME_MAX_CONCURRENT_RPCS", 100, 1, 100_000),
             dispatch=read_dispatch(reader),
             sms_reliability=read_reliability(reader),
+            risk=read_risk(reader),
         )
         if settings.environment == "production":
             _production(settings, reader.problems)

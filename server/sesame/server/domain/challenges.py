@@ -22,8 +22,11 @@ from sesame.server.domain.errors import (
     InvalidRequest,
     KeyNotFound,
     KeyVersionUnavailable,
+    PhoneCooling,
     SendBudgetExhausted,
     SesameError,
+    UserBlocked,
+    UserNotActive,
 )
 from sesame.server.domain.log_context import about_user
 from sesame.server.domain.model import (
@@ -32,12 +35,16 @@ from sesame.server.domain.model import (
     DeliveryState,
     LockoutPolicy,
     RequestContext,
+    User,
+    UserStatus,
     VerificationAttempt,
     VerificationOutcome,
     VerifyResult,
 )
 from sesame.server.domain.opening import Opening
 from sesame.server.domain.operation import Operation, OperationType, digest, kind
+from sesame.server.domain.risk import RiskAssessment
+from sesame.server.domain.risk_signals import Forwarded
 from sesame.server.domain.sms_templates import SmsTemplates, default_templates
 from sesame.server.domain.tally import UNTALLIED, Tally, resend_refusal
 
@@ -48,6 +55,7 @@ if TYPE_CHECKING:
 
     from sesame.server.domain.ports import Clock, KeyStore, SmsGateway, StateStore
     from sesame.server.domain.proofs import ProofFlows
+    from sesame.server.domain.risk_flow import RiskFlows
 
 _COOLED = frozenset({OperationType.CREDIT_TRANSFER, OperationType.ADD_BENEFICIARY})
 NONCE_BYTES = 16  # 128 bits: RFC 6287 challenges and NIST's floor for a random secret's entropy
@@ -119,6 +127,7 @@ class StartRequest:
     operation: Operation
     context: RequestContext
     request_id: str = ""  # the caller's idempotency key; empty: every call opens a new challenge
+    forwarded: Forwarded = field(default_factory=Forwarded)  # the bank's risk signals (docs/risk.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +153,7 @@ class ChallengeFlows:
         policy: ChallengePolicy,
         proofs: ProofFlows,
         tally: Tally = UNTALLIED,
+        risk: RiskFlows | None = None,
         recent: RecentCodes | None = None,
     ) -> None:
         self._keys = keys
@@ -154,6 +164,7 @@ class ChallengeFlows:
         self._policy = policy
         self._proofs = proofs
         self._tally = tally
+        self._risk = risk  # None: no risk rules (Start reads nothing before its step)
 
     async def start(self, request: StartRequest) -> Challenge:
         """Open a challenge for the user's operation and queue its code's SMS to the user's secure phone.
@@ -164,6 +175,8 @@ class ChallengeFlows:
         again: an HSM that cannot compute it fails the call here, before any unit is spent.
         """
         now = self._clock.now()
+        # A DENY raises here, before anything is computed, charged or sent (docs/risk.md).
+        risk = await self._assess(request, now)
         key = await self._keys.current_otp_key()
         # The nonce is public (RFC 6287 sends it in the clear; the key is the secret): the OS CSPRNG draws
         # it, so Start costs one HSM call, the MAC (docs/decisions/0020).
@@ -180,19 +193,40 @@ class ChallengeFlows:
         self._note(ref.challenge_id, code)
         opened = None
         try:
-            opened = await self._store.start_challenge(self._opening(request, ref, now))
+            opened = await self._store.start_challenge(self._opening(request, ref, now, risk))
         except SendBudgetExhausted as refused:
             self._tally.budget_refused(refused.subject)
             raise
         finally:
             if opened is None or not opened.queued:
                 self._forget(ref.challenge_id)
-        if opened.queued:
-            self._tally.opened(request.operation)
-        # A retry of the same request id answers the challenge it opened: no second unit, no second SMS.
-        return opened.challenge
+        if not opened.queued:
+            # A retry of the same request id answers the challenge it opened: no second unit, no second SMS
+            # (and no risk: the assessment was journaled with that opening).
+            return opened.challenge
+        self._tally.opened(request.operation)
+        return opened.challenge if risk is None else replace(opened.challenge, risk=risk)
 
-    def _opening(self, request: StartRequest, ref: ChallengeRef, now: datetime) -> Opening:
+    async def _assess(self, request: StartRequest, now: datetime) -> RiskAssessment | None:
+        """The rules' decision on the operation, before Start's step (None: no rules). RiskDenied.
+
+        Only when a rule could match the operation's kind are the user and its risk memory read, in one
+        script (a round trip before the step: docs/decisions/0031); otherwise the decision is ALLOW unread.
+        """
+        if self._risk is None:
+            return None
+        if not self._risk.reads(request.operation):
+            return self._risk.unread(request.operation)
+        found = await self._risk.read(request.user_id)
+        # A user who may not be sent a code is refused as such, not as a risk denial; the step checks
+        # these again, atomically, with the rest.
+        _admit(found.user, request.operation, now)
+        check_destination(found.user.secure_phone, self._policy.countries)
+        return await self._risk.decide(found, request)
+
+    def _opening(
+        self, request: StartRequest, ref: ChallengeRef, now: datetime, risk: RiskAssessment | None
+    ) -> Opening:
         """What the store's one step needs: the challenge `ref` names, under the policy's limits."""
         policy = self._policy
         return Opening(
@@ -214,6 +248,7 @@ class ChallengeFlows:
             budget=policy.send_budget,
             context=request.context,
             request_id=request.request_id,
+            risk=risk,
         )
 
     def _charges(self, challenge: Challenge, context: RequestContext) -> tuple[budgets.Charge, ...]:
@@ -266,6 +301,8 @@ class ChallengeFlows:
             await after_block(self._store, self._sms, self._clock, self._policy, block, tally=self._tally)
         if outcome.result is not VerifyResult.VERIFIED:
             return outcome
+        if self._risk is not None:
+            await self._risk.remember(outcome, request.context)  # never fails the verification
         await notify_if_added(self._store, self._sms, self._policy, outcome.challenge, attempt.at)
         return replace(outcome, proof=await self._proofs.after_verification(outcome, attempt, plan))
 
@@ -335,6 +372,19 @@ class ChallengeFlows:
             nonce=challenge.nonce,
             op_digest=challenge.op_digest,
         )
+
+
+def _admit(user: User, operation: Operation, now: datetime) -> None:
+    """Refuse, before the rules decide, a user who may not be sent a code for this operation now (as
+    open_challenge.lua does in Start's step, which checks again)."""
+    if user.status is not UserStatus.ACTIVE:
+        raise UserNotActive(user.user_id)
+    if user.blocked_until is not None and user.is_blocked(now):
+        raise UserBlocked(user.user_id, user.blocked_until - now)
+    # After a change of the secure number, money cannot leave before the old number's holder had time
+    # to react to the notice; logging in (and changing the number back) still works.
+    if user.cooling_until is not None and user.is_cooling(now) and kind(operation) in _COOLED:
+        raise PhoneCooling(user.user_id, user.cooling_until - now)
 
 
 def checked_ref(challenge_id: str) -> ChallengeRef:

@@ -208,3 +208,23 @@ class DeliveryFailed(SesameError):
 
 class ConfigurationError(SesameError):
     """Settings are missing or invalid; the service refuses to start."""
+
+
+class RiskDenied(SesameError):
+    """The risk rules deny the operation (docs/risk.md): no challenge was opened, no SMS sent.
+
+    `codes` and `descriptions` are the matching rules' reasons (ours, never the caller's values),
+    `rules_version` the rules that decided.
+    """
+
+    def __init__(
+        self, user_id: str, codes: tuple[str, ...], descriptions: tuple[str, ...], rules_version: str
+    ) -> None:
+        super().__init__(user_id)
+        self.codes = codes
+        self.descriptions = descriptions
+        self.rules_version = rules_version
+
+
+class SimSwapUnavailable(SesameError):
+    """The operator's SIM-swap API did not answer in time or failed (a risk signal, never an answer)."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sesame.server.domain.operation import Operation, digest
+from sesame.server.domain.risk import RiskAssessment
 
 
 class MacAlgorithm(enum.Enum):
@@ -194,6 +195,9 @@ class Challenge:
     resend_spacing: timedelta  # the least time between two sends of the code
     resends: int  # how many resends were accepted so far
     last_sent_at: datetime  # when the code was last (re)sent: the opening, then each accepted resend
+    # What the risk rules decided when it was opened (docs/risk.md): journaled with its opening and answered
+    # by StartChallenge, not stored in the challenge itself (None when read back).
+    risk: RiskAssessment | None = None
 
     @property
     def op_digest(self) -> bytes:

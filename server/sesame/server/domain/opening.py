@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from sesame.server.domain.budgets import SendBudget
 from sesame.server.domain.model import Challenge, RequestContext
 from sesame.server.domain.operation import Operation
+from sesame.server.domain.risk import RiskAssessment
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,7 @@ class Opening:
     budget: SendBudget  # the units one SMS costs; the number's budget is found from the stored number
     context: RequestContext
     request_id: str = ""  # the caller's idempotency key; empty: every call opens a new challenge
+    risk: RiskAssessment | None = None  # the rules' decision, journaled with the opening (docs/risk.md)
 
 
 @dataclass(frozen=True, slots=True)

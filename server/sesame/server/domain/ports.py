@@ -48,6 +48,14 @@ if TYPE_CHECKING:
     )
     from sesame.server.domain.opening import Opened, Opening
     from sesame.server.domain.proof import IssuedProof
+    from sesame.server.domain.risk import RiskAssessment
+    from sesame.server.domain.risk_signals import (
+        RiskDenial,
+        RiskLimits,
+        RiskObservation,
+        SimSwapStatus,
+        UserRisk,
+    )
 
 
 class KeyStore(Protocol):
@@ -344,4 +352,46 @@ class Clock(Protocol):
 
     def now(self) -> datetime:
         """The current instant."""
+        ...
+
+
+class RiskMemory(Protocol):
+    """What Sésame remembers of each user for the risk rules (docs/risk.md): bounded, expiring, in the user's
+    place; fingerprints only."""
+
+    async def user_and_history(self, user_id: str) -> UserRisk:
+        """The user and its risk memory, in one atomic read. UserNotFound."""
+        ...
+
+    async def remember(self, seen: RiskObservation, limits: RiskLimits) -> None:
+        """Add what a VERIFIED challenge teaches; each set keeps its newest `limits` entries, for
+        `limits.retention` from the last entry."""
+        ...
+
+    async def record_denial(self, denial: RiskDenial, limits: RiskLimits) -> None:
+        """Journal a DENY in the user's capped, expiring risk journal."""
+        ...
+
+    async def denials(self, user_id: str) -> list[dict[str, str]]:
+        """The user's risk journal, oldest first (empty when none)."""
+        ...
+
+
+class SimSwapCheck(Protocol):
+    """The mobile operator's SIM-swap check (CAMARA SIM Swap: retrieveSimSwapDate / checkSimSwap)."""
+
+    async def status(self, phone: str) -> SimSwapStatus:
+        """Whether the SIM of `phone` (E.164) changed within the configured window. SimSwapUnavailable."""
+        ...
+
+
+class RiskMeter(Protocol):
+    """Where risk decisions are counted (the metrics: the domain knows no Prometheus)."""
+
+    def decided(self, operation: str, assessment: RiskAssessment) -> None:
+        """Count one assessment: its decision, each reason, each rule."""
+        ...
+
+    def sim_swap(self, state: str) -> None:
+        """Count one answer (or silence) of the operator's SIM-swap API, by state."""
         ...

@@ -19,7 +19,7 @@ from sesame.server.domain.lifecycle import UnblockOutcome
 from sesame.server.domain.ports import Clock
 from sesame.server.domain.privacy import mask_phone
 from sesame.server.domain.proofs import EvidencePage, ProofFlows
-from sesame.server.grpc import evidence_translate, translate
+from sesame.server.grpc import evidence_translate, translate, translate_risk
 from sesame.server.grpc import translate_users as users
 from sesame.server.grpc.callers import current_caller
 
@@ -47,6 +47,7 @@ class AuthenticationServicer(auth_grpc.AuthenticationServiceServicer):
             expires_at=translate.timestamp(challenge.expires_at),
             masked_phone=mask_phone(challenge.phone),
             delivery_state=translate.delivery_state(challenge.delivery),
+            risk=translate_risk.assessment(challenge.risk),
         )
 
     async def VerifyChallenge(  # noqa: N802

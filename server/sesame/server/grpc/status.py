@@ -37,6 +37,7 @@ _TABLE: tuple[tuple[type[errors.SesameError], grpc.StatusCode, str], ...] = (
     (errors.ChallengeConsumed, grpc.StatusCode.FAILED_PRECONDITION, "challenge already authorised a change"),
     (errors.ChallengeClosed, grpc.StatusCode.FAILED_PRECONDITION, "challenge is closed"),
     (errors.DestinationNotAllowed, grpc.StatusCode.FAILED_PRECONDITION, "no SMS to this country"),
+    (errors.RiskDenied, grpc.StatusCode.FAILED_PRECONDITION, "the risk rules deny this operation"),
     (errors.ResendRefused, grpc.StatusCode.RESOURCE_EXHAUSTED, "resend refused"),
     (errors.SendBudgetExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED, "too many codes sent"),
     (errors.KeyVersionUnavailable, grpc.StatusCode.UNAVAILABLE, "key version not held here, retry later"),
@@ -189,6 +190,8 @@ def _reason(error: errors.SesameError) -> list[any_pb2.Any]:
     """ErrorInfo for a fault a caller may tell apart: a shed call, which OTP key version is missing here."""
     if isinstance(error, errors.Overloaded):
         return [_packed(error_details_pb2.ErrorInfo(reason="OVERLOADED", domain="sesame"))]
+    if isinstance(error, errors.RiskDenied):
+        return [_packed(_risk_denied(error))]
     if not isinstance(error, errors.KeyVersionUnavailable):
         return []
     metadata = {"key_version": str(error.key_version)}
@@ -197,6 +200,14 @@ def _reason(error: errors.SesameError) -> list[any_pb2.Any]:
             error_details_pb2.ErrorInfo(reason="KEY_VERSION_UNAVAILABLE", domain="sesame", metadata=metadata)
         )
     ]
+
+
+def _risk_denied(error: errors.RiskDenied) -> error_details_pb2.ErrorInfo:
+    """The reasons of a DENY (docs/risk.md): the codes, each one's description and the rules' version."""
+    metadata = {"reasons": ",".join(error.codes), "rules_version": error.rules_version}
+    for code, description in zip(error.codes, error.descriptions, strict=True):
+        metadata[f"reason.{code}"] = description
+    return error_details_pb2.ErrorInfo(reason="RISK_DENIED", domain="sesame", metadata=metadata)
 
 
 def _packed(detail: Any) -> any_pb2.Any:

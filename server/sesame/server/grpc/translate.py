@@ -33,6 +33,7 @@ from sesame.server.domain.operation import (
     Payee,
 )
 from sesame.server.domain.privacy import mask_phone
+from sesame.server.grpc import translate_risk
 from sesame.server.grpc.callers import current_caller
 from sesame.server.grpc.fields import Fields, bounded
 
@@ -66,8 +67,9 @@ def start_request(request: auth_pb.StartChallengeRequest) -> StartRequest:
     operation = _operation(fields, "operation", request.operation if request.HasField("operation") else None)
     context = request_context(fields, request.context)
     request_id = fields.check("request_id", bounded(validation.MAX_REQUEST_ID), request.request_id)
+    forwarded = translate_risk.forwarded(fields, request.context)
     fields.raise_if_any()
-    return StartRequest(checked_user, operation, context, request_id)
+    return StartRequest(checked_user, operation, context, request_id, forwarded)
 
 
 def verify_request(request: auth_pb.VerifyChallengeRequest) -> VerifyRequest:

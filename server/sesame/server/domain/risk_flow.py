@@ -1,0 +1,148 @@
+"""The risk flow: decide at StartChallenge, remember after a VERIFIED code (docs/risk.md).
+
+`assess` reads the user with Sésame's memory of it (the one read Start makes anyway), asks the operator
+about the SIM for a sensitive operation, computes the signals and applies the rules. A DENY is journaled in
+the user's risk journal and raised (no challenge, no SMS); any other decision goes with the challenge.
+`remember` feeds a VERIFIED challenge back into the memory; its failure never changes the verification.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sesame.server.domain.errors import RiskDenied, SimSwapUnavailable, StoreUnavailable
+from sesame.server.domain.model import VerificationOutcome, VerifyResult
+from sesame.server.domain.operation import OperationType, kind
+from sesame.server.domain.risk import RiskAssessment, RiskDecision, RuleSet
+from sesame.server.domain.risk_signals import (
+    SIM_SWAP_OFF,
+    RiskDenial,
+    RiskLimits,
+    SimSwapStatus,
+    UserRisk,
+    observation,
+    signals,
+)
+
+if TYPE_CHECKING:
+    from sesame.server.domain.challenges import StartRequest
+    from sesame.server.domain.model import RequestContext, User
+    from sesame.server.domain.operation import Operation
+    from sesame.server.domain.ports import Clock, RiskMemory, RiskMeter, SimSwapCheck
+
+_log = logging.getLogger("sesame.risk")
+# The operations whose code moves money or changes who can move it: the operator is asked about the SIM.
+SENSITIVE = frozenset(
+    {OperationType.CREDIT_TRANSFER, OperationType.ADD_BENEFICIARY, OperationType.CHANGE_PHONE}
+)
+NOT_ASKED = SimSwapStatus("not_asked")  # a login: the operator is not asked
+
+
+class _Unmetered:
+    def decided(self, operation: str, assessment: RiskAssessment) -> None:
+        pass
+
+    def sim_swap(self, state: str) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class RiskPolicy:
+    """The rules and how much is remembered."""
+
+    rules: RuleSet
+    limits: RiskLimits = field(default_factory=RiskLimits)
+
+
+class RiskFlows:
+    """Decide at Start, remember after a verified code."""
+
+    def __init__(
+        self,
+        *,
+        memory: RiskMemory,
+        clock: Clock,
+        policy: RiskPolicy,
+        sim_swap: SimSwapCheck | None = None,
+        meter: RiskMeter | None = None,
+    ) -> None:
+        self._memory = memory
+        self._clock = clock
+        self._policy = policy
+        self._sim_swap = sim_swap
+        self._meter = meter or _Unmetered()
+
+    async def read(self, user_id: str) -> UserRisk:
+        """The user with its risk memory, in one read. UserNotFound."""
+        return await self._memory.user_and_history(user_id)
+
+    def reads(self, operation: Operation) -> bool:
+        """Whether a rule can match this operation's kind: only then are the user and its memory read."""
+        return self._policy.rules.may_match(kind(operation).name.lower())
+
+    def unread(self, operation: Operation) -> RiskAssessment:
+        """The decision on an operation no rule can match (`reads` false): ALLOW, counted, nothing read."""
+        assessment = RiskAssessment(RiskDecision.ALLOW, (), self._policy.rules.version)
+        self._meter.decided(kind(operation).name.lower(), assessment)
+        return assessment
+
+    async def decide(self, found: UserRisk, request: StartRequest) -> RiskAssessment:
+        """The decision on the user's operation (never DENY). RiskDenied, journaled in the risk journal."""
+        operation, context = request.operation, request.context
+        sim = await self._sim(found.user, operation)
+        now = self._clock.now()
+        named = signals(
+            operation=operation,
+            user=found.user,
+            history=found.history,
+            context=context,
+            sim=sim,
+            now=now,
+            forwarded=request.forwarded,
+        )
+        assessment = self._policy.rules.assess(named)
+        op = kind(operation).name.lower()
+        self._meter.decided(op, assessment)
+        if assessment.decision is RiskDecision.DENY:
+            user_id = found.user.user_id
+            denial = RiskDenial(
+                user_id, now, op, assessment.codes, assessment.rules, assessment.rules_version, context
+            )
+            await self._memory.record_denial(denial, self._policy.limits)
+            raise RiskDenied(
+                user_id,
+                assessment.codes,
+                tuple(reason.description for reason in assessment.reasons),
+                assessment.rules_version,
+            )
+        return assessment
+
+    async def _sim(self, user: User, operation: Operation) -> SimSwapStatus:
+        """What the operator says of the secure number's SIM; its silence is a signal, never a yes."""
+        if kind(operation) not in SENSITIVE:
+            return NOT_ASKED
+        if self._sim_swap is None:
+            status = SIM_SWAP_OFF
+        else:
+            try:
+                status = await self._sim_swap.status(user.secure_phone)
+            except SimSwapUnavailable as exc:
+                _log.warning("SIM swap check unavailable: %s", exc)
+                status = SimSwapStatus("unavailable")
+        self._meter.sim_swap(status.state)
+        return status
+
+    async def remember(self, outcome: VerificationOutcome, context: RequestContext) -> None:
+        """Feed a VERIFIED challenge into its user's memory; a store failure is logged, never answered."""
+        if outcome.result is not VerifyResult.VERIFIED:
+            return
+        challenge = outcome.challenge
+        seen = observation(
+            challenge.user_id, challenge.challenge_id, challenge.operation, context, self._clock.now()
+        )
+        try:
+            await self._memory.remember(seen, self._policy.limits)
+        except StoreUnavailable:
+            _log.warning("risk memory not updated after a verified code: the store is unavailable")

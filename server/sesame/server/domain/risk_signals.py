@@ -1,0 +1,307 @@
+"""The risk signals of one operation, from what Sésame recorded of the user and what the bank forwards.
+
+Sésame's own memory of a user (`RiskHistory`) is written when a challenge is VERIFIED (`RiskObservation`):
+payees paid, beneficiaries added and when, the last amounts, IPs and devices, and the times of sensitive
+operations. It is bounded (`RiskLimits`), expires, and holds fingerprints, never an IBAN, IP or device id
+in clear. `signals()` turns it, the user, the operation and the forwarded context into the named values
+the rules compare (`SIGNALS` lists them, with their type, for the rules' check at boot).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import statistics
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sesame.server.domain.model import RequestContext, User
+from sesame.server.domain.operation import AddBeneficiary, CreditTransfer, Money, Operation, kind
+from sesame.server.domain.risk import SignalValue
+
+HOUR = timedelta(hours=1)
+MIN_AMOUNTS = 3  # fewer past amounts than this say nothing of the user's usual amounts
+
+
+class SignalType(enum.Enum):
+    """What a signal holds, so that the rules' file is checked at boot (a flag is not compared with 3)."""
+
+    NUMBER = "number"
+    FLAG = "flag"
+    NAME = "name"
+
+
+SIGNALS: Mapping[str, SignalType] = {
+    "operation": SignalType.NAME,  # login, credit_transfer, add_beneficiary, change_phone
+    "amount": SignalType.NUMBER,  # the transfer's amount, major units
+    "payee_paid_before": SignalType.FLAG,  # a verified transfer went to this IBAN before
+    "payee_added_hours": SignalType.NUMBER,  # since a verified AddBeneficiary of this IBAN
+    "payee_first_used_hours": SignalType.NUMBER,  # since the bank first saw the payee used (forwarded)
+    "payees_added_24h": SignalType.NUMBER,  # beneficiaries added in the last 24 h, this one included
+    "payee_burst": SignalType.NUMBER,  # most beneficiaries added within one hour, over the last 72 h
+    "phone_changed_hours": SignalType.NUMBER,  # since the last change of the secure number
+    "usual_amount": SignalType.NUMBER,  # median of the user's last amounts in this currency
+    "amount_vs_usual": SignalType.NUMBER,  # amount / usual_amount
+    "amount_robust_z": SignalType.NUMBER,  # (amount - median) / (1.4826 * MAD), floored spread
+    "amount_vs_largest": SignalType.NUMBER,  # amount / the largest of the last amounts in this currency
+    "amounts_known": SignalType.NUMBER,  # how many past amounts in this currency
+    "new_device": SignalType.FLAG,  # a device id never seen with a verified code (when some were seen)
+    "new_ip": SignalType.FLAG,  # likewise for the IP address
+    "wrong_codes_in_a_row": SignalType.NUMBER,
+    "blocks_in_a_row": SignalType.NUMBER,
+    "transfers_24h": SignalType.NUMBER,  # verified transfers in the last 24 h, this one included
+    "sensitive_ops_1h": SignalType.NUMBER,  # verified transfers and new beneficiaries in the last hour
+    "sim_swap": SignalType.NAME,  # off, unavailable, swapped, not_swapped
+    "sim_swapped_hours": SignalType.NUMBER,  # since the operator's last SIM change of the number
+    "balance_share": SignalType.NUMBER,  # amount / balance (forwarded account summary)
+    "account_age_days": SignalType.NUMBER,  # forwarded account summary
+}
+
+
+def fingerprint(what: str, value: str) -> str:
+    """A short, salted-by-kind SHA-256 of an IBAN, IP or device id: compared, never read back."""
+    return hashlib.sha256(f"sesame-risk:{what}:{value}".encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSummary:
+    """What the bank says of the account a transfer leaves from."""
+
+    balance: Money | None = None  # before the transfer
+    opened_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Forwarded:
+    """What the bank forwards for the rules only, beside the end user's context (IP, device, session)."""
+
+    payee_first_used: datetime | None = None  # when the bank first saw the payee used
+    account: AccountSummary | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RiskLimits:
+    """How much of a user's history is kept, and for how long (each set keeps its newest entries)."""
+
+    payees: int = 100
+    added: int = 50
+    amounts: int = 30
+    ips: int = 20
+    devices: int = 10
+    operations: int = 100
+    denials: int = 100  # the risk journal's DENY entries
+    retention: timedelta = timedelta(days=180)
+
+
+@dataclass(frozen=True, slots=True)
+class RiskHistory:
+    """What Sésame recorded of a user's verified operations (fingerprints and instants)."""
+
+    payees_paid: Mapping[str, datetime] = field(default_factory=dict)  # payee -> last paid
+    payees_added: Mapping[str, datetime] = field(default_factory=dict)  # payee -> added
+    amounts: tuple[tuple[str, int], ...] = ()  # (currency, minor units), newest first
+    ips: Mapping[str, datetime] = field(default_factory=dict)  # ip -> last seen
+    devices: Mapping[str, datetime] = field(default_factory=dict)  # device -> last seen
+    operations: Mapping[str, datetime] = field(default_factory=dict)  # "<op>:<challenge id>" -> verified at
+
+
+@dataclass(frozen=True, slots=True)
+class RiskObservation:
+    """What a VERIFIED challenge adds to its user's history."""
+
+    user_id: str
+    at: datetime
+    operation_key: str  # "<op>:<challenge id>": each verified operation once
+    payee_paid: str = ""  # fingerprint, for a transfer
+    payee_added: str = ""  # fingerprint, for a new beneficiary
+    amount: tuple[str, int] | None = None
+    ip: str = ""
+    device: str = ""
+
+
+def observation(
+    user_id: str, challenge_id: str, operation: Operation, context: RequestContext, at: datetime
+) -> RiskObservation:
+    """What a verified challenge for `operation` teaches about its user."""
+    op = kind(operation).name.lower()
+    paid, added, amount = "", "", None
+    if isinstance(operation, CreditTransfer):
+        paid = fingerprint("iban", operation.payee.iban)
+        amount = (operation.amount.currency, operation.amount.amount_minor)
+    elif isinstance(operation, AddBeneficiary):
+        added = fingerprint("iban", operation.payee.iban)
+    return RiskObservation(
+        user_id=user_id,
+        at=at,
+        operation_key=f"{op}:{challenge_id}",
+        payee_paid=paid,
+        payee_added=added,
+        amount=amount,
+        ip=fingerprint("ip", context.ip) if context.ip else "",
+        device=fingerprint("device", context.device_id) if context.device_id else "",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SimSwapStatus:
+    """What the operator said about the secure number's SIM (`sim_swap` and `sim_swapped_hours`).
+
+    `swapped`: a SIM change within the checked window (SESAME_SIM_SWAP_MAX_AGE_HOURS); `not_swapped`: none;
+    `unavailable`: the operator did not answer in time or failed; `off`: no operator API is configured.
+    `swapped_at` is the latest change when the operator tells it (retrieveSimSwapDate).
+    """
+
+    state: str
+    swapped_at: datetime | None = None
+
+
+SIM_SWAP_OFF = SimSwapStatus("off")
+
+
+def _hours(since: datetime, now: datetime) -> float:
+    return max((now - since) / HOUR, 0.0)
+
+
+def signals(  # noqa: PLR0913 (keyword-only: each source of signals once)
+    *,
+    operation: Operation,
+    user: User,
+    history: RiskHistory,
+    context: RequestContext,
+    sim: SimSwapStatus,
+    now: datetime,
+    forwarded: Forwarded = Forwarded(),
+) -> dict[str, SignalValue]:
+    """The named signals of `operation` at `now`; a signal with nothing to say is left out."""
+    out: dict[str, SignalValue] = {
+        "operation": kind(operation).name.lower(),
+        "wrong_codes_in_a_row": user.failures,
+        "blocks_in_a_row": user.blocks,
+        "sim_swap": sim.state,
+    }
+    if user.phone_changed_at is not None:
+        out["phone_changed_hours"] = _hours(user.phone_changed_at, now)
+    if sim.swapped_at is not None:
+        out["sim_swapped_hours"] = _hours(sim.swapped_at, now)
+    _payee_signals(out, operation, history, forwarded, now)
+    _usage_signals(out, operation, history, now)
+    _known(out, "new_device", history.devices, fingerprint("device", context.device_id), context.device_id)
+    _known(out, "new_ip", history.ips, fingerprint("ip", context.ip), context.ip)
+    if forwarded.account is not None and forwarded.account.opened_at is not None:
+        out["account_age_days"] = _hours(forwarded.account.opened_at, now) / 24
+    share = balance_share(forwarded, operation)
+    if share is not None:
+        out["balance_share"] = share
+    return out
+
+
+def _known(
+    out: dict[str, SignalValue], name: str, seen: Mapping[str, datetime], print_: str, raw: str
+) -> None:
+    """`new_<x>`: only when the caller named one and some were seen before (a first use is not news)."""
+    if raw and seen:
+        out[name] = print_ not in seen
+
+
+def _payee_signals(
+    out: dict[str, SignalValue],
+    operation: Operation,
+    history: RiskHistory,
+    forwarded: Forwarded,
+    now: datetime,
+) -> None:
+    recent = sorted(at for at in history.payees_added.values() if now - at < 72 * HOUR)
+    if isinstance(operation, AddBeneficiary):
+        recent.append(now)
+    out["payees_added_24h"] = sum(1 for at in recent if now - at < 24 * HOUR)
+    out["payee_burst"] = max((sum(1 for b in recent if a <= b < a + HOUR) for a in recent), default=0)
+    if not isinstance(operation, CreditTransfer):
+        return
+    payee = fingerprint("iban", operation.payee.iban)
+    out["payee_paid_before"] = payee in history.payees_paid
+    if payee in history.payees_added:
+        out["payee_added_hours"] = _hours(history.payees_added[payee], now)
+    if forwarded.payee_first_used is not None:
+        out["payee_first_used_hours"] = _hours(forwarded.payee_first_used, now)
+
+
+def _usage_signals(
+    out: dict[str, SignalValue], operation: Operation, history: RiskHistory, now: datetime
+) -> None:
+    transfers = [at for key, at in history.operations.items() if key.startswith("credit_transfer:")]
+    sensitive = [
+        at for key, at in history.operations.items() if not key.startswith(("login:", "change_phone:"))
+    ]
+    is_transfer = isinstance(operation, CreditTransfer)
+    out["transfers_24h"] = sum(1 for at in transfers if now - at < 24 * HOUR) + int(is_transfer)
+    out["sensitive_ops_1h"] = sum(1 for at in sensitive if now - at < HOUR)
+    if not isinstance(operation, CreditTransfer):
+        return
+    amount = operation.amount.amount_minor / 100
+    out["amount"] = amount
+    past = [minor / 100 for currency, minor in history.amounts if currency == operation.amount.currency]
+    out["amounts_known"] = len(past)
+    if len(past) < MIN_AMOUNTS:
+        return
+    median = statistics.median(past)
+    mad = statistics.median(abs(x - median) for x in past)
+    spread = max(
+        1.4826 * mad, 0.1 * median, 1.0
+    )  # a user who always pays the same rent is not infinitely sure
+    out["usual_amount"] = median
+    out["amount_vs_usual"] = amount / median if median > 0 else float(amount > 0) * 1e9
+    out["amount_robust_z"] = (amount - median) / spread
+    out["amount_vs_largest"] = amount / max(past)
+
+
+def balance_share(forwarded: Forwarded, operation: Operation) -> float | None:
+    """The transfer's share of the forwarded balance, when both are known in one currency."""
+    account = forwarded.account
+    if not isinstance(operation, CreditTransfer) or account is None or account.balance is None:
+        return None
+    if account.balance.currency != operation.amount.currency or account.balance.amount_minor <= 0:
+        return None
+    return operation.amount.amount_minor / account.balance.amount_minor
+
+
+def remember(history: RiskHistory, seen: RiskObservation, limits: RiskLimits) -> RiskHistory:
+    """The history after `seen`, each set cut to its newest entries (what the store's script does)."""
+
+    def newest(entries: Mapping[str, datetime], key: str, cap: int) -> dict[str, datetime]:
+        merged = dict(entries)
+        if key:
+            merged[key] = max(merged.get(key, seen.at), seen.at)
+        kept = sorted(merged.items(), key=lambda item: item[1], reverse=True)[:cap]
+        return dict(kept)
+
+    amounts = history.amounts if seen.amount is None else (seen.amount, *history.amounts)
+    return RiskHistory(
+        payees_paid=newest(history.payees_paid, seen.payee_paid, limits.payees),
+        payees_added=newest(history.payees_added, seen.payee_added, limits.added),  # the latest
+        amounts=amounts[: limits.amounts],
+        ips=newest(history.ips, seen.ip, limits.ips),
+        devices=newest(history.devices, seen.device, limits.devices),
+        operations=newest(history.operations, seen.operation_key, limits.operations),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class UserRisk:
+    """A user and Sésame's memory of it, read in one step at StartChallenge."""
+
+    user: User
+    history: RiskHistory
+
+
+@dataclass(frozen=True, slots=True)
+class RiskDenial:
+    """A DENY, as the user's risk journal keeps it: which operation, why, by which rules, from where."""
+
+    user_id: str
+    at: datetime
+    operation: str  # the operation's kind, lower case
+    codes: tuple[str, ...]
+    rules: tuple[str, ...]
+    rules_version: str
+    context: RequestContext

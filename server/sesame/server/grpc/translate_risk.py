@@ -1,0 +1,58 @@
+"""The risk contract: the forwarded risk signals in, the assessment out (docs/risk.md)."""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from sesame.api.v1 import operation_pb2 as op_pb
+from sesame.server.domain import validation
+from sesame.server.domain.operation import Money
+from sesame.server.domain.risk import RiskAssessment, RiskDecision
+from sesame.server.domain.risk_signals import AccountSummary, Forwarded
+from sesame.server.grpc.fields import Fields
+
+_DECISION = {
+    RiskDecision.ALLOW: auth_pb.RISK_DECISION_ALLOW,
+    RiskDecision.WARN: auth_pb.RISK_DECISION_WARN,
+    RiskDecision.HOLD: auth_pb.RISK_DECISION_HOLD,
+    RiskDecision.DENY: auth_pb.RISK_DECISION_DENY,
+}
+
+
+def forwarded(fields: Fields, message: op_pb.RequestContext) -> Forwarded:
+    """The risk signals the bank forwards in the context; an unset field is unknown."""
+    first_used = (
+        message.payee_first_used.ToDatetime(tzinfo=UTC) if message.HasField("payee_first_used") else None
+    )
+    if not message.HasField("account"):
+        return Forwarded(payee_first_used=first_used)
+    account = message.account
+    balance = None
+    if account.HasField("balance"):
+        balance = Money(
+            fields.check(
+                "context.account.balance.currency", validation.currency_code, account.balance.currency
+            ),
+            fields.check("context.account.balance.amount_minor", _signed_minor, account.balance.amount_minor),
+        )
+    opened = account.opened_at.ToDatetime(tzinfo=UTC) if account.HasField("opened_at") else None
+    return Forwarded(payee_first_used=first_used, account=AccountSummary(balance, opened))
+
+
+def _signed_minor(value: int) -> int:
+    """A balance may be zero or negative (an overdraft); it is bounded as any amount."""
+    if abs(value) > validation.MAX_AMOUNT_MINOR:
+        raise ValueError("is too large")
+    return value
+
+
+def assessment(value: RiskAssessment | None) -> auth_pb.RiskAssessment | None:
+    """The proto form of an assessment (None: no assessment, the field stays unset)."""
+    if value is None:
+        return None
+    return auth_pb.RiskAssessment(
+        decision=_DECISION[value.decision],
+        reasons=[auth_pb.RiskReason(code=r.code, description=r.description) for r in value.reasons],
+        rules_version=value.rules_version,
+    )

@@ -1,0 +1,132 @@
+"""The RiskMemory contract: the fake and Redis remember, bound, read and journal alike (docs/risk.md)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from sesame.clients.redis_store import RedisStateStore
+from sesame.server.domain.errors import UserNotFound
+from sesame.server.domain.model import RequestContext
+from sesame.server.domain.operation import AddBeneficiary, CreditTransfer, Login, Money, Payee
+from sesame.server.domain.ports import RiskMemory, StateStore
+from sesame.server.domain.risk import RiskAssessment, RiskDecision, RiskReason
+from sesame.server.domain.risk_signals import RiskDenial, RiskLimits, fingerprint, observation
+from tests.factories import a_challenge, a_user
+from tests.fakes.risk_memory import MemoryRiskMemory
+from tests.fakes.state_store import MemoryStateStore
+
+NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+PAYEE = Payee("Bailleur", "FR7630001007941234567890185")
+CONTEXT = RequestContext(ip="90.1.2.3", device_id="phone-1", session_id="s-1")
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
+def beside(request: pytest.FixtureRequest) -> tuple[StateStore, RiskMemory]:
+    """The fake beside a fake store, or Redis beside Redis."""
+    if request.param == "memory":
+        store = MemoryStateStore()
+        return store, MemoryRiskMemory(store)
+    redis_store: RedisStateStore = request.getfixturevalue("redis_store")
+    return redis_store, redis_store.risk_memory()
+
+
+@pytest.fixture
+async def memory(beside: tuple[StateStore, RiskMemory]) -> RiskMemory:
+    """The memory, `u-1` enrolled in its store."""
+    store, memory = beside
+    await store.register_user(a_user(NOW))
+    return memory
+
+
+async def test_an_unknown_user_is_not_found(memory: RiskMemory) -> None:
+    """No user, no memory: UserNotFound."""
+    with pytest.raises(UserNotFound):
+        await memory.user_and_history("nobody")
+
+
+async def test_a_user_without_a_past_has_an_empty_history(memory: RiskMemory) -> None:
+    """The user is read with an empty history."""
+    found = await memory.user_and_history("u-1")
+    assert found.user.user_id == "u-1"
+    assert (found.history.payees_paid, found.history.amounts, found.history.devices) == ({}, (), {})
+
+
+async def test_verified_operations_are_remembered_by_fingerprint(memory: RiskMemory) -> None:
+    """A new beneficiary, then a transfer to it: added, paid, amount, IP, device, both operations."""
+    limits = RiskLimits()
+    await memory.remember(observation("u-1", "c1", AddBeneficiary(PAYEE), CONTEXT, NOW), limits)
+    paid_at = NOW + timedelta(hours=1, microseconds=1500)
+    transfer = CreditTransfer(Money("EUR", 85000), PAYEE, "t-1")
+    await memory.remember(observation("u-1", "c2", transfer, CONTEXT, paid_at), limits)
+    history = (await memory.user_and_history("u-1")).history
+    iban = fingerprint("iban", PAYEE.iban)
+    assert history.payees_added == {iban: NOW}
+    assert history.payees_paid == {iban: paid_at.replace(microsecond=1000)}
+    assert history.amounts == (("EUR", 85000),)
+    assert set(history.devices) == {fingerprint("device", "phone-1")}
+    assert set(history.ips) == {fingerprint("ip", "90.1.2.3")}
+    assert set(history.operations) == {"add_beneficiary:c1", "credit_transfer:c2"}
+
+
+async def test_each_part_keeps_its_newest_entries(memory: RiskMemory) -> None:
+    """Past its cap a set drops its oldest entries, the amounts their oldest amounts."""
+    limits = RiskLimits(devices=2, amounts=3, operations=4)
+    for i in range(6):
+        context = RequestContext(device_id=f"d{i}")
+        transfer = CreditTransfer(Money("EUR", 1000 + i), PAYEE, f"t{i}")
+        await memory.remember(
+            observation("u-1", f"c{i}", transfer, context, NOW + timedelta(minutes=i)), limits
+        )
+    history = (await memory.user_and_history("u-1")).history
+    assert set(history.devices) == {fingerprint("device", "d5"), fingerprint("device", "d4")}
+    assert history.amounts == (("EUR", 1005), ("EUR", 1004), ("EUR", 1003))
+    assert set(history.operations) == {f"credit_transfer:c{i}" for i in range(2, 6)}
+
+
+async def test_a_login_remembers_no_payee_nor_amount(memory: RiskMemory) -> None:
+    """A login only teaches its IP, device and instant."""
+    await memory.remember(observation("u-1", "c1", Login(), CONTEXT, NOW), RiskLimits())
+    history = (await memory.user_and_history("u-1")).history
+    assert (history.payees_paid, history.payees_added, history.amounts) == ({}, {}, ())
+    assert set(history.operations) == {"login:c1"}
+
+
+async def test_denials_are_journaled_and_capped(memory: RiskMemory) -> None:
+    """Each DENY is an entry with its reasons and rules version; the journal keeps about its cap."""
+    limits = RiskLimits(denials=3)
+    for i in range(3):
+        denial = RiskDenial(
+            "u-1",
+            NOW + timedelta(seconds=i),
+            "credit_transfer",
+            ("SIM_SWAP",),
+            ("recent-sim-swap",),
+            "v+1",
+            CONTEXT,
+        )
+        await memory.record_denial(denial, limits)
+    entries = await memory.denials("u-1")
+    assert len(entries) == 3
+    assert entries[0]["reasons"] == "SIM_SWAP"
+    assert entries[0]["rules_version"] == "v+1"
+    assert entries[0]["event"] == "risk.denied"
+    assert await memory.denials("u-2") == []
+
+
+async def test_the_assessment_is_journaled_with_the_opening_never_stored(store: StateStore) -> None:
+    """challenge.opened carries the decision, reasons, rules and version; the challenge reads back without."""
+    await store.register_user(a_user(NOW))
+    assessment = RiskAssessment(RiskDecision.HOLD, (RiskReason("NEW_PAYEE", "new"),), "v1+ab", ("new-payee",))
+    challenge = replace(a_challenge(NOW), risk=assessment)
+    await store.open_challenge(challenge, CONTEXT)
+    (opened,) = await store.challenge_journal(challenge.challenge_id)
+    assert {key: opened[key] for key in opened if key.startswith("risk_")} == {
+        "risk_decision": "hold",
+        "risk_reasons": "NEW_PAYEE",
+        "risk_rules": "new-payee",
+        "risk_rules_version": "v1+ab",
+    }
+    assert (await store.get_challenge(challenge.challenge_id)).risk is None

@@ -1,0 +1,216 @@
+"""Risk rules through the real server (docs/risk.md): the judgment's fraud replayed, a DENY, a silence.
+
+Tribunal judiciaire de Paris, 30 January 2024 (RG 22/09134, ../shared/seeds/003): a caller posing as the
+bank got two beneficiaries added on 28 August 2019; transfers of 5,928, 5,918 and 5,600 EUR followed on the
+29th, 30th and 31st, validated from the customer's own phone. Each runs against real Redis, SoftHSM and
+gRPC; the server's clock is moved forward between the customer's days.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import grpc
+import pytest
+import redis.asyncio as aioredis
+from google.rpc import error_details_pb2, status_pb2
+
+from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
+from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
+from sesame.api.v1 import operation_pb2 as op_pb
+from sesame.clients.camara_sim_swap import CamaraConfig, CamaraSimSwap
+from sesame.clients.redis_store import RedisStateStore
+from sesame.hsm.pkcs11 import Pkcs11KeyStore
+from sesame.server.app import RiskWiring
+from sesame.server.grpc.demo import read_code
+from tests.e2e.conftest import Live
+from tests.e2e.helpers import CONTEXT, PHONE, counted, enrolled, snapshot, transfer
+from tests.fakes.clock import ShiftedClock
+from tests.support.camara_sim_swap import TOKEN, Operator, camara_operator
+from tests.support.wired_server import ServerOptions, start_wired
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+LANDLORD = "FR7630001007941234567890185"
+GROCER = "FR1420041010050500013M02606"
+FRAUD_A = "DE89370400440532013000"
+FRAUD_B = "FR7630006000011234567890189"
+
+
+def beneficiary(iban: str, name: str = "L J H") -> op_pb.Operation:
+    return op_pb.Operation(add_beneficiary=op_pb.AddBeneficiary(payee=op_pb.Payee(name=name, iban=iban)))
+
+
+async def authorised(live: Live, user_id: str, operation: op_pb.Operation) -> auth_pb.StartChallengeResponse:
+    """Start, read the SMS, verify: the customer approves the operation from the phone."""
+    started = await live.auth.StartChallenge(
+        auth_pb.StartChallengeRequest(user_id=user_id, operation=operation, context=CONTEXT)
+    )
+    _, code = await read_code(live.sms_file, started.challenge_id)
+    verified = await live.auth.VerifyChallenge(
+        auth_pb.VerifyChallengeRequest(
+            challenge_id=started.challenge_id, code=code, operation=operation, context=CONTEXT
+        )
+    )
+    assert verified.result == auth_pb.VERIFY_RESULT_VERIFIED
+    return started
+
+
+def codes(response: auth_pb.StartChallengeResponse) -> set[str]:
+    return {reason.code for reason in response.risk.reasons}
+
+
+async def an_ordinary_past(live: Live, user_id: str) -> None:
+    """Three months of rent and groceries, approved from the same phone."""
+    await authorised(live, user_id, beneficiary(LANDLORD, "Bailleur"))
+    await authorised(live, user_id, beneficiary(GROCER, "Epicerie"))
+    for _ in range(3):
+        live.clock.advance(timedelta(days=10))
+        await authorised(live, user_id, transfer(85000, LANDLORD, "Bailleur"))
+        live.clock.advance(timedelta(days=3))
+        await authorised(live, user_id, transfer(12000, GROCER, "Epicerie"))
+        live.clock.advance(timedelta(days=9))
+        await authorised(live, user_id, transfer(9500, GROCER, "Epicerie"))
+
+
+async def test_the_judgments_fraud_is_held_at_each_transfer(live: Live, redis_client: aioredis.Redis) -> None:
+    """Two payees 13:07-13:10, then 5,928/5,918/5,600 EUR on the next three days: HOLD, HOLD, HOLD."""
+    user_id = await enrolled(live)
+    await an_ordinary_past(live, user_id)
+    live.clock.advance(timedelta(days=20))
+    first = await authorised(live, user_id, beneficiary(FRAUD_A))
+    live.clock.advance(timedelta(minutes=3))
+    second = await authorised(live, user_id, beneficiary(FRAUD_B, "M K"))
+    held = []
+    for euros in (5928, 5918, 5600):
+        live.clock.advance(timedelta(hours=21) if not held else timedelta(days=1))
+        held.append(await authorised(live, user_id, transfer(euros * 100, FRAUD_A, "L J H")))
+    assert first.risk.decision == auth_pb.RISK_DECISION_ALLOW
+    assert (second.risk.decision, codes(second)) == (auth_pb.RISK_DECISION_WARN, {"PAYEES_BURST"})
+    assert [h.risk.decision for h in held] == [auth_pb.RISK_DECISION_HOLD] * 3
+    assert codes(held[0]) == {"NEW_PAYEE", "PAYEES_BURST", "UNUSUAL_AMOUNT"}
+    assert all(reason.description for reason in held[0].risk.reasons)
+    assert held[0].risk.rules_version.startswith("2026-11-30.1+")
+    opened = await live.store.challenge_journal(held[0].challenge_id)
+    assert opened[0]["event"] == "challenge.opened"
+    assert opened[0]["risk_decision"] == "hold"
+    assert set(opened[0]["risk_reasons"].split(",")) == {"NEW_PAYEE", "PAYEES_BURST", "UNUSUAL_AMOUNT"}
+    assert opened[0]["risk_rules_version"] == held[0].risk.rules_version
+    labels = {"operation": "credit_transfer", "decision": "hold"}
+    assert await counted(live.metrics.registry, "sesame_risk_decisions_total", labels) == 3
+    labels = {"reason": "NEW_PAYEE", "decision": "hold"}
+    assert await counted(live.metrics.registry, "sesame_risk_reasons_total", labels) == 3
+    read = {"dependency": "store", "call": "read_user_risk"}
+    assert (await counted(live.metrics.registry, "sesame_dependency_duration_seconds_count", read) or 0) > 0
+
+
+async def test_ordinary_payments_stay_allowed(live: Live) -> None:
+    """Rent after an ordinary past, and a lone payee first paid a week later: ALLOW with no reason."""
+    user_id = await enrolled(live)
+    await an_ordinary_past(live, user_id)
+    live.clock.advance(timedelta(days=20))
+    rent = await authorised(live, user_id, transfer(85000, LANDLORD, "Bailleur"))
+    await authorised(live, user_id, beneficiary(FRAUD_A, "Plombier"))
+    live.clock.advance(timedelta(days=7))
+    plumber = await authorised(live, user_id, transfer(30000, FRAUD_A, "Plombier"))
+    for response in (rent, plumber):
+        assert (response.risk.decision, list(response.risk.reasons)) == (auth_pb.RISK_DECISION_ALLOW, [])
+
+
+@pytest.fixture(name="operator")
+def _operator() -> Iterator[Operator]:
+    with camara_operator() as operator:
+        yield operator
+
+
+@pytest.fixture(name="guarded")
+async def _guarded(
+    redis_store: RedisStateStore, keystore: Pkcs11KeyStore, tmp_path: Path, operator: Operator
+) -> AsyncIterator[Live]:
+    """A real server asking the local operator's SIM Swap API, with a 300 ms timeout."""
+    clock = ShiftedClock()
+    sim_swap = CamaraSimSwap(CamaraConfig(operator.url, TOKEN, timeout=0.3), clock)
+    sms_file = tmp_path / "sms.jsonl"
+    wired = await start_wired(
+        keystore, redis_store, sms_file, ServerOptions(clock=clock, risk=RiskWiring(sim_swap=sim_swap))
+    )
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{wired.server.port}")
+    try:
+        yield Live(
+            channel=channel,
+            auth=auth_grpc.AuthenticationServiceStub(channel),
+            enrol=enrol_grpc.EnrollmentServiceStub(channel),
+            sms_file=sms_file,
+            store=redis_store,
+            metrics=wired.running.metrics,
+            clock=clock,
+        )
+    finally:
+        await channel.close()
+        await wired.server.stop(0)
+        await sim_swap.close()
+
+
+def risk_denied(error: grpc.aio.AioRpcError) -> dict[str, str]:
+    """The metadata of the RISK_DENIED ErrorInfo a FAILED_PRECONDITION carries."""
+    assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
+    raw = dict(error.trailing_metadata() or ())["grpc-status-details-bin"]
+    info = error_details_pb2.ErrorInfo()
+    assert status_pb2.Status.FromString(raw).details[0].Unpack(info)
+    assert info.reason == "RISK_DENIED"
+    return dict(info.metadata)
+
+
+async def test_a_swapped_sim_is_denied_and_nothing_is_sent(
+    guarded: Live, operator: Operator, redis_client: aioredis.Redis
+) -> None:
+    """The operator says the SIM changed 2 hours ago: RISK_DENIED, no SMS, only the risk journal written."""
+    user_id = await enrolled(guarded)
+    operator.changes[PHONE] = datetime.now(UTC) - timedelta(hours=2)
+    before = await snapshot(redis_client)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await guarded.auth.StartChallenge(
+            auth_pb.StartChallengeRequest(user_id=user_id, operation=transfer(), context=CONTEXT)
+        )
+    metadata = risk_denied(caught.value)
+    assert metadata["reasons"] == "SIM_SWAP"
+    assert metadata["reason.SIM_SWAP"]
+    assert metadata["rules_version"].startswith("2026-11-30.1+")
+    after = await snapshot(redis_client)
+    assert {key for key in after if after[key] != before.get(key)} == {
+        guarded.store.keys.user_risk(user_id, "denials").encode()
+    }
+    assert not guarded.sms_file.exists() or guarded.sms_file.read_text(encoding="utf-8") == ""
+    (entry,) = await guarded.store.risk_memory().denials(user_id)
+    assert (entry["reasons"], entry["op"], entry["ip"]) == ("SIM_SWAP", "credit_transfer", CONTEXT.ip)
+    assert PHONE not in str(entry)
+
+
+async def test_an_operator_that_does_not_answer_in_time_warns_and_sends(
+    guarded: Live, operator: Operator
+) -> None:
+    """Past the timeout the code is sent with WARN SIM_SWAP_UNKNOWN: never a silent ALLOW."""
+    user_id = await enrolled(guarded)
+    operator.changes[PHONE] = None
+    operator.delay = 1.0
+    response = await guarded.auth.StartChallenge(
+        auth_pb.StartChallengeRequest(user_id=user_id, operation=transfer(), context=CONTEXT)
+    )
+    assert (response.risk.decision, codes(response)) == (auth_pb.RISK_DECISION_WARN, {"SIM_SWAP_UNKNOWN"})
+    await read_code(guarded.sms_file, response.challenge_id)
+    labels = {"state": "unavailable"}
+    assert await counted(guarded.metrics.registry, "sesame_sim_swap_checks_total", labels) == 1
+
+
+async def test_a_login_never_asks_the_operator(guarded: Live, operator: Operator) -> None:
+    """A login is not a sensitive operation: no operator call, ALLOW."""
+    user_id = await enrolled(guarded)
+    response = await guarded.auth.StartChallenge(
+        auth_pb.StartChallengeRequest(
+            user_id=user_id, operation=op_pb.Operation(login=op_pb.Login()), context=CONTEXT
+        )
+    )
+    assert response.risk.decision == auth_pb.RISK_DECISION_ALLOW
+    assert operator.calls == []
