@@ -7,6 +7,7 @@
 -- ARGV[1] the consumer group, ARGV[2] the entry id, ARGV[3] the message's state (sent, failed; expired when
 -- the challenge was closed or expired before it left), ARGV[4] provider reference, ARGV[5 ..] journal pairs.
 -- Returns 1, or 0 when the challenge no longer exists (the entry is acknowledged all the same).
+--#include _delivery.lua
 local challenge, journal, outbox = KEYS[1], KEYS[2], KEYS[3]
 redis.call('XACK', outbox, ARGV[1], ARGV[2])
 redis.call('XDEL', outbox, ARGV[2])
@@ -15,7 +16,6 @@ if not h[1] then
   return 0
 end
 local state, ref = ARGV[3], ARGV[4]
-local rank = {pending = 0, queued = 0, sent = 1, delivered = 2, failed = 2, expired = 2}
 local messages = {}
 if h[6] then
   messages = cjson.decode(h[6])
@@ -24,19 +24,8 @@ local key = ref
 if key == '' then
   key = state .. ':' .. ARGV[2]  -- a message the gateway never took has no reference of its own
 end
-local before = messages[key]
-if before == nil or rank[state] > (rank[before] or 0) then
-  messages[key] = state
-end
--- The best news over the challenge's messages, as record_delivery.lua: delivered, sent, expired, failed.
-local delivery = 'queued'
-local order = {delivered = 4, sent = 3, expired = 2, failed = 1}
-local best = 0
-for _, s in pairs(messages) do
-  if (order[s] or 0) > best then
-    best, delivery = order[s], s
-  end
-end
+note_message(messages, key, state)
+local delivery = best_delivery(messages, 'queued')  -- the best news over the messages (_delivery.lua)
 redis.call('HSET', challenge, 'delivery', delivery, 'provider_ref', ref, 'messages', cjson.encode(messages))
 local entry = {}
 for i = 5, #ARGV do entry[#entry + 1] = ARGV[i] end
