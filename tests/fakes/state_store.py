@@ -365,6 +365,44 @@ class MemoryStateStore(MemoryRegistry):
             extra = {"provider_ref": provider_ref, "delivery": challenge.delivery.value}
             self._append(challenge, "challenge.delivery", at, state.value, extra)
 
+    def peek_challenge(self, challenge_id: str) -> Challenge | None:
+        """The challenge as stored now, or None (for the fake outbox's dead letter line)."""
+        return self._live(challenge_id)
+
+    async def record_failed_try(
+        self, queued: QueuedSms, failure: str, tries: int, allowed: int, at: datetime
+    ) -> str:
+        """record_failed_try.lua's record (MemoryOutbox.fail): '' (another try), the dead letter's reason,
+        or `missing`."""
+        async with self._lock:
+            existing = self._live(queued.challenge_id)
+            if existing is None:
+                return "missing"
+            state, reason = DeliveryState.FAILED, ""
+            if failure == "expired" or at >= existing.expires_at:
+                state, reason = DeliveryState.EXPIRED, "expired"
+            elif allowed == 0:
+                reason = failure
+            elif tries >= allowed:
+                reason = "max_tries"
+            extra = {"failure": failure, "tries": str(tries)}
+            if not reason:
+                extra["delivery"] = existing.delivery.value
+                self._append(existing, "challenge.delivery", at, "try_failed", extra)
+                return ""
+            messages = self._messages.setdefault(queued.challenge_id, {})
+            messages.setdefault(f"{state.value}:{queued.entry_id}", state)
+            delivery = _best_news(messages.values(), DeliveryState.QUEUED)
+            challenge = dataclasses.replace(
+                existing,
+                delivery=delivery,
+                delivery_reason=reason if delivery is state else existing.delivery_reason,
+            )
+            self._challenges[queued.challenge_id] = challenge
+            extra |= {"reason": reason, "delivery": delivery.value}
+            self._append(challenge, "challenge.dead_letter", at, state.value, extra)
+            return reason
+
     async def record_proof(self, proof: IssuedProof, at: datetime) -> str:
         async with self._lock:
             facts = proof.facts

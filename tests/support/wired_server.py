@@ -60,6 +60,7 @@ async def start_wired(
         metrics=Metrics(),
         risk=chosen.risk,
         archive=JournalArchive(sms_file.parent / "journal-archive"),
+        max_tries=chosen.dispatch.max_tries,
     )
     server = await GrpcServer.start(
         "127.0.0.1:0",

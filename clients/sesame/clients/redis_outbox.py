@@ -18,14 +18,19 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from sesame.clients import redis_records as rec
+from sesame.clients.redis_dead_letters import RedisDeadLetters
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_scripts import Scripts, stored_challenge, translated
-from sesame.server.domain.dispatching import Backlog, QueuedSms
+from sesame.server.domain.dispatching import Backlog, FailedTry, QueuedSms
 from sesame.server.domain.errors import ChallengeNotFound
 from sesame.server.domain.model import Challenge, DeliveryState
 from sesame.server.domain.ports import Outbox
 
 GROUP: Final = "dispatchers"
+# The dead letters stream is bounded in length and in age (docs/decisions/0033): it is a list for the
+# operators to look at, not a store of record (the challenge's journal is).
+DEAD_LETTERS_KEPT: Final = 10_000
+DEAD_LETTERS_LIFETIME: Final = timedelta(days=7)
 
 
 class RedisOutbox:
@@ -50,6 +55,10 @@ class RedisOutbox:
         options = {**client.connection_pool.connection_kwargs, "socket_timeout": timeout}
         pool = aioredis.ConnectionPool(connection_class=client.connection_pool.connection_class, **options)
         return cls(aioredis.Redis(connection_pool=pool), prefix=prefix)
+
+    def dead_letters(self) -> RedisDeadLetters:
+        """The dead letters this outbox keeps, read on its connection."""
+        return RedisDeadLetters(self._client, prefix=self._keys.prefix)
 
     async def close(self) -> None:
         """Close the client and its connections (a pool given to a client outlives its `aclose`)."""
@@ -105,6 +114,32 @@ class RedisOutbox:
         head = rec.challenge_event("challenge.delivery", challenge_id, at)
         args = [GROUP, queued.entry_id, state.value, provider_ref, *head, "provider_ref", provider_ref]
         await self._scripts.run("record_dispatch", keys, args)
+
+    async def fail(self, queued: QueuedSms, failure: str, at: datetime, allowed: int) -> FailedTry:
+        """record_failed_try.lua: another try later, or the dead letter, in one step."""
+        challenge_id = queued.challenge_id
+        keys = [
+            self._keys.challenge(challenge_id),
+            self._keys.challenge_journal(challenge_id),
+            self._stream,
+            self._keys.dead_letters(),
+        ]
+        head = rec.challenge_event("challenge.dead_letter", challenge_id, at)[2:]  # the script names it
+        args = [
+            GROUP,
+            queued.entry_id,
+            failure,
+            allowed,
+            rec.to_ms(at),
+            DEAD_LETTERS_KEPT,
+            DEAD_LETTERS_LIFETIME // rec.MS,
+            rec.to_ms(queued.queued_at),
+            *head,
+        ]
+        reply = await self._scripts.run("record_failed_try", keys, args)
+        if int(reply[0]) == 0:
+            return FailedTry(int(reply[1]))
+        return FailedTry(int(reply[1]), reply[2].decode())
 
     async def backlog(self) -> Backlog:
         """XLEN and the first entry, in one round trip (a pipeline)."""

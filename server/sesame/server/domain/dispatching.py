@@ -7,6 +7,11 @@ challenge may still be answered, hands the SMS to the gateway and settles the en
 recorded and the entry acknowledged in one step, so that a message the gateway took and that was recorded
 is never sent again. A dispatcher that dies before settling leaves the entry pending: another one claims it
 once it has been idle long enough, and sends it (at least once).
+
+A send that did not reach the gateway is tried again (the entry stays pending and is claimed once idle),
+until `max_tries` tries were made; then, or at once when every provider gave its final word or the code
+has expired, the entry is dead-lettered (docs/decisions/0033): the challenge reads FAILED (EXPIRED for an
+expired code) with the reason, and a masked line stays in the dead letters for the operators.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sesame.server.domain import codes, sms_text
-from sesame.server.domain.errors import ChallengeNotFound, DeliveryFailed
+from sesame.server.domain.errors import ChallengeNotFound, DeliveryFailed, DeliveryRefused
 from sesame.server.domain.model import Challenge, ChallengeStatus, DeliveryState, SmsMessage
 
 if TYPE_CHECKING:
@@ -46,17 +51,49 @@ class Outcome(enum.Enum):
     """What became of a queued SMS."""
 
     SENT = "sent"  # the gateway took it
-    FAILED = "failed"  # the gateway refused it (retries and failover are the gateway's)
-    EXPIRED = "expired"  # never sent: the challenge expired or was closed while the SMS waited
+    RETRY = "retry"  # no provider took it this time: it stays in the outbox for another try
+    DEAD_LETTERED = "dead_lettered"  # given up on: tries spent, every provider's final word, code expired
+    EXPIRED = "expired"  # never sent: the challenge was closed (verified, cancelled, voided) while it waited
     MISSING = "missing"  # never sent: the challenge was purged
+
+
+# Why an SMS was dead-lettered: its code expired, its tries were spent, or the providers' final word.
+DEAD_LETTER_REASONS = ("expired", "max_tries", "bad_number", "bad_content", "refused")
 
 
 @dataclass(frozen=True, slots=True)
 class Dispatched:
-    """One settled SMS: its outcome, and when it was handed to the gateway (None if it was not)."""
+    """One settled SMS: its outcome, when it was handed to the gateway (None if it was not), and the reason
+    it was dead-lettered (empty unless it was)."""
 
     outcome: Outcome
     handed_at: datetime | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FailedTry:
+    """What the outbox did with a send that did not reach the phone: `tries` made so far, and the reason
+    it dead-lettered the entry (empty: the entry stays for another try)."""
+
+    tries: int
+    dead_letter: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One SMS given up on, as the operators see it: never the code, never the whole number."""
+
+    letter_id: str
+    challenge_id: str
+    user_id: str
+    masked_phone: str
+    state: DeliveryState  # FAILED, or EXPIRED for an expired code
+    reason: str  # one of DEAD_LETTER_REASONS
+    failure: str  # the last provider failure (a DeliveryFailure reason), or `expired`
+    tries: int
+    queued_at: datetime
+    at: datetime
 
 
 class RecentCodes:
@@ -111,7 +148,10 @@ class Dispatcher:
         bank_name: str,
         recent: RecentCodes | None = None,
         templates: SmsTemplates | None = None,
+        max_tries: int = 1,
     ) -> None:
+        """`max_tries`: how many times an SMS is given to a dispatcher before it is dead-lettered."""
+        self._max_tries = max_tries
         self._keys = keys
         self._recent = recent
         self._templates = templates
@@ -123,8 +163,8 @@ class Dispatcher:
     async def dispatch(self, queued: QueuedSms) -> Dispatched:
         """Send one queued SMS unless its challenge can no longer be answered, then settle its entry.
 
-        An HSM or store failure raises, leaving the entry pending (it is claimed and tried again); a
-        gateway refusal is recorded FAILED and settled, as the send did before the outbox.
+        An HSM or store failure raises, leaving the entry pending (it is claimed and tried again); a send
+        no provider took is a failed try: tried again later, or dead-lettered (docs/decisions/0033).
         """
         try:
             challenge = await self._outbox.challenge(queued)
@@ -132,18 +172,31 @@ class Dispatcher:
             await self._outbox.settle(queued, DeliveryState.EXPIRED, "", self._clock.now())
             return Dispatched(Outcome.MISSING)
         now = self._clock.now()
-        if challenge.status is not ChallengeStatus.OPEN or now >= challenge.expires_at:
-            # Never a code that can no longer be used: it would only teach a thief the code's format.
+        if challenge.status is not ChallengeStatus.OPEN:
+            # Closed while it waited: nobody needs the code any more (not a delivery failure).
             await self._outbox.settle(queued, DeliveryState.EXPIRED, "", now)
             return Dispatched(Outcome.EXPIRED)
+        if now >= challenge.expires_at:
+            # Never an expired code (it would only teach a thief the code's format): a dead letter.
+            return await self._failed(queued, "expired", now, 0)
         message = SmsMessage(challenge.phone, await self._text(challenge, now), challenge.challenge_id)
         try:
             sent = await self._sms.send(message)
-        except DeliveryFailed:
-            await self._outbox.settle(queued, DeliveryState.FAILED, "", self._clock.now())
-            return Dispatched(Outcome.FAILED)
+        except DeliveryRefused as refused:
+            return await self._failed(queued, refused.reason, self._clock.now(), 0)
+        except DeliveryFailed as failed:
+            return await self._failed(queued, failed.reason, self._clock.now(), self._max_tries)
         await self._outbox.settle(queued, DeliveryState.SENT, sent.provider_ref, sent.sent_at)
         return Dispatched(Outcome.SENT, sent.sent_at)
+
+    async def _failed(self, queued: QueuedSms, failure: str, at: datetime, allowed: int) -> Dispatched:
+        """A try that did not reach the phone, in the outbox's one step: another try, or a dead letter."""
+        tried = await self._outbox.fail(queued, failure, at, allowed)
+        if not tried.dead_letter:
+            return Dispatched(Outcome.RETRY)
+        if tried.dead_letter == "missing":
+            return Dispatched(Outcome.MISSING)
+        return Dispatched(Outcome.DEAD_LETTERED, reason=tried.dead_letter)
 
     async def _text(self, challenge: Challenge, now: datetime) -> str:
         """The SMS text, with the code Start noted in this process, or computed in the HSM now (the outbox

@@ -198,6 +198,9 @@ class Challenge:
     # What the risk rules decided when it was opened (docs/risk.md): journaled with its opening and answered
     # by StartChallenge, not stored in the challenge itself (None when read back).
     risk: RiskAssessment | None = None
+    # Why its SMS was dead-lettered (docs/decisions/0033): `expired`, `max_tries`, or the providers' final
+    # word (`bad_number`, `bad_content`, `refused`); shown while `delivery` is FAILED or EXPIRED.
+    delivery_reason: str = ""
 
     @property
     def op_digest(self) -> bytes:
