@@ -28,6 +28,7 @@ class ServerOptions:
     health_interval: float = 1.0
     transport: TransportSettings = PLAINTEXT
     clock: Clock | None = None  # the server's time; None: the system clock
+    sms: Gateway | None = None  # the SMS gateway; None: the console, writing to the test's SMS file
     risk: RiskWiring | None = None  # the risk rules and SIM-swap API; None: the default rules, no SIM swap
     dispatch: DispatchSettings = field(
         default_factory=DispatchSettings
@@ -53,7 +54,7 @@ async def start_wired(
         keys=keys,
         store=store,
         outbox=outbox,
-        sms=Gateway("console", ConsoleSmsGateway(sms_file, clock, "development")),
+        sms=chosen.sms or Gateway("console", ConsoleSmsGateway(sms_file, clock, "development")),
         clock=clock,
         policy=chosen.policy,
         lifecycle=chosen.lifecycle,
