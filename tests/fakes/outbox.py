@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sesame.server.domain.dispatching import Backlog, DeadLetter, FailedTry, QueuedSms
+from sesame.server.domain.lifecycle import UserNotice
 from sesame.server.domain.model import Challenge, DeliveryState
 from sesame.server.domain.ports import Clock, DeadLetters, Outbox
 from sesame.server.domain.privacy import mask_phone
@@ -38,10 +39,11 @@ class MemoryOutbox:
         self._pending: dict[str, _Pending] = {}
         self.dead: list[DeadLetter] = []  # oldest first
 
-    def queue(self, challenge_id: str, at: datetime) -> None:
-        """Append an entry (what the store does in the step that opens or resends)."""
+    def queue(self, challenge_id: str, at: datetime, notice: str = "", until: datetime | None = None) -> None:
+        """Append an entry (what the store does in the step that opens, resends, or makes a change a notice
+        reports)."""
         entry_id = f"{next(self._ids)}-0"
-        self._entries[entry_id] = QueuedSms(entry_id, challenge_id, at)
+        self._entries[entry_id] = QueuedSms(entry_id, challenge_id, at, notice, until)
 
     async def take(self, consumer: str, count: int, wait: timedelta) -> list[QueuedSms]:
         fresh = [e for entry_id, e in self._entries.items() if entry_id not in self._pending][:count]
@@ -89,6 +91,11 @@ class MemoryOutbox:
             )
             self.dead.append(letter)
         return FailedTry(tries, reason)
+
+    async def settle_notice(self, queued: QueuedSms, user_id: str, notice: UserNotice) -> None:
+        await self._store.record_user_notice(user_id, notice)  # first: a failure leaves the entry pending
+        self._entries.pop(queued.entry_id, None)
+        self._pending.pop(queued.entry_id, None)
 
     async def backlog(self) -> Backlog:
         oldest = next(iter(self._entries.values()), None)

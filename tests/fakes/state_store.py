@@ -279,6 +279,11 @@ class MemoryStateStore(MemoryRegistry):
             started = self._count_for_user(
                 challenge.user_id, challenge.challenge_id, result, attempt.at, lockout
             )
+            # As record_verification.lua: the notices are queued in the step (docs/decisions/0033).
+            if started is not None:
+                self.outbox.queue(challenge.challenge_id, ms(attempt.at), "user_blocked", started)
+            if result is VerifyResult.VERIFIED and attempt.notice and user is not None:
+                self.outbox.queue(challenge.challenge_id, ms(attempt.at), attempt.notice)
             left = challenge.attempts_left if result is VerifyResult.WRONG_CODE else 0
             return VerificationOutcome(result, left, challenge, "", started)
 

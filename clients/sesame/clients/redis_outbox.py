@@ -23,8 +23,10 @@ from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_scripts import Scripts, stored_challenge, translated
 from sesame.server.domain.dispatching import Backlog, FailedTry, QueuedSms
 from sesame.server.domain.errors import ChallengeNotFound
+from sesame.server.domain.lifecycle import UserNotice
 from sesame.server.domain.model import Challenge, DeliveryState
 from sesame.server.domain.ports import Outbox
+from sesame.server.domain.privacy import mask_phone
 
 GROUP: Final = "dispatchers"
 # The dead letters stream is bounded in length and in age (docs/decisions/0033): it is a list for the
@@ -115,6 +117,21 @@ class RedisOutbox:
         args = [GROUP, queued.entry_id, state.value, provider_ref, *head, "provider_ref", provider_ref]
         await self._scripts.run("record_dispatch", keys, args)
 
+    async def settle_notice(self, queued: QueuedSms, user_id: str, notice: UserNotice) -> None:
+        """record_notice.lua: the notice in the user's journal, the entry acknowledged and deleted."""
+        keys = [self._keys.user_journal(user_id), self._stream]
+        entry = [
+            "event", "user.notice",
+            "at", rec.iso(notice.at),
+            "user_id", user_id,
+            "kind", notice.kind,
+            "phone", mask_phone(notice.to),
+            "outcome", "sent" if notice.sent else "failed",
+            "provider_ref", notice.provider_ref,
+            "challenge_id", queued.challenge_id,
+        ]  # fmt: skip
+        await self._scripts.run("record_notice", keys, [GROUP, queued.entry_id, *entry])
+
     async def fail(self, queued: QueuedSms, failure: str, at: datetime, allowed: int) -> FailedTry:
         """record_failed_try.lua: another try later, or the dead letter, in one step."""
         challenge_id = queued.challenge_id
@@ -164,10 +181,13 @@ class RedisOutbox:
 
 
 def _queued(entry_id: bytes, fields: dict[bytes, bytes]) -> QueuedSms:
+    until = int(fields.get(b"until", b"0"))
     return QueuedSms(
         entry_id=entry_id.decode(),
         challenge_id=fields[b"challenge_id"].decode(),
         queued_at=rec.from_ms(int(fields[b"queued_at"])),
+        notice=fields.get(b"notice", b"").decode(),
+        until=rec.from_ms(until) if until else None,
     )
 
 

@@ -4,15 +4,19 @@
 -- One slot: the challenge lives in its user's place {u:<t>} (docs/decisions/0019), so the caller names no
 -- user; the user is the one the stored challenge names, and its keys are named here from that user id under
 -- the challenge's own tag (the same slot by construction; a forged tag finds no challenge).
--- KEYS[1] challenge hash, KEYS[2] challenge journal stream, KEYS[3] the challenge's refusal counts
+-- KEYS[1] challenge hash, KEYS[2] challenge journal stream, KEYS[3] the challenge's refusal counts,
+-- KEYS[4] the SMS outbox ({outbox}, another slot on purpose: a notice is queued with the change it reports,
+-- docs/decisions/0033)
 -- ARGV[1] attempt time (unix ms), ARGV[2] submitted op_digest (hex), ARGV[3] '1' if the code matched,
 -- ARGV[4], ARGV[5] the names of the user hash and the user journal less the user id, in the challenge's
 -- place, ARGV[6] wrong codes in a row that block, ARGV[7] first block (ms), ARGV[8] longest block (ms),
 -- ARGV[9] attempt time (ISO, for the user's journal), ARGV[10], ARGV[11] the jti and kid of the proof that a
--- VERIFIED decision will carry ('' when none can be signed now; decision 0026), ARGV[12 ..] challenge journal
--- field/value pairs (event, time, id, request context)
+-- VERIFIED decision will carry ('' when none can be signed now; decision 0026), ARGV[12] the notice a
+-- VERIFIED decision queues ('' none, `beneficiary_added`), ARGV[13 ..] challenge journal field/value pairs
+-- (event, time, id, request context). A block that starts queues the `user_blocked` alert.
 -- Returns {result, hgetall, blocked_until} (blocked_until: unix ms when this attempt started a block, else
 -- 0) or {'not_found'}.
+--#include _notice.lua
 local challenge, journal, refusals = KEYS[1], KEYS[2], KEYS[3]
 local now = tonumber(ARGV[1])
 local h = redis.call('HMGET', challenge, 'status', 'expires_at', 'op_digest', 'max_attempts', 'user_id', 'client_id',
@@ -68,7 +72,7 @@ if REFUSED[result] then
   end
 end
 local entry = {}
-for i = 12, #ARGV do entry[#entry + 1] = ARGV[i] end
+for i = 13, #ARGV do entry[#entry + 1] = ARGV[i] end
 local attempts = redis.call('HGET', challenge, 'attempts')
 for _, v in ipairs({'user_id', h[5], 'client_id', h[6], 'outcome', result, 'attempts', attempts, 'status', status}) do
   entry[#entry + 1] = v
@@ -105,9 +109,13 @@ if known_user and result == 'wrong_code' then
     length = math.min(longest, length)
     until_ms, started_block, failures = now + length, now + length, 0
     redis.call('HSET', user, 'failures', 0, 'blocked_until', until_ms)
+    queue_notice(KEYS[4], h[7], 'user_blocked', ARGV[1], until_ms)  -- RTS Art. 4(4): the payer is alerted
   end
   journal_user('user.failed_attempt', outcome, failures, blocks, until_ms)
 elseif known_user and result == 'verified' then
+  if ARGV[12] ~= '' then
+    queue_notice(KEYS[4], h[7], ARGV[12], ARGV[1], 0)
+  end
   local u = redis.call('HMGET', user, 'failures', 'blocks', 'blocked_until')
   if (tonumber(u[1] or '0') or 0) ~= 0 or (tonumber(u[2] or '0') or 0) ~= 0 or (tonumber(u[3] or '0') or 0) ~= 0 then
     redis.call('HSET', user, 'failures', 0, 'blocks', 0, 'blocked_until', 0)

@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sesame.server.domain import budgets, codes, validation
-from sesame.server.domain.beneficiary_notice import notify_if_added
 from sesame.server.domain.blocking import Block, after_block
 from sesame.server.domain.budgets import SendBudget
 from sesame.server.domain.destinations import DEFAULT_COUNTRIES, check_destination
@@ -41,6 +40,7 @@ from sesame.server.domain.model import (
     VerificationOutcome,
     VerifyResult,
 )
+from sesame.server.domain.notices import notice_on_verified
 from sesame.server.domain.opening import Opening
 from sesame.server.domain.operation import Operation, OperationType, digest, kind
 from sesame.server.domain.risk import RiskAssessment
@@ -286,6 +286,7 @@ class ChallengeFlows:
             at=self._clock.now(),
             context=request.context,
             proof_id=None if plan is None else plan.proof_id,
+            notice=notice_on_verified(request.operation),
         )
         # One atomic step in the user's place, which the id names (docs/decisions/0013, 0019): the store reads
         # the challenge and its user's block, decides and counts the attempt for both; while the user is
@@ -298,12 +299,11 @@ class ChallengeFlows:
         if outcome.blocked_until is not None:
             owner = outcome.challenge.user_id
             block = Block(owner, outcome.blocked_until, attempt.at, request.context.caller)
-            await after_block(self._store, self._sms, self._clock, self._policy, block, tally=self._tally)
+            await after_block(self._store, block, tally=self._tally)
         if outcome.result is not VerifyResult.VERIFIED:
             return outcome
         if self._risk is not None:
             await self._risk.remember(outcome, request.context)  # never fails the verification
-        await notify_if_added(self._store, self._sms, self._policy, outcome.challenge, attempt.at)
         return replace(outcome, proof=await self._proofs.after_verification(outcome, attempt, plan))
 
     async def resend(self, challenge_id: str, context: RequestContext) -> Challenge:

@@ -17,12 +17,14 @@ expired code) with the reason, and a masked line stays in the dead letters for t
 from __future__ import annotations
 
 import enum
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sesame.server.domain import codes, sms_text
+from sesame.server.domain import codes, notices, sms_text
 from sesame.server.domain.errors import ChallengeNotFound, DeliveryFailed, DeliveryRefused
+from sesame.server.domain.lifecycle import UserNotice
 from sesame.server.domain.model import Challenge, ChallengeStatus, DeliveryState, SmsMessage
 
 if TYPE_CHECKING:
@@ -30,13 +32,19 @@ if TYPE_CHECKING:
     from sesame.server.domain.sms_templates import SmsTemplates
 
 
+_log = logging.getLogger("sesame.notices")
+
+
 @dataclass(frozen=True, slots=True)
 class QueuedSms:
-    """One outbox entry: the challenge whose code to send, and when it was queued."""
+    """One outbox entry: the challenge whose code to send, and when it was queued; or a notice about that
+    challenge's user (its kind, and the end of a block), queued with the change it reports."""
 
     entry_id: str
     challenge_id: str
     queued_at: datetime
+    notice: str = ""  # "" a code SMS; else the notice's kind (sms_templates.Kind), docs/decisions/0033
+    until: datetime | None = None  # the end of the block a `user_blocked` notice tells
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +63,8 @@ class Outcome(enum.Enum):
     DEAD_LETTERED = "dead_lettered"  # given up on: tries spent, every provider's final word, code expired
     EXPIRED = "expired"  # never sent: the challenge was closed (verified, cancelled, voided) while it waited
     MISSING = "missing"  # never sent: the challenge was purged
+    NOTICE_SENT = "notice_sent"  # a notice the gateway took (journaled as a user notice)
+    NOTICE_FAILED = "notice_failed"  # a notice no provider took (journaled as failed, for the back office)
 
 
 # Why an SMS was dead-lettered: its code expired, its tries were spent, or the providers' final word.
@@ -171,6 +181,12 @@ class Dispatcher:
         except ChallengeNotFound:
             await self._outbox.settle(queued, DeliveryState.EXPIRED, "", self._clock.now())
             return Dispatched(Outcome.MISSING)
+        if queued.notice:
+            return await self._notify(queued, challenge)
+        return await self._send_code(queued, challenge)
+
+    async def _send_code(self, queued: QueuedSms, challenge: Challenge) -> Dispatched:
+        """The code SMS, unless the challenge was closed or its code expired while it waited."""
         now = self._clock.now()
         if challenge.status is not ChallengeStatus.OPEN:
             # Closed while it waited: nobody needs the code any more (not a delivery failure).
@@ -188,6 +204,25 @@ class Dispatcher:
             return await self._failed(queued, failed.reason, self._clock.now(), self._max_tries)
         await self._outbox.settle(queued, DeliveryState.SENT, sent.provider_ref, sent.sent_at)
         return Dispatched(Outcome.SENT, sent.sent_at)
+
+    async def _notify(self, queued: QueuedSms, challenge: Challenge) -> Dispatched:
+        """Send a notice (no code, never expired: it reports a change that was made) and journal it as a
+        user notice, sent or failed, removing its entry in the same step. To the number the challenge's
+        code went to: the secure number when the change was made."""
+        text = notices.notice_text(queued, challenge, self._bank_name, self._templates)
+        to = challenge.phone
+        sent = None
+        try:
+            sent = await self._sms.send(SmsMessage(to, text, "")) if text else None
+        except DeliveryFailed as exc:
+            _log.warning("%s notice not sent (%s)", queued.notice, exc.reason)
+        if sent is None:
+            notice = UserNotice(queued.notice, to, False, "", self._clock.now())
+            await self._outbox.settle_notice(queued, challenge.user_id, notice)
+            return Dispatched(Outcome.NOTICE_FAILED)
+        notice = UserNotice(queued.notice, to, True, sent.provider_ref, sent.sent_at)
+        await self._outbox.settle_notice(queued, challenge.user_id, notice)
+        return Dispatched(Outcome.NOTICE_SENT, sent.sent_at)
 
     async def _failed(self, queued: QueuedSms, failure: str, at: datetime, allowed: int) -> Dispatched:
         """A try that did not reach the phone, in the outbox's one step: another try, or a dead letter."""

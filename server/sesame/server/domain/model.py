@@ -267,6 +267,9 @@ class VerificationAttempt:
     # What the proof will be known by if this attempt is VERIFIED, drawn before the decision: the store
     # journals it with a VERIFIED decision only, so the signed proof is fixed by the journal (decision 0026).
     proof_id: ProofId | None = None
+    # The notice a VERIFIED decision queues in the outbox in the same step (`beneficiary_added` for an
+    # added payee, "" none; docs/decisions/0033); a block that starts always queues its alert.
+    notice: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -314,6 +314,11 @@ class Outbox(Protocol):
         the entry, in one atomic step; an entry whose challenge was purged is removed all the same."""
         ...
 
+    async def settle_notice(self, queued: QueuedSms, user_id: str, notice: UserNotice) -> None:
+        """Journal the notice the entry held as the user's (sent or failed, the number masked) and remove
+        the entry, in one atomic step (docs/decisions/0033)."""
+        ...
+
     async def fail(self, queued: QueuedSms, failure: str, at: datetime, allowed: int) -> FailedTry:
         """A send of the entry that did not reach the phone (`failure`: the gateway's reason, or `expired`),
         in one atomic step: the entry stays pending for another try (journaled), or, once it was given to
