@@ -175,7 +175,7 @@ class Metrics:
         backlog, which every dispatcher samples (the workers' samples are of one stream: the max is it)."""
         self.dispatches = Counter(
             "sesame_outbox_dispatches",
-            "Queued SMS taken by a dispatcher, by outcome (sent, retry, dead_lettered, expired, notice_*, ...).",
+            "Queued SMS taken by a dispatcher, by outcome (docs/operations.md, Metrics).",
             ["outcome"],
             registry=self.registry,
         )
