@@ -1,4 +1,4 @@
-"""The StateStore contract: the in-memory fake and the Redis store must answer alike, branch by branch."""
+"""The State contract: the in-memory fake and the Redis store must answer alike, branch by branch."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from sesame.server.domain.errors import (
     ChallengeAlreadyExists,
     ChallengeClosed,
@@ -44,9 +44,9 @@ from sesame.server.domain.operation import (
 )
 from sesame.server.domain.proof import IssuedProof, ProofFacts
 from tests import factories
-from tests.fakes.state_store import MemoryStateStore
+from tests.fakes.state import MemoryState
 
-Store = MemoryStateStore | RedisStateStore
+Store = MemoryState | RedisState
 
 PHONE = "+33612345678"
 IBAN = "FR7630006000011234567890189"
@@ -91,47 +91,47 @@ def an_attempt(
 
 async def opened(store: Store, **changes: object) -> Challenge:
     challenge = await factories.its_user_enrolled(store, a_challenge(**changes))
-    await store.open_challenge(challenge, CONTEXT)
+    await store.challenges.open_challenge(challenge, CONTEXT)
     return challenge
 
 
 async def reported(store: Store, challenge: Challenge, *reports: tuple[str, str]) -> None:
     """Record each (state, provider reference) report in turn."""
     for state, ref in reports:
-        await store.record_delivery(challenge.challenge_id, DeliveryState(state), ref, NOW)
+        await store.challenges.record_delivery(challenge.challenge_id, DeliveryState(state), ref, NOW)
 
 
 class TestUsers:
     async def test_registered_user_reads_back_equal(self, store):
         """A registered user is read back field for field."""
         user = a_user()
-        assert await store.register_user(user) == user
-        assert await store.get_user("u-1") == user
+        assert await store.users.register_user(user) == user
+        assert await store.users.get_user("u-1") == user
 
     async def test_same_enrolment_again_returns_the_stored_user(self, store):
         """Registering the same user id, client and phone again is a no-op returning what is stored."""
-        await store.register_user(a_user())
-        again = await store.register_user(a_user(locale="en", enrolled_at=NOW))
+        await store.users.register_user(a_user())
+        again = await store.users.register_user(a_user(locale="en", enrolled_at=NOW))
         assert again == a_user()
-        assert len(await store.user_journal("u-1")) == 1
+        assert len(await store.users.user_journal("u-1")) == 1
 
     @pytest.mark.parametrize("change", [{"client_id": "client-2"}, {"secure_phone": "+33700000000"}])
     async def test_other_enrolment_under_the_same_id_is_refused(self, store, change):
         """Another client or phone under an enrolled id raises UserAlreadyExists and changes nothing."""
-        await store.register_user(a_user())
+        await store.users.register_user(a_user())
         with pytest.raises(UserAlreadyExists):
-            await store.register_user(a_user(**change))
-        assert await store.get_user("u-1") == a_user()
+            await store.users.register_user(a_user(**change))
+        assert await store.users.get_user("u-1") == a_user()
 
     async def test_unknown_user_is_not_found(self, store):
         """Reading a user never enrolled raises UserNotFound."""
         with pytest.raises(UserNotFound):
-            await store.get_user("nobody")
+            await store.users.get_user("nobody")
 
     async def test_enrolment_is_journaled_with_the_phone_masked(self, store):
         """Enrolment writes one user.enrolled entry that shows only the masked phone."""
-        await store.register_user(a_user())
-        [entry] = await store.user_journal("u-1")
+        await store.users.register_user(a_user())
+        [entry] = await store.users.user_journal("u-1")
         assert (entry["event"], entry["user_id"], entry["client_id"]) == ("user.enrolled", "u-1", "client-1")
         assert entry["phone"] == "+33*******78"
 
@@ -145,7 +145,7 @@ class TestLockout:
 
     async def day_long(self, store: Store, at: datetime = NOW) -> Challenge:
         """Open a day-long challenge at `at` (a blocked user gets none: open it before the block)."""
-        number = len(await store.pending_challenges("u-1", NOW - timedelta(days=1))) + 1
+        number = len(await store.challenges.pending_challenges("u-1", NOW - timedelta(days=1))) + 1
         challenge = a_challenge(
             nonce=bytes([number]) * 16,
             created_at=at,
@@ -153,7 +153,7 @@ class TestLockout:
             expires_at=at + timedelta(days=1),
             max_attempts=10,
         )
-        await store.open_challenge(challenge, CONTEXT)
+        await store.challenges.open_challenge(challenge, CONTEXT)
         return challenge
 
     async def guesses(
@@ -162,30 +162,32 @@ class TestLockout:
         """Submit one code per value of `matches` at `at`, on `opened` or on a new day-long challenge."""
         challenge = opened or await self.day_long(store, at)
         return [
-            await store.record_verification(an_attempt(challenge, code_matches=m, at=at), self.POLICY)
+            await store.challenges.record_verification(
+                an_attempt(challenge, code_matches=m, at=at), self.POLICY
+            )
             for m in matches
         ]
 
     async def test_wrong_codes_are_counted_for_the_user(self, store):
         """Each wrong code adds one to the user's count, across challenges; no block before the limit."""
-        await store.register_user(a_user())
+        await store.users.register_user(a_user())
         await self.guesses(store, False)
         [outcome] = await self.guesses(store, False)
-        user = await store.get_user("u-1")
+        user = await store.users.get_user("u-1")
         assert (user.failures, user.blocks, user.blocked_until, outcome.blocked_until) == (2, 0, None, None)
 
     async def test_the_limit_blocks_and_restarts_the_count(self, store):
         """The third wrong code in a row blocks the user for 15 minutes, says so, and the count restarts."""
-        await store.register_user(a_user())
+        await store.users.register_user(a_user())
         *_, third = await self.guesses(store, False, False, False)
         assert third.result is VerifyResult.WRONG_CODE
         assert third.blocked_until == NOW + timedelta(minutes=15)
-        user = await store.get_user("u-1")
+        user = await store.users.get_user("u-1")
         assert (user.failures, user.blocks, user.blocked_until) == (0, 1, NOW + timedelta(minutes=15))
 
     async def test_no_code_of_a_blocked_user_is_evaluated(self, store):
         """While blocked, a right and a wrong code on an open challenge are USER_BLOCKED, uncounted."""
-        await store.register_user(a_user())
+        await store.users.register_user(a_user())
         opened_before = await self.day_long(store)
         await self.guesses(store, False, False, False)
         outcomes = await self.guesses(
@@ -193,22 +195,22 @@ class TestLockout:
         )
         assert [o.result for o in outcomes] == [VerifyResult.USER_BLOCKED] * 2
         assert (outcomes[-1].challenge.status, outcomes[-1].challenge.attempts) == (ChallengeStatus.OPEN, 0)
-        user = await store.get_user("u-1")
+        user = await store.users.get_user("u-1")
         assert (user.failures, user.blocks) == (0, 1)
 
     async def test_a_closed_challenge_answers_before_the_block(self, store):
         """A verified challenge still answers ALREADY_USED while its user is blocked."""
-        await store.register_user(a_user())
+        await store.users.register_user(a_user())
         [verified] = await self.guesses(store, True)
         await self.guesses(store, False, False, False)
-        again = await store.record_verification(
+        again = await store.challenges.record_verification(
             an_attempt(verified.challenge, code_matches=True, at=NOW + timedelta(minutes=1)), self.POLICY
         )
         assert again.result is VerifyResult.ALREADY_USED
 
     async def test_codes_count_again_once_the_block_ends(self, store):
         """At the block's end a wrong code counts again and a right one verifies."""
-        await store.register_user(a_user())
+        await store.users.register_user(a_user())
         await self.guesses(store, False, False, False)
         end = NOW + timedelta(minutes=15)
         outcomes = await self.guesses(store, False, True, at=end)
@@ -216,7 +218,7 @@ class TestLockout:
 
     async def test_blocks_in_a_row_double_up_to_the_longest(self, store):
         """The second block lasts 30 minutes, the third and later ones the one-hour cap."""
-        await store.register_user(a_user())
+        await store.users.register_user(a_user())
         at, lengths = NOW, []
         for _ in range(4):
             *_, last = await self.guesses(store, False, False, False, at=at)
@@ -227,19 +229,19 @@ class TestLockout:
 
     async def test_a_right_code_starts_everything_again(self, store):
         """After a right code the count, the blocks and the block itself are gone."""
-        await store.register_user(a_user())
+        await store.users.register_user(a_user())
         await self.guesses(store, False, False, False)
         await self.guesses(store, False, True, at=NOW + timedelta(minutes=15))
-        user = await store.get_user("u-1")
+        user = await store.users.get_user("u-1")
         assert (user.failures, user.blocks, user.blocked_until) == (0, 0, None)
 
     async def test_failures_and_blocks_are_journaled(self, store):
         """Every counted failure and the reset are user journal entries naming the challenge."""
-        await store.register_user(a_user())
+        await store.users.register_user(a_user())
         [verified] = await self.guesses(store, True)
         await self.guesses(store, False, False, False)
         await self.guesses(store, False, True, at=NOW + timedelta(minutes=15))
-        entries = (await store.user_journal("u-1"))[1:]
+        entries = (await store.users.user_journal("u-1"))[1:]
         assert [(e["event"], e["outcome"], e["failures"], e["blocks"]) for e in entries] == [
             ("user.failed_attempt", "counted", "1", "0"),
             ("user.failed_attempt", "counted", "2", "0"),
@@ -252,13 +254,13 @@ class TestLockout:
 
     async def test_an_id_with_a_forged_user_tag_is_not_found(self, store):
         """The challenge's id with another user's tag raises ChallengeNotFound and changes nothing."""
-        await store.register_user(a_user())
+        await store.users.register_user(a_user())
         challenge = await opened(store)
         forged = factories.challenge_id(challenge.nonce, user_id="u-2")
         attempt = dataclasses.replace(an_attempt(challenge, code_matches=False), challenge_id=forged)
         with pytest.raises(ChallengeNotFound):
-            await store.record_verification(attempt, self.POLICY)
-        assert (await store.get_challenge(challenge.challenge_id)).attempts == 0
+            await store.challenges.record_verification(attempt, self.POLICY)
+        assert (await store.challenges.get_challenge(challenge.challenge_id)).attempts == 0
 
 
 class TestChallenges:
@@ -266,12 +268,12 @@ class TestChallenges:
     async def test_opened_challenge_reads_back_equal(self, store, operation):
         """Every operation type round-trips through the store unchanged."""
         challenge = await opened(store, operation=operation)
-        assert await store.get_challenge(challenge.challenge_id) == challenge
+        assert await store.challenges.get_challenge(challenge.challenge_id) == challenge
 
     async def test_times_are_kept_to_the_millisecond(self, store):
         """Sub-millisecond parts of the times are dropped, as the store keeps Unix milliseconds."""
         challenge = await opened(store, created_at=NOW + timedelta(microseconds=1999))
-        stored = await store.get_challenge(challenge.challenge_id)
+        stored = await store.challenges.get_challenge(challenge.challenge_id)
         assert stored.created_at == NOW + timedelta(milliseconds=1)
         assert stored.created_at.tzinfo is not None
 
@@ -279,8 +281,8 @@ class TestChallenges:
         """Opening a challenge under a used id raises ChallengeAlreadyExists and keeps the first."""
         first = await opened(store)
         with pytest.raises(ChallengeAlreadyExists):
-            await store.open_challenge(a_challenge(operation=Login()), CONTEXT)
-        assert await store.get_challenge(first.challenge_id) == first
+            await store.challenges.open_challenge(a_challenge(operation=Login()), CONTEXT)
+        assert await store.challenges.get_challenge(first.challenge_id) == first
 
     async def test_challenge_past_its_retention_is_gone_but_its_journal_stays(self, store):
         """Once expiry plus retention has passed the challenge is purged; its journal remains as evidence."""
@@ -290,8 +292,8 @@ class TestChallenges:
             expires_at=NOW - timedelta(days=2) + timedelta(minutes=5),
         )
         with pytest.raises(ChallengeNotFound):
-            await store.get_challenge(challenge.challenge_id)
-        assert [e["event"] for e in await store.challenge_journal(challenge.challenge_id)] == [
+            await store.challenges.get_challenge(challenge.challenge_id)
+        assert [e["event"] for e in await store.journal.challenge_journal(challenge.challenge_id)] == [
             "challenge.opened"
         ]
 
@@ -300,17 +302,17 @@ class TestChallenges:
         old = NOW - timedelta(days=2)
         await opened(store, created_at=old, expires_at=old + timedelta(minutes=5))
         with pytest.raises(ChallengeAlreadyExists):
-            await store.open_challenge(a_challenge(), CONTEXT)
+            await store.challenges.open_challenge(a_challenge(), CONTEXT)
 
     async def test_unknown_challenge_is_not_found(self, store):
         """Reading a challenge never opened raises ChallengeNotFound."""
         with pytest.raises(ChallengeNotFound):
-            await store.get_challenge(UNKNOWN_ID)
+            await store.challenges.get_challenge(UNKNOWN_ID)
 
     async def test_opening_is_journaled_with_digest_context_and_masked_phone(self, store):
         """challenge.opened names the operation digest, the caller's context and the masked phone."""
         challenge = await opened(store)
-        [entry] = await store.challenge_journal(challenge.challenge_id)
+        [entry] = await store.journal.challenge_journal(challenge.challenge_id)
         assert entry["event"] == "challenge.opened"
         assert entry["op_digest"] == challenge.op_digest.hex()
         assert (entry["ip"], entry["device_id"], entry["session_id"]) == ("203.0.113.7", "dev-1", "sess-1")
@@ -319,7 +321,7 @@ class TestChallenges:
     async def test_opening_is_journaled_with_the_operation_type(self, store):
         """challenge.opened names the operation's type, which a proof issued later states."""
         challenge = await opened(store)
-        [entry] = await store.challenge_journal(challenge.challenge_id)
+        [entry] = await store.journal.challenge_journal(challenge.challenge_id)
         assert (entry["op"], entry["key_version"]) == ("credit_transfer", "1")
 
 
@@ -327,15 +329,19 @@ class TestVerification:
     async def test_right_code_verifies(self, store):
         """The right code for the right operation gives VERIFIED and consumes the challenge."""
         challenge = await opened(store)
-        outcome = await store.record_verification(an_attempt(challenge, code_matches=True), LOCKOUT)
+        outcome = await store.challenges.record_verification(
+            an_attempt(challenge, code_matches=True), LOCKOUT
+        )
         assert (outcome.result, outcome.attempts_left) == (VerifyResult.VERIFIED, 0)
         assert (outcome.challenge.status, outcome.challenge.attempts) == (ChallengeStatus.VERIFIED, 1)
-        assert await store.get_challenge(challenge.challenge_id) == outcome.challenge
+        assert await store.challenges.get_challenge(challenge.challenge_id) == outcome.challenge
 
     async def test_wrong_code_counts_and_leaves_attempts(self, store):
         """A wrong code gives WRONG_CODE, counts one attempt and leaves the challenge open."""
         challenge = await opened(store)
-        outcome = await store.record_verification(an_attempt(challenge, code_matches=False), LOCKOUT)
+        outcome = await store.challenges.record_verification(
+            an_attempt(challenge, code_matches=False), LOCKOUT
+        )
         assert (outcome.result, outcome.attempts_left) == (VerifyResult.WRONG_CODE, 2)
         assert (outcome.challenge.status, outcome.challenge.attempts) == (ChallengeStatus.OPEN, 1)
 
@@ -343,7 +349,7 @@ class TestVerification:
         """The wrong code that spends the last attempt still answers WRONG_CODE, with none left, and locks."""
         challenge = await opened(store)
         outcomes = [
-            await store.record_verification(an_attempt(challenge, code_matches=False), LOCKOUT)
+            await store.challenges.record_verification(an_attempt(challenge, code_matches=False), LOCKOUT)
             for _ in range(3)
         ]
         assert [o.attempts_left for o in outcomes] == [2, 1, 0]
@@ -353,8 +359,10 @@ class TestVerification:
     async def test_locked_challenge_refuses_the_right_code_without_counting(self, store):
         """After the lock even the right code answers LOCKED, and the attempt count stays put."""
         challenge = await opened(store, max_attempts=1)
-        await store.record_verification(an_attempt(challenge, code_matches=False), LOCKOUT)
-        outcome = await store.record_verification(an_attempt(challenge, code_matches=True), LOCKOUT)
+        await store.challenges.record_verification(an_attempt(challenge, code_matches=False), LOCKOUT)
+        outcome = await store.challenges.record_verification(
+            an_attempt(challenge, code_matches=True), LOCKOUT
+        )
         assert (outcome.result, outcome.attempts_left) == (VerifyResult.LOCKED, 0)
         assert outcome.challenge.attempts == 1
 
@@ -362,7 +370,7 @@ class TestVerification:
         """A right code for another operation gives OPERATION_MISMATCH, counts, and voids the challenge."""
         challenge = await opened(store)
         other = dataclasses.replace(TRANSFER, amount=Money("EUR", 125001))
-        outcome = await store.record_verification(
+        outcome = await store.challenges.record_verification(
             an_attempt(challenge, code_matches=True, operation=other), LOCKOUT
         )
         assert outcome.result is VerifyResult.OPERATION_MISMATCH
@@ -371,15 +379,19 @@ class TestVerification:
     async def test_voided_challenge_refuses_the_right_code(self, store):
         """After a mismatch the right code for the right operation answers VOIDED."""
         challenge = await opened(store)
-        await store.record_verification(an_attempt(challenge, code_matches=True, operation=Login()), LOCKOUT)
-        outcome = await store.record_verification(an_attempt(challenge, code_matches=True), LOCKOUT)
+        await store.challenges.record_verification(
+            an_attempt(challenge, code_matches=True, operation=Login()), LOCKOUT
+        )
+        outcome = await store.challenges.record_verification(
+            an_attempt(challenge, code_matches=True), LOCKOUT
+        )
         assert outcome.result is VerifyResult.VOIDED
         assert outcome.challenge.attempts == 1
 
     async def test_attempt_at_expiry_is_expired_and_not_counted(self, store):
         """An attempt at the expiry instant answers EXPIRED without counting or closing anything."""
         challenge = await opened(store)
-        outcome = await store.record_verification(
+        outcome = await store.challenges.record_verification(
             an_attempt(challenge, code_matches=True, at=challenge.expires_at), LOCKOUT
         )
         assert (outcome.result, outcome.attempts_left) == (VerifyResult.EXPIRED, 0)
@@ -389,35 +401,41 @@ class TestVerification:
         """One millisecond before expiry the attempt is judged normally."""
         challenge = await opened(store)
         at = challenge.expires_at - timedelta(milliseconds=1)
-        outcome = await store.record_verification(an_attempt(challenge, code_matches=True, at=at), LOCKOUT)
+        outcome = await store.challenges.record_verification(
+            an_attempt(challenge, code_matches=True, at=at), LOCKOUT
+        )
         assert outcome.result is VerifyResult.VERIFIED
 
     async def test_second_right_code_is_already_used(self, store):
         """A verified challenge answers ALREADY_USED and does not count the replay."""
         challenge = await opened(store)
-        await store.record_verification(an_attempt(challenge, code_matches=True), LOCKOUT)
-        outcome = await store.record_verification(an_attempt(challenge, code_matches=True), LOCKOUT)
+        await store.challenges.record_verification(an_attempt(challenge, code_matches=True), LOCKOUT)
+        outcome = await store.challenges.record_verification(
+            an_attempt(challenge, code_matches=True), LOCKOUT
+        )
         assert (outcome.result, outcome.challenge.attempts) == (VerifyResult.ALREADY_USED, 1)
 
     async def test_cancelled_challenge_answers_voided(self, store):
         """Verifying a cancelled challenge answers VOIDED."""
         challenge = await opened(store)
-        await store.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
-        outcome = await store.record_verification(an_attempt(challenge, code_matches=True), LOCKOUT)
+        await store.challenges.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
+        outcome = await store.challenges.record_verification(
+            an_attempt(challenge, code_matches=True), LOCKOUT
+        )
         assert (outcome.result, outcome.challenge.attempts) == (VerifyResult.VOIDED, 0)
 
     async def test_unknown_challenge_is_not_found(self, store):
         """Verifying a challenge never opened raises ChallengeNotFound."""
         with pytest.raises(ChallengeNotFound):
-            await store.record_verification(an_attempt(a_challenge(), code_matches=True), LOCKOUT)
+            await store.challenges.record_verification(an_attempt(a_challenge(), code_matches=True), LOCKOUT)
 
     async def test_every_attempt_is_journaled_including_refusals(self, store):
         """Each call, refused ones too, appends an entry with its outcome, count and the caller's context."""
         challenge = await opened(store)
-        await store.record_verification(an_attempt(challenge, code_matches=False), LOCKOUT)
-        await store.record_verification(an_attempt(challenge, code_matches=True), LOCKOUT)
-        await store.record_verification(an_attempt(challenge, code_matches=True), LOCKOUT)
-        entries = (await store.challenge_journal(challenge.challenge_id))[1:]
+        await store.challenges.record_verification(an_attempt(challenge, code_matches=False), LOCKOUT)
+        await store.challenges.record_verification(an_attempt(challenge, code_matches=True), LOCKOUT)
+        await store.challenges.record_verification(an_attempt(challenge, code_matches=True), LOCKOUT)
+        entries = (await store.journal.challenge_journal(challenge.challenge_id))[1:]
         assert [(e["event"], e["outcome"], e["attempts"]) for e in entries] == [
             ("challenge.verification", "wrong_code", "1"),
             ("challenge.verification", "verified", "2"),
@@ -428,8 +446,10 @@ class TestVerification:
     async def test_mismatch_journals_the_submitted_digest(self, store):
         """The journal of a mismatch shows the digest that was submitted, not the stored one."""
         challenge = await opened(store)
-        await store.record_verification(an_attempt(challenge, code_matches=True, operation=Login()), LOCKOUT)
-        entry = (await store.challenge_journal(challenge.challenge_id))[-1]
+        await store.challenges.record_verification(
+            an_attempt(challenge, code_matches=True, operation=Login()), LOCKOUT
+        )
+        entry = (await store.journal.challenge_journal(challenge.challenge_id))[-1]
         assert (entry["outcome"], entry["op_digest"]) == ("operation_mismatch", digest(Login()).hex())
 
 
@@ -437,43 +457,45 @@ class TestCancel:
     async def test_open_challenge_is_cancelled(self, store):
         """Cancelling an open challenge returns and stores it CANCELLED."""
         challenge = await opened(store)
-        cancelled = await store.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
+        cancelled = await store.challenges.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
         assert cancelled == dataclasses.replace(challenge, status=ChallengeStatus.CANCELLED)
-        assert await store.get_challenge(challenge.challenge_id) == cancelled
+        assert await store.challenges.get_challenge(challenge.challenge_id) == cancelled
 
     async def test_cancelling_twice_is_refused(self, store):
         """A cancelled challenge cannot be cancelled again."""
         challenge = await opened(store)
-        await store.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
+        await store.challenges.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
         with pytest.raises(ChallengeClosed):
-            await store.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
+            await store.challenges.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
 
     async def test_verified_challenge_cannot_be_cancelled(self, store):
         """A verified challenge stays VERIFIED when a cancel arrives."""
         challenge = await opened(store)
-        await store.record_verification(an_attempt(challenge, code_matches=True), LOCKOUT)
+        await store.challenges.record_verification(an_attempt(challenge, code_matches=True), LOCKOUT)
         with pytest.raises(ChallengeClosed):
-            await store.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
-        assert (await store.get_challenge(challenge.challenge_id)).status is ChallengeStatus.VERIFIED
+            await store.challenges.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
+        assert (
+            await store.challenges.get_challenge(challenge.challenge_id)
+        ).status is ChallengeStatus.VERIFIED
 
     async def test_expired_challenge_cannot_be_cancelled(self, store):
         """A cancel at or after expiry raises ChallengeClosed."""
         challenge = await opened(store)
         with pytest.raises(ChallengeClosed):
-            await store.cancel_challenge(challenge.challenge_id, challenge.expires_at, CONTEXT)
+            await store.challenges.cancel_challenge(challenge.challenge_id, challenge.expires_at, CONTEXT)
 
     async def test_unknown_challenge_is_not_found(self, store):
         """Cancelling a challenge never opened raises ChallengeNotFound."""
         with pytest.raises(ChallengeNotFound):
-            await store.cancel_challenge(UNKNOWN_ID, NOW, CONTEXT)
+            await store.challenges.cancel_challenge(UNKNOWN_ID, NOW, CONTEXT)
 
     async def test_cancel_and_refusal_are_journaled(self, store):
         """Both a cancel and a refused cancel leave a challenge.cancel entry with their outcome."""
         challenge = await opened(store)
-        await store.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
+        await store.challenges.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
         with pytest.raises(ChallengeClosed):
-            await store.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
-        entries = (await store.challenge_journal(challenge.challenge_id))[1:]
+            await store.challenges.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
+        entries = (await store.journal.challenge_journal(challenge.challenge_id))[1:]
         assert [(e["event"], e["outcome"]) for e in entries] == [
             ("challenge.cancel", "cancelled"),
             ("challenge.cancel", "refused"),
@@ -485,26 +507,26 @@ class TestResend:
         """At the spacing's end a resend is taken: one more resend, sent now, attempts untouched."""
         challenge = await opened(store, attempts=0)
         at = challenge.next_send_at
-        taken = await store.record_resend(challenge.challenge_id, at, CONTEXT)
+        taken = await store.challenges.record_resend(challenge.challenge_id, at, CONTEXT)
         assert taken == dataclasses.replace(challenge, resends=1, last_sent_at=at)
-        assert await store.get_challenge(challenge.challenge_id) == taken
+        assert await store.challenges.get_challenge(challenge.challenge_id) == taken
 
     async def test_resend_too_soon_says_how_long_to_wait(self, store):
         """One millisecond before the spacing's end the resend is refused with a 1 ms wait."""
         challenge = await opened(store)
         with pytest.raises(ResendRefused) as caught:
-            await store.record_resend(
+            await store.challenges.record_resend(
                 challenge.challenge_id, challenge.next_send_at - timedelta(milliseconds=1), CONTEXT
             )
         assert caught.value.retry_after == timedelta(milliseconds=1)
-        assert await store.get_challenge(challenge.challenge_id) == challenge
+        assert await store.challenges.get_challenge(challenge.challenge_id) == challenge
 
     async def test_no_resend_left_is_refused_without_a_wait(self, store):
         """When every resend was spent the refusal carries no wait."""
         challenge = await opened(store, max_resends=1)
-        await store.record_resend(challenge.challenge_id, challenge.next_send_at, CONTEXT)
+        await store.challenges.record_resend(challenge.challenge_id, challenge.next_send_at, CONTEXT)
         with pytest.raises(ResendRefused) as caught:
-            await store.record_resend(
+            await store.challenges.record_resend(
                 challenge.challenge_id, challenge.expires_at - timedelta(seconds=1), CONTEXT
             )
         assert caught.value.retry_after is None
@@ -512,8 +534,8 @@ class TestResend:
     async def test_resend_keeps_the_attempts_spent(self, store):
         """A resend after a wrong code leaves the attempt counted (NIST: no reset by a new send)."""
         challenge = await opened(store)
-        await store.record_verification(an_attempt(challenge, code_matches=False), LOCKOUT)
-        taken = await store.record_resend(challenge.challenge_id, challenge.next_send_at, CONTEXT)
+        await store.challenges.record_verification(an_attempt(challenge, code_matches=False), LOCKOUT)
+        taken = await store.challenges.record_resend(challenge.challenge_id, challenge.next_send_at, CONTEXT)
         assert (taken.attempts, taken.attempts_left) == (1, 2)
 
     @pytest.mark.parametrize("closing", ["verify", "cancel", "expire"])
@@ -522,28 +544,28 @@ class TestResend:
         challenge = await opened(store)
         at = challenge.next_send_at
         if closing == "verify":
-            await store.record_verification(an_attempt(challenge, code_matches=True), LOCKOUT)
+            await store.challenges.record_verification(an_attempt(challenge, code_matches=True), LOCKOUT)
         elif closing == "cancel":
-            await store.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
+            await store.challenges.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
         else:
             at = challenge.expires_at
         with pytest.raises(ChallengeClosed):
-            await store.record_resend(challenge.challenge_id, at, CONTEXT)
+            await store.challenges.record_resend(challenge.challenge_id, at, CONTEXT)
 
     async def test_unknown_challenge_is_not_found(self, store):
         """A resend of a challenge never opened raises ChallengeNotFound."""
         with pytest.raises(ChallengeNotFound):
-            await store.record_resend(UNKNOWN_ID, NOW, CONTEXT)
+            await store.challenges.record_resend(UNKNOWN_ID, NOW, CONTEXT)
 
     async def test_resends_and_refusals_are_journaled(self, store):
         """Each resend call appends a challenge.resend entry with its outcome, count and context."""
         challenge = await opened(store, max_resends=1)
         with pytest.raises(ResendRefused):
-            await store.record_resend(challenge.challenge_id, NOW, CONTEXT)
-        await store.record_resend(challenge.challenge_id, challenge.next_send_at, CONTEXT)
+            await store.challenges.record_resend(challenge.challenge_id, NOW, CONTEXT)
+        await store.challenges.record_resend(challenge.challenge_id, challenge.next_send_at, CONTEXT)
         with pytest.raises(ResendRefused):
-            await store.record_resend(challenge.challenge_id, challenge.next_send_at, CONTEXT)
-        entries = (await store.challenge_journal(challenge.challenge_id))[1:]
+            await store.challenges.record_resend(challenge.challenge_id, challenge.next_send_at, CONTEXT)
+        entries = (await store.journal.challenge_journal(challenge.challenge_id))[1:]
         assert [(e["event"], e["outcome"], e["resends"], e["session_id"]) for e in entries] == [
             ("challenge.resend", "too_soon", "0", "sess-1"),
             ("challenge.resend", "resent", "1", "sess-1"),
@@ -555,9 +577,9 @@ class TestDelivery:
     async def test_delivery_state_is_recorded_and_journaled(self, store):
         """record_delivery changes the stored delivery state and journals the provider reference."""
         challenge = await opened(store)
-        await store.record_delivery(challenge.challenge_id, DeliveryState.SENT, "ref-42", NOW)
-        assert (await store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.SENT
-        entry = (await store.challenge_journal(challenge.challenge_id))[-1]
+        await store.challenges.record_delivery(challenge.challenge_id, DeliveryState.SENT, "ref-42", NOW)
+        assert (await store.challenges.get_challenge(challenge.challenge_id)).delivery is DeliveryState.SENT
+        entry = (await store.journal.challenge_journal(challenge.challenge_id))[-1]
         assert (entry["event"], entry["outcome"], entry["provider_ref"]) == (
             "challenge.delivery",
             "sent",
@@ -567,33 +589,37 @@ class TestDelivery:
     async def test_delivery_for_unknown_challenge_is_not_found(self, store):
         """record_delivery on a challenge never opened raises ChallengeNotFound."""
         with pytest.raises(ChallengeNotFound):
-            await store.record_delivery(UNKNOWN_ID, DeliveryState.FAILED, "", NOW)
+            await store.challenges.record_delivery(UNKNOWN_ID, DeliveryState.FAILED, "", NOW)
 
     async def test_a_late_accepted_report_does_not_undo_a_delivery(self, store):
         """A report that the SMSC took the message (Kannel 8) after the delivery (1) leaves DELIVERED."""
         challenge = await opened(store)
         await reported(store, challenge, ("sent", "r1"), ("delivered", "r1"), ("sent", "r1"))
-        assert (await store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.DELIVERED
+        assert (
+            await store.challenges.get_challenge(challenge.challenge_id)
+        ).delivery is DeliveryState.DELIVERED
 
     async def test_a_report_before_the_senders_own_record_is_kept(self, store):
         """A delivery report that lands before the flow records SENT for the same message stays DELIVERED."""
         challenge = await opened(store)
         await reported(store, challenge, ("delivered", "r1"), ("sent", "r1"))
-        assert (await store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.DELIVERED
+        assert (
+            await store.challenges.get_challenge(challenge.challenge_id)
+        ).delivery is DeliveryState.DELIVERED
 
     async def test_a_failed_message_stays_failed(self, store):
         """Once a message failed, a later SENT for the same message does not revive it."""
         challenge = await opened(store)
         await reported(store, challenge, ("sent", "r1"), ("failed", "r1"), ("sent", "r1"))
-        assert (await store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.FAILED
+        assert (await store.challenges.get_challenge(challenge.challenge_id)).delivery is DeliveryState.FAILED
 
     async def test_a_resend_in_flight_outranks_an_earlier_failure(self, store):
         """After a failed message, a resent one in flight makes the challenge SENT, and its failure FAILED."""
         challenge = await opened(store)
         await reported(store, challenge, ("failed", "r1"), ("sent", "r2"))
-        assert (await store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.SENT
+        assert (await store.challenges.get_challenge(challenge.challenge_id)).delivery is DeliveryState.SENT
         await reported(store, challenge, ("failed", "r2"))
-        assert (await store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.FAILED
+        assert (await store.challenges.get_challenge(challenge.challenge_id)).delivery is DeliveryState.FAILED
 
     async def test_one_delivered_message_makes_the_challenge_delivered(self, store):
         """Every message carries the same code: one delivery wins over another message's failure."""
@@ -601,7 +627,9 @@ class TestDelivery:
         await reported(
             store, challenge, ("sent", "r1"), ("sent", "r2"), ("delivered", "r1"), ("failed", "r2")
         )
-        assert (await store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.DELIVERED
+        assert (
+            await store.challenges.get_challenge(challenge.challenge_id)
+        ).delivery is DeliveryState.DELIVERED
 
     @pytest.mark.parametrize(
         "order",
@@ -618,19 +646,23 @@ class TestDelivery:
         message it did take as rejected: the challenge stays DELIVERED, whatever the order."""
         challenge = await opened(store)
         await reported(store, challenge, *order)
-        assert (await store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.DELIVERED
+        assert (
+            await store.challenges.get_challenge(challenge.challenge_id)
+        ).delivery is DeliveryState.DELIVERED
 
     async def test_an_expired_message_is_final_and_outranks_a_failed_one(self, store):
         """EXPIRED (the SMSC gave up at the end of the validity) is final; over a failed message it shows."""
         challenge = await opened(store)
         await reported(store, challenge, ("sent", "r1"), ("expired", "r1"), ("sent", "r1"), ("failed", "r2"))
-        assert (await store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.EXPIRED
+        assert (
+            await store.challenges.get_challenge(challenge.challenge_id)
+        ).delivery is DeliveryState.EXPIRED
 
     async def test_every_report_is_journaled_with_the_resulting_state(self, store):
         """Ignored reports are journaled too, each with what was reported and the state that resulted."""
         challenge = await opened(store)
         await reported(store, challenge, ("sent", "r1"), ("delivered", "r1"), ("sent", "r1"))
-        entries = (await store.challenge_journal(challenge.challenge_id))[1:]
+        entries = (await store.journal.challenge_journal(challenge.challenge_id))[1:]
         assert [(e["outcome"], e["provider_ref"], e["delivery"]) for e in entries] == [
             ("sent", "r1", "sent"),
             ("delivered", "r1", "delivered"),
@@ -644,14 +676,14 @@ class TestBoundedJournal:
     async def test_repeated_refused_verifications_are_journaled_once_and_counted(self, store):
         """Five right codes on a spent challenge: one already_used entry, a count of five, the last time."""
         challenge = await opened(store)
-        await store.record_verification(an_attempt(challenge, code_matches=True), LOCKOUT)
+        await store.challenges.record_verification(an_attempt(challenge, code_matches=True), LOCKOUT)
         for second in range(5):
             attempt = an_attempt(challenge, code_matches=True, at=NOW + timedelta(seconds=40 + second))
-            outcome = await store.record_verification(attempt, LOCKOUT)
+            outcome = await store.challenges.record_verification(attempt, LOCKOUT)
             assert outcome.result is VerifyResult.ALREADY_USED
-        outcomes = [e["outcome"] for e in await store.challenge_journal(challenge.challenge_id)]
+        outcomes = [e["outcome"] for e in await store.journal.challenge_journal(challenge.challenge_id)]
         assert outcomes == ["opened", "verified", "already_used"]
-        assert await store.challenge_refusals(challenge.challenge_id) == [
+        assert await store.journal.challenge_refusals(challenge.challenge_id) == [
             RefusalCount("challenge.verification", "already_used", 5, NOW + timedelta(seconds=44))
         ]
 
@@ -660,21 +692,21 @@ class TestBoundedJournal:
         challenge = await opened(store)
         for _ in range(2):
             with pytest.raises(ResendRefused):
-                await store.record_resend(challenge.challenge_id, NOW, CONTEXT)
-        await store.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
+                await store.challenges.record_resend(challenge.challenge_id, NOW, CONTEXT)
+        await store.challenges.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
         for _ in range(3):
             with pytest.raises(ChallengeClosed):
-                await store.record_resend(challenge.challenge_id, NOW, CONTEXT)
+                await store.challenges.record_resend(challenge.challenge_id, NOW, CONTEXT)
             with pytest.raises(ChallengeClosed):
-                await store.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
-        entries = await store.challenge_journal(challenge.challenge_id)
+                await store.challenges.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
+        entries = await store.journal.challenge_journal(challenge.challenge_id)
         assert [(e["event"], e["outcome"]) for e in entries[1:]] == [
             ("challenge.resend", "too_soon"),
             ("challenge.cancel", "cancelled"),
             ("challenge.resend", "closed"),
             ("challenge.cancel", "refused"),
         ]
-        counts = await store.challenge_refusals(challenge.challenge_id)
+        counts = await store.journal.challenge_refusals(challenge.challenge_id)
         assert [(c.event, c.outcome, c.count) for c in counts] == [
             ("challenge.cancel", "refused", 3),
             ("challenge.resend", "closed", 3),
@@ -684,50 +716,53 @@ class TestBoundedJournal:
     async def test_accepted_transitions_are_not_counted_as_refusals(self, store):
         """A wrong code, a resend and a cancel that are accepted leave no refusal count."""
         challenge = await opened(store, resend_spacing=timedelta(0))
-        await store.record_verification(an_attempt(challenge, code_matches=False), LOCKOUT)
-        await store.record_resend(challenge.challenge_id, NOW, CONTEXT)
-        await store.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
-        assert await store.challenge_refusals(challenge.challenge_id) == []
+        await store.challenges.record_verification(an_attempt(challenge, code_matches=False), LOCKOUT)
+        await store.challenges.record_resend(challenge.challenge_id, NOW, CONTEXT)
+        await store.challenges.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
+        assert await store.journal.challenge_refusals(challenge.challenge_id) == []
 
     async def test_a_journal_reads_page_by_page(self, store):
         """Pages of two give the whole journal in order, and the last page has no next token."""
         challenge = await opened(store)
         for ref in ("m1", "m2", "m3", "m4"):
-            await store.record_delivery(challenge.challenge_id, DeliveryState.SENT, ref, NOW)
+            await store.challenges.record_delivery(challenge.challenge_id, DeliveryState.SENT, ref, NOW)
         pages, token = [], ""
         while True:
-            page = await store.challenge_journal_page(challenge.challenge_id, token, 2)
+            page = await store.journal.challenge_journal_page(challenge.challenge_id, token, 2)
             pages.append(page.entries)
             if not (token := page.next_token):
                 break
         assert [len(p) for p in pages] == [2, 2, 1]
-        assert [e for p in pages for e in p] == await store.challenge_journal(challenge.challenge_id)
+        assert [e for p in pages for e in p] == await store.journal.challenge_journal(challenge.challenge_id)
 
     async def test_a_journal_that_fits_one_page_has_no_next_token(self, store):
         """A page as long as the journal ends it; an unknown challenge gives an empty page."""
         challenge = await opened(store)
-        page = await store.challenge_journal_page(challenge.challenge_id, "", 1)
+        page = await store.journal.challenge_journal_page(challenge.challenge_id, "", 1)
         assert (len(page.entries), page.next_token) == (1, "")
-        assert await store.challenge_journal_page(UNKNOWN_ID, "", 10) == JournalPage([], "")
+        assert await store.journal.challenge_journal_page(UNKNOWN_ID, "", 10) == JournalPage([], "")
 
     @pytest.mark.parametrize("token", ["x", "1-", "-1", "1-2-3", "1" * 21 + "-0"])
     async def test_a_malformed_page_token_is_invalid(self, store, token):
         """A token that no page gives raises InvalidRequest on `page_token`."""
         challenge = await opened(store)
         with pytest.raises(InvalidRequest) as caught:
-            await store.challenge_journal_page(challenge.challenge_id, token, 10)
+            await store.journal.challenge_journal_page(challenge.challenge_id, token, 10)
         assert caught.value.violations[0].field == "page_token"
 
 
 class TestJournalPrivacy:
     async def test_no_entry_holds_the_full_phone(self, store):
         """Across a whole life cycle no journal entry contains the full secure phone number."""
-        await store.register_user(a_user())
+        await store.users.register_user(a_user())
         challenge = await opened(store)
-        await store.record_delivery(challenge.challenge_id, DeliveryState.SENT, "ref-1", NOW)
-        await store.record_verification(an_attempt(challenge, code_matches=False), LOCKOUT)
-        await store.record_verification(an_attempt(challenge, code_matches=True), LOCKOUT)
-        entries = [*await store.user_journal("u-1"), *await store.challenge_journal(challenge.challenge_id)]
+        await store.challenges.record_delivery(challenge.challenge_id, DeliveryState.SENT, "ref-1", NOW)
+        await store.challenges.record_verification(an_attempt(challenge, code_matches=False), LOCKOUT)
+        await store.challenges.record_verification(an_attempt(challenge, code_matches=True), LOCKOUT)
+        entries = [
+            *await store.users.user_journal("u-1"),
+            *await store.journal.challenge_journal(challenge.challenge_id),
+        ]
         assert len(entries) == 7  # the user: enrolled, failed, reset; the challenge: four
         assert not any(PHONE in value or PHONE[1:] in value for e in entries for value in e.values())
 
@@ -736,7 +771,7 @@ async def verified(store: Store) -> tuple[Challenge, ProofFacts]:
     """An opened challenge, verified, and the facts a proof of it states."""
     challenge = await opened(store)
     attempt = an_attempt(challenge, code_matches=True)
-    outcome = await store.record_verification(attempt, LOCKOUT)
+    outcome = await store.challenges.record_verification(attempt, LOCKOUT)
     return challenge, ProofFacts.of(outcome, attempt)
 
 
@@ -751,8 +786,11 @@ class TestProofs:
         """For a decision that named no proof, record_proof appends challenge.proof with its jti and kid,
         keeps the JWS beside the journal and returns it."""
         challenge, facts = await verified(store)
-        assert await store.record_proof(a_proof(facts), NOW + timedelta(minutes=1)) == "header.claims.jti-1"
-        entry = (await store.challenge_journal(challenge.challenge_id))[-1]
+        assert (
+            await store.proofs.record_proof(a_proof(facts), NOW + timedelta(minutes=1))
+            == "header.claims.jti-1"
+        )
+        entry = (await store.journal.challenge_journal(challenge.challenge_id))[-1]
         assert (entry["event"], entry["outcome"], entry["status"]) == (
             "challenge.proof",
             "issued",
@@ -760,24 +798,24 @@ class TestProofs:
         )
         assert (entry["jti"], entry["kid"], "proof" in entry) == ("jti-1", "sesame-proof-v1", False)
         assert (entry["user_id"], entry["attempts"]) == ("u-1", "1")
-        assert await store.stored_proof(challenge.challenge_id) == "header.claims.jti-1"
+        assert await store.proofs.stored_proof(challenge.challenge_id) == "header.claims.jti-1"
 
     async def test_the_first_proof_stands(self, store):
         """A second proof for the same challenge is dropped: the first is returned and journaled alone."""
         challenge, facts = await verified(store)
-        await store.record_proof(a_proof(facts, "jti-1"), NOW)
-        assert await store.record_proof(a_proof(facts, "jti-2"), NOW) == "header.claims.jti-1"
-        events = [e["event"] for e in await store.challenge_journal(challenge.challenge_id)]
+        await store.proofs.record_proof(a_proof(facts, "jti-1"), NOW)
+        assert await store.proofs.record_proof(a_proof(facts, "jti-2"), NOW) == "header.claims.jti-1"
+        events = [e["event"] for e in await store.journal.challenge_journal(challenge.challenge_id)]
         assert events.count("challenge.proof") == 1
 
     async def test_no_proof_without_a_verified_attempt(self, store):
         """A challenge with only a wrong code raises ChallengeNotVerified and journals nothing."""
         challenge = await opened(store)
         attempt = an_attempt(challenge, code_matches=False)
-        outcome = await store.record_verification(attempt, LOCKOUT)
+        outcome = await store.challenges.record_verification(attempt, LOCKOUT)
         with pytest.raises(ChallengeNotVerified):
-            await store.record_proof(a_proof(ProofFacts.of(outcome, attempt)), NOW)
-        assert len(await store.challenge_journal(challenge.challenge_id)) == 2
+            await store.proofs.record_proof(a_proof(ProofFacts.of(outcome, attempt)), NOW)
+        assert len(await store.journal.challenge_journal(challenge.challenge_id)) == 2
 
     async def test_no_proof_for_a_challenge_never_opened(self, store):
         """record_proof for an id without a journal raises ChallengeNotFound."""
@@ -785,7 +823,7 @@ class TestProofs:
         outcome = VerificationOutcome(VerifyResult.VERIFIED, 0, challenge)
         facts = ProofFacts.of(outcome, an_attempt(challenge, code_matches=True))
         with pytest.raises(ChallengeNotFound):
-            await store.record_proof(a_proof(facts), NOW)
+            await store.proofs.record_proof(a_proof(facts), NOW)
 
     async def test_a_verified_decision_journals_the_proof_it_names(self, store):
         """The jti and kid an attempt names are journaled in a challenge.proof entry by a VERIFIED decision
@@ -793,15 +831,17 @@ class TestProofs:
         the JWS and appends no second entry; the first JWS kept stands."""
         challenge = await opened(store)
         named = dataclasses.replace(an_attempt(challenge, code_matches=False), proof_id=ProofId("j-0", "k"))
-        await store.record_verification(named, LOCKOUT)
+        await store.challenges.record_verification(named, LOCKOUT)
         right = dataclasses.replace(
             an_attempt(challenge, code_matches=True), proof_id=ProofId("j-1", "kid-1")
         )
-        outcome = await store.record_verification(right, LOCKOUT)
+        outcome = await store.challenges.record_verification(right, LOCKOUT)
         assert outcome.result is VerifyResult.VERIFIED
         replayed = dataclasses.replace(right, proof_id=ProofId("j-2", "kid-1"))
-        assert (await store.record_verification(replayed, LOCKOUT)).result is VerifyResult.ALREADY_USED
-        journal = await store.challenge_journal(challenge.challenge_id)
+        assert (
+            await store.challenges.record_verification(replayed, LOCKOUT)
+        ).result is VerifyResult.ALREADY_USED
+        journal = await store.journal.challenge_journal(challenge.challenge_id)
         assert [(e["event"], e["outcome"], e.get("jti"), e.get("kid")) for e in journal[1:]] == [
             ("challenge.verification", "wrong_code", None, None),
             ("challenge.verification", "verified", None, None),
@@ -813,13 +853,13 @@ class TestProofs:
             "2",
             "verified",
         )
-        assert await store.stored_proof(challenge.challenge_id) == ""
+        assert await store.proofs.stored_proof(challenge.challenge_id) == ""
         facts = ProofFacts.of(outcome, right)
-        assert await store.record_proof(a_proof(facts, "j-1"), NOW) == "header.claims.j-1"
-        assert await store.record_proof(a_proof(facts, "j-1b"), NOW) == "header.claims.j-1"
-        assert await store.stored_proof(challenge.challenge_id) == "header.claims.j-1"
-        assert len(await store.challenge_journal(challenge.challenge_id)) == len(journal)
+        assert await store.proofs.record_proof(a_proof(facts, "j-1"), NOW) == "header.claims.j-1"
+        assert await store.proofs.record_proof(a_proof(facts, "j-1b"), NOW) == "header.claims.j-1"
+        assert await store.proofs.stored_proof(challenge.challenge_id) == "header.claims.j-1"
+        assert len(await store.journal.challenge_journal(challenge.challenge_id)) == len(journal)
 
     async def test_the_journal_of_an_unknown_challenge_is_empty(self, store):
         """challenge_journal of an id never opened is an empty list, not an error."""
-        assert await store.challenge_journal(UNKNOWN_ID) == []
+        assert await store.journal.challenge_journal(UNKNOWN_ID) == []
