@@ -15,7 +15,7 @@ from sesame.server.domain.lifecycle import StatusAction, StatusChange
 from sesame.server.domain.model import ChallengeStatus, LockoutPolicy, VerificationAttempt, VerifyResult
 from sesame.server.domain.operation import digest
 from tests import factories
-from tests.contracts.test_state_store_lifecycle import CONTEXT, NOW, by, phone_change
+from tests.contracts.test_lifecycle_contract import CONTEXT, NOW, by, phone_change
 from tests.fakes.state import MemoryState
 
 Store = MemoryState | RedisState

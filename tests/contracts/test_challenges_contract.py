@@ -1,139 +1,43 @@
-"""The State contract: the in-memory fake and the Redis store must answer alike, branch by branch."""
+"""The Challenges contract: the in-memory fake and Redis must answer alike, branch by branch (Start's one
+step in test_start_challenge_contract.py, send budgets in test_send_budget_contract.py)."""
 
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
-from sesame.clients.redis_store import RedisState
 from sesame.server.domain.errors import (
     ChallengeAlreadyExists,
     ChallengeClosed,
     ChallengeNotFound,
-    ChallengeNotVerified,
-    InvalidRequest,
     ResendRefused,
-    UserAlreadyExists,
-    UserNotFound,
 )
 from sesame.server.domain.model import (
     Challenge,
     ChallengeStatus,
     DeliveryState,
-    JournalPage,
     LockoutPolicy,
-    ProofId,
-    RefusalCount,
-    RequestContext,
-    User,
-    VerificationAttempt,
     VerificationOutcome,
     VerifyResult,
 )
-from sesame.server.domain.operation import (
-    AddBeneficiary,
-    ChangePhone,
-    CreditTransfer,
-    Login,
-    Money,
-    Operation,
-    Payee,
-    digest,
-)
-from sesame.server.domain.proof import IssuedProof, ProofFacts
+from sesame.server.domain.operation import Login, Money, digest
 from tests import factories
-from tests.fakes.state import MemoryState
-
-Store = MemoryState | RedisState
-
-PHONE = "+33612345678"
-IBAN = "FR7630006000011234567890189"
-TRANSFER = CreditTransfer(Money("EUR", 125000), Payee("Jean DUPONT", IBAN), "tx-1")
-CONTEXT = RequestContext(ip="203.0.113.7", device_id="dev-1", session_id="sess-1", user_agent="app/1.0")
-OPERATIONS: list[Operation] = [
-    Login(),
+from tests.contracts.state_cases import (
+    CONTEXT,
+    LOCKOUT,
+    NOW,
+    OPERATIONS,
     TRANSFER,
-    AddBeneficiary(Payee("Zoé Durand", "DE89370400440532013000")),
-    ChangePhone("+33698765432"),
-]
-
-# Real Redis purges challenges by its own wall clock, so every test works near the real present.
-NOW = datetime.now(UTC).replace(microsecond=0)
-LOCKOUT = LockoutPolicy()
-UNKNOWN_ID = factories.challenge_id(b"\xff\xff")  # well formed, in u-1's place, never opened
-
-
-def a_user(**changes: object) -> User:
-    return factories.a_user(NOW - timedelta(days=30), **changes)
-
-
-def a_challenge(operation: Operation = TRANSFER, **changes: object) -> Challenge:
-    return factories.a_challenge(NOW, operation, **changes)
-
-
-def an_attempt(
-    challenge: Challenge,
-    *,
-    code_matches: bool,
-    operation: Operation | None = None,
-    at: datetime | None = None,
-) -> VerificationAttempt:
-    return VerificationAttempt(
-        challenge_id=challenge.challenge_id,
-        op_digest=digest(operation or challenge.operation),
-        code_matches=code_matches,
-        at=at or NOW + timedelta(seconds=30),
-        context=CONTEXT,
-    )
-
-
-async def opened(store: Store, **changes: object) -> Challenge:
-    challenge = await factories.its_user_enrolled(store, a_challenge(**changes))
-    await store.challenges.open_challenge(challenge, CONTEXT)
-    return challenge
-
-
-async def reported(store: Store, challenge: Challenge, *reports: tuple[str, str]) -> None:
-    """Record each (state, provider reference) report in turn."""
-    for state, ref in reports:
-        await store.challenges.record_delivery(challenge.challenge_id, DeliveryState(state), ref, NOW)
-
-
-class TestUsers:
-    async def test_registered_user_reads_back_equal(self, store):
-        """A registered user is read back field for field."""
-        user = a_user()
-        assert await store.users.register_user(user) == user
-        assert await store.users.get_user("u-1") == user
-
-    async def test_same_enrolment_again_returns_the_stored_user(self, store):
-        """Registering the same user id, client and phone again is a no-op returning what is stored."""
-        await store.users.register_user(a_user())
-        again = await store.users.register_user(a_user(locale="en", enrolled_at=NOW))
-        assert again == a_user()
-        assert len(await store.users.user_journal("u-1")) == 1
-
-    @pytest.mark.parametrize("change", [{"client_id": "client-2"}, {"secure_phone": "+33700000000"}])
-    async def test_other_enrolment_under_the_same_id_is_refused(self, store, change):
-        """Another client or phone under an enrolled id raises UserAlreadyExists and changes nothing."""
-        await store.users.register_user(a_user())
-        with pytest.raises(UserAlreadyExists):
-            await store.users.register_user(a_user(**change))
-        assert await store.users.get_user("u-1") == a_user()
-
-    async def test_unknown_user_is_not_found(self, store):
-        """Reading a user never enrolled raises UserNotFound."""
-        with pytest.raises(UserNotFound):
-            await store.users.get_user("nobody")
-
-    async def test_enrolment_is_journaled_with_the_phone_masked(self, store):
-        """Enrolment writes one user.enrolled entry that shows only the masked phone."""
-        await store.users.register_user(a_user())
-        [entry] = await store.users.user_journal("u-1")
-        assert (entry["event"], entry["user_id"], entry["client_id"]) == ("user.enrolled", "u-1", "client-1")
-        assert entry["phone"] == "+33*******78"
+    UNKNOWN_ID,
+    Store,
+    a_challenge,
+    a_user,
+    an_attempt,
+    opened,
+    reported,
+)
 
 
 class TestLockout:
@@ -668,198 +572,3 @@ class TestDelivery:
             ("delivered", "r1", "delivered"),
             ("sent", "r1", "delivered"),
         ]
-
-
-class TestBoundedJournal:
-    """Refusals anyone can repeat are journaled once per kind and counted; journals are read by page."""
-
-    async def test_repeated_refused_verifications_are_journaled_once_and_counted(self, store):
-        """Five right codes on a spent challenge: one already_used entry, a count of five, the last time."""
-        challenge = await opened(store)
-        await store.challenges.record_verification(an_attempt(challenge, code_matches=True), LOCKOUT)
-        for second in range(5):
-            attempt = an_attempt(challenge, code_matches=True, at=NOW + timedelta(seconds=40 + second))
-            outcome = await store.challenges.record_verification(attempt, LOCKOUT)
-            assert outcome.result is VerifyResult.ALREADY_USED
-        outcomes = [e["outcome"] for e in await store.journal.challenge_journal(challenge.challenge_id)]
-        assert outcomes == ["opened", "verified", "already_used"]
-        assert await store.journal.challenge_refusals(challenge.challenge_id) == [
-            RefusalCount("challenge.verification", "already_used", 5, NOW + timedelta(seconds=44))
-        ]
-
-    async def test_repeated_refused_resends_and_cancels_are_journaled_once_each(self, store):
-        """Two too-soon resends, then three closed resends and three cancels of a cancelled challenge."""
-        challenge = await opened(store)
-        for _ in range(2):
-            with pytest.raises(ResendRefused):
-                await store.challenges.record_resend(challenge.challenge_id, NOW, CONTEXT)
-        await store.challenges.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
-        for _ in range(3):
-            with pytest.raises(ChallengeClosed):
-                await store.challenges.record_resend(challenge.challenge_id, NOW, CONTEXT)
-            with pytest.raises(ChallengeClosed):
-                await store.challenges.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
-        entries = await store.journal.challenge_journal(challenge.challenge_id)
-        assert [(e["event"], e["outcome"]) for e in entries[1:]] == [
-            ("challenge.resend", "too_soon"),
-            ("challenge.cancel", "cancelled"),
-            ("challenge.resend", "closed"),
-            ("challenge.cancel", "refused"),
-        ]
-        counts = await store.journal.challenge_refusals(challenge.challenge_id)
-        assert [(c.event, c.outcome, c.count) for c in counts] == [
-            ("challenge.cancel", "refused", 3),
-            ("challenge.resend", "closed", 3),
-            ("challenge.resend", "too_soon", 2),
-        ]
-
-    async def test_accepted_transitions_are_not_counted_as_refusals(self, store):
-        """A wrong code, a resend and a cancel that are accepted leave no refusal count."""
-        challenge = await opened(store, resend_spacing=timedelta(0))
-        await store.challenges.record_verification(an_attempt(challenge, code_matches=False), LOCKOUT)
-        await store.challenges.record_resend(challenge.challenge_id, NOW, CONTEXT)
-        await store.challenges.cancel_challenge(challenge.challenge_id, NOW, CONTEXT)
-        assert await store.journal.challenge_refusals(challenge.challenge_id) == []
-
-    async def test_a_journal_reads_page_by_page(self, store):
-        """Pages of two give the whole journal in order, and the last page has no next token."""
-        challenge = await opened(store)
-        for ref in ("m1", "m2", "m3", "m4"):
-            await store.challenges.record_delivery(challenge.challenge_id, DeliveryState.SENT, ref, NOW)
-        pages, token = [], ""
-        while True:
-            page = await store.journal.challenge_journal_page(challenge.challenge_id, token, 2)
-            pages.append(page.entries)
-            if not (token := page.next_token):
-                break
-        assert [len(p) for p in pages] == [2, 2, 1]
-        assert [e for p in pages for e in p] == await store.journal.challenge_journal(challenge.challenge_id)
-
-    async def test_a_journal_that_fits_one_page_has_no_next_token(self, store):
-        """A page as long as the journal ends it; an unknown challenge gives an empty page."""
-        challenge = await opened(store)
-        page = await store.journal.challenge_journal_page(challenge.challenge_id, "", 1)
-        assert (len(page.entries), page.next_token) == (1, "")
-        assert await store.journal.challenge_journal_page(UNKNOWN_ID, "", 10) == JournalPage([], "")
-
-    @pytest.mark.parametrize("token", ["x", "1-", "-1", "1-2-3", "1" * 21 + "-0"])
-    async def test_a_malformed_page_token_is_invalid(self, store, token):
-        """A token that no page gives raises InvalidRequest on `page_token`."""
-        challenge = await opened(store)
-        with pytest.raises(InvalidRequest) as caught:
-            await store.journal.challenge_journal_page(challenge.challenge_id, token, 10)
-        assert caught.value.violations[0].field == "page_token"
-
-
-class TestJournalPrivacy:
-    async def test_no_entry_holds_the_full_phone(self, store):
-        """Across a whole life cycle no journal entry contains the full secure phone number."""
-        await store.users.register_user(a_user())
-        challenge = await opened(store)
-        await store.challenges.record_delivery(challenge.challenge_id, DeliveryState.SENT, "ref-1", NOW)
-        await store.challenges.record_verification(an_attempt(challenge, code_matches=False), LOCKOUT)
-        await store.challenges.record_verification(an_attempt(challenge, code_matches=True), LOCKOUT)
-        entries = [
-            *await store.users.user_journal("u-1"),
-            *await store.journal.challenge_journal(challenge.challenge_id),
-        ]
-        assert len(entries) == 7  # the user: enrolled, failed, reset; the challenge: four
-        assert not any(PHONE in value or PHONE[1:] in value for e in entries for value in e.values())
-
-
-async def verified(store: Store) -> tuple[Challenge, ProofFacts]:
-    """An opened challenge, verified, and the facts a proof of it states."""
-    challenge = await opened(store)
-    attempt = an_attempt(challenge, code_matches=True)
-    outcome = await store.challenges.record_verification(attempt, LOCKOUT)
-    return challenge, ProofFacts.of(outcome, attempt)
-
-
-def a_proof(facts: ProofFacts, jti: str = "jti-1") -> IssuedProof:
-    return IssuedProof(f"header.claims.{jti}", jti, "sesame-proof-v1", facts)
-
-
-class TestProofs:
-    """The proof of a verified challenge: journaled once, from the journal alone."""
-
-    async def test_a_proof_is_journaled_with_its_id_and_key(self, store):
-        """For a decision that named no proof, record_proof appends challenge.proof with its jti and kid,
-        keeps the JWS beside the journal and returns it."""
-        challenge, facts = await verified(store)
-        assert (
-            await store.proofs.record_proof(a_proof(facts), NOW + timedelta(minutes=1))
-            == "header.claims.jti-1"
-        )
-        entry = (await store.journal.challenge_journal(challenge.challenge_id))[-1]
-        assert (entry["event"], entry["outcome"], entry["status"]) == (
-            "challenge.proof",
-            "issued",
-            "verified",
-        )
-        assert (entry["jti"], entry["kid"], "proof" in entry) == ("jti-1", "sesame-proof-v1", False)
-        assert (entry["user_id"], entry["attempts"]) == ("u-1", "1")
-        assert await store.proofs.stored_proof(challenge.challenge_id) == "header.claims.jti-1"
-
-    async def test_the_first_proof_stands(self, store):
-        """A second proof for the same challenge is dropped: the first is returned and journaled alone."""
-        challenge, facts = await verified(store)
-        await store.proofs.record_proof(a_proof(facts, "jti-1"), NOW)
-        assert await store.proofs.record_proof(a_proof(facts, "jti-2"), NOW) == "header.claims.jti-1"
-        events = [e["event"] for e in await store.journal.challenge_journal(challenge.challenge_id)]
-        assert events.count("challenge.proof") == 1
-
-    async def test_no_proof_without_a_verified_attempt(self, store):
-        """A challenge with only a wrong code raises ChallengeNotVerified and journals nothing."""
-        challenge = await opened(store)
-        attempt = an_attempt(challenge, code_matches=False)
-        outcome = await store.challenges.record_verification(attempt, LOCKOUT)
-        with pytest.raises(ChallengeNotVerified):
-            await store.proofs.record_proof(a_proof(ProofFacts.of(outcome, attempt)), NOW)
-        assert len(await store.journal.challenge_journal(challenge.challenge_id)) == 2
-
-    async def test_no_proof_for_a_challenge_never_opened(self, store):
-        """record_proof for an id without a journal raises ChallengeNotFound."""
-        challenge = a_challenge()
-        outcome = VerificationOutcome(VerifyResult.VERIFIED, 0, challenge)
-        facts = ProofFacts.of(outcome, an_attempt(challenge, code_matches=True))
-        with pytest.raises(ChallengeNotFound):
-            await store.proofs.record_proof(a_proof(facts), NOW)
-
-    async def test_a_verified_decision_journals_the_proof_it_names(self, store):
-        """The jti and kid an attempt names are journaled in a challenge.proof entry by a VERIFIED decision
-        alone (decision 0026); a wrong code or a refusal naming one journals none. record_proof then keeps
-        the JWS and appends no second entry; the first JWS kept stands."""
-        challenge = await opened(store)
-        named = dataclasses.replace(an_attempt(challenge, code_matches=False), proof_id=ProofId("j-0", "k"))
-        await store.challenges.record_verification(named, LOCKOUT)
-        right = dataclasses.replace(
-            an_attempt(challenge, code_matches=True), proof_id=ProofId("j-1", "kid-1")
-        )
-        outcome = await store.challenges.record_verification(right, LOCKOUT)
-        assert outcome.result is VerifyResult.VERIFIED
-        replayed = dataclasses.replace(right, proof_id=ProofId("j-2", "kid-1"))
-        assert (
-            await store.challenges.record_verification(replayed, LOCKOUT)
-        ).result is VerifyResult.ALREADY_USED
-        journal = await store.journal.challenge_journal(challenge.challenge_id)
-        assert [(e["event"], e["outcome"], e.get("jti"), e.get("kid")) for e in journal[1:]] == [
-            ("challenge.verification", "wrong_code", None, None),
-            ("challenge.verification", "verified", None, None),
-            ("challenge.proof", "issued", "j-1", "kid-1"),
-            ("challenge.verification", "already_used", None, None),
-        ]
-        assert (journal[-2]["user_id"], journal[-2]["attempts"], journal[-2]["status"]) == (
-            "u-1",
-            "2",
-            "verified",
-        )
-        assert await store.proofs.stored_proof(challenge.challenge_id) == ""
-        facts = ProofFacts.of(outcome, right)
-        assert await store.proofs.record_proof(a_proof(facts, "j-1"), NOW) == "header.claims.j-1"
-        assert await store.proofs.record_proof(a_proof(facts, "j-1b"), NOW) == "header.claims.j-1"
-        assert await store.proofs.stored_proof(challenge.challenge_id) == "header.claims.j-1"
-        assert len(await store.journal.challenge_journal(challenge.challenge_id)) == len(journal)
-
-    async def test_the_journal_of_an_unknown_challenge_is_empty(self, store):
-        """challenge_journal of an id never opened is an empty list, not an error."""
-        assert await store.journal.challenge_journal(UNKNOWN_ID) == []
