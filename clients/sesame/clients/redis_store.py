@@ -16,7 +16,6 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from sesame.clients.meter import UNMETERED, CallMeter
 from sesame.clients.redis_challenge_journal import RedisChallengeJournal
 from sesame.clients.redis_challenges import RedisChallenges
 from sesame.clients.redis_clients import RedisClients
@@ -29,6 +28,7 @@ from sesame.clients.redis_risk import RedisRiskMemory
 from sesame.clients.redis_scripts import Scripts
 from sesame.clients.redis_scripts import translated as _translated
 from sesame.clients.redis_users import RedisUsers
+from sesame.server.domain.call_meter import UNMETERED, CallMeter
 from sesame.server.domain.ports import Probe, State
 
 
