@@ -11,14 +11,14 @@ from datetime import timedelta
 import pytest
 
 from sesame.clients.redis_outbox import RedisOutbox
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from sesame.server.domain.model import DeliveryState, RequestContext
 from sesame.server.domain.ports import DeadLetters, Outbox
 from tests.contracts.test_start_challenge_contract import an_opening, enrolled
 from tests.fakes.outbox import MemoryDeadLetters
-from tests.fakes.state_store import MemoryStateStore
+from tests.fakes.state import MemoryState
 
-Store = MemoryStateStore | RedisStateStore
+Store = MemoryState | RedisState
 NO_WAIT = timedelta(milliseconds=1)
 PHONE = "+33612345678"
 
@@ -34,7 +34,7 @@ class Beside:
 @pytest.fixture
 async def beside(store: Store) -> AsyncIterator[Beside]:
     """The fake's own outbox, or the streams in the store's Redis."""
-    if isinstance(store, MemoryStateStore):
+    if isinstance(store, MemoryState):
         yield Beside(store.outbox, MemoryDeadLetters(store.outbox))
         return
     redis_outbox: RedisOutbox = store.outbox()
@@ -47,14 +47,14 @@ async def beside(store: Store) -> AsyncIterator[Beside]:
 async def test_a_failed_try_with_tries_left_stays_pending(store: Store, beside: Beside) -> None:
     """One try of three: the entry stays (claimable once idle), the challenge QUEUED, the try journaled."""
     await enrolled(store)
-    opened = (await store.start_challenge(an_opening())).challenge
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
     (queued,) = await beside.outbox.take("a", 10, NO_WAIT)
     tried = await beside.outbox.fail(queued, "unreachable", opened.created_at, 3)
     assert (tried.tries, tried.dead_letter) == (1, "")
-    assert (await store.get_challenge(opened.challenge_id)).delivery is DeliveryState.QUEUED
+    assert (await store.challenges.get_challenge(opened.challenge_id)).delivery is DeliveryState.QUEUED
     (claimed,) = await beside.outbox.reclaim("b", timedelta(0), 10)
     assert claimed.entry_id == queued.entry_id
-    last = (await store.challenge_journal(opened.challenge_id))[-1]
+    last = (await store.journal.challenge_journal(opened.challenge_id))[-1]
     assert (last["event"], last["outcome"], last["failure"]) == (
         "challenge.delivery",
         "try_failed",
@@ -66,17 +66,17 @@ async def test_a_failed_try_with_tries_left_stays_pending(store: Store, beside: 
 async def test_the_last_try_dead_letters_the_entry(store: Store, beside: Beside) -> None:
     """The second try of two (a claim counts as a try): FAILED, max_tries, journaled, a masked line."""
     await enrolled(store)
-    opened = (await store.start_challenge(an_opening())).challenge
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
     (queued,) = await beside.outbox.take("a", 10, NO_WAIT)
     await beside.outbox.fail(queued, "unreachable", opened.created_at, 2)
     (claimed,) = await beside.outbox.reclaim("b", timedelta(0), 10)
     tried = await beside.outbox.fail(claimed, "throttled", opened.created_at, 2)
     assert (tried.tries, tried.dead_letter) == (2, "max_tries")
-    stored = await store.get_challenge(opened.challenge_id)
+    stored = await store.challenges.get_challenge(opened.challenge_id)
     assert (stored.delivery, stored.delivery_reason) == (DeliveryState.FAILED, "max_tries")
     assert (await beside.outbox.backlog()).depth == 0
     assert await beside.outbox.reclaim("c", timedelta(0), 10) == []
-    last = (await store.challenge_journal(opened.challenge_id))[-1]
+    last = (await store.journal.challenge_journal(opened.challenge_id))[-1]
     assert (last["event"], last["outcome"], last["reason"], last["tries"]) == (
         "challenge.dead_letter",
         "failed",
@@ -106,22 +106,22 @@ async def test_the_last_try_dead_letters_the_entry(store: Store, beside: Beside)
 async def test_the_providers_final_word_dead_letters_at_once(store: Store, beside: Beside) -> None:
     """No try allowed (every provider refused): dead-lettered on the first try with their reason."""
     await enrolled(store)
-    opened = (await store.start_challenge(an_opening())).challenge
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
     (queued,) = await beside.outbox.take("a", 10, NO_WAIT)
     tried = await beside.outbox.fail(queued, "bad_number", opened.created_at, 0)
     assert tried.dead_letter == "bad_number"
-    stored = await store.get_challenge(opened.challenge_id)
+    stored = await store.challenges.get_challenge(opened.challenge_id)
     assert (stored.delivery, stored.delivery_reason) == (DeliveryState.FAILED, "bad_number")
 
 
 async def test_an_expired_code_is_dead_lettered_expired(store: Store, beside: Beside) -> None:
     """A try at or after the code's expiry, tries left or not: EXPIRED, reason expired."""
     await enrolled(store)
-    opened = (await store.start_challenge(an_opening())).challenge
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
     (queued,) = await beside.outbox.take("a", 10, NO_WAIT)
     tried = await beside.outbox.fail(queued, "unreachable", opened.expires_at, 3)
     assert tried.dead_letter == "expired"
-    stored = await store.get_challenge(opened.challenge_id)
+    stored = await store.challenges.get_challenge(opened.challenge_id)
     assert (stored.delivery, stored.delivery_reason) == (DeliveryState.EXPIRED, "expired")
     (letter,) = await beside.dead.recent(10)
     assert letter.state is DeliveryState.EXPIRED
@@ -130,13 +130,13 @@ async def test_an_expired_code_is_dead_lettered_expired(store: Store, beside: Be
 async def test_a_dead_letter_never_hides_an_earlier_send(store: Store, beside: Beside) -> None:
     """The first send went out; a resend's SMS dead-lettered: the challenge still reads SENT."""
     await enrolled(store)
-    opened = (await store.start_challenge(an_opening())).challenge
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
     (first,) = await beside.outbox.take("a", 10, NO_WAIT)
     await beside.outbox.settle(first, DeliveryState.SENT, "ref-1", opened.created_at)
-    await store.record_resend(
+    await store.challenges.record_resend(
         opened.challenge_id, opened.created_at + timedelta(seconds=31), RequestContext()
     )
     (second,) = await beside.outbox.take("a", 10, NO_WAIT)
     await beside.outbox.fail(second, "refused", opened.created_at, 0)
-    assert (await store.get_challenge(opened.challenge_id)).delivery is DeliveryState.SENT
+    assert (await store.challenges.get_challenge(opened.challenge_id)).delivery is DeliveryState.SENT
     assert len(await beside.dead.recent(10)) == 1

@@ -23,7 +23,7 @@ from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.api.v1 import operation_pb2 as op_pb
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_server import EmbeddedRedis
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from tests.e2e.helpers import IBAN, PHONE
 from tests.support.outbox import sms_in
 from tests.support.serve_process import ServeProcess, start_dispatch, start_serve
@@ -60,7 +60,7 @@ async def test_a_notice_queued_by_the_verification_survives_the_servers_death(
     tmp_path: Path,
     redis_server: EmbeddedRedis,
     redis_client: aioredis.Redis,
-    redis_store: RedisStateStore,
+    redis_store: RedisState,
     stopped: list[ServeProcess],
 ) -> None:
     """Verified, then the server SIGKILLed with no dispatcher running: the notice waits in the outbox, and
@@ -99,7 +99,7 @@ async def test_a_notice_queued_by_the_verification_survives_the_servers_death(
     assert notice["to"] == PHONE
     assert '"Jean DUPONT" (IBAN FR76...0189) a été ajouté le ' in notice["text"]
     assert code not in notice["text"]
-    journal = await redis_store.user_journal("alice")
+    journal = await redis_store.users.user_journal("alice")
     notices = [(e["kind"], e["outcome"], e["phone"]) for e in journal if e["event"] == "user.notice"]
     assert notices == [("beneficiary_added", "sent", "+33*******78")]
 

@@ -68,7 +68,7 @@ async def _first_try_failed(live: Live, challenge_id: str) -> None:
     """Return once the challenge's journal holds a failed try of its SMS; TimeoutError after 10 s."""
     async with asyncio.timeout(10):
         while True:
-            journal = await live.store.challenge_journal(challenge_id)
+            journal = await live.store.journal.challenge_journal(challenge_id)
             if any(entry.get("outcome") == "try_failed" for entry in journal):
                 return
             await asyncio.sleep(0.02)
@@ -101,7 +101,7 @@ async def test_an_sms_no_provider_takes_is_dead_lettered(live: Live, redis_serve
         "max_tries",
     )
     assert described.status == auth_pb.CHALLENGE_STATUS_OPEN  # the caller may resend
-    journal = await live.store.challenge_journal(challenge_id)
+    journal = await live.store.journal.challenge_journal(challenge_id)
     (dead,) = [entry for entry in journal if entry["event"] == "challenge.dead_letter"]
     assert (dead["outcome"], dead["reason"], dead["failure"], dead["tries"]) == (
         "failed",

@@ -23,7 +23,7 @@ from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.api.v1 import operation_pb2 as op_pb
 from sesame.clients import smpp_text
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from sesame.clients.sms_failover import FailoverSmsGateway, Provider
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server.app import Gateway
@@ -74,12 +74,18 @@ async def _enrol_all(enrol: enrol_grpc.EnrollmentServiceStub) -> None:
         )
 
 
-async def _start_all(auth: auth_grpc.AuthenticationServiceStub, kannel: contextlib.ExitStack) -> None:
-    """One challenge per user, BATCH at a time; `kannel` closed (Kannel shut down) after STOP_AFTER."""
+async def _start_all(
+    auth: auth_grpc.AuthenticationServiceStub, kannel: Kannel, shut_down: contextlib.ExitStack
+) -> None:
+    """One challenge per user, BATCH at a time; Kannel shut down (`shut_down` closed) after STOP_AFTER,
+    once its fake SMSC got some of them (on a loaded machine the dispatchers may lag behind the starts)."""
     stopper: asyncio.Task[None] | None = None
     for first in range(0, RUN, BATCH):
         if first == STOP_AFTER:
-            stopper = asyncio.create_task(asyncio.to_thread(kannel.close))
+            async with asyncio.timeout(30):
+                while len(await asyncio.to_thread(kannel.messages)) < STOP_AFTER // 2:  # noqa: ASYNC110 (a log)
+                    await asyncio.sleep(0.05)
+            stopper = asyncio.create_task(asyncio.to_thread(shut_down.close))
         replies = await asyncio.gather(
             *(
                 auth.StartChallenge(auth_pb.StartChallengeRequest(user_id=f"u{i}", operation=LOGIN))
@@ -99,7 +105,7 @@ async def smsc() -> AsyncIterator[Smsc]:
 
 
 async def test_500_challenges_with_the_first_provider_stopped_mid_run(
-    smsc: Smsc, redis_store: RedisStateStore, keystore: Pkcs11KeyStore, tmp_path: Path
+    smsc: Smsc, redis_store: RedisState, keystore: Pkcs11KeyStore, tmp_path: Path
 ) -> None:
     """Kannel first, shut down after 200 of 500 starts: every code once at an SMSC or dead-lettered."""
     work = tmp_path / "kannel"
@@ -119,7 +125,7 @@ async def test_500_challenges_with_the_first_provider_stopped_mid_run(
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{wired.server.port}")
         try:
             await _enrol_all(enrol_grpc.EnrollmentServiceStub(channel))
-            await _start_all(auth_grpc.AuthenticationServiceStub(channel), stack)
+            await _start_all(auth_grpc.AuthenticationServiceStub(channel), kannel, stack)
             await settled(redis_store, within=60)
             outbox = redis_store.outbox()
             try:
@@ -136,17 +142,17 @@ async def test_500_challenges_with_the_first_provider_stopped_mid_run(
             await http.close()
     through_kannel, through_smpp = _at_kannel(kannel), _at_smsc(smsc)
     arrived = through_kannel + through_smpp
-    phones = {_phone(i) for i in range(RUN)}
-    assert set(arrived) <= phones
-    lost = phones - set(arrived)
-    assert len(lost) == len(dead)  # every code that arrived nowhere was dead-lettered, and only those
     twice = [phone for phone, count in arrived.items() if count > 1]
-    assert len(twice) <= attempts.unknown("kannel")  # a second SMS only when Kannel's answer was lost
-    assert max(arrived.values()) <= 2
-    assert (sent, dead_lettered) == (RUN - len(dead), len(dead))  # our records agree with the SMSCs
-    assert 0 < len(through_kannel) < RUN
-    assert len(through_smpp) >= RUN - STOP_AFTER - BATCH * 4  # the rest went through SMPP
     print(  # noqa: T201 (the drill's figures, in the test's output)
         f"drill: {len(through_kannel)} through Kannel, {len(through_smpp)} through SMPP, "
         f"{len(dead)} dead-lettered, {len(twice)} twice, Kannel unknown outcomes {attempts.unknown('kannel')}"
     )
+    phones = {_phone(i) for i in range(RUN)}
+    assert set(arrived) <= phones
+    lost = phones - set(arrived)
+    assert len(lost) == len(dead)  # every code that arrived nowhere was dead-lettered, and only those
+    assert len(twice) <= attempts.unknown("kannel")  # a second SMS only when Kannel's answer was lost
+    assert max(arrived.values()) <= 2
+    assert (sent, dead_lettered) == (RUN - len(dead), len(dead))  # our records agree with the SMSCs
+    assert STOP_AFTER // 2 <= len(through_kannel) < RUN
+    assert len(through_smpp) >= RUN - STOP_AFTER - BATCH * 4  # the rest (but those in flight) through SMPP

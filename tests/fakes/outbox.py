@@ -18,7 +18,7 @@ from sesame.server.domain.ports import Clock, DeadLetters, Outbox
 from sesame.server.domain.privacy import mask_phone
 
 if TYPE_CHECKING:
-    from tests.fakes.state_store import MemoryStateStore
+    from tests.fakes.challenges import MemoryChallenges
 
 
 @dataclass(slots=True)
@@ -31,7 +31,7 @@ class _Pending:
 class MemoryOutbox:
     """Entries in queue order; each given to one consumer and pending with it until settled."""
 
-    def __init__(self, store: MemoryStateStore, clock: Clock) -> None:
+    def __init__(self, store: MemoryChallenges, clock: Clock) -> None:
         self._store = store
         self._clock = clock  # when an entry became pending: what `reclaim` compares `idle` with
         self._ids = itertools.count(1)
@@ -93,7 +93,7 @@ class MemoryOutbox:
         return FailedTry(tries, reason)
 
     async def settle_notice(self, queued: QueuedSms, user_id: str, notice: UserNotice) -> None:
-        await self._store.record_user_notice(user_id, notice)  # first: a failure leaves the entry pending
+        await self._store.record_notice(user_id, notice)  # first: a failure leaves the entry pending
         self._entries.pop(queued.entry_id, None)
         self._pending.pop(queued.entry_id, None)
 

@@ -17,7 +17,7 @@ from tests.fakes.clock import FixedClock
 from tests.fakes.keystore import FakeKeyStore
 from tests.fakes.outbox import MemoryDeadLetters
 from tests.fakes.sms import RecordingSmsGateway
-from tests.fakes.state_store import MemoryStateStore
+from tests.fakes.state import memory_state
 from tests.fakes.world import PHONE, TRANSFER
 
 NO_CONTEXT = RequestContext()
@@ -33,7 +33,7 @@ class Queued:
         self.clock = FixedClock()
         self.keys = FakeKeyStore()
         self.keys.add_key("sesame-otp-v1", b"k" * 32)
-        self.store = MemoryStateStore()
+        self.store = memory_state()
         self.sms = RecordingSmsGateway(self.clock)
         policy = ChallengePolicy()
         codes = RecentCodes(self.clock) if recent else None
@@ -58,7 +58,7 @@ class Queued:
         )
 
     async def start(self) -> Challenge:
-        await self.store.register_user(
+        await self.store.users.register_user(
             User("alice", "acme", PHONE, "fr", UserStatus.ACTIVE, self.clock.now())
         )
         return await self.flows.start(StartRequest("alice", TRANSFER, NO_CONTEXT))
@@ -68,7 +68,7 @@ class Queued:
         return (await self.dispatcher.dispatch(queued)).outcome
 
     async def delivery(self, challenge: Challenge) -> DeliveryState:
-        return (await self.store.get_challenge(challenge.challenge_id)).delivery
+        return (await self.store.challenges.get_challenge(challenge.challenge_id)).delivery
 
 
 async def test_start_queues_and_sends_nothing_itself() -> None:
@@ -97,7 +97,7 @@ async def test_an_expired_challenges_sms_is_never_sent() -> None:
     world.clock.advance(ChallengePolicy().lifetime)
     assert await world.dispatch_one() is Outcome.DEAD_LETTERED
     assert world.sms.sent == []
-    stored = await world.store.get_challenge(challenge.challenge_id)
+    stored = await world.store.challenges.get_challenge(challenge.challenge_id)
     assert (stored.delivery, stored.delivery_reason) == (DeliveryState.EXPIRED, "expired")
     assert (await world.store.outbox.backlog()).depth == 0
     (letter,) = await MemoryDeadLetters(world.store.outbox).recent(10)
@@ -125,7 +125,7 @@ async def test_a_gateway_failure_with_one_try_allowed_is_dead_lettered() -> None
     challenge = await world.start()
     world.sms.fail()
     assert await world.dispatch_one() is Outcome.DEAD_LETTERED
-    stored = await world.store.get_challenge(challenge.challenge_id)
+    stored = await world.store.challenges.get_challenge(challenge.challenge_id)
     assert (stored.delivery, stored.delivery_reason) == (DeliveryState.FAILED, "max_tries")
     assert (await world.store.outbox.backlog()).depth == 0
     (letter,) = await MemoryDeadLetters(world.store.outbox).recent(10)
@@ -172,7 +172,7 @@ async def test_every_providers_final_word_is_dead_lettered_at_once() -> None:
     challenge = await world.start()
     world.sms.refuse("bad_number")
     assert await world.dispatch_one() is Outcome.DEAD_LETTERED
-    stored = await world.store.get_challenge(challenge.challenge_id)
+    stored = await world.store.challenges.get_challenge(challenge.challenge_id)
     assert (stored.delivery, stored.delivery_reason) == (DeliveryState.FAILED, "bad_number")
 
 

@@ -20,7 +20,7 @@ from sesame.server.domain.tally import UNTALLIED, Tally
 from sesame.server.domain.voiding import void_pending
 
 if TYPE_CHECKING:
-    from sesame.server.domain.ports import StateStore
+    from sesame.server.domain.ports import State
 
 _log = logging.getLogger("sesame.blocking")
 
@@ -35,7 +35,7 @@ class Block:
     caller: str  # the calling service, journaled with each voiding
 
 
-async def after_block(store: StateStore, block: Block, *, tally: Tally = UNTALLIED) -> None:
+async def after_block(store: State, block: Block, *, tally: Tally = UNTALLIED) -> None:
     """Void the user's pending challenges; never raises (the alert was queued with the block)."""
     provenance = Provenance("sesame", "wrong codes in a row", "", block.caller)
     try:
