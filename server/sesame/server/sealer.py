@@ -67,6 +67,9 @@ class Sealer:
         timing: SealerTiming | None = None,
         holder: str = "",
     ) -> None:
+        # Let the closed challenges' journals go from Redis once archived (decision 0037); the tests that
+        # tamper with one in Redis after its seal turn this off.
+        self.drops_journals = True
         self._journal = journal
         self._keys = keys
         self._archive = archive
@@ -127,16 +130,47 @@ class Sealer:
         """
         archived = self._archive.last_block()
         done, count = None, 0
-        for seal in await self._journal.seals_from("0-0"):
+        seals = await self._journal.seals_from("0-0")
+        for seal in seals:
             if archived is None or seal.block.number > archived.number:
                 entries = await self._journal.sealed_entries(seal)
                 await asyncio.to_thread(self._archive.append, seal, entries)
                 archived, count = seal.block, count + 1
             done = seal
         if done is not None:
+            # The closed challenges' journals go before the seals that name them: a crash in between finds
+            # them again in the seals Redis still holds (decision 0037).
+            await self.drop_journals({leaf.stream for seal in seals for leaf in seal.leaves})
             await self._journal.drop_archived(self.holder, done)
         if time.monotonic() - self._pruned_at > PRUNE_EVERY_SECONDS:
             cutoff = datetime.now(UTC) - self._timing.retention
             await asyncio.to_thread(self._archive.prune, cutoff.isoformat(timespec="milliseconds"))
             self._pruned_at = time.monotonic()
         return count
+
+    async def drop_journals(self, streams: set[str]) -> dict[str, int]:
+        """Let go of the closed challenges' journals among `streams`, and of those kept while their challenge
+        was open that expired since, when the archive holds every entry of them (fsync'ed and indexed first);
+        note the open ones to see again at their expiry. How many journals had each outcome."""
+        if not self.drops_journals:
+            return {}
+        await asyncio.to_thread(self._archive.catch_up_index)
+        held = self._archive.last_block()
+        if held is None:
+            return {}
+        now_ms = int(time.time() * 1000)
+        keys = self._journal.keys
+        due = await self._journal.kept_due(now_ms)
+        outcomes: dict[str, int] = {}
+        kept: dict[str, int] = {}
+        settled: list[str] = []
+        for stream in sorted({s for s in streams if keys.is_challenge_journal(s)} | set(due)):
+            outcome, expires = await self._journal.drop_journal(stream, held.last, now_ms)
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            if outcome == "open":
+                kept[stream] = expires
+            else:
+                settled.append(stream)
+        await self._journal.keep(kept)
+        await self._journal.forget_kept([s for s in settled if s in due])
+        return outcomes

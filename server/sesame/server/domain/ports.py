@@ -395,3 +395,21 @@ class RiskMeter(Protocol):
     def sim_swap(self, state: str) -> None:
         """Count one answer (or silence) of the operator's SIM-swap API, by state."""
         ...
+
+
+class ChallengeJournal(Protocol):
+    """What the challenges' journals hold, read for evidence; the journals outlive the challenges (in Redis,
+    then in the archive: docs/decisions/0037)."""
+
+    async def challenge_journal(self, challenge_id: str) -> list[dict[str, str]]:
+        """The challenge's journal entries, oldest first; empty for an id never opened. They outlive it."""
+        ...
+
+    async def challenge_journal_page(self, challenge_id: str, after: str, limit: int) -> JournalPage:
+        """At most `limit` journal entries after the page token `after` ("": from the first), oldest first.
+        InvalidRequest (field `page_token`) for a token that no page of a journal gives."""
+        ...
+
+    async def challenge_refusals(self, challenge_id: str) -> list[RefusalCount]:
+        """How often each kind of refusal was answered for the challenge (only the first is journaled)."""
+        ...
