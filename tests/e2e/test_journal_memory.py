@@ -214,3 +214,19 @@ async def test_nothing_is_dropped_that_the_archive_did_not_take(
     stream = live.store.keys.challenge_journal(challenge_id)
     assert await redis_client.exists(stream) == 1
     assert await redis_client.exists(live.store.keys.journal_tail(stream)) == 0
+
+
+async def test_get_proof_after_the_purge_reads_the_archive(live: Live, redis_client: aioredis.Redis) -> None:
+    """Dropped, then purged with its tail: GetProof signs again the claims the archived journal fixed."""
+    challenge_id, code = await started(live, await enrolled(live))
+    jws = (await verify(live, challenge_id, code)).proof
+    assert live.sealer is not None
+    await live.sealer.step()
+    stream = live.store.keys.challenge_journal(challenge_id)
+    assert await redis_client.exists(stream) == 0
+    await redis_client.delete(live.store.keys.challenge(challenge_id), live.store.keys.journal_tail(stream))
+    again = await proof(live, challenge_id)
+    assert again.rsplit(".", 1)[0] == jws.rsplit(".", 1)[0]  # same header and claims (jti included)
+    bundle = await evidence(live, challenge_id)
+    assert bundle["challenge"] is None
+    assert bundle["proof"]["verification"]["claims_match_journal"] is True

@@ -28,6 +28,7 @@ from sesame.server.journal_archive import JournalArchive
 
 _log = logging.getLogger("sesame.journal")
 PRUNE_EVERY_SECONDS = 3600  # segments past the retention are deleted at most this often
+DROPS_AT_ONCE = 64  # journals let go concurrently (one script each, on the pool's connections)
 
 
 class JournalKeys(Protocol):
@@ -137,10 +138,10 @@ class Sealer:
                 await asyncio.to_thread(self._archive.append, seal, entries)
                 archived, count = seal.block, count + 1
             done = seal
+        # The closed challenges' journals go before the seals that name them: a crash in between finds them
+        # again in the seals Redis still holds (decision 0037). Those kept open are seen at their expiry.
+        await self.drop_journals({leaf.stream for seal in seals for leaf in seal.leaves})
         if done is not None:
-            # The closed challenges' journals go before the seals that name them: a crash in between finds
-            # them again in the seals Redis still holds (decision 0037).
-            await self.drop_journals({leaf.stream for seal in seals for leaf in seal.leaves})
             await self._journal.drop_archived(self.holder, done)
         if time.monotonic() - self._pruned_at > PRUNE_EVERY_SECONDS:
             cutoff = datetime.now(UTC) - self._timing.retention
@@ -154,23 +155,27 @@ class Sealer:
         note the open ones to see again at their expiry. How many journals had each outcome."""
         if not self.drops_journals:
             return {}
+        now_ms = int(time.time() * 1000)
+        due = await self._journal.kept_due(now_ms)
+        candidates = sorted({s for s in streams if self._journal.keys.is_challenge_journal(s)} | set(due))
+        if not candidates:
+            return {}
         await asyncio.to_thread(self._archive.catch_up_index)
         held = self._archive.last_block()
         if held is None:
             return {}
-        now_ms = int(time.time() * 1000)
-        keys = self._journal.keys
-        due = await self._journal.kept_due(now_ms)
         outcomes: dict[str, int] = {}
         kept: dict[str, int] = {}
         settled: list[str] = []
-        for stream in sorted({s for s in streams if keys.is_challenge_journal(s)} | set(due)):
-            outcome, expires = await self._journal.drop_journal(stream, held.last, now_ms)
-            outcomes[outcome] = outcomes.get(outcome, 0) + 1
-            if outcome == "open":
-                kept[stream] = expires
-            else:
-                settled.append(stream)
+        for start in range(0, len(candidates), DROPS_AT_ONCE):
+            batch = candidates[start : start + DROPS_AT_ONCE]
+            answers = await asyncio.gather(*(self._journal.drop_journal(s, held.last, now_ms) for s in batch))
+            for stream, (outcome, expires) in zip(batch, answers, strict=True):
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+                if outcome == "open":
+                    kept[stream] = expires
+                else:
+                    settled.append(stream)
         await self._journal.keep(kept)
         await self._journal.forget_kept([s for s in settled if s in due])
         return outcomes
