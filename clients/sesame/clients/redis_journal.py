@@ -125,11 +125,10 @@ class RedisJournal:
 
     async def live(self, stream: str) -> LiveStream:
         """What Redis holds of a journal stream: its entries and, once some were dropped, its tail."""
-        with translated():
-            async with self._client.pipeline(transaction=False) as pipe:
-                pipe.hget(self.keys.journal_tail(stream), "through")
-                pipe.xrange(stream)
-                through, raw = await pipe.execute()
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.hget(self.keys.journal_tail(stream), "through")
+            pipe.xrange(stream)
+            through, raw = await self._scripts.call("challenge_journal", pipe.execute())
         entries = [
             (i.decode(), rec.decoded(f)) for i, f in cast("list[tuple[bytes, dict[bytes, bytes]]]", raw)
         ]

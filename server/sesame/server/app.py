@@ -298,7 +298,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
         meter=RiskMetrics(metrics.registry),
     )
     recent = RecentCodes(clock)  # Start's code, for this worker's dispatcher (docs/decisions/0025)
-    sealed = store.sealed_journal()
+    sealed = metered_store.sealed_journal()  # its reads timed at the store's funnel
     # A challenge's journal is read from Redis and the archive as one (docs/decisions/0037).
     journals = ChallengeJournals(ArchivedJournals(sealed, archive), sealed, metered_store)
     proofs = ProofFlows(
