@@ -119,3 +119,17 @@ def test_pruned_segments_leave_the_index(tmp_path: Path, monkeypatch: pytest.Mon
     archive.prune("2026-11-30T19:00:00.000+00:00")
     assert [e.id for e in archive.stream_entries(OTHER)] == ["3-1"]
     assert archive.index.between(1, 3) == archive.index.holding(OTHER)
+
+
+def test_an_archive_from_before_the_index_is_indexed_whole(tmp_path: Path) -> None:
+    """Segments written without an index (decision 0027's archive): caught up from block 1."""
+    signer, archive = Signer(), JournalArchive(tmp_path)
+    one = signer.seal(None, mixed(1))
+    two = signer.seal(one.block, mixed(2))
+    archive.append(one, mixed(1))
+    archive.append(two, mixed(2))
+    for leftover in tmp_path.glob("index.sqlite3*"):
+        leftover.unlink()
+    assert JournalArchive(tmp_path).seals_from("1-0", OTHER) == []
+    assert JournalArchive(tmp_path).catch_up_index() == 2
+    assert JournalArchive(tmp_path).seals_from("1-0", OTHER) == [one, two]

@@ -71,6 +71,7 @@ class Sealer:
         # Let the closed challenges' journals go from Redis once archived (decision 0037); the tests that
         # tamper with one in Redis after its seal turn this off.
         self.drops_journals = True
+        self._indexed = False
         self._journal = journal
         self._keys = keys
         self._archive = archive
@@ -129,6 +130,9 @@ class Sealer:
         Returns how many were archived. ArchiveRefused (nothing more archived) when one does not follow the
         archive or its entries are not what it seals; SealLost; OSError when the disk fails.
         """
+        if not self._indexed:  # an archive from before its index, or a crash before a line's index row
+            await asyncio.to_thread(self._archive.catch_up_index)
+            self._indexed = True
         archived = self._archive.last_block()
         done, count = None, 0
         seals = await self._journal.seals_from("0-0")
