@@ -57,6 +57,7 @@ from sesame.server.domain.operation import digest, kind
 from sesame.server.domain.ports import Clock, StateStore
 from sesame.server.domain.privacy import mask_phone
 from sesame.server.domain.proof import IssuedProof
+from sesame.server.domain.sent_text import SentText
 from tests.fakes.outbox import MemoryOutbox
 from tests.fakes.registry import MemoryRegistry, context_fields, iso, ms, provenance_fields
 
@@ -346,7 +347,12 @@ class MemoryStateStore(MemoryRegistry):
             self._append(challenge, "challenge.delivery", at, state.value, extra)
 
     async def record_dispatch(
-        self, queued: QueuedSms, state: DeliveryState, provider_ref: str, at: datetime
+        self,
+        queued: QueuedSms,
+        state: DeliveryState,
+        provider_ref: str,
+        at: datetime,
+        text: SentText | None = None,
     ) -> None:
         """record_dispatch.lua's record (MemoryOutbox.settle): the message's state, from queued."""
         async with self._lock:
@@ -362,7 +368,8 @@ class MemoryStateStore(MemoryRegistry):
                 existing, delivery=_best_news(messages.values(), DeliveryState.QUEUED)
             )
             self._challenges[queued.challenge_id] = challenge
-            extra = {"provider_ref": provider_ref, "delivery": challenge.delivery.value}
+            extra = {"provider_ref": provider_ref, **({} if text is None else text.journal_fields())}
+            extra["delivery"] = challenge.delivery.value
             self._append(challenge, "challenge.delivery", at, state.value, extra)
 
     async def record_proof(self, proof: IssuedProof, at: datetime) -> str:
