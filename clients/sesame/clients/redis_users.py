@@ -175,20 +175,17 @@ class RedisRegistry:
         return None if seen is None else cast("bytes", seen).decode()
 
     async def record_user_notice(self, user_id: str, notice: UserNotice) -> None:
-        """Journal a notice sent to the user, the number masked (one XADD: atomic on its own)."""
-        entry = {
-            "event": "user.notice",
-            "at": rec.iso(notice.at),
-            "user_id": user_id,
-            "kind": notice.kind,
-            "phone": mask_phone(notice.to),
-            "outcome": "sent" if notice.sent else "failed",
-            "provider_ref": notice.provider_ref,
-        }
-        await self._scripts.call(
-            "record_user_notice",
-            self._client.xadd(self.keys.user_journal(user_id), entry),  # type: ignore[arg-type]
-        )
+        """Journal a notice sent to the user, the number masked (one script: numbered and sealed, 0035)."""
+        entry: list[rec.Field] = [
+            "event", "user.notice",
+            "at", rec.iso(notice.at),
+            "user_id", user_id,
+            "kind", notice.kind,
+            "phone", mask_phone(notice.to),
+            "outcome", "sent" if notice.sent else "failed",
+            "provider_ref", notice.provider_ref,
+        ]  # fmt: skip
+        await self._scripts.run("record_user_notice", [self.keys.user_journal(user_id)], entry)
 
     async def pending_challenges(self, user_id: str, expiring_after: datetime) -> list[str]:
         """The indexed ids expiring after `expiring_after`; older entries are dropped in the same step."""
