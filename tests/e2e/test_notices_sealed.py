@@ -1,7 +1,11 @@
-"""A notice SMS's journal entry (`user.notice`) is chained and sealed like every other: the archive of a user
-whose number was changed verifies (issue 8 item 3, decision 0035)."""
+"""A notice SMS's journal entry (`user.notice`) is chained and sealed like every other, with its text's hash
+and template version: the archive of a user whose number was changed verifies (issue 8 item 3, 0035)."""
 
 from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
 
 import pytest
 
@@ -44,3 +48,13 @@ async def test_a_number_change_notice_is_sealed_and_archived_in_its_place(
     stream = live.store.keys.user_journal(user_id)
     events = [e.fields["event"] for block in archive.blocks() for e in block.entries if e.stream == stream]
     assert events[-2:] == ["user.notice", "user.suspend"]
+    (notice,) = [
+        e.fields for block in archive.blocks() for e in block.entries if e.fields["event"] == "user.notice"
+    ]
+    (text,) = [json.loads(line)["text"] for line in live.sms_file.read_text(encoding="utf-8").splitlines()]
+    template = resources.files("sesame.server") / "sms_templates" / "fr" / "phone_changed.txt"
+    assert (notice["text_sha256"], notice["template"], notice["template_sha256"]) == (
+        hashlib.sha256(text.encode()).hexdigest(),  # no code in a notice: its text is hashed as sent
+        "fr/phone_changed",
+        hashlib.sha256(template.read_bytes()).hexdigest(),
+    )

@@ -288,6 +288,7 @@ class MemoryRegistry(MemoryClients):
                     "phone": mask_phone(notice.to),
                     "outcome": "sent" if notice.sent else "failed",
                     "provider_ref": notice.provider_ref,
+                    **({} if notice.text is None else notice.text.journal_fields()),
                 },
             )
 

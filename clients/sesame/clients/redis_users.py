@@ -185,6 +185,8 @@ class RedisRegistry:
             "outcome", "sent" if notice.sent else "failed",
             "provider_ref", notice.provider_ref,
         ]  # fmt: skip
+        if notice.text is not None:
+            entry += [item for pair in notice.text.journal_fields().items() for item in pair]
         await self._scripts.run("record_user_notice", [self.keys.user_journal(user_id)], entry)
 
     async def pending_challenges(self, user_id: str, expiring_after: datetime) -> list[str]:

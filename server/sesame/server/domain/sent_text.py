@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 
 from sesame.server.domain import sms_text
 from sesame.server.domain.operation import Operation, kind
-from sesame.server.domain.sms_templates import Kind, default_templates
+from sesame.server.domain.sms_templates import Kind, SmsTemplates, default_templates
 
 MASK = "#"
 
@@ -35,13 +35,15 @@ class SentText:
     warning_sha256: str  # hex SHA-256 of the locale's warning file, which the text carries too
 
     def journal_fields(self) -> dict[str, str]:
-        """The fields of the send's journal entry."""
-        return {
+        """The fields of the send's journal entry (no warning's for a notice, which carries none)."""
+        fields = {
             "text_sha256": self.text_sha256,
             "template": self.template,
             "template_sha256": self.template_sha256,
-            "warning_sha256": self.warning_sha256,
         }
+        if self.warning_sha256:
+            fields["warning_sha256"] = self.warning_sha256
+        return fields
 
 
 def recorded(operation: Operation, context: sms_text.SmsContext) -> SentText:
@@ -54,4 +56,13 @@ def recorded(operation: Operation, context: sms_text.SmsContext) -> SentText:
         template=f"{context.locale}/{template.kind.value}",
         template_sha256=template.sha256,
         warning_sha256=templates.warning_sha256.get(context.locale, ""),
+    )
+
+
+def notice(kind: Kind, locale: str, text: str, templates: SmsTemplates | None) -> SentText:
+    """The record of a notice (number changed, payee added, user blocked): it holds no code, so its text is
+    hashed as sent."""
+    template = (templates or default_templates()).get(kind, locale)
+    return SentText(
+        hashlib.sha256(text.encode("utf-8")).hexdigest(), f"{locale}/{kind.value}", template.sha256, ""
     )
