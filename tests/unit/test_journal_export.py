@@ -6,7 +6,16 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from sesame.server.journal_export import Progress, entry_line, read_export, resume_point, seal_line
+from sesame.server.domain.journal_seal import FeedEntry, Seal
+from sesame.server.journal_archive import ArchivedBlock, JournalArchive
+from sesame.server.journal_export import (
+    Progress,
+    blocks_after,
+    entry_line,
+    read_export,
+    resume_point,
+    seal_line,
+)
 from tests.unit.test_journal_seal import Signer
 from tests.unit.test_journal_verify import an_archive
 
@@ -57,3 +66,31 @@ def test_resume_point_cuts_the_block_an_interruption_left_without_its_seal(tmp_p
     assert cut.read_text(encoding="utf-8") == two
     assert [b.seal for b in read_export(two.splitlines())] == [b.seal for b in blocks[:2]]
     assert resume_point(tmp_path / "none.jsonl") == 0
+
+
+class Draining:
+    """Redis while the sealer drains: by the time the export asks for the live seals, blocks 3 and 4 went to
+    the archive and left Redis, which holds block 5 only."""
+
+    def __init__(self, archive: JournalArchive, blocks: list[ArchivedBlock]) -> None:
+        self._archive = archive
+        self._blocks = blocks
+
+    async def seals_from(self, first_id: str) -> list[Seal]:
+        for drained in self._blocks[2:4]:
+            self._archive.append(drained.seal, drained.entries)
+        return [self._blocks[4].seal]
+
+    async def sealed_entries(self, seal: Seal) -> list[FeedEntry]:
+        return list(self._blocks[4].entries)
+
+
+async def test_blocks_archived_while_the_export_reads_are_taken_from_the_archive(tmp_path: Path) -> None:
+    """The archive read (blocks 1-2), then Redis (block 5 only, 3-4 drained meanwhile): 1 to 5, in order."""
+    blocks = an_archive(Signer(), blocks=5)
+    archive = JournalArchive(tmp_path / "archive")
+    for block in blocks[:2]:
+        archive.append(block.seal, block.entries)
+    exported = [b async for b in blocks_after(0, archive, Draining(archive, blocks))]
+    assert [b.seal for b in exported] == [b.seal for b in blocks]
+    assert [b.entries for b in exported] == [b.entries for b in blocks]

@@ -68,9 +68,28 @@ async def blocks_after(
     if live is None:
         return
     for seal in await live.seals_from("0-0"):
-        if seal.block.number > last and seal.leaves:  # a head kept without its leaves is archived already
-            last = seal.block.number
-            yield ArchivedBlock(seal, tuple(await live.sealed_entries(seal)))
+        if seal.block.number <= last or not seal.leaves:  # a head kept without its leaves is archived
+            continue
+        entries = tuple(await live.sealed_entries(seal))
+        if seal.block.number > last + 1 or len(entries) != seal.block.count:
+            # The sealer archived blocks (and Redis let them go) while the archive was being read: the
+            # archive has them now.
+            for archived in _archived_between(archive, last, seal.block.number + 1):
+                last = archived.seal.block.number
+                yield archived
+            if last >= seal.block.number:
+                continue
+        last = seal.block.number
+        yield ArchivedBlock(seal, entries)
+
+
+def _archived_between(archive: JournalArchive | None, after: int, before: int) -> Iterator[ArchivedBlock]:
+    """The archived blocks numbered after `after` and before `before`."""
+    if archive is None:
+        return
+    for archived in archive.blocks():
+        if after < archived.seal.block.number < before:
+            yield archived
 
 
 class Progress:
