@@ -19,7 +19,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from sesame.clients.redis_server import EmbeddedRedis
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server.domain import proof
 from sesame.server.journal_archive import JournalArchive
@@ -58,7 +58,7 @@ def exporting(archive: JournalArchive, redis_server: EmbeddedRedis) -> tuple[str
 
 
 @pytest.fixture
-async def sealed(redis_store: RedisStateStore, keystore: Pkcs11KeyStore, tmp_path: Path) -> JournalArchive:
+async def sealed(redis_store: RedisState, keystore: Pkcs11KeyStore, tmp_path: Path) -> JournalArchive:
     """Blocks 1-4 sealed and archived (gone from Redis), blocks 5-6 sealed and only in Redis."""
     archive = JournalArchive(tmp_path / "archive")
     sealer = Sealer(redis_store.sealed_journal(), keystore, archive, SHORT, holder="export-test")
