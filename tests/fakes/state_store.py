@@ -30,6 +30,7 @@ from sesame.server.domain.errors import (
     InvalidRequest,
     PhoneCooling,
     ResendRefused,
+    RiskMemoryMoved,
     SecurePhoneChanged,
     SendBudgetExhausted,
     SesameError,
@@ -57,8 +58,10 @@ from sesame.server.domain.operation import digest, kind
 from sesame.server.domain.ports import Clock, StateStore
 from sesame.server.domain.privacy import mask_phone
 from sesame.server.domain.proof import IssuedProof
+from sesame.server.domain.risk_signals import RiskHistory
 from tests.fakes.outbox import MemoryOutbox
 from tests.fakes.registry import MemoryRegistry, context_fields, iso, ms, provenance_fields
+from tests.fakes.risk_memory import learn, versioned
 
 _TERMINAL = {
     ChallengeStatus.VERIFIED: VerifyResult.ALREADY_USED,
@@ -153,6 +156,7 @@ class MemoryStateStore(MemoryRegistry):
         # per challenge: (event, outcome) -> (count, last at); only the first refusal of a kind is journaled
         self._refusals: dict[str, dict[tuple[str, str], tuple[int, datetime]]] = {}
         self.outbox = MemoryOutbox(self, purge_clock or _WALL)  # what Start and Resend queue
+        self.risk_histories: dict[str, RiskHistory] = {}  # the users' risk memory (MemoryRiskMemory's)
 
     async def open_challenge(
         self, challenge: Challenge, context: RequestContext, charges: Sequence[Charge] = ()
@@ -176,6 +180,10 @@ class MemoryStateStore(MemoryRegistry):
             earlier = self._earlier(opening)
             if earlier is not None:
                 return Opened(earlier, queued=False)
+            if opening.memory_version is not None:  # as open_challenge.lua (decision 0032)
+                fresh = versioned(user, self.risk_histories.get(user.user_id, RiskHistory()))
+                if fresh.version != opening.memory_version:
+                    raise RiskMemoryMoved(fresh)
             challenge = _opened(opening, user)
             charges = budgets.charges(opening.budget, user.user_id, user.secure_phone, opening.context.caller)
             self._open(challenge, opening.context, charges)
@@ -220,7 +228,6 @@ class MemoryStateStore(MemoryRegistry):
             created_at=ms(challenge.created_at),
             expires_at=ms(challenge.expires_at),
             last_sent_at=ms(challenge.last_sent_at),
-            risk=None,  # journaled, never stored (as in Redis)
         )
         self._challenges[cid] = stored
         self.outbox.queue(cid, ms(challenge.created_at))  # as open_challenge.lua, in the same step
@@ -280,7 +287,13 @@ class MemoryStateStore(MemoryRegistry):
                 challenge.user_id, challenge.challenge_id, result, attempt.at, lockout
             )
             left = challenge.attempts_left if result is VerifyResult.WRONG_CODE else 0
-            return VerificationOutcome(result, left, challenge, "", started)
+            memory = None
+            if result is VerifyResult.VERIFIED and attempt.risk is not None and user is not None:
+                # As record_verification.lua: the decision's step feeds the user's memory (decision 0032).
+                seen = dataclasses.replace(attempt.risk.seen, user_id=user.user_id)
+                learn(self.risk_histories, seen, attempt.risk.limits)
+                memory = versioned(self._users[user.user_id], self.risk_histories[user.user_id])
+            return VerificationOutcome(result, left, challenge, "", started, memory)
 
     async def cancel_challenge(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
         async with self._lock:

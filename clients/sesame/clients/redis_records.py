@@ -8,6 +8,7 @@ digest as hex, so that the scripts can compare a submitted digest without decodi
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -26,6 +27,7 @@ from sesame.server.domain.opening import Opening
 from sesame.server.domain.operation import ChangePhone, MalformedEncoding, Operation, decode, kind
 from sesame.server.domain.privacy import mask_phone
 from sesame.server.domain.proof import IssuedProof
+from sesame.server.domain.risk import RiskAssessment, RiskDecision, RiskReason
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MS = timedelta(milliseconds=1)
@@ -131,7 +133,35 @@ def challenge_fields(challenge: Challenge) -> list[Field]:
         "resend_spacing_ms", challenge.resend_spacing // MS,
         "resends", challenge.resends,
         "last_sent_at", to_ms(challenge.last_sent_at),
+        *([] if challenge.risk is None else ["risk", risk_json(challenge.risk)]),
     ]  # fmt: skip
+
+
+def risk_json(risk: RiskAssessment) -> str:
+    """The rules' decision as the challenge keeps it: a retry by request id answers it, a proof states it."""
+    return json.dumps(
+        {
+            "decision": risk.decision.name,
+            "reasons": [[reason.code, reason.description] for reason in risk.reasons],
+            "rules_version": risk.rules_version,
+            "rules": list(risk.rules),
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+def risk_from_json(raw: bytes | None) -> RiskAssessment | None:
+    """The decision `risk_json` wrote; None for a challenge opened without rules (or before decision 0032)."""
+    if raw is None:
+        return None
+    kept = json.loads(raw)
+    return RiskAssessment(
+        RiskDecision[kept["decision"]],
+        tuple(RiskReason(code, description) for code, description in kept["reasons"]),
+        kept["rules_version"],
+        tuple(kept["rules"]),
+    )
 
 
 def challenge_from_hash(raw: Mapping[bytes, bytes]) -> Challenge:
@@ -157,8 +187,9 @@ def challenge_from_hash(raw: Mapping[bytes, bytes]) -> Challenge:
             resend_spacing=int(raw[b"resend_spacing_ms"]) * MS,
             resends=int(raw[b"resends"]),
             last_sent_at=from_ms(int(raw[b"last_sent_at"])),
+            risk=risk_from_json(raw.get(b"risk")),
         )
-    except (KeyError, ValueError, MalformedEncoding) as exc:
+    except (KeyError, ValueError, TypeError, MalformedEncoding) as exc:
         raise CorruptRecord("challenge record") from exc
 
 
@@ -246,7 +277,7 @@ def opened_challenge(opening: Opening, client_id: str, phone: str, locale: str) 
         resend_spacing=opening.resend_spacing,
         resends=0,
         last_sent_at=from_ms(to_ms(opening.created_at)),
-        risk=opening.risk,  # journaled with the opening (docs/risk.md), not stored in the hash
+        risk=opening.risk,  # journaled with the opening and kept in the hash (docs/risk.md)
     )
 
 

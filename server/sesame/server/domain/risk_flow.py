@@ -16,18 +16,23 @@ from sesame.server.domain.errors import RiskDenied, SimSwapUnavailable, StoreUna
 from sesame.server.domain.model import VerificationOutcome, VerifyResult
 from sesame.server.domain.operation import OperationType, kind
 from sesame.server.domain.risk import RiskAssessment, RiskDecision, RuleSet
+from sesame.server.domain.risk_recall import DEFAULT_USERS, RiskRecall
 from sesame.server.domain.risk_signals import (
     SIM_SWAP_OFF,
     RiskDenial,
+    RiskLesson,
     RiskLimits,
     SimSwapStatus,
     UserRisk,
+    lesson,
     observation,
     signals,
 )
 
 if TYPE_CHECKING:
-    from sesame.server.domain.challenges import StartRequest
+    from datetime import datetime
+
+    from sesame.server.domain.challenges import StartRequest, VerifyRequest
     from sesame.server.domain.model import RequestContext, User
     from sesame.server.domain.operation import Operation
     from sesame.server.domain.ports import Clock, RiskMemory, RiskMeter, SimSwapCheck
@@ -54,6 +59,7 @@ class RiskPolicy:
 
     rules: RuleSet
     limits: RiskLimits = field(default_factory=RiskLimits)
+    recall_users: int = DEFAULT_USERS  # users whose last read each worker keeps (decision 0032); 0: none
 
 
 class RiskFlows:
@@ -68,6 +74,7 @@ class RiskFlows:
         sim_swap: SimSwapCheck | None = None,
         meter: RiskMeter | None = None,
     ) -> None:
+        self._recall = RiskRecall(policy.recall_users)
         self._memory = memory
         self._clock = clock
         self._policy = policy
@@ -75,8 +82,23 @@ class RiskFlows:
         self._meter = meter or _Unmetered()
 
     async def read(self, user_id: str) -> UserRisk:
-        """The user with its risk memory, in one read. UserNotFound."""
-        return await self._memory.user_and_history(user_id)
+        """The user with its risk memory, in one read (kept for the next Start). UserNotFound."""
+        found = await self._memory.user_and_history(user_id)
+        self._recall.keep(found)
+        return found
+
+    def recalled(self, user_id: str) -> UserRisk | None:
+        """This worker's last read of the user's memory, if kept: its version is checked by Start's step."""
+        return self._recall.recalled(user_id)
+
+    def keep(self, found: UserRisk | None) -> None:
+        """Keep a read of a user's memory that a store step answered (a moved memory, a verification)."""
+        if found is not None:
+            self._recall.keep(found)
+
+    def lesson(self, request: VerifyRequest, at: datetime) -> RiskLesson:
+        """What a right code for this challenge will teach its user's memory, in the decision's step."""
+        return lesson(request.challenge_id, request.operation, request.context, at, self._policy.limits)
 
     def reads(self, operation: Operation) -> bool:
         """Whether a rule can match this operation's kind: only then are the user and its memory read."""
@@ -89,26 +111,42 @@ class RiskFlows:
         return assessment
 
     async def decide(self, found: UserRisk, request: StartRequest) -> RiskAssessment:
-        """The decision on the user's operation (never DENY). RiskDenied, journaled in the risk journal."""
-        operation, context = request.operation, request.context
-        sim = await self._sim(found.user, operation)
-        now = self._clock.now()
+        """The decision on the user's operation (never DENY), counted. RiskDenied, journaled."""
+        assessment = await self.judge(found, request)
+        self.count(request.operation, assessment)
+        await self.refuse_denied(found, request, assessment)
+        return assessment
+
+    async def judge(self, found: UserRisk, request: StartRequest) -> RiskAssessment:
+        """What the rules say of the operation on this read of the user's memory (uncounted, not acted on)."""
+        sim = await self._sim(found.user, request.operation)
         named = signals(
-            operation=operation,
+            operation=request.operation,
             user=found.user,
             history=found.history,
-            context=context,
+            context=request.context,
             sim=sim,
-            now=now,
+            now=self._clock.now(),
             forwarded=request.forwarded,
         )
-        assessment = self._policy.rules.assess(named)
-        op = kind(operation).name.lower()
-        self._meter.decided(op, assessment)
+        return self._policy.rules.assess(named)
+
+    def count(self, operation: Operation, assessment: RiskAssessment) -> None:
+        """Count the decision Start acts on (once per Start, whatever it read)."""
+        self._meter.decided(kind(operation).name.lower(), assessment)
+
+    async def refuse_denied(self, found: UserRisk, request: StartRequest, assessment: RiskAssessment) -> None:
+        """A DENY: journaled in the user's risk journal and raised (RiskDenied). Otherwise nothing."""
         if assessment.decision is RiskDecision.DENY:
-            user_id = found.user.user_id
+            user_id, op, context = found.user.user_id, kind(request.operation).name.lower(), request.context
             denial = RiskDenial(
-                user_id, now, op, assessment.codes, assessment.rules, assessment.rules_version, context
+                user_id,
+                self._clock.now(),
+                op,
+                assessment.codes,
+                assessment.rules,
+                assessment.rules_version,
+                context,
             )
             await self._memory.record_denial(denial, self._policy.limits)
             raise RiskDenied(
@@ -117,7 +155,6 @@ class RiskFlows:
                 tuple(reason.description for reason in assessment.reasons),
                 assessment.rules_version,
             )
-        return assessment
 
     async def _sim(self, user: User, operation: Operation) -> SimSwapStatus:
         """What the operator says of the secure number's SIM; its silence is a signal, never a yes."""

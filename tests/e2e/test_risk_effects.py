@@ -1,0 +1,86 @@
+"""What a WARN or HOLD does through the real server (docs/risk.md, decision 0032): the proof states it, a
+retry by request id answers it again.
+
+A payee added and verified, then 1,250 EUR to it: HOLD `NEW_PAYEE` with the default rules (a transfer of
+1,000 or more to a payee added less than 72 hours ago).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from sesame.api.v1 import operation_pb2 as op_pb
+from sesame.server.grpc.demo import read_code
+from tests.e2e.conftest import Live
+from tests.e2e.helpers import CONTEXT, IBAN, enrolled, transfer, verify
+from tests.support.jws import claims_of
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+
+def beneficiary(iban: str = IBAN) -> op_pb.Operation:
+    return op_pb.Operation(add_beneficiary=op_pb.AddBeneficiary(payee=op_pb.Payee(name="L J H", iban=iban)))
+
+
+async def start(
+    live: Live, user_id: str, operation: op_pb.Operation, request_id: str = ""
+) -> auth_pb.StartChallengeResponse:
+    return await live.auth.StartChallenge(
+        auth_pb.StartChallengeRequest(
+            user_id=user_id, operation=operation, context=CONTEXT, request_id=request_id
+        )
+    )
+
+
+async def a_new_payee(live: Live) -> str:
+    """A user who just added (and approved) a payee."""
+    user_id = await enrolled(live)
+    added = await start(live, user_id, beneficiary())
+    _, code = await read_code(live.sms_file, added.challenge_id)
+    reply = await live.auth.VerifyChallenge(
+        auth_pb.VerifyChallengeRequest(
+            challenge_id=added.challenge_id, code=code, operation=beneficiary(), context=CONTEXT
+        )
+    )
+    assert reply.result == auth_pb.VERIFY_RESULT_VERIFIED
+    return user_id
+
+
+async def test_a_held_transfers_proof_carries_the_risk_claim(live: Live) -> None:
+    """The proof of a HOLD transfer states the decision, its reasons and the rules' version, and GetProof
+    (signed again from the journal) states the same; a proof of an ALLOW states no risk."""
+    user_id = await a_new_payee(live)
+    held = await start(live, user_id, transfer())
+    assert held.risk.decision == auth_pb.RISK_DECISION_HOLD
+    _, code = await read_code(live.sms_file, held.challenge_id)
+    reply = await verify(live, held.challenge_id, code)
+    assert reply.result == auth_pb.VERIFY_RESULT_VERIFIED
+    assert claims_of(reply.proof)["risk"] == {
+        "decision": "HOLD",
+        "reasons": [reason.code for reason in held.risk.reasons],
+        "rules_version": held.risk.rules_version,
+    }
+    again = (await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=held.challenge_id))).proof
+    assert again.rsplit(".", 1)[0] == reply.proof.rsplit(".", 1)[0]
+    login = op_pb.Operation(login=op_pb.Login())
+    allowed = await start(live, user_id, login)
+    assert allowed.risk.decision == auth_pb.RISK_DECISION_ALLOW
+    _, code = await read_code(live.sms_file, allowed.challenge_id)
+    reply = await live.auth.VerifyChallenge(
+        auth_pb.VerifyChallengeRequest(
+            challenge_id=allowed.challenge_id, code=code, operation=login, context=CONTEXT
+        )
+    )
+    assert "risk" not in claims_of(reply.proof)
+
+
+async def test_a_retry_by_request_id_answers_the_same_risk(live: Live) -> None:
+    """A retried StartChallenge answers the challenge the first call opened with the decision it was opened
+    with: same id, same decision, reasons and rules' version."""
+    user_id = await a_new_payee(live)
+    first = await start(live, user_id, transfer(), request_id="pay-1")
+    again = await start(live, user_id, transfer(), request_id="pay-1")
+    assert first.risk.decision == auth_pb.RISK_DECISION_HOLD
+    assert again.challenge_id == first.challenge_id
+    assert again.risk == first.risk
