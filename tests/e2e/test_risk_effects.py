@@ -1,5 +1,6 @@
 """What a WARN or HOLD does through the real server (docs/risk.md, decision 0032): the proof states it, a
-retry by request id answers it again.
+retry by request id answers it again; and a worker's kept read of the risk memory never hides another
+worker's verification.
 
 A payee added and verified, then 1,250 EUR to it: HOLD `NEW_PAYEE` with the default rules (a transfer of
 1,000 or more to a payee added less than 72 hours ago).
@@ -7,14 +8,24 @@ A payee added and verified, then 1,250 EUR to it: HOLD `NEW_PAYEE` with the defa
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
 import pytest
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
+from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
+from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.api.v1 import operation_pb2 as op_pb
+from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server.grpc.demo import read_code
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import CONTEXT, IBAN, enrolled, transfer, verify
+from tests.e2e.test_round_trips import store_calls
 from tests.support.jws import claims_of
+from tests.support.wired_server import start_wired
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -36,6 +47,12 @@ async def start(
 async def a_new_payee(live: Live) -> str:
     """A user who just added (and approved) a payee."""
     user_id = await enrolled(live)
+    await a_payee_added(live, user_id)
+    return user_id
+
+
+async def a_payee_added(live: Live, user_id: str) -> None:
+    """The user adds the payee and approves it with the code."""
     added = await start(live, user_id, beneficiary())
     _, code = await read_code(live.sms_file, added.challenge_id)
     reply = await live.auth.VerifyChallenge(
@@ -44,7 +61,6 @@ async def a_new_payee(live: Live) -> str:
         )
     )
     assert reply.result == auth_pb.VERIFY_RESULT_VERIFIED
-    return user_id
 
 
 async def test_a_held_transfers_proof_carries_the_risk_claim(live: Live) -> None:
@@ -84,3 +100,58 @@ async def test_a_retry_by_request_id_answers_the_same_risk(live: Live) -> None:
     assert first.risk.decision == auth_pb.RISK_DECISION_HOLD
     assert again.challenge_id == first.challenge_id
     assert again.risk == first.risk
+
+
+@pytest.fixture(name="other_worker")
+async def _other_worker(live: Live, keystore: Pkcs11KeyStore) -> AsyncIterator[Live]:
+    """A second server on the same Redis, SoftHSM token and SMS file: another worker, its own kept reads."""
+    wired = await start_wired(keystore, live.store, live.sms_file)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{wired.server.port}")
+    try:
+        yield Live(
+            channel=channel,
+            auth=auth_grpc.AuthenticationServiceStub(channel),
+            enrol=enrol_grpc.EnrollmentServiceStub(channel),
+            sms_file=live.sms_file,
+            store=live.store,
+            metrics=wired.running.metrics,
+        )
+    finally:
+        await channel.close()
+        await wired.server.stop(0)
+
+
+async def test_another_workers_verification_is_seen_by_the_next_start(live: Live, other_worker: Live) -> None:
+    """Worker A keeps its read of the user's memory (no payee yet); worker B adds and approves a payee; A's
+    next transfer to it is decided on the memory as it is, not on A's kept read: HOLD NEW_PAYEE, at the
+    cost of one more step on A (the step answers the moved memory, the rules decide again)."""
+    user_id = await enrolled(live)
+    before = await start(live, user_id, transfer())
+    assert before.risk.decision == auth_pb.RISK_DECISION_ALLOW  # A keeps the read it decided on
+    await a_payee_added(other_worker, user_id)
+    calls = store_calls(live)
+    held = await start(live, user_id, transfer())
+    assert (held.risk.decision, [r.code for r in held.risk.reasons][:1]) == (
+        auth_pb.RISK_DECISION_HOLD,
+        ["NEW_PAYEE"],
+    )
+    assert (store_calls(live) - calls)["open_challenge"] == 2
+
+
+async def test_starts_racing_a_verification_on_another_worker(live: Live, other_worker: Live) -> None:
+    """Two transfers started on A while B approves the payee: each is decided on the memory its own step
+    saw (ALLOW before the payee, HOLD after), and every transfer started once B answered is HOLD."""
+    for n in range(10):
+        user_id = f"racer-{n}"
+        await live.enrol.EnrollUser(
+            enrol_pb.EnrollUserRequest(user_id=user_id, client_id="acme", secure_phone=f"+336140{n:05d}")
+        )
+        await start(live, user_id, transfer())  # A keeps a read without the payee
+        *raced, _ = await asyncio.gather(
+            start(live, user_id, transfer()),
+            start(live, user_id, transfer()),
+            a_payee_added(other_worker, user_id),
+        )
+        assert {r.risk.decision for r in raced} <= {auth_pb.RISK_DECISION_ALLOW, auth_pb.RISK_DECISION_HOLD}
+        after = await start(live, user_id, transfer())
+        assert after.risk.decision == auth_pb.RISK_DECISION_HOLD
