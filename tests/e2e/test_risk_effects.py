@@ -91,6 +91,23 @@ async def test_a_held_transfers_proof_carries_the_risk_claim(live: Live) -> None
     assert "risk" not in claims_of(reply.proof)
 
 
+async def test_a_held_transfer_to_a_new_payee_is_sent_with_the_alert_naming_it_new(live: Live) -> None:
+    """The console SMS of a HOLD transfer to the payee added minutes before names it as new, with the time it
+    was added, in the user's locale (fr); a transfer the rules allow keeps the usual wording."""
+    user_id = await a_new_payee(live)
+    (added_at,) = (await live.store.risk_memory().user_and_history(user_id)).history.payees_added.values()
+    held = await start(live, user_id, transfer())
+    assert held.risk.decision == auth_pb.RISK_DECISION_HOLD
+    text, code = await read_code(live.sms_file, held.challenge_id)
+    assert text.startswith(f"MaBanque: code {code} pour ENVOYER 1 250,00 EUR à ")
+    assert f"NOUVEAU bénéficiaire ajouté aujourd'hui à {added_at:%H:%M} UTC." in text
+    assert "ARNAQUE" in text
+    usual = await start(live, await enrolled(live, "bob"), transfer(iban="FR1420041010050500013M02606"))
+    assert usual.risk.decision == auth_pb.RISK_DECISION_ALLOW
+    text, _ = await read_code(live.sms_file, usual.challenge_id)
+    assert "NOUVEAU" not in text
+
+
 async def test_a_retry_by_request_id_answers_the_same_risk(live: Live) -> None:
     """A retried StartChallenge answers the challenge the first call opened with the decision it was opened
     with: same id, same decision, reasons and rules' version."""

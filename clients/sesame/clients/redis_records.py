@@ -145,6 +145,7 @@ def risk_json(risk: RiskAssessment) -> str:
             "reasons": [[reason.code, reason.description] for reason in risk.reasons],
             "rules_version": risk.rules_version,
             "rules": list(risk.rules),
+            "payee_added_at": None if risk.payee_added_at is None else to_ms(risk.payee_added_at),
         },
         ensure_ascii=False,
         separators=(",", ":"),
@@ -161,6 +162,7 @@ def risk_from_json(raw: bytes | None) -> RiskAssessment | None:
         tuple(RiskReason(code, description) for code, description in kept["reasons"]),
         kept["rules_version"],
         tuple(kept["rules"]),
+        None if kept.get("payee_added_at") is None else from_ms(int(kept["payee_added_at"])),
     )
 
 

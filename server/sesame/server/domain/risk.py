@@ -12,6 +12,7 @@ import enum
 import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 SignalValue = bool | int | float | str
 """A signal's value: a flag, a count, a duration in hours, an amount in major units, a name."""
@@ -45,6 +46,9 @@ class RiskAssessment:
     reasons: tuple[RiskReason, ...]
     rules_version: str
     rules: tuple[str, ...] = ()  # the ids of the rules that matched, for the journal and the metrics
+    # When the transfer's payee was added (a verified AddBeneficiary in the last 72 hours), for a WARN or
+    # HOLD only: its SMS then names the payee as new (decision 0032).
+    payee_added_at: datetime | None = None
 
     @property
     def codes(self) -> tuple[str, ...]:

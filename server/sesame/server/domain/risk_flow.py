@@ -9,12 +9,13 @@ the user's risk journal and raised (no challenge, no SMS); any other decision go
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sesame.server.domain.errors import RiskDenied, SimSwapUnavailable, StoreUnavailable
 from sesame.server.domain.model import VerificationOutcome, VerifyResult
-from sesame.server.domain.operation import OperationType, kind
+from sesame.server.domain.operation import CreditTransfer, OperationType, kind
 from sesame.server.domain.risk import RiskAssessment, RiskDecision, RuleSet
 from sesame.server.domain.risk_recall import DEFAULT_USERS, RiskRecall
 from sesame.server.domain.risk_signals import (
@@ -24,14 +25,13 @@ from sesame.server.domain.risk_signals import (
     RiskLimits,
     SimSwapStatus,
     UserRisk,
+    fingerprint,
     lesson,
     observation,
     signals,
 )
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from sesame.server.domain.challenges import StartRequest, VerifyRequest
     from sesame.server.domain.model import RequestContext, User
     from sesame.server.domain.operation import Operation
@@ -43,6 +43,8 @@ SENSITIVE = frozenset(
     {OperationType.CREDIT_TRANSFER, OperationType.ADD_BENEFICIARY, OperationType.CHANGE_PHONE}
 )
 NOT_ASKED = SimSwapStatus("not_asked")  # a login: the operator is not asked
+FLAGGED = frozenset({RiskDecision.WARN, RiskDecision.HOLD})  # a code is sent, with the strongest wording
+NEW_PAYEE_WINDOW = timedelta(hours=72)  # a payee added this recently is "new" in a flagged transfer's SMS
 
 
 class _Unmetered:
@@ -60,6 +62,16 @@ class RiskPolicy:
     rules: RuleSet
     limits: RiskLimits = field(default_factory=RiskLimits)
     recall_users: int = DEFAULT_USERS  # users whose last read each worker keeps (decision 0032); 0: none
+
+
+def _new_payee(
+    assessment: RiskAssessment, operation: Operation, found: UserRisk, now: datetime
+) -> datetime | None:
+    """When a flagged transfer's payee was added, if in the last NEW_PAYEE_WINDOW (its SMS says so)."""
+    if assessment.decision not in FLAGGED or not isinstance(operation, CreditTransfer):
+        return None
+    added = found.history.payees_added.get(fingerprint("iban", operation.payee.iban))
+    return added if added is not None and now - added < NEW_PAYEE_WINDOW else None
 
 
 class RiskFlows:
@@ -120,16 +132,18 @@ class RiskFlows:
     async def judge(self, found: UserRisk, request: StartRequest) -> RiskAssessment:
         """What the rules say of the operation on this read of the user's memory (uncounted, not acted on)."""
         sim = await self._sim(found.user, request.operation)
+        now = self._clock.now()
         named = signals(
             operation=request.operation,
             user=found.user,
             history=found.history,
             context=request.context,
             sim=sim,
-            now=self._clock.now(),
+            now=now,
             forwarded=request.forwarded,
         )
-        return self._policy.rules.assess(named)
+        assessment = self._policy.rules.assess(named)
+        return replace(assessment, payee_added_at=_new_payee(assessment, request.operation, found, now))
 
     def count(self, operation: Operation, assessment: RiskAssessment) -> None:
         """Count the decision Start acts on (once per Start, whatever it read)."""
