@@ -131,7 +131,14 @@ async def test_the_assessment_is_journaled_with_the_opening_and_kept(store: Stat
         "risk_rules": "new-payee",
         "risk_rules_version": "v1+ab",
     }
-    assert (await store.get_challenge(challenge.challenge_id)).risk == assessment
+    kept = (await store.get_challenge(challenge.challenge_id)).risk
+    assert kept is not None
+    assert (kept.decision, kept.codes, kept.rules_version, kept.rules) == (
+        RiskDecision.HOLD,
+        ("NEW_PAYEE",),
+        "v1+ab",
+        ("new-payee",),
+    )
 
 
 async def test_the_version_moves_with_the_memory_and_only_then(memory: RiskMemory) -> None:

@@ -58,6 +58,7 @@ from sesame.server.domain.operation import digest, kind
 from sesame.server.domain.ports import Clock, StateStore
 from sesame.server.domain.privacy import mask_phone
 from sesame.server.domain.proof import IssuedProof
+from sesame.server.domain.risk import RiskAssessment, RiskReason
 from sesame.server.domain.risk_signals import RiskHistory
 from tests.fakes.outbox import MemoryOutbox
 from tests.fakes.registry import MemoryRegistry, context_fields, iso, ms, provenance_fields
@@ -129,6 +130,16 @@ def _best_news(states: Iterable[DeliveryState], none: DeliveryState = DeliverySt
     return none
 
 
+def _kept(risk: RiskAssessment | None) -> RiskAssessment | None:
+    """The assessment as the challenge keeps it (redis_records.risk_hash_fields): no descriptions, the
+    payee's instant to the millisecond."""
+    if risk is None:
+        return None
+    added = None if risk.payee_added_at is None else ms(risk.payee_added_at)
+    reasons = tuple(RiskReason(reason.code, "") for reason in risk.reasons)
+    return dataclasses.replace(risk, reasons=reasons, payee_added_at=added)
+
+
 class _WallClock:
     """The real time: when an outbox entry became pending, for a store given no clock."""
 
@@ -192,7 +203,10 @@ class MemoryStateStore(MemoryRegistry):
                     challenge.challenge_id,
                     opening.expires_at,
                 )
-            return Opened(self._challenges[challenge.challenge_id], queued=True)
+            # The first answer tells the reasons; the kept challenge has their codes only (as in Redis).
+            return Opened(
+                dataclasses.replace(self._challenges[challenge.challenge_id], risk=opening.risk), queued=True
+            )
 
     def _earlier(self, opening: Opening) -> Challenge | None:
         """The live challenge the opening's request id already opened (as open_challenge.lua)."""
@@ -228,6 +242,7 @@ class MemoryStateStore(MemoryRegistry):
             created_at=ms(challenge.created_at),
             expires_at=ms(challenge.expires_at),
             last_sent_at=ms(challenge.last_sent_at),
+            risk=_kept(challenge.risk),
         )
         self._challenges[cid] = stored
         self.outbox.queue(cid, ms(challenge.created_at))  # as open_challenge.lua, in the same step

@@ -8,7 +8,6 @@ digest as hex, so that the scripts can compare a submitted digest without decodi
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -133,36 +132,37 @@ def challenge_fields(challenge: Challenge) -> list[Field]:
         "resend_spacing_ms", challenge.resend_spacing // MS,
         "resends", challenge.resends,
         "last_sent_at", to_ms(challenge.last_sent_at),
-        *([] if challenge.risk is None else ["risk", risk_json(challenge.risk)]),
+        *([] if challenge.risk is None else risk_hash_fields(challenge.risk)),
     ]  # fmt: skip
 
 
-def risk_json(risk: RiskAssessment) -> str:
-    """The rules' decision as the challenge keeps it: a retry by request id answers it, a proof states it."""
-    return json.dumps(
-        {
-            "decision": risk.decision.name,
-            "reasons": [[reason.code, reason.description] for reason in risk.reasons],
-            "rules_version": risk.rules_version,
-            "rules": list(risk.rules),
-            "payee_added_at": None if risk.payee_added_at is None else to_ms(risk.payee_added_at),
-        },
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+def risk_hash_fields(risk: RiskAssessment) -> list[Field]:
+    """The rules' decision as the challenge keeps it: a retry by request id answers it, a proof states it.
+
+    Short fields, each under Redis's listpack bound (64 bytes) in ordinary cases, empty ones left out, and
+    no descriptions (the rules that matched give them back: `RiskFlows.described`): the hash stays compact
+    (a flow's bytes in Redis are bounded, tests/e2e/test_memory_per_flow.py).
+    """
+    fields: list[Field] = ["risk", risk.decision.name.lower(), "risk_version", risk.rules_version]
+    if risk.reasons:
+        fields += ["risk_reasons", ",".join(risk.codes), "risk_rules", ",".join(risk.rules)]
+    if risk.payee_added_at is not None:
+        fields += ["risk_payee_added_at", to_ms(risk.payee_added_at)]
+    return fields
 
 
-def risk_from_json(raw: bytes | None) -> RiskAssessment | None:
-    """The decision `risk_json` wrote; None for a challenge opened without rules (or before decision 0032)."""
-    if raw is None:
+def risk_from_hash(raw: Mapping[bytes, bytes]) -> RiskAssessment | None:
+    """The decision `risk_hash_fields` kept, its reasons without descriptions; None without rules."""
+    if b"risk" not in raw:
         return None
-    kept = json.loads(raw)
+    codes = [code for code in raw.get(b"risk_reasons", b"").decode().split(",") if code]
+    added = raw.get(b"risk_payee_added_at")
     return RiskAssessment(
-        RiskDecision[kept["decision"]],
-        tuple(RiskReason(code, description) for code, description in kept["reasons"]),
-        kept["rules_version"],
-        tuple(kept["rules"]),
-        None if kept.get("payee_added_at") is None else from_ms(int(kept["payee_added_at"])),
+        RiskDecision[raw[b"risk"].decode().upper()],
+        tuple(RiskReason(code, "") for code in codes),
+        raw[b"risk_version"].decode(),
+        tuple(rule for rule in raw.get(b"risk_rules", b"").decode().split(",") if rule),
+        None if added is None else from_ms(int(added)),
     )
 
 
@@ -189,7 +189,7 @@ def challenge_from_hash(raw: Mapping[bytes, bytes]) -> Challenge:
             resend_spacing=int(raw[b"resend_spacing_ms"]) * MS,
             resends=int(raw[b"resends"]),
             last_sent_at=from_ms(int(raw[b"last_sent_at"])),
-            risk=risk_from_json(raw.get(b"risk")),
+            risk=risk_from_hash(raw),
         )
     except (KeyError, ValueError, TypeError, MalformedEncoding) as exc:
         raise CorruptRecord("challenge record") from exc

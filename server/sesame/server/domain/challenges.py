@@ -206,7 +206,9 @@ class ChallengeFlows:
         if not opened.queued:
             # A retry of the same request id answers the challenge it opened, with the rules' decision that
             # challenge keeps: no second unit, no second SMS, no second decision.
-            return opened.challenge
+            if self._risk is None:
+                return opened.challenge
+            return replace(opened.challenge, risk=self._risk.described(opened.challenge.risk))
         self._tally.opened(request.operation)
         return opened.challenge if risk is None else replace(opened.challenge, risk=risk)
 

@@ -137,6 +137,20 @@ class RuleSet:
         """Whether some rule can hold for this operation; if none can, its decision is ALLOW, unread."""
         return any(rule.may_match(operation) for rule in self.rules)
 
+    def described(self, kept: RiskAssessment) -> RiskAssessment:
+        """A kept assessment (codes and rule ids, no descriptions) with its reasons told as when it was made:
+        each matched rule's description, by these rules if they are the ones that decided (else the codes)."""
+        if kept.rules_version != self.version:
+            return kept
+        by_id = {rule.rule_id: rule for rule in self.rules}
+        reasons: dict[str, RiskReason] = {}
+        for rule_id in kept.rules:
+            rule = by_id.get(rule_id)
+            if rule is not None:
+                reasons.setdefault(rule.reason, RiskReason(rule.reason, rule.description))
+        told = tuple(reasons.get(reason.code, reason) for reason in kept.reasons)
+        return RiskAssessment(kept.decision, told, kept.rules_version, kept.rules, kept.payee_added_at)
+
     def assess(self, signals: Signals) -> RiskAssessment:
         """The strongest decision among the matching rules (ALLOW when none), with each one's reason."""
         matched = [rule for rule in self.rules if rule.matches(signals)]

@@ -108,6 +108,10 @@ class RiskFlows:
         if found is not None:
             self._recall.keep(found)
 
+    def described(self, kept: RiskAssessment | None) -> RiskAssessment | None:
+        """A challenge's kept assessment with its reasons' descriptions (a retry by request id answers it)."""
+        return None if kept is None else self._policy.rules.described(kept)
+
     def lesson(self, request: VerifyRequest, at: datetime) -> RiskLesson:
         """What a right code for this challenge will teach its user's memory, in the decision's step."""
         return lesson(request.challenge_id, request.operation, request.context, at, self._policy.limits)
