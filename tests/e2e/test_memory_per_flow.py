@@ -24,8 +24,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 FLOWS = 40
 # Bytes per flow; measured 5.9 KB (6.9 KB before `hash-max-listpack-value 256`); 5.9 KB with the sealed
-# journal too (decision 0027: its seals and the feed leave Redis for the archive once sealed).
-BOUND = 6144
+# journal too (decision 0027: its seals and the feed leave Redis for the archive once sealed); 6.1 KB, then
+# 6.2 KB once each challenge keeps the risk rules' decision (decision 0032: one field, ~50 bytes, which moves
+# the challenge's hash to the next allocator size class; these flows are HOLD VELOCITY from the fifth on).
+BOUND = 6400
 ROOMY = ChallengePolicy(send_budget=SendBudget(per_user=1000, per_phone=1000))
 
 

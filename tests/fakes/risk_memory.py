@@ -1,4 +1,4 @@
-"""An in-memory RiskMemory beside a fake StateStore, with the semantics of `RedisRiskMemory`."""
+"""An in-memory RiskMemory beside the Users fake, with the semantics of `RedisRiskMemory`."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from sesame.server.domain.risk_signals import (
 from tests.fakes.journal_fields import context_fields, iso, ms
 
 if TYPE_CHECKING:
-    from tests.fakes.state_store import MemoryStateStore
+    from tests.fakes.users import MemoryUsers
 
 
 def versioned(user: User, history: RiskHistory) -> UserRisk:
@@ -39,9 +39,9 @@ def learn(histories: dict[str, RiskHistory], seen: RiskObservation, limits: Risk
 class MemoryRiskMemory:
     """Each user's history in the store it stands beside (whose steps read and feed it too)."""
 
-    def __init__(self, store: MemoryStateStore) -> None:
+    def __init__(self, store: MemoryUsers) -> None:
         self._store = store
-        self._histories = store.risk_histories
+        self._histories = store.memory.risk_histories
         self._denials: dict[str, list[dict[str, str]]] = {}
 
     async def user_and_history(self, user_id: str) -> UserRisk:

@@ -139,30 +139,31 @@ def challenge_fields(challenge: Challenge) -> list[Field]:
 def risk_hash_fields(risk: RiskAssessment) -> list[Field]:
     """The rules' decision as the challenge keeps it: a retry by request id answers it, a proof states it.
 
-    Short fields, each under Redis's listpack bound (64 bytes) in ordinary cases, empty ones left out, and
-    no descriptions (the rules that matched give them back: `RiskFlows.described`): the hash stays compact
-    (a flow's bytes in Redis are bounded, tests/e2e/test_memory_per_flow.py).
+    One field, `<decision>|<rules version>|<codes>|<rule ids>|<payee added, unix ms>` with empty parts cut
+    from the end and no descriptions (the rules that matched tell them again: `RiskFlows.described`): under
+    Redis's listpack bound (64 bytes) in ordinary cases, so that a flow's bytes stay within their bound
+    (tests/e2e/test_memory_per_flow.py). Codes, ids and versions hold no `|` (checked at boot).
     """
-    fields: list[Field] = ["risk", risk.decision.name.lower(), "risk_version", risk.rules_version]
-    if risk.reasons:
-        fields += ["risk_reasons", ",".join(risk.codes), "risk_rules", ",".join(risk.rules)]
-    if risk.payee_added_at is not None:
-        fields += ["risk_payee_added_at", to_ms(risk.payee_added_at)]
-    return fields
+    added = "" if risk.payee_added_at is None else str(to_ms(risk.payee_added_at))
+    codes, rules = ",".join(risk.codes), ",".join(risk.rules)
+    parts = [risk.decision.name.lower(), risk.rules_version, codes, rules, added]
+    while parts[-1] == "":
+        parts.pop()
+    return ["risk", "|".join(parts)]
 
 
 def risk_from_hash(raw: Mapping[bytes, bytes]) -> RiskAssessment | None:
     """The decision `risk_hash_fields` kept, its reasons without descriptions; None without rules."""
-    if b"risk" not in raw:
+    kept = raw.get(b"risk")
+    if kept is None:
         return None
-    codes = [code for code in raw.get(b"risk_reasons", b"").decode().split(",") if code]
-    added = raw.get(b"risk_payee_added_at")
+    decision, version, codes, rules, added = [*kept.decode().split("|"), "", "", ""][:5]
     return RiskAssessment(
-        RiskDecision[raw[b"risk"].decode().upper()],
-        tuple(RiskReason(code, "") for code in codes),
-        raw[b"risk_version"].decode(),
-        tuple(rule for rule in raw.get(b"risk_rules", b"").decode().split(",") if rule),
-        None if added is None else from_ms(int(added)),
+        RiskDecision[decision.upper()],
+        tuple(RiskReason(code, "") for code in codes.split(",") if code),
+        version,
+        tuple(rule for rule in rules.split(",") if rule),
+        from_ms(int(added)) if added else None,
     )
 
 

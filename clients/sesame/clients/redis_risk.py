@@ -34,10 +34,7 @@ class RedisRiskMemory:
 
     def parts(self, user_id: str) -> list[str]:
         """The names of the memory's parts the scripts read (_risk_memory.lua's order)."""
-        return [
-            *(self._keys.user_risk(user_id, part) for part in _SETS),
-            self._keys.user_risk(user_id, "amounts"),
-        ]
+        return memory_parts(self._keys, user_id)
 
     async def user_and_history(self, user_id: str) -> UserRisk:
         """The user and its memory in one script. UserNotFound."""
@@ -78,6 +75,11 @@ class RedisRiskMemory:
             await self._scripts.call("risk_denials", self._client.xrange(key)),
         )
         return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
+
+
+def memory_parts(keys: Keyspace, user_id: str) -> list[str]:
+    """The names of a user's memory parts, in _risk_memory.lua's order: the five sets, then the amounts."""
+    return [*(keys.user_risk(user_id, part) for part in _SETS), keys.user_risk(user_id, "amounts")]
 
 
 def user_risk(read: list[Any], version: bytes) -> UserRisk:
