@@ -167,4 +167,13 @@ class Dispatcher:
             validity_minutes=max(1, round(remaining / timedelta(minutes=1))),
             locale=challenge.locale,
             templates=self._templates,
+            new_payee=_new_payee(challenge, now),
         )
+
+
+def _new_payee(challenge: Challenge, now: datetime) -> sms_text.NewPayee | None:
+    """A transfer the risk rules flagged to a payee added lately: its SMS names the payee as new (0032)."""
+    risk = challenge.risk
+    if risk is None or risk.payee_added_at is None:
+        return None
+    return sms_text.NewPayee(risk.payee_added_at, now)

@@ -6,10 +6,14 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sesame.server.domain.factors import FirstFactor
 from sesame.server.domain.operation import Operation, digest
 from sesame.server.domain.risk import RiskAssessment
+
+if TYPE_CHECKING:
+    from sesame.server.domain.risk_signals import RiskLesson, UserRisk
 
 
 class MacAlgorithm(enum.Enum):
@@ -196,8 +200,8 @@ class Challenge:
     resend_spacing: timedelta  # the least time between two sends of the code
     resends: int  # how many resends were accepted so far
     last_sent_at: datetime  # when the code was last (re)sent: the opening, then each accepted resend
-    # What the risk rules decided when it was opened (docs/risk.md): journaled with its opening and answered
-    # by StartChallenge, not stored in the challenge itself (None when read back).
+    # What the risk rules decided when it was opened (docs/risk.md): journaled with its opening, kept with the
+    # challenge (a retry by request id answers it, its proof states it: decision 0032); None without rules.
     risk: RiskAssessment | None = None
 
     @property
@@ -268,6 +272,8 @@ class VerificationAttempt:
     # What the proof will be known by if this attempt is VERIFIED, drawn before the decision: the store
     # journals it with a VERIFIED decision only, so the signed proof is fixed by the journal (decision 0026).
     proof_id: ProofId | None = None
+    # What a VERIFIED decision teaches its user's risk memory in the same step (decision 0032); None: no rules
+    risk: RiskLesson | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +293,7 @@ class VerificationOutcome:
     challenge: Challenge
     proof: str = ""  # the signed proof (compact JWS) of a VERIFIED attempt, once issued; "" otherwise
     blocked_until: datetime | None = None  # set when this wrong code started a block of the user
+    risk_memory: UserRisk | None = None  # the user's risk memory after a VERIFIED decision fed it (0032)
 
 
 @dataclass(frozen=True, slots=True)

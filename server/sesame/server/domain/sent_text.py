@@ -19,7 +19,7 @@ import hashlib
 from dataclasses import dataclass, replace
 
 from sesame.server.domain import sms_text
-from sesame.server.domain.operation import Operation, kind
+from sesame.server.domain.operation import Operation
 from sesame.server.domain.sms_templates import Kind, SmsTemplates, default_templates
 
 MASK = "#"
@@ -49,13 +49,15 @@ class SentText:
 def recorded(operation: Operation, context: sms_text.SmsContext) -> SentText:
     """The record of the code SMS `sms_text.render(operation, context)` gives."""
     templates = context.templates or default_templates()
-    template = templates.get(Kind.of(kind(operation)), context.locale)
+    template = templates.get(sms_text.template_kind(operation, context), context.locale)
     shown = sms_text.render(operation, replace(context, code=MASK * len(context.code)))
+    # The new-payee alert carries its own scam alert instead of the locale's warning (decision 0032).
+    warned = "{warning}" in template.text
     return SentText(
         text_sha256=hashlib.sha256(shown.encode("utf-8")).hexdigest(),
         template=f"{context.locale}/{template.kind.value}",
         template_sha256=template.sha256,
-        warning_sha256=templates.warning_sha256.get(context.locale, ""),
+        warning_sha256=templates.warning_sha256.get(context.locale, "") if warned else "",
     )
 
 

@@ -38,6 +38,9 @@ class Kind(enum.StrEnum):
     CREDIT_TRANSFER = "credit_transfer"
     ADD_BENEFICIARY = "add_beneficiary"
     CHANGE_PHONE = "change_phone"
+    # A transfer the risk rules flagged (WARN or HOLD) to a payee added in the last 72 hours: the strongest
+    # wording, naming the payee as new and when it was added, in place of the usual warning (decision 0032).
+    CREDIT_TRANSFER_NEW_PAYEE = "credit_transfer_new_payee"
     PHONE_CHANGED = "phone_changed"  # to the old number, after a change of the secure number
     BENEFICIARY_ADDED = "beneficiary_added"  # after a verified add_beneficiary challenge
     USER_BLOCKED = "user_blocked"  # after wrong codes in a row (RTS Art. 4(4))
@@ -54,6 +57,7 @@ FIELDS: Final[dict[Kind, frozenset[str]]] = {
     Kind.CREDIT_TRANSFER: _CODE_FIELDS | {"amount", "payee", "iban"},
     Kind.ADD_BENEFICIARY: _CODE_FIELDS | {"payee", "iban"},
     Kind.CHANGE_PHONE: _CODE_FIELDS | {"phone"},
+    Kind.CREDIT_TRANSFER_NEW_PAYEE: _CODE_FIELDS - {"warning"} | {"amount", "payee", "iban", "when"},
     Kind.PHONE_CHANGED: frozenset({"bank", "phone"}),
     Kind.BENEFICIARY_ADDED: frozenset({"bank", "payee", "iban", "date", "time"}),
     Kind.USER_BLOCKED: frozenset({"bank", "date", "time"}),
