@@ -8,12 +8,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sesame.clients.redis_store import RedisState
-from sesame.server.domain.errors import UserNotFound
-from sesame.server.domain.model import RequestContext
-from sesame.server.domain.operation import AddBeneficiary, CreditTransfer, Login, Money, Payee
+from sesame.server.domain.errors import ChallengeNotFound, RiskMemoryMoved, UserNotFound
+from sesame.server.domain.model import LockoutPolicy, RequestContext, VerificationAttempt, VerifyResult
+from sesame.server.domain.operation import AddBeneficiary, CreditTransfer, Login, Money, Payee, digest
 from sesame.server.domain.ports import RiskMemory, State
 from sesame.server.domain.risk import RiskAssessment, RiskDecision, RiskReason
-from sesame.server.domain.risk_signals import RiskDenial, RiskLimits, fingerprint, observation
+from sesame.server.domain.risk_signals import RiskDenial, RiskLimits, fingerprint, lesson, observation
+from tests.contracts.test_start_challenge_contract import USER_ID, an_opening, enrolled, now
 from tests.factories import a_challenge, a_user
 from tests.fakes.risk_memory import MemoryRiskMemory
 from tests.fakes.state import memory_state
@@ -116,8 +117,9 @@ async def test_denials_are_journaled_and_capped(memory: RiskMemory) -> None:
     assert await memory.denials("u-2") == []
 
 
-async def test_the_assessment_is_journaled_with_the_opening_never_stored(store: State) -> None:
-    """challenge.opened carries the decision, reasons, rules and version; the challenge reads back without."""
+async def test_the_assessment_is_journaled_with_the_opening_and_kept(store: State) -> None:
+    """challenge.opened carries the decision, reasons, rules and version; the challenge keeps it (decision
+    0032: a retry by request id answers it, the proof states it)."""
     await store.users.register_user(a_user(NOW))
     assessment = RiskAssessment(RiskDecision.HOLD, (RiskReason("NEW_PAYEE", "new"),), "v1+ab", ("new-payee",))
     challenge = replace(a_challenge(NOW), risk=assessment)
@@ -129,4 +131,64 @@ async def test_the_assessment_is_journaled_with_the_opening_never_stored(store: 
         "risk_rules": "new-payee",
         "risk_rules_version": "v1+ab",
     }
-    assert (await store.challenges.get_challenge(challenge.challenge_id)).risk is None
+    kept = (await store.challenges.get_challenge(challenge.challenge_id)).risk
+    assert kept is not None
+    assert (kept.decision, kept.codes, kept.rules_version, kept.rules) == (
+        RiskDecision.HOLD,
+        ("NEW_PAYEE",),
+        "v1+ab",
+        ("new-payee",),
+    )
+
+
+async def test_the_version_moves_with_the_memory_and_only_then(memory: RiskMemory) -> None:
+    """Two reads of an unchanged memory have one version; a fed memory another (decision 0032)."""
+    first = await memory.user_and_history("u-1")
+    assert first.version
+    assert (await memory.user_and_history("u-1")).version == first.version
+    await memory.remember(observation("u-1", "c1", Login(), CONTEXT, NOW), RiskLimits())
+    assert (await memory.user_and_history("u-1")).version != first.version
+
+
+async def test_start_opens_on_the_version_read_and_refuses_a_moved_memory(
+    beside: tuple[State, RiskMemory],
+) -> None:
+    """The step opens when the memory is the version the rules decided on; when it moved, it opens nothing
+    and answers the memory as it is now, with its version (RiskMemoryMoved)."""
+    store, memory = beside
+    await enrolled(store)  # type: ignore[arg-type]
+    read = await memory.user_and_history(USER_ID)
+    opened = await store.challenges.start_challenge(an_opening(memory_version=read.version))
+    assert opened.queued
+    await memory.remember(observation(USER_ID, "c1", AddBeneficiary(PAYEE), CONTEXT, NOW), RiskLimits())
+    refused = an_opening(memory_version=read.version)
+    with pytest.raises(RiskMemoryMoved) as moved:
+        await store.challenges.start_challenge(refused)
+    assert moved.value.fresh == await memory.user_and_history(USER_ID)
+    assert fingerprint("iban", PAYEE.iban) in moved.value.fresh.history.payees_added
+    with pytest.raises(ChallengeNotFound):
+        await store.challenges.get_challenge(refused.challenge_id)
+    assert (
+        await store.challenges.start_challenge(an_opening(memory_version=moved.value.fresh.version))
+    ).queued
+
+
+async def test_a_right_code_feeds_the_memory_in_its_step_and_answers_it(
+    beside: tuple[State, RiskMemory],
+) -> None:
+    """A VERIFIED decision given a lesson feeds the memory and answers it; a wrong code feeds nothing."""
+    store, memory = beside
+    await enrolled(store)  # type: ignore[arg-type]
+    operation = CreditTransfer(Money("EUR", 4200), PAYEE, "tx-9")
+    opening = an_opening(operation)
+    await store.challenges.start_challenge(opening)
+    learnt = lesson(opening.challenge_id, operation, CONTEXT, NOW, RiskLimits())
+    attempt = VerificationAttempt(opening.challenge_id, digest(operation), False, now(), CONTEXT, risk=learnt)
+    wrong = await store.challenges.record_verification(attempt, LockoutPolicy())
+    assert wrong.risk_memory is None
+    assert (await memory.user_and_history(USER_ID)).history.amounts == ()
+    right = await store.challenges.record_verification(replace(attempt, code_matches=True), LockoutPolicy())
+    assert right.result is VerifyResult.VERIFIED
+    assert right.risk_memory == await memory.user_and_history(USER_ID)
+    assert right.risk_memory.history.amounts == (("EUR", 4200),)
+    assert fingerprint("iban", PAYEE.iban) in right.risk_memory.history.payees_paid

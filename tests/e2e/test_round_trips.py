@@ -69,10 +69,11 @@ async def warm(live: Live) -> str:
     return user_id
 
 
-async def test_verify_is_one_round_trip_proof_included(live: Live, sent: Counter[str]) -> None:
+async def test_verify_is_one_round_trip_proof_and_risk_memory_included(
+    live: Live, sent: Counter[str]
+) -> None:
     """A wrong code: one script; the proof is named by the decision and signed after it, with no second write
-    (docs/decisions/0026). A right code adds the risk memory's update (`remember_risk`, one script, left to
-    fold into the decision's: docs/decisions/0031)."""
+    (docs/decisions/0026); a right code feeds the user's risk memory in the same script (decision 0032)."""
     user_id = await warm(live)
     challenge_id, code = await started(live, user_id)
     sent.clear()
@@ -82,11 +83,21 @@ async def test_verify_is_one_round_trip_proof_included(live: Live, sent: Counter
     sent.clear()
     reply = await verify(live, challenge_id, code)
     assert (reply.result, bool(reply.proof)) == (auth_pb.VERIFY_RESULT_VERIFIED, True)
-    assert sent == Counter(evalsha=2)
+    assert sent == Counter(evalsha=1)
     sent.clear()
     assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_ALREADY_USED
     assert sent == Counter(evalsha=1)
-    assert store_calls(live) - before == Counter(record_verification=3, remember_risk=1)
+    assert store_calls(live) - before == Counter(record_verification=3)
+
+
+async def test_a_right_code_feeds_the_risk_memory_in_its_one_step(live: Live) -> None:
+    """The payee a right code paid is in the user's risk memory once Verify answers (no script after it)."""
+    user_id = await enrolled(live)
+    challenge_id, code = await started(live, user_id)
+    assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
+    found = await live.store.risk_memory().user_and_history(user_id)
+    assert len(found.history.payees_paid) == 1
+    assert [currency for currency, _ in found.history.amounts] == ["EUR"]
 
 
 async def test_get_challenge_is_one_round_trip(live: Live, sent: Counter[str]) -> None:
@@ -100,29 +111,46 @@ async def test_get_challenge_is_one_round_trip(live: Live, sent: Counter[str]) -
     assert store_calls(live) - before == Counter(get_challenge=1)
 
 
-async def test_start_is_one_round_trip_for_a_login_and_two_for_a_transfer(
-    live: Live, sent: Counter[str]
+async def test_start_is_one_round_trip_for_a_login_and_for_a_transfer_in_the_steady_state(
+    live: Live, sent: Counter[str], redis_client: aioredis.Redis
 ) -> None:
     """One script reads the user, claims the request id, charges, opens, journals and queues the SMS; a
-    request id costs nothing more (decision 0025). A login, which no default rule can match, reads nothing
-    more; a transfer reads the user's risk memory first (`read_user_risk`, one script) so that the rules
-    decide before anything is charged: two round trips, left to fold into the one (decision 0031). The
-    dispatcher's reads go through a client of its own."""
-    user_id = await warm(live)
+    request id costs nothing more (decision 0025). For a transfer the same script checks that the user's risk
+    memory is still the version the rules decided on (decision 0032): the worker's last read of it, kept
+    from a first Start's read (that first call on a worker costs two round trips: `read_user_risk`, then the
+    step) or from a right code's step, which answers the memory it fed. A memory that moved in between
+    (another worker's verification) costs exactly one step more: the step answers it, the rules decide again.
+    The dispatcher's reads go through a client of its own."""
+    await warm(live)  # scripts loaded once, on another user, so that no NOSCRIPT retry is counted
+    user_id = await enrolled(live, "bob")
     sent.clear()
     before = store_calls(live)
-    await live.auth.StartChallenge(
-        auth_pb.StartChallengeRequest(user_id=user_id, operation=transfer(), context=CONTEXT)
-    )
-    assert sent == Counter(evalsha=2)
+    first, code = await started(live, user_id)
+    assert sent == Counter(evalsha=2)  # the first call for this user on this worker: read, then the step
     assert store_calls(live) - before == Counter(read_user_risk=1, open_challenge=1)
+    sent.clear()
+    before = store_calls(live)
+    await started(live, user_id)
+    assert sent == Counter(evalsha=1)  # the steady state: the kept read, checked in the step
+    assert store_calls(live) - before == Counter(open_challenge=1)
+    assert (await verify(live, first, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
+    sent.clear()
+    await started(live, user_id)
+    assert sent == Counter(evalsha=1)  # after a right code: the memory its step answered
+    # Another worker's verification feeds the memory behind this worker's back.
+    await redis_client.zadd(live.store.risk_memory().parts(user_id)[4], {"login:elsewhere": 1})
+    sent.clear()
+    before = store_calls(live)
+    await started(live, user_id)
+    assert sent == Counter(evalsha=2)
+    assert store_calls(live) - before == Counter(open_challenge=2)
     sent.clear()
     await live.auth.StartChallenge(
         auth_pb.StartChallengeRequest(
             user_id=user_id, operation=transfer(), context=CONTEXT, request_id="rt-1"
         )
     )
-    assert sent == Counter(evalsha=2)
+    assert sent == Counter(evalsha=1)
     sent.clear()
     before = store_calls(live)
     await live.auth.StartChallenge(

@@ -23,6 +23,7 @@ from sesame.server.domain.errors import (
     InvalidRequest,
     PhoneCooling,
     ResendRefused,
+    RiskMemoryMoved,
     SecurePhoneChanged,
     SendBudgetExhausted,
     SesameError,
@@ -47,9 +48,13 @@ from sesame.server.domain.opening import Opened, Opening
 from sesame.server.domain.operation import digest, kind
 from sesame.server.domain.ports import Challenges
 from sesame.server.domain.privacy import mask_phone
+from sesame.server.domain.risk import RiskAssessment, RiskReason
+from sesame.server.domain.risk_signals import RiskHistory
+from sesame.server.domain.sent_text import SentText
 from tests.fakes.journal_fields import context_fields, iso, ms, provenance_fields
 from tests.fakes.memory import Memory
 from tests.fakes.outbox import MemoryOutbox
+from tests.fakes.risk_memory import learn, versioned
 from tests.fakes.users import MemoryUsers
 
 _TERMINAL = {
@@ -117,6 +122,16 @@ def _best_news(states: Iterable[DeliveryState], none: DeliveryState = DeliverySt
     return none
 
 
+def _kept(risk: RiskAssessment | None) -> RiskAssessment | None:
+    """The assessment as the challenge keeps it (redis_records.risk_hash_fields): no descriptions, the
+    payee's instant to the millisecond."""
+    if risk is None:
+        return None
+    added = None if risk.payee_added_at is None else ms(risk.payee_added_at)
+    reasons = tuple(RiskReason(reason.code, "") for reason in risk.reasons)
+    return dataclasses.replace(risk, reasons=reasons, payee_added_at=added)
+
+
 class _WallClock:
     """The real time: when an outbox entry became pending, for a store given no clock."""
 
@@ -156,6 +171,10 @@ class MemoryChallenges:
             earlier = self._earlier(opening)
             if earlier is not None:
                 return Opened(earlier, queued=False)
+            if opening.memory_version is not None:  # as open_challenge.lua (decision 0032)
+                fresh = versioned(user, self._m.risk_histories.get(user.user_id, RiskHistory()))
+                if fresh.version != opening.memory_version:
+                    raise RiskMemoryMoved(fresh)
             challenge = _opened(opening, user)
             charges = budgets.charges(opening.budget, user.user_id, user.secure_phone, opening.context.caller)
             self._open(challenge, opening.context, charges)
@@ -164,7 +183,9 @@ class MemoryChallenges:
                     challenge.challenge_id,
                     opening.expires_at,
                 )
-            return Opened(self._m._challenges[challenge.challenge_id], queued=True)
+            # The first answer tells the reasons; the kept challenge has their codes only (as in Redis).
+            stored = self._m._challenges[challenge.challenge_id]
+            return Opened(dataclasses.replace(stored, risk=opening.risk), queued=True)
 
     def _earlier(self, opening: Opening) -> Challenge | None:
         """The live challenge the opening's request id already opened (as open_challenge.lua)."""
@@ -200,7 +221,7 @@ class MemoryChallenges:
             created_at=ms(challenge.created_at),
             expires_at=ms(challenge.expires_at),
             last_sent_at=ms(challenge.last_sent_at),
-            risk=None,  # journaled, never stored (as in Redis)
+            risk=_kept(challenge.risk),
         )
         self._m._challenges[cid] = stored
         self.outbox.queue(cid, ms(challenge.created_at))  # as open_challenge.lua, in the same step
@@ -265,7 +286,13 @@ class MemoryChallenges:
             if result is VerifyResult.VERIFIED and attempt.notice and user is not None:
                 self.outbox.queue(challenge.challenge_id, ms(attempt.at), attempt.notice)
             left = challenge.attempts_left if result is VerifyResult.WRONG_CODE else 0
-            return VerificationOutcome(result, left, challenge, "", started)
+            memory = None
+            if result is VerifyResult.VERIFIED and attempt.risk is not None and user is not None:
+                # As record_verification.lua: the decision's step feeds the user's memory (decision 0032).
+                seen = dataclasses.replace(attempt.risk.seen, user_id=user.user_id)
+                learn(self._m.risk_histories, seen, attempt.risk.limits)
+                memory = versioned(self._m._users[user.user_id], self._m.risk_histories[user.user_id])
+            return VerificationOutcome(result, left, challenge, "", started, memory)
 
     async def cancel_challenge(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
         async with self._m._lock:
@@ -331,7 +358,12 @@ class MemoryChallenges:
             self._m._append(challenge, "challenge.delivery", at, state.value, extra)
 
     async def record_dispatch(
-        self, queued: QueuedSms, state: DeliveryState, provider_ref: str, at: datetime
+        self,
+        queued: QueuedSms,
+        state: DeliveryState,
+        provider_ref: str,
+        at: datetime,
+        text: SentText | None = None,
     ) -> None:
         """record_dispatch.lua's record (MemoryOutbox.settle): the message's state, from queued."""
         async with self._m._lock:
@@ -347,7 +379,8 @@ class MemoryChallenges:
                 existing, delivery=_best_news(messages.values(), DeliveryState.QUEUED)
             )
             self._m._challenges[queued.challenge_id] = challenge
-            extra = {"provider_ref": provider_ref, "delivery": challenge.delivery.value}
+            extra = {"provider_ref": provider_ref, **({} if text is None else text.journal_fields())}
+            extra["delivery"] = challenge.delivery.value
             self._m._append(challenge, "challenge.delivery", at, state.value, extra)
 
     async def pending_challenges(self, user_id: str, expiring_after: datetime) -> list[str]:

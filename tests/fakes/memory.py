@@ -18,6 +18,7 @@ from sesame.server.domain.budgets import BudgetSubject
 from sesame.server.domain.errors import ChallengeNotFound
 from sesame.server.domain.model import Challenge, DeliveryState, LockoutPolicy, User, VerifyResult
 from sesame.server.domain.ports import Clock
+from sesame.server.domain.risk_signals import RiskHistory
 from tests.fakes.journal_fields import iso, ms, unix_ms
 
 
@@ -41,6 +42,7 @@ class Memory:
         self._sends: dict[BudgetSubject, list[datetime]] = {}  # send budgets: when each unit was taken
         # per challenge: (event, outcome) -> (count, last at); only the first refusal of a kind is journaled
         self._refusals: dict[str, dict[tuple[str, str], tuple[int, datetime]]] = {}
+        self.risk_histories: dict[str, RiskHistory] = {}  # the users' risk memory (decision 0032)
 
     def _count_for_user(
         self, user_id: str, challenge_id: str, result: VerifyResult, at: datetime, lockout: LockoutPolicy

@@ -16,6 +16,7 @@ from sesame.server.domain.lifecycle import UserNotice
 from sesame.server.domain.model import Challenge, DeliveryState
 from sesame.server.domain.ports import Clock, DeadLetters, Outbox
 from sesame.server.domain.privacy import mask_phone
+from sesame.server.domain.sent_text import SentText
 
 if TYPE_CHECKING:
     from tests.fakes.challenges import MemoryChallenges
@@ -61,10 +62,17 @@ class MemoryOutbox:
     async def challenge(self, queued: QueuedSms) -> Challenge:
         return await self._store.get_challenge(queued.challenge_id)
 
-    async def settle(self, queued: QueuedSms, state: DeliveryState, provider_ref: str, at: datetime) -> None:
+    async def settle(
+        self,
+        queued: QueuedSms,
+        state: DeliveryState,
+        provider_ref: str,
+        at: datetime,
+        text: SentText | None = None,
+    ) -> None:
         self._entries.pop(queued.entry_id, None)
         self._pending.pop(queued.entry_id, None)
-        await self._store.record_dispatch(queued, state, provider_ref, at)
+        await self._store.record_dispatch(queued, state, provider_ref, at, text)
 
     async def fail(self, queued: QueuedSms, failure: str, at: datetime, allowed: int) -> FailedTry:
         pending = self._pending.get(queued.entry_id)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from sesame.server.domain.ports import RiskMemory, Users
+from sesame.server.domain.model import User
+from sesame.server.domain.ports import RiskMemory
 from sesame.server.domain.risk_signals import (
     RiskDenial,
     RiskHistory,
@@ -15,23 +18,38 @@ from sesame.server.domain.risk_signals import (
 )
 from tests.fakes.journal_fields import context_fields, iso, ms
 
+if TYPE_CHECKING:
+    from tests.fakes.users import MemoryUsers
+
+
+def versioned(user: User, history: RiskHistory) -> UserRisk:
+    """The user and its memory with a version that moves whenever either does (as _risk_memory.lua's)."""
+    ordered = (user, *(sorted(part.items()) for part in (history.payees_paid, history.payees_added)))
+    rest = (history.amounts, sorted(history.ips.items()), sorted(history.devices.items()))
+    text = repr((ordered, rest, sorted(history.operations.items())))
+    return UserRisk(user, history, hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest())
+
+
+def learn(histories: dict[str, RiskHistory], seen: RiskObservation, limits: RiskLimits) -> None:
+    """Feed one user's history (Redis keeps instants to the millisecond)."""
+    history = histories.get(seen.user_id, RiskHistory())
+    histories[seen.user_id] = remember(history, replace(seen, at=ms(seen.at)), limits)
+
 
 class MemoryRiskMemory:
-    """Each user's history in a dict; the user itself from the store it stands beside."""
+    """Each user's history in the store it stands beside (whose steps read and feed it too)."""
 
-    def __init__(self, store: Users) -> None:
+    def __init__(self, store: MemoryUsers) -> None:
         self._store = store
-        self._histories: dict[str, RiskHistory] = {}
+        self._histories = store.memory.risk_histories
         self._denials: dict[str, list[dict[str, str]]] = {}
 
     async def user_and_history(self, user_id: str) -> UserRisk:
         user = await self._store.get_user(user_id)
-        return UserRisk(user, self._histories.get(user_id, RiskHistory()))
+        return versioned(user, self._histories.get(user_id, RiskHistory()))
 
     async def remember(self, seen: RiskObservation, limits: RiskLimits) -> None:
-        history = self._histories.get(seen.user_id, RiskHistory())
-        # Redis keeps instants to the millisecond.
-        self._histories[seen.user_id] = remember(history, replace(seen, at=ms(seen.at)), limits)
+        learn(self._histories, seen, limits)
 
     async def record_denial(self, denial: RiskDenial, limits: RiskLimits) -> None:
         entry = {

@@ -39,6 +39,11 @@ class MemoryUsers:
     def __init__(self, memory: Memory) -> None:
         self._m = memory
 
+    @property
+    def memory(self) -> Memory:
+        """The shared memory (the fake risk memory keeps its histories there, as Redis keeps them beside)."""
+        return self._m
+
     async def register_user(self, user: User) -> User:
         async with self._m._lock:
             stored = self._m._users.get(user.user_id)
@@ -219,6 +224,7 @@ class MemoryUsers:
                     "phone": mask_phone(notice.to),
                     "outcome": "sent" if notice.sent else "failed",
                     "provider_ref": notice.provider_ref,
+                    **({} if notice.text is None else notice.text.journal_fields()),
                 },
             )
 

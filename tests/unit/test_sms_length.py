@@ -8,7 +8,7 @@ digits, the longest validity, the longest number.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -134,3 +134,40 @@ def test_any_valid_payee_name_and_amount_fit_the_budget_in_gsm7(
     assert measure(text).parts <= DEFAULT_MAX_PARTS
     assert sms_text.format_amount(money, locale) in text
     assert text.endswith(default_templates().warning(locale))
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("name", NAMES.values(), ids=NAMES.keys())
+@pytest.mark.parametrize("digits", [6, 8])
+@pytest.mark.parametrize("days", [0, 1, 2])
+def test_a_new_payee_alert_fits_the_budget_in_gsm7_with_its_code_amount_iban_and_when(
+    locale: str, name: str, digits: int, days: int
+) -> None:
+    """A flagged transfer to a new payee (decision 0032), each currency at the largest amount, added today,
+    yesterday or before: GSM-7, 2 parts at most, the code, amount, IBAN and when it was added intact."""
+    new_payee = sms_text.NewPayee(WHEN - timedelta(days=days), WHEN)
+    ctx = sms_text.SmsContext("MaBanque", "9" * digits, 10, locale, new_payee=new_payee)
+    when = sms_text.added_when(new_payee, locale)
+    for code in sorted(currency.known_codes()):
+        money = Money(code, MAX_AMOUNT_MINOR)
+        text = sms_text.render(CreditTransfer(money, Payee(name, AN_IBAN), "t"), ctx)
+        assert measure(text).encoding is Encoding.GSM7
+        assert measure(text).parts <= DEFAULT_MAX_PARTS
+        assert f"code {'9' * digits} " in text
+        assert sms_text.format_amount(money, locale) in text
+        assert mask_iban(AN_IBAN) in text
+        assert f"added {when}." in text if locale == "en" else f"ajouté {when}." in text
+
+
+@pytest.mark.parametrize(
+    ("days", "fr", "en"),
+    [
+        (0, "aujourd'hui à 23:04 UTC", "today at 23:04 UTC"),
+        (1, "hier à 23:04 UTC", "yesterday at 23:04 UTC"),
+        (2, "le 29/12 à 23:04 UTC", "on 29/12 at 23:04 UTC"),
+    ],
+)
+def test_when_a_payee_was_added_is_said_as_a_customer_reads_it(days: int, fr: str, en: str) -> None:
+    """Today, yesterday, or the day (UTC days and time)."""
+    new_payee = sms_text.NewPayee(datetime(2026, 12, 31 - days, 23, 4, tzinfo=UTC), WHEN)
+    assert (sms_text.added_when(new_payee, "fr"), sms_text.added_when(new_payee, "en")) == (fr, en)

@@ -15,6 +15,7 @@ from typing import Any, Final, cast
 
 from sesame.clients import redis_records as rec
 from sesame.clients.redis_place import RedisPlace
+from sesame.clients.redis_risk import NO_LESSON, lesson_args, memory_parts, user_risk
 from sesame.clients.redis_scripts import stored_challenge
 from sesame.server.domain import budgets
 from sesame.server.domain.budgets import PHONE_TAG, BudgetKind, Charge, SendBudget
@@ -30,6 +31,7 @@ from sesame.server.domain.errors import (
     InvalidRequest,
     PhoneCooling,
     ResendRefused,
+    RiskMemoryMoved,
     SecurePhoneChanged,
     SendBudgetExhausted,
     SesameError,
@@ -118,6 +120,8 @@ class RedisChallenges(RedisPlace):
             self.keys.start_request(user_id, opening.request_id),
             *budget_keys,
             self.keys.outbox(),
+            # The risk memory the rules decided on, checked in the step (decision 0032).
+            *(() if opening.memory_version is None else memory_parts(self.keys, user_id)),
         ]
 
     def _opening_args(
@@ -145,6 +149,7 @@ class RedisChallenges(RedisPlace):
             "1" if opening.request_id else "0",
             self.keys.challenge(opening.challenge_id).removesuffix(opening.challenge_id),
             digest(opening.operation).hex(),
+            "-" if opening.memory_version is None else opening.memory_version,
         ]
 
     async def get_challenge(self, challenge_id: str) -> Challenge:
@@ -172,6 +177,7 @@ class RedisChallenges(RedisPlace):
             rec.iso(attempt.at),
             *rec.proof_id_fields(attempt.proof_id),
             attempt.notice,
+            *self._lesson(attempt),
             *head,
             "op_digest", attempt.op_digest.hex(),
             *rec.context_fields(attempt.context),
@@ -184,7 +190,17 @@ class RedisChallenges(RedisPlace):
         result = VerifyResult(reply[0].decode())
         challenge = _challenge(rec.pairs(reply[1]))
         blocked_until = rec.from_ms(int(reply[2])) if int(reply[2]) else None
-        return VerificationOutcome(result, attempts_left(result, challenge), challenge, "", blocked_until)
+        memory = user_risk(reply[3], reply[4]) if len(reply) > 3 else None
+        left = attempts_left(result, challenge)
+        return VerificationOutcome(result, left, challenge, "", blocked_until, memory)
+
+    def _lesson(self, attempt: VerificationAttempt) -> list[rec.Field]:
+        """record_verification.lua's risk arguments: where the user's memory is and what a VERIFIED decision
+        teaches it (decision 0032), or nothing to learn."""
+        if attempt.risk is None:
+            return NO_LESSON
+        prefix = self.keys.user_risk_beside(attempt.challenge_id)
+        return [prefix, *lesson_args(attempt.risk.seen, attempt.risk.limits)]
 
     async def cancel_challenge(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
         """Void an OPEN challenge. ChallengeNotFound, ChallengeClosed."""
@@ -313,6 +329,8 @@ def _refused(opening: Opening, reply: list[Any], charges: Sequence[Charge]) -> S
             return ChallengeAlreadyExists(opening.challenge_id)
         case b"exhausted":
             return _exhausted(charges, reply)
+        case b"risk_moved":
+            return RiskMemoryMoved(user_risk(reply[1], reply[2]))
     refusal = _USER_REFUSALS.get(reply[0])
     return refusal(user_id) if refusal else StoreUnavailable(f"open_challenge answered {reply[0]!r}")
 

@@ -69,6 +69,11 @@ class Keyspace:
         `denials`): bounded, expiring, in the user's place (docs/risk.md)."""
         return f"{self._user_place(user_id)}:risk:{user_id}:{part}"
 
+    def user_risk_beside(self, challenge_id: str) -> str:
+        """The name of a user's risk memory parts less the user id and part, in the challenge's place (as
+        `user_keys_beside`: the script appends the user id the challenge stores, then `:<part>`)."""
+        return f"{self._challenge_place(challenge_id)}:risk:"
+
     def start_request(self, user_id: str, request_id: str) -> str:
         """The idempotency key of one StartChallenge request (the request id last: the user id is not)."""
         return f"{self._user_place(user_id)}:request:{len(user_id)}:{user_id}:{request_id}"

@@ -27,6 +27,7 @@ from sesame.server.domain.lifecycle import UserNotice
 from sesame.server.domain.model import Challenge, DeliveryState
 from sesame.server.domain.ports import Outbox
 from sesame.server.domain.privacy import mask_phone
+from sesame.server.domain.sent_text import SentText
 
 GROUP: Final = "dispatchers"
 # The dead letters stream is bounded in length and in age (docs/decisions/0033): it is a list for the
@@ -109,16 +110,34 @@ class RedisOutbox:
             raise ChallengeNotFound(queued.challenge_id)
         return stored_challenge(cast("dict[bytes, bytes]", raw))
 
-    async def settle(self, queued: QueuedSms, state: DeliveryState, provider_ref: str, at: datetime) -> None:
+    async def settle(
+        self,
+        queued: QueuedSms,
+        state: DeliveryState,
+        provider_ref: str,
+        at: datetime,
+        text: SentText | None = None,
+    ) -> None:
         """record_dispatch.lua: the send recorded and journaled, the entry acknowledged and deleted."""
         challenge_id = queued.challenge_id
         keys = [self._keys.challenge(challenge_id), self._keys.challenge_journal(challenge_id), self._stream]
         head = rec.challenge_event("challenge.delivery", challenge_id, at)
-        args = [GROUP, queued.entry_id, state.value, provider_ref, *head, "provider_ref", provider_ref]
+        written = [] if text is None else [item for pair in text.journal_fields().items() for item in pair]
+        args = [
+            GROUP,
+            queued.entry_id,
+            state.value,
+            provider_ref,
+            *head,
+            "provider_ref",
+            provider_ref,
+            *written,
+        ]
         await self._scripts.run("record_dispatch", keys, args)
 
     async def settle_notice(self, queued: QueuedSms, user_id: str, notice: UserNotice) -> None:
-        """record_notice.lua: the notice in the user's journal, the entry acknowledged and deleted."""
+        """record_notice.lua: the notice in the user's journal (sealed, with its text's hash and template
+        version), the entry acknowledged and deleted."""
         keys = [self._keys.user_journal(user_id), self._stream]
         entry = [
             "event", "user.notice",
@@ -130,6 +149,8 @@ class RedisOutbox:
             "provider_ref", notice.provider_ref,
             "challenge_id", queued.challenge_id,
         ]  # fmt: skip
+        if notice.text is not None:  # its text's hash and template version (decision 0035)
+            entry += [item for pair in notice.text.journal_fields().items() for item in pair]
         await self._scripts.run("record_notice", keys, [GROUP, queued.entry_id, *entry])
 
     async def fail(self, queued: QueuedSms, failure: str, at: datetime, allowed: int) -> FailedTry:

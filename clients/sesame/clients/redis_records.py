@@ -11,6 +11,7 @@ import base64
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
+from sesame.server.domain import factors
 from sesame.server.domain.lifecycle import Provenance
 from sesame.server.domain.model import (
     Challenge,
@@ -26,6 +27,7 @@ from sesame.server.domain.opening import Opening
 from sesame.server.domain.operation import ChangePhone, MalformedEncoding, Operation, decode, kind
 from sesame.server.domain.privacy import mask_phone
 from sesame.server.domain.proof import IssuedProof
+from sesame.server.domain.risk import RiskAssessment, RiskDecision, RiskReason
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MS = timedelta(milliseconds=1)
@@ -131,7 +133,39 @@ def challenge_fields(challenge: Challenge) -> list[Field]:
         "resend_spacing_ms", challenge.resend_spacing // MS,
         "resends", challenge.resends,
         "last_sent_at", to_ms(challenge.last_sent_at),
+        *([] if challenge.risk is None else risk_hash_fields(challenge.risk)),
     ]  # fmt: skip
+
+
+def risk_hash_fields(risk: RiskAssessment) -> list[Field]:
+    """The rules' decision as the challenge keeps it: a retry by request id answers it, a proof states it.
+
+    One field, `<decision>|<rules version>|<codes>|<rule ids>|<payee added, unix ms>` with empty parts cut
+    from the end and no descriptions (the rules that matched tell them again: `RiskFlows.described`): under
+    Redis's listpack bound (64 bytes) in ordinary cases, so that a flow's bytes stay within their bound
+    (tests/e2e/test_memory_per_flow.py). Codes, ids and versions hold no `|` (checked at boot).
+    """
+    added = "" if risk.payee_added_at is None else str(to_ms(risk.payee_added_at))
+    codes, rules = ",".join(risk.codes), ",".join(risk.rules)
+    parts = [risk.decision.name.lower(), risk.rules_version, codes, rules, added]
+    while parts[-1] == "":
+        parts.pop()
+    return ["risk", "|".join(parts)]
+
+
+def risk_from_hash(raw: Mapping[bytes, bytes]) -> RiskAssessment | None:
+    """The decision `risk_hash_fields` kept, its reasons without descriptions; None without rules."""
+    kept = raw.get(b"risk")
+    if kept is None:
+        return None
+    decision, version, codes, rules, added = [*kept.decode().split("|"), "", "", ""][:5]
+    return RiskAssessment(
+        RiskDecision[decision.upper()],
+        tuple(RiskReason(code, "") for code in codes.split(",") if code),
+        version,
+        tuple(rule for rule in rules.split(",") if rule),
+        from_ms(int(added)) if added else None,
+    )
 
 
 def challenge_from_hash(raw: Mapping[bytes, bytes]) -> Challenge:
@@ -158,8 +192,9 @@ def challenge_from_hash(raw: Mapping[bytes, bytes]) -> Challenge:
             resends=int(raw[b"resends"]),
             last_sent_at=from_ms(int(raw[b"last_sent_at"])),
             delivery_reason=raw.get(b"delivery_reason", b"").decode(),
+            risk=risk_from_hash(raw),
         )
-    except (KeyError, ValueError, MalformedEncoding) as exc:
+    except (KeyError, ValueError, TypeError, MalformedEncoding) as exc:
         raise CorruptRecord("challenge record") from exc
 
 
@@ -171,7 +206,17 @@ def context_fields(context: RequestContext) -> list[Field]:
         "session_id", context.session_id,
         "user_agent", context.user_agent,
         "caller", context.caller,
+        *first_factor_fields(context),
     ]  # fmt: skip
+
+
+def first_factor_fields(context: RequestContext) -> list[Field]:
+    """The first factor the caller asserted (Start, Verify), when it did (decision 0035)."""
+    factor = context.first_factor
+    if factor is None:
+        return []
+    named = factors.journal_fields(factor, iso(factor.verified_at))
+    return [item for pair in named.items() for item in pair]
 
 
 def enrolled_entry(user: User) -> list[Field]:
@@ -247,7 +292,7 @@ def opened_challenge(opening: Opening, client_id: str, phone: str, locale: str) 
         resend_spacing=opening.resend_spacing,
         resends=0,
         last_sent_at=from_ms(to_ms(opening.created_at)),
-        risk=opening.risk,  # journaled with the opening (docs/risk.md), not stored in the hash
+        risk=opening.risk,  # journaled with the opening and kept in the hash (docs/risk.md)
     )
 
 

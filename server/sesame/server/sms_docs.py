@@ -76,6 +76,11 @@ _WHEN = {
     "credit_transfer": "the code of a transfer",
     "add_beneficiary": "the code to add a payee",
     "change_phone": "the code to change the secure number, to the old number",
+    "credit_transfer_new_payee": (
+        "the code of a transfer the risk rules flag (WARN or HOLD) to a payee added in the last 72 h,"
+        " instead of `credit_transfer`: its own alert replaces the warning; `{when}` is when the payee was"
+        " added (`aujourd'hui à 13:07 UTC`, `hier à ...`, `le 28/08 à ...`; docs/risk.md)"
+    ),
     "phone_changed": "to the old number once the secure number changed",
     "beneficiary_added": "after a VERIFIED add_beneficiary challenge (its date and time, UTC)",
     "user_blocked": "when wrong codes in a row block the user (the block's end, UTC)",

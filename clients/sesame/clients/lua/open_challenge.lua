@@ -19,14 +19,18 @@
 -- number's budget among them, its limit, window, key prefix and hash tag; '1' when a cooling number holds
 -- the operation back; the calling codes every number of which may be sent to (',+33,+49,', or '*' for
 -- any); the prefix of a challenge hash's name in this place (for the request's earlier challenge); the
--- operation digest (hex); n = count of hash field/value elements, then n hash elements, then journal pairs.
+-- operation digest (hex); the version of the user's risk memory the rules decided on ('-': they read nothing;
+-- KEYS[7+b .. 12+b] are then the memory's parts, see _risk_memory.lua; decision 0032); n = count of hash
+-- field/value elements, then n hash elements, then journal pairs.
 -- Returns {'opened', client_id, phone, locale}, {'earlier', hgetall} (the request id's challenge),
 -- {'other_operation'} (the request id was used for another operation), {'not_found'} (no such user),
 -- {'not_active', status}, {'blocked', blocked_until (unix ms)}, {'cooling', cooling_until (unix ms)},
 -- {'destination', phone} (not every number of its calling code may be sent to: Start checks its region),
--- {'phone_changed'}, {'exists'} (the id was already used: the journal outlives the hash) or
--- {'exhausted', budget index (0-based), wait_ms}.
+-- {'phone_changed'}, {'exists'} (the id was already used: the journal outlives the hash),
+-- {'exhausted', budget index (0-based), wait_ms} or {'risk_moved', the user and its memory as read_user_risk
+-- reads them, version} (the memory is not the version the rules decided on: they decide again).
 --#include _send_budgets.lua
+--#include _risk_memory.lua
 local challenge, journal, user, pending, request = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local at = 0
 local function arg()
@@ -54,6 +58,7 @@ local codes = arg()
 local claim = arg()
 local challenge_prefix = arg()
 local op_digest = arg()
+local memory_version = arg()
 
 local h = redis.call('HMGET', user, 'status', 'phone', 'blocked_until', 'cooling_until', 'client_id', 'locale')
 local blocked_until = tonumber(h[3] or '0') or 0
@@ -91,6 +96,16 @@ if claim == '1' then
       return {'other_operation'}
     end
     -- Claimed by a challenge since purged: the claim outlived it, the request opens a new one.
+  end
+end
+-- After the user's admission and the request id's earlier answer, before anything is written: the rules
+-- decided on this memory, or they decide again (a verification that fed it landed in between).
+if memory_version ~= '-' then
+  local parts = {}
+  for i = 7 + budgets, 12 + budgets do parts[#parts + 1] = KEYS[i] end
+  local read, version = risk_read(user, parts)
+  if version ~= memory_version then
+    return {'risk_moved', read, version}
   end
 end
 if redis.call('EXISTS', challenge, journal) > 0 then

@@ -1,16 +1,12 @@
--- Read a user and its risk memory in one step (docs/risk.md): what StartChallenge's rules need, in the round
--- trip that reads the user anyway, so that the rules add none.
--- KEYS[1] the user hash, KEYS[2..6] the sorted sets payees, added, ips, devices, ops (member -> unix ms),
--- KEYS[7] the list of amounts ("<currency>:<minor>", newest first): all in the user's {u:<t>} slot.
--- Returns {} when there is no such user, else {user fields/values, then for each sorted set its
--- member/score pairs, then the amounts}.
-local user = redis.call('HGETALL', KEYS[1])
-if #user == 0 then
+-- Read a user and its risk memory in one step, with the memory's version (docs/risk.md, decision 0032): what
+-- StartChallenge's rules need when this worker holds no recent copy of them.
+-- KEYS[1] the user hash, KEYS[2..7] the memory's parts (see _risk_memory.lua): all in the user's {u:<t>} slot.
+-- Returns {} when there is no such user, else {user fields/values, then for each sorted set its member/score
+-- pairs, then the amounts, then the version}.
+--#include _risk_memory.lua
+local reply, version = risk_read(KEYS[1], {KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]})
+if not reply then
   return {}
 end
-local reply = {user}
-for i = 2, 6 do
-  reply[#reply + 1] = redis.call('ZRANGE', KEYS[i], 0, -1, 'WITHSCORES')
-end
-reply[#reply + 1] = redis.call('LRANGE', KEYS[7], 0, -1)
+reply[#reply + 1] = version
 return reply

@@ -12,11 +12,16 @@
 -- place, ARGV[6] wrong codes in a row that block, ARGV[7] first block (ms), ARGV[8] longest block (ms),
 -- ARGV[9] attempt time (ISO, for the user's journal), ARGV[10], ARGV[11] the jti and kid of the proof that a
 -- VERIFIED decision will carry ('' when none can be signed now; decision 0026), ARGV[12] the notice a
--- VERIFIED decision queues ('' none, `beneficiary_added`), ARGV[13 ..] challenge journal field/value pairs
--- (event, time, id, request context). A block that starts queues the `user_blocked` alert.
+-- VERIFIED decision queues ('' none, `beneficiary_added`; decision 0033), ARGV[13] the name of the user's
+-- risk keys less the user id, in the challenge's place ('': nothing to remember), ARGV[14..27] what a VERIFIED
+-- decision teaches that memory (risk_remember's 14 arguments, _risk_memory.lua; decision 0032), ARGV[28 ..]
+-- challenge journal field/value pairs (event, time, id, request context). A block that starts queues the
+-- `user_blocked` alert.
 -- Returns {result, hgetall, blocked_until} (blocked_until: unix ms when this attempt started a block, else
--- 0) or {'not_found'}.
+-- 0), then, when a VERIFIED decision fed the risk memory, that memory as read_user_risk reads it and its
+-- version (so that the worker's next Start needs no read of its own); or {'not_found'}.
 --#include _notice.lua
+--#include _risk_memory.lua
 local challenge, journal, refusals = KEYS[1], KEYS[2], KEYS[3]
 local now = tonumber(ARGV[1])
 local h = redis.call('HMGET', challenge, 'status', 'expires_at', 'op_digest', 'max_attempts', 'user_id', 'client_id',
@@ -72,7 +77,7 @@ if REFUSED[result] then
   end
 end
 local entry = {}
-for i = 13, #ARGV do entry[#entry + 1] = ARGV[i] end
+for i = 28, #ARGV do entry[#entry + 1] = ARGV[i] end
 local attempts = redis.call('HGET', challenge, 'attempts')
 for _, v in ipairs({'user_id', h[5], 'client_id', h[6], 'outcome', result, 'attempts', attempts, 'status', status}) do
   entry[#entry + 1] = v
@@ -121,5 +126,14 @@ elseif known_user and result == 'verified' then
     redis.call('HSET', user, 'failures', 0, 'blocks', 0, 'blocked_until', 0)
     journal_user('user.successful_attempt', 'reset', 0, 0, 0)
   end
+end
+if known_user and result == 'verified' and ARGV[13] ~= '' then
+  -- The risk memory learns in the decision's step: a right code is one round trip (decision 0032).
+  local parts = risk_parts(ARGV[13], h[5])
+  local lesson = {}
+  for i = 14, 27 do lesson[#lesson + 1] = ARGV[i] end
+  risk_remember(parts, lesson)
+  local memory, version = risk_read(user, parts)
+  return {result, redis.call('HGETALL', challenge), started_block, memory, version}
 end
 return {result, redis.call('HGETALL', challenge), started_block}

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sesame.server.domain import budgets, codes, validation
+from sesame.server.domain import budgets, codes, factors, validation
 from sesame.server.domain.blocking import Block, after_block
 from sesame.server.domain.budgets import SendBudget
 from sesame.server.domain.destinations import DEFAULT_COUNTRIES, check_destination
@@ -22,6 +22,7 @@ from sesame.server.domain.errors import (
     KeyNotFound,
     KeyVersionUnavailable,
     PhoneCooling,
+    RiskMemoryMoved,
     SendBudgetExhausted,
     SesameError,
     UserBlocked,
@@ -41,9 +42,9 @@ from sesame.server.domain.model import (
     VerifyResult,
 )
 from sesame.server.domain.notices import notice_on_verified
-from sesame.server.domain.opening import Opening
+from sesame.server.domain.opening import Opened, Opening
 from sesame.server.domain.operation import Operation, OperationType, digest, kind
-from sesame.server.domain.risk import RiskAssessment
+from sesame.server.domain.risk import RiskAssessment, RiskDecision
 from sesame.server.domain.risk_signals import Forwarded
 from sesame.server.domain.sms_templates import SmsTemplates, default_templates
 from sesame.server.domain.tally import UNTALLIED, Tally, resend_refusal
@@ -56,10 +57,12 @@ if TYPE_CHECKING:
     from sesame.server.domain.ports import Clock, KeyStore, SmsGateway, State
     from sesame.server.domain.proofs import ProofFlows
     from sesame.server.domain.risk_flow import RiskFlows
+    from sesame.server.domain.risk_signals import UserRisk
 
 _COOLED = frozenset({OperationType.CREDIT_TRANSFER, OperationType.ADD_BENEFICIARY})
 NONCE_BYTES = 16  # 128 bits: RFC 6287 challenges and NIST's floor for a random secret's entropy
 _CHALLENGE_ID = re.compile(r"^([0-9a-f]{32})\.k([1-9][0-9]{0,5})\.d([6-8])\.u([0-9a-f]{16})$")
+_RISK_TRIES = 3  # steps of one Start whose risk memory keeps moving; then UNAVAILABLE (retry by request id)
 USER_TAG_HEX = 16  # 64 bits of SHA-256(user id): where the user's state lives, not who the user is
 
 
@@ -77,6 +80,7 @@ class ChallengePolicy:
     send_budget: SendBudget = field(default_factory=SendBudget)  # SMS per user and per number (anti-pumping)
     countries: frozenset[str] = DEFAULT_COUNTRIES  # destination countries codes may be sent to
     sms_templates: SmsTemplates = field(default_factory=default_templates)  # checked at boot (docs/sms.md)
+    first_factor_max_age: timedelta = factors.DEFAULT_MAX_AGE  # older: INVALID_ARGUMENT (decision 0035)
 
 
 def user_tag(user_id: str) -> str:
@@ -175,8 +179,9 @@ class ChallengeFlows:
         again: an HSM that cannot compute it fails the call here, before any unit is spent.
         """
         now = self._clock.now()
+        factors.check_age(request.context.first_factor, now, self._policy.first_factor_max_age)
         # A DENY raises here, before anything is computed, charged or sent (docs/risk.md).
-        risk = await self._assess(request, now)
+        risk, read = await self._assess(request, now)
         key = await self._keys.current_otp_key()
         # The nonce is public (RFC 6287 sends it in the clear; the key is the secret): the OS CSPRNG draws
         # it, so Start costs one HSM call, the MAC (docs/decisions/0020).
@@ -193,7 +198,7 @@ class ChallengeFlows:
         self._note(ref.challenge_id, code)
         opened = None
         try:
-            opened = await self._store.challenges.start_challenge(self._opening(request, ref, now, risk))
+            opened, risk = await self._step(request, ref, now, risk, read)
         except SendBudgetExhausted as refused:
             self._tally.budget_refused(refused.subject)
             raise
@@ -201,31 +206,83 @@ class ChallengeFlows:
             if opened is None or not opened.queued:
                 self._forget(ref.challenge_id)
         if not opened.queued:
-            # A retry of the same request id answers the challenge it opened: no second unit, no second SMS
-            # (and no risk: the assessment was journaled with that opening).
-            return opened.challenge
+            # A retry of the same request id answers the challenge it opened, with the rules' decision that
+            # challenge keeps: no second unit, no second SMS, no second decision.
+            if self._risk is None:
+                return opened.challenge
+            return replace(opened.challenge, risk=self._risk.described(opened.challenge.risk))
         self._tally.opened(request.operation)
         return opened.challenge if risk is None else replace(opened.challenge, risk=risk)
 
-    async def _assess(self, request: StartRequest, now: datetime) -> RiskAssessment | None:
-        """The rules' decision on the operation, before Start's step (None: no rules). RiskDenied.
+    async def _step(
+        self,
+        request: StartRequest,
+        ref: ChallengeRef,
+        now: datetime,
+        risk: RiskAssessment | None,
+        read: UserRisk | None,
+    ) -> tuple[Opened, RiskAssessment | None]:
+        """Start's one step, on the risk memory the rules decided on: when a verification changed it since
+        (another worker's, or after this worker's copy was kept), the step answers it as it is, the rules
+        decide again on that, and the step runs again (decision 0032). RiskDenied."""
+        for _ in range(_RISK_TRIES - 1):
+            try:
+                return await self._open(request, ref, now, risk, read), risk
+            except RiskMemoryMoved as moved:
+                risk, read = await self._decide_again(moved.fresh, request)
+        return await self._open(request, ref, now, risk, read), risk
 
-        Only when a rule could match the operation's kind are the user and its risk memory read, in one
-        script (a round trip before the step: docs/decisions/0031); otherwise the decision is ALLOW unread.
+    async def _open(
+        self,
+        request: StartRequest,
+        ref: ChallengeRef,
+        now: datetime,
+        risk: RiskAssessment | None,
+        read: UserRisk | None,
+    ) -> Opened:
+        return await self._store.challenges.start_challenge(self._opening(request, ref, now, risk, read))
+
+    async def _decide_again(self, fresh: UserRisk, request: StartRequest) -> tuple[RiskAssessment, UserRisk]:
+        """The rules' decision on the memory a step answered: the step admitted the user before reading it."""
+        assert self._risk is not None
+        self._risk.keep(fresh)
+        return await self._risk.decide(fresh, request), fresh
+
+    async def _assess(
+        self, request: StartRequest, now: datetime
+    ) -> tuple[RiskAssessment | None, UserRisk | None]:
+        """The rules' decision on the operation, before Start's step (None: no rules), and the read of the
+        user's memory it was made on (None: nothing read). RiskDenied.
+
+        Only when a rule could match the operation's kind is the memory looked at: this worker's last read
+        of it when it kept one (no round trip: Start's step checks its version), else the user and its
+        memory read in one script (a round trip before the step). A DENY is never decided on a kept copy:
+        the user is read afresh, admitted and judged again first (docs/decisions/0031, 0032).
         """
         if self._risk is None:
-            return None
+            return None, None
         if not self._risk.reads(request.operation):
-            return self._risk.unread(request.operation)
+            return self._risk.unread(request.operation), None
+        found = self._risk.recalled(request.user_id)
+        if found is not None:
+            assessment = await self._risk.judge(found, request)
+            if assessment.decision is not RiskDecision.DENY:
+                self._risk.count(request.operation, assessment)
+                return assessment, found
         found = await self._risk.read(request.user_id)
         # A user who may not be sent a code is refused as such, not as a risk denial; the step checks
         # these again, atomically, with the rest.
         _admit(found.user, request.operation, now)
         check_destination(found.user.secure_phone, self._policy.countries)
-        return await self._risk.decide(found, request)
+        return await self._risk.decide(found, request), found
 
     def _opening(
-        self, request: StartRequest, ref: ChallengeRef, now: datetime, risk: RiskAssessment | None
+        self,
+        request: StartRequest,
+        ref: ChallengeRef,
+        now: datetime,
+        risk: RiskAssessment | None,
+        read: UserRisk | None,
     ) -> Opening:
         """What the store's one step needs: the challenge `ref` names, under the policy's limits."""
         policy = self._policy
@@ -249,6 +306,7 @@ class ChallengeFlows:
             context=request.context,
             request_id=request.request_id,
             risk=risk,
+            memory_version=None if read is None else read.version,
         )
 
     def _charges(self, challenge: Challenge, context: RequestContext) -> tuple[budgets.Charge, ...]:
@@ -262,6 +320,8 @@ class ChallengeFlows:
             submitted = validation.code(request.code, ref.digits)
         except ValueError as exc:
             raise InvalidRequest([FieldViolation("code", str(exc))]) from exc
+        # A stale or future first factor is bad input: refused before the attempt is counted.
+        factors.check_age(request.context.first_factor, self._clock.now(), self._policy.first_factor_max_age)
         op_digest = digest(request.operation)
         try:
             expected = await codes.derive(
@@ -287,6 +347,8 @@ class ChallengeFlows:
             context=request.context,
             proof_id=None if plan is None else plan.proof_id,
             notice=notice_on_verified(request.operation),
+            # A right code feeds the user's risk memory in the decision's own step (decision 0032).
+            risk=None if self._risk is None else self._risk.lesson(request, self._clock.now()),
         )
         # One atomic step in the user's place, which the id names (docs/decisions/0013, 0019): the store reads
         # the challenge and its user's block, decides and counts the attempt for both; while the user is
@@ -303,7 +365,7 @@ class ChallengeFlows:
         if outcome.result is not VerifyResult.VERIFIED:
             return outcome
         if self._risk is not None:
-            await self._risk.remember(outcome, request.context)  # never fails the verification
+            self._risk.keep(outcome.risk_memory)  # the next Start on this worker needs no read
         return replace(outcome, proof=await self._proofs.after_verification(outcome, attempt, plan))
 
     async def resend(self, challenge_id: str, context: RequestContext) -> Challenge:

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sesame.server.domain import codes, notices, sms_text
+from sesame.server.domain import codes, notices, sent_text, sms_text
 from sesame.server.domain.errors import ChallengeNotFound, DeliveryFailed, DeliveryRefused
 from sesame.server.domain.lifecycle import UserNotice
 from sesame.server.domain.model import Challenge, ChallengeStatus, DeliveryState, SmsMessage
+from sesame.server.domain.sms_templates import Kind
 
 if TYPE_CHECKING:
     from sesame.server.domain.ports import Clock, KeyStore, Outbox, SmsGateway
@@ -195,21 +196,29 @@ class Dispatcher:
         if now >= challenge.expires_at:
             # Never an expired code (it would only teach a thief the code's format): a dead letter.
             return await self._failed(queued, "expired", now, 0)
-        message = SmsMessage(challenge.phone, await self._text(challenge, now), challenge.challenge_id)
+        context = await self._context(challenge, now)
+        text = sms_text.render(challenge.operation, context)
+        # What the journal keeps of the text: its hash with the code masked, and the template's version.
+        record = sent_text.recorded(challenge.operation, context)
+        message = SmsMessage(challenge.phone, text, challenge.challenge_id)
         try:
             sent = await self._sms.send(message)
         except DeliveryRefused as refused:
             return await self._failed(queued, refused.reason, self._clock.now(), 0)
         except DeliveryFailed as failed:
             return await self._failed(queued, failed.reason, self._clock.now(), self._max_tries)
-        await self._outbox.settle(queued, DeliveryState.SENT, sent.provider_ref, sent.sent_at)
+        await self._outbox.settle(queued, DeliveryState.SENT, sent.provider_ref, sent.sent_at, record)
         return Dispatched(Outcome.SENT, sent.sent_at)
 
     async def _notify(self, queued: QueuedSms, challenge: Challenge) -> Dispatched:
         """Send a notice (no code, never expired: it reports a change that was made) and journal it as a
-        user notice, sent or failed, removing its entry in the same step. To the number the challenge's
-        code went to: the secure number when the change was made."""
+        user notice, sent or failed, with its text's hash and template version (decision 0035), removing its
+        entry in the same step. To the number the challenge's code went to: the secure number when the
+        change was made."""
         text = notices.notice_text(queued, challenge, self._bank_name, self._templates)
+        record = (
+            sent_text.notice(Kind(queued.notice), challenge.locale, text, self._templates) if text else None
+        )
         to = challenge.phone
         sent = None
         try:
@@ -217,10 +226,10 @@ class Dispatcher:
         except DeliveryFailed as exc:
             _log.warning("%s notice not sent (%s)", queued.notice, exc.reason)
         if sent is None:
-            notice = UserNotice(queued.notice, to, False, "", self._clock.now())
+            notice = UserNotice(queued.notice, to, False, "", self._clock.now(), record)
             await self._outbox.settle_notice(queued, challenge.user_id, notice)
             return Dispatched(Outcome.NOTICE_FAILED)
-        notice = UserNotice(queued.notice, to, True, sent.provider_ref, sent.sent_at)
+        notice = UserNotice(queued.notice, to, True, sent.provider_ref, sent.sent_at, record)
         await self._outbox.settle_notice(queued, challenge.user_id, notice)
         return Dispatched(Outcome.NOTICE_SENT, sent.sent_at)
 
@@ -233,9 +242,9 @@ class Dispatcher:
             return Dispatched(Outcome.MISSING)
         return Dispatched(Outcome.DEAD_LETTERED, reason=tried.dead_letter)
 
-    async def _text(self, challenge: Challenge, now: datetime) -> str:
-        """The SMS text, with the code Start noted in this process, or computed in the HSM now (the outbox
-        holds neither)."""
+    async def _context(self, challenge: Challenge, now: datetime) -> sms_text.SmsContext:
+        """What the SMS text needs: the code Start noted in this process, or computed in the HSM now (the
+        outbox holds neither)."""
         code = self._recent.code(challenge.challenge_id) if self._recent is not None else None
         code = code or await codes.derive(
             self._keys,
@@ -245,13 +254,19 @@ class Dispatcher:
             op_digest=challenge.op_digest,
         )
         remaining = challenge.expires_at - now
-        return sms_text.render(
-            challenge.operation,
-            sms_text.SmsContext(
-                bank_name=self._bank_name,
-                code=code,
-                validity_minutes=max(1, round(remaining / timedelta(minutes=1))),
-                locale=challenge.locale,
-                templates=self._templates,
-            ),
+        return sms_text.SmsContext(
+            bank_name=self._bank_name,
+            code=code,
+            validity_minutes=max(1, round(remaining / timedelta(minutes=1))),
+            locale=challenge.locale,
+            templates=self._templates,
+            new_payee=_new_payee(challenge, now),
         )
+
+
+def _new_payee(challenge: Challenge, now: datetime) -> sms_text.NewPayee | None:
+    """A transfer the risk rules flagged to a payee added lately: its SMS names the payee as new (0032)."""
+    risk = challenge.risk
+    if risk is None or risk.payee_added_at is None:
+        return None
+    return sms_text.NewPayee(risk.payee_added_at, now)

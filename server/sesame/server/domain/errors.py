@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from sesame.server.domain.risk_signals import UserRisk
 
 
 class SesameError(Exception):
@@ -174,6 +177,18 @@ class HsmUnavailable(SesameError):
 
 class StoreUnavailable(SesameError):
     """The state store could not be reached or failed; the operation may be retried."""
+
+
+class RiskMemoryMoved(StoreUnavailable):
+    """Start's step did not open: the user's risk memory is no longer the version the rules decided on.
+
+    `fresh` is the user and its memory as the step read them; Start decides again on it and retries
+    (decision 0032). Nothing was written. Should it escape (the memory kept moving), the caller may retry.
+    """
+
+    def __init__(self, fresh: UserRisk) -> None:
+        super().__init__("the user's risk memory moved")
+        self.fresh = fresh
 
 
 class Overloaded(SesameError):

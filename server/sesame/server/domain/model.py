@@ -6,9 +6,14 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
+from sesame.server.domain.factors import FirstFactor
 from sesame.server.domain.operation import Operation, digest
 from sesame.server.domain.risk import RiskAssessment
+
+if TYPE_CHECKING:
+    from sesame.server.domain.risk_signals import RiskLesson, UserRisk
 
 
 class MacAlgorithm(enum.Enum):
@@ -195,8 +200,8 @@ class Challenge:
     resend_spacing: timedelta  # the least time between two sends of the code
     resends: int  # how many resends were accepted so far
     last_sent_at: datetime  # when the code was last (re)sent: the opening, then each accepted resend
-    # What the risk rules decided when it was opened (docs/risk.md): journaled with its opening and answered
-    # by StartChallenge, not stored in the challenge itself (None when read back).
+    # What the risk rules decided when it was opened (docs/risk.md): journaled with its opening, kept with the
+    # challenge (a retry by request id answers it, its proof states it: decision 0032); None without rules.
     risk: RiskAssessment | None = None
     # Why its SMS was dead-lettered (docs/decisions/0033): `expired`, `max_tries`, or the providers' final
     # word (`bad_number`, `bad_content`, `refused`); shown while `delivery` is FAILED or EXPIRED.
@@ -253,6 +258,9 @@ class RequestContext:
     # The calling service's verified identity (its mTLS certificate), set by Sésame from the connection,
     # never from the request: who asked is evidence too. Empty without mTLS.
     caller: str = ""
+    # The factor the caller verified before the SMS code, as it asserts it (StartChallenge, VerifyChallenge
+    # only); journaled with the start and the attempt, named in the proof (decision 0035).
+    first_factor: FirstFactor | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +278,8 @@ class VerificationAttempt:
     # The notice a VERIFIED decision queues in the outbox in the same step (`beneficiary_added` for an
     # added payee, "" none; docs/decisions/0033); a block that starts always queues its alert.
     notice: str = ""
+    # What a VERIFIED decision teaches its user's risk memory in the same step (decision 0032); None: no rules
+    risk: RiskLesson | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +299,7 @@ class VerificationOutcome:
     challenge: Challenge
     proof: str = ""  # the signed proof (compact JWS) of a VERIFIED attempt, once issued; "" otherwise
     blocked_until: datetime | None = None  # set when this wrong code started a block of the user
+    risk_memory: UserRisk | None = None  # the user's risk memory after a VERIFIED decision fed it (0032)
 
 
 @dataclass(frozen=True, slots=True)

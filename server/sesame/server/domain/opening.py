@@ -38,6 +38,9 @@ class Opening:
     context: RequestContext
     request_id: str = ""  # the caller's idempotency key; empty: every call opens a new challenge
     risk: RiskAssessment | None = None  # the rules' decision, journaled with the opening (docs/risk.md)
+    # The version of the user's risk memory `risk` was decided on (`UserRisk.version`): the step opens only
+    # if the memory is still that one, else raises RiskMemoryMoved with it as it is. None: nothing was read.
+    memory_version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,10 @@
 """Signed proofs of authentication: compact JWS (RFC 7515), ES256, over canonical JSON claims.
 
 A proof states what Sésame decided for one VERIFIED challenge: who (`sub`, `client_id`), for which operation
-(`op`, and `op_digest`, the dynamic linking of RTS Art. 5), how (`amr`, `key_version`, `attempts`), when
-(`iat`) and from where (`ctx`, as the calling service forwarded it). It holds no code and no phone number.
+(`op`, and `op_digest`, the dynamic linking of RTS Art. 5), how (`amr`: the SMS factor and the first factor
+the caller asserted, `first_factor`; `key_version`, `attempts`), when (`iat`), from where (`ctx`, as the
+calling service forwarded it) and at whose request (`azp`, the calling service's identity, decision 0035).
+It holds no code and no phone number.
 
 This module is pure: it builds the claims and the JWS signing input, and reads a proof back. The signature
 comes from the KeyStore (an EC P-256 key in the HSM); checking it is the verifier's business (any JOSE
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sesame.server.domain import factors
 from sesame.server.domain.model import (
     ProofId,
     PublicKey,
@@ -31,12 +34,12 @@ from sesame.server.domain.operation import kind
 
 ALGORITHM = "ES256"
 TYPE = "sesame-proof+jwt"
-AMR = ("sms_otp",)
 SIGNATURE_BYTES = 64  # ES256: r || s, 32 bytes each, big-endian (RFC 7518 section 3.4)
 # The order n of the P-256 group (SEC 2 section 2.4.2). (r, s) and (r, n - s) both verify: a proof is
 # signed with the low s only, so that one decision has one proof and a flipped copy is refused.
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 CONTEXT_CLAIMS = ("ip", "device_id", "session_id")
+FLAGGED = frozenset({"warn", "hold"})  # the risk decisions a proof states (decision 0032)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,12 +55,22 @@ class ProofFacts:
     attempts: int  # attempts used, the verified one included
     verified_at: datetime
     context: RequestContext
+    # The risk rules' decision at Start when it was WARN or HOLD (lower case), its reason codes and rules'
+    # version: the proof's `risk` claim, so that the payment system can hold the transfer (decision 0032).
+    risk_decision: str = ""
+    risk_reasons: tuple[str, ...] = ()
+    risk_rules_version: str = ""
 
     @classmethod
     def of(cls, outcome: VerificationOutcome, attempt: VerificationAttempt) -> ProofFacts:
         """The facts of a VERIFIED decision."""
         challenge = outcome.challenge
+        risk = challenge.risk
+        flagged = risk is not None and risk.decision.name.lower() in FLAGGED
         return cls(
+            risk_decision=risk.decision.name.lower() if flagged and risk else "",
+            risk_reasons=risk.codes if flagged and risk else (),
+            risk_rules_version=risk.rules_version if flagged and risk else "",
             challenge_id=challenge.challenge_id,
             user_id=challenge.user_id,
             client_id=challenge.client_id,
@@ -76,7 +89,11 @@ class ProofFacts:
         verified = next((e for e in entries if _is_verified(e)), None)
         if opened is None or verified is None:
             return None
+        decision, reasons, version = _journaled_risk(opened)
         return cls(
+            risk_decision=decision,
+            risk_reasons=reasons,
+            risk_rules_version=version,
             challenge_id=verified["challenge_id"],
             user_id=verified["user_id"],
             client_id=verified["client_id"],
@@ -86,7 +103,8 @@ class ProofFacts:
             attempts=int(verified["attempts"]),
             verified_at=datetime.fromisoformat(verified["at"]),
             context=RequestContext(
-                **{name: verified.get(name, "") for name in (*CONTEXT_CLAIMS, "user_agent")}
+                **{name: verified.get(name, "") for name in (*CONTEXT_CLAIMS, "user_agent", "caller")},
+                first_factor=factors.from_journal(verified),
             ),
         )
 
@@ -95,6 +113,14 @@ def journaled_id(entries: Sequence[Mapping[str, str]]) -> ProofId | None:
     """The jti and kid journaled for the challenge's proof (decision 0026: by the decision), or None."""
     named = next((e for e in entries if e.get("event") == "challenge.proof" and e.get("jti")), None)
     return None if named is None else ProofId(named["jti"], named.get("kid", ""))
+
+
+def _journaled_risk(opened: Mapping[str, str]) -> tuple[str, tuple[str, ...], str]:
+    """The WARN or HOLD the opening journaled, its reason codes and rules' version; empty for any other."""
+    if opened.get("risk_decision", "") not in FLAGGED:
+        return "", (), ""
+    reasons = tuple(code for code in opened.get("risk_reasons", "").split(",") if code)
+    return opened["risk_decision"], reasons, opened.get("risk_rules_version", "")
 
 
 def _is_verified(entry: Mapping[str, str]) -> bool:
@@ -122,7 +148,7 @@ def claims(facts: ProofFacts, *, issuer: str, jti: str) -> dict[str, Any]:
         "challenge_id": facts.challenge_id,
         "op": facts.op,
         "op_digest": facts.op_digest,
-        "amr": list(AMR),
+        "amr": factors.amr(facts.context.first_factor),
         "key_version": facts.key_version,
         "iat": int(facts.verified_at.timestamp()),
         "attempts": facts.attempts,
@@ -131,6 +157,16 @@ def claims(facts: ProofFacts, *, issuer: str, jti: str) -> dict[str, Any]:
     context = {name: getattr(facts.context, name) for name in CONTEXT_CLAIMS if getattr(facts.context, name)}
     if context:
         body["ctx"] = context
+    if facts.context.first_factor is not None:
+        body["first_factor"] = factors.claim(facts.context.first_factor)
+    if facts.context.caller:
+        body["azp"] = facts.context.caller  # the calling service (its mTLS identity): who asked
+    if facts.risk_decision:
+        body["risk"] = {
+            "decision": facts.risk_decision.upper(),
+            "reasons": list(facts.risk_reasons),
+            "rules_version": facts.risk_rules_version,
+        }
     return body
 
 

@@ -12,6 +12,7 @@ import enum
 import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 SignalValue = bool | int | float | str
 """A signal's value: a flag, a count, a duration in hours, an amount in major units, a name."""
@@ -45,6 +46,9 @@ class RiskAssessment:
     reasons: tuple[RiskReason, ...]
     rules_version: str
     rules: tuple[str, ...] = ()  # the ids of the rules that matched, for the journal and the metrics
+    # When the transfer's payee was added (a verified AddBeneficiary in the last 72 hours), for a WARN or
+    # HOLD only: its SMS then names the payee as new (decision 0032).
+    payee_added_at: datetime | None = None
 
     @property
     def codes(self) -> tuple[str, ...]:
@@ -132,6 +136,20 @@ class RuleSet:
     def may_match(self, operation: str) -> bool:
         """Whether some rule can hold for this operation; if none can, its decision is ALLOW, unread."""
         return any(rule.may_match(operation) for rule in self.rules)
+
+    def described(self, kept: RiskAssessment) -> RiskAssessment:
+        """A kept assessment (codes and rule ids, no descriptions) with its reasons told as when it was made:
+        each matched rule's description, by these rules if they are the ones that decided (else the codes)."""
+        if kept.rules_version != self.version:
+            return kept
+        by_id = {rule.rule_id: rule for rule in self.rules}
+        reasons: dict[str, RiskReason] = {}
+        for rule_id in kept.rules:
+            rule = by_id.get(rule_id)
+            if rule is not None:
+                reasons.setdefault(rule.reason, RiskReason(rule.reason, rule.description))
+        told = tuple(reasons.get(reason.code, reason) for reason in kept.reasons)
+        return RiskAssessment(kept.decision, told, kept.rules_version, kept.rules, kept.payee_added_at)
 
     def assess(self, signals: Signals) -> RiskAssessment:
         """The strongest decision among the matching rules (ALLOW when none), with each one's reason."""

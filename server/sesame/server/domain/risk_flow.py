@@ -9,25 +9,30 @@ the user's risk journal and raised (no challenge, no SMS); any other decision go
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sesame.server.domain.errors import RiskDenied, SimSwapUnavailable, StoreUnavailable
 from sesame.server.domain.model import VerificationOutcome, VerifyResult
-from sesame.server.domain.operation import OperationType, kind
+from sesame.server.domain.operation import CreditTransfer, OperationType, kind
 from sesame.server.domain.risk import RiskAssessment, RiskDecision, RuleSet
+from sesame.server.domain.risk_recall import DEFAULT_USERS, RiskRecall
 from sesame.server.domain.risk_signals import (
     SIM_SWAP_OFF,
     RiskDenial,
+    RiskLesson,
     RiskLimits,
     SimSwapStatus,
     UserRisk,
+    fingerprint,
+    lesson,
     observation,
     signals,
 )
 
 if TYPE_CHECKING:
-    from sesame.server.domain.challenges import StartRequest
+    from sesame.server.domain.challenges import StartRequest, VerifyRequest
     from sesame.server.domain.model import RequestContext, User
     from sesame.server.domain.operation import Operation
     from sesame.server.domain.ports import Clock, RiskMemory, RiskMeter, SimSwapCheck
@@ -38,6 +43,8 @@ SENSITIVE = frozenset(
     {OperationType.CREDIT_TRANSFER, OperationType.ADD_BENEFICIARY, OperationType.CHANGE_PHONE}
 )
 NOT_ASKED = SimSwapStatus("not_asked")  # a login: the operator is not asked
+FLAGGED = frozenset({RiskDecision.WARN, RiskDecision.HOLD})  # a code is sent, with the strongest wording
+NEW_PAYEE_WINDOW = timedelta(hours=72)  # a payee added this recently is "new" in a flagged transfer's SMS
 
 
 class _Unmetered:
@@ -54,6 +61,17 @@ class RiskPolicy:
 
     rules: RuleSet
     limits: RiskLimits = field(default_factory=RiskLimits)
+    recall_users: int = DEFAULT_USERS  # users whose last read each worker keeps (decision 0032); 0: none
+
+
+def _new_payee(
+    assessment: RiskAssessment, operation: Operation, found: UserRisk, now: datetime
+) -> datetime | None:
+    """When a flagged transfer's payee was added, if in the last NEW_PAYEE_WINDOW (its SMS says so)."""
+    if assessment.decision not in FLAGGED or not isinstance(operation, CreditTransfer):
+        return None
+    added = found.history.payees_added.get(fingerprint("iban", operation.payee.iban))
+    return added if added is not None and now - added < NEW_PAYEE_WINDOW else None
 
 
 class RiskFlows:
@@ -68,6 +86,7 @@ class RiskFlows:
         sim_swap: SimSwapCheck | None = None,
         meter: RiskMeter | None = None,
     ) -> None:
+        self._recall = RiskRecall(policy.recall_users)
         self._memory = memory
         self._clock = clock
         self._policy = policy
@@ -75,8 +94,27 @@ class RiskFlows:
         self._meter = meter or _Unmetered()
 
     async def read(self, user_id: str) -> UserRisk:
-        """The user with its risk memory, in one read. UserNotFound."""
-        return await self._memory.user_and_history(user_id)
+        """The user with its risk memory, in one read (kept for the next Start). UserNotFound."""
+        found = await self._memory.user_and_history(user_id)
+        self._recall.keep(found)
+        return found
+
+    def recalled(self, user_id: str) -> UserRisk | None:
+        """This worker's last read of the user's memory, if kept: its version is checked by Start's step."""
+        return self._recall.recalled(user_id)
+
+    def keep(self, found: UserRisk | None) -> None:
+        """Keep a read of a user's memory that a store step answered (a moved memory, a verification)."""
+        if found is not None:
+            self._recall.keep(found)
+
+    def described(self, kept: RiskAssessment | None) -> RiskAssessment | None:
+        """A challenge's kept assessment with its reasons' descriptions (a retry by request id answers it)."""
+        return None if kept is None else self._policy.rules.described(kept)
+
+    def lesson(self, request: VerifyRequest, at: datetime) -> RiskLesson:
+        """What a right code for this challenge will teach its user's memory, in the decision's step."""
+        return lesson(request.challenge_id, request.operation, request.context, at, self._policy.limits)
 
     def reads(self, operation: Operation) -> bool:
         """Whether a rule can match this operation's kind: only then are the user and its memory read."""
@@ -89,26 +127,44 @@ class RiskFlows:
         return assessment
 
     async def decide(self, found: UserRisk, request: StartRequest) -> RiskAssessment:
-        """The decision on the user's operation (never DENY). RiskDenied, journaled in the risk journal."""
-        operation, context = request.operation, request.context
-        sim = await self._sim(found.user, operation)
+        """The decision on the user's operation (never DENY), counted. RiskDenied, journaled."""
+        assessment = await self.judge(found, request)
+        self.count(request.operation, assessment)
+        await self.refuse_denied(found, request, assessment)
+        return assessment
+
+    async def judge(self, found: UserRisk, request: StartRequest) -> RiskAssessment:
+        """What the rules say of the operation on this read of the user's memory (uncounted, not acted on)."""
+        sim = await self._sim(found.user, request.operation)
         now = self._clock.now()
         named = signals(
-            operation=operation,
+            operation=request.operation,
             user=found.user,
             history=found.history,
-            context=context,
+            context=request.context,
             sim=sim,
             now=now,
             forwarded=request.forwarded,
         )
         assessment = self._policy.rules.assess(named)
-        op = kind(operation).name.lower()
-        self._meter.decided(op, assessment)
+        return replace(assessment, payee_added_at=_new_payee(assessment, request.operation, found, now))
+
+    def count(self, operation: Operation, assessment: RiskAssessment) -> None:
+        """Count the decision Start acts on (once per Start, whatever it read)."""
+        self._meter.decided(kind(operation).name.lower(), assessment)
+
+    async def refuse_denied(self, found: UserRisk, request: StartRequest, assessment: RiskAssessment) -> None:
+        """A DENY: journaled in the user's risk journal and raised (RiskDenied). Otherwise nothing."""
         if assessment.decision is RiskDecision.DENY:
-            user_id = found.user.user_id
+            user_id, op, context = found.user.user_id, kind(request.operation).name.lower(), request.context
             denial = RiskDenial(
-                user_id, now, op, assessment.codes, assessment.rules, assessment.rules_version, context
+                user_id,
+                self._clock.now(),
+                op,
+                assessment.codes,
+                assessment.rules,
+                assessment.rules_version,
+                context,
             )
             await self._memory.record_denial(denial, self._policy.limits)
             raise RiskDenied(
@@ -117,7 +173,6 @@ class RiskFlows:
                 tuple(reason.description for reason in assessment.reasons),
                 assessment.rules_version,
             )
-        return assessment
 
     async def _sim(self, user: User, operation: Operation) -> SimSwapStatus:
         """What the operator says of the secure number's SIM; its silence is a signal, never a yes."""

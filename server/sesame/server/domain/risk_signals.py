@@ -120,6 +120,22 @@ class RiskObservation:
     device: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class RiskLesson:
+    """What a challenge will teach its user's memory if it is VERIFIED, handed to the decision's own step
+    (decision 0032): the store names the user from the challenge, so no user id here."""
+
+    seen: RiskObservation  # its user_id is the empty string: the store knows whose challenge it is
+    limits: RiskLimits
+
+
+def lesson(
+    challenge_id: str, operation: Operation, context: RequestContext, at: datetime, limits: RiskLimits
+) -> RiskLesson:
+    """What a right code for `operation` on that challenge will teach, before anyone knows whose it is."""
+    return RiskLesson(observation("", challenge_id, operation, context, at), limits)
+
+
 def observation(
     user_id: str, challenge_id: str, operation: Operation, context: RequestContext, at: datetime
 ) -> RiskObservation:
@@ -288,10 +304,15 @@ def remember(history: RiskHistory, seen: RiskObservation, limits: RiskLimits) ->
 
 @dataclass(frozen=True, slots=True)
 class UserRisk:
-    """A user and Sésame's memory of it, read in one step at StartChallenge."""
+    """A user and Sésame's memory of it, read in one step, and the version of what was read.
+
+    The version is the store's digest of the user and its memory as read (decision 0032): Start hands it
+    back with the opening, and the step refuses to open on a memory that moved since (`Opened.fresh`).
+    """
 
     user: User
     history: RiskHistory
+    version: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ the boot refuses, naming the file, the encoding and the parts it would take.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from sesame.server.domain import currency, sms_text
@@ -65,7 +65,7 @@ def worst_operation(kind: Kind, locale: str) -> Operation:
     match kind:
         case Kind.LOGIN:
             return Login()
-        case Kind.CREDIT_TRANSFER:
+        case Kind.CREDIT_TRANSFER | Kind.CREDIT_TRANSFER_NEW_PAYEE:
             return CreditTransfer(longest_amount(locale), payee, "t")
         case Kind.ADD_BENEFICIARY:
             return AddBeneficiary(payee)
@@ -86,8 +86,15 @@ def render_worst(templates: SmsTemplates, worst: WorstCase, kind: Kind, locale: 
         case Kind.USER_BLOCKED:
             text = sms_text.user_blocked_notice(worst.bank_name, A_DAY, locale, templates)
         case _:
+            # A payee added before yesterday: its day is written, the longest way to say when.
+            new_payee = sms_text.NewPayee(A_DAY - timedelta(days=2), A_DAY)
             ctx = sms_text.SmsContext(
-                worst.bank_name, "9" * worst.digits, worst.validity_minutes, locale, templates
+                worst.bank_name,
+                "9" * worst.digits,
+                worst.validity_minutes,
+                locale,
+                templates,
+                new_payee if kind is Kind.CREDIT_TRANSFER_NEW_PAYEE else None,
             )
             text = sms_text.render(worst_operation(kind, locale), ctx)
     return Rendered(kind, locale, text, measure(text))

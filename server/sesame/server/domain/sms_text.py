@@ -58,6 +58,33 @@ class SmsContext:
     validity_minutes: int
     locale: str
     templates: SmsTemplates | None = None  # None: the package's defaults
+    # For a transfer the risk rules flagged to a payee added lately: when it was added, and now (decision
+    # 0032). The text then names the payee as new (`Kind.CREDIT_TRANSFER_NEW_PAYEE`).
+    new_payee: NewPayee | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewPayee:
+    """When a transfer's payee was added, and when the SMS is written (for "today", "yesterday")."""
+
+    added_at: datetime
+    now: datetime
+
+
+# How a locale says when a payee was added: today, yesterday, or another day (day/month), at a UTC time.
+_ADDED: dict[str, tuple[str, str, str]] = {
+    "fr": ("aujourd'hui à {time} UTC", "hier à {time} UTC", "le {day} à {time} UTC"),
+    "en": ("today at {time} UTC", "yesterday at {time} UTC", "on {day} at {time} UTC"),
+}
+
+
+def added_when(new_payee: NewPayee, locale: str) -> str:
+    """`aujourd'hui à 13:07 UTC`, `hier à 13:07 UTC`, `le 28/08 à 13:07 UTC` (days in UTC)."""
+    added, now = new_payee.added_at.astimezone(UTC), new_payee.now.astimezone(UTC)
+    today, yesterday, other = _ADDED[locale]
+    days = (now.date() - added.date()).days
+    phrase = today if days <= 0 else yesterday if days == 1 else other
+    return phrase.format(time=added.strftime("%H:%M"), day=added.strftime("%d/%m"))
 
 
 def render(operation: Operation, ctx: SmsContext) -> str:
@@ -76,12 +103,22 @@ def render(operation: Operation, ctx: SmsContext) -> str:
         case CreditTransfer(amount=amount, payee=Payee(name=name, iban=iban)):
             fields |= {"amount": format_amount(amount, ctx.locale), "iban": mask_iban(iban)}
             payee = name
+            if ctx.new_payee is not None:
+                fields["when"] = added_when(ctx.new_payee, ctx.locale)
         case AddBeneficiary(payee=Payee(name=name, iban=iban)):
             fields["iban"] = mask_iban(iban)
             payee = name
         case ChangePhone(new_phone=new_phone):
             fields["phone"] = mask_phone(new_phone)
-    return fitted(templates, Kind.of(kind(operation)), ctx.locale, fields, payee)
+    return fitted(templates, template_kind(operation, ctx), ctx.locale, fields, payee)
+
+
+def template_kind(operation: Operation, ctx: SmsContext) -> Kind:
+    """The template that words the code SMS of `operation`: the new-payee alert for a transfer the risk
+    rules flagged to a payee added lately (decision 0032), else the operation's own."""
+    if isinstance(operation, CreditTransfer) and ctx.new_payee is not None:
+        return Kind.CREDIT_TRANSFER_NEW_PAYEE
+    return Kind.of(kind(operation))
 
 
 def phone_changed_notice(

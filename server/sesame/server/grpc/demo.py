@@ -40,7 +40,10 @@ def find_sms(sms_file: Path, challenge_id: str) -> tuple[str, str] | None:
     if not sms_file.exists():
         return None
     for line in sms_file.read_text(encoding="utf-8").splitlines():
-        message = json.loads(line)
+        try:
+            message = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # the last line, still being written by the console gateway: read again later
         if message["challenge_id"] == challenge_id:
             text: str = message["text"]
             return text, code_in(text)

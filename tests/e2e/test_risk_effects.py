@@ -1,0 +1,199 @@
+"""What a WARN or HOLD does through the real server (docs/risk.md, decision 0032): the proof states it, a
+retry by request id answers it again; and a worker's kept read of the risk memory never hides another
+worker's verification.
+
+A payee added and verified, then 1,250 EUR to it: HOLD `NEW_PAYEE` with the default rules (a transfer of
+1,000 or more to a payee added less than 72 hours ago).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+import redis.asyncio as aioredis
+
+from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
+from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
+from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
+from sesame.api.v1 import operation_pb2 as op_pb
+from sesame.clients import redis_records as rec
+from sesame.hsm.pkcs11 import Pkcs11KeyStore
+from sesame.server.grpc.demo import read_code
+from tests.e2e.conftest import Live
+from tests.e2e.helpers import CONTEXT, IBAN, enrolled, transfer, verify
+from tests.e2e.test_round_trips import store_calls
+from tests.e2e.test_sms_text_journaled import TEMPLATES
+from tests.support.jws import claims_of
+from tests.support.outbox import settled
+from tests.support.wired_server import start_wired
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+
+def beneficiary(iban: str = IBAN) -> op_pb.Operation:
+    return op_pb.Operation(add_beneficiary=op_pb.AddBeneficiary(payee=op_pb.Payee(name="L J H", iban=iban)))
+
+
+async def start(
+    live: Live, user_id: str, operation: op_pb.Operation, request_id: str = ""
+) -> auth_pb.StartChallengeResponse:
+    return await live.auth.StartChallenge(
+        auth_pb.StartChallengeRequest(
+            user_id=user_id, operation=operation, context=CONTEXT, request_id=request_id
+        )
+    )
+
+
+async def a_new_payee(live: Live) -> str:
+    """A user who just added (and approved) a payee."""
+    user_id = await enrolled(live)
+    await a_payee_added(live, user_id)
+    return user_id
+
+
+async def a_payee_added(live: Live, user_id: str) -> None:
+    """The user adds the payee and approves it with the code."""
+    added = await start(live, user_id, beneficiary())
+    _, code = await read_code(live.sms_file, added.challenge_id)
+    reply = await live.auth.VerifyChallenge(
+        auth_pb.VerifyChallengeRequest(
+            challenge_id=added.challenge_id, code=code, operation=beneficiary(), context=CONTEXT
+        )
+    )
+    assert reply.result == auth_pb.VERIFY_RESULT_VERIFIED
+
+
+async def test_a_held_transfers_proof_carries_the_risk_claim(live: Live) -> None:
+    """The proof of a HOLD transfer states the decision, its reasons and the rules' version, and GetProof
+    (signed again from the journal) states the same; a proof of an ALLOW states no risk."""
+    user_id = await a_new_payee(live)
+    held = await start(live, user_id, transfer())
+    assert held.risk.decision == auth_pb.RISK_DECISION_HOLD
+    _, code = await read_code(live.sms_file, held.challenge_id)
+    reply = await verify(live, held.challenge_id, code)
+    assert reply.result == auth_pb.VERIFY_RESULT_VERIFIED
+    assert claims_of(reply.proof)["risk"] == {
+        "decision": "HOLD",
+        "reasons": [reason.code for reason in held.risk.reasons],
+        "rules_version": held.risk.rules_version,
+    }
+    again = (await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=held.challenge_id))).proof
+    assert again.rsplit(".", 1)[0] == reply.proof.rsplit(".", 1)[0]
+    login = op_pb.Operation(login=op_pb.Login())
+    allowed = await start(live, user_id, login)
+    assert allowed.risk.decision == auth_pb.RISK_DECISION_ALLOW
+    _, code = await read_code(live.sms_file, allowed.challenge_id)
+    reply = await live.auth.VerifyChallenge(
+        auth_pb.VerifyChallengeRequest(
+            challenge_id=allowed.challenge_id, code=code, operation=login, context=CONTEXT
+        )
+    )
+    assert "risk" not in claims_of(reply.proof)
+
+
+async def test_a_held_transfer_to_a_new_payee_is_sent_with_the_alert_naming_it_new(live: Live) -> None:
+    """The console SMS of a HOLD transfer to the payee added minutes before names it as new, with the time it
+    was added, in the user's locale (fr); a transfer the rules allow keeps the usual wording."""
+    user_id = await a_new_payee(live)
+    (added_at,) = (await live.store.risk_memory().user_and_history(user_id)).history.payees_added.values()
+    held = await start(live, user_id, transfer())
+    assert held.risk.decision == auth_pb.RISK_DECISION_HOLD
+    text, code = await read_code(live.sms_file, held.challenge_id)
+    assert text.startswith(f"MaBanque: code {code} pour ENVOYER 1 250,00 EUR à ")
+    assert f"NOUVEAU bénéficiaire ajouté aujourd'hui à {added_at:%H:%M} UTC." in text
+    assert "ARNAQUE" in text
+    usual = await start(live, await enrolled(live, "bob"), transfer(iban="FR1420041010050500013M02606"))
+    assert usual.risk.decision == auth_pb.RISK_DECISION_ALLOW
+    text, _ = await read_code(live.sms_file, usual.challenge_id)
+    assert "NOUVEAU" not in text
+
+
+async def test_the_new_payee_alert_is_journaled_as_its_own_template(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    """The send's journal entry names the template that worded the SMS (`fr/credit_transfer_new_payee`,
+    which carries its own scam alert, so no warning file's hash) and the hash of that text, code masked."""
+    user_id = await a_new_payee(live)
+    held = await start(live, user_id, transfer())
+    text, code = await read_code(live.sms_file, held.challenge_id)
+    await settled(live.store)
+    entries = await redis_client.xrange(live.store.keys.challenge_journal(held.challenge_id))
+    [sent] = [e for e in map(rec.decoded, (f for _, f in entries)) if e["event"] == "challenge.delivery"]
+    assert sent["template"] == "fr/credit_transfer_new_payee"
+    assert (
+        sent["template_sha256"]
+        == hashlib.sha256((TEMPLATES / "fr" / "credit_transfer_new_payee.txt").read_bytes()).hexdigest()
+    )
+    assert "warning_sha256" not in sent
+    assert sent["text_sha256"] == hashlib.sha256(text.replace(code, "#" * len(code)).encode()).hexdigest()
+
+
+async def test_a_retry_by_request_id_answers_the_same_risk(live: Live) -> None:
+    """A retried StartChallenge answers the challenge the first call opened with the decision it was opened
+    with: same id, same decision, reasons and rules' version."""
+    user_id = await a_new_payee(live)
+    first = await start(live, user_id, transfer(), request_id="pay-1")
+    again = await start(live, user_id, transfer(), request_id="pay-1")
+    assert first.risk.decision == auth_pb.RISK_DECISION_HOLD
+    assert again.challenge_id == first.challenge_id
+    assert again.risk == first.risk
+
+
+@pytest.fixture(name="other_worker")
+async def _other_worker(live: Live, keystore: Pkcs11KeyStore) -> AsyncIterator[Live]:
+    """A second server on the same Redis, SoftHSM token and SMS file: another worker, its own kept reads."""
+    wired = await start_wired(keystore, live.store, live.sms_file)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{wired.server.port}")
+    try:
+        yield Live(
+            channel=channel,
+            auth=auth_grpc.AuthenticationServiceStub(channel),
+            enrol=enrol_grpc.EnrollmentServiceStub(channel),
+            sms_file=live.sms_file,
+            store=live.store,
+            metrics=wired.running.metrics,
+        )
+    finally:
+        await channel.close()
+        await wired.server.stop(0)
+
+
+async def test_another_workers_verification_is_seen_by_the_next_start(live: Live, other_worker: Live) -> None:
+    """Worker A keeps its read of the user's memory (no payee yet); worker B adds and approves a payee; A's
+    next transfer to it is decided on the memory as it is, not on A's kept read: HOLD NEW_PAYEE, at the
+    cost of one more step on A (the step answers the moved memory, the rules decide again)."""
+    user_id = await enrolled(live)
+    before = await start(live, user_id, transfer())
+    assert before.risk.decision == auth_pb.RISK_DECISION_ALLOW  # A keeps the read it decided on
+    await a_payee_added(other_worker, user_id)
+    calls = store_calls(live)
+    held = await start(live, user_id, transfer())
+    assert (held.risk.decision, [r.code for r in held.risk.reasons][:1]) == (
+        auth_pb.RISK_DECISION_HOLD,
+        ["NEW_PAYEE"],
+    )
+    assert (store_calls(live) - calls)["open_challenge"] == 2
+
+
+async def test_starts_racing_a_verification_on_another_worker(live: Live, other_worker: Live) -> None:
+    """Two transfers started on A while B approves the payee: each is decided on the memory its own step
+    saw (ALLOW before the payee, HOLD after), and every transfer started once B answered is HOLD."""
+    for n in range(10):
+        user_id = f"racer-{n}"
+        await live.enrol.EnrollUser(
+            enrol_pb.EnrollUserRequest(user_id=user_id, client_id="acme", secure_phone=f"+336140{n:05d}")
+        )
+        await start(live, user_id, transfer())  # A keeps a read without the payee
+        *raced, _ = await asyncio.gather(
+            start(live, user_id, transfer()),
+            start(live, user_id, transfer()),
+            a_payee_added(other_worker, user_id),
+        )
+        assert {r.risk.decision for r in raced} <= {auth_pb.RISK_DECISION_ALLOW, auth_pb.RISK_DECISION_HOLD}
+        after = await start(live, user_id, transfer())
+        assert after.risk.decision == auth_pb.RISK_DECISION_HOLD
