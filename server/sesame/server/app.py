@@ -41,7 +41,7 @@ from sesame.server.grpc.server import GrpcServer, Serving
 from sesame.server.journal_archive import JournalArchive
 from sesame.server.journal_evidence import ChallengeSeals
 from sesame.server.key_boot import KeyBootPolicy, boot_keys
-from sesame.server.metrics import DependencyMeter, MeteredSmsGateway, Metrics, MetricsTally
+from sesame.server.metrics import DependencyMeter, MeteredSmsGateway, Metrics, MetricsTally, SealerGauges
 from sesame.server.risk_metrics import RiskMetrics
 from sesame.server.risk_settings import RiskSettings, SimSwapSettings
 from sesame.server.sealer import Sealer, SealerTiming
@@ -329,7 +329,9 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
             templates=policy.sms_templates,
         ),
         advisories={SMS_HEALTH_SERVICE: sms_watch.healthy},
-        sealer=Sealer(store.sealed_journal(), keys, archive, sealing) if archive else None,
+        sealer=Sealer(store.sealed_journal(), keys, archive, sealing, meter=SealerGauges(metrics))
+        if archive
+        else None,
         seals=ChallengeSeals(store.sealed_journal(), keys, archive),
     )
 
