@@ -14,6 +14,12 @@ EXPECTED = {
     "SesameRedisUnreachable",
     "SesameNotServing",
     "SesameCertificateExpiresSoon",
+    "SesameOutboxBacklog",
+    "SesameOutboxOldestEntryAge",
+    "SesameSmsAllBreakersOpen",
+    "SesameSmsBreakerOpen",
+    "SesameJournalNotSealed",
+    "SesameJournalNotArchived",
 }
 
 

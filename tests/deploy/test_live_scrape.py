@@ -66,3 +66,26 @@ def test_alerts_name_the_failing_part(prometheus: Prometheus) -> None:
         if alert["labels"]["alertname"] == "SesameCertificateExpiresSoon"
     ]
     assert len(expiring) == 1  # the mTLS replica; the plaintext one publishes no certificate
+
+
+def test_the_new_alerts_name_their_deployment(prometheus: Prometheus) -> None:
+    """The outbox and the archive alerts name the stalled replica's job, the breaker alerts the failing
+    replica's kannel, the sealing alert the replica whose Redis stopped and the one whose token is gone (it
+    cannot sign what was journaled since); the stalled replica seals, it only does not archive."""
+    expected = {
+        ("SesameOutboxBacklog", "stalled", ""),
+        ("SesameOutboxOldestEntryAge", "stalled", ""),
+        ("SesameJournalNotArchived", "stalled", ""),
+        ("SesameJournalNotSealed", "main", ""),
+        ("SesameJournalNotSealed", "failing", ""),
+        ("SesameSmsAllBreakersOpen", "failing", ""),
+        ("SesameSmsBreakerOpen", "failing", "kannel"),
+    }
+    names = {name for name, _, _ in expected}
+    assert prometheus.wait_for_alerts(names) >= names
+    held = {
+        (alert["labels"]["alertname"], alert["labels"]["job"], alert["labels"].get("provider", ""))
+        for alert in prometheus.alerts()
+        if alert["labels"]["alertname"] in names
+    }
+    assert held == expected
