@@ -137,7 +137,8 @@ def replica(directory: Path, settings: dict[str, str]) -> Replica:
 
 
 @contextmanager
-def _stopped_on_exit(replica: Replica) -> Iterator[Replica]:
+def stopped_on_exit(replica: Replica) -> Iterator[Replica]:
+    """`replica`, stopped (SIGTERM, then waited for) on exit."""
     try:
         yield replica
     finally:
@@ -150,7 +151,7 @@ def monitored(directory: Path, pki: Pki) -> Iterator[Prometheus]:
     """Start both replicas and Prometheus, make the flows and the failures; yield Prometheus, alerts live."""
     with ExitStack() as stack:
         main = stack.enter_context(
-            _stopped_on_exit(
+            stopped_on_exit(
                 replica(
                     directory / "main",
                     {
@@ -162,7 +163,7 @@ def monitored(directory: Path, pki: Pki) -> Iterator[Prometheus]:
             )
         )
         failing = stack.enter_context(
-            _stopped_on_exit(
+            stopped_on_exit(
                 replica(
                     directory / "failing",
                     {
@@ -177,7 +178,7 @@ def monitored(directory: Path, pki: Pki) -> Iterator[Prometheus]:
         )
         (directory / "not-a-directory").write_text("the stalled replica's journal archive cannot be here")
         stalled = stack.enter_context(
-            _stopped_on_exit(
+            stopped_on_exit(
                 replica(
                     directory / "stalled",
                     {
