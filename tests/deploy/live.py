@@ -4,7 +4,9 @@
   send budget of 2 per user. Ana passes a login (one wrong code first, a resend too soon); Bob's third code
   is refused by his budget; Eve guesses until she is blocked, then keeps submitting codes. At the end its
   Redis is stopped (SIGSTOP): the health probe fails and the replica reports NOT_SERVING.
-  Max adds a payee from a new device (a risk WARN with its reason, a SIM-swap check).
+  Max adds a payee from a new device (a risk WARN with its reason, a SIM-swap check); the mobile operator
+  (a local CAMARA SIM Swap API) says the SIM of four other users was just changed: their new payees are
+  denied.
 - `failing`: Kannel at a port nobody listens on, so every SMS fails (`unreachable`) and its breaker opens;
   then its SoftHSM token is deleted under it, so HSM calls fail and the journal is no longer sealed.
 - `stalled`: no dispatch loop (`SESAME_DISPATCHERS=0`), so its outbox backs up; its journal archive is a
@@ -29,6 +31,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
@@ -40,6 +43,7 @@ from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.api.v1 import operation_pb2 as op_pb
 from tests.deploy.artifacts import LIVE_SCALE, live_alerts
+from tests.support.camara_sim_swap import TOKEN, Operator, camara_operator
 from tests.support.outbox import sms_in
 from tests.support.pki import Pki
 from tests.support.prometheus import Prometheus, running_prometheus
@@ -48,6 +52,7 @@ from tests.support.serve_process import ServeProcess, free_port, start_serve
 LOGIN = op_pb.Operation(login=op_pb.Login())
 WRONG_CODE = auth_pb.VERIFY_RESULT_WRONG_CODE
 QUEUED = auth_pb.DELIVERY_STATE_QUEUED
+DENIED = tuple((f"swapped-{n}", f"+336120001{n:02d}") for n in range(4))  # their SIMs just changed
 STALLED_SMS = 5  # queued on the stalled replica: past the live backlog threshold (3)
 NEW_PAYEE = op_pb.Operation(
     add_beneficiary=op_pb.AddBeneficiary(payee=op_pb.Payee(name="L J H", iban="FR7630006000011234567890189"))
@@ -150,6 +155,7 @@ def stopped_on_exit(replica: Replica) -> Iterator[Replica]:
 def monitored(directory: Path, pki: Pki) -> Iterator[Prometheus]:
     """Start both replicas and Prometheus, make the flows and the failures; yield Prometheus, alerts live."""
     with ExitStack() as stack:
+        operator = stack.enter_context(camara_operator())
         main = stack.enter_context(
             stopped_on_exit(
                 replica(
@@ -158,6 +164,8 @@ def monitored(directory: Path, pki: Pki) -> Iterator[Prometheus]:
                         **pki.env,
                         "SESAME_HEALTH_ADDR": f"127.0.0.1:{free_port()}",
                         "SESAME_SEND_BUDGET_USER": "2",
+                        "SESAME_SIM_SWAP_URL": operator.url,
+                        "SESAME_SIM_SWAP_TOKEN": TOKEN,
                     },
                 )
             )
@@ -196,10 +204,11 @@ def monitored(directory: Path, pki: Pki) -> Iterator[Prometheus]:
         on_failing = stack.enter_context(callers(failing, None))
         on_stalled = stack.enter_context(callers(stalled, None))
         eve = _flows(on_main, on_failing)
-        _risky(on_main)
+        _risky(on_main, operator)
         _stalled(on_stalled)
         _seen_twice(prometheus)
         _bursts(on_main, on_failing, eve)
+        _denied(on_main, operator, DENIED[1:])
         _hsm_fails(failing, on_failing, prometheus)
         stack.callback(_redis_stopped(main))
         prometheus.wait_for('sesame_health_probe_up{probe="state store"} == 0')
@@ -259,12 +268,25 @@ def _flows(main: Callers, failing: Callers) -> str:
     return first
 
 
-def _risky(main: Callers) -> None:
-    """Max adds a payee from his phone (dev-1), then another from a device never seen: WARN NEW_DEVICE."""
+def _risky(main: Callers, operator: Operator) -> None:
+    """Max adds a payee from his phone (dev-1), then another from a device never seen: WARN NEW_DEVICE. The
+    first of the users whose SIM was swapped is denied a new payee."""
+    operator.changes["+33612000005"] = None  # never swapped
     main.enrolled("max", "+33612000005")
     challenge = main.start("max", NEW_PAYEE, "dev-1").challenge_id
     assert main.verify(challenge, main.code(challenge), NEW_PAYEE, "dev-1") == auth_pb.VERIFY_RESULT_VERIFIED
     assert main.start("max", NEW_PAYEE, "dev-2").risk.decision == auth_pb.RISK_DECISION_WARN
+    _denied(main, operator, DENIED[:1])
+
+
+def _denied(main: Callers, operator: Operator, users: tuple[tuple[str, str], ...]) -> None:
+    """Each of `users` (id, number), whose SIM the operator says was changed now, is denied a new payee."""
+    for user_id, phone in users:
+        operator.changes[phone] = datetime.now(UTC)
+        main.enrolled(user_id, phone)
+        main.refused(
+            lambda user_id=user_id: main.start(user_id, NEW_PAYEE), grpc.StatusCode.FAILED_PRECONDITION
+        )
 
 
 def queued(callers: Callers, count: int) -> list[str]:
@@ -288,6 +310,7 @@ def _seen_twice(prometheus: Prometheus) -> None:
     for series in (
         'sesame_verifications_total{result=~"locked|user_blocked"}',
         'sesame_sms_total{outcome="failed"}',
+        'sesame_risk_decisions_total{decision="deny"}',
     ):
         prometheus.wait_for(f"min(count_over_time({series}[1m])) >= 2")
 

@@ -20,6 +20,7 @@ EXPECTED = {
     "SesameSmsBreakerOpen",
     "SesameJournalNotSealed",
     "SesameJournalNotArchived",
+    "SesameRiskDenialSpike",
 }
 
 

@@ -71,7 +71,8 @@ def test_alerts_name_the_failing_part(prometheus: Prometheus) -> None:
 def test_the_new_alerts_name_their_deployment(prometheus: Prometheus) -> None:
     """The outbox and the archive alerts name the stalled replica's job, the breaker alerts the failing
     replica's kannel, the sealing alert the replica whose Redis stopped and the one whose token is gone (it
-    cannot sign what was journaled since); the stalled replica seals, it only does not archive."""
+    cannot sign what was journaled since); the stalled replica seals, it only does not archive; the denial
+    spike the replica whose operator reports swapped SIMs."""
     expected = {
         ("SesameOutboxBacklog", "stalled", ""),
         ("SesameOutboxOldestEntryAge", "stalled", ""),
@@ -80,6 +81,7 @@ def test_the_new_alerts_name_their_deployment(prometheus: Prometheus) -> None:
         ("SesameJournalNotSealed", "failing", ""),
         ("SesameSmsAllBreakersOpen", "failing", ""),
         ("SesameSmsBreakerOpen", "failing", "kannel"),
+        ("SesameRiskDenialSpike", "main", ""),
     }
     names = {name for name, _, _ in expected}
     assert prometheus.wait_for_alerts(names) >= names
