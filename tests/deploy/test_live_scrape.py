@@ -1,4 +1,4 @@
-"""A real Prometheus scrapes two running Sésame after real flows and failures: every query has data.
+"""A real Prometheus scrapes three running Sésame after real flows and failures: every query has data.
 
 The dashboard's panels and the alerts' expressions are evaluated through Prometheus's HTTP query API, as
 Grafana and the rule engine evaluate them; the rule engine itself, loaded with deploy/prometheus/alerts.yml,
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Prometheus]:
-    """Prometheus over the two replicas once the flows are done and the failures are live."""
+    """Prometheus over the three replicas once the flows are done and the failures are live."""
     with monitored(tmp_path_factory.mktemp("monitored"), pki) as running:
         yield running
 
