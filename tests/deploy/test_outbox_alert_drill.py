@@ -1,6 +1,7 @@
 """The outbox alerts drilled live: a `sesame serve` that dispatches nothing (`SESAME_DISPATCHERS=0`) backs its
 outbox up until a real Prometheus, loaded with alerts.yml, fires SesameOutboxBacklog and
-SesameOutboxOldestEntryAge; a `sesame dispatch` started then sends every SMS, and both alerts resolve.
+SesameOutboxOldestEntryAge; a `sesame dispatch` started then sends every SMS, and both alerts resolve. The
+dispatcher is a target of the same job from the start: once it runs, its own /metrics shows what it sent.
 
 The thresholds and `for:` are LIVE_SCALE's (tests/deploy/artifacts.py), minutes being too long to wait here;
 the expressions are the file's own. Before the backlog was sampled by a task of its own, a worker without
@@ -20,7 +21,7 @@ from tests.deploy.artifacts import live_alerts
 from tests.deploy.live import callers, queued, replica, stopped_on_exit
 from tests.support.outbox import sms_in
 from tests.support.prometheus import Prometheus, running_prometheus
-from tests.support.serve_process import start_dispatch
+from tests.support.serve_process import free_port, start_dispatch
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -39,8 +40,11 @@ def test_a_stalled_outbox_fires_its_alerts_and_a_dispatcher_clears_them(tmp_path
         settings = {"SESAME_REDIS_URL": redis.url, "SESAME_DISPATCHERS": "0"}
         stalled = stack.enter_context(stopped_on_exit(replica(tmp_path / "stalled", settings)))
         rules = live_alerts(tmp_path / "alerts.yml")
+        dispatcher_metrics = f"127.0.0.1:{free_port()}"
         prometheus = stack.enter_context(
-            running_prometheus(tmp_path / "prometheus", {"drill": stalled.target}, [rules])
+            running_prometheus(
+                tmp_path / "prometheus", {"drill": [stalled.target, dispatcher_metrics]}, [rules]
+            )
         )
         prometheus.wait_for("up == 1")
         assert _held(prometheus) == set()
@@ -49,14 +53,17 @@ def test_a_stalled_outbox_fires_its_alerts_and_a_dispatcher_clears_them(tmp_path
         assert prometheus.wait_for_firing(OUTBOX_ALERTS) >= OUTBOX_ALERTS
         firing = [alert for alert in prometheus.alerts() if alert["labels"]["alertname"] in OUTBOX_ALERTS]
         assert {(alert["labels"]["job"], alert["state"]) for alert in firing} == {("drill", "firing")}
-        assert float(prometheus.query('sesame_outbox_depth{job="drill"}')[0]["value"][1]) == QUEUED_SMS
+        depth = prometheus.query('sesame_outbox_depth{job="drill"}')
+        assert [float(series["value"][1]) for series in depth] == [QUEUED_SMS]  # the dispatcher is not up yet
 
-        dispatcher = start_dispatch(stalled.var, settings)
+        dispatcher = start_dispatch(stalled.var, {**settings, "SESAME_METRICS_ADDR": dispatcher_metrics})
         stack.callback(dispatcher.process.wait, 30)
         stack.callback(dispatcher.process.terminate)
         for challenge_id in challenges:
             sms_in(stalled.var / "sms.jsonl", challenge_id)
-        prometheus.wait_for('sesame_outbox_depth{job="drill"} == 0')
+        prometheus.wait_for('max(sesame_outbox_depth{job="drill"}) == 0')
+        sent = f'sesame_outbox_dispatches_total{{instance="{dispatcher_metrics}",outcome="sent"}}'
+        prometheus.wait_for(f"{sent} == {QUEUED_SMS}")
         deadline = time.monotonic() + 30
         while _held(prometheus) and time.monotonic() < deadline:
             time.sleep(0.2)

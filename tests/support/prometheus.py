@@ -97,14 +97,17 @@ class Prometheus:
         return answer["data"]
 
 
-def _config(targets: Sequence[str] | Mapping[str, str], rule_files: Sequence[Path]) -> str:
+def _config(targets: Sequence[str] | Mapping[str, str | Sequence[str]], rule_files: Sequence[Path]) -> str:
     """The configuration file: JSON is YAML, so no YAML library is needed to write it.
 
-    A mapping gives each target its own `job` label (job name to target): one deployment each, as the
-    alerts that aggregate by job expect of replicas that share nothing.
+    A mapping gives each target (or targets) its own `job` label (job name to targets): one deployment each,
+    as the alerts that aggregate by job expect of replicas that share nothing.
     """
     if isinstance(targets, Mapping):
-        static = [{"targets": [target], "labels": {"job": job}} for job, target in targets.items()]
+        static = [
+            {"targets": [each] if isinstance(each, str) else list(each), "labels": {"job": job}}
+            for job, each in targets.items()
+        ]
     else:
         static = [{"targets": list(targets)}]
     return json.dumps(
@@ -118,7 +121,9 @@ def _config(targets: Sequence[str] | Mapping[str, str], rule_files: Sequence[Pat
 
 @contextmanager
 def running_prometheus(
-    directory: Path, targets: Sequence[str] | Mapping[str, str], rule_files: Sequence[Path] = ()
+    directory: Path,
+    targets: Sequence[str] | Mapping[str, str | Sequence[str]],
+    rule_files: Sequence[Path] = (),
 ) -> Iterator[Prometheus]:
     """Run Prometheus scraping `targets` (`host:port`, or job name to `host:port`) with `rule_files`, its
     files under `directory`."""
