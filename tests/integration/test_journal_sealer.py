@@ -107,7 +107,7 @@ def _stamp(metrics: Metrics, what: str) -> float:
 
 
 async def test_the_holder_publishes_when_the_journal_was_last_sealed_and_archived(
-    redis_store: RedisStateStore, keystore: Pkcs11KeyStore, tmp_path: Path
+    redis_store: RedisState, keystore: Pkcs11KeyStore, tmp_path: Path
 ) -> None:
     """The lease holder stamps both gauges at each good step; a sealer without the lease stamps nothing; an
     archive that fails stops the archived stamp while sealing goes on (the archive lag an operator sees)."""
