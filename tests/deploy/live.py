@@ -4,8 +4,17 @@
   send budget of 2 per user. Ana passes a login (one wrong code first, a resend too soon); Bob's third code
   is refused by his budget; Eve guesses until she is blocked, then keeps submitting codes. At the end its
   Redis is stopped (SIGSTOP): the health probe fails and the replica reports NOT_SERVING.
-- `failing`: Kannel at a port nobody listens on, so every SMS fails (`unreachable`); then its SoftHSM token
-  is deleted under it, so HSM calls fail.
+  Max adds a payee from a new device (a risk WARN with its reason, a SIM-swap check); the mobile operator
+  (a local CAMARA SIM Swap API) says the SIM of four other users was just changed: their new payees are
+  denied.
+- `failing`: Kannel at a port nobody listens on, so every SMS fails (`unreachable`) and its breaker opens;
+  then its SoftHSM token is deleted under it, so HSM calls fail and the journal is no longer sealed.
+- `stalled`: no dispatch loop (`SESAME_DISPATCHERS=0`), so its outbox backs up; its journal archive is a
+  file, not a directory, so its sealed blocks are never archived.
+
+Each replica is its own scrape job: each has its own Redis, a deployment of its own. The rules are the
+file's with the thresholds, windows and `for:` of LIVE_SCALE (tests/deploy/artifacts.py): minutes cannot be
+waited for.
 
 Each counter is first moved once and seen by two scrapes before the burst that makes an alert fire:
 Prometheus computes `increase` from the samples it holds, and a series born in the middle of a burst would
@@ -22,6 +31,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
@@ -32,7 +42,8 @@ from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.api.v1 import operation_pb2 as op_pb
-from tests.deploy.artifacts import ALERTS
+from tests.deploy.artifacts import LIVE_SCALE, live_alerts
+from tests.support.camara_sim_swap import TOKEN, Operator, camara_operator
 from tests.support.outbox import sms_in
 from tests.support.pki import Pki
 from tests.support.prometheus import Prometheus, running_prometheus
@@ -41,6 +52,11 @@ from tests.support.serve_process import ServeProcess, free_port, start_serve
 LOGIN = op_pb.Operation(login=op_pb.Login())
 WRONG_CODE = auth_pb.VERIFY_RESULT_WRONG_CODE
 QUEUED = auth_pb.DELIVERY_STATE_QUEUED
+DENIED = tuple((f"swapped-{n}", f"+336120001{n:02d}") for n in range(4))  # their SIMs just changed
+STALLED_SMS = 5  # queued on the stalled replica: past the live backlog threshold (3)
+NEW_PAYEE = op_pb.Operation(
+    add_beneficiary=op_pb.AddBeneficiary(payee=op_pb.Payee(name="L J H", iban="FR7630006000011234567890189"))
+)
 REFUSED_UNEVALUATED = {auth_pb.VERIFY_RESULT_LOCKED, auth_pb.VERIFY_RESULT_USER_BLOCKED}
 
 
@@ -72,9 +88,12 @@ class Callers:
             enrol_pb.EnrollUserRequest(user_id=user_id, client_id="acme", secure_phone=phone), timeout=10
         )
 
-    def start(self, user_id: str) -> auth_pb.StartChallengeResponse:
-        """Start a login challenge."""
-        request = auth_pb.StartChallengeRequest(user_id=user_id, operation=LOGIN)
+    def start(
+        self, user_id: str, operation: op_pb.Operation = LOGIN, device: str = ""
+    ) -> auth_pb.StartChallengeResponse:
+        """Start a challenge (a login by default), from `device` when named."""
+        context = op_pb.RequestContext(device_id=device) if device else None
+        request = auth_pb.StartChallengeRequest(user_id=user_id, operation=operation, context=context)
         reply: auth_pb.StartChallengeResponse = self.auth.StartChallenge(request, timeout=20)
         return reply
 
@@ -92,9 +111,14 @@ class Callers:
         """The code the console gateway wrote for `challenge_id`."""
         return sms_in(self.sms_file, challenge_id)[1]
 
-    def verify(self, challenge_id: str, code: str) -> int:
-        """Submit `code`; the result."""
-        request = auth_pb.VerifyChallengeRequest(challenge_id=challenge_id, code=code, operation=LOGIN)
+    def verify(
+        self, challenge_id: str, code: str, operation: op_pb.Operation = LOGIN, device: str = ""
+    ) -> int:
+        """Submit `code` (for a login by default, from `device` when named); the result."""
+        context = op_pb.RequestContext(device_id=device) if device else None
+        request = auth_pb.VerifyChallengeRequest(
+            challenge_id=challenge_id, code=code, operation=operation, context=context
+        )
         result: int = self.auth.VerifyChallenge(request, timeout=10).result
         return result
 
@@ -110,7 +134,7 @@ def wrong(code: str) -> str:
     return code[:-1] + str((int(code[-1]) + 1) % 10)
 
 
-def _replica(directory: Path, settings: dict[str, str]) -> Replica:
+def replica(directory: Path, settings: dict[str, str]) -> Replica:
     metrics_port = free_port()
     directory.mkdir(parents=True)
     var = directory / "var"
@@ -118,7 +142,8 @@ def _replica(directory: Path, settings: dict[str, str]) -> Replica:
 
 
 @contextmanager
-def _stopped_on_exit(replica: Replica) -> Iterator[Replica]:
+def stopped_on_exit(replica: Replica) -> Iterator[Replica]:
+    """`replica`, stopped (SIGTERM, then waited for) on exit."""
     try:
         yield replica
     finally:
@@ -130,21 +155,24 @@ def _stopped_on_exit(replica: Replica) -> Iterator[Replica]:
 def monitored(directory: Path, pki: Pki) -> Iterator[Prometheus]:
     """Start both replicas and Prometheus, make the flows and the failures; yield Prometheus, alerts live."""
     with ExitStack() as stack:
+        operator = stack.enter_context(camara_operator())
         main = stack.enter_context(
-            _stopped_on_exit(
-                _replica(
+            stopped_on_exit(
+                replica(
                     directory / "main",
                     {
                         **pki.env,
                         "SESAME_HEALTH_ADDR": f"127.0.0.1:{free_port()}",
                         "SESAME_SEND_BUDGET_USER": "2",
+                        "SESAME_SIM_SWAP_URL": operator.url,
+                        "SESAME_SIM_SWAP_TOKEN": TOKEN,
                     },
                 )
             )
         )
         failing = stack.enter_context(
-            _stopped_on_exit(
-                _replica(
+            stopped_on_exit(
+                replica(
                     directory / "failing",
                     {
                         "SESAME_SMS_PROVIDERS": "kannel",
@@ -156,23 +184,42 @@ def monitored(directory: Path, pki: Pki) -> Iterator[Prometheus]:
                 )
             )
         )
-        prometheus = stack.enter_context(
-            running_prometheus(directory / "prometheus", [main.target, failing.target], [ALERTS])
+        (directory / "not-a-directory").write_text("the stalled replica's journal archive cannot be here")
+        stalled = stack.enter_context(
+            stopped_on_exit(
+                replica(
+                    directory / "stalled",
+                    {
+                        "SESAME_DISPATCHERS": "0",
+                        "SESAME_JOURNAL_ARCHIVE_DIR": str(directory / "not-a-directory"),
+                    },
+                )
+            )
         )
-        prometheus.wait_for("count(up == 1) == 2")
-        on_main = stack.enter_context(_callers(main, pki))
-        on_failing = stack.enter_context(_callers(failing, None))
+        jobs = {"main": main.target, "failing": failing.target, "stalled": stalled.target}
+        rules = live_alerts(directory / "alerts.yml")
+        prometheus = stack.enter_context(running_prometheus(directory / "prometheus", jobs, [rules]))
+        prometheus.wait_for("count(up == 1) == 3")
+        on_main = stack.enter_context(callers(main, pki))
+        on_failing = stack.enter_context(callers(failing, None))
+        on_stalled = stack.enter_context(callers(stalled, None))
         eve = _flows(on_main, on_failing)
+        _risky(on_main, operator)
+        _stalled(on_stalled)
         _seen_twice(prometheus)
         _bursts(on_main, on_failing, eve)
+        _denied(on_main, operator, DENIED[1:])
         _hsm_fails(failing, on_failing, prometheus)
         stack.callback(_redis_stopped(main))
         prometheus.wait_for('sesame_health_probe_up{probe="state store"} == 0')
+        # The scaled alerts need a few seconds of their condition (a window, a time since): let them build.
+        prometheus.wait_for_alerts(set(LIVE_SCALE))
         yield prometheus
 
 
 @contextmanager
-def _callers(replica: Replica, pki: Pki | None) -> Iterator[Callers]:
+def callers(replica: Replica, pki: Pki | None) -> Iterator[Callers]:
+    """Stubs on `replica`, through mTLS with the test PKI's callers when `pki` is given."""
     address = replica.serving.address
     if pki is None:
         backoffice = payments = grpc.insecure_channel(address)
@@ -221,11 +268,49 @@ def _flows(main: Callers, failing: Callers) -> str:
     return first
 
 
+def _risky(main: Callers, operator: Operator) -> None:
+    """Max adds a payee from his phone (dev-1), then another from a device never seen: WARN NEW_DEVICE. The
+    first of the users whose SIM was swapped is denied a new payee."""
+    operator.changes["+33612000005"] = None  # never swapped
+    main.enrolled("max", "+33612000005")
+    challenge = main.start("max", NEW_PAYEE, "dev-1").challenge_id
+    assert main.verify(challenge, main.code(challenge), NEW_PAYEE, "dev-1") == auth_pb.VERIFY_RESULT_VERIFIED
+    assert main.start("max", NEW_PAYEE, "dev-2").risk.decision == auth_pb.RISK_DECISION_WARN
+    _denied(main, operator, DENIED[:1])
+
+
+def _denied(main: Callers, operator: Operator, users: tuple[tuple[str, str], ...]) -> None:
+    """Each of `users` (id, number), whose SIM the operator says was changed now, is denied a new payee."""
+    for user_id, phone in users:
+        operator.changes[phone] = datetime.now(UTC)
+        main.enrolled(user_id, phone)
+        main.refused(
+            lambda user_id=user_id: main.start(user_id, NEW_PAYEE), grpc.StatusCode.FAILED_PRECONDITION
+        )
+
+
+def queued(callers: Callers, count: int) -> list[str]:
+    """`count` users enrolled and a login started for each, on a replica that dispatches nothing: QUEUED."""
+    started = []
+    for n in range(count):
+        callers.enrolled(f"queued-{n}", f"+336130000{n:02d}")
+        reply = callers.start(f"queued-{n}")
+        assert reply.delivery_state == QUEUED
+        started.append(reply.challenge_id)
+    return started
+
+
+def _stalled(stalled: Callers) -> None:
+    """SMS queued where nobody dispatches them."""
+    queued(stalled, STALLED_SMS)
+
+
 def _seen_twice(prometheus: Prometheus) -> None:
     """Wait until Prometheus holds two samples of the counters the bursts will raise."""
     for series in (
         'sesame_verifications_total{result=~"locked|user_blocked"}',
         'sesame_sms_total{outcome="failed"}',
+        'sesame_risk_decisions_total{decision="deny"}',
     ):
         prometheus.wait_for(f"min(count_over_time({series}[1m])) >= 2")
 
@@ -248,6 +333,8 @@ def _hsm_fails(replica: Replica, callers: Callers, prometheus: Prometheus) -> No
     subprocess.run(
         ["softhsm2-util", "--delete-token", "--token", label], env=env, capture_output=True, check=True
     )
+    # Journaled after the token went (an enrolment needs no HSM): the sealer cannot sign it.
+    callers.enrolled("yann", "+33612000006")
     # Which HSM call fails first (mac, then random) is the reconnect policy's business: each failing call
     # waits until Prometheus has scraped the one before, so that every series rises after it is born.
     failures = 'sesame_dependency_failures_total{dependency="hsm"}'

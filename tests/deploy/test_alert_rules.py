@@ -14,6 +14,13 @@ EXPECTED = {
     "SesameRedisUnreachable",
     "SesameNotServing",
     "SesameCertificateExpiresSoon",
+    "SesameOutboxBacklog",
+    "SesameOutboxOldestEntryAge",
+    "SesameSmsAllBreakersOpen",
+    "SesameSmsBreakerOpen",
+    "SesameJournalNotSealed",
+    "SesameJournalNotArchived",
+    "SesameRiskDenialSpike",
 }
 
 

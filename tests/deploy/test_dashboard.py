@@ -7,6 +7,7 @@ import re
 from prometheus_client import CollectorRegistry
 
 from sesame.server.metrics import Metrics
+from sesame.server.risk_metrics import RiskMetrics
 from tests.deploy.artifacts import ALERTS, GRAFANA_VARIABLES, dashboard, dashboard_queries
 from tests.support.pki import Pki
 
@@ -57,7 +58,8 @@ def test_panels_are_well_formed() -> None:
 
 
 def test_the_dashboard_shows_what_the_issue_lists() -> None:
-    """Flows, verify results, RPC latency, SMS, HSM and Redis, blocks and budgets, build info are shown."""
+    """Flows, verify results, RPC latency, SMS, HSM and Redis, blocks and budgets, build info, the outbox,
+    breakers, risk decisions and the journal's sealing are shown."""
     used = set().union(*(_metric_names(query.expr) for query in dashboard_queries()))
     assert {
         "sesame_rpc_requests_total",
@@ -72,6 +74,20 @@ def test_the_dashboard_shows_what_the_issue_lists() -> None:
         "sesame_build_info",
         "sesame_health_serving",
         "sesame_tls_certificate_expiry_timestamp_seconds",
+        "sesame_outbox_depth",
+        "sesame_outbox_oldest_age_seconds",
+        "sesame_outbox_dispatches_total",
+        "sesame_sms_handed_seconds_bucket",
+        "sesame_sms_parts_count",
+        "sesame_sms_parts_sum",
+        "sesame_sms_provider_attempts_total",
+        "sesame_sms_breaker_state",
+        "sesame_risk_decisions_total",
+        "sesame_risk_reasons_total",
+        "sesame_risk_rules_total",
+        "sesame_sim_swap_checks_total",
+        "sesame_journal_sealed_timestamp_seconds",
+        "sesame_journal_archived_timestamp_seconds",
     } <= used
 
 
@@ -79,6 +95,7 @@ def test_queries_name_only_exported_metrics(pki: Pki) -> None:
     """Every metric a panel or an alert reads is one Sésame exports (no typo reads as an empty panel)."""
     metrics = Metrics()
     metrics.tls_certificate(pki.server.cert.read_bytes())
+    RiskMetrics(metrics.registry)  # registered beside the others by app.wire
     exported = _exported(metrics.registry)
     exprs = [query.expr for query in dashboard_queries()]
     used = set().union(*(_metric_names(expr) for expr in exprs), _metric_names(ALERTS.read_text()))

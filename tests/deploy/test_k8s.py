@@ -91,6 +91,7 @@ def test_the_kustomization_names_every_manifest() -> None:
 def test_every_kind_the_issue_asks_for_is_there() -> None:
     kinds = sorted(r["kind"] for r in _resources())
     expected = ["ConfigMap"] * 2 + ["Secret"] * 4 + ["Deployment", "Service", "PodDisruptionBudget"]
+    expected.append("PersistentVolumeClaim")  # the journal's archive
     assert kinds == sorted([*expected, "NetworkPolicy"])
 
 
@@ -172,6 +173,7 @@ def test_the_settings_read_in_the_pod_pass_the_settings_reader(tmp_path: Path, p
     assert settings.hsm is not None
     assert settings.hsm.pin == "1234"
     assert settings.var_dir == mounts[_settings()["SESAME_VAR_DIR"]]
+    assert settings.journal_archive_dir == mounts[_settings()["SESAME_JOURNAL_ARCHIVE_DIR"]]
     assert settings.transport.policy is not None
 
 
@@ -224,8 +226,19 @@ def test_the_pod_runs_as_the_image_user_with_a_read_only_root() -> None:
     assert context["allowPrivilegeEscalation"] is False
     assert context["capabilities"] == {"drop": ["ALL"]}
     writable = {m["mountPath"] for m in _container()["volumeMounts"] if not m.get("readOnly")}
-    # var/ (SESAME_VAR_DIR) and /tmp (the workers' metrics files), nothing else.
-    assert writable == {_settings()["SESAME_VAR_DIR"], "/tmp"}
+    # var/ (SESAME_VAR_DIR), /tmp (the workers' metrics files) and the journal's archive, nothing else.
+    assert writable == {_settings()["SESAME_VAR_DIR"], "/tmp", _settings()["SESAME_JOURNAL_ARCHIVE_DIR"]}
+
+
+def test_the_journal_archive_outlives_the_pods_and_is_shared_by_them() -> None:
+    """The archive is the evidence of 13 months: on a claim every replica mounts (the lease holder writes
+    it, any replica reads it), never on var/'s emptyDir."""
+    volumes = {v["name"]: v for v in _one("Deployment")["spec"]["template"]["spec"]["volumes"]}
+    mounted = {m["mountPath"]: volumes[m["name"]] for m in _container()["volumeMounts"]}
+    archive = mounted[_settings()["SESAME_JOURNAL_ARCHIVE_DIR"]]
+    claim = _one("PersistentVolumeClaim", archive["persistentVolumeClaim"]["claimName"])
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert "emptyDir" in mounted[_settings()["SESAME_VAR_DIR"]]
 
 
 def test_the_grace_outlasts_the_drain() -> None:

@@ -1,4 +1,4 @@
-"""A real Prometheus scrapes two running Sésame after real flows and failures: every query has data.
+"""A real Prometheus scrapes three running Sésame after real flows and failures: every query has data.
 
 The dashboard's panels and the alerts' expressions are evaluated through Prometheus's HTTP query API, as
 Grafana and the rule engine evaluate them; the rule engine itself, loaded with deploy/prometheus/alerts.yml,
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Prometheus]:
-    """Prometheus over the two replicas once the flows are done and the failures are live."""
+    """Prometheus over the three replicas once the flows are done and the failures are live."""
     with monitored(tmp_path_factory.mktemp("monitored"), pki) as running:
         yield running
 
@@ -66,3 +66,28 @@ def test_alerts_name_the_failing_part(prometheus: Prometheus) -> None:
         if alert["labels"]["alertname"] == "SesameCertificateExpiresSoon"
     ]
     assert len(expiring) == 1  # the mTLS replica; the plaintext one publishes no certificate
+
+
+def test_the_new_alerts_name_their_deployment(prometheus: Prometheus) -> None:
+    """The outbox and the archive alerts name the stalled replica's job, the breaker alerts the failing
+    replica's kannel, the sealing alert the replica whose Redis stopped and the one whose token is gone (it
+    cannot sign what was journaled since); the stalled replica seals, it only does not archive; the denial
+    spike the replica whose operator reports swapped SIMs."""
+    expected = {
+        ("SesameOutboxBacklog", "stalled", ""),
+        ("SesameOutboxOldestEntryAge", "stalled", ""),
+        ("SesameJournalNotArchived", "stalled", ""),
+        ("SesameJournalNotSealed", "main", ""),
+        ("SesameJournalNotSealed", "failing", ""),
+        ("SesameSmsAllBreakersOpen", "failing", ""),
+        ("SesameSmsBreakerOpen", "failing", "kannel"),
+        ("SesameRiskDenialSpike", "main", ""),
+    }
+    names = {name for name, _, _ in expected}
+    assert prometheus.wait_for_alerts(names) >= names
+    held = {
+        (alert["labels"]["alertname"], alert["labels"]["job"], alert["labels"].get("provider", ""))
+        for alert in prometheus.alerts()
+        if alert["labels"]["alertname"] in names
+    }
+    assert held == expected

@@ -19,6 +19,7 @@ from sesame.server.domain.model import RequestContext
 from sesame.server.journal_archive import ArchiveRefused, JournalArchive
 from sesame.server.journal_check import check_stream
 from sesame.server.journal_reads import ArchivedJournals
+from sesame.server.metrics import Metrics, SealerGauges
 from sesame.server.sealer import Sealer, SealerTiming
 from tests.factories import a_challenge, its_user_enrolled
 
@@ -101,6 +102,46 @@ async def test_a_block_whose_entries_changed_before_the_archive_is_not_archived(
         await one.drain()
     assert [b.seal.block.number for b in archive.blocks()] == [1]
     assert [s.block.number for s in await journal.seals_from("0-0")] == [2]
+
+
+def _stamp(metrics: Metrics, what: str) -> float:
+    value = metrics.registry.get_sample_value(f"sesame_journal_{what}_timestamp_seconds")
+    assert value is not None
+    return value
+
+
+async def test_the_holder_publishes_when_the_journal_was_last_sealed_and_archived(
+    redis_store: RedisState, keystore: Pkcs11KeyStore, tmp_path: Path
+) -> None:
+    """The lease holder stamps both gauges at each good step; a sealer without the lease stamps nothing; an
+    archive that fails stops the archived stamp while sealing goes on (the archive lag an operator sees)."""
+    archive = JournalArchive(tmp_path / "archive")
+    holding, waiting = Metrics(), Metrics()
+    one = Sealer(
+        redis_store.sealed_journal(), keystore, archive, SHORT, holder="one", meter=SealerGauges(holding)
+    )
+    two = Sealer(
+        redis_store.sealed_journal(), keystore, archive, SHORT, holder="two", meter=SealerGauges(waiting)
+    )
+    await journal_something(redis_store, 8)
+    before = time.time()
+    assert await one.step() is not None
+    assert _stamp(holding, "sealed") >= before
+    assert _stamp(holding, "archived") >= before
+    first = _stamp(holding, "archived")
+    assert await one.step() is None  # nothing waits: still everything sealed and archived, as of now
+    assert _stamp(holding, "sealed") >= first
+    archived = _stamp(holding, "archived")
+    assert archived >= first
+    assert await two.step() is None
+    assert (_stamp(waiting, "sealed"), _stamp(waiting, "archived")) == (0, 0)
+    archive.path.rename(tmp_path / "moved")
+    archive.path.write_text("not a directory")  # the archive's disk fails
+    await journal_something(redis_store, 9)
+    stalled = time.time()
+    assert await one.step() is None  # sealed, then the drain failed (logged)
+    assert _stamp(holding, "sealed") >= stalled
+    assert _stamp(holding, "archived") == archived
 
 
 async def test_a_second_sealer_waits_then_takes_over_when_the_first_dies(

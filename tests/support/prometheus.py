@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +64,19 @@ class Prometheus:
             time.sleep(0.2)
         return held
 
+    def wait_for_firing(self, names: set[str], limit: float = 30.0) -> set[str]:
+        """Poll the rule engine until every alert of `names` is firing (at most `limit` s); those firing."""
+        deadline = time.monotonic() + limit
+        while not names <= (firing := self.firing()):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        return firing
+
+    def firing(self) -> set[str]:
+        """The names of the alerts firing now."""
+        return {alert["labels"]["alertname"] for alert in self.alerts() if alert["state"] == "firing"}
+
     def wait_for(self, expr: str, limit: float = 30.0) -> list[dict[str, Any]]:
         """Poll `expr` until it returns a series (at most `limit` seconds); return that result."""
         deadline = time.monotonic() + limit
@@ -84,22 +97,36 @@ class Prometheus:
         return answer["data"]
 
 
-def _config(targets: Sequence[str], rule_files: Sequence[Path]) -> str:
-    """The configuration file: JSON is YAML, so no YAML library is needed to write it."""
+def _config(targets: Sequence[str] | Mapping[str, str | Sequence[str]], rule_files: Sequence[Path]) -> str:
+    """The configuration file: JSON is YAML, so no YAML library is needed to write it.
+
+    A mapping gives each target (or targets) its own `job` label (job name to targets): one deployment each,
+    as the alerts that aggregate by job expect of replicas that share nothing.
+    """
+    if isinstance(targets, Mapping):
+        static = [
+            {"targets": [each] if isinstance(each, str) else list(each), "labels": {"job": job}}
+            for job, each in targets.items()
+        ]
+    else:
+        static = [{"targets": list(targets)}]
     return json.dumps(
         {
             "global": {"scrape_interval": f"{SCRAPE_SECONDS}s", "evaluation_interval": f"{SCRAPE_SECONDS}s"},
             "rule_files": [str(path.resolve()) for path in rule_files],
-            "scrape_configs": [{"job_name": "sesame", "static_configs": [{"targets": list(targets)}]}],
+            "scrape_configs": [{"job_name": "sesame", "static_configs": static}],
         }
     )
 
 
 @contextmanager
 def running_prometheus(
-    directory: Path, targets: Sequence[str], rule_files: Sequence[Path] = ()
+    directory: Path,
+    targets: Sequence[str] | Mapping[str, str | Sequence[str]],
+    rule_files: Sequence[Path] = (),
 ) -> Iterator[Prometheus]:
-    """Run Prometheus scraping `targets` (`host:port`) with `rule_files`, its files under `directory`."""
+    """Run Prometheus scraping `targets` (`host:port`, or job name to `host:port`) with `rule_files`, its
+    files under `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "prometheus.yml"
     config.write_text(_config(targets, rule_files))

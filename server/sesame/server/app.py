@@ -42,7 +42,14 @@ from sesame.server.journal_archive import JournalArchive
 from sesame.server.journal_evidence import ChallengeSeals
 from sesame.server.journal_reads import ArchivedJournals, ChallengeJournals
 from sesame.server.key_boot import KeyBootPolicy, boot_keys
-from sesame.server.metrics import DependencyMeter, MeteredSmsGateway, Metrics, MetricsTally
+from sesame.server.metrics import (
+    DependencyMeter,
+    MeteredSmsGateway,
+    Metrics,
+    MetricsEndpoint,
+    MetricsTally,
+    SealerGauges,
+)
 from sesame.server.risk_metrics import RiskMetrics
 from sesame.server.risk_settings import RiskSettings, SimSwapSettings
 from sesame.server.sealer import Sealer, SealerTiming
@@ -339,7 +346,9 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
             max_tries=max_tries,
         ),
         advisories={SMS_HEALTH_SERVICE: sms_watch.healthy},
-        sealer=Sealer(store.sealed_journal(), keys, archive, sealing) if archive else None,
+        sealer=Sealer(store.sealed_journal(), keys, archive, sealing, meter=SealerGauges(metrics))
+        if archive
+        else None,
         seals=ChallengeSeals(store.sealed_journal(), keys, archive),
     )
 
@@ -421,8 +430,20 @@ async def dispatch(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     loops = max(1, settings.dispatch.loops)
     settings = dataclasses.replace(settings, dispatch=dataclasses.replace(settings.dispatch, loops=loops))
-    async with runtime(settings):
-        _log.info("dispatching the SMS outbox with %d loop%s", loops, "" if loops == 1 else "s")
-        await stop.wait()
-        _log.info("stopping: each loop finishes its batch")
+    async with runtime(settings) as running:
+        # Its own /metrics (SESAME_METRICS_ADDR): what it sends, fails and waits for is scraped like a
+        # worker's, else an outbox served by `sesame dispatch` alone would be invisible (decision 0034).
+        endpoint = None
+        if settings.metrics_addr is not None:
+            endpoint = MetricsEndpoint(running.metrics.registry, settings.metrics_addr)
+            _log.info(
+                "metrics on http://%s:%d/metrics", settings.metrics_addr.rpartition(":")[0], endpoint.port
+            )
+        try:
+            _log.info("dispatching the SMS outbox with %d loop%s", loops, "" if loops == 1 else "s")
+            await stop.wait()
+            _log.info("stopping: each loop finishes its batch")
+        finally:
+            if endpoint is not None:
+                endpoint.close()
     _log.info("stopped")

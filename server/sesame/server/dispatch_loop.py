@@ -3,7 +3,9 @@
 Every `sesame serve` worker runs `SESAME_DISPATCHERS` of them beside its gRPC server, and `sesame dispatch`
 runs them alone. Each loop first claims the entries a dead dispatcher left pending longer than
 `SESAME_OUTBOX_CLAIM_IDLE_SECONDS`, then takes new ones (blocking a moment when there are none), sends
-them concurrently and samples the backlog for the metrics. A stop lets each loop finish its batch, so that
+them concurrently. One more task per process samples the backlog for the metrics every second, loops or
+none: a worker with `SESAME_DISPATCHERS=0`, or whose loops are stuck, still shows the outbox backing up,
+which is what the outbox alerts read (docs/decisions/0034). A stop lets each loop finish its batch, so that
 a graceful stop never leaves a sent SMS unsettled; only a crash does, and then the entry is sent again.
 """
 
@@ -71,7 +73,6 @@ class DispatchLoops:
         self._settings = settings
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._sampled = 0.0
 
     def start(self) -> None:
         """Start the loops, each a consumer of its own name (host, process, index)."""
@@ -80,6 +81,7 @@ class DispatchLoops:
             asyncio.create_task(self._run(f"{base}-{i}"), name=f"dispatch-{i}")
             for i in range(self._settings.loops)
         ]
+        self._tasks.append(asyncio.create_task(self._watch_backlog(), name="outbox-backlog"))
 
     async def stop(self) -> None:
         """Let each loop finish its batch, then end it."""
@@ -104,7 +106,6 @@ class DispatchLoops:
                     next_claim = time.monotonic() + settings.claim_idle.total_seconds() / 2
                 batch += await self._outbox.take(consumer, settings.batch, settings.wait)
                 await asyncio.gather(*(self._one(queued) for queued in batch))
-                await self._sample()
             except StoreUnavailable as exc:
                 _log.warning("outbox unavailable (%s); trying again in a second", exc)
                 await asyncio.sleep(1)
@@ -126,11 +127,16 @@ class DispatchLoops:
             waited = (dispatched.handed_at - queued.queued_at).total_seconds()
             self._metrics.sms_handed_seconds.observe(max(0.0, waited))
 
+    async def _watch_backlog(self) -> None:
+        """Sample the backlog every second until stopped; an unreachable Redis is health's to report."""
+        while not self._stopping.is_set():
+            with contextlib.suppress(StoreUnavailable):
+                await self._sample()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), 1.0)
+
     async def _sample(self) -> None:
-        """The backlog gauges, at most once a second per process."""
-        if time.monotonic() - self._sampled < 1.0:
-            return
-        self._sampled = time.monotonic()
+        """The backlog gauges."""
         backlog = await self._outbox.backlog()
         self._metrics.outbox_depth.set(backlog.depth)
         age = 0.0 if backlog.oldest is None else (self._clock.now() - backlog.oldest).total_seconds()

@@ -168,6 +168,7 @@ class Metrics:
         )
         self._outbox_metrics()
         self._sms_provider_metrics()
+        self._journal_metrics()
         self._operational_gauges()
 
     def _outbox_metrics(self) -> None:
@@ -218,6 +219,27 @@ class Metrics:
             "sesame_sms_breaker_state",
             "Each provider's circuit breaker: 0 closed, 1 half-open, 2 open.",
             ["provider"],
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
+
+    def _journal_metrics(self) -> None:
+        """When the journal's sealer last had everything sealed, and archived (docs/decisions/0027, 0034).
+
+        Timestamps, not ages: an age set by the sealer would freeze the moment the sealer stops, the moment
+        it matters. Only the lease holder sets them; every other worker and replica reads 0, so they are
+        read as the max over a deployment (`max by (job)`): the word of the sealer holding the lease.
+        """
+        self.journal_sealed = Gauge(
+            "sesame_journal_sealed_timestamp_seconds",
+            "When the journal's sealer last found every entry sealed (Unix time; 0 in a worker not sealing).",
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
+        self.journal_archived = Gauge(
+            "sesame_journal_archived_timestamp_seconds",
+            "When the journal's sealer last found every sealed block archived (Unix time; 0 in a worker not"
+            " sealing).",
             registry=self.registry,
             multiprocess_mode="livemax",
         )
@@ -296,6 +318,21 @@ class DependencyMeter:
     def failed(self, call: str) -> None:
         """Count one call that failed because the dependency was unavailable."""
         self.metrics.dependency_failures.labels(self.dependency, call).inc()
+
+
+@dataclass(frozen=True, slots=True)
+class SealerGauges:
+    """The sealer's word (`sesame.server.sealer.SealerMeter`) as the journal's timestamps."""
+
+    metrics: Metrics
+
+    def sealed(self) -> None:
+        """Every entry appended until now is sealed."""
+        self.metrics.journal_sealed.set(time.time())
+
+    def archived(self) -> None:
+        """Every sealed block is archived."""
+        self.metrics.journal_archived.set(time.time())
 
 
 @dataclass(frozen=True, slots=True)

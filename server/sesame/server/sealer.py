@@ -43,6 +43,27 @@ class JournalKeys(Protocol):
         ...
 
 
+class SealerMeter(Protocol):
+    """Where the lease holder says the journal is sealed and archived up to now: what an operator alerts on
+    (a sealer that stops saying so is failing, or none holds the lease)."""
+
+    def sealed(self) -> None:
+        """Every entry appended until now is sealed (a block was kept, or none waited)."""
+        ...
+
+    def archived(self) -> None:
+        """Every sealed block is in the archive."""
+        ...
+
+
+class _Unmetered:
+    def sealed(self) -> None:
+        pass
+
+    def archived(self) -> None:
+        pass
+
+
 @dataclass(frozen=True, slots=True)
 class SealerTiming:
     """How often it seals, how long its lease lasts, how long seals are kept."""
@@ -60,19 +81,22 @@ def holder_name() -> str:
 class Sealer:
     """Seals the journal while it holds the lease."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 (the holder's name and meter are keyword-only, with defaults)
         self,
         journal: RedisJournal,
         keys: JournalKeys,
         archive: JournalArchive,
         timing: SealerTiming | None = None,
+        *,
         holder: str = "",
+        meter: SealerMeter | None = None,
     ) -> None:
         # Let the closed challenges' journals go from Redis once archived (decision 0037); the tests that
         # tamper with one in Redis after its seal turn this off.
         self.drops_journals = True
         self._indexed = False
         self._journal = journal
+        self._meter = meter or _Unmetered()
         self._keys = keys
         self._archive = archive
         self._pruned_at = 0.0
@@ -98,7 +122,9 @@ class Sealer:
             self.holding = await self._journal.take_lease(self.holder, self._timing.lease)
             sealed = await self.seal() if self.holding else None
             if self.holding:
+                self._meter.sealed()
                 await self.drain()
+                self._meter.archived()
         except (SesameError, SealLost, OSError) as exc:
             if str(exc) != self._failing:
                 _log.warning("the journal is not being sealed: %s", exc)
