@@ -73,6 +73,8 @@ async def start_wired(
         transport=chosen.transport,
         advisories=running.advisories,
         seals=running.seals,
+        user_evidence=running.user_evidence,
+        health_notes=running.health_notes,
     )
     # As a `sesame serve` worker: the dispatch loops run beside the server and stop after it.
     loops = DispatchLoops(running.dispatcher, outbox, running.metrics, clock, chosen.dispatch)

@@ -21,6 +21,8 @@ from redis.backoff import NoBackoff
 
 from sesame.clients import redis_records as rec
 from sesame.clients.meter import UNMETERED, CallMeter
+from sesame.clients.redis_evidence_index import RedisEvidenceIndex
+from sesame.clients.redis_health_notes import RedisHealthNotes
 from sesame.clients.redis_journal import RedisJournal
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_outbox import RedisOutbox
@@ -115,6 +117,14 @@ class RedisStateStore(RedisRegistry):
     def sealed_journal(self) -> RedisJournal:
         """The feed, seals and sealer's lease of this store's journals, on the same connections."""
         return RedisJournal(self._client, self.keys, self._scripts)
+
+    def evidence_index(self) -> RedisEvidenceIndex:
+        """The users' evidence indexes (decision 0036), on the same connections."""
+        return RedisEvidenceIndex(self._client, self.keys)
+
+    def health_notes(self) -> RedisHealthNotes:
+        """The health notes' journal (decision 0036), on the same connections and scripts."""
+        return RedisHealthNotes(self._client, self.keys, self._scripts)
 
     def metered(self, meter: CallMeter) -> RedisStateStore:
         """A view of this store (same client and pool) that reports every round trip to `meter`.

@@ -16,14 +16,17 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from sesame.clients.redis_journal import RedisJournal, SealLost
 from sesame.server.domain.errors import SesameError
-from sesame.server.domain.journal_seal import Seal, close_block
+from sesame.server.domain.evidence_index import indexed_opening
+from sesame.server.domain.journal_seal import FeedEntry, Seal, close_block
 from sesame.server.domain.model import KeyRef
+from sesame.server.domain.ports import EvidenceIndex
 from sesame.server.journal_archive import JournalArchive
 
 _log = logging.getLogger("sesame.journal")
@@ -59,17 +62,20 @@ def holder_name() -> str:
 class Sealer:
     """Seals the journal while it holds the lease."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 (the index is keyword-only: where each archived opening is indexed)
         self,
         journal: RedisJournal,
         keys: JournalKeys,
         archive: JournalArchive,
         timing: SealerTiming | None = None,
         holder: str = "",
+        *,
+        index: EvidenceIndex | None = None,
     ) -> None:
         self._journal = journal
         self._keys = keys
         self._archive = archive
+        self._index = index
         self._pruned_at = 0.0
         self._timing = timing or SealerTiming()
         self.holder = holder or holder_name()
@@ -128,10 +134,11 @@ class Sealer:
         archived = self._archive.last_block()
         done, count = None, 0
         for seal in await self._journal.seals_from("0-0"):
+            entries = await self._journal.sealed_entries(seal)
             if archived is None or seal.block.number > archived.number:
-                entries = await self._journal.sealed_entries(seal)
                 await asyncio.to_thread(self._archive.append, seal, entries)
                 archived, count = seal.block, count + 1
+            await self._indexed(entries)
             done = seal
         if done is not None:
             await self._journal.drop_archived(self.holder, done)
@@ -140,3 +147,10 @@ class Sealer:
             await asyncio.to_thread(self._archive.prune, cutoff.isoformat(timespec="milliseconds"))
             self._pruned_at = time.monotonic()
         return count
+
+    async def _indexed(self, entries: Sequence[FeedEntry]) -> None:
+        """Index the challenges these archived entries open, by user (decision 0036); again after a retry."""
+        if self._index is None:
+            return
+        openings = [found for e in entries if (found := indexed_opening(e.fields)) is not None]
+        await self._index.index(openings, datetime.now(UTC), self._timing.retention)
