@@ -16,15 +16,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import redis.asyncio as aioredis
 from pypdf import PdfReader
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from sesame.api.v1 import evidence_service_pb2 as evidence_pb
+from sesame.api.v1 import evidence_service_pb2_grpc as evidence_grpc
 from sesame.server.domain.model import DeliveryState
 from sesame.server.evidence_bundle import FACTOR_PREFIXES
 from tests.e2e.conftest import Live
-from tests.e2e.helpers import CONTEXT, IBAN, enrolled, started, verify, wrong
+from tests.e2e.helpers import CONTEXT, IBAN, enrolled, started, transfer, verify, wrong
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -172,3 +175,38 @@ async def test_a_saved_bundle_verifies_offline_with_the_jwk_set_only(
     assert done.returncode == 1
     assert "the entry differs from the entry sealed" in json.loads(done.stdout)["operations"][0]["failed"]
     assert challenge_id
+
+
+async def test_get_user_evidence_pages_and_refuses_bad_input(live: Live) -> None:
+    """Two transfers, one a page: two pages, the lifecycle on the first only; a period that ends before it
+    starts, a page token no page gave, a page size out of bounds: INVALID_ARGUMENT."""
+    user_id = await enrolled(live)
+    first, _ = await started(live, user_id)
+    second, _ = await started(live, user_id, transfer(name="Marie MARTIN"))
+    assert live.sealer is not None
+    await live.sealer.step()
+    stub = evidence_grpc.EvidenceServiceStub(live.channel)
+    request = evidence_pb.GetUserEvidenceRequest(user_id=user_id, page_size=1)
+    page = await stub.GetUserEvidence(request)
+    assert [m.challenge_id for m in page.challenges] == [first]
+    assert page.lifecycle[0].fields["event"] == "user.enrolled"
+    assert json.loads(page.seals_json)["seals"]
+    request.page_token = page.next_page_token
+    page = await stub.GetUserEvidence(request)
+    assert ([m.challenge_id for m in page.challenges], page.next_page_token, len(page.lifecycle)) == (
+        [second],
+        "",
+        0,
+    )
+    late, early = evidence_pb.GetUserEvidenceRequest(user_id=user_id), live.clock.now()
+    late.since.FromDatetime(early)
+    late.until.FromDatetime(early - timedelta(days=1))
+    for bad in (
+        late,
+        evidence_pb.GetUserEvidenceRequest(user_id=user_id, page_token="not-a-token"),  # noqa: S106 (a page token)
+        evidence_pb.GetUserEvidenceRequest(user_id=user_id, page_size=1001),
+        evidence_pb.GetUserEvidenceRequest(user_id=""),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.GetUserEvidence(bad)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -10,7 +10,7 @@ the original).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from fpdf import FPDF
@@ -37,6 +37,14 @@ TYPES = {
     "add_beneficiary": "ajout de bénéficiaire",
     "login": "connexion",
     "change_phone": "changement de numéro",
+}
+STATES = {
+    "active": "(actif)",
+    "suspended": "(suspendu)",
+    "revoked": "(révoqué)",
+    "counted": "(compté)",
+    "blocked": "(bloqué)",
+    "reset": "",
 }
 EVENTS = {
     "user.enrolled": "enrôlement",
@@ -67,6 +75,8 @@ def render(bundle: Mapping[str, Any]) -> bytes:
             )
         )
     operations = bundle.get("operations", [bundle])
+    if bundle.get("generated_at"):
+        pdf.line_of(f"Établi le : {when(bundle['generated_at'])}")
     pdf.line_of(f"Opérations : {len(operations)}")
     for number, operation in enumerate(operations, start=1):
         _operation(pdf, number, operation)
@@ -160,8 +170,9 @@ def _authenticated(pdf: _Document, section: Mapping[str, Any]) -> None:
     proof = section.get("proof")
     if proof:
         claims = proof.get("claims") or {}
+        signature = str(proof.get("signature")).replace("verified under", "vérifiée avec la clé")
         pdf.line_of(
-            f"Preuve signée : {proof.get('signature')} ; valide : {_yes(proof.get('valid'))} ; "
+            f"Preuve signée : {signature} ; valide : {_yes(proof.get('valid'))} ; "
             f"identifiant {claims.get('jti')}"
         )
     else:
@@ -209,7 +220,8 @@ def _lifecycle(pdf: _Document, entries: Sequence[Mapping[str, str]]) -> None:
         pdf.line_of("Aucun événement.")
     for entry in entries:
         event = str(entry.get("event", ""))
-        detail = entry.get("status") or entry.get("outcome") or ""
+        state = entry.get("status") or entry.get("outcome") or ""
+        detail = STATES.get(state, f"({state})" if state else "")
         pdf.line_of(f"  - {when(entry.get('at'))} : {EVENTS.get(event, event)} {detail}".rstrip())
 
 
@@ -236,7 +248,7 @@ def when(at: Any) -> str:
         parsed = datetime.fromisoformat(str(at))
     except ValueError:
         return str(at)
-    return parsed.strftime("%d/%m/%Y %H:%M:%S UTC")
+    return parsed.astimezone(UTC).strftime("%d/%m/%Y %H:%M:%S UTC")
 
 
 def _context(entry: Mapping[str, str]) -> str:
