@@ -82,6 +82,32 @@ class JournalArchive:
         after = _id_key(first_id)
         return [b.seal for b in self._blocks(self._segments()) if _id_key(b.seal.block.last) >= after]
 
+    def seals_holding(self, ids: Sequence[str]) -> list[Seal]:
+        """The archived seals whose range of entry ids holds one of `ids`, oldest first (decision 0036).
+
+        Reads the first line of every segment, then only the segments whose range holds one of the ids: a
+        user's lifecycle spread over a year reads a few segments, not the year.
+        """
+        wanted = sorted(_id_key(i) for i in ids)
+        segments = self._segments()
+        starts = [self._first_id(segment) for segment in segments]
+        found = []
+        for n, segment in enumerate(segments):
+            low, high = starts[n], starts[n + 1] if n + 1 < len(starts) else None
+            if low is None or not any(low <= k and (high is None or k < high) for k in wanted):
+                continue
+            for archived in self._blocks([segment]):
+                first, last = _id_key(archived.seal.block.first), _id_key(archived.seal.block.last)
+                if any(first <= k <= last for k in wanted):
+                    found.append(archived.seal)
+        return found
+
+    @staticmethod
+    def _first_id(segment: Path) -> tuple[int, int] | None:
+        with segment.open(encoding="utf-8") as lines:
+            line = lines.readline()
+        return _id_key(str(json.loads(line)["seal"]["block"]["first"])) if line.endswith("\n") else None
+
     def blocks(self) -> Iterator[ArchivedBlock]:
         """Every archived block, oldest first."""
         return self._blocks(self._segments())

@@ -103,18 +103,16 @@ class UserEvidenceReader:
         if not ids:
             return []
         keyed = sorted(_id_key(i) for i in ids)
+        archived = await asyncio.to_thread(self._archive.seals_holding, ids) if self._archive else []
+        last = archived[-1].block.number if archived else 0
         since = f"{keyed[0][0]}-{keyed[0][1]}"
-        archived = await asyncio.to_thread(self._archive.seals_from, since) if self._archive else []
         newer = [
-            s
-            for s in await self._journal.seals_from(since)
-            if not archived or s.block.number > archived[-1].block.number
-        ]
-        return [
             seal
-            for seal in [*archived, *newer]
-            if any(_id_key(seal.block.first) <= key <= _id_key(seal.block.last) for key in keyed)
+            for seal in await self._journal.seals_from(since)
+            if seal.block.number > last
+            and any(_id_key(seal.block.first) <= key <= _id_key(seal.block.last) for key in keyed)
         ]
+        return [*archived, *newer]
 
 
 def _page(query: UserQuery) -> tuple[int, int]:
