@@ -89,8 +89,15 @@ def _check_operation(op: dict[str, Any], challenge_id: str) -> None:
     assert proof["valid"] is True
     assert proof["signature"].startswith("ES256, verified under sesame-proof-v")
     # Both factors: the first one as the caller asserted it, once journaled (issue 8 item 3).
-    factor = {k: v for e in op["journal"] for k, v in e.items() if k.startswith(FACTOR_PREFIXES)}
-    assert sections["authenticated"]["first_factor"] == (factor or None)
+    factors = [e for e in op["journal"] if any(k.startswith(FACTOR_PREFIXES) for k in e)]
+    if factors:  # the caller asserted it: each entry's factor (category, method, time) is shown
+        shown = sections["authenticated"]["first_factor"]
+        assert [(f["event"], f["at"]) for f in shown] == [(e["event"], e["at"]) for e in factors]
+        assert all(
+            f[k] == e[k] for f, e in zip(shown, factors, strict=True) for k in f if k.startswith("factor")
+        )
+    else:
+        assert sections["authenticated"]["first_factor"] is None
     # Every event, of the challenge, the lifecycle and the health notes, covered by a verified seal.
     assert op["journal_seals"]["valid"] is True
     assert all(p is not None for p in op["inclusion_proofs"])

@@ -4,14 +4,17 @@ with the JWK set only; an edited event, a bent path, a forged or missing block i
 from __future__ import annotations
 
 import copy
+import io
 import json
 from typing import Any
 
 import pytest
+from pypdf import PdfReader
 
 from sesame.server.domain.journal_seal import FeedEntry, seal_to_dict
 from sesame.server.evidence import EvidenceRecord
 from sesame.server.evidence_bundle import UserRecord, challenge_bundle, is_sound, verify
+from sesame.server.evidence_pdf import render
 from tests.unit.test_journal_seal import Signer
 
 STREAM = "sesame:{u:0}:ch:c1:journal"
@@ -34,6 +37,10 @@ JOURNAL = [
         "at": "2026-10-31T10:00:00.000+00:00",
         "user_id": "alice",
         "ip": "198.51.100.4",
+        # The first factor, as the evidence-factors branch journals it (decision 0035).
+        "factor_category": "knowledge",
+        "factor_method": "password",
+        "factor_at": "2026-10-31T09:59:50.000+00:00",
     },
     {"event": "challenge.delivery", "at": "2026-10-31T10:00:01.000+00:00", "delivery": "delivered"},
     {"event": "challenge.verification", "at": "2026-10-31T10:00:30.000+00:00", "outcome": "wrong_code"},
@@ -150,3 +157,24 @@ def test_a_tampered_bundle_fails_offline(
 def test_another_key_set_does_not_verify(sealed: tuple[dict[str, Any], dict[str, Any]]) -> None:
     bundle, _ = sealed
     assert verify(bundle, Signer().jwks)["failed"] == "journal: block 1: the signature does not verify"
+
+
+def test_the_first_factor_and_the_pdf(sealed: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    """Both factors: the first as journaled with the opening; the PDF says it in French."""
+    bundle, _ = sealed
+    assert bundle["l133_23"]["authenticated"]["first_factor"] == [
+        {
+            "event": "challenge.opened",
+            "at": "2026-10-31T10:00:00.000+00:00",
+            "factor_category": "knowledge",
+            "factor_method": "password",
+            "factor_at": "2026-10-31T09:59:50.000+00:00",
+        }
+    ]
+    text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(render(bundle))).pages)
+    assert (
+        "demande du 31/10/2026 10:00:00 UTC : connaissance, password vérifié le 31/10/2026 09:59:50 UTC"
+        in text
+    )
+    assert "code erroné" in text
+    assert "Toutes les dépendances opérationnelles : oui" in text

@@ -87,7 +87,7 @@ def sections(bundle: Mapping[str, Any]) -> dict[str, Any]:
     attempts = [e for e in journal if e.get("event") == "challenge.verification"]
     verified = [e for e in attempts if e.get("outcome") == "verified"]
     proof = bundle.get("proof") or {}
-    factors = {k: v for e in journal for k, v in e.items() if k.startswith(FACTOR_PREFIXES)}
+    factors = first_factors(journal)
     deliveries = [e for e in journal if e.get("event") in {"challenge.delivery", "challenge.resend"}]
     seals = bundle.get("journal_seals") or {}
     covered = sum(1 for p in bundle.get("inclusion_proofs", []) if p is not None)
@@ -130,6 +130,18 @@ def sections(bundle: Mapping[str, Any]) -> dict[str, Any]:
         },
         "lifecycle": lifecycle.get("entries", []),
     }
+
+
+def first_factors(journal: Sequence[Mapping[str, str]]) -> list[dict[str, str]] | None:
+    """The first factor the caller asserted, as each entry journaled it (at Start, at Verify): the entry's
+    event and time with its `factor_*` fields; None when no entry holds one."""
+    found = [
+        {"event": e.get("event", ""), "at": e.get("at", "")}
+        | {k: v for k, v in e.items() if k.startswith(FACTOR_PREFIXES)}
+        for e in journal
+        if any(k.startswith(FACTOR_PREFIXES) for k in e)
+    ]
+    return found or None
 
 
 def _all_up(notes: Sequence[Mapping[str, str]]) -> bool | None:

@@ -38,6 +38,8 @@ TYPES = {
     "login": "connexion",
     "change_phone": "changement de numéro",
 }
+FACTOR_KINDS = {"knowledge": "connaissance", "possession": "possession", "inherence": "inhérence"}
+EVENT_NAMES = {"challenge.opened": "demande", "challenge.verification": "vérification"}
 STATES = {
     "active": "(actif)",
     "suspended": "(suspendu)",
@@ -147,11 +149,16 @@ def _accounted(pdf: _Document, section: Mapping[str, Any]) -> None:
 
 def _authenticated(pdf: _Document, section: Mapping[str, Any]) -> None:
     pdf.heading("2. Opération authentifiée")
-    factor = section.get("first_factor")
-    pdf.line_of(
-        "Premier facteur (déclaré par l'appelant) : "
-        + (", ".join(f"{k} = {v}" for k, v in sorted(factor.items())) if factor else "non journalisé")
-    )
+    factors = section.get("first_factor") or []
+    pdf.line_of("Premier facteur (déclaré par l'appelant) : " + ("" if factors else "non journalisé"))
+    for factor in factors:
+        event = EVENT_NAMES.get(factor.get("event", ""), factor.get("event"))
+        pdf.line_of(
+            f"  - {event} du {when(factor.get('at'))} : "
+            f"{FACTOR_KINDS.get(factor.get('factor_category', ''), factor.get('factor_category'))}, "
+            f"{factor.get('factor_method')} vérifié le {when(factor.get('factor_at'))}"
+            + (f", référence {factor['factor_ref']}" if factor.get("factor_ref") else "")
+        )
     sms = section.get("second_factor_sms") or {}
     pdf.line_of(f"Second facteur : code à usage unique par SMS, défi ouvert le {when(sms.get('opened_at'))}")
     pdf.line_of(
