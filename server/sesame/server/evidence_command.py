@@ -30,11 +30,11 @@ def gather(  # noqa: PLR0913 (the selector's parts, keyword-only)
     transaction_id: str = "",
 ) -> dict[str, Any]:
     """The bundle the selector asks for, fetched from the server at `target`."""
+    if not challenge_id and not user_id:
+        raise ConfigurationError("name a challenge, or --user (with --since/--until or --transaction)")
     jwks = fetch_jwks(target, tls)
     if challenge_id:
         return _operation(target, tls, challenge_id, jwks)
-    if not user_id:
-        raise ConfigurationError("name a challenge, or --user (with --since/--until or --transaction)")
     found = fetch_user_evidence(
         target, user_id, since=since, until=until, transaction_id=transaction_id, tls=tls
     )
