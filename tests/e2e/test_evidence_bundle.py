@@ -29,7 +29,12 @@ from sesame.server.evidence_bundle import FACTOR_PREFIXES
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import CONTEXT, IBAN, enrolled, started, transfer, verify, wrong
 
-pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+# The server journals health notes, as `sesame serve` does (the test servers do not unless asked).
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.integration,
+    pytest.mark.parametrize("health_notes", [True]),
+]
 
 
 def _sesame(*args: str) -> subprocess.CompletedProcess[str]:

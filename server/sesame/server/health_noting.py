@@ -20,7 +20,7 @@ from sesame.server.domain.ports import Clock, HealthNotes
 
 NOTE_EVERY = timedelta(hours=1)  # unchanged: one note an hour per worker (~9,000 a year, ~1 MB archived)
 
-_log = logging.getLogger("sesame.health")
+_log = logging.getLogger("sesame.journal")  # a journal write failing; the outage itself is sesame.health's
 
 
 class HealthNoter:
