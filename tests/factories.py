@@ -12,7 +12,7 @@ from sesame.server.domain.model import Challenge, ChallengeStatus, DeliveryState
 from sesame.server.domain.operation import Login, Operation
 
 if TYPE_CHECKING:
-    from sesame.server.domain.ports import StateStore
+    from sesame.server.domain.ports import State
 
 PHONE = "+33612345678"
 
@@ -57,14 +57,14 @@ def challenge_id(nonce: bytes, user_id: str = "u-1") -> str:
     return f"{nonce.hex()}.k1.d6.u{user_tag(user_id)}"
 
 
-async def its_user_enrolled(store: StateStore, challenge: Challenge) -> Challenge:
+async def its_user_enrolled(store: State, challenge: Challenge) -> Challenge:
     """Enrol the challenge's user, ACTIVE on the challenge's number, unless it is enrolled already: a store
     opens a challenge only for such a user (docs/decisions/0014)."""
     try:
-        await store.get_user(challenge.user_id)
+        await store.users.get_user(challenge.user_id)
     except UserNotFound:
         user = a_user(challenge.created_at - timedelta(days=30))
-        await store.register_user(
+        await store.users.register_user(
             dataclasses.replace(user, user_id=challenge.user_id, secure_phone=challenge.phone)
         )
     return challenge

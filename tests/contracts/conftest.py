@@ -1,4 +1,4 @@
-"""The `store` fixture of the StateStore contract suites: every test runs on the fake and on Redis."""
+"""The `store` fixture of the State contract suites: every test runs on the fake and on Redis."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sesame.clients.redis_store import RedisStateStore
-from tests.fakes.state_store import MemoryStateStore
+from sesame.clients.redis_store import RedisState
+from tests.fakes.state import MemoryState, memory_state
 
 
 class WallClock:
@@ -18,9 +18,9 @@ class WallClock:
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
-def store(request: pytest.FixtureRequest) -> MemoryStateStore | RedisStateStore:
+def store(request: pytest.FixtureRequest) -> MemoryState | RedisState:
     """Each test runs once on the in-memory fake and once on Redis."""
     if request.param == "memory":
-        return MemoryStateStore(purge_clock=WallClock())
-    redis_store: RedisStateStore = request.getfixturevalue("redis_store")
+        return memory_state(purge_clock=WallClock())
+    redis_store: RedisState = request.getfixturevalue("redis_store")
     return redis_store

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from sesame.server.domain.evidence_index import EvidenceMatch, IndexedOpening
 from sesame.server.domain.ports import EvidenceIndex, HealthNotes
 from tests.fakes.evidence_index import MemoryEvidenceIndex, MemoryHealthNotes
@@ -24,7 +24,7 @@ def _opening(user_id: str, challenge_id: str, days_ago: float, tx: str = "") -> 
 def index(request: pytest.FixtureRequest) -> EvidenceIndex:
     if request.param == "memory":
         return MemoryEvidenceIndex()
-    redis_store: RedisStateStore = request.getfixturevalue("redis_store")
+    redis_store: RedisState = request.getfixturevalue("redis_store")
     return redis_store.evidence_index()
 
 
@@ -32,7 +32,7 @@ def index(request: pytest.FixtureRequest) -> EvidenceIndex:
 def notes(request: pytest.FixtureRequest) -> HealthNotes:
     if request.param == "memory":
         return MemoryHealthNotes()
-    redis_store: RedisStateStore = request.getfixturevalue("redis_store")
+    redis_store: RedisState = request.getfixturevalue("redis_store")
     return redis_store.health_notes()
 
 

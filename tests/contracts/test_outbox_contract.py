@@ -9,20 +9,20 @@ from datetime import timedelta
 import pytest
 
 from sesame.clients.redis_outbox import RedisOutbox
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from sesame.server.domain.model import DeliveryState, RequestContext
 from sesame.server.domain.ports import Outbox
 from tests.contracts.test_start_challenge_contract import an_opening, enrolled
-from tests.fakes.state_store import MemoryStateStore
+from tests.fakes.state import MemoryState
 
-Store = MemoryStateStore | RedisStateStore
+Store = MemoryState | RedisState
 NO_WAIT = timedelta(milliseconds=1)
 
 
 @pytest.fixture
 async def outbox(store: Store) -> AsyncIterator[Outbox]:
     """The outbox beside the store (the fake's own, or the stream in the store's Redis)."""
-    if isinstance(store, MemoryStateStore):
+    if isinstance(store, MemoryState):
         yield store.outbox
         return
     redis_outbox: RedisOutbox = store.outbox()
@@ -35,7 +35,7 @@ async def outbox(store: Store) -> AsyncIterator[Outbox]:
 async def test_a_start_queues_one_entry_given_to_one_consumer(store: Store, outbox: Outbox) -> None:
     """The opened challenge's SMS is one entry; the first consumer takes it, the next finds nothing."""
     await enrolled(store)
-    opened = (await store.start_challenge(an_opening())).challenge
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
     (queued,) = await outbox.take("a", 10, NO_WAIT)
     assert queued.challenge_id == opened.challenge_id
     assert queued.queued_at == opened.created_at
@@ -46,11 +46,11 @@ async def test_a_start_queues_one_entry_given_to_one_consumer(store: Store, outb
 async def test_settling_records_the_send_and_removes_the_entry(store: Store, outbox: Outbox) -> None:
     """Settled SENT: the challenge reads SENT, the outbox is empty, nobody can claim the entry again."""
     await enrolled(store)
-    opened = (await store.start_challenge(an_opening())).challenge
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
     (queued,) = await outbox.take("a", 10, NO_WAIT)
     assert (await outbox.challenge(queued)).challenge_id == opened.challenge_id
     await outbox.settle(queued, DeliveryState.SENT, "ref-1", opened.created_at)
-    assert (await store.get_challenge(opened.challenge_id)).delivery is DeliveryState.SENT
+    assert (await store.challenges.get_challenge(opened.challenge_id)).delivery is DeliveryState.SENT
     assert (await outbox.backlog()).depth == 0
     assert await outbox.reclaim("b", timedelta(0), 10) == []
 
@@ -58,7 +58,7 @@ async def test_settling_records_the_send_and_removes_the_entry(store: Store, out
 async def test_an_entry_of_a_dead_consumer_is_claimed_once_idle(store: Store, outbox: Outbox) -> None:
     """An entry taken and never settled goes to another consumer once idle past the timeout, not before."""
     await enrolled(store)
-    await store.start_challenge(an_opening())
+    await store.challenges.start_challenge(an_opening())
     (taken,) = await outbox.take("dead", 10, NO_WAIT)
     assert await outbox.reclaim("alive", timedelta(hours=1), 10) == []
     (claimed,) = await outbox.reclaim("alive", timedelta(0), 10)
@@ -68,17 +68,17 @@ async def test_an_entry_of_a_dead_consumer_is_claimed_once_idle(store: Store, ou
 async def test_an_expired_send_is_recorded_expired(store: Store, outbox: Outbox) -> None:
     """Settled EXPIRED (the challenge closed before its SMS left): the challenge reads EXPIRED."""
     await enrolled(store)
-    opened = (await store.start_challenge(an_opening())).challenge
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
     (queued,) = await outbox.take("a", 10, NO_WAIT)
     await outbox.settle(queued, DeliveryState.EXPIRED, "", opened.created_at)
-    assert (await store.get_challenge(opened.challenge_id)).delivery is DeliveryState.EXPIRED
+    assert (await store.challenges.get_challenge(opened.challenge_id)).delivery is DeliveryState.EXPIRED
 
 
 async def test_a_resend_queues_another_entry(store: Store, outbox: Outbox) -> None:
     """A resend taken in the store queues the same challenge's SMS again."""
     await enrolled(store)
-    opened = (await store.start_challenge(an_opening())).challenge
-    await store.record_resend(
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
+    await store.challenges.record_resend(
         opened.challenge_id, opened.created_at + timedelta(seconds=31), RequestContext()
     )
     entries = await outbox.take("a", 10, NO_WAIT)

@@ -7,16 +7,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from sesame.server.domain.errors import UserNotFound
 from sesame.server.domain.model import RequestContext
 from sesame.server.domain.operation import AddBeneficiary, CreditTransfer, Login, Money, Payee
-from sesame.server.domain.ports import RiskMemory, StateStore
+from sesame.server.domain.ports import RiskMemory, State
 from sesame.server.domain.risk import RiskAssessment, RiskDecision, RiskReason
 from sesame.server.domain.risk_signals import RiskDenial, RiskLimits, fingerprint, observation
 from tests.factories import a_challenge, a_user
 from tests.fakes.risk_memory import MemoryRiskMemory
-from tests.fakes.state_store import MemoryStateStore
+from tests.fakes.state import memory_state
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 PAYEE = Payee("Bailleur", "FR7630001007941234567890185")
@@ -24,20 +24,20 @@ CONTEXT = RequestContext(ip="90.1.2.3", device_id="phone-1", session_id="s-1")
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
-def beside(request: pytest.FixtureRequest) -> tuple[StateStore, RiskMemory]:
+def beside(request: pytest.FixtureRequest) -> tuple[State, RiskMemory]:
     """The fake beside a fake store, or Redis beside Redis."""
     if request.param == "memory":
-        store = MemoryStateStore()
-        return store, MemoryRiskMemory(store)
-    redis_store: RedisStateStore = request.getfixturevalue("redis_store")
+        store = memory_state()
+        return store, MemoryRiskMemory(store.users)
+    redis_store: RedisState = request.getfixturevalue("redis_store")
     return redis_store, redis_store.risk_memory()
 
 
 @pytest.fixture
-async def memory(beside: tuple[StateStore, RiskMemory]) -> RiskMemory:
+async def memory(beside: tuple[State, RiskMemory]) -> RiskMemory:
     """The memory, `u-1` enrolled in its store."""
     store, memory = beside
-    await store.register_user(a_user(NOW))
+    await store.users.register_user(a_user(NOW))
     return memory
 
 
@@ -116,17 +116,17 @@ async def test_denials_are_journaled_and_capped(memory: RiskMemory) -> None:
     assert await memory.denials("u-2") == []
 
 
-async def test_the_assessment_is_journaled_with_the_opening_never_stored(store: StateStore) -> None:
+async def test_the_assessment_is_journaled_with_the_opening_never_stored(store: State) -> None:
     """challenge.opened carries the decision, reasons, rules and version; the challenge reads back without."""
-    await store.register_user(a_user(NOW))
+    await store.users.register_user(a_user(NOW))
     assessment = RiskAssessment(RiskDecision.HOLD, (RiskReason("NEW_PAYEE", "new"),), "v1+ab", ("new-payee",))
     challenge = replace(a_challenge(NOW), risk=assessment)
-    await store.open_challenge(challenge, CONTEXT)
-    (opened,) = await store.challenge_journal(challenge.challenge_id)
+    await store.challenges.open_challenge(challenge, CONTEXT)
+    (opened,) = await store.journal.challenge_journal(challenge.challenge_id)
     assert {key: opened[key] for key in opened if key.startswith("risk_")} == {
         "risk_decision": "hold",
         "risk_reasons": "NEW_PAYEE",
         "risk_rules": "new-payee",
         "risk_rules_version": "v1+ab",
     }
-    assert (await store.get_challenge(challenge.challenge_id)).risk is None
+    assert (await store.challenges.get_challenge(challenge.challenge_id)).risk is None

@@ -1,4 +1,4 @@
-"""The send-budget half of the StateStore contract: opening a challenge or taking a resend takes one unit of
+"""The send-budget half of the State contract: opening a challenge or taking a resend takes one unit of
 each charge in the same atomic step, and the fake and Redis take and refuse alike (docs/decisions/0014)."""
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis.asyncio as aioredis
 
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from sesame.server.domain.budgets import BudgetSubject, Charge
 from sesame.server.domain.errors import ChallengeAlreadyExists, ChallengeNotFound, SendBudgetExhausted
 from sesame.server.domain.model import Challenge, RequestContext
 from tests import factories
-from tests.fakes.state_store import MemoryStateStore
+from tests.fakes.state import MemoryState
 
-Store = MemoryStateStore | RedisStateStore
+Store = MemoryState | RedisState
 
 USER = BudgetSubject.user("alice")
 NUMBER = BudgetSubject.phone("+33612345678")
@@ -39,7 +39,7 @@ def a_new_challenge(at: datetime) -> Challenge:
 async def take(store: Store, at: datetime, *charges: Charge) -> Challenge:
     """Open a new challenge at `at` with these charges."""
     challenge = await factories.its_user_enrolled(store, a_new_challenge(at))
-    await store.open_challenge(challenge, CONTEXT, charges)
+    await store.challenges.open_challenge(challenge, CONTEXT, charges)
     return challenge
 
 
@@ -47,9 +47,9 @@ async def refusal(store: Store, at: datetime, *charges: Charge) -> SendBudgetExh
     """The refusal of one more opening at `at`; the challenge it would have opened does not exist."""
     challenge = await factories.its_user_enrolled(store, a_new_challenge(at))
     with pytest.raises(SendBudgetExhausted) as refused:
-        await store.open_challenge(challenge, CONTEXT, charges)
+        await store.challenges.open_challenge(challenge, CONTEXT, charges)
     with pytest.raises(ChallengeNotFound):
-        await store.get_challenge(challenge.challenge_id)
+        await store.challenges.get_challenge(challenge.challenge_id)
     return refused.value
 
 
@@ -117,7 +117,7 @@ async def test_an_id_already_used_takes_no_unit(store: Store) -> None:
     at = now()
     challenge = await take(store, at, user(2))
     with pytest.raises(ChallengeAlreadyExists):
-        await store.open_challenge(challenge, CONTEXT, (user(2),))
+        await store.challenges.open_challenge(challenge, CONTEXT, (user(2),))
     await take(store, at, user(2))
 
 
@@ -126,10 +126,14 @@ async def test_a_resend_takes_a_unit_and_a_refused_budget_spends_no_resend(store
     at = now()
     challenge = await take(store, at, user(2))
     later = at + timedelta(seconds=30)
-    assert (await store.record_resend(challenge.challenge_id, later, CONTEXT, (user(2),))).resends == 1
+    assert (
+        await store.challenges.record_resend(challenge.challenge_id, later, CONTEXT, (user(2),))
+    ).resends == 1
     with pytest.raises(SendBudgetExhausted):
-        await store.record_resend(challenge.challenge_id, later + timedelta(seconds=30), CONTEXT, (user(2),))
-    assert (await store.get_challenge(challenge.challenge_id)).resends == 1
+        await store.challenges.record_resend(
+            challenge.challenge_id, later + timedelta(seconds=30), CONTEXT, (user(2),)
+        )
+    assert (await store.challenges.get_challenge(challenge.challenge_id)).resends == 1
 
 
 async def test_subjects_have_separate_budgets(store: Store) -> None:
@@ -141,7 +145,7 @@ async def test_subjects_have_separate_budgets(store: Store) -> None:
 
 @pytest.mark.integration
 async def test_a_budget_key_names_the_number_by_hash_only(
-    redis_store: RedisStateStore, redis_client: aioredis.Redis
+    redis_store: RedisState, redis_client: aioredis.Redis
 ) -> None:
     """In Redis the number's budget lives under `{sb:phone:<hash>}`, and no key holds the number."""
     await take(redis_store, now(), number(1))

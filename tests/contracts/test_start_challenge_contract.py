@@ -1,4 +1,4 @@
-"""The start half of the StateStore contract: Start's one step reads the user, refuses with the waits of
+"""The start half of the State contract: Start's one step reads the user, refuses with the waits of
 today's errors, claims the request id, charges and opens, on the fake and on Redis alike (decision 0025)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from sesame.server.domain.budgets import BudgetSubject, Charge, SendBudget
 from sesame.server.domain.challenges import ChallengeRef, user_tag
 from sesame.server.domain.destinations import DEFAULT_COUNTRIES
@@ -26,9 +26,9 @@ from sesame.server.domain.model import ChallengeStatus, RequestContext, UserStat
 from sesame.server.domain.opening import Opening
 from sesame.server.domain.operation import CreditTransfer, Login, Money, Operation, Payee
 from tests import factories
-from tests.fakes.state_store import MemoryStateStore
+from tests.fakes.state import MemoryState
 
-Store = MemoryStateStore | RedisStateStore
+Store = MemoryState | RedisState
 
 USER_ID = "u-1"
 TRANSFER = CreditTransfer(Money("EUR", 125000), Payee("Jean DUPONT", "FR7630006000011234567890189"), "tx-1")
@@ -69,15 +69,15 @@ def an_opening(operation: Operation = TRANSFER, request_id: str = "", **changes:
 async def enrolled(store: Store, **changes: object) -> None:
     """Enrol `u-1` (client-1, +33612345678, fr), ACTIVE unless told otherwise."""
     user = factories.a_user(now() - timedelta(days=30), **changes)
-    await store.register_user(dataclasses.replace(user, **changes))
+    await store.users.register_user(dataclasses.replace(user, **changes))
 
 
 async def test_start_opens_for_the_users_current_number_client_and_locale(store: Store) -> None:
     """The step reads the user: the challenge is OPEN, for its number, client and locale, and queued."""
     await enrolled(store, locale="de")
-    opened = await store.start_challenge(an_opening())
+    opened = await store.challenges.start_challenge(an_opening())
     assert opened.queued
-    stored = await store.get_challenge(opened.challenge.challenge_id)
+    stored = await store.challenges.get_challenge(opened.challenge.challenge_id)
     assert stored == opened.challenge
     assert (stored.phone, stored.client_id, stored.locale) == (factories.PHONE, "client-1", "de")
     assert stored.status is ChallengeStatus.OPEN
@@ -87,19 +87,19 @@ async def test_a_retried_request_answers_its_challenge_and_charges_nothing(store
     """The same request id again: the first challenge, not queued, and no unit of a budget of one."""
     await enrolled(store)
     one = SendBudget(per_user=1, per_phone=1)
-    first = await store.start_challenge(an_opening(request_id="r-1", budget=one))
-    again = await store.start_challenge(an_opening(request_id="r-1", budget=one))
+    first = await store.challenges.start_challenge(an_opening(request_id="r-1", budget=one))
+    again = await store.challenges.start_challenge(an_opening(request_id="r-1", budget=one))
     assert (again.challenge.challenge_id, again.queued) == (first.challenge.challenge_id, False)
     with pytest.raises(SendBudgetExhausted):
-        await store.start_challenge(an_opening(request_id="r-2", budget=one))
+        await store.challenges.start_challenge(an_opening(request_id="r-2", budget=one))
 
 
 async def test_a_request_id_for_another_operation_is_invalid(store: Store) -> None:
     """The same request id for another operation is InvalidRequest on `request_id`, nothing opened."""
     await enrolled(store)
-    await store.start_challenge(an_opening(request_id="r-1"))
+    await store.challenges.start_challenge(an_opening(request_id="r-1"))
     with pytest.raises(InvalidRequest) as refused:
-        await store.start_challenge(an_opening(Login(), request_id="r-1"))
+        await store.challenges.start_challenge(an_opening(Login(), request_id="r-1"))
     assert [v.field for v in refused.value.violations] == ["request_id"]
 
 
@@ -107,10 +107,10 @@ async def test_request_ids_are_per_user(store: Store) -> None:
     """Two users may use the same request id independently."""
     await enrolled(store)
     await enrolled(store, user_id="u-2")
-    first = await store.start_challenge(an_opening(request_id="r-1"))
+    first = await store.challenges.start_challenge(an_opening(request_id="r-1"))
     ref = ChallengeRef(next(_nonces).to_bytes(16, "big"), 1, 6, user_tag("u-2"))
     other = an_opening(request_id="r-1", user_id="u-2", challenge_id=ref.challenge_id, nonce=ref.nonce)
-    second = await store.start_challenge(other)
+    second = await store.challenges.start_challenge(other)
     assert second.queued
     assert second.challenge.challenge_id != first.challenge.challenge_id
 
@@ -118,10 +118,10 @@ async def test_request_ids_are_per_user(store: Store) -> None:
 async def test_an_unknown_or_inactive_user_is_refused(store: Store) -> None:
     """No user: UserNotFound; a suspended one: UserNotActive."""
     with pytest.raises(UserNotFound):
-        await store.start_challenge(an_opening())
+        await store.challenges.start_challenge(an_opening())
     await enrolled(store, status=UserStatus.SUSPENDED)
     with pytest.raises(UserNotActive):
-        await store.start_challenge(an_opening())
+        await store.challenges.start_challenge(an_opening())
 
 
 async def test_a_blocked_user_is_refused_with_the_wait(store: Store) -> None:
@@ -129,7 +129,7 @@ async def test_a_blocked_user_is_refused_with_the_wait(store: Store) -> None:
     opening = an_opening()
     await enrolled(store, blocked_until=opening.created_at + timedelta(minutes=10))
     with pytest.raises(UserBlocked) as refused:
-        await store.start_challenge(opening)
+        await store.challenges.start_challenge(opening)
     assert refused.value.retry_after == timedelta(minutes=10)
 
 
@@ -138,9 +138,9 @@ async def test_a_cooling_number_holds_back_money_not_login(store: Store) -> None
     opening = an_opening()
     await enrolled(store, cooling_until=opening.created_at + timedelta(hours=2))
     with pytest.raises(PhoneCooling) as refused:
-        await store.start_challenge(opening)
+        await store.challenges.start_challenge(opening)
     assert refused.value.retry_after == timedelta(hours=2)
-    assert (await store.start_challenge(an_opening(Login()))).queued
+    assert (await store.challenges.start_challenge(an_opening(Login()))).queued
 
 
 async def test_a_number_outside_the_countries_is_refused_before_any_unit(store: Store) -> None:
@@ -148,9 +148,9 @@ async def test_a_number_outside_the_countries_is_refused_before_any_unit(store: 
     await enrolled(store)
     one = SendBudget(per_user=1)
     with pytest.raises(DestinationNotAllowed) as refused:
-        await store.start_challenge(an_opening(countries=frozenset({"DE"}), budget=one))
+        await store.challenges.start_challenge(an_opening(countries=frozenset({"DE"}), budget=one))
     assert str(refused.value) == "FR"
-    assert (await store.start_challenge(an_opening(budget=one))).queued
+    assert (await store.challenges.start_challenge(an_opening(budget=one))).queued
 
 
 async def test_a_number_under_a_shared_calling_code_is_checked_by_region(store: Store) -> None:
@@ -158,8 +158,8 @@ async def test_a_number_under_a_shared_calling_code_is_checked_by_region(store: 
     only Svalbard is."""
     await enrolled(store, secure_phone="+4741234567")
     with pytest.raises(DestinationNotAllowed):
-        await store.start_challenge(an_opening(countries=frozenset({"SJ"})))
-    opened = await store.start_challenge(an_opening(countries=frozenset({"NO"})))
+        await store.challenges.start_challenge(an_opening(countries=frozenset({"SJ"})))
+    opened = await store.challenges.start_challenge(an_opening(countries=frozenset({"NO"})))
     assert opened.challenge.phone == "+4741234567"
 
 
@@ -167,10 +167,10 @@ async def test_the_numbers_budget_is_the_one_a_resend_charges(store: Store) -> N
     """Start names the number's budget from the stored number as BudgetSubject.phone does: a resend
     charging that number with a limit of one finds its unit spent."""
     await enrolled(store)
-    opened = (await store.start_challenge(an_opening())).challenge
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
     number = Charge(BudgetSubject.phone(factories.PHONE), 1, timedelta(hours=1))
     with pytest.raises(SendBudgetExhausted) as refused:
-        await store.record_resend(
+        await store.challenges.record_resend(
             opened.challenge_id, opened.created_at + timedelta(seconds=31), RequestContext(), (number,)
         )
     assert refused.value.subject == "phone"

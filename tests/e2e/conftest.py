@@ -11,7 +11,7 @@ import pytest
 
 from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server.dispatch_loop import DispatchSettings
 from sesame.server.domain.challenges import ChallengePolicy
@@ -30,7 +30,7 @@ class Live:
     auth: auth_grpc.AuthenticationServiceStub
     enrol: enrol_grpc.EnrollmentServiceStub
     sms_file: Path
-    store: RedisStateStore
+    store: RedisState
     metrics: Metrics
     clock: ShiftedClock = field(default_factory=ShiftedClock)  # the server's clock: a test may move it
     address: str = ""  # host:port of the server, for the blocking clients (`sesame evidence`)
@@ -57,7 +57,7 @@ def health_notes() -> bool:
 
 @pytest.fixture
 async def live(  # noqa: PLR0913, PLR0917 (fixtures, by name)
-    redis_store: RedisStateStore,
+    redis_store: RedisState,
     keystore: Pkcs11KeyStore,
     tmp_path: Path,
     policy: ChallengePolicy,

@@ -57,7 +57,7 @@ async def test_refused_verifies_on_a_spent_challenge_leave_redis_as_it_was(
     before = await footprint(live, redis_client, challenge_id)
     await repeat(lambda: verify(live, challenge_id, code), REPEATS)
     assert await footprint(live, redis_client, challenge_id) == before
-    [count] = await live.store.challenge_refusals(challenge_id)
+    [count] = await live.store.journal.challenge_refusals(challenge_id)
     assert (count.event, count.outcome, count.count) == (
         "challenge.verification",
         "already_used",

@@ -29,7 +29,7 @@ from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.api.v1 import operation_pb2 as op_pb
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server.config import Settings
 from sesame.server.domain.privacy import mask_phone
@@ -85,7 +85,7 @@ class Bank:
     wired: Wired
     pki: Pki
     sms_file: Path
-    store: RedisStateStore
+    store: RedisState
 
     def identity(self, name: str) -> Identity:
         return {
@@ -103,7 +103,7 @@ class Bank:
 
 @pytest.fixture
 async def bank(
-    redis_store: RedisStateStore, keystore: Pkcs11KeyStore, tmp_path: Path, pki: Pki
+    redis_store: RedisState, keystore: Pkcs11KeyStore, tmp_path: Path, pki: Pki
 ) -> AsyncIterator[Bank]:
     """The composition root's wiring behind mTLS and docs/examples/caller-policy.toml, read as settings."""
     settings = Settings.from_env({**pki.env, "SESAME_AUTHZ_POLICY_FILE": str(EXAMPLE_POLICY)})
@@ -374,7 +374,7 @@ async def test_the_back_office_unblocks_a_user_blocked_after_five_wrong_codes(ba
     assert retried.unblocked is False
     started = await _start(bank, "alice")
     assert started.challenge_id
-    (entry,) = [e for e in await bank.store.user_journal("alice") if e["event"] == "user.unblock"]
+    (entry,) = [e for e in await bank.store.users.user_journal("alice") if e["event"] == "user.unblock"]
     assert (entry["outcome"], entry["actor"], entry["reason"], entry["caller"]) == (
         "unblocked",
         "agent-7",

@@ -60,7 +60,9 @@ async def _disputed_transfer(live: Live, redis_client: aioredis.Redis) -> str:
     user_id = await enrolled(live)
     challenge_id, code = await started(live, user_id)
     # The SMSC's delivery report, as the gateway's report receiver records it.
-    await live.store.record_delivery(challenge_id, DeliveryState.DELIVERED, "smsc-ref-1", live.clock.now())
+    await live.store.challenges.record_delivery(
+        challenge_id, DeliveryState.DELIVERED, "smsc-ref-1", live.clock.now()
+    )
     assert (await verify(live, challenge_id, wrong(code))).result == auth_pb.VERIFY_RESULT_WRONG_CODE
     assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
     assert live.sealer is not None

@@ -16,7 +16,7 @@ from pkcs11 import ObjectClass
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.clients.redis_server import EmbeddedRedis
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from sesame.hsm.keys import init_keys, rotate_keys
 from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
 from sesame.server.domain.model import KeyKind, KeyRef
@@ -106,7 +106,7 @@ async def overall_status(channel: grpc.aio.Channel, want: int) -> int:
 )
 async def test_health_is_not_serving_once_a_current_key_is_gone(
     private_keystore: Pkcs11KeyStore,
-    redis_store: RedisStateStore,
+    redis_store: RedisState,
     tmp_path: Path,
     object_class: ObjectClass,
     label: str,

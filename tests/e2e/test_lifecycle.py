@@ -172,7 +172,7 @@ async def test_the_back_office_overrides_for_a_suspended_user(live: Live) -> Non
         enrol_pb.USER_STATUS_SUSPENDED,
         "+33*******32",
     )
-    journal = await live.store.user_journal("alice")
+    journal = await live.store.users.user_journal("alice")
     entry = next(e for e in journal if e["event"] == "user.change_phone")
     assert (entry["method"], entry["operator"], entry["reason"]) == (
         "override",

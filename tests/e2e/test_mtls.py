@@ -17,7 +17,7 @@ from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server.config import Settings
 from sesame.server.grpc.authz import AuthorizationInterceptor
@@ -56,7 +56,7 @@ class Secured:
 
 @pytest.fixture
 async def secured(
-    redis_store: RedisStateStore, keystore: Pkcs11KeyStore, tmp_path: Path, pki: Pki
+    redis_store: RedisState, keystore: Pkcs11KeyStore, tmp_path: Path, pki: Pki
 ) -> AsyncIterator[Secured]:
     """The composition root's wiring behind mTLS, the test policy and a probe port, read as settings."""
     transport = Settings.from_env({**pki.env, "SESAME_HEALTH_ADDR": "127.0.0.1:0"}).transport
@@ -93,7 +93,7 @@ async def test_an_allowed_caller_enrols_and_reads_a_user(secured: Secured) -> No
 
 
 async def test_the_journal_names_the_service_that_started_and_verified(
-    secured: Secured, redis_store: RedisStateStore
+    secured: Secured, redis_store: RedisState
 ) -> None:
     """Challenge journal entries carry the verified identity of the calling service, as evidence."""
     async with secured.channel(secured.pki.backoffice) as channel:
@@ -110,7 +110,7 @@ async def test_the_journal_names_the_service_that_started_and_verified(
             ),
             timeout=5,
         )
-    journal = await redis_store.challenge_journal(started.challenge_id)
+    journal = await redis_store.journal.challenge_journal(started.challenge_id)
     asked = [e for e in journal if e["event"] in {"challenge.opened", "challenge.verification"}]
     assert [(e["event"], e["caller"]) for e in asked] == [
         ("challenge.opened", PAYMENTS),

@@ -17,7 +17,7 @@ from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.api.v1 import evidence_service_pb2 as evidence_pb
 from sesame.api.v1 import evidence_service_pb2_grpc as evidence_grpc
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from sesame.hsm.keys import rotate_keys
 from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
 from sesame.server.domain.model import KeyKind
@@ -134,7 +134,7 @@ async def test_evidence_holds_every_attempt_and_the_proof(live: Live) -> None:
 
 @pytest.fixture
 async def keyless(
-    make_token: Callable[[str], Pkcs11Config], redis_store: RedisStateStore, tmp_path: Path
+    make_token: Callable[[str], Pkcs11Config], redis_store: RedisState, tmp_path: Path
 ) -> AsyncIterator[tuple[Live, Pkcs11Config, Pkcs11KeyStore]]:
     """A server whose token holds an OTP key and no proof key yet (the HSM cannot sign)."""
     config = make_token(f"keyless-{secrets.token_hex(4)}")

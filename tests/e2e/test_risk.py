@@ -22,7 +22,7 @@ from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.api.v1 import operation_pb2 as op_pb
 from sesame.clients.camara_sim_swap import CamaraConfig, CamaraSimSwap
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server.app import RiskWiring
 from sesame.server.grpc.demo import read_code
@@ -93,7 +93,7 @@ async def test_the_judgments_fraud_is_held_at_each_transfer(live: Live, redis_cl
     assert codes(held[0]) == {"NEW_PAYEE", "PAYEES_BURST", "UNUSUAL_AMOUNT"}
     assert all(reason.description for reason in held[0].risk.reasons)
     assert held[0].risk.rules_version.startswith("2026-11-30.1+")
-    opened = await live.store.challenge_journal(held[0].challenge_id)
+    opened = await live.store.journal.challenge_journal(held[0].challenge_id)
     assert opened[0]["event"] == "challenge.opened"
     assert opened[0]["risk_decision"] == "hold"
     assert set(opened[0]["risk_reasons"].split(",")) == {"NEW_PAYEE", "PAYEES_BURST", "UNUSUAL_AMOUNT"}
@@ -127,7 +127,7 @@ def _operator() -> Iterator[Operator]:
 
 @pytest.fixture(name="guarded")
 async def _guarded(
-    redis_store: RedisStateStore, keystore: Pkcs11KeyStore, tmp_path: Path, operator: Operator
+    redis_store: RedisState, keystore: Pkcs11KeyStore, tmp_path: Path, operator: Operator
 ) -> AsyncIterator[Live]:
     """A real server asking the local operator's SIM Swap API, with a 300 ms timeout."""
     clock = ShiftedClock()

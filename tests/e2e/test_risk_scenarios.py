@@ -22,7 +22,7 @@ from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.api.v1 import operation_pb2 as op_pb
 from sesame.clients.camara_sim_swap import CamaraConfig, CamaraSimSwap
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server.app import RiskWiring
 from sesame.server.domain.risk import RiskAssessment, RiskDecision, RiskReason
@@ -46,7 +46,7 @@ def _operator() -> Iterator[Operator]:
 
 @pytest.fixture(name="served")
 async def _served(
-    redis_store: RedisStateStore, keystore: Pkcs11KeyStore, tmp_path: Path, operator: Operator
+    redis_store: RedisState, keystore: Pkcs11KeyStore, tmp_path: Path, operator: Operator
 ) -> AsyncIterator[Live]:
     clock = ShiftedClock()
     sim_swap = CamaraSimSwap(CamaraConfig(operator.url, TOKEN, timeout=2.0), clock)

@@ -18,7 +18,7 @@ from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.clients.redis_keys import Keyspace
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from sesame.hsm.keys import _on_token, init_keys
 from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
 from sesame.server.domain.budgets import BudgetSubject, SendBudget
@@ -91,7 +91,7 @@ async def test_eight_concurrent_retries_of_one_request_spend_one_unit(
 
 @pytest.fixture
 async def failing_hsm_live(
-    make_token: Callable[[str], Pkcs11Config], redis_store: RedisStateStore, tmp_path: Path
+    make_token: Callable[[str], Pkcs11Config], redis_store: RedisState, tmp_path: Path
 ) -> AsyncIterator[tuple[Live, Pkcs11Config, str]]:
     """A server on a private token of its own, whose OTP key a test may destroy."""
     config = make_token("units")

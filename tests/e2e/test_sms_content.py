@@ -50,7 +50,7 @@ async def test_a_verified_new_payee_is_notified_and_journaled_without_a_code(liv
     assert '"Jean DUPONT" (IBAN FR76...0189) a été ajouté le ' in notice["text"]
     assert re.search(r"le \d\d/\d\d/\d{4} à \d\d:\d\d UTC", notice["text"])
     assert code not in notice["text"]
-    journal = await live.store.user_journal(user_id)
+    journal = await live.store.users.user_journal(user_id)
     notices = [(e["kind"], e["outcome"], e["phone"]) for e in journal if e["event"] == "user.notice"]
     assert notices == [("beneficiary_added", "sent", "+33*******78")]
 

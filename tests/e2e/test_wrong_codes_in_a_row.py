@@ -52,7 +52,9 @@ async def test_ten_challenges_then_guessing_evaluate_at_most_five_wrong_codes(li
     for challenge_id, _ in opened:
         described = await live.auth.GetChallenge(auth_pb.GetChallengeRequest(challenge_id=challenge_id))
         assert described.challenge.status != auth_pb.CHALLENGE_STATUS_VERIFIED
-    failures = [e for e in await live.store.user_journal(user_id) if e["event"] == "user.failed_attempt"]
+    failures = [
+        e for e in await live.store.users.user_journal(user_id) if e["event"] == "user.failed_attempt"
+    ]
     assert [e["outcome"] for e in failures] == ["counted"] * 4 + ["blocked"]
 
 
@@ -67,7 +69,7 @@ async def test_wrong_codes_count_again_once_the_block_is_over(live: Live) -> Non
     challenge_id, code = await started(live, user_id)
     answer = await verify(live, challenge_id, wrong(code))
     assert (answer.result, answer.attempts_left) == (auth_pb.VERIFY_RESULT_WRONG_CODE, 2)
-    user = await live.store.get_user(user_id)
+    user = await live.store.users.get_user(user_id)
     assert (user.failures, user.blocks) == (1, 1)
 
 
@@ -114,7 +116,7 @@ async def test_the_payer_is_alerted_once_without_a_code(live: Live) -> None:
     assert "UTC" in alert["text"]
     assert not re.search(r"\d{6}", alert["text"])
     assert not any(code in alert["text"] for code in sent_codes)
-    notices = [e for e in await live.store.user_journal(user_id) if e["event"] == "user.notice"]
+    notices = [e for e in await live.store.users.user_journal(user_id) if e["event"] == "user.notice"]
     assert [(n["kind"], n["outcome"], n["phone"]) for n in notices] == [
         ("user_blocked", "sent", "+33*******78")
     ]
@@ -148,7 +150,7 @@ async def test_no_resend_while_the_user_is_blocked(live: Live, redis_client: aio
     assert 1 <= retry_seconds(refused.value) <= 120
     assert live.sms_file.read_text(encoding="utf-8").splitlines() == sent
     assert await redis_client.zcard(live.store.keys.send_budget("user", user_id)) == units
-    assert (await live.store.get_challenge(missed_id)).resends == 0
+    assert (await live.store.challenges.get_challenge(missed_id)).resends == 0
     sample = live.metrics.registry.get_sample_value
     assert sample("sesame_resends_total", {"outcome": "user_blocked"}) == 1
     live.clock.advance(timedelta(minutes=2))

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from sesame.server.domain.errors import ClientNotFound, ClientTerminated
 from sesame.server.domain.lifecycle import ClientTermination
+from sesame.server.domain.ports import Clients
 from tests.fakes.journal_fields import iso, provenance_fields
 
 
@@ -51,3 +52,6 @@ class MemoryClients:
 
     async def client_journal(self, client_id: str) -> list[dict[str, str]]:
         return list(self._client_journals.get(client_id, []))
+
+
+_: type[Clients] = MemoryClients

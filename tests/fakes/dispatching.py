@@ -12,7 +12,7 @@ from datetime import timedelta
 from sesame.server.domain.challenges import ChallengeFlows, ChallengePolicy, StartRequest
 from sesame.server.domain.dispatching import Dispatcher
 from sesame.server.domain.model import Challenge, RequestContext
-from sesame.server.domain.ports import Clock, KeyStore, SmsGateway, StateStore
+from sesame.server.domain.ports import Clock, KeyStore, SmsGateway, State
 from sesame.server.domain.proofs import ProofFlows
 from sesame.server.domain.risk_flow import RiskFlows
 from sesame.server.domain.tally import UNTALLIED, Tally
@@ -26,7 +26,7 @@ class InstantlyDispatched(ChallengeFlows):
         self,
         *,
         keys: KeyStore,
-        store: StateStore,
+        store: State,
         outbox: MemoryOutbox,
         sms: SmsGateway,
         clock: Clock,

@@ -16,7 +16,7 @@ from sesame.server.domain.model import Challenge, DeliveryState
 from sesame.server.domain.ports import Clock, Outbox
 
 if TYPE_CHECKING:
-    from tests.fakes.state_store import MemoryStateStore
+    from tests.fakes.challenges import MemoryChallenges
 
 
 @dataclass(slots=True)
@@ -28,7 +28,7 @@ class _Pending:
 class MemoryOutbox:
     """Entries in queue order; each given to one consumer and pending with it until settled."""
 
-    def __init__(self, store: MemoryStateStore, clock: Clock) -> None:
+    def __init__(self, store: MemoryChallenges, clock: Clock) -> None:
         self._store = store
         self._clock = clock  # when an entry became pending: what `reclaim` compares `idle` with
         self._ids = itertools.count(1)

@@ -1,10 +1,10 @@
-"""An in-memory RiskMemory beside a fake StateStore, with the semantics of `RedisRiskMemory`."""
+"""An in-memory RiskMemory beside the Users fake, with the semantics of `RedisRiskMemory`."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from sesame.server.domain.ports import RiskMemory, StateStore
+from sesame.server.domain.ports import RiskMemory, Users
 from sesame.server.domain.risk_signals import (
     RiskDenial,
     RiskHistory,
@@ -19,7 +19,7 @@ from tests.fakes.journal_fields import context_fields, iso, ms
 class MemoryRiskMemory:
     """Each user's history in a dict; the user itself from the store it stands beside."""
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: Users) -> None:
         self._store = store
         self._histories: dict[str, RiskHistory] = {}
         self._denials: dict[str, list[dict[str, str]]] = {}

@@ -13,7 +13,7 @@ from tests.fakes.clock import FixedClock
 from tests.fakes.dispatching import InstantlyDispatched
 from tests.fakes.keystore import FakeKeyStore
 from tests.fakes.sms import RecordingSmsGateway
-from tests.fakes.state_store import MemoryStateStore
+from tests.fakes.state import MemoryState, memory_state
 
 PHONE = "+33612345678"
 TRANSFER = CreditTransfer(Money("EUR", 125000), Payee("Jean DUPONT", "FR7630006000011234567890189"), "tx-1")
@@ -30,7 +30,7 @@ class World:
 
     def __init__(
         self,
-        store: MemoryStateStore | None = None,
+        store: MemoryState | None = None,
         policy: ChallengePolicy | None = None,
         lifecycle: LifecyclePolicy | None = None,
     ) -> None:
@@ -38,7 +38,7 @@ class World:
         self.keys = FakeKeyStore()
         self.keys.add_key("sesame-otp-v1", b"k" * 32)
         self.keys.add_proof_key(1)
-        self.store = store or MemoryStateStore()
+        self.store = store or memory_state()
         self.sms = RecordingSmsGateway(self.clock)
         policy = policy or ChallengePolicy()
         self.challenges = InstantlyDispatched(

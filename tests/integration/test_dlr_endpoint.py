@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from sesame.clients import http_listener
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from sesame.server.domain.model import Challenge, DeliveryState, RequestContext
 from tests import factories
 from tests.support.kannel_fixtures import DlrReceiver
@@ -19,9 +19,11 @@ from tests.support.kannel_fixtures import DlrReceiver
 pytestmark = pytest.mark.integration
 
 
-async def _opened(store: RedisStateStore) -> Challenge:
+async def _opened(store: RedisState) -> Challenge:
     challenge = factories.a_challenge(datetime.now(UTC).replace(microsecond=0))
-    await store.open_challenge(await factories.its_user_enrolled(store, challenge), RequestContext())
+    await store.challenges.open_challenge(
+        await factories.its_user_enrolled(store, challenge), RequestContext()
+    )
     return challenge
 
 
@@ -34,17 +36,19 @@ def _report(receiver: DlrReceiver, challenge_id: str, status: str = "1") -> dict
     return {"challenge": challenge_id, "ref": "ref-1", "status": status, "token": receiver.callback.token}
 
 
-async def test_a_report_with_the_token_is_recorded(redis_store: RedisStateStore, dlr_receiver: DlrReceiver):
+async def test_a_report_with_the_token_is_recorded(redis_store: RedisState, dlr_receiver: DlrReceiver):
     """Status 1 with the right token answers 200 and the challenge reads DELIVERED."""
     challenge = await _opened(redis_store)
     response = await _get(dlr_receiver, **_report(dlr_receiver, challenge.challenge_id))
     assert response.status_code == 200
-    assert (await redis_store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.DELIVERED
+    assert (
+        await redis_store.challenges.get_challenge(challenge.challenge_id)
+    ).delivery is DeliveryState.DELIVERED
 
 
 @pytest.mark.parametrize("token", ["wrong-token", "", None])
 async def test_a_bad_or_missing_token_is_refused_and_nothing_written(
-    redis_store: RedisStateStore, dlr_receiver: DlrReceiver, token: str | None
+    redis_store: RedisState, dlr_receiver: DlrReceiver, token: str | None
 ):
     """A wrong, empty or absent token answers 403; the challenge and its journal are untouched."""
     challenge = await _opened(redis_store)
@@ -53,8 +57,10 @@ async def test_a_bad_or_missing_token_is_refused_and_nothing_written(
     if token is not None:
         report["token"] = token
     assert (await _get(dlr_receiver, **report)).status_code == 403
-    assert (await redis_store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.PENDING
-    assert [e["event"] for e in await redis_store.challenge_journal(challenge.challenge_id)] == [
+    assert (
+        await redis_store.challenges.get_challenge(challenge.challenge_id)
+    ).delivery is DeliveryState.PENDING
+    assert [e["event"] for e in await redis_store.journal.challenge_journal(challenge.challenge_id)] == [
         "challenge.opened"
     ]
 
@@ -66,14 +72,16 @@ async def test_a_report_for_an_unknown_challenge_is_404(dlr_receiver: DlrReceive
 
 @pytest.mark.parametrize("status", ["abc", "32", "0", "-1", ""])
 async def test_a_status_kannel_never_sends_is_400(
-    redis_store: RedisStateStore, dlr_receiver: DlrReceiver, status: str
+    redis_store: RedisState, dlr_receiver: DlrReceiver, status: str
 ):
     """A status with no known DLR bit, or not a number, answers 400 and writes nothing."""
     challenge = await _opened(redis_store)
     assert (
         await _get(dlr_receiver, **_report(dlr_receiver, challenge.challenge_id, status))
     ).status_code == 400
-    assert (await redis_store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.PENDING
+    assert (
+        await redis_store.challenges.get_challenge(challenge.challenge_id)
+    ).delivery is DeliveryState.PENDING
 
 
 async def test_a_report_without_its_reference_is_400(dlr_receiver: DlrReceiver):
@@ -101,7 +109,7 @@ async def _raw(receiver: DlrReceiver, data: bytes) -> bytes:
         writer.close()
 
 
-async def test_an_oversized_request_head_is_refused(redis_store: RedisStateStore, dlr_receiver: DlrReceiver):
+async def test_an_oversized_request_head_is_refused(redis_store: RedisState, dlr_receiver: DlrReceiver):
     """A request line beyond HEAD_LIMIT, though it holds a valid report, answers 400 and is not recorded."""
     challenge = await _opened(redis_store)
     query = (
@@ -109,7 +117,9 @@ async def test_an_oversized_request_head_is_refused(redis_store: RedisStateStore
     )
     answer = await _raw(dlr_receiver, f"GET /dlr/kannel?{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     assert answer.split(b" ", 2)[1] == b"400"
-    assert (await redis_store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.PENDING
+    assert (
+        await redis_store.challenges.get_challenge(challenge.challenge_id)
+    ).delivery is DeliveryState.PENDING
 
 
 async def test_an_oversized_header_field_is_refused(dlr_receiver: DlrReceiver):
@@ -142,7 +152,7 @@ async def _never_called(query: str) -> http_listener.Reply:
 
 
 async def test_the_token_reaches_no_log_line(
-    redis_store: RedisStateStore, dlr_receiver: DlrReceiver, caplog: pytest.LogCaptureFixture
+    redis_store: RedisState, dlr_receiver: DlrReceiver, caplog: pytest.LogCaptureFixture
 ):
     """At DEBUG, neither a good report, a refused one nor an oversized one logs the token (the test's
     own HTTP client, httpx, does: its lines are not the server's)."""

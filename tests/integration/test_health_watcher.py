@@ -13,7 +13,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sesame.clients.redis_server import EmbeddedRedis
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server.grpc.server import SERVICE_NAMES, GrpcServer
 from tests.support.redis_fixtures import crash
@@ -40,7 +40,7 @@ async def watched(tmp_path: Path, keystore: Pkcs11KeyStore) -> AsyncIterator[Wat
     """Start a private redis-server and a server probing it and the session's token every 50 ms."""
     own_redis = EmbeddedRedis(tmp_path / "redis")
     await asyncio.to_thread(own_redis.start)
-    store = RedisStateStore.from_url(own_redis.url)
+    store = RedisState.from_url(own_redis.url)
     wired = await start_wired(
         keystore, store, tmp_path / "sms.jsonl", ServerOptions(health_interval=INTERVAL)
     )

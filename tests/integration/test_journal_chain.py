@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 import redis.asyncio as aioredis
 
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from sesame.server.domain.model import RequestContext
 from tests.factories import a_challenge, its_user_enrolled
 
@@ -20,11 +20,11 @@ async def _entries(client: aioredis.Redis, key: str) -> list[tuple[str, dict[str
 
 
 async def test_entries_are_numbered_linked_and_fed_to_the_sealer(redis_client: aioredis.Redis):
-    store = RedisStateStore(redis_client)
+    store = RedisState.on(redis_client)
     now = datetime.now(UTC)
     challenge = await its_user_enrolled(store, a_challenge(now))
-    await store.open_challenge(challenge, RequestContext())
-    await store.cancel_challenge(challenge.challenge_id, now, RequestContext())
+    await store.challenges.open_challenge(challenge, RequestContext())
+    await store.challenges.cancel_challenge(challenge.challenge_id, now, RequestContext())
     stream = store.keys.challenge_journal(challenge.challenge_id)
     entries = await _entries(redis_client, stream)
     assert [fields["seq"] for _, fields in entries] == ["1", "2"]
@@ -32,21 +32,21 @@ async def test_entries_are_numbered_linked_and_fed_to_the_sealer(redis_client: a
     feed = dict(await _entries(redis_client, store.keys.journal_feed()))
     for entry_id, fields in entries:  # the same id, the same fields, and the stream it went to
         assert feed[entry_id] == {"stream": stream, **fields}
-    assert await store.challenge_journal(challenge.challenge_id) == [fields for _, fields in entries]
+    assert await store.journal.challenge_journal(challenge.challenge_id) == [fields for _, fields in entries]
     (enrolled,) = await _entries(redis_client, store.keys.user_journal(challenge.user_id))
     assert "seq" in enrolled[1]  # numbered too, but a reader of the user's events does not see it
-    assert all("seq" not in entry for entry in await store.user_journal(challenge.user_id))
+    assert all("seq" not in entry for entry in await store.users.user_journal(challenge.user_id))
 
 
 async def test_a_deleted_last_entry_leaves_a_gap_before_the_next(redis_client: aioredis.Redis):
     """XDEL lowers neither the count of entries ever added nor the last id: the next entry says so."""
-    store = RedisStateStore(redis_client)
+    store = RedisState.on(redis_client)
     now = datetime.now(UTC)
     challenge = await its_user_enrolled(store, a_challenge(now))
-    await store.open_challenge(challenge, RequestContext())
+    await store.challenges.open_challenge(challenge, RequestContext())
     stream = store.keys.challenge_journal(challenge.challenge_id)
     ((opened_id, _),) = await _entries(redis_client, stream)
     await redis_client.xdel(stream, opened_id)
-    await store.cancel_challenge(challenge.challenge_id, now, RequestContext())
+    await store.challenges.cancel_challenge(challenge.challenge_id, now, RequestContext())
     ((_, cancel),) = await _entries(redis_client, stream)
     assert (cancel["seq"], cancel["prev"]) == ("2", opened_id)

@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from sesame.clients.redis_journal import SealLost
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server.domain import proof
 from sesame.server.domain.journal_seal import GENESIS, Seal
@@ -26,11 +26,11 @@ pytestmark = pytest.mark.integration
 SHORT = SealerTiming(interval=timedelta(milliseconds=50), lease=timedelta(milliseconds=300))
 
 
-async def journal_something(store: RedisStateStore, nonce: int = 0) -> str:
+async def journal_something(store: RedisState, nonce: int = 0) -> str:
     """Enrol a user and open a challenge: two journal entries, in two streams."""
     now = datetime.now(UTC)
     challenge = await its_user_enrolled(store, a_challenge(now, nonce=bytes([nonce]) * 16))
-    await store.open_challenge(challenge, RequestContext())
+    await store.challenges.open_challenge(challenge, RequestContext())
     return challenge.challenge_id
 
 
@@ -39,12 +39,12 @@ def archive(tmp_path: Path) -> JournalArchive:
     return JournalArchive(tmp_path / "archive")
 
 
-def sealer(store: RedisStateStore, keystore: Pkcs11KeyStore, archive: JournalArchive, holder: str) -> Sealer:
+def sealer(store: RedisState, keystore: Pkcs11KeyStore, archive: JournalArchive, holder: str) -> Sealer:
     return Sealer(store.sealed_journal(), keystore, archive, SHORT, holder=holder)
 
 
 async def test_blocks_are_signed_chained_archived_and_leave_redis(
-    redis_store: RedisStateStore,
+    redis_store: RedisState,
     redis_client: aioredis.Redis,
     keystore: Pkcs11KeyStore,
     archive: JournalArchive,
@@ -59,7 +59,7 @@ async def test_blocks_are_signed_chained_archived_and_leave_redis(
     assert await redis_client.xlen(redis_store.keys.journal_feed()) == 0
     assert [b.seal for b in archive.blocks()] == [first]
     assert await one.step() is None  # nothing waits: no block
-    await redis_store.cancel_challenge(challenge_id, datetime.now(UTC), RequestContext())
+    await redis_store.challenges.cancel_challenge(challenge_id, datetime.now(UTC), RequestContext())
     second = await one.step()
     assert second is not None
     assert (second.block.number, second.block.prev) == (2, first.block.digest())
@@ -76,7 +76,7 @@ async def test_blocks_are_signed_chained_archived_and_leave_redis(
 
 
 async def test_a_block_whose_entries_changed_before_the_archive_is_not_archived(
-    redis_store: RedisStateStore,
+    redis_store: RedisState,
     redis_client: aioredis.Redis,
     keystore: Pkcs11KeyStore,
     archive: JournalArchive,
@@ -100,7 +100,7 @@ async def test_a_block_whose_entries_changed_before_the_archive_is_not_archived(
 
 
 async def test_a_second_sealer_waits_then_takes_over_when_the_first_dies(
-    redis_store: RedisStateStore, keystore: Pkcs11KeyStore, archive: JournalArchive
+    redis_store: RedisState, keystore: Pkcs11KeyStore, archive: JournalArchive
 ) -> None:
     """The first holds the lease and seals; the second seals nothing until the lease, no longer renewed,
     expires; then it continues the same chain."""
@@ -126,7 +126,7 @@ async def test_a_second_sealer_waits_then_takes_over_when_the_first_dies(
 
 
 async def test_a_sealer_that_lost_its_lease_writes_nothing(
-    redis_store: RedisStateStore, keystore: Pkcs11KeyStore, archive: JournalArchive
+    redis_store: RedisState, keystore: Pkcs11KeyStore, archive: JournalArchive
 ) -> None:
     await journal_something(redis_store, 3)
     stale = sealer(redis_store, keystore, archive, "stale")
@@ -141,7 +141,7 @@ async def test_a_sealer_that_lost_its_lease_writes_nothing(
 
 
 async def test_a_running_sealer_lets_its_lease_go_when_stopped(
-    redis_store: RedisStateStore, keystore: Pkcs11KeyStore, archive: JournalArchive
+    redis_store: RedisState, keystore: Pkcs11KeyStore, archive: JournalArchive
 ) -> None:
     """`run` seals while it holds the lease; stopped cleanly, it frees the lease for the next at once."""
     await journal_something(redis_store, 5)

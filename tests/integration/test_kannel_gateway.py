@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from sesame.clients.sms_failover import FailoverSmsGateway, Provider, Reliability
 from sesame.clients.sms_kannel import ANSWER_LIMIT, KannelConfig, KannelSmsGateway, refusal
 from sesame.server.domain import sms_text
@@ -89,9 +89,11 @@ async def test_gsm7_text_with_accents_keeps_the_default_coding(kannel: Kannel, g
     assert (got.coding, got.text) == ("text", text)
 
 
-async def _opened(store: RedisStateStore) -> Challenge:
+async def _opened(store: RedisState) -> Challenge:
     challenge = factories.a_challenge(datetime.now(UTC).replace(microsecond=0), Login())
-    await store.open_challenge(await factories.its_user_enrolled(store, challenge), RequestContext())
+    await store.challenges.open_challenge(
+        await factories.its_user_enrolled(store, challenge), RequestContext()
+    )
     return challenge
 
 
@@ -105,22 +107,22 @@ async def _eventually(check: Callable[[], Awaitable[bool]], limit: float = 5.0) 
 
 
 async def test_the_delivery_report_reaches_redis_as_delivered(
-    redis_store: RedisStateStore, dlr_receiver: DlrReceiver, gateways: Gateways
+    redis_store: RedisState, dlr_receiver: DlrReceiver, gateways: Gateways
 ):
     """Kannel calls the dlr-url back (8 then 1) and the challenge ends DELIVERED, each report journaled."""
     challenge = await _opened(redis_store)
     gateway = gateways(dlr=dlr_receiver.callback)
     sent = await gateway.send(SmsMessage(PHONE, _text("é"), challenge.challenge_id))
-    await redis_store.record_delivery(
+    await redis_store.challenges.record_delivery(
         challenge.challenge_id, DeliveryState.SENT, sent.provider_ref, sent.sent_at
     )
 
     async def delivered() -> bool:
-        stored = await redis_store.get_challenge(challenge.challenge_id)
+        stored = await redis_store.challenges.get_challenge(challenge.challenge_id)
         return stored.delivery is DeliveryState.DELIVERED
 
     assert await _eventually(delivered)
-    journal = await redis_store.challenge_journal(challenge.challenge_id)
+    journal = await redis_store.journal.challenge_journal(challenge.challenge_id)
     reports = {(e["outcome"], e["provider_ref"]) for e in journal if e["event"] == "challenge.delivery"}
     assert ("delivered", sent.provider_ref) in reports
 

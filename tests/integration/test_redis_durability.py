@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from sesame.clients.redis_server import EmbeddedRedis
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from sesame.server.domain.errors import ConfigurationError, StoreUnavailable
 from sesame.server.domain.model import RequestContext
 from sesame.server.domain.operation import CreditTransfer, Money, Payee
@@ -25,10 +25,10 @@ CHALLENGE = a_challenge(
 
 
 async def _write(url: str) -> None:
-    store = RedisStateStore.from_url(url)
+    store = RedisState.from_url(url)
     try:
-        await store.register_user(USER)
-        await store.open_challenge(CHALLENGE, RequestContext(ip="203.0.113.7"))
+        await store.users.register_user(USER)
+        await store.challenges.open_challenge(CHALLENGE, RequestContext(ip="203.0.113.7"))
     finally:
         await store.close()
 
@@ -41,11 +41,11 @@ async def test_acknowledged_writes_survive_sigkill(tmp_path: Path):
     await _write(crashed.url)
     crashed.kill()
     with EmbeddedRedis(data) as restarted:
-        store = RedisStateStore.from_url(restarted.url)
+        store = RedisState.from_url(restarted.url)
         try:
-            assert await store.get_user("u-1") == USER
-            assert await store.get_challenge(CHALLENGE.challenge_id) == CHALLENGE
-            assert len(await store.challenge_journal(CHALLENGE.challenge_id)) == 1
+            assert await store.users.get_user("u-1") == USER
+            assert await store.challenges.get_challenge(CHALLENGE.challenge_id) == CHALLENGE
+            assert len(await store.journal.challenge_journal(CHALLENGE.challenge_id)) == 1
         finally:
             await store.close()
 

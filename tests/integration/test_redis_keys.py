@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from redis.crc import key_slot
 
 from sesame.clients.redis_server import EmbeddedRedis
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from sesame.server.domain.challenges import user_tag
 from sesame.server.domain.errors import StoreUnavailable
 from sesame.server.domain.model import RequestContext
@@ -24,10 +24,10 @@ CHALLENGE_ID = a_challenge(datetime.now(UTC)).challenge_id
 async def test_keys_carry_the_hash_tag_of_their_aggregate(redis_client: aioredis.Redis):
     """A user, its pending index, its challenges and their journals live under {u:<t>}, t from the user id;
     the SMS queued for the challenge in the outbox, under {outbox} (docs/decisions/0025)."""
-    store = RedisStateStore(redis_client, prefix="bank")
+    store = RedisState.on(redis_client, prefix="bank")
     now = datetime.now(UTC)
-    await store.register_user(a_user(now))
-    await store.open_challenge(a_challenge(now), RequestContext())
+    await store.users.register_user(a_user(now))
+    await store.challenges.open_challenge(a_challenge(now), RequestContext())
     tag = user_tag("u-1")
     assert CHALLENGE_ID.endswith(f".u{tag}")
     assert sorted(await redis_client.keys("*")) == [
@@ -44,7 +44,7 @@ async def test_keys_carry_the_hash_tag_of_their_aggregate(redis_client: aioredis
 @pytest.mark.parametrize("aggregate", ["user", "client"])
 def test_an_aggregate_and_its_journal_share_a_cluster_slot(redis_client: aioredis.Redis, aggregate: str):
     """Every key of an aggregate hashes to one Redis Cluster slot; a user's challenges are in its slot."""
-    keys = RedisStateStore(redis_client).keys
+    keys = RedisState.on(redis_client).keys
     names = {
         "user": [
             keys.user("u-1"),
@@ -65,16 +65,16 @@ def test_an_aggregate_and_its_journal_share_a_cluster_slot(redis_client: aioredi
 
 def test_the_user_keys_a_script_builds_are_the_users(redis_client: aioredis.Redis):
     """The names a script builds from a challenge and the user id it stores are the user's own keys."""
-    keys = RedisStateStore(redis_client).keys
+    keys = RedisState.on(redis_client).keys
     hash_prefix, journal_prefix = keys.user_keys_beside(CHALLENGE_ID)
     assert (hash_prefix + "u-1", journal_prefix + "u-1") == (keys.user("u-1"), keys.user_journal("u-1"))
 
 
 async def test_challenge_expires_retention_after_its_expiry(redis_client: aioredis.Redis):
     """The challenge hash is purged at expiry plus retention, an absolute time from the challenge itself."""
-    store = RedisStateStore(redis_client, retention=timedelta(hours=2))
+    store = RedisState.on(redis_client, retention=timedelta(hours=2))
     challenge = await its_user_enrolled(store, a_challenge(datetime.now(UTC)))
-    await store.open_challenge(challenge, RequestContext())
+    await store.challenges.open_challenge(challenge, RequestContext())
     expire_ms = await redis_client.pexpiretime(store.keys.challenge(CHALLENGE_ID))
     purge_at = challenge.expires_at + timedelta(hours=2)
     assert expire_ms == int(purge_at.timestamp() * 1000)
@@ -82,10 +82,10 @@ async def test_challenge_expires_retention_after_its_expiry(redis_client: aiored
 
 async def test_registry_and_journals_do_not_expire(redis_client: aioredis.Redis):
     """The user hash and both journal streams carry no TTL."""
-    store = RedisStateStore(redis_client)
+    store = RedisState.on(redis_client)
     now = datetime.now(UTC)
-    await store.register_user(a_user(now))
-    await store.open_challenge(a_challenge(now), RequestContext())
+    await store.users.register_user(a_user(now))
+    await store.challenges.open_challenge(a_challenge(now), RequestContext())
     keys = [
         store.keys.user("u-1"),
         store.keys.user_journal("u-1"),
@@ -98,14 +98,14 @@ async def test_stopped_redis_raises_store_unavailable(tmp_path: Path):
     """Once its Redis is gone the store raises StoreUnavailable, not a redis-py exception."""
     server = EmbeddedRedis(tmp_path / "gone")
     server.start()
-    store = RedisStateStore.from_url(server.url, timeout=0.5)
-    await store.register_user(a_user(datetime.now(UTC)))
+    store = RedisState.from_url(server.url, timeout=0.5)
+    await store.users.register_user(a_user(datetime.now(UTC)))
     server.stop()
     try:
         with pytest.raises(StoreUnavailable):
-            await store.get_user("u-1")
+            await store.users.get_user("u-1")
         with pytest.raises(StoreUnavailable):
-            await store.open_challenge(a_challenge(datetime.now(UTC)), RequestContext())
+            await store.challenges.open_challenge(a_challenge(datetime.now(UTC)), RequestContext())
     finally:
         await store.close()
 
@@ -116,9 +116,9 @@ async def test_unreachable_redis_raises_store_unavailable(tmp_path: Path):
     server.start()
     url = server.url
     server.stop()
-    store = RedisStateStore.from_url(url, timeout=0.5)
+    store = RedisState.from_url(url, timeout=0.5)
     try:
         with pytest.raises(StoreUnavailable):
-            await store.get_challenge(CHALLENGE_ID)
+            await store.challenges.get_challenge(CHALLENGE_ID)
     finally:
         await store.close()

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from sesame.clients.redis_server import EmbeddedRedis
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from sesame.server.domain.errors import StoreUnavailable
 from sesame.server.supervisor import Backoff, Supervisor
 from tests.support.redis_fixtures import crash
@@ -71,7 +71,7 @@ def test_a_failed_restart_keeps_the_port_for_the_next_try(server: EmbeddedRedis)
 
 async def test_check_fails_with_store_unavailable_when_redis_is_dead(server: EmbeddedRedis) -> None:
     """The store's health probe passes on a live server and raises StoreUnavailable once it is gone."""
-    store = RedisStateStore.from_url(server.url)
+    store = RedisState.from_url(server.url)
     try:
         await store.check()
         crash(server)

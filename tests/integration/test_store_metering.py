@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from sesame.clients.redis_server import EmbeddedRedis
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from sesame.server.domain.errors import StoreUnavailable, UserNotFound
 from sesame.server.metrics import DependencyMeter, Metrics
 from tests.factories import a_user
@@ -26,13 +26,13 @@ def sample(metrics: Metrics, name: str, call: str) -> float:
 async def test_scripts_and_reads_are_timed_through_the_metered_view(redis_client: aioredis.Redis) -> None:
     """A script and two reads through the view are timed under their names; the bare store reports nothing."""
     metrics = Metrics()
-    store = RedisStateStore(redis_client)
+    store = RedisState.on(redis_client)
     metered = store.metered(DependencyMeter(metrics, "store"))
-    await metered.register_user(a_user(datetime.now(UTC)))
-    await metered.get_user("u-1")
+    await metered.users.register_user(a_user(datetime.now(UTC)))
+    await metered.users.get_user("u-1")
     with pytest.raises(UserNotFound):
-        await metered.get_user("nobody")
-    await store.get_user("u-1")  # the bare store: a health probe's side, not traffic
+        await metered.users.get_user("nobody")
+    await store.users.get_user("u-1")  # the bare store: a health probe's side, not traffic
     assert sample(metrics, "sesame_dependency_duration_seconds_count", "register_user") == 1
     assert sample(metrics, "sesame_dependency_duration_seconds_count", "get_user") == 2
     assert sample(metrics, "sesame_dependency_failures_total", "get_user") == 0
@@ -43,14 +43,14 @@ async def test_a_stopped_redis_counts_as_a_failure(tmp_path: Path) -> None:
     server = EmbeddedRedis(tmp_path / "gone")
     server.start()
     metrics = Metrics()
-    store = RedisStateStore.from_url(server.url, timeout=0.5).metered(DependencyMeter(metrics, "store"))
-    await store.register_user(a_user(datetime.now(UTC)))
+    store = RedisState.from_url(server.url, timeout=0.5).metered(DependencyMeter(metrics, "store"))
+    await store.users.register_user(a_user(datetime.now(UTC)))
     server.stop()
     try:
         with pytest.raises(StoreUnavailable):
-            await store.get_user("u-1")
+            await store.users.get_user("u-1")
         with pytest.raises(StoreUnavailable):
-            await store.register_user(a_user(datetime.now(UTC)))
+            await store.users.register_user(a_user(datetime.now(UTC)))
     finally:
         await store.close()
     assert sample(metrics, "sesame_dependency_failures_total", "get_user") == 1

@@ -11,14 +11,14 @@ import grpc
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from sesame.server.grpc.demo import find_sms
 
 QUEUED = auth_pb.DELIVERY_STATE_QUEUED
 SETTLED_WITHIN = 10.0  # seconds: far more than a dispatch takes, even on a loaded machine
 
 
-async def settled(store: RedisStateStore, within: float = SETTLED_WITHIN) -> None:
+async def settled(store: RedisState, within: float = SETTLED_WITHIN) -> None:
     """Return once every SMS queued so far was settled (sent, failed or expired); TimeoutError after
     `within` seconds (an SMS stuck in the outbox is a failure, not a wait)."""
     outbox = store.outbox()

@@ -14,7 +14,7 @@ from tests.fakes.clock import FixedClock
 from tests.fakes.dispatching import InstantlyDispatched
 from tests.fakes.keystore import FakeKeyStore
 from tests.fakes.sms import RecordingSmsGateway
-from tests.fakes.state_store import MemoryStateStore
+from tests.fakes.state import memory_state
 
 PHONE = "+33612345678"
 TRANSFER = CreditTransfer(Money("EUR", 125000), Payee("Jean DUPONT", "FR7630006000011234567890189"), "tx-1")
@@ -31,7 +31,7 @@ class World:
         self.keys.add_key("sesame-otp-v1", b"k" * 32)
         if proof_key:
             self.keys.add_proof_key(1)
-        self.store = MemoryStateStore(retention=RETENTION, purge_clock=self.clock)
+        self.store = memory_state(retention=RETENTION, purge_clock=self.clock)
         self.sms = RecordingSmsGateway(self.clock)
         self.proofs = ProofFlows(keys=self.keys, store=self.store, clock=self.clock, issuer="MaBanque")
         self.flows = InstantlyDispatched(
@@ -46,7 +46,7 @@ class World:
 
     async def started(self) -> str:
         """A challenge for the transfer, opened for an enrolled user."""
-        await self.store.register_user(
+        await self.store.users.register_user(
             User("alice", "acme", PHONE, "fr", UserStatus.ACTIVE, self.clock.now())
         )
         challenge = await self.flows.start(StartRequest("alice", TRANSFER, CONTEXT))

@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from sesame.clients.redis_server import EmbeddedRedis
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 
 
 @pytest.fixture(scope="session")
@@ -33,9 +33,9 @@ async def redis_client(redis_server: EmbeddedRedis) -> AsyncIterator[aioredis.Re
 
 
 @pytest.fixture
-def redis_store(redis_client: aioredis.Redis) -> RedisStateStore:
+def redis_store(redis_client: aioredis.Redis) -> RedisState:
     """The real state store on the clean database."""
-    return RedisStateStore(redis_client)
+    return RedisState.on(redis_client)
 
 
 def crash(server: EmbeddedRedis) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from sesame.clients.sms_console import ConsoleSmsGateway
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server.app import Gateway, RiskWiring, Runtime, SystemClock, wire
@@ -46,7 +46,7 @@ class Wired:
 
 
 async def start_wired(
-    keys: Pkcs11KeyStore, store: RedisStateStore, sms_file: Path, options: ServerOptions | None = None
+    keys: Pkcs11KeyStore, store: RedisState, sms_file: Path, options: ServerOptions | None = None
 ) -> Wired:
     """Wire the flows as `sesame serve` does (console SMS to `sms_file`) and start serving them."""
     chosen = options or ServerOptions()

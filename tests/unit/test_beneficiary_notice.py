@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from sesame.server.domain.challenges import ChallengePolicy, StartRequest, VerifyRequest
@@ -9,7 +10,7 @@ from sesame.server.domain.errors import StoreUnavailable
 from sesame.server.domain.lifecycle import UserNotice
 from sesame.server.domain.model import VerificationOutcome, VerifyResult
 from sesame.server.domain.operation import AddBeneficiary, Payee
-from tests.fakes.state_store import MemoryStateStore
+from tests.fakes.users import MemoryUsers
 from tests.unit.test_challenges import NO_CONTEXT, PHONE, TRANSFER, World, flows_over, wrong
 
 ADD = AddBeneficiary(Payee("Jean DUPONT", "FR7630006000011234567890189"))
@@ -26,7 +27,7 @@ async def added(world: World, code_of: str = "") -> VerificationOutcome:
 async def notices(world: World) -> list[tuple[str, str]]:
     return [
         (entry["kind"], entry["outcome"])
-        for entry in await world.store.user_journal("alice")
+        for entry in await world.store.users.user_journal("alice")
         if entry["event"] == "user.notice"
     ]
 
@@ -65,8 +66,8 @@ async def test_a_notice_the_gateway_refuses_is_journaled_failed_and_the_answer_s
     assert await notices(world) == [("beneficiary_added", "failed")]
 
 
-class NoticeJournalDown(MemoryStateStore):
-    """A store that cannot journal a notice, as Redis gone right after the verification."""
+class NoticeJournalDown(MemoryUsers):
+    """Users that cannot journal a notice, as Redis gone right after the verification."""
 
     async def record_user_notice(self, user_id: str, notice: UserNotice) -> None:
         raise StoreUnavailable("ConnectionError")
@@ -75,7 +76,7 @@ class NoticeJournalDown(MemoryStateStore):
 async def test_a_notice_that_cannot_be_journaled_never_changes_the_answer() -> None:
     """With the journal of notices failing, the verification still answers VERIFIED, the SMS sent."""
     world = World()
-    world.store = NoticeJournalDown()
+    world.store = dataclasses.replace(world.store, users=NoticeJournalDown(world.store.memory))
     world.flows = flows_over(world.keys, world.store, world.sms, world.clock, ChallengePolicy())
     outcome = await added(world)
     assert outcome.result is VerifyResult.VERIFIED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import replace
 from datetime import timedelta
@@ -40,11 +41,12 @@ from sesame.server.domain.model import (
 from sesame.server.domain.operation import CreditTransfer, Login, Money, Payee, digest
 from sesame.server.domain.proofs import ProofFlows
 from sesame.server.grpc.demo import code_in
+from tests.fakes.challenges import MemoryChallenges
 from tests.fakes.clock import FixedClock
 from tests.fakes.dispatching import InstantlyDispatched
 from tests.fakes.keystore import FakeKeyStore
 from tests.fakes.sms import RecordingSmsGateway
-from tests.fakes.state_store import MemoryStateStore
+from tests.fakes.state import MemoryState, memory_state
 
 PHONE = "+33612345678"
 TRANSFER = CreditTransfer(Money("EUR", 125000), Payee("Jean DUPONT", "FR7630006000011234567890189"), "tx-1")
@@ -59,13 +61,13 @@ class World:
         self.clock = FixedClock()
         self.keys = FakeKeyStore()
         self.keys.add_key("sesame-otp-v1", b"k" * 32)
-        self.store = MemoryStateStore()
+        self.store = memory_state()
         self.sms = RecordingSmsGateway(self.clock)
         self.flows = flows_over(self.keys, self.store, self.sms, self.clock, policy or ChallengePolicy())
 
     async def enrol(self, status: UserStatus = UserStatus.ACTIVE) -> str:
         user = User("alice", "acme", PHONE, "fr", status, self.clock.now())
-        await self.store.register_user(user)
+        await self.store.users.register_user(user)
         return user.user_id
 
     def last_code(self) -> str:
@@ -80,7 +82,7 @@ class World:
 
 def flows_over(
     keys: FakeKeyStore,
-    store: MemoryStateStore,
+    store: MemoryState,
     sms: RecordingSmsGateway,
     clock: FixedClock,
     policy: ChallengePolicy,
@@ -108,7 +110,7 @@ async def test_start_sends_the_code_to_the_secure_phone(world: World) -> None:
     assert world.sms.sent[-1].to == PHONE
     assert world.sms.sent[-1].challenge_id == challenge.challenge_id
     assert challenge.delivery is DeliveryState.QUEUED
-    assert (await world.store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.SENT
+    assert (await world.store.challenges.get_challenge(challenge.challenge_id)).delivery is DeliveryState.SENT
     assert await world.verify(challenge.challenge_id, world.last_code()) is VerifyResult.VERIFIED
 
 
@@ -166,7 +168,7 @@ async def test_code_of_the_wrong_length_is_invalid_and_not_counted(world: World)
     with pytest.raises(InvalidRequest) as caught:
         await world.verify(challenge.challenge_id, "12345")
     assert caught.value.violations[0].field == "code"
-    assert (await world.store.get_challenge(challenge.challenge_id)).attempts == 0
+    assert (await world.store.challenges.get_challenge(challenge.challenge_id)).attempts == 0
 
 
 async def test_unknown_key_version_is_a_missing_key_not_an_unknown_challenge(world: World) -> None:
@@ -180,7 +182,7 @@ async def test_unknown_key_version_is_a_missing_key_not_an_unknown_challenge(wor
     with pytest.raises(KeyVersionUnavailable) as caught:
         await replica.verify(VerifyRequest(opened.challenge_id, world.last_code(), TRANSFER, NO_CONTEXT))
     assert caught.value.key_version == 2
-    assert (await world.store.get_challenge(opened.challenge_id)).attempts == 0
+    assert (await world.store.challenges.get_challenge(opened.challenge_id)).attempts == 0
 
 
 async def test_malformed_challenge_id_is_invalid(world: World) -> None:
@@ -206,12 +208,14 @@ async def test_gateway_failure_is_recorded_not_raised(world: World) -> None:
     world.sms.fail()
     challenge = await world.flows.start(StartRequest(await world.enrol(), TRANSFER, NO_CONTEXT))
     assert challenge.delivery is DeliveryState.QUEUED
-    assert (await world.store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.FAILED
+    assert (
+        await world.store.challenges.get_challenge(challenge.challenge_id)
+    ).delivery is DeliveryState.FAILED
     world.sms.recover()
     world.clock.advance(SPACING)
     resent = await world.flows.resend(challenge.challenge_id, NO_CONTEXT)
     assert resent.delivery is DeliveryState.QUEUED
-    assert (await world.store.get_challenge(challenge.challenge_id)).delivery is DeliveryState.SENT
+    assert (await world.store.challenges.get_challenge(challenge.challenge_id)).delivery is DeliveryState.SENT
 
 
 async def test_resend_sends_the_same_code_and_resets_no_counter(world: World) -> None:
@@ -277,7 +281,7 @@ async def test_resend_is_journaled_with_the_context(world: World) -> None:
     await world.flows.resend(challenge.challenge_id, context)
     resends = [
         e
-        for e in await world.store.challenge_journal(challenge.challenge_id)
+        for e in await world.store.journal.challenge_journal(challenge.challenge_id)
         if e["event"] == "challenge.resend"
     ]
     assert [(e["outcome"], e["ip"], e["session_id"]) for e in resends] == [
@@ -295,7 +299,9 @@ async def test_policy_sets_digits_and_attempts() -> None:
     wrong = str((int(code) + 1) % 10**8).zfill(8)
     assert await world.verify(challenge.challenge_id, wrong, Login()) is VerifyResult.WRONG_CODE
     assert await world.verify(challenge.challenge_id, code, Login()) is VerifyResult.LOCKED
-    assert (await world.store.get_challenge(challenge.challenge_id)).status is ChallengeStatus.LOCKED
+    assert (
+        await world.store.challenges.get_challenge(challenge.challenge_id)
+    ).status is ChallengeStatus.LOCKED
 
 
 async def test_retry_with_the_same_request_id_returns_the_same_challenge(world: World) -> None:
@@ -345,7 +351,7 @@ async def test_a_right_code_resets_the_count_of_wrong_ones(world: World) -> None
                 await world.verify(challenge.challenge_id, wrong(world.last_code()))
         challenge = await world.flows.start(StartRequest(user_id, TRANSFER, NO_CONTEXT))
         assert await world.verify(challenge.challenge_id, world.last_code()) is VerifyResult.VERIFIED
-    assert (await world.store.get_user(user_id)).failures == 0
+    assert (await world.store.users.get_user(user_id)).failures == 0
 
 
 async def test_an_operation_mismatch_is_not_a_wrong_code(world: World) -> None:
@@ -354,7 +360,7 @@ async def test_an_operation_mismatch_is_not_a_wrong_code(world: World) -> None:
     challenge = await world.flows.start(StartRequest(user_id, TRANSFER, NO_CONTEXT))
     result = await world.verify(challenge.challenge_id, world.last_code(), Login())
     assert result is VerifyResult.OPERATION_MISMATCH
-    assert (await world.store.get_user(user_id)).failures == 0
+    assert (await world.store.users.get_user(user_id)).failures == 0
 
 
 def test_block_lengths_double_up_to_the_longest() -> None:
@@ -366,8 +372,8 @@ def test_block_lengths_double_up_to_the_longest() -> None:
     assert lockout.block_length(10_000) == timedelta(hours=24)
 
 
-class VoidingDown(MemoryStateStore):
-    """A store whose voiding fails, as Redis would when it goes away right after a decision."""
+class VoidingDown(MemoryChallenges):
+    """Challenges whose voiding fails, as Redis would when it goes away right after a decision."""
 
     async def void_challenge(self, challenge_id: str, voiding: Voiding) -> VoidOutcome:
         raise StoreUnavailable("ConnectionError")
@@ -390,19 +396,19 @@ async def test_the_block_voids_pending_challenges_and_alerts_the_user_once(world
     """The fifth wrong code voids the user's open challenges and sends one alert, without a code."""
     user_id = await world.enrol()
     opened = await five_wrong_codes(world, user_id)
-    assert (await world.store.get_challenge(opened[1])).status is ChallengeStatus.CANCELLED
+    assert (await world.store.challenges.get_challenge(opened[1])).status is ChallengeStatus.CANCELLED
     alert = world.sms.sent[-1]
     assert (alert.to, alert.challenge_id) == (PHONE, "")
     assert "12:15 UTC" in alert.text
     assert not re.search(r"\d{6}", alert.text)
-    notices = [e for e in await world.store.user_journal(user_id) if e["event"] == "user.notice"]
+    notices = [e for e in await world.store.users.user_journal(user_id) if e["event"] == "user.notice"]
     assert [(n["kind"], n["outcome"]) for n in notices] == [("user_blocked", "sent")]
 
 
 async def test_a_failed_voiding_or_alert_never_changes_the_answer() -> None:
     """With voiding and the gateway down, the fifth wrong code still answers WRONG_CODE and blocks."""
     world = World()
-    world.store = VoidingDown()
+    world.store = dataclasses.replace(world.store, challenges=VoidingDown(world.store.memory))
     world.flows = flows_over(world.keys, world.store, world.sms, world.clock, ChallengePolicy())
     user_id = await world.enrol()
     challenges = [await world.flows.start(StartRequest(user_id, TRANSFER, NO_CONTEXT)) for _ in range(2)]
@@ -413,5 +419,5 @@ async def test_a_failed_voiding_or_alert_never_changes_the_answer() -> None:
     world.sms.fail()
     assert await world.verify(challenges[1].challenge_id, wrong(codes_sent[1])) is VerifyResult.WRONG_CODE
     assert await world.verify(challenges[1].challenge_id, codes_sent[1]) is VerifyResult.USER_BLOCKED
-    notices = [e for e in await world.store.user_journal(user_id) if e["event"] == "user.notice"]
+    notices = [e for e in await world.store.users.user_journal(user_id) if e["event"] == "user.notice"]
     assert [(n["kind"], n["outcome"]) for n in notices] == [("user_blocked", "failed")]

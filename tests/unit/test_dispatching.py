@@ -15,7 +15,7 @@ from sesame.server.domain.proofs import ProofFlows
 from tests.fakes.clock import FixedClock
 from tests.fakes.keystore import FakeKeyStore
 from tests.fakes.sms import RecordingSmsGateway
-from tests.fakes.state_store import MemoryStateStore
+from tests.fakes.state import memory_state
 from tests.fakes.world import PHONE, TRANSFER
 
 NO_CONTEXT = RequestContext()
@@ -29,7 +29,7 @@ class Queued:
         self.clock = FixedClock()
         self.keys = FakeKeyStore()
         self.keys.add_key("sesame-otp-v1", b"k" * 32)
-        self.store = MemoryStateStore()
+        self.store = memory_state()
         self.sms = RecordingSmsGateway(self.clock)
         policy = ChallengePolicy()
         codes = RecentCodes(self.clock) if recent else None
@@ -53,7 +53,7 @@ class Queued:
         )
 
     async def start(self) -> Challenge:
-        await self.store.register_user(
+        await self.store.users.register_user(
             User("alice", "acme", PHONE, "fr", UserStatus.ACTIVE, self.clock.now())
         )
         return await self.flows.start(StartRequest("alice", TRANSFER, NO_CONTEXT))
@@ -63,7 +63,7 @@ class Queued:
         return (await self.dispatcher.dispatch(queued)).outcome
 
     async def delivery(self, challenge: Challenge) -> DeliveryState:
-        return (await self.store.get_challenge(challenge.challenge_id)).delivery
+        return (await self.store.challenges.get_challenge(challenge.challenge_id)).delivery
 
 
 async def test_start_queues_and_sends_nothing_itself() -> None:

@@ -12,7 +12,7 @@ from sesame.clients.kannel_dlr import KannelDeliveryReports, MalformedReport, de
 from sesame.server.domain.model import DeliveryState, RequestContext
 from tests import factories
 from tests.fakes.clock import FixedClock
-from tests.fakes.state_store import MemoryStateStore
+from tests.fakes.state import MemoryState, memory_state
 
 TOKEN = "t" * 43
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -77,38 +77,38 @@ def test_a_report_that_we_did_not_shape_is_malformed(fields: dict[str, list[str]
 
 
 @pytest.fixture
-async def store() -> MemoryStateStore:
+async def store() -> MemoryState:
     """An in-memory store with one open challenge, `00010203...0f.k1.d6.u<t>`."""
-    memory = MemoryStateStore()
+    memory = memory_state()
     challenge = await factories.its_user_enrolled(memory, factories.a_challenge(NOW))
-    await memory.open_challenge(challenge, RequestContext())
+    await memory.challenges.open_challenge(challenge, RequestContext())
     return memory
 
 
-async def _receive(store: MemoryStateStore, **changes: str) -> HTTPStatus:
+async def _receive(store: MemoryState, **changes: str) -> HTTPStatus:
     query = {"challenge": factories.a_challenge(NOW).challenge_id, "ref": "r1", "status": "1", "token": TOKEN}
-    reports = KannelDeliveryReports(TOKEN, store, FixedClock(NOW))
+    reports = KannelDeliveryReports(TOKEN, store.challenges, FixedClock(NOW))
     return (await reports.receive(urlencode(query | changes))).status
 
 
-async def test_the_token_is_checked_before_the_report(store: MemoryStateStore):
+async def test_the_token_is_checked_before_the_report(store: MemoryState):
     """A wrong token answers 403 even when the rest of the report is malformed."""
     assert await _receive(store, token="x" * 43, status="nonsense") == HTTPStatus.FORBIDDEN
 
 
-async def test_a_good_report_is_recorded(store: MemoryStateStore):
+async def test_a_good_report_is_recorded(store: MemoryState):
     """The right token and a known challenge answer 200 and record the state."""
     assert await _receive(store) == HTTPStatus.OK
     challenge_id = factories.a_challenge(NOW).challenge_id
-    assert (await store.get_challenge(challenge_id)).delivery is DeliveryState.DELIVERED
+    assert (await store.challenges.get_challenge(challenge_id)).delivery is DeliveryState.DELIVERED
 
 
-async def test_an_unparsable_query_is_400(store: MemoryStateStore):
+async def test_an_unparsable_query_is_400(store: MemoryState):
     """A query that is not name=value pairs answers 400."""
-    reports = KannelDeliveryReports(TOKEN, store, FixedClock(NOW))
+    reports = KannelDeliveryReports(TOKEN, store.challenges, FixedClock(NOW))
     assert (await reports.receive("garbage")).status == HTTPStatus.BAD_REQUEST
 
 
-def test_the_token_stays_out_of_the_repr(store: MemoryStateStore):
+def test_the_token_stays_out_of_the_repr(store: MemoryState):
     """A logged route never shows its token."""
-    assert TOKEN not in repr(KannelDeliveryReports(TOKEN, store, FixedClock(NOW)))
+    assert TOKEN not in repr(KannelDeliveryReports(TOKEN, store.challenges, FixedClock(NOW)))

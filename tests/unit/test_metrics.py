@@ -30,7 +30,7 @@ from tests.fakes.clock import FixedClock
 from tests.fakes.dispatching import InstantlyDispatched
 from tests.fakes.keystore import FakeKeyStore
 from tests.fakes.sms import RecordingSmsGateway
-from tests.fakes.state_store import MemoryStateStore
+from tests.fakes.state import memory_state
 
 PHONE = "+33612345678"
 TRANSFER = CreditTransfer(Money("EUR", 125000), Payee("Jean DUPONT", "FR7630006000011234567890189"), "tx-1")
@@ -44,7 +44,7 @@ class Metered:
         self.clock = FixedClock()
         keys = FakeKeyStore()
         keys.add_key("sesame-otp-v1", b"k" * 32)
-        self.store = MemoryStateStore()
+        self.store = memory_state()
         self.sms = RecordingSmsGateway(self.clock)
         self.tally = MetricsTally(self.metrics)
         self.flows = InstantlyDispatched(
@@ -59,7 +59,7 @@ class Metered:
         )
 
     async def started(self, operation: CreditTransfer | Login = TRANSFER) -> str:
-        await self.store.register_user(
+        await self.store.users.register_user(
             User("alice", "acme", PHONE, "fr", UserStatus.ACTIVE, self.clock.now())
         )
         challenge = await self.flows.start(StartRequest("alice", operation, RequestContext()))
@@ -94,7 +94,7 @@ async def test_a_block_and_the_challenges_it_voids_are_counted(metered: Metered)
         wrong = str((int(code) + 1) % 10**6).zfill(6)
         for _ in range(wrong_codes):
             await metered.flows.verify(VerifyRequest(challenge_id, wrong, TRANSFER, RequestContext()))
-    assert (await metered.store.get_challenge(pending)).status is ChallengeStatus.CANCELLED
+    assert (await metered.store.challenges.get_challenge(pending)).status is ChallengeStatus.CANCELLED
     assert metered.sample("sesame_user_blocks_total") == 1
     assert metered.sample("sesame_verifications_total", result="wrong_code") == 5
     assert metered.sample("sesame_challenges_voided_total", reason="user_blocked") == 2
@@ -156,7 +156,7 @@ async def test_lifecycle_changes_and_voided_challenges_are_counted(metered: Mete
     registry = EnrollmentFlows(store=metered.store, clock=metered.clock, sms=metered.sms, tally=metered.tally)
     result = await registry.suspend(StatusRequest("alice", Provenance("ops-1", "vol", "s-1")))
     assert result.voided == 1
-    assert (await metered.store.get_challenge(challenge_id)).status is ChallengeStatus.CANCELLED
+    assert (await metered.store.challenges.get_challenge(challenge_id)).status is ChallengeStatus.CANCELLED
     assert metered.sample("sesame_user_changes_total", change="suspend") == 1
     assert metered.sample("sesame_challenges_voided_total", reason="user_suspended") == 1
 

@@ -150,7 +150,7 @@ async def test_a_challenge_verified_before_a_suspension_authorises_nothing(world
     await world.registry.reinstate(StatusRequest("alice", by("r-1")))
     with pytest.raises(ChallengeMismatch):
         await change(world, ByChallenge(challenge.challenge_id))
-    assert (await world.store.get_user("alice")).secure_phone == PHONE
+    assert (await world.store.users.get_user("alice")).secure_phone == PHONE
 
 
 async def test_a_suspended_users_number_changes_by_override_only(world: World) -> None:
@@ -170,7 +170,7 @@ async def test_a_failed_notice_is_said_and_journaled(world: World) -> None:
     world.sms.fail()
     result = await change(world, OVERRIDE)
     assert (result.user.secure_phone, result.old_phone_notified) == (NEW_PHONE, False)
-    entry = (await world.store.user_journal("alice"))[-1]
+    entry = (await world.store.users.user_journal("alice"))[-1]
     assert (entry["event"], entry["outcome"], entry["phone"]) == ("user.notice", "failed", "+33*******78")
 
 

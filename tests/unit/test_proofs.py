@@ -66,7 +66,7 @@ async def test_the_journal_names_the_proof_by_jti_and_kid() -> None:
     world = World()
     challenge_id = await world.started()
     jws = (await world.verify(challenge_id)).proof
-    *_, verification, entry = await world.store.challenge_journal(challenge_id)
+    *_, verification, entry = await world.store.journal.challenge_journal(challenge_id)
     assert (verification["event"], verification["outcome"]) == ("challenge.verification", "verified")
     assert (entry["event"], entry["jti"], entry["kid"]) == (
         "challenge.proof",
@@ -74,7 +74,7 @@ async def test_the_journal_names_the_proof_by_jti_and_kid() -> None:
         "sesame-proof-v1",
     )
     assert "proof" not in entry
-    assert await world.store.stored_proof(challenge_id) == ""
+    assert await world.store.proofs.stored_proof(challenge_id) == ""
 
 
 async def test_a_refused_right_code_names_no_proof() -> None:
@@ -84,7 +84,7 @@ async def test_a_refused_right_code_names_no_proof() -> None:
     await world.verify(challenge_id)
     replay = await world.verify(challenge_id)
     assert (replay.result, replay.proof) == (VerifyResult.ALREADY_USED, "")
-    events = [(e["event"], e["outcome"]) for e in await world.store.challenge_journal(challenge_id)]
+    events = [(e["event"], e["outcome"]) for e in await world.store.journal.challenge_journal(challenge_id)]
     assert events[-3:] == [
         ("challenge.verification", "verified"),
         ("challenge.proof", "issued"),

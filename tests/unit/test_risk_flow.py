@@ -19,7 +19,7 @@ from sesame.server.domain.risk_signals import SimSwapStatus, fingerprint
 from tests.factories import a_challenge, a_user
 from tests.fakes.clock import FixedClock
 from tests.fakes.risk_memory import MemoryRiskMemory
-from tests.fakes.state_store import MemoryStateStore
+from tests.fakes.state import memory_state
 
 PAYEE = Payee("L J H", "FR7630006000011234567890189")
 CONTEXT = RequestContext(ip="90.1.2.3", device_id="phone-1")
@@ -58,9 +58,9 @@ def _clock() -> FixedClock:
 
 @pytest.fixture(name="memory")
 async def _memory(clock: FixedClock) -> MemoryRiskMemory:
-    store = MemoryStateStore()
-    await store.register_user(a_user(clock.now()))
-    return MemoryRiskMemory(store)
+    store = memory_state()
+    await store.users.register_user(a_user(clock.now()))
+    return MemoryRiskMemory(store.users)
 
 
 def flows(

@@ -44,7 +44,7 @@ class Guarded:
 @pytest.fixture(name="guarded")
 def _guarded() -> Guarded:
     world, operator = World(), Operator()
-    memory = MemoryRiskMemory(world.store)
+    memory = MemoryRiskMemory(world.store.users)
     policy = ChallengePolicy()
     world.challenges = InstantlyDispatched(
         keys=world.keys,
@@ -69,7 +69,9 @@ async def test_a_deny_opens_nothing_and_sends_nothing(guarded: Guarded) -> None:
     with pytest.raises(RiskDenied):
         await world.start(user_id, AddBeneficiary(PAYEE))
     assert world.sms.sent == []
-    assert await world.store.pending_challenges(user_id, world.clock.now() - timedelta(days=1)) == []
+    assert (
+        await world.store.challenges.pending_challenges(user_id, world.clock.now() - timedelta(days=1)) == []
+    )
     assert len(await guarded.memory.denials(user_id)) == 1
 
 
@@ -97,5 +99,5 @@ async def test_a_verified_payee_makes_the_next_large_transfer_a_hold(guarded: Gu
     held = await world.challenges.start(StartRequest(user_id, transfer, NO_CONTEXT))
     assert held.risk is not None
     assert (held.risk.decision, held.risk.codes) == (RiskDecision.HOLD, ("NEW_PAYEE",))
-    opened = (await world.store.challenge_journal(held.challenge_id))[0]
+    opened = (await world.store.journal.challenge_journal(held.challenge_id))[0]
     assert opened["risk_decision"] == "hold"

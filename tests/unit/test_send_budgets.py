@@ -52,7 +52,7 @@ async def test_a_refused_start_sends_nothing_and_opens_nothing() -> None:
     with pytest.raises(SendBudgetExhausted):
         await world.start()
     assert len(world.sms.sent) == 1
-    assert len(await world.store.pending_challenges("alice", world.clock.now())) == 1
+    assert len(await world.store.challenges.pending_challenges("alice", world.clock.now())) == 1
 
 
 async def test_a_resend_takes_a_unit() -> None:
@@ -99,7 +99,7 @@ async def test_a_refused_budget_spends_no_resend() -> None:
     world.clock.advance(SPACING)
     with pytest.raises(SendBudgetExhausted):
         await world.challenges.resend(challenge.challenge_id, NO_CONTEXT)
-    assert (await world.store.get_challenge(challenge.challenge_id)).resends == 0
+    assert (await world.store.challenges.get_challenge(challenge.challenge_id)).resends == 0
 
 
 async def test_a_refused_resend_takes_no_unit() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -17,7 +18,8 @@ from sesame.server.domain.model import (
 )
 from sesame.server.domain.opening import Opened, Opening
 from sesame.server.domain.operation import Login
-from tests.fakes.state_store import MemoryStateStore
+from tests.fakes.challenges import MemoryChallenges
+from tests.fakes.state import memory_state
 from tests.fakes.world import World, by
 
 
@@ -46,10 +48,12 @@ async def test_suspending_again_voids_what_an_interrupted_suspension_left(world:
     """A suspension that died after its status change leaves challenges open; the retry voids them."""
     challenge = await world.start(await world.enrol())
     at = world.clock.now()
-    await world.store.change_user_status(StatusChange("alice", StatusAction.SUSPEND, at, by("s-1")))
-    assert (await world.store.get_challenge(challenge.challenge_id)).status is ChallengeStatus.OPEN
+    await world.store.users.change_user_status(StatusChange("alice", StatusAction.SUSPEND, at, by("s-1")))
+    assert (await world.store.challenges.get_challenge(challenge.challenge_id)).status is ChallengeStatus.OPEN
     assert await world.suspend(request_id="s-1") == 1
-    assert (await world.store.get_challenge(challenge.challenge_id)).status is ChallengeStatus.CANCELLED
+    assert (
+        await world.store.challenges.get_challenge(challenge.challenge_id)
+    ).status is ChallengeStatus.CANCELLED
 
 
 async def test_challenges_closed_or_expired_are_left_alone(world: World) -> None:
@@ -60,8 +64,8 @@ async def test_challenges_closed_or_expired_are_left_alone(world: World) -> None
     done = await world.start(user_id, Login())
     await world.verify(done, world.last_code())
     assert await world.suspend() == 0
-    assert (await world.store.get_challenge(done.challenge_id)).status is ChallengeStatus.VERIFIED
-    assert (await world.store.get_challenge(old.challenge_id)).status is ChallengeStatus.OPEN
+    assert (await world.store.challenges.get_challenge(done.challenge_id)).status is ChallengeStatus.VERIFIED
+    assert (await world.store.challenges.get_challenge(old.challenge_id)).status is ChallengeStatus.OPEN
 
 
 async def test_reinstatement_lets_a_new_challenge_through(world: World) -> None:
@@ -116,8 +120,8 @@ async def test_revocation_voids_open_challenges(world: World) -> None:
     assert await world.verify(challenge, world.last_code()) is VerifyResult.VOIDED
 
 
-class SuspendedWhileOpening(MemoryStateStore):
-    """A store on which a suspension lands after the start computed its code, before the one step opens."""
+class SuspendedWhileOpening(MemoryChallenges):
+    """Challenges on which a suspension lands after the start computed its code, before the one step opens."""
 
     world: World
 
@@ -128,14 +132,16 @@ class SuspendedWhileOpening(MemoryStateStore):
 
 async def test_a_suspension_racing_a_start_opens_nothing_and_no_code_goes() -> None:
     """The opening step reads the status itself: the start fails, sends nothing and charges nothing."""
-    store = SuspendedWhileOpening()
+    state = memory_state()
+    opening = SuspendedWhileOpening(state.memory)
+    store = dataclasses.replace(state, challenges=opening)
     world = World(store)
-    store.world = world
+    opening.world = world
     await world.enrol()
     with pytest.raises(UserNotActive):
         await world.start()
     assert world.sms.sent == []
-    assert await store.pending_challenges("alice", world.clock.now()) == []
+    assert await store.challenges.pending_challenges("alice", world.clock.now()) == []
     assert store.units_taken(BudgetSubject.user("alice")) == 0
 
 
@@ -146,9 +152,11 @@ async def test_termination_revokes_every_user_of_the_client(world: World) -> Non
     await world.enrol("carol", client_id="other")
     revoked = await world.registry.terminate_client(TerminateRequest("acme", by("t-1")))
     assert revoked == 2
-    statuses = [(await world.store.get_user(u)).status for u in ("alice", "bob", "carol")]
+    statuses = [(await world.store.users.get_user(u)).status for u in ("alice", "bob", "carol")]
     assert statuses == [UserStatus.REVOKED, UserStatus.REVOKED, UserStatus.ACTIVE]
-    assert (await world.store.get_challenge(challenge.challenge_id)).status is ChallengeStatus.CANCELLED
+    assert (
+        await world.store.challenges.get_challenge(challenge.challenge_id)
+    ).status is ChallengeStatus.CANCELLED
 
 
 async def test_a_terminated_client_enrols_nobody(world: World) -> None:
@@ -157,16 +165,16 @@ async def test_a_terminated_client_enrols_nobody(world: World) -> None:
     await world.registry.terminate_client(TerminateRequest("acme", by("t-1")))
     with pytest.raises(ClientTerminated):
         await world.enrol("dave")
-    assert "dave" not in await world.store.client_users("acme")
+    assert "dave" not in await world.store.clients.client_users("acme")
 
 
 async def test_termination_again_finishes_an_interrupted_one(world: World) -> None:
     """A termination that died before revoking anyone is finished by the next call."""
     await world.enrol("alice")
-    await world.store.terminate_client(ClientTermination("acme", world.clock.now(), by("t-1")))
-    assert (await world.store.get_user("alice")).status is UserStatus.ACTIVE
+    await world.store.clients.terminate_client(ClientTermination("acme", world.clock.now(), by("t-1")))
+    assert (await world.store.users.get_user("alice")).status is UserStatus.ACTIVE
     assert await world.registry.terminate_client(TerminateRequest("acme", by("t-1"))) == 1
-    assert (await world.store.get_user("alice")).status is UserStatus.REVOKED
+    assert (await world.store.users.get_user("alice")).status is UserStatus.REVOKED
 
 
 async def test_an_id_listed_by_a_refused_enrolment_is_not_revoked(world: World) -> None:
@@ -175,4 +183,4 @@ async def test_an_id_listed_by_a_refused_enrolment_is_not_revoked(world: World) 
     with pytest.raises(UserAlreadyExists):
         await world.registry.enroll(EnrollRequest("alice", "acme", "+33698765432", "fr"))
     assert await world.registry.terminate_client(TerminateRequest("acme", by("t-1"))) == 0
-    assert (await world.store.get_user("alice")).status is UserStatus.ACTIVE
+    assert (await world.store.users.get_user("alice")).status is UserStatus.ACTIVE

@@ -2,7 +2,7 @@
 
 Kannel calls the dlr-url each message carries (`sms_kannel.DlrCallback`):
 `GET /dlr/kannel?challenge=<id>&ref=<provider ref>&token=<secret>&status=<bits>`. The token proves that
-the URL is one we handed out; the report is then recorded through the StateStore port, whose
+the URL is one we handed out; the report is then recorded through the State port, whose
 record_delivery never lets a message move backwards (docs/decisions/0006).
 """
 
@@ -19,7 +19,7 @@ from urllib.parse import parse_qs
 from sesame.clients.http_listener import Reply
 from sesame.server.domain.errors import ChallengeNotFound, StoreUnavailable
 from sesame.server.domain.model import DeliveryState
-from sesame.server.domain.ports import Clock, StateStore
+from sesame.server.domain.ports import Challenges, Clock
 
 _log = logging.getLogger("sesame.sms")
 
@@ -83,7 +83,7 @@ class KannelDeliveryReports:
     """The route of the DLR listener: token first, then the report, then one atomic record."""
 
     token: str = field(repr=False)
-    store: StateStore
+    challenges: Challenges
     clock: Clock
 
     async def receive(self, query: str) -> Reply:
@@ -99,7 +99,7 @@ class KannelDeliveryReports:
         except MalformedReport as exc:
             return Reply(HTTPStatus.BAD_REQUEST, str(exc))
         try:
-            await self.store.record_delivery(
+            await self.challenges.record_delivery(
                 report.challenge_id, report.state, report.provider_ref, self.clock.now()
             )
         except ChallengeNotFound:

@@ -42,7 +42,7 @@ class RedisJournal:
     """The feed, the seals and the sealer's lease, under `<prefix>:{journal}`."""
 
     def __init__(self, client: aioredis.Redis, keys: Keyspace, scripts: Scripts) -> None:
-        """Share the state store's client, key names and scripts (`RedisStateStore.sealed_journal`)."""
+        """Share the state's client, key names and scripts (`RedisState.sealed_journal`)."""
         self._client = client
         self.keys = keys
         self._scripts = scripts

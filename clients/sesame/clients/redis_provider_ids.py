@@ -3,7 +3,7 @@
 Written when the SMSC answers a submit_sm with its id, read when a receipt names an id the process does
 not know (it was sent before a restart, or by another worker). One key per id, with a TTL: nothing to
 purge, and each write is one key, so atomic without a script. Nothing here is journaled: the journal
-gets the delivery the receipt then records through the StateStore.
+gets the delivery the receipt then records through the Challenges port.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from sesame.clients import redis_records as rec
-from sesame.clients.meter import UNMETERED, CallMeter
+from sesame.server.domain.call_meter import UNMETERED, CallMeter
 from sesame.server.domain.errors import StoreUnavailable
 from sesame.server.domain.model import Challenge, User
 

@@ -1,7 +1,7 @@
-"""The registry half of the Redis state store: users, their lifecycle, and the client companies' indexes.
+"""`RedisUsers`: the Users port on Redis (docs/decisions/0038).
 
-Each change is one Lua script on the user's `{u:<t>}` slot (or the client's `{c:<id>}` slot) that checks,
-changes and journals at once (docs/decisions/0002, 0010). `RedisStateStore` adds the challenges.
+Each change is one Lua script on the user's `{u:<t>}` slot that checks, changes and journals at once
+(docs/decisions/0002, 0010): enrolment, status, unblocking, the secure number; notices are journaled there.
 """
 
 from __future__ import annotations
@@ -9,15 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-import redis.asyncio as aioredis
-
 from sesame.clients import redis_records as rec
-from sesame.clients.redis_keys import Keyspace
-from sesame.clients.redis_scripts import Scripts, stored_user
+from sesame.clients.redis_place import RedisPlace
+from sesame.clients.redis_scripts import stored_user
 from sesame.server.domain.errors import (
     ChallengeMismatch,
-    ClientNotFound,
-    ClientTerminated,
     RequestIdReused,
     UserAlreadyExists,
     UserNotActive,
@@ -26,7 +22,6 @@ from sesame.server.domain.errors import (
 from sesame.server.domain.lifecycle import (
     ByChallenge,
     ByOverride,
-    ClientTermination,
     PhoneChange,
     PhoneChanged,
     PhoneChangeOutcome,
@@ -40,6 +35,7 @@ from sesame.server.domain.lifecycle import (
     UserNotice,
 )
 from sesame.server.domain.model import User
+from sesame.server.domain.ports import Users
 from sesame.server.domain.privacy import mask_phone
 
 _REVOCATIONS = {
@@ -50,15 +46,8 @@ _REVOCATIONS = {
 }
 
 
-class RedisRegistry:
-    """Users and client companies in Redis; each method is one atomic, journaled transition."""
-
-    def __init__(self, client: aioredis.Redis, keys: Keyspace, scripts: Scripts) -> None:
-        self._client = client
-        self.keys = keys
-        self._scripts = scripts
-
-    # Users --------------------------------------------------------------------------------------
+class RedisUsers(RedisPlace):
+    """The enrolled users in Redis; each method is one atomic, journaled transition on the user's slot."""
 
     async def register_user(self, user: User) -> User:
         """Enrol `user`; the same enrolment again returns the stored user (see the port)."""
@@ -77,8 +66,6 @@ class RedisRegistry:
         if not raw:
             raise UserNotFound(user_id)
         return stored_user(cast("dict[bytes, bytes]", raw))
-
-    # Lifecycle ----------------------------------------------------------------------------------
 
     async def change_user_status(self, change: StatusChange) -> User:
         """Suspend, reinstate or revoke (see the port). UserNotFound, UserNotActive, RequestIdReused."""
@@ -190,64 +177,9 @@ class RedisRegistry:
             self._client.xadd(self.keys.user_journal(user_id), entry),  # type: ignore[arg-type]
         )
 
-    async def pending_challenges(self, user_id: str, expiring_after: datetime) -> list[str]:
-        """The indexed ids expiring after `expiring_after`; older entries are dropped in the same step."""
-        key, cutoff = self.keys.user_pending(user_id), rec.to_ms(expiring_after)
-
-        async def trimmed() -> list[bytes]:
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.zremrangebyscore(key, "-inf", cutoff)
-                pipe.zrangebyscore(key, f"({cutoff}", "+inf")
-                _, ids = await pipe.execute()
-            return cast("list[bytes]", ids)
-
-        ids = await self._scripts.call("pending_challenges", trimmed())
-        return [challenge_id.decode() for challenge_id in ids]
-
-    # Client companies ---------------------------------------------------------------------------
-
-    async def enlist_user(self, client_id: str, user_id: str, at: datetime) -> None:
-        """Add the user to its client's index. ClientTerminated."""
-        keys = [self.keys.client(client_id), self.keys.client_users(client_id)]
-        if await self._scripts.run("enlist_user", keys, [client_id, user_id, rec.to_ms(at)]) != 1:
-            raise ClientTerminated(client_id)
-
-    async def client_users(self, client_id: str) -> list[str]:
-        """Every user id ever enlisted for the client."""
-        members = cast(
-            "set[bytes]",
-            await self._scripts.call(
-                "client_users", self._client.smembers(self.keys.client_users(client_id))
-            ),
-        )
-        return sorted(member.decode() for member in members)
-
-    async def terminate_client(self, termination: ClientTermination) -> None:
-        """Refuse the client's enrolments from now on, journaled. ClientNotFound."""
-        client_id, at = termination.client_id, termination.at
-        keys = [self.keys.client(client_id), self.keys.client_journal(client_id)]
-        head = ["event", "client.terminate", "at", rec.iso(at), "client_id", client_id]
-        args = [rec.to_ms(at), *head, *rec.provenance_fields(termination.provenance)]
-        if await self._scripts.run("terminate_client", keys, args) == b"not_found":
-            raise ClientNotFound(client_id)
-
-    # Journals -----------------------------------------------------------------------------------
-
     async def user_journal(self, user_id: str) -> list[dict[str, str]]:
         """The user's journal entries, oldest first."""
         return await self._read_journal("user_journal", self.keys.user_journal(user_id))
-
-    async def client_journal(self, client_id: str) -> list[dict[str, str]]:
-        """The client company's journal entries, oldest first."""
-        return await self._read_journal("client_journal", self.keys.client_journal(client_id))
-
-    async def _read_journal(self, call: str, key: str, *, chain: bool = False) -> list[dict[str, str]]:
-        """A journal's entries, oldest first; without the chain's fields (decision 0027) unless `chain`."""
-        entries = cast(
-            "list[tuple[bytes, dict[bytes, bytes]]]", await self._scripts.call(call, self._client.xrange(key))
-        )
-        read = rec.decoded if chain else rec.event_fields
-        return [read(fields) for _, fields in entries]
 
     def _user_keys(self, user_id: str) -> list[str]:
         return [self.keys.user(user_id), self.keys.user_journal(user_id)]
@@ -260,3 +192,6 @@ def _authority_fields(change: PhoneChange) -> list[rec.Field]:
             return ["method", "challenge", "challenge_id", challenge_id, "operator", ""]
         case ByOverride(operator=operator):
             return ["method", "override", "challenge_id", "", "operator", operator]
+
+
+_: type[Users] = RedisUsers

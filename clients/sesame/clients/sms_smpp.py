@@ -34,7 +34,7 @@ from sesame.server.domain.privacy import mask_phone, redact
 
 _log = logging.getLogger("sesame.sms")
 
-# Records a report: challenge id, the state reached, our provider reference (StateStore.record_delivery).
+# Records a report: challenge id, the state reached, our provider reference (Challenges.record_delivery).
 RecordDelivery = Callable[[str, DeliveryState, str], Awaitable[None]]
 INTERNATIONAL: Final = Address(1, 1, "")  # TON international, NPI E.164
 _FINAL_RECEIPT: Final = 0x01  # registered_delivery: a receipt on success or failure (§5.2.17)

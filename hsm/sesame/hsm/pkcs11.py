@@ -1,9 +1,9 @@
 """`Pkcs11KeyStore`: the `KeyStore` port over a PKCS#11 token (SoftHSM2 in development, an HSM in production).
 
 Secret and private keys never leave the token: MACs, ECDSA signatures and random bytes are computed inside
-it. Every call funnels through `Pkcs11KeyStore._call`, which times it (`sesame.hsm.meter`) and runs it on the
-caller's thread when it is a short call on a ready session and the module is free, else on the HSM thread,
-awaited so the event loop never waits for a search, a reconnect or another thread's call
+it. Every call funnels through `Pkcs11KeyStore._call`, which times it (`sesame.server.domain.call_meter`)
+and runs it on the caller's thread when it is a short call on a ready session and the module is free, else
+on the HSM thread, awaited so the event loop never waits for a search, a reconnect or another thread's call
 (docs/decisions/0020-hsm-calls-inline.md).
 """
 
@@ -17,10 +17,10 @@ from typing import Any, TypeVar
 
 from pkcs11 import Attribute, Mechanism, ObjectClass
 
-from sesame.hsm.meter import UNMETERED, CallMeter
 from sesame.hsm.self_test import prove_current_keys
 from sesame.hsm.session import Later, Needs, TokenSession, acquire_token, release_token
 from sesame.hsm.worker import HsmWorker, hsm_worker
+from sesame.server.domain.call_meter import UNMETERED, CallMeter
 from sesame.server.domain.errors import HsmUnavailable, KeyNotFound
 from sesame.server.domain.model import KeyKind, KeyRef, MacAlgorithm, PublicKey, key_versions
 from sesame.server.domain.ports import KeyStore, Probe

@@ -15,7 +15,7 @@ from sesame.clients.camara_sim_swap import CamaraConfig, CamaraSimSwap
 from sesame.clients.http_listener import HttpListener
 from sesame.clients.kannel_dlr import DLR_PATH, KannelDeliveryReports
 from sesame.clients.redis_provider_ids import RedisProviderIds
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from sesame.clients.smpp_pdu import Address
 from sesame.clients.smpp_session import Timing
 from sesame.clients.sms_breaker import BreakerSettings
@@ -34,7 +34,7 @@ from sesame.server.domain.enrollment import EnrollmentFlows
 from sesame.server.domain.errors import ConfigurationError
 from sesame.server.domain.lifecycle import LifecyclePolicy
 from sesame.server.domain.model import DeliveryState
-from sesame.server.domain.ports import Clock, Outbox, Probe, SimSwapCheck, SmsGateway, StateStore
+from sesame.server.domain.ports import Clock, Outbox, Probe, SimSwapCheck, SmsGateway, State
 from sesame.server.domain.proofs import ProofFlows
 from sesame.server.domain.risk_flow import RiskFlows, RiskPolicy
 from sesame.server.grpc.server import GrpcServer, Serving
@@ -114,7 +114,7 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
         # Before any traffic: the token must be the one Redis's data was written with, its keys working.
         boot = KeyBootPolicy(create_missing=settings.hsm is None, start_afresh=settings.keys_start_afresh)
         await boot_keys(config, keys, redis_url, boot, datetime.now(UTC))
-        store = RedisStateStore.from_url(redis_url, retention=settings.retention)
+        store = RedisState.from_url(redis_url, retention=settings.retention)
         stack.push_async_callback(store.close)
         outbox = store.outbox()
         stack.push_async_callback(outbox.close)
@@ -173,7 +173,7 @@ def sim_swap_check(settings: SimSwapSettings | None, clock: Clock) -> CamaraSimS
 
 @contextlib.asynccontextmanager
 async def sms_gateway(
-    settings: Settings, clock: SystemClock, store: StateStore, observer: ProviderObserver | None = None
+    settings: Settings, clock: SystemClock, store: State, observer: ProviderObserver | None = None
 ) -> AsyncIterator[Gateway]:
     """The providers in the settings' order, each behind its retries and circuit breaker, behind one
     gateway that fails over from each to the next (one provider too: it still gets both).
@@ -198,7 +198,7 @@ def reliability(settings: ReliabilitySettings) -> Reliability:
 
 
 async def _provider(
-    name: str, settings: Settings, clock: SystemClock, store: StateStore, stack: contextlib.AsyncExitStack
+    name: str, settings: Settings, clock: SystemClock, store: State, stack: contextlib.AsyncExitStack
 ) -> SmsGateway:
     if name == "kannel" and settings.kannel is not None:
         callback = None
@@ -211,7 +211,7 @@ async def _provider(
     if name == "smpp" and settings.smpp is not None:
 
         async def record(challenge_id: str, state: DeliveryState, provider_ref: str) -> None:
-            await store.record_delivery(challenge_id, state, provider_ref, clock.now())
+            await store.challenges.record_delivery(challenge_id, state, provider_ref, clock.now())
 
         # The SMSC's message ids in Redis too: a receipt after a restart, or on another worker's session,
         # still finds its challenge (decision 0030).
@@ -249,10 +249,10 @@ def smpp_config(smpp: SmppSettings) -> SmppConfig:
 
 
 async def _dlr_listener(
-    dlr: DlrSettings, store: StateStore, clock: SystemClock, stack: contextlib.AsyncExitStack
+    dlr: DlrSettings, store: State, clock: SystemClock, stack: contextlib.AsyncExitStack
 ) -> DlrCallback:
     """Start listening for Kannel's delivery reports; the callback URL names the port actually bound."""
-    listener = HttpListener(DLR_PATH, KannelDeliveryReports(dlr.token, store, clock).receive)
+    listener = HttpListener(DLR_PATH, KannelDeliveryReports(dlr.token, store.challenges, clock).receive)
     # Every worker listens, sharing the port its supervisor claimed: any of them records a report.
     await listener.start(dlr.address, reuse_port=True)
     stack.push_async_callback(listener.close)
@@ -275,7 +275,7 @@ def _kannel_config(kannel: KannelSettings, callback: DlrCallback | None) -> Kann
 def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
     *,
     keys: Pkcs11KeyStore,
-    store: RedisStateStore,
+    store: RedisState,
     outbox: Outbox,
     sms: Gateway,
     clock: SystemClock,

@@ -21,13 +21,13 @@ from sesame.server.domain.sms_templates import Kind
 
 if TYPE_CHECKING:
     from sesame.server.domain.challenges import ChallengePolicy
-    from sesame.server.domain.ports import SmsGateway, StateStore
+    from sesame.server.domain.ports import SmsGateway, State
 
 _log = logging.getLogger("sesame.notices")
 
 
 async def notify_if_added(
-    store: StateStore, sms: SmsGateway, policy: ChallengePolicy, challenge: Challenge, at: datetime
+    store: State, sms: SmsGateway, policy: ChallengePolicy, challenge: Challenge, at: datetime
 ) -> None:
     """If `challenge` (verified at `at`) added a payee, tell the number its code went to; never raises."""
     operation = challenge.operation
@@ -44,6 +44,6 @@ async def notify_if_added(
     else:
         notice = UserNotice(Kind.BENEFICIARY_ADDED, challenge.phone, True, sent.provider_ref, sent.sent_at)
     try:
-        await store.record_user_notice(challenge.user_id, notice)
+        await store.users.record_user_notice(challenge.user_id, notice)
     except SesameError as exc:
         _log.warning("notice of an added payee not journaled (%s)", type(exc).__name__)

@@ -23,7 +23,7 @@ from sesame.server.domain.voiding import void_pending
 
 if TYPE_CHECKING:
     from sesame.server.domain.challenges import ChallengePolicy
-    from sesame.server.domain.ports import Clock, SmsGateway, StateStore
+    from sesame.server.domain.ports import Clock, SmsGateway, State
 
 _log = logging.getLogger("sesame.blocking")
 
@@ -41,7 +41,7 @@ class Block:
 
 
 async def after_block(  # noqa: PLR0913 (the ports it uses, the policy, the block, where to count)
-    store: StateStore,
+    store: State,
     sms: SmsGateway,
     clock: Clock,
     policy: ChallengePolicy,
@@ -61,11 +61,9 @@ async def after_block(  # noqa: PLR0913 (the ports it uses, the policy, the bloc
         _log.warning("alert of a blocked user not journaled (%s)", type(exc).__name__)
 
 
-async def _alert(
-    store: StateStore, sms: SmsGateway, clock: Clock, policy: ChallengePolicy, block: Block
-) -> None:
+async def _alert(store: State, sms: SmsGateway, clock: Clock, policy: ChallengePolicy, block: Block) -> None:
     """The payer's alert (RTS Art. 4(4)): an informational SMS with the block's end, journaled either way."""
-    user = await store.get_user(block.user_id)
+    user = await store.users.get_user(block.user_id)
     text = sms_text.user_blocked_notice(policy.bank_name, block.until, user.locale, policy.sms_templates)
     try:
         sent = await sms.send(SmsMessage(user.secure_phone, text, ""))
@@ -74,4 +72,4 @@ async def _alert(
         notice = UserNotice(NOTICE_KIND, user.secure_phone, False, "", clock.now())
     else:
         notice = UserNotice(NOTICE_KIND, user.secure_phone, True, sent.provider_ref, sent.sent_at)
-    await store.record_user_notice(block.user_id, notice)
+    await store.users.record_user_notice(block.user_id, notice)

@@ -53,7 +53,7 @@ _log = logging.getLogger("sesame.challenges")
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
-    from sesame.server.domain.ports import Clock, KeyStore, SmsGateway, StateStore
+    from sesame.server.domain.ports import Clock, KeyStore, SmsGateway, State
     from sesame.server.domain.proofs import ProofFlows
     from sesame.server.domain.risk_flow import RiskFlows
 
@@ -147,7 +147,7 @@ class ChallengeFlows:
         self,
         *,
         keys: KeyStore,
-        store: StateStore,
+        store: State,
         sms: SmsGateway,
         clock: Clock,
         policy: ChallengePolicy,
@@ -193,7 +193,7 @@ class ChallengeFlows:
         self._note(ref.challenge_id, code)
         opened = None
         try:
-            opened = await self._store.start_challenge(self._opening(request, ref, now, risk))
+            opened = await self._store.challenges.start_challenge(self._opening(request, ref, now, risk))
         except SendBudgetExhausted as refused:
             self._tally.budget_refused(refused.subject)
             raise
@@ -292,7 +292,7 @@ class ChallengeFlows:
         # blocked it ignores `code_matches`: the answer, the counts and the journal do not depend on the
         # code. That decision is the answer: what follows (voiding and alert after a block, the proof) may
         # fail, and must not change it.
-        outcome = await self._store.record_verification(attempt, self._policy.lockout)
+        outcome = await self._store.challenges.record_verification(attempt, self._policy.lockout)
         self._tally.verified(outcome)
         about_user(outcome.challenge.user_id)
         if outcome.blocked_until is not None:
@@ -317,16 +317,16 @@ class ChallengeFlows:
         """
         checked_ref(challenge_id)
         now = self._clock.now()
-        known = await self._store.get_challenge(challenge_id)
+        known = await self._store.challenges.get_challenge(challenge_id)
         about_user(known.user_id)
         if known.status is not ChallengeStatus.OPEN:
             # Closed: nothing is sent or charged; record_resend refuses it and journals the refusal.
-            await self._resend_taken(self._store.record_resend(challenge_id, now, context))
+            await self._resend_taken(self._store.challenges.record_resend(challenge_id, now, context))
             raise ChallengeClosed(challenge_id)  # not reached: a closed challenge never opens again
         check_destination(known.phone, self._policy.countries)
         self._note(challenge_id, await self._code(known))
         challenge = await self._resend_taken(
-            self._store.record_resend(challenge_id, now, context, self._charges(known, context))
+            self._store.challenges.record_resend(challenge_id, now, context, self._charges(known, context))
         )
         return replace(challenge, delivery=DeliveryState.QUEUED)
 
@@ -356,12 +356,12 @@ class ChallengeFlows:
     async def cancel(self, challenge_id: str, context: RequestContext) -> Challenge:
         """Void an open challenge."""
         checked_ref(challenge_id)
-        return await self._store.cancel_challenge(challenge_id, self._clock.now(), context)
+        return await self._store.challenges.cancel_challenge(challenge_id, self._clock.now(), context)
 
     async def get(self, challenge_id: str) -> Challenge:
         """The challenge as stored."""
         checked_ref(challenge_id)
-        return await self._store.get_challenge(challenge_id)
+        return await self._store.challenges.get_challenge(challenge_id)
 
     async def _code(self, challenge: Challenge) -> str:
         """The challenge's code, computed in the HSM from its nonce, key version and operation."""

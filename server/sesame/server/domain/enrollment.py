@@ -30,7 +30,7 @@ from sesame.server.domain.tally import UNTALLIED, Tally
 from sesame.server.domain.voiding import void_pending
 
 if TYPE_CHECKING:
-    from sesame.server.domain.ports import Clock, SmsGateway, StateStore
+    from sesame.server.domain.ports import Clock, SmsGateway, State
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +84,7 @@ class EnrollmentFlows:
     def __init__(
         self,
         *,
-        store: StateStore,
+        store: State,
         clock: Clock,
         sms: SmsGateway,
         policy: LifecyclePolicy | None = None,
@@ -104,7 +104,7 @@ class EnrollmentFlows:
         now = self._clock.now()
         # Listed before it exists: a termination running meanwhile either refuses the enrolment or finds
         # the id and revokes the user, or spends the id if the user is not there yet.
-        await self._store.enlist_user(request.client_id, request.user_id, now)
+        await self._store.clients.enlist_user(request.client_id, request.user_id, now)
         user = User(
             user_id=request.user_id,
             client_id=request.client_id,
@@ -113,11 +113,11 @@ class EnrollmentFlows:
             status=UserStatus.ACTIVE,
             enrolled_at=now,
         )
-        return await self._store.register_user(user)
+        return await self._store.users.register_user(user)
 
     async def get(self, user_id: str) -> User:
         """The enrolled user."""
-        return await self._store.get_user(user_id)
+        return await self._store.users.get_user(user_id)
 
     async def suspend(self, request: StatusRequest) -> StatusResult:
         """Suspend at once (loss or theft, CMF L.133-17), then void every pending challenge."""
@@ -133,7 +133,7 @@ class EnrollmentFlows:
         Nothing is voided: the user's open challenges stay as they are, and each still counts its attempts.
         """
         now = self._clock.now()
-        unblocked = await self._store.unblock_user(Unblocking(request.user_id, now, request.provenance))
+        unblocked = await self._store.users.unblock_user(Unblocking(request.user_id, now, request.provenance))
         if unblocked.outcome is UnblockOutcome.UNBLOCKED:
             self._tally.changed("unblock")
         return unblocked
@@ -154,11 +154,13 @@ class EnrollmentFlows:
         Idempotent and resumable: a second call after an interruption revokes (and voids) the rest.
         """
         now = self._clock.now()
-        await self._store.terminate_client(ClientTermination(request.client_id, now, request.provenance))
+        await self._store.clients.terminate_client(
+            ClientTermination(request.client_id, now, request.provenance)
+        )
         self._tally.changed("terminate_client")
         revoked = 0
-        for user_id in sorted(await self._store.client_users(request.client_id)):
-            outcome = await self._store.revoke_client_user(
+        for user_id in sorted(await self._store.clients.client_users(request.client_id)):
+            outcome = await self._store.users.revoke_client_user(
                 request.client_id, user_id, now, request.provenance
             )
             if outcome in (RevocationOutcome.FOREIGN, RevocationOutcome.FORECLOSED):
@@ -175,7 +177,7 @@ class EnrollmentFlows:
         self, request: StatusRequest, action: StatusAction, voiding: VoidReason | None
     ) -> StatusResult:
         now = self._clock.now()
-        user = await self._store.change_user_status(
+        user = await self._store.users.change_user_status(
             StatusChange(request.user_id, action, now, request.provenance)
         )
         self._tally.changed(action.value)

@@ -44,7 +44,7 @@ from sesame.server.domain.tally import UNTALLIED, Tally
 from sesame.server.domain.voiding import void_pending
 
 if TYPE_CHECKING:
-    from sesame.server.domain.ports import Clock, SmsGateway, StateStore
+    from sesame.server.domain.ports import Clock, SmsGateway, State
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +62,7 @@ class PhoneChangeFlow:
     def __init__(
         self,
         *,
-        store: StateStore,
+        store: State,
         clock: Clock,
         sms: SmsGateway,
         policy: LifecyclePolicy,
@@ -91,9 +91,9 @@ class PhoneChangeFlow:
         challenge = None
         if isinstance(authority, ByChallenge):
             challenge = await self._spend(change, authority.challenge_id)
-        user = await self._store.get_user(user_id)
+        user = await self._store.users.get_user(user_id)
         # A retry next: the change it repeats moved the number, and the checks below would refuse it.
-        applied = await self._store.applied_change(user_id, provenance.request_id)
+        applied = await self._store.users.applied_change(user_id, provenance.request_id)
         if applied == change.fingerprint:
             voided = await self._void_pending(user_id, change)  # what a crash left open
             return PhoneChangeResult(user, old_phone_notified=False, voided=voided)
@@ -105,7 +105,7 @@ class PhoneChangeFlow:
             change = _bound(user, change, challenge)
         if new_phone == user.secure_phone:
             raise PhoneUnchanged(user_id)
-        changed = await self._store.change_secure_phone(change)
+        changed = await self._store.users.change_secure_phone(change)
         if changed.outcome is PhoneChangeOutcome.CHANGED:
             self._tally.changed("change_phone")
         # Codes already sent went to the old number: from now on they authorise nothing.
@@ -132,7 +132,7 @@ class PhoneChangeFlow:
             context=change.context,
         )
         try:
-            return await self._store.consume_challenge(consumption)
+            return await self._store.challenges.consume_challenge(consumption)
         except ChallengeNotFound:
             raise ChallengeMismatch(challenge_id) from None
 
@@ -151,10 +151,10 @@ class PhoneChangeFlow:
             sent = await self._sms.send(SmsMessage(changed.previous_phone, text, ""))
         except DeliveryFailed:
             notice = UserNotice(Kind.PHONE_CHANGED, changed.previous_phone, False, "", self._clock.now())
-            await self._store.record_user_notice(user.user_id, notice)
+            await self._store.users.record_user_notice(user.user_id, notice)
             return False
         notice = UserNotice(Kind.PHONE_CHANGED, changed.previous_phone, True, sent.provider_ref, sent.sent_at)
-        await self._store.record_user_notice(user.user_id, notice)
+        await self._store.users.record_user_notice(user.user_id, notice)
         return True
 
 

@@ -7,6 +7,7 @@ Verbs say the effect. Missing things raise typed errors (`sesame.server.domain.e
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -91,8 +92,9 @@ class KeyStore(Protocol):
         ...
 
 
-class StateStore(Protocol):
-    """Users and challenges; each method is one atomic transition, journaled with its change."""
+class Users(Protocol):
+    """The enrolled users and their lifecycle, on each user's slot; each method is one atomic
+    transition, journaled in the user's journal (docs/decisions/0010)."""
 
     async def register_user(self, user: User) -> User:
         """Enrol `user`; the same enrolment again is a no-op returning the stored user.
@@ -104,6 +106,69 @@ class StateStore(Protocol):
     async def get_user(self, user_id: str) -> User:
         """The enrolled user. UserNotFound."""
         ...
+
+    async def change_user_status(self, change: StatusChange) -> User:
+        """Suspend, reinstate or revoke, atomically and journaled; the current state again changes nothing.
+
+        A request id applied before answers the user as it is now. UserNotFound, UserNotActive (the user is
+        revoked, and that is final), RequestIdReused.
+        """
+        ...
+
+    async def unblock_user(self, unblocking: Unblocking) -> Unblocked:
+        """Clear the wrong codes in a row and the block's end, atomically and journaled; keep `blocks`.
+
+        A request id applied before answers the user as it is now (REPLAYED). UserNotFound, UserNotActive
+        (revoked), RequestIdReused.
+        """
+        ...
+
+    async def revoke_client_user(
+        self, client_id: str, user_id: str, at: datetime, provenance: Provenance
+    ) -> RevocationOutcome:
+        """Revoke a user on behalf of its terminated client; an id never enrolled is spent for good."""
+        ...
+
+    async def change_secure_phone(self, change: PhoneChange) -> PhoneChanged:
+        """Replace the secure number and start the cooling period, atomically and journaled.
+
+        UserNotFound, UserNotActive (status not allowed for this authority), ChallengeMismatch (the
+        expected number or status changed meanwhile), RequestIdReused.
+        """
+        ...
+
+    async def applied_change(self, user_id: str, request_id: str) -> str | None:
+        """The fingerprint of the change applied to the user under this request id, if any."""
+        ...
+
+    async def record_user_notice(self, user_id: str, notice: UserNotice) -> None:
+        """Journal a notice sent to the user (the number masked)."""
+        ...
+
+
+class Clients(Protocol):
+    """The client companies: their status and the index of the users they designated, on each client's
+    slot."""
+
+    async def enlist_user(self, client_id: str, user_id: str, at: datetime) -> None:
+        """Add the user to its client's index of users. ClientTerminated."""
+        ...
+
+    async def client_users(self, client_id: str) -> list[str]:
+        """Every user id ever enlisted for the client."""
+        ...
+
+    async def terminate_client(self, termination: ClientTermination) -> None:
+        """Mark the client terminated (no enrolment from then on), journaled; again changes nothing.
+
+        ClientNotFound.
+        """
+        ...
+
+
+class Challenges(Protocol):
+    """The challenges, in their user's slot (docs/decisions/0019); each method is one atomic transition,
+    journaled in the challenge's journal, that may also read or count for the user the challenge names."""
 
     async def open_challenge(
         self, challenge: Challenge, context: RequestContext, charges: Sequence[Charge] = ()
@@ -177,6 +242,26 @@ class StateStore(Protocol):
         """Note what the SMS gateway said about the challenge's message. ChallengeNotFound."""
         ...
 
+    async def pending_challenges(self, user_id: str, expiring_after: datetime) -> list[str]:
+        """The ids opened for the user whose expiry is after `expiring_after` (older ones are dropped)."""
+        ...
+
+    async def void_challenge(self, challenge_id: str, voiding: Voiding) -> VoidOutcome:
+        """Cancel the challenge if OPEN, journaled with the reason; spend an id never opened. Idempotent."""
+        ...
+
+    async def consume_challenge(self, consumption: Consumption) -> Challenge:
+        """Spend a VERIFIED challenge, once, as the authority for a number change; journaled.
+
+        The same request id again gets the challenge back. ChallengeNotFound (also past its retention),
+        ChallengeMismatch (another user or operation), ChallengeNotVerified, ChallengeConsumed.
+        """
+        ...
+
+
+class Proofs(Protocol):
+    """The proofs of verified challenges, kept once (docs/decisions/0026)."""
+
     async def record_proof(self, proof: IssuedProof, at: datetime) -> str:
         """Keep the proof of a verified challenge, atomically, once; return the proof that stands.
 
@@ -191,6 +276,10 @@ class StateStore(Protocol):
     async def stored_proof(self, challenge_id: str) -> str:
         """The proof `record_proof` kept for the challenge, "" when none was kept."""
         ...
+
+
+class ChallengeJournal(Protocol):
+    """What the challenges' journals hold, read for evidence; the journals outlive the challenges."""
 
     async def challenge_journal(self, challenge_id: str) -> list[dict[str, str]]:
         """The challenge's journal entries, oldest first; empty for an id never opened. They outlive it."""
@@ -211,76 +300,16 @@ class StateStore(Protocol):
         """
         ...
 
-    # The user lifecycle (docs/decisions/0010) ---------------------------------------------------
 
-    async def pending_challenges(self, user_id: str, expiring_after: datetime) -> list[str]:
-        """The ids opened for the user whose expiry is after `expiring_after` (older ones are dropped)."""
-        ...
+@dataclass(frozen=True)
+class State:
+    """The state ports, one per aggregate, as the flows are given them (docs/decisions/0038)."""
 
-    async def void_challenge(self, challenge_id: str, voiding: Voiding) -> VoidOutcome:
-        """Cancel the challenge if OPEN, journaled with the reason; spend an id never opened. Idempotent."""
-        ...
-
-    async def consume_challenge(self, consumption: Consumption) -> Challenge:
-        """Spend a VERIFIED challenge, once, as the authority for a number change; journaled.
-
-        The same request id again gets the challenge back. ChallengeNotFound (also past its retention),
-        ChallengeMismatch (another user or operation), ChallengeNotVerified, ChallengeConsumed.
-        """
-        ...
-
-    async def change_user_status(self, change: StatusChange) -> User:
-        """Suspend, reinstate or revoke, atomically and journaled; the current state again changes nothing.
-
-        A request id applied before answers the user as it is now. UserNotFound, UserNotActive (the user is
-        revoked, and that is final), RequestIdReused.
-        """
-        ...
-
-    async def unblock_user(self, unblocking: Unblocking) -> Unblocked:
-        """Clear the wrong codes in a row and the block's end, atomically and journaled; keep `blocks`.
-
-        A request id applied before answers the user as it is now (REPLAYED). UserNotFound, UserNotActive
-        (revoked), RequestIdReused.
-        """
-        ...
-
-    async def revoke_client_user(
-        self, client_id: str, user_id: str, at: datetime, provenance: Provenance
-    ) -> RevocationOutcome:
-        """Revoke a user on behalf of its terminated client; an id never enrolled is spent for good."""
-        ...
-
-    async def change_secure_phone(self, change: PhoneChange) -> PhoneChanged:
-        """Replace the secure number and start the cooling period, atomically and journaled.
-
-        UserNotFound, UserNotActive (status not allowed for this authority), ChallengeMismatch (the
-        expected number or status changed meanwhile), RequestIdReused.
-        """
-        ...
-
-    async def applied_change(self, user_id: str, request_id: str) -> str | None:
-        """The fingerprint of the change applied to the user under this request id, if any."""
-        ...
-
-    async def record_user_notice(self, user_id: str, notice: UserNotice) -> None:
-        """Journal a notice sent to the user (the number masked)."""
-        ...
-
-    async def enlist_user(self, client_id: str, user_id: str, at: datetime) -> None:
-        """Add the user to its client's index of users. ClientTerminated."""
-        ...
-
-    async def client_users(self, client_id: str) -> list[str]:
-        """Every user id ever enlisted for the client."""
-        ...
-
-    async def terminate_client(self, termination: ClientTermination) -> None:
-        """Mark the client terminated (no enrolment from then on), journaled; again changes nothing.
-
-        ClientNotFound.
-        """
-        ...
+    users: Users
+    clients: Clients
+    challenges: Challenges
+    proofs: Proofs
+    journal: ChallengeJournal
 
 
 class SmsGateway(Protocol):

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
         VerificationAttempt,
         VerificationOutcome,
     )
-    from sesame.server.domain.ports import Clock, KeyStore, StateStore
+    from sesame.server.domain.ports import Clock, KeyStore, State
 
 JTI_BYTES = 16  # a proof id needs to be unique, not secret: 128 random bits
 DEFAULT_PAGE_SIZE = 100  # journal entries per evidence page when the caller does not say
@@ -81,7 +81,7 @@ class ProofPlan:
 class ProofFlows:
     """Proofs of verified challenges, and the public keys that check them."""
 
-    def __init__(self, *, keys: KeyStore, store: StateStore, clock: Clock, issuer: str) -> None:
+    def __init__(self, *, keys: KeyStore, store: State, clock: Clock, issuer: str) -> None:
         self._keys = keys
         self._store = store
         self._clock = clock
@@ -134,7 +134,9 @@ class ProofFlows:
 
     async def _recorded(self, key: KeyRef, facts: ProofFacts, jti: str) -> str:
         jws = await self._signed(key, facts, jti)
-        return await self._store.record_proof(IssuedProof(jws, jti, key.label, facts), self._clock.now())
+        return await self._store.proofs.record_proof(
+            IssuedProof(jws, jti, key.label, facts), self._clock.now()
+        )
 
     async def _signed(self, key: KeyRef, facts: ProofFacts, jti: str) -> str:
         signed = proof.signing_input(key.label, proof.claims(facts, issuer=self._issuer, jti=jti))
@@ -146,10 +148,10 @@ class ProofFlows:
         ChallengeNotFound, ChallengeNotVerified, HsmUnavailable, StoreUnavailable.
         """
         checked_ref(challenge_id)
-        journal = await self._store.challenge_journal(challenge_id)
+        journal = await self._store.journal.challenge_journal(challenge_id)
         if not journal:
             raise ChallengeNotFound(challenge_id)
-        stored = journaled_proof(journal) or await self._store.stored_proof(challenge_id)
+        stored = journaled_proof(journal) or await self._store.proofs.stored_proof(challenge_id)
         if stored:
             return stored
         facts = ProofFacts.from_journal(journal)
@@ -175,22 +177,22 @@ class ProofFlows:
         # verified decision whose proof was not kept yet gets it now, signed again (decision 0026), before
         # the page is read: a decision that named no proof then shows its entry on the page.
         stored = await self._journaled_or_issued(challenge_id) if not page.token else ""
-        entries = await self._store.challenge_journal_page(
+        entries = await self._store.journal.challenge_journal_page(
             challenge_id, page.token, page.size or DEFAULT_PAGE_SIZE
         )
         try:
-            challenge: Challenge | None = await self._store.get_challenge(challenge_id)
+            challenge: Challenge | None = await self._store.challenges.get_challenge(challenge_id)
         except ChallengeNotFound:
             if not entries.entries:
                 raise
             challenge = None
-        refusals = tuple(await self._store.challenge_refusals(challenge_id))
+        refusals = tuple(await self._store.journal.challenge_refusals(challenge_id))
         return Evidence(challenge, entries.entries, stored, entries.next_token, refusals)
 
     async def _journaled_or_issued(self, challenge_id: str) -> str:
         """The journaled proof; else the proof of a journaled VERIFIED decision, issued now; else ""."""
-        journal = await self._store.challenge_journal(challenge_id)
-        stored = journaled_proof(journal) or await self._store.stored_proof(challenge_id)
+        journal = await self._store.journal.challenge_journal(challenge_id)
+        stored = journaled_proof(journal) or await self._store.proofs.stored_proof(challenge_id)
         facts = None if stored else ProofFacts.from_journal(journal)
         if facts is None:
             return stored

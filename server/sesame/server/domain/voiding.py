@@ -13,17 +13,19 @@ from typing import TYPE_CHECKING
 from sesame.server.domain.lifecycle import CLOCK_SKEW, Provenance, Voiding, VoidOutcome, VoidReason
 
 if TYPE_CHECKING:
-    from sesame.server.domain.ports import StateStore
+    from sesame.server.domain.ports import State
     from sesame.server.domain.tally import Tally
 
 
 async def void_pending(  # noqa: PLR0913 (the change's facts, and where to count what it voided)
-    store: StateStore, user_id: str, reason: VoidReason, at: datetime, provenance: Provenance, *, tally: Tally
+    store: State, user_id: str, reason: VoidReason, at: datetime, provenance: Provenance, *, tally: Tally
 ) -> int:
     """Cancel every challenge of the user that may still be open; how many this call voided."""
     voided = 0
-    for challenge_id in await store.pending_challenges(user_id, at - CLOCK_SKEW):
-        outcome = await store.void_challenge(challenge_id, Voiding(user_id, reason, at, provenance))
+    for challenge_id in await store.challenges.pending_challenges(user_id, at - CLOCK_SKEW):
+        outcome = await store.challenges.void_challenge(
+            challenge_id, Voiding(user_id, reason, at, provenance)
+        )
         if outcome is VoidOutcome.VOIDED:
             voided += 1
             tally.voided(reason)

@@ -1,4 +1,4 @@
-"""The StateStore contract for UnblockUser: the fake and Redis lift a block and journal it alike."""
+"""The State contract for UnblockUser: the fake and Redis lift a block and journal it alike."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from sesame.server.domain.errors import RequestIdReused, UserNotActive, UserNotFound
 from sesame.server.domain.lifecycle import (
     Provenance,
@@ -19,9 +19,9 @@ from sesame.server.domain.lifecycle import (
 from sesame.server.domain.model import LockoutPolicy, RequestContext, VerificationAttempt
 from tests import factories
 from tests.fakes.journal_fields import iso, unix_ms
-from tests.fakes.state_store import MemoryStateStore
+from tests.fakes.state import MemoryState
 
-Store = MemoryStateStore | RedisStateStore
+Store = MemoryState | RedisState
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 LOCKOUT = LockoutPolicy(max_failures=2)
@@ -36,7 +36,7 @@ def unblocking(request_id: str = "ub-1", **changes: str) -> Unblocking:
 
 
 async def enrolled(store: Store) -> None:
-    await store.register_user(factories.a_user(NOW - timedelta(days=30)))
+    await store.users.register_user(factories.a_user(NOW - timedelta(days=30)))
 
 
 async def failed(store: Store, times: int, first: int = 0) -> None:
@@ -44,34 +44,34 @@ async def failed(store: Store, times: int, first: int = 0) -> None:
     opened first (a blocked user gets no new challenge)."""
     challenges = [factories.a_challenge(NOW, nonce=bytes([n]) * 16) for n in range(first, first + times)]
     for challenge in challenges:
-        await store.open_challenge(challenge, CONTEXT)
+        await store.challenges.open_challenge(challenge, CONTEXT)
     for challenge in challenges:
         wrong = VerificationAttempt(challenge.challenge_id, challenge.op_digest, False, NOW, CONTEXT)
-        await store.record_verification(wrong, LOCKOUT)
+        await store.challenges.record_verification(wrong, LOCKOUT)
 
 
 async def last_entry(store: Store) -> dict[str, str]:
-    return (await store.user_journal("u-1"))[-1]
+    return (await store.users.user_journal("u-1"))[-1]
 
 
 async def test_an_unblock_clears_the_block_and_keeps_the_count_of_blocks(store: Store) -> None:
     """A blocked user's block end and wrong codes are cleared; `blocks` stays, so the next block is longer."""
     await enrolled(store)
     await failed(store, 3)  # blocked at the second; the third is refused unevaluated (USER_BLOCKED)
-    blocked = await store.get_user("u-1")
+    blocked = await store.users.get_user("u-1")
     assert blocked.blocked_until is not None
-    unblocked = await store.unblock_user(unblocking())
+    unblocked = await store.users.unblock_user(unblocking())
     assert unblocked.outcome is UnblockOutcome.UNBLOCKED
     assert (unblocked.user.failures, unblocked.user.blocks, unblocked.user.blocked_until) == (0, 1, None)
-    assert await store.get_user("u-1") == unblocked.user
+    assert await store.users.get_user("u-1") == unblocked.user
 
 
 async def test_an_unblock_is_journaled_with_who_why_and_what_was_lifted(store: Store) -> None:
     """The entry names the actor, the reason, the request, the calling service, and the block it lifted."""
     await enrolled(store)
     await failed(store, 2)
-    blocked_until = (await store.get_user("u-1")).blocked_until
-    await store.unblock_user(unblocking())
+    blocked_until = (await store.users.get_user("u-1")).blocked_until
+    await store.users.unblock_user(unblocking())
     assert await last_entry(store) == {
         "event": "user.unblock",
         "at": iso(NOW),
@@ -92,15 +92,15 @@ async def test_wrong_codes_in_a_row_below_a_block_are_cleared_too(store: Store) 
     """One wrong code short of a block: the count starts again from zero."""
     await enrolled(store)
     await failed(store, 1)
-    unblocked = await store.unblock_user(unblocking())
+    unblocked = await store.users.unblock_user(unblocking())
     assert (unblocked.outcome, unblocked.user.failures) == (UnblockOutcome.UNBLOCKED, 0)
 
 
 async def test_a_user_with_nothing_to_lift_is_unchanged_and_journaled(store: Store) -> None:
     """Unblocking a user who is not blocked changes nothing, and says so in the journal."""
     await enrolled(store)
-    before = await store.get_user("u-1")
-    unblocked = await store.unblock_user(unblocking())
+    before = await store.users.get_user("u-1")
+    unblocked = await store.users.unblock_user(unblocking())
     assert (unblocked.outcome, unblocked.user) == (UnblockOutcome.UNCHANGED, before)
     assert (await last_entry(store))["outcome"] == "unchanged"
 
@@ -109,39 +109,39 @@ async def test_a_retried_unblock_is_replayed_without_an_entry(store: Store) -> N
     """The same request again answers REPLAYED and writes nothing, even after new wrong codes."""
     await enrolled(store)
     await failed(store, 2)
-    await store.unblock_user(unblocking())
+    await store.users.unblock_user(unblocking())
     await failed(store, 1, first=2)
-    journaled = await store.user_journal("u-1")
-    again = await store.unblock_user(unblocking())
+    journaled = await store.users.user_journal("u-1")
+    again = await store.users.unblock_user(unblocking())
     assert (again.outcome, again.user.failures) == (UnblockOutcome.REPLAYED, 1)
-    assert await store.user_journal("u-1") == journaled
+    assert await store.users.user_journal("u-1") == journaled
 
 
 async def test_a_request_id_of_another_change_is_refused(store: Store) -> None:
     """A suspension's request id cannot unblock: RequestIdReused, and nothing is written."""
     await enrolled(store)
     await failed(store, 2)
-    await store.change_user_status(StatusChange("u-1", StatusAction.SUSPEND, NOW, BY))
-    before = (await store.get_user("u-1"), await store.user_journal("u-1"))
+    await store.users.change_user_status(StatusChange("u-1", StatusAction.SUSPEND, NOW, BY))
+    before = (await store.users.get_user("u-1"), await store.users.user_journal("u-1"))
     with pytest.raises(RequestIdReused):
-        await store.unblock_user(unblocking())
-    assert (await store.get_user("u-1"), await store.user_journal("u-1")) == before
+        await store.users.unblock_user(unblocking())
+    assert (await store.users.get_user("u-1"), await store.users.user_journal("u-1")) == before
 
 
 async def test_a_revoked_user_is_refused_and_it_is_journaled(store: Store) -> None:
     """A revoked user is final: UserNotActive, nothing cleared, the refusal journaled."""
     await enrolled(store)
     await failed(store, 2)
-    await store.change_user_status(StatusChange("u-1", StatusAction.REVOKE, NOW, BY))
-    before = await store.get_user("u-1")
+    await store.users.change_user_status(StatusChange("u-1", StatusAction.REVOKE, NOW, BY))
+    before = await store.users.get_user("u-1")
     with pytest.raises(UserNotActive):
-        await store.unblock_user(unblocking("ub-2"))
-    assert await store.get_user("u-1") == before
+        await store.users.unblock_user(unblocking("ub-2"))
+    assert await store.users.get_user("u-1") == before
     assert (await last_entry(store))["outcome"] == "refused"
 
 
 async def test_an_unknown_user_is_not_found(store: Store) -> None:
     """Unblocking a user never enrolled raises UserNotFound and writes nothing."""
     with pytest.raises(UserNotFound):
-        await store.unblock_user(unblocking())
-    assert await store.user_journal("u-1") == []
+        await store.users.unblock_user(unblocking())
+    assert await store.users.user_journal("u-1") == []

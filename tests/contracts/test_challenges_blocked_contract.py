@@ -8,15 +8,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from sesame.server.domain.budgets import BudgetSubject, Charge
 from sesame.server.domain.errors import ChallengeNotFound, UserBlocked
 from sesame.server.domain.model import Challenge, LockoutPolicy, RequestContext, VerificationAttempt
 from sesame.server.domain.operation import digest
 from tests import factories
-from tests.fakes.state_store import MemoryStateStore
+from tests.fakes.state import MemoryState
 
-Store = MemoryStateStore | RedisStateStore
+Store = MemoryState | RedisState
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 CONTEXT = RequestContext(ip="203.0.113.7")
@@ -36,12 +36,12 @@ async def blocked(store: Store) -> Challenge:
     BLOCKED_AT; return the second, still OPEN (as if the block's voiding had missed it)."""
     challenge, pending = a_challenge(1), a_challenge(2)
     await factories.its_user_enrolled(store, challenge)
-    await store.open_challenge(challenge, CONTEXT)
-    await store.open_challenge(pending, CONTEXT)
+    await store.challenges.open_challenge(challenge, CONTEXT)
+    await store.challenges.open_challenge(pending, CONTEXT)
     attempt = VerificationAttempt(
         challenge.challenge_id, digest(challenge.operation), False, BLOCKED_AT, CONTEXT
     )
-    outcome = await store.record_verification(attempt, ONE_WRONG_BLOCKS)
+    outcome = await store.challenges.record_verification(attempt, ONE_WRONG_BLOCKS)
     assert outcome.blocked_until == BLOCKED_AT + timedelta(minutes=2)
     return pending
 
@@ -51,14 +51,16 @@ async def test_no_challenge_opens_while_the_user_is_blocked(store: Store) -> Non
     await blocked(store)
     late = factories.a_challenge(BLOCKED_AT + timedelta(seconds=30), nonce=bytes([7]) * 16)
     with pytest.raises(UserBlocked) as refused:
-        await store.open_challenge(late, CONTEXT, BUDGET)
+        await store.challenges.open_challenge(late, CONTEXT, BUDGET)
     assert refused.value.retry_after == timedelta(seconds=90)
     with pytest.raises(ChallengeNotFound):
-        await store.get_challenge(late.challenge_id)
-    assert await store.challenge_journal(late.challenge_id) == []
-    assert late.challenge_id not in await store.pending_challenges("u-1", NOW)
+        await store.challenges.get_challenge(late.challenge_id)
+    assert await store.journal.challenge_journal(late.challenge_id) == []
+    assert late.challenge_id not in await store.challenges.pending_challenges("u-1", NOW)
     after = factories.a_challenge(BLOCKED_AT + timedelta(minutes=2), nonce=bytes([3]) * 16)
-    await store.open_challenge(after, CONTEXT, BUDGET)  # the refused one took no unit of the budget
+    await store.challenges.open_challenge(
+        after, CONTEXT, BUDGET
+    )  # the refused one took no unit of the budget
 
 
 async def test_no_resend_while_the_user_is_blocked(store: Store) -> None:
@@ -66,14 +68,14 @@ async def test_no_resend_while_the_user_is_blocked(store: Store) -> None:
     pending = await blocked(store)
     for seconds in (30, 40):
         with pytest.raises(UserBlocked) as refused:
-            await store.record_resend(
+            await store.challenges.record_resend(
                 pending.challenge_id, BLOCKED_AT + timedelta(seconds=seconds), CONTEXT, BUDGET
             )
     assert refused.value.retry_after == timedelta(seconds=80)
-    assert (await store.get_challenge(pending.challenge_id)).resends == 0
-    [count] = await store.challenge_refusals(pending.challenge_id)
+    assert (await store.challenges.get_challenge(pending.challenge_id)).resends == 0
+    [count] = await store.journal.challenge_refusals(pending.challenge_id)
     assert (count.event, count.outcome, count.count) == ("challenge.resend", "user_blocked", 2)
-    outcomes = [e["outcome"] for e in await store.challenge_journal(pending.challenge_id)]
+    outcomes = [e["outcome"] for e in await store.journal.challenge_journal(pending.challenge_id)]
     assert outcomes == ["opened", "user_blocked"]
     later = BLOCKED_AT + timedelta(minutes=2)
-    assert (await store.record_resend(pending.challenge_id, later, CONTEXT, BUDGET)).resends == 1
+    assert (await store.challenges.record_resend(pending.challenge_id, later, CONTEXT, BUDGET)).resends == 1

@@ -30,7 +30,7 @@ from hypothesis.stateful import (
 )
 
 from sesame.clients.redis_server import EmbeddedRedis
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from sesame.server.domain.budgets import BudgetSubject, Charge
 from sesame.server.domain.errors import SesameError
 from sesame.server.domain.lifecycle import (
@@ -53,7 +53,7 @@ from sesame.server.domain.model import (
 from sesame.server.domain.operation import CreditTransfer, Login, Money, Payee, digest
 from sesame.server.domain.proof import IssuedProof, ProofFacts
 from tests import factories
-from tests.fakes.state_store import MemoryStateStore
+from tests.fakes.state import MemoryState, memory_state
 
 pytestmark = pytest.mark.integration
 
@@ -102,8 +102,8 @@ class StoresAgree(RuleBasedStateMachine):
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.client = aioredis.Redis.from_url(redis_url)
-        self.redis = RedisStateStore(self.client)
-        self.memory = MemoryStateStore()
+        self.redis = RedisState.on(self.client)
+        self.memory = memory_state()
         self.opened = 0
 
     def teardown(self) -> None:
@@ -117,15 +117,13 @@ class StoresAgree(RuleBasedStateMachine):
         return answers[0]
 
     @property
-    def stores(self) -> tuple[MemoryStateStore, RedisStateStore]:
+    def stores(self) -> tuple[MemoryState, RedisState]:
         return self.memory, self.redis
 
     @staticmethod
-    async def _run(
-        store: MemoryStateStore | RedisStateStore, call: str, args: tuple[Any, ...]
-    ) -> tuple[str, Any]:
+    async def _run(store: MemoryState | RedisState, call: str, args: tuple[Any, ...]) -> tuple[str, Any]:
         try:
-            return _outcome(await getattr(store, call)(*args))
+            return _outcome(await getattr(_port(store, call), call)(*args))
         except SesameError as error:
             return _outcome(error)
 
@@ -241,7 +239,7 @@ class StoresAgree(RuleBasedStateMachine):
     def same_user_and_journal(self) -> None:
         self.both("get_user", "u-1")
         self.both("pending_challenges", "u-1", NOW)
-        journals = [self.loop.run_until_complete(store.user_journal("u-1")) for store in self.stores]
+        journals = [self.loop.run_until_complete(store.users.user_journal("u-1")) for store in self.stores]
         summaries = [
             [
                 (e["event"], e.get("outcome"), e.get("failures"), e.get("status"), e.get("blocked_until"))
@@ -257,7 +255,8 @@ class StoresAgree(RuleBasedStateMachine):
             challenge_id = factories.challenge_id(number.to_bytes(16, "big"))
             self.both("get_challenge", challenge_id)
             journals = [
-                self.loop.run_until_complete(store.challenge_journal(challenge_id)) for store in self.stores
+                self.loop.run_until_complete(store.journal.challenge_journal(challenge_id))
+                for store in self.stores
             ]
             summaries = [
                 [(e["event"], e["outcome"], e.get("attempts")) for e in journal] for journal in journals
@@ -277,3 +276,9 @@ def test_fake_and_redis_agree_on_every_sequence(redis_server: EmbeddedRedis) -> 
             suppress_health_check=[HealthCheck.function_scoped_fixture],
         ),
     )
+
+
+def _port(store: MemoryState | RedisState, call: str) -> object:
+    """The aggregate's port that has the operation `call`."""
+    ports = (store.users, store.clients, store.challenges, store.proofs, store.journal)
+    return next(port for port in ports if hasattr(port, call))

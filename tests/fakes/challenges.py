@@ -1,17 +1,10 @@
-"""An in-memory StateStore with the semantics of `RedisStateStore` (the contract suite holds them together).
-
-Users and client companies are in `tests.fakes.registry`; challenges here.
-
-Like Redis it keeps times to the millisecond and keeps one journal per user and per challenge that
-outlives the challenge. Given a clock, it also purges a challenge `retention` after its expiry, as Redis
-does by its own wall clock; without one it keeps challenges forever, so that tests on a fixed clock
-(in the past or the future of the real one) stay deterministic.
-"""
+"""The Challenges fake: challenges in `Memory` with the semantics of `RedisChallenges` (the contract
+suite holds them together); the user's half of a verification and the pending index in the same step, as in
+Redis."""
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -42,9 +35,7 @@ from sesame.server.domain.model import (
     Challenge,
     ChallengeStatus,
     DeliveryState,
-    JournalPage,
     LockoutPolicy,
-    RefusalCount,
     RequestContext,
     User,
     UserStatus,
@@ -54,11 +45,11 @@ from sesame.server.domain.model import (
 )
 from sesame.server.domain.opening import Opened, Opening
 from sesame.server.domain.operation import digest, kind
-from sesame.server.domain.ports import Clock, StateStore
+from sesame.server.domain.ports import Challenges
 from sesame.server.domain.privacy import mask_phone
-from sesame.server.domain.proof import IssuedProof
+from tests.fakes.journal_fields import context_fields, iso, ms, provenance_fields
+from tests.fakes.memory import Memory
 from tests.fakes.outbox import MemoryOutbox
-from tests.fakes.registry import MemoryRegistry, context_fields, iso, ms, provenance_fields
 
 _TERMINAL = {
     ChallengeStatus.VERIFIED: VerifyResult.ALREADY_USED,
@@ -69,7 +60,6 @@ _TERMINAL = {
 
 # record_verification.lua: the answers that change nothing, journaled the first time of their kind only.
 _REFUSED = {*_TERMINAL.values(), VerifyResult.EXPIRED, VerifyResult.USER_BLOCKED}
-_TOKEN = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 
 # consume_challenge.lua: a stale challenge reads as purged.
 _CONSUME_REFUSALS: dict[str, type[SesameError]] = {
@@ -136,33 +126,22 @@ class _WallClock:
 _WALL = _WallClock()
 
 
-class MemoryStateStore(MemoryRegistry):
-    """Dicts and lists behind one lock; every method is one atomic, journaled transition."""
+class MemoryChallenges:
+    """Challenges in the shared memory, under its one lock; the SMS they queue in `outbox`."""
 
-    def __init__(self, retention: timedelta = timedelta(hours=24), purge_clock: Clock | None = None) -> None:
-        super().__init__()
-        self._retention = retention
-        self._purge_clock = purge_clock
-        self._challenges: dict[str, Challenge] = {}
-        self._requests: dict[tuple[str, str], tuple[str, datetime]] = {}
-        self._challenge_journals: dict[str, list[dict[str, str]]] = {}
-        self._proofs: dict[str, str] = {}  # the JWS record_proof kept, by challenge (decision 0026)
-        self._messages: dict[str, dict[str, DeliveryState]] = {}  # per challenge: provider ref -> state
-        self._consumed: dict[str, str] = {}  # challenge id -> the request id of the change it authorised
-        self._sends: dict[BudgetSubject, list[datetime]] = {}  # send budgets: when each unit was taken
-        # per challenge: (event, outcome) -> (count, last at); only the first refusal of a kind is journaled
-        self._refusals: dict[str, dict[tuple[str, str], tuple[int, datetime]]] = {}
-        self.outbox = MemoryOutbox(self, purge_clock or _WALL)  # what Start and Resend queue
+    def __init__(self, memory: Memory) -> None:
+        self._m = memory
+        self.outbox = MemoryOutbox(self, memory._purge_clock or _WALL)  # what Start and Resend queue
 
     async def open_challenge(
         self, challenge: Challenge, context: RequestContext, charges: Sequence[Charge] = ()
     ) -> None:
-        async with self._lock:
+        async with self._m._lock:
             self._open(challenge, context, charges)
 
     async def start_challenge(self, opening: Opening) -> Opened:
-        async with self._lock:
-            user = self._users.get(opening.user_id)
+        async with self._m._lock:
+            user = self._m._users.get(opening.user_id)
             if user is None:
                 raise UserNotFound(opening.user_id)
             now = ms(opening.created_at)
@@ -180,21 +159,21 @@ class MemoryStateStore(MemoryRegistry):
             charges = budgets.charges(opening.budget, user.user_id, user.secure_phone, opening.context.caller)
             self._open(challenge, opening.context, charges)
             if opening.request_id:
-                self._requests[(user.user_id, opening.request_id)] = (
+                self._m._requests[(user.user_id, opening.request_id)] = (
                     challenge.challenge_id,
                     opening.expires_at,
                 )
-            return Opened(self._challenges[challenge.challenge_id], queued=True)
+            return Opened(self._m._challenges[challenge.challenge_id], queued=True)
 
     def _earlier(self, opening: Opening) -> Challenge | None:
         """The live challenge the opening's request id already opened (as open_challenge.lua)."""
         if not opening.request_id:
             return None
-        now = self._purge_clock.now() if self._purge_clock is not None else None
-        claim = self._requests.get((opening.user_id, opening.request_id))
+        now = self._m._purge_clock.now() if self._m._purge_clock is not None else None
+        claim = self._m._requests.get((opening.user_id, opening.request_id))
         if claim is None or (now is not None and now >= claim[1]):
             return None
-        earlier = self._live(claim[0])
+        earlier = self._m._live(claim[0])
         if earlier is not None and earlier.op_digest != digest(opening.operation):
             raise InvalidRequest([FieldViolation("request_id", "was already used for another operation")])
         return earlier
@@ -202,7 +181,7 @@ class MemoryStateStore(MemoryRegistry):
     def _open(self, challenge: Challenge, context: RequestContext, charges: Sequence[Charge]) -> None:
         """open_challenge.lua's step for a whole challenge (the caller holds the lock)."""
         cid = challenge.challenge_id
-        user = self._users.get(challenge.user_id)
+        user = self._m._users.get(challenge.user_id)
         if user is None:
             raise UserNotFound(challenge.user_id)
         if user.status is not UserStatus.ACTIVE:
@@ -211,10 +190,10 @@ class MemoryStateStore(MemoryRegistry):
             raise UserBlocked(user.user_id, user.blocked_until - ms(challenge.created_at))
         if user.secure_phone != challenge.phone:
             raise SecurePhoneChanged(user.user_id)
-        if self._live(cid) is not None or cid in self._challenge_journals:
+        if self._m._live(cid) is not None or cid in self._m._challenge_journals:
             raise ChallengeAlreadyExists(cid)
         self._charge(charges, challenge.created_at)
-        self._track(user.user_id, cid, challenge.expires_at, challenge.created_at - CLOCK_SKEW)
+        self._m._track(user.user_id, cid, challenge.expires_at, challenge.created_at - CLOCK_SKEW)
         stored = dataclasses.replace(
             challenge,
             created_at=ms(challenge.created_at),
@@ -222,9 +201,9 @@ class MemoryStateStore(MemoryRegistry):
             last_sent_at=ms(challenge.last_sent_at),
             risk=None,  # journaled, never stored (as in Redis)
         )
-        self._challenges[cid] = stored
+        self._m._challenges[cid] = stored
         self.outbox.queue(cid, ms(challenge.created_at))  # as open_challenge.lua, in the same step
-        self._append(
+        self._m._append(
             stored,
             "challenge.opened",
             challenge.created_at,
@@ -240,32 +219,32 @@ class MemoryStateStore(MemoryRegistry):
         )
 
     async def get_challenge(self, challenge_id: str) -> Challenge:
-        return self._existing(challenge_id)
+        return self._m._existing(challenge_id)
 
     async def record_verification(
         self, attempt: VerificationAttempt, lockout: LockoutPolicy
     ) -> VerificationOutcome:
-        async with self._lock:
-            challenge = self._existing(attempt.challenge_id)  # a forged tag is another id: not found
+        async with self._m._lock:
+            challenge = self._m._existing(attempt.challenge_id)  # a forged tag is another id: not found
             result = _TERMINAL.get(challenge.status)
             if result is None and ms(attempt.at) >= challenge.expires_at:
                 result = VerifyResult.EXPIRED
-            user = self._users.get(challenge.user_id)
+            user = self._m._users.get(challenge.user_id)
             if result is None and _stale(challenge, user):  # as record_verification.lua: voided now
                 challenge = dataclasses.replace(challenge, status=ChallengeStatus.VOIDED)
-                self._challenges[challenge.challenge_id] = challenge
+                self._m._challenges[challenge.challenge_id] = challenge
                 result = VerifyResult.VOIDED
             if result is None and user is not None and user.is_blocked(ms(attempt.at)):
                 result = VerifyResult.USER_BLOCKED  # as record_verification.lua: code_matches ignored
             if result is None:
                 decided = _decide(challenge, attempt)
                 challenge, result = decided.challenge, decided.result
-                self._challenges[challenge.challenge_id] = challenge
-            if result in _REFUSED and not self._refused(
+                self._m._challenges[challenge.challenge_id] = challenge
+            if result in _REFUSED and not self._m._refused(
                 challenge.challenge_id, "challenge.verification", result.value, attempt.at
             ):
                 return VerificationOutcome(result, 0, challenge)
-            self._append(
+            self._m._append(
                 challenge,
                 "challenge.verification",
                 attempt.at,
@@ -275,32 +254,32 @@ class MemoryStateStore(MemoryRegistry):
             if result is VerifyResult.VERIFIED and attempt.proof_id is not None:
                 # As record_verification.lua: the decision names its proof; the JWS is kept later.
                 proof_id = {"jti": attempt.proof_id.jti, "kid": attempt.proof_id.kid}
-                self._append(challenge, "challenge.proof", attempt.at, "issued", proof_id)
-            started = self._count_for_user(
+                self._m._append(challenge, "challenge.proof", attempt.at, "issued", proof_id)
+            started = self._m._count_for_user(
                 challenge.user_id, challenge.challenge_id, result, attempt.at, lockout
             )
             left = challenge.attempts_left if result is VerifyResult.WRONG_CODE else 0
             return VerificationOutcome(result, left, challenge, "", started)
 
     async def cancel_challenge(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
-        async with self._lock:
-            challenge = self._existing(challenge_id)
+        async with self._m._lock:
+            challenge = self._m._existing(challenge_id)
             if challenge.status is not ChallengeStatus.OPEN or ms(at) >= challenge.expires_at:
-                if self._refused(challenge_id, "challenge.cancel", "refused", at):
-                    self._append(challenge, "challenge.cancel", at, "refused", context_fields(context))
+                if self._m._refused(challenge_id, "challenge.cancel", "refused", at):
+                    self._m._append(challenge, "challenge.cancel", at, "refused", context_fields(context))
                 raise ChallengeClosed(challenge_id)
             challenge = dataclasses.replace(challenge, status=ChallengeStatus.CANCELLED)
-            self._challenges[challenge_id] = challenge
-            self._append(challenge, "challenge.cancel", at, "cancelled", context_fields(context))
+            self._m._challenges[challenge_id] = challenge
+            self._m._append(challenge, "challenge.cancel", at, "cancelled", context_fields(context))
             return challenge
 
     async def record_resend(
         self, challenge_id: str, at: datetime, context: RequestContext, charges: Sequence[Charge] = ()
     ) -> Challenge:
-        async with self._lock:
-            challenge = self._existing(challenge_id)
+        async with self._m._lock:
+            challenge = self._m._existing(challenge_id)
             refusal: ChallengeClosed | ResendRefused | UserBlocked | None = None
-            user = self._users.get(challenge.user_id)
+            user = self._m._users.get(challenge.user_id)
             if (
                 challenge.status is not ChallengeStatus.OPEN
                 or ms(at) >= challenge.expires_at
@@ -316,11 +295,11 @@ class MemoryStateStore(MemoryRegistry):
             else:
                 self._charge(charges, at)  # a spent budget raises before anything is written
                 challenge = dataclasses.replace(challenge, resends=challenge.resends + 1, last_sent_at=ms(at))
-                self._challenges[challenge_id] = challenge
+                self._m._challenges[challenge_id] = challenge
                 self.outbox.queue(challenge_id, ms(at))
                 outcome = "resent"
-            if refusal is None or self._refused(challenge_id, "challenge.resend", outcome, at):
-                self._append(
+            if refusal is None or self._m._refused(challenge_id, "challenge.resend", outcome, at):
+                self._m._append(
                     challenge,
                     "challenge.resend",
                     at,
@@ -334,26 +313,26 @@ class MemoryStateStore(MemoryRegistry):
     async def record_delivery(
         self, challenge_id: str, state: DeliveryState, provider_ref: str, at: datetime
     ) -> None:
-        async with self._lock:
-            existing = self._existing(challenge_id)
-            messages = self._messages.setdefault(challenge_id, {})
+        async with self._m._lock:
+            existing = self._m._existing(challenge_id)
+            messages = self._m._messages.setdefault(challenge_id, {})
             before = messages.get(provider_ref)
             if before is None or _RANK[state] > _RANK[before]:
                 messages[provider_ref] = state
             challenge = dataclasses.replace(existing, delivery=_best_news(messages.values()))
-            self._challenges[challenge_id] = challenge
+            self._m._challenges[challenge_id] = challenge
             extra = {"provider_ref": provider_ref, "delivery": challenge.delivery.value}
-            self._append(challenge, "challenge.delivery", at, state.value, extra)
+            self._m._append(challenge, "challenge.delivery", at, state.value, extra)
 
     async def record_dispatch(
         self, queued: QueuedSms, state: DeliveryState, provider_ref: str, at: datetime
     ) -> None:
         """record_dispatch.lua's record (MemoryOutbox.settle): the message's state, from queued."""
-        async with self._lock:
-            existing = self._live(queued.challenge_id)
+        async with self._m._lock:
+            existing = self._m._live(queued.challenge_id)
             if existing is None:
                 return
-            messages = self._messages.setdefault(queued.challenge_id, {})
+            messages = self._m._messages.setdefault(queued.challenge_id, {})
             key = provider_ref or f"{state.value}:{queued.entry_id}"
             before = messages.get(key)
             if before is None or _RANK[state] > _RANK[before]:
@@ -361,66 +340,36 @@ class MemoryStateStore(MemoryRegistry):
             challenge = dataclasses.replace(
                 existing, delivery=_best_news(messages.values(), DeliveryState.QUEUED)
             )
-            self._challenges[queued.challenge_id] = challenge
+            self._m._challenges[queued.challenge_id] = challenge
             extra = {"provider_ref": provider_ref, "delivery": challenge.delivery.value}
-            self._append(challenge, "challenge.delivery", at, state.value, extra)
+            self._m._append(challenge, "challenge.delivery", at, state.value, extra)
 
-    async def record_proof(self, proof: IssuedProof, at: datetime) -> str:
-        async with self._lock:
-            facts = proof.facts
-            journal = self._challenge_journals.get(facts.challenge_id)
-            if not journal:
-                raise ChallengeNotFound(facts.challenge_id)
-            named = [e for e in journal if e["event"] == "challenge.proof"]
-            if named and "proof" in named[0]:
-                return named[0]["proof"]  # journaled whole, before decision 0026
-            verified = ("challenge.verification", "verified")
-            if not any((e["event"], e["outcome"]) == verified for e in journal):
-                raise ChallengeNotVerified(facts.challenge_id)
-            kept = self._proofs.setdefault(facts.challenge_id, proof.jws)
-            if kept != proof.jws or named:
-                return kept
-            journal.append(
-                {
-                    "event": "challenge.proof",
-                    "at": iso(at),
-                    "challenge_id": facts.challenge_id,
-                    "user_id": facts.user_id,
-                    "client_id": facts.client_id,
-                    "op_digest": facts.op_digest,
-                    "outcome": "issued",
-                    "attempts": str(facts.attempts),
-                    "status": "verified",
-                    "jti": proof.jti,
-                    "kid": proof.kid,
-                }
-            )
-            return proof.jws
-
-    async def stored_proof(self, challenge_id: str) -> str:
-        return self._proofs.get(challenge_id, "")
+    async def pending_challenges(self, user_id: str, expiring_after: datetime) -> list[str]:
+        async with self._m._lock:
+            pending = self._m._forget(user_id, expiring_after)
+            return [cid for cid, _ in sorted(pending.items(), key=lambda item: (item[1], item[0]))]
 
     async def void_challenge(self, challenge_id: str, voiding: Voiding) -> VoidOutcome:
-        async with self._lock:
+        async with self._m._lock:
             reason = {"void_reason": voiding.reason.value, **provenance_fields(voiding.provenance)}
-            challenge = self._live(challenge_id)
+            challenge = self._m._live(challenge_id)
             if challenge is None:
-                if challenge_id in self._challenge_journals:
+                if challenge_id in self._m._challenge_journals:
                     return VoidOutcome.GONE
                 head = {"event": "challenge.void", "at": iso(voiding.at), "challenge_id": challenge_id}
                 entry = {**head, **reason, "user_id": voiding.user_id, "outcome": "foreclosed"}
-                self._challenge_journals[challenge_id] = [entry]
+                self._m._challenge_journals[challenge_id] = [entry]
                 return VoidOutcome.FORECLOSED
             if challenge.status is not ChallengeStatus.OPEN:
                 return VoidOutcome.CLOSED
             challenge = dataclasses.replace(challenge, status=ChallengeStatus.CANCELLED)
-            self._challenges[challenge_id] = challenge
-            self._append(challenge, "challenge.void", voiding.at, "voided", reason)
+            self._m._challenges[challenge_id] = challenge
+            self._m._append(challenge, "challenge.void", voiding.at, "voided", reason)
             return VoidOutcome.VOIDED
 
     async def consume_challenge(self, consumption: Consumption) -> Challenge:
-        async with self._lock:
-            challenge = self._existing(consumption.challenge_id)
+        async with self._m._lock:
+            challenge = self._m._existing(consumption.challenge_id)
             outcome = self._consumption(challenge, consumption)
             extra = {
                 "op_digest": consumption.op_digest.hex(),
@@ -428,25 +377,25 @@ class MemoryStateStore(MemoryRegistry):
                 "request_id": consumption.request_id,
                 **context_fields(consumption.context),
             }
-            if outcome == "consumed" or self._refused(
+            if outcome == "consumed" or self._m._refused(
                 challenge.challenge_id, "challenge.consume", outcome, consumption.at
             ):
-                self._append(challenge, "challenge.consume", consumption.at, outcome, extra)
+                self._m._append(challenge, "challenge.consume", consumption.at, outcome, extra)
             refusal = _CONSUME_REFUSALS.get(outcome)
             if refusal is not None:
                 raise refusal(consumption.challenge_id)
-            self._consumed[challenge.challenge_id] = consumption.request_id
+            self._m._consumed[challenge.challenge_id] = consumption.request_id
             return challenge
 
     def _consumption(self, challenge: Challenge, consumption: Consumption) -> str:
         """The outcome consume_challenge.lua decides, in its order."""
-        if ms(consumption.at) >= challenge.expires_at + self._retention:
+        if ms(consumption.at) >= challenge.expires_at + self._m._retention:
             return "stale"
         if (challenge.user_id, challenge.op_digest) != (consumption.user_id, consumption.op_digest):
             return "mismatch"
         if challenge.status is not ChallengeStatus.VERIFIED:
             return "not_verified"
-        consumed_by = self._consumed.get(challenge.challenge_id)
+        consumed_by = self._m._consumed.get(challenge.challenge_id)
         if consumed_by is None:
             return "consumed"
         return "replayed" if consumed_by == consumption.request_id else "used"
@@ -456,75 +405,19 @@ class MemoryStateStore(MemoryRegistry):
         now = ms(at)
         for charge in charges:
             span = timedelta(milliseconds=charge.window // timedelta(milliseconds=1))
-            counting = sorted(t for t in self._sends.get(charge.subject, []) if t > now - span)
+            counting = sorted(t for t in self._m._sends.get(charge.subject, []) if t > now - span)
             if len(counting) >= charge.limit:
                 # The unit whose expiry brings the count under the limit.
                 wait = counting[len(counting) - charge.limit] + span - now
                 raise SendBudgetExhausted(charge.subject.kind.value, wait)
         for charge in charges:
             span = timedelta(milliseconds=charge.window // timedelta(milliseconds=1))
-            kept = [t for t in self._sends.get(charge.subject, []) if t > now - span]
-            self._sends[charge.subject] = [*kept, now]
+            kept = [t for t in self._m._sends.get(charge.subject, []) if t > now - span]
+            self._m._sends[charge.subject] = [*kept, now]
 
     def units_taken(self, subject: BudgetSubject) -> int:
         """How many units of the subject's budget are held (as ZCARD of its sorted set)."""
-        return len(self._sends.get(subject, []))
-
-    async def challenge_journal(self, challenge_id: str) -> list[dict[str, str]]:
-        return list(self._challenge_journals.get(challenge_id, []))
-
-    async def challenge_journal_page(self, challenge_id: str, after: str, limit: int) -> JournalPage:
-        # A page token is the position of the last entry given, written like a stream id (as Redis's).
-        if after and _TOKEN.fullmatch(after) is None:
-            raise InvalidRequest([FieldViolation("page_token", "is not a page token")])
-        start = int(after.partition("-")[0]) if after else 0
-        journal = self._challenge_journals.get(challenge_id, [])
-        page = journal[start : start + limit]
-        more = start + limit < len(journal)
-        return JournalPage(list(page), f"{start + limit}-0" if more else "")
-
-    async def challenge_refusals(self, challenge_id: str) -> list[RefusalCount]:
-        counts = self._refusals.get(challenge_id, {})
-        return [RefusalCount(e, o, n, at) for (e, o), (n, at) in sorted(counts.items())]
-
-    def _refused(self, challenge_id: str, event: str, outcome: str, at: datetime) -> bool:
-        """Count one refusal; whether it is the first of its kind, the one to journal (as the scripts)."""
-        counts = self._refusals.setdefault(challenge_id, {})
-        count = counts.get((event, outcome), (0, at))[0]
-        counts[(event, outcome)] = (count + 1, ms(at))
-        return count == 0
-
-    def _live(self, challenge_id: str) -> Challenge | None:
-        """The challenge unless its retention has run out, as Redis's PEXPIREAT would have purged it."""
-        challenge = self._challenges.get(challenge_id)
-        if challenge is None or self._purge_clock is None:
-            return challenge
-        if self._purge_clock.now() >= challenge.expires_at + self._retention:
-            del self._challenges[challenge_id]
-            return None
-        return challenge
-
-    def _existing(self, challenge_id: str) -> Challenge:
-        challenge = self._live(challenge_id)
-        if challenge is None:
-            raise ChallengeNotFound(challenge_id)
-        return challenge
-
-    def _append(
-        self, challenge: Challenge, event: str, at: datetime, outcome: str, extra: dict[str, str]
-    ) -> None:
-        entry = {
-            "event": event,
-            "at": iso(at),
-            "challenge_id": challenge.challenge_id,
-            "user_id": challenge.user_id,
-            "client_id": challenge.client_id,
-            "op_digest": challenge.op_digest.hex(),
-            "outcome": outcome,
-            "attempts": str(challenge.attempts),
-            "status": challenge.status.value,
-        }
-        self._challenge_journals.setdefault(challenge.challenge_id, []).append({**entry, **extra})
+        return len(self._m._sends.get(subject, []))
 
 
 def _decide(challenge: Challenge, attempt: VerificationAttempt) -> VerificationOutcome:
@@ -542,10 +435,10 @@ def _decide(challenge: Challenge, attempt: VerificationAttempt) -> VerificationO
     )
 
 
-_: type[StateStore] = MemoryStateStore
-
-
 def _stale(challenge: Challenge, user: User | None) -> bool:
     """The user is no longer active, or the challenge's number is no longer the secure one (its voiding, a
     step after the change, may not have run yet)."""
     return user is not None and (user.status is not UserStatus.ACTIVE or user.secure_phone != challenge.phone)
+
+
+_: type[Challenges] = MemoryChallenges

@@ -1,4 +1,4 @@
-"""The StateStore contract for the user lifecycle: the fake and Redis answer and journal alike."""
+"""The State contract for the user lifecycle: the fake and Redis answer and journal alike."""
 
 from __future__ import annotations
 
@@ -7,15 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from sesame.server.domain.errors import (
     ChallengeAlreadyExists,
     ChallengeConsumed,
     ChallengeMismatch,
     ChallengeNotFound,
     ChallengeNotVerified,
-    ClientNotFound,
-    ClientTerminated,
     RequestIdReused,
     SecurePhoneChanged,
     UserNotActive,
@@ -24,12 +22,10 @@ from sesame.server.domain.errors import (
 from sesame.server.domain.lifecycle import (
     ByChallenge,
     ByOverride,
-    ClientTermination,
     Consumption,
     PhoneChange,
     PhoneChangeOutcome,
     Provenance,
-    RevocationOutcome,
     StatusAction,
     StatusChange,
     UserNotice,
@@ -48,9 +44,9 @@ from sesame.server.domain.model import (
 )
 from sesame.server.domain.operation import ChangePhone, digest
 from tests import factories
-from tests.fakes.state_store import MemoryStateStore
+from tests.fakes.state import MemoryState
 
-Store = MemoryStateStore | RedisStateStore
+Store = MemoryState | RedisState
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 PHONE, NEW_PHONE = "+33612345678", "+33698765432"
@@ -68,7 +64,7 @@ def change(action: StatusAction, request_id: str = "r-1", at: datetime = NOW) ->
 
 
 async def enrolled(store: Store) -> None:
-    await store.register_user(factories.a_user(NOW - timedelta(days=30)))
+    await store.users.register_user(factories.a_user(NOW - timedelta(days=30)))
 
 
 LOCKOUT = LockoutPolicy()
@@ -76,14 +72,14 @@ LOCKOUT = LockoutPolicy()
 
 async def opened(store: Store, **changes: object) -> Challenge:
     challenge = await factories.its_user_enrolled(store, factories.a_challenge(NOW, **changes))
-    await store.open_challenge(challenge, CONTEXT)
+    await store.challenges.open_challenge(challenge, CONTEXT)
     return challenge
 
 
 async def verified(store: Store, operation: ChangePhone = NEW_NUMBER, **changes: object) -> Challenge:
     challenge = await opened(store, operation=operation, **changes)
     attempt = VerificationAttempt(challenge.challenge_id, digest(operation), True, NOW, CONTEXT)
-    await store.record_verification(attempt, LOCKOUT)
+    await store.challenges.record_verification(attempt, LOCKOUT)
     return challenge
 
 
@@ -108,16 +104,16 @@ def phone_change(request_id: str = "r-1", **changes: object) -> PhoneChange:
 
 
 async def events(store: Store) -> list[tuple[str, str]]:
-    return [(e["event"], e.get("outcome", "")) for e in await store.user_journal("u-1")]
+    return [(e["event"], e.get("outcome", "")) for e in await store.users.user_journal("u-1")]
 
 
 class TestStatusChanges:
     async def test_suspension_is_journaled_with_who_and_why(self, store):
         """A suspension makes the user SUSPENDED at once and journals who asked, why, and the request."""
         await enrolled(store)
-        user = await store.change_user_status(change(StatusAction.SUSPEND))
+        user = await store.users.change_user_status(change(StatusAction.SUSPEND))
         assert (user.status, user.status_changed_at) == (UserStatus.SUSPENDED, NOW)
-        entry = (await store.user_journal("u-1"))[-1]
+        entry = (await store.users.user_journal("u-1"))[-1]
         assert (entry["event"], entry["outcome"], entry["status"]) == (
             "user.suspend",
             "suspended",
@@ -133,16 +129,18 @@ class TestStatusChanges:
     async def test_suspending_a_suspended_user_changes_nothing_but_is_journaled(self, store):
         """A second notice of loss finds the user suspended already: no change, one more entry."""
         await enrolled(store)
-        first = await store.change_user_status(change(StatusAction.SUSPEND))
-        again = await store.change_user_status(change(StatusAction.SUSPEND, "r-2", NOW + timedelta(hours=1)))
+        first = await store.users.change_user_status(change(StatusAction.SUSPEND))
+        again = await store.users.change_user_status(
+            change(StatusAction.SUSPEND, "r-2", NOW + timedelta(hours=1))
+        )
         assert again == first
         assert (await events(store))[-1] == ("user.suspend", "unchanged")
 
     async def test_reinstatement_makes_a_suspended_user_active(self, store):
         """Reinstating a suspended user makes it ACTIVE again."""
         await enrolled(store)
-        await store.change_user_status(change(StatusAction.SUSPEND))
-        user = await store.change_user_status(change(StatusAction.REINSTATE, "r-2"))
+        await store.users.change_user_status(change(StatusAction.SUSPEND))
+        user = await store.users.change_user_status(change(StatusAction.REINSTATE, "r-2"))
         assert user.status is UserStatus.ACTIVE
         assert (await events(store))[-1] == ("user.reinstate", "reinstated")
 
@@ -152,8 +150,8 @@ class TestStatusChanges:
         challenge = await opened(store)
         for _ in range(2):
             wrong = VerificationAttempt(challenge.challenge_id, challenge.op_digest, False, NOW, CONTEXT)
-            await store.record_verification(wrong, LockoutPolicy(max_failures=2))
-        user = await store.change_user_status(change(StatusAction.REINSTATE))
+            await store.challenges.record_verification(wrong, LockoutPolicy(max_failures=2))
+        user = await store.users.change_user_status(change(StatusAction.REINSTATE))
         assert (user.failures, user.blocks, user.blocked_until) == (0, 0, None)
         assert (await events(store))[-1] == ("user.reinstate", "unblocked")
 
@@ -161,50 +159,52 @@ class TestStatusChanges:
     async def test_a_revoked_user_moves_no_more(self, store, action):
         """Suspending or reinstating a revoked user is refused (journaled), and it stays REVOKED."""
         await enrolled(store)
-        await store.change_user_status(change(StatusAction.REVOKE))
+        await store.users.change_user_status(change(StatusAction.REVOKE))
         with pytest.raises(UserNotActive):
-            await store.change_user_status(change(action, "r-2"))
-        assert (await store.get_user("u-1")).status is UserStatus.REVOKED
+            await store.users.change_user_status(change(action, "r-2"))
+        assert (await store.users.get_user("u-1")).status is UserStatus.REVOKED
         assert (await events(store))[-1] == (f"user.{action.value}", "refused")
 
     async def test_revoking_twice_changes_nothing(self, store):
         """A second revocation answers the revoked user and keeps the first revocation's time."""
         await enrolled(store)
-        first = await store.change_user_status(change(StatusAction.REVOKE))
-        again = await store.change_user_status(change(StatusAction.REVOKE, "r-2", NOW + timedelta(days=1)))
+        first = await store.users.change_user_status(change(StatusAction.REVOKE))
+        again = await store.users.change_user_status(
+            change(StatusAction.REVOKE, "r-2", NOW + timedelta(days=1))
+        )
         assert again == first
 
     async def test_a_request_applied_before_is_not_applied_again(self, store):
         """A reinstatement retried after a later suspension answers without undoing the suspension."""
         await enrolled(store)
-        await store.change_user_status(change(StatusAction.SUSPEND, "r-1"))
-        await store.change_user_status(change(StatusAction.REINSTATE, "r-2"))
-        await store.change_user_status(change(StatusAction.SUSPEND, "r-3"))
-        journaled = len(await store.user_journal("u-1"))
-        retried = await store.change_user_status(change(StatusAction.REINSTATE, "r-2"))
+        await store.users.change_user_status(change(StatusAction.SUSPEND, "r-1"))
+        await store.users.change_user_status(change(StatusAction.REINSTATE, "r-2"))
+        await store.users.change_user_status(change(StatusAction.SUSPEND, "r-3"))
+        journaled = len(await store.users.user_journal("u-1"))
+        retried = await store.users.change_user_status(change(StatusAction.REINSTATE, "r-2"))
         assert retried.status is UserStatus.SUSPENDED
-        assert len(await store.user_journal("u-1")) == journaled
+        assert len(await store.users.user_journal("u-1")) == journaled
 
     async def test_a_request_id_reused_for_another_change_is_refused(self, store):
         """The same request id for another action is RequestIdReused, and nothing is written."""
         await enrolled(store)
-        await store.change_user_status(change(StatusAction.SUSPEND))
-        before = await store.user_journal("u-1")
+        await store.users.change_user_status(change(StatusAction.SUSPEND))
+        before = await store.users.user_journal("u-1")
         with pytest.raises(RequestIdReused):
-            await store.change_user_status(change(StatusAction.REVOKE))
-        assert await store.user_journal("u-1") == before
+            await store.users.change_user_status(change(StatusAction.REVOKE))
+        assert await store.users.user_journal("u-1") == before
 
     async def test_unknown_user_is_not_found(self, store):
         """A status change for a user never enrolled raises UserNotFound."""
         with pytest.raises(UserNotFound):
-            await store.change_user_status(change(StatusAction.SUSPEND))
+            await store.users.change_user_status(change(StatusAction.SUSPEND))
 
     async def test_a_revoked_id_is_never_enrolled_again(self, store):
         """Even the same client and number cannot enrol a revoked id again."""
         await enrolled(store)
-        await store.change_user_status(change(StatusAction.REVOKE))
+        await store.users.change_user_status(change(StatusAction.REVOKE))
         with pytest.raises(UserNotActive):
-            await store.register_user(factories.a_user(NOW))
+            await store.users.register_user(factories.a_user(NOW))
 
 
 def nonce(n: int) -> bytes:
@@ -216,39 +216,41 @@ class TestPendingIndex:
         """Opened ids come back, soonest expiry first, while their expiry is after the cutoff."""
         late = await opened(store, nonce=nonce(1), expires_at=NOW + timedelta(minutes=9))
         soon = await opened(store, nonce=nonce(2), expires_at=NOW + timedelta(minutes=5))
-        assert await store.pending_challenges("u-1", NOW) == [soon.challenge_id, late.challenge_id]
-        assert await store.pending_challenges("u-1", NOW + timedelta(minutes=5)) == [late.challenge_id]
+        assert await store.challenges.pending_challenges("u-1", NOW) == [soon.challenge_id, late.challenge_id]
+        assert await store.challenges.pending_challenges("u-1", NOW + timedelta(minutes=5)) == [
+            late.challenge_id
+        ]
 
     async def test_entries_expired_before_the_cutoff_are_forgotten(self, store):
         """Opening drops the entries that expired before its creation, less the clock skew."""
         old = NOW - timedelta(days=1)
         await opened(store, nonce=nonce(1), created_at=old, expires_at=old + timedelta(minutes=5))
         new = await opened(store, nonce=nonce(2))
-        assert await store.pending_challenges("u-1", old) == [new.challenge_id]
+        assert await store.challenges.pending_challenges("u-1", old) == [new.challenge_id]
 
     async def test_a_suspended_user_gets_no_challenge(self, store):
         """Opening for a suspended user raises UserNotActive and writes nothing."""
         await enrolled(store)
-        await store.change_user_status(change(StatusAction.SUSPEND))
+        await store.users.change_user_status(change(StatusAction.SUSPEND))
         challenge = factories.a_challenge(NOW)
         with pytest.raises(UserNotActive):
-            await store.open_challenge(challenge, CONTEXT)
-        assert await store.pending_challenges("u-1", NOW) == []
-        assert await store.challenge_journal(challenge.challenge_id) == []
+            await store.challenges.open_challenge(challenge, CONTEXT)
+        assert await store.challenges.pending_challenges("u-1", NOW) == []
+        assert await store.journal.challenge_journal(challenge.challenge_id) == []
 
     async def test_a_code_for_a_number_no_longer_secure_is_not_opened(self, store):
         """Opening for a number that is not the secure one raises SecurePhoneChanged and writes nothing."""
         await enrolled(store)
         challenge = factories.a_challenge(NOW, phone="+33698765432")
         with pytest.raises(SecurePhoneChanged):
-            await store.open_challenge(challenge, CONTEXT)
-        assert await store.pending_challenges("u-1", NOW) == []
-        assert await store.challenge_journal(challenge.challenge_id) == []
+            await store.challenges.open_challenge(challenge, CONTEXT)
+        assert await store.challenges.pending_challenges("u-1", NOW) == []
+        assert await store.journal.challenge_journal(challenge.challenge_id) == []
 
     async def test_opening_for_an_unknown_user_is_not_found(self, store):
         """Opening for a user never enrolled raises UserNotFound."""
         with pytest.raises(UserNotFound):
-            await store.open_challenge(factories.a_challenge(NOW, user_id="nobody"), CONTEXT)
+            await store.challenges.open_challenge(factories.a_challenge(NOW, user_id="nobody"), CONTEXT)
 
 
 class TestVoiding:
@@ -257,37 +259,46 @@ class TestVoiding:
     async def test_an_open_challenge_is_voided_and_refuses_its_right_code(self, store):
         """A voided challenge reads CANCELLED and its right code answers VOIDED."""
         challenge = await opened(store)
-        assert await store.void_challenge(challenge.challenge_id, self.VOIDING) is VoidOutcome.VOIDED
+        assert (
+            await store.challenges.void_challenge(challenge.challenge_id, self.VOIDING) is VoidOutcome.VOIDED
+        )
         attempt = VerificationAttempt(challenge.challenge_id, challenge.op_digest, True, NOW, CONTEXT)
-        assert (await store.record_verification(attempt, LOCKOUT)).result is VerifyResult.VOIDED
+        assert (await store.challenges.record_verification(attempt, LOCKOUT)).result is VerifyResult.VOIDED
 
     async def test_a_closed_challenge_is_left_as_it_is(self, store):
         """Voiding a verified challenge answers CLOSED and it stays VERIFIED, unjournaled."""
         challenge = await verified(store)
-        assert await store.void_challenge(challenge.challenge_id, self.VOIDING) is VoidOutcome.CLOSED
-        assert (await store.get_challenge(challenge.challenge_id)).status is ChallengeStatus.VERIFIED
-        journal = await store.challenge_journal(challenge.challenge_id)
+        assert (
+            await store.challenges.void_challenge(challenge.challenge_id, self.VOIDING) is VoidOutcome.CLOSED
+        )
+        assert (
+            await store.challenges.get_challenge(challenge.challenge_id)
+        ).status is ChallengeStatus.VERIFIED
+        journal = await store.journal.challenge_journal(challenge.challenge_id)
         assert journal[-1]["event"] == "challenge.verification"
 
     async def test_an_id_never_opened_is_spent_for_good(self, store):
         """Voiding an id not opened yet answers FORECLOSED, and opening it afterwards is refused."""
         challenge = await factories.its_user_enrolled(store, factories.a_challenge(NOW))
-        assert await store.void_challenge(challenge.challenge_id, self.VOIDING) is VoidOutcome.FORECLOSED
+        assert (
+            await store.challenges.void_challenge(challenge.challenge_id, self.VOIDING)
+            is VoidOutcome.FORECLOSED
+        )
         with pytest.raises(ChallengeAlreadyExists):
-            await store.open_challenge(challenge, CONTEXT)
+            await store.challenges.open_challenge(challenge, CONTEXT)
 
     async def test_a_purged_challenge_is_gone(self, store):
         """A challenge past its retention answers GONE and gains no journal entry."""
         old = NOW - timedelta(days=2)
         challenge = await opened(store, created_at=old, expires_at=old + timedelta(minutes=5))
-        assert await store.void_challenge(challenge.challenge_id, self.VOIDING) is VoidOutcome.GONE
-        assert len(await store.challenge_journal(challenge.challenge_id)) == 1
+        assert await store.challenges.void_challenge(challenge.challenge_id, self.VOIDING) is VoidOutcome.GONE
+        assert len(await store.journal.challenge_journal(challenge.challenge_id)) == 1
 
     async def test_voiding_is_journaled_with_the_reason_and_who_asked(self, store):
         """The challenge.void entry names the reason, the actor and the request id."""
         challenge = await opened(store)
-        await store.void_challenge(challenge.challenge_id, self.VOIDING)
-        entry = (await store.challenge_journal(challenge.challenge_id))[-1]
+        await store.challenges.void_challenge(challenge.challenge_id, self.VOIDING)
+        entry = (await store.journal.challenge_journal(challenge.challenge_id))[-1]
         assert (entry["event"], entry["outcome"], entry["status"]) == (
             "challenge.void",
             "voided",
@@ -304,21 +315,25 @@ class TestConsumption:
     async def test_a_verified_challenge_is_spent_once(self, store):
         """The first consumption returns the challenge; another request then gets ChallengeConsumed."""
         challenge = await verified(store)
-        assert (await store.consume_challenge(consumption(challenge))).challenge_id == challenge.challenge_id
+        assert (
+            await store.challenges.consume_challenge(consumption(challenge))
+        ).challenge_id == challenge.challenge_id
         with pytest.raises(ChallengeConsumed):
-            await store.consume_challenge(consumption(challenge, "r-2"))
+            await store.challenges.consume_challenge(consumption(challenge, "r-2"))
 
     async def test_the_same_request_may_spend_it_again(self, store):
         """A retry of the same change (same request id) gets the challenge back."""
         challenge = await verified(store)
-        await store.consume_challenge(consumption(challenge))
-        assert (await store.consume_challenge(consumption(challenge))).challenge_id == challenge.challenge_id
+        await store.challenges.consume_challenge(consumption(challenge))
+        assert (
+            await store.challenges.consume_challenge(consumption(challenge))
+        ).challenge_id == challenge.challenge_id
 
     async def test_an_open_challenge_is_not_verified(self, store):
         """A challenge still waiting for its code raises ChallengeNotVerified."""
         challenge = await opened(store, operation=NEW_NUMBER)
         with pytest.raises(ChallengeNotVerified):
-            await store.consume_challenge(consumption(challenge))
+            await store.challenges.consume_challenge(consumption(challenge))
 
     @pytest.mark.parametrize(
         "other",
@@ -329,23 +344,23 @@ class TestConsumption:
         """Another user, or a code for another new number, raises ChallengeMismatch."""
         challenge = await verified(store)
         with pytest.raises(ChallengeMismatch):
-            await store.consume_challenge(consumption(challenge, **other))
+            await store.challenges.consume_challenge(consumption(challenge, **other))
 
     async def test_past_its_retention_it_reads_as_purged(self, store):
         """A day after expiry (the default retention) the challenge is ChallengeNotFound."""
         challenge = await verified(store)
         late = challenge.expires_at + timedelta(hours=24)
         with pytest.raises(ChallengeNotFound):
-            await store.consume_challenge(consumption(challenge, at=late))
+            await store.challenges.consume_challenge(consumption(challenge, at=late))
 
     async def test_every_consumption_is_journaled(self, store):
         """Spent, replayed and refused consumptions each leave a challenge.consume entry."""
         challenge = await verified(store)
-        await store.consume_challenge(consumption(challenge))
-        await store.consume_challenge(consumption(challenge))
+        await store.challenges.consume_challenge(consumption(challenge))
+        await store.challenges.consume_challenge(consumption(challenge))
         with pytest.raises(ChallengeConsumed):
-            await store.consume_challenge(consumption(challenge, "r-2"))
-        entries = (await store.challenge_journal(challenge.challenge_id))[2:]
+            await store.challenges.consume_challenge(consumption(challenge, "r-2"))
+        entries = (await store.journal.challenge_journal(challenge.challenge_id))[2:]
         assert [(e["event"], e["outcome"], e["request_id"]) for e in entries] == [
             ("challenge.consume", "consumed", "r-1"),
             ("challenge.consume", "replayed", "r-1"),
@@ -355,13 +370,13 @@ class TestConsumption:
     async def test_repeated_refused_consumptions_are_journaled_once_and_counted(self, store):
         """Three more request ids on a spent challenge: one `used` entry, a count of three."""
         challenge = await verified(store)
-        await store.consume_challenge(consumption(challenge))
+        await store.challenges.consume_challenge(consumption(challenge))
         for request_id in ("r-2", "r-3", "r-4"):
             with pytest.raises(ChallengeConsumed):
-                await store.consume_challenge(consumption(challenge, request_id))
-        outcomes = [e["outcome"] for e in await store.challenge_journal(challenge.challenge_id)]
+                await store.challenges.consume_challenge(consumption(challenge, request_id))
+        outcomes = [e["outcome"] for e in await store.journal.challenge_journal(challenge.challenge_id)]
         assert outcomes.count("used") == 1
-        counts = await store.challenge_refusals(challenge.challenge_id)
+        counts = await store.journal.challenge_refusals(challenge.challenge_id)
         assert [(c.event, c.outcome, c.count) for c in counts] == [("challenge.consume", "used", 3)]
 
 
@@ -369,9 +384,9 @@ class TestPhoneChange:
     async def test_the_number_changes_and_the_cooling_starts(self, store):
         """The new number, its change time and the cooling end are stored; the old number is answered."""
         await enrolled(store)
-        changed = await store.change_secure_phone(phone_change())
+        changed = await store.users.change_secure_phone(phone_change())
         assert (changed.outcome, changed.previous_phone) == (PhoneChangeOutcome.CHANGED, PHONE)
-        user = await store.get_user("u-1")
+        user = await store.users.get_user("u-1")
         assert (user.secure_phone, user.phone_changed_at, user.cooling_until) == (
             NEW_PHONE,
             NOW,
@@ -381,8 +396,8 @@ class TestPhoneChange:
     async def test_the_change_is_journaled_with_both_numbers_masked(self, store):
         """user.change_phone names the method, the operator and both numbers, masked only."""
         await enrolled(store)
-        await store.change_secure_phone(phone_change())
-        entry = (await store.user_journal("u-1"))[-1]
+        await store.users.change_secure_phone(phone_change())
+        entry = (await store.users.user_journal("u-1"))[-1]
         assert (entry["event"], entry["outcome"], entry["method"], entry["operator"]) == (
             "user.change_phone",
             "changed",
@@ -395,55 +410,57 @@ class TestPhoneChange:
     async def test_a_retried_change_is_replayed(self, store):
         """The same request again changes nothing more and journals nothing more."""
         await enrolled(store)
-        await store.change_secure_phone(phone_change())
-        journaled = len(await store.user_journal("u-1"))
-        again = await store.change_secure_phone(phone_change())
+        await store.users.change_secure_phone(phone_change())
+        journaled = len(await store.users.user_journal("u-1"))
+        again = await store.users.change_secure_phone(phone_change())
         assert (again.outcome, again.user.secure_phone) == (PhoneChangeOutcome.REPLAYED, NEW_PHONE)
-        assert len(await store.user_journal("u-1")) == journaled
+        assert len(await store.users.user_journal("u-1")) == journaled
 
     async def test_the_applied_request_id_is_remembered(self, store):
         """After a change its request id names the change's fingerprint; an unused one names nothing."""
         await enrolled(store)
-        await store.change_secure_phone(phone_change())
-        assert await store.applied_change("u-1", "r-1") == phone_change().fingerprint
-        assert await store.applied_change("u-1", "r-2") is None
+        await store.users.change_secure_phone(phone_change())
+        assert await store.users.applied_change("u-1", "r-1") == phone_change().fingerprint
+        assert await store.users.applied_change("u-1", "r-2") is None
 
     async def test_a_request_id_reused_for_another_number_is_refused(self, store):
         """The same request id with another new number is RequestIdReused."""
         await enrolled(store)
-        await store.change_secure_phone(phone_change())
+        await store.users.change_secure_phone(phone_change())
         with pytest.raises(RequestIdReused):
-            await store.change_secure_phone(phone_change(new_phone="+33611111111"))
+            await store.users.change_secure_phone(phone_change(new_phone="+33611111111"))
 
     async def test_a_challenge_does_not_change_a_suspended_users_number(self, store):
         """By challenge the user must be ACTIVE (refused and journaled); by override a suspended one may."""
         await enrolled(store)
-        await store.change_user_status(change(StatusAction.SUSPEND, "s-1"))
+        await store.users.change_user_status(change(StatusAction.SUSPEND, "s-1"))
         with pytest.raises(UserNotActive):
-            await store.change_secure_phone(phone_change(authority=ByChallenge("c")))
+            await store.users.change_secure_phone(phone_change(authority=ByChallenge("c")))
         assert (await events(store))[-1] == ("user.change_phone", "refused")
-        assert (await store.change_secure_phone(phone_change("r-2"))).outcome is PhoneChangeOutcome.CHANGED
+        assert (
+            await store.users.change_secure_phone(phone_change("r-2"))
+        ).outcome is PhoneChangeOutcome.CHANGED
 
     async def test_a_number_moved_meanwhile_is_a_mismatch(self, store):
         """When the secure number is no longer the one the code went to, the change is refused."""
         await enrolled(store)
         with pytest.raises(ChallengeMismatch):
-            await store.change_secure_phone(phone_change(expected_phone="+33611111111"))
-        assert (await store.get_user("u-1")).secure_phone == PHONE
+            await store.users.change_secure_phone(phone_change(expected_phone="+33611111111"))
+        assert (await store.users.get_user("u-1")).secure_phone == PHONE
 
     async def test_a_status_change_since_the_challenge_is_a_mismatch(self, store):
         """A challenge opened before the user's last suspension or reinstatement authorises nothing."""
         await enrolled(store)
-        await store.change_user_status(change(StatusAction.SUSPEND, "s-1", NOW))
-        await store.change_user_status(change(StatusAction.REINSTATE, "s-2", NOW))
+        await store.users.change_user_status(change(StatusAction.SUSPEND, "s-1", NOW))
+        await store.users.change_user_status(change(StatusAction.REINSTATE, "s-2", NOW))
         with pytest.raises(ChallengeMismatch):
-            await store.change_secure_phone(phone_change(unchanged_since=NOW - timedelta(minutes=1)))
+            await store.users.change_secure_phone(phone_change(unchanged_since=NOW - timedelta(minutes=1)))
 
     async def test_a_notice_is_journaled_with_the_number_masked(self, store):
         """user.notice records the kind, the masked number and whether the gateway took it."""
         await enrolled(store)
-        await store.record_user_notice("u-1", UserNotice("phone_changed", PHONE, True, "ref-1", NOW))
-        entry = (await store.user_journal("u-1"))[-1]
+        await store.users.record_user_notice("u-1", UserNotice("phone_changed", PHONE, True, "ref-1", NOW))
+        entry = (await store.users.user_journal("u-1"))[-1]
         assert (entry["event"], entry["kind"], entry["phone"], entry["outcome"], entry["provider_ref"]) == (
             "user.notice",
             "phone_changed",
@@ -451,56 +468,3 @@ class TestPhoneChange:
             "sent",
             "ref-1",
         )
-
-
-class TestClients:
-    TERMINATION = ClientTermination("client-1", NOW, BY)
-
-    async def test_enlisted_users_are_listed(self, store):
-        """Every user enlisted for a client is listed once."""
-        for user_id in ("u-2", "u-1", "u-2"):
-            await store.enlist_user("client-1", user_id, NOW)
-        assert await store.client_users("client-1") == ["u-1", "u-2"]
-
-    async def test_a_terminated_client_enlists_nobody(self, store):
-        """After the termination, enlisting raises ClientTerminated."""
-        await store.enlist_user("client-1", "u-1", NOW)
-        await store.terminate_client(self.TERMINATION)
-        with pytest.raises(ClientTerminated):
-            await store.enlist_user("client-1", "u-2", NOW)
-        assert await store.client_users("client-1") == ["u-1"]
-
-    async def test_an_unknown_client_is_not_found(self, store):
-        """Terminating a client that never enlisted a user raises ClientNotFound."""
-        with pytest.raises(ClientNotFound):
-            await store.terminate_client(self.TERMINATION)
-
-    async def test_termination_is_journaled_each_time(self, store):
-        """The client's journal records the termination, then a second call as unchanged."""
-        await store.enlist_user("client-1", "u-1", NOW)
-        await store.terminate_client(self.TERMINATION)
-        await store.terminate_client(self.TERMINATION)
-        entries = await store.client_journal("client-1")
-        assert [(e["event"], e["outcome"], e["actor"]) for e in entries] == [
-            ("client.terminate", "terminated", "ops-42"),
-            ("client.terminate", "unchanged", "ops-42"),
-        ]
-
-    async def test_a_clients_user_is_revoked_then_unchanged(self, store):
-        """Revoking for the client revokes its user, and a second time changes nothing."""
-        await enrolled(store)
-        outcomes = [await store.revoke_client_user("client-1", "u-1", NOW, BY) for _ in range(2)]
-        assert outcomes == [RevocationOutcome.REVOKED, RevocationOutcome.UNCHANGED]
-        assert (await store.get_user("u-1")).status is UserStatus.REVOKED
-
-    async def test_another_clients_user_is_left_alone(self, store):
-        """A user of another client is FOREIGN and stays ACTIVE."""
-        await enrolled(store)
-        assert await store.revoke_client_user("client-2", "u-1", NOW, BY) is RevocationOutcome.FOREIGN
-        assert (await store.get_user("u-1")).status is UserStatus.ACTIVE
-
-    async def test_an_id_never_enrolled_is_spent_for_good(self, store):
-        """An enlisted id with no user yet is FORECLOSED, and its enrolment afterwards is refused."""
-        assert await store.revoke_client_user("client-1", "u-1", NOW, BY) is RevocationOutcome.FORECLOSED
-        with pytest.raises(UserNotActive):
-            await store.register_user(factories.a_user(NOW))

@@ -9,28 +9,28 @@ from datetime import timedelta
 
 import pytest
 
-from sesame.clients.redis_store import RedisStateStore
+from sesame.clients.redis_store import RedisState
 from sesame.server.domain.errors import ChallengeClosed
 from sesame.server.domain.lifecycle import StatusAction, StatusChange
 from sesame.server.domain.model import ChallengeStatus, LockoutPolicy, VerificationAttempt, VerifyResult
 from sesame.server.domain.operation import digest
 from tests import factories
-from tests.contracts.test_state_store_lifecycle import CONTEXT, NOW, by, phone_change
-from tests.fakes.state_store import MemoryStateStore
+from tests.contracts.test_lifecycle_contract import CONTEXT, NOW, by, phone_change
+from tests.fakes.state import MemoryState
 
-Store = MemoryStateStore | RedisStateStore
+Store = MemoryState | RedisState
 
 
 async def suspended(store: Store) -> None:
-    await store.change_user_status(StatusChange("u-1", StatusAction.SUSPEND, NOW, by("s-1")))
+    await store.users.change_user_status(StatusChange("u-1", StatusAction.SUSPEND, NOW, by("s-1")))
 
 
 async def revoked(store: Store) -> None:
-    await store.change_user_status(StatusChange("u-1", StatusAction.REVOKE, NOW, by("v-1")))
+    await store.users.change_user_status(StatusChange("u-1", StatusAction.REVOKE, NOW, by("v-1")))
 
 
 async def number_changed(store: Store) -> None:
-    await store.change_secure_phone(phone_change("p-1"))
+    await store.users.change_secure_phone(phone_change("p-1"))
 
 
 CHANGES = pytest.mark.parametrize("change", [suspended, revoked, number_changed])
@@ -43,12 +43,12 @@ async def test_a_right_code_after_the_change_voids_the_challenge(
     """The right code of a challenge the voiding has not reached yet answers VOIDED and closes it."""
     challenge = factories.a_challenge(NOW, expires_at=NOW + timedelta(days=1))
     await factories.its_user_enrolled(store, challenge)
-    await store.open_challenge(challenge, CONTEXT)
+    await store.challenges.open_challenge(challenge, CONTEXT)
     await change(store)
     right = VerificationAttempt(challenge.challenge_id, digest(challenge.operation), True, NOW, CONTEXT)
-    outcome = await store.record_verification(right, LockoutPolicy())
+    outcome = await store.challenges.record_verification(right, LockoutPolicy())
     assert outcome.result is VerifyResult.VOIDED
-    assert (await store.get_challenge(challenge.challenge_id)).status is ChallengeStatus.VOIDED
+    assert (await store.challenges.get_challenge(challenge.challenge_id)).status is ChallengeStatus.VOIDED
 
 
 @CHANGES
@@ -56,8 +56,8 @@ async def test_no_resend_after_the_change(store: Store, change: Callable[[Store]
     """A resend of such a challenge is refused as closed and takes nothing."""
     challenge = factories.a_challenge(NOW, expires_at=NOW + timedelta(days=1))
     await factories.its_user_enrolled(store, challenge)
-    await store.open_challenge(challenge, CONTEXT)
+    await store.challenges.open_challenge(challenge, CONTEXT)
     await change(store)
     with pytest.raises(ChallengeClosed):
-        await store.record_resend(challenge.challenge_id, NOW + timedelta(minutes=1), CONTEXT)
-    assert (await store.get_challenge(challenge.challenge_id)).resends == 0
+        await store.challenges.record_resend(challenge.challenge_id, NOW + timedelta(minutes=1), CONTEXT)
+    assert (await store.challenges.get_challenge(challenge.challenge_id)).resends == 0

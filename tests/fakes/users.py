@@ -1,13 +1,8 @@
-"""The registry half of the in-memory StateStore: users, their lifecycle, client companies' indexes.
-
-Each method mirrors one Lua script (`register_user`, `change_user_status`, `unblock_user`,
-`change_secure_phone`, `enlist_user`, `terminate_client`...): the contract suite and the model-based test hold
-them together, answers and journals alike.
-"""
+"""The Users fake: users and their lifecycle in `Memory`, each method mirroring its Lua script
+(`register_user`, `change_user_status`, `unblock_user`, `change_secure_phone`...)."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from datetime import datetime
 
@@ -31,44 +26,33 @@ from sesame.server.domain.lifecycle import (
     UnblockOutcome,
     UserNotice,
 )
-from sesame.server.domain.model import LockoutPolicy, User, UserStatus, VerifyResult
+from sesame.server.domain.model import User, UserStatus
+from sesame.server.domain.ports import Users
 from sesame.server.domain.privacy import mask_phone
-from tests.fakes.clients import MemoryClients
-from tests.fakes.journal_fields import (
-    authority_fields,
-    context_fields,
-    iso,
-    ms,
-    provenance_fields,
-    unix_ms,
-)
+from tests.fakes.journal_fields import authority_fields, context_fields, iso, ms, provenance_fields, unix_ms
+from tests.fakes.memory import Memory
 
 
-class MemoryRegistry(MemoryClients):
-    """Users in dicts behind one lock (client companies in `MemoryClients`)."""
+class MemoryUsers:
+    """Users in the shared memory, under its one lock."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._lock = asyncio.Lock()
-        self._users: dict[str, User] = {}
-        self._user_journals: dict[str, list[dict[str, str]]] = {}
-        self._changes: dict[tuple[str, str], str] = {}  # (user, request id) -> fingerprint
-        self._pending: dict[str, dict[str, datetime]] = {}  # user -> challenge id -> expiry
+    def __init__(self, memory: Memory) -> None:
+        self._m = memory
 
     async def register_user(self, user: User) -> User:
-        async with self._lock:
-            stored = self._users.get(user.user_id)
+        async with self._m._lock:
+            stored = self._m._users.get(user.user_id)
             if stored is not None:
                 if stored.status is UserStatus.REVOKED:
                     raise UserNotActive(user.user_id)
                 if (stored.client_id, stored.secure_phone) != (user.client_id, user.secure_phone):
                     raise UserAlreadyExists(user.user_id)
                 return stored
-            if user.user_id in self._user_journals:
+            if user.user_id in self._m._user_journals:
                 raise UserNotActive(user.user_id)  # spent when its client was terminated
             stored = dataclasses.replace(user, enrolled_at=ms(user.enrolled_at))
-            self._users[user.user_id] = stored
-            self._journal(
+            self._m._users[user.user_id] = stored
+            self._m._journal(
                 user.user_id,
                 {
                     "event": "user.enrolled",
@@ -84,86 +68,33 @@ class MemoryRegistry(MemoryClients):
 
     async def get_user(self, user_id: str) -> User:
         try:
-            return self._users[user_id]
+            return self._m._users[user_id]
         except KeyError:
             raise UserNotFound(user_id) from None
 
-    def _count_for_user(
-        self, user_id: str, challenge_id: str, result: VerifyResult, at: datetime, lockout: LockoutPolicy
-    ) -> datetime | None:
-        """The user's half of record_verification.lua; the end of a block this attempt started, if any.
-
-        Called under the store's lock, in the same step as the challenge's decision.
-        """
-        user = self._users.get(user_id)
-        if user is None:
-            return None
-        if result is VerifyResult.WRONG_CODE:
-            failures, outcome, started = user.failures + 1, "counted", None
-            if failures >= lockout.max_failures:
-                started = ms(at) + lockout.block_length(user.blocks + 1)
-                outcome, failures = "blocked", 0
-                user = dataclasses.replace(user, blocks=user.blocks + 1, blocked_until=started)
-            user = dataclasses.replace(user, failures=failures)
-            self._users[user_id] = user
-            self._count_event(
-                user, "user.failed_attempt", at, outcome, challenge_id=challenge_id, until=started
-            )
-            return started
-        if result is VerifyResult.VERIFIED and (user.failures, user.blocks, user.blocked_until) != (
-            0,
-            0,
-            None,
-        ):
-            user = dataclasses.replace(user, failures=0, blocks=0, blocked_until=None)
-            self._users[user_id] = user
-            self._count_event(
-                user, "user.successful_attempt", at, "reset", challenge_id=challenge_id, until=None
-            )
-        return None
-
-    def _count_event(  # noqa: PLR0913 (the fields of one journal entry)
-        self, user: User, event: str, at: datetime, outcome: str, *, challenge_id: str, until: datetime | None
-    ) -> None:
-        self._journal(
-            user.user_id,
-            {
-                "event": event,
-                "at": iso(at),
-                "user_id": user.user_id,
-                "challenge_id": challenge_id,
-                "outcome": outcome,
-                "failures": str(user.failures),
-                "blocks": str(user.blocks),
-                "blocked_until": unix_ms(until),
-            },
-        )
-
-    # Lifecycle (change_user_status.lua, change_secure_phone.lua) --------------------------------
-
     async def change_user_status(self, change: StatusChange) -> User:
-        async with self._lock:
-            if change.user_id not in self._users:
+        async with self._m._lock:
+            if change.user_id not in self._m._users:
                 raise UserNotFound(change.user_id)
             outcome = self._status(change, change.provenance.request_id, change.user_id)
             if outcome == "refused":
                 raise UserNotActive(change.user_id)
-            return self._users[change.user_id]
+            return self._m._users[change.user_id]
 
     async def revoke_client_user(
         self, client_id: str, user_id: str, at: datetime, provenance: Provenance
     ) -> RevocationOutcome:
-        async with self._lock:
+        async with self._m._lock:
             change = StatusChange(user_id, StatusAction.REVOKE, at, provenance)
-            if user_id not in self._users:
-                if user_id not in self._user_journals:
+            if user_id not in self._m._users:
+                if user_id not in self._m._user_journals:
                     head = self._status_head(change)
-                    self._journal(
+                    self._m._journal(
                         user_id,
                         {**head, "client_id": client_id, "outcome": "foreclosed", "status": "revoked"},
                     )
                 return RevocationOutcome.FORECLOSED
-            if self._users[user_id].client_id != client_id:
+            if self._m._users[user_id].client_id != client_id:
                 return RevocationOutcome.FOREIGN
             outcome = self._status(change, "", user_id)
             return RevocationOutcome.REVOKED if outcome == "revoked" else RevocationOutcome.UNCHANGED
@@ -171,22 +102,22 @@ class MemoryRegistry(MemoryClients):
     def _status(self, change: StatusChange, record_id: str, user_id: str) -> str:
         """The transition of change_user_status.lua on an existing user; returns its outcome."""
         if record_id:
-            seen = self._changes.get((user_id, record_id))
+            seen = self._m._changes.get((user_id, record_id))
             if seen == change.fingerprint:
                 return "replayed"
             if seen is not None:
                 raise RequestIdReused
-        user = self._users[user_id]
+        user = self._m._users[user_id]
         status, outcome = _transition(user, change.action)
         if outcome in ("suspended", "reinstated", "revoked"):
             user = dataclasses.replace(user, status=status, status_changed_at=ms(change.at))
         if outcome in ("reinstated", "unblocked"):
             user = dataclasses.replace(user, failures=0, blocks=0, blocked_until=None)
-        self._users[user_id] = user
+        self._m._users[user_id] = user
         entry = {"client_id": user.client_id, "outcome": outcome, "status": status.value}
-        self._journal(user_id, {**self._status_head(change), **entry})
+        self._m._journal(user_id, {**self._status_head(change), **entry})
         if outcome != "refused" and record_id:
-            self._changes[(user_id, record_id)] = change.fingerprint
+            self._m._changes[(user_id, record_id)] = change.fingerprint
         return outcome
 
     @staticmethod
@@ -199,10 +130,10 @@ class MemoryRegistry(MemoryClients):
         }
 
     async def unblock_user(self, unblocking: Unblocking) -> Unblocked:
-        async with self._lock:
+        async with self._m._lock:
             user = await self.get_user(unblocking.user_id)
             key = (unblocking.user_id, unblocking.provenance.request_id)
-            seen = self._changes.get(key)
+            seen = self._m._changes.get(key)
             if seen == unblocking.fingerprint:
                 return Unblocked(UnblockOutcome.REPLAYED, user)
             if seen is not None:
@@ -212,8 +143,8 @@ class MemoryRegistry(MemoryClients):
                 outcome = "refused"
             elif user.failures > 0 or user.blocked_until is not None:
                 outcome = "unblocked"
-                self._users[user.user_id] = dataclasses.replace(user, failures=0, blocked_until=None)
-            self._journal(
+                self._m._users[user.user_id] = dataclasses.replace(user, failures=0, blocked_until=None)
+            self._m._journal(
                 user.user_id,
                 {
                     "event": "user.unblock",
@@ -229,21 +160,21 @@ class MemoryRegistry(MemoryClients):
             )
             if outcome == "refused":
                 raise UserNotActive(user.user_id)
-            self._changes[key] = unblocking.fingerprint
-            return Unblocked(UnblockOutcome(outcome), self._users[user.user_id])
+            self._m._changes[key] = unblocking.fingerprint
+            return Unblocked(UnblockOutcome(outcome), self._m._users[user.user_id])
 
     async def change_secure_phone(self, change: PhoneChange) -> PhoneChanged:
-        async with self._lock:
+        async with self._m._lock:
             user = await self.get_user(change.user_id)
             key = (change.user_id, change.provenance.request_id)
-            seen = self._changes.get(key)
+            seen = self._m._changes.get(key)
             if seen == change.fingerprint:
                 return PhoneChanged(PhoneChangeOutcome.REPLAYED, user, "")
             if seen is not None:
                 raise RequestIdReused
             outcome = _phone_outcome(user, change)
             changed = outcome == "changed"
-            self._journal(
+            self._m._journal(
                 change.user_id,
                 {
                     "event": "user.change_phone",
@@ -264,21 +195,21 @@ class MemoryRegistry(MemoryClients):
                 raise UserNotActive(change.user_id)
             if outcome == "mismatch":
                 raise ChallengeMismatch(change.user_id)
-            self._users[change.user_id] = dataclasses.replace(
+            self._m._users[change.user_id] = dataclasses.replace(
                 user,
                 secure_phone=change.new_phone,
                 phone_changed_at=ms(change.at),
                 cooling_until=ms(change.cooling_until),
             )
-            self._changes[key] = change.fingerprint
-            return PhoneChanged(PhoneChangeOutcome.CHANGED, self._users[change.user_id], user.secure_phone)
+            self._m._changes[key] = change.fingerprint
+            return PhoneChanged(PhoneChangeOutcome.CHANGED, self._m._users[change.user_id], user.secure_phone)
 
     async def applied_change(self, user_id: str, request_id: str) -> str | None:
-        return self._changes.get((user_id, request_id))
+        return self._m._changes.get((user_id, request_id))
 
     async def record_user_notice(self, user_id: str, notice: UserNotice) -> None:
-        async with self._lock:
-            self._journal(
+        async with self._m._lock:
+            self._m._journal(
                 user_id,
                 {
                     "event": "user.notice",
@@ -291,31 +222,8 @@ class MemoryRegistry(MemoryClients):
                 },
             )
 
-    # The index of pending challenges (open_challenge.lua writes it) ----------------------------------
-
-    def _track(self, user_id: str, challenge_id: str, expires_at: datetime, forget_before: datetime) -> None:
-        """Index an opening challenge, dropping the entries expired before `forget_before`."""
-        pending = self._forget(user_id, forget_before)
-        pending[challenge_id] = ms(expires_at)
-
-    async def pending_challenges(self, user_id: str, expiring_after: datetime) -> list[str]:
-        async with self._lock:
-            pending = self._forget(user_id, expiring_after)
-            return [cid for cid, _ in sorted(pending.items(), key=lambda item: (item[1], item[0]))]
-
-    def _forget(self, user_id: str, before: datetime) -> dict[str, datetime]:
-        """The user's index without the entries expiring at or before `before` (ZREMRANGEBYSCORE)."""
-        kept = {cid: at for cid, at in self._pending.get(user_id, {}).items() if at > ms(before)}
-        self._pending[user_id] = kept
-        return kept
-
-    # Journals -----------------------------------------------------------------------------------
-
     async def user_journal(self, user_id: str) -> list[dict[str, str]]:
-        return list(self._user_journals.get(user_id, []))
-
-    def _journal(self, user_id: str, entry: dict[str, str]) -> None:
-        self._user_journals.setdefault(user_id, []).append(entry)
+        return list(self._m._user_journals.get(user_id, []))
 
 
 # change_user_status.lua: (status, action) -> (status after, journaled outcome). From revoked, only revoke
@@ -353,3 +261,6 @@ def _phone_outcome(user: User, change: PhoneChange) -> str:
     if since is not None and any(at > ms(since) for at in moved):
         return "mismatch"
     return "changed"
+
+
+_: type[Users] = MemoryUsers

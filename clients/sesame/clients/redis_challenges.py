@@ -1,0 +1,360 @@
+"""`RedisChallenges`: the Challenges port on Redis, one Lua script per transition (docs/decisions/0002, 0038).
+
+Every transition checks, changes and appends its journal entry in one script, so it is atomic and costs
+one round trip. A challenge lives in its user's `{u:<t>}` slot with its journal stream, so a verification
+runs on one slot found from the challenge id and reads or counts for the user there; opening a challenge
+and taking a resend also take the number's, caller's and global send units, across their slots
+(docs/decisions/0014, 0019), and queue the SMS in the outbox (docs/decisions/0025).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, Final, cast
+
+from sesame.clients import redis_records as rec
+from sesame.clients.redis_place import RedisPlace
+from sesame.clients.redis_scripts import stored_challenge
+from sesame.server.domain import budgets
+from sesame.server.domain.budgets import PHONE_TAG, BudgetKind, Charge, SendBudget
+from sesame.server.domain.destinations import check_destination, whole_calling_codes
+from sesame.server.domain.errors import (
+    ChallengeAlreadyExists,
+    ChallengeClosed,
+    ChallengeConsumed,
+    ChallengeMismatch,
+    ChallengeNotFound,
+    ChallengeNotVerified,
+    FieldViolation,
+    InvalidRequest,
+    PhoneCooling,
+    ResendRefused,
+    SecurePhoneChanged,
+    SendBudgetExhausted,
+    SesameError,
+    StoreUnavailable,
+    UserBlocked,
+    UserNotActive,
+    UserNotFound,
+)
+from sesame.server.domain.lifecycle import CLOCK_SKEW, Consumption, Voiding, VoidOutcome
+from sesame.server.domain.model import (
+    Challenge,
+    DeliveryState,
+    LockoutPolicy,
+    RequestContext,
+    VerificationAttempt,
+    VerificationOutcome,
+    VerifyResult,
+)
+from sesame.server.domain.opening import Opened, Opening
+from sesame.server.domain.operation import digest
+from sesame.server.domain.ports import Challenges
+
+
+class RedisChallenges(RedisPlace):
+    """Challenges in Redis; each method is one atomic, journaled transition."""
+
+    async def open_challenge(
+        self, challenge: Challenge, context: RequestContext, charges: Sequence[Charge] = ()
+    ) -> None:
+        """Admit, index, charge and store a new challenge in one step (see the port). UserNotFound,
+        UserNotActive, SecurePhoneChanged, ChallengeAlreadyExists, SendBudgetExhausted."""
+        opening = _opening_of(challenge, context)
+        budget_keys, budget_args = self._budgets(charges)
+        fields = rec.challenge_fields(challenge)
+        args = self._opening_args(opening, challenge.phone, budget_args, _NO_NUMBER_BUDGET, "*")
+        args += [len(fields), *fields, *rec.opened_entry(challenge, context)]
+        reply = await self._run("open_challenge", self._opening_keys(opening, budget_keys), args)
+        if reply[0] != b"opened":
+            raise _refused(opening, reply, charges)
+
+    async def start_challenge(self, opening: Opening) -> Opened:
+        """Start's one step (see the port): one script, one round trip, unless the stored number's calling
+        code is shared with a region outside the allow-list: its region is then checked here, and the
+        script runs again for that number (docs/decisions/0025)."""
+        charges = budgets.charges(opening.budget, opening.user_id, "", opening.context.caller)
+        declared = [c for c in charges if c.subject.kind is not BudgetKind.PHONE]
+        budget_keys, budget_args = self._budgets(declared)
+        number_budget = self._number_budget(charges)
+        codes = ",".join(["", *sorted(whole_calling_codes(opening.countries)), ""])
+        keys = self._opening_keys(opening, budget_keys)
+        fields = rec.opening_fields(opening)
+        tail = [len(fields), *fields, *rec.opening_entry(opening)]
+        args = self._opening_args(opening, "", budget_args, number_budget, codes)
+        reply = await self._run("open_challenge", keys, [*args, *tail])
+        if reply[0] == b"destination":
+            number = reply[1].decode()
+            check_destination(number, opening.countries)
+            # Allowed, under a calling code shared with a region that is not: open for that number only.
+            args = self._opening_args(opening, number, budget_args, number_budget, "*")
+            reply = await self._run("open_challenge", keys, [*args, *tail])
+        match reply[0]:
+            case b"opened":
+                client_id, phone, locale = (value.decode() for value in reply[1:4])
+                return Opened(rec.opened_challenge(opening, client_id, phone, locale), queued=True)
+            case b"earlier":
+                return Opened(_challenge(rec.pairs(reply[1])), queued=False)
+            case b"other_operation":
+                raise InvalidRequest([FieldViolation("request_id", "was already used for another operation")])
+        raise _refused(opening, reply, charges)
+
+    def _number_budget(self, charges: Sequence[Charge]) -> list[rec.Field]:
+        """Where the number's budget stands among the charges, its limit and window, and how the script
+        names its key from the number it reads (the prefix and the tag of `BudgetSubject.phone`)."""
+        for i, charge in enumerate(charges):
+            if charge.subject.kind is BudgetKind.PHONE:
+                prefix = self.keys.number_budget_prefix()
+                return [i, charge.limit, charge.window // rec.MS, prefix, PHONE_TAG]
+        return _NO_NUMBER_BUDGET
+
+    def _opening_keys(self, opening: Opening, budget_keys: Sequence[str]) -> list[str]:
+        user_id = opening.user_id
+        return [
+            *self._challenge_keys(opening.challenge_id),
+            self.keys.user(user_id),
+            self.keys.user_pending(user_id),
+            self.keys.start_request(user_id, opening.request_id),
+            *budget_keys,
+            self.keys.outbox(),
+        ]
+
+    def _opening_args(
+        self,
+        opening: Opening,
+        number: str,
+        budget_args: Sequence[rec.Field],
+        number_budget: Sequence[rec.Field],
+        codes: str,
+    ) -> list[rec.Field]:
+        """open_challenge.lua's arguments up to the hash fields (see its header)."""
+        # Absolute, from the challenge's own expiry: the purge time does not depend on Redis's clock
+        # reading at the moment of the call, nor on how long the call took.
+        return [
+            rec.to_ms(opening.expires_at + self._retention),
+            rec.to_ms(opening.created_at),
+            rec.to_ms(opening.created_at - CLOCK_SKEW),
+            number,
+            opening.challenge_id,
+            rec.to_ms(opening.expires_at),
+            *budget_args,
+            *number_budget,
+            "1" if opening.cooled else "0",
+            codes,
+            "1" if opening.request_id else "0",
+            self.keys.challenge(opening.challenge_id).removesuffix(opening.challenge_id),
+            digest(opening.operation).hex(),
+        ]
+
+    async def get_challenge(self, challenge_id: str) -> Challenge:
+        """The challenge as stored. ChallengeNotFound."""
+        raw = await self._scripts.call(
+            "get_challenge", self._client.hgetall(self.keys.challenge(challenge_id))
+        )
+        if not raw:
+            raise ChallengeNotFound(challenge_id)
+        return _challenge(cast("dict[bytes, bytes]", raw))
+
+    async def record_verification(
+        self, attempt: VerificationAttempt, lockout: LockoutPolicy
+    ) -> VerificationOutcome:
+        """Decide one attempt and count it for the user, atomically (see the port). ChallengeNotFound."""
+        head = rec.challenge_event("challenge.verification", attempt.challenge_id, attempt.at)
+        args = [
+            rec.to_ms(attempt.at),
+            attempt.op_digest.hex(),
+            "1" if attempt.code_matches else "0",
+            *self.keys.user_keys_beside(attempt.challenge_id),
+            lockout.max_failures,
+            lockout.first_block // rec.MS,
+            lockout.longest_block // rec.MS,
+            rec.iso(attempt.at),
+            *rec.proof_id_fields(attempt.proof_id),
+            *head,
+            "op_digest", attempt.op_digest.hex(),
+            *rec.context_fields(attempt.context),
+        ]  # fmt: skip
+        # One round trip on one slot: the challenge and its user share the place the id names (decision 0019).
+        reply = await self._run("record_verification", self._refusal_keys(attempt.challenge_id), args)
+        if reply[0] == b"not_found":
+            raise ChallengeNotFound(attempt.challenge_id)
+        result = VerifyResult(reply[0].decode())
+        challenge = _challenge(rec.pairs(reply[1]))
+        blocked_until = rec.from_ms(int(reply[2])) if int(reply[2]) else None
+        return VerificationOutcome(result, attempts_left(result, challenge), challenge, "", blocked_until)
+
+    async def cancel_challenge(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
+        """Void an OPEN challenge. ChallengeNotFound, ChallengeClosed."""
+        head = rec.challenge_event("challenge.cancel", challenge_id, at)
+        args = [rec.to_ms(at), *head, *rec.context_fields(context)]
+        reply = await self._run("cancel_challenge", self._refusal_keys(challenge_id), args)
+        if reply[0] == b"not_found":
+            raise ChallengeNotFound(challenge_id)
+        if reply[0] == b"closed":
+            raise ChallengeClosed(challenge_id)
+        return _challenge(rec.pairs(reply[1]))
+
+    async def record_resend(
+        self, challenge_id: str, at: datetime, context: RequestContext, charges: Sequence[Charge] = ()
+    ) -> Challenge:
+        """Take one resend and its send units atomically (see the port). ChallengeNotFound, ChallengeClosed,
+        ResendRefused, SendBudgetExhausted."""
+        head = rec.challenge_event("challenge.resend", challenge_id, at)
+        budget_keys, budget_args = self._budgets(charges)
+        keys = [*self._refusal_keys(challenge_id), *budget_keys, self.keys.outbox()]
+        user_key = self.keys.user_keys_beside(challenge_id)[0]
+        args = [rec.to_ms(at), user_key, *budget_args, *head, *rec.context_fields(context)]
+        reply = await self._run("record_resend", keys, args)
+        match reply[0]:
+            case b"not_found":
+                raise ChallengeNotFound(challenge_id)
+            case b"closed":
+                raise ChallengeClosed(challenge_id)
+            case b"exhausted":
+                raise ResendRefused(challenge_id, None)
+            case b"too_soon":
+                raise ResendRefused(challenge_id, timedelta(milliseconds=int(reply[1])))
+            case b"user_blocked":
+                raise UserBlocked(reply[2].decode(), timedelta(milliseconds=int(reply[1])))
+            case b"budget":
+                raise _exhausted(charges, reply)
+        return _challenge(rec.pairs(reply[1]))
+
+    async def record_delivery(
+        self, challenge_id: str, state: DeliveryState, provider_ref: str, at: datetime
+    ) -> None:
+        """Note what the SMS gateway said. ChallengeNotFound."""
+        head = rec.challenge_event("challenge.delivery", challenge_id, at)
+        args = [state.value, provider_ref, *head, "provider_ref", provider_ref]
+        if await self._run("record_delivery", self._challenge_keys(challenge_id), args) != 1:
+            raise ChallengeNotFound(challenge_id)
+
+    async def pending_challenges(self, user_id: str, expiring_after: datetime) -> list[str]:
+        """The indexed ids expiring after `expiring_after`; older entries are dropped in the same step."""
+        key, cutoff = self.keys.user_pending(user_id), rec.to_ms(expiring_after)
+
+        async def trimmed() -> list[bytes]:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.zremrangebyscore(key, "-inf", cutoff)
+                pipe.zrangebyscore(key, f"({cutoff}", "+inf")
+                _, ids = await pipe.execute()
+            return cast("list[bytes]", ids)
+
+        ids = await self._scripts.call("pending_challenges", trimmed())
+        return [challenge_id.decode() for challenge_id in ids]
+
+    async def void_challenge(self, challenge_id: str, voiding: Voiding) -> VoidOutcome:
+        """Cancel an OPEN challenge, or spend an id never opened (see the port)."""
+        head = rec.challenge_event("challenge.void", challenge_id, voiding.at)
+        reason = ["void_reason", voiding.reason.value, *rec.provenance_fields(voiding.provenance)]
+        args = [voiding.user_id, *head, *reason]
+        answer = await self._run("void_challenge", self._challenge_keys(challenge_id), args)
+        return VoidOutcome(answer.decode())
+
+    async def consume_challenge(self, consumption: Consumption) -> Challenge:
+        """Spend a VERIFIED challenge once for a number change (see the port)."""
+        challenge_id = consumption.challenge_id
+        args = [
+            rec.to_ms(consumption.at),
+            consumption.user_id,
+            consumption.op_digest.hex(),
+            consumption.request_id,
+            self._retention // rec.MS,
+            *rec.challenge_event("challenge.consume", challenge_id, consumption.at),
+            "op_digest", consumption.op_digest.hex(),
+            "purpose", "change_phone",
+            "request_id", consumption.request_id,
+            *rec.context_fields(consumption.context),
+        ]  # fmt: skip
+        reply = await self._run("consume_challenge", self._refusal_keys(challenge_id), args)
+        match reply[0]:
+            case b"not_found" | b"stale":
+                raise ChallengeNotFound(challenge_id)
+            case b"mismatch":
+                raise ChallengeMismatch(challenge_id)
+            case b"not_verified":
+                raise ChallengeNotVerified(challenge_id)
+            case b"used":
+                raise ChallengeConsumed(challenge_id)
+        return _challenge(rec.pairs(reply[1]))
+
+    # SMS send budgets (docs/decisions/0011, 0014): opening and resending take their units.
+    def _budgets(self, charges: Sequence[Charge]) -> tuple[list[str], list[rec.Field]]:
+        """The budgets' keys, and the script arguments: their count, then each one's limit and window."""
+        keys = [self.keys.send_budget(c.subject.kind.value, c.subject.key) for c in charges]
+        args: list[rec.Field] = [len(charges)]
+        for charge in charges:
+            args += [charge.limit, charge.window // rec.MS]
+        return keys, args
+
+    def _challenge_keys(self, challenge_id: str) -> list[str]:
+        return [self.keys.challenge(challenge_id), self.keys.challenge_journal(challenge_id)]
+
+    def _refusal_keys(self, challenge_id: str) -> list[str]:
+        """The challenge's keys and its refusal counts, for the scripts that count repeated refusals."""
+        return [*self._challenge_keys(challenge_id), self.keys.challenge_refusals(challenge_id)]
+
+
+_challenge = stored_challenge
+
+
+def _refused(opening: Opening, reply: list[Any], charges: Sequence[Charge]) -> SesameError:
+    """The typed refusal open_challenge.lua answered (nothing was written)."""
+    user_id, now = opening.user_id, rec.to_ms(opening.created_at)
+    match reply[0]:
+        case b"blocked":
+            return UserBlocked(user_id, (int(reply[1]) - now) * rec.MS)
+        case b"cooling":
+            return PhoneCooling(user_id, (int(reply[1]) - now) * rec.MS)
+        case b"exists":
+            return ChallengeAlreadyExists(opening.challenge_id)
+        case b"exhausted":
+            return _exhausted(charges, reply)
+    refusal = _USER_REFUSALS.get(reply[0])
+    return refusal(user_id) if refusal else StoreUnavailable(f"open_challenge answered {reply[0]!r}")
+
+
+_USER_REFUSALS: Final[dict[bytes, type[SesameError]]] = {
+    b"not_found": UserNotFound,
+    b"not_active": UserNotActive,
+    b"phone_changed": SecurePhoneChanged,
+}
+
+
+def _opening_of(challenge: Challenge, context: RequestContext) -> Opening:
+    """The opening a whole challenge stands for (open_challenge: no request id, no cooling, any country)."""
+    return Opening(
+        challenge_id=challenge.challenge_id,
+        user_id=challenge.user_id,
+        operation=challenge.operation,
+        nonce=challenge.nonce,
+        key_version=challenge.key_version,
+        digits=challenge.digits,
+        created_at=challenge.created_at,
+        expires_at=challenge.expires_at,
+        max_attempts=challenge.max_attempts,
+        max_resends=challenge.max_resends,
+        resend_spacing=challenge.resend_spacing,
+        cooled=False,
+        countries=frozenset(),
+        budget=SendBudget(),
+        context=context,
+    )
+
+
+_NO_NUMBER_BUDGET: Final[list[rec.Field]] = [-1, 0, 0, "", ""]
+
+
+def _exhausted(charges: Sequence[Charge], reply: list[Any]) -> SendBudgetExhausted:
+    """The refusal a script answered as (outcome, index of the spent budget, wait in ms)."""
+    subject = charges[int(reply[1])].subject
+    return SendBudgetExhausted(subject.kind.value, timedelta(milliseconds=int(reply[2])))
+
+
+def attempts_left(result: VerifyResult, challenge: Challenge) -> int:
+    """What the caller may still submit: only a wrong code on a live challenge leaves attempts."""
+    return challenge.attempts_left if result is VerifyResult.WRONG_CODE else 0
+
+
+_: type[Challenges] = RedisChallenges

@@ -1,0 +1,67 @@
+"""The Clients contract: the fake and Redis enlist, list and terminate alike, and revoke a terminated
+client's users alike."""
+
+from __future__ import annotations
+
+import pytest
+
+from sesame.server.domain.errors import ClientNotFound, ClientTerminated, UserNotActive
+from sesame.server.domain.lifecycle import ClientTermination, RevocationOutcome
+from sesame.server.domain.model import UserStatus
+from tests import factories
+from tests.contracts.test_lifecycle_contract import BY, NOW, enrolled
+
+
+class TestClients:
+    TERMINATION = ClientTermination("client-1", NOW, BY)
+
+    async def test_enlisted_users_are_listed(self, store):
+        """Every user enlisted for a client is listed once."""
+        for user_id in ("u-2", "u-1", "u-2"):
+            await store.clients.enlist_user("client-1", user_id, NOW)
+        assert await store.clients.client_users("client-1") == ["u-1", "u-2"]
+
+    async def test_a_terminated_client_enlists_nobody(self, store):
+        """After the termination, enlisting raises ClientTerminated."""
+        await store.clients.enlist_user("client-1", "u-1", NOW)
+        await store.clients.terminate_client(self.TERMINATION)
+        with pytest.raises(ClientTerminated):
+            await store.clients.enlist_user("client-1", "u-2", NOW)
+        assert await store.clients.client_users("client-1") == ["u-1"]
+
+    async def test_an_unknown_client_is_not_found(self, store):
+        """Terminating a client that never enlisted a user raises ClientNotFound."""
+        with pytest.raises(ClientNotFound):
+            await store.clients.terminate_client(self.TERMINATION)
+
+    async def test_termination_is_journaled_each_time(self, store):
+        """The client's journal records the termination, then a second call as unchanged."""
+        await store.clients.enlist_user("client-1", "u-1", NOW)
+        await store.clients.terminate_client(self.TERMINATION)
+        await store.clients.terminate_client(self.TERMINATION)
+        entries = await store.clients.client_journal("client-1")
+        assert [(e["event"], e["outcome"], e["actor"]) for e in entries] == [
+            ("client.terminate", "terminated", "ops-42"),
+            ("client.terminate", "unchanged", "ops-42"),
+        ]
+
+    async def test_a_clients_user_is_revoked_then_unchanged(self, store):
+        """Revoking for the client revokes its user, and a second time changes nothing."""
+        await enrolled(store)
+        outcomes = [await store.users.revoke_client_user("client-1", "u-1", NOW, BY) for _ in range(2)]
+        assert outcomes == [RevocationOutcome.REVOKED, RevocationOutcome.UNCHANGED]
+        assert (await store.users.get_user("u-1")).status is UserStatus.REVOKED
+
+    async def test_another_clients_user_is_left_alone(self, store):
+        """A user of another client is FOREIGN and stays ACTIVE."""
+        await enrolled(store)
+        assert await store.users.revoke_client_user("client-2", "u-1", NOW, BY) is RevocationOutcome.FOREIGN
+        assert (await store.users.get_user("u-1")).status is UserStatus.ACTIVE
+
+    async def test_an_id_never_enrolled_is_spent_for_good(self, store):
+        """An enlisted id with no user yet is FORECLOSED, and its enrolment afterwards is refused."""
+        assert (
+            await store.users.revoke_client_user("client-1", "u-1", NOW, BY) is RevocationOutcome.FORECLOSED
+        )
+        with pytest.raises(UserNotActive):
+            await store.users.register_user(factories.a_user(NOW))
