@@ -42,11 +42,13 @@ def _evidence(address: str, challenge_id: str) -> subprocess.CompletedProcess[st
     )
 
 
-async def sealed_flow(live: Live) -> str:
+async def sealed_flow(live: Live, *, drops: bool = True) -> str:
     """A wrong code, the right one and its proof, a refused cancel, all sealed: the challenge id.
 
     The refused cancel comes last: a deleted proof entry would be journaled again by the evidence's own call
     (it signs the proof again), which shows the deletion too, but as a gap, not as a sealed entry missing.
+    `drops=False`: the closed challenge's journal stays in Redis once archived (decision 0037), for the tests
+    that tamper with it there; once it left, the archive's copy is the one read.
     """
     challenge_id, code = await started(live, await enrolled(live))
     assert (await verify(live, challenge_id, wrong(code))).result == auth_pb.VERIFY_RESULT_WRONG_CODE
@@ -56,6 +58,7 @@ async def sealed_flow(live: Live) -> str:
             auth_pb.CancelChallengeRequest(challenge_id=challenge_id, context=CONTEXT)
         )
     assert live.sealer is not None
+    live.sealer.drops_journals = drops
     assert await live.sealer.step() is not None  # the one sealer takes the lease and seals what waits
     return challenge_id
 
@@ -94,7 +97,7 @@ async def _entries(client: aioredis.Redis, stream: str) -> list[tuple[bytes, dic
 async def test_a_deleted_entry_is_found(
     live: Live, redis_client: aioredis.Redis, where: str, failure: str
 ) -> None:
-    challenge_id = await sealed_flow(live)
+    challenge_id = await sealed_flow(live, drops=False)
     stream = live.store.keys.challenge_journal(challenge_id)
     entries = await _entries(redis_client, stream)
     victim = {"first": entries[0], "middle": entries[2], "last": entries[-1], "proof": entries[4]}[where]
@@ -109,7 +112,7 @@ async def test_a_deleted_entry_is_found(
 
 async def test_an_edited_entry_is_found(live: Live, redis_client: aioredis.Redis) -> None:
     """The stream rewritten with the same ids and numbers, one outcome changed: the seal's hash differs."""
-    challenge_id = await sealed_flow(live)
+    challenge_id = await sealed_flow(live, drops=False)
     stream = live.store.keys.challenge_journal(challenge_id)
     entries = await _entries(redis_client, stream)
     await redis_client.delete(stream)
@@ -131,6 +134,7 @@ async def test_an_entry_deleted_before_its_seal_leaves_a_gap(
     await redis_client.xdel(stream, opened)
     assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
     assert live.sealer is not None
+    live.sealer.drops_journals = False  # read from Redis (once dropped, the archive's copy is read)
     await live.sealer.step()
     status, bundle, _ = await evidence(live, challenge_id)
     assert status == 1

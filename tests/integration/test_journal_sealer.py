@@ -18,6 +18,7 @@ from sesame.server.domain.journal_seal import GENESIS, Seal
 from sesame.server.domain.model import RequestContext
 from sesame.server.journal_archive import ArchiveRefused, JournalArchive
 from sesame.server.journal_check import check_stream
+from sesame.server.journal_reads import ArchivedJournals
 from sesame.server.sealer import Sealer, SealerTiming
 from tests.factories import a_challenge, its_user_enrolled
 
@@ -65,7 +66,10 @@ async def test_blocks_are_signed_chained_archived_and_leave_redis(
     assert (second.block.number, second.block.prev) == (2, first.block.digest())
     journal = redis_store.sealed_journal()
     stream = redis_store.keys.challenge_journal(challenge_id)
-    entries = [fields for _, fields in await journal.stream_entries(stream)]
+    # The cancelled challenge's journal left Redis once archived (decision 0037): read from the archive.
+    assert await redis_client.exists(stream) == 0
+    entries = [fields for _, fields in await ArchivedJournals(journal, archive).entries(stream)]
+    assert [e["seq"] for e in entries] == ["1", "2"]
     jwks = proof.jwk_set(await keystore.journal_public_keys())
     assert await journal.seals_from("0-0") == []
     assert await journal.last_seal() == Seal(second.block, second.signature, ())  # its head only

@@ -1,4 +1,4 @@
-"""Finding the archived seals of a few entries reads only the segments that hold them (decision 0036)."""
+"""Finding the archived seals of a few entries reads only the blocks that hold them (decision 0036)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from tests.unit.test_journal_seal import Signer
 def test_the_seals_holding_some_entries_come_from_their_segments_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Ten one-entry blocks in five segments; the entries 3 and 8: blocks 3 and 8, and the other segments'
-    blocks are not read (a segment made unreadable past its first line changes nothing)."""
+    """Ten one-entry blocks in five segments; the entries 3 and 8: blocks 3 and 8, and the other blocks are
+    not read (a segment whose lines are made unreadable changes nothing)."""
     monkeypatch.setattr(journal_archive, "SEGMENT_BLOCKS", 2)
     signer, archive = Signer(), JournalArchive(tmp_path)
     previous = None
@@ -25,8 +25,7 @@ def test_the_seals_holding_some_entries_come_from_their_segments_only(
         archive.append(seal, feed(n, 1))
         previous = seal.block
     untouched = tmp_path / "segment-000000000005.jsonl"  # blocks 5 and 6
-    first_line = untouched.read_text().splitlines()[0]
-    untouched.write_text(first_line + "\nnot json\n")
+    untouched.write_text("not json\n" * len(untouched.read_text().splitlines()))
     found = archive.seals_holding(["8-0", "3-0"])
     assert [seal.block.number for seal in found] == [3, 8]
     assert archive.seals_holding(["11-0"]) == []

@@ -68,3 +68,68 @@ def test_segments_past_the_retention_are_pruned_but_the_newest(
     assert [p.name for p in gone] == ["segment-000000000001.jsonl", "segment-000000000003.jsonl"]
     assert [b.seal.block.number for b in archive.blocks()] == [5]
     assert archive.prune("2026-11-30T17:00:00.000+00:00") == []
+
+
+OTHER = "sesame:{u:1}:ch:y:journal"
+
+
+def mixed(first: int) -> list[FeedEntry]:
+    """Two streams' entries in one block: STREAM's entry `first`, then one of OTHER."""
+    return [*feed(first, 1), FeedEntry(f"{first}-1", OTHER, {"event": "challenge.opened", "seq": str(first)})]
+
+
+def test_the_index_finds_a_streams_entries_and_the_seals_covering_it(tmp_path: Path) -> None:
+    """Decision 0037: the entries of one stream and the blocks holding it, without reading every block."""
+    signer, archive = Signer(), JournalArchive(tmp_path)
+    previous, seals = None, []
+    for n in range(1, 5):
+        entries = mixed(n) if n in (2, 3) else feed(n, 1)
+        seals.append(signer.seal(previous, entries))
+        archive.append(seals[-1], entries)
+        previous = seals[-1].block
+    reopened = JournalArchive(tmp_path)
+    assert [(e.id, e.stream) for e in reopened.stream_entries(OTHER)] == [("2-1", OTHER), ("3-1", OTHER)]
+    assert [e.id for e in reopened.stream_entries(STREAM)] == ["1-0", "2-0", "3-0", "4-0"]
+    assert reopened.seals_from("2-1", OTHER) == seals[1:3]
+    assert reopened.seals_from("2-1") == seals[1:]  # to the newest block
+    assert reopened.seals_from("1-0", "sesame:{u:2}:ch:z:journal") == []
+
+
+def test_the_index_catches_up_after_a_crash_before_it_was_written(tmp_path: Path) -> None:
+    """The line is fsync'ed first, then indexed: an index lost (or behind) is rebuilt from the segments."""
+    signer, archive = Signer(), JournalArchive(tmp_path)
+    one = signer.seal(None, mixed(1))
+    archive.append(one, mixed(1))
+    archive.index.path.unlink()
+    reopened = JournalArchive(tmp_path)
+    assert reopened.stream_entries(OTHER) == []
+    assert reopened.catch_up_index() == 1
+    assert [e.id for e in reopened.stream_entries(OTHER)] == ["1-1"]
+    assert reopened.catch_up_index() == 0
+
+
+def test_pruned_segments_leave_the_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(journal_archive, "SEGMENT_BLOCKS", 2)
+    signer, archive = Signer(), JournalArchive(tmp_path)
+    previous = None
+    for n in range(1, 4):
+        seal = signer.seal(previous, mixed(n))
+        archive.append(seal, mixed(n))
+        previous = seal.block
+    archive.prune("2026-11-30T19:00:00.000+00:00")
+    assert [e.id for e in archive.stream_entries(OTHER)] == ["3-1"]
+    assert archive.index.between(1, 3) == archive.index.holding(OTHER)
+
+
+def test_an_archive_from_before_the_index_is_indexed_whole(tmp_path: Path) -> None:
+    """Segments written without an index (decision 0027's archive): caught up from block 1."""
+    signer, archive = Signer(), JournalArchive(tmp_path)
+    one = signer.seal(None, mixed(1))
+    two = signer.seal(one.block, mixed(2))
+    archive.append(one, mixed(1))
+    archive.append(two, mixed(2))
+    for leftover in tmp_path.glob("index.sqlite3*"):
+        leftover.unlink()
+    assert JournalArchive(tmp_path).seals_from("1-0", OTHER) == []
+    assert JournalArchive(tmp_path).catch_up_index() == 2
+    assert JournalArchive(tmp_path).seals_from("1-0", OTHER) == [one, two]

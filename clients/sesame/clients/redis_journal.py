@@ -11,6 +11,7 @@ import base64
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final, cast
 
@@ -120,9 +121,53 @@ class RedisJournal:
 
     async def stream_entries(self, stream: str) -> list[tuple[str, dict[str, str]]]:
         """A journal stream as stored: ids and fields, oldest first."""
+        return (await self.live(stream)).entries
+
+    async def live(self, stream: str) -> LiveStream:
+        """What Redis holds of a journal stream: its entries and, once some were dropped, its tail."""
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.hget(self.keys.journal_tail(stream), "through")
+            pipe.xrange(stream)
+            through, raw = await self._scripts.call("challenge_journal", pipe.execute())
+        entries = [
+            (i.decode(), rec.decoded(f)) for i, f in cast("list[tuple[bytes, dict[bytes, bytes]]]", raw)
+        ]
+        return LiveStream(through.decode() if through else None, entries)
+
+    async def drop_journal(self, stream: str, held: str, now_ms: int) -> tuple[str, int]:
+        """Let a closed challenge's journal go if the archive holds every entry of it (`held`: the id of the
+        last entry archived). The outcome (`dropped`, `gone`, `newer`, `open`) and, when open, its expiry."""
+        keys = [stream, self.keys.journal_tail(stream), self.keys.challenge_of_journal(stream)]
+        reply = await self._scripts.run("drop_journal", keys, [held, now_ms])
+        return reply[0].decode(), int(reply[1]) if len(reply) > 1 else 0
+
+    async def keep(self, streams: dict[str, int]) -> None:
+        """Note archived journals kept while their challenge is open, until its expiry (unix ms)."""
+        if streams:
+            with translated():
+                await self._client.zadd(self.keys.journal_kept(), dict(streams.items()))
+
+    async def kept_due(self, now_ms: int) -> list[str]:
+        """The kept journals whose challenge expired by `now_ms`."""
         with translated():
-            raw = await self._client.xrange(stream)
-        return [(i.decode(), rec.decoded(f)) for i, f in cast("list[tuple[bytes, dict[bytes, bytes]]]", raw)]
+            raw = await self._client.zrangebyscore(self.keys.journal_kept(), "-inf", now_ms)
+        return [member.decode() for member in cast("list[bytes]", raw)]
+
+    async def forget_kept(self, streams: Sequence[str]) -> None:
+        """No longer note `streams` as kept (dropped, or seen again when their newer entry is archived)."""
+        if streams:
+            with translated():
+                await self._client.zrem(self.keys.journal_kept(), *streams)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveStream:
+    """A journal stream as Redis holds it (decision 0037)."""
+
+    # The id of the last entry dropped once archived: entries up to it are read from the archive. None while
+    # none was dropped (Redis holds the whole stream), or once the tail expired with the challenge.
+    through: str | None
+    entries: list[tuple[str, dict[str, str]]]
 
 
 def _b64(seal: Seal) -> str:

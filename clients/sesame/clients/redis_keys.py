@@ -21,6 +21,7 @@ from sesame.server.domain.challenges import user_tag
 # The tag a challenge id carries; an id without one (not ours) is looked up in a place no challenge is.
 _ID_TAG: Final = re.compile(r"\.u([0-9a-f]{16})$")
 _NOWHERE: Final = "-"
+_CHALLENGE_JOURNAL: Final = re.compile(r"\}:ch:[^:]+:journal$")
 
 
 class Keyspace:
@@ -83,6 +84,20 @@ class Keyspace:
     def challenge_journal(self, challenge_id: str) -> str:
         """The challenge's journal stream (it outlives the challenge)."""
         return f"{self.challenge(challenge_id)}:journal"
+
+    def journal_tail(self, stream: str) -> str:
+        """Where a journal stream dropped from Redis once archived left off (a hash; decision 0037): its last
+        number and id, the last id that left (older entries are read from the archive), and whether those
+        held a VERIFIED decision and a proof entry. It expires with the challenge hash."""
+        return f"{stream}:tail"
+
+    def is_challenge_journal(self, stream: str) -> bool:
+        """Whether `stream` is a challenge's journal (the ones dropped from Redis once archived)."""
+        return stream.startswith(f"{self._prefix}:{{u:") and _CHALLENGE_JOURNAL.search(stream) is not None
+
+    def challenge_of_journal(self, stream: str) -> str:
+        """The challenge hash whose journal `stream` is."""
+        return stream.removesuffix(":journal")
 
     def challenge_proof(self, challenge_id: str) -> str:
         """The JWS of the challenge's proof, once signed after its decision (a string; decision 0026)."""
@@ -151,6 +166,11 @@ class Keyspace:
     def health_journal(self) -> str:
         """The health notes' journal stream: the dependencies' state, on each change (decision 0036)."""
         return f"{self._prefix}:{{health}}:journal"
+
+    def journal_kept(self) -> str:
+        """The archived challenge journals kept in Redis while their challenge is open, scored by its expiry
+        (unix ms): dropped once it passed or the challenge closed (a sorted set; decision 0037)."""
+        return f"{self._prefix}:{{journal}}:kept"
 
     def journal_sealer(self) -> str:
         """The sealer's lease: the holder's name, with an expiry it renews."""

@@ -41,6 +41,7 @@ from sesame.server.grpc.server import GrpcServer, Serving
 from sesame.server.health_noting import HealthNoter
 from sesame.server.journal_archive import JournalArchive
 from sesame.server.journal_evidence import ChallengeSeals
+from sesame.server.journal_reads import ArchivedJournals, ChallengeJournals
 from sesame.server.key_boot import KeyBootPolicy, boot_keys
 from sesame.server.metrics import DependencyMeter, MeteredSmsGateway, Metrics, MetricsTally
 from sesame.server.risk_metrics import RiskMetrics
@@ -301,7 +302,13 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
         meter=RiskMetrics(metrics.registry),
     )
     recent = RecentCodes(clock)  # Start's code, for this worker's dispatcher (docs/decisions/0025)
-    proofs = ProofFlows(keys=metered_keys, store=metered_store, clock=clock, issuer=policy.bank_name)
+    sealed = metered_store.sealed_journal()  # its reads timed at the store's funnel
+    # A challenge's journal is read from Redis and the archive as one (docs/decisions/0037).
+    journals = ChallengeJournals(ArchivedJournals(sealed, archive), sealed, metered_store.journal)
+    proof_state = State(
+        metered_store.users, metered_store.clients, metered_store.challenges, metered_store.proofs, journals
+    )
+    proofs = ProofFlows(keys=metered_keys, store=proof_state, clock=clock, issuer=policy.bank_name)
     sms_watch = sms.watch or SmsWatch(sms.name)
     metered_sms = MeteredSmsGateway(sms.gateway, metrics, sms.name, sms_watch)
     return Runtime(

@@ -26,6 +26,7 @@ from sesame.server.domain.journal_seal import (
     seal_from_dict,
     seal_to_dict,
 )
+from sesame.server.journal_index import JournalIndex, Located
 
 SEGMENT_BLOCKS = 10_000  # blocks per segment file: at one block a second, about three hours
 
@@ -47,6 +48,7 @@ class JournalArchive:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.index = JournalIndex(path)
         self._last: Block | None = None
         self._read_last = False
 
@@ -71,42 +73,64 @@ class JournalArchive:
             separators=(",", ":"),
             ensure_ascii=False,
         )
-        with segment.open("a", encoding="utf-8") as out:
-            out.write(line + "\n")
+        with segment.open("ab") as out:
+            offset = out.seek(0, os.SEEK_END)
+            out.write(line.encode() + b"\n")
             out.flush()
             os.fsync(out.fileno())
         self._last = seal.block
+        # Indexed only once the line is on disk (decision 0037): a crash in between leaves the index behind,
+        # and catch_up_index() reads the lines it lacks.
+        self.index.add(Located(number, segment.name, offset, seal.block.last), (e.stream for e in entries))
 
-    def seals_from(self, first_id: str) -> list[Seal]:
-        """Every archived seal whose last entry is at or after `first_id`, oldest first."""
-        after = _id_key(first_id)
-        return [b.seal for b in self._blocks(self._segments()) if _id_key(b.seal.block.last) >= after]
+    def catch_up_index(self) -> int:
+        """Index the archived blocks the index lacks (a crash between a line and its index); how many."""
+        indexed, count = self.index.last_number(), 0
+        for segment in self._segments():
+            if int(segment.stem.removeprefix("segment-")) + SEGMENT_BLOCKS <= indexed:
+                continue
+            for where, block in _located([segment]):
+                if where.number > indexed:
+                    self.index.add(where, (e.stream for e in block.entries))
+                    count += 1
+        return count
+
+    def stream_entries(self, stream: str) -> list[FeedEntry]:
+        """The archived entries of `stream`, oldest first, found through the index."""
+        return [
+            e for block in self._read(self.index.holding(stream)) for e in block.entries if e.stream == stream
+        ]
+
+    def _read(self, places: Sequence[Located]) -> Iterator[ArchivedBlock]:
+        for where in places:
+            with (self.path / where.segment).open("rb") as segment:
+                segment.seek(where.offset)
+                yield _archived(json.loads(segment.readline()))
+
+    def seals_from(self, first_id: str, holding: str = "") -> list[Seal]:
+        """The archived seals from the first whose last entry is at or after `first_id`, oldest first: to the
+        newest one, or with `holding`, to the last one holding an entry of that stream. Read through the
+        index (decision 0037)."""
+        first = self.index.first_ending_at_or_after(first_id)
+        if not first:
+            return []
+        held = self.index.holding(holding) if holding else []
+        last = held[-1].number if held else self.index.last_number()
+        if holding and not held:
+            return []
+        return [block.seal for block in self._read(self.index.between(first, last))]
 
     def seals_holding(self, ids: Sequence[str]) -> list[Seal]:
-        """The archived seals whose range of entry ids holds one of `ids`, oldest first (decision 0036).
-
-        Reads the first line of every segment, then only the segments whose range holds one of the ids: a
-        user's lifecycle spread over a year reads a few segments, not the year.
-        """
-        wanted = sorted(_id_key(i) for i in ids)
-        segments = self._segments()
-        starts = [self._first_id(segment) for segment in segments]
-        found = []
-        for n, segment in enumerate(segments):
-            low, high = starts[n], starts[n + 1] if n + 1 < len(starts) else None
-            if low is None or not any(low <= k and (high is None or k < high) for k in wanted):
-                continue
-            for archived in self._blocks([segment]):
-                first, last = _id_key(archived.seal.block.first), _id_key(archived.seal.block.last)
-                if any(first <= k <= last for k in wanted):
-                    found.append(archived.seal)
-        return found
-
-    @staticmethod
-    def _first_id(segment: Path) -> tuple[int, int] | None:
-        with segment.open(encoding="utf-8") as lines:
-            line = lines.readline()
-        return _id_key(str(json.loads(line)["seal"]["block"]["first"])) if line.endswith("\n") else None
+        """The archived seals whose range of entry ids holds one of `ids`, oldest first (decision 0036): for
+        each id, the first block ending at or after it (the index, decision 0037), read if it holds the id."""
+        wanted = [_id_key(i) for i in ids]
+        numbers = sorted({n for i in ids if (n := self.index.first_ending_at_or_after(i))})
+        places = [place for n in numbers for place in self.index.between(n, n)]
+        return [
+            block.seal
+            for block in self._read(places)
+            if any(_id_key(block.seal.block.first) <= k <= _id_key(block.seal.block.last) for k in wanted)
+        ]
 
     def blocks(self) -> Iterator[ArchivedBlock]:
         """Every archived block, oldest first."""
@@ -123,6 +147,7 @@ class JournalArchive:
             if last is not None and last.at < before:
                 segment.unlink()
                 gone.append(segment)
+        self.index.forget(segment.name for segment in gone)
         return gone
 
     def first_number(self) -> int:
@@ -150,6 +175,19 @@ def check_block(last: Block | None, seal: Seal, entries: Sequence[FeedEntry]) ->
     leaves = [leaf_hash(entry.stream, entry.fields) for entry in entries]
     if leaves != [leaf.hash for leaf in seal.leaves] or merkle_root(leaves) != block.root:
         raise ArchiveRefused(f"the entries of block {block.number} are not the entries it seals")
+
+
+def _located(segments: Sequence[Path]) -> Iterator[tuple[Located, ArchivedBlock]]:
+    """Every complete line of `segments` with where it starts."""
+    for segment in segments:
+        with segment.open("rb") as lines:
+            offset = 0
+            for line in lines:
+                if line.endswith(b"\n"):
+                    block = _archived(json.loads(line))
+                    number, last = block.seal.block.number, block.seal.block.last
+                    yield Located(number, segment.name, offset, last), block
+                offset += len(line)
 
 
 def _archived(value: dict[str, Any]) -> ArchivedBlock:

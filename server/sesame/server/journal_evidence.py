@@ -17,6 +17,7 @@ from sesame.server.domain import proof
 from sesame.server.domain.journal_seal import seal_to_dict
 from sesame.server.domain.model import PublicKey
 from sesame.server.journal_archive import JournalArchive
+from sesame.server.journal_reads import ArchivedJournals
 
 FIRST = "0-0"  # the `prev` of a stream's first entry
 
@@ -38,23 +39,27 @@ class ChallengeSeals:
         self._journal = journal
         self._keys = keys
         self._archive = archive
+        self._journals = ArchivedJournals(journal, archive)
 
     async def __call__(self, challenge_id: str) -> str:
         """The stream, the seals covering it and the journal keys; "" when the challenge has no journal."""
         stream = self._journal.keys.challenge_journal(challenge_id)
-        entries = await self._journal.stream_entries(stream)
+        entries = await self._journals.entries(stream)  # Redis and the archive (decision 0037)
         if not entries:
             return ""
         first_id, first = entries[0]
         # A deleted first entry is named by its successor's `prev`: start with the seal that holds it.
         since = first.get("prev", FIRST) if first.get("prev", FIRST) != FIRST else first_id
-        # The archive's blocks, then those Redis still holds (the last archived one is in both).
-        archived = await asyncio.to_thread(self._archive.seals_from, since) if self._archive else []
-        newer = [
-            s
-            for s in await self._journal.seals_from(since)
-            if not archived or s.block.number > archived[-1].block.number
-        ]
+        # Those Redis still holds, then the archive's blocks, found through its index: to its newest block
+        # when Redis holds a seal of the stream, else to the last block holding it.
+        in_redis = await self._journal.seals_from(since)
+        held = any(leaf.stream == stream for seal in in_redis for leaf in seal.leaves)
+        archived = (
+            await asyncio.to_thread(self._archive.seals_from, since, "" if held else stream)
+            if self._archive
+            else []
+        )
+        newer = [s for s in in_redis if not archived or s.block.number > archived[-1].block.number]
         seals = [*archived, *newer]
         holding = [i for i, seal in enumerate(seals) if any(leaf.stream == stream for leaf in seal.leaves)]
         covering = seals[: holding[-1] + 1] if holding else []

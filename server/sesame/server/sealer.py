@@ -31,6 +31,7 @@ from sesame.server.journal_archive import JournalArchive
 
 _log = logging.getLogger("sesame.journal")
 PRUNE_EVERY_SECONDS = 3600  # segments past the retention are deleted at most this often
+DROPS_AT_ONCE = 64  # journals let go concurrently (one script each, on the pool's connections)
 
 
 class JournalKeys(Protocol):
@@ -72,6 +73,10 @@ class Sealer:
         *,
         index: EvidenceIndex | None = None,
     ) -> None:
+        # Let the closed challenges' journals go from Redis once archived (decision 0037); the tests that
+        # tamper with one in Redis after its seal turn this off.
+        self.drops_journals = True
+        self._indexed = False
         self._journal = journal
         self._keys = keys
         self._archive = archive
@@ -131,15 +136,22 @@ class Sealer:
         Returns how many were archived. ArchiveRefused (nothing more archived) when one does not follow the
         archive or its entries are not what it seals; SealLost; OSError when the disk fails.
         """
+        if not self._indexed:  # an archive from before its index, or a crash before a line's index row
+            await asyncio.to_thread(self._archive.catch_up_index)
+            self._indexed = True
         archived = self._archive.last_block()
         done, count = None, 0
-        for seal in await self._journal.seals_from("0-0"):
+        seals = await self._journal.seals_from("0-0")
+        for seal in seals:
             entries = await self._journal.sealed_entries(seal)
             if archived is None or seal.block.number > archived.number:
                 await asyncio.to_thread(self._archive.append, seal, entries)
                 archived, count = seal.block, count + 1
-            await self._indexed(entries)
+            await self._index_openings(entries)
             done = seal
+        # The closed challenges' journals go before the seals that name them: a crash in between finds them
+        # again in the seals Redis still holds (decision 0037). Those kept open are seen at their expiry.
+        await self.drop_journals({leaf.stream for seal in seals for leaf in seal.leaves})
         if done is not None:
             await self._journal.drop_archived(self.holder, done)
         if time.monotonic() - self._pruned_at > PRUNE_EVERY_SECONDS:
@@ -148,9 +160,40 @@ class Sealer:
             self._pruned_at = time.monotonic()
         return count
 
-    async def _indexed(self, entries: Sequence[FeedEntry]) -> None:
+    async def _index_openings(self, entries: Sequence[FeedEntry]) -> None:
         """Index the challenges these archived entries open, by user (decision 0036); again after a retry."""
         if self._index is None:
             return
         openings = [found for e in entries if (found := indexed_opening(e.fields)) is not None]
         await self._index.index(openings, datetime.now(UTC), self._timing.retention)
+
+    async def drop_journals(self, streams: set[str]) -> dict[str, int]:
+        """Let go of the closed challenges' journals among `streams`, and of those kept while their challenge
+        was open that expired since, when the archive holds every entry of them (fsync'ed and indexed first);
+        note the open ones to see again at their expiry. How many journals had each outcome."""
+        if not self.drops_journals:
+            return {}
+        now_ms = int(time.time() * 1000)
+        due = await self._journal.kept_due(now_ms)
+        candidates = sorted({s for s in streams if self._journal.keys.is_challenge_journal(s)} | set(due))
+        if not candidates:
+            return {}
+        await asyncio.to_thread(self._archive.catch_up_index)
+        held = self._archive.last_block()
+        if held is None:
+            return {}
+        outcomes: dict[str, int] = {}
+        kept: dict[str, int] = {}
+        settled: list[str] = []
+        for start in range(0, len(candidates), DROPS_AT_ONCE):
+            batch = candidates[start : start + DROPS_AT_ONCE]
+            answers = await asyncio.gather(*(self._journal.drop_journal(s, held.last, now_ms) for s in batch))
+            for stream, (outcome, expires) in zip(batch, answers, strict=True):
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+                if outcome == "open":
+                    kept[stream] = expires
+                else:
+                    settled.append(stream)
+        await self._journal.keep(kept)
+        await self._journal.forget_kept([s for s in settled if s in due])
+        return outcomes

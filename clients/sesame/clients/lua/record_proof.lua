@@ -2,15 +2,18 @@
 -- Works on the journal alone (it outlives the challenge hash), so a proof can be issued after the purge. The
 -- verification journals the `challenge.proof` entry (jti, kid) with its decision and no JWS (decision 0026):
 -- the JWS signed later is kept beside the journal. A decision that named no proof gets its entry here.
--- KEYS[1] challenge journal stream, KEYS[2] the proof's JWS (both in the user's {u:<t>} slot)
+-- KEYS[1] challenge journal stream (and its tail), KEYS[2] the proof's JWS (both in the user's {u:<t>} slot)
 -- ARGV[1] the JWS, ARGV[2 ..] journal field/value pairs of the proof entry (event, time, ids, jti, kid)
 -- Returns {'recorded'}, {'exists', <the proof kept earlier>}, {'not_verified'} or {'not_found'}.
+-- Once archived, the journal may have left Redis (decision 0037): its tail `<journal>:tail` then says
+-- whether the entries that left held a VERIFIED decision and a proof entry.
 local journal, stored = KEYS[1], KEYS[2]
 local entries = redis.call('XRANGE', journal, '-', '+')
-if #entries == 0 then
+local tail = redis.call('HMGET', journal .. ':tail', 'seq', 'verified', 'named')
+if #entries == 0 and not tail[1] then
   return {'not_found'}
 end
-local verified, named = false, false
+local verified, named = tail[2] == '1', tail[3] == '1'
 for _, entry in ipairs(entries) do
   local fields = {}
   for i = 1, #entry[2], 2 do fields[entry[2][i]] = entry[2][i + 1] end

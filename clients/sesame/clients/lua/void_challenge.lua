@@ -13,7 +13,7 @@ local function append(fields)
 end
 local h = redis.call('HMGET', challenge, 'status', 'user_id', 'client_id', 'op_digest', 'attempts')
 if not h[1] then
-  if redis.call('EXISTS', journal) == 1 then
+  if redis.call('EXISTS', journal) == 1 or redis.call('EXISTS', journal .. ':tail') == 1 then
     return 'gone'
   end
   append({'user_id', ARGV[1], 'outcome', 'foreclosed'})

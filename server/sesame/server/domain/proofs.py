@@ -134,9 +134,14 @@ class ProofFlows:
 
     async def _recorded(self, key: KeyRef, facts: ProofFacts, jti: str) -> str:
         jws = await self._signed(key, facts, jti)
-        return await self._store.proofs.record_proof(
-            IssuedProof(jws, jti, key.label, facts), self._clock.now()
-        )
+        try:
+            return await self._store.proofs.record_proof(
+                IssuedProof(jws, jti, key.label, facts), self._clock.now()
+            )
+        except ChallengeNotFound:
+            # The journal left Redis whole (archived, the challenge purged: decision 0037): nothing is left to
+            # keep the proof beside. It states what the archived journal fixed (same claims and jti).
+            return jws
 
     async def _signed(self, key: KeyRef, facts: ProofFacts, jti: str) -> str:
         signed = proof.signing_input(key.label, proof.claims(facts, issuer=self._issuer, jti=jti))

@@ -1,0 +1,51 @@
+-- Let a closed challenge's journal stream go once the archive holds every entry of it (decision 0037).
+-- The entries stay in the archive (segment files, fsync'ed before this runs); Redis keeps only its tail
+-- `<stream>:tail`: seq and prev (the numbering goes on if an entry comes later), through (the last id that
+-- left: readers take the entries up to it from the archive, the newer ones from the stream), and whether the
+-- entries that left held a VERIFIED decision and a proof entry (record_proof reads them). The tail expires
+-- with the challenge hash; once both are gone, the archive alone holds the challenge's journal.
+-- KEYS[1] the challenge's journal stream, KEYS[2] its tail, KEYS[3] the challenge hash (its user's slot)
+-- ARGV[1] the id of the last entry the archive holds (all of the journal's, in the feed's order),
+-- ARGV[2] now (unix ms).
+-- Returns {'dropped'}; {'gone'} (no stream); {'newer'} (an entry not archived yet: nothing written);
+-- {'open', expires_at} (the challenge may still change: kept).
+local stream, tail, challenge = KEYS[1], KEYS[2], KEYS[3]
+if redis.call('EXISTS', stream) == 0 then
+  return {'gone'}
+end
+local function id_key(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local seq, last = 0, '0-0'
+local info = redis.call('XINFO', 'STREAM', stream)
+for i = 1, #info, 2 do
+  if info[i] == 'entries-added' then seq = info[i + 1] end
+  if info[i] == 'last-generated-id' then last = info[i + 1] end
+end
+local last_ms, last_seq = id_key(last)
+local held_ms, held_seq = id_key(ARGV[1])
+if last_ms > held_ms or (last_ms == held_ms and last_seq > held_seq) then
+  return {'newer'}
+end
+local h = redis.call('HMGET', challenge, 'status', 'expires_at')
+if h[1] == 'open' and tonumber(h[2]) > tonumber(ARGV[2]) then
+  return {'open', h[2]}
+end
+local verified = redis.call('HGET', tail, 'verified') or '0'
+local named = redis.call('HGET', tail, 'named') or '0'
+for _, entry in ipairs(redis.call('XRANGE', stream, '-', '+')) do
+  local f = {}
+  for i = 1, #entry[2], 2 do f[entry[2][i]] = entry[2][i + 1] end
+  if f['event'] == 'challenge.verification' and f['outcome'] == 'verified' then verified = '1' end
+  if f['event'] == 'challenge.proof' then named = '1' end
+end
+redis.call('DEL', stream)
+local expiry = redis.call('PEXPIRETIME', challenge)
+if expiry <= 0 then
+  redis.call('DEL', tail)  -- the challenge was purged: only the archive keeps its journal now
+  return {'dropped'}
+end
+redis.call('HSET', tail, 'seq', seq, 'prev', last, 'through', last, 'verified', verified, 'named', named)
+redis.call('PEXPIREAT', tail, expiry)
+return {'dropped'}

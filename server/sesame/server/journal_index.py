@@ -1,0 +1,132 @@
+"""Where the archive keeps each block and each stream's entries (docs/decisions/0037): a SQLite file beside
+the segment files.
+
+Once a challenge's journal has left Redis, evidence reads it from the archive: the index says which blocks
+hold entries of a stream, and where each block's line starts in its segment, so that a reader seeks to those
+lines instead of reading every segment. It also gives the blocks from the first to the last one holding a
+stream: the seals that cover it. The index is written after the segment's line is fsync'ed, and caught up from
+the segments when it lags (a crash between the two); it loses the rows of the segments pruned past the
+evidence retention with them. Only the sealer holding the lease writes; every worker reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+INDEX_FILE = "index.sqlite3"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS blocks (number INTEGER PRIMARY KEY, segment TEXT NOT NULL, offset INTEGER NOT NULL,
+  last_ms INTEGER NOT NULL, last_seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS streams (stream TEXT NOT NULL, number INTEGER NOT NULL,
+  PRIMARY KEY (stream, number)) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    """Where one block's line starts: its segment file's name and the byte offset in it."""
+
+    number: int
+    segment: str
+    offset: int
+    last: str = "0-0"  # the id of the block's last entry
+
+
+class JournalIndex:
+    """The index file of one archive directory (created on first write)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / INDEX_FILE
+
+    @contextlib.contextmanager
+    def _db(self, *, write: bool = False) -> Iterator[sqlite3.Connection]:
+        if write:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=10)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+            with db:
+                yield db
+        finally:
+            db.close()
+
+    def add(self, where: Located, streams: Iterable[str]) -> None:
+        """Index one archived block and the streams it holds entries of (again: changes nothing)."""
+        with self._db(write=True) as db:
+            ms, seq = _id_key(where.last)
+            db.execute(
+                "INSERT OR REPLACE INTO blocks VALUES (?, ?, ?, ?, ?)",
+                (where.number, where.segment, where.offset, ms, seq),
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO streams VALUES (?, ?)",
+                [(s, where.number) for s in sorted(set(streams))],
+            )
+
+    def last_number(self) -> int:
+        """The number of the newest block indexed, 0 when none."""
+        if not self.path.exists():
+            return 0
+        with self._db() as db:
+            (number,) = db.execute("SELECT COALESCE(MAX(number), 0) FROM blocks").fetchone()
+        return int(number)
+
+    def holding(self, stream: str) -> list[Located]:
+        """The blocks holding entries of `stream`, oldest first."""
+        if not self.path.exists():
+            return []
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT b.number, b.segment, b.offset, b.last_ms || '-' || b.last_seq FROM streams s "
+                "JOIN blocks b ON b.number = s.number WHERE s.stream = ? ORDER BY b.number",
+                (stream,),
+            ).fetchall()
+        return [Located(int(n), str(s), int(o), str(last)) for n, s, o, last in rows]
+
+    def first_ending_at_or_after(self, entry_id: str) -> int:
+        """The number of the first block whose last entry is at or after `entry_id`; 0 when none is."""
+        if not self.path.exists():
+            return 0
+        ms, seq = _id_key(entry_id)
+        with self._db() as db:
+            (number,) = db.execute(
+                "SELECT COALESCE(MIN(number), 0) FROM blocks "
+                "WHERE last_ms > ? OR (last_ms = ? AND last_seq >= ?)",
+                (ms, ms, seq),
+            ).fetchone()
+        return int(number)
+
+    def between(self, first: int, last: int) -> list[Located]:
+        """The blocks numbered `first` to `last`, oldest first."""
+        if not self.path.exists():
+            return []
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT number, segment, offset, last_ms || '-' || last_seq FROM blocks "
+                "WHERE number BETWEEN ? AND ? ORDER BY number",
+                (first, last),
+            ).fetchall()
+        return [Located(int(n), str(s), int(o), str(last)) for n, s, o, last in rows]
+
+    def forget(self, segments: Iterable[str]) -> None:
+        """Drop the rows of pruned segments."""
+        names = sorted(set(segments))
+        if not names or not self.path.exists():
+            return
+        with self._db(write=True) as db:
+            for name in names:
+                db.execute(
+                    "DELETE FROM streams WHERE number IN (SELECT number FROM blocks WHERE segment = ?)",
+                    (name,),
+                )
+                db.execute("DELETE FROM blocks WHERE segment = ?", (name,))
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
