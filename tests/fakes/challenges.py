@@ -47,6 +47,7 @@ from sesame.server.domain.opening import Opened, Opening
 from sesame.server.domain.operation import digest, kind
 from sesame.server.domain.ports import Challenges
 from sesame.server.domain.privacy import mask_phone
+from sesame.server.domain.sent_text import SentText
 from tests.fakes.journal_fields import context_fields, iso, ms, provenance_fields
 from tests.fakes.memory import Memory
 from tests.fakes.outbox import MemoryOutbox
@@ -325,7 +326,12 @@ class MemoryChallenges:
             self._m._append(challenge, "challenge.delivery", at, state.value, extra)
 
     async def record_dispatch(
-        self, queued: QueuedSms, state: DeliveryState, provider_ref: str, at: datetime
+        self,
+        queued: QueuedSms,
+        state: DeliveryState,
+        provider_ref: str,
+        at: datetime,
+        text: SentText | None = None,
     ) -> None:
         """record_dispatch.lua's record (MemoryOutbox.settle): the message's state, from queued."""
         async with self._m._lock:
@@ -341,7 +347,8 @@ class MemoryChallenges:
                 existing, delivery=_best_news(messages.values(), DeliveryState.QUEUED)
             )
             self._m._challenges[queued.challenge_id] = challenge
-            extra = {"provider_ref": provider_ref, "delivery": challenge.delivery.value}
+            extra = {"provider_ref": provider_ref, **({} if text is None else text.journal_fields())}
+            extra["delivery"] = challenge.delivery.value
             self._m._append(challenge, "challenge.delivery", at, state.value, extra)
 
     async def pending_challenges(self, user_id: str, expiring_after: datetime) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from sesame.server.domain import factors
 from sesame.server.domain.lifecycle import ByChallenge, ByOverride, PhoneChange, Provenance
 from sesame.server.domain.model import RequestContext
 
@@ -34,6 +35,10 @@ def context_fields(context: RequestContext) -> dict[str, str]:
         "session_id": context.session_id,
         "user_agent": context.user_agent,
         "caller": context.caller,
+        **factors.journal_fields(
+            context.first_factor,
+            "" if context.first_factor is None else iso(context.first_factor.verified_at),
+        ),
     }
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from sesame.server.domain.dispatching import Backlog, QueuedSms
 from sesame.server.domain.model import Challenge, DeliveryState
 from sesame.server.domain.ports import Clock, Outbox
+from sesame.server.domain.sent_text import SentText
 
 if TYPE_CHECKING:
     from tests.fakes.challenges import MemoryChallenges
@@ -56,10 +57,17 @@ class MemoryOutbox:
     async def challenge(self, queued: QueuedSms) -> Challenge:
         return await self._store.get_challenge(queued.challenge_id)
 
-    async def settle(self, queued: QueuedSms, state: DeliveryState, provider_ref: str, at: datetime) -> None:
+    async def settle(
+        self,
+        queued: QueuedSms,
+        state: DeliveryState,
+        provider_ref: str,
+        at: datetime,
+        text: SentText | None = None,
+    ) -> None:
         self._entries.pop(queued.entry_id, None)
         self._pending.pop(queued.entry_id, None)
-        await self._store.record_dispatch(queued, state, provider_ref, at)
+        await self._store.record_dispatch(queued, state, provider_ref, at, text)
 
     async def backlog(self) -> Backlog:
         oldest = next(iter(self._entries.values()), None)

@@ -219,6 +219,7 @@ class MemoryUsers:
                     "phone": mask_phone(notice.to),
                     "outcome": "sent" if notice.sent else "failed",
                     "provider_ref": notice.provider_ref,
+                    **({} if notice.text is None else notice.text.journal_fields()),
                 },
             )
 

@@ -40,7 +40,7 @@ def test_claims_state_who_what_how_when_and_where() -> None:
         "challenge_id": "00ff.k3.d6",
         "op": "credit_transfer",
         "op_digest": "ab" * 32,
-        "amr": ["sms_otp"],
+        "amr": ["otp", "sms"],
         "key_version": 3,
         "iat": int(AT.timestamp()),
         "attempts": 2,

@@ -32,7 +32,7 @@ async def test_the_proof_states_the_decision() -> None:
     assert (claims["iss"], claims["sub"], claims["client_id"]) == ("MaBanque", "alice", "acme")
     assert (claims["challenge_id"], claims["op"]) == (challenge_id, "credit_transfer")
     assert claims["op_digest"] == digest(TRANSFER).hex()
-    assert (claims["key_version"], claims["attempts"], claims["amr"]) == (1, 2, ["sms_otp"])
+    assert (claims["key_version"], claims["attempts"], claims["amr"]) == (1, 2, ["otp", "sms"])
     assert claims["iat"] == int(world.clock.now().timestamp())
     assert claims["ctx"] == {"ip": "203.0.113.7", "device_id": "dev-1", "session_id": "sess-1"}
 

@@ -24,6 +24,7 @@ from sesame.server.domain.dispatching import Backlog, QueuedSms
 from sesame.server.domain.errors import ChallengeNotFound
 from sesame.server.domain.model import Challenge, DeliveryState
 from sesame.server.domain.ports import Outbox
+from sesame.server.domain.sent_text import SentText
 
 GROUP: Final = "dispatchers"
 
@@ -98,12 +99,29 @@ class RedisOutbox:
             raise ChallengeNotFound(queued.challenge_id)
         return stored_challenge(cast("dict[bytes, bytes]", raw))
 
-    async def settle(self, queued: QueuedSms, state: DeliveryState, provider_ref: str, at: datetime) -> None:
+    async def settle(
+        self,
+        queued: QueuedSms,
+        state: DeliveryState,
+        provider_ref: str,
+        at: datetime,
+        text: SentText | None = None,
+    ) -> None:
         """record_dispatch.lua: the send recorded and journaled, the entry acknowledged and deleted."""
         challenge_id = queued.challenge_id
         keys = [self._keys.challenge(challenge_id), self._keys.challenge_journal(challenge_id), self._stream]
         head = rec.challenge_event("challenge.delivery", challenge_id, at)
-        args = [GROUP, queued.entry_id, state.value, provider_ref, *head, "provider_ref", provider_ref]
+        written = [] if text is None else [item for pair in text.journal_fields().items() for item in pair]
+        args = [
+            GROUP,
+            queued.entry_id,
+            state.value,
+            provider_ref,
+            *head,
+            "provider_ref",
+            provider_ref,
+            *written,
+        ]
         await self._scripts.run("record_dispatch", keys, args)
 
     async def backlog(self) -> Backlog:

@@ -11,6 +11,7 @@ import base64
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
+from sesame.server.domain import factors
 from sesame.server.domain.lifecycle import Provenance
 from sesame.server.domain.model import (
     Challenge,
@@ -170,7 +171,17 @@ def context_fields(context: RequestContext) -> list[Field]:
         "session_id", context.session_id,
         "user_agent", context.user_agent,
         "caller", context.caller,
+        *first_factor_fields(context),
     ]  # fmt: skip
+
+
+def first_factor_fields(context: RequestContext) -> list[Field]:
+    """The first factor the caller asserted (Start, Verify), when it did (decision 0035)."""
+    factor = context.first_factor
+    if factor is None:
+        return []
+    named = factors.journal_fields(factor, iso(factor.verified_at))
+    return [item for pair in named.items() for item in pair]
 
 
 def enrolled_entry(user: User) -> list[Field]:

@@ -162,20 +162,19 @@ class RedisUsers(RedisPlace):
         return None if seen is None else cast("bytes", seen).decode()
 
     async def record_user_notice(self, user_id: str, notice: UserNotice) -> None:
-        """Journal a notice sent to the user, the number masked (one XADD: atomic on its own)."""
-        entry = {
-            "event": "user.notice",
-            "at": rec.iso(notice.at),
-            "user_id": user_id,
-            "kind": notice.kind,
-            "phone": mask_phone(notice.to),
-            "outcome": "sent" if notice.sent else "failed",
-            "provider_ref": notice.provider_ref,
-        }
-        await self._scripts.call(
-            "record_user_notice",
-            self._client.xadd(self.keys.user_journal(user_id), entry),  # type: ignore[arg-type]
-        )
+        """Journal a notice sent to the user, the number masked (one script: numbered and sealed, 0035)."""
+        entry: list[rec.Field] = [
+            "event", "user.notice",
+            "at", rec.iso(notice.at),
+            "user_id", user_id,
+            "kind", notice.kind,
+            "phone", mask_phone(notice.to),
+            "outcome", "sent" if notice.sent else "failed",
+            "provider_ref", notice.provider_ref,
+        ]  # fmt: skip
+        if notice.text is not None:
+            entry += [item for pair in notice.text.journal_fields().items() for item in pair]
+        await self._scripts.run("record_user_notice", [self.keys.user_journal(user_id)], entry)
 
     async def user_journal(self, user_id: str) -> list[dict[str, str]]:
         """The user's journal entries, oldest first."""

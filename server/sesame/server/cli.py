@@ -140,8 +140,23 @@ def _journal_parser(commands: Any) -> None:
         "verify", help="check every archived block and entry; print the first broken place (exit 1)"
     )
     verify.add_argument("--archive", default=None, help="the archive (default: SESAME_JOURNAL_ARCHIVE_DIR)")
+    verify.add_argument("--export", default=None, help="check an export file (journal export) instead")
     verify.add_argument(
         "--jwks", default=None, help="the journal keys' JWK set file (default: read them from the HSM)"
+    )
+    actions.add_parser("keys", help="print the journal keys' JWK set from the HSM (keep it with the archive)")
+    export = actions.add_parser(
+        "export", help="write the sealed journal as JSON Lines, entries then their seal, block by block"
+    )
+    export.add_argument("--archive", default=None, help="the archive (default: SESAME_JOURNAL_ARCHIVE_DIR)")
+    export.add_argument(
+        "--redis", default=None, help="also the blocks only Redis holds (default: SESAME_REDIS_URL, if set)"
+    )
+    export.add_argument("--archive-only", action="store_true", help="read no Redis")
+    export.add_argument("--after", type=int, default=0, help="start after this block number (the cursor)")
+    export.add_argument("--output", default=None, help="the file to write (default: standard output)")
+    export.add_argument(
+        "--resume", action="store_true", help="continue --output after its last complete block"
     )
 
 
@@ -292,14 +307,34 @@ def _evidence(args: argparse.Namespace, settings: Settings) -> int:
     return command.report(found, args.pdf)
 
 
+def _journal(args: argparse.Namespace, settings: Settings) -> int:
+    if args.journal_command == "export":
+        from sesame.server.journal_export_cli import run_export  # noqa: PLC0415
+
+        return run_export(args, settings)
+    if args.journal_command == "keys":
+        print(json.dumps(_journal_keys(settings), indent=2))  # noqa: T201
+        return 0
+    return _journal_verify(args, settings)
+
+
 def _journal_verify(args: argparse.Namespace, settings: Settings) -> int:
-    """Check the archive block by block; 1 at the first broken place, which is printed."""
+    """Check the archive (or an export) block by block; 1 at the first broken place, which is printed."""
     from sesame.server.journal_archive import JournalArchive  # noqa: PLC0415
+    from sesame.server.journal_export_cli import MalformedExport, exported_blocks  # noqa: PLC0415
     from sesame.server.journal_verify import verify_archive  # noqa: PLC0415
 
-    archive = JournalArchive(Path(args.archive) if args.archive else settings.journal_archive_dir)
     jwks = _jwks_file(args.jwks) if args.jwks else _journal_keys(settings)
-    checked = verify_archive(archive.blocks(), jwks or {}, archive.first_number())
+    if args.export:
+        try:
+            with exported_blocks(Path(args.export)) as found:
+                checked = verify_archive(found.blocks, jwks or {}, found.first_number)
+        except MalformedExport as malformed:
+            print(f"BROKEN: {malformed}")  # noqa: T201
+            return 1
+    else:
+        archive = JournalArchive(Path(args.archive) if args.archive else settings.journal_archive_dir)
+        checked = verify_archive(archive.blocks(), jwks or {}, archive.first_number())
     if not checked.valid:
         print(f"BROKEN: {checked.failed} ({checked.blocks} blocks verified before)")  # noqa: T201
         return 1
@@ -378,7 +413,7 @@ _CHECKS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "health": _health,
     "proof": _proof,
     "evidence": _evidence,
-    "journal": _journal_verify,
+    "journal": _journal,
     "risk": _risk,
 }
 

@@ -96,6 +96,9 @@ class Settings:
             max_attempts=reader.integer("SESAME_MAX_ATTEMPTS", 3, 1, 5),
             max_resends=reader.integer("SESAME_MAX_RESENDS", 3, 0, 5),
             resend_spacing=timedelta(seconds=reader.integer("SESAME_RESEND_SPACING_SECONDS", 30, 0, 300)),
+            first_factor_max_age=timedelta(
+                seconds=reader.integer("SESAME_FIRST_FACTOR_MAX_AGE_SECONDS", 3600, 60, 86400)
+            ),
             lockout=_lockout(reader),
             bank_name=reader.text("SESAME_BANK_NAME", "MaBanque"),
             send_budget=_send_budget(reader),

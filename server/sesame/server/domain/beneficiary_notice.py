@@ -12,7 +12,7 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sesame.server.domain import sms_text
+from sesame.server.domain import sent_text, sms_text
 from sesame.server.domain.errors import DeliveryFailed, SesameError
 from sesame.server.domain.lifecycle import UserNotice
 from sesame.server.domain.model import Challenge, SmsMessage
@@ -36,13 +36,16 @@ async def notify_if_added(
     text = sms_text.beneficiary_added_notice(
         policy.bank_name, operation.payee, at, challenge.locale, policy.sms_templates
     )
+    record = sent_text.notice(Kind.BENEFICIARY_ADDED, challenge.locale, text, policy.sms_templates)
     try:
         sent = await sms.send(SmsMessage(challenge.phone, text, ""))
     except DeliveryFailed as exc:
         _log.warning("notice of an added payee not sent (%s)", type(exc).__name__)
-        notice = UserNotice(Kind.BENEFICIARY_ADDED, challenge.phone, False, "", at)
+        notice = UserNotice(Kind.BENEFICIARY_ADDED, challenge.phone, False, "", at, record)
     else:
-        notice = UserNotice(Kind.BENEFICIARY_ADDED, challenge.phone, True, sent.provider_ref, sent.sent_at)
+        notice = UserNotice(
+            Kind.BENEFICIARY_ADDED, challenge.phone, True, sent.provider_ref, sent.sent_at, record
+        )
     try:
         await store.users.record_user_notice(challenge.user_id, notice)
     except SesameError as exc:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sesame.server.domain import sms_text
+from sesame.server.domain import sent_text, sms_text
 from sesame.server.domain.errors import DeliveryFailed, SesameError
 from sesame.server.domain.lifecycle import Provenance, UserNotice, VoidReason
 from sesame.server.domain.model import SmsMessage
@@ -65,11 +65,12 @@ async def _alert(store: State, sms: SmsGateway, clock: Clock, policy: ChallengeP
     """The payer's alert (RTS Art. 4(4)): an informational SMS with the block's end, journaled either way."""
     user = await store.users.get_user(block.user_id)
     text = sms_text.user_blocked_notice(policy.bank_name, block.until, user.locale, policy.sms_templates)
+    record = sent_text.notice(Kind.USER_BLOCKED, user.locale, text, policy.sms_templates)
     try:
         sent = await sms.send(SmsMessage(user.secure_phone, text, ""))
     except DeliveryFailed as exc:
         _log.warning("alert of a blocked user not sent (%s)", type(exc).__name__)
-        notice = UserNotice(NOTICE_KIND, user.secure_phone, False, "", clock.now())
+        notice = UserNotice(NOTICE_KIND, user.secure_phone, False, "", clock.now(), record)
     else:
-        notice = UserNotice(NOTICE_KIND, user.secure_phone, True, sent.provider_ref, sent.sent_at)
+        notice = UserNotice(NOTICE_KIND, user.secure_phone, True, sent.provider_ref, sent.sent_at, record)
     await store.users.record_user_notice(block.user_id, notice)

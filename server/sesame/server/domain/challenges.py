@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sesame.server.domain import budgets, codes, validation
+from sesame.server.domain import budgets, codes, factors, validation
 from sesame.server.domain.beneficiary_notice import notify_if_added
 from sesame.server.domain.blocking import Block, after_block
 from sesame.server.domain.budgets import SendBudget
@@ -77,6 +77,7 @@ class ChallengePolicy:
     send_budget: SendBudget = field(default_factory=SendBudget)  # SMS per user and per number (anti-pumping)
     countries: frozenset[str] = DEFAULT_COUNTRIES  # destination countries codes may be sent to
     sms_templates: SmsTemplates = field(default_factory=default_templates)  # checked at boot (docs/sms.md)
+    first_factor_max_age: timedelta = factors.DEFAULT_MAX_AGE  # older: INVALID_ARGUMENT (decision 0035)
 
 
 def user_tag(user_id: str) -> str:
@@ -175,6 +176,7 @@ class ChallengeFlows:
         again: an HSM that cannot compute it fails the call here, before any unit is spent.
         """
         now = self._clock.now()
+        factors.check_age(request.context.first_factor, now, self._policy.first_factor_max_age)
         # A DENY raises here, before anything is computed, charged or sent (docs/risk.md).
         risk = await self._assess(request, now)
         key = await self._keys.current_otp_key()
@@ -262,6 +264,8 @@ class ChallengeFlows:
             submitted = validation.code(request.code, ref.digits)
         except ValueError as exc:
             raise InvalidRequest([FieldViolation("code", str(exc))]) from exc
+        # A stale or future first factor is bad input: refused before the attempt is counted.
+        factors.check_age(request.context.first_factor, self._clock.now(), self._policy.first_factor_max_age)
         op_digest = digest(request.operation)
         try:
             expected = await codes.derive(

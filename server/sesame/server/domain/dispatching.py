@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sesame.server.domain import codes, sms_text
+from sesame.server.domain import codes, sent_text, sms_text
 from sesame.server.domain.errors import ChallengeNotFound, DeliveryFailed
 from sesame.server.domain.model import Challenge, ChallengeStatus, DeliveryState, SmsMessage
 
@@ -136,18 +136,22 @@ class Dispatcher:
             # Never a code that can no longer be used: it would only teach a thief the code's format.
             await self._outbox.settle(queued, DeliveryState.EXPIRED, "", now)
             return Dispatched(Outcome.EXPIRED)
-        message = SmsMessage(challenge.phone, await self._text(challenge, now), challenge.challenge_id)
+        context = await self._context(challenge, now)
+        text = sms_text.render(challenge.operation, context)
+        # What the journal keeps of the text: its hash with the code masked, and the template's version.
+        record = sent_text.recorded(challenge.operation, context)
+        message = SmsMessage(challenge.phone, text, challenge.challenge_id)
         try:
             sent = await self._sms.send(message)
         except DeliveryFailed:
-            await self._outbox.settle(queued, DeliveryState.FAILED, "", self._clock.now())
+            await self._outbox.settle(queued, DeliveryState.FAILED, "", self._clock.now(), record)
             return Dispatched(Outcome.FAILED)
-        await self._outbox.settle(queued, DeliveryState.SENT, sent.provider_ref, sent.sent_at)
+        await self._outbox.settle(queued, DeliveryState.SENT, sent.provider_ref, sent.sent_at, record)
         return Dispatched(Outcome.SENT, sent.sent_at)
 
-    async def _text(self, challenge: Challenge, now: datetime) -> str:
-        """The SMS text, with the code Start noted in this process, or computed in the HSM now (the outbox
-        holds neither)."""
+    async def _context(self, challenge: Challenge, now: datetime) -> sms_text.SmsContext:
+        """What the SMS text needs: the code Start noted in this process, or computed in the HSM now (the
+        outbox holds neither)."""
         code = self._recent.code(challenge.challenge_id) if self._recent is not None else None
         code = code or await codes.derive(
             self._keys,
@@ -157,13 +161,10 @@ class Dispatcher:
             op_digest=challenge.op_digest,
         )
         remaining = challenge.expires_at - now
-        return sms_text.render(
-            challenge.operation,
-            sms_text.SmsContext(
-                bank_name=self._bank_name,
-                code=code,
-                validity_minutes=max(1, round(remaining / timedelta(minutes=1))),
-                locale=challenge.locale,
-                templates=self._templates,
-            ),
+        return sms_text.SmsContext(
+            bank_name=self._bank_name,
+            code=code,
+            validity_minutes=max(1, round(remaining / timedelta(minutes=1))),
+            locale=challenge.locale,
+            templates=self._templates,
         )

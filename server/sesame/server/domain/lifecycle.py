@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from sesame.server.domain.destinations import DEFAULT_COUNTRIES
 from sesame.server.domain.model import RequestContext, User, UserStatus
+from sesame.server.domain.sent_text import SentText
 from sesame.server.domain.sms_templates import SmsTemplates, default_templates
 
 # Replicas' clocks differ a little: a challenge that one replica reads as just expired may still be
@@ -225,6 +226,7 @@ class UserNotice:
     sent: bool  # whether the gateway took it
     provider_ref: str
     at: datetime
+    text: SentText | None = None  # its text's hash and template version, journaled with it (decision 0035)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sesame.server.domain.factors import FirstFactor
 from sesame.server.domain.operation import Operation, digest
 from sesame.server.domain.risk import RiskAssessment
 
@@ -250,6 +251,9 @@ class RequestContext:
     # The calling service's verified identity (its mTLS certificate), set by Sésame from the connection,
     # never from the request: who asked is evidence too. Empty without mTLS.
     caller: str = ""
+    # The factor the caller verified before the SMS code, as it asserts it (StartChallenge, VerifyChallenge
+    # only); journaled with the start and the attempt, named in the proof (decision 0035).
+    first_factor: FirstFactor | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sesame.server.domain import sms_text
+from sesame.server.domain import sent_text, sms_text
 from sesame.server.domain.destinations import check_enrolled_phone
 from sesame.server.domain.errors import (
     ChallengeMismatch,
@@ -147,13 +147,18 @@ class PhoneChangeFlow:
         text = sms_text.phone_changed_notice(
             self._policy.bank_name, user.secure_phone, user.locale, self._policy.sms_templates
         )
+        record = sent_text.notice(Kind.PHONE_CHANGED, user.locale, text, self._policy.sms_templates)
         try:
             sent = await self._sms.send(SmsMessage(changed.previous_phone, text, ""))
         except DeliveryFailed:
-            notice = UserNotice(Kind.PHONE_CHANGED, changed.previous_phone, False, "", self._clock.now())
+            notice = UserNotice(
+                Kind.PHONE_CHANGED, changed.previous_phone, False, "", self._clock.now(), record
+            )
             await self._store.users.record_user_notice(user.user_id, notice)
             return False
-        notice = UserNotice(Kind.PHONE_CHANGED, changed.previous_phone, True, sent.provider_ref, sent.sent_at)
+        notice = UserNotice(
+            Kind.PHONE_CHANGED, changed.previous_phone, True, sent.provider_ref, sent.sent_at, record
+        )
         await self._store.users.record_user_notice(user.user_id, notice)
         return True
 

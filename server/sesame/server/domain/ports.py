@@ -58,6 +58,7 @@ if TYPE_CHECKING:
         SimSwapStatus,
         UserRisk,
     )
+    from sesame.server.domain.sent_text import SentText
 
 
 class KeyStore(Protocol):
@@ -339,9 +340,17 @@ class Outbox(Protocol):
         """The challenge the queued SMS carries the code of, as stored now. ChallengeNotFound."""
         ...
 
-    async def settle(self, queued: QueuedSms, state: DeliveryState, provider_ref: str, at: datetime) -> None:
-        """Record what became of the entry's SMS on its challenge (journaled, as record_delivery) and remove
-        the entry, in one atomic step; an entry whose challenge was purged is removed all the same."""
+    async def settle(
+        self,
+        queued: QueuedSms,
+        state: DeliveryState,
+        provider_ref: str,
+        at: datetime,
+        text: SentText | None = None,
+    ) -> None:
+        """Record what became of the entry's SMS on its challenge (journaled, as record_delivery, with the
+        record of its `text` when one was rendered) and remove the entry, in one atomic step; an entry whose
+        challenge was purged is removed all the same."""
         ...
 
     async def backlog(self) -> Backlog:

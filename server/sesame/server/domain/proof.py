@@ -1,8 +1,10 @@
 """Signed proofs of authentication: compact JWS (RFC 7515), ES256, over canonical JSON claims.
 
 A proof states what Sésame decided for one VERIFIED challenge: who (`sub`, `client_id`), for which operation
-(`op`, and `op_digest`, the dynamic linking of RTS Art. 5), how (`amr`, `key_version`, `attempts`), when
-(`iat`) and from where (`ctx`, as the calling service forwarded it). It holds no code and no phone number.
+(`op`, and `op_digest`, the dynamic linking of RTS Art. 5), how (`amr`: the SMS factor and the first factor
+the caller asserted, `first_factor`; `key_version`, `attempts`), when (`iat`), from where (`ctx`, as the
+calling service forwarded it) and at whose request (`azp`, the calling service's identity, decision 0035).
+It holds no code and no phone number.
 
 This module is pure: it builds the claims and the JWS signing input, and reads a proof back. The signature
 comes from the KeyStore (an EC P-256 key in the HSM); checking it is the verifier's business (any JOSE
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sesame.server.domain import factors
 from sesame.server.domain.model import (
     ProofId,
     PublicKey,
@@ -31,7 +34,6 @@ from sesame.server.domain.operation import kind
 
 ALGORITHM = "ES256"
 TYPE = "sesame-proof+jwt"
-AMR = ("sms_otp",)
 SIGNATURE_BYTES = 64  # ES256: r || s, 32 bytes each, big-endian (RFC 7518 section 3.4)
 # The order n of the P-256 group (SEC 2 section 2.4.2). (r, s) and (r, n - s) both verify: a proof is
 # signed with the low s only, so that one decision has one proof and a flipped copy is refused.
@@ -86,7 +88,8 @@ class ProofFacts:
             attempts=int(verified["attempts"]),
             verified_at=datetime.fromisoformat(verified["at"]),
             context=RequestContext(
-                **{name: verified.get(name, "") for name in (*CONTEXT_CLAIMS, "user_agent")}
+                **{name: verified.get(name, "") for name in (*CONTEXT_CLAIMS, "user_agent", "caller")},
+                first_factor=factors.from_journal(verified),
             ),
         )
 
@@ -122,7 +125,7 @@ def claims(facts: ProofFacts, *, issuer: str, jti: str) -> dict[str, Any]:
         "challenge_id": facts.challenge_id,
         "op": facts.op,
         "op_digest": facts.op_digest,
-        "amr": list(AMR),
+        "amr": factors.amr(facts.context.first_factor),
         "key_version": facts.key_version,
         "iat": int(facts.verified_at.timestamp()),
         "attempts": facts.attempts,
@@ -131,6 +134,10 @@ def claims(facts: ProofFacts, *, issuer: str, jti: str) -> dict[str, Any]:
     context = {name: getattr(facts.context, name) for name in CONTEXT_CLAIMS if getattr(facts.context, name)}
     if context:
         body["ctx"] = context
+    if facts.context.first_factor is not None:
+        body["first_factor"] = factors.claim(facts.context.first_factor)
+    if facts.context.caller:
+        body["azp"] = facts.context.caller  # the calling service (its mTLS identity): who asked
     return body
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import hashlib
 import string
 from dataclasses import dataclass, field
 from importlib import resources
@@ -68,6 +69,7 @@ class Template:
     locale: str
     text: str
     source: str
+    sha256: str = ""  # hex SHA-256 of the file's bytes as read: the template's version, journaled per send
 
     def fill(self, fields: dict[str, str]) -> str:
         """The text with its fields' values (every field it names is checked to be a plain name)."""
@@ -82,6 +84,7 @@ class SmsTemplates:
     warnings: dict[str, str] = field(repr=False)
     max_parts: int = DEFAULT_MAX_PARTS
     source: str = ""  # the directory read
+    warning_sha256: dict[str, str] = field(default_factory=dict, repr=False)  # each warning file's SHA-256
 
     def get(self, kind: Kind, locale: str) -> Template:
         """The template of this kind in this locale."""
@@ -136,30 +139,33 @@ def load_into(directory: Traversable, max_parts: int, problems: list[str]) -> Sm
     own: list[str] = []
     templates: dict[tuple[Kind, str], Template] = {}
     warnings: dict[str, str] = {}
+    digests: dict[str, str] = {}
+    warning_sha256: dict[str, str] = {}
     for locale in LOCALES:
         folder = directory / locale
         own.extend(_unknown_files(folder))
         for kind in Kind:
             source = str(folder / f"{kind}.txt")
-            text = _read(folder / f"{kind}.txt", own)
+            text = _read(folder / f"{kind}.txt", own, digests)
             if text is not None:
                 reason = check(kind, text)
                 if reason is None:
-                    templates[kind, locale] = Template(kind, locale, text, source)
+                    templates[kind, locale] = Template(kind, locale, text, source, digests[source])
                 else:
                     own.append(f"{source} {reason}")
         source = str(folder / WARNING_FILE)
-        text = _read(folder / WARNING_FILE, own)
+        text = _read(folder / WARNING_FILE, own, digests)
         if text is not None:
             reason = check_warning(text)
             if reason is None:
                 warnings[locale] = text
+                warning_sha256[locale] = digests[source]
             else:
                 own.append(f"{source} {reason}")
     problems.extend(f"SMS template {problem}" for problem in own)
     if own:
         return None
-    return SmsTemplates(templates, warnings, max_parts, str(directory))
+    return SmsTemplates(templates, warnings, max_parts, str(directory), warning_sha256)
 
 
 @functools.cache
@@ -168,11 +174,14 @@ def default_templates() -> SmsTemplates:
     return load(resources.files("sesame.server") / "sms_templates")
 
 
-def _read(path: Traversable, problems: list[str]) -> str | None:
-    """The file's text without surrounding white space, or None (and a problem) when it cannot be read."""
+def _read(path: Traversable, problems: list[str], digests: dict[str, str]) -> str | None:
+    """The file's text without surrounding white space, or None (and a problem) when it cannot be read; the
+    SHA-256 of its bytes noted in `digests` under its name (read once: the digest is of the text used)."""
     source = str(path)
     try:
-        return path.read_text(encoding="utf-8").strip()
+        raw = path.read_bytes()
+        digests[source] = hashlib.sha256(raw).hexdigest()
+        return raw.decode("utf-8").strip()
     except FileNotFoundError:
         problems.append(f"{source} is missing")
     except UnicodeDecodeError:

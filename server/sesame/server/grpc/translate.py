@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -33,7 +33,7 @@ from sesame.server.domain.operation import (
     Payee,
 )
 from sesame.server.domain.privacy import mask_phone
-from sesame.server.grpc import translate_risk
+from sesame.server.grpc import translate_factors, translate_risk
 from sesame.server.grpc.callers import current_caller
 from sesame.server.grpc.fields import Fields, bounded
 
@@ -65,7 +65,9 @@ def start_request(request: auth_pb.StartChallengeRequest) -> StartRequest:
     fields = Fields()
     checked_user = fields.check("user_id", validation.identifier, request.user_id)
     operation = _operation(fields, "operation", request.operation if request.HasField("operation") else None)
-    context = request_context(fields, request.context)
+    context = replace(
+        request_context(fields, request.context), first_factor=translate_factors.first_factor(fields, request)
+    )
     request_id = fields.check("request_id", bounded(validation.MAX_REQUEST_ID), request.request_id)
     forwarded = translate_risk.forwarded(fields, request.context)
     fields.raise_if_any()
@@ -82,7 +84,9 @@ def verify_request(request: auth_pb.VerifyChallengeRequest) -> VerifyRequest:
     elif len(request.code) > 16 or not request.code.isascii() or not request.code.isdigit():
         fields.violations.append(FieldViolation("code", "must be 6 to 8 digits"))
     operation = _operation(fields, "operation", request.operation if request.HasField("operation") else None)
-    context = request_context(fields, request.context)
+    context = replace(
+        request_context(fields, request.context), first_factor=translate_factors.first_factor(fields, request)
+    )
     fields.raise_if_any()
     return VerifyRequest(request.challenge_id, request.code, operation, context)
 

@@ -1,0 +1,106 @@
+"""The `sesame journal export` command, and the reading of an export for `journal verify --export`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import redis.asyncio as aioredis
+
+from sesame.clients.redis_journal import RedisJournal
+from sesame.clients.redis_keys import Keyspace
+from sesame.clients.redis_scripts import Scripts
+from sesame.server.config import Settings
+from sesame.server.domain.errors import ConfigurationError, SesameError
+from sesame.server.journal_archive import ArchivedBlock, JournalArchive
+from sesame.server.journal_export import Exported, Progress, blocks_after, export, read_export, resume_point
+
+
+class MalformedExport(SesameError):
+    """A line of an export file that no export writes."""
+
+
+def run_export(args: argparse.Namespace, settings: Settings) -> int:
+    """Export the blocks after the cursor; the cursor to resume from is printed on standard error."""
+    archive = JournalArchive(Path(args.archive) if args.archive else settings.journal_archive_dir)
+    url = None if args.archive_only else (args.redis or settings.redis_url)
+    output = Path(args.output) if args.output else None
+    after = args.after
+    if args.resume:
+        if output is None:
+            raise ConfigurationError("--resume continues an --output file")
+        after = resume_point(output)
+    try:
+        with _opened(output, append=args.resume) as out:
+            done = asyncio.run(_export(archive, url, out, after))
+    except OSError as exc:
+        raise ConfigurationError(f"the export cannot be written ({exc.strerror})") from None
+    print(  # noqa: T201
+        f"exported {done.blocks} blocks, {done.entries} entries after block {after}; "
+        f"next: --after {done.last_block}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+async def _export(archive: JournalArchive, url: str | None, out: IO[str], after: int) -> Exported:
+    client = None if url is None else aioredis.Redis.from_url(url, socket_timeout=10)
+    try:
+        live = None if client is None else RedisJournal(client, Keyspace(), Scripts(client))
+        newest = archive.last_block()
+        last = newest.number if newest is not None else 0
+        if live is not None:
+            head = await live.last_seal()
+            last = max(last, head.block.number if head is not None else 0)
+        progress = Progress(sys.stderr, max(0, last - after))
+        return await export(blocks_after(after, archive, live), out, progress, after)
+    finally:
+        if client is not None:
+            await client.aclose()
+
+
+@contextlib.contextmanager
+def _opened(output: Path | None, *, append: bool) -> Iterator[IO[str]]:
+    if output is None:
+        yield sys.stdout
+        return
+    with output.open("a" if append else "w", encoding="utf-8") as out:
+        yield out
+
+
+@dataclass(frozen=True, slots=True)
+class ExportFile:
+    """The blocks of an export file, and the number its first block has."""
+
+    blocks: Iterator[ArchivedBlock]
+    first_number: int
+
+
+@contextlib.contextmanager
+def exported_blocks(path: Path) -> Iterator[ExportFile]:
+    """The blocks of the export at `path`. ConfigurationError when it cannot be read; MalformedExport."""
+    try:
+        with path.open(encoding="utf-8") as lines:
+            blocks = _checked(read_export(lines))
+            first = next(blocks, None)
+            if first is None:
+                yield ExportFile(iter(()), 1)
+                return
+            yield ExportFile(itertools.chain([first], blocks), first.seal.block.number)
+    except OSError as exc:
+        raise ConfigurationError(f"--export cannot be read ({exc.strerror})") from None
+
+
+def _checked(blocks: Iterator[ArchivedBlock]) -> Iterator[ArchivedBlock]:
+    """The blocks, a malformed line turned into MalformedExport (a damaged file is a broken journal)."""
+    try:
+        yield from blocks
+    except (ValueError, KeyError, TypeError) as exc:
+        raise MalformedExport(f"a line is not an export's ({type(exc).__name__})") from None

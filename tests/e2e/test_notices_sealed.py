@@ -1,0 +1,60 @@
+"""A notice SMS's journal entry (`user.notice`) is chained and sealed like every other, with its text's hash
+and template version: the archive of a user whose number was changed verifies (issue 8 item 3, 0035)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+
+import pytest
+
+from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
+from sesame.hsm.pkcs11 import Pkcs11KeyStore
+from sesame.server.domain import proof
+from sesame.server.journal_archive import JournalArchive
+from sesame.server.journal_verify import verify_archive
+from tests.e2e.conftest import Live
+from tests.e2e.helpers import enrolled
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+
+async def test_a_number_change_notice_is_sealed_and_archived_in_its_place(
+    live: Live, keystore: Pkcs11KeyStore
+) -> None:
+    """Override (the old number gets a notice), then suspend: the user's journal, sealed and archived, holds
+    the notice numbered between the two, and `journal verify` finds nothing missing."""
+    user_id = await enrolled(live)
+    await live.enrol.OverrideSecurePhone(
+        enrol_pb.OverrideSecurePhoneRequest(
+            user_id=user_id,
+            new_phone="+33698765432",
+            operator="ops-1",
+            reason="lost phone, identity checked",
+            request_id="chg-1",
+            actor="ops-1",
+        )
+    )
+    await live.enrol.SuspendUser(
+        enrol_pb.SuspendUserRequest(user_id=user_id, request_id="sus-1", actor="ops-1", reason="stolen")
+    )
+    assert live.sealer is not None
+    assert await live.sealer.step() is not None
+    archive = JournalArchive(live.sms_file.parent / "journal-archive")
+    jwks = proof.jwk_set(await keystore.journal_public_keys())
+    checked = verify_archive(archive.blocks(), jwks, archive.first_number())
+    assert (checked.valid, checked.failed) == (True, "")
+    stream = live.store.keys.user_journal(user_id)
+    events = [e.fields["event"] for block in archive.blocks() for e in block.entries if e.stream == stream]
+    assert events[-2:] == ["user.notice", "user.suspend"]
+    (notice,) = [
+        e.fields for block in archive.blocks() for e in block.entries if e.fields["event"] == "user.notice"
+    ]
+    (text,) = [json.loads(line)["text"] for line in live.sms_file.read_text(encoding="utf-8").splitlines()]
+    template = resources.files("sesame.server") / "sms_templates" / "fr" / "phone_changed.txt"
+    assert (notice["text_sha256"], notice["template"], notice["template_sha256"]) == (
+        hashlib.sha256(text.encode()).hexdigest(),  # no code in a notice: its text is hashed as sent
+        "fr/phone_changed",
+        hashlib.sha256(template.read_bytes()).hexdigest(),
+    )

@@ -1,0 +1,179 @@
+"""`sesame journal export` and offline verification over real Redis and SoftHSM (decision 0035).
+
+A journal sealed by the real sealer, partly archived and partly still in Redis, is exported by the command;
+an export cut anywhere (an interruption) and resumed is byte for byte the whole export, and verifies with
+the journal keys' JWK set only; the archive verifies on "another machine": a process given no Redis, no HSM
+and no setting but the archive and the JWK set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from sesame.clients.redis_server import EmbeddedRedis
+from sesame.clients.redis_store import RedisState
+from sesame.hsm.pkcs11 import Pkcs11KeyStore
+from sesame.server.domain import proof
+from sesame.server.journal_archive import JournalArchive
+from sesame.server.journal_export import read_export
+from sesame.server.sealer import Sealer
+from tests.integration.test_journal_sealer import SHORT, journal_something
+
+pytestmark = pytest.mark.integration
+
+ARCHIVED_BLOCKS = 4
+LIVE_BLOCKS = 2
+
+
+def bare_env(**extra: str) -> dict[str, str]:
+    """An environment with no Sésame or SoftHSM setting: what another machine would have."""
+    kept = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
+    return {**kept, **extra}
+
+
+def sesame(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the `sesame` command."""
+    return subprocess.run(
+        [sys.executable, "-m", "sesame.server.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def exporting(archive: JournalArchive, redis_server: EmbeddedRedis) -> tuple[str, ...]:
+    """The export command over the archive and the live Redis."""
+    return ("journal", "export", "--archive", str(archive.path), "--redis", redis_server.url)
+
+
+@pytest.fixture
+async def sealed(redis_store: RedisState, keystore: Pkcs11KeyStore, tmp_path: Path) -> JournalArchive:
+    """Blocks 1-4 sealed and archived (gone from Redis), blocks 5-6 sealed and only in Redis."""
+    archive = JournalArchive(tmp_path / "archive")
+    sealer = Sealer(redis_store.sealed_journal(), keystore, archive, SHORT, holder="export-test")
+    nonce = 0
+    for _ in range(ARCHIVED_BLOCKS):
+        for _ in range(3):
+            nonce += 1
+            await journal_something(redis_store, nonce)
+        assert await sealer.step() is not None
+    for _ in range(LIVE_BLOCKS):
+        nonce += 1
+        await journal_something(redis_store, nonce)
+        assert await redis_store.sealed_journal().take_lease("export-test", SHORT.lease)
+        assert await sealer.seal() is not None  # sealed, not drained: the block stays in Redis
+    assert archive.last_block() is not None
+    assert archive.last_block().number == ARCHIVED_BLOCKS  # type: ignore[union-attr]
+    return archive
+
+
+@pytest.fixture
+async def jwks_file(keystore: Pkcs11KeyStore, tmp_path: Path) -> Path:
+    """The journal keys' JWK set, as `GetChallengeEvidence` or `keys` would hand it over."""
+    path = tmp_path / "journal-jwks.json"
+    path.write_text(json.dumps(proof.jwk_set(await keystore.journal_public_keys())), encoding="utf-8")
+    return path
+
+
+async def test_an_interrupted_export_resumed_equals_the_whole_export_and_verifies(
+    sealed: JournalArchive, redis_server: EmbeddedRedis, jwks_file: Path, tmp_path: Path
+) -> None:
+    """The whole export holds the archived and the live blocks; cut at every kind of place (inside an entry
+    line, between a block's entries, right after a seal) and resumed, it is the same bytes, and verifies."""
+    env = bare_env(SESAME_VAR_DIR=str(tmp_path / "var"))
+    whole = tmp_path / "whole.jsonl"
+    done = sesame(*exporting(sealed, redis_server), "--output", str(whole), env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "next: --after 6" in done.stderr
+    data = whole.read_bytes()
+    blocks = list(read_export(data.decode("utf-8").splitlines()))
+    assert [b.seal.block.number for b in blocks] == list(range(1, ARCHIVED_BLOCKS + LIVE_BLOCKS + 1))
+    lines = data.splitlines(keepends=True)
+    ends = [sum(map(len, lines[: i + 1])) for i in range(len(lines))]
+    seal_ends = [end for end, line in zip(ends, lines, strict=True) if b'"seal"' in line]
+    # Inside the first entry line; between two entries of block 1; right after block 2's seal; inside a
+    # live block's entry (block 5 is in Redis only).
+    cuts = [ends[0] // 2, ends[0], seal_ends[1], seal_ends[ARCHIVED_BLOCKS] + 10]
+    for cut in cuts:
+        partial = tmp_path / f"partial-{cut}.jsonl"
+        partial.write_bytes(data[:cut])
+        resumed = sesame(
+            *exporting(sealed, redis_server), "--output", str(partial), "--resume", env=env, cwd=tmp_path
+        )
+        assert resumed.returncode == 0, resumed.stderr
+        assert partial.read_bytes() == whole.read_bytes(), cut
+    checked = sesame(
+        "journal", "verify", "--export", str(whole), "--jwks", str(jwks_file), env=env, cwd=tmp_path
+    )
+    assert (checked.returncode, checked.stdout.strip()) == (
+        0,
+        f"verified 6 blocks, {sum(len(b.entries) for b in blocks)} entries",
+    )
+
+
+async def test_an_export_after_a_cursor_is_the_tail_of_the_whole(
+    sealed: JournalArchive, redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    """`--after 3` to standard output writes exactly the lines of blocks 4 to 6."""
+    env = bare_env(SESAME_VAR_DIR=str(tmp_path / "var"))
+    base = exporting(sealed, redis_server)
+    whole = sesame(*base, env=env, cwd=tmp_path).stdout.splitlines()
+    tail = sesame(*base, "--after", "3", env=env, cwd=tmp_path).stdout.splitlines()
+    assert tail == [line for line in whole if json.loads(line)["block"] > 3]
+
+
+async def test_an_edited_export_does_not_verify(
+    sealed: JournalArchive, redis_server: EmbeddedRedis, jwks_file: Path, tmp_path: Path
+) -> None:
+    """One field changed in an exported entry: `journal verify --export` names the block, exit 1."""
+    env = bare_env(SESAME_VAR_DIR=str(tmp_path / "var"))
+    exported = tmp_path / "export.jsonl"
+    sesame(*exporting(sealed, redis_server), "--output", str(exported), env=env, cwd=tmp_path)
+    exported.write_text(
+        exported.read_text(encoding="utf-8").replace('"opened"', '"cancelled"', 1), encoding="utf-8"
+    )
+    checked = sesame(
+        "journal", "verify", "--export", str(exported), "--jwks", str(jwks_file), env=env, cwd=tmp_path
+    )
+    assert checked.returncode == 1
+    assert checked.stdout.startswith("BROKEN: block 1: its entries are not the entries it seals")
+
+
+async def test_the_archive_verifies_without_redis_or_hsm(
+    sealed: JournalArchive, jwks_file: Path, tmp_path: Path, redis_client: aioredis.Redis
+) -> None:
+    """Copied elsewhere, with no Redis reachable and an HSM library that cannot load, the archive verifies
+    from the JWK set alone; without the JWK set the same command cannot (it needs the HSM)."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "archive").mkdir()
+    shutil.copytree(sealed.path, elsewhere / "archive", dirs_exist_ok=True)
+    shutil.copyfile(jwks_file, elsewhere / "jwks.json")
+    await redis_client.flushall()  # nothing left in Redis either
+    not_a_library = elsewhere / "not-a-pkcs11.so"
+    not_a_library.write_bytes(b"")  # a file, as the settings require, that no HSM call could load
+    env = bare_env(
+        SESAME_REDIS_URL="redis://127.0.0.1:9/0",  # the discard port: nothing answers
+        SESAME_PKCS11_MODULE=str(not_a_library),
+        SESAME_HSM_TOKEN="none",  # noqa: S106 (a token name, not a password)
+        SESAME_HSM_PIN="0000",
+        SESAME_VAR_DIR=str(elsewhere / "var"),
+    )
+    checked = sesame(
+        "journal", "verify", "--archive", "archive", "--jwks", "jwks.json", env=env, cwd=elsewhere
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.startswith(f"verified {ARCHIVED_BLOCKS} blocks")
+    without_keys = sesame("journal", "verify", "--archive", "archive", env=env, cwd=elsewhere)
+    assert without_keys.returncode != 0  # it would have to open the HSM, which is not there

@@ -1,0 +1,123 @@
+"""docs/evidence.md's offline check, run literally: its Python block, with jwcrypto and the standard library
+only, verifies the archive and an export that the real sealer wrote, and finds a tampered one (issue 8
+item 5, decision 0035)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sesame.clients.redis_server import EmbeddedRedis
+from sesame.server.journal_archive import JournalArchive
+from tests.integration.test_journal_export import (  # noqa: F401 (fixtures)
+    ARCHIVED_BLOCKS,
+    LIVE_BLOCKS,
+    bare_env,
+    exporting,
+    jwks_file,
+    sealed,
+)
+
+pytestmark = pytest.mark.integration
+
+EVIDENCE_DOC = Path(__file__).parents[2] / "docs" / "evidence.md"
+
+
+def the_procedure() -> Callable[[Any, str], int]:
+    """The `verify` function of the documented procedure: the doc's Python block that imports jwcrypto."""
+    blocks = re.findall(r"```python\n(.*?)```", EVIDENCE_DOC.read_text(encoding="utf-8"), flags=re.DOTALL)
+    (code,) = [block for block in blocks if "from jwcrypto import" in block]
+    assert "sesame" not in code  # independent of our code: only jwcrypto and the standard library
+    namespace: dict[str, Any] = {}
+    exec(compile(code, str(EVIDENCE_DOC), "exec"), namespace)  # noqa: S102 (the documentation's own code)
+    verify: Callable[[Any, str], int] = namespace["verify"]
+    return verify
+
+
+def archive_lines(archive: Path) -> list[str]:
+    """Every line of every segment file, in order, as a reader of the copied archive would take them."""
+    return [
+        line
+        for segment in sorted(archive.glob("segment-*.jsonl"))
+        for line in segment.read_text().splitlines()
+    ]
+
+
+def text_of(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def export_to(output: Path, archive: JournalArchive, redis_server: EmbeddedRedis) -> str:
+    """`sesame journal export` of the archive and the live Redis into `output`; its text."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sesame.server.cli",
+            *exporting(archive, redis_server),
+            "--output",
+            str(output),
+        ],
+        env=bare_env(SESAME_VAR_DIR=str(output.parent / "var")),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return text_of(output)
+
+
+def test_the_procedure_uses_a_jose_library_that_is_not_ours() -> None:
+    """jwcrypto is installed as a test dependency and is what the documented block imports."""
+    import jwcrypto
+
+    assert "sesame" not in (jwcrypto.__file__ or "")
+    assert callable(the_procedure())
+
+
+async def test_the_documented_procedure_verifies_the_archive_and_an_export(
+    sealed: JournalArchive,  # noqa: F811
+    jwks_file: Path,  # noqa: F811
+    redis_server: EmbeddedRedis,
+    tmp_path: Path,
+) -> None:
+    """The archive's 4 blocks and the export's 6 (archive and live Redis) verify with the JWK set only."""
+    verify = the_procedure()
+    jwks = text_of(jwks_file)
+    assert verify(archive_lines(sealed.path), jwks) == ARCHIVED_BLOCKS
+    exported = export_to(tmp_path / "journal.jsonl", sealed, redis_server)
+    assert verify(exported.splitlines(), jwks) == ARCHIVED_BLOCKS + LIVE_BLOCKS
+
+
+@pytest.mark.parametrize("tampering", ["edit", "delete", "reorder", "forge", "drop first block"])
+async def test_the_documented_procedure_finds_a_tampered_archive(
+    sealed: JournalArchive,  # noqa: F811
+    jwks_file: Path,  # noqa: F811
+    tampering: str,
+) -> None:
+    """An edited or deleted entry, two entries swapped, a forged signature, a missing first block: raises."""
+    lines = archive_lines(sealed.path)
+    blocks = [json.loads(line) for line in lines]
+    match tampering:
+        case "edit":
+            blocks[1]["entries"][0][2]["outcome"] = "cancelled"
+        case "delete":
+            del blocks[2]["entries"][1]
+        case "reorder":
+            entries = blocks[0]["entries"]
+            entries[0], entries[1] = entries[1], entries[0]
+        case "forge":
+            signature = blocks[3]["seal"]["signature"]
+            blocks[3]["seal"]["signature"] = ("A" if signature[0] != "A" else "B") + signature[1:]
+        case _:
+            del blocks[0]
+    with pytest.raises(Exception):  # noqa: B017 (an assertion, or jwcrypto's InvalidJWSSignature)
+        the_procedure()([json.dumps(block) for block in blocks], text_of(jwks_file))
