@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 import pytest
 import redis.asyncio as aioredis
+from google.protobuf.timestamp_pb2 import Timestamp
 from pypdf import PdfReader
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
@@ -27,7 +28,7 @@ from sesame.api.v1 import evidence_service_pb2_grpc as evidence_grpc
 from sesame.server.domain.model import DeliveryState
 from sesame.server.evidence_bundle import FACTOR_PREFIXES
 from tests.e2e.conftest import Live
-from tests.e2e.helpers import CONTEXT, IBAN, enrolled, started, transfer, verify, wrong
+from tests.e2e.helpers import CONTEXT, IBAN, enrolled, read_code, started, transfer, verify, wrong
 
 # The server journals health notes, as `sesame serve` does (the test servers do not unless asked).
 pytestmark = [
@@ -54,17 +55,40 @@ async def _bundle(live: Live, *args: str) -> dict[str, Any]:
     return bundle
 
 
+def _factor(at: datetime, method: str, category: int, reference: str = "") -> auth_pb.FirstFactor:
+    stamp = Timestamp()
+    stamp.FromDatetime(at)
+    return auth_pb.FirstFactor(category=category, method=method, verified_at=stamp, reference=reference)
+
+
 async def _disputed_transfer(live: Live, redis_client: aioredis.Redis) -> str:
-    """A transfer authorised with a wrong code then the right one, its SMS delivered, sealed and archived;
-    then 30 days pass and the challenge itself is purged (its journal stays)."""
+    """A transfer with both factors (a device binding at Start, a password with the right code), authorised
+    after a wrong code, its SMS delivered, sealed and archived; then 30 days pass and the challenge itself is
+    purged (its journal stays)."""
     user_id = await enrolled(live)
-    challenge_id, code = await started(live, user_id)
+    now = live.clock.now()
+    binding = _factor(
+        now - timedelta(minutes=2), "device-binding", auth_pb.FACTOR_CATEGORY_POSSESSION, "db-77"
+    )
+    start = await live.auth.StartChallenge(
+        auth_pb.StartChallengeRequest(
+            user_id=user_id, operation=transfer(), context=CONTEXT, first_factor=binding
+        )
+    )
+    challenge_id = start.challenge_id
+    _, code = await read_code(live.sms_file, challenge_id)
     # The SMSC's delivery report, as the gateway's report receiver records it.
     await live.store.challenges.record_delivery(
         challenge_id, DeliveryState.DELIVERED, "smsc-ref-1", live.clock.now()
     )
     assert (await verify(live, challenge_id, wrong(code))).result == auth_pb.VERIFY_RESULT_WRONG_CODE
-    assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
+    password = _factor(now - timedelta(seconds=30), "password", auth_pb.FACTOR_CATEGORY_KNOWLEDGE)
+    right = await live.auth.VerifyChallenge(
+        auth_pb.VerifyChallengeRequest(
+            challenge_id=challenge_id, code=code, operation=transfer(), context=CONTEXT, first_factor=password
+        )
+    )
+    assert right.result == auth_pb.VERIFY_RESULT_VERIFIED
     assert live.sealer is not None
     await live.sealer.step()  # sealed, archived, indexed by user (decision 0036)
     live.clock.advance(timedelta(days=30))
@@ -158,6 +182,8 @@ async def test_the_bundle_of_a_transfer_disputed_30_days_later(
         "Opération enregistrée",
         "Absence de déficience technique",
         "enrôlement",
+        "possession, device-binding",
+        "connaissance, password",
     ):
         assert expected in text, expected
 
