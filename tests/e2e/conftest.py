@@ -50,17 +50,24 @@ def dispatch() -> DispatchSettings:
 
 
 @pytest.fixture
-async def live(
+def health_notes() -> bool:
+    """Whether the server journals health notes (decision 0036): no, unless a test parametrizes it."""
+    return False
+
+
+@pytest.fixture
+async def live(  # noqa: PLR0913, PLR0917 (fixtures, by name)
     redis_store: RedisState,
     keystore: Pkcs11KeyStore,
     tmp_path: Path,
     policy: ChallengePolicy,
     dispatch: DispatchSettings,
+    health_notes: bool,  # noqa: FBT001 (a fixture)
 ) -> AsyncIterator[Live]:
     """Start the server on a free loopback port, with a fresh Redis database and SMS file."""
     sms_file = tmp_path / "sms.jsonl"
     clock = ShiftedClock()
-    options = ServerOptions(policy=policy, clock=clock, dispatch=dispatch)
+    options = ServerOptions(policy=policy, clock=clock, dispatch=dispatch, health_notes=health_notes)
     wired = await start_wired(keystore, redis_store, sms_file, options)
     server, running = wired.server, wired.running
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")

@@ -33,6 +33,9 @@ class ServerOptions:
     dispatch: DispatchSettings = field(
         default_factory=DispatchSettings
     )  # the outbox's dispatch loops beside the server
+    # Journal health notes (decision 0036), as `sesame serve` does; off by default like the sealer's loop (a
+    # test steps the sealer by hand): a test that counts what a call writes sees only what the call wrote.
+    health_notes: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,8 @@ async def start_wired(
         transport=chosen.transport,
         advisories=running.advisories,
         seals=running.seals,
+        user_evidence=running.user_evidence,
+        health_notes=running.health_notes if chosen.health_notes else None,
     )
     # As a `sesame serve` worker: the dispatch loops run beside the server and stop after it.
     loops = DispatchLoops(running.dispatcher, outbox, running.metrics, clock, chosen.dispatch)

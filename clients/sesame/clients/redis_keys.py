@@ -56,6 +56,10 @@ class Keyspace:
         place = self._challenge_place(challenge_id)
         return f"{place}:user:", f"{place}:journal:"
 
+    def user_evidence(self, user_id: str) -> str:
+        """The user's evidence index: its challenges by opening time (sorted set, decision 0036)."""
+        return f"{self._user_place(user_id)}:evidence:{user_id}"
+
     def user_changes(self, user_id: str) -> str:
         """The request ids of the lifecycle changes applied to the user, with their fingerprints."""
         return f"{self._user_place(user_id)}:changes:{user_id}"
@@ -168,6 +172,10 @@ class Keyspace:
     def journal_head(self) -> str:
         """The last archived seal's block and signature (a hash): the next block follows it."""
         return f"{self._prefix}:{{journal}}:head"
+
+    def health_journal(self) -> str:
+        """The health notes' journal stream: the dependencies' state, on each change (decision 0036)."""
+        return f"{self._prefix}:{{health}}:journal"
 
     def journal_kept(self) -> str:
         """The archived challenge journals kept in Redis while their challenge is open, scored by its expiry

@@ -19,6 +19,8 @@ from redis.backoff import NoBackoff
 from sesame.clients.redis_challenge_journal import RedisChallengeJournal
 from sesame.clients.redis_challenges import RedisChallenges
 from sesame.clients.redis_clients import RedisClients
+from sesame.clients.redis_evidence_index import RedisEvidenceIndex
+from sesame.clients.redis_health_notes import RedisHealthNotes
 from sesame.clients.redis_journal import RedisJournal
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_outbox import RedisOutbox
@@ -101,6 +103,14 @@ class RedisState(State):
     def sealed_journal(self) -> RedisJournal:
         """The feed, seals and sealer's lease of these journals, on the same connections."""
         return RedisJournal(self._client, self.keys, self.place._scripts)  # noqa: SLF001 (as above)
+
+    def evidence_index(self) -> RedisEvidenceIndex:
+        """The users' evidence indexes (decision 0036), on the same connections."""
+        return RedisEvidenceIndex(self._client, self.keys)
+
+    def health_notes(self) -> RedisHealthNotes:
+        """The health notes' journal (decision 0036), on the same connections and scripts."""
+        return RedisHealthNotes(self._client, self.keys, self.place._scripts)  # noqa: SLF001 (as above)
 
     def metered(self, meter: CallMeter) -> RedisState:
         """A view of this state (same client and pool) that reports every round trip to `meter`.

@@ -38,6 +38,7 @@ from sesame.server.domain.ports import Clock, Outbox, Probe, SimSwapCheck, SmsGa
 from sesame.server.domain.proofs import ProofFlows
 from sesame.server.domain.risk_flow import RiskFlows, RiskPolicy
 from sesame.server.grpc.server import GrpcServer, Serving
+from sesame.server.health_noting import HealthNoter
 from sesame.server.journal_archive import JournalArchive
 from sesame.server.journal_evidence import ChallengeSeals
 from sesame.server.journal_reads import ArchivedJournals, ChallengeJournals
@@ -59,6 +60,7 @@ from sesame.server.sms_settings import DlrSettings, KannelSettings, ReliabilityS
 from sesame.server.sms_watch import SMS_HEALTH_SERVICE, SmsWatch
 from sesame.server.traced_keys import TracedKeyStore
 from sesame.server.transport_settings import TransportSettings
+from sesame.server.user_evidence import UserEvidenceReader
 
 _log = logging.getLogger("sesame")
 
@@ -94,6 +96,8 @@ class Runtime:
     advisories: Mapping[str, Callable[[], bool]] = field(default_factory=dict)  # health names: works?
     sealer: Sealer | None = None  # seals the journal while it holds the lease (docs/decisions/0027)
     seals: ChallengeSeals | None = None  # what a challenge's evidence says of its seals
+    user_evidence: UserEvidenceReader | None = None  # a user's evidence: index, lifecycle, health (0036)
+    health_notes: HealthNoter | None = None  # journals what health sees (decision 0036)
 
 
 def hsm_config(settings: Settings) -> Pkcs11Config:
@@ -346,10 +350,25 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
             max_tries=max_tries,
         ),
         advisories={SMS_HEALTH_SERVICE: sms_watch.healthy},
-        sealer=Sealer(store.sealed_journal(), keys, archive, sealing, meter=SealerGauges(metrics))
+        sealer=Sealer(
+            store.sealed_journal(),
+            keys,
+            archive,
+            sealing,
+            meter=SealerGauges(metrics),
+            index=store.evidence_index(),
+        )
         if archive
         else None,
         seals=ChallengeSeals(store.sealed_journal(), keys, archive),
+        user_evidence=UserEvidenceReader(
+            index=store.evidence_index(),
+            journal=store.sealed_journal(),
+            notes=store.health_notes(),
+            keys=keys,
+            archive=archive,
+        ),
+        health_notes=HealthNoter(store.health_notes(), clock, (sealing or SealerTiming()).retention),
     )
 
 
@@ -405,6 +424,8 @@ async def serve(settings: Settings, ready: Callable[[], None]) -> None:
             advisories=running.advisories,
             serving=Serving(max_concurrent_rpcs=settings.max_concurrent_rpcs, reuse_port=True),
             seals=running.seals,
+            user_evidence=running.user_evidence,
+            health_notes=running.health_notes,
         )
         # Every worker runs a sealer; the one holding the lease seals (docs/decisions/0027).
         sealing = asyncio.create_task(running.sealer.run(stop)) if running.sealer else None

@@ -72,9 +72,16 @@ def _parser() -> argparse.ArgumentParser:
     _proof_parser(commands)
     _journal_parser(commands)
     evidence = commands.add_parser(
-        "evidence", help="print a challenge's evidence bundle (JSON) from a server"
+        "evidence", help="print an evidence bundle (JSON; PDF with --pdf) from a server (decision 0036)"
     )
-    evidence.add_argument("challenge_id")
+    evidence.add_argument("challenge_id", nargs="?", default="")
+    evidence.add_argument("--user", default="", help="the bundle of a user's challenges (with a period)")
+    evidence.add_argument("--since", default=None, help="with --user: opened at or after (ISO 8601)")
+    evidence.add_argument("--until", default=None, help="with --user: opened before (ISO 8601)")
+    evidence.add_argument("--transaction", default="", help="with --user: the caller's transaction id")
+    evidence.add_argument("--pdf", default=None, help="also write the bundle as a PDF (French) to this file")
+    evidence.add_argument("--verify", default=None, help="check a saved bundle with --jwks only, offline")
+    evidence.add_argument("--jwks", default=None, help="with --verify: the proof and journal keys' JWK set")
     _client_options(evidence)
     risk = commands.add_parser("risk", help="the risk rules (docs/risk.md)")
     risk_actions = risk.add_subparsers(dest="risk_action", required=True, metavar="ACTION")
@@ -297,16 +304,24 @@ def _proof(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _evidence(args: argparse.Namespace, settings: Settings) -> int:
-    """Print a challenge's evidence bundle; 1 when a check of its journal's seals or of its proof fails."""
-    from sesame.server import evidence  # noqa: PLC0415
-    from sesame.server.grpc.evidence_client import fetch_evidence, fetch_jwks  # noqa: PLC0415
+    """Print an evidence bundle; 1 when a check of its journal's seals, inclusion proofs or proof fails."""
+    from sesame.server import evidence_command as command  # noqa: PLC0415
 
+    if args.verify:
+        if not args.jwks:
+            raise ConfigurationError("--verify needs --jwks")
+        return command.check_saved(args.verify, _jwks_file(args.jwks))
     tls, target = _client_tls(args), args.target or _local(settings.grpc_addr)
-    found = evidence.bundle(fetch_evidence(target, args.challenge_id, tls), fetch_jwks(target, tls))
-    print(json.dumps(found, indent=2, ensure_ascii=False))  # noqa: T201
-    if found["journal_seals"] and not found["journal_seals"]["valid"]:
-        print(f"journal check failed: {found['journal_seals']['failed']}", file=sys.stderr)  # noqa: T201
-    return 0 if evidence.is_sound(found) else 1
+    found = command.gather(
+        target,
+        tls,
+        challenge_id=args.challenge_id,
+        user_id=args.user,
+        since=command.parse_time(args.since),
+        until=command.parse_time(args.until),
+        transaction_id=args.transaction,
+    )
+    return command.report(found, args.pdf)
 
 
 def _journal(args: argparse.Namespace, settings: Settings) -> int:

@@ -120,6 +120,18 @@ class JournalArchive:
             return []
         return [block.seal for block in self._read(self.index.between(first, last))]
 
+    def seals_holding(self, ids: Sequence[str]) -> list[Seal]:
+        """The archived seals whose range of entry ids holds one of `ids`, oldest first (decision 0036): for
+        each id, the first block ending at or after it (the index, decision 0037), read if it holds the id."""
+        wanted = [_id_key(i) for i in ids]
+        numbers = sorted({n for i in ids if (n := self.index.first_ending_at_or_after(i))})
+        places = [place for n in numbers for place in self.index.between(n, n)]
+        return [
+            block.seal
+            for block in self._read(places)
+            if any(_id_key(block.seal.block.first) <= k <= _id_key(block.seal.block.last) for k in wanted)
+        ]
+
     def blocks(self) -> Iterator[ArchivedBlock]:
         """Every archived block, oldest first."""
         return self._blocks(self._segments())

@@ -16,14 +16,17 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from sesame.clients.redis_journal import RedisJournal, SealLost
 from sesame.server.domain.errors import SesameError
-from sesame.server.domain.journal_seal import Seal, close_block
+from sesame.server.domain.evidence_index import indexed_opening
+from sesame.server.domain.journal_seal import FeedEntry, Seal, close_block
 from sesame.server.domain.model import KeyRef
+from sesame.server.domain.ports import EvidenceIndex
 from sesame.server.journal_archive import JournalArchive
 
 _log = logging.getLogger("sesame.journal")
@@ -81,7 +84,7 @@ def holder_name() -> str:
 class Sealer:
     """Seals the journal while it holds the lease."""
 
-    def __init__(  # noqa: PLR0913 (the holder's name and meter are keyword-only, with defaults)
+    def __init__(  # noqa: PLR0913 (holder, meter and index are keyword-only, with defaults)
         self,
         journal: RedisJournal,
         keys: JournalKeys,
@@ -90,6 +93,7 @@ class Sealer:
         *,
         holder: str = "",
         meter: SealerMeter | None = None,
+        index: EvidenceIndex | None = None,
     ) -> None:
         # Let the closed challenges' journals go from Redis once archived (decision 0037); the tests that
         # tamper with one in Redis after its seal turn this off.
@@ -99,6 +103,7 @@ class Sealer:
         self._meter = meter or _Unmetered()
         self._keys = keys
         self._archive = archive
+        self._index = index
         self._pruned_at = 0.0
         self._timing = timing or SealerTiming()
         self.holder = holder or holder_name()
@@ -163,10 +168,11 @@ class Sealer:
         done, count = None, 0
         seals = await self._journal.seals_from("0-0")
         for seal in seals:
+            entries = await self._journal.sealed_entries(seal)
             if archived is None or seal.block.number > archived.number:
-                entries = await self._journal.sealed_entries(seal)
                 await asyncio.to_thread(self._archive.append, seal, entries)
                 archived, count = seal.block, count + 1
+            await self._index_openings(entries)
             done = seal
         # The closed challenges' journals go before the seals that name them: a crash in between finds them
         # again in the seals Redis still holds (decision 0037). Those kept open are seen at their expiry.
@@ -178,6 +184,13 @@ class Sealer:
             await asyncio.to_thread(self._archive.prune, cutoff.isoformat(timespec="milliseconds"))
             self._pruned_at = time.monotonic()
         return count
+
+    async def _index_openings(self, entries: Sequence[FeedEntry]) -> None:
+        """Index the challenges these archived entries open, by user (decision 0036); again after a retry."""
+        if self._index is None:
+            return
+        openings = [found for e in entries if (found := indexed_opening(e.fields)) is not None]
+        await self._index.index(openings, datetime.now(UTC), self._timing.retention)
 
     async def drop_journals(self, streams: set[str]) -> dict[str, int]:
         """Let go of the closed challenges' journals among `streams`, and of those kept while their challenge

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from datetime import datetime, timedelta
 
     from sesame.server.domain.budgets import Charge
     from sesame.server.domain.dispatching import Backlog, DeadLetter, FailedTry, QueuedSms
+    from sesame.server.domain.evidence_index import EvidenceMatch, IndexedOpening
     from sesame.server.domain.lifecycle import (
         ClientTermination,
         Consumption,
@@ -452,4 +453,37 @@ class RiskMeter(Protocol):
 
     def sim_swap(self, state: str) -> None:
         """Count one answer (or silence) of the operator's SIM-swap API, by state."""
+        ...
+
+
+class EvidenceIndex(Protocol):
+    """Each user's challenges by time and transaction id, kept for the evidence retention (decision 0036)."""
+
+    async def index(self, openings: Sequence[IndexedOpening], now: datetime, retention: timedelta) -> None:
+        """Keep `openings` (idempotent) and drop each touched user's entries older than `now - retention`."""
+        ...
+
+    async def find(
+        self, user_id: str, since: datetime | None, until: datetime | None, transaction_id: str = ""
+    ) -> list[EvidenceMatch]:
+        """The user's challenges opened in [since, until) (unbounded when None), oldest first; only those of
+        `transaction_id` when given."""
+        ...
+
+
+class HealthNotes(Protocol):
+    """The health notes' journal (decision 0036): what each worker saw of its dependencies, and when."""
+
+    @property
+    def stream(self) -> str:
+        """The journal stream the notes are in."""
+        ...
+
+    async def note(self, at: datetime, worker: str, parts: Mapping[str, bool], retention: timedelta) -> None:
+        """Journal that `worker` saw each of `parts` up (True) or down at `at`; drop notes older than
+        `retention`."""
+        ...
+
+    async def notes(self, since: datetime | None, until: datetime | None) -> list[tuple[str, dict[str, str]]]:
+        """The notes of [since, until] with the last one before `since`: ids and fields, oldest first."""
         ...

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Final
 
 from grpc_health.v1 import health, health_pb2
@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from sesame.server.metrics import Metrics
 
 _log = logging.getLogger("sesame.health")
+
+# Told after each round what each dependency and advisory was found doing (name: works), to journal it
+# (decision 0036: evidence shows the gateway and the HSM working at the time of an operation).
+HealthNoting = Callable[[Mapping[str, bool]], Awaitable[None]]
 
 SERVING: Final = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING: Final = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -47,6 +51,7 @@ class HealthWatcher:
         timeout: float = PROBE_TIMEOUT_SECONDS,
         advisories: Mapping[str, Callable[[], bool]] | None = None,
         metrics: Metrics | None = None,
+        notes: HealthNoting | None = None,
     ) -> None:
         """Watch `probes` (named for the logs) and publish to `services` of `servicer`.
 
@@ -64,6 +69,7 @@ class HealthWatcher:
         self._draining = False
         self._task: asyncio.Task[None] | None = None
         self._metrics = metrics
+        self._notes = notes
 
     @property
     def healthy(self) -> bool | None:
@@ -86,6 +92,9 @@ class HealthWatcher:
             await self._publish(SERVING if healthy else NOT_SERVING)
             self._healthy = healthy
         await self._advise()
+        if self._notes is not None:
+            seen = {name: failure is None for name, failure in zip(self._probes, results, strict=True)}
+            await self._notes({**seen, **self._advised})
         return healthy
 
     async def _advise(self) -> None:

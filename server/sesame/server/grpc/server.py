@@ -26,13 +26,14 @@ from sesame.server.grpc.authz import AuthorizationInterceptor
 from sesame.server.grpc.call_context import CallContextInterceptor
 from sesame.server.grpc.catalogue import API_SERVICES
 from sesame.server.grpc.decoding import DecodingInterceptor
-from sesame.server.grpc.health import HealthWatcher
+from sesame.server.grpc.health import HealthNoting, HealthWatcher
 from sesame.server.grpc.metering import MetricsInterceptor
 from sesame.server.grpc.servicers import (
     AuthenticationServicer,
     ChallengeSeals,
     EnrollmentServicer,
     EvidenceServicer,
+    UserEvidenceCall,
 )
 from sesame.server.grpc.shedding import SheddingInterceptor
 from sesame.server.grpc.status import ErrorInterceptor
@@ -116,6 +117,8 @@ class GrpcServer:
         advisories: Mapping[str, Callable[[], bool]] | None = None,
         serving: Serving = Serving(),
         seals: ChallengeSeals | None = None,
+        user_evidence: UserEvidenceCall | None = None,
+        health_notes: HealthNoting | None = None,
     ) -> GrpcServer:
         """Bind `address` as `transport` says, register everything, start serving; health follows `probes`."""
         server = grpc.aio.server(
@@ -138,7 +141,9 @@ class GrpcServer:
             AuthenticationServicer(challenges, proofs, clock), server
         )
         enrol_grpc.add_EnrollmentServiceServicer_to_server(EnrollmentServicer(enrollment, clock), server)
-        evidence_grpc.add_EvidenceServiceServicer_to_server(EvidenceServicer(proofs, clock, seals), server)
+        evidence_grpc.add_EvidenceServiceServicer_to_server(
+            EvidenceServicer(proofs, clock, seals, user_evidence), server
+        )
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
@@ -156,6 +161,7 @@ class GrpcServer:
             interval=health_interval,
             advisories=advisories,
             metrics=metrics,
+            notes=health_notes,
         )
         if transport.tls is not None:
             metrics.tls_certificate(transport.tls.cert_chain)

@@ -19,15 +19,18 @@ from sesame.server.domain.lifecycle import UnblockOutcome
 from sesame.server.domain.ports import Clock
 from sesame.server.domain.privacy import mask_phone
 from sesame.server.domain.proofs import EvidencePage, ProofFlows
-from sesame.server.grpc import evidence_translate, translate, translate_risk
+from sesame.server.grpc import evidence_translate, translate, translate_risk, user_evidence_translate
 from sesame.server.grpc import translate_users as users
 from sesame.server.grpc.callers import current_caller
+from sesame.server.user_evidence import UserEvidence, UserQuery
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
 # The seals covering a challenge's journal, as JSON (docs/decisions/0027): app wires it.
 ChallengeSeals = Callable[[str], Awaitable[str]]
+# A user's evidence: its challenges by period or transaction id, lifecycle, health notes (decision 0036).
+UserEvidenceCall = Callable[[UserQuery], Awaitable[UserEvidence]]
 
 
 class AuthenticationServicer(auth_grpc.AuthenticationServiceServicer):
@@ -102,10 +105,17 @@ class AuthenticationServicer(auth_grpc.AuthenticationServiceServicer):
 class EvidenceServicer(evidence_grpc.EvidenceServiceServicer):
     """sesame.api.v1.EvidenceService."""
 
-    def __init__(self, proofs: ProofFlows, clock: Clock, seals: ChallengeSeals | None = None) -> None:
+    def __init__(
+        self,
+        proofs: ProofFlows,
+        clock: Clock,
+        seals: ChallengeSeals | None = None,
+        user_evidence: UserEvidenceCall | None = None,
+    ) -> None:
         self._proofs = proofs
         self._clock = clock
         self._seals = seals
+        self._user_evidence = user_evidence
 
     async def GetChallengeEvidence(  # noqa: N802
         self, request: evidence_pb.GetChallengeEvidenceRequest, context: Context
@@ -117,6 +127,14 @@ class EvidenceServicer(evidence_grpc.EvidenceServiceServicer):
         if self._seals is not None and not request.page_token:
             answer.seals_json = await self._seals(challenge_id)
         return answer
+
+    async def GetUserEvidence(  # noqa: N802
+        self, request: evidence_pb.GetUserEvidenceRequest, context: Context
+    ) -> evidence_pb.GetUserEvidenceResponse:
+        query = user_evidence_translate.query(request)
+        if self._user_evidence is None:
+            return evidence_pb.GetUserEvidenceResponse()
+        return user_evidence_translate.answer(await self._user_evidence(query))
 
 
 class EnrollmentServicer(enrol_grpc.EnrollmentServiceServicer):

@@ -1,0 +1,71 @@
+"""Health notes in the journal (docs/decisions/0036): the dependencies' state, sealed like any entry.
+
+`<prefix>:{health}:journal`, one entry per note: `health.note`, the time, the worker that saw it, and one
+field per dependency (`up` or `down`). Written by each worker when what it sees changes, and at least
+hourly; trimmed in Redis past the evidence retention.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import cast
+
+import redis.asyncio as aioredis
+
+from sesame.clients import redis_records as rec
+from sesame.clients.redis_keys import Keyspace
+from sesame.clients.redis_scripts import Scripts, translated
+
+CLOCK_MARGIN = timedelta(hours=1)  # how far a note's time may be from its id's (the worker's clock)
+READ_BATCH = 200
+
+
+class RedisHealthNotes:
+    """The health journal: write a note, read the notes of a period."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keyspace, scripts: Scripts) -> None:
+        self._client = client
+        self._keys = keys
+        self._scripts = scripts
+
+    @property
+    def stream(self) -> str:
+        """The health journal's stream name (its entries' leaves name it)."""
+        return self._keys.health_journal()
+
+    async def note(self, at: datetime, worker: str, parts: Mapping[str, bool], retention: timedelta) -> None:
+        """Journal what `worker` sees of each dependency at `at`."""
+        fields: list[rec.Field] = ["event", "health.note", "at", rec.iso(at), "worker", worker]
+        for name in sorted(parts):
+            fields += [name, "up" if parts[name] else "down"]
+        await self._scripts.run("record_health", [self.stream], [rec.to_ms(at - retention), *fields])
+
+    async def notes(self, since: datetime | None, until: datetime | None) -> list[tuple[str, dict[str, str]]]:
+        """The notes whose time is in [since, until], with the last one before `since`; ids and fields as
+        stored, oldest first. Read backwards from `until` (the ids' time, give or take CLOCK_MARGIN: a note's
+        time is its worker's clock) until a note older than `since`."""
+        high = f"{rec.to_ms(until + CLOCK_MARGIN)}" if until else "+"
+        found: list[tuple[str, dict[str, str]]] = []
+        while True:
+            with translated():
+                raw = await self._client.xrevrange(self.stream, max=high, count=READ_BATCH)
+            batch = cast("list[tuple[bytes, dict[bytes, bytes]]]", raw)
+            for entry_id, fields in batch:
+                note = (entry_id.decode(), rec.decoded(fields))
+                at = _time(note[1])
+                if until is not None and at is not None and at > until:
+                    continue
+                found.append(note)
+                if since is not None and at is not None and at < since:
+                    return found[::-1]
+            if len(batch) < READ_BATCH:
+                return found[::-1]
+            high = f"({batch[-1][0].decode()}"
+
+
+def _time(fields: dict[str, str]) -> datetime | None:
+    try:
+        return datetime.fromisoformat(fields.get("at", ""))
+    except ValueError:
+        return None

@@ -1,0 +1,209 @@
+"""The evidence bundle of a dispute (decision 0036): every event with its inclusion proof, the user's
+lifecycle, the health notes, and one section per point of CMF L.133-23.
+
+`evidence.bundle` gives a challenge's bundle (challenge, journal, proof, seals checked). This adds to it:
+each journal entry's RFC 6962 inclusion proof to a signed block (`inclusion_proofs`, `signed_blocks`); the
+user's lifecycle journal and the health notes of the time, with theirs; and `l133_23`, which says, point by
+point, what answers the article: the operation was authenticated (each attempt with its context, the
+verification, the proof, the first factor when journaled), recorded (the sealed journal), accounted for (the
+operation as authorised), and not affected by a technical deficiency (the health notes). `verify` checks a
+bundle again, on any machine, with the JWK set of the proof and journal keys only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sesame.server import evidence
+from sesame.server.domain.journal_seal import Seal, seal_from_dict
+from sesame.server.evidence_inclusion import Event, check, proofs, signed_blocks
+
+FACTOR_PREFIXES = ("factor", "first_factor")  # the first factor's fields, once journaled (issue 8 item 3)
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    """What GetUserEvidence gave: the challenges found, the user's journal, the health notes, their seals."""
+
+    user_id: str
+    challenges: list[dict[str, str]]  # challenge_id, opened_at, transaction_id
+    lifecycle: list[dict[str, str]]
+    health: list[dict[str, str]]
+    seals_json: str
+
+
+def _seals(given: Mapping[str, Any]) -> list[Seal]:
+    return [seal_from_dict(seal) for seal in given.get("seals", [])]
+
+
+def proven(stream: str, entries: Sequence[Mapping[str, str]], seals: Sequence[Seal]) -> dict[str, Any]:
+    """Entries of one stream with their inclusion proofs and the signed blocks those name."""
+    found = proofs([Event(stream, entry) for entry in entries], seals)
+    return {
+        "stream": stream,
+        "entries": [dict(entry) for entry in entries],
+        "inclusion_proofs": found,
+        "signed_blocks": signed_blocks(seals, found),
+    }
+
+
+def challenge_bundle(
+    record: evidence.EvidenceRecord, jwks: Mapping[str, Any], user: UserRecord | None
+) -> dict[str, Any]:
+    """A challenge's bundle with its proofs of inclusion, the user's lifecycle and health, the sections."""
+    found = evidence.bundle(record, jwks)
+    given = (found.get("journal_seals") or {}).get("given") or {}
+    journal = proven(str(given.get("stream", "")), record.journal, _seals(given) if given else [])
+    found["journal_stream"] = journal["stream"]
+    found["inclusion_proofs"] = journal["inclusion_proofs"]
+    found["signed_blocks"] = journal["signed_blocks"]
+    found["journal_jwks"] = given.get("jwks")
+    if user is not None:
+        around = json.loads(user.seals_json) if user.seals_json else {}
+        seals = _seals(around)
+        found["lifecycle"] = proven(str(around.get("lifecycle_stream", "")), user.lifecycle, seals)
+        found["health"] = proven(str(around.get("health_stream", "")), user.health, seals)
+    found["l133_23"] = sections(found)
+    found["offline_check"] = verify(found, {**_merged(jwks, given.get("jwks"))})
+    return found
+
+
+def _merged(*sets: Any) -> dict[str, Any]:
+    keys: list[Any] = []
+    for jwk_set in sets:
+        if isinstance(jwk_set, Mapping):
+            keys += [key for key in jwk_set.get("keys", []) if key not in keys]
+    return {"keys": keys}
+
+
+def sections(bundle: Mapping[str, Any]) -> dict[str, Any]:
+    """One section per point of CMF L.133-23 (docs/evidence.md maps each field to the article)."""
+    journal: list[dict[str, str]] = bundle["journal"]
+    opened = next((e for e in journal if e.get("event") == "challenge.opened"), {})
+    attempts = [e for e in journal if e.get("event") == "challenge.verification"]
+    verified = [e for e in attempts if e.get("outcome") == "verified"]
+    proof = bundle.get("proof") or {}
+    factors = first_factors(journal)
+    deliveries = [e for e in journal if e.get("event") in {"challenge.delivery", "challenge.resend"}]
+    seals = bundle.get("journal_seals") or {}
+    covered = sum(1 for p in bundle.get("inclusion_proofs", []) if p is not None)
+    lifecycle = bundle.get("lifecycle") or {}
+    health = bundle.get("health") or {}
+    return {
+        "authenticated": {
+            "first_factor": factors or None,
+            "second_factor_sms": {
+                "opened_at": opened.get("at"),
+                "sent_to": opened.get("phone"),
+                "deliveries": deliveries,
+                "sent": any(e.get("delivery") in {"sent", "delivered"} for e in deliveries),
+                "delivered": any(e.get("delivery") == "delivered" for e in deliveries),
+            },
+            "attempts": attempts,
+            "verified_at": verified[-1].get("at") if verified else None,
+            "proof": {
+                "signature": (proof.get("verification") or {}).get("signature"),
+                "valid": bool((proof.get("verification") or {}).get("valid")),
+                "claims": proof.get("claims"),
+            }
+            if proof
+            else None,
+        },
+        "recorded": {
+            "journal_check": {k: v for k, v in seals.items() if k != "given"} or None,
+            "events": len(journal),
+            "events_with_inclusion_proof": covered,
+            "seal_key": next((b["block"]["kid"] for b in bundle.get("signed_blocks", [])), None),
+        },
+        "accounted_for": {
+            "operation_as_authorised": bundle.get("operation_as_authorised"),
+            "operation_digest": opened.get("op_digest"),
+            "client_id": opened.get("client_id"),
+        },
+        "no_technical_deficiency": {
+            "health_notes": health.get("entries", []),
+            "every_dependency_up": _all_up(health.get("entries", [])),
+        },
+        "lifecycle": lifecycle.get("entries", []),
+    }
+
+
+def first_factors(journal: Sequence[Mapping[str, str]]) -> list[dict[str, str]] | None:
+    """The first factor the caller asserted, as each entry journaled it (at Start, at Verify): the entry's
+    event and time with its `factor_*` fields; None when no entry holds one."""
+    found = [
+        {"event": e.get("event", ""), "at": e.get("at", "")}
+        | {k: v for k, v in e.items() if k.startswith(FACTOR_PREFIXES)}
+        for e in journal
+        if any(k.startswith(FACTOR_PREFIXES) for k in e)
+    ]
+    return found or None
+
+
+def _all_up(notes: Sequence[Mapping[str, str]]) -> bool | None:
+    """Whether every note says every dependency was up; None without any note."""
+    if not notes:
+        return None
+    ignored = {"event", "at", "worker", "seq", "prev"}
+    return all(value == "up" for note in notes for key, value in note.items() if key not in ignored)
+
+
+def verify(bundle: Mapping[str, Any], jwks: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a bundle again with the JWK set of the proof and journal keys only: the proof's signature,
+    each event's inclusion proof to a block signed by a journal key. `valid`, `failed`, counts."""
+    parts = [
+        ("journal", bundle.get("journal_stream", ""), bundle.get("journal", []), bundle),
+        *[
+            (name, part.get("stream", ""), part.get("entries", []), part)
+            for name in ("lifecycle", "health")
+            if isinstance(part := bundle.get(name), Mapping)
+        ],
+    ]
+    covered = uncovered = 0
+    for name, stream, entries, holder in parts:
+        result = check(
+            [Event(str(stream), entry) for entry in entries],
+            holder.get("inclusion_proofs", [None] * len(entries)),
+            holder.get("signed_blocks", []),
+            jwks,
+        )
+        if not result.valid:
+            return {"valid": False, "failed": f"{name}: {result.failed}", "covered": covered}
+        covered, uncovered = covered + result.covered, uncovered + result.uncovered
+    # What the bundle says it shows must be what its proven events give (the PDF is drawn from it).
+    if bundle.get("operation_as_authorised") != evidence.authorised_operation(bundle.get("journal", [])):
+        return {"valid": False, "failed": "the operation as authorised differs from the journal's"}
+    if "l133_23" in bundle and bundle["l133_23"] != sections(bundle):
+        return {"valid": False, "failed": "the L.133-23 sections differ from the events they are drawn from"}
+    proof = bundle.get("proof")
+    if proof:
+        try:
+            evidence.check_proof(str(proof.get("jws", "")), jwks)
+        except evidence.ProofRejected as rejected:
+            return {"valid": False, "failed": f"proof: {rejected}", "covered": covered}
+    return {"valid": True, "failed": None, "covered": covered, "uncovered": uncovered}
+
+
+def user_bundle(
+    selector: Mapping[str, str], user: UserRecord, operations: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The bundle of a user's selection: each operation's bundle, in the order opened."""
+    return {
+        "selector": dict(selector),
+        "user_id": user.user_id,
+        "found": user.challenges,
+        "operations": operations,
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def is_sound(bundle: Mapping[str, Any]) -> bool:
+    """Whether every check of a bundle (of a challenge, or of a user's selection) passed."""
+    if "operations" in bundle:
+        return all(is_sound(op) for op in bundle["operations"])
+    offline = bundle.get("offline_check")
+    return evidence.is_sound(bundle) and (offline is None or bool(offline["valid"]))

@@ -1,0 +1,73 @@
+"""The client side of `sesame evidence --user`: a user's evidence (EvidenceService.GetUserEvidence)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from sesame.api.v1 import evidence_service_pb2 as evidence_pb
+from sesame.api.v1 import evidence_service_pb2_grpc as evidence_grpc
+from sesame.server.evidence_bundle import UserRecord
+from sesame.server.grpc.evidence_client import PAGE_SIZE, TIMEOUT_SECONDS, ServerRefused
+from sesame.server.grpc.probe import ClientTls, client_channel
+
+
+def fetch_user_evidence(  # noqa: PLR0913 (the selector's parts, keyword-only)
+    target: str,
+    user_id: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    transaction_id: str = "",
+    tls: ClientTls | None = None,
+) -> UserRecord:
+    """Every page of the user's evidence: the challenges found, the lifecycle and health notes, decoded."""
+    request = evidence_pb.GetUserEvidenceRequest(
+        user_id=user_id, transaction_id=transaction_id, page_size=PAGE_SIZE
+    )
+    if since is not None:
+        request.since.CopyFrom(_timestamp(since))
+    if until is not None:
+        request.until.CopyFrom(_timestamp(until))
+    with client_channel(target, tls) as channel:
+        stub = evidence_grpc.EvidenceServiceStub(channel)
+        pages = [_page(stub, request)]
+        while pages[-1].next_page_token:
+            request.page_token = pages[-1].next_page_token
+            pages.append(_page(stub, request))
+    first = pages[0]
+    return UserRecord(
+        user_id=user_id,
+        challenges=[
+            {
+                "challenge_id": m.challenge_id,
+                "opened_at": m.opened_at.ToDatetime().isoformat() + "Z",
+                "transaction_id": m.transaction_id,
+            }
+            for page in pages
+            for m in page.challenges
+        ],
+        lifecycle=[dict(entry.fields) for entry in first.lifecycle],
+        health=[dict(entry.fields) for entry in first.health],
+        seals_json=first.seals_json,
+    )
+
+
+def _timestamp(at: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(at)
+    return stamp
+
+
+def _page(
+    stub: evidence_grpc.EvidenceServiceStub, request: evidence_pb.GetUserEvidenceRequest
+) -> evidence_pb.GetUserEvidenceResponse:
+    try:
+        reply: evidence_pb.GetUserEvidenceResponse = stub.GetUserEvidence(request, timeout=TIMEOUT_SECONDS)
+    except grpc.RpcError as error:
+        if isinstance(error, grpc.Call):
+            raise ServerRefused(f"the server answered {error.code().name}: {error.details()}") from None
+        raise ServerRefused("the server could not be reached") from None
+    return reply

@@ -1,0 +1,51 @@
+"""Health notes, written when what a worker sees changes and at least hourly (decision 0036).
+
+CMF L.133-23 asks the bank to show that an operation was "not affected by a technical deficiency". The
+health watcher probes the state store and the HSM every few seconds and watches the SMS gateway; only
+transitions were logged, and logs are neither sealed nor kept. Each worker now journals a small note (one
+field per dependency, `up` or `down`) when the state it sees changes, and otherwise once an hour, so that the
+evidence of any operation shows the last note before it and every change during it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+from sesame.server.domain.errors import SesameError
+from sesame.server.domain.ports import Clock, HealthNotes
+
+NOTE_EVERY = timedelta(hours=1)  # unchanged: one note an hour per worker (~9,000 a year, ~1 MB archived)
+
+_log = logging.getLogger("sesame.journal")  # a journal write failing; the outage itself is sesame.health's
+
+
+class HealthNoter:
+    """Journals the state each health round found, when it changed or an hour went by."""
+
+    def __init__(self, notes: HealthNotes, clock: Clock, retention: timedelta, worker: str = "") -> None:
+        self._notes = notes
+        self._clock = clock
+        self._retention = retention
+        self._worker = worker or f"{socket.gethostname()}:{os.getpid()}"
+        self._last: dict[str, bool] | None = None
+        self._at: datetime | None = None
+        self._failing = False
+
+    async def __call__(self, parts: Mapping[str, bool]) -> None:
+        """Note `parts` (name: works) unless the last note said the same within NOTE_EVERY."""
+        now = self._clock.now()
+        if dict(parts) == self._last and self._at is not None and now - self._at < NOTE_EVERY:
+            return
+        try:
+            await self._notes.note(now, self._worker, parts, self._retention)
+        except SesameError as exc:  # the state store itself may be what is down: noted once it is back
+            if not self._failing:
+                _log.warning("health note not journaled (%s)", type(exc).__name__)
+            self._failing = True
+            return
+        self._failing = False
+        self._last, self._at = dict(parts), now

@@ -1,0 +1,180 @@
+"""The evidence bundle's inclusion proofs (decision 0036): each event proven to a signed block, checked again
+with the JWK set only; an edited event, a bent path, a forged or missing block is found."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+from typing import Any
+
+import pytest
+from pypdf import PdfReader
+
+from sesame.server.domain.journal_seal import FeedEntry, seal_to_dict
+from sesame.server.evidence import EvidenceRecord
+from sesame.server.evidence_bundle import UserRecord, challenge_bundle, is_sound, verify
+from sesame.server.evidence_pdf import render
+from tests.unit.test_journal_seal import Signer
+
+STREAM = "sesame:{u:0}:ch:c1:journal"
+USER_STREAM = "sesame:{u:0}:journal:alice"
+HEALTH_STREAM = "sesame:{health}:journal"
+
+
+def _entries(stream: str, events: list[dict[str, str]], start: int) -> list[FeedEntry]:
+    entries, prev = [], "0-0"
+    for n, fields in enumerate(events, start=1):
+        entry_id = f"{start + n}-0"
+        entries.append(FeedEntry(entry_id, stream, {**fields, "seq": str(n), "prev": prev}))
+        prev = entry_id
+    return entries
+
+
+JOURNAL = [
+    {
+        "event": "challenge.opened",
+        "at": "2026-10-31T10:00:00.000+00:00",
+        "user_id": "alice",
+        "ip": "198.51.100.4",
+        # The first factor, as the evidence-factors branch journals it (decision 0035).
+        "factor_category": "knowledge",
+        "factor_method": "password",
+        "factor_at": "2026-10-31T09:59:50.000+00:00",
+    },
+    {"event": "challenge.delivery", "at": "2026-10-31T10:00:01.000+00:00", "delivery": "delivered"},
+    {"event": "challenge.verification", "at": "2026-10-31T10:00:30.000+00:00", "outcome": "wrong_code"},
+    {"event": "challenge.verification", "at": "2026-10-31T10:00:40.000+00:00", "outcome": "verified"},
+]
+LIFECYCLE = [{"event": "user.enrolled", "at": "2026-01-02T09:00:00.000+00:00", "user_id": "alice"}]
+HEALTH = [{"event": "health.note", "at": "2026-10-31T09:30:00.000+00:00", "worker": "w1", "key store": "up"}]
+
+
+@pytest.fixture
+def sealed() -> tuple[dict[str, Any], dict[str, Any]]:
+    """A challenge's bundle over two signed blocks, with lifecycle and health; and the journal JWK set."""
+    signer = Signer()
+    lifecycle = _entries(USER_STREAM, LIFECYCLE, 1000)
+    journal = _entries(STREAM, JOURNAL, 2000)
+    health = _entries(HEALTH_STREAM, HEALTH, 1500)
+    first = signer.seal(None, [*lifecycle, *health, journal[0]])
+    second = signer.seal(first.block, journal[1:])
+    seals = [seal_to_dict(first), seal_to_dict(second)]
+    record = EvidenceRecord(
+        challenge_id="c1",
+        challenge=None,
+        journal=[dict(e.fields) for e in journal],
+        proof="",
+        operation_digest=None,
+        seals_json=json.dumps({"stream": STREAM, "jwks": signer.jwks, "seals": seals}),
+    )
+    user = UserRecord(
+        user_id="alice",
+        challenges=[],
+        lifecycle=[dict(e.fields) for e in lifecycle],
+        health=[dict(e.fields) for e in health],
+        seals_json=json.dumps(
+            {
+                "lifecycle_stream": USER_STREAM,
+                "health_stream": HEALTH_STREAM,
+                "jwks": signer.jwks,
+                "seals": [seals[0]],
+            }
+        ),
+    )
+    return challenge_bundle(record, {"keys": []}, user), signer.jwks
+
+
+def test_every_event_carries_its_inclusion_proof_and_verifies_offline(
+    sealed: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    bundle, jwks = sealed
+    assert [p["block"] for p in bundle["inclusion_proofs"]] == [1, 2, 2, 2]
+    assert [b["block"]["number"] for b in bundle["signed_blocks"]] == [1, 2]
+    assert all("leaves" not in b for b in bundle["signed_blocks"])
+    assert bundle["lifecycle"]["inclusion_proofs"][0]["block"] == 1
+    assert bundle["offline_check"] == {"valid": True, "failed": None, "covered": 6, "uncovered": 0}
+    assert verify(json.loads(json.dumps(bundle)), jwks)["valid"] is True
+    assert is_sound(bundle)
+    sections = bundle["l133_23"]
+    assert sections["authenticated"]["verified_at"] == "2026-10-31T10:00:40.000+00:00"
+    assert sections["authenticated"]["second_factor_sms"]["delivered"] is True
+    assert sections["recorded"]["events_with_inclusion_proof"] == 4
+    assert sections["no_technical_deficiency"]["every_dependency_up"] is True
+    assert sections["lifecycle"][0]["event"] == "user.enrolled"
+
+
+def _edit_entry(bundle: dict[str, Any]) -> None:
+    bundle["journal"][3]["outcome"] = "wrong_code"
+
+
+def _bend_path(bundle: dict[str, Any]) -> None:
+    path = bundle["inclusion_proofs"][2]["audit_path"]
+    path[0] = path[0][::-1]
+
+
+def _forge_block(bundle: dict[str, Any]) -> None:
+    bundle["signed_blocks"][1]["block"]["root"] = "0" * 64
+
+
+def _drop_block(bundle: dict[str, Any]) -> None:
+    del bundle["signed_blocks"][0]
+
+
+def _edit_lifecycle(bundle: dict[str, Any]) -> None:
+    bundle["lifecycle"]["entries"][0]["at"] = "2026-10-30T09:00:00.000+00:00"
+
+
+def _edit_health(bundle: dict[str, Any]) -> None:
+    bundle["health"]["entries"][0]["key store"] = "down"
+
+
+@pytest.mark.parametrize(
+    ("tamper", "failure"),
+    [
+        (
+            _edit_entry,
+            "journal: event 4 of sesame:{u:0}:ch:c1:journal: the entry differs from the entry sealed",
+        ),
+        (_bend_path, "journal: event 3 of sesame:{u:0}:ch:c1:journal: its audit path does not lead"),
+        (_forge_block, "journal: block 2: the signature does not verify"),
+        (_drop_block, "journal: event 1 of sesame:{u:0}:ch:c1:journal: block 1 is not in the bundle"),
+        (_edit_lifecycle, "lifecycle: event 1 of sesame:{u:0}:journal:alice: the entry differs"),
+        (_edit_health, "health: event 1 of sesame:{health}:journal: the entry differs"),
+    ],
+)
+def test_a_tampered_bundle_fails_offline(
+    sealed: tuple[dict[str, Any], dict[str, Any]], tamper: Any, failure: str
+) -> None:
+    bundle, jwks = sealed
+    tampered = copy.deepcopy(bundle)
+    tamper(tampered)
+    checked = verify(tampered, jwks)
+    assert checked["valid"] is False
+    assert checked["failed"].startswith(failure)
+
+
+def test_another_key_set_does_not_verify(sealed: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    bundle, _ = sealed
+    assert verify(bundle, Signer().jwks)["failed"] == "journal: block 1: the signature does not verify"
+
+
+def test_the_first_factor_and_the_pdf(sealed: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    """Both factors: the first as journaled with the opening; the PDF says it in French."""
+    bundle, _ = sealed
+    assert bundle["l133_23"]["authenticated"]["first_factor"] == [
+        {
+            "event": "challenge.opened",
+            "at": "2026-10-31T10:00:00.000+00:00",
+            "factor_category": "knowledge",
+            "factor_method": "password",
+            "factor_at": "2026-10-31T09:59:50.000+00:00",
+        }
+    ]
+    text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(render(bundle))).pages)
+    assert (
+        "demande du 31/10/2026 10:00:00 UTC : connaissance, password vérifié le 31/10/2026 09:59:50 UTC"
+        in text
+    )
+    assert "code erroné" in text
+    assert "Toutes les dépendances opérationnelles : oui" in text

@@ -1,0 +1,47 @@
+"""Health notes (decision 0036): journaled when what a worker sees changes, else once an hour; a store that
+cannot take the note does not stop the health watcher."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+from sesame.server.domain.errors import StoreUnavailable
+from sesame.server.health_noting import NOTE_EVERY, HealthNoter
+from tests.fakes.clock import FixedClock
+from tests.fakes.evidence_index import MemoryHealthNotes
+
+RETENTION = timedelta(days=396)
+UP = {"state store": True, "key store": True, "sesame.SmsGateway": True}
+
+
+async def test_a_note_on_each_change_and_one_an_hour_otherwise() -> None:
+    clock, notes = FixedClock(), MemoryHealthNotes()
+    noter = HealthNoter(notes, clock, RETENTION, worker="w1")
+    await noter(UP)
+    clock.advance(timedelta(seconds=5))
+    await noter(UP)  # unchanged: no note
+    await noter({**UP, "key store": False})  # the HSM fails: noted at once
+    clock.advance(timedelta(seconds=5))
+    await noter({**UP, "key store": False})
+    await noter(UP)  # back: noted
+    clock.advance(NOTE_EVERY)
+    await noter(UP)  # an hour without change: noted again
+    written = [fields for _, fields in await notes.notes(None, None)]
+    assert [n["key store"] for n in written] == ["up", "down", "up", "up"]
+    assert {n["worker"] for n in written} == {"w1"}
+
+
+class _Failing(MemoryHealthNotes):
+    async def note(self, at: datetime, worker: str, parts: Mapping[str, bool], retention: timedelta) -> None:
+        raise StoreUnavailable("redis down")
+
+
+async def test_a_note_that_cannot_be_written_is_tried_again_next_round() -> None:
+    clock, failing = FixedClock(), _Failing()
+    noter = HealthNoter(failing, clock, RETENTION, worker="w1")
+    await noter({**UP, "state store": False})  # Redis itself is down: nothing raised
+    notes = MemoryHealthNotes()
+    noter._notes = notes  # Redis is back
+    await noter({**UP, "state store": False})
+    assert [fields["state store"] for _, fields in await notes.notes(None, None)] == ["down"]
