@@ -1,5 +1,6 @@
 """A notice SMS's journal entry (`user.notice`) is chained and sealed like every other, with its text's hash
-and template version: the archive of a user whose number was changed verifies (issue 8 item 3, 0035)."""
+and template version: the archive of a user whose number was changed verifies (issue 8 item 3, 0035), and so
+does that of a user whose block alert went through the outbox (record_notice.lua; decision 0033)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from sesame.server.domain import proof
 from sesame.server.journal_archive import JournalArchive
 from sesame.server.journal_verify import verify_archive
 from tests.e2e.conftest import Live
-from tests.e2e.helpers import enrolled
+from tests.e2e.helpers import enrolled, started, verify, wrong
+from tests.support.outbox import settled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -58,3 +60,36 @@ async def test_a_number_change_notice_is_sealed_and_archived_in_its_place(
         "fr/phone_changed",
         hashlib.sha256(template.read_bytes()).hexdigest(),
     )
+
+
+async def test_a_block_alert_sent_from_the_outbox_is_sealed_with_its_text_hash(
+    live: Live, keystore: Pkcs11KeyStore
+) -> None:
+    """Five wrong codes in a row queue the payer's alert with the block; the dispatcher sends it and
+    record_notice.lua journals it: its entry carries the hash of the text sent and the template's version,
+    and the user's sealed, archived journal verifies."""
+    user_id = await enrolled(live)
+    opened = [await started(live, user_id) for _ in range(2)]
+    for challenge_id, code in opened:
+        for _ in range(3):
+            await verify(live, challenge_id, wrong(code))
+    await settled(live.store)
+    assert live.sealer is not None
+    assert await live.sealer.step() is not None
+    archive = JournalArchive(live.sms_file.parent / "journal-archive")
+    jwks = proof.jwk_set(await keystore.journal_public_keys())
+    checked = verify_archive(archive.blocks(), jwks, archive.first_number())
+    assert (checked.valid, checked.failed) == (True, "")
+    (notice,) = [
+        e.fields for block in archive.blocks() for e in block.entries if e.fields["event"] == "user.notice"
+    ]
+    sent = [json.loads(line) for line in live.sms_file.read_text(encoding="utf-8").splitlines()]
+    (text,) = [message["text"] for message in sent if not message["challenge_id"]]
+    template = resources.files("sesame.server") / "sms_templates" / "fr" / "user_blocked.txt"
+    assert (notice["kind"], notice["outcome"]) == ("user_blocked", "sent")
+    assert (notice["text_sha256"], notice["template"], notice["template_sha256"]) == (
+        hashlib.sha256(text.encode()).hexdigest(),
+        "fr/user_blocked",
+        hashlib.sha256(template.read_bytes()).hexdigest(),
+    )
+    assert "warning_sha256" not in notice

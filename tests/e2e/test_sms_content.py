@@ -13,6 +13,7 @@ from sesame.server.domain.segments import Encoding, Segments, measure
 from sesame.server.grpc.demo import find_sms
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import IBAN, PHONE, counted, enrolled, started, transfer, verify
+from tests.support.outbox import settled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -45,6 +46,7 @@ async def test_a_verified_new_payee_is_notified_and_journaled_without_a_code(liv
     operation = _add("Jean DUPONT")
     challenge_id, code = await started(live, user_id, operation)
     assert (await verify(live, challenge_id, code, operation)).result == auth_pb.VERIFY_RESULT_VERIFIED
+    await settled(live.store)  # the notice was queued by the verification; a dispatcher sends it
     [notice] = [message for message in _sent(live) if not message["challenge_id"]]
     assert notice["to"] == PHONE
     assert '"Jean DUPONT" (IBAN FR76...0189) a été ajouté le ' in notice["text"]

@@ -24,6 +24,7 @@ from sesame.server.domain.challenges import ChallengePolicy
 from sesame.server.domain.model import LockoutPolicy
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import CONTEXT, PHONE, enrolled, precondition, started, transfer, verify, wrong
+from tests.support.outbox import settled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -111,6 +112,7 @@ async def test_the_payer_is_alerted_once_without_a_code(live: Live) -> None:
         for _ in range(3):
             await verify(live, challenge_id, wrong(code))
     sent_codes = [code for _, code in opened]
+    await settled(live.store)  # the alert was queued with the block; a dispatcher sends it
     [alert] = alerts(live)
     assert alert["to"] == PHONE
     assert "UTC" in alert["text"]

@@ -31,7 +31,7 @@ from sesame.server.domain.errors import (
     UserNotActive,
     UserNotFound,
 )
-from sesame.server.domain.lifecycle import CLOCK_SKEW, Consumption, Voiding, VoidOutcome
+from sesame.server.domain.lifecycle import CLOCK_SKEW, Consumption, UserNotice, Voiding, VoidOutcome
 from sesame.server.domain.model import (
     Challenge,
     ChallengeStatus,
@@ -55,6 +55,7 @@ from tests.fakes.journal_fields import context_fields, iso, ms, provenance_field
 from tests.fakes.memory import Memory
 from tests.fakes.outbox import MemoryOutbox
 from tests.fakes.risk_memory import learn, versioned
+from tests.fakes.users import MemoryUsers
 
 _TERMINAL = {
     ChallengeStatus.VERIFIED: VerifyResult.ALREADY_USED,
@@ -279,6 +280,11 @@ class MemoryChallenges:
             started = self._m._count_for_user(
                 challenge.user_id, challenge.challenge_id, result, attempt.at, lockout
             )
+            # As record_verification.lua: the notices are queued in the step (docs/decisions/0033).
+            if started is not None:
+                self.outbox.queue(challenge.challenge_id, ms(attempt.at), "user_blocked", started)
+            if result is VerifyResult.VERIFIED and attempt.notice and user is not None:
+                self.outbox.queue(challenge.challenge_id, ms(attempt.at), attempt.notice)
             left = challenge.attempts_left if result is VerifyResult.WRONG_CODE else 0
             memory = None
             if result is VerifyResult.VERIFIED and attempt.risk is not None and user is not None:
@@ -381,6 +387,48 @@ class MemoryChallenges:
         async with self._m._lock:
             pending = self._m._forget(user_id, expiring_after)
             return [cid for cid, _ in sorted(pending.items(), key=lambda item: (item[1], item[0]))]
+
+    def peek_challenge(self, challenge_id: str) -> Challenge | None:
+        """The challenge as stored now, or None (for the fake outbox's dead letter line)."""
+        return self._m._live(challenge_id)
+
+    async def record_failed_try(
+        self, queued: QueuedSms, failure: str, tries: int, allowed: int, at: datetime
+    ) -> str:
+        """record_failed_try.lua's record (MemoryOutbox.fail): '' (another try), the dead letter's reason,
+        or `missing`."""
+        async with self._m._lock:
+            existing = self._m._live(queued.challenge_id)
+            if existing is None:
+                return "missing"
+            state, reason = DeliveryState.FAILED, ""
+            if failure == "expired" or at >= existing.expires_at:
+                state, reason = DeliveryState.EXPIRED, "expired"
+            elif allowed == 0:
+                reason = failure
+            elif tries >= allowed:
+                reason = "max_tries"
+            extra = {"failure": failure, "tries": str(tries)}
+            if not reason:
+                extra["delivery"] = existing.delivery.value
+                self._m._append(existing, "challenge.delivery", at, "try_failed", extra)
+                return ""
+            messages = self._m._messages.setdefault(queued.challenge_id, {})
+            messages.setdefault(f"{state.value}:{queued.entry_id}", state)
+            delivery = _best_news(messages.values(), DeliveryState.QUEUED)
+            challenge = dataclasses.replace(
+                existing,
+                delivery=delivery,
+                delivery_reason=reason if delivery is state else existing.delivery_reason,
+            )
+            self._m._challenges[queued.challenge_id] = challenge
+            extra |= {"reason": reason, "delivery": delivery.value}
+            self._m._append(challenge, "challenge.dead_letter", at, state.value, extra)
+            return reason
+
+    async def record_notice(self, user_id: str, notice: UserNotice) -> None:
+        """record_notice.lua's journal entry (MemoryOutbox.settle_notice): the user's notice, masked."""
+        await MemoryUsers(self._m).record_user_notice(user_id, notice)
 
     async def void_challenge(self, challenge_id: str, voiding: Voiding) -> VoidOutcome:
         async with self._m._lock:

@@ -2,16 +2,18 @@
 
 In production a dispatch loop sends what Start and Resend queue, right after they answer (docs/decisions/
 0025); unit tests need no loop and no waiting: these flows run the real `Dispatcher` over the fake outbox
-until it is empty, after each start and resend.
+until it is empty, after each start, resend and verification (which may queue a notice).
 """
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 
-from sesame.server.domain.challenges import ChallengeFlows, ChallengePolicy, StartRequest
+from sesame.server.domain.challenges import ChallengeFlows, ChallengePolicy, StartRequest, VerifyRequest
 from sesame.server.domain.dispatching import Dispatcher
-from sesame.server.domain.model import Challenge, RequestContext
+from sesame.server.domain.errors import HsmUnavailable, KeyNotFound, StoreUnavailable
+from sesame.server.domain.model import Challenge, RequestContext, VerificationOutcome
 from sesame.server.domain.ports import Clock, KeyStore, SmsGateway, State
 from sesame.server.domain.proofs import ProofFlows
 from sesame.server.domain.risk_flow import RiskFlows
@@ -58,8 +60,15 @@ class InstantlyDispatched(ChallengeFlows):
         await self.dispatch_all()
         return challenge
 
+    async def verify(self, request: VerifyRequest) -> VerificationOutcome:
+        outcome = await super().verify(request)
+        await self.dispatch_all()  # the notices a block or an added payee queued
+        return outcome
+
     async def dispatch_all(self) -> None:
         """Send every SMS queued so far, in order."""
         while batch := await self.outbox.take("unit", 100, timedelta(0)):
             for queued in batch:
-                await self.dispatcher.dispatch(queued)
+                # As a dispatch loop: an entry whose dispatch failed on the way stays pending.
+                with contextlib.suppress(HsmUnavailable, KeyNotFound, StoreUnavailable):
+                    await self.dispatcher.dispatch(queued)

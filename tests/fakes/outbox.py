@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sesame.server.domain.dispatching import Backlog, QueuedSms
+from sesame.server.domain.dispatching import Backlog, DeadLetter, FailedTry, QueuedSms
+from sesame.server.domain.lifecycle import UserNotice
 from sesame.server.domain.model import Challenge, DeliveryState
-from sesame.server.domain.ports import Clock, Outbox
+from sesame.server.domain.ports import Clock, DeadLetters, Outbox
+from sesame.server.domain.privacy import mask_phone
 from sesame.server.domain.sent_text import SentText
 
 if TYPE_CHECKING:
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 class _Pending:
     consumer: str
     since: datetime
+    deliveries: int = 1  # as XPENDING counts: the take, then each claim
 
 
 class MemoryOutbox:
@@ -35,11 +38,13 @@ class MemoryOutbox:
         self._ids = itertools.count(1)
         self._entries: dict[str, QueuedSms] = {}  # in queue order (dicts keep insertion order)
         self._pending: dict[str, _Pending] = {}
+        self.dead: list[DeadLetter] = []  # oldest first
 
-    def queue(self, challenge_id: str, at: datetime) -> None:
-        """Append an entry (what the store does in the step that opens or resends)."""
+    def queue(self, challenge_id: str, at: datetime, notice: str = "", until: datetime | None = None) -> None:
+        """Append an entry (what the store does in the step that opens, resends, or makes a change a notice
+        reports)."""
         entry_id = f"{next(self._ids)}-0"
-        self._entries[entry_id] = QueuedSms(entry_id, challenge_id, at)
+        self._entries[entry_id] = QueuedSms(entry_id, challenge_id, at, notice, until)
 
     async def take(self, consumer: str, count: int, wait: timedelta) -> list[QueuedSms]:
         fresh = [e for entry_id, e in self._entries.items() if entry_id not in self._pending][:count]
@@ -51,7 +56,7 @@ class MemoryOutbox:
         now = self._clock.now()
         idle_ids = [i for i, p in self._pending.items() if now - p.since >= idle][:count]
         for entry_id in idle_ids:
-            self._pending[entry_id] = _Pending(consumer, now)
+            self._pending[entry_id] = _Pending(consumer, now, self._pending[entry_id].deliveries + 1)
         return [self._entries[entry_id] for entry_id in idle_ids]
 
     async def challenge(self, queued: QueuedSms) -> Challenge:
@@ -69,9 +74,53 @@ class MemoryOutbox:
         self._pending.pop(queued.entry_id, None)
         await self._store.record_dispatch(queued, state, provider_ref, at, text)
 
+    async def fail(self, queued: QueuedSms, failure: str, at: datetime, allowed: int) -> FailedTry:
+        pending = self._pending.get(queued.entry_id)
+        tries = pending.deliveries if pending else 1
+        challenge = self._store.peek_challenge(queued.challenge_id)
+        reason = await self._store.record_failed_try(queued, failure, tries, allowed, at)
+        if not reason:
+            return FailedTry(tries)
+        self._entries.pop(queued.entry_id, None)
+        self._pending.pop(queued.entry_id, None)
+        if challenge is not None and reason != "missing":
+            state = DeliveryState.EXPIRED if reason == "expired" else DeliveryState.FAILED
+            letter = DeadLetter(
+                letter_id=f"{len(self.dead) + 1}-0",
+                challenge_id=queued.challenge_id,
+                user_id=challenge.user_id,
+                masked_phone=mask_phone(challenge.phone),
+                state=state,
+                reason=reason,
+                failure=failure,
+                tries=tries,
+                queued_at=queued.queued_at,
+                at=at,
+            )
+            self.dead.append(letter)
+        return FailedTry(tries, reason)
+
+    async def settle_notice(self, queued: QueuedSms, user_id: str, notice: UserNotice) -> None:
+        await self._store.record_notice(user_id, notice)  # first: a failure leaves the entry pending
+        self._entries.pop(queued.entry_id, None)
+        self._pending.pop(queued.entry_id, None)
+
     async def backlog(self) -> Backlog:
         oldest = next(iter(self._entries.values()), None)
         return Backlog(len(self._entries), None if oldest is None else oldest.queued_at)
 
 
 _: type[Outbox] = MemoryOutbox
+
+
+class MemoryDeadLetters:
+    """The fake outbox's dead letters, newest first (as RedisDeadLetters reads its stream)."""
+
+    def __init__(self, outbox: MemoryOutbox) -> None:
+        self._outbox = outbox
+
+    async def recent(self, count: int) -> list[DeadLetter]:
+        return list(reversed(self._outbox.dead))[:count]
+
+
+__: type[DeadLetters] = MemoryDeadLetters

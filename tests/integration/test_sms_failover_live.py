@@ -13,15 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from sesame.clients.smpp_pdu import Address
-from sesame.clients.smpp_session import Timing
-from sesame.clients.sms_breaker import BreakerSettings, BreakerState
-from sesame.clients.sms_failover import FailoverSmsGateway, Provider, Reliability
-from sesame.clients.sms_kannel import KannelConfig, KannelSmsGateway
-from sesame.clients.sms_policy import RetryPolicy
-from sesame.clients.sms_smpp import SmppConfig, SmppSmsGateway
+from sesame.clients.sms_breaker import BreakerState
+from sesame.clients.sms_failover import FailoverSmsGateway, Provider
 from sesame.server.domain.model import SmsMessage
-from tests.fakes.clock import FixedClock
+from tests.support.failover import BATCH, Attempts, kannel_gateway, reliability, smpp_gateway
 from tests.support.kannel import Kannel, running_kannel
 from tests.support.smsc import Cable, Smsc, serving
 
@@ -29,53 +24,6 @@ pytestmark = pytest.mark.integration
 
 PHONE = "+33612345678"
 RUN = 500  # messages in one run
-BATCH = 10  # sent at once, so that some are in flight when the provider stops
-# Lost or timed out: the provider may have taken the message before its answer was lost.
-UNKNOWN = ("lost", "timeout", "partial")
-
-
-class Attempts:
-    """The failover's observer: every attempt's outcome and every breaker change, per provider."""
-
-    def __init__(self) -> None:
-        self.outcomes: Counter[tuple[str, str]] = Counter()
-        self.breakers: list[tuple[str, BreakerState]] = []
-
-    def attempted(self, provider: str, outcome: str) -> None:
-        self.outcomes[provider, outcome] += 1
-
-    def breaker_changed(self, provider: str, state: BreakerState) -> None:
-        self.breakers.append((provider, state))
-
-    def unknown(self, provider: str) -> int:
-        return sum(self.outcomes[provider, outcome] for outcome in UNKNOWN)
-
-
-def _reliability() -> Reliability:
-    return Reliability(
-        retry=RetryPolicy(retries=2, base_seconds=0.01, cap_seconds=0.05),
-        breaker=BreakerSettings(failures=3, open_seconds=1.0),
-    )
-
-
-def _smpp(port: int) -> SmppSmsGateway:
-    config = SmppConfig(
-        "127.0.0.1",
-        port,
-        "sesame",
-        "secret",
-        Address(5, 0, "MaBanque"),
-        window=BATCH,
-        rate=1000.0,
-        timing=Timing(connect=1.0, response=1.0, keepalive=30.0),
-    )
-    return SmppSmsGateway(config, FixedClock())
-
-
-def _kannel(kannel: Kannel) -> KannelSmsGateway:
-    return KannelSmsGateway(
-        KannelConfig(kannel.url, kannel.username, kannel.password, "MaBanque", timeout=2.0), FixedClock()
-    )
 
 
 async def _run(gateway: FailoverSmsGateway, marker: str, stop_at: int, stop: asyncio.Event) -> None:
@@ -118,9 +66,9 @@ async def test_the_smsc_cut_mid_run_every_message_goes_through_kannel_then_smpp_
     whose SMPP answer was lost; once the SMSC is back, the half-open trial closes its breaker again."""
     cable = Cable(smsc.port)
     await cable.start()
-    smpp, http, attempts = _smpp(cable.port), _kannel(kannel), Attempts()
+    smpp, http, attempts = smpp_gateway(cable.port), kannel_gateway(kannel), Attempts()
     await smpp.start()
-    gateway = FailoverSmsGateway([Provider("smpp", smpp), Provider("kannel", http)], _reliability(), attempts)
+    gateway = FailoverSmsGateway([Provider("smpp", smpp), Provider("kannel", http)], reliability(), attempts)
     marker, stop = f"r{uuid.uuid4().hex[:8]}", asyncio.Event()
 
     async def cut() -> None:
@@ -157,15 +105,15 @@ async def test_the_smsc_cut_mid_run_every_message_goes_through_kannel_then_smpp_
     await back.close()
 
 
-async def test_kannel_stopped_mid_run_every_message_goes_through_smpp(smsc: Smsc, tmp_path: Path):
+async def test_kannel_stopped_mid_run_every_message_goes_throughsmpp_gateway(smsc: Smsc, tmp_path: Path):
     """A private Kannel first, shut down after 200 of 500: the rest go through SMPP, none lost, none
     twice but for those whose Kannel answer was lost; its breaker opens so it is no longer asked."""
     with contextlib.ExitStack() as stack:
         kannel = stack.enter_context(running_kannel(tmp_path))
-        smpp, http, attempts = _smpp(smsc.port), _kannel(kannel), Attempts()
+        smpp, http, attempts = smpp_gateway(smsc.port), kannel_gateway(kannel), Attempts()
         await smpp.start()
         gateway = FailoverSmsGateway(
-            [Provider("kannel", http), Provider("smpp", smpp)], _reliability(), attempts
+            [Provider("kannel", http), Provider("smpp", smpp)], reliability(), attempts
         )
         marker, stop = f"r{uuid.uuid4().hex[:8]}", asyncio.Event()
 

@@ -28,6 +28,7 @@ class ServerOptions:
     health_interval: float = 1.0
     transport: TransportSettings = PLAINTEXT
     clock: Clock | None = None  # the server's time; None: the system clock
+    sms: Gateway | None = None  # the SMS gateway; None: the console, writing to the test's SMS file
     risk: RiskWiring | None = None  # the risk rules and SIM-swap API; None: the default rules, no SIM swap
     dispatch: DispatchSettings = field(
         default_factory=DispatchSettings
@@ -56,13 +57,14 @@ async def start_wired(
         keys=keys,
         store=store,
         outbox=outbox,
-        sms=Gateway("console", ConsoleSmsGateway(sms_file, clock, "development")),
+        sms=chosen.sms or Gateway("console", ConsoleSmsGateway(sms_file, clock, "development")),
         clock=clock,
         policy=chosen.policy,
         lifecycle=chosen.lifecycle,
         metrics=Metrics(),
         risk=chosen.risk,
         archive=JournalArchive(sms_file.parent / "journal-archive"),
+        max_tries=chosen.dispatch.max_tries,
     )
     server = await GrpcServer.start(
         "127.0.0.1:0",

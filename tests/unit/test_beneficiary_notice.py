@@ -1,16 +1,18 @@
-"""The notice that a payee was added: after a VERIFIED add_beneficiary only; it never changes the answer."""
+"""The notice that a payee was added: queued by a VERIFIED add_beneficiary only, sent by the dispatcher; it
+never changes the answer (docs/decisions/0033)."""
 
 from __future__ import annotations
 
 import dataclasses
 import re
+from datetime import timedelta
 
-from sesame.server.domain.challenges import ChallengePolicy, StartRequest, VerifyRequest
+from sesame.server.domain.challenges import ChallengeFlows, ChallengePolicy, StartRequest, VerifyRequest
 from sesame.server.domain.errors import StoreUnavailable
 from sesame.server.domain.lifecycle import UserNotice
 from sesame.server.domain.model import VerificationOutcome, VerifyResult
 from sesame.server.domain.operation import AddBeneficiary, Payee
-from tests.fakes.users import MemoryUsers
+from tests.fakes.challenges import MemoryChallenges
 from tests.unit.test_challenges import NO_CONTEXT, PHONE, TRANSFER, World, flows_over, wrong
 
 ADD = AddBeneficiary(Payee("Jean DUPONT", "FR7630006000011234567890189"))
@@ -66,18 +68,36 @@ async def test_a_notice_the_gateway_refuses_is_journaled_failed_and_the_answer_s
     assert await notices(world) == [("beneficiary_added", "failed")]
 
 
-class NoticeJournalDown(MemoryUsers):
-    """Users that cannot journal a notice, as Redis gone right after the verification."""
+class NoticeJournalDown(MemoryChallenges):
+    """Challenges whose outbox cannot journal a notice (record_notice.lua's step), as Redis gone right after
+    the verification."""
 
-    async def record_user_notice(self, user_id: str, notice: UserNotice) -> None:
+    async def record_notice(self, user_id: str, notice: UserNotice) -> None:
         raise StoreUnavailable("ConnectionError")
 
 
 async def test_a_notice_that_cannot_be_journaled_never_changes_the_answer() -> None:
-    """With the journal of notices failing, the verification still answers VERIFIED, the SMS sent."""
+    """With the journal of notices failing, the verification still answers VERIFIED, the SMS sent, and its
+    entry stays in the outbox (claimed again, at least once: docs/decisions/0033)."""
     world = World()
-    world.store = dataclasses.replace(world.store, users=NoticeJournalDown(world.store.memory))
+    world.store = dataclasses.replace(world.store, challenges=NoticeJournalDown(world.store.memory))
     world.flows = flows_over(world.keys, world.store, world.sms, world.clock, ChallengePolicy())
     outcome = await added(world)
     assert outcome.result is VerifyResult.VERIFIED
     assert world.sms.sent[-1].challenge_id == ""
+    assert (await world.store.outbox.backlog()).depth == 1
+
+
+async def test_the_notice_is_queued_by_the_verification_itself() -> None:
+    """The VERIFIED step queues the notice in the outbox before the call returns: nothing sent inline."""
+    world = World()
+    challenge = await world.flows.start(StartRequest(await world.enrol(), ADD, NO_CONTEXT))
+    code = world.last_code()
+    sent = len(world.sms.sent)
+    outcome = await ChallengeFlows.verify(
+        world.flows, VerifyRequest(challenge.challenge_id, code, ADD, NO_CONTEXT)
+    )  # the flows alone: no dispatch after the call
+    assert outcome.result is VerifyResult.VERIFIED
+    assert len(world.sms.sent) == sent
+    (queued,) = await world.store.outbox.take("unit", 10, timedelta(0))
+    assert (queued.challenge_id, queued.notice) == (challenge.challenge_id, "beneficiary_added")

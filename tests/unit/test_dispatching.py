@@ -1,5 +1,6 @@
 """The dispatcher: a queued SMS is sent only while its challenge can be answered, and settled once, whatever
-the gateway said (docs/decisions/0025). Over the fakes; the outbox contract holds the fake to Redis."""
+the gateway said: sent, tried again, or dead-lettered (docs/decisions/0025, 0033). Over the fakes; the
+outbox and dead letters contracts hold the fake to Redis."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sesame.server.domain.model import Challenge, DeliveryState, RequestContext,
 from sesame.server.domain.proofs import ProofFlows
 from tests.fakes.clock import FixedClock
 from tests.fakes.keystore import FakeKeyStore
+from tests.fakes.outbox import MemoryDeadLetters
 from tests.fakes.sms import RecordingSmsGateway
 from tests.fakes.state import memory_state
 from tests.fakes.world import PHONE, TRANSFER
@@ -25,7 +27,9 @@ NO_WAIT = timedelta(0)
 class Queued:
     """Flows that queue without sending, a dispatcher over the same fakes, and a handle on each."""
 
-    def __init__(self, *, recent: bool = False, dispatcher_keys: FakeKeyStore | None = None) -> None:
+    def __init__(
+        self, *, recent: bool = False, dispatcher_keys: FakeKeyStore | None = None, max_tries: int = 1
+    ) -> None:
         self.clock = FixedClock()
         self.keys = FakeKeyStore()
         self.keys.add_key("sesame-otp-v1", b"k" * 32)
@@ -50,6 +54,7 @@ class Queued:
             clock=self.clock,
             bank_name=policy.bank_name,
             recent=codes,
+            max_tries=max_tries,
         )
 
     async def start(self) -> Challenge:
@@ -86,14 +91,21 @@ async def test_a_queued_sms_is_sent_once_and_settled() -> None:
 
 
 async def test_an_expired_challenges_sms_is_never_sent() -> None:
-    """Taken after the challenge expired: no SMS, the challenge EXPIRED, the entry settled."""
+    """Taken after the challenge expired: no SMS, the challenge EXPIRED (reason expired), dead-lettered."""
     world = Queued()
     challenge = await world.start()
     world.clock.advance(ChallengePolicy().lifetime)
-    assert await world.dispatch_one() is Outcome.EXPIRED
+    assert await world.dispatch_one() is Outcome.DEAD_LETTERED
     assert world.sms.sent == []
-    assert await world.delivery(challenge) is DeliveryState.EXPIRED
+    stored = await world.store.challenges.get_challenge(challenge.challenge_id)
+    assert (stored.delivery, stored.delivery_reason) == (DeliveryState.EXPIRED, "expired")
     assert (await world.store.outbox.backlog()).depth == 0
+    (letter,) = await MemoryDeadLetters(world.store.outbox).recent(10)
+    assert (letter.challenge_id, letter.state, letter.reason) == (
+        challenge.challenge_id,
+        DeliveryState.EXPIRED,
+        "expired",
+    )
 
 
 async def test_a_cancelled_challenges_sms_is_never_sent() -> None:
@@ -106,14 +118,78 @@ async def test_a_cancelled_challenges_sms_is_never_sent() -> None:
     assert (await world.store.outbox.backlog()).depth == 0
 
 
-async def test_a_gateway_refusal_is_recorded_failed_and_settled() -> None:
-    """The gateway refuses: FAILED on the challenge, the entry settled (retries are the gateway's)."""
+async def test_a_gateway_failure_with_one_try_allowed_is_dead_lettered() -> None:
+    """The gateway fails (SESAME_SMS_MAX_TRIES=1, the default): FAILED with reason max_tries, dead-lettered
+    masked, the entry gone."""
     world = Queued()
     challenge = await world.start()
     world.sms.fail()
-    assert await world.dispatch_one() is Outcome.FAILED
+    assert await world.dispatch_one() is Outcome.DEAD_LETTERED
+    stored = await world.store.challenges.get_challenge(challenge.challenge_id)
+    assert (stored.delivery, stored.delivery_reason) == (DeliveryState.FAILED, "max_tries")
+    assert (await world.store.outbox.backlog()).depth == 0
+    (letter,) = await MemoryDeadLetters(world.store.outbox).recent(10)
+    assert (letter.reason, letter.failure, letter.tries) == ("max_tries", "error", 1)
+    assert PHONE not in repr(letter)
+
+
+async def test_a_failed_try_stays_queued_until_its_tries_are_spent() -> None:
+    """With three tries: the first two failures leave the entry pending (claimed again once idle), the
+    third dead-letters it; the challenge reads QUEUED in between."""
+    world = Queued(max_tries=3)
+    challenge = await world.start()
+    world.sms.fail()
+    (queued,) = await world.store.outbox.take("unit", 10, NO_WAIT)
+    assert (await world.dispatcher.dispatch(queued)).outcome is Outcome.RETRY
+    assert await world.delivery(challenge) is DeliveryState.QUEUED
+    (queued,) = await world.store.outbox.reclaim("unit", NO_WAIT, 10)
+    assert (await world.dispatcher.dispatch(queued)).outcome is Outcome.RETRY
+    (queued,) = await world.store.outbox.reclaim("unit", NO_WAIT, 10)
+    dispatched = await world.dispatcher.dispatch(queued)
+    assert (dispatched.outcome, dispatched.reason) == (Outcome.DEAD_LETTERED, "max_tries")
     assert await world.delivery(challenge) is DeliveryState.FAILED
     assert (await world.store.outbox.backlog()).depth == 0
+
+
+async def test_a_retried_sms_that_gets_through_is_sent() -> None:
+    """A failed try, then the gateway back: the claimed entry is sent once, the challenge SENT."""
+    world = Queued(max_tries=3)
+    challenge = await world.start()
+    world.sms.fail()
+    (queued,) = await world.store.outbox.take("unit", 10, NO_WAIT)
+    assert (await world.dispatcher.dispatch(queued)).outcome is Outcome.RETRY
+    world.sms.recover()
+    (queued,) = await world.store.outbox.reclaim("unit", NO_WAIT, 10)
+    assert (await world.dispatcher.dispatch(queued)).outcome is Outcome.SENT
+    assert [m.challenge_id for m in world.sms.sent] == [challenge.challenge_id]
+    assert await world.delivery(challenge) is DeliveryState.SENT
+
+
+async def test_every_providers_final_word_is_dead_lettered_at_once() -> None:
+    """DeliveryRefused (every provider refused the number): dead-lettered on the first try, whatever
+    the tries allowed, with the providers' reason."""
+    world = Queued(max_tries=5)
+    challenge = await world.start()
+    world.sms.refuse("bad_number")
+    assert await world.dispatch_one() is Outcome.DEAD_LETTERED
+    stored = await world.store.challenges.get_challenge(challenge.challenge_id)
+    assert (stored.delivery, stored.delivery_reason) == (DeliveryState.FAILED, "bad_number")
+
+
+async def test_a_code_that_expires_between_tries_is_never_sent_again() -> None:
+    """A failed try, then the code expires before the claim: EXPIRED, reason expired, nothing sent."""
+    world = Queued(max_tries=3)
+    challenge = await world.start()
+    world.sms.fail()
+    (queued,) = await world.store.outbox.take("unit", 10, NO_WAIT)
+    assert (await world.dispatcher.dispatch(queued)).outcome is Outcome.RETRY
+    world.sms.recover()
+    world.clock.advance(ChallengePolicy().lifetime)
+    (queued,) = await world.store.outbox.reclaim("unit", NO_WAIT, 10)
+    dispatched = await world.dispatcher.dispatch(queued)
+    assert (dispatched.outcome, dispatched.reason) == (Outcome.DEAD_LETTERED, "expired")
+    assert world.sms.sent == []
+    assert await world.delivery(challenge) is DeliveryState.EXPIRED
 
 
 async def test_the_code_start_noted_is_sent_without_another_hsm_call() -> None:

@@ -9,7 +9,7 @@ import pytest
 from sesame.clients.sms_breaker import BreakerSettings, BreakerState
 from sesame.clients.sms_failover import BreakerOpen, FailoverSmsGateway, Provider, Reliability
 from sesame.clients.sms_policy import RetryPolicy
-from sesame.server.domain.errors import DeliveryFailed, DeliveryFailure
+from sesame.server.domain.errors import DeliveryFailed, DeliveryFailure, DeliveryRefused
 from sesame.server.domain.model import SentSms, SmsMessage
 from tests.fakes.clock import FixedClock
 
@@ -160,3 +160,20 @@ async def test_a_cancelled_half_open_trial_frees_the_breaker():
         await trial
     sent = await gateway.send(MESSAGE)
     assert (sent.provider_ref, gateway.breaker_states()["kannel"]) == ("ok-4", BreakerState.CLOSED)
+
+
+async def test_every_providers_final_word_is_a_refusal_no_later_try_would_change():
+    """Both providers refuse the number or the text: DeliveryRefused (the outbox dead-letters it at once)."""
+    gateway = _gateway(Scripted("bad_number"), Scripted("refused"), Sleeps(), Observed())
+    with pytest.raises(DeliveryRefused) as caught:
+        await gateway.send(MESSAGE)
+    assert caught.value.reason == "refused"
+
+
+async def test_a_final_word_after_a_fault_is_not_a_refusal():
+    """One provider down, the other refusing the number: DeliveryFailed, not DeliveryRefused (the first
+    provider may take it on a later try)."""
+    gateway = _gateway(Scripted(*["unreachable"] * 3), Scripted("bad_number"), Sleeps(), Observed())
+    with pytest.raises(DeliveryFailed) as caught:
+        await gateway.send(MESSAGE)
+    assert not isinstance(caught.value, DeliveryRefused)

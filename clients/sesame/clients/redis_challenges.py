@@ -176,13 +176,15 @@ class RedisChallenges(RedisPlace):
             lockout.longest_block // rec.MS,
             rec.iso(attempt.at),
             *rec.proof_id_fields(attempt.proof_id),
+            attempt.notice,
             *self._lesson(attempt),
             *head,
             "op_digest", attempt.op_digest.hex(),
             *rec.context_fields(attempt.context),
         ]  # fmt: skip
         # One round trip on one slot: the challenge and its user share the place the id names (decision 0019).
-        reply = await self._run("record_verification", self._refusal_keys(attempt.challenge_id), args)
+        keys = [*self._refusal_keys(attempt.challenge_id), self.keys.outbox()]  # a notice is queued there
+        reply = await self._run("record_verification", keys, args)
         if reply[0] == b"not_found":
             raise ChallengeNotFound(attempt.challenge_id)
         result = VerifyResult(reply[0].decode())

@@ -148,6 +148,11 @@ class Keyspace:
         group; an entry is deleted once its send is recorded (docs/decisions/0025)."""
         return f"{self._prefix}:{{outbox}}:sms"
 
+    def dead_letters(self) -> str:
+        """The SMS given up on: a stream of masked lines beside the outbox, bounded and expiring
+        (docs/decisions/0033)."""
+        return f"{self._prefix}:{{outbox}}:dead"
+
     def key_ledger(self) -> str:
         """The highest key version seen per kind and each label's fingerprint (docs/decisions/0015)."""
         return f"{self._prefix}:{{keys}}:ledger"

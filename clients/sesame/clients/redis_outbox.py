@@ -18,15 +18,22 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from sesame.clients import redis_records as rec
+from sesame.clients.redis_dead_letters import RedisDeadLetters
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_scripts import Scripts, stored_challenge, translated
-from sesame.server.domain.dispatching import Backlog, QueuedSms
+from sesame.server.domain.dispatching import Backlog, FailedTry, QueuedSms
 from sesame.server.domain.errors import ChallengeNotFound
+from sesame.server.domain.lifecycle import UserNotice
 from sesame.server.domain.model import Challenge, DeliveryState
 from sesame.server.domain.ports import Outbox
+from sesame.server.domain.privacy import mask_phone
 from sesame.server.domain.sent_text import SentText
 
 GROUP: Final = "dispatchers"
+# The dead letters stream is bounded in length and in age (docs/decisions/0033): it is a list for the
+# operators to look at, not a store of record (the challenge's journal is).
+DEAD_LETTERS_KEPT: Final = 10_000
+DEAD_LETTERS_LIFETIME: Final = timedelta(days=7)
 
 
 class RedisOutbox:
@@ -51,6 +58,10 @@ class RedisOutbox:
         options = {**client.connection_pool.connection_kwargs, "socket_timeout": timeout}
         pool = aioredis.ConnectionPool(connection_class=client.connection_pool.connection_class, **options)
         return cls(aioredis.Redis(connection_pool=pool), prefix=prefix)
+
+    def dead_letters(self) -> RedisDeadLetters:
+        """The dead letters this outbox keeps, read on its connection."""
+        return RedisDeadLetters(self._client, prefix=self._keys.prefix)
 
     async def close(self) -> None:
         """Close the client and its connections (a pool given to a client outlives its `aclose`)."""
@@ -124,6 +135,50 @@ class RedisOutbox:
         ]
         await self._scripts.run("record_dispatch", keys, args)
 
+    async def settle_notice(self, queued: QueuedSms, user_id: str, notice: UserNotice) -> None:
+        """record_notice.lua: the notice in the user's journal (sealed, with its text's hash and template
+        version), the entry acknowledged and deleted."""
+        keys = [self._keys.user_journal(user_id), self._stream]
+        entry = [
+            "event", "user.notice",
+            "at", rec.iso(notice.at),
+            "user_id", user_id,
+            "kind", notice.kind,
+            "phone", mask_phone(notice.to),
+            "outcome", "sent" if notice.sent else "failed",
+            "provider_ref", notice.provider_ref,
+            "challenge_id", queued.challenge_id,
+        ]  # fmt: skip
+        if notice.text is not None:  # its text's hash and template version (decision 0035)
+            entry += [item for pair in notice.text.journal_fields().items() for item in pair]
+        await self._scripts.run("record_notice", keys, [GROUP, queued.entry_id, *entry])
+
+    async def fail(self, queued: QueuedSms, failure: str, at: datetime, allowed: int) -> FailedTry:
+        """record_failed_try.lua: another try later, or the dead letter, in one step."""
+        challenge_id = queued.challenge_id
+        keys = [
+            self._keys.challenge(challenge_id),
+            self._keys.challenge_journal(challenge_id),
+            self._stream,
+            self._keys.dead_letters(),
+        ]
+        head = rec.challenge_event("challenge.dead_letter", challenge_id, at)[2:]  # the script names it
+        args = [
+            GROUP,
+            queued.entry_id,
+            failure,
+            allowed,
+            rec.to_ms(at),
+            DEAD_LETTERS_KEPT,
+            DEAD_LETTERS_LIFETIME // rec.MS,
+            rec.to_ms(queued.queued_at),
+            *head,
+        ]
+        reply = await self._scripts.run("record_failed_try", keys, args)
+        if int(reply[0]) == 0:
+            return FailedTry(int(reply[1]))
+        return FailedTry(int(reply[1]), reply[2].decode())
+
     async def backlog(self) -> Backlog:
         """XLEN and the first entry, in one round trip (a pipeline)."""
         with translated():
@@ -147,10 +202,13 @@ class RedisOutbox:
 
 
 def _queued(entry_id: bytes, fields: dict[bytes, bytes]) -> QueuedSms:
+    until = int(fields.get(b"until", b"0"))
     return QueuedSms(
         entry_id=entry_id.decode(),
         challenge_id=fields[b"challenge_id"].decode(),
         queued_at=rec.from_ms(int(fields[b"queued_at"])),
+        notice=fields.get(b"notice", b"").decode(),
+        until=rec.from_ms(until) if until else None,
     )
 
 

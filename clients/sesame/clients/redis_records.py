@@ -191,6 +191,7 @@ def challenge_from_hash(raw: Mapping[bytes, bytes]) -> Challenge:
             resend_spacing=int(raw[b"resend_spacing_ms"]) * MS,
             resends=int(raw[b"resends"]),
             last_sent_at=from_ms(int(raw[b"last_sent_at"])),
+            delivery_reason=raw.get(b"delivery_reason", b"").decode(),
             risk=risk_from_hash(raw),
         )
     except (KeyError, ValueError, TypeError, MalformedEncoding) as exc:

@@ -19,6 +19,7 @@ import ctypes
 import fcntl
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -376,3 +377,16 @@ def _stop_orphan(pid_file: Path, timeout: float) -> None:
                 return
             time.sleep(0.02)
     raise StoreUnavailable(f"redis-server pid {pid} on {data_dir} did not stop")
+
+
+def url_of_running(data_dir: Path) -> str:
+    """The URL of the live redis-server that another process (a `sesame serve`) runs on `data_dir`, read
+    from its process title (`{listen-addr}`, see `_arguments`): how a command reaches the embedded Redis
+    of a running server. StoreUnavailable when none runs there."""
+    pid = _live_server(data_dir / "redis.pid")
+    if pid is not None:
+        with contextlib.suppress(OSError):
+            found = re.search(rb"127\.0\.0\.1:(\d+)", Path(f"/proc/{pid}/cmdline").read_bytes())
+            if found is not None:
+                return f"redis://{_HOST}:{int(found.group(1))}/0"
+    raise StoreUnavailable(f"no redis-server runs on {data_dir}")

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from sesame.clients.sms_breaker import BreakerSettings, BreakerState, CircuitBreaker
-from sesame.clients.sms_policy import BEFORE_ACCEPTANCE, PROVIDER_FAULTS, RetryPolicy
-from sesame.server.domain.errors import DeliveryFailed
+from sesame.clients.sms_policy import BEFORE_ACCEPTANCE, FINAL_WORDS, PROVIDER_FAULTS, RetryPolicy
+from sesame.server.domain.errors import DeliveryFailed, DeliveryRefused
 from sesame.server.domain.model import SentSms, SmsMessage
 from sesame.server.domain.ports import SmsGateway
 
@@ -97,10 +97,11 @@ class FailoverSmsGateway:
         return {name: breaker.state for name, breaker in self._breakers.items()}
 
     async def send(self, message: SmsMessage) -> SentSms:
-        """The first acknowledgement; DeliveryFailed naming every provider's failure when none took it."""
+        """The first acknowledgement; DeliveryFailed naming every provider's failure when none took it
+        (DeliveryRefused when each gave its final word, BreakerOpen when every breaker was open)."""
         failures: list[str] = []
         last: DeliveryFailed | None = None
-        every_open = True
+        every_open = every_final = True
         for provider in self._providers:
             try:
                 return await self._through(provider, message)
@@ -108,6 +109,7 @@ class FailoverSmsGateway:
                 failures.append(f"{provider.name}: {exc}")
                 last = exc
                 every_open = every_open and isinstance(exc, BreakerOpen)
+                every_final = every_final and not isinstance(exc, BreakerOpen) and exc.reason in FINAL_WORDS
                 if provider is not self._providers[-1] and not isinstance(exc, BreakerOpen):
                     _log.info(
                         "SMS for %s: %s failed (%s), trying the next provider",
@@ -115,7 +117,7 @@ class FailoverSmsGateway:
                         provider.name,
                         exc.reason,
                     )
-        failed = BreakerOpen if every_open else DeliveryFailed
+        failed = BreakerOpen if every_open else DeliveryRefused if every_final else DeliveryFailed
         raise failed("; ".join(failures), last.reason if last else "error")
 
     async def _through(self, provider: Provider, message: SmsMessage) -> SentSms:

@@ -17,6 +17,8 @@ from sesame.server.domain.errors import DeliveryFailure
 
 # Failed before the provider took the message: asking it again cannot make a second SMS.
 BEFORE_ACCEPTANCE: Final[frozenset[DeliveryFailure]] = frozenset({"unreachable", "throttled", "unavailable"})
+# The provider's final word on the message: asking it again later would get the same answer.
+FINAL_WORDS: Final[frozenset[DeliveryFailure]] = frozenset({"bad_number", "bad_content", "refused"})
 # The provider's own fault: counted by its circuit breaker. A refused number or text is about the message.
 PROVIDER_FAULTS: Final[frozenset[DeliveryFailure]] = frozenset(
     {"unreachable", "throttled", "unavailable", "timeout", "lost", "partial", "refused", "error"}

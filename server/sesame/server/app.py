@@ -149,6 +149,7 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
             risk=RiskWiring(settings.risk, sim_swap),
             sealing=SealerTiming(retention=settings.evidence_retention),
             archive=JournalArchive(settings.journal_archive_dir),
+            max_tries=settings.dispatch.max_tries,
         )
         # Stopped first on the way out (after the server drained): a loop finishes its batch.
         loops = DispatchLoops(running.dispatcher, outbox, metrics, clock, settings.dispatch)
@@ -293,6 +294,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
     risk: RiskWiring | None = None,
     sealing: SealerTiming | None = None,
     archive: JournalArchive | None = None,
+    max_tries: int = 1,
 ) -> Runtime:
     """The flows over metered views of the adapters, telling the metrics what they decided; health probes
     the bare ones (a probe is not traffic)."""
@@ -345,6 +347,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
             bank_name=policy.bank_name,
             recent=recent,
             templates=policy.sms_templates,
+            max_tries=max_tries,
         ),
         advisories={SMS_HEALTH_SERVICE: sms_watch.healthy},
         sealer=Sealer(

@@ -1,4 +1,4 @@
-"""The `sesame` command: serve, dispatch, keys, demo, health, proof, evidence, journal, risk replay."""
+"""The `sesame` command: serve, dispatch, keys, demo, health, proof, evidence, journal, risk replay, sms."""
 
 from __future__ import annotations
 
@@ -90,6 +90,13 @@ def _parser() -> argparse.ArgumentParser:
         help="replay scenario files on the rules (SESAME_RISK_RULES_FILE or the defaults)",
     )
     replay.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    sms = commands.add_parser("sms", help="the SMS outbox (docs/operations.md, dead letters)")
+    sms_actions = sms.add_subparsers(dest="sms_action", required=True, metavar="ACTION")
+    dead = sms_actions.add_parser(
+        "dead-letters",
+        help="list the SMS given up on, newest first, masked (SESAME_REDIS_URL, or the embedded Redis)",
+    )
+    dead.add_argument("--count", type=int, default=100, help="at most this many (default: 100)")
     return parser
 
 
@@ -202,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 target = args.target or settings.grpc_addr
                 sms_file = args.sms_file or str(settings.sms_console_file)
                 return asyncio.run(run_demo(target, sms_file))
-            case "health" | "proof" | "evidence" | "journal" | "risk":
+            case "health" | "proof" | "evidence" | "journal" | "risk" | "sms":
                 return _CHECKS[args.command](args, settings)
     except SesameError as error:
         print(f"sesame: {error}", file=sys.stderr)  # noqa: T201
@@ -233,6 +240,16 @@ def _risk(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     print("\n".join(lines))  # noqa: T201
     return 0 if as_expected else 1
+
+
+def _sms(args: argparse.Namespace, settings: Settings) -> int:
+    """`sms dead-letters`: one masked line per dead letter (docs/decisions/0033)."""
+    from sesame.server.sms_dead_letters import dead_letters  # noqa: PLC0415
+
+    if not 1 <= args.count <= 10_000:
+        raise ConfigurationError(f"--count must be between 1 and 10000, not {args.count}")
+    print("\n".join(dead_letters(settings, args.count)))  # noqa: T201
+    return 0
 
 
 def _workers(count: int) -> int:
@@ -415,6 +432,7 @@ _CHECKS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "evidence": _evidence,
     "journal": _journal,
     "risk": _risk,
+    "sms": _sms,
 }
 
 

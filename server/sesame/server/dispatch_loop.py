@@ -41,13 +41,17 @@ class DispatchSettings:
     batch: int = 32  # entries taken at once
     wait: timedelta = timedelta(milliseconds=500)  # the longest a loop blocks on an empty outbox
     stop_grace: float = 10.0  # seconds a stopping loop has to finish its batch
+    # An SMS given to dispatchers this many times without a provider taking it is dead-lettered; 1: the
+    # failover's own retries (before acceptance, per provider) are all it gets (docs/decisions/0033).
+    max_tries: int = 1
 
 
 def read_dispatch(reader: EnvReader) -> DispatchSettings:
-    """SESAME_DISPATCHERS and SESAME_OUTBOX_CLAIM_IDLE_SECONDS (docs/operations.md)."""
+    """SESAME_DISPATCHERS, SESAME_OUTBOX_CLAIM_IDLE_SECONDS and SESAME_SMS_MAX_TRIES (docs/operations.md)."""
     return DispatchSettings(
         loops=reader.integer("SESAME_DISPATCHERS", 1, 0, 64),
         claim_idle=timedelta(seconds=reader.integer("SESAME_OUTBOX_CLAIM_IDLE_SECONDS", 30, 1, 3600)),
+        max_tries=reader.integer("SESAME_SMS_MAX_TRIES", 1, 1, 20),
     )
 
 
@@ -117,6 +121,8 @@ class DispatchLoops:
             _log.warning("queued SMS not sent (%s); it stays in the outbox", type(exc).__name__)
             return
         self._metrics.dispatches.labels(dispatched.outcome.value).inc()
+        if dispatched.reason:
+            self._metrics.dead_letters.labels(dispatched.reason).inc()
         if dispatched.handed_at is not None:
             waited = (dispatched.handed_at - queued.queued_at).total_seconds()
             self._metrics.sms_handed_seconds.observe(max(0.0, waited))

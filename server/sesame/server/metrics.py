@@ -176,8 +176,14 @@ class Metrics:
         backlog, which every dispatcher samples (the workers' samples are of one stream: the max is it)."""
         self.dispatches = Counter(
             "sesame_outbox_dispatches",
-            "Queued SMS settled by a dispatcher, by outcome (sent, failed, expired, missing).",
+            "Queued SMS taken by a dispatcher, by outcome (docs/operations.md, Metrics).",
             ["outcome"],
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "sesame_sms_dead_letters",
+            "SMS the outbox gave up on, by reason (expired, max_tries, bad_number, bad_content, refused).",
+            ["reason"],
             registry=self.registry,
         )
         self.sms_handed_seconds = Histogram(

@@ -4,8 +4,9 @@
 -- this step is claimed by another one and sent again (at least once: docs/decisions/0025).
 -- KEYS[1] challenge hash, KEYS[2] challenge journal stream (its user's {u:<t>} slot), KEYS[3] the outbox stream
 -- ({outbox}: this script spans the two slots on purpose, the record and the acknowledgement being one step).
--- ARGV[1] the consumer group, ARGV[2] the entry id, ARGV[3] the message's state (sent, failed; expired when
--- the challenge was closed or expired before it left), ARGV[4] provider reference, ARGV[5 ..] journal pairs.
+-- ARGV[1] the consumer group, ARGV[2] the entry id, ARGV[3] the message's state (sent; expired when the
+-- challenge was closed before it left, or was purged: a send that failed or a code that expired is
+-- record_failed_try.lua's, docs/decisions/0033), ARGV[4] provider reference, ARGV[5 ..] journal pairs.
 -- Returns 1, or 0 when the challenge no longer exists (the entry is acknowledged all the same).
 --#include _delivery.lua
 local challenge, journal, outbox = KEYS[1], KEYS[2], KEYS[3]

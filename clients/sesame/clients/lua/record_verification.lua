@@ -4,18 +4,23 @@
 -- One slot: the challenge lives in its user's place {u:<t>} (docs/decisions/0019), so the caller names no
 -- user; the user is the one the stored challenge names, and its keys are named here from that user id under
 -- the challenge's own tag (the same slot by construction; a forged tag finds no challenge).
--- KEYS[1] challenge hash, KEYS[2] challenge journal stream, KEYS[3] the challenge's refusal counts
+-- KEYS[1] challenge hash, KEYS[2] challenge journal stream, KEYS[3] the challenge's refusal counts,
+-- KEYS[4] the SMS outbox ({outbox}, another slot on purpose: a notice is queued with the change it reports,
+-- docs/decisions/0033)
 -- ARGV[1] attempt time (unix ms), ARGV[2] submitted op_digest (hex), ARGV[3] '1' if the code matched,
 -- ARGV[4], ARGV[5] the names of the user hash and the user journal less the user id, in the challenge's
 -- place, ARGV[6] wrong codes in a row that block, ARGV[7] first block (ms), ARGV[8] longest block (ms),
 -- ARGV[9] attempt time (ISO, for the user's journal), ARGV[10], ARGV[11] the jti and kid of the proof that a
--- VERIFIED decision will carry ('' when none can be signed now; decision 0026), ARGV[12] the name of the user's
--- risk keys less the user id, in the challenge's place ('': nothing to remember), ARGV[13..26] what a VERIFIED
--- decision teaches that memory (risk_remember's 14 arguments, _risk_memory.lua; decision 0032), ARGV[27 ..]
--- challenge journal field/value pairs (event, time, id, request context)
+-- VERIFIED decision will carry ('' when none can be signed now; decision 0026), ARGV[12] the notice a
+-- VERIFIED decision queues ('' none, `beneficiary_added`; decision 0033), ARGV[13] the name of the user's
+-- risk keys less the user id, in the challenge's place ('': nothing to remember), ARGV[14..27] what a VERIFIED
+-- decision teaches that memory (risk_remember's 14 arguments, _risk_memory.lua; decision 0032), ARGV[28 ..]
+-- challenge journal field/value pairs (event, time, id, request context). A block that starts queues the
+-- `user_blocked` alert.
 -- Returns {result, hgetall, blocked_until} (blocked_until: unix ms when this attempt started a block, else
 -- 0), then, when a VERIFIED decision fed the risk memory, that memory as read_user_risk reads it and its
 -- version (so that the worker's next Start needs no read of its own); or {'not_found'}.
+--#include _notice.lua
 --#include _risk_memory.lua
 local challenge, journal, refusals = KEYS[1], KEYS[2], KEYS[3]
 local now = tonumber(ARGV[1])
@@ -72,7 +77,7 @@ if REFUSED[result] then
   end
 end
 local entry = {}
-for i = 27, #ARGV do entry[#entry + 1] = ARGV[i] end
+for i = 28, #ARGV do entry[#entry + 1] = ARGV[i] end
 local attempts = redis.call('HGET', challenge, 'attempts')
 for _, v in ipairs({'user_id', h[5], 'client_id', h[6], 'outcome', result, 'attempts', attempts, 'status', status}) do
   entry[#entry + 1] = v
@@ -109,20 +114,24 @@ if known_user and result == 'wrong_code' then
     length = math.min(longest, length)
     until_ms, started_block, failures = now + length, now + length, 0
     redis.call('HSET', user, 'failures', 0, 'blocked_until', until_ms)
+    queue_notice(KEYS[4], h[7], 'user_blocked', ARGV[1], until_ms)  -- RTS Art. 4(4): the payer is alerted
   end
   journal_user('user.failed_attempt', outcome, failures, blocks, until_ms)
 elseif known_user and result == 'verified' then
+  if ARGV[12] ~= '' then
+    queue_notice(KEYS[4], h[7], ARGV[12], ARGV[1], 0)
+  end
   local u = redis.call('HMGET', user, 'failures', 'blocks', 'blocked_until')
   if (tonumber(u[1] or '0') or 0) ~= 0 or (tonumber(u[2] or '0') or 0) ~= 0 or (tonumber(u[3] or '0') or 0) ~= 0 then
     redis.call('HSET', user, 'failures', 0, 'blocks', 0, 'blocked_until', 0)
     journal_user('user.successful_attempt', 'reset', 0, 0, 0)
   end
 end
-if known_user and result == 'verified' and ARGV[12] ~= '' then
+if known_user and result == 'verified' and ARGV[13] ~= '' then
   -- The risk memory learns in the decision's step: a right code is one round trip (decision 0032).
-  local parts = risk_parts(ARGV[12], h[5])
+  local parts = risk_parts(ARGV[13], h[5])
   local lesson = {}
-  for i = 13, 26 do lesson[#lesson + 1] = ARGV[i] end
+  for i = 14, 27 do lesson[#lesson + 1] = ARGV[i] end
   risk_remember(parts, lesson)
   local memory, version = risk_read(user, parts)
   return {result, redis.call('HGETALL', challenge), started_block, memory, version}

@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sesame.server.domain import budgets, codes, factors, validation
-from sesame.server.domain.beneficiary_notice import notify_if_added
 from sesame.server.domain.blocking import Block, after_block
 from sesame.server.domain.budgets import SendBudget
 from sesame.server.domain.destinations import DEFAULT_COUNTRIES, check_destination
@@ -42,6 +41,7 @@ from sesame.server.domain.model import (
     VerificationOutcome,
     VerifyResult,
 )
+from sesame.server.domain.notices import notice_on_verified
 from sesame.server.domain.opening import Opened, Opening
 from sesame.server.domain.operation import Operation, OperationType, digest, kind
 from sesame.server.domain.risk import RiskAssessment, RiskDecision
@@ -346,6 +346,7 @@ class ChallengeFlows:
             at=self._clock.now(),
             context=request.context,
             proof_id=None if plan is None else plan.proof_id,
+            notice=notice_on_verified(request.operation),
             # A right code feeds the user's risk memory in the decision's own step (decision 0032).
             risk=None if self._risk is None else self._risk.lesson(request, self._clock.now()),
         )
@@ -360,12 +361,11 @@ class ChallengeFlows:
         if outcome.blocked_until is not None:
             owner = outcome.challenge.user_id
             block = Block(owner, outcome.blocked_until, attempt.at, request.context.caller)
-            await after_block(self._store, self._sms, self._clock, self._policy, block, tally=self._tally)
+            await after_block(self._store, block, tally=self._tally)
         if outcome.result is not VerifyResult.VERIFIED:
             return outcome
         if self._risk is not None:
             self._risk.keep(outcome.risk_memory)  # the next Start on this worker needs no read
-        await notify_if_added(self._store, self._sms, self._policy, outcome.challenge, attempt.at)
         return replace(outcome, proof=await self._proofs.after_verification(outcome, attempt, plan))
 
     async def resend(self, challenge_id: str, context: RequestContext) -> Challenge:

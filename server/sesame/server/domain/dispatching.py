@@ -7,31 +7,45 @@ challenge may still be answered, hands the SMS to the gateway and settles the en
 recorded and the entry acknowledged in one step, so that a message the gateway took and that was recorded
 is never sent again. A dispatcher that dies before settling leaves the entry pending: another one claims it
 once it has been idle long enough, and sends it (at least once).
+
+A send that did not reach the gateway is tried again (the entry stays pending and is claimed once idle),
+until `max_tries` tries were made; then, or at once when every provider gave its final word or the code
+has expired, the entry is dead-lettered (docs/decisions/0033): the challenge reads FAILED (EXPIRED for an
+expired code) with the reason, and a masked line stays in the dead letters for the operators.
 """
 
 from __future__ import annotations
 
 import enum
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sesame.server.domain import codes, sent_text, sms_text
-from sesame.server.domain.errors import ChallengeNotFound, DeliveryFailed
+from sesame.server.domain import codes, notices, sent_text, sms_text
+from sesame.server.domain.errors import ChallengeNotFound, DeliveryFailed, DeliveryRefused
+from sesame.server.domain.lifecycle import UserNotice
 from sesame.server.domain.model import Challenge, ChallengeStatus, DeliveryState, SmsMessage
+from sesame.server.domain.sms_templates import Kind
 
 if TYPE_CHECKING:
     from sesame.server.domain.ports import Clock, KeyStore, Outbox, SmsGateway
     from sesame.server.domain.sms_templates import SmsTemplates
 
 
+_log = logging.getLogger("sesame.notices")
+
+
 @dataclass(frozen=True, slots=True)
 class QueuedSms:
-    """One outbox entry: the challenge whose code to send, and when it was queued."""
+    """One outbox entry: the challenge whose code to send, and when it was queued; or a notice about that
+    challenge's user (its kind, and the end of a block), queued with the change it reports."""
 
     entry_id: str
     challenge_id: str
     queued_at: datetime
+    notice: str = ""  # "" a code SMS; else the notice's kind (sms_templates.Kind), docs/decisions/0033
+    until: datetime | None = None  # the end of the block a `user_blocked` notice tells
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,17 +60,51 @@ class Outcome(enum.Enum):
     """What became of a queued SMS."""
 
     SENT = "sent"  # the gateway took it
-    FAILED = "failed"  # the gateway refused it (retries and failover are the gateway's)
-    EXPIRED = "expired"  # never sent: the challenge expired or was closed while the SMS waited
+    RETRY = "retry"  # no provider took it this time: it stays in the outbox for another try
+    DEAD_LETTERED = "dead_lettered"  # given up on: tries spent, every provider's final word, code expired
+    EXPIRED = "expired"  # never sent: the challenge was closed (verified, cancelled, voided) while it waited
     MISSING = "missing"  # never sent: the challenge was purged
+    NOTICE_SENT = "notice_sent"  # a notice the gateway took (journaled as a user notice)
+    NOTICE_FAILED = "notice_failed"  # a notice no provider took (journaled as failed, for the back office)
+
+
+# Why an SMS was dead-lettered: its code expired, its tries were spent, or the providers' final word.
+DEAD_LETTER_REASONS = ("expired", "max_tries", "bad_number", "bad_content", "refused")
 
 
 @dataclass(frozen=True, slots=True)
 class Dispatched:
-    """One settled SMS: its outcome, and when it was handed to the gateway (None if it was not)."""
+    """One settled SMS: its outcome, when it was handed to the gateway (None if it was not), and the reason
+    it was dead-lettered (empty unless it was)."""
 
     outcome: Outcome
     handed_at: datetime | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FailedTry:
+    """What the outbox did with a send that did not reach the phone: `tries` made so far, and the reason
+    it dead-lettered the entry (empty: the entry stays for another try)."""
+
+    tries: int
+    dead_letter: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One SMS given up on, as the operators see it: never the code, never the whole number."""
+
+    letter_id: str
+    challenge_id: str
+    user_id: str
+    masked_phone: str
+    state: DeliveryState  # FAILED, or EXPIRED for an expired code
+    reason: str  # one of DEAD_LETTER_REASONS
+    failure: str  # the last provider failure (a DeliveryFailure reason), or `expired`
+    tries: int
+    queued_at: datetime
+    at: datetime
 
 
 class RecentCodes:
@@ -111,7 +159,10 @@ class Dispatcher:
         bank_name: str,
         recent: RecentCodes | None = None,
         templates: SmsTemplates | None = None,
+        max_tries: int = 1,
     ) -> None:
+        """`max_tries`: how many times an SMS is given to a dispatcher before it is dead-lettered."""
+        self._max_tries = max_tries
         self._keys = keys
         self._recent = recent
         self._templates = templates
@@ -123,19 +174,28 @@ class Dispatcher:
     async def dispatch(self, queued: QueuedSms) -> Dispatched:
         """Send one queued SMS unless its challenge can no longer be answered, then settle its entry.
 
-        An HSM or store failure raises, leaving the entry pending (it is claimed and tried again); a
-        gateway refusal is recorded FAILED and settled, as the send did before the outbox.
+        An HSM or store failure raises, leaving the entry pending (it is claimed and tried again); a send
+        no provider took is a failed try: tried again later, or dead-lettered (docs/decisions/0033).
         """
         try:
             challenge = await self._outbox.challenge(queued)
         except ChallengeNotFound:
             await self._outbox.settle(queued, DeliveryState.EXPIRED, "", self._clock.now())
             return Dispatched(Outcome.MISSING)
+        if queued.notice:
+            return await self._notify(queued, challenge)
+        return await self._send_code(queued, challenge)
+
+    async def _send_code(self, queued: QueuedSms, challenge: Challenge) -> Dispatched:
+        """The code SMS, unless the challenge was closed or its code expired while it waited."""
         now = self._clock.now()
-        if challenge.status is not ChallengeStatus.OPEN or now >= challenge.expires_at:
-            # Never a code that can no longer be used: it would only teach a thief the code's format.
+        if challenge.status is not ChallengeStatus.OPEN:
+            # Closed while it waited: nobody needs the code any more (not a delivery failure).
             await self._outbox.settle(queued, DeliveryState.EXPIRED, "", now)
             return Dispatched(Outcome.EXPIRED)
+        if now >= challenge.expires_at:
+            # Never an expired code (it would only teach a thief the code's format): a dead letter.
+            return await self._failed(queued, "expired", now, 0)
         context = await self._context(challenge, now)
         text = sms_text.render(challenge.operation, context)
         # What the journal keeps of the text: its hash with the code masked, and the template's version.
@@ -143,11 +203,44 @@ class Dispatcher:
         message = SmsMessage(challenge.phone, text, challenge.challenge_id)
         try:
             sent = await self._sms.send(message)
-        except DeliveryFailed:
-            await self._outbox.settle(queued, DeliveryState.FAILED, "", self._clock.now(), record)
-            return Dispatched(Outcome.FAILED)
+        except DeliveryRefused as refused:
+            return await self._failed(queued, refused.reason, self._clock.now(), 0)
+        except DeliveryFailed as failed:
+            return await self._failed(queued, failed.reason, self._clock.now(), self._max_tries)
         await self._outbox.settle(queued, DeliveryState.SENT, sent.provider_ref, sent.sent_at, record)
         return Dispatched(Outcome.SENT, sent.sent_at)
+
+    async def _notify(self, queued: QueuedSms, challenge: Challenge) -> Dispatched:
+        """Send a notice (no code, never expired: it reports a change that was made) and journal it as a
+        user notice, sent or failed, with its text's hash and template version (decision 0035), removing its
+        entry in the same step. To the number the challenge's code went to: the secure number when the
+        change was made."""
+        text = notices.notice_text(queued, challenge, self._bank_name, self._templates)
+        record = (
+            sent_text.notice(Kind(queued.notice), challenge.locale, text, self._templates) if text else None
+        )
+        to = challenge.phone
+        sent = None
+        try:
+            sent = await self._sms.send(SmsMessage(to, text, "")) if text else None
+        except DeliveryFailed as exc:
+            _log.warning("%s notice not sent (%s)", queued.notice, exc.reason)
+        if sent is None:
+            notice = UserNotice(queued.notice, to, False, "", self._clock.now(), record)
+            await self._outbox.settle_notice(queued, challenge.user_id, notice)
+            return Dispatched(Outcome.NOTICE_FAILED)
+        notice = UserNotice(queued.notice, to, True, sent.provider_ref, sent.sent_at, record)
+        await self._outbox.settle_notice(queued, challenge.user_id, notice)
+        return Dispatched(Outcome.NOTICE_SENT, sent.sent_at)
+
+    async def _failed(self, queued: QueuedSms, failure: str, at: datetime, allowed: int) -> Dispatched:
+        """A try that did not reach the phone, in the outbox's one step: another try, or a dead letter."""
+        tried = await self._outbox.fail(queued, failure, at, allowed)
+        if not tried.dead_letter:
+            return Dispatched(Outcome.RETRY)
+        if tried.dead_letter == "missing":
+            return Dispatched(Outcome.MISSING)
+        return Dispatched(Outcome.DEAD_LETTERED, reason=tried.dead_letter)
 
     async def _context(self, challenge: Challenge, now: datetime) -> sms_text.SmsContext:
         """What the SMS text needs: the code Start noted in this process, or computed in the HSM now (the

@@ -221,6 +221,11 @@ class DeliveryFailed(SesameError):
         self.reason: DeliveryFailure = reason
 
 
+class DeliveryRefused(DeliveryFailed):
+    """Every provider gave its final word on the message (refused number, text or account): no later try
+    would do better, so the outbox dead-letters it at once (docs/decisions/0033)."""
+
+
 class ConfigurationError(SesameError):
     """Settings are missing or invalid; the service refuses to start."""
 

@@ -203,6 +203,9 @@ class Challenge:
     # What the risk rules decided when it was opened (docs/risk.md): journaled with its opening, kept with the
     # challenge (a retry by request id answers it, its proof states it: decision 0032); None without rules.
     risk: RiskAssessment | None = None
+    # Why its SMS was dead-lettered (docs/decisions/0033): `expired`, `max_tries`, or the providers' final
+    # word (`bad_number`, `bad_content`, `refused`); shown while `delivery` is FAILED or EXPIRED.
+    delivery_reason: str = ""
 
     @property
     def op_digest(self) -> bytes:
@@ -272,6 +275,9 @@ class VerificationAttempt:
     # What the proof will be known by if this attempt is VERIFIED, drawn before the decision: the store
     # journals it with a VERIFIED decision only, so the signed proof is fixed by the journal (decision 0026).
     proof_id: ProofId | None = None
+    # The notice a VERIFIED decision queues in the outbox in the same step (`beneficiary_added` for an
+    # added payee, "" none; docs/decisions/0033); a block that starts always queues its alert.
+    notice: str = ""
     # What a VERIFIED decision teaches its user's risk memory in the same step (decision 0032); None: no rules
     risk: RiskLesson | None = None
 

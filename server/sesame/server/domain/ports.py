@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from datetime import datetime, timedelta
 
     from sesame.server.domain.budgets import Charge
-    from sesame.server.domain.dispatching import Backlog, QueuedSms
+    from sesame.server.domain.dispatching import Backlog, DeadLetter, FailedTry, QueuedSms
     from sesame.server.domain.evidence_index import EvidenceMatch, IndexedOpening
     from sesame.server.domain.lifecycle import (
         ClientTermination,
@@ -353,8 +353,28 @@ class Outbox(Protocol):
         challenge was purged is removed all the same."""
         ...
 
+    async def settle_notice(self, queued: QueuedSms, user_id: str, notice: UserNotice) -> None:
+        """Journal the notice the entry held as the user's (sent or failed, the number masked) and remove
+        the entry, in one atomic step (docs/decisions/0033)."""
+        ...
+
+    async def fail(self, queued: QueuedSms, failure: str, at: datetime, allowed: int) -> FailedTry:
+        """A send of the entry that did not reach the phone (`failure`: the gateway's reason, or `expired`),
+        in one atomic step: the entry stays pending for another try (journaled), or, once it was given to
+        dispatchers `allowed` times (0: none more) or its code has expired, it is dead-lettered: FAILED
+        (EXPIRED) with the reason on the challenge, journaled, removed, and a masked dead letter kept."""
+        ...
+
     async def backlog(self) -> Backlog:
         """How many entries are not settled, and when the oldest was queued."""
+        ...
+
+
+class DeadLetters(Protocol):
+    """The SMS the outbox gave up on, for the operators (docs/decisions/0033). StoreUnavailable."""
+
+    async def recent(self, count: int) -> list[DeadLetter]:
+        """The last `count` dead letters, newest first (masked: never a code, never a whole number)."""
         ...
 
 

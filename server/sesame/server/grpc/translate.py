@@ -227,6 +227,10 @@ def timestamp(value: datetime) -> Timestamp:
     return stamp
 
 
+# The delivery states a dead letter leaves (docs/decisions/0033): only then is its reason shown.
+_GIVEN_UP = frozenset({DeliveryState.FAILED, DeliveryState.EXPIRED})
+
+
 def delivery_state(value: DeliveryState) -> auth_pb.DeliveryState.ValueType:
     """The proto enum value."""
     return _DELIVERY[value]
@@ -257,6 +261,7 @@ def challenge(value: Challenge, now: datetime) -> auth_pb.Challenge:
         expires_at=timestamp(value.expires_at),
         attempts_left=value.attempts_left if live else 0,
         resends_left=value.resends_left if live else 0,
+        delivery_reason=value.delivery_reason if value.delivery in _GIVEN_UP else "",
     )
 
 

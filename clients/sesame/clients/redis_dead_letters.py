@@ -1,0 +1,59 @@
+"""`RedisDeadLetters`: the SMS the outbox gave up on, read from their stream (docs/decisions/0033).
+
+`record_failed_try.lua` appends one masked line per dead letter to `<prefix>:{outbox}:dead` (never the code,
+never the whole number), trimmed to the last 10,000 and to seven days; this adapter only reads it, for
+`sesame sms dead-letters`.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+import redis.asyncio as aioredis
+
+from sesame.clients import redis_records as rec
+from sesame.clients.redis_keys import Keyspace
+from sesame.clients.redis_scripts import translated
+from sesame.server.domain.dispatching import DeadLetter
+from sesame.server.domain.errors import StoreUnavailable
+from sesame.server.domain.model import DeliveryState
+from sesame.server.domain.ports import DeadLetters
+
+
+class RedisDeadLetters:
+    """The dead letters stream beside the outbox."""
+
+    def __init__(self, client: aioredis.Redis, *, prefix: str = "sesame") -> None:
+        """Read with `client` (which must not decode responses)."""
+        self._client = client
+        self._stream = Keyspace(prefix).dead_letters()
+
+    async def recent(self, count: int) -> list[DeadLetter]:
+        """XREVRANGE: the newest `count` lines."""
+        with translated():
+            raw = await self._client.xrevrange(self._stream, count=count)
+        return [
+            _letter(entry_id, fields)
+            for entry_id, fields in cast("list[tuple[bytes, dict[bytes, bytes]]]", raw)
+        ]
+
+
+def _letter(entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
+    try:
+        return DeadLetter(
+            letter_id=entry_id.decode(),
+            challenge_id=fields[b"challenge_id"].decode(),
+            user_id=fields[b"user_id"].decode(),
+            masked_phone=fields[b"phone"].decode(),
+            state=DeliveryState(fields[b"state"].decode()),
+            reason=fields[b"reason"].decode(),
+            failure=fields[b"failure"].decode(),
+            tries=int(fields[b"tries"]),
+            queued_at=rec.from_ms(int(fields[b"queued_at"])),
+            at=rec.from_ms(int(fields[b"at"])),
+        )
+    except (KeyError, ValueError) as exc:
+        raise StoreUnavailable("corrupt dead letter") from exc
+
+
+_: type[DeadLetters] = RedisDeadLetters

@@ -1,0 +1,142 @@
+"""The dead letters contract: a send that did not reach the phone is tried again or dead-lettered in one
+step, with the reason on the challenge, a journal entry and a masked line; the fake and Redis alike
+(docs/decisions/0033)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+
+from sesame.clients.redis_outbox import RedisOutbox
+from sesame.clients.redis_store import RedisState
+from sesame.server.domain.model import DeliveryState, RequestContext
+from sesame.server.domain.ports import DeadLetters, Outbox
+from tests.contracts.test_start_challenge_contract import an_opening, enrolled
+from tests.fakes.outbox import MemoryDeadLetters
+from tests.fakes.state import MemoryState
+
+Store = MemoryState | RedisState
+NO_WAIT = timedelta(milliseconds=1)
+PHONE = "+33612345678"
+
+
+@dataclass(frozen=True, slots=True)
+class Beside:
+    """The outbox and its dead letters beside the store."""
+
+    outbox: Outbox
+    dead: DeadLetters
+
+
+@pytest.fixture
+async def beside(store: Store) -> AsyncIterator[Beside]:
+    """The fake's own outbox, or the streams in the store's Redis."""
+    if isinstance(store, MemoryState):
+        yield Beside(store.outbox, MemoryDeadLetters(store.outbox))
+        return
+    redis_outbox: RedisOutbox = store.outbox()
+    try:
+        yield Beside(redis_outbox, redis_outbox.dead_letters())
+    finally:
+        await redis_outbox.close()
+
+
+async def test_a_failed_try_with_tries_left_stays_pending(store: Store, beside: Beside) -> None:
+    """One try of three: the entry stays (claimable once idle), the challenge QUEUED, the try journaled."""
+    await enrolled(store)
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
+    (queued,) = await beside.outbox.take("a", 10, NO_WAIT)
+    tried = await beside.outbox.fail(queued, "unreachable", opened.created_at, 3)
+    assert (tried.tries, tried.dead_letter) == (1, "")
+    assert (await store.challenges.get_challenge(opened.challenge_id)).delivery is DeliveryState.QUEUED
+    (claimed,) = await beside.outbox.reclaim("b", timedelta(0), 10)
+    assert claimed.entry_id == queued.entry_id
+    last = (await store.journal.challenge_journal(opened.challenge_id))[-1]
+    assert (last["event"], last["outcome"], last["failure"]) == (
+        "challenge.delivery",
+        "try_failed",
+        "unreachable",
+    )
+    assert await beside.dead.recent(10) == []
+
+
+async def test_the_last_try_dead_letters_the_entry(store: Store, beside: Beside) -> None:
+    """The second try of two (a claim counts as a try): FAILED, max_tries, journaled, a masked line."""
+    await enrolled(store)
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
+    (queued,) = await beside.outbox.take("a", 10, NO_WAIT)
+    await beside.outbox.fail(queued, "unreachable", opened.created_at, 2)
+    (claimed,) = await beside.outbox.reclaim("b", timedelta(0), 10)
+    tried = await beside.outbox.fail(claimed, "throttled", opened.created_at, 2)
+    assert (tried.tries, tried.dead_letter) == (2, "max_tries")
+    stored = await store.challenges.get_challenge(opened.challenge_id)
+    assert (stored.delivery, stored.delivery_reason) == (DeliveryState.FAILED, "max_tries")
+    assert (await beside.outbox.backlog()).depth == 0
+    assert await beside.outbox.reclaim("c", timedelta(0), 10) == []
+    last = (await store.journal.challenge_journal(opened.challenge_id))[-1]
+    assert (last["event"], last["outcome"], last["reason"], last["tries"]) == (
+        "challenge.dead_letter",
+        "failed",
+        "max_tries",
+        "2",
+    )
+    (letter,) = await beside.dead.recent(10)
+    assert (
+        letter.challenge_id,
+        letter.user_id,
+        letter.state,
+        letter.reason,
+        letter.failure,
+        letter.tries,
+    ) == (
+        opened.challenge_id,
+        "u-1",
+        DeliveryState.FAILED,
+        "max_tries",
+        "throttled",
+        2,
+    )
+    assert letter.masked_phone == "+33*******78"
+    assert letter.queued_at == queued.queued_at
+
+
+async def test_the_providers_final_word_dead_letters_at_once(store: Store, beside: Beside) -> None:
+    """No try allowed (every provider refused): dead-lettered on the first try with their reason."""
+    await enrolled(store)
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
+    (queued,) = await beside.outbox.take("a", 10, NO_WAIT)
+    tried = await beside.outbox.fail(queued, "bad_number", opened.created_at, 0)
+    assert tried.dead_letter == "bad_number"
+    stored = await store.challenges.get_challenge(opened.challenge_id)
+    assert (stored.delivery, stored.delivery_reason) == (DeliveryState.FAILED, "bad_number")
+
+
+async def test_an_expired_code_is_dead_lettered_expired(store: Store, beside: Beside) -> None:
+    """A try at or after the code's expiry, tries left or not: EXPIRED, reason expired."""
+    await enrolled(store)
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
+    (queued,) = await beside.outbox.take("a", 10, NO_WAIT)
+    tried = await beside.outbox.fail(queued, "unreachable", opened.expires_at, 3)
+    assert tried.dead_letter == "expired"
+    stored = await store.challenges.get_challenge(opened.challenge_id)
+    assert (stored.delivery, stored.delivery_reason) == (DeliveryState.EXPIRED, "expired")
+    (letter,) = await beside.dead.recent(10)
+    assert letter.state is DeliveryState.EXPIRED
+
+
+async def test_a_dead_letter_never_hides_an_earlier_send(store: Store, beside: Beside) -> None:
+    """The first send went out; a resend's SMS dead-lettered: the challenge still reads SENT."""
+    await enrolled(store)
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
+    (first,) = await beside.outbox.take("a", 10, NO_WAIT)
+    await beside.outbox.settle(first, DeliveryState.SENT, "ref-1", opened.created_at)
+    await store.challenges.record_resend(
+        opened.challenge_id, opened.created_at + timedelta(seconds=31), RequestContext()
+    )
+    (second,) = await beside.outbox.take("a", 10, NO_WAIT)
+    await beside.outbox.fail(second, "refused", opened.created_at, 0)
+    assert (await store.challenges.get_challenge(opened.challenge_id)).delivery is DeliveryState.SENT
+    assert len(await beside.dead.recent(10)) == 1
