@@ -82,6 +82,7 @@ def test_the_dashboard_shows_what_the_issue_lists() -> None:
         "sesame_sms_parts_sum",
         "sesame_sms_provider_attempts_total",
         "sesame_sms_breaker_state",
+        "sesame_sms_delivery_reports_total",
         "sesame_risk_decisions_total",
         "sesame_risk_reasons_total",
         "sesame_risk_rules_total",

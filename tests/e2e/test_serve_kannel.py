@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.api.v1 import operation_pb2 as op_pb
 from tests.support.kannel import Kannel
+from tests.support.ports import free_port
 from tests.support.serve_process import start_serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -23,9 +25,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 PHONE = "+33612345678"
 
 
+METRICS_PORT = free_port()
+
+
 @pytest.fixture
 def address(kannel: Kannel, tmp_path: Path) -> Iterator[str]:
-    """A `sesame serve` sending through the session's Kannel, reports on a free loopback port."""
+    """A `sesame serve` sending through the session's Kannel, reports on a free loopback port, its metrics
+    on METRICS_PORT."""
     settings = {
         "SESAME_SMS_GATEWAY": "kannel",
         "SESAME_KANNEL_URL": kannel.url,
@@ -34,7 +40,7 @@ def address(kannel: Kannel, tmp_path: Path) -> Iterator[str]:
         "SESAME_DLR_ADDR": "127.0.0.1:0",
         "SESAME_DLR_TOKEN": secrets.token_urlsafe(32),
     }
-    serving = start_serve(tmp_path / "var", settings=settings)
+    serving = start_serve(tmp_path / "var", metrics_port=METRICS_PORT, settings=settings)
     yield serving.address
     serving.process.terminate()
     serving.process.wait(timeout=30)
@@ -71,3 +77,9 @@ def test_a_challenge_is_sent_through_kannel_then_reported_delivered(kannel: Kann
             request = auth_pb.GetChallengeRequest(challenge_id=started.challenge_id)
             state = auth.GetChallenge(request, timeout=5).challenge.delivery_state
         assert state == auth_pb.DELIVERY_STATE_DELIVERED
+    # The report is counted once recorded, under the provider and the state it reported.
+    with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5) as reply:
+        scraped = reply.read().decode()
+    reports = "sesame_sms_delivery_reports_total"
+    assert f'{reports}{{provider="kannel",state="delivered"}} 1.0' in scraped
+    assert f'{reports}{{provider="kannel",state="expired"}} 0.0' in scraped

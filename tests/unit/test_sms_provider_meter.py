@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import generate_latest
 
 from sesame.clients.sms_breaker import BreakerState
+from sesame.server.domain.model import DeliveryState
 from sesame.server.metrics import Metrics
 from sesame.server.sms_providers import ProviderMeter
 from sesame.server.sms_watch import SmsWatch
@@ -43,3 +44,18 @@ def test_attempts_are_counted_by_provider_and_outcome() -> None:
     assert 'sesame_sms_provider_attempts_total{outcome="unreachable",provider="kannel"} 2.0' in scraped
     assert 'sesame_sms_provider_attempts_total{outcome="sent",provider="kannel"} 1.0' in scraped
     assert 'sesame_sms_provider_attempts_total{outcome="open",provider="smpp"} 1.0' in scraped
+
+
+def test_delivery_reports_are_counted_by_provider_and_state() -> None:
+    """Each provider reads 0 for every state it can report before any report; then each report counts."""
+    metrics = Metrics()
+    meter = ProviderMeter(metrics, SmsWatch("kannel,smpp"), ("kannel", "smpp"))
+    reports = "sesame_sms_delivery_reports_total"
+    assert f'{reports}{{provider="smpp",state="delivered"}} 0.0' in _scrape(metrics)
+    meter.reported("smpp", DeliveryState.DELIVERED)
+    meter.reported("smpp", DeliveryState.DELIVERED)
+    meter.reported("kannel", DeliveryState.FAILED)
+    scraped = _scrape(metrics)
+    assert f'{reports}{{provider="smpp",state="delivered"}} 2.0' in scraped
+    assert f'{reports}{{provider="kannel",state="failed"}} 1.0' in scraped
+    assert f'{reports}{{provider="kannel",state="delivered"}} 0.0' in scraped

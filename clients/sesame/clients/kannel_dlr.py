@@ -17,6 +17,7 @@ from typing import Final
 from urllib.parse import parse_qs
 
 from sesame.clients.http_listener import Reply
+from sesame.clients.sms_failover import UNOBSERVED, ProviderObserver
 from sesame.server.domain.errors import ChallengeNotFound, StoreUnavailable
 from sesame.server.domain.model import DeliveryState
 from sesame.server.domain.ports import Challenges, Clock
@@ -85,6 +86,7 @@ class KannelDeliveryReports:
     token: str = field(repr=False)
     challenges: Challenges
     clock: Clock
+    observer: ProviderObserver = UNOBSERVED  # told each report once recorded: the metrics
 
     async def receive(self, query: str) -> Reply:
         """403 for a missing or wrong token, 400 malformed, 404 unknown challenge, 503 store down, 200."""
@@ -106,6 +108,7 @@ class KannelDeliveryReports:
             return Reply(HTTPStatus.NOT_FOUND, "no such challenge")
         except StoreUnavailable:
             return Reply(HTTPStatus.SERVICE_UNAVAILABLE, "try again later")
+        self.observer.reported("kannel", report.state)
         _log.info(
             "delivery report %s for %s: Kannel %d, %s",
             report.provider_ref,

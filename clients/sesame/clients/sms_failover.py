@@ -20,7 +20,7 @@ from typing import Protocol
 from sesame.clients.sms_breaker import BreakerSettings, BreakerState, CircuitBreaker
 from sesame.clients.sms_policy import BEFORE_ACCEPTANCE, FINAL_WORDS, PROVIDER_FAULTS, RetryPolicy
 from sesame.server.domain.errors import DeliveryFailed, DeliveryRefused
-from sesame.server.domain.model import SentSms, SmsMessage
+from sesame.server.domain.model import DeliveryState, SentSms, SmsMessage
 from sesame.server.domain.ports import SmsGateway
 
 _log = logging.getLogger("sesame.sms")
@@ -47,13 +47,24 @@ class ProviderObserver(Protocol):
     def breaker_changed(self, provider: str, state: BreakerState) -> None:
         """The provider's breaker moved to `state`."""
 
+    def reported(self, provider: str, state: DeliveryState) -> None:
+        """The provider reported what became of a message (a Kannel DLR, an SMPP receipt), once recorded."""
+
 
 class _Unobserved:
+    """An observer that hears nothing: tests and tools without metrics."""
+
     def attempted(self, provider: str, outcome: str) -> None:
         pass
 
     def breaker_changed(self, provider: str, state: BreakerState) -> None:
         pass
+
+    def reported(self, provider: str, state: DeliveryState) -> None:
+        pass
+
+
+UNOBSERVED: ProviderObserver = _Unobserved()
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +92,7 @@ class FailoverSmsGateway:
             raise ValueError("at least one SMS provider")
         self._providers = tuple(providers)
         self._reliability = reliability or Reliability()
-        self._observer = observer or _Unobserved()
+        self._observer = observer or UNOBSERVED
         self._breakers = {
             provider.name: CircuitBreaker(
                 provider.name,

@@ -20,7 +20,13 @@ from sesame.clients.smpp_pdu import Address
 from sesame.clients.smpp_session import Timing
 from sesame.clients.sms_breaker import BreakerSettings
 from sesame.clients.sms_console import ConsoleSmsGateway
-from sesame.clients.sms_failover import FailoverSmsGateway, Provider, ProviderObserver, Reliability
+from sesame.clients.sms_failover import (
+    UNOBSERVED,
+    FailoverSmsGateway,
+    Provider,
+    ProviderObserver,
+    Reliability,
+)
 from sesame.clients.sms_kannel import DlrCallback, KannelConfig, KannelSmsGateway
 from sesame.clients.sms_policy import RetryPolicy
 from sesame.clients.sms_smpp import SmppConfig, SmppSmsGateway
@@ -191,7 +197,9 @@ async def sms_gateway(
     """
     async with contextlib.AsyncExitStack() as stack:
         providers = [
-            Provider(name, await _provider(name, settings, clock, store, stack))
+            Provider(
+                name, await _provider(name, settings, clock, store, stack, observer=observer or UNOBSERVED)
+            )
             for name in settings.sms_providers
         ]
         gateway = FailoverSmsGateway(providers, reliability(settings.sms_reliability), observer)
@@ -206,13 +214,19 @@ def reliability(settings: ReliabilitySettings) -> Reliability:
     )
 
 
-async def _provider(
-    name: str, settings: Settings, clock: SystemClock, store: State, stack: contextlib.AsyncExitStack
+async def _provider(  # noqa: PLR0913 (what each provider may need: its settings and where reports go)
+    name: str,
+    settings: Settings,
+    clock: SystemClock,
+    store: State,
+    stack: contextlib.AsyncExitStack,
+    *,
+    observer: ProviderObserver,
 ) -> SmsGateway:
     if name == "kannel" and settings.kannel is not None:
         callback = None
         if settings.dlr is not None:
-            callback = await _dlr_listener(settings.dlr, store, clock, stack)
+            callback = await _dlr_listener(settings.dlr, store, clock, stack, observer)
         kannel = KannelSmsGateway(_kannel_config(settings.kannel, callback), clock)
         stack.push_async_callback(kannel.close)
         _log.info("SMS through Kannel at %s as %r", settings.kannel.url, settings.kannel.sender)
@@ -221,6 +235,7 @@ async def _provider(
 
         async def record(challenge_id: str, state: DeliveryState, provider_ref: str) -> None:
             await store.challenges.record_delivery(challenge_id, state, provider_ref, clock.now())
+            observer.reported("smpp", state)
 
         # The SMSC's message ids in Redis too: a receipt after a restart, or on another worker's session,
         # still finds its challenge (decision 0030).
@@ -258,10 +273,15 @@ def smpp_config(smpp: SmppSettings) -> SmppConfig:
 
 
 async def _dlr_listener(
-    dlr: DlrSettings, store: State, clock: SystemClock, stack: contextlib.AsyncExitStack
+    dlr: DlrSettings,
+    store: State,
+    clock: SystemClock,
+    stack: contextlib.AsyncExitStack,
+    observer: ProviderObserver,
 ) -> DlrCallback:
     """Start listening for Kannel's delivery reports; the callback URL names the port actually bound."""
-    listener = HttpListener(DLR_PATH, KannelDeliveryReports(dlr.token, store.challenges, clock).receive)
+    reports = KannelDeliveryReports(dlr.token, store.challenges, clock, observer)
+    listener = HttpListener(DLR_PATH, reports.receive)
     # Every worker listens, sharing the port its supervisor claimed: any of them records a report.
     await listener.start(dlr.address, reuse_port=True)
     stack.push_async_callback(listener.close)

@@ -159,6 +159,13 @@ class Metrics:
             ["gateway", "reason"],
             registry=self.registry,
         )
+        self.sms_reports = Counter(
+            "sesame_sms_delivery_reports",
+            "Delivery reports recorded, by provider and the state they report (sent, delivered, failed,"
+            " expired): what became of the SMS after the provider took it.",
+            ["provider", "state"],
+            registry=self.registry,
+        )
         self.sms_parts = Histogram(
             "sesame_sms_parts",
             "Parts of each SMS a gateway took, by encoding (gsm7, ucs2): what the operator bills.",

@@ -1,16 +1,21 @@
 """What each SMS provider did, told to the metrics and the watch: `ProviderMeter` (decision 0030).
 
-The failover gateway reports every attempt and every change of a provider's circuit breaker here; this
-counts the attempts by provider and outcome, sets the breaker gauge, and tells the watch, which logs the
-change (rate-limited) and reads health from the breakers.
+The failover gateway reports every attempt and every change of a provider's circuit breaker here, and the
+report routes (Kannel DLR, SMPP receipts) each delivery report once recorded; this counts the attempts by
+provider and outcome and the reports by provider and state, sets the breaker gauge, and tells the watch,
+which logs the change (rate-limited) and reads health from the breakers.
 """
 
 from __future__ import annotations
 
 from sesame.clients.sms_breaker import BreakerState
 from sesame.clients.sms_failover import ProviderObserver
+from sesame.server.domain.model import DeliveryState
 from sesame.server.metrics import Metrics
 from sesame.server.sms_watch import SmsWatch
+
+# What a provider's delivery report can say (Kannel DLR bits, SMPP receipt states).
+REPORTED = (DeliveryState.SENT, DeliveryState.DELIVERED, DeliveryState.FAILED, DeliveryState.EXPIRED)
 
 
 class ProviderMeter:
@@ -22,6 +27,8 @@ class ProviderMeter:
         self._watch = watch
         for provider in providers:
             metrics.sms_breaker_state.labels(provider).set(BreakerState.CLOSED.level)
+            for state in REPORTED:  # a provider that reported nothing yet reads 0, not "no data"
+                metrics.sms_reports.labels(provider, state.value).inc(0)
 
     def attempted(self, provider: str, outcome: str) -> None:
         """Count one attempt."""
@@ -31,6 +38,10 @@ class ProviderMeter:
         """Set the gauge and tell the watch."""
         self._metrics.sms_breaker_state.labels(provider).set(state.level)
         self._watch.breaker_changed(provider, state)
+
+    def reported(self, provider: str, state: DeliveryState) -> None:
+        """Count one delivery report."""
+        self._metrics.sms_reports.labels(provider, state.value).inc()
 
 
 _: type[ProviderObserver] = ProviderMeter
