@@ -26,7 +26,6 @@ from sesame.server.domain.errors import ChallengeNotFound
 from sesame.server.domain.lifecycle import UserNotice
 from sesame.server.domain.model import Challenge, DeliveryState
 from sesame.server.domain.ports import Outbox
-from sesame.server.domain.privacy import mask_phone
 from sesame.server.domain.sent_text import SentText
 
 GROUP: Final = "dispatchers"
@@ -139,18 +138,7 @@ class RedisOutbox:
         """record_notice.lua: the notice in the user's journal (sealed, with its text's hash and template
         version), the entry acknowledged and deleted."""
         keys = [self._keys.user_journal(user_id), self._stream]
-        entry = [
-            "event", "user.notice",
-            "at", rec.iso(notice.at),
-            "user_id", user_id,
-            "kind", notice.kind,
-            "phone", mask_phone(notice.to),
-            "outcome", "sent" if notice.sent else "failed",
-            "provider_ref", notice.provider_ref,
-            "challenge_id", queued.challenge_id,
-        ]  # fmt: skip
-        if notice.text is not None:  # its text's hash and template version (decision 0035)
-            entry += [item for pair in notice.text.journal_fields().items() for item in pair]
+        entry = rec.notice_entry(user_id, notice, "challenge_id", queued.challenge_id)
         await self._scripts.run("record_notice", keys, [GROUP, queued.entry_id, *entry])
 
     async def fail(self, queued: QueuedSms, failure: str, at: datetime, allowed: int) -> FailedTry:

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from sesame.server.domain import factors
-from sesame.server.domain.lifecycle import Provenance
+from sesame.server.domain.lifecycle import Provenance, UserNotice
 from sesame.server.domain.model import (
     Challenge,
     ChallengeStatus,
@@ -381,3 +381,21 @@ CHAIN_FIELDS = frozenset({"seq", "prev"})
 def event_fields(entry: Mapping[bytes, bytes]) -> dict[str, str]:
     """A journal entry as text, without the chain's fields."""
     return {name: value for name, value in decoded(entry).items() if name not in CHAIN_FIELDS}
+
+
+def notice_entry(user_id: str, notice: UserNotice, *extra: Field) -> list[Field]:
+    """The user journal's `user.notice` entry: the number masked, its text's hash and template version when
+    the text was written (decision 0035), then `extra` fields; never the text itself."""
+    entry: list[Field] = [
+        "event", "user.notice",
+        "at", iso(notice.at),
+        "user_id", user_id,
+        "kind", notice.kind,
+        "phone", mask_phone(notice.to),
+        "outcome", "sent" if notice.sent else "failed",
+        "provider_ref", notice.provider_ref,
+        *extra,
+    ]  # fmt: skip
+    if notice.text is not None:
+        entry += [item for pair in notice.text.journal_fields().items() for item in pair]
+    return entry

@@ -36,7 +36,6 @@ from sesame.server.domain.lifecycle import (
 )
 from sesame.server.domain.model import User
 from sesame.server.domain.ports import Users
-from sesame.server.domain.privacy import mask_phone
 
 _REVOCATIONS = {
     b"revoked": RevocationOutcome.REVOKED,
@@ -163,17 +162,7 @@ class RedisUsers(RedisPlace):
 
     async def record_user_notice(self, user_id: str, notice: UserNotice) -> None:
         """Journal a notice sent to the user, the number masked (one script: numbered and sealed, 0035)."""
-        entry: list[rec.Field] = [
-            "event", "user.notice",
-            "at", rec.iso(notice.at),
-            "user_id", user_id,
-            "kind", notice.kind,
-            "phone", mask_phone(notice.to),
-            "outcome", "sent" if notice.sent else "failed",
-            "provider_ref", notice.provider_ref,
-        ]  # fmt: skip
-        if notice.text is not None:
-            entry += [item for pair in notice.text.journal_fields().items() for item in pair]
+        entry = rec.notice_entry(user_id, notice)
         await self._scripts.run("record_user_notice", [self.keys.user_journal(user_id)], entry)
 
     async def user_journal(self, user_id: str) -> list[dict[str, str]]:
