@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from tests.integration.test_journal_export import (  # noqa: F401 (fixtures)
 pytestmark = pytest.mark.integration
 
 EVIDENCE_DOC = Path(__file__).parents[2] / "docs" / "evidence.md"
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 def the_procedure() -> Callable[[Any, str], int]:
@@ -79,7 +81,14 @@ def test_the_procedure_uses_a_jose_library_that_is_not_ours() -> None:
     """jwcrypto is installed as a test dependency and is what the documented block imports."""
     import jwcrypto
 
-    assert "sesame" not in (jwcrypto.__file__ or "")
+    # An installed distribution, not a module of this repository (whatever the checkout's directory is named).
+    location = Path(jwcrypto.__file__ or "").resolve()
+    installed = metadata.distribution("jwcrypto").locate_file("jwcrypto/__init__.py")
+    assert Path(str(installed)).resolve() == location
+    assert "site-packages" in location.parts
+    assert not any(
+        location.is_relative_to(REPOSITORY / part) for part in ("server", "clients", "hsm", "tests")
+    )
     assert callable(the_procedure())
 
 
