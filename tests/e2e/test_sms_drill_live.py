@@ -74,18 +74,17 @@ async def _enrol_all(enrol: enrol_grpc.EnrollmentServiceStub) -> None:
         )
 
 
-async def _start_all(
-    auth: auth_grpc.AuthenticationServiceStub, kannel: Kannel, shut_down: contextlib.ExitStack
-) -> None:
-    """One challenge per user, BATCH at a time; Kannel shut down (`shut_down` closed) after STOP_AFTER,
-    once its fake SMSC got some of them (on a loaded machine the dispatchers may lag behind the starts)."""
+async def _start_all(auth: auth_grpc.AuthenticationServiceStub, kannel: Kannel) -> None:
+    """One challenge per user, BATCH at a time; Kannel stops taking messages (its sendsms face closed) after
+    STOP_AFTER, once its fake SMSC got some of them (on a loaded machine the dispatchers may lag behind the
+    starts)."""
     stopper: asyncio.Task[None] | None = None
     for first in range(0, RUN, BATCH):
         if first == STOP_AFTER:
             async with asyncio.timeout(30):
                 while len(await asyncio.to_thread(kannel.messages)) < STOP_AFTER // 2:  # noqa: ASYNC110 (a log)
                     await asyncio.sleep(0.05)
-            stopper = asyncio.create_task(asyncio.to_thread(shut_down.close))
+            stopper = asyncio.create_task(asyncio.to_thread(kannel.close_front_door))
         replies = await asyncio.gather(
             *(
                 auth.StartChallenge(auth_pb.StartChallengeRequest(user_id=f"u{i}", operation=LOGIN))
@@ -125,7 +124,7 @@ async def test_500_challenges_with_the_first_provider_stopped_mid_run(
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{wired.server.port}")
         try:
             await _enrol_all(enrol_grpc.EnrollmentServiceStub(channel))
-            await _start_all(auth_grpc.AuthenticationServiceStub(channel), kannel, stack)
+            await _start_all(auth_grpc.AuthenticationServiceStub(channel), kannel)
             await settled(redis_store, within=60)
             outbox = redis_store.outbox()
             try:

@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote_to_bytes
 
@@ -54,6 +54,16 @@ class Kannel:
     admin_url: str
     admin_password: str
     fakesmsc_log: Path
+    front: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False, compare=False)
+
+    def close_front_door(self) -> None:
+        """Stop smsbox, Kannel's HTTP sendsms face: every new message is refused (connection refused) while
+        bearerbox still hands what it accepted to its SMSC, as a provider that stops taking traffic does. A
+        whole shutdown instead drops what bearerbox holds in its queue (no store file here): a message the
+        provider accepted and then lost, which no sender can tell without a delivery report."""
+        for process in self.front:
+            process.terminate()
+            process.wait(timeout=5)
 
     def messages(self) -> list[FakeSms]:
         """Every message the fake SMSC printed so far: single ones first, then concatenated ones."""
@@ -159,6 +169,7 @@ def running_kannel(work: Path) -> Iterator[Kannel]:
         processes.append(_spawn(fake, kannel.fakesmsc_log))
         _wait(lambda: "online" in _status(kannel), processes, "the fake SMSC")
         processes.append(_spawn([str(SMSBOX), "-v", "1", str(conf)], work / "smsbox.out"))
+        kannel.front.append(processes[-1])
         _wait(lambda: _listening(ports["sendsms"]), processes, "smsbox")
         yield kannel
     finally:
