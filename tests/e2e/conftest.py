@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,13 +12,16 @@ import pytest
 
 from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
+from sesame.clients.camara_sim_swap import CamaraConfig, CamaraSimSwap
 from sesame.clients.redis_store import RedisState
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
+from sesame.server.app import RiskWiring
 from sesame.server.dispatch_loop import DispatchSettings
 from sesame.server.domain.challenges import ChallengePolicy
 from sesame.server.metrics import Metrics
 from sesame.server.sealer import Sealer
 from tests.fakes.clock import ShiftedClock
+from tests.support.camara_sim_swap import TOKEN, Operator, camara_operator
 from tests.support.serve_process import free_port, start_serve
 from tests.support.wired_server import ServerOptions, start_wired
 
@@ -35,6 +39,41 @@ class Live:
     clock: ShiftedClock = field(default_factory=ShiftedClock)  # the server's clock: a test may move it
     address: str = ""  # host:port of the server, for the blocking clients (`sesame evidence`)
     sealer: Sealer | None = None  # the journal's sealer, which a test runs step by step (decision 0027)
+
+
+@pytest.fixture(name="operator")
+def _operator() -> Iterator[Operator]:
+    """A local mobile operator answering the CAMARA SIM Swap API on 127.0.0.1."""
+    with camara_operator() as operator:
+        yield operator
+
+
+@contextlib.asynccontextmanager
+async def live_with_sim_swap(
+    redis_store: RedisState, keystore: Pkcs11KeyStore, tmp_path: Path, operator: Operator, wait: float
+) -> AsyncIterator[Live]:
+    """A real server whose risk rules ask `operator`'s SIM Swap API, waiting at most `wait` seconds."""
+    clock = ShiftedClock()
+    sim_swap = CamaraSimSwap(CamaraConfig(operator.url, TOKEN, timeout=wait), clock)
+    sms_file = tmp_path / "sms.jsonl"
+    wired = await start_wired(
+        keystore, redis_store, sms_file, ServerOptions(clock=clock, risk=RiskWiring(sim_swap=sim_swap))
+    )
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{wired.server.port}")
+    try:
+        yield Live(
+            channel=channel,
+            auth=auth_grpc.AuthenticationServiceStub(channel),
+            enrol=enrol_grpc.EnrollmentServiceStub(channel),
+            sms_file=sms_file,
+            store=redis_store,
+            metrics=wired.running.metrics,
+            clock=clock,
+        )
+    finally:
+        await channel.close()
+        await wired.server.stop(0)
+        await sim_swap.close()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ gRPC; the server's clock is moved forward between the customer's days.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,19 +18,13 @@ import redis.asyncio as aioredis
 from google.rpc import error_details_pb2, status_pb2
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
-from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
-from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.api.v1 import operation_pb2 as op_pb
-from sesame.clients.camara_sim_swap import CamaraConfig, CamaraSimSwap
 from sesame.clients.redis_store import RedisState
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
-from sesame.server.app import RiskWiring
 from sesame.server.grpc.demo import read_code
-from tests.e2e.conftest import Live
+from tests.e2e.conftest import Live, live_with_sim_swap
 from tests.e2e.helpers import CONTEXT, PHONE, counted, enrolled, snapshot, transfer
-from tests.fakes.clock import ShiftedClock
-from tests.support.camara_sim_swap import TOKEN, Operator, camara_operator
-from tests.support.wired_server import ServerOptions, start_wired
+from tests.support.camara_sim_swap import Operator
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 LANDLORD = "FR7630001007941234567890185"
@@ -119,38 +113,13 @@ async def test_ordinary_payments_stay_allowed(live: Live) -> None:
         assert (response.risk.decision, list(response.risk.reasons)) == (auth_pb.RISK_DECISION_ALLOW, [])
 
 
-@pytest.fixture(name="operator")
-def _operator() -> Iterator[Operator]:
-    with camara_operator() as operator:
-        yield operator
-
-
 @pytest.fixture(name="guarded")
 async def _guarded(
     redis_store: RedisState, keystore: Pkcs11KeyStore, tmp_path: Path, operator: Operator
 ) -> AsyncIterator[Live]:
     """A real server asking the local operator's SIM Swap API, with a 300 ms timeout."""
-    clock = ShiftedClock()
-    sim_swap = CamaraSimSwap(CamaraConfig(operator.url, TOKEN, timeout=0.3), clock)
-    sms_file = tmp_path / "sms.jsonl"
-    wired = await start_wired(
-        keystore, redis_store, sms_file, ServerOptions(clock=clock, risk=RiskWiring(sim_swap=sim_swap))
-    )
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{wired.server.port}")
-    try:
-        yield Live(
-            channel=channel,
-            auth=auth_grpc.AuthenticationServiceStub(channel),
-            enrol=enrol_grpc.EnrollmentServiceStub(channel),
-            sms_file=sms_file,
-            store=redis_store,
-            metrics=wired.running.metrics,
-            clock=clock,
-        )
-    finally:
-        await channel.close()
-        await wired.server.stop(0)
-        await sim_swap.close()
+    async with live_with_sim_swap(redis_store, keystore, tmp_path, operator, wait=0.3) as live:
+        yield live
 
 
 def risk_denied(error: grpc.aio.AioRpcError) -> dict[str, str]:

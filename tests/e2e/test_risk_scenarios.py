@@ -8,7 +8,7 @@ submitted for real, a number change is an OverrideSecurePhone and a SIM swap is 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,58 +17,27 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
-from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
-from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.api.v1 import operation_pb2 as op_pb
-from sesame.clients.camara_sim_swap import CamaraConfig, CamaraSimSwap
 from sesame.clients.redis_store import RedisState
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
-from sesame.server.app import RiskWiring
 from sesame.server.domain.risk import RiskAssessment, RiskDecision, RiskReason
 from sesame.server.grpc.demo import read_code
 from sesame.server.risk_replay import Decided, Event, Scenario, load, summary
-from tests.e2e.conftest import Live
+from tests.e2e.conftest import Live, live_with_sim_swap
 from tests.e2e.helpers import wrong
-from tests.fakes.clock import ShiftedClock
-from tests.support.camara_sim_swap import TOKEN, Operator, camara_operator
-from tests.support.wired_server import ServerOptions, start_wired
+from tests.support.camara_sim_swap import Operator
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 SCENARIOS = sorted((Path(__file__).parents[1] / "risk_scenarios").glob("*.toml"))
-
-
-@pytest.fixture(name="operator")
-def _operator() -> Iterator[Operator]:
-    with camara_operator() as operator:
-        yield operator
 
 
 @pytest.fixture(name="served")
 async def _served(
     redis_store: RedisState, keystore: Pkcs11KeyStore, tmp_path: Path, operator: Operator
 ) -> AsyncIterator[Live]:
-    clock = ShiftedClock()
-    sim_swap = CamaraSimSwap(CamaraConfig(operator.url, TOKEN, timeout=2.0), clock)
-    sms_file = tmp_path / "sms.jsonl"
-    wired = await start_wired(
-        keystore, redis_store, sms_file, ServerOptions(clock=clock, risk=RiskWiring(sim_swap=sim_swap))
-    )
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{wired.server.port}")
-    try:
-        yield Live(
-            channel=channel,
-            auth=auth_grpc.AuthenticationServiceStub(channel),
-            enrol=enrol_grpc.EnrollmentServiceStub(channel),
-            sms_file=sms_file,
-            store=redis_store,
-            metrics=wired.running.metrics,
-            clock=clock,
-        )
-    finally:
-        await channel.close()
-        await wired.server.stop(0)
-        await sim_swap.close()
+    async with live_with_sim_swap(redis_store, keystore, tmp_path, operator, wait=2.0) as live:
+        yield live
 
 
 def _operation(event: Event) -> op_pb.Operation:
