@@ -23,7 +23,8 @@ class RedisProofs(RedisPlace):
         """Keep the proof once; return the one that stands. ChallengeNotFound, ChallengeNotVerified."""
         challenge_id = proof.facts.challenge_id
         keys = [self.keys.challenge_journal(challenge_id), self.keys.challenge_proof(challenge_id)]
-        reply = await self._run("record_proof", keys, [proof.jws, *rec.proof_entry(proof, at)])
+        kept_ms = int(self._retention.total_seconds() * 1000)  # as long as a challenge outlives its expiry
+        reply = await self._run("record_proof", keys, [proof.jws, kept_ms, *rec.proof_entry(proof, at)])
         match reply[0]:
             case b"not_found":
                 raise ChallengeNotFound(challenge_id)

@@ -2,6 +2,7 @@
 -- KEYS[1] challenge hash, KEYS[2] challenge journal stream, KEYS[3] its refusal counts (its user's {u:<t>} slot)
 -- ARGV[1] request time (unix ms), ARGV[2 ..] journal field/value pairs
 -- Returns {'cancelled', hgetall}, {'closed'} or {'not_found'}.
+--#include _refusal.lua
 local challenge, journal, refusals = KEYS[1], KEYS[2], KEYS[3]
 local h = redis.call('HMGET', challenge, 'status', 'expires_at', 'user_id', 'client_id', 'op_digest', 'attempts')
 local status = h[1]
@@ -15,8 +16,7 @@ if status == 'open' and tonumber(ARGV[1]) < tonumber(h[2]) then
 end
 if outcome == 'refused' then
   -- Journaled the first time, then only counted (see record_verification.lua).
-  redis.call('HSET', refusals, 'challenge.cancel:refused:last_at', ARGV[1])
-  if redis.call('HINCRBY', refusals, 'challenge.cancel:refused', 1) > 1 then
+  if count_refusal(refusals, challenge, 'challenge.cancel:refused', ARGV[1]) > 1 then
     return {'closed'}
   end
 end

@@ -6,6 +6,7 @@
 -- ARGV[1] time (unix ms), ARGV[2] user id, ARGV[3] op digest (hex), ARGV[4] request id,
 -- ARGV[5] retention (ms), ARGV[6 ..] journal field/value pairs
 -- Returns {'consumed'|'replayed', hgetall}, {'stale'}, {'mismatch'}, {'not_verified'}, {'used'} or {'not_found'}.
+--#include _refusal.lua
 local challenge, journal, refusals = KEYS[1], KEYS[2], KEYS[3]
 local h = redis.call('HMGET', challenge, 'status', 'user_id', 'op_digest', 'expires_at', 'consumed_by',
                      'client_id', 'attempts')
@@ -30,8 +31,7 @@ else
 end
 local journaled = true
 if outcome ~= 'consumed' then
-  redis.call('HSET', refusals, 'challenge.consume:' .. outcome .. ':last_at', ARGV[1])
-  journaled = redis.call('HINCRBY', refusals, 'challenge.consume:' .. outcome, 1) == 1
+  journaled = count_refusal(refusals, challenge, 'challenge.consume:' .. outcome, ARGV[1]) == 1
 end
 local entry = {}
 for i = 6, #ARGV do entry[#entry + 1] = ARGV[i] end

@@ -3,7 +3,8 @@
 -- verification journals the `challenge.proof` entry (jti, kid) with its decision and no JWS (decision 0026):
 -- the JWS signed later is kept beside the journal. A decision that named no proof gets its entry here.
 -- KEYS[1] challenge journal stream (and its tail), KEYS[2] the proof's JWS (both in the user's {u:<t>} slot)
--- ARGV[1] the JWS, ARGV[2 ..] journal field/value pairs of the proof entry (event, time, ids, jti, kid)
+-- ARGV[1] the JWS, ARGV[2] how long it is kept (ms: the retention; GetProof signs the journal's claims again
+-- after), ARGV[3 ..] journal field/value pairs of the proof entry (event, time, ids, jti, kid)
 -- Returns {'recorded'}, {'exists', <the proof kept earlier>}, {'not_verified'} or {'not_found'}.
 -- Once archived, the journal may have left Redis (decision 0037): its tail `<journal>:tail` then says
 -- whether the entries that left held a VERIFIED decision and a proof entry.
@@ -34,8 +35,8 @@ local earlier = redis.call('GET', stored)
 if earlier then
   return {'exists', earlier}
 end
-redis.call('SET', stored, ARGV[1])
+redis.call('SET', stored, ARGV[1], 'PX', ARGV[2])
 if not named then
-  journal_append(journal, {unpack(ARGV, 2)})
+  journal_append(journal, {unpack(ARGV, 3)})
 end
 return {'recorded'}

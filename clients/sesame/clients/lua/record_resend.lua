@@ -15,6 +15,7 @@
 -- Returns {'resent', hgetall}, {'too_soon', wait_ms}, {'exhausted'}, {'closed'}, {'not_found'},
 -- {'user_blocked', wait_ms, user id} or {'budget', budget index (0-based), wait_ms}.
 --#include _send_budgets.lua
+--#include _refusal.lua
 local challenge, journal, refusals = KEYS[1], KEYS[2], KEYS[3]
 local budgets = tonumber(ARGV[3])
 local h = redis.call('HMGET', challenge, 'status', 'expires_at', 'max_resends', 'resends', 'resend_spacing_ms',
@@ -60,8 +61,7 @@ end
 local journaled = true
 if outcome ~= 'resent' then
   local kind = 'challenge.resend:' .. outcome
-  redis.call('HSET', refusals, kind .. ':last_at', ARGV[1])
-  journaled = redis.call('HINCRBY', refusals, kind, 1) == 1
+  journaled = count_refusal(refusals, challenge, kind, ARGV[1]) == 1
 end
 local entry = {}
 for i = 4 + 2 * budgets, #ARGV do entry[#entry + 1] = ARGV[i] end

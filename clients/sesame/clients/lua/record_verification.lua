@@ -22,6 +22,7 @@
 -- version (so that the worker's next Start needs no read of its own); or {'not_found'}.
 --#include _notice.lua
 --#include _risk_memory.lua
+--#include _refusal.lua
 local challenge, journal, refusals = KEYS[1], KEYS[2], KEYS[3]
 local now = tonumber(ARGV[1])
 local h = redis.call('HMGET', challenge, 'status', 'expires_at', 'op_digest', 'max_attempts', 'user_id', 'client_id',
@@ -71,8 +72,7 @@ end
 local REFUSED = {already_used = true, voided = true, locked = true, expired = true, user_blocked = true}
 if REFUSED[result] then
   local kind = 'challenge.verification:' .. result
-  redis.call('HSET', refusals, kind .. ':last_at', ARGV[1])
-  if redis.call('HINCRBY', refusals, kind, 1) > 1 then
+  if count_refusal(refusals, challenge, kind, ARGV[1]) > 1 then
     return {result, redis.call('HGETALL', challenge), 0}
   end
 end
