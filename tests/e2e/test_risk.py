@@ -25,6 +25,7 @@ from sesame.server.grpc.demo import read_code
 from tests.e2e.conftest import Live, live_with_sim_swap
 from tests.e2e.helpers import CONTEXT, PHONE, counted, enrolled, snapshot, transfer
 from tests.support.camara_sim_swap import Operator
+from tests.support.outbox import settled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 LANDLORD = "FR7630001007941234567890185"
@@ -155,6 +156,43 @@ async def test_a_swapped_sim_is_denied_and_nothing_is_sent(
     (entry,) = await guarded.store.risk_memory().denials(user_id)
     assert (entry["reasons"], entry["op"], entry["ip"]) == ("SIM_SWAP", "credit_transfer", CONTEXT.ip)
     assert PHONE not in str(entry)
+
+
+async def test_a_retry_whose_memory_now_says_deny_answers_its_challenge(
+    guarded: Live, operator: Operator, redis_client: aioredis.Redis
+) -> None:
+    """A transfer started while the operator cannot tell (WARN SIM_SWAP_UNKNOWN); then the operator says the
+    SIM changed. A retry by the same request id answers the challenge its first call opened, with that
+    call's assessment and no second SMS (idempotency); a new request id is RISK_DENIED."""
+    user_id = await enrolled(guarded)
+    first = await guarded.auth.StartChallenge(
+        auth_pb.StartChallengeRequest(
+            user_id=user_id, operation=transfer(), context=CONTEXT, request_id="pay-1"
+        )
+    )
+    assert (first.risk.decision, codes(first)) == (auth_pb.RISK_DECISION_WARN, {"SIM_SWAP_UNKNOWN"})
+    await read_code(guarded.sms_file, first.challenge_id)
+    await settled(guarded.store)  # its dispatch recorded: what follows writes nothing
+    sent = guarded.sms_file.read_text(encoding="utf-8")
+    operator.changes[PHONE] = datetime.now(UTC) - timedelta(hours=2)
+    before = await snapshot(redis_client)
+    again = await guarded.auth.StartChallenge(
+        auth_pb.StartChallengeRequest(
+            user_id=user_id, operation=transfer(), context=CONTEXT, request_id="pay-1"
+        )
+    )
+    assert (again.challenge_id, again.risk) == (first.challenge_id, first.risk)
+    assert await snapshot(redis_client) == before  # nothing written: no unit, no denial, no SMS queued
+    assert guarded.sms_file.read_text(encoding="utf-8") == sent
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await guarded.auth.StartChallenge(
+            auth_pb.StartChallengeRequest(
+                user_id=user_id, operation=transfer(), context=CONTEXT, request_id="pay-2"
+            )
+        )
+    assert risk_denied(caught.value)["reasons"] == "SIM_SWAP"
+    (entry,) = await guarded.store.risk_memory().denials(user_id)
+    assert entry["reasons"] == "SIM_SWAP"
 
 
 async def test_an_operator_that_does_not_answer_in_time_warns_and_sends(
