@@ -1,4 +1,5 @@
-"""The RiskMemory contract: the fake and Redis remember, bound, read and journal alike (docs/risk.md)."""
+"""The RiskMemory contract: the fake and Redis read, bound and journal alike what right codes taught in their
+own step (record_verification, decision 0032; docs/risk.md)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,18 @@ import pytest
 from sesame.clients.redis_store import RedisState
 from sesame.server.domain.errors import ChallengeNotFound, RiskMemoryMoved, UserNotFound
 from sesame.server.domain.model import LockoutPolicy, RequestContext, VerificationAttempt, VerifyResult
-from sesame.server.domain.operation import AddBeneficiary, CreditTransfer, Login, Money, Payee, digest
+from sesame.server.domain.operation import (
+    AddBeneficiary,
+    CreditTransfer,
+    Login,
+    Money,
+    Operation,
+    Payee,
+    digest,
+)
 from sesame.server.domain.ports import RiskMemory, State
 from sesame.server.domain.risk import RiskAssessment, RiskDecision, RiskReason
-from sesame.server.domain.risk_signals import RiskDenial, RiskLimits, fingerprint, lesson, observation
+from sesame.server.domain.risk_signals import RiskDenial, RiskLimits, fingerprint, lesson
 from tests.contracts.test_start_challenge_contract import USER_ID, an_opening, enrolled, now
 from tests.factories import a_challenge, a_user
 from tests.fakes.risk_memory import MemoryRiskMemory
@@ -42,6 +51,26 @@ async def memory(beside: tuple[State, RiskMemory]) -> RiskMemory:
     return memory
 
 
+@pytest.fixture
+def its_store(beside: tuple[State, RiskMemory]) -> State:
+    """The store beside the memory (its right codes feed it)."""
+    return beside[0]
+
+
+async def taught(
+    store: State, operation: Operation, context: RequestContext, at: datetime, limits: RiskLimits
+) -> str:
+    """A challenge for `u-1`'s operation opened and its right code recorded with its lesson (learnt `at`):
+    the one way a memory is fed. Its challenge id."""
+    opening = an_opening(operation)
+    await store.challenges.start_challenge(opening)
+    learnt = lesson(opening.challenge_id, operation, context, at, limits)
+    attempt = VerificationAttempt(opening.challenge_id, digest(operation), True, now(), context, risk=learnt)
+    verified = await store.challenges.record_verification(attempt, LockoutPolicy())
+    assert verified.result is VerifyResult.VERIFIED
+    return opening.challenge_id
+
+
 async def test_an_unknown_user_is_not_found(memory: RiskMemory) -> None:
     """No user, no memory: UserNotFound."""
     with pytest.raises(UserNotFound):
@@ -55,13 +84,15 @@ async def test_a_user_without_a_past_has_an_empty_history(memory: RiskMemory) ->
     assert (found.history.payees_paid, found.history.amounts, found.history.devices) == ({}, (), {})
 
 
-async def test_verified_operations_are_remembered_by_fingerprint(memory: RiskMemory) -> None:
+async def test_verified_operations_are_remembered_by_fingerprint(
+    memory: RiskMemory, its_store: State
+) -> None:
     """A new beneficiary, then a transfer to it: added, paid, amount, IP, device, both operations."""
     limits = RiskLimits()
-    await memory.remember(observation("u-1", "c1", AddBeneficiary(PAYEE), CONTEXT, NOW), limits)
+    c1 = await taught(its_store, AddBeneficiary(PAYEE), CONTEXT, NOW, limits)
     paid_at = NOW + timedelta(hours=1, microseconds=1500)
     transfer = CreditTransfer(Money("EUR", 85000), PAYEE, "t-1")
-    await memory.remember(observation("u-1", "c2", transfer, CONTEXT, paid_at), limits)
+    c2 = await taught(its_store, transfer, CONTEXT, paid_at, limits)
     history = (await memory.user_and_history("u-1")).history
     iban = fingerprint("iban", PAYEE.iban)
     assert history.payees_added == {iban: NOW}
@@ -69,30 +100,29 @@ async def test_verified_operations_are_remembered_by_fingerprint(memory: RiskMem
     assert history.amounts == (("EUR", 85000),)
     assert set(history.devices) == {fingerprint("device", "phone-1")}
     assert set(history.ips) == {fingerprint("ip", "90.1.2.3")}
-    assert set(history.operations) == {"add_beneficiary:c1", "credit_transfer:c2"}
+    assert set(history.operations) == {f"add_beneficiary:{c1}", f"credit_transfer:{c2}"}
 
 
-async def test_each_part_keeps_its_newest_entries(memory: RiskMemory) -> None:
+async def test_each_part_keeps_its_newest_entries(memory: RiskMemory, its_store: State) -> None:
     """Past its cap a set drops its oldest entries, the amounts their oldest amounts."""
     limits = RiskLimits(devices=2, amounts=3, operations=4)
+    ids = []
     for i in range(6):
         context = RequestContext(device_id=f"d{i}")
         transfer = CreditTransfer(Money("EUR", 1000 + i), PAYEE, f"t{i}")
-        await memory.remember(
-            observation("u-1", f"c{i}", transfer, context, NOW + timedelta(minutes=i)), limits
-        )
+        ids.append(await taught(its_store, transfer, context, NOW + timedelta(minutes=i), limits))
     history = (await memory.user_and_history("u-1")).history
     assert set(history.devices) == {fingerprint("device", "d5"), fingerprint("device", "d4")}
     assert history.amounts == (("EUR", 1005), ("EUR", 1004), ("EUR", 1003))
-    assert set(history.operations) == {f"credit_transfer:c{i}" for i in range(2, 6)}
+    assert set(history.operations) == {f"credit_transfer:{ids[i]}" for i in range(2, 6)}
 
 
-async def test_a_login_remembers_no_payee_nor_amount(memory: RiskMemory) -> None:
+async def test_a_login_remembers_no_payee_nor_amount(memory: RiskMemory, its_store: State) -> None:
     """A login only teaches its IP, device and instant."""
-    await memory.remember(observation("u-1", "c1", Login(), CONTEXT, NOW), RiskLimits())
+    c1 = await taught(its_store, Login(), CONTEXT, NOW, RiskLimits())
     history = (await memory.user_and_history("u-1")).history
     assert (history.payees_paid, history.payees_added, history.amounts) == ({}, {}, ())
-    assert set(history.operations) == {"login:c1"}
+    assert set(history.operations) == {f"login:{c1}"}
 
 
 async def test_denials_are_journaled_and_capped(memory: RiskMemory) -> None:
@@ -141,12 +171,12 @@ async def test_the_assessment_is_journaled_with_the_opening_and_kept(store: Stat
     )
 
 
-async def test_the_version_moves_with_the_memory_and_only_then(memory: RiskMemory) -> None:
+async def test_the_version_moves_with_the_memory_and_only_then(memory: RiskMemory, its_store: State) -> None:
     """Two reads of an unchanged memory have one version; a fed memory another (decision 0032)."""
     first = await memory.user_and_history("u-1")
     assert first.version
     assert (await memory.user_and_history("u-1")).version == first.version
-    await memory.remember(observation("u-1", "c1", Login(), CONTEXT, NOW), RiskLimits())
+    await taught(its_store, Login(), CONTEXT, NOW, RiskLimits())
     assert (await memory.user_and_history("u-1")).version != first.version
 
 
@@ -160,7 +190,7 @@ async def test_start_opens_on_the_version_read_and_refuses_a_moved_memory(
     read = await memory.user_and_history(USER_ID)
     opened = await store.challenges.start_challenge(an_opening(memory_version=read.version))
     assert opened.queued
-    await memory.remember(observation(USER_ID, "c1", AddBeneficiary(PAYEE), CONTEXT, NOW), RiskLimits())
+    await taught(store, AddBeneficiary(PAYEE), CONTEXT, NOW, RiskLimits())
     refused = an_opening(memory_version=read.version)
     with pytest.raises(RiskMemoryMoved) as moved:
         await store.challenges.start_challenge(refused)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections import Counter
 from collections.abc import AsyncIterator
 
 import grpc
@@ -25,7 +26,7 @@ from sesame.clients import redis_records as rec
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server.grpc.demo import read_code
 from tests.e2e.conftest import Live
-from tests.e2e.helpers import CONTEXT, IBAN, enrolled, transfer, verify
+from tests.e2e.helpers import CONTEXT, IBAN, counted, enrolled, transfer, verify
 from tests.e2e.test_round_trips import store_calls
 from tests.e2e.test_sms_text_journaled import TEMPLATES
 from tests.support.jws import claims_of
@@ -197,3 +198,32 @@ async def test_starts_racing_a_verification_on_another_worker(live: Live, other_
         assert {r.risk.decision for r in raced} <= {auth_pb.RISK_DECISION_ALLOW, auth_pb.RISK_DECISION_HOLD}
         after = await start(live, user_id, transfer())
         assert after.risk.decision == auth_pb.RISK_DECISION_HOLD
+
+
+async def test_each_start_is_counted_once_even_when_its_memory_moved(live: Live, other_worker: Live) -> None:
+    """Starts on A racing B's approvals of the payee, some of them deciding twice (the step answered a moved
+    memory): `sesame_risk_decisions_total` counts each Start's final decision once, as it answered."""
+    answered: Counter[str] = Counter()
+    moved = 0
+    for n in range(10):
+        user_id = f"counted-{n}"
+        await live.enrol.EnrollUser(
+            enrol_pb.EnrollUserRequest(user_id=user_id, client_id="acme", secure_phone=f"+336150{n:05d}")
+        )
+        await start(live, user_id, transfer())  # A keeps a read without the payee
+        calls = store_calls(live)
+        *raced, _ = await asyncio.gather(
+            start(live, user_id, transfer()),
+            start(live, user_id, transfer()),
+            a_payee_added(other_worker, user_id),
+        )
+        after = await start(live, user_id, transfer())  # on A's read from before the payee, at least
+        moved += (store_calls(live) - calls)["open_challenge"] - 3
+        for response in (*raced, after):
+            answered[auth_pb.RiskDecision.Name(response.risk.decision)] += 1
+    assert moved >= 10  # Starts decided twice (their step answered a moved memory): each counted once
+    for name in ("RISK_DECISION_ALLOW", "RISK_DECISION_HOLD"):
+        labels = {"operation": "credit_transfer", "decision": name.removeprefix("RISK_DECISION_").lower()}
+        first_starts = 10 if name == "RISK_DECISION_ALLOW" else 0
+        counted_now = await counted(live.metrics.registry, "sesame_risk_decisions_total", labels) or 0
+        assert counted_now == answered[name] + first_starts

@@ -23,6 +23,7 @@ from sesame.server.domain.errors import (
     InvalidRequest,
     PhoneCooling,
     ResendRefused,
+    RiskDenied,
     RiskMemoryMoved,
     SecurePhoneChanged,
     SendBudgetExhausted,
@@ -171,6 +172,10 @@ class MemoryChallenges:
             earlier = self._earlier(opening)
             if earlier is not None:
                 return Opened(earlier, queued=False)
+            if opening.denied and opening.risk is not None:  # as open_challenge.lua: nothing written
+                risk = opening.risk
+                descriptions = tuple(reason.description for reason in risk.reasons)
+                raise RiskDenied(user.user_id, risk.codes, descriptions, risk.rules_version)
             if opening.memory_version is not None:  # as open_challenge.lua (decision 0032)
                 fresh = versioned(user, self._m.risk_histories.get(user.user_id, RiskHistory()))
                 if fresh.version != opening.memory_version:

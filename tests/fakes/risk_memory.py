@@ -44,12 +44,14 @@ class MemoryRiskMemory:
         self._histories = store.memory.risk_histories
         self._denials: dict[str, list[dict[str, str]]] = {}
 
+    @property
+    def histories(self) -> dict[str, RiskHistory]:
+        """Each user's memory, as the fake store's right codes feed it (a test may seed it with `learn`)."""
+        return self._histories
+
     async def user_and_history(self, user_id: str) -> UserRisk:
         user = await self._store.get_user(user_id)
         return versioned(user, self._histories.get(user_id, RiskHistory()))
-
-    async def remember(self, seen: RiskObservation, limits: RiskLimits) -> None:
-        learn(self._histories, seen, limits)
 
     async def record_denial(self, denial: RiskDenial, limits: RiskLimits) -> None:
         entry = {

@@ -1,24 +1,23 @@
 """The risk flow over fakes: a DENY is journaled and raised, the operator's silence is a signal, a verified
-code is remembered (docs/risk.md)."""
+code's lesson is read at the next Start (docs/risk.md)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
 from sesame.server.domain.challenges import StartRequest
 from sesame.server.domain.errors import RiskDenied, SimSwapUnavailable, UserNotFound
-from sesame.server.domain.model import RequestContext, VerificationOutcome, VerifyResult
+from sesame.server.domain.model import RequestContext
 from sesame.server.domain.operation import AddBeneficiary, CreditTransfer, Login, Money, Operation, Payee
 from sesame.server.domain.risk import RiskAssessment, RiskDecision
 from sesame.server.domain.risk_flow import RiskFlows, RiskPolicy
 from sesame.server.domain.risk_rules import default_rules
-from sesame.server.domain.risk_signals import SimSwapStatus, fingerprint
-from tests.factories import a_challenge, a_user
+from sesame.server.domain.risk_signals import RiskLimits, SimSwapStatus, observation
+from tests.factories import a_user
 from tests.fakes.clock import FixedClock
-from tests.fakes.risk_memory import MemoryRiskMemory
+from tests.fakes.risk_memory import MemoryRiskMemory, learn
 from tests.fakes.state import memory_state
 
 PAYEE = Payee("L J H", "FR7630006000011234567890189")
@@ -79,11 +78,10 @@ async def assess(
     return await risk.decide(found, StartRequest(user_id, operation, context))
 
 
-def verified(
-    challenge_operation: AddBeneficiary | CreditTransfer, clock: FixedClock, nonce: int
-) -> VerificationOutcome:
-    challenge = a_challenge(clock.now(), challenge_operation, nonce=bytes([nonce]) * 16)
-    return VerificationOutcome(VerifyResult.VERIFIED, 0, challenge)
+def taught(memory: MemoryRiskMemory, operation: AddBeneficiary | CreditTransfer, clock: FixedClock) -> None:
+    """What a right code for `operation` teaches `u-1`'s memory (record_verification's lesson, faked)."""
+    seen = observation("u-1", "c-1", operation, CONTEXT, clock.now())
+    learn(memory.histories, seen, RiskLimits())
 
 
 async def test_a_swapped_sim_denies_journals_and_counts(memory: MemoryRiskMemory, clock: FixedClock) -> None:
@@ -144,17 +142,8 @@ async def test_a_verified_beneficiary_then_a_big_transfer_is_held(
 ) -> None:
     """What a verified code taught is read at the next Start: the payee is new, the transfer is HOLD."""
     risk = flows(memory, clock)
-    await risk.remember(verified(AddBeneficiary(PAYEE), clock, 1), CONTEXT)
+    taught(memory, AddBeneficiary(PAYEE), clock)
     clock.advance(timedelta(hours=20))
     assessment = await assess(risk, "u-1", CreditTransfer(Money("EUR", 592800), PAYEE, "t"), CONTEXT)
     assert assessment.decision is RiskDecision.HOLD
     assert "NEW_PAYEE" in assessment.codes
-
-
-async def test_only_a_verified_code_is_remembered(memory: MemoryRiskMemory, clock: FixedClock) -> None:
-    """A wrong code teaches nothing."""
-    risk = flows(memory, clock)
-    outcome = replace(verified(AddBeneficiary(PAYEE), clock, 1), result=VerifyResult.WRONG_CODE)
-    await risk.remember(outcome, CONTEXT)
-    history = (await memory.user_and_history("u-1")).history
-    assert fingerprint("iban", PAYEE.iban) not in history.payees_added

@@ -31,6 +31,7 @@ from sesame.server.domain.errors import (
     InvalidRequest,
     PhoneCooling,
     ResendRefused,
+    RiskDenied,
     RiskMemoryMoved,
     SecurePhoneChanged,
     SendBudgetExhausted,
@@ -100,6 +101,10 @@ class RedisChallenges(RedisPlace):
                 return Opened(_challenge(rec.pairs(reply[1])), queued=False)
             case b"other_operation":
                 raise InvalidRequest([FieldViolation("request_id", "was already used for another operation")])
+            case b"risk_denied" if opening.risk is not None:
+                said = opening.risk
+                descriptions = tuple(reason.description for reason in said.reasons)
+                raise RiskDenied(opening.user_id, said.codes, descriptions, said.rules_version)
         raise _refused(opening, reply, charges)
 
     def _number_budget(self, charges: Sequence[Charge]) -> list[rec.Field]:
@@ -150,6 +155,7 @@ class RedisChallenges(RedisPlace):
             self.keys.challenge(opening.challenge_id).removesuffix(opening.challenge_id),
             digest(opening.operation).hex(),
             "-" if opening.memory_version is None else opening.memory_version,
+            "1" if opening.denied else "0",
         ]
 
     async def get_challenge(self, challenge_id: str) -> Challenge:

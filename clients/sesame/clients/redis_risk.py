@@ -3,8 +3,8 @@
 Sorted sets of fingerprints scored by their last instant (payees paid, beneficiaries added, IPs, devices,
 verified operations), a list of the last amounts, and a capped stream of DENY decisions; each part is cut
 to its newest entries and expires after the retention. `read_user_risk` reads the user with its memory and
-their version (when a worker holds no recent copy: decision 0032), `remember_risk` and `record_risk_denial`
-write; open_challenge and record_verification read and feed it in their own steps (`_risk_memory.lua`).
+their version (when a worker holds no recent copy: decision 0032), `record_risk_denial` journals a DENY;
+open_challenge and record_verification read and feed it in their own steps (`_risk_memory.lua`).
 """
 
 from __future__ import annotations
@@ -44,10 +44,6 @@ class RedisRiskMemory:
         if not reply:
             raise UserNotFound(user_id)
         return user_risk(reply[:7], reply[7])
-
-    async def remember(self, seen: RiskObservation, limits: RiskLimits) -> None:
-        """Add a verified operation's facts, each set cut to its newest entries, all expiring."""
-        await self._scripts.run("remember_risk", self.parts(seen.user_id), lesson_args(seen, limits))
 
     async def record_denial(self, denial: RiskDenial, limits: RiskLimits) -> None:
         """Journal a DENY in the user's capped risk journal."""

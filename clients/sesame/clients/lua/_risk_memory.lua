@@ -1,5 +1,5 @@
 -- The user's risk memory (docs/risk.md, decision 0032): read with its version, and fed, by the steps that need
--- it. A piece, not a script: read_user_risk, open_challenge, record_verification and remember_risk include it.
+-- it. A piece, not a script: read_user_risk, open_challenge and record_verification include it.
 -- The memory's parts, in this order: the sorted sets payees, added, ips, devices, ops (member -> unix ms), then
 -- the list of amounts ("<currency>:<minor>", newest first); all in the user's {u:<t>} slot.
 

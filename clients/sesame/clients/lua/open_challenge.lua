@@ -20,14 +20,15 @@
 -- the operation back; the calling codes every number of which may be sent to (',+33,+49,', or '*' for
 -- any); the prefix of a challenge hash's name in this place (for the request's earlier challenge); the
 -- operation digest (hex); the version of the user's risk memory the rules decided on ('-': they read nothing;
--- KEYS[7+b .. 12+b] are then the memory's parts, see _risk_memory.lua; decision 0032); n = count of hash
+-- KEYS[7+b .. 12+b] are then the memory's parts, see _risk_memory.lua; decision 0032); '1' when the rules
+-- said DENY (a retried request id is answered its challenge, else {'risk_denied'}); n = count of hash
 -- field/value elements, then n hash elements, then journal pairs.
 -- Returns {'opened', client_id, phone, locale}, {'earlier', hgetall} (the request id's challenge),
 -- {'other_operation'} (the request id was used for another operation), {'not_found'} (no such user),
 -- {'not_active', status}, {'blocked', blocked_until (unix ms)}, {'cooling', cooling_until (unix ms)},
 -- {'destination', phone} (not every number of its calling code may be sent to: Start checks its region),
 -- {'phone_changed'}, {'exists'} (the id was already used: the journal outlives the hash),
--- {'exhausted', budget index (0-based), wait_ms} or {'risk_moved', the user and its memory as read_user_risk
+-- {'exhausted', budget index (0-based), wait_ms}, {'risk_denied'} or {'risk_moved', the user and its memory as read_user_risk
 -- reads them, version} (the memory is not the version the rules decided on: they decide again).
 --#include _send_budgets.lua
 --#include _risk_memory.lua
@@ -59,6 +60,7 @@ local claim = arg()
 local challenge_prefix = arg()
 local op_digest = arg()
 local memory_version = arg()
+local denied = arg()  -- '1': the rules said DENY (answer a retried request id's challenge, else refuse)
 
 local h = redis.call('HMGET', user, 'status', 'phone', 'blocked_until', 'cooling_until', 'client_id', 'locale')
 local blocked_until = tonumber(h[3] or '0') or 0
@@ -97,6 +99,9 @@ if claim == '1' then
     end
     -- Claimed by a challenge since purged: the claim outlived it, the request opens a new one.
   end
+end
+if denied == '1' then
+  return {'risk_denied'}  -- nothing written, nothing sent (docs/risk.md)
 end
 -- After the user's admission and the request id's earlier answer, before anything is written: the rules
 -- decided on this memory, or they decide again (a verification that fed it landed in between).

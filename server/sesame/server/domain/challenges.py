@@ -22,9 +22,11 @@ from sesame.server.domain.errors import (
     KeyNotFound,
     KeyVersionUnavailable,
     PhoneCooling,
+    RiskDenied,
     RiskMemoryMoved,
     SendBudgetExhausted,
     SesameError,
+    StoreUnavailable,
     UserBlocked,
     UserNotActive,
 )
@@ -180,13 +182,14 @@ class ChallengeFlows:
         """
         now = self._clock.now()
         factors.check_age(request.context.first_factor, now, self._policy.first_factor_max_age)
-        # A DENY raises here, before anything is computed, charged or sent (docs/risk.md).
         risk, read = await self._assess(request, now)
         key = await self._keys.current_otp_key()
+        if risk is not None and risk.decision is RiskDecision.DENY:
+            # Refused before anything is computed, charged or sent (docs/risk.md), unless a retry.
+            return await self._denied(request, self._ref(key.otp_version, request), now, risk, read)
         # The nonce is public (RFC 6287 sends it in the clear; the key is the secret): the OS CSPRNG draws
         # it, so Start costs one HSM call, the MAC (docs/decisions/0020).
-        nonce = secrets.token_bytes(NONCE_BYTES)
-        ref = ChallengeRef(nonce, key.otp_version, self._policy.digits, user_tag(request.user_id))
+        ref = self._ref(key.otp_version, request)
         code = await codes.derive(
             self._keys,
             key_version=ref.key_version,
@@ -224,13 +227,58 @@ class ChallengeFlows:
     ) -> tuple[Opened, RiskAssessment | None]:
         """Start's one step, on the risk memory the rules decided on: when a verification changed it since
         (another worker's, or after this worker's copy was kept), the step answers it as it is, the rules
-        decide again on that, and the step runs again (decision 0032). RiskDenied."""
-        for _ in range(_RISK_TRIES - 1):
+        decide again on that, and the step runs again (decision 0032). The decision the step finally acted
+        on is counted, once (not a retry's: its challenge's own decision was). RiskDenied."""
+        for tries_left in reversed(range(_RISK_TRIES)):
             try:
-                return await self._open(request, ref, now, risk, read), risk
+                opened = await self._open(request, ref, now, risk, read)
             except RiskMemoryMoved as moved:
+                if not tries_left:
+                    raise
                 risk, read = await self._decide_again(moved.fresh, request)
-        return await self._open(request, ref, now, risk, read), risk
+                continue
+            except StoreUnavailable:
+                raise
+            except SesameError:
+                self._count(request, risk)  # refused for another reason (budgets...) on this decision
+                raise
+            if opened.queued:
+                self._count(request, risk)
+            return opened, risk
+        raise AssertionError("not reached: the last try raises or returns")
+
+    def _count(self, request: StartRequest, risk: RiskAssessment | None) -> None:
+        if self._risk is not None and risk is not None:
+            self._risk.count(request.operation, risk)
+
+    def _ref(self, key_version: int, request: StartRequest) -> ChallengeRef:
+        # The nonce is public (RFC 6287 sends it in the clear; the key is the secret): the OS CSPRNG draws
+        # it, so Start costs one HSM call, the MAC (docs/decisions/0020).
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        return ChallengeRef(nonce, key_version, self._policy.digits, user_tag(request.user_id))
+
+    async def _denied(
+        self,
+        request: StartRequest,
+        ref: ChallengeRef,
+        now: datetime,
+        risk: RiskAssessment,
+        read: UserRisk | None,
+    ) -> Challenge:
+        """A DENY: journaled, counted and raised with nothing written or sent (RiskDenied). But a retry by
+        request id answers the challenge its first call opened, with that call's decision: the step looks
+        the request id up and, when it opened none, refuses without writing (idempotency, docs/api.md)."""
+        assert self._risk is not None
+        assert read is not None  # a DENY is decided on a fresh read, never on a kept one
+        if request.request_id:
+            try:
+                opened = await self._open(request, ref, now, risk, None)
+            except RiskDenied:
+                pass
+            else:
+                return replace(opened.challenge, risk=self._risk.described(opened.challenge.risk))
+        await self._risk.refuse_denied(read, request, risk)
+        raise AssertionError("not reached: refuse_denied raises on a DENY")
 
     async def _open(
         self,
@@ -243,16 +291,19 @@ class ChallengeFlows:
         return await self._store.challenges.start_challenge(self._opening(request, ref, now, risk, read))
 
     async def _decide_again(self, fresh: UserRisk, request: StartRequest) -> tuple[RiskAssessment, UserRisk]:
-        """The rules' decision on the memory a step answered: the step admitted the user before reading it."""
+        """The rules' decision on the memory a step answered: the step admitted the user and looked the
+        request id up (it opened none) before reading it, so a DENY here is refused at once. RiskDenied."""
         assert self._risk is not None
         self._risk.keep(fresh)
-        return await self._risk.decide(fresh, request), fresh
+        risk = await self._risk.judge(fresh, request)
+        await self._risk.refuse_denied(fresh, request, risk)
+        return risk, fresh
 
     async def _assess(
         self, request: StartRequest, now: datetime
     ) -> tuple[RiskAssessment | None, UserRisk | None]:
         """The rules' decision on the operation, before Start's step (None: no rules), and the read of the
-        user's memory it was made on (None: nothing read). RiskDenied.
+        user's memory it was made on (None: nothing read); not counted yet, a DENY not refused yet.
 
         Only when a rule could match the operation's kind is the memory looked at: this worker's last read
         of it when it kept one (no round trip: Start's step checks its version), else the user and its
@@ -262,19 +313,18 @@ class ChallengeFlows:
         if self._risk is None:
             return None, None
         if not self._risk.reads(request.operation):
-            return self._risk.unread(request.operation), None
+            return self._risk.unread(), None
         found = self._risk.recalled(request.user_id)
         if found is not None:
             assessment = await self._risk.judge(found, request)
             if assessment.decision is not RiskDecision.DENY:
-                self._risk.count(request.operation, assessment)
                 return assessment, found
         found = await self._risk.read(request.user_id)
         # A user who may not be sent a code is refused as such, not as a risk denial; the step checks
         # these again, atomically, with the rest.
         _admit(found.user, request.operation, now)
         check_destination(found.user.secure_phone, self._policy.countries)
-        return await self._risk.decide(found, request), found
+        return await self._risk.judge(found, request), found
 
     def _opening(
         self,

@@ -26,6 +26,7 @@ from sesame.server.domain import codes, notices, sent_text, sms_text
 from sesame.server.domain.errors import ChallengeNotFound, DeliveryFailed, DeliveryRefused
 from sesame.server.domain.lifecycle import UserNotice
 from sesame.server.domain.model import Challenge, ChallengeStatus, DeliveryState, SmsMessage
+from sesame.server.domain.risk import RiskDecision
 from sesame.server.domain.sms_templates import Kind
 
 if TYPE_CHECKING:
@@ -261,7 +262,11 @@ class Dispatcher:
             locale=challenge.locale,
             templates=self._templates,
             new_payee=_new_payee(challenge, now),
+            flagged=challenge.risk is not None and challenge.risk.decision in _FLAGGED,
         )
+
+
+_FLAGGED = frozenset({RiskDecision.WARN, RiskDecision.HOLD})  # sent with the strongest wording (0032, 0043)
 
 
 def _new_payee(challenge: Challenge, now: datetime) -> sms_text.NewPayee | None:

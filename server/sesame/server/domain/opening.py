@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sesame.server.domain.budgets import SendBudget
 from sesame.server.domain.model import Challenge, RequestContext
 from sesame.server.domain.operation import Operation
-from sesame.server.domain.risk import RiskAssessment
+from sesame.server.domain.risk import RiskAssessment, RiskDecision
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +41,12 @@ class Opening:
     # The version of the user's risk memory `risk` was decided on (`UserRisk.version`): the step opens only
     # if the memory is still that one, else raises RiskMemoryMoved with it as it is. None: nothing was read.
     memory_version: str | None = None
+
+    @property
+    def denied(self) -> bool:
+        """The rules said DENY: the step answers a retried request id's challenge, else refuses (RiskDenied)
+        with nothing written (a retry answers what its first call was answered, docs/api.md)."""
+        return self.risk is not None and self.risk.decision is RiskDecision.DENY
 
 
 @dataclass(frozen=True, slots=True)

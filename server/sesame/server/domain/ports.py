@@ -54,7 +54,6 @@ if TYPE_CHECKING:
     from sesame.server.domain.risk_signals import (
         RiskDenial,
         RiskLimits,
-        RiskObservation,
         SimSwapStatus,
         UserRisk,
     )
@@ -420,11 +419,6 @@ class RiskMemory(Protocol):
 
     async def user_and_history(self, user_id: str) -> UserRisk:
         """The user and its risk memory, in one atomic read. UserNotFound."""
-        ...
-
-    async def remember(self, seen: RiskObservation, limits: RiskLimits) -> None:
-        """Add what a VERIFIED challenge teaches; each set keeps its newest `limits` entries, for
-        `limits.retention` from the last entry."""
         ...
 
     async def record_denial(self, denial: RiskDenial, limits: RiskLimits) -> None:

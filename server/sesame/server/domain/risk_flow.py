@@ -1,9 +1,9 @@
-"""The risk flow: decide at StartChallenge, remember after a VERIFIED code (docs/risk.md).
+"""The risk flow: decide at StartChallenge; a VERIFIED code teaches the memory in its own step (docs/risk.md).
 
 `assess` reads the user with Sésame's memory of it (the one read Start makes anyway), asks the operator
 about the SIM for a sensitive operation, computes the signals and applies the rules. A DENY is journaled in
 the user's risk journal and raised (no challenge, no SMS); any other decision goes with the challenge.
-`remember` feeds a VERIFIED challenge back into the memory; its failure never changes the verification.
+`lesson` is what a VERIFIED challenge teaches the memory, in record_verification's own step (decision 0032).
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sesame.server.domain.errors import RiskDenied, SimSwapUnavailable, StoreUnavailable
-from sesame.server.domain.model import VerificationOutcome, VerifyResult
+from sesame.server.domain.errors import RiskDenied, SimSwapUnavailable
 from sesame.server.domain.operation import CreditTransfer, OperationType, kind
 from sesame.server.domain.risk import RiskAssessment, RiskDecision, RuleSet
 from sesame.server.domain.risk_recall import DEFAULT_USERS, RiskRecall
@@ -27,13 +26,12 @@ from sesame.server.domain.risk_signals import (
     UserRisk,
     fingerprint,
     lesson,
-    observation,
     signals,
 )
 
 if TYPE_CHECKING:
     from sesame.server.domain.challenges import StartRequest, VerifyRequest
-    from sesame.server.domain.model import RequestContext, User
+    from sesame.server.domain.model import User
     from sesame.server.domain.operation import Operation
     from sesame.server.domain.ports import Clock, RiskMemory, RiskMeter, SimSwapCheck
 
@@ -120,17 +118,15 @@ class RiskFlows:
         """Whether a rule can match this operation's kind: only then are the user and its memory read."""
         return self._policy.rules.may_match(kind(operation).name.lower())
 
-    def unread(self, operation: Operation) -> RiskAssessment:
-        """The decision on an operation no rule can match (`reads` false): ALLOW, counted, nothing read."""
-        assessment = RiskAssessment(RiskDecision.ALLOW, (), self._policy.rules.version)
-        self._meter.decided(kind(operation).name.lower(), assessment)
-        return assessment
+    def unread(self) -> RiskAssessment:
+        """The decision on an operation no rule can match (`reads` false): ALLOW, nothing read."""
+        return RiskAssessment(RiskDecision.ALLOW, (), self._policy.rules.version)
 
     async def decide(self, found: UserRisk, request: StartRequest) -> RiskAssessment:
         """The decision on the user's operation (never DENY), counted. RiskDenied, journaled."""
         assessment = await self.judge(found, request)
-        self.count(request.operation, assessment)
         await self.refuse_denied(found, request, assessment)
+        self.count(request.operation, assessment)
         return assessment
 
     async def judge(self, found: UserRisk, request: StartRequest) -> RiskAssessment:
@@ -154,8 +150,9 @@ class RiskFlows:
         self._meter.decided(kind(operation).name.lower(), assessment)
 
     async def refuse_denied(self, found: UserRisk, request: StartRequest, assessment: RiskAssessment) -> None:
-        """A DENY: journaled in the user's risk journal and raised (RiskDenied). Otherwise nothing."""
+        """A DENY: counted, journaled in the user's risk journal, raised (RiskDenied). Otherwise nothing."""
         if assessment.decision is RiskDecision.DENY:
+            self.count(request.operation, assessment)
             user_id, op, context = found.user.user_id, kind(request.operation).name.lower(), request.context
             denial = RiskDenial(
                 user_id,
@@ -188,16 +185,3 @@ class RiskFlows:
                 status = SimSwapStatus("unavailable")
         self._meter.sim_swap(status.state)
         return status
-
-    async def remember(self, outcome: VerificationOutcome, context: RequestContext) -> None:
-        """Feed a VERIFIED challenge into its user's memory; a store failure is logged, never answered."""
-        if outcome.result is not VerifyResult.VERIFIED:
-            return
-        challenge = outcome.challenge
-        seen = observation(
-            challenge.user_id, challenge.challenge_id, challenge.operation, context, self._clock.now()
-        )
-        try:
-            await self._memory.remember(seen, self._policy.limits)
-        except StoreUnavailable:
-            _log.warning("risk memory not updated after a verified code: the store is unavailable")
