@@ -43,6 +43,7 @@ class Memory:
         # per challenge: (event, outcome) -> (count, last at); only the first refusal of a kind is journaled
         self._refusals: dict[str, dict[tuple[str, str], tuple[int, datetime]]] = {}
         self.risk_histories: dict[str, RiskHistory] = {}  # the users' risk memory (decision 0032)
+        self.risk_denials: dict[str, list[dict[str, str]]] = {}  # the users' risk journals
 
     def _count_for_user(
         self, user_id: str, challenge_id: str, result: VerifyResult, at: datetime, lockout: LockoutPolicy

@@ -42,7 +42,7 @@ class MemoryRiskMemory:
     def __init__(self, store: MemoryUsers) -> None:
         self._store = store
         self._histories = store.memory.risk_histories
-        self._denials: dict[str, list[dict[str, str]]] = {}
+        self._denials = store.memory.risk_denials  # Start's step journals there too (decision 0045)
 
     @property
     def histories(self) -> dict[str, RiskHistory]:
@@ -54,23 +54,28 @@ class MemoryRiskMemory:
         return versioned(user, self._histories.get(user_id, RiskHistory()))
 
     async def record_denial(self, denial: RiskDenial, limits: RiskLimits) -> None:
-        entry = {
-            "event": "risk.denied",
-            "at": iso(denial.at),
-            "user_id": denial.user_id,
-            "op": denial.operation,
-            "decision": "deny",
-            "reasons": ",".join(denial.codes),
-            "rules": ",".join(denial.rules),
-            "rules_version": denial.rules_version,
-            **context_fields(denial.context),
-        }
-        journal = self._denials.setdefault(denial.user_id, [])
-        journal.append(entry)
-        del journal[: max(len(journal) - limits.denials, 0)]
+        journal_denial(self._denials, denial, limits)
 
     async def denials(self, user_id: str) -> list[dict[str, str]]:
         return list(self._denials.get(user_id, []))
 
 
 _: type[RiskMemory] = MemoryRiskMemory
+
+
+def journal_denial(journals: dict[str, list[dict[str, str]]], denial: RiskDenial, limits: RiskLimits) -> None:
+    """A DENY in the user's capped risk journal, as record_risk_denial.lua and open_challenge.lua write it."""
+    entry = {
+        "event": "risk.denied",
+        "at": iso(denial.at),
+        "user_id": denial.user_id,
+        "op": denial.operation,
+        "decision": "deny",
+        "reasons": ",".join(denial.codes),
+        "rules": ",".join(denial.rules),
+        "rules_version": denial.rules_version,
+        **context_fields(denial.context),
+    }
+    journal = journals.setdefault(denial.user_id, [])
+    journal.append(entry)
+    del journal[: max(len(journal) - limits.denials, 0)]

@@ -8,18 +8,25 @@ so both evaluators see the same numbers (tests/contracts/test_risk_rules_lua.py 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from sesame.clients import redis_records as rec
 from sesame.server.domain.model import RequestContext
 from sesame.server.domain.operation import CreditTransfer, Operation, kind
 from sesame.server.domain.risk import RuleSet, SignalValue
-from sesame.server.domain.risk_signals import fingerprint
+from sesame.server.domain.risk_signals import RiskLimits, fingerprint
 
 # The signals the memory cannot give: the operator's SIM-swap answer and what the bank forwards.
 GIVEN = ("sim_swap", "sim_swapped_hours", "payee_first_used_hours", "account_age_days", "balance_share")
+
+
+def compiled(rules: RuleSet) -> str:
+    """`program(rules)`, compiled once per rule set (a server has one; a replay a few)."""
+    return _compiled(rules)
 
 
 def program(rules: RuleSet) -> str:
@@ -44,24 +51,47 @@ def program(rules: RuleSet) -> str:
 
 
 def question(
-    operation: Operation, context: RequestContext, now: datetime, given: Mapping[str, SignalValue]
+    operation: Operation,
+    context: RequestContext,
+    now: datetime,
+    given: Mapping[str, SignalValue],
+    denial: Denial | None = None,
 ) -> str:
     """What the step needs besides the memory: the operation's kind, the instant, the payee's, IP's and
-    device's fingerprints ('' for none), the transfer's amount, and the `GIVEN` signals that are known."""
+    device's fingerprints ('' for none), the transfer's amount, the `GIVEN` signals that are known, and, for
+    Start's step, what a DENY journals (`denial`) and the number the SIM-swap answer is about."""
     transfer = operation if isinstance(operation, CreditTransfer) else None
-    return _compact(
-        {
-            "op": kind(operation).name.lower(),
-            "now": rec.to_ms(now),
-            "payee": fingerprint("iban", transfer.payee.iban) if transfer else "",
-            "amount_minor": transfer.amount.amount_minor if transfer else 0,
-            "currency": transfer.amount.currency if transfer else "",
-            "ip": fingerprint("ip", context.ip) if context.ip else "",
-            "device": fingerprint("device", context.device_id) if context.device_id else "",
-            # An object even when empty: cjson reads [] and {} alike, Python writes {} for an empty dict.
-            "given": {name: given[name] for name in GIVEN if name in given},
+    asked: dict[str, object] = {
+        "op": kind(operation).name.lower(),
+        "now": rec.to_ms(now),
+        "payee": fingerprint("iban", transfer.payee.iban) if transfer else "",
+        "amount_minor": transfer.amount.amount_minor if transfer else 0,
+        "currency": transfer.amount.currency if transfer else "",
+        "ip": fingerprint("ip", context.ip) if context.ip else "",
+        "device": fingerprint("device", context.device_id) if context.device_id else "",
+        # An object even when empty: cjson reads [] and {} alike, Python writes {} for an empty dict.
+        "given": {name: given[name] for name in GIVEN if name in given},
+    }
+    if denial is not None:
+        asked |= {
+            "at": rec.iso(now),
+            "user_id": denial.user_id,
+            "context": [str(value) for value in rec.context_fields(context)],
+            "denials": denial.limits.denials,
+            "retention": denial.limits.retention // rec.MS,
         }
-    )
+        if denial.sim_number is not None:
+            asked["sim_for"] = denial.sim_number
+    return _compact(asked)
+
+
+@dataclass(frozen=True, slots=True)
+class Denial:
+    """Whose risk journal a DENY goes to, within which bounds, and the number the SIM answer is about."""
+
+    user_id: str
+    limits: RiskLimits
+    sim_number: str | None = None
 
 
 def signals_of(reply: list[bytes]) -> dict[str, SignalValue]:
@@ -80,3 +110,8 @@ def signals_of(reply: list[bytes]) -> dict[str, SignalValue]:
 
 def _compact(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled(rules: RuleSet) -> str:
+    return program(rules)

@@ -29,6 +29,17 @@ local function risk_read(user, parts)
   return reply, redis.sha1hex(framed(text))
 end
 
+-- The user hash, each sorted set's member/score pairs and the amounts, as risk_read reads them, without a
+-- version: what Start's step evaluates the rules on (_risk_rules.lua, decision 0045).
+local function risk_fetch(user, parts)
+  local reply = {redis.call('HGETALL', user)}
+  for i = 1, 5 do
+    reply[#reply + 1] = redis.call('ZRANGE', parts[i], 0, -1, 'WITHSCORES')
+  end
+  reply[#reply + 1] = redis.call('LRANGE', parts[6], 0, -1)
+  return reply
+end
+
 -- Remember what a VERIFIED challenge teaches: each sorted set keeps its newest entries only, the amounts list
 -- its newest amounts, every part expires after the retention (refreshed by each new entry). Fingerprints only.
 -- a: {instant (unix ms), retention (ms), the caps of the five sets and the list, the member for each set ('':

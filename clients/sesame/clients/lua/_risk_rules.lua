@@ -138,7 +138,7 @@ local function risk_decide(program, s)
   return decision, matched
 end
 
-local DECISIONS = {'allow', 'warn', 'hold', 'deny'}
+local RISK_DECISIONS = {'allow', 'warn', 'hold', 'deny'}
 
 -- The assessment as RuleSet.assess makes it, and as the step keeps it: the decision (1 .. 4), the reason codes
 -- (each once, in rule order), the matched rule ids, and, for a WARN or HOLD transfer to a payee added in the
@@ -167,7 +167,7 @@ end
 -- The challenge hash's `risk` field, as redis_records.risk_hash_fields writes it:
 -- '<decision>|<rules version>|<codes>|<rule ids>|<payee added, unix ms>', empty parts cut from the end.
 local function risk_kept(program, decision, codes, matched, added)
-  local parts = {DECISIONS[decision], program.version, table.concat(codes, ','), table.concat(matched, ','),
+  local parts = {RISK_DECISIONS[decision], program.version, table.concat(codes, ','), table.concat(matched, ','),
     added and string.format('%.0f', added) or ''}
   while parts[#parts] == '' do parts[#parts] = nil end
   return table.concat(parts, '|')

@@ -19,19 +19,21 @@
 -- number's budget among them, its limit, window, key prefix and hash tag; '1' when a cooling number holds
 -- the operation back; the calling codes every number of which may be sent to (',+33,+49,', or '*' for
 -- any); the prefix of a challenge hash's name in this place (for the request's earlier challenge); the
--- operation digest (hex); the version of the user's risk memory the rules decided on ('-': they read nothing;
--- KEYS[7+b .. 12+b] are then the memory's parts, see _risk_memory.lua; decision 0032); '1' when the rules
--- said DENY (a retried request id is answered its challenge, else {'risk_denied'}); n = count of hash
--- field/value elements, then n hash elements, then journal pairs.
+-- operation digest (hex); the risk rules compiled to JSON ('-': the rules decide nothing here; else
+-- KEYS[7+b .. 12+b] are the user's memory's parts, see _risk_memory.lua, and KEYS[13+b] its risk journal;
+-- _risk_rules.lua, decision 0045); the question to the rules (JSON, sesame.clients.risk_program.question;
+-- '-' with the program); n = count of hash field/value elements, then n hash elements, then journal pairs.
 -- Returns {'opened', client_id, phone, locale}, {'earlier', hgetall} (the request id's challenge),
 -- {'other_operation'} (the request id was used for another operation), {'not_found'} (no such user),
 -- {'not_active', status}, {'blocked', blocked_until (unix ms)}, {'cooling', cooling_until (unix ms)},
 -- {'destination', phone} (not every number of its calling code may be sent to: Start checks its region),
 -- {'phone_changed'}, {'exists'} (the id was already used: the journal outlives the hash),
--- {'exhausted', budget index (0-based), wait_ms}, {'risk_denied'} or {'risk_moved', the user and its memory as read_user_risk
--- reads them, version} (the memory is not the version the rules decided on: they decide again).
+-- {'exhausted', budget index (0-based), wait_ms}, {'risk_denied', kept assessment} (journaled in the user's
+-- risk journal, nothing else written) or {'sim_number', phone} (the SIM-swap answer is about another number
+-- than the stored one: asked again). 'opened' has a 5th element, the kept assessment, when the rules decided.
 --#include _send_budgets.lua
 --#include _risk_memory.lua
+--#include _risk_rules.lua
 local challenge, journal, user, pending, request = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local at = 0
 local function arg()
@@ -59,8 +61,8 @@ local codes = arg()
 local claim = arg()
 local challenge_prefix = arg()
 local op_digest = arg()
-local memory_version = arg()
-local denied = arg()  -- '1': the rules said DENY (answer a retried request id's challenge, else refuse)
+local risk_program = arg()
+local risk_question = arg()
 
 local h = redis.call('HMGET', user, 'status', 'phone', 'blocked_until', 'cooling_until', 'client_id', 'locale')
 local blocked_until = tonumber(h[3] or '0') or 0
@@ -100,17 +102,28 @@ if claim == '1' then
     -- Claimed by a challenge since purged: the claim outlived it, the request opens a new one.
   end
 end
-if denied == '1' then
-  return {'risk_denied'}  -- nothing written, nothing sent (docs/risk.md)
-end
--- After the user's admission and the request id's earlier answer, before anything is written: the rules
--- decided on this memory, or they decide again (a verification that fed it landed in between).
-if memory_version ~= '-' then
+-- After the user's admission and the request id's earlier answer, before anything is written: the signals
+-- and the rules on the memory as it is now, in this step (decision 0045). A DENY writes its denial only.
+local kept, risk_entry
+if risk_program ~= '-' then
+  local program, x = cjson.decode(risk_program), cjson.decode(risk_question)
+  if x.sim_for and x.sim_for ~= phone then
+    return {'sim_number', phone}
+  end
   local parts = {}
   for i = 7 + budgets, 12 + budgets do parts[#parts + 1] = KEYS[i] end
-  local read, version = risk_read(user, parts)
-  if version ~= memory_version then
-    return {'risk_moved', read, version}
+  local read = risk_fetch(user, parts)
+  local decision, codes, matched, added = risk_assess(program, risk_signals(read, x), x, read)
+  kept = risk_kept(program, decision, codes, matched, added)
+  risk_entry = {'risk_decision', RISK_DECISIONS[decision], 'risk_reasons', table.concat(codes, ','),
+    'risk_rules', table.concat(matched, ','), 'risk_rules_version', program.version}
+  if decision == 4 then
+    local denial = {'event', 'risk.denied', 'at', x.at, 'user_id', x.user_id, 'op', x.op, 'decision', 'deny',
+      'reasons', risk_entry[4], 'rules', risk_entry[6], 'rules_version', program.version}
+    for _, v in ipairs(x.context) do denial[#denial + 1] = v end
+    redis.call('XADD', KEYS[13 + budgets], 'MAXLEN', '~', x.denials, '*', unpack(denial))
+    redis.call('PEXPIRE', KEYS[13 + budgets], x.retention)
+    return {'risk_denied', kept}  -- nothing else written, nothing sent (docs/risk.md)
   end
 end
 if redis.call('EXISTS', challenge, journal) > 0 then
@@ -139,6 +152,11 @@ local n = tonumber(arg())
 local fields, entry = {}, {}
 for i = at + 1, at + n do fields[#fields + 1] = ARGV[i] end
 for i = at + n + 1, #ARGV do entry[#entry + 1] = ARGV[i] end
+if kept then
+  fields[#fields + 1] = 'risk'
+  fields[#fields + 1] = kept
+  for _, v in ipairs(risk_entry) do entry[#entry + 1] = v end
+end
 if number == '' then
   -- As sesame.server.domain.privacy.mask_phone: the country code and the last two digits.
   local masked = string.rep('*', #phone)
@@ -162,4 +180,4 @@ if redis.call('EXISTS', outbox) == 0 then
   redis.call('XGROUP', 'CREATE', outbox, 'dispatchers', '0', 'MKSTREAM')  -- the first SMS ever queued
 end
 redis.call('XADD', outbox, '*', 'challenge_id', challenge_id, 'send', 'start', 'queued_at', now)
-return {'opened', h[5], phone, h[6]}
+return {'opened', h[5], phone, h[6], kept}
