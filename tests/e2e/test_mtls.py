@@ -34,6 +34,7 @@ from tests.support.wired_server import ServerOptions, start_wired
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 ENROL_USER = "sesame.api.v1.EnrollmentService/EnrollUser"
+ENROLMENT_SERVICE = "sesame.api.v1.EnrollmentService"
 
 
 @dataclass
@@ -192,6 +193,31 @@ async def test_health_on_the_mtls_port_needs_no_grant(secured: Secured) -> None:
     async with secured.channel(secured.pki.stranger) as channel:
         reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def _first_watched(channel: grpc.aio.Channel, service: str = "") -> int:
+    """The first status Health/Watch streams for `service`; the stream is cancelled after it."""
+    call = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=service), timeout=5)
+    try:
+        async for reply in call:
+            return int(reply.status)
+    finally:
+        call.cancel()
+    raise AssertionError("Watch ended without a status")
+
+
+async def test_health_watch_streams_serving_on_both_ports(secured: Secured) -> None:
+    """Watch (grpc's coroutine-style streaming handler) streams SERVING on the mTLS port and the probe port.
+
+    It failed INTERNAL on both (TypeError) when the decoding interceptor iterated every streaming behaviour
+    as an async generator.
+    """
+    assert secured.server.health_port is not None
+    async with secured.channel(secured.pki.stranger) as channel:
+        assert await _first_watched(channel) == health_pb2.HealthCheckResponse.SERVING
+        assert await _first_watched(channel, ENROLMENT_SERVICE) == health_pb2.HealthCheckResponse.SERVING
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{secured.server.health_port}") as channel:
+        assert await _first_watched(channel) == health_pb2.HealthCheckResponse.SERVING
 
 
 async def _list_services(channel: grpc.aio.Channel) -> set[str]:

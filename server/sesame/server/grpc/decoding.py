@@ -10,6 +10,7 @@ the policy refuses learns nothing more than before; the metering interceptor, ou
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -95,6 +96,11 @@ def _checked(shape: tuple[bool, bool], behavior: Any, method: str) -> Any:  # no
         async for response in behavior(request, context):
             yield response
 
+    async def server_writing(request: Any, context: Context) -> None:
+        if isinstance(request, Undecodable):
+            await _refuse(request, method, context)
+        await behavior(request, context)
+
     def screened(requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
         async def each() -> AsyncIterator[Any]:
             async for request in requests:
@@ -111,9 +117,16 @@ def _checked(shape: tuple[bool, bool], behavior: Any, method: str) -> Any:  # no
         async for response in behavior(screened(requests, context), context):
             yield response
 
+    async def bidi_writing(requests: AsyncIterator[Any], context: Context) -> None:
+        await behavior(screened(requests, context), context)
+
+    # A streaming behaviour is an async generator (it yields its responses) or a coroutine that writes them
+    # with context.write and returns None (grpc's own Health.Watch): grpc.aio tells them apart by the kind
+    # of function, so the wrapper must be of the behaviour's kind, or grpc iterates a coroutine (TypeError).
+    writes = inspect.iscoroutinefunction(behavior)
     return {
         (False, False): unary,
-        (False, True): server_streaming,
+        (False, True): server_writing if writes else server_streaming,
         (True, False): client_streaming,
-        (True, True): bidi,
+        (True, True): bidi_writing if writes else bidi,
     }[shape]
