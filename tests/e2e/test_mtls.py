@@ -197,7 +197,9 @@ async def test_health_on_the_mtls_port_needs_no_grant(secured: Secured) -> None:
 
 async def _first_watched(channel: grpc.aio.Channel, service: str = "") -> int:
     """The first status Health/Watch streams for `service`; the stream is cancelled after it."""
-    call = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=service), timeout=5)
+    call = health_pb2_grpc.HealthStub(channel).Watch(
+        health_pb2.HealthCheckRequest(service=service), timeout=5
+    )
     try:
         async for reply in call:
             return int(reply.status)
