@@ -20,11 +20,10 @@ from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.clients.redis_store import RedisState
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server.config import Settings
-from sesame.server.grpc.authz import AuthorizationInterceptor
 from sesame.server.grpc.callers import current_caller
+from sesame.server.grpc.calls import CallInterceptor
 from sesame.server.grpc.policy import parse_policy
 from sesame.server.grpc.server import GrpcServer
-from sesame.server.grpc.status import ErrorInterceptor
 from sesame.server.metrics import Metrics
 from tests.e2e.helpers import CONTEXT, PHONE, counted, transfer
 from tests.support.pki import BACKOFFICE, PAYMENTS, Identity, Pki
@@ -249,7 +248,9 @@ async def test_a_servicer_reads_the_verified_caller(pki: Pki) -> None:
         return (current_caller() or "").encode()
 
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor(), AuthorizationInterceptor(parse_policy(pki.policy.read_text()))]
+        interceptors=[
+            CallInterceptor(Metrics(), parse_policy(pki.policy.read_text()), max_concurrent_rpcs=10)
+        ]
     )
     handler = grpc.unary_unary_rpc_method_handler(who_am_i)
     server.add_generic_rpc_handlers(

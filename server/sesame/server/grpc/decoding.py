@@ -62,12 +62,14 @@ class DecodingInterceptor(grpc.aio.ServerInterceptor):
         )
         return _FACTORIES[shape](
             _checked(shape, behavior, method),
-            request_deserializer=_tolerant(handler.request_deserializer),
+            request_deserializer=tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
 
 
-def _tolerant(deserialize: Deserializer) -> Deserializer:
+def tolerant(deserialize: Deserializer) -> Deserializer:
+    """`deserialize`, answering `Undecodable` for bytes that do not parse instead of raising."""
+
     def parse(raw: bytes) -> Any:
         try:
             return deserialize(raw)
@@ -78,7 +80,8 @@ def _tolerant(deserialize: Deserializer) -> Deserializer:
     return parse
 
 
-async def _refuse(request: Undecodable, method: str, context: Context) -> None:
+async def refuse(request: Undecodable, method: str, context: Context) -> None:
+    """Answer an undecodable request INVALID_ARGUMENT (abort_with_status: raises), with one WARNING line."""
     # The class of problem only: the parser's message may quote bytes of the request.
     _log.warning("rpc %s refused: undecodable request (%s)", method, request.reason)
     await context.abort_with_status(rpc_status.to_status(to_status(_UNDECODABLE)))
@@ -87,25 +90,25 @@ async def _refuse(request: Undecodable, method: str, context: Context) -> None:
 def _checked(shape: tuple[bool, bool], behavior: Any, method: str) -> Any:  # noqa: C901 (one closure per shape)
     async def unary(request: Any, context: Context) -> Any:
         if isinstance(request, Undecodable):
-            await _refuse(request, method, context)
+            await refuse(request, method, context)
         return await behavior(request, context)
 
     async def server_streaming(request: Any, context: Context) -> AsyncIterator[Any]:
         if isinstance(request, Undecodable):
-            await _refuse(request, method, context)
+            await refuse(request, method, context)
         async for response in behavior(request, context):
             yield response
 
     async def server_writing(request: Any, context: Context) -> None:
         if isinstance(request, Undecodable):
-            await _refuse(request, method, context)
+            await refuse(request, method, context)
         await behavior(request, context)
 
     def screened(requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
         async def each() -> AsyncIterator[Any]:
             async for request in requests:
                 if isinstance(request, Undecodable):
-                    await _refuse(request, method, context)
+                    await refuse(request, method, context)
                 yield request
 
         return each()
