@@ -20,12 +20,14 @@ checked by the wrappers of authz and decoding, as before.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from contextlib import AbstractContextManager
 from typing import Any, TypeAlias, cast
 
 import grpc
 import structlog
-from opentelemetry import propagate
+from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
 from sesame.server.domain import errors
@@ -47,6 +49,7 @@ from sesame.server.grpc.shedding import InFlight
 from sesame.server.grpc.status import answer_crash, answer_error
 from sesame.server.grpc.unary import Behavior, Continuation
 from sesame.server.metrics import Metrics
+from sesame.server.tracing import recording
 
 Context = grpc.aio.ServicerContext[Any, Any]
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"  # generic in the stubs only
@@ -112,18 +115,9 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             fields = {"request_id": rid, "rpc": name, "caller": named, **subject(request)}
             attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
             attributes["sesame.caller"] = named
-            carrier = {key: value for key, value in metadata if isinstance(value, str)}
             with (
                 structlog.contextvars.bound_contextvars(**fields),
-                tracer.start_as_current_span(
-                    f"{service}/{name}",
-                    context=propagate.extract(carrier),
-                    kind=SpanKind.SERVER,
-                    attributes=attributes,
-                    # Our errors' messages may name a user: the span keeps the status code only.
-                    record_exception=False,
-                    set_status_on_exception=False,
-                ) as span,
+                _span(f"{service}/{name}", metadata, attributes) as span,
             ):
                 await context.send_initial_metadata(((REQUEST_ID_KEY, rid),))
                 start = time.perf_counter()
@@ -202,6 +196,22 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             raise AssertionError("unreachable: abort_with_status raises")  # pragma: no cover
 
         return checked
+
+
+def _span(name: str, metadata: Metadata, attributes: dict[str, str]) -> AbstractContextManager[trace.Span]:
+    """The call's server span, a child of the caller's (W3C traceparent); none while tracing is off."""
+    if not recording():
+        return contextlib.nullcontext(trace.INVALID_SPAN)
+    carrier = {key: value for key, value in metadata if isinstance(value, str)}
+    return tracer.start_as_current_span(
+        name,
+        context=propagate.extract(carrier),
+        kind=SpanKind.SERVER,
+        attributes=attributes,
+        # Our errors' messages may name a user: the span keeps the status code only.
+        record_exception=False,
+        set_status_on_exception=False,
+    )
 
 
 def _is_health(method: str) -> bool:
