@@ -24,10 +24,11 @@ from sesame.server.domain.model import (
     UserStatus,
 )
 from sesame.server.domain.opening import Opening
-from sesame.server.domain.operation import ChangePhone, MalformedEncoding, Operation, decode, kind
+from sesame.server.domain.operation import ChangePhone, MalformedEncoding, Operation, decode, digest, kind
 from sesame.server.domain.privacy import mask_phone
 from sesame.server.domain.proof import IssuedProof
 from sesame.server.domain.risk import RiskAssessment, RiskDecision, RiskReason
+from sesame.server.domain.risk_signals import RiskDenial
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MS = timedelta(milliseconds=1)
@@ -251,6 +252,29 @@ def opened_entry(challenge: Challenge, context: RequestContext) -> list[Field]:
         *operation_fields(challenge.operation),
         *context_fields(context),
         *risk_fields(challenge),
+    ]  # fmt: skip
+
+
+def denial_entry(denial: RiskDenial) -> list[Field]:
+    """Journal entry of a DENY of the risk rules (decision 0042): the operation refused as Start would have
+    journaled it, the number masked, the reasons and the rules' version; no challenge, no code."""
+    detail = (
+        []
+        if denial.detail is None
+        else ["op_digest", digest(denial.detail).hex(), *operation_fields(denial.detail)]
+    )
+    return [
+        "event", "risk.denied",
+        "at", iso(denial.at),
+        "user_id", denial.user_id,
+        "op", denial.operation,
+        *detail,
+        "phone", mask_phone(denial.phone) if denial.phone else "",
+        "decision", "deny",
+        "reasons", ",".join(denial.codes),
+        "rules", ",".join(denial.rules),
+        "rules_version", denial.rules_version,
+        *context_fields(denial.context),
     ]  # fmt: skip
 
 

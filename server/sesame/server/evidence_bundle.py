@@ -155,8 +155,23 @@ def _all_up(notes: Sequence[Mapping[str, str]]) -> bool | None:
 def verify(bundle: Mapping[str, Any], jwks: Mapping[str, Any]) -> dict[str, Any]:
     """Check a bundle again with the JWK set of the proof and journal keys only: the proof's signature,
     each event's inclusion proof to a block signed by a journal key. `valid`, `failed`, counts."""
+    found = _proven_parts(bundle, jwks)
+    if found["valid"]:
+        failed = _user_drawn(bundle) if "operations" in bundle else _challenge_drawn(bundle, jwks)
+        if failed:
+            return {"valid": False, "failed": failed, "covered": found["covered"]}
+    return found
+
+
+def _proven_parts(bundle: Mapping[str, Any], jwks: Mapping[str, Any]) -> dict[str, Any]:
+    """Each event's inclusion proof (a user's selection: its own journal; each operation is checked apart)."""
+    own = (
+        []
+        if "operations" in bundle
+        else [("journal", bundle.get("journal_stream", ""), bundle.get("journal", []), bundle)]
+    )
     parts = [
-        ("journal", bundle.get("journal_stream", ""), bundle.get("journal", []), bundle),
+        *own,
         *[
             (name, part.get("stream", ""), part.get("entries", []), part)
             for name in ("lifecycle", "health")
@@ -174,36 +189,80 @@ def verify(bundle: Mapping[str, Any], jwks: Mapping[str, Any]) -> dict[str, Any]
         if not result.valid:
             return {"valid": False, "failed": f"{name}: {result.failed}", "covered": covered}
         covered, uncovered = covered + result.covered, uncovered + result.uncovered
-    # What the bundle says it shows must be what its proven events give (the PDF is drawn from it).
+    return {"valid": True, "failed": None, "covered": covered, "uncovered": uncovered}
+
+
+def _user_drawn(bundle: Mapping[str, Any]) -> str | None:
+    """Why a user's selection does not say what its proven events give, None when it does."""
+    lifecycle = (bundle.get("lifecycle") or {}).get("entries", [])
+    if bundle.get("risk_denials") != risk_denials(lifecycle, bundle.get("selector") or {}):
+        return "the risk denials differ from the user's journal's"
+    return None
+
+
+def _challenge_drawn(bundle: Mapping[str, Any], jwks: Mapping[str, Any]) -> str | None:
+    """Why a challenge's bundle does not say what its proven events give (the PDF is drawn from it), or its
+    proof does not verify; None when all holds."""
     if bundle.get("operation_as_authorised") != evidence.authorised_operation(bundle.get("journal", [])):
-        return {"valid": False, "failed": "the operation as authorised differs from the journal's"}
+        return "the operation as authorised differs from the journal's"
     if "l133_23" in bundle and bundle["l133_23"] != sections(bundle):
-        return {"valid": False, "failed": "the L.133-23 sections differ from the events they are drawn from"}
+        return "the L.133-23 sections differ from the events they are drawn from"
     proof = bundle.get("proof")
     if proof:
         try:
             evidence.check_proof(str(proof.get("jws", "")), jwks)
         except evidence.ProofRejected as rejected:
-            return {"valid": False, "failed": f"proof: {rejected}", "covered": covered}
-    return {"valid": True, "failed": None, "covered": covered, "uncovered": uncovered}
+            return f"proof: {rejected}"
+    return None
 
 
 def user_bundle(
     selector: Mapping[str, str], user: UserRecord, operations: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """The bundle of a user's selection: each operation's bundle, in the order opened."""
-    return {
+    """The bundle of a user's selection: each operation's bundle, in the order opened; the user's journal
+    with its inclusion proofs, and the risk rules' denials of the period drawn from it (decision 0042)."""
+    around = json.loads(user.seals_json) if user.seals_json else {}
+    lifecycle = proven(str(around.get("lifecycle_stream", "")), user.lifecycle, _seals(around))
+    found = {
         "selector": dict(selector),
         "user_id": user.user_id,
         "found": user.challenges,
         "operations": operations,
+        "lifecycle": lifecycle,
+        "risk_denials": risk_denials(lifecycle["entries"], selector),
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    found["offline_check"] = verify(found, around.get("jwks") or {})
+    return found
+
+
+def risk_denials(lifecycle: Sequence[Mapping[str, str]], selector: Mapping[str, str]) -> list[dict[str, str]]:
+    """The StartChallenge calls the risk rules denied in the selector's period, as the user's journal holds
+    them (operation, reasons, rules and their version, the end user's context): no challenge was opened."""
+    since, until = selector.get("since") or "", selector.get("until") or ""
+    return [
+        dict(entry)
+        for entry in lifecycle
+        if entry.get("event") == "risk.denied"
+        and (not since or _at(entry) >= _at({"at": since}))
+        and (not until or _at(entry) < _at({"at": until}))
+    ]
+
+
+def _at(entry: Mapping[str, str]) -> datetime:
+    try:
+        at = datetime.fromisoformat(entry.get("at", ""))
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def is_sound(bundle: Mapping[str, Any]) -> bool:
     """Whether every check of a bundle (of a challenge, or of a user's selection) passed."""
     if "operations" in bundle:
-        return all(is_sound(op) for op in bundle["operations"])
+        offline = bundle.get("offline_check")
+        return all(is_sound(op) for op in bundle["operations"]) and (
+            offline is None or bool(offline["valid"])
+        )
     offline = bundle.get("offline_check")
     return evidence.is_sound(bundle) and (offline is None or bool(offline["valid"]))

@@ -427,12 +427,12 @@ class RiskMemory(Protocol):
         `limits.retention` from the last entry."""
         ...
 
-    async def record_denial(self, denial: RiskDenial, limits: RiskLimits) -> None:
-        """Journal a DENY in the user's capped, expiring risk journal."""
+    async def record_denial(self, denial: RiskDenial) -> None:
+        """Journal a DENY in the user's journal (numbered and sealed like every entry: decision 0042)."""
         ...
 
     async def denials(self, user_id: str) -> list[dict[str, str]]:
-        """The user's risk journal, oldest first (empty when none)."""
+        """The DENY entries of the user's journal, oldest first (empty when none)."""
         ...
 
 

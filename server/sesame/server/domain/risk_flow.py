@@ -2,7 +2,8 @@
 
 `assess` reads the user with Sésame's memory of it (the one read Start makes anyway), asks the operator
 about the SIM for a sensitive operation, computes the signals and applies the rules. A DENY is journaled in
-the user's risk journal and raised (no challenge, no SMS); any other decision goes with the challenge.
+the user's journal (sealed, decision 0042) and raised (no challenge, no SMS); any other decision goes with
+the challenge.
 `remember` feeds a VERIFIED challenge back into the memory; its failure never changes the verification.
 """
 
@@ -154,7 +155,7 @@ class RiskFlows:
         self._meter.decided(kind(operation).name.lower(), assessment)
 
     async def refuse_denied(self, found: UserRisk, request: StartRequest, assessment: RiskAssessment) -> None:
-        """A DENY: journaled in the user's risk journal and raised (RiskDenied). Otherwise nothing."""
+        """A DENY: journaled in the user's (sealed) journal and raised (RiskDenied). Otherwise nothing."""
         if assessment.decision is RiskDecision.DENY:
             user_id, op, context = found.user.user_id, kind(request.operation).name.lower(), request.context
             denial = RiskDenial(
@@ -165,8 +166,10 @@ class RiskFlows:
                 assessment.rules,
                 assessment.rules_version,
                 context,
+                request.operation,
+                found.user.secure_phone,
             )
-            await self._memory.record_denial(denial, self._policy.limits)
+            await self._memory.record_denial(denial)
             raise RiskDenied(
                 user_id,
                 assessment.codes,
