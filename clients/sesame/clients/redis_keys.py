@@ -60,6 +60,11 @@ class Keyspace:
         """The user's evidence index: its challenges by opening time (sorted set, decision 0036)."""
         return f"{self._user_place(user_id)}:evidence:{user_id}"
 
+    def user_openings(self, user_id: str) -> str:
+        """The user's openings journal: one sealed `user.challenge` entry per challenge indexed, against which
+        a user's evidence is checked (a stream, trimmed to the retention; decision 0042)."""
+        return f"{self._user_place(user_id)}:openings:{user_id}"
+
     def user_changes(self, user_id: str) -> str:
         """The request ids of the lifecycle changes applied to the user, with their fingerprints."""
         return f"{self._user_place(user_id)}:changes:{user_id}"

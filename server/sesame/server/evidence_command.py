@@ -105,6 +105,8 @@ def report(bundle: dict[str, Any], pdf: str | None) -> int:
         offline = op.get("offline_check")
         if offline and not offline["valid"]:
             print(f"inclusion check failed: {offline['failed']}", file=sys.stderr)  # noqa: T201
+        for broken in (op.get("completeness") or {}).get("broken", []):
+            print(f"completeness check failed: {broken}", file=sys.stderr)  # noqa: T201
     if pdf:
         from sesame.server.evidence_pdf import render  # noqa: PLC0415 (fpdf2 only when a PDF is asked)
 
