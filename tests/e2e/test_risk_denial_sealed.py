@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 import pytest
+from pypdf import PdfReader
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.clients.redis_store import RedisState
@@ -72,8 +73,18 @@ async def test_a_denied_start_is_sealed_and_in_the_users_bundle(
     async with live_with_sim_swap(redis_store, keystore, tmp_path, operator, wait=0.3) as live:
         user_id = await _denied_and_sealed(live, operator)
         since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+        pdf = tmp_path / "preuve.pdf"
         done = await asyncio.to_thread(
-            _sesame, "evidence", "--user", user_id, "--since", since, "--target", live.address
+            _sesame,
+            "evidence",
+            "--user",
+            user_id,
+            "--since",
+            since,
+            "--pdf",
+            str(pdf),
+            "--target",
+            live.address,
         )
     assert done.returncode == 0, done.stderr[-3000:]
     bundle = json.loads(done.stdout)
@@ -91,6 +102,9 @@ async def test_a_denied_start_is_sealed_and_in_the_users_bundle(
     )
     assert {"operation", "op_digest"} <= denial.keys()  # the operation refused, as an opening journals it
     assert PHONE not in done.stdout
+    text = " ".join(page.extract_text() for page in PdfReader(pdf).pages)
+    assert "Opérations refusées par le contrôle des risques : 1" in text
+    assert "virement refusé(e), motifs SIM_SWAP" in text
     lifecycle = bundle["lifecycle"]
     position = lifecycle["entries"].index(denial)
     assert lifecycle["inclusion_proofs"][position] is not None
