@@ -10,6 +10,7 @@ is sealed: the index finds, the openings journal proves the list complete.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import cast
@@ -20,6 +21,8 @@ from sesame.clients import redis_records as rec
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_scripts import Scripts, translated
 from sesame.server.domain.evidence_index import EvidenceMatch, IndexedOpening
+
+USERS_AT_ONCE = 64  # users indexed concurrently (one script each, on the pool's connections)
 
 
 class RedisEvidenceIndex:
@@ -34,12 +37,20 @@ class RedisEvidenceIndex:
         """Keep `openings`, journal the new ones in their user's openings journal (decision 0042), and trim
         each touched user's set and journal to the retention: one script per user."""
         oldest, keep = rec.to_ms(now - retention), int(retention.total_seconds() * 1000)
-        for user_id in sorted({opening.user_id for opening in openings}):
-            args: list[rec.Field] = [oldest, keep]
-            for o in sorted((o for o in openings if o.user_id == user_id), key=lambda o: o.match.opened_at):
-                args += [_member(o.match), rec.to_ms(o.match.opened_at), rec.iso(o.match.opened_at)]
-            keys = [self._keys.user_evidence(user_id), self._keys.user_openings(user_id)]
-            await self._scripts.run("index_openings", keys, args)
+        users = sorted({opening.user_id for opening in openings})
+        for start in range(0, len(users), USERS_AT_ONCE):  # concurrently: each script is one user's
+            await asyncio.gather(
+                *(self._index_user(u, openings, oldest, keep) for u in users[start : start + USERS_AT_ONCE])
+            )
+
+    async def _index_user(
+        self, user_id: str, openings: Sequence[IndexedOpening], oldest: int, keep: int
+    ) -> None:
+        args: list[rec.Field] = [oldest, keep]
+        for o in sorted((o for o in openings if o.user_id == user_id), key=lambda o: o.match.opened_at):
+            args += [_member(o.match), rec.to_ms(o.match.opened_at), rec.iso(o.match.opened_at)]
+        keys = [self._keys.user_evidence(user_id), self._keys.user_openings(user_id)]
+        await self._scripts.run("index_openings", keys, args)
 
     async def find(
         self, user_id: str, since: datetime | None, until: datetime | None, transaction_id: str = ""

@@ -74,8 +74,8 @@ class Keyspace:
         return f"{self._user_place(user_id)}:pending:{user_id}"
 
     def user_risk(self, user_id: str, part: str) -> str:
-        """One part of the user's risk memory (`payees`, `added`, `amounts`, `ips`, `devices`, `ops`,
-        `denials`): bounded, expiring, in the user's place (docs/risk.md)."""
+        """One part of the user's risk memory (`payees`, `added`, `amounts`, `ips`, `devices`, `ops`):
+        bounded, expiring, in the user's place (docs/risk.md; denials are in the user's journal: 0042)."""
         return f"{self._user_place(user_id)}:risk:{user_id}:{part}"
 
     def user_risk_beside(self, challenge_id: str) -> str:
