@@ -125,9 +125,12 @@ async def test_a_login_remembers_no_payee_nor_amount(memory: RiskMemory, its_sto
     assert set(history.operations) == {f"login:{c1}"}
 
 
-async def test_denials_are_journaled_and_capped(memory: RiskMemory) -> None:
-    """Each DENY is an entry with its reasons and rules version; the journal keeps about its cap."""
-    limits = RiskLimits(denials=3)
+async def test_denials_are_journaled_in_the_users_journal(beside: tuple[State, RiskMemory]) -> None:
+    """Each DENY is an entry of the user's journal, after its enrolment: the operation refused by digest,
+    the reasons, the rules' version, the number masked; none is dropped (decision 0042)."""
+    store, memory = beside
+    await store.users.register_user(a_user(NOW))
+    operation = CreditTransfer(Money("EUR", 500_00), PAYEE, "tx-9")
     for i in range(3):
         denial = RiskDenial(
             "u-1",
@@ -137,13 +140,20 @@ async def test_denials_are_journaled_and_capped(memory: RiskMemory) -> None:
             ("recent-sim-swap",),
             "v+1",
             CONTEXT,
+            operation,
+            "+33612345678",
         )
-        await memory.record_denial(denial, limits)
+        await memory.record_denial(denial)
     entries = await memory.denials("u-1")
     assert len(entries) == 3
-    assert entries[0]["reasons"] == "SIM_SWAP"
-    assert entries[0]["rules_version"] == "v+1"
-    assert entries[0]["event"] == "risk.denied"
+    assert (entries[0]["event"], entries[0]["reasons"], entries[0]["rules_version"]) == (
+        "risk.denied",
+        "SIM_SWAP",
+        "v+1",
+    )
+    assert (entries[0]["op_digest"], entries[0]["phone"]) == (digest(operation).hex(), "+33*******78")
+    journal = await store.users.user_journal("u-1")
+    assert [e["event"] for e in journal] == ["user.enrolled", *["risk.denied"] * 3]
     assert await memory.denials("u-2") == []
 
 

@@ -110,6 +110,7 @@ def _opened(opening: Opening, user: User) -> Challenge:
         resends=0,
         last_sent_at=opening.created_at,
         risk=opening.risk,
+        start_factor=opening.context.first_factor,
     )
 
 

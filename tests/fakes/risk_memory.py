@@ -7,7 +7,9 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from sesame.server.domain.model import User
+from sesame.server.domain.operation import digest
 from sesame.server.domain.ports import RiskMemory
+from sesame.server.domain.privacy import mask_phone
 from sesame.server.domain.risk_signals import (
     RiskDenial,
     RiskHistory,
@@ -42,7 +44,6 @@ class MemoryRiskMemory:
     def __init__(self, store: MemoryUsers) -> None:
         self._store = store
         self._histories = store.memory.risk_histories
-        self._denials: dict[str, list[dict[str, str]]] = {}
 
     @property
     def histories(self) -> dict[str, RiskHistory]:
@@ -53,24 +54,25 @@ class MemoryRiskMemory:
         user = await self._store.get_user(user_id)
         return versioned(user, self._histories.get(user_id, RiskHistory()))
 
-    async def record_denial(self, denial: RiskDenial, limits: RiskLimits) -> None:
+    async def record_denial(self, denial: RiskDenial) -> None:
         entry = {
             "event": "risk.denied",
             "at": iso(denial.at),
             "user_id": denial.user_id,
             "op": denial.operation,
+            **({} if denial.detail is None else {"op_digest": digest(denial.detail).hex()}),
+            "phone": mask_phone(denial.phone) if denial.phone else "",
             "decision": "deny",
             "reasons": ",".join(denial.codes),
             "rules": ",".join(denial.rules),
             "rules_version": denial.rules_version,
             **context_fields(denial.context),
         }
-        journal = self._denials.setdefault(denial.user_id, [])
-        journal.append(entry)
-        del journal[: max(len(journal) - limits.denials, 0)]
+        self._store.memory._journal(denial.user_id, entry)
 
     async def denials(self, user_id: str) -> list[dict[str, str]]:
-        return list(self._denials.get(user_id, []))
+        journal = await self._store.user_journal(user_id)
+        return [entry for entry in journal if entry.get("event") == "risk.denied"]
 
 
 _: type[RiskMemory] = MemoryRiskMemory

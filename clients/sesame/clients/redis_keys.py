@@ -60,6 +60,11 @@ class Keyspace:
         """The user's evidence index: its challenges by opening time (sorted set, decision 0036)."""
         return f"{self._user_place(user_id)}:evidence:{user_id}"
 
+    def user_openings(self, user_id: str) -> str:
+        """The user's openings journal: one sealed `user.challenge` entry per challenge indexed, against which
+        a user's evidence is checked (a stream, trimmed to the retention; decision 0042)."""
+        return f"{self._user_place(user_id)}:openings:{user_id}"
+
     def user_changes(self, user_id: str) -> str:
         """The request ids of the lifecycle changes applied to the user, with their fingerprints."""
         return f"{self._user_place(user_id)}:changes:{user_id}"
@@ -69,8 +74,8 @@ class Keyspace:
         return f"{self._user_place(user_id)}:pending:{user_id}"
 
     def user_risk(self, user_id: str, part: str) -> str:
-        """One part of the user's risk memory (`payees`, `added`, `amounts`, `ips`, `devices`, `ops`,
-        `denials`): bounded, expiring, in the user's place (docs/risk.md)."""
+        """One part of the user's risk memory (`payees`, `added`, `amounts`, `ips`, `devices`, `ops`):
+        bounded, expiring, in the user's place (docs/risk.md; denials are in the user's journal: 0042)."""
         return f"{self._user_place(user_id)}:risk:{user_id}:{part}"
 
     def user_risk_beside(self, challenge_id: str) -> str:

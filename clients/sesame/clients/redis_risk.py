@@ -1,9 +1,9 @@
 """`RedisRiskMemory`: the RiskMemory port on Redis, in each user's `{u:<t>}` place (docs/risk.md).
 
 Sorted sets of fingerprints scored by their last instant (payees paid, beneficiaries added, IPs, devices,
-verified operations), a list of the last amounts, and a capped stream of DENY decisions; each part is cut
-to its newest entries and expires after the retention. `read_user_risk` reads the user with its memory and
-their version (when a worker holds no recent copy: decision 0032), `record_risk_denial` journals a DENY;
+verified operations) and a list of the last amounts; each part is cut to its newest entries and expires after
+the retention. `read_user_risk` reads the user with its memory and their version (when a worker holds no
+recent copy: decision 0032); a DENY goes to the user's sealed journal (`record_risk_denial`, decision 0042);
 open_challenge and record_verification read and feed it in their own steps (`_risk_memory.lua`).
 """
 
@@ -45,32 +45,21 @@ class RedisRiskMemory:
             raise UserNotFound(user_id)
         return user_risk(reply[:7], reply[7])
 
-    async def record_denial(self, denial: RiskDenial, limits: RiskLimits) -> None:
-        """Journal a DENY in the user's capped risk journal."""
-        entry: list[rec.Field] = [
-            "event", "risk.denied",
-            "at", rec.iso(denial.at),
-            "user_id", denial.user_id,
-            "op", denial.operation,
-            "decision", "deny",
-            "reasons", ",".join(denial.codes),
-            "rules", ",".join(denial.rules),
-            "rules_version", denial.rules_version,
-            *rec.context_fields(denial.context),
-        ]  # fmt: skip
-        key = self._keys.user_risk(denial.user_id, "denials")
+    async def record_denial(self, denial: RiskDenial) -> None:
+        """Journal a DENY in the user's journal: numbered, sealed, archived (decision 0042)."""
         await self._scripts.run(
-            "record_risk_denial", [key], [limits.denials, limits.retention // rec.MS, *entry]
+            "record_risk_denial", [self._keys.user_journal(denial.user_id)], rec.denial_entry(denial)
         )
 
     async def denials(self, user_id: str) -> list[dict[str, str]]:
-        """The user's risk journal, oldest first."""
-        key = self._keys.user_risk(user_id, "denials")
+        """The DENY entries of the user's journal, oldest first."""
+        key = self._keys.user_journal(user_id)
         entries = cast(
             "list[tuple[bytes, dict[bytes, bytes]]]",
             await self._scripts.call("risk_denials", self._client.xrange(key)),
         )
-        return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
+        found = [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
+        return [entry for entry in found if entry.get("event") == "risk.denied"]
 
 
 def memory_parts(keys: Keyspace, user_id: str) -> list[str]:

@@ -53,7 +53,6 @@ if TYPE_CHECKING:
     from sesame.server.domain.risk import RiskAssessment
     from sesame.server.domain.risk_signals import (
         RiskDenial,
-        RiskLimits,
         SimSwapStatus,
         UserRisk,
     )
@@ -421,12 +420,12 @@ class RiskMemory(Protocol):
         """The user and its risk memory, in one atomic read. UserNotFound."""
         ...
 
-    async def record_denial(self, denial: RiskDenial, limits: RiskLimits) -> None:
-        """Journal a DENY in the user's capped, expiring risk journal."""
+    async def record_denial(self, denial: RiskDenial) -> None:
+        """Journal a DENY in the user's journal (numbered and sealed like every entry: decision 0042)."""
         ...
 
     async def denials(self, user_id: str) -> list[dict[str, str]]:
-        """The user's risk journal, oldest first (empty when none)."""
+        """The DENY entries of the user's journal, oldest first (empty when none)."""
         ...
 
 

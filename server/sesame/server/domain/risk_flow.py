@@ -2,8 +2,9 @@
 
 `assess` reads the user with Sésame's memory of it (the one read Start makes anyway), asks the operator
 about the SIM for a sensitive operation, computes the signals and applies the rules. A DENY is journaled in
-the user's risk journal and raised (no challenge, no SMS); any other decision goes with the challenge.
-`lesson` is what a VERIFIED challenge teaches the memory, in record_verification's own step (decision 0032).
+the user's journal (sealed, decision 0042) and raised (no challenge, no SMS); any other decision goes with
+the challenge. `lesson` is what a VERIFIED challenge teaches the memory, in record_verification's own step
+(decision 0032).
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ class RiskFlows:
         self._meter.decided(kind(operation).name.lower(), assessment)
 
     async def refuse_denied(self, found: UserRisk, request: StartRequest, assessment: RiskAssessment) -> None:
-        """A DENY: counted, journaled in the user's risk journal, raised (RiskDenied). Otherwise nothing."""
+        """A DENY: counted, journaled in the sealed user journal, raised (RiskDenied). Otherwise nothing."""
         if assessment.decision is RiskDecision.DENY:
             self.count(request.operation, assessment)
             user_id, op, context = found.user.user_id, kind(request.operation).name.lower(), request.context
@@ -162,8 +163,10 @@ class RiskFlows:
                 assessment.rules,
                 assessment.rules_version,
                 context,
+                request.operation,
+                found.user.secure_phone,
             )
-            await self._memory.record_denial(denial, self._policy.limits)
+            await self._memory.record_denial(denial)
             raise RiskDenied(
                 user_id,
                 assessment.codes,

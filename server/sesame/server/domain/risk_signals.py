@@ -90,7 +90,6 @@ class RiskLimits:
     ips: int = 20
     devices: int = 10
     operations: int = 100
-    denials: int = 100  # the risk journal's DENY entries
     retention: timedelta = timedelta(days=180)
 
 
@@ -317,7 +316,11 @@ class UserRisk:
 
 @dataclass(frozen=True, slots=True)
 class RiskDenial:
-    """A DENY, as the user's risk journal keeps it: which operation, why, by which rules, from where."""
+    """A DENY as the user's journal keeps it: which operation, why, by which rules, from where (0042).
+
+    `detail` is the operation refused (journaled as Start journals an opening: encoded, except a number
+    change, whose encoding holds the new number); `phone` the user's secure number (journaled masked).
+    """
 
     user_id: str
     at: datetime
@@ -326,3 +329,5 @@ class RiskDenial:
     rules: tuple[str, ...]
     rules_version: str
     context: RequestContext
+    detail: Operation | None = None
+    phone: str = ""
