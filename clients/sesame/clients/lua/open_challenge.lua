@@ -103,8 +103,8 @@ end
 if memory_version ~= '-' then
   local parts = {}
   for i = 7 + budgets, 12 + budgets do parts[#parts + 1] = KEYS[i] end
-  local read, version = risk_read(user, parts)
-  if version ~= memory_version then
+  if risk_version(user, parts) ~= memory_version then
+    local read, version = risk_read(user, parts)
     return {'risk_moved', read, version}
   end
 end
