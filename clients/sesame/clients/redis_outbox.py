@@ -234,6 +234,7 @@ def _queued(
         notice=fields.get(b"notice", b"").decode(),
         until=rec.from_ms(until) if until else None,
         challenge=_readable(challenge or {}),
+        trace=fields.get(b"trace", b"").decode(),
     )
 
 

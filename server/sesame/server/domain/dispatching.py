@@ -49,6 +49,9 @@ class QueuedSms:
     # The challenge as the outbox read it with the entry, in the same step (decision 0040); None: not read
     # (or purged meanwhile), the dispatcher reads it itself. Not part of the entry's identity.
     challenge: Challenge | None = field(default=None, compare=False)
+    trace: str = (
+        ""  # the W3C traceparent of the Start that queued it ('' none): its dispatch joins that trace
+    )
 
 
 @dataclass(frozen=True, slots=True)
