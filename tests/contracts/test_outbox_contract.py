@@ -10,7 +10,7 @@ import pytest
 
 from sesame.clients.redis_outbox import RedisOutbox
 from sesame.clients.redis_store import RedisState
-from sesame.server.domain.model import DeliveryState, RequestContext
+from sesame.server.domain.model import ChallengeStatus, DeliveryState, RequestContext
 from sesame.server.domain.ports import Outbox
 from tests.contracts.test_start_challenge_contract import an_opening, enrolled
 from tests.fakes.state import MemoryState
@@ -83,3 +83,19 @@ async def test_a_resend_queues_another_entry(store: Store, outbox: Outbox) -> No
     )
     entries = await outbox.take("a", 10, NO_WAIT)
     assert [e.challenge_id for e in entries] == [opened.challenge_id] * 2
+
+
+async def test_take_and_reclaim_give_each_entry_with_its_challenge(store: Store, outbox: Outbox) -> None:
+    """The dispatcher needs no read of its own (decision 0040): each entry comes with its challenge as
+    stored when it was taken or claimed; none once the challenge was purged (the dispatcher then finds it
+    missing)."""
+    await enrolled(store)
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
+    (queued,) = await outbox.take("a", 10, NO_WAIT)
+    assert queued.challenge == await store.challenges.get_challenge(opened.challenge_id)
+    (claimed,) = await outbox.reclaim("b", timedelta(0), 10)
+    assert claimed.challenge == queued.challenge
+    await store.challenges.cancel_challenge(opened.challenge_id, opened.created_at, RequestContext())
+    (again,) = await outbox.reclaim("c", timedelta(0), 10)
+    assert again.challenge is not None
+    assert again.challenge.status is ChallengeStatus.CANCELLED

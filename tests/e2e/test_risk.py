@@ -154,6 +154,7 @@ async def test_a_swapped_sim_is_denied_and_nothing_is_sent(
     after = await snapshot(redis_client)
     assert {key for key in after if after[key] != before.get(key)} == {
         guarded.store.keys.user_journal(user_id).encode(),
+        guarded.store.keys.journal_tail(guarded.store.keys.user_journal(user_id)).encode(),  # its numbering
         guarded.store.keys.journal_feed().encode(),  # the entry, to be sealed (decision 0042)
     }
     assert not guarded.sms_file.exists() or guarded.sms_file.read_text(encoding="utf-8") == ""

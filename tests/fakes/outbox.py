@@ -6,12 +6,14 @@ the send on the store's challenge, as record_dispatch.lua does, and removes the 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sesame.server.domain.dispatching import Backlog, DeadLetter, FailedTry, QueuedSms
+from sesame.server.domain.errors import ChallengeNotFound
 from sesame.server.domain.lifecycle import UserNotice
 from sesame.server.domain.model import Challenge, DeliveryState
 from sesame.server.domain.ports import Clock, DeadLetters, Outbox
@@ -50,14 +52,21 @@ class MemoryOutbox:
         fresh = [e for entry_id, e in self._entries.items() if entry_id not in self._pending][:count]
         for entry in fresh:
             self._pending[entry.entry_id] = _Pending(consumer, self._clock.now())
-        return fresh
+        return [await self._with_challenge(entry) for entry in fresh]
 
     async def reclaim(self, consumer: str, idle: timedelta, count: int) -> list[QueuedSms]:
         now = self._clock.now()
         idle_ids = [i for i, p in self._pending.items() if now - p.since >= idle][:count]
         for entry_id in idle_ids:
             self._pending[entry_id] = _Pending(consumer, now, self._pending[entry_id].deliveries + 1)
-        return [self._entries[entry_id] for entry_id in idle_ids]
+        return [await self._with_challenge(self._entries[entry_id]) for entry_id in idle_ids]
+
+    async def _with_challenge(self, entry: QueuedSms) -> QueuedSms:
+        """The entry with its challenge as stored now, as take_outbox.lua reads it (None once purged)."""
+        try:
+            return dataclasses.replace(entry, challenge=await self._store.get_challenge(entry.challenge_id))
+        except ChallengeNotFound:
+            return entry
 
     async def challenge(self, queued: QueuedSms) -> Challenge:
         return await self._store.get_challenge(queued.challenge_id)

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final, cast
 
+from opentelemetry import propagate
+
 from sesame.clients import redis_records as rec
 from sesame.clients.redis_place import RedisPlace
 from sesame.clients.redis_risk import NO_LESSON, lesson_args, memory_parts, user_risk
@@ -149,6 +151,7 @@ class RedisChallenges(RedisPlace):
             rec.to_ms(opening.expires_at),
             *budget_args,
             *number_budget,
+            _trace_context(),
             "1" if opening.cooled else "0",
             codes,
             "1" if opening.request_id else "0",
@@ -384,3 +387,11 @@ def attempts_left(result: VerifyResult, challenge: Challenge) -> int:
 
 
 _: type[Challenges] = RedisChallenges
+
+
+def _trace_context() -> str:
+    """The current span's W3C traceparent ('' when nothing is traced): the outbox entry carries it, so that
+    the SMS's dispatch joins the Start's trace (decision 0040)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier.get("traceparent", "")

@@ -96,9 +96,10 @@ class Keyspace:
         return f"{self.challenge(challenge_id)}:journal"
 
     def journal_tail(self, stream: str) -> str:
-        """Where a journal stream dropped from Redis once archived left off (a hash; decision 0037): its last
-        number and id, the last id that left (older entries are read from the archive), and whether those
-        held a VERIFIED decision and a proof entry. It expires with the challenge hash."""
+        """Where a journal stream's numbering stands (a hash): its last number and id, written with each
+        entry (decision 0040); once dropped from Redis after the archive took it (decision 0037), also the
+        last id that left (older entries are read from the archive) and whether those held a VERIFIED
+        decision and a proof entry, and it then expires with the challenge hash."""
         return f"{stream}:tail"
 
     def is_challenge_journal(self, stream: str) -> bool:

@@ -11,6 +11,7 @@ The dispatchers block on their own connection, never on the request path's pool.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import datetime, timedelta
 from typing import Any, Final, cast
 
@@ -69,37 +70,55 @@ class RedisOutbox:
             await self._client.connection_pool.disconnect()
 
     async def take(self, consumer: str, count: int, wait: timedelta) -> list[QueuedSms]:
-        """XREADGROUP `>`: entries never given to a consumer. Before the first SMS is queued there is no
+        """take_outbox.lua: entries never given to a consumer, each with its challenge, in one round trip
+        (decision 0040). When there are none, XREADGROUP `>` blocks up to `wait` (a script cannot), and the
+        challenges of what it gives are read in one pipeline. Before the first SMS is queued there is no
         stream (the script that queues it creates the stream and the group): wait, and find none."""
-        block = max(1, wait // rec.MS)
+        taken = await self._taken(consumer, count, "")
+        if taken is None:
+            with translated():
+                made = await self._group_made()
+            if not made:
+                await asyncio.sleep(wait.total_seconds())
+                return []
+            taken = await self._taken(consumer, count, "") or []
+        if taken:
+            return taken
         with translated():
-            try:
-                raw = await self._read(consumer, count, block)
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                if not await self._group_made():
-                    await asyncio.sleep(wait.total_seconds())
-                    return []
-                raw = await self._read(consumer, count, block)
+            raw = await self._read(consumer, count, max(1, wait // rec.MS))
         if not raw:
             return []
-        return [_queued(entry_id, fields) for entry_id, fields in raw[0][1] if fields]
+        return await self._with_challenges([_queued(i, fields) for i, fields in raw[0][1] if fields])
 
     async def reclaim(self, consumer: str, idle: timedelta, count: int) -> list[QueuedSms]:
-        """XAUTOCLAIM from the start: entries pending longer than `idle` with any consumer."""
+        """take_outbox.lua with XAUTOCLAIM from the start: entries pending longer than `idle` with any
+        consumer, each with its challenge; none before the first SMS was queued (or once the group was
+        lost: `take` makes it again)."""
+        return await self._taken(consumer, count, str(idle // rec.MS)) or []
+
+    async def _taken(self, consumer: str, count: int, idle: str) -> list[QueuedSms] | None:
+        """One take_outbox.lua step; None when there is no stream or group yet."""
+        args: list[rec.Field] = [GROUP, consumer, count, idle, self._keys.prefix]
+        reply = await self._scripts.run("take_outbox", [self._stream], args)
+        if reply[0] == b"nogroup":
+            return None
+        return [
+            _queued(reply[i], _pairs(reply[i + 1]), _pairs(reply[i + 2])) for i in range(1, len(reply), 3)
+        ]
+
+    async def _with_challenges(self, queued: list[QueuedSms]) -> list[QueuedSms]:
+        """The challenges of entries the blocking read gave, in one pipeline."""
+        if not queued:
+            return []
         with translated():
-            try:
-                reply = await self._client.xautoclaim(
-                    self._stream, GROUP, consumer, min_idle_time=idle // rec.MS, start_id="0-0", count=count
-                )
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                return []  # no SMS was ever queued (or the group was lost: `take` makes it again)
-        claimed = cast("list[tuple[bytes, dict[bytes, bytes] | None]]", reply[1])
-        # An entry deleted while pending comes back without fields: nothing to send.
-        return [_queued(entry_id, fields) for entry_id, fields in claimed if fields]
+            async with self._client.pipeline(transaction=False) as pipe:
+                for one in queued:
+                    pipe.hgetall(self._keys.challenge(one.challenge_id))
+                raw = await pipe.execute()
+        return [
+            dataclasses.replace(one, challenge=_readable(cast("dict[bytes, bytes]", hashed)))
+            for one, hashed in zip(queued, raw, strict=True)
+        ]
 
     async def challenge(self, queued: QueuedSms) -> Challenge:
         """HGETALL on the outbox's connection, off the request path's pool. ChallengeNotFound."""
@@ -189,7 +208,24 @@ class RedisOutbox:
         return True
 
 
-def _queued(entry_id: bytes, fields: dict[bytes, bytes]) -> QueuedSms:
+def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _readable(raw: dict[bytes, bytes]) -> Challenge | None:
+    """The challenge a hash holds; None when it was purged, or is damaged (the dispatcher's own read then
+    fails alone, leaving its entry pending, not the batch it came in)."""
+    if not raw:
+        return None
+    try:
+        return rec.challenge_from_hash(raw)
+    except rec.CorruptRecord:
+        return None
+
+
+def _queued(
+    entry_id: bytes, fields: dict[bytes, bytes], challenge: dict[bytes, bytes] | None = None
+) -> QueuedSms:
     until = int(fields.get(b"until", b"0"))
     return QueuedSms(
         entry_id=entry_id.decode(),
@@ -197,6 +233,8 @@ def _queued(entry_id: bytes, fields: dict[bytes, bytes]) -> QueuedSms:
         queued_at=rec.from_ms(int(fields[b"queued_at"])),
         notice=fields.get(b"notice", b"").decode(),
         until=rec.from_ms(until) if until else None,
+        challenge=_readable(challenge or {}),
+        trace=fields.get(b"trace", b"").decode(),
     )
 
 

@@ -54,6 +54,9 @@ local phone_limit = arg()
 local phone_window = arg()
 local phone_prefix = arg()
 local phone_tag = arg()
+-- The W3C traceparent of the Start ('' none), carried in the outbox entry so that its dispatch joins the
+-- Start's trace (decision 0040); placed here, before the cooling flag, among the arguments above.
+local trace = arg()
 local cooled = arg()
 local codes = arg()
 local claim = arg()
@@ -108,8 +111,8 @@ end
 if memory_version ~= '-' then
   local parts = {}
   for i = 7 + budgets, 12 + budgets do parts[#parts + 1] = KEYS[i] end
-  local read, version = risk_read(user, parts)
-  if version ~= memory_version then
+  if risk_version(user, parts) ~= memory_version then
+    local read, version = risk_read(user, parts)
     return {'risk_moved', read, version}
   end
 end
@@ -161,5 +164,10 @@ journal_append(journal, entry)
 if redis.call('EXISTS', outbox) == 0 then
   redis.call('XGROUP', 'CREATE', outbox, 'dispatchers', '0', 'MKSTREAM')  -- the first SMS ever queued
 end
-redis.call('XADD', outbox, '*', 'challenge_id', challenge_id, 'send', 'start', 'queued_at', now)
+local queued = {'challenge_id', challenge_id, 'send', 'start', 'queued_at', now}
+if trace ~= '' then
+  queued[#queued + 1] = 'trace'
+  queued[#queued + 1] = trace
+end
+redis.call('XADD', outbox, '*', unpack(queued))
 return {'opened', h[5], phone, h[6]}

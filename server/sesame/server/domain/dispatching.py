@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -47,6 +47,12 @@ class QueuedSms:
     queued_at: datetime
     notice: str = ""  # "" a code SMS; else the notice's kind (sms_templates.Kind), docs/decisions/0033
     until: datetime | None = None  # the end of the block a `user_blocked` notice tells
+    # The challenge as the outbox read it with the entry, in the same step (decision 0040); None: not read
+    # (or purged meanwhile), the dispatcher reads it itself. Not part of the entry's identity.
+    challenge: Challenge | None = field(default=None, compare=False)
+    trace: str = (
+        ""  # the W3C traceparent of the Start that queued it ('' none): its dispatch joins that trace
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,11 +184,13 @@ class Dispatcher:
         An HSM or store failure raises, leaving the entry pending (it is claimed and tried again); a send
         no provider took is a failed try: tried again later, or dead-lettered (docs/decisions/0033).
         """
-        try:
-            challenge = await self._outbox.challenge(queued)
-        except ChallengeNotFound:
-            await self._outbox.settle(queued, DeliveryState.EXPIRED, "", self._clock.now())
-            return Dispatched(Outcome.MISSING)
+        challenge = queued.challenge
+        if challenge is None:
+            try:
+                challenge = await self._outbox.challenge(queued)
+            except ChallengeNotFound:
+                await self._outbox.settle(queued, DeliveryState.EXPIRED, "", self._clock.now())
+                return Dispatched(Outcome.MISSING)
         if queued.notice:
             return await self._notify(queued, challenge)
         return await self._send_code(queued, challenge)

@@ -327,11 +327,13 @@ class Outbox(Protocol):
     """
 
     async def take(self, consumer: str, count: int, wait: timedelta) -> list[QueuedSms]:
-        """Up to `count` entries no consumer was given yet, now theirs; waits up to `wait` for one."""
+        """Up to `count` entries no consumer was given yet, now theirs; waits up to `wait` for one. Each
+        carries its challenge as stored when it was taken, where the outbox read both in one step."""
         ...
 
     async def reclaim(self, consumer: str, idle: timedelta, count: int) -> list[QueuedSms]:
-        """Up to `count` entries pending with any consumer for longer than `idle`, now `consumer`'s."""
+        """Up to `count` entries pending with any consumer for longer than `idle`, now `consumer`'s, each
+        with its challenge as `take` gives it."""
         ...
 
     async def challenge(self, queued: QueuedSms) -> Challenge:
