@@ -344,7 +344,7 @@ class MemoryChallenges:
             return challenge
 
     async def record_delivery(
-        self, challenge_id: str, state: DeliveryState, provider_ref: str, at: datetime
+        self, challenge_id: str, state: DeliveryState, provider_ref: str, at: datetime, provider_id: str = ""
     ) -> None:
         async with self._m._lock:
             existing = self._m._existing(challenge_id)
@@ -355,6 +355,8 @@ class MemoryChallenges:
             challenge = dataclasses.replace(existing, delivery=_best_news(messages.values()))
             self._m._challenges[challenge_id] = challenge
             extra = {"provider_ref": provider_ref, "delivery": challenge.delivery.value}
+            if provider_id:
+                extra["provider_id"] = provider_id
             self._m._append(challenge, "challenge.delivery", at, state.value, extra)
 
     async def record_dispatch(

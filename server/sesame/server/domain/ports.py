@@ -238,9 +238,10 @@ class Challenges(Protocol):
         ...
 
     async def record_delivery(
-        self, challenge_id: str, state: DeliveryState, provider_ref: str, at: datetime
+        self, challenge_id: str, state: DeliveryState, provider_ref: str, at: datetime, provider_id: str = ""
     ) -> None:
-        """Note what the SMS gateway said about the challenge's message. ChallengeNotFound."""
+        """Note what the SMS gateway said about the challenge's message, journaled with the provider's own
+        message id when its report carries one (`provider_id`, decision 0041). ChallengeNotFound."""
         ...
 
     async def pending_challenges(self, user_id: str, expiring_after: datetime) -> list[str]:
