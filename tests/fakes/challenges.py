@@ -359,13 +359,15 @@ class MemoryChallenges:
                 extra["provider_id"] = provider_id
             self._m._append(challenge, "challenge.delivery", at, state.value, extra)
 
-    async def record_dispatch(
+    async def record_dispatch(  # noqa: PLR0913 (the entry, what became of it, and what is journaled with it)
         self,
         queued: QueuedSms,
         state: DeliveryState,
         provider_ref: str,
         at: datetime,
         text: SentText | None = None,
+        *,
+        provider_ids: tuple[str, ...] = (),
     ) -> None:
         """record_dispatch.lua's record (MemoryOutbox.settle): the message's state, from queued."""
         async with self._m._lock:
@@ -382,6 +384,8 @@ class MemoryChallenges:
             )
             self._m._challenges[queued.challenge_id] = challenge
             extra = {"provider_ref": provider_ref, **({} if text is None else text.journal_fields())}
+            if provider_ids:
+                extra["provider_id"] = " ".join(provider_ids)
             extra["delivery"] = challenge.delivery.value
             self._m._append(challenge, "challenge.delivery", at, state.value, extra)
 

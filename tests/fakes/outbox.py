@@ -62,17 +62,19 @@ class MemoryOutbox:
     async def challenge(self, queued: QueuedSms) -> Challenge:
         return await self._store.get_challenge(queued.challenge_id)
 
-    async def settle(
+    async def settle(  # noqa: PLR0913 (the entry, what became of it, and what is journaled with it)
         self,
         queued: QueuedSms,
         state: DeliveryState,
         provider_ref: str,
         at: datetime,
         text: SentText | None = None,
+        *,
+        provider_ids: tuple[str, ...] = (),
     ) -> None:
         self._entries.pop(queued.entry_id, None)
         self._pending.pop(queued.entry_id, None)
-        await self._store.record_dispatch(queued, state, provider_ref, at, text)
+        await self._store.record_dispatch(queued, state, provider_ref, at, text, provider_ids=provider_ids)
 
     async def fail(self, queued: QueuedSms, failure: str, at: datetime, allowed: int) -> FailedTry:
         pending = self._pending.get(queued.entry_id)

@@ -109,19 +109,23 @@ class RedisOutbox:
             raise ChallengeNotFound(queued.challenge_id)
         return stored_challenge(cast("dict[bytes, bytes]", raw))
 
-    async def settle(
+    async def settle(  # noqa: PLR0913 (the entry, what became of it, and what is journaled with it)
         self,
         queued: QueuedSms,
         state: DeliveryState,
         provider_ref: str,
         at: datetime,
         text: SentText | None = None,
+        *,
+        provider_ids: tuple[str, ...] = (),
     ) -> None:
         """record_dispatch.lua: the send recorded and journaled, the entry acknowledged and deleted."""
         challenge_id = queued.challenge_id
         keys = [self._keys.challenge(challenge_id), self._keys.challenge_journal(challenge_id), self._stream]
         head = rec.challenge_event("challenge.delivery", challenge_id, at)
         written = [] if text is None else [item for pair in text.journal_fields().items() for item in pair]
+        if provider_ids:
+            written += ["provider_id", " ".join(provider_ids)]  # SMPP: one id per part
         args = [
             GROUP,
             queued.entry_id,

@@ -200,14 +200,23 @@ class Dispatcher:
         text = sms_text.render(challenge.operation, context)
         # What the journal keeps of the text: its hash with the code masked, and the template's version.
         record = sent_text.recorded(challenge.operation, context)
-        message = SmsMessage(challenge.phone, text, challenge.challenge_id)
+        # The entry's id is the message's own reference: the same on every try and at every provider, which
+        # makes the reference each provider sees (decision 0030; SMPP's, decision 0041).
+        message = SmsMessage(challenge.phone, text, challenge.challenge_id, reference=queued.entry_id)
         try:
             sent = await self._sms.send(message)
         except DeliveryRefused as refused:
             return await self._failed(queued, refused.reason, self._clock.now(), 0)
         except DeliveryFailed as failed:
             return await self._failed(queued, failed.reason, self._clock.now(), self._max_tries)
-        await self._outbox.settle(queued, DeliveryState.SENT, sent.provider_ref, sent.sent_at, record)
+        await self._outbox.settle(
+            queued,
+            DeliveryState.SENT,
+            sent.provider_ref,
+            sent.sent_at,
+            record,
+            provider_ids=sent.provider_ids,
+        )
         return Dispatched(Outcome.SENT, sent.sent_at)
 
     async def _notify(self, queued: QueuedSms, challenge: Challenge) -> Dispatched:

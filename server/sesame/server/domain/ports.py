@@ -341,17 +341,20 @@ class Outbox(Protocol):
         """The challenge the queued SMS carries the code of, as stored now. ChallengeNotFound."""
         ...
 
-    async def settle(
+    async def settle(  # noqa: PLR0913 (the entry, what became of it, and what is journaled with it)
         self,
         queued: QueuedSms,
         state: DeliveryState,
         provider_ref: str,
         at: datetime,
         text: SentText | None = None,
+        *,
+        provider_ids: tuple[str, ...] = (),
     ) -> None:
         """Record what became of the entry's SMS on its challenge (journaled, as record_delivery, with the
-        record of its `text` when one was rendered) and remove the entry, in one atomic step; an entry whose
-        challenge was purged is removed all the same."""
+        record of its `text` when one was rendered and the provider's own message ids when it gave any:
+        decision 0041) and remove the entry, in one atomic step; an entry whose challenge was purged is
+        removed all the same."""
         ...
 
     async def settle_notice(self, queued: QueuedSms, user_id: str, notice: UserNotice) -> None:
