@@ -5,6 +5,7 @@ through `sesame serve` on the test's Redis, its dispatcher and the smpp34 SMSC s
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,7 +77,7 @@ async def test_each_submit_carries_our_reference_and_the_smscs_ids_are_journaled
         started = await auth.StartChallenge(auth_pb.StartChallengeRequest(user_id="ref", operation=transfer))
     sent = await _sent_entry(redis_store, started.challenge_id)
     ref = sent["provider_ref"]
-    assert ref.startswith("smpp-") and ref != "smpp-"
+    assert re.fullmatch(r"smpp-[0-9]+-[0-9]+", ref)  # our reference: the outbox entry's id
     parts = [part for part in smsc.submitted if part.destination == PHONE.removeprefix("+")]
     assert len(parts) >= 2
     expected = user_message_reference(ref).to_bytes(2, "big")

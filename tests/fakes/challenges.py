@@ -398,8 +398,15 @@ class MemoryChallenges:
         """The challenge as stored now, or None (for the fake outbox's dead letter line)."""
         return self._m._live(challenge_id)
 
-    async def record_failed_try(
-        self, queued: QueuedSms, failure: str, tries: int, allowed: int, at: datetime
+    async def record_failed_try(  # noqa: PLR0913 (record_failed_try.lua's arguments)
+        self,
+        queued: QueuedSms,
+        failure: str,
+        tries: int,
+        allowed: int,
+        at: datetime,
+        *,
+        text: SentText | None = None,
     ) -> str:
         """record_failed_try.lua's record (MemoryOutbox.fail): '' (another try), the dead letter's reason,
         or `missing`."""
@@ -415,6 +422,8 @@ class MemoryChallenges:
             elif tries >= allowed:
                 reason = "max_tries"
             extra = {"failure": failure, "tries": str(tries)}
+            if text is not None:
+                extra |= text.journal_fields()
             if not reason:
                 extra["delivery"] = existing.delivery.value
                 self._m._append(existing, "challenge.delivery", at, "try_failed", extra)

@@ -76,11 +76,13 @@ class MemoryOutbox:
         self._pending.pop(queued.entry_id, None)
         await self._store.record_dispatch(queued, state, provider_ref, at, text, provider_ids=provider_ids)
 
-    async def fail(self, queued: QueuedSms, failure: str, at: datetime, allowed: int) -> FailedTry:
+    async def fail(
+        self, queued: QueuedSms, failure: str, at: datetime, allowed: int, *, text: SentText | None = None
+    ) -> FailedTry:
         pending = self._pending.get(queued.entry_id)
         tries = pending.deliveries if pending else 1
         challenge = self._store.peek_challenge(queued.challenge_id)
-        reason = await self._store.record_failed_try(queued, failure, tries, allowed, at)
+        reason = await self._store.record_failed_try(queued, failure, tries, allowed, at, text=text)
         if not reason:
             return FailedTry(tries)
         self._entries.pop(queued.entry_id, None)

@@ -145,7 +145,9 @@ class RedisOutbox:
         entry = rec.notice_entry(user_id, notice, "challenge_id", queued.challenge_id)
         await self._scripts.run("record_notice", keys, [GROUP, queued.entry_id, *entry])
 
-    async def fail(self, queued: QueuedSms, failure: str, at: datetime, allowed: int) -> FailedTry:
+    async def fail(
+        self, queued: QueuedSms, failure: str, at: datetime, allowed: int, *, text: SentText | None = None
+    ) -> FailedTry:
         """record_failed_try.lua: another try later, or the dead letter, in one step."""
         challenge_id = queued.challenge_id
         keys = [
@@ -155,6 +157,8 @@ class RedisOutbox:
             self._keys.dead_letters(),
         ]
         head = rec.challenge_event("challenge.dead_letter", challenge_id, at)[2:]  # the script names it
+        if text is not None:
+            head += [item for pair in text.journal_fields().items() for item in pair]
         args = [
             GROUP,
             queued.entry_id,

@@ -30,6 +30,7 @@ from sesame.server.domain.sms_templates import Kind
 
 if TYPE_CHECKING:
     from sesame.server.domain.ports import Clock, KeyStore, Outbox, SmsGateway
+    from sesame.server.domain.sent_text import SentText
     from sesame.server.domain.sms_templates import SmsTemplates
 
 
@@ -206,9 +207,9 @@ class Dispatcher:
         try:
             sent = await self._sms.send(message)
         except DeliveryRefused as refused:
-            return await self._failed(queued, refused.reason, self._clock.now(), 0)
+            return await self._failed(queued, refused.reason, self._clock.now(), 0, record)
         except DeliveryFailed as failed:
-            return await self._failed(queued, failed.reason, self._clock.now(), self._max_tries)
+            return await self._failed(queued, failed.reason, self._clock.now(), self._max_tries, record)
         await self._outbox.settle(
             queued,
             DeliveryState.SENT,
@@ -242,9 +243,12 @@ class Dispatcher:
         await self._outbox.settle_notice(queued, challenge.user_id, notice)
         return Dispatched(Outcome.NOTICE_SENT, sent.sent_at)
 
-    async def _failed(self, queued: QueuedSms, failure: str, at: datetime, allowed: int) -> Dispatched:
-        """A try that did not reach the phone, in the outbox's one step: another try, or a dead letter."""
-        tried = await self._outbox.fail(queued, failure, at, allowed)
+    async def _failed(
+        self, queued: QueuedSms, failure: str, at: datetime, allowed: int, text: SentText | None = None
+    ) -> Dispatched:
+        """A try that did not reach the phone, in the outbox's one step: another try, or a dead letter;
+        journaled with the masked text's hash and template when a text was handed to the providers."""
+        tried = await self._outbox.fail(queued, failure, at, allowed, text=text)
         if not tried.dead_letter:
             return Dispatched(Outcome.RETRY)
         if tried.dead_letter == "missing":

@@ -362,11 +362,14 @@ class Outbox(Protocol):
         the entry, in one atomic step (docs/decisions/0033)."""
         ...
 
-    async def fail(self, queued: QueuedSms, failure: str, at: datetime, allowed: int) -> FailedTry:
+    async def fail(
+        self, queued: QueuedSms, failure: str, at: datetime, allowed: int, *, text: SentText | None = None
+    ) -> FailedTry:
         """A send of the entry that did not reach the phone (`failure`: the gateway's reason, or `expired`),
         in one atomic step: the entry stays pending for another try (journaled), or, once it was given to
         dispatchers `allowed` times (0: none more) or its code has expired, it is dead-lettered: FAILED
-        (EXPIRED) with the reason on the challenge, journaled, removed, and a masked dead letter kept."""
+        (EXPIRED) with the reason on the challenge, journaled, removed, and a masked dead letter kept.
+        Journaled with the record of the `text` the providers were handed, when one was (decision 0041)."""
         ...
 
     async def backlog(self) -> Backlog:
