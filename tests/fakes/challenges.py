@@ -148,6 +148,7 @@ class MemoryChallenges:
     def __init__(self, memory: Memory) -> None:
         self._m = memory
         self.outbox = MemoryOutbox(self, memory._purge_clock or _WALL)  # what Start and Resend queue
+        memory.outbox = self.outbox
 
     async def open_challenge(
         self, challenge: Challenge, context: RequestContext, charges: Sequence[Charge] = ()

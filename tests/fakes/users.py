@@ -14,6 +14,7 @@ from sesame.server.domain.errors import (
     UserNotFound,
 )
 from sesame.server.domain.lifecycle import (
+    ByChallenge,
     PhoneChange,
     PhoneChanged,
     PhoneChangeOutcome,
@@ -207,6 +208,9 @@ class MemoryUsers:
                 cooling_until=ms(change.cooling_until),
             )
             self._m._changes[key] = change.fingerprint
+            # As change_secure_phone.lua: the notice to the old number queued in the step (decision 0041).
+            if isinstance(change.authority, ByChallenge) and self._m.outbox is not None:
+                self._m.outbox.queue(change.authority.challenge_id, ms(change.at), "phone_changed")
             return PhoneChanged(PhoneChangeOutcome.CHANGED, self._m._users[change.user_id], user.secure_phone)
 
     async def applied_change(self, user_id: str, request_id: str) -> str | None:
