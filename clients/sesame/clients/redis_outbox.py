@@ -21,11 +21,12 @@ from sesame.clients import redis_records as rec
 from sesame.clients.redis_dead_letters import RedisDeadLetters
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_scripts import Scripts, stored_challenge, translated
-from sesame.server.domain.dispatching import Backlog, FailedTry, QueuedSms
+from sesame.server.domain.dispatching import Backlog, FailedTry, NoticeFailure, QueuedSms
 from sesame.server.domain.errors import ChallengeNotFound
 from sesame.server.domain.lifecycle import UserNotice
 from sesame.server.domain.model import Challenge, DeliveryState
 from sesame.server.domain.ports import Outbox
+from sesame.server.domain.privacy import mask_phone
 from sesame.server.domain.sent_text import SentText
 
 GROUP: Final = "dispatchers"
@@ -171,6 +172,32 @@ class RedisOutbox:
             *head,
         ]
         reply = await self._scripts.run("record_failed_try", keys, args)
+        if int(reply[0]) == 0:
+            return FailedTry(int(reply[1]))
+        return FailedTry(int(reply[1]), reply[2].decode())
+
+    async def fail_notice(
+        self, queued: QueuedSms, user_id: str, notice: UserNotice, failed: NoticeFailure
+    ) -> FailedTry:
+        """record_failed_notice.lua: another try later, or the dead letter, in one step (decision 0041)."""
+        keys = [self._keys.user_journal(user_id), self._stream, self._keys.dead_letters()]
+        args = [
+            GROUP,
+            queued.entry_id,
+            failed.failure,
+            failed.allowed,
+            rec.to_ms(failed.at),
+            rec.to_ms(failed.stale_at),
+            DEAD_LETTERS_KEPT,
+            DEAD_LETTERS_LIFETIME // rec.MS,
+            rec.to_ms(queued.queued_at),
+            queued.challenge_id,
+            user_id,
+            mask_phone(notice.to),
+            queued.notice,
+            *rec.notice_entry(user_id, notice),
+        ]
+        reply = await self._scripts.run("record_failed_notice", keys, args)
         if int(reply[0]) == 0:
             return FailedTry(int(reply[1]))
         return FailedTry(int(reply[1]), reply[2].decode())

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from datetime import datetime, timedelta
 
     from sesame.server.domain.budgets import Charge
-    from sesame.server.domain.dispatching import Backlog, DeadLetter, FailedTry, QueuedSms
+    from sesame.server.domain.dispatching import Backlog, DeadLetter, FailedTry, NoticeFailure, QueuedSms
     from sesame.server.domain.evidence_index import EvidenceMatch, IndexedOpening
     from sesame.server.domain.lifecycle import (
         ClientTermination,
@@ -370,6 +370,16 @@ class Outbox(Protocol):
         dispatchers `allowed` times (0: none more) or its code has expired, it is dead-lettered: FAILED
         (EXPIRED) with the reason on the challenge, journaled, removed, and a masked dead letter kept.
         Journaled with the record of the `text` the providers were handed, when one was (decision 0041)."""
+        ...
+
+    async def fail_notice(
+        self, queued: QueuedSms, user_id: str, notice: UserNotice, failed: NoticeFailure
+    ) -> FailedTry:
+        """A send of the notice the entry holds that did not reach the phone, in one atomic step (decision
+        0041): the entry stays pending for another try (the try journaled as the user's), or, once given to
+        dispatchers `failed.allowed` times (0: none more) or past its age limit, it is dead-lettered: the
+        notice journaled failed with the reason, the entry removed, a masked dead letter kept. Nothing is
+        written on the challenge."""
         ...
 
     async def backlog(self) -> Backlog:
