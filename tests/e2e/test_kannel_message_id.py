@@ -32,8 +32,11 @@ SMSC_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 
 
 @pytest.fixture
-def address(kannel: Kannel, redis_server: EmbeddedRedis, tmp_path: Path) -> Iterator[str]:
-    """A `sesame serve` on the test's Redis, sending through the session's Kannel, reports on loopback."""
+def address(
+    kannel: Kannel, redis_server: EmbeddedRedis, redis_store: RedisState, tmp_path: Path
+) -> Iterator[str]:
+    """A `sesame serve` on the test's Redis (emptied first, by `redis_store`: the server's fresh token must
+    find no data of another's keys), sending through the session's Kannel, reports on loopback."""
     settings = {
         "SESAME_REDIS_URL": redis_server.url,
         "SESAME_SMS_GATEWAY": "kannel",

@@ -38,8 +38,11 @@ def smsc() -> Iterator[Smsc]:
 
 
 @pytest.fixture
-def serving(smsc: Smsc, redis_server: EmbeddedRedis, tmp_path: Path) -> Iterator[ServeProcess]:
-    """A `sesame serve` on the test's Redis whose only provider is the test's SMSC."""
+def serving(
+    smsc: Smsc, redis_server: EmbeddedRedis, redis_store: RedisState, tmp_path: Path
+) -> Iterator[ServeProcess]:
+    """A `sesame serve` on the test's Redis (emptied first, by `redis_store`) whose only provider is the
+    test's SMSC."""
     settings = {
         "SESAME_REDIS_URL": redis_server.url,
         "SESAME_SMS_PROVIDERS": "smpp",
