@@ -55,6 +55,20 @@ async def test_settling_records_the_send_and_removes_the_entry(store: Store, out
     assert await outbox.reclaim("b", timedelta(0), 10) == []
 
 
+async def test_settling_journals_the_providers_own_ids(store: Store, outbox: Outbox) -> None:
+    """Settled with the provider's message ids (SMPP: one per part): the send's entry names them, in order."""
+    await enrolled(store)
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
+    (queued,) = await outbox.take("a", 10, NO_WAIT)
+    await outbox.settle(queued, DeliveryState.SENT, "smpp-1", opened.created_at, provider_ids=("3e8", "3e9"))
+    entry = (await store.journal.challenge_journal(opened.challenge_id))[-1]
+    assert (entry["event"], entry["provider_ref"], entry["provider_id"]) == (
+        "challenge.delivery",
+        "smpp-1",
+        "3e8 3e9",
+    )
+
+
 async def test_an_entry_of_a_dead_consumer_is_claimed_once_idle(store: Store, outbox: Outbox) -> None:
     """An entry taken and never settled goes to another consumer once idle past the timeout, not before."""
     await enrolled(store)

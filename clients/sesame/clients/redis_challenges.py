@@ -249,11 +249,13 @@ class RedisChallenges(RedisPlace):
         return _challenge(rec.pairs(reply[1]))
 
     async def record_delivery(
-        self, challenge_id: str, state: DeliveryState, provider_ref: str, at: datetime
+        self, challenge_id: str, state: DeliveryState, provider_ref: str, at: datetime, provider_id: str = ""
     ) -> None:
-        """Note what the SMS gateway said. ChallengeNotFound."""
+        """Note what the SMS gateway said, with the provider's own message id if any. ChallengeNotFound."""
         head = rec.challenge_event("challenge.delivery", challenge_id, at)
         args = [state.value, provider_ref, *head, "provider_ref", provider_ref]
+        if provider_id:
+            args += ["provider_id", provider_id]
         if await self._run("record_delivery", self._challenge_keys(challenge_id), args) != 1:
             raise ChallengeNotFound(challenge_id)
 

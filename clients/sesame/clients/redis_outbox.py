@@ -22,11 +22,12 @@ from sesame.clients import redis_records as rec
 from sesame.clients.redis_dead_letters import RedisDeadLetters
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_scripts import Scripts, stored_challenge, translated
-from sesame.server.domain.dispatching import Backlog, FailedTry, QueuedSms
+from sesame.server.domain.dispatching import Backlog, FailedTry, NoticeFailure, QueuedSms
 from sesame.server.domain.errors import ChallengeNotFound
 from sesame.server.domain.lifecycle import UserNotice
 from sesame.server.domain.model import Challenge, DeliveryState
 from sesame.server.domain.ports import Outbox
+from sesame.server.domain.privacy import mask_phone
 from sesame.server.domain.sent_text import SentText
 
 GROUP: Final = "dispatchers"
@@ -128,19 +129,23 @@ class RedisOutbox:
             raise ChallengeNotFound(queued.challenge_id)
         return stored_challenge(cast("dict[bytes, bytes]", raw))
 
-    async def settle(
+    async def settle(  # noqa: PLR0913 (the entry, what became of it, and what is journaled with it)
         self,
         queued: QueuedSms,
         state: DeliveryState,
         provider_ref: str,
         at: datetime,
         text: SentText | None = None,
+        *,
+        provider_ids: tuple[str, ...] = (),
     ) -> None:
         """record_dispatch.lua: the send recorded and journaled, the entry acknowledged and deleted."""
         challenge_id = queued.challenge_id
         keys = [self._keys.challenge(challenge_id), self._keys.challenge_journal(challenge_id), self._stream]
         head = rec.challenge_event("challenge.delivery", challenge_id, at)
         written = [] if text is None else [item for pair in text.journal_fields().items() for item in pair]
+        if provider_ids:
+            written += ["provider_id", " ".join(provider_ids)]  # SMPP: one id per part
         args = [
             GROUP,
             queued.entry_id,
@@ -160,7 +165,9 @@ class RedisOutbox:
         entry = rec.notice_entry(user_id, notice, "challenge_id", queued.challenge_id)
         await self._scripts.run("record_notice", keys, [GROUP, queued.entry_id, *entry])
 
-    async def fail(self, queued: QueuedSms, failure: str, at: datetime, allowed: int) -> FailedTry:
+    async def fail(
+        self, queued: QueuedSms, failure: str, at: datetime, allowed: int, *, text: SentText | None = None
+    ) -> FailedTry:
         """record_failed_try.lua: another try later, or the dead letter, in one step."""
         challenge_id = queued.challenge_id
         keys = [
@@ -170,6 +177,8 @@ class RedisOutbox:
             self._keys.dead_letters(),
         ]
         head = rec.challenge_event("challenge.dead_letter", challenge_id, at)[2:]  # the script names it
+        if text is not None:
+            head += [item for pair in text.journal_fields().items() for item in pair]
         args = [
             GROUP,
             queued.entry_id,
@@ -182,6 +191,32 @@ class RedisOutbox:
             *head,
         ]
         reply = await self._scripts.run("record_failed_try", keys, args)
+        if int(reply[0]) == 0:
+            return FailedTry(int(reply[1]))
+        return FailedTry(int(reply[1]), reply[2].decode())
+
+    async def fail_notice(
+        self, queued: QueuedSms, user_id: str, notice: UserNotice, failed: NoticeFailure
+    ) -> FailedTry:
+        """record_failed_notice.lua: another try later, or the dead letter, in one step (decision 0041)."""
+        keys = [self._keys.user_journal(user_id), self._stream, self._keys.dead_letters()]
+        args = [
+            GROUP,
+            queued.entry_id,
+            failed.failure,
+            failed.allowed,
+            rec.to_ms(failed.at),
+            rec.to_ms(failed.stale_at),
+            DEAD_LETTERS_KEPT,
+            DEAD_LETTERS_LIFETIME // rec.MS,
+            rec.to_ms(queued.queued_at),
+            queued.challenge_id,
+            user_id,
+            mask_phone(notice.to),
+            queued.notice,
+            *rec.notice_entry(user_id, notice),
+        ]
+        reply = await self._scripts.run("record_failed_notice", keys, args)
         if int(reply[0]) == 0:
             return FailedTry(int(reply[1]))
         return FailedTry(int(reply[1]), reply[2].decode())

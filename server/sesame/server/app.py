@@ -9,7 +9,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sesame.clients.redis_provider_ids import RedisProviderIds
@@ -159,6 +159,7 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
             sealing=SealerTiming(retention=settings.evidence_retention),
             archive=JournalArchive(settings.journal_archive_dir),
             max_tries=settings.dispatch.max_tries,
+            notice_max_age=settings.dispatch.notice_max_age,
         )
         # Stopped first on the way out (after the server drained): a loop finishes its batch.
         loops = DispatchLoops(running.dispatcher, outbox, metrics, clock, settings.dispatch)
@@ -328,6 +329,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
     sealing: SealerTiming | None = None,
     archive: JournalArchive | None = None,
     max_tries: int = 1,
+    notice_max_age: timedelta = timedelta(days=1),
 ) -> Runtime:
     """The flows over metered views of the adapters, telling the metrics what they decided; health probes
     the bare ones (a probe is not traffic)."""
@@ -381,6 +383,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
             recent=recent,
             templates=policy.sms_templates,
             max_tries=max_tries,
+            notice_max_age=notice_max_age,
         ),
         advisories={SMS_HEALTH_SERVICE: sms_watch.healthy},
         sealer=Sealer(

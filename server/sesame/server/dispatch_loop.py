@@ -48,14 +48,20 @@ class DispatchSettings:
     # An SMS given to dispatchers this many times without a provider taking it is dead-lettered; 1: the
     # failover's own retries (before acceptance, per provider) are all it gets (docs/decisions/0033).
     max_tries: int = 1
+    # A notice not sent this long after the change it reports is dead-lettered, never sent late (0041).
+    notice_max_age: timedelta = timedelta(days=1)
 
 
 def read_dispatch(reader: EnvReader) -> DispatchSettings:
-    """SESAME_DISPATCHERS, SESAME_OUTBOX_CLAIM_IDLE_SECONDS and SESAME_SMS_MAX_TRIES (docs/operations.md)."""
+    """SESAME_DISPATCHERS, SESAME_OUTBOX_CLAIM_IDLE_SECONDS, SESAME_SMS_MAX_TRIES and
+    SESAME_NOTICE_MAX_AGE_SECONDS (docs/operations.md)."""
     return DispatchSettings(
         loops=reader.integer("SESAME_DISPATCHERS", 1, 0, 64),
         claim_idle=timedelta(seconds=reader.integer("SESAME_OUTBOX_CLAIM_IDLE_SECONDS", 30, 1, 3600)),
         max_tries=reader.integer("SESAME_SMS_MAX_TRIES", 1, 1, 20),
+        notice_max_age=timedelta(
+            seconds=reader.integer("SESAME_NOTICE_MAX_AGE_SECONDS", 86_400, 60, 7 * 86_400)
+        ),
     )
 
 
