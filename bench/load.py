@@ -140,13 +140,13 @@ async def _each_sesame_phase(
         nonlocal missing
         missing = await sesame.sms_of_opened(SMS_SETTLE_SECONDS)
 
+    memory_before = servers.settled_used_memory(redis_url)
     for name, make, after in (
         ("start", sesame.start_phase, settle),
         ("verify", sesame.verify_phase, None),
         ("flows", sesame.flow_phase, None),
         ("flows_half", sesame.flow_phase, None),
     ):
-        memory_before = servers.redis_used_memory(redis_url)
         costs = RedisCosts(redis_url, scripts=args.redis_scripts)
         costs.start()
         recorder = Recorder()
@@ -157,7 +157,8 @@ async def _each_sesame_phase(
             load = drive(make(recorder), args.concurrency, args.duration, args.max_ops)
         phase = await _measure(server, load, recorder, after)
         phase["redis_costs"] = costs.stop(phase["ops"])
-        delta = servers.redis_used_memory(redis_url) - memory_before
+        memory_after = servers.settled_used_memory(redis_url)
+        delta, memory_before = memory_after - memory_before, memory_after
         phase["redis_used_memory_delta_bytes"] = delta
         phase["redis_bytes_per_op"] = round(delta / phase["ops"]) if phase["ops"] else 0
         if rate:
