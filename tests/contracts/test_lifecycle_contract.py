@@ -380,7 +380,34 @@ class TestConsumption:
         assert [(c.event, c.outcome, c.count) for c in counts] == [("challenge.consume", "used", 3)]
 
 
+async def queued_notices(store: Store) -> list[tuple[str, str]]:
+    """(challenge id, kind) of the notices waiting in the outbox (the codes' entries left out)."""
+    outbox = store.outbox if isinstance(store, MemoryState) else store.outbox()
+    try:
+        taken = await outbox.take("contract", 100, timedelta(milliseconds=1))
+    finally:
+        if not isinstance(store, MemoryState):
+            await outbox.close()
+    return [(queued.challenge_id, queued.notice) for queued in taken if queued.notice]
+
+
 class TestPhoneChange:
+    async def test_a_change_by_challenge_queues_the_notice_in_its_step(self, store):
+        """Authorised by a verified challenge, the change queues one `phone_changed` notice naming that
+        challenge (its code went to the old number); a retry of the change queues none (decision 0041)."""
+        await enrolled(store)
+        challenge = await verified(store)
+        by_challenge = phone_change(authority=ByChallenge(challenge.challenge_id))
+        await store.users.change_secure_phone(by_challenge)
+        await store.users.change_secure_phone(by_challenge)
+        assert await queued_notices(store) == [(challenge.challenge_id, "phone_changed")]
+
+    async def test_an_override_queues_no_notice(self, store):
+        """An override names no challenge to read the old number from: its flow sends the notice itself."""
+        await enrolled(store)
+        await store.users.change_secure_phone(phone_change())
+        assert await queued_notices(store) == []
+
     async def test_the_number_changes_and_the_cooling_starts(self, store):
         """The new number, its change time and the cooling end are stored; the old number is answered."""
         await enrolled(store)

@@ -127,9 +127,12 @@ async def test_a_login_remembers_no_payee_nor_amount(memory: RiskMemory, its_sto
     assert set(history.operations) == {f"login:{c1}"}
 
 
-async def test_denials_are_journaled_and_capped(memory: RiskMemory) -> None:
-    """Each DENY is an entry with its reasons and rules version; the journal keeps about its cap."""
-    limits = RiskLimits(denials=3)
+async def test_denials_are_journaled_in_the_users_journal(beside: tuple[State, RiskMemory]) -> None:
+    """Each DENY is an entry of the user's journal, after its enrolment: the operation refused by digest,
+    the reasons, the rules' version, the number masked; none is dropped (decision 0042)."""
+    store, memory = beside
+    await store.users.register_user(a_user(NOW))
+    operation = CreditTransfer(Money("EUR", 500_00), PAYEE, "tx-9")
     for i in range(3):
         denial = RiskDenial(
             "u-1",
@@ -139,13 +142,20 @@ async def test_denials_are_journaled_and_capped(memory: RiskMemory) -> None:
             ("recent-sim-swap",),
             "v+1",
             CONTEXT,
+            operation,
+            "+33612345678",
         )
-        await memory.record_denial(denial, limits)
+        await memory.record_denial(denial)
     entries = await memory.denials("u-1")
     assert len(entries) == 3
-    assert entries[0]["reasons"] == "SIM_SWAP"
-    assert entries[0]["rules_version"] == "v+1"
-    assert entries[0]["event"] == "risk.denied"
+    assert (entries[0]["event"], entries[0]["reasons"], entries[0]["rules_version"]) == (
+        "risk.denied",
+        "SIM_SWAP",
+        "v+1",
+    )
+    assert (entries[0]["op_digest"], entries[0]["phone"]) == (digest(operation).hex(), "+33*******78")
+    journal = await store.users.user_journal("u-1")
+    assert [e["event"] for e in journal] == ["user.enrolled", *["risk.denied"] * 3]
     assert await memory.denials("u-2") == []
 
 
@@ -171,15 +181,6 @@ async def test_the_assessment_is_journaled_with_the_opening_and_kept(store: Stat
         "v1+ab",
         ("new-payee",),
     )
-
-
-async def test_the_version_moves_with_the_memory_and_only_then(memory: RiskMemory, its_store: State) -> None:
-    """Two reads of an unchanged memory have one version; a fed memory another (decision 0032)."""
-    first = await memory.user_and_history("u-1")
-    assert first.version
-    assert (await memory.user_and_history("u-1")).version == first.version
-    await taught(its_store, Login(), CONTEXT, NOW, RiskLimits())
-    assert (await memory.user_and_history("u-1")).version != first.version
 
 
 async def test_start_decides_in_its_step_on_the_memory_as_it_is(beside: tuple[State, RiskMemory]) -> None:
@@ -209,7 +210,8 @@ async def test_start_decides_in_its_step_on_the_memory_as_it_is(beside: tuple[St
 async def test_a_deny_in_the_step_journals_the_denial_and_writes_nothing_else(
     beside: tuple[State, RiskMemory],
 ) -> None:
-    """A DENY: RiskDenied with the reasons told, one entry in the user's risk journal, no challenge."""
+    """A DENY: RiskDenied with the reasons told, one entry in the user's sealed journal, no challenge. The
+    entry is the one record_risk_denial journals for that denial (decision 0042), field for field."""
     store, memory = beside
     await enrolled(store)  # type: ignore[arg-type]
     asked = RiskQuestion(default_rules(), {"sim_swap": "swapped", "sim_swapped_hours": 2.0})
@@ -220,8 +222,26 @@ async def test_a_deny_in_the_step_journals_the_denial_and_writes_nothing_else(
     assert all(denied.value.descriptions)
     (entry,) = await memory.denials(USER_ID)
     assert (entry["event"], entry["op"], entry["reasons"]) == ("risk.denied", "add_beneficiary", "SIM_SWAP")
+    assert (entry["op_digest"], entry["phone"]) == (digest(AddBeneficiary(PAYEE)).hex(), "+33*******78")
     with pytest.raises(ChallengeNotFound):
         await store.challenges.get_challenge(refused.challenge_id)
+    recorded = RiskDenial(
+        USER_ID,
+        refused.created_at,
+        "add_beneficiary",
+        denied.value.codes,
+        denied.value.rules,
+        denied.value.rules_version,
+        refused.context,
+        refused.operation,
+        "+33612345678",
+    )
+    await memory.record_denial(recorded)
+    numbering = {"seq", "prev"}  # journal_append's, one per entry
+    stepped, written = (
+        {k: v for k, v in e.items() if k not in numbering} for e in await memory.denials(USER_ID)
+    )
+    assert stepped == written
 
 
 async def test_a_sim_answer_about_another_number_is_refused_with_the_number(

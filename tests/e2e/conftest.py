@@ -69,6 +69,8 @@ async def live_with_sim_swap(
             store=redis_store,
             metrics=wired.running.metrics,
             clock=clock,
+            address=f"127.0.0.1:{wired.server.port}",
+            sealer=wired.running.sealer,
         )
     finally:
         await channel.close()

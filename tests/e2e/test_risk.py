@@ -140,7 +140,7 @@ def risk_denied(error: grpc.aio.AioRpcError) -> dict[str, str]:
 async def test_a_swapped_sim_is_denied_and_nothing_is_sent(
     guarded: Live, operator: Operator, redis_client: aioredis.Redis
 ) -> None:
-    """The operator says the SIM changed 2 hours ago: RISK_DENIED, no SMS, only the risk journal written."""
+    """The operator says the SIM changed 2 hours ago: RISK_DENIED, no SMS, only the user's journal written."""
     user_id = await enrolled(guarded)
     operator.changes[PHONE] = datetime.now(UTC) - timedelta(hours=2)
     before = await snapshot(redis_client)
@@ -154,7 +154,9 @@ async def test_a_swapped_sim_is_denied_and_nothing_is_sent(
     assert metadata["rules_version"].startswith("2026-11-30.1+")
     after = await snapshot(redis_client)
     assert {key for key in after if after[key] != before.get(key)} == {
-        guarded.store.keys.user_risk(user_id, "denials").encode()
+        guarded.store.keys.user_journal(user_id).encode(),
+        guarded.store.keys.journal_tail(guarded.store.keys.user_journal(user_id)).encode(),  # its numbering
+        guarded.store.keys.journal_feed().encode(),  # the entry, to be sealed (decision 0042)
     }
     assert not guarded.sms_file.exists() or guarded.sms_file.read_text(encoding="utf-8") == ""
     (entry,) = await guarded.store.risk_memory().denials(user_id)

@@ -111,6 +111,7 @@ def _opened(opening: Opening, user: User) -> Challenge:
         resends=0,
         last_sent_at=opening.created_at,
         risk=opening.risk,
+        start_factor=opening.context.first_factor,
     )
 
 
@@ -150,6 +151,7 @@ class MemoryChallenges:
     def __init__(self, memory: Memory) -> None:
         self._m = memory
         self.outbox = MemoryOutbox(self, memory._purge_clock or _WALL)  # what Start and Resend queue
+        memory.outbox = self.outbox
 
     async def open_challenge(
         self, challenge: Challenge, context: RequestContext, charges: Sequence[Charge] = ()
@@ -189,7 +191,7 @@ class MemoryChallenges:
 
     def _decided(self, opening: Opening, user: User) -> RiskAssessment:
         """The rules on the user's memory, as _risk_rules.lua in open_challenge.lua: the Python evaluator.
-        SimNumberMoved; a DENY is journaled in the user's risk journal and raised (RiskDenied)."""
+        SimNumberMoved; a DENY is journaled in the user's journal and raised (RiskDenied)."""
         asked = opening.question
         assert asked is not None
         if asked.sim_number is not None and asked.sim_number != user.secure_phone:
@@ -211,8 +213,10 @@ class MemoryChallenges:
                 decided.rules,
                 decided.rules_version,
                 opening.context,
+                opening.operation,
+                user.secure_phone,
             )
-            journal_denial(self._m.risk_denials, denial, asked.limits)
+            journal_denial(self._m, denial)
             told = asked.rules.described(kept)
             descriptions = tuple(reason.description for reason in told.reasons)
             raise RiskDenied(user.user_id, told.codes, descriptions, told.rules_version, told.rules)
@@ -373,7 +377,7 @@ class MemoryChallenges:
             return challenge
 
     async def record_delivery(
-        self, challenge_id: str, state: DeliveryState, provider_ref: str, at: datetime
+        self, challenge_id: str, state: DeliveryState, provider_ref: str, at: datetime, provider_id: str = ""
     ) -> None:
         async with self._m._lock:
             existing = self._m._existing(challenge_id)
@@ -384,15 +388,19 @@ class MemoryChallenges:
             challenge = dataclasses.replace(existing, delivery=_best_news(messages.values()))
             self._m._challenges[challenge_id] = challenge
             extra = {"provider_ref": provider_ref, "delivery": challenge.delivery.value}
+            if provider_id:
+                extra["provider_id"] = provider_id
             self._m._append(challenge, "challenge.delivery", at, state.value, extra)
 
-    async def record_dispatch(
+    async def record_dispatch(  # noqa: PLR0913 (the entry, what became of it, and what is journaled with it)
         self,
         queued: QueuedSms,
         state: DeliveryState,
         provider_ref: str,
         at: datetime,
         text: SentText | None = None,
+        *,
+        provider_ids: tuple[str, ...] = (),
     ) -> None:
         """record_dispatch.lua's record (MemoryOutbox.settle): the message's state, from queued."""
         async with self._m._lock:
@@ -409,6 +417,8 @@ class MemoryChallenges:
             )
             self._m._challenges[queued.challenge_id] = challenge
             extra = {"provider_ref": provider_ref, **({} if text is None else text.journal_fields())}
+            if provider_ids:
+                extra["provider_id"] = " ".join(provider_ids)
             extra["delivery"] = challenge.delivery.value
             self._m._append(challenge, "challenge.delivery", at, state.value, extra)
 
@@ -421,8 +431,15 @@ class MemoryChallenges:
         """The challenge as stored now, or None (for the fake outbox's dead letter line)."""
         return self._m._live(challenge_id)
 
-    async def record_failed_try(
-        self, queued: QueuedSms, failure: str, tries: int, allowed: int, at: datetime
+    async def record_failed_try(  # noqa: PLR0913 (record_failed_try.lua's arguments)
+        self,
+        queued: QueuedSms,
+        failure: str,
+        tries: int,
+        allowed: int,
+        at: datetime,
+        *,
+        text: SentText | None = None,
     ) -> str:
         """record_failed_try.lua's record (MemoryOutbox.fail): '' (another try), the dead letter's reason,
         or `missing`."""
@@ -438,6 +455,8 @@ class MemoryChallenges:
             elif tries >= allowed:
                 reason = "max_tries"
             extra = {"failure": failure, "tries": str(tries)}
+            if text is not None:
+                extra |= text.journal_fields()
             if not reason:
                 extra["delivery"] = existing.delivery.value
                 self._m._append(existing, "challenge.delivery", at, "try_failed", extra)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from sesame.server.domain.model import User
+from sesame.server.domain.operation import digest
 from sesame.server.domain.ports import RiskMemory
+from sesame.server.domain.privacy import mask_phone
 from sesame.server.domain.risk_signals import (
     RiskDenial,
     RiskHistory,
@@ -19,15 +19,8 @@ from sesame.server.domain.risk_signals import (
 from tests.fakes.journal_fields import context_fields, iso, ms
 
 if TYPE_CHECKING:
+    from tests.fakes.memory import Memory
     from tests.fakes.users import MemoryUsers
-
-
-def versioned(user: User, history: RiskHistory) -> UserRisk:
-    """The user and its memory with a version that moves whenever either does (as _risk_memory.lua's)."""
-    ordered = (user, *(sorted(part.items()) for part in (history.payees_paid, history.payees_added)))
-    rest = (history.amounts, sorted(history.ips.items()), sorted(history.devices.items()))
-    text = repr((ordered, rest, sorted(history.operations.items())))
-    return UserRisk(user, history, hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest())
 
 
 def learn(histories: dict[str, RiskHistory], seen: RiskObservation, limits: RiskLimits) -> None:
@@ -42,7 +35,6 @@ class MemoryRiskMemory:
     def __init__(self, store: MemoryUsers) -> None:
         self._store = store
         self._histories = store.memory.risk_histories
-        self._denials = store.memory.risk_denials  # Start's step journals there too (decision 0045)
 
     @property
     def histories(self) -> dict[str, RiskHistory]:
@@ -51,31 +43,34 @@ class MemoryRiskMemory:
 
     async def user_and_history(self, user_id: str) -> UserRisk:
         user = await self._store.get_user(user_id)
-        return versioned(user, self._histories.get(user_id, RiskHistory()))
+        return UserRisk(user, self._histories.get(user_id, RiskHistory()))
 
-    async def record_denial(self, denial: RiskDenial, limits: RiskLimits) -> None:
-        journal_denial(self._denials, denial, limits)
+    async def record_denial(self, denial: RiskDenial) -> None:
+        journal_denial(self._store.memory, denial)
 
     async def denials(self, user_id: str) -> list[dict[str, str]]:
-        return list(self._denials.get(user_id, []))
+        journal = await self._store.user_journal(user_id)
+        return [entry for entry in journal if entry.get("event") == "risk.denied"]
 
 
 _: type[RiskMemory] = MemoryRiskMemory
 
 
-def journal_denial(journals: dict[str, list[dict[str, str]]], denial: RiskDenial, limits: RiskLimits) -> None:
-    """A DENY in the user's capped risk journal, as record_risk_denial.lua and open_challenge.lua write it."""
-    entry = {
-        "event": "risk.denied",
-        "at": iso(denial.at),
-        "user_id": denial.user_id,
-        "op": denial.operation,
-        "decision": "deny",
-        "reasons": ",".join(denial.codes),
-        "rules": ",".join(denial.rules),
-        "rules_version": denial.rules_version,
-        **context_fields(denial.context),
-    }
-    journal = journals.setdefault(denial.user_id, [])
-    journal.append(entry)
-    del journal[: max(len(journal) - limits.denials, 0)]
+def journal_denial(memory: Memory, denial: RiskDenial) -> None:
+    """A DENY in the user's journal, as record_risk_denial.lua and open_challenge.lua write it (0042)."""
+    memory._journal(
+        denial.user_id,
+        {
+            "event": "risk.denied",
+            "at": iso(denial.at),
+            "user_id": denial.user_id,
+            "op": denial.operation,
+            **({} if denial.detail is None else {"op_digest": digest(denial.detail).hex()}),
+            "phone": mask_phone(denial.phone) if denial.phone else "",
+            "decision": "deny",
+            "reasons": ",".join(denial.codes),
+            "rules": ",".join(denial.rules),
+            "rules_version": denial.rules_version,
+            **context_fields(denial.context),
+        },
+    )

@@ -14,6 +14,7 @@ from sesame.server.domain.errors import (
     UserNotFound,
 )
 from sesame.server.domain.lifecycle import (
+    ByChallenge,
     PhoneChange,
     PhoneChanged,
     PhoneChangeOutcome,
@@ -207,12 +208,18 @@ class MemoryUsers:
                 cooling_until=ms(change.cooling_until),
             )
             self._m._changes[key] = change.fingerprint
+            # As change_secure_phone.lua: the notice to the old number queued in the step (decision 0041).
+            if isinstance(change.authority, ByChallenge) and self._m.outbox is not None:
+                self._m.outbox.queue(change.authority.challenge_id, ms(change.at), "phone_changed")
             return PhoneChanged(PhoneChangeOutcome.CHANGED, self._m._users[change.user_id], user.secure_phone)
 
     async def applied_change(self, user_id: str, request_id: str) -> str | None:
         return self._m._changes.get((user_id, request_id))
 
-    async def record_user_notice(self, user_id: str, notice: UserNotice) -> None:
+    async def record_user_notice(
+        self, user_id: str, notice: UserNotice, *, outcome: str = "", extra: dict[str, str] | None = None
+    ) -> None:
+        """The user.notice entry; `outcome` and `extra` for the outbox's failed tries (decision 0041)."""
         async with self._m._lock:
             self._m._journal(
                 user_id,
@@ -222,9 +229,10 @@ class MemoryUsers:
                     "user_id": user_id,
                     "kind": notice.kind,
                     "phone": mask_phone(notice.to),
-                    "outcome": "sent" if notice.sent else "failed",
+                    "outcome": outcome or ("sent" if notice.sent else "failed"),
                     "provider_ref": notice.provider_ref,
                     **({} if notice.text is None else notice.text.journal_fields()),
+                    **(extra or {}),
                 },
             )
 

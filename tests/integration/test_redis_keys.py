@@ -35,7 +35,9 @@ async def test_keys_carry_the_hash_tag_of_their_aggregate(redis_client: aioredis
         b"bank:{outbox}:sms",
         f"bank:{{u:{tag}}}:ch:{CHALLENGE_ID}".encode(),
         f"bank:{{u:{tag}}}:ch:{CHALLENGE_ID}:journal".encode(),
+        f"bank:{{u:{tag}}}:ch:{CHALLENGE_ID}:journal:tail".encode(),  # its numbering (decision 0040)
         f"bank:{{u:{tag}}}:journal:u-1".encode(),
+        f"bank:{{u:{tag}}}:journal:u-1:tail".encode(),
         f"bank:{{u:{tag}}}:pending:u-1".encode(),
         f"bank:{{u:{tag}}}:user:u-1".encode(),
     ]

@@ -52,6 +52,9 @@ async def test_a_verified_challenge_moves_the_codes_to_the_new_number(world: Wor
     challenge = await verified_for(world)
     result = await change(world, ByChallenge(challenge.challenge_id))
     assert (result.user.secure_phone, result.old_phone_notified) == (NEW_PHONE, True)
+    # Queued by the change (decision 0041): nothing sent before a dispatcher takes it.
+    assert world.sms.sent[-1].challenge_id == challenge.challenge_id
+    await world.challenges.dispatch_all()
     notice = world.sms.sent[-1]
     assert (notice.to, notice.challenge_id) == (PHONE, "")
     assert "numéro sécurisé a été changé pour le +33*******32" in notice.text

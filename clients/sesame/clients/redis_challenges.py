@@ -14,6 +14,8 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Final, cast
 
+from opentelemetry import propagate
+
 from sesame.clients import redis_records as rec
 from sesame.clients.redis_place import RedisPlace
 from sesame.clients.redis_risk import NO_LESSON, lesson_args, memory_parts
@@ -134,11 +136,11 @@ class RedisChallenges(RedisPlace):
             self.keys.start_request(user_id, opening.request_id),
             *budget_keys,
             self.keys.outbox(),
-            # The memory the rules read in the step, and the risk journal a DENY goes to (decision 0045).
+            # The memory the rules read in the step, and the user's journal a DENY goes to (0042, 0045).
             *(
                 ()
                 if opening.question is None
-                else (*memory_parts(self.keys, user_id), self.keys.user_risk(user_id, "denials"))
+                else (*memory_parts(self.keys, user_id), self.keys.user_journal(user_id))
             ),
         ]
 
@@ -162,6 +164,7 @@ class RedisChallenges(RedisPlace):
             rec.to_ms(opening.expires_at),
             *budget_args,
             *number_budget,
+            _trace_context(),
             "1" if opening.cooled else "0",
             codes,
             "1" if opening.request_id else "0",
@@ -175,7 +178,7 @@ class RedisChallenges(RedisPlace):
         asked = opening.question
         if asked is None:
             return ["-", "-"]
-        step = Denial(opening.user_id, asked.limits, asked.sim_number)
+        step = Denial(opening.user_id, asked.sim_number)
         return [
             compiled(asked.rules),
             question(opening.operation, opening.context, opening.created_at, asked.given, step),
@@ -268,11 +271,13 @@ class RedisChallenges(RedisPlace):
         return _challenge(rec.pairs(reply[1]))
 
     async def record_delivery(
-        self, challenge_id: str, state: DeliveryState, provider_ref: str, at: datetime
+        self, challenge_id: str, state: DeliveryState, provider_ref: str, at: datetime, provider_id: str = ""
     ) -> None:
-        """Note what the SMS gateway said. ChallengeNotFound."""
+        """Note what the SMS gateway said, with the provider's own message id if any. ChallengeNotFound."""
         head = rec.challenge_event("challenge.delivery", challenge_id, at)
         args = [state.value, provider_ref, *head, "provider_ref", provider_ref]
+        if provider_id:
+            args += ["provider_id", provider_id]
         if await self._run("record_delivery", self._challenge_keys(challenge_id), args) != 1:
             raise ChallengeNotFound(challenge_id)
 
@@ -404,3 +409,11 @@ def attempts_left(result: VerifyResult, challenge: Challenge) -> int:
 
 
 _: type[Challenges] = RedisChallenges
+
+
+def _trace_context() -> str:
+    """The current span's W3C traceparent ('' when nothing is traced): the outbox entry carries it, so that
+    the SMS's dispatch joins the Start's trace (decision 0040)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier.get("traceparent", "")

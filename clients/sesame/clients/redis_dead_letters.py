@@ -51,6 +51,7 @@ def _letter(entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
             tries=int(fields[b"tries"]),
             queued_at=rec.from_ms(int(fields[b"queued_at"])),
             at=rec.from_ms(int(fields[b"at"])),
+            notice=fields.get(b"notice", b"").decode(),
         )
     except (KeyError, ValueError) as exc:
         raise StoreUnavailable("corrupt dead letter") from exc

@@ -60,6 +60,11 @@ class Keyspace:
         """The user's evidence index: its challenges by opening time (sorted set, decision 0036)."""
         return f"{self._user_place(user_id)}:evidence:{user_id}"
 
+    def user_openings(self, user_id: str) -> str:
+        """The user's openings journal: one sealed `user.challenge` entry per challenge indexed, against which
+        a user's evidence is checked (a stream, trimmed to the retention; decision 0042)."""
+        return f"{self._user_place(user_id)}:openings:{user_id}"
+
     def user_changes(self, user_id: str) -> str:
         """The request ids of the lifecycle changes applied to the user, with their fingerprints."""
         return f"{self._user_place(user_id)}:changes:{user_id}"
@@ -69,8 +74,8 @@ class Keyspace:
         return f"{self._user_place(user_id)}:pending:{user_id}"
 
     def user_risk(self, user_id: str, part: str) -> str:
-        """One part of the user's risk memory (`payees`, `added`, `amounts`, `ips`, `devices`, `ops`,
-        `denials`): bounded, expiring, in the user's place (docs/risk.md)."""
+        """One part of the user's risk memory (`payees`, `added`, `amounts`, `ips`, `devices`, `ops`):
+        bounded, expiring, in the user's place (docs/risk.md; denials are in the user's journal: 0042)."""
         return f"{self._user_place(user_id)}:risk:{user_id}:{part}"
 
     def user_risk_beside(self, challenge_id: str) -> str:
@@ -91,9 +96,10 @@ class Keyspace:
         return f"{self.challenge(challenge_id)}:journal"
 
     def journal_tail(self, stream: str) -> str:
-        """Where a journal stream dropped from Redis once archived left off (a hash; decision 0037): its last
-        number and id, the last id that left (older entries are read from the archive), and whether those
-        held a VERIFIED decision and a proof entry. It expires with the challenge hash."""
+        """Where a journal stream's numbering stands (a hash): its last number and id, written with each
+        entry (decision 0040); once dropped from Redis after the archive took it (decision 0037), also the
+        last id that left (older entries are read from the archive) and whether those held a VERIFIED
+        decision and a proof entry, and it then expires with the challenge hash."""
         return f"{stream}:tail"
 
     def is_challenge_journal(self, stream: str) -> bool:

@@ -11,6 +11,7 @@ The dispatchers block on their own connection, never on the request path's pool.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import datetime, timedelta
 from typing import Any, Final, cast
 
@@ -21,11 +22,12 @@ from sesame.clients import redis_records as rec
 from sesame.clients.redis_dead_letters import RedisDeadLetters
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_scripts import Scripts, stored_challenge, translated
-from sesame.server.domain.dispatching import Backlog, FailedTry, QueuedSms
+from sesame.server.domain.dispatching import Backlog, FailedTry, NoticeFailure, QueuedSms
 from sesame.server.domain.errors import ChallengeNotFound
 from sesame.server.domain.lifecycle import UserNotice
 from sesame.server.domain.model import Challenge, DeliveryState
 from sesame.server.domain.ports import Outbox
+from sesame.server.domain.privacy import mask_phone
 from sesame.server.domain.sent_text import SentText
 
 GROUP: Final = "dispatchers"
@@ -69,37 +71,55 @@ class RedisOutbox:
             await self._client.connection_pool.disconnect()
 
     async def take(self, consumer: str, count: int, wait: timedelta) -> list[QueuedSms]:
-        """XREADGROUP `>`: entries never given to a consumer. Before the first SMS is queued there is no
+        """take_outbox.lua: entries never given to a consumer, each with its challenge, in one round trip
+        (decision 0040). When there are none, XREADGROUP `>` blocks up to `wait` (a script cannot), and the
+        challenges of what it gives are read in one pipeline. Before the first SMS is queued there is no
         stream (the script that queues it creates the stream and the group): wait, and find none."""
-        block = max(1, wait // rec.MS)
+        taken = await self._taken(consumer, count, "")
+        if taken is None:
+            with translated():
+                made = await self._group_made()
+            if not made:
+                await asyncio.sleep(wait.total_seconds())
+                return []
+            taken = await self._taken(consumer, count, "") or []
+        if taken:
+            return taken
         with translated():
-            try:
-                raw = await self._read(consumer, count, block)
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                if not await self._group_made():
-                    await asyncio.sleep(wait.total_seconds())
-                    return []
-                raw = await self._read(consumer, count, block)
+            raw = await self._read(consumer, count, max(1, wait // rec.MS))
         if not raw:
             return []
-        return [_queued(entry_id, fields) for entry_id, fields in raw[0][1] if fields]
+        return await self._with_challenges([_queued(i, fields) for i, fields in raw[0][1] if fields])
 
     async def reclaim(self, consumer: str, idle: timedelta, count: int) -> list[QueuedSms]:
-        """XAUTOCLAIM from the start: entries pending longer than `idle` with any consumer."""
+        """take_outbox.lua with XAUTOCLAIM from the start: entries pending longer than `idle` with any
+        consumer, each with its challenge; none before the first SMS was queued (or once the group was
+        lost: `take` makes it again)."""
+        return await self._taken(consumer, count, str(idle // rec.MS)) or []
+
+    async def _taken(self, consumer: str, count: int, idle: str) -> list[QueuedSms] | None:
+        """One take_outbox.lua step; None when there is no stream or group yet."""
+        args: list[rec.Field] = [GROUP, consumer, count, idle, self._keys.prefix]
+        reply = await self._scripts.run("take_outbox", [self._stream], args)
+        if reply[0] == b"nogroup":
+            return None
+        return [
+            _queued(reply[i], _pairs(reply[i + 1]), _pairs(reply[i + 2])) for i in range(1, len(reply), 3)
+        ]
+
+    async def _with_challenges(self, queued: list[QueuedSms]) -> list[QueuedSms]:
+        """The challenges of entries the blocking read gave, in one pipeline."""
+        if not queued:
+            return []
         with translated():
-            try:
-                reply = await self._client.xautoclaim(
-                    self._stream, GROUP, consumer, min_idle_time=idle // rec.MS, start_id="0-0", count=count
-                )
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                return []  # no SMS was ever queued (or the group was lost: `take` makes it again)
-        claimed = cast("list[tuple[bytes, dict[bytes, bytes] | None]]", reply[1])
-        # An entry deleted while pending comes back without fields: nothing to send.
-        return [_queued(entry_id, fields) for entry_id, fields in claimed if fields]
+            async with self._client.pipeline(transaction=False) as pipe:
+                for one in queued:
+                    pipe.hgetall(self._keys.challenge(one.challenge_id))
+                raw = await pipe.execute()
+        return [
+            dataclasses.replace(one, challenge=_readable(cast("dict[bytes, bytes]", hashed)))
+            for one, hashed in zip(queued, raw, strict=True)
+        ]
 
     async def challenge(self, queued: QueuedSms) -> Challenge:
         """HGETALL on the outbox's connection, off the request path's pool. ChallengeNotFound."""
@@ -109,19 +129,23 @@ class RedisOutbox:
             raise ChallengeNotFound(queued.challenge_id)
         return stored_challenge(cast("dict[bytes, bytes]", raw))
 
-    async def settle(
+    async def settle(  # noqa: PLR0913 (the entry, what became of it, and what is journaled with it)
         self,
         queued: QueuedSms,
         state: DeliveryState,
         provider_ref: str,
         at: datetime,
         text: SentText | None = None,
+        *,
+        provider_ids: tuple[str, ...] = (),
     ) -> None:
         """record_dispatch.lua: the send recorded and journaled, the entry acknowledged and deleted."""
         challenge_id = queued.challenge_id
         keys = [self._keys.challenge(challenge_id), self._keys.challenge_journal(challenge_id), self._stream]
         head = rec.challenge_event("challenge.delivery", challenge_id, at)
         written = [] if text is None else [item for pair in text.journal_fields().items() for item in pair]
+        if provider_ids:
+            written += ["provider_id", " ".join(provider_ids)]  # SMPP: one id per part
         args = [
             GROUP,
             queued.entry_id,
@@ -141,7 +165,9 @@ class RedisOutbox:
         entry = rec.notice_entry(user_id, notice, "challenge_id", queued.challenge_id)
         await self._scripts.run("record_notice", keys, [GROUP, queued.entry_id, *entry])
 
-    async def fail(self, queued: QueuedSms, failure: str, at: datetime, allowed: int) -> FailedTry:
+    async def fail(
+        self, queued: QueuedSms, failure: str, at: datetime, allowed: int, *, text: SentText | None = None
+    ) -> FailedTry:
         """record_failed_try.lua: another try later, or the dead letter, in one step."""
         challenge_id = queued.challenge_id
         keys = [
@@ -151,6 +177,8 @@ class RedisOutbox:
             self._keys.dead_letters(),
         ]
         head = rec.challenge_event("challenge.dead_letter", challenge_id, at)[2:]  # the script names it
+        if text is not None:
+            head += [item for pair in text.journal_fields().items() for item in pair]
         args = [
             GROUP,
             queued.entry_id,
@@ -163,6 +191,32 @@ class RedisOutbox:
             *head,
         ]
         reply = await self._scripts.run("record_failed_try", keys, args)
+        if int(reply[0]) == 0:
+            return FailedTry(int(reply[1]))
+        return FailedTry(int(reply[1]), reply[2].decode())
+
+    async def fail_notice(
+        self, queued: QueuedSms, user_id: str, notice: UserNotice, failed: NoticeFailure
+    ) -> FailedTry:
+        """record_failed_notice.lua: another try later, or the dead letter, in one step (decision 0041)."""
+        keys = [self._keys.user_journal(user_id), self._stream, self._keys.dead_letters()]
+        args = [
+            GROUP,
+            queued.entry_id,
+            failed.failure,
+            failed.allowed,
+            rec.to_ms(failed.at),
+            rec.to_ms(failed.stale_at),
+            DEAD_LETTERS_KEPT,
+            DEAD_LETTERS_LIFETIME // rec.MS,
+            rec.to_ms(queued.queued_at),
+            queued.challenge_id,
+            user_id,
+            mask_phone(notice.to),
+            queued.notice,
+            *rec.notice_entry(user_id, notice),
+        ]
+        reply = await self._scripts.run("record_failed_notice", keys, args)
         if int(reply[0]) == 0:
             return FailedTry(int(reply[1]))
         return FailedTry(int(reply[1]), reply[2].decode())
@@ -189,7 +243,24 @@ class RedisOutbox:
         return True
 
 
-def _queued(entry_id: bytes, fields: dict[bytes, bytes]) -> QueuedSms:
+def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _readable(raw: dict[bytes, bytes]) -> Challenge | None:
+    """The challenge a hash holds; None when it was purged, or is damaged (the dispatcher's own read then
+    fails alone, leaving its entry pending, not the batch it came in)."""
+    if not raw:
+        return None
+    try:
+        return rec.challenge_from_hash(raw)
+    except rec.CorruptRecord:
+        return None
+
+
+def _queued(
+    entry_id: bytes, fields: dict[bytes, bytes], challenge: dict[bytes, bytes] | None = None
+) -> QueuedSms:
     until = int(fields.get(b"until", b"0"))
     return QueuedSms(
         entry_id=entry_id.decode(),
@@ -197,6 +268,8 @@ def _queued(entry_id: bytes, fields: dict[bytes, bytes]) -> QueuedSms:
         queued_at=rec.from_ms(int(fields[b"queued_at"])),
         notice=fields.get(b"notice", b"").decode(),
         until=rec.from_ms(until) if until else None,
+        challenge=_readable(challenge or {}),
+        trace=fields.get(b"trace", b"").decode(),
     )
 
 

@@ -1,10 +1,11 @@
 """`RedisRiskMemory`: the RiskMemory port on Redis, in each user's `{u:<t>}` place (docs/risk.md).
 
 Sorted sets of fingerprints scored by their last instant (payees paid, beneficiaries added, IPs, devices,
-verified operations), a list of the last amounts, and a capped stream of DENY decisions; each part is cut
-to its newest entries and expires after the retention. `read_user_risk` reads the user with its memory and
-their version (when a worker holds no recent copy: decision 0032), `record_risk_denial` journals a DENY;
-open_challenge and record_verification read and feed it in their own steps (`_risk_memory.lua`).
+verified operations) and a list of the last amounts; each part is cut to its newest entries and expires after
+the retention. `read_user_risk` reads the user with its memory (the Python evaluator's path: Start's own step
+reads it, decision 0045); a DENY goes to the user's sealed journal (`record_risk_denial`, decision 0042;
+Start's step journals the same entry); open_challenge and record_verification read and feed it in their own
+steps (`_risk_memory.lua`).
 """
 
 from __future__ import annotations
@@ -43,34 +44,23 @@ class RedisRiskMemory:
         )
         if not reply:
             raise UserNotFound(user_id)
-        return user_risk(reply[:7], reply[7])
+        return user_risk(reply)
 
-    async def record_denial(self, denial: RiskDenial, limits: RiskLimits) -> None:
-        """Journal a DENY in the user's capped risk journal."""
-        entry: list[rec.Field] = [
-            "event", "risk.denied",
-            "at", rec.iso(denial.at),
-            "user_id", denial.user_id,
-            "op", denial.operation,
-            "decision", "deny",
-            "reasons", ",".join(denial.codes),
-            "rules", ",".join(denial.rules),
-            "rules_version", denial.rules_version,
-            *rec.context_fields(denial.context),
-        ]  # fmt: skip
-        key = self._keys.user_risk(denial.user_id, "denials")
+    async def record_denial(self, denial: RiskDenial) -> None:
+        """Journal a DENY in the user's journal: numbered, sealed, archived (decision 0042)."""
         await self._scripts.run(
-            "record_risk_denial", [key], [limits.denials, limits.retention // rec.MS, *entry]
+            "record_risk_denial", [self._keys.user_journal(denial.user_id)], rec.denial_entry(denial)
         )
 
     async def denials(self, user_id: str) -> list[dict[str, str]]:
-        """The user's risk journal, oldest first."""
-        key = self._keys.user_risk(user_id, "denials")
+        """The DENY entries of the user's journal, oldest first."""
+        key = self._keys.user_journal(user_id)
         entries = cast(
             "list[tuple[bytes, dict[bytes, bytes]]]",
             await self._scripts.call("risk_denials", self._client.xrange(key)),
         )
-        return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
+        found = [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
+        return [entry for entry in found if entry.get("event") == "risk.denied"]
 
 
 def memory_parts(keys: Keyspace, user_id: str) -> list[str]:
@@ -78,8 +68,8 @@ def memory_parts(keys: Keyspace, user_id: str) -> list[str]:
     return [*(keys.user_risk(user_id, part) for part in _SETS), keys.user_risk(user_id, "amounts")]
 
 
-def user_risk(read: list[Any], version: bytes) -> UserRisk:
-    """What `risk_read` (_risk_memory.lua) read: the user hash, the five sets, the amounts; its version."""
+def user_risk(read: list[Any]) -> UserRisk:
+    """What `risk_read` (_risk_memory.lua) read: the user hash, the five sets, the amounts."""
     user = stored_user(rec.pairs(read[0]))
     payees, added, ips, devices, ops = (_instants(flat) for flat in read[1:6])
     history = RiskHistory(
@@ -90,7 +80,7 @@ def user_risk(read: list[Any], version: bytes) -> UserRisk:
         devices=devices,
         operations=ops,
     )
-    return UserRisk(user, history, version.decode())
+    return UserRisk(user, history)
 
 
 def lesson_args(seen: RiskObservation, limits: RiskLimits) -> list[rec.Field]:

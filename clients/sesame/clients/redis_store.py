@@ -106,7 +106,7 @@ class RedisState(State):
 
     def evidence_index(self) -> RedisEvidenceIndex:
         """The users' evidence indexes (decision 0036), on the same connections."""
-        return RedisEvidenceIndex(self._client, self.keys)
+        return RedisEvidenceIndex(self._client, self.keys, self.place._scripts)  # noqa: SLF001 (as above)
 
     def health_notes(self) -> RedisHealthNotes:
         """The health notes' journal (decision 0036), on the same connections and scripts."""

@@ -133,12 +133,14 @@ class RedisUsers(RedisPlace):
             rec.optional_ms(change.unchanged_since),
             change.provenance.request_id,
             change.fingerprint,
+            # The notice to the old number is queued in the step, naming the challenge (decision 0041).
+            change.authority.challenge_id if isinstance(change.authority, ByChallenge) else "",
             *rec.user_event("user.change_phone", change.user_id, change.at),
             *rec.provenance_fields(change.provenance),
             *_authority_fields(change),
             *rec.context_fields(change.context),
         ]
-        keys = [*self._user_keys(change.user_id), self.keys.user_changes(change.user_id)]
+        keys = [*self._user_keys(change.user_id), self.keys.user_changes(change.user_id), self.keys.outbox()]
         reply = await self._scripts.run("change_secure_phone", keys, args)
         match reply[0]:
             case b"not_found":

@@ -18,7 +18,7 @@ from sesame.clients import redis_records as rec
 from sesame.server.domain.model import RequestContext
 from sesame.server.domain.operation import CreditTransfer, Operation, kind
 from sesame.server.domain.risk import RuleSet, SignalValue
-from sesame.server.domain.risk_signals import RiskLimits, fingerprint
+from sesame.server.domain.risk_signals import fingerprint
 
 # The signals the memory cannot give: the operator's SIM-swap answer and what the bank forwards.
 GIVEN = ("sim_swap", "sim_swapped_hours", "payee_first_used_hours", "account_age_days", "balance_share")
@@ -72,13 +72,11 @@ def question(
         # An object even when empty: cjson reads [] and {} alike, Python writes {} for an empty dict.
         "given": {name: given[name] for name in GIVEN if name in given},
     }
-    if denial is not None:
+    if denial is not None:  # the entry record_risk_denial.lua journals, less what the step adds (0042)
+        head = rec.denial_head(denial.user_id, now, kind(operation).name.lower(), operation)
         asked |= {
-            "at": rec.iso(now),
-            "user_id": denial.user_id,
+            "denied": [str(value) for value in head],
             "context": [str(value) for value in rec.context_fields(context)],
-            "denials": denial.limits.denials,
-            "retention": denial.limits.retention // rec.MS,
         }
         if denial.sim_number is not None:
             asked["sim_for"] = denial.sim_number
@@ -87,10 +85,9 @@ def question(
 
 @dataclass(frozen=True, slots=True)
 class Denial:
-    """Whose risk journal a DENY goes to, within which bounds, and the number the SIM answer is about."""
+    """Whose journal a DENY goes to, and the number the SIM answer is about."""
 
     user_id: str
-    limits: RiskLimits
     sim_number: str | None = None
 
 

@@ -16,12 +16,13 @@
 -- taken (unix ms); index entries expired before this are dropped (unix ms); the number the code goes to
 -- ('' : the user's stored one, whatever it is); the challenge id; its expiry (unix ms); b = count of
 -- declared budgets, then each one's limit and window (ms); the position (0-based, -1 for none) of the
--- number's budget among them, its limit, window, key prefix and hash tag; '1' when a cooling number holds
+-- number's budget among them, its limit, window, key prefix and hash tag; the Start's W3C traceparent
+-- ('' none, carried in the outbox entry: decision 0040); '1' when a cooling number holds
 -- the operation back; the calling codes every number of which may be sent to (',+33,+49,', or '*' for
 -- any); the prefix of a challenge hash's name in this place (for the request's earlier challenge); the
 -- operation digest (hex); the risk rules compiled to JSON ('-': the rules decide nothing here; else
--- KEYS[7+b .. 12+b] are the user's memory's parts, see _risk_memory.lua, and KEYS[13+b] its risk journal;
--- _risk_rules.lua, decision 0045); the question to the rules (JSON, sesame.clients.risk_program.question;
+-- KEYS[7+b .. 12+b] are the user's memory's parts, see _risk_memory.lua, and KEYS[13+b] the user's journal,
+-- where a DENY is journaled; _risk_rules.lua, decision 0045); the question to the rules (JSON, sesame.clients.risk_program.question;
 -- '-' with the program); n = count of hash field/value elements, then n hash elements, then journal pairs.
 -- Returns {'opened', client_id, phone, locale}, {'earlier', hgetall} (the request id's challenge),
 -- {'other_operation'} (the request id was used for another operation), {'not_found'} (no such user),
@@ -29,9 +30,11 @@
 -- {'destination', phone} (not every number of its calling code may be sent to: Start checks its region),
 -- {'phone_changed'}, {'exists'} (the id was already used: the journal outlives the hash),
 -- {'exhausted', budget index (0-based), wait_ms}, {'risk_denied', kept assessment} (journaled in the user's
--- risk journal, nothing else written) or {'sim_number', phone} (the SIM-swap answer is about another number
--- than the stored one: asked again). 'opened' has a 5th element, the kept assessment, when the rules decided.
+-- sealed journal as record_risk_denial.lua journals it, decision 0042; nothing else written) or
+-- {'sim_number', phone} (the SIM-swap answer is about another number than the stored one: asked again).
+-- 'opened' has a 5th element, the kept assessment, when the rules decided.
 --#include _send_budgets.lua
+--#include _mask.lua
 --#include _risk_memory.lua
 --#include _risk_rules.lua
 local challenge, journal, user, pending, request = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -56,6 +59,9 @@ local phone_limit = arg()
 local phone_window = arg()
 local phone_prefix = arg()
 local phone_tag = arg()
+-- The W3C traceparent of the Start ('' none), carried in the outbox entry so that its dispatch joins the
+-- Start's trace (decision 0040); placed here, before the cooling flag, among the arguments above.
+local trace = arg()
 local cooled = arg()
 local codes = arg()
 local claim = arg()
@@ -118,11 +124,13 @@ if risk_program ~= '-' then
   risk_entry = {'risk_decision', RISK_DECISIONS[decision], 'risk_reasons', table.concat(codes, ','),
     'risk_rules', table.concat(matched, ','), 'risk_rules_version', program.version}
   if decision == 4 then
-    local denial = {'event', 'risk.denied', 'at', x.at, 'user_id', x.user_id, 'op', x.op, 'decision', 'deny',
-      'reasons', risk_entry[4], 'rules', risk_entry[6], 'rules_version', program.version}
+    -- The entry record_risk_denial.lua journals (redis_records.denial_entry, decision 0042): sealed evidence.
+    local denial = {}
+    for _, v in ipairs(x.denied) do denial[#denial + 1] = v end
+    for _, v in ipairs({'phone', mask_phone(phone), 'decision', 'deny', 'reasons', risk_entry[4],
+      'rules', risk_entry[6], 'rules_version', program.version}) do denial[#denial + 1] = v end
     for _, v in ipairs(x.context) do denial[#denial + 1] = v end
-    redis.call('XADD', KEYS[13 + budgets], 'MAXLEN', '~', x.denials, '*', unpack(denial))
-    redis.call('PEXPIRE', KEYS[13 + budgets], x.retention)
+    journal_append(KEYS[13 + budgets], denial)
     return {'risk_denied', kept}  -- nothing else written, nothing sent (docs/risk.md)
   end
 end
@@ -158,11 +166,7 @@ if kept then
   for _, v in ipairs(risk_entry) do entry[#entry + 1] = v end
 end
 if number == '' then
-  -- As sesame.server.domain.privacy.mask_phone: the country code and the last two digits.
-  local masked = string.rep('*', #phone)
-  if #phone >= 6 then
-    masked = string.sub(phone, 1, 3) .. string.rep('*', #phone - 5) .. string.sub(phone, -2)
-  end
+  local masked = mask_phone(phone)
   for _, v in ipairs({'client_id', h[5], 'phone', phone, 'locale', h[6]}) do fields[#fields + 1] = v end
   for _, v in ipairs({'client_id', h[5], 'phone', masked}) do entry[#entry + 1] = v end
 end
@@ -179,5 +183,10 @@ journal_append(journal, entry)
 if redis.call('EXISTS', outbox) == 0 then
   redis.call('XGROUP', 'CREATE', outbox, 'dispatchers', '0', 'MKSTREAM')  -- the first SMS ever queued
 end
-redis.call('XADD', outbox, '*', 'challenge_id', challenge_id, 'send', 'start', 'queued_at', now)
+local queued = {'challenge_id', challenge_id, 'send', 'start', 'queued_at', now}
+if trace ~= '' then
+  queued[#queued + 1] = 'trace'
+  queued[#queued + 1] = trace
+end
+redis.call('XADD', outbox, '*', unpack(queued))
 return {'opened', h[5], phone, h[6], kept}

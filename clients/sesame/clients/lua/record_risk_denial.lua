@@ -1,9 +1,9 @@
--- Journal a DENY of the risk rules in the user's risk journal (docs/risk.md): nothing else was written and no
--- SMS sent. The journal is capped (a caller repeating a denied operation cannot grow it) and expires.
--- KEYS[1] the user's risk journal stream, in the user's {u:<t>} slot.
--- ARGV[1] the cap (entries), ARGV[2] retention (ms), then the entry's field/value pairs.
+-- Journal a DENY of the risk rules in the user's journal (docs/risk.md, decision 0042): nothing else was
+-- written and no SMS sent. Through journal_append, so that the denial is numbered, chained, sealed and
+-- archived like every entry, and `journal verify` reports its deletion: it is evidence (what was refused, why,
+-- by which rules), not a memory of the rules.
+-- KEYS[1] the user's journal stream. ARGV the entry's field/value pairs (the number masked, no code).
+-- Returns the entry's id.
 local entry = {}
-for i = 3, #ARGV do entry[#entry + 1] = ARGV[i] end
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(entry))
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
+for i = 1, #ARGV do entry[i] = ARGV[i] end
+return journal_append(KEYS[1], entry)

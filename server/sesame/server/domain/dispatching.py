@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -31,6 +31,7 @@ from sesame.server.domain.sms_templates import Kind
 
 if TYPE_CHECKING:
     from sesame.server.domain.ports import Clock, KeyStore, Outbox, SmsGateway
+    from sesame.server.domain.sent_text import SentText
     from sesame.server.domain.sms_templates import SmsTemplates
 
 
@@ -47,6 +48,12 @@ class QueuedSms:
     queued_at: datetime
     notice: str = ""  # "" a code SMS; else the notice's kind (sms_templates.Kind), docs/decisions/0033
     until: datetime | None = None  # the end of the block a `user_blocked` notice tells
+    # The challenge as the outbox read it with the entry, in the same step (decision 0040); None: not read
+    # (or purged meanwhile), the dispatcher reads it itself. Not part of the entry's identity.
+    challenge: Challenge | None = field(default=None, compare=False)
+    trace: str = (
+        ""  # the W3C traceparent of the Start that queued it ('' none): its dispatch joins that trace
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +100,17 @@ class FailedTry:
 
 
 @dataclass(frozen=True, slots=True)
+class NoticeFailure:
+    """A notice's send that did not reach the phone: the providers' `failure`, when it happened, the tries
+    still allowed (0: none more), and the end of the notice's age limit (decision 0041)."""
+
+    failure: str
+    at: datetime
+    allowed: int
+    stale_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class DeadLetter:
     """One SMS given up on, as the operators see it: never the code, never the whole number."""
 
@@ -106,6 +124,7 @@ class DeadLetter:
     tries: int
     queued_at: datetime
     at: datetime
+    notice: str = ""  # "" a code's SMS; else the notice's kind (decision 0041)
 
 
 class RecentCodes:
@@ -161,9 +180,12 @@ class Dispatcher:
         recent: RecentCodes | None = None,
         templates: SmsTemplates | None = None,
         max_tries: int = 1,
+        notice_max_age: timedelta = timedelta(days=1),
     ) -> None:
-        """`max_tries`: how many times an SMS is given to a dispatcher before it is dead-lettered."""
+        """`max_tries`: how many times an SMS is given to a dispatcher before it is dead-lettered;
+        `notice_max_age`: how long after its change a notice may still be sent (decision 0041)."""
         self._max_tries = max_tries
+        self._notice_max_age = notice_max_age
         self._keys = keys
         self._recent = recent
         self._templates = templates
@@ -178,11 +200,13 @@ class Dispatcher:
         An HSM or store failure raises, leaving the entry pending (it is claimed and tried again); a send
         no provider took is a failed try: tried again later, or dead-lettered (docs/decisions/0033).
         """
-        try:
-            challenge = await self._outbox.challenge(queued)
-        except ChallengeNotFound:
-            await self._outbox.settle(queued, DeliveryState.EXPIRED, "", self._clock.now())
-            return Dispatched(Outcome.MISSING)
+        challenge = queued.challenge
+        if challenge is None:
+            try:
+                challenge = await self._outbox.challenge(queued)
+            except ChallengeNotFound:
+                await self._outbox.settle(queued, DeliveryState.EXPIRED, "", self._clock.now())
+                return Dispatched(Outcome.MISSING)
         if queued.notice:
             return await self._notify(queued, challenge)
         return await self._send_code(queued, challenge)
@@ -201,42 +225,78 @@ class Dispatcher:
         text = sms_text.render(challenge.operation, context)
         # What the journal keeps of the text: its hash with the code masked, and the template's version.
         record = sent_text.recorded(challenge.operation, context)
-        message = SmsMessage(challenge.phone, text, challenge.challenge_id)
+        # The entry's id is the message's own reference: the same on every try and at every provider, which
+        # makes the reference each provider sees (decision 0030; SMPP's, decision 0041).
+        message = SmsMessage(challenge.phone, text, challenge.challenge_id, reference=queued.entry_id)
         try:
             sent = await self._sms.send(message)
         except DeliveryRefused as refused:
-            return await self._failed(queued, refused.reason, self._clock.now(), 0)
+            return await self._failed(queued, refused.reason, self._clock.now(), 0, record)
         except DeliveryFailed as failed:
-            return await self._failed(queued, failed.reason, self._clock.now(), self._max_tries)
-        await self._outbox.settle(queued, DeliveryState.SENT, sent.provider_ref, sent.sent_at, record)
+            return await self._failed(queued, failed.reason, self._clock.now(), self._max_tries, record)
+        await self._outbox.settle(
+            queued,
+            DeliveryState.SENT,
+            sent.provider_ref,
+            sent.sent_at,
+            record,
+            provider_ids=sent.provider_ids,
+        )
         return Dispatched(Outcome.SENT, sent.sent_at)
 
     async def _notify(self, queued: QueuedSms, challenge: Challenge) -> Dispatched:
-        """Send a notice (no code, never expired: it reports a change that was made) and journal it as a
-        user notice, sent or failed, with its text's hash and template version (decision 0035), removing its
-        entry in the same step. To the number the challenge's code went to: the secure number when the
-        change was made."""
+        """Send a notice (no code: it reports a change that was made) and journal it as a user notice with
+        its text's hash and template version (decision 0035), removing its entry in the same step. To the
+        number the challenge's code went to: the secure number when the change was made. A send no provider
+        took follows a code's policy (decision 0041): tried again, or dead-lettered once its tries are spent,
+        every provider gave its final word, or the notice is older than its age limit (never sent late)."""
         text = notices.notice_text(queued, challenge, self._bank_name, self._templates)
         record = (
             sent_text.notice(Kind(queued.notice), challenge.locale, text, self._templates) if text else None
         )
         to = challenge.phone
-        sent = None
-        try:
-            sent = await self._sms.send(SmsMessage(to, text, "")) if text else None
-        except DeliveryFailed as exc:
-            _log.warning("%s notice not sent (%s)", queued.notice, exc.reason)
-        if sent is None:
-            notice = UserNotice(queued.notice, to, False, "", self._clock.now(), record)
+        now = self._clock.now()
+        if not text:
+            # A notice this version cannot word: nothing to try again (journaled failed, for the back office).
+            notice = UserNotice(queued.notice, to, False, "", now, record)
             await self._outbox.settle_notice(queued, challenge.user_id, notice)
             return Dispatched(Outcome.NOTICE_FAILED)
+        stale_at = queued.queued_at + self._notice_max_age
+        failed = UserNotice(queued.notice, to, False, "", now, record)
+        if now >= stale_at:
+            return await self._notice_failed(
+                queued, challenge, failed, NoticeFailure("expired", now, 0, stale_at)
+            )
+        try:
+            sent = await self._sms.send(SmsMessage(to, text, "", reference=queued.entry_id))
+        except DeliveryRefused as refused:
+            why = NoticeFailure(refused.reason, self._clock.now(), 0, stale_at)
+            return await self._notice_failed(queued, challenge, failed, why)
+        except DeliveryFailed as exc:
+            why = NoticeFailure(exc.reason, self._clock.now(), self._max_tries, stale_at)
+            return await self._notice_failed(queued, challenge, failed, why)
         notice = UserNotice(queued.notice, to, True, sent.provider_ref, sent.sent_at, record)
         await self._outbox.settle_notice(queued, challenge.user_id, notice)
         return Dispatched(Outcome.NOTICE_SENT, sent.sent_at)
 
-    async def _failed(self, queued: QueuedSms, failure: str, at: datetime, allowed: int) -> Dispatched:
-        """A try that did not reach the phone, in the outbox's one step: another try, or a dead letter."""
-        tried = await self._outbox.fail(queued, failure, at, allowed)
+    async def _notice_failed(
+        self, queued: QueuedSms, challenge: Challenge, notice: UserNotice, failed: NoticeFailure
+    ) -> Dispatched:
+        """A notice's try that did not reach the phone, in the outbox's one step: another try, or a dead
+        letter."""
+        _log.warning("%s notice not sent (%s)", queued.notice, failed.failure)
+        notice = UserNotice(notice.kind, notice.to, False, "", failed.at, notice.text)
+        tried = await self._outbox.fail_notice(queued, challenge.user_id, notice, failed)
+        if not tried.dead_letter:
+            return Dispatched(Outcome.RETRY)
+        return Dispatched(Outcome.DEAD_LETTERED, reason=tried.dead_letter)
+
+    async def _failed(
+        self, queued: QueuedSms, failure: str, at: datetime, allowed: int, text: SentText | None = None
+    ) -> Dispatched:
+        """A try that did not reach the phone, in the outbox's one step: another try, or a dead letter;
+        journaled with the masked text's hash and template when a text was handed to the providers."""
+        tried = await self._outbox.fail(queued, failure, at, allowed, text=text)
         if not tried.dead_letter:
             return Dispatched(Outcome.RETRY)
         if tried.dead_letter == "missing":

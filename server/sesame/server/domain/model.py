@@ -206,6 +206,8 @@ class Challenge:
     # Why its SMS was dead-lettered (docs/decisions/0033): `expired`, `max_tries`, or the providers' final
     # word (`bad_number`, `bad_content`, `refused`); shown while `delivery` is FAILED or EXPIRED.
     delivery_reason: str = ""
+    # The first factor the caller stated with StartChallenge, kept for the proof (decision 0042); None: none.
+    start_factor: FirstFactor | None = None
 
     @property
     def op_digest(self) -> bytes:

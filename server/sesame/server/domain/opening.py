@@ -16,7 +16,6 @@ from sesame.server.domain.budgets import SendBudget
 from sesame.server.domain.model import Challenge, RequestContext
 from sesame.server.domain.operation import Operation
 from sesame.server.domain.risk import RiskAssessment, RuleSet, SignalValue
-from sesame.server.domain.risk_signals import RiskLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,12 +25,11 @@ class RiskQuestion:
     The signals the memory gives are computed in the step; `given` holds those only the caller knows (the
     operator's SIM-swap answer, the bank's forwarded summary: `risk_program.GIVEN`). `sim_number` is the
     number the operator was asked about (None: not asked): the step refuses when it is not the stored one
-    (SimNumberMoved), and Start asks again. A DENY is journaled in the user's risk journal, within `limits`.
+    (SimNumberMoved), and Start asks again. A DENY is journaled in the user's sealed journal (decision 0042).
     """
 
     rules: RuleSet
     given: Mapping[str, SignalValue] = field(default_factory=dict)
-    limits: RiskLimits = field(default_factory=RiskLimits)
     sim_number: str | None = None
 
 

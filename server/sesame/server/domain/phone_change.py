@@ -52,7 +52,10 @@ class PhoneChangeResult:
     """The user with its new number, whether this call told the old number, what it voided."""
 
     user: User
-    old_phone_notified: bool  # False when the gateway failed, or for a retry of a change made before
+    # True when this call queued the notice to the old number (a change by challenge: the outbox sends it,
+    # decision 0041) or the gateway took it (an override); False when the gateway refused an override's
+    # notice, or for a retry of a change made before.
+    old_phone_notified: bool
     voided: int = 0  # challenges still open on the old number, voided by this call
 
 
@@ -112,6 +115,9 @@ class PhoneChangeFlow:
         voided = await self._void_pending(user_id, change)
         if changed.outcome is PhoneChangeOutcome.REPLAYED:
             return PhoneChangeResult(changed.user, old_phone_notified=False, voided=voided)
+        if isinstance(change.authority, ByChallenge):
+            # Queued by the change's own step, naming the challenge whose code went to the old number.
+            return PhoneChangeResult(changed.user, old_phone_notified=True, voided=voided)
         notified = await self._notify(changed)
         return PhoneChangeResult(changed.user, old_phone_notified=notified, voided=voided)
 
@@ -142,7 +148,8 @@ class PhoneChangeFlow:
         )
 
     async def _notify(self, changed: PhoneChanged) -> bool:
-        """Tell the old number, journaled either way: if it failed, the back office calls the user."""
+        """Tell the old number after an override, journaled either way: if it failed, the back office calls
+        the user. Inline: an override names no challenge for the outbox to read the old number from."""
         user = changed.user
         text = sms_text.phone_changed_notice(
             self._policy.bank_name, user.secure_phone, user.locale, self._policy.sms_templates

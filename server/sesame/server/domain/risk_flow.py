@@ -3,7 +3,8 @@
 `question` is what Start hands its one step (decision 0045): the rules, and the signals only the caller
 knows (the operator's SIM answer for a sensitive operation, the bank's forwarded summary); the step reads the
 memory, computes the other signals and applies the rules (`_risk_rules.lua`; the fake store: `assess`, the
-Python evaluator), keeps the decision with the challenge or refuses a DENY with its denial journaled.
+Python evaluator), keeps the decision with the challenge or refuses a DENY with its denial journaled
+in the user's sealed journal (decision 0042).
 `read`/`decide` are the same evaluation in Python over a read of the memory (the unit tests' path).
 `lesson` is what a VERIFIED challenge teaches the memory, in record_verification's own step (decision 0032).
 """
@@ -116,7 +117,7 @@ class RiskFlows:
                 asked = number if number is not None else self._recall.recalled(request.user_id) or ""
                 sim = await self._sim_of(asked) if asked else SimSwapStatus("unavailable")
         given = caller_signals(operation, sim, now, request.forwarded)
-        return RiskQuestion(self._policy.rules, given, self._policy.limits, asked)
+        return RiskQuestion(self._policy.rules, given, asked)
 
     def saw(self, user_id: str, number: str) -> None:
         """Keep the user's secure number as a step answered it: the next Start asks the operator about it."""
@@ -175,7 +176,7 @@ class RiskFlows:
         self._meter.decided(kind(operation).name.lower(), assessment)
 
     async def refuse_denied(self, found: UserRisk, request: StartRequest, assessment: RiskAssessment) -> None:
-        """A DENY: counted, journaled in the user's risk journal, raised (RiskDenied). Otherwise nothing."""
+        """A DENY: counted, journaled in the sealed user journal, raised (RiskDenied). Otherwise nothing."""
         if assessment.decision is RiskDecision.DENY:
             self.count(request.operation, assessment)
             user_id, op, context = found.user.user_id, kind(request.operation).name.lower(), request.context
@@ -187,8 +188,10 @@ class RiskFlows:
                 assessment.rules,
                 assessment.rules_version,
                 context,
+                request.operation,
+                found.user.secure_phone,
             )
-            await self._memory.record_denial(denial, self._policy.limits)
+            await self._memory.record_denial(denial)
             raise RiskDenied(
                 user_id,
                 assessment.codes,

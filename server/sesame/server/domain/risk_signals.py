@@ -90,7 +90,6 @@ class RiskLimits:
     ips: int = 20
     devices: int = 10
     operations: int = 100
-    denials: int = 100  # the risk journal's DENY entries
     retention: timedelta = timedelta(days=180)
 
 
@@ -311,20 +310,19 @@ def remember(history: RiskHistory, seen: RiskObservation, limits: RiskLimits) ->
 
 @dataclass(frozen=True, slots=True)
 class UserRisk:
-    """A user and Sésame's memory of it, read in one step, and the version of what was read.
-
-    The version is the store's digest of the user and its memory as read (decision 0032): Start hands it
-    back with the opening, and the step refuses to open on a memory that moved since (`Opened.fresh`).
-    """
+    """A user and Sésame's memory of it, read in one step."""
 
     user: User
     history: RiskHistory
-    version: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class RiskDenial:
-    """A DENY, as the user's risk journal keeps it: which operation, why, by which rules, from where."""
+    """A DENY as the user's journal keeps it: which operation, why, by which rules, from where (0042).
+
+    `detail` is the operation refused (journaled as Start journals an opening: encoded, except a number
+    change, whose encoding holds the new number); `phone` the user's secure number (journaled masked).
+    """
 
     user_id: str
     at: datetime
@@ -333,3 +331,5 @@ class RiskDenial:
     rules: tuple[str, ...]
     rules_version: str
     context: RequestContext
+    detail: Operation | None = None
+    phone: str = ""
