@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sesame.clients.redis_store import RedisState
-from sesame.server.domain.errors import ChallengeNotFound, RiskMemoryMoved, UserNotFound
+from sesame.server.domain.errors import ChallengeNotFound, RiskDenied, SimNumberMoved, UserNotFound
 from sesame.server.domain.model import LockoutPolicy, RequestContext, VerificationAttempt, VerifyResult
+from sesame.server.domain.opening import RiskQuestion
 from sesame.server.domain.operation import (
     AddBeneficiary,
     CreditTransfer,
@@ -22,6 +23,7 @@ from sesame.server.domain.operation import (
 )
 from sesame.server.domain.ports import RiskMemory, State
 from sesame.server.domain.risk import RiskAssessment, RiskDecision, RiskReason
+from sesame.server.domain.risk_rules import default_rules
 from sesame.server.domain.risk_signals import RiskDenial, RiskLimits, fingerprint, lesson
 from tests.contracts.test_start_challenge_contract import USER_ID, an_opening, enrolled, now
 from tests.factories import a_challenge, a_user
@@ -181,35 +183,80 @@ async def test_the_assessment_is_journaled_with_the_opening_and_kept(store: Stat
     )
 
 
-async def test_the_version_moves_with_the_memory_and_only_then(memory: RiskMemory, its_store: State) -> None:
-    """Two reads of an unchanged memory have one version; a fed memory another (decision 0032)."""
-    first = await memory.user_and_history("u-1")
-    assert first.version
-    assert (await memory.user_and_history("u-1")).version == first.version
-    await taught(its_store, Login(), CONTEXT, NOW, RiskLimits())
-    assert (await memory.user_and_history("u-1")).version != first.version
+async def test_start_decides_in_its_step_on_the_memory_as_it_is(beside: tuple[State, RiskMemory]) -> None:
+    """The step applies the rules to the memory as a verification just left it (no read before it, no
+    version, decision 0045): a transfer to the payee added a moment ago opens flagged, the payee named new;
+    the decision is kept and journaled with the challenge."""
+    store, _ = beside
+    await enrolled(store)  # type: ignore[arg-type]
+    await taught(store, AddBeneficiary(PAYEE), CONTEXT, NOW, RiskLimits())
+    transfer = CreditTransfer(Money("EUR", 250000), PAYEE, "tx-1")
+    asked = RiskQuestion(default_rules(), {"sim_swap": "off"})
+    opened = await store.challenges.start_challenge(an_opening(transfer, question=asked))
+    risk = opened.challenge.risk
+    assert risk is not None
+    assert (risk.decision, risk.codes, risk.rules_version) == (
+        RiskDecision.HOLD,
+        ("NEW_PAYEE",),
+        default_rules().version,
+    )
+    assert risk.payee_added_at is not None
+    kept = (await store.challenges.get_challenge(opened.challenge.challenge_id)).risk
+    assert kept == risk
+    entry = (await store.journal.challenge_journal(opened.challenge.challenge_id))[0]
+    assert (entry["risk_decision"], entry["risk_reasons"]) == ("hold", "NEW_PAYEE")
 
 
-async def test_start_opens_on_the_version_read_and_refuses_a_moved_memory(
+async def test_a_deny_in_the_step_journals_the_denial_and_writes_nothing_else(
     beside: tuple[State, RiskMemory],
 ) -> None:
-    """The step opens when the memory is the version the rules decided on; when it moved, it opens nothing
-    and answers the memory as it is now, with its version (RiskMemoryMoved)."""
+    """A DENY: RiskDenied with the reasons told, one entry in the user's sealed journal, no challenge. The
+    entry is the one record_risk_denial journals for that denial (decision 0042), field for field."""
     store, memory = beside
     await enrolled(store)  # type: ignore[arg-type]
-    read = await memory.user_and_history(USER_ID)
-    opened = await store.challenges.start_challenge(an_opening(memory_version=read.version))
-    assert opened.queued
-    await taught(store, AddBeneficiary(PAYEE), CONTEXT, NOW, RiskLimits())
-    refused = an_opening(memory_version=read.version)
-    with pytest.raises(RiskMemoryMoved) as moved:
+    asked = RiskQuestion(default_rules(), {"sim_swap": "swapped", "sim_swapped_hours": 2.0})
+    refused = an_opening(AddBeneficiary(PAYEE), question=asked)
+    with pytest.raises(RiskDenied) as denied:
         await store.challenges.start_challenge(refused)
-    assert moved.value.fresh == await memory.user_and_history(USER_ID)
-    assert fingerprint("iban", PAYEE.iban) in moved.value.fresh.history.payees_added
+    assert (denied.value.codes, denied.value.rules) == (("SIM_SWAP",), ("recent-sim-swap",))
+    assert all(denied.value.descriptions)
+    (entry,) = await memory.denials(USER_ID)
+    assert (entry["event"], entry["op"], entry["reasons"]) == ("risk.denied", "add_beneficiary", "SIM_SWAP")
+    assert (entry["op_digest"], entry["phone"]) == (digest(AddBeneficiary(PAYEE)).hex(), "+33*******78")
     with pytest.raises(ChallengeNotFound):
         await store.challenges.get_challenge(refused.challenge_id)
+    recorded = RiskDenial(
+        USER_ID,
+        refused.created_at,
+        "add_beneficiary",
+        denied.value.codes,
+        denied.value.rules,
+        denied.value.rules_version,
+        refused.context,
+        refused.operation,
+        "+33612345678",
+    )
+    await memory.record_denial(recorded)
+    numbering = {"seq", "prev"}  # journal_append's, one per entry
+    stepped, written = (
+        {k: v for k, v in e.items() if k not in numbering} for e in await memory.denials(USER_ID)
+    )
+    assert stepped == written
+
+
+async def test_a_sim_answer_about_another_number_is_refused_with_the_number(
+    beside: tuple[State, RiskMemory],
+) -> None:
+    """The operator was asked about a number that is not the stored one: SimNumberMoved with it."""
+    store, _ = beside
+    await enrolled(store)  # type: ignore[arg-type]
+    asked = RiskQuestion(default_rules(), {"sim_swap": "not_swapped"}, sim_number="+33600000000")
+    with pytest.raises(SimNumberMoved) as moved:
+        await store.challenges.start_challenge(an_opening(AddBeneficiary(PAYEE), question=asked))
+    assert moved.value.number == "+33612345678"
+    confirmed = replace(asked, sim_number=moved.value.number)
     assert (
-        await store.challenges.start_challenge(an_opening(memory_version=moved.value.fresh.version))
+        await store.challenges.start_challenge(an_opening(AddBeneficiary(PAYEE), question=confirmed))
     ).queued
 
 
@@ -224,11 +271,10 @@ async def test_a_right_code_feeds_the_memory_in_its_step_and_answers_it(
     await store.challenges.start_challenge(opening)
     learnt = lesson(opening.challenge_id, operation, CONTEXT, NOW, RiskLimits())
     attempt = VerificationAttempt(opening.challenge_id, digest(operation), False, now(), CONTEXT, risk=learnt)
-    wrong = await store.challenges.record_verification(attempt, LockoutPolicy())
-    assert wrong.risk_memory is None
+    await store.challenges.record_verification(attempt, LockoutPolicy())
     assert (await memory.user_and_history(USER_ID)).history.amounts == ()
     right = await store.challenges.record_verification(replace(attempt, code_matches=True), LockoutPolicy())
     assert right.result is VerifyResult.VERIFIED
-    assert right.risk_memory == await memory.user_and_history(USER_ID)
-    assert right.risk_memory.history.amounts == (("EUR", 4200),)
-    assert fingerprint("iban", PAYEE.iban) in right.risk_memory.history.payees_paid
+    fed = await memory.user_and_history(USER_ID)
+    assert fed.history.amounts == (("EUR", 4200),)
+    assert fingerprint("iban", PAYEE.iban) in fed.history.payees_paid

@@ -147,3 +147,22 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     yield Served(serving.address, var, metrics_port)
     serving.process.terminate()
     serving.process.wait(timeout=30)
+
+
+@pytest.fixture(name="other_worker")
+async def _other_worker(live: Live, keystore: Pkcs11KeyStore) -> AsyncIterator[Live]:
+    """A second server on the same Redis, SoftHSM token and SMS file: another worker."""
+    wired = await start_wired(keystore, live.store, live.sms_file)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{wired.server.port}")
+    try:
+        yield Live(
+            channel=channel,
+            auth=auth_grpc.AuthenticationServiceStub(channel),
+            enrol=enrol_grpc.EnrollmentServiceStub(channel),
+            sms_file=live.sms_file,
+            store=live.store,
+            metrics=wired.running.metrics,
+        )
+    finally:
+        await channel.close()
+        await wired.server.stop(0)

@@ -24,10 +24,10 @@ from sesame.server.domain.errors import (
     PhoneCooling,
     ResendRefused,
     RiskDenied,
-    RiskMemoryMoved,
     SecurePhoneChanged,
     SendBudgetExhausted,
     SesameError,
+    SimNumberMoved,
     UserBlocked,
     UserNotActive,
     UserNotFound,
@@ -49,13 +49,14 @@ from sesame.server.domain.opening import Opened, Opening
 from sesame.server.domain.operation import digest, kind
 from sesame.server.domain.ports import Challenges
 from sesame.server.domain.privacy import mask_phone
-from sesame.server.domain.risk import RiskAssessment, RiskReason
-from sesame.server.domain.risk_signals import RiskHistory
+from sesame.server.domain.risk import RiskAssessment, RiskDecision, RiskReason
+from sesame.server.domain.risk_flow import assess
+from sesame.server.domain.risk_signals import RiskDenial, RiskHistory
 from sesame.server.domain.sent_text import SentText
 from tests.fakes.journal_fields import context_fields, iso, ms, provenance_fields
 from tests.fakes.memory import Memory
 from tests.fakes.outbox import MemoryOutbox
-from tests.fakes.risk_memory import learn, versioned
+from tests.fakes.risk_memory import journal_denial, learn
 from tests.fakes.users import MemoryUsers
 
 _TERMINAL = {
@@ -174,15 +175,10 @@ class MemoryChallenges:
             earlier = self._earlier(opening)
             if earlier is not None:
                 return Opened(earlier, queued=False)
-            if opening.denied and opening.risk is not None:  # as open_challenge.lua: nothing written
-                risk = opening.risk
-                descriptions = tuple(reason.description for reason in risk.reasons)
-                raise RiskDenied(user.user_id, risk.codes, descriptions, risk.rules_version)
-            if opening.memory_version is not None:  # as open_challenge.lua (decision 0032)
-                fresh = versioned(user, self._m.risk_histories.get(user.user_id, RiskHistory()))
-                if fresh.version != opening.memory_version:
-                    raise RiskMemoryMoved(fresh)
-            challenge = _opened(opening, user)
+            risk = opening.risk
+            if opening.question is not None:  # as open_challenge.lua: the rules decide in the step (0045)
+                risk = self._decided(opening, user)
+            challenge = dataclasses.replace(_opened(opening, user), risk=risk)
             charges = budgets.charges(opening.budget, user.user_id, user.secure_phone, opening.context.caller)
             self._open(challenge, opening.context, charges)
             if opening.request_id:
@@ -191,8 +187,40 @@ class MemoryChallenges:
                     opening.expires_at,
                 )
             # The first answer tells the reasons; the kept challenge has their codes only (as in Redis).
-            stored = self._m._challenges[challenge.challenge_id]
-            return Opened(dataclasses.replace(stored, risk=opening.risk), queued=True)
+            return Opened(self._m._challenges[challenge.challenge_id], queued=True)
+
+    def _decided(self, opening: Opening, user: User) -> RiskAssessment:
+        """The rules on the user's memory, as _risk_rules.lua in open_challenge.lua: the Python evaluator.
+        SimNumberMoved; a DENY is journaled in the user's journal and raised (RiskDenied)."""
+        asked = opening.question
+        assert asked is not None
+        if asked.sim_number is not None and asked.sim_number != user.secure_phone:
+            raise SimNumberMoved(user.secure_phone)
+        history = self._m.risk_histories.get(user.user_id, RiskHistory())
+        now = ms(opening.created_at)
+        operation, context = opening.operation, opening.context
+        decided = assess(
+            asked=asked, user=user, history=history, operation=operation, context=context, now=now
+        )
+        kept = _kept(decided)
+        assert kept is not None
+        if decided.decision is RiskDecision.DENY:
+            denial = RiskDenial(
+                user.user_id,
+                now,
+                kind(opening.operation).name.lower(),
+                decided.codes,
+                decided.rules,
+                decided.rules_version,
+                opening.context,
+                opening.operation,
+                user.secure_phone,
+            )
+            journal_denial(self._m, denial)
+            told = asked.rules.described(kept)
+            descriptions = tuple(reason.description for reason in told.reasons)
+            raise RiskDenied(user.user_id, told.codes, descriptions, told.rules_version, told.rules)
+        return kept
 
     def _earlier(self, opening: Opening) -> Challenge | None:
         """The live challenge the opening's request id already opened (as open_challenge.lua)."""
@@ -293,13 +321,11 @@ class MemoryChallenges:
             if result is VerifyResult.VERIFIED and attempt.notice and user is not None:
                 self.outbox.queue(challenge.challenge_id, ms(attempt.at), attempt.notice)
             left = challenge.attempts_left if result is VerifyResult.WRONG_CODE else 0
-            memory = None
             if result is VerifyResult.VERIFIED and attempt.risk is not None and user is not None:
                 # As record_verification.lua: the decision's step feeds the user's memory (decision 0032).
                 seen = dataclasses.replace(attempt.risk.seen, user_id=user.user_id)
                 learn(self._m.risk_histories, seen, attempt.risk.limits)
-                memory = versioned(self._m._users[user.user_id], self._m.risk_histories[user.user_id])
-            return VerificationOutcome(result, left, challenge, "", started, memory)
+            return VerificationOutcome(result, left, challenge, "", started)
 
     async def cancel_challenge(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
         async with self._m._lock:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from sesame.server.domain.model import User
 from sesame.server.domain.operation import digest
 from sesame.server.domain.ports import RiskMemory
 from sesame.server.domain.privacy import mask_phone
@@ -21,15 +19,8 @@ from sesame.server.domain.risk_signals import (
 from tests.fakes.journal_fields import context_fields, iso, ms
 
 if TYPE_CHECKING:
+    from tests.fakes.memory import Memory
     from tests.fakes.users import MemoryUsers
-
-
-def versioned(user: User, history: RiskHistory) -> UserRisk:
-    """The user and its memory with a version that moves whenever either does (as _risk_memory.lua's)."""
-    ordered = (user, *(sorted(part.items()) for part in (history.payees_paid, history.payees_added)))
-    rest = (history.amounts, sorted(history.ips.items()), sorted(history.devices.items()))
-    text = repr((ordered, rest, sorted(history.operations.items())))
-    return UserRisk(user, history, hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest())
 
 
 def learn(histories: dict[str, RiskHistory], seen: RiskObservation, limits: RiskLimits) -> None:
@@ -52,10 +43,24 @@ class MemoryRiskMemory:
 
     async def user_and_history(self, user_id: str) -> UserRisk:
         user = await self._store.get_user(user_id)
-        return versioned(user, self._histories.get(user_id, RiskHistory()))
+        return UserRisk(user, self._histories.get(user_id, RiskHistory()))
 
     async def record_denial(self, denial: RiskDenial) -> None:
-        entry = {
+        journal_denial(self._store.memory, denial)
+
+    async def denials(self, user_id: str) -> list[dict[str, str]]:
+        journal = await self._store.user_journal(user_id)
+        return [entry for entry in journal if entry.get("event") == "risk.denied"]
+
+
+_: type[RiskMemory] = MemoryRiskMemory
+
+
+def journal_denial(memory: Memory, denial: RiskDenial) -> None:
+    """A DENY in the user's journal, as record_risk_denial.lua and open_challenge.lua write it (0042)."""
+    memory._journal(
+        denial.user_id,
+        {
             "event": "risk.denied",
             "at": iso(denial.at),
             "user_id": denial.user_id,
@@ -67,12 +72,5 @@ class MemoryRiskMemory:
             "rules": ",".join(denial.rules),
             "rules_version": denial.rules_version,
             **context_fields(denial.context),
-        }
-        self._store.memory._journal(denial.user_id, entry)
-
-    async def denials(self, user_id: str) -> list[dict[str, str]]:
-        journal = await self._store.user_journal(user_id)
-        return [entry for entry in journal if entry.get("event") == "risk.denied"]
-
-
-_: type[RiskMemory] = MemoryRiskMemory
+        },
+    )

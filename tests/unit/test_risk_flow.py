@@ -85,7 +85,7 @@ def taught(memory: MemoryRiskMemory, operation: AddBeneficiary | CreditTransfer,
 
 
 async def test_a_swapped_sim_denies_journals_and_counts(memory: MemoryRiskMemory, clock: FixedClock) -> None:
-    """DENY: RiskDenied with the reason and version, one risk journal entry, counted."""
+    """DENY: RiskDenied with the reason and version, one denial in the user's journal, counted."""
     meter = Meter()
     risk = flows(memory, clock, Operator(SimSwapStatus("swapped", clock.now() - timedelta(hours=2))), meter)
     with pytest.raises(RiskDenied) as caught:

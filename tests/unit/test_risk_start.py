@@ -62,7 +62,7 @@ def _guarded() -> Guarded:
 
 
 async def test_a_deny_opens_nothing_and_sends_nothing(guarded: Guarded) -> None:
-    """The operator says swapped: RiskDenied, no SMS, no pending challenge, one risk journal entry."""
+    """The operator says swapped: RiskDenied, no SMS, no pending challenge, a denial journaled."""
     world = guarded.world
     user_id = await world.enrol()
     guarded.operator.answer = SimSwapStatus("swapped", world.clock.now() - timedelta(hours=1))

@@ -277,18 +277,10 @@ def opened_entry(challenge: Challenge, context: RequestContext) -> list[Field]:
 
 def denial_entry(denial: RiskDenial) -> list[Field]:
     """Journal entry of a DENY of the risk rules (decision 0042): the operation refused as Start would have
-    journaled it, the number masked, the reasons and the rules' version; no challenge, no code."""
-    detail = (
-        []
-        if denial.detail is None
-        else ["op_digest", digest(denial.detail).hex(), *operation_fields(denial.detail)]
-    )
+    journaled it, the number masked, the reasons and the rules' version; no challenge, no code. Start's step
+    (open_challenge.lua, decision 0045) writes the same entry: `denial_head`, then from the phone on."""
     return [
-        "event", "risk.denied",
-        "at", iso(denial.at),
-        "user_id", denial.user_id,
-        "op", denial.operation,
-        *detail,
+        *denial_head(denial.user_id, denial.at, denial.operation, denial.detail),
         "phone", mask_phone(denial.phone) if denial.phone else "",
         "decision", "deny",
         "reasons", ",".join(denial.codes),
@@ -296,6 +288,13 @@ def denial_entry(denial: RiskDenial) -> list[Field]:
         "rules_version", denial.rules_version,
         *context_fields(denial.context),
     ]  # fmt: skip
+
+
+def denial_head(user_id: str, at: datetime, op: str, detail: Operation | None) -> list[Field]:
+    """A denial entry's fields before the number: the event, its instant, the user, the operation's kind
+    and, when known, the operation refused (its digest and encoding, as an opening journals it)."""
+    refused = [] if detail is None else ["op_digest", digest(detail).hex(), *operation_fields(detail)]
+    return ["event", "risk.denied", "at", iso(at), "user_id", user_id, "op", op, *refused]
 
 
 def risk_fields(challenge: Challenge) -> list[Field]:

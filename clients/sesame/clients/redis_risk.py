@@ -2,9 +2,10 @@
 
 Sorted sets of fingerprints scored by their last instant (payees paid, beneficiaries added, IPs, devices,
 verified operations) and a list of the last amounts; each part is cut to its newest entries and expires after
-the retention. `read_user_risk` reads the user with its memory and their version (when a worker holds no
-recent copy: decision 0032); a DENY goes to the user's sealed journal (`record_risk_denial`, decision 0042);
-open_challenge and record_verification read and feed it in their own steps (`_risk_memory.lua`).
+the retention. `read_user_risk` reads the user with its memory (the Python evaluator's path: Start's own step
+reads it, decision 0045); a DENY goes to the user's sealed journal (`record_risk_denial`, decision 0042;
+Start's step journals the same entry); open_challenge and record_verification read and feed it in their own
+steps (`_risk_memory.lua`).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class RedisRiskMemory:
         )
         if not reply:
             raise UserNotFound(user_id)
-        return user_risk(reply[:7], reply[7])
+        return user_risk(reply)
 
     async def record_denial(self, denial: RiskDenial) -> None:
         """Journal a DENY in the user's journal: numbered, sealed, archived (decision 0042)."""
@@ -67,8 +68,8 @@ def memory_parts(keys: Keyspace, user_id: str) -> list[str]:
     return [*(keys.user_risk(user_id, part) for part in _SETS), keys.user_risk(user_id, "amounts")]
 
 
-def user_risk(read: list[Any], version: bytes) -> UserRisk:
-    """What `risk_read` (_risk_memory.lua) read: the user hash, the five sets, the amounts; its version."""
+def user_risk(read: list[Any]) -> UserRisk:
+    """What `risk_read` (_risk_memory.lua) read: the user hash, the five sets, the amounts."""
     user = stored_user(rec.pairs(read[0]))
     payees, added, ips, devices, ops = (_instants(flat) for flat in read[1:6])
     history = RiskHistory(
@@ -79,7 +80,7 @@ def user_risk(read: list[Any], version: bytes) -> UserRisk:
         devices=devices,
         operations=ops,
     )
-    return UserRisk(user, history, version.decode())
+    return UserRisk(user, history)
 
 
 def lesson_args(seen: RiskObservation, limits: RiskLimits) -> list[rec.Field]:

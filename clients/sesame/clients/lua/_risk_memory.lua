@@ -1,36 +1,25 @@
--- The user's risk memory (docs/risk.md, decision 0032): read with its version, and fed, by the steps that need
+-- The user's risk memory (docs/risk.md, decision 0032): read, and fed, by the steps that need
 -- it. A piece, not a script: read_user_risk, open_challenge and record_verification include it.
 -- The memory's parts, in this order: the sorted sets payees, added, ips, devices, ops (member -> unix ms), then
 -- the list of amounts ("<currency>:<minor>", newest first); all in the user's {u:<t>} slot.
 
--- The memory's version: the SHA-1 of what DUMP serializes of the user hash and each part, in that order, each
--- length-prefixed ('-' for a key that does not exist). Any change by any script, an expiry or a cut moves it,
--- and no writer has to remember to bump anything. DUMP and SHA-1 run in Redis's C code: framing each of a full
--- memory's ~600 members and scores in Lua cost about 0.4 ms per read (decision 0040). A key re-encoded without
--- a change (a set grown past its listpack bound) moves it too: the rules then decide once more, never on a
--- stale read.
-local function risk_version(user, parts)
-  local text = {}
-  for _, key in ipairs({user, unpack(parts)}) do
-    local dumped = redis.call('DUMP', key)
-    text[#text + 1] = dumped and (#dumped .. ':' .. dumped) or '-'
-  end
-  return redis.sha1hex(table.concat(text))
-end
-
--- The user hash, each sorted set's member/score pairs and the amounts, and their version (risk_version).
--- nil when there is no such user.
-local function risk_read(user, parts)
-  local fields = redis.call('HGETALL', user)
-  if #fields == 0 then
-    return nil, nil
-  end
-  local reply = {fields}
+-- The user hash, each sorted set's member/score pairs and the amounts: what Start's step evaluates the rules
+-- on (_risk_rules.lua, decision 0045).
+local function risk_fetch(user, parts)
+  local reply = {redis.call('HGETALL', user)}
   for i = 1, 5 do
     reply[#reply + 1] = redis.call('ZRANGE', parts[i], 0, -1, 'WITHSCORES')
   end
   reply[#reply + 1] = redis.call('LRANGE', parts[6], 0, -1)
-  return reply, risk_version(user, parts)
+  return reply
+end
+
+-- As risk_fetch, nil when there is no such user.
+local function risk_read(user, parts)
+  if redis.call('EXISTS', user) == 0 then
+    return nil
+  end
+  return risk_fetch(user, parts)
 end
 
 -- Remember what a VERIFIED challenge teaches: each sorted set keeps its newest entries only, the amounts list

@@ -13,7 +13,7 @@ from sesame.server.domain.operation import Operation, digest
 from sesame.server.domain.risk import RiskAssessment
 
 if TYPE_CHECKING:
-    from sesame.server.domain.risk_signals import RiskLesson, UserRisk
+    from sesame.server.domain.risk_signals import RiskLesson
 
 
 class MacAlgorithm(enum.Enum):
@@ -301,7 +301,6 @@ class VerificationOutcome:
     challenge: Challenge
     proof: str = ""  # the signed proof (compact JWS) of a VERIFIED attempt, once issued; "" otherwise
     blocked_until: datetime | None = None  # set when this wrong code started a block of the user
-    risk_memory: UserRisk | None = None  # the user's risk memory after a VERIFIED decision fed it (0032)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,12 @@
-"""The risk flow: decide at StartChallenge; a VERIFIED code teaches the memory in its own step (docs/risk.md).
+"""The risk flow: decided in Start's one step; a VERIFIED code teaches the memory in its own (docs/risk.md).
 
-`assess` reads the user with Sésame's memory of it (the one read Start makes anyway), asks the operator
-about the SIM for a sensitive operation, computes the signals and applies the rules. A DENY is journaled in
-the user's journal (sealed, decision 0042) and raised (no challenge, no SMS); any other decision goes with
-the challenge. `lesson` is what a VERIFIED challenge teaches the memory, in record_verification's own step
-(decision 0032).
+`question` is what Start hands its one step (decision 0045): the rules, and the signals only the caller
+knows (the operator's SIM answer for a sensitive operation, the bank's forwarded summary); the step reads the
+memory, computes the other signals and applies the rules (`_risk_rules.lua`; the fake store: `assess`, the
+Python evaluator), keeps the decision with the challenge or refuses a DENY with its denial journaled
+in the user's sealed journal (decision 0042).
+`read`/`decide` are the same evaluation in Python over a read of the memory (the unit tests' path).
+`lesson` is what a VERIFIED challenge teaches the memory, in record_verification's own step (decision 0032).
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sesame.server.domain.errors import RiskDenied, SimSwapUnavailable
+from sesame.server.domain.opening import RiskQuestion
 from sesame.server.domain.operation import CreditTransfer, OperationType, kind
-from sesame.server.domain.risk import RiskAssessment, RiskDecision, RuleSet
+from sesame.server.domain.risk import RiskAssessment, RiskDecision, RiskReason, RuleSet
 from sesame.server.domain.risk_recall import DEFAULT_USERS, RiskRecall
 from sesame.server.domain.risk_signals import (
     SIM_SWAP_OFF,
@@ -25,6 +28,7 @@ from sesame.server.domain.risk_signals import (
     RiskLimits,
     SimSwapStatus,
     UserRisk,
+    caller_signals,
     fingerprint,
     lesson,
     signals,
@@ -32,9 +36,10 @@ from sesame.server.domain.risk_signals import (
 
 if TYPE_CHECKING:
     from sesame.server.domain.challenges import StartRequest, VerifyRequest
-    from sesame.server.domain.model import User
+    from sesame.server.domain.model import RequestContext, User
     from sesame.server.domain.operation import Operation
     from sesame.server.domain.ports import Clock, RiskMemory, RiskMeter, SimSwapCheck
+    from sesame.server.domain.risk_signals import RiskHistory
 
 _log = logging.getLogger("sesame.risk")
 # The operations whose code moves money or changes who can move it: the operator is asked about the SIM.
@@ -60,7 +65,7 @@ class RiskPolicy:
 
     rules: RuleSet
     limits: RiskLimits = field(default_factory=RiskLimits)
-    recall_users: int = DEFAULT_USERS  # users whose last read each worker keeps (decision 0032); 0: none
+    recall_users: int = DEFAULT_USERS  # users whose secure number each worker keeps (decision 0045); 0: none
 
 
 def _new_payee(
@@ -93,19 +98,39 @@ class RiskFlows:
         self._meter = meter or _Unmetered()
 
     async def read(self, user_id: str) -> UserRisk:
-        """The user with its risk memory, in one read (kept for the next Start). UserNotFound."""
-        found = await self._memory.user_and_history(user_id)
-        self._recall.keep(found)
-        return found
+        """The user with its risk memory, in one read (the replay's and the tests' Python evaluator).
+        UserNotFound."""
+        return await self._memory.user_and_history(user_id)
 
-    def recalled(self, user_id: str) -> UserRisk | None:
-        """This worker's last read of the user's memory, if kept: its version is checked by Start's step."""
-        return self._recall.recalled(user_id)
+    async def question(self, request: StartRequest, number: str | None = None) -> RiskQuestion:
+        """What Start's step asks the rules (decision 0045): the signals only the caller knows, and, for a
+        sensitive operation with an operator configured, its answer about `number` (the secure number a
+        step answered) or else about the number this worker last saw for the user, which the step confirms
+        (none seen: the step answers it, and Start asks again)."""
+        operation, now = request.operation, self._clock.now()
+        sim, asked = NOT_ASKED, None
+        if kind(operation) in SENSITIVE:
+            if self._sim_swap is None:
+                sim = SIM_SWAP_OFF
+                self._meter.sim_swap(sim.state)
+            else:
+                asked = number if number is not None else self._recall.recalled(request.user_id) or ""
+                sim = await self._sim_of(asked) if asked else SimSwapStatus("unavailable")
+        given = caller_signals(operation, sim, now, request.forwarded)
+        return RiskQuestion(self._policy.rules, given, asked)
 
-    def keep(self, found: UserRisk | None) -> None:
-        """Keep a read of a user's memory that a store step answered (a moved memory, a verification)."""
-        if found is not None:
-            self._recall.keep(found)
+    def saw(self, user_id: str, number: str) -> None:
+        """Keep the user's secure number as a step answered it: the next Start asks the operator about it."""
+        if self._sim_swap is not None:
+            self._recall.keep(user_id, number)
+
+    def denied(self, operation: Operation, refused: RiskDenied) -> None:
+        """Count a DENY the step refused (its denial is journaled by the step)."""
+        told = zip(refused.codes, refused.descriptions, strict=True)
+        reasons = tuple(RiskReason(code, text) for code, text in told)
+        self.count(
+            operation, RiskAssessment(RiskDecision.DENY, reasons, refused.rules_version, refused.rules)
+        )
 
     def described(self, kept: RiskAssessment | None) -> RiskAssessment | None:
         """A challenge's kept assessment with its reasons' descriptions (a retry by request id answers it)."""
@@ -179,12 +204,36 @@ class RiskFlows:
         if kind(operation) not in SENSITIVE:
             return NOT_ASKED
         if self._sim_swap is None:
-            status = SIM_SWAP_OFF
-        else:
-            try:
-                status = await self._sim_swap.status(user.secure_phone)
-            except SimSwapUnavailable as exc:
-                _log.warning("SIM swap check unavailable: %s", exc)
-                status = SimSwapStatus("unavailable")
+            self._meter.sim_swap(SIM_SWAP_OFF.state)
+            return SIM_SWAP_OFF
+        return await self._sim_of(user.secure_phone)
+
+    async def _sim_of(self, number: str) -> SimSwapStatus:
+        """The operator's answer about `number` (configured), counted; unavailable when it fails."""
+        assert self._sim_swap is not None
+        try:
+            status = await self._sim_swap.status(number)
+        except SimSwapUnavailable as exc:
+            _log.warning("SIM swap check unavailable: %s", exc)
+            status = SimSwapStatus("unavailable")
         self._meter.sim_swap(status.state)
         return status
+
+
+def assess(  # noqa: PLR0913 (keyword-only: the step's inputs)
+    *,
+    asked: RiskQuestion,
+    user: User,
+    history: RiskHistory,
+    operation: Operation,
+    context: RequestContext,
+    now: datetime,
+) -> RiskAssessment:
+    """What Start's step decides on the user's memory, in Python (the fake store's step; the Lua step,
+    _risk_rules.lua, is held equal to it by tests/contracts/test_risk_rules_lua.py)."""
+    named = {
+        **signals(operation=operation, user=user, history=history, context=context, sim=NOT_ASKED, now=now),
+        **asked.given,  # the operator's answer and the bank's forwarded signals, as the step is given them
+    }
+    assessment = asked.rules.assess(named)
+    return replace(assessment, payee_added_at=_new_payee(assessment, operation, UserRisk(user, history), now))
