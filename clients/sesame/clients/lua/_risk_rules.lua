@@ -120,26 +120,10 @@ local function holds(s, clause)
   return false
 end
 
--- program (risk_program.program): {version, rules = {{id, decision (1 ALLOW .. 4 DENY), reason, when = {{signal,
--- op, value}, ...}}, ...}}: a clause over a signal that is absent never holds; ordering holds for numbers only.
--- Returns the strongest decision (1 ALLOW .. 4 DENY) and the matched rule ids in file order.
-local function risk_decide(program, s)
-  local decision, matched = 1, {}
-  for _, rule in ipairs(program.rules) do
-    local all = true
-    for _, clause in ipairs(rule.when) do
-      if not holds(s, clause) then all = false; break end
-    end
-    if all then
-      matched[#matched + 1] = rule.id
-      if rule.decision > decision then decision = rule.decision end
-    end
-  end
-  return decision, matched
-end
-
 local RISK_DECISIONS = {'allow', 'warn', 'hold', 'deny'}
 
+-- program (risk_program.program): {version, rules = {{id, decision (1 ALLOW .. 4 DENY), reason, when = {{signal,
+-- op, value}, ...}}, ...}}: a clause over a signal that is absent never holds; ordering holds for numbers only.
 -- The assessment as RuleSet.assess makes it, and as the step keeps it: the decision (1 .. 4), the reason codes
 -- (each once, in rule order), the matched rule ids, and, for a WARN or HOLD transfer to a payee added in the
 -- last 72 hours, when it was added (unix ms; its SMS names the payee as new: risk_flow._new_payee), else nil.
