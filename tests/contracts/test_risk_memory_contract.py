@@ -1,8 +1,10 @@
-"""The RiskMemory contract: the fake and Redis read, bound and journal alike what right codes taught in their
-own step (record_verification, decision 0032; docs/risk.md)."""
+"""The risk memory's contract: the fake store and Redis bound alike what right codes teach in their own step
+(record_verification, decision 0032), and Start's step decides on it and journals a DENY alike (decision 0045;
+docs/risk.md). The memory and the denials are read for the assertions by tests/support/risk_reads.py."""
 
 from __future__ import annotations
 
+import base64
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -21,14 +23,16 @@ from sesame.server.domain.operation import (
     Payee,
     digest,
 )
-from sesame.server.domain.ports import RiskMemory, State
+from sesame.server.domain.ports import State
 from sesame.server.domain.risk import RiskAssessment, RiskDecision, RiskReason
 from sesame.server.domain.risk_rules import default_rules
-from sesame.server.domain.risk_signals import RiskDenial, RiskLimits, fingerprint, lesson
+from sesame.server.domain.risk_signals import RiskHistory, RiskLimits, fingerprint, lesson
 from tests.contracts.test_start_challenge_contract import USER_ID, an_opening, enrolled, now
 from tests.factories import a_challenge, a_user
+from tests.fakes.journal_fields import context_fields, iso
 from tests.fakes.risk_memory import MemoryRiskMemory
 from tests.fakes.state import memory_state
+from tests.support.risk_reads import RedisRiskReads, RiskReads
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 PAYEE = Payee("Bailleur", "FR7630001007941234567890185")
@@ -36,25 +40,25 @@ CONTEXT = RequestContext(ip="90.1.2.3", device_id="phone-1", session_id="s-1")
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
-def beside(request: pytest.FixtureRequest) -> tuple[State, RiskMemory]:
-    """The fake beside a fake store, or Redis beside Redis."""
+def beside(request: pytest.FixtureRequest) -> tuple[State, RiskReads]:
+    """A fake store and the reads of its memory, or Redis and the reads of Redis."""
     if request.param == "memory":
         store = memory_state()
         return store, MemoryRiskMemory(store.users)
     redis_store: RedisState = request.getfixturevalue("redis_store")
-    return redis_store, redis_store.risk_memory()
+    return redis_store, RedisRiskReads(request.getfixturevalue("redis_client"), redis_store)
 
 
 @pytest.fixture
-async def memory(beside: tuple[State, RiskMemory]) -> RiskMemory:
-    """The memory, `u-1` enrolled in its store."""
+async def memory(beside: tuple[State, RiskReads]) -> RiskReads:
+    """The reads of the memory, `u-1` enrolled in its store."""
     store, memory = beside
     await store.users.register_user(a_user(NOW))
     return memory
 
 
 @pytest.fixture
-def its_store(beside: tuple[State, RiskMemory]) -> State:
+def its_store(beside: tuple[State, RiskReads]) -> State:
     """The store beside the memory (its right codes feed it)."""
     return beside[0]
 
@@ -73,29 +77,33 @@ async def taught(
     return opening.challenge_id
 
 
-async def test_an_unknown_user_is_not_found(memory: RiskMemory) -> None:
-    """No user, no memory: UserNotFound."""
+async def test_a_start_for_an_unknown_user_is_not_found(its_store: State) -> None:
+    """No user, no memory: Start's step asked the rules refuses UserNotFound, nothing written."""
+    asked = RiskQuestion(default_rules(), {"sim_swap": "off"})
     with pytest.raises(UserNotFound):
-        await memory.user_and_history("nobody")
+        await its_store.challenges.start_challenge(an_opening(AddBeneficiary(PAYEE), question=asked))
 
 
-async def test_a_user_without_a_past_has_an_empty_history(memory: RiskMemory) -> None:
-    """The user is read with an empty history."""
-    found = await memory.user_and_history("u-1")
-    assert found.user.user_id == "u-1"
-    assert (found.history.payees_paid, found.history.amounts, found.history.devices) == ({}, (), {})
+async def test_a_user_without_a_past_has_an_empty_history(memory: RiskReads, its_store: State) -> None:
+    """An enrolled user has no memory until a right code teaches it; its Start is decided on nothing
+    remembered: a payee it never added is no new payee."""
+    assert await memory.history("u-1") == RiskHistory()
+    transfer = CreditTransfer(Money("EUR", 250000), PAYEE, "tx-0")
+    asked = RiskQuestion(default_rules(), {"sim_swap": "off"})
+    opened = await its_store.challenges.start_challenge(an_opening(transfer, question=asked))
+    assert opened.challenge.risk is not None
+    assert "NEW_PAYEE" not in opened.challenge.risk.codes
+    assert await memory.history("u-1") == RiskHistory()
 
 
-async def test_verified_operations_are_remembered_by_fingerprint(
-    memory: RiskMemory, its_store: State
-) -> None:
+async def test_verified_operations_are_remembered_by_fingerprint(memory: RiskReads, its_store: State) -> None:
     """A new beneficiary, then a transfer to it: added, paid, amount, IP, device, both operations."""
     limits = RiskLimits()
     c1 = await taught(its_store, AddBeneficiary(PAYEE), CONTEXT, NOW, limits)
     paid_at = NOW + timedelta(hours=1, microseconds=1500)
     transfer = CreditTransfer(Money("EUR", 85000), PAYEE, "t-1")
     c2 = await taught(its_store, transfer, CONTEXT, paid_at, limits)
-    history = (await memory.user_and_history("u-1")).history
+    history = await memory.history("u-1")
     iban = fingerprint("iban", PAYEE.iban)
     assert history.payees_added == {iban: NOW}
     assert history.payees_paid == {iban: paid_at.replace(microsecond=1000)}
@@ -105,7 +113,7 @@ async def test_verified_operations_are_remembered_by_fingerprint(
     assert set(history.operations) == {f"add_beneficiary:{c1}", f"credit_transfer:{c2}"}
 
 
-async def test_each_part_keeps_its_newest_entries(memory: RiskMemory, its_store: State) -> None:
+async def test_each_part_keeps_its_newest_entries(memory: RiskReads, its_store: State) -> None:
     """Past its cap a set drops its oldest entries, the amounts their oldest amounts."""
     limits = RiskLimits(devices=2, amounts=3, operations=4)
     ids = []
@@ -113,48 +121,39 @@ async def test_each_part_keeps_its_newest_entries(memory: RiskMemory, its_store:
         context = RequestContext(device_id=f"d{i}")
         transfer = CreditTransfer(Money("EUR", 1000 + i), PAYEE, f"t{i}")
         ids.append(await taught(its_store, transfer, context, NOW + timedelta(minutes=i), limits))
-    history = (await memory.user_and_history("u-1")).history
+    history = await memory.history("u-1")
     assert set(history.devices) == {fingerprint("device", "d5"), fingerprint("device", "d4")}
     assert history.amounts == (("EUR", 1005), ("EUR", 1004), ("EUR", 1003))
     assert set(history.operations) == {f"credit_transfer:{ids[i]}" for i in range(2, 6)}
 
 
-async def test_a_login_remembers_no_payee_nor_amount(memory: RiskMemory, its_store: State) -> None:
+async def test_a_login_remembers_no_payee_nor_amount(memory: RiskReads, its_store: State) -> None:
     """A login only teaches its IP, device and instant."""
     c1 = await taught(its_store, Login(), CONTEXT, NOW, RiskLimits())
-    history = (await memory.user_and_history("u-1")).history
+    history = await memory.history("u-1")
     assert (history.payees_paid, history.payees_added, history.amounts) == ({}, {}, ())
     assert set(history.operations) == {f"login:{c1}"}
 
 
-async def test_denials_are_journaled_in_the_users_journal(beside: tuple[State, RiskMemory]) -> None:
-    """Each DENY is an entry of the user's journal, after its enrolment: the operation refused by digest,
-    the reasons, the rules' version, the number masked; none is dropped (decision 0042)."""
+async def test_denials_are_journaled_in_the_users_journal(beside: tuple[State, RiskReads]) -> None:
+    """Each DENY of Start's step is an entry of the user's journal, after its enrolment: the operation refused
+    by digest, the reasons, the rules' version, the number masked; none is dropped (decision 0042)."""
     store, memory = beside
-    await store.users.register_user(a_user(NOW))
+    await enrolled(store)  # type: ignore[arg-type]
     operation = CreditTransfer(Money("EUR", 500_00), PAYEE, "tx-9")
-    for i in range(3):
-        denial = RiskDenial(
-            "u-1",
-            NOW + timedelta(seconds=i),
-            "credit_transfer",
-            ("SIM_SWAP",),
-            ("recent-sim-swap",),
-            "v+1",
-            CONTEXT,
-            operation,
-            "+33612345678",
-        )
-        await memory.record_denial(denial)
-    entries = await memory.denials("u-1")
+    asked = RiskQuestion(default_rules(), {"sim_swap": "swapped", "sim_swapped_hours": 2.0})
+    for _ in range(3):
+        with pytest.raises(RiskDenied):
+            await store.challenges.start_challenge(an_opening(operation, question=asked))
+    entries = await memory.denials(USER_ID)
     assert len(entries) == 3
     assert (entries[0]["event"], entries[0]["reasons"], entries[0]["rules_version"]) == (
         "risk.denied",
         "SIM_SWAP",
-        "v+1",
+        default_rules().version,
     )
     assert (entries[0]["op_digest"], entries[0]["phone"]) == (digest(operation).hex(), "+33*******78")
-    journal = await store.users.user_journal("u-1")
+    journal = await store.users.user_journal(USER_ID)
     assert [e["event"] for e in journal] == ["user.enrolled", *["risk.denied"] * 3]
     assert await memory.denials("u-2") == []
 
@@ -183,7 +182,7 @@ async def test_the_assessment_is_journaled_with_the_opening_and_kept(store: Stat
     )
 
 
-async def test_start_decides_in_its_step_on_the_memory_as_it_is(beside: tuple[State, RiskMemory]) -> None:
+async def test_start_decides_in_its_step_on_the_memory_as_it_is(beside: tuple[State, RiskReads]) -> None:
     """The step applies the rules to the memory as a verification just left it (no read before it, no
     version, decision 0045): a transfer to the payee added a moment ago opens flagged, the payee named new;
     the decision is kept and journaled with the challenge."""
@@ -208,10 +207,11 @@ async def test_start_decides_in_its_step_on_the_memory_as_it_is(beside: tuple[St
 
 
 async def test_a_deny_in_the_step_journals_the_denial_and_writes_nothing_else(
-    beside: tuple[State, RiskMemory],
+    beside: tuple[State, RiskReads],
 ) -> None:
     """A DENY: RiskDenied with the reasons told, one entry in the user's sealed journal, no challenge. The
-    entry is the one record_risk_denial journals for that denial (decision 0042), field for field."""
+    entry is the denial's, field for field (decision 0042): the operation refused, the number masked, the
+    reasons, rules and version, the request's context, at the opening's instant."""
     store, memory = beside
     await enrolled(store)  # type: ignore[arg-type]
     asked = RiskQuestion(default_rules(), {"sim_swap": "swapped", "sim_swapped_hours": 2.0})
@@ -225,27 +225,27 @@ async def test_a_deny_in_the_step_journals_the_denial_and_writes_nothing_else(
     assert (entry["op_digest"], entry["phone"]) == (digest(AddBeneficiary(PAYEE)).hex(), "+33*******78")
     with pytest.raises(ChallengeNotFound):
         await store.challenges.get_challenge(refused.challenge_id)
-    recorded = RiskDenial(
-        USER_ID,
-        refused.created_at,
-        "add_beneficiary",
-        denied.value.codes,
-        denied.value.rules,
-        denied.value.rules_version,
-        refused.context,
-        refused.operation,
-        "+33612345678",
-    )
-    await memory.record_denial(recorded)
-    numbering = {"seq", "prev"}  # journal_append's, one per entry
-    stepped, written = (
-        {k: v for k, v in e.items() if k not in numbering} for e in await memory.denials(USER_ID)
-    )
-    assert stepped == written
+    expected = {
+        "event": "risk.denied",
+        "at": iso(refused.created_at),
+        "user_id": USER_ID,
+        "op": "add_beneficiary",
+        "op_digest": digest(AddBeneficiary(PAYEE)).hex(),
+        "phone": "+33*******78",
+        "decision": "deny",
+        "reasons": "SIM_SWAP",
+        "rules": "recent-sim-swap",
+        "rules_version": default_rules().version,
+        **context_fields(refused.context),
+    }
+    # Redis also keeps the operation's encoding, as its openings do (the fake journals no encoding).
+    encoded = base64.urlsafe_b64encode(AddBeneficiary(PAYEE).encode()).decode().rstrip("=")
+    assert entry.pop("operation", encoded) == encoded
+    assert entry == expected
 
 
 async def test_a_sim_answer_about_another_number_is_refused_with_the_number(
-    beside: tuple[State, RiskMemory],
+    beside: tuple[State, RiskReads],
 ) -> None:
     """The operator was asked about a number that is not the stored one: SimNumberMoved with it."""
     store, _ = beside
@@ -261,7 +261,7 @@ async def test_a_sim_answer_about_another_number_is_refused_with_the_number(
 
 
 async def test_a_right_code_feeds_the_memory_in_its_step_and_answers_it(
-    beside: tuple[State, RiskMemory],
+    beside: tuple[State, RiskReads],
 ) -> None:
     """A VERIFIED decision given a lesson feeds the memory and answers it; a wrong code feeds nothing."""
     store, memory = beside
@@ -272,9 +272,9 @@ async def test_a_right_code_feeds_the_memory_in_its_step_and_answers_it(
     learnt = lesson(opening.challenge_id, operation, CONTEXT, NOW, RiskLimits())
     attempt = VerificationAttempt(opening.challenge_id, digest(operation), False, now(), CONTEXT, risk=learnt)
     await store.challenges.record_verification(attempt, LockoutPolicy())
-    assert (await memory.user_and_history(USER_ID)).history.amounts == ()
+    assert (await memory.history(USER_ID)).amounts == ()
     right = await store.challenges.record_verification(replace(attempt, code_matches=True), LockoutPolicy())
     assert right.result is VerifyResult.VERIFIED
-    fed = await memory.user_and_history(USER_ID)
-    assert fed.history.amounts == (("EUR", 4200),)
-    assert fingerprint("iban", PAYEE.iban) in fed.history.payees_paid
+    fed = await memory.history(USER_ID)
+    assert fed.amounts == (("EUR", 4200),)
+    assert fingerprint("iban", PAYEE.iban) in fed.payees_paid

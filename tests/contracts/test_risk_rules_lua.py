@@ -2,7 +2,7 @@
 
 Hypothesis draws a user's memory (payees paid and added, amounts, IPs, devices, verified operations, wrong
 codes, blocks, a number change), an operation, a context and what the operator and the bank said; the memory
-goes into a real Redis as the store keeps it, the Lua step reads it with `risk_read` and evaluates the rules
+goes into a real Redis as the store keeps it, the Lua step reads it with `risk_fetch` and evaluates the rules
 compiled by `risk_program`; its signals and its decision must equal `risk_signals.signals` and
 `RuleSet.assess` on the same memory, for the default rules and for rule sets that use every operator.
 """
@@ -48,7 +48,7 @@ pytestmark = pytest.mark.integration
 
 _PIECES = ("_risk_memory.lua", "_risk_rules.lua")
 _BODY = """
-local read = risk_read(KEYS[1], {KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]})
+local read = risk_fetch(KEYS[1], {KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]})
 local program, x = cjson.decode(ARGV[1]), cjson.decode(ARGV[2])
 local s = risk_signals(read, x)
 local decision, codes, matched, added = risk_assess(program, s, x, read)

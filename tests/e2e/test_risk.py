@@ -29,6 +29,7 @@ from tests.e2e.helpers import CONTEXT, PHONE, counted, enrolled, snapshot, trans
 from tests.e2e.test_sms_text_journaled import TEMPLATES
 from tests.support.camara_sim_swap import Operator
 from tests.support.outbox import settled
+from tests.support.risk_reads import denials_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 LANDLORD = "FR7630001007941234567890185"
@@ -100,9 +101,6 @@ async def test_the_judgments_fraud_is_held_at_each_transfer(live: Live, redis_cl
     assert await counted(live.metrics.registry, "sesame_risk_decisions_total", labels) == 3
     labels = {"reason": "NEW_PAYEE", "decision": "hold"}
     assert await counted(live.metrics.registry, "sesame_risk_reasons_total", labels) == 3
-    # The rules read the memory in Start's own step (decision 0045): never a read of their own.
-    read = {"dependency": "store", "call": "read_user_risk"}
-    assert (await counted(live.metrics.registry, "sesame_dependency_duration_seconds_count", read) or 0) == 0
 
 
 async def test_ordinary_payments_stay_allowed(live: Live) -> None:
@@ -159,7 +157,7 @@ async def test_a_swapped_sim_is_denied_and_nothing_is_sent(
         guarded.store.keys.journal_feed().encode(),  # the entry, to be sealed (decision 0042)
     }
     assert not guarded.sms_file.exists() or guarded.sms_file.read_text(encoding="utf-8") == ""
-    (entry,) = await guarded.store.risk_memory().denials(user_id)
+    (entry,) = denials_in(await guarded.store.users.user_journal(user_id))
     assert (entry["reasons"], entry["op"], entry["ip"]) == ("SIM_SWAP", "credit_transfer", CONTEXT.ip)
     assert PHONE not in str(entry)
 
@@ -197,7 +195,7 @@ async def test_a_retry_whose_memory_now_says_deny_answers_its_challenge(
             )
         )
     assert risk_denied(caught.value)["reasons"] == "SIM_SWAP"
-    (entry,) = await guarded.store.risk_memory().denials(user_id)
+    (entry,) = denials_in(await guarded.store.users.user_journal(user_id))
     assert entry["reasons"] == "SIM_SWAP"
 
 

@@ -26,6 +26,7 @@ from tests.e2e.test_round_trips import store_calls
 from tests.e2e.test_sms_text_journaled import TEMPLATES
 from tests.support.jws import claims_of
 from tests.support.outbox import settled
+from tests.support.risk_reads import RedisRiskReads
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -91,11 +92,13 @@ async def test_a_held_transfers_proof_carries_the_risk_claim(live: Live) -> None
     assert "risk" not in claims_of(reply.proof)
 
 
-async def test_a_held_transfer_to_a_new_payee_is_sent_with_the_alert_naming_it_new(live: Live) -> None:
+async def test_a_held_transfer_to_a_new_payee_is_sent_with_the_alert_naming_it_new(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
     """The console SMS of a HOLD transfer to the payee added minutes before names it as new, with the time it
     was added, in the user's locale (fr); a transfer the rules allow keeps the usual wording."""
     user_id = await a_new_payee(live)
-    (added_at,) = (await live.store.risk_memory().user_and_history(user_id)).history.payees_added.values()
+    (added_at,) = (await RedisRiskReads(redis_client, live.store).history(user_id)).payees_added.values()
     held = await start(live, user_id, transfer())
     assert held.risk.decision == auth_pb.RISK_DECISION_HOLD
     text, code = await read_code(live.sms_file, held.challenge_id)

@@ -23,12 +23,14 @@ import redis.asyncio as aioredis
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import operation_pb2 as op_pb
+from sesame.clients.redis_risk import memory_parts
 from sesame.clients.redis_store import RedisState
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server.dispatch_loop import DispatchSettings
 from tests.e2e.conftest import Live, live_with_sim_swap
 from tests.e2e.helpers import CONTEXT, enrolled, started, transfer, verify, wrong
 from tests.support.camara_sim_swap import Operator
+from tests.support.risk_reads import RedisRiskReads
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -93,14 +95,16 @@ async def test_verify_is_one_round_trip_proof_and_risk_memory_included(
     assert store_calls(live) - before == Counter(record_verification=3)
 
 
-async def test_a_right_code_feeds_the_risk_memory_in_its_one_step(live: Live) -> None:
+async def test_a_right_code_feeds_the_risk_memory_in_its_one_step(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
     """The payee a right code paid is in the user's risk memory once Verify answers (no script after it)."""
     user_id = await enrolled(live)
     challenge_id, code = await started(live, user_id)
     assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
-    found = await live.store.risk_memory().user_and_history(user_id)
-    assert len(found.history.payees_paid) == 1
-    assert [currency for currency, _ in found.history.amounts] == ["EUR"]
+    found = await RedisRiskReads(redis_client, live.store).history(user_id)
+    assert len(found.payees_paid) == 1
+    assert [currency for currency, _ in found.amounts] == ["EUR"]
 
 
 async def test_get_challenge_is_one_round_trip(live: Live, sent: Counter[str]) -> None:
@@ -137,7 +141,7 @@ async def test_start_is_one_round_trip_for_a_login_and_for_a_transfer(
     await started(live, user_id)
     assert sent == Counter(evalsha=1)  # after a right code
     # Another worker's verification feeds the memory behind this worker's back.
-    await redis_client.zadd(live.store.risk_memory().parts(user_id)[4], {"login:elsewhere": 1})
+    await redis_client.zadd(memory_parts(live.store.keys, user_id)[4], {"login:elsewhere": 1})
     sent.clear()
     before = store_calls(live)
     await started(live, user_id)
@@ -165,7 +169,7 @@ async def test_start_is_one_round_trip_for_a_login_and_for_a_transfer(
 
 
 async def test_a_cold_sensitive_start_and_one_after_another_workers_change_are_one_round_trip(
-    live: Live, other_worker: Live, sent: Counter[str]
+    live: Live, other_worker: Live, sent: Counter[str], redis_client: aioredis.Redis
 ) -> None:
     """The rules add no round trip to Start (issue 10): a user's first transfer on a worker that never saw
     the user is one script, and so is a transfer on that worker after another worker's right code fed the
@@ -180,8 +184,8 @@ async def test_a_cold_sensitive_start_and_one_after_another_workers_change_are_o
     assert store_calls(live) - before == Counter(open_challenge=1)
     other, other_code = await started(other_worker, user_id)
     assert (await verify(other_worker, other, other_code)).result == auth_pb.VERIFY_RESULT_VERIFIED
-    fed = await live.store.risk_memory().user_and_history(user_id)
-    assert len(fed.history.payees_paid) == 1  # what the next Start's step reads
+    fed = await RedisRiskReads(redis_client, live.store).history(user_id)
+    assert len(fed.payees_paid) == 1  # what the next Start's step reads
     sent.clear()
     before = store_calls(live)
     await started(live, user_id)

@@ -51,12 +51,12 @@ from sesame.server.domain.ports import Challenges
 from sesame.server.domain.privacy import mask_phone
 from sesame.server.domain.risk import RiskAssessment, RiskDecision, RiskReason
 from sesame.server.domain.risk_flow import assess
-from sesame.server.domain.risk_signals import RiskDenial, RiskHistory
+from sesame.server.domain.risk_signals import RiskHistory
 from sesame.server.domain.sent_text import SentText
 from tests.fakes.journal_fields import context_fields, iso, ms, provenance_fields
 from tests.fakes.memory import Memory
 from tests.fakes.outbox import MemoryOutbox
-from tests.fakes.risk_memory import journal_denial, learn
+from tests.fakes.risk_memory import RiskDenial, journal_denial, learn
 from tests.fakes.users import MemoryUsers
 
 _TERMINAL = {

@@ -54,9 +54,7 @@ def _guarded() -> Guarded:
         clock=world.clock,
         policy=policy,
         proofs=ProofFlows(keys=world.keys, store=world.store, clock=world.clock, issuer=policy.bank_name),
-        risk=RiskFlows(
-            memory=memory, clock=world.clock, policy=RiskPolicy(default_rules()), sim_swap=operator
-        ),
+        risk=RiskFlows(clock=world.clock, policy=RiskPolicy(default_rules()), sim_swap=operator),
     )
     return Guarded(world, operator, memory)
 

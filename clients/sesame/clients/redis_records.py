@@ -29,7 +29,6 @@ from sesame.server.domain.operation import ChangePhone, MalformedEncoding, Opera
 from sesame.server.domain.privacy import mask_phone
 from sesame.server.domain.proof import IssuedProof
 from sesame.server.domain.risk import RiskAssessment, RiskDecision, RiskReason
-from sesame.server.domain.risk_signals import RiskDenial
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MS = timedelta(milliseconds=1)
@@ -275,24 +274,11 @@ def opened_entry(challenge: Challenge, context: RequestContext) -> list[Field]:
     ]  # fmt: skip
 
 
-def denial_entry(denial: RiskDenial) -> list[Field]:
-    """Journal entry of a DENY of the risk rules (decision 0042): the operation refused as Start would have
-    journaled it, the number masked, the reasons and the rules' version; no challenge, no code. Start's step
-    (open_challenge.lua, decision 0045) writes the same entry: `denial_head`, then from the phone on."""
-    return [
-        *denial_head(denial.user_id, denial.at, denial.operation, denial.detail),
-        "phone", mask_phone(denial.phone) if denial.phone else "",
-        "decision", "deny",
-        "reasons", ",".join(denial.codes),
-        "rules", ",".join(denial.rules),
-        "rules_version", denial.rules_version,
-        *context_fields(denial.context),
-    ]  # fmt: skip
-
-
 def denial_head(user_id: str, at: datetime, op: str, detail: Operation | None) -> list[Field]:
-    """A denial entry's fields before the number: the event, its instant, the user, the operation's kind
-    and, when known, the operation refused (its digest and encoding, as an opening journals it)."""
+    """A DENY's journal entry's fields before the number (decision 0042; open_challenge.lua adds the masked
+    number, the decision, reasons, rules, version and context): the event, its instant, the user, the
+    operation's kind and, when known, the operation refused (its digest and encoding, as an opening journals
+    it)."""
     refused = [] if detail is None else ["op_digest", digest(detail).hex(), *operation_fields(detail)]
     return ["event", "risk.denied", "at", iso(at), "user_id", user_id, "op", op, *refused]
 

@@ -72,7 +72,7 @@ def question(
         # An object even when empty: cjson reads [] and {} alike, Python writes {} for an empty dict.
         "given": {name: given[name] for name in GIVEN if name in given},
     }
-    if denial is not None:  # the entry record_risk_denial.lua journals, less what the step adds (0042)
+    if denial is not None:  # the DENY's journal entry, less what the step adds (decision 0042)
         head = rec.denial_head(denial.user_id, now, kind(operation).name.lower(), operation)
         asked |= {
             "denied": [str(value) for value in head],

@@ -339,7 +339,6 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
     tally = MetricsTally(metrics)
     risk = risk or RiskWiring()
     risk_flows = RiskFlows(
-        memory=metered_store.risk_memory(),  # its scripts timed at the same funnel
         clock=clock,
         policy=RiskPolicy(risk.settings.rules, risk.settings.limits),
         sim_swap=risk.sim_swap,

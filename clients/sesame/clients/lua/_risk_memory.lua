@@ -1,5 +1,5 @@
 -- The user's risk memory (docs/risk.md, decision 0032): read, and fed, by the steps that need
--- it. A piece, not a script: read_user_risk, open_challenge and record_verification include it.
+-- it. A piece, not a script: open_challenge and record_verification include it.
 -- The memory's parts, in this order: the sorted sets payees, added, ips, devices, ops (member -> unix ms), then
 -- the list of amounts ("<currency>:<minor>", newest first); all in the user's {u:<t>} slot.
 
@@ -12,14 +12,6 @@ local function risk_fetch(user, parts)
   end
   reply[#reply + 1] = redis.call('LRANGE', parts[6], 0, -1)
   return reply
-end
-
--- As risk_fetch, nil when there is no such user.
-local function risk_read(user, parts)
-  if redis.call('EXISTS', user) == 0 then
-    return nil
-  end
-  return risk_fetch(user, parts)
 end
 
 -- Remember what a VERIFIED challenge teaches: each sorted set keeps its newest entries only, the amounts list

@@ -1,5 +1,5 @@
 -- The risk signals and rules, in a script's step (docs/risk.md): the same signals as risk_signals.signals and the
--- same decision as RuleSet.assess, from the user's memory as risk_read reads it (_risk_memory.lua) and the
+-- same decision as RuleSet.assess, from the user's memory as risk_fetch reads it (_risk_memory.lua) and the
 -- rules compiled at boot to a JSON program (sesame.clients.risk_program). A piece, not a script.
 -- The two evaluators are held equal by tests/contracts/test_risk_rules_lua.py (random memories, operations
 -- and rule sets, through a real Redis): instants are unix ms on both sides. What only the caller knows (the
@@ -24,7 +24,7 @@ local function median(sorted)
   return (sorted[n / 2] + sorted[n / 2 + 1]) / 2
 end
 
--- read: risk_read's reply {user hash pairs, payees, added, ips, devices, ops, amounts}
+-- read: risk_fetch's reply {user hash pairs, payees, added, ips, devices, ops, amounts}
 -- x (the question, risk_program.question): {op, now (unix ms), payee, amount_minor, currency, ip, device
 -- (fingerprints, '' for none), given (signals computed by the caller)}. Returns the signals by name.
 local function risk_signals(read, x)

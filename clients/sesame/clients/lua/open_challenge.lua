@@ -30,7 +30,7 @@
 -- {'destination', phone} (not every number of its calling code may be sent to: Start checks its region),
 -- {'phone_changed'}, {'exists'} (the id was already used: the journal outlives the hash),
 -- {'exhausted', budget index (0-based), wait_ms}, {'risk_denied', kept assessment} (journaled in the user's
--- sealed journal as record_risk_denial.lua journals it, decision 0042; nothing else written) or
+-- sealed journal, decision 0042; nothing else written) or
 -- {'sim_number', phone} (the SIM-swap answer is about another number than the stored one: asked again).
 -- 'opened' has a 5th element, the kept assessment, when the rules decided.
 --#include _send_budgets.lua
@@ -124,7 +124,7 @@ if risk_program ~= '-' then
   risk_entry = {'risk_decision', RISK_DECISIONS[decision], 'risk_reasons', table.concat(codes, ','),
     'risk_rules', table.concat(matched, ','), 'risk_rules_version', program.version}
   if decision == 4 then
-    -- The entry record_risk_denial.lua journals (redis_records.denial_entry, decision 0042): sealed evidence.
+    -- The DENY's entry (redis_records.denial_head, then the fields below; decision 0042): sealed evidence.
     local denial = {}
     for _, v in ipairs(x.denied) do denial[#denial + 1] = v end
     for _, v in ipairs({'phone', mask_phone(phone), 'decision', 'deny', 'reasons', risk_entry[4],

@@ -51,11 +51,7 @@ if TYPE_CHECKING:
     from sesame.server.domain.opening import Opened, Opening
     from sesame.server.domain.proof import IssuedProof
     from sesame.server.domain.risk import RiskAssessment
-    from sesame.server.domain.risk_signals import (
-        RiskDenial,
-        SimSwapStatus,
-        UserRisk,
-    )
+    from sesame.server.domain.risk_signals import SimSwapStatus
     from sesame.server.domain.sent_text import SentText
 
 
@@ -428,23 +424,6 @@ class Clock(Protocol):
 
     def now(self) -> datetime:
         """The current instant."""
-        ...
-
-
-class RiskMemory(Protocol):
-    """What Sésame remembers of each user for the risk rules (docs/risk.md): bounded, expiring, in the user's
-    place; fingerprints only."""
-
-    async def user_and_history(self, user_id: str) -> UserRisk:
-        """The user and its risk memory, in one atomic read. UserNotFound."""
-        ...
-
-    async def record_denial(self, denial: RiskDenial) -> None:
-        """Journal a DENY in the user's journal (numbered and sealed like every entry: decision 0042)."""
-        ...
-
-    async def denials(self, user_id: str) -> list[dict[str, str]]:
-        """The DENY entries of the user's journal, oldest first (empty when none)."""
         ...
 
 

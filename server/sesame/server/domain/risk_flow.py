@@ -5,7 +5,8 @@ knows (the operator's SIM answer for a sensitive operation, the bank's forwarded
 memory, computes the other signals and applies the rules (`_risk_rules.lua`; the fake store: `assess`, the
 Python evaluator), keeps the decision with the challenge or refuses a DENY with its denial journaled
 in the user's sealed journal (decision 0042).
-`read`/`decide` are the same evaluation in Python over a read of the memory (the unit tests' path).
+`assess` is the same evaluation in Python (the fake store's step, held equal to the Lua one by
+tests/contracts/test_risk_rules_lua.py).
 `lesson` is what a VERIFIED challenge teaches the memory, in record_verification's own step (decision 0032).
 """
 
@@ -23,7 +24,6 @@ from sesame.server.domain.risk import RiskAssessment, RiskDecision, RiskReason, 
 from sesame.server.domain.risk_recall import DEFAULT_USERS, RiskRecall
 from sesame.server.domain.risk_signals import (
     SIM_SWAP_OFF,
-    RiskDenial,
     RiskLesson,
     RiskLimits,
     SimSwapStatus,
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from sesame.server.domain.challenges import StartRequest, VerifyRequest
     from sesame.server.domain.model import RequestContext, User
     from sesame.server.domain.operation import Operation
-    from sesame.server.domain.ports import Clock, RiskMemory, RiskMeter, SimSwapCheck
+    from sesame.server.domain.ports import Clock, RiskMeter, SimSwapCheck
     from sesame.server.domain.risk_signals import RiskHistory
 
 _log = logging.getLogger("sesame.risk")
@@ -84,23 +84,16 @@ class RiskFlows:
     def __init__(
         self,
         *,
-        memory: RiskMemory,
         clock: Clock,
         policy: RiskPolicy,
         sim_swap: SimSwapCheck | None = None,
         meter: RiskMeter | None = None,
     ) -> None:
         self._recall = RiskRecall(policy.recall_users)
-        self._memory = memory
         self._clock = clock
         self._policy = policy
         self._sim_swap = sim_swap
         self._meter = meter or _Unmetered()
-
-    async def read(self, user_id: str) -> UserRisk:
-        """The user with its risk memory, in one read (the replay's and the tests' Python evaluator).
-        UserNotFound."""
-        return await self._memory.user_and_history(user_id)
 
     async def question(self, request: StartRequest, number: str | None = None) -> RiskQuestion:
         """What Start's step asks the rules (decision 0045): the signals only the caller knows, and, for a
@@ -148,65 +141,9 @@ class RiskFlows:
         """The decision on an operation no rule can match (`reads` false): ALLOW, nothing read."""
         return RiskAssessment(RiskDecision.ALLOW, (), self._policy.rules.version)
 
-    async def decide(self, found: UserRisk, request: StartRequest) -> RiskAssessment:
-        """The decision on the user's operation (never DENY), counted. RiskDenied, journaled."""
-        assessment = await self.judge(found, request)
-        await self.refuse_denied(found, request, assessment)
-        self.count(request.operation, assessment)
-        return assessment
-
-    async def judge(self, found: UserRisk, request: StartRequest) -> RiskAssessment:
-        """What the rules say of the operation on this read of the user's memory (uncounted, not acted on)."""
-        sim = await self._sim(found.user, request.operation)
-        now = self._clock.now()
-        named = signals(
-            operation=request.operation,
-            user=found.user,
-            history=found.history,
-            context=request.context,
-            sim=sim,
-            now=now,
-            forwarded=request.forwarded,
-        )
-        assessment = self._policy.rules.assess(named)
-        return replace(assessment, payee_added_at=_new_payee(assessment, request.operation, found, now))
-
     def count(self, operation: Operation, assessment: RiskAssessment) -> None:
         """Count the decision Start acts on (once per Start, whatever it read)."""
         self._meter.decided(kind(operation).name.lower(), assessment)
-
-    async def refuse_denied(self, found: UserRisk, request: StartRequest, assessment: RiskAssessment) -> None:
-        """A DENY: counted, journaled in the sealed user journal, raised (RiskDenied). Otherwise nothing."""
-        if assessment.decision is RiskDecision.DENY:
-            self.count(request.operation, assessment)
-            user_id, op, context = found.user.user_id, kind(request.operation).name.lower(), request.context
-            denial = RiskDenial(
-                user_id,
-                self._clock.now(),
-                op,
-                assessment.codes,
-                assessment.rules,
-                assessment.rules_version,
-                context,
-                request.operation,
-                found.user.secure_phone,
-            )
-            await self._memory.record_denial(denial)
-            raise RiskDenied(
-                user_id,
-                assessment.codes,
-                tuple(reason.description for reason in assessment.reasons),
-                assessment.rules_version,
-            )
-
-    async def _sim(self, user: User, operation: Operation) -> SimSwapStatus:
-        """What the operator says of the secure number's SIM; its silence is a signal, never a yes."""
-        if kind(operation) not in SENSITIVE:
-            return NOT_ASKED
-        if self._sim_swap is None:
-            self._meter.sim_swap(SIM_SWAP_OFF.state)
-            return SIM_SWAP_OFF
-        return await self._sim_of(user.secure_phone)
 
     async def _sim_of(self, number: str) -> SimSwapStatus:
         """The operator's answer about `number` (configured), counted; unavailable when it fails."""

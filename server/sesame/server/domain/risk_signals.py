@@ -314,22 +314,3 @@ class UserRisk:
 
     user: User
     history: RiskHistory
-
-
-@dataclass(frozen=True, slots=True)
-class RiskDenial:
-    """A DENY as the user's journal keeps it: which operation, why, by which rules, from where (0042).
-
-    `detail` is the operation refused (journaled as Start journals an opening: encoded, except a number
-    change, whose encoding holds the new number); `phone` the user's secure number (journaled masked).
-    """
-
-    user_id: str
-    at: datetime
-    operation: str  # the operation's kind, lower case
-    codes: tuple[str, ...]
-    rules: tuple[str, ...]
-    rules_version: str
-    context: RequestContext
-    detail: Operation | None = None
-    phone: str = ""
