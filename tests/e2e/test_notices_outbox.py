@@ -26,7 +26,7 @@ from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisState
 from tests.e2e.helpers import IBAN, PHONE
-from tests.support.outbox import sms_in
+from tests.support.outbox import keys_holding, sms_in
 from tests.support.serve_process import ServeProcess, start_dispatch, start_serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -181,3 +181,61 @@ async def test_the_phone_changed_notice_queued_by_the_change_survives_the_server
         "fr/phone_changed",
         hashlib.sha256(notice["text"].encode()).hexdigest(),
     )
+
+
+async def test_the_phone_changed_notice_queued_by_an_override_survives_the_servers_death(
+    tmp_path: Path,
+    redis_server: EmbeddedRedis,
+    redis_client: aioredis.Redis,
+    redis_store: RedisState,
+    stopped: list[ServeProcess],
+) -> None:
+    """OverrideSecurePhone (no challenge) answers `old_phone_notified` (queued in its step, the old number
+    kept beside the user, not in the outbox entry); the server is SIGKILLed with no dispatcher running, and
+    a dispatcher started afterwards sends the notice once to the old number, journals it with its text's
+    hash and template, and deletes what it kept: nothing in Redis holds the old number any more (0041)."""
+    var = tmp_path / "var"
+    chosen = {"SESAME_REDIS_URL": redis_server.url, "SESAME_DISPATCHERS": "0"}
+    serving = start_serve(var, settings=chosen)
+    stopped.append(serving)
+    sms_file = var / "sms.jsonl"
+    async with grpc.aio.insecure_channel(serving.address) as channel:
+        enrol = enrol_grpc.EnrollmentServiceStub(channel)
+        await enrol.EnrollUser(
+            enrol_pb.EnrollUserRequest(user_id="alice", client_id="acme", secure_phone=PHONE)
+        )
+        overridden = await enrol.OverrideSecurePhone(
+            enrol_pb.OverrideSecurePhoneRequest(
+                user_id="alice",
+                new_phone=NEW_PHONE,
+                operator="ops-1",
+                reason="lost phone, identity checked",
+                request_id="o-1",
+                actor="ops-1",
+            )
+        )
+    assert overridden.old_phone_notified  # queued, in the override's own step
+    entries = await redis_client.xrange(Keyspace().outbox())
+    assert [(f[b"challenge_id"], f[b"user_id"], f[b"notice"]) for _, f in entries] == [
+        (b"", b"alice", b"phone_changed")
+    ]
+    assert not any(PHONE[1:].encode() in value for _, f in entries for value in f.values())
+    (kept,) = await keys_holding(redis_client, PHONE)  # the notice's addressee, and nothing else
+    assert b":notice:alice:" in kept
+    assert 0 < await redis_client.pttl(kept) <= 7 * 86_400_000  # the longest notice age at most
+    assert not sms_file.exists() or _notices(sms_file) == []
+    _killed(serving)
+    sender = start_dispatch(var, chosen)
+    stopped.append(sender)
+    await _until(lambda: _outbox_empty(redis_client))
+    (notice,) = _notices(sms_file)
+    assert notice["to"] == PHONE  # the old number
+    assert "numéro sécurisé a été changé pour le +33*******32" in notice["text"]
+    journal = await redis_store.users.user_journal("alice")
+    (sent,) = [e for e in journal if e["event"] == "user.notice"]
+    assert (sent["kind"], sent["outcome"], sent["phone"]) == ("phone_changed", "sent", "+33*******78")
+    assert (sent["template"], sent["text_sha256"]) == (
+        "fr/phone_changed",
+        hashlib.sha256(notice["text"].encode()).hexdigest(),
+    )
+    assert await keys_holding(redis_client, PHONE) == []

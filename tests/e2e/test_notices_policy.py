@@ -14,6 +14,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+import redis.asyncio as aioredis
 import smpp34
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
@@ -25,6 +26,7 @@ from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisState
 from tests.e2e.helpers import IBAN, PHONE
 from tests.e2e.test_sms_dead_letters import dead_letters_command
+from tests.support.outbox import keys_holding
 from tests.support.serve_process import ServeProcess, start_serve
 from tests.support.smsc import Smsc, serving_in_thread
 
@@ -150,3 +152,46 @@ async def test_a_notice_no_provider_takes_is_dead_lettered(
     ]
     challenge = await redis_store.challenges.get_challenge(challenge_id)
     assert challenge.delivery_reason == ""  # the code's own delivery: the notice's failure is not its
+
+
+async def test_an_override_notice_no_provider_takes_is_dead_lettered_and_its_old_number_dropped(  # noqa: PLR0913, PLR0917 (its fixtures)
+    tmp_path: Path,
+    smsc: Smsc,
+    redis_server: EmbeddedRedis,
+    redis_client: aioredis.Redis,
+    redis_store: RedisState,
+    stopped: list[ServeProcess],
+) -> None:
+    """OverrideSecurePhone queues its notice (decision 0041); SMPP alone refuses the number: the notice is
+    dead-lettered, journaled failed with its text's record, listed masked with its kind, and the old number
+    its step kept for the dispatcher is deleted in the same step: no key in Redis holds it any more."""
+    smsc.accept_first, smsc.refuse_with = 0, smpp34.ESME_RINVDSTADR
+    stopped.append(serving := _serve(tmp_path / "var", smsc, redis_server.url, "smpp"))
+    async with grpc.aio.insecure_channel(serving.address) as channel:
+        enrol = enrol_grpc.EnrollmentServiceStub(channel)
+        enrolment = enrol_pb.EnrollUserRequest(user_id="pia", client_id="acme", secure_phone=PHONE)
+        await enrol.EnrollUser(enrolment)
+        overridden = await enrol.OverrideSecurePhone(
+            enrol_pb.OverrideSecurePhoneRequest(
+                user_id="pia",
+                new_phone="+33698765432",
+                operator="ops-1",
+                reason="lost phone, identity checked",
+                request_id="o-1",
+                actor="ops-1",
+            )
+        )
+    assert overridden.old_phone_notified  # queued: whether it left is the journal's
+    entry = await _notice_entry(redis_store, "pia", "failed")
+    assert (entry["kind"], entry["reason"], entry["phone"], entry["template"]) == (
+        "phone_changed",
+        "bad_number",
+        "+33*******78",
+        "fr/phone_changed",
+    )
+    lines = await asyncio.to_thread(dead_letters_command, {"SESAME_REDIS_URL": redis_server.url})
+    mine = [line.split("\t") for line in lines[1:] if "\tpia\t" in line]
+    assert [fields[2:7] + fields[-1:] for fields in mine] == [
+        ["pia", "+33*******78", "failed", "bad_number", "bad_number", "phone_changed"]
+    ]
+    assert await keys_holding(redis_client, PHONE) == []

@@ -26,8 +26,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 async def test_a_number_change_notice_is_sealed_and_archived_in_its_place(
     live: Live, keystore: Pkcs11KeyStore
 ) -> None:
-    """Override (the old number gets a notice), then suspend: the user's journal, sealed and archived, holds
-    the notice numbered between the two, and `journal verify` finds nothing missing."""
+    """Override (its step queues the notice to the old number; the dispatcher sends it and record_notice.lua
+    journals it, decision 0041), then suspend: the user's journal, sealed and archived, holds the notice
+    numbered between the two, and `journal verify` finds nothing missing."""
     user_id = await enrolled(live)
     await live.enrol.OverrideSecurePhone(
         enrol_pb.OverrideSecurePhoneRequest(
@@ -39,6 +40,7 @@ async def test_a_number_change_notice_is_sealed_and_archived_in_its_place(
             actor="ops-1",
         )
     )
+    await settled(live.store)
     await live.enrol.SuspendUser(
         enrol_pb.SuspendUserRequest(user_id=user_id, request_id="sus-1", actor="ops-1", reason="stolen")
     )

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sesame.server.domain.dispatching import Backlog, DeadLetter, FailedTry, NoticeFailure, QueuedSms
+from sesame.server.domain.dispatching import (
+    Backlog,
+    DeadLetter,
+    FailedTry,
+    NoticeAddressee,
+    NoticeFailure,
+    QueuedSms,
+)
 from sesame.server.domain.errors import ChallengeNotFound
 from sesame.server.domain.lifecycle import UserNotice
 from sesame.server.domain.model import Challenge, DeliveryState
@@ -42,12 +49,26 @@ class MemoryOutbox:
         self._entries: dict[str, QueuedSms] = {}  # in queue order (dicts keep insertion order)
         self._pending: dict[str, _Pending] = {}
         self.dead: list[DeadLetter] = []  # oldest first
+        # As the addressee hashes beside the users: an override notice's old number, by notice id (0041).
+        self.addressees: dict[str, NoticeAddressee] = {}
 
     def queue(self, challenge_id: str, at: datetime, notice: str = "", until: datetime | None = None) -> None:
         """Append an entry (what the store does in the step that opens, resends, or makes a change a notice
         reports)."""
         entry_id = f"{next(self._ids)}-0"
         self._entries[entry_id] = QueuedSms(entry_id, challenge_id, at, notice, until)
+
+    def queue_override(self, user_id: str, at: datetime, addressee: NoticeAddressee) -> None:
+        """Append an override's phone-changed notice, its addressee kept beside (change_secure_phone.lua)."""
+        entry_id = f"{next(self._ids)}-0"
+        notice_id = f"n{entry_id}"
+        self.addressees[notice_id] = addressee
+        self._entries[entry_id] = QueuedSms(
+            entry_id, "", at, "phone_changed", user_id=user_id, notice_id=notice_id
+        )
+
+    async def addressee(self, queued: QueuedSms) -> NoticeAddressee | None:
+        return self.addressees.get(queued.notice_id)
 
     async def take(self, consumer: str, count: int, wait: timedelta) -> list[QueuedSms]:
         fresh = [e for entry_id, e in self._entries.items() if entry_id not in self._pending][:count]
@@ -134,6 +155,7 @@ class MemoryOutbox:
             return FailedTry(tries)
         await users.record_user_notice(user_id, notice, outcome="failed", extra=extra | {"reason": reason})
         self._entries.pop(queued.entry_id, None)
+        self.addressees.pop(queued.notice_id, None)
         self._pending.pop(queued.entry_id, None)
         letter = DeadLetter(
             letter_id=f"{len(self.dead) + 1}-0",
@@ -154,6 +176,7 @@ class MemoryOutbox:
     async def settle_notice(self, queued: QueuedSms, user_id: str, notice: UserNotice) -> None:
         await self._store.record_notice(user_id, notice)  # first: a failure leaves the entry pending
         self._entries.pop(queued.entry_id, None)
+        self.addressees.pop(queued.notice_id, None)
         self._pending.pop(queued.entry_id, None)
 
     async def backlog(self) -> Backlog:

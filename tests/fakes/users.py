@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime
 
+from sesame.server.domain.dispatching import NoticeAddressee
 from sesame.server.domain.errors import (
     ChallengeMismatch,
     RequestIdReused,
@@ -209,8 +210,12 @@ class MemoryUsers:
             )
             self._m._changes[key] = change.fingerprint
             # As change_secure_phone.lua: the notice to the old number queued in the step (decision 0041).
-            if isinstance(change.authority, ByChallenge) and self._m.outbox is not None:
-                self._m.outbox.queue(change.authority.challenge_id, ms(change.at), "phone_changed")
+            if self._m.outbox is not None:
+                if isinstance(change.authority, ByChallenge):
+                    self._m.outbox.queue(change.authority.challenge_id, ms(change.at), "phone_changed")
+                else:  # an override's: the old number kept beside the user for the dispatcher
+                    addressee = NoticeAddressee(user.secure_phone, change.new_phone, user.locale)
+                    self._m.outbox.queue_override(change.user_id, ms(change.at), addressee)
             return PhoneChanged(PhoneChangeOutcome.CHANGED, self._m._users[change.user_id], user.secure_phone)
 
     async def applied_change(self, user_id: str, request_id: str) -> str | None:

@@ -69,6 +69,11 @@ class Keyspace:
         """The request ids of the lifecycle changes applied to the user, with their fingerprints."""
         return f"{self._user_place(user_id)}:changes:{user_id}"
 
+    def user_notice(self, user_id: str, notice_id: str) -> str:
+        """An override's phone-changed notice's addressee (the old number): kept until the notice is sent or
+        dead-lettered, expiring after the longest notice age (decision 0041)."""
+        return f"{self._user_place(user_id)}:notice:{user_id}:{notice_id}"
+
     def user_pending(self, user_id: str) -> str:
         """The user's challenges that may still be open, scored by their expiry (unix ms)."""
         return f"{self._user_place(user_id)}:pending:{user_id}"

@@ -22,7 +22,7 @@ from sesame.clients import redis_records as rec
 from sesame.clients.redis_dead_letters import RedisDeadLetters
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_scripts import Scripts, stored_challenge, translated
-from sesame.server.domain.dispatching import Backlog, FailedTry, NoticeFailure, QueuedSms
+from sesame.server.domain.dispatching import Backlog, FailedTry, NoticeAddressee, NoticeFailure, QueuedSms
 from sesame.server.domain.errors import ChallengeNotFound
 from sesame.server.domain.lifecycle import UserNotice
 from sesame.server.domain.model import Challenge, DeliveryState
@@ -161,9 +161,22 @@ class RedisOutbox:
     async def settle_notice(self, queued: QueuedSms, user_id: str, notice: UserNotice) -> None:
         """record_notice.lua: the notice in the user's journal (sealed, with its text's hash and template
         version), the entry acknowledged and deleted."""
-        keys = [self._keys.user_journal(user_id), self._stream]
+        keys = [self._keys.user_journal(user_id), self._stream, *self._addressee_key(queued)]
         entry = rec.notice_entry(user_id, notice, "challenge_id", queued.challenge_id)
         await self._scripts.run("record_notice", keys, [GROUP, queued.entry_id, *entry])
+
+    async def addressee(self, queued: QueuedSms) -> NoticeAddressee | None:
+        """HGETALL of the override notice's addressee hash, on the outbox's connection."""
+        (key,) = self._addressee_key(queued)
+        with translated():
+            raw = cast("dict[bytes, bytes]", await self._client.hgetall(key))
+        if not raw:
+            return None
+        return NoticeAddressee(raw[b"phone"].decode(), raw[b"new_phone"].decode(), raw[b"locale"].decode())
+
+    def _addressee_key(self, queued: QueuedSms) -> list[str]:
+        """The key of the hash an override's notice names (decision 0041); none for other entries."""
+        return [self._keys.user_notice(queued.user_id, queued.notice_id)] if queued.notice_id else []
 
     async def fail(
         self, queued: QueuedSms, failure: str, at: datetime, allowed: int, *, text: SentText | None = None
@@ -199,7 +212,12 @@ class RedisOutbox:
         self, queued: QueuedSms, user_id: str, notice: UserNotice, failed: NoticeFailure
     ) -> FailedTry:
         """record_failed_notice.lua: another try later, or the dead letter, in one step (decision 0041)."""
-        keys = [self._keys.user_journal(user_id), self._stream, self._keys.dead_letters()]
+        keys = [
+            self._keys.user_journal(user_id),
+            self._stream,
+            self._keys.dead_letters(),
+            *self._addressee_key(queued),
+        ]
         args = [
             GROUP,
             queued.entry_id,
@@ -270,6 +288,8 @@ def _queued(
         until=rec.from_ms(until) if until else None,
         challenge=_readable(challenge or {}),
         trace=fields.get(b"trace", b"").decode(),
+        user_id=fields.get(b"user_id", b"").decode(),
+        notice_id=fields.get(b"notice_id", b"").decode(),
     )
 
 

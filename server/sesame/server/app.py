@@ -366,9 +366,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
             risk=risk_flows,
             recent=recent,
         ),
-        enrollment=EnrollmentFlows(
-            store=metered_store, clock=clock, sms=metered_sms, policy=lifecycle, tally=tally
-        ),
+        enrollment=EnrollmentFlows(store=metered_store, clock=clock, policy=lifecycle, tally=tally),
         proofs=proofs,
         clock=clock,
         probes={"state store": store, "key store": keys},

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from opentelemetry import propagate, trace
 
+from sesame.server.domain.dispatching import NOTICE_MAX_AGE_LIMIT
 from sesame.server.domain.errors import HsmUnavailable, KeyNotFound, StoreUnavailable
 from sesame.server.tracing import recording
 
@@ -60,7 +61,9 @@ def read_dispatch(reader: EnvReader) -> DispatchSettings:
         claim_idle=timedelta(seconds=reader.integer("SESAME_OUTBOX_CLAIM_IDLE_SECONDS", 30, 1, 3600)),
         max_tries=reader.integer("SESAME_SMS_MAX_TRIES", 1, 1, 20),
         notice_max_age=timedelta(
-            seconds=reader.integer("SESAME_NOTICE_MAX_AGE_SECONDS", 86_400, 60, 7 * 86_400)
+            seconds=reader.integer(
+                "SESAME_NOTICE_MAX_AGE_SECONDS", 86_400, 60, NOTICE_MAX_AGE_LIMIT // timedelta(seconds=1)
+            )
         ),
     )
 

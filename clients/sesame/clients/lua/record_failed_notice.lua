@@ -8,7 +8,8 @@
 -- dead letters stream (bounded, expiring); otherwise the entry stays pending, claimed again once idle, and
 -- the failed try is journaled (outcome try_failed).
 -- KEYS[1] the user's journal stream ({u:<t>}), KEYS[2] the outbox stream, KEYS[3] the dead letters stream
--- (both {outbox}: the script spans the two slots on purpose, as record_notice.lua).
+-- (both {outbox}: the script spans the two slots on purpose, as record_notice.lua), KEYS[4] (an override's
+-- notice only) its addressee hash ({u:<t>}), deleted with a dead letter: the old number goes with it.
 -- ARGV[1] consumer group, ARGV[2] entry id, ARGV[3] the failure (a DeliveryFailure reason, or `expired`),
 -- ARGV[4] tries allowed (0: none more), ARGV[5] now (unix ms), ARGV[6] the notice's age limit (unix ms: its
 -- queued_at plus the limit), ARGV[7] dead letters kept at most, ARGV[8] dead letters' lifetime (ms),
@@ -51,6 +52,9 @@ if not reason then
 end
 redis.call('XACK', outbox, group, entry_id)
 redis.call('XDEL', outbox, entry_id)
+if KEYS[4] then
+  redis.call('DEL', KEYS[4])
+end
 redis.call('XADD', dead, 'MAXLEN', '~', ARGV[7], '*',
            'challenge_id', ARGV[10], 'user_id', ARGV[11], 'phone', ARGV[12], 'state', 'failed', 'reason', reason,
            'failure', failure, 'tries', tostring(tries), 'queued_at', ARGV[9], 'at', tostring(now),

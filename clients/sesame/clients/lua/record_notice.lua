@@ -2,7 +2,8 @@
 -- sent or failed, with the number masked, and acknowledge and delete the entry, in one step: a notice the
 -- gateway took and that was journaled is never sent again; one whose dispatcher died before this step is
 -- claimed by another and sent again (at least once, as a code SMS: docs/decisions/0025).
--- KEYS[1] the user's journal stream ({u:<t>}), KEYS[2] the outbox stream ({outbox}: two slots on purpose).
+-- KEYS[1] the user's journal stream ({u:<t>}), KEYS[2] the outbox stream ({outbox}: two slots on purpose),
+-- KEYS[3] (an override's notice only) its addressee hash ({u:<t>}), deleted: the old number goes with it.
 -- ARGV[1] the consumer group, ARGV[2] the entry id, ARGV[3 ..] journal field/value pairs.
 -- Returns 1.
 local entry = {}
@@ -10,4 +11,7 @@ for i = 3, #ARGV do entry[#entry + 1] = ARGV[i] end
 journal_append(KEYS[1], entry)
 redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[2], ARGV[2])
+if KEYS[3] then
+  redis.call('DEL', KEYS[3])
+end
 return 1

@@ -54,6 +54,25 @@ class QueuedSms:
     trace: str = (
         ""  # the W3C traceparent of the Start that queued it ('' none): its dispatch joins that trace
     )
+    # An override's notice names no challenge (decision 0041): its user, and the notice whose addressee
+    # the user's place holds until it is sent or dead-lettered ('' for every other entry).
+    user_id: str = ""
+    notice_id: str = ""
+
+
+# The longest SESAME_NOTICE_MAX_AGE_SECONDS allows: an override's notice keeps its addressee (the old number)
+# no longer than this past its change, whatever the dispatchers' setting (decision 0041).
+NOTICE_MAX_AGE_LIMIT = timedelta(days=7)
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeAddressee:
+    """Whom an override's phone-changed notice goes to: the old number, and what its text shows (the new
+    number, masked by the text) in the user's locale; kept beside the user only until the notice settles."""
+
+    phone: str
+    new_phone: str
+    locale: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +219,8 @@ class Dispatcher:
         An HSM or store failure raises, leaving the entry pending (it is claimed and tried again); a send
         no provider took is a failed try: tried again later, or dead-lettered (docs/decisions/0033).
         """
+        if queued.notice_id:
+            return await self._notify_override(queued)
         challenge = queued.challenge
         if challenge is None:
             try:
@@ -251,42 +272,60 @@ class Dispatcher:
         took follows a code's policy (decision 0041): tried again, or dead-lettered once its tries are spent,
         every provider gave its final word, or the notice is older than its age limit (never sent late)."""
         text = notices.notice_text(queued, challenge, self._bank_name, self._templates)
-        record = (
-            sent_text.notice(Kind(queued.notice), challenge.locale, text, self._templates) if text else None
+        return await self._send_notice(queued, challenge.user_id, challenge.phone, challenge.locale, text)
+
+    async def _notify_override(self, queued: QueuedSms) -> Dispatched:
+        """An override's phone-changed notice (decision 0041): to the old number its step kept beside the
+        user for it. Gone (the outbox outlived it): dead-lettered as expired, never sent."""
+        addressee = await self._outbox.addressee(queued)
+        if addressee is None:
+            now = self._clock.now()
+            failed = UserNotice(queued.notice, "", False, "", now, None)
+            return await self._notice_failed(
+                queued, queued.user_id, failed, NoticeFailure("expired", now, 0, now)
+            )
+        text = sms_text.phone_changed_notice(
+            self._bank_name, addressee.new_phone, addressee.locale, self._templates
         )
-        to = challenge.phone
+        return await self._send_notice(queued, queued.user_id, addressee.phone, addressee.locale, text)
+
+    async def _send_notice(
+        self, queued: QueuedSms, user_id: str, to: str, locale: str, text: str
+    ) -> Dispatched:
+        """Send one notice's text to `to` and settle its entry (the policy of `_notify`)."""
+        record = sent_text.notice(Kind(queued.notice), locale, text, self._templates) if text else None
         now = self._clock.now()
         if not text:
             # A notice this version cannot word: nothing to try again (journaled failed, for the back office).
             notice = UserNotice(queued.notice, to, False, "", now, record)
-            await self._outbox.settle_notice(queued, challenge.user_id, notice)
+            await self._outbox.settle_notice(queued, user_id, notice)
             return Dispatched(Outcome.NOTICE_FAILED)
         stale_at = queued.queued_at + self._notice_max_age
         failed = UserNotice(queued.notice, to, False, "", now, record)
         if now >= stale_at:
             return await self._notice_failed(
-                queued, challenge, failed, NoticeFailure("expired", now, 0, stale_at)
+                queued, user_id, failed, NoticeFailure("expired", now, 0, stale_at)
             )
         try:
             sent = await self._sms.send(SmsMessage(to, text, "", reference=queued.entry_id))
         except DeliveryRefused as refused:
             why = NoticeFailure(refused.reason, self._clock.now(), 0, stale_at)
-            return await self._notice_failed(queued, challenge, failed, why)
+            return await self._notice_failed(queued, user_id, failed, why)
         except DeliveryFailed as exc:
             why = NoticeFailure(exc.reason, self._clock.now(), self._max_tries, stale_at)
-            return await self._notice_failed(queued, challenge, failed, why)
+            return await self._notice_failed(queued, user_id, failed, why)
         notice = UserNotice(queued.notice, to, True, sent.provider_ref, sent.sent_at, record)
-        await self._outbox.settle_notice(queued, challenge.user_id, notice)
+        await self._outbox.settle_notice(queued, user_id, notice)
         return Dispatched(Outcome.NOTICE_SENT, sent.sent_at)
 
     async def _notice_failed(
-        self, queued: QueuedSms, challenge: Challenge, notice: UserNotice, failed: NoticeFailure
+        self, queued: QueuedSms, user_id: str, notice: UserNotice, failed: NoticeFailure
     ) -> Dispatched:
         """A notice's try that did not reach the phone, in the outbox's one step: another try, or a dead
         letter."""
         _log.warning("%s notice not sent (%s)", queued.notice, failed.failure)
         notice = UserNotice(notice.kind, notice.to, False, "", failed.at, notice.text)
-        tried = await self._outbox.fail_notice(queued, challenge.user_id, notice, failed)
+        tried = await self._outbox.fail_notice(queued, user_id, notice, failed)
         if not tried.dead_letter:
             return Dispatched(Outcome.RETRY)
         return Dispatched(Outcome.DEAD_LETTERED, reason=tried.dead_letter)

@@ -3,7 +3,8 @@
 Each is queued in the atomic step that makes the change it reports (docs/decisions/0033): a block that
 starts queues the payer's alert (RTS Art. 4(4)), a VERIFIED add_beneficiary the notice with its date and
 time (the notification a court relied on to find that the payer had been told), a number changed by a
-verified `change_phone` challenge the notice to the old number (the challenge's). The dispatcher renders
+verified `change_phone` challenge the notice to the old number (the challenge's; an override's names the
+old number kept beside the user instead, decision 0041). The dispatcher renders
 the text from the challenge the entry names (its number, locale and operation) when it sends, and the
 outbox journals it as a user notice, sent or failed: never a code, the number masked.
 """

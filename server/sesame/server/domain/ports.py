@@ -15,7 +15,14 @@ if TYPE_CHECKING:
     from datetime import datetime, timedelta
 
     from sesame.server.domain.budgets import Charge
-    from sesame.server.domain.dispatching import Backlog, DeadLetter, FailedTry, NoticeFailure, QueuedSms
+    from sesame.server.domain.dispatching import (
+        Backlog,
+        DeadLetter,
+        FailedTry,
+        NoticeAddressee,
+        NoticeFailure,
+        QueuedSms,
+    )
     from sesame.server.domain.evidence_index import EvidenceMatch, IndexedOpening
     from sesame.server.domain.lifecycle import (
         ClientTermination,
@@ -356,6 +363,12 @@ class Outbox(Protocol):
     async def settle_notice(self, queued: QueuedSms, user_id: str, notice: UserNotice) -> None:
         """Journal the notice the entry held as the user's (sent or failed, the number masked) and remove
         the entry, in one atomic step (docs/decisions/0033)."""
+        ...
+
+    async def addressee(self, queued: QueuedSms) -> NoticeAddressee | None:
+        """The old number (and the text's new number and locale) an override's notice goes to, as its step
+        kept them beside the user (decision 0041); None once gone. Settling or dead-lettering that notice
+        (`settle_notice`, `fail_notice`) removes them in its step."""
         ...
 
     async def fail(
