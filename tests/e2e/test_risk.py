@@ -256,3 +256,25 @@ async def test_a_login_never_asks_the_operator(guarded: Live, operator: Operator
     )
     assert response.risk.decision == auth_pb.RISK_DECISION_ALLOW
     assert operator.calls == []
+
+
+async def test_a_denied_request_repeated_is_journaled_once(
+    guarded: Live, operator: Operator, redis_client: aioredis.Redis
+) -> None:
+    """The same denied request id sent again and again: each answer RISK_DENIED, one denial journaled, and
+    nothing written after the first (a caller's retry loop does not grow the user's journal)."""
+    user_id = await enrolled(guarded)
+    operator.changes[PHONE] = datetime.now(UTC) - timedelta(hours=2)
+    request = auth_pb.StartChallengeRequest(
+        user_id=user_id, operation=transfer(), context=CONTEXT, request_id="pay-9"
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await guarded.auth.StartChallenge(request)
+    assert risk_denied(caught.value)["reasons"] == "SIM_SWAP"
+    before = await snapshot(redis_client)
+    for _ in range(20):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await guarded.auth.StartChallenge(request)
+        assert risk_denied(caught.value)["reasons"] == "SIM_SWAP"
+    assert await snapshot(redis_client) == before
+    assert len(denials_in(await guarded.store.users.user_journal(user_id))) == 1

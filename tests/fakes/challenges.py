@@ -216,7 +216,12 @@ class MemoryChallenges:
                 opening.operation,
                 user.secure_phone,
             )
-            journal_denial(self._m, denial)
+            claim = (user.user_id, opening.request_id)
+            if not opening.request_id or self._m._requests.get(claim, ("", None))[0] != "-":
+                # As open_challenge.lua: a request id is denied once, its retries journal nothing more.
+                if opening.request_id:
+                    self._m._requests[claim] = ("-", opening.expires_at)
+                journal_denial(self._m, denial)
             told = asked.rules.described(kept)
             descriptions = tuple(reason.description for reason in told.reasons)
             raise RiskDenied(user.user_id, told.codes, descriptions, told.rules_version, told.rules)

@@ -130,6 +130,12 @@ if risk_program ~= '-' then
     for _, v in ipairs({'phone', mask_phone(phone), 'decision', 'deny', 'reasons', risk_entry[4],
       'rules', risk_entry[6], 'rules_version', program.version}) do denial[#denial + 1] = v end
     for _, v in ipairs(x.context) do denial[#denial + 1] = v end
+    if claim == '1' then
+      -- A request id is denied once: its retries are answered the same and journal nothing more (the
+      -- claim, '-', names no challenge: a later try whose rules allow opens one and takes the claim).
+      if redis.call('GET', request) == '-' then return {'risk_denied', kept} end
+      redis.call('SET', request, '-', 'PXAT', expires_at)
+    end
     journal_append(KEYS[13 + budgets], denial)
     return {'risk_denied', kept}  -- nothing else written, nothing sent (docs/risk.md)
   end
