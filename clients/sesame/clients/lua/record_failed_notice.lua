@@ -16,22 +16,12 @@
 -- ARGV[9] queued_at (unix ms), ARGV[10] challenge id, ARGV[11] user id, ARGV[12] the number masked,
 -- ARGV[13] the notice's kind, ARGV[14 ..] the user.notice journal pairs (their outcome is set here).
 -- Returns {0, tries} when the entry stays for another try, {1, tries, reason} when it was dead-lettered.
+--#include _tries.lua
 local outbox, dead = KEYS[2], KEYS[3]
 local group, entry_id, failure = ARGV[1], ARGV[2], ARGV[3]
 local allowed, now = tonumber(ARGV[4]), tonumber(ARGV[5])
-local pending = redis.call('XPENDING', outbox, group, entry_id, entry_id, 1)
-local tries = 1
-if pending[1] then
-  tries = tonumber(pending[1][4])
-end
-local reason
-if failure == 'expired' or now >= tonumber(ARGV[6]) then
-  reason = 'expired'
-elseif allowed == 0 then
-  reason = failure
-elseif tries >= allowed then
-  reason = 'max_tries'
-end
+local tries = tries_of(outbox, group, entry_id)
+local reason = given_up(failure, now >= tonumber(ARGV[6]), allowed, tries)
 local function journal(outcome, pairs)
   local entry = {}
   for i = 14, #ARGV, 2 do
