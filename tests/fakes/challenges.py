@@ -77,6 +77,8 @@ _CONSUME_REFUSALS: dict[str, type[SesameError]] = {
     "used": ChallengeConsumed,
 }
 
+# record_delivery.lua: a challenge's messages, and its reports that moved nothing, journaled at most.
+_MAX_MESSAGES, _MAX_IGNORED = 32, 8
 # record_delivery.lua: each message only moves forward, DELIVERED and FAILED are final.
 _RANK = {
     DeliveryState.PENDING: 0,
@@ -388,8 +390,14 @@ class MemoryChallenges:
             existing = self._m._existing(challenge_id)
             messages = self._m._messages.setdefault(challenge_id, {})
             before = messages.get(provider_ref)
+            if before is None and len(messages) >= _MAX_MESSAGES:
+                return  # none of the challenge's messages: dropped, as record_delivery.lua does
             if before is None or _RANK[state] > _RANK[before]:
                 messages[provider_ref] = state
+            elif (ignored := self._m._ignored_reports.get(challenge_id, 0)) >= _MAX_IGNORED:
+                return  # a report that moves nothing, past the few journaled
+            else:
+                self._m._ignored_reports[challenge_id] = ignored + 1
             challenge = dataclasses.replace(existing, delivery=_best_news(messages.values()))
             self._m._challenges[challenge_id] = challenge
             extra = {"provider_ref": provider_ref, "delivery": challenge.delivery.value}
