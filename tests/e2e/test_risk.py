@@ -278,3 +278,29 @@ async def test_a_denied_request_repeated_is_journaled_once(
         assert risk_denied(caught.value)["reasons"] == "SIM_SWAP"
     assert await snapshot(redis_client) == before
     assert len(denials_in(await guarded.store.users.user_journal(user_id))) == 1
+
+
+async def test_a_denied_request_id_sent_for_another_operation_is_refused_not_silently_denied(
+    guarded: Live, operator: Operator
+) -> None:
+    """A request id denied for one transfer, sent again for another: refused as a request id used for another
+    operation (as for a request id that opened a challenge), never answered RISK_DENIED without a denial of
+    its own in the journal (the second transfer's denial would be missing from the evidence)."""
+    user_id = await enrolled(guarded)
+    operator.changes[PHONE] = datetime.now(UTC) - timedelta(hours=2)
+    first = auth_pb.StartChallengeRequest(
+        user_id=user_id, operation=transfer(), context=CONTEXT, request_id="p-1"
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await guarded.auth.StartChallenge(first)
+    assert risk_denied(caught.value)["reasons"] == "SIM_SWAP"
+    other = auth_pb.StartChallengeRequest(
+        user_id=user_id,
+        operation=transfer(amount_minor=4_999_900, iban=FRAUD_A),
+        context=CONTEXT,
+        request_id="p-1",
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await guarded.auth.StartChallenge(other)
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert len(denials_in(await guarded.store.users.user_journal(user_id))) == 1

@@ -219,10 +219,11 @@ class MemoryChallenges:
                 user.secure_phone,
             )
             claim = (user.user_id, opening.request_id)
-            if not opening.request_id or self._m._requests.get(claim, ("", None))[0] != "-":
+            denied = f"-{digest(opening.operation).hex()}"
+            if not opening.request_id or self._m._requests.get(claim, ("", None))[0] != denied:
                 # As open_challenge.lua: a request id is denied once, its retries journal nothing more.
                 if opening.request_id:
-                    self._m._requests[claim] = ("-", opening.expires_at)
+                    self._m._requests[claim] = (denied, opening.expires_at)
                 journal_denial(self._m, denial)
             told = asked.rules.described(kept)
             descriptions = tuple(reason.description for reason in told.reasons)
@@ -236,6 +237,10 @@ class MemoryChallenges:
         now = self._m._purge_clock.now() if self._m._purge_clock is not None else None
         claim = self._m._requests.get((opening.user_id, opening.request_id))
         if claim is None or (now is not None and now >= claim[1]):
+            return None
+        if claim[0].startswith("-"):  # denied before: for another operation, a conflict (open_challenge.lua)
+            if claim[0] != f"-{digest(opening.operation).hex()}":
+                raise InvalidRequest([FieldViolation("request_id", "was already used for another operation")])
             return None
         earlier = self._m._live(claim[0])
         if earlier is not None and earlier.op_digest != digest(opening.operation):
