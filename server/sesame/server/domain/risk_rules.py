@@ -19,6 +19,7 @@ with a number or ordering a name is refused with the line it is on.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import tomllib
 from dataclasses import dataclass
@@ -167,7 +168,11 @@ def _clause(source: _Source, index: int, raw: Any) -> Clause:
 
 def _value(line: int, signal: str, kind: SignalType, value: Any) -> SignalValue:
     ok = {
-        SignalType.NUMBER: isinstance(value, int | float) and not isinstance(value, bool),
+        # Finite: TOML reads nan and inf, with which a clause never (or always) holds, and which JSON, the
+        # program's form for the step (risk_program), does not have.
+        SignalType.NUMBER: isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value),
         SignalType.FLAG: isinstance(value, bool),
         SignalType.NAME: isinstance(value, str),
     }[kind]
