@@ -138,7 +138,8 @@ def risk_denied(error: grpc.aio.AioRpcError) -> dict[str, str]:
 async def test_a_swapped_sim_is_denied_and_nothing_is_sent(
     guarded: Live, operator: Operator, redis_client: aioredis.Redis
 ) -> None:
-    """The operator says the SIM changed 2 hours ago: RISK_DENIED, no SMS, only the user's journal written."""
+    """The operator says the SIM changed 2 hours ago: RISK_DENIED, no SMS, only the user's journal and its
+    count of denials written."""
     user_id = await enrolled(guarded)
     operator.changes[PHONE] = datetime.now(UTC) - timedelta(hours=2)
     before = await snapshot(redis_client)
@@ -155,6 +156,7 @@ async def test_a_swapped_sim_is_denied_and_nothing_is_sent(
         guarded.store.keys.user_journal(user_id).encode(),
         guarded.store.keys.journal_tail(guarded.store.keys.user_journal(user_id)).encode(),  # its numbering
         guarded.store.keys.journal_feed().encode(),  # the entry, to be sealed (decision 0042)
+        guarded.store.keys.user(user_id).encode(),  # the hour's count of denials (decision 0050)
     }
     assert not guarded.sms_file.exists() or guarded.sms_file.read_text(encoding="utf-8") == ""
     (entry,) = denials_in(await guarded.store.users.user_journal(user_id))
