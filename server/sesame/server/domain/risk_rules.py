@@ -29,8 +29,8 @@ from typing import Any
 from sesame.server.domain.risk import OPERATORS, Clause, RiskDecision, Rule, RuleSet, SignalValue
 from sesame.server.domain.risk_signals import SIGNALS, SignalType
 
-_RULE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
-_REASON = re.compile(r"^[A-Z][A-Z0-9_]{1,39}$")
+_RULE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}\Z")
+_REASON = re.compile(r"^[A-Z][A-Z0-9_]{1,39}\Z")
 _ORDERING = frozenset({"<", "<=", ">", ">="})
 _KEYS = frozenset({"id", "description", "when", "decision", "reason"})
 MAX_DESCRIPTION = 200
