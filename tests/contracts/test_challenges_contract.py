@@ -578,6 +578,20 @@ class TestDelivery:
             await store.challenges.get_challenge(challenge.challenge_id)
         ).delivery is DeliveryState.EXPIRED
 
+    async def test_reports_that_move_nothing_are_journaled_a_few_times_only(self, store):
+        """A delivered message reported again and again: the first 8 such reports are journaled, no more."""
+        challenge = await opened(store)
+        await reported(store, challenge, ("delivered", "r1"), *[("sent", "r1")] * 20)
+        entries = (await store.journal.challenge_journal(challenge.challenge_id))[1:]
+        assert len(entries) == 1 + 8
+
+    async def test_a_reference_beyond_the_challenges_32_messages_is_dropped(self, store):
+        """A 33rd message reference is none of the challenge's messages: nothing is noted or journaled."""
+        challenge = await opened(store)
+        await reported(store, challenge, *[("sent", f"r{n}") for n in range(32)], ("delivered", "r-forged"))
+        assert len((await store.journal.challenge_journal(challenge.challenge_id))[1:]) == 32
+        assert (await store.challenges.get_challenge(challenge.challenge_id)).delivery is DeliveryState.SENT
+
     async def test_every_report_is_journaled_with_the_resulting_state(self, store):
         """Ignored reports are journaled too, each with what was reported and the state that resulted."""
         challenge = await opened(store)

@@ -138,7 +138,8 @@ def risk_denied(error: grpc.aio.AioRpcError) -> dict[str, str]:
 async def test_a_swapped_sim_is_denied_and_nothing_is_sent(
     guarded: Live, operator: Operator, redis_client: aioredis.Redis
 ) -> None:
-    """The operator says the SIM changed 2 hours ago: RISK_DENIED, no SMS, only the user's journal written."""
+    """The operator says the SIM changed 2 hours ago: RISK_DENIED, no SMS, only the user's journal and its
+    count of denials written."""
     user_id = await enrolled(guarded)
     operator.changes[PHONE] = datetime.now(UTC) - timedelta(hours=2)
     before = await snapshot(redis_client)
@@ -155,6 +156,7 @@ async def test_a_swapped_sim_is_denied_and_nothing_is_sent(
         guarded.store.keys.user_journal(user_id).encode(),
         guarded.store.keys.journal_tail(guarded.store.keys.user_journal(user_id)).encode(),  # its numbering
         guarded.store.keys.journal_feed().encode(),  # the entry, to be sealed (decision 0042)
+        guarded.store.keys.user(user_id).encode(),  # the hour's count of denials (decision 0050)
     }
     assert not guarded.sms_file.exists() or guarded.sms_file.read_text(encoding="utf-8") == ""
     (entry,) = denials_in(await guarded.store.users.user_journal(user_id))
@@ -277,4 +279,30 @@ async def test_a_denied_request_repeated_is_journaled_once(
             await guarded.auth.StartChallenge(request)
         assert risk_denied(caught.value)["reasons"] == "SIM_SWAP"
     assert await snapshot(redis_client) == before
+    assert len(denials_in(await guarded.store.users.user_journal(user_id))) == 1
+
+
+async def test_a_denied_request_id_sent_for_another_operation_is_refused_not_silently_denied(
+    guarded: Live, operator: Operator
+) -> None:
+    """A request id denied for one transfer, sent again for another: refused as a request id used for another
+    operation (as for a request id that opened a challenge), never answered RISK_DENIED without a denial of
+    its own in the journal (the second transfer's denial would be missing from the evidence)."""
+    user_id = await enrolled(guarded)
+    operator.changes[PHONE] = datetime.now(UTC) - timedelta(hours=2)
+    first = auth_pb.StartChallengeRequest(
+        user_id=user_id, operation=transfer(), context=CONTEXT, request_id="p-1"
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await guarded.auth.StartChallenge(first)
+    assert risk_denied(caught.value)["reasons"] == "SIM_SWAP"
+    other = auth_pb.StartChallengeRequest(
+        user_id=user_id,
+        operation=transfer(amount_minor=4_999_900, iban=FRAUD_A),
+        context=CONTEXT,
+        request_id="p-1",
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await guarded.auth.StartChallenge(other)
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert len(denials_in(await guarded.store.users.user_journal(user_id))) == 1

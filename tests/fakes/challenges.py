@@ -77,6 +77,8 @@ _CONSUME_REFUSALS: dict[str, type[SesameError]] = {
     "used": ChallengeConsumed,
 }
 
+# record_delivery.lua: a challenge's messages, and its reports that moved nothing, journaled at most.
+_MAX_MESSAGES, _MAX_IGNORED = 32, 8
 # record_delivery.lua: each message only moves forward, DELIVERED and FAILED are final.
 _RANK = {
     DeliveryState.PENDING: 0,
@@ -217,10 +219,11 @@ class MemoryChallenges:
                 user.secure_phone,
             )
             claim = (user.user_id, opening.request_id)
-            if not opening.request_id or self._m._requests.get(claim, ("", None))[0] != "-":
+            denied = f"-{digest(opening.operation).hex()}"
+            if not opening.request_id or self._m._requests.get(claim, ("", None))[0] != denied:
                 # As open_challenge.lua: a request id is denied once, its retries journal nothing more.
                 if opening.request_id:
-                    self._m._requests[claim] = ("-", opening.expires_at)
+                    self._m._requests[claim] = (denied, opening.expires_at)
                 journal_denial(self._m, denial)
             told = asked.rules.described(kept)
             descriptions = tuple(reason.description for reason in told.reasons)
@@ -234,6 +237,10 @@ class MemoryChallenges:
         now = self._m._purge_clock.now() if self._m._purge_clock is not None else None
         claim = self._m._requests.get((opening.user_id, opening.request_id))
         if claim is None or (now is not None and now >= claim[1]):
+            return None
+        if claim[0].startswith("-"):  # denied before: for another operation, a conflict (open_challenge.lua)
+            if claim[0] != f"-{digest(opening.operation).hex()}":
+                raise InvalidRequest([FieldViolation("request_id", "was already used for another operation")])
             return None
         earlier = self._m._live(claim[0])
         if earlier is not None and earlier.op_digest != digest(opening.operation):
@@ -388,8 +395,14 @@ class MemoryChallenges:
             existing = self._m._existing(challenge_id)
             messages = self._m._messages.setdefault(challenge_id, {})
             before = messages.get(provider_ref)
+            if before is None and len(messages) >= _MAX_MESSAGES:
+                return  # none of the challenge's messages: dropped, as record_delivery.lua does
             if before is None or _RANK[state] > _RANK[before]:
                 messages[provider_ref] = state
+            elif (ignored := self._m._ignored_reports.get(challenge_id, 0)) >= _MAX_IGNORED:
+                return  # a report that moves nothing, past the few journaled
+            else:
+                self._m._ignored_reports[challenge_id] = ignored + 1
             challenge = dataclasses.replace(existing, delivery=_best_news(messages.values()))
             self._m._challenges[challenge_id] = challenge
             extra = {"provider_ref": provider_ref, "delivery": challenge.delivery.value}

@@ -42,6 +42,8 @@ class Memory:
         self._challenge_journals: dict[str, list[dict[str, str]]] = {}
         self._proofs: dict[str, str] = {}  # the JWS record_proof kept, by challenge (decision 0026)
         self._messages: dict[str, dict[str, DeliveryState]] = {}  # per challenge: provider ref -> state
+        self._ignored_reports: dict[str, int] = {}  # per challenge: reports that moved nothing, journaled
+        self._denials: dict[str, tuple[datetime, int, int]] = {}  # per user: hour, denials, unjournaled
         self._consumed: dict[str, str] = {}  # challenge id -> the request id of the change it authorised
         self._sends: dict[BudgetSubject, list[datetime]] = {}  # send budgets: when each unit was taken
         # per challenge: (event, outcome) -> (count, last at); only the first refusal of a kind is journaled

@@ -5,6 +5,7 @@ tests/support/risk_reads.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sesame.server.domain.operation import digest
@@ -74,8 +75,22 @@ class RiskDenial:
     phone: str = ""
 
 
+# open_challenge.lua: the denials of a user's hour journaled; later ones counted (decision 0050).
+MAX_JOURNALED_DENIALS, DENIAL_WINDOW = 20, timedelta(hours=1)
+
+
 def journal_denial(memory: Memory, denial: RiskDenial) -> None:
-    """A DENY in the user's journal, as open_challenge.lua writes it (decision 0042)."""
+    """A DENY in the user's journal, as open_challenge.lua writes it (decisions 0042, 0050): the first
+    MAX_JOURNALED_DENIALS of the user's hour, the first after them with the count of those not journaled."""
+    since, count, unjournaled = memory._denials.get(denial.user_id, (None, 0, 0))
+    if since is None or denial.at - since >= DENIAL_WINDOW:
+        since, count = denial.at, 0
+    count += 1
+    if count > MAX_JOURNALED_DENIALS:
+        memory._denials[denial.user_id] = (since, count, count - MAX_JOURNALED_DENIALS)
+        return
+    memory._denials[denial.user_id] = (since, count, 0)
+    before = {"unjournaled_before": str(unjournaled)} if unjournaled else {}
     memory._journal(
         denial.user_id,
         {
@@ -90,5 +105,6 @@ def journal_denial(memory: Memory, denial: RiskDenial) -> None:
             "rules": ",".join(denial.rules),
             "rules_version": denial.rules_version,
             **context_fields(denial.context),
+            **before,
         },
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +27,10 @@ from sesame.server.domain.ports import EvidenceIndex, HealthNotes
 from sesame.server.domain.proofs import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from sesame.server.journal_archive import JournalArchive
 from sesame.server.journal_evidence import JournalPublicKeys
+
+# A page token: the next page's decimal offset, in ASCII digits (str.isdigit also takes superscripts, which
+# int() refuses, and other scripts' digits, which it reads).
+_OFFSET = re.compile(r"[0-9]{1,9}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +139,7 @@ def _page(query: UserQuery) -> tuple[int, int]:
     violations = []
     if not 0 <= query.page_size <= MAX_PAGE_SIZE:
         violations.append(FieldViolation("page_size", f"must be 0 to {MAX_PAGE_SIZE}"))
-    if query.page_token and not (query.page_token.isdigit() and len(query.page_token) <= 9):
+    if query.page_token and _OFFSET.fullmatch(query.page_token) is None:
         violations.append(FieldViolation("page_token", "is not a token a page gave"))
     if query.since and query.until and query.until < query.since:
         violations.append(FieldViolation("until", "is before since"))

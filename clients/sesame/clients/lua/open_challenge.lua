@@ -97,7 +97,13 @@ if number == '' and codes ~= '*' then
 end
 if claim == '1' then
   local owner = redis.call('GET', request)
-  if owner then
+  if owner and string.sub(owner, 1, 1) == '-' then
+    -- Denied before (below): for this operation, the rules decide again; for another, a conflict, as for a
+    -- challenge's claim (a bare '-' was written before the claim named its operation).
+    if owner ~= '-' and owner ~= '-' .. op_digest then
+      return {'other_operation'}
+    end
+  elseif owner then
     local earlier = challenge_prefix .. owner
     local digest = redis.call('HGET', earlier, 'op_digest')
     if digest == op_digest then
@@ -132,12 +138,33 @@ if risk_program ~= '-' then
     for _, v in ipairs(x.context) do denial[#denial + 1] = v end
     if claim == '1' then
       -- A request id is denied once: its retries are answered the same and journal nothing more (the
-      -- claim, '-', names no challenge: a later try whose rules allow opens one and takes the claim).
-      if redis.call('GET', request) == '-' then return {'risk_denied', kept} end
-      redis.call('SET', request, '-', 'PXAT', expires_at)
+      -- claim, '-' and the operation's digest, names no challenge: a later try of the operation whose rules
+      -- allow opens one and takes the claim).
+      local denied = '-' .. op_digest
+      local claimed = redis.call('GET', request)
+      if claimed == denied or claimed == '-' then return {'risk_denied', kept} end
+      redis.call('SET', request, denied, 'PXAT', expires_at)
+    end
+    -- A denial charges no budget: only the first 20 of the user's hour are journaled, later ones counted in
+    -- the user hash, and the count sealed with the next denial journaled (decision 0050).
+    local window = redis.call('HMGET', user, 'denials_since', 'denials', 'denials_unjournaled')
+    local since, count, unjournaled = tonumber(window[1] or '0'), tonumber(window[2] or '0'), window[3]
+    if now - since >= 3600000 then
+      since, count = now, 0
+    end
+    count = count + 1
+    if count > 20 then
+      redis.call('HSET', user, 'denials_since', since, 'denials', count, 'denials_unjournaled', count - 20)
+      return {'risk_denied', kept}
+    end
+    redis.call('HSET', user, 'denials_since', since, 'denials', count)
+    if unjournaled then
+      redis.call('HDEL', user, 'denials_unjournaled')
+      denial[#denial + 1] = 'unjournaled_before'
+      denial[#denial + 1] = unjournaled
     end
     journal_append(KEYS[13 + budgets], denial)
-    return {'risk_denied', kept}  -- nothing else written, nothing sent (docs/risk.md)
+    return {'risk_denied', kept}  -- nothing else written but the count, nothing sent (docs/risk.md)
   end
 end
 if redis.call('EXISTS', challenge, journal) > 0 then

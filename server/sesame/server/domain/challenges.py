@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
 _COOLED = frozenset({OperationType.CREDIT_TRANSFER, OperationType.ADD_BENEFICIARY})
 NONCE_BYTES = 16  # 128 bits: RFC 6287 challenges and NIST's floor for a random secret's entropy
-_CHALLENGE_ID = re.compile(r"^([0-9a-f]{32})\.k([1-9][0-9]{0,5})\.d([6-8])\.u([0-9a-f]{16})$")
+_CHALLENGE_ID = re.compile(r"^([0-9a-f]{32})\.k([1-9][0-9]{0,5})\.d([6-8])\.u([0-9a-f]{16})\Z")
 _RISK_TRIES = 3  # steps of one Start whose secure number keeps moving; then UNAVAILABLE (retry by request id)
 USER_TAG_HEX = 16  # 64 bits of SHA-256(user id): where the user's state lives, not who the user is
 

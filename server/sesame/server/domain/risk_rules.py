@@ -19,6 +19,7 @@ with a number or ordering a name is refused with the line it is on.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import tomllib
 from dataclasses import dataclass
@@ -28,8 +29,8 @@ from typing import Any
 from sesame.server.domain.risk import OPERATORS, Clause, RiskDecision, Rule, RuleSet, SignalValue
 from sesame.server.domain.risk_signals import SIGNALS, SignalType
 
-_RULE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
-_REASON = re.compile(r"^[A-Z][A-Z0-9_]{1,39}$")
+_RULE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}\Z")
+_REASON = re.compile(r"^[A-Z][A-Z0-9_]{1,39}\Z")
 _ORDERING = frozenset({"<", "<=", ">", ">="})
 _KEYS = frozenset({"id", "description", "when", "decision", "reason"})
 MAX_DESCRIPTION = 200
@@ -167,7 +168,11 @@ def _clause(source: _Source, index: int, raw: Any) -> Clause:
 
 def _value(line: int, signal: str, kind: SignalType, value: Any) -> SignalValue:
     ok = {
-        SignalType.NUMBER: isinstance(value, int | float) and not isinstance(value, bool),
+        # Finite: TOML reads nan and inf, with which a clause never (or always) holds, and which JSON, the
+        # program's form for the step (risk_program), does not have.
+        SignalType.NUMBER: isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value),
         SignalType.FLAG: isinstance(value, bool),
         SignalType.NAME: isinstance(value, str),
     }[kind]

@@ -14,7 +14,7 @@ from schwifty.exceptions import SchwiftyException
 
 from sesame.server.domain import currency
 
-IDENTIFIER = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+IDENTIFIER = re.compile(r"^[A-Za-z0-9._:@-]{1,128}\Z")  # \Z: `$` also matches before a final newline
 MAX_PAYEE_NAME = 70  # SEPA credit transfer: 70 characters for the creditor name
 MAX_TRANSACTION_ID = 64
 MAX_CONTEXT_FIELD = 256

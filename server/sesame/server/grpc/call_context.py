@@ -29,6 +29,10 @@ tracer = trace.get_tracer("sesame.grpc")
 REQUEST_ID_KEY = "x-request-id"
 # What a caller's id may look like: short, printable, no separator a log parser would trip on.
 _WELL_FORMED = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+# The ids a request names are logged before the request is checked: one that could not be an id (too long, a
+# character no id has: a newline, a quote) is logged as MALFORMED, never as the caller wrote it.
+_LOGGABLE = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
+MALFORMED = "(malformed)"
 # Server-side codes that mean the server failed, not the caller (OpenTelemetry's gRPC conventions).
 _SERVER_FAULTS = frozenset(
     {
@@ -57,10 +61,10 @@ def subject(request: Any) -> dict[str, str]:
     fields: dict[str, str] = {}
     user_id = getattr(request, "user_id", None)
     if isinstance(user_id, str) and user_id:
-        fields["user"] = mask_user(user_id)
+        fields["user"] = mask_user(user_id) if _LOGGABLE.fullmatch(user_id) else MALFORMED
     challenge_id = getattr(request, "challenge_id", None)
     if isinstance(challenge_id, str) and challenge_id:
-        fields["challenge"] = challenge_id
+        fields["challenge"] = challenge_id if _LOGGABLE.fullmatch(challenge_id) else MALFORMED
     return fields
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TypeVar
+
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from sesame.server.domain import validation
 from sesame.server.domain.errors import FieldViolation, InvalidRequest
@@ -44,3 +47,12 @@ def bounded(limit: int) -> Callable[[str], str]:
 def required(limit: int) -> Callable[[str], str]:
     """A check of printable text of 1 to `limit` characters."""
     return lambda value: validation.required_text(value, limit)
+
+
+def instant(value: Timestamp) -> datetime:
+    """A Timestamp as an aware datetime (UTC). ValueError for one no datetime holds (before year 1, after
+    year 9999, nanos outside a second): a caller's error, where protobuf's own ValueError was a crash."""
+    try:
+        return value.ToDatetime(tzinfo=UTC)
+    except ValueError:
+        raise ValueError("is not an instant between the years 1 and 9999") from None

@@ -26,6 +26,7 @@ from sesame.server.grpc.calls import CallInterceptor
 from sesame.server.grpc.catalogue import API_SERVICES
 from sesame.server.grpc.decoding import DecodingInterceptor
 from sesame.server.grpc.health import HealthNoting, HealthWatcher
+from sesame.server.grpc.health_watchers import BoundedHealthServicer
 from sesame.server.grpc.servicers import (
     AuthenticationServicer,
     ChallengeSeals,
@@ -130,7 +131,7 @@ class GrpcServer:
         evidence_grpc.add_EvidenceServiceServicer_to_server(
             EvidenceServicer(proofs, clock, seals, user_evidence), server
         )
-        health_servicer = health.aio.HealthServicer()
+        health_servicer = BoundedHealthServicer()  # Watch streams bounded: health_watchers.py
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
             (

@@ -6,13 +6,11 @@ checked by the flow (`factors.check_age`), before anything is written.
 
 from __future__ import annotations
 
-from datetime import UTC
-
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.server.domain import factors
 from sesame.server.domain.errors import FieldViolation
 from sesame.server.domain.factors import FactorCategory, FirstFactor
-from sesame.server.grpc.fields import Fields, bounded
+from sesame.server.grpc.fields import Fields, bounded, instant
 
 _CATEGORY = {
     auth_pb.FACTOR_CATEGORY_KNOWLEDGE: FactorCategory.KNOWLEDGE,
@@ -39,9 +37,12 @@ def first_factor(
         fields.violations.append(
             FieldViolation("first_factor.category", f"must be {method.category.value} for {message.method}")
         )
+    verified_at = None
     if not message.HasField("verified_at"):
         fields.missing("first_factor.verified_at")
+    else:
+        verified_at = fields.check("first_factor.verified_at", instant, message.verified_at)
     reference = fields.check("first_factor.reference", bounded(factors.MAX_REFERENCE), message.reference)
-    if category is None or method is None or not message.HasField("verified_at"):
+    if category is None or method is None or verified_at is None:
         return None  # reported: raise_if_any() raises before this value is used
-    return FirstFactor(category, message.method, message.verified_at.ToDatetime(tzinfo=UTC), reference)
+    return FirstFactor(category, message.method, verified_at, reference)

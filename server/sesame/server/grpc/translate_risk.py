@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC
-
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import operation_pb2 as op_pb
 from sesame.server.domain import validation
 from sesame.server.domain.operation import Money
 from sesame.server.domain.risk import RiskAssessment, RiskDecision
 from sesame.server.domain.risk_signals import AccountSummary, Forwarded
-from sesame.server.grpc.fields import Fields
+from sesame.server.grpc.fields import Fields, instant
 
 _DECISION = {
     RiskDecision.ALLOW: auth_pb.RISK_DECISION_ALLOW,
@@ -22,9 +20,9 @@ _DECISION = {
 
 def forwarded(fields: Fields, message: op_pb.RequestContext) -> Forwarded:
     """The risk signals the bank forwards in the context; an unset field is unknown."""
-    first_used = (
-        message.payee_first_used.ToDatetime(tzinfo=UTC) if message.HasField("payee_first_used") else None
-    )
+    first_used = None
+    if message.HasField("payee_first_used"):
+        first_used = fields.check("context.payee_first_used", instant, message.payee_first_used)
     if not message.HasField("account"):
         return Forwarded(payee_first_used=first_used)
     account = message.account
@@ -36,7 +34,9 @@ def forwarded(fields: Fields, message: op_pb.RequestContext) -> Forwarded:
             ),
             fields.check("context.account.balance.amount_minor", _signed_minor, account.balance.amount_minor),
         )
-    opened = account.opened_at.ToDatetime(tzinfo=UTC) if account.HasField("opened_at") else None
+    opened = None
+    if account.HasField("opened_at"):
+        opened = fields.check("context.account.opened_at", instant, account.opened_at)
     return Forwarded(payee_first_used=first_used, account=AccountSummary(balance, opened))
 
 

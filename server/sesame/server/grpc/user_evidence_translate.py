@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import UTC
-
 from sesame.api.v1 import evidence_service_pb2 as evidence_pb
+from sesame.server.grpc.fields import Fields, instant
 from sesame.server.grpc.translate import timestamp, user_id
 from sesame.server.user_evidence import UserEvidence, UserQuery
 
 
 def query(request: evidence_pb.GetUserEvidenceRequest) -> UserQuery:
-    """The query a request asks (InvalidRequest for a malformed user id)."""
+    """The query a request asks (InvalidRequest for a malformed user id or an impossible instant)."""
+    fields = Fields()
+    since = fields.check("since", instant, request.since) if request.HasField("since") else None
+    until = fields.check("until", instant, request.until) if request.HasField("until") else None
+    fields.raise_if_any()
     return UserQuery(
         user_id=user_id(request.user_id),
-        since=request.since.ToDatetime(UTC) if request.HasField("since") else None,
-        until=request.until.ToDatetime(UTC) if request.HasField("until") else None,
+        since=since,
+        until=until,
         transaction_id=request.transaction_id,
         page_token=request.page_token,
         page_size=request.page_size,
