@@ -48,10 +48,10 @@ pytestmark = pytest.mark.integration
 
 _PIECES = ("_risk_memory.lua", "_risk_rules.lua")
 _BODY = """
-local read = risk_fetch(KEYS[1], {KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]})
-local program, x = cjson.decode(ARGV[1]), cjson.decode(ARGV[2])
-local s = risk_signals(read, x)
-local decision, codes, matched, added = risk_assess(program, s, x, read)
+local x = cjson.decode(ARGV[2])
+local program = risk_program_for(ARGV[1], x.op)
+local s = risk_signals(KEYS[1], {KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]}, x)
+local decision, codes, matched, added = risk_assess(program, s, x)
 return {risk_kept(program, decision, codes, matched, added), risk_signals_reply(s)}
 """
 _KEYS = ["{u}:user", "{u}:payees", "{u}:added", "{u}:ips", "{u}:devices", "{u}:ops", "{u}:amounts"]

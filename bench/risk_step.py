@@ -1,0 +1,122 @@
+"""Redis CPU of the risk part of Start's step (`_risk_memory.lua`, `_risk_rules.lua`), per call.
+
+A private redis-server, one user whose memory is full (every part at its `RiskLimits` cap), and the rules'
+section of open_challenge.lua run alone (the program and the question decoded, the memory read, the signals
+and the rules) through EVALSHA; the figure is the slow log's duration of each EVALSHA (threshold 0), so it
+is Redis's own time in the script, not a round trip. `empty` runs the same script with nothing to do (the
+floor of an EVALSHA). Two memory shapes: `spread` (months of use, few entries in the signals' windows)
+and `recent` (every entry in the last hour, as a load benchmark leaves them: the windows hold all of it).
+
+    .venv/bin/python -m bench.risk_step --calls 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import tempfile
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+
+import redis
+
+from sesame.clients import redis_records as rec
+from sesame.clients.redis_server import EmbeddedRedis
+from sesame.clients.risk_program import compiled, question
+from sesame.server.domain.model import RequestContext
+from sesame.server.domain.operation import AddBeneficiary, CreditTransfer, Login, Money, Operation, Payee
+from sesame.server.domain.risk_rules import default_rules
+from sesame.server.domain.risk_signals import RiskLimits, fingerprint
+
+_PIECES = ("_risk_memory.lua", "_risk_rules.lua")
+# open_challenge.lua's risk section, less a DENY's journal entry (a DENY is rare; the user here is allowed).
+_BODY = """
+if ARGV[1] == '-' then return 0 end
+local parts = {KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]}
+local x = cjson.decode(ARGV[2])
+local program = risk_program_for(ARGV[1], x.op)
+local decision, codes, matched, added = risk_assess(program, risk_signals(KEYS[1], parts, x), x)
+return risk_kept(program, decision, codes, matched, added)
+"""
+_KEYS = ["{u}:user", "{u}:payees", "{u}:added", "{u}:ips", "{u}:devices", "{u}:ops", "{u}:amounts"]
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+HOUR_MS = 3_600_000
+
+
+def _fill(client: redis.Redis, span_ms: int, rng: random.Random) -> None:
+    """A user at its caps: each instant drawn within `span_ms` before now."""
+    client.delete(*_KEYS)
+    for field, value in (("status", "active"), ("phone", "+33612345678"), ("failures", "1")):
+        client.hset(_KEYS[0], field, value)
+    limits = RiskLimits()
+    now = rec.to_ms(NOW)
+    caps = [limits.payees, limits.added, limits.ips, limits.devices, limits.operations]
+    kinds = ("login", "credit_transfer", "add_beneficiary", "credit_transfer")
+    for key, cap, what in zip(_KEYS[1:6], caps, ("iban", "iban", "ip", "device", "op"), strict=True):
+        members = {}
+        for k in range(cap):
+            name = f"{kinds[k % 4]}:c{k}" if what == "op" else fingerprint(what, f"{what}{k}")
+            members[name] = now - rng.randrange(span_ms)
+        client.zadd(key, members)
+    client.rpush(_KEYS[6], *[f"EUR:{rng.randrange(1_000, 300_000)}" for _ in range(limits.amounts)])
+
+
+def _operations() -> dict[str, Operation]:
+    payee = Payee("n", "FR7630001007941234567890185")  # not among the memory's payees
+    return {
+        "login": Login(),
+        "add_beneficiary": AddBeneficiary(payee),
+        "credit_transfer": CreditTransfer(Money("EUR", 150_000), payee, "t"),
+    }
+
+
+def _measure(client: redis.Redis, sha: str, args: list[str], calls: int) -> tuple[float, float]:
+    """µs of Redis time per EVALSHA, the median and the lower quartile over `calls` calls (pipelines of
+    100), from the slow log at threshold 0: on a shared machine a call preempted mid-script is slower, and
+    the median leaves those out as long as fewer than half are."""
+    client.config_set("slowlog-max-len", calls + 10)
+    client.config_set("slowlog-log-slower-than", 0)
+    client.slowlog_reset()
+    for _ in range(max(calls // 100, 1)):
+        pipe = client.pipeline(transaction=False)
+        for _ in range(100):
+            pipe.evalsha(sha, len(_KEYS), *_KEYS, *args)
+        pipe.execute()
+    client.config_set("slowlog-log-slower-than", 10_000)
+    took = sorted(
+        entry["duration"]
+        for entry in client.slowlog_get(calls + 10)
+        if entry["command"].split()[:1] in ([b"EVALSHA"], ["EVALSHA"])
+    )
+    return statistics.median(took), took[len(took) // 4]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--calls", type=int, default=3000)
+    calls = parser.parse_args().calls
+    lua = resources.files("sesame.clients").joinpath("lua")
+    source = "".join(lua.joinpath(piece).read_text(encoding="utf-8") for piece in _PIECES) + _BODY
+    rules = default_rules()
+    context = RequestContext(ip="10.0.0.250", device_id="d-new")
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp)) as server:
+        client = redis.Redis.from_url(server.url)
+        sha = client.script_load(source)
+        rng = random.Random(6)
+        print(f"µs of Redis time per call, median and lower quartile of {calls} calls each (slow log)")
+        median, quartile = _measure(client, sha, ["-", "-"], calls)
+        print(f"  {'empty (no rules)':23}: {median:7.1f} {quartile:7.1f}")
+        for shape, span in (("spread", 180 * 24 * HOUR_MS), ("recent", HOUR_MS)):
+            _fill(client, span, rng)
+            for name, operation in _operations().items():
+                args = [compiled(rules), question(operation, context, NOW, {"sim_swap": "not_swapped"})]
+                median, quartile = _measure(client, sha, args, calls)
+                print(f"  {shape:6} {name:16}: {median:7.1f} {quartile:7.1f}")
+
+
+if __name__ == "__main__":
+    main()
