@@ -130,8 +130,14 @@ IBANS = ("FR7630001007941234567890185", "DE89370400440532013000", "FR14200410100
 
 
 def _ago(hours: float) -> st.SearchStrategy[int]:
-    """Milliseconds before now, up to `hours` (the memory keeps instants to the millisecond)."""
-    return st.integers(0, int(hours * HOUR_MS))
+    """Milliseconds before now, up to `hours` (the memory keeps instants to the millisecond), often on a
+    signal's window edge (1, 24, 72 hours, a millisecond either side) or on an instant another entry has:
+    the step reads a window's members from Redis (decision 0051), Python filters them itself."""
+    edges = [0, 1, HOUR_MS // 2] + [h * HOUR_MS + d for h in (1, 24, 72) for d in (-1, 0, 1)]
+    return st.one_of(
+        st.integers(0, int(hours * HOUR_MS)),
+        st.sampled_from([ms for ms in edges if ms <= hours * HOUR_MS]),
+    )
 
 
 @st.composite
