@@ -261,3 +261,37 @@ def test_lua_signals_and_decision_equal_python(
     assert signals_of(said) == want
     expected = replace(expected, payee_added_at=_new_payee(expected, operation, UserRisk(user, history), NOW))
     assert kept.decode() == rec.risk_hash_fields(expected)[1]
+
+
+def _keys_read(client: redis.Redis) -> int:
+    stats = client.info("stats")
+    return int(stats["keyspace_hits"]) + int(stats["keyspace_misses"])
+
+
+def _reads_under_the_defaults(client: redis.Redis, operation: Operation) -> int:
+    """Keys read by the step for `operation` under the default rules, on a full memory; the SIM swapped."""
+    user = User("u", "c", "+33612345678", "fr", UserStatus.ACTIVE, NOW - timedelta(days=400), failures=4)
+    ops = {f"credit_transfer:c{k}": NOW - timedelta(minutes=k) for k in range(100)}
+    _store(client, user, RiskHistory(amounts=(("EUR", 5_000),) * 30, operations=ops))
+    lua = resources.files("sesame.clients").joinpath("lua")
+    source = "".join(lua.joinpath(piece).read_text(encoding="utf-8") for piece in _PIECES)
+    body = source + _BODY.replace("risk_signals_reply(s)", "{}")
+    asked = question(operation, RequestContext(ip="10.0.0.1", device_id="d0"), NOW, {"sim_swap": "swapped"})
+    before = _keys_read(client)
+    kept, _ = client.eval(body, len(_KEYS), *_KEYS, program(default_rules()), asked)
+    assert kept.decode().startswith("deny|")
+    return _keys_read(client) - before
+
+
+def test_the_step_reads_no_memory_when_no_rule_gets_to_a_memory_signal(client: redis.Redis) -> None:
+    """Decision 0051: the signals are computed when a clause first reads one, and the program holds for each
+    kind of operation only the rules that may match it. Under the default rules a number change is judged on
+    the operator's answer alone: not one key of a full memory is read."""
+    assert _reads_under_the_defaults(client, ChangePhone("+33698765432")) == 0
+
+
+def test_the_step_reads_the_memory_for_a_transfer(client: redis.Redis) -> None:
+    """The same memory is read for a transfer, whose default rules compare its signals (the check above
+    counts reads: it would pass on a counter that never moves)."""
+    transfer = CreditTransfer(Money("EUR", 150_000), Payee("n", IBANS[0]), "t")
+    assert _reads_under_the_defaults(client, transfer) > 0
