@@ -7,25 +7,40 @@ is Redis's own time in the script, not a round trip. `empty` runs the same scrip
 floor of an EVALSHA). Two memory shapes: `spread` (months of use, few entries in the signals' windows)
 and `recent` (every entry in the last hour, as a load benchmark leaves them: the windows hold all of it).
 
+`--whole` measures open_challenge.lua itself instead, through the store as Start calls it: transfers of one
+user whose memory is as a load benchmark leaves it (the payee paid, 100 transfers in the last minutes, 30
+amounts), with the risk part and without (no rules: the step skips it), send budgets out of the way.
+
     .venv/bin/python -m bench.risk_step --calls 3000
+    .venv/bin/python -m bench.risk_step --calls 1000 --whole
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import itertools
 import random
 import statistics
 import tempfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
 import redis
+import redis.asyncio as aioredis
 
+from bench.redis_costs import script_names
 from sesame.clients import redis_records as rec
+from sesame.clients.redis_risk import memory_parts
 from sesame.clients.redis_server import EmbeddedRedis
+from sesame.clients.redis_store import RedisState
 from sesame.clients.risk_program import compiled, question
-from sesame.server.domain.model import RequestContext
+from sesame.server.domain.budgets import SendBudget
+from sesame.server.domain.challenges import ChallengeRef, user_tag
+from sesame.server.domain.destinations import DEFAULT_COUNTRIES
+from sesame.server.domain.model import RequestContext, User, UserStatus
+from sesame.server.domain.opening import Opening, RiskQuestion
 from sesame.server.domain.operation import AddBeneficiary, CreditTransfer, Login, Money, Operation, Payee
 from sesame.server.domain.risk_rules import default_rules
 from sesame.server.domain.risk_signals import RiskLimits, fingerprint
@@ -93,12 +108,84 @@ def _measure(client: redis.Redis, sha: str, args: list[str], calls: int) -> tupl
     return statistics.median(took), took[len(took) // 4]
 
 
+_BIG = SendBudget(per_user=10**7, per_phone=10**7, per_caller=10**8, overall=10**8)
+
+
+def _opening(n: int, operation: Operation, question: RiskQuestion | None) -> Opening:
+    """The n-th Start of the user `u`, now, as Start hands it to the store."""
+    ref = ChallengeRef(n.to_bytes(16, "big"), 1, 6, user_tag("u"))
+    at = datetime.now(UTC)
+    at = at.replace(microsecond=at.microsecond // 1000 * 1000)  # the store keeps milliseconds
+    return Opening(
+        challenge_id=ref.challenge_id,
+        user_id="u",
+        operation=operation,
+        nonce=ref.nonce,
+        key_version=1,
+        digits=6,
+        created_at=at,
+        expires_at=at + timedelta(minutes=5),
+        max_attempts=3,
+        max_resends=3,
+        resend_spacing=timedelta(seconds=30),
+        cooled=True,
+        countries=DEFAULT_COUNTRIES,
+        budget=_BIG,
+        context=RequestContext(caller="bench", ip="10.0.0.1"),
+        question=question,
+    )
+
+
+def _durations(client: redis.Redis, sha: str, calls: int) -> tuple[float, float]:
+    """The slow log's EVALSHA durations of the script `sha`: median and lower quartile."""
+    took = sorted(
+        entry["duration"]
+        for entry in client.slowlog_get(100 * calls)
+        if entry["command"].split()[:2] == [b"EVALSHA", sha.encode()]
+    )
+    return statistics.median(took), took[len(took) // 4]
+
+
+async def _whole(url: str, calls: int) -> None:
+    client, store = redis.Redis.from_url(url), RedisState.on(aioredis.Redis.from_url(url))
+    created = datetime.now(UTC) - timedelta(days=400)
+    await store.users.register_user(User("u", "c", "+33612345678", "fr", UserStatus.ACTIVE, created))
+    parts = memory_parts(store.challenges.keys, "u")
+    payee = Payee("Jean DUPONT", "FR7630006000011234567890189")
+    now = rec.to_ms(datetime.now(UTC))
+    client.zadd(parts[0], {fingerprint("iban", payee.iban): now - 1000})
+    client.zadd(parts[4], {f"credit_transfer:c{k}": now - 1000 * k for k in range(100)})
+    client.rpush(parts[5], *["EUR:125000"] * 30)
+    transfer = CreditTransfer(Money("EUR", 125_000), payee, "bench")
+    sha = {name: sha for sha, name in script_names().items()}["open_challenge"]
+    numbers = itertools.count(1)
+    print(f"open_challenge.lua, µs of Redis time per call: median and lower quartile of {calls} (slow log)")
+    for label, asked in (
+        ("risk in the step", RiskQuestion(default_rules(), {"sim_swap": "off"})),
+        ("no rules", None),
+    ):
+        client.config_set("slowlog-max-len", 100 * calls)
+        client.config_set("slowlog-log-slower-than", 0)
+        client.slowlog_reset()
+        for _ in range(calls):
+            await store.challenges.start_challenge(_opening(next(numbers), transfer, asked))
+        client.config_set("slowlog-log-slower-than", 10_000)
+        median, quartile = _durations(client, sha, calls)
+        print(f"  transfer, {label:16}: {median:7.1f} {quartile:7.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--calls", type=int, default=3000)
-    calls = parser.parse_args().calls
+    parser.add_argument("--whole", action="store_true", help="open_challenge.lua itself, through the store")
+    options = parser.parse_args()
+    calls = options.calls
+    if options.whole:
+        with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp)) as server:
+            asyncio.run(_whole(server.url, calls))
+        return
     lua = resources.files("sesame.clients").joinpath("lua")
     source = "".join(lua.joinpath(piece).read_text(encoding="utf-8") for piece in _PIECES) + _BODY
     rules = default_rules()
