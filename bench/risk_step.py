@@ -88,25 +88,29 @@ def _operations() -> dict[str, Operation]:
     }
 
 
-def _measure(client: redis.Redis, sha: str, args: list[str], calls: int) -> tuple[float, float]:
+def _measure(
+    server: EmbeddedRedis, client: redis.Redis, sha: str, args: list[str], calls: int
+) -> tuple[float, float, float]:
     """µs of Redis time per EVALSHA, the median and the lower quartile over `calls` calls (pipelines of
     100), from the slow log at threshold 0: on a shared machine a call preempted mid-script is slower, and
     the median leaves those out as long as fewer than half are."""
     client.config_set("slowlog-max-len", calls + 10)
     client.config_set("slowlog-log-slower-than", 0)
     client.slowlog_reset()
+    cpu = _cpu_us(server)
     for _ in range(max(calls // 100, 1)):
         pipe = client.pipeline(transaction=False)
         for _ in range(100):
             pipe.evalsha(sha, len(_KEYS), *_KEYS, *args)
         pipe.execute()
+    cpu = (_cpu_us(server) - cpu) / calls
     client.config_set("slowlog-log-slower-than", 10_000)
     took = sorted(
         entry["duration"]
         for entry in client.slowlog_get(calls + 10)
         if entry["command"].split()[:1] in ([b"EVALSHA"], ["EVALSHA"])
     )
-    return statistics.median(took), took[len(took) // 4]
+    return statistics.median(took), took[len(took) // 4], cpu
 
 
 def _cpu_us(server: EmbeddedRedis) -> float:
@@ -206,15 +210,15 @@ def main() -> None:
         client = redis.Redis.from_url(server.url)
         sha = client.script_load(source)
         rng = random.Random(6)
-        print(f"µs of Redis time per call, median and lower quartile of {calls} calls each (slow log)")
-        median, quartile = _measure(client, sha, ["-", "-"], calls)
-        print(f"  {'empty (no rules)':23}: {median:7.1f} {quartile:7.1f}")
+        print(f"µs per call over {calls}: the slow log's median and lower quartile, redis-server's CPU")
+        median, quartile, cpu = _measure(server, client, sha, ["-", "-"], calls)
+        print(f"  {'empty (no rules)':23}: {median:7.1f} {quartile:7.1f} {cpu:7.1f}")
         for shape, span in (("spread", 180 * 24 * HOUR_MS), ("recent", HOUR_MS)):
             _fill(client, span, rng)
             for name, operation in _operations().items():
                 args = [compiled(rules), question(operation, context, NOW, {"sim_swap": "not_swapped"})]
-                median, quartile = _measure(client, sha, args, calls)
-                print(f"  {shape:6} {name:16}: {median:7.1f} {quartile:7.1f}")
+                median, quartile, cpu = _measure(server, client, sha, args, calls)
+                print(f"  {shape:6} {name:16}: {median:7.1f} {quartile:7.1f} {cpu:7.1f}")
 
 
 if __name__ == "__main__":
