@@ -48,10 +48,10 @@ pytestmark = pytest.mark.integration
 
 _PIECES = ("_risk_memory.lua", "_risk_rules.lua")
 _BODY = """
-local read = risk_fetch(KEYS[1], {KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]})
-local program, x = cjson.decode(ARGV[1]), cjson.decode(ARGV[2])
-local s = risk_signals(read, x)
-local decision, codes, matched, added = risk_assess(program, s, x, read)
+local x = cjson.decode(ARGV[2])
+local program = risk_program_for(ARGV[1], x.op)
+local s = risk_signals(KEYS[1], {KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]}, x)
+local decision, codes, matched, added = risk_assess(program, s, x)
 return {risk_kept(program, decision, codes, matched, added), risk_signals_reply(s)}
 """
 _KEYS = ["{u}:user", "{u}:payees", "{u}:added", "{u}:ips", "{u}:devices", "{u}:ops", "{u}:amounts"]
@@ -130,8 +130,14 @@ IBANS = ("FR7630001007941234567890185", "DE89370400440532013000", "FR14200410100
 
 
 def _ago(hours: float) -> st.SearchStrategy[int]:
-    """Milliseconds before now, up to `hours` (the memory keeps instants to the millisecond)."""
-    return st.integers(0, int(hours * HOUR_MS))
+    """Milliseconds before now, up to `hours` (the memory keeps instants to the millisecond), often on a
+    signal's window edge (1, 24, 72 hours, a millisecond either side) or on an instant another entry has:
+    the step reads a window's members from Redis (decision 0051), Python filters them itself."""
+    edges = [0, 1, HOUR_MS // 2] + [h * HOUR_MS + d for h in (1, 24, 72) for d in (-1, 0, 1)]
+    return st.one_of(
+        st.integers(0, int(hours * HOUR_MS)),
+        st.sampled_from([ms for ms in edges if ms <= hours * HOUR_MS]),
+    )
 
 
 @st.composite
@@ -255,3 +261,37 @@ def test_lua_signals_and_decision_equal_python(
     assert signals_of(said) == want
     expected = replace(expected, payee_added_at=_new_payee(expected, operation, UserRisk(user, history), NOW))
     assert kept.decode() == rec.risk_hash_fields(expected)[1]
+
+
+def _keys_read(client: redis.Redis) -> int:
+    stats = client.info("stats")
+    return int(stats["keyspace_hits"]) + int(stats["keyspace_misses"])
+
+
+def _reads_under_the_defaults(client: redis.Redis, operation: Operation) -> int:
+    """Keys read by the step for `operation` under the default rules, on a full memory; the SIM swapped."""
+    user = User("u", "c", "+33612345678", "fr", UserStatus.ACTIVE, NOW - timedelta(days=400), failures=4)
+    ops = {f"credit_transfer:c{k}": NOW - timedelta(minutes=k) for k in range(100)}
+    _store(client, user, RiskHistory(amounts=(("EUR", 5_000),) * 30, operations=ops))
+    lua = resources.files("sesame.clients").joinpath("lua")
+    source = "".join(lua.joinpath(piece).read_text(encoding="utf-8") for piece in _PIECES)
+    body = source + _BODY.replace("risk_signals_reply(s)", "{}")
+    asked = question(operation, RequestContext(ip="10.0.0.1", device_id="d0"), NOW, {"sim_swap": "swapped"})
+    before = _keys_read(client)
+    kept, _ = client.eval(body, len(_KEYS), *_KEYS, program(default_rules()), asked)
+    assert kept.decode().startswith("deny|")
+    return _keys_read(client) - before
+
+
+def test_the_step_reads_no_memory_when_no_rule_gets_to_a_memory_signal(client: redis.Redis) -> None:
+    """Decision 0051: the signals are computed when a clause first reads one, and the program holds for each
+    kind of operation only the rules that may match it. Under the default rules a number change is judged on
+    the operator's answer alone: not one key of a full memory is read."""
+    assert _reads_under_the_defaults(client, ChangePhone("+33698765432")) == 0
+
+
+def test_the_step_reads_the_memory_for_a_transfer(client: redis.Redis) -> None:
+    """The same memory is read for a transfer, whose default rules compare its signals (the check above
+    counts reads: it would pass on a counter that never moves)."""
+    transfer = CreditTransfer(Money("EUR", 150_000), Payee("n", IBANS[0]), "t")
+    assert _reads_under_the_defaults(client, transfer) > 0

@@ -1,4 +1,5 @@
-"""The risk rules as a script's step reads them: a JSON program, and the question one Start asks of it.
+"""The risk rules as a script's step reads them: a program (JSON, per operation), and the question one Start
+asks of it.
 
 `_risk_rules.lua` computes the signals from the user's memory and applies the program, as
 `risk_signals.signals` and `RuleSet.assess` do in Python (docs/risk.md); the rules are compiled once, at
@@ -16,11 +17,12 @@ from datetime import datetime
 
 from sesame.clients import redis_records as rec
 from sesame.server.domain.model import RequestContext
-from sesame.server.domain.operation import CreditTransfer, Operation, kind
+from sesame.server.domain.operation import CreditTransfer, Operation, OperationType, kind
 from sesame.server.domain.risk import RuleSet, SignalValue
 from sesame.server.domain.risk_signals import fingerprint
 
 # The signals the memory cannot give: the operator's SIM-swap answer and what the bank forwards.
+_KINDS = tuple(member.name.lower() for member in OperationType)  # as `question` names the operation
 GIVEN = ("sim_swap", "sim_swapped_hours", "payee_first_used_hours", "account_age_days", "balance_share")
 
 
@@ -30,24 +32,45 @@ def compiled(rules: RuleSet) -> str:
 
 
 def program(rules: RuleSet) -> str:
-    """The rules in file order: id, decision (1 ALLOW .. 4 DENY), reason code and clauses, as compact JSON."""
-    return _compact(
-        {
-            "version": rules.version,
-            "rules": [
-                {
-                    "id": rule.rule_id,
-                    "decision": int(rule.decision),
-                    "reason": rule.reason,
-                    "when": [
-                        [c.signal, c.op, list(c.value) if isinstance(c.value, tuple) else c.value]
-                        for c in rule.when
-                    ],
-                }
-                for rule in rules.rules
-            ],
-        }
-    )
+    """One section per kind of operation, `\n<kind>\t<JSON>` (the step decodes its operation's only,
+    `risk_program_for`, decision 0051): the version and, in file order, the rules that may match that kind
+    (`Rule.may_match`), each with its id, decision (1 ALLOW .. 4 DENY), reason code and the clauses other than
+    the `operation` ones (they hold for that kind: a signal the step never needs to compare), cheapest first
+    (`_COST`: the order of a rule's clauses changes which the step reads, never whether the rule matches)."""
+    return "".join(f"\n{name}\t{_compact(_section(rules, name))}" for name in _KINDS)
+
+
+# What reading a signal costs the step, the question's own (the operation, the amount, `GIVEN`) nothing: a
+# rule's clauses go cheapest first, as every one must hold and the step stops at the first that fails (the
+# amounts are not read for a transfer below a rule's amount). The user's counters, a member's instant, a
+# window's members, the whole list of amounts (_risk_rules.lua's groups).
+_COST = {
+    **dict.fromkeys(("wrong_codes_in_a_row", "blocks_in_a_row", "phone_changed_hours"), 1),
+    **dict.fromkeys(("payee_paid_before", "payee_added_hours", "new_device", "new_ip"), 2),
+    **dict.fromkeys(("payees_added_24h", "payee_burst", "transfers_24h", "sensitive_ops_1h"), 3),
+    **dict.fromkeys(("amounts_known", "usual_amount", "amount_vs_usual", "amount_robust_z"), 4),
+    "amount_vs_largest": 4,
+}
+
+
+def _section(rules: RuleSet, operation: str) -> dict[str, object]:
+    return {
+        "version": rules.version,
+        "rules": [
+            {
+                "id": rule.rule_id,
+                "decision": int(rule.decision),
+                "reason": rule.reason,
+                "when": [
+                    [c.signal, c.op, list(c.value) if isinstance(c.value, tuple) else c.value]
+                    for c in sorted(rule.when, key=lambda c: _COST.get(c.signal, 0))
+                    if c.signal != "operation"
+                ],
+            }
+            for rule in rules.rules
+            if rule.may_match(operation)
+        ],
+    }
 
 
 def question(

@@ -3,15 +3,32 @@
 -- The memory's parts, in this order: the sorted sets payees, added, ips, devices, ops (member -> unix ms), then
 -- the list of amounts ("<currency>:<minor>", newest first); all in the user's {u:<t>} slot.
 
--- The user hash, each sorted set's member/score pairs and the amounts: what Start's step evaluates the rules
--- on (_risk_rules.lua, decision 0045).
-local function risk_fetch(user, parts)
-  local reply = {redis.call('HGETALL', user)}
-  for i = 1, 5 do
-    reply[#reply + 1] = redis.call('ZRANGE', parts[i], 0, -1, 'WITHSCORES')
-  end
-  reply[#reply + 1] = redis.call('LRANGE', parts[6], 0, -1)
-  return reply
+-- What Start's step reads of the memory, each only when a rule asks for a signal it gives (_risk_rules.lua
+-- computes the signals lazily, decision 0051): never a whole part but the list of amounts. An instant is
+-- unix ms; `after` is exclusive, as the signals' windows are ("now - at < window").
+
+-- The instant `member` was last seen in the set `key`, or nil.
+local function risk_seen_at(key, member)
+  local at = redis.call('ZSCORE', key, member)
+  if at then return tonumber(at) end
+  return nil
+end
+
+-- Whether the set `key` holds anything (an empty set does not exist).
+local function risk_any(key)
+  return redis.call('EXISTS', key) == 1
+end
+
+-- The members of the set `key` seen after `after` (their instants too, ascending, with `scores`).
+local function risk_since(key, after, scores)
+  local from = '(' .. string.format('%.0f', after)
+  if scores then return redis.call('ZRANGEBYSCORE', key, from, '+inf', 'WITHSCORES') end
+  return redis.call('ZRANGEBYSCORE', key, from, '+inf')
+end
+
+-- The last amounts ("<currency>:<minor>", newest first).
+local function risk_amounts(key)
+  return redis.call('LRANGE', key, 0, -1)
 end
 
 -- Remember what a VERIFIED challenge teaches: each sorted set keeps its newest entries only, the amounts list

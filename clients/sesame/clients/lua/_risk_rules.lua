@@ -1,9 +1,12 @@
 -- The risk signals and rules, in a script's step (docs/risk.md): the same signals as risk_signals.signals and the
--- same decision as RuleSet.assess, from the user's memory as risk_fetch reads it (_risk_memory.lua) and the
--- rules compiled at boot to a JSON program (sesame.clients.risk_program). A piece, not a script.
+-- same decision as RuleSet.assess, from the user's memory (_risk_memory.lua) and the rules compiled at boot to a
+-- JSON program (sesame.clients.risk_program). A piece, not a script.
 -- The two evaluators are held equal by tests/contracts/test_risk_rules_lua.py (random memories, operations
 -- and rule sets, through a real Redis): instants are unix ms on both sides. What only the caller knows (the
 -- operator's SIM-swap answer, the bank's forwarded summary) comes computed, in the question's `given`.
+-- The signals are computed when a clause first reads one (decision 0051): a rule stops at its first clause
+-- that fails, most at their operation's, so a Start reads only the parts of the memory its rules get to, and
+-- of a part only what the signal needs (a member's instant, the members in the signal's window).
 local HOUR = 3600000
 
 local function hours(since, now)
@@ -12,69 +15,80 @@ local function hours(since, now)
   return h
 end
 
-local function pairs_of(flat)  -- ZRANGE WITHSCORES -> {member = ms}
-  local out, n = {}, 0
-  for i = 1, #flat, 2 do out[flat[i]] = tonumber(flat[i + 1]); n = n + 1 end
-  return out, n
-end
-
 local function median(sorted)
   local n = #sorted
   if n % 2 == 1 then return sorted[(n + 1) / 2] end
   return (sorted[n / 2] + sorted[n / 2 + 1]) / 2
 end
 
--- read: risk_fetch's reply {user hash pairs, payees, added, ips, devices, ops, amounts}
--- x (the question, risk_program.question): {op, now (unix ms), payee, amount_minor, currency, ip, device
--- (fingerprints, '' for none), given (signals computed by the caller)}. Returns the signals by name.
-local function risk_signals(read, x)
-  local now, op = tonumber(x.now), x.op
-  local user = {}
-  for i = 1, #read[1], 2 do user[read[1][i]] = read[1][i + 1] end
-  local s = {}
-  for k, v in pairs(x.given) do s[k] = v end
-  s.operation = op
-  s.wrong_codes_in_a_row = tonumber(user.failures or '0')
-  s.blocks_in_a_row = tonumber(user.blocks or '0')
-  local changed = tonumber(user.phone_changed_at or '0')
-  if changed ~= 0 then s.phone_changed_hours = hours(changed, now) end
-  local paid = pairs_of(read[2])
-  local added = pairs_of(read[3])
-  local ips, n_ips = pairs_of(read[4])
-  local devices, n_devices = pairs_of(read[5])
-  local ops = pairs_of(read[6])
-  -- payees added
-  local recent = {}
-  for _, at in pairs(added) do if now - at < 72 * HOUR then recent[#recent + 1] = at end end
-  if op == 'add_beneficiary' then recent[#recent + 1] = now end
-  local day, burst = 0, 0
-  for _, a in ipairs(recent) do
-    if now - a < 24 * HOUR then day = day + 1 end
-    local c = 0
-    for _, b in ipairs(recent) do if a <= b and b < a + HOUR then c = c + 1 end end
-    if c > burst then burst = c end
+-- Most payees added within one hour: the instants ascending, a window sliding over them (the first of equal
+-- instants counts them all, so the maximum is the one of "for each a, the b with a <= b < a + 1 h").
+local function burst_of(sorted)
+  local best, j, n = 0, 1, #sorted
+  for i = 1, n do
+    if j < i then j = i end
+    while j <= n and sorted[j] < sorted[i] + HOUR do j = j + 1 end
+    if j - i > best then best = j - i end
   end
-  s.payees_added_24h, s.payee_burst = day, burst
-  local transfer = op == 'credit_transfer'
-  if transfer then
-    s.payee_paid_before = paid[x.payee] ~= nil
-    if added[x.payee] then s.payee_added_hours = hours(added[x.payee], now) end
-  end
-  -- usage
-  local t24, s1 = 0, 0
-  for key, at in pairs(ops) do
-    if string.sub(key, 1, 16) == 'credit_transfer:' and now - at < 24 * HOUR then t24 = t24 + 1 end
-    if string.sub(key, 1, 6) ~= 'login:' and string.sub(key, 1, 13) ~= 'change_phone:' and now - at < HOUR then
-      s1 = s1 + 1
+  return best
+end
+
+-- `new_<x>`: only when the caller named one and some were seen before (a first use is not news).
+local function new_of(s, name, key, member)
+  if member == '' then return end
+  if risk_seen_at(key, member) ~= nil then s[name] = false
+  elseif risk_any(key) then s[name] = true end
+end
+
+-- Each group of signals the memory gives, computed at once, by the names it sets (some it may leave unset:
+-- a signal with nothing to say). m: the question's fields and the memory's parts, see risk_signals.
+local LOADERS = {
+  user = function(s, m)
+    local h = redis.call('HMGET', m.user, 'failures', 'blocks', 'phone_changed_at')
+    s.wrong_codes_in_a_row = tonumber(h[1] or '0')
+    s.blocks_in_a_row = tonumber(h[2] or '0')
+    local changed = tonumber(h[3] or '0')
+    if changed ~= 0 then s.phone_changed_hours = hours(changed, m.now) end
+  end,
+  added = function(s, m)  -- payees added in the last 72 hours (this one, for an add_beneficiary)
+    local flat, recent = risk_since(m.parts[2], m.now - 72 * HOUR, true), {}
+    local mine = m.x.op == 'add_beneficiary'
+    for i = 2, #flat, 2 do
+      local at = tonumber(flat[i])
+      if mine and m.now < at then recent[#recent + 1] = m.now; mine = false end
+      recent[#recent + 1] = at
     end
-  end
-  s.transfers_24h = t24 + (transfer and 1 or 0)
-  s.sensitive_ops_1h = s1
-  if transfer then
-    local amount = tonumber(x.amount_minor) / 100
-    s.amount = amount
+    if mine then recent[#recent + 1] = m.now end
+    local day = 0
+    for _, at in ipairs(recent) do if m.now - at < 24 * HOUR then day = day + 1 end end
+    s.payees_added_24h, s.payee_burst = day, burst_of(recent)
+  end,
+  paid = function(s, m)
+    if m.transfer then s.payee_paid_before = risk_seen_at(m.parts[1], m.x.payee) ~= nil end
+  end,
+  payee_added = function(s, m)
+    local at = m.added_at()
+    if at then s.payee_added_hours = hours(at, m.now) end
+  end,
+  transfers = function(s, m)
+    local t24 = 0
+    for _, key in ipairs(risk_since(m.parts[5], m.now - 24 * HOUR)) do
+      if string.sub(key, 1, 16) == 'credit_transfer:' then t24 = t24 + 1 end
+    end
+    s.transfers_24h = t24 + (m.transfer and 1 or 0)
+  end,
+  sensitive = function(s, m)
+    local s1 = 0
+    for _, key in ipairs(risk_since(m.parts[5], m.now - HOUR)) do
+      if string.sub(key, 1, 6) ~= 'login:' and string.sub(key, 1, 13) ~= 'change_phone:' then s1 = s1 + 1 end
+    end
+    s.sensitive_ops_1h = s1
+  end,
+  amounts = function(s, m)
+    if not m.transfer then return end
+    local x, amount = m.x, s.amount
     local past = {}
-    for _, raw in ipairs(read[7]) do
+    for _, raw in ipairs(risk_amounts(m.parts[6])) do
       local currency, minor = string.match(raw, '^(.-):(%-?%d+)$')
       if currency == x.currency then past[#past + 1] = tonumber(minor) / 100 end
     end
@@ -96,10 +110,46 @@ local function risk_signals(read, x)
       s.amount_robust_z = (amount - med) / spread
       s.amount_vs_largest = amount / largest
     end
+  end,
+  device = function(s, m) new_of(s, 'new_device', m.parts[4], m.x.device) end,
+  ip = function(s, m) new_of(s, 'new_ip', m.parts[3], m.x.ip) end,
+}
+
+-- Which group gives each signal the memory gives (the others are the question's: operation, amount, given).
+local GIVES = {
+  wrong_codes_in_a_row = 'user', blocks_in_a_row = 'user', phone_changed_hours = 'user',
+  payees_added_24h = 'added', payee_burst = 'added', payee_paid_before = 'paid', payee_added_hours = 'payee_added',
+  transfers_24h = 'transfers', sensitive_ops_1h = 'sensitive', amounts_known = 'amounts', usual_amount = 'amounts',
+  amount_vs_usual = 'amounts', amount_robust_z = 'amounts', amount_vs_largest = 'amounts', new_device = 'device',
+  new_ip = 'ip',
+}
+
+-- user: the user hash; parts: the memory's six keys (_risk_memory.lua's order); x (the question,
+-- risk_program.question): {op, now (unix ms), payee, amount_minor, currency, ip, device (fingerprints, '' for
+-- none), given (signals computed by the caller)}. Returns the signals by name, each group computed from the
+-- memory when one of its signals is first read; its metatable's `added_at` tells the transfer's payee's
+-- instant in the added set (read once, nil: none).
+local function risk_signals(user, parts, x)
+  local m = {user = user, parts = parts, x = x, now = tonumber(x.now), transfer = x.op == 'credit_transfer'}
+  local added_read, added
+  m.added_at = function()
+    if not added_read then
+      added_read = true
+      if m.transfer then added = risk_seen_at(parts[2], x.payee) end
+    end
+    return added
   end
-  if x.device ~= '' and n_devices > 0 then s.new_device = devices[x.device] == nil end
-  if x.ip ~= '' and n_ips > 0 then s.new_ip = ips[x.ip] == nil end
-  return s
+  local s, loaded = {}, {}
+  for k, v in pairs(x.given) do s[k] = v end
+  s.operation = x.op
+  if m.transfer then s.amount = tonumber(x.amount_minor) / 100 end
+  return setmetatable(s, {added_at = m.added_at, __index = function(_, name)
+    local group = GIVES[name]
+    if group == nil or loaded[group] then return nil end
+    loaded[group] = true
+    LOADERS[group](s, m)
+    return rawget(s, name)
+  end})
 end
 
 local ORDERED = {
@@ -122,12 +172,21 @@ end
 
 local RISK_DECISIONS = {'allow', 'warn', 'hold', 'deny'}
 
--- program (risk_program.program): {version, rules = {{id, decision (1 ALLOW .. 4 DENY), reason, when = {{signal,
+-- The program's section for the operation `op` (risk_program.program: '\n<op>\t<JSON>' per kind of operation),
+-- decoded: only the rules that may match it, their clauses on the operation left out (decision 0051).
+local function risk_program_for(text, op)
+  local head = '\n' .. op .. '\t'
+  local from = string.find(text, head, 1, true) + #head
+  local stop = string.find(text, '\n', from, true)
+  return cjson.decode(string.sub(text, from, stop and stop - 1 or -1))
+end
+
+-- program (risk_program_for): {version, rules = {{id, decision (1 ALLOW .. 4 DENY), reason, when = {{signal,
 -- op, value}, ...}}, ...}}: a clause over a signal that is absent never holds; ordering holds for numbers only.
 -- The assessment as RuleSet.assess makes it, and as the step keeps it: the decision (1 .. 4), the reason codes
 -- (each once, in rule order), the matched rule ids, and, for a WARN or HOLD transfer to a payee added in the
 -- last 72 hours, when it was added (unix ms; its SMS names the payee as new: risk_flow._new_payee), else nil.
-local function risk_assess(program, s, x, read)
+local function risk_assess(program, s, x)
   local decision, matched, codes, told = 1, {}, {}, {}
   for _, rule in ipairs(program.rules) do
     local all = true
@@ -142,7 +201,7 @@ local function risk_assess(program, s, x, read)
   end
   local added
   if (decision == 2 or decision == 3) and x.op == 'credit_transfer' then
-    local at = pairs_of(read[3])[x.payee]
+    local at = getmetatable(s).added_at()
     if at and tonumber(x.now) - at < 72 * HOUR then added = at end
   end
   return decision, codes, matched, added
@@ -160,6 +219,7 @@ end
 -- The signals as a reply: numbers as text with 17 significant digits (cjson and Redis's reply conversion
 -- would round them or cut them to integers), flags as '1'/'0' with a 'f:' tag, names with 'n:'.
 local function risk_signals_reply(s)
+  for name in pairs(GIVES) do local _ = s[name] end  -- every signal, computed
   local out = {}
   for k, v in pairs(s) do
     if type(v) == 'number' then out[#out + 1] = k; out[#out + 1] = string.format('%.17g', v)

@@ -118,14 +118,14 @@ end
 -- and the rules on the memory as it is now, in this step (decision 0045). A DENY writes its denial only.
 local kept, risk_entry
 if risk_program ~= '-' then
-  local program, x = cjson.decode(risk_program), cjson.decode(risk_question)
+  local x = cjson.decode(risk_question)
+  local program = risk_program_for(risk_program, x.op)
   if x.sim_for and x.sim_for ~= phone then
     return {'sim_number', phone}
   end
   local parts = {}
   for i = 7 + budgets, 12 + budgets do parts[#parts + 1] = KEYS[i] end
-  local read = risk_fetch(user, parts)
-  local decision, codes, matched, added = risk_assess(program, risk_signals(read, x), x, read)
+  local decision, codes, matched, added = risk_assess(program, risk_signals(user, parts, x), x)
   kept = risk_kept(program, decision, codes, matched, added)
   risk_entry = {'risk_decision', RISK_DECISIONS[decision], 'risk_reasons', table.concat(codes, ','),
     'risk_rules', table.concat(matched, ','), 'risk_rules_version', program.version}
