@@ -1,11 +1,14 @@
-"""`RedisOutbox`: the Outbox port on a Redis stream read by one consumer group (docs/decisions/0025).
+"""`RedisOutbox`: the Outbox port on Redis streams read by one consumer group (docs/decisions/0025, 0044).
 
-Start's and Resend's scripts append an entry (the challenge id, `send` start or resend, `queued_at`), the
-first of them creating the stream and the group `dispatchers` (so that no dispatcher writes a key); the
-dispatchers read it with XREADGROUP, claim the entries of dead consumers with XAUTOCLAIM, and settle each
-with `record_dispatch.lua`, which records the send on the challenge, acknowledges and deletes the entry in
-one step. Deleting settled entries keeps the stream as long as the backlog, and no longer (bounded memory).
-The dispatchers block on their own connection, never on the request path's pool.
+Each shard has its outbox stream, beside its users and challenges (one slot per script, decision 0044).
+Start's and Resend's scripts append an entry (the challenge id, `send` start or resend, `queued_at`) to the
+outbox of the challenge's shard, the first of them creating the stream and the group `dispatchers` (so that
+no dispatcher writes a key); a dispatcher reads every shard's stream with XREADGROUP (one blocking reader per
+shard, each on its own connection, feeding the dispatcher's queue), claims the entries of dead consumers
+with XAUTOCLAIM, and settles each with `record_dispatch.lua`, which records the send on the challenge,
+acknowledges and deletes the entry in one step. Deleting settled entries keeps the streams as long as the
+backlog, and no longer (bounded memory). The dispatchers block on their own pool, never on the request
+path's.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from sesame.clients.redis_dead_letters import RedisDeadLetters
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_scripts import Scripts, stored_challenge, translated
 from sesame.server.domain.dispatching import Backlog, FailedTry, QueuedSms
-from sesame.server.domain.errors import ChallengeNotFound
+from sesame.server.domain.errors import ChallengeNotFound, StoreUnavailable
 from sesame.server.domain.lifecycle import UserNotice
 from sesame.server.domain.model import Challenge, DeliveryState
 from sesame.server.domain.ports import Outbox
@@ -33,6 +36,7 @@ GROUP: Final = "dispatchers"
 # operators to look at, not a store of record (the challenge's journal is).
 DEAD_LETTERS_KEPT: Final = 10_000
 DEAD_LETTERS_LIFETIME: Final = timedelta(days=7)
+READERS_STOP_SECONDS: Final = 2.0
 
 
 class RedisOutbox:
@@ -43,7 +47,11 @@ class RedisOutbox:
         self._client = client
         self._keys = Keyspace(prefix)
         self._scripts = Scripts(client)
-        self._stream = self._keys.outbox()
+        self._streams = self._keys.outboxes()
+        self._ready: asyncio.Queue[QueuedSms] = asyncio.Queue()
+        self._readers: list[asyncio.Task[None]] = []
+        self._failure: StoreUnavailable | None = None
+        self._closed = False
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "sesame", timeout: float = 5.0) -> RedisOutbox:
@@ -63,43 +71,115 @@ class RedisOutbox:
         return RedisDeadLetters(self._client, prefix=self._keys.prefix)
 
     async def close(self) -> None:
-        """Close the client and its connections (a pool given to a client outlives its `aclose`)."""
+        """Stop the readers, close the client and its connections (a pool given to a client outlives its
+        `aclose`). Entries a reader took and no dispatcher settled are claimed again (`reclaim`)."""
+        self._closed = True
+        for reader in self._readers:
+            reader.cancel()
+        if self._readers:
+            # Bounded: redis-py may turn a cancelled read into a connection error, which the reader outlives
+            # until it sees `_closed`.
+            await asyncio.wait(self._readers, timeout=READERS_STOP_SECONDS)
+        self._readers = []
         with translated():
             await self._client.aclose()
             await self._client.connection_pool.disconnect()
 
     async def take(self, consumer: str, count: int, wait: timedelta) -> list[QueuedSms]:
-        """XREADGROUP `>`: entries never given to a consumer. Before the first SMS is queued there is no
-        stream (the script that queues it creates the stream and the group): wait, and find none."""
-        block = max(1, wait // rec.MS)
-        with translated():
-            try:
-                raw = await self._read(consumer, count, block)
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                if not await self._group_made():
-                    await asyncio.sleep(wait.total_seconds())
-                    return []
-                raw = await self._read(consumer, count, block)
-        if not raw:
+        """Entries never given to a consumer (XREADGROUP `>`), from any shard, waiting at most `wait` for the
+        first. Each shard's reader blocks on its stream and hands what it read to this queue; before the
+        first SMS of a shard is queued there is no stream (the script that queues it creates the stream and
+        the group): its reader waits, and finds none."""
+        if not self._readers:
+            self._readers = [
+                asyncio.create_task(self._read_shard(stream, consumer, count, wait))
+                for stream in self._streams
+            ]
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+        if self._ready.empty():
+            for queued in await self._read_now(consumer, count):
+                self._ready.put_nowait(queued)
+        try:
+            async with asyncio.timeout(wait.total_seconds()):
+                batch = [await self._ready.get()]
+        except TimeoutError:
             return []
-        return [_queued(entry_id, fields) for entry_id, fields in raw[0][1] if fields]
+        while len(batch) < count and not self._ready.empty():
+            batch.append(self._ready.get_nowait())
+        return batch
+
+    async def _read_now(self, consumer: str, count: int) -> list[QueuedSms]:
+        """One read of every shard's stream without blocking (a pipeline of single-key reads): what is there
+        already is taken at once, whatever the readers are waiting on."""
+        with translated():
+            async with self._client.pipeline(transaction=False) as pipe:
+                for stream in self._streams:
+                    pipe.xreadgroup(GROUP, consumer, {stream: ">"}, count=count)
+                replies = await pipe.execute(raise_on_error=False)
+        found: list[QueuedSms] = []
+        for reply in replies:
+            if isinstance(reply, ResponseError) and "NOGROUP" in str(reply):
+                continue  # no SMS queued there yet (a reader makes the group again if it was lost)
+            if isinstance(reply, Exception):
+                raise StoreUnavailable(type(reply).__name__) from reply
+            for _, entries in reply or []:
+                found += [_queued(entry_id, fields) for entry_id, fields in entries if fields]
+        return found
+
+    async def _read_shard(self, stream: str, consumer: str, count: int, wait: timedelta) -> None:
+        """One shard's reader: read while the queue has room, note a failure for `take` to raise."""
+        block = max(1, wait // rec.MS)
+        while not self._closed:
+            if self._ready.qsize() >= count:
+                await asyncio.sleep(wait.total_seconds() / 10)
+                continue
+            try:
+                with translated():
+                    raw = await self._read_or_wait(stream, consumer, count, block, wait)
+            except StoreUnavailable as exc:
+                if self._closed:
+                    return
+                self._failure = exc
+                await asyncio.sleep(1)
+                continue
+            for _, entries in raw or []:
+                for entry_id, fields in entries:
+                    if fields:
+                        self._ready.put_nowait(_queued(entry_id, fields))
+
+    async def _read_or_wait(self, stream: str, consumer: str, count: int, block: int, wait: timedelta) -> Any:
+        try:
+            return await self._read(stream, consumer, count, block)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            if not await self._group_made(stream):
+                await asyncio.sleep(wait.total_seconds())
+                return []
+            return await self._read(stream, consumer, count, block)
 
     async def reclaim(self, consumer: str, idle: timedelta, count: int) -> list[QueuedSms]:
-        """XAUTOCLAIM from the start: entries pending longer than `idle` with any consumer."""
-        with translated():
-            try:
-                reply = await self._client.xautoclaim(
-                    self._stream, GROUP, consumer, min_idle_time=idle // rec.MS, start_id="0-0", count=count
-                )
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                return []  # no SMS was ever queued (or the group was lost: `take` makes it again)
-        claimed = cast("list[tuple[bytes, dict[bytes, bytes] | None]]", reply[1])
-        # An entry deleted while pending comes back without fields: nothing to send.
-        return [_queued(entry_id, fields) for entry_id, fields in claimed if fields]
+        """XAUTOCLAIM from the start of each shard's stream: entries pending longer than `idle` with any
+        consumer, `count` at most."""
+        found: list[QueuedSms] = []
+        for stream in self._streams:
+            if len(found) >= count:
+                break
+            with translated():
+                try:
+                    reply = await self._client.xautoclaim(
+                        stream, GROUP, consumer, min_idle_time=idle // rec.MS, start_id="0-0", count=count
+                    )
+                except ResponseError as exc:
+                    if "NOGROUP" not in str(exc):
+                        raise
+                    continue  # no SMS was ever queued there (or the group was lost: `take` makes it again)
+            claimed = cast("list[tuple[bytes, dict[bytes, bytes] | None]]", reply[1])
+            # An entry deleted while pending comes back without fields: nothing to send.
+            found += [_queued(entry_id, fields) for entry_id, fields in claimed if fields]
+        return found
 
     async def challenge(self, queued: QueuedSms) -> Challenge:
         """HGETALL on the outbox's connection, off the request path's pool. ChallengeNotFound."""
@@ -119,7 +199,11 @@ class RedisOutbox:
     ) -> None:
         """record_dispatch.lua: the send recorded and journaled, the entry acknowledged and deleted."""
         challenge_id = queued.challenge_id
-        keys = [self._keys.challenge(challenge_id), self._keys.challenge_journal(challenge_id), self._stream]
+        keys = [
+            self._keys.challenge(challenge_id),
+            self._keys.challenge_journal(challenge_id),
+            self._keys.outbox_of(challenge_id),
+        ]
         head = rec.challenge_event("challenge.delivery", challenge_id, at)
         written = [] if text is None else [item for pair in text.journal_fields().items() for item in pair]
         args = [
@@ -137,7 +221,7 @@ class RedisOutbox:
     async def settle_notice(self, queued: QueuedSms, user_id: str, notice: UserNotice) -> None:
         """record_notice.lua: the notice in the user's journal (sealed, with its text's hash and template
         version), the entry acknowledged and deleted."""
-        keys = [self._keys.user_journal(user_id), self._stream]
+        keys = [self._keys.user_journal(user_id), self._keys.outbox_of(queued.challenge_id)]
         entry = rec.notice_entry(user_id, notice, "challenge_id", queued.challenge_id)
         await self._scripts.run("record_notice", keys, [GROUP, queued.entry_id, *entry])
 
@@ -147,8 +231,8 @@ class RedisOutbox:
         keys = [
             self._keys.challenge(challenge_id),
             self._keys.challenge_journal(challenge_id),
-            self._stream,
-            self._keys.dead_letters(),
+            self._keys.outbox_of(challenge_id),
+            self._keys.dead_letters_of(challenge_id),
         ]
         head = rec.challenge_event("challenge.dead_letter", challenge_id, at)[2:]  # the script names it
         args = [
@@ -168,22 +252,24 @@ class RedisOutbox:
         return FailedTry(int(reply[1]), reply[2].decode())
 
     async def backlog(self) -> Backlog:
-        """XLEN and the first entry, in one round trip (a pipeline)."""
+        """XLEN and the first entry of every shard's stream, in one pipeline (single-key commands)."""
         with translated():
             async with self._client.pipeline(transaction=False) as pipe:
-                pipe.xlen(self._stream)
-                pipe.xrange(self._stream, count=1)
-                depth, first = await pipe.execute()
-        oldest = _queued(*first[0]).queued_at if first else None
-        return Backlog(int(depth), oldest)
+                for stream in self._streams:
+                    pipe.xlen(stream)
+                    pipe.xrange(stream, count=1)
+                replies = await pipe.execute()
+        depth = sum(int(n) for n in replies[::2])
+        firsts = [_queued(*first[0]).queued_at for first in replies[1::2] if first]
+        return Backlog(depth, min(firsts) if firsts else None)
 
-    async def _read(self, consumer: str, count: int, block: int) -> Any:
-        return await self._client.xreadgroup(GROUP, consumer, {self._stream: ">"}, count=count, block=block)
+    async def _read(self, stream: str, consumer: str, count: int, block: int) -> Any:
+        return await self._client.xreadgroup(GROUP, consumer, {stream: ">"}, count=count, block=block)
 
-    async def _group_made(self) -> bool:
+    async def _group_made(self, stream: str) -> bool:
         """Make the group again on a stream that lost it (True); False when there is no stream yet."""
         try:
-            await self._client.xgroup_create(self._stream, GROUP, id="0")
+            await self._client.xgroup_create(stream, GROUP, id="0")
         except ResponseError as exc:
             return "BUSYGROUP" in str(exc)  # made by another dispatcher meanwhile; else no stream
         return True

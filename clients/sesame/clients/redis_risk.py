@@ -1,4 +1,4 @@
-"""`RedisRiskMemory`: the RiskMemory port on Redis, in each user's `{u:<t>}` place (docs/risk.md).
+"""`RedisRiskMemory`: the RiskMemory port on Redis, in each user's `{s:<n>}` place (docs/risk.md).
 
 Sorted sets of fingerprints scored by their last instant (payees paid, beneficiaries added, IPs, devices,
 verified operations), a list of the last amounts, and a capped stream of DENY decisions; each part is cut

@@ -52,6 +52,10 @@ class Scripts:
             if entry.name.endswith(".lua") and not entry.name.startswith("_")
         }
 
+    def names(self) -> dict[str, str]:
+        """Each script's name by the SHA-1 Redis knows it under (EVALSHA's first argument)."""
+        return {script.sha: name for name, script in self._scripts.items()}
+
     async def run(self, name: str, keys: Sequence[str], args: Sequence[rec.Field]) -> Any:
         """Run one script: one atomic transition on the slot of its keys, in a span named after it.
 

@@ -1,6 +1,6 @@
 """`RedisUsers`: the Users port on Redis (docs/decisions/0038).
 
-Each change is one Lua script on the user's `{u:<t>}` slot that checks, changes and journals at once
+Each change is one Lua script on the user's `{s:<n>}` slot that checks, changes and journals at once
 (docs/decisions/0002, 0010): enrolment, status, unblocking, the secure number; notices are journaled there.
 """
 

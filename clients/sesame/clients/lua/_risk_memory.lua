@@ -1,7 +1,7 @@
 -- The user's risk memory (docs/risk.md, decision 0032): read with its version, and fed, by the steps that need
 -- it. A piece, not a script: read_user_risk, open_challenge, record_verification and remember_risk include it.
 -- The memory's parts, in this order: the sorted sets payees, added, ips, devices, ops (member -> unix ms), then
--- the list of amounts ("<currency>:<minor>", newest first); all in the user's {u:<t>} slot.
+-- the list of amounts ("<currency>:<minor>", newest first); all in the user's {s:<n>} slot.
 
 -- The user hash, each sorted set's member/score pairs and the amounts, and their version: the SHA-1 of exactly
 -- what was read (the hash's pairs sorted, each string length-prefixed). Any change by any script, an expiry or

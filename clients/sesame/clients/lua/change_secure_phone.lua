@@ -2,7 +2,7 @@
 -- (RTS Art. 24; docs/decisions/0010). The conditions the flow checked are checked again here, where they
 -- cannot change underneath: the status the authority allows, and for a challenge, that the code went to
 -- the number being replaced and that the user's status and number did not change since it was opened.
--- KEYS[1] user hash, KEYS[2] user journal stream, KEYS[3] applied request ids (same {u:<t>} slot)
+-- KEYS[1] user hash, KEYS[2] user journal stream, KEYS[3] applied request ids (same {s:<n>} slot)
 -- ARGV[1] time (unix ms), ARGV[2] new phone, ARGV[3] cooling until (unix ms), ARGV[4] allowed statuses
 -- (space separated), ARGV[5] expected phone ('' any), ARGV[6] no change since (unix ms, 0 none),
 -- ARGV[7] request id, ARGV[8] its fingerprint, ARGV[9 ..] journal field/value pairs

@@ -1,6 +1,6 @@
 -- Read a user and its risk memory in one step, with the memory's version (docs/risk.md, decision 0032): what
 -- StartChallenge's rules need when this worker holds no recent copy of them.
--- KEYS[1] the user hash, KEYS[2..7] the memory's parts (see _risk_memory.lua): all in the user's {u:<t>} slot.
+-- KEYS[1] the user hash, KEYS[2..7] the memory's parts (see _risk_memory.lua): all in the user's {s:<n>} slot.
 -- Returns {} when there is no such user, else {user fields/values, then for each sorted set its member/score
 -- pairs, then the amounts, then the version}.
 --#include _risk_memory.lua

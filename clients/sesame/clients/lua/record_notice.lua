@@ -2,7 +2,8 @@
 -- sent or failed, with the number masked, and acknowledge and delete the entry, in one step: a notice the
 -- gateway took and that was journaled is never sent again; one whose dispatcher died before this step is
 -- claimed by another and sent again (at least once, as a code SMS: docs/decisions/0025).
--- KEYS[1] the user's journal stream ({u:<t>}), KEYS[2] the outbox stream ({outbox}: two slots on purpose).
+-- KEYS[1] the user's journal stream ({s:<n>}), KEYS[2] the outbox stream of the user's shard
+-- (the same slot: decision 0044).
 -- ARGV[1] the consumer group, ARGV[2] the entry id, ARGV[3 ..] journal field/value pairs.
 -- Returns 1.
 local entry = {}
