@@ -19,7 +19,7 @@ from typing import Any, Final, cast
 import redis.asyncio as aioredis
 
 from sesame.clients import redis_records as rec
-from sesame.clients.redis_keys import Keyspace
+from sesame.clients.redis_keys import FEED_RESIDUES, Keyspace
 from sesame.clients.redis_scripts import Scripts, translated
 from sesame.server.domain.errors import StoreUnavailable
 from sesame.server.domain.journal_seal import Block, FeedEntry, Leaf, Seal
@@ -64,16 +64,16 @@ class RedisJournal:
     async def unsealed(self, after: str, limit: int = FEED_BATCH) -> list[FeedEntry]:
         """The oldest entries after the id `after` ("" from the start) that may be sealed now, in the order of
         their ids: every shard's feed is read (`read_feed.lua`, one call per shard: one slot each), and only
-        the entries up to the lowest shard's frontier are taken, since no shard can append below it later."""
-        frontier: tuple[int, int] | None = None
+        the entries below the lowest id a shard can append next are taken: none can come later below it."""
+        below: tuple[int, int] | None = None
         entries: list[FeedEntry] = []
-        for feed in self.keys.journal_feeds():
+        for shard, feed in enumerate(self.keys.journal_feeds()):
             reply = await self._scripts.run("read_feed", [feed], [after, limit])
-            edge = _id_key(reply[0].decode())
-            frontier = edge if frontier is None else min(frontier, edge)
+            edge = _next_possible(_id_key(reply[0].decode()), shard)
+            below = edge if below is None else min(below, edge)
             entries += _feed_entries(reply[1])
         entries.sort(key=lambda e: _id_key(e.id))
-        ready = [e for e in entries if frontier is not None and _id_key(e.id) <= frontier]
+        ready = [e for e in entries if below is not None and _id_key(e.id) < below]
         return ready[:limit]
 
     async def sealed_entries(self, seal: Seal) -> list[FeedEntry]:
@@ -181,6 +181,13 @@ class LiveStream:
 def _id_key(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
+
+
+def _next_possible(frontier: tuple[int, int], shard: int) -> tuple[int, int]:
+    """The lowest id a shard whose feed stands at `frontier` can append next (`feed_id_after` in
+    `_journal.lua`): the same millisecond, the next sequence of its residue (a later one is above)."""
+    ms, seq = frontier
+    return ms, (seq // FEED_RESIDUES + 1) * FEED_RESIDUES + shard
 
 
 def _feed_entries(raw: Any) -> list[FeedEntry]:

@@ -1,6 +1,7 @@
 -- The sealer's read of one shard's journal feed (decisions 0027, 0044): the entries after an id, and the
 -- feed's frontier, an id no entry appended later can be at or below. Once the sealer has read every shard,
--- it seals the entries up to the lowest frontier: none of any shard can come later with an id below it.
+-- it seals the entries below the lowest id a shard can append next (its frontier's millisecond, the next
+-- sequence of its residue): none of any shard can come later with an id below it.
 -- Where the read took every entry, the feed's last id is first moved up to Redis's clock (XSETID), so that an
 -- idle shard does not hold the others' entries back.
 -- KEYS[1] the feed (its shard's {s:<n>} slot). ARGV[1] the id after which to read ('' from the start),
