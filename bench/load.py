@@ -34,6 +34,7 @@ from bench import report, servers
 from bench.driver import Latency, Recorder, Run, drive, pace
 from bench.phases import Connections, Echo, Sesame
 from bench.procs import Process, describe_machine, listeners
+from bench.redis_costs import RedisCosts
 from bench.revision import short_commit
 from bench.servers import Server
 from bench.sms_tail import SmsTail
@@ -139,13 +140,15 @@ async def _each_sesame_phase(
         nonlocal missing
         missing = await sesame.sms_of_opened(SMS_SETTLE_SECONDS)
 
+    memory_before = servers.settled_used_memory(redis_url)
     for name, make, after in (
         ("start", sesame.start_phase, settle),
         ("verify", sesame.verify_phase, None),
         ("flows", sesame.flow_phase, None),
         ("flows_half", sesame.flow_phase, None),
     ):
-        memory_before = servers.redis_used_memory(redis_url)
+        costs = RedisCosts(redis_url, scripts=args.redis_scripts)
+        costs.start()
         recorder = Recorder()
         rate = max(1.0, phases["flows"]["rate_per_s"] / 2) if name == "flows_half" else 0.0
         if rate:
@@ -153,7 +156,9 @@ async def _each_sesame_phase(
         else:
             load = drive(make(recorder), args.concurrency, args.duration, args.max_ops)
         phase = await _measure(server, load, recorder, after)
-        delta = servers.redis_used_memory(redis_url) - memory_before
+        phase["redis_costs"] = costs.stop(phase["ops"])
+        memory_after = servers.settled_used_memory(redis_url)
+        delta, memory_before = memory_after - memory_before, memory_after
         phase["redis_used_memory_delta_bytes"] = delta
         phase["redis_bytes_per_op"] = round(delta / phase["ops"]) if phase["ops"] else 0
         if rate:
@@ -186,6 +191,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "workers": workers,
         "serve_has_workers": has_workers,
         "echo_workers": echo_workers,
+        "redis_scripts": args.redis_scripts,
     }
     phases.update(await _sesame_phases(args, workers, settings))
     return {
@@ -213,6 +219,11 @@ def _arguments() -> argparse.Namespace:
     )
     parser.add_argument(
         "--echo-workers", type=int, default=None, help="echo server processes (default: as many as Sésame's)"
+    )
+    parser.add_argument(
+        "--redis-scripts",
+        action="store_true",
+        help="Redis time per script from the slow log (costs Redis CPU itself: not for published figures)",
     )
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"), help="where JSON and PNG go")
     args = parser.parse_args()

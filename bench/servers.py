@@ -156,6 +156,22 @@ def echo(workers: int) -> Iterator[Server]:
         _stop(process)
 
 
+def settled_used_memory(url: str, *, steady: float = 2.0, limit: float = 20.0) -> int:
+    """`redis_used_memory` once the server's background work has caught up: the sealer and the archiver drop
+    the journals of the flows before (decision 0037) seconds after they ended, which a reading taken at once
+    would count against the next phase (a phase of few flows then measured a negative size per flow). Read
+    until two readings `steady` seconds apart differ by less than 16 KB, or `limit` seconds have passed."""
+    deadline = time.monotonic() + limit
+    last = redis_used_memory(url)
+    while time.monotonic() < deadline:
+        time.sleep(steady)
+        now = redis_used_memory(url)
+        if abs(now - last) < 16 * 1024:
+            return now
+        last = now
+    return last
+
+
 def redis_used_memory(url: str) -> int:
     """INFO memory's used_memory of the Redis at `url`, in bytes."""
     client = redis.Redis.from_url(url)

@@ -490,6 +490,22 @@ class TestDelivery:
             "ref-42",
         )
 
+    async def test_the_providers_own_message_id_is_journaled_with_the_report(self, store):
+        """record_delivery with the provider's message id journals it beside our reference; without one,
+        the entry names none."""
+        challenge = await opened(store)
+        await store.challenges.record_delivery(challenge.challenge_id, DeliveryState.SENT, "ref-42", NOW)
+        await store.challenges.record_delivery(
+            challenge.challenge_id, DeliveryState.DELIVERED, "ref-42", NOW, provider_id="3e8"
+        )
+        sent, delivered = (await store.journal.challenge_journal(challenge.challenge_id))[-2:]
+        assert "provider_id" not in sent
+        assert (delivered["outcome"], delivered["provider_ref"], delivered["provider_id"]) == (
+            "delivered",
+            "ref-42",
+            "3e8",
+        )
+
     async def test_delivery_for_unknown_challenge_is_not_found(self, store):
         """record_delivery on a challenge never opened raises ChallengeNotFound."""
         with pytest.raises(ChallengeNotFound):

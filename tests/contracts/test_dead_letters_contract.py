@@ -14,6 +14,7 @@ from sesame.clients.redis_outbox import RedisOutbox
 from sesame.clients.redis_store import RedisState
 from sesame.server.domain.model import DeliveryState, RequestContext
 from sesame.server.domain.ports import DeadLetters, Outbox
+from sesame.server.domain.sent_text import SentText
 from tests.contracts.test_start_challenge_contract import an_opening, enrolled
 from tests.fakes.outbox import MemoryDeadLetters
 from tests.fakes.state import MemoryState
@@ -61,6 +62,23 @@ async def test_a_failed_try_with_tries_left_stays_pending(store: Store, beside: 
         "unreachable",
     )
     assert await beside.dead.recent(10) == []
+
+
+async def test_a_failed_try_and_its_dead_letter_are_journaled_with_the_texts_record(
+    store: Store, beside: Beside
+) -> None:
+    """A failed try, then the dead letter, each handed the text's record: both entries name its masked
+    hash and template, as a send's entry does."""
+    await enrolled(store)
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
+    (queued,) = await beside.outbox.take("a", 10, NO_WAIT)
+    record = SentText("ab" * 32, "fr/login", "cd" * 32, "ef" * 32)
+    await beside.outbox.fail(queued, "unreachable", opened.created_at, 3, text=record)
+    await beside.outbox.fail(queued, "bad_number", opened.created_at, 0, text=record)
+    failed, dead = (await store.journal.challenge_journal(opened.challenge_id))[-2:]
+    assert (failed["outcome"], dead["event"]) == ("try_failed", "challenge.dead_letter")
+    for entry in (failed, dead):
+        assert {name: entry[name] for name in record.journal_fields()} == record.journal_fields()
 
 
 async def test_the_last_try_dead_letters_the_entry(store: Store, beside: Beside) -> None:

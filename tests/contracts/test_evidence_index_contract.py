@@ -59,12 +59,15 @@ async def test_the_index_keeps_only_the_evidence_retention(index: EvidenceIndex)
 
 
 async def test_health_notes_are_read_by_period_with_the_last_before(notes: HealthNotes) -> None:
+    # The notes' ids take the real clock: `now` is read here, not when the module was imported (a suite
+    # that reached this test more than 15 minutes after importing it lost the 50-minute note).
+    now = datetime.now(UTC).replace(microsecond=0)
     for minutes in (50, 40, 10):  # within the hour a note's time may differ from its id's
-        at = NOW - timedelta(minutes=minutes)
+        at = now - timedelta(minutes=minutes)
         await notes.note(at, "w1", {"key store": True, "state store": minutes != 40}, RETENTION)
-    found = await notes.notes(NOW - timedelta(minutes=30), NOW)
+    found = await notes.notes(now - timedelta(minutes=30), now)
     assert [fields["at"][:16] for _, fields in found] == [
-        (NOW - timedelta(minutes=m)).isoformat()[:16] for m in (40, 10)
+        (now - timedelta(minutes=m)).isoformat()[:16] for m in (40, 10)
     ]
     assert found[0][1]["state store"] == "down"
     assert {k: v for k, v in found[1][1].items() if k not in {"seq", "prev", "at"}} == {
@@ -73,6 +76,6 @@ async def test_health_notes_are_read_by_period_with_the_last_before(notes: Healt
         "key store": "up",
         "state store": "up",
     }
-    assert [fields["at"][:16] for _, fields in await notes.notes(None, NOW - timedelta(minutes=45))] == [
-        (NOW - timedelta(minutes=50)).isoformat()[:16]
+    assert [fields["at"][:16] for _, fields in await notes.notes(None, now - timedelta(minutes=45))] == [
+        (now - timedelta(minutes=50)).isoformat()[:16]
     ]

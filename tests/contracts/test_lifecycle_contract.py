@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from sesame.clients.redis_outbox import RedisOutbox
 from sesame.clients.redis_store import RedisState
+from sesame.server.domain.dispatching import NoticeAddressee, NoticeFailure, QueuedSms
 from sesame.server.domain.errors import (
     ChallengeAlreadyExists,
     ChallengeConsumed,
@@ -43,6 +47,7 @@ from sesame.server.domain.model import (
     VerifyResult,
 )
 from sesame.server.domain.operation import ChangePhone, digest
+from sesame.server.domain.ports import Outbox
 from tests import factories
 from tests.fakes.state import MemoryState
 
@@ -380,7 +385,73 @@ class TestConsumption:
         assert [(c.event, c.outcome, c.count) for c in counts] == [("challenge.consume", "used", 3)]
 
 
+async def queued_notices(store: Store) -> list[tuple[str, str]]:
+    """(challenge id, kind) of the notices waiting in the outbox (the codes' entries left out)."""
+    outbox = store.outbox if isinstance(store, MemoryState) else store.outbox()
+    try:
+        taken = await outbox.take("contract", 100, timedelta(milliseconds=1))
+    finally:
+        if not isinstance(store, MemoryState):
+            await outbox.close()
+    return [(queued.challenge_id, queued.notice) for queued in taken if queued.notice]
+
+
+@contextlib.asynccontextmanager
+async def taken_notices(store: Store) -> AsyncIterator[tuple[Outbox, list[QueuedSms]]]:
+    """The outbox and the notices it gives a dispatcher now (the codes' entries left out)."""
+    outbox: Outbox = store.outbox if isinstance(store, MemoryState) else store.outbox()
+    try:
+        taken = await outbox.take("contract", 100, timedelta(milliseconds=1))
+        yield outbox, [queued for queued in taken if queued.notice]
+    finally:
+        if isinstance(outbox, RedisOutbox):
+            await outbox.close()
+
+
 class TestPhoneChange:
+    async def test_a_change_by_challenge_queues_the_notice_in_its_step(self, store):
+        """Authorised by a verified challenge, the change queues one `phone_changed` notice naming that
+        challenge (its code went to the old number); a retry of the change queues none (decision 0041)."""
+        await enrolled(store)
+        challenge = await verified(store)
+        by_challenge = phone_change(authority=ByChallenge(challenge.challenge_id))
+        await store.users.change_secure_phone(by_challenge)
+        await store.users.change_secure_phone(by_challenge)
+        assert await queued_notices(store) == [(challenge.challenge_id, "phone_changed")]
+
+    async def test_an_override_queues_its_notice_with_the_old_number_kept_beside(self, store):
+        """An override names no challenge: its step queues one `phone_changed` notice naming its user, and
+        keeps the old number (with the new one and the locale the text needs) for the dispatcher, not in the
+        entry; a retry of the change queues none (decision 0041)."""
+        await enrolled(store)
+        await store.users.change_secure_phone(phone_change())
+        await store.users.change_secure_phone(phone_change())
+        async with taken_notices(store) as (outbox, taken):
+            assert [(q.challenge_id, q.user_id, q.notice) for q in taken] == [("", "u-1", "phone_changed")]
+            assert await outbox.addressee(taken[0]) == NoticeAddressee(PHONE, NEW_PHONE, "fr")
+
+    @pytest.mark.parametrize("dead_lettered", [False, True], ids=["sent", "dead_lettered"])
+    async def test_an_override_notices_old_number_goes_with_its_settling(self, store, dead_lettered):
+        """Sent (record_notice.lua) or dead-lettered (record_failed_notice.lua): the same step deletes the
+        old number kept for the notice, and journals the notice with it masked."""
+        await enrolled(store)
+        await store.users.change_secure_phone(phone_change())
+        async with taken_notices(store) as (outbox, taken):
+            (queued,) = taken
+            notice = UserNotice("phone_changed", PHONE, not dead_lettered, "", NOW, None)
+            if dead_lettered:
+                why = NoticeFailure("bad_number", NOW, 0, NOW + timedelta(days=1))
+                assert (await outbox.fail_notice(queued, "u-1", notice, why)).dead_letter == "bad_number"
+            else:
+                await outbox.settle_notice(queued, "u-1", notice)
+            assert await outbox.addressee(queued) is None
+        entry = (await store.users.user_journal("u-1"))[-1]
+        assert (entry["event"], entry["kind"], entry["phone"]) == (
+            "user.notice",
+            "phone_changed",
+            "+33*******78",
+        )
+
     async def test_the_number_changes_and_the_cooling_starts(self, store):
         """The new number, its change time and the cooling end are stored; the old number is answered."""
         await enrolled(store)

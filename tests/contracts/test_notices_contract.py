@@ -10,11 +10,13 @@ import pytest
 
 from sesame.clients.redis_outbox import RedisOutbox
 from sesame.clients.redis_store import RedisState
+from sesame.server.domain.dispatching import DeadLetter, NoticeFailure, QueuedSms
 from sesame.server.domain.lifecycle import UserNotice
 from sesame.server.domain.model import DeliveryState, LockoutPolicy, RequestContext, VerificationAttempt
 from sesame.server.domain.operation import AddBeneficiary, Payee, digest
 from sesame.server.domain.ports import Outbox
 from tests import factories
+from tests.fakes.outbox import MemoryDeadLetters
 from tests.fakes.state import MemoryState
 
 Store = MemoryState | RedisState
@@ -104,3 +106,76 @@ async def test_settling_a_notice_journals_it_masked_and_removes_the_entry(
     )
     assert (await outbox.backlog()).depth == 0
     assert await outbox.reclaim("b", timedelta(0), 10) == []
+
+
+async def _queued_notice(store: Store, outbox: Outbox) -> tuple[QueuedSms, str, str]:
+    """A beneficiary-added notice taken by consumer `a`: (its entry, the user, the number)."""
+    challenge_id = await _opened(store, outbox, operation=ADD)
+    attempt = VerificationAttempt(challenge_id, digest(ADD), True, NOW, CONTEXT, notice="beneficiary_added")
+    await store.challenges.record_verification(attempt, LockoutPolicy())
+    (queued,) = await outbox.take("a", 10, NO_WAIT)
+    challenge = await store.challenges.get_challenge(challenge_id)
+    return queued, challenge.user_id, challenge.phone
+
+
+def _failure(failure: str, allowed: int, at: datetime = NOW) -> NoticeFailure:
+    return NoticeFailure(failure, at, allowed, NOW + timedelta(days=1))
+
+
+async def _dead_letters(store: Store, outbox: Outbox) -> list[DeadLetter]:
+    if isinstance(store, MemoryState):
+        return await MemoryDeadLetters(store.outbox).recent(10)
+    assert isinstance(outbox, RedisOutbox)
+    return await outbox.dead_letters().recent(10)
+
+
+async def test_a_notices_failed_try_with_tries_left_stays_for_another(store: Store, outbox: Outbox) -> None:
+    """One try of three: the entry stays (claimable once idle), the try journaled as the user's notice
+    (try_failed), no dead letter, and the challenge's delivery untouched (decision 0041)."""
+    queued, user_id, phone = await _queued_notice(store, outbox)
+    notice = UserNotice("beneficiary_added", phone, False, "", NOW)
+    tried = await outbox.fail_notice(queued, user_id, notice, _failure("unreachable", 3))
+    assert (tried.tries, tried.dead_letter) == (1, "")
+    (claimed,) = await outbox.reclaim("b", timedelta(0), 10)
+    assert claimed.entry_id == queued.entry_id
+    (entry,) = [e for e in await store.users.user_journal(user_id) if e["event"] == "user.notice"]
+    assert (entry["outcome"], entry["failure"], entry["tries"], entry["phone"]) == (
+        "try_failed",
+        "unreachable",
+        "1",
+        "+33*******78",
+    )
+    assert await _dead_letters(store, outbox) == []
+    assert (await store.challenges.get_challenge(queued.challenge_id)).delivery is DeliveryState.SENT
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("bad_number", 0, NOW, "bad_number"),  # every provider's final word
+        ("unreachable", 1, NOW, "max_tries"),  # its tries spent
+        ("unreachable", 3, NOW + timedelta(days=1), "expired"),  # past its age limit
+    ],
+)
+async def test_a_notice_is_dead_lettered_with_its_reason(
+    store: Store, outbox: Outbox, case: tuple[str, int, datetime, str]
+) -> None:
+    """Given up on: journaled failed with the reason, removed, a masked dead letter naming the notice."""
+    failure, allowed, at, reason = case
+    queued, user_id, phone = await _queued_notice(store, outbox)
+    notice = UserNotice("beneficiary_added", phone, False, "", at)
+    tried = await outbox.fail_notice(queued, user_id, notice, _failure(failure, allowed, at))
+    assert tried.dead_letter == reason
+    (entry,) = [e for e in await store.users.user_journal(user_id) if e["event"] == "user.notice"]
+    assert (entry["outcome"], entry["reason"], entry["failure"]) == ("failed", reason, failure)
+    assert (await outbox.backlog()).depth == 0
+    assert await outbox.reclaim("b", timedelta(0), 10) == []
+    (letter,) = await _dead_letters(store, outbox)
+    assert (letter.challenge_id, letter.notice, letter.reason, letter.masked_phone, letter.state) == (
+        queued.challenge_id,
+        "beneficiary_added",
+        reason,
+        "+33*******78",
+        DeliveryState.FAILED,
+    )
+    assert (await store.challenges.get_challenge(queued.challenge_id)).delivery is DeliveryState.SENT

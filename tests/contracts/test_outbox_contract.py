@@ -10,7 +10,7 @@ import pytest
 
 from sesame.clients.redis_outbox import RedisOutbox
 from sesame.clients.redis_store import RedisState
-from sesame.server.domain.model import DeliveryState, RequestContext
+from sesame.server.domain.model import ChallengeStatus, DeliveryState, RequestContext
 from sesame.server.domain.ports import Outbox
 from tests.contracts.test_start_challenge_contract import an_opening, enrolled
 from tests.fakes.state import MemoryState
@@ -55,6 +55,20 @@ async def test_settling_records_the_send_and_removes_the_entry(store: Store, out
     assert await outbox.reclaim("b", timedelta(0), 10) == []
 
 
+async def test_settling_journals_the_providers_own_ids(store: Store, outbox: Outbox) -> None:
+    """Settled with the provider's message ids (SMPP: one per part): the send's entry names them, in order."""
+    await enrolled(store)
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
+    (queued,) = await outbox.take("a", 10, NO_WAIT)
+    await outbox.settle(queued, DeliveryState.SENT, "smpp-1", opened.created_at, provider_ids=("3e8", "3e9"))
+    entry = (await store.journal.challenge_journal(opened.challenge_id))[-1]
+    assert (entry["event"], entry["provider_ref"], entry["provider_id"]) == (
+        "challenge.delivery",
+        "smpp-1",
+        "3e8 3e9",
+    )
+
+
 async def test_an_entry_of_a_dead_consumer_is_claimed_once_idle(store: Store, outbox: Outbox) -> None:
     """An entry taken and never settled goes to another consumer once idle past the timeout, not before."""
     await enrolled(store)
@@ -83,3 +97,19 @@ async def test_a_resend_queues_another_entry(store: Store, outbox: Outbox) -> No
     )
     entries = await outbox.take("a", 10, NO_WAIT)
     assert [e.challenge_id for e in entries] == [opened.challenge_id] * 2
+
+
+async def test_take_and_reclaim_give_each_entry_with_its_challenge(store: Store, outbox: Outbox) -> None:
+    """The dispatcher needs no read of its own (decision 0040): each entry comes with its challenge as
+    stored when it was taken or claimed; none once the challenge was purged (the dispatcher then finds it
+    missing)."""
+    await enrolled(store)
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
+    (queued,) = await outbox.take("a", 10, NO_WAIT)
+    assert queued.challenge == await store.challenges.get_challenge(opened.challenge_id)
+    (claimed,) = await outbox.reclaim("b", timedelta(0), 10)
+    assert claimed.challenge == queued.challenge
+    await store.challenges.cancel_challenge(opened.challenge_id, opened.created_at, RequestContext())
+    (again,) = await outbox.reclaim("c", timedelta(0), 10)
+    assert again.challenge is not None
+    assert again.challenge.status is ChallengeStatus.CANCELLED

@@ -15,7 +15,7 @@ from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.clients.camara_sim_swap import CamaraConfig, CamaraSimSwap
 from sesame.clients.redis_store import RedisState
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
-from sesame.server.app import RiskWiring
+from sesame.server.app import Gateway, RiskWiring
 from sesame.server.dispatch_loop import DispatchSettings
 from sesame.server.domain.challenges import ChallengePolicy
 from sesame.server.metrics import Metrics
@@ -49,16 +49,22 @@ def _operator() -> Iterator[Operator]:
 
 
 @contextlib.asynccontextmanager
-async def live_with_sim_swap(
-    redis_store: RedisState, keystore: Pkcs11KeyStore, tmp_path: Path, operator: Operator, wait: float
+async def live_with_sim_swap(  # noqa: PLR0913 (what the server is made of)
+    redis_store: RedisState,
+    keystore: Pkcs11KeyStore,
+    tmp_path: Path,
+    operator: Operator,
+    wait: float,
+    *,
+    sms: Gateway | None = None,
 ) -> AsyncIterator[Live]:
-    """A real server whose risk rules ask `operator`'s SIM Swap API, waiting at most `wait` seconds."""
+    """A real server whose risk rules ask `operator`'s SIM Swap API, waiting at most `wait` seconds (and
+    sending through `sms`, else the console writing to the test's SMS file)."""
     clock = ShiftedClock()
     sim_swap = CamaraSimSwap(CamaraConfig(operator.url, TOKEN, timeout=wait), clock)
     sms_file = tmp_path / "sms.jsonl"
-    wired = await start_wired(
-        keystore, redis_store, sms_file, ServerOptions(clock=clock, risk=RiskWiring(sim_swap=sim_swap))
-    )
+    options = ServerOptions(clock=clock, risk=RiskWiring(sim_swap=sim_swap), sms=sms)
+    wired = await start_wired(keystore, redis_store, sms_file, options)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{wired.server.port}")
     try:
         yield Live(
@@ -69,6 +75,8 @@ async def live_with_sim_swap(
             store=redis_store,
             metrics=wired.running.metrics,
             clock=clock,
+            address=f"127.0.0.1:{wired.server.port}",
+            sealer=wired.running.sealer,
         )
     finally:
         await channel.close()
@@ -145,3 +153,22 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     yield Served(serving.address, var, metrics_port)
     serving.process.terminate()
     serving.process.wait(timeout=30)
+
+
+@pytest.fixture(name="other_worker")
+async def _other_worker(live: Live, keystore: Pkcs11KeyStore) -> AsyncIterator[Live]:
+    """A second server on the same Redis, SoftHSM token and SMS file: another worker."""
+    wired = await start_wired(keystore, live.store, live.sms_file)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{wired.server.port}")
+    try:
+        yield Live(
+            channel=channel,
+            auth=auth_grpc.AuthenticationServiceStub(channel),
+            enrol=enrol_grpc.EnrollmentServiceStub(channel),
+            sms_file=live.sms_file,
+            store=live.store,
+            metrics=wired.running.metrics,
+        )
+    finally:
+        await channel.close()
+        await wired.server.stop(0)

@@ -56,7 +56,8 @@ async def test_the_proof_names_both_factors_and_the_calling_service(
     redis_client: aioredis.Redis,
 ) -> None:
     """A device binding at Start and a password at Verify over mTLS: both journaled with the caller, and the
-    proof says amr mfa+otp+pwd+sms, the password's time, and azp the payments service."""
+    proof names both (amr mfa+otp+pwd+sms+swk; first_factor the password, stated at Verify, with the binding
+    stated at Start: decision 0042) and azp the payments service."""
     now = datetime.now(UTC)
     async with bank.channel(BACKOFFICE) as office:
         await enrol_grpc.EnrollmentServiceStub(office).EnrollUser(
@@ -87,11 +88,18 @@ async def test_the_proof_names_both_factors_and_the_calling_service(
         again = await auth.GetProof(auth_pb.GetProofRequest(challenge_id=start.challenge_id))
     assert reply.result == auth_pb.VERIFY_RESULT_VERIFIED
     claims = verified_claims(reply.proof, json.loads(jwks))
-    assert claims["amr"] == ["mfa", "otp", "pwd", "sms"]
+    assert claims["amr"] == ["mfa", "otp", "pwd", "sms", "swk"]
     assert claims["first_factor"] == {
         "category": "knowledge",
         "method": "password",
         "verified_at": int(password.verified_at.ToDatetime(tzinfo=UTC).timestamp()),
+        "stated_at": ["verify"],
+        "start": {
+            "category": "possession",
+            "method": "device-binding",
+            "verified_at": int(binding.verified_at.ToDatetime(tzinfo=UTC).timestamp()),
+            "ref": "db-77",
+        },
     }
     assert claims["azp"] == PAYMENTS
     # GetProof signs the claims it reads back from the journal: the same factor and caller.
@@ -113,6 +121,74 @@ async def test_the_proof_names_both_factors_and_the_calling_service(
         "knowledge",
         PAYMENTS,
     )
+
+
+async def _verified_with(
+    live: Live, at_start: auth_pb.FirstFactor | None, at_verify: auth_pb.FirstFactor | None
+) -> tuple[str, str]:
+    """A transfer started and verified with those first factors: its challenge id and proof."""
+    user_id = await enrolled(live)
+    start = await live.auth.StartChallenge(
+        auth_pb.StartChallengeRequest(
+            user_id=user_id, operation=transfer(), context=CONTEXT, first_factor=at_start
+        )
+    )
+    _, code = await read_code(live.sms_file, start.challenge_id)
+    reply = await live.auth.VerifyChallenge(
+        auth_pb.VerifyChallengeRequest(
+            challenge_id=start.challenge_id,
+            code=code,
+            operation=transfer(),
+            context=CONTEXT,
+            first_factor=at_verify,
+        )
+    )
+    assert reply.result == auth_pb.VERIFY_RESULT_VERIFIED
+    return start.challenge_id, reply.proof
+
+
+async def _signed_again(live: Live, redis_client: aioredis.Redis, challenge_id: str) -> str:
+    """GetProof once the kept proof and the challenge are gone: signed again from the journal's claims."""
+    keys = live.store.keys
+    await redis_client.delete(keys.challenge_proof(challenge_id), keys.challenge(challenge_id))
+    return str((await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))).proof)
+
+
+async def test_a_factor_stated_at_start_only_is_named_by_the_proof(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    """A password stated with Start, nothing with Verify: the proof names it (amr pwd and mfa, first_factor
+    stated at start), and GetProof signs the same claims again from the journal."""
+    password = factor(datetime.now(UTC) - timedelta(seconds=30), reference="login-9")
+    challenge_id, jws = await _verified_with(live, password, None)
+    claims = claims_of(jws)
+    assert claims["amr"] == ["mfa", "otp", "pwd", "sms"]
+    assert claims["first_factor"] == {
+        "category": "knowledge",
+        "method": "password",
+        "verified_at": int(password.verified_at.ToDatetime(tzinfo=UTC).timestamp()),
+        "ref": "login-9",
+        "stated_at": ["start"],
+    }
+    again = await _signed_again(live, redis_client, challenge_id)
+    assert again.rsplit(".", 1)[0] == jws.rsplit(".", 1)[0]
+
+
+async def test_the_same_factor_at_start_and_verify_is_named_once(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    """The same device binding with both calls: one factor, stated at start and verify; no `mfa` (possession
+    twice); GetProof signs the same claims again."""
+    binding = factor(
+        datetime.now(UTC) - timedelta(minutes=1), "device-binding", auth_pb.FACTOR_CATEGORY_POSSESSION
+    )
+    challenge_id, jws = await _verified_with(live, binding, binding)
+    claims = claims_of(jws)
+    assert claims["amr"] == ["otp", "sms", "swk"]
+    assert claims["first_factor"]["stated_at"] == ["start", "verify"]
+    assert "start" not in claims["first_factor"]
+    again = await _signed_again(live, redis_client, challenge_id)
+    assert again.rsplit(".", 1)[0] == jws.rsplit(".", 1)[0]
 
 
 async def test_a_possession_first_factor_is_not_named_mfa(live: Live) -> None:

@@ -15,6 +15,7 @@ from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import operation_pb2 as op_pb
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import CONTEXT, PHONE, enrolled, precondition, started, transfer, verify
+from tests.support.outbox import settled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -101,6 +102,7 @@ async def test_change_by_verified_challenge_moves_codes_and_cools_payments(live:
     await enrolled(live)
     changed = await change_phone(live, verified_challenge_id=await verified_change_phone(live))
     assert (changed.user.masked_phone, changed.old_phone_notified) == ("+33*******32", True)
+    await settled(live.store)  # the notice was queued by the change: the dispatcher sends it (0041)
     notice = sent(live)[-1]
     assert (notice["to"], notice["challenge_id"]) == (PHONE, "")
     assert "numéro sécurisé a été changé pour le +33*******32" in notice["text"]

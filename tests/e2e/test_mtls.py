@@ -20,11 +20,10 @@ from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.clients.redis_store import RedisState
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server.config import Settings
-from sesame.server.grpc.authz import AuthorizationInterceptor
 from sesame.server.grpc.callers import current_caller
+from sesame.server.grpc.calls import CallInterceptor
 from sesame.server.grpc.policy import parse_policy
 from sesame.server.grpc.server import GrpcServer
-from sesame.server.grpc.status import ErrorInterceptor
 from sesame.server.metrics import Metrics
 from tests.e2e.helpers import CONTEXT, PHONE, counted, transfer
 from tests.support.pki import BACKOFFICE, PAYMENTS, Identity, Pki
@@ -34,6 +33,7 @@ from tests.support.wired_server import ServerOptions, start_wired
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 ENROL_USER = "sesame.api.v1.EnrollmentService/EnrollUser"
+ENROLMENT_SERVICE = "sesame.api.v1.EnrollmentService"
 
 
 @dataclass
@@ -194,6 +194,33 @@ async def test_health_on_the_mtls_port_needs_no_grant(secured: Secured) -> None:
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
+async def _first_watched(channel: grpc.aio.Channel, service: str = "") -> int:
+    """The first status Health/Watch streams for `service`; the stream is cancelled after it."""
+    call = health_pb2_grpc.HealthStub(channel).Watch(
+        health_pb2.HealthCheckRequest(service=service), timeout=5
+    )
+    try:
+        async for reply in call:
+            return int(reply.status)
+    finally:
+        call.cancel()
+    raise AssertionError("Watch ended without a status")
+
+
+async def test_health_watch_streams_serving_on_both_ports(secured: Secured) -> None:
+    """Watch (grpc's coroutine-style streaming handler) streams SERVING on the mTLS port and the probe port.
+
+    It failed INTERNAL on both (TypeError) when the decoding interceptor iterated every streaming behaviour
+    as an async generator.
+    """
+    assert secured.server.health_port is not None
+    async with secured.channel(secured.pki.stranger) as channel:
+        assert await _first_watched(channel) == health_pb2.HealthCheckResponse.SERVING
+        assert await _first_watched(channel, ENROLMENT_SERVICE) == health_pb2.HealthCheckResponse.SERVING
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{secured.server.health_port}") as channel:
+        assert await _first_watched(channel) == health_pb2.HealthCheckResponse.SERVING
+
+
 async def _list_services(channel: grpc.aio.Channel) -> set[str]:
     async def requests():  # type: ignore[no-untyped-def]
         yield reflection_pb2.ServerReflectionRequest(list_services="")
@@ -221,7 +248,9 @@ async def test_a_servicer_reads_the_verified_caller(pki: Pki) -> None:
         return (current_caller() or "").encode()
 
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor(), AuthorizationInterceptor(parse_policy(pki.policy.read_text()))]
+        interceptors=[
+            CallInterceptor(Metrics(), parse_policy(pki.policy.read_text()), max_concurrent_rpcs=10)
+        ]
     )
     handler = grpc.unary_unary_rpc_method_handler(who_am_i)
     server.add_generic_rpc_handlers(

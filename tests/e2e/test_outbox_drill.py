@@ -137,6 +137,19 @@ async def every_sms_handed(sms_file: Path, challenge_ids: list[str]) -> Counter[
         await asyncio.sleep(0.2)
 
 
+async def every_send_recorded(client: aioredis.Redis, challenge_ids: list[str]) -> None:
+    """Wait (bounded) until each challenge's send is recorded: an SMS the killed worker handed over and did
+    not record is recorded only once another dispatcher claimed it (after CLAIM_IDLE) and sent it again."""
+    keys = Keyspace()
+    deadline = time.monotonic() + WITHIN
+    for challenge_id in challenge_ids:
+        while time.monotonic() < deadline:
+            journal = await client.xrange(keys.challenge_journal(challenge_id))
+            if any(f[b"event"] == b"challenge.delivery" and f[b"outcome"] == b"sent" for _, f in journal):
+                break
+            await asyncio.sleep(0.2)
+
+
 async def check_once_recorded(client: aioredis.Redis, sms_file: Path, challenge_ids: list[str]) -> None:
     """Each challenge exists, its send is recorded exactly once, and no SMS of it reached the gateway
     after the recorded one: a second send (a dispatcher died between the gateway and the record) can only
@@ -183,6 +196,7 @@ async def test_a_worker_killed_under_load_loses_no_challenge_and_no_sms(
     assert len(acknowledged) >= 40
     sms_file = var / "sms.jsonl"
     await every_sms_handed(sms_file, acknowledged)
+    await every_send_recorded(redis_client, acknowledged)
     await check_once_recorded(redis_client, sms_file, acknowledged)
     assert victim not in serving.workers()
 

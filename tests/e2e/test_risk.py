@@ -8,6 +8,7 @@ gRPC; the server's clock is moved forward between the customer's days.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,12 +20,16 @@ from google.rpc import error_details_pb2, status_pb2
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import operation_pb2 as op_pb
+from sesame.clients import redis_records as rec
 from sesame.clients.redis_store import RedisState
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server.grpc.demo import read_code
 from tests.e2e.conftest import Live, live_with_sim_swap
 from tests.e2e.helpers import CONTEXT, PHONE, counted, enrolled, snapshot, transfer
+from tests.e2e.test_sms_text_journaled import TEMPLATES
 from tests.support.camara_sim_swap import Operator
+from tests.support.outbox import settled
+from tests.support.risk_reads import denials_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 LANDLORD = "FR7630001007941234567890185"
@@ -96,8 +101,6 @@ async def test_the_judgments_fraud_is_held_at_each_transfer(live: Live, redis_cl
     assert await counted(live.metrics.registry, "sesame_risk_decisions_total", labels) == 3
     labels = {"reason": "NEW_PAYEE", "decision": "hold"}
     assert await counted(live.metrics.registry, "sesame_risk_reasons_total", labels) == 3
-    read = {"dependency": "store", "call": "read_user_risk"}
-    assert (await counted(live.metrics.registry, "sesame_dependency_duration_seconds_count", read) or 0) > 0
 
 
 async def test_ordinary_payments_stay_allowed(live: Live) -> None:
@@ -135,7 +138,7 @@ def risk_denied(error: grpc.aio.AioRpcError) -> dict[str, str]:
 async def test_a_swapped_sim_is_denied_and_nothing_is_sent(
     guarded: Live, operator: Operator, redis_client: aioredis.Redis
 ) -> None:
-    """The operator says the SIM changed 2 hours ago: RISK_DENIED, no SMS, only the risk journal written."""
+    """The operator says the SIM changed 2 hours ago: RISK_DENIED, no SMS, only the user's journal written."""
     user_id = await enrolled(guarded)
     operator.changes[PHONE] = datetime.now(UTC) - timedelta(hours=2)
     before = await snapshot(redis_client)
@@ -149,12 +152,53 @@ async def test_a_swapped_sim_is_denied_and_nothing_is_sent(
     assert metadata["rules_version"].startswith("2026-11-30.1+")
     after = await snapshot(redis_client)
     assert {key for key in after if after[key] != before.get(key)} == {
-        guarded.store.keys.user_risk(user_id, "denials").encode()
+        guarded.store.keys.user_journal(user_id).encode(),
+        guarded.store.keys.journal_tail(guarded.store.keys.user_journal(user_id)).encode(),  # its numbering
+        # the entry, to be sealed (decision 0042), in the feed of the user's shard (decision 0044)
+        (guarded.store.keys.place_of_user(user_id) + ":feed").encode(),
+        (guarded.store.keys.place_of_user(user_id) + ":feed:last").encode(),
     }
     assert not guarded.sms_file.exists() or guarded.sms_file.read_text(encoding="utf-8") == ""
-    (entry,) = await guarded.store.risk_memory().denials(user_id)
+    (entry,) = denials_in(await guarded.store.users.user_journal(user_id))
     assert (entry["reasons"], entry["op"], entry["ip"]) == ("SIM_SWAP", "credit_transfer", CONTEXT.ip)
     assert PHONE not in str(entry)
+
+
+async def test_a_retry_whose_memory_now_says_deny_answers_its_challenge(
+    guarded: Live, operator: Operator, redis_client: aioredis.Redis
+) -> None:
+    """A transfer started while the operator cannot tell (WARN SIM_SWAP_UNKNOWN); then the operator says the
+    SIM changed. A retry by the same request id answers the challenge its first call opened, with that
+    call's assessment and no second SMS (idempotency); a new request id is RISK_DENIED."""
+    user_id = await enrolled(guarded)
+    first = await guarded.auth.StartChallenge(
+        auth_pb.StartChallengeRequest(
+            user_id=user_id, operation=transfer(), context=CONTEXT, request_id="pay-1"
+        )
+    )
+    assert (first.risk.decision, codes(first)) == (auth_pb.RISK_DECISION_WARN, {"SIM_SWAP_UNKNOWN"})
+    await read_code(guarded.sms_file, first.challenge_id)
+    await settled(guarded.store)  # its dispatch recorded: what follows writes nothing
+    sent = guarded.sms_file.read_text(encoding="utf-8")
+    operator.changes[PHONE] = datetime.now(UTC) - timedelta(hours=2)
+    before = await snapshot(redis_client)
+    again = await guarded.auth.StartChallenge(
+        auth_pb.StartChallengeRequest(
+            user_id=user_id, operation=transfer(), context=CONTEXT, request_id="pay-1"
+        )
+    )
+    assert (again.challenge_id, again.risk) == (first.challenge_id, first.risk)
+    assert await snapshot(redis_client) == before  # nothing written: no unit, no denial, no SMS queued
+    assert guarded.sms_file.read_text(encoding="utf-8") == sent
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await guarded.auth.StartChallenge(
+            auth_pb.StartChallengeRequest(
+                user_id=user_id, operation=transfer(), context=CONTEXT, request_id="pay-2"
+            )
+        )
+    assert risk_denied(caught.value)["reasons"] == "SIM_SWAP"
+    (entry,) = denials_in(await guarded.store.users.user_journal(user_id))
+    assert entry["reasons"] == "SIM_SWAP"
 
 
 async def test_an_operator_that_does_not_answer_in_time_warns_and_sends(
@@ -173,6 +217,37 @@ async def test_an_operator_that_does_not_answer_in_time_warns_and_sends(
     assert await counted(guarded.metrics.registry, "sesame_sim_swap_checks_total", labels) == 1
 
 
+@pytest.mark.parametrize(
+    ("operation", "template"),
+    [(transfer(), "credit_transfer_alert"), (beneficiary(FRAUD_B), "add_beneficiary_alert")],
+)
+async def test_a_code_flagged_for_another_reason_than_a_new_payee_is_sent_with_the_alert(
+    guarded: Live, operator: Operator, redis_client: aioredis.Redis, operation: op_pb.Operation, template: str
+) -> None:
+    """WARN SIM_SWAP_UNKNOWN (no new payee): the SMS carries the operation's alert wording in place of the
+    usual warning, and its send is journaled as that template (decision 0043)."""
+    user_id = await enrolled(guarded)
+    operator.delay = 1.0
+    response = await guarded.auth.StartChallenge(
+        auth_pb.StartChallengeRequest(user_id=user_id, operation=operation, context=CONTEXT)
+    )
+    assert (response.risk.decision, codes(response)) == (auth_pb.RISK_DECISION_WARN, {"SIM_SWAP_UNKNOWN"})
+    text, code = await read_code(guarded.sms_file, response.challenge_id)
+    assert "ALERTE : opération inhabituelle. Si on vous a appelé pour " in text
+    assert "ARNAQUE" in text
+    assert "Pas vous ?" not in text  # the usual warning's words
+    await settled(guarded.store)
+    entries = await redis_client.xrange(guarded.store.keys.challenge_journal(response.challenge_id))
+    [sent] = [e for e in map(rec.decoded, (f for _, f in entries)) if e["event"] == "challenge.delivery"]
+    assert sent["template"] == f"fr/{template}"
+    assert (
+        sent["template_sha256"]
+        == hashlib.sha256((TEMPLATES / "fr" / f"{template}.txt").read_bytes()).hexdigest()
+    )
+    assert "warning_sha256" not in sent
+    assert sent["text_sha256"] == hashlib.sha256(text.replace(code, "#" * len(code)).encode()).hexdigest()
+
+
 async def test_a_login_never_asks_the_operator(guarded: Live, operator: Operator) -> None:
     """A login is not a sensitive operation: no operator call, ALLOW."""
     user_id = await enrolled(guarded)
@@ -183,3 +258,25 @@ async def test_a_login_never_asks_the_operator(guarded: Live, operator: Operator
     )
     assert response.risk.decision == auth_pb.RISK_DECISION_ALLOW
     assert operator.calls == []
+
+
+async def test_a_denied_request_repeated_is_journaled_once(
+    guarded: Live, operator: Operator, redis_client: aioredis.Redis
+) -> None:
+    """The same denied request id sent again and again: each answer RISK_DENIED, one denial journaled, and
+    nothing written after the first (a caller's retry loop does not grow the user's journal)."""
+    user_id = await enrolled(guarded)
+    operator.changes[PHONE] = datetime.now(UTC) - timedelta(hours=2)
+    request = auth_pb.StartChallengeRequest(
+        user_id=user_id, operation=transfer(), context=CONTEXT, request_id="pay-9"
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await guarded.auth.StartChallenge(request)
+    assert risk_denied(caught.value)["reasons"] == "SIM_SWAP"
+    before = await snapshot(redis_client)
+    for _ in range(20):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await guarded.auth.StartChallenge(request)
+        assert risk_denied(caught.value)["reasons"] == "SIM_SWAP"
+    assert await snapshot(redis_client) == before
+    assert len(denials_in(await guarded.store.users.user_journal(user_id))) == 1

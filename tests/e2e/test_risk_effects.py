@@ -1,6 +1,6 @@
 """What a WARN or HOLD does through the real server (docs/risk.md, decision 0032): the proof states it, a
-retry by request id answers it again; and a worker's kept read of the risk memory never hides another
-worker's verification.
+retry by request id answers it again; and another worker's verification is seen by the next Start's step
+(decision 0045).
 
 A payee added and verified, then 1,250 EUR to it: HOLD `NEW_PAYEE` with the default rules (a transfer of
 1,000 or more to a payee added less than 72 hours ago).
@@ -10,27 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
+from collections import Counter
 
-import grpc
 import pytest
 import redis.asyncio as aioredis
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
-from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
-from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.api.v1 import operation_pb2 as op_pb
 from sesame.clients import redis_records as rec
-from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server.grpc.demo import read_code
 from tests.e2e.conftest import Live
-from tests.e2e.helpers import CONTEXT, IBAN, enrolled, transfer, verify
+from tests.e2e.helpers import CONTEXT, IBAN, counted, enrolled, transfer, verify
 from tests.e2e.test_round_trips import store_calls
 from tests.e2e.test_sms_text_journaled import TEMPLATES
 from tests.support.jws import claims_of
 from tests.support.outbox import settled
-from tests.support.wired_server import start_wired
+from tests.support.risk_reads import RedisRiskReads
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -96,11 +92,13 @@ async def test_a_held_transfers_proof_carries_the_risk_claim(live: Live) -> None
     assert "risk" not in claims_of(reply.proof)
 
 
-async def test_a_held_transfer_to_a_new_payee_is_sent_with_the_alert_naming_it_new(live: Live) -> None:
+async def test_a_held_transfer_to_a_new_payee_is_sent_with_the_alert_naming_it_new(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
     """The console SMS of a HOLD transfer to the payee added minutes before names it as new, with the time it
     was added, in the user's locale (fr); a transfer the rules allow keeps the usual wording."""
     user_id = await a_new_payee(live)
-    (added_at,) = (await live.store.risk_memory().user_and_history(user_id)).history.payees_added.values()
+    (added_at,) = (await RedisRiskReads(redis_client, live.store).history(user_id)).payees_added.values()
     held = await start(live, user_id, transfer())
     assert held.risk.decision == auth_pb.RISK_DECISION_HOLD
     text, code = await read_code(live.sms_file, held.challenge_id)
@@ -144,32 +142,12 @@ async def test_a_retry_by_request_id_answers_the_same_risk(live: Live) -> None:
     assert again.risk == first.risk
 
 
-@pytest.fixture(name="other_worker")
-async def _other_worker(live: Live, keystore: Pkcs11KeyStore) -> AsyncIterator[Live]:
-    """A second server on the same Redis, SoftHSM token and SMS file: another worker, its own kept reads."""
-    wired = await start_wired(keystore, live.store, live.sms_file)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{wired.server.port}")
-    try:
-        yield Live(
-            channel=channel,
-            auth=auth_grpc.AuthenticationServiceStub(channel),
-            enrol=enrol_grpc.EnrollmentServiceStub(channel),
-            sms_file=live.sms_file,
-            store=live.store,
-            metrics=wired.running.metrics,
-        )
-    finally:
-        await channel.close()
-        await wired.server.stop(0)
-
-
 async def test_another_workers_verification_is_seen_by_the_next_start(live: Live, other_worker: Live) -> None:
-    """Worker A keeps its read of the user's memory (no payee yet); worker B adds and approves a payee; A's
-    next transfer to it is decided on the memory as it is, not on A's kept read: HOLD NEW_PAYEE, at the
-    cost of one more step on A (the step answers the moved memory, the rules decide again)."""
+    """Worker A decided a transfer before the payee; worker B adds and approves a payee; A's next transfer
+    to it is decided on the memory as it is, in A's one step: HOLD NEW_PAYEE, one round trip (0045)."""
     user_id = await enrolled(live)
     before = await start(live, user_id, transfer())
-    assert before.risk.decision == auth_pb.RISK_DECISION_ALLOW  # A keeps the read it decided on
+    assert before.risk.decision == auth_pb.RISK_DECISION_ALLOW
     await a_payee_added(other_worker, user_id)
     calls = store_calls(live)
     held = await start(live, user_id, transfer())
@@ -177,7 +155,7 @@ async def test_another_workers_verification_is_seen_by_the_next_start(live: Live
         auth_pb.RISK_DECISION_HOLD,
         ["NEW_PAYEE"],
     )
-    assert (store_calls(live) - calls)["open_challenge"] == 2
+    assert store_calls(live) - calls == Counter(open_challenge=1)
 
 
 async def test_starts_racing_a_verification_on_another_worker(live: Live, other_worker: Live) -> None:
@@ -197,3 +175,34 @@ async def test_starts_racing_a_verification_on_another_worker(live: Live, other_
         assert {r.risk.decision for r in raced} <= {auth_pb.RISK_DECISION_ALLOW, auth_pb.RISK_DECISION_HOLD}
         after = await start(live, user_id, transfer())
         assert after.risk.decision == auth_pb.RISK_DECISION_HOLD
+
+
+async def test_each_start_is_decided_once_and_counted_once_racing_another_worker(
+    live: Live, other_worker: Live
+) -> None:
+    """Starts on A racing B's approvals of the payee: each is decided in its one step (one round trip,
+    whatever B did meanwhile), and `sesame_risk_decisions_total` counts each Start's decision once."""
+    answered: Counter[str] = Counter()
+    steps = 0
+    for n in range(10):
+        user_id = f"counted-{n}"
+        await live.enrol.EnrollUser(
+            enrol_pb.EnrollUserRequest(user_id=user_id, client_id="acme", secure_phone=f"+336150{n:05d}")
+        )
+        await start(live, user_id, transfer())  # A keeps a read without the payee
+        calls = store_calls(live)
+        *raced, _ = await asyncio.gather(
+            start(live, user_id, transfer()),
+            start(live, user_id, transfer()),
+            a_payee_added(other_worker, user_id),
+        )
+        after = await start(live, user_id, transfer())  # on A's read from before the payee, at least
+        steps += (store_calls(live) - calls)["open_challenge"]
+        for response in (*raced, after):
+            answered[auth_pb.RiskDecision.Name(response.risk.decision)] += 1
+    assert steps == 30  # one step per Start, never a second
+    for name in ("RISK_DECISION_ALLOW", "RISK_DECISION_HOLD"):
+        labels = {"operation": "credit_transfer", "decision": name.removeprefix("RISK_DECISION_").lower()}
+        first_starts = 10 if name == "RISK_DECISION_ALLOW" else 0
+        counted_now = await counted(live.metrics.registry, "sesame_risk_decisions_total", labels) or 0
+        assert counted_now == answered[name] + first_starts

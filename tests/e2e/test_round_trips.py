@@ -23,9 +23,14 @@ import redis.asyncio as aioredis
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import operation_pb2 as op_pb
+from sesame.clients.redis_risk import memory_parts
+from sesame.clients.redis_store import RedisState
+from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server.dispatch_loop import DispatchSettings
-from tests.e2e.conftest import Live
+from tests.e2e.conftest import Live, live_with_sim_swap
 from tests.e2e.helpers import CONTEXT, enrolled, started, transfer, verify, wrong
+from tests.support.camara_sim_swap import Operator
+from tests.support.risk_reads import RedisRiskReads
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -90,14 +95,16 @@ async def test_verify_is_one_round_trip_proof_and_risk_memory_included(
     assert store_calls(live) - before == Counter(record_verification=3)
 
 
-async def test_a_right_code_feeds_the_risk_memory_in_its_one_step(live: Live) -> None:
+async def test_a_right_code_feeds_the_risk_memory_in_its_one_step(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
     """The payee a right code paid is in the user's risk memory once Verify answers (no script after it)."""
     user_id = await enrolled(live)
     challenge_id, code = await started(live, user_id)
     assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
-    found = await live.store.risk_memory().user_and_history(user_id)
-    assert len(found.history.payees_paid) == 1
-    assert [currency for currency, _ in found.history.amounts] == ["EUR"]
+    found = await RedisRiskReads(redis_client, live.store).history(user_id)
+    assert len(found.payees_paid) == 1
+    assert [currency for currency, _ in found.amounts] == ["EUR"]
 
 
 async def test_get_challenge_is_one_round_trip(live: Live, sent: Counter[str]) -> None:
@@ -111,39 +118,35 @@ async def test_get_challenge_is_one_round_trip(live: Live, sent: Counter[str]) -
     assert store_calls(live) - before == Counter(get_challenge=1)
 
 
-async def test_start_is_one_round_trip_for_a_login_and_for_a_transfer_in_the_steady_state(
+async def test_start_is_one_round_trip_for_a_login_and_for_a_transfer(
     live: Live, sent: Counter[str], redis_client: aioredis.Redis
 ) -> None:
     """One script reads the user, claims the request id, charges, opens, journals and queues the SMS; a
-    request id costs nothing more (decision 0025). For a transfer the same script checks that the user's risk
-    memory is still the version the rules decided on (decision 0032): the worker's last read of it, kept
-    from a first Start's read (that first call on a worker costs two round trips: `read_user_risk`, then the
-    step) or from a right code's step, which answers the memory it fed. A memory that moved in between
-    (another worker's verification) costs exactly one step more: the step answers it, the rules decide again.
-    The dispatcher's reads go through a client of its own."""
+    request id costs nothing more (decision 0025). For a transfer the same script reads the user's risk
+    memory and applies the rules to it (decision 0045): the first sensitive Start of a user on a worker is
+    one round trip, and so is a Start after the memory moved behind the worker's back (another worker's
+    verification), and after a right code. The dispatcher's reads go through a client of its own."""
     await warm(live)  # scripts loaded once, on another user, so that no NOSCRIPT retry is counted
     user_id = await enrolled(live, "bob")
     sent.clear()
     before = store_calls(live)
     first, code = await started(live, user_id)
-    assert sent == Counter(evalsha=2)  # the first call for this user on this worker: read, then the step
-    assert store_calls(live) - before == Counter(read_user_risk=1, open_challenge=1)
-    sent.clear()
-    before = store_calls(live)
-    await started(live, user_id)
-    assert sent == Counter(evalsha=1)  # the steady state: the kept read, checked in the step
+    assert sent == Counter(evalsha=1)  # the first call for this user on this worker: the step alone
     assert store_calls(live) - before == Counter(open_challenge=1)
+    sent.clear()
+    await started(live, user_id)
+    assert sent == Counter(evalsha=1)
     assert (await verify(live, first, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
     sent.clear()
     await started(live, user_id)
-    assert sent == Counter(evalsha=1)  # after a right code: the memory its step answered
+    assert sent == Counter(evalsha=1)  # after a right code
     # Another worker's verification feeds the memory behind this worker's back.
-    await redis_client.zadd(live.store.risk_memory().parts(user_id)[4], {"login:elsewhere": 1})
+    await redis_client.zadd(memory_parts(live.store.keys, user_id)[4], {"login:elsewhere": 1})
     sent.clear()
     before = store_calls(live)
     await started(live, user_id)
-    assert sent == Counter(evalsha=2)
-    assert store_calls(live) - before == Counter(open_challenge=2)
+    assert sent == Counter(evalsha=1)
+    assert store_calls(live) - before == Counter(open_challenge=1)
     sent.clear()
     await live.auth.StartChallenge(
         auth_pb.StartChallengeRequest(
@@ -163,6 +166,49 @@ async def test_start_is_one_round_trip_for_a_login_and_for_a_transfer_in_the_ste
     )
     assert sent == Counter(evalsha=1)
     assert store_calls(live) - before == Counter(open_challenge=1)
+
+
+async def test_a_cold_sensitive_start_and_one_after_another_workers_change_are_one_round_trip(
+    live: Live, other_worker: Live, sent: Counter[str], redis_client: aioredis.Redis
+) -> None:
+    """The rules add no round trip to Start (issue 10): a user's first transfer on a worker that never saw
+    the user is one script, and so is a transfer on that worker after another worker's right code fed the
+    user's memory (two workers on one Redis; decision 0045). The second is decided on the fed memory."""
+    await warm(live)
+    await warm(other_worker)  # both workers' scripts loaded (EVALSHA's cache is Redis's, but be plain)
+    user_id = await enrolled(live, "carol")
+    sent.clear()
+    before = store_calls(live)
+    first, _ = await started(live, user_id)
+    assert sent == Counter(evalsha=1)
+    assert store_calls(live) - before == Counter(open_challenge=1)
+    other, other_code = await started(other_worker, user_id)
+    assert (await verify(other_worker, other, other_code)).result == auth_pb.VERIFY_RESULT_VERIFIED
+    fed = await RedisRiskReads(redis_client, live.store).history(user_id)
+    assert len(fed.payees_paid) == 1  # what the next Start's step reads
+    sent.clear()
+    before = store_calls(live)
+    await started(live, user_id)
+    assert sent == Counter(evalsha=1)
+    assert store_calls(live) - before == Counter(open_challenge=1)
+    assert first != other
+
+
+async def test_with_an_operator_a_workers_first_sensitive_start_asks_the_step_for_the_number(
+    redis_store: RedisState, keystore: Pkcs11KeyStore, tmp_path: Path, operator: Operator
+) -> None:
+    """With a SIM-swap operator configured, the operator is asked about the user's number before the step:
+    a worker that never saw the user has none, so its first sensitive Start costs one step more (the step
+    answers the number, decision 0045); the next Start asks about the number the worker saw: one step."""
+    async with live_with_sim_swap(redis_store, keystore, tmp_path, operator, wait=0.3) as live:
+        await warm(live)
+        user_id = await enrolled(live, "dave")
+        before = store_calls(live)
+        await started(live, user_id)
+        assert store_calls(live) - before == Counter(open_challenge=2)
+        before = store_calls(live)
+        await started(live, user_id)
+        assert store_calls(live) - before == Counter(open_challenge=1)
 
 
 BENCHMARKS_MD = Path(__file__).parents[2] / "docs" / "benchmarks.md"

@@ -110,6 +110,13 @@ async def test_an_sms_no_provider_takes_is_dead_lettered(live: Live, redis_serve
         "1",
     )
     assert "seq" in dead  # through journal_append, as every entry
+    # The text the providers were handed, as a send is journaled: its hash with the code masked, the
+    # template and its version (decision 0041).
+    assert (dead["template"], len(dead["text_sha256"]), len(dead["template_sha256"])) == (
+        "fr/credit_transfer",
+        64,
+        64,
+    )
     sample = live.metrics.registry.get_sample_value
     assert sample("sesame_sms_dead_letters_total", {"reason": "max_tries"}) == 1
     assert sample("sesame_outbox_dispatches_total", {"outcome": "dead_lettered"}) == 1
@@ -136,6 +143,13 @@ async def test_a_failed_try_is_sent_once_the_gateway_is_back(live: Live) -> None
     assert find_sms(live.sms_file, challenge_id) is not None
     lines = [line for line in live.sms_file.read_text().splitlines() if challenge_id in line]
     assert len(lines) == 1
+    # The failed try is journaled with the record of the text it handed over, the one then sent (whose
+    # hash tests/e2e/test_sms_text_journaled.py checks against the text received): decision 0041.
+    journal = await live.store.journal.challenge_journal(challenge_id)
+    (failed,) = [entry for entry in journal if entry.get("outcome") == "try_failed"]
+    (sent,) = [entry for entry in journal if entry.get("outcome") == "sent"]
+    recorded = ("text_sha256", "template", "template_sha256", "warning_sha256")
+    assert [failed[name] for name in recorded] == [sent[name] for name in recorded]
 
 
 @pytest.mark.parametrize("dispatch", [RETRYING])

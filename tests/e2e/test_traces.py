@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Sequence
 from concurrent import futures
 from pathlib import Path
@@ -92,6 +93,27 @@ async def test_a_callers_trace_context_is_continued(live: Live, spans: InMemoryS
     )
     rpc = _rpc(spans.get_finished_spans(), START)
     assert format(rpc.context.trace_id, "032x") == CALLER_TRACE
+
+
+async def test_the_sms_dispatch_joins_the_trace_of_the_start_that_queued_it(
+    live: Live, spans: InMemorySpanExporter
+) -> None:
+    """The outbox entry carries the Start's trace context (decision 0040): the dispatch of its SMS is a child
+    of the StartChallenge span, in its trace, and the dispatch's own script is a child of the dispatch."""
+    await enrolled(live, USER)
+    await started(live, USER)  # returns once the SMS was handed over; its dispatch settles right after
+    for _ in range(500):
+        dispatches = [s for s in spans.get_finished_spans() if s.name == "dispatch sms"]
+        if dispatches:
+            break
+        await asyncio.sleep(0.01)
+    recorded = spans.get_finished_spans()
+    rpc = _rpc(recorded, START)
+    (dispatch,) = [s for s in recorded if s.name == "dispatch sms"]
+    assert dispatch.parent is not None
+    assert dispatch.parent.span_id == rpc.context.span_id
+    assert dispatch.context.trace_id == rpc.context.trace_id
+    assert "redis record_dispatch" in _children(recorded, dispatch)
 
 
 async def test_the_log_lines_of_a_call_carry_its_trace_and_span_ids(

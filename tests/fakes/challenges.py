@@ -23,10 +23,11 @@ from sesame.server.domain.errors import (
     InvalidRequest,
     PhoneCooling,
     ResendRefused,
-    RiskMemoryMoved,
+    RiskDenied,
     SecurePhoneChanged,
     SendBudgetExhausted,
     SesameError,
+    SimNumberMoved,
     UserBlocked,
     UserNotActive,
     UserNotFound,
@@ -48,13 +49,14 @@ from sesame.server.domain.opening import Opened, Opening
 from sesame.server.domain.operation import digest, kind
 from sesame.server.domain.ports import Challenges
 from sesame.server.domain.privacy import mask_phone
-from sesame.server.domain.risk import RiskAssessment, RiskReason
+from sesame.server.domain.risk import RiskAssessment, RiskDecision, RiskReason
+from sesame.server.domain.risk_flow import assess
 from sesame.server.domain.risk_signals import RiskHistory
 from sesame.server.domain.sent_text import SentText
 from tests.fakes.journal_fields import context_fields, iso, ms, provenance_fields
 from tests.fakes.memory import Memory
 from tests.fakes.outbox import MemoryOutbox
-from tests.fakes.risk_memory import learn, versioned
+from tests.fakes.risk_memory import RiskDenial, journal_denial, learn
 from tests.fakes.users import MemoryUsers
 
 _TERMINAL = {
@@ -109,6 +111,7 @@ def _opened(opening: Opening, user: User) -> Challenge:
         resends=0,
         last_sent_at=opening.created_at,
         risk=opening.risk,
+        start_factor=opening.context.first_factor,
     )
 
 
@@ -148,6 +151,7 @@ class MemoryChallenges:
     def __init__(self, memory: Memory) -> None:
         self._m = memory
         self.outbox = MemoryOutbox(self, memory._purge_clock or _WALL)  # what Start and Resend queue
+        memory.outbox = self.outbox
 
     async def open_challenge(
         self, challenge: Challenge, context: RequestContext, charges: Sequence[Charge] = ()
@@ -171,11 +175,10 @@ class MemoryChallenges:
             earlier = self._earlier(opening)
             if earlier is not None:
                 return Opened(earlier, queued=False)
-            if opening.memory_version is not None:  # as open_challenge.lua (decision 0032)
-                fresh = versioned(user, self._m.risk_histories.get(user.user_id, RiskHistory()))
-                if fresh.version != opening.memory_version:
-                    raise RiskMemoryMoved(fresh)
-            challenge = _opened(opening, user)
+            risk = opening.risk
+            if opening.question is not None:  # as open_challenge.lua: the rules decide in the step (0045)
+                risk = self._decided(opening, user)
+            challenge = dataclasses.replace(_opened(opening, user), risk=risk)
             charges = budgets.charges(opening.budget, user.user_id, user.secure_phone, opening.context.caller)
             self._open(challenge, opening.context, charges)
             if opening.request_id:
@@ -184,8 +187,45 @@ class MemoryChallenges:
                     opening.expires_at,
                 )
             # The first answer tells the reasons; the kept challenge has their codes only (as in Redis).
-            stored = self._m._challenges[challenge.challenge_id]
-            return Opened(dataclasses.replace(stored, risk=opening.risk), queued=True)
+            return Opened(self._m._challenges[challenge.challenge_id], queued=True)
+
+    def _decided(self, opening: Opening, user: User) -> RiskAssessment:
+        """The rules on the user's memory, as _risk_rules.lua in open_challenge.lua: the Python evaluator.
+        SimNumberMoved; a DENY is journaled in the user's journal and raised (RiskDenied)."""
+        asked = opening.question
+        assert asked is not None
+        if asked.sim_number is not None and asked.sim_number != user.secure_phone:
+            raise SimNumberMoved(user.secure_phone)
+        history = self._m.risk_histories.get(user.user_id, RiskHistory())
+        now = ms(opening.created_at)
+        operation, context = opening.operation, opening.context
+        decided = assess(
+            asked=asked, user=user, history=history, operation=operation, context=context, now=now
+        )
+        kept = _kept(decided)
+        assert kept is not None
+        if decided.decision is RiskDecision.DENY:
+            denial = RiskDenial(
+                user.user_id,
+                now,
+                kind(opening.operation).name.lower(),
+                decided.codes,
+                decided.rules,
+                decided.rules_version,
+                opening.context,
+                opening.operation,
+                user.secure_phone,
+            )
+            claim = (user.user_id, opening.request_id)
+            if not opening.request_id or self._m._requests.get(claim, ("", None))[0] != "-":
+                # As open_challenge.lua: a request id is denied once, its retries journal nothing more.
+                if opening.request_id:
+                    self._m._requests[claim] = ("-", opening.expires_at)
+                journal_denial(self._m, denial)
+            told = asked.rules.described(kept)
+            descriptions = tuple(reason.description for reason in told.reasons)
+            raise RiskDenied(user.user_id, told.codes, descriptions, told.rules_version, told.rules)
+        return kept
 
     def _earlier(self, opening: Opening) -> Challenge | None:
         """The live challenge the opening's request id already opened (as open_challenge.lua)."""
@@ -286,13 +326,11 @@ class MemoryChallenges:
             if result is VerifyResult.VERIFIED and attempt.notice and user is not None:
                 self.outbox.queue(challenge.challenge_id, ms(attempt.at), attempt.notice)
             left = challenge.attempts_left if result is VerifyResult.WRONG_CODE else 0
-            memory = None
             if result is VerifyResult.VERIFIED and attempt.risk is not None and user is not None:
                 # As record_verification.lua: the decision's step feeds the user's memory (decision 0032).
                 seen = dataclasses.replace(attempt.risk.seen, user_id=user.user_id)
                 learn(self._m.risk_histories, seen, attempt.risk.limits)
-                memory = versioned(self._m._users[user.user_id], self._m.risk_histories[user.user_id])
-            return VerificationOutcome(result, left, challenge, "", started, memory)
+            return VerificationOutcome(result, left, challenge, "", started)
 
     async def cancel_challenge(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
         async with self._m._lock:
@@ -344,7 +382,7 @@ class MemoryChallenges:
             return challenge
 
     async def record_delivery(
-        self, challenge_id: str, state: DeliveryState, provider_ref: str, at: datetime
+        self, challenge_id: str, state: DeliveryState, provider_ref: str, at: datetime, provider_id: str = ""
     ) -> None:
         async with self._m._lock:
             existing = self._m._existing(challenge_id)
@@ -355,15 +393,19 @@ class MemoryChallenges:
             challenge = dataclasses.replace(existing, delivery=_best_news(messages.values()))
             self._m._challenges[challenge_id] = challenge
             extra = {"provider_ref": provider_ref, "delivery": challenge.delivery.value}
+            if provider_id:
+                extra["provider_id"] = provider_id
             self._m._append(challenge, "challenge.delivery", at, state.value, extra)
 
-    async def record_dispatch(
+    async def record_dispatch(  # noqa: PLR0913 (the entry, what became of it, and what is journaled with it)
         self,
         queued: QueuedSms,
         state: DeliveryState,
         provider_ref: str,
         at: datetime,
         text: SentText | None = None,
+        *,
+        provider_ids: tuple[str, ...] = (),
     ) -> None:
         """record_dispatch.lua's record (MemoryOutbox.settle): the message's state, from queued."""
         async with self._m._lock:
@@ -380,6 +422,8 @@ class MemoryChallenges:
             )
             self._m._challenges[queued.challenge_id] = challenge
             extra = {"provider_ref": provider_ref, **({} if text is None else text.journal_fields())}
+            if provider_ids:
+                extra["provider_id"] = " ".join(provider_ids)
             extra["delivery"] = challenge.delivery.value
             self._m._append(challenge, "challenge.delivery", at, state.value, extra)
 
@@ -392,8 +436,15 @@ class MemoryChallenges:
         """The challenge as stored now, or None (for the fake outbox's dead letter line)."""
         return self._m._live(challenge_id)
 
-    async def record_failed_try(
-        self, queued: QueuedSms, failure: str, tries: int, allowed: int, at: datetime
+    async def record_failed_try(  # noqa: PLR0913 (record_failed_try.lua's arguments)
+        self,
+        queued: QueuedSms,
+        failure: str,
+        tries: int,
+        allowed: int,
+        at: datetime,
+        *,
+        text: SentText | None = None,
     ) -> str:
         """record_failed_try.lua's record (MemoryOutbox.fail): '' (another try), the dead letter's reason,
         or `missing`."""
@@ -409,6 +460,8 @@ class MemoryChallenges:
             elif tries >= allowed:
                 reason = "max_tries"
             extra = {"failure": failure, "tries": str(tries)}
+            if text is not None:
+                extra |= text.journal_fields()
             if not reason:
                 extra["delivery"] = existing.delivery.value
                 self._m._append(existing, "challenge.delivery", at, "try_failed", extra)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sesame.server.domain.budgets import BudgetSubject
 from sesame.server.domain.errors import ChallengeNotFound
@@ -20,6 +21,9 @@ from sesame.server.domain.model import Challenge, DeliveryState, LockoutPolicy, 
 from sesame.server.domain.ports import Clock
 from sesame.server.domain.risk_signals import RiskHistory
 from tests.fakes.journal_fields import iso, ms, unix_ms
+
+if TYPE_CHECKING:
+    from tests.fakes.outbox import MemoryOutbox
 
 
 class Memory:
@@ -43,6 +47,9 @@ class Memory:
         # per challenge: (event, outcome) -> (count, last at); only the first refusal of a kind is journaled
         self._refusals: dict[str, dict[tuple[str, str], tuple[int, datetime]]] = {}
         self.risk_histories: dict[str, RiskHistory] = {}  # the users' risk memory (decision 0032)
+        self.outbox: MemoryOutbox | None = (
+            None  # the challenges' outbox, where a user's change queues a notice
+        )
 
     def _count_for_user(
         self, user_id: str, challenge_id: str, result: VerifyResult, at: datetime, lockout: LockoutPolicy

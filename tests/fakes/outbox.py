@@ -6,17 +6,27 @@ the send on the store's challenge, as record_dispatch.lua does, and removes the 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sesame.server.domain.dispatching import Backlog, DeadLetter, FailedTry, QueuedSms
+from sesame.server.domain.dispatching import (
+    Backlog,
+    DeadLetter,
+    FailedTry,
+    NoticeAddressee,
+    NoticeFailure,
+    QueuedSms,
+)
+from sesame.server.domain.errors import ChallengeNotFound
 from sesame.server.domain.lifecycle import UserNotice
 from sesame.server.domain.model import Challenge, DeliveryState
 from sesame.server.domain.ports import Clock, DeadLetters, Outbox
 from sesame.server.domain.privacy import mask_phone
 from sesame.server.domain.sent_text import SentText
+from tests.fakes.users import MemoryUsers
 
 if TYPE_CHECKING:
     from tests.fakes.challenges import MemoryChallenges
@@ -39,6 +49,8 @@ class MemoryOutbox:
         self._entries: dict[str, QueuedSms] = {}  # in queue order (dicts keep insertion order)
         self._pending: dict[str, _Pending] = {}
         self.dead: list[DeadLetter] = []  # oldest first
+        # As the addressee hashes beside the users: an override notice's old number, by notice id (0041).
+        self.addressees: dict[str, NoticeAddressee] = {}
 
     def queue(self, challenge_id: str, at: datetime, notice: str = "", until: datetime | None = None) -> None:
         """Append an entry (what the store does in the step that opens, resends, or makes a change a notice
@@ -46,39 +58,62 @@ class MemoryOutbox:
         entry_id = f"{next(self._ids)}-0"
         self._entries[entry_id] = QueuedSms(entry_id, challenge_id, at, notice, until)
 
+    def queue_override(self, user_id: str, at: datetime, addressee: NoticeAddressee) -> None:
+        """Append an override's phone-changed notice, its addressee kept beside (change_secure_phone.lua)."""
+        entry_id = f"{next(self._ids)}-0"
+        notice_id = f"n{entry_id}"
+        self.addressees[notice_id] = addressee
+        self._entries[entry_id] = QueuedSms(
+            entry_id, "", at, "phone_changed", user_id=user_id, notice_id=notice_id
+        )
+
+    async def addressee(self, queued: QueuedSms) -> NoticeAddressee | None:
+        return self.addressees.get(queued.notice_id)
+
     async def take(self, consumer: str, count: int, wait: timedelta) -> list[QueuedSms]:
         fresh = [e for entry_id, e in self._entries.items() if entry_id not in self._pending][:count]
         for entry in fresh:
             self._pending[entry.entry_id] = _Pending(consumer, self._clock.now())
-        return fresh
+        return [await self._with_challenge(entry) for entry in fresh]
 
     async def reclaim(self, consumer: str, idle: timedelta, count: int) -> list[QueuedSms]:
         now = self._clock.now()
         idle_ids = [i for i, p in self._pending.items() if now - p.since >= idle][:count]
         for entry_id in idle_ids:
             self._pending[entry_id] = _Pending(consumer, now, self._pending[entry_id].deliveries + 1)
-        return [self._entries[entry_id] for entry_id in idle_ids]
+        return [await self._with_challenge(self._entries[entry_id]) for entry_id in idle_ids]
+
+    async def _with_challenge(self, entry: QueuedSms) -> QueuedSms:
+        """The entry with its challenge as stored now, as take_outbox.lua reads it (None once purged)."""
+        try:
+            return dataclasses.replace(entry, challenge=await self._store.get_challenge(entry.challenge_id))
+        except ChallengeNotFound:
+            return entry
 
     async def challenge(self, queued: QueuedSms) -> Challenge:
         return await self._store.get_challenge(queued.challenge_id)
 
-    async def settle(
+    async def settle(  # noqa: PLR0913 (the entry, what became of it, and what is journaled with it)
         self,
         queued: QueuedSms,
         state: DeliveryState,
         provider_ref: str,
         at: datetime,
         text: SentText | None = None,
+        *,
+        provider_ids: tuple[str, ...] = (),
     ) -> None:
         self._entries.pop(queued.entry_id, None)
         self._pending.pop(queued.entry_id, None)
-        await self._store.record_dispatch(queued, state, provider_ref, at, text)
+        await self._store.record_dispatch(queued, state, provider_ref, at, text, provider_ids=provider_ids)
 
-    async def fail(self, queued: QueuedSms, failure: str, at: datetime, allowed: int) -> FailedTry:
+    async def fail(
+        self, queued: QueuedSms, failure: str, at: datetime, allowed: int, *, text: SentText | None = None
+    ) -> FailedTry:
         pending = self._pending.get(queued.entry_id)
         tries = pending.deliveries if pending else 1
         challenge = self._store.peek_challenge(queued.challenge_id)
-        reason = await self._store.record_failed_try(queued, failure, tries, allowed, at)
+        reason = await self._store.record_failed_try(queued, failure, tries, allowed, at, text=text)
         if not reason:
             return FailedTry(tries)
         self._entries.pop(queued.entry_id, None)
@@ -100,9 +135,48 @@ class MemoryOutbox:
             self.dead.append(letter)
         return FailedTry(tries, reason)
 
+    async def fail_notice(
+        self, queued: QueuedSms, user_id: str, notice: UserNotice, failed: NoticeFailure
+    ) -> FailedTry:
+        """As record_failed_notice.lua: another try (journaled), or the dead letter; no challenge written."""
+        pending = self._pending.get(queued.entry_id)
+        tries = pending.deliveries if pending else 1
+        reason = ""
+        if failed.failure == "expired" or failed.at >= failed.stale_at:
+            reason = "expired"
+        elif failed.allowed == 0:
+            reason = failed.failure
+        elif tries >= failed.allowed:
+            reason = "max_tries"
+        extra = {"challenge_id": queued.challenge_id, "failure": failed.failure, "tries": str(tries)}
+        users = MemoryUsers(self._store._m)
+        if not reason:
+            await users.record_user_notice(user_id, notice, outcome="try_failed", extra=extra)
+            return FailedTry(tries)
+        await users.record_user_notice(user_id, notice, outcome="failed", extra=extra | {"reason": reason})
+        self._entries.pop(queued.entry_id, None)
+        self.addressees.pop(queued.notice_id, None)
+        self._pending.pop(queued.entry_id, None)
+        letter = DeadLetter(
+            letter_id=f"{len(self.dead) + 1}-0",
+            challenge_id=queued.challenge_id,
+            user_id=user_id,
+            masked_phone=mask_phone(notice.to),
+            state=DeliveryState.FAILED,
+            reason=reason,
+            failure=failed.failure,
+            tries=tries,
+            queued_at=queued.queued_at,
+            at=failed.at,
+            notice=queued.notice,
+        )
+        self.dead.append(letter)
+        return FailedTry(tries, reason)
+
     async def settle_notice(self, queued: QueuedSms, user_id: str, notice: UserNotice) -> None:
         await self._store.record_notice(user_id, notice)  # first: a failure leaves the entry pending
         self._entries.pop(queued.entry_id, None)
+        self.addressees.pop(queued.notice_id, None)
         self._pending.pop(queued.entry_id, None)
 
     async def backlog(self) -> Backlog:

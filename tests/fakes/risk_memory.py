@@ -1,33 +1,29 @@
-"""An in-memory RiskMemory beside the Users fake, with the semantics of `RedisRiskMemory`."""
+"""The fake store's risk memory, fed by its steps (tests/fakes/challenges.py) as _risk_memory.lua feeds
+Redis's, and what the tests read of it and of the denials for their assertions (on Redis:
+tests/support/risk_reads.py)."""
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from sesame.server.domain.model import User
-from sesame.server.domain.ports import RiskMemory
+from sesame.server.domain.operation import digest
+from sesame.server.domain.privacy import mask_phone
 from sesame.server.domain.risk_signals import (
-    RiskDenial,
     RiskHistory,
     RiskLimits,
     RiskObservation,
-    UserRisk,
     remember,
 )
 from tests.fakes.journal_fields import context_fields, iso, ms
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from sesame.server.domain.model import RequestContext
+    from sesame.server.domain.operation import Operation
+    from tests.fakes.memory import Memory
     from tests.fakes.users import MemoryUsers
-
-
-def versioned(user: User, history: RiskHistory) -> UserRisk:
-    """The user and its memory with a version that moves whenever either does (as _risk_memory.lua's)."""
-    ordered = (user, *(sorted(part.items()) for part in (history.payees_paid, history.payees_added)))
-    rest = (history.amounts, sorted(history.ips.items()), sorted(history.devices.items()))
-    text = repr((ordered, rest, sorted(history.operations.items())))
-    return UserRisk(user, history, hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest())
 
 
 def learn(histories: dict[str, RiskHistory], seen: RiskObservation, limits: RiskLimits) -> None:
@@ -37,38 +33,62 @@ def learn(histories: dict[str, RiskHistory], seen: RiskObservation, limits: Risk
 
 
 class MemoryRiskMemory:
-    """Each user's history in the store it stands beside (whose steps read and feed it too)."""
+    """Each user's history in the fake store it stands beside (whose steps read and feed it)."""
 
     def __init__(self, store: MemoryUsers) -> None:
         self._store = store
         self._histories = store.memory.risk_histories
-        self._denials: dict[str, list[dict[str, str]]] = {}
 
-    async def user_and_history(self, user_id: str) -> UserRisk:
-        user = await self._store.get_user(user_id)
-        return versioned(user, self._histories.get(user_id, RiskHistory()))
+    @property
+    def histories(self) -> dict[str, RiskHistory]:
+        """Each user's memory, as the fake store's right codes feed it (a test may seed it with `learn`)."""
+        return self._histories
 
-    async def remember(self, seen: RiskObservation, limits: RiskLimits) -> None:
-        learn(self._histories, seen, limits)
+    async def history(self, user_id: str) -> RiskHistory:
+        """The user's memory (empty when it has none)."""
+        return self._histories.get(user_id, RiskHistory())
 
-    async def record_denial(self, denial: RiskDenial, limits: RiskLimits) -> None:
-        entry = {
+    async def denials(self, user_id: str) -> list[dict[str, str]]:
+        """The DENY entries of the user's journal, oldest first."""
+        journal = await self._store.user_journal(user_id)
+        return [entry for entry in journal if entry.get("event") == "risk.denied"]
+
+
+@dataclass(frozen=True, slots=True)
+class RiskDenial:
+    """A DENY as the fake store's step journals it (Redis's: open_challenge.lua): which operation, why, by
+    which rules, from where (decision 0042).
+
+    `detail` is the operation refused (journaled as Start journals an opening: encoded, except a number
+    change, whose encoding holds the new number); `phone` the user's secure number (journaled masked).
+    """
+
+    user_id: str
+    at: datetime
+    operation: str  # the operation's kind, lower case
+    codes: tuple[str, ...]
+    rules: tuple[str, ...]
+    rules_version: str
+    context: RequestContext
+    detail: Operation | None = None
+    phone: str = ""
+
+
+def journal_denial(memory: Memory, denial: RiskDenial) -> None:
+    """A DENY in the user's journal, as open_challenge.lua writes it (decision 0042)."""
+    memory._journal(
+        denial.user_id,
+        {
             "event": "risk.denied",
             "at": iso(denial.at),
             "user_id": denial.user_id,
             "op": denial.operation,
+            **({} if denial.detail is None else {"op_digest": digest(denial.detail).hex()}),
+            "phone": mask_phone(denial.phone) if denial.phone else "",
             "decision": "deny",
             "reasons": ",".join(denial.codes),
             "rules": ",".join(denial.rules),
             "rules_version": denial.rules_version,
             **context_fields(denial.context),
-        }
-        journal = self._denials.setdefault(denial.user_id, [])
-        journal.append(entry)
-        del journal[: max(len(journal) - limits.denials, 0)]
-
-    async def denials(self, user_id: str) -> list[dict[str, str]]:
-        return list(self._denials.get(user_id, []))
-
-
-_: type[RiskMemory] = MemoryRiskMemory
+        },
+    )

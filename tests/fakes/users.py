@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime
 
+from sesame.server.domain.dispatching import NoticeAddressee
 from sesame.server.domain.errors import (
     ChallengeMismatch,
     RequestIdReused,
@@ -14,6 +15,7 @@ from sesame.server.domain.errors import (
     UserNotFound,
 )
 from sesame.server.domain.lifecycle import (
+    ByChallenge,
     PhoneChange,
     PhoneChanged,
     PhoneChangeOutcome,
@@ -207,12 +209,22 @@ class MemoryUsers:
                 cooling_until=ms(change.cooling_until),
             )
             self._m._changes[key] = change.fingerprint
+            # As change_secure_phone.lua: the notice to the old number queued in the step (decision 0041).
+            if self._m.outbox is not None:
+                if isinstance(change.authority, ByChallenge):
+                    self._m.outbox.queue(change.authority.challenge_id, ms(change.at), "phone_changed")
+                else:  # an override's: the old number kept beside the user for the dispatcher
+                    addressee = NoticeAddressee(user.secure_phone, change.new_phone, user.locale)
+                    self._m.outbox.queue_override(change.user_id, ms(change.at), addressee)
             return PhoneChanged(PhoneChangeOutcome.CHANGED, self._m._users[change.user_id], user.secure_phone)
 
     async def applied_change(self, user_id: str, request_id: str) -> str | None:
         return self._m._changes.get((user_id, request_id))
 
-    async def record_user_notice(self, user_id: str, notice: UserNotice) -> None:
+    async def record_user_notice(
+        self, user_id: str, notice: UserNotice, *, outcome: str = "", extra: dict[str, str] | None = None
+    ) -> None:
+        """The user.notice entry; `outcome` and `extra` for the outbox's failed tries (decision 0041)."""
         async with self._m._lock:
             self._m._journal(
                 user_id,
@@ -222,9 +234,10 @@ class MemoryUsers:
                     "user_id": user_id,
                     "kind": notice.kind,
                     "phone": mask_phone(notice.to),
-                    "outcome": "sent" if notice.sent else "failed",
+                    "outcome": outcome or ("sent" if notice.sent else "failed"),
                     "provider_ref": notice.provider_ref,
                     **({} if notice.text is None else notice.text.journal_fields()),
+                    **(extra or {}),
                 },
             )
 

@@ -51,7 +51,7 @@ class World:
             proofs=ProofFlows(keys=self.keys, store=self.store, clock=self.clock, issuer=policy.bank_name),
         )
         self.registry = EnrollmentFlows(
-            store=self.store, clock=self.clock, sms=self.sms, policy=lifecycle or LifecyclePolicy()
+            store=self.store, clock=self.clock, policy=lifecycle or LifecyclePolicy()
         )
 
     async def enrol(self, user_id: str = "alice", client_id: str = "acme", phone: str = PHONE) -> str:

@@ -51,3 +51,27 @@ async def test_a_deleted_last_entry_leaves_a_gap_before_the_next(redis_client: a
     await store.challenges.cancel_challenge(challenge.challenge_id, now, RequestContext())
     ((_, cancel),) = await _entries(redis_client, stream)
     assert (cancel["seq"], cancel["prev"]) == ("2", opened_id)
+
+
+async def test_the_numbering_is_kept_in_the_tail_and_read_from_the_stream_without_it(
+    redis_client: aioredis.Redis,
+):
+    """Each append keeps seq and prev in the stream's tail (decision 0040), and no append of a flow reads the
+    stream's XINFO; a stream whose tail is gone (written before tails were kept) is numbered from XINFO."""
+    store = RedisState.on(redis_client)
+    now = datetime.now(UTC)
+    challenge = await its_user_enrolled(store, a_challenge(now))
+    before = await redis_client.info("commandstats")
+    await store.challenges.open_challenge(challenge, RequestContext())
+    after = await redis_client.info("commandstats")
+    stream = store.keys.challenge_journal(challenge.challenge_id)
+    tail = store.keys.journal_tail(stream)
+    ((opened_id, _),) = await _entries(redis_client, stream)
+    assert await redis_client.hgetall(tail) == {b"seq": b"1", b"prev": opened_id.encode()}
+    xinfo = "cmdstat_xinfo|stream"
+    assert after.get(xinfo, {}).get("calls", 0) == before.get(xinfo, {}).get("calls", 0)
+    await redis_client.delete(tail)
+    await store.challenges.cancel_challenge(challenge.challenge_id, now, RequestContext())
+    (_, (_, cancel)) = await _entries(redis_client, stream)
+    assert (cancel["seq"], cancel["prev"]) == ("2", opened_id)
+    assert await redis_client.hget(tail, "seq") == b"2"

@@ -35,8 +35,11 @@ async def test_keys_carry_the_hash_tag_of_their_aggregate(redis_client: aioredis
     assert sorted(await redis_client.keys("*")) == [
         f"bank:{{s:{shard}}}:ch:{CHALLENGE_ID}".encode(),
         f"bank:{{s:{shard}}}:ch:{CHALLENGE_ID}:journal".encode(),
+        f"bank:{{s:{shard}}}:ch:{CHALLENGE_ID}:journal:tail".encode(),  # its numbering (decision 0040)
         f"bank:{{s:{shard}}}:feed".encode(),  # entries not sealed yet (docs/decisions/0027)
+        f"bank:{{s:{shard}}}:feed:last".encode(),  # the feed's last id (decision 0044)
         f"bank:{{s:{shard}}}:journal:u-1".encode(),
+        f"bank:{{s:{shard}}}:journal:u-1:tail".encode(),
         f"bank:{{s:{shard}}}:outbox".encode(),
         f"bank:{{s:{shard}}}:pending:u-1".encode(),
         f"bank:{{s:{shard}}}:user:u-1".encode(),

@@ -14,9 +14,10 @@ import smpp34
 
 from sesame.clients import smpp_text
 from sesame.clients.redis_provider_ids import RedisProviderIds
-from sesame.clients.smpp_pdu import Address
+from sesame.clients.smpp_pdu import TLV_USER_MESSAGE_REFERENCE, Address
 from sesame.clients.smpp_session import Timing
 from sesame.clients.sms_failover import FailoverSmsGateway, Provider, Reliability
+from sesame.clients.sms_reference import user_message_reference
 from sesame.clients.sms_smpp import SmppConfig, SmppSmsGateway
 from sesame.server.domain.errors import DeliveryFailed, ProviderIdUnknown, StoreUnavailable
 from sesame.server.domain.model import DeliveryState, SmsMessage
@@ -101,6 +102,18 @@ async def test_a_gsm7_text_goes_as_data_coding_0_and_arrives_intact(smsc: Smsc, 
     (part,) = smsc.submitted
     assert (part.data_coding, part.esm_class, part.text) == (smpp_text.GSM7, 0, text)
     assert (part.destination, part.source, part.source_ton) == ("33612345678", "MaBanque", 5)
+
+
+async def test_every_part_carries_the_messages_reference(smsc: Smsc, gateways: Gateways):
+    """Each submit_sm of a message in several parts carries the same user_message_reference, made from our
+    provider reference (itself from the message's reference), as the SMSC reads it (decision 0041)."""
+    gateway = await gateways()
+    sent = await gateway.send(SmsMessage(PHONE, LONG, "ch.k1.d6", reference="1796085051000-0"))
+    assert sent.provider_ref == "smpp-1796085051000-0"
+    expected = user_message_reference(sent.provider_ref).to_bytes(2, "big")
+    assert len(smsc.submitted) > 1
+    assert {part.tlvs.get(TLV_USER_MESSAGE_REFERENCE) for part in smsc.submitted} == {expected}
+    assert sent.provider_ids == tuple(part.message_id for part in smsc.submitted)
 
 
 async def test_a_ucs2_text_survives(smsc: Smsc, gateways: Gateways):

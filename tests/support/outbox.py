@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import grpc
+import redis.asyncio as aioredis
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
@@ -53,3 +54,26 @@ def dispatched_state(address: str, challenge_id: str, within: float = SETTLED_WI
                 raise TimeoutError(f"the SMS of {challenge_id} is still queued")
             time.sleep(0.01)
     return int(state)
+
+
+async def keys_holding(client: aioredis.Redis, phone: str) -> list[bytes]:
+    """The keys whose name or content holds `phone` in clear (its digits after the +), whatever their type."""
+    digits = phone[1:].encode()
+    found = []
+    async for key in client.scan_iter(count=1000):
+        kind = (await client.type(key)).decode()
+        if kind == "string":
+            values = [await client.get(key) or b""]
+        elif kind == "hash":
+            values = [v for pair in (await client.hgetall(key)).items() for v in pair]
+        elif kind == "stream":
+            values = [v for _, f in await client.xrange(key) for pair in f.items() for v in pair]
+        elif kind == "set":
+            values = list(await client.smembers(key))
+        elif kind == "zset":
+            values = list(await client.zrange(key, 0, -1))
+        else:
+            values = list(await client.lrange(key, 0, -1))
+        if digits in key or any(digits in value for value in values):
+            found.append(key)
+    return found

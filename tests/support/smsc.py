@@ -31,6 +31,7 @@ class Submitted:
     data_coding: int
     registered_delivery: int
     short_message: bytes
+    tlvs: dict[int, bytes] = field(default_factory=dict)  # the optional parameters, by tag
 
     @property
     def text(self) -> str:
@@ -106,6 +107,7 @@ class Smsc:
                 event.data_coding,
                 event.registered_delivery,
                 event.short_message,
+                {tlv.tag: bytes(tlv.value) for tlv in event.tlvs},
             )
         )
         session = self._sessions.get(event.session_id)

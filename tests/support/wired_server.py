@@ -65,6 +65,7 @@ async def start_wired(
         risk=chosen.risk,
         archive=JournalArchive(sms_file.parent / "journal-archive"),
         max_tries=chosen.dispatch.max_tries,
+        notice_max_age=chosen.dispatch.notice_max_age,
     )
     server = await GrpcServer.start(
         "127.0.0.1:0",

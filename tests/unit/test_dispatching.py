@@ -210,3 +210,38 @@ async def test_an_hsm_failure_leaves_the_sms_queued() -> None:
         await world.dispatch_one()
     assert world.sms.sent == []
     assert (await world.store.outbox.backlog()).depth == 1
+
+
+async def _a_notice_queued(world: Queued) -> None:
+    """A block alert queued about the user's challenge, its code SMS already settled (decision 0033)."""
+    challenge = await world.start()
+    assert await world.dispatch_one() is Outcome.SENT
+    world.store.outbox.queue(challenge.challenge_id, world.clock.now(), "user_blocked", world.clock.now())
+
+
+async def test_a_notice_no_provider_took_stays_for_another_try() -> None:
+    """Three tries allowed: a failed notice is journaled try_failed and stays in the outbox; the gateway
+    back, the next try sends it once (decision 0041)."""
+    world = Queued(max_tries=3)
+    await _a_notice_queued(world)
+    world.sms.fail()
+    assert await world.dispatch_one() is Outcome.RETRY
+    assert (await world.store.outbox.backlog()).depth == 1
+    world.sms.recover()
+    (claimed,) = await world.store.outbox.reclaim("other", NO_WAIT, 10)
+    assert (await world.dispatcher.dispatch(claimed)).outcome is Outcome.NOTICE_SENT
+    journal = await world.store.users.user_journal("alice")
+    assert [e["outcome"] for e in journal if e["event"] == "user.notice"] == ["try_failed", "sent"]
+    assert [m.challenge_id for m in world.sms.sent].count("") == 1
+
+
+async def test_a_notice_past_its_age_limit_is_dead_lettered_never_sent() -> None:
+    """A notice still queued a day after its change is given up on (reason expired), not sent late."""
+    world = Queued()
+    await _a_notice_queued(world)
+    world.clock.advance(timedelta(days=1))
+    sent_before = len(world.sms.sent)
+    assert await world.dispatch_one() is Outcome.DEAD_LETTERED
+    assert len(world.sms.sent) == sent_before
+    (letter,) = await MemoryDeadLetters(world.store.outbox).recent(10)
+    assert (letter.notice, letter.reason) == ("user_blocked", "expired")

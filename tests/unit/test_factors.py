@@ -71,3 +71,25 @@ def test_a_factor_within_its_age_or_none_passes() -> None:
     for at in (NOW, NOW + timedelta(seconds=5), NOW - timedelta(hours=1)):
         factors.check_age(FirstFactor(FactorCategory.KNOWLEDGE, "pin", at), NOW, timedelta(hours=1))
     factors.check_age(None, NOW, timedelta(hours=1))
+
+
+def test_the_claim_names_the_factor_stated_at_start_beside_verifys() -> None:
+    """Start's factor, when it is another, is named under `start`; the one the proof names says which calls
+    stated it; a factor stated again to the microsecond is the same factor (claims are to the second)."""
+    at = datetime(2026, 12, 1, 9, 0, 0, 120_000, tzinfo=UTC)
+    binding = FirstFactor(FactorCategory.POSSESSION, "device-binding", at, "db-1")
+    password = FirstFactor(FactorCategory.KNOWLEDGE, "password", at)
+    both = factors.proof_claim(binding, password)
+    assert both is not None
+    assert (both["method"], both["stated_at"], both["start"]["method"]) == (
+        "password",
+        ["verify"],
+        "device-binding",
+    )
+    again = factors.proof_claim(
+        binding, FirstFactor(FactorCategory.POSSESSION, "device-binding", at.replace(microsecond=999), "db-1")
+    )
+    assert again is not None
+    assert (again["stated_at"], "start" in again) == (["start", "verify"], False)
+    assert factors.proof_claim(None, None) is None
+    assert factors.amr(binding, password) == ["mfa", "otp", "pwd", "sms", "swk"]

@@ -133,3 +133,41 @@ def test_an_archive_from_before_the_index_is_indexed_whole(tmp_path: Path) -> No
     assert JournalArchive(tmp_path).seals_from("1-0", OTHER) == []
     assert JournalArchive(tmp_path).catch_up_index() == 2
     assert JournalArchive(tmp_path).seals_from("1-0", OTHER) == [one, two]
+
+
+def test_the_index_catches_up_from_where_it_was_complete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A catch-up reads on from the last line known indexed, not the whole segment at every drain, and still
+    finds a line another process wrote but did not index (a crash between the line and its index row)."""
+    signer, archive = Signer(), JournalArchive(tmp_path)
+    previous = None
+    for n in range(1, 6):
+        seal = signer.seal(previous, mixed(n))
+        archive.append(seal, mixed(n))
+        previous = seal.block
+    assert archive.catch_up_index() == 0  # a first catch-up reads the segment whole
+    parsed: list[int] = []
+    archived = journal_archive._archived  # counted: the lines a catch-up parses
+
+    def counted(value: dict[str, object]) -> journal_archive.ArchivedBlock:
+        block = archived(value)  # type: ignore[arg-type]
+        parsed.append(block.seal.block.number)
+        return block
+
+    monkeypatch.setattr(journal_archive, "_archived", counted)
+    assert archive.catch_up_index() == 0
+    assert parsed == [5]  # the last line known indexed, read again: nothing before it
+    other = JournalArchive(tmp_path)  # the sealer of another process, crashing after its line
+    six = signer.seal(previous, mixed(6))
+
+    def crash(*_: object) -> None:
+        raise OSError("killed before the index row")
+
+    monkeypatch.setattr(other.index, "add", crash)
+    with pytest.raises(OSError, match="killed"):
+        other.append(six, mixed(6))
+    parsed.clear()
+    assert archive.catch_up_index() == 1
+    assert parsed == [5, 6]
+    assert [e.id for e in archive.stream_entries(OTHER)][-1] == "6-1"

@@ -60,9 +60,25 @@ def test_a_report_is_parsed():
 
 
 @pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("303d8b2e-8081-436f-8460-9a780cb3b8fe", "303d8b2e-8081-436f-8460-9a780cb3b8fe"),  # fake SMSC
+        ("3e8", "3e8"),  # an SMPP SMSC's id
+        ("", ""),  # status 8: the SMSC gave none yet
+        ("id with spaces", ""),  # not an id any SMSC gives: dropped, not the report
+    ],
+)
+def test_the_smscs_message_id_comes_with_the_report(given: str, kept: str):
+    """`message_id` (Kannel's `%F`) is read when it looks like an id, dropped otherwise, never required."""
+    assert parse_report(_fields(message_id=given)).message_id == kept
+    assert parse_report(_fields()).message_id == ""
+
+
+@pytest.mark.parametrize(
     "fields",
     [
         {"challenge": ["a"], "ref": ["b"], "token": [TOKEN]},  # no status
+        _fields() | {"message_id": ["a", "b"]},  # twice
         _fields() | {"ref": ["a", "b"]},  # twice
         _fields(challenge="id with spaces"),
         _fields(ref="x" * 129),
@@ -101,6 +117,18 @@ async def test_a_good_report_is_recorded(store: MemoryState):
     assert await _receive(store) == HTTPStatus.OK
     challenge_id = factories.a_challenge(NOW).challenge_id
     assert (await store.challenges.get_challenge(challenge_id)).delivery is DeliveryState.DELIVERED
+
+
+async def test_a_reports_smsc_message_id_is_journaled(store: MemoryState):
+    """The SMSC's id a report carries is journaled with the delivery it reports."""
+    assert await _receive(store, message_id="3e8") == HTTPStatus.OK
+    challenge_id = factories.a_challenge(NOW).challenge_id
+    entry = (await store.journal.challenge_journal(challenge_id))[-1]
+    assert (entry["event"], entry["provider_ref"], entry["provider_id"]) == (
+        "challenge.delivery",
+        "r1",
+        "3e8",
+    )
 
 
 async def test_an_unparsable_query_is_400(store: MemoryState):

@@ -29,7 +29,7 @@ def test_a_text_outside_gsm7_goes_as_ucs2_from_utf8():
 
 
 def test_the_dlr_url_is_one_encoded_value_with_the_status_escape():
-    """Encoded whole, the dlr-url stays one parameter; decoded, it names challenge, ref, token and %d."""
+    """Encoded whole, the dlr-url stays one parameter; decoded, it names challenge, ref, token, %d and %F."""
     query = urlencode(sendsms_params(CONFIG, GSM, "ref1"))
     params = parse_qs(query)
     assert params["dlr-mask"] == ["31"]
@@ -37,7 +37,7 @@ def test_the_dlr_url_is_one_encoded_value_with_the_status_escape():
     assert "challenge" not in params
     dlr = urlsplit(params["dlr-url"][0])
     assert (dlr.scheme, dlr.netloc, dlr.path) == ("http", "127.0.0.1:9465", "/dlr/kannel")
-    assert dlr.query == f"challenge=00ff.k1.d6&ref=ref1&token={TOKEN}&status=%d"
+    assert dlr.query == f"challenge=00ff.k1.d6&ref=ref1&token={TOKEN}&status=%d&message_id=%F"
 
 
 def test_no_delivery_report_is_asked_without_a_callback():

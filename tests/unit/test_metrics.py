@@ -153,7 +153,7 @@ async def test_no_personal_data_or_code_in_the_exposition(metered: Metered) -> N
 async def test_lifecycle_changes_and_voided_challenges_are_counted(metered: Metered) -> None:
     """A suspension counts one suspend change and one challenge voided for that reason."""
     challenge_id = await metered.started()
-    registry = EnrollmentFlows(store=metered.store, clock=metered.clock, sms=metered.sms, tally=metered.tally)
+    registry = EnrollmentFlows(store=metered.store, clock=metered.clock, tally=metered.tally)
     result = await registry.suspend(StatusRequest("alice", Provenance("ops-1", "vol", "s-1")))
     assert result.voided == 1
     assert (await metered.store.challenges.get_challenge(challenge_id)).status is ChallengeStatus.CANCELLED

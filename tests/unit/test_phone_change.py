@@ -52,6 +52,9 @@ async def test_a_verified_challenge_moves_the_codes_to_the_new_number(world: Wor
     challenge = await verified_for(world)
     result = await change(world, ByChallenge(challenge.challenge_id))
     assert (result.user.secure_phone, result.old_phone_notified) == (NEW_PHONE, True)
+    # Queued by the change (decision 0041): nothing sent before a dispatcher takes it.
+    assert world.sms.sent[-1].challenge_id == challenge.challenge_id
+    await world.challenges.dispatch_all()
     notice = world.sms.sent[-1]
     assert (notice.to, notice.challenge_id) == (PHONE, "")
     assert "numéro sécurisé a été changé pour le +33*******32" in notice.text
@@ -73,6 +76,7 @@ async def test_the_notice_carries_no_code(world: World) -> None:
     """The notice to the old number holds no run of four digits or more."""
     await world.enrol()
     await change(world, OVERRIDE)
+    await world.challenges.dispatch_all()
     text = world.sms.sent[-1].text
     assert not any(len(run) >= 4 for run in "".join(c if c.isdigit() else " " for c in text).split())
 
@@ -164,14 +168,33 @@ async def test_a_suspended_users_number_changes_by_override_only(world: World) -
     assert (result.user.status, result.user.secure_phone) == (UserStatus.SUSPENDED, NEW_PHONE)
 
 
-async def test_a_failed_notice_is_said_and_journaled(world: World) -> None:
-    """When the gateway refuses the notice the change stands, the answer says so, and so does the journal."""
+async def test_an_override_queues_the_notice_to_the_old_number(world: World) -> None:
+    """The override's notice is queued in its step (decision 0041): nothing sent before a dispatcher takes
+    it, then sent once to the old number, and the old number it was kept for is gone with the entry."""
+    await world.enrol()
+    result = await change(world, OVERRIDE)
+    assert (result.user.secure_phone, result.old_phone_notified) == (NEW_PHONE, True)
+    assert world.sms.sent == []
+    await world.challenges.dispatch_all()
+    await world.challenges.dispatch_all()
+    assert [(sms.to, sms.challenge_id) for sms in world.sms.sent] == [(PHONE, "")]
+    assert "numéro sécurisé a été changé pour le +33*******32" in world.sms.sent[0].text
+    entry = (await world.store.users.user_journal("alice"))[-1]
+    assert (entry["event"], entry["outcome"], entry["phone"]) == ("user.notice", "sent", "+33*******78")
+    assert world.store.outbox.addressees == {}
+
+
+async def test_an_override_notice_no_provider_takes_is_journaled_failed(world: World) -> None:
+    """When the gateway refuses the notice the change stands (the answer says it was queued), the failed
+    try is journaled, and once dead-lettered nothing keeps the old number for it."""
     await world.enrol()
     world.sms.fail()
     result = await change(world, OVERRIDE)
-    assert (result.user.secure_phone, result.old_phone_notified) == (NEW_PHONE, False)
+    assert (result.user.secure_phone, result.old_phone_notified) == (NEW_PHONE, True)
+    await world.challenges.dispatch_all()
     entry = (await world.store.users.user_journal("alice"))[-1]
     assert (entry["event"], entry["outcome"], entry["phone"]) == ("user.notice", "failed", "+33*******78")
+    assert world.store.outbox.addressees == {}
 
 
 async def test_the_same_number_is_not_a_change(world: World) -> None:

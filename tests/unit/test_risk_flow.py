@@ -1,28 +1,26 @@
-"""The risk flow over fakes: a DENY is journaled and raised, the operator's silence is a signal, a verified
-code is remembered (docs/risk.md)."""
+"""The risk flow through Start over fakes: a DENY is refused, journaled and counted, the operator's silence is
+a signal, a login costs no operator call, an unknown user is not found (docs/risk.md). The fake store's step
+decides (`risk_flow.assess`, held equal to the Lua step by tests/contracts/test_risk_rules_lua.py)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
-from sesame.server.domain.challenges import StartRequest
+from sesame.server.domain.challenges import ChallengePolicy
 from sesame.server.domain.errors import RiskDenied, SimSwapUnavailable, UserNotFound
-from sesame.server.domain.model import RequestContext, VerificationOutcome, VerifyResult
-from sesame.server.domain.operation import AddBeneficiary, CreditTransfer, Login, Money, Operation, Payee
+from sesame.server.domain.operation import AddBeneficiary, Login, Payee
+from sesame.server.domain.proofs import ProofFlows
 from sesame.server.domain.risk import RiskAssessment, RiskDecision
 from sesame.server.domain.risk_flow import RiskFlows, RiskPolicy
 from sesame.server.domain.risk_rules import default_rules
-from sesame.server.domain.risk_signals import SimSwapStatus, fingerprint
-from tests.factories import a_challenge, a_user
-from tests.fakes.clock import FixedClock
+from sesame.server.domain.risk_signals import SimSwapStatus
+from tests.fakes.dispatching import InstantlyDispatched
 from tests.fakes.risk_memory import MemoryRiskMemory
-from tests.fakes.state import memory_state
+from tests.fakes.world import World
 
 PAYEE = Payee("L J H", "FR7630006000011234567890189")
-CONTEXT = RequestContext(ip="90.1.2.3", device_id="phone-1")
 
 
 class Operator:
@@ -51,50 +49,33 @@ class Meter:
         self.sims.append(state)
 
 
-@pytest.fixture(name="clock")
-def _clock() -> FixedClock:
-    return FixedClock()
-
-
-@pytest.fixture(name="memory")
-async def _memory(clock: FixedClock) -> MemoryRiskMemory:
-    store = memory_state()
-    await store.users.register_user(a_user(clock.now()))
-    return MemoryRiskMemory(store.users)
-
-
-def flows(
-    memory: MemoryRiskMemory, clock: FixedClock, operator: Operator | None = None, meter: Meter | None = None
-) -> RiskFlows:
-    return RiskFlows(
-        memory=memory, clock=clock, policy=RiskPolicy(default_rules()), sim_swap=operator, meter=meter
+def guarded(operator: Operator | None, meter: Meter) -> World:
+    """The flows over the fakes, with the default rules, `operator` (None: not configured) and `meter`."""
+    world, policy = World(), ChallengePolicy()
+    world.challenges = InstantlyDispatched(
+        keys=world.keys,
+        store=world.store,
+        outbox=world.store.outbox,
+        sms=world.sms,
+        clock=world.clock,
+        policy=policy,
+        proofs=ProofFlows(keys=world.keys, store=world.store, clock=world.clock, issuer=policy.bank_name),
+        risk=RiskFlows(clock=world.clock, policy=RiskPolicy(default_rules()), sim_swap=operator, meter=meter),
     )
+    return world
 
 
-async def assess(
-    risk: RiskFlows, user_id: str, operation: Operation, context: RequestContext
-) -> RiskAssessment:
-    """Start's two steps: the read, then (after the admission) the decision."""
-    found = await risk.read(user_id)
-    return await risk.decide(found, StartRequest(user_id, operation, context))
-
-
-def verified(
-    challenge_operation: AddBeneficiary | CreditTransfer, clock: FixedClock, nonce: int
-) -> VerificationOutcome:
-    challenge = a_challenge(clock.now(), challenge_operation, nonce=bytes([nonce]) * 16)
-    return VerificationOutcome(VerifyResult.VERIFIED, 0, challenge)
-
-
-async def test_a_swapped_sim_denies_journals_and_counts(memory: MemoryRiskMemory, clock: FixedClock) -> None:
-    """DENY: RiskDenied with the reason and version, one risk journal entry, counted."""
-    meter = Meter()
-    risk = flows(memory, clock, Operator(SimSwapStatus("swapped", clock.now() - timedelta(hours=2))), meter)
+async def test_a_swapped_sim_denies_journals_and_counts() -> None:
+    """DENY: RiskDenied with the reason and version, one denial in the user's journal, counted once."""
+    meter, operator = Meter(), Operator(None)
+    world = guarded(operator, meter)
+    operator.answer = SimSwapStatus("swapped", world.clock.now() - timedelta(hours=2))
+    user_id = await world.enrol()
     with pytest.raises(RiskDenied) as caught:
-        await assess(risk, "u-1", AddBeneficiary(PAYEE), CONTEXT)
+        await world.start(user_id, AddBeneficiary(PAYEE))
     assert caught.value.codes == ("SIM_SWAP",)
     assert caught.value.rules_version == default_rules().version
-    (entry,) = await memory.denials("u-1")
+    (entry,) = await MemoryRiskMemory(world.store.users).denials(user_id)
     assert (entry["reasons"], entry["rules"], entry["op"]) == (
         "SIM_SWAP",
         "recent-sim-swap",
@@ -104,57 +85,42 @@ async def test_a_swapped_sim_denies_journals_and_counts(memory: MemoryRiskMemory
     assert meter.sims == ["swapped"]
 
 
-async def test_a_silent_operator_warns(memory: MemoryRiskMemory, clock: FixedClock) -> None:
+async def test_a_silent_operator_warns() -> None:
     """SimSwapUnavailable: the signal `unavailable`, WARN SIM_SWAP_UNKNOWN, never a silent ALLOW."""
     meter = Meter()
-    assessment = await assess(
-        flows(memory, clock, Operator(None), meter), "u-1", AddBeneficiary(PAYEE), CONTEXT
-    )
-    assert (assessment.decision, assessment.codes) == (
-        RiskDecision.WARN,
-        ("SIM_SWAP_UNKNOWN",),
-    )
+    world = guarded(Operator(None), meter)
+    user_id = await world.enrol()
+    opened = await world.start(user_id, AddBeneficiary(PAYEE))
+    assert opened.risk is not None
+    assert (opened.risk.decision, opened.risk.codes) == (RiskDecision.WARN, ("SIM_SWAP_UNKNOWN",))
     assert meter.sims == ["unavailable"]
 
 
-async def test_a_login_does_not_ask_the_operator(memory: MemoryRiskMemory, clock: FixedClock) -> None:
+async def test_a_login_does_not_ask_the_operator() -> None:
     """Only sensitive operations cost an operator call."""
     operator = Operator(SimSwapStatus("swapped"))
-    assessment = await assess(flows(memory, clock, operator), "u-1", Login(), CONTEXT)
-    assert assessment.decision is RiskDecision.ALLOW
+    world = guarded(operator, Meter())
+    user_id = await world.enrol()
+    opened = await world.start(user_id, Login())
+    assert opened.risk is not None
+    assert opened.risk.decision is RiskDecision.ALLOW
     assert operator.asked == []
 
 
-async def test_without_an_operator_the_signal_is_off(memory: MemoryRiskMemory, clock: FixedClock) -> None:
+async def test_without_an_operator_the_signal_is_off() -> None:
     """Not configured: `off`, counted, and the rules decide on the rest."""
     meter = Meter()
-    assessment = await assess(flows(memory, clock, None, meter), "u-1", AddBeneficiary(PAYEE), CONTEXT)
-    assert assessment.decision is RiskDecision.ALLOW
+    world = guarded(None, meter)
+    user_id = await world.enrol()
+    opened = await world.start(user_id, AddBeneficiary(PAYEE))
+    assert opened.risk is not None
+    assert opened.risk.decision is RiskDecision.ALLOW
     assert meter.sims == ["off"]
 
 
-async def test_an_unknown_user_is_not_found(memory: MemoryRiskMemory, clock: FixedClock) -> None:
-    """The read is the user's read: UserNotFound as before."""
+async def test_an_unknown_user_is_not_found() -> None:
+    """The step reads the user with its memory: UserNotFound as before, nothing denied."""
+    world = guarded(None, Meter())
     with pytest.raises(UserNotFound):
-        await flows(memory, clock).read("nobody")
-
-
-async def test_a_verified_beneficiary_then_a_big_transfer_is_held(
-    memory: MemoryRiskMemory, clock: FixedClock
-) -> None:
-    """What a verified code taught is read at the next Start: the payee is new, the transfer is HOLD."""
-    risk = flows(memory, clock)
-    await risk.remember(verified(AddBeneficiary(PAYEE), clock, 1), CONTEXT)
-    clock.advance(timedelta(hours=20))
-    assessment = await assess(risk, "u-1", CreditTransfer(Money("EUR", 592800), PAYEE, "t"), CONTEXT)
-    assert assessment.decision is RiskDecision.HOLD
-    assert "NEW_PAYEE" in assessment.codes
-
-
-async def test_only_a_verified_code_is_remembered(memory: MemoryRiskMemory, clock: FixedClock) -> None:
-    """A wrong code teaches nothing."""
-    risk = flows(memory, clock)
-    outcome = replace(verified(AddBeneficiary(PAYEE), clock, 1), result=VerifyResult.WRONG_CODE)
-    await risk.remember(outcome, CONTEXT)
-    history = (await memory.user_and_history("u-1")).history
-    assert fingerprint("iban", PAYEE.iban) not in history.payees_added
+        await world.start("nobody", AddBeneficiary(PAYEE))
+    assert await MemoryRiskMemory(world.store.users).denials("nobody") == []

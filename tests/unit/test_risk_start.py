@@ -54,15 +54,13 @@ def _guarded() -> Guarded:
         clock=world.clock,
         policy=policy,
         proofs=ProofFlows(keys=world.keys, store=world.store, clock=world.clock, issuer=policy.bank_name),
-        risk=RiskFlows(
-            memory=memory, clock=world.clock, policy=RiskPolicy(default_rules()), sim_swap=operator
-        ),
+        risk=RiskFlows(clock=world.clock, policy=RiskPolicy(default_rules()), sim_swap=operator),
     )
     return Guarded(world, operator, memory)
 
 
 async def test_a_deny_opens_nothing_and_sends_nothing(guarded: Guarded) -> None:
-    """The operator says swapped: RiskDenied, no SMS, no pending challenge, one risk journal entry."""
+    """The operator says swapped: RiskDenied, no SMS, no pending challenge, a denial journaled."""
     world = guarded.world
     user_id = await world.enrol()
     guarded.operator.answer = SimSwapStatus("swapped", world.clock.now() - timedelta(hours=1))

@@ -1,9 +1,10 @@
 """Kannel's delivery reports: what its status values mean, and the route that records them.
 
 Kannel calls the dlr-url each message carries (`sms_kannel.DlrCallback`):
-`GET /dlr/kannel?challenge=<id>&ref=<provider ref>&token=<secret>&status=<bits>`. The token proves that
-the URL is one we handed out; the report is then recorded through the State port, whose
-record_delivery never lets a message move backwards (docs/decisions/0006).
+`GET /dlr/kannel?challenge=<id>&ref=<provider ref>&token=<secret>&status=<bits>&message_id=<SMSC id>`.
+The token proves that the URL is one we handed out; the report is then recorded through the State port,
+whose record_delivery never lets a message move backwards (docs/decisions/0006), with the SMSC's own id
+for the message when Kannel had one (its sendsms answer carries none: decision 0041).
 """
 
 from __future__ import annotations
@@ -31,9 +32,14 @@ DLR_PATH: Final = "/dlr/kannel"
 # the most final one tells.
 _DELIVERED, _FAILED, _SENT = 1, 2 | 16, 4 | 8
 _FIELDS: Final = ("challenge", "ref", "status", "token")
+# Optional: the SMSC's message id (`%F`), absent from the dlr-urls handed out before it was asked for.
+_MESSAGE_ID: Final = "message_id"
 # Challenge ids are `<hex>.k<N>.d<N>`, our references uuid hex; anything else was not made by us.
 _ID: Final = re.compile(r"[0-9A-Za-z._-]{1,128}")
 _STATUS: Final = re.compile(r"[0-9]{1,3}")
+# An SMSC's message id: SMPP's is a C-octet string of up to 64 octets (hex or decimal in practice), the
+# fake SMSC's a UUID. Anything else is dropped, not the report: the delivery matters more than the id.
+_SMSC_ID: Final = re.compile(r"[0-9A-Za-z._:-]{1,64}")
 
 
 class MalformedReport(ValueError):
@@ -59,6 +65,7 @@ class DeliveryReport:
     provider_ref: str
     status: int  # Kannel's own value, kept for the log
     state: DeliveryState
+    message_id: str = ""  # the SMSC's own id for the message, "" when the report carries none
 
 
 def parse_report(fields: dict[str, list[str]]) -> DeliveryReport:
@@ -69,7 +76,10 @@ def parse_report(fields: dict[str, list[str]]) -> DeliveryReport:
     if not _STATUS.fullmatch(values["status"]):
         raise MalformedReport("status is not a number")
     status = int(values["status"])
-    return DeliveryReport(values["challenge"], values["ref"], status, delivery_state(status))
+    message_id = _single(fields, _MESSAGE_ID) if _MESSAGE_ID in fields else ""
+    if not _SMSC_ID.fullmatch(message_id):
+        message_id = ""
+    return DeliveryReport(values["challenge"], values["ref"], status, delivery_state(status), message_id)
 
 
 def _single(fields: dict[str, list[str]], name: str) -> str:
@@ -91,7 +101,9 @@ class KannelDeliveryReports:
     async def receive(self, query: str) -> Reply:
         """403 for a missing or wrong token, 400 malformed, 404 unknown challenge, 503 store down, 200."""
         try:
-            fields = parse_qs(query, keep_blank_values=True, strict_parsing=True, max_num_fields=len(_FIELDS))
+            fields = parse_qs(
+                query, keep_blank_values=True, strict_parsing=True, max_num_fields=len(_FIELDS) + 1
+            )
         except ValueError:
             return Reply(HTTPStatus.BAD_REQUEST, "malformed query")
         if not self._authentic(fields.get("token", [])):
@@ -102,7 +114,11 @@ class KannelDeliveryReports:
             return Reply(HTTPStatus.BAD_REQUEST, str(exc))
         try:
             await self.challenges.record_delivery(
-                report.challenge_id, report.state, report.provider_ref, self.clock.now()
+                report.challenge_id,
+                report.state,
+                report.provider_ref,
+                self.clock.now(),
+                provider_id=report.message_id,
             )
         except ChallengeNotFound:
             return Reply(HTTPStatus.NOT_FOUND, "no such challenge")

@@ -10,13 +10,17 @@ and taking a resend also take the number's, caller's and global send units, acro
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Final, cast
 
+from opentelemetry import propagate
+
 from sesame.clients import redis_records as rec
 from sesame.clients.redis_place import RedisPlace
-from sesame.clients.redis_risk import NO_LESSON, lesson_args, memory_parts, user_risk
+from sesame.clients.redis_risk import NO_LESSON, lesson_args, memory_parts
 from sesame.clients.redis_scripts import stored_challenge
+from sesame.clients.risk_program import Denial, compiled, question
 from sesame.server.domain import budgets
 from sesame.server.domain.budgets import PHONE_TAG, BudgetKind, Charge, SendBudget
 from sesame.server.domain.destinations import check_destination, whole_calling_codes
@@ -31,10 +35,11 @@ from sesame.server.domain.errors import (
     InvalidRequest,
     PhoneCooling,
     ResendRefused,
-    RiskMemoryMoved,
+    RiskDenied,
     SecurePhoneChanged,
     SendBudgetExhausted,
     SesameError,
+    SimNumberMoved,
     StoreUnavailable,
     UserBlocked,
     UserNotActive,
@@ -95,11 +100,22 @@ class RedisChallenges(RedisPlace):
         match reply[0]:
             case b"opened":
                 client_id, phone, locale = (value.decode() for value in reply[1:4])
-                return Opened(rec.opened_challenge(opening, client_id, phone, locale), queued=True)
+                opened = rec.opened_challenge(opening, client_id, phone, locale)
+                if len(reply) > 4:  # the rules decided in the step (decision 0045)
+                    opened = replace(opened, risk=rec.risk_from_hash({b"risk": reply[4]}))
+                return Opened(opened, queued=True)
             case b"earlier":
                 return Opened(_challenge(rec.pairs(reply[1])), queued=False)
             case b"other_operation":
                 raise InvalidRequest([FieldViolation("request_id", "was already used for another operation")])
+            case b"risk_denied" if opening.question is not None:
+                said = rec.risk_from_hash({b"risk": reply[1]})
+                assert said is not None
+                told = opening.question.rules.described(said)
+                descriptions = tuple(reason.description for reason in told.reasons)
+                raise RiskDenied(opening.user_id, told.codes, descriptions, told.rules_version, told.rules)
+            case b"sim_number":
+                raise SimNumberMoved(reply[1].decode())
         raise _refused(opening, reply, charges)
 
     def _number_budget(self, charges: Sequence[Charge]) -> list[rec.Field]:
@@ -120,8 +136,12 @@ class RedisChallenges(RedisPlace):
             self.keys.start_request(user_id, opening.request_id),
             *budget_keys,
             self.keys.outbox_of(opening.challenge_id),
-            # The risk memory the rules decided on, checked in the step (decision 0032).
-            *(() if opening.memory_version is None else memory_parts(self.keys, user_id)),
+            # The memory the rules read in the step, and the user's journal a DENY goes to (0042, 0045).
+            *(
+                ()
+                if opening.question is None
+                else (*memory_parts(self.keys, user_id), self.keys.user_journal(user_id))
+            ),
         ]
 
     def _opening_args(
@@ -144,12 +164,24 @@ class RedisChallenges(RedisPlace):
             rec.to_ms(opening.expires_at),
             *budget_args,
             *number_budget,
+            _trace_context(),
             "1" if opening.cooled else "0",
             codes,
             "1" if opening.request_id else "0",
             self.keys.challenge(opening.challenge_id).removesuffix(opening.challenge_id),
             digest(opening.operation).hex(),
-            "-" if opening.memory_version is None else opening.memory_version,
+            *self._risk_args(opening),
+        ]
+
+    def _risk_args(self, opening: Opening) -> list[rec.Field]:
+        """The rules' program (compiled once per rule set) and the question Start's step asks it."""
+        asked = opening.question
+        if asked is None:
+            return ["-", "-"]
+        step = Denial(opening.user_id, asked.sim_number)
+        return [
+            compiled(asked.rules),
+            question(opening.operation, opening.context, opening.created_at, asked.given, step),
         ]
 
     async def get_challenge(self, challenge_id: str) -> Challenge:
@@ -193,9 +225,8 @@ class RedisChallenges(RedisPlace):
         result = VerifyResult(reply[0].decode())
         challenge = _challenge(rec.pairs(reply[1]))
         blocked_until = rec.from_ms(int(reply[2])) if int(reply[2]) else None
-        memory = user_risk(reply[3], reply[4]) if len(reply) > 3 else None
         left = attempts_left(result, challenge)
-        return VerificationOutcome(result, left, challenge, "", blocked_until, memory)
+        return VerificationOutcome(result, left, challenge, "", blocked_until)
 
     def _lesson(self, attempt: VerificationAttempt) -> list[rec.Field]:
         """record_verification.lua's risk arguments: where the user's memory is and what a VERIFIED decision
@@ -243,11 +274,13 @@ class RedisChallenges(RedisPlace):
         return _challenge(rec.pairs(reply[1]))
 
     async def record_delivery(
-        self, challenge_id: str, state: DeliveryState, provider_ref: str, at: datetime
+        self, challenge_id: str, state: DeliveryState, provider_ref: str, at: datetime, provider_id: str = ""
     ) -> None:
-        """Note what the SMS gateway said. ChallengeNotFound."""
+        """Note what the SMS gateway said, with the provider's own message id if any. ChallengeNotFound."""
         head = rec.challenge_event("challenge.delivery", challenge_id, at)
         args = [state.value, provider_ref, *head, "provider_ref", provider_ref]
+        if provider_id:
+            args += ["provider_id", provider_id]
         if await self._run("record_delivery", self._challenge_keys(challenge_id), args) != 1:
             raise ChallengeNotFound(challenge_id)
 
@@ -332,8 +365,6 @@ def _refused(opening: Opening, reply: list[Any], charges: Sequence[Charge]) -> S
             return ChallengeAlreadyExists(opening.challenge_id)
         case b"exhausted":
             return _exhausted(charges, reply)
-        case b"risk_moved":
-            return RiskMemoryMoved(user_risk(reply[1], reply[2]))
     refusal = _USER_REFUSALS.get(reply[0])
     return refusal(user_id) if refusal else StoreUnavailable(f"open_challenge answered {reply[0]!r}")
 
@@ -381,3 +412,11 @@ def attempts_left(result: VerifyResult, challenge: Challenge) -> int:
 
 
 _: type[Challenges] = RedisChallenges
+
+
+def _trace_context() -> str:
+    """The current span's W3C traceparent ('' when nothing is traced): the outbox entry carries it, so that
+    the SMS's dispatch joins the Start's trace (decision 0040)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier.get("traceparent", "")

@@ -1,8 +1,8 @@
 """`RedisDeadLetters`: the SMS the outbox gave up on, read from their stream (docs/decisions/0033).
 
-`record_failed_try.lua` appends one masked line per dead letter to `<prefix>:{outbox}:dead` (never the code,
-never the whole number), trimmed to the last 10,000 and to seven days; this adapter only reads it, for
-`sesame sms dead-letters`.
+`record_failed_try.lua` appends one masked line per dead letter to the stream beside its shard's outbox,
+`<prefix>:{s:<n>}:dead` (decision 0044; never the code, never the whole number), trimmed to the last 10,000
+and to seven days; this adapter only reads them, for `sesame sms dead-letters`.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ def _letter(entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
             tries=int(fields[b"tries"]),
             queued_at=rec.from_ms(int(fields[b"queued_at"])),
             at=rec.from_ms(int(fields[b"at"])),
+            notice=fields.get(b"notice", b"").decode(),
         )
     except (KeyError, ValueError) as exc:
         raise StoreUnavailable("corrupt dead letter") from exc

@@ -4,10 +4,13 @@
 ms). The sealer writes it once the `challenge.opened` entries are sealed and archived; each write drops the
 user's members older than the evidence retention and sets the key to expire after it, so the set holds one
 member per challenge of the last 13 months at most (a listpack of ~60 bytes a member up to 128 members).
+Each new member is also journaled in the user's openings journal (`index_openings.lua`, decision 0042), which
+is sealed: the index finds, the openings journal proves the list complete.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import cast
@@ -16,35 +19,38 @@ import redis.asyncio as aioredis
 
 from sesame.clients import redis_records as rec
 from sesame.clients.redis_keys import Keyspace
-from sesame.clients.redis_scripts import translated
+from sesame.clients.redis_scripts import Scripts, translated
 from sesame.server.domain.evidence_index import EvidenceMatch, IndexedOpening
+
+USERS_AT_ONCE = 64  # users indexed concurrently (one script each, on the pool's connections)
 
 
 class RedisEvidenceIndex:
     """The users' evidence indexes (the EvidenceIndex port)."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keyspace) -> None:
+    def __init__(self, client: aioredis.Redis, keys: Keyspace, scripts: Scripts) -> None:
         self._client = client
         self._keys = keys
+        self._scripts = scripts
 
     async def index(self, openings: Sequence[IndexedOpening], now: datetime, retention: timedelta) -> None:
-        """Keep `openings` and trim each touched user's set to the retention, in one MULTI/EXEC."""
-        if not openings:
-            return
-        oldest = rec.to_ms(now - retention)
-        with translated():
-            async with self._client.pipeline(transaction=True) as pipe:
-                for user_id in sorted({opening.user_id for opening in openings}):
-                    key = self._keys.user_evidence(user_id)
-                    members = {
-                        _member(o.match): rec.to_ms(o.match.opened_at)
-                        for o in openings
-                        if o.user_id == user_id
-                    }
-                    pipe.zadd(key, members)
-                    pipe.zremrangebyscore(key, "-inf", f"({oldest}")
-                    pipe.pexpire(key, int(retention.total_seconds() * 1000))
-                await pipe.execute()
+        """Keep `openings`, journal the new ones in their user's openings journal (decision 0042), and trim
+        each touched user's set and journal to the retention: one script per user."""
+        oldest, keep = rec.to_ms(now - retention), int(retention.total_seconds() * 1000)
+        users = sorted({opening.user_id for opening in openings})
+        for start in range(0, len(users), USERS_AT_ONCE):  # concurrently: each script is one user's
+            await asyncio.gather(
+                *(self._index_user(u, openings, oldest, keep) for u in users[start : start + USERS_AT_ONCE])
+            )
+
+    async def _index_user(
+        self, user_id: str, openings: Sequence[IndexedOpening], oldest: int, keep: int
+    ) -> None:
+        args: list[rec.Field] = [oldest, keep]
+        for o in sorted((o for o in openings if o.user_id == user_id), key=lambda o: o.match.opened_at):
+            args += [_member(o.match), rec.to_ms(o.match.opened_at), rec.iso(o.match.opened_at)]
+        keys = [self._keys.user_evidence(user_id), self._keys.user_openings(user_id)]
+        await self._scripts.run("index_openings", keys, args)
 
     async def find(
         self, user_id: str, since: datetime | None, until: datetime | None, transaction_id: str = ""

@@ -64,11 +64,15 @@ class RedisJournal:
     async def unsealed(self, after: str, limit: int = FEED_BATCH) -> list[FeedEntry]:
         """The oldest entries after the id `after` ("" from the start) that may be sealed now, in the order of
         their ids: every shard's feed is read (`read_feed.lua`, one call per shard: one slot each), and only
-        the entries below the lowest id a shard can append next are taken: none can come later below it."""
+        the entries below the lowest id a shard can append next are taken: none can come later below it.
+        The shards' reads go in one pipeline: one round trip."""
         below: tuple[int, int] | None = None
         entries: list[FeedEntry] = []
-        for shard, feed in enumerate(self.keys.journal_feeds()):
-            reply = await self._scripts.run("read_feed", [feed], [after, limit])
+        feeds = self.keys.journal_feeds()
+        replies = await self._scripts.run_each("read_feed", [([feed], [after, limit]) for feed in feeds])
+        for shard, reply in enumerate(replies):
+            if isinstance(reply, Exception):
+                raise StoreUnavailable(type(reply).__name__) from reply
             edge = _next_possible(_id_key(reply[0].decode()), shard)
             below = edge if below is None else min(below, edge)
             entries += _feed_entries(reply[1])
@@ -80,9 +84,11 @@ class RedisJournal:
         """The feeds' entries that `seal` covers (until the archive has them), in the order of their ids."""
         entries: list[FeedEntry] = []
         with translated():
-            for feed in self.keys.journal_feeds():
-                raw = await self._client.xrange(feed, min=seal.block.first, max=seal.block.last)
-                entries += _feed_entries(raw)
+            async with self._client.pipeline(transaction=False) as pipe:
+                for feed in self.keys.journal_feeds():
+                    pipe.xrange(feed, min=seal.block.first, max=seal.block.last)
+                for raw in await pipe.execute():
+                    entries += _feed_entries(raw)
         return sorted(entries, key=lambda e: _id_key(e.id))
 
     async def last_seal(self) -> Seal | None:
@@ -111,15 +117,17 @@ class RedisJournal:
 
     async def drop_archived(self, holder: str, last: Seal) -> None:
         """Drop the seals up to `last` (archived), keeping its head, then each shard's feed entries up to it
-        (one slot per call: a crash in between leaves entries that the next drop trims and that the sealer,
-        reading after `last`, never seals again). SealLost."""
+        (one slot per call, in one pipeline: a crash in between leaves entries that the next drop trims and
+        that the sealer, reading after `last`, never seals again). SealLost."""
         keys = [self.keys.journal_sealer(), self.keys.journal_seals(), self.keys.journal_head()]
         first_kept = next_id(last.block.last)
         args = [holder, last.block.last, first_kept, last.block.payload().decode(), _b64(last)]
         _outcome(await self._scripts.run("drop_archived", keys, args), b"dropped")
         with translated():
-            for feed in self.keys.journal_feeds():
-                await self._client.xtrim(feed, minid=first_kept, approximate=False)
+            async with self._client.pipeline(transaction=False) as pipe:
+                for feed in self.keys.journal_feeds():
+                    pipe.xtrim(feed, minid=first_kept, approximate=False)
+                await pipe.execute()
 
     async def seals_from(self, first_id: str) -> list[Seal]:
         """Every seal kept whose last entry is at or after `first_id`, oldest first."""

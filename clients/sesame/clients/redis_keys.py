@@ -71,6 +71,10 @@ class Keyspace:
         """The place of the challenge's shard (its user's)."""
         return self._challenge_place(challenge_id)
 
+    def place_of_user(self, user_id: str) -> str:
+        """The place of the user's shard."""
+        return self._user_place(user_id)
+
     def layout(self) -> str:
         """Where the shard count the deployment's keys were laid out with is recorded (decision 0044)."""
         return f"{self.place(0)}:layout"
@@ -93,17 +97,27 @@ class Keyspace:
         """The user's evidence index: its challenges by opening time (sorted set, decision 0036)."""
         return f"{self._user_place(user_id)}:evidence:{user_id}"
 
+    def user_openings(self, user_id: str) -> str:
+        """The user's openings journal: one sealed `user.challenge` entry per challenge indexed, against which
+        a user's evidence is checked (a stream, trimmed to the retention; decision 0042)."""
+        return f"{self._user_place(user_id)}:openings:{user_id}"
+
     def user_changes(self, user_id: str) -> str:
         """The request ids of the lifecycle changes applied to the user, with their fingerprints."""
         return f"{self._user_place(user_id)}:changes:{user_id}"
+
+    def user_notice(self, user_id: str, notice_id: str) -> str:
+        """An override's phone-changed notice's addressee (the old number): kept until the notice is sent or
+        dead-lettered, expiring after the longest notice age (decision 0041)."""
+        return f"{self._user_place(user_id)}:notice:{user_id}:{notice_id}"
 
     def user_pending(self, user_id: str) -> str:
         """The user's challenges that may still be open, scored by their expiry (unix ms)."""
         return f"{self._user_place(user_id)}:pending:{user_id}"
 
     def user_risk(self, user_id: str, part: str) -> str:
-        """One part of the user's risk memory (`payees`, `added`, `amounts`, `ips`, `devices`, `ops`,
-        `denials`): bounded, expiring, in the user's place (docs/risk.md)."""
+        """One part of the user's risk memory (`payees`, `added`, `amounts`, `ips`, `devices`, `ops`):
+        bounded, expiring, in the user's place (docs/risk.md; denials are in the user's journal: 0042)."""
         return f"{self._user_place(user_id)}:risk:{user_id}:{part}"
 
     def user_risk_beside(self, challenge_id: str) -> str:
@@ -124,9 +138,10 @@ class Keyspace:
         return f"{self.challenge(challenge_id)}:journal"
 
     def journal_tail(self, stream: str) -> str:
-        """Where a journal stream dropped from Redis once archived left off (a hash; decision 0037): its last
-        number and id, the last id that left (older entries are read from the archive), and whether those
-        held a VERIFIED decision and a proof entry. It expires with the challenge hash."""
+        """Where a journal stream's numbering stands (a hash): its last number and id, written with each
+        entry (decision 0040); once dropped from Redis after the archive took it (decision 0037), also the
+        last id that left (older entries are read from the archive) and whether those held a VERIFIED
+        decision and a proof entry, and it then expires with the challenge hash."""
         return f"{stream}:tail"
 
     def is_challenge_journal(self, stream: str) -> bool:
@@ -188,6 +203,10 @@ class Keyspace:
         """The outbox of the challenge's shard: where its SMS and its user's notices are queued."""
         return f"{self._challenge_place(challenge_id)}:outbox"
 
+    def user_outbox(self, user_id: str) -> str:
+        """The outbox of the user's shard: where its notices are queued (its challenges' SMS too)."""
+        return f"{self._user_place(user_id)}:outbox"
+
     def outboxes(self) -> list[str]:
         """Every shard's outbox, in order."""
         return [self.outbox(n) for n in range(self._shards)]
@@ -200,6 +219,10 @@ class Keyspace:
     def dead_letters_of(self, challenge_id: str) -> str:
         """The dead letters beside the outbox of the challenge's shard."""
         return f"{self._challenge_place(challenge_id)}:dead"
+
+    def user_dead_letters(self, user_id: str) -> str:
+        """The dead letters beside the outbox of the user's shard."""
+        return f"{self._user_place(user_id)}:dead"
 
     def key_ledger(self) -> str:
         """The highest key version seen per kind and each label's fingerprint (docs/decisions/0015)."""

@@ -2,10 +2,12 @@
 
 Each shard has its outbox stream, beside its users and challenges (one slot per script, decision 0044).
 Start's and Resend's scripts append an entry (the challenge id, `send` start or resend, `queued_at`) to the
-outbox of the challenge's shard, the first of them creating the stream and the group `dispatchers` (so that
-no dispatcher writes a key); a dispatcher reads every shard's stream with XREADGROUP (one blocking reader per
-shard, each on its own connection, feeding the dispatcher's queue), claims the entries of dead consumers
-with XAUTOCLAIM, and settles each with `record_dispatch.lua`, which records the send on the challenge,
+outbox of the challenge's shard (a notice to the outbox of its user's), the first of them creating the stream
+and the group `dispatchers` (so that no dispatcher writes a key); a dispatcher takes entries with their
+challenges by `take_outbox.lua` (XREADGROUP, or XAUTOCLAIM for the entries of dead consumers), one call per
+shard, the shards' calls in one pipeline; it waits for new entries on the bell (`redis_outbox_bell`: one
+blocking XREAD per shard that claims nothing), and takes from the shards it rang for. It settles each entry
+with `record_dispatch.lua` (a notice `record_notice.lua`), which records the send on the challenge,
 acknowledges and deletes the entry in one step. Deleting settled entries keeps the streams as long as the
 backlog, and no longer (bounded memory). The dispatchers block on their own pool, never on the request
 path's.
@@ -13,7 +15,6 @@ path's.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
 from typing import Any, Final, cast
 
@@ -23,12 +24,14 @@ from redis.exceptions import ResponseError
 from sesame.clients import redis_records as rec
 from sesame.clients.redis_dead_letters import RedisDeadLetters
 from sesame.clients.redis_keys import Keyspace
+from sesame.clients.redis_outbox_bell import OutboxBell
 from sesame.clients.redis_scripts import Scripts, stored_challenge, translated
-from sesame.server.domain.dispatching import Backlog, FailedTry, QueuedSms
+from sesame.server.domain.dispatching import Backlog, FailedTry, NoticeAddressee, NoticeFailure, QueuedSms
 from sesame.server.domain.errors import ChallengeNotFound, StoreUnavailable
 from sesame.server.domain.lifecycle import UserNotice
 from sesame.server.domain.model import Challenge, DeliveryState
 from sesame.server.domain.ports import Outbox
+from sesame.server.domain.privacy import mask_phone
 from sesame.server.domain.sent_text import SentText
 
 GROUP: Final = "dispatchers"
@@ -36,11 +39,10 @@ GROUP: Final = "dispatchers"
 # operators to look at, not a store of record (the challenge's journal is).
 DEAD_LETTERS_KEPT: Final = 10_000
 DEAD_LETTERS_LIFETIME: Final = timedelta(days=7)
-READERS_STOP_SECONDS: Final = 2.0
 
 
 class RedisOutbox:
-    """The SMS outbox stream and its dispatchers' consumer group."""
+    """The SMS outbox streams of every shard and their dispatchers' consumer group."""
 
     def __init__(self, client: aioredis.Redis, *, prefix: str = "sesame") -> None:
         """Use `client` (which must not decode responses), a client of the outbox's own."""
@@ -48,10 +50,7 @@ class RedisOutbox:
         self._keys = Keyspace(prefix)
         self._scripts = Scripts(client)
         self._streams = self._keys.outboxes()
-        self._ready: asyncio.Queue[QueuedSms] = asyncio.Queue()
-        self._readers: list[asyncio.Task[None]] = []
-        self._failure: StoreUnavailable | None = None
-        self._closed = False
+        self._bell = OutboxBell(client, self._streams)
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "sesame", timeout: float = 5.0) -> RedisOutbox:
@@ -71,115 +70,71 @@ class RedisOutbox:
         return RedisDeadLetters(self._client, prefix=self._keys.prefix)
 
     async def close(self) -> None:
-        """Stop the readers, close the client and its connections (a pool given to a client outlives its
-        `aclose`). Entries a reader took and no dispatcher settled are claimed again (`reclaim`)."""
-        self._closed = True
-        for reader in self._readers:
-            reader.cancel()
-        if self._readers:
-            # Bounded: redis-py may turn a cancelled read into a connection error, which the reader outlives
-            # until it sees `_closed`.
-            await asyncio.wait(self._readers, timeout=READERS_STOP_SECONDS)
-        self._readers = []
+        """Stop the bell's watchers, close the client and its connections (a pool given to a client outlives
+        its `aclose`)."""
+        await self._bell.close()
         with translated():
             await self._client.aclose()
             await self._client.connection_pool.disconnect()
 
     async def take(self, consumer: str, count: int, wait: timedelta) -> list[QueuedSms]:
-        """Entries never given to a consumer (XREADGROUP `>`), from any shard, waiting at most `wait` for the
-        first. Each shard's reader blocks on its stream and hands what it read to this queue; before the
-        first SMS of a shard is queued there is no stream (the script that queues it creates the stream and
-        the group): its reader waits, and finds none."""
-        if not self._readers:
-            self._readers = [
-                asyncio.create_task(self._read_shard(stream, consumer, count, wait))
-                for stream in self._streams
-            ]
-        if self._failure is not None:
-            failure, self._failure = self._failure, None
-            raise failure
-        if self._ready.empty():
-            for queued in await self._read_now(consumer, count):
-                self._ready.put_nowait(queued)
-        try:
-            async with asyncio.timeout(wait.total_seconds()):
-                batch = [await self._ready.get()]
-        except TimeoutError:
-            return []
-        while len(batch) < count and not self._ready.empty():
-            batch.append(self._ready.get_nowait())
-        return batch
-
-    async def _read_now(self, consumer: str, count: int) -> list[QueuedSms]:
-        """One read of every shard's stream without blocking (a pipeline of single-key reads): what is there
-        already is taken at once, whatever the readers are waiting on."""
-        with translated():
-            async with self._client.pipeline(transaction=False) as pipe:
-                for stream in self._streams:
-                    pipe.xreadgroup(GROUP, consumer, {stream: ">"}, count=count)
-                replies = await pipe.execute(raise_on_error=False)
-        found: list[QueuedSms] = []
-        for reply in replies:
-            if isinstance(reply, ResponseError) and "NOGROUP" in str(reply):
-                continue  # no SMS queued there yet (a reader makes the group again if it was lost)
-            if isinstance(reply, Exception):
-                raise StoreUnavailable(type(reply).__name__) from reply
-            for _, entries in reply or []:
-                found += [_queued(entry_id, fields) for entry_id, fields in entries if fields]
-        return found
-
-    async def _read_shard(self, stream: str, consumer: str, count: int, wait: timedelta) -> None:
-        """One shard's reader: read while the queue has room, note a failure for `take` to raise."""
-        block = max(1, wait // rec.MS)
-        while not self._closed:
-            if self._ready.qsize() >= count:
-                await asyncio.sleep(wait.total_seconds() / 10)
-                continue
-            try:
-                with translated():
-                    raw = await self._read_or_wait(stream, consumer, count, block, wait)
-            except StoreUnavailable as exc:
-                if self._closed:
-                    return
-                self._failure = exc
-                await asyncio.sleep(1)
-                continue
-            for _, entries in raw or []:
-                for entry_id, fields in entries:
-                    if fields:
-                        self._ready.put_nowait(_queued(entry_id, fields))
-
-    async def _read_or_wait(self, stream: str, consumer: str, count: int, block: int, wait: timedelta) -> Any:
-        try:
-            return await self._read(stream, consumer, count, block)
-        except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            if not await self._group_made(stream):
-                await asyncio.sleep(wait.total_seconds())
-                return []
-            return await self._read(stream, consumer, count, block)
+        """take_outbox.lua on the shards the bell rang for (every shard at the first take), entries never
+        given to a consumer, each with its challenge, in one round trip (decision 0040); when there are none,
+        wait at most `wait` for the bell, and take from the shards it rang for, or from every shard when it
+        did not ring (what was queued just now, before its watcher heard it: the bell only hastens a take,
+        no entry waits on it). Before a shard's first SMS is queued it has no stream (the script that queues
+        it creates the stream and the group)."""
+        await self._bell.start(wait)
+        taken = await self._take_from(self._bell.rung(), consumer, count, "")
+        if taken:
+            return taken
+        rang = await self._bell.wait(wait)
+        shards = self._bell.rung() if rang else set(range(len(self._streams)))
+        return await self._take_from(shards, consumer, count, "")
 
     async def reclaim(self, consumer: str, idle: timedelta, count: int) -> list[QueuedSms]:
-        """XAUTOCLAIM from the start of each shard's stream: entries pending longer than `idle` with any
-        consumer, `count` at most."""
-        found: list[QueuedSms] = []
-        for stream in self._streams:
-            if len(found) >= count:
+        """take_outbox.lua with XAUTOCLAIM from the start of every shard's stream: entries pending longer
+        than `idle` with any consumer, each with its challenge; none in a shard before its first SMS was
+        queued (or once its group was lost: `take` makes it again)."""
+        return await self._take_from(set(range(len(self._streams))), consumer, count, str(idle // rec.MS))
+
+    async def _take_from(self, shards: set[int], consumer: str, count: int, idle: str) -> list[QueuedSms]:
+        """take_outbox.lua on `shards`, one call per shard in one pipeline: idle entries `count` from each (a
+        dead dispatcher's, rare); new ones `count` shared among the shards, then what is left of it among
+        those that gave all they were asked, until `count` or none is full (one round trip each time). A
+        shard still full may hold more: it is marked again; one whose stream lost its group gets it again
+        (and is marked)."""
+        taken: list[QueuedSms] = []
+        while shards and len(taken) < count:
+            order = sorted(shards)
+            each = count if idle else max(1, -(-(count - len(taken)) // len(order)))
+            args: list[rec.Field] = [GROUP, consumer, each, idle]
+            replies = await self._scripts.run_each("take_outbox", [([self._streams[n]], args) for n in order])
+            shards = set()
+            for shard, reply in zip(order, replies, strict=True):
+                found = await self._found(shard, reply)
+                if len(found) >= each:
+                    shards.add(shard)
+                taken += found
+            if idle:
                 break
+        self._bell.mark(shards)
+        return taken
+
+    async def _found(self, shard: int, reply: object) -> list[QueuedSms]:
+        """The entries one take_outbox.lua call gave; none when its stream lost its group, which is made
+        again and the shard marked."""
+        if isinstance(reply, Exception):
+            raise StoreUnavailable(type(reply).__name__) from reply
+        answer = cast("list[Any]", reply)
+        if answer[0] == b"nogroup":
             with translated():
-                try:
-                    reply = await self._client.xautoclaim(
-                        stream, GROUP, consumer, min_idle_time=idle // rec.MS, start_id="0-0", count=count
-                    )
-                except ResponseError as exc:
-                    if "NOGROUP" not in str(exc):
-                        raise
-                    continue  # no SMS was ever queued there (or the group was lost: `take` makes it again)
-            claimed = cast("list[tuple[bytes, dict[bytes, bytes] | None]]", reply[1])
-            # An entry deleted while pending comes back without fields: nothing to send.
-            found += [_queued(entry_id, fields) for entry_id, fields in claimed if fields]
-        return found
+                if await self._group_made(self._streams[shard]):
+                    self._bell.mark({shard})
+            return []
+        return [
+            _queued(answer[i], _pairs(answer[i + 1]), _pairs(answer[i + 2])) for i in range(1, len(answer), 3)
+        ]
 
     async def challenge(self, queued: QueuedSms) -> Challenge:
         """HGETALL on the outbox's connection, off the request path's pool. ChallengeNotFound."""
@@ -189,13 +144,15 @@ class RedisOutbox:
             raise ChallengeNotFound(queued.challenge_id)
         return stored_challenge(cast("dict[bytes, bytes]", raw))
 
-    async def settle(
+    async def settle(  # noqa: PLR0913 (the entry, what became of it, and what is journaled with it)
         self,
         queued: QueuedSms,
         state: DeliveryState,
         provider_ref: str,
         at: datetime,
         text: SentText | None = None,
+        *,
+        provider_ids: tuple[str, ...] = (),
     ) -> None:
         """record_dispatch.lua: the send recorded and journaled, the entry acknowledged and deleted."""
         challenge_id = queued.challenge_id
@@ -206,6 +163,8 @@ class RedisOutbox:
         ]
         head = rec.challenge_event("challenge.delivery", challenge_id, at)
         written = [] if text is None else [item for pair in text.journal_fields().items() for item in pair]
+        if provider_ids:
+            written += ["provider_id", " ".join(provider_ids)]  # SMPP: one id per part
         args = [
             GROUP,
             queued.entry_id,
@@ -221,11 +180,33 @@ class RedisOutbox:
     async def settle_notice(self, queued: QueuedSms, user_id: str, notice: UserNotice) -> None:
         """record_notice.lua: the notice in the user's journal (sealed, with its text's hash and template
         version), the entry acknowledged and deleted."""
-        keys = [self._keys.user_journal(user_id), self._keys.outbox_of(queued.challenge_id)]
+        keys = [self._keys.user_journal(user_id), self._outbox_of(queued), *self._addressee_key(queued)]
         entry = rec.notice_entry(user_id, notice, "challenge_id", queued.challenge_id)
         await self._scripts.run("record_notice", keys, [GROUP, queued.entry_id, *entry])
 
-    async def fail(self, queued: QueuedSms, failure: str, at: datetime, allowed: int) -> FailedTry:
+    async def addressee(self, queued: QueuedSms) -> NoticeAddressee | None:
+        """HGETALL of the override notice's addressee hash, on the outbox's connection."""
+        (key,) = self._addressee_key(queued)
+        with translated():
+            raw = cast("dict[bytes, bytes]", await self._client.hgetall(key))
+        if not raw:
+            return None
+        return NoticeAddressee(raw[b"phone"].decode(), raw[b"new_phone"].decode(), raw[b"locale"].decode())
+
+    def _outbox_of(self, queued: QueuedSms) -> str:
+        """The outbox the entry is in: its challenge's shard's, or for an override's notice (no challenge)
+        its user's (decision 0044)."""
+        if queued.challenge_id:
+            return self._keys.outbox_of(queued.challenge_id)
+        return self._keys.user_outbox(queued.user_id)
+
+    def _addressee_key(self, queued: QueuedSms) -> list[str]:
+        """The key of the hash an override's notice names (decision 0041); none for other entries."""
+        return [self._keys.user_notice(queued.user_id, queued.notice_id)] if queued.notice_id else []
+
+    async def fail(
+        self, queued: QueuedSms, failure: str, at: datetime, allowed: int, *, text: SentText | None = None
+    ) -> FailedTry:
         """record_failed_try.lua: another try later, or the dead letter, in one step."""
         challenge_id = queued.challenge_id
         keys = [
@@ -235,6 +216,8 @@ class RedisOutbox:
             self._keys.dead_letters_of(challenge_id),
         ]
         head = rec.challenge_event("challenge.dead_letter", challenge_id, at)[2:]  # the script names it
+        if text is not None:
+            head += [item for pair in text.journal_fields().items() for item in pair]
         args = [
             GROUP,
             queued.entry_id,
@@ -251,6 +234,37 @@ class RedisOutbox:
             return FailedTry(int(reply[1]))
         return FailedTry(int(reply[1]), reply[2].decode())
 
+    async def fail_notice(
+        self, queued: QueuedSms, user_id: str, notice: UserNotice, failed: NoticeFailure
+    ) -> FailedTry:
+        """record_failed_notice.lua: another try later, or the dead letter, in one step (decision 0041)."""
+        keys = [
+            self._keys.user_journal(user_id),
+            self._outbox_of(queued),
+            self._keys.user_dead_letters(user_id),
+            *self._addressee_key(queued),
+        ]
+        args = [
+            GROUP,
+            queued.entry_id,
+            failed.failure,
+            failed.allowed,
+            rec.to_ms(failed.at),
+            rec.to_ms(failed.stale_at),
+            DEAD_LETTERS_KEPT,
+            DEAD_LETTERS_LIFETIME // rec.MS,
+            rec.to_ms(queued.queued_at),
+            queued.challenge_id,
+            user_id,
+            mask_phone(notice.to),
+            queued.notice,
+            *rec.notice_entry(user_id, notice),
+        ]
+        reply = await self._scripts.run("record_failed_notice", keys, args)
+        if int(reply[0]) == 0:
+            return FailedTry(int(reply[1]))
+        return FailedTry(int(reply[1]), reply[2].decode())
+
     async def backlog(self) -> Backlog:
         """XLEN and the first entry of every shard's stream, in one pipeline (single-key commands)."""
         with translated():
@@ -263,9 +277,6 @@ class RedisOutbox:
         firsts = [_queued(*first[0]).queued_at for first in replies[1::2] if first]
         return Backlog(depth, min(firsts) if firsts else None)
 
-    async def _read(self, stream: str, consumer: str, count: int, block: int) -> Any:
-        return await self._client.xreadgroup(GROUP, consumer, {stream: ">"}, count=count, block=block)
-
     async def _group_made(self, stream: str) -> bool:
         """Make the group again on a stream that lost it (True); False when there is no stream yet."""
         try:
@@ -275,7 +286,24 @@ class RedisOutbox:
         return True
 
 
-def _queued(entry_id: bytes, fields: dict[bytes, bytes]) -> QueuedSms:
+def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _readable(raw: dict[bytes, bytes]) -> Challenge | None:
+    """The challenge a hash holds; None when it was purged, or is damaged (the dispatcher's own read then
+    fails alone, leaving its entry pending, not the batch it came in)."""
+    if not raw:
+        return None
+    try:
+        return rec.challenge_from_hash(raw)
+    except rec.CorruptRecord:
+        return None
+
+
+def _queued(
+    entry_id: bytes, fields: dict[bytes, bytes], challenge: dict[bytes, bytes] | None = None
+) -> QueuedSms:
     until = int(fields.get(b"until", b"0"))
     return QueuedSms(
         entry_id=entry_id.decode(),
@@ -283,6 +311,10 @@ def _queued(entry_id: bytes, fields: dict[bytes, bytes]) -> QueuedSms:
         queued_at=rec.from_ms(int(fields[b"queued_at"])),
         notice=fields.get(b"notice", b"").decode(),
         until=rec.from_ms(until) if until else None,
+        challenge=_readable(challenge or {}),
+        trace=fields.get(b"trace", b"").decode(),
+        user_id=fields.get(b"user_id", b"").decode(),
+        notice_id=fields.get(b"notice_id", b"").decode(),
     )
 
 

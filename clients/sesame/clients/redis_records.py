@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from sesame.server.domain import factors
+from sesame.server.domain.factors import FirstFactor
 from sesame.server.domain.lifecycle import Provenance, UserNotice
 from sesame.server.domain.model import (
     Challenge,
@@ -24,7 +25,7 @@ from sesame.server.domain.model import (
     UserStatus,
 )
 from sesame.server.domain.opening import Opening
-from sesame.server.domain.operation import ChangePhone, MalformedEncoding, Operation, decode, kind
+from sesame.server.domain.operation import ChangePhone, MalformedEncoding, Operation, decode, digest, kind
 from sesame.server.domain.privacy import mask_phone
 from sesame.server.domain.proof import IssuedProof
 from sesame.server.domain.risk import RiskAssessment, RiskDecision, RiskReason
@@ -134,7 +135,25 @@ def challenge_fields(challenge: Challenge) -> list[Field]:
         "resends", challenge.resends,
         "last_sent_at", to_ms(challenge.last_sent_at),
         *([] if challenge.risk is None else risk_hash_fields(challenge.risk)),
+        *([] if challenge.start_factor is None else factor_hash_fields(challenge.start_factor)),
     ]  # fmt: skip
+
+
+def factor_hash_fields(factor: FirstFactor) -> list[Field]:
+    """The first factor stated at Start as the challenge keeps it for the proof (decision 0042): one field,
+    `<category>|<method>|<verified at, unix ms>|<reference>`, within Redis's listpack bound in ordinary cases.
+    Methods and categories hold no `|` (a closed list); the reference is last, whatever it holds."""
+    parts = [factor.category.value, factor.method, str(to_ms(factor.verified_at)), factor.reference]
+    return ["start_factor", "|".join(parts)]
+
+
+def factor_from_hash(raw: Mapping[bytes, bytes]) -> FirstFactor | None:
+    """The first factor `factor_hash_fields` kept; None when Start stated none."""
+    kept = raw.get(b"start_factor")
+    if kept is None:
+        return None
+    category, method, at, reference = kept.decode().split("|", 3)
+    return FirstFactor(factors.FactorCategory(category), method, from_ms(int(at)), reference)
 
 
 def risk_hash_fields(risk: RiskAssessment) -> list[Field]:
@@ -193,6 +212,7 @@ def challenge_from_hash(raw: Mapping[bytes, bytes]) -> Challenge:
             last_sent_at=from_ms(int(raw[b"last_sent_at"])),
             delivery_reason=raw.get(b"delivery_reason", b"").decode(),
             risk=risk_from_hash(raw),
+            start_factor=factor_from_hash(raw),
         )
     except (KeyError, ValueError, TypeError, MalformedEncoding) as exc:
         raise CorruptRecord("challenge record") from exc
@@ -254,6 +274,15 @@ def opened_entry(challenge: Challenge, context: RequestContext) -> list[Field]:
     ]  # fmt: skip
 
 
+def denial_head(user_id: str, at: datetime, op: str, detail: Operation | None) -> list[Field]:
+    """A DENY's journal entry's fields before the number (decision 0042; open_challenge.lua adds the masked
+    number, the decision, reasons, rules, version and context): the event, its instant, the user, the
+    operation's kind and, when known, the operation refused (its digest and encoding, as an opening journals
+    it)."""
+    refused = [] if detail is None else ["op_digest", digest(detail).hex(), *operation_fields(detail)]
+    return ["event", "risk.denied", "at", iso(at), "user_id", user_id, "op", op, *refused]
+
+
 def risk_fields(challenge: Challenge) -> list[Field]:
     """The risk rules' decision on the challenge's operation, when they were asked (docs/risk.md)."""
     if challenge.risk is None:
@@ -293,6 +322,7 @@ def opened_challenge(opening: Opening, client_id: str, phone: str, locale: str) 
         resends=0,
         last_sent_at=from_ms(to_ms(opening.created_at)),
         risk=opening.risk,  # journaled with the opening and kept in the hash (docs/risk.md)
+        start_factor=opening.context.first_factor,  # journaled with the opening, kept for the proof (0042)
     )
 
 

@@ -27,7 +27,6 @@ from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_outbox import RedisOutbox
 from sesame.clients.redis_place import DEFAULT_RETENTION, RedisPlace
 from sesame.clients.redis_proofs import RedisProofs
-from sesame.clients.redis_risk import RedisRiskMemory
 from sesame.clients.redis_scripts import Scripts
 from sesame.clients.redis_scripts import translated as _translated
 from sesame.clients.redis_users import RedisUsers
@@ -120,7 +119,7 @@ class RedisState(State):
 
     def evidence_index(self) -> RedisEvidenceIndex:
         """The users' evidence indexes (decision 0036), on the same connections."""
-        return RedisEvidenceIndex(self._client, self.keys)
+        return RedisEvidenceIndex(self._client, self.keys, self.place._scripts)  # noqa: SLF001 (as above)
 
     def health_notes(self) -> RedisHealthNotes:
         """The health notes' journal (decision 0036), on the same connections and scripts."""
@@ -142,10 +141,6 @@ class RedisState(State):
         """Close the client and its connections."""
         with _translated():
             await self._client.aclose()
-
-    def risk_memory(self) -> RedisRiskMemory:
-        """The users' risk memory, on this state's client and keyspace (docs/risk.md)."""
-        return RedisRiskMemory(self._client, self.keys, self.place._scripts)  # noqa: SLF001 (as above)
 
     async def check(self) -> None:
         """Return when Redis answers PING. StoreUnavailable (for the health watcher)."""

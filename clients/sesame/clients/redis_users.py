@@ -6,12 +6,14 @@ Each change is one Lua script on the user's `{s:<n>}` slot that checks, changes 
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 from typing import Any, cast
 
 from sesame.clients import redis_records as rec
 from sesame.clients.redis_place import RedisPlace
 from sesame.clients.redis_scripts import stored_user
+from sesame.server.domain.dispatching import NOTICE_MAX_AGE_LIMIT
 from sesame.server.domain.errors import (
     ChallengeMismatch,
     RequestIdReused,
@@ -124,6 +126,7 @@ class RedisUsers(RedisPlace):
 
     async def change_secure_phone(self, change: PhoneChange) -> PhoneChanged:
         """Replace the number and start the cooling period, atomically (see the port)."""
+        notice_id = "" if isinstance(change.authority, ByChallenge) else secrets.token_hex(8)
         args = [
             rec.to_ms(change.at),
             change.new_phone,
@@ -133,12 +136,22 @@ class RedisUsers(RedisPlace):
             rec.optional_ms(change.unchanged_since),
             change.provenance.request_id,
             change.fingerprint,
+            # The notice to the old number is queued in the step, naming the challenge (decision 0041).
+            change.authority.challenge_id if isinstance(change.authority, ByChallenge) else "",
+            # An override's: its addressee kept beside the user, the entry naming it (decision 0041).
+            notice_id,
+            NOTICE_MAX_AGE_LIMIT // rec.MS,
             *rec.user_event("user.change_phone", change.user_id, change.at),
             *rec.provenance_fields(change.provenance),
             *_authority_fields(change),
             *rec.context_fields(change.context),
         ]
-        keys = [*self._user_keys(change.user_id), self.keys.user_changes(change.user_id)]
+        keys = [
+            *self._user_keys(change.user_id),
+            self.keys.user_changes(change.user_id),
+            self.keys.user_outbox(change.user_id),
+            self.keys.user_notice(change.user_id, notice_id or "-"),
+        ]
         reply = await self._scripts.run("change_secure_phone", keys, args)
         match reply[0]:
             case b"not_found":

@@ -31,6 +31,7 @@ ESME_RX_T_APPN: Final = 0x64  # "temporary application error": the SMSC redelive
 
 INTERFACE_VERSION: Final = 0x34
 TLV_RECEIPTED_MESSAGE_ID: Final = 0x001E
+TLV_USER_MESSAGE_REFERENCE: Final = 0x0204  # 2 octets, the ESME's reference for the message (§5.3.2.17)
 TLV_MESSAGE_STATE: Final = 0x0427
 
 

@@ -45,9 +45,10 @@ class DlrCallback:
     token: str = field(repr=False)
 
     def url(self, challenge_id: str, provider_ref: str) -> str:
-        """The dlr-url of one message; Kannel fills `status` in."""
+        """The dlr-url of one message; Kannel fills `status` in, and `message_id` with the SMSC's own id
+        for the message (`%F`: empty in a report that comes before the SMSC gave one, as status 8 does)."""
         query = urlencode({"challenge": challenge_id, "ref": provider_ref, "token": self.token})
-        return f"{self.base_url.rstrip('/')}{DLR_PATH}?{query}&status=%d"
+        return f"{self.base_url.rstrip('/')}{DLR_PATH}?{query}&status=%d&message_id=%F"
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from sesame.clients import smpp_status, smpp_text
 from sesame.clients.smpp_pdu import Address, Bind, Pdu, ShortMessage
 from sesame.clients.smpp_receipts import NotAReceipt, Receipt, ReceiptBook, Settled, Tracked, parse_receipt
 from sesame.clients.smpp_session import Closed, NoAnswer, SessionLost, SmppSession, Timing
-from sesame.clients.sms_reference import provider_ref
+from sesame.clients.sms_reference import provider_ref, user_message_reference
 from sesame.server.domain.errors import ChallengeNotFound, DeliveryFailed, ProviderIdUnknown, StoreUnavailable
 from sesame.server.domain.model import DeliveryState, SentPart, SentSms, SmsMessage
 from sesame.server.domain.ports import Clock, ProviderIds, SmsGateway
@@ -117,8 +117,10 @@ class SmppSmsGateway:
             self._book.expect(tracked, len(encoded.parts))
         ids: list[str] = []
         try:
+            # Every part carries our reference for the message: the SMSC sees it, its records hold it.
+            reference = ((pdu.TLV_USER_MESSAGE_REFERENCE, user_message_reference(ref).to_bytes(2, "big")),)
             for part in encoded.parts:
-                short = self._short_message(message, encoded, part, receipt)
+                short = self._short_message(message, encoded, part, receipt, reference)
                 ids.append(await self._submit(session, short, tracked, len(encoded.parts) if receipt else 0))
         except DeliveryFailed as exc:
             if ids:
@@ -139,7 +141,12 @@ class SmppSmsGateway:
         return SentSms(provider_ref=ref, sent_at=sent_at, provider_ids=tuple(ids))
 
     def _short_message(
-        self, message: SmsMessage, encoded: smpp_text.Encoded, part: bytes, receipt: int
+        self,
+        message: SmsMessage,
+        encoded: smpp_text.Encoded,
+        part: bytes,
+        receipt: int,
+        tlvs: tuple[tuple[int, bytes], ...],
     ) -> ShortMessage:
         return ShortMessage(
             source=self._config.source,
@@ -149,6 +156,7 @@ class SmppSmsGateway:
             registered_delivery=receipt,
             data_coding=encoded.data_coding,
             short_message=part,
+            tlvs=tlvs,
         )
 
     async def _bound(self) -> SmppSession:

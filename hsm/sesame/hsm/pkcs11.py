@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from pkcs11 import Attribute, Mechanism, ObjectClass
 
-from sesame.hsm.self_test import prove_current_keys
+from sesame.hsm.self_test import KeyProof
 from sesame.hsm.session import Later, Needs, TokenSession, acquire_token, release_token
 from sesame.hsm.worker import HsmWorker, hsm_worker
 from sesame.server.domain.call_meter import UNMETERED, CallMeter
@@ -119,6 +119,7 @@ class Pkcs11KeyStore:
         self._meter = meter
         self._current = current or _CurrentKeys()
         self._owns_token = True
+        self._proof = KeyProof()  # the health probe's self-test, run every few rounds (decision 0039)
 
     def __repr__(self) -> str:
         label = self._token.token_label if self._token is not None else None
@@ -172,13 +173,14 @@ class Pkcs11KeyStore:
     async def check(self) -> None:
         """Return when the token answers and its current keys work. KeyNotFound, HsmUnavailable (health).
 
-        A random byte, then the key self-test (one MAC, one signature, both checked): a token that answers
-        but lost or damaged a key would fail every call, so it must not read SERVING.
+        A random byte every round, the key self-test (two MACs, one signature, all checked) every
+        SELF_TEST_EVERY rounds and whenever the current keys change: a token that answers but lost or
+        damaged a key would fail every call, so it must not read SERVING for long.
         """
         # Through the funnel like every call: the reconnect policy applies, so a probe after a token reset
         # reopens the session; a probe stuck behind the module's lock waits on the HSM thread, not the loop.
         await self.random(1)
-        await prove_current_keys(self)
+        await self._proof.check(self)
 
     async def sign(self, key: KeyRef, data: bytes) -> bytes:
         """ES256 signature of `data` (raw r || s) by the private half of `key`, in the HSM.

@@ -4,12 +4,14 @@ A token that answers `C_GenerateRandom` may still hold no OTP key, or a damaged 
 that cannot MAC, a private key whose public half is another key's): every StartChallenge would then fail,
 and every proof too. One MAC of a fixed input, computed twice and compared, proves the OTP key; one
 signature of a fixed input, checked with `cryptography` under the public key the token publishes for it,
-proves the proof key. Both cost a few milliseconds, so health runs them on every round.
+proves the proof key. Health runs them every `SELF_TEST_EVERY` rounds (`KeyProof`), not on every one: on
+every one-second round of every worker they cost the hot path measurable CPU (docs/decisions/0039).
 """
 
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -23,6 +25,9 @@ from sesame.server.domain.ports import KeyStore
 # Not an OCRA question (those start with the suite name), so no code is ever computed over it.
 SELF_TEST_INPUT = b"sesame key self-test"
 _HMAC_SHA256_BYTES = 32
+# Health rounds between two self-tests that passed (10 s at the default 1 s interval). A key destroyed or
+# damaged while serving turns health NOT_SERVING within this many rounds; a failure is retried every round.
+SELF_TEST_EVERY = 10
 
 
 async def prove_current_keys(keys: KeyStore) -> None:
@@ -55,3 +60,27 @@ def verifies(public: PublicKey, data: bytes, signature: bytes) -> bool:
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+@dataclass(slots=True)
+class KeyProof:
+    """The self-test as health runs it: again every `every` rounds, at once for new current keys.
+
+    A pass is trusted for `every` rounds; a failure is not kept: the next round runs the self-test again,
+    so a repaired token reads SERVING on the round after it is fixed, like the other probes.
+    """
+
+    every: int = SELF_TEST_EVERY
+    _rounds: int = 0
+    _proved: tuple[str, str] | None = None  # the (OTP, proof) key labels of the last pass
+    _proved_at: int = 0
+
+    async def check(self, keys: KeyStore) -> None:
+        """Return when the current keys passed the self-test within `every` rounds; else run it now."""
+        self._rounds += 1
+        current = ((await keys.current_otp_key()).label, (await keys.current_proof_key()).label)
+        if current == self._proved and self._rounds - self._proved_at < self.every:
+            return
+        self._proved = None
+        await prove_current_keys(keys)
+        self._proved, self._proved_at = current, self._rounds

@@ -9,11 +9,9 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from sesame.clients.camara_sim_swap import CamaraConfig, CamaraSimSwap
-from sesame.clients.http_listener import HttpListener
-from sesame.clients.kannel_dlr import DLR_PATH, KannelDeliveryReports
 from sesame.clients.redis_provider_ids import RedisProviderIds
 from sesame.clients.redis_store import RedisState
 from sesame.clients.smpp_pdu import Address
@@ -27,7 +25,6 @@ from sesame.clients.sms_failover import (
     ProviderObserver,
     Reliability,
 )
-from sesame.clients.sms_kannel import DlrCallback, KannelConfig, KannelSmsGateway
 from sesame.clients.sms_policy import RetryPolicy
 from sesame.clients.sms_smpp import SmppConfig, SmppSmsGateway
 from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
@@ -67,6 +64,12 @@ from sesame.server.sms_watch import SMS_HEALTH_SERVICE, SmsWatch
 from sesame.server.traced_keys import TracedKeyStore
 from sesame.server.transport_settings import TransportSettings
 from sesame.server.user_evidence import UserEvidenceReader
+
+if TYPE_CHECKING:
+    # Imported where used: httpx and aiohttp (with what they pull in, about 20 MB per worker) only load when
+    # Kannel, its delivery reports or the SIM swap API are configured (docs/decisions/0039).
+    from sesame.clients.camara_sim_swap import CamaraSimSwap
+    from sesame.clients.sms_kannel import DlrCallback, KannelConfig
 
 _log = logging.getLogger("sesame")
 
@@ -157,6 +160,7 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
             sealing=SealerTiming(retention=settings.evidence_retention),
             archive=JournalArchive(settings.journal_archive_dir),
             max_tries=settings.dispatch.max_tries,
+            notice_max_age=settings.dispatch.notice_max_age,
         )
         # Stopped first on the way out (after the server drained): a loop finishes its batch.
         loops = DispatchLoops(running.dispatcher, outbox, metrics, clock, settings.dispatch)
@@ -177,6 +181,8 @@ def sim_swap_check(settings: SimSwapSettings | None, clock: Clock) -> CamaraSimS
     """The operator's CAMARA SIM Swap API when configured."""
     if settings is None:
         return None
+    from sesame.clients.camara_sim_swap import CamaraConfig, CamaraSimSwap  # noqa: PLC0415 (httpx: see above)
+
     config = CamaraConfig(
         settings.url,
         settings.token,
@@ -225,6 +231,8 @@ async def _provider(  # noqa: PLR0913 (what each provider may need: its settings
     observer: ProviderObserver,
 ) -> SmsGateway:
     if name == "kannel" and settings.kannel is not None:
+        from sesame.clients.sms_kannel import KannelSmsGateway  # noqa: PLC0415 (httpx: see the imports)
+
         callback = None
         if settings.dlr is not None:
             callback = await _dlr_listener(settings.dlr, store, clock, stack, observer)
@@ -281,6 +289,10 @@ async def _dlr_listener(
     observer: ProviderObserver,
 ) -> DlrCallback:
     """Start listening for Kannel's delivery reports; the callback URL names the port actually bound."""
+    from sesame.clients.http_listener import HttpListener  # noqa: PLC0415 (aiohttp: see the imports)
+    from sesame.clients.kannel_dlr import DLR_PATH, KannelDeliveryReports  # noqa: PLC0415
+    from sesame.clients.sms_kannel import DlrCallback  # noqa: PLC0415
+
     reports = KannelDeliveryReports(dlr.token, store.challenges, clock, observer)
     listener = HttpListener(DLR_PATH, reports.receive)
     # Every worker listens, sharing the port its supervisor claimed: any of them records a report.
@@ -292,6 +304,8 @@ async def _dlr_listener(
 
 
 def _kannel_config(kannel: KannelSettings, callback: DlrCallback | None) -> KannelConfig:
+    from sesame.clients.sms_kannel import KannelConfig  # noqa: PLC0415 (httpx: see the imports)
+
     return KannelConfig(
         url=kannel.url,
         username=kannel.username,
@@ -316,6 +330,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
     sealing: SealerTiming | None = None,
     archive: JournalArchive | None = None,
     max_tries: int = 1,
+    notice_max_age: timedelta = timedelta(days=1),
 ) -> Runtime:
     """The flows over metered views of the adapters, telling the metrics what they decided; health probes
     the bare ones (a probe is not traffic)."""
@@ -325,7 +340,6 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
     tally = MetricsTally(metrics)
     risk = risk or RiskWiring()
     risk_flows = RiskFlows(
-        memory=metered_store.risk_memory(),  # its scripts timed at the same funnel
         clock=clock,
         policy=RiskPolicy(risk.settings.rules, risk.settings.limits),
         sim_swap=risk.sim_swap,
@@ -353,9 +367,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
             risk=risk_flows,
             recent=recent,
         ),
-        enrollment=EnrollmentFlows(
-            store=metered_store, clock=clock, sms=metered_sms, policy=lifecycle, tally=tally
-        ),
+        enrollment=EnrollmentFlows(store=metered_store, clock=clock, policy=lifecycle, tally=tally),
         proofs=proofs,
         clock=clock,
         probes={"state store": store, "key store": keys},
@@ -369,6 +381,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
             recent=recent,
             templates=policy.sms_templates,
             max_tries=max_tries,
+            notice_max_age=notice_max_age,
         ),
         advisories={SMS_HEALTH_SERVICE: sms_watch.healthy},
         sealer=Sealer(

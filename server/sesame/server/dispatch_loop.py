@@ -21,7 +21,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from opentelemetry import propagate, trace
+
+from sesame.server.domain.dispatching import NOTICE_MAX_AGE_LIMIT
 from sesame.server.domain.errors import HsmUnavailable, KeyNotFound, StoreUnavailable
+from sesame.server.tracing import recording
 
 if TYPE_CHECKING:
     from sesame.server.domain.dispatching import Dispatcher, QueuedSms
@@ -30,6 +34,7 @@ if TYPE_CHECKING:
     from sesame.server.metrics import Metrics
 
 _log = logging.getLogger("sesame.dispatch")
+_tracer = trace.get_tracer("sesame.dispatch")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,14 +49,22 @@ class DispatchSettings:
     # An SMS given to dispatchers this many times without a provider taking it is dead-lettered; 1: the
     # failover's own retries (before acceptance, per provider) are all it gets (docs/decisions/0033).
     max_tries: int = 1
+    # A notice not sent this long after the change it reports is dead-lettered, never sent late (0041).
+    notice_max_age: timedelta = timedelta(days=1)
 
 
 def read_dispatch(reader: EnvReader) -> DispatchSettings:
-    """SESAME_DISPATCHERS, SESAME_OUTBOX_CLAIM_IDLE_SECONDS and SESAME_SMS_MAX_TRIES (docs/operations.md)."""
+    """SESAME_DISPATCHERS, SESAME_OUTBOX_CLAIM_IDLE_SECONDS, SESAME_SMS_MAX_TRIES and
+    SESAME_NOTICE_MAX_AGE_SECONDS (docs/operations.md)."""
     return DispatchSettings(
         loops=reader.integer("SESAME_DISPATCHERS", 1, 0, 64),
         claim_idle=timedelta(seconds=reader.integer("SESAME_OUTBOX_CLAIM_IDLE_SECONDS", 30, 1, 3600)),
         max_tries=reader.integer("SESAME_SMS_MAX_TRIES", 1, 1, 20),
+        notice_max_age=timedelta(
+            seconds=reader.integer(
+                "SESAME_NOTICE_MAX_AGE_SECONDS", 86_400, 60, NOTICE_MAX_AGE_LIMIT // timedelta(seconds=1)
+            )
+        ),
     )
 
 
@@ -114,12 +127,28 @@ class DispatchLoops:
                 await asyncio.sleep(1)
 
     async def _one(self, queued: QueuedSms) -> None:
+        # A child of the Start that queued the SMS, whose trace context the entry carries (decision 0040):
+        # the SMS's dispatch, its HSM call and its script show in the Start's trace, not in one of their own.
+        if not recording():  # no span to open while tracing is off (decision 0039)
+            await self._dispatched(queued, trace.INVALID_SPAN)
+            return
+        parent = propagate.extract({"traceparent": queued.trace}) if queued.trace else None
+        with _tracer.start_as_current_span(
+            "dispatch sms",
+            context=parent,
+            kind=trace.SpanKind.CONSUMER,
+            attributes={"messaging.system": "redis", "messaging.operation.type": "process"},
+        ) as span:
+            await self._dispatched(queued, span)
+
+    async def _dispatched(self, queued: QueuedSms, span: trace.Span) -> None:
         try:
             dispatched = await self._dispatcher.dispatch(queued)
         except (HsmUnavailable, KeyNotFound, StoreUnavailable) as exc:
             # Left pending: claimed again once idle past the timeout, by this loop or another.
             _log.warning("queued SMS not sent (%s); it stays in the outbox", type(exc).__name__)
             return
+        span.set_attribute("sesame.dispatch.outcome", dispatched.outcome.value)
         self._metrics.dispatches.labels(dispatched.outcome.value).inc()
         if dispatched.reason:
             self._metrics.dead_letters.labels(dispatched.reason).inc()

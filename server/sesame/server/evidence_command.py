@@ -82,22 +82,31 @@ def check_saved(bundle_file: str, jwks: Any) -> int:
         bundle = json.loads(Path(bundle_file).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ConfigurationError(f"the bundle cannot be read ({exc})") from None
+    keys = jwks if isinstance(jwks, dict) else {}
     operations = bundle.get("operations", [bundle]) if isinstance(bundle, dict) else []
-    results = [verify(op, jwks if isinstance(jwks, dict) else {}) for op in operations]
-    print(json.dumps({"valid": all(r["valid"] for r in results), "operations": results}, indent=2))  # noqa: T201
-    return 0 if results and all(r["valid"] for r in results) else 1
+    results = [verify(op, keys) for op in operations]
+    checked: dict[str, Any] = {"valid": all(r["valid"] for r in results), "operations": results}
+    if isinstance(bundle, dict) and "operations" in bundle:  # a user's selection: its own journal too
+        checked["user"] = verify(bundle, keys)
+        checked["valid"] = checked["valid"] and checked["user"]["valid"]
+    else:
+        checked["valid"] = checked["valid"] and bool(results)
+    print(json.dumps(checked, indent=2))  # noqa: T201
+    return 0 if checked["valid"] else 1
 
 
 def report(bundle: dict[str, Any], pdf: str | None) -> int:
     """Print the bundle, write its PDF when asked; 1 when a check failed."""
     print(json.dumps(bundle, indent=2, ensure_ascii=False))  # noqa: T201
-    for op in bundle.get("operations", [bundle]):
+    for op in [bundle, *bundle.get("operations", [])]:
         seals = op.get("journal_seals")
         if seals and not seals["valid"]:
             print(f"journal check failed: {seals['failed']}", file=sys.stderr)  # noqa: T201
         offline = op.get("offline_check")
         if offline and not offline["valid"]:
             print(f"inclusion check failed: {offline['failed']}", file=sys.stderr)  # noqa: T201
+        for broken in (op.get("completeness") or {}).get("broken", []):
+            print(f"completeness check failed: {broken}", file=sys.stderr)  # noqa: T201
     if pdf:
         from sesame.server.evidence_pdf import render  # noqa: PLC0415 (fpdf2 only when a PDF is asked)
 

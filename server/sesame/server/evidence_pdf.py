@@ -2,19 +2,32 @@
 
 The JSON bundle is the evidence (it verifies offline); the PDF says in the court's language what it holds,
 section by section of CMF L.133-23, with the references that tie each line to the JSON: the challenge id,
-each event's number and the signed block that covers it. fpdf2's built-in Helvetica is used (no font file
-to ship): it covers Latin-1, which holds French; a character outside it is printed as `?` (the JSON keeps
-the original).
+each event's number and the signed block that covers it. The text is drawn in DejaVu Sans (Debian's
+fonts-dejavu-core, installed by `make test` and in the image: decision 0042), embedded as a subset, so that a
+payee's name in any Latin, Greek or Cyrillic script prints as written ("Łódź", "Αθήνα", "Москва"). Without
+that font (a machine that lacks the package), fpdf2's built-in Helvetica is used, which covers Latin-1 only:
+a character outside it is then printed as `?` (the JSON keeps the original), and a warning says so.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
+
+_log = logging.getLogger("sesame.evidence")
+# Debian's fonts-dejavu-core: Latin (all of Europe's), Greek, Cyrillic, Armenian, Georgian, Hebrew, Arabic;
+# no CJK. Why this one: decision 0042.
+FONT_FILES = {
+    "": Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),
+    "B": Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"),
+}
+UNICODE_FAMILY = "DejaVu"
 
 OUTCOMES = {
     "verified": "vérifié (code exact)",
@@ -80,9 +93,30 @@ def render(bundle: Mapping[str, Any]) -> bytes:
     if bundle.get("generated_at"):
         pdf.line_of(f"Établi le : {when(bundle['generated_at'])}")
     pdf.line_of(f"Opérations : {len(operations)}")
+    if "completeness" in bundle:
+        _user_part(pdf, bundle)
     for number, operation in enumerate(operations, start=1):
         _operation(pdf, number, operation)
     return bytes(pdf.output())
+
+
+def _user_part(pdf: _Document, bundle: Mapping[str, Any]) -> None:
+    """A user's selection: whether its list is whole, and the operations the risk rules refused (0042)."""
+    complete = bundle.get("completeness") or {}
+    pdf.line_of(
+        "Liste complète (vérifiée contre le journal scellé des ouvertures du client) : "
+        + ("oui" if complete.get("complete") else "NON")
+    )
+    for broken in complete.get("broken", []):
+        pdf.line_of(f"  - anomalie : {broken}")
+    denials = bundle.get("risk_denials") or []
+    pdf.heading(f"Opérations refusées par le contrôle des risques : {len(denials)}")
+    for denial in denials:
+        kind = TYPES.get(str(denial.get("op")), str(denial.get("op")))
+        pdf.line_of(
+            f"{when(denial.get('at'))} : {kind} refusé(e), motifs {denial.get('reasons')} "
+            f"(règles {denial.get('rules_version')}), IP {denial.get('ip') or '-'}"
+        )
 
 
 class _Document(FPDF):
@@ -91,28 +125,36 @@ class _Document(FPDF):
         self.set_auto_page_break(auto=True, margin=15)
         self.set_title("Dossier de preuve")
         self.set_creator("Sésame")
+        self.family = "Helvetica"
+        if all(path.is_file() for path in FONT_FILES.values()):
+            for style, path in FONT_FILES.items():
+                self.add_font(UNICODE_FAMILY, style=style, fname=str(path))
+            self.family = UNICODE_FAMILY
+        else:
+            _log.warning("%s missing: the PDF prints characters outside Latin-1 as '?'", FONT_FILES[""])
 
     def footer(self) -> None:
         self.set_y(-12)
-        self.set_font("Helvetica", size=8)
+        self.set_font(self.family, size=8)
         self.cell(0, 5, f"Page {self.page_no()}", align="C")
 
     def title_line(self, text: str) -> None:
-        self.set_font("Helvetica", style="B", size=14)
+        self.set_font(self.family, style="B", size=14)
         self._write(text, 8)
 
     def heading(self, text: str) -> None:
         self.ln(2)
-        self.set_font("Helvetica", style="B", size=11)
+        self.set_font(self.family, style="B", size=11)
         self._write(text, 6)
 
     def line_of(self, text: str) -> None:
-        self.set_font("Helvetica", size=9)
+        self.set_font(self.family, size=9)
         self._write(text, 4.5)
 
     def _write(self, text: str, height: float) -> None:
-        safe = text.encode("latin-1", "replace").decode("latin-1")
-        self.multi_cell(0, height, safe, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        if self.family != UNICODE_FAMILY:  # the core fonts know Latin-1 only
+            text = text.encode("latin-1", "replace").decode("latin-1")
+        self.multi_cell(0, height, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
 
 def _operation(pdf: _Document, number: int, bundle: Mapping[str, Any]) -> None:

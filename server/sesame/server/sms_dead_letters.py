@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from sesame.server.config import Settings
     from sesame.server.domain.dispatching import DeadLetter
 
-HEADER = ("at", "challenge", "user", "phone", "state", "reason", "failure", "tries", "queued at")
+HEADER = ("at", "challenge", "user", "phone", "state", "reason", "failure", "tries", "queued at", "notice")
 
 
 def dead_letters(settings: Settings, count: int) -> list[str]:
@@ -69,5 +69,6 @@ def _line(letter: DeadLetter) -> str:
             letter.failure,
             str(letter.tries),
             letter.queued_at.isoformat(timespec="seconds"),
+            letter.notice or "-",  # a notice's kind; "-" for a code's SMS
         )
     )

@@ -81,6 +81,13 @@ _WHEN = {
         " instead of `credit_transfer`: its own alert replaces the warning; `{when}` is when the payee was"
         " added (`aujourd'hui à 13:07 UTC`, `hier à ...`, `le 28/08 à ...`; docs/risk.md)"
     ),
+    "login_alert": "the code to log in when the risk rules flag it (WARN or HOLD): an alert, no warning",
+    "credit_transfer_alert": (
+        "the code of a transfer the risk rules flag (WARN or HOLD) for any other reason than a new payee:"
+        " an alert replaces the warning (docs/risk.md)"
+    ),
+    "add_beneficiary_alert": "the code to add a payee when the risk rules flag it: an alert, no warning",
+    "change_phone_alert": "the code to change the number when the risk rules flag it: an alert, no warning",
     "phone_changed": "to the old number once the secure number changed",
     "beneficiary_added": "after a VERIFIED add_beneficiary challenge (its date and time, UTC)",
     "user_blocked": "when wrong codes in a row block the user (the block's end, UTC)",

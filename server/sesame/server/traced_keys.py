@@ -14,6 +14,7 @@ from opentelemetry import trace
 
 from sesame.server.domain.model import KeyRef, MacAlgorithm, PublicKey
 from sesame.server.domain.ports import KeyStore
+from sesame.server.tracing import recording
 
 T = TypeVar("T")
 _tracer = trace.get_tracer("sesame.hsm")
@@ -51,6 +52,8 @@ class TracedKeyStore:
 
 
 async def _traced(call: str, awaitable: Awaitable[T], key: KeyRef | None = None) -> T:
+    if not recording():
+        return await awaitable
     attributes = {"sesame.hsm.call": call}
     if key is not None:
         attributes["sesame.key.label"] = key.label

@@ -1,24 +1,26 @@
 """What a user's evidence holds beside its challenges (EvidenceService.GetUserEvidence, decision 0036).
 
 The challenges come from the user's evidence index (by period, or by the caller's transaction id), a page at
-a time; each is then read with GetChallengeEvidence. The first page also gives the user's lifecycle journal
-(enrolment, number changes, suspensions, blocks, revocation) and the health notes of the period, with the
-seals that cover those entries (from the archive, then from Redis) and the journal keys' JWK set: the client
-checks them, and proves each entry's inclusion, with nothing else.
+a time, completed by the user's sealed openings journal (decision 0042: a member lost from the index is
+found there, flagged `indexed=False`); each is then read with GetChallengeEvidence. The first page also gives
+the user's lifecycle journal (enrolment, number changes, suspensions, blocks, revocation), the openings
+journal of the period (with the entries just before and after it) and the health notes of the period, with
+the seals that cover those entries (from the archive, then from Redis) and the journal keys' JWK set: the
+client checks them, and proves each entry's inclusion, with nothing else.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from sesame.clients.redis_journal import RedisJournal
 from sesame.server.domain import proof
 from sesame.server.domain.errors import FieldViolation, InvalidRequest
-from sesame.server.domain.evidence_index import EvidenceMatch
+from sesame.server.domain.evidence_index import EvidenceMatch, completed, journaled_opening
 from sesame.server.domain.journal_seal import Seal, seal_to_dict
 from sesame.server.domain.ports import EvidenceIndex, HealthNotes
 from sesame.server.domain.proofs import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
@@ -47,6 +49,7 @@ class UserEvidence:
     lifecycle: list[dict[str, str]]
     health: list[dict[str, str]]
     seals_json: str
+    openings: list[dict[str, str]] = field(default_factory=list)  # the user's sealed openings of the query
 
 
 class UserEvidenceReader:
@@ -70,7 +73,17 @@ class UserEvidenceReader:
     async def __call__(self, query: UserQuery) -> UserEvidence:
         """See the module. InvalidRequest for a bad period, page size or page token."""
         offset, size = _page(query)
-        found = await self._index.find(query.user_id, query.since, query.until, query.transaction_id)
+        indexed = await self._index.find(query.user_id, query.since, query.until, query.transaction_id)
+        openings_stream = self._journal.keys.user_openings(query.user_id)
+        openings = _anchored(await self._journal.stream_entries(openings_stream), query)
+        journaled = [
+            m
+            for _, f in openings
+            if _within(f, query)
+            and (m := journaled_opening(f)) is not None
+            and (not query.transaction_id or m.transaction_id == query.transaction_id)
+        ]
+        found = completed(indexed, journaled)
         page = found[offset : offset + size]
         token = str(offset + size) if offset + size < len(found) else ""
         if query.page_token:
@@ -83,10 +96,11 @@ class UserEvidenceReader:
         ]
         since = query.since or (found[0].opened_at if found else None)
         health = await self._notes.notes(since, query.until) if since or query.until else []
-        seals = await self._covering([i for i, _ in [*lifecycle, *health]])
+        seals = await self._covering([i for i, _ in [*lifecycle, *health, *openings]])
         given = {
             "lifecycle_stream": stream,
             "health_stream": self._notes.stream,
+            "openings_stream": openings_stream,
             "jwks": proof.jwk_set(await self._keys.journal_public_keys()),
             "seals": [seal_to_dict(seal) for seal in seals],
         }
@@ -96,6 +110,7 @@ class UserEvidenceReader:
             [fields for _, fields in lifecycle],
             [fields for _, fields in health],
             json.dumps(given, separators=(",", ":")),
+            [fields for _, fields in openings],
         )
 
     async def _covering(self, ids: Sequence[str]) -> list[Seal]:
@@ -126,6 +141,33 @@ def _page(query: UserQuery) -> tuple[int, int]:
     if violations:
         raise InvalidRequest(violations)
     return int(query.page_token or 0), query.page_size or DEFAULT_PAGE_SIZE
+
+
+def _anchored(
+    entries: Sequence[tuple[str, dict[str, str]]], query: UserQuery
+) -> list[tuple[str, dict[str, str]]]:
+    """The openings entries of the query's period with the one before and the one after it, if any: a gap
+    at either end of the period then shows in the numbering too."""
+    inside = [n for n, (_, fields) in enumerate(entries) if _within(fields, query)]
+    if not inside:
+        before = [n for n, (_, fields) in enumerate(entries) if query.since and _at(fields) < query.since]
+        first = (before[-1] + 1) if before else 0
+        return list(entries[max(first - 1, 0) : first + 1])
+    return list(entries[max(inside[0] - 1, 0) : inside[-1] + 2])
+
+
+def _at(fields: Mapping[str, str]) -> datetime:
+    try:
+        return datetime.fromisoformat(fields.get("at", ""))
+    except ValueError:
+        return datetime.max.replace(tzinfo=UTC)
+
+
+def _within(fields: Mapping[str, str], query: UserQuery) -> bool:
+    """Whether an openings entry is of the query's period, whatever its transaction (the client checks the
+    period's entries are numbered without a gap)."""
+    at = _at(fields)
+    return (query.since is None or at >= query.since) and (query.until is None or at < query.until)
 
 
 def _before(at: str, until: datetime) -> bool:

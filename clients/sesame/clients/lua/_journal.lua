@@ -10,9 +10,17 @@
 -- and a sequence that is the shard's number modulo 4096 (FEED_RESIDUES in redis_keys.py), so that no two
 -- shards' feeds ever hold the same id and the sealer orders them all by id; a sealer's read moves the feed's
 -- last id up to the clock (read_feed.lua), so that no entry appended later has an id it already sealed past.
--- A stream whose entries the archive holds may have been dropped from Redis (decision 0037): its tail
--- `<stream>:tail` (seq, prev, through) then says where its numbering stands, and the stream made again
--- carries on from there (XSETID keeps its count of entries added).
+-- The feed's last id is kept in `<feed>:last` (written with each entry and by read_feed.lua), one GET where
+-- XINFO STREAM would answer the feed's first and last entries whole (decision 0040).
+-- Where a stream's numbering stands is kept in its tail `<stream>:tail` (seq: entries ever added, prev: the
+-- last id), written with every entry: reading it is one small HMGET, where XINFO STREAM answered the first
+-- and last entries whole, each made a Lua table (decision 0040). An XDEL changes neither, as it changes
+-- neither of the stream's own counts.
+-- A stream whose entries the archive holds may have been dropped from Redis (decision 0037): its tail then
+-- also says through which id (`through`), and the stream made again carries on from there (XSETID keeps its
+-- count of entries added). Such a stream, one written before tails were kept, or one whose tail expired, is
+-- read with XINFO STREAM.
+
 local FEED_RESIDUES = 4096
 
 -- The id after the feed's last one (ms, seq), at Redis's clock `ms`: the first of the millisecond is the
@@ -26,7 +34,10 @@ local function feed_id_after(last, ms, shard)
   return string.format('%.0f-%.0f', last_ms, (math.floor(last_seq / FEED_RESIDUES) + 1) * FEED_RESIDUES + shard)
 end
 
+-- The feed's last id: kept beside it; a feed without (none yet, or written by an earlier build) asks XINFO.
 local function feed_last_id(feed)
+  local kept = redis.call('GET', feed .. ':last')
+  if kept then return kept end
   if redis.call('EXISTS', feed) == 0 then return '0-0' end
   local info = redis.call('XINFO', 'STREAM', feed)
   for i = 1, #info, 2 do
@@ -40,22 +51,30 @@ local function clock_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-local function feed_next_id(feed, shard)
-  return feed_id_after(feed_last_id(feed), clock_ms(), shard)
+-- The stream's count of entries ever added, its last id, and whether the stream must be made again.
+local function journal_position(stream)
+  local kept = redis.call('HMGET', stream .. ':tail', 'seq', 'prev', 'through')
+  if kept[1] and not kept[3] then
+    return tonumber(kept[1]), kept[2], redis.call('EXISTS', stream) == 0
+  end
+  if redis.call('EXISTS', stream) == 1 then
+    local added, last = 0, '0-0'
+    local info = redis.call('XINFO', 'STREAM', stream)
+    for i = 1, #info, 2 do
+      if info[i] == 'entries-added' then added = info[i + 1] end
+      if info[i] == 'last-generated-id' then last = info[i + 1] end
+    end
+    return added, last, false
+  end
+  if kept[1] then
+    return tonumber(kept[1]), kept[2], true
+  end
+  return 0, '0-0', false
 end
 
 local function journal_append(stream, entry)
-  local seq, prev, resumed = 1, '0-0', false
-  if redis.call('EXISTS', stream) == 1 then
-    local info = redis.call('XINFO', 'STREAM', stream)
-    for i = 1, #info, 2 do
-      if info[i] == 'entries-added' then seq = info[i + 1] + 1 end
-      if info[i] == 'last-generated-id' then prev = info[i + 1] end
-    end
-  else
-    local tail = redis.call('HMGET', stream .. ':tail', 'seq', 'prev')
-    if tail[1] then seq, prev, resumed = tonumber(tail[1]) + 1, tail[2], true end
-  end
+  local added, prev, resumed = journal_position(stream)
+  local seq = added + 1
   local fields = {}
   for i = 1, #entry do fields[i] = entry[i] end
   fields[#fields + 1] = 'seq'
@@ -64,9 +83,11 @@ local function journal_append(stream, entry)
   fields[#fields + 1] = prev
   local place = string.match(stream, '^(.-{s:%d+})')
   local feed = place .. ':feed'
-  local id = redis.call('XADD', feed, feed_next_id(feed, tonumber(string.match(place, '{s:(%d+)}$'))),
-                        'stream', stream, unpack(fields))
+  local id = feed_id_after(feed_last_id(feed), clock_ms(), tonumber(string.match(place, '{s:(%d+)}$')))
+  redis.call('XADD', feed, id, 'stream', stream, unpack(fields))
+  redis.call('SET', feed .. ':last', id)
   redis.call('XADD', stream, id, unpack(fields))
   if resumed then redis.call('XSETID', stream, id, 'ENTRIESADDED', seq) end
+  redis.call('HSET', stream .. ':tail', 'seq', seq, 'prev', id)
   return id
 end

@@ -9,3 +9,12 @@ local function queue_notice(outbox, challenge_id, kind, now, until_ms)
   redis.call('XADD', outbox, '*', 'challenge_id', challenge_id, 'send', 'notice', 'notice', kind,
              'until', tostring(until_ms), 'queued_at', now)
 end
+-- An override's notice names no challenge: it names its user and the hash beside the user that holds its
+-- addressee until it is settled (docs/decisions/0041); still never a number or a text in the entry.
+local function queue_override_notice(outbox, user_id, notice_id, kind, now)
+  if redis.call('EXISTS', outbox) == 0 then
+    redis.call('XGROUP', 'CREATE', outbox, 'dispatchers', '0', 'MKSTREAM')  -- the first SMS ever queued
+  end
+  redis.call('XADD', outbox, '*', 'challenge_id', '', 'user_id', user_id, 'notice_id', notice_id,
+             'send', 'notice', 'notice', kind, 'until', '0', 'queued_at', now)
+end

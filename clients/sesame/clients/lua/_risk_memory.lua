@@ -1,32 +1,17 @@
--- The user's risk memory (docs/risk.md, decision 0032): read with its version, and fed, by the steps that need
--- it. A piece, not a script: read_user_risk, open_challenge, record_verification and remember_risk include it.
+-- The user's risk memory (docs/risk.md, decision 0032): read, and fed, by the steps that need
+-- it. A piece, not a script: open_challenge and record_verification include it.
 -- The memory's parts, in this order: the sorted sets payees, added, ips, devices, ops (member -> unix ms), then
 -- the list of amounts ("<currency>:<minor>", newest first); all in the user's {s:<n>} slot.
 
--- The user hash, each sorted set's member/score pairs and the amounts, and their version: the SHA-1 of exactly
--- what was read (the hash's pairs sorted, each string length-prefixed). Any change by any script, an expiry or
--- a cut moves it, and no writer has to remember to bump anything. nil when there is no such user.
-local function risk_read(user, parts)
-  local fields = redis.call('HGETALL', user)
-  if #fields == 0 then
-    return nil, nil
-  end
-  local reply = {fields}
+-- The user hash, each sorted set's member/score pairs and the amounts: what Start's step evaluates the rules
+-- on (_risk_rules.lua, decision 0045).
+local function risk_fetch(user, parts)
+  local reply = {redis.call('HGETALL', user)}
   for i = 1, 5 do
     reply[#reply + 1] = redis.call('ZRANGE', parts[i], 0, -1, 'WITHSCORES')
   end
   reply[#reply + 1] = redis.call('LRANGE', parts[6], 0, -1)
-  local function framed(list)
-    local out = {}
-    for _, s in ipairs(list) do out[#out + 1] = #s .. ':' .. s end
-    return table.concat(out)
-  end
-  local sorted = {}
-  for i = 1, #fields, 2 do sorted[#sorted + 1] = framed({fields[i], fields[i + 1]}) end
-  table.sort(sorted)
-  local text = {framed(sorted)}
-  for i = 2, 7 do text[#text + 1] = framed(reply[i]) end
-  return reply, redis.sha1hex(framed(text))
+  return reply
 end
 
 -- Remember what a VERIFIED challenge teaches: each sorted set keeps its newest entries only, the amounts list

@@ -2,12 +2,22 @@
 -- (RTS Art. 24; docs/decisions/0010). The conditions the flow checked are checked again here, where they
 -- cannot change underneath: the status the authority allows, and for a challenge, that the code went to
 -- the number being replaced and that the user's status and number did not change since it was opened.
--- KEYS[1] user hash, KEYS[2] user journal stream, KEYS[3] applied request ids (same {s:<n>} slot)
+-- A change authorised by a challenge queues the notice to the old number (the challenge's, whose code went
+-- there) in the same step, so that no notice is lost when the process dies after the change
+-- (docs/decisions/0033, 0041). An override has no challenge to name: its step keeps the old number in a
+-- small hash beside the user (the notice's addressee, expiring after the longest notice age) and the entry
+-- names that hash, so that no number goes into the outbox; the dispatcher's settling step deletes it.
+-- KEYS[1] user hash, KEYS[2] user journal stream, KEYS[3] applied request ids, KEYS[4] the SMS outbox of the
+-- user's shard, KEYS[5] the override notice's addressee hash (unused under a challenge): all in the user's
+-- {s:<n>} slot (decision 0044)
 -- ARGV[1] time (unix ms), ARGV[2] new phone, ARGV[3] cooling until (unix ms), ARGV[4] allowed statuses
 -- (space separated), ARGV[5] expected phone ('' any), ARGV[6] no change since (unix ms, 0 none),
--- ARGV[7] request id, ARGV[8] its fingerprint, ARGV[9 ..] journal field/value pairs
+-- ARGV[7] request id, ARGV[8] its fingerprint, ARGV[9] the challenge whose number gets the notice ('' none),
+-- ARGV[10] the override notice's id ('' none), ARGV[11] its addressee hash's lifetime (ms),
+-- ARGV[12 ..] journal field/value pairs
 -- Returns {'changed', previous phone, hgetall}, {'replayed', hgetall}, {'refused'}, {'mismatch'},
 -- {'not_found'} or {'request_conflict'}.
+--#include _notice.lua
 local user, journal, changes = KEYS[1], KEYS[2], KEYS[3]
 if redis.call('EXISTS', user) == 0 then
   return {'not_found'}
@@ -23,7 +33,8 @@ local function mask(phone)
   if #phone < 6 then return string.rep('*', #phone) end
   return string.sub(phone, 1, 3) .. string.rep('*', #phone - 5) .. string.sub(phone, -2)
 end
-local h = redis.call('HMGET', user, 'status', 'phone', 'client_id', 'status_changed_at', 'phone_changed_at')
+local h = redis.call('HMGET', user, 'status', 'phone', 'client_id', 'status_changed_at', 'phone_changed_at',
+                     'user_id', 'locale')
 local since = tonumber(ARGV[6])
 local outcome, cooling = 'changed', ARGV[3]
 if not string.find(' ' .. ARGV[4] .. ' ', ' ' .. h[1] .. ' ', 1, true) then
@@ -36,7 +47,7 @@ if outcome ~= 'changed' then
   cooling = 0
 end
 local entry = {}
-for i = 9, #ARGV do entry[#entry + 1] = ARGV[i] end
+for i = 12, #ARGV do entry[#entry + 1] = ARGV[i] end
 for _, v in ipairs({'client_id', h[3], 'outcome', outcome, 'status', h[1], 'old_phone', mask(h[2]),
                     'phone', mask(ARGV[2]), 'cooling_until', cooling}) do
   entry[#entry + 1] = v
@@ -47,4 +58,11 @@ if outcome ~= 'changed' then
 end
 redis.call('HSET', user, 'phone', ARGV[2], 'phone_changed_at', ARGV[1], 'cooling_until', ARGV[3])
 redis.call('HSET', changes, ARGV[7], ARGV[8])
+if ARGV[9] ~= '' then
+  queue_notice(KEYS[4], ARGV[9], 'phone_changed', ARGV[1], 0)
+elseif ARGV[10] ~= '' then
+  redis.call('HSET', KEYS[5], 'phone', h[2], 'new_phone', ARGV[2], 'locale', h[7] or '')
+  redis.call('PEXPIRE', KEYS[5], ARGV[11])
+  queue_override_notice(KEYS[4], h[6], ARGV[10], 'phone_changed', ARGV[1])
+end
 return {outcome, h[2], redis.call('HGETALL', user)}

@@ -17,12 +17,7 @@ local function id_key(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
   return tonumber(ms), tonumber(seq)
 end
-local seq, last = 0, '0-0'
-local info = redis.call('XINFO', 'STREAM', stream)
-for i = 1, #info, 2 do
-  if info[i] == 'entries-added' then seq = info[i + 1] end
-  if info[i] == 'last-generated-id' then last = info[i + 1] end
-end
+local seq, last = journal_position(stream)  -- _journal.lua
 local last_ms, last_seq = id_key(last)
 local held_ms, held_seq = id_key(ARGV[1])
 if last_ms > held_ms or (last_ms == held_ms and last_seq > held_seq) then

@@ -9,28 +9,34 @@
 -- KEYS[1] challenge hash, KEYS[2] challenge journal stream, KEYS[3] user hash, KEYS[4] the user's pending
 -- challenges (sorted set by expiry), KEYS[5] the request id's claim: all in the user's {s:<n>} slot;
 -- KEYS[6 .. 5+b] the declared send budgets (the user's in the same slot; the caller's and global in their
--- {sb:<kind>:<key>} slots); KEYS[6+b] the SMS outbox stream ({outbox}), where the SMS is queued. The number's budget is named here from the stored number (SHA-1 of a domain tag
+-- {sb:<kind>:<key>} slots); KEYS[6+b] the SMS outbox stream of the user's shard ({s:<n>}), where the SMS is queued. The number's budget is named here from the stored number (SHA-1 of a domain tag
 -- and the number, as BudgetSubject.phone), a key Redis Cluster would want declared: this script spans those
 -- slots on purpose, so that a unit is spent if and only if the SMS goes (docs/decisions/0019, 0025).
 -- ARGV, in order: purge time (unix ms, from the challenge's own expiry, not Redis time); time the units are
 -- taken (unix ms); index entries expired before this are dropped (unix ms); the number the code goes to
 -- ('' : the user's stored one, whatever it is); the challenge id; its expiry (unix ms); b = count of
 -- declared budgets, then each one's limit and window (ms); the position (0-based, -1 for none) of the
--- number's budget among them, its limit, window, key prefix and hash tag; '1' when a cooling number holds
+-- number's budget among them, its limit, window, key prefix and hash tag; the Start's W3C traceparent
+-- ('' none, carried in the outbox entry: decision 0040); '1' when a cooling number holds
 -- the operation back; the calling codes every number of which may be sent to (',+33,+49,', or '*' for
 -- any); the prefix of a challenge hash's name in this place (for the request's earlier challenge); the
--- operation digest (hex); the version of the user's risk memory the rules decided on ('-': they read nothing;
--- KEYS[7+b .. 12+b] are then the memory's parts, see _risk_memory.lua; decision 0032); n = count of hash
--- field/value elements, then n hash elements, then journal pairs.
+-- operation digest (hex); the risk rules compiled to JSON ('-': the rules decide nothing here; else
+-- KEYS[7+b .. 12+b] are the user's memory's parts, see _risk_memory.lua, and KEYS[13+b] the user's journal,
+-- where a DENY is journaled; _risk_rules.lua, decision 0045); the question to the rules (JSON, sesame.clients.risk_program.question;
+-- '-' with the program); n = count of hash field/value elements, then n hash elements, then journal pairs.
 -- Returns {'opened', client_id, phone, locale}, {'earlier', hgetall} (the request id's challenge),
 -- {'other_operation'} (the request id was used for another operation), {'not_found'} (no such user),
 -- {'not_active', status}, {'blocked', blocked_until (unix ms)}, {'cooling', cooling_until (unix ms)},
 -- {'destination', phone} (not every number of its calling code may be sent to: Start checks its region),
 -- {'phone_changed'}, {'exists'} (the id was already used: the journal outlives the hash),
--- {'exhausted', budget index (0-based), wait_ms} or {'risk_moved', the user and its memory as read_user_risk
--- reads them, version} (the memory is not the version the rules decided on: they decide again).
+-- {'exhausted', budget index (0-based), wait_ms}, {'risk_denied', kept assessment} (journaled in the user's
+-- sealed journal, decision 0042; nothing else written) or
+-- {'sim_number', phone} (the SIM-swap answer is about another number than the stored one: asked again).
+-- 'opened' has a 5th element, the kept assessment, when the rules decided.
 --#include _send_budgets.lua
+--#include _mask.lua
 --#include _risk_memory.lua
+--#include _risk_rules.lua
 local challenge, journal, user, pending, request = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local at = 0
 local function arg()
@@ -53,12 +59,16 @@ local phone_limit = arg()
 local phone_window = arg()
 local phone_prefix = arg()
 local phone_tag = arg()
+-- The W3C traceparent of the Start ('' none), carried in the outbox entry so that its dispatch joins the
+-- Start's trace (decision 0040); placed here, before the cooling flag, among the arguments above.
+local trace = arg()
 local cooled = arg()
 local codes = arg()
 local claim = arg()
 local challenge_prefix = arg()
 local op_digest = arg()
-local memory_version = arg()
+local risk_program = arg()
+local risk_question = arg()
 
 local h = redis.call('HMGET', user, 'status', 'phone', 'blocked_until', 'cooling_until', 'client_id', 'locale')
 local blocked_until = tonumber(h[3] or '0') or 0
@@ -98,14 +108,36 @@ if claim == '1' then
     -- Claimed by a challenge since purged: the claim outlived it, the request opens a new one.
   end
 end
--- After the user's admission and the request id's earlier answer, before anything is written: the rules
--- decided on this memory, or they decide again (a verification that fed it landed in between).
-if memory_version ~= '-' then
+-- After the user's admission and the request id's earlier answer, before anything is written: the signals
+-- and the rules on the memory as it is now, in this step (decision 0045). A DENY writes its denial only.
+local kept, risk_entry
+if risk_program ~= '-' then
+  local program, x = cjson.decode(risk_program), cjson.decode(risk_question)
+  if x.sim_for and x.sim_for ~= phone then
+    return {'sim_number', phone}
+  end
   local parts = {}
   for i = 7 + budgets, 12 + budgets do parts[#parts + 1] = KEYS[i] end
-  local read, version = risk_read(user, parts)
-  if version ~= memory_version then
-    return {'risk_moved', read, version}
+  local read = risk_fetch(user, parts)
+  local decision, codes, matched, added = risk_assess(program, risk_signals(read, x), x, read)
+  kept = risk_kept(program, decision, codes, matched, added)
+  risk_entry = {'risk_decision', RISK_DECISIONS[decision], 'risk_reasons', table.concat(codes, ','),
+    'risk_rules', table.concat(matched, ','), 'risk_rules_version', program.version}
+  if decision == 4 then
+    -- The DENY's entry (redis_records.denial_head, then the fields below; decision 0042): sealed evidence.
+    local denial = {}
+    for _, v in ipairs(x.denied) do denial[#denial + 1] = v end
+    for _, v in ipairs({'phone', mask_phone(phone), 'decision', 'deny', 'reasons', risk_entry[4],
+      'rules', risk_entry[6], 'rules_version', program.version}) do denial[#denial + 1] = v end
+    for _, v in ipairs(x.context) do denial[#denial + 1] = v end
+    if claim == '1' then
+      -- A request id is denied once: its retries are answered the same and journal nothing more (the
+      -- claim, '-', names no challenge: a later try whose rules allow opens one and takes the claim).
+      if redis.call('GET', request) == '-' then return {'risk_denied', kept} end
+      redis.call('SET', request, '-', 'PXAT', expires_at)
+    end
+    journal_append(KEYS[13 + budgets], denial)
+    return {'risk_denied', kept}  -- nothing else written, nothing sent (docs/risk.md)
   end
 end
 if redis.call('EXISTS', challenge, journal) > 0 then
@@ -134,12 +166,13 @@ local n = tonumber(arg())
 local fields, entry = {}, {}
 for i = at + 1, at + n do fields[#fields + 1] = ARGV[i] end
 for i = at + n + 1, #ARGV do entry[#entry + 1] = ARGV[i] end
+if kept then
+  fields[#fields + 1] = 'risk'
+  fields[#fields + 1] = kept
+  for _, v in ipairs(risk_entry) do entry[#entry + 1] = v end
+end
 if number == '' then
-  -- As sesame.server.domain.privacy.mask_phone: the country code and the last two digits.
-  local masked = string.rep('*', #phone)
-  if #phone >= 6 then
-    masked = string.sub(phone, 1, 3) .. string.rep('*', #phone - 5) .. string.sub(phone, -2)
-  end
+  local masked = mask_phone(phone)
   for _, v in ipairs({'client_id', h[5], 'phone', phone, 'locale', h[6]}) do fields[#fields + 1] = v end
   for _, v in ipairs({'client_id', h[5], 'phone', masked}) do entry[#entry + 1] = v end
 end
@@ -156,5 +189,10 @@ journal_append(journal, entry)
 if redis.call('EXISTS', outbox) == 0 then
   redis.call('XGROUP', 'CREATE', outbox, 'dispatchers', '0', 'MKSTREAM')  -- the first SMS ever queued
 end
-redis.call('XADD', outbox, '*', 'challenge_id', challenge_id, 'send', 'start', 'queued_at', now)
-return {'opened', h[5], phone, h[6]}
+local queued = {'challenge_id', challenge_id, 'send', 'start', 'queued_at', now}
+if trace ~= '' then
+  queued[#queued + 1] = 'trace'
+  queued[#queued + 1] = trace
+end
+redis.call('XADD', outbox, '*', unpack(queued))
+return {'opened', h[5], phone, h[6], kept}

@@ -3,7 +3,7 @@
 -- it seals the entries below the lowest id a shard can append next (its frontier's millisecond, the next
 -- sequence of its residue): none of any shard can come later with an id below it.
 -- Where the read took every entry, the feed's last id is first moved up to Redis's clock (XSETID), so that an
--- idle shard does not hold the others' entries back.
+-- idle shard does not hold the others' entries back (and its kept last id `<feed>:last`, see _journal.lua).
 -- KEYS[1] the feed (its shard's {s:<n>} slot). ARGV[1] the id after which to read ('' from the start),
 -- ARGV[2] at most how many entries.
 -- Returns {frontier, entries (as XRANGE answers them)}.
@@ -28,6 +28,7 @@ if now_ms > last_ms or (now_ms == last_ms and now_seq > last_seq) then
   else
     redis.call('XSETID', feed, now)
   end
+  redis.call('SET', feed .. ':last', now)
   last = now
 end
 return {last, entries}

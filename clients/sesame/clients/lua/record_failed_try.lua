@@ -15,15 +15,12 @@
 -- Returns {0, tries} when the entry stays for another try, {1, tries, reason} when it was dead-lettered,
 -- {2, tries, 'missing'} when its challenge no longer exists (the entry is acknowledged and deleted).
 --#include _delivery.lua
+--#include _tries.lua
 --#include _mask.lua
 local challenge, journal, outbox, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local group, entry_id, failure = ARGV[1], ARGV[2], ARGV[3]
 local allowed, now = tonumber(ARGV[4]), tonumber(ARGV[5])
-local pending = redis.call('XPENDING', outbox, group, entry_id, entry_id, 1)
-local tries = 1
-if pending[1] then
-  tries = tonumber(pending[1][4])
-end
+local tries = tries_of(outbox, group, entry_id)
 local h = redis.call('HMGET', challenge, 'status', 'user_id', 'client_id', 'op_digest', 'attempts', 'messages',
                      'expires_at', 'phone', 'challenge_id')
 if not h[1] then
@@ -32,14 +29,8 @@ if not h[1] then
   redis.call('XDEL', outbox, entry_id)
   return {2, tries, 'missing'}
 end
-local state, reason
-if failure == 'expired' or now >= tonumber(h[7]) then
-  state, reason = 'expired', 'expired'
-elseif allowed == 0 then
-  state, reason = 'failed', failure
-elseif tries >= allowed then
-  state, reason = 'failed', 'max_tries'
-end
+local reason = given_up(failure, now >= tonumber(h[7]), allowed, tries)
+local state = reason == 'expired' and 'expired' or 'failed'
 local function journal(event, pairs)
   local entry = {'event', event}
   for i = 9, #ARGV do entry[#entry + 1] = ARGV[i] end

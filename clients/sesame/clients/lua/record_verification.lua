@@ -18,8 +18,7 @@
 -- challenge journal field/value pairs (event, time, id, request context). A block that starts queues the
 -- `user_blocked` alert.
 -- Returns {result, hgetall, blocked_until} (blocked_until: unix ms when this attempt started a block, else
--- 0), then, when a VERIFIED decision fed the risk memory, that memory as read_user_risk reads it and its
--- version (so that the worker's next Start needs no read of its own); or {'not_found'}.
+-- 0); or {'not_found'}.
 --#include _notice.lua
 --#include _risk_memory.lua
 --#include _refusal.lua
@@ -133,7 +132,5 @@ if known_user and result == 'verified' and ARGV[13] ~= '' then
   local lesson = {}
   for i = 14, 27 do lesson[#lesson + 1] = ARGV[i] end
   risk_remember(parts, lesson)
-  local memory, version = risk_read(user, parts)
-  return {result, redis.call('HGETALL', challenge), started_block, memory, version}
 end
 return {result, redis.call('HGETALL', challenge), started_block}

@@ -21,12 +21,10 @@ from sesame.server.domain.errors import (
     InvalidRequest,
     KeyNotFound,
     KeyVersionUnavailable,
-    PhoneCooling,
-    RiskMemoryMoved,
+    RiskDenied,
     SendBudgetExhausted,
     SesameError,
-    UserBlocked,
-    UserNotActive,
+    SimNumberMoved,
 )
 from sesame.server.domain.log_context import about_user
 from sesame.server.domain.model import (
@@ -35,16 +33,14 @@ from sesame.server.domain.model import (
     DeliveryState,
     LockoutPolicy,
     RequestContext,
-    User,
-    UserStatus,
     VerificationAttempt,
     VerificationOutcome,
     VerifyResult,
 )
 from sesame.server.domain.notices import notice_on_verified
-from sesame.server.domain.opening import Opened, Opening
+from sesame.server.domain.opening import Opened, Opening, RiskQuestion
 from sesame.server.domain.operation import Operation, OperationType, digest, kind
-from sesame.server.domain.risk import RiskAssessment, RiskDecision
+from sesame.server.domain.risk import RiskAssessment
 from sesame.server.domain.risk_signals import Forwarded
 from sesame.server.domain.sms_templates import SmsTemplates, default_templates
 from sesame.server.domain.tally import UNTALLIED, Tally, resend_refusal
@@ -57,12 +53,11 @@ if TYPE_CHECKING:
     from sesame.server.domain.ports import Clock, KeyStore, SmsGateway, State
     from sesame.server.domain.proofs import ProofFlows
     from sesame.server.domain.risk_flow import RiskFlows
-    from sesame.server.domain.risk_signals import UserRisk
 
 _COOLED = frozenset({OperationType.CREDIT_TRANSFER, OperationType.ADD_BENEFICIARY})
 NONCE_BYTES = 16  # 128 bits: RFC 6287 challenges and NIST's floor for a random secret's entropy
 _CHALLENGE_ID = re.compile(r"^([0-9a-f]{32})\.k([1-9][0-9]{0,5})\.d([6-8])\.u([0-9a-f]{16})$")
-_RISK_TRIES = 3  # steps of one Start whose risk memory keeps moving; then UNAVAILABLE (retry by request id)
+_RISK_TRIES = 3  # steps of one Start whose secure number keeps moving; then UNAVAILABLE (retry by request id)
 USER_TAG_HEX = 16  # 64 bits of SHA-256(user id): where the user's state lives, not who the user is
 
 
@@ -180,13 +175,11 @@ class ChallengeFlows:
         """
         now = self._clock.now()
         factors.check_age(request.context.first_factor, now, self._policy.first_factor_max_age)
-        # A DENY raises here, before anything is computed, charged or sent (docs/risk.md).
-        risk, read = await self._assess(request, now)
+        risk, asked = await self._ask(request)
         key = await self._keys.current_otp_key()
         # The nonce is public (RFC 6287 sends it in the clear; the key is the secret): the OS CSPRNG draws
         # it, so Start costs one HSM call, the MAC (docs/decisions/0020).
-        nonce = secrets.token_bytes(NONCE_BYTES)
-        ref = ChallengeRef(nonce, key.otp_version, self._policy.digits, user_tag(request.user_id))
+        ref = self._ref(key.otp_version, request)
         code = await codes.derive(
             self._keys,
             key_version=ref.key_version,
@@ -198,21 +191,25 @@ class ChallengeFlows:
         self._note(ref.challenge_id, code)
         opened = None
         try:
-            opened, risk = await self._step(request, ref, now, risk, read)
+            opened = await self._step(request, ref, now, risk, asked)
         except SendBudgetExhausted as refused:
             self._tally.budget_refused(refused.subject)
             raise
         finally:
             if opened is None or not opened.queued:
                 self._forget(ref.challenge_id)
-        if not opened.queued:
-            # A retry of the same request id answers the challenge it opened, with the rules' decision that
-            # challenge keeps: no second unit, no second SMS, no second decision.
-            if self._risk is None:
-                return opened.challenge
-            return replace(opened.challenge, risk=self._risk.described(opened.challenge.risk))
-        self._tally.opened(request.operation)
-        return opened.challenge if risk is None else replace(opened.challenge, risk=risk)
+        if self._risk is None:
+            if opened.queued:
+                self._tally.opened(request.operation)
+            return opened.challenge
+        # The decision the challenge keeps, its reasons told: a retry by request id answers its first
+        # call's (no second unit, no second SMS, no second decision); a new challenge's is counted, once.
+        decided = self._risk.described(opened.challenge.risk)
+        if opened.queued:
+            self._tally.opened(request.operation)
+            if decided is not None:
+                self._risk.count(request.operation, decided)
+        return replace(opened.challenge, risk=decided)
 
     async def _step(
         self,
@@ -220,17 +217,35 @@ class ChallengeFlows:
         ref: ChallengeRef,
         now: datetime,
         risk: RiskAssessment | None,
-        read: UserRisk | None,
-    ) -> tuple[Opened, RiskAssessment | None]:
-        """Start's one step, on the risk memory the rules decided on: when a verification changed it since
-        (another worker's, or after this worker's copy was kept), the step answers it as it is, the rules
-        decide again on that, and the step runs again (decision 0032). RiskDenied."""
-        for _ in range(_RISK_TRIES - 1):
+        asked: RiskQuestion | None,
+    ) -> Opened:
+        """Start's one step, the rules deciding in it on the user's memory as it is (decision 0045). When
+        the operator's SIM answer is about another number than the stored one (a number changed, or none
+        seen yet by this worker), the step answers the number, the operator is asked again and the step
+        runs again. A DENY is journaled by the step and counted here (RiskDenied)."""
+        for tries_left in reversed(range(_RISK_TRIES)):
             try:
-                return await self._open(request, ref, now, risk, read), risk
-            except RiskMemoryMoved as moved:
-                risk, read = await self._decide_again(moved.fresh, request)
-        return await self._open(request, ref, now, risk, read), risk
+                opened = await self._open(request, ref, now, risk, asked)
+            except SimNumberMoved as moved:
+                if not tries_left or self._risk is None or asked is None:
+                    raise
+                self._risk.saw(request.user_id, moved.number)
+                asked = await self._risk.question(request, moved.number)
+                continue
+            except RiskDenied as denied:
+                if self._risk is not None:
+                    self._risk.denied(request.operation, denied)
+                raise
+            if self._risk is not None:
+                self._risk.saw(request.user_id, opened.challenge.phone)
+            return opened
+        raise AssertionError("not reached: the last try raises or returns")
+
+    def _ref(self, key_version: int, request: StartRequest) -> ChallengeRef:
+        # The nonce is public (RFC 6287 sends it in the clear; the key is the secret): the OS CSPRNG draws
+        # it, so Start costs one HSM call, the MAC (docs/decisions/0020).
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        return ChallengeRef(nonce, key_version, self._policy.digits, user_tag(request.user_id))
 
     async def _open(
         self,
@@ -238,43 +253,19 @@ class ChallengeFlows:
         ref: ChallengeRef,
         now: datetime,
         risk: RiskAssessment | None,
-        read: UserRisk | None,
+        asked: RiskQuestion | None,
     ) -> Opened:
-        return await self._store.challenges.start_challenge(self._opening(request, ref, now, risk, read))
+        return await self._store.challenges.start_challenge(self._opening(request, ref, now, risk, asked))
 
-    async def _decide_again(self, fresh: UserRisk, request: StartRequest) -> tuple[RiskAssessment, UserRisk]:
-        """The rules' decision on the memory a step answered: the step admitted the user before reading it."""
-        assert self._risk is not None
-        self._risk.keep(fresh)
-        return await self._risk.decide(fresh, request), fresh
-
-    async def _assess(
-        self, request: StartRequest, now: datetime
-    ) -> tuple[RiskAssessment | None, UserRisk | None]:
-        """The rules' decision on the operation, before Start's step (None: no rules), and the read of the
-        user's memory it was made on (None: nothing read). RiskDenied.
-
-        Only when a rule could match the operation's kind is the memory looked at: this worker's last read
-        of it when it kept one (no round trip: Start's step checks its version), else the user and its
-        memory read in one script (a round trip before the step). A DENY is never decided on a kept copy:
-        the user is read afresh, admitted and judged again first (docs/decisions/0031, 0032).
-        """
+    async def _ask(self, request: StartRequest) -> tuple[RiskAssessment | None, RiskQuestion | None]:
+        """The rules' part of Start's step: nothing (no rules); ALLOW decided here when no rule can match the
+        operation's kind (nothing read); else the question the step answers on the user's memory, read in
+        the step itself: no round trip before it (decision 0045)."""
         if self._risk is None:
             return None, None
         if not self._risk.reads(request.operation):
-            return self._risk.unread(request.operation), None
-        found = self._risk.recalled(request.user_id)
-        if found is not None:
-            assessment = await self._risk.judge(found, request)
-            if assessment.decision is not RiskDecision.DENY:
-                self._risk.count(request.operation, assessment)
-                return assessment, found
-        found = await self._risk.read(request.user_id)
-        # A user who may not be sent a code is refused as such, not as a risk denial; the step checks
-        # these again, atomically, with the rest.
-        _admit(found.user, request.operation, now)
-        check_destination(found.user.secure_phone, self._policy.countries)
-        return await self._risk.decide(found, request), found
+            return self._risk.unread(), None
+        return None, await self._risk.question(request)
 
     def _opening(
         self,
@@ -282,7 +273,7 @@ class ChallengeFlows:
         ref: ChallengeRef,
         now: datetime,
         risk: RiskAssessment | None,
-        read: UserRisk | None,
+        asked: RiskQuestion | None,
     ) -> Opening:
         """What the store's one step needs: the challenge `ref` names, under the policy's limits."""
         policy = self._policy
@@ -306,7 +297,7 @@ class ChallengeFlows:
             context=request.context,
             request_id=request.request_id,
             risk=risk,
-            memory_version=None if read is None else read.version,
+            question=asked,
         )
 
     def _charges(self, challenge: Challenge, context: RequestContext) -> tuple[budgets.Charge, ...]:
@@ -364,8 +355,6 @@ class ChallengeFlows:
             await after_block(self._store, block, tally=self._tally)
         if outcome.result is not VerifyResult.VERIFIED:
             return outcome
-        if self._risk is not None:
-            self._risk.keep(outcome.risk_memory)  # the next Start on this worker needs no read
         return replace(outcome, proof=await self._proofs.after_verification(outcome, attempt, plan))
 
     async def resend(self, challenge_id: str, context: RequestContext) -> Challenge:
@@ -434,19 +423,6 @@ class ChallengeFlows:
             nonce=challenge.nonce,
             op_digest=challenge.op_digest,
         )
-
-
-def _admit(user: User, operation: Operation, now: datetime) -> None:
-    """Refuse, before the rules decide, a user who may not be sent a code for this operation now (as
-    open_challenge.lua does in Start's step, which checks again)."""
-    if user.status is not UserStatus.ACTIVE:
-        raise UserNotActive(user.user_id)
-    if user.blocked_until is not None and user.is_blocked(now):
-        raise UserBlocked(user.user_id, user.blocked_until - now)
-    # After a change of the secure number, money cannot leave before the old number's holder had time
-    # to react to the notice; logging in (and changing the number back) still works.
-    if user.cooling_until is not None and user.is_cooling(now) and kind(operation) in _COOLED:
-        raise PhoneCooling(user.user_id, user.cooling_until - now)
 
 
 def checked_ref(challenge_id: str) -> ChallengeRef:

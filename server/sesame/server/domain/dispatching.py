@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -26,10 +26,12 @@ from sesame.server.domain import codes, notices, sent_text, sms_text
 from sesame.server.domain.errors import ChallengeNotFound, DeliveryFailed, DeliveryRefused
 from sesame.server.domain.lifecycle import UserNotice
 from sesame.server.domain.model import Challenge, ChallengeStatus, DeliveryState, SmsMessage
+from sesame.server.domain.risk import RiskDecision
 from sesame.server.domain.sms_templates import Kind
 
 if TYPE_CHECKING:
     from sesame.server.domain.ports import Clock, KeyStore, Outbox, SmsGateway
+    from sesame.server.domain.sent_text import SentText
     from sesame.server.domain.sms_templates import SmsTemplates
 
 
@@ -46,6 +48,31 @@ class QueuedSms:
     queued_at: datetime
     notice: str = ""  # "" a code SMS; else the notice's kind (sms_templates.Kind), docs/decisions/0033
     until: datetime | None = None  # the end of the block a `user_blocked` notice tells
+    # The challenge as the outbox read it with the entry, in the same step (decision 0040); None: not read
+    # (or purged meanwhile), the dispatcher reads it itself. Not part of the entry's identity.
+    challenge: Challenge | None = field(default=None, compare=False)
+    trace: str = (
+        ""  # the W3C traceparent of the Start that queued it ('' none): its dispatch joins that trace
+    )
+    # An override's notice names no challenge (decision 0041): its user, and the notice whose addressee
+    # the user's place holds until it is sent or dead-lettered ('' for every other entry).
+    user_id: str = ""
+    notice_id: str = ""
+
+
+# The longest SESAME_NOTICE_MAX_AGE_SECONDS allows: an override's notice keeps its addressee (the old number)
+# no longer than this past its change, whatever the dispatchers' setting (decision 0041).
+NOTICE_MAX_AGE_LIMIT = timedelta(days=7)
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeAddressee:
+    """Whom an override's phone-changed notice goes to: the old number, and what its text shows (the new
+    number, masked by the text) in the user's locale; kept beside the user only until the notice settles."""
+
+    phone: str
+    new_phone: str
+    locale: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +119,17 @@ class FailedTry:
 
 
 @dataclass(frozen=True, slots=True)
+class NoticeFailure:
+    """A notice's send that did not reach the phone: the providers' `failure`, when it happened, the tries
+    still allowed (0: none more), and the end of the notice's age limit (decision 0041)."""
+
+    failure: str
+    at: datetime
+    allowed: int
+    stale_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class DeadLetter:
     """One SMS given up on, as the operators see it: never the code, never the whole number."""
 
@@ -105,6 +143,7 @@ class DeadLetter:
     tries: int
     queued_at: datetime
     at: datetime
+    notice: str = ""  # "" a code's SMS; else the notice's kind (decision 0041)
 
 
 class RecentCodes:
@@ -160,9 +199,12 @@ class Dispatcher:
         recent: RecentCodes | None = None,
         templates: SmsTemplates | None = None,
         max_tries: int = 1,
+        notice_max_age: timedelta = timedelta(days=1),
     ) -> None:
-        """`max_tries`: how many times an SMS is given to a dispatcher before it is dead-lettered."""
+        """`max_tries`: how many times an SMS is given to a dispatcher before it is dead-lettered;
+        `notice_max_age`: how long after its change a notice may still be sent (decision 0041)."""
         self._max_tries = max_tries
+        self._notice_max_age = notice_max_age
         self._keys = keys
         self._recent = recent
         self._templates = templates
@@ -177,11 +219,15 @@ class Dispatcher:
         An HSM or store failure raises, leaving the entry pending (it is claimed and tried again); a send
         no provider took is a failed try: tried again later, or dead-lettered (docs/decisions/0033).
         """
-        try:
-            challenge = await self._outbox.challenge(queued)
-        except ChallengeNotFound:
-            await self._outbox.settle(queued, DeliveryState.EXPIRED, "", self._clock.now())
-            return Dispatched(Outcome.MISSING)
+        if queued.notice_id:
+            return await self._notify_override(queued)
+        challenge = queued.challenge
+        if challenge is None:
+            try:
+                challenge = await self._outbox.challenge(queued)
+            except ChallengeNotFound:
+                await self._outbox.settle(queued, DeliveryState.EXPIRED, "", self._clock.now())
+                return Dispatched(Outcome.MISSING)
         if queued.notice:
             return await self._notify(queued, challenge)
         return await self._send_code(queued, challenge)
@@ -200,42 +246,96 @@ class Dispatcher:
         text = sms_text.render(challenge.operation, context)
         # What the journal keeps of the text: its hash with the code masked, and the template's version.
         record = sent_text.recorded(challenge.operation, context)
-        message = SmsMessage(challenge.phone, text, challenge.challenge_id)
+        # The entry's id is the message's own reference: the same on every try and at every provider, which
+        # makes the reference each provider sees (decision 0030; SMPP's, decision 0041).
+        message = SmsMessage(challenge.phone, text, challenge.challenge_id, reference=queued.entry_id)
         try:
             sent = await self._sms.send(message)
         except DeliveryRefused as refused:
-            return await self._failed(queued, refused.reason, self._clock.now(), 0)
+            return await self._failed(queued, refused.reason, self._clock.now(), 0, record)
         except DeliveryFailed as failed:
-            return await self._failed(queued, failed.reason, self._clock.now(), self._max_tries)
-        await self._outbox.settle(queued, DeliveryState.SENT, sent.provider_ref, sent.sent_at, record)
+            return await self._failed(queued, failed.reason, self._clock.now(), self._max_tries, record)
+        await self._outbox.settle(
+            queued,
+            DeliveryState.SENT,
+            sent.provider_ref,
+            sent.sent_at,
+            record,
+            provider_ids=sent.provider_ids,
+        )
         return Dispatched(Outcome.SENT, sent.sent_at)
 
     async def _notify(self, queued: QueuedSms, challenge: Challenge) -> Dispatched:
-        """Send a notice (no code, never expired: it reports a change that was made) and journal it as a
-        user notice, sent or failed, with its text's hash and template version (decision 0035), removing its
-        entry in the same step. To the number the challenge's code went to: the secure number when the
-        change was made."""
+        """Send a notice (no code: it reports a change that was made) and journal it as a user notice with
+        its text's hash and template version (decision 0035), removing its entry in the same step. To the
+        number the challenge's code went to: the secure number when the change was made. A send no provider
+        took follows a code's policy (decision 0041): tried again, or dead-lettered once its tries are spent,
+        every provider gave its final word, or the notice is older than its age limit (never sent late)."""
         text = notices.notice_text(queued, challenge, self._bank_name, self._templates)
-        record = (
-            sent_text.notice(Kind(queued.notice), challenge.locale, text, self._templates) if text else None
+        return await self._send_notice(queued, challenge.user_id, challenge.phone, challenge.locale, text)
+
+    async def _notify_override(self, queued: QueuedSms) -> Dispatched:
+        """An override's phone-changed notice (decision 0041): to the old number its step kept beside the
+        user for it. Gone (the outbox outlived it): dead-lettered as expired, never sent."""
+        addressee = await self._outbox.addressee(queued)
+        if addressee is None:
+            now = self._clock.now()
+            failed = UserNotice(queued.notice, "", False, "", now, None)
+            return await self._notice_failed(
+                queued, queued.user_id, failed, NoticeFailure("expired", now, 0, now)
+            )
+        text = sms_text.phone_changed_notice(
+            self._bank_name, addressee.new_phone, addressee.locale, self._templates
         )
-        to = challenge.phone
-        sent = None
-        try:
-            sent = await self._sms.send(SmsMessage(to, text, "")) if text else None
-        except DeliveryFailed as exc:
-            _log.warning("%s notice not sent (%s)", queued.notice, exc.reason)
-        if sent is None:
-            notice = UserNotice(queued.notice, to, False, "", self._clock.now(), record)
-            await self._outbox.settle_notice(queued, challenge.user_id, notice)
+        return await self._send_notice(queued, queued.user_id, addressee.phone, addressee.locale, text)
+
+    async def _send_notice(
+        self, queued: QueuedSms, user_id: str, to: str, locale: str, text: str
+    ) -> Dispatched:
+        """Send one notice's text to `to` and settle its entry (the policy of `_notify`)."""
+        record = sent_text.notice(Kind(queued.notice), locale, text, self._templates) if text else None
+        now = self._clock.now()
+        if not text:
+            # A notice this version cannot word: nothing to try again (journaled failed, for the back office).
+            notice = UserNotice(queued.notice, to, False, "", now, record)
+            await self._outbox.settle_notice(queued, user_id, notice)
             return Dispatched(Outcome.NOTICE_FAILED)
+        stale_at = queued.queued_at + self._notice_max_age
+        failed = UserNotice(queued.notice, to, False, "", now, record)
+        if now >= stale_at:
+            return await self._notice_failed(
+                queued, user_id, failed, NoticeFailure("expired", now, 0, stale_at)
+            )
+        try:
+            sent = await self._sms.send(SmsMessage(to, text, "", reference=queued.entry_id))
+        except DeliveryRefused as refused:
+            why = NoticeFailure(refused.reason, self._clock.now(), 0, stale_at)
+            return await self._notice_failed(queued, user_id, failed, why)
+        except DeliveryFailed as exc:
+            why = NoticeFailure(exc.reason, self._clock.now(), self._max_tries, stale_at)
+            return await self._notice_failed(queued, user_id, failed, why)
         notice = UserNotice(queued.notice, to, True, sent.provider_ref, sent.sent_at, record)
-        await self._outbox.settle_notice(queued, challenge.user_id, notice)
+        await self._outbox.settle_notice(queued, user_id, notice)
         return Dispatched(Outcome.NOTICE_SENT, sent.sent_at)
 
-    async def _failed(self, queued: QueuedSms, failure: str, at: datetime, allowed: int) -> Dispatched:
-        """A try that did not reach the phone, in the outbox's one step: another try, or a dead letter."""
-        tried = await self._outbox.fail(queued, failure, at, allowed)
+    async def _notice_failed(
+        self, queued: QueuedSms, user_id: str, notice: UserNotice, failed: NoticeFailure
+    ) -> Dispatched:
+        """A notice's try that did not reach the phone, in the outbox's one step: another try, or a dead
+        letter."""
+        _log.warning("%s notice not sent (%s)", queued.notice, failed.failure)
+        notice = UserNotice(notice.kind, notice.to, False, "", failed.at, notice.text)
+        tried = await self._outbox.fail_notice(queued, user_id, notice, failed)
+        if not tried.dead_letter:
+            return Dispatched(Outcome.RETRY)
+        return Dispatched(Outcome.DEAD_LETTERED, reason=tried.dead_letter)
+
+    async def _failed(
+        self, queued: QueuedSms, failure: str, at: datetime, allowed: int, text: SentText | None = None
+    ) -> Dispatched:
+        """A try that did not reach the phone, in the outbox's one step: another try, or a dead letter;
+        journaled with the masked text's hash and template when a text was handed to the providers."""
+        tried = await self._outbox.fail(queued, failure, at, allowed, text=text)
         if not tried.dead_letter:
             return Dispatched(Outcome.RETRY)
         if tried.dead_letter == "missing":
@@ -261,7 +361,11 @@ class Dispatcher:
             locale=challenge.locale,
             templates=self._templates,
             new_payee=_new_payee(challenge, now),
+            flagged=challenge.risk is not None and challenge.risk.decision in _FLAGGED,
         )
+
+
+_FLAGGED = frozenset({RiskDecision.WARN, RiskDecision.HOLD})  # sent with the strongest wording (0032, 0043)
 
 
 def _new_payee(challenge: Challenge, now: datetime) -> sms_text.NewPayee | None:

@@ -30,7 +30,7 @@ from sesame.server.domain.tally import UNTALLIED, Tally
 from sesame.server.domain.voiding import void_pending
 
 if TYPE_CHECKING:
-    from sesame.server.domain.ports import Clock, SmsGateway, State
+    from sesame.server.domain.ports import Clock, State
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +86,6 @@ class EnrollmentFlows:
         *,
         store: State,
         clock: Clock,
-        sms: SmsGateway,
         policy: LifecyclePolicy | None = None,
         tally: Tally = UNTALLIED,
     ) -> None:
@@ -95,7 +94,7 @@ class EnrollmentFlows:
         self._tally = tally
         self._countries = (policy or LifecyclePolicy()).countries
         self._phone = PhoneChangeFlow(
-            store=store, clock=clock, sms=sms, policy=policy or LifecyclePolicy(), tally=tally
+            store=store, clock=clock, policy=policy or LifecyclePolicy(), tally=tally
         )
 
     async def enroll(self, request: EnrollRequest) -> User:

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Literal
-
-if TYPE_CHECKING:
-    from sesame.server.domain.risk_signals import UserRisk
+from typing import Literal
 
 
 class SesameError(Exception):
@@ -179,16 +176,16 @@ class StoreUnavailable(SesameError):
     """The state store could not be reached or failed; the operation may be retried."""
 
 
-class RiskMemoryMoved(StoreUnavailable):
-    """Start's step did not open: the user's risk memory is no longer the version the rules decided on.
+class SimNumberMoved(StoreUnavailable):
+    """Start's step did not open: the operator's SIM-swap answer is about another number than the user's.
 
-    `fresh` is the user and its memory as the step read them; Start decides again on it and retries
-    (decision 0032). Nothing was written. Should it escape (the memory kept moving), the caller may retry.
+    `number` is the stored one: Start asks the operator about it and runs the step again (decision 0045).
+    Nothing was written. Should it escape (the number kept moving), the caller may retry.
     """
 
-    def __init__(self, fresh: UserRisk) -> None:
-        super().__init__("the user's risk memory moved")
-        self.fresh = fresh
+    def __init__(self, number: str) -> None:
+        super().__init__("the user's secure number is not the one the operator was asked about")
+        self.number = number
 
 
 class Overloaded(SesameError):
@@ -238,12 +235,18 @@ class RiskDenied(SesameError):
     """
 
     def __init__(
-        self, user_id: str, codes: tuple[str, ...], descriptions: tuple[str, ...], rules_version: str
+        self,
+        user_id: str,
+        codes: tuple[str, ...],
+        descriptions: tuple[str, ...],
+        rules_version: str,
+        rules: tuple[str, ...] = (),  # the matched rules' ids, for the metrics
     ) -> None:
         super().__init__(user_id)
         self.codes = codes
         self.descriptions = descriptions
         self.rules_version = rules_version
+        self.rules = rules
 
 
 class SimSwapUnavailable(SesameError):

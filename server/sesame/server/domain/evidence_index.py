@@ -8,7 +8,7 @@ index maps the one to the other: one small entry per challenge in the user's slo
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,6 +22,7 @@ class EvidenceMatch:
     challenge_id: str
     opened_at: datetime
     transaction_id: str  # the caller's transaction id of its operation; "" when the operation has none
+    indexed: bool = True  # False: named by the user's sealed openings journal only, the index lost it (0042)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,24 @@ def indexed_opening(fields: Mapping[str, str]) -> IndexedOpening | None:
     except (KeyError, ValueError):
         return None
     return IndexedOpening(fields["user_id"], EvidenceMatch(fields["challenge_id"], opened_at, _tx(fields)))
+
+
+def journaled_opening(fields: Mapping[str, str]) -> EvidenceMatch | None:
+    """What a `user.challenge` entry of a user's openings journal names (decision 0042); None otherwise."""
+    if fields.get("event") != "user.challenge" or not fields.get("challenge_id"):
+        return None
+    try:
+        opened_at = datetime.fromisoformat(fields["at"])
+    except (KeyError, ValueError):
+        return None
+    return EvidenceMatch(fields["challenge_id"], opened_at, fields.get("transaction_id", ""), indexed=False)
+
+
+def completed(indexed: Sequence[EvidenceMatch], journaled: Sequence[EvidenceMatch]) -> list[EvidenceMatch]:
+    """The index's matches with those the sealed openings journal names that the index lost, oldest first."""
+    known = {m.challenge_id for m in indexed}
+    lost = {m.challenge_id: m for m in journaled if m.challenge_id not in known}
+    return sorted([*indexed, *lost.values()], key=lambda m: (m.opened_at, m.challenge_id))
 
 
 def _tx(fields: Mapping[str, str]) -> str:

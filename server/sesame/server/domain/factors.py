@@ -14,7 +14,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 from sesame.server.domain.errors import FieldViolation, InvalidRequest
 
@@ -81,15 +81,36 @@ def check_age(factor: FirstFactor | None, now: datetime, max_age: timedelta) -> 
     raise InvalidRequest([FieldViolation("first_factor.verified_at", reason)])
 
 
-def amr(factor: FirstFactor | None) -> list[str]:
-    """The proof's `amr`: the SMS factor's values, the first factor's, and `mfa` when the two are of
-    different categories (RTS Art. 4(1)); sorted, each once."""
+def amr(*stated: FirstFactor | None) -> list[str]:
+    """The proof's `amr`: the SMS factor's values, those of each first factor stated (at Start, at Verify:
+    decision 0042), and `mfa` when one is of another category than the SMS code (RTS Art. 4(1)); sorted,
+    each once."""
     values = set(SMS_AMR)
-    if factor is not None:
-        values.add(factor.amr)
-        if factor.category is not SMS_CATEGORY:
-            values.add("mfa")
+    for factor in stated:
+        if factor is not None:
+            values.add(factor.amr)
+            if factor.category is not SMS_CATEGORY:
+                values.add("mfa")
     return sorted(values)
+
+
+def proof_claim(start: FirstFactor | None, verify: FirstFactor | None) -> dict[str, Any] | None:
+    """The proof's `first_factor` claim (decision 0042): the factor stated with Verify, or with Start when
+    Verify stated none (`category`, `method`, `verified_at`, `ref`, as `claim`); `stated_at`, the calls that
+    stated that very factor (`start`, `verify`); `start`, the factor stated with Start when it is another.
+    Factors are compared as claimed (to the second): the proof signed again from the journal is the same."""
+    named = verify if verify is not None else start
+    if named is None:
+        return None
+    body: dict[str, Any] = dict(claim(named))
+    body["stated_at"] = [
+        call
+        for call, factor in (("start", start), ("verify", verify))
+        if factor and claim(factor) == claim(named)
+    ]
+    if start is not None and claim(start) != claim(named):
+        body["start"] = claim(start)
+    return body
 
 
 def claim(factor: FirstFactor) -> dict[str, str | int]:

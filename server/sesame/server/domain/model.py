@@ -13,7 +13,7 @@ from sesame.server.domain.operation import Operation, digest
 from sesame.server.domain.risk import RiskAssessment
 
 if TYPE_CHECKING:
-    from sesame.server.domain.risk_signals import RiskLesson, UserRisk
+    from sesame.server.domain.risk_signals import RiskLesson
 
 
 class MacAlgorithm(enum.Enum):
@@ -206,6 +206,8 @@ class Challenge:
     # Why its SMS was dead-lettered (docs/decisions/0033): `expired`, `max_tries`, or the providers' final
     # word (`bad_number`, `bad_content`, `refused`); shown while `delivery` is FAILED or EXPIRED.
     delivery_reason: str = ""
+    # The first factor the caller stated with StartChallenge, kept for the proof (decision 0042); None: none.
+    start_factor: FirstFactor | None = None
 
     @property
     def op_digest(self) -> bytes:
@@ -299,7 +301,6 @@ class VerificationOutcome:
     challenge: Challenge
     proof: str = ""  # the signed proof (compact JWS) of a VERIFIED attempt, once issued; "" otherwise
     blocked_until: datetime | None = None  # set when this wrong code started a block of the user
-    risk_memory: UserRisk | None = None  # the user's risk memory after a VERIFIED decision fed it (0032)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,13 +8,29 @@ without the user, and the answer carries what the store read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sesame.server.domain.budgets import SendBudget
 from sesame.server.domain.model import Challenge, RequestContext
 from sesame.server.domain.operation import Operation
-from sesame.server.domain.risk import RiskAssessment
+from sesame.server.domain.risk import RiskAssessment, RuleSet, SignalValue
+
+
+@dataclass(frozen=True, slots=True)
+class RiskQuestion:
+    """What Start's step needs to apply the rules itself, on the user's memory as it is then (decision 0045).
+
+    The signals the memory gives are computed in the step; `given` holds those only the caller knows (the
+    operator's SIM-swap answer, the bank's forwarded summary: `risk_program.GIVEN`). `sim_number` is the
+    number the operator was asked about (None: not asked): the step refuses when it is not the stored one
+    (SimNumberMoved), and Start asks again. A DENY is journaled in the user's sealed journal (decision 0042).
+    """
+
+    rules: RuleSet
+    given: Mapping[str, SignalValue] = field(default_factory=dict)
+    sim_number: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,16 +53,19 @@ class Opening:
     budget: SendBudget  # the units one SMS costs; the number's budget is found from the stored number
     context: RequestContext
     request_id: str = ""  # the caller's idempotency key; empty: every call opens a new challenge
-    risk: RiskAssessment | None = None  # the rules' decision, journaled with the opening (docs/risk.md)
-    # The version of the user's risk memory `risk` was decided on (`UserRisk.version`): the step opens only
-    # if the memory is still that one, else raises RiskMemoryMoved with it as it is. None: nothing was read.
-    memory_version: str | None = None
+    # The rules' decision made before the step (an operation no rule can match: ALLOW, nothing read),
+    # journaled with the opening (docs/risk.md); None when the step decides (`question`) or no rules.
+    risk: RiskAssessment | None = None
+    # The rules the step applies (decision 0045): the decision is kept and journaled with the challenge, a
+    # DENY refused (RiskDenied) with its denial journaled and nothing else written. None: no rules here.
+    question: RiskQuestion | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Opened:
     """The challenge Start answers: `queued` when this call opened it (its SMS is in the outbox), not when
-    it is the one an earlier call with the same request id opened (no second SMS)."""
+    it is the one an earlier call with the same request id opened (no second SMS). Its `risk` is the
+    decision it keeps (codes, no descriptions: `RuleSet.described` tells them)."""
 
     challenge: Challenge
     queued: bool

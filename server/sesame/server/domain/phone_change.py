@@ -5,8 +5,8 @@ one: it must be the user's, bound to exactly this number, sent to the number bei
 user's last change, and it is spent once (ChangeSecurePhone). Without the old phone (lost, stolen) only the
 bank's back office can decide, naming an operator and a reason (OverrideSecurePhone, an RPC of its own so
 that the caller policy grants it to back-office identities only). Either way the challenges still open on
-the old number are voided, the old number is told (no code in the text), and payments wait for a cooling
-period (docs/decisions/0010, 0012).
+the old number are voided, the old number is told (no code in the text; queued in the change's own step,
+docs/decisions/0041), and payments wait for a cooling period (docs/decisions/0010, 0012).
 """
 
 from __future__ import annotations
@@ -15,12 +15,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sesame.server.domain import sent_text, sms_text
 from sesame.server.domain.destinations import check_enrolled_phone
 from sesame.server.domain.errors import (
     ChallengeMismatch,
     ChallengeNotFound,
-    DeliveryFailed,
     PhoneUnchanged,
     RequestIdReused,
     UserNotActive,
@@ -31,20 +29,17 @@ from sesame.server.domain.lifecycle import (
     Consumption,
     LifecyclePolicy,
     PhoneChange,
-    PhoneChanged,
     PhoneChangeOutcome,
     Provenance,
-    UserNotice,
     VoidReason,
 )
-from sesame.server.domain.model import Challenge, RequestContext, SmsMessage, User, UserStatus
+from sesame.server.domain.model import Challenge, RequestContext, User, UserStatus
 from sesame.server.domain.operation import ChangePhone, digest
-from sesame.server.domain.sms_templates import Kind
 from sesame.server.domain.tally import UNTALLIED, Tally
 from sesame.server.domain.voiding import void_pending
 
 if TYPE_CHECKING:
-    from sesame.server.domain.ports import Clock, SmsGateway, State
+    from sesame.server.domain.ports import Clock, State
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +47,9 @@ class PhoneChangeResult:
     """The user with its new number, whether this call told the old number, what it voided."""
 
     user: User
-    old_phone_notified: bool  # False when the gateway failed, or for a retry of a change made before
+    # True when this call queued the notice to the old number (the outbox sends it, decision 0041), as a
+    # change does in its own step, by challenge or by override; False for a retry of a change made before.
+    old_phone_notified: bool
     voided: int = 0  # challenges still open on the old number, voided by this call
 
 
@@ -64,14 +61,12 @@ class PhoneChangeFlow:
         *,
         store: State,
         clock: Clock,
-        sms: SmsGateway,
         policy: LifecyclePolicy,
         tally: Tally = UNTALLIED,
     ) -> None:
         self._store = store
         self._tally = tally
         self._clock = clock
-        self._sms = sms
         self._policy = policy
 
     async def change(
@@ -112,8 +107,9 @@ class PhoneChangeFlow:
         voided = await self._void_pending(user_id, change)
         if changed.outcome is PhoneChangeOutcome.REPLAYED:
             return PhoneChangeResult(changed.user, old_phone_notified=False, voided=voided)
-        notified = await self._notify(changed)
-        return PhoneChangeResult(changed.user, old_phone_notified=notified, voided=voided)
+        # Queued by the change's own step (decision 0041): naming the challenge whose code went to the old
+        # number, or for an override the old number kept beside the user until the notice is settled.
+        return PhoneChangeResult(changed.user, old_phone_notified=True, voided=voided)
 
     async def _spend(self, change: PhoneChange, challenge_id: str) -> Challenge:
         """Spend the challenge (or get it back for a retry of this change) before reading the user.
@@ -140,27 +136,6 @@ class PhoneChangeFlow:
         return await void_pending(
             self._store, user_id, VoidReason.PHONE_CHANGED, change.at, change.provenance, tally=self._tally
         )
-
-    async def _notify(self, changed: PhoneChanged) -> bool:
-        """Tell the old number, journaled either way: if it failed, the back office calls the user."""
-        user = changed.user
-        text = sms_text.phone_changed_notice(
-            self._policy.bank_name, user.secure_phone, user.locale, self._policy.sms_templates
-        )
-        record = sent_text.notice(Kind.PHONE_CHANGED, user.locale, text, self._policy.sms_templates)
-        try:
-            sent = await self._sms.send(SmsMessage(changed.previous_phone, text, ""))
-        except DeliveryFailed:
-            notice = UserNotice(
-                Kind.PHONE_CHANGED, changed.previous_phone, False, "", self._clock.now(), record
-            )
-            await self._store.users.record_user_notice(user.user_id, notice)
-            return False
-        notice = UserNotice(
-            Kind.PHONE_CHANGED, changed.previous_phone, True, sent.provider_ref, sent.sent_at, record
-        )
-        await self._store.users.record_user_notice(user.user_id, notice)
-        return True
 
 
 def _bound(user: User, change: PhoneChange, challenge: Challenge) -> PhoneChange:

@@ -15,7 +15,14 @@ if TYPE_CHECKING:
     from datetime import datetime, timedelta
 
     from sesame.server.domain.budgets import Charge
-    from sesame.server.domain.dispatching import Backlog, DeadLetter, FailedTry, QueuedSms
+    from sesame.server.domain.dispatching import (
+        Backlog,
+        DeadLetter,
+        FailedTry,
+        NoticeAddressee,
+        NoticeFailure,
+        QueuedSms,
+    )
     from sesame.server.domain.evidence_index import EvidenceMatch, IndexedOpening
     from sesame.server.domain.lifecycle import (
         ClientTermination,
@@ -51,13 +58,7 @@ if TYPE_CHECKING:
     from sesame.server.domain.opening import Opened, Opening
     from sesame.server.domain.proof import IssuedProof
     from sesame.server.domain.risk import RiskAssessment
-    from sesame.server.domain.risk_signals import (
-        RiskDenial,
-        RiskLimits,
-        RiskObservation,
-        SimSwapStatus,
-        UserRisk,
-    )
+    from sesame.server.domain.risk_signals import SimSwapStatus
     from sesame.server.domain.sent_text import SentText
 
 
@@ -238,9 +239,10 @@ class Challenges(Protocol):
         ...
 
     async def record_delivery(
-        self, challenge_id: str, state: DeliveryState, provider_ref: str, at: datetime
+        self, challenge_id: str, state: DeliveryState, provider_ref: str, at: datetime, provider_id: str = ""
     ) -> None:
-        """Note what the SMS gateway said about the challenge's message. ChallengeNotFound."""
+        """Note what the SMS gateway said about the challenge's message, journaled with the provider's own
+        message id when its report carries one (`provider_id`, decision 0041). ChallengeNotFound."""
         ...
 
     async def pending_challenges(self, user_id: str, expiring_after: datetime) -> list[str]:
@@ -329,28 +331,33 @@ class Outbox(Protocol):
     """
 
     async def take(self, consumer: str, count: int, wait: timedelta) -> list[QueuedSms]:
-        """Up to `count` entries no consumer was given yet, now theirs; waits up to `wait` for one."""
+        """Up to `count` entries no consumer was given yet, now theirs; waits up to `wait` for one. Each
+        carries its challenge as stored when it was taken, where the outbox read both in one step."""
         ...
 
     async def reclaim(self, consumer: str, idle: timedelta, count: int) -> list[QueuedSms]:
-        """Up to `count` entries pending with any consumer for longer than `idle`, now `consumer`'s."""
+        """Up to `count` entries pending with any consumer for longer than `idle`, now `consumer`'s, each
+        with its challenge as `take` gives it."""
         ...
 
     async def challenge(self, queued: QueuedSms) -> Challenge:
         """The challenge the queued SMS carries the code of, as stored now. ChallengeNotFound."""
         ...
 
-    async def settle(
+    async def settle(  # noqa: PLR0913 (the entry, what became of it, and what is journaled with it)
         self,
         queued: QueuedSms,
         state: DeliveryState,
         provider_ref: str,
         at: datetime,
         text: SentText | None = None,
+        *,
+        provider_ids: tuple[str, ...] = (),
     ) -> None:
         """Record what became of the entry's SMS on its challenge (journaled, as record_delivery, with the
-        record of its `text` when one was rendered) and remove the entry, in one atomic step; an entry whose
-        challenge was purged is removed all the same."""
+        record of its `text` when one was rendered and the provider's own message ids when it gave any:
+        decision 0041) and remove the entry, in one atomic step; an entry whose challenge was purged is
+        removed all the same."""
         ...
 
     async def settle_notice(self, queued: QueuedSms, user_id: str, notice: UserNotice) -> None:
@@ -358,11 +365,30 @@ class Outbox(Protocol):
         the entry, in one atomic step (docs/decisions/0033)."""
         ...
 
-    async def fail(self, queued: QueuedSms, failure: str, at: datetime, allowed: int) -> FailedTry:
+    async def addressee(self, queued: QueuedSms) -> NoticeAddressee | None:
+        """The old number (and the text's new number and locale) an override's notice goes to, as its step
+        kept them beside the user (decision 0041); None once gone. Settling or dead-lettering that notice
+        (`settle_notice`, `fail_notice`) removes them in its step."""
+        ...
+
+    async def fail(
+        self, queued: QueuedSms, failure: str, at: datetime, allowed: int, *, text: SentText | None = None
+    ) -> FailedTry:
         """A send of the entry that did not reach the phone (`failure`: the gateway's reason, or `expired`),
         in one atomic step: the entry stays pending for another try (journaled), or, once it was given to
         dispatchers `allowed` times (0: none more) or its code has expired, it is dead-lettered: FAILED
-        (EXPIRED) with the reason on the challenge, journaled, removed, and a masked dead letter kept."""
+        (EXPIRED) with the reason on the challenge, journaled, removed, and a masked dead letter kept.
+        Journaled with the record of the `text` the providers were handed, when one was (decision 0041)."""
+        ...
+
+    async def fail_notice(
+        self, queued: QueuedSms, user_id: str, notice: UserNotice, failed: NoticeFailure
+    ) -> FailedTry:
+        """A send of the notice the entry holds that did not reach the phone, in one atomic step (decision
+        0041): the entry stays pending for another try (the try journaled as the user's), or, once given to
+        dispatchers `failed.allowed` times (0: none more) or past its age limit, it is dead-lettered: the
+        notice journaled failed with the reason, the entry removed, a masked dead letter kept. Nothing is
+        written on the challenge."""
         ...
 
     async def backlog(self) -> Backlog:
@@ -411,28 +437,6 @@ class Clock(Protocol):
 
     def now(self) -> datetime:
         """The current instant."""
-        ...
-
-
-class RiskMemory(Protocol):
-    """What Sésame remembers of each user for the risk rules (docs/risk.md): bounded, expiring, in the user's
-    place; fingerprints only."""
-
-    async def user_and_history(self, user_id: str) -> UserRisk:
-        """The user and its risk memory, in one atomic read. UserNotFound."""
-        ...
-
-    async def remember(self, seen: RiskObservation, limits: RiskLimits) -> None:
-        """Add what a VERIFIED challenge teaches; each set keeps its newest `limits` entries, for
-        `limits.retention` from the last entry."""
-        ...
-
-    async def record_denial(self, denial: RiskDenial, limits: RiskLimits) -> None:
-        """Journal a DENY in the user's capped, expiring risk journal."""
-        ...
-
-    async def denials(self, user_id: str) -> list[dict[str, str]]:
-        """The user's risk journal, oldest first (empty when none)."""
         ...
 
 

@@ -60,6 +60,8 @@ class ProofFacts:
     risk_decision: str = ""
     risk_reasons: tuple[str, ...] = ()
     risk_rules_version: str = ""
+    # The first factor stated with StartChallenge, named in `amr` and `first_factor` beside Verify's (0042).
+    start_factor: factors.FirstFactor | None = None
 
     @classmethod
     def of(cls, outcome: VerificationOutcome, attempt: VerificationAttempt) -> ProofFacts:
@@ -80,6 +82,7 @@ class ProofFacts:
             attempts=challenge.attempts,
             verified_at=attempt.at,
             context=attempt.context,
+            start_factor=challenge.start_factor,
         )
 
     @classmethod
@@ -106,6 +109,7 @@ class ProofFacts:
                 **{name: verified.get(name, "") for name in (*CONTEXT_CLAIMS, "user_agent", "caller")},
                 first_factor=factors.from_journal(verified),
             ),
+            start_factor=factors.from_journal(opened),
         )
 
 
@@ -148,7 +152,7 @@ def claims(facts: ProofFacts, *, issuer: str, jti: str) -> dict[str, Any]:
         "challenge_id": facts.challenge_id,
         "op": facts.op,
         "op_digest": facts.op_digest,
-        "amr": factors.amr(facts.context.first_factor),
+        "amr": factors.amr(facts.start_factor, facts.context.first_factor),
         "key_version": facts.key_version,
         "iat": int(facts.verified_at.timestamp()),
         "attempts": facts.attempts,
@@ -157,8 +161,9 @@ def claims(facts: ProofFacts, *, issuer: str, jti: str) -> dict[str, Any]:
     context = {name: getattr(facts.context, name) for name in CONTEXT_CLAIMS if getattr(facts.context, name)}
     if context:
         body["ctx"] = context
-    if facts.context.first_factor is not None:
-        body["first_factor"] = factors.claim(facts.context.first_factor)
+    first_factor = factors.proof_claim(facts.start_factor, facts.context.first_factor)
+    if first_factor is not None:
+        body["first_factor"] = first_factor
     if facts.context.caller:
         body["azp"] = facts.context.caller  # the calling service (its mTLS identity): who asked
     if facts.risk_decision:

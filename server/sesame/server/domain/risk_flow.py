@@ -1,9 +1,13 @@
-"""The risk flow: decide at StartChallenge, remember after a VERIFIED code (docs/risk.md).
+"""The risk flow: decided in Start's one step; a VERIFIED code teaches the memory in its own (docs/risk.md).
 
-`assess` reads the user with Sésame's memory of it (the one read Start makes anyway), asks the operator
-about the SIM for a sensitive operation, computes the signals and applies the rules. A DENY is journaled in
-the user's risk journal and raised (no challenge, no SMS); any other decision goes with the challenge.
-`remember` feeds a VERIFIED challenge back into the memory; its failure never changes the verification.
+`question` is what Start hands its one step (decision 0045): the rules, and the signals only the caller
+knows (the operator's SIM answer for a sensitive operation, the bank's forwarded summary); the step reads the
+memory, computes the other signals and applies the rules (`_risk_rules.lua`; the fake store: `assess`, the
+Python evaluator), keeps the decision with the challenge or refuses a DENY with its denial journaled
+in the user's sealed journal (decision 0042).
+`assess` is the same evaluation in Python (the fake store's step, held equal to the Lua one by
+tests/contracts/test_risk_rules_lua.py).
+`lesson` is what a VERIFIED challenge teaches the memory, in record_verification's own step (decision 0032).
 """
 
 from __future__ import annotations
@@ -13,21 +17,20 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sesame.server.domain.errors import RiskDenied, SimSwapUnavailable, StoreUnavailable
-from sesame.server.domain.model import VerificationOutcome, VerifyResult
+from sesame.server.domain.errors import RiskDenied, SimSwapUnavailable
+from sesame.server.domain.opening import RiskQuestion
 from sesame.server.domain.operation import CreditTransfer, OperationType, kind
-from sesame.server.domain.risk import RiskAssessment, RiskDecision, RuleSet
+from sesame.server.domain.risk import RiskAssessment, RiskDecision, RiskReason, RuleSet
 from sesame.server.domain.risk_recall import DEFAULT_USERS, RiskRecall
 from sesame.server.domain.risk_signals import (
     SIM_SWAP_OFF,
-    RiskDenial,
     RiskLesson,
     RiskLimits,
     SimSwapStatus,
     UserRisk,
+    caller_signals,
     fingerprint,
     lesson,
-    observation,
     signals,
 )
 
@@ -35,7 +38,8 @@ if TYPE_CHECKING:
     from sesame.server.domain.challenges import StartRequest, VerifyRequest
     from sesame.server.domain.model import RequestContext, User
     from sesame.server.domain.operation import Operation
-    from sesame.server.domain.ports import Clock, RiskMemory, RiskMeter, SimSwapCheck
+    from sesame.server.domain.ports import Clock, RiskMeter, SimSwapCheck
+    from sesame.server.domain.risk_signals import RiskHistory
 
 _log = logging.getLogger("sesame.risk")
 # The operations whose code moves money or changes who can move it: the operator is asked about the SIM.
@@ -61,7 +65,7 @@ class RiskPolicy:
 
     rules: RuleSet
     limits: RiskLimits = field(default_factory=RiskLimits)
-    recall_users: int = DEFAULT_USERS  # users whose last read each worker keeps (decision 0032); 0: none
+    recall_users: int = DEFAULT_USERS  # users whose secure number each worker keeps (decision 0045); 0: none
 
 
 def _new_payee(
@@ -80,33 +84,46 @@ class RiskFlows:
     def __init__(
         self,
         *,
-        memory: RiskMemory,
         clock: Clock,
         policy: RiskPolicy,
         sim_swap: SimSwapCheck | None = None,
         meter: RiskMeter | None = None,
     ) -> None:
         self._recall = RiskRecall(policy.recall_users)
-        self._memory = memory
         self._clock = clock
         self._policy = policy
         self._sim_swap = sim_swap
         self._meter = meter or _Unmetered()
 
-    async def read(self, user_id: str) -> UserRisk:
-        """The user with its risk memory, in one read (kept for the next Start). UserNotFound."""
-        found = await self._memory.user_and_history(user_id)
-        self._recall.keep(found)
-        return found
+    async def question(self, request: StartRequest, number: str | None = None) -> RiskQuestion:
+        """What Start's step asks the rules (decision 0045): the signals only the caller knows, and, for a
+        sensitive operation with an operator configured, its answer about `number` (the secure number a
+        step answered) or else about the number this worker last saw for the user, which the step confirms
+        (none seen: the step answers it, and Start asks again)."""
+        operation, now = request.operation, self._clock.now()
+        sim, asked = NOT_ASKED, None
+        if kind(operation) in SENSITIVE:
+            if self._sim_swap is None:
+                sim = SIM_SWAP_OFF
+                self._meter.sim_swap(sim.state)
+            else:
+                asked = number if number is not None else self._recall.recalled(request.user_id) or ""
+                sim = await self._sim_of(asked) if asked else SimSwapStatus("unavailable")
+        given = caller_signals(operation, sim, now, request.forwarded)
+        return RiskQuestion(self._policy.rules, given, asked)
 
-    def recalled(self, user_id: str) -> UserRisk | None:
-        """This worker's last read of the user's memory, if kept: its version is checked by Start's step."""
-        return self._recall.recalled(user_id)
+    def saw(self, user_id: str, number: str) -> None:
+        """Keep the user's secure number as a step answered it: the next Start asks the operator about it."""
+        if self._sim_swap is not None:
+            self._recall.keep(user_id, number)
 
-    def keep(self, found: UserRisk | None) -> None:
-        """Keep a read of a user's memory that a store step answered (a moved memory, a verification)."""
-        if found is not None:
-            self._recall.keep(found)
+    def denied(self, operation: Operation, refused: RiskDenied) -> None:
+        """Count a DENY the step refused (its denial is journaled by the step)."""
+        told = zip(refused.codes, refused.descriptions, strict=True)
+        reasons = tuple(RiskReason(code, text) for code, text in told)
+        self.count(
+            operation, RiskAssessment(RiskDecision.DENY, reasons, refused.rules_version, refused.rules)
+        )
 
     def described(self, kept: RiskAssessment | None) -> RiskAssessment | None:
         """A challenge's kept assessment with its reasons' descriptions (a retry by request id answers it)."""
@@ -120,84 +137,40 @@ class RiskFlows:
         """Whether a rule can match this operation's kind: only then are the user and its memory read."""
         return self._policy.rules.may_match(kind(operation).name.lower())
 
-    def unread(self, operation: Operation) -> RiskAssessment:
-        """The decision on an operation no rule can match (`reads` false): ALLOW, counted, nothing read."""
-        assessment = RiskAssessment(RiskDecision.ALLOW, (), self._policy.rules.version)
-        self._meter.decided(kind(operation).name.lower(), assessment)
-        return assessment
-
-    async def decide(self, found: UserRisk, request: StartRequest) -> RiskAssessment:
-        """The decision on the user's operation (never DENY), counted. RiskDenied, journaled."""
-        assessment = await self.judge(found, request)
-        self.count(request.operation, assessment)
-        await self.refuse_denied(found, request, assessment)
-        return assessment
-
-    async def judge(self, found: UserRisk, request: StartRequest) -> RiskAssessment:
-        """What the rules say of the operation on this read of the user's memory (uncounted, not acted on)."""
-        sim = await self._sim(found.user, request.operation)
-        now = self._clock.now()
-        named = signals(
-            operation=request.operation,
-            user=found.user,
-            history=found.history,
-            context=request.context,
-            sim=sim,
-            now=now,
-            forwarded=request.forwarded,
-        )
-        assessment = self._policy.rules.assess(named)
-        return replace(assessment, payee_added_at=_new_payee(assessment, request.operation, found, now))
+    def unread(self) -> RiskAssessment:
+        """The decision on an operation no rule can match (`reads` false): ALLOW, nothing read."""
+        return RiskAssessment(RiskDecision.ALLOW, (), self._policy.rules.version)
 
     def count(self, operation: Operation, assessment: RiskAssessment) -> None:
         """Count the decision Start acts on (once per Start, whatever it read)."""
         self._meter.decided(kind(operation).name.lower(), assessment)
 
-    async def refuse_denied(self, found: UserRisk, request: StartRequest, assessment: RiskAssessment) -> None:
-        """A DENY: journaled in the user's risk journal and raised (RiskDenied). Otherwise nothing."""
-        if assessment.decision is RiskDecision.DENY:
-            user_id, op, context = found.user.user_id, kind(request.operation).name.lower(), request.context
-            denial = RiskDenial(
-                user_id,
-                self._clock.now(),
-                op,
-                assessment.codes,
-                assessment.rules,
-                assessment.rules_version,
-                context,
-            )
-            await self._memory.record_denial(denial, self._policy.limits)
-            raise RiskDenied(
-                user_id,
-                assessment.codes,
-                tuple(reason.description for reason in assessment.reasons),
-                assessment.rules_version,
-            )
-
-    async def _sim(self, user: User, operation: Operation) -> SimSwapStatus:
-        """What the operator says of the secure number's SIM; its silence is a signal, never a yes."""
-        if kind(operation) not in SENSITIVE:
-            return NOT_ASKED
-        if self._sim_swap is None:
-            status = SIM_SWAP_OFF
-        else:
-            try:
-                status = await self._sim_swap.status(user.secure_phone)
-            except SimSwapUnavailable as exc:
-                _log.warning("SIM swap check unavailable: %s", exc)
-                status = SimSwapStatus("unavailable")
+    async def _sim_of(self, number: str) -> SimSwapStatus:
+        """The operator's answer about `number` (configured), counted; unavailable when it fails."""
+        assert self._sim_swap is not None
+        try:
+            status = await self._sim_swap.status(number)
+        except SimSwapUnavailable as exc:
+            _log.warning("SIM swap check unavailable: %s", exc)
+            status = SimSwapStatus("unavailable")
         self._meter.sim_swap(status.state)
         return status
 
-    async def remember(self, outcome: VerificationOutcome, context: RequestContext) -> None:
-        """Feed a VERIFIED challenge into its user's memory; a store failure is logged, never answered."""
-        if outcome.result is not VerifyResult.VERIFIED:
-            return
-        challenge = outcome.challenge
-        seen = observation(
-            challenge.user_id, challenge.challenge_id, challenge.operation, context, self._clock.now()
-        )
-        try:
-            await self._memory.remember(seen, self._policy.limits)
-        except StoreUnavailable:
-            _log.warning("risk memory not updated after a verified code: the store is unavailable")
+
+def assess(  # noqa: PLR0913 (keyword-only: the step's inputs)
+    *,
+    asked: RiskQuestion,
+    user: User,
+    history: RiskHistory,
+    operation: Operation,
+    context: RequestContext,
+    now: datetime,
+) -> RiskAssessment:
+    """What Start's step decides on the user's memory, in Python (the fake store's step; the Lua step,
+    _risk_rules.lua, is held equal to it by tests/contracts/test_risk_rules_lua.py)."""
+    named = {
+        **signals(operation=operation, user=user, history=history, context=context, sim=NOT_ASKED, now=now),
+        **asked.given,  # the operator's answer and the bank's forwarded signals, as the step is given them
+    }
+    assessment = asked.rules.assess(named)
+    return replace(assessment, payee_added_at=_new_payee(assessment, operation, UserRisk(user, history), now))

@@ -1,40 +1,36 @@
-"""What this worker last read of each user's risk memory, with its version (decision 0032).
+"""The secure number this worker last saw for each user, for the operator's SIM-swap check (decision 0045).
 
-Start decides on it and hands the version to its one step, which opens only if the memory is still that one
-(else answers it as it is now, and Start decides again): a recent copy saves the read, never replaces it.
-Bounded: the least recently used users are forgotten first.
+Start asks the operator about it before its one step, which confirms it is the stored number (else answers
+the stored one, and Start asks again): a recent copy saves a read, never replaces it. Bounded: the least
+recently used users are forgotten first.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from sesame.server.domain.risk_signals import UserRisk
-
-DEFAULT_USERS = 4096  # a user's memory is a few KB (at most ~310 fingerprints and instants)
+DEFAULT_USERS = 4096  # a number each
 
 
 class RiskRecall:
-    """The last read of each of the most recently seen users' risk memory, in this process."""
+    """The last seen secure number of each of the most recently seen users, in this process."""
 
     def __init__(self, users: int = DEFAULT_USERS) -> None:
         self._users = users
-        self._kept: OrderedDict[str, UserRisk] = OrderedDict()
+        self._kept: OrderedDict[str, str] = OrderedDict()
 
-    def recalled(self, user_id: str) -> UserRisk | None:
-        """The last read of the user's memory, if kept (possibly outdated: the step checks its version)."""
-        found = self._kept.get(user_id)
-        if found is not None:
+    def recalled(self, user_id: str) -> str | None:
+        """The user's last seen secure number, if kept (possibly outdated: the step checks it)."""
+        number = self._kept.get(user_id)
+        if number is not None:
             self._kept.move_to_end(user_id)
-        return found
+        return number
 
-    def keep(self, found: UserRisk) -> None:
-        """Keep a versioned read of the user's memory, forgetting the least recent users beyond the bound."""
-        if not found.version or self._users == 0:
+    def keep(self, user_id: str, number: str) -> None:
+        """Keep the user's secure number, forgetting the least recent users beyond the bound."""
+        if self._users == 0:
             return
-        self._kept[found.user.user_id] = found
-        self._kept.move_to_end(found.user.user_id)
+        self._kept[user_id] = number
+        self._kept.move_to_end(user_id)
         while len(self._kept) > self._users:
             self._kept.popitem(last=False)

@@ -90,7 +90,6 @@ class RiskLimits:
     ips: int = 20
     devices: int = 10
     operations: int = 100
-    denials: int = 100  # the risk journal's DENY entries
     retention: timedelta = timedelta(days=180)
 
 
@@ -194,16 +193,26 @@ def signals(  # noqa: PLR0913 (keyword-only: each source of signals once)
         "operation": kind(operation).name.lower(),
         "wrong_codes_in_a_row": user.failures,
         "blocks_in_a_row": user.blocks,
-        "sim_swap": sim.state,
     }
     if user.phone_changed_at is not None:
         out["phone_changed_hours"] = _hours(user.phone_changed_at, now)
-    if sim.swapped_at is not None:
-        out["sim_swapped_hours"] = _hours(sim.swapped_at, now)
-    _payee_signals(out, operation, history, forwarded, now)
+    _payee_signals(out, operation, history, now)
     _usage_signals(out, operation, history, now)
     _known(out, "new_device", history.devices, fingerprint("device", context.device_id), context.device_id)
     _known(out, "new_ip", history.ips, fingerprint("ip", context.ip), context.ip)
+    return out | caller_signals(operation, sim, now, forwarded)
+
+
+def caller_signals(
+    operation: Operation, sim: SimSwapStatus, now: datetime, forwarded: Forwarded
+) -> dict[str, SignalValue]:
+    """The signals Sésame's memory cannot give: the operator's SIM answer and the bank's forwarded summary
+    (what Start hands its step, decision 0045)."""
+    out: dict[str, SignalValue] = {"sim_swap": sim.state}
+    if sim.swapped_at is not None:
+        out["sim_swapped_hours"] = _hours(sim.swapped_at, now)
+    if forwarded.payee_first_used is not None and isinstance(operation, CreditTransfer):
+        out["payee_first_used_hours"] = _hours(forwarded.payee_first_used, now)
     if forwarded.account is not None and forwarded.account.opened_at is not None:
         out["account_age_days"] = _hours(forwarded.account.opened_at, now) / 24
     share = balance_share(forwarded, operation)
@@ -224,7 +233,6 @@ def _payee_signals(
     out: dict[str, SignalValue],
     operation: Operation,
     history: RiskHistory,
-    forwarded: Forwarded,
     now: datetime,
 ) -> None:
     recent = sorted(at for at in history.payees_added.values() if now - at < 72 * HOUR)
@@ -238,8 +246,6 @@ def _payee_signals(
     out["payee_paid_before"] = payee in history.payees_paid
     if payee in history.payees_added:
         out["payee_added_hours"] = _hours(history.payees_added[payee], now)
-    if forwarded.payee_first_used is not None:
-        out["payee_first_used_hours"] = _hours(forwarded.payee_first_used, now)
 
 
 def _usage_signals(
@@ -304,25 +310,7 @@ def remember(history: RiskHistory, seen: RiskObservation, limits: RiskLimits) ->
 
 @dataclass(frozen=True, slots=True)
 class UserRisk:
-    """A user and Sésame's memory of it, read in one step, and the version of what was read.
-
-    The version is the store's digest of the user and its memory as read (decision 0032): Start hands it
-    back with the opening, and the step refuses to open on a memory that moved since (`Opened.fresh`).
-    """
+    """A user and Sésame's memory of it, read in one step."""
 
     user: User
     history: RiskHistory
-    version: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class RiskDenial:
-    """A DENY, as the user's risk journal keeps it: which operation, why, by which rules, from where."""
-
-    user_id: str
-    at: datetime
-    operation: str  # the operation's kind, lower case
-    codes: tuple[str, ...]
-    rules: tuple[str, ...]
-    rules_version: str
-    context: RequestContext

@@ -63,13 +63,13 @@ def worst_operation(kind: Kind, locale: str) -> Operation:
     """The operation of a code SMS of this kind with the longest values."""
     payee = Payee(LONGEST_NAME, AN_IBAN)
     match kind:
-        case Kind.LOGIN:
+        case Kind.LOGIN | Kind.LOGIN_ALERT:
             return Login()
-        case Kind.CREDIT_TRANSFER | Kind.CREDIT_TRANSFER_NEW_PAYEE:
+        case Kind.CREDIT_TRANSFER | Kind.CREDIT_TRANSFER_NEW_PAYEE | Kind.CREDIT_TRANSFER_ALERT:
             return CreditTransfer(longest_amount(locale), payee, "t")
-        case Kind.ADD_BENEFICIARY:
+        case Kind.ADD_BENEFICIARY | Kind.ADD_BENEFICIARY_ALERT:
             return AddBeneficiary(payee)
-        case Kind.CHANGE_PHONE:
+        case Kind.CHANGE_PHONE | Kind.CHANGE_PHONE_ALERT:
             return ChangePhone(LONGEST_PHONE)
         case _:
             raise ValueError(f"a {kind} SMS carries no code")
@@ -95,6 +95,7 @@ def render_worst(templates: SmsTemplates, worst: WorstCase, kind: Kind, locale: 
                 locale,
                 templates,
                 new_payee if kind is Kind.CREDIT_TRANSFER_NEW_PAYEE else None,
+                flagged=kind.value.endswith("_alert"),
             )
             text = sms_text.render(worst_operation(kind, locale), ctx)
     return Rendered(kind, locale, text, measure(text))

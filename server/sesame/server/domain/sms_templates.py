@@ -41,6 +41,12 @@ class Kind(enum.StrEnum):
     # A transfer the risk rules flagged (WARN or HOLD) to a payee added in the last 72 hours: the strongest
     # wording, naming the payee as new and when it was added, in place of the usual warning (decision 0032).
     CREDIT_TRANSFER_NEW_PAYEE = "credit_transfer_new_payee"
+    # Any other code the risk rules flagged (WARN or HOLD), whatever the reason: the strongest wording, an
+    # alert in place of the usual warning (decision 0043).
+    LOGIN_ALERT = "login_alert"
+    CREDIT_TRANSFER_ALERT = "credit_transfer_alert"
+    ADD_BENEFICIARY_ALERT = "add_beneficiary_alert"
+    CHANGE_PHONE_ALERT = "change_phone_alert"
     PHONE_CHANGED = "phone_changed"  # to the old number, after a change of the secure number
     BENEFICIARY_ADDED = "beneficiary_added"  # after a verified add_beneficiary challenge
     USER_BLOCKED = "user_blocked"  # after wrong codes in a row (RTS Art. 4(4))
@@ -50,6 +56,11 @@ class Kind(enum.StrEnum):
         """The kind of a code SMS for this operation type."""
         return cls(operation_type.name.lower())
 
+    @classmethod
+    def alert_of(cls, operation_type: OperationType) -> Kind:
+        """The kind of a code SMS for this operation type when the risk rules flagged it (WARN, HOLD)."""
+        return cls(f"{operation_type.name.lower()}_alert")
+
 
 _CODE_FIELDS: Final = frozenset({"bank", "code", "minutes", "warning"})
 FIELDS: Final[dict[Kind, frozenset[str]]] = {
@@ -58,6 +69,10 @@ FIELDS: Final[dict[Kind, frozenset[str]]] = {
     Kind.ADD_BENEFICIARY: _CODE_FIELDS | {"payee", "iban"},
     Kind.CHANGE_PHONE: _CODE_FIELDS | {"phone"},
     Kind.CREDIT_TRANSFER_NEW_PAYEE: _CODE_FIELDS - {"warning"} | {"amount", "payee", "iban", "when"},
+    Kind.LOGIN_ALERT: _CODE_FIELDS - {"warning"},
+    Kind.CREDIT_TRANSFER_ALERT: _CODE_FIELDS - {"warning"} | {"amount", "payee", "iban"},
+    Kind.ADD_BENEFICIARY_ALERT: _CODE_FIELDS - {"warning"} | {"payee", "iban"},
+    Kind.CHANGE_PHONE_ALERT: _CODE_FIELDS - {"warning"} | {"phone"},
     Kind.PHONE_CHANGED: frozenset({"bank", "phone"}),
     Kind.BENEFICIARY_ADDED: frozenset({"bank", "payee", "iban", "date", "time"}),
     Kind.USER_BLOCKED: frozenset({"bank", "date", "time"}),

@@ -61,6 +61,8 @@ class SmsContext:
     # For a transfer the risk rules flagged to a payee added lately: when it was added, and now (decision
     # 0032). The text then names the payee as new (`Kind.CREDIT_TRANSFER_NEW_PAYEE`).
     new_payee: NewPayee | None = None
+    # The risk rules said WARN or HOLD (for any reason): the operation's alert wording (decision 0043).
+    flagged: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,9 +117,12 @@ def render(operation: Operation, ctx: SmsContext) -> str:
 
 def template_kind(operation: Operation, ctx: SmsContext) -> Kind:
     """The template that words the code SMS of `operation`: the new-payee alert for a transfer the risk
-    rules flagged to a payee added lately (decision 0032), else the operation's own."""
+    rules flagged to a payee added lately (decision 0032), the operation's alert for any other flagged code
+    (decision 0043), else the operation's own."""
     if isinstance(operation, CreditTransfer) and ctx.new_payee is not None:
         return Kind.CREDIT_TRANSFER_NEW_PAYEE
+    if ctx.flagged:
+        return Kind.alert_of(kind(operation))
     return Kind.of(kind(operation))
 
 

@@ -9,6 +9,7 @@ caller's identity set (`callers.current_caller`), whether or not a policy is in 
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
@@ -91,7 +92,17 @@ class AuthorizationInterceptor(grpc.aio.ServerInterceptor):
 
         return checked
 
-    def _streaming(self, behavior: Streaming, method: str) -> Streaming:
+    def _streaming(self, behavior: Streaming, method: str) -> Streaming | Behavior:
+        # Of the behaviour's kind, as grpc.aio tells them apart: an async generator yields its responses, a
+        # coroutine writes them with context.write (see decoding.py).
+        if inspect.iscoroutinefunction(behavior):
+
+            async def writing(request: Any, context: Context) -> Any:
+                with calling_as(await self._admit_or_refuse(method, context)):
+                    return await cast("Behavior", behavior)(request, context)
+
+            return writing
+
         async def checked(request: Any, context: Context) -> AsyncIterator[Any]:
             with calling_as(await self._admit_or_refuse(method, context)):
                 async for response in behavior(request, context):

@@ -10,6 +10,7 @@ the policy refuses learns nothing more than before; the metering interceptor, ou
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -61,12 +62,14 @@ class DecodingInterceptor(grpc.aio.ServerInterceptor):
         )
         return _FACTORIES[shape](
             _checked(shape, behavior, method),
-            request_deserializer=_tolerant(handler.request_deserializer),
+            request_deserializer=tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
 
 
-def _tolerant(deserialize: Deserializer) -> Deserializer:
+def tolerant(deserialize: Deserializer) -> Deserializer:
+    """`deserialize`, answering `Undecodable` for bytes that do not parse instead of raising."""
+
     def parse(raw: bytes) -> Any:
         try:
             return deserialize(raw)
@@ -77,7 +80,8 @@ def _tolerant(deserialize: Deserializer) -> Deserializer:
     return parse
 
 
-async def _refuse(request: Undecodable, method: str, context: Context) -> None:
+async def refuse(request: Undecodable, method: str, context: Context) -> None:
+    """Answer an undecodable request INVALID_ARGUMENT (abort_with_status: raises), with one WARNING line."""
     # The class of problem only: the parser's message may quote bytes of the request.
     _log.warning("rpc %s refused: undecodable request (%s)", method, request.reason)
     await context.abort_with_status(rpc_status.to_status(to_status(_UNDECODABLE)))
@@ -86,20 +90,25 @@ async def _refuse(request: Undecodable, method: str, context: Context) -> None:
 def _checked(shape: tuple[bool, bool], behavior: Any, method: str) -> Any:  # noqa: C901 (one closure per shape)
     async def unary(request: Any, context: Context) -> Any:
         if isinstance(request, Undecodable):
-            await _refuse(request, method, context)
+            await refuse(request, method, context)
         return await behavior(request, context)
 
     async def server_streaming(request: Any, context: Context) -> AsyncIterator[Any]:
         if isinstance(request, Undecodable):
-            await _refuse(request, method, context)
+            await refuse(request, method, context)
         async for response in behavior(request, context):
             yield response
+
+    async def server_writing(request: Any, context: Context) -> None:
+        if isinstance(request, Undecodable):
+            await refuse(request, method, context)
+        await behavior(request, context)
 
     def screened(requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
         async def each() -> AsyncIterator[Any]:
             async for request in requests:
                 if isinstance(request, Undecodable):
-                    await _refuse(request, method, context)
+                    await refuse(request, method, context)
                 yield request
 
         return each()
@@ -111,9 +120,16 @@ def _checked(shape: tuple[bool, bool], behavior: Any, method: str) -> Any:  # no
         async for response in behavior(screened(requests, context), context):
             yield response
 
+    async def bidi_writing(requests: AsyncIterator[Any], context: Context) -> None:
+        await behavior(screened(requests, context), context)
+
+    # A streaming behaviour is an async generator (it yields its responses) or a coroutine that writes them
+    # with context.write and returns None (grpc's own Health.Watch): grpc.aio tells them apart by the kind
+    # of function, so the wrapper must be of the behaviour's kind, or grpc iterates a coroutine (TypeError).
+    writes = inspect.iscoroutinefunction(behavior)
     return {
         (False, False): unary,
-        (False, True): server_streaming,
+        (False, True): server_writing if writes else server_streaming,
         (True, False): client_streaming,
-        (True, True): bidi,
+        (True, True): bidi_writing if writes else bidi,
     }[shape]

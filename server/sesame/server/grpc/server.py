@@ -22,12 +22,10 @@ from sesame.server.domain.enrollment import EnrollmentFlows
 from sesame.server.domain.errors import ConfigurationError
 from sesame.server.domain.ports import Clock, Probe
 from sesame.server.domain.proofs import ProofFlows
-from sesame.server.grpc.authz import AuthorizationInterceptor
-from sesame.server.grpc.call_context import CallContextInterceptor
+from sesame.server.grpc.calls import CallInterceptor
 from sesame.server.grpc.catalogue import API_SERVICES
 from sesame.server.grpc.decoding import DecodingInterceptor
 from sesame.server.grpc.health import HealthNoting, HealthWatcher
-from sesame.server.grpc.metering import MetricsInterceptor
 from sesame.server.grpc.servicers import (
     AuthenticationServicer,
     ChallengeSeals,
@@ -35,8 +33,6 @@ from sesame.server.grpc.servicers import (
     EvidenceServicer,
     UserEvidenceCall,
 )
-from sesame.server.grpc.shedding import SheddingInterceptor
-from sesame.server.grpc.status import ErrorInterceptor
 from sesame.server.metrics import Metrics
 from sesame.server.port_claim import ensure_free
 from sesame.server.transport_settings import PLAINTEXT, TlsSettings, TransportSettings
@@ -122,19 +118,9 @@ class GrpcServer:
     ) -> GrpcServer:
         """Bind `address` as `transport` says, register everything, start serving; health follows `probes`."""
         server = grpc.aio.server(
-            # Metrics outermost, so that they see the status the error interceptor chose; authorization
-            # inside it, so that its refusals are answered from the error table like any other error;
-            # decoding innermost, so that a refused caller learns nothing from how its bytes parse. The call
-            # context (request id, span, log fields) wraps them all, so every line of a call carries it.
-            # Shedding inside the error table, before any work is done for a call it refuses (decision 0021).
-            interceptors=[
-                CallContextInterceptor(),
-                MetricsInterceptor(metrics),
-                ErrorInterceptor(),
-                SheddingInterceptor(serving.max_concurrent_rpcs, metrics),
-                AuthorizationInterceptor(transport.policy),
-                DecodingInterceptor(),
-            ],
+            # One interceptor for every concern of a call (context, metering, error table, shedding, rights,
+            # decoding), in one pass: decision 0039; the order of the concerns is in its docstring.
+            interceptors=[CallInterceptor(metrics, transport.policy, serving.max_concurrent_rpcs)],
             options=serving.options,
         )
         auth_grpc.add_AuthenticationServiceServicer_to_server(

@@ -1,4 +1,4 @@
-"""The interceptor that sheds calls beyond a bound per worker instead of queueing them (decision 0021).
+"""Shedding calls beyond a bound per worker instead of queueing them (decision 0021).
 
 grpc.aio takes every call that arrives and runs it: past what a worker can answer, calls only wait longer,
 each holding memory, until every caller's deadline is spent. Beyond `limit` calls in flight, a new call
@@ -13,43 +13,33 @@ budget; it refuses health checks too; and the behaviour our metering wraps never
 
 from __future__ import annotations
 
-from typing import Any, Final
-
-import grpc
+from types import TracebackType
 
 from sesame.server.domain.errors import Overloaded
-from sesame.server.grpc.unary import Behavior, Continuation, wrap_unary
 from sesame.server.metrics import Metrics
 
-HEALTH_METHODS: Final = "/grpc.health.v1.Health/"
 
+class InFlight:
+    """The calls in flight in this worker (one event loop: no lock), shed beyond `limit`.
 
-class SheddingInterceptor(grpc.aio.ServerInterceptor):
-    """Counts the calls in flight in this worker (one event loop: no lock) and sheds those beyond `limit`."""
+    `admit(method)` sheds a new call beyond the bound (Overloaded, counted); `with in_flight:` holds a place.
+    """
 
     def __init__(self, limit: int, metrics: Metrics) -> None:
         self._limit = limit
         self._metrics = metrics
-        self._in_flight = 0
+        self._count = 0
 
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        method = handler_call_details.method
-        handler = await continuation(handler_call_details)
-        if method.startswith(HEALTH_METHODS):
-            return handler
-        return wrap_unary(handler, lambda behavior: self._bounded(behavior, method.rsplit("/", 1)[-1]))
+    def admit(self, method: str) -> None:
+        """Return when a call of `method` (`package.Service/Method`) may run now; else Overloaded, counted."""
+        if self._count >= self._limit:
+            self._metrics.rpc_shed.labels(method.rsplit("/", 1)[-1]).inc()
+            raise Overloaded
 
-    def _bounded(self, behavior: Behavior, name: str) -> Behavior:
-        async def bounded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            if self._in_flight >= self._limit:
-                self._metrics.rpc_shed.labels(name).inc()
-                raise Overloaded
-            self._in_flight += 1
-            try:
-                return await behavior(request, context)
-            finally:
-                self._in_flight -= 1
+    def __enter__(self) -> None:
+        self._count += 1
 
-        return bounded
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self._count -= 1

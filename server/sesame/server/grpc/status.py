@@ -13,8 +13,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from sesame.server.domain import errors
-from sesame.server.grpc.callers import CallerNotAllowed, caller_identity
-from sesame.server.grpc.unary import Behavior, Continuation, wrap_unary
+from sesame.server.grpc.callers import CallerNotAllowed
 
 _log = logging.getLogger("sesame.grpc")
 
@@ -216,16 +215,6 @@ def _packed(detail: Any) -> any_pb2.Any:
     return packed
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Turns every error a unary handler raises into a status from the table; nothing else leaks."""
-
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        method = handler_call_details.method
-        return wrap_unary(await continuation(handler_call_details), lambda behavior: _guard(behavior, method))
-
-
 def _level(code: int, error: errors.SesameError) -> int:
     """ERROR for a broken installation, WARNING for a dependency down or a caller refused, else INFO.
 
@@ -239,33 +228,32 @@ def _level(code: int, error: errors.SesameError) -> int:
     return logging.INFO
 
 
-def _guard(behavior: Behavior, method: str) -> Behavior:
-    async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        try:
-            return await behavior(request, context)
-        except errors.SesameError as error:
-            status = to_status(error)
-            reason = type(error).__name__
-            level = _level(status.code, error)
-            if isinstance(error, errors.Overloaded):
-                pass  # counted (sesame_rpc_shed_total), not logged: overload would flood the log
-            elif level > logging.INFO:
-                caller = caller_identity(context.auth_context()) or "unidentified"
-                _log.log(
-                    level, "rpc %s failed: %s (caller %s)", method, reason, caller, extra={"reason": reason}
-                )
-            else:
-                _log.info("rpc %s refused: %s", method, reason, extra={"reason": reason})
-            await context.abort_with_status(rpc_status.to_status(status))
-        except grpc.aio.AbortError:
-            # An abort inside (health's NOT_FOUND for an unknown service, an undecodable request) has
-            # already set its status; answering it again would fail with "Abort already called".
-            raise
-        except Exception:  # noqa: BLE001 (the last line of defence: log it, answer INTERNAL, leak nothing)
-            _log.exception("rpc %s failed unexpectedly", method)
-            await context.abort_with_status(
-                rpc_status.to_status(status_pb2.Status(code=code_pb2.INTERNAL, message="internal error"))
-            )
-        raise AssertionError("unreachable: abort_with_status raises")  # pragma: no cover
+async def answer_error(
+    error: errors.SesameError, context: grpc.aio.ServicerContext[Any, Any], method: str, caller: str | None
+) -> None:
+    """Answer `error` from the table (abort_with_status: raises), with one log line at its level."""
+    status = to_status(error)
+    reason = type(error).__name__
+    level = _level(status.code, error)
+    if isinstance(error, errors.Overloaded):
+        pass  # counted (sesame_rpc_shed_total), not logged: overload would flood the log
+    elif level > logging.INFO:
+        _log.log(
+            level,
+            "rpc %s failed: %s (caller %s)",
+            method,
+            reason,
+            caller or "unidentified",
+            extra={"reason": reason},
+        )
+    else:
+        _log.info("rpc %s refused: %s", method, reason, extra={"reason": reason})
+    await context.abort_with_status(rpc_status.to_status(status))
 
-    return guarded
+
+async def answer_crash(context: grpc.aio.ServicerContext[Any, Any], method: str) -> None:
+    """Answer an unexpected exception (being handled) INTERNAL, leaking nothing; its traceback is logged."""
+    _log.exception("rpc %s failed unexpectedly", method)
+    await context.abort_with_status(
+        rpc_status.to_status(status_pb2.Status(code=code_pb2.INTERNAL, message="internal error"))
+    )

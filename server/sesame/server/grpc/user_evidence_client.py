@@ -45,6 +45,7 @@ def fetch_user_evidence(  # noqa: PLR0913 (the selector's parts, keyword-only)
                 "challenge_id": m.challenge_id,
                 "opened_at": m.opened_at.ToDatetime().isoformat() + "Z",
                 "transaction_id": m.transaction_id,
+                **({"missing_from_index": True} if m.missing_from_index else {}),
             }
             for page in pages
             for m in page.challenges
@@ -52,6 +53,7 @@ def fetch_user_evidence(  # noqa: PLR0913 (the selector's parts, keyword-only)
         lifecycle=[dict(entry.fields) for entry in first.lifecycle],
         health=[dict(entry.fields) for entry in first.health],
         seals_json=first.seals_json,
+        openings=[dict(entry.fields) for entry in first.openings],
     )
 
 

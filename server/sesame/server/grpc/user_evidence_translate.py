@@ -26,7 +26,10 @@ def answer(value: UserEvidence) -> evidence_pb.GetUserEvidenceResponse:
     return evidence_pb.GetUserEvidenceResponse(
         challenges=[
             evidence_pb.EvidenceMatch(
-                challenge_id=m.challenge_id, opened_at=timestamp(m.opened_at), transaction_id=m.transaction_id
+                challenge_id=m.challenge_id,
+                opened_at=timestamp(m.opened_at),
+                transaction_id=m.transaction_id,
+                missing_from_index=not m.indexed,
             )
             for m in value.challenges
         ],
@@ -34,4 +37,5 @@ def answer(value: UserEvidence) -> evidence_pb.GetUserEvidenceResponse:
         lifecycle=[evidence_pb.JournalEntry(fields=entry) for entry in value.lifecycle],
         health=[evidence_pb.JournalEntry(fields=entry) for entry in value.health],
         seals_json=value.seals_json,
+        openings=[evidence_pb.JournalEntry(fields=entry) for entry in value.openings],
     )

@@ -1,0 +1,114 @@
+"""The risk rules as a script's step reads them: a JSON program, and the question one Start asks of it.
+
+`_risk_rules.lua` computes the signals from the user's memory and applies the program, as
+`risk_signals.signals` and `RuleSet.assess` do in Python (docs/risk.md); the rules are compiled once, at
+boot, from the checked `RuleSet`. Instants go as unix milliseconds, the precision the memory keeps them at:
+so both evaluators see the same numbers (tests/contracts/test_risk_rules_lua.py holds them equal).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from sesame.clients import redis_records as rec
+from sesame.server.domain.model import RequestContext
+from sesame.server.domain.operation import CreditTransfer, Operation, kind
+from sesame.server.domain.risk import RuleSet, SignalValue
+from sesame.server.domain.risk_signals import fingerprint
+
+# The signals the memory cannot give: the operator's SIM-swap answer and what the bank forwards.
+GIVEN = ("sim_swap", "sim_swapped_hours", "payee_first_used_hours", "account_age_days", "balance_share")
+
+
+def compiled(rules: RuleSet) -> str:
+    """`program(rules)`, compiled once per rule set (a server has one; a replay a few)."""
+    return _compiled(rules)
+
+
+def program(rules: RuleSet) -> str:
+    """The rules in file order: id, decision (1 ALLOW .. 4 DENY), reason code and clauses, as compact JSON."""
+    return _compact(
+        {
+            "version": rules.version,
+            "rules": [
+                {
+                    "id": rule.rule_id,
+                    "decision": int(rule.decision),
+                    "reason": rule.reason,
+                    "when": [
+                        [c.signal, c.op, list(c.value) if isinstance(c.value, tuple) else c.value]
+                        for c in rule.when
+                    ],
+                }
+                for rule in rules.rules
+            ],
+        }
+    )
+
+
+def question(
+    operation: Operation,
+    context: RequestContext,
+    now: datetime,
+    given: Mapping[str, SignalValue],
+    denial: Denial | None = None,
+) -> str:
+    """What the step needs besides the memory: the operation's kind, the instant, the payee's, IP's and
+    device's fingerprints ('' for none), the transfer's amount, the `GIVEN` signals that are known, and, for
+    Start's step, what a DENY journals (`denial`) and the number the SIM-swap answer is about."""
+    transfer = operation if isinstance(operation, CreditTransfer) else None
+    asked: dict[str, object] = {
+        "op": kind(operation).name.lower(),
+        "now": rec.to_ms(now),
+        "payee": fingerprint("iban", transfer.payee.iban) if transfer else "",
+        "amount_minor": transfer.amount.amount_minor if transfer else 0,
+        "currency": transfer.amount.currency if transfer else "",
+        "ip": fingerprint("ip", context.ip) if context.ip else "",
+        "device": fingerprint("device", context.device_id) if context.device_id else "",
+        # An object even when empty: cjson reads [] and {} alike, Python writes {} for an empty dict.
+        "given": {name: given[name] for name in GIVEN if name in given},
+    }
+    if denial is not None:  # the DENY's journal entry, less what the step adds (decision 0042)
+        head = rec.denial_head(denial.user_id, now, kind(operation).name.lower(), operation)
+        asked |= {
+            "denied": [str(value) for value in head],
+            "context": [str(value) for value in rec.context_fields(context)],
+        }
+        if denial.sim_number is not None:
+            asked["sim_for"] = denial.sim_number
+    return _compact(asked)
+
+
+@dataclass(frozen=True, slots=True)
+class Denial:
+    """Whose journal a DENY goes to, and the number the SIM answer is about."""
+
+    user_id: str
+    sim_number: str | None = None
+
+
+def signals_of(reply: list[bytes]) -> dict[str, SignalValue]:
+    """`risk_signals_reply`'s flat answer as signals: numbers, flags ('f:'), names ('n:')."""
+    out: dict[str, SignalValue] = {}
+    for name, raw in zip(reply[::2], reply[1::2], strict=True):
+        text = raw.decode()
+        if text.startswith("f:"):
+            out[name.decode()] = text == "f:1"
+        elif text.startswith("n:"):
+            out[name.decode()] = text[2:]
+        else:
+            out[name.decode()] = float(text)
+    return out
+
+
+def _compact(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled(rules: RuleSet) -> str:
+    return program(rules)

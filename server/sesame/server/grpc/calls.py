@@ -1,0 +1,218 @@
+"""The one interceptor of every call: its context, metering, error answer, shedding, rights, decoding.
+
+Six interceptors each wrapped every RPC: each call ran through six `intercept_service` awaits, six new
+method handlers and eight nested coroutines before reaching the servicer (decision 0039). This one builds
+each method's handler once, the first time the method is called, and runs a unary call in two coroutines,
+in the order the six had, outermost first:
+
+1. the call's context (sesame.server.grpc.call_context): request id, span, log fields, one line per answer;
+2. metering (every unary call, health's included): counted and timed with the status the caller got;
+3. the error table (sesame.server.grpc.status): a domain error or a crash is answered from the one table;
+4. shedding (sesame.server.grpc.shedding): beyond the bound of calls in flight, Overloaded;
+5. the caller's rights (sesame.server.grpc.authz): CallerNotAllowed unless the policy grants the method;
+6. decoding (sesame.server.grpc.decoding): an undecodable request is INVALID_ARGUMENT.
+
+Health is only metered, answered from the table and decoded: probes hold no grant, are never shed, and
+would drown the log. Streaming calls (reflection, health's Watch) are rare: their rights and decoding are
+checked by the wrappers of authz and decoding, as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from contextlib import AbstractContextManager
+from typing import Any, TypeAlias, cast
+
+import grpc
+import structlog
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind
+
+from sesame.server.domain import errors
+from sesame.server.grpc.authz import AuthorizationInterceptor
+from sesame.server.grpc.call_context import (
+    REQUEST_ID_KEY,
+    Metadata,
+    answered,
+    request_id,
+    subject,
+    tracer,
+)
+from sesame.server.grpc.callers import CallerNotAllowed, caller_identity, calling_as
+from sesame.server.grpc.catalogue import HEALTH_SERVICE
+from sesame.server.grpc.decoding import DecodingInterceptor, Undecodable, refuse, tolerant
+from sesame.server.grpc.metering import MethodMeter
+from sesame.server.grpc.policy import CallerPolicy
+from sesame.server.grpc.shedding import InFlight
+from sesame.server.grpc.status import answer_crash, answer_error
+from sesame.server.grpc.unary import Behavior, Continuation
+from sesame.server.metrics import Metrics
+from sesame.server.tracing import recording
+
+Context = grpc.aio.ServicerContext[Any, Any]
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"  # generic in the stubs only
+
+
+class CallInterceptor(grpc.aio.ServerInterceptor):
+    """Every concern of a call in one pass; each method's handler built once (the handlers are static)."""
+
+    def __init__(self, metrics: Metrics, policy: CallerPolicy | None, max_concurrent_rpcs: int) -> None:
+        self._metrics = metrics
+        self._policy = policy
+        self._in_flight = InFlight(max_concurrent_rpcs, metrics)
+        # Applied inside out, as the chain of interceptors was: decoding wraps the behaviour, rights wrap it.
+        self._streaming = (DecodingInterceptor(), AuthorizationInterceptor(policy))
+        # Only methods a handler answers are kept: a caller naming random methods adds nothing here.
+        self._handlers: dict[str, Handler] = {}
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> Handler | None:
+        method = handler_call_details.method
+        handler = self._handlers.get(method)
+        if handler is None:
+            found = await continuation(handler_call_details)
+            if found is None:
+                return None
+            handler = await self._wrap(found, handler_call_details)
+            self._handlers[method] = handler
+        return handler
+
+    async def _wrap(self, handler: Handler, details: grpc.HandlerCallDetails) -> Handler:
+        method = details.method
+        if handler.unary_unary is None:
+            for interceptor in self._streaming:
+
+                async def given(_: grpc.HandlerCallDetails, found: Handler = handler) -> Handler:
+                    return found
+
+                handler = await interceptor.intercept_service(given, details) or handler
+            return handler
+        # Under grpc.aio the behaviour is a coroutine function; the typing stubs describe the sync API.
+        behavior: Behavior = handler.unary_unary  # type: ignore[assignment]
+        wrapped = self._health(behavior, method) if _is_health(method) else self._governed(behavior, method)
+        deserialize = handler.request_deserializer
+        return grpc.unary_unary_rpc_method_handler(
+            wrapped,
+            request_deserializer=None if deserialize is None else tolerant(deserialize),
+            response_serializer=handler.response_serializer,
+        )
+
+    def _governed(self, behavior: Behavior, method: str) -> Behavior:
+        """One of our methods (or reflection's): every concern, in the order above."""
+        service, _, name = method.removeprefix("/").rpartition("/")
+        full = f"{service}/{name}"
+        meter = MethodMeter(self._metrics, name)
+
+        async def called(request: Any, context: Context) -> Any:
+            # A tuple of (key, value) pairs on the server side; the stubs name the client's Metadata class.
+            metadata = cast("Metadata", context.invocation_metadata() or ())
+            rid = request_id(metadata)
+            caller = caller_identity(context.auth_context())
+            named = caller or "unidentified"
+            fields = {"request_id": rid, "rpc": name, "caller": named, **subject(request)}
+            attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
+            attributes["sesame.caller"] = named
+            with (
+                structlog.contextvars.bound_contextvars(**fields),
+                _span(f"{service}/{name}", metadata, attributes) as span,
+            ):
+                await context.send_initial_metadata(((REQUEST_ID_KEY, rid),))
+                start = time.perf_counter()
+                code, response = grpc.StatusCode.UNKNOWN, None
+                try:
+                    response = await self._answer(behavior, request, context, full, caller)
+                except asyncio.CancelledError:
+                    code = grpc.StatusCode.CANCELLED
+                    raise
+                except BaseException:
+                    code = context.code() or grpc.StatusCode.UNKNOWN
+                    raise
+                else:
+                    code = context.code() or grpc.StatusCode.OK
+                    return response
+                finally:
+                    seconds = time.perf_counter() - start
+                    meter.answered(code, seconds)
+                    answered(span, name, code, seconds, response)
+
+        return called
+
+    async def _answer(
+        self, behavior: Behavior, request: Any, context: Context, method: str, caller: str | None
+    ) -> Any:
+        """Shed, check the caller's rights and the request, run the behaviour; errors from the table."""
+        try:
+            self._in_flight.admit(method)
+            with self._in_flight:
+                await self._admit(request, context, method, caller)
+                with calling_as(caller):
+                    return await behavior(request, context)
+        except errors.SesameError as error:
+            await answer_error(error, context, f"/{method}", caller)
+        except grpc.aio.AbortError:
+            # An abort inside (an undecodable request) has already set its status; answering it again
+            # would fail with "Abort already called".
+            raise
+        except Exception:  # noqa: BLE001 (the last line of defence: log it, answer INTERNAL, leak nothing)
+            await answer_crash(context, f"/{method}")
+        raise AssertionError("unreachable: abort_with_status raises")  # pragma: no cover
+
+    async def _admit(self, request: Any, context: Context, method: str, caller: str | None) -> None:
+        """Refuse a caller the policy does not grant `method` (CallerNotAllowed), then a request that did not
+        decode (answered here)."""
+        if self._policy is not None and not self._policy.allows(caller, method):
+            raise CallerNotAllowed(method, caller)
+        if isinstance(request, Undecodable):
+            await refuse(request, f"/{method}", context)
+
+    def _health(self, behavior: Behavior, method: str) -> Behavior:
+        """Health's Check: metered, decoded, answered from the table (its own NOT_FOUND is an abort)."""
+        meter = MethodMeter(self._metrics, method.rsplit("/", 1)[-1])
+
+        async def checked(request: Any, context: Context) -> Any:
+            start = time.perf_counter()
+            code = grpc.StatusCode.UNKNOWN
+            try:
+                if isinstance(request, Undecodable):
+                    await refuse(request, method, context)
+                response = await behavior(request, context)
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except grpc.aio.AbortError:
+                code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except Exception:  # noqa: BLE001 (as the error table's last line of defence)
+                code = grpc.StatusCode.INTERNAL
+                await answer_crash(context, method)
+            else:
+                code = context.code() or grpc.StatusCode.OK
+                return response
+            finally:
+                meter.answered(code, time.perf_counter() - start)
+            raise AssertionError("unreachable: abort_with_status raises")  # pragma: no cover
+
+        return checked
+
+
+def _span(name: str, metadata: Metadata, attributes: dict[str, str]) -> AbstractContextManager[trace.Span]:
+    """The call's server span, a child of the caller's (W3C traceparent); none while tracing is off."""
+    if not recording():
+        return contextlib.nullcontext(trace.INVALID_SPAN)
+    carrier = {key: value for key, value in metadata if isinstance(value, str)}
+    return tracer.start_as_current_span(
+        name,
+        context=propagate.extract(carrier),
+        kind=SpanKind.SERVER,
+        attributes=attributes,
+        # Our errors' messages may name a user: the span keeps the status code only.
+        record_exception=False,
+        set_status_on_exception=False,
+    )
+
+
+def _is_health(method: str) -> bool:
+    return method.startswith(f"/{HEALTH_SERVICE}/")

@@ -1,0 +1,257 @@
+"""The risk signals and rules in Lua (`_risk_rules.lua`) say what the Python evaluator says, bit for bit.
+
+Hypothesis draws a user's memory (payees paid and added, amounts, IPs, devices, verified operations, wrong
+codes, blocks, a number change), an operation, a context and what the operator and the bank said; the memory
+goes into a real Redis as the store keeps it, the Lua step reads it with `risk_fetch` and evaluates the rules
+compiled by `risk_program`; its signals and its decision must equal `risk_signals.signals` and
+`RuleSet.assess` on the same memory, for the default rules and for rule sets that use every operator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sesame.clients import redis_records as rec
+from sesame.clients.redis_server import EmbeddedRedis
+from sesame.clients.risk_program import program, question, signals_of
+from sesame.server.domain.model import RequestContext, User, UserStatus
+from sesame.server.domain.operation import (
+    AddBeneficiary,
+    ChangePhone,
+    CreditTransfer,
+    Login,
+    Money,
+    Operation,
+    Payee,
+)
+from sesame.server.domain.risk import RuleSet
+from sesame.server.domain.risk_flow import _new_payee
+from sesame.server.domain.risk_rules import default_rules, parse
+from sesame.server.domain.risk_signals import (
+    AccountSummary,
+    Forwarded,
+    RiskHistory,
+    SimSwapStatus,
+    UserRisk,
+    fingerprint,
+    signals,
+)
+
+pytestmark = pytest.mark.integration
+
+_PIECES = ("_risk_memory.lua", "_risk_rules.lua")
+_BODY = """
+local read = risk_fetch(KEYS[1], {KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]})
+local program, x = cjson.decode(ARGV[1]), cjson.decode(ARGV[2])
+local s = risk_signals(read, x)
+local decision, codes, matched, added = risk_assess(program, s, x, read)
+return {risk_kept(program, decision, codes, matched, added), risk_signals_reply(s)}
+"""
+_KEYS = ["{u}:user", "{u}:payees", "{u}:added", "{u}:ips", "{u}:devices", "{u}:ops", "{u}:amounts"]
+
+# Rule sets beside the defaults, over every signal and operator (a clause over a flag, a name, a list).
+_OTHER_RULES = [
+    """
+version = "t-1"
+[[rules]]
+id = "new-device-and-ip"
+description = "d"
+when = [
+  ["new_device", "==", true], ["new_ip", "!=", false], ["operation", "in", ["credit_transfer", "login"]],
+]
+decision = "WARN"
+reason = "NEW_DEVICE"
+[[rules]]
+id = "sim"
+description = "d"
+when = [["sim_swap", "in", ["swapped", "unavailable"]], ["sim_swapped_hours", "<=", 48]]
+decision = "DENY"
+reason = "SIM_SWAP"
+[[rules]]
+id = "amount"
+description = "d"
+when = [["amount_robust_z", ">", 3.5], ["amount_vs_largest", ">=", 1.5], ["amounts_known", ">", 2]]
+decision = "HOLD"
+reason = "UNUSUAL_AMOUNT"
+[[rules]]
+id = "usual"
+description = "d"
+when = [["usual_amount", "<", 500], ["amount_vs_usual", ">", 4]]
+decision = "WARN"
+reason = "UNUSUAL_AMOUNT"
+""",
+    """
+version = "t-2"
+[[rules]]
+id = "velocity"
+description = "d"
+when = [["transfers_24h", ">=", 3], ["sensitive_ops_1h", ">=", 1]]
+decision = "HOLD"
+reason = "VELOCITY"
+[[rules]]
+id = "failures"
+description = "d"
+when = [["wrong_codes_in_a_row", ">=", 2], ["blocks_in_a_row", "<", 2]]
+decision = "WARN"
+reason = "FAILURE_BURST"
+[[rules]]
+id = "forwarded"
+description = "d"
+when = [["balance_share", ">", 0.5], ["account_age_days", "<", 30], ["payee_first_used_hours", "<", 24]]
+decision = "DENY"
+reason = "BALANCE"
+[[rules]]
+id = "added"
+description = "d"
+when = [["payees_added_24h", ">=", 2], ["payee_burst", ">=", 2], ["phone_changed_hours", "<", 72]]
+decision = "HOLD"
+reason = "PAYEES_BURST"
+[[rules]]
+id = "sim-off"
+description = "d"
+when = [["sim_swap", "!=", "not_swapped"], ["payee_paid_before", "==", false]]
+decision = "WARN"
+reason = "SIM_SWAP"
+""",
+]
+RULE_SETS = [default_rules(), *(parse(text) for text in _OTHER_RULES)]
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+HOUR_MS = 3_600_000
+_KINDS = ("login", "credit_transfer", "add_beneficiary", "change_phone")
+IBANS = ("FR7630001007941234567890185", "DE89370400440532013000", "FR1420041010050500013M02606")
+
+
+def _ago(hours: float) -> st.SearchStrategy[int]:
+    """Milliseconds before now, up to `hours` (the memory keeps instants to the millisecond)."""
+    return st.integers(0, int(hours * HOUR_MS))
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> tuple[User, RiskHistory, Operation, RequestContext, SimSwapStatus, Forwarded]:
+    """A user with its memory, an operation on it and what the caller and the operator said."""
+
+    def at(ms_ago: int) -> datetime:
+        return NOW - timedelta(milliseconds=ms_ago)
+
+    def instants(keys: list[str], hours: float) -> dict[str, datetime]:
+        return {key: at(draw(_ago(hours))) for key in keys}
+
+    ibans = draw(st.lists(st.sampled_from([*IBANS, "X1", "X2", "X3"]), unique=True, max_size=5))
+    paid = draw(st.lists(st.sampled_from(IBANS), unique=True, max_size=3))
+    changed = draw(st.one_of(st.none(), _ago(400)))
+    user = User(
+        "u",
+        "c",
+        "+33612345678",
+        "fr",
+        UserStatus.ACTIVE,
+        NOW - timedelta(days=400),
+        failures=draw(st.integers(0, 5)),
+        blocks=draw(st.integers(0, 3)),
+        phone_changed_at=None if changed is None else at(changed),
+    )
+    history = RiskHistory(
+        payees_paid=instants([fingerprint("iban", i) for i in paid], 500),
+        payees_added=instants([fingerprint("iban", i) for i in ibans], draw(st.sampled_from([2, 30, 100]))),
+        amounts=tuple(
+            draw(
+                st.lists(
+                    st.tuples(
+                        st.sampled_from(["EUR", "EUR", "USD"]),
+                        st.one_of(st.integers(1, 300_000), st.sampled_from([120_000, 5_000])),
+                    ),
+                    max_size=12,
+                )
+            )
+        ),
+        ips=instants([fingerprint("ip", f"10.0.0.{k}") for k in range(draw(st.integers(0, 3)))], 500),
+        devices=instants([fingerprint("device", f"d{k}") for k in range(draw(st.integers(0, 2)))], 500),
+        operations=instants(
+            [f"{draw(st.sampled_from(_KINDS))}:c{k}" for k in range(draw(st.integers(0, 10)))],
+            draw(st.sampled_from([1, 24, 100])),
+        ),
+    )
+    payee = Payee("n", draw(st.sampled_from(IBANS)))
+    amount = Money(draw(st.sampled_from(["EUR", "USD"])), draw(st.integers(1, 2_000_000)))
+    operations: list[Operation] = [
+        Login(),
+        AddBeneficiary(payee),
+        ChangePhone("+33698765432"),
+        CreditTransfer(amount, payee, "t"),
+    ]
+    operation = draw(st.sampled_from(operations))
+    context = RequestContext(
+        ip=draw(st.sampled_from(["", "10.0.0.1", "10.0.0.9"])),
+        device_id=draw(st.sampled_from(["", "d0", "d7"])),
+    )
+    sim = draw(
+        st.one_of(
+            st.sampled_from([SimSwapStatus(state) for state in ("off", "unavailable", "not_swapped")]),
+            _ago(48).map(lambda ms: SimSwapStatus("swapped", at(ms))),
+        )
+    )
+    account = AccountSummary(Money("EUR", draw(st.integers(1, 10**7))), at(draw(_ago(10_000))))
+    forwarded = Forwarded(
+        payee_first_used=draw(st.one_of(st.none(), _ago(200).map(at))),
+        account=draw(st.one_of(st.none(), st.just(account))),
+    )
+    return user, history, operation, context, sim, forwarded
+
+
+def _store(client: redis.Redis, user: User, history: RiskHistory) -> None:
+    """The user hash and its memory as the Redis store keeps them (instants in unix ms)."""
+    client.delete(*_KEYS)
+    fields = rec.user_fields(user)
+    client.hset(_KEYS[0], mapping=dict(zip(fields[::2], fields[1::2], strict=True)))
+    parts = [history.payees_paid, history.payees_added, history.ips, history.devices, history.operations]
+    for key, part in zip(_KEYS[1:6], parts, strict=True):
+        if part:
+            client.zadd(key, {member: rec.to_ms(at) for member, at in part.items()})
+    if history.amounts:
+        client.rpush(_KEYS[6], *[f"{currency}:{minor}" for currency, minor in history.amounts])
+
+
+@pytest.fixture(scope="module")
+def client(redis_server: EmbeddedRedis) -> redis.Redis:
+    """A client on the session's Redis (synchronous: Hypothesis drives the examples)."""
+    return redis.Redis.from_url(redis_server.url)
+
+
+@pytest.mark.parametrize("rules", RULE_SETS, ids=lambda rules: rules.version)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=cases())
+def test_lua_signals_and_decision_equal_python(
+    client: redis.Redis,
+    rules: RuleSet,
+    case: tuple[User, RiskHistory, Operation, RequestContext, SimSwapStatus, Forwarded],
+) -> None:
+    """On the same memory, the step's signals are Python's, number for number, and the assessment it keeps
+    (decision, reason codes, rule ids, the new payee's instant) is the one Start keeps today."""
+    user, history, operation, context, sim, forwarded = case
+    want = signals(
+        operation=operation,
+        user=user,
+        history=history,
+        context=context,
+        sim=sim,
+        now=NOW,
+        forwarded=forwarded,
+    )
+    expected = rules.assess(want)
+    _store(client, user, history)
+    lua = resources.files("sesame.clients").joinpath("lua")
+    source = "".join(lua.joinpath(piece).read_text(encoding="utf-8") for piece in _PIECES)
+    kept, said = client.eval(
+        source + _BODY, len(_KEYS), *_KEYS, program(rules), question(operation, context, NOW, want)
+    )
+    assert signals_of(said) == want
+    expected = replace(expected, payee_added_at=_new_payee(expected, operation, UserRisk(user, history), NOW))
+    assert kept.decode() == rec.risk_hash_fields(expected)[1]

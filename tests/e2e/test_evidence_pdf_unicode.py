@@ -1,0 +1,53 @@
+"""The evidence PDF prints a payee's name as written in any Latin, Greek or Cyrillic script (decision 0042):
+DejaVu Sans is embedded, where fpdf2's core Helvetica printed each character outside Latin-1 as `?`. Through
+the real server: a transfer to "Łódź Αθήνα Москва" verified and sealed, `sesame evidence --pdf`, read back."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+
+from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from tests.e2e.conftest import Live
+from tests.e2e.helpers import enrolled, started, transfer, verify
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+PAYEE = "Łódź Αθήνα Москва"
+
+
+def _evidence(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sesame.server.cli", "evidence", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+async def test_a_payee_name_outside_latin_1_reads_back_from_the_pdf(live: Live, tmp_path: Path) -> None:
+    """The name reads back whole, with no `?` in its place; the fonts are embedded in the file."""
+    operation = transfer(name=PAYEE)
+    challenge_id, code = await started(live, await enrolled(live), operation)
+    assert (await verify(live, challenge_id, code, operation)).result == auth_pb.VERIFY_RESULT_VERIFIED
+    assert live.sealer is not None
+    await live.sealer.step()
+    pdf = tmp_path / "preuve.pdf"
+    done = await asyncio.to_thread(_evidence, challenge_id, "--pdf", str(pdf), "--target", live.address)
+    assert done.returncode == 0, done.stderr[-3000:]
+    reader = PdfReader(pdf)
+    text = " ".join(page.extract_text() for page in reader.pages)
+    assert PAYEE in text
+    assert "??" not in text
+    fonts = {
+        str(font["/BaseFont"])
+        for page in reader.pages
+        for font in page["/Resources"]["/Font"].values()  # type: ignore[union-attr]
+    }
+    assert any("DejaVuSans" in name for name in fonts), fonts

@@ -1,0 +1,87 @@
+"""A user's bundle is checked against the user's sealed openings journal (decision 0042): a challenge whose
+index member was deleted is found anyway, and an openings entry deleted as well shows as a gap in its
+numbering: the bundle says it is incomplete and `sesame evidence` exits 1. Through the real server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from tests.e2e.conftest import Live
+from tests.e2e.helpers import enrolled, started, transfer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+
+def _evidence(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sesame.server.cli", "evidence", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+async def _user_bundle(live: Live, user_id: str) -> tuple[int, dict[str, Any], str]:
+    since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    done = await asyncio.to_thread(_evidence, "--user", user_id, "--since", since, "--target", live.address)
+    return done.returncode, json.loads(done.stdout), done.stderr
+
+
+async def _three_sealed(live: Live) -> tuple[str, list[str]]:
+    """Three transfers of one user, sealed, archived, indexed, and their openings entries sealed in turn."""
+    user_id = await enrolled(live)
+    opened = [(await started(live, user_id, transfer(name=f"Payee {n}")))[0] for n in range(3)]
+    assert live.sealer is not None
+    await live.sealer.step()  # the openings: sealed, archived, indexed, journaled in the openings journal
+    await live.sealer.step()  # the openings journal's entries: sealed
+    return user_id, opened
+
+
+async def _members(client: aioredis.Redis, key: str) -> dict[str, bytes]:
+    return {member.decode().split(" ")[0]: member for member in await client.zrange(key, 0, -1)}
+
+
+async def test_a_challenge_deleted_from_the_index_is_found_anyway(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    """Its index member deleted, the first transfer is still in the user's bundle, flagged, each openings
+    entry proven by a verified seal."""
+    user_id, opened = await _three_sealed(live)
+    index = live.store.keys.user_evidence(user_id)
+    assert await redis_client.zrem(index, (await _members(redis_client, index))[opened[0]]) == 1
+    status, bundle, stderr = await _user_bundle(live, user_id)
+    assert status == 0, stderr[-3000:]
+    assert [op["challenge_id"] for op in bundle["operations"]] == opened
+    completeness = bundle["completeness"]
+    assert (completeness["complete"], completeness["broken"]) == (True, [])
+    assert (completeness["openings"], completeness["missing_from_index"]) == (3, [opened[0]])
+    openings = bundle["openings"]
+    assert [e["challenge_id"] for e in openings["entries"]] == opened
+    assert all(p is not None for p in openings["inclusion_proofs"])
+    assert (bundle["offline_check"]["valid"], bundle["offline_check"]["uncovered"]) == (True, 0)
+
+
+async def test_an_openings_entry_deleted_too_is_reported(live: Live, redis_client: aioredis.Redis) -> None:
+    """The second transfer deleted from the index and from the openings journal: the bundle is incomplete
+    (entry 2 is missing), exit 1; the two others are there."""
+    user_id, opened = await _three_sealed(live)
+    index = live.store.keys.user_evidence(user_id)
+    assert await redis_client.zrem(index, (await _members(redis_client, index))[opened[1]]) == 1
+    stream = live.store.keys.user_openings(user_id)
+    (victim,) = [i for i, f in await redis_client.xrange(stream) if f[b"challenge_id"] == opened[1].encode()]
+    assert await redis_client.xdel(stream, victim) == 1
+    status, bundle, stderr = await _user_bundle(live, user_id)
+    assert status == 1
+    assert [op["challenge_id"] for op in bundle["operations"]] == [opened[0], opened[2]]
+    assert bundle["completeness"]["complete"] is False
+    assert bundle["completeness"]["broken"] == ["openings journal: entry 2 is missing"]
+    assert "completeness check failed: openings journal: entry 2 is missing" in stderr
