@@ -147,8 +147,9 @@ async def test_subjects_have_separate_budgets(store: Store) -> None:
 async def test_a_budget_key_names_the_number_by_hash_only(
     redis_store: RedisState, redis_client: aioredis.Redis
 ) -> None:
-    """In Redis the number's budget lives under `{sb:phone:<hash>}`, and no key holds the number."""
+    """In Redis the number's budget lives under `{sb}:phone:<hash>` (the slot it shares with the caller's and
+    global budgets, decision 0046), and no key holds the number."""
     await take(redis_store, now(), number(1))
-    keys = [key async for key in redis_client.scan_iter("*sb:*")]
-    assert keys == [f"sesame:{{sb:phone:{NUMBER.key}}}:sends".encode()]
+    keys = [key async for key in redis_client.scan_iter("*{sb}*")]
+    assert keys == [f"sesame:{{sb}}:phone:{NUMBER.key}".encode()]
     assert not [key async for key in redis_client.scan_iter("*33612345678*")]

@@ -4,11 +4,10 @@ A user's keys, its challenges' and its own send budget share `{u:<t>}`, t = the 
 SHA-256(user id) (`user_tag`), which each challenge id carries (`<nonce>.k<v>.d<digits>.u<t>`): a
 verification finds the challenge and its user in one place from the id alone. Each key under `{u:<t>}` also
 names its user or challenge, so two users sharing a tag share a slot, never a key. A client company's keys
-share `{c:<id>}`; the number's, caller's and global send budgets have their own `{sb:phone:<hash>}`,
-`{sb:caller:<hash>}`, `{sb:global:all}` (docs/decisions/0011, 0014). Each aggregate's journal stream sits next
-to what it records. Every script touches one tag only, except `open_challenge` and `record_resend`, which
-take the number's, caller's and global units in the same step and so span those budgets' slots on purpose
-(decision 0019 says why they stay together).
+share `{c:<id>}`; the number's, caller's and global send budgets share `{sb}` (`{sb}:phone:<hash>`,
+`{sb}:caller:<hash>`, `{sb}:global:all`), held by a script of their own sent concurrently with Start's and
+Resend's steps (docs/decisions/0011, 0014, 0046). Each aggregate's journal stream sits next to what it
+records.
 """
 
 from __future__ import annotations
@@ -147,12 +146,17 @@ class Keyspace:
         """
         if kind == "user":
             return f"{self._user_place(key)}:sends:{key}"
-        return f"{self._prefix}:{{sb:{kind}:{key}}}:sends"
+        # The number's, caller's and global budgets share one slot, so that one script holds them (0046).
+        return f"{self._prefix}:{{sb}}:{kind}:{key}"
 
-    def number_budget_prefix(self) -> str:
-        """What a number's budget key starts with: Start's script appends the number's hash and `}:sends`
-        (`send_budget("phone", hash)`), the number being one it reads (docs/decisions/0025)."""
-        return f"{self._prefix}:{{sb:phone:"
+    def send_units_held(self, kind: str, key: str) -> str:
+        """The units of a `{sb}` budget held for SMS not handed over yet (a sorted set scored by unix ms;
+        members: the holds' names). take_send_units.lua and spend_send_units.lua name it so too."""
+        return f"{self.send_budget(kind, key)}:held"
+
+    def send_hold(self, name: str) -> str:
+        """The record of one hold (decision 0046): the budgets it holds, with their limits and windows."""
+        return f"{self._prefix}:{{sb}}:hold:{name}"
 
     def outbox(self) -> str:
         """The SMS outbox: a stream of the SMS queued by Start and Resend, read by the dispatchers' consumer
