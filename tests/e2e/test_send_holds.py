@@ -159,3 +159,31 @@ async def test_the_dispatcher_does_not_send_a_challenge_without_holds(
     finally:
         await outbox.close()
     assert [(letter.challenge_id, letter.reason) for letter in letters] == [(opening.challenge_id, "unheld")]
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [ChallengePolicy(send_budget=SendBudget(**{**ROOMY, "per_phone": 1}), resend_spacing=timedelta(0))],
+)
+async def test_a_resend_whose_units_are_refused_spends_no_resend_and_sends_nothing(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    """The number's budget of one, spent by the Start's SMS, refuses the resend's take while its step took
+    the resend: RESOURCE_EXHAUSTED on `phone`, the resend and the user's unit given back (journaled
+    `withdrawn`), its SMS never handed over (decision 0046)."""
+    await enrolled(live)
+    opened = await live.auth.StartChallenge(start())
+    await settled(live.store)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await live.auth.ResendChallenge(auth_pb.ResendChallengeRequest(challenge_id=opened.challenge_id))
+    assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    quota = error_details_pb2.QuotaFailure()
+    assert rich_details(caught.value)[0].Unpack(quota)
+    assert [v.subject for v in quota.violations] == ["phone"]
+    assert (await live.store.challenges.get_challenge(opened.challenge_id)).resends == 0
+    assert await redis_client.zcard(live.store.keys.send_budget("user", "alice")) == 1
+    journal = await live.store.journal.challenge_journal(opened.challenge_id)
+    assert [e["outcome"] for e in journal if e["event"] == "challenge.resend"] == ["resent", "withdrawn"]
+    await settled(live.store)
+    assert code_sms(live.sms_file) == [opened.challenge_id]
+    assert await spent_units(redis_client, live, NUMBER) == 1

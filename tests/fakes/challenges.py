@@ -395,6 +395,21 @@ class MemoryChallenges:
                 raise refusal
             return challenge
 
+    async def withdraw_resend(self, known: Challenge, at: datetime, context: RequestContext) -> None:
+        async with self._m._lock:
+            challenge = self._m._live(known.challenge_id)
+            if challenge is None or challenge.last_sent_at != ms(at) or challenge.resends < 1:
+                return
+            challenge = dataclasses.replace(
+                challenge, resends=challenge.resends - 1, last_sent_at=ms(known.last_sent_at)
+            )
+            self._m._challenges[known.challenge_id] = challenge
+            units = self._m._sends.get(BudgetSubject.user(challenge.user_id), [])
+            if ms(at) in units:
+                units.remove(ms(at))
+            fields = {**context_fields(context), "resends": str(challenge.resends)}
+            self._m._append(challenge, "challenge.resend", at, "withdrawn", fields)
+
     async def record_delivery(
         self, challenge_id: str, state: DeliveryState, provider_ref: str, at: datetime, provider_id: str = ""
     ) -> None:

@@ -269,6 +269,14 @@ class RedisChallenges(RedisPlace):
                 raise _exhausted(charges, reply)
         return _challenge(rec.pairs(reply[1]))
 
+    async def withdraw_resend(self, known: Challenge, at: datetime, context: RequestContext) -> None:
+        """Undo a resend whose other units were refused (see the port)."""
+        challenge_id = known.challenge_id
+        head = rec.challenge_event("challenge.resend", challenge_id, at)
+        keys = [*self._challenge_keys(challenge_id), self.keys.send_budget("user", known.user_id)]
+        args = [rec.to_ms(at), rec.to_ms(known.last_sent_at), *head, *rec.context_fields(context)]
+        await self._run("withdraw_resend", keys, args)
+
     async def record_delivery(
         self, challenge_id: str, state: DeliveryState, provider_ref: str, at: datetime, provider_id: str = ""
     ) -> None:

@@ -244,6 +244,12 @@ class Challenges(Protocol):
         """
         ...
 
+    async def withdraw_resend(self, known: Challenge, at: datetime, context: RequestContext) -> None:
+        """Give back the resend of the challenge (as `known` before it) taken at `at`, and its user's unit,
+        its last send time back to `known`'s, journaled (outcome `withdrawn`): its other send units were
+        refused (decision 0046). Nothing when the challenge's last send is no longer that resend."""
+        ...
+
     async def record_delivery(
         self, challenge_id: str, state: DeliveryState, provider_ref: str, at: datetime, provider_id: str = ""
     ) -> None:

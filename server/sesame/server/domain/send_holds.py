@@ -105,7 +105,13 @@ class SendHolds:
                 await self._store.send_units.release(hold.name, hold.grace)
             raise resent
         if isinstance(taken, BaseException):
-            await self._store.send_units.release(hold.name, hold.grace)
+            # The resend, its user's unit and its SMS were taken: given back, the SMS dropped by the
+            # dispatcher (its hold withdrawn). Best effort, as for Start: no hold, no SMS, whatever fails.
+            await asyncio.gather(
+                self._store.challenges.withdraw_resend(known, now, context),
+                self._store.send_units.release(hold.name, hold.grace),
+                return_exceptions=True,
+            )
             raise taken
         return resent
 
