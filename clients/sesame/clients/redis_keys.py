@@ -8,8 +8,9 @@ verification finds the challenge and its user in one place from the id alone. A 
 in its own id's shard, the key ledger and the health notes in shard 0. Each key in a place also names its
 user, challenge or client, so that two of them sharing a shard share a slot, never a key. Each place has its
 journal feed (the entries its scripts journal, read by the sealer) and its SMS outbox. The number's,
-caller's and global send budgets have their own `{sb:phone:<hash>}`, `{sb:caller:<hash>}`, `{sb:global:all}`
-(docs/decisions/0011, 0014); the sealed blocks and the sealer's lease `{journal}`.
+caller's and global send budgets share their own slot `{sb}` (`{sb}:phone:<hash>`, `{sb}:caller:<hash>`,
+`{sb}:global:all`), held by a script of their own sent concurrently with Start's and Resend's steps
+(docs/decisions/0011, 0014, 0046); the sealed blocks and the sealer's lease `{journal}`.
 """
 
 from __future__ import annotations
@@ -187,12 +188,17 @@ class Keyspace:
         """
         if kind == "user":
             return f"{self._user_place(key)}:sends:{key}"
-        return f"{self._prefix}:{{sb:{kind}:{key}}}:sends"
+        # The number's, caller's and global budgets share one slot, so that one script holds them (0046).
+        return f"{self._prefix}:{{sb}}:{kind}:{key}"
 
-    def number_budget_prefix(self) -> str:
-        """What a number's budget key starts with: Start's script appends the number's hash and `}:sends`
-        (`send_budget("phone", hash)`), the number being one it reads (docs/decisions/0025)."""
-        return f"{self._prefix}:{{sb:phone:"
+    def send_units_held(self, kind: str, key: str) -> str:
+        """The units of a `{sb}` budget held for SMS not handed over yet (a sorted set scored by unix ms;
+        members: the holds' names). take_send_units.lua and spend_send_units.lua name it so too."""
+        return f"{self.send_budget(kind, key)}:held"
+
+    def send_hold(self, name: str) -> str:
+        """The record of one hold (decision 0046): the budgets it holds, with their limits and windows."""
+        return f"{self._prefix}:{{sb}}:hold:{name}"
 
     def outbox(self, shard: int) -> str:
         """The shard's SMS outbox: a stream of the SMS queued by Start and Resend in that place, read by the

@@ -26,6 +26,7 @@ from sesame.clients.redis_dead_letters import RedisDeadLetters
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_outbox_bell import OutboxBell
 from sesame.clients.redis_scripts import Scripts, stored_challenge, translated
+from sesame.clients.redis_send_units import RedisSendUnits
 from sesame.server.domain.dispatching import Backlog, FailedTry, NoticeAddressee, NoticeFailure, QueuedSms
 from sesame.server.domain.errors import ChallengeNotFound, StoreUnavailable
 from sesame.server.domain.lifecycle import UserNotice
@@ -64,6 +65,11 @@ class RedisOutbox:
         options = {**client.connection_pool.connection_kwargs, "socket_timeout": timeout}
         pool = aioredis.ConnectionPool(connection_class=client.connection_pool.connection_class, **options)
         return cls(aioredis.Redis(connection_pool=pool), prefix=prefix)
+
+    def send_units(self) -> RedisSendUnits:
+        """The send units the dispatchers spend before handing an SMS over (decision 0046), on this outbox's
+        connections: off the request path's pool, as the dispatchers' other reads."""
+        return RedisSendUnits(self._client, self._keys, self._scripts)
 
     def dead_letters(self) -> RedisDeadLetters:
         """The dead letters this outbox keeps, read on its connection."""
@@ -315,6 +321,7 @@ def _queued(
         trace=fields.get(b"trace", b"").decode(),
         user_id=fields.get(b"user_id", b"").decode(),
         notice_id=fields.get(b"notice_id", b"").decode(),
+        hold=fields.get(b"hold", b"").decode(),
     )
 
 

@@ -29,6 +29,7 @@ from sesame.clients.redis_place import DEFAULT_RETENTION, RedisPlace
 from sesame.clients.redis_proofs import RedisProofs
 from sesame.clients.redis_scripts import Scripts
 from sesame.clients.redis_scripts import translated as _translated
+from sesame.clients.redis_send_units import RedisSendUnits
 from sesame.clients.redis_users import RedisUsers
 from sesame.server.domain.call_meter import UNMETERED, CallMeter
 from sesame.server.domain.errors import ConfigurationError
@@ -44,6 +45,7 @@ class RedisState(State):
     challenges: RedisChallenges
     proofs: RedisProofs
     journal: RedisChallengeJournal
+    send_units: RedisSendUnits
     place: RedisPlace
 
     @classmethod
@@ -64,6 +66,7 @@ class RedisState(State):
             challenges=RedisChallenges(client, keys, scripts, retention),
             proofs=RedisProofs(client, keys, scripts, retention),
             journal=RedisChallengeJournal(client, keys, scripts, retention),
+            send_units=RedisSendUnits(client, keys, scripts, retention),
             place=RedisPlace(client, keys, scripts, retention),
         )
 
