@@ -102,7 +102,7 @@ async def test_a_released_hold_gives_its_units_back_and_is_never_spent(store: St
     the same name holds nothing."""
     at = now()
     hold = await held(store, at, of(NUMBER, 1))
-    await store.send_units.release(hold.name, GRACE)
+    await store.send_units.release(hold.name, GRACE)  # an SMS was queued under it: marked withdrawn
     assert await store.send_units.spend(hold.name, NUMBER, at, GRACE) is Spending.WITHDRAWN
     await store.send_units.take(hold, (of(NUMBER, 1),))
     await held(store, at, of(NUMBER, 1))
@@ -139,3 +139,13 @@ async def test_a_lapsed_hold_is_taken_again_when_spent_if_the_budget_allows(stor
     crowded = await held(store, at, of(OTHER_NUMBER, 1))
     await held(store, late, of(OTHER_NUMBER, 1))
     assert await store.send_units.spend(crowded.name, OTHER_NUMBER, late, GRACE) is Spending.EXHAUSTED
+
+
+async def test_a_release_without_a_queued_sms_leaves_nothing(store: Store) -> None:
+    """Released after a refused step (nothing queued): the units come back and the name may be held again."""
+    at = now()
+    hold = await held(store, at, of(NUMBER, 1))
+    await store.send_units.release(hold.name)
+    assert await store.send_units.spend(hold.name, NUMBER, at, GRACE) is Spending.UNHELD
+    await store.send_units.take(hold, (of(NUMBER, 1),))
+    assert await store.send_units.spend(hold.name, NUMBER, at, GRACE) is Spending.SPENT

@@ -63,15 +63,17 @@ class MemorySendUnits:
             record.until = until if record.until is None else max(record.until, until)
             self._records[hold.name] = record
 
-    async def release(self, name: str, grace: timedelta) -> None:
+    async def release(self, name: str, withdrawn_for: timedelta | None = None) -> None:
         async with self._lock:
             record = self._records.get(name)
             if record is not None and record.spent:
                 return
             for subject in record.budgets if record is not None else ():
                 self.held.get(subject, {}).pop(name, None)
-            # Kept as withdrawn for the grace (the fake keeps it: it has no clock of its own).
-            self._records[name] = _Record(withdrawn=True)
+            self._records.pop(name, None)
+            if withdrawn_for is not None:
+                # Kept as withdrawn (for `withdrawn_for` in Redis; the fake has no clock of its own).
+                self._records[name] = _Record(withdrawn=True)
 
     async def spend(
         self, name: str, number: BudgetSubject | None, at: datetime, grace: timedelta

@@ -43,10 +43,11 @@ class RedisSendUnits(RedisPlace):
             subject = charges[int(reply[1])].subject
             raise SendBudgetExhausted(subject.kind.value, timedelta(milliseconds=int(reply[2])))
 
-    async def release(self, name: str, grace: timedelta) -> None:
+    async def release(self, name: str, withdrawn_for: timedelta | None = None) -> None:
         """Give the hold's units back (see the port)."""
         short = _short(name)
-        await self._run("release_send_units", [self.keys.send_hold(short)], [short, grace // rec.MS])
+        marked = 0 if withdrawn_for is None else withdrawn_for // rec.MS
+        await self._run("release_send_units", [self.keys.send_hold(short)], [short, marked])
 
     async def spend(
         self, name: str, number: BudgetSubject | None, at: datetime, grace: timedelta

@@ -5,7 +5,7 @@
 -- the queued SMS is dropped by the dispatcher (its hold is withdrawn). Only when the challenge's last send is
 -- still this resend's: a later one is left as it is.
 -- KEYS[1] challenge hash, KEYS[2] challenge journal stream, KEYS[3] the user's send budget (its user's
--- {u:<t>} slot); ARGV[1] the resend's time (unix ms), ARGV[2] the last send before it (unix ms),
+-- {s:<n>} slot); ARGV[1] the resend's time (unix ms), ARGV[2] the last send before it (unix ms),
 -- ARGV[3 ..] journal field/value pairs. Returns 'withdrawn' or 'kept'.
 local challenge, journal, sends = KEYS[1], KEYS[2], KEYS[3]
 local h = redis.call('HMGET', challenge, 'last_sent_at', 'resends', 'user_id', 'client_id', 'op_digest',

@@ -327,9 +327,10 @@ class SendUnits(Protocol):
         spent charge, with the exact wait): nothing written."""
         ...
 
-    async def release(self, name: str, grace: timedelta) -> None:
-        """Give back the units held under `name` (its SMS was refused); a spent hold is left as it is. For
-        `grace` the name stays withdrawn: a late take holds nothing, a spend answers WITHDRAWN."""
+    async def release(self, name: str, withdrawn_for: timedelta | None = None) -> None:
+        """Give back the units held under `name` (its SMS was refused); a spent hold is left as it is. With
+        `withdrawn_for` (an SMS was queued under it) the name stays withdrawn that long: a late take holds
+        nothing, a spend answers WITHDRAWN; without, nothing of the hold is left."""
         ...
 
     async def spend(

@@ -61,11 +61,11 @@ class SendHolds:
         )
         if isinstance(opened, BaseException):
             if not isinstance(taken, BaseException):
-                await self._store.send_units.release(hold.name, hold.grace)  # nothing queued: units back
+                await self._store.send_units.release(hold.name)  # nothing queued: units back, nothing left
             raise opened
         if not opened.queued:  # a retried request id's first challenge: nothing queued under this hold
             if not isinstance(taken, BaseException):
-                await self._store.send_units.release(hold.name, hold.grace)
+                await self._store.send_units.release(hold.name)
             return opened
         actual = opened.challenge.phone
         self._numbers.keep(user_id, actual)
@@ -102,7 +102,7 @@ class SendHolds:
         )
         if isinstance(resent, BaseException):
             if not isinstance(taken, BaseException):
-                await self._store.send_units.release(hold.name, hold.grace)
+                await self._store.send_units.release(hold.name)
             raise resent
         if isinstance(taken, BaseException):
             # The resend, its user's unit and its SMS were taken: given back, the SMS dropped by the
