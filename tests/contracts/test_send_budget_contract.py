@@ -147,8 +147,26 @@ async def test_subjects_have_separate_budgets(store: Store) -> None:
 async def test_a_budget_key_names_the_number_by_hash_only(
     redis_store: RedisState, redis_client: aioredis.Redis
 ) -> None:
-    """In Redis the number's budget lives under `{sb:phone:<hash>}`, and no key holds the number."""
+    """In Redis the number's budget lives under `{sb}:phone:<hash>` (the slot it shares with the caller's and
+    global budgets, decision 0046), and no key holds the number."""
     await take(redis_store, now(), number(1))
-    keys = [key async for key in redis_client.scan_iter("*sb:*")]
-    assert keys == [f"sesame:{{sb:phone:{NUMBER.key}}}:sends".encode()]
+    keys = [key async for key in redis_client.scan_iter("*{sb}*")]
+    assert keys == [f"sesame:{{sb}}:phone:{NUMBER.key}".encode()]
     assert not [key async for key in redis_client.scan_iter("*33612345678*")]
+
+
+async def test_a_withdrawn_resend_gives_back_the_resend_and_the_users_unit(store: Store) -> None:
+    """A resend whose other units were refused (decision 0046) is undone: its count, its last send time
+    and its user's unit come back, journaled `withdrawn`; a second withdrawal of it changes nothing."""
+    at = now()
+    own = Charge(BudgetSubject.user(factories.a_challenge(at).user_id), 2, WINDOW)  # the challenge's user's
+    challenge = await take(store, at, own)
+    later = at + timedelta(seconds=30)
+    await store.challenges.record_resend(challenge.challenge_id, later, CONTEXT, (own,))
+    for _ in range(2):
+        await store.challenges.withdraw_resend(challenge, later, CONTEXT)
+    undone = await store.challenges.get_challenge(challenge.challenge_id)
+    assert (undone.resends, undone.last_sent_at) == (0, challenge.last_sent_at)
+    await take(store, later, own)  # the user's second unit is free again
+    journal = await store.journal.challenge_journal(challenge.challenge_id)
+    assert [e["outcome"] for e in journal if e["event"] == "challenge.resend"] == ["resent", "withdrawn"]

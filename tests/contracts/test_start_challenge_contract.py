@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sesame.clients.redis_store import RedisState
-from sesame.server.domain.budgets import BudgetSubject, Charge, SendBudget
+from sesame.server.domain.budgets import SendBudget
 from sesame.server.domain.challenges import ChallengeRef, user_tag
 from sesame.server.domain.destinations import DEFAULT_COUNTRIES
 from sesame.server.domain.errors import (
@@ -163,14 +163,13 @@ async def test_a_number_under_a_shared_calling_code_is_checked_by_region(store: 
     assert opened.challenge.phone == "+4741234567"
 
 
-async def test_the_numbers_budget_is_the_one_a_resend_charges(store: Store) -> None:
-    """Start names the number's budget from the stored number as BudgetSubject.phone does: a resend
-    charging that number with a limit of one finds its unit spent."""
+async def test_the_step_takes_the_users_unit_only(store: Store) -> None:
+    """The number's, caller's and global units are held apart, in their own slot (decision 0046): a budget
+    of one per number lets a second Start open; the user's budget of one refuses it in the step."""
     await enrolled(store)
-    opened = (await store.challenges.start_challenge(an_opening())).challenge
-    number = Charge(BudgetSubject.phone(factories.PHONE), 1, timedelta(hours=1))
+    number_of_one = SendBudget(per_phone=1, per_caller=1, overall=1)
+    await store.challenges.start_challenge(an_opening(budget=number_of_one))
+    assert (await store.challenges.start_challenge(an_opening(budget=number_of_one))).queued
     with pytest.raises(SendBudgetExhausted) as refused:
-        await store.challenges.record_resend(
-            opened.challenge_id, opened.created_at + timedelta(seconds=31), RequestContext(), (number,)
-        )
-    assert refused.value.subject == "phone"
+        await store.challenges.start_challenge(an_opening(budget=SendBudget(per_user=2)))
+    assert refused.value.subject == "user"

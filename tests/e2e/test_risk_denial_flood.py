@@ -45,10 +45,15 @@ async def test_a_loop_of_denied_starts_journals_a_bounded_number_then_seals_the_
     operator.changes[PHONE] = datetime.now(UTC) - timedelta(hours=2)
     await _denied(guarded, user_id, LOOPED)
     assert len(denials_in(await guarded.store.users.user_journal(user_id))) == MAX_JOURNALED_DENIALS
-    assert await redis_client.xlen(Keyspace().journal_feed()) <= MAX_JOURNALED_DENIALS + 2
+    assert await _fed(redis_client) <= MAX_JOURNALED_DENIALS + 2
     guarded.clock.advance(timedelta(hours=1))
     await _denied(guarded, user_id, 1)
     denials = denials_in(await guarded.store.users.user_journal(user_id))
     assert len(denials) == MAX_JOURNALED_DENIALS + 1
     assert denials[-1]["unjournaled_before"] == str(LOOPED - MAX_JOURNALED_DENIALS)
     assert "unjournaled_before" not in denials[0]
+
+
+async def _fed(redis_client: aioredis.Redis) -> int:
+    """Entries waiting in the journal's feeds, every shard's (decision 0044)."""
+    return sum([await redis_client.xlen(feed) for feed in Keyspace().journal_feeds()])

@@ -144,7 +144,8 @@ async def test_a_retry_by_request_id_answers_the_same_risk(live: Live) -> None:
 
 async def test_another_workers_verification_is_seen_by_the_next_start(live: Live, other_worker: Live) -> None:
     """Worker A decided a transfer before the payee; worker B adds and approves a payee; A's next transfer
-    to it is decided on the memory as it is, in A's one step: HOLD NEW_PAYEE, one round trip (0045)."""
+    to it is decided on the memory as it is, in A's one step: HOLD NEW_PAYEE, one round trip (0045; the
+    step and the take of the send units, sent at once, 0046)."""
     user_id = await enrolled(live)
     before = await start(live, user_id, transfer())
     assert before.risk.decision == auth_pb.RISK_DECISION_ALLOW
@@ -155,7 +156,7 @@ async def test_another_workers_verification_is_seen_by_the_next_start(live: Live
         auth_pb.RISK_DECISION_HOLD,
         ["NEW_PAYEE"],
     )
-    assert store_calls(live) - calls == Counter(open_challenge=1)
+    assert store_calls(live) - calls == Counter(open_challenge=1, take_send_units=1)
 
 
 async def test_starts_racing_a_verification_on_another_worker(live: Live, other_worker: Live) -> None:

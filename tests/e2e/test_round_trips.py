@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from redis.crc import key_slot
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import operation_pb2 as op_pb
@@ -35,17 +36,47 @@ from tests.support.risk_reads import RedisRiskReads
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 
+class Sent(Counter[str]):
+    """Commands by name; and for each script call, its keys' hash slots and how many commands were in flight
+    when it left (2: it was sent while another was still waiting for its answer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scripts: list[tuple[frozenset[int], frozenset[str], int]] = []
+        self.in_flight = 0
+
+    def clear(self) -> None:
+        super().clear()
+        self.scripts.clear()
+
+
+def tags(keys: list[bytes | str]) -> frozenset[str]:
+    """The hash tags of script keys (`{sb}`, `{u:<t>}`, `{outbox}`)."""
+    return frozenset(
+        re.findall(r"\{[^}]*\}", " ".join(k.decode() if isinstance(k, bytes) else k for k in keys))
+    )
+
+
 @pytest.fixture
-def sent(redis_client: aioredis.Redis) -> Iterator[Counter[str]]:
+def sent(redis_client: aioredis.Redis) -> Iterator[Sent]:
     """The commands the client sends from now on, by name (PING left out); reset it with `.clear()`."""
-    counted: Counter[str] = Counter()
+    counted = Sent()
     send = redis_client.execute_command
 
     async def counting(*args: Any, **options: Any) -> Any:
         name = str(args[0]).lower()
-        if name != "ping":
-            counted[name] += 1
-        return await send(*args, **options)
+        if name == "ping":
+            return await send(*args, **options)
+        counted[name] += 1
+        counted.in_flight += 1
+        if name == "evalsha":
+            keys = list(args[3 : 3 + int(args[2])])
+            slots = frozenset(key_slot(k.encode() if isinstance(k, str) else k) for k in keys)
+            counted.scripts.append((slots, tags(keys), counted.in_flight))
+        try:
+            return await send(*args, **options)
+        finally:
+            counted.in_flight -= 1
 
     redis_client.execute_command = counting  # type: ignore[method-assign]
     yield counted
@@ -74,9 +105,7 @@ async def warm(live: Live) -> str:
     return user_id
 
 
-async def test_verify_is_one_round_trip_proof_and_risk_memory_included(
-    live: Live, sent: Counter[str]
-) -> None:
+async def test_verify_is_one_round_trip_proof_and_risk_memory_included(live: Live, sent: Sent) -> None:
     """A wrong code: one script; the proof is named by the decision and signed after it, with no second write
     (docs/decisions/0026); a right code feeds the user's risk memory in the same script (decision 0032)."""
     user_id = await warm(live)
@@ -107,7 +136,7 @@ async def test_a_right_code_feeds_the_risk_memory_in_its_one_step(
     assert [currency for currency, _ in found.amounts] == ["EUR"]
 
 
-async def test_get_challenge_is_one_round_trip(live: Live, sent: Counter[str]) -> None:
+async def test_get_challenge_is_one_round_trip(live: Live, sent: Sent) -> None:
     """GetChallenge reads the challenge's hash once."""
     user_id = await warm(live)
     challenge_id, _ = await started(live, user_id)
@@ -118,42 +147,56 @@ async def test_get_challenge_is_one_round_trip(live: Live, sent: Counter[str]) -
     assert store_calls(live) - before == Counter(get_challenge=1)
 
 
-async def test_start_is_one_round_trip_for_a_login_and_for_a_transfer(
-    live: Live, sent: Counter[str], redis_client: aioredis.Redis
+def concurrent_step_and_take(sent: Sent) -> bool:
+    """Start's two scripts: the step (the user's slot, and the outbox's: no send budget of `{sb}`) and the
+    take of the number's, caller's and global units (the `{sb}` slot alone), one sent while the other was
+    in flight (decision 0046)."""
+    step, take = sorted(sent.scripts, key=lambda script: "{sb}" in script[1])
+    return "{sb}" not in step[1] and take[1] == {"{sb}"} and len(take[0]) == 1 and max(step[2], take[2]) == 2
+
+
+async def test_start_is_two_concurrent_scripts_for_a_login_and_for_a_transfer(
+    live: Live, sent: Sent, redis_client: aioredis.Redis
 ) -> None:
-    """One script reads the user, claims the request id, charges, opens, journals and queues the SMS; a
-    request id costs nothing more (decision 0025). For a transfer the same script reads the user's risk
-    memory and applies the rules to it (decision 0045): the first sensitive Start of a user on a worker is
-    one round trip, and so is a Start after the memory moved behind the worker's back (another worker's
-    verification), and after a right code. The dispatcher's reads go through a client of its own."""
+    """One script reads the user, claims the request id, charges the user's unit, opens, journals and queues
+    the SMS; a request id costs nothing more (decision 0025); the number's, caller's and global units are
+    held by a second script on their own `{sb}` slot, sent at once: one round trip of latency, two scripts
+    (decision 0046). The first Start of a user on a worker holds the number's unit once the step named the
+    number: one script more. For a transfer the step reads the user's risk memory and applies the rules
+    to it (decision 0045): a Start after the memory moved behind the worker's back (another worker's
+    verification) or after a right code costs the same. The dispatcher's reads and its spending of the units
+    go through a client of its own."""
     await warm(live)  # scripts loaded once, on another user, so that no NOSCRIPT retry is counted
     user_id = await enrolled(live, "bob")
     sent.clear()
     before = store_calls(live)
     first, code = await started(live, user_id)
-    assert sent == Counter(evalsha=1)  # the first call for this user on this worker: the step alone
-    assert store_calls(live) - before == Counter(open_challenge=1)
+    # The first call for this user on this worker: the step and the take at once, then the number's unit.
+    assert sent == Counter(evalsha=3)
+    assert store_calls(live) - before == Counter(open_challenge=1, take_send_units=2)
     sent.clear()
     await started(live, user_id)
-    assert sent == Counter(evalsha=1)
+    assert sent == Counter(evalsha=2)
+    assert concurrent_step_and_take(sent)
     assert (await verify(live, first, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
     sent.clear()
     await started(live, user_id)
-    assert sent == Counter(evalsha=1)  # after a right code
+    assert sent == Counter(evalsha=2)  # after a right code
     # Another worker's verification feeds the memory behind this worker's back.
     await redis_client.zadd(memory_parts(live.store.keys, user_id)[4], {"login:elsewhere": 1})
     sent.clear()
     before = store_calls(live)
     await started(live, user_id)
-    assert sent == Counter(evalsha=1)
-    assert store_calls(live) - before == Counter(open_challenge=1)
+    assert sent == Counter(evalsha=2)
+    assert store_calls(live) - before == Counter(open_challenge=1, take_send_units=1)
+    assert concurrent_step_and_take(sent)
     sent.clear()
     await live.auth.StartChallenge(
         auth_pb.StartChallengeRequest(
             user_id=user_id, operation=transfer(), context=CONTEXT, request_id="rt-1"
         )
     )
-    assert sent == Counter(evalsha=1)
+    assert sent == Counter(evalsha=2)
     sent.clear()
     before = store_calls(live)
     await live.auth.StartChallenge(
@@ -164,12 +207,13 @@ async def test_start_is_one_round_trip_for_a_login_and_for_a_transfer(
             request_id="rt-2",
         )
     )
-    assert sent == Counter(evalsha=1)
-    assert store_calls(live) - before == Counter(open_challenge=1)
+    assert sent == Counter(evalsha=2)
+    assert store_calls(live) - before == Counter(open_challenge=1, take_send_units=1)
+    assert concurrent_step_and_take(sent)
 
 
 async def test_a_cold_sensitive_start_and_one_after_another_workers_change_are_one_round_trip(
-    live: Live, other_worker: Live, sent: Counter[str], redis_client: aioredis.Redis
+    live: Live, other_worker: Live, sent: Sent, redis_client: aioredis.Redis
 ) -> None:
     """The rules add no round trip to Start (issue 10): a user's first transfer on a worker that never saw
     the user is one script, and so is a transfer on that worker after another worker's right code fed the
@@ -180,8 +224,8 @@ async def test_a_cold_sensitive_start_and_one_after_another_workers_change_are_o
     sent.clear()
     before = store_calls(live)
     first, _ = await started(live, user_id)
-    assert sent == Counter(evalsha=1)
-    assert store_calls(live) - before == Counter(open_challenge=1)
+    assert sent == Counter(evalsha=3)  # the step and the take at once, then the number's unit (0046)
+    assert store_calls(live) - before == Counter(open_challenge=1, take_send_units=2)
     other, other_code = await started(other_worker, user_id)
     assert (await verify(other_worker, other, other_code)).result == auth_pb.VERIFY_RESULT_VERIFIED
     fed = await RedisRiskReads(redis_client, live.store).history(user_id)
@@ -189,8 +233,9 @@ async def test_a_cold_sensitive_start_and_one_after_another_workers_change_are_o
     sent.clear()
     before = store_calls(live)
     await started(live, user_id)
-    assert sent == Counter(evalsha=1)
-    assert store_calls(live) - before == Counter(open_challenge=1)
+    assert sent == Counter(evalsha=2)
+    assert store_calls(live) - before == Counter(open_challenge=1, take_send_units=1)
+    assert concurrent_step_and_take(sent)
     assert first != other
 
 
@@ -205,10 +250,10 @@ async def test_with_an_operator_a_workers_first_sensitive_start_asks_the_step_fo
         user_id = await enrolled(live, "dave")
         before = store_calls(live)
         await started(live, user_id)
-        assert store_calls(live) - before == Counter(open_challenge=2)
+        assert store_calls(live) - before == Counter(open_challenge=2, take_send_units=2)
         before = store_calls(live)
         await started(live, user_id)
-        assert store_calls(live) - before == Counter(open_challenge=1)
+        assert store_calls(live) - before == Counter(open_challenge=1, take_send_units=1)
 
 
 BENCHMARKS_MD = Path(__file__).parents[2] / "docs" / "benchmarks.md"

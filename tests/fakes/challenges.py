@@ -32,7 +32,14 @@ from sesame.server.domain.errors import (
     UserNotActive,
     UserNotFound,
 )
-from sesame.server.domain.lifecycle import CLOCK_SKEW, Consumption, UserNotice, Voiding, VoidOutcome
+from sesame.server.domain.lifecycle import (
+    CLOCK_SKEW,
+    Consumption,
+    UserNotice,
+    Voiding,
+    VoidOutcome,
+    VoidReason,
+)
 from sesame.server.domain.model import (
     Challenge,
     ChallengeStatus,
@@ -181,7 +188,9 @@ class MemoryChallenges:
             if opening.question is not None:  # as open_challenge.lua: the rules decide in the step (0045)
                 risk = self._decided(opening, user)
             challenge = dataclasses.replace(_opened(opening, user), risk=risk)
-            charges = budgets.charges(opening.budget, user.user_id, user.secure_phone, opening.context.caller)
+            charges, _ = budgets.held_charges(
+                budgets.charges(opening.budget, user.user_id, user.secure_phone, opening.context.caller)
+            )  # the user's unit: the others are held by SendUnits (decision 0046)
             self._open(challenge, opening.context, charges)
             if opening.request_id:
                 self._m._requests[(user.user_id, opening.request_id)] = (
@@ -352,7 +361,12 @@ class MemoryChallenges:
             return challenge
 
     async def record_resend(
-        self, challenge_id: str, at: datetime, context: RequestContext, charges: Sequence[Charge] = ()
+        self,
+        challenge_id: str,
+        at: datetime,
+        context: RequestContext,
+        charges: Sequence[Charge] = (),
+        hold: str = "",
     ) -> Challenge:
         async with self._m._lock:
             challenge = self._m._existing(challenge_id)
@@ -374,7 +388,7 @@ class MemoryChallenges:
                 self._charge(charges, at)  # a spent budget raises before anything is written
                 challenge = dataclasses.replace(challenge, resends=challenge.resends + 1, last_sent_at=ms(at))
                 self._m._challenges[challenge_id] = challenge
-                self.outbox.queue(challenge_id, ms(at))
+                self.outbox.queue(challenge_id, ms(at), hold=hold)
                 outcome = "resent"
             if refusal is None or self._m._refused(challenge_id, "challenge.resend", outcome, at):
                 self._m._append(
@@ -387,6 +401,21 @@ class MemoryChallenges:
             if refusal is not None:
                 raise refusal
             return challenge
+
+    async def withdraw_resend(self, known: Challenge, at: datetime, context: RequestContext) -> None:
+        async with self._m._lock:
+            challenge = self._m._live(known.challenge_id)
+            if challenge is None or challenge.last_sent_at != ms(at) or challenge.resends < 1:
+                return
+            challenge = dataclasses.replace(
+                challenge, resends=challenge.resends - 1, last_sent_at=ms(known.last_sent_at)
+            )
+            self._m._challenges[known.challenge_id] = challenge
+            units = self._m._sends.get(BudgetSubject.user(challenge.user_id), [])
+            if ms(at) in units:
+                units.remove(ms(at))
+            fields = {**context_fields(context), "resends": str(challenge.resends)}
+            self._m._append(challenge, "challenge.resend", at, "withdrawn", fields)
 
     async def record_delivery(
         self, challenge_id: str, state: DeliveryState, provider_ref: str, at: datetime, provider_id: str = ""
@@ -512,7 +541,19 @@ class MemoryChallenges:
             challenge = dataclasses.replace(challenge, status=ChallengeStatus.CANCELLED)
             self._m._challenges[challenge_id] = challenge
             self._m._append(challenge, "challenge.void", voiding.at, "voided", reason)
+            if voiding.reason is VoidReason.SEND_BUDGET:
+                self._give_back(challenge, voiding)
             return VoidOutcome.VOIDED
+
+    def _give_back(self, challenge: Challenge, voiding: Voiding) -> None:
+        """As void_challenge.lua for a Start whose other units were refused (decision 0046): the user's
+        unit its step took comes back, and the request id's claim goes (a retry starts afresh)."""
+        units = self._m._sends.get(BudgetSubject.user(challenge.user_id), [])
+        if challenge.created_at in units:
+            units.remove(challenge.created_at)
+        claim = (voiding.user_id, voiding.provenance.request_id)
+        if self._m._requests.get(claim, ("",))[0] == challenge.challenge_id:
+            del self._m._requests[claim]
 
     async def consume_challenge(self, consumption: Consumption) -> Challenge:
         async with self._m._lock:

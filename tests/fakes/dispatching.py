@@ -48,6 +48,8 @@ class InstantlyDispatched(ChallengeFlows):
             clock=clock,
             bank_name=policy.bank_name,
             templates=policy.sms_templates,
+            units=store.send_units,
+            hold_grace=policy.send_budget.hold_grace,
         )
 
     async def start(self, request: StartRequest) -> Challenge:

@@ -52,11 +52,13 @@ class MemoryOutbox:
         # As the addressee hashes beside the users: an override notice's old number, by notice id (0041).
         self.addressees: dict[str, NoticeAddressee] = {}
 
-    def queue(self, challenge_id: str, at: datetime, notice: str = "", until: datetime | None = None) -> None:
+    def queue(
+        self, challenge_id: str, at: datetime, notice: str = "", until: datetime | None = None, hold: str = ""
+    ) -> None:
         """Append an entry (what the store does in the step that opens, resends, or makes a change a notice
         reports)."""
         entry_id = f"{next(self._ids)}-0"
-        self._entries[entry_id] = QueuedSms(entry_id, challenge_id, at, notice, until)
+        self._entries[entry_id] = QueuedSms(entry_id, challenge_id, at, notice, until, hold=hold)
 
     def queue_override(self, user_id: str, at: datetime, addressee: NoticeAddressee) -> None:
         """Append an override's phone-changed notice, its addressee kept beside (change_secure_phone.lua)."""

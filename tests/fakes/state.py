@@ -14,6 +14,7 @@ from tests.fakes.clients import MemoryClients
 from tests.fakes.memory import Memory
 from tests.fakes.outbox import MemoryOutbox
 from tests.fakes.proofs import MemoryProofs
+from tests.fakes.send_units import MemorySendUnits
 from tests.fakes.users import MemoryUsers
 
 
@@ -26,6 +27,7 @@ class MemoryState(State):
     challenges: MemoryChallenges
     proofs: MemoryProofs
     journal: MemoryChallengeJournal
+    send_units: MemorySendUnits
     memory: Memory
 
     @property
@@ -47,5 +49,6 @@ def memory_state(retention: timedelta = timedelta(hours=24), purge_clock: Clock 
         challenges=MemoryChallenges(memory),
         proofs=MemoryProofs(memory),
         journal=MemoryChallengeJournal(memory),
+        send_units=MemorySendUnits(),
         memory=memory,
     )

@@ -57,6 +57,7 @@ async def start_wired(
         keys=keys,
         store=store,
         outbox=outbox,
+        units=outbox.send_units(),
         sms=chosen.sms or Gateway("console", ConsoleSmsGateway(sms_file, clock, "development")),
         clock=clock,
         policy=chosen.policy,

@@ -54,6 +54,7 @@ class Queued:
             clock=self.clock,
             bank_name=policy.bank_name,
             recent=codes,
+            units=self.store.send_units,
             max_tries=max_tries,
         )
 

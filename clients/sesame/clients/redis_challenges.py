@@ -1,10 +1,10 @@
 """`RedisChallenges`: the Challenges port on Redis, one Lua script per transition (docs/decisions/0002, 0038).
 
 Every transition checks, changes and appends its journal entry in one script, so it is atomic and costs
-one round trip. A challenge lives in its user's `{u:<t>}` slot with its journal stream, so a verification
+one round trip. A challenge lives in its user's `{s:<n>}` slot with its journal stream, so a verification
 runs on one slot found from the challenge id and reads or counts for the user there; opening a challenge
-and taking a resend also take the number's, caller's and global send units, across their slots
-(docs/decisions/0014, 0019), and queue the SMS in the outbox (docs/decisions/0025).
+and taking a resend also take the user's send unit (the number's, caller's and global ones are held in their
+own slot by `redis_send_units`, concurrently: decision 0046), and queue the SMS in the outbox (0025).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from sesame.clients.redis_risk import NO_LESSON, lesson_args, memory_parts
 from sesame.clients.redis_scripts import stored_challenge
 from sesame.clients.risk_program import Denial, compiled, question
 from sesame.server.domain import budgets
-from sesame.server.domain.budgets import PHONE_TAG, BudgetKind, Charge, SendBudget
+from sesame.server.domain.budgets import Charge, SendBudget
 from sesame.server.domain.destinations import check_destination, whole_calling_codes
 from sesame.server.domain.errors import (
     ChallengeAlreadyExists,
@@ -45,7 +45,7 @@ from sesame.server.domain.errors import (
     UserNotActive,
     UserNotFound,
 )
-from sesame.server.domain.lifecycle import CLOCK_SKEW, Consumption, Voiding, VoidOutcome
+from sesame.server.domain.lifecycle import CLOCK_SKEW, Consumption, Voiding, VoidOutcome, VoidReason
 from sesame.server.domain.model import (
     Challenge,
     DeliveryState,
@@ -81,10 +81,13 @@ class RedisChallenges(RedisPlace):
         """Start's one step (see the port): one script, one round trip, unless the stored number's calling
         code is shared with a region outside the allow-list: its region is then checked here, and the
         script runs again for that number (docs/decisions/0025)."""
-        charges = budgets.charges(opening.budget, opening.user_id, "", opening.context.caller)
-        declared = [c for c in charges if c.subject.kind is not BudgetKind.PHONE]
-        budget_keys, budget_args = self._budgets(declared)
-        number_budget = self._number_budget(charges)
+        # The user's unit only: the number's, caller's and global units are held in their own slot by a
+        # script sent concurrently with this one (decision 0046).
+        charges, _ = budgets.held_charges(
+            budgets.charges(opening.budget, opening.user_id, "", opening.context.caller)
+        )
+        budget_keys, budget_args = self._budgets(charges)
+        number_budget = _NO_NUMBER_BUDGET
         codes = ",".join(["", *sorted(whole_calling_codes(opening.countries)), ""])
         keys = self._opening_keys(opening, budget_keys)
         fields = rec.opening_fields(opening)
@@ -118,15 +121,6 @@ class RedisChallenges(RedisPlace):
                 raise SimNumberMoved(reply[1].decode())
         raise _refused(opening, reply, charges)
 
-    def _number_budget(self, charges: Sequence[Charge]) -> list[rec.Field]:
-        """Where the number's budget stands among the charges, its limit and window, and how the script
-        names its key from the number it reads (the prefix and the tag of `BudgetSubject.phone`)."""
-        for i, charge in enumerate(charges):
-            if charge.subject.kind is BudgetKind.PHONE:
-                prefix = self.keys.number_budget_prefix()
-                return [i, charge.limit, charge.window // rec.MS, prefix, PHONE_TAG]
-        return _NO_NUMBER_BUDGET
-
     def _opening_keys(self, opening: Opening, budget_keys: Sequence[str]) -> list[str]:
         user_id = opening.user_id
         return [
@@ -135,7 +129,7 @@ class RedisChallenges(RedisPlace):
             self.keys.user_pending(user_id),
             self.keys.start_request(user_id, opening.request_id),
             *budget_keys,
-            self.keys.outbox(),
+            self.keys.outbox_of(opening.challenge_id),
             # The memory the rules read in the step, and the user's journal a DENY goes to (0042, 0045).
             *(
                 ()
@@ -215,7 +209,10 @@ class RedisChallenges(RedisPlace):
             *rec.context_fields(attempt.context),
         ]  # fmt: skip
         # One round trip on one slot: the challenge and its user share the place the id names (decision 0019).
-        keys = [*self._refusal_keys(attempt.challenge_id), self.keys.outbox()]  # a notice is queued there
+        keys = [
+            *self._refusal_keys(attempt.challenge_id),
+            self.keys.outbox_of(attempt.challenge_id),
+        ]  # a notice
         reply = await self._run("record_verification", keys, args)
         if reply[0] == b"not_found":
             raise ChallengeNotFound(attempt.challenge_id)
@@ -245,15 +242,20 @@ class RedisChallenges(RedisPlace):
         return _challenge(rec.pairs(reply[1]))
 
     async def record_resend(
-        self, challenge_id: str, at: datetime, context: RequestContext, charges: Sequence[Charge] = ()
+        self,
+        challenge_id: str,
+        at: datetime,
+        context: RequestContext,
+        charges: Sequence[Charge] = (),
+        hold: str = "",
     ) -> Challenge:
         """Take one resend and its send units atomically (see the port). ChallengeNotFound, ChallengeClosed,
         ResendRefused, SendBudgetExhausted."""
         head = rec.challenge_event("challenge.resend", challenge_id, at)
         budget_keys, budget_args = self._budgets(charges)
-        keys = [*self._refusal_keys(challenge_id), *budget_keys, self.keys.outbox()]
+        keys = [*self._refusal_keys(challenge_id), *budget_keys, self.keys.outbox_of(challenge_id)]
         user_key = self.keys.user_keys_beside(challenge_id)[0]
-        args = [rec.to_ms(at), user_key, *budget_args, *head, *rec.context_fields(context)]
+        args = [rec.to_ms(at), user_key, *budget_args, hold, *head, *rec.context_fields(context)]
         reply = await self._run("record_resend", keys, args)
         match reply[0]:
             case b"not_found":
@@ -269,6 +271,14 @@ class RedisChallenges(RedisPlace):
             case b"budget":
                 raise _exhausted(charges, reply)
         return _challenge(rec.pairs(reply[1]))
+
+    async def withdraw_resend(self, known: Challenge, at: datetime, context: RequestContext) -> None:
+        """Undo a resend whose other units were refused (see the port)."""
+        challenge_id = known.challenge_id
+        head = rec.challenge_event("challenge.resend", challenge_id, at)
+        keys = [*self._challenge_keys(challenge_id), self.keys.send_budget("user", known.user_id)]
+        args = [rec.to_ms(at), rec.to_ms(known.last_sent_at), *head, *rec.context_fields(context)]
+        await self._run("withdraw_resend", keys, args)
 
     async def record_delivery(
         self, challenge_id: str, state: DeliveryState, provider_ref: str, at: datetime, provider_id: str = ""
@@ -300,7 +310,14 @@ class RedisChallenges(RedisPlace):
         head = rec.challenge_event("challenge.void", challenge_id, voiding.at)
         reason = ["void_reason", voiding.reason.value, *rec.provenance_fields(voiding.provenance)]
         args = [voiding.user_id, *head, *reason]
-        answer = await self._run("void_challenge", self._challenge_keys(challenge_id), args)
+        keys = self._challenge_keys(challenge_id)
+        if voiding.reason is VoidReason.SEND_BUDGET:
+            # The user's unit its step took comes back, and its request id's claim goes: a retry starts
+            # afresh (decision 0046).
+            keys.append(self.keys.send_budget("user", voiding.user_id))
+            if voiding.provenance.request_id:
+                keys.append(self.keys.start_request(voiding.user_id, voiding.provenance.request_id))
+        answer = await self._run("void_challenge", keys, args)
         return VoidOutcome(answer.decode())
 
     async def consume_challenge(self, consumption: Consumption) -> Challenge:

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 from opentelemetry import trace
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from sesame.clients import redis_records as rec
 from sesame.server.domain.call_meter import UNMETERED, CallMeter
@@ -36,6 +36,7 @@ class Scripts:
     """
 
     def __init__(self, client: aioredis.Redis, meter: CallMeter = UNMETERED) -> None:
+        self._client = client
         self._meter = meter
         lua = resources.files("sesame.clients").joinpath("lua")
         pieces = {
@@ -52,6 +53,10 @@ class Scripts:
             if entry.name.endswith(".lua") and not entry.name.startswith("_")
         }
 
+    def names(self) -> dict[str, str]:
+        """Each script's name by the SHA-1 Redis knows it under (EVALSHA's first argument)."""
+        return {script.sha: name for name, script in self._scripts.items()}
+
     async def run(self, name: str, keys: Sequence[str], args: Sequence[rec.Field]) -> Any:
         """Run one script: one atomic transition on the slot of its keys, in a span named after it.
 
@@ -65,6 +70,31 @@ class Scripts:
             ),
         ):
             return await self.call(name, self._scripts[name](keys=keys, args=args))
+
+    async def run_each(
+        self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[rec.Field]]]
+    ) -> list[Any]:
+        """Run one script once per (keys, args), all in one pipeline: one round trip, each call one atomic
+        step on the slot of its own keys (a shard each: the sealer's reads of the feeds, the dispatcher's
+        takes from the outboxes; decision 0044). A call that failed answers its exception, for the caller."""
+        script = self._scripts[name]
+
+        async def piped() -> list[Any]:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for keys, args in calls:
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                return await pipe.execute(raise_on_error=False)
+
+        with _tracer.start_as_current_span(
+            f"redis {name}",
+            kind=trace.SpanKind.CLIENT,
+            attributes={"db.system.name": "redis", "db.operation.name": "EVALSHA", "sesame.script": name},
+        ):
+            replies = await self.call(name, piped())
+            if any(isinstance(reply, NoScriptError) for reply in replies):  # Redis lost its scripts
+                await self.call(name, self._client.script_load(script.script))
+                replies = await self.call(name, piped())
+        return replies
 
     async def call(self, name: str, command: Awaitable[T]) -> T:
         """One round trip to Redis (a script, a read, a pipeline), timed under `name`; redis-py's failures

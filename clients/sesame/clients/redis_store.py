@@ -1,10 +1,11 @@
 """`RedisState`: the state ports on one Redis, one adapter per aggregate (docs/decisions/0002, 0038).
 
-Keys carry hash tags (`{u:<t>}` for a user and its challenges, `{c:<id>}`, see `redis_keys`) so that an
-aggregate and its journal stream live together. Each aggregate has its own adapter (`redis_users`,
-`redis_clients`, `redis_challenges`, `redis_proofs`, `redis_challenge_journal`) over one client, keyspace
-and script funnel; this module opens the connection, bundles the adapters as the flows are given them, and
-hands out the other ports that live in the same Redis (outbox, sealed journal, risk memory).
+Keys carry the hash tag of their shard (`{s:<n>}`: a user and its challenges, a client; see `redis_keys`) so
+that an aggregate and its journal stream live together, with its shard's journal feed and outbox. Each
+aggregate has its own adapter (`redis_users`, `redis_clients`, `redis_challenges`, `redis_proofs`,
+`redis_challenge_journal`) over one client, keyspace and script funnel; this module opens the connection,
+bundles the adapters as the flows are given them, and hands out the other ports that live in the same
+Redis (outbox, sealed journal, risk memory).
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ from sesame.clients.redis_place import DEFAULT_RETENTION, RedisPlace
 from sesame.clients.redis_proofs import RedisProofs
 from sesame.clients.redis_scripts import Scripts
 from sesame.clients.redis_scripts import translated as _translated
+from sesame.clients.redis_send_units import RedisSendUnits
 from sesame.clients.redis_users import RedisUsers
 from sesame.server.domain.call_meter import UNMETERED, CallMeter
+from sesame.server.domain.errors import ConfigurationError
 from sesame.server.domain.ports import Probe, State
 
 
@@ -42,6 +45,7 @@ class RedisState(State):
     challenges: RedisChallenges
     proofs: RedisProofs
     journal: RedisChallengeJournal
+    send_units: RedisSendUnits
     place: RedisPlace
 
     @classmethod
@@ -62,6 +66,7 @@ class RedisState(State):
             challenges=RedisChallenges(client, keys, scripts, retention),
             proofs=RedisProofs(client, keys, scripts, retention),
             journal=RedisChallengeJournal(client, keys, scripts, retention),
+            send_units=RedisSendUnits(client, keys, scripts, retention),
             place=RedisPlace(client, keys, scripts, retention),
         )
 
@@ -85,6 +90,18 @@ class RedisState(State):
             retry=Retry(NoBackoff(), 0),
         )
         return cls.on(client, prefix=prefix, retention=retention)
+
+    async def check_layout(self) -> None:
+        """Record the shard count at the first boot; refuse to run on keys laid out with another count, which
+        would look for every user in the wrong place (decision 0044). ConfigurationError."""
+        key, shards = self.keys.layout(), self.keys.shards
+        with _translated():
+            await self._client.set(key, shards, nx=True)
+            recorded = await self._client.get(key)
+        if recorded is not None and int(recorded) != shards:
+            raise ConfigurationError(
+                f"Redis holds keys laid out in {int(recorded)} shards; this build lays them out in {shards}"
+            )
 
     @property
     def keys(self) -> Keyspace:

@@ -37,7 +37,7 @@ from sesame.server.domain.enrollment import EnrollmentFlows
 from sesame.server.domain.errors import ConfigurationError
 from sesame.server.domain.lifecycle import LifecyclePolicy
 from sesame.server.domain.model import DeliveryState
-from sesame.server.domain.ports import Clock, Outbox, Probe, SimSwapCheck, SmsGateway, State
+from sesame.server.domain.ports import Clock, Outbox, Probe, SendUnits, SimSwapCheck, SmsGateway, State
 from sesame.server.domain.proofs import ProofFlows
 from sesame.server.domain.risk_flow import RiskFlows, RiskPolicy
 from sesame.server.grpc.server import GrpcServer, Serving
@@ -133,6 +133,7 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
         await boot_keys(config, keys, redis_url, boot, datetime.now(UTC))
         store = RedisState.from_url(redis_url, retention=settings.retention)
         stack.push_async_callback(store.close)
+        await store.check_layout()  # keys laid out in another shard count would not be found (decision 0044)
         outbox = store.outbox()
         stack.push_async_callback(outbox.close)
         clock = SystemClock()
@@ -150,6 +151,7 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
             keys=keys,
             store=store,
             outbox=outbox,
+            units=outbox.send_units(),
             sms=sms,
             clock=clock,
             policy=settings.policy,
@@ -334,6 +336,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
     archive: JournalArchive | None = None,
     max_tries: int = 1,
     notice_max_age: timedelta = timedelta(days=1),
+    units: SendUnits | None = None,
 ) -> Runtime:
     """The flows over metered views of the adapters, telling the metrics what they decided; health probes
     the bare ones (a probe is not traffic)."""
@@ -353,7 +356,12 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
     # A challenge's journal is read from Redis and the archive as one (docs/decisions/0037).
     journals = ChallengeJournals(ArchivedJournals(sealed, archive), sealed, metered_store.journal)
     proof_state = State(
-        metered_store.users, metered_store.clients, metered_store.challenges, metered_store.proofs, journals
+        metered_store.users,
+        metered_store.clients,
+        metered_store.challenges,
+        metered_store.proofs,
+        journals,
+        metered_store.send_units,
     )
     proofs = ProofFlows(keys=metered_keys, store=proof_state, clock=clock, issuer=policy.bank_name)
     sms_watch = sms.watch or SmsWatch(sms.name)
@@ -383,8 +391,10 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
             bank_name=policy.bank_name,
             recent=recent,
             templates=policy.sms_templates,
+            units=units or metered_store.send_units,  # the outbox's connections, in a server (0046)
             max_tries=max_tries,
             notice_max_age=notice_max_age,
+            hold_grace=policy.send_budget.hold_grace,
         ),
         advisories={SMS_HEALTH_SERVICE: sms_watch.healthy},
         sealer=Sealer(

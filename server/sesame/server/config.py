@@ -183,6 +183,7 @@ def _send_budget(reader: EnvReader) -> SendBudget:
         per_caller=reader.integer("SESAME_SEND_CEILING_CALLER", 3000, 1, 10_000_000),
         overall=reader.integer("SESAME_SEND_CEILING_GLOBAL", 6000, 1, 10_000_000),
         ceiling_window=timedelta(seconds=reader.integer("SESAME_SEND_CEILING_WINDOW_SECONDS", 60, 1, 86400)),
+        hold_grace=timedelta(seconds=reader.integer("SESAME_SEND_HOLD_GRACE_SECONDS", 10, 1, 600)),
     )
 
 

@@ -1,7 +1,7 @@
 -- The user's risk memory (docs/risk.md, decision 0032): read, and fed, by the steps that need
 -- it. A piece, not a script: open_challenge and record_verification include it.
 -- The memory's parts, in this order: the sorted sets payees, added, ips, devices, ops (member -> unix ms), then
--- the list of amounts ("<currency>:<minor>", newest first); all in the user's {u:<t>} slot.
+-- the list of amounts ("<currency>:<minor>", newest first); all in the user's {s:<n>} slot.
 
 -- What Start's step reads of the memory, each only when a rule asks for a signal it gives (_risk_rules.lua
 -- computes the signals lazily, decision 0051): never a whole part but the list of amounts. An instant is

@@ -3,7 +3,7 @@
 -- No attempt counter is touched (NIST SP 800-63B: a new send never resets failures). A resend takes one
 -- unit of each send budget in the same step (docs/decisions/0014); a spent budget refuses before anything
 -- is written, and spends no resend.
--- KEYS[1] challenge hash, KEYS[2] challenge journal stream, KEYS[3] its refusal counts (its user's {u:<t>}
+-- KEYS[1] challenge hash, KEYS[2] challenge journal stream, KEYS[3] its refusal counts (its user's {s:<n>}
 -- slot), KEYS[4 .. 3+b] the send budgets (the user's in the same slot; the number's, caller's and global in
 -- their {sb:<kind>:<key>} slots: this script spans those on purpose, docs/decisions/0019), KEYS[4+b] the SMS
 -- outbox stream, where a resend's SMS is queued
@@ -11,7 +11,8 @@
 -- nothing is sent (the block is read here, in the step that would charge, not before it).
 -- ARGV[1] request time (unix ms), ARGV[2] the name of the user hash less the user id, in the challenge's
 -- place (the script reads the block of the user the challenge names), ARGV[3] b = count of budgets,
--- ARGV[4 .. 3+2b] each budget's limit and window (ms), ARGV[4+2b ..] journal field/value pairs
+-- ARGV[4 .. 3+2b] each budget's limit and window (ms), ARGV[4+2b] the name of the hold of the SMS's other
+-- units (take_send_units.lua, decision 0046; carried in the outbox entry), ARGV[5+2b ..] journal pairs
 -- Returns {'resent', hgetall}, {'too_soon', wait_ms}, {'exhausted'}, {'closed'}, {'not_found'},
 -- {'user_blocked', wait_ms, user id} or {'budget', budget index (0-based), wait_ms}.
 --#include _send_budgets.lua
@@ -55,7 +56,8 @@ else
   if redis.call('EXISTS', outbox) == 0 then
     redis.call('XGROUP', 'CREATE', outbox, 'dispatchers', '0', 'MKSTREAM')  -- the first SMS ever queued
   end
-  redis.call('XADD', outbox, '*', 'challenge_id', h[12], 'send', 'resend', 'queued_at', ARGV[1])
+  redis.call('XADD', outbox, '*', 'challenge_id', h[12], 'send', 'resend', 'queued_at', ARGV[1],
+             'hold', ARGV[4 + 2 * budgets])
 end
 -- A refusal is journaled the first time of its kind, then only counted (see record_verification.lua).
 local journaled = true
@@ -64,7 +66,7 @@ if outcome ~= 'resent' then
   journaled = count_refusal(refusals, challenge, kind, ARGV[1]) == 1
 end
 local entry = {}
-for i = 4 + 2 * budgets, #ARGV do entry[#entry + 1] = ARGV[i] end
+for i = 5 + 2 * budgets, #ARGV do entry[#entry + 1] = ARGV[i] end
 for _, v in ipairs({'user_id', h[7], 'client_id', h[8], 'op_digest', h[9], 'outcome', outcome,
                     'attempts', h[10], 'status', status, 'resends', resends}) do
   entry[#entry + 1] = v

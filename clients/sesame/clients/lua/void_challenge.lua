@@ -1,7 +1,11 @@
 -- Void one of a user's pending challenges after a suspension or revocation: an OPEN challenge is
 -- cancelled (even its right code answers VOIDED from then on); an id not opened yet is spent, so that
 -- its late opener fails. Idempotent: a closed challenge is left as it is.
--- KEYS[1] challenge hash, KEYS[2] challenge journal stream (its user's {u:<t>} slot)
+-- KEYS[1] challenge hash, KEYS[2] challenge journal stream (its user's {s:<n>} slot); when a Start whose
+-- other send units were refused voids what its step opened (decision 0046): KEYS[3] the user's send budget,
+-- whose unit the step took is given back (one unit at the challenge's creation instant: units taken at one
+-- instant are alike), and KEYS[4] (optional) the Start's request id claim (the same slot), dropped when it names this
+-- challenge, so that a retry of its request id starts afresh
 -- ARGV[1] the user whose index named it, ARGV[2 ..] journal field/value pairs (head, reason, provenance)
 -- Returns 'voided', 'closed', 'gone' (purged after its retention) or 'foreclosed'.
 local challenge, journal = KEYS[1], KEYS[2]
@@ -23,6 +27,14 @@ if h[1] ~= 'open' then
   return 'closed'
 end
 redis.call('HSET', challenge, 'status', 'cancelled')
+if KEYS[3] then
+  local created = redis.call('HGET', challenge, 'created_at')
+  local unit = redis.call('ZRANGEBYSCORE', KEYS[3], created, created, 'LIMIT', 0, 1)
+  if unit[1] then redis.call('ZREM', KEYS[3], unit[1]) end
+end
+if KEYS[4] and redis.call('GET', KEYS[4]) == redis.call('HGET', challenge, 'challenge_id') then
+  redis.call('DEL', KEYS[4])
+end
 append({'user_id', h[2], 'client_id', h[3], 'op_digest', h[4], 'outcome', 'voided', 'attempts', h[5],
         'status', 'cancelled'})
 return 'voided'

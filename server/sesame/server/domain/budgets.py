@@ -14,10 +14,11 @@ from __future__ import annotations
 import enum
 import hashlib
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 PHONE_TAG = b"sesame/send-budget/phone/v1\x00"  # a domain tag: this hash means nothing elsewhere
 _CALLER_TAG = b"sesame/send-budget/caller/v1\x00"
+DEFAULT_HOLD_GRACE = timedelta(seconds=10)  # SESAME_SEND_HOLD_GRACE_SECONDS (decision 0046)
 ANONYMOUS = "anonymous"  # the caller's subject without mTLS (dev): every unidentified caller shares it
 
 
@@ -78,6 +79,9 @@ class SendBudget:
     per_caller: int = 3000  # 50 SMS/s from one calling service
     overall: int = 6000  # 100 SMS/s from the whole deployment: about what one SMS gateway contract allows
     ceiling_window: timedelta = timedelta(minutes=1)
+    # How long a unit of the number's, caller's or global budget counts while held for an SMS not handed over
+    # yet: a hold whose Start crashed stops counting after it (decision 0046).
+    hold_grace: timedelta = DEFAULT_HOLD_GRACE
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,3 +101,30 @@ def charges(budget: SendBudget, user_id: str, phone: str, caller: str) -> tuple[
         Charge(BudgetSubject.caller(caller), budget.per_caller, budget.ceiling_window),
         Charge(BudgetSubject.overall(), budget.overall, budget.ceiling_window),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """The units held for one SMS in the number's, caller's and global budgets (decision 0046): named by
+    the SMS (its challenge id, and a resend's token), taken `at`, counting within `grace` until spent; the
+    hold's record is kept at least `until` (the challenge's expiry: no SMS is sent after it)."""
+
+    name: str
+    at: datetime
+    until: datetime
+    grace: timedelta
+
+
+class Spending(enum.Enum):
+    """What spending a hold's units answered (the dispatcher sends only when SPENT)."""
+
+    SPENT = "spent"  # spent now, or already by an earlier try of the same SMS
+    UNHELD = "unheld"  # no hold (yet: the take may still be in flight; or never: refused, crashed)
+    EXHAUSTED = "exhausted"  # the hold lapsed and the budgets filled meanwhile: not sent
+    WITHDRAWN = "withdrawn"  # given back by its Start or Resend (refused): not sent
+
+
+def held_charges(charges: tuple[Charge, ...]) -> tuple[tuple[Charge, ...], tuple[Charge, ...]]:
+    """The user's own charges (taken in the step, in the user's place) and the others (held in `{sb}`)."""
+    own = tuple(c for c in charges if c.subject.kind is BudgetKind.USER)
+    return own, tuple(c for c in charges if c.subject.kind is not BudgetKind.USER)

@@ -42,13 +42,14 @@ from sesame.server.domain.opening import Opened, Opening, RiskQuestion
 from sesame.server.domain.operation import Operation, OperationType, digest, kind
 from sesame.server.domain.risk import RiskAssessment
 from sesame.server.domain.risk_signals import Forwarded
+from sesame.server.domain.send_holds import SendHolds
 from sesame.server.domain.sms_templates import SmsTemplates, default_templates
 from sesame.server.domain.tally import UNTALLIED, Tally, resend_refusal
 
 _log = logging.getLogger("sesame.challenges")
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
+    from collections.abc import Awaitable, Sequence
 
     from sesame.server.domain.ports import Clock, KeyStore, SmsGateway, State
     from sesame.server.domain.proofs import ProofFlows
@@ -164,6 +165,7 @@ class ChallengeFlows:
         self._proofs = proofs
         self._tally = tally
         self._risk = risk  # None: no risk rules (Start reads nothing before its step)
+        self._holds = SendHolds(store, policy.send_budget)
 
     async def start(self, request: StartRequest) -> Challenge:
         """Open a challenge for the user's operation and queue its code's SMS to the user's secure phone.
@@ -191,7 +193,11 @@ class ChallengeFlows:
         self._note(ref.challenge_id, code)
         opened = None
         try:
-            opened = await self._step(request, ref, now, risk, asked)
+            # The step and the take of the number's, caller's and global units, sent at once (decision 0046).
+            step = self._step(request, ref, now, risk, asked)
+            opened = await self._holds.opened(
+                step, request, ref.challenge_id, now, now + self._policy.lifetime
+            )
         except SendBudgetExhausted as refused:
             self._tally.budget_refused(refused.subject)
             raise
@@ -300,10 +306,6 @@ class ChallengeFlows:
             question=asked,
         )
 
-    def _charges(self, challenge: Challenge, context: RequestContext) -> tuple[budgets.Charge, ...]:
-        """A unit of the user's, the number's, the caller's and the global budget (docs/decisions/0011)."""
-        return budgets.charges(self._policy.send_budget, challenge.user_id, challenge.phone, context.caller)
-
     async def verify(self, request: VerifyRequest) -> VerificationOutcome:
         """Decide one submitted code; every call counts, a success is single use and carries a proof."""
         ref = checked_ref(request.challenge_id)
@@ -376,9 +378,12 @@ class ChallengeFlows:
             raise ChallengeClosed(challenge_id)  # not reached: a closed challenge never opens again
         check_destination(known.phone, self._policy.countries)
         self._note(challenge_id, await self._code(known))
-        challenge = await self._resend_taken(
-            self._store.challenges.record_resend(challenge_id, now, context, self._charges(known, context))
-        )
+
+        def taking(own: Sequence[budgets.Charge], hold: str) -> Awaitable[Challenge]:
+            return self._store.challenges.record_resend(challenge_id, now, context, own, hold)
+
+        # The resend's step and the take of its number's, caller's and global units, at once (decision 0046).
+        challenge = await self._resend_taken(self._holds.resent(taking, known, context, now))
         return replace(challenge, delivery=DeliveryState.QUEUED)
 
     def _note(self, challenge_id: str, code: str) -> None:

@@ -16,6 +16,7 @@ expired code) with the reason, and a masked line stays in the dead letters for t
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sesame.server.domain import codes, notices, sent_text, sms_text
+from sesame.server.domain.budgets import DEFAULT_HOLD_GRACE, BudgetSubject, Spending
 from sesame.server.domain.errors import ChallengeNotFound, DeliveryFailed, DeliveryRefused
 from sesame.server.domain.lifecycle import UserNotice
 from sesame.server.domain.model import Challenge, ChallengeStatus, DeliveryState, SmsMessage
@@ -30,7 +32,7 @@ from sesame.server.domain.risk import RiskDecision
 from sesame.server.domain.sms_templates import Kind
 
 if TYPE_CHECKING:
-    from sesame.server.domain.ports import Clock, KeyStore, Outbox, SmsGateway
+    from sesame.server.domain.ports import Clock, KeyStore, Outbox, SendUnits, SmsGateway
     from sesame.server.domain.sent_text import SentText
     from sesame.server.domain.sms_templates import SmsTemplates
 
@@ -58,6 +60,12 @@ class QueuedSms:
     # the user's place holds until it is sent or dead-lettered ('' for every other entry).
     user_id: str = ""
     notice_id: str = ""
+    hold: str = ""  # a resend's: the name its send units are held under (a Start's is its challenge id, 0046)
+
+    @property
+    def hold_name(self) -> str:
+        """The name the SMS's number, caller and global units are held under (decision 0046)."""
+        return self.hold or self.challenge_id
 
 
 # The longest SESAME_NOTICE_MAX_AGE_SECONDS allows: an override's notice keeps its addressee (the old number)
@@ -95,8 +103,9 @@ class Outcome(enum.Enum):
     NOTICE_FAILED = "notice_failed"  # a notice no provider took (journaled as failed, for the back office)
 
 
-# Why an SMS was dead-lettered: its code expired, its tries were spent, or the providers' final word.
-DEAD_LETTER_REASONS = ("expired", "max_tries", "bad_number", "bad_content", "refused")
+# Why an SMS was dead-lettered: its code expired, its tries were spent, the providers' final word, or no send
+# units held for it (its Start's or Resend's take was refused, or never ran: decision 0046).
+DEAD_LETTER_REASONS = ("expired", "max_tries", "bad_number", "bad_content", "refused", "unheld")
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,11 +207,16 @@ class Dispatcher:
         bank_name: str,
         recent: RecentCodes | None = None,
         templates: SmsTemplates | None = None,
+        units: SendUnits,
         max_tries: int = 1,
         notice_max_age: timedelta = timedelta(days=1),
+        hold_grace: timedelta = DEFAULT_HOLD_GRACE,
     ) -> None:
         """`max_tries`: how many times an SMS is given to a dispatcher before it is dead-lettered;
-        `notice_max_age`: how long after its change a notice may still be sent (decision 0041)."""
+        `notice_max_age`: how long after its change a notice may still be sent (decision 0041); `units`
+        and `hold_grace`: the code SMS's held send units, spent before it is handed over (decision 0046)."""
+        self._units = units
+        self._hold_grace = hold_grace
         self._max_tries = max_tries
         self._notice_max_age = notice_max_age
         self._keys = keys
@@ -242,6 +256,10 @@ class Dispatcher:
         if now >= challenge.expires_at:
             # Never an expired code (it would only teach a thief the code's format): a dead letter.
             return await self._failed(queued, "expired", now, 0)
+        # The units first: an SMS with none held costs no HSM call (decision 0046).
+        unsent = await self._unheld(queued, challenge)
+        if unsent is not None:
+            return unsent
         context = await self._context(challenge, now)
         text = sms_text.render(challenge.operation, context)
         # What the journal keeps of the text: its hash with the code masked, and the template's version.
@@ -264,6 +282,30 @@ class Dispatcher:
             provider_ids=sent.provider_ids,
         )
         return Dispatched(Outcome.SENT, sent.sent_at)
+
+    async def _unheld(self, queued: QueuedSms, challenge: Challenge) -> Dispatched | None:
+        """None once the SMS's units are spent (it may be handed over); else what became of it: left pending
+        while its take may still be on its way, or never sent, nothing spent, journaled (decision 0046)."""
+        spending = await self._spend(queued, challenge)
+        if spending is Spending.SPENT:
+            return None
+        if spending is Spending.UNHELD and self._clock.now() < queued.queued_at + self._hold_grace:
+            return Dispatched(Outcome.RETRY)  # claimed again once idle
+        return await self._failed(queued, "unheld", self._clock.now(), 0)
+
+    async def _spend(self, queued: QueuedSms, challenge: Challenge) -> Spending:
+        """Spend the SMS's held units (the number's, the caller's, the global one), once: a retry of the
+        entry finds them spent. A take sent with the step may land a moment after the step queued the SMS:
+        asked again a few times, briefly, while the answer is UNHELD."""
+        number = BudgetSubject.phone(challenge.phone)
+        spending = Spending.UNHELD
+        for pause in _HOLD_PAUSES:
+            if pause:
+                await asyncio.sleep(pause)
+            spending = await self._units.spend(queued.hold_name, number, self._clock.now(), self._hold_grace)
+            if spending is not Spending.UNHELD:
+                break
+        return spending
 
     async def _notify(self, queued: QueuedSms, challenge: Challenge) -> Dispatched:
         """Send a notice (no code: it reports a change that was made) and journal it as a user notice with
@@ -364,6 +406,10 @@ class Dispatcher:
             flagged=challenge.risk is not None and challenge.risk.decision in _FLAGGED,
         )
 
+
+# How long the dispatcher waits between asking whether a just-queued SMS's units are held (seconds; about
+# half a second in all): the take is sent with the step, so it has almost always landed at the first ask.
+_HOLD_PAUSES = (0.0, 0.005, 0.02, 0.05, 0.1, 0.15, 0.2)
 
 _FLAGGED = frozenset({RiskDecision.WARN, RiskDecision.HOLD})  # sent with the strongest wording (0032, 0043)
 

@@ -117,6 +117,7 @@ class VoidReason(enum.Enum):
     USER_REVOKED = "user_revoked"
     PHONE_CHANGED = "phone_changed"  # its code went to a number that is no longer the secure one
     USER_BLOCKED = "user_blocked"  # the user was blocked after wrong codes in a row (RTS Art. 4(3)(b))
+    SEND_BUDGET = "send_budget"  # its Start's send units were refused: never sent (decision 0046)
 
 
 @dataclass(frozen=True, slots=True)

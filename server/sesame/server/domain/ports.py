@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from datetime import datetime, timedelta
 
-    from sesame.server.domain.budgets import Charge
+    from sesame.server.domain.budgets import BudgetSubject, Charge, Hold, Spending
     from sesame.server.domain.dispatching import (
         Backlog,
         DeadLetter,
@@ -194,9 +194,10 @@ class Challenges(Protocol):
         PhoneCooling (`opening.cooled` only) with their waits, DestinationNotAllowed (the stored number's
         region is not in `opening.countries`); then a request id already claimed answers the challenge
         it opened (`queued` False, nothing charged or sent), or InvalidRequest on `request_id` when that
-        challenge is for another operation; ChallengeAlreadyExists; SendBudgetExhausted (user, number,
-        caller, global: the first spent). Otherwise the challenge is opened for the user's current secure
-        number, with the user's client and locale, and its SMS is queued (`queued` True).
+        challenge is for another operation; ChallengeAlreadyExists; SendBudgetExhausted (the user's; the
+        number's, caller's and global units are held by `SendUnits`, decision 0046). Otherwise the
+        challenge is opened for the user's current secure number, with the user's client and locale, and its
+        SMS is queued (`queued` True).
         """
         ...
 
@@ -226,16 +227,27 @@ class Challenges(Protocol):
         ...
 
     async def record_resend(
-        self, challenge_id: str, at: datetime, context: RequestContext, charges: Sequence[Charge] = ()
+        self,
+        challenge_id: str,
+        at: datetime,
+        context: RequestContext,
+        charges: Sequence[Charge] = (),
+        hold: str = "",
     ) -> Challenge:
         """Take one of the challenge's resends at `at` and one unit of each charge, atomically, and return
-        the challenge.
+        the challenge. The queued SMS carries `hold`, the name its other units are held under (0046).
 
         Refused, and journaled as refused, when the challenge is not OPEN or has expired (ChallengeClosed),
         when no resend is left or the last send is more recent than the challenge's spacing
         (ResendRefused). Refused with nothing written, no resend spent, when a charge is spent
         (SendBudgetExhausted). No attempt counter changes. ChallengeNotFound.
         """
+        ...
+
+    async def withdraw_resend(self, known: Challenge, at: datetime, context: RequestContext) -> None:
+        """Give back the resend of the challenge (as `known` before it) taken at `at`, and its user's unit,
+        its last send time back to `known`'s, journaled (outcome `withdrawn`): its other send units were
+        refused (decision 0046). Nothing when the challenge's last send is no longer that resend."""
         ...
 
     async def record_delivery(
@@ -304,6 +316,32 @@ class ChallengeJournal(Protocol):
         ...
 
 
+class SendUnits(Protocol):
+    """The number's, caller's and global send budgets, in a place of their own (decision 0046): units held
+    for an SMS by a script sent concurrently with the step that queues it, spent by the dispatcher before it
+    hands the SMS over. A hold never spent stops counting after its grace. StoreUnavailable."""
+
+    async def take(self, hold: Hold, charges: Sequence[Charge], dropping: Sequence[Charge] = ()) -> None:
+        """Hold one unit of each charge under the hold's name, all or nothing (a budget this name already
+        holds is held once), and give up the name's units of `dropping`. SendBudgetExhausted (the first
+        spent charge, with the exact wait): nothing written."""
+        ...
+
+    async def release(self, name: str, withdrawn_for: timedelta | None = None) -> None:
+        """Give back the units held under `name` (its SMS was refused); a spent hold is left as it is. With
+        `withdrawn_for` (an SMS was queued under it) the name stays withdrawn that long: a late take holds
+        nothing, a spend answers WITHDRAWN; without, nothing of the hold is left."""
+        ...
+
+    async def spend(
+        self, name: str, number: BudgetSubject | None, at: datetime, grace: timedelta
+    ) -> Spending:
+        """Spend the units held under `name`, once (a second call answers SPENT again); UNHELD when no hold
+        exists or none for `number`'s budget, WITHDRAWN when it was released, EXHAUSTED when the hold
+        lapsed (held longer than `grace`) and a budget filled meanwhile (taken again now when none did)."""
+        ...
+
+
 @dataclass(frozen=True)
 class State:
     """The state ports, one per aggregate, as the flows are given them (docs/decisions/0038)."""
@@ -313,6 +351,7 @@ class State:
     challenges: Challenges
     proofs: Proofs
     journal: ChallengeJournal
+    send_units: SendUnits
 
 
 class SmsGateway(Protocol):

@@ -1,0 +1,137 @@
+"""Start's and Resend's second script: the number's, caller's and global send units, held in their own
+slot concurrently with the step (decision 0046).
+
+The step (open_challenge.lua, record_resend.lua) takes the user's unit in the user's slot; the other three
+budgets live in one `{sb}` slot, which Redis Cluster cannot join to the user's in one script. So both
+scripts are sent at once (one round trip on the critical path) and each outcome is squared with the other:
+a refused step gives the held units back; a refused take voids what the step opened (its SMS is never
+sent) and answers the refusal as the one step did. The units stay held, not spent, until a dispatcher hands
+the SMS over (`Dispatcher` spends them then), and a hold nobody spends stops counting after a grace: a crash
+between the two scripts leaks no unit past it, and the dispatcher sends no SMS whose units are not held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import TYPE_CHECKING
+
+from sesame.server.domain import budgets
+from sesame.server.domain.budgets import BudgetKind, BudgetSubject, Charge, Hold, SendBudget
+from sesame.server.domain.lifecycle import Provenance, Voiding, VoidReason
+from sesame.server.domain.risk_recall import RiskRecall
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+    from datetime import datetime
+
+    from sesame.server.domain.challenges import StartRequest
+    from sesame.server.domain.model import Challenge, RequestContext
+    from sesame.server.domain.opening import Opened
+    from sesame.server.domain.ports import State
+
+
+class SendHolds:
+    """The second script of Start and Resend, and what each answer makes of the other's."""
+
+    def __init__(self, store: State, budget: SendBudget) -> None:
+        self._store = store
+        self._budget = budget
+        # The secure number this worker last saw for each user: Start's step reads the number itself, so
+        # the number's unit is held for the one recalled; a first Start (or one after a change of number)
+        # holds it once the step answered (one round trip more, decision 0046).
+        self._numbers = RiskRecall()
+
+    async def opened(
+        self,
+        step: Awaitable[Opened],
+        request: StartRequest,
+        challenge_id: str,
+        now: datetime,
+        expires_at: datetime,
+    ) -> Opened:
+        """The step's answer, with the challenge's units held; the step's refusal, or the take's (the
+        challenge the step opened is then voided and its SMS never sent)."""
+        user_id, context = request.user_id, request.context
+        number = self._numbers.recalled(user_id)
+        hold = Hold(challenge_id, now, expires_at, self._budget.hold_grace)
+        charges = self._charges(user_id, number, context)
+        opened, taken = await asyncio.gather(
+            step, self._store.send_units.take(hold, charges), return_exceptions=True
+        )
+        if isinstance(opened, BaseException):
+            if not isinstance(taken, BaseException):
+                await self._store.send_units.release(hold.name)  # nothing queued: units back, nothing left
+            raise opened
+        if not opened.queued:  # a retried request id's first challenge: nothing queued under this hold
+            if not isinstance(taken, BaseException):
+                await self._store.send_units.release(hold.name)
+            return opened
+        actual = opened.challenge.phone
+        self._numbers.keep(user_id, actual)
+        if not isinstance(taken, BaseException) and number != actual:
+            # The step sent the code to a number this worker did not know: its unit now, the other's back.
+            stale = () if number is None else (self._phone(number),)
+            try:
+                await self._store.send_units.take(hold, (self._phone(actual),), stale)
+            except Exception as refused:  # noqa: BLE001 (re-raised below, once the challenge is voided)
+                taken = refused
+        if isinstance(taken, BaseException):
+            await self._withdraw(opened.challenge, hold, request)
+            raise taken
+        return opened
+
+    async def resent(
+        self,
+        taking: Callable[[Sequence[Charge], str], Awaitable[Challenge]],
+        known: Challenge,
+        context: RequestContext,
+        now: datetime,
+    ) -> Challenge:
+        """The resend's step (`taking`, given the user's charge and the hold's name) sent with the take of
+        its other units; a refused step gives them back; a refused take withdraws the hold, so that the
+        SMS the step queued is dropped by the dispatcher (the resend itself stays spent)."""
+        hold = Hold(
+            f"{known.challenge_id}:r{secrets.token_hex(6)}", now, known.expires_at, self._budget.hold_grace
+        )
+        own, others = budgets.held_charges(
+            budgets.charges(self._budget, known.user_id, known.phone, context.caller)
+        )
+        resent, taken = await asyncio.gather(
+            taking(own, hold.name), self._store.send_units.take(hold, others), return_exceptions=True
+        )
+        if isinstance(resent, BaseException):
+            if not isinstance(taken, BaseException):
+                await self._store.send_units.release(hold.name)
+            raise resent
+        if isinstance(taken, BaseException):
+            # The resend, its user's unit and its SMS were taken: given back, the SMS dropped by the
+            # dispatcher (its hold withdrawn). Best effort, as for Start: no hold, no SMS, whatever fails.
+            await asyncio.gather(
+                self._store.challenges.withdraw_resend(known, now, context),
+                self._store.send_units.release(hold.name, hold.grace),
+                return_exceptions=True,
+            )
+            raise taken
+        return resent
+
+    async def _withdraw(self, challenge: Challenge, hold: Hold, request: StartRequest) -> None:
+        """Void the challenge whose units were refused and withdraw its hold: its SMS is never sent (the
+        dispatcher drops an SMS whose challenge is closed or whose hold is withdrawn). Best effort: when
+        either fails, the dispatcher still finds no hold and sends nothing."""
+        caller = request.context.caller
+        provenance = Provenance(caller or "sesame", "send budget", request.request_id, caller)
+        voiding = Voiding(challenge.user_id, VoidReason.SEND_BUDGET, hold.at, provenance)
+        await asyncio.gather(
+            self._store.challenges.void_challenge(challenge.challenge_id, voiding),
+            self._store.send_units.release(hold.name, hold.grace),
+            return_exceptions=True,
+        )
+
+    def _charges(self, user_id: str, number: str | None, context: RequestContext) -> tuple[Charge, ...]:
+        """The number's (when recalled), the caller's and the global charges of one SMS."""
+        _, others = budgets.held_charges(budgets.charges(self._budget, user_id, number or "", context.caller))
+        return tuple(c for c in others if number is not None or c.subject.kind is not BudgetKind.PHONE)
+
+    def _phone(self, number: str) -> Charge:
+        return Charge(BudgetSubject.phone(number), self._budget.per_phone, self._budget.window)

@@ -1,0 +1,189 @@
+"""The number's, caller's and global send units held in their own slot by a second script sent with
+Start's step, spent by the dispatcher when it hands the SMS over (decision 0046): a refusal of either
+script leaves nothing behind, a crash between them leaks nothing past the grace, and no SMS goes without
+its units. Through the real server, Redis and SoftHSM; the SMS are the console gateway's file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import grpc
+import pytest
+import redis.asyncio as aioredis
+from google.rpc import error_details_pb2
+
+from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
+from sesame.server.dispatch_loop import DispatchSettings
+from sesame.server.domain.budgets import BudgetSubject, Charge, Hold, SendBudget
+from sesame.server.domain.challenges import ChallengePolicy
+from sesame.server.domain.model import ChallengeStatus, DeliveryState
+from tests.contracts.test_start_challenge_contract import an_opening
+from tests.e2e.conftest import Live
+from tests.e2e.helpers import CONTEXT, PHONE, enrolled, transfer
+from tests.e2e.test_flows import rich_details
+from tests.support.outbox import settled
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+NUMBER = BudgetSubject.phone(PHONE)
+CALLER = BudgetSubject.caller("")
+EVERYONE = BudgetSubject.overall()
+ROOMY = dict(per_user=100, per_phone=100, per_caller=100, overall=100)  # noqa: C408 (settings by name)
+QUICK = timedelta(seconds=1)  # a short grace, so that a test sees it pass
+
+
+def code_sms(sms_file: Path) -> list[str]:
+    """The challenge ids of the code SMS handed to the console gateway so far."""
+    if not sms_file.exists():
+        return []
+    lines = [json.loads(line) for line in sms_file.read_text().splitlines()]
+    return [line["challenge_id"] for line in lines if line["challenge_id"]]
+
+
+def start(user_id: str = "alice", request_id: str = "") -> auth_pb.StartChallengeRequest:
+    return auth_pb.StartChallengeRequest(
+        user_id=user_id, operation=transfer(), context=CONTEXT, request_id=request_id
+    )
+
+
+async def refusal(live: Live, request: auth_pb.StartChallengeRequest) -> tuple[str, timedelta]:
+    """The budget a refused Start names, and its RetryInfo's wait."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await live.auth.StartChallenge(request)
+    assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    quota, retry = error_details_pb2.QuotaFailure(), error_details_pb2.RetryInfo()
+    details = rich_details(caught.value)
+    assert details[0].Unpack(quota)
+    assert details[1].Unpack(retry)
+    return quota.violations[0].subject, retry.retry_delay.ToTimedelta()
+
+
+async def held_units(client: aioredis.Redis, live: Live, subject: BudgetSubject) -> int:
+    """Units held (not spent) in a `{sb}` budget: ZCARD of its held set."""
+    return int(await client.zcard(live.store.keys.send_units_held(subject.kind.value, subject.key)))
+
+
+async def spent_units(client: aioredis.Redis, live: Live, subject: BudgetSubject) -> int:
+    return int(await client.zcard(live.store.keys.send_budget(subject.kind.value, subject.key)))
+
+
+@pytest.mark.parametrize("policy", [ChallengePolicy(send_budget=SendBudget(**{**ROOMY, "per_user": 1}))])
+async def test_a_refused_step_gives_the_held_units_back(live: Live, redis_client: aioredis.Redis) -> None:
+    """The user's budget of one refuses the second Start in its step; the take sent with it had held the
+    number's, caller's and global units: they are given back, and only the SMS that went spent any."""
+    await enrolled(live)
+    await live.auth.StartChallenge(start())
+    assert (await refusal(live, start()))[0] == "user"
+    await settled(live.store)
+    for subject in (NUMBER, CALLER, EVERYONE):
+        assert await held_units(redis_client, live, subject) == 0
+        assert await spent_units(redis_client, live, subject) == 1
+    assert len(code_sms(live.sms_file)) == 1
+
+
+@pytest.mark.parametrize("policy", [ChallengePolicy(send_budget=SendBudget(**{**ROOMY, "per_caller": 1}))])
+async def test_a_refused_take_voids_the_opened_challenge_and_no_sms_is_ever_sent(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    """The caller's ceiling of one refuses the second Start's take while its step opened a challenge:
+    RESOURCE_EXHAUSTED on `caller` as before, the challenge voided (journaled, reason send_budget), its
+    SMS never handed over, nothing spent; a retry of the request id starts afresh (refused again), it is
+    not answered the voided challenge."""
+    for user_id, phone in (("alice", PHONE), ("bob", "+33612000001")):
+        await live.enrol.EnrollUser(
+            enrol_pb.EnrollUserRequest(user_id=user_id, client_id="acme", secure_phone=phone)
+        )
+    sent = await live.auth.StartChallenge(start())
+    subject, wait = await refusal(live, start("bob", "r-1"))
+    assert subject == "caller"
+    assert timedelta(seconds=59) < wait <= timedelta(seconds=60)
+    (voided,) = await live.store.challenges.pending_challenges("bob", datetime.now(UTC))
+    assert (await live.store.challenges.get_challenge(voided)).status is ChallengeStatus.CANCELLED
+    journal = await live.store.journal.challenge_journal(voided)
+    assert [e.get("void_reason") for e in journal if e["event"] == "challenge.void"] == ["send_budget"]
+    assert await redis_client.zcard(live.store.keys.send_budget("user", "bob")) == 0  # its unit came back
+    assert (await refusal(live, start("bob", "r-1")))[0] == "caller"
+    await settled(live.store)
+    await asyncio.sleep(0.5)  # the dispatcher settled its entry: nothing else is left to send it
+    assert code_sms(live.sms_file) == [sent.challenge_id]
+    assert await spent_units(redis_client, live, CALLER) == 1
+
+
+@pytest.mark.parametrize(
+    "policy", [ChallengePolicy(send_budget=SendBudget(**{**ROOMY, "per_phone": 1}, hold_grace=QUICK))]
+)
+async def test_a_hold_left_by_a_crash_stops_counting_after_the_grace(live: Live) -> None:
+    """take_send_units ran alone (its Start died before its step): the number's unit counts while the
+    grace runs (the Start is refused on `phone`, with the wait until the hold would free if spent), then
+    no longer: the next Start opens and its SMS goes."""
+    await enrolled(live)
+    at = datetime.now(UTC)
+    crashed = Hold("crashed-start", at, at + timedelta(minutes=5), QUICK)
+    await live.store.send_units.take(crashed, (Charge(NUMBER, 1, timedelta(hours=1)),))
+    assert (await refusal(live, start()))[0] == "phone"
+    await asyncio.sleep(max(0.0, (at + QUICK - datetime.now(UTC)).total_seconds()) + 0.05)
+    opened = await live.auth.StartChallenge(start())
+    await settled(live.store)
+    assert code_sms(live.sms_file) == [opened.challenge_id]
+
+
+@pytest.mark.parametrize("policy", [ChallengePolicy(send_budget=SendBudget(**ROOMY, hold_grace=QUICK))])
+@pytest.mark.parametrize("dispatch", [DispatchSettings(claim_idle=timedelta(seconds=1))])
+async def test_the_dispatcher_does_not_send_a_challenge_without_holds(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    """Start's step ran alone (its worker died before the take): the challenge is open, its SMS queued,
+    but no unit is held for it. The dispatcher leaves it pending through the grace, then dead-letters it
+    (`unheld`): never handed to the gateway, no unit spent."""
+    await live.enrol.EnrollUser(
+        enrol_pb.EnrollUserRequest(user_id="u-1", client_id="acme", secure_phone=PHONE)
+    )
+    opening = an_opening()
+    opened = await live.store.challenges.start_challenge(opening)
+    assert opened.queued
+    async with asyncio.timeout(15):
+        while (  # noqa: ASYNC110 (the dispatcher is another task's)
+            await live.store.challenges.get_challenge(opening.challenge_id)
+        ).delivery is not DeliveryState.FAILED:
+            await asyncio.sleep(0.05)
+    await settled(live.store)
+    assert code_sms(live.sms_file) == []
+    assert await spent_units(redis_client, live, NUMBER) == 0
+    outbox = live.store.outbox()
+    try:
+        letters = await outbox.dead_letters().recent(10)
+    finally:
+        await outbox.close()
+    assert [(letter.challenge_id, letter.reason) for letter in letters] == [(opening.challenge_id, "unheld")]
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [ChallengePolicy(send_budget=SendBudget(**{**ROOMY, "per_phone": 1}), resend_spacing=timedelta(0))],
+)
+async def test_a_resend_whose_units_are_refused_spends_no_resend_and_sends_nothing(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    """The number's budget of one, spent by the Start's SMS, refuses the resend's take while its step took
+    the resend: RESOURCE_EXHAUSTED on `phone`, the resend and the user's unit given back (journaled
+    `withdrawn`), its SMS never handed over (decision 0046)."""
+    await enrolled(live)
+    opened = await live.auth.StartChallenge(start())
+    await settled(live.store)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await live.auth.ResendChallenge(auth_pb.ResendChallengeRequest(challenge_id=opened.challenge_id))
+    assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    quota = error_details_pb2.QuotaFailure()
+    assert rich_details(caught.value)[0].Unpack(quota)
+    assert [v.subject for v in quota.violations] == ["phone"]
+    assert (await live.store.challenges.get_challenge(opened.challenge_id)).resends == 0
+    assert await redis_client.zcard(live.store.keys.send_budget("user", "alice")) == 1
+    journal = await live.store.journal.challenge_journal(opened.challenge_id)
+    assert [e["outcome"] for e in journal if e["event"] == "challenge.resend"] == ["resent", "withdrawn"]
+    await settled(live.store)
+    assert code_sms(live.sms_file) == [opened.challenge_id]
+    assert await spent_units(redis_client, live, NUMBER) == 1
