@@ -18,6 +18,7 @@ from sesame.clients import redis_records as rec
 from sesame.server.domain.call_meter import UNMETERED, CallMeter
 from sesame.server.domain.errors import StoreUnavailable
 from sesame.server.domain.model import Challenge, User
+from sesame.server.tracing import recording
 
 _INCLUDE = re.compile(r"^--#include (\S+)$", re.MULTILINE)
 _tracer = trace.get_tracer("sesame.clients.redis")
@@ -55,8 +56,11 @@ class Scripts:
     async def run(self, name: str, keys: Sequence[str], args: Sequence[rec.Field]) -> Any:
         """Run one script: one atomic transition on the slot of its keys, in a span named after it.
 
-        The span names the script only: keys and arguments hold user ids, numbers and MACs.
+        The span names the script only: keys and arguments hold user ids, numbers and MACs. None while
+        tracing is off: a span that records nothing still cost ~10 µs a call (decision 0049).
         """
+        if not recording():
+            return await self.call(name, self._scripts[name](keys=keys, args=args))
         with (
             _tracer.start_as_current_span(
                 f"redis {name}",

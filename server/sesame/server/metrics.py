@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from cryptography import x509
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -317,10 +317,16 @@ class DependencyMeter:
 
     metrics: Metrics
     dependency: str
+    # Each call's histogram child, looked up once per worker: `labels` validates and hashes at every call
+    # (decision 0049). The calls are the adapters' own names: bounded.
+    _timed: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def observe(self, call: str, seconds: float) -> None:
         """Observe one call's duration."""
-        self.metrics.dependency_seconds.labels(self.dependency, call).observe(seconds)
+        timed = self._timed.get(call)
+        if timed is None:
+            timed = self._timed[call] = self.metrics.dependency_seconds.labels(self.dependency, call)
+        timed.observe(seconds)
 
     def failed(self, call: str) -> None:
         """Count one call that failed because the dependency was unavailable."""
