@@ -88,8 +88,9 @@ class RedisChallenges(RedisPlace):
         number_budget = self._number_budget(charges)
         codes = ",".join(["", *sorted(whole_calling_codes(opening.countries)), ""])
         keys = self._opening_keys(opening, budget_keys)
-        fields = rec.opening_fields(opening)
-        tail = [len(fields), *fields, *rec.opening_entry(opening)]
+        draft = rec.opened_challenge(opening, "", "", "")  # built once for the hash and the entry (0049)
+        fields = rec.opening_fields(opening, draft)
+        tail = [len(fields), *fields, *rec.opening_entry(opening, draft)]
         args = self._opening_args(opening, "", budget_args, number_budget, codes)
         reply = await self._run("open_challenge", keys, [*args, *tail])
         if reply[0] == b"destination":
