@@ -10,7 +10,6 @@ and taking a resend also take the number's, caller's and global send units, acro
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Final, cast
 
@@ -102,10 +101,9 @@ class RedisChallenges(RedisPlace):
         match reply[0]:
             case b"opened":
                 client_id, phone, locale = (value.decode() for value in reply[1:4])
-                opened = rec.opened_challenge(opening, client_id, phone, locale)
-                if len(reply) > 4:  # the rules decided in the step (decision 0045)
-                    opened = replace(opened, risk=rec.risk_from_hash({b"risk": reply[4]}))
-                return Opened(opened, queued=True)
+                # The rules decided in the step when it answers a 5th element (decision 0045).
+                risk = rec.risk_from_hash({b"risk": reply[4]}) if len(reply) > 4 else opening.risk
+                return Opened(rec.opened_challenge(opening, client_id, phone, locale, risk), queued=True)
             case b"earlier":
                 return Opened(_challenge(rec.pairs(reply[1])), queued=False)
             case b"other_operation":

@@ -299,8 +299,11 @@ def operation_fields(operation: Operation) -> list[Field]:
     return ["operation", base64.urlsafe_b64encode(operation.encode()).decode().rstrip("=")]
 
 
-def opened_challenge(opening: Opening, client_id: str, phone: str, locale: str) -> Challenge:
-    """The challenge Start's script opened: the opening, with what the script read of its user."""
+def opened_challenge(
+    opening: Opening, client_id: str, phone: str, locale: str, risk: RiskAssessment | None = None
+) -> Challenge:
+    """The challenge Start's script opened: the opening, with what the script read of its user (and the
+    rules' decision when the step made it; else the opening's)."""
     return Challenge(
         challenge_id=opening.challenge_id,
         user_id=opening.user_id,
@@ -321,7 +324,7 @@ def opened_challenge(opening: Opening, client_id: str, phone: str, locale: str) 
         resend_spacing=opening.resend_spacing,
         resends=0,
         last_sent_at=from_ms(to_ms(opening.created_at)),
-        risk=opening.risk,  # journaled with the opening and kept in the hash (docs/risk.md)
+        risk=risk or opening.risk,  # journaled with the opening and kept in the hash (docs/risk.md)
         start_factor=opening.context.first_factor,  # journaled with the opening, kept for the proof (0042)
     )
 
