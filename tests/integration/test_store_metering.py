@@ -56,3 +56,17 @@ async def test_a_stopped_redis_counts_as_a_failure(tmp_path: Path) -> None:
     assert sample(metrics, "sesame_dependency_failures_total", "get_user") == 1
     assert sample(metrics, "sesame_dependency_failures_total", "register_user") == 1
     assert sample(metrics, "sesame_dependency_duration_seconds_count", "register_user") == 2
+
+
+async def test_a_script_redis_forgot_is_loaded_again_and_timed_once(redis_client: aioredis.Redis) -> None:
+    """After SCRIPT FLUSH (a restart, a failover to a replica that never loaded it), the next call loads the
+    script and runs it: one call, timed once (`Scripts._evalsha`, decision 0049)."""
+    metrics = Metrics()
+    store = RedisState.on(redis_client).metered(DependencyMeter(metrics, "store"))
+    now = datetime.now(UTC)
+    await store.users.register_user(a_user(now))
+    await redis_client.script_flush()
+    await store.users.register_user(a_user(now, user_id="u-2"))
+    assert (await store.users.get_user("u-2")).user_id == "u-2"
+    assert sample(metrics, "sesame_dependency_duration_seconds_count", "register_user") == 2
+    assert sample(metrics, "sesame_dependency_failures_total", "register_user") == 0

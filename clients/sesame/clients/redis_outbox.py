@@ -25,6 +25,7 @@ from sesame.clients import redis_records as rec
 from sesame.clients.redis_dead_letters import RedisDeadLetters
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_outbox_bell import OutboxBell
+from sesame.clients.redis_packing import c_packed
 from sesame.clients.redis_scripts import Scripts, stored_challenge, translated
 from sesame.clients.redis_send_units import RedisSendUnits
 from sesame.server.domain.dispatching import Backlog, FailedTry, NoticeAddressee, NoticeFailure, QueuedSms
@@ -57,7 +58,7 @@ class RedisOutbox:
     def from_url(cls, url: str, *, prefix: str = "sesame", timeout: float = 5.0) -> RedisOutbox:
         """An outbox on its own connection pool; `timeout` must exceed the longest wait of `take`."""
         client = aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-        return cls(client, prefix=prefix)
+        return cls(c_packed(client), prefix=prefix)
 
     @classmethod
     def beside(cls, client: aioredis.Redis, *, prefix: str = "sesame", timeout: float = 5.0) -> RedisOutbox:

@@ -299,8 +299,11 @@ def operation_fields(operation: Operation) -> list[Field]:
     return ["operation", base64.urlsafe_b64encode(operation.encode()).decode().rstrip("=")]
 
 
-def opened_challenge(opening: Opening, client_id: str, phone: str, locale: str) -> Challenge:
-    """The challenge Start's script opened: the opening, with what the script read of its user."""
+def opened_challenge(
+    opening: Opening, client_id: str, phone: str, locale: str, risk: RiskAssessment | None = None
+) -> Challenge:
+    """The challenge Start's script opened: the opening, with what the script read of its user (and the
+    rules' decision when the step made it; else the opening's)."""
     return Challenge(
         challenge_id=opening.challenge_id,
         user_id=opening.user_id,
@@ -321,7 +324,7 @@ def opened_challenge(opening: Opening, client_id: str, phone: str, locale: str) 
         resend_spacing=opening.resend_spacing,
         resends=0,
         last_sent_at=from_ms(to_ms(opening.created_at)),
-        risk=opening.risk,  # journaled with the opening and kept in the hash (docs/risk.md)
+        risk=risk or opening.risk,  # journaled with the opening and kept in the hash (docs/risk.md)
         start_factor=opening.context.first_factor,  # journaled with the opening, kept for the proof (0042)
     )
 
@@ -329,16 +332,18 @@ def opened_challenge(opening: Opening, client_id: str, phone: str, locale: str) 
 _FROM_USER = frozenset({"client_id", "phone", "locale"})  # what Start's script fills in from the user
 
 
-def opening_fields(opening: Opening) -> list[Field]:
-    """The challenge hash Start's script writes, flat, less what it reads from the user."""
-    fields = challenge_fields(opened_challenge(opening, "", "", ""))
+def opening_fields(opening: Opening, draft: Challenge | None = None) -> list[Field]:
+    """The challenge hash Start's script writes, flat, less what it reads from the user. `draft`: the
+    opening's `opened_challenge` without the user's part, when the caller has it already."""
+    fields = challenge_fields(draft or opened_challenge(opening, "", "", ""))
     return [item for name, value in zip(fields[::2], fields[1::2], strict=True) if name not in _FROM_USER
             for item in (name, value)]  # fmt: skip
 
 
-def opening_entry(opening: Opening) -> list[Field]:
-    """Journal entry of a new challenge, less the client and the masked phone the script appends."""
-    entry = opened_entry(opened_challenge(opening, "", "", ""), opening.context)
+def opening_entry(opening: Opening, draft: Challenge | None = None) -> list[Field]:
+    """Journal entry of a new challenge, less the client and the masked phone the script appends (`draft`:
+    as for `opening_fields`)."""
+    entry = opened_entry(draft or opened_challenge(opening, "", "", ""), opening.context)
     return [item for name, value in zip(entry[::2], entry[1::2], strict=True) if name not in _FROM_USER
             for item in (name, value)]  # fmt: skip
 

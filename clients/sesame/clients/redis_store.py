@@ -25,6 +25,7 @@ from sesame.clients.redis_health_notes import RedisHealthNotes
 from sesame.clients.redis_journal import RedisJournal
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_outbox import RedisOutbox
+from sesame.clients.redis_packing import c_packed
 from sesame.clients.redis_place import DEFAULT_RETENTION, RedisPlace
 from sesame.clients.redis_proofs import RedisProofs
 from sesame.clients.redis_scripts import Scripts
@@ -89,6 +90,7 @@ class RedisState(State):
             health_check_interval=30,
             retry=Retry(NoBackoff(), 0),
         )
+        c_packed(client)  # commands packed in C (decision 0049); the outbox's pool beside it copies the class
         return cls.on(client, prefix=prefix, retention=retention)
 
     async def check_layout(self) -> None:

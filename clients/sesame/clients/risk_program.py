@@ -128,8 +128,12 @@ def signals_of(reply: list[bytes]) -> dict[str, SignalValue]:
     return out
 
 
+# One encoder: `json.dumps` with options builds a new one at every call (Start's question, decision 0049).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def _compact(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(value)
 
 
 @functools.lru_cache(maxsize=8)

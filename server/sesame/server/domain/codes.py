@@ -8,6 +8,7 @@ never stored: they are recomputed in the HSM when the SMS is sent and when a cod
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from typing import TYPE_CHECKING
@@ -21,8 +22,9 @@ if TYPE_CHECKING:
 _QUESTION_TAG = b"sesame-ocra-question-v1"
 
 
+@functools.cache
 def suite(digits: int) -> ocra.OcraSuite:
-    """The suite of a `digits`-digit code."""
+    """The suite of a `digits`-digit code, parsed once per length (a frozen value: decision 0049)."""
     return ocra.OcraSuite.parse(f"OCRA-1:HOTP-SHA256-{digits}:QH64")
 
 

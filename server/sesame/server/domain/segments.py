@@ -36,14 +36,19 @@ class Segments:
 
 
 def measure(text: str) -> Segments:
-    """The encoding and number of parts `text` is sent in."""
-    if fits_gsm7(text):
-        encoding, widths = Encoding.GSM7, [2 if char in EXTENSION else 1 for char in text]
+    """The encoding and number of parts `text` is sent in. A text in one SMS (every code SMS) is counted
+    without a width per character: each SMS is measured up to three times (decision 0049)."""
+    gsm7 = fits_gsm7(text)
+    if gsm7:
+        encoding, units = Encoding.GSM7, len(text) + sum(map(EXTENSION.__contains__, text))
     else:
-        encoding, widths = Encoding.UCS2, [len(char.encode("utf-16-le")) // 2 for char in text]
-    units = sum(widths)
+        encoding, units = Encoding.UCS2, len(text.encode("utf-16-le")) // 2
     if units <= _SINGLE[encoding]:
         return Segments(encoding, units, 1)
+    if gsm7:
+        widths = [2 if char in EXTENSION else 1 for char in text]
+    else:
+        widths = [len(char.encode("utf-16-le")) // 2 for char in text]
     return Segments(encoding, units, _packed(widths, _PART[encoding]))
 
 

@@ -11,7 +11,9 @@ the lines that matter.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
 import secrets
 from collections.abc import Sequence
@@ -48,12 +50,35 @@ _SERVER_FAULTS = frozenset(
 Metadata = Sequence[tuple[str, str | bytes]]
 
 
+class _FreshIds:
+    """Fresh request ids: this process's random 64-bit prefix and a count (32 hex digits), unique across
+    workers (drawn again in a forked child) and restarts without a getrandom call per RPC (1.4 % of a
+    worker's samples under load, decision 0049). A name for logs, not a secret: a caller may already send
+    any well-formed id it likes."""
+
+    def __init__(self) -> None:
+        self.reseed()
+
+    def reseed(self) -> None:
+        """A new prefix and a new starting count."""
+        self.prefix = secrets.token_hex(8)
+        self._count = itertools.count(secrets.randbelow(1 << 32))
+
+    def next(self) -> str:
+        """The next id."""
+        return f"{self.prefix}{next(self._count) & 0xFFFF_FFFF_FFFF_FFFF:016x}"
+
+
+fresh_ids = _FreshIds()
+os.register_at_fork(after_in_child=fresh_ids.reseed)
+
+
 def request_id(metadata: Metadata) -> str:
-    """The caller's `x-request-id` when well formed, else a new random one (32 hex digits)."""
+    """The caller's `x-request-id` when well formed, else a new one (32 hex digits)."""
     for key, value in metadata:
         if key == REQUEST_ID_KEY and isinstance(value, str) and _WELL_FORMED.fullmatch(value):
             return value
-    return secrets.token_hex(16)  # uuid4().hex's form, for a third of its cost
+    return fresh_ids.next()
 
 
 def subject(request: Any) -> dict[str, str]:

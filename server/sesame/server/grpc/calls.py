@@ -115,28 +115,30 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             fields = {"request_id": rid, "rpc": name, "caller": named, **subject(request)}
             attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
             attributes["sesame.caller"] = named
-            with (
-                structlog.contextvars.bound_contextvars(**fields),
-                _span(f"{service}/{name}", metadata, attributes) as span,
-            ):
-                await context.send_initial_metadata(((REQUEST_ID_KEY, rid),))
-                start = time.perf_counter()
-                code, response = grpc.StatusCode.UNKNOWN, None
-                try:
-                    response = await self._answer(behavior, request, context, full, caller)
-                except asyncio.CancelledError:
-                    code = grpc.StatusCode.CANCELLED
-                    raise
-                except BaseException:
-                    code = context.code() or grpc.StatusCode.UNKNOWN
-                    raise
-                else:
-                    code = context.code() or grpc.StatusCode.OK
-                    return response
-                finally:
-                    seconds = time.perf_counter() - start
-                    meter.answered(code, seconds)
-                    answered(span, name, code, seconds, response)
+            # Bound and reset by token: what `bound_contextvars` does, without a generator per call (0049).
+            bound = structlog.contextvars.bind_contextvars(**fields)
+            try:
+                with _span(f"{service}/{name}", metadata, attributes) as span:
+                    await context.send_initial_metadata(((REQUEST_ID_KEY, rid),))
+                    start = time.perf_counter()
+                    code, response = grpc.StatusCode.UNKNOWN, None
+                    try:
+                        response = await self._answer(behavior, request, context, full, caller)
+                    except asyncio.CancelledError:
+                        code = grpc.StatusCode.CANCELLED
+                        raise
+                    except BaseException:
+                        code = context.code() or grpc.StatusCode.UNKNOWN
+                        raise
+                    else:
+                        code = context.code() or grpc.StatusCode.OK
+                        return response
+                    finally:
+                        seconds = time.perf_counter() - start
+                        meter.answered(code, seconds)
+                        answered(span, name, code, seconds, response)
+            finally:
+                structlog.contextvars.reset_contextvars(**bound)
 
         return called
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -65,9 +65,7 @@ def start_request(request: auth_pb.StartChallengeRequest) -> StartRequest:
     fields = Fields()
     checked_user = fields.check("user_id", validation.identifier, request.user_id)
     operation = _operation(fields, "operation", request.operation if request.HasField("operation") else None)
-    context = replace(
-        request_context(fields, request.context), first_factor=translate_factors.first_factor(fields, request)
-    )
+    context = request_context(fields, request.context, request)
     request_id = fields.check("request_id", bounded(validation.MAX_REQUEST_ID), request.request_id)
     forwarded = translate_risk.forwarded(fields, request.context)
     fields.raise_if_any()
@@ -84,9 +82,7 @@ def verify_request(request: auth_pb.VerifyChallengeRequest) -> VerifyRequest:
     elif len(request.code) > 16 or not request.code.isascii() or not request.code.isdigit():
         fields.violations.append(FieldViolation("code", "must be 6 to 8 digits"))
     operation = _operation(fields, "operation", request.operation if request.HasField("operation") else None)
-    context = replace(
-        request_context(fields, request.context), first_factor=translate_factors.first_factor(fields, request)
-    )
+    context = request_context(fields, request.context, request)
     fields.raise_if_any()
     return VerifyRequest(request.challenge_id, request.code, operation, context)
 
@@ -174,8 +170,13 @@ def _payee(fields: Fields, path: str, message: op_pb.Payee | None) -> Payee:
     )
 
 
-def request_context(fields: Fields, message: op_pb.RequestContext) -> RequestContext:
-    """Check the end user's context; each field bounded."""
+def request_context(
+    fields: Fields,
+    message: op_pb.RequestContext,
+    asserting: auth_pb.StartChallengeRequest | auth_pb.VerifyChallengeRequest | None = None,
+) -> RequestContext:
+    """Check the end user's context; each field bounded; with the first factor `asserting` states, checked
+    after them (built at once: no second context per call, decision 0049)."""
     field = bounded(validation.MAX_CONTEXT_FIELD)
     return RequestContext(
         ip=fields.check("context.ip", field, message.ip),
@@ -183,6 +184,7 @@ def request_context(fields: Fields, message: op_pb.RequestContext) -> RequestCon
         session_id=fields.check("context.session_id", field, message.session_id),
         user_agent=fields.check("context.user_agent", field, message.user_agent),
         caller=current_caller() or "",
+        first_factor=None if asserting is None else translate_factors.first_factor(fields, asserting),
     )
 
 
