@@ -54,12 +54,15 @@ def destroy(store: Pkcs11KeyStore, object_class: ObjectClass, label: str) -> Non
 
 
 def test_serve_refuses_a_token_without_an_otp_key(
-    make_token: Callable[[str], Pkcs11Config], hsm_dir: Path, redis_server: EmbeddedRedis, tmp_path: Path
+    make_token: Callable[[str], Pkcs11Config],
+    hsm_dir: Path,
+    flushed_redis_server: EmbeddedRedis,
+    tmp_path: Path,
 ) -> None:
     """`sesame serve` on a token holding a proof key but no OTP key exits non-zero with a clear message."""
     config = make_token(f"no-otp-{secrets.token_hex(4)}")
     rotate_keys(config, KeyKind.PROOF)
-    result = run_serve(tmp_path / "var", operator_token_settings(config, hsm_dir, redis_server.url))
+    result = run_serve(tmp_path / "var", operator_token_settings(config, hsm_dir, flushed_redis_server.url))
     assert result.returncode == 2, result.stdout
     assert "no usable current OTP key and proof key" in result.stdout
     assert "sesame keys init" in result.stdout
@@ -67,12 +70,15 @@ def test_serve_refuses_a_token_without_an_otp_key(
 
 
 def test_serve_refuses_a_token_without_a_proof_key(
-    make_token: Callable[[str], Pkcs11Config], hsm_dir: Path, redis_server: EmbeddedRedis, tmp_path: Path
+    make_token: Callable[[str], Pkcs11Config],
+    hsm_dir: Path,
+    flushed_redis_server: EmbeddedRedis,
+    tmp_path: Path,
 ) -> None:
     """`sesame serve` on a token holding an OTP key but no proof key exits non-zero with a clear message."""
     config = make_token(f"no-proof-{secrets.token_hex(4)}")
     rotate_keys(config, KeyKind.OTP)
-    result = run_serve(tmp_path / "var", operator_token_settings(config, hsm_dir, redis_server.url))
+    result = run_serve(tmp_path / "var", operator_token_settings(config, hsm_dir, flushed_redis_server.url))
     assert result.returncode == 2, result.stdout
     assert "no usable current OTP key and proof key" in result.stdout
 

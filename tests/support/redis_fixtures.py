@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 
 from sesame.clients.redis_server import EmbeddedRedis
@@ -30,6 +31,18 @@ async def redis_client(redis_server: EmbeddedRedis) -> AsyncIterator[aioredis.Re
         yield client
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+def flushed_redis_server(redis_server: EmbeddedRedis) -> EmbeddedRedis:
+    """The session's server, every key deleted before the test: for a test that is not async (a
+    `sesame serve` it starts on this Redis must not find another test's key ledger, for one)."""
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    return redis_server
 
 
 @pytest.fixture
