@@ -25,7 +25,7 @@ from sesame.server.domain import proof
 from sesame.server.journal_archive import JournalArchive
 from sesame.server.journal_export import read_export
 from sesame.server.sealer import Sealer
-from tests.integration.test_journal_sealer import SHORT, journal_something
+from tests.integration.test_journal_sealer import STEADY, journal_something
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +61,7 @@ def exporting(archive: JournalArchive, redis_server: EmbeddedRedis) -> tuple[str
 async def sealed(redis_store: RedisState, keystore: Pkcs11KeyStore, tmp_path: Path) -> JournalArchive:
     """Blocks 1-4 sealed and archived (gone from Redis), blocks 5-6 sealed and only in Redis."""
     archive = JournalArchive(tmp_path / "archive")
-    sealer = Sealer(redis_store.sealed_journal(), keystore, archive, SHORT, holder="export-test")
+    sealer = Sealer(redis_store.sealed_journal(), keystore, archive, STEADY, holder="export-test")
     nonce = 0
     for _ in range(ARCHIVED_BLOCKS):
         for _ in range(3):
@@ -71,7 +71,7 @@ async def sealed(redis_store: RedisState, keystore: Pkcs11KeyStore, tmp_path: Pa
     for _ in range(LIVE_BLOCKS):
         nonce += 1
         await journal_something(redis_store, nonce)
-        assert await redis_store.sealed_journal().take_lease("export-test", SHORT.lease)
+        assert await redis_store.sealed_journal().take_lease("export-test", STEADY.lease)
         assert await sealer.seal() is not None  # sealed, not drained: the block stays in Redis
     assert archive.last_block() is not None
     assert archive.last_block().number == ARCHIVED_BLOCKS  # type: ignore[union-attr]

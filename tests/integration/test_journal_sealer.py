@@ -25,7 +25,10 @@ from tests.factories import a_challenge, its_user_enrolled
 
 pytestmark = pytest.mark.integration
 
+# SHORT for the tests of a lease that expires; STEADY for the others: a 300 ms lease could lapse between a
+# step's taking it and its writing on a loaded machine, and the step then wrote nothing (seen in make test).
 SHORT = SealerTiming(interval=timedelta(milliseconds=50), lease=timedelta(milliseconds=300))
+STEADY = SealerTiming(interval=timedelta(milliseconds=50), lease=timedelta(seconds=30))
 
 
 async def journal_something(store: RedisState, nonce: int = 0) -> str:
@@ -41,8 +44,14 @@ def archive(tmp_path: Path) -> JournalArchive:
     return JournalArchive(tmp_path / "archive")
 
 
-def sealer(store: RedisState, keystore: Pkcs11KeyStore, archive: JournalArchive, holder: str) -> Sealer:
-    return Sealer(store.sealed_journal(), keystore, archive, SHORT, holder=holder)
+def sealer(
+    store: RedisState,
+    keystore: Pkcs11KeyStore,
+    archive: JournalArchive,
+    holder: str,
+    timing: SealerTiming = STEADY,
+) -> Sealer:
+    return Sealer(store.sealed_journal(), keystore, archive, timing, holder=holder)
 
 
 async def test_blocks_are_signed_chained_archived_and_leave_redis(
@@ -118,10 +127,10 @@ async def test_the_holder_publishes_when_the_journal_was_last_sealed_and_archive
     archive = JournalArchive(tmp_path / "archive")
     holding, waiting = Metrics(), Metrics()
     one = Sealer(
-        redis_store.sealed_journal(), keystore, archive, SHORT, holder="one", meter=SealerGauges(holding)
+        redis_store.sealed_journal(), keystore, archive, STEADY, holder="one", meter=SealerGauges(holding)
     )
     two = Sealer(
-        redis_store.sealed_journal(), keystore, archive, SHORT, holder="two", meter=SealerGauges(waiting)
+        redis_store.sealed_journal(), keystore, archive, STEADY, holder="two", meter=SealerGauges(waiting)
     )
     await journal_something(redis_store, 8)
     before = time.time()
@@ -151,8 +160,8 @@ async def test_a_second_sealer_waits_then_takes_over_when_the_first_dies(
     expires; then it continues the same chain."""
     await journal_something(redis_store, 1)
     first, second = (
-        sealer(redis_store, keystore, archive, "first"),
-        sealer(redis_store, keystore, archive, "second"),
+        sealer(redis_store, keystore, archive, "first", SHORT),
+        sealer(redis_store, keystore, archive, "second", SHORT),
     )
     sealed = await first.step()
     assert sealed is not None
