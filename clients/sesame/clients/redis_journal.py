@@ -134,12 +134,16 @@ class RedisJournal:
         ]
         return LiveStream(through.decode() if through else None, entries)
 
-    async def drop_journal(self, stream: str, held: str, now_ms: int) -> tuple[str, int]:
-        """Let a closed challenge's journal go if the archive holds every entry of it (`held`: the id of the
-        last entry archived). The outcome (`dropped`, `gone`, `newer`, `open`) and, when open, its expiry."""
-        keys = [stream, self.keys.journal_tail(stream), self.keys.challenge_of_journal(stream)]
-        reply = await self._scripts.run("drop_journal", keys, [held, now_ms])
-        return reply[0].decode(), int(reply[1]) if len(reply) > 1 else 0
+    async def drop_journals(self, streams: Sequence[str], held: str, now_ms: int) -> list[tuple[str, int]]:
+        """Let closed challenges' journals go if the archive holds every entry of them (`held`: the id of the
+        last entry archived): one script each, pipelined (decision 0048). For each, the outcome (`dropped`,
+        `gone`, `newer`, `open`) and, when open, its expiry."""
+        async with self._client.pipeline(transaction=False) as pipe:
+            for stream in streams:
+                keys = [stream, self.keys.journal_tail(stream), self.keys.challenge_of_journal(stream)]
+                await self._scripts.queue(pipe, "drop_journal", keys, [held, now_ms])
+            replies = await self._scripts.call("drop_journal", pipe.execute())
+        return [(reply[0].decode(), int(reply[1]) if len(reply) > 1 else 0) for reply in replies]
 
     async def keep(self, streams: dict[str, int]) -> None:
         """Note archived journals kept while their challenge is open, until its expiry (unix ms)."""

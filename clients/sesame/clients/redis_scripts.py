@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from opentelemetry import trace
+from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
@@ -65,6 +66,11 @@ class Scripts:
             ),
         ):
             return await self.call(name, self._scripts[name](keys=keys, args=args))
+
+    async def queue(self, pipe: Pipeline, name: str, keys: Sequence[str], args: Sequence[rec.Field]) -> None:
+        """Queue one script on `pipe`: its reply comes with the pipeline's (`call(name, pipe.execute())`), and
+        it is still its own atomic step; many of them cost one round trip (decision 0048)."""
+        await self._scripts[name](keys=keys, args=args, client=pipe)
 
     async def call(self, name: str, command: Awaitable[T]) -> T:
         """One round trip to Redis (a script, a read, a pipeline), timed under `name`; redis-py's failures
