@@ -25,7 +25,7 @@ RUN make wheel
 # The runtime stage: Debian 12 and Debian's Python, installed by tools/image-install.sh, the very script
 # `make image` runs in a root filesystem made from Debian's packages with mmdebstrap where no Docker engine
 # runs (tools/image-check.sh): the two cannot drift. It installs python3, softhsm2, redis-server and
-# fonts-dejavu-core (the evidence PDF's font, decision 0042) without recommends or services, a venv under /opt/sesame with the runtime lock only (no grpcio-tools, pytest,
+# fonts-dejavu-core and fonts-droid-fallback (the evidence PDF's fonts, decision 0042) without recommends or services, a venv under /opt/sesame with the runtime lock only (no grpcio-tools, pytest,
 # mypy, ruff..., every file checked against its hash) and the wheel alone (which resolves nothing), then
 # removes pip: no compiler, no dev tool. Read-only root filesystem friendly: the user owns only its data
 # directory (a volume); /tmp (the workers' metrics files) wants a tmpfs: `docker run --read-only --tmpfs /tmp`.

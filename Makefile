@@ -31,12 +31,14 @@ APT_INSTALL = tools/apt-install.sh
 python-deps:
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || $(APT_INSTALL) python3-venv
 
-## fonts-dejavu-core: the evidence PDF's font (DejaVu Sans, any Latin, Greek or Cyrillic name; decision 0042).
+## fonts-dejavu-core: the evidence PDF's font (DejaVu Sans, any Latin, Greek or Cyrillic name; decision 0042);
+## fonts-droid-fallback: its Chinese and Japanese letters.
 server-deps:
 	@missing=""; \
 	command -v softhsm2-util >/dev/null || missing="$$missing softhsm2"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf ] || missing="$$missing fonts-dejavu-core"; \
+	[ -f /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf ] || missing="$$missing fonts-droid-fallback"; \
 	if [ -n "$$missing" ]; then $(APT_INSTALL) $$missing; fi
 
 ## Kannel (bearerbox, smsbox) and its fake SMSC (kannel-extras) run only in the tests: `make run` uses the

@@ -5,14 +5,14 @@
 # by `make wheel` and requirements.lock; it is removed at the end.
 #
 # Debian's python3, softhsm2 and redis-server (for the development defaults; production names its own HSM
-# library and Redis), fonts-dejavu-core (the evidence PDF's font: decision 0042), without recommended packages and with no service started or enabled; a venv under
+# library and Redis), fonts-dejavu-core and fonts-droid-fallback (the evidence PDF's fonts: decision 0042), without recommended packages and with no service started or enabled; a venv under
 # /opt/sesame holding the runtime lock (every file checked against its hash) and the wheel alone (which
 # resolves nothing), then pip itself removed from the venv and the packages only the venv's creation needed
 # purged: no compiler, no pip, no dev tool. The user `sesame` (uid 10001) owns only its data directory,
 # /var/lib/sesame/var (SESAME_VAR_DIR, a volume): the root filesystem can be mounted read-only.
 set -euo pipefail
 from=$1
-"$from/apt-install.sh" ca-certificates python3 python3-venv softhsm2 redis-server fonts-dejavu-core
+"$from/apt-install.sh" ca-certificates python3 python3-venv softhsm2 redis-server fonts-dejavu-core fonts-droid-fallback
 python3 -m venv /opt/sesame
 /opt/sesame/bin/pip install --no-cache-dir --no-compile --quiet --require-hashes -r "$from/requirements.lock"
 /opt/sesame/bin/pip install --no-cache-dir --no-compile --quiet --no-deps "$from"/*.whl

@@ -1,6 +1,8 @@
 """The evidence PDF prints a payee's name as written in any Latin, Greek or Cyrillic script (decision 0042):
-DejaVu Sans is embedded, where fpdf2's core Helvetica printed each character outside Latin-1 as `?`. Through
-the real server: a transfer to "Łódź Αθήνα Москва" verified and sealed, `sesame evidence --pdf`, read back."""
+DejaVu Sans is embedded, where fpdf2's core Helvetica printed each character outside Latin-1 as `?`; Chinese
+and Japanese letters, which DejaVu lacks (they were left out), come from Droid Sans Fallback. Through
+the real server: a transfer to "Łódź Αθήνα Москва 北京 東京 とうきょう" verified and sealed,
+`sesame evidence --pdf`, read back."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from tests.e2e.helpers import enrolled, started, transfer, verify
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
-PAYEE = "Łódź Αθήνα Москва"
+PAYEE = "Łódź Αθήνα Москва 北京 東京 とうきょう"
 
 
 def _evidence(*args: str) -> subprocess.CompletedProcess[str]:
@@ -51,3 +53,4 @@ async def test_a_payee_name_outside_latin_1_reads_back_from_the_pdf(live: Live, 
         for font in page["/Resources"]["/Font"].values()  # type: ignore[union-attr]
     }
     assert any("DejaVuSans" in name for name in fonts), fonts
+    assert any("DroidSansFallback" in name for name in fonts), fonts

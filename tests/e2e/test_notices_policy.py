@@ -191,7 +191,7 @@ async def test_an_override_notice_no_provider_takes_is_dead_lettered_and_its_old
     )
     lines = await asyncio.to_thread(dead_letters_command, {"SESAME_REDIS_URL": redis_server.url})
     mine = [line.split("\t") for line in lines[1:] if "\tpia\t" in line]
-    assert [fields[2:7] + fields[-1:] for fields in mine] == [
-        ["pia", "+33*******78", "failed", "bad_number", "bad_number", "phone_changed"]
+    assert [fields[1:7] + fields[-1:] for fields in mine] == [
+        ["-", "pia", "+33*******78", "failed", "bad_number", "bad_number", "phone_changed"]
     ]
     assert await keys_holding(redis_client, PHONE) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import secrets
@@ -18,6 +19,8 @@ from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.api.v1 import operation_pb2 as op_pb
 from sesame.clients import smpp_text
+from sesame.clients.redis_server import EmbeddedRedis
+from sesame.clients.redis_store import RedisState
 from tests.support.outbox import dispatched_state
 from tests.support.ports import free_port
 from tests.support.serve_process import ServeProcess, start_serve
@@ -35,8 +38,8 @@ def smsc() -> Iterator[Smsc]:
         yield running
 
 
-def _serve(var: Path, smpp_port: int, providers: str) -> Iterator[ServeProcess]:
-    settings = {
+def _serve(var: Path, smpp_port: int, providers: str, **more: str) -> Iterator[ServeProcess]:
+    settings = more | {
         "SESAME_SMS_PROVIDERS": providers,
         "SESAME_SMPP_HOST": "127.0.0.1",
         "SESAME_SMPP_PORT": str(smpp_port),
@@ -56,6 +59,14 @@ def _serve(var: Path, smpp_port: int, providers: str) -> Iterator[ServeProcess]:
 def through_smpp(smsc: Smsc, tmp_path: Path) -> Iterator[ServeProcess]:
     """A `sesame serve` whose only provider is the test's SMSC."""
     yield from _serve(tmp_path / "var", smsc.port, "smpp")
+
+
+@pytest.fixture
+def through_smpp_on_test_redis(
+    smsc: Smsc, redis_server: EmbeddedRedis, redis_store: RedisState, tmp_path: Path
+) -> Iterator[ServeProcess]:
+    """The same on the test's Redis (emptied first by `redis_store`), whose journal the test reads."""
+    yield from _serve(tmp_path / "var", smsc.port, "smpp", SESAME_REDIS_URL=redis_server.url)
 
 
 @pytest.fixture
@@ -142,3 +153,22 @@ def test_with_the_smsc_down_the_next_provider_gets_the_sms(
     (sms,) = [json.loads(line) for line in lines]
     assert (sms["to"], sms["challenge_id"]) == (PHONE, started.challenge_id)
     assert payee in sms["text"]
+
+
+async def test_the_receipts_smsc_message_id_is_journaled_with_the_delivery(
+    smsc: Smsc, through_smpp_on_test_redis: ServeProcess, redis_store: RedisState
+):
+    """The DELIVRD receipt's entry in the challenge's journal names the SMSC's message id of the part it
+    receipted (decision 0041: a dispute can then be matched against the operator's own records)."""
+    started = _start(through_smpp_on_test_redis.address, "Zoé Martin")
+    state = await asyncio.to_thread(
+        _delivery_state,
+        through_smpp_on_test_redis.address,
+        started.challenge_id,
+        auth_pb.DELIVERY_STATE_DELIVERED,
+    )
+    assert state == auth_pb.DELIVERY_STATE_DELIVERED
+    entries = await redis_store.journal.challenge_journal(started.challenge_id)
+    delivered = [e for e in entries if e["event"] == "challenge.delivery" and e["outcome"] == "delivered"]
+    assert len(delivered) == 1
+    assert delivered[0]["provider_id"] in {part.message_id for part in smsc.submitted}

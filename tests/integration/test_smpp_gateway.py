@@ -40,12 +40,17 @@ LONG = (
 
 @dataclass
 class Receipts:
-    """What the gateway recorded: (challenge id, state, provider reference), in order."""
+    """What the gateway recorded: (challenge id, state, provider reference), in order, and the SMSC's
+    message id of the part whose receipt settled each."""
 
     seen: list[tuple[str, DeliveryState, str]] = field(default_factory=list)
+    message_ids: list[str] = field(default_factory=list)
 
-    async def record(self, challenge_id: str, state: DeliveryState, provider_ref: str) -> None:
+    async def record(
+        self, challenge_id: str, state: DeliveryState, provider_ref: str, provider_id: str
+    ) -> None:
         self.seen.append((challenge_id, state, provider_ref))
+        self.message_ids.append(provider_id)
 
 
 Gateways = Callable[..., SmppSmsGateway]
@@ -140,11 +145,14 @@ async def test_a_long_text_arrives_whole_in_concatenated_parts(smsc: Smsc, gatew
 async def test_a_delivered_receipt_is_recorded_once_every_part_is(
     smsc: Smsc, gateways: Gateways, receipts: Receipts
 ):
-    """Receipts DELIVRD for all 7 parts record one DELIVERED against the challenge and our reference."""
+    """Receipts DELIVRD for all 7 parts record one DELIVERED against the challenge and our reference, with
+    the SMSC's id of the part whose receipt completed it (journaled as `provider_id`, decision 0041)."""
     gateway = await gateways()
     sent = await gateway.send(SmsMessage(PHONE, LONG, "ch.k1.d6"))
     await _until(lambda: bool(receipts.seen))
     assert receipts.seen == [("ch.k1.d6", DeliveryState.DELIVERED, sent.provider_ref)]
+    assert len(receipts.message_ids) == 1
+    assert receipts.message_ids[0] in sent.provider_ids
     assert all(part.registered_delivery == 1 for part in smsc.submitted)
 
 
@@ -310,7 +318,7 @@ async def test_a_receipt_the_store_cannot_take_is_answered_as_a_temporary_error(
     recorded: list[DeliveryState] = []
     attempts: list[int] = []
 
-    async def record(challenge_id: str, state: DeliveryState, provider_ref: str) -> None:
+    async def record(challenge_id: str, state: DeliveryState, provider_ref: str, provider_id: str) -> None:
         attempts.append(1)
         if len(attempts) == 1:
             raise StoreUnavailable("redis down")
@@ -399,6 +407,7 @@ async def test_a_receipt_after_a_restart_finds_its_challenge(
     await smsc.push_receipt(message_id, "DELIVRD")
     await _until(lambda: bool(receipts.seen))
     assert receipts.seen == [("ch.k1.d6", DeliveryState.DELIVERED, sent.provider_ref)]
+    assert receipts.message_ids == [message_id]
     await after.close()
 
 

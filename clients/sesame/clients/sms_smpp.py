@@ -34,8 +34,9 @@ from sesame.server.domain.privacy import mask_phone, redact
 
 _log = logging.getLogger("sesame.sms")
 
-# Records a report: challenge id, the state reached, our provider reference (Challenges.record_delivery).
-RecordDelivery = Callable[[str, DeliveryState, str], Awaitable[None]]
+# Records a report: challenge id, the state reached, our provider reference, and the SMSC's message id of the
+# part whose receipt settled it (Challenges.record_delivery's provider_id, decision 0041).
+RecordDelivery = Callable[[str, DeliveryState, str, str], Awaitable[None]]
 INTERNATIONAL: Final = Address(1, 1, "")  # TON international, NPI E.164
 _FINAL_RECEIPT: Final = 0x01  # registered_delivery: a receipt on success or failure (§5.2.17)
 _FIRST_RETRY, _LONGEST_RETRY = 0.5, 10.0
@@ -181,7 +182,7 @@ class SmppSmsGateway:
                     message_id = pdu.parse_message_id(answer.body)
                     settled = self._book.accepted(message_id, tracked)
                     if settled is not None:
-                        self._later(self._settle(settled, "early receipt"))
+                        self._later(self._settle(settled, "early receipt", message_id))
                     if parts and self._ids is not None:
                         part = SentPart(tracked.challenge_id, tracked.provider_ref, parts)
                         self._later(self._remember(self._ids, message_id, part))
@@ -259,7 +260,7 @@ class SmppSmsGateway:
                 return pdu.ESME_RX_T_APPN
         if settled is None:
             return pdu.ESME_ROK
-        return await self._settle(settled, receipt.stat)
+        return await self._settle(settled, receipt.stat, receipt.message_id)
 
     async def _remember(self, ids: ProviderIds, message_id: str, part: SentPart) -> None:
         try:
@@ -286,12 +287,15 @@ class SmppSmsGateway:
                 return Settled(tracked, DeliveryState.DELIVERED)
         return None
 
-    async def _settle(self, settled: Settled, stat: str) -> int:
-        """Record what a receipt settled; the deliver_sm_resp status that says whether it was."""
+    async def _settle(self, settled: Settled, stat: str, message_id: str) -> int:
+        """Record what the receipt of part `message_id` settled; the deliver_sm_resp status that says
+        whether it was."""
         if self._record is None:
             return pdu.ESME_ROK
         try:
-            await self._record(settled.tracked.challenge_id, settled.state, settled.tracked.provider_ref)
+            await self._record(
+                settled.tracked.challenge_id, settled.state, settled.tracked.provider_ref, message_id
+            )
         except ChallengeNotFound:
             return pdu.ESME_ROK
         except StoreUnavailable:

@@ -241,8 +241,12 @@ async def _provider(  # noqa: PLR0913 (what each provider may need: its settings
         return kannel
     if name == "smpp" and settings.smpp is not None:
 
-        async def record(challenge_id: str, state: DeliveryState, provider_ref: str) -> None:
-            await store.challenges.record_delivery(challenge_id, state, provider_ref, clock.now())
+        async def record(
+            challenge_id: str, state: DeliveryState, provider_ref: str, provider_id: str
+        ) -> None:
+            await store.challenges.record_delivery(
+                challenge_id, state, provider_ref, clock.now(), provider_id
+            )
             observer.reported("smpp", state)
 
         # The SMSC's message ids in Redis too: a receipt after a restart, or on another worker's session,

@@ -4,9 +4,11 @@ The JSON bundle is the evidence (it verifies offline); the PDF says in the court
 section by section of CMF L.133-23, with the references that tie each line to the JSON: the challenge id,
 each event's number and the signed block that covers it. The text is drawn in DejaVu Sans (Debian's
 fonts-dejavu-core, installed by `make test` and in the image: decision 0042), embedded as a subset, so that a
-payee's name in any Latin, Greek or Cyrillic script prints as written ("Łódź", "Αθήνα", "Москва"). Without
-that font (a machine that lacks the package), fpdf2's built-in Helvetica is used, which covers Latin-1 only:
-a character outside it is then printed as `?` (the JSON keeps the original), and a warning says so.
+payee's name in any Latin, Greek or Cyrillic script prints as written ("Łódź", "Αθήνα", "Москва"); a letter
+DejaVu lacks (Chinese, Japanese: "北京", "東京", "とうきょう") is drawn from Droid Sans Fallback
+(fonts-droid-fallback, installed alongside). Without DejaVu (a machine that lacks the package), fpdf2's
+built-in Helvetica is used, which covers Latin-1 only: a character outside it is then printed as `?` (the JSON
+keeps the original), and a warning says so.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ FONT_FILES = {
     "B": Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"),
 }
 UNICODE_FAMILY = "DejaVu"
+# Debian's fonts-droid-fallback: the Chinese and Japanese letters DejaVu lacks (not Korean Hangul), one
+# regular style (used for bold text too).
+FALLBACK_FONT = Path("/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf")
+FALLBACK_FAMILY = "DroidFallback"
 
 OUTCOMES = {
     "verified": "vérifié (code exact)",
@@ -130,6 +136,11 @@ class _Document(FPDF):
             for style, path in FONT_FILES.items():
                 self.add_font(UNICODE_FAMILY, style=style, fname=str(path))
             self.family = UNICODE_FAMILY
+            if FALLBACK_FONT.is_file():
+                self.add_font(FALLBACK_FAMILY, fname=str(FALLBACK_FONT))
+                self.set_fallback_fonts([FALLBACK_FAMILY], exact_match=False)
+            else:
+                _log.warning("%s missing: the PDF leaves out Chinese and Japanese letters", FALLBACK_FONT)
         else:
             _log.warning("%s missing: the PDF prints characters outside Latin-1 as '?'", FONT_FILES[""])
 

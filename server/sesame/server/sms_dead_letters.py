@@ -61,7 +61,7 @@ def _line(letter: DeadLetter) -> str:
     return "\t".join(
         (
             letter.at.isoformat(timespec="seconds"),
-            letter.challenge_id,
+            letter.challenge_id or "-",  # "-" for a notice no challenge asked for (an override's)
             letter.user_id,
             letter.masked_phone,
             letter.state.value,
