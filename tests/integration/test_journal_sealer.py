@@ -22,7 +22,7 @@ from sesame.server.journal_archive import ArchiveRefused, JournalArchive
 from sesame.server.journal_check import check_stream
 from sesame.server.journal_reads import ArchivedJournals
 from sesame.server.metrics import Metrics, SealerGauges
-from sesame.server.sealer import Sealer, SealerTiming
+from sesame.server.sealer import CLOSED_KEPT, Sealer, SealerTiming
 from tests.factories import a_challenge, its_user_enrolled
 
 pytestmark = pytest.mark.integration
@@ -135,6 +135,38 @@ async def test_a_block_is_hashed_once_by_its_sealer_and_again_when_another_seale
     assert await two.step() is None  # nothing more to seal; the block `one` closed is drained
     assert len(hashed) == second.block.count >= 1
     assert [b.seal for b in JournalArchive(archive.path).blocks()] == [first, second]
+
+
+async def test_blocks_sealed_while_the_archive_fails_are_all_archived_once_it_is_back(
+    redis_store: RedisState,
+    keystore: Pkcs11KeyStore,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While the archive fails the sealer keeps at most CLOSED_KEPT closed blocks in memory (decision 0048);
+    once the archive is back it drains every block in order, hashing again only the ones it forgot."""
+    hashed: list[str] = []
+    real = journal_archive.leaf_hash
+
+    def counted(stream: str, fields: Mapping[str, str]) -> str:
+        hashed.append(stream)
+        return real(stream, fields)
+
+    monkeypatch.setattr(journal_archive, "leaf_hash", counted)
+    archive = JournalArchive(tmp_path / "archive")
+    archive.path.write_text("not a directory")  # the archive's disk fails
+    one = sealer(redis_store, keystore, archive, "one")
+    blocks = []
+    for nonce in range(20, 20 + CLOSED_KEPT + 2):
+        await journal_something(redis_store, nonce)
+        await one.step()  # sealed, then the drain fails
+        blocks.append((await redis_store.sealed_journal().seals_from("0-0"))[-1])
+    archive.path.unlink()  # the disk is back
+    hashed.clear()
+    assert await one.step() is None
+    assert [b.seal for b in JournalArchive(archive.path).blocks()] == blocks
+    forgotten = blocks[: len(blocks) - CLOSED_KEPT]
+    assert len(hashed) == sum(seal.block.count for seal in forgotten) > 0
 
 
 def _stamp(metrics: Metrics, what: str) -> float:

@@ -32,7 +32,10 @@ from sesame.server.journal_archive import JournalArchive
 _log = logging.getLogger("sesame.journal")
 PRUNE_EVERY_SECONDS = 3600  # segments past the retention are deleted at most this often
 DROPS_AT_ONCE = 64  # journals let go per round trip (one script each, pipelined: Redis runs them in a row)
-CLOSED_KEPT = 16  # blocks closed here kept in memory while the archive lags; older ones are hashed again
+# Blocks closed here kept in memory while the archive lags (one between a seal and its drain when all is
+# well); a failing archive would otherwise hold up to 10,000 entries a second in each worker. Older ones are
+# hashed again when drained.
+CLOSED_KEPT = 4
 
 
 class JournalKeys(Protocol):
