@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import redis.asyncio as aioredis
 from sesame.clients.redis_journal import SealLost
 from sesame.clients.redis_store import RedisState
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
+from sesame.server import journal_archive
 from sesame.server.domain import proof
 from sesame.server.domain.journal_seal import GENESIS, Seal
 from sesame.server.domain.model import RequestContext
@@ -20,7 +22,7 @@ from sesame.server.journal_archive import ArchiveRefused, JournalArchive
 from sesame.server.journal_check import check_stream
 from sesame.server.journal_reads import ArchivedJournals
 from sesame.server.metrics import Metrics, SealerGauges
-from sesame.server.sealer import Sealer, SealerTiming
+from sesame.server.sealer import CLOSED_KEPT, Sealer, SealerTiming
 from tests.factories import a_challenge, its_user_enrolled
 
 pytestmark = pytest.mark.integration
@@ -111,6 +113,69 @@ async def test_a_block_whose_entries_changed_before_the_archive_is_not_archived(
         await one.drain()
     assert [b.seal.block.number for b in archive.blocks()] == [1]
     assert [s.block.number for s in await journal.seals_from("0-0")] == [2]
+
+
+async def test_a_block_is_hashed_once_by_its_sealer_and_again_when_another_sealer_drains_it(
+    redis_store: RedisState,
+    keystore: Pkcs11KeyStore,
+    archive: JournalArchive,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sealer archives the blocks it closed against the leaves it computed (decision 0048); a block closed
+    by a sealer that stopped before its drain is hashed again, and checked, by the one that drains it."""
+    hashed: list[str] = []
+    real = journal_archive.leaf_hash
+
+    def counted(stream: str, fields: Mapping[str, str]) -> str:
+        hashed.append(stream)
+        return real(stream, fields)
+
+    monkeypatch.setattr(journal_archive, "leaf_hash", counted)
+    await journal_something(redis_store, 10)
+    one = sealer(redis_store, keystore, archive, "one")
+    first = await one.step()
+    assert first is not None
+    assert hashed == []  # archived, not hashed again
+    await journal_something(redis_store, 11)
+    second = await one.seal()
+    assert second is not None  # sealed; then it stops before its drain
+    await redis_store.sealed_journal().release_lease("one")
+    two = sealer(redis_store, keystore, JournalArchive(archive.path), "two")
+    assert await two.step() is None  # nothing more to seal; the block `one` closed is drained
+    assert len(hashed) == second.block.count >= 1
+    assert [b.seal for b in JournalArchive(archive.path).blocks()] == [first, second]
+
+
+async def test_blocks_sealed_while_the_archive_fails_are_all_archived_once_it_is_back(
+    redis_store: RedisState,
+    keystore: Pkcs11KeyStore,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While the archive fails the sealer keeps at most CLOSED_KEPT closed blocks in memory (decision 0048);
+    once the archive is back it drains every block in order, hashing again only the ones it forgot."""
+    hashed: list[str] = []
+    real = journal_archive.leaf_hash
+
+    def counted(stream: str, fields: Mapping[str, str]) -> str:
+        hashed.append(stream)
+        return real(stream, fields)
+
+    monkeypatch.setattr(journal_archive, "leaf_hash", counted)
+    archive = JournalArchive(tmp_path / "archive")
+    archive.path.write_text("not a directory")  # the archive's disk fails
+    one = sealer(redis_store, keystore, archive, "one")
+    blocks = []
+    for nonce in range(20, 20 + CLOSED_KEPT + 2):
+        await journal_something(redis_store, nonce)
+        await one.step()  # sealed, then the drain fails
+        blocks.append((await redis_store.sealed_journal().seals_from("0-0"))[-1])
+    archive.path.unlink()  # the disk is back
+    hashed.clear()
+    assert await one.step() is None
+    assert [b.seal for b in JournalArchive(archive.path).blocks()] == blocks
+    forgotten = blocks[: len(blocks) - CLOSED_KEPT]
+    assert len(hashed) == sum(seal.block.count for seal in forgotten) > 0
 
 
 def _stamp(metrics: Metrics, what: str) -> float:

@@ -10,7 +10,6 @@ is sealed: the index finds, the openings journal proves the list complete.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import cast
@@ -22,7 +21,7 @@ from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_scripts import Scripts, translated
 from sesame.server.domain.evidence_index import EvidenceMatch, IndexedOpening
 
-USERS_AT_ONCE = 64  # users indexed concurrently (one script each, on the pool's connections)
+USERS_AT_ONCE = 64  # users indexed per round trip (one script each, pipelined: Redis runs them in a row)
 
 
 class RedisEvidenceIndex:
@@ -35,22 +34,20 @@ class RedisEvidenceIndex:
 
     async def index(self, openings: Sequence[IndexedOpening], now: datetime, retention: timedelta) -> None:
         """Keep `openings`, journal the new ones in their user's openings journal (decision 0042), and trim
-        each touched user's set and journal to the retention: one script per user."""
+        each touched user's set and journal to the retention: one script per user, pipelined (0048)."""
         oldest, keep = rec.to_ms(now - retention), int(retention.total_seconds() * 1000)
-        users = sorted({opening.user_id for opening in openings})
-        for start in range(0, len(users), USERS_AT_ONCE):  # concurrently: each script is one user's
-            await asyncio.gather(
-                *(self._index_user(u, openings, oldest, keep) for u in users[start : start + USERS_AT_ONCE])
-            )
-
-    async def _index_user(
-        self, user_id: str, openings: Sequence[IndexedOpening], oldest: int, keep: int
-    ) -> None:
-        args: list[rec.Field] = [oldest, keep]
-        for o in sorted((o for o in openings if o.user_id == user_id), key=lambda o: o.match.opened_at):
-            args += [_member(o.match), rec.to_ms(o.match.opened_at), rec.iso(o.match.opened_at)]
-        keys = [self._keys.user_evidence(user_id), self._keys.user_openings(user_id)]
-        await self._scripts.run("index_openings", keys, args)
+        by_user: dict[str, list[IndexedOpening]] = {}
+        for opening in openings:
+            by_user.setdefault(opening.user_id, []).append(opening)
+        users = sorted(by_user)
+        for start in range(0, len(users), USERS_AT_ONCE):
+            calls: list[tuple[list[str], list[rec.Field]]] = []
+            for user_id in users[start : start + USERS_AT_ONCE]:
+                args: list[rec.Field] = [oldest, keep]
+                for o in sorted(by_user[user_id], key=lambda o: o.match.opened_at):
+                    args += [_member(o.match), rec.to_ms(o.match.opened_at), rec.iso(o.match.opened_at)]
+                calls.append(([self._keys.user_evidence(user_id), self._keys.user_openings(user_id)], args))
+            await self._scripts.run_all("index_openings", calls)
 
     async def find(
         self, user_id: str, since: datetime | None, until: datetime | None, transaction_id: str = ""

@@ -69,10 +69,8 @@ class RedisJournal:
         below: tuple[int, int] | None = None
         entries: list[FeedEntry] = []
         feeds = self.keys.journal_feeds()
-        replies = await self._scripts.run_each("read_feed", [([feed], [after, limit]) for feed in feeds])
+        replies = await self._scripts.run_all("read_feed", [([feed], [after, limit]) for feed in feeds])
         for shard, reply in enumerate(replies):
-            if isinstance(reply, Exception):
-                raise StoreUnavailable(type(reply).__name__) from reply
             edge = _next_possible(_id_key(reply[0].decode()), shard)
             below = edge if below is None else min(below, edge)
             entries += _feed_entries(reply[1])
@@ -150,12 +148,17 @@ class RedisJournal:
         ]
         return LiveStream(through.decode() if through else None, entries)
 
-    async def drop_journal(self, stream: str, held: str, now_ms: int) -> tuple[str, int]:
-        """Let a closed challenge's journal go if the archive holds every entry of it (`held`: the id of the
-        last entry archived). The outcome (`dropped`, `gone`, `newer`, `open`) and, when open, its expiry."""
-        keys = [stream, self.keys.journal_tail(stream), self.keys.challenge_of_journal(stream)]
-        reply = await self._scripts.run("drop_journal", keys, [held, now_ms])
-        return reply[0].decode(), int(reply[1]) if len(reply) > 1 else 0
+    async def drop_journals(self, streams: Sequence[str], held: str, now_ms: int) -> list[tuple[str, int]]:
+        """Let closed challenges' journals go if the archive holds every entry of them (`held`: the id of the
+        last entry archived): one script each, pipelined (decision 0048). For each, the outcome (`dropped`,
+        `gone`, `newer`, `open`) and, when open, its expiry."""
+        args: list[rec.Field] = [held, now_ms]
+        calls = [
+            ([stream, self.keys.journal_tail(stream), self.keys.challenge_of_journal(stream)], args)
+            for stream in streams
+        ]
+        replies = await self._scripts.run_all("drop_journal", calls)
+        return [(reply[0].decode(), int(reply[1]) if len(reply) > 1 else 0) for reply in replies]
 
     async def keep(self, streams: dict[str, int]) -> None:
         """Note archived journals kept while their challenge is open, until its expiry (unix ms)."""

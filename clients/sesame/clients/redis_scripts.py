@@ -109,6 +109,18 @@ class Scripts:
                 replies = await self.call(name, piped())
         return replies
 
+    async def run_all(
+        self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[rec.Field]]]
+    ) -> list[Any]:
+        """`run_each` where every call must have answered: the first that failed is StoreUnavailable (the
+        journals' drops and the openings' index, pipelined: decision 0048)."""
+        replies = await self.run_each(name, calls)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                self._meter.failed(name)
+                raise StoreUnavailable(type(reply).__name__) from reply
+        return replies
+
     async def call(self, name: str, command: Awaitable[T]) -> T:
         """One round trip to Redis (a script, a read, a pipeline), timed under `name`; redis-py's failures
         become StoreUnavailable, counted as failed (docs/decisions/0026). As `translated`, without its

@@ -19,6 +19,7 @@ from typing import Any
 from sesame.server.domain.errors import SesameError
 from sesame.server.domain.journal_seal import (
     Block,
+    Closed,
     FeedEntry,
     Seal,
     leaf_hash,
@@ -54,6 +55,7 @@ class JournalArchive:
         # The last line this process knows indexed, every line before it too: catch_up_index() reads on from
         # it instead of parsing the whole current segment at every drain (decision 0039).
         self._indexed_to: Located | None = None
+        self._indexed_end = 0  # where the line after it starts: a catch-up reads from there (decision 0048)
 
     def last_block(self) -> Block | None:
         """The last block archived, or None for an empty archive."""
@@ -68,6 +70,15 @@ class JournalArchive:
     def append(self, seal: Seal, entries: Sequence[FeedEntry]) -> None:
         """Archive one sealed block after checking it. ArchiveRefused; OSError when the disk fails."""
         check_block(self.last_block(), seal, entries)
+        self._write(seal, entries)
+
+    def append_closed(self, closed: Closed) -> None:
+        """Archive a block this process closed, once it follows the archive: its leaves are the hashes of its
+        entries by construction (decision 0048), not hashed again. ArchiveRefused; OSError."""
+        check_follows(self.last_block(), closed.seal.block)
+        self._write(closed.seal, closed.entries)
+
+    def _write(self, seal: Seal, entries: Sequence[FeedEntry]) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         number = seal.block.number
         segment = self.path / f"segment-{number - (number - 1) % SEGMENT_BLOCKS:012d}.jsonl"
@@ -76,9 +87,10 @@ class JournalArchive:
             separators=(",", ":"),
             ensure_ascii=False,
         )
+        data = line.encode() + b"\n"
         with segment.open("ab") as out:
             offset = out.seek(0, os.SEEK_END)
-            out.write(line.encode() + b"\n")
+            out.write(data)
             out.flush()
             os.fsync(out.fileno())
         self._last = seal.block
@@ -87,13 +99,14 @@ class JournalArchive:
         where = Located(number, segment.name, offset, seal.block.last)
         self.index.add(where, (e.stream for e in entries))
         if self._indexed_to is not None and self._indexed_to.number == number - 1:
-            self._indexed_to = where
+            self._indexed_to, self._indexed_end = where, offset + len(data)
 
     def catch_up_index(self) -> int:
         """Index the archived blocks the index lacks (a crash between a line and its index); how many.
 
-        From the last line this process saw indexed when the index still ends there (a line after it may be
-        another process's, written before a crash: it is read), else from the segments the index may lack.
+        From the end of the last line this process saw indexed when the index still ends there (a line after
+        it may be another process's, written before a crash: it is read), else from the segments the index
+        may lack.
         """
         indexed, count = self.index.last_number(), 0
         mark = self._indexed_to if self._indexed_to and self._indexed_to.number == indexed else None
@@ -102,12 +115,12 @@ class JournalArchive:
                 continue
             if int(segment.stem.removeprefix("segment-")) + SEGMENT_BLOCKS <= indexed:
                 continue
-            start = mark.offset if mark is not None and segment.name == mark.segment else 0
-            for where, block in _located([segment], start):
+            start = self._indexed_end if mark is not None and segment.name == mark.segment else 0
+            for where, end, block in _located([segment], start):
                 if where.number > indexed:
                     self.index.add(where, (e.stream for e in block.entries))
                     count += 1
-                self._indexed_to = where
+                self._indexed_to, self._indexed_end = where, end
         return count
 
     def stream_entries(self, stream: str) -> list[FeedEntry]:
@@ -185,25 +198,32 @@ class JournalArchive:
 def check_block(last: Block | None, seal: Seal, entries: Sequence[FeedEntry]) -> None:
     """That `seal` follows `last` and that `entries` are what it seals. ArchiveRefused."""
     block = seal.block
-    if last is not None and (block.number, block.prev) != (last.number + 1, last.digest()):
-        raise ArchiveRefused(f"block {block.number} does not follow block {last.number} of the archive")
+    check_follows(last, block)
     leaves = [leaf_hash(entry.stream, entry.fields) for entry in entries]
     if leaves != [leaf.hash for leaf in seal.leaves] or merkle_root(leaves) != block.root:
         raise ArchiveRefused(f"the entries of block {block.number} are not the entries it seals")
 
 
-def _located(segments: Sequence[Path], start: int = 0) -> Iterator[tuple[Located, ArchivedBlock]]:
-    """Every complete line of `segments` with where it starts (in the first, from the line at `start`)."""
+def check_follows(last: Block | None, block: Block) -> None:
+    """That `block` is the next one after `last` (numbered next, naming its digest). ArchiveRefused."""
+    if last is not None and (block.number, block.prev) != (last.number + 1, last.digest()):
+        raise ArchiveRefused(f"block {block.number} does not follow block {last.number} of the archive")
+
+
+def _located(segments: Sequence[Path], start: int = 0) -> Iterator[tuple[Located, int, ArchivedBlock]]:
+    """Every complete line of `segments` with where it starts and ends (in the first, from the line at
+    `start`)."""
     for segment in segments:
         with segment.open("rb") as lines:
             offset = lines.seek(start)
             start = 0
             for line in lines:
+                end = offset + len(line)
                 if line.endswith(b"\n"):
                     block = _archived(json.loads(line))
                     number, last = block.seal.block.number, block.seal.block.last
-                    yield Located(number, segment.name, offset, last), block
-                offset += len(line)
+                    yield Located(number, segment.name, offset, last), end, block
+                offset = end
 
 
 def _archived(value: dict[str, Any]) -> ArchivedBlock:

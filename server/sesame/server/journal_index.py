@@ -41,15 +41,21 @@ class JournalIndex:
 
     def __init__(self, directory: Path) -> None:
         self.path = directory / INDEX_FILE
+        self._made = False  # this process made sure of the file's schema (and WAL mode, kept in the file)
 
     @contextlib.contextmanager
     def _db(self, *, write: bool = False) -> Iterator[sqlite3.Connection]:
+        # The schema is made sure of once per process, not at every block (decision 0048), and again when the
+        # file is new (deleted since).
+        make = not (self._made and self.path.exists())
         if write:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, timeout=10)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
+            if make:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.executescript(_SCHEMA)
+                self._made = True
             with db:
                 yield db
         finally:

@@ -24,14 +24,18 @@ from typing import Protocol
 from sesame.clients.redis_journal import RedisJournal, SealLost
 from sesame.server.domain.errors import SesameError
 from sesame.server.domain.evidence_index import indexed_opening
-from sesame.server.domain.journal_seal import FeedEntry, Seal, close_block
+from sesame.server.domain.journal_seal import Closed, FeedEntry, Seal, close_block
 from sesame.server.domain.model import KeyRef
 from sesame.server.domain.ports import EvidenceIndex
 from sesame.server.journal_archive import JournalArchive
 
 _log = logging.getLogger("sesame.journal")
 PRUNE_EVERY_SECONDS = 3600  # segments past the retention are deleted at most this often
-DROPS_AT_ONCE = 64  # journals let go concurrently (one script each, on the pool's connections)
+DROPS_AT_ONCE = 64  # journals let go per round trip (one script each, pipelined: Redis runs them in a row)
+# Blocks closed here kept in memory while the archive lags (one between a seal and its drain when all is
+# well); a failing archive would otherwise hold up to 10,000 entries a second in each worker. Older ones are
+# hashed again when drained.
+CLOSED_KEPT = 4
 
 
 class JournalKeys(Protocol):
@@ -109,6 +113,8 @@ class Sealer:
         self.holder = holder or holder_name()
         self.holding = False
         self._failing = ""  # the last failure logged: a lasting one is logged once, not every second
+        # The blocks this process closed that the archive lacks yet, with the entries it hashed (0048).
+        self._closed: dict[int, Closed] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Take the lease when free, seal while holding it, until `stop`; then let the lease go."""
@@ -125,6 +131,8 @@ class Sealer:
         """Renew or take the lease; while held, seal what waits. Failures are logged and retried."""
         try:
             self.holding = await self._journal.take_lease(self.holder, self._timing.lease)
+            if not self.holding:
+                self._closed.clear()  # another sealer drains them: this one's memory of them would go stale
             sealed = await self.seal() if self.holding else None
             if self.holding:
                 self._meter.sealed()
@@ -153,6 +161,9 @@ class Sealer:
         )
         seal = Seal(block, await self._keys.sign(key, block.payload()), leaves)
         await self._journal.record_seal(self.holder, seal, previous)
+        self._closed[block.number] = Closed(seal, tuple(entries))
+        if len(self._closed) > CLOSED_KEPT:  # the archive is failing: forget the oldest (hashed when drained)
+            del self._closed[min(self._closed)]
         return seal
 
     async def drain(self) -> int:
@@ -170,10 +181,12 @@ class Sealer:
         for seal in seals:
             entries = await self._journal.sealed_entries(seal)
             if archived is None or seal.block.number > archived.number:
-                await asyncio.to_thread(self._archive.append, seal, entries)
+                await asyncio.to_thread(self._append, seal, entries)
                 archived, count = seal.block, count + 1
             await self._index_openings(entries)
             done = seal
+        if done is not None:
+            self._closed = {n: c for n, c in self._closed.items() if n > done.block.number}
         # The closed challenges' journals go before the seals that name them: a crash in between finds them
         # again in the seals Redis still holds (decision 0037). Those kept open are seen at their expiry.
         await self.drop_journals({leaf.stream for seal in seals for leaf in seal.leaves})
@@ -184,6 +197,16 @@ class Sealer:
             await asyncio.to_thread(self._archive.prune, cutoff.isoformat(timespec="milliseconds"))
             self._pruned_at = time.monotonic()
         return count
+
+    def _append(self, seal: Seal, entries: Sequence[FeedEntry]) -> None:
+        """Archive one block read back from Redis. When it is the seal this process closed over the same
+        entries (compared, not hashed), its leaves are theirs: only its place in the chain is checked; any
+        other block (closed by another sealer, or whose seal or entries changed in Redis) is hashed again."""
+        closed = self._closed.get(seal.block.number)
+        if closed is not None and closed == Closed(seal, tuple(entries)):
+            self._archive.append_closed(closed)
+        else:
+            self._archive.append(seal, entries)
 
     async def _index_openings(self, entries: Sequence[FeedEntry]) -> None:
         """Index the challenges these archived entries open, by user (decision 0036); again after a retry."""
@@ -212,7 +235,7 @@ class Sealer:
         settled: list[str] = []
         for start in range(0, len(candidates), DROPS_AT_ONCE):
             batch = candidates[start : start + DROPS_AT_ONCE]
-            answers = await asyncio.gather(*(self._journal.drop_journal(s, held.last, now_ms) for s in batch))
+            answers = await self._journal.drop_journals(batch, held.last, now_ms)
             for stream, (outcome, expires) in zip(batch, answers, strict=True):
                 outcomes[outcome] = outcomes.get(outcome, 0) + 1
                 if outcome == "open":
