@@ -15,9 +15,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import cast
 
-import redis.asyncio as aioredis
-
 from sesame.clients import redis_records as rec
+from sesame.clients.redis_connect import RedisClient
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_scripts import Scripts, translated
 from sesame.server.domain.evidence_index import EvidenceMatch, IndexedOpening
@@ -28,7 +27,7 @@ USERS_AT_ONCE = 64  # users indexed concurrently (one script each, on the pool's
 class RedisEvidenceIndex:
     """The users' evidence indexes (the EvidenceIndex port)."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keyspace, scripts: Scripts) -> None:
+    def __init__(self, client: RedisClient, keys: Keyspace, scripts: Scripts) -> None:
         self._client = client
         self._keys = keys
         self._scripts = scripts

@@ -15,10 +15,11 @@ import dataclasses
 from datetime import datetime, timedelta
 from typing import Any, Final, cast
 
-import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from sesame.clients import redis_records as rec
+from sesame.clients.redis_connect import RedisClient, beside, connect
 from sesame.clients.redis_dead_letters import RedisDeadLetters
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_scripts import Scripts, stored_challenge, translated
@@ -40,7 +41,7 @@ DEAD_LETTERS_LIFETIME: Final = timedelta(days=7)
 class RedisOutbox:
     """The SMS outbox stream and its dispatchers' consumer group."""
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str = "sesame") -> None:
+    def __init__(self, client: RedisClient, *, prefix: str = "sesame") -> None:
         """Use `client` (which must not decode responses), a client of the outbox's own."""
         self._client = client
         self._keys = Keyspace(prefix)
@@ -50,15 +51,13 @@ class RedisOutbox:
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "sesame", timeout: float = 5.0) -> RedisOutbox:
         """An outbox on its own connection pool; `timeout` must exceed the longest wait of `take`."""
-        client = aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        client = connect(url, timeout=timeout)
         return cls(client, prefix=prefix)
 
     @classmethod
-    def beside(cls, client: aioredis.Redis, *, prefix: str = "sesame", timeout: float = 5.0) -> RedisOutbox:
+    def beside(cls, client: RedisClient, *, prefix: str = "sesame", timeout: float = 5.0) -> RedisOutbox:
         """An outbox on its own pool to the Redis `client` talks to (its blocking reads hold a connection)."""
-        options = {**client.connection_pool.connection_kwargs, "socket_timeout": timeout}
-        pool = aioredis.ConnectionPool(connection_class=client.connection_pool.connection_class, **options)
-        return cls(aioredis.Redis(connection_pool=pool), prefix=prefix)
+        return cls(beside(client, timeout=timeout), prefix=prefix)
 
     def dead_letters(self) -> RedisDeadLetters:
         """The dead letters this outbox keeps, read on its connection."""
@@ -68,7 +67,8 @@ class RedisOutbox:
         """Close the client and its connections (a pool given to a client outlives its `aclose`)."""
         with translated():
             await self._client.aclose()
-            await self._client.connection_pool.disconnect()
+            if not isinstance(self._client, RedisCluster):  # a cluster client closes its nodes' pools
+                await self._client.connection_pool.disconnect()
 
     async def take(self, consumer: str, count: int, wait: timedelta) -> list[QueuedSms]:
         """take_outbox.lua: entries never given to a consumer, each with its challenge, in one round trip

@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import time
 from collections.abc import Awaitable, Iterator, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 
-import redis.asyncio as aioredis
 from opentelemetry import trace
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from sesame.clients import redis_records as rec
+from sesame.clients.redis_connect import RedisClient
 from sesame.server.domain.call_meter import UNMETERED, CallMeter
-from sesame.server.domain.errors import StoreUnavailable
+from sesame.server.domain.errors import ScriptSpansSlots, StoreUnavailable
 from sesame.server.domain.model import Challenge, User
 
 _INCLUDE = re.compile(r"^--#include (\S+)$", re.MULTILINE)
 _tracer = trace.get_tracer("sesame.clients.redis")
+_log = logging.getLogger("sesame.clients")
+# What a cluster node answers a script whose keys, declared or not, are not all in its slot.
+_OTHER_SLOT = re.compile(r"^(CROSSSLOT|.*non local key|.*not hash to the same slot)", re.IGNORECASE)
 JOURNAL_PIECE = "_journal.lua"  # in front of every script: the one way a journal entry is appended
 T = TypeVar("T")
 
@@ -35,8 +40,10 @@ class Scripts:
     (numbered, linked to its predecessor, fed to the sealer: docs/decisions/0027).
     """
 
-    def __init__(self, client: aioredis.Redis, meter: CallMeter = UNMETERED) -> None:
+    def __init__(self, client: RedisClient, meter: CallMeter = UNMETERED) -> None:
         self._meter = meter
+        # On a cluster, a script's keys are checked to share one slot before it is sent (decision 0047).
+        self._cluster = client if isinstance(client, RedisCluster) else None
         lua = resources.files("sesame.clients").joinpath("lua")
         pieces = {
             entry.name: entry.read_text(encoding="utf-8")
@@ -55,8 +62,15 @@ class Scripts:
     async def run(self, name: str, keys: Sequence[str], args: Sequence[rec.Field]) -> Any:
         """Run one script: one atomic transition on the slot of its keys, in a span named after it.
 
-        The span names the script only: keys and arguments hold user ids, numbers and MACs.
+        The span names the script only: keys and arguments hold user ids, numbers and MACs. On a Redis
+        Cluster, keys in several slots are refused before anything is sent, and a node's refusal of a key
+        in another slot is the same ScriptSpansSlots: a layout that does not fit fails loudly, never
+        retried (docs/decisions/0047).
         """
+        cluster = self._cluster
+        if cluster is not None and len({cluster.keyslot(key) for key in keys}) > 1:
+            self._meter.failed(name)
+            raise _spans_slots(name)
         with (
             _tracer.start_as_current_span(
                 f"redis {name}",
@@ -64,7 +78,12 @@ class Scripts:
                 attributes={"db.system.name": "redis", "db.operation.name": "EVALSHA", "sesame.script": name},
             ),
         ):
-            return await self.call(name, self._scripts[name](keys=keys, args=args))
+            try:
+                return await self.call(name, self._scripts[name](keys=keys, args=args))
+            except StoreUnavailable as exc:
+                if isinstance(exc.__cause__, ResponseError) and _OTHER_SLOT.match(str(exc.__cause__)):
+                    raise _spans_slots(name) from exc
+                raise
 
     async def call(self, name: str, command: Awaitable[T]) -> T:
         """One round trip to Redis (a script, a read, a pipeline), timed under `name`; redis-py's failures
@@ -80,12 +99,18 @@ class Scripts:
             self._meter.observe(name, time.perf_counter() - start)
 
 
+def _spans_slots(name: str) -> ScriptSpansSlots:
+    """The refusal of a script whose keys a cluster cannot run together, logged loudly (ERROR)."""
+    _log.error("Redis Cluster: script %s touches keys in several hash slots; refused", name)
+    return ScriptSpansSlots(name)
+
+
 @contextlib.contextmanager
 def translated() -> Iterator[None]:
     """Library and socket failures become StoreUnavailable: nothing of redis-py leaves the store."""
     try:
         yield
-    except (RedisError, OSError) as exc:
+    except (RedisError, RedisClusterException, OSError) as exc:
         raise StoreUnavailable(type(exc).__name__) from exc
 
 
