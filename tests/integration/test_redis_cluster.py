@@ -219,3 +219,17 @@ async def _refusal(store: RedisState) -> StoreUnavailable | None:
     except StoreUnavailable as exc:
         return exc
     return None
+
+
+async def test_calls_in_flight_to_one_primary_are_not_capped_by_the_client(
+    redis_cluster_client: RedisCluster,
+) -> None:
+    """As with one server, the connections to a node are not capped by redis-py (its default cap of 100 per
+    node raised MaxConnectionsError): the server's own shedding bounds the calls in flight."""
+    scripts = Scripts(redis_cluster_client)
+    key = "test:lease:{crowd}"
+    await scripts.run("journal_lease", [key], ["sealer-1", 60_000])  # loaded once
+    taken = await asyncio.gather(
+        *(scripts.run("journal_lease", [key], [f"sealer-{n}", 60_000]) for n in range(300))
+    )
+    assert sorted(taken) == [0] * 299 + [1]

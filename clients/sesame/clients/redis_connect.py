@@ -26,6 +26,9 @@ _BOOT_TIMEOUT: Final = 2.0  # seconds for each socket wait of the boot's check
 RedisClient: TypeAlias = aioredis.Redis | RedisCluster
 _CLUSTER_SCHEMES: Final = {"redis+cluster": False, "rediss+cluster": True}  # scheme: TLS
 # What an outbox's own cluster client keeps of the client it sits beside (see `beside`).
+# Connections per node: as many as the calls in flight, as redis-py's pool for one server allows (its cluster
+# client caps them at 100 per node and fails the 101st call at once); the server's shedding bounds the calls.
+_PER_NODE: Final = 2**31 - 1
 _KEPT: Final = ("username", "password", "socket_connect_timeout", "health_check_interval", "client_name")
 
 
@@ -50,6 +53,7 @@ def connect(url: str, *, timeout: float, retry: Retry | None = None, **options: 
         ssl=tls,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
+        max_connections=_PER_NODE,
         **credentials,
         **options,
     )
@@ -66,6 +70,7 @@ def beside(client: RedisClient, *, timeout: float) -> RedisClient:
             ssl=kwargs.get("connection_class") is SSLConnection,
             socket_timeout=timeout,
             retry=client.retry,
+            max_connections=_PER_NODE,
             **kept,
         )
     options = {**client.connection_pool.connection_kwargs, "socket_timeout": timeout}
