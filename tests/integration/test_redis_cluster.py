@@ -233,3 +233,29 @@ async def test_calls_in_flight_to_one_primary_are_not_capped_by_the_client(
         *(scripts.run("journal_lease", [key], [f"sealer-{n}", 60_000]) for n in range(300))
     )
     assert sorted(taken) == [0] * 299 + [1]
+
+
+@pytest.mark.parametrize("where", ["same primary", "other primary"])
+async def test_a_script_reaching_another_slot_fails_by_name_wherever_that_slot_is(
+    redis_cluster_client: RedisCluster, where: str
+) -> None:
+    """take_outbox.lua reads each entry's challenge in its user's slot, a key it does not declare: a node
+    refuses it whether it serves that slot or not (without a shebang, a script would reach another slot of
+    the same node and work until that slot migrates); both are ScriptSpansSlots."""
+    keys = RedisState.on(redis_cluster_client).keys
+    stream = keys.outbox()
+    home = redis_cluster_client.get_node_from_key(stream).name
+
+    def fits(challenge_id: str) -> bool:
+        key = keys.challenge(challenge_id)
+        same = redis_cluster_client.get_node_from_key(key).name == home
+        other_slot = redis_cluster_client.keyslot(key) != redis_cluster_client.keyslot(stream)
+        return other_slot and same == (where == "same primary")
+
+    challenge_id = next(one for one in (f"n.k1.d6.u{n:016x}" for n in range(10_000)) if fits(one))
+    await redis_cluster_client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    await redis_cluster_client.xadd(stream, {"challenge_id": challenge_id, "queued_at": "1700000000000"})
+    outbox = RedisOutbox(redis_cluster_client)
+    with pytest.raises(ScriptSpansSlots) as refused:
+        await asyncio.wait_for(outbox.take("dispatcher-1", 10, timedelta(milliseconds=1)), WITHIN)
+    assert refused.value.script == "take_outbox"
