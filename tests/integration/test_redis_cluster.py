@@ -27,6 +27,7 @@ from tests.support.redis_cluster import LoopbackCluster
 
 pytestmark = pytest.mark.integration
 
+LEASE = "journal_lease"  # a one-key script (the sealer's lease), run on keys of our choosing
 LEASE_MS = 30_000
 WITHIN = 10.0  # seconds: a bound on waits for the cluster, far above what they take
 
@@ -77,8 +78,8 @@ async def test_a_one_slot_script_runs_through_the_funnel_on_every_primary(
     scripts = Scripts(redis_cluster_client)
     leases = one_key_per_primary(redis_cluster_client, "test:lease:")
     for key in leases:
-        assert await scripts.run("journal_lease", [key], ["sealer-1", LEASE_MS]) == 1
-        assert await scripts.run("journal_lease", [key], ["sealer-2", 1000]) == 0
+        assert await scripts.run(LEASE, [key], ["sealer-1", LEASE_MS]) == 1
+        assert await scripts.run(LEASE, [key], ["sealer-2", 1000]) == 0
     for key in leases:
         assert await redis_cluster_client.get(key) == b"sealer-1"
     # The first EVALSHA met NOSCRIPT and redis-py sent SCRIPT LOAD: to every primary, not one.
@@ -95,7 +96,7 @@ async def test_a_script_whose_keys_span_slots_is_refused_by_name_before_it_is_se
     apart = one_key_per_primary(redis_cluster_client, "test:lease:")[:2]
     before = await evalsha_calls(redis_cluster_client)
     with pytest.raises(ScriptSpansSlots) as refused:
-        await asyncio.wait_for(scripts.run("journal_lease", apart, ["sealer-1", 1000]), WITHIN)
+        await asyncio.wait_for(scripts.run(LEASE, apart, ["sealer-1", 1000]), WITHIN)
     assert refused.value.script == "journal_lease"
     assert "journal_lease" in str(refused.value)
     assert await evalsha_calls(redis_cluster_client) == before
@@ -168,13 +169,13 @@ async def test_a_redirect_after_a_slot_migration_is_followed(own_cluster: Loopba
     scripts = Scripts(client)
     try:
         key = "test:lease:{moving}"
-        assert await scripts.run("journal_lease", [key], ["sealer-1", 60_000]) == 1
+        assert await scripts.run(LEASE, [key], ["sealer-1", 60_000]) == 1
         source = client.get_node_from_key(key)
         target = next(node for node in client.get_primaries() if node.name != source.name)
         await _migrate_slot(client.keyslot(key), source, target)
         # The client still routes the slot to `source`, which answers MOVED: followed, not an error.
-        assert await scripts.run("journal_lease", [key], ["sealer-1", 60_000]) == 1
-        assert await scripts.run("journal_lease", [key], ["sealer-2", 60_000]) == 0
+        assert await scripts.run(LEASE, [key], ["sealer-1", 60_000]) == 1
+        assert await scripts.run(LEASE, [key], ["sealer-2", 60_000]) == 0
         assert client.get_node_from_key(key).name == target.name
     finally:
         await client.aclose()
@@ -228,10 +229,8 @@ async def test_calls_in_flight_to_one_primary_are_not_capped_by_the_client(
     node raised MaxConnectionsError): the server's own shedding bounds the calls in flight."""
     scripts = Scripts(redis_cluster_client)
     key = "test:lease:{crowd}"
-    await scripts.run("journal_lease", [key], ["sealer-1", 60_000])  # loaded once
-    taken = await asyncio.gather(
-        *(scripts.run("journal_lease", [key], [f"sealer-{n}", 60_000]) for n in range(300))
-    )
+    await scripts.run(LEASE, [key], ["sealer-1", 60_000])  # loaded once
+    taken = await asyncio.gather(*(scripts.run(LEASE, [key], [f"sealer-{n}", 60_000]) for n in range(300)))
     assert sorted(taken) == [0] * 299 + [1]
 
 
