@@ -15,7 +15,7 @@ from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.clients.camara_sim_swap import CamaraConfig, CamaraSimSwap
 from sesame.clients.redis_store import RedisState
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
-from sesame.server.app import RiskWiring
+from sesame.server.app import Gateway, RiskWiring
 from sesame.server.dispatch_loop import DispatchSettings
 from sesame.server.domain.challenges import ChallengePolicy
 from sesame.server.metrics import Metrics
@@ -49,16 +49,22 @@ def _operator() -> Iterator[Operator]:
 
 
 @contextlib.asynccontextmanager
-async def live_with_sim_swap(
-    redis_store: RedisState, keystore: Pkcs11KeyStore, tmp_path: Path, operator: Operator, wait: float
+async def live_with_sim_swap(  # noqa: PLR0913 (what the server is made of)
+    redis_store: RedisState,
+    keystore: Pkcs11KeyStore,
+    tmp_path: Path,
+    operator: Operator,
+    wait: float,
+    *,
+    sms: Gateway | None = None,
 ) -> AsyncIterator[Live]:
-    """A real server whose risk rules ask `operator`'s SIM Swap API, waiting at most `wait` seconds."""
+    """A real server whose risk rules ask `operator`'s SIM Swap API, waiting at most `wait` seconds (and
+    sending through `sms`, else the console writing to the test's SMS file)."""
     clock = ShiftedClock()
     sim_swap = CamaraSimSwap(CamaraConfig(operator.url, TOKEN, timeout=wait), clock)
     sms_file = tmp_path / "sms.jsonl"
-    wired = await start_wired(
-        keystore, redis_store, sms_file, ServerOptions(clock=clock, risk=RiskWiring(sim_swap=sim_swap))
-    )
+    options = ServerOptions(clock=clock, risk=RiskWiring(sim_swap=sim_swap), sms=sms)
+    wired = await start_wired(keystore, redis_store, sms_file, options)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{wired.server.port}")
     try:
         yield Live(

@@ -87,13 +87,13 @@ def precondition(error: grpc.aio.AioRpcError) -> str:
 
 
 async def snapshot(client: aioredis.Redis) -> dict[bytes, object]:
-    """Every key and its serialised value: equal snapshots mean nothing was written. The SMS outbox is read
-    by its entries, and left out when it has none: its consumer group, created by the first dispatcher's
-    read, notes each dispatcher's every read (docs/decisions/0025)."""
-    outbox = Keyspace().outbox().encode()
+    """Every key and its serialised value: equal snapshots mean nothing was written. The SMS outboxes are
+    read by their entries, and left out when they have none: their consumer group, created by the first
+    dispatcher's read, notes each dispatcher's every read (docs/decisions/0025)."""
+    outboxes = {outbox.encode() for outbox in Keyspace().outboxes()}
     taken: dict[bytes, object] = {}
     for key in sorted(await client.keys("*")):
-        if key != outbox:
+        if key not in outboxes:
             taken[key] = await client.dump(key)
         elif entries := await client.xrange(key):
             taken[key] = entries

@@ -88,7 +88,7 @@ async def test_a_notice_queued_by_the_verification_survives_the_servers_death(
         verified = await auth.VerifyChallenge(request)
     assert verified.result == auth_pb.VERIFY_RESULT_VERIFIED
     # Queued before the call returned, by the step that verified: nothing sent, nothing journaled yet.
-    entries = await redis_client.xrange(Keyspace().outbox())
+    entries = await redis_client.xrange(Keyspace().outbox_of(started.challenge_id))
     assert [(f[b"challenge_id"].decode(), f[b"notice"]) for _, f in entries] == [
         (started.challenge_id, b"beneficiary_added")
     ]
@@ -107,7 +107,7 @@ async def test_a_notice_queued_by_the_verification_survives_the_servers_death(
 
 
 async def _outbox_empty(client: aioredis.Redis) -> bool:
-    return await client.xlen(Keyspace().outbox()) == 0
+    return sum([await client.xlen(outbox) for outbox in Keyspace().outboxes()]) == 0
 
 
 async def _until(condition: Callable[[], Awaitable[bool]], within: float = WITHIN) -> None:
@@ -162,7 +162,7 @@ async def test_the_phone_changed_notice_queued_by_the_change_survives_the_server
             )
         )
     assert changed.old_phone_notified  # queued, in the change's own step
-    entries = await redis_client.xrange(Keyspace().outbox())
+    entries = await redis_client.xrange(Keyspace().user_outbox("alice"))
     assert [(f[b"challenge_id"].decode(), f[b"notice"]) for _, f in entries] == [
         (started.challenge_id, b"phone_changed")
     ]
@@ -215,7 +215,7 @@ async def test_the_phone_changed_notice_queued_by_an_override_survives_the_serve
             )
         )
     assert overridden.old_phone_notified  # queued, in the override's own step
-    entries = await redis_client.xrange(Keyspace().outbox())
+    entries = await redis_client.xrange(Keyspace().user_outbox("alice"))
     assert [(f[b"challenge_id"], f[b"user_id"], f[b"notice"]) for _, f in entries] == [
         (b"", b"alice", b"phone_changed")
     ]

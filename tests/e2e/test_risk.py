@@ -154,7 +154,9 @@ async def test_a_swapped_sim_is_denied_and_nothing_is_sent(
     assert {key for key in after if after[key] != before.get(key)} == {
         guarded.store.keys.user_journal(user_id).encode(),
         guarded.store.keys.journal_tail(guarded.store.keys.user_journal(user_id)).encode(),  # its numbering
-        guarded.store.keys.journal_feed().encode(),  # the entry, to be sealed (decision 0042)
+        # the entry, to be sealed (decision 0042), in the feed of the user's shard (decision 0044)
+        (guarded.store.keys.place_of_user(user_id) + ":feed").encode(),
+        (guarded.store.keys.place_of_user(user_id) + ":feed:last").encode(),
     }
     assert not guarded.sms_file.exists() or guarded.sms_file.read_text(encoding="utf-8") == ""
     (entry,) = denials_in(await guarded.store.users.user_journal(user_id))

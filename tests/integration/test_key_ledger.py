@@ -11,6 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from sesame.clients.redis_key_ledger import RedisKeyLedger
+from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.hsm.keys import init_keys, list_keys
 from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
@@ -74,12 +75,12 @@ async def test_a_label_seen_with_another_fingerprint_is_refused_and_nothing_writ
     """Recording another key under a label seen raises KeyReplaced and writes nothing, not even new labels."""
     await ledger.record([KeyPrint(KeyKind.OTP, 1, "aa")], NOW)
     before = await ledger.seen()
-    journal = await redis_client.xlen("sesame:{keys}:journal")
+    journal = await redis_client.xlen(Keyspace().key_ledger_journal())
     with pytest.raises(KeyReplaced) as caught:
         await ledger.record([KeyPrint(KeyKind.OTP, 2, "dd"), KeyPrint(KeyKind.OTP, 1, "ee")], NOW)
     assert caught.value.label == "sesame-otp-v1"
     assert await ledger.seen() == before
-    assert await redis_client.xlen("sesame:{keys}:journal") == journal
+    assert await redis_client.xlen(Keyspace().key_ledger_journal()) == journal
 
 
 async def test_a_first_dev_boot_makes_v1_and_records_it(

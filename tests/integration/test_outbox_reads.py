@@ -1,6 +1,6 @@
-"""What a dispatcher's read of the outbox costs on Redis (decision 0040): one round trip gives the entries
-and their challenges; a purged challenge comes as none; an entry that arrives while the dispatcher blocks
-comes with its challenge too."""
+"""What a dispatcher's read of the outbox costs on Redis (decisions 0040, 0044): one round trip (a pipeline
+of one take_outbox.lua per shard it reads) gives the entries and their challenges; a purged challenge comes
+as none; an entry that arrives while the dispatcher waits comes with its challenge too."""
 
 from __future__ import annotations
 
@@ -24,17 +24,35 @@ NO_WAIT = timedelta(milliseconds=1)
 
 @pytest.fixture
 def sent(redis_client: aioredis.Redis) -> Iterator[Counter[str]]:
-    """The commands the client sends from now on, by name; a pipeline counts as one `pipeline`."""
+    """The round trips the client makes from now on, by command name; a pipeline counts as one `pipeline`
+    and each of its commands as `pipeline <name>`. The bell's blocking XREADs (decision 0044), each on a
+    connection of its own while the dispatcher works, are left out: they are not the take's round trips."""
     counted: Counter[str] = Counter()
-    send = redis_client.execute_command
+    send, make = redis_client.execute_command, redis_client.pipeline
 
     async def counting(*args: Any, **options: Any) -> Any:
-        counted[str(args[0]).lower()] += 1
+        if str(args[0]).lower() != "xread":
+            counted[str(args[0]).lower()] += 1
         return await send(*args, **options)
 
+    def piping(*args: Any, **options: Any) -> Any:
+        pipe = make(*args, **options)
+        execute = pipe.execute
+
+        async def executing(*given: Any, **chosen: Any) -> Any:
+            counted["pipeline"] += 1
+            for command, _ in pipe.command_stack:
+                counted[f"pipeline {str(command[0]).lower()}"] += 1
+            return await execute(*given, **chosen)
+
+        pipe.execute = executing  # type: ignore[method-assign]
+        return pipe
+
     redis_client.execute_command = counting  # type: ignore[method-assign]
+    redis_client.pipeline = piping  # type: ignore[method-assign]
     yield counted
     del redis_client.execute_command
+    del redis_client.pipeline
 
 
 async def test_taking_entries_with_their_challenges_is_one_round_trip(
@@ -42,20 +60,22 @@ async def test_taking_entries_with_their_challenges_is_one_round_trip(
 ) -> None:
     store = RedisState.on(redis_client)
     await enrolled(store)
-    opened = [(await store.challenges.start_challenge(an_opening())).challenge for _ in range(3)]
     outbox = RedisOutbox(redis_client)
-    await outbox.reclaim("warm", timedelta(hours=1), 1)  # loads the script (a first use: SCRIPT LOAD more)
+    # The first take loads the script, starts the bell and reads every shard (nothing queued yet).
+    assert await outbox.take("warm", 10, NO_WAIT) == []
+    opened = [(await store.challenges.start_challenge(an_opening())).challenge for _ in range(3)]
     sent.clear()
-    taken = await outbox.take("a", 10, NO_WAIT)
-    assert sent == Counter(evalsha=1)
+    taken = await outbox.take("a", 10, timedelta(seconds=5))  # the bell rang (or rings) for their shard
+    assert sent == Counter({"pipeline": 1, "pipeline evalsha": 1})
     assert [q.challenge_id for q in taken] == [c.challenge_id for c in opened]
     for queued in taken:
         assert queued.challenge == await store.challenges.get_challenge(queued.challenge_id)
     await redis_client.delete(store.keys.challenge(opened[0].challenge_id))  # purged while pending
     sent.clear()
     claimed = await outbox.reclaim("b", timedelta(0), 10)
-    assert sent == Counter(evalsha=1)
+    assert sent == Counter({"pipeline": 1, "pipeline evalsha": store.keys.shards})  # every shard, at once
     assert [q.challenge is None for q in claimed] == [True, False, False]
+    await outbox.close()
 
 
 async def test_an_entry_that_arrives_while_the_dispatcher_waits_comes_with_its_challenge(
@@ -71,3 +91,4 @@ async def test_an_entry_that_arrives_while_the_dispatcher_waits_comes_with_its_c
     opened = (await store.challenges.start_challenge(an_opening())).challenge
     (queued,) = await waiting
     assert queued.challenge == await store.challenges.get_challenge(opened.challenge_id)
+    await outbox.close()

@@ -15,20 +15,20 @@ import pytest
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from sesame.clients.redis_connect import check_cluster, connect, is_cluster_url, ready
-from sesame.clients.redis_key_ledger import RedisKeyLedger
 from sesame.clients.redis_outbox import GROUP, RedisOutbox
 from sesame.clients.redis_provider_ids import RedisProviderIds
 from sesame.clients.redis_scripts import Scripts
 from sesame.clients.redis_store import RedisState
 from sesame.server.domain.errors import ConfigurationError, ScriptSpansSlots, StoreUnavailable
-from sesame.server.domain.key_ledger import KeyPrint
-from sesame.server.domain.model import KeyKind, SentPart
+from sesame.server.domain.model import SentPart
 from tests.support.redis_cluster import LoopbackCluster
 
 pytestmark = pytest.mark.integration
 
 LEASE = "journal_lease"  # a one-key script (the sealer's lease), run on keys of our choosing
 LEASE_MS = 30_000
+TAKE = "take_outbox"  # reads each entry's challenge in the outbox's place, a key it does not declare
+CHALLENGE = "n0nce.k1.d6.u0123456789abcdef"
 WITHIN = 10.0  # seconds: a bound on waits for the cluster, far above what they take
 
 
@@ -103,22 +103,6 @@ async def test_a_script_whose_keys_span_slots_is_refused_by_name_before_it_is_se
     assert await redis_cluster_client.exists(*apart) == 0
 
 
-async def test_a_script_reaching_a_key_in_another_slot_is_refused_by_name(
-    redis_cluster_client: RedisCluster,
-) -> None:
-    """record_keys declares the ledger's two keys (one slot) and appends to the journal feed, in another:
-    the node refuses, and the refusal names the script, once (no retry)."""
-    ledger = RedisKeyLedger(redis_cluster_client)
-    before = await evalsha_calls(redis_cluster_client)
-    with pytest.raises(ScriptSpansSlots) as refused:
-        await asyncio.wait_for(
-            ledger.record([KeyPrint(KeyKind.OTP, 1, "ab" * 16)], datetime.now(UTC)), WITHIN
-        )
-    assert refused.value.script == "record_keys"
-    # NOSCRIPT, then the script again once it was loaded: two EVALSHA at most, never a retry loop.
-    assert await evalsha_calls(redis_cluster_client) - before <= 2
-
-
 async def test_pipelines_and_transactions_run_on_each_primary(redis_cluster_client: RedisCluster) -> None:
     ids = RedisProviderIds(redis_cluster_client)
     until = datetime.now(UTC) + timedelta(hours=1)
@@ -136,10 +120,13 @@ async def test_pipelines_and_transactions_run_on_each_primary(redis_cluster_clie
 async def test_the_dispatchers_blocking_read_wakes_on_an_entry_on_the_cluster(
     redis_cluster_client: RedisCluster,
 ) -> None:
-    """The outbox's own cluster client (`beside`) blocks in XREADGROUP on the node of the stream; an entry
-    added meanwhile is given, its challenge read in a pipeline (none here: the hash was never written)."""
+    """The outbox's own cluster client (`beside`) blocks in XREAD on the node of each shard's stream (the
+    bell, decision 0044); an entry added meanwhile is taken with take_outbox.lua, one EVALSHA per shard in a
+    pipeline grouped by node, its challenge read in its place (none here: the hash was never written)."""
     outbox = RedisOutbox.beside(redis_cluster_client)
-    stream = RedisState.on(redis_cluster_client).keys.outbox()
+    keys = RedisState.on(redis_cluster_client).keys
+    challenge_id = "n0nce.k1.d6.u0123456789abcdef"
+    stream = keys.outbox_of(challenge_id)
     await redis_cluster_client.xgroup_create(stream, GROUP, id="0", mkstream=True)
     node = redis_cluster_client.get_node_from_key(stream)
     try:
@@ -148,7 +135,6 @@ async def test_the_dispatchers_blocking_read_wakes_on_an_entry_on_the_cluster(
             # The dispatcher is Redis's side: its block is seen in the node's INFO.
             while (await redis_cluster_client.info("clients", target_nodes=node))["blocked_clients"] == 0:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
-        challenge_id = "n0nce.k1.d6.u0123456789abcdef"
         await redis_cluster_client.xadd(stream, {"challenge_id": challenge_id, "queued_at": "1700000000000"})
         taken = await asyncio.wait_for(taking, WITHIN)
     finally:
@@ -238,23 +224,24 @@ async def test_calls_in_flight_to_one_primary_are_not_capped_by_the_client(
 async def test_a_script_reaching_another_slot_fails_by_name_wherever_that_slot_is(
     redis_cluster_client: RedisCluster, where: str
 ) -> None:
-    """take_outbox.lua reads each entry's challenge in its user's slot, a key it does not declare: a node
-    refuses it whether it serves that slot or not (without a shebang, a script would reach another slot of
-    the same node and work until that slot migrates); both are ScriptSpansSlots."""
-    keys = RedisState.on(redis_cluster_client).keys
-    stream = keys.outbox()
-    home = redis_cluster_client.get_node_from_key(stream).name
+    """take_outbox.lua reads each entry's challenge in its outbox's place, a key it does not declare. Given
+    an outbox named `{}{n}:outbox` (an empty tag: the whole name is hashed), that place `{}{n}` names a key of
+    another slot: a node refuses it whether it serves that slot or not (without a shebang, a script would
+    reach another slot of the same node and work until that slot migrates); both are ScriptSpansSlots."""
 
-    def fits(challenge_id: str) -> bool:
-        key = keys.challenge(challenge_id)
-        same = redis_cluster_client.get_node_from_key(key).name == home
-        other_slot = redis_cluster_client.keyslot(key) != redis_cluster_client.keyslot(stream)
+    def fits(place: str) -> bool:
+        stream, challenge = f"{place}:outbox", f"{place}:ch:{CHALLENGE}"
+        same = redis_cluster_client.get_node_from_key(stream) == redis_cluster_client.get_node_from_key(
+            challenge
+        )
+        other_slot = redis_cluster_client.keyslot(stream) != redis_cluster_client.keyslot(challenge)
         return other_slot and same == (where == "same primary")
 
-    challenge_id = next(one for one in (f"n.k1.d6.u{n:016x}" for n in range(10_000)) if fits(one))
+    place = next(one for one in (f"{{}}{{{n}}}" for n in range(10_000)) if fits(one))
+    stream = f"{place}:outbox"
     await redis_cluster_client.xgroup_create(stream, GROUP, id="0", mkstream=True)
-    await redis_cluster_client.xadd(stream, {"challenge_id": challenge_id, "queued_at": "1700000000000"})
-    outbox = RedisOutbox(redis_cluster_client)
+    await redis_cluster_client.xadd(stream, {"challenge_id": CHALLENGE, "queued_at": "1700000000000"})
+    scripts = Scripts(redis_cluster_client)
     with pytest.raises(ScriptSpansSlots) as refused:
-        await asyncio.wait_for(outbox.take("dispatcher-1", 10, timedelta(milliseconds=1)), WITHIN)
+        await asyncio.wait_for(scripts.run(TAKE, [stream], [GROUP, "dispatcher-1", 10, ""]), WITHIN)
     assert refused.value.script == "take_outbox"

@@ -12,7 +12,7 @@ from redis.crc import key_slot
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisState
 from sesame.server.domain.challenges import user_tag
-from sesame.server.domain.errors import StoreUnavailable
+from sesame.server.domain.errors import ConfigurationError, StoreUnavailable
 from sesame.server.domain.model import RequestContext
 from tests.factories import a_challenge, a_user, its_user_enrolled
 
@@ -22,24 +22,27 @@ CHALLENGE_ID = a_challenge(datetime.now(UTC)).challenge_id
 
 
 async def test_keys_carry_the_hash_tag_of_their_aggregate(redis_client: aioredis.Redis):
-    """A user, its pending index, its challenges and their journals live under {u:<t>}, t from the user id;
-    the SMS queued for the challenge in the outbox, under {outbox} (docs/decisions/0025)."""
+    """A user, its pending index, its challenges and their journals live in its shard's place {s:<n>}, n from
+    the user id's tag t (decision 0044); with the journal's feed and the SMS queued for the challenge in the
+    outbox (docs/decisions/0025, 0027)."""
     store = RedisState.on(redis_client, prefix="bank")
     now = datetime.now(UTC)
     await store.users.register_user(a_user(now))
     await store.challenges.open_challenge(a_challenge(now), RequestContext())
     tag = user_tag("u-1")
     assert CHALLENGE_ID.endswith(f".u{tag}")
+    shard = int(tag, 16) % 16
     assert sorted(await redis_client.keys("*")) == [
-        b"bank:{journal}:feed",  # entries not sealed yet (docs/decisions/0027)
-        b"bank:{outbox}:sms",
-        f"bank:{{u:{tag}}}:ch:{CHALLENGE_ID}".encode(),
-        f"bank:{{u:{tag}}}:ch:{CHALLENGE_ID}:journal".encode(),
-        f"bank:{{u:{tag}}}:ch:{CHALLENGE_ID}:journal:tail".encode(),  # its numbering (decision 0040)
-        f"bank:{{u:{tag}}}:journal:u-1".encode(),
-        f"bank:{{u:{tag}}}:journal:u-1:tail".encode(),
-        f"bank:{{u:{tag}}}:pending:u-1".encode(),
-        f"bank:{{u:{tag}}}:user:u-1".encode(),
+        f"bank:{{s:{shard}}}:ch:{CHALLENGE_ID}".encode(),
+        f"bank:{{s:{shard}}}:ch:{CHALLENGE_ID}:journal".encode(),
+        f"bank:{{s:{shard}}}:ch:{CHALLENGE_ID}:journal:tail".encode(),  # its numbering (decision 0040)
+        f"bank:{{s:{shard}}}:feed".encode(),  # entries not sealed yet (docs/decisions/0027)
+        f"bank:{{s:{shard}}}:feed:last".encode(),  # the feed's last id (decision 0044)
+        f"bank:{{s:{shard}}}:journal:u-1".encode(),
+        f"bank:{{s:{shard}}}:journal:u-1:tail".encode(),
+        f"bank:{{s:{shard}}}:outbox".encode(),
+        f"bank:{{s:{shard}}}:pending:u-1".encode(),
+        f"bank:{{s:{shard}}}:user:u-1".encode(),
     ]
 
 
@@ -59,6 +62,9 @@ def test_an_aggregate_and_its_journal_share_a_cluster_slot(redis_client: aioredi
             keys.challenge_journal(CHALLENGE_ID),
             keys.challenge_refusals(CHALLENGE_ID),
             *(prefix + "u-1" for prefix in keys.user_keys_beside(CHALLENGE_ID)),
+            keys.outbox_of(CHALLENGE_ID),
+            keys.dead_letters_of(CHALLENGE_ID),
+            keys.place_of_challenge(CHALLENGE_ID) + ":feed",
         ],
         "client": [keys.client("acme"), keys.client_users("acme"), keys.client_journal("acme")],
     }[aggregate]
@@ -124,3 +130,15 @@ async def test_unreachable_redis_raises_store_unavailable(tmp_path: Path):
             await store.challenges.get_challenge(CHALLENGE_ID)
     finally:
         await store.close()
+
+
+async def test_keys_laid_out_in_another_shard_count_are_refused_at_boot(redis_client: aioredis.Redis):
+    """The first boot records the shard count; a build with another count finds its users nowhere, and so
+    refuses to start on that Redis (decision 0044)."""
+    store = RedisState.on(redis_client)
+    await store.check_layout()
+    await store.check_layout()  # the same count again: fine
+    assert await redis_client.get(store.keys.layout()) == b"16"
+    await redis_client.set(store.keys.layout(), 8)  # as a build with 8 shards would have left it
+    with pytest.raises(ConfigurationError, match="laid out in 8 shards"):
+        await store.check_layout()

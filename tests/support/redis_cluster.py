@@ -8,6 +8,7 @@ create` does, without its one-second pauses): the cluster is `cluster_state:ok` 
 from __future__ import annotations
 
 import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,8 +21,12 @@ from redis.asyncio.cluster import RedisCluster
 
 from sesame.clients.redis_connect import connect
 from sesame.clients.redis_server import EmbeddedRedis
+from sesame.server.domain.errors import StoreUnavailable
+from tests.support.ports import free_port
 
 SLOTS: Final = 16_384
+_BUS_OFFSET: Final = 10_000  # a node's cluster bus listens on its port + 10,000
+_TRIES: Final = 3
 _NODE_ARGUMENTS: Final = (
     "--cluster-enabled", "yes",
     "--cluster-config-file", "nodes.conf",
@@ -36,10 +41,9 @@ class LoopbackCluster:
 
     def __init__(self, data_dir: Path, primaries: int = 3, *, timeout: float = 10.0) -> None:
         """Describe the cluster; nothing starts before `start()` (or `with`)."""
-        self.nodes = [
-            EmbeddedRedis(data_dir / f"node{index}", extra_arguments=_NODE_ARGUMENTS)
-            for index in range(primaries)
-        ]
+        self._data_dir = data_dir
+        self._primaries = primaries
+        self.nodes: list[EmbeddedRedis] = []
         self._timeout = timeout
 
     @property
@@ -50,8 +54,8 @@ class LoopbackCluster:
     def start(self) -> None:
         """Start the nodes, split the slots, join them, and wait until every node says cluster_state:ok."""
         try:
-            for node in self.nodes:
-                node.start()
+            for index in range(self._primaries):
+                self.nodes.append(_started_node(self._data_dir / f"node{index}"))
             clients = [redis.Redis(port=node.port) for node in self.nodes]
             share = SLOTS // len(clients)
             for index, client in enumerate(clients):
@@ -95,6 +99,38 @@ class LoopbackCluster:
     ) -> None:
         """Stop."""
         self.stop()
+
+
+def _started_node(data_dir: Path) -> EmbeddedRedis:
+    """A cluster node on a port whose bus port (+10,000) is free too: redis-server refuses a port above
+    55,535. A port taken meanwhile by another process: a few more tries."""
+    for attempt in range(_TRIES):
+        port = _node_port()
+        node = EmbeddedRedis(data_dir, port=port, extra_arguments=_NODE_ARGUMENTS)
+        try:
+            node.start()
+        except StoreUnavailable:
+            if attempt == _TRIES - 1:
+                raise
+        else:
+            return node
+    raise AssertionError("unreachable")
+
+
+def _node_port() -> int:
+    while True:
+        port = free_port()
+        if port + _BUS_OFFSET <= 65_535 and _bindable(port + _BUS_OFFSET):
+            return port
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def _cluster_info(client: redis.Redis) -> dict[str, str]:

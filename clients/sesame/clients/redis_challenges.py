@@ -1,7 +1,7 @@
 """`RedisChallenges`: the Challenges port on Redis, one Lua script per transition (docs/decisions/0002, 0038).
 
 Every transition checks, changes and appends its journal entry in one script, so it is atomic and costs
-one round trip. A challenge lives in its user's `{u:<t>}` slot with its journal stream, so a verification
+one round trip. A challenge lives in its user's `{s:<n>}` slot with its journal stream, so a verification
 runs on one slot found from the challenge id and reads or counts for the user there; opening a challenge
 and taking a resend also take the number's, caller's and global send units, across their slots
 (docs/decisions/0014, 0019), and queue the SMS in the outbox (docs/decisions/0025).
@@ -135,7 +135,7 @@ class RedisChallenges(RedisPlace):
             self.keys.user_pending(user_id),
             self.keys.start_request(user_id, opening.request_id),
             *budget_keys,
-            self.keys.outbox(),
+            self.keys.outbox_of(opening.challenge_id),
             # The memory the rules read in the step, and the user's journal a DENY goes to (0042, 0045).
             *(
                 ()
@@ -215,7 +215,10 @@ class RedisChallenges(RedisPlace):
             *rec.context_fields(attempt.context),
         ]  # fmt: skip
         # One round trip on one slot: the challenge and its user share the place the id names (decision 0019).
-        keys = [*self._refusal_keys(attempt.challenge_id), self.keys.outbox()]  # a notice is queued there
+        keys = [
+            *self._refusal_keys(attempt.challenge_id),
+            self.keys.outbox_of(attempt.challenge_id),
+        ]  # a notice
         reply = await self._run("record_verification", keys, args)
         if reply[0] == b"not_found":
             raise ChallengeNotFound(attempt.challenge_id)
@@ -251,7 +254,7 @@ class RedisChallenges(RedisPlace):
         ResendRefused, SendBudgetExhausted."""
         head = rec.challenge_event("challenge.resend", challenge_id, at)
         budget_keys, budget_args = self._budgets(charges)
-        keys = [*self._refusal_keys(challenge_id), *budget_keys, self.keys.outbox()]
+        keys = [*self._refusal_keys(challenge_id), *budget_keys, self.keys.outbox_of(challenge_id)]
         user_key = self.keys.user_keys_beside(challenge_id)[0]
         args = [rec.to_ms(at), user_key, *budget_args, *head, *rec.context_fields(context)]
         reply = await self._run("record_resend", keys, args)

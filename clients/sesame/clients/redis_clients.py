@@ -1,7 +1,7 @@
 """`RedisClients`: the Clients port on Redis (docs/decisions/0038).
 
-A client company's status, its index of users and its journal live on its `{c:<id>}` slot; each change is
-one Lua script there (`enlist_user.lua`, `terminate_client.lua`).
+A client company's status, its index of users and its journal live in its id's shard (one slot); each
+change is one Lua script there (`enlist_user.lua`, `terminate_client.lua`).
 """
 
 from __future__ import annotations

@@ -66,7 +66,10 @@ def beside(client: RedisClient, *, timeout: float) -> RedisClient:
         kwargs = client.get_connection_kwargs()
         kept: dict[str, Any] = {name: kwargs[name] for name in _KEPT if name in kwargs}
         return RedisCluster(
-            startup_nodes=[ClusterNode(node.host, node.port) for node in client.get_nodes()],
+            # The seeds it was given (or the nodes it found since): a client not used yet knows no node.
+            startup_nodes=[
+                ClusterNode(node.host, node.port) for node in client.nodes_manager.startup_nodes.values()
+            ],
             ssl=kwargs.get("connection_class") is SSLConnection,
             socket_timeout=timeout,
             retry=client.retry,

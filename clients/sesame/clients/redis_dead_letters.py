@@ -1,8 +1,8 @@
 """`RedisDeadLetters`: the SMS the outbox gave up on, read from their stream (docs/decisions/0033).
 
-`record_failed_try.lua` appends one masked line per dead letter to `<prefix>:{outbox}:dead` (never the code,
-never the whole number), trimmed to the last 10,000 and to seven days; this adapter only reads it, for
-`sesame sms dead-letters`.
+`record_failed_try.lua` appends one masked line per dead letter to the stream beside its shard's outbox,
+`<prefix>:{s:<n>}:dead` (decision 0044; never the code, never the whole number), trimmed to the last 10,000
+and to seven days; this adapter only reads them, for `sesame sms dead-letters`.
 """
 
 from __future__ import annotations
@@ -20,21 +20,25 @@ from sesame.server.domain.ports import DeadLetters
 
 
 class RedisDeadLetters:
-    """The dead letters stream beside the outbox."""
+    """The dead letters streams beside each shard's outbox (decision 0044)."""
 
     def __init__(self, client: RedisClient, *, prefix: str = "sesame") -> None:
         """Read with `client` (which must not decode responses)."""
         self._client = client
-        self._stream = Keyspace(prefix).dead_letters()
+        keys = Keyspace(prefix)
+        self._streams = [keys.dead_letters(n) for n in range(keys.shards)]
 
     async def recent(self, count: int) -> list[DeadLetter]:
-        """XREVRANGE: the newest `count` lines."""
+        """XREVRANGE of every shard's stream: the newest `count` lines of them all, newest first."""
+        letters: list[tuple[tuple[int, int], DeadLetter]] = []
         with translated():
-            raw = await self._client.xrevrange(self._stream, count=count)
-        return [
-            _letter(entry_id, fields)
-            for entry_id, fields in cast("list[tuple[bytes, dict[bytes, bytes]]]", raw)
-        ]
+            for stream in self._streams:
+                raw = await self._client.xrevrange(stream, count=count)
+                for entry_id, fields in cast("list[tuple[bytes, dict[bytes, bytes]]]", raw):
+                    ms, _, seq = entry_id.decode().partition("-")
+                    letters.append(((int(ms), int(seq or 0)), _letter(entry_id, fields)))
+        letters.sort(key=lambda pair: pair[0], reverse=True)
+        return [letter for _, letter in letters[:count]]
 
 
 def _letter(entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:

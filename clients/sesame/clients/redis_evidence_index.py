@@ -1,6 +1,6 @@
 """The evidence index in Redis (docs/decisions/0036): one sorted set per user, in the user's slot.
 
-`<prefix>:{u:<t>}:evidence:<user>`: member `<challenge id> <transaction id>`, score the opening time (unix
+`<prefix>:{s:<n>}:evidence:<user>`: member `<challenge id> <transaction id>`, score the opening time (unix
 ms). The sealer writes it once the `challenge.opened` entries are sealed and archived; each write drops the
 user's members older than the evidence retention and sets the key to expire after it, so the set holds one
 member per challenge of the last 13 months at most (a listpack of ~60 bytes a member up to 128 members).

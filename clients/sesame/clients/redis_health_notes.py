@@ -1,6 +1,6 @@
 """Health notes in the journal (docs/decisions/0036): the dependencies' state, sealed like any entry.
 
-`<prefix>:{health}:journal`, one entry per note: `health.note`, the time, the worker that saw it, and one
+`<prefix>:{s:0}:health:journal`, one entry per note: `health.note`, the time, the worker that saw it, and one
 field per dependency (`up` or `down`). Written by each worker when what it sees changes, and at least
 hourly; trimmed in Redis past the evidence retention.
 """

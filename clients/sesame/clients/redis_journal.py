@@ -1,8 +1,9 @@
-"""The sealed journal in Redis (docs/decisions/0027): the feed of unsealed entries, the seals, the lease.
+"""The sealed journal in Redis (decisions 0027, 0044): the feeds of unsealed entries, the seals, the lease.
 
-`_journal.lua` copies every journal entry, with its stream's name, to the feed; the sealer holding the lease
-reads the feed, signs a block and keeps it in the seals stream (under the id of the last entry it seals);
-once the archive holds the block, the feed's entries and the seals before it are dropped.
+`_journal.lua` copies every journal entry, with its stream's name, to its shard's feed; the sealer holding
+the lease reads every shard's feed, signs one block over their entries in the order of their ids and keeps
+it in the seals stream (under the id of the last entry it seals); once the archive holds the block, the
+feeds' entries and the seals before it are dropped.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, Final, cast
 
 from sesame.clients import redis_records as rec
 from sesame.clients.redis_connect import RedisClient
-from sesame.clients.redis_keys import Keyspace
+from sesame.clients.redis_keys import FEED_RESIDUES, Keyspace
 from sesame.clients.redis_scripts import Scripts, translated
 from sesame.server.domain.errors import StoreUnavailable
 from sesame.server.domain.journal_seal import Block, FeedEntry, Leaf, Seal
@@ -60,22 +61,34 @@ class RedisJournal:
                 await self._client.delete(key)
 
     async def unsealed(self, after: str, limit: int = FEED_BATCH) -> list[FeedEntry]:
-        """The oldest entries after the id `after` ("" from the start), in the order they were appended."""
-        return await self._feed(f"({after}" if after else "-", "+", limit)
+        """The oldest entries after the id `after` ("" from the start) that may be sealed now, in the order of
+        their ids: every shard's feed is read (`read_feed.lua`, one call per shard: one slot each), and only
+        the entries below the lowest id a shard can append next are taken: none can come later below it.
+        The shards' reads go in one pipeline: one round trip."""
+        below: tuple[int, int] | None = None
+        entries: list[FeedEntry] = []
+        feeds = self.keys.journal_feeds()
+        replies = await self._scripts.run_each("read_feed", [([feed], [after, limit]) for feed in feeds])
+        for shard, reply in enumerate(replies):
+            if isinstance(reply, Exception):
+                raise StoreUnavailable(type(reply).__name__) from reply
+            edge = _next_possible(_id_key(reply[0].decode()), shard)
+            below = edge if below is None else min(below, edge)
+            entries += _feed_entries(reply[1])
+        entries.sort(key=lambda e: _id_key(e.id))
+        ready = [e for e in entries if below is not None and _id_key(e.id) < below]
+        return ready[:limit]
 
     async def sealed_entries(self, seal: Seal) -> list[FeedEntry]:
-        """The feed's entries that `seal` covers (until the archive has them)."""
-        return await self._feed(seal.block.first, seal.block.last, None)
-
-    async def _feed(self, first: str, last: str, limit: int | None) -> list[FeedEntry]:
+        """The feeds' entries that `seal` covers (until the archive has them), in the order of their ids."""
+        entries: list[FeedEntry] = []
         with translated():
-            raw = await self._client.xrange(self.keys.journal_feed(), min=first, max=last, count=limit)
-        entries = []
-        for entry_id, fields in cast("list[tuple[bytes, dict[bytes, bytes]]]", raw):
-            decoded = rec.decoded(fields)
-            stream = decoded.pop("stream", "")
-            entries.append(FeedEntry(entry_id.decode(), stream, decoded))
-        return entries
+            async with self._client.pipeline(transaction=False) as pipe:
+                for feed in self.keys.journal_feeds():
+                    pipe.xrange(feed, min=seal.block.first, max=seal.block.last)
+                for raw in await pipe.execute():
+                    entries += _feed_entries(raw)
+        return sorted(entries, key=lambda e: _id_key(e.id))
 
     async def last_seal(self) -> Seal | None:
         """The newest seal (once archived, without its leaves), or None before the first."""
@@ -102,15 +115,18 @@ class RedisJournal:
         _outcome(await self._scripts.run("record_seal", keys, [*args, *fields]), b"sealed")
 
     async def drop_archived(self, holder: str, last: Seal) -> None:
-        """Drop the feed's entries and the seals up to `last` (archived), keeping its head. SealLost."""
-        keys = [
-            self.keys.journal_sealer(),
-            self.keys.journal_seals(),
-            self.keys.journal_feed(),
-            self.keys.journal_head(),
-        ]
-        args = [holder, last.block.last, next_id(last.block.last), last.block.payload().decode(), _b64(last)]
+        """Drop the seals up to `last` (archived), keeping its head, then each shard's feed entries up to it
+        (one slot per call, in one pipeline: a crash in between leaves entries that the next drop trims and
+        that the sealer, reading after `last`, never seals again). SealLost."""
+        keys = [self.keys.journal_sealer(), self.keys.journal_seals(), self.keys.journal_head()]
+        first_kept = next_id(last.block.last)
+        args = [holder, last.block.last, first_kept, last.block.payload().decode(), _b64(last)]
         _outcome(await self._scripts.run("drop_archived", keys, args), b"dropped")
+        with translated():
+            async with self._client.pipeline(transaction=False) as pipe:
+                for feed in self.keys.journal_feeds():
+                    pipe.xtrim(feed, minid=first_kept, approximate=False)
+                await pipe.execute()
 
     async def seals_from(self, first_id: str) -> list[Seal]:
         """Every seal kept whose last entry is at or after `first_id`, oldest first."""
@@ -167,6 +183,28 @@ class LiveStream:
     # none was dropped (Redis holds the whole stream), or once the tail expired with the challenge.
     through: str | None
     entries: list[tuple[str, dict[str, str]]]
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _next_possible(frontier: tuple[int, int], shard: int) -> tuple[int, int]:
+    """The lowest id a shard whose feed stands at `frontier` can append next (`feed_id_after` in
+    `_journal.lua`): the same millisecond, the next sequence of its residue (a later one is above)."""
+    ms, seq = frontier
+    return ms, (seq // FEED_RESIDUES + 1) * FEED_RESIDUES + shard
+
+
+def _feed_entries(raw: Any) -> list[FeedEntry]:
+    entries = []
+    for entry_id, fields in cast("list[tuple[bytes, dict[bytes, bytes] | list[bytes]]]", raw):
+        pairs = fields if isinstance(fields, dict) else dict(zip(fields[::2], fields[1::2], strict=True))
+        decoded = rec.decoded(pairs)
+        stream = decoded.pop("stream", "")
+        entries.append(FeedEntry(entry_id.decode(), stream, decoded))
+    return entries
 
 
 def _b64(seal: Seal) -> str:

@@ -1,6 +1,6 @@
 """`RedisKeyLedger`: the key versions Redis has seen, and the fingerprint of each label (docs/decisions/0015).
 
-One small hash under its own hash tag (`{keys}`), read and written at boot. Writing is one script that
+One small hash in shard 0's place (`{s:0}:keys:ledger`), read and written at boot. Writing is one script that
 refuses, atomically and writing nothing, a label already seen with another fingerprint: two replicas that
 boot at once on different tokens cannot both record theirs.
 """

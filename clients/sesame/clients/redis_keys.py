@@ -1,14 +1,15 @@
-"""Every Redis key Sésame writes, under the hash tag of its aggregate (docs/decisions/0002, 0010, 0019).
+"""Every Redis key Sésame writes, under the hash tag of its shard (docs/decisions/0002, 0010, 0019, 0044).
 
-A user's keys, its challenges' and its own send budget share `{u:<t>}`, t = the first 16 hex digits of
+Every key that a script writes lives in one of `SHARDS` places `{s:<n>}`, so that every script's keys are
+in one hash slot, on one Redis as on Redis Cluster (decision 0044). A user's keys, its challenges' and its
+own send budget are in the place of its shard, n = t mod SHARDS, t = the first 16 hex digits of
 SHA-256(user id) (`user_tag`), which each challenge id carries (`<nonce>.k<v>.d<digits>.u<t>`): a
-verification finds the challenge and its user in one place from the id alone. Each key under `{u:<t>}` also
-names its user or challenge, so two users sharing a tag share a slot, never a key. A client company's keys
-share `{c:<id>}`; the number's, caller's and global send budgets have their own `{sb:phone:<hash>}`,
-`{sb:caller:<hash>}`, `{sb:global:all}` (docs/decisions/0011, 0014). Each aggregate's journal stream sits next
-to what it records. Every script touches one tag only, except `open_challenge` and `record_resend`, which
-take the number's, caller's and global units in the same step and so span those budgets' slots on purpose
-(decision 0019 says why they stay together).
+verification finds the challenge and its user in one place from the id alone. A client company's keys are
+in its own id's shard, the key ledger and the health notes in shard 0. Each key in a place also names its
+user, challenge or client, so that two of them sharing a shard share a slot, never a key. Each place has its
+journal feed (the entries its scripts journal, read by the sealer) and its SMS outbox. The number's,
+caller's and global send budgets have their own `{sb:phone:<hash>}`, `{sb:caller:<hash>}`, `{sb:global:all}`
+(docs/decisions/0011, 0014); the sealed blocks and the sealer's lease `{journal}`.
 """
 
 from __future__ import annotations
@@ -18,29 +19,65 @@ from typing import Final
 
 from sesame.server.domain.challenges import user_tag
 
-# The tag a challenge id carries; an id without one (not ours) is looked up in a place no challenge is.
+# The tag a challenge id carries; an id without one (not ours) is looked up in shard 0, where no challenge
+# has that id.
 _ID_TAG: Final = re.compile(r"\.u([0-9a-f]{16})$")
-_NOWHERE: Final = "-"
 _CHALLENGE_JOURNAL: Final = re.compile(r"\}:ch:[^:]+:journal$")
+# How many places the keys are spread over: fixed for a deployment's life (its keys are where it put them),
+# recorded in Redis and checked at boot (`RedisState.check_layout`, decision 0044). A journal entry's id in
+# its feed ends with its shard's number modulo FEED_RESIDUES (`_journal.lua`), so SHARDS may not exceed it.
+SHARDS: Final = 16
+FEED_RESIDUES: Final = 4096
 
 
 class Keyspace:
     """Key names under one prefix (`sesame` unless a deployment shares its Redis)."""
 
-    def __init__(self, prefix: str = "sesame") -> None:
+    def __init__(self, prefix: str = "sesame", shards: int = SHARDS) -> None:
+        if not 1 <= shards <= FEED_RESIDUES:
+            raise ValueError(f"shards must be within 1..{FEED_RESIDUES}")
         self._prefix = prefix
+        self._shards = shards
 
     @property
     def prefix(self) -> str:
         """What every key starts with."""
         return self._prefix
 
+    @property
+    def shards(self) -> int:
+        """How many places the keys are spread over."""
+        return self._shards
+
+    def place(self, shard: int) -> str:
+        """The place of shard `shard`: what its keys start with, up to its hash tag."""
+        return f"{self._prefix}:{{s:{shard}}}"
+
+    def places(self) -> list[str]:
+        """Every shard's place, in order."""
+        return [self.place(n) for n in range(self._shards)]
+
+    def _tagged_place(self, tag: str) -> str:
+        return self.place(int(tag, 16) % self._shards)
+
     def _user_place(self, user_id: str) -> str:
-        return f"{self._prefix}:{{u:{user_tag(user_id)}}}"
+        return self._tagged_place(user_tag(user_id))
 
     def _challenge_place(self, challenge_id: str) -> str:
         match = _ID_TAG.search(challenge_id)
-        return f"{self._prefix}:{{u:{match.group(1) if match else _NOWHERE}}}"
+        return self._tagged_place(match.group(1)) if match else self.place(0)
+
+    def place_of_challenge(self, challenge_id: str) -> str:
+        """The place of the challenge's shard (its user's)."""
+        return self._challenge_place(challenge_id)
+
+    def place_of_user(self, user_id: str) -> str:
+        """The place of the user's shard."""
+        return self._user_place(user_id)
+
+    def layout(self) -> str:
+        """Where the shard count the deployment's keys were laid out with is recorded (decision 0044)."""
+        return f"{self.place(0)}:layout"
 
     def user(self, user_id: str) -> str:
         """The user hash."""
@@ -109,7 +146,7 @@ class Keyspace:
 
     def is_challenge_journal(self, stream: str) -> bool:
         """Whether `stream` is a challenge's journal (the ones dropped from Redis once archived)."""
-        return stream.startswith(f"{self._prefix}:{{u:") and _CHALLENGE_JOURNAL.search(stream) is not None
+        return stream.startswith(f"{self._prefix}:{{s:") and _CHALLENGE_JOURNAL.search(stream) is not None
 
     def challenge_of_journal(self, stream: str) -> str:
         """The challenge hash whose journal `stream` is."""
@@ -127,17 +164,20 @@ class Keyspace:
         """
         return f"{self.challenge(challenge_id)}:refusals"
 
+    def _client_place(self, client_id: str) -> str:
+        return self._tagged_place(user_tag(client_id))
+
     def client(self, client_id: str) -> str:
         """The client company's hash (status)."""
-        return f"{self._prefix}:{{c:{client_id}}}:client"
+        return f"{self._client_place(client_id)}:client:{client_id}"
 
     def client_users(self, client_id: str) -> str:
         """The ids of the users the client designated (a set)."""
-        return f"{self._prefix}:{{c:{client_id}}}:users"
+        return f"{self._client_place(client_id)}:client-users:{client_id}"
 
     def client_journal(self, client_id: str) -> str:
         """The client company's journal stream."""
-        return f"{self._prefix}:{{c:{client_id}}}:journal"
+        return f"{self._client_place(client_id)}:client-journal:{client_id}"
 
     def send_budget(self, kind: str, key: str) -> str:
         """The SMS sent to one subject in the rolling window (a sorted set scored by unix ms).
@@ -154,27 +194,52 @@ class Keyspace:
         (`send_budget("phone", hash)`), the number being one it reads (docs/decisions/0025)."""
         return f"{self._prefix}:{{sb:phone:"
 
-    def outbox(self) -> str:
-        """The SMS outbox: a stream of the SMS queued by Start and Resend, read by the dispatchers' consumer
-        group; an entry is deleted once its send is recorded (docs/decisions/0025)."""
-        return f"{self._prefix}:{{outbox}}:sms"
+    def outbox(self, shard: int) -> str:
+        """The shard's SMS outbox: a stream of the SMS queued by Start and Resend in that place, read by the
+        dispatchers' consumer group; an entry is deleted once its send is recorded (decisions 0025, 0044)."""
+        return f"{self.place(shard)}:outbox"
 
-    def dead_letters(self) -> str:
-        """The SMS given up on: a stream of masked lines beside the outbox, bounded and expiring
+    def outbox_of(self, challenge_id: str) -> str:
+        """The outbox of the challenge's shard: where its SMS and its user's notices are queued."""
+        return f"{self._challenge_place(challenge_id)}:outbox"
+
+    def user_outbox(self, user_id: str) -> str:
+        """The outbox of the user's shard: where its notices are queued (its challenges' SMS too)."""
+        return f"{self._user_place(user_id)}:outbox"
+
+    def outboxes(self) -> list[str]:
+        """Every shard's outbox, in order."""
+        return [self.outbox(n) for n in range(self._shards)]
+
+    def dead_letters(self, shard: int) -> str:
+        """The SMS given up on: a stream of masked lines beside the shard's outbox, bounded and expiring
         (docs/decisions/0033)."""
-        return f"{self._prefix}:{{outbox}}:dead"
+        return f"{self.place(shard)}:dead"
+
+    def dead_letters_of(self, challenge_id: str) -> str:
+        """The dead letters beside the outbox of the challenge's shard."""
+        return f"{self._challenge_place(challenge_id)}:dead"
+
+    def user_dead_letters(self, user_id: str) -> str:
+        """The dead letters beside the outbox of the user's shard."""
+        return f"{self._user_place(user_id)}:dead"
 
     def key_ledger(self) -> str:
         """The highest key version seen per kind and each label's fingerprint (docs/decisions/0015)."""
-        return f"{self._prefix}:{{keys}}:ledger"
+        return f"{self.place(0)}:keys:ledger"
 
     def key_ledger_journal(self) -> str:
         """The key ledger's journal stream: which labels were first seen, and when."""
-        return f"{self._prefix}:{{keys}}:journal"
+        return f"{self.place(0)}:keys:journal"
 
-    def journal_feed(self) -> str:
-        """Every journal entry not sealed yet, with its stream's name (`_journal.lua`, decision 0027)."""
-        return f"{self._prefix}:{{journal}}:feed"
+    def journal_feed(self, shard: int) -> str:
+        """Every journal entry of the shard's place not sealed yet, with its stream's name (`_journal.lua`,
+        decisions 0027 and 0044): the place's tag then `:feed`."""
+        return f"{self.place(shard)}:feed"
+
+    def journal_feeds(self) -> list[str]:
+        """Every shard's feed, in order: the sealer reads them all and seals them together."""
+        return [self.journal_feed(n) for n in range(self._shards)]
 
     def journal_seals(self) -> str:
         """The sealed blocks, each under the id of the last entry it seals (a stream)."""
@@ -186,7 +251,7 @@ class Keyspace:
 
     def health_journal(self) -> str:
         """The health notes' journal stream: the dependencies' state, on each change (decision 0036)."""
-        return f"{self._prefix}:{{health}}:journal"
+        return f"{self.place(0)}:health:journal"
 
     def journal_kept(self) -> str:
         """The archived challenge journals kept in Redis while their challenge is open, scored by its expiry

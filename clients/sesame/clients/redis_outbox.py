@@ -1,17 +1,20 @@
-"""`RedisOutbox`: the Outbox port on a Redis stream read by one consumer group (docs/decisions/0025).
+"""`RedisOutbox`: the Outbox port on Redis streams read by one consumer group (docs/decisions/0025, 0044).
 
-Start's and Resend's scripts append an entry (the challenge id, `send` start or resend, `queued_at`), the
-first of them creating the stream and the group `dispatchers` (so that no dispatcher writes a key); the
-dispatchers read it with XREADGROUP, claim the entries of dead consumers with XAUTOCLAIM, and settle each
-with `record_dispatch.lua`, which records the send on the challenge, acknowledges and deletes the entry in
-one step. Deleting settled entries keeps the stream as long as the backlog, and no longer (bounded memory).
-The dispatchers block on their own connection, never on the request path's pool.
+Each shard has its outbox stream, beside its users and challenges (one slot per script, decision 0044).
+Start's and Resend's scripts append an entry (the challenge id, `send` start or resend, `queued_at`) to the
+outbox of the challenge's shard (a notice to the outbox of its user's), the first of them creating the stream
+and the group `dispatchers` (so that no dispatcher writes a key); a dispatcher takes entries with their
+challenges by `take_outbox.lua` (XREADGROUP, or XAUTOCLAIM for the entries of dead consumers), one call per
+shard, the shards' calls in one pipeline; it waits for new entries on the bell (`redis_outbox_bell`: one
+blocking XREAD per shard that claims nothing), and takes from the shards it rang for. It settles each entry
+with `record_dispatch.lua` (a notice `record_notice.lua`), which records the send on the challenge,
+acknowledges and deletes the entry in one step. Deleting settled entries keeps the streams as long as the
+backlog, and no longer (bounded memory). The dispatchers block on their own pool, never on the request
+path's.
 """
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 from datetime import datetime, timedelta
 from typing import Any, Final, cast
 
@@ -22,9 +25,10 @@ from sesame.clients import redis_records as rec
 from sesame.clients.redis_connect import RedisClient, beside, connect
 from sesame.clients.redis_dead_letters import RedisDeadLetters
 from sesame.clients.redis_keys import Keyspace
+from sesame.clients.redis_outbox_bell import OutboxBell
 from sesame.clients.redis_scripts import Scripts, stored_challenge, translated
 from sesame.server.domain.dispatching import Backlog, FailedTry, NoticeAddressee, NoticeFailure, QueuedSms
-from sesame.server.domain.errors import ChallengeNotFound
+from sesame.server.domain.errors import ChallengeNotFound, StoreUnavailable
 from sesame.server.domain.lifecycle import UserNotice
 from sesame.server.domain.model import Challenge, DeliveryState
 from sesame.server.domain.ports import Outbox
@@ -39,14 +43,15 @@ DEAD_LETTERS_LIFETIME: Final = timedelta(days=7)
 
 
 class RedisOutbox:
-    """The SMS outbox stream and its dispatchers' consumer group."""
+    """The SMS outbox streams of every shard and their dispatchers' consumer group."""
 
     def __init__(self, client: RedisClient, *, prefix: str = "sesame") -> None:
         """Use `client` (which must not decode responses), a client of the outbox's own."""
         self._client = client
         self._keys = Keyspace(prefix)
         self._scripts = Scripts(client)
-        self._stream = self._keys.outbox()
+        self._streams = self._keys.outboxes()
+        self._bell = OutboxBell(client, self._streams)
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "sesame", timeout: float = 5.0) -> RedisOutbox:
@@ -64,61 +69,71 @@ class RedisOutbox:
         return RedisDeadLetters(self._client, prefix=self._keys.prefix)
 
     async def close(self) -> None:
-        """Close the client and its connections (a pool given to a client outlives its `aclose`)."""
+        """Stop the bell's watchers, close the client and its connections (a pool given to a client outlives
+        its `aclose`)."""
+        await self._bell.close()
         with translated():
             await self._client.aclose()
             if not isinstance(self._client, RedisCluster):  # a cluster client closes its nodes' pools
                 await self._client.connection_pool.disconnect()
 
     async def take(self, consumer: str, count: int, wait: timedelta) -> list[QueuedSms]:
-        """take_outbox.lua: entries never given to a consumer, each with its challenge, in one round trip
-        (decision 0040). When there are none, XREADGROUP `>` blocks up to `wait` (a script cannot), and the
-        challenges of what it gives are read in one pipeline. Before the first SMS is queued there is no
-        stream (the script that queues it creates the stream and the group): wait, and find none."""
-        taken = await self._taken(consumer, count, "")
-        if taken is None:
-            with translated():
-                made = await self._group_made()
-            if not made:
-                await asyncio.sleep(wait.total_seconds())
-                return []
-            taken = await self._taken(consumer, count, "") or []
+        """take_outbox.lua on the shards the bell rang for (every shard at the first take), entries never
+        given to a consumer, each with its challenge, in one round trip (decision 0040); when there are none,
+        wait at most `wait` for the bell, and take from the shards it rang for, or from every shard when it
+        did not ring (what was queued just now, before its watcher heard it: the bell only hastens a take,
+        no entry waits on it). Before a shard's first SMS is queued it has no stream (the script that queues
+        it creates the stream and the group)."""
+        await self._bell.start(wait)
+        taken = await self._take_from(self._bell.rung(), consumer, count, "")
         if taken:
             return taken
-        with translated():
-            raw = await self._read(consumer, count, max(1, wait // rec.MS))
-        if not raw:
-            return []
-        return await self._with_challenges([_queued(i, fields) for i, fields in raw[0][1] if fields])
+        rang = await self._bell.wait(wait)
+        shards = self._bell.rung() if rang else set(range(len(self._streams)))
+        return await self._take_from(shards, consumer, count, "")
 
     async def reclaim(self, consumer: str, idle: timedelta, count: int) -> list[QueuedSms]:
-        """take_outbox.lua with XAUTOCLAIM from the start: entries pending longer than `idle` with any
-        consumer, each with its challenge; none before the first SMS was queued (or once the group was
-        lost: `take` makes it again)."""
-        return await self._taken(consumer, count, str(idle // rec.MS)) or []
+        """take_outbox.lua with XAUTOCLAIM from the start of every shard's stream: entries pending longer
+        than `idle` with any consumer, each with its challenge; none in a shard before its first SMS was
+        queued (or once its group was lost: `take` makes it again)."""
+        return await self._take_from(set(range(len(self._streams))), consumer, count, str(idle // rec.MS))
 
-    async def _taken(self, consumer: str, count: int, idle: str) -> list[QueuedSms] | None:
-        """One take_outbox.lua step; None when there is no stream or group yet."""
-        args: list[rec.Field] = [GROUP, consumer, count, idle, self._keys.prefix]
-        reply = await self._scripts.run("take_outbox", [self._stream], args)
-        if reply[0] == b"nogroup":
-            return None
-        return [
-            _queued(reply[i], _pairs(reply[i + 1]), _pairs(reply[i + 2])) for i in range(1, len(reply), 3)
-        ]
+    async def _take_from(self, shards: set[int], consumer: str, count: int, idle: str) -> list[QueuedSms]:
+        """take_outbox.lua on `shards`, one call per shard in one pipeline: idle entries `count` from each (a
+        dead dispatcher's, rare); new ones `count` shared among the shards, then what is left of it among
+        those that gave all they were asked, until `count` or none is full (one round trip each time). A
+        shard still full may hold more: it is marked again; one whose stream lost its group gets it again
+        (and is marked)."""
+        taken: list[QueuedSms] = []
+        while shards and len(taken) < count:
+            order = sorted(shards)
+            each = count if idle else max(1, -(-(count - len(taken)) // len(order)))
+            args: list[rec.Field] = [GROUP, consumer, each, idle]
+            replies = await self._scripts.run_each("take_outbox", [([self._streams[n]], args) for n in order])
+            shards = set()
+            for shard, reply in zip(order, replies, strict=True):
+                found = await self._found(shard, reply)
+                if len(found) >= each:
+                    shards.add(shard)
+                taken += found
+            if idle:
+                break
+        self._bell.mark(shards)
+        return taken
 
-    async def _with_challenges(self, queued: list[QueuedSms]) -> list[QueuedSms]:
-        """The challenges of entries the blocking read gave, in one pipeline."""
-        if not queued:
+    async def _found(self, shard: int, reply: object) -> list[QueuedSms]:
+        """The entries one take_outbox.lua call gave; none when its stream lost its group, which is made
+        again and the shard marked."""
+        if isinstance(reply, Exception):
+            raise StoreUnavailable(type(reply).__name__) from reply
+        answer = cast("list[Any]", reply)
+        if answer[0] == b"nogroup":
+            with translated():
+                if await self._group_made(self._streams[shard]):
+                    self._bell.mark({shard})
             return []
-        with translated():
-            async with self._client.pipeline(transaction=False) as pipe:
-                for one in queued:
-                    pipe.hgetall(self._keys.challenge(one.challenge_id))
-                raw = await pipe.execute()
         return [
-            dataclasses.replace(one, challenge=_readable(cast("dict[bytes, bytes]", hashed)))
-            for one, hashed in zip(queued, raw, strict=True)
+            _queued(answer[i], _pairs(answer[i + 1]), _pairs(answer[i + 2])) for i in range(1, len(answer), 3)
         ]
 
     async def challenge(self, queued: QueuedSms) -> Challenge:
@@ -141,7 +156,11 @@ class RedisOutbox:
     ) -> None:
         """record_dispatch.lua: the send recorded and journaled, the entry acknowledged and deleted."""
         challenge_id = queued.challenge_id
-        keys = [self._keys.challenge(challenge_id), self._keys.challenge_journal(challenge_id), self._stream]
+        keys = [
+            self._keys.challenge(challenge_id),
+            self._keys.challenge_journal(challenge_id),
+            self._keys.outbox_of(challenge_id),
+        ]
         head = rec.challenge_event("challenge.delivery", challenge_id, at)
         written = [] if text is None else [item for pair in text.journal_fields().items() for item in pair]
         if provider_ids:
@@ -161,7 +180,7 @@ class RedisOutbox:
     async def settle_notice(self, queued: QueuedSms, user_id: str, notice: UserNotice) -> None:
         """record_notice.lua: the notice in the user's journal (sealed, with its text's hash and template
         version), the entry acknowledged and deleted."""
-        keys = [self._keys.user_journal(user_id), self._stream, *self._addressee_key(queued)]
+        keys = [self._keys.user_journal(user_id), self._outbox_of(queued), *self._addressee_key(queued)]
         entry = rec.notice_entry(user_id, notice, "challenge_id", queued.challenge_id)
         await self._scripts.run("record_notice", keys, [GROUP, queued.entry_id, *entry])
 
@@ -173,6 +192,13 @@ class RedisOutbox:
         if not raw:
             return None
         return NoticeAddressee(raw[b"phone"].decode(), raw[b"new_phone"].decode(), raw[b"locale"].decode())
+
+    def _outbox_of(self, queued: QueuedSms) -> str:
+        """The outbox the entry is in: its challenge's shard's, or for an override's notice (no challenge)
+        its user's (decision 0044)."""
+        if queued.challenge_id:
+            return self._keys.outbox_of(queued.challenge_id)
+        return self._keys.user_outbox(queued.user_id)
 
     def _addressee_key(self, queued: QueuedSms) -> list[str]:
         """The key of the hash an override's notice names (decision 0041); none for other entries."""
@@ -186,8 +212,8 @@ class RedisOutbox:
         keys = [
             self._keys.challenge(challenge_id),
             self._keys.challenge_journal(challenge_id),
-            self._stream,
-            self._keys.dead_letters(),
+            self._keys.outbox_of(challenge_id),
+            self._keys.dead_letters_of(challenge_id),
         ]
         head = rec.challenge_event("challenge.dead_letter", challenge_id, at)[2:]  # the script names it
         if text is not None:
@@ -214,8 +240,8 @@ class RedisOutbox:
         """record_failed_notice.lua: another try later, or the dead letter, in one step (decision 0041)."""
         keys = [
             self._keys.user_journal(user_id),
-            self._stream,
-            self._keys.dead_letters(),
+            self._outbox_of(queued),
+            self._keys.user_dead_letters(user_id),
             *self._addressee_key(queued),
         ]
         args = [
@@ -240,22 +266,21 @@ class RedisOutbox:
         return FailedTry(int(reply[1]), reply[2].decode())
 
     async def backlog(self) -> Backlog:
-        """XLEN and the first entry, in one round trip (a pipeline)."""
+        """XLEN and the first entry of every shard's stream, in one pipeline (single-key commands)."""
         with translated():
             async with self._client.pipeline(transaction=False) as pipe:
-                pipe.xlen(self._stream)
-                pipe.xrange(self._stream, count=1)
-                depth, first = await pipe.execute()
-        oldest = _queued(*first[0]).queued_at if first else None
-        return Backlog(int(depth), oldest)
+                for stream in self._streams:
+                    pipe.xlen(stream)
+                    pipe.xrange(stream, count=1)
+                replies = await pipe.execute()
+        depth = sum(int(n) for n in replies[::2])
+        firsts = [_queued(*first[0]).queued_at for first in replies[1::2] if first]
+        return Backlog(depth, min(firsts) if firsts else None)
 
-    async def _read(self, consumer: str, count: int, block: int) -> Any:
-        return await self._client.xreadgroup(GROUP, consumer, {self._stream: ">"}, count=count, block=block)
-
-    async def _group_made(self) -> bool:
+    async def _group_made(self, stream: str) -> bool:
         """Make the group again on a stream that lost it (True); False when there is no stream yet."""
         try:
-            await self._client.xgroup_create(self._stream, GROUP, id="0")
+            await self._client.xgroup_create(stream, GROUP, id="0")
         except ResponseError as exc:
             return "BUSYGROUP" in str(exc)  # made by another dispatcher meanwhile; else no stream
         return True

@@ -1,4 +1,4 @@
-"""Each user's risk memory on Redis, in the user's `{u:<t>}` place (docs/risk.md): its keys and what a
+"""Each user's risk memory on Redis, in the user's `{s:<n>}` place (docs/risk.md): its keys and what a
 verified code teaches it.
 
 Sorted sets of fingerprints scored by their last instant (payees paid, beneficiaries added, IPs, devices,

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from opentelemetry import trace
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisClusterException, RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 
 from sesame.clients import redis_records as rec
 from sesame.clients.redis_connect import RedisClient
@@ -42,6 +42,7 @@ class Scripts:
     """
 
     def __init__(self, client: RedisClient, meter: CallMeter = UNMETERED) -> None:
+        self._client = client
         self._meter = meter
         # On a cluster, a script's keys are checked to share one slot before it is sent (decision 0047).
         self._cluster = client if isinstance(client, RedisCluster) else None
@@ -64,6 +65,10 @@ class Scripts:
             for entry in lua.iterdir()
             if entry.name.endswith(".lua") and not entry.name.startswith("_")
         }
+
+    def names(self) -> dict[str, str]:
+        """Each script's name by the SHA-1 Redis knows it under (EVALSHA's first argument)."""
+        return {script.sha: name for name, script in self._scripts.items()}
 
     async def run(self, name: str, keys: Sequence[str], args: Sequence[rec.Field]) -> Any:
         """Run one script: one atomic transition on the slot of its keys, in a span named after it.
@@ -90,6 +95,39 @@ class Scripts:
                 if isinstance(exc.__cause__, ResponseError) and _OTHER_SLOT.search(str(exc.__cause__)):
                     raise _spans_slots(name) from exc
                 raise
+
+    async def run_each(
+        self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[rec.Field]]]
+    ) -> list[Any]:
+        """Run one script once per (keys, args), all in one pipeline: one round trip, each call one atomic
+        step on the slot of its own keys (a shard each: the sealer's reads of the feeds, the dispatcher's
+        takes from the outboxes; decision 0044). A call that failed answers its exception, for the caller."""
+        script = self._scripts[name]
+        cluster = self._cluster
+        if cluster is not None and any(len({cluster.keyslot(key) for key in keys}) > 1 for keys, _ in calls):
+            self._meter.failed(name)
+            raise _spans_slots(name)
+
+        async def piped() -> list[Any]:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for keys, args in calls:
+                    # Not `pipe.evalsha`, which redis-py's cluster pipeline refuses (for its NOSCRIPT, handled
+                    # here): the same command, grouped by node there, one round trip per node.
+                    pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                return await pipe.execute(raise_on_error=False)
+
+        with _tracer.start_as_current_span(
+            f"redis {name}",
+            kind=trace.SpanKind.CLIENT,
+            attributes={"db.system.name": "redis", "db.operation.name": "EVALSHA", "sesame.script": name},
+        ):
+            replies = await self.call(name, piped())
+            if any(isinstance(reply, NoScriptError) for reply in replies):  # Redis lost its scripts
+                await self.call(name, self._client.script_load(script.script))
+                replies = await self.call(name, piped())
+        if any(isinstance(reply, ResponseError) and _OTHER_SLOT.search(str(reply)) for reply in replies):
+            raise _spans_slots(name)
+        return replies
 
     async def call(self, name: str, command: Awaitable[T]) -> T:
         """One round trip to Redis (a script, a read, a pipeline), timed under `name`; redis-py's failures

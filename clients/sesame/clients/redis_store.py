@@ -1,10 +1,11 @@
 """`RedisState`: the state ports on one Redis, one adapter per aggregate (docs/decisions/0002, 0038).
 
-Keys carry hash tags (`{u:<t>}` for a user and its challenges, `{c:<id>}`, see `redis_keys`) so that an
-aggregate and its journal stream live together. Each aggregate has its own adapter (`redis_users`,
-`redis_clients`, `redis_challenges`, `redis_proofs`, `redis_challenge_journal`) over one client, keyspace
-and script funnel; this module opens the connection, bundles the adapters as the flows are given them, and
-hands out the other ports that live in the same Redis (outbox, sealed journal, risk memory).
+Keys carry the hash tag of their shard (`{s:<n>}`: a user and its challenges, a client; see `redis_keys`) so
+that an aggregate and its journal stream live together, with its shard's journal feed and outbox. Each
+aggregate has its own adapter (`redis_users`, `redis_clients`, `redis_challenges`, `redis_proofs`,
+`redis_challenge_journal`) over one client, keyspace and script funnel; this module opens the connection,
+bundles the adapters as the flows are given them, and hands out the other ports that live in the same
+Redis (outbox, sealed journal, risk memory).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from sesame.clients.redis_scripts import Scripts
 from sesame.clients.redis_scripts import translated as _translated
 from sesame.clients.redis_users import RedisUsers
 from sesame.server.domain.call_meter import UNMETERED, CallMeter
+from sesame.server.domain.errors import ConfigurationError
 from sesame.server.domain.ports import Probe, State
 
 
@@ -80,6 +82,18 @@ class RedisState(State):
         # On a cluster, a MOVED or ASK redirect is followed (the command did not run where it was sent).
         client = connect(url, timeout=timeout, health_check_interval=30, retry=Retry(NoBackoff(), 0))
         return cls.on(client, prefix=prefix, retention=retention)
+
+    async def check_layout(self) -> None:
+        """Record the shard count at the first boot; refuse to run on keys laid out with another count, which
+        would look for every user in the wrong place (decision 0044). ConfigurationError."""
+        key, shards = self.keys.layout(), self.keys.shards
+        with _translated():
+            await self._client.set(key, shards, nx=True)
+            recorded = await self._client.get(key)
+        if recorded is not None and int(recorded) != shards:
+            raise ConfigurationError(
+                f"Redis holds keys laid out in {int(recorded)} shards; this build lays them out in {shards}"
+            )
 
     @property
     def keys(self) -> Keyspace:

@@ -1,6 +1,6 @@
 """`RedisUsers`: the Users port on Redis (docs/decisions/0038).
 
-Each change is one Lua script on the user's `{u:<t>}` slot that checks, changes and journals at once
+Each change is one Lua script on the user's `{s:<n>}` slot that checks, changes and journals at once
 (docs/decisions/0002, 0010): enrolment, status, unblocking, the secure number; notices are journaled there.
 """
 
@@ -149,7 +149,7 @@ class RedisUsers(RedisPlace):
         keys = [
             *self._user_keys(change.user_id),
             self.keys.user_changes(change.user_id),
-            self.keys.outbox(),
+            self.keys.user_outbox(change.user_id),
             self.keys.user_notice(change.user_id, notice_id or "-"),
         ]
         reply = await self._scripts.run("change_secure_phone", keys, args)

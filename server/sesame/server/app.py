@@ -133,6 +133,7 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
         await boot_keys(config, keys, redis_url, boot, datetime.now(UTC))
         store = RedisState.from_url(redis_url, retention=settings.retention)
         stack.push_async_callback(store.close)
+        await store.check_layout()  # keys laid out in another shard count would not be found (decision 0044)
         outbox = store.outbox()
         stack.push_async_callback(outbox.close)
         clock = SystemClock()

@@ -1,7 +1,7 @@
 -- The user's risk memory (docs/risk.md, decision 0032): read, and fed, by the steps that need
 -- it. A piece, not a script: open_challenge and record_verification include it.
 -- The memory's parts, in this order: the sorted sets payees, added, ips, devices, ops (member -> unix ms), then
--- the list of amounts ("<currency>:<minor>", newest first); all in the user's {u:<t>} slot.
+-- the list of amounts ("<currency>:<minor>", newest first); all in the user's {s:<n>} slot.
 
 -- The user hash, each sorted set's member/score pairs and the amounts: what Start's step evaluates the rules
 -- on (_risk_rules.lua, decision 0045).

@@ -1,5 +1,5 @@
 -- Void an OPEN, unexpired challenge on the caller's request; refusals are journaled too.
--- KEYS[1] challenge hash, KEYS[2] challenge journal stream, KEYS[3] its refusal counts (its user's {u:<t>} slot)
+-- KEYS[1] challenge hash, KEYS[2] challenge journal stream, KEYS[3] its refusal counts (its user's {s:<n>} slot)
 -- ARGV[1] request time (unix ms), ARGV[2 ..] journal field/value pairs
 -- Returns {'cancelled', hgetall}, {'closed'} or {'not_found'}.
 --#include _refusal.lua

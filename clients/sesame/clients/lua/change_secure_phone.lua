@@ -7,9 +7,9 @@
 -- (docs/decisions/0033, 0041). An override has no challenge to name: its step keeps the old number in a
 -- small hash beside the user (the notice's addressee, expiring after the longest notice age) and the entry
 -- names that hash, so that no number goes into the outbox; the dispatcher's settling step deletes it.
--- KEYS[1] user hash, KEYS[2] user journal stream, KEYS[3] applied request ids (same {u:<t>} slot),
--- KEYS[4] the SMS outbox ({outbox}, another slot on purpose, as in record_verification.lua), KEYS[5] the
--- override notice's addressee hash ({u:<t>}; unused under a challenge)
+-- KEYS[1] user hash, KEYS[2] user journal stream, KEYS[3] applied request ids, KEYS[4] the SMS outbox of the
+-- user's shard, KEYS[5] the override notice's addressee hash (unused under a challenge): all in the user's
+-- {s:<n>} slot (decision 0044)
 -- ARGV[1] time (unix ms), ARGV[2] new phone, ARGV[3] cooling until (unix ms), ARGV[4] allowed statuses
 -- (space separated), ARGV[5] expected phone ('' any), ARGV[6] no change since (unix ms, 0 none),
 -- ARGV[7] request id, ARGV[8] its fingerprint, ARGV[9] the challenge whose number gets the notice ('' none),

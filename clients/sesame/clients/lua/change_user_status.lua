@@ -2,7 +2,7 @@
 -- suspend: active -> suspended. reinstate: suspended -> active, and wrong codes and blocks in a row start
 -- again. revoke: -> revoked, final. Asking for the current state changes nothing; from revoked, only
 -- revoke is accepted. A request id applied before answers the user as it is now, without a new entry.
--- KEYS[1] user hash, KEYS[2] user journal stream, KEYS[3] applied request ids (same {u:<t>} slot)
+-- KEYS[1] user hash, KEYS[2] user journal stream, KEYS[3] applied request ids (same {s:<n>} slot)
 -- ARGV[1] action, ARGV[2] time (unix ms), ARGV[3] request id to record ('' none), ARGV[4] its fingerprint,
 -- ARGV[5] the client on whose behalf ('' none: a missing user is not found; else a missing id is
 -- spent and another client's user left alone), ARGV[6 ..] journal field/value pairs

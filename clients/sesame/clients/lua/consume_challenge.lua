@@ -2,7 +2,7 @@
 -- it must be the user's, bound to the operation naming the new number, and within its retention. The same
 -- request id again (a retry of the same change) gets it back. The consumption is journaled; every other
 -- outcome the first time of its kind, then only counted (see record_verification.lua).
--- KEYS[1] challenge hash, KEYS[2] challenge journal stream, KEYS[3] its refusal counts (its user's {u:<t>} slot)
+-- KEYS[1] challenge hash, KEYS[2] challenge journal stream, KEYS[3] its refusal counts (its user's {s:<n>} slot)
 -- ARGV[1] time (unix ms), ARGV[2] user id, ARGV[3] op digest (hex), ARGV[4] request id,
 -- ARGV[5] retention (ms), ARGV[6 ..] journal field/value pairs
 -- Returns {'consumed'|'replayed', hgetall}, {'stale'}, {'mismatch'}, {'not_verified'}, {'used'} or {'not_found'}.

@@ -1,5 +1,5 @@
 -- Add a user to its client company's index, unless the client terminated the service.
--- KEYS[1] client hash, KEYS[2] the client's users (set; same {c:<id>} slot)
+-- KEYS[1] client hash, KEYS[2] the client's users (set; the same slot: the client id's shard)
 -- ARGV[1] client id, ARGV[2] user id, ARGV[3] time (unix ms)
 -- Returns 1, or 0 when the client is terminated.
 local client, users = KEYS[1], KEYS[2]

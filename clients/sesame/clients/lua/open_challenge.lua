@@ -7,9 +7,9 @@
 -- it OPEN until expiry + retention for the user's current secure number, and queue its SMS in the outbox. Never overwrite, never reuse an
 -- id. A refusal writes nothing, so a unit is taken if and only if the challenge opens (docs/decisions/0010).
 -- KEYS[1] challenge hash, KEYS[2] challenge journal stream, KEYS[3] user hash, KEYS[4] the user's pending
--- challenges (sorted set by expiry), KEYS[5] the request id's claim: all in the user's {u:<t>} slot;
+-- challenges (sorted set by expiry), KEYS[5] the request id's claim: all in the user's {s:<n>} slot;
 -- KEYS[6 .. 5+b] the declared send budgets (the user's in the same slot; the caller's and global in their
--- {sb:<kind>:<key>} slots); KEYS[6+b] the SMS outbox stream ({outbox}), where the SMS is queued. The number's budget is named here from the stored number (SHA-1 of a domain tag
+-- {sb:<kind>:<key>} slots); KEYS[6+b] the SMS outbox stream of the user's shard ({s:<n>}), where the SMS is queued. The number's budget is named here from the stored number (SHA-1 of a domain tag
 -- and the number, as BudgetSubject.phone), a key Redis Cluster would want declared: this script spans those
 -- slots on purpose, so that a unit is spent if and only if the SMS goes (docs/decisions/0019, 0025).
 -- ARGV, in order: purge time (unix ms, from the challenge's own expiry, not Redis time); time the units are

@@ -1,5 +1,5 @@
 -- Note what the SMS gateway said about one of a challenge's messages, with its journal entry.
--- KEYS[1] challenge hash, KEYS[2] challenge journal stream (its user's {u:<t>} slot)
+-- KEYS[1] challenge hash, KEYS[2] challenge journal stream (its user's {s:<n>} slot)
 -- ARGV[1] reported state, ARGV[2] provider reference (one per message sent), ARGV[3 ..] journal field/value
 -- pairs. Returns 1, or 0 when the challenge does not exist.
 --

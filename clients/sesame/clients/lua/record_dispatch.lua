@@ -2,8 +2,8 @@
 -- with its journal entry) and acknowledge and delete the entry, in one step: once the gateway's answer is
 -- recorded the entry is gone, so that no dispatcher sends it again; an entry whose dispatcher died before
 -- this step is claimed by another one and sent again (at least once: docs/decisions/0025).
--- KEYS[1] challenge hash, KEYS[2] challenge journal stream (its user's {u:<t>} slot), KEYS[3] the outbox stream
--- ({outbox}: this script spans the two slots on purpose, the record and the acknowledgement being one step).
+-- KEYS[1] challenge hash, KEYS[2] challenge journal stream (its user's {s:<n>} slot), KEYS[3] the outbox stream
+-- of the challenge's shard (the same slot: decision 0044).
 -- ARGV[1] the consumer group, ARGV[2] the entry id, ARGV[3] the message's state (sent; expired when the
 -- challenge was closed before it left, or was purged: a send that failed or a code that expired is
 -- record_failed_try.lua's, docs/decisions/0033), ARGV[4] provider reference, ARGV[5 ..] journal pairs.

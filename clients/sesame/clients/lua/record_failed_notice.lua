@@ -7,9 +7,9 @@
 -- user notice as failed with the reason, acknowledges and deletes the entry and appends a masked line to the
 -- dead letters stream (bounded, expiring); otherwise the entry stays pending, claimed again once idle, and
 -- the failed try is journaled (outcome try_failed).
--- KEYS[1] the user's journal stream ({u:<t>}), KEYS[2] the outbox stream, KEYS[3] the dead letters stream
--- (both {outbox}: the script spans the two slots on purpose, as record_notice.lua), KEYS[4] (an override's
--- notice only) its addressee hash ({u:<t>}), deleted with a dead letter: the old number goes with it.
+-- KEYS[1] the user's journal stream, KEYS[2] the outbox stream of the user's shard, KEYS[3] the dead letters
+-- stream beside it, KEYS[4] (an override's notice only) its addressee hash, deleted with a dead letter: the
+-- old number goes with it; all in the user's {s:<n>} slot (decision 0044).
 -- ARGV[1] consumer group, ARGV[2] entry id, ARGV[3] the failure (a DeliveryFailure reason, or `expired`),
 -- ARGV[4] tries allowed (0: none more), ARGV[5] now (unix ms), ARGV[6] the notice's age limit (unix ms: its
 -- queued_at plus the limit), ARGV[7] dead letters kept at most, ARGV[8] dead letters' lifetime (ms),

@@ -7,8 +7,8 @@
 -- forward only, _delivery.lua), journals `challenge.dead_letter`, acknowledges and deletes the entry and
 -- appends a masked line to the dead letters stream (bounded in length, expiring: never the code, never the
 -- whole number). Otherwise the entry stays pending, claimed again once idle, and the failed try is journaled.
--- KEYS[1] challenge hash, KEYS[2] challenge journal stream (its user's {u:<t>} slot), KEYS[3] the outbox
--- stream, KEYS[4] the dead letters stream (both {outbox}: the script spans the two slots, decision 0025).
+-- KEYS[1] challenge hash, KEYS[2] challenge journal stream (its user's {s:<n>} slot), KEYS[3] the outbox
+-- stream, KEYS[4] the dead letters stream (both of the challenge's shard: one slot, decision 0044).
 -- ARGV[1] consumer group, ARGV[2] entry id, ARGV[3] the failure (a DeliveryFailure reason, or `expired`),
 -- ARGV[4] tries allowed (0: none more), ARGV[5] now (unix ms), ARGV[6] dead letters kept at most,
 -- ARGV[7] dead letters' lifetime (ms), ARGV[8] queued_at (unix ms), ARGV[9 ..] journal pairs after the event.

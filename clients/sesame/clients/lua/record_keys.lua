@@ -1,8 +1,8 @@
 -- Remember the key versions this HSM holds and their fingerprints; refuse a label seen with another key.
 -- Key versions are never reused (docs/decisions/0015): a boot that records a key under a label Redis saw
 -- with another fingerprint is a replaced token, and nothing is written.
--- KEYS[1] the key ledger hash ({keys} slot): `<kind>` -> highest version seen, `<label>` -> fingerprint
--- KEYS[2] the key ledger's journal stream ({keys} slot)
+-- KEYS[1] the key ledger hash (shard 0's slot): `<kind>` -> highest version seen, `<label>` -> fingerprint
+-- KEYS[2] the key ledger's journal stream (shard 0's slot)
 -- ARGV[1] the instant (ISO 8601), ARGV[2 ..] triples: kind (otp|proof|journal), version, fingerprint (hex)
 -- Returns {'recorded', n} (n labels or versions new to the ledger) or {'replaced', label}.
 local ledger, journal = KEYS[1], KEYS[2]

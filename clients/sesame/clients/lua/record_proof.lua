@@ -2,7 +2,7 @@
 -- Works on the journal alone (it outlives the challenge hash), so a proof can be issued after the purge. The
 -- verification journals the `challenge.proof` entry (jti, kid) with its decision and no JWS (decision 0026):
 -- the JWS signed later is kept beside the journal. A decision that named no proof gets its entry here.
--- KEYS[1] challenge journal stream (and its tail), KEYS[2] the proof's JWS (both in the user's {u:<t>} slot)
+-- KEYS[1] challenge journal stream (and its tail), KEYS[2] the proof's JWS (both in the user's {s:<n>} slot)
 -- ARGV[1] the JWS, ARGV[2] how long it is kept (ms: the retention; GetProof signs the journal's claims again
 -- after), ARGV[3 ..] journal field/value pairs of the proof entry (event, time, ids, jti, kid)
 -- Returns {'recorded'}, {'exists', <the proof kept earlier>}, {'not_verified'} or {'not_found'}.

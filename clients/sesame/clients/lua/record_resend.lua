@@ -3,7 +3,7 @@
 -- No attempt counter is touched (NIST SP 800-63B: a new send never resets failures). A resend takes one
 -- unit of each send budget in the same step (docs/decisions/0014); a spent budget refuses before anything
 -- is written, and spends no resend.
--- KEYS[1] challenge hash, KEYS[2] challenge journal stream, KEYS[3] its refusal counts (its user's {u:<t>}
+-- KEYS[1] challenge hash, KEYS[2] challenge journal stream, KEYS[3] its refusal counts (its user's {s:<n>}
 -- slot), KEYS[4 .. 3+b] the send budgets (the user's in the same slot; the number's, caller's and global in
 -- their {sb:<kind>:<key>} slots: this script spans those on purpose, docs/decisions/0019), KEYS[4+b] the SMS
 -- outbox stream, where a resend's SMS is queued

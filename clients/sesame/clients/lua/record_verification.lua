@@ -1,12 +1,12 @@
 -- Decide one attempt and carry it over to the challenge's user, in one atomic step: exactly one concurrent
 -- caller can see OPEN and turn it VERIFIED, and no code of a blocked user is evaluated (RTS Art. 4(3)(b):
 -- never more than five wrong codes in a row), because the block is read where the failure is counted.
--- One slot: the challenge lives in its user's place {u:<t>} (docs/decisions/0019), so the caller names no
+-- One slot: the challenge lives in its user's place {s:<n>} (docs/decisions/0019), so the caller names no
 -- user; the user is the one the stored challenge names, and its keys are named here from that user id under
 -- the challenge's own tag (the same slot by construction; a forged tag finds no challenge).
 -- KEYS[1] challenge hash, KEYS[2] challenge journal stream, KEYS[3] the challenge's refusal counts,
--- KEYS[4] the SMS outbox ({outbox}, another slot on purpose: a notice is queued with the change it reports,
--- docs/decisions/0033)
+-- KEYS[4] the SMS outbox of the challenge's shard (the same slot, decision 0044: a notice is queued with the
+-- change it reports, docs/decisions/0033)
 -- ARGV[1] attempt time (unix ms), ARGV[2] submitted op_digest (hex), ARGV[3] '1' if the code matched,
 -- ARGV[4], ARGV[5] the names of the user hash and the user journal less the user id, in the challenge's
 -- place, ARGV[6] wrong codes in a row that block, ARGV[7] first block (ms), ARGV[8] longest block (ms),

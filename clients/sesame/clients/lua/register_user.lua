@@ -1,5 +1,5 @@
 -- Enrol a user, or find the same enrolment again; one atomic step with its journal entry.
--- KEYS[1] user hash, KEYS[2] user journal stream (same {u:<t>} slot)
+-- KEYS[1] user hash, KEYS[2] user journal stream (same {s:<n>} slot)
 -- ARGV[1] client_id, ARGV[2] phone, ARGV[3] n = count of hash field/value elements,
 -- ARGV[4 .. 3+n] hash field/value pairs, ARGV[4+n ..] journal field/value pairs
 -- Returns {'created'|'existing', hgetall}, {'conflict'} or {'revoked'}.

@@ -3,14 +3,18 @@
 -- longer than a timeout (XAUTOCLAIM from the start: their dispatcher died), each with its challenge hash as
 -- stored now, so that a dispatcher needs no read of its own before it sends. A script cannot block: the
 -- dispatcher waits for new entries with a blocking XREADGROUP of its own when this finds none.
--- KEYS[1] the outbox stream ({outbox}); the challenges are named from their ids in their users' {u:<t>}
--- places, read across slots as record_dispatch.lua writes across them (one Redis, decision 0019).
+-- KEYS[1] the outbox stream of one shard (`<place>:outbox`); each entry's challenge is in the same place
+-- (its user's shard queued it there), `<place>:ch:<id>`, so the script touches one slot (decision 0044).
 -- ARGV[1] the consumer group, ARGV[2] the consumer, ARGV[3] how many at most, ARGV[4] '' for new entries,
--- else the idle time (ms) past which pending entries are claimed, ARGV[5] the key prefix.
--- Returns {'nogroup'} when the stream or its group does not exist yet; else {'taken', then for each entry
--- its id, its fields and its challenge's fields (empty once the challenge was purged)}. An entry deleted
--- while pending is left out (nothing to send).
-local outbox, group, consumer, count, idle, prefix = KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+-- else the idle time (ms) past which pending entries are claimed.
+-- Returns {'nogroup'} when the stream lost its group; else {'taken', then for each entry its id, its fields
+-- and its challenge's fields (empty once the challenge was purged)}: none before the shard's first SMS (no
+-- stream yet). An entry deleted while pending is left out (nothing to send).
+local outbox, group, consumer, count, idle = KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local place = string.sub(outbox, 1, #outbox - #':outbox')
+if redis.call('EXISTS', outbox) == 0 then
+  return {'taken'}  -- no SMS was ever queued in this shard (the first one makes the stream and the group)
+end
 local entries
 if idle == '' then
   local read = redis.pcall('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count, 'STREAMS', outbox, '>')
@@ -39,12 +43,11 @@ for _, entry in ipairs(entries) do
     for i = 1, #fields, 2 do
       if fields[i] == 'challenge_id' then challenge_id = fields[i + 1] end
     end
-    -- As Keyspace.challenge: the place is the user tag the id ends with ('-' for an id without one).
-    local tag = string.match(challenge_id, '%.u([0-9a-f]+)$')
-    if not tag or #tag ~= 16 then tag = '-' end
     reply[#reply + 1] = entry[1]
     reply[#reply + 1] = fields
-    reply[#reply + 1] = redis.call('HGETALL', prefix .. ':{u:' .. tag .. '}:ch:' .. challenge_id)
+    -- As Keyspace.challenge: the challenge is in its user's place, this outbox's; an override's notice
+    -- names none (decision 0041).
+    reply[#reply + 1] = challenge_id == '' and {} or redis.call('HGETALL', place .. ':ch:' .. challenge_id)
   end
 end
 return reply

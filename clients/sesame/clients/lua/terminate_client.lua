@@ -1,6 +1,6 @@
 -- The client company ended the service (résiliation): no enrolment for it from now on. Journaled in the
 -- client's journal; a second call changes nothing but is journaled too (docs/decisions/0010).
--- KEYS[1] client hash, KEYS[2] client journal stream (same {c:<id>} slot)
+-- KEYS[1] client hash, KEYS[2] client journal stream (the same slot: the client id's shard)
 -- ARGV[1] time (unix ms), ARGV[2 ..] journal field/value pairs
 -- Returns 'terminated', 'unchanged' or 'not_found'.
 local client, journal = KEYS[1], KEYS[2]

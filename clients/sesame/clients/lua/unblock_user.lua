@@ -3,7 +3,7 @@
 -- row) is kept, so that a user who goes on guessing after the unblock is blocked longer, as without it (a
 -- right code resets it, as always). A revoked user is refused; nothing to lift is 'unchanged'. A request
 -- id applied before answers the user as it is now, without a new entry. The entry says what was lifted.
--- KEYS[1] user hash, KEYS[2] user journal stream, KEYS[3] applied request ids (same {u:<t>} slot)
+-- KEYS[1] user hash, KEYS[2] user journal stream, KEYS[3] applied request ids (same {s:<n>} slot)
 -- ARGV[1] request id, ARGV[2] its fingerprint, ARGV[3 ..] journal field/value pairs
 -- Returns {'unblocked'|'unchanged'|'replayed', hgetall}, {'refused'}, {'not_found'} or {'request_conflict'}.
 local user, journal, changes = KEYS[1], KEYS[2], KEYS[3]

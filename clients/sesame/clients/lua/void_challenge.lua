@@ -1,7 +1,7 @@
 -- Void one of a user's pending challenges after a suspension or revocation: an OPEN challenge is
 -- cancelled (even its right code answers VOIDED from then on); an id not opened yet is spent, so that
 -- its late opener fails. Idempotent: a closed challenge is left as it is.
--- KEYS[1] challenge hash, KEYS[2] challenge journal stream (its user's {u:<t>} slot)
+-- KEYS[1] challenge hash, KEYS[2] challenge journal stream (its user's {s:<n>} slot)
 -- ARGV[1] the user whose index named it, ARGV[2 ..] journal field/value pairs (head, reason, provenance)
 -- Returns 'voided', 'closed', 'gone' (purged after its retention) or 'foreclosed'.
 local challenge, journal = KEYS[1], KEYS[2]

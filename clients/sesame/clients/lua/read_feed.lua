@@ -1,0 +1,34 @@
+-- The sealer's read of one shard's journal feed (decisions 0027, 0044): the entries after an id, and the
+-- feed's frontier, an id no entry appended later can be at or below. Once the sealer has read every shard,
+-- it seals the entries below the lowest id a shard can append next (its frontier's millisecond, the next
+-- sequence of its residue): none of any shard can come later with an id below it.
+-- Where the read took every entry, the feed's last id is first moved up to Redis's clock (XSETID), so that an
+-- idle shard does not hold the others' entries back (and its kept last id `<feed>:last`, see _journal.lua).
+-- KEYS[1] the feed (its shard's {s:<n>} slot). ARGV[1] the id after which to read ('' from the start),
+-- ARGV[2] at most how many entries.
+-- Returns {frontier, entries (as XRANGE answers them)}.
+local feed = KEYS[1]
+local shard = tonumber(string.match(feed, '{s:(%d+)}'))
+local entries = redis.call('XRANGE', feed, ARGV[1] == '' and '-' or '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
+if #entries == tonumber(ARGV[2]) then
+  return {entries[#entries][1], entries}
+end
+local last = feed_last_id(feed)
+local now = feed_id_after('0-0', clock_ms(), shard)
+local function key(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local last_ms, last_seq = key(last)
+local now_ms, now_seq = key(now)
+if now_ms > last_ms or (now_ms == last_ms and now_seq > last_seq) then
+  if redis.call('EXISTS', feed) == 0 then
+    redis.call('XADD', feed, now, 'frontier', '1')
+    redis.call('XDEL', feed, now)
+  else
+    redis.call('XSETID', feed, now)
+  end
+  redis.call('SET', feed .. ':last', now)
+  last = now
+end
+return {last, entries}
