@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import cast
 
-import redis.asyncio as aioredis
-
 from sesame.clients import redis_records as rec
+from sesame.clients.redis_connect import RedisClient
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_scripts import translated
 from sesame.server.domain.dispatching import DeadLetter
@@ -23,7 +22,7 @@ from sesame.server.domain.ports import DeadLetters
 class RedisDeadLetters:
     """The dead letters streams beside each shard's outbox (decision 0044)."""
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str = "sesame") -> None:
+    def __init__(self, client: RedisClient, *, prefix: str = "sesame") -> None:
         """Read with `client` (which must not decode responses)."""
         self._client = client
         keys = Keyspace(prefix)

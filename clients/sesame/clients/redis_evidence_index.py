@@ -14,9 +14,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import cast
 
-import redis.asyncio as aioredis
-
 from sesame.clients import redis_records as rec
+from sesame.clients.redis_connect import RedisClient
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_scripts import Scripts, translated
 from sesame.server.domain.evidence_index import EvidenceMatch, IndexedOpening
@@ -27,7 +26,7 @@ USERS_AT_ONCE = 64  # users indexed per round trip (one script each, pipelined: 
 class RedisEvidenceIndex:
     """The users' evidence indexes (the EvidenceIndex port)."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keyspace, scripts: Scripts) -> None:
+    def __init__(self, client: RedisClient, keys: Keyspace, scripts: Scripts) -> None:
         self._client = client
         self._keys = keys
         self._scripts = scripts

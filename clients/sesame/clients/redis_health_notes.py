@@ -11,9 +11,8 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import cast
 
-import redis.asyncio as aioredis
-
 from sesame.clients import redis_records as rec
+from sesame.clients.redis_connect import RedisClient
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_scripts import Scripts, translated
 
@@ -24,7 +23,7 @@ READ_BATCH = 200
 class RedisHealthNotes:
     """The health journal: write a note, read the notes of a period."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keyspace, scripts: Scripts) -> None:
+    def __init__(self, client: RedisClient, keys: Keyspace, scripts: Scripts) -> None:
         self._client = client
         self._keys = keys
         self._scripts = scripts

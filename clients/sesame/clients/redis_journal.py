@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final, cast
 
-import redis.asyncio as aioredis
-
 from sesame.clients import redis_records as rec
+from sesame.clients.redis_connect import RedisClient
 from sesame.clients.redis_keys import FEED_RESIDUES, Keyspace
 from sesame.clients.redis_scripts import Scripts, translated
 from sesame.server.domain.errors import StoreUnavailable
@@ -43,7 +42,7 @@ def next_id(entry_id: str) -> str:
 class RedisJournal:
     """The feed, the seals and the sealer's lease, under `<prefix>:{journal}`."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keyspace, scripts: Scripts) -> None:
+    def __init__(self, client: RedisClient, keys: Keyspace, scripts: Scripts) -> None:
         """Share the state's client, key names and scripts (`RedisState.sealed_journal`)."""
         self._client = client
         self.keys = keys

@@ -11,8 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import cast
 
-import redis.asyncio as aioredis
-
+from sesame.clients.redis_connect import RedisClient, connect
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_scripts import Scripts, translated
 from sesame.server.domain.errors import KeyReplaced, StoreUnavailable
@@ -23,7 +22,7 @@ from sesame.server.domain.model import KeyKind
 class RedisKeyLedger:
     """The key ledger in Redis. Open with `from_url`, release with `close()`."""
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str = "sesame") -> None:
+    def __init__(self, client: RedisClient, *, prefix: str = "sesame") -> None:
         """Use `client` (which must not decode responses)."""
         self._client = client
         self._keys = Keyspace(prefix)
@@ -32,7 +31,7 @@ class RedisKeyLedger:
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "sesame", timeout: float = 2.0) -> RedisKeyLedger:
         """A ledger on a connection of its own (it is used at boot only)."""
-        client = aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        client = connect(url, timeout=timeout)
         return cls(client, prefix=prefix)
 
     async def close(self) -> None:

@@ -18,14 +18,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Final, cast
 
-import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from sesame.clients import redis_records as rec
+from sesame.clients.redis_connect import RedisClient, beside, connect
 from sesame.clients.redis_dead_letters import RedisDeadLetters
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_outbox_bell import OutboxBell
-from sesame.clients.redis_packing import c_packed
 from sesame.clients.redis_scripts import Scripts, stored_challenge, translated
 from sesame.clients.redis_send_units import RedisSendUnits
 from sesame.server.domain.dispatching import Backlog, FailedTry, NoticeAddressee, NoticeFailure, QueuedSms
@@ -46,7 +46,7 @@ DEAD_LETTERS_LIFETIME: Final = timedelta(days=7)
 class RedisOutbox:
     """The SMS outbox streams of every shard and their dispatchers' consumer group."""
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str = "sesame") -> None:
+    def __init__(self, client: RedisClient, *, prefix: str = "sesame") -> None:
         """Use `client` (which must not decode responses), a client of the outbox's own."""
         self._client = client
         self._keys = Keyspace(prefix)
@@ -57,15 +57,13 @@ class RedisOutbox:
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "sesame", timeout: float = 5.0) -> RedisOutbox:
         """An outbox on its own connection pool; `timeout` must exceed the longest wait of `take`."""
-        client = aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-        return cls(c_packed(client), prefix=prefix)
+        client = connect(url, timeout=timeout)
+        return cls(client, prefix=prefix)
 
     @classmethod
-    def beside(cls, client: aioredis.Redis, *, prefix: str = "sesame", timeout: float = 5.0) -> RedisOutbox:
+    def beside(cls, client: RedisClient, *, prefix: str = "sesame", timeout: float = 5.0) -> RedisOutbox:
         """An outbox on its own pool to the Redis `client` talks to (its blocking reads hold a connection)."""
-        options = {**client.connection_pool.connection_kwargs, "socket_timeout": timeout}
-        pool = aioredis.ConnectionPool(connection_class=client.connection_pool.connection_class, **options)
-        return cls(aioredis.Redis(connection_pool=pool), prefix=prefix)
+        return cls(beside(client, timeout=timeout), prefix=prefix)
 
     def send_units(self) -> RedisSendUnits:
         """The send units the dispatchers spend before handing an SMS over (decision 0046), on this outbox's
@@ -82,7 +80,8 @@ class RedisOutbox:
         await self._bell.close()
         with translated():
             await self._client.aclose()
-            await self._client.connection_pool.disconnect()
+            if not isinstance(self._client, RedisCluster):  # a cluster client closes its nodes' pools
+                await self._client.connection_pool.disconnect()
 
     async def take(self, consumer: str, count: int, wait: timedelta) -> list[QueuedSms]:
         """take_outbox.lua on the shards the bell rang for (every shard at the first take), entries never

@@ -20,8 +20,7 @@ import contextlib
 from datetime import timedelta
 from typing import Final, cast
 
-import redis.asyncio as aioredis
-
+from sesame.clients.redis_connect import RedisClient
 from sesame.clients.redis_scripts import translated
 from sesame.server.domain.errors import StoreUnavailable
 
@@ -31,7 +30,7 @@ STOP_SECONDS: Final = 2.0
 class OutboxBell:
     """The shards marked since the last `rung`, and an event the dispatch loops wait on."""
 
-    def __init__(self, client: aioredis.Redis, streams: list[str]) -> None:
+    def __init__(self, client: RedisClient, streams: list[str]) -> None:
         """Watch `streams` (one per shard, in shard order) with connections of `client`'s pool."""
         self._client = client
         self._streams = streams

@@ -12,9 +12,8 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, Final, cast
 
-import redis.asyncio as aioredis
-
 from sesame.clients import redis_records as rec
+from sesame.clients.redis_connect import RedisClient
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_scripts import Scripts
 
@@ -26,7 +25,7 @@ class RedisPlace:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         keys: Keyspace,
         scripts: Scripts,
         retention: timedelta = DEFAULT_RETENTION,

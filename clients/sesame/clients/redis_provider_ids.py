@@ -11,8 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import cast
 
-import redis.asyncio as aioredis
-
+from sesame.clients.redis_connect import RedisClient, connect
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_scripts import translated
 from sesame.server.domain.errors import ProviderIdUnknown, StoreUnavailable
@@ -23,7 +22,7 @@ from sesame.server.domain.ports import ProviderIds
 class RedisProviderIds:
     """Provider ids in Redis, on the client given (which must not decode responses)."""
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str = "sesame") -> None:
+    def __init__(self, client: RedisClient, *, prefix: str = "sesame") -> None:
         """Use `client`; keys under `prefix`."""
         self._client = client
         self._keys = Keyspace(prefix)
@@ -31,7 +30,7 @@ class RedisProviderIds:
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "sesame", timeout: float = 2.0) -> RedisProviderIds:
         """On a connection pool of its own (the SMPP session's reader must not queue behind the flows)."""
-        client = aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        client = connect(url, timeout=timeout)
         return cls(client, prefix=prefix)
 
     async def close(self) -> None:

@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import time
 from collections.abc import Awaitable, Iterator, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 
-import redis.asyncio as aioredis
 from opentelemetry import trace
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 
 from sesame.clients import redis_records as rec
+from sesame.clients.redis_connect import RedisClient
 from sesame.server.domain.call_meter import UNMETERED, CallMeter
-from sesame.server.domain.errors import StoreUnavailable
+from sesame.server.domain.errors import ScriptSpansSlots, StoreUnavailable
 from sesame.server.domain.model import Challenge, User
 from sesame.server.tracing import recording
 
 _INCLUDE = re.compile(r"^--#include (\S+)$", re.MULTILINE)
 _tracer = trace.get_tracer("sesame.clients.redis")
+_log = logging.getLogger("sesame.clients")
+# What a cluster node answers a script whose keys, declared or not, are not all in its slot.
+# (redis-py reads a CROSSSLOT reply as ClusterCrossSlotError, "Keys in request don't hash to the same slot").
+_OTHER_SLOT = re.compile(r"non local key|hash to the same slot|CROSSSLOT", re.IGNORECASE)
 JOURNAL_PIECE = "_journal.lua"  # in front of every script: the one way a journal entry is appended
 T = TypeVar("T")
 
@@ -36,18 +42,25 @@ class Scripts:
     (numbered, linked to its predecessor, fed to the sealer: docs/decisions/0027).
     """
 
-    def __init__(self, client: aioredis.Redis, meter: CallMeter = UNMETERED) -> None:
+    def __init__(self, client: RedisClient, meter: CallMeter = UNMETERED) -> None:
         self._client = client
         self._meter = meter
+        # On a cluster, a script's keys are checked to share one slot before it is sent (decision 0047).
+        self._cluster = client if isinstance(client, RedisCluster) else None
         lua = resources.files("sesame.clients").joinpath("lua")
         pieces = {
             entry.name: entry.read_text(encoding="utf-8")
             for entry in lua.iterdir()
             if entry.name.startswith("_") and entry.name.endswith(".lua")
         }
+        # Without a shebang Redis runs a script in its compatibility mode, which lets it reach keys of other
+        # slots the node happens to serve: a layout that works until a slot migrates. `#!lua` (no flags)
+        # makes the node refuse any key outside the script's slot (decision 0047).
+        strict = "#!lua\n" if self._cluster is not None else ""
         self._scripts: dict[str, AsyncScript] = {
             entry.name.removesuffix(".lua"): client.register_script(
-                pieces[JOURNAL_PIECE]
+                strict
+                + pieces[JOURNAL_PIECE]
                 + _INCLUDE.sub(lambda line: pieces[line.group(1)], entry.read_text(encoding="utf-8"))
             )
             for entry in lua.iterdir()
@@ -62,10 +75,17 @@ class Scripts:
         """Run one script: one atomic transition on the slot of its keys, in a span named after it.
 
         The span names the script only: keys and arguments hold user ids, numbers and MACs. None while
-        tracing is off: a span that records nothing still cost ~10 µs a call (decision 0049).
+        tracing is off: a span that records nothing still cost ~10 µs a call (decision 0049). On a Redis
+        Cluster, keys in several slots are refused before anything is sent, and a node's refusal of a key
+        in another slot is the same ScriptSpansSlots: a layout that does not fit fails loudly, never
+        retried (docs/decisions/0047).
         """
+        cluster = self._cluster
+        if cluster is not None and len({cluster.keyslot(key) for key in keys}) > 1:
+            self._meter.failed(name)
+            raise _spans_slots(name)
         if not recording():
-            return await self.call(name, self._evalsha(self._scripts[name], keys, args))
+            return await self._run(name, keys, args)
         with (
             _tracer.start_as_current_span(
                 f"redis {name}",
@@ -73,7 +93,15 @@ class Scripts:
                 attributes={"db.system.name": "redis", "db.operation.name": "EVALSHA", "sesame.script": name},
             ),
         ):
+            return await self._run(name, keys, args)
+
+    async def _run(self, name: str, keys: Sequence[str], args: Sequence[rec.Field]) -> Any:
+        try:
             return await self.call(name, self._evalsha(self._scripts[name], keys, args))
+        except StoreUnavailable as exc:
+            if isinstance(exc.__cause__, ResponseError) and _OTHER_SLOT.search(str(exc.__cause__)):
+                raise _spans_slots(name) from exc
+            raise
 
     async def _evalsha(self, script: AsyncScript, keys: Sequence[str], args: Sequence[rec.Field]) -> Any:
         """EVALSHA, and the script loaded again when Redis lost it: what `AsyncScript.__call__` does, without
@@ -91,11 +119,17 @@ class Scripts:
         step on the slot of its own keys (a shard each: the sealer's reads of the feeds, the dispatcher's
         takes from the outboxes; decision 0044). A call that failed answers its exception, for the caller."""
         script = self._scripts[name]
+        cluster = self._cluster
+        if cluster is not None and any(len({cluster.keyslot(key) for key in keys}) > 1 for keys, _ in calls):
+            self._meter.failed(name)
+            raise _spans_slots(name)
 
         async def piped() -> list[Any]:
             async with self._client.pipeline(transaction=False) as pipe:
                 for keys, args in calls:
-                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                    # Not `pipe.evalsha`, which redis-py's cluster pipeline refuses (for its NOSCRIPT, handled
+                    # here): the same command, grouped by node there, one round trip per node.
+                    pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
                 return await pipe.execute(raise_on_error=False)
 
         with _tracer.start_as_current_span(
@@ -107,6 +141,8 @@ class Scripts:
             if any(isinstance(reply, NoScriptError) for reply in replies):  # Redis lost its scripts
                 await self.call(name, self._client.script_load(script.script))
                 replies = await self.call(name, piped())
+        if any(isinstance(reply, ResponseError) and _OTHER_SLOT.search(str(reply)) for reply in replies):
+            raise _spans_slots(name)
         return replies
 
     async def run_all(
@@ -138,12 +174,18 @@ class Scripts:
             self._meter.observe(name, time.perf_counter() - start)
 
 
+def _spans_slots(name: str) -> ScriptSpansSlots:
+    """The refusal of a script whose keys a cluster cannot run together, logged loudly (ERROR)."""
+    _log.error("Redis Cluster: script %s touches keys in several hash slots; refused", name)
+    return ScriptSpansSlots(name)
+
+
 @contextlib.contextmanager
 def translated() -> Iterator[None]:
     """Library and socket failures become StoreUnavailable: nothing of redis-py leaves the store."""
     try:
         yield
-    except (RedisError, OSError) as exc:
+    except (RedisError, RedisClusterException, OSError) as exc:
         raise StoreUnavailable(type(exc).__name__) from exc
 
 

@@ -26,7 +26,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Literal, Self
@@ -45,7 +45,7 @@ _log = logging.getLogger("sesame.clients")
 class EmbeddedRedis:
     """One redis-server child bound to loopback, with its data, log and pid file in `data_dir`."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 (after the directory, keyword-only, with defaults)
         self,
         data_dir: Path,
         *,
@@ -53,14 +53,17 @@ class EmbeddedRedis:
         appendfsync: FsyncPolicy = "everysec",
         executable: str = "redis-server",
         startup_timeout: float = 10.0,
+        extra_arguments: Sequence[str] = (),
     ) -> None:
-        """Describe the server; nothing starts before `start()` (or `with`)."""
+        """Describe the server; nothing starts before `start()` (or `with`). `extra_arguments` go to
+        redis-server after ours (the tests' cluster nodes add `--cluster-enabled yes`)."""
         self.data_dir = data_dir
         self._requested_port = port
         self._port: int | None = None
         self._appendfsync = appendfsync
         self._executable = executable
         self._startup_timeout = startup_timeout
+        self._extra_arguments = tuple(extra_arguments)
         self._process: subprocess.Popen[bytes] | None = None
         self._owner_lock: int | None = None
         # A supervisor thread may restart the child while the owner stops it: one transition at a time.
@@ -264,6 +267,7 @@ class EmbeddedRedis:
             "--pidfile", str(self.pid_file.resolve()),
             # The data directory in the process title, so operators (and pgrep -f) see whose it is.
             "--proc-title-template", f"{{title}} {{listen-addr}} {data_dir}",
+            *self._extra_arguments,
         ]  # fmt: skip
 
     def _wait_until_ready(self, process: subprocess.Popen[bytes]) -> None:

@@ -13,19 +13,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from sesame.clients.redis_challenge_journal import RedisChallengeJournal
 from sesame.clients.redis_challenges import RedisChallenges
 from sesame.clients.redis_clients import RedisClients
+from sesame.clients.redis_connect import RedisClient, check_cluster, connect
 from sesame.clients.redis_evidence_index import RedisEvidenceIndex
 from sesame.clients.redis_health_notes import RedisHealthNotes
 from sesame.clients.redis_journal import RedisJournal
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_outbox import RedisOutbox
-from sesame.clients.redis_packing import c_packed
 from sesame.clients.redis_place import DEFAULT_RETENTION, RedisPlace
 from sesame.clients.redis_proofs import RedisProofs
 from sesame.clients.redis_scripts import Scripts
@@ -52,7 +51,7 @@ class RedisState(State):
     @classmethod
     def on(
         cls,
-        client: aioredis.Redis,
+        client: RedisClient,
         *,
         prefix: str = "sesame",
         retention: timedelta = DEFAULT_RETENTION,
@@ -83,14 +82,8 @@ class RedisState(State):
         """The state on its own connection pool, with bounded socket timeouts and no blind retries."""
         # A transition that timed out may have run; replaying it would count an attempt twice or answer
         # ALREADY_USED to the caller who won. The caller retries with its request id instead.
-        client = aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            health_check_interval=30,
-            retry=Retry(NoBackoff(), 0),
-        )
-        c_packed(client)  # commands packed in C (decision 0049); the outbox's pool beside it copies the class
+        # On a cluster, a MOVED or ASK redirect is followed (the command did not run where it was sent).
+        client = connect(url, timeout=timeout, health_check_interval=30, retry=Retry(NoBackoff(), 0))
         return cls.on(client, prefix=prefix, retention=retention)
 
     async def check_layout(self) -> None:
@@ -111,7 +104,7 @@ class RedisState(State):
         return self.place.keys
 
     @property
-    def _client(self) -> aioredis.Redis:
+    def _client(self) -> RedisClient:
         return self.place._client  # noqa: SLF001 (the place is this module's own)
 
     def outbox(self) -> RedisOutbox:
@@ -148,10 +141,12 @@ class RedisState(State):
             await self._client.aclose()
 
     async def check(self) -> None:
-        """Return when Redis answers PING. StoreUnavailable (for the health watcher)."""
+        """Return when Redis answers PING and, on a cluster, every primary says `cluster_state:ok`.
+        StoreUnavailable (for the health watcher, and at boot: docs/decisions/0047)."""
         # Through the same pool as the transitions: a pool that cannot reconnect fails here too.
         with _translated():
             await self._client.ping()
+        await check_cluster(self._client)
 
 
 _probe: type[Probe] = RedisState

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-import redis.asyncio as aioredis
-
+from sesame.clients.redis_connect import connect
 from sesame.clients.redis_journal import RedisJournal
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_scripts import Scripts
@@ -51,7 +50,7 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _export(archive: JournalArchive, url: str | None, out: IO[str], after: int) -> Exported:
-    client = None if url is None else aioredis.Redis.from_url(url, socket_timeout=10)
+    client = None if url is None else connect(url, timeout=10)
     try:
         live = None if client is None else RedisJournal(client, Keyspace(), Scripts(client))
         newest = archive.last_block()

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from sesame.clients.redis_connect import ready as ready_redis
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
 from sesame.server.app import hsm_config, log_serving
@@ -90,6 +91,7 @@ def _claim_ports(settings: Settings, claim: PortClaim) -> Settings:
 async def _redis(settings: Settings, stack: contextlib.AsyncExitStack) -> str:
     """The configured Redis, or an embedded redis-server started (and supervised) for all the workers."""
     if settings.redis_url is not None:
+        await ready_redis(settings.redis_url)  # a cluster must say cluster_state:ok (decision 0047)
         return settings.redis_url
     embedded = EmbeddedRedis(settings.var_dir / "redis")
     await asyncio.to_thread(embedded.start)

@@ -227,6 +227,16 @@ class ConfigurationError(SesameError):
     """Settings are missing or invalid; the service refuses to start."""
 
 
+class ScriptSpansSlots(ConfigurationError):
+    """A Lua script was given keys in more than one hash slot of a Redis Cluster, which runs a script on one
+    slot only (docs/decisions/0047): the key layout does not fit the cluster. Nothing ran; a retry fails the
+    same way, so it is not StoreUnavailable."""
+
+    def __init__(self, script: str) -> None:
+        super().__init__(f"script {script} touches keys in several hash slots (a cluster runs one slot)")
+        self.script = script
+
+
 class RiskDenied(SesameError):
     """The risk rules deny the operation (docs/risk.md): no challenge was opened, no SMS sent.
 

@@ -1,0 +1,135 @@
+"""How Sésame opens Redis: one server, or a Redis Cluster (docs/decisions/0047).
+
+`SESAME_REDIS_URL` names one server (`redis://host:port/db`, `rediss://` with TLS) or a cluster:
+`redis+cluster://[user:password@]host:port[,host:port...]` (`rediss+cluster://` with TLS), the seed nodes
+from which redis-py's `RedisCluster` learns the slots. Every adapter takes a `RedisClient`, either kind: the
+scripts, reads and pipelines they send are the same, and only the connection differs, so the difference
+lives here. What a cluster adds is checked here too: `cluster_state:ok` on every primary at boot and in
+health (`check_cluster`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Final, TypeAlias
+from urllib.parse import unquote, urlsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import SSLConnection
+from redis.asyncio.retry import Retry
+from redis.exceptions import RedisClusterException, RedisError
+
+from sesame.clients.redis_packing import c_packed
+from sesame.server.domain.errors import ConfigurationError, StoreUnavailable
+
+_BOOT_TIMEOUT: Final = 2.0  # seconds for each socket wait of the boot's check
+RedisClient: TypeAlias = aioredis.Redis | RedisCluster
+_CLUSTER_SCHEMES: Final = {"redis+cluster": False, "rediss+cluster": True}  # scheme: TLS
+# What an outbox's own cluster client keeps of the client it sits beside (see `beside`).
+# Connections per node: as many as the calls in flight, as redis-py's pool for one server allows (its cluster
+# client caps them at 100 per node and fails the 101st call at once); the server's shedding bounds the calls.
+_PER_NODE: Final = 2**31 - 1
+_KEPT: Final = ("username", "password", "socket_connect_timeout", "health_check_interval", "client_name")
+
+
+def is_cluster_url(url: str) -> bool:
+    """Whether `url` names a Redis Cluster (`redis+cluster://` or `rediss+cluster://`)."""
+    return urlsplit(url).scheme in _CLUSTER_SCHEMES
+
+
+def connect(url: str, *, timeout: float, retry: Retry | None = None, **options: Any) -> RedisClient:
+    """A client on its own connections: `timeout` bounds every socket wait; `retry` (redis-py's default when
+    None) says how often a command that failed on the network is sent again; `options` go to redis-py.
+
+    Nothing is sent yet: a wrong host fails at the first command, as StoreUnavailable.
+    """
+    if retry is not None:
+        options["retry"] = retry
+    if not is_cluster_url(url):
+        client = aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, **options)
+        return c_packed(client)  # commands packed in C (decision 0049); `beside` copies the connection class
+    nodes, credentials, tls = _cluster_target(url)
+    return RedisCluster(
+        startup_nodes=nodes,
+        ssl=tls,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        max_connections=_PER_NODE,
+        **credentials,
+        **options,
+    )
+
+
+def beside(client: RedisClient, *, timeout: float) -> RedisClient:
+    """A client on connections of its own to the Redis (or cluster) `client` talks to, with `timeout` for
+    its socket waits (the outbox's blocking reads hold a connection and wait longer than a script)."""
+    if isinstance(client, RedisCluster):
+        kwargs = client.get_connection_kwargs()
+        kept: dict[str, Any] = {name: kwargs[name] for name in _KEPT if name in kwargs}
+        return RedisCluster(
+            # The seeds it was given (or the nodes it found since): a client not used yet knows no node.
+            startup_nodes=[
+                ClusterNode(node.host, node.port) for node in client.nodes_manager.startup_nodes.values()
+            ],
+            ssl=kwargs.get("connection_class") is SSLConnection,
+            socket_timeout=timeout,
+            retry=client.retry,
+            max_connections=_PER_NODE,
+            **kept,
+        )
+    options = {**client.connection_pool.connection_kwargs, "socket_timeout": timeout}
+    pool = aioredis.ConnectionPool(connection_class=client.connection_pool.connection_class, **options)
+    return aioredis.Redis(connection_pool=pool)
+
+
+async def check_cluster(client: RedisClient) -> None:
+    """Return when `client` is one server, or a cluster whose every primary says `cluster_state:ok` (all
+    16,384 slots served). StoreUnavailable naming the first primary that does not."""
+    if not isinstance(client, RedisCluster):
+        return
+    try:
+        await client.initialize()  # learns the slots and nodes once (a client's first command does too)
+        for node in client.get_primaries():
+            state = (await client.cluster_info(target_nodes=node)).get("cluster_state")
+            if state != "ok":
+                raise StoreUnavailable(f"Redis Cluster node {node.name} says cluster_state:{state}")
+    except (RedisError, RedisClusterException, OSError) as exc:
+        raise StoreUnavailable(type(exc).__name__) from exc
+
+
+async def ready(url: str) -> None:
+    """At boot: return when `url` is one server (its first command tells), or a cluster that says
+    `cluster_state:ok` on every primary; StoreUnavailable otherwise (a connection for the check only)."""
+    if not is_cluster_url(url):
+        return
+    client = connect(url, timeout=_BOOT_TIMEOUT)
+    try:
+        await check_cluster(client)
+    finally:
+        with contextlib.suppress(RedisError, RedisClusterException, OSError):
+            await client.aclose()
+
+
+def _cluster_target(url: str) -> tuple[list[ClusterNode], dict[str, Any], bool]:
+    """The seed nodes, credentials and TLS flag of a `redis+cluster://` URL; ConfigurationError otherwise."""
+    parts = urlsplit(url)
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    if parts.path not in ("", "/") or parts.query:
+        raise ConfigurationError("a redis+cluster:// URL has no database or options: host:port[,host:port]")
+    nodes = [_node(seed) for seed in hosts.split(",")]
+    credentials: dict[str, Any] = {}
+    if userinfo:
+        username, has_password, password = userinfo.partition(":")
+        if username:
+            credentials["username"] = unquote(username)
+        if has_password:
+            credentials["password"] = unquote(password)
+    return nodes, credentials, _CLUSTER_SCHEMES[parts.scheme]
+
+
+def _node(seed: str) -> ClusterNode:
+    host, _, port = seed.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigurationError(f"a Redis Cluster seed is host:port, not {seed!r}")
+    return ClusterNode(host.strip("[]"), int(port))
