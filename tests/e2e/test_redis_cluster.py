@@ -1,8 +1,10 @@
-"""The real `sesame serve` on a real 3-primary Redis Cluster (docs/decisions/0047): it boots only on a
-cluster that says `cluster_state:ok`, and runs every flow there."""
+"""The real `sesame serve` on a real 3-primary Redis Cluster (docs/decisions/0047, with the shard layout of
+0044 and the send budgets of 0046): it boots only on a cluster that says `cluster_state:ok`, and runs every
+flow there."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -21,8 +23,10 @@ from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.clients.redis_keys import Keyspace
+from sesame.server.grpc.demo import code_in
 from sesame.server.journal_archive import JournalArchive
 from tests.e2e.helpers import CONTEXT, PHONE, transfer
+from tests.support.outbox import sms_in
 from tests.support.redis_cluster import LoopbackCluster
 from tests.support.serve_process import ServeProcess, run_serve, start_serve
 
@@ -81,6 +85,12 @@ def on_cluster(tmp_path: Path, redis_cluster: LoopbackCluster) -> Iterator[OnClu
         serving.process.wait(timeout=30)
 
 
+def sms_lines(sms_file: Path, challenge_id: str) -> list[dict[str, str]]:
+    """The console SMS written for `challenge_id` so far."""
+    lines = sms_file.read_text(encoding="utf-8").splitlines() if sms_file.exists() else []
+    return [sms for sms in map(json.loads, lines) if sms["challenge_id"] == challenge_id]
+
+
 def sealed_streams(var: Path, within: float = 30.0, *, streams: set[str]) -> set[str]:
     """The streams whose entries the archive holds, once it holds every one of `streams`."""
     archive = JournalArchive(var / "journal")
@@ -92,51 +102,79 @@ def sealed_streams(var: Path, within: float = 30.0, *, streams: set[str]) -> set
         time.sleep(0.2)
 
 
-def test_the_server_runs_on_the_cluster_and_refuses_start_by_name(
-    on_cluster: OnCluster, redis_cluster: LoopbackCluster
-) -> None:
-    """Boot (key ledger, layout), enrolment and a suspension for users on every primary; the sealer's blocks
-    across shards and `journal verify` on them. Start's step still takes the number's, caller's and global
-    send budgets in their own slots (decision 0019; decision 0046 on the cluster-budgets branch moves them
-    out): it is refused by name, INTERNAL, nothing queued."""
+def test_every_flow_runs_on_the_cluster(on_cluster: OnCluster, redis_cluster: LoopbackCluster) -> None:
+    """Enrolment, Start, a wrong code, Resend, Verify (VERIFIED, its proof checked by `sesame proof verify`)
+    for users on every primary; the dispatcher's SMS in the console file; the sealer's blocks across shards
+    (every primary's journals archived), `journal verify` passing on the archive; an evidence bundle whose
+    seals check."""
     sms_file = on_cluster.var / "sms.jsonl"
     router = RedisCluster(host="127.0.0.1", port=redis_cluster.nodes[0].port)
     keys = Keyspace()
-    users: dict[str, str] = {}  # primary: a user whose keys it serves
-    for n in range(256):
+    users = []
+    for n in range(256):  # users until every primary holds one
         user_id = f"cluster-user-{n}"
-        users.setdefault(router.get_node_from_key(keys.user(user_id)).name, user_id)
+        if router.get_node_from_key(keys.user(user_id)).name not in {
+            router.get_node_from_key(keys.user(u)).name for u in users
+        }:
+            users.append(user_id)
         if len(users) == len(redis_cluster.nodes):
             break
+    closed, proofs = [], []
     with grpc.insecure_channel(on_cluster.serving.address) as channel:
         enrol = enrol_grpc.EnrollmentServiceStub(channel)
         auth = auth_grpc.AuthenticationServiceStub(channel)
-        for user_id in users.values():
-            enrolment = enrol_pb.EnrollUserRequest(user_id=user_id, client_id="acme", secure_phone=PHONE)
-            enrol.EnrollUser(enrolment, timeout=10)
-            change = {"user_id": user_id, "actor": "back-office", "reason": "test"}
-            enrol.SuspendUser(enrol_pb.SuspendUserRequest(request_id=f"s-{user_id}", **change), timeout=10)
-            enrol.ReinstateUser(
-                enrol_pb.ReinstateUserRequest(request_id=f"r-{user_id}", **change), timeout=10
+        for user_id in users:
+            enrol.EnrollUser(
+                enrol_pb.EnrollUserRequest(user_id=user_id, client_id="acme", secure_phone=PHONE), timeout=10
             )
-            assert enrol.GetUser(enrol_pb.GetUserRequest(user_id=user_id), timeout=10).user.user_id == user_id
-        start = auth_pb.StartChallengeRequest(
-            user_id=min(users.values()), operation=transfer(), context=CONTEXT
-        )
-        with pytest.raises(grpc.RpcError) as refused:
-            auth.StartChallenge(start, timeout=10)
-    assert refused.value.code() == grpc.StatusCode.INTERNAL
-    assert refused.value.details() == "server misconfigured"
-    assert "ERROR sesame.clients Redis Cluster: script open_challenge touches keys in several hash slots" in (
-        on_cluster.serving.output()
-    )
-    assert not sms_file.exists() or not sms_file.read_text(encoding="utf-8").strip()
-    # The sealer seals every shard's feed together: the users' journals, on every primary, are archived.
-    journals = {keys.user_journal(user_id) for user_id in users.values()}
+            started = auth.StartChallenge(
+                auth_pb.StartChallengeRequest(user_id=user_id, operation=transfer(), context=CONTEXT),
+                timeout=10,
+            )
+            challenge_id = started.challenge_id
+            _, code = sms_in(sms_file, challenge_id)
+            wrong_code = str((int(code) + 1) % 10 ** len(code)).zfill(len(code))
+            assert verified(auth, challenge_id, wrong_code).result == auth_pb.VERIFY_RESULT_WRONG_CODE
+            auth.ResendChallenge(
+                auth_pb.ResendChallengeRequest(challenge_id=challenge_id, context=CONTEXT), timeout=10
+            )
+            deadline = time.monotonic() + 10
+            while len(sms_lines(sms_file, challenge_id)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert [code_in(sms["text"]) for sms in sms_lines(sms_file, challenge_id)] == [code, code]
+            answer = verified(auth, challenge_id, code)
+            assert answer.result == auth_pb.VERIFY_RESULT_VERIFIED
+            proof = auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id), timeout=10).proof
+            # ECDSA signs afresh: the same header and claims, each signature checked by `sesame proof verify`.
+            assert proof.rpartition(".")[0] == answer.proof.rpartition(".")[0] != ""
+            closed.append(challenge_id)
+            proofs.append(proof)
+    # The sealer seals the journal of every shard together: the archive holds each challenge's journal.
+    journals = {keys.challenge_journal(challenge_id) for challenge_id in closed}
     streams = sealed_streams(on_cluster.var, streams=journals)
     assert journals <= streams
     assert len({router.get_node_from_key(stream).name for stream in journals}) == len(redis_cluster.nodes)
+    for proof in proofs:
+        checked = on_cluster.cli("proof", "verify", proof, "--target", on_cluster.serving.address)
+        assert checked.returncode == 0, checked.stdout + checked.stderr[-2000:]
     checked = on_cluster.cli("journal", "verify")
     assert checked.returncode == 0, checked.stdout + checked.stderr[-2000:]
     assert checked.stdout.startswith("verified ")
+    bundle = on_cluster.cli("evidence", closed[0], "--target", on_cluster.serving.address)
+    assert bundle.returncode == 0, bundle.stderr[-2000:]
+    evidence = json.loads(bundle.stdout)
+    assert evidence["journal_seals"]["valid"] is True
     router.close()
+
+
+def verified(
+    auth: auth_grpc.AuthenticationServiceStub, challenge_id: str, code: str
+) -> auth_pb.VerifyChallengeResponse:
+    """VerifyChallenge of the default transfer."""
+    reply: auth_pb.VerifyChallengeResponse = auth.VerifyChallenge(
+        auth_pb.VerifyChallengeRequest(
+            challenge_id=challenge_id, code=code, operation=transfer(), context=CONTEXT
+        ),
+        timeout=10,
+    )
+    return reply

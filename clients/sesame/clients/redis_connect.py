@@ -47,7 +47,9 @@ def connect(url: str, *, timeout: float, retry: Retry | None = None, **options: 
     if retry is not None:
         options["retry"] = retry
     if not is_cluster_url(url):
-        client = aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, **options)
+        client = aioredis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, **options
+        )
         return c_packed(client)  # commands packed in C (decision 0049); `beside` copies the connection class
     nodes, credentials, tls = _cluster_target(url)
     return RedisCluster(
