@@ -141,7 +141,7 @@ async def _run(args: argparse.Namespace, redis_url: str, keystore: Pkcs11KeyStor
     entries = 0
     for round_number in range(args.rounds + 1):
         await _flows(store, args.flows, round_number)
-        waiting = await client.xlen(store.keys.journal_feed())
+        waiting = sum([await client.xlen(feed) for feed in store.keys.journal_feeds()])  # every shard's
         assert await journal.take_lease(sealer.holder, SealerTiming().lease)
         stages.counting = round_number > 0  # the first round warms up
         for name, step in steps:
