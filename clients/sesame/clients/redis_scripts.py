@@ -86,13 +86,7 @@ class Scripts:
             raise _spans_slots(name)
         if not recording():
             return await self._run(name, keys, args)
-        with (
-            _tracer.start_as_current_span(
-                f"redis {name}",
-                kind=trace.SpanKind.CLIENT,
-                attributes={"db.system.name": "redis", "db.operation.name": "EVALSHA", "sesame.script": name},
-            ),
-        ):
+        with _span(name):
             return await self._run(name, keys, args)
 
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[rec.Field]) -> Any:
@@ -132,11 +126,7 @@ class Scripts:
                     pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
                 return await pipe.execute(raise_on_error=False)
 
-        with _tracer.start_as_current_span(
-            f"redis {name}",
-            kind=trace.SpanKind.CLIENT,
-            attributes={"db.system.name": "redis", "db.operation.name": "EVALSHA", "sesame.script": name},
-        ):
+        with _span(name) if recording() else contextlib.nullcontext():
             replies = await self.call(name, piped())
             if any(isinstance(reply, NoScriptError) for reply in replies):  # Redis lost its scripts
                 await self.call(name, self._client.script_load(script.script))
@@ -178,6 +168,16 @@ def _spans_slots(name: str) -> ScriptSpansSlots:
     """The refusal of a script whose keys a cluster cannot run together, logged loudly (ERROR)."""
     _log.error("Redis Cluster: script %s touches keys in several hash slots; refused", name)
     return ScriptSpansSlots(name)
+
+
+def _span(name: str) -> contextlib.AbstractContextManager[trace.Span]:
+    """The span of a script call (or of a pipeline of one script), named after the script only: its keys and
+    arguments hold user ids, numbers and MACs. Opened only while tracing records (decision 0049)."""
+    return _tracer.start_as_current_span(
+        f"redis {name}",
+        kind=trace.SpanKind.CLIENT,
+        attributes={"db.system.name": "redis", "db.operation.name": "EVALSHA", "sesame.script": name},
+    )
 
 
 @contextlib.contextmanager
