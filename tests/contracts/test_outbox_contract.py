@@ -4,12 +4,13 @@ from a consumer that died; the fake and Redis alike (docs/decisions/0025)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
 from sesame.clients.redis_outbox import RedisOutbox
 from sesame.clients.redis_store import RedisState
+from sesame.server.domain.lifecycle import ByOverride, PhoneChange, Provenance, StatusAction, StatusChange
 from sesame.server.domain.model import ChallengeStatus, DeliveryState, RequestContext
 from sesame.server.domain.ports import Outbox
 from tests.contracts.test_start_challenge_contract import an_opening, enrolled
@@ -113,3 +114,65 @@ async def test_take_and_reclaim_give_each_entry_with_its_challenge(store: Store,
     (again,) = await outbox.reclaim("c", timedelta(0), 10)
     assert again.challenge is not None
     assert again.challenge.status is ChallengeStatus.CANCELLED
+
+
+def _suspension(at: datetime, action: StatusAction = StatusAction.SUSPEND) -> StatusChange:
+    return StatusChange("u-1", action, at, Provenance("agent-7", "phone stolen", f"r-{action.value}"))
+
+
+def _new_number(at: datetime) -> PhoneChange:
+    return PhoneChange(
+        user_id="u-1",
+        new_phone="+33698765432",
+        at=at,
+        cooling_until=at + timedelta(hours=72),
+        authority=ByOverride("agent-7"),
+        provenance=Provenance("agent-7", "phone lost", "r-number"),
+        context=RequestContext(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [("suspend", "user_suspended"), ("revoke", "user_revoked"), ("number", "phone_changed")],
+)
+async def test_a_code_whose_user_changed_since_it_was_queued_is_withheld_at_take(
+    store: Store, outbox: Outbox, change: str, reason: str
+) -> None:
+    """Suspended, revoked, or given another number after the SMS was queued, before the take, and before
+    the change's voiding step ran (decision 0054): the take hands it out withheld, its challenge voided
+    and dead-lettered with the reason, journaled; the outbox holds nothing more of it."""
+    await enrolled(store)
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
+    at = opened.created_at + timedelta(seconds=1)
+    if change == "number":
+        await store.users.change_secure_phone(_new_number(at))
+    else:
+        await store.users.change_user_status(_suspension(at, StatusAction(change)))
+    taken = await outbox.take("a", 10, NO_WAIT)  # an override's notice to the old number too (not withheld)
+    (queued,) = [entry for entry in taken if entry.challenge_id == opened.challenge_id]
+    assert queued.withheld == reason
+    assert [entry.withheld for entry in taken if entry.notice] == [""] * (change == "number")
+    stored = await store.challenges.get_challenge(opened.challenge_id)
+    assert stored.status is ChallengeStatus.CANCELLED
+    assert stored.delivery is DeliveryState.FAILED
+    journal = await store.journal.challenge_journal(opened.challenge_id)
+    assert [(e["event"], e.get("reason", e.get("void_reason"))) for e in journal[1:]] == [
+        ("challenge.void", reason),
+        ("challenge.dead_letter", reason),
+    ]
+    assert all("12345678" not in value for entry in journal for value in entry.values())  # no number
+    assert (await outbox.backlog()).depth == len(taken) - 1
+    assert [e.challenge_id for e in await outbox.reclaim("b", timedelta(0), 10) if e.challenge_id] == []
+
+
+async def test_a_code_is_withheld_after_a_suspension_and_reinstatement(store: Store, outbox: Outbox) -> None:
+    """Suspended and reinstated before the take: the user is active on the same number again, but was
+    suspended since the challenge opened (a lost phone found?): its code is withheld all the same."""
+    await enrolled(store)
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
+    at = opened.created_at + timedelta(seconds=1)
+    await store.users.change_user_status(_suspension(at))
+    await store.users.change_user_status(_suspension(at + timedelta(seconds=1), StatusAction.REINSTATE))
+    (queued,) = await outbox.take("a", 10, NO_WAIT)
+    assert queued.withheld == "user_suspended"

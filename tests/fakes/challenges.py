@@ -525,6 +525,32 @@ class MemoryChallenges:
         """record_notice.lua's journal entry (MemoryOutbox.settle_notice): the user's notice, masked."""
         await MemoryUsers(self._m).record_user_notice(user_id, notice)
 
+    def withhold(self, queued: QueuedSms, tries: int, at: datetime) -> tuple[Challenge, str] | None:
+        """As take_outbox.lua for a code SMS whose user changed since its challenge opened (decision 0054):
+        the challenge voided if open and dead-lettered, journaled; its reason. None: it may go."""
+        challenge = self._m._live(queued.challenge_id)
+        if challenge is None or queued.notice:
+            return None
+        reason = _withheld_for(challenge, self._m._users.get(challenge.user_id))
+        if not reason:
+            return None
+        if challenge.status is ChallengeStatus.OPEN:
+            challenge = dataclasses.replace(challenge, status=ChallengeStatus.CANCELLED)
+            extra = {"void_reason": reason, "actor": "dispatcher"}
+            self._m._append(challenge, "challenge.void", at, "voided", extra)
+        messages = self._m._messages.setdefault(queued.challenge_id, {})
+        messages.setdefault(f"failed:{queued.entry_id}", DeliveryState.FAILED)
+        delivery = _best_news(messages.values(), DeliveryState.QUEUED)
+        challenge = dataclasses.replace(
+            challenge,
+            delivery=delivery,
+            delivery_reason=reason if delivery is DeliveryState.FAILED else challenge.delivery_reason,
+        )
+        self._m._challenges[queued.challenge_id] = challenge
+        extra = {"failure": reason, "tries": str(tries), "reason": reason, "delivery": delivery.value}
+        self._m._append(challenge, "challenge.dead_letter", at, "failed", extra)
+        return challenge, reason
+
     async def void_challenge(self, challenge_id: str, voiding: Voiding) -> VoidOutcome:
         async with self._m._lock:
             reason = {"void_reason": voiding.reason.value, **provenance_fields(voiding.provenance)}
@@ -621,6 +647,20 @@ def _decide(challenge: Challenge, attempt: VerificationAttempt) -> VerificationO
     return VerificationOutcome(
         VerifyResult.VERIFIED, 0, dataclasses.replace(counted, status=ChallengeStatus.VERIFIED)
     )
+
+
+def _withheld_for(challenge: Challenge, user: User | None) -> str:
+    """As take_outbox.lua (decision 0054): why a code SMS must not go to its challenge's number any more."""
+    if user is None:
+        return ""
+    created = challenge.created_at
+    if user.status is UserStatus.REVOKED:
+        return "user_revoked"
+    if user.status is not UserStatus.ACTIVE or (user.status_changed_at or created) > created:
+        return "user_suspended"
+    if user.secure_phone != challenge.phone or (user.phone_changed_at or created) > created:
+        return "phone_changed"
+    return ""
 
 
 def _stale(challenge: Challenge, user: User | None) -> bool:

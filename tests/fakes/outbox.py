@@ -86,7 +86,28 @@ class MemoryOutbox:
         return [await self._with_challenge(self._entries[entry_id]) for entry_id in idle_ids]
 
     async def _with_challenge(self, entry: QueuedSms) -> QueuedSms:
-        """The entry with its challenge as stored now, as take_outbox.lua reads it (None once purged)."""
+        """The entry with its challenge as stored now, as take_outbox.lua reads it (None once purged); a code
+        SMS whose user changed since its challenge opened withheld: voided, dead-lettered (decision 0054)."""
+        now = self._clock.now()
+        withheld = self._store.withhold(entry, self._pending[entry.entry_id].deliveries, now)
+        if withheld is not None:
+            challenge, reason = withheld
+            self._entries.pop(entry.entry_id, None)
+            pending = self._pending.pop(entry.entry_id)
+            letter = DeadLetter(
+                letter_id=f"{len(self.dead) + 1}-0",
+                challenge_id=entry.challenge_id,
+                user_id=challenge.user_id,
+                masked_phone=mask_phone(challenge.phone),
+                state=DeliveryState.FAILED,
+                reason=reason,
+                failure=reason,
+                tries=pending.deliveries,
+                queued_at=entry.queued_at,
+                at=now,
+            )
+            self.dead.append(letter)
+            return dataclasses.replace(entry, challenge=challenge, withheld=reason)
         try:
             return dataclasses.replace(entry, challenge=await self._store.get_challenge(entry.challenge_id))
         except ChallengeNotFound:

@@ -15,7 +15,7 @@ path's.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, cast
 
 from redis.asyncio.cluster import RedisCluster
@@ -114,7 +114,12 @@ class RedisOutbox:
         while shards and len(taken) < count:
             order = sorted(shards)
             each = count if idle else max(1, -(-(count - len(taken)) // len(order)))
-            args: list[rec.Field] = [GROUP, consumer, each, idle]
+            # Now, for what take_outbox.lua withholds (decision 0054): its dead letter's and journal's time.
+            now = datetime.now(UTC)
+            args: list[rec.Field] = [
+                GROUP, consumer, each, idle, rec.to_ms(now), rec.iso(now), DEAD_LETTERS_KEPT,
+                DEAD_LETTERS_LIFETIME // rec.MS,
+            ]  # fmt: skip
             replies = await self._scripts.run_each("take_outbox", [([self._streams[n]], args) for n in order])
             shards = set()
             for shard, reply in zip(order, replies, strict=True):
@@ -322,6 +327,7 @@ def _queued(
         user_id=fields.get(b"user_id", b"").decode(),
         notice_id=fields.get(b"notice_id", b"").decode(),
         hold=fields.get(b"hold", b"").decode(),
+        withheld=fields.get(b"withheld", b"").decode(),
     )
 
 

@@ -61,6 +61,10 @@ class QueuedSms:
     user_id: str = ""
     notice_id: str = ""
     hold: str = ""  # a resend's: the name its send units are held under (a Start's is its challenge id, 0046)
+    # Why the outbox withheld this code SMS as it took it (decision 0054: its user was suspended, revoked or
+    # given another number since the challenge opened); '' it was not. A withheld entry is dead-lettered
+    # and its challenge voided already, in the take's own step: the dispatcher only gives back its units.
+    withheld: str = ""
 
     @property
     def hold_name(self) -> str:
@@ -106,6 +110,9 @@ class Outcome(enum.Enum):
 # Why an SMS was dead-lettered: its code expired, its tries were spent, the providers' final word, or no send
 # units held for it (its Start's or Resend's take was refused, or never ran: decision 0046).
 DEAD_LETTER_REASONS = ("expired", "max_tries", "bad_number", "bad_content", "refused", "unheld")
+# Why the outbox withheld a code SMS as it took it, dead-lettered: its user changed since the challenge opened
+# (decision 0054). The user's current status and number are read in the take's step.
+WITHHELD_REASONS = ("user_suspended", "user_revoked", "phone_changed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +242,8 @@ class Dispatcher:
         """
         if queued.notice_id:
             return await self._notify_override(queued)
+        if queued.withheld:
+            return await self._withheld(queued)
         challenge = queued.challenge
         if challenge is None:
             try:
@@ -282,6 +291,15 @@ class Dispatcher:
             provider_ids=sent.provider_ids,
         )
         return Dispatched(Outcome.SENT, sent.sent_at)
+
+    async def _withheld(self, queued: QueuedSms) -> Dispatched:
+        """A code SMS the outbox withheld as it took it (decision 0054), voided and dead-lettered in that
+        step: its held units go back (withdrawn for the grace: a take still on its way holds nothing), as a
+        refused Start's do (decision 0046), and its code is forgotten."""
+        if self._recent is not None:
+            self._recent.forget(queued.challenge_id)
+        await self._units.release(queued.hold_name, self._hold_grace)
+        return Dispatched(Outcome.DEAD_LETTERED, reason=queued.withheld)
 
     async def _unheld(self, queued: QueuedSms, challenge: Challenge) -> Dispatched | None:
         """None once the SMS's units are spent (it may be handed over); else what became of it: left pending
