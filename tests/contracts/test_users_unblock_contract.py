@@ -145,3 +145,31 @@ async def test_an_unknown_user_is_not_found(store: Store) -> None:
     with pytest.raises(UserNotFound):
         await store.users.unblock_user(unblocking())
     assert await store.users.user_journal("u-1") == []
+
+
+async def test_noops_are_journaled_twenty_an_hour_and_their_request_ids_kept_the_latest_64(
+    store: Store,
+) -> None:
+    """70 unblocks with nothing to lift, a millisecond apart, each under a new request id (decision 0054):
+    20 journaled, the others counted; the ids of the latest 64 remembered (a retry answered, another call
+    under one refused), the oldest forgotten; the next no-op an hour later carries the count."""
+    await enrolled(store)
+    journaled = len(await store.users.user_journal("u-1"))
+    for n in range(70):
+        at = NOW + timedelta(milliseconds=n)
+        done = await store.users.unblock_user(
+            Unblocking("u-1", at, dataclasses.replace(BY, request_id=f"n-{n}"))
+        )
+        assert done.outcome is UnblockOutcome.UNCHANGED
+    assert len(await store.users.user_journal("u-1")) == journaled + 20
+    assert await store.users.applied_change("u-1", "n-5") is None
+    assert await store.users.applied_change("u-1", "n-6") is not None
+    retried = await store.users.unblock_user(unblocking("n-69"))
+    assert retried.outcome is UnblockOutcome.REPLAYED
+    with pytest.raises(RequestIdReused):
+        await store.users.change_user_status(
+            StatusChange("u-1", StatusAction.SUSPEND, NOW, dataclasses.replace(BY, request_id="n-69"))
+        )
+    later = Unblocking("u-1", NOW + timedelta(hours=1), dataclasses.replace(BY, request_id="later"))
+    await store.users.unblock_user(later)
+    assert (await last_entry(store))["unjournaled_before"] == "50"

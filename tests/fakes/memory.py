@@ -22,6 +22,11 @@ from sesame.server.domain.ports import Clock
 from sesame.server.domain.risk_signals import RiskHistory
 from tests.fakes.journal_fields import iso, ms, unix_ms
 
+# As _noops.lua (decision 0054): no-ops journaled per user and hour, no-op request ids kept and for how long.
+NOOPS_JOURNALED_PER_HOUR = 20
+NOOP_IDS_KEPT = 64
+NOOP_IDS_FOR = timedelta(hours=24)
+
 if TYPE_CHECKING:
     from tests.fakes.outbox import MemoryOutbox
 
@@ -34,6 +39,10 @@ class Memory:
         self._users: dict[str, User] = {}
         self._user_journals: dict[str, list[dict[str, str]]] = {}
         self._changes: dict[tuple[str, str], str] = {}  # (user, request id) -> fingerprint
+        # As _noops.lua (decision 0054): each user's no-op hour (its start, no-ops in it, unjournaled ones)
+        # and the times of its remembered no-ops' request ids.
+        self._noops: dict[str, tuple[datetime, int, int]] = {}
+        self._noop_ids: dict[str, dict[str, datetime]] = {}
         self._pending: dict[str, dict[str, datetime]] = {}  # user -> challenge id -> expiry
         self._retention = retention
         self._purge_clock = purge_clock
@@ -117,6 +126,29 @@ class Memory:
 
     def _journal(self, user_id: str, entry: dict[str, str]) -> None:
         self._user_journals.setdefault(user_id, []).append(entry)
+
+    def _journal_noop(self, user_id: str, entry: dict[str, str], at: datetime) -> None:
+        """As _noops.lua's journal_noop: the user's first NOOPS_JOURNALED_PER_HOUR an hour, then counted."""
+        since, count, unjournaled = self._noops.get(user_id, (at, 0, 0))
+        if at - since >= timedelta(hours=1):
+            since, count = at, 0
+        count += 1
+        if count > NOOPS_JOURNALED_PER_HOUR:
+            self._noops[user_id] = (since, count, unjournaled + 1)
+            return
+        self._noops[user_id] = (since, count, 0)
+        self._journal(user_id, {**entry, **({"unjournaled_before": str(unjournaled)} if unjournaled else {})})
+
+    def _remember_noop(self, user_id: str, request_id: str, fingerprint: str, at: datetime) -> None:
+        """As _noops.lua's remember_noop: the latest NOOP_IDS_KEPT no-ops' ids, for NOOP_IDS_FOR."""
+        self._changes[(user_id, request_id)] = fingerprint
+        ids = self._noop_ids.setdefault(user_id, {})
+        ids[request_id] = at
+        kept = sorted(ids.items(), key=lambda item: item[1])
+        for old, when in kept:
+            if when <= at - NOOP_IDS_FOR or len(ids) > NOOP_IDS_KEPT:
+                del ids[old]
+                del self._changes[(user_id, old)]
 
     def _refused(self, challenge_id: str, event: str, outcome: str, at: datetime) -> bool:
         """Count one refusal; whether it is the first of its kind, the one to journal (as the scripts)."""

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from datetime import datetime
 
 from sesame.server.domain.dispatching import NoticeAddressee
@@ -122,10 +123,20 @@ class MemoryUsers:
             user = dataclasses.replace(user, failures=0, blocks=0, blocked_until=None)
         self._m._users[user_id] = user
         entry = {"client_id": user.client_id, "outcome": outcome, "status": status.value}
-        self._m._journal(user_id, {**self._status_head(change), **entry})
-        if outcome != "refused" and record_id:
+        noop = outcome in ("unchanged", "refused")  # journaled and remembered as no-ops (decision 0054)
+        if noop:
+            self._m._journal_noop(user_id, {**self._status_head(change), **entry}, ms(change.at))
+        else:
+            self._m._journal(user_id, {**self._status_head(change), **entry})
+        if outcome == "unchanged" and record_id:
+            self._m._remember_noop(user_id, record_id, change.fingerprint, ms(change.at))
+        elif outcome != "refused" and record_id:
             self._m._changes[(user_id, record_id)] = change.fingerprint
         return outcome
+
+    def _journal_noop(self, at: datetime) -> Callable[[str, dict[str, str]], None]:
+        """Journal a no-op at `at` as _noops.lua does (decision 0054)."""
+        return lambda user_id, entry: self._m._journal_noop(user_id, entry, ms(at))
 
     @staticmethod
     def _status_head(change: StatusChange) -> dict[str, str]:
@@ -151,7 +162,8 @@ class MemoryUsers:
             elif user.failures > 0 or user.blocked_until is not None:
                 outcome = "unblocked"
                 self._m._users[user.user_id] = dataclasses.replace(user, failures=0, blocked_until=None)
-            self._m._journal(
+            journal = self._m._journal if outcome == "unblocked" else self._journal_noop(unblocking.at)
+            journal(
                 user.user_id,
                 {
                     "event": "user.unblock",
@@ -167,7 +179,10 @@ class MemoryUsers:
             )
             if outcome == "refused":
                 raise UserNotActive(user.user_id)
-            self._m._changes[key] = unblocking.fingerprint
+            if outcome == "unchanged":
+                self._m._remember_noop(*key, unblocking.fingerprint, ms(unblocking.at))
+            else:
+                self._m._changes[key] = unblocking.fingerprint
             return Unblocked(UnblockOutcome(outcome), self._m._users[user.user_id])
 
     async def change_secure_phone(self, change: PhoneChange) -> PhoneChanged:
@@ -181,7 +196,8 @@ class MemoryUsers:
                 raise RequestIdReused
             outcome = _phone_outcome(user, change)
             changed = outcome == "changed"
-            self._m._journal(
+            journal = self._m._journal if changed else self._journal_noop(change.at)
+            journal(
                 change.user_id,
                 {
                     "event": "user.change_phone",

@@ -110,6 +110,7 @@ class RedisUsers(RedisPlace):
         args = [
             provenance.request_id,
             unblocking.fingerprint,
+            rec.to_ms(unblocking.at),
             *rec.user_event("user.unblock", user_id, unblocking.at),
             *rec.provenance_fields(provenance),
         ]

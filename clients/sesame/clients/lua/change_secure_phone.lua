@@ -17,7 +17,10 @@
 -- ARGV[12 ..] journal field/value pairs
 -- Returns {'changed', previous phone, hgetall}, {'replayed', hgetall}, {'refused'}, {'mismatch'},
 -- {'not_found'} or {'request_conflict'}.
+-- A refusal or a mismatch changed nothing: journaled as a no-op (_noops.lua: the first 20 of the user's
+-- hour, then counted; decision 0054).
 --#include _notice.lua
+--#include _noops.lua
 local user, journal, changes = KEYS[1], KEYS[2], KEYS[3]
 if redis.call('EXISTS', user) == 0 then
   return {'not_found'}
@@ -52,10 +55,11 @@ for _, v in ipairs({'client_id', h[3], 'outcome', outcome, 'status', h[1], 'old_
                     'phone', mask(ARGV[2]), 'cooling_until', cooling}) do
   entry[#entry + 1] = v
 end
-journal_append(journal, entry)
 if outcome ~= 'changed' then
+  journal_noop(user, journal, entry, tonumber(ARGV[1]))
   return {outcome}
 end
+journal_append(journal, entry)
 redis.call('HSET', user, 'phone', ARGV[2], 'phone_changed_at', ARGV[1], 'cooling_until', ARGV[3])
 redis.call('HSET', changes, ARGV[7], ARGV[8])
 if ARGV[9] ~= '' then

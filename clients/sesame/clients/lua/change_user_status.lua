@@ -8,13 +8,20 @@
 -- spent and another client's user left alone), ARGV[6 ..] journal field/value pairs
 -- Returns {'suspended'|'reinstated'|'unblocked'|'revoked'|'unchanged'|'replayed', hgetall}, {'refused'},
 -- {'not_found'}, {'foreclosed'}, {'foreign'} or {'request_conflict'}.
+-- An outcome that changed nothing ('unchanged', 'refused') is journaled as a no-op (_noops.lua: the first 20
+-- of the user's hour, then counted), and its request id remembered for a bounded time (decision 0054).
+--#include _noops.lua
 local user, journal, changes = KEYS[1], KEYS[2], KEYS[3]
 local action, now, request_id, fingerprint, for_client = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local function append(fields)
+local function append(fields, noop)
   local entry = {}
   for i = 6, #ARGV do entry[#entry + 1] = ARGV[i] end
   for _, v in ipairs(fields) do entry[#entry + 1] = v end
-  journal_append(journal, entry)
+  if noop then
+    journal_noop(user, journal, entry, tonumber(now))
+  else
+    journal_append(journal, entry)
+  end
 end
 if redis.call('EXISTS', user) == 0 then
   if for_client == '' then
@@ -57,11 +64,14 @@ end
 if outcome == 'reinstated' or outcome == 'unblocked' then
   redis.call('HSET', user, 'failures', 0, 'blocks', 0, 'blocked_until', 0)
 end
-append({'client_id', h[2], 'outcome', outcome, 'status', status})
+local noop = outcome == 'unchanged' or outcome == 'refused'
+append({'client_id', h[2], 'outcome', outcome, 'status', status}, noop)
 if outcome == 'refused' then
   return {outcome}
 end
-if request_id ~= '' then
+if request_id ~= '' and noop then
+  remember_noop(changes, request_id, fingerprint, tonumber(now))
+elseif request_id ~= '' then
   redis.call('HSET', changes, request_id, fingerprint)
 end
 return {outcome, redis.call('HGETALL', user)}

@@ -1,0 +1,86 @@
+"""Back-office calls that change nothing, repeated by the thousand with new request ids: each journaled one
+entry, and each request id stayed in the user's applied request ids (`changes:<user>`) for ever, so Redis
+grew by one journal entry and one hash field per call. The first 20 no-ops of a user's hour are journaled,
+later ones counted and the count sealed with the next one journaled; a no-op's request id is remembered for
+24 hours, the latest 64 of a user (decision 0054). Through the real server and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import grpc
+import pytest
+import redis.asyncio as aioredis
+
+from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
+from tests.e2e.conftest import Live
+from tests.e2e.helpers import enrolled
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+NOOPS_JOURNALED_PER_HOUR = 20  # _noops.lua
+NOOP_IDS_KEPT = 64  # _noops.lua
+REPEATS = 2_000
+AT_ONCE = 50
+
+
+async def _suspend(live: Live, request_id: str) -> None:
+    await live.enrol.SuspendUser(
+        enrol_pb.SuspendUserRequest(user_id="alice", request_id=request_id, actor="ops", reason="vol")
+    )
+
+
+async def _unblock(live: Live, request_id: str) -> None:
+    await live.enrol.UnblockUser(
+        enrol_pb.UnblockUserRequest(user_id="alice", request_id=request_id, actor="ops", reason="call")
+    )
+
+
+async def _repeated(live: Live, first: int, last: int) -> None:
+    """The no-ops `first` .. `last - 1`, AT_ONCE at a time, alternating a suspension of the suspended user
+    and an unblock with nothing to lift, each under a new request id."""
+    for start in range(first, last, AT_ONCE):
+        calls = range(start, min(start + AT_ONCE, last))
+        await asyncio.gather(*((_suspend if n % 2 else _unblock)(live, f"noop-{n}") for n in calls))
+
+
+async def _footprint(client: aioredis.Redis) -> tuple[int, int]:
+    """The user's keys and the bytes they hold (MEMORY USAGE summed): the journal's sealer, which runs
+    beside, writes keys of its own."""
+    keys = [key async for key in client.scan_iter(match="*alice*", count=1000)]
+    sizes = [await client.memory_usage(key, samples=0) or 0 for key in keys]
+    return len(keys), sum(sizes)
+
+
+async def test_a_noop_repeated_two_thousand_times_does_not_grow_redis(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    """After the first 100 no-ops, 1,900 more: the same keys, no more bytes than a few fields' worth, the
+    user's journal holds the hour's 20; the request ids remembered are the latest 64 (a retry of the last is
+    answered, the first is forgotten); an hour later the next no-op is journaled with the count before it."""
+    await enrolled(live)
+    await _suspend(live, "stolen")  # the real change: journaled, its request id kept
+    await _repeated(live, 0, 100)
+    keys_before, bytes_before = await _footprint(redis_client)
+    journal_before = len(await live.store.users.user_journal("alice"))
+    await _repeated(live, 100, REPEATS)
+    keys_after, bytes_after = await _footprint(redis_client)
+    journal = await live.store.users.user_journal("alice")
+    assert len(journal) == journal_before == 2 + NOOPS_JOURNALED_PER_HOUR  # enrolment, suspension, 20 no-ops
+    assert keys_after == keys_before
+    assert bytes_after <= bytes_before + 4096
+    changes = live.store.keys.user_changes("alice")
+    assert await redis_client.hlen(changes) == 1 + NOOP_IDS_KEPT
+    assert await redis_client.hget(changes, "stolen") is not None
+    assert await redis_client.hget(changes, "noop-0") is None
+    assert await redis_client.hget(changes, f"noop-{REPEATS - 1}") is not None
+    await _suspend(live, f"noop-{REPEATS - 1}")  # a retry of the last: answered, nothing written
+    with pytest.raises(grpc.aio.AioRpcError) as caught:  # the same id for another call: still refused
+        await _unblock(live, f"noop-{REPEATS - 1}")
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    live.clock.advance(timedelta(hours=1))
+    await _suspend(live, "an-hour-later")
+    latest = (await live.store.users.user_journal("alice"))[-1]
+    assert (latest["event"], latest["outcome"]) == ("user.suspend", "unchanged")
+    assert latest["unjournaled_before"] == str(REPEATS - NOOPS_JOURNALED_PER_HOUR)
