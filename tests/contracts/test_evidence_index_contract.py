@@ -53,6 +53,20 @@ async def test_challenges_are_found_by_period_and_by_transaction(index: Evidence
     assert await index.find("nobody", None, None) == []
 
 
+async def test_a_page_is_the_slice_of_the_list_and_membership_is_looked_up(index: EvidenceIndex) -> None:
+    """find_page answers find's list sliced (decision 0054), by period too; held names the members kept."""
+    await index.index([_opening("alice", f"c{n:02}", 30 - n, f"tx-{n}") for n in range(12)], NOW, RETENTION)
+    whole = await index.find("alice", None, None)
+    assert [await index.find_page("alice", None, None, n, 5) for n in (0, 5, 10, 15)] == [
+        whole[0:5], whole[5:10], whole[10:12], [],
+    ]  # fmt: skip
+    since = NOW - timedelta(days=25)
+    assert await index.find_page("alice", since, NOW, 2, 3) == (await index.find("alice", since, NOW))[2:5]
+    lost = EvidenceMatch("gone", NOW, "tx-9")
+    assert await index.held("alice", [whole[3], lost, whole[7]]) == {"c03", "c07"}
+    assert await index.held("alice", []) == set()
+
+
 async def test_the_index_keeps_only_the_evidence_retention(index: EvidenceIndex) -> None:
     await index.index([_opening("alice", "old", 400), _opening("alice", "new", 1)], NOW, RETENTION)
     assert [m.challenge_id for m in await index.find("alice", None, None)] == ["new"]

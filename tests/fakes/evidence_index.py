@@ -35,6 +35,19 @@ class MemoryEvidenceIndex:
             key=lambda m: (m.opened_at, m.challenge_id),
         )
 
+    async def find_page(
+        self, user_id: str, since: datetime | None, until: datetime | None, offset: int, count: int
+    ) -> list[EvidenceMatch]:
+        return (await self.find(user_id, since, until))[offset : offset + count]
+
+    async def held(self, user_id: str, matches: Sequence[EvidenceMatch]) -> set[str]:
+        kept = self._users.get(user_id, {})
+        return {
+            m.challenge_id
+            for m in matches
+            if (k := kept.get(m.challenge_id)) and k.transaction_id == m.transaction_id
+        }
+
 
 class MemoryHealthNotes:
     """Health notes in a list, ids from their time."""

@@ -65,6 +65,34 @@ class RedisEvidenceIndex:
                 found.append(EvidenceMatch(challenge_id, rec.from_ms(int(score)), tx))
         return found
 
+    async def find_page(
+        self, user_id: str, since: datetime | None, until: datetime | None, offset: int, count: int
+    ) -> list[EvidenceMatch]:
+        """ZRANGEBYSCORE with LIMIT: Redis steps over `offset` members and answers `count` at most, so a page
+        of the index costs the page, not the index (decision 0054)."""
+        low = rec.to_ms(since) if since else "-inf"
+        high = f"({rec.to_ms(until)}" if until else "+inf"
+        with translated():
+            raw = await self._client.zrangebyscore(
+                self._keys.user_evidence(user_id), low, high, start=offset, num=count, withscores=True
+            )
+        return [_match(member, score) for member, score in cast("list[tuple[bytes, float]]", raw)]
+
+    async def held(self, user_id: str, matches: Sequence[EvidenceMatch]) -> set[str]:
+        """ZMSCORE of the matches' members: one number each."""
+        if not matches:
+            return set()
+        with translated():
+            scores = await self._client.zmscore(
+                self._keys.user_evidence(user_id), [_member(m) for m in matches]
+            )
+        return {m.challenge_id for m, score in zip(matches, scores, strict=True) if score is not None}
+
+
+def _match(member: bytes, score: float) -> EvidenceMatch:
+    challenge_id, _, tx = member.decode().partition(" ")
+    return EvidenceMatch(challenge_id, rec.from_ms(int(score)), tx)
+
 
 def _member(match: EvidenceMatch) -> str:
     return f"{match.challenge_id} {match.transaction_id}"

@@ -78,7 +78,11 @@ class UserEvidenceReader:
     async def __call__(self, query: UserQuery) -> UserEvidence:
         """See the module. InvalidRequest for a bad period, page size or page token."""
         offset, size = _page(query)
-        indexed = await self._index.find(query.user_id, query.since, query.until, query.transaction_id)
+        if query.page_token and not query.transaction_id:
+            # A later page reads its own slice of the index only (decision 0054); what the index lost, the
+            # first page gave.
+            indexed = await self._index.find_page(query.user_id, query.since, query.until, offset, size + 1)
+            return UserEvidence(indexed[:size], str(offset + size) if len(indexed) > size else "", [], [], "")
         openings_stream = self._journal.keys.user_openings(query.user_id)
         openings = _anchored(await self._journal.stream_entries(openings_stream), query)
         journaled = [
@@ -88,18 +92,27 @@ class UserEvidenceReader:
             and (m := journaled_opening(f)) is not None
             and (not query.transaction_id or m.transaction_id == query.transaction_id)
         ]
-        found = completed(indexed, journaled)
-        page = found[offset : offset + size]
-        token = str(offset + size) if offset + size < len(found) else ""
-        if query.page_token:
-            return UserEvidence(page, token, [], [], "")
+        if query.transaction_id:  # one transaction's few challenges: the period's members of it, sliced
+            indexed = await self._index.find(query.user_id, query.since, query.until, query.transaction_id)
+            found = completed(indexed, journaled)
+            page = found[offset : offset + size]
+            token = str(offset + size) if offset + size < len(found) else ""
+            if query.page_token:
+                return UserEvidence(page, token, [], [], "")
+        else:
+            # The first page: the index's first slice, and every challenge of the period the openings journal
+            # names and the index lost (each looked up, the index not read: decision 0054).
+            indexed = await self._index.find_page(query.user_id, query.since, query.until, 0, size + 1)
+            held = await self._index.held(query.user_id, journaled)
+            page = completed(indexed[:size], [m for m in journaled if m.challenge_id not in held])
+            token = str(size) if len(indexed) > size else ""
         stream = self._journal.keys.user_journal(query.user_id)
         lifecycle = [
             (i, fields)
             for i, fields in await self._journal.stream_entries(stream)
             if query.until is None or _before(fields.get("at", ""), query.until)
         ]
-        since = query.since or (found[0].opened_at if found else None)
+        since = query.since or (page[0].opened_at if page else None)  # the first page: the earliest found
         health = await self._notes.notes(since, query.until) if since or query.until else []
         seals = await self._covering([i for i, _ in [*lifecycle, *health, *openings]])
         given = {

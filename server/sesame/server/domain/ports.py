@@ -513,6 +513,16 @@ class EvidenceIndex(Protocol):
         `transaction_id` when given."""
         ...
 
+    async def find_page(
+        self, user_id: str, since: datetime | None, until: datetime | None, offset: int, count: int
+    ) -> list[EvidenceMatch]:
+        """`find`'s list from its `offset`-th match, at most `count` of them: only those are read (0054)."""
+        ...
+
+    async def held(self, user_id: str, matches: Sequence[EvidenceMatch]) -> set[str]:
+        """The challenge ids of `matches` the user's index holds (each looked up, the index not read)."""
+        ...
+
 
 class HealthNotes(Protocol):
     """The health notes' journal (decision 0036): what each worker saw of its dependencies, and when."""
