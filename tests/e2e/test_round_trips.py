@@ -147,6 +147,13 @@ async def test_get_challenge_is_one_round_trip(live: Live, sent: Sent) -> None:
     assert store_calls(live) - before == Counter(get_challenge=1)
 
 
+def step_then_take(sent: Sent) -> bool:
+    """A worker's first Start of a user (decision 0054): the step, which answers the number, then one take of
+    the number's, caller's and global units (the `{sb}` slot alone), sent after the step's answer."""
+    step, take = sent.scripts
+    return "{sb}" not in step[1] and take[1] == {"{sb}"} and (step[2], take[2]) == (1, 1)
+
+
 def concurrent_step_and_take(sent: Sent) -> bool:
     """Start's two scripts: the step (the user's slot, and the outbox's: no send budget of `{sb}`) and the
     take of the number's, caller's and global units (the `{sb}` slot alone), one sent while the other was
@@ -161,19 +168,21 @@ async def test_start_is_two_concurrent_scripts_for_a_login_and_for_a_transfer(
     """One script reads the user, claims the request id, charges the user's unit, opens, journals and queues
     the SMS; a request id costs nothing more (decision 0025); the number's, caller's and global units are
     held by a second script on their own `{sb}` slot, sent at once: one round trip of latency, two scripts
-    (decision 0046). The first Start of a user on a worker holds the number's unit once the step named the
-    number: one script more. For a transfer the step reads the user's risk memory and applies the rules
-    to it (decision 0045): a Start after the memory moved behind the worker's back (another worker's
-    verification) or after a right code costs the same. The dispatcher's reads and its spending of the units
-    go through a client of its own."""
+    (decision 0046). The first Start of a user on a worker, which does not know the number yet, sends the
+    step, then the take of all three units once the step named the number: two scripts in sequence
+    (decision 0054; three before: the take with the step, and the number's after it). For a transfer the
+    step reads the user's risk memory and applies the rules to it (decision 0045): a Start after the memory
+    moved behind the worker's back (another worker's verification) or after a right code costs the same.
+    The dispatcher's reads and its spending of the units go through a client of its own."""
     await warm(live)  # scripts loaded once, on another user, so that no NOSCRIPT retry is counted
     user_id = await enrolled(live, "bob")
     sent.clear()
     before = store_calls(live)
     first, code = await started(live, user_id)
-    # The first call for this user on this worker: the step and the take at once, then the number's unit.
-    assert sent == Counter(evalsha=3)
-    assert store_calls(live) - before == Counter(open_challenge=1, take_send_units=2)
+    # The first call for this user on this worker: the step, then the take with the number it answered.
+    assert sent == Counter(evalsha=2)
+    assert store_calls(live) - before == Counter(open_challenge=1, take_send_units=1)
+    assert step_then_take(sent)
     sent.clear()
     await started(live, user_id)
     assert sent == Counter(evalsha=2)
@@ -224,8 +233,9 @@ async def test_a_cold_sensitive_start_and_one_after_another_workers_change_are_o
     sent.clear()
     before = store_calls(live)
     first, _ = await started(live, user_id)
-    assert sent == Counter(evalsha=3)  # the step and the take at once, then the number's unit (0046)
-    assert store_calls(live) - before == Counter(open_challenge=1, take_send_units=2)
+    assert sent == Counter(evalsha=2)  # the step, then the take with the number it answered (0054)
+    assert store_calls(live) - before == Counter(open_challenge=1, take_send_units=1)
+    assert step_then_take(sent)
     other, other_code = await started(other_worker, user_id)
     assert (await verify(other_worker, other, other_code)).result == auth_pb.VERIFY_RESULT_VERIFIED
     fed = await RedisRiskReads(redis_client, live.store).history(user_id)
@@ -250,7 +260,7 @@ async def test_with_an_operator_a_workers_first_sensitive_start_asks_the_step_fo
         user_id = await enrolled(live, "dave")
         before = store_calls(live)
         await started(live, user_id)
-        assert store_calls(live) - before == Counter(open_challenge=2, take_send_units=2)
+        assert store_calls(live) - before == Counter(open_challenge=2, take_send_units=1)
         before = store_calls(live)
         await started(live, user_id)
         assert store_calls(live) - before == Counter(open_challenge=1, take_send_units=1)
@@ -289,6 +299,9 @@ async def test_one_start_makes_the_round_trips_the_benchmarks_state(
     No dispatcher runs: Redis counts every client's requests, and the SMS is sent off the call's path."""
     user_id = await enrolled(live)
     await start(live, user_id)  # loads the Lua scripts: a first use costs a NOSCRIPT and a SCRIPT LOAD more
+    # A worker's first Start of a user sends its two scripts one after the other (decision 0054): the next
+    # one, its two at once, opens the pool's second connection (HELLO and its client names: three more).
+    await start(live, user_id)
     reads_before, pings_before = await counters(redis_client)
     await start(live, user_id)
     reads_after, pings_after = await counters(redis_client)

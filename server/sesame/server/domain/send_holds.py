@@ -55,6 +55,8 @@ class SendHolds:
         user_id, context = request.user_id, request.context
         number = self._numbers.recalled(user_id)
         hold = Hold(challenge_id, now, expires_at, self._budget.hold_grace)
+        if number is None:
+            return await self._opened_first(step, request, hold)
         charges = self._charges(user_id, number, context)
         opened, taken = await asyncio.gather(
             step, self._store.send_units.take(hold, charges), return_exceptions=True
@@ -70,15 +72,32 @@ class SendHolds:
         actual = opened.challenge.phone
         self._numbers.keep(user_id, actual)
         if not isinstance(taken, BaseException) and number != actual:
-            # The step sent the code to a number this worker did not know: its unit now, the other's back.
-            stale = () if number is None else (self._phone(number),)
+            # The step sent the code to another number than the one recalled (it changed): its unit now,
+            # the other's back.
             try:
-                await self._store.send_units.take(hold, (self._phone(actual),), stale)
+                await self._store.send_units.take(hold, (self._phone(actual),), (self._phone(number),))
             except Exception as refused:  # noqa: BLE001 (re-raised below, once the challenge is voided)
                 taken = refused
         if isinstance(taken, BaseException):
             await self._withdraw(opened.challenge, hold, request)
             raise taken
+        return opened
+
+    async def _opened_first(self, step: Awaitable[Opened], request: StartRequest, hold: Hold) -> Opened:
+        """A worker's first Start of a user (no number recalled): the step first, which answers the number,
+        then the number's, caller's and global units in one take: two scripts in sequence (decision 0054),
+        where holding the caller's and global units with the step and the number's after it took three. A
+        refused take voids the opened challenge and withdraws the hold, as a refused take always does."""
+        opened = await step
+        if not opened.queued:  # a retried request id's first challenge: nothing was held for it
+            return opened
+        actual = opened.challenge.phone
+        self._numbers.keep(request.user_id, actual)
+        try:
+            await self._store.send_units.take(hold, self._charges(request.user_id, actual, request.context))
+        except Exception:
+            await self._withdraw(opened.challenge, hold, request)
+            raise
         return opened
 
     async def resent(
