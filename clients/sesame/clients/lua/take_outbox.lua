@@ -27,7 +27,7 @@
 --#include _tries.lua
 --#include _mask.lua
 local outbox, group, consumer, count, idle = KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local now, now_iso, dead_kept, dead_lifetime = tonumber(ARGV[5]), ARGV[6], ARGV[7], ARGV[8]
+local now, now_iso, dead_kept, dead_lifetime = tonumber(ARGV[5] or ''), ARGV[6], ARGV[7], ARGV[8]
 local place = string.sub(outbox, 1, #outbox - #':outbox')
 
 -- Why a code's SMS must not go to its challenge's number any more (nil: it may): the user as it is now
