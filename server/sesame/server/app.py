@@ -40,6 +40,7 @@ from sesame.server.domain.model import DeliveryState
 from sesame.server.domain.ports import Clock, Outbox, Probe, SendUnits, SimSwapCheck, SmsGateway, State
 from sesame.server.domain.proofs import ProofFlows
 from sesame.server.domain.risk_flow import RiskFlows, RiskPolicy
+from sesame.server.fd_limit import connection_bound
 from sesame.server.grpc.server import GrpcServer, Serving
 from sesame.server.health_noting import HealthNoter
 from sesame.server.journal_archive import JournalArchive
@@ -469,7 +470,11 @@ async def serve(settings: Settings, ready: Callable[[], None]) -> None:
             metrics=running.metrics,
             transport=settings.transport,
             advisories=running.advisories,
-            serving=Serving(max_concurrent_rpcs=settings.max_concurrent_rpcs, reuse_port=True),
+            serving=Serving(
+                max_concurrent_rpcs=settings.max_concurrent_rpcs,
+                reuse_port=True,
+                max_connections=connection_bound(settings.max_connections, settings.max_concurrent_rpcs),
+            ),
             seals=running.seals,
             user_evidence=running.user_evidence,
             health_notes=running.health_notes,
