@@ -19,7 +19,10 @@ CHANNELS = 16  # a connection carries a bounded number of concurrent streams: sp
 async def test_watch_streams_beyond_the_bound_are_refused_and_check_still_answers(live: Live) -> None:
     """MAX_WATCHERS streams each get SERVING; one more is RESOURCE_EXHAUSTED; once one leaves, one more is
     let in; Check answers SERVING throughout."""
-    channels = [grpc.aio.insecure_channel(live.address) for _ in range(CHANNELS)]
+    # A connection each: channels to one address otherwise share one connection, which carries at most
+    # MAX_STREAMS_PER_CONNECTION streams at once (decision 0055).
+    own = (("grpc.use_local_subchannel_pool", 1),)
+    channels = [grpc.aio.insecure_channel(live.address, options=own) for _ in range(CHANNELS)]
     stubs = [health_pb2_grpc.HealthStub(channel) for channel in channels]
     watching = [
         stubs[n % CHANNELS].Watch(health_pb2.HealthCheckRequest(), timeout=60) for n in range(MAX_WATCHERS)

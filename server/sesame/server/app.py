@@ -32,7 +32,7 @@ from sesame.hsm.softhsm import bootstrap_dev_token
 from sesame.server.config import Settings
 from sesame.server.dispatch_loop import DispatchLoops
 from sesame.server.domain.challenges import ChallengeFlows, ChallengePolicy
-from sesame.server.domain.dispatching import Dispatcher, RecentCodes
+from sesame.server.domain.dispatching import DEFAULT_SETTLE_WITHIN, Dispatcher, RecentCodes
 from sesame.server.domain.enrollment import EnrollmentFlows
 from sesame.server.domain.errors import ConfigurationError
 from sesame.server.domain.lifecycle import LifecyclePolicy
@@ -40,6 +40,7 @@ from sesame.server.domain.model import DeliveryState
 from sesame.server.domain.ports import Clock, Outbox, Probe, SendUnits, SimSwapCheck, SmsGateway, State
 from sesame.server.domain.proofs import ProofFlows
 from sesame.server.domain.risk_flow import RiskFlows, RiskPolicy
+from sesame.server.fd_limit import connection_bound
 from sesame.server.grpc.server import GrpcServer, Serving
 from sesame.server.health_noting import HealthNoter
 from sesame.server.journal_archive import JournalArchive
@@ -162,6 +163,7 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
             archive=JournalArchive(settings.journal_archive_dir),
             max_tries=settings.dispatch.max_tries,
             notice_max_age=settings.dispatch.notice_max_age,
+            settle_within=settings.dispatch.claim_idle / 2,
         )
         # Stopped first on the way out (after the server drained): a loop finishes its batch.
         loops = DispatchLoops(running.dispatcher, outbox, metrics, clock, settings.dispatch)
@@ -337,6 +339,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
     max_tries: int = 1,
     notice_max_age: timedelta = timedelta(days=1),
     units: SendUnits | None = None,
+    settle_within: timedelta = DEFAULT_SETTLE_WITHIN,
 ) -> Runtime:
     """The flows over metered views of the adapters, telling the metrics what they decided; health probes
     the bare ones (a probe is not traffic)."""
@@ -395,6 +398,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
             max_tries=max_tries,
             notice_max_age=notice_max_age,
             hold_grace=policy.send_budget.hold_grace,
+            settle_within=settle_within,
         ),
         advisories={SMS_HEALTH_SERVICE: sms_watch.healthy},
         sealer=Sealer(
@@ -469,7 +473,11 @@ async def serve(settings: Settings, ready: Callable[[], None]) -> None:
             metrics=running.metrics,
             transport=settings.transport,
             advisories=running.advisories,
-            serving=Serving(max_concurrent_rpcs=settings.max_concurrent_rpcs, reuse_port=True),
+            serving=Serving(
+                max_concurrent_rpcs=settings.max_concurrent_rpcs,
+                reuse_port=True,
+                max_connections=connection_bound(settings.max_connections, settings.max_concurrent_rpcs),
+            ),
             seals=running.seals,
             user_evidence=running.user_evidence,
             health_notes=running.health_notes,

@@ -78,6 +78,7 @@ class Settings:
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)  # logs and traces
     workers: int = 1  # worker processes sharing the gRPC port (docs/decisions/0021)
     max_concurrent_rpcs: int = 100  # per worker; calls beyond it are shed with UNAVAILABLE, not queued
+    max_connections: int = 1000  # per worker and listener; a connection beyond it is closed at accept (0055)
     # How long the journal's seals are kept (CMF L.133-24: 13 months; docs/decisions/0027).
     evidence_retention: timedelta = timedelta(days=396)
     journal_archive_dir: Path = Path("var/journal")  # the archive's segment files (decision 0027)
@@ -144,6 +145,7 @@ class Settings:
             telemetry=read_telemetry(reader, environment),
             workers=reader.integer("SESAME_WORKERS", cores(), 1, MAX_WORKERS),
             max_concurrent_rpcs=reader.integer("SESAME_MAX_CONCURRENT_RPCS", 100, 1, 100_000),
+            max_connections=reader.integer("SESAME_MAX_CONNECTIONS", 1000, 1, 1_000_000),
             dispatch=read_dispatch(reader),
             sms_reliability=read_reliability(reader),
             risk=read_risk(reader),

@@ -25,19 +25,23 @@ from typing import TYPE_CHECKING
 
 from sesame.server.domain import codes, notices, sent_text, sms_text
 from sesame.server.domain.budgets import DEFAULT_HOLD_GRACE, BudgetSubject, Spending
-from sesame.server.domain.errors import ChallengeNotFound, DeliveryFailed, DeliveryRefused
+from sesame.server.domain.errors import ChallengeNotFound, DeliveryFailed, DeliveryRefused, StoreUnavailable
 from sesame.server.domain.lifecycle import UserNotice
 from sesame.server.domain.model import Challenge, ChallengeStatus, DeliveryState, SmsMessage
 from sesame.server.domain.risk import RiskDecision
 from sesame.server.domain.sms_templates import Kind
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from sesame.server.domain.ports import Clock, KeyStore, Outbox, SendUnits, SmsGateway
     from sesame.server.domain.sent_text import SentText
     from sesame.server.domain.sms_templates import SmsTemplates
 
 
 _log = logging.getLogger("sesame.notices")
+# Half the outbox's default claim idle time (SESAME_OUTBOX_CLAIM_IDLE_SECONDS): wired as half the one set.
+DEFAULT_SETTLE_WITHIN = timedelta(seconds=15)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,10 +222,14 @@ class Dispatcher:
         max_tries: int = 1,
         notice_max_age: timedelta = timedelta(days=1),
         hold_grace: timedelta = DEFAULT_HOLD_GRACE,
+        settle_within: timedelta = DEFAULT_SETTLE_WITHIN,
     ) -> None:
         """`max_tries`: how many times an SMS is given to a dispatcher before it is dead-lettered;
         `notice_max_age`: how long after its change a notice may still be sent (decision 0041); `units`
-        and `hold_grace`: the code SMS's held send units, spent before it is handed over (decision 0046)."""
+        and `hold_grace`: the code SMS's held send units, spent before it is handed over (decision 0046);
+        `settle_within`: how long a send the gateway took is recorded again while the store is unavailable
+        (less than the outbox's claim idle time, after which another dispatcher would send it again)."""
+        self._settle_within = settle_within.total_seconds()
         self._units = units
         self._hold_grace = hold_grace
         self._max_tries = max_tries
@@ -282,13 +290,15 @@ class Dispatcher:
             return await self._failed(queued, refused.reason, self._clock.now(), 0, record)
         except DeliveryFailed as failed:
             return await self._failed(queued, failed.reason, self._clock.now(), self._max_tries, record)
-        await self._outbox.settle(
-            queued,
-            DeliveryState.SENT,
-            sent.provider_ref,
-            sent.sent_at,
-            record,
-            provider_ids=sent.provider_ids,
+        await self._recorded(
+            lambda: self._outbox.settle(
+                queued,
+                DeliveryState.SENT,
+                sent.provider_ref,
+                sent.sent_at,
+                record,
+                provider_ids=sent.provider_ids,
+            )
         )
         return Dispatched(Outcome.SENT, sent.sent_at)
 
@@ -300,6 +310,25 @@ class Dispatcher:
             self._recent.forget(queued.challenge_id)
         await self._units.release(queued.hold_name, self._hold_grace)
         return Dispatched(Outcome.DEAD_LETTERED, reason=queued.withheld)
+
+    async def _recorded(self, settling: Callable[[], Awaitable[object]]) -> None:
+        """Record a send the gateway took, asking again while the store is unavailable (a Redis restart):
+        left pending, the entry would be claimed once idle and the same SMS sent a second time, though this
+        process knows it left (decision 0055). Within `settle_within`; after it, StoreUnavailable, as
+        before: pending, at least once."""
+        deadline = asyncio.get_running_loop().time() + self._settle_within
+        pauses = iter(_SETTLE_PAUSES)
+        while True:
+            try:
+                await settling()
+            except StoreUnavailable:
+                pause = next(pauses, _SETTLE_PAUSES[-1])
+                if asyncio.get_running_loop().time() + pause > deadline:
+                    _log.warning("an SMS the gateway took is not recorded: it may be sent again once claimed")
+                    raise
+                await asyncio.sleep(pause)
+            else:
+                return
 
     async def _unheld(self, queued: QueuedSms, challenge: Challenge) -> Dispatched | None:
         """None once the SMS's units are spent (it may be handed over); else what became of it: left pending
@@ -375,7 +404,7 @@ class Dispatcher:
             why = NoticeFailure(exc.reason, self._clock.now(), self._max_tries, stale_at)
             return await self._notice_failed(queued, user_id, failed, why)
         notice = UserNotice(queued.notice, to, True, sent.provider_ref, sent.sent_at, record)
-        await self._outbox.settle_notice(queued, user_id, notice)
+        await self._recorded(lambda: self._outbox.settle_notice(queued, user_id, notice))
         return Dispatched(Outcome.NOTICE_SENT, sent.sent_at)
 
     async def _notice_failed(
@@ -428,6 +457,8 @@ class Dispatcher:
 # How long the dispatcher waits between asking whether a just-queued SMS's units are held (seconds; about
 # half a second in all): the take is sent with the step, so it has almost always landed at the first ask.
 _HOLD_PAUSES = (0.0, 0.005, 0.02, 0.05, 0.1, 0.15, 0.2)
+# Between tries to record a send the gateway took while Redis is away (a restart takes about a second).
+_SETTLE_PAUSES = (0.05, 0.1, 0.2, 0.5, 1.0)
 
 _FLAGGED = frozenset({RiskDecision.WARN, RiskDecision.HOLD})  # sent with the strongest wording (0032, 0043)
 

@@ -54,19 +54,35 @@ SERVER_OPTIONS = (
 # claimed it for them alone (sesame.server.port_claim, docs/decisions/0021).
 WORKER_OPTIONS = (("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.so_reuseport", 1))
 DEFAULT_MAX_CONCURRENT_RPCS = 100
+# Each open connection holds a file descriptor and ~22 KB: without a bound, one client opening thousands of
+# connections took the worker's last descriptors, and its HSM session, Redis connections and journal failed
+# for every caller (decision 0055). Beyond it gRPC closes a new connection at once; the open ones go on.
+DEFAULT_MAX_CONNECTIONS = 1000
+# Streams open at once on one connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS; gRPC's own default is
+# unbounded). A stream whose request message never comes holds ~16 KB and never reaches the shedding of calls
+# in flight: 8,000 of them over 8 connections took a worker from 88 to 214 MB (decision 0055). A worker runs
+# at most SESAME_MAX_CONCURRENT_RPCS (100) calls at once anyway: a client queues beyond, nothing fails.
+MAX_STREAMS_PER_CONNECTION = 100
 
 
 @dataclass(frozen=True, slots=True)
 class Serving:
-    """How many calls a server takes at once (beyond: shed), and whether it shares its ports with siblings."""
+    """How many calls a server takes at once (beyond: shed), how many connections it keeps open (beyond:
+    closed at accept), and whether it shares its ports with siblings."""
 
     max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS
     reuse_port: bool = False  # True for a worker: its supervisor claimed the ports (and checked them)
+    max_connections: int = DEFAULT_MAX_CONNECTIONS  # per listener
 
     @property
     def options(self) -> tuple[tuple[str, int], ...]:
         """The channel options of every listener of this server."""
-        return WORKER_OPTIONS if self.reuse_port else SERVER_OPTIONS
+        shared = WORKER_OPTIONS if self.reuse_port else SERVER_OPTIONS
+        return (
+            *shared,
+            ("grpc.max_allowed_incoming_connections", self.max_connections),
+            ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
+        )
 
 
 @dataclass(frozen=True, slots=True)
