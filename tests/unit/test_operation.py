@@ -94,9 +94,11 @@ def test_field_boundaries_cannot_be_shifted() -> None:
         b"SESAME-OP\x01\x04" + field(9, b"x"),
         b"SESAME-OP\x01\x02" + field(1, b"EUR"),
         b"SESAME-OP\x01\x03" + field(4, b"DE89370400440532013000") + field(3, b"Zoe"),
+        # A field repeated: not what encode() gives, though its fields, kept once, would be.
+        b"SESAME-OP\x01\x04" + field(6, b"+33612345678") + field(6, b"+33612345678"),
     ],
 )
 def test_decode_refuses_foreign_bytes(data: bytes) -> None:
-    """Truncated, unknown, incomplete or reordered encodings raise MalformedEncoding."""
+    """Truncated, unknown, incomplete, reordered or repeated encodings raise MalformedEncoding."""
     with pytest.raises(MalformedEncoding):
         decode(data)

@@ -203,8 +203,11 @@ def _next_possible(frontier: tuple[int, int], shard: int) -> tuple[int, int]:
 def _feed_entries(raw: Any) -> list[FeedEntry]:
     entries = []
     for entry_id, fields in cast("list[tuple[bytes, dict[bytes, bytes] | list[bytes]]]", raw):
-        pairs = fields if isinstance(fields, dict) else dict(zip(fields[::2], fields[1::2], strict=True))
-        decoded = rec.decoded(pairs)
+        if isinstance(fields, dict):
+            decoded = rec.decoded(fields)
+        else:  # a flat list of names and values, decoded in one pass (no dict of bytes first: decision 0053)
+            names = iter(fields)  # zip of one iterator with itself: (name, value) pairs; odd: ValueError
+            decoded = {name.decode(): value.decode() for name, value in zip(names, names, strict=True)}
         stream = decoded.pop("stream", "")
         entries.append(FeedEntry(entry_id.decode(), stream, decoded))
     return entries

@@ -95,21 +95,25 @@ def subject(request: Any) -> dict[str, str]:
 
 def answered(span: trace.Span, name: str, code: grpc.StatusCode, seconds: float, response: Any) -> None:
     """Close the call's record: the status on the span, one line saying how the call was answered."""
-    span.set_attribute("rpc.grpc.status_code", code.value[0])
-    if code in _SERVER_FAULTS:
-        span.set_status(Status(StatusCode.ERROR, code.name))
-    fields: dict[str, Any] = {"code": code.name, "duration_ms": round(seconds * 1000, 3)}
+    if span.is_recording():  # none is while tracing is off: no attribute built for nothing (decision 0053)
+        span.set_attribute("rpc.grpc.status_code", code.value[0])
+        if code in _SERVER_FAULTS:
+            span.set_status(Status(StatusCode.ERROR, code.name))
     # A verification's result (VERIFIED, WRONG_CODE, ...) is the outcome an operator looks for.
+    outcome = None
     result = getattr(response, "result", None)
     if isinstance(result, int) and hasattr(response, "DESCRIPTOR"):
         field = response.DESCRIPTOR.fields_by_name["result"]
         if field.enum_type is not None:
-            fields["result"] = field.enum_type.values_by_number[result].name
+            outcome = field.enum_type.values_by_number[result].name
     # A call that did what was asked (a challenge opened, a code VERIFIED) is DEBUG: one line per call at
     # INFO halved Start's and Verify's throughput (docs/benchmarks.md). A refusal, a wrong code and a fault
     # are INFO, with their reason.
-    routine = (
-        code is grpc.StatusCode.OK
-        and fields.get("result", "VERIFY_RESULT_VERIFIED") == "VERIFY_RESULT_VERIFIED"
-    )
-    _log.log(logging.DEBUG if routine else logging.INFO, "rpc %s answered %s", name, code.name, extra=fields)
+    routine = code is grpc.StatusCode.OK and outcome in (None, "VERIFY_RESULT_VERIFIED")
+    level = logging.DEBUG if routine else logging.INFO
+    if not _log.isEnabledFor(level):  # the line's fields are built only for a line that is written (0053)
+        return
+    fields: dict[str, Any] = {"code": code.name, "duration_ms": round(seconds * 1000, 3)}
+    if outcome is not None:
+        fields["result"] = outcome
+    _log.log(level, "rpc %s answered %s", name, code.name, extra=fields)

@@ -113,12 +113,10 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             caller = caller_identity(context.auth_context())
             named = caller or "unidentified"
             fields = {"request_id": rid, "rpc": name, "caller": named, **subject(request)}
-            attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
-            attributes["sesame.caller"] = named
             # Bound and reset by token: what `bound_contextvars` does, without a generator per call (0049).
             bound = structlog.contextvars.bind_contextvars(**fields)
             try:
-                with _span(f"{service}/{name}", metadata, attributes) as span:
+                with _span(full, metadata, service, name, named) as span:
                     await context.send_initial_metadata(((REQUEST_ID_KEY, rid),))
                     start = time.perf_counter()
                     code, response = grpc.StatusCode.UNKNOWN, None
@@ -200,10 +198,14 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         return checked
 
 
-def _span(name: str, metadata: Metadata, attributes: dict[str, str]) -> AbstractContextManager[trace.Span]:
-    """The call's server span, a child of the caller's (W3C traceparent); none while tracing is off."""
+def _span(
+    name: str, metadata: Metadata, service: str, method: str, caller: str
+) -> AbstractContextManager[trace.Span]:
+    """The call's server span, a child of the caller's (W3C traceparent); none while tracing is off (and its
+    attributes not even built: decision 0053)."""
     if not recording():
-        return contextlib.nullcontext(trace.INVALID_SPAN)
+        return _NO_SPAN
+    attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method, "sesame.caller": caller}
     carrier = {key: value for key, value in metadata if isinstance(value, str)}
     return tracer.start_as_current_span(
         name,
@@ -214,6 +216,10 @@ def _span(name: str, metadata: Metadata, attributes: dict[str, str]) -> Abstract
         record_exception=False,
         set_status_on_exception=False,
     )
+
+
+# One for every call while tracing is off: nullcontext holds no state of a call (decision 0053).
+_NO_SPAN = contextlib.nullcontext(trace.INVALID_SPAN)
 
 
 def _is_health(method: str) -> bool:
