@@ -99,3 +99,23 @@ async def test_a_large_block_is_hashed_and_indexed_a_slice_at_a_time(
 
 def _slices(seen: list[int]) -> int:
     return -(-len(seen) // ENTRIES_AT_ONCE)
+
+
+async def test_a_backlog_is_sealed_in_blocks_of_at_most_the_bound_in_one_step(
+    redis_store: RedisState, keystore: Pkcs11KeyStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More entries waiting than a block holds: one step seals them all, in full blocks and a last one, each
+    archived in the chain (a worker holds one block's entries at a time, not the backlog's)."""
+    monkeypatch.setattr(sealer_module, "BLOCK_ENTRIES", ENTRIES_AT_ONCE)
+    await _busy_second(redis_store)
+    archive = JournalArchive(tmp_path / "archive")
+    sealer = Sealer(redis_store.sealed_journal(), keystore, archive, STEADY, holder="one")
+    last = await sealer.step()
+    assert last is not None
+    seals = [block.seal for block in archive.blocks()]
+    counts = [seal.block.count for seal in seals]
+    assert sum(counts) > CHALLENGES
+    assert max(counts) == ENTRIES_AT_ONCE
+    assert len(counts) > CHALLENGES // ENTRIES_AT_ONCE
+    assert seals[-1] == last
+    assert await sealer.step() is None  # nothing left waiting
