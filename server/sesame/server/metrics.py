@@ -288,7 +288,7 @@ class Metrics:
         """How late the worker's event loop ran a timer: what every call waited behind (decision 0052)."""
         return Histogram(
             "sesame_event_loop_lag_seconds",
-            "How late the event loop ran a timer due every 50 ms: the longest any call waited for the loop.",
+            "How late the event loop ran a timer due every 50 ms: how long calls waited behind other work.",
             buckets=_LAG_BUCKETS,
             registry=self.registry,
         )
