@@ -177,6 +177,7 @@ def _instrument(stages: Stages, sealer: Sealer, journal: Any) -> None:
     import sesame.server.sealer as sealer_module  # noqa: PLC0415 (close_block as the sealer calls it)
 
     stages.wrap(sealer_module, "close_block", "close_block")
+    stages.wrap(sealer_module, "leaves_of", "leaves_of")
 
 
 def _report(args: argparse.Namespace, stages: Stages, entries: int) -> None:

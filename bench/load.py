@@ -39,8 +39,20 @@ from bench.revision import short_commit
 from bench.servers import Server
 from bench.sms_tail import SmsTail
 from bench.usage import Snapshot
+from sesame.server.loop_lag import LoopLagMonitor
 
 SMS_SETTLE_SECONDS = 30.0  # the longest the start phase waits for the SMS of its challenges
+
+
+class _Lags(list[float]):
+    """The client's loop lags over one phase (a `LagMeter`)."""
+
+    def observe(self, seconds: float) -> None:
+        self.append(seconds)
+
+    def summary(self) -> dict[str, float]:
+        lag = Latency.of(self, 1.0)
+        return {"p50": lag.p50_ms, "p99": lag.p99_ms, "max": lag.max_ms}
 
 
 def _processes(server: Server) -> list[Process]:
@@ -55,7 +67,15 @@ async def _measure(
 ) -> dict[str, Any]:
     """Await `load`; the phase's CPU and memory include `settle` (the SMS still being handed over)."""
     before = Snapshot.take(_processes(server))
-    run = await load
+    # The client shares the machine's cores: its own loop's lag is in every latency it measures, and a paced
+    # sender whose loop was held sends the arrivals it owes at once (decision 0052).
+    lags = _Lags()
+    monitor = LoopLagMonitor(lags, interval=0.01)
+    monitor.start()
+    try:
+        run = await load
+    finally:
+        await monitor.stop()
     if settle is not None:
         await settle()
     usage = before.usage(_processes(server))
@@ -69,6 +89,7 @@ async def _measure(
         "skipped": run.skipped,
         "rpcs": {name: asdict(Latency.of(s, run.seconds)) for name, s in recorder.samples.items()},
         "errors": dict(recorder.errors),
+        "client_loop_lag_ms": lags.summary(),
         "cpu_seconds": usage.cpu_seconds,
         "cpu_ms_per_op": {role: round(1000 * s / done, 3) for role, s in usage.cpu_seconds.items()},
         "processes": [asdict(p) for p in usage.processes],

@@ -35,6 +35,7 @@ PHASE = {
     "usage_seconds",
     "machine_busy_cores",
     "other_busy_cores",
+    "client_loop_lag_ms",
 }
 RPCS = {
     "echo": {"Echo"},

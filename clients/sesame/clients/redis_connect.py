@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import SSLConnection
 from redis.asyncio.retry import Retry
+from redis.driver_info import DriverInfo
 from redis.exceptions import RedisClusterException, RedisError
 
 from sesame.clients.redis_packing import c_packed
@@ -31,6 +32,10 @@ _CLUSTER_SCHEMES: Final = {"redis+cluster": False, "rediss+cluster": True}  # sc
 # client caps them at 100 per node and fails the 101st call at once); the server's shedding bounds the calls.
 _PER_NODE: Final = 2**31 - 1
 _KEPT: Final = ("username", "password", "socket_connect_timeout", "health_check_interval", "client_name")
+# What each connection tells Redis it is (CLIENT SETINFO), read once: redis-py 8 otherwise reads its own
+# version from the installed distributions (importlib.metadata, a scan of sys.path) for every new connection,
+# on the event loop, a few ms each time a pool grows under a burst (decision 0052).
+_DRIVER: Final = DriverInfo()
 
 
 def is_cluster_url(url: str) -> bool:
@@ -47,6 +52,7 @@ def connect(url: str, *, timeout: float, retry: Retry | None = None, **options: 
     if retry is not None:
         options["retry"] = retry
     if not is_cluster_url(url):
+        options.setdefault("driver_info", _DRIVER)
         client = aioredis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, **options
         )

@@ -43,10 +43,12 @@ from sesame.server.domain.risk_flow import RiskFlows, RiskPolicy
 from sesame.server.fd_limit import connection_bound
 from sesame.server.grpc.server import GrpcServer, Serving
 from sesame.server.health_noting import HealthNoter
+from sesame.server.heap import freeze_boot_heap
 from sesame.server.journal_archive import JournalArchive
 from sesame.server.journal_evidence import ChallengeSeals
 from sesame.server.journal_reads import ArchivedJournals, ChallengeJournals
 from sesame.server.key_boot import KeyBootPolicy, boot_keys
+from sesame.server.loop_lag import LoopLagMonitor
 from sesame.server.metrics import (
     DependencyMeter,
     MeteredSmsGateway,
@@ -169,6 +171,9 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
         loops = DispatchLoops(running.dispatcher, outbox, metrics, clock, settings.dispatch)
         loops.start()
         stack.push_async_callback(loops.stop)
+        lag = LoopLagMonitor(metrics.event_loop_metrics())
+        lag.start()
+        stack.push_async_callback(lag.stop)
         yield running
 
 
@@ -484,6 +489,7 @@ async def serve(settings: Settings, ready: Callable[[], None]) -> None:
         )
         # Every worker runs a sealer; the one holding the lease seals (docs/decisions/0027).
         sealing = asyncio.create_task(running.sealer.run(stop)) if running.sealer else None
+        _log.debug("%d objects of boot frozen out of the garbage collector", freeze_boot_heap())
         ready()
         await stop.wait()
         if sealing is not None:

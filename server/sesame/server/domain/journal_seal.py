@@ -125,13 +125,26 @@ class Closed:
     entries: tuple[FeedEntry, ...]
 
 
-def close_block(
-    previous: Block | None, entries: Sequence[FeedEntry], at: str, kid: str
-) -> tuple[Block, tuple[Leaf, ...]]:
-    """The block that seals `entries` (not empty, in feed order) after `previous`, and its leaves."""
-    leaves = tuple(
+def leaves_of(entries: Sequence[FeedEntry]) -> tuple[Leaf, ...]:
+    """The leaves of `entries`, in their order: a sealer hashes a busy second's entries a slice at a time."""
+    return tuple(
         Leaf(e.stream, int(e.fields.get("seq", "0")), leaf_hash(e.stream, e.fields)) for e in entries
     )
+
+
+def close_block(
+    previous: Block | None,
+    entries: Sequence[FeedEntry],
+    at: str,
+    kid: str,
+    leaves: tuple[Leaf, ...] | None = None,
+) -> tuple[Block, tuple[Leaf, ...]]:
+    """The block that seals `entries` (not empty, in feed order) after `previous`, and its leaves: `leaves`
+    when the caller hashed them already (`leaves_of(entries)`, in slices), else hashed here."""
+    if leaves is None:
+        leaves = leaves_of(entries)
+    if len(leaves) != len(entries):
+        raise ValueError("one leaf per entry")
     block = Block(
         number=previous.number + 1 if previous else 1,
         first=entries[0].id,
