@@ -26,6 +26,7 @@ SMSBOX = Path("/usr/sbin/smsbox")
 FAKESMSC = Path("/usr/lib/kannel/test/fakesmsc")
 START_LIMIT = 10.0  # seconds for each box to come up (measured: well under 1 s)
 USERNAME = "sesame"
+_CONNECTED = "Connected to bearerbox"  # smsbox's log line once its link to bearerbox is up
 
 # `Got message 1: <MaBanque +33612345678 ucs-2 %00M%00a...>`: sender, receiver, then `text <the text>`,
 # `ucs-2 <URL-encoded UTF-16BE>`, or for one part of a concatenated message `udh <UDH> data <bytes>`
@@ -129,7 +130,7 @@ connect-allow-ip = "127.0.0.1"
 
 group = smsbox
 bearerbox-host = 127.0.0.1
-bearerbox-port = {ports["smsbox"]}
+bearerbox-port = {ports["smsbox_dial"]}
 sendsms-port = {ports["sendsms"]}
 sendsms-interface = 127.0.0.1
 log-file = "{work / "smsbox.log"}"
@@ -143,13 +144,26 @@ concatenation = true
 """
 
 
+# What smsbox dials to reach bearerbox's box port (the argument): that port itself, or a door to it.
+BearerboxLink = Callable[[int], contextlib.AbstractContextManager[int]]
+
+
 @contextlib.contextmanager
-def running_kannel(work: Path) -> Iterator[Kannel]:
-    """Start bearerbox, the fake SMSC and smsbox in that order, yield, then shut them down."""
+def running_kannel(work: Path, bearerbox_link: BearerboxLink = contextlib.nullcontext) -> Iterator[Kannel]:
+    """Start bearerbox, the fake SMSC and smsbox in that order, yield once smsbox is linked to bearerbox,
+    then shut them down."""
+    box_port = free_port()
+    with bearerbox_link(box_port) as dial, _running_kannel(work, box_port, dial) as kannel:
+        yield kannel
+
+
+@contextlib.contextmanager
+def _running_kannel(work: Path, box_port: int, dial: int) -> Iterator[Kannel]:
     missing = [str(path) for path in (BEARERBOX, SMSBOX, FAKESMSC) if not path.exists()]
     if missing:
         raise RuntimeError(f"Kannel is not installed ({', '.join(missing)}): run `make sms-deps`")
-    ports = {name: free_port() for name in ("admin", "smsbox", "smsc", "sendsms")}
+    ports = {name: free_port() for name in ("admin", "smsc", "sendsms")}
+    ports |= {"smsbox": box_port, "smsbox_dial": dial}
     password, admin_password = secrets.token_hex(8), secrets.token_hex(8)
     conf = work / "kannel.conf"
     conf.write_text(_config(work, ports, password, admin_password), encoding="utf-8")
@@ -170,7 +184,7 @@ def running_kannel(work: Path) -> Iterator[Kannel]:
         _wait(lambda: "online" in _status(kannel), processes, "the fake SMSC")
         processes.append(_spawn([str(SMSBOX), "-v", "1", str(conf)], work / "smsbox.out"))
         kannel.front.append(processes[-1])
-        _wait(lambda: _listening(ports["sendsms"]), processes, "smsbox")
+        _wait(lambda: _smsbox_ready(work / "smsbox.out", ports["sendsms"]), processes, "smsbox")
         yield kannel
     finally:
         _stop(kannel, processes)
@@ -188,6 +202,17 @@ def _status(kannel: Kannel) -> str:
             return str(reply.read().decode(errors="replace"))
     except (urllib.error.URLError, OSError):
         return ""
+
+
+def _smsbox_ready(output: Path, sendsms_port: int) -> bool:
+    """smsbox is linked to bearerbox and its sendsms port listens.
+
+    Its port alone is not enough: smsbox opens it, and serves it, before it connects to bearerbox, and a
+    sendsms in between makes it panic (`lock_out: Assertion 'conn != NULL' failed` in write_to_bearerbox)
+    and exit: Kannel is gone for the whole test, every message fails over (measured with the connect to
+    bearerbox delayed). It logs `Connected to bearerbox` once that link is set; its log is flushed by line.
+    """
+    return _CONNECTED in output.read_text(encoding="utf-8", errors="replace") and _listening(sendsms_port)
 
 
 def _listening(port: int) -> bool:
