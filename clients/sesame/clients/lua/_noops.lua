@@ -7,29 +7,10 @@ local NOOPS_JOURNALED_PER_HOUR = 20  -- a user's first no-ops of its hour are jo
 local NOOP_IDS_KEPT = 64  -- request ids of no-ops remembered per user, at most ...
 local NOOP_IDS_FOR_MS = 86400000  -- ... and for at most 24 hours (docs/api.md)
 
--- Journal `entry` in `journal` unless the user's hour already journaled NOOPS_JOURNALED_PER_HOUR no-ops: then
--- only counted in the user hash (`noops_unjournaled`), the count sealed with the next no-op journaled
--- (`unjournaled_before`), as decision 0050 does for denials. `now` unix ms. True when journaled.
+-- Journal `entry` in `journal` unless the user's hour already journaled NOOPS_JOURNALED_PER_HOUR no-ops
+-- (_journal_hourly.lua, as decision 0050 does for denials). `now` unix ms. True when journaled.
 local function journal_noop(user, journal, entry, now)
-  local window = redis.call('HMGET', user, 'noops_since', 'noops', 'noops_unjournaled')
-  local since, count, unjournaled = tonumber(window[1] or '0'), tonumber(window[2] or '0'), window[3]
-  if now - since >= 3600000 then
-    since, count = now, 0
-  end
-  count = count + 1
-  if count > NOOPS_JOURNALED_PER_HOUR then
-    redis.call('HSET', user, 'noops_since', since, 'noops', count,
-               'noops_unjournaled', (tonumber(unjournaled or '0') or 0) + 1)
-    return false
-  end
-  redis.call('HSET', user, 'noops_since', since, 'noops', count)
-  if unjournaled then
-    redis.call('HDEL', user, 'noops_unjournaled')
-    entry[#entry + 1] = 'unjournaled_before'
-    entry[#entry + 1] = unjournaled
-  end
-  journal_append(journal, entry)
-  return true
+  return journal_hourly(user, 'noops', NOOPS_JOURNALED_PER_HOUR, journal, entry, now)
 end
 
 -- Remember the request id of a no-op in the user's applied request ids `changes` (a retry is answered as

@@ -20,6 +20,7 @@
 -- A refusal or a mismatch changed nothing: journaled as a no-op (_noops.lua: the first 20 of the user's
 -- hour, then counted; decision 0054).
 --#include _notice.lua
+--#include _journal_hourly.lua
 --#include _noops.lua
 local user, journal, changes = KEYS[1], KEYS[2], KEYS[3]
 if redis.call('EXISTS', user) == 0 then

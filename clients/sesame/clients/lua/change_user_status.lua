@@ -10,6 +10,7 @@
 -- {'not_found'}, {'foreclosed'}, {'foreign'} or {'request_conflict'}.
 -- An outcome that changed nothing ('unchanged', 'refused') is journaled as a no-op (_noops.lua: the first 20
 -- of the user's hour, then counted), and its request id remembered for a bounded time (decision 0054).
+--#include _journal_hourly.lua
 --#include _noops.lua
 local user, journal, changes = KEYS[1], KEYS[2], KEYS[3]
 local action, now, request_id, fingerprint, for_client = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]

@@ -37,6 +37,7 @@
 --#include _mask.lua
 --#include _risk_memory.lua
 --#include _risk_rules.lua
+--#include _journal_hourly.lua
 local challenge, journal, user, pending, request = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local at = 0
 local function arg()
@@ -147,23 +148,7 @@ if risk_program ~= '-' then
     end
     -- A denial charges no budget: only the first 20 of the user's hour are journaled, later ones counted in
     -- the user hash, and the count sealed with the next denial journaled (decision 0050).
-    local window = redis.call('HMGET', user, 'denials_since', 'denials', 'denials_unjournaled')
-    local since, count, unjournaled = tonumber(window[1] or '0'), tonumber(window[2] or '0'), window[3]
-    if now - since >= 3600000 then
-      since, count = now, 0
-    end
-    count = count + 1
-    if count > 20 then
-      redis.call('HSET', user, 'denials_since', since, 'denials', count, 'denials_unjournaled', count - 20)
-      return {'risk_denied', kept}
-    end
-    redis.call('HSET', user, 'denials_since', since, 'denials', count)
-    if unjournaled then
-      redis.call('HDEL', user, 'denials_unjournaled')
-      denial[#denial + 1] = 'unjournaled_before'
-      denial[#denial + 1] = unjournaled
-    end
-    journal_append(KEYS[13 + budgets], denial)
+    journal_hourly(user, 'denials', 20, KEYS[13 + budgets], denial, now)
     return {'risk_denied', kept}  -- nothing else written but the count, nothing sent (docs/risk.md)
   end
 end

@@ -8,6 +8,7 @@
 -- Returns {'unblocked'|'unchanged'|'replayed', hgetall}, {'refused'}, {'not_found'} or {'request_conflict'}.
 -- 'unchanged' and 'refused' are journaled as no-ops (_noops.lua: the first 20 of the user's hour, then
 -- counted), and the request id of an 'unchanged' remembered for a bounded time (decision 0054).
+--#include _journal_hourly.lua
 --#include _noops.lua
 local user, journal, changes = KEYS[1], KEYS[2], KEYS[3]
 local request_id, fingerprint, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
