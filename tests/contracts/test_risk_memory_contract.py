@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -34,7 +34,7 @@ from tests.fakes.risk_memory import MemoryRiskMemory
 from tests.fakes.state import memory_state
 from tests.support.risk_reads import RedisRiskReads, RiskReads
 
-NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+NOW = now().replace(microsecond=0)  # the present: Redis and the fake purge a challenge by the wall clock
 PAYEE = Payee("Bailleur", "FR7630001007941234567890185")
 CONTEXT = RequestContext(ip="90.1.2.3", device_id="phone-1", session_id="s-1")
 
