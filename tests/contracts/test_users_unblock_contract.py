@@ -8,8 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sesame.clients.redis_store import RedisState
-from sesame.server.domain.errors import RequestIdReused, UserNotActive, UserNotFound
+from sesame.server.domain.errors import ChallengeMismatch, RequestIdReused, UserNotActive, UserNotFound
 from sesame.server.domain.lifecycle import (
+    ByOverride,
+    PhoneChange,
     Provenance,
     StatusAction,
     StatusChange,
@@ -219,3 +221,26 @@ async def test_the_noop_limits_are_settings_that_the_scripts_apply(limited: Stor
     assert await store.users.applied_change("u-1", "s") is not None  # a real change's id is kept
     await noop(9, NOW + timedelta(minutes=61))
     assert (await last_entry(store))["unjournaled_before"] == "6"
+
+
+async def test_a_refused_number_change_is_a_noop_bounded_by_the_settings(limited: Store) -> None:
+    """change_secure_phone.lua reads the same limits: of 4 changes whose expected number is not the user's,
+    3 are journaled."""
+    store = limited
+    await enrolled(store)
+    journaled = len(await store.users.user_journal("u-1"))
+    for n in range(4):
+        at = NOW + MS * n
+        mismatched = PhoneChange(
+            "u-1",
+            "+33698765432",
+            at,
+            at + timedelta(hours=72),
+            ByOverride("agent-7"),
+            dataclasses.replace(BY, request_id=f"p-{n}"),
+            CONTEXT,
+            expected_phone="+33611111111",
+        )
+        with pytest.raises(ChallengeMismatch):
+            await store.users.change_secure_phone(mismatched)
+    assert len(await store.users.user_journal("u-1")) == journaled + 3
