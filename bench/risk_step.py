@@ -57,7 +57,7 @@ local decision, codes, matched, added = risk_assess(program, risk_signals(KEYS[1
 return risk_kept(program, decision, codes, matched, added)
 """
 _KEYS = ["{u}:user", "{u}:payees", "{u}:added", "{u}:ips", "{u}:devices", "{u}:ops", "{u}:amounts"]
-NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+NOW = datetime.now(UTC).replace(microsecond=0)  # the present: nothing fixed reaches Redis (decision 0058)
 HOUR_MS = 3_600_000
 
 

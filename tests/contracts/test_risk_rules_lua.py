@@ -123,7 +123,7 @@ reason = "SIM_SWAP"
 ]
 RULE_SETS = [default_rules(), *(parse(text) for text in _OTHER_RULES)]
 
-NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+NOW = datetime.now(UTC).replace(microsecond=0)  # the present: nothing fixed reaches Redis (decision 0058)
 HOUR_MS = 3_600_000
 _KINDS = ("login", "credit_transfer", "add_beneficiary", "change_phone")
 IBANS = ("FR7630001007941234567890185", "DE89370400440532013000", "FR1420041010050500013M02606")

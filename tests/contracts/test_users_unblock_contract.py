@@ -8,8 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sesame.clients.redis_store import RedisState
-from sesame.server.domain.errors import RequestIdReused, UserNotActive, UserNotFound
+from sesame.server.domain.errors import ChallengeMismatch, RequestIdReused, UserNotActive, UserNotFound
 from sesame.server.domain.lifecycle import (
+    ByOverride,
+    PhoneChange,
     Provenance,
     StatusAction,
     StatusChange,
@@ -17,14 +19,17 @@ from sesame.server.domain.lifecycle import (
     UnblockOutcome,
 )
 from sesame.server.domain.model import LockoutPolicy, RequestContext, VerificationAttempt
+from sesame.server.domain.noops import NoopLimits
 from tests import factories
+from tests.contracts.conftest import WallClock
 from tests.fakes.journal_fields import iso, unix_ms
-from tests.fakes.state import MemoryState
+from tests.fakes.state import MemoryState, memory_state
 
 Store = MemoryState | RedisState
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 LOCKOUT = LockoutPolicy(max_failures=2)
+MS = timedelta(milliseconds=1)
 CONTEXT = RequestContext(ip="203.0.113.7", session_id="sess-1")
 BY = Provenance(
     actor="ops-42", reason="identité vérifiée par téléphone", request_id="ub-1", caller="backoffice"
@@ -173,3 +178,69 @@ async def test_noops_are_journaled_twenty_an_hour_and_their_request_ids_kept_the
     later = Unblocking("u-1", NOW + timedelta(hours=1), dataclasses.replace(BY, request_id="later"))
     await store.users.unblock_user(later)
     assert (await last_entry(store))["unjournaled_before"] == "50"
+
+
+# Settings other than the defaults (decision 0058): 3 no-ops journaled an hour, 5 request ids for 10 minutes.
+LIMITS = NoopLimits(journaled_per_hour=3, ids_kept=5, ids_for=timedelta(minutes=10))
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
+def limited(request: pytest.FixtureRequest) -> Store:
+    """The fake and Redis, each given LIMITS: Redis through the scripts' arguments."""
+    if request.param == "memory":
+        return memory_state(purge_clock=WallClock(), noops=LIMITS)
+    return RedisState.on(request.getfixturevalue("redis_client"), noops=LIMITS)
+
+
+async def test_the_noop_limits_are_settings_that_the_scripts_apply(limited: Store) -> None:
+    """Unblocks and suspensions that change nothing, each under a new request id: 3 of the hour journaled
+    (a real suspension among them still is), the ids of the latest 5 remembered, forgotten after 10 minutes;
+    the next no-op of the next hour carries the count of those not journaled."""
+    store = limited
+    await enrolled(store)
+    journaled = len(await store.users.user_journal("u-1"))
+
+    async def noop(n: int, at: datetime, action: StatusAction | None = None) -> None:
+        provenance = dataclasses.replace(BY, request_id=f"n-{n}")
+        if action is None:
+            await store.users.unblock_user(Unblocking("u-1", at, provenance))
+        else:
+            await store.users.change_user_status(StatusChange("u-1", action, at, provenance))
+
+    for n in range(4):  # change_user_status.lua and unblock_user.lua alike
+        await noop(n, NOW + timedelta(milliseconds=n), StatusAction.REINSTATE if n % 2 else None)
+    suspended = dataclasses.replace(BY, request_id="s")
+    await store.users.change_user_status(StatusChange("u-1", StatusAction.SUSPEND, NOW + MS * 10, suspended))
+    for n in range(4, 8):
+        await noop(n, NOW + MS * (20 + n), StatusAction.SUSPEND)
+    assert len(await store.users.user_journal("u-1")) == journaled + 3 + 1
+    assert await store.users.applied_change("u-1", "n-2") is None
+    assert await store.users.applied_change("u-1", "n-3") is not None
+    await noop(8, NOW + timedelta(minutes=11))
+    assert [await store.users.applied_change("u-1", f"n-{n}") is not None for n in (7, 8)] == [False, True]
+    assert await store.users.applied_change("u-1", "s") is not None  # a real change's id is kept
+    await noop(9, NOW + timedelta(minutes=61))
+    assert (await last_entry(store))["unjournaled_before"] == "6"
+
+
+async def test_a_refused_number_change_is_a_noop_bounded_by_the_settings(limited: Store) -> None:
+    """change_secure_phone.lua reads the same limits: of 4 changes whose expected number is not the user's,
+    3 are journaled."""
+    store = limited
+    await enrolled(store)
+    journaled = len(await store.users.user_journal("u-1"))
+    for n in range(4):
+        at = NOW + MS * n
+        mismatched = PhoneChange(
+            "u-1",
+            "+33698765432",
+            at,
+            at + timedelta(hours=72),
+            ByOverride("agent-7"),
+            dataclasses.replace(BY, request_id=f"p-{n}"),
+            CONTEXT,
+            expected_phone="+33611111111",
+        )
+        with pytest.raises(ChallengeMismatch):
+            await store.users.change_secure_phone(mismatched)
+    assert len(await store.users.user_journal("u-1")) == journaled + 3

@@ -14,6 +14,7 @@ from tests.support.telemetry_fixtures import JsonLogs
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
+# fixed time: a forged log line's text, sent as a field: no instant is read from it
 HOSTILE = "A" * 60_000 + '\n2026-12-01T00:00:00Z INFO sesame.grpc forged line "caller": "backoffice"'
 
 

@@ -19,8 +19,8 @@ from tests.e2e.helpers import enrolled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
-NOOPS_JOURNALED_PER_HOUR = 20  # _noops.lua
-NOOP_IDS_KEPT = 64  # _noops.lua
+NOOPS_JOURNALED_PER_HOUR = 20  # SESAME_NOOPS_JOURNALED_PER_HOUR's default (_noops.lua's argument)
+NOOP_IDS_KEPT = 64  # SESAME_NOOP_IDS_KEPT's default
 REPEATS = 2_000
 AT_ONCE = 50
 

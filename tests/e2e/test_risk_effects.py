@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 import redis.asyncio as aioredis
@@ -96,7 +97,12 @@ async def test_a_held_transfer_to_a_new_payee_is_sent_with_the_alert_naming_it_n
     live: Live, redis_client: aioredis.Redis
 ) -> None:
     """The console SMS of a HOLD transfer to the payee added minutes before names it as new, with the time it
-    was added, in the user's locale (fr); a transfer the rules allow keeps the usual wording."""
+    was added, in the user's locale (fr); a transfer the rules allow keeps the usual wording.
+
+    The server's clock is moved to the next noon UTC first: `aujourd'hui` is the payee's UTC day, which a
+    run across midnight UTC would have left between the payee and the transfer (decision 0058)."""
+    now = live.clock.now()
+    live.clock.advance((now.replace(hour=12, minute=0, second=0, microsecond=0) - now) % timedelta(days=1))
     user_id = await a_new_payee(live)
     (added_at,) = (await RedisRiskReads(redis_client, live.store).history(user_id)).payees_added.values()
     held = await start(live, user_id, transfer())

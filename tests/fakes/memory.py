@@ -18,14 +18,10 @@ from typing import TYPE_CHECKING
 from sesame.server.domain.budgets import BudgetSubject
 from sesame.server.domain.errors import ChallengeNotFound
 from sesame.server.domain.model import Challenge, DeliveryState, LockoutPolicy, User, VerifyResult
+from sesame.server.domain.noops import NOOP_DEFAULTS, NoopLimits
 from sesame.server.domain.ports import Clock
 from sesame.server.domain.risk_signals import RiskHistory
 from tests.fakes.journal_fields import iso, ms, unix_ms
-
-# As _noops.lua (decision 0054): no-ops journaled per user and hour, no-op request ids kept and for how long.
-NOOPS_JOURNALED_PER_HOUR = 20
-NOOP_IDS_KEPT = 64
-NOOP_IDS_FOR = timedelta(hours=24)
 
 if TYPE_CHECKING:
     from tests.fakes.outbox import MemoryOutbox
@@ -34,8 +30,14 @@ if TYPE_CHECKING:
 class Memory:
     """The fakes' Redis: dicts and lists behind one lock (client companies have theirs: `MemoryClients`)."""
 
-    def __init__(self, retention: timedelta = timedelta(hours=24), purge_clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        retention: timedelta = timedelta(hours=24),
+        purge_clock: Clock | None = None,
+        noops: NoopLimits = NOOP_DEFAULTS,
+    ) -> None:
         self._lock = asyncio.Lock()
+        self._noop_limits = noops  # as _noops.lua's arguments (decisions 0054, 0058)
         self._users: dict[str, User] = {}
         self._user_journals: dict[str, list[dict[str, str]]] = {}
         self._changes: dict[tuple[str, str], str] = {}  # (user, request id) -> fingerprint
@@ -128,25 +130,25 @@ class Memory:
         self._user_journals.setdefault(user_id, []).append(entry)
 
     def _journal_noop(self, user_id: str, entry: dict[str, str], at: datetime) -> None:
-        """As _noops.lua's journal_noop: the user's first NOOPS_JOURNALED_PER_HOUR an hour, then counted."""
+        """As _noops.lua's journal_noop: the user's first `journaled_per_hour` an hour, then counted."""
         since, count, unjournaled = self._noops.get(user_id, (at, 0, 0))
         if at - since >= timedelta(hours=1):
             since, count = at, 0
         count += 1
-        if count > NOOPS_JOURNALED_PER_HOUR:
+        if count > self._noop_limits.journaled_per_hour:
             self._noops[user_id] = (since, count, unjournaled + 1)
             return
         self._noops[user_id] = (since, count, 0)
         self._journal(user_id, {**entry, **({"unjournaled_before": str(unjournaled)} if unjournaled else {})})
 
     def _remember_noop(self, user_id: str, request_id: str, fingerprint: str, at: datetime) -> None:
-        """As _noops.lua's remember_noop: the latest NOOP_IDS_KEPT no-ops' ids, for NOOP_IDS_FOR."""
+        """As _noops.lua's remember_noop: the latest `ids_kept` no-ops' ids, for `ids_for`."""
         self._changes[(user_id, request_id)] = fingerprint
         ids = self._noop_ids.setdefault(user_id, {})
         ids[request_id] = at
         kept = sorted(ids.items(), key=lambda item: item[1])
         for old, when in kept:
-            if when <= at - NOOP_IDS_FOR or len(ids) > NOOP_IDS_KEPT:
+            if when <= at - self._noop_limits.ids_for or len(ids) > self._noop_limits.ids_kept:
                 del ids[old]
                 del self._changes[(user_id, old)]
 

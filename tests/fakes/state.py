@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sesame.server.domain.budgets import BudgetSubject
+from sesame.server.domain.noops import NOOP_DEFAULTS, NoopLimits
 from sesame.server.domain.ports import Clock, State
 from tests.fakes.challenge_journal import MemoryChallengeJournal
 from tests.fakes.challenges import MemoryChallenges
@@ -40,9 +41,14 @@ class MemoryState(State):
         return self.challenges.units_taken(subject)
 
 
-def memory_state(retention: timedelta = timedelta(hours=24), purge_clock: Clock | None = None) -> MemoryState:
-    """Fresh fakes: challenges kept `retention` past their expiry, purged by `purge_clock` (never without)."""
-    memory = Memory(retention, purge_clock)
+def memory_state(
+    retention: timedelta = timedelta(hours=24),
+    purge_clock: Clock | None = None,
+    noops: NoopLimits = NOOP_DEFAULTS,
+) -> MemoryState:
+    """Fresh fakes: challenges kept `retention` past their expiry, purged by `purge_clock` (never without);
+    back-office no-ops bounded by `noops`."""
+    memory = Memory(retention, purge_clock, noops)
     return MemoryState(
         users=MemoryUsers(memory),
         clients=MemoryClients(),

@@ -21,7 +21,7 @@ from sesame.server.domain.errors import DeliveryFailed
 from sesame.server.domain.model import Challenge, DeliveryState, RequestContext, SmsMessage
 from sesame.server.domain.operation import CreditTransfer, Login, Money, Operation, Payee
 from tests import factories
-from tests.fakes.clock import FixedClock
+from tests.fakes.clock import ShiftedClock
 from tests.support.kannel import Kannel
 from tests.support.kannel_fixtures import DlrReceiver
 from tests.support.ports import free_port
@@ -47,7 +47,7 @@ async def gateways(kannel: Kannel) -> AsyncIterator[Gateways]:
             "sender": "MaBanque",
             "timeout": 5.0,
         } | changes
-        made.append(KannelSmsGateway(KannelConfig(**settings), FixedClock()))  # type: ignore[arg-type]
+        made.append(KannelSmsGateway(KannelConfig(**settings), ShiftedClock()))  # type: ignore[arg-type]
         return made[-1]
 
     yield make

@@ -24,7 +24,7 @@ from sesame.server.keys import run_keys
 
 pytestmark = pytest.mark.integration
 
-NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+NOW = datetime.now(UTC).replace(microsecond=0)  # the present: nothing fixed reaches Redis (decision 0058)
 DEV = KeyBootPolicy(create_missing=True)
 AFRESH = KeyBootPolicy(start_afresh=True)
 

@@ -135,11 +135,16 @@ async def test_the_dispatchers_blocking_read_wakes_on_an_entry_on_the_cluster(
             # The dispatcher is Redis's side: its block is seen in the node's INFO.
             while (await redis_cluster_client.info("clients", target_nodes=node))["blocked_clients"] == 0:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
-        await redis_cluster_client.xadd(stream, {"challenge_id": challenge_id, "queued_at": "1700000000000"})
+        await redis_cluster_client.xadd(stream, {"challenge_id": challenge_id, "queued_at": _now_ms()})
         taken = await asyncio.wait_for(taking, WITHIN)
     finally:
         await outbox.close()
     assert [(queued.challenge_id, queued.challenge) for queued in taken] == [(challenge_id, None)]
+
+
+def _now_ms() -> str:
+    """An entry's queue time: the present (nothing fixed reaches Redis, decision 0058)."""
+    return str(int(datetime.now(UTC).timestamp() * 1000))
 
 
 @pytest.fixture
@@ -240,7 +245,7 @@ async def test_a_script_reaching_another_slot_fails_by_name_wherever_that_slot_i
     place = next(one for one in (f"{{}}{{{n}}}" for n in range(10_000)) if fits(one))
     stream = f"{place}:outbox"
     await redis_cluster_client.xgroup_create(stream, GROUP, id="0", mkstream=True)
-    await redis_cluster_client.xadd(stream, {"challenge_id": CHALLENGE, "queued_at": "1700000000000"})
+    await redis_cluster_client.xadd(stream, {"challenge_id": CHALLENGE, "queued_at": _now_ms()})
     scripts = Scripts(redis_cluster_client)
     with pytest.raises(ScriptSpansSlots) as refused:
         await asyncio.wait_for(scripts.run(TAKE, [stream], [GROUP, "dispatcher-1", 10, ""]), WITHIN)

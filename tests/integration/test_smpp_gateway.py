@@ -21,13 +21,14 @@ from sesame.clients.sms_reference import user_message_reference
 from sesame.clients.sms_smpp import SmppConfig, SmppSmsGateway
 from sesame.server.domain.errors import DeliveryFailed, ProviderIdUnknown, StoreUnavailable
 from sesame.server.domain.model import DeliveryState, SmsMessage
-from tests.fakes.clock import FixedClock, ShiftedClock
+from tests.fakes.clock import ShiftedClock
 from tests.support.ports import free_port
 from tests.support.smsc import Cable, Smsc, serving
 
 pytestmark = pytest.mark.integration
 
 PHONE = "+33612345678"
+ENTRY_ID = "1796085051000-0"  # fixed time: an outbox entry's id as an opaque reference, no instant read
 # The longest add-beneficiary text of issue 7: a 70-character payee with "ç", 406 characters in UCS-2.
 LONG = (
     "MaBanque : code 482913 pour ajouter le bénéficiaire "
@@ -82,7 +83,7 @@ async def gateways(smsc: Smsc, receipts: Receipts) -> AsyncIterator[Gateways]:
             "source": Address(5, 0, "MaBanque"),
             "timing": Timing(connect=2.0, response=2.0, keepalive=30.0),
         } | changes
-        gateway = SmppSmsGateway(SmppConfig(**settings), FixedClock(), receipts.record)  # type: ignore[arg-type]
+        gateway = SmppSmsGateway(SmppConfig(**settings), ShiftedClock(), receipts.record)  # type: ignore[arg-type]
         await gateway.start()
         made.append(gateway)
         return gateway
@@ -113,8 +114,8 @@ async def test_every_part_carries_the_messages_reference(smsc: Smsc, gateways: G
     """Each submit_sm of a message in several parts carries the same user_message_reference, made from our
     provider reference (itself from the message's reference), as the SMSC reads it (decision 0041)."""
     gateway = await gateways()
-    sent = await gateway.send(SmsMessage(PHONE, LONG, "ch.k1.d6", reference="1796085051000-0"))
-    assert sent.provider_ref == "smpp-1796085051000-0"
+    sent = await gateway.send(SmsMessage(PHONE, LONG, "ch.k1.d6", reference=ENTRY_ID))
+    assert sent.provider_ref == f"smpp-{ENTRY_ID}"
     expected = user_message_reference(sent.provider_ref).to_bytes(2, "big")
     assert len(smsc.submitted) > 1
     assert {part.tlvs.get(TLV_USER_MESSAGE_REFERENCE) for part in smsc.submitted} == {expected}
@@ -343,7 +344,7 @@ async def test_a_receipt_the_store_cannot_take_is_answered_as_a_temporary_error(
     port = free_port()
     server = await asyncio.start_server(peer, "127.0.0.1", port)
     gateway = SmppSmsGateway(
-        SmppConfig("127.0.0.1", port, "sesame", "secret", Address(5, 0, "MaBanque")), FixedClock(), record
+        SmppConfig("127.0.0.1", port, "sesame", "secret", Address(5, 0, "MaBanque")), ShiftedClock(), record
     )
     await gateway.start()
     await gateway.send(SmsMessage(PHONE, "MaBanque: code 482913", "ch.k1.d6"))

@@ -12,7 +12,7 @@ from sesame.clients.http_listener import HttpListener
 from sesame.clients.kannel_dlr import DLR_PATH, KannelDeliveryReports
 from sesame.clients.redis_store import RedisState
 from sesame.clients.sms_kannel import DlrCallback
-from tests.fakes.clock import FixedClock
+from tests.fakes.clock import ShiftedClock
 from tests.support.kannel import Kannel, running_kannel
 
 
@@ -41,7 +41,7 @@ async def dlr_receiver(redis_store: RedisState) -> AsyncIterator[DlrReceiver]:
     """Kannel's delivery reports received on 127.0.0.1 and recorded in the test's Redis."""
     token = secrets.token_urlsafe(32)
     listener = HttpListener(
-        DLR_PATH, KannelDeliveryReports(token, redis_store.challenges, FixedClock()).receive
+        DLR_PATH, KannelDeliveryReports(token, redis_store.challenges, ShiftedClock()).receive
     )
     await listener.start("127.0.0.1:0")
     try:

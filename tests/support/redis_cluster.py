@@ -21,12 +21,10 @@ from redis.asyncio.cluster import RedisCluster
 
 from sesame.clients.redis_connect import connect
 from sesame.clients.redis_server import EmbeddedRedis
-from sesame.server.domain.errors import StoreUnavailable
 from tests.support.ports import free_port
 
 SLOTS: Final = 16_384
 _BUS_OFFSET: Final = 10_000  # a node's cluster bus listens on its port + 10,000
-_TRIES: Final = 3
 _NODE_ARGUMENTS: Final = (
     "--cluster-enabled", "yes",
     "--cluster-config-file", "nodes.conf",
@@ -103,18 +101,10 @@ class LoopbackCluster:
 
 def _started_node(data_dir: Path) -> EmbeddedRedis:
     """A cluster node on a port whose bus port (+10,000) is free too: redis-server refuses a port above
-    55,535. A port taken meanwhile by another process: a few more tries."""
-    for attempt in range(_TRIES):
-        port = _node_port()
-        node = EmbeddedRedis(data_dir, port=port, extra_arguments=_NODE_ARGUMENTS)
-        try:
-            node.start()
-        except StoreUnavailable:
-            if attempt == _TRIES - 1:
-                raise
-        else:
-            return node
-    raise AssertionError("unreachable")
+    55,535. A port taken meanwhile by another process: EmbeddedRedis picks another, a few times."""
+    node = EmbeddedRedis(data_dir, extra_arguments=_NODE_ARGUMENTS, pick_port=_node_port)
+    node.start()
+    return node
 
 
 def _node_port() -> int:

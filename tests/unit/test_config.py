@@ -9,6 +9,7 @@ import pytest
 
 from sesame.server.config import Settings
 from sesame.server.domain.errors import ConfigurationError
+from sesame.server.domain.noops import NoopLimits
 
 
 def test_defaults_run_out_of_the_box() -> None:
@@ -201,3 +202,34 @@ def test_an_unknown_country_code_is_refused() -> None:
     """A code libphonenumber does not know (a typo) stops the boot, named."""
     with pytest.raises(ConfigurationError, match="unknown: XX"):
         Settings.from_env({"SESAME_SMS_COUNTRIES": "FR,XX"})
+
+
+def test_the_shard_count_and_the_noop_limits_are_read() -> None:
+    """Decision 0058: the places Redis keys are spread over and the back-office no-ops' bounds."""
+    default = Settings.from_env({})
+    assert (default.redis_shards, default.noops) == (16, NoopLimits(20, 64, timedelta(hours=24)))
+    settings = Settings.from_env(
+        {
+            "SESAME_REDIS_SHARDS": "4",
+            "SESAME_NOOPS_JOURNALED_PER_HOUR": "5",
+            "SESAME_NOOP_IDS_KEPT": "10",
+            "SESAME_NOOP_IDS_KEPT_SECONDS": "600",
+        }
+    )
+    assert (settings.redis_shards, settings.noops) == (4, NoopLimits(5, 10, timedelta(minutes=10)))
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SESAME_REDIS_SHARDS", "0"),
+        ("SESAME_REDIS_SHARDS", "4097"),  # a journal feed's ids carry the shard modulo 4096
+        ("SESAME_REDIS_SHARDS", "sixteen"),
+        ("SESAME_NOOPS_JOURNALED_PER_HOUR", "0"),
+        ("SESAME_NOOP_IDS_KEPT", "0"),
+        ("SESAME_NOOP_IDS_KEPT_SECONDS", "59"),
+    ],
+)
+def test_a_bad_shard_count_or_noop_limit_is_refused_at_start(name: str, value: str) -> None:
+    with pytest.raises(ConfigurationError, match=name):
+        Settings.from_env({name: value})

@@ -11,7 +11,7 @@ from typing import cast
 
 from sesame.clients import redis_records as rec
 from sesame.clients.redis_connect import RedisClient
-from sesame.clients.redis_keys import Keyspace
+from sesame.clients.redis_keys import SHARDS, Keyspace
 from sesame.clients.redis_scripts import translated
 from sesame.server.domain.dispatching import DeadLetter
 from sesame.server.domain.errors import StoreUnavailable
@@ -22,10 +22,10 @@ from sesame.server.domain.ports import DeadLetters
 class RedisDeadLetters:
     """The dead letters streams beside each shard's outbox (decision 0044)."""
 
-    def __init__(self, client: RedisClient, *, prefix: str = "sesame") -> None:
-        """Read with `client` (which must not decode responses)."""
+    def __init__(self, client: RedisClient, *, prefix: str = "sesame", shards: int = SHARDS) -> None:
+        """Read with `client` (which must not decode responses), the streams of `shards` shards."""
         self._client = client
-        keys = Keyspace(prefix)
+        keys = Keyspace(prefix, shards)
         self._streams = [keys.dead_letters(n) for n in range(keys.shards)]
 
     async def recent(self, count: int) -> list[DeadLetter]:

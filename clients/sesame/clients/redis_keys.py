@@ -24,8 +24,9 @@ from sesame.server.domain.challenges import user_tag
 # has that id.
 _ID_TAG: Final = re.compile(r"\.u([0-9a-f]{16})$")
 _CHALLENGE_JOURNAL: Final = re.compile(r"\}:ch:[^:]+:journal$")
-# How many places the keys are spread over: fixed for a deployment's life (its keys are where it put them),
-# recorded in Redis and checked at boot (`RedisState.check_layout`, decision 0044). A journal entry's id in
+# How many places the keys are spread over by default (SESAME_REDIS_SHARDS, decision 0058): fixed for a
+# deployment's life (its keys are where it put them), recorded in Redis and checked at boot
+# (`RedisState.check_layout`, decision 0044). A journal entry's id in
 # its feed ends with its shard's number modulo FEED_RESIDUES (`_journal.lua`), so SHARDS may not exceed it.
 SHARDS: Final = 16
 FEED_RESIDUES: Final = 4096

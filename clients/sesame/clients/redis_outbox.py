@@ -24,7 +24,7 @@ from redis.exceptions import ResponseError
 from sesame.clients import redis_records as rec
 from sesame.clients.redis_connect import RedisClient, beside, connect
 from sesame.clients.redis_dead_letters import RedisDeadLetters
-from sesame.clients.redis_keys import Keyspace
+from sesame.clients.redis_keys import SHARDS, Keyspace
 from sesame.clients.redis_outbox_bell import OutboxBell
 from sesame.clients.redis_scripts import Scripts, stored_challenge, translated
 from sesame.clients.redis_send_units import RedisSendUnits
@@ -46,24 +46,28 @@ DEAD_LETTERS_LIFETIME: Final = timedelta(days=7)
 class RedisOutbox:
     """The SMS outbox streams of every shard and their dispatchers' consumer group."""
 
-    def __init__(self, client: RedisClient, *, prefix: str = "sesame") -> None:
-        """Use `client` (which must not decode responses), a client of the outbox's own."""
+    def __init__(self, client: RedisClient, *, prefix: str = "sesame", shards: int = SHARDS) -> None:
+        """Use `client` (which must not decode responses), a client of the outbox's own; `shards` outboxes."""
         self._client = client
-        self._keys = Keyspace(prefix)
+        self._keys = Keyspace(prefix, shards)
         self._scripts = Scripts(client)
         self._streams = self._keys.outboxes()
         self._bell = OutboxBell(client, self._streams)
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = "sesame", timeout: float = 5.0) -> RedisOutbox:
+    def from_url(
+        cls, url: str, *, prefix: str = "sesame", shards: int = SHARDS, timeout: float = 5.0
+    ) -> RedisOutbox:
         """An outbox on its own connection pool; `timeout` must exceed the longest wait of `take`."""
         client = connect(url, timeout=timeout)
-        return cls(client, prefix=prefix)
+        return cls(client, prefix=prefix, shards=shards)
 
     @classmethod
-    def beside(cls, client: RedisClient, *, prefix: str = "sesame", timeout: float = 5.0) -> RedisOutbox:
+    def beside(
+        cls, client: RedisClient, *, prefix: str = "sesame", shards: int = SHARDS, timeout: float = 5.0
+    ) -> RedisOutbox:
         """An outbox on its own pool to the Redis `client` talks to (its blocking reads hold a connection)."""
-        return cls(beside(client, timeout=timeout), prefix=prefix)
+        return cls(beside(client, timeout=timeout), prefix=prefix, shards=shards)
 
     def send_units(self) -> RedisSendUnits:
         """The send units the dispatchers spend before handing an SMS over (decision 0046), on this outbox's
@@ -72,7 +76,7 @@ class RedisOutbox:
 
     def dead_letters(self) -> RedisDeadLetters:
         """The dead letters this outbox keeps, read on its connection."""
-        return RedisDeadLetters(self._client, prefix=self._keys.prefix)
+        return RedisDeadLetters(self._client, prefix=self._keys.prefix, shards=self._keys.shards)
 
     async def close(self) -> None:
         """Stop the bell's watchers, close the client and its connections (a pool given to a client outlives

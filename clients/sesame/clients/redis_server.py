@@ -54,11 +54,15 @@ class EmbeddedRedis:
         executable: str = "redis-server",
         startup_timeout: float = 10.0,
         extra_arguments: Sequence[str] = (),
+        pick_port: Callable[[], int] | None = None,
     ) -> None:
         """Describe the server; nothing starts before `start()` (or `with`). `extra_arguments` go to
-        redis-server after ours (the tests' cluster nodes add `--cluster-enabled yes`)."""
+        redis-server after ours (the tests' cluster nodes add `--cluster-enabled yes`). Without `port`, the
+        child gets one from `pick_port` (a free loopback port by default; the tests' cluster nodes want their
+        bus port free too), and another if it was taken before the child bound it."""
         self.data_dir = data_dir
         self._requested_port = port
+        self._pick_port = pick_port or _free_port
         self._port: int | None = None
         self._appendfsync = appendfsync
         self._executable = executable
@@ -117,7 +121,7 @@ class EmbeddedRedis:
         tries = 1 if self._requested_port else 3
         for remaining in reversed(range(tries)):
             try:
-                self._launch(executable, self._requested_port or _free_port())
+                self._launch(executable, self._requested_port or self._pick_port())
             except StoreUnavailable:
                 self._forget()
                 if remaining == 0:

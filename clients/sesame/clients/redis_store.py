@@ -23,7 +23,7 @@ from sesame.clients.redis_connect import RedisClient, check_cluster, connect
 from sesame.clients.redis_evidence_index import RedisEvidenceIndex
 from sesame.clients.redis_health_notes import RedisHealthNotes
 from sesame.clients.redis_journal import RedisJournal
-from sesame.clients.redis_keys import Keyspace
+from sesame.clients.redis_keys import SHARDS, Keyspace
 from sesame.clients.redis_outbox import RedisOutbox
 from sesame.clients.redis_place import DEFAULT_RETENTION, RedisPlace
 from sesame.clients.redis_proofs import RedisProofs
@@ -33,6 +33,7 @@ from sesame.clients.redis_send_units import RedisSendUnits
 from sesame.clients.redis_users import RedisUsers
 from sesame.server.domain.call_meter import UNMETERED, CallMeter
 from sesame.server.domain.errors import ConfigurationError
+from sesame.server.domain.noops import NOOP_DEFAULTS, NoopLimits
 from sesame.server.domain.ports import Probe, State
 
 
@@ -49,19 +50,22 @@ class RedisState(State):
     place: RedisPlace
 
     @classmethod
-    def on(
+    def on(  # noqa: PLR0913 (keyword-only, with defaults: where keys are, how long kept and bounded)
         cls,
         client: RedisClient,
         *,
         prefix: str = "sesame",
+        shards: int = SHARDS,
         retention: timedelta = DEFAULT_RETENTION,
+        noops: NoopLimits = NOOP_DEFAULTS,
         meter: CallMeter = UNMETERED,
     ) -> RedisState:
-        """Use `client` (which must not decode responses); keep challenges `retention` past expiry; report
-        every round trip to `meter`."""
-        keys, scripts = Keyspace(prefix), Scripts(client, meter)
+        """Use `client` (which must not decode responses); keys in `shards` places; keep challenges
+        `retention` past expiry; bound the back-office no-ops by `noops`; report every round trip to
+        `meter`."""
+        keys, scripts = Keyspace(prefix, shards), Scripts(client, meter)
         return cls(
-            users=RedisUsers(client, keys, scripts, retention),
+            users=RedisUsers(client, keys, scripts, retention, noops),
             clients=RedisClients(client, keys, scripts, retention),
             challenges=RedisChallenges(client, keys, scripts, retention),
             proofs=RedisProofs(client, keys, scripts, retention),
@@ -71,12 +75,14 @@ class RedisState(State):
         )
 
     @classmethod
-    def from_url(
+    def from_url(  # noqa: PLR0913 (as `on`)
         cls,
         url: str,
         *,
         prefix: str = "sesame",
+        shards: int = SHARDS,
         retention: timedelta = DEFAULT_RETENTION,
+        noops: NoopLimits = NOOP_DEFAULTS,
         timeout: float = 2.0,
     ) -> RedisState:
         """The state on its own connection pool, with bounded socket timeouts and no blind retries."""
@@ -84,18 +90,21 @@ class RedisState(State):
         # ALREADY_USED to the caller who won. The caller retries with its request id instead.
         # On a cluster, a MOVED or ASK redirect is followed (the command did not run where it was sent).
         client = connect(url, timeout=timeout, health_check_interval=30, retry=Retry(NoBackoff(), 0))
-        return cls.on(client, prefix=prefix, retention=retention)
+        return cls.on(client, prefix=prefix, shards=shards, retention=retention, noops=noops)
 
     async def check_layout(self) -> None:
         """Record the shard count at the first boot; refuse to run on keys laid out with another count, which
-        would look for every user in the wrong place (decision 0044). ConfigurationError."""
+        would look for every user in the wrong place and leave the SMS queued in the old shards' outboxes
+        undispatched (decisions 0044, 0058). ConfigurationError."""
         key, shards = self.keys.layout(), self.keys.shards
         with _translated():
             await self._client.set(key, shards, nx=True)
             recorded = await self._client.get(key)
         if recorded is not None and int(recorded) != shards:
             raise ConfigurationError(
-                f"Redis holds keys laid out in {int(recorded)} shards; this build lays them out in {shards}"
+                f"Redis holds keys laid out in {int(recorded)} shards; SESAME_REDIS_SHARDS is {shards}: a "
+                "deployment keeps the count its data was written with (its users, journals and queued SMS "
+                "are where that count put them)"
             )
 
     @property
@@ -109,7 +118,7 @@ class RedisState(State):
 
     def outbox(self) -> RedisOutbox:
         """The SMS outbox in the same Redis, on a pool of its own (docs/decisions/0025)."""
-        return RedisOutbox.beside(self._client, prefix=self.keys.prefix)
+        return RedisOutbox.beside(self._client, prefix=self.keys.prefix, shards=self.keys.shards)
 
     def sealed_journal(self) -> RedisJournal:
         """The feed, seals and sealer's lease of these journals, on the same connections."""
@@ -131,7 +140,9 @@ class RedisState(State):
         return RedisState.on(
             self._client,
             prefix=self.keys.prefix,
+            shards=self.keys.shards,
             retention=self.place._retention,  # noqa: SLF001 (as above)
+            noops=self.users.noops,
             meter=meter,
         )
 

@@ -7,12 +7,14 @@ Each change is one Lua script on the user's `{s:<n>}` slot that checks, changes 
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sesame.clients import redis_records as rec
-from sesame.clients.redis_place import RedisPlace
-from sesame.clients.redis_scripts import stored_user
+from sesame.clients.redis_connect import RedisClient
+from sesame.clients.redis_keys import Keyspace
+from sesame.clients.redis_place import DEFAULT_RETENTION, RedisPlace
+from sesame.clients.redis_scripts import Scripts, stored_user
 from sesame.server.domain.dispatching import NOTICE_MAX_AGE_LIMIT
 from sesame.server.domain.errors import (
     ChallengeMismatch,
@@ -37,6 +39,7 @@ from sesame.server.domain.lifecycle import (
     UserNotice,
 )
 from sesame.server.domain.model import User
+from sesame.server.domain.noops import NOOP_DEFAULTS, NoopLimits
 from sesame.server.domain.ports import Users
 
 _REVOCATIONS = {
@@ -49,6 +52,22 @@ _REVOCATIONS = {
 
 class RedisUsers(RedisPlace):
     """The enrolled users in Redis; each method is one atomic, journaled transition on the user's slot."""
+
+    def __init__(
+        self,
+        client: RedisClient,
+        keys: Keyspace,
+        scripts: Scripts,
+        retention: timedelta = DEFAULT_RETENTION,
+        noops: NoopLimits = NOOP_DEFAULTS,
+    ) -> None:
+        super().__init__(client, keys, scripts, retention)
+        self.noops = noops
+
+    def _noop_limits(self) -> list[int]:
+        """The three arguments _noops.lua reads (decision 0058)."""
+        noops = self.noops
+        return [noops.journaled_per_hour, noops.ids_kept, noops.ids_for // rec.MS]
 
     async def register_user(self, user: User) -> User:
         """Enrol `user`; the same enrolment again returns the stored user (see the port)."""
@@ -98,6 +117,7 @@ class RedisUsers(RedisPlace):
             record_id,
             change.fingerprint,
             for_client,
+            *self._noop_limits(),
             *head,
             *rec.provenance_fields(change.provenance),
         ]
@@ -111,6 +131,7 @@ class RedisUsers(RedisPlace):
             provenance.request_id,
             unblocking.fingerprint,
             rec.to_ms(unblocking.at),
+            *self._noop_limits(),
             *rec.user_event("user.unblock", user_id, unblocking.at),
             *rec.provenance_fields(provenance),
         ]
@@ -142,6 +163,7 @@ class RedisUsers(RedisPlace):
             # An override's: its addressee kept beside the user, the entry naming it (decision 0041).
             notice_id,
             NOTICE_MAX_AGE_LIMIT // rec.MS,
+            *self._noop_limits(),
             *rec.user_event("user.change_phone", change.user_id, change.at),
             *rec.provenance_fields(change.provenance),
             *_authority_fields(change),

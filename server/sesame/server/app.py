@@ -134,7 +134,9 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
         # Before any traffic: the token must be the one Redis's data was written with, its keys working.
         boot = KeyBootPolicy(create_missing=settings.hsm is None, start_afresh=settings.keys_start_afresh)
         await boot_keys(config, keys, redis_url, boot, datetime.now(UTC))
-        store = RedisState.from_url(redis_url, retention=settings.retention)
+        store = RedisState.from_url(
+            redis_url, shards=settings.redis_shards, retention=settings.retention, noops=settings.noops
+        )
         stack.push_async_callback(store.close)
         await store.check_layout()  # keys laid out in another shard count would not be found (decision 0044)
         outbox = store.outbox()

@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Final
 
+from sesame.clients.redis_keys import FEED_RESIDUES, SHARDS
 from sesame.server.dispatch_loop import DispatchSettings, read_dispatch
 from sesame.server.domain.budgets import SendBudget
 from sesame.server.domain.challenges import ChallengePolicy
@@ -18,6 +19,7 @@ from sesame.server.domain.destinations import DEFAULT_COUNTRIES, unknown_regions
 from sesame.server.domain.errors import ConfigurationError
 from sesame.server.domain.lifecycle import LifecyclePolicy
 from sesame.server.domain.model import LockoutPolicy
+from sesame.server.domain.noops import NoopLimits
 from sesame.server.env_reader import EnvReader
 from sesame.server.risk_settings import RiskSettings, read_risk
 from sesame.server.smpp_settings import SmppSettings, read_smpp
@@ -85,6 +87,9 @@ class Settings:
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)  # the SMS outbox (decision 0025)
     sms_reliability: ReliabilitySettings = field(default_factory=ReliabilitySettings)  # retries, breakers
     risk: RiskSettings = field(default_factory=RiskSettings)  # rules, memory, SIM-swap API (docs/risk.md)
+    # The places Redis keys are spread over, fixed for a deployment's life: checked at start (decision 0058).
+    redis_shards: int = SHARDS
+    noops: NoopLimits = field(default_factory=NoopLimits)  # back-office no-ops' bounds (decision 0058)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | EnvReader | None = None) -> Settings:
@@ -149,6 +154,8 @@ class Settings:
             dispatch=read_dispatch(reader),
             sms_reliability=read_reliability(reader),
             risk=read_risk(reader),
+            redis_shards=reader.integer("SESAME_REDIS_SHARDS", SHARDS, 1, FEED_RESIDUES),
+            noops=_noops(reader),
         )
         if settings.environment == "production":
             _production(settings, reader.problems)
@@ -186,6 +193,15 @@ def _send_budget(reader: EnvReader) -> SendBudget:
         overall=reader.integer("SESAME_SEND_CEILING_GLOBAL", 6000, 1, 10_000_000),
         ceiling_window=timedelta(seconds=reader.integer("SESAME_SEND_CEILING_WINDOW_SECONDS", 60, 1, 86400)),
         hold_grace=timedelta(seconds=reader.integer("SESAME_SEND_HOLD_GRACE_SECONDS", 10, 1, 600)),
+    )
+
+
+def _noops(reader: EnvReader) -> NoopLimits:
+    """How far back-office calls that change nothing may grow Redis (decisions 0054, 0058)."""
+    return NoopLimits(
+        journaled_per_hour=reader.integer("SESAME_NOOPS_JOURNALED_PER_HOUR", 20, 1, 10_000),
+        ids_kept=reader.integer("SESAME_NOOP_IDS_KEPT", 64, 1, 100_000),
+        ids_for=timedelta(seconds=reader.integer("SESAME_NOOP_IDS_KEPT_SECONDS", 86400, 60, 30 * 86400)),
     )
 
 

@@ -38,7 +38,7 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
         after = resume_point(output)
     try:
         with _opened(output, append=args.resume) as out:
-            done = asyncio.run(_export(archive, url, out, after))
+            done = asyncio.run(_export(archive, url, settings.redis_shards, out, after))
     except OSError as exc:
         raise ConfigurationError(f"the export cannot be written ({exc.strerror})") from None
     print(  # noqa: T201
@@ -49,10 +49,12 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _export(archive: JournalArchive, url: str | None, out: IO[str], after: int) -> Exported:
+async def _export(
+    archive: JournalArchive, url: str | None, shards: int, out: IO[str], after: int
+) -> Exported:
     client = None if url is None else connect(url, timeout=10)
     try:
-        live = None if client is None else RedisJournal(client, Keyspace(), Scripts(client))
+        live = None if client is None else RedisJournal(client, Keyspace(shards=shards), Scripts(client))
         newest = archive.last_block()
         last = newest.number if newest is not None else 0
         if live is not None:

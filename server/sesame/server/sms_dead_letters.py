@@ -31,7 +31,7 @@ def dead_letters(settings: Settings, count: int) -> list[str]:
 
 async def _recent(settings: Settings, count: int) -> list[DeadLetter]:
     async with _redis_url(settings) as url:
-        outbox = RedisOutbox.from_url(url)
+        outbox = RedisOutbox.from_url(url, shards=settings.redis_shards)
         try:
             return await outbox.dead_letters().recent(count)
         finally:

@@ -3,26 +3,30 @@
 -- user's, a number change's mismatch). Anyone allowed may repeat them with new request ids: neither their
 -- journal entries nor their request ids may grow Redis without bound.
 
-local NOOPS_JOURNALED_PER_HOUR = 20  -- a user's first no-ops of its hour are journaled (decision 0050's cap)
-local NOOP_IDS_KEPT = 64  -- request ids of no-ops remembered per user, at most ...
-local NOOP_IDS_FOR_MS = 86400000  -- ... and for at most 24 hours (docs/api.md)
+-- The limits are settings (decision 0058), three arguments of the including script from ARGV[first]: the
+-- no-ops journaled per user and hour (SESAME_NOOPS_JOURNALED_PER_HOUR), the request ids of no-ops remembered
+-- per user (SESAME_NOOP_IDS_KEPT) and for how long in ms (SESAME_NOOP_IDS_KEPT_SECONDS).
+local function noop_limits(first)
+  return {per_hour = tonumber(ARGV[first]), ids_kept = tonumber(ARGV[first + 1]),
+          ids_for_ms = tonumber(ARGV[first + 2])}
+end
 
--- Journal `entry` in `journal` unless the user's hour already journaled NOOPS_JOURNALED_PER_HOUR no-ops
+-- Journal `entry` in `journal` unless the user's hour already journaled `limits.per_hour` no-ops
 -- (_journal_hourly.lua, as decision 0050 does for denials). `now` unix ms. True when journaled.
-local function journal_noop(user, journal, entry, now)
-  return journal_hourly(user, 'noops', NOOPS_JOURNALED_PER_HOUR, journal, entry, now)
+local function journal_noop(user, journal, entry, now, limits)
+  return journal_hourly(user, 'noops', limits.per_hour, journal, entry, now)
 end
 
 -- Remember the request id of a no-op in the user's applied request ids `changes` (a retry is answered as
--- before, another call under it refused), and forget the no-ops' ids older than NOOP_IDS_FOR_MS or beyond
--- the NOOP_IDS_KEPT latest: their times are in `<changes>:noops` (same slot). Ids of real changes are not
--- in it: each is a change of the user, journaled, kept as long as the user.
-local function remember_noop(changes, request_id, fingerprint, now)
+-- before, another call under it refused), and forget the no-ops' ids older than `limits.ids_for_ms` or
+-- beyond the `limits.ids_kept` latest: their times are in `<changes>:noops` (same slot). Ids of real
+-- changes are not in it: each is a change of the user, journaled, kept as long as the user.
+local function remember_noop(changes, request_id, fingerprint, now, limits)
   local noops = changes .. ':noops'
   redis.call('HSET', changes, request_id, fingerprint)
   redis.call('ZADD', noops, now, request_id)
-  local old = redis.call('ZRANGEBYSCORE', noops, '-inf', now - NOOP_IDS_FOR_MS)
-  local over = redis.call('ZCARD', noops) - #old - NOOP_IDS_KEPT
+  local old = redis.call('ZRANGEBYSCORE', noops, '-inf', now - limits.ids_for_ms)
+  local over = redis.call('ZCARD', noops) - #old - limits.ids_kept
   if over > 0 then
     old = redis.call('ZRANGE', noops, 0, #old + over - 1)
   end

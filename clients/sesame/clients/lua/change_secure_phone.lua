@@ -14,11 +14,11 @@
 -- (space separated), ARGV[5] expected phone ('' any), ARGV[6] no change since (unix ms, 0 none),
 -- ARGV[7] request id, ARGV[8] its fingerprint, ARGV[9] the challenge whose number gets the notice ('' none),
 -- ARGV[10] the override notice's id ('' none), ARGV[11] its addressee hash's lifetime (ms),
--- ARGV[12 ..] journal field/value pairs
+-- ARGV[12..14] the no-op limits (_noops.lua), ARGV[15 ..] journal field/value pairs
 -- Returns {'changed', previous phone, hgetall}, {'replayed', hgetall}, {'refused'}, {'mismatch'},
 -- {'not_found'} or {'request_conflict'}.
--- A refusal or a mismatch changed nothing: journaled as a no-op (_noops.lua: the first 20 of the user's
--- hour, then counted; decision 0054).
+-- A refusal or a mismatch changed nothing: journaled as a no-op (_noops.lua: the first few of the
+-- user's hour, then counted; decisions 0054, 0058).
 --#include _notice.lua
 --#include _journal_hourly.lua
 --#include _noops.lua
@@ -51,13 +51,13 @@ if outcome ~= 'changed' then
   cooling = 0
 end
 local entry = {}
-for i = 12, #ARGV do entry[#entry + 1] = ARGV[i] end
+for i = 15, #ARGV do entry[#entry + 1] = ARGV[i] end
 for _, v in ipairs({'client_id', h[3], 'outcome', outcome, 'status', h[1], 'old_phone', mask(h[2]),
                     'phone', mask(ARGV[2]), 'cooling_until', cooling}) do
   entry[#entry + 1] = v
 end
 if outcome ~= 'changed' then
-  journal_noop(user, journal, entry, tonumber(ARGV[1]))
+  journal_noop(user, journal, entry, tonumber(ARGV[1]), noop_limits(12))
   return {outcome}
 end
 journal_append(journal, entry)

@@ -5,21 +5,23 @@
 -- KEYS[1] user hash, KEYS[2] user journal stream, KEYS[3] applied request ids (same {s:<n>} slot)
 -- ARGV[1] action, ARGV[2] time (unix ms), ARGV[3] request id to record ('' none), ARGV[4] its fingerprint,
 -- ARGV[5] the client on whose behalf ('' none: a missing user is not found; else a missing id is
--- spent and another client's user left alone), ARGV[6 ..] journal field/value pairs
+-- spent and another client's user left alone), ARGV[6..8] the no-op limits (_noops.lua),
+-- ARGV[9 ..] journal field/value pairs
 -- Returns {'suspended'|'reinstated'|'unblocked'|'revoked'|'unchanged'|'replayed', hgetall}, {'refused'},
 -- {'not_found'}, {'foreclosed'}, {'foreign'} or {'request_conflict'}.
--- An outcome that changed nothing ('unchanged', 'refused') is journaled as a no-op (_noops.lua: the first 20
+-- An outcome that changed nothing ('unchanged', 'refused') is journaled as a no-op (_noops.lua: the first few
 -- of the user's hour, then counted), and its request id remembered for a bounded time (decision 0054).
 --#include _journal_hourly.lua
 --#include _noops.lua
 local user, journal, changes = KEYS[1], KEYS[2], KEYS[3]
 local action, now, request_id, fingerprint, for_client = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local limits = noop_limits(6)
 local function append(fields, noop)
   local entry = {}
-  for i = 6, #ARGV do entry[#entry + 1] = ARGV[i] end
+  for i = 9, #ARGV do entry[#entry + 1] = ARGV[i] end
   for _, v in ipairs(fields) do entry[#entry + 1] = v end
   if noop then
-    journal_noop(user, journal, entry, tonumber(now))
+    journal_noop(user, journal, entry, tonumber(now), limits)
   else
     journal_append(journal, entry)
   end
@@ -71,7 +73,7 @@ if outcome == 'refused' then
   return {outcome}
 end
 if request_id ~= '' and noop then
-  remember_noop(changes, request_id, fingerprint, tonumber(now))
+  remember_noop(changes, request_id, fingerprint, tonumber(now), limits)
 elseif request_id ~= '' then
   redis.call('HSET', changes, request_id, fingerprint)
 end

@@ -4,14 +4,16 @@
 -- right code resets it, as always). A revoked user is refused; nothing to lift is 'unchanged'. A request
 -- id applied before answers the user as it is now, without a new entry. The entry says what was lifted.
 -- KEYS[1] user hash, KEYS[2] user journal stream, KEYS[3] applied request ids (same {s:<n>} slot)
--- ARGV[1] request id, ARGV[2] its fingerprint, ARGV[3] time (unix ms), ARGV[4 ..] journal field/value pairs
+-- ARGV[1] request id, ARGV[2] its fingerprint, ARGV[3] time (unix ms), ARGV[4..6] the no-op limits
+-- (_noops.lua), ARGV[7 ..] journal field/value pairs
 -- Returns {'unblocked'|'unchanged'|'replayed', hgetall}, {'refused'}, {'not_found'} or {'request_conflict'}.
--- 'unchanged' and 'refused' are journaled as no-ops (_noops.lua: the first 20 of the user's hour, then
--- counted), and the request id of an 'unchanged' remembered for a bounded time (decision 0054).
+-- 'unchanged' and 'refused' are journaled as no-ops (_noops.lua: the first few of the user's hour,
+-- then counted), and the request id of an 'unchanged' remembered for a bounded time (decision 0054).
 --#include _journal_hourly.lua
 --#include _noops.lua
 local user, journal, changes = KEYS[1], KEYS[2], KEYS[3]
 local request_id, fingerprint, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local limits = noop_limits(4)
 if redis.call('EXISTS', user) == 0 then
   return {'not_found'}
 end
@@ -31,7 +33,7 @@ elseif failures > 0 or blocked_until > 0 then
   redis.call('HSET', user, 'failures', 0, 'blocked_until', 0)
 end
 local entry = {}
-for i = 4, #ARGV do entry[#entry + 1] = ARGV[i] end
+for i = 7, #ARGV do entry[#entry + 1] = ARGV[i] end
 for _, v in ipairs({'outcome', outcome, 'status', h[1], 'failures', failures, 'blocks', h[3] or '0',
                     'blocked_until', blocked_until}) do
   entry[#entry + 1] = v
@@ -39,12 +41,12 @@ end
 if outcome == 'unblocked' then
   journal_append(journal, entry)
 else
-  journal_noop(user, journal, entry, now)
+  journal_noop(user, journal, entry, now, limits)
 end
 if outcome == 'refused' then
   return {outcome}
 elseif outcome == 'unchanged' then
-  remember_noop(changes, request_id, fingerprint, now)
+  remember_noop(changes, request_id, fingerprint, now, limits)
 else
   redis.call('HSET', changes, request_id, fingerprint)
 end
