@@ -30,8 +30,10 @@ class Sms:
 class SmsTail:
     """One polling task reads new complete lines; callers wait for the SMS of a challenge, bounded."""
 
-    def __init__(self, path: Path) -> None:
-        """Follow `path` (which the server created at boot) from its current end: earlier lines are older."""
+    def __init__(self, path: Path, numbers: frozenset[str] | None = None) -> None:
+        """Follow `path` (which the server created at boot) from its current end: earlier lines are older.
+        `numbers`: keep only the SMS sent to these (a client process's own users; None: every SMS)."""
+        self._numbers = numbers
         # One handle kept open: a poll is then one read(2), not an open, a seek and a close.
         self._handle = path.open("rb")
         self._handle.seek(0, 2)
@@ -46,6 +48,8 @@ class SmsTail:
         seen = time.time()
         for line in complete.splitlines():
             message = json.loads(line)
+            if self._numbers is not None and message["to"] not in self._numbers:
+                continue  # another client process's user: it reads that line itself
             stamp = message.get("sent_at")
             sms = Sms(
                 code=code_in(message["text"]),

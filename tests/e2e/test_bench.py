@@ -36,6 +36,7 @@ PHASE = {
     "machine_busy_cores",
     "other_busy_cores",
     "client_loop_lag_ms",
+    "clients",
 }
 RPCS = {
     "echo": {"Echo"},
@@ -46,6 +47,7 @@ RPCS = {
 }
 SESAME_EXTRA = {"redis_used_memory_delta_bytes", "redis_bytes_per_op"}
 SMS = {"count", "missing", "p50_ms", "p99_ms", "max_ms"}
+CLIENTS = 2  # load client processes (decision 0059)
 
 
 @pytest.fixture(scope="module", name="out")
@@ -65,6 +67,8 @@ def _out(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "2",
             "--users",
             "4",
+            "--client-processes",
+            str(CLIENTS),
             "--out",
             str(out),
         ],
@@ -129,7 +133,7 @@ def test_cpu_and_memory_are_read_per_process(record: dict[str, Any]) -> None:
         assert phase["cpu_ms_per_op"]["server"] > 0
         roles = [p["role"] for p in phase["processes"]]
         assert roles.count("redis") == 1
-        assert roles.count("client") == 1
+        assert roles.count("client") == CLIENTS + 1  # the client processes and the bench's own
         assert roles.count("server") >= 1
         for process in phase["processes"]:
             assert 0 < process["rss_mb"] <= process["peak_rss_mb"]
@@ -162,6 +166,7 @@ def test_machine_settings_and_summary_describe_the_run(record: dict[str, Any]) -
     assert len(machine["loadavg_before"]) == 3
     settings = record["settings"]
     assert (settings["concurrency"], settings["connections"], settings["users"]) == (4, 2, 4)
+    assert settings["client_processes"] == CLIENTS
     assert settings["workers"] is None or settings["workers"] >= 1
     assert settings["workers"] is None or settings["serve_has_workers"]
     assert settings["serve_listeners"] >= 1
@@ -171,6 +176,27 @@ def test_machine_settings_and_summary_describe_the_run(record: dict[str, Any]) -
     assert summary["flows_vs_echo_pct"] > 0
     assert summary["max_peak_rss_mb_per_server_process"] > 0
     assert isinstance(summary["loaded"], bool)
+
+
+def test_every_client_process_ran_its_share_and_the_figures_add_up(record: dict[str, Any]) -> None:
+    """Each phase, the echo floor's included, ran in every client process (decision 0059): their operations
+    add up to the phase's, each process's loop lag is recorded, and every RPC's count is the merged one."""
+    for name, phase in record["phases"].items():
+        clients = phase["clients"]
+        assert len(clients) == CLIENTS, name
+        assert len({c["pid"] for c in clients}) == CLIENTS, name
+        client_pids = {p["pid"] for p in phase["processes"] if p["role"] == "client"}
+        assert {c["pid"] for c in clients} <= client_pids, name
+        assert all(c["ops"] > 0 for c in clients), name
+        assert sum(c["ops"] for c in clients) == phase["ops"], name
+        assert sum(c["failed"] for c in clients) == phase["failed"], name
+        assert phase["rate_per_s"] == pytest.approx(sum(c["rate_per_s"] for c in clients), abs=0.1 * CLIENTS)
+        for client in clients:
+            lag = client["loop_lag_ms"]
+            assert 0 <= lag["p50"] <= lag["p99"] <= lag["max"] <= phase["client_loop_lag_ms"]["max"], name
+        assert phase["client_loop_lag_ms"]["max"] == max(c["loop_lag_ms"]["max"] for c in clients), name
+    echo = record["phases"]["echo"]
+    assert echo["rpcs"]["Echo"]["count"] == 2 * sum(c["ops"] for c in echo["clients"])
 
 
 def test_the_paced_phase_runs_at_half_the_flow_rate(record: dict[str, Any]) -> None:
