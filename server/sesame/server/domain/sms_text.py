@@ -133,9 +133,10 @@ def rendered(operation: Operation, ctx: SmsContext) -> Rendered:
         case ChangePhone(new_phone=new_phone):
             fields["phone"] = mask_phone(new_phone)
     template = templates.get(template_kind(operation, ctx), ctx.locale)
-    if payee is not None:
-        fields["payee"] = _fitted_name(templates, template, fields, payee)
-    return Rendered(template.fill(fields), template, fields)
+    if payee is None:
+        return Rendered(template.fill(fields), template, fields)
+    fields["payee"], text = _fitted_name(templates, template, fields, payee)
+    return Rendered(text, template, fields)
 
 
 def template_kind(operation: Operation, ctx: SmsContext) -> Kind:
@@ -184,21 +185,24 @@ def fitted(
     template = templates.get(kind, locale)
     if payee is None:
         return template.fill(fields)
-    return template.fill(fields | {"payee": _fitted_name(templates, template, fields, payee)})
+    return _fitted_name(templates, template, fields, payee)[1]
 
 
-def _fitted_name(templates: SmsTemplates, template: Template, fields: dict[str, str], payee: str) -> str:
-    """The payee's name as `template` prints it with `fields`: quoted, in GSM-7 letters if that keeps the
-    text GSM-7, cut to the segment budget if it must be."""
+def _fitted_name(
+    templates: SmsTemplates, template: Template, fields: dict[str, str], payee: str
+) -> tuple[str, str]:
+    """The payee's name as `template` prints it with `fields` (quoted, in GSM-7 letters if that keeps the
+    text GSM-7, cut to the segment budget if it must be), and the text it gives."""
     name = _reduced(payee, gsm7_letter)
     if not fits_gsm7(template.fill(fields | {"payee": _quoted(name)})):
         name = _reduced(payee, str)  # the bank's own words are UCS-2: the name keeps its letters
-    quoted = ""
+    quoted = text = ""
     for shown in _shortened(name):
         quoted = _quoted(shown)
-        if measure(template.fill(fields | {"payee": quoted})).parts <= templates.max_parts:
+        text = template.fill(fields | {"payee": quoted})
+        if measure(text).parts <= templates.max_parts:
             break
-    return quoted
+    return quoted, text
 
 
 def printed_name(name: str) -> str:
