@@ -15,7 +15,7 @@ the same clients and concurrency:
 Each phase is bounded by --duration and --max-ops. It writes docs/benchmarks/<date>-<commit>.json and
 a .png next to it, and prints a table (docs/benchmarks.md says how to read them).
 
-    python -m bench.load --duration 15 --concurrency 16 --connections 4 --client-processes 2
+    python -m bench.load --duration 15 --concurrency 16 --connections 4 --client-processes 1
 """
 
 from __future__ import annotations
@@ -43,8 +43,10 @@ from bench.servers import Server
 from bench.usage import Snapshot
 
 SMS_SETTLE_SECONDS = 30.0  # the longest the start phase waits for the SMS of its challenges
-# Load client processes by default: measured against 1 and 3 in decision 0059.
-CLIENT_PROCESSES = 2
+# Load client processes by default. On the project's 2-core machine, 2 or 3 processes did not shorten the
+# clients' loop lag and cost 40-100 % more client CPU per operation, taken from the servers' cores: one is
+# the more faithful there (decision 0059); more are for a machine whose client has cores of its own.
+CLIENT_PROCESSES = 1
 
 
 def _processes(server: Server, fleet: Fleet) -> list[Process]:
