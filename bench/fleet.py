@@ -7,6 +7,7 @@ and connections, so that `flows / echo` compares like with like (decision 0059).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -83,8 +84,9 @@ class Fleet:
         """Tell every process to exit, and wait for it (ended after 10 s)."""
         for child in self._children:
             if child.stdin is not None and child.returncode is None:
-                child.stdin.write(b'{"do": "exit"}\n')
-                child.stdin.close()
+                with contextlib.suppress(ConnectionError):  # it ended already (its error is on stderr)
+                    child.stdin.write(b'{"do": "exit"}\n')
+                    child.stdin.close()
         for child in self._children:
             try:
                 await asyncio.wait_for(child.wait(), 10.0)
