@@ -43,14 +43,31 @@ from bench.servers import Server
 from bench.usage import Snapshot
 
 SMS_SETTLE_SECONDS = 30.0  # the longest the start phase waits for the SMS of its challenges
-# Load client processes by default. On the project's 2-core machine, 2 or 3 processes did not shorten the
-# clients' loop lag and cost 40-100 % more client CPU per operation, taken from the servers' cores: one is
-# the more faithful there (decision 0059); more are for a machine whose client has cores of its own.
+# Load client processes by default (decision 0059, measured on the project's 2-core machine): the closed-loop
+# phases from one, whose figures are rates, since every further process costs client CPU the servers lose;
+# the paced phase from three, whose figure is the tail, which one loop lengthened.
 CLIENT_PROCESSES = 1
+PACED_CLIENT_PROCESSES = 3
 
 
-def _processes(server: Server, fleet: Fleet) -> list[Process]:
-    return [*server.processes(), *fleet.processes(), Process(os.getpid(), "client")]
+@dataclass(frozen=True, slots=True)
+class _Clients:
+    """The client processes of the closed-loop phases (echo, start, verify, flows) and of the paced one."""
+
+    closed: Fleet
+    paced: Fleet
+
+    def of(self, phase: str) -> Fleet:
+        """The processes that run `phase`."""
+        return self.paced if phase == "flows_half" else self.closed
+
+    def processes(self) -> list[Process]:
+        """Every client process (an idle one's CPU is the client's too)."""
+        return [*self.closed.processes(), *self.paced.processes()]
+
+
+def _processes(server: Server, clients: _Clients) -> list[Process]:
+    return [*server.processes(), *clients.processes(), Process(os.getpid(), "client")]
 
 
 def _commands(fleet: Fleet, args: argparse.Namespace, name: str, rate: float = 0.0) -> list[dict[str, Any]]:
@@ -81,13 +98,14 @@ class _Sms:
 
 async def _measure(
     server: Server,
+    clients: _Clients,
     fleet: Fleet,
     commands: list[dict[str, Any]],
     settle: Callable[[], Awaitable[_Sms]] | None = None,
 ) -> tuple[dict[str, Any], _Sms]:
     """Run one phase in every client process; its CPU and memory include `settle` (the SMS still being
     handed over). The figures are merged from the processes' raw samples (bench.merge)."""
-    processes = _processes(server, fleet)
+    processes = _processes(server, clients)
     before = Snapshot.take(processes)
     answers = await fleet.ask(commands)
     sms = _Sms([d for answer in answers for d in answer["sms_delays"]])
@@ -121,7 +139,8 @@ def _delays(samples: list[float], missing: int) -> dict[str, Any]:
     }
 
 
-async def _echo_phase(args: argparse.Namespace, workers: int, fleet: Fleet) -> dict[str, Any]:
+async def _echo_phase(args: argparse.Namespace, workers: int, clients: _Clients) -> dict[str, Any]:
+    fleet = clients.closed  # the closed-loop phases' processes: flows / echo compares like with like
     with servers.echo(workers) as server:
         # Warm: the first calls on each connection are not measured (each process warms its own).
         await fleet.ask(
@@ -131,14 +150,14 @@ async def _echo_phase(args: argparse.Namespace, workers: int, fleet: Fleet) -> d
             ]
         )
         try:
-            phase, _ = await _measure(server, fleet, _commands(fleet, args, "echo"))
+            phase, _ = await _measure(server, clients, fleet, _commands(fleet, args, "echo"))
             return phase
         finally:
             await fleet.ask_all({"do": "close"})
 
 
 async def _sesame_phases(
-    args: argparse.Namespace, workers: int | None, settings: dict[str, Any], fleet: Fleet
+    args: argparse.Namespace, workers: int | None, settings: dict[str, Any], clients: _Clients
 ) -> dict[str, dict[str, Any]]:
     with (
         tempfile.TemporaryDirectory(prefix="sesame-bench-") as scratch,
@@ -146,35 +165,41 @@ async def _sesame_phases(
     ):
         assert server.sms_file is not None
         settings["serve_listeners"] = listeners(int(server.address.rsplit(":", 1)[1]))
-        users = fleet.split(args.users)
-        firsts = [sum(users[:i]) for i in range(len(users))]
-        opening = [
-            {
-                "do": "sesame",
-                "address": server.address,
-                "connections": connections,
-                "sms_file": str(server.sms_file),
-                "users": count,
-                "first": first,
-            }
-            for connections, count, first in zip(fleet.split(args.connections), users, firsts, strict=True)
-        ]
-        await fleet.ask(opening)  # each process enrolls its users and warms its connections
+        # Each process enrolls its own users (the paced ones after the others') and warms its connections.
+        for offset, fleet in enumerate((clients.closed, clients.paced)):
+            users = fleet.split(args.users)
+            firsts = [offset * args.users + sum(users[:i]) for i in range(len(users))]
+            await fleet.ask(
+                [
+                    {
+                        "do": "sesame",
+                        "address": server.address,
+                        "connections": connections,
+                        "sms_file": str(server.sms_file),
+                        "users": count,
+                        "first": first,
+                    }
+                    for connections, count, first in zip(
+                        fleet.split(args.connections), users, firsts, strict=True
+                    )
+                ]
+            )
         try:
-            return await _each_sesame_phase(server, fleet, args)
+            return await _each_sesame_phase(server, clients, args)
         finally:
-            await fleet.ask_all({"do": "close"})
+            await clients.closed.ask_all({"do": "close"})
+            await clients.paced.ask_all({"do": "close"})
 
 
 async def _each_sesame_phase(
-    server: Server, fleet: Fleet, args: argparse.Namespace
+    server: Server, clients: _Clients, args: argparse.Namespace
 ) -> dict[str, dict[str, Any]]:
     """Start, Verify, flows, flows at half their rate; Redis memory and SMS delays around each."""
     redis_url = server.redis_url()
     phases: dict[str, dict[str, Any]] = {}
 
     async def settle() -> _Sms:
-        answers = await fleet.ask_all({"do": "settle", "limit": SMS_SETTLE_SECONDS})
+        answers = await clients.closed.ask_all({"do": "settle", "limit": SMS_SETTLE_SECONDS})
         return _Sms([d for a in answers for d in a["sms_delays"]], sum(a["missing"] for a in answers))
 
     memory_before = servers.settled_used_memory(redis_url)
@@ -183,7 +208,8 @@ async def _each_sesame_phase(
         costs.start()
         rate = max(1.0, phases["flows"]["rate_per_s"] / 2) if name == "flows_half" else 0.0
         after = settle if name == "start" else None
-        phase, sms = await _measure(server, fleet, _commands(fleet, args, name, rate), after)
+        fleet = clients.of(name)
+        phase, sms = await _measure(server, clients, fleet, _commands(fleet, args, name, rate), after)
         phase["redis_costs"] = costs.stop(phase["ops"])
         memory_after = servers.settled_used_memory(redis_url)
         delta, memory_before = memory_after - memory_before, memory_after
@@ -208,13 +234,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         print("this `sesame serve` has no --workers option: one server process", file=sys.stderr)
     machine = describe_machine()
     echo_workers = args.echo_workers or workers or 1
-    fleet = await Fleet.start(args.client_processes)
+    clients = _Clients(
+        await Fleet.start(args.client_processes), await Fleet.start(args.paced_client_processes)
+    )
     try:
-        phases = {"echo": await _echo_phase(args, echo_workers, fleet)}
+        phases = {"echo": await _echo_phase(args, echo_workers, clients)}
         settings = _settings(args, workers, has_workers=has_workers, echo_workers=echo_workers)
-        phases.update(await _sesame_phases(args, workers, settings, fleet))
+        phases.update(await _sesame_phases(args, workers, settings, clients))
     finally:
-        await fleet.stop()
+        await clients.closed.stop()
+        await clients.paced.stop()
     return {
         "schema": "sesame-bench/1",
         "started_at": started.isoformat(timespec="seconds"),
@@ -240,6 +269,7 @@ def _settings(
         "echo_workers": echo_workers,
         "redis_scripts": args.redis_scripts,
         "client_processes": args.client_processes,
+        "paced_client_processes": args.paced_client_processes,
     }
 
 
@@ -255,7 +285,14 @@ def _arguments() -> argparse.Namespace:
         "--client-processes",
         type=int,
         default=CLIENT_PROCESSES,
-        help="load client processes, each its own loop, sharing out concurrency, connections and users",
+        help="load client processes of the closed-loop phases (echo, start, verify, flows), each its own "
+        "loop, sharing out concurrency, connections and users",
+    )
+    parser.add_argument(
+        "--paced-client-processes",
+        type=int,
+        default=PACED_CLIENT_PROCESSES,
+        help="load client processes of the paced phase (flows_half), shared out the same way",
     )
     parser.add_argument("--users", type=int, default=64, help="enrolled users the operations spread over")
     parser.add_argument(
@@ -273,11 +310,11 @@ def _arguments() -> argparse.Namespace:
     args = parser.parse_args()
     if min(args.concurrency, args.connections, args.users, args.max_ops, args.echo_workers or 1) < 1:
         parser.error("counts must be at least 1")
-    if args.client_processes < 1 or args.client_processes > min(
-        args.concurrency, args.connections, args.users
-    ):
+    most = min(args.concurrency, args.connections, args.users)
+    if not (1 <= args.client_processes <= most and 1 <= args.paced_client_processes <= most):
         parser.error(
-            "--client-processes must be at least 1 and at most --concurrency, --connections, --users"
+            "--client-processes and --paced-client-processes must be at least 1 and at most --concurrency, "
+            "--connections and --users"
         )
     return args
 
