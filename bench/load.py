@@ -165,30 +165,32 @@ async def _sesame_phases(
     ):
         assert server.sms_file is not None
         settings["serve_listeners"] = listeners(int(server.address.rsplit(":", 1)[1]))
-        # Each process enrolls its own users (the paced ones after the others') and warms its connections.
-        for offset, fleet in enumerate((clients.closed, clients.paced)):
-            users = fleet.split(args.users)
-            firsts = [offset * args.users + sum(users[:i]) for i in range(len(users))]
-            await fleet.ask(
-                [
-                    {
-                        "do": "sesame",
-                        "address": server.address,
-                        "connections": connections,
-                        "sms_file": str(server.sms_file),
-                        "users": count,
-                        "first": first,
-                    }
-                    for connections, count, first in zip(
-                        fleet.split(args.connections), users, firsts, strict=True
-                    )
-                ]
-            )
+        await _open_sesame(server, clients.closed, args, first_user=0)
         try:
             return await _each_sesame_phase(server, clients, args)
         finally:
             await clients.closed.ask_all({"do": "close"})
             await clients.paced.ask_all({"do": "close"})
+
+
+async def _open_sesame(server: Server, fleet: Fleet, args: argparse.Namespace, first_user: int) -> None:
+    """Each process of `fleet` opens its connections, follows the SMS file, enrolls its own users (numbers
+    from `first_user` on) and warms its connections."""
+    users = fleet.split(args.users)
+    firsts = [first_user + sum(users[:i]) for i in range(len(users))]
+    await fleet.ask(
+        [
+            {
+                "do": "sesame",
+                "address": server.address,
+                "connections": connections,
+                "sms_file": str(server.sms_file),
+                "users": count,
+                "first": first,
+            }
+            for connections, count, first in zip(fleet.split(args.connections), users, firsts, strict=True)
+        ]
+    )
 
 
 async def _each_sesame_phase(
@@ -204,6 +206,11 @@ async def _each_sesame_phase(
 
     memory_before = servers.settled_used_memory(redis_url)
     for name in ("start", "verify", "flows", "flows_half"):
+        if name == "flows_half":
+            # The paced processes connect only now: idle beside the closed-loop phases, their tails and
+            # channels would take CPU from them; what their enrolment and warm-up leave is not this phase's.
+            await _open_sesame(server, clients.paced, args, first_user=args.users)
+            memory_before = servers.settled_used_memory(redis_url)
         costs = RedisCosts(redis_url, scripts=args.redis_scripts)
         costs.start()
         rate = max(1.0, phases["flows"]["rate_per_s"] / 2) if name == "flows_half" else 0.0
