@@ -1,7 +1,10 @@
-"""`make bench`: the bare gRPC floor and Sésame, in one run, from one client, on this machine.
+"""`make bench`: the bare gRPC floor and Sésame, in one run, from the same clients, on this machine.
 
-The client runs in this process (grpc.aio on uvloop) and opens several connections to each server, as a
-caller's replicas do. It measures, in order and with the same concurrency:
+The load comes from `--client-processes` client processes (bench/client_process.py, grpc.aio on uvloop,
+each its own event loop), which share out the concurrency, the connections and the users, and open several
+connections to each server, as a caller's replicas do; this process starts the servers, tells the clients
+what to run and merges what they measured (bench/merge.py, decision 0059). It measures, in order and with
+the same clients and concurrency:
 
 1. echo: a bare grpc.aio echo server (bench/echo_server.py), two calls per operation: the floor;
 2. start: StartChallenge alone, against `sesame serve` with its embedded defaults (SoftHSM token,
@@ -12,84 +15,108 @@ caller's replicas do. It measures, in order and with the same concurrency:
 Each phase is bounded by --duration and --max-ops. It writes docs/benchmarks/<date>-<commit>.json and
 a .png next to it, and prints a table (docs/benchmarks.md says how to read them).
 
-    python -m bench.load --duration 15 --concurrency 16 --connections 4
+    python -m bench.load --duration 15 --concurrency 16 --connections 4 --client-processes 1
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import uvloop
 
-from bench import report, servers
-from bench.driver import Latency, Recorder, Run, drive, pace
-from bench.phases import Connections, Echo, Sesame
+from bench import merge, report, servers
+from bench.driver import Latency
+from bench.fleet import Fleet
+from bench.merge import Part
 from bench.procs import Process, describe_machine, listeners
 from bench.redis_costs import RedisCosts
 from bench.revision import short_commit
 from bench.servers import Server
-from bench.sms_tail import SmsTail
 from bench.usage import Snapshot
-from sesame.server.loop_lag import LoopLagMonitor
 
 SMS_SETTLE_SECONDS = 30.0  # the longest the start phase waits for the SMS of its challenges
+# Load client processes by default (decision 0059, measured on the project's 2-core machine): the closed-loop
+# phases from one, whose figures are rates, since every further process costs client CPU the servers lose;
+# the paced phase from three, whose figure is the tail, which one loop lengthened.
+CLIENT_PROCESSES = 1
+PACED_CLIENT_PROCESSES = 3
 
 
-class _Lags(list[float]):
-    """The client's loop lags over one phase (a `LagMeter`)."""
+@dataclass(frozen=True, slots=True)
+class _Clients:
+    """The client processes of the closed-loop phases (echo, start, verify, flows) and of the paced one."""
 
-    def observe(self, seconds: float) -> None:
-        self.append(seconds)
+    closed: Fleet
+    paced: Fleet
 
-    def summary(self) -> dict[str, float]:
-        lag = Latency.of(self, 1.0)
-        return {"p50": lag.p50_ms, "p99": lag.p99_ms, "max": lag.max_ms}
+    def of(self, phase: str) -> Fleet:
+        """The processes that run `phase`."""
+        return self.paced if phase == "flows_half" else self.closed
+
+    def processes(self) -> list[Process]:
+        """Every client process (an idle one's CPU is the client's too)."""
+        return [*self.closed.processes(), *self.paced.processes()]
 
 
-def _processes(server: Server) -> list[Process]:
-    return [*server.processes(), Process(os.getpid(), "client")]
+def _processes(server: Server, clients: _Clients) -> list[Process]:
+    return [*server.processes(), *clients.processes(), Process(os.getpid(), "client")]
+
+
+def _commands(fleet: Fleet, args: argparse.Namespace, name: str, rate: float = 0.0) -> list[dict[str, Any]]:
+    """Each client process's share of phase `name`: concurrency, operations and (paced) arrival rate."""
+    at = fleet.at()
+    return [
+        {
+            "do": "phase",
+            "name": name,
+            "concurrency": concurrency,
+            "duration": args.duration,
+            "max_ops": max_ops,
+            "rate": rate / len(fleet),
+            "max_in_flight": 4 * concurrency,
+            "at": at,
+        }
+        for concurrency, max_ops in zip(fleet.split(args.concurrency), fleet.split(args.max_ops), strict=True)
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class _Sms:
+    """The SMS delays the client processes saw (seconds), and how many SMS never came."""
+
+    delays: list[float]
+    missing: int = 0
 
 
 async def _measure(
     server: Server,
-    load: Awaitable[Run],
-    recorder: Recorder,
-    settle: Callable[[], Awaitable[None]] | None = None,
-) -> dict[str, Any]:
-    """Await `load`; the phase's CPU and memory include `settle` (the SMS still being handed over)."""
-    before = Snapshot.take(_processes(server))
-    # The client shares the machine's cores: its own loop's lag is in every latency it measures, and a paced
-    # sender whose loop was held sends the arrivals it owes at once (decision 0052).
-    lags = _Lags()
-    monitor = LoopLagMonitor(lags, interval=0.01)
-    monitor.start()
-    try:
-        run = await load
-    finally:
-        await monitor.stop()
+    clients: _Clients,
+    fleet: Fleet,
+    commands: list[dict[str, Any]],
+    settle: Callable[[], Awaitable[_Sms]] | None = None,
+) -> tuple[dict[str, Any], _Sms]:
+    """Run one phase in every client process; its CPU and memory include `settle` (the SMS still being
+    handed over). The figures are merged from the processes' raw samples (bench.merge)."""
+    processes = _processes(server, clients)
+    before = Snapshot.take(processes)
+    answers = await fleet.ask(commands)
+    sms = _Sms([d for answer in answers for d in answer["sms_delays"]])
     if settle is not None:
-        await settle()
-    usage = before.usage(_processes(server))
-    done = max(run.ops, 1)
-    return {
-        "ops": run.ops,
-        "failed": run.failed,
-        "seconds": run.seconds,
-        "rate_per_s": round(run.ops / run.seconds, 1) if run.seconds else 0.0,
-        "stopped_by": run.stopped_by,
-        "skipped": run.skipped,
-        "rpcs": {name: asdict(Latency.of(s, run.seconds)) for name, s in recorder.samples.items()},
-        "errors": dict(recorder.errors),
-        "client_loop_lag_ms": lags.summary(),
+        sms = await settle()
+    usage = before.usage(processes)
+    # The client shares the machine's cores: each process's own loop lag is in every latency it measures,
+    # and a paced sender whose loop was held sends the arrivals it owes at once (decisions 0052, 0059).
+    phase = merge.merged([Part.of(answer) for answer in answers])
+    done = max(phase["ops"], 1)
+    phase |= {
         "cpu_seconds": usage.cpu_seconds,
         "cpu_ms_per_op": {role: round(1000 * s / done, 3) for role, s in usage.cpu_seconds.items()},
         "processes": [asdict(p) for p in usage.processes],
@@ -97,6 +124,7 @@ async def _measure(
         "machine_busy_cores": usage.machine_busy_cores,
         "other_busy_cores": usage.other_busy_cores,
     }
+    return phase, sms
 
 
 def _delays(samples: list[float], missing: int) -> dict[str, Any]:
@@ -111,20 +139,25 @@ def _delays(samples: list[float], missing: int) -> dict[str, Any]:
     }
 
 
-async def _echo_phase(args: argparse.Namespace, workers: int) -> dict[str, Any]:
+async def _echo_phase(args: argparse.Namespace, workers: int, clients: _Clients) -> dict[str, Any]:
+    fleet = clients.closed  # the closed-loop phases' processes: flows / echo compares like with like
     with servers.echo(workers) as server:
-        connections = Connections(server.address, args.connections)
+        # Warm: the first calls on each connection are not measured (each process warms its own).
+        await fleet.ask(
+            [
+                {"do": "echo", "address": server.address, "connections": c}
+                for c in fleet.split(args.connections)
+            ]
+        )
         try:
-            await drive(Echo(connections, Recorder()), args.connections, 5.0, 4 * args.connections)  # warm
-            recorder = Recorder()
-            load = drive(Echo(connections, recorder), args.concurrency, args.duration, args.max_ops)
-            return await _measure(server, load, recorder)
+            phase, _ = await _measure(server, clients, fleet, _commands(fleet, args, "echo"))
+            return phase
         finally:
-            await connections.close()
+            await fleet.ask_all({"do": "close"})
 
 
 async def _sesame_phases(
-    args: argparse.Namespace, workers: int | None, settings: dict[str, Any]
+    args: argparse.Namespace, workers: int | None, settings: dict[str, Any], clients: _Clients
 ) -> dict[str, dict[str, Any]]:
     with (
         tempfile.TemporaryDirectory(prefix="sesame-bench-") as scratch,
@@ -132,51 +165,58 @@ async def _sesame_phases(
     ):
         assert server.sms_file is not None
         settings["serve_listeners"] = listeners(int(server.address.rsplit(":", 1)[1]))
-        connections = Connections(server.address, args.connections)
-        tail = SmsTail(server.sms_file)
-        stop = asyncio.Event()
-        follower = asyncio.create_task(tail.follow(stop))
+        await _open_sesame(server, clients.closed, args, first_user=0)
         try:
-            sesame = Sesame(connections, tail, args.users)
-            await sesame.enroll()
-            # Warm: the first calls on each connection (and the first key lookups) are not measured.
-            await drive(sesame.flow_phase(Recorder()), args.connections, 10.0, 4 * args.connections)
-            sesame.sms_delays.clear()
-            return await _each_sesame_phase(server, sesame, args)
+            return await _each_sesame_phase(server, clients, args)
         finally:
-            stop.set()
-            await follower
-            await connections.close()
+            await clients.closed.ask_all({"do": "close"})
+            await clients.paced.ask_all({"do": "close"})
+
+
+async def _open_sesame(server: Server, fleet: Fleet, args: argparse.Namespace, first_user: int) -> None:
+    """Each process of `fleet` opens its connections, follows the SMS file, enrolls its own users (numbers
+    from `first_user` on) and warms its connections."""
+    users = fleet.split(args.users)
+    firsts = [first_user + sum(users[:i]) for i in range(len(users))]
+    await fleet.ask(
+        [
+            {
+                "do": "sesame",
+                "address": server.address,
+                "connections": connections,
+                "sms_file": str(server.sms_file),
+                "users": count,
+                "first": first,
+            }
+            for connections, count, first in zip(fleet.split(args.connections), users, firsts, strict=True)
+        ]
+    )
 
 
 async def _each_sesame_phase(
-    server: Server, sesame: Sesame, args: argparse.Namespace
+    server: Server, clients: _Clients, args: argparse.Namespace
 ) -> dict[str, dict[str, Any]]:
     """Start, Verify, flows, flows at half their rate; Redis memory and SMS delays around each."""
     redis_url = server.redis_url()
     phases: dict[str, dict[str, Any]] = {}
-    missing = 0
 
-    async def settle() -> None:
-        nonlocal missing
-        missing = await sesame.sms_of_opened(SMS_SETTLE_SECONDS)
+    async def settle() -> _Sms:
+        answers = await clients.closed.ask_all({"do": "settle", "limit": SMS_SETTLE_SECONDS})
+        return _Sms([d for a in answers for d in a["sms_delays"]], sum(a["missing"] for a in answers))
 
     memory_before = servers.settled_used_memory(redis_url)
-    for name, make, after in (
-        ("start", sesame.start_phase, settle),
-        ("verify", sesame.verify_phase, None),
-        ("flows", sesame.flow_phase, None),
-        ("flows_half", sesame.flow_phase, None),
-    ):
+    for name in ("start", "verify", "flows", "flows_half"):
+        if name == "flows_half":
+            # The paced processes connect only now: idle beside the closed-loop phases, their tails and
+            # channels would take CPU from them; what their enrolment and warm-up leave is not this phase's.
+            await _open_sesame(server, clients.paced, args, first_user=args.users)
+            memory_before = servers.settled_used_memory(redis_url)
         costs = RedisCosts(redis_url, scripts=args.redis_scripts)
         costs.start()
-        recorder = Recorder()
         rate = max(1.0, phases["flows"]["rate_per_s"] / 2) if name == "flows_half" else 0.0
-        if rate:
-            load = pace(make(recorder), rate, args.duration, args.max_ops, 4 * args.concurrency)
-        else:
-            load = drive(make(recorder), args.concurrency, args.duration, args.max_ops)
-        phase = await _measure(server, load, recorder, after)
+        after = settle if name == "start" else None
+        fleet = clients.of(name)
+        phase, sms = await _measure(server, clients, fleet, _commands(fleet, args, name, rate), after)
         phase["redis_costs"] = costs.stop(phase["ops"])
         memory_after = servers.settled_used_memory(redis_url)
         delta, memory_before = memory_after - memory_before, memory_after
@@ -186,9 +226,8 @@ async def _each_sesame_phase(
             phase["target_rate_per_s"] = round(rate, 1)
         if name != "verify":
             # A flow that never saw its SMS failed, and was counted among its phase's errors.
-            unseen = missing if name == "start" else recorder.errors.get("SMS:never written", 0)
-            phase["sms_after_start_ms"] = _delays(sesame.sms_delays, unseen)
-            sesame.sms_delays.clear()
+            unseen = sms.missing if name == "start" else phase["errors"].get("SMS:never written", 0)
+            phase["sms_after_start_ms"] = _delays(sms.delays, unseen)
         phases[name] = phase
     return phases
 
@@ -202,19 +241,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         print("this `sesame serve` has no --workers option: one server process", file=sys.stderr)
     machine = describe_machine()
     echo_workers = args.echo_workers or workers or 1
-    phases = {"echo": await _echo_phase(args, echo_workers)}
-    settings: dict[str, Any] = {
-        "duration_s": args.duration,
-        "max_ops": args.max_ops,
-        "concurrency": args.concurrency,
-        "connections": args.connections,
-        "users": args.users,
-        "workers": workers,
-        "serve_has_workers": has_workers,
-        "echo_workers": echo_workers,
-        "redis_scripts": args.redis_scripts,
-    }
-    phases.update(await _sesame_phases(args, workers, settings))
+    clients = _Clients(
+        await Fleet.start(args.client_processes), await Fleet.start(args.paced_client_processes)
+    )
+    try:
+        phases = {"echo": await _echo_phase(args, echo_workers, clients)}
+        settings = _settings(args, workers, has_workers=has_workers, echo_workers=echo_workers)
+        phases.update(await _sesame_phases(args, workers, settings, clients))
+    finally:
+        await clients.closed.stop()
+        await clients.paced.stop()
     return {
         "schema": "sesame-bench/1",
         "started_at": started.isoformat(timespec="seconds"),
@@ -226,6 +262,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _settings(
+    args: argparse.Namespace, workers: int | None, *, has_workers: bool, echo_workers: int
+) -> dict[str, Any]:
+    return {
+        "duration_s": args.duration,
+        "max_ops": args.max_ops,
+        "concurrency": args.concurrency,
+        "connections": args.connections,
+        "users": args.users,
+        "workers": workers,
+        "serve_has_workers": has_workers,
+        "echo_workers": echo_workers,
+        "redis_scripts": args.redis_scripts,
+        "client_processes": args.client_processes,
+        "paced_client_processes": args.paced_client_processes,
+    }
+
+
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -234,6 +288,19 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--max-ops", type=int, default=100_000, help="operations per phase, at most")
     parser.add_argument("--concurrency", type=int, default=16, help="operations in flight")
     parser.add_argument("--connections", type=int, default=4, help="client connections to each server")
+    parser.add_argument(
+        "--client-processes",
+        type=int,
+        default=CLIENT_PROCESSES,
+        help="load client processes of the closed-loop phases (echo, start, verify, flows), each its own "
+        "loop, sharing out concurrency, connections and users",
+    )
+    parser.add_argument(
+        "--paced-client-processes",
+        type=int,
+        default=PACED_CLIENT_PROCESSES,
+        help="load client processes of the paced phase (flows_half), shared out the same way",
+    )
     parser.add_argument("--users", type=int, default=64, help="enrolled users the operations spread over")
     parser.add_argument(
         "--workers", type=int, default=None, help="`sesame serve --workers` when it has it (default: cores)"
@@ -250,6 +317,12 @@ def _arguments() -> argparse.Namespace:
     args = parser.parse_args()
     if min(args.concurrency, args.connections, args.users, args.max_ops, args.echo_workers or 1) < 1:
         parser.error("counts must be at least 1")
+    most = min(args.concurrency, args.connections, args.users)
+    if not (1 <= args.client_processes <= most and 1 <= args.paced_client_processes <= most):
+        parser.error(
+            "--client-processes and --paced-client-processes must be at least 1 and at most --concurrency, "
+            "--connections and --users"
+        )
     return args
 
 

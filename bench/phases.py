@@ -85,15 +85,27 @@ class Opened:
     returned_at: float
 
 
+def number(index: int) -> str:
+    """The secure number of the bench's user `index`."""
+    return f"+3361234{index:04d}"
+
+
+def numbers(first: int, users: int) -> frozenset[str]:
+    """The secure numbers of users `first` to `first + users - 1`: what one client process's tail keeps."""
+    return frozenset(number(i) for i in range(first, first + users))
+
+
 class Sesame:
     """Stubs on every connection, the bench's users, the SMS tail, and what the phases hand on."""
 
-    def __init__(self, connections: Connections, tail: SmsTail, users: int) -> None:
-        """Name `users` users (enrolled by `enroll`), one secure number each."""
+    def __init__(self, connections: Connections, tail: SmsTail, users: int, first: int = 0) -> None:
+        """Name `users` users (enrolled by `enroll`), one secure number each: numbers `first` onwards, so
+        that client processes sharing a server have numbers of their own (`numbers`)."""
         self._auth = [auth_grpc.AuthenticationServiceStub(c) for c in connections.channels]
         self._enrol = [enrol_grpc.EnrollmentServiceStub(c) for c in connections.channels]
         self._tail = tail
-        self._users = [f"bench-{os.getpid()}-{i}" for i in range(users)]
+        self._users = [f"bench-{os.getpid()}-{i}" for i in range(first, first + users)]
+        self._first = first
         self._spread = itertools.count()
         self.opened: deque[Opened] = deque()
         self.sms_delays: list[float] = []
@@ -102,7 +114,9 @@ class Sesame:
         """Enroll every user (one call per connection at least, which also opens the connections)."""
         for i, user in enumerate(self._users):
             await self._enrol[i % len(self._enrol)].EnrollUser(
-                enrol_pb.EnrollUserRequest(user_id=user, client_id="bench", secure_phone=f"+3361234{i:04d}")
+                enrol_pb.EnrollUserRequest(
+                    user_id=user, client_id="bench", secure_phone=number(self._first + i)
+                )
             )
 
     async def _start(self, worker: int, recorder: Recorder) -> Opened:

@@ -93,6 +93,7 @@ def table(record: dict[str, Any]) -> str:
                 f"{head} {rpc:<16} {lat['p50_ms']:>7.2f} {lat['p90_ms']:>7.2f} {lat['p99_ms']:>7.2f} "
                 f"{lat['max_ms']:>8.2f}   {tail}"
             )
+    lines.append(_client_lags(record["phases"]))
     s = record["summary"]
     lines.append(
         f"flows/echo {s['flows_vs_echo_pct']} %; SMS after Start p99 {s['sms_after_start_p99_ms']} ms; "
@@ -101,6 +102,17 @@ def table(record: dict[str, Any]) -> str:
         + (" (LOADED machine)" if s["loaded"] else "")
     )
     return "\n".join(lines)
+
+
+def _client_lags(phases: dict[str, dict[str, Any]]) -> str:
+    """Each client process's loop lag p99 / max per phase (decision 0059): one line."""
+    shown = [
+        f"{name} "
+        + " ".join(f"{c['loop_lag_ms']['p99']:g}/{c['loop_lag_ms']['max']:g}" for c in phase["clients"])
+        for name, phase in phases.items()
+        if phase.get("clients")
+    ]
+    return "client loop lag p99/max ms per process: " + "; ".join(shown)
 
 
 def plot(record: dict[str, Any], path: Path) -> None:

@@ -30,8 +30,10 @@ class Sms:
 class SmsTail:
     """One polling task reads new complete lines; callers wait for the SMS of a challenge, bounded."""
 
-    def __init__(self, path: Path) -> None:
-        """Follow `path` (which the server created at boot) from its current end: earlier lines are older."""
+    def __init__(self, path: Path, numbers: frozenset[str] | None = None) -> None:
+        """Follow `path` (which the server created at boot) from its current end: earlier lines are older.
+        `numbers`: keep only the SMS sent to these (a client process's own users; None: every SMS)."""
+        self._numbers = numbers
         # One handle kept open: a poll is then one read(2), not an open, a seek and a close.
         self._handle = path.open("rb")
         self._handle.seek(0, 2)
@@ -45,6 +47,8 @@ class SmsTail:
         complete, self._pending = chunk[:cut], chunk[cut:]
         seen = time.time()
         for line in complete.splitlines():
+            if self._numbers is not None and _addressee(line) not in self._numbers:
+                continue  # another client process's user: it reads that line itself
             message = json.loads(line)
             stamp = message.get("sent_at")
             sms = Sms(
@@ -80,3 +84,17 @@ class SmsTail:
     def forget(self, challenge_id: str) -> None:
         """Drop what is kept of a challenge that was verified (the tail's memory stays bounded)."""
         self._messages.pop(challenge_id, None)
+
+
+_TO = b'{"to": "'  # how the console gateway's lines begin (json.dumps of a dict whose first key is "to")
+
+
+def _addressee(line: bytes) -> str:
+    """The number a console line is addressed to, read without parsing the whole line when it begins as
+    the console gateway writes it (each client process skips the others' lines at the cost of a slice)."""
+    if line.startswith(_TO):
+        end = line.find(b'"', len(_TO))
+        if end > 0:
+            return line[len(_TO) : end].decode()
+    to: str = json.loads(line)["to"]
+    return to

@@ -36,6 +36,7 @@ PHASE = {
     "machine_busy_cores",
     "other_busy_cores",
     "client_loop_lag_ms",
+    "clients",
 }
 RPCS = {
     "echo": {"Echo"},
@@ -46,6 +47,8 @@ RPCS = {
 }
 SESAME_EXTRA = {"redis_used_memory_delta_bytes", "redis_bytes_per_op"}
 SMS = {"count", "missing", "p50_ms", "p99_ms", "max_ms"}
+CLIENTS = 2  # load client processes of the closed-loop phases (decision 0059)
+PACED = 2  # and of the paced phase (at most the run's 2 connections)
 
 
 @pytest.fixture(scope="module", name="out")
@@ -65,6 +68,10 @@ def _out(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "2",
             "--users",
             "4",
+            "--client-processes",
+            str(CLIENTS),
+            "--paced-client-processes",
+            str(PACED),
             "--out",
             str(out),
         ],
@@ -129,7 +136,7 @@ def test_cpu_and_memory_are_read_per_process(record: dict[str, Any]) -> None:
         assert phase["cpu_ms_per_op"]["server"] > 0
         roles = [p["role"] for p in phase["processes"]]
         assert roles.count("redis") == 1
-        assert roles.count("client") == 1
+        assert roles.count("client") == CLIENTS + PACED + 1  # the client processes and the bench's own
         assert roles.count("server") >= 1
         for process in phase["processes"]:
             assert 0 < process["rss_mb"] <= process["peak_rss_mb"]
@@ -162,6 +169,7 @@ def test_machine_settings_and_summary_describe_the_run(record: dict[str, Any]) -
     assert len(machine["loadavg_before"]) == 3
     settings = record["settings"]
     assert (settings["concurrency"], settings["connections"], settings["users"]) == (4, 2, 4)
+    assert (settings["client_processes"], settings["paced_client_processes"]) == (CLIENTS, PACED)
     assert settings["workers"] is None or settings["workers"] >= 1
     assert settings["workers"] is None or settings["serve_has_workers"]
     assert settings["serve_listeners"] >= 1
@@ -171,6 +179,35 @@ def test_machine_settings_and_summary_describe_the_run(record: dict[str, Any]) -
     assert summary["flows_vs_echo_pct"] > 0
     assert summary["max_peak_rss_mb_per_server_process"] > 0
     assert isinstance(summary["loaded"], bool)
+
+
+def test_every_client_process_ran_its_share_and_the_figures_add_up(record: dict[str, Any]) -> None:
+    """Each phase ran in every one of its client processes, the echo floor in those of the flows (decision
+    0059): their operations add up to the phase's, each process's loop lag is recorded, and every RPC's count
+    is the merged one."""
+    for name, phase in record["phases"].items():
+        clients = phase["clients"]
+        processes = PACED if name == "flows_half" else CLIENTS
+        assert len(clients) == processes, name
+        assert len({c["pid"] for c in clients}) == processes, name
+        client_pids = {p["pid"] for p in phase["processes"] if p["role"] == "client"}
+        assert {c["pid"] for c in clients} <= client_pids, name
+        assert all(c["ops"] > 0 for c in clients), name
+        assert sum(c["ops"] for c in clients) == phase["ops"], name
+        assert sum(c["failed"] for c in clients) == phase["failed"], name
+        assert phase["rate_per_s"] == pytest.approx(
+            sum(c["rate_per_s"] for c in clients), abs=0.1 * processes
+        )
+        for client in clients:
+            lag = client["loop_lag_ms"]
+            assert 0 <= lag["p50"] <= lag["p99"] <= lag["max"] <= phase["client_loop_lag_ms"]["max"], name
+        assert phase["client_loop_lag_ms"]["max"] == max(c["loop_lag_ms"]["max"] for c in clients), name
+    echo = record["phases"]["echo"]
+    assert echo["rpcs"]["Echo"]["count"] == 2 * sum(c["ops"] for c in echo["clients"])
+    # The echo floor and the flows ran in the same processes (like with like); the paced phase in others.
+    closed = {c["pid"] for c in record["phases"]["flows"]["clients"]}
+    assert {c["pid"] for c in echo["clients"]} == closed
+    assert closed.isdisjoint(c["pid"] for c in record["phases"]["flows_half"]["clients"])
 
 
 def test_the_paced_phase_runs_at_half_the_flow_rate(record: dict[str, Any]) -> None:

@@ -36,3 +36,16 @@ def test_measure_agrees_with_the_per_character_rule(text: str) -> None:
     expected = reference(text)
     assert gsm7.fits_gsm7(text) is (expected.encoding is segments.Encoding.GSM7)
     assert segments.measure(text) == expected
+
+
+ONE_UNIT = st.sampled_from(
+    list("abcXYZ 0123@£Ç\n\r\"'çéж\u2019")
+)  # no extension letter, nothing past the BMP
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(ONE_UNIT, min_size=150, max_size=700).map("".join))
+def test_long_texts_of_one_unit_characters_agree_with_the_per_character_rule(text: str) -> None:
+    """The parts of a long text whose every character is one unit wide are counted by a division (decision
+    0059): the same count as packing the characters one by one, in GSM-7 and in UCS-2."""
+    assert segments.measure(text) == reference(text)

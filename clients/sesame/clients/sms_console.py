@@ -59,7 +59,8 @@ class ConsoleSmsGateway:
             raise DeliveryFailed(f"console SMS file not writable: {type(exc).__name__}") from exc
         # The text (payee, amount) stays out of INFO lines: the file above is the development sink.
         _log.info("SMS %s to %s for %s", ref, mask_phone(message.to), message.challenge_id)
-        _log.debug("SMS %s text: %s", ref, redact(message.text))
+        if _log.isEnabledFor(logging.DEBUG):  # the redaction is a regex over the text: only when logged
+            _log.debug("SMS %s text: %s", ref, redact(message.text))
         return SentSms(provider_ref=ref, sent_at=sent_at)
 
     def _append(self, line: str) -> None:

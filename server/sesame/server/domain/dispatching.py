@@ -278,9 +278,11 @@ class Dispatcher:
         if unsent is not None:
             return unsent
         context = await self._context(challenge, now)
-        text = sms_text.render(challenge.operation, context)
-        # What the journal keeps of the text: its hash with the code masked, and the template's version.
-        record = sent_text.recorded(challenge.operation, context)
+        rendered = sms_text.rendered(challenge.operation, context)
+        text = rendered.text
+        # What the journal keeps of the text: its hash with the code masked, and the template's version
+        # (the rendered text masked, not rendered a second time: decision 0059).
+        record = sent_text.recorded(challenge.operation, context, rendered)
         # The entry's id is the message's own reference: the same on every try and at every provider, which
         # makes the reference each provider sees (decision 0030; SMPP's, decision 0041).
         message = SmsMessage(challenge.phone, text, challenge.challenge_id, reference=queued.entry_id)

@@ -45,6 +45,11 @@ def measure(text: str) -> Segments:
         encoding, units = Encoding.UCS2, len(text.encode("utf-16-le")) // 2
     if units <= _SINGLE[encoding]:
         return Segments(encoding, units, 1)
+    if units == len(text):
+        # Every character one unit wide (no extension character, nothing outside the BMP): no character
+        # can straddle two parts, so the parts are the units over a part's size, without a loop per
+        # character (a French code SMS takes two parts and is measured up to three times, decision 0059).
+        return Segments(encoding, units, -(-units // _PART[encoding]))
     if gsm7:
         widths = [2 if char in EXTENSION else 1 for char in text]
     else:

@@ -16,7 +16,7 @@ an HSM call per send.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from sesame.server.domain import sms_text
 from sesame.server.domain.operation import Operation
@@ -46,11 +46,15 @@ class SentText:
         return fields
 
 
-def recorded(operation: Operation, context: sms_text.SmsContext) -> SentText:
-    """The record of the code SMS `sms_text.render(operation, context)` gives."""
+def recorded(
+    operation: Operation, context: sms_text.SmsContext, rendered: sms_text.Rendered | None = None
+) -> SentText:
+    """The record of the code SMS `sms_text.render(operation, context)` gives; `rendered`: that SMS as
+    `sms_text.rendered` gave it to the sender, whose text is then masked rather than rendered again."""
     templates = context.templates or default_templates()
-    template = templates.get(sms_text.template_kind(operation, context), context.locale)
-    shown = sms_text.render(operation, replace(context, code=MASK * len(context.code)))
+    sent = rendered or sms_text.rendered(operation, context)
+    template = sent.template
+    shown = sent.with_code(MASK * len(context.code))
     # The new-payee alert carries its own scam alert instead of the locale's warning (decision 0032).
     warned = "{warning}" in template.text
     return SentText(

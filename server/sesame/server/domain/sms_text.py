@@ -40,7 +40,7 @@ from sesame.server.domain.operation import (
 )
 from sesame.server.domain.privacy import mask_iban, mask_phone
 from sesame.server.domain.segments import measure
-from sesame.server.domain.sms_templates import Kind, SmsTemplates, default_templates
+from sesame.server.domain.sms_templates import Kind, SmsTemplates, Template, default_templates
 from sesame.server.domain.transliteration import gsm7_letter
 
 PRINTED_NAME = 40  # characters of the payee's name an SMS prints: a name, not room for a sentence
@@ -91,6 +91,26 @@ def added_when(new_payee: NewPayee, locale: str) -> str:
 
 def render(operation: Operation, ctx: SmsContext) -> str:
     """The full SMS text for `operation`, within the templates' segment budget."""
+    return rendered(operation, ctx).text
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A code SMS's text, with the template and the fields (the payee's name as fitted) that gave it."""
+
+    text: str
+    template: Template
+    fields: dict[str, str]
+
+    def with_code(self, code: str) -> str:
+        """The same text with `code` in the code's place: for a code of as many GSM-7 characters (digits, or
+        the journal's mask), the text `render` gives with that code, since its name was fitted to a text of
+        the same length and alphabet (decision 0059: the dispatcher renders once, not twice)."""
+        return self.template.fill(self.fields | {"code": code})
+
+
+def rendered(operation: Operation, ctx: SmsContext) -> Rendered:
+    """The full SMS text for `operation` (`render`), and what gave it."""
     templates = ctx.templates or default_templates()
     fields = {
         "bank": ctx.bank_name,
@@ -112,7 +132,11 @@ def render(operation: Operation, ctx: SmsContext) -> str:
             payee = name
         case ChangePhone(new_phone=new_phone):
             fields["phone"] = mask_phone(new_phone)
-    return fitted(templates, template_kind(operation, ctx), ctx.locale, fields, payee)
+    template = templates.get(template_kind(operation, ctx), ctx.locale)
+    if payee is None:
+        return Rendered(template.fill(fields), template, fields)
+    fields["payee"], text = _fitted_name(templates, template, fields, payee)
+    return Rendered(text, template, fields)
 
 
 def template_kind(operation: Operation, ctx: SmsContext) -> Kind:
@@ -161,15 +185,24 @@ def fitted(
     template = templates.get(kind, locale)
     if payee is None:
         return template.fill(fields)
+    return _fitted_name(templates, template, fields, payee)[1]
+
+
+def _fitted_name(
+    templates: SmsTemplates, template: Template, fields: dict[str, str], payee: str
+) -> tuple[str, str]:
+    """The payee's name as `template` prints it with `fields` (quoted, in GSM-7 letters if that keeps the
+    text GSM-7, cut to the segment budget if it must be), and the text it gives."""
     name = _reduced(payee, gsm7_letter)
     if not fits_gsm7(template.fill(fields | {"payee": _quoted(name)})):
         name = _reduced(payee, str)  # the bank's own words are UCS-2: the name keeps its letters
-    text = ""
+    quoted = text = ""
     for shown in _shortened(name):
-        text = template.fill(fields | {"payee": _quoted(shown)})
+        quoted = _quoted(shown)
+        text = template.fill(fields | {"payee": quoted})
         if measure(text).parts <= templates.max_parts:
             break
-    return text
+    return quoted, text
 
 
 def printed_name(name: str) -> str:
