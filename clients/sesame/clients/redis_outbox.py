@@ -15,6 +15,8 @@ path's.
 
 from __future__ import annotations
 
+import dataclasses
+import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, cast
 
@@ -144,8 +146,11 @@ class RedisOutbox:
                     self._bell.mark({shard})
             return []
         return [
-            _queued(answer[i], _pairs(answer[i + 1]), _pairs(answer[i + 2])) for i in range(1, len(answer), 3)
-        ]
+            dataclasses.replace(
+                _queued(answer[i], _pairs(answer[i + 1]), _pairs(answer[i + 2])), attempt=secrets.token_hex(6)
+            )
+            for i in range(1, len(answer), 3)
+        ]  # each hand-out its attempt: the record of its send is recognised when asked again (decision 0056)
 
     async def challenge(self, queued: QueuedSms) -> Challenge:
         """HGETALL on the outbox's connection, off the request path's pool. ChallengeNotFound."""
@@ -164,8 +169,9 @@ class RedisOutbox:
         text: SentText | None = None,
         *,
         provider_ids: tuple[str, ...] = (),
-    ) -> None:
-        """record_dispatch.lua: the send recorded and journaled, the entry acknowledged and deleted."""
+    ) -> bool:
+        """record_dispatch.lua: the send recorded and journaled, the entry acknowledged and deleted; False
+        when this attempt's send was recorded already (the step ran, its answer was lost: nothing written)."""
         challenge_id = queued.challenge_id
         keys = [
             self._keys.challenge(challenge_id),
@@ -181,12 +187,13 @@ class RedisOutbox:
             queued.entry_id,
             state.value,
             provider_ref,
+            queued.attempt,
             *head,
             "provider_ref",
             provider_ref,
             *written,
         ]
-        await self._scripts.run("record_dispatch", keys, args)
+        return int(await self._scripts.run("record_dispatch", keys, args)) != 2
 
     async def settle_notice(self, queued: QueuedSms, user_id: str, notice: UserNotice) -> None:
         """record_notice.lua: the notice in the user's journal (sealed, with its text's hash and template
