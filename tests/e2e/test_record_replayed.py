@@ -23,6 +23,7 @@ from tests.contracts.test_start_challenge_contract import an_opening
 from tests.contracts.test_start_challenge_contract import enrolled as enrolled_u1
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import enrolled
+from tests.e2e.test_send_guard import override_rpc
 from tests.e2e.test_send_holds import code_sms, start
 from tests.support.outbox import settled
 from tests.support.reply_cutter import reply_cutter
@@ -33,9 +34,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 QUEUE_ONLY = DispatchSettings(loops=0)  # the first server queues; the second's dispatcher sends
 
 
-def record_dispatch_sha(client: aioredis.Redis) -> bytes:
-    """The SHA-1 record_dispatch.lua runs under (EVALSHA carries it): the relay's marker."""
-    (sha,) = [sha for sha, name in Scripts(client).names().items() if name == "record_dispatch"]
+def script_sha(client: aioredis.Redis, script: str = "record_dispatch") -> bytes:
+    """The SHA-1 a script runs under (EVALSHA carries it): the relay's marker."""
+    (sha,) = [sha for sha, name in Scripts(client).names().items() if name == script]
     return sha.encode()
 
 
@@ -56,7 +57,7 @@ async def test_the_adapter_asked_again_answers_already_recorded(
         outbox = RedisOutbox.from_url(f"redis://127.0.0.1:{cutter.port}/0")
         try:
             (queued,) = await outbox.take("a", 10, DispatchSettings().wait)
-            cutter.arm(record_dispatch_sha(redis_client))
+            cutter.arm(script_sha(redis_client))
             at = datetime.now(UTC)
             try:
                 answered = await outbox.settle(queued, DeliveryState.SENT, "console-1", at)
@@ -81,7 +82,7 @@ async def test_a_dispatchers_record_whose_answer_is_lost_journals_the_send_once(
     opened = await live.auth.StartChallenge(start())
     with reply_cutter(redis_server.port) as cutter:
         relayed = RedisState.on(aioredis.Redis.from_url(f"redis://127.0.0.1:{cutter.port}/0"))
-        cutter.arm(record_dispatch_sha(redis_client))
+        cutter.arm(script_sha(redis_client))
         wired = await start_wired(keystore, relayed, live.sms_file)
         try:
             await settled(live.store)
@@ -93,3 +94,27 @@ async def test_a_dispatchers_record_whose_answer_is_lost_journals_the_send_once(
     (delivery,) = await deliveries(live.store, opened.challenge_id)
     assert delivery["outcome"] == "sent"
     assert (await live.store.challenges.get_challenge(opened.challenge_id)).delivery is DeliveryState.SENT
+
+
+@pytest.mark.parametrize("dispatch", [QUEUE_ONLY])
+async def test_a_notices_record_whose_answer_is_lost_journals_it_once(
+    live: Live, keystore: Pkcs11KeyStore, redis_server: EmbeddedRedis, redis_client: aioredis.Redis
+) -> None:
+    """An override's notice to the old number (decision 0041), dispatched by a worker behind the relay,
+    the answer of record_notice.lua lost once: one notice sent, one `user.notice` in the user's journal."""
+    await enrolled(live)
+    await override_rpc(live)
+    with reply_cutter(redis_server.port) as cutter:
+        relayed = RedisState.on(aioredis.Redis.from_url(f"redis://127.0.0.1:{cutter.port}/0"))
+        cutter.arm(script_sha(redis_client, "record_notice"))
+        wired = await start_wired(keystore, relayed, live.sms_file)
+        try:
+            await settled(live.store)
+        finally:
+            await wired.server.stop(0)
+            await relayed.close()
+        assert cutter.cuts == 1
+    assert len(live.sms_file.read_text().splitlines()) == 1
+    journal = await live.store.users.user_journal("alice")
+    (notice,) = [entry for entry in journal if entry["event"] == "user.notice"]
+    assert (notice["kind"], notice["outcome"]) == ("phone_changed", "sent")

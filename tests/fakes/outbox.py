@@ -47,6 +47,7 @@ class MemoryOutbox:
         self._clock = clock  # when an entry became pending: what `reclaim` compares `idle` with
         self._ids = itertools.count(1)
         self._attempts = itertools.count(1)  # each take or claim of an entry its own attempt (decision 0056)
+        self._settled_notices: dict[str, str] = {}  # entry id -> the attempt whose notice was journaled
         self._entries: dict[str, QueuedSms] = {}  # in queue order (dicts keep insertion order)
         self._pending: dict[str, _Pending] = {}
         self.dead: list[DeadLetter] = []  # oldest first
@@ -200,11 +201,16 @@ class MemoryOutbox:
         self.dead.append(letter)
         return FailedTry(tries, reason)
 
-    async def settle_notice(self, queued: QueuedSms, user_id: str, notice: UserNotice) -> None:
+    async def settle_notice(self, queued: QueuedSms, user_id: str, notice: UserNotice) -> bool:
+        if queued.attempt and self._settled_notices.get(queued.entry_id) == queued.attempt:
+            return False  # as record_notice.lua: this attempt's notice is journaled already (0056)
         await self._store.record_notice(user_id, notice)  # first: a failure leaves the entry pending
         self._entries.pop(queued.entry_id, None)
         self.addressees.pop(queued.notice_id, None)
         self._pending.pop(queued.entry_id, None)
+        if queued.attempt:
+            self._settled_notices[queued.entry_id] = queued.attempt
+        return True
 
     async def backlog(self) -> Backlog:
         oldest = next(iter(self._entries.values()), None)

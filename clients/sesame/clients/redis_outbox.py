@@ -43,6 +43,9 @@ GROUP: Final = "dispatchers"
 # operators to look at, not a store of record (the challenge's journal is).
 DEAD_LETTERS_KEPT: Final = 10_000
 DEAD_LETTERS_LIFETIME: Final = timedelta(days=7)
+# How long a notice's settled attempt is remembered, for its record asked again (decision 0056): far longer
+# than a dispatcher asks again (half the claim idle time), short enough to leave nothing for good.
+NOTICE_ATTEMPTS_KEPT: Final = timedelta(days=1)
 
 
 class RedisOutbox:
@@ -195,12 +198,20 @@ class RedisOutbox:
         ]
         return int(await self._scripts.run("record_dispatch", keys, args)) != 2
 
-    async def settle_notice(self, queued: QueuedSms, user_id: str, notice: UserNotice) -> None:
+    async def settle_notice(self, queued: QueuedSms, user_id: str, notice: UserNotice) -> bool:
         """record_notice.lua: the notice in the user's journal (sealed, with its text's hash and template
-        version), the entry acknowledged and deleted."""
-        keys = [self._keys.user_journal(user_id), self._outbox_of(queued), *self._addressee_key(queued)]
+        version), the entry acknowledged and deleted; False when this attempt's notice was journaled already
+        (decision 0056: nothing written)."""
+        outbox = self._outbox_of(queued)
+        keys = [
+            self._keys.user_journal(user_id),
+            outbox,
+            f"{outbox}:settled:{queued.entry_id}",  # the outbox's slot
+            *self._addressee_key(queued),
+        ]
         entry = rec.notice_entry(user_id, notice, "challenge_id", queued.challenge_id)
-        await self._scripts.run("record_notice", keys, [GROUP, queued.entry_id, *entry])
+        args = [GROUP, queued.entry_id, queued.attempt, NOTICE_ATTEMPTS_KEPT // rec.MS, *entry]
+        return int(await self._scripts.run("record_notice", keys, args)) != 2
 
     async def addressee(self, queued: QueuedSms) -> NoticeAddressee | None:
         """HGETALL of the override notice's addressee hash, on the outbox's connection."""

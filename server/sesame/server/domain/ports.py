@@ -400,9 +400,10 @@ class Outbox(Protocol):
         answer lost), it writes nothing and answers False: one journal entry per send (decision 0056)."""
         ...
 
-    async def settle_notice(self, queued: QueuedSms, user_id: str, notice: UserNotice) -> None:
+    async def settle_notice(self, queued: QueuedSms, user_id: str, notice: UserNotice) -> bool:
         """Journal the notice the entry held as the user's (sent or failed, the number masked) and remove
-        the entry, in one atomic step (docs/decisions/0033)."""
+        the entry, in one atomic step (docs/decisions/0033); asked again for the same attempt after the step
+        ran, it writes nothing and answers False (decision 0056)."""
         ...
 
     async def addressee(self, queued: QueuedSms) -> NoticeAddressee | None:
