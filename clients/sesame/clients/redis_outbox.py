@@ -202,11 +202,10 @@ class RedisOutbox:
         """record_notice.lua: the notice in the user's journal (sealed, with its text's hash and template
         version), the entry acknowledged and deleted; False when this attempt's notice was journaled already
         (decision 0056: nothing written)."""
-        outbox = self._outbox_of(queued)
         keys = [
             self._keys.user_journal(user_id),
-            outbox,
-            f"{outbox}:settled:{queued.entry_id}",  # the outbox's slot
+            self._outbox_of(queued),
+            self._keys.notice_settled(user_id, queued.entry_id),
             *self._addressee_key(queued),
         ]
         entry = rec.notice_entry(user_id, notice, "challenge_id", queued.challenge_id)
