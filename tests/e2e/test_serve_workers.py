@@ -97,8 +97,14 @@ def _ask_unknown_user(address: str) -> grpc.StatusCode:
 
 
 def _two_workers(tmp_path: Path, **settings: str) -> tuple[ServeProcess, int]:
+    """`sesame serve` with two workers, once both serve: health answers through the first worker while the
+    second may still be starting (on a loaded machine for more than a call's deadline)."""
     metrics_port = free_port()
     serving = start_serve(tmp_path / "var", metrics_port, {"SESAME_WORKERS": "2", **settings})
+    deadline = time.monotonic() + 120
+    while len(re.findall(r"worker \d \(pid \d+\) serving", serving.output())) < 2:
+        assert time.monotonic() < deadline, serving.output()[-2000:]
+        time.sleep(0.1)
     return serving, metrics_port
 
 
