@@ -179,3 +179,25 @@ async def test_a_notice_is_dead_lettered_with_its_reason(
         DeliveryState.FAILED,
     )
     assert (await store.challenges.get_challenge(queued.challenge_id)).delivery is DeliveryState.SENT
+
+
+async def test_a_notices_record_asked_again_for_its_attempt_journals_nothing_more(
+    store: Store, outbox: Outbox
+) -> None:
+    """The record of a notice ran but its answer was lost, and the dispatcher asks again (decision 0055): the
+    second answers False and writes nothing, one `user.notice` for one send (decision 0056); another attempt
+    of the same entry (claimed from a dispatcher thought dead, which sent it too) is another send."""
+    challenge_id = await _opened(store, outbox, operation=ADD)
+    attempt = VerificationAttempt(challenge_id, digest(ADD), True, NOW, CONTEXT, notice="beneficiary_added")
+    await store.challenges.record_verification(attempt, LockoutPolicy())
+    (taken,) = await outbox.take("slow", 10, NO_WAIT)
+    (claimed,) = await outbox.reclaim("alive", timedelta(0), 10)
+    challenge = await store.challenges.get_challenge(challenge_id)
+    notice = UserNotice("beneficiary_added", challenge.phone, True, "ref-1", NOW)
+    assert await outbox.settle_notice(claimed, challenge.user_id, notice) is True
+    assert await outbox.settle_notice(claimed, challenge.user_id, notice) is False
+    assert await outbox.settle_notice(taken, challenge.user_id, notice) is True
+    assert await outbox.settle_notice(taken, challenge.user_id, notice) is False
+    journal = await store.users.user_journal(challenge.user_id)
+    assert [e["event"] for e in journal].count("user.notice") == 2
+    assert (await outbox.backlog()).depth == 0

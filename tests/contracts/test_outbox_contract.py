@@ -10,10 +10,19 @@ import pytest
 
 from sesame.clients.redis_outbox import RedisOutbox
 from sesame.clients.redis_store import RedisState
-from sesame.server.domain.lifecycle import ByOverride, PhoneChange, Provenance, StatusAction, StatusChange
+from sesame.server.domain.lifecycle import (
+    ByOverride,
+    PhoneChange,
+    Provenance,
+    StatusAction,
+    StatusChange,
+    Unblocking,
+)
 from sesame.server.domain.model import ChallengeStatus, DeliveryState, RequestContext
+from sesame.server.domain.operation import Login
 from sesame.server.domain.ports import Outbox
-from tests.contracts.test_start_challenge_contract import an_opening, enrolled
+from tests import factories
+from tests.contracts.test_start_challenge_contract import an_opening, enrolled, now
 from tests.fakes.state import MemoryState
 
 Store = MemoryState | RedisState
@@ -116,20 +125,46 @@ async def test_take_and_reclaim_give_each_entry_with_its_challenge(store: Store,
     assert again.challenge.status is ChallengeStatus.CANCELLED
 
 
-def _suspension(at: datetime, action: StatusAction = StatusAction.SUSPEND) -> StatusChange:
-    return StatusChange("u-1", action, at, Provenance("agent-7", "phone stolen", f"r-{action.value}"))
+def _suspension(at: datetime, action: StatusAction = StatusAction.SUSPEND, request: str = "") -> StatusChange:
+    request_id = f"r-{action.value}{request}"
+    return StatusChange("u-1", action, at, Provenance("agent-7", "phone stolen", request_id))
 
 
-def _new_number(at: datetime) -> PhoneChange:
+def _new_number(at: datetime, number: str = "+33698765432", request: str = "") -> PhoneChange:
     return PhoneChange(
         user_id="u-1",
-        new_phone="+33698765432",
+        new_phone=number,
         at=at,
         cooling_until=at + timedelta(hours=72),
         authority=ByOverride("agent-7"),
-        provenance=Provenance("agent-7", "phone lost", "r-number"),
+        provenance=Provenance("agent-7", "phone lost", f"r-number-{number}{request}"),
         context=RequestContext(),
     )
+
+
+async def _changed_and_back(store: Store, change: str, at: datetime) -> None:
+    """Suspended and reinstated, or given another number and the first again, both stamped `at` (and a ms
+    later) by the clock of the host that made them."""
+    later, tag = at + timedelta(milliseconds=1), f"-{at.timestamp()}"  # a request id per change
+    if change == "status":
+        await store.users.change_user_status(_suspension(at, StatusAction.SUSPEND, tag))
+        await store.users.change_user_status(_suspension(later, StatusAction.REINSTATE, tag))
+    else:
+        await store.users.change_secure_phone(_new_number(at, request=tag))
+        await store.users.change_secure_phone(_new_number(later, factories.PHONE, tag))
+
+
+async def _codes_taken(outbox: Outbox) -> list[str]:
+    """What the take withheld of the code SMS it gave ('' : none), the changes' notices left out."""
+    return [entry.withheld for entry in await outbox.take("a", 10, NO_WAIT) if not entry.notice]
+
+
+async def _counts_forgotten(store: Store, challenge_id: str) -> None:
+    """The challenge as one opened before the counts existed (decision 0056): without `user_changes`."""
+    if isinstance(store, MemoryState):
+        store.memory._opened_changes.pop(challenge_id)
+        return
+    await store._client.hdel(store.keys.challenge(challenge_id), "user_changes")
 
 
 @pytest.mark.parametrize(
@@ -176,3 +211,84 @@ async def test_a_code_is_withheld_after_a_suspension_and_reinstatement(store: St
     await store.users.change_user_status(_suspension(at + timedelta(seconds=1), StatusAction.REINSTATE))
     (queued,) = await outbox.take("a", 10, NO_WAIT)
     assert queued.withheld == "user_suspended"
+
+
+@pytest.mark.parametrize(("change", "reason"), [("status", "user_suspended"), ("number", "phone_changed")])
+async def test_since_is_the_order_of_the_steps_not_their_clocks(
+    store: Store, outbox: Outbox, change: str, reason: str
+) -> None:
+    """A change made before the Start but stamped a minute later by a host whose clock is ahead withholds
+    nothing; one made after the Start but stamped a minute earlier by a clock behind withholds the code
+    (decision 0056: the user's changes are counted, the challenge keeps the counts it opened at). By the
+    times (decision 0054) the first code was withheld and the second handed over."""
+    await enrolled(store)
+    await _changed_and_back(store, change, now() + timedelta(minutes=1))
+    await store.challenges.start_challenge(an_opening(Login()))  # Login: no cooling after a number change
+    assert await _codes_taken(outbox) == [""]
+    opened = (await store.challenges.start_challenge(an_opening(Login()))).challenge
+    await _changed_and_back(store, change, opened.created_at - timedelta(minutes=1))
+    assert await _codes_taken(outbox) == [reason]
+
+
+async def test_what_changes_nothing_withholds_nothing(store: Store, outbox: Outbox) -> None:
+    """A reinstatement of an active user and an unblock change neither status nor number: nothing is
+    counted, the code goes."""
+    await enrolled(store)
+    await store.challenges.start_challenge(an_opening())
+    at = now()
+    await store.users.change_user_status(_suspension(at, StatusAction.REINSTATE))
+    await store.users.unblock_user(Unblocking("u-1", at, Provenance("agent-7", "called", "r-unblock")))
+    assert await _codes_taken(outbox) == [""]
+
+
+async def test_records_written_before_the_counts_keep_a_sensible_rule(store: Store, outbox: Outbox) -> None:
+    """A user written before the counts existed has none: no change counted, so a challenge opened now is
+    compared with the changes after it only, whatever time its last change carries (here a minute ahead).
+    A challenge opened before the counts existed (no `user_changes`) keeps the rule it was opened under, the
+    change's time against its creation (decision 0054): a suspension and reinstatement stamped after it
+    withhold its code."""
+    await enrolled(store, status_changed_at=now() + timedelta(minutes=1))
+    await store.challenges.start_challenge(an_opening())
+    assert await _codes_taken(outbox) == [""]
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
+    await _counts_forgotten(store, opened.challenge_id)
+    await _changed_and_back(store, "status", opened.created_at + timedelta(seconds=1))
+    assert await _codes_taken(outbox) == ["user_suspended"]
+
+
+async def _deliveries(store: Store, challenge_id: str) -> int:
+    journal = await store.journal.challenge_journal(challenge_id)
+    return [entry["event"] for entry in journal].count("challenge.delivery")
+
+
+@pytest.mark.parametrize(("state", "ref"), [(DeliveryState.SENT, "console-1"), (DeliveryState.EXPIRED, "")])
+async def test_a_record_asked_again_for_its_attempt_journals_nothing_more(
+    store: Store, outbox: Outbox, state: DeliveryState, ref: str
+) -> None:
+    """The record of a send ran but its answer was lost, and the dispatcher asks again (decision 0055): the
+    second answers False (already recorded) and writes nothing: one `challenge.delivery` entry for one send
+    (decision 0056), the challenge as the first left it."""
+    await enrolled(store)
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
+    (queued,) = await outbox.take("a", 10, NO_WAIT)
+    assert await outbox.settle(queued, state, ref, opened.created_at) is True
+    recorded = await store.challenges.get_challenge(opened.challenge_id)
+    assert await outbox.settle(queued, state, ref, opened.created_at + timedelta(seconds=1)) is False
+    assert await _deliveries(store, opened.challenge_id) == 1
+    assert await store.challenges.get_challenge(opened.challenge_id) == recorded
+    assert recorded.delivery is state
+    assert (await outbox.backlog()).depth == 0
+
+
+async def test_another_attempt_of_the_same_entry_is_another_send(store: Store, outbox: Outbox) -> None:
+    """An entry taken by a dispatcher thought dead, claimed by another once idle, and sent by both: the
+    same entry and the same reference (the entry's), but two hand-outs, two sends: both journaled."""
+    await enrolled(store)
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
+    (taken,) = await outbox.take("slow", 10, NO_WAIT)
+    (claimed,) = await outbox.reclaim("alive", timedelta(0), 10)
+    assert claimed.entry_id == taken.entry_id
+    assert await outbox.settle(claimed, DeliveryState.SENT, "console-1", opened.created_at) is True
+    assert await outbox.settle(taken, DeliveryState.SENT, "console-1", opened.created_at) is True
+    assert await outbox.settle(taken, DeliveryState.SENT, "console-1", opened.created_at) is False
+    assert await _deliveries(store, opened.challenge_id) == 2

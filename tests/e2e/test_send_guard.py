@@ -162,3 +162,35 @@ async def test_a_resend_queued_before_a_suspension_is_never_handed_over(
     with pytest.raises(grpc.aio.AioRpcError) as caught:  # closed: no third SMS is queued
         await live.auth.ResendChallenge(auth_pb.ResendChallengeRequest(challenge_id=opened.challenge_id))
     assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def suspended_and_reinstated(live: Live, at: datetime) -> None:
+    """Suspended and reinstated by the steps alone on a host whose clock reads `at` (a ms between them)."""
+    for action, when in (
+        (StatusAction.SUSPEND, at),
+        (StatusAction.REINSTATE, at + timedelta(milliseconds=1)),
+    ):
+        provenance = Provenance("ops", "vol", f"skewed-{action.value}-{at.timestamp()}")
+        await live.store.users.change_user_status(StatusChange("alice", action, when, provenance))
+
+
+@pytest.mark.parametrize("dispatch", [QUEUE_ONLY])
+async def test_since_the_challenge_opened_is_the_order_of_the_steps_not_the_hosts_clocks(
+    live: Live, keystore: Pkcs11KeyStore
+) -> None:
+    """The clocks disagree (decision 0056). A suspension and reinstatement made before a Start by a host a
+    minute ahead: the Start's code is handed over all the same. Made after a Start by a host a minute
+    behind: its code is withheld. Compared by time (decision 0054), the first was withheld and the second
+    sent to the phone that was reported lost meanwhile."""
+    await enrolled(live)
+    await suspended_and_reinstated(live, datetime.now(UTC) + timedelta(minutes=1))
+    after = await live.auth.StartChallenge(start())
+    await dispatched_by_another_worker(live, keystore)
+    assert code_sms(live.sms_file) == [after.challenge_id]
+    assert await dead_letters(live) == []
+    before = await live.auth.StartChallenge(start())
+    await suspended_and_reinstated(live, datetime.now(UTC) - timedelta(minutes=1))
+    await dispatched_by_another_worker(live, keystore)
+    assert code_sms(live.sms_file) == [after.challenge_id]
+    assert await dead_letters(live) == [(before.challenge_id, "user_suspended")]
+    assert (await live.store.challenges.get_challenge(after.challenge_id)).delivery is DeliveryState.SENT

@@ -280,6 +280,9 @@ class MemoryChallenges:
             risk=_kept(challenge.risk),
         )
         self._m._challenges[cid] = stored
+        self._m._opened_changes[cid] = self._m._user_changes.get(
+            user.user_id, (0, 0)
+        )  # as open_challenge.lua
         self.outbox.queue(cid, ms(challenge.created_at))  # as open_challenge.lua, in the same step
         self._m._append(
             stored,
@@ -448,12 +451,18 @@ class MemoryChallenges:
         text: SentText | None = None,
         *,
         provider_ids: tuple[str, ...] = (),
-    ) -> None:
-        """record_dispatch.lua's record (MemoryOutbox.settle): the message's state, from queued."""
+    ) -> bool:
+        """record_dispatch.lua's record (MemoryOutbox.settle): the message's state, from queued; False when
+        this attempt's send was recorded already (decision 0056: nothing written)."""
         async with self._m._lock:
             existing = self._m._live(queued.challenge_id)
             if existing is None:
-                return
+                return True
+            dispatched = self._m._dispatched.setdefault(queued.challenge_id, {})
+            if queued.attempt and dispatched.get(queued.entry_id) == queued.attempt:
+                return False
+            if queued.attempt:
+                dispatched[queued.entry_id] = queued.attempt
             messages = self._m._messages.setdefault(queued.challenge_id, {})
             key = provider_ref or f"{state.value}:{queued.entry_id}"
             before = messages.get(key)
@@ -468,6 +477,7 @@ class MemoryChallenges:
                 extra["provider_id"] = " ".join(provider_ids)
             extra["delivery"] = challenge.delivery.value
             self._m._append(challenge, "challenge.delivery", at, state.value, extra)
+            return True
 
     async def pending_challenges(self, user_id: str, expiring_after: datetime) -> list[str]:
         async with self._m._lock:
@@ -531,7 +541,9 @@ class MemoryChallenges:
         challenge = self._m._live(queued.challenge_id)
         if challenge is None or queued.notice:
             return None
-        reason = _withheld_for(challenge, self._m._users.get(challenge.user_id))
+        counted = self._m._user_changes.get(challenge.user_id, (0, 0))
+        moved = self._moved(challenge, self._m._users.get(challenge.user_id), counted)
+        reason = _withheld_for(challenge, self._m._users.get(challenge.user_id), moved)
         if not reason:
             return None
         if challenge.status is ChallengeStatus.OPEN:
@@ -550,6 +562,17 @@ class MemoryChallenges:
         extra = {"failure": reason, "tries": str(tries), "reason": reason, "delivery": delivery.value}
         self._m._append(challenge, "challenge.dead_letter", at, "failed", extra)
         return challenge, reason
+
+    def _moved(self, challenge: Challenge, user: User | None, counted: tuple[int, int]) -> tuple[bool, bool]:
+        """Whether the user's status, and its number, changed since the challenge opened: by the counts
+        (decision 0056), or for a challenge opened without them, by the times (decision 0054)."""
+        opened = self._m._opened_changes.get(challenge.challenge_id)
+        if opened is not None:
+            return counted[0] > opened[0], counted[1] > opened[1]
+        if user is None:
+            return False, False
+        created = challenge.created_at
+        return (user.status_changed_at or created) > created, (user.phone_changed_at or created) > created
 
     async def void_challenge(self, challenge_id: str, voiding: Voiding) -> VoidOutcome:
         async with self._m._lock:
@@ -649,16 +672,16 @@ def _decide(challenge: Challenge, attempt: VerificationAttempt) -> VerificationO
     )
 
 
-def _withheld_for(challenge: Challenge, user: User | None) -> str:
-    """As take_outbox.lua (decision 0054): why a code SMS must not go to its challenge's number any more."""
+def _withheld_for(challenge: Challenge, user: User | None, moved: tuple[bool, bool]) -> str:
+    """As take_outbox.lua (decisions 0054, 0056): why a code SMS must not go to its challenge's number any
+    more; `moved`: whether the user's status, and its number, changed since the challenge opened."""
     if user is None:
         return ""
-    created = challenge.created_at
     if user.status is UserStatus.REVOKED:
         return "user_revoked"
-    if user.status is not UserStatus.ACTIVE or (user.status_changed_at or created) > created:
+    if user.status is not UserStatus.ACTIVE or moved[0]:
         return "user_suspended"
-    if user.secure_phone != challenge.phone or (user.phone_changed_at or created) > created:
+    if user.secure_phone != challenge.phone or moved[1]:
         return "phone_changed"
     return ""
 

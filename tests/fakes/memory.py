@@ -46,6 +46,10 @@ class Memory:
         self._noops: dict[str, tuple[datetime, int, int]] = {}
         self._noop_ids: dict[str, dict[str, datetime]] = {}
         self._pending: dict[str, dict[str, datetime]] = {}  # user -> challenge id -> expiry
+        # As the user hash's `status_changes`, `phone_changes` and the challenge's `user_changes` (decision
+        # 0056): the user's changes of status and of number counted, and the counts each challenge opened at.
+        self._user_changes: dict[str, tuple[int, int]] = {}
+        self._opened_changes: dict[str, tuple[int, int]] = {}
         self._retention = retention
         self._purge_clock = purge_clock
         self._challenges: dict[str, Challenge] = {}
@@ -53,6 +57,8 @@ class Memory:
         self._challenge_journals: dict[str, list[dict[str, str]]] = {}
         self._proofs: dict[str, str] = {}  # the JWS record_proof kept, by challenge (decision 0026)
         self._messages: dict[str, dict[str, DeliveryState]] = {}  # per challenge: provider ref -> state
+        # per challenge: entry id -> the attempt whose send was recorded (record_dispatch.lua, decision 0056)
+        self._dispatched: dict[str, dict[str, str]] = {}
         self._ignored_reports: dict[str, int] = {}  # per challenge: reports that moved nothing, journaled
         self._denials: dict[str, tuple[datetime, int, int]] = {}  # per user: hour, denials, unjournaled
         self._consumed: dict[str, str] = {}  # challenge id -> the request id of the change it authorised
@@ -166,6 +172,7 @@ class Memory:
             return challenge
         if self._purge_clock.now() >= challenge.expires_at + self._retention:
             del self._challenges[challenge_id]
+            self._opened_changes.pop(challenge_id, None)
             return None
         return challenge
 

@@ -46,6 +46,8 @@ class MemoryOutbox:
         self._store = store
         self._clock = clock  # when an entry became pending: what `reclaim` compares `idle` with
         self._ids = itertools.count(1)
+        self._attempts = itertools.count(1)  # each take or claim of an entry its own attempt (decision 0056)
+        self._settled_notices: dict[str, str] = {}  # entry id -> the attempt whose notice was journaled
         self._entries: dict[str, QueuedSms] = {}  # in queue order (dicts keep insertion order)
         self._pending: dict[str, _Pending] = {}
         self.dead: list[DeadLetter] = []  # oldest first
@@ -89,6 +91,7 @@ class MemoryOutbox:
         """The entry with its challenge as stored now, as take_outbox.lua reads it (None once purged); a code
         SMS whose user changed since its challenge opened withheld: voided, dead-lettered (decision 0054)."""
         now = self._clock.now()
+        entry = dataclasses.replace(entry, attempt=f"a{next(self._attempts)}")
         withheld = self._store.withhold(entry, self._pending[entry.entry_id].deliveries, now)
         if withheld is not None:
             challenge, reason = withheld
@@ -125,10 +128,12 @@ class MemoryOutbox:
         text: SentText | None = None,
         *,
         provider_ids: tuple[str, ...] = (),
-    ) -> None:
+    ) -> bool:
         self._entries.pop(queued.entry_id, None)
         self._pending.pop(queued.entry_id, None)
-        await self._store.record_dispatch(queued, state, provider_ref, at, text, provider_ids=provider_ids)
+        return await self._store.record_dispatch(
+            queued, state, provider_ref, at, text, provider_ids=provider_ids
+        )
 
     async def fail(
         self, queued: QueuedSms, failure: str, at: datetime, allowed: int, *, text: SentText | None = None
@@ -196,11 +201,16 @@ class MemoryOutbox:
         self.dead.append(letter)
         return FailedTry(tries, reason)
 
-    async def settle_notice(self, queued: QueuedSms, user_id: str, notice: UserNotice) -> None:
+    async def settle_notice(self, queued: QueuedSms, user_id: str, notice: UserNotice) -> bool:
+        if queued.attempt and self._settled_notices.get(queued.entry_id) == queued.attempt:
+            return False  # as record_notice.lua: this attempt's notice is journaled already (0056)
         await self._store.record_notice(user_id, notice)  # first: a failure leaves the entry pending
         self._entries.pop(queued.entry_id, None)
         self.addressees.pop(queued.notice_id, None)
         self._pending.pop(queued.entry_id, None)
+        if queued.attempt:
+            self._settled_notices[queued.entry_id] = queued.attempt
+        return True
 
     async def backlog(self) -> Backlog:
         oldest = next(iter(self._entries.values()), None)

@@ -119,6 +119,8 @@ class MemoryUsers:
         status, outcome = _transition(user, change.action)
         if outcome in ("suspended", "reinstated", "revoked"):
             user = dataclasses.replace(user, status=status, status_changed_at=ms(change.at))
+            counted = self._m._user_changes.get(user_id, (0, 0))  # as change_user_status.lua (0056)
+            self._m._user_changes[user_id] = (counted[0] + 1, counted[1])
         if outcome in ("reinstated", "unblocked"):
             user = dataclasses.replace(user, failures=0, blocks=0, blocked_until=None)
         self._m._users[user_id] = user
@@ -225,6 +227,8 @@ class MemoryUsers:
                 cooling_until=ms(change.cooling_until),
             )
             self._m._changes[key] = change.fingerprint
+            counted = self._m._user_changes.get(change.user_id, (0, 0))  # as change_secure_phone.lua (0056)
+            self._m._user_changes[change.user_id] = (counted[0], counted[1] + 1)
             # As change_secure_phone.lua: the notice to the old number queued in the step (decision 0041).
             if self._m.outbox is not None:
                 if isinstance(change.authority, ByChallenge):

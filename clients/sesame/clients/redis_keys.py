@@ -113,6 +113,11 @@ class Keyspace:
         dead-lettered, expiring after the longest notice age (decision 0041)."""
         return f"{self._user_place(user_id)}:notice:{user_id}:{notice_id}"
 
+    def notice_settled(self, user_id: str, entry_id: str) -> str:
+        """The attempt whose notice (outbox entry `entry_id`) was journaled, for a day: its record asked again
+        writes nothing (decision 0056)."""
+        return f"{self._user_place(user_id)}:settled:{user_id}:{entry_id}"
+
     def user_pending(self, user_id: str) -> str:
         """The user's challenges that may still be open, scored by their expiry (unix ms)."""
         return f"{self._user_place(user_id)}:pending:{user_id}"

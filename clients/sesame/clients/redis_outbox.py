@@ -15,6 +15,8 @@ path's.
 
 from __future__ import annotations
 
+import dataclasses
+import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, cast
 
@@ -41,6 +43,9 @@ GROUP: Final = "dispatchers"
 # operators to look at, not a store of record (the challenge's journal is).
 DEAD_LETTERS_KEPT: Final = 10_000
 DEAD_LETTERS_LIFETIME: Final = timedelta(days=7)
+# How long a notice's settled attempt is remembered, for its record asked again (decision 0056): far longer
+# than a dispatcher asks again (half the claim idle time), short enough to leave nothing for good.
+NOTICE_ATTEMPTS_KEPT: Final = timedelta(days=1)
 
 
 class RedisOutbox:
@@ -148,8 +153,11 @@ class RedisOutbox:
                     self._bell.mark({shard})
             return []
         return [
-            _queued(answer[i], _pairs(answer[i + 1]), _pairs(answer[i + 2])) for i in range(1, len(answer), 3)
-        ]
+            dataclasses.replace(
+                _queued(answer[i], _pairs(answer[i + 1]), _pairs(answer[i + 2])), attempt=secrets.token_hex(6)
+            )
+            for i in range(1, len(answer), 3)
+        ]  # each hand-out its attempt: the record of its send is recognised when asked again (decision 0056)
 
     async def challenge(self, queued: QueuedSms) -> Challenge:
         """HGETALL on the outbox's connection, off the request path's pool. ChallengeNotFound."""
@@ -168,8 +176,9 @@ class RedisOutbox:
         text: SentText | None = None,
         *,
         provider_ids: tuple[str, ...] = (),
-    ) -> None:
-        """record_dispatch.lua: the send recorded and journaled, the entry acknowledged and deleted."""
+    ) -> bool:
+        """record_dispatch.lua: the send recorded and journaled, the entry acknowledged and deleted; False
+        when this attempt's send was recorded already (the step ran, its answer was lost: nothing written)."""
         challenge_id = queued.challenge_id
         keys = [
             self._keys.challenge(challenge_id),
@@ -185,19 +194,27 @@ class RedisOutbox:
             queued.entry_id,
             state.value,
             provider_ref,
+            queued.attempt,
             *head,
             "provider_ref",
             provider_ref,
             *written,
         ]
-        await self._scripts.run("record_dispatch", keys, args)
+        return int(await self._scripts.run("record_dispatch", keys, args)) != 2
 
-    async def settle_notice(self, queued: QueuedSms, user_id: str, notice: UserNotice) -> None:
+    async def settle_notice(self, queued: QueuedSms, user_id: str, notice: UserNotice) -> bool:
         """record_notice.lua: the notice in the user's journal (sealed, with its text's hash and template
-        version), the entry acknowledged and deleted."""
-        keys = [self._keys.user_journal(user_id), self._outbox_of(queued), *self._addressee_key(queued)]
+        version), the entry acknowledged and deleted; False when this attempt's notice was journaled already
+        (decision 0056: nothing written)."""
+        keys = [
+            self._keys.user_journal(user_id),
+            self._outbox_of(queued),
+            self._keys.notice_settled(user_id, queued.entry_id),
+            *self._addressee_key(queued),
+        ]
         entry = rec.notice_entry(user_id, notice, "challenge_id", queued.challenge_id)
-        await self._scripts.run("record_notice", keys, [GROUP, queued.entry_id, *entry])
+        args = [GROUP, queued.entry_id, queued.attempt, NOTICE_ATTEMPTS_KEPT // rec.MS, *entry]
+        return int(await self._scripts.run("record_notice", keys, args)) != 2
 
     async def addressee(self, queued: QueuedSms) -> NoticeAddressee | None:
         """HGETALL of the override notice's addressee hash, on the outbox's connection."""

@@ -62,6 +62,7 @@ if outcome ~= 'changed' then
 end
 journal_append(journal, entry)
 redis.call('HSET', user, 'phone', ARGV[2], 'phone_changed_at', ARGV[1], 'cooling_until', ARGV[3])
+redis.call('HINCRBY', user, 'phone_changes', 1)  -- the order of the changes, for the outbox's take (0056)
 redis.call('HSET', changes, ARGV[7], ARGV[8])
 if ARGV[9] ~= '' then
   queue_notice(KEYS[4], ARGV[9], 'phone_changed', ARGV[1], 0)

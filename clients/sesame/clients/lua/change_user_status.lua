@@ -63,6 +63,9 @@ elseif blocked then
 end
 if outcome == 'suspended' or outcome == 'reinstated' or outcome == 'revoked' then
   redis.call('HSET', user, 'status', status, 'status_changed_at', now)
+  -- The order of the user's changes, without a clock: the outbox's take compares it with the count its
+  -- challenge was opened at (decision 0056).
+  redis.call('HINCRBY', user, 'status_changes', 1)
 end
 if outcome == 'reinstated' or outcome == 'unblocked' then
   redis.call('HSET', user, 'failures', 0, 'blocks', 0, 'blocked_until', 0)

@@ -71,7 +71,8 @@ local op_digest = arg()
 local risk_program = arg()
 local risk_question = arg()
 
-local h = redis.call('HMGET', user, 'status', 'phone', 'blocked_until', 'cooling_until', 'client_id', 'locale')
+local h = redis.call('HMGET', user, 'status', 'phone', 'blocked_until', 'cooling_until', 'client_id', 'locale',
+                     'status_changes', 'phone_changes')
 local blocked_until = tonumber(h[3] or '0') or 0
 local cooling_until = tonumber(h[4] or '0') or 0
 if not h[1] then
@@ -188,6 +189,10 @@ if number == '' then
   for _, v in ipairs({'client_id', h[5], 'phone', phone, 'locale', h[6]}) do fields[#fields + 1] = v end
   for _, v in ipairs({'client_id', h[5], 'phone', masked}) do entry[#entry + 1] = v end
 end
+-- The user's changes of status and of number counted so far: the outbox's take withholds the code when
+-- either moved since, an order no clock decides (decision 0056). A user without them never changed since.
+fields[#fields + 1] = 'user_changes'
+fields[#fields + 1] = (h[7] or '0') .. ':' .. (h[8] or '0')
 if claim == '1' then
   redis.call('SET', request, challenge_id, 'PXAT', expires_at)
 end

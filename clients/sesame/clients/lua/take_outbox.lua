@@ -7,9 +7,9 @@
 -- (its user's shard queued it there), `<place>:ch:<id>`, so the script touches one slot (decision 0044).
 -- A code's SMS is withheld here when its user changed since its challenge opened (decision 0054): no longer
 -- active (suspended for a lost or stolen phone, revoked), another secure number, or a suspension or a number
--- change since the challenge's creation (a reinstatement, a number changed and back). The user is in the same
--- place (`<place>:user:<id>`, decision 0044), so the check is in this step, where neither can change
--- underneath. Such an entry is never given: its challenge, if still open, is voided (journaled
+-- change since the challenge opened (a reinstatement, a number changed and back: counted, decision 0056). The
+-- user is in the same place (`<place>:user:<id>`, decision 0044), so the check is in this step, where neither
+-- can change underneath. Such an entry is never given: its challenge, if still open, is voided (journaled
 -- `challenge.void`, as the change's own voiding step would: that step may not have run yet, or never will
 -- if its process died); the entry is dead-lettered with the reason (`user_suspended`, `user_revoked`,
 -- `phone_changed`: the challenge's delivery FAILED, journaled `challenge.dead_letter`, a masked line in the
@@ -32,20 +32,36 @@ local place = string.sub(outbox, 1, #outbox - #':outbox')
 
 -- Why a code's SMS must not go to its challenge's number any more (nil: it may): the user as it is now
 -- against the user its challenge was opened for (as record_verification.lua's `stale`, and the changes since).
+-- "Since" is an order, not a time (decision 0056): the user counts its changes of status and of number
+-- (`status_changes`, `phone_changes`, counted by the change's own step), the opening step wrote the counts it
+-- read on the challenge (`user_changes`, 'status:number'); a count that moved is a change after the opening,
+-- whatever the clocks of the hosts that made them said. A user written before the counts existed has none
+-- (0: no change counted yet). A challenge opened before they existed has no `user_changes`: it keeps the rule
+-- it was opened under (decision 0054), the change's time against its creation.
 local function withheld_for(c)
-  local status, user_id, phone, created = c.status, c.user_id, c.phone, tonumber(c.created_at or '0') or 0
+  local status, user_id, phone = c.status, c.user_id, c.phone
   if not status or not user_id or not phone then
     return nil
   end
-  local u = redis.call('HMGET', place .. ':user:' .. user_id, 'status', 'phone', 'status_changed_at',
-                       'phone_changed_at')
+  local u = redis.call('HMGET', place .. ':user:' .. user_id, 'status', 'phone', 'status_changes',
+                       'phone_changes', 'status_changed_at', 'phone_changed_at')
+  local status_moved, phone_moved
+  local opened_status, opened_phone = string.match(c.user_changes or '', '^(%d+):(%d+)$')
+  if opened_status then
+    status_moved = (tonumber(u[3] or '0') or 0) > tonumber(opened_status)
+    phone_moved = (tonumber(u[4] or '0') or 0) > tonumber(opened_phone)
+  else
+    local created = tonumber(c.created_at or '0') or 0
+    status_moved = (tonumber(u[5] or '0') or 0) > created
+    phone_moved = (tonumber(u[6] or '0') or 0) > created
+  end
   if not u[1] then
     return nil  -- no such user any more: nothing to compare with (Verify's rule)
   elseif u[1] == 'revoked' then
     return 'user_revoked'
-  elseif u[1] ~= 'active' or (tonumber(u[3] or '0') or 0) > created then
+  elseif u[1] ~= 'active' or status_moved then
     return 'user_suspended'
-  elseif u[2] ~= phone or (tonumber(u[4] or '0') or 0) > created then
+  elseif u[2] ~= phone or phone_moved then
     return 'phone_changed'
   end
   return nil

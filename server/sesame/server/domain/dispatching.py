@@ -69,6 +69,9 @@ class QueuedSms:
     # given another number since the challenge opened); '' it was not. A withheld entry is dead-lettered
     # and its challenge voided already, in the take's own step: the dispatcher only gives back its units.
     withheld: str = ""
+    # This hand-out of the entry (a take or a claim gives each its own): what makes a send's record asked
+    # again after its step ran (its answer lost) answer "already recorded" (decision 0056). '' : none.
+    attempt: str = field(default="", compare=False)
 
     @property
     def hold_name(self) -> str:

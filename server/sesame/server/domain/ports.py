@@ -392,16 +392,18 @@ class Outbox(Protocol):
         text: SentText | None = None,
         *,
         provider_ids: tuple[str, ...] = (),
-    ) -> None:
+    ) -> bool:
         """Record what became of the entry's SMS on its challenge (journaled, as record_delivery, with the
         record of its `text` when one was rendered and the provider's own message ids when it gave any:
         decision 0041) and remove the entry, in one atomic step; an entry whose challenge was purged is
-        removed all the same."""
+        removed all the same. Asked again for the same attempt (`queued.attempt`) after the step ran (its
+        answer lost), it writes nothing and answers False: one journal entry per send (decision 0056)."""
         ...
 
-    async def settle_notice(self, queued: QueuedSms, user_id: str, notice: UserNotice) -> None:
+    async def settle_notice(self, queued: QueuedSms, user_id: str, notice: UserNotice) -> bool:
         """Journal the notice the entry held as the user's (sent or failed, the number masked) and remove
-        the entry, in one atomic step (docs/decisions/0033)."""
+        the entry, in one atomic step (docs/decisions/0033); asked again for the same attempt after the step
+        ran, it writes nothing and answers False (decision 0056)."""
         ...
 
     async def addressee(self, queued: QueuedSms) -> NoticeAddressee | None:
