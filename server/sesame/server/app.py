@@ -484,6 +484,7 @@ async def serve(settings: Settings, ready: Callable[[], None]) -> None:
                 max_concurrent_rpcs=settings.max_concurrent_rpcs,
                 reuse_port=True,
                 max_connections=connection_bound(settings.max_connections, settings.max_concurrent_rpcs),
+                handshake_timeout=settings.handshake_timeout,
             ),
             seals=running.seals,
             user_evidence=running.user_evidence,

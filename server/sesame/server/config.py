@@ -81,6 +81,8 @@ class Settings:
     workers: int = 1  # worker processes sharing the gRPC port (docs/decisions/0021)
     max_concurrent_rpcs: int = 100  # per worker; calls beyond it are shed with UNAVAILABLE, not queued
     max_connections: int = 1000  # per worker and listener; a connection beyond it is closed at accept (0055)
+    # A connection that has not finished its TLS and HTTP/2 handshake by then is closed (decision 0057).
+    handshake_timeout: float = 5.0
     # How long the journal's seals are kept (CMF L.133-24: 13 months; docs/decisions/0027).
     evidence_retention: timedelta = timedelta(days=396)
     journal_archive_dir: Path = Path("var/journal")  # the archive's segment files (decision 0027)
@@ -151,6 +153,7 @@ class Settings:
             workers=reader.integer("SESAME_WORKERS", cores(), 1, MAX_WORKERS),
             max_concurrent_rpcs=reader.integer("SESAME_MAX_CONCURRENT_RPCS", 100, 1, 100_000),
             max_connections=reader.integer("SESAME_MAX_CONNECTIONS", 1000, 1, 1_000_000),
+            handshake_timeout=float(reader.integer("SESAME_HANDSHAKE_TIMEOUT_SECONDS", 5, 1, 120)),
             dispatch=read_dispatch(reader),
             sms_reliability=read_reliability(reader),
             risk=read_risk(reader),

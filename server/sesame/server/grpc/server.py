@@ -63,16 +63,23 @@ DEFAULT_MAX_CONNECTIONS = 1000
 # in flight: 8,000 of them over 8 connections took a worker from 88 to 214 MB (decision 0055). A worker runs
 # at most SESAME_MAX_CONCURRENT_RPCS (100) calls at once anyway: a client queues beyond, nothing fails.
 MAX_STREAMS_PER_CONNECTION = 100
+# A connection counts against the bound above from its accept, before its TLS and HTTP/2 handshake; gRPC
+# gives that handshake 120 s by default, so connections that never finish it (TCP opened, TLS begun, and
+# nothing more) filled the bound and kept every new caller out for two minutes at a time. Past this, gRPC
+# closes a connection whose TLS handshake, HTTP/2 preface or SETTINGS has not come (decision 0057).
+DEFAULT_HANDSHAKE_TIMEOUT = 5.0  # seconds
 
 
 @dataclass(frozen=True, slots=True)
 class Serving:
     """How many calls a server takes at once (beyond: shed), how many connections it keeps open (beyond:
-    closed at accept), and whether it shares its ports with siblings."""
+    closed at accept) and how long one may take to finish its handshake, and whether it shares its ports
+    with siblings."""
 
     max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS
     reuse_port: bool = False  # True for a worker: its supervisor claimed the ports (and checked them)
     max_connections: int = DEFAULT_MAX_CONNECTIONS  # per listener
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT  # seconds from accept to the client's SETTINGS
 
     @property
     def options(self) -> tuple[tuple[str, int], ...]:
@@ -82,6 +89,11 @@ class Serving:
             *shared,
             ("grpc.max_allowed_incoming_connections", self.max_connections),
             ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
+            # gRPC's server otherwise counts against that bound the streams it has not freed yet, and refused
+            # (RST_STREAM) streams a client opened within it: 780 of a burst of 1,000 calls on one connection
+            # answered UNAVAILABLE (decision 0057). Off, it counts what HTTP/2 counts, as the client does.
+            ("grpc.http.overload_protection", 0),
+            ("grpc.server_handshake_timeout_ms", round(self.handshake_timeout * 1000)),
         )
 
 
