@@ -47,7 +47,7 @@ LOGIN = op_pb.Operation(login=op_pb.Login())
 async def _starts(auth: auth_grpc.AuthenticationServiceStub, tag: str, acked: dict[str, str]) -> None:
     """STARTS Starts with request ids, 16 in flight; the challenge of each one answered OK goes in `acked`."""
     room = asyncio.Semaphore(16)
-    refused: list[grpc.StatusCode] = []
+    refused: list[grpc.aio.AioRpcError] = []
 
     async def one(n: int) -> None:
         request = auth_pb.StartChallengeRequest(
@@ -57,10 +57,17 @@ async def _starts(auth: auth_grpc.AuthenticationServiceStub, tag: str, acked: di
             try:
                 acked[request.request_id] = (await auth.StartChallenge(request, timeout=10)).challenge_id
             except grpc.aio.AioRpcError as error:
-                refused.append(error.code())
+                refused.append(error)
 
     await asyncio.gather(*(one(n) for n in range(STARTS)))
-    assert set(refused) <= {grpc.StatusCode.UNAVAILABLE}  # Redis away: documented, retry
+    # Redis away: UNAVAILABLE, documented, retry. Anything else is told in full (an INTERNAL without a server
+    # log line was seen twice in ~26 runs, decision 0057: its origin is still unknown).
+    others = [
+        (e.code(), e.details(), e.debug_error_string())
+        for e in refused
+        if e.code() != grpc.StatusCode.UNAVAILABLE
+    ]
+    assert others == []
 
 
 async def _kill_redis_once(var: Path) -> None:
