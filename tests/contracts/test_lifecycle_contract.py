@@ -527,6 +527,25 @@ class TestPhoneChange:
         with pytest.raises(ChallengeMismatch):
             await store.users.change_secure_phone(phone_change(unchanged_since=NOW - timedelta(minutes=1)))
 
+    async def test_since_the_challenge_is_the_order_of_the_steps_not_their_clocks(self, store):
+        """Under a challenge's counts (decision 0056): a suspension and reinstatement stamped a minute before
+        the challenge opened (a host whose clock is behind) but counted after it is a mismatch; a change
+        stamped a minute after it but counted before it (a clock ahead) is not."""
+        await enrolled(store)
+        ahead = NOW + timedelta(minutes=1)
+        await store.users.change_user_status(change(StatusAction.SUSPEND, "s-1", ahead))
+        await store.users.change_user_status(change(StatusAction.REINSTATE, "s-2", ahead))
+        assert (await store.users.get_user("u-1")).changes == (2, 0)
+        opened_under = (2, 0)  # the challenge opened after those two steps, whatever their stamps
+        behind = NOW - timedelta(minutes=1)
+        await store.users.change_user_status(change(StatusAction.SUSPEND, "s-3", behind))
+        await store.users.change_user_status(change(StatusAction.REINSTATE, "s-4", behind))
+        with pytest.raises(ChallengeMismatch):
+            await store.users.change_secure_phone(phone_change("r-1", unchanged_counts=opened_under))
+        assert (await store.users.get_user("u-1")).secure_phone == PHONE
+        changed = await store.users.change_secure_phone(phone_change("r-2", unchanged_counts=(4, 0)))
+        assert (changed.outcome, changed.user.changes) == (PhoneChangeOutcome.CHANGED, (4, 1))
+
     async def test_a_notice_is_journaled_with_the_number_masked(self, store):
         """user.notice records the kind, the masked number and whether the gateway took it."""
         await enrolled(store)

@@ -622,7 +622,9 @@ class MemoryChallenges:
             if refusal is not None:
                 raise refusal(consumption.challenge_id)
             self._m._consumed[challenge.challenge_id] = consumption.request_id
-            return challenge
+            # As the challenge hash's `user_changes` (decision 0056): absent for one opened before the counts.
+            opened = self._m._opened_changes.get(challenge.challenge_id)
+            return dataclasses.replace(challenge, opened_changes=opened)
 
     def _consumption(self, challenge: Challenge, consumption: Consumption) -> str:
         """The outcome consume_challenge.lua decides, in its order."""

@@ -118,9 +118,11 @@ class MemoryUsers:
         user = self._m._users[user_id]
         status, outcome = _transition(user, change.action)
         if outcome in ("suspended", "reinstated", "revoked"):
-            user = dataclasses.replace(user, status=status, status_changed_at=ms(change.at))
             counted = self._m._user_changes.get(user_id, (0, 0))  # as change_user_status.lua (0056)
             self._m._user_changes[user_id] = (counted[0] + 1, counted[1])
+            user = dataclasses.replace(
+                user, status=status, status_changed_at=ms(change.at), changes=self._m._user_changes[user_id]
+            )
         if outcome in ("reinstated", "unblocked"):
             user = dataclasses.replace(user, failures=0, blocks=0, blocked_until=None)
         self._m._users[user_id] = user
@@ -229,6 +231,9 @@ class MemoryUsers:
             self._m._changes[key] = change.fingerprint
             counted = self._m._user_changes.get(change.user_id, (0, 0))  # as change_secure_phone.lua (0056)
             self._m._user_changes[change.user_id] = (counted[0], counted[1] + 1)
+            self._m._users[change.user_id] = dataclasses.replace(
+                self._m._users[change.user_id], changes=self._m._user_changes[change.user_id]
+            )
             # As change_secure_phone.lua: the notice to the old number queued in the step (decision 0041).
             if self._m.outbox is not None:
                 if isinstance(change.authority, ByChallenge):
@@ -294,6 +299,9 @@ def _phone_outcome(user: User, change: PhoneChange) -> str:
     if user.status not in change.allowed:
         return "refused"
     if change.expected_phone is not None and user.secure_phone != change.expected_phone:
+        return "mismatch"
+    counts = change.unchanged_counts  # by the counts when the challenge has them (decision 0056)
+    if counts is not None and (user.changes[0] > counts[0] or user.changes[1] > counts[1]):
         return "mismatch"
     since = change.unchanged_since
     moved = [at for at in (user.status_changed_at, user.phone_changed_at) if at is not None]

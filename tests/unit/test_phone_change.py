@@ -157,6 +157,33 @@ async def test_a_challenge_verified_before_a_suspension_authorises_nothing(world
     assert (await world.store.users.get_user("alice")).secure_phone == PHONE
 
 
+async def test_since_the_challenge_is_counted_whatever_the_suspensions_stamp(world: World) -> None:
+    """Suspended and reinstated after the code was verified, by a host a minute behind (decision 0056): the
+    steps came after the challenge opened, so the code authorises nothing, whatever their stamps say."""
+    await world.enrol()
+    challenge = await verified_for(world)
+    world.clock.advance(-timedelta(minutes=1))
+    await world.suspend()
+    await world.registry.reinstate(StatusRequest("alice", by("r-1")))
+    with pytest.raises(ChallengeMismatch):
+        await change(world, ByChallenge(challenge.challenge_id))
+    assert (await world.store.users.get_user("alice")).secure_phone == PHONE
+
+
+async def test_a_challenge_opened_before_the_counts_keeps_the_time_rule(world: World) -> None:
+    """A challenge without the opening's counts (opened by the version before decision 0056) is compared by
+    time: a suspension stamped after it opened voids it."""
+    await world.enrol()
+    challenge = await verified_for(world)
+    world.store.memory._opened_changes.pop(challenge.challenge_id)  # as a hash without `user_changes`
+    world.clock.advance(timedelta(minutes=1))
+    await world.suspend()
+    await world.registry.reinstate(StatusRequest("alice", by("r-1")))
+    with pytest.raises(ChallengeMismatch):
+        await change(world, ByChallenge(challenge.challenge_id))
+    assert (await world.store.users.get_user("alice")).secure_phone == PHONE
+
+
 async def test_a_suspended_users_number_changes_by_override_only(world: World) -> None:
     """After a lost phone a challenge is refused; the back office's override goes through."""
     await world.enrol()

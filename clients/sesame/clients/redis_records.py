@@ -106,6 +106,7 @@ def user_from_hash(raw: Mapping[bytes, bytes]) -> User:
             status_changed_at=optional_time(raw, b"status_changed_at"),
             phone_changed_at=optional_time(raw, b"phone_changed_at"),
             cooling_until=optional_time(raw, b"cooling_until"),
+            changes=(int(raw.get(b"status_changes", b"0")), int(raw.get(b"phone_changes", b"0"))),
         )
     except (KeyError, ValueError) as exc:
         raise CorruptRecord("user record") from exc
@@ -213,9 +214,19 @@ def challenge_from_hash(raw: Mapping[bytes, bytes]) -> Challenge:
             delivery_reason=raw.get(b"delivery_reason", b"").decode(),
             risk=risk_from_hash(raw),
             start_factor=factor_from_hash(raw),
+            opened_changes=opened_changes(raw),
         )
     except (KeyError, ValueError, TypeError, MalformedEncoding) as exc:
         raise CorruptRecord("challenge record") from exc
+
+
+def opened_changes(raw: Mapping[bytes, bytes]) -> tuple[int, int] | None:
+    """The user's counts a challenge was opened under (`user_changes`, decision 0056); None: before them."""
+    kept = raw.get(b"user_changes")
+    if kept is None:
+        return None
+    status, number = kept.split(b":")
+    return int(status), int(number)
 
 
 def context_fields(context: RequestContext) -> list[Field]:

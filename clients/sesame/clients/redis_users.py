@@ -164,6 +164,8 @@ class RedisUsers(RedisPlace):
             notice_id,
             NOTICE_MAX_AGE_LIMIT // rec.MS,
             *self._noop_limits(),
+            # The counts the challenge opened under, compared in the step (decision 0056): "s:n", '' none.
+            "" if change.unchanged_counts is None else ":".join(map(str, change.unchanged_counts)),
             *rec.user_event("user.change_phone", change.user_id, change.at),
             *rec.provenance_fields(change.provenance),
             *_authority_fields(change),

@@ -14,7 +14,8 @@
 -- (space separated), ARGV[5] expected phone ('' any), ARGV[6] no change since (unix ms, 0 none),
 -- ARGV[7] request id, ARGV[8] its fingerprint, ARGV[9] the challenge whose number gets the notice ('' none),
 -- ARGV[10] the override notice's id ('' none), ARGV[11] its addressee hash's lifetime (ms),
--- ARGV[12..14] the no-op limits (_noops.lua), ARGV[15 ..] journal field/value pairs
+-- ARGV[12..14] the no-op limits (_noops.lua), ARGV[15] the user's change counts the challenge was opened
+-- under ('<status>:<number>', '' none: then ARGV[6] is the rule), ARGV[16 ..] journal field/value pairs
 -- Returns {'changed', previous phone, hgetall}, {'replayed', hgetall}, {'refused'}, {'mismatch'},
 -- {'not_found'} or {'request_conflict'}.
 -- A refusal or a mismatch changed nothing: journaled as a no-op (_noops.lua: the first few of the
@@ -38,20 +39,27 @@ local function mask(phone)
   return string.sub(phone, 1, 3) .. string.rep('*', #phone - 5) .. string.sub(phone, -2)
 end
 local h = redis.call('HMGET', user, 'status', 'phone', 'client_id', 'status_changed_at', 'phone_changed_at',
-                     'user_id', 'locale')
+                     'user_id', 'locale', 'status_changes', 'phone_changes')
 local since = tonumber(ARGV[6])
+-- "No change since the challenge opened" by the counts when it has them: the order of the steps, whatever
+-- the hosts' clocks (decision 0056); a challenge opened before them keeps the time rule (ARGV[6]).
+local counted = false
+if ARGV[15] ~= '' then
+  local s, n = string.match(ARGV[15], '^(%d+):(%d+)$')
+  counted = tonumber(h[8] or '0') > tonumber(s) or tonumber(h[9] or '0') > tonumber(n)
+end
 local outcome, cooling = 'changed', ARGV[3]
 if not string.find(' ' .. ARGV[4] .. ' ', ' ' .. h[1] .. ' ', 1, true) then
   outcome = 'refused'
 elseif (ARGV[5] ~= '' and h[2] ~= ARGV[5])
-    or (since > 0 and (tonumber(h[4] or '0') > since or tonumber(h[5] or '0') > since)) then
+    or (since > 0 and (tonumber(h[4] or '0') > since or tonumber(h[5] or '0') > since)) or counted then
   outcome = 'mismatch'
 end
 if outcome ~= 'changed' then
   cooling = 0
 end
 local entry = {}
-for i = 15, #ARGV do entry[#entry + 1] = ARGV[i] end
+for i = 16, #ARGV do entry[#entry + 1] = ARGV[i] end
 for _, v in ipairs({'client_id', h[3], 'outcome', outcome, 'status', h[1], 'old_phone', mask(h[2]),
                     'phone', mask(ARGV[2]), 'cooling_until', cooling}) do
   entry[#entry + 1] = v

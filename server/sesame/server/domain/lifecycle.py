@@ -181,6 +181,9 @@ class PhoneChange:
     context: RequestContext
     expected_phone: str | None = None  # the number the code went to: still the secure one
     unchanged_since: datetime | None = None  # when that challenge was opened: no status change since
+    # The user's (status, number) change counts that challenge was opened under: none counted since
+    # (decision 0056); None for a challenge opened before the counts, which keeps `unchanged_since`.
+    unchanged_counts: tuple[int, int] | None = None
 
     @property
     def allowed(self) -> frozenset[UserStatus]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -140,6 +140,9 @@ class User:
     status_changed_at: datetime | None = None  # last suspension, reinstatement or revocation
     phone_changed_at: datetime | None = None  # last change of the secure number
     cooling_until: datetime | None = None  # no code for payments or new payees before then
+    # Status and number changes counted so far (`status_changes`, `phone_changes`): their order, whatever
+    # the clocks of the hosts that made them (decision 0056). Not part of the user's identity.
+    changes: tuple[int, int] = field(default=(0, 0), compare=False)
 
     def is_blocked(self, now: datetime) -> bool:
         """Whether consecutive wrong codes keep the user from being sent a code at `now`."""
@@ -208,6 +211,9 @@ class Challenge:
     delivery_reason: str = ""
     # The first factor the caller stated with StartChallenge, kept for the proof (decision 0042); None: none.
     start_factor: FirstFactor | None = None
+    # The user's `changes` its opening step read (`user_changes`, decision 0056); None: opened before the
+    # counts existed. Not part of the challenge's identity.
+    opened_changes: tuple[int, int] | None = field(default=None, compare=False)
 
     @property
     def op_digest(self) -> bytes:

@@ -144,8 +144,17 @@ def _bound(user: User, change: PhoneChange, challenge: Challenge) -> PhoneChange
         raise UserNotActive(user.user_id)  # a suspended user's codes may be in a thief's hands
     # The code went to the number being replaced, after the user's last status or number change: a code
     # verified before a suspension, or on a number since replaced, authorises nothing now (it is spent all
-    # the same: it could never serve again).
+    # the same: it could never serve again). "After" is the order of the steps, by the user's change counts
+    # the challenge's opening read (decision 0056): the hosts' clocks may disagree. A challenge opened
+    # before the counts keeps the rule it was opened under, by times.
+    if challenge.phone != user.secure_phone:
+        raise ChallengeMismatch(challenge.challenge_id)
+    opened = challenge.opened_changes
+    if opened is not None:
+        if user.changes[0] > opened[0] or user.changes[1] > opened[1]:
+            raise ChallengeMismatch(challenge.challenge_id)
+        return dataclasses.replace(change, expected_phone=challenge.phone, unchanged_counts=opened)
     since = [at for at in (user.status_changed_at, user.phone_changed_at) if at is not None]
-    if challenge.phone != user.secure_phone or any(challenge.created_at < at for at in since):
+    if any(challenge.created_at < at for at in since):
         raise ChallengeMismatch(challenge.challenge_id)
     return dataclasses.replace(change, expected_phone=challenge.phone, unchanged_since=challenge.created_at)
