@@ -23,6 +23,7 @@
 --#include _notice.lua
 --#include _journal_hourly.lua
 --#include _noops.lua
+--#include _user_changes.lua
 local user, journal, changes = KEYS[1], KEYS[2], KEYS[3]
 if redis.call('EXISTS', user) == 0 then
   return {'not_found'}
@@ -43,11 +44,8 @@ local h = redis.call('HMGET', user, 'status', 'phone', 'client_id', 'status_chan
 local since = tonumber(ARGV[6])
 -- "No change since the challenge opened" by the counts when it has them: the order of the steps, whatever
 -- the hosts' clocks (decision 0056); a challenge opened before them keeps the time rule (ARGV[6]).
-local counted = false
-if ARGV[15] ~= '' then
-  local s, n = string.match(ARGV[15], '^(%d+):(%d+)$')
-  counted = tonumber(h[8] or '0') > tonumber(s) or tonumber(h[9] or '0') > tonumber(n)
-end
+local status_moved, phone_moved = changes_since(ARGV[15], h[8], h[9])
+local counted = status_moved or phone_moved or false
 local outcome, cooling = 'changed', ARGV[3]
 if not string.find(' ' .. ARGV[4] .. ' ', ' ' .. h[1] .. ' ', 1, true) then
   outcome = 'refused'

@@ -26,18 +26,15 @@
 --#include _delivery.lua
 --#include _tries.lua
 --#include _mask.lua
+--#include _user_changes.lua
 local outbox, group, consumer, count, idle = KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local now, now_iso, dead_kept, dead_lifetime = tonumber(ARGV[5] or ''), ARGV[6], ARGV[7], ARGV[8]
 local place = string.sub(outbox, 1, #outbox - #':outbox')
 
 -- Why a code's SMS must not go to its challenge's number any more (nil: it may): the user as it is now
 -- against the user its challenge was opened for (as record_verification.lua's `stale`, and the changes since).
--- "Since" is an order, not a time (decision 0056): the user counts its changes of status and of number
--- (`status_changes`, `phone_changes`, counted by the change's own step), the opening step wrote the counts it
--- read on the challenge (`user_changes`, 'status:number'); a count that moved is a change after the opening,
--- whatever the clocks of the hosts that made them said. A user written before the counts existed has none
--- (0: no change counted yet). A challenge opened before they existed has no `user_changes`: it keeps the rule
--- it was opened under (decision 0054), the change's time against its creation.
+-- "Since" is an order, not a time (_user_changes.lua, decision 0056); a challenge opened before the counts
+-- existed keeps the rule it was opened under (decision 0054), the change's time against its creation.
 local function withheld_for(c)
   local status, user_id, phone = c.status, c.user_id, c.phone
   if not status or not user_id or not phone then
@@ -45,12 +42,8 @@ local function withheld_for(c)
   end
   local u = redis.call('HMGET', place .. ':user:' .. user_id, 'status', 'phone', 'status_changes',
                        'phone_changes', 'status_changed_at', 'phone_changed_at')
-  local status_moved, phone_moved
-  local opened_status, opened_phone = string.match(c.user_changes or '', '^(%d+):(%d+)$')
-  if opened_status then
-    status_moved = (tonumber(u[3] or '0') or 0) > tonumber(opened_status)
-    phone_moved = (tonumber(u[4] or '0') or 0) > tonumber(opened_phone)
-  else
+  local status_moved, phone_moved = changes_since(c.user_changes, u[3], u[4])
+  if status_moved == nil then
     local created = tonumber(c.created_at or '0') or 0
     status_moved = (tonumber(u[5] or '0') or 0) > created
     phone_moved = (tonumber(u[6] or '0') or 0) > created
