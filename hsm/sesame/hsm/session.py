@@ -12,6 +12,8 @@ from __future__ import annotations
 import gc
 import hmac
 import logging
+import secrets
+import time
 from collections.abc import Callable
 from enum import Enum
 from typing import Any, Final, Literal, TypeVar
@@ -24,6 +26,11 @@ from pkcs11.exceptions import (
     KeyHandleInvalid,
     NoSuchKey,
     ObjectHandleInvalid,
+    PinExpired,
+    PinIncorrect,
+    PinInvalid,
+    PinLenRange,
+    PinLocked,
     PKCS11Error,
     SessionClosed,
     SessionHandleInvalid,
@@ -38,6 +45,12 @@ from sesame.server.domain.errors import HsmUnavailable, KeyNotFound
 T = TypeVar("T")
 
 _log = logging.getLogger("sesame.hsm")
+# How often a session is tried before the token is called unavailable, and the pause that grows between two
+# tries (jittered): about 1.5 s in all at most (decision 0064).
+OPEN_ATTEMPTS: Final = 8
+OPEN_PAUSE: Final = 0.07
+# A PIN refused is never tried again (an HSM may lock the token after a few).
+_PIN_REFUSED: Final = (PinExpired, PinIncorrect, PinInvalid, PinLenRange, PinLocked)
 
 # Errors after which the session (or the whole library) is worth reopening once: the token went away and
 # came back, the library was re-initialised by another token's reconnect, or the login was lost.
@@ -206,23 +219,35 @@ class TokenSession:
 
     def _reconnect(self) -> None:
         self.close()
-        try:
-            self._open()
-        except PKCS11Error:
-            # The library itself may be finalised or stale (SoftHSM rereads its token directory only at
-            # C_Initialize); re-initialising invalidates every session of this module in the process, and
-            # the other tokens' sessions reconnect on their next call through this same policy.
-            self.worker.reinitialize()
-            self._open()
+        self._open()
 
     def _open(self) -> None:
-        lib = self.worker.lib
-        try:
-            token = lib.get_token(token_label=self.token_label)
-        except PKCS11Error:
-            # A token created after the library was loaded is only seen after a re-initialisation.
-            self.worker.reinitialize()
-            token = lib.get_token(token_label=self.token_label)
+        """Find the token, open a session and log in (HSM thread), trying again a few times.
+
+        A failure other than the PIN's is tried again after re-initialising the library: SoftHSM rereads its
+        token directory only at C_Initialize (a token created since, or a stale library); and while another
+        process logs in to the same token (the workers of one `sesame serve` at boot), SoftHSM may read the
+        token half-written and find no token there, or one whose user PIN is not initialised (decision 0064).
+        Re-initialising invalidates every session of this module in the process; the other tokens' sessions
+        reconnect on their next call through this same policy. A PIN refused is never tried again: an HSM
+        may lock the token after a few."""
+        for attempt in range(OPEN_ATTEMPTS):
+            try:
+                self._open_once()
+            except _PIN_REFUSED:
+                raise
+            except PKCS11Error as exc:
+                if attempt == OPEN_ATTEMPTS - 1:
+                    raise
+                _log.debug("HSM token %r not opened (%s); trying again", self.token_label, type(exc).__name__)
+                self.worker.reinitialize()
+                if attempt > 0:  # jittered, so that processes racing at boot do not race again
+                    time.sleep(OPEN_PAUSE * attempt * (0.5 + secrets.randbelow(1000) / 1000))
+            else:
+                return
+
+    def _open_once(self) -> None:
+        token = self.worker.lib.get_token(token_label=self.token_label)
         try:
             # R/W because key ceremonies (init, rotate) in this process share the session.
             self._session = token.open(rw=True, user_pin=self._pin)
