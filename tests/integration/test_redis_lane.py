@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+import uvloop
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -139,3 +140,33 @@ async def test_the_lane_speaks_resp2_whatever_the_url_asks(redis_server: Embedde
     finally:
         await close_lane(client)
         await client.aclose()
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_call_written_as_the_connection_closes_fails_instead_of_hanging(
+    redis_server: EmbeddedRedis, loop: str
+) -> None:
+    """The connection closed under the lane just before a call is written (Redis gone, a reset): the call
+    fails with ConnectionError at once, on asyncio's loop as on uvloop's (which `sesame serve` runs), and
+    the next call connects again."""
+
+    async def scenario() -> None:
+        client = aioredis.Redis.from_url(redis_server.url, socket_timeout=30)
+        lane = Lane(client)
+        try:
+            assert await lane.call("PING") == b"PONG"
+            link = lane._link
+            assert link is not None
+            link.connection._writer.transport.abort()  # type: ignore[union-attr]
+            async with asyncio.timeout(5):
+                with pytest.raises(RedisConnectionError):
+                    await lane.call("PING")
+            assert await lane.call("PING") == b"PONG"
+        finally:
+            await lane.close()
+            await client.aclose()
+
+    if loop == "uvloop":
+        uvloop.run(scenario())
+    else:
+        asyncio.run(scenario())

@@ -77,7 +77,10 @@ class _Link:
     def _flush(self) -> None:
         out, self._out = self._out, []
         if self.failure is None:
-            self._writer.write(b"".join(out))
+            try:
+                self._writer.write(b"".join(out))
+            except Exception as exc:  # noqa: BLE001 (uvloop: RuntimeError on a transport it saw closed)
+                self.fail(_lost(exc))
 
     async def _read(self) -> None:
         parser = hiredis.Reader(protocolError=InvalidResponse, replyError=_AsyncHiredisParser.parse_error)
