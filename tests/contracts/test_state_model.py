@@ -29,6 +29,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from sesame.clients.redis_lane import close_lane
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisState
 from sesame.server.domain.budgets import BudgetSubject, Charge
@@ -107,6 +108,7 @@ class StoresAgree(RuleBasedStateMachine):
         self.opened = 0
 
     def teardown(self) -> None:
+        self.loop.run_until_complete(close_lane(self.client))
         self.loop.run_until_complete(self.client.aclose())
         self.loop.close()
 

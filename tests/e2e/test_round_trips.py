@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from redis.crc import key_slot
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import operation_pb2 as op_pb
+from sesame.clients.redis_lane import lane_of
 from sesame.clients.redis_risk import memory_parts
 from sesame.clients.redis_store import RedisState
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
@@ -59,28 +60,34 @@ def tags(keys: list[bytes | str]) -> frozenset[str]:
 
 @pytest.fixture
 def sent(redis_client: aioredis.Redis) -> Iterator[Sent]:
-    """The commands the client sends from now on, by name (PING left out); reset it with `.clear()`."""
+    """The commands the client sends from now on, by name (PING left out), whether through its pool or its
+    lane (the scripts: decision 0063); reset it with `.clear()`."""
     counted = Sent()
-    send = redis_client.execute_command
 
-    async def counting(*args: Any, **options: Any) -> Any:
-        name = str(args[0]).lower()
-        if name == "ping":
-            return await send(*args, **options)
-        counted[name] += 1
-        counted.in_flight += 1
-        if name == "evalsha":
-            keys = list(args[3 : 3 + int(args[2])])
-            slots = frozenset(key_slot(k.encode() if isinstance(k, str) else k) for k in keys)
-            counted.scripts.append((slots, tags(keys), counted.in_flight))
-        try:
-            return await send(*args, **options)
-        finally:
-            counted.in_flight -= 1
+    def counter(send: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def counting(*args: Any, **options: Any) -> Any:
+            name = str(args[0]).lower()
+            if name == "ping":
+                return await send(*args, **options)
+            counted[name] += 1
+            counted.in_flight += 1
+            if name == "evalsha":
+                keys = list(args[3 : 3 + int(args[2])])
+                slots = frozenset(key_slot(k.encode() if isinstance(k, str) else k) for k in keys)
+                counted.scripts.append((slots, tags(keys), counted.in_flight))
+            try:
+                return await send(*args, **options)
+            finally:
+                counted.in_flight -= 1
 
-    redis_client.execute_command = counting  # type: ignore[method-assign]
+        return counting
+
+    lane = lane_of(redis_client)
+    redis_client.execute_command = counter(redis_client.execute_command)  # type: ignore[method-assign]
+    lane.call = counter(lane.call)  # type: ignore[method-assign]
     yield counted
     del redis_client.execute_command
+    del lane.call
 
 
 def store_calls(live: Live) -> Counter[str]:
@@ -299,8 +306,8 @@ async def test_one_start_makes_the_round_trips_the_benchmarks_state(
     No dispatcher runs: Redis counts every client's requests, and the SMS is sent off the call's path."""
     user_id = await enrolled(live)
     await start(live, user_id)  # loads the Lua scripts: a first use costs a NOSCRIPT and a SCRIPT LOAD more
-    # A worker's first Start of a user sends its two scripts one after the other (decision 0054): the next
-    # one, its two at once, opens the pool's second connection (HELLO and its client names: three more).
+    # A worker's first Start of a user sends its two scripts one after the other (decision 0054); the next
+    # ones, their two at once, in one write on the store's lane (decision 0063).
     await start(live, user_id)
     reads_before, pings_before = await counters(redis_client)
     await start(live, user_id)

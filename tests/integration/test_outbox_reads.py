@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from sesame.clients.redis_lane import lane_of
 from sesame.clients.redis_outbox import RedisOutbox
 from sesame.clients.redis_store import RedisState
 from tests.contracts.test_start_challenge_contract import an_opening, enrolled
@@ -24,9 +25,10 @@ NO_WAIT = timedelta(milliseconds=1)
 
 @pytest.fixture
 def sent(redis_client: aioredis.Redis) -> Iterator[Counter[str]]:
-    """The round trips the client makes from now on, by command name; a pipeline counts as one `pipeline`
-    and each of its commands as `pipeline <name>`. The bell's blocking XREADs (decision 0044), each on a
-    connection of its own while the dispatcher works, are left out: they are not the take's round trips."""
+    """The round trips the client makes from now on (through its pool or its lane: decision 0063), by command
+    name; a pipeline counts as one `pipeline` and each of its commands as `pipeline <name>`. The bell's
+    blocking XREADs (decision 0044), each on a connection of its own while the dispatcher works, are left
+    out: they are not the take's round trips."""
     counted: Counter[str] = Counter()
     send, make = redis_client.execute_command, redis_client.pipeline
 
@@ -48,11 +50,28 @@ def sent(redis_client: aioredis.Redis) -> Iterator[Counter[str]]:
         pipe.execute = executing  # type: ignore[method-assign]
         return pipe
 
+    lane = lane_of(redis_client)
+    call, pipeline = lane.call, lane.pipeline
+
+    async def lane_calling(*args: Any) -> Any:
+        counted[str(args[0]).lower()] += 1
+        return await call(*args)
+
+    async def lane_piping(commands: Any) -> Any:
+        counted["pipeline"] += 1
+        for command in commands:
+            counted[f"pipeline {str(command[0]).lower()}"] += 1
+        return await pipeline(commands)
+
     redis_client.execute_command = counting  # type: ignore[method-assign]
     redis_client.pipeline = piping  # type: ignore[method-assign]
+    lane.call = lane_calling  # type: ignore[method-assign]
+    lane.pipeline = lane_piping  # type: ignore[method-assign]
     yield counted
     del redis_client.execute_command
     del redis_client.pipeline
+    del lane.call
+    del lane.pipeline
 
 
 async def test_taking_entries_with_their_challenges_is_one_round_trip(

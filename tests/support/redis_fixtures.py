@@ -11,6 +11,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from sesame.clients.redis_lane import close_lane
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisState
 
@@ -30,6 +31,7 @@ async def redis_client(redis_server: EmbeddedRedis) -> AsyncIterator[aioredis.Re
     try:
         yield client
     finally:
+        await close_lane(client)
         await client.aclose()
 
 

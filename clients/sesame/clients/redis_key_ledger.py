@@ -13,6 +13,7 @@ from typing import cast
 
 from sesame.clients.redis_connect import RedisClient, connect
 from sesame.clients.redis_keys import Keyspace
+from sesame.clients.redis_lane import close_lane
 from sesame.clients.redis_scripts import Scripts, translated
 from sesame.server.domain.errors import KeyReplaced, StoreUnavailable
 from sesame.server.domain.key_ledger import KeyPrint, KeysSeen
@@ -35,8 +36,9 @@ class RedisKeyLedger:
         return cls(client, prefix=prefix)
 
     async def close(self) -> None:
-        """Close the connection."""
+        """Close the connection and the lane."""
         with translated():
+            await close_lane(self._client)
             await self._client.aclose()
 
     async def seen(self) -> KeysSeen:

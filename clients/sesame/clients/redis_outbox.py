@@ -27,6 +27,7 @@ from sesame.clients import redis_records as rec
 from sesame.clients.redis_connect import RedisClient, beside, connect
 from sesame.clients.redis_dead_letters import RedisDeadLetters
 from sesame.clients.redis_keys import SHARDS, Keyspace
+from sesame.clients.redis_lane import close_lane
 from sesame.clients.redis_outbox_bell import OutboxBell
 from sesame.clients.redis_scripts import Scripts, stored_challenge, translated
 from sesame.clients.redis_send_units import RedisSendUnits
@@ -88,6 +89,7 @@ class RedisOutbox:
         its `aclose`)."""
         await self._bell.close()
         with translated():
+            await close_lane(self._client)
             await self._client.aclose()
             if not isinstance(self._client, RedisCluster):  # a cluster client closes its nodes' pools
                 await self._client.connection_pool.disconnect()

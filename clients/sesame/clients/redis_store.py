@@ -24,6 +24,7 @@ from sesame.clients.redis_evidence_index import RedisEvidenceIndex
 from sesame.clients.redis_health_notes import RedisHealthNotes
 from sesame.clients.redis_journal import RedisJournal
 from sesame.clients.redis_keys import SHARDS, Keyspace
+from sesame.clients.redis_lane import close_lane
 from sesame.clients.redis_outbox import RedisOutbox
 from sesame.clients.redis_place import DEFAULT_RETENTION, RedisPlace
 from sesame.clients.redis_proofs import RedisProofs
@@ -147,8 +148,9 @@ class RedisState(State):
         )
 
     async def close(self) -> None:
-        """Close the client and its connections."""
+        """Close the client, its connections and its lane."""
         with _translated():
+            await close_lane(self._client)
             await self._client.aclose()
 
     async def check(self) -> None:

@@ -15,6 +15,7 @@ from typing import IO
 from sesame.clients.redis_connect import connect
 from sesame.clients.redis_journal import RedisJournal
 from sesame.clients.redis_keys import Keyspace
+from sesame.clients.redis_lane import close_lane
 from sesame.clients.redis_scripts import Scripts
 from sesame.server.config import Settings
 from sesame.server.domain.errors import ConfigurationError, SesameError
@@ -64,6 +65,7 @@ async def _export(
         return await export(blocks_after(after, archive, live), out, progress, after)
     finally:
         if client is not None:
+            await close_lane(client)
             await client.aclose()
 
 
