@@ -123,6 +123,8 @@ def start_serve(var: Path, metrics_port: int = 0, settings: Mapping[str, str] | 
     env = _env(var, address, metrics_port, settings)
     # A file, not a pipe: nobody reads a pipe while the tests run, and a full one would block the server.
     log = var.with_name(f"{var.name}-serve.log")
+    if log.exists():  # a second `sesame serve` on the same var/ (its token), as another host's would be
+        log = var.with_name(f"{var.name}-serve-{free_port()}.log")
     with log.open("w") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "sesame.server.cli", "serve"],

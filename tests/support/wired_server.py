@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sesame.clients.redis_outbox_bell import Heard
 from sesame.clients.redis_store import RedisState
 from sesame.clients.sms_console import ConsoleSmsGateway
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
@@ -52,7 +53,7 @@ async def start_wired(
     """Wire the flows as `sesame serve` does (console SMS to `sms_file`) and start serving them."""
     chosen = options or ServerOptions()
     clock = chosen.clock or SystemClock()
-    outbox = store.outbox()
+    outbox = store.outbox(Heard.OWN_STEPS)  # as a worker: woken by its own steps (decision 0060)
     running = wire(
         keys=keys,
         store=store,
@@ -67,6 +68,7 @@ async def start_wired(
         archive=JournalArchive(sms_file.parent / "journal-archive"),
         max_tries=chosen.dispatch.max_tries,
         notice_max_age=chosen.dispatch.notice_max_age,
+        nudge=outbox.nudge(),
     )
     server = await GrpcServer.start(
         "127.0.0.1:0",

@@ -76,6 +76,7 @@ class RedisChallenges(RedisPlace):
         reply = await self._run("open_challenge", self._opening_keys(opening, budget_keys), args)
         if reply[0] != b"opened":
             raise _refused(opening, reply, charges)
+        self._nudge.queued(self.keys.shard_of_challenge(challenge.challenge_id))
 
     async def start_challenge(self, opening: Opening) -> Opened:
         """Start's one step (see the port): one script, one round trip, unless the stored number's calling
@@ -103,6 +104,7 @@ class RedisChallenges(RedisPlace):
             reply = await self._run("open_challenge", keys, [*args, *tail])
         match reply[0]:
             case b"opened":
+                self._nudge.queued(self.keys.shard_of_challenge(opening.challenge_id))  # its SMS (0060)
                 client_id, phone, locale = (value.decode() for value in reply[1:4])
                 # The rules decided in the step when it answers a 5th element (decision 0045).
                 risk = rec.risk_from_hash({b"risk": reply[4]}) if len(reply) > 4 else opening.risk
@@ -219,6 +221,9 @@ class RedisChallenges(RedisPlace):
         result = VerifyResult(reply[0].decode())
         challenge = _challenge(rec.pairs(reply[1]))
         blocked_until = rec.from_ms(int(reply[2])) if int(reply[2]) else None
+        if blocked_until is not None or (result is VerifyResult.VERIFIED and attempt.notice):
+            # A block's notice, or the operation's (an unknown user's gets none: one take finds nothing).
+            self._nudge.queued(self.keys.shard_of_challenge(attempt.challenge_id))
         left = attempts_left(result, challenge)
         return VerificationOutcome(result, left, challenge, "", blocked_until)
 
@@ -270,6 +275,7 @@ class RedisChallenges(RedisPlace):
                 raise UserBlocked(reply[2].decode(), timedelta(milliseconds=int(reply[1])))
             case b"budget":
                 raise _exhausted(charges, reply)
+        self._nudge.queued(self.keys.shard_of_challenge(challenge_id))  # the resend's SMS (decision 0060)
         return _challenge(rec.pairs(reply[1]))
 
     async def withdraw_resend(self, known: Challenge, at: datetime, context: RequestContext) -> None:

@@ -60,7 +60,10 @@ class Keyspace:
         return [self.place(n) for n in range(self._shards)]
 
     def _tagged_place(self, tag: str) -> str:
-        return self.place(int(tag, 16) % self._shards)
+        return self.place(self._tagged_shard(tag))
+
+    def _tagged_shard(self, tag: str) -> int:
+        return int(tag, 16) % self._shards
 
     def _user_place(self, user_id: str) -> str:
         return self._tagged_place(user_tag(user_id))
@@ -76,6 +79,15 @@ class Keyspace:
     def place_of_user(self, user_id: str) -> str:
         """The place of the user's shard."""
         return self._user_place(user_id)
+
+    def shard_of_challenge(self, challenge_id: str) -> int:
+        """The number of the challenge's shard (its user's): whose outbox its SMS are queued in."""
+        match = _ID_TAG.search(challenge_id)
+        return self._tagged_shard(match.group(1)) if match else 0
+
+    def shard_of_user(self, user_id: str) -> int:
+        """The number of the user's shard: whose outbox its notices are queued in."""
+        return self._tagged_shard(user_tag(user_id))
 
     def layout(self) -> str:
         """Where the shard count the deployment's keys were laid out with is recorded (decision 0044)."""

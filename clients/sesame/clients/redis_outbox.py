@@ -5,8 +5,9 @@ Start's and Resend's scripts append an entry (the challenge id, `send` start or 
 outbox of the challenge's shard (a notice to the outbox of its user's), the first of them creating the stream
 and the group `dispatchers` (so that no dispatcher writes a key); a dispatcher takes entries with their
 challenges by `take_outbox.lua` (XREADGROUP, or XAUTOCLAIM for the entries of dead consumers), one call per
-shard, the shards' calls in one pipeline; it waits for new entries on the bell (`redis_outbox_bell`: one
-blocking XREAD per shard that claims nothing), and takes from the shards it rang for. It settles each entry
+shard, the shards' calls in one pipeline; it waits for new entries on the bell (`redis_outbox_bell`: rung by
+this process's own steps, or one blocking XREAD per shard that claims nothing), and takes from the shards it
+rang for. It settles each entry
 with `record_dispatch.lua` (a notice `record_notice.lua`), which records the send on the challenge,
 acknowledges and deletes the entry in one step. Deleting settled entries keeps the streams as long as the
 backlog, and no longer (bounded memory). The dispatchers block on their own pool, never on the request
@@ -28,7 +29,8 @@ from sesame.clients.redis_connect import RedisClient, beside, connect
 from sesame.clients.redis_dead_letters import RedisDeadLetters
 from sesame.clients.redis_keys import SHARDS, Keyspace
 from sesame.clients.redis_lane import close_lane
-from sesame.clients.redis_outbox_bell import OutboxBell
+from sesame.clients.redis_outbox_bell import Heard, OutboxBell
+from sesame.clients.redis_outbox_nudge import OutboxNudge
 from sesame.clients.redis_scripts import Scripts, stored_challenge, translated
 from sesame.clients.redis_send_units import RedisSendUnits
 from sesame.server.domain.dispatching import Backlog, FailedTry, NoticeAddressee, NoticeFailure, QueuedSms
@@ -52,13 +54,21 @@ NOTICE_ATTEMPTS_KEPT: Final = timedelta(days=1)
 class RedisOutbox:
     """The SMS outbox streams of every shard and their dispatchers' consumer group."""
 
-    def __init__(self, client: RedisClient, *, prefix: str = "sesame", shards: int = SHARDS) -> None:
-        """Use `client` (which must not decode responses), a client of the outbox's own; `shards` outboxes."""
+    def __init__(
+        self,
+        client: RedisClient,
+        *,
+        prefix: str = "sesame",
+        shards: int = SHARDS,
+        heard: Heard = Heard.WATCHING,
+    ) -> None:
+        """Use `client` (which must not decode responses), a client of the outbox's own; `shards` outboxes,
+        whose new entries the dispatchers hear of as `heard` says (decision 0060)."""
         self._client = client
         self._keys = Keyspace(prefix, shards)
         self._scripts = Scripts(client)
         self._streams = self._keys.outboxes()
-        self._bell = OutboxBell(client, self._streams)
+        self._bell = OutboxBell(client, self._streams, heard)
 
     @classmethod
     def from_url(
@@ -70,10 +80,20 @@ class RedisOutbox:
 
     @classmethod
     def beside(
-        cls, client: RedisClient, *, prefix: str = "sesame", shards: int = SHARDS, timeout: float = 5.0
+        cls,
+        client: RedisClient,
+        *,
+        prefix: str = "sesame",
+        shards: int = SHARDS,
+        timeout: float = 5.0,
+        heard: Heard = Heard.WATCHING,
     ) -> RedisOutbox:
         """An outbox on its own pool to the Redis `client` talks to (its blocking reads hold a connection)."""
-        return cls(beside(client, timeout=timeout), prefix=prefix, shards=shards)
+        return cls(beside(client, timeout=timeout), prefix=prefix, shards=shards, heard=heard)
+
+    def nudge(self) -> OutboxNudge:
+        """What this process's steps tell of the shard they queued in: the bell's mark (decision 0060)."""
+        return self._bell
 
     def send_units(self) -> RedisSendUnits:
         """The send units the dispatchers spend before handing an SMS over (decision 0046), on this outbox's
@@ -99,14 +119,15 @@ class RedisOutbox:
         given to a consumer, each with its challenge, in one round trip (decision 0040); when there are none,
         wait at most `wait` for the bell, and take from the shards it rang for, or from every shard when it
         did not ring (what was queued just now, before its watcher heard it: the bell only hastens a take,
-        no entry waits on it). Before a shard's first SMS is queued it has no stream (the script that queues
-        it creates the stream and the group)."""
+        no entry waits on it); a bell without watchers sweeps every shard once a wait anyway (decision 0060).
+        Before a shard's first SMS is queued it has no stream (the script that queues it creates the stream
+        and the group)."""
         await self._bell.start(wait)
         taken = await self._take_from(self._bell.rung(), consumer, count, "")
         if taken:
             return taken
         rang = await self._bell.wait(wait)
-        shards = self._bell.rung() if rang else set(range(len(self._streams)))
+        shards = self._bell.rung() if rang else self._bell.swept()
         return await self._take_from(shards, consumer, count, "")
 
     async def reclaim(self, consumer: str, idle: timedelta, count: int) -> list[QueuedSms]:

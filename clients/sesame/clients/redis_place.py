@@ -15,6 +15,7 @@ from typing import Any, Final, cast
 from sesame.clients import redis_records as rec
 from sesame.clients.redis_connect import RedisClient
 from sesame.clients.redis_keys import Keyspace
+from sesame.clients.redis_outbox_nudge import NO_NUDGE, OutboxNudge
 from sesame.clients.redis_scripts import Scripts
 
 DEFAULT_RETENTION: Final = timedelta(hours=24)
@@ -29,11 +30,14 @@ class RedisPlace:
         keys: Keyspace,
         scripts: Scripts,
         retention: timedelta = DEFAULT_RETENTION,
+        *,
+        nudge: OutboxNudge = NO_NUDGE,
     ) -> None:
         self._client = client
         self.keys = keys
         self._scripts = scripts
         self._retention = retention
+        self._nudge = nudge  # told which shard a step queued an SMS in (decision 0060)
 
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[rec.Field]) -> Any:
         return await self._scripts.run(name, keys, args)

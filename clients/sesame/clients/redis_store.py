@@ -26,6 +26,8 @@ from sesame.clients.redis_journal import RedisJournal
 from sesame.clients.redis_keys import SHARDS, Keyspace
 from sesame.clients.redis_lane import close_lane
 from sesame.clients.redis_outbox import RedisOutbox
+from sesame.clients.redis_outbox_bell import Heard
+from sesame.clients.redis_outbox_nudge import NO_NUDGE, OutboxNudge
 from sesame.clients.redis_place import DEFAULT_RETENTION, RedisPlace
 from sesame.clients.redis_proofs import RedisProofs
 from sesame.clients.redis_scripts import Scripts
@@ -60,15 +62,16 @@ class RedisState(State):
         retention: timedelta = DEFAULT_RETENTION,
         noops: NoopLimits = NOOP_DEFAULTS,
         meter: CallMeter = UNMETERED,
+        nudge: OutboxNudge = NO_NUDGE,
     ) -> RedisState:
         """Use `client` (which must not decode responses); keys in `shards` places; keep challenges
         `retention` past expiry; bound the back-office no-ops by `noops`; report every round trip to
-        `meter`."""
+        `meter`; tell `nudge` which shard a step queued an SMS in (decision 0060)."""
         keys, scripts = Keyspace(prefix, shards), Scripts(client, meter)
         return cls(
-            users=RedisUsers(client, keys, scripts, retention, noops),
+            users=RedisUsers(client, keys, scripts, retention, noops, nudge=nudge),
             clients=RedisClients(client, keys, scripts, retention),
-            challenges=RedisChallenges(client, keys, scripts, retention),
+            challenges=RedisChallenges(client, keys, scripts, retention, nudge=nudge),
             proofs=RedisProofs(client, keys, scripts, retention),
             journal=RedisChallengeJournal(client, keys, scripts, retention),
             send_units=RedisSendUnits(client, keys, scripts, retention),
@@ -117,9 +120,10 @@ class RedisState(State):
     def _client(self) -> RedisClient:
         return self.place._client  # noqa: SLF001 (the place is this module's own)
 
-    def outbox(self) -> RedisOutbox:
-        """The SMS outbox in the same Redis, on a pool of its own (docs/decisions/0025)."""
-        return RedisOutbox.beside(self._client, prefix=self.keys.prefix, shards=self.keys.shards)
+    def outbox(self, heard: Heard = Heard.WATCHING) -> RedisOutbox:
+        """The SMS outbox in the same Redis, on a pool of its own (docs/decisions/0025), whose dispatchers
+        hear of new entries as `heard` says (decision 0060)."""
+        return RedisOutbox.beside(self._client, prefix=self.keys.prefix, shards=self.keys.shards, heard=heard)
 
     def sealed_journal(self) -> RedisJournal:
         """The feed, seals and sealer's lease of these journals, on the same connections."""
@@ -133,8 +137,9 @@ class RedisState(State):
         """The health notes' journal (decision 0036), on the same connections and scripts."""
         return RedisHealthNotes(self._client, self.keys, self.place._scripts)  # noqa: SLF001 (as above)
 
-    def metered(self, meter: CallMeter) -> RedisState:
-        """A view of this state (same client and pool) that reports every round trip to `meter`.
+    def metered(self, meter: CallMeter, nudge: OutboxNudge = NO_NUDGE) -> RedisState:
+        """A view of this state (same client and pool) that reports every round trip to `meter`, and tells
+        `nudge` which shard its steps queued an SMS in.
 
         The service's flows use the view; health probes the state itself (a probe is not traffic).
         """
@@ -145,6 +150,7 @@ class RedisState(State):
             retention=self.place._retention,  # noqa: SLF001 (as above)
             noops=self.users.noops,
             meter=meter,
+            nudge=nudge,
         )
 
     async def close(self) -> None:

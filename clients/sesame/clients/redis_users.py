@@ -13,6 +13,7 @@ from typing import Any, cast
 from sesame.clients import redis_records as rec
 from sesame.clients.redis_connect import RedisClient
 from sesame.clients.redis_keys import Keyspace
+from sesame.clients.redis_outbox_nudge import NO_NUDGE, OutboxNudge
 from sesame.clients.redis_place import DEFAULT_RETENTION, RedisPlace
 from sesame.clients.redis_scripts import Scripts, stored_user
 from sesame.server.domain.dispatching import NOTICE_MAX_AGE_LIMIT
@@ -53,15 +54,17 @@ _REVOCATIONS = {
 class RedisUsers(RedisPlace):
     """The enrolled users in Redis; each method is one atomic, journaled transition on the user's slot."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 (the place's, and the bound of the no-ops)
         self,
         client: RedisClient,
         keys: Keyspace,
         scripts: Scripts,
         retention: timedelta = DEFAULT_RETENTION,
         noops: NoopLimits = NOOP_DEFAULTS,
+        *,
+        nudge: OutboxNudge = NO_NUDGE,
     ) -> None:
-        super().__init__(client, keys, scripts, retention)
+        super().__init__(client, keys, scripts, retention, nudge=nudge)
         self.noops = noops
 
     def _noop_limits(self) -> list[int]:
@@ -189,6 +192,7 @@ class RedisUsers(RedisPlace):
                 raise RequestIdReused
             case b"replayed":
                 return PhoneChanged(PhoneChangeOutcome.REPLAYED, stored_user(rec.pairs(reply[1])), "")
+        self._nudge.queued(self.keys.shard_of_user(change.user_id))  # the notice to the old number
         return PhoneChanged(PhoneChangeOutcome.CHANGED, stored_user(rec.pairs(reply[2])), reply[1].decode())
 
     async def applied_change(self, user_id: str, request_id: str) -> str | None:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from sesame.clients.redis_outbox_bell import Heard
+from sesame.clients.redis_outbox_nudge import NO_NUDGE, OutboxNudge
 from sesame.clients.redis_provider_ids import RedisProviderIds
 from sesame.clients.redis_store import RedisState
 from sesame.clients.smpp_pdu import Address
@@ -122,8 +124,10 @@ def hsm_config(settings: Settings) -> Pkcs11Config:
 
 
 @contextlib.asynccontextmanager
-async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
-    """Open the adapters of one worker (Redis and the token its supervisor readied), yield the flows."""
+async def runtime(settings: Settings, heard: Heard = Heard.OWN_STEPS) -> AsyncIterator[Runtime]:
+    """Open the adapters of one worker (Redis and the token its supervisor readied), yield the flows; its
+    dispatchers hear of new SMS as `heard` says: from its own steps (a `sesame serve` worker), or by
+    watching every shard (`sesame dispatch`, which queues nothing itself; decision 0060)."""
     async with contextlib.AsyncExitStack() as stack:
         redis_url = settings.redis_url
         if redis_url is None:
@@ -139,7 +143,7 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
         )
         stack.push_async_callback(store.close)
         await store.check_layout()  # keys laid out in another shard count would not be found (decision 0044)
-        outbox = store.outbox()
+        outbox = store.outbox(heard)
         stack.push_async_callback(outbox.close)
         clock = SystemClock()
         metrics = Metrics()
@@ -168,6 +172,8 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
             max_tries=settings.dispatch.max_tries,
             notice_max_age=settings.dispatch.notice_max_age,
             settle_within=settings.dispatch.claim_idle / 2,
+            # The steps that queue an SMS wake this worker's dispatchers, if it runs any (decision 0060).
+            nudge=outbox.nudge() if heard is Heard.OWN_STEPS and settings.dispatch.loops else NO_NUDGE,
         )
         # Stopped first on the way out (after the server drained): a loop finishes its batch.
         loops = DispatchLoops(running.dispatcher, outbox, metrics, clock, settings.dispatch)
@@ -347,12 +353,13 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
     notice_max_age: timedelta = timedelta(days=1),
     units: SendUnits | None = None,
     settle_within: timedelta = DEFAULT_SETTLE_WITHIN,
+    nudge: OutboxNudge = NO_NUDGE,
 ) -> Runtime:
     """The flows over metered views of the adapters, telling the metrics what they decided; health probes
     the bare ones (a probe is not traffic)."""
     # Each adapter times its calls at its one funnel (docs/decisions/0020, 0026): no wrapper per adapter.
     metered_keys = TracedKeyStore(keys.metered(DependencyMeter(metrics, "hsm")))
-    metered_store = store.metered(DependencyMeter(metrics, "store"))
+    metered_store = store.metered(DependencyMeter(metrics, "store"), nudge)
     tally = MetricsTally(metrics)
     risk = risk or RiskWiring()
     risk_flows = RiskFlows(
@@ -515,7 +522,7 @@ async def dispatch(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     loops = max(1, settings.dispatch.loops)
     settings = dataclasses.replace(settings, dispatch=dataclasses.replace(settings.dispatch, loops=loops))
-    async with runtime(settings) as running:
+    async with runtime(settings, Heard.WATCHING) as running:
         # Its own /metrics (SESAME_METRICS_ADDR): what it sends, fails and waits for is scraped like a
         # worker's, else an outbox served by `sesame dispatch` alone would be invisible (decision 0034).
         endpoint = None
