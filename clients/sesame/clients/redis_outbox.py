@@ -28,7 +28,7 @@ from sesame.clients.redis_connect import RedisClient, beside, connect
 from sesame.clients.redis_dead_letters import RedisDeadLetters
 from sesame.clients.redis_keys import SHARDS, Keyspace
 from sesame.clients.redis_outbox_bell import OutboxBell
-from sesame.clients.redis_scripts import Scripts, stored_challenge, translated
+from sesame.clients.redis_scripts import Scripts, fault, stored_challenge, translated
 from sesame.clients.redis_send_units import RedisSendUnits
 from sesame.server.domain.dispatching import Backlog, FailedTry, NoticeAddressee, NoticeFailure, QueuedSms
 from sesame.server.domain.errors import ChallengeNotFound, StoreUnavailable
@@ -145,7 +145,7 @@ class RedisOutbox:
         """The entries one take_outbox.lua call gave; none when its stream lost its group, which is made
         again and the shard marked."""
         if isinstance(reply, Exception):
-            raise StoreUnavailable(type(reply).__name__) from reply
+            raise StoreUnavailable(fault(reply)) from reply
         answer = cast("list[Any]", reply)
         if answer[0] == b"nogroup":
             with translated():
