@@ -34,6 +34,7 @@ from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisState
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server.domain.challenges import ChallengePolicy
+from sesame.server.grpc.demo import read_code
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import CONTEXT, PHONE, enrolled, snapshot, started, transfer, verify, wrong
 from tests.e2e.test_record_replayed import QUEUE_ONLY, script_sha
@@ -488,3 +489,33 @@ async def test_a_reply_cut_half_way_is_unavailable_and_the_verify_counted_once(
             got = await live.auth.GetChallenge(auth_pb.GetChallengeRequest(challenge_id=challenge_id))
             assert got.challenge.attempts_left == ChallengePolicy().max_attempts - 1
             assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
+
+
+async def test_a_start_whose_reply_was_lost_sends_its_code_once_retried(
+    keystore: Pkcs11KeyStore, own_redis: EmbeddedRedis, tmp_path: Path
+) -> None:
+    """open_challenge.lua's reply lost after it ran (the challenge opened, its SMS queued): the Start is
+    UNAVAILABLE; the caller retries with its request id and gets that challenge, whose SMS then leaves."""
+    sms_file = tmp_path / "sms.jsonl"
+    with reply_cutter(own_redis.port) as cutter:
+        async with served(keystore, f"redis://127.0.0.1:{cutter.port}/0", sms_file) as live:
+            dispatching = await start_wired(keystore, live.store, sms_file)
+            try:
+                await enrolled(live)
+                await started(live, "alice")  # the worker knows alice's number: the concurrent path
+                admin = aioredis.Redis.from_url(own_redis.url)
+                try:
+                    cutter.arm(script_sha(admin, "open_challenge"))
+                finally:
+                    await admin.aclose()
+                request = auth_pb.StartChallengeRequest(
+                    user_id="alice", operation=transfer(), context=CONTEXT, request_id="lost-1"
+                )
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await live.auth.StartChallenge(request)
+                assert cutter.cuts == 1
+                assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+                retried = await live.auth.StartChallenge(request)
+                await read_code(sms_file, retried.challenge_id)
+            finally:
+                await dispatching.server.stop(0)
