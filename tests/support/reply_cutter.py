@@ -3,7 +3,9 @@
 Armed with a marker (a script's SHA-1), the relay passes the request that carries it to Redis, then cuts
 that connection instead of passing Redis's reply back (a NOSCRIPT error is passed: the script did not run).
 The client sees its connection die after Redis applied the script: what a Redis restart or a network cut
-between the script and its answer does (decisions 0055, 0056), made exactly once, on a real Redis.
+between the script and its answer does (decisions 0055, 0056), made exactly once, on a real Redis. Armed
+with `keep`, the relay passes that share of the reply's first bytes before it cuts: a reply cut half-way
+(decision 0062).
 """
 
 from __future__ import annotations
@@ -22,25 +24,29 @@ class ReplyCutter:
     port: int
     cuts: int = 0
     _marker: bytes = b""
+    _keep: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def arm(self, marker: bytes) -> None:
-        """Lose the answer to the next request that carries `marker` (once)."""
+    def arm(self, marker: bytes, keep: float = 0.0) -> None:
+        """Lose the answer to the next request that carries `marker` (once), all of it, or all but the
+        share `keep` of its first bytes."""
         with self._lock:
             self._marker = marker
+            self._keep = keep
 
     def carries(self, data: bytes) -> bool:
         with self._lock:
             return bool(self._marker) and self._marker in data
 
-    def cut(self, reply: bytes) -> bool:
-        """Whether to lose this reply to an armed request (disarming): not when the script did not run."""
+    def cut(self, reply: bytes) -> int | None:
+        """How many of this reply's first bytes to pass before cutting, when it answers an armed request
+        (disarming); None when it passes whole (also when the script did not run: NOSCRIPT)."""
         with self._lock:
             if not self._marker or reply.startswith(b"-NOSCRIPT"):
-                return False
+                return None
             self._marker = b""
             self.cuts += 1
-            return True
+            return int(len(reply) * self._keep)
 
 
 @contextlib.contextmanager
@@ -95,7 +101,8 @@ def _replies(
 ) -> None:
     with contextlib.suppress(OSError):
         while data := redis.recv(65536):
-            if armed.is_set() and cutter.cut(data):
+            if armed.is_set() and (kept := cutter.cut(data)) is not None:
+                client.sendall(data[:kept])
                 for end in (client, redis):
                     with contextlib.suppress(OSError):
                         end.shutdown(socket.SHUT_RDWR)

@@ -31,7 +31,7 @@ from sesame.clients.redis_keys import SHARDS, Keyspace
 from sesame.clients.redis_lane import close_lane
 from sesame.clients.redis_outbox_bell import Heard, OutboxBell
 from sesame.clients.redis_outbox_nudge import OutboxNudge
-from sesame.clients.redis_scripts import Scripts, stored_challenge, translated
+from sesame.clients.redis_scripts import Scripts, fault, stored_challenge, translated
 from sesame.clients.redis_send_units import RedisSendUnits
 from sesame.server.domain.dispatching import Backlog, FailedTry, NoticeAddressee, NoticeFailure, QueuedSms
 from sesame.server.domain.errors import ChallengeNotFound, StoreUnavailable
@@ -168,7 +168,7 @@ class RedisOutbox:
         """The entries one take_outbox.lua call gave; none when its stream lost its group, which is made
         again and the shard marked."""
         if isinstance(reply, Exception):
-            raise StoreUnavailable(type(reply).__name__) from reply
+            raise StoreUnavailable(fault(reply)) from reply
         answer = cast("list[Any]", reply)
         if answer[0] == b"nogroup":
             with translated():

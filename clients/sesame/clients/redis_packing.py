@@ -15,6 +15,8 @@ import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
 
+from sesame.clients.redis_closed_writes import ClosedWrites
+
 _PACKED: dict[type[AbstractConnection], type[AbstractConnection]] = {}
 
 
@@ -35,13 +37,14 @@ class _CPacking(AbstractConnection):
 
 
 def c_packed(client: aioredis.Redis) -> aioredis.Redis:
-    """`client`, its pool's connections (made from now on) packing commands in C. Call it before the first
-    command: connections already made keep packing in Python."""
+    """`client`, its pool's connections (made from now on) packing commands in C, and failing a write on a
+    closed connection as ConnectionError (`ClosedWrites`, decision 0062). Call it before the first command:
+    connections already made keep packing in Python."""
     pool = client.connection_pool
     base = pool.connection_class
     if not issubclass(base, _CPacking):
         packed = _PACKED.get(base)
         if packed is None:
-            packed = _PACKED[base] = type(f"CPacked{base.__name__}", (_CPacking, base), {})
+            packed = _PACKED[base] = type(f"CPacked{base.__name__}", (_CPacking, ClosedWrites, base), {})
         pool.connection_class = packed
     return client

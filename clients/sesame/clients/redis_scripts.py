@@ -29,6 +29,10 @@ _log = logging.getLogger("sesame.clients")
 # What a cluster node answers a script whose keys, declared or not, are not all in its slot.
 # (redis-py reads a CROSSSLOT reply as ClusterCrossSlotError, "Keys in request don't hash to the same slot").
 _OTHER_SLOT = re.compile(r"non local key|hash to the same slot|CROSSSLOT", re.IGNORECASE)
+# The code in front of a Redis error reply (MISCONF, BUSY, ERR...): Redis's own word, never a key or value;
+# in a pipeline, redis-py puts the command in front ("Command # 1 (EVALSHA ...) of pipeline caused error: "
+# and the reply's args, a tuple: "('BUSY ...',)").
+_REPLY_CODE = re.compile(r"""(?:^|of pipeline caused error: \(?['"]?)([A-Z]{2,16})(?: |$)""")
 JOURNAL_PIECE = "_journal.lua"  # in front of every script: the one way a journal entry is appended
 T = TypeVar("T")
 
@@ -158,7 +162,7 @@ class Scripts:
         for reply in replies:
             if isinstance(reply, Exception):
                 self._meter.failed(name)
-                raise StoreUnavailable(type(reply).__name__) from reply
+                raise StoreUnavailable(fault(reply)) from reply
         return replies
 
     async def call(self, name: str, command: Awaitable[T]) -> T:
@@ -173,7 +177,7 @@ class Scripts:
             raise
         except (RedisError, OSError) as exc:
             self._meter.failed(name)
-            raise StoreUnavailable(type(exc).__name__) from exc
+            raise StoreUnavailable(fault(exc)) from exc
         finally:
             self._meter.observe(name, time.perf_counter() - start)
 
@@ -200,7 +204,18 @@ def translated() -> Iterator[None]:
     try:
         yield
     except (RedisError, RedisClusterException, OSError) as exc:
-        raise StoreUnavailable(type(exc).__name__) from exc
+        raise StoreUnavailable(fault(exc)) from exc
+
+
+def fault(exc: BaseException) -> str:
+    """What failed, for StoreUnavailable's text and the one log line of a refused call: redis-py's class,
+    and for a bare ResponseError the code Redis put in front of its reply (`ResponseError MISCONF`,
+    `ResponseError BUSY`: a class of its own says it already, OutOfMemoryError for OOM). Never the rest of
+    the reply, which may quote a script's keys (decision 0062)."""
+    name = type(exc).__name__
+    if type(exc) is ResponseError and (code := _REPLY_CODE.search(str(exc))):
+        return f"{name} {code.group(1)}"
+    return name
 
 
 def stored_user(raw: dict[bytes, bytes]) -> User:

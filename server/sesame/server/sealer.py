@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from sesame.clients.redis_journal import RedisJournal, SealLost
-from sesame.server.domain.errors import SesameError
+from sesame.server.domain.errors import SesameError, StoreUnavailable
 from sesame.server.domain.evidence_index import IndexedOpening, indexed_opening
 from sesame.server.domain.journal_seal import Closed, FeedEntry, Leaf, Seal, close_block, leaves_of
 from sesame.server.domain.model import KeyRef
@@ -132,7 +132,19 @@ class Sealer:
                     await asyncio.wait_for(stop.wait(), self._timing.interval.total_seconds())
         finally:
             if self.holding:
-                await self._journal.release_lease(self.holder)
+                await self._let_go()
+
+    async def _let_go(self) -> None:
+        """Release the lease at a clean stop. Redis away then (StoreUnavailable): the lease expires by itself
+        within its length; raising here made the worker skip its drain and exit 2 (decision 0062)."""
+        try:
+            await self._journal.release_lease(self.holder)
+        except StoreUnavailable as exc:
+            _log.warning(
+                "the sealer's lease was not released (%s): another sealer takes it within %.0f s",
+                exc,
+                self._timing.lease.total_seconds(),
+            )
 
     async def step(self) -> Seal | None:
         """Renew or take the lease; while held, seal what waits. Failures are logged and retried."""

@@ -13,12 +13,15 @@ between the two scripts leaks no unit past it, and the dispatcher sends no SMS w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from typing import TYPE_CHECKING
 
 from sesame.server.domain import budgets
 from sesame.server.domain.budgets import BudgetKind, BudgetSubject, Charge, Hold, SendBudget
+from sesame.server.domain.errors import SendBudgetExhausted, StoreUnavailable
 from sesame.server.domain.lifecycle import Provenance, Voiding, VoidReason
+from sesame.server.domain.model import ChallengeStatus, DeliveryState
 from sesame.server.domain.risk_recall import RiskRecall
 
 if TYPE_CHECKING:
@@ -68,7 +71,7 @@ class SendHolds:
         if not opened.queued:  # a retried request id's first challenge: nothing queued under this hold
             if not isinstance(taken, BaseException):
                 await self._store.send_units.release(hold.name)
-            return opened
+            return await self._earlier(opened, request, hold)
         actual = opened.challenge.phone
         self._numbers.keep(user_id, actual)
         if not isinstance(taken, BaseException) and number != actual:
@@ -89,8 +92,8 @@ class SendHolds:
         where holding the caller's and global units with the step and the number's after it took three. A
         refused take voids the opened challenge and withdraws the hold, as a refused take always does."""
         opened = await step
-        if not opened.queued:  # a retried request id's first challenge: nothing was held for it
-            return opened
+        if not opened.queued:  # a retried request id's first challenge: nothing was held for it here
+            return await self._earlier(opened, request, hold)
         actual = opened.challenge.phone
         self._numbers.keep(request.user_id, actual)
         try:
@@ -98,6 +101,24 @@ class SendHolds:
         except Exception:
             await self._withdraw(opened.challenge, hold, request)
             raise
+        return opened
+
+    async def _earlier(self, opened: Opened, request: StartRequest, hold: Hold) -> Opened:
+        """A retried request id's first challenge, its SMS still queued: its units held under its own name.
+
+        Its first call's answer may have been lost after the step ran (Redis restarted, the connection cut):
+        that call answered UNAVAILABLE and gave back the units it held, and the dispatcher sends no SMS
+        without them, so the retry that answers the challenge would have promised a code that never came
+        (decision 0062). Held once whatever the first call did (a budget already held or spent under that name
+        is not counted again); refused (a budget spent meanwhile, Redis away), the SMS stays unsent as before,
+        its challenge answered all the same (GetChallenge tells its delivery, a Resend sends it)."""
+        challenge = opened.challenge
+        if challenge.status is not ChallengeStatus.OPEN or challenge.delivery is not DeliveryState.QUEUED:
+            return opened
+        charges = self._charges(request.user_id, challenge.phone, request.context)
+        own = Hold(challenge.challenge_id, hold.at, challenge.expires_at, hold.grace)
+        with contextlib.suppress(SendBudgetExhausted, StoreUnavailable):
+            await self._store.send_units.take(own, charges)
         return opened
 
     async def resent(

@@ -238,11 +238,15 @@ async def answer_error(
     if isinstance(error, errors.Overloaded):
         pass  # counted (sesame_rpc_shed_total), not logged: overload would flood the log
     elif level > logging.INFO:
+        # A store that failed names how (OutOfMemoryError, ResponseError MISCONF, TimeoutError...): its
+        # text is redis-py's class and Redis's reply code, never a key or a value (decision 0062).
+        fault = f" ({error})" if isinstance(error, errors.StoreUnavailable) and str(error) else ""
         _log.log(
             level,
-            "rpc %s failed: %s (caller %s)",
+            "rpc %s failed: %s%s (caller %s)",
             method,
             reason,
+            fault,
             caller or "unidentified",
             extra={"reason": reason},
         )
