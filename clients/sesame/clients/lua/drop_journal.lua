@@ -27,8 +27,8 @@ local h = redis.call('HMGET', challenge, 'status', 'expires_at')
 if h[1] == 'open' and tonumber(h[2]) > tonumber(ARGV[2]) then
   return {'open', h[2]}
 end
-local verified = redis.call('HGET', tail, 'verified') or '0'
-local named = redis.call('HGET', tail, 'named') or '0'
+local marks = redis.call('HMGET', tail, 'verified', 'named')
+local verified, named = marks[1] or '0', marks[2] or '0'
 for _, entry in ipairs(redis.call('XRANGE', stream, '-', '+')) do
   local f = {}
   for i = 1, #entry[2], 2 do f[entry[2][i]] = entry[2][i + 1] end
