@@ -4,14 +4,17 @@
 SoftHSM token in private temporary directories, wires the flows as `sesame serve` does (default risk rules,
 the bench's send budgets, a console SMS gateway, one dispatch loop) and enrolls `--users` users. Then,
 round after round, it runs `--flows` Start + Verify flows as the bench's clients do (a credit transfer),
-lets the dispatcher send every SMS, and steps the sealer (seal, drain: the feed's read, the journals' drops,
-the openings' index). Realistic state: the budgets fill over the rounds, the journals and feeds grow.
+with the dispatch loop sending every SMS and the sealer sealing every second (the feeds' reads, the
+journals' drops, the openings' index) beside them. Realistic state: the budgets fill over the rounds, the
+journals and feeds grow.
 
 After `--warm` flows not counted (each user's risk memory and budgets grow as in the bench), two figures
 from two kinds of round:
-- per script (`metered` rounds): every script call is serialised behind one lock and followed by an INFO
+- per script (`metered` rounds): every script call is serialised behind one lock between two INFO
   commandstats, so that Redis's `evalsha` time (µs per call: the slow log stays off) and the commands the
-  script ran inside are the script's own;
+  script ran inside are the script's own; and the CPU time of redis-server's main thread over the call
+  (/proc schedstat: on a CPU only, where `evalsha`'s µs are wall time and count the waits of a busy machine;
+  the few commands other connections ran meanwhile are in it too);
 - per flow (`free` rounds, nothing serialised, no INFO): redis-server's process CPU (user + system, from
   /proc) and INFO commandstats' `evalsha` µs, divided by the flows.
 
@@ -66,12 +69,14 @@ class Meter:
     """Per script name: calls, evalsha µs and the commands run inside, from INFO commandstats around each
     call (serialised: one script at a time in Redis), while `on`."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, pid: int) -> None:
         self._info = redis.Redis.from_url(url)
+        self._pid = pid
         self._lock = asyncio.Lock()
         self.on = False
         self.calls: dict[str, int] = defaultdict(int)
         self.evalsha_us: dict[str, int] = defaultdict(int)
+        self.cpu_ns: dict[str, int] = defaultdict(int)
         self.inner: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
 
     def stats(self) -> dict[str, tuple[int, int]]:
@@ -87,11 +92,14 @@ class Meter:
             return await command
         async with self._lock:
             before = self.stats()
+            cpu = _main_thread_ns(self._pid)
             try:
                 return await command
             finally:
+                cpu = _main_thread_ns(self._pid) - cpu
                 after = self.stats()
                 self.calls[name] += count
+                self.cpu_ns[name] += cpu
                 for cmd, (calls, usec) in after.items():
                     calls0, usec0 = before.get(cmd, (0, 0))
                     if cmd == "evalsha":
@@ -104,6 +112,7 @@ class Meter:
             name: {
                 "calls": calls,
                 "evalsha_us_per_call": round(self.evalsha_us[name] / calls, 1),
+                "cpu_us_per_call": round(self.cpu_ns[name] / calls / 1000, 1),
                 "inner_per_call": {
                     cmd: round(n / calls, 2)
                     for cmd, n in sorted(self.inner[name].items(), key=lambda kv: -kv[1])
@@ -125,6 +134,12 @@ def _metered(meter: Meter) -> None:
 
     Scripts._run = metered_run  # type: ignore[method-assign]  # noqa: SLF001
     Scripts.run_each = metered_each  # type: ignore[method-assign]
+
+
+def _main_thread_ns(pid: int) -> int:
+    """The ns redis-server's main thread (commands, scripts) spent on a CPU so far: not the time it waited
+    for one, as `evalsha`'s µs (wall time) count on a busy machine."""
+    return int(Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[0])
 
 
 def _redis_cpu(pid: int) -> float:
@@ -150,7 +165,8 @@ class Sent(ConsoleSmsGateway):
 
 
 async def _round(running: Runtime, sms: Sent, keystore: Pkcs11KeyStore, users: int, flows: int) -> None:
-    """`flows` Start + Verify flows, CONCURRENCY at a time, then every SMS sent and the sealer stepped."""
+    """`flows` Start + Verify flows, CONCURRENCY at a time, each verified once its SMS went; then a pause
+    for the sealer to seal what is left."""
     context = RequestContext()
     index = iter(range(flows))
 
@@ -172,18 +188,14 @@ async def _round(running: Runtime, sms: Sent, keystore: Pkcs11KeyStore, users: i
             await running.challenges.verify(VerifyRequest(started.challenge_id, code, OPERATION, context))
 
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-    await asyncio.sleep(1.0)  # the dispatch loop sends what is left
-    sealer = running.sealer
-    assert sealer is not None
-    assert await sealer._journal.take_lease(sealer.holder, SealerTiming().lease)  # noqa: SLF001
-    await sealer.seal()
-    await sealer.drain()
+    await asyncio.sleep(2 * SealerTiming().interval.total_seconds())  # the sealer seals what is left
 
 
 async def _run(
     args: argparse.Namespace, server: EmbeddedRedis, keystore: Pkcs11KeyStore, root: Path
 ) -> dict[str, Any]:
-    meter = Meter(server.url)
+    pid = int(server.pid_file.read_text())
+    meter = Meter(server.url, pid)
     _metered(meter)
     client = aioredis.Redis.from_url(server.url)
     store = RedisState.on(client)
@@ -204,28 +216,34 @@ async def _run(
     )
     loops = DispatchLoops(running.dispatcher, outbox, running.metrics, clock, DispatchSettings())
     loops.start()
+    # The sealer as `sesame serve` runs it: a block at least every second (read_feed, drop_journal, ...).
+    sealer, stop = running.sealer, asyncio.Event()
+    assert sealer is not None
+    sealing = asyncio.create_task(sealer.run(stop))
     now = datetime.now(UTC)
     for n in range(args.users):
         phone = f"+336{10000000 + n:08d}"
         await store.users.register_user(
             User(f"bench-{n}", "client-1", phone, "fr", UserStatus.ACTIVE, now - timedelta(days=30))
         )
-    pid = int(server.pid_file.read_text())
     stats = meter.stats
-    free = {"flows": 0, "cpu_s": 0.0, "evalsha_us": 0, "evalsha_calls": 0}
+    free = {"flows": 0, "cpu_s": 0.0, "main_ns": 0, "evalsha_us": 0, "evalsha_calls": 0}
     await _round(running, sms, keystore, args.users, args.warm)
     for _ in range(args.rounds):
         for metered in (False, True) if args.per_script else (False,):
             meter.on = metered
-            cpu0, before = _redis_cpu(pid), stats().get("evalsha", (0, 0))
+            cpu0, main0, before = _redis_cpu(pid), _main_thread_ns(pid), stats().get("evalsha", (0, 0))
             await _round(running, sms, keystore, args.users, args.flows)
-            cpu1, after = _redis_cpu(pid), stats().get("evalsha", (0, 0))
+            cpu1, main1, after = _redis_cpu(pid), _main_thread_ns(pid), stats().get("evalsha", (0, 0))
             meter.on = False
             if not metered:
                 free["flows"] += args.flows
                 free["cpu_s"] += cpu1 - cpu0
+                free["main_ns"] += main1 - main0
                 free["evalsha_calls"] += after[0] - before[0]
                 free["evalsha_us"] += after[1] - before[1]
+    stop.set()
+    await sealing
     await loops.stop()
     await outbox.close()
     await client.aclose()
@@ -237,6 +255,7 @@ async def _run(
         "warm": args.warm,
         "per_flow": {
             "redis_cpu_ms": round(free["cpu_s"] / flows * 1000, 3),
+            "redis_main_thread_cpu_ms": round(free["main_ns"] / flows / 1e6, 3),
             "evalsha_us": round(free["evalsha_us"] / flows, 1),
             "evalsha_calls": round(free["evalsha_calls"] / flows, 2),
         },
@@ -249,13 +268,15 @@ def _print(record: dict[str, Any]) -> None:
     rounds, flows, users = record["rounds"], record["flows_per_round"], record["users"]
     print(f"{rounds} rounds of {flows} Start+Verify flows over {users} users, after {record['warm']} flows")
     print(
-        f"per flow: redis CPU {flow['redis_cpu_ms']} ms, evalsha {flow['evalsha_us']} µs"
+        f"per flow: redis CPU {flow['redis_cpu_ms']} ms (main thread {flow['redis_main_thread_cpu_ms']} ms),"
+        f" evalsha {flow['evalsha_us']} µs"
         f" in {flow['evalsha_calls']} calls"
     )
-    print(f"{'script':24} {'calls':>7} {'µs/call':>8}  commands inside per call")
+    print(f"{'script':24} {'calls':>7} {'µs/call':>8} {'CPU µs':>8}  commands inside per call")
     for name, s in record["per_script"].items():
         inner = ", ".join(f"{cmd} {n:g}" for cmd, n in s["inner_per_call"].items())
-        print(f"{name:24} {s['calls']:7d} {s['evalsha_us_per_call']:8.1f}  {inner}")
+        wall, cpu = s["evalsha_us_per_call"], s["cpu_us_per_call"]
+        print(f"{name:24} {s['calls']:7d} {wall:8.1f} {cpu:8.1f}  {inner}")
 
 
 def main() -> None:
