@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import pytest
 import redis.asyncio as aioredis
@@ -109,7 +110,8 @@ async def test_a_feed_longer_than_the_batch_gives_its_first_entries_and_keeps_it
     lengths = {feed: await redis_client.xlen(feed) for feed in redis_store.keys.journal_feeds()}
     [shard_feed] = [feed for feed, length in lengths.items() if length]
     assert lengths[shard_feed] >= 4  # and the user's enrolment
-    ids = [entry_id.decode() for entry_id, _ in await redis_client.xrange(shard_feed)]
+    raw = cast("list[tuple[bytes, object]]", await redis_client.xrange(shard_feed))
+    ids = [entry_id.decode() for entry_id, _ in raw]
     last = await redis_client.get(f"{shard_feed}:last")
     first = await journal.unsealed("", limit=2)
     assert [entry.id for entry in first] == ids[:2]

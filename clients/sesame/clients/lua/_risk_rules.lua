@@ -105,10 +105,22 @@ local LOADERS = {
       if currency == x.currency then past[#past + 1] = tonumber(minor) / 100 end
     end
     s.amounts_known = #past
+    m.past = past
+    if #past >= 3 then
+      local largest = past[1]
+      for _, v in ipairs(past) do if v > largest then largest = v end end
+      s.amount_vs_largest = amount / largest
+    end
+  end,
+  -- The median and its spread (two sorts), only when a rule reads them: a rule on the amounts most often
+  -- stops at the count or the largest (decision 0061). From the amounts the group above read.
+  spread = function(s, m)
+    if not m.transfer then return end
+    local _ = s.amounts_known  -- the amounts, read once
+    local past, amount = m.past, s.amount
     if #past >= 3 then
       local sorted = {}
-      local largest = past[1]
-      for i, v in ipairs(past) do sorted[i] = v; if v > largest then largest = v end end
+      for i, v in ipairs(past) do sorted[i] = v end
       table.sort(sorted)
       local med = median(sorted)
       local dev = {}
@@ -120,7 +132,6 @@ local LOADERS = {
       if med > 0 then s.amount_vs_usual = amount / med
       else s.amount_vs_usual = (amount > 0 and 1 or 0) * 1e9 end
       s.amount_robust_z = (amount - med) / spread
-      s.amount_vs_largest = amount / largest
     end
   end,
   device = function(s, m) new_of(s, 'new_device', m.parts[4], m.x.device) end,
@@ -131,8 +142,8 @@ local LOADERS = {
 local GIVES = {
   wrong_codes_in_a_row = 'user', blocks_in_a_row = 'user', phone_changed_hours = 'user',
   payees_added_24h = 'added', payee_burst = 'added', payee_paid_before = 'paid', payee_added_hours = 'payee_added',
-  transfers_24h = 'transfers', sensitive_ops_1h = 'sensitive', amounts_known = 'amounts', usual_amount = 'amounts',
-  amount_vs_usual = 'amounts', amount_robust_z = 'amounts', amount_vs_largest = 'amounts', new_device = 'device',
+  transfers_24h = 'transfers', sensitive_ops_1h = 'sensitive', amounts_known = 'amounts', usual_amount = 'spread',
+  amount_vs_usual = 'spread', amount_robust_z = 'spread', amount_vs_largest = 'amounts', new_device = 'device',
   new_ip = 'ip',
 }
 
