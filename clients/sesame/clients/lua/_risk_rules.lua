@@ -74,7 +74,7 @@ local LOADERS = {
     local t24 = 0
     m.ops_24h = risk_since(m.parts[5], m.now - 24 * HOUR)
     for _, key in ipairs(m.ops_24h) do
-      if string.find(key, 'credit_transfer:', 1, true) == 1 then t24 = t24 + 1 end
+      if string.sub(key, 1, 16) == 'credit_transfer:' then t24 = t24 + 1 end
     end
     s.transfers_24h = t24 + (m.transfer and 1 or 0)
   end,
@@ -90,9 +90,7 @@ local LOADERS = {
     local s1 = 0
     for i = first, #ops do
       local key = ops[i]
-      if string.find(key, 'login:', 1, true) ~= 1 and string.find(key, 'change_phone:', 1, true) ~= 1 then
-        s1 = s1 + 1
-      end
+      if string.sub(key, 1, 6) ~= 'login:' and string.sub(key, 1, 13) ~= 'change_phone:' then s1 = s1 + 1 end
     end
     s.sensitive_ops_1h = s1
   end,
