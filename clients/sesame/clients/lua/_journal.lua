@@ -72,8 +72,21 @@ local function journal_position(stream)
   return 0, '0-0', false
 end
 
+-- What this call of the script already knows (locals of the script's body, made again by each call: Redis 7
+-- forbids globals, and nothing is kept from one call to the next): each stream it appended to (its count
+-- and last id, and that it exists), each feed's last id, and Redis's clock, read once: a script is one
+-- step, its entries one instant (the ids still only grow, feed_id_after). A second entry of the same step
+-- (a verification and its proof, a user's openings) costs its XADDs, SET and HSET only (decision 0061).
+local appended, feeds_last, clock_now = {}, {}, nil
+
 local function journal_append(stream, entry)
-  local added, prev, resumed = journal_position(stream)
+  local added, prev, resumed
+  local known = appended[stream]
+  if known then
+    added, prev, resumed = known[1], known[2], false
+  else
+    added, prev, resumed = journal_position(stream)
+  end
   local seq = added + 1
   local fields = {}
   for i = 1, #entry do fields[i] = entry[i] end
@@ -83,11 +96,15 @@ local function journal_append(stream, entry)
   fields[#fields + 1] = prev
   local place = string.match(stream, '^(.-{s:%d+})')
   local feed = place .. ':feed'
-  local id = feed_id_after(feed_last_id(feed), clock_ms(), tonumber(string.match(place, '{s:(%d+)}$')))
+  clock_now = clock_now or clock_ms()
+  local id = feed_id_after(feeds_last[feed] or feed_last_id(feed), clock_now,
+                           tonumber(string.match(place, '{s:(%d+)}$')))
   redis.call('XADD', feed, id, 'stream', stream, unpack(fields))
   redis.call('SET', feed .. ':last', id)
   redis.call('XADD', stream, id, unpack(fields))
   if resumed then redis.call('XSETID', stream, id, 'ENTRIESADDED', seq) end
   redis.call('HSET', stream .. ':tail', 'seq', seq, 'prev', id)
+  feeds_last[feed] = id
+  appended[stream] = {seq, id}
   return id
 end

@@ -27,10 +27,10 @@ local function take_budgets(keys, limits, now)
     local sends = keys[i + 1]
     local window = tonumber(limits[2 * i + 2])
     redis.call('ZREMRANGEBYSCORE', sends, '-inf', now - window)
-    -- Members are unique: the time, then the first free sequence number at that millisecond.
+    -- Members are unique: the time, then the first free sequence number at that millisecond (NX adds none
+    -- that is there: one command per try, where a ZSCORE and then the ZADD were two; decision 0061).
     local n = 0
-    while redis.call('ZSCORE', sends, now .. '-' .. n) do n = n + 1 end
-    redis.call('ZADD', sends, now, now .. '-' .. n)
+    while redis.call('ZADD', sends, 'NX', now, now .. '-' .. n) == 0 do n = n + 1 end
     local newest = redis.call('ZRANGE', sends, -1, -1, 'WITHSCORES')
     redis.call('PEXPIREAT', sends, tonumber(newest[2]) + window)
   end

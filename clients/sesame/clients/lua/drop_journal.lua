@@ -17,7 +17,15 @@ local function id_key(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
   return tonumber(ms), tonumber(seq)
 end
-local seq, last = journal_position(stream)  -- _journal.lua
+-- The tail read once (decision 0061): where the numbering stands, as journal_position reads it (the stream
+-- exists: checked above), and the marks of what left before.
+local kept = redis.call('HMGET', tail, 'seq', 'prev', 'through', 'verified', 'named')
+local seq, last
+if kept[1] and not kept[3] then
+  seq, last = tonumber(kept[1]), kept[2]
+else
+  seq, last = journal_position(stream)  -- _journal.lua
+end
 local last_ms, last_seq = id_key(last)
 local held_ms, held_seq = id_key(ARGV[1])
 if last_ms > held_ms or (last_ms == held_ms and last_seq > held_seq) then
@@ -27,8 +35,7 @@ local h = redis.call('HMGET', challenge, 'status', 'expires_at')
 if h[1] == 'open' and tonumber(h[2]) > tonumber(ARGV[2]) then
   return {'open', h[2]}
 end
-local verified = redis.call('HGET', tail, 'verified') or '0'
-local named = redis.call('HGET', tail, 'named') or '0'
+local verified, named = kept[4] or '0', kept[5] or '0'
 for _, entry in ipairs(redis.call('XRANGE', stream, '-', '+')) do
   local f = {}
   for i = 1, #entry[2], 2 do f[entry[2][i]] = entry[2][i + 1] end

@@ -203,13 +203,15 @@ redis.call('PEXPIREAT', challenge, purge_at)
 journal_append(journal, entry)
 -- The SMS, queued with the challenge it carries the code of (never the code nor the text: the dispatcher
 -- computes them when it sends, docs/decisions/0025).
-if redis.call('EXISTS', outbox) == 0 then
-  redis.call('XGROUP', 'CREATE', outbox, 'dispatchers', '0', 'MKSTREAM')  -- the first SMS ever queued
-end
 local queued = {'challenge_id', challenge_id, 'send', 'start', 'queued_at', now}
 if trace ~= '' then
   queued[#queued + 1] = 'trace'
   queued[#queued + 1] = trace
 end
-redis.call('XADD', outbox, '*', unpack(queued))
+-- NOMKSTREAM: no stream, no entry; the first SMS ever queued makes it with its group (one command where an
+-- EXISTS came before each XADD; decision 0061).
+if not redis.call('XADD', outbox, 'NOMKSTREAM', '*', unpack(queued)) then
+  redis.call('XGROUP', 'CREATE', outbox, 'dispatchers', '0', 'MKSTREAM')
+  redis.call('XADD', outbox, '*', unpack(queued))
+end
 return {'opened', h[5], phone, h[6], kept}

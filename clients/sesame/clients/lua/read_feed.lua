@@ -1,17 +1,26 @@
--- The sealer's read of one shard's journal feed (decisions 0027, 0044): the entries after an id, and the
--- feed's frontier, an id no entry appended later can be at or below. Once the sealer has read every shard,
--- it seals the entries below the lowest id a shard can append next (its frontier's millisecond, the next
--- sequence of its residue): none of any shard can come later with an id below it.
--- Where the read took every entry, the feed's last id is first moved up to Redis's clock (XSETID), so that an
--- idle shard does not hold the others' entries back (and its kept last id `<feed>:last`, see _journal.lua).
+-- The sealer's read of one shard's journal feed (decisions 0027, 0044): the feed's frontier, an id no entry
+-- appended later can be at or below. Once the sealer has read every shard, it seals the entries below the
+-- lowest id a shard can append next (its frontier's millisecond, the next sequence of its residue): none of
+-- any shard can come later with an id below it.
+-- Where the read takes every entry after the id, the feed's last id is first moved up to Redis's clock
+-- (XSETID), so that an idle shard does not hold the others' entries back (and its kept last id
+-- `<feed>:last`, see _journal.lua). Where the feed holds `limit` entries or more after the id, the frontier is
+-- the last of the first `limit` of them, and nothing is written.
+-- The entries themselves are read by the caller after this step (an XRANGE up to the frontier: none at or
+-- below it can come later, and none is dropped but by the sealer): a script's reply of thousands of fields
+-- made Lua strings and back cost Redis more than the rest of the read (decision 0061). While the feed holds
+-- fewer than `limit` entries in all (the sealer keeps up), no entry is read here at all.
 -- KEYS[1] the feed (its shard's {s:<n>} slot). ARGV[1] the id after which to read ('' from the start),
 -- ARGV[2] at most how many entries.
--- Returns {frontier, entries (as XRANGE answers them)}.
+-- Returns {frontier}.
 local feed = KEYS[1]
 local shard = tonumber(string.match(feed, '{s:(%d+)}'))
-local entries = redis.call('XRANGE', feed, ARGV[1] == '' and '-' or '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
-if #entries == tonumber(ARGV[2]) then
-  return {entries[#entries][1], entries}
+local limit = tonumber(ARGV[2])
+if redis.call('XLEN', feed) >= limit then
+  local entries = redis.call('XRANGE', feed, ARGV[1] == '' and '-' or '(' .. ARGV[1], '+', 'COUNT', limit)
+  if #entries == limit then
+    return {entries[#entries][1]}
+  end
 end
 local last = feed_last_id(feed)
 local now = feed_id_after('0-0', clock_ms(), shard)
@@ -31,4 +40,4 @@ if now_ms > last_ms or (now_ms == last_ms and now_seq > last_seq) then
   redis.call('SET', feed .. ':last', now)
   last = now
 end
-return {last, entries}
+return {last}

@@ -39,11 +39,13 @@ if key == '' then
 end
 note_message(messages, key, state)
 local delivery = best_delivery(messages, 'queued')  -- the best news over the messages (_delivery.lua)
-redis.call('HSET', challenge, 'delivery', delivery, 'provider_ref', ref, 'messages', cjson.encode(messages))
+local noted = {'delivery', delivery, 'provider_ref', ref, 'messages', cjson.encode(messages)}
 if attempt ~= '' then
   dispatched[entry_id] = attempt
-  redis.call('HSET', challenge, 'dispatched', cjson.encode(dispatched))
+  noted[#noted + 1] = 'dispatched'
+  noted[#noted + 1] = cjson.encode(dispatched)
 end
+redis.call('HSET', challenge, unpack(noted))  -- one HSET (decision 0061)
 local entry = {}
 for i = 6, #ARGV do entry[#entry + 1] = ARGV[i] end
 for _, v in ipairs({'user_id', h[2], 'client_id', h[3], 'op_digest', h[4], 'outcome', state,

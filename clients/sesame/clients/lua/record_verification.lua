@@ -25,13 +25,14 @@
 local challenge, journal, refusals = KEYS[1], KEYS[2], KEYS[3]
 local now = tonumber(ARGV[1])
 local h = redis.call('HMGET', challenge, 'status', 'expires_at', 'op_digest', 'max_attempts', 'user_id', 'client_id',
-                     'challenge_id', 'phone')
+                     'challenge_id', 'phone', 'attempts')
 local status = h[1]
 if not status then
   return {'not_found'}
 end
 local user, user_journal = ARGV[4] .. h[5], ARGV[5] .. h[5]
-local u = redis.call('HMGET', user, 'status', 'phone', 'blocked_until')
+-- With the counts a wrong code or a right one reads below: one HMGET of the user (decision 0061).
+local u = redis.call('HMGET', user, 'status', 'phone', 'blocked_until', 'failures', 'blocks')
 local known_user = u[1] ~= false
 local blocked_until = tonumber(u[3] or '0') or 0
 -- A suspension, a revocation or a change of number voids the user's pending challenges in a step after its
@@ -56,6 +57,7 @@ elseif now < blocked_until then
 else
   -- Counted before the outcome is known: a wrong code, a foreign operation and a success all spend one.
   local attempts = redis.call('HINCRBY', challenge, 'attempts', 1)
+  h[9] = attempts
   if ARGV[2] ~= h[3] then
     status, result = 'voided', 'operation_mismatch'  -- RTS Art. 5(1)(d): the code is void from now on
   elseif ARGV[3] ~= '1' then
@@ -77,7 +79,7 @@ if REFUSED[result] then
 end
 local entry = {}
 for i = 28, #ARGV do entry[#entry + 1] = ARGV[i] end
-local attempts = redis.call('HGET', challenge, 'attempts')
+local attempts = h[9]  -- as counted above, or as stored (false: never counted, as HGET answered)
 for _, v in ipairs({'user_id', h[5], 'client_id', h[6], 'outcome', result, 'attempts', attempts, 'status', status}) do
   entry[#entry + 1] = v
 end
@@ -99,7 +101,7 @@ end
 local started_block = 0
 if known_user and result == 'wrong_code' then
   local failures = redis.call('HINCRBY', user, 'failures', 1)
-  local blocks = tonumber(redis.call('HGET', user, 'blocks') or '0')
+  local blocks = tonumber(u[5] or '0')
   local outcome, until_ms = 'counted', 0
   if failures >= tonumber(ARGV[6]) then
     outcome = 'blocked'
@@ -120,8 +122,7 @@ elseif known_user and result == 'verified' then
   if ARGV[12] ~= '' then
     queue_notice(KEYS[4], h[7], ARGV[12], ARGV[1], 0)
   end
-  local u = redis.call('HMGET', user, 'failures', 'blocks', 'blocked_until')
-  if (tonumber(u[1] or '0') or 0) ~= 0 or (tonumber(u[2] or '0') or 0) ~= 0 or (tonumber(u[3] or '0') or 0) ~= 0 then
+  if (tonumber(u[4] or '0') or 0) ~= 0 or (tonumber(u[5] or '0') or 0) ~= 0 or (tonumber(u[3] or '0') or 0) ~= 0 then
     redis.call('HSET', user, 'failures', 0, 'blocks', 0, 'blocked_until', 0)
     journal_user('user.successful_attempt', 'reset', 0, 0, 0)
   end

@@ -17,7 +17,7 @@ local fields = redis.call('HGETALL', record)
 if #fields == 0 then
   return 'unheld'
 end
-local budgets, spent_at = {}, nil
+local budgets, spent_at, named = {}, nil, {}
 for i = 1, #fields, 2 do
   if fields[i] == '.spent' then
     spent_at = fields[i + 1]
@@ -26,17 +26,20 @@ for i = 1, #fields, 2 do
   else
     local limit, window = string.match(fields[i + 1], '^(%d+):(%d+)$')
     budgets[#budgets + 1] = {fields[i], tonumber(limit), tonumber(window)}
+    named[fields[i]] = true
   end
 end
 if spent_at then
   return 'spent'
 end
-if number ~= '' and redis.call('HEXISTS', record, number) == 0 then
+if number ~= '' and not named[number] then
   return 'unheld'
 end
-local lapsed = false
-for _, budget in ipairs(budgets) do
+-- Each held unit's time, read once (decision 0061): it says whether the hold lapsed, and when its unit was taken.
+local lapsed, held_at = false, {}
+for i, budget in ipairs(budgets) do
   local at = redis.call('ZSCORE', budget[1] .. ':held', name)
+  held_at[i] = tonumber(at)
   if not at or tonumber(at) <= now - grace then lapsed = true end
 end
 if lapsed then
@@ -50,15 +53,15 @@ if lapsed then
   end
   for _, budget in ipairs(budgets) do unit_spent(budget[1], name, now, now, budget[3]) end
 else
-  for _, budget in ipairs(budgets) do
-    local at = tonumber(redis.call('ZSCORE', budget[1] .. ':held', name))
+  for i, budget in ipairs(budgets) do
     redis.call('ZREM', budget[1] .. ':held', name)
-    unit_spent(budget[1], name, at, now, budget[3])
+    unit_spent(budget[1], name, held_at[i], now, budget[3])
   end
 end
--- What a retry of the same SMS needs is that it was spent: the budgets' names go (memory per flow).
-local ttl = redis.call('PTTL', record)
-redis.call('DEL', record)
+-- What a retry of the same SMS needs is that it was spent: the budgets' names go (memory per flow). The
+-- mark first, so that the hash never empties: it keeps its expiry (decision 0061).
 redis.call('HSET', record, '.spent', now)
-if ttl > 0 then redis.call('PEXPIRE', record, ttl) end
+local names = {}
+for i, budget in ipairs(budgets) do names[i] = budget[1] end
+if #names > 0 then redis.call('HDEL', record, unpack(names)) end
 return 'spent'

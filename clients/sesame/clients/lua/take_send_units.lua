@@ -15,13 +15,22 @@
 local record, name = KEYS[1], ARGV[1]
 local now, grace, keep = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local b = tonumber(ARGV[5])
-if redis.call('HEXISTS', record, '.withdrawn') == 1 then
+-- The record's fields this take reads, in one HMGET (decision 0061): '.withdrawn', and which budgets it holds
+-- already (`has`, kept up to date below as the drops and the holds change them).
+local asked = {'.withdrawn'}
+for i = 0, b - 1 do asked[#asked + 1] = KEYS[2 + 2 * i] end
+local found = redis.call('HMGET', record, unpack(asked))
+if found[1] then
   return {'withdrawn'}  -- given back already (a late take after its Start's release): holds nothing
+end
+local has = {}
+for i = 0, b - 1 do
+  if found[2 + i] then has[KEYS[2 + 2 * i]] = true end
 end
 for i = 0, b - 1 do
   local spent, held = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
   local limit, window = tonumber(ARGV[6 + 2 * i]), tonumber(ARGV[7 + 2 * i])
-  if redis.call('HEXISTS', record, spent) == 0 then
+  if not has[spent] then
     local counting = units_counting(spent, held, now, window, grace)
     if counting >= limit then
       return {'exhausted', i, units_wait(spent, held, now, window, grace, counting, limit)}
@@ -31,16 +40,22 @@ end
 for i = 2 + 2 * b, #KEYS - 1, 2 do
   redis.call('ZREM', KEYS[i + 1], name)
   redis.call('HDEL', record, KEYS[i])
+  has[KEYS[i]] = nil
 end
+local holding = {}
 for i = 0, b - 1 do
   local spent, held = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
-  if redis.call('HEXISTS', record, spent) == 0 then
+  if not has[spent] then
     redis.call('ZREMRANGEBYSCORE', held, '-inf', now - grace)
     redis.call('ZADD', held, now, name)
-    redis.call('PEXPIREAT', held, now + grace, 'GT')
-    if redis.call('PTTL', held) < 0 then redis.call('PEXPIREAT', held, now + grace) end
-    redis.call('HSET', record, spent, ARGV[6 + 2 * i] .. ':' .. ARGV[7 + 2 * i])
+    -- The held set lives until its newest hold's grace ends: made later (no expiry yet) or sooner.
+    local expiry = redis.call('PEXPIRETIME', held)
+    if expiry < now + grace then redis.call('PEXPIREAT', held, now + grace) end
+    has[spent] = true
+    holding[#holding + 1] = spent
+    holding[#holding + 1] = ARGV[6 + 2 * i] .. ':' .. ARGV[7 + 2 * i]
   end
 end
+if #holding > 0 then redis.call('HSET', record, unpack(holding)) end
 redis.call('PEXPIREAT', record, math.max(keep, now + grace))
 return {'held'}

@@ -1,0 +1,120 @@
+"""What the scripts write that only Redis holds, kept as it was when they were made cheaper (decision 0061):
+the members and the expiry of the send budgets' sorted sets, the expiry of held sets and hold records, and
+the sealer's read of a feed longer than its batch. The fakes have no expiry: these run on Redis only. The
+present is Redis's wall clock (expiries), never a fixed date."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from datetime import UTC, datetime, timedelta
+from typing import cast
+
+import pytest
+import redis.asyncio as aioredis
+
+from sesame.clients import redis_records as rec
+from sesame.clients.redis_store import RedisState
+from sesame.server.domain.budgets import BudgetSubject, Charge, Hold, Spending
+from sesame.server.domain.model import RequestContext
+from tests import factories
+
+pytestmark = pytest.mark.integration
+
+USER = BudgetSubject.user("u-1")
+NUMBER = BudgetSubject.phone("+33612345678")
+EVERYONE = BudgetSubject.overall()
+WINDOW = timedelta(hours=1)
+GRACE = timedelta(seconds=10)
+_nonces = itertools.count(1)
+
+
+def now() -> datetime:
+    at = datetime.now(UTC)
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
+
+
+async def opened(store: RedisState, at: datetime, *charges: Charge) -> None:
+    challenge = factories.a_challenge(at, nonce=next(_nonces).to_bytes(16, "big"))
+    await factories.its_user_enrolled(store, challenge)
+    await store.challenges.open_challenge(challenge, RequestContext(), charges)
+
+
+def short(name: str) -> str:
+    """A hold's name as Redis keeps it (redis_send_units._short)."""
+    return hashlib.sha256(name.encode()).hexdigest()[:20]
+
+
+async def test_units_taken_at_one_millisecond_are_numbered_from_zero(
+    redis_store: RedisState, redis_client: aioredis.Redis
+) -> None:
+    """Three openings at one instant: members `<ms>-0`, `<ms>-1`, `<ms>-2`, all scored at that instant."""
+    at = now()
+    for _ in range(3):
+        await opened(redis_store, at, Charge(USER, 10, WINDOW))
+    key = redis_store.keys.send_budget(USER.kind.value, USER.key)
+    ms = rec.to_ms(at)
+    members = await redis_client.zrange(key, 0, -1, withscores=True)
+    assert members == [(f"{ms}-{n}".encode(), float(ms)) for n in range(3)]
+
+
+async def test_a_budget_expires_a_window_after_its_newest_unit(
+    redis_store: RedisState, redis_client: aioredis.Redis
+) -> None:
+    """A unit taken later sets the budget's expiry; one taken after it at an earlier instant (a caller's clock
+    behind) leaves the expiry at the newest unit's."""
+    at = now()
+    key = redis_store.keys.send_budget(USER.kind.value, USER.key)
+    await opened(redis_store, at + timedelta(seconds=10), Charge(USER, 10, WINDOW))
+    await opened(redis_store, at, Charge(USER, 10, WINDOW))
+    assert await redis_client.pexpiretime(key) == rec.to_ms(at + timedelta(seconds=10) + WINDOW)
+
+
+async def test_a_held_set_expires_a_grace_after_its_newest_hold(
+    redis_store: RedisState, redis_client: aioredis.Redis
+) -> None:
+    """A new held set expires a grace after its hold; a later hold moves it on, an earlier one does not."""
+    at = now()
+    held = redis_store.keys.send_units_held(NUMBER.kind.value, NUMBER.key)
+    for offset, expiry in [(0, 0), (5, 5), (2, 5)]:
+        hold = Hold(f"c{next(_nonces)}", at + timedelta(seconds=offset), at + timedelta(minutes=5), GRACE)
+        await redis_store.send_units.take(hold, [Charge(NUMBER, 10, WINDOW)])
+        assert await redis_client.pexpiretime(held) == rec.to_ms(at + timedelta(seconds=expiry) + GRACE)
+
+
+async def test_a_spent_hold_keeps_only_its_mark_and_its_expiry(
+    redis_store: RedisState, redis_client: aioredis.Redis
+) -> None:
+    """Spent, a hold's record is `.spent` alone, expiring when it did (as long as its challenge lives)."""
+    at = now()
+    hold = Hold("c-spent", at, at + timedelta(minutes=5), GRACE)
+    await redis_store.send_units.take(hold, [Charge(NUMBER, 10, WINDOW), Charge(EVERYONE, 10, WINDOW)])
+    record = redis_store.keys.send_hold(short(hold.name))
+    expiry = await redis_client.pexpiretime(record)
+    assert expiry == rec.to_ms(hold.until)
+    spent_at = at + timedelta(seconds=1)
+    assert await redis_store.send_units.spend(hold.name, NUMBER, spent_at, GRACE) is Spending.SPENT
+    assert await redis_client.hgetall(record) == {b".spent": str(rec.to_ms(spent_at)).encode()}
+    assert await redis_client.pexpiretime(record) == expiry
+
+
+async def test_a_feed_longer_than_the_batch_gives_its_first_entries_and_keeps_its_last_id(
+    redis_store: RedisState, redis_client: aioredis.Redis
+) -> None:
+    """With more entries than the batch, the read gives the oldest ones up to the batch and moves no feed's
+    last id past what it holds; the next read gives the rest."""
+    at = now()
+    for _ in range(4):
+        await opened(redis_store, at)  # one `challenge.opened` entry each, all in the user's shard
+    journal = redis_store.sealed_journal()
+    lengths = {feed: await redis_client.xlen(feed) for feed in redis_store.keys.journal_feeds()}
+    [shard_feed] = [feed for feed, length in lengths.items() if length]
+    assert lengths[shard_feed] >= 4  # and the user's enrolment
+    raw = cast("list[tuple[bytes, object]]", await redis_client.xrange(shard_feed))
+    ids = [entry_id.decode() for entry_id, _ in raw]
+    last = await redis_client.get(f"{shard_feed}:last")
+    first = await journal.unsealed("", limit=2)
+    assert [entry.id for entry in first] == ids[:2]
+    assert await redis_client.get(f"{shard_feed}:last") == last  # the batch was full: nothing moved
+    rest = await journal.unsealed(ids[1], limit=10)
+    assert [entry.id for entry in rest] == ids[2:]
