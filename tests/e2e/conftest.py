@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from sesame.server.metrics import Metrics
 from sesame.server.sealer import Sealer
 from tests.fakes.clock import ShiftedClock
 from tests.support.camara_sim_swap import TOKEN, Operator, camara_operator
-from tests.support.serve_process import free_port, start_serve
+from tests.support.serve_process import ServeProcess, free_port, start_serve
 from tests.support.wired_server import ServerOptions, start_wired
 
 
@@ -172,3 +173,17 @@ async def _other_worker(live: Live, keystore: Pkcs11KeyStore) -> AsyncIterator[L
     finally:
         await channel.close()
         await wired.server.stop(0)
+
+
+@pytest.fixture
+def stopped() -> Iterator[list[ServeProcess]]:
+    """Processes a test started (`sesame serve`, `sesame dispatch`), stopped (or killed) at its end."""
+    started: list[ServeProcess] = []
+    yield started
+    for each in started:
+        if each.process.poll() is None:
+            each.process.terminate()
+            try:
+                each.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                each.process.kill()

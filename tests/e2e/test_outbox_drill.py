@@ -10,10 +10,9 @@ import itertools
 import json
 import os
 import signal
-import subprocess
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 
@@ -49,20 +48,6 @@ def settings(redis: EmbeddedRedis, **more: str) -> dict[str, str]:
         "SESAME_OUTBOX_CLAIM_IDLE_SECONDS": CLAIM_IDLE,
         **more,
     }
-
-
-@pytest.fixture
-def stopped() -> Iterator[list[ServeProcess]]:
-    """Processes a test started, stopped (or killed) at its end."""
-    started: list[ServeProcess] = []
-    yield started
-    for each in started:
-        if each.process.poll() is None:
-            each.process.terminate()
-            try:
-                each.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                each.process.kill()
 
 
 @pytest.fixture

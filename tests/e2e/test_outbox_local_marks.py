@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -48,20 +47,6 @@ async def client(redis: EmbeddedRedis) -> AsyncIterator[aioredis.Redis]:
         yield connection
     finally:
         await connection.aclose()
-
-
-@pytest.fixture
-def stopped() -> Iterator[list[ServeProcess]]:
-    """Processes a test started, stopped at its end."""
-    started: list[ServeProcess] = []
-    yield started
-    for each in started:
-        if each.process.poll() is None:
-            each.process.terminate()
-            try:
-                each.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                each.process.kill()
 
 
 def settings(redis: EmbeddedRedis, **more: str) -> dict[str, str]:
