@@ -10,6 +10,7 @@ at once by a barrier, rounds after rounds.
 from __future__ import annotations
 
 import multiprocessing
+import os
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from queue import Queue
@@ -26,10 +27,11 @@ PROCESSES = 6
 ROUNDS = 5
 
 
-def _open(config: Pkcs11Config, barrier: Barrier, answers: Queue[str]) -> None:
+def _open(config: Pkcs11Config, directory: Path, barrier: Barrier, answers: Queue[str]) -> None:
     from sesame.hsm.session import acquire_token
     from sesame.hsm.worker import hsm_worker
 
+    os.environ["SOFTHSM2_CONF"] = str(directory / "softhsm2.conf")  # as `sesame serve` gives its workers
     worker = hsm_worker(config.module)
     barrier.wait()
     try:
@@ -40,14 +42,26 @@ def _open(config: Pkcs11Config, barrier: Barrier, answers: Queue[str]) -> None:
         answers.put("open")
 
 
-def test_workers_opening_one_token_together_all_get_a_session(tmp_path: Path) -> None:
-    config = bootstrap_token(tmp_path, label="race", pin="race-pin")
+def _bootstrap(directory: Path, answers: Queue[Pkcs11Config]) -> None:
+    """The token and its keys, made in a process of its own: one process serves one token directory, and
+    pytest's may already serve the session's."""
+    config = bootstrap_token(directory, label="race", pin="race-pin")
     init_keys(config)
+    answers.put(config)
+
+
+def test_workers_opening_one_token_together_all_get_a_session(tmp_path: Path) -> None:
     spawn = multiprocessing.get_context("spawn")
+    made = spawn.Queue()
+    maker = spawn.Process(target=_bootstrap, args=(tmp_path, made))
+    maker.start()
+    config = made.get(timeout=60)
+    maker.join(timeout=60)
     answers: list[str] = []
     for _ in range(ROUNDS):
         barrier, queue = spawn.Barrier(PROCESSES), spawn.Queue()
-        processes = [spawn.Process(target=_open, args=(config, barrier, queue)) for _ in range(PROCESSES)]
+        opening = (config, tmp_path, barrier, queue)
+        processes = [spawn.Process(target=_open, args=opening) for _ in range(PROCESSES)]
         for process in processes:
             process.start()
         answers += [queue.get(timeout=60) for _ in processes]
