@@ -31,6 +31,8 @@ def programs_named(source: str) -> set[str]:
         first = node.args[0]
         if isinstance(first, ast.List) and first.elts:
             first = first.elts[0]
+        elif node.func.attr != "which":
+            continue  # a runner is given an argv list; a method of that name given a string is not one
         if isinstance(first, ast.Constant) and isinstance(first.value, str):
             found.add(first.value.split()[0])
     return found
@@ -48,8 +50,12 @@ def test_the_tests_call_only_tools_that_make_test_installs() -> None:
 
 
 def test_the_scan_finds_programs_named_in_argv_lists() -> None:
-    """The scan sees `pgrep` in subprocess.run(["pgrep", ...]) and `openssl` in shutil.which("openssl")."""
-    source = 'subprocess.run(["pgrep", "-f", x])\nshutil.which("openssl")\nsubprocess.run([sys.executable])'
+    """The scan sees `pgrep` in subprocess.run(["pgrep", ...]) and `openssl` in shutil.which("openssl"), not a
+    Redis command given to a method that happens to be named `call`."""
+    source = (
+        'subprocess.run(["pgrep", "-f", x])\nshutil.which("openssl")\nsubprocess.run([sys.executable])\n'
+        'lane.call("BLPOP", "key", 1)'
+    )
     assert programs_named(source) == {"pgrep", "openssl"}
 
 
