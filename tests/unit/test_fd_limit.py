@@ -4,21 +4,23 @@ limits it sets, so that the test process keeps its own."""
 
 from __future__ import annotations
 
-import resource
 import subprocess
 import sys
 
+# The child sets its own limits before it imports anything of ours: a `preexec_fn` runs between fork and
+# exec, which is not safe in a test process that runs threads (the child died of SIGABRT in a full run).
 PROGRAM = (
-    "import resource; from sesame.server.fd_limit import connection_bound; "
+    "import resource, sys; "
+    "resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), int(sys.argv[2]))); "
+    "from sesame.server.fd_limit import connection_bound; "
     "print(connection_bound(1000, 100), resource.getrlimit(resource.RLIMIT_NOFILE)[0])"
 )
 
 
 def _bound_under(soft: int, hard: int) -> tuple[int, int]:
-    """(the bound, the soft limit after) in a child started with these descriptor limits."""
+    """(the bound, the soft limit after) in a child whose descriptor limits are these."""
     done = subprocess.run(
-        [sys.executable, "-c", PROGRAM],
-        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard)),
+        [sys.executable, "-c", PROGRAM, str(soft), str(hard)],
         capture_output=True,
         text=True,
         check=True,

@@ -15,11 +15,12 @@ from datetime import timedelta
 
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from sesame.clients.redis_challenge_journal import RedisChallengeJournal
 from sesame.clients.redis_challenges import RedisChallenges
 from sesame.clients.redis_clients import RedisClients
-from sesame.clients.redis_connect import RedisClient, check_cluster, connect
+from sesame.clients.redis_connect import RedisClient, check_cluster, connect, is_cluster_url
 from sesame.clients.redis_evidence_index import RedisEvidenceIndex
 from sesame.clients.redis_health_notes import RedisHealthNotes
 from sesame.clients.redis_journal import RedisJournal
@@ -93,7 +94,15 @@ class RedisState(State):
         # A transition that timed out may have run; replaying it would count an attempt twice or answer
         # ALREADY_USED to the caller who won. The caller retries with its request id instead.
         # On a cluster, a MOVED or ASK redirect is followed (the command did not run where it was sent).
-        client = connect(url, timeout=timeout, health_check_interval=30, retry=Retry(NoBackoff(), 0))
+        # On one server the transitions go on the lane, never sent twice (decision 0063); the pool carries
+        # reads and idempotent writes only, sent once more on a connection found closed (a pooled connection
+        # Redis closed when it restarted: without it, the first read after a restart failed).
+        retry = (
+            Retry(NoBackoff(), 0)
+            if is_cluster_url(url)
+            else Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+        )
+        client = connect(url, timeout=timeout, health_check_interval=30, retry=retry)
         return cls.on(client, prefix=prefix, shards=shards, retention=retention, noops=noops)
 
     async def check_layout(self) -> None:
