@@ -113,10 +113,19 @@ async def live(  # noqa: PLR0913, PLR0917 (fixtures, by name)
     health_notes: bool,  # noqa: FBT001 (a fixture)
 ) -> AsyncIterator[Live]:
     """Start the server on a free loopback port, with a fresh Redis database and SMS file."""
-    sms_file = tmp_path / "sms.jsonl"
     clock = ShiftedClock()
     options = ServerOptions(policy=policy, clock=clock, dispatch=dispatch, health_notes=health_notes)
-    wired = await start_wired(keystore, redis_store, sms_file, options)
+    async with live_on(keystore, redis_store, tmp_path / "sms.jsonl", clock, options) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def live_on(
+    keystore: Pkcs11KeyStore, store: RedisState, sms_file: Path, clock: ShiftedClock, options: ServerOptions
+) -> AsyncIterator[Live]:
+    """The server wired as `sesame serve` wires it, on `store`, with `options` (whose clock is `clock`), and
+    its stubs on one channel; stopped at the end (the store is the caller's)."""
+    wired = await start_wired(keystore, store, sms_file, options)
     server, running = wired.server, wired.running
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:
@@ -125,7 +134,7 @@ async def live(  # noqa: PLR0913, PLR0917 (fixtures, by name)
             auth=auth_grpc.AuthenticationServiceStub(channel),
             enrol=enrol_grpc.EnrollmentServiceStub(channel),
             sms_file=sms_file,
-            store=redis_store,
+            store=store,
             metrics=running.metrics,
             clock=clock,
             address=f"127.0.0.1:{server.port}",

@@ -10,7 +10,7 @@ import hashlib
 import json
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -34,17 +34,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 ADD = op_pb.Operation(add_beneficiary=op_pb.AddBeneficiary(payee=op_pb.Payee(name="Jean DUPONT", iban=IBAN)))
 WITHIN = 30.0
 NEW_PHONE = "+33698765432"
-
-
-@pytest.fixture
-def stopped() -> Iterator[list[ServeProcess]]:
-    """Processes a test started, stopped (or killed) at its end."""
-    started: list[ServeProcess] = []
-    yield started
-    for each in started:
-        if each.process.poll() is None:
-            each.process.kill()
-            each.process.wait(timeout=30)
 
 
 def _notices(sms_file: Path) -> list[dict[str, str]]:

@@ -56,16 +56,6 @@ def _serve(var: Path, smsc: Smsc, redis_url: str, providers: str) -> ServeProces
     return start_serve(var, settings=settings)
 
 
-@pytest.fixture
-def stopped() -> Iterator[list[ServeProcess]]:
-    """Servers a test started, stopped at its end."""
-    started: list[ServeProcess] = []
-    yield started
-    for each in started:
-        each.process.terminate()
-        each.process.wait(timeout=30)
-
-
 async def _beneficiary_added(address: str, smsc: Smsc, user_id: str) -> str:
     """Enrol, start an add_beneficiary whose code the SMSC takes, verify it: the notice is queued."""
     async with grpc.aio.insecure_channel(address) as channel:

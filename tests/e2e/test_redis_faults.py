@@ -27,15 +27,13 @@ from google.rpc import error_details_pb2, status_pb2
 from redis.exceptions import ResponseError
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
-from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
-from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisState
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server.domain.challenges import ChallengePolicy
 from sesame.server.grpc.demo import read_code
-from tests.e2e.conftest import Live
+from tests.e2e.conftest import Live, live_on
 from tests.e2e.helpers import CONTEXT, PHONE, enrolled, snapshot, started, transfer, verify, wrong
 from tests.e2e.test_record_replayed import QUEUE_ONLY, script_sha
 from tests.fakes.clock import ShiftedClock
@@ -76,22 +74,12 @@ async def served(keystore: Pkcs11KeyStore, url: str, sms_file: Path) -> AsyncIte
     store = RedisState.from_url(url, timeout=STORE_TIMEOUT)
     clock = ShiftedClock()
     # No dispatcher beside it: the keyspace read around a call changes by that call alone (`world` sends).
-    wired = await start_wired(keystore, store, sms_file, ServerOptions(clock=clock, dispatch=QUEUE_ONLY))
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{wired.server.port}")
     try:
-        yield Live(
-            channel=channel,
-            auth=auth_grpc.AuthenticationServiceStub(channel),
-            enrol=enrol_grpc.EnrollmentServiceStub(channel),
-            sms_file=sms_file,
-            store=store,
-            metrics=wired.running.metrics,
-            clock=clock,
-            address=f"127.0.0.1:{wired.server.port}",
-        )
+        async with live_on(
+            keystore, store, sms_file, clock, ServerOptions(clock=clock, dispatch=QUEUE_ONLY)
+        ) as live:
+            yield live
     finally:
-        await channel.close()
-        await wired.server.stop(0)
         await store.close()
 
 
