@@ -6,9 +6,11 @@ calls, runs its timers late, and every latency it times carries that lag. `bench
 merges what they measured (`bench.merge`). It speaks to each over its standard input and output, one JSON
 object a line: a command, then the answer, in order.
 
-- `{"do": "echo", "address", "connections"}`: open the connections to the echo server and warm them;
-- `{"do": "sesame", "address", "connections", "sms_file", "users", "first"}`: open the connections to
-  `sesame serve`, follow the SMS file (this process's numbers only), enroll the users, warm;
+- `{"do": "echo", "address", "connections", "quota"}`: open the connections to the echo server, placed
+  over its workers as `quota` says (pid -> connections: bench.spread), and warm them;
+- `{"do": "sesame", "address", "connections", "quota", "sms_file", "users", "first"}`: open the
+  connections to `sesame serve` as above, follow the SMS file (this process's numbers only), enroll the
+  users, warm. Both answer `placed`: how many connections each server process accepted;
 - `{"do": "phase", "name", "concurrency", "duration", "max_ops", "rate", "max_in_flight", "at"}`: run the
   phase from `at` (time.monotonic(), which every process of the machine shares) and answer what it measured:
   operations, every RPC's latency, errors, the loop's lags, and the SMS delays of its flows;
@@ -54,17 +56,23 @@ class Client:
         self._stop = asyncio.Event()
         self._follower: asyncio.Task[None] | None = None
 
-    async def echo(self, address: str, connections: int) -> dict[str, Any]:
+    async def echo(self, address: str, connections: int, quota: dict[str, int]) -> dict[str, Any]:
         """Open the connections to the echo server; the first calls on each are not measured."""
-        self._connections = Connections(address, connections)
+        self._connections = await Connections.spread(address, connections, _pids(quota))
         await drive(Echo(self._connections, Recorder()), connections, 5.0, 4 * connections)
-        return {}
+        return {"placed": self._connections.placed}
 
-    async def sesame(
-        self, address: str, connections: int, sms_file: str, users: int, first: int
+    async def sesame(  # noqa: PLR0917 (one argument per field of the command, passed by name)
+        self,
+        address: str,
+        connections: int,
+        quota: dict[str, int],
+        sms_file: str,
+        users: int,
+        first: int,
     ) -> dict[str, Any]:
         """Open the connections to `sesame serve`, follow its SMS file, enroll this process's users, warm."""
-        self._connections = Connections(address, connections)
+        self._connections = await Connections.spread(address, connections, _pids(quota))
         tail = SmsTail(Path(sms_file), numbers(first, users))
         self._stop = asyncio.Event()
         self._follower = asyncio.create_task(tail.follow(self._stop))
@@ -73,7 +81,7 @@ class Client:
         # Warm: the first calls on each connection (and the first key lookups) are not measured.
         await drive(self._sesame.flow_phase(Recorder()), connections, 10.0, 4 * connections)
         self._sesame.sms_delays.clear()
-        return {}
+        return {"placed": self._connections.placed}
 
     async def phase(  # noqa: PLR0917 (one argument per field of the command, passed by name)
         self,
@@ -145,6 +153,11 @@ class Client:
             self._connections = None
         self._sesame = None
         return {}
+
+
+def _pids(quota: dict[str, int]) -> dict[int, int]:
+    """A quota as JSON carries it (pids as strings) back to pids."""
+    return {int(pid): count for pid, count in quota.items()}
 
 
 async def _serve() -> None:

@@ -39,7 +39,9 @@ from bench.merge import Part
 from bench.procs import Process, describe_machine, listeners
 from bench.redis_costs import RedisCosts
 from bench.revision import short_commit
+from bench.server_lag import LagCounts
 from bench.servers import Server
+from bench.spread import listening_workers, quotas
 from bench.usage import Snapshot
 
 SMS_SETTLE_SECONDS = 30.0  # the longest the start phase waits for the SMS of its challenges
@@ -106,6 +108,7 @@ async def _measure(
     """Run one phase in every client process; its CPU and memory include `settle` (the SMS still being
     handed over). The figures are merged from the processes' raw samples (bench.merge)."""
     processes = _processes(server, clients)
+    lag_before = LagCounts.scrape(server.metrics) if server.metrics else None
     before = Snapshot.take(processes)
     answers = await fleet.ask(commands)
     sms = _Sms([d for answer in answers for d in answer["sms_delays"]])
@@ -124,6 +127,8 @@ async def _measure(
         "machine_busy_cores": usage.machine_busy_cores,
         "other_busy_cores": usage.other_busy_cores,
     }
+    if server.metrics and lag_before is not None:
+        phase["server_loop_lag"] = LagCounts.scrape(server.metrics).since(lag_before)
     return phase, sms
 
 
@@ -143,15 +148,16 @@ async def _echo_phase(args: argparse.Namespace, workers: int, clients: _Clients)
     fleet = clients.closed  # the closed-loop phases' processes: flows / echo compares like with like
     with servers.echo(workers) as server:
         # Warm: the first calls on each connection are not measured (each process warms its own).
-        await fleet.ask(
+        split = fleet.split(args.connections)
+        placed = await fleet.ask(
             [
-                {"do": "echo", "address": server.address, "connections": c}
-                for c in fleet.split(args.connections)
+                {"do": "echo", "address": server.address, "connections": c, "quota": quota}
+                for c, quota in zip(split, _quotas(server, split), strict=True)
             ]
         )
         try:
             phase, _ = await _measure(server, clients, fleet, _commands(fleet, args, "echo"))
-            return phase
+            return phase | {"connections_per_process": _placed(placed)}
         finally:
             await fleet.ask_all({"do": "close"})
 
@@ -165,38 +171,62 @@ async def _sesame_phases(
     ):
         assert server.sms_file is not None
         settings["serve_listeners"] = listeners(int(server.address.rsplit(":", 1)[1]))
-        await _open_sesame(server, clients.closed, args, first_user=0)
+        placed = _placed(await _open_sesame(server, clients.closed, args, first_user=0))
         try:
-            return await _each_sesame_phase(server, clients, args)
+            return await _each_sesame_phase(server, clients, args, placed)
         finally:
             await clients.closed.ask_all({"do": "close"})
             await clients.paced.ask_all({"do": "close"})
 
 
-async def _open_sesame(server: Server, fleet: Fleet, args: argparse.Namespace, first_user: int) -> None:
+def _quotas(server: Server, connections: list[int]) -> list[dict[int, int]]:
+    """Each client process's connections per worker of `server` (bench.spread): the workers are the processes
+    of its tree that listen on its port; none found, no quota (the connections land where they do)."""
+    port = int(server.address.rsplit(":", 1)[1])
+    workers = listening_workers(port, [p.pid for p in server.processes() if p.role != "redis"])
+    return quotas(workers, connections) if workers else [{} for _ in connections]
+
+
+def _placed(answers: list[dict[str, Any]]) -> list[int]:
+    """How many of the clients' connections each server process accepted, busiest first."""
+    counts: dict[str, int] = {}
+    for answer in answers:
+        for pid, count in answer.get("placed", {}).items():
+            counts[pid] = counts.get(pid, 0) + count
+    return sorted(counts.values(), reverse=True)
+
+
+async def _open_sesame(
+    server: Server, fleet: Fleet, args: argparse.Namespace, first_user: int
+) -> list[dict[str, Any]]:
     """Each process of `fleet` opens its connections, follows the SMS file, enrolls its own users (numbers
-    from `first_user` on) and warms its connections."""
+    from `first_user` on) and warms its connections; their answers (where the connections landed)."""
     users = fleet.split(args.users)
     firsts = [first_user + sum(users[:i]) for i in range(len(users))]
-    await fleet.ask(
+    split = fleet.split(args.connections)
+    return await fleet.ask(
         [
             {
                 "do": "sesame",
                 "address": server.address,
                 "connections": connections,
+                "quota": quota,
                 "sms_file": str(server.sms_file),
                 "users": count,
                 "first": first,
             }
-            for connections, count, first in zip(fleet.split(args.connections), users, firsts, strict=True)
+            for connections, quota, count, first in zip(
+                split, _quotas(server, split), users, firsts, strict=True
+            )
         ]
     )
 
 
 async def _each_sesame_phase(
-    server: Server, clients: _Clients, args: argparse.Namespace
+    server: Server, clients: _Clients, args: argparse.Namespace, placed: list[int]
 ) -> dict[str, dict[str, Any]]:
-    """Start, Verify, flows, flows at half their rate; Redis memory and SMS delays around each."""
+    """Start, Verify, flows, flows at half their rate; Redis memory and SMS delays around each. `placed`:
+    how many of the closed-loop processes' connections each server process accepted."""
     redis_url = server.redis_url()
     phases: dict[str, dict[str, Any]] = {}
 
@@ -209,7 +239,7 @@ async def _each_sesame_phase(
         if name == "flows_half":
             # The paced processes connect only now: idle beside the closed-loop phases, their tails and
             # channels would take CPU from them; what their enrolment and warm-up leave is not this phase's.
-            await _open_sesame(server, clients.paced, args, first_user=args.users)
+            placed = _placed(await _open_sesame(server, clients.paced, args, first_user=args.users))
             memory_before = servers.settled_used_memory(redis_url)
         costs = RedisCosts(redis_url, scripts=args.redis_scripts)
         costs.start()
@@ -218,6 +248,7 @@ async def _each_sesame_phase(
         fleet = clients.of(name)
         phase, sms = await _measure(server, clients, fleet, _commands(fleet, args, name, rate), after)
         phase["redis_costs"] = costs.stop(phase["ops"])
+        phase["connections_per_process"] = placed
         memory_after = servers.settled_used_memory(redis_url)
         delta, memory_before = memory_after - memory_before, memory_after
         phase["redis_used_memory_delta_bytes"] = delta

@@ -7,7 +7,8 @@
 - flows: StartChallenge, wait for the SMS, VerifyChallenge (which must answer VERIFIED), as a caller does.
 
 Worker `i` sends on connection `i % connections` and for user `i % users`: several connections, as a
-caller's replicas open them (SO_REUSEPORT spreads connections between workers, not calls).
+caller's replicas open them (SO_REUSEPORT spreads connections between workers, not calls), placed evenly
+over the server's workers (bench.spread).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import grpc
 from bench.driver import Exhausted, Recorder
 from bench.echo_server import METHOD
 from bench.sms_tail import SmsTail
+from bench.spread import spread_channels
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
@@ -49,6 +51,17 @@ class Connections:
     def __init__(self, address: str, count: int) -> None:
         """Open the channels (connected lazily, at the first call)."""
         self.channels = [grpc.aio.insecure_channel(address, options=_OWN_CONNECTION) for _ in range(count)]
+        self.placed: dict[int, int] = {}  # server pid -> connections it accepted, when spread
+
+    @classmethod
+    async def spread(cls, address: str, count: int, quota: dict[int, int]) -> Connections:
+        """`count` connections, connected now, placed as `quota` says over the server's workers (pid ->
+        connections: bench.spread); without one (no worker found listening), where they land."""
+        if not quota:
+            return cls(address, count)
+        connections = cls(address, 0)
+        connections.channels, connections.placed = await spread_channels(address, quota, _OWN_CONNECTION)
+        return connections
 
     def of(self, worker: int) -> grpc.aio.Channel:
         """The channel worker `worker` sends on."""

@@ -7,6 +7,7 @@ thread) count, and its children do not (Redis is measured as its own process).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
@@ -106,20 +107,46 @@ def tree(root: int, role: str) -> list[Process]:
     ]
 
 
+LISTEN, ESTABLISHED = "0A", "01"  # TCP states as /proc/net/tcp writes them
+
+
+def sockets(state: str) -> list[tuple[int, int, int]]:
+    """(local port, remote port, inode) of this machine's TCP sockets in `state` (IPv4 and IPv6 tables:
+    gRPC binds dual-stack sockets)."""
+    found = []
+    for table in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError):
+            for line in (_PROC / "net" / table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == state:
+                    found.append((_port(fields[1]), _port(fields[2]), int(fields[9])))
+    return found
+
+
+def _port(address: str) -> int:
+    """The port of /proc/net/tcp's `ADDRESS:PORT` (hexadecimal)."""
+    return int(address.rsplit(":", 1)[1], 16)
+
+
+def socket_inodes(pid: int | str) -> set[int]:
+    """The socket inodes among a process's descriptors (empty when it is gone or unreadable)."""
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in (_PROC / str(pid) / "fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = str(fd.readlink())
+                if target.startswith("socket:["):
+                    inodes.add(int(target[8:-1]))
+    return inodes
+
+
 def listeners(port: int) -> int:
-    """How many sockets listen on TCP `port` (IPv4 and IPv6 tables: gRPC binds dual-stack sockets).
+    """How many sockets listen on TCP `port`.
 
     With SO_REUSEPORT each worker holds its own listening socket, and the kernel spreads new connections
     only over the sockets that exist when they arrive.
     """
-    suffix = f":{port:04X}"
-    count = 0
-    for table in ("tcp", "tcp6"):
-        for line in (_PROC / "net" / table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[1].endswith(suffix) and fields[3] == "0A":  # 0A: LISTEN
-                count += 1
-    return count
+    return sum(1 for local, _, _ in sockets(LISTEN) if local == port)
 
 
 @dataclass(frozen=True, slots=True)

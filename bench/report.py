@@ -94,6 +94,8 @@ def table(record: dict[str, Any]) -> str:
                 f"{lat['max_ms']:>8.2f}   {tail}"
             )
     lines.append(_client_lags(record["phases"]))
+    lines.append(_server_lags(record["phases"]))
+    lines.append(_placement(record["phases"]))
     s = record["summary"]
     lines.append(
         f"flows/echo {s['flows_vs_echo_pct']} %; SMS after Start p99 {s['sms_after_start_p99_ms']} ms; "
@@ -113,6 +115,26 @@ def _client_lags(phases: dict[str, dict[str, Any]]) -> str:
         if phase.get("clients")
     ]
     return "client loop lag p99/max ms per process: " + "; ".join(shown)
+
+
+def _placement(phases: dict[str, dict[str, Any]]) -> str:
+    """How many connections each server worker accepted, per phase (bench.spread): one line."""
+    shown = [
+        f"{name} {'/'.join(str(n) for n in phase['connections_per_process']) or 'not placed'}"
+        for name, phase in phases.items()
+        if "connections_per_process" in phase
+    ]
+    return "connections per server worker: " + "; ".join(shown)
+
+
+def _server_lags(phases: dict[str, dict[str, Any]]) -> str:
+    """The server's loop ticks later than 10 / 25 / 50 ms, in % of its ticks, per phase: one line."""
+    shown = [
+        f"{name} {lag['over_10ms_pct']:g}/{lag['over_25ms_pct']:g}/{lag['over_50ms_pct']:g}"
+        for name, phase in phases.items()
+        if (lag := phase.get("server_loop_lag"))
+    ]
+    return "server loop ticks later than 10/25/50 ms, % of ticks: " + ("; ".join(shown) or "not measured")
 
 
 def plot(record: dict[str, Any], path: Path) -> None:

@@ -45,6 +45,7 @@ class Server:
     sms_file: Path | None = None
     workers: int | None = None
     log: Path | None = None
+    metrics: str | None = None  # host:port of its Prometheus endpoint (Sésame only)
 
     def processes(self) -> list[Process]:
         """The tree's processes now (workers and the Redis child included)."""
@@ -109,7 +110,8 @@ def sesame(var: Path, workers: int | None) -> Iterator[Server]:
     address = f"127.0.0.1:{free_port()}"
     env = _clean_env()
     env.update(BENCH_SETTINGS, SESAME_VAR_DIR=str(var), SESAME_GRPC_ADDR=address)
-    env.update(SESAME_METRICS_ADDR=f"127.0.0.1:{free_port()}", SESAME_DLR_ADDR=f"127.0.0.1:{free_port()}")
+    metrics = f"127.0.0.1:{free_port()}"
+    env.update(SESAME_METRICS_ADDR=metrics, SESAME_DLR_ADDR=f"127.0.0.1:{free_port()}")
     argv = [*_SERVE, "--workers", str(workers)] if workers else _SERVE
     log = var.with_name(f"{var.name}-serve.log")
     # A file, not a pipe: nobody reads the server's output during the run, and a full pipe would block it.
@@ -120,7 +122,9 @@ def sesame(var: Path, workers: int | None) -> Iterator[Server]:
         # Workers that bind the port each (SO_REUSEPORT) are all listening before the first connection;
         # a server that shares one socket between its workers shows one listener, and the wait ends.
         wait_listeners(address, workers or 1, process, 30.0)
-        yield Server(address, process, "server", sms_file=var / "sms.jsonl", workers=workers, log=log)
+        yield Server(
+            address, process, "server", sms_file=var / "sms.jsonl", workers=workers, log=log, metrics=metrics
+        )
     finally:
         _stop(process)
 

@@ -157,6 +157,21 @@ def test_sms_delay_and_redis_memory_are_reported(record: dict[str, Any]) -> None
     assert record["phases"]["flows"]["redis_bytes_per_op"] > 0
 
 
+def test_connections_are_placed_evenly_and_the_server_loop_lag_is_read(record: dict[str, Any]) -> None:
+    """Each phase says how many connections each server worker took (bench.spread): all of them, no worker
+    more than one above another; and the Sésame phases how late the server's loop ran its ticks."""
+    workers = record["settings"]["workers"] or 1
+    for name, phase in record["phases"].items():
+        placed = phase["connections_per_process"]
+        assert sum(placed) == record["settings"]["connections"], name
+        assert len(placed) == min(workers, record["settings"]["connections"]), name
+        assert max(placed) - min(placed) <= 1, name
+        if name != "echo":
+            lag = phase["server_loop_lag"]
+            assert lag["ticks"] > 0, name
+            assert 0 <= lag["over_50ms_pct"] <= lag["over_25ms_pct"] <= lag["over_10ms_pct"] <= 100, name
+
+
 def test_machine_settings_and_summary_describe_the_run(record: dict[str, Any]) -> None:
     """The record names the machine, the commit, the settings and the summary the docs quote."""
     assert record["schema"] == "sesame-bench/1"
