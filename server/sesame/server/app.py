@@ -492,6 +492,8 @@ async def serve(settings: Settings, ready: Callable[[], None]) -> None:
                 reuse_port=True,
                 max_connections=connection_bound(settings.max_connections, settings.max_concurrent_rpcs),
                 handshake_timeout=settings.handshake_timeout,
+                connection_age=settings.connection_age,
+                connection_age_grace=settings.connection_age_grace,
             ),
             seals=running.seals,
             user_evidence=running.user_evidence,

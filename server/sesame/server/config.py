@@ -83,6 +83,9 @@ class Settings:
     max_connections: int = 1000  # per worker and listener; a connection beyond it is closed at accept (0055)
     # A connection that has not finished its TLS and HTTP/2 handshake by then is closed (decision 0057).
     handshake_timeout: float = 5.0
+    # A connection takes new calls this long, then its calls have the grace to finish (decision 0067).
+    connection_age: float = 300.0
+    connection_age_grace: float = 30.0
     # How long the journal's seals are kept (CMF L.133-24: 13 months; docs/decisions/0027).
     evidence_retention: timedelta = timedelta(days=396)
     journal_archive_dir: Path = Path("var/journal")  # the archive's segment files (decision 0027)
@@ -154,6 +157,10 @@ class Settings:
             max_concurrent_rpcs=reader.integer("SESAME_MAX_CONCURRENT_RPCS", 100, 1, 100_000),
             max_connections=reader.integer("SESAME_MAX_CONNECTIONS", 1000, 1, 1_000_000),
             handshake_timeout=float(reader.integer("SESAME_HANDSHAKE_TIMEOUT_SECONDS", 5, 1, 120)),
+            connection_age=float(reader.integer("SESAME_MAX_CONNECTION_AGE_SECONDS", 300, 1, 86400)),
+            connection_age_grace=float(
+                reader.integer("SESAME_MAX_CONNECTION_AGE_GRACE_SECONDS", 30, 1, 3600)
+            ),
             dispatch=read_dispatch(reader),
             sms_reliability=read_reliability(reader),
             risk=read_risk(reader),

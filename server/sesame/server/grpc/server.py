@@ -68,18 +68,28 @@ MAX_STREAMS_PER_CONNECTION = 100
 # nothing more) filled the bound and kept every new caller out for two minutes at a time. Past this, gRPC
 # closes a connection whose TLS handshake, HTTP/2 preface or SETTINGS has not come (decision 0057).
 DEFAULT_HANDSHAKE_TIMEOUT = 5.0  # seconds
+# A connection lives this long (gRPC adds +-10 % jitter), then gRPC sends GOAWAY: the caller's channel opens
+# a new one for its next calls, which SO_REUSEPORT may hand to another worker, and the calls still in flight
+# have the grace to finish before the connection closes. Without it a caller's connections stayed on the
+# worker that took them for good (a restarted worker got none back; a caller with one connection used one
+# core), and a stream whose request never came lived as long as its caller's deadline, maybe forever
+# (decision 0067).
+DEFAULT_CONNECTION_AGE = 300.0  # seconds
+DEFAULT_CONNECTION_AGE_GRACE = 30.0  # seconds
 
 
 @dataclass(frozen=True, slots=True)
 class Serving:
     """How many calls a server takes at once (beyond: shed), how many connections it keeps open (beyond:
-    closed at accept) and how long one may take to finish its handshake, and whether it shares its ports
-    with siblings."""
+    closed at accept), how long one may take to finish its handshake and how long it lives, and whether it
+    shares its ports with siblings."""
 
     max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS
     reuse_port: bool = False  # True for a worker: its supervisor claimed the ports (and checked them)
     max_connections: int = DEFAULT_MAX_CONNECTIONS  # per listener
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT  # seconds from accept to the client's SETTINGS
+    connection_age: float = DEFAULT_CONNECTION_AGE  # seconds a connection takes new calls
+    connection_age_grace: float = DEFAULT_CONNECTION_AGE_GRACE  # seconds its calls then have to finish
 
     @property
     def options(self) -> tuple[tuple[str, int], ...]:
@@ -94,6 +104,8 @@ class Serving:
             # answered UNAVAILABLE (decision 0057). Off, it counts what HTTP/2 counts, as the client does.
             ("grpc.http.overload_protection", 0),
             ("grpc.server_handshake_timeout_ms", round(self.handshake_timeout * 1000)),
+            ("grpc.max_connection_age_ms", round(self.connection_age * 1000)),
+            ("grpc.max_connection_age_grace_ms", round(self.connection_age_grace * 1000)),
         )
 
 
