@@ -24,13 +24,16 @@ from bench.procs import Process, command_line, listeners, tree
 from sesame.server.grpc.probe import check_health
 
 # One user and one number per caller replica would run out of the anti-pumping budgets in seconds (10 an
-# hour by default): the bench's server gets the largest values the settings accept.
+# hour by default): the bench's server gets the largest values the settings accept. Its connections do not
+# age during a run (decision 0067): a GOAWAY mid-run would deal them to the workers again, by the kernel's
+# hash, undoing their even placement (bench.spread).
 BENCH_BUDGET = "1000000"
 BENCH_SETTINGS = {
     "SESAME_SEND_BUDGET_USER": BENCH_BUDGET,
     "SESAME_SEND_BUDGET_PHONE": BENCH_BUDGET,
     "SESAME_SEND_CEILING_CALLER": "10000000",
     "SESAME_SEND_CEILING_GLOBAL": "10000000",
+    "SESAME_MAX_CONNECTION_AGE_SECONDS": "86400",
 }
 _SERVE = [sys.executable, "-m", "sesame.server.cli", "serve"]
 
