@@ -100,6 +100,36 @@ async def test_a_silent_redis_is_given_up_after_the_socket_timeout(redis_server:
         await client.aclose()
 
 
+async def test_calls_answered_in_time_never_time_out_however_long_the_lane_lives(
+    redis_server: EmbeddedRedis,
+) -> None:
+    """One timer watches the oldest call, not one per call: calls answered at once, sent without pause for
+    four socket timeouts, none fails; then a call Redis holds past the timeout, behind answered ones, does,
+    and so does every call queued after it; the lane connects again."""
+    client = aioredis.Redis.from_url(redis_server.url, socket_timeout=0.3)
+    lane = Lane(client)
+    try:
+        until = asyncio.get_running_loop().time() + 1.2
+        answered = 0
+        while asyncio.get_running_loop().time() < until:
+            replies = await asyncio.gather(*(lane.call("EVAL", ECHO, 0, str(n)) for n in range(20)))
+            assert replies == [str(n).encode() for n in range(20)]
+            answered += len(replies)
+            await asyncio.sleep(0.01)
+        assert answered > 200
+        held = asyncio.gather(
+            lane.call("BLPOP", "lane:held", 2), lane.call("EVAL", ECHO, 0, "behind"), return_exceptions=True
+        )
+        started = asyncio.get_running_loop().time()
+        outcomes = await held
+        assert [type(o) for o in outcomes] == [RedisTimeoutError, RedisTimeoutError]
+        assert 0.25 < asyncio.get_running_loop().time() - started < 1.5
+        assert await lane.call("EVAL", ECHO, 0, "again") == b"again"
+    finally:
+        await lane.close()
+        await client.aclose()
+
+
 async def test_the_pools_settings_connect_the_lane(tmp_path: Path) -> None:
     """A password and a database in the URL: the lane connects with them, as the pool's connections do."""
     with EmbeddedRedis(tmp_path) as server:
