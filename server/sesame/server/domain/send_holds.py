@@ -159,7 +159,7 @@ class SendHolds:
         if resent.earlier:  # nothing queued under this call's hold
             if not isinstance(taken, BaseException):
                 await self._store.send_units.release(hold.name)
-            if resent.queued and resent.challenge.status is ChallengeStatus.OPEN:
+            if resent.queued:
                 await self._hold_again(Hold(resent.earlier_hold, now, known.expires_at, hold.grace), others)
             return resent
         if isinstance(taken, BaseException):
