@@ -21,6 +21,7 @@ from sesame.server.domain.lifecycle import (
 from sesame.server.domain.model import ChallengeStatus, DeliveryState, RequestContext
 from sesame.server.domain.operation import Login
 from sesame.server.domain.ports import Outbox
+from sesame.server.domain.resending import ResendClaim, Resent
 from tests import factories
 from tests.contracts.test_start_challenge_contract import an_opening, enrolled, now
 from tests.fakes.state import MemoryState
@@ -107,6 +108,26 @@ async def test_a_resend_queues_another_entry(store: Store, outbox: Outbox) -> No
     )
     entries = await outbox.take("a", 10, NO_WAIT)
     assert [e.challenge_id for e in entries] == [opened.challenge_id] * 2
+
+
+async def test_a_retried_resend_says_whether_its_sms_is_still_queued(store: Store, outbox: Outbox) -> None:
+    """A resend's request id retried: its SMS queued until settled, then no longer (decision 0065)."""
+    await enrolled(store)
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
+    claim = ResendClaim(opened.user_id, "r-1")
+
+    async def resend(seconds: int) -> Resent:
+        at = opened.created_at + timedelta(seconds=seconds)
+        return await store.challenges.record_resend_once(
+            opened.challenge_id, at, RequestContext(), (), "h", claim=claim
+        )
+
+    await resend(31)
+    assert (await resend(62)).queued
+    for queued in await outbox.take("a", 10, NO_WAIT):
+        await outbox.settle(queued, DeliveryState.SENT, f"ref-{queued.entry_id}", opened.created_at)
+    again = await resend(93)
+    assert (again.earlier, again.queued) == (True, False)
 
 
 async def test_take_and_reclaim_give_each_entry_with_its_challenge(store: Store, outbox: Outbox) -> None:

@@ -87,6 +87,16 @@ async def test_spending_twice_answers_spent_and_counts_once(store: Store) -> Non
     await held(store, at, of(NUMBER, 2))
 
 
+async def test_a_take_of_a_spent_name_holds_nothing(store: Store) -> None:
+    """A retried Start or Resend after its SMS left takes its name again (decisions 0062, 0065): nothing
+    held, so the spent unit is counted once, not once more for the grace."""
+    at = now()
+    hold = await held(store, at, of(NUMBER, 2))
+    assert await store.send_units.spend(hold.name, NUMBER, at, GRACE) is Spending.SPENT
+    await store.send_units.take(hold, (of(NUMBER, 2),))
+    await held(store, at, of(NUMBER, 2))
+
+
 async def test_a_hold_nobody_spends_stops_counting_after_the_grace(store: Store) -> None:
     """A take whose Start crashed before its step: counted within the grace, not after it."""
     at = now()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import grpc
 import redis.asyncio as aioredis
@@ -59,6 +60,14 @@ async def verify(
         )
     )
     return response
+
+
+def sms_count(live: Live, challenge_id: str) -> int:
+    """How many console SMS were written for `challenge_id` (its start's and its resends')."""
+    if not live.sms_file.exists():
+        return 0
+    lines = live.sms_file.read_text(encoding="utf-8").splitlines()
+    return sum(json.loads(line)["challenge_id"] == challenge_id for line in lines)
 
 
 def wrong(code: str) -> str:

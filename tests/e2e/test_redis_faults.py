@@ -31,10 +31,21 @@ from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisState
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
+from sesame.server.dispatch_loop import DispatchSettings
 from sesame.server.domain.challenges import ChallengePolicy
 from sesame.server.grpc.demo import read_code
 from tests.e2e.conftest import Live, live_on
-from tests.e2e.helpers import CONTEXT, PHONE, enrolled, snapshot, started, transfer, verify, wrong
+from tests.e2e.helpers import (
+    CONTEXT,
+    PHONE,
+    enrolled,
+    sms_count,
+    snapshot,
+    started,
+    transfer,
+    verify,
+    wrong,
+)
 from tests.e2e.test_record_replayed import QUEUE_ONLY, script_sha
 from tests.fakes.clock import ShiftedClock
 from tests.support.outbox import settled
@@ -508,5 +519,46 @@ async def test_a_start_whose_reply_was_lost_sends_its_code_once_retried(
                 assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
                 retried = await live.auth.StartChallenge(request)
                 await read_code(sms_file, retried.challenge_id)
+            finally:
+                await dispatching.server.stop(0)
+
+
+async def test_a_resend_whose_reply_was_lost_sends_its_sms_once_retried(
+    keystore: Pkcs11KeyStore, own_redis: EmbeddedRedis, tmp_path: Path
+) -> None:
+    """record_resend.lua's reply lost after it ran (the resend taken, its SMS queued, its units given back
+    by the UNAVAILABLE call): retried with its request id, the Resend answers OK with one resend spent, and
+    that SMS leaves: exactly one more SMS handed to the gateway (decision 0065)."""
+    sms_file = tmp_path / "sms.jsonl"
+    # The dispatcher claims an entry idle for a second: the SMS it found unheld is tried again soon.
+    quick = ServerOptions(dispatch=DispatchSettings(claim_idle=timedelta(seconds=1)))
+    with reply_cutter(own_redis.port) as cutter:
+        async with served(keystore, f"redis://127.0.0.1:{cutter.port}/0", sms_file) as live:
+            dispatching = await start_wired(keystore, live.store, sms_file, quick)
+            try:
+                await enrolled(live)
+                challenge_id, _ = await started(live, "alice")
+                live.clock.advance(timedelta(seconds=31))  # past the resend delay
+                admin = aioredis.Redis.from_url(own_redis.url)
+                try:
+                    cutter.arm(script_sha(admin, "record_resend"))
+                finally:
+                    await admin.aclose()
+                request = auth_pb.ResendChallengeRequest(
+                    challenge_id=challenge_id, context=CONTEXT, request_id="lost-1"
+                )
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await live.auth.ResendChallenge(request)
+                assert cutter.cuts == 1
+                assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+                retried = await live.auth.ResendChallenge(request)
+                assert retried.resends_left == ChallengePolicy().max_resends - 1
+                async with asyncio.timeout(10):
+                    while sms_count(live, challenge_id) < 2:  # noqa: ASYNC110 (the dispatcher's file)
+                        await asyncio.sleep(0.05)
+                await settled(live.store)
+                assert sms_count(live, challenge_id) == 2
+                got = await live.auth.GetChallenge(auth_pb.GetChallengeRequest(challenge_id=challenge_id))
+                assert got.challenge.resends_left == ChallengePolicy().max_resends - 1
             finally:
                 await dispatching.server.stop(0)

@@ -56,12 +56,13 @@ from sesame.server.domain.opening import Opened, Opening
 from sesame.server.domain.operation import digest, kind
 from sesame.server.domain.ports import Challenges
 from sesame.server.domain.privacy import mask_phone
+from sesame.server.domain.resending import ResendClaim, Resent
 from sesame.server.domain.risk import RiskAssessment, RiskDecision, RiskReason
 from sesame.server.domain.risk_flow import assess
 from sesame.server.domain.risk_signals import RiskHistory
 from sesame.server.domain.sent_text import SentText
 from tests.fakes.journal_fields import context_fields, iso, ms, provenance_fields
-from tests.fakes.memory import Memory
+from tests.fakes.memory import Memory, ResendClaimed
 from tests.fakes.outbox import MemoryOutbox
 from tests.fakes.risk_memory import RiskDenial, journal_denial, learn
 from tests.fakes.users import MemoryUsers
@@ -371,15 +372,46 @@ class MemoryChallenges:
         charges: Sequence[Charge] = (),
         hold: str = "",
     ) -> Challenge:
+        return (await self._resend(challenge_id, at, context, charges, hold, claim=None)).challenge
+
+    async def record_resend_once(  # noqa: PLR0913 (record_resend's, and the claim)
+        self,
+        challenge_id: str,
+        at: datetime,
+        context: RequestContext,
+        charges: Sequence[Charge],
+        hold: str,
+        *,
+        claim: ResendClaim,
+    ) -> Resent:
+        return await self._resend(challenge_id, at, context, charges, hold, claim=claim)
+
+    async def _resend(  # noqa: PLR0913 (record_resend.lua's arguments)
+        self,
+        challenge_id: str,
+        at: datetime,
+        context: RequestContext,
+        charges: Sequence[Charge],
+        hold: str,
+        *,
+        claim: ResendClaim | None,
+    ) -> Resent:
         async with self._m._lock:
             challenge = self._m._existing(challenge_id)
             refusal: ChallengeClosed | ResendRefused | UserBlocked | None = None
             user = self._m._users.get(challenge.user_id)
-            if (
+            closed = (
                 challenge.status is not ChallengeStatus.OPEN
                 or ms(at) >= challenge.expires_at
                 or _stale(challenge, user)
-            ):
+            )
+            key = None if claim is None else (claim.user_id, claim.request_id)
+            claimed = self._claimed_resend(challenge, key, at)
+            if claimed is not None and not closed:
+                # As record_resend.lua: the request id's resend answered again, nothing taken (decision 0065).
+                earlier = dataclasses.replace(challenge, resends=claimed.resends)
+                return Resent(earlier, claimed.hold, queued=self.outbox.holds(claimed.entry_id))
+            if closed:
                 refusal, outcome = ChallengeClosed(challenge_id), "closed"
             elif user is not None and user.blocked_until is not None and user.is_blocked(ms(at)):
                 refusal, outcome = UserBlocked(user.user_id, user.blocked_until - ms(at)), "user_blocked"
@@ -391,7 +423,11 @@ class MemoryChallenges:
                 self._charge(charges, at)  # a spent budget raises before anything is written
                 challenge = dataclasses.replace(challenge, resends=challenge.resends + 1, last_sent_at=ms(at))
                 self._m._challenges[challenge_id] = challenge
-                self.outbox.queue(challenge_id, ms(at), hold=hold)
+                entry_id = self.outbox.queue(challenge_id, ms(at), hold=hold)
+                if key is not None:
+                    self._m._resend_requests[key] = ResendClaimed(
+                        challenge_id, challenge.resends, hold, entry_id, challenge.expires_at
+                    )
                 outcome = "resent"
             if refusal is None or self._m._refused(challenge_id, "challenge.resend", outcome, at):
                 self._m._append(
@@ -403,10 +439,26 @@ class MemoryChallenges:
                 )
             if refusal is not None:
                 raise refusal
-            return challenge
+            return Resent(challenge)
 
-    async def withdraw_resend(self, known: Challenge, at: datetime, context: RequestContext) -> None:
+    def _claimed_resend(
+        self, challenge: Challenge, key: tuple[str, str] | None, at: datetime
+    ) -> ResendClaimed | None:
+        """The request id's claim on this challenge (decision 0065); InvalidRequest when another challenge
+        claimed it. Expired with its challenge, as the claim's PEXPIREAT."""
+        claimed = None if key is None else self._m._resend_requests.get(key)
+        if claimed is None or ms(at) >= claimed.until:
+            return None
+        if claimed.challenge_id != challenge.challenge_id:
+            raise InvalidRequest([FieldViolation("request_id", "was already used for another challenge")])
+        return claimed
+
+    async def withdraw_resend(
+        self, known: Challenge, at: datetime, context: RequestContext, request_id: str = ""
+    ) -> None:
         async with self._m._lock:
+            if request_id:
+                self._m._resend_requests.pop((known.user_id, request_id), None)
             challenge = self._m._live(known.challenge_id)
             if challenge is None or challenge.last_sent_at != ms(at) or challenge.resends < 1:
                 return

@@ -57,8 +57,8 @@ class InstantlyDispatched(ChallengeFlows):
         await self.dispatch_all()
         return challenge
 
-    async def resend(self, challenge_id: str, context: RequestContext) -> Challenge:
-        challenge = await super().resend(challenge_id, context)
+    async def resend(self, challenge_id: str, context: RequestContext, request_id: str = "") -> Challenge:
+        challenge = await super().resend(challenge_id, context, request_id)
         await self.dispatch_all()
         return challenge
 

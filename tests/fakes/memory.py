@@ -27,6 +27,18 @@ if TYPE_CHECKING:
     from tests.fakes.outbox import MemoryOutbox
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class ResendClaimed:
+    """A Resend's request id's claim, as record_resend.lua's hash: the challenge, its resends after the
+    resend, the resend's hold and outbox entry; kept until the challenge's expiry (decision 0065)."""
+
+    challenge_id: str
+    resends: int
+    hold: str
+    entry_id: str
+    until: datetime
+
+
 class Memory:
     """The fakes' Redis: dicts and lists behind one lock (client companies have theirs: `MemoryClients`)."""
 
@@ -54,6 +66,7 @@ class Memory:
         self._purge_clock = purge_clock
         self._challenges: dict[str, Challenge] = {}
         self._requests: dict[tuple[str, str], tuple[str, datetime]] = {}
+        self._resend_requests: dict[tuple[str, str], ResendClaimed] = {}  # (user, request id): decision 0065
         self._challenge_journals: dict[str, list[dict[str, str]]] = {}
         self._proofs: dict[str, str] = {}  # the JWS record_proof kept, by challenge (decision 0026)
         self._messages: dict[str, dict[str, DeliveryState]] = {}  # per challenge: provider ref -> state

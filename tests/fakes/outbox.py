@@ -56,11 +56,16 @@ class MemoryOutbox:
 
     def queue(
         self, challenge_id: str, at: datetime, notice: str = "", until: datetime | None = None, hold: str = ""
-    ) -> None:
+    ) -> str:
         """Append an entry (what the store does in the step that opens, resends, or makes a change a notice
-        reports)."""
+        reports); its id."""
         entry_id = f"{next(self._ids)}-0"
         self._entries[entry_id] = QueuedSms(entry_id, challenge_id, at, notice, until, hold=hold)
+        return entry_id
+
+    def holds(self, entry_id: str) -> bool:
+        """Whether the entry is still in the outbox (not settled, not dead-lettered)."""
+        return entry_id in self._entries
 
     def queue_override(self, user_id: str, at: datetime, addressee: NoticeAddressee) -> None:
         """Append an override's phone-changed notice, its addressee kept beside (change_secure_phone.lua)."""

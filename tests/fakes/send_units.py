@@ -37,7 +37,7 @@ class MemorySendUnits:
         async with self._lock:
             now, grace = ms(hold.at), _ms(hold.grace)
             record = self._record(hold.name, now)
-            if record is not None and record.withdrawn:
+            if record is not None and (record.withdrawn or record.spent):
                 return
             for charge in charges:
                 if record is not None and charge.subject in record.budgets:

@@ -57,6 +57,7 @@ def test_an_aggregate_and_its_journal_share_a_cluster_slot(redis_client: aioredi
             keys.user_changes("u-1"),
             keys.user_pending("u-1"),
             keys.start_request("u-1", "r-1"),
+            keys.resend_request("u-1", "r-1"),
             keys.send_budget("user", "u-1"),
             keys.challenge(CHALLENGE_ID),
             keys.challenge_journal(CHALLENGE_ID),

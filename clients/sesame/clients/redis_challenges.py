@@ -10,6 +10,7 @@ own slot by `redis_send_units`, concurrently: decision 0046), and queue the SMS 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Final, cast
 
@@ -57,6 +58,7 @@ from sesame.server.domain.model import (
 from sesame.server.domain.opening import Opened, Opening
 from sesame.server.domain.operation import digest
 from sesame.server.domain.ports import Challenges
+from sesame.server.domain.resending import ResendClaim, Resent
 from sesame.server.tracing import recording
 
 
@@ -256,13 +258,46 @@ class RedisChallenges(RedisPlace):
     ) -> Challenge:
         """Take one resend and its send units atomically (see the port). ChallengeNotFound, ChallengeClosed,
         ResendRefused, SendBudgetExhausted."""
+        return (await self._resend(challenge_id, at, context, charges, hold, claim=None)).challenge
+
+    async def record_resend_once(  # noqa: PLR0913 (record_resend's, and the claim)
+        self,
+        challenge_id: str,
+        at: datetime,
+        context: RequestContext,
+        charges: Sequence[Charge],
+        hold: str,
+        *,
+        claim: ResendClaim,
+    ) -> Resent:
+        """As record_resend, claiming the request id in the same step (see the port). InvalidRequest."""
+        return await self._resend(challenge_id, at, context, charges, hold, claim=claim)
+
+    async def _resend(  # noqa: PLR0913 (one script's arguments)
+        self,
+        challenge_id: str,
+        at: datetime,
+        context: RequestContext,
+        charges: Sequence[Charge],
+        hold: str,
+        *,
+        claim: ResendClaim | None,
+    ) -> Resent:
         head = rec.challenge_event("challenge.resend", challenge_id, at)
         budget_keys, budget_args = self._budgets(charges)
         keys = [*self._refusal_keys(challenge_id), *budget_keys, self.keys.outbox_of(challenge_id)]
+        if claim is not None:
+            keys.append(self.keys.resend_request(claim.user_id, claim.request_id))
         user_key = self.keys.user_keys_beside(challenge_id)[0]
         args = [rec.to_ms(at), user_key, *budget_args, hold, *head, *rec.context_fields(context)]
         reply = await self._run("record_resend", keys, args)
         match reply[0]:
+            case b"earlier":
+                earlier = _challenge(rec.pairs(reply[1]))
+                earlier = replace(earlier, resends=int(reply[2]))
+                return Resent(earlier, reply[3].decode(), queued=reply[4] == 1)
+            case b"other_challenge":
+                raise InvalidRequest([FieldViolation("request_id", "was already used for another challenge")])
             case b"not_found":
                 raise ChallengeNotFound(challenge_id)
             case b"closed":
@@ -276,13 +311,17 @@ class RedisChallenges(RedisPlace):
             case b"budget":
                 raise _exhausted(charges, reply)
         self._nudge.queued(self.keys.shard_of_challenge(challenge_id))  # the resend's SMS (decision 0060)
-        return _challenge(rec.pairs(reply[1]))
+        return Resent(_challenge(rec.pairs(reply[1])))
 
-    async def withdraw_resend(self, known: Challenge, at: datetime, context: RequestContext) -> None:
+    async def withdraw_resend(
+        self, known: Challenge, at: datetime, context: RequestContext, request_id: str = ""
+    ) -> None:
         """Undo a resend whose other units were refused (see the port)."""
         challenge_id = known.challenge_id
         head = rec.challenge_event("challenge.resend", challenge_id, at)
         keys = [*self._challenge_keys(challenge_id), self.keys.send_budget("user", known.user_id)]
+        if request_id:
+            keys.append(self.keys.resend_request(known.user_id, request_id))
         args = [rec.to_ms(at), rec.to_ms(known.last_sent_at), *head, *rec.context_fields(context)]
         await self._run("withdraw_resend", keys, args)
 

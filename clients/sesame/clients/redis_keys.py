@@ -148,6 +148,10 @@ class Keyspace:
         """The idempotency key of one StartChallenge request (the request id last: the user id is not)."""
         return f"{self._user_place(user_id)}:request:{len(user_id)}:{user_id}:{request_id}"
 
+    def resend_request(self, user_id: str, request_id: str) -> str:
+        """The claim of one ResendChallenge request id (decision 0065), expiring with its challenge."""
+        return f"{self._user_place(user_id)}:resend:{len(user_id)}:{user_id}:{request_id}"
+
     def challenge(self, challenge_id: str) -> str:
         """The challenge hash, in its user's place."""
         return f"{self._challenge_place(challenge_id)}:ch:{challenge_id}"

@@ -6,7 +6,9 @@
 -- KEYS[1] challenge hash, KEYS[2] challenge journal stream, KEYS[3] its refusal counts (its user's {s:<n>}
 -- slot), KEYS[4 .. 3+b] the send budgets (the user's in the same slot; the number's, caller's and global in
 -- their {sb:<kind>:<key>} slots: this script spans those on purpose, docs/decisions/0019), KEYS[4+b] the SMS
--- outbox stream, where a resend's SMS is queued
+-- outbox stream, where a resend's SMS is queued; KEYS[5+b], when given, the Resend's request id's claim (a
+-- hash in the user's slot: the challenge, its resends after this one, the hold's name and the SMS's outbox
+-- entry; expiring with the challenge: decision 0065)
 -- While the challenge's user is blocked after wrong codes in a row, no resend is taken, no unit charged and
 -- nothing is sent (the block is read here, in the step that would charge, not before it).
 -- ARGV[1] request time (unix ms), ARGV[2] the name of the user hash less the user id, in the challenge's
@@ -14,7 +16,10 @@
 -- ARGV[4 .. 3+2b] each budget's limit and window (ms), ARGV[4+2b] the name of the hold of the SMS's other
 -- units (take_send_units.lua, decision 0046; carried in the outbox entry), ARGV[5+2b ..] journal pairs
 -- Returns {'resent', hgetall}, {'too_soon', wait_ms}, {'exhausted'}, {'closed'}, {'not_found'},
--- {'user_blocked', wait_ms, user id} or {'budget', budget index (0-based), wait_ms}.
+-- {'user_blocked', wait_ms, user id} or {'budget', budget index (0-based), wait_ms}; with a claim, also
+-- {'earlier', hgetall, resends after it, its hold's name, 1 while its SMS is in the outbox else 0} (the
+-- request id's resend, while the challenge is open: nothing written, journaled or queued) or
+-- {'other_challenge'} (the request id was claimed on another challenge: nothing written).
 --#include _send_budgets.lua
 --#include _refusal.lua
 local challenge, journal, refusals = KEYS[1], KEYS[2], KEYS[3]
@@ -32,8 +37,21 @@ local blocked_until = tonumber(u[3] or '0') or 0
 -- Closed too once the user is no longer active or the number changed, before that change's voiding ran:
 -- no code goes to a number that is no longer the secure one.
 local stale = u[1] and (u[1] ~= 'active' or u[2] ~= h[11])
+local open = status == 'open' and now < tonumber(h[2]) and not stale
+local claim = KEYS[5 + budgets]
+if claim then
+  -- A retry of a resend whose answer was lost is answered by that resend, before the spacing that would
+  -- refuse it: a retry is not a second resend, and sends no second SMS.
+  local c = redis.call('HMGET', claim, 'challenge', 'resends', 'hold', 'entry')
+  if c[1] and c[1] ~= h[12] then
+    return {'other_challenge'}
+  elseif c[1] and open then
+    local queued = #redis.call('XRANGE', KEYS[4 + budgets], c[4], c[4]) > 0
+    return {'earlier', redis.call('HGETALL', challenge), c[2], c[3], queued and 1 or 0}
+  end
+end
 local outcome
-if status ~= 'open' or now >= tonumber(h[2]) or stale then
+if not open then
   outcome = 'closed'
 elseif now < blocked_until then
   outcome = 'user_blocked'
@@ -56,8 +74,13 @@ else
   if redis.call('EXISTS', outbox) == 0 then
     redis.call('XGROUP', 'CREATE', outbox, 'dispatchers', '0', 'MKSTREAM')  -- the first SMS ever queued
   end
-  redis.call('XADD', outbox, '*', 'challenge_id', h[12], 'send', 'resend', 'queued_at', ARGV[1],
-             'hold', ARGV[4 + 2 * budgets])
+  local sms = redis.call('XADD', outbox, '*', 'challenge_id', h[12], 'send', 'resend', 'queued_at', ARGV[1],
+                         'hold', ARGV[4 + 2 * budgets])
+  if claim then
+    redis.call('HSET', claim, 'challenge', h[12], 'resends', resends, 'hold', ARGV[4 + 2 * budgets],
+               'entry', sms)
+    redis.call('PEXPIREAT', claim, h[2])
+  end
 end
 -- A refusal is journaled the first time of its kind, then only counted (see record_verification.lua).
 local journaled = true

@@ -4,28 +4,31 @@
 -- nothing; else records a hold named by the SMS (the challenge id, or the challenge id and the resend's
 -- token) in each budget, and the hold's record: which budgets, with each one's limit and window. The
 -- dispatcher spends the holds before it hands the SMS over (spend_send_units.lua); a hold never spent stops
--- counting after the grace. Taken again under the same name, a budget already held is held once.
+-- counting after the grace. Taken again under the same name, a budget already held is held once, and a hold
+-- already spent (its SMS handed over: spend_send_units.lua keeps only its mark) holds nothing again.
 -- KEYS[1] the hold's record (a hash: budget -> 'limit:window', '.spent' once spent), then for each of b
 -- budgets its spent set and its held set; then, for each budget to drop from the hold (the number Start
 -- expected, when its step found another), its spent set and its held set. All in the {sb} slot.
 -- ARGV[1] the hold's name, ARGV[2] now (unix ms), ARGV[3] the grace (ms), ARGV[4] until when the record is
 -- kept at least (unix ms: the challenge's expiry), ARGV[5] b, ARGV[6 .. 5+2b] each budget's limit and window
--- (ms). Returns {'held'}, {'withdrawn'} or {'exhausted', budget index (0-based), wait_ms}.
+-- (ms). Returns {'held'}, {'withdrawn'}, {'spent'} or {'exhausted', budget index (0-based), wait_ms}.
 --#include _send_holds.lua
 local record, name = KEYS[1], ARGV[1]
 local now, grace, keep = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local b = tonumber(ARGV[5])
--- The record's fields this take reads, in one HMGET (decision 0061): '.withdrawn', and which budgets it holds
--- already (`has`, kept up to date below as the drops and the holds change them).
-local asked = {'.withdrawn'}
+-- The record's fields this take reads, in one HMGET (decision 0061): '.withdrawn', '.spent', and which
+-- budgets it holds already (`has`, kept up to date below as the drops and the holds change them).
+local asked = {'.withdrawn', '.spent'}
 for i = 0, b - 1 do asked[#asked + 1] = KEYS[2 + 2 * i] end
 local found = redis.call('HMGET', record, unpack(asked))
 if found[1] then
   return {'withdrawn'}  -- given back already (a late take after its Start's release): holds nothing
+elseif found[2] then
+  return {'spent'}  -- a retried Start or Resend after its SMS left (decision 0065): nothing to hold
 end
 local has = {}
 for i = 0, b - 1 do
-  if found[2 + i] then has[KEYS[2 + 2 * i]] = true end
+  if found[3 + i] then has[KEYS[2 + 2 * i]] = true end
 end
 for i = 0, b - 1 do
   local spent, held = KEYS[2 + 2 * i], KEYS[3 + 2 * i]

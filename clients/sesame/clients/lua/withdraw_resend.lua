@@ -5,9 +5,12 @@
 -- the queued SMS is dropped by the dispatcher (its hold is withdrawn). Only when the challenge's last send is
 -- still this resend's: a later one is left as it is.
 -- KEYS[1] challenge hash, KEYS[2] challenge journal stream, KEYS[3] the user's send budget (its user's
--- {s:<n>} slot); ARGV[1] the resend's time (unix ms), ARGV[2] the last send before it (unix ms),
--- ARGV[3 ..] journal field/value pairs. Returns 'withdrawn' or 'kept'.
+-- {s:<n>} slot), KEYS[4] when given the request id's claim the resend wrote, given up either way (the call
+-- that claimed it was refused: its retry takes a resend again, decision 0065); ARGV[1] the resend's time
+-- (unix ms), ARGV[2] the last send before it (unix ms), ARGV[3 ..] journal field/value pairs.
+-- Returns 'withdrawn' or 'kept'.
 local challenge, journal, sends = KEYS[1], KEYS[2], KEYS[3]
+if KEYS[4] then redis.call('DEL', KEYS[4]) end
 local h = redis.call('HMGET', challenge, 'last_sent_at', 'resends', 'user_id', 'client_id', 'op_digest',
                      'attempts', 'status')
 if h[1] ~= ARGV[1] or tonumber(h[2] or '0') < 1 then

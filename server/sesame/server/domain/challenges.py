@@ -40,6 +40,7 @@ from sesame.server.domain.model import (
 from sesame.server.domain.notices import notice_on_verified
 from sesame.server.domain.opening import Opened, Opening, RiskQuestion
 from sesame.server.domain.operation import Operation, OperationType, digest, kind
+from sesame.server.domain.resending import ResendClaim, Resent
 from sesame.server.domain.risk import RiskAssessment
 from sesame.server.domain.risk_signals import Forwarded
 from sesame.server.domain.send_holds import SendHolds
@@ -359,14 +360,15 @@ class ChallengeFlows:
             return outcome
         return replace(outcome, proof=await self._proofs.after_verification(outcome, attempt, plan))
 
-    async def resend(self, challenge_id: str, context: RequestContext) -> Challenge:
+    async def resend(self, challenge_id: str, context: RequestContext, request_id: str = "") -> Challenge:
         """Queue the same code's SMS again, within the challenge's resend count and spacing; no counter is
         reset.
 
         The resend, the send budgets' units and the SMS's place in the outbox are taken in one atomic,
         journaled step, after the code was computed (an HSM failure spends nothing): a send that then fails
         still spent them, so that nobody can pump SMS through a failing gateway, and a refusal spends
-        neither (docs/decisions/0011, 0014, 0025).
+        neither (docs/decisions/0011, 0014, 0025). With a `request_id`, the step claims it: a retry whose
+        first call's answer was lost is answered by that call's resend, no second one (decision 0065).
         """
         checked_ref(challenge_id)
         now = self._clock.now()
@@ -374,17 +376,25 @@ class ChallengeFlows:
         about_user(known.user_id)
         if known.status is not ChallengeStatus.OPEN:
             # Closed: nothing is sent or charged; record_resend refuses it and journals the refusal.
-            await self._resend_taken(self._store.challenges.record_resend(challenge_id, now, context))
+            refused = self._store.challenges.record_resend(challenge_id, now, context)
+            await self._resend_taken(_resent(refused))
             raise ChallengeClosed(challenge_id)  # not reached: a closed challenge never opens again
         check_destination(known.phone, self._policy.countries)
         self._note(challenge_id, await self._code(known))
+        claim = ResendClaim(known.user_id, request_id) if request_id else None
 
-        def taking(own: Sequence[budgets.Charge], hold: str) -> Awaitable[Challenge]:
-            return self._store.challenges.record_resend(challenge_id, now, context, own, hold)
+        def taking(own: Sequence[budgets.Charge], hold: str) -> Awaitable[Resent]:
+            if claim is None:
+                return _resent(self._store.challenges.record_resend(challenge_id, now, context, own, hold))
+            return self._store.challenges.record_resend_once(
+                challenge_id, now, context, own, hold, claim=claim
+            )
 
         # The resend's step and the take of its number's, caller's and global units, at once (decision 0046).
-        challenge = await self._resend_taken(self._holds.resent(taking, known, context, now))
-        return replace(challenge, delivery=DeliveryState.QUEUED)
+        resent = await self._resend_taken(self._holds.resent(taking, known, context, now, request_id))
+        if resent.queued:
+            return replace(resent.challenge, delivery=DeliveryState.QUEUED)
+        return resent.challenge  # an earlier call's resend whose SMS left: its delivery as it is now
 
     def _note(self, challenge_id: str, code: str) -> None:
         if self._recent is not None:
@@ -394,8 +404,9 @@ class ChallengeFlows:
         if self._recent is not None:
             self._recent.forget(challenge_id)
 
-    async def _resend_taken(self, taking: Awaitable[Challenge]) -> Challenge:
-        """The challenge after its resend was taken; a resend taken or refused is counted by outcome."""
+    async def _resend_taken(self, taking: Awaitable[Resent]) -> Resent:
+        """The challenge after its resend was taken; a resend taken or refused is counted by outcome (an
+        earlier call's resend answered again is not counted again)."""
         try:
             taken = await taking
         except SendBudgetExhausted as refused:
@@ -406,7 +417,8 @@ class ChallengeFlows:
             if outcome is not None:
                 self._tally.resend(outcome)
             raise
-        self._tally.resend("resent")
+        if not taken.earlier:
+            self._tally.resend("resent")
         return taken
 
     async def cancel(self, challenge_id: str, context: RequestContext) -> Challenge:
@@ -428,6 +440,11 @@ class ChallengeFlows:
             nonce=challenge.nonce,
             op_digest=challenge.op_digest,
         )
+
+
+async def _resent(taking: Awaitable[Challenge]) -> Resent:
+    """A resend's step without a request id: the challenge after it."""
+    return Resent(await taking)
 
 
 def checked_ref(challenge_id: str) -> ChallengeRef:

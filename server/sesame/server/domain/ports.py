@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     )
     from sesame.server.domain.opening import Opened, Opening
     from sesame.server.domain.proof import IssuedProof
+    from sesame.server.domain.resending import ResendClaim, Resent
     from sesame.server.domain.risk import RiskAssessment
     from sesame.server.domain.risk_signals import SimSwapStatus
     from sesame.server.domain.sent_text import SentText
@@ -244,10 +245,31 @@ class Challenges(Protocol):
         """
         ...
 
-    async def withdraw_resend(self, known: Challenge, at: datetime, context: RequestContext) -> None:
+    async def record_resend_once(  # noqa: PLR0913 (record_resend's, and the claim)
+        self,
+        challenge_id: str,
+        at: datetime,
+        context: RequestContext,
+        charges: Sequence[Charge],
+        hold: str,
+        *,
+        claim: ResendClaim,
+    ) -> Resent:
+        """As `record_resend`, the claim's request id claimed in the same step, kept until the challenge's
+        expiry (decision 0065). A request id claimed on this challenge, while it is open, answers the resend
+        that claimed it (`Resent.earlier_hold` its hold, `queued` whether its SMS is still in the outbox,
+        the challenge's resends as after it): nothing taken, queued or journaled. Claimed on another
+        challenge: InvalidRequest on `request_id`, nothing written. Refused as `record_resend` is, nothing
+        claimed."""
+        ...
+
+    async def withdraw_resend(
+        self, known: Challenge, at: datetime, context: RequestContext, request_id: str = ""
+    ) -> None:
         """Give back the resend of the challenge (as `known` before it) taken at `at`, and its user's unit,
         its last send time back to `known`'s, journaled (outcome `withdrawn`): its other send units were
-        refused (decision 0046). Nothing when the challenge's last send is no longer that resend."""
+        refused (decision 0046). Nothing when the challenge's last send is no longer that resend. The
+        `request_id` the resend claimed is given up either way (its call was refused; decision 0065)."""
         ...
 
     async def record_delivery(
@@ -323,8 +345,8 @@ class SendUnits(Protocol):
 
     async def take(self, hold: Hold, charges: Sequence[Charge], dropping: Sequence[Charge] = ()) -> None:
         """Hold one unit of each charge under the hold's name, all or nothing (a budget this name already
-        holds is held once), and give up the name's units of `dropping`. SendBudgetExhausted (the first
-        spent charge, with the exact wait): nothing written."""
+        holds is held once; a name already spent holds nothing), and give up the name's units of
+        `dropping`. SendBudgetExhausted (the first spent charge, with the exact wait): nothing written."""
         ...
 
     async def release(self, name: str, withdrawn_for: timedelta | None = None) -> None:

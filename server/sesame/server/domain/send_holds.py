@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from sesame.server.domain.model import Challenge, RequestContext
     from sesame.server.domain.opening import Opened
     from sesame.server.domain.ports import State
+    from sesame.server.domain.resending import Resent
 
 
 class SendHolds:
@@ -117,20 +118,31 @@ class SendHolds:
             return opened
         charges = self._charges(request.user_id, challenge.phone, request.context)
         own = Hold(challenge.challenge_id, hold.at, challenge.expires_at, hold.grace)
-        with contextlib.suppress(SendBudgetExhausted, StoreUnavailable):
-            await self._store.send_units.take(own, charges)
+        await self._hold_again(own, charges)
         return opened
+
+    async def _hold_again(self, earlier: Hold, charges: Sequence[Charge]) -> None:
+        """An earlier call's SMS, still queued, its units held under its own name (`earlier`) again: a Start's
+        (decision 0062) or a Resend's (0065) retried by its request id. Held once whatever the first call did
+        (a budget already held under that name is not counted again; a hold already spent holds nothing);
+        refused (a budget spent meanwhile, Redis away), that SMS stays unsent, the retry answered all the same
+        (GetChallenge tells its delivery, a Resend sends it)."""
+        with contextlib.suppress(SendBudgetExhausted, StoreUnavailable):
+            await self._store.send_units.take(earlier, charges)
 
     async def resent(
         self,
-        taking: Callable[[Sequence[Charge], str], Awaitable[Challenge]],
+        taking: Callable[[Sequence[Charge], str], Awaitable[Resent]],
         known: Challenge,
         context: RequestContext,
         now: datetime,
-    ) -> Challenge:
+        request_id: str = "",
+    ) -> Resent:
         """The resend's step (`taking`, given the user's charge and the hold's name) sent with the take of
         its other units; a refused step gives them back; a refused take withdraws the hold, so that the
-        SMS the step queued is dropped by the dispatcher (the resend itself stays spent)."""
+        SMS the step queued is dropped by the dispatcher (the resend itself given back, and its
+        `request_id`). A step that answers an earlier call's resend (its request id retried) gives this
+        call's units back and holds that resend's again while its SMS is queued (decision 0065)."""
         hold = Hold(
             f"{known.challenge_id}:r{secrets.token_hex(6)}", now, known.expires_at, self._budget.hold_grace
         )
@@ -144,11 +156,17 @@ class SendHolds:
             if not isinstance(taken, BaseException):
                 await self._store.send_units.release(hold.name)
             raise resent
+        if resent.earlier:  # nothing queued under this call's hold
+            if not isinstance(taken, BaseException):
+                await self._store.send_units.release(hold.name)
+            if resent.queued:
+                await self._hold_again(Hold(resent.earlier_hold, now, known.expires_at, hold.grace), others)
+            return resent
         if isinstance(taken, BaseException):
             # The resend, its user's unit and its SMS were taken: given back, the SMS dropped by the
             # dispatcher (its hold withdrawn). Best effort, as for Start: no hold, no SMS, whatever fails.
             await asyncio.gather(
-                self._store.challenges.withdraw_resend(known, now, context),
+                self._store.challenges.withdraw_resend(known, now, context, request_id),
                 self._store.send_units.release(hold.name, hold.grace),
                 return_exceptions=True,
             )

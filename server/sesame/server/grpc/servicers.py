@@ -67,7 +67,7 @@ class AuthenticationServicer(auth_grpc.AuthenticationServiceServicer):
         self, request: auth_pb.ResendChallengeRequest, context: Context
     ) -> auth_pb.ResendChallengeResponse:
         call = translate.targeted(request)
-        challenge = await self._flows.resend(call.challenge_id, call.context)
+        challenge = await self._flows.resend(call.challenge_id, call.context, call.request_id)
         return auth_pb.ResendChallengeResponse(
             delivery_state=translate.delivery_state(challenge.delivery),
             expires_at=translate.timestamp(challenge.expires_at),

@@ -47,7 +47,7 @@ def enroll_request(request: enrol_pb.EnrollUserRequest) -> EnrollRequest:
         secure_phone=fields.check("secure_phone", validation.mobile_phone, request.secure_phone),
         locale=fields.check("locale", validation.locale, request.locale),
     )
-    fields.check("request_id", bounded(validation.MAX_REQUEST_ID), request.request_id)
+    _request_id(fields, request.request_id)
     fields.raise_if_any()
     return result
 
@@ -66,7 +66,7 @@ def start_request(request: auth_pb.StartChallengeRequest) -> StartRequest:
     checked_user = fields.check("user_id", validation.identifier, request.user_id)
     operation = _operation(fields, "operation", request.operation if request.HasField("operation") else None)
     context = request_context(fields, request.context, request)
-    request_id = fields.check("request_id", bounded(validation.MAX_REQUEST_ID), request.request_id)
+    request_id = _request_id(fields, request.request_id)
     forwarded = translate_risk.forwarded(fields, request.context)
     fields.raise_if_any()
     return StartRequest(checked_user, operation, context, request_id, forwarded)
@@ -110,6 +110,7 @@ class Targeted:
 
     challenge_id: str
     context: RequestContext
+    request_id: str = ""  # Resend's idempotency key (decision 0065); Cancel has none
 
 
 def targeted(request: auth_pb.ResendChallengeRequest | auth_pb.CancelChallengeRequest) -> Targeted:
@@ -118,8 +119,16 @@ def targeted(request: auth_pb.ResendChallengeRequest | auth_pb.CancelChallengeRe
     if not request.challenge_id:
         fields.missing("challenge_id")
     checked = request_context(fields, request.context)
+    request_id = ""
+    if isinstance(request, auth_pb.ResendChallengeRequest):
+        request_id = _request_id(fields, request.request_id)
     fields.raise_if_any()
-    return Targeted(request.challenge_id, checked)
+    return Targeted(request.challenge_id, checked, request_id)
+
+
+def _request_id(fields: Fields, value: str) -> str:
+    """An optional idempotency key (Enroll's, Start's, Resend's): at most 128 printable characters."""
+    return fields.check("request_id", bounded(validation.MAX_REQUEST_ID), value)
 
 
 def _operation(fields: Fields, path: str, message: op_pb.Operation | None) -> Operation:
