@@ -18,7 +18,7 @@ from redis.asyncio.connection import AbstractConnection
 
 class ClosedWrites(AbstractConnection):
     """A write on a closed transport is the OSError redis-py expects (put before the pool's connection
-    class: see `sesame.clients.redis_packing.c_packed`)."""
+    class: see `sesame.clients.redis_packing.packed_class`)."""
 
     async def _send_packed_command(self, command: Iterable[bytes]) -> None:
         writer = self._writer
