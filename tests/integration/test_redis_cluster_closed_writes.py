@@ -66,6 +66,38 @@ def test_a_write_on_a_node_connection_reset_under_it_is_a_connection_error(
     assert uvloop.run(written()) == "ConnectionError"
 
 
+def test_a_node_connection_closed_by_the_client_under_a_write_is_a_connection_error(
+    redis_cluster: LoopbackCluster,
+) -> None:
+    """redis-py writes a command in a task of its own (its socket timeout's wait_for); a cluster client closes
+    every node's connections, in use or not, when a node answers CLUSTERDOWN. A connection closed so between
+    its command's start and its write (a new connection's HELLO, in the e2e drill) had no writer left: an
+    AttributeError, answered INTERNAL."""
+
+    async def written() -> str:
+        client = connect(redis_cluster.url, timeout=2.0)
+        assert isinstance(client, RedisCluster)
+        try:
+            await client.initialize()
+            connection = client.get_primaries()[0].acquire_connection()
+            await connection.connect()
+            sending = asyncio.create_task(connection.send_command("PING"))
+            await asyncio.sleep(0)  # the command started; its write waits in a task of its own
+            await connection.disconnect(nowait=True)  # as the client's aclose() does to every connection
+            try:
+                await sending
+            except RedisConnectionError:
+                return "ConnectionError"
+            except Exception as exc:
+                return type(exc).__name__
+            return "written"
+        finally:
+            await client.aclose()
+
+    assert uvloop.run(written()) == "ConnectionError"
+    assert asyncio.run(written()) == "ConnectionError"
+
+
 def test_a_script_on_a_node_connection_reset_under_it_is_run_on_a_new_one(
     redis_cluster: LoopbackCluster,
 ) -> None:

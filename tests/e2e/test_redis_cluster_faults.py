@@ -1,0 +1,231 @@
+"""A Redis Cluster failing under load, through the real `sesame serve` (its workers on uvloop) on a cluster of
+the test's own (decision 0066, as 0062 for one server): every client connection killed on every node
+(CLIENT KILL), then a primary crashed and back a few seconds later, its slots without a replica: while it is
+away its slots fail to connect and, once the others mark it failed, every node answers CLUSTERDOWN.
+
+Every Start and Verify answers OK or UNAVAILABLE with RetryInfo, never INTERNAL (a write on a connection
+uvloop saw closed was a RuntimeError that reached the caller as INTERNAL); no call fails unexpectedly in the
+server's log; and the server answers again once the cluster is ok.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
+from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
+from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
+from sesame.clients.redis_server import EmbeddedRedis
+from sesame.server.grpc.demo import find_sms
+from tests.e2e.helpers import CONTEXT, retry_info, transfer
+from tests.support.redis_cluster import LoopbackCluster
+from tests.support.serve_process import ServeProcess, start_serve
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+USERS = 8  # one loop of Start then Verify each, all at once
+CONNECTIONS = 2
+CLUSTER_OK_WITHIN = 20.0  # seconds: a restarted primary is taken back within ~2 node timeouts (2 s each)
+SETTINGS = {
+    # Budgets out of the way: the drill is about Redis, not about anti-pumping.
+    "SESAME_SEND_BUDGET_USER": "100000",
+    "SESAME_SEND_BUDGET_PHONE": "100000",
+    "SESAME_SEND_CEILING_CALLER": "100000",
+    "SESAME_SEND_CEILING_GLOBAL": "100000",
+}
+
+
+@dataclass
+class Tally:
+    """The drill's answers by RPC and code; the refusals that are not UNAVAILABLE with RetryInfo."""
+
+    codes: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
+    wrong: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def ok(self, rpc: str) -> None:
+        self.codes[rpc, "OK"] += 1
+
+    def refused(self, rpc: str, error: grpc.aio.AioRpcError) -> None:
+        self.codes[rpc, error.code().name] += 1
+        if error.code() is not grpc.StatusCode.UNAVAILABLE or not retry_info(error):
+            self.wrong.append((rpc, error.code().name, error.details() or ""))
+
+
+@dataclass(frozen=True)
+class Drill:
+    """The cluster, the server on it, and its users' stubs."""
+
+    cluster: LoopbackCluster
+    serving: ServeProcess
+    sms_file: Path
+    auth: list[auth_grpc.AuthenticationServiceStub]
+
+
+@pytest.fixture
+def own_cluster(tmp_path: Path) -> Iterator[LoopbackCluster]:
+    """A cluster of the test's own, which it breaks."""
+    with LoopbackCluster(tmp_path / "cluster") as cluster:
+        yield cluster
+
+
+@pytest.fixture
+async def drill(own_cluster: LoopbackCluster, tmp_path: Path) -> AsyncIterator[Drill]:
+    var = tmp_path / "var"
+    serving = start_serve(var, settings={**SETTINGS, "SESAME_REDIS_URL": own_cluster.url})
+    options = (("grpc.use_local_subchannel_pool", 1),)  # a connection each
+    channels = [grpc.aio.insecure_channel(serving.address, options=options) for _ in range(CONNECTIONS)]
+    try:
+        enrol = enrol_grpc.EnrollmentServiceStub(channels[0])
+        for n in range(USERS):
+            await enrol.EnrollUser(
+                enrol_pb.EnrollUserRequest(
+                    user_id=f"u{n}", client_id="acme", secure_phone=f"+336120000{n:02d}"
+                ),
+                timeout=10,
+            )
+        yield Drill(
+            own_cluster,
+            serving,
+            var / "sms.jsonl",
+            [auth_grpc.AuthenticationServiceStub(c) for c in channels],
+        )
+    finally:
+        await asyncio.gather(*(channel.close() for channel in channels))
+        serving.process.terminate()
+        serving.process.wait(timeout=30)
+
+
+async def _code(sms_file: Path, challenge_id: str, within: float) -> str | None:
+    """The code of the challenge's SMS once the server's dispatcher wrote it; None after `within` seconds."""
+    deadline = time.monotonic() + within
+    while (found := find_sms(sms_file, challenge_id)) is None:
+        if time.monotonic() > deadline:
+            return None
+        await asyncio.sleep(0.05)
+    return found[1]
+
+
+async def _flow(drill: Drill, user_id: str, auth: auth_grpc.AuthenticationServiceStub, tally: Tally) -> bool:
+    """One Start and, once its SMS came, the Verify of its code; whether both answered OK and verified."""
+    start = auth_pb.StartChallengeRequest(user_id=user_id, operation=transfer(), context=CONTEXT)
+    try:
+        challenge_id = (await auth.StartChallenge(start, timeout=10)).challenge_id
+    except grpc.aio.AioRpcError as error:
+        tally.refused("StartChallenge", error)
+        return False
+    tally.ok("StartChallenge")
+    code = await _code(drill.sms_file, challenge_id, within=3.0)
+    if code is None:  # its SMS not sent yet (Redis away): the next Start opens another
+        return False
+    verify = auth_pb.VerifyChallengeRequest(
+        challenge_id=challenge_id, code=code, operation=transfer(), context=CONTEXT
+    )
+    try:
+        answer = await auth.VerifyChallenge(verify, timeout=10)
+    except grpc.aio.AioRpcError as error:
+        tally.refused("VerifyChallenge", error)
+        return False
+    tally.ok("VerifyChallenge")
+    return answer.result == auth_pb.VERIFY_RESULT_VERIFIED
+
+
+@contextlib.asynccontextmanager
+async def loaded(drill: Drill, tally: Tally) -> AsyncIterator[None]:
+    """Every user's Start and Verify in a loop, until the block ends."""
+    stop = asyncio.Event()
+
+    async def loop(n: int) -> None:
+        while not stop.is_set():
+            if not await _flow(drill, f"u{n}", drill.auth[n % CONNECTIONS], tally):
+                await asyncio.sleep(0.05)
+
+    loops = [asyncio.create_task(loop(n)) for n in range(USERS)]
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.gather(*loops)
+
+
+async def _kill_every_client(cluster: LoopbackCluster) -> None:
+    """CLIENT KILL of every normal client on every node (the server's connections, mid-call or idle)."""
+    for node in cluster.nodes:
+        admin = aioredis.Redis(port=node.port)
+        try:
+            await admin.execute_command("CLIENT", "KILL", "TYPE", "normal")
+        finally:
+            await admin.aclose()
+
+
+async def _crash_and_recover(node: EmbeddedRedis, down: float) -> None:
+    """Crash the node (DEBUG CRASH-AND-RECOVER: every socket closed, nothing saved beyond what it wrote) and
+    let it start again `down` seconds later, the same process on its port, data and cluster configuration.
+    (Not SIGKILL and a new child: a child forked by this process, which runs gRPC's threads, died at once.)"""
+    admin = aioredis.Redis(port=node.port)
+    try:
+        with contextlib.suppress(RedisConnectionError):  # it closes the connection instead of answering
+            await admin.execute_command("DEBUG", "CRASH-AND-RECOVER", int(down * 1000))
+    finally:
+        await admin.aclose()
+    await asyncio.sleep(down)
+
+
+async def _cluster_state(port: int) -> str:
+    admin = aioredis.Redis(port=port)
+    try:
+        info = (await admin.execute_command("CLUSTER", "INFO")).decode()
+    finally:
+        await admin.aclose()
+    return dict(line.split(":", 1) for line in info.splitlines() if ":" in line)["cluster_state"]
+
+
+async def _until_cluster_ok(cluster: LoopbackCluster) -> None:
+    async with asyncio.timeout(CLUSTER_OK_WITHIN):
+        while {await _cluster_state(node.port) for node in cluster.nodes} != {"ok"}:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+
+
+async def test_a_cluster_losing_its_connections_and_a_primary_answers_ok_or_unavailable(drill: Drill) -> None:
+    """Under Starts and Verifies: CLIENT KILL on every node, thrice; then a primary crashed, away past
+    the node timeout (CLUSTERDOWN on the others), and back. Every answer is OK or UNAVAILABLE with
+    RetryInfo; the server logged no unexpected failure; once the cluster is ok every user's flow verifies."""
+    tally = Tally()
+    async with loaded(drill, tally):
+        await asyncio.sleep(1.0)
+        for _ in range(3):
+            await _kill_every_client(drill.cluster)
+            await asyncio.sleep(0.5)
+        await _crash_and_recover(drill.cluster.nodes[1], down=3.5)
+        await _until_cluster_ok(drill.cluster)
+        await asyncio.sleep(1.0)
+    log = drill.serving.output()
+    assert tally.wrong == [], _unexpected(log)
+    assert "failed unexpectedly" not in log, _unexpected(log)
+    assert tally.codes["StartChallenge", "UNAVAILABLE"] > 0, tally.codes  # the faults were seen
+    assert tally.codes["VerifyChallenge", "OK"] > 0, tally.codes
+    assert "(ClusterDownError)" in log  # the other primaries refused while one was failed
+    # The cluster ok again: each user's next flow verifies (a call or two may still find a stale route).
+    for n in range(USERS):
+        for _ in range(3):
+            if await _flow(drill, f"u{n}", drill.auth[0], tally):
+                break
+        else:
+            raise AssertionError(f"u{n} does not verify again: {tally.codes}")
+    assert tally.wrong == []
+
+
+def _unexpected(log: str) -> str:
+    """The server's log from its first unexpected failure on (its traceback), for a failed assertion."""
+    return log[log.find("failed unexpectedly") - 200 :][:6000]
