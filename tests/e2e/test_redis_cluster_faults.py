@@ -1,7 +1,8 @@
 """A Redis Cluster failing under load, through the real `sesame serve` (its workers on uvloop) on a cluster of
 the test's own (decision 0066, as 0062 for one server): every client connection killed on every node
-(CLIENT KILL), then a primary crashed and back a few seconds later, its slots without a replica: while it is
-away its slots fail to connect and, once the others mark it failed, every node answers CLUSTERDOWN.
+(CLIENT KILL); every node crashed at once and back (the client, learning the slots again, reaches none);
+then a primary crashed and back a few seconds later, its slots without a replica: while it is away its slots
+fail to connect and, once the others mark it failed, every node answers CLUSTERDOWN.
 
 Every Start and Verify answers OK or UNAVAILABLE with RetryInfo, never INTERNAL (a write on a connection
 uvloop saw closed was a RuntimeError that reached the caller as INTERNAL); no call fails unexpectedly in the
@@ -198,15 +199,21 @@ async def _until_cluster_ok(cluster: LoopbackCluster) -> None:
 
 
 async def test_a_cluster_losing_its_connections_and_a_primary_answers_ok_or_unavailable(drill: Drill) -> None:
-    """Under Starts and Verifies: CLIENT KILL on every node, thrice; then a primary crashed, away past
-    the node timeout (CLUSTERDOWN on the others), and back. Every answer is OK or UNAVAILABLE with
-    RetryInfo; the server logged no unexpected failure; once the cluster is ok every user's flow verifies."""
+    """Under Starts and Verifies: CLIENT KILL on every node, thrice; every node crashed and back; then a
+    primary crashed, away past the node timeout (CLUSTERDOWN on the others), and back. Every answer is OK
+    or UNAVAILABLE with RetryInfo; the server logged no unexpected failure; once the cluster is ok every
+    user's flow verifies."""
     tally = Tally()
     async with loaded(drill, tally):
         await asyncio.sleep(1.0)
         for _ in range(3):
             await _kill_every_client(drill.cluster)
             await asyncio.sleep(0.5)
+        # Every node away at once: the client, learning the slots again, reaches none.
+        await asyncio.gather(*(_crash_and_recover(node, down=2.0) for node in drill.cluster.nodes))
+        await _until_cluster_ok(drill.cluster)
+        await asyncio.sleep(1.0)
+        # One primary away past the node timeout: the others say CLUSTERDOWN.
         await _crash_and_recover(drill.cluster.nodes[1], down=3.5)
         await _until_cluster_ok(drill.cluster)
         await asyncio.sleep(1.0)
@@ -216,6 +223,7 @@ async def test_a_cluster_losing_its_connections_and_a_primary_answers_ok_or_unav
     assert tally.codes["StartChallenge", "UNAVAILABLE"] > 0, tally.codes  # the faults were seen
     assert tally.codes["VerifyChallenge", "OK"] > 0, tally.codes
     assert "(ClusterDownError)" in log  # the other primaries refused while one was failed
+    assert "(RedisClusterException)" in log  # no node reached while all were away
     # The cluster ok again: each user's next flow verifies (a call or two may still find a stale route).
     for n in range(USERS):
         for _ in range(3):
