@@ -2,7 +2,9 @@
 the test's own (decision 0066, as 0062 for one server): every client connection killed on every node
 (CLIENT KILL); every node crashed at once and back (the client, learning the slots again, reaches none);
 then a primary crashed and back a few seconds later, its slots without a replica: while it is away its slots
-fail to connect and, once the others mark it failed, every node answers CLUSTERDOWN.
+fail to connect and, once the others mark it failed, every node answers CLUSTERDOWN; a primary out of memory;
+a primary silent past the server's socket timeout. And a user's slot migrated under its calls (TRYAGAIN,
+ASK, then MOVED), each refused call having written nothing.
 
 Every Start and Verify answers OK or UNAVAILABLE with RetryInfo, never INTERNAL (a write on a connection
 uvloop saw closed was a RuntimeError that reached the caller as INTERNAL); no call fails unexpectedly in the
@@ -185,6 +187,30 @@ async def _crash_and_recover(node: EmbeddedRedis, down: float) -> None:
     await asyncio.sleep(down)
 
 
+@contextlib.asynccontextmanager
+async def _out_of_memory(node: EmbeddedRedis) -> AsyncIterator[None]:
+    """maxmemory far below what the node uses, nothing evictable: its writes that may grow memory are -OOM."""
+    admin = aioredis.Redis(port=node.port)
+    try:
+        await admin.config_set("maxmemory-policy", "noeviction")
+        await admin.config_set("maxmemory", 1)
+        try:
+            yield
+        finally:
+            await admin.config_set("maxmemory", 0)
+    finally:
+        await admin.aclose()
+
+
+async def _asleep(node: EmbeddedRedis, seconds: float) -> None:
+    """The node answering nothing for `seconds` (DEBUG SLEEP), then answering again."""
+    admin = aioredis.Redis(port=node.port, socket_timeout=seconds + 5)
+    try:
+        await admin.execute_command("DEBUG", "SLEEP", seconds)
+    finally:
+        await admin.aclose()
+
+
 async def _cluster_state(port: int) -> str:
     admin = aioredis.Redis(port=port)
     try:
@@ -201,8 +227,9 @@ async def _until_cluster_ok(cluster: LoopbackCluster) -> None:
 
 
 async def test_a_cluster_losing_its_connections_and_a_primary_answers_ok_or_unavailable(drill: Drill) -> None:
-    """Under Starts and Verifies: CLIENT KILL on every node, thrice; every node crashed and back; then a
-    primary crashed, away past the node timeout (CLUSTERDOWN on the others), and back. Every answer is OK
+    """Under Starts and Verifies: CLIENT KILL on every node, thrice; every node crashed and back; a primary
+    crashed, away past the node timeout (CLUSTERDOWN on the others), and back; a primary out of memory; a
+    primary silent past the socket timeout. Every answer is OK
     or UNAVAILABLE with RetryInfo; the server logged no unexpected failure; once the cluster is ok every
     user's flow verifies."""
     tally = Tally()
@@ -219,6 +246,12 @@ async def test_a_cluster_losing_its_connections_and_a_primary_answers_ok_or_unav
         await _crash_and_recover(drill.cluster.nodes[1], down=3.5)
         await _until_cluster_ok(drill.cluster)
         await asyncio.sleep(1.0)
+        # One primary out of memory, then one silent past the server's socket timeout (and the node timeout).
+        async with _out_of_memory(drill.cluster.nodes[0]):
+            await asyncio.sleep(1.5)
+        await _asleep(drill.cluster.nodes[2], seconds=3.0)
+        await _until_cluster_ok(drill.cluster)
+        await asyncio.sleep(1.0)
     log = drill.serving.output()
     assert tally.wrong == [], _unexpected(log)
     assert "failed unexpectedly" not in log, _unexpected(log)
@@ -226,6 +259,8 @@ async def test_a_cluster_losing_its_connections_and_a_primary_answers_ok_or_unav
     assert tally.codes["VerifyChallenge", "OK"] > 0, tally.codes
     assert "(ClusterDownError)" in log  # the other primaries refused while one was failed
     assert "(RedisClusterException)" in log  # no node reached while all were away
+    assert "(OutOfMemoryError)" in log
+    assert "(TimeoutError)" in log
     # The cluster ok again: each user's next flow verifies (a call or two may still find a stale route).
     assert [n for n in range(USERS) if not await _verifies_again(drill, f"u{n}", tally)] == [], tally.codes
     assert tally.wrong == []
