@@ -101,8 +101,9 @@ def test_a_node_connection_closed_by_the_client_under_a_write_is_a_connection_er
 def test_a_script_on_a_node_connection_reset_under_it_is_run_on_a_new_one(
     redis_cluster: LoopbackCluster,
 ) -> None:
-    """Through the store's funnel: the ConnectionError is one redis-py's cluster client retries on (the
-    slots learnt again, a new connection), so the script answers where it was an INTERNAL."""
+    """Through the store's funnel, on a client with redis-py's default retry (as the outbox's own): the
+    ConnectionError is one its cluster client retries on (the slots learnt again, a new connection), so the
+    script answers where it was an INTERNAL. (The state store's client has no retry: UNAVAILABLE.)"""
 
     async def ran() -> object:
         client = connect(redis_cluster.url, timeout=2.0)
