@@ -85,6 +85,15 @@ def violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
     return {v.field: v.description for v in bad.field_violations}
 
 
+def retry_info(error: grpc.aio.AioRpcError) -> bool:
+    """Whether the refusal carries RetryInfo (when to try again) in its rich status."""
+    raw = dict(error.trailing_metadata() or ()).get("grpc-status-details-bin")
+    if raw is None:
+        return False
+    retry = error_details_pb2.RetryInfo()
+    return any(detail.Unpack(retry) for detail in status_pb2.Status.FromString(raw).details)
+
+
 def precondition(error: grpc.aio.AioRpcError) -> str:
     """The type of the google.rpc.PreconditionFailure a FAILED_PRECONDITION error carries."""
     assert error.code() is grpc.StatusCode.FAILED_PRECONDITION

@@ -23,7 +23,6 @@ from typing import Any
 import grpc
 import pytest
 import redis.asyncio as aioredis
-from google.rpc import error_details_pb2, status_pb2
 from redis.exceptions import ResponseError
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
@@ -39,6 +38,7 @@ from tests.e2e.helpers import (
     CONTEXT,
     PHONE,
     enrolled,
+    retry_info,
     sms_count,
     snapshot,
     started,
@@ -332,21 +332,13 @@ async def answers(
             await call()
         except grpc.aio.AioRpcError as error:
             wrote = before is not None and await snapshot(watch) != before  # type: ignore[arg-type]
-            return Answer(error.code(), _retry_info(error), wrote)
+            return Answer(error.code(), retry_info(error), wrote)
         return Answer(grpc.StatusCode.OK)
 
     asked = calls(live, there)
     if together:
         return dict(zip(asked, await asyncio.gather(*map(one, asked.values())), strict=True))
     return {name: await one(call) for name, call in asked.items()}
-
-
-def _retry_info(error: grpc.aio.AioRpcError) -> bool:
-    raw = dict(error.trailing_metadata() or ()).get("grpc-status-details-bin")
-    if raw is None:
-        return False
-    retry = error_details_pb2.RetryInfo()
-    return any(detail.Unpack(retry) for detail in status_pb2.Status.FromString(raw).details)
 
 
 def refused(got: Answers) -> set[str]:
@@ -487,7 +479,7 @@ async def test_a_reply_cut_half_way_is_unavailable_and_the_verify_counted_once(
                 await verify(live, challenge_id, wrong(code))
             assert cutter.cuts == 1
             assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
-            assert _retry_info(caught.value)
+            assert retry_info(caught.value)
             got = await live.auth.GetChallenge(auth_pb.GetChallengeRequest(challenge_id=challenge_id))
             assert got.challenge.attempts_left == ChallengePolicy().max_attempts - 1
             assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VERIFIED

@@ -21,6 +21,7 @@ from sesame.clients.redis_scripts import Scripts
 from sesame.clients.redis_store import RedisState
 from sesame.server.domain.errors import ConfigurationError, ScriptSpansSlots, StoreUnavailable
 from sesame.server.domain.model import SentPart
+from tests.support.ports import free_port
 from tests.support.redis_cluster import LoopbackCluster
 
 pytestmark = pytest.mark.integration
@@ -250,3 +251,19 @@ async def test_a_script_reaching_another_slot_fails_by_name_wherever_that_slot_i
     with pytest.raises(ScriptSpansSlots) as refused:
         await asyncio.wait_for(scripts.run(TAKE, [stream], [GROUP, "dispatcher-1", 10, ""]), WITHIN)
     assert refused.value.script == "take_outbox"
+
+
+async def test_a_cluster_no_node_of_which_answers_is_store_unavailable_for_scripts_and_reads() -> None:
+    """redis-py's cluster client says it could reach no node (learning the slots again after a node failed,
+    every node away) with a RedisClusterException, which is no RedisError: the funnel let it through and the
+    call was answered INTERNAL (decision 0066)."""
+    client = connect(f"redis+cluster://127.0.0.1:{free_port()}", timeout=1.0)
+    scripts = Scripts(client)
+    try:
+        with pytest.raises(StoreUnavailable) as script:
+            await scripts.run(LEASE, ["test:lease:{away}"], ["sealer-1", 60_000])
+        with pytest.raises(StoreUnavailable) as read:
+            await scripts.call("read", client.hgetall("test:{away}"))
+    finally:
+        await client.aclose()
+    assert str(script.value) == str(read.value) == "RedisClusterException"

@@ -31,6 +31,8 @@ _NODE_ARGUMENTS: Final = (
     # A node that stops answering is failed quickly (no replica takes over: there is none).
     "--cluster-node-timeout", "2000",
     "--appendfsync", "no",
+    # The fault drills crash a node and let it come back (DEBUG CRASH-AND-RECOVER), from loopback only.
+    "--enable-debug-command", "local",
 )  # fmt: skip
 
 

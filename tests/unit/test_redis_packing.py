@@ -6,11 +6,14 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from redis.asyncio.connection import AbstractConnection, Connection, UnixDomainSocketConnection
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import AbstractConnection, Connection, SSLConnection, UnixDomainSocketConnection
 from redis.exceptions import DataError
 
+from sesame.clients.redis_closed_writes import ClosedWrites
+from sesame.clients.redis_connect import beside, connect
 from sesame.clients.redis_outbox import RedisOutbox
-from sesame.clients.redis_packing import c_packed
+from sesame.clients.redis_packing import c_packed, packed_class
 from sesame.clients.redis_store import RedisState
 
 COMMANDS: list[tuple[Any, ...]] = [
@@ -57,3 +60,20 @@ def test_the_pools_of_the_state_and_the_outbox_pack_in_c_whatever_the_url() -> N
     assert issubclass(cls, UnixDomainSocketConnection)
     assert cls.__name__ == "CPackedUnixDomainSocketConnection"
     assert c_packed(socket._client).connection_pool.connection_class is cls
+
+
+@pytest.mark.parametrize(
+    ("url", "base"),
+    [("redis+cluster://127.0.0.1:1", Connection), ("rediss+cluster://127.0.0.1:1", SSLConnection)],
+)
+def test_a_clusters_nodes_have_the_same_connection_class_and_keep_their_tls(url: str, base: type) -> None:
+    """Its seeds, the nodes it will learn (made from its connection kwargs) and the outbox's client beside it:
+    C packing and closed writes as a ConnectionError (decision 0066), on TLS when the URL asks for it."""
+    client = connect(url, timeout=1.0)
+    assert isinstance(client, RedisCluster)
+    for made in (client, beside(client, timeout=1.0)):
+        assert isinstance(made, RedisCluster)
+        classes = {node.connection_class for node in made.nodes_manager.startup_nodes.values()}
+        classes.add(made.nodes_manager.connection_kwargs["connection_class"])
+        assert classes == {packed_class(base)}
+        assert issubclass(packed_class(base), ClosedWrites)

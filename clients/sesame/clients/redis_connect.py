@@ -21,7 +21,7 @@ from redis.asyncio.retry import Retry
 from redis.driver_info import DriverInfo
 from redis.exceptions import RedisClusterException, RedisError
 
-from sesame.clients.redis_packing import c_packed
+from sesame.clients.redis_packing import c_packed, packed_class
 from sesame.server.domain.errors import ConfigurationError, StoreUnavailable
 
 _BOOT_TIMEOUT: Final = 2.0  # seconds for each socket wait of the boot's check
@@ -58,12 +58,11 @@ def connect(url: str, *, timeout: float, retry: Retry | None = None, **options: 
         )
         return c_packed(client)  # commands packed in C (decision 0049); `beside` copies the connection class
     nodes, credentials, tls = _cluster_target(url)
-    return RedisCluster(
+    return _cluster(
         startup_nodes=nodes,
         ssl=tls,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
-        max_connections=_PER_NODE,
         **credentials,
         **options,
     )
@@ -75,20 +74,32 @@ def beside(client: RedisClient, *, timeout: float) -> RedisClient:
     if isinstance(client, RedisCluster):
         kwargs = client.get_connection_kwargs()
         kept: dict[str, Any] = {name: kwargs[name] for name in _KEPT if name in kwargs}
-        return RedisCluster(
+        return _cluster(
             # The seeds it was given (or the nodes it found since): a client not used yet knows no node.
             startup_nodes=[
                 ClusterNode(node.host, node.port) for node in client.nodes_manager.startup_nodes.values()
             ],
-            ssl=kwargs.get("connection_class") is SSLConnection,
+            ssl=issubclass(client.nodes_manager.connection_kwargs["connection_class"], SSLConnection),
             socket_timeout=timeout,
             retry=client.retry,
-            max_connections=_PER_NODE,
             **kept,
         )
     options = {**client.connection_pool.connection_kwargs, "socket_timeout": timeout}
     pool = aioredis.ConnectionPool(connection_class=client.connection_pool.connection_class, **options)
     return aioredis.Redis(connection_pool=pool)
+
+
+def _cluster(**options: Any) -> RedisCluster:
+    """A cluster client whose nodes' connections are the store's class (`packed_class`: a write on a closed
+    connection is a ConnectionError, decision 0066; commands packed in C). redis-py 8 takes no connection
+    class for a cluster: it makes every node (the seeds now; the nodes CLUSTER SLOTS names and a MOVED's
+    target later) from the client's `connection_kwargs`, the dict its nodes manager shares."""
+    client = RedisCluster(max_connections=_PER_NODE, **options)
+    kwargs = client.nodes_manager.connection_kwargs
+    kwargs["connection_class"] = packed_class(kwargs["connection_class"])
+    for node in client.nodes_manager.startup_nodes.values():
+        node.connection_class = kwargs["connection_class"]
+    return client
 
 
 async def check_cluster(client: RedisClient) -> None:

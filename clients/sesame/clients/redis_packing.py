@@ -9,7 +9,7 @@ before, which answers it or raises its own DataError: the bytes on the wire and 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import hiredis
 import redis.asyncio as aioredis
@@ -18,6 +18,7 @@ from redis.asyncio.connection import AbstractConnection
 from sesame.clients.redis_closed_writes import ClosedWrites
 
 _PACKED: dict[type[AbstractConnection], type[AbstractConnection]] = {}
+C = TypeVar("C", bound=AbstractConnection)
 
 
 class _CPacking(AbstractConnection):
@@ -41,10 +42,16 @@ def c_packed(client: aioredis.Redis) -> aioredis.Redis:
     closed connection as ConnectionError (`ClosedWrites`, decision 0062). Call it before the first command:
     connections already made keep packing in Python."""
     pool = client.connection_pool
-    base = pool.connection_class
-    if not issubclass(base, _CPacking):
-        packed = _PACKED.get(base)
-        if packed is None:
-            packed = _PACKED[base] = type(f"CPacked{base.__name__}", (_CPacking, ClosedWrites, base), {})
-        pool.connection_class = packed
+    pool.connection_class = packed_class(pool.connection_class)
     return client
+
+
+def packed_class(base: type[C]) -> type[C]:
+    """`base` packing commands in C and failing a write on a closed connection as ConnectionError: the one
+    connection class of every Sésame client, a pool's (`c_packed`) or a cluster's nodes' (decision 0066)."""
+    if issubclass(base, _CPacking):
+        return base
+    packed = _PACKED.get(base)
+    if packed is None:
+        packed = _PACKED[base] = type(f"CPacked{base.__name__}", (_CPacking, ClosedWrites, base), {})
+    return cast("type[C]", packed)

@@ -175,7 +175,8 @@ class Scripts:
         except StoreUnavailable:
             self._meter.failed(name)
             raise
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
+            # RedisClusterException, no RedisError: a cluster client that reached no node (decision 0066).
             self._meter.failed(name)
             raise StoreUnavailable(fault(exc)) from exc
         finally:
