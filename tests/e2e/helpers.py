@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 import grpc
 import redis.asyncio as aioredis
@@ -16,6 +15,7 @@ from sesame.api.v1 import operation_pb2 as op_pb
 from sesame.clients.redis_keys import Keyspace
 from sesame.server.grpc.demo import read_code
 from tests.e2e.conftest import Live
+from tests.support.console_sms import written
 
 PHONE = "+33612345678"
 IBAN = "FR7630006000011234567890189"
@@ -64,10 +64,7 @@ async def verify(
 
 def sms_count(live: Live, challenge_id: str) -> int:
     """How many console SMS were written for `challenge_id` (its start's and its resends')."""
-    if not live.sms_file.exists():
-        return 0
-    lines = live.sms_file.read_text(encoding="utf-8").splitlines()
-    return sum(json.loads(line)["challenge_id"] == challenge_id for line in lines)
+    return sum(sms["challenge_id"] == challenge_id for sms in written(live.sms_file))
 
 
 def wrong(code: str) -> str:

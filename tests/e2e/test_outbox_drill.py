@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import os
 import signal
 import time
@@ -27,6 +26,7 @@ from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_server import EmbeddedRedis
 from tests.e2e.helpers import transfer
+from tests.support.console_sms import written
 from tests.support.serve_process import ServeProcess, start_dispatch, start_serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -104,17 +104,11 @@ async def load(
     return acknowledged
 
 
-def lines(sms_file: Path) -> list[dict[str, str]]:
-    if not sms_file.exists():
-        return []
-    return [json.loads(line) for line in sms_file.read_text(encoding="utf-8").splitlines() if line]
-
-
 async def every_sms_handed(sms_file: Path, challenge_ids: list[str]) -> Counter[str]:
     """How many times each challenge's SMS reached the gateway, once every one of them did (bounded)."""
     deadline = time.monotonic() + WITHIN
     while True:
-        handed = Counter(line["challenge_id"] for line in lines(sms_file))
+        handed = Counter(line["challenge_id"] for line in written(sms_file))
         missing = [c for c in challenge_ids if not handed[c]]
         if not missing or time.monotonic() > deadline:
             assert missing == [], f"{len(missing)} acknowledged challenges never had their SMS sent"
@@ -141,7 +135,7 @@ async def check_once_recorded(client: aioredis.Redis, sms_file: Path, challenge_
     come before it."""
     keys = Keyspace()
     sent_at: dict[str, list[datetime]] = {}
-    for line in lines(sms_file):
+    for line in written(sms_file):
         sent_at.setdefault(line["challenge_id"], []).append(datetime.fromisoformat(line["sent_at"]))
     for challenge_id in challenge_ids:
         assert await client.exists(keys.challenge(challenge_id)) == 1
@@ -205,11 +199,11 @@ async def test_a_dispatcher_killed_mid_batch_loses_no_sms(
     acknowledged = await load(stubs, 150, asyncio.Event(), 150)
     assert len(acknowledged) == 150
     sms_file = var / "sms.jsonl"
-    assert lines(sms_file) == []  # queued, not sent: no worker dispatches
+    assert written(sms_file) == []  # queued, not sent: no worker dispatches
     first = start_dispatch(var, chosen)
     stopped.append(first)
     deadline = time.monotonic() + WITHIN
-    while not lines(sms_file) and time.monotonic() < deadline:  # noqa: ASYNC110 (another process writes it)
+    while not written(sms_file) and time.monotonic() < deadline:  # noqa: ASYNC110 (another process writes it)
         await asyncio.sleep(0.005)
     first.process.send_signal(signal.SIGKILL)
     first.process.wait(timeout=30)

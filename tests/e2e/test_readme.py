@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from sesame.server.grpc.demo import code_in
+from tests.support.console_sms import written
 from tests.support.serve_process import start_serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -32,8 +32,8 @@ def sms_code(sms_file: Path, example: subprocess.Popen[str], limit: float = 30.0
     """The code of the first SMS written to the console file, waiting while the example runs."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline and example.poll() is None:
-        if sms_file.exists() and (lines := sms_file.read_text(encoding="utf-8").splitlines()):
-            return code_in(json.loads(lines[0])["text"])
+        if sent := written(sms_file):
+            return code_in(sent[0]["text"])
         time.sleep(0.1)
     example.kill()
     _, err = example.communicate()

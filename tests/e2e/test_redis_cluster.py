@@ -26,6 +26,7 @@ from sesame.clients.redis_keys import Keyspace
 from sesame.server.grpc.demo import code_in
 from sesame.server.journal_archive import JournalArchive
 from tests.e2e.helpers import CONTEXT, PHONE, transfer
+from tests.support.console_sms import written
 from tests.support.outbox import sms_in
 from tests.support.redis_cluster import LoopbackCluster
 from tests.support.serve_process import ServeProcess, run_serve, start_serve
@@ -87,8 +88,7 @@ def on_cluster(tmp_path: Path, redis_cluster: LoopbackCluster) -> Iterator[OnClu
 
 def sms_lines(sms_file: Path, challenge_id: str) -> list[dict[str, str]]:
     """The console SMS written for `challenge_id` so far."""
-    lines = sms_file.read_text(encoding="utf-8").splitlines() if sms_file.exists() else []
-    return [sms for sms in map(json.loads, lines) if sms["challenge_id"] == challenge_id]
+    return [sms for sms in written(sms_file) if sms["challenge_id"] == challenge_id]
 
 
 def sealed_streams(var: Path, within: float = 30.0, *, streams: set[str]) -> set[str]:

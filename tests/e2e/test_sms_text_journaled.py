@@ -5,7 +5,6 @@ server and its dispatcher."""
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import timedelta
 from importlib import resources
 
@@ -17,6 +16,7 @@ from sesame.clients import redis_records as rec
 from sesame.server.domain.challenges import ChallengePolicy
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import CONTEXT, enrolled, started, verify, wrong
+from tests.support.console_sms import written
 from tests.support.outbox import settled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -45,7 +45,7 @@ async def test_each_send_is_journaled_with_its_masked_text_hash_and_template_ver
         auth_pb.ResendChallengeRequest(challenge_id=challenge_id, context=CONTEXT)
     )
     await settled(live.store)
-    texts = [json.loads(line)["text"] for line in live.sms_file.read_text(encoding="utf-8").splitlines()]
+    texts = [sms["text"] for sms in written(live.sms_file)]
     assert len(texts) == 2
     sent = [e for e in await journal(live, redis_client, challenge_id) if e["event"] == "challenge.delivery"]
     assert [e["outcome"] for e in sent] == ["sent", "sent"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 import grpc
 import pytest
@@ -15,6 +14,7 @@ from sesame.server.domain.challenges import ChallengePolicy
 from sesame.server.grpc.demo import code_in
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import CONTEXT, transfer, verify
+from tests.support.console_sms import written
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -75,7 +75,7 @@ async def test_no_code_sent_to_the_old_number_verifies_after_the_change(live: Li
     # Every change has answered: a code the old number received must authorise nothing from now on.
     to_old = [
         message
-        for message in map(json.loads, live.sms_file.read_text(encoding="utf-8").splitlines())
+        for message in written(live.sms_file)
         if message["challenge_id"] and message["to"].startswith("+336120")
     ]
     results = await asyncio.gather(*(verify(live, m["challenge_id"], code_in(m["text"])) for m in to_old))
