@@ -3,8 +3,9 @@
 Each worker's loop fires a timer every 50 ms and records how late it came (sesame.server.loop_lag). The
 scrape sums the workers (multiprocess metrics), so a phase's figures are the difference of two scrapes: how
 many ticks, and how many came later than each bucket's bound. A tick late by 30 ms is 30 ms every call in
-flight on that worker waited for nothing of its own: at half the maximum rate, the tail of the RPCs'
-latencies is such stalls, not queues (decision 0052).
+flight on that worker waited for nothing of its own (decision 0052). Few late ticks beside a long tail of the
+RPCs' latencies says the tail is elsewhere: calls waiting for a core, on a machine the load client shares
+(decision 0067).
 """
 
 from __future__ import annotations
