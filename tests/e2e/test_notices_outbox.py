@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -26,6 +25,7 @@ from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisState
 from tests.e2e.helpers import IBAN, PHONE
+from tests.support.console_sms import written
 from tests.support.outbox import keys_holding, sms_in
 from tests.support.serve_process import ServeProcess, start_dispatch, start_serve
 
@@ -38,8 +38,7 @@ NEW_PHONE = "+33698765432"
 
 def _notices(sms_file: Path) -> list[dict[str, str]]:
     """The SMS that belong to no challenge (notices) in the console file."""
-    sent = [json.loads(line) for line in sms_file.read_text(encoding="utf-8").splitlines()]
-    return [message for message in sent if not message["challenge_id"]]
+    return [message for message in written(sms_file) if not message["challenge_id"]]
 
 
 def _killed(process: ServeProcess) -> None:

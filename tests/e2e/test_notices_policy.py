@@ -6,7 +6,6 @@ journaled failed with the reason and listed by `sesame sms dead-letters`, the ch
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisState
 from tests.e2e.helpers import IBAN, PHONE
 from tests.e2e.test_sms_dead_letters import dead_letters_command
+from tests.support.console_sms import written
 from tests.support.outbox import keys_holding
 from tests.support.serve_process import ServeProcess, start_serve
 from tests.support.smsc import Smsc, serving_in_thread
@@ -108,8 +108,7 @@ async def test_a_notice_the_first_provider_refuses_goes_through_the_second(
     await _beneficiary_added(serving.address, smsc, "nina")
     entry = await _notice_entry(redis_store, "nina", "sent")
     assert (entry["kind"], entry["provider_ref"].split("-")[0]) == ("beneficiary_added", "console")
-    sent = [json.loads(line) for line in (var / "sms.jsonl").read_text(encoding="utf-8").splitlines()]
-    (notice,) = [message for message in sent if not message["challenge_id"]]
+    (notice,) = [message for message in written(var / "sms.jsonl") if not message["challenge_id"]]
     assert (notice["to"], "a été ajouté" in notice["text"]) == (PHONE, True)
     assert smsc.accept_first == len(smsc.submitted)  # the code only: the SMSC refused the notice
     lines = await asyncio.to_thread(dead_letters_command, {"SESAME_REDIS_URL": redis_server.url})

@@ -5,7 +5,6 @@ does that of a user whose block alert went through the outbox (record_notice.lua
 from __future__ import annotations
 
 import hashlib
-import json
 from importlib import resources
 
 import pytest
@@ -18,6 +17,7 @@ from sesame.server.journal_archive import JournalArchive
 from sesame.server.journal_verify import verify_archive
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import enrolled, started, verify, wrong
+from tests.support.console_sms import written
 from tests.support.outbox import settled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -56,7 +56,7 @@ async def test_a_number_change_notice_is_sealed_and_archived_in_its_place(
     (notice,) = [
         e.fields for block in archive.blocks() for e in block.entries if e.fields["event"] == "user.notice"
     ]
-    (text,) = [json.loads(line)["text"] for line in live.sms_file.read_text(encoding="utf-8").splitlines()]
+    (text,) = [sms["text"] for sms in written(live.sms_file)]
     template = resources.files("sesame.server") / "sms_templates" / "fr" / "phone_changed.txt"
     assert (notice["text_sha256"], notice["template"], notice["template_sha256"]) == (
         hashlib.sha256(text.encode()).hexdigest(),  # no code in a notice: its text is hashed as sent
@@ -86,7 +86,7 @@ async def test_a_block_alert_sent_from_the_outbox_is_sealed_with_its_text_hash(
     (notice,) = [
         e.fields for block in archive.blocks() for e in block.entries if e.fields["event"] == "user.notice"
     ]
-    sent = [json.loads(line) for line in live.sms_file.read_text(encoding="utf-8").splitlines()]
+    sent = written(live.sms_file)
     (text,) = [message["text"] for message in sent if not message["challenge_id"]]
     template = resources.files("sesame.server") / "sms_templates" / "fr" / "user_blocked.txt"
     assert (notice["kind"], notice["outcome"]) == ("user_blocked", "sent")
@@ -127,7 +127,7 @@ async def test_a_phone_changed_notice_sent_from_the_outbox_is_sealed_with_its_te
     (notice,) = [
         e.fields for block in archive.blocks() for e in block.entries if e.fields["event"] == "user.notice"
     ]
-    sent = [json.loads(line) for line in live.sms_file.read_text(encoding="utf-8").splitlines()]
+    sent = written(live.sms_file)
     (text,) = [message["text"] for message in sent if not message["challenge_id"]]
     template = resources.files("sesame.server") / "sms_templates" / "fr" / "phone_changed.txt"
     assert (notice["kind"], notice["outcome"], notice["challenge_id"]) == (

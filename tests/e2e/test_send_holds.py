@@ -6,7 +6,6 @@ its units. Through the real server, Redis and SoftHSM; the SMS are the console g
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from tests.contracts.test_start_challenge_contract import an_opening
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import CONTEXT, PHONE, enrolled, transfer
 from tests.e2e.test_flows import rich_details
+from tests.support.console_sms import written
 from tests.support.outbox import settled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -38,10 +38,7 @@ QUICK = timedelta(seconds=1)  # a short grace, so that a test sees it pass
 
 def code_sms(sms_file: Path) -> list[str]:
     """The challenge ids of the code SMS handed to the console gateway so far."""
-    if not sms_file.exists():
-        return []
-    lines = [json.loads(line) for line in sms_file.read_text().splitlines()]
-    return [line["challenge_id"] for line in lines if line["challenge_id"]]
+    return [sms["challenge_id"] for sms in written(sms_file) if sms["challenge_id"]]
 
 
 def start(user_id: str = "alice", request_id: str = "") -> auth_pb.StartChallengeRequest:

@@ -4,7 +4,6 @@ the global ceilings bound pumping across many users (m9): through the real serve
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from sesame.server.domain.challenges import ChallengePolicy
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import CONTEXT, PHONE, enrolled, transfer
 from tests.e2e.test_flows import rich_details
+from tests.support.console_sms import written
 from tests.support.outbox import settled
 from tests.support.wired_server import start_wired
 
@@ -37,9 +37,7 @@ NUMBER = BudgetSubject.phone(PHONE)
 
 def sms_sent(sms_file: Path) -> int:
     """How many code SMS the gateway was handed."""
-    if not sms_file.exists():
-        return 0
-    return sum(bool(json.loads(line)["challenge_id"]) for line in sms_file.read_text().splitlines())
+    return sum(bool(sms["challenge_id"]) for sms in written(sms_file))
 
 
 async def units(client: aioredis.Redis, subject: BudgetSubject) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import secrets
 import time
@@ -21,6 +20,7 @@ from sesame.api.v1 import operation_pb2 as op_pb
 from sesame.clients import smpp_text
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisState
+from tests.support.console_sms import written
 from tests.support.outbox import dispatched_state
 from tests.support.ports import free_port
 from tests.support.serve_process import ServeProcess, start_serve
@@ -149,8 +149,7 @@ def test_with_the_smsc_down_the_next_provider_gets_the_sms(
     assert (
         dispatched_state(smsc_down_then_console.address, started.challenge_id) == auth_pb.DELIVERY_STATE_SENT
     )
-    lines = (tmp_path / "var" / "sms.jsonl").read_text(encoding="utf-8").splitlines()
-    (sms,) = [json.loads(line) for line in lines]
+    (sms,) = written(tmp_path / "var" / "sms.jsonl")
     assert (sms["to"], sms["challenge_id"]) == (PHONE, started.challenge_id)
     assert payee in sms["text"]
 
