@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import grpc
 import redis.asyncio as aioredis
@@ -127,3 +129,14 @@ async def counted(registry: CollectorRegistry, name: str, labels: dict[str, str]
             return value
         await asyncio.sleep(0.02)
     return registry.get_sample_value(name, labels)
+
+
+@contextlib.asynccontextmanager
+async def out_of_memory(admin: aioredis.Redis) -> AsyncIterator[None]:
+    """maxmemory far below what is used, nothing evictable: every command that may grow memory is -OOM."""
+    await admin.config_set("maxmemory-policy", "noeviction")
+    await admin.config_set("maxmemory", 1)
+    try:
+        yield
+    finally:
+        await admin.config_set("maxmemory", 0)

@@ -34,7 +34,7 @@ from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.server.grpc.demo import find_sms
-from tests.e2e.helpers import CONTEXT, retry_info, transfer
+from tests.e2e.helpers import CONTEXT, out_of_memory, retry_info, transfer
 from tests.support.redis_cluster import LoopbackCluster
 from tests.support.serve_process import ServeProcess, start_serve
 
@@ -187,21 +187,6 @@ async def _crash_and_recover(node: EmbeddedRedis, down: float) -> None:
     await asyncio.sleep(down)
 
 
-@contextlib.asynccontextmanager
-async def _out_of_memory(node: EmbeddedRedis) -> AsyncIterator[None]:
-    """maxmemory far below what the node uses, nothing evictable: its writes that may grow memory are -OOM."""
-    admin = aioredis.Redis(port=node.port)
-    try:
-        await admin.config_set("maxmemory-policy", "noeviction")
-        await admin.config_set("maxmemory", 1)
-        try:
-            yield
-        finally:
-            await admin.config_set("maxmemory", 0)
-    finally:
-        await admin.aclose()
-
-
 async def _asleep(node: EmbeddedRedis, seconds: float) -> None:
     """The node answering nothing for `seconds` (DEBUG SLEEP), then answering again."""
     admin = aioredis.Redis(port=node.port, socket_timeout=seconds + 5)
@@ -247,8 +232,12 @@ async def test_a_cluster_losing_its_connections_and_a_primary_answers_ok_or_unav
         await _until_cluster_ok(drill.cluster)
         await asyncio.sleep(1.0)
         # One primary out of memory, then one silent past the server's socket timeout (and the node timeout).
-        async with _out_of_memory(drill.cluster.nodes[0]):
-            await asyncio.sleep(1.5)
+        admin = aioredis.Redis(port=drill.cluster.nodes[0].port)
+        try:
+            async with out_of_memory(admin):
+                await asyncio.sleep(1.5)
+        finally:
+            await admin.aclose()
         await _asleep(drill.cluster.nodes[2], seconds=3.0)
         await _until_cluster_ok(drill.cluster)
         await asyncio.sleep(1.0)

@@ -38,6 +38,7 @@ from tests.e2e.helpers import (
     CONTEXT,
     PHONE,
     enrolled,
+    out_of_memory,
     retry_info,
     sms_count,
     snapshot,
@@ -105,17 +106,6 @@ async def drill(keystore: Pkcs11KeyStore, own_redis: EmbeddedRedis, tmp_path: Pa
 
 
 # The faults, each made and undone by an administrator's commands on the real Redis.
-
-
-@contextlib.asynccontextmanager
-async def out_of_memory(admin: aioredis.Redis) -> AsyncIterator[None]:
-    """maxmemory far below what is used, nothing evictable: every command that may grow memory is -OOM."""
-    await admin.config_set("maxmemory-policy", "noeviction")
-    await admin.config_set("maxmemory", 1)
-    try:
-        yield
-    finally:
-        await admin.config_set("maxmemory", 0)
 
 
 @contextlib.asynccontextmanager

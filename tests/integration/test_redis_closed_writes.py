@@ -10,10 +10,10 @@ import asyncio
 
 import pytest
 import uvloop
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from sesame.clients.redis_connect import connect
 from sesame.clients.redis_server import EmbeddedRedis
+from tests.support.write_outcome import write_outcome
 
 pytestmark = pytest.mark.integration
 
@@ -25,13 +25,7 @@ def test_a_write_on_a_connection_reset_under_it_is_a_connection_error(redis_serv
             connection = await client.connection_pool.get_connection()
             connection._writer.transport.abort()
             await asyncio.sleep(0)
-            try:
-                await connection.send_command("PING")
-            except RedisConnectionError:
-                return "ConnectionError"
-            except Exception as exc:
-                return type(exc).__name__
-            return "written"
+            return await write_outcome(connection.send_command("PING"))
         finally:
             await client.aclose()
 

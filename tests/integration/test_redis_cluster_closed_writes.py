@@ -12,11 +12,11 @@ import asyncio
 import pytest
 import uvloop
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from sesame.clients.redis_connect import beside, connect
 from sesame.clients.redis_scripts import Scripts
 from tests.support.redis_cluster import LoopbackCluster
+from tests.support.write_outcome import write_outcome
 
 pytestmark = pytest.mark.integration
 
@@ -51,13 +51,7 @@ def test_a_write_on_a_node_connection_reset_under_it_is_a_connection_error(
             await connection.connect()
             connection._writer.transport.abort()
             await asyncio.sleep(0)
-            try:
-                await connection.send_command("PING")
-            except RedisConnectionError:
-                return "ConnectionError"
-            except Exception as exc:
-                return type(exc).__name__
-            return "written"
+            return await write_outcome(connection.send_command("PING"))
         finally:
             await client.aclose()
             if client is not first:
@@ -84,13 +78,7 @@ def test_a_node_connection_closed_by_the_client_under_a_write_is_a_connection_er
             sending = asyncio.create_task(connection.send_command("PING"))
             await asyncio.sleep(0)  # the command started; its write waits in a task of its own
             await connection.disconnect(nowait=True)  # as the client's aclose() does to every connection
-            try:
-                await sending
-            except RedisConnectionError:
-                return "ConnectionError"
-            except Exception as exc:
-                return type(exc).__name__
-            return "written"
+            return await write_outcome(sending)
         finally:
             await client.aclose()
 
