@@ -3,11 +3,12 @@
 `python -m bench.journal_costs` starts its own redis-server and SoftHSM token (private temporary
 directories), then, round after round, opens and cancels `--flows` challenges through the real state store
 (each writes its entries through `_journal.lua`: the challenge's, the user's, the feed), and times one
-sealer's `seal()` and `drain()` as `sesame serve` runs them (the evidence index included). What it prints is
-the CPU time of this process (every thread: the archive works in the thread pool) per journal entry, for the
-two steps and for the stages inside them, summed over the rounds after the first (a warm-up). Redis's own
-CPU is not in it (INFO commandstats in `bench.load` has it). CPU, not wall time, so that a loaded machine
-changes the figures less; still, compare runs made in the same conditions.
+sealer's `seal()` and `drain()` as `sesame serve` runs them (the evidence index included): block after
+block until none waits, as a step does. What it prints is the CPU time of this process (every thread: the
+archive works in the thread pool) per journal entry, for the two steps and for the stages inside them,
+summed over the rounds after the first (a warm-up). Redis's own CPU is not in it (INFO commandstats in
+`bench.load` has it). CPU, not wall time, so that a loaded machine changes the figures less; still, compare
+runs made in the same conditions.
 """
 
 from __future__ import annotations
@@ -144,10 +145,13 @@ async def _run(args: argparse.Namespace, redis_url: str, keystore: Pkcs11KeyStor
         waiting = sum([await client.xlen(feed) for feed in store.keys.journal_feeds()])  # every shard's
         assert await journal.take_lease(sealer.holder, SealerTiming().lease)
         stages.counting = round_number > 0  # the first round warms up
-        for name, step in steps:
-            start = time.process_time()
-            await step()
-            stages.add(f"{name} (whole)", time.process_time() - start)
+        sealed: object = True
+        while sealed is not None:  # as a step does: block after block until none waits (BLOCK_ENTRIES each)
+            for name, step in steps:
+                start = time.process_time()
+                done = await step()
+                stages.add(f"{name} (whole)", time.process_time() - start)
+                sealed = done if name == "seal" else sealed
         stages.counting = False
         if round_number > 0:
             entries += waiting

@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Final, cast
+from typing import Any, Final, NamedTuple, cast
 
 from sesame.clients import redis_records as rec
 from sesame.clients.redis_connect import RedisClient
@@ -25,6 +25,16 @@ from sesame.server.domain.journal_seal import Block, FeedEntry, Leaf, Seal
 
 _STREAM_ID: Final = re.compile(r"(\d+)-(\d+)")
 FEED_BATCH = 10_000  # entries per block at most: a busier second takes several blocks
+# Entries read from each shard beyond its share of a block (its feed's share of the feeds' lengths): the
+# lengths are read a round trip before the entries, which may have grown since (decision 0070).
+READ_SLACK = 16
+
+
+class Unsealed(NamedTuple):
+    """What `RedisJournal.unsealed` found ready to seal, and whether more may wait beyond it."""
+
+    entries: list[FeedEntry]
+    more: bool
 
 
 class SealLost(Exception):
@@ -60,30 +70,42 @@ class RedisJournal:
             if await self._client.get(key) == holder.encode():
                 await self._client.delete(key)
 
-    async def unsealed(self, after: str, limit: int = FEED_BATCH) -> list[FeedEntry]:
-        """The oldest entries after the id `after` ("" from the start) that may be sealed now, in the order of
-        their ids: every shard's feed is read (`read_feed.lua`, one call per shard: one slot each), and only
-        the entries below the lowest id a shard can append next are taken: none can come later below it.
-        The shards' frontiers go in one pipeline, then their entries up to them in another (XRANGE: a
-        script's reply of the entries cost Redis more than the read itself, decision 0061)."""
+    async def unsealed(self, after: str, limit: int = FEED_BATCH) -> Unsealed:
+        """The oldest entries after the id `after` ("" from the start) that may be sealed now (`limit` at
+        most), in the order of their ids: every shard's feed is read (`read_feed.lua`, one call per shard:
+        one slot each), and only the entries below the lowest id a shard can append next are taken: none
+        can come later below it. The shards' frontiers go in one pipeline, then their entries up to them in
+        another (XRANGE: a script's reply of the entries cost Redis more than the read itself, decision
+        0061). The second read takes about `limit` entries in all, shared out by the feeds' lengths
+        (decision 0070: every shard read up to `limit` to keep `limit` of them held the sealing worker
+        ~35 MB higher). A shard whose read stops before its frontier bounds the rest at its last entry
+        read: what it holds beyond is above that bound, so the entries returned are still the oldest.
+        `more` says that a read stopped short or more than `limit` were ready: more may wait now."""
         below: tuple[int, int] | None = None
         entries: list[FeedEntry] = []
         feeds = self.keys.journal_feeds()
         replies = await self._scripts.run_all("read_feed", [([feed], [after, limit]) for feed in feeds])
         frontiers = [reply[0].decode() for reply in replies]
+        lengths = [int(reply[1]) for reply in replies]
+        total = max(sum(lengths), 1)
+        counts = [min(limit, -(-limit * length // total) + READ_SLACK) for length in lengths]
         start = "-" if after == "" else f"({after}"
         with translated():
             async with self._client.pipeline(transaction=False) as pipe:
-                for feed, frontier in zip(feeds, frontiers, strict=True):
-                    pipe.xrange(feed, min=start, max=frontier, count=limit)
+                for feed, frontier, count in zip(feeds, frontiers, counts, strict=True):
+                    pipe.xrange(feed, min=start, max=frontier, count=count)
                 read = await pipe.execute()
-        for shard, (frontier, raw) in enumerate(zip(frontiers, read, strict=True)):
-            edge = _next_possible(_id_key(frontier), shard)
+        more = False
+        for shard, (frontier, count, raw) in enumerate(zip(frontiers, counts, read, strict=True)):
+            shards_entries = _feed_entries(raw)
+            short = len(shards_entries) == count and shards_entries[-1].id != frontier
+            edge = _next_possible(_id_key(shards_entries[-1].id if short else frontier), shard)
             below = edge if below is None else min(below, edge)
-            entries += _feed_entries(raw)
+            entries += shards_entries
+            more = more or len(shards_entries) >= count
         entries.sort(key=lambda e: _id_key(e.id))
         ready = [e for e in entries if below is not None and _id_key(e.id) < below]
-        return ready[:limit]
+        return Unsealed(ready[:limit], more=more or len(ready) > limit)
 
     async def sealed_entries(self, seal: Seal) -> list[FeedEntry]:
         """The feeds' entries that `seal` covers (until the archive has them), in the order of their ids."""

@@ -122,6 +122,7 @@ class Sealer:
         self._failing = ""  # the last failure logged: a lasting one is logged once, not every second
         # The blocks this process closed that the archive lacks yet, with the entries it hashed (0048).
         self._closed: dict[int, Closed] = {}
+        self.behind = False  # the last seal left entries waiting: the step seals another block
 
     async def run(self, stop: asyncio.Event) -> None:
         """Take the lease when free, seal while holding it, until `stop`; then let the lease go."""
@@ -165,7 +166,7 @@ class Sealer:
 
     async def _seal_and_drain(self) -> Seal | None:
         """Seal what waits and archive it, a block at a time (each drained before the next is read), while
-        blocks come full and half the lease lasts; the last block sealed."""
+        more waits and half the lease lasts; the last block sealed."""
         until = time.monotonic() + self._timing.lease.total_seconds() / 2
         last = None
         while True:
@@ -174,14 +175,15 @@ class Sealer:
             self._meter.sealed()
             await self.drain()
             self._meter.archived()
-            if sealed is None or sealed.block.count < BLOCK_ENTRIES or time.monotonic() >= until:
+            if sealed is None or not self.behind or time.monotonic() >= until:
                 return last
 
     async def seal(self) -> Seal | None:
         """Close and keep one block over the oldest entries waiting, `BLOCK_ENTRIES` at most (None when none
         waits). SealLost."""
         previous = await self._journal.last_seal()
-        entries = await self._journal.unsealed(previous.block.last if previous else "", BLOCK_ENTRIES)
+        after = previous.block.last if previous else ""
+        entries, self.behind = await self._journal.unsealed(after, BLOCK_ENTRIES)
         if not entries:
             return None
         key = await self._keys.current_journal_key()

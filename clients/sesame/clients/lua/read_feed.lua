@@ -12,14 +12,16 @@
 -- fewer than `limit` entries in all (the sealer keeps up), no entry is read here at all.
 -- KEYS[1] the feed (its shard's {s:<n>} slot). ARGV[1] the id after which to read ('' from the start),
 -- ARGV[2] at most how many entries.
--- Returns {frontier}.
+-- Returns {frontier, the feed's length}: the length (entries not yet let go after their archive, nearly all
+-- unsealed) tells the caller how to share a block's read out between the shards (decision 0070).
 local feed = KEYS[1]
 local shard = tonumber(string.match(feed, '{s:(%d+)}'))
 local limit = tonumber(ARGV[2])
-if redis.call('XLEN', feed) >= limit then
+local length = redis.call('XLEN', feed)
+if length >= limit then
   local entries = redis.call('XRANGE', feed, ARGV[1] == '' and '-' or '(' .. ARGV[1], '+', 'COUNT', limit)
   if #entries == limit then
-    return {entries[#entries][1]}
+    return {entries[#entries][1], length}
   end
 end
 local last = feed_last_id(feed)
@@ -40,4 +42,4 @@ if now_ms > last_ms or (now_ms == last_ms and now_seq > last_seq) then
   redis.call('SET', feed .. ':last', now)
   last = now
 end
-return {last}
+return {last, length}
