@@ -2,11 +2,12 @@
 decision 0068): an ASK is followed with ASKING and the command on one connection; no script runs on a
 migrating slot (refused before its first command on the migrating node, not sent on an ASK to the importing
 one), so none is stopped half-way and none writes a key the importing node does not own yet; the client
-learning the slots again (its fifth MOVED) cuts no call in flight."""
+learning the slots again (its fifth MOVED, or a call cancelled while it learns) cuts no call in flight."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,3 +164,32 @@ async def test_learning_the_slots_again_cuts_no_call_in_flight(client: RedisClus
 def _key_in(client: RedisCluster, slot: int) -> str:
     """A key of `slot`."""
     return next(f"k{n}" for n in range(1_000_000) if client.keyslot(f"k{n}") == slot)
+
+
+async def test_a_call_cancelled_while_the_client_learns_the_slots_cuts_no_other(
+    client: RedisCluster, own_cluster: LoopbackCluster
+) -> None:
+    """A call whose deadline ends while it has the client learn the slots again (every node slow to answer
+    here) left redis-py's learning half-way, which then closed every connection, another call's in flight
+    included. The cancelled call leaves; the learning and the other call go on."""
+    blocked = asyncio.create_task(client.blpop([f"{PLACE}:never"], timeout=2))
+    await asyncio.sleep(0.2)  # the blocking read is on its connection
+    await asyncio.gather(*(_slow(node.port, 0.6) for node in own_cluster.nodes), _cancelled_learning(client))
+    assert await blocked is None  # its timeout, not ConnectionError
+
+
+async def _slow(port: int, seconds: float) -> None:
+    """The node silent for `seconds` (DEBUG SLEEP)."""
+    admin = aioredis.Redis(port=port, socket_timeout=seconds + 5)
+    try:
+        await admin.execute_command("DEBUG", "SLEEP", seconds)
+    finally:
+        await admin.aclose()
+
+
+async def _cancelled_learning(client: RedisCluster) -> None:
+    """A read that has the client learn the slots again, cancelled while it waits for a node."""
+    await asyncio.sleep(0.1)  # every node asleep
+    client._initialize = True  # what a connection error or a CLUSTERDOWN leaves: learn the slots again
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(client.get(f"{PLACE}:any"), 0.2)

@@ -12,11 +12,14 @@
    MOVED, redis-py closes every connection of every node (`aclose`) from inside the call that met it: the
    calls in flight on those connections fail, and a script among them may have run (its reply lost, never
    sent again: decision 0063). Here the client is only told to learn the slots again before its next
-   command: its `initialize` marks every connection to be made again once its current command is done.
+   command: its `initialize` marks every connection to be made again once its current command is done. And
+   that learning is not stopped half-way by the cancelled call that started it (its failure path closes
+   every connection too).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 from typing import Any, Final
 
@@ -51,6 +54,15 @@ class Cluster(RedisCluster):
             return node
         return _Asked.of(node)
 
+    async def initialize(self, *args: Any, **kwargs: Any) -> RedisCluster:
+        """Learn the slots, for every caller waiting on it, to the end: redis-py closes every connection when
+        its learning fails, a caller cancelled during it too (its deadline), and the calls in flight with
+        them. A cancelled caller leaves; the learning goes on."""
+        learning = asyncio.ensure_future(super().initialize(*args, **kwargs))
+        learning.add_done_callback(_seen)
+        await asyncio.shield(learning)
+        return self
+
     async def aclose(self) -> None:
         """Close every connection; inside a command (redis-py learning the slots again after a CLUSTERDOWN
         or its fifth MOVED), only learn the slots again before the next command, closing nothing in use."""
@@ -58,6 +70,12 @@ class Cluster(RedisCluster):
             self._initialize = True  # `initialize` marks every connection to be made again, once free
             return
         await super().aclose()
+
+
+def _seen(learning: asyncio.Future[RedisCluster]) -> None:
+    """A learning no caller waits for any more: its failure is the next command's, not an unread one."""
+    if not learning.cancelled():
+        learning.exception()
 
 
 class _Asked(ClusterNode):
