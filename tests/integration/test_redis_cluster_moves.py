@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from sesame.clients.redis_connect import connect
+from sesame.clients.redis_outbox import GROUP, RedisOutbox
 from sesame.clients.redis_scripts import Scripts
+from sesame.clients.redis_store import RedisState
 from sesame.server.domain.errors import StoreUnavailable
 from tests.support.redis_cluster import LoopbackCluster
 
@@ -193,3 +196,25 @@ async def _cancelled_learning(client: RedisCluster) -> None:
     client._initialize = True  # what a connection error or a CLUSTERDOWN leaves: learn the slots again
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(client.get(f"{PLACE}:any"), 0.2)
+
+
+async def test_a_take_hands_out_the_other_shards_entries_while_one_shards_slot_migrates(
+    client: RedisCluster,
+) -> None:
+    """take_outbox is refused on a migrating slot (MIGRATING): the dispatcher's take still hands out the
+    entries of the other shards, taken in the same round trip (before, the take failed whole: no SMS left
+    for any user while one slot moved, and the other shards' entries waited pending for their idle time)."""
+    outbox = RedisOutbox.beside(client)
+    keys = RedisState.on(client).keys
+    challenge_ids = [f"n0nce.k1.d6.u{n:016x}" for n in (0, 1)]  # shards 0 and 1
+    streams = [keys.outbox_of(challenge_id) for challenge_id in challenge_ids]
+    now_ms = str(int(datetime.now(UTC).timestamp() * 1000))
+    for stream, challenge_id in zip(streams, challenge_ids, strict=True):
+        await client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+        await client.xadd(stream, {"challenge_id": challenge_id, "queued_at": now_ms})
+    await Move.of(client, streams[0]).begin()
+    try:
+        taken = await outbox.take("dispatcher-1", 10, timedelta(seconds=1))
+    finally:
+        await outbox.close()
+    assert [queued.challenge_id for queued in taken] == [challenge_ids[1]]
