@@ -30,7 +30,7 @@ from redis.exceptions import ResponseError
 # (an ASK's node, a close to learn the slots again) is told apart from what its caller asks.
 _IN_COMMAND: Final = contextvars.ContextVar("sesame_cluster_in_command", default=False)
 _SCRIPTS: Final = frozenset({"EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO"})
-# What a script refused on a migrating slot answers (the scripts' guard says the same, `redis_scripts`).
+# What a script refused on an ASK answers: what one on a migrating node does (`lua/_moving_slot.lua`).
 MIGRATING: Final = "MIGRATING the script's slot is moving to another node; not run"
 
 
