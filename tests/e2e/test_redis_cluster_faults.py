@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 USERS = 8  # one loop of Start then Verify each, all at once
 CONNECTIONS = 2
+READS = 8  # reads at once of a challenge on a moving slot
 CLUSTER_OK_WITHIN = 20.0  # seconds: a restarted primary is taken back within ~2 node timeouts (2 s each)
 SETTINGS = {
     # Budgets out of the way: the drill is about Redis, not about anti-pumping.
@@ -323,13 +325,57 @@ async def _slot_keys(admins: list[aioredis.Redis], slot: int) -> dict[bytes, obj
     return taken
 
 
-async def test_a_slot_migrating_under_calls_answers_ok_or_unavailable_and_half_writes_nothing(
+@dataclass
+class PhaseCalls:
+    """A migration phase's calls on the moving slot: reads of a challenge, a burst of them at once (the
+    server's client then holds several connections to each node), then a Start and a Verify, each refused
+    one checked to have written nothing; what went wrong, by phase."""
+
+    drill: Drill
+    admins: list[aioredis.Redis]
+    migration: Migration
+    tally: Tally
+    wrote: list[str] = field(default_factory=list)
+    on_both: list[str] = field(default_factory=list)
+    reads: list[str] = field(default_factory=list)
+
+    async def phase(self, phase: str, challenge_id: str, code: str) -> None:
+        auth, slot = self.drill.auth[0], self.migration.slot
+        read = auth_pb.GetChallengeRequest(challenge_id=challenge_id)
+        for _ in range(2):  # an ASK followed wherever the challenge is, on any of the connections
+            answers = await asyncio.gather(
+                *(auth.GetChallenge(read, timeout=10) for _ in range(READS)), return_exceptions=True
+            )
+            self.reads += [f"{phase}: {answer!r}" for answer in answers if isinstance(answer, Exception)]
+        calls = {  # called when called: a stub's call starts at once
+            "StartChallenge": lambda: auth.StartChallenge(_start("u0"), timeout=10),
+            "VerifyChallenge": lambda: auth.VerifyChallenge(_verify(challenge_id, code), timeout=10),
+        }
+        for rpc, call in calls.items():
+            before = await _slot_keys(self.admins, slot)
+            try:
+                await call()
+            except grpc.aio.AioRpcError as error:
+                self.tally.refused(rpc, error)
+                if await _slot_keys(self.admins, slot) != before:
+                    self.wrote.append(f"{rpc} {phase}")
+            else:
+                self.tally.ok(rpc)
+        if both := await _on_both(self.migration.source, self.migration.target, slot):
+            self.on_both.append(f"{phase}: {both}")
+
+
+async def test_a_slot_migrating_under_calls_writes_nothing_half_way_and_moves_without_errors(
     drill: Drill,
 ) -> None:
-    """A user's slot moved to another primary under its Starts and Verifies: while it migrates (keys on the
-    source only, then on both: TRYAGAIN, then on the target only: ASK) each call answers OK, or UNAVAILABLE
-    with RetryInfo having written nothing in the slot; once moved (MOVED, followed) every flow verifies."""
-    user = "u0"
+    """A user's slot moved to another primary under its calls. While it migrates (keys on the source only,
+    then on both, then on the target only) a read of the slot answers OK (an ASK followed: ASKING on the
+    command's connection) and each Start and Verify answers OK or UNAVAILABLE with RetryInfo having written
+    nothing (no script runs on a migrating slot, decision 0068); no key is ever on both nodes, so every
+    MIGRATE takes its keys (BUSYKEY before: a script followed an ASK and wrote a key the target did not own
+    yet); once moved (MOVED, and the client learning the slots again) every call answers OK, and each code
+    was sent once."""
+    user = "u0"  # PhaseCalls' user
     slot = key_slot(Keyspace().user(user).encode())
     admins = [aioredis.Redis(port=node.port) for node in drill.cluster.nodes]
     tally = Tally()
@@ -345,41 +391,46 @@ async def test_a_slot_migrating_under_calls_answers_ok_or_unavailable_and_half_w
         source = admins[owner.index(max(owner))]
         target = next(admin for admin in admins if admin is not source)
         migration = Migration(slot, source, target, target.connection_pool.connection_kwargs["port"])
-        wrote: list[str] = []
-
-        async def asked(phase: str, challenge_id: str, code: str) -> None:
-            auth = drill.auth[0]
-            calls = {  # called when called: a stub's call starts at once
-                "StartChallenge": lambda: auth.StartChallenge(_start(user), timeout=10),
-                "VerifyChallenge": lambda: auth.VerifyChallenge(_verify(challenge_id, code), timeout=10),
-            }
-            for rpc, call in calls.items():
-                before = await _slot_keys(admins, slot)
-                try:
-                    await call()
-                except grpc.aio.AioRpcError as error:
-                    tally.refused(rpc, error)
-                    if await _slot_keys(admins, slot) != before:
-                        wrote.append(f"{rpc} {phase}")
-                else:
-                    tally.ok(rpc)
-
+        calls = PhaseCalls(drill, admins, migration, tally)
         await migration.begin()
-        await asked("migrating", *opened[0])
+        await calls.phase("migrating", *opened[0])
         await migration.move(0.5)
-        await asked("half moved", *opened[1])
+        await calls.phase("half moved", *opened[1])
         await migration.move(1.0)
-        await asked("all moved", *opened[2])
+        await calls.phase("all moved", *opened[2])
         await migration.end()
+        assert await source.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 0  # every key moved
         assert tally.wrong == [], _unexpected(drill.serving.output())
-        assert wrote == []
-        # The slot's new primary, found by MOVED (a call may still meet a connection the client closed when
-        # it learnt the slots again: UNAVAILABLE, retried).
-        assert await _verifies_again(drill, user, tally), tally.codes
+        assert (calls.wrote, calls.on_both, calls.reads) == ([], [], [])
+        log = drill.serving.output()
+        assert "(ResponseError MIGRATING)" in log  # refused by the scripts' guard, or on an ASK
+        # The slot's new primary, found by MOVED: from the first call on, no error (the client learning the
+        # slots again closes no connection a call is using).
+        after = Tally()
+        assert [await _flow(drill, user, drill.auth[0], after) for _ in range(3)] == [True] * 3, after.codes
+        assert set(after.codes) == {("StartChallenge", "OK"), ("VerifyChallenge", "OK")}, after.codes
+        assert _sent_once(drill.sms_file), "a code sent twice"
     finally:
         for admin in admins:
             await admin.aclose()
     assert "failed unexpectedly" not in drill.serving.output()
+
+
+async def _on_both(source: aioredis.Redis, target: aioredis.Redis, slot: int) -> set[bytes]:
+    """The keys of `slot` on both nodes at once (a MIGRATE of one of them fails BUSYKEY)."""
+    keys = [
+        set(await node.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100_000))
+        for node in (source, target)
+    ]
+    return keys[0] & keys[1]
+
+
+def _sent_once(sms_file: Path) -> bool:
+    """Whether no challenge's code was written to the SMS file twice."""
+    sent = collections.Counter(
+        json.loads(line)["challenge_id"] for line in sms_file.read_text(encoding="utf-8").splitlines() if line
+    )
+    return max(sent.values()) == 1
 
 
 async def _all_sent(auth: auth_grpc.AuthenticationServiceStub, challenge_ids: list[str]) -> None:

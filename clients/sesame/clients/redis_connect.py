@@ -21,6 +21,7 @@ from redis.asyncio.retry import Retry
 from redis.driver_info import DriverInfo
 from redis.exceptions import RedisClusterException, RedisError
 
+from sesame.clients.redis_cluster import Cluster
 from sesame.clients.redis_packing import c_packed, packed_class
 from sesame.server.domain.errors import ConfigurationError, StoreUnavailable
 
@@ -93,8 +94,9 @@ def _cluster(**options: Any) -> RedisCluster:
     """A cluster client whose nodes' connections are the store's class (`packed_class`: a write on a closed
     connection is a ConnectionError, decision 0066; commands packed in C). redis-py 8 takes no connection
     class for a cluster: it makes every node (the seeds now; the nodes CLUSTER SLOTS names and a MOVED's
-    target later) from the client's `connection_kwargs`, the dict its nodes manager shares."""
-    client = RedisCluster(max_connections=_PER_NODE, **options)
+    target later) from the client's `connection_kwargs`, the dict its nodes manager shares. The client is
+    `Cluster`: an ASK followed on one connection, no call cut when the slots are learnt again (0068)."""
+    client = Cluster(max_connections=_PER_NODE, **options)
     kwargs = client.nodes_manager.connection_kwargs
     kwargs["connection_class"] = packed_class(kwargs["connection_class"])
     for node in client.nodes_manager.startup_nodes.values():

@@ -141,8 +141,9 @@ class RedisOutbox:
         dead dispatcher's, rare); new ones `count` shared among the shards, then what is left of it among
         those that gave all they were asked, until `count` or none is full (one round trip each time). A
         shard still full may hold more: it is marked again; one whose stream lost its group gets it again
-        (and is marked)."""
+        (and is marked). A shard that refused is marked too; StoreUnavailable only when none gave any."""
         taken: list[QueuedSms] = []
+        refused: dict[int, StoreUnavailable] = {}
         while shards and len(taken) < count:
             order = sorted(shards)
             each = count if idle else max(1, -(-(count - len(taken)) // len(order)))
@@ -155,13 +156,21 @@ class RedisOutbox:
             replies = await self._scripts.run_each("take_outbox", [([self._streams[n]], args) for n in order])
             shards = set()
             for shard, reply in zip(order, replies, strict=True):
-                found = await self._found(shard, reply)
+                try:
+                    found = await self._found(shard, reply)
+                except StoreUnavailable as exc:
+                    # One shard refused (its node away, its slot migrating: decision 0068); the entries the
+                    # others gave in the same round trip are handed out all the same, not left pending.
+                    refused[shard] = exc
+                    continue
                 if len(found) >= each:
                     shards.add(shard)
                 taken += found
             if idle:
                 break
-        self._bell.mark(shards)
+        self._bell.mark(shards | refused.keys())  # a refused shard is tried again first
+        if refused and not taken:
+            raise next(iter(refused.values()))
         return taken
 
     async def _found(self, shard: int, reply: object) -> list[QueuedSms]:

@@ -34,6 +34,7 @@ _OTHER_SLOT = re.compile(r"non local key|hash to the same slot|CROSSSLOT", re.IG
 # and the reply's args, a tuple: "('BUSY ...',)").
 _REPLY_CODE = re.compile(r"""(?:^|of pipeline caused error: \(?['"]?)([A-Z]{2,16})(?: |$)""")
 JOURNAL_PIECE = "_journal.lua"  # in front of every script: the one way a journal entry is appended
+MOVING_SLOT_PIECE = "_moving_slot.lua"  # in front of that on a cluster: no script on a migrating slot
 T = TypeVar("T")
 
 
@@ -63,7 +64,8 @@ class Scripts:
         # Without a shebang Redis runs a script in its compatibility mode, which lets it reach keys of other
         # slots the node happens to serve: a layout that works until a slot migrates. `#!lua` (no flags)
         # makes the node refuse any key outside the script's slot (decision 0047).
-        strict = "#!lua\n" if self._cluster is not None else ""
+        # A script on a migrating slot refuses to start, before any command (`_moving_slot.lua`, 0068).
+        strict = "#!lua\n" + pieces[MOVING_SLOT_PIECE] if self._cluster is not None else ""
         self._scripts: dict[str, AsyncScript] = {
             entry.name.removesuffix(".lua"): client.register_script(
                 strict

@@ -93,7 +93,8 @@ class RedisState(State):
         """The state on its own connection pool, with bounded socket timeouts and no blind retries."""
         # A transition that timed out may have run; replaying it would count an attempt twice or answer
         # ALREADY_USED to the caller who won. The caller retries with its request id instead.
-        # On a cluster, a MOVED or ASK redirect is followed (the command did not run where it was sent).
+        # On a cluster, a MOVED redirect is followed (the command did not run where it was sent); a script
+        # is not sent on an ASK, nor run on a migrating slot at all (decision 0068).
         # On one server the transitions go on the lane, never sent twice (decision 0063); the pool carries
         # reads and idempotent writes only, sent once more on a connection found closed (a pooled connection
         # Redis closed when it restarted: without it, the first read after a restart failed).
