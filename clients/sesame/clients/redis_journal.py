@@ -82,7 +82,7 @@ class RedisJournal:
         read: what it holds beyond is above that bound, so the entries returned are still the oldest.
         `more` says that a read stopped short or more than `limit` were ready: more may wait now."""
         below: tuple[int, int] | None = None
-        entries: list[FeedEntry] = []
+        entries: list[tuple[tuple[int, int], Any]] = []
         feeds = self.keys.journal_feeds()
         replies = await self._scripts.run_all("read_feed", [([feed], [after, limit]) for feed in feeds])
         frontiers = [reply[0].decode() for reply in replies]
@@ -97,15 +97,15 @@ class RedisJournal:
                 read = await pipe.execute()
         more = False
         for shard, (frontier, count, raw) in enumerate(zip(frontiers, counts, read, strict=True)):
-            shards_entries = _feed_entries(raw)
-            short = len(shards_entries) == count and shards_entries[-1].id != frontier
-            edge = _next_possible(_id_key(shards_entries[-1].id if short else frontier), shard)
+            keyed = [(_id_key(entry[0].decode()), entry) for entry in raw]  # fields decoded once taken
+            short = len(keyed) == count and keyed[-1][0] != _id_key(frontier)
+            edge = _next_possible(keyed[-1][0] if short else _id_key(frontier), shard)
             below = edge if below is None else min(below, edge)
-            entries += shards_entries
-            more = more or len(shards_entries) >= count
-        entries.sort(key=lambda e: _id_key(e.id))
-        ready = [e for e in entries if below is not None and _id_key(e.id) < below]
-        return Unsealed(ready[:limit], more=more or len(ready) > limit)
+            entries += keyed
+            more = more or len(keyed) >= count
+        entries.sort(key=_first)  # ids are unique across the shards' feeds (their residues)
+        ready = [entry for key, entry in entries if below is not None and key < below]
+        return Unsealed(_feed_entries(ready[:limit]), more=more or len(ready) > limit)
 
     async def sealed_entries(self, seal: Seal) -> list[FeedEntry]:
         """The feeds' entries that `seal` covers (until the archive has them), in the order of their ids."""
@@ -221,6 +221,10 @@ class LiveStream:
 def _id_key(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
+
+
+def _first(item: tuple[tuple[int, int], Any]) -> tuple[int, int]:
+    return item[0]
 
 
 def _next_possible(frontier: tuple[int, int], shard: int) -> tuple[int, int]:
