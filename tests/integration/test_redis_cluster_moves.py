@@ -106,19 +106,28 @@ async def test_a_read_asked_to_the_importing_node_goes_with_asking_on_its_connec
     assert [await client.get(key) for _ in range(3)] == [b"here"] * 3
 
 
+async def _moving(
+    client: RedisCluster, moved: str
+) -> tuple[str, Move, tuple[dict[bytes, object], dict[bytes, object]]]:
+    """A key a script declares and one it reaches undeclared (a feed's last id), in a slot set migrating
+    with one of them (`moved`: "declared" or "reached") already on the importing node: the declared key,
+    the move, and the slot's keys on either node."""
+    key, reached = f"{PLACE}:declared", f"{PLACE}:feed:last"
+    await client.set(key, b"before")
+    await client.set(reached, b"0-0")
+    move = Move.of(client, key)
+    await move.begin()
+    await move.migrate(key if moved == "declared" else reached)
+    return key, move, (await move.keys_on(move.source), await move.keys_on(move.target))
+
+
 async def test_no_script_runs_on_a_migrating_slot_while_its_keys_are_on_the_migrating_node(
     client: RedisCluster,
 ) -> None:
     """Every script, its keys still on the migrating node (some reached undeclared already moved: where
     Redis stopped a script half-way), refuses to start: StoreUnavailable MIGRATING, nothing written."""
     scripts = Scripts(client)
-    key, reached = f"{PLACE}:declared", f"{PLACE}:feed:last"
-    await client.set(key, b"before")
-    await client.set(reached, b"0-0")
-    move = Move.of(client, key)
-    await move.begin()
-    await move.migrate(reached)
-    before = await move.keys_on(move.source), await move.keys_on(move.target)
+    key, move, before = await _moving(client, moved="reached")
     refused = {}
     for name in sorted(scripts.names().values()):
         with pytest.raises(StoreUnavailable) as raised:
@@ -132,13 +141,7 @@ async def test_a_script_whose_keys_moved_is_not_sent_on_the_ask(client: RedisClu
     """A script whose declared keys all moved (Redis answers ASK) is refused, not run on the importing node
     where the keys it reaches undeclared may not be yet: StoreUnavailable MIGRATING, nothing written."""
     scripts = Scripts(client)
-    key, reached = f"{PLACE}:declared", f"{PLACE}:feed:last"
-    await client.set(key, b"before")
-    await client.set(reached, b"0-0")
-    move = Move.of(client, key)
-    await move.begin()
-    await move.migrate(key)
-    before = await move.keys_on(move.source), await move.keys_on(move.target)
+    key, move, before = await _moving(client, moved="declared")
     with pytest.raises(StoreUnavailable) as raised:
         await scripts.run("journal_lease", [key], ["sealer-1", 30_000])
     assert str(raised.value) == "ResponseError MIGRATING"

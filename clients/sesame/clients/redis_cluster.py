@@ -57,7 +57,10 @@ class Cluster(RedisCluster):
     async def initialize(self, *args: Any, **kwargs: Any) -> RedisCluster:
         """Learn the slots, for every caller waiting on it, to the end: redis-py closes every connection when
         its learning fails, a caller cancelled during it too (its deadline), and the calls in flight with
-        them. A cancelled caller leaves; the learning goes on."""
+        them. A cancelled caller leaves; the learning goes on. Nothing to learn (the usual case, a pipeline's
+        entry): no task."""
+        if not self._initialize:
+            return self
         learning = asyncio.ensure_future(super().initialize(*args, **kwargs))
         learning.add_done_callback(_seen)
         await asyncio.shield(learning)
