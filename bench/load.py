@@ -32,7 +32,7 @@ from typing import Any
 
 import uvloop
 
-from bench import merge, report, servers
+from bench import merge, redis_census, report, servers
 from bench.driver import Latency
 from bench.fleet import Fleet
 from bench.merge import Part
@@ -222,6 +222,22 @@ async def _open_sesame(
     )
 
 
+def _key_bytes(grown: dict[str, redis_census.Kind], ops: int) -> dict[str, Any]:
+    """A phase's change of what the keys hold (`bench.redis_census`) per operation: in all, in the keys kept
+    past the hour, and by kind of key (every kind that changed, the biggest changes first, `~` before a kind that leaves within it)."""
+
+    def per_op(n: int) -> int:
+        return round(n / ops) if ops else 0
+
+    return {
+        "redis_key_bytes_per_op": per_op(sum(k.bytes for k in grown.values())),
+        "redis_kept_bytes_per_op": per_op(sum(k.bytes for k in grown.values() if k.kept)),
+        "redis_key_bytes_per_op_by_kind": {
+            ("" if k.kept else "~") + name: per_op(k.bytes) for name, k in grown.items()
+        },
+    }
+
+
 async def _each_sesame_phase(
     server: Server, clients: _Clients, args: argparse.Namespace, placed: list[int]
 ) -> dict[str, dict[str, Any]]:
@@ -235,12 +251,14 @@ async def _each_sesame_phase(
         return _Sms([d for a in answers for d in a["sms_delays"]], sum(a["missing"] for a in answers))
 
     memory_before = servers.settled_used_memory(redis_url)
+    keys_before = redis_census.census(redis_url)
     for name in ("start", "verify", "flows", "flows_half"):
         if name == "flows_half":
             # The paced processes connect only now: idle beside the closed-loop phases, their tails and
             # channels would take CPU from them; what their enrolment and warm-up leave is not this phase's.
             placed = _placed(await _open_sesame(server, clients.paced, args, first_user=args.users))
             memory_before = servers.settled_used_memory(redis_url)
+            keys_before = redis_census.census(redis_url)
         costs = RedisCosts(redis_url, scripts=args.redis_scripts)
         costs.start()
         rate = max(1.0, phases["flows"]["rate_per_s"] / 2) if name == "flows_half" else 0.0
@@ -253,6 +271,9 @@ async def _each_sesame_phase(
         delta, memory_before = memory_after - memory_before, memory_after
         phase["redis_used_memory_delta_bytes"] = delta
         phase["redis_bytes_per_op"] = round(delta / phase["ops"]) if phase["ops"] else 0
+        keys_after = redis_census.census(redis_url)
+        phase.update(_key_bytes(redis_census.grown(keys_before, keys_after), phase["ops"]))
+        keys_before = keys_after
         if rate:
             phase["target_rate_per_s"] = round(rate, 1)
         if name != "verify":

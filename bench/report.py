@@ -47,6 +47,8 @@ def summary(phases: dict[str, dict[str, Any]]) -> dict[str, Any]:
         },
         "sms_after_start_p99_ms": flows["sms_after_start_ms"]["p99_ms"],
         "redis_bytes_per_flow": flows["redis_bytes_per_op"],
+        "redis_key_bytes_per_flow": flows["redis_key_bytes_per_op"],
+        "redis_kept_bytes_per_flow": flows["redis_kept_bytes_per_op"],
         "max_peak_rss_mb_per_server_process": max(server_rss, default=0.0),
         "max_other_busy_cores": max(p["other_busy_cores"] for p in phases.values()),
         "loaded": any(p["other_busy_cores"] > LOADED_CORES for p in phases.values()),
@@ -99,7 +101,9 @@ def table(record: dict[str, Any]) -> str:
     s = record["summary"]
     lines.append(
         f"flows/echo {s['flows_vs_echo_pct']} %; SMS after Start p99 {s['sms_after_start_p99_ms']} ms; "
-        f"Redis {s['redis_bytes_per_flow']} B/flow; peak RSS per server process "
+        f"Redis per flow {s['redis_bytes_per_flow']} B used_memory, "
+        f"{s['redis_key_bytes_per_flow']} B in keys, "
+        f"{s['redis_kept_bytes_per_flow']} B kept past the hour; peak RSS per server process "
         f"{s['max_peak_rss_mb_per_server_process']} MB; other load up to {s['max_other_busy_cores']} cores"
         + (" (LOADED machine)" if s["loaded"] else "")
     )

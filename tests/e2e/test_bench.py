@@ -45,7 +45,13 @@ RPCS = {
     "flows": {"StartChallenge", "VerifyChallenge", "flow"},
     "flows_half": {"StartChallenge", "VerifyChallenge", "flow"},
 }
-SESAME_EXTRA = {"redis_used_memory_delta_bytes", "redis_bytes_per_op"}
+SESAME_EXTRA = {
+    "redis_used_memory_delta_bytes",
+    "redis_bytes_per_op",
+    "redis_key_bytes_per_op",
+    "redis_kept_bytes_per_op",
+    "redis_key_bytes_per_op_by_kind",
+}
 SMS = {"count", "missing", "p50_ms", "p99_ms", "max_ms"}
 CLIENTS = 2  # load client processes of the closed-loop phases (decision 0059)
 PACED = 2  # and of the paced phase (at most the run's 2 connections)
@@ -154,7 +160,14 @@ def test_sms_delay_and_redis_memory_are_reported(record: dict[str, Any]) -> None
         assert sms["count"] == phase["ops"]
         assert sms["p50_ms"] <= sms["p99_ms"] <= sms["max_ms"]
     # A challenge and its journal stay in Redis for the retention window: a flow leaves something behind.
-    assert record["phases"]["flows"]["redis_bytes_per_op"] > 0
+    flows = record["phases"]["flows"]
+    assert flows["redis_bytes_per_op"] > 0
+    # Counted key by key too (bench.redis_census): the challenge hash is kept past the hour, the global
+    # budget's units (a one-minute window) are not.
+    assert 0 < flows["redis_kept_bytes_per_op"] <= flows["redis_key_bytes_per_op"]
+    kinds = flows["redis_key_bytes_per_op_by_kind"]
+    assert kinds["sesame:{}:ch:<id>"] > 0
+    assert kinds["~sesame:{}:global:all"] > 0
 
 
 def test_connections_are_placed_evenly_and_the_server_loop_lag_is_read(record: dict[str, Any]) -> None:

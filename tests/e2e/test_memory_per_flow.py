@@ -11,11 +11,10 @@ the archive holds it, and only its tail stays, as long as the challenge hash (do
 
 from __future__ import annotations
 
-import re
-
 import pytest
 import redis.asyncio as aioredis
 
+from bench.redis_census import kind_of
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.server.domain.budgets import SendBudget
 from sesame.server.domain.challenges import ChallengePolicy
@@ -41,8 +40,7 @@ async def by_kind(client: aioredis.Redis) -> dict[str, int]:
     """The same, by kind of key (ids and tags left out): where the bytes are."""
     kinds: dict[str, int] = {}
     async for key in client.scan_iter(count=1000):
-        kind = re.sub(rb"\{[^}]*\}", b"{}", re.sub(rb"[0-9a-f]{32}\.k\d+\.d\d+\.u[0-9a-f]{16}", b"<id>", key))
-        name = kind.decode(errors="replace")
+        name = kind_of(key)
         kinds[name] = kinds.get(name, 0) + int(await client.memory_usage(key, samples=0) or 0)
     return kinds
 
