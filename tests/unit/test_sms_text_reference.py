@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from sesame.server.domain import sms_text
 from sesame.server.domain.gsm7 import fits_gsm7
 from sesame.server.domain.segments import measure
-from sesame.server.domain.sms_templates import Kind, default_templates
+from sesame.server.domain.sms_templates import Kind, Template, default_templates
 from sesame.server.domain.transliteration import gsm7_letter
 
 ASCII = st.text(st.characters(max_codepoint=127), max_size=90)
@@ -39,17 +39,16 @@ def reduced_reference(name: str, letter: Callable[[str], str]) -> str:
     return printed
 
 
-def fitted_reference(template: object, fields: dict[str, str], payee: str) -> tuple[str, str]:
+def fitted_reference(template: Template, fields: dict[str, str], payee: str) -> tuple[str, str]:
     """The fitting as it was: the GSM-7 test's fill, then a fill per cut, the whole name's included."""
     templates = default_templates()
-    fill = template.fill  # type: ignore[attr-defined]
     name = reduced_reference(payee, gsm7_letter)
-    if not fits_gsm7(fill(fields | {"payee": sms_text._quoted(name)})):
+    if not fits_gsm7(template.fill(fields | {"payee": sms_text._quoted(name)})):
         name = reduced_reference(payee, str)
     quoted = text = ""
     for shown in sms_text._shortened(name):
         quoted = sms_text._quoted(shown)
-        text = fill(fields | {"payee": quoted})
+        text = template.fill(fields | {"payee": quoted})
         if measure(text).parts <= templates.max_parts:
             break
     return quoted, text
