@@ -96,7 +96,7 @@ def configure_logging(settings: TelemetrySettings, stream: TextIO | None = None)
     if root.handlers:
         return None
     # No line shows where it was logged from, nor the thread's or process's name or id: the stdlib's
-    # documented switches spare each record looking them up (a sixth of an SMS's INFO line, decision 0072).
+    # documented switches spare each record looking them up (a fifth of an SMS's INFO line, decision 0072).
     logging._srcfile = None  # noqa: SLF001 (the Logging HOWTO's "Optimization": the caller is not looked up)
     logging.logThreads = False
     logging.logProcesses = False
