@@ -77,3 +77,41 @@ def test_a_program_that_logs_its_own_way_is_left_alone():
     assert before[0]
     assert configure_logging(TelemetrySettings("DEBUG", "json")) is None
     assert (list(root.handlers), root.level) == before
+
+
+def test_a_configured_process_makes_its_records_without_looking_up_caller_thread_or_process(monkeypatch):
+    """Once configured, a record skips the caller, thread and process look-ups no line shows (decision
+    0072), and its line still reads time, level, logger, message and fields."""
+    root = logging.getLogger()
+    for name in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
+        monkeypatch.setattr(logging, name, getattr(logging, name))  # put back after the test
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", root.level)
+    out = io.StringIO()
+    handler = configure_logging(TelemetrySettings("INFO", "json"), out)
+    assert handler is not None
+    records: list[logging.LogRecord] = []
+    monkeypatch.setattr(root, "handlers", [handler, _Kept(records)])
+    logging.getLogger("sesame.sms").info("SMS %s to %s", "console-1", "+33******78", extra={"kind": "code"})
+    (record,) = records
+    assert (record.funcName, record.lineno, record.thread, record.process) == (
+        "(unknown function)",
+        0,
+        None,
+        None,
+    )
+    line = json.loads(out.getvalue())
+    assert line["event"] == "SMS console-1 to +33******78"
+    assert (line["level"], line["logger"], line["kind"]) == ("info", "sesame.sms", "code")
+    assert "timestamp" in line
+
+
+class _Kept(logging.Handler):
+    """Keeps the records it is given."""
+
+    def __init__(self, records: list[logging.LogRecord]) -> None:
+        super().__init__()
+        self._records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._records.append(record)

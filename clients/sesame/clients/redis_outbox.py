@@ -16,7 +16,6 @@ path's.
 
 from __future__ import annotations
 
-import dataclasses
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, cast
@@ -184,12 +183,11 @@ class RedisOutbox:
                 if await self._group_made(self._streams[shard]):
                     self._bell.mark({shard})
             return []
+        # Each hand-out its attempt: the record of its send is recognised when asked again (decision 0056).
         return [
-            dataclasses.replace(
-                _queued(answer[i], _pairs(answer[i + 1]), _pairs(answer[i + 2])), attempt=secrets.token_hex(6)
-            )
+            _queued(answer[i], _pairs(answer[i + 1]), _pairs(answer[i + 2]), secrets.token_hex(6))
             for i in range(1, len(answer), 3)
-        ]  # each hand-out its attempt: the record of its send is recognised when asked again (decision 0056)
+        ]
 
     async def challenge(self, queued: QueuedSms) -> Challenge:
         """HGETALL on the outbox's connection, off the request path's pool. ChallengeNotFound."""
@@ -366,7 +364,10 @@ def _readable(raw: dict[bytes, bytes]) -> Challenge | None:
 
 
 def _queued(
-    entry_id: bytes, fields: dict[bytes, bytes], challenge: dict[bytes, bytes] | None = None
+    entry_id: bytes,
+    fields: dict[bytes, bytes],
+    challenge: dict[bytes, bytes] | None = None,
+    attempt: str = "",
 ) -> QueuedSms:
     until = int(fields.get(b"until", b"0"))
     return QueuedSms(
@@ -381,6 +382,7 @@ def _queued(
         notice_id=fields.get(b"notice_id", b"").decode(),
         hold=fields.get(b"hold", b"").decode(),
         withheld=fields.get(b"withheld", b"").decode(),
+        attempt=attempt,
     )
 
 

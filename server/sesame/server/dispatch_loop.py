@@ -149,9 +149,10 @@ class DispatchLoops:
             _log.warning("queued SMS not sent (%s); it stays in the outbox", type(exc).__name__)
             return
         span.set_attribute("sesame.dispatch.outcome", dispatched.outcome.value)
-        self._metrics.dispatches.labels(dispatched.outcome.value).inc()
-        if dispatched.reason:
-            self._metrics.dead_letters.labels(dispatched.reason).inc()
+        metrics = self._metrics
+        metrics.child(metrics.dispatches, dispatched.outcome.value).inc()
+        if dispatched.reason:  # a bounded set (DEAD_LETTER_REASONS, WITHHELD_REASONS): a child per reason
+            metrics.child(metrics.dead_letters, dispatched.reason).inc()
         if dispatched.handed_at is not None:
             waited = (dispatched.handed_at - queued.queued_at).total_seconds()
             self._metrics.sms_handed_seconds.observe(max(0.0, waited))

@@ -95,6 +95,12 @@ def configure_logging(settings: TelemetrySettings, stream: TextIO | None = None)
     root = logging.getLogger()
     if root.handlers:
         return None
+    # No line shows where it was logged from, nor the thread's or process's name or id: the stdlib's
+    # documented switches spare each record looking them up (a fifth of an SMS's INFO line, decision 0072).
+    logging._srcfile = None  # noqa: SLF001 (the Logging HOWTO's "Optimization": the caller is not looked up)
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter(settings.log_format))
     root.addHandler(handler)

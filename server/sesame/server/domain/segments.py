@@ -17,6 +17,7 @@ from sesame.server.domain.gsm7 import EXTENSION, fits_gsm7
 
 _SINGLE: Final = {"gsm7": 160, "ucs2": 70}
 _PART: Final = {"gsm7": 153, "ucs2": 67}
+_EXTENSION_CHARS: Final = tuple(EXTENSION)  # each one character: a count of each is the extension's septets
 
 
 class Encoding(enum.StrEnum):
@@ -40,7 +41,8 @@ def measure(text: str) -> Segments:
     without a width per character: each SMS is measured up to three times (decision 0049)."""
     gsm7 = fits_gsm7(text)
     if gsm7:
-        encoding, units = Encoding.GSM7, len(text) + sum(map(EXTENSION.__contains__, text))
+        # Ten counts in C, not a call per character: a French code SMS in half the time (decision 0072).
+        encoding, units = Encoding.GSM7, len(text) + sum(map(text.count, _EXTENSION_CHARS))
     else:
         encoding, units = Encoding.UCS2, len(text.encode("utf-16-le")) // 2
     if units <= _SINGLE[encoding]:

@@ -25,6 +25,7 @@ import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Final
 
 from sesame.server.domain import currency
 from sesame.server.domain.gsm7 import fits_gsm7
@@ -47,6 +48,10 @@ PRINTED_NAME = 40  # characters of the payee's name an SMS prints: a name, not r
 SHORTEST_NAME = 12  # characters a name cut to fit the budget keeps at least, before its `...`
 ELLIPSIS = "..."  # three dots, in GSM-7 (the one-character ellipsis is not)
 _NAME_PUNCTUATION = frozenset(" -'&")
+# Every ASCII character but a letter and a name's marks, as a space: what `_reduced` keeps of an ASCII name.
+_ASCII_NOT_IN_NAMES: Final = {
+    point: " " for point in range(128) if not (chr(point).isalpha() or chr(point) in _NAME_PUNCTUATION)
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,12 +199,15 @@ def _fitted_name(
     """The payee's name as `template` prints it with `fields` (quoted, in GSM-7 letters if that keeps the
     text GSM-7, cut to the segment budget if it must be), and the text it gives."""
     name = _reduced(payee, gsm7_letter)
-    if not fits_gsm7(template.fill(fields | {"payee": _quoted(name)})):
+    text = template.fill(fields | {"payee": _quoted(name)})
+    if not fits_gsm7(text):
         name = _reduced(payee, str)  # the bank's own words are UCS-2: the name keeps its letters
-    quoted = text = ""
-    for shown in _shortened(name):
-        quoted = _quoted(shown)
-        text = template.fill(fields | {"payee": quoted})
+        text = template.fill(fields | {"payee": _quoted(name)})
+    quoted = _quoted(name)
+    for cut, shown in enumerate(_shortened(name)):
+        if cut:  # the whole name's text (the first) is filled above, not filled again (decision 0072)
+            quoted = _quoted(shown)
+            text = template.fill(fields | {"payee": quoted})
         if measure(text).parts <= templates.max_parts:
             break
     return quoted, text
@@ -212,7 +220,14 @@ def printed_name(name: str) -> str:
 
 def _reduced(name: str, letter: Callable[[str], str]) -> str:
     """Letters (each as `letter` writes it), spaces and `- ' &`, at most PRINTED_NAME, cut at a word."""
-    kept = "".join(letter(c) if _is_name_character(c) else " " for c in unicodedata.normalize("NFC", name))
+    if name.isascii():
+        # An ASCII name (most are) in one pass in C: its letters and marks are name characters that both
+        # `letter`s write as themselves, every other character a space (decision 0072).
+        kept = name.translate(_ASCII_NOT_IN_NAMES)
+    else:
+        kept = "".join(
+            letter(c) if _is_name_character(c) else " " for c in unicodedata.normalize("NFC", name)
+        )
     printed = ""
     for word in kept.split():
         longer = f"{printed} {word}" if printed else word
