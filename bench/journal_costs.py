@@ -168,6 +168,7 @@ def _instrument(stages: Stages, sealer: Sealer, journal: Any) -> None:
         (journal, "record_seal"),
         (journal, "seals_from"),
         (journal, "sealed_entries"),
+        (journal, "stored_entries"),
         (journal, "drop_archived"),
         (sealer, "_index_openings"),
         (sealer, "drop_journals"),

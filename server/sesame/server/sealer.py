@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from sesame.clients.redis_journal import RedisJournal, SealLost
+from sesame.clients.redis_journal import RedisJournal, SealLost, StoredEntries, feed_entries
 from sesame.server.domain.errors import SesameError, StoreUnavailable
 from sesame.server.domain.evidence_index import IndexedOpening, indexed_opening
 from sesame.server.domain.journal_seal import Closed, FeedEntry, Leaf, Seal, close_block, leaves_of
@@ -87,6 +87,15 @@ class SealerTiming:
     retention: timedelta = timedelta(days=396)  # 13 months (CMF L.133-24), rounded up
 
 
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    """A block this process closed: the seal and the entries it hashed (decision 0048), and those entries as
+    Redis sent them, to see them unchanged at the drain without decoding them again (decision 0071)."""
+
+    closed: Closed
+    stored: StoredEntries
+
+
 def holder_name() -> str:
     """This sealer's name in the lease: host, process, and a random part (a restarted pid differs)."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
@@ -121,7 +130,7 @@ class Sealer:
         self.holding = False
         self._failing = ""  # the last failure logged: a lasting one is logged once, not every second
         # The blocks this process closed that the archive lacks yet, with the entries it hashed (0048).
-        self._closed: dict[int, Closed] = {}
+        self._closed: dict[int, _Kept] = {}
         self.behind = False  # the last seal left entries waiting: the step seals another block
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -183,7 +192,8 @@ class Sealer:
         waits). SealLost."""
         previous = await self._journal.last_seal()
         after = previous.block.last if previous else ""
-        entries, self.behind = await self._journal.unsealed(after, BLOCK_ENTRIES)
+        unsealed = await self._journal.unsealed(after, BLOCK_ENTRIES)
+        entries, self.behind = unsealed.entries, unsealed.more
         if not entries:
             return None
         key = await self._keys.current_journal_key()
@@ -201,7 +211,7 @@ class Sealer:
         )
         seal = Seal(block, await self._keys.sign(key, block.payload()), leaves)
         await self._journal.record_seal(self.holder, seal, previous)
-        self._closed[block.number] = Closed(seal, tuple(entries))
+        self._closed[block.number] = _Kept(Closed(seal, tuple(entries)), unsealed.stored)
         if len(self._closed) > CLOSED_KEPT:  # the archive is failing: forget the oldest (hashed when drained)
             del self._closed[min(self._closed)]
         return seal
@@ -219,9 +229,14 @@ class Sealer:
         done, count = None, 0
         seals = await self._journal.seals_from("0-0")
         for seal in seals:
-            entries = await self._journal.sealed_entries(seal)
+            stored = await self._journal.stored_entries(seal)
+            closed = self._unchanged(seal, stored)
+            entries = closed.entries if closed is not None else feed_entries(stored)
             if archived is None or seal.block.number > archived.number:
-                await asyncio.to_thread(self._append, seal, entries)
+                if closed is not None:
+                    await asyncio.to_thread(self._archive.append_closed, closed)
+                else:
+                    await asyncio.to_thread(self._archive.append, seal, entries)
                 archived, count = seal.block, count + 1
             await self._index_openings(entries)
             done = seal
@@ -238,15 +253,15 @@ class Sealer:
             self._pruned_at = time.monotonic()
         return count
 
-    def _append(self, seal: Seal, entries: Sequence[FeedEntry]) -> None:
-        """Archive one block read back from Redis. When it is the seal this process closed over the same
-        entries (compared, not hashed), its leaves are theirs: only its place in the chain is checked; any
-        other block (closed by another sealer, or whose seal or entries changed in Redis) is hashed again."""
-        closed = self._closed.get(seal.block.number)
-        if closed is not None and closed == Closed(seal, tuple(entries)):
-            self._archive.append_closed(closed)
-        else:
-            self._archive.append(seal, entries)
+    def _unchanged(self, seal: Seal, stored: StoredEntries) -> Closed | None:
+        """The block this process closed, when `seal` and its entries read back from Redis are the very ones
+        it hashed (compared, not hashed: decision 0048; the entries as Redis sent them, not decoded: 0071):
+        its leaves are theirs, and the archive checks only its place in the chain. None for any other block
+        (closed by another sealer, forgotten, or whose seal or entries changed in Redis): hashed again."""
+        kept = self._closed.get(seal.block.number)
+        if kept is not None and kept.stored == stored and kept.closed.seal == seal:
+            return kept.closed
+        return None
 
     async def _index_openings(self, entries: Sequence[FeedEntry]) -> None:
         """Index the challenges these archived entries open, by user (decision 0036); again after a retry."""
