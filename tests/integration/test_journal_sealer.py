@@ -277,3 +277,24 @@ async def test_a_running_sealer_lets_its_lease_go_when_stopped(
     await task
     assert sealed is not None
     assert await journal.take_lease("next", timedelta(seconds=1))
+
+
+async def test_a_sealer_that_takes_the_lease_back_archives_after_the_other_sealers_blocks(
+    redis_store: RedisState, keystore: Pkcs11KeyStore, archive: JournalArchive
+) -> None:
+    """Two workers, each its own archive object over the one directory: the lease goes from the first to the
+    second and back; the first then archives its new block after the second's, not refused against the last
+    block it had archived itself."""
+    one = sealer(redis_store, keystore, archive, "one")
+    two = sealer(redis_store, keystore, JournalArchive(archive.path), "two")
+    journal = redis_store.sealed_journal()
+    await journal_something(redis_store, 40)
+    first = await one.step()
+    await journal.release_lease("one")  # as if its lease expired (a stalled worker)
+    await journal_something(redis_store, 41)
+    second = await two.step()
+    await journal.release_lease("two")
+    await journal_something(redis_store, 42)
+    third = await one.step()
+    assert None not in (first, second, third)
+    assert [b.seal for b in JournalArchive(archive.path).blocks()] == [first, second, third]

@@ -9,6 +9,7 @@ feeds' entries and the seals before it are dropped.
 from __future__ import annotations
 
 import base64
+import enum
 import json
 import re
 from collections.abc import Sequence
@@ -44,6 +45,14 @@ class Unsealed(NamedTuple):
     stored: StoredEntries
 
 
+class Lease(enum.Enum):
+    """What `journal_lease.lua` found: the lease another sealer's, taken (free or lapsed), or renewed."""
+
+    ANOTHERS = 0
+    TAKEN = 1
+    RENEWED = 2
+
+
 class SealLost(Exception):
     """The sealer lost its lease, or another seal came first: nothing was written."""
 
@@ -67,8 +76,13 @@ class RedisJournal:
 
     async def take_lease(self, holder: str, length: timedelta) -> bool:
         """Take or renew the lease for `length`; False while another sealer holds it."""
+        return await self.lease(holder, length) is not Lease.ANOTHERS
+
+    async def lease(self, holder: str, length: timedelta) -> Lease:
+        """Take or renew the lease for `length`: whether `holder` renewed it, took it (free or lapsed), or
+        another sealer holds it."""
         ms = int(length.total_seconds() * 1000)
-        return bool(await self._scripts.run("journal_lease", [self.keys.journal_sealer()], [holder, ms]))
+        return Lease(await self._scripts.run("journal_lease", [self.keys.journal_sealer()], [holder, ms]))
 
     async def release_lease(self, holder: str) -> None:
         """Let the lease go now, if `holder` has it (a clean stop: the next sealer need not wait)."""

@@ -57,6 +57,12 @@ class JournalArchive:
         self._indexed_to: Located | None = None
         self._indexed_end = 0  # where the line after it starts: a catch-up reads from there (decision 0048)
 
+    def read_afresh(self) -> None:
+        """Forget what this process knew of the files (the last block, where the index stands): another
+        sealer may have archived blocks since this one last held the lease (decision 0071)."""
+        self._last, self._read_last = None, False
+        self._indexed_to, self._indexed_end = None, 0
+
     def last_block(self) -> Block | None:
         """The last block archived, or None for an empty archive."""
         if not self._read_last:

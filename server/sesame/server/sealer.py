@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from sesame.clients.redis_journal import RedisJournal, SealLost, StoredEntries, feed_entries
+from sesame.clients.redis_journal import Lease, RedisJournal, SealLost, StoredEntries, feed_entries
 from sesame.server.domain.errors import SesameError, StoreUnavailable
 from sesame.server.domain.evidence_index import IndexedOpening, indexed_opening
 from sesame.server.domain.journal_seal import Closed, FeedEntry, Leaf, Seal, close_block, leaves_of
@@ -85,6 +85,9 @@ class SealerTiming:
     interval: timedelta = timedelta(seconds=1)
     lease: timedelta = timedelta(seconds=5)
     retention: timedelta = timedelta(days=396)  # 13 months (CMF L.133-24), rounded up
+    # How long one step seals a backlog block after block before the next step renews the lease (half the
+    # lease when None: a step that outlasted it would find the lease lost). 0: one block a step.
+    step: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +137,16 @@ class Sealer:
         self.behind = False  # the last seal left entries waiting: the step seals another block
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Take the lease when free, seal while holding it, until `stop`; then let the lease go."""
+        """Take the lease when free, seal while holding it, until `stop`; then let the lease go. A step that
+        left a backlog (its share of time spent, more waiting) is followed by the next at once, after the
+        calls waiting on the loop ran: under a sustained load, waiting an interval per step let the backlog
+        grow (decision 0071). Nothing waiting, no lease, or a failure: the next step after `interval`."""
         try:
             while not stop.is_set():
                 await self.step()
+                if self.holding and self.behind and not self._failing:
+                    await asyncio.sleep(0)
+                    continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self._timing.interval.total_seconds())
         finally:
@@ -159,9 +168,13 @@ class Sealer:
     async def step(self) -> Seal | None:
         """Renew or take the lease; while held, seal what waits. Failures are logged and retried."""
         try:
-            self.holding = await self._journal.take_lease(self.holder, self._timing.lease)
+            lease = await self._journal.lease(self.holder, self._timing.lease)
+            self.holding = lease is not Lease.ANOTHERS
             if not self.holding:
                 self._closed.clear()  # another sealer drains them: this one's memory of them would go stale
+            if lease is Lease.TAKEN:  # free or lapsed: another sealer may have archived blocks meanwhile
+                self._archive.read_afresh()
+                self._indexed = False
             sealed = await self._seal_and_drain() if self.holding else None
         except (SesameError, SealLost, OSError) as exc:
             if str(exc) != self._failing:
@@ -175,8 +188,9 @@ class Sealer:
 
     async def _seal_and_drain(self) -> Seal | None:
         """Seal what waits and archive it, a block at a time (each drained before the next is read), while
-        more waits and half the lease lasts; the last block sealed."""
-        until = time.monotonic() + self._timing.lease.total_seconds() / 2
+        more waits and the step's share of time lasts (`SealerTiming.step`); the last block sealed."""
+        share = self._timing.step if self._timing.step is not None else self._timing.lease / 2
+        until = time.monotonic() + share.total_seconds()
         last = None
         while True:
             sealed = await self.seal()
@@ -186,6 +200,7 @@ class Sealer:
             self._meter.archived()
             if sealed is None or not self.behind or time.monotonic() >= until:
                 return last
+            await asyncio.sleep(0)  # the calls waiting on this worker's loop run between two blocks
 
     async def seal(self) -> Seal | None:
         """Close and keep one block over the oldest entries waiting, `BLOCK_ENTRIES` at most (None when none
@@ -193,7 +208,8 @@ class Sealer:
         previous = await self._journal.last_seal()
         after = previous.block.last if previous else ""
         unsealed = await self._journal.unsealed(after, BLOCK_ENTRIES)
-        entries, self.behind = unsealed.entries, unsealed.more
+        entries = unsealed.entries
+        self.behind = unsealed.more and bool(entries)  # nothing ready is never a backlog to go on with
         if not entries:
             return None
         key = await self._keys.current_journal_key()
