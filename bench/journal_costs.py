@@ -167,6 +167,7 @@ def _instrument(stages: Stages, sealer: Sealer, journal: Any) -> None:
         (journal, "unsealed"),
         (journal, "record_seal"),
         (journal, "seals_from"),
+        (journal, "stored_seals"),
         (journal, "sealed_entries"),
         (journal, "stored_entries"),
         (journal, "drop_archived"),

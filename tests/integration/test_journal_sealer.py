@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -113,6 +114,29 @@ async def test_a_block_whose_entries_changed_before_the_archive_is_not_archived(
         await one.drain()
     assert [b.seal.block.number for b in archive.blocks()] == [1]
     assert [s.block.number for s in await journal.seals_from("0-0")] == [2]
+
+
+async def test_a_block_whose_seal_changed_before_the_archive_is_not_archived(
+    redis_store: RedisState,
+    redis_client: aioredis.Redis,
+    keystore: Pkcs11KeyStore,
+    archive: JournalArchive,
+) -> None:
+    """Sealed, then its seal's leaves edited in Redis before the drain (the entries untouched): the sealer
+    does not take it for the seal it kept (0071 compares the stored fields); the archive refuses it."""
+    await journal_something(redis_store, 12)
+    one = sealer(redis_store, keystore, archive, "one")
+    assert await redis_store.sealed_journal().take_lease("one", STEADY.lease)
+    sealed = await one.seal()
+    assert sealed is not None
+    seals = redis_store.keys.journal_seals()
+    ((seal_id, fields),) = await redis_client.xrange(seals)
+    leaves = [[stream, seq, "0" * 64] for stream, seq, _ in json.loads(fields[b"leaves"])]
+    await redis_client.delete(seals)
+    await redis_client.xadd(seals, {**fields, b"leaves": json.dumps(leaves).encode()}, id=seal_id)
+    with pytest.raises(ArchiveRefused, match="are not the entries it seals"):
+        await one.drain()
+    assert list(archive.blocks()) == []
 
 
 async def test_a_block_is_hashed_once_by_its_sealer_and_again_when_another_sealer_drains_it(

@@ -45,6 +45,17 @@ class Unsealed(NamedTuple):
     stored: StoredEntries
 
 
+class StoredSeal(NamedTuple):
+    """A seal as the seals stream holds it, its fields as Redis sends them: equal to what `record_seal` kept
+    while unchanged, compared without parsing its leaves (decision 0071)."""
+
+    fields: dict[bytes, bytes]
+
+    def seal(self) -> Seal:
+        """The seal these fields hold; StoreUnavailable when they are damaged."""
+        return _seal(self.fields)
+
+
 class Lease(enum.Enum):
     """What `journal_lease.lua` found: the lease another sealer's, taken (free or lapsed), or renewed."""
 
@@ -155,19 +166,17 @@ class RedisJournal:
             return seals[0]
         return _seal({**head, b"leaves": b"[]"}) if head else None
 
-    async def record_seal(self, holder: str, seal: Seal, after: Seal | None) -> None:
-        """Keep `seal`, which follows `after`. SealLost."""
-        fields: list[rec.Field] = [
-            "block",
-            seal.block.payload().decode(),
-            "signature",
-            _b64(seal),
-            "leaves",
-            json.dumps([leaf.as_list() for leaf in seal.leaves], separators=(",", ":")),
-        ]
+    async def record_seal(self, holder: str, seal: Seal, after: Seal | None) -> StoredSeal:
+        """Keep `seal`, which follows `after`; what was kept, as `stored_seals` reads it back. SealLost."""
+        leaves = json.dumps([leaf.as_list() for leaf in seal.leaves], separators=(",", ":"))
+        kept = StoredSeal(
+            {b"block": seal.block.payload(), b"signature": _b64(seal).encode(), b"leaves": leaves.encode()}
+        )
+        fields = [part for name_value in kept.fields.items() for part in name_value]
         keys = [self.keys.journal_sealer(), self.keys.journal_seals(), self.keys.journal_head()]
         args = [holder, after.block.last if after else "", seal.block.last]
         _outcome(await self._scripts.run("record_seal", keys, [*args, *fields]), b"sealed")
+        return kept
 
     async def drop_archived(self, holder: str, last: Seal) -> None:
         """Drop the seals up to `last` (archived), keeping its head, then each shard's feed entries up to it
@@ -185,9 +194,13 @@ class RedisJournal:
 
     async def seals_from(self, first_id: str) -> list[Seal]:
         """Every seal kept whose last entry is at or after `first_id`, oldest first."""
+        return [stored.seal() for stored in await self.stored_seals(first_id)]
+
+    async def stored_seals(self, first_id: str) -> list[StoredSeal]:
+        """`seals_from`, each seal as Redis sent it (parsed by its `seal()`)."""
         with translated():
             raw = await self._client.xrange(self.keys.journal_seals(), min=first_id)
-        return [_seal(fields) for _, fields in cast("list[tuple[bytes, dict[bytes, bytes]]]", raw)]
+        return [StoredSeal(fields) for _, fields in cast("list[tuple[bytes, dict[bytes, bytes]]]", raw)]
 
     async def stream_entries(self, stream: str) -> list[tuple[str, dict[str, str]]]:
         """A journal stream as stored: ids and fields, oldest first."""

@@ -21,7 +21,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from sesame.clients.redis_journal import Lease, RedisJournal, SealLost, StoredEntries, feed_entries
+from sesame.clients.redis_journal import (
+    Lease,
+    RedisJournal,
+    SealLost,
+    StoredEntries,
+    StoredSeal,
+    feed_entries,
+)
 from sesame.server.domain.errors import SesameError, StoreUnavailable
 from sesame.server.domain.evidence_index import IndexedOpening, indexed_opening
 from sesame.server.domain.journal_seal import Closed, FeedEntry, Leaf, Seal, close_block, leaves_of
@@ -92,10 +99,11 @@ class SealerTiming:
 
 @dataclass(frozen=True, slots=True)
 class _Kept:
-    """A block this process closed: the seal and the entries it hashed (decision 0048), and those entries as
-    Redis sent them, to see them unchanged at the drain without decoding them again (decision 0071)."""
+    """A block this process closed: the seal and the entries it hashed (decision 0048), and both as Redis
+    keeps them, to see them unchanged at the drain without parsing or decoding them again (decision 0071)."""
 
     closed: Closed
+    recorded: StoredSeal
     stored: StoredEntries
 
 
@@ -226,8 +234,8 @@ class Sealer:
             tuple(hashed),
         )
         seal = Seal(block, await self._keys.sign(key, block.payload()), leaves)
-        await self._journal.record_seal(self.holder, seal, previous)
-        self._closed[block.number] = _Kept(Closed(seal, tuple(entries)), unsealed.stored)
+        recorded = await self._journal.record_seal(self.holder, seal, previous)
+        self._closed[block.number] = _Kept(Closed(seal, tuple(entries)), recorded, unsealed.stored)
         if len(self._closed) > CLOSED_KEPT:  # the archive is failing: forget the oldest (hashed when drained)
             del self._closed[min(self._closed)]
         return seal
@@ -243,10 +251,13 @@ class Sealer:
             self._indexed = True
         archived = self._archive.last_block()
         done, count = None, 0
-        seals = await self._journal.seals_from("0-0")
-        for seal in seals:
+        seals: list[Seal] = []
+        for recorded in await self._journal.stored_seals("0-0"):
+            kept = self._kept(recorded)
+            seal = kept.closed.seal if kept is not None else recorded.seal()
+            seals.append(seal)
             stored = await self._journal.stored_entries(seal)
-            closed = self._unchanged(seal, stored)
+            closed = kept.closed if kept is not None and kept.stored == stored else None
             entries = closed.entries if closed is not None else feed_entries(stored)
             if archived is None or seal.block.number > archived.number:
                 if closed is not None:
@@ -269,15 +280,14 @@ class Sealer:
             self._pruned_at = time.monotonic()
         return count
 
-    def _unchanged(self, seal: Seal, stored: StoredEntries) -> Closed | None:
-        """The block this process closed, when `seal` and its entries read back from Redis are the very ones
-        it hashed (compared, not hashed: decision 0048; the entries as Redis sent them, not decoded: 0071):
-        its leaves are theirs, and the archive checks only its place in the chain. None for any other block
-        (closed by another sealer, forgotten, or whose seal or entries changed in Redis): hashed again."""
-        kept = self._closed.get(seal.block.number)
-        if kept is not None and kept.stored == stored and kept.closed.seal == seal:
-            return kept.closed
-        return None
+    def _kept(self, recorded: StoredSeal) -> _Kept | None:
+        """The block this process closed whose seal Redis still holds as it was kept (the same bytes: the
+        same seal, its leaves not parsed again, decision 0071); None for any other (closed by another sealer,
+        forgotten, or changed in Redis: parsed, and its block hashed and checked). The drain archives a kept
+        block from the entries it hashed only when they too are read back unchanged (compared, not hashed:
+        decision 0048; as Redis sent them, not decoded: 0071): its leaves are theirs, and the archive checks
+        only its place in the chain."""
+        return next((kept for kept in self._closed.values() if kept.recorded == recorded), None)
 
     async def _index_openings(self, entries: Sequence[FeedEntry]) -> None:
         """Index the challenges these archived entries open, by user (decision 0036); again after a retry."""
