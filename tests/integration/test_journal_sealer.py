@@ -322,3 +322,31 @@ async def test_a_sealer_that_takes_the_lease_back_archives_after_the_other_seale
     third = await one.step()
     assert None not in (first, second, third)
     assert [b.seal for b in JournalArchive(archive.path).blocks()] == [first, second, third]
+
+
+async def test_an_entry_that_is_not_utf8_in_a_feed_stops_the_sealing_not_the_sealer(
+    redis_store: RedisState,
+    redis_client: aioredis.Redis,
+    keystore: Pkcs11KeyStore,
+    archive: JournalArchive,
+) -> None:
+    """A feed entry whose bytes are not UTF-8 (written by something other than the scripts): the step logs
+    the store failing and returns, the running sealer keeps trying at its interval (a UnicodeDecodeError
+    escaped the step and ended the sealer's task); once the entry is gone it seals again."""
+    await journal_something(redis_store, 50)
+    feed = redis_store.keys.journal_feed(0)
+    bad = await redis_client.xadd(feed, {b"stream": b"x", b"event": b"\xff\xfe"})
+    one = sealer(redis_store, keystore, archive, "one")
+    assert await one.step() is None
+    stop = asyncio.Event()
+    task = asyncio.create_task(one.run(stop))
+    await asyncio.sleep(0.2)
+    assert not task.done()  # still running, retrying
+    await redis_client.xdel(feed, bad)
+    deadline, blocks = time.monotonic() + 10, []
+    while not blocks and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        blocks = list(archive.blocks())
+    stop.set()
+    await task
+    assert [b.seal.block.number for b in blocks] == [1]

@@ -283,15 +283,21 @@ def _next_possible(frontier: tuple[int, int], shard: int) -> tuple[int, int]:
 
 
 def _feed_entries(raw: Any) -> list[FeedEntry]:
+    """The entries of one read, decoded. A damaged one (not UTF-8, a name without its value) is the store
+    failing, as a damaged seal is: StoreUnavailable, which the sealer logs and retries at its interval (a
+    ValueError ended its task)."""
     entries = []
-    for entry_id, fields in cast("list[tuple[bytes, dict[bytes, bytes] | list[bytes]]]", raw):
-        if isinstance(fields, dict):  # redis-py's parsed reply (a cluster's pipeline)
-            decoded = rec.decoded(fields)
-        else:  # the lane's flat list of names and values, decoded in one pass (no dict of bytes first: 0071)
-            names = iter(fields)  # zip of one iterator with itself: (name, value) pairs; odd: ValueError
-            decoded = {name.decode(): value.decode() for name, value in zip(names, names, strict=True)}
-        stream = decoded.pop("stream", "")
-        entries.append(FeedEntry(entry_id.decode(), stream, decoded))
+    try:
+        for entry_id, fields in cast("list[tuple[bytes, dict[bytes, bytes] | list[bytes]]]", raw):
+            if isinstance(fields, dict):  # redis-py's parsed reply (a cluster's pipeline)
+                decoded = rec.decoded(fields)
+            else:  # the lane's flat list of names and values, decoded in one pass (no dict of bytes: 0071)
+                names = iter(fields)  # zip of one iterator with itself: (name, value) pairs; odd: ValueError
+                decoded = {name.decode(): value.decode() for name, value in zip(names, names, strict=True)}
+            stream = decoded.pop("stream", "")
+            entries.append(FeedEntry(entry_id.decode(), stream, decoded))
+    except ValueError as exc:  # UnicodeDecodeError is one
+        raise StoreUnavailable("corrupt journal entry in a feed") from exc
     return entries
 
 
