@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -113,6 +114,29 @@ async def test_a_block_whose_entries_changed_before_the_archive_is_not_archived(
         await one.drain()
     assert [b.seal.block.number for b in archive.blocks()] == [1]
     assert [s.block.number for s in await journal.seals_from("0-0")] == [2]
+
+
+async def test_a_block_whose_seal_changed_before_the_archive_is_not_archived(
+    redis_store: RedisState,
+    redis_client: aioredis.Redis,
+    keystore: Pkcs11KeyStore,
+    archive: JournalArchive,
+) -> None:
+    """Sealed, then its seal's leaves edited in Redis before the drain (the entries untouched): the sealer
+    does not take it for the seal it kept (0071 compares the stored fields); the archive refuses it."""
+    await journal_something(redis_store, 12)
+    one = sealer(redis_store, keystore, archive, "one")
+    assert await redis_store.sealed_journal().take_lease("one", STEADY.lease)
+    sealed = await one.seal()
+    assert sealed is not None
+    seals = redis_store.keys.journal_seals()
+    ((seal_id, fields),) = await redis_client.xrange(seals)
+    leaves = [[stream, seq, "0" * 64] for stream, seq, _ in json.loads(fields[b"leaves"])]
+    await redis_client.delete(seals)
+    await redis_client.xadd(seals, {**fields, b"leaves": json.dumps(leaves).encode()}, id=seal_id)
+    with pytest.raises(ArchiveRefused, match="are not the entries it seals"):
+        await one.drain()
+    assert list(archive.blocks()) == []
 
 
 async def test_a_block_is_hashed_once_by_its_sealer_and_again_when_another_sealer_drains_it(
@@ -277,3 +301,52 @@ async def test_a_running_sealer_lets_its_lease_go_when_stopped(
     await task
     assert sealed is not None
     assert await journal.take_lease("next", timedelta(seconds=1))
+
+
+async def test_a_sealer_that_takes_the_lease_back_archives_after_the_other_sealers_blocks(
+    redis_store: RedisState, keystore: Pkcs11KeyStore, archive: JournalArchive
+) -> None:
+    """Two workers, each its own archive object over the one directory: the lease goes from the first to the
+    second and back; the first then archives its new block after the second's, not refused against the last
+    block it had archived itself."""
+    one = sealer(redis_store, keystore, archive, "one")
+    two = sealer(redis_store, keystore, JournalArchive(archive.path), "two")
+    journal = redis_store.sealed_journal()
+    await journal_something(redis_store, 40)
+    first = await one.step()
+    await journal.release_lease("one")  # as if its lease expired (a stalled worker)
+    await journal_something(redis_store, 41)
+    second = await two.step()
+    await journal.release_lease("two")
+    await journal_something(redis_store, 42)
+    third = await one.step()
+    assert None not in (first, second, third)
+    assert [b.seal for b in JournalArchive(archive.path).blocks()] == [first, second, third]
+
+
+async def test_an_entry_that_is_not_utf8_in_a_feed_stops_the_sealing_not_the_sealer(
+    redis_store: RedisState,
+    redis_client: aioredis.Redis,
+    keystore: Pkcs11KeyStore,
+    archive: JournalArchive,
+) -> None:
+    """A feed entry whose bytes are not UTF-8 (written by something other than the scripts): the step logs
+    the store failing and returns, the running sealer keeps trying at its interval (a UnicodeDecodeError
+    escaped the step and ended the sealer's task); once the entry is gone it seals again."""
+    await journal_something(redis_store, 50)
+    feed = redis_store.keys.journal_feed(0)
+    bad = await redis_client.xadd(feed, {b"stream": b"x", b"event": b"\xff\xfe"})
+    one = sealer(redis_store, keystore, archive, "one")
+    assert await one.step() is None
+    stop = asyncio.Event()
+    task = asyncio.create_task(one.run(stop))
+    await asyncio.sleep(0.2)
+    assert not task.done()  # still running, retrying
+    await redis_client.xdel(feed, bad)
+    deadline, blocks = time.monotonic() + 10, []
+    while not blocks and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        blocks = list(archive.blocks())
+    stop.set()
+    await task
+    assert [b.seal.block.number for b in blocks] == [1]

@@ -113,10 +113,10 @@ async def test_a_feed_longer_than_the_batch_gives_its_first_entries_and_keeps_it
     raw = cast("list[tuple[bytes, object]]", await redis_client.xrange(shard_feed))
     ids = [entry_id.decode() for entry_id, _ in raw]
     last = await redis_client.get(f"{shard_feed}:last")
-    first, more = await journal.unsealed("", limit=2)
-    assert [entry.id for entry in first] == ids[:2]
-    assert more  # the batch was full
+    first = await journal.unsealed("", limit=2)
+    assert [entry.id for entry in first.entries] == ids[:2]
+    assert first.more  # the batch was full
     assert await redis_client.get(f"{shard_feed}:last") == last  # the batch was full: nothing moved
-    rest, more = await journal.unsealed(ids[1], limit=10)
-    assert [entry.id for entry in rest] == ids[2:]
-    assert not more
+    rest = await journal.unsealed(ids[1], limit=10)
+    assert [entry.id for entry in rest.entries] == ids[2:]
+    assert not rest.more

@@ -43,6 +43,22 @@ def test_merkle_roots_are_rfc_6962s(size: int) -> None:
     assert merkle_root(leaves) == CT_ROOTS[size]
 
 
+def _rfc_6962_root(nodes: list[bytes]) -> bytes:
+    """RFC 6962 section 2.1, as written: MTH(D[n]) = SHA-256(0x01 || MTH(D[0:k]) || MTH(D[k:n]))."""
+    if len(nodes) == 1:
+        return nodes[0]
+    split = 1 << ((len(nodes) - 1).bit_length() - 1)  # the largest power of two below the count
+    return hashlib.sha256(b"\x01" + _rfc_6962_root(nodes[:split]) + _rfc_6962_root(nodes[split:])).digest()
+
+
+def test_merkle_roots_are_rfc_6962s_definition_for_every_count_up_to_a_block_and_beyond() -> None:
+    """The root computed level by level is the recursive definition's for every count from 1 to 1,100
+    (odd counts at every level, powers of two and one past them)."""
+    leaves = [hashlib.sha256(b"\x00" + n.to_bytes(4, "big")).digest() for n in range(1100)]
+    for count in range(1, len(leaves) + 1):
+        assert merkle_root([leaf.hex() for leaf in leaves[:count]]) == _rfc_6962_root(leaves[:count]).hex()
+
+
 class Signer:
     """A software P-256 key standing in for the HSM's journal key (the check needs only its public half)."""
 

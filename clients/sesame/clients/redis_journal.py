@@ -9,12 +9,13 @@ feeds' entries and the seals before it are dropped.
 from __future__ import annotations
 
 import base64
+import enum
 import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Final, NamedTuple, cast
+from typing import Any, Final, NamedTuple, TypeAlias, cast
 
 from sesame.clients import redis_records as rec
 from sesame.clients.redis_connect import RedisClient
@@ -30,11 +31,37 @@ FEED_BATCH = 10_000  # entries per block at most: a busier second takes several 
 READ_SLACK = 16
 
 
+# A block's entries as Redis sent them, by shard (the lane's lists, or redis-py's parsed pairs on a
+# cluster): compared as they are, equal values are equal entries without decoding them again (decision 0071).
+StoredEntries: TypeAlias = tuple[list[Any], ...]
+
+
 class Unsealed(NamedTuple):
-    """What `RedisJournal.unsealed` found ready to seal, and whether more may wait beyond it."""
+    """What `RedisJournal.unsealed` found ready to seal, whether more may wait beyond it, and those entries
+    as Redis sent them (what `stored_entries` of their seal answers while they are unchanged)."""
 
     entries: list[FeedEntry]
     more: bool
+    stored: StoredEntries
+
+
+class StoredSeal(NamedTuple):
+    """A seal as the seals stream holds it, its fields as Redis sends them: equal to what `record_seal` kept
+    while unchanged, compared without parsing its leaves (decision 0071)."""
+
+    fields: dict[bytes, bytes]
+
+    def seal(self) -> Seal:
+        """The seal these fields hold; StoreUnavailable when they are damaged."""
+        return _seal(self.fields)
+
+
+class Lease(enum.Enum):
+    """What `journal_lease.lua` found: the lease another sealer's, taken (free or lapsed), or renewed."""
+
+    ANOTHERS = 0
+    TAKEN = 1
+    RENEWED = 2
 
 
 class SealLost(Exception):
@@ -60,8 +87,13 @@ class RedisJournal:
 
     async def take_lease(self, holder: str, length: timedelta) -> bool:
         """Take or renew the lease for `length`; False while another sealer holds it."""
+        return await self.lease(holder, length) is not Lease.ANOTHERS
+
+    async def lease(self, holder: str, length: timedelta) -> Lease:
+        """Take or renew the lease for `length`: whether `holder` renewed it, took it (free or lapsed), or
+        another sealer holds it."""
         ms = int(length.total_seconds() * 1000)
-        return bool(await self._scripts.run("journal_lease", [self.keys.journal_sealer()], [holder, ms]))
+        return Lease(await self._scripts.run("journal_lease", [self.keys.journal_sealer()], [holder, ms]))
 
     async def release_lease(self, holder: str) -> None:
         """Let the lease go now, if `holder` has it (a clean stop: the next sealer need not wait)."""
@@ -82,7 +114,7 @@ class RedisJournal:
         read: what it holds beyond is above that bound, so the entries returned are still the oldest.
         `more` says that a read stopped short or more than `limit` were ready: more may wait now."""
         below: tuple[int, int] | None = None
-        entries: list[tuple[tuple[int, int], Any]] = []
+        entries: list[tuple[tuple[int, int], int, Any]] = []
         feeds = self.keys.journal_feeds()
         replies = await self._scripts.run_all("read_feed", [([feed], [after, limit]) for feed in feeds])
         frontiers = [reply[0].decode() for reply in replies]
@@ -90,33 +122,39 @@ class RedisJournal:
         total = max(sum(lengths), 1)
         counts = [min(limit, -(-limit * length // total) + READ_SLACK) for length in lengths]
         start = "-" if after == "" else f"({after}"
-        with translated():
-            async with self._client.pipeline(transaction=False) as pipe:
-                for feed, frontier, count in zip(feeds, frontiers, counts, strict=True):
-                    pipe.xrange(feed, min=start, max=frontier, count=count)
-                read = await pipe.execute()
+        read = await self._scripts.read_each(
+            "feed_entries",
+            [
+                ("XRANGE", feed, start, frontier, "COUNT", count)
+                for feed, frontier, count in zip(feeds, frontiers, counts, strict=True)
+            ],
+        )
         more = False
         for shard, (frontier, count, raw) in enumerate(zip(frontiers, counts, read, strict=True)):
-            keyed = [(_id_key(entry[0].decode()), entry) for entry in raw]  # fields decoded once taken
+            keyed = [(_id_key(entry[0].decode()), shard, entry) for entry in raw]  # fields decoded once taken
             short = len(keyed) == count and keyed[-1][0] != _id_key(frontier)
             edge = _next_possible(keyed[-1][0] if short else _id_key(frontier), shard)
             below = edge if below is None else min(below, edge)
             entries += keyed
             more = more or len(keyed) >= count
         entries.sort(key=_first)  # ids are unique across the shards' feeds (their residues)
-        ready = [entry for key, entry in entries if below is not None and key < below]
-        return Unsealed(_feed_entries(ready[:limit]), more=more or len(ready) > limit)
+        ready = [(shard, entry) for key, shard, entry in entries if below is not None and key < below]
+        stored: StoredEntries = tuple([] for _ in feeds)
+        for shard, entry in ready[:limit]:  # each shard's a prefix of its read, as XRANGE gives it back
+            stored[shard].append(entry)
+        taken = _feed_entries([entry for _, entry in ready[:limit]])
+        return Unsealed(taken, more=more or len(ready) > limit, stored=stored)
 
     async def sealed_entries(self, seal: Seal) -> list[FeedEntry]:
         """The feeds' entries that `seal` covers (until the archive has them), in the order of their ids."""
-        entries: list[FeedEntry] = []
-        with translated():
-            async with self._client.pipeline(transaction=False) as pipe:
-                for feed in self.keys.journal_feeds():
-                    pipe.xrange(feed, min=seal.block.first, max=seal.block.last)
-                for raw in await pipe.execute():
-                    entries += _feed_entries(raw)
-        return sorted(entries, key=lambda e: _id_key(e.id))
+        return feed_entries(await self.stored_entries(seal))
+
+    async def stored_entries(self, seal: Seal) -> StoredEntries:
+        """The feeds' entries that `seal` covers, as Redis sends them, by shard: equal to the `stored` of the
+        read that gave its block while none changed (`feed_entries` decodes them)."""
+        first, last = seal.block.first, seal.block.last
+        reads = [("XRANGE", feed, first, last) for feed in self.keys.journal_feeds()]
+        return tuple(await self._scripts.read_each("feed_entries", reads))
 
     async def last_seal(self) -> Seal | None:
         """The newest seal (once archived, without its leaves), or None before the first."""
@@ -128,19 +166,17 @@ class RedisJournal:
             return seals[0]
         return _seal({**head, b"leaves": b"[]"}) if head else None
 
-    async def record_seal(self, holder: str, seal: Seal, after: Seal | None) -> None:
-        """Keep `seal`, which follows `after`. SealLost."""
-        fields: list[rec.Field] = [
-            "block",
-            seal.block.payload().decode(),
-            "signature",
-            _b64(seal),
-            "leaves",
-            json.dumps([leaf.as_list() for leaf in seal.leaves], separators=(",", ":")),
-        ]
+    async def record_seal(self, holder: str, seal: Seal, after: Seal | None) -> StoredSeal:
+        """Keep `seal`, which follows `after`; what was kept, as `stored_seals` reads it back. SealLost."""
+        leaves = json.dumps([leaf.as_list() for leaf in seal.leaves], separators=(",", ":"))
+        kept = StoredSeal(
+            {b"block": seal.block.payload(), b"signature": _b64(seal).encode(), b"leaves": leaves.encode()}
+        )
+        fields = [part for name_value in kept.fields.items() for part in name_value]
         keys = [self.keys.journal_sealer(), self.keys.journal_seals(), self.keys.journal_head()]
         args = [holder, after.block.last if after else "", seal.block.last]
         _outcome(await self._scripts.run("record_seal", keys, [*args, *fields]), b"sealed")
+        return kept
 
     async def drop_archived(self, holder: str, last: Seal) -> None:
         """Drop the seals up to `last` (archived), keeping its head, then each shard's feed entries up to it
@@ -158,9 +194,13 @@ class RedisJournal:
 
     async def seals_from(self, first_id: str) -> list[Seal]:
         """Every seal kept whose last entry is at or after `first_id`, oldest first."""
+        return [stored.seal() for stored in await self.stored_seals(first_id)]
+
+    async def stored_seals(self, first_id: str) -> list[StoredSeal]:
+        """`seals_from`, each seal as Redis sent it (parsed by its `seal()`)."""
         with translated():
             raw = await self._client.xrange(self.keys.journal_seals(), min=first_id)
-        return [_seal(fields) for _, fields in cast("list[tuple[bytes, dict[bytes, bytes]]]", raw)]
+        return [StoredSeal(fields) for _, fields in cast("list[tuple[bytes, dict[bytes, bytes]]]", raw)]
 
     async def stream_entries(self, stream: str) -> list[tuple[str, dict[str, str]]]:
         """A journal stream as stored: ids and fields, oldest first."""
@@ -223,7 +263,15 @@ def _id_key(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def _first(item: tuple[tuple[int, int], Any]) -> tuple[int, int]:
+def feed_entries(stored: StoredEntries) -> list[FeedEntry]:
+    """The entries of every shard's read, decoded, in the order of their ids."""
+    entries: list[FeedEntry] = []
+    for raw in stored:
+        entries += _feed_entries(raw)
+    return sorted(entries, key=lambda e: _id_key(e.id))
+
+
+def _first(item: tuple[tuple[int, int], int, Any]) -> tuple[int, int]:
     return item[0]
 
 
@@ -235,15 +283,21 @@ def _next_possible(frontier: tuple[int, int], shard: int) -> tuple[int, int]:
 
 
 def _feed_entries(raw: Any) -> list[FeedEntry]:
+    """The entries of one read, decoded. A damaged one (not UTF-8, a name without its value) is the store
+    failing, as a damaged seal is: StoreUnavailable, which the sealer logs and retries at its interval (a
+    ValueError ended its task)."""
     entries = []
-    for entry_id, fields in cast("list[tuple[bytes, dict[bytes, bytes] | list[bytes]]]", raw):
-        if isinstance(fields, dict):
-            decoded = rec.decoded(fields)
-        else:  # a flat list of names and values, decoded in one pass (no dict of bytes first: decision 0053)
-            names = iter(fields)  # zip of one iterator with itself: (name, value) pairs; odd: ValueError
-            decoded = {name.decode(): value.decode() for name, value in zip(names, names, strict=True)}
-        stream = decoded.pop("stream", "")
-        entries.append(FeedEntry(entry_id.decode(), stream, decoded))
+    try:
+        for entry_id, fields in cast("list[tuple[bytes, dict[bytes, bytes] | list[bytes]]]", raw):
+            if isinstance(fields, dict):  # redis-py's parsed reply (a cluster's pipeline)
+                decoded = rec.decoded(fields)
+            else:  # the lane's flat list of names and values, decoded in one pass (no dict of bytes: 0071)
+                names = iter(fields)  # zip of one iterator with itself: (name, value) pairs; odd: ValueError
+                decoded = {name.decode(): value.decode() for name, value in zip(names, names, strict=True)}
+            stream = decoded.pop("stream", "")
+            entries.append(FeedEntry(entry_id.decode(), stream, decoded))
+    except ValueError as exc:  # UnicodeDecodeError is one
+        raise StoreUnavailable("corrupt journal entry in a feed") from exc
     return entries
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,12 @@ class JournalArchive:
         self._indexed_to: Located | None = None
         self._indexed_end = 0  # where the line after it starts: a catch-up reads from there (decision 0048)
 
+    def read_afresh(self) -> None:
+        """Forget what this process knew of the files (the last block, where the index stands): another
+        sealer may have archived blocks since this one last held the lease (decision 0071)."""
+        self._last, self._read_last = None, False
+        self._indexed_to, self._indexed_end = None, 0
+
     def last_block(self) -> Block | None:
         """The last block archived, or None for an empty archive."""
         if not self._read_last:
@@ -83,7 +89,7 @@ class JournalArchive:
         number = seal.block.number
         segment = self.path / f"segment-{number - (number - 1) % SEGMENT_BLOCKS:012d}.jsonl"
         line = json.dumps(
-            {"seal": seal_to_dict(seal), "entries": [[e.id, e.stream, dict(e.fields)] for e in entries]},
+            {"seal": seal_to_dict(seal), "entries": [[e.id, e.stream, _as_dict(e.fields)] for e in entries]},
             separators=(",", ":"),
             ensure_ascii=False,
         )
@@ -208,6 +214,12 @@ def check_follows(last: Block | None, block: Block) -> None:
     """That `block` is the next one after `last` (numbered next, naming its digest). ArchiveRefused."""
     if last is not None and (block.number, block.prev) != (last.number + 1, last.digest()):
         raise ArchiveRefused(f"block {block.number} does not follow block {last.number} of the archive")
+
+
+def _as_dict(fields: Mapping[str, str]) -> dict[str, str]:
+    """The fields as JSON encodes them: the entry's own dict (they are one, read from Redis or a line), not a
+    copy of each of a block's hundreds (decision 0071)."""
+    return fields if isinstance(fields, dict) else dict(fields)
 
 
 def _located(segments: Sequence[Path], start: int = 0) -> Iterator[tuple[Located, int, ArchivedBlock]]:

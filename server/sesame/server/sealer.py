@@ -21,7 +21,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from sesame.clients.redis_journal import RedisJournal, SealLost
+from sesame.clients.redis_journal import (
+    Lease,
+    RedisJournal,
+    SealLost,
+    StoredEntries,
+    StoredSeal,
+    feed_entries,
+)
 from sesame.server.domain.errors import SesameError, StoreUnavailable
 from sesame.server.domain.evidence_index import IndexedOpening, indexed_opening
 from sesame.server.domain.journal_seal import Closed, FeedEntry, Leaf, Seal, close_block, leaves_of
@@ -85,6 +92,19 @@ class SealerTiming:
     interval: timedelta = timedelta(seconds=1)
     lease: timedelta = timedelta(seconds=5)
     retention: timedelta = timedelta(days=396)  # 13 months (CMF L.133-24), rounded up
+    # How long one step seals a backlog block after block before the next step renews the lease (half the
+    # lease when None: a step that outlasted it would find the lease lost). 0: one block a step.
+    step: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    """A block this process closed: the seal and the entries it hashed (decision 0048), and both as Redis
+    keeps them, to see them unchanged at the drain without parsing or decoding them again (decision 0071)."""
+
+    closed: Closed
+    recorded: StoredSeal
+    stored: StoredEntries
 
 
 def holder_name() -> str:
@@ -121,14 +141,20 @@ class Sealer:
         self.holding = False
         self._failing = ""  # the last failure logged: a lasting one is logged once, not every second
         # The blocks this process closed that the archive lacks yet, with the entries it hashed (0048).
-        self._closed: dict[int, Closed] = {}
+        self._closed: dict[int, _Kept] = {}
         self.behind = False  # the last seal left entries waiting: the step seals another block
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Take the lease when free, seal while holding it, until `stop`; then let the lease go."""
+        """Take the lease when free, seal while holding it, until `stop`; then let the lease go. A step that
+        left a backlog (its share of time spent, more waiting) is followed by the next at once, after the
+        calls waiting on the loop ran: under a sustained load, waiting an interval per step let the backlog
+        grow (decision 0071). Nothing waiting, no lease, or a failure: the next step after `interval`."""
         try:
             while not stop.is_set():
                 await self.step()
+                if self.holding and self.behind and not self._failing:
+                    await asyncio.sleep(0)
+                    continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self._timing.interval.total_seconds())
         finally:
@@ -150,9 +176,13 @@ class Sealer:
     async def step(self) -> Seal | None:
         """Renew or take the lease; while held, seal what waits. Failures are logged and retried."""
         try:
-            self.holding = await self._journal.take_lease(self.holder, self._timing.lease)
+            lease = await self._journal.lease(self.holder, self._timing.lease)
+            self.holding = lease is not Lease.ANOTHERS
             if not self.holding:
                 self._closed.clear()  # another sealer drains them: this one's memory of them would go stale
+            if lease is Lease.TAKEN:  # free or lapsed: another sealer may have archived blocks meanwhile
+                self._archive.read_afresh()
+                self._indexed = False
             sealed = await self._seal_and_drain() if self.holding else None
         except (SesameError, SealLost, OSError) as exc:
             if str(exc) != self._failing:
@@ -166,8 +196,9 @@ class Sealer:
 
     async def _seal_and_drain(self) -> Seal | None:
         """Seal what waits and archive it, a block at a time (each drained before the next is read), while
-        more waits and half the lease lasts; the last block sealed."""
-        until = time.monotonic() + self._timing.lease.total_seconds() / 2
+        more waits and the step's share of time lasts (`SealerTiming.step`); the last block sealed."""
+        share = self._timing.step if self._timing.step is not None else self._timing.lease / 2
+        until = time.monotonic() + share.total_seconds()
         last = None
         while True:
             sealed = await self.seal()
@@ -177,13 +208,16 @@ class Sealer:
             self._meter.archived()
             if sealed is None or not self.behind or time.monotonic() >= until:
                 return last
+            await asyncio.sleep(0)  # the calls waiting on this worker's loop run between two blocks
 
     async def seal(self) -> Seal | None:
         """Close and keep one block over the oldest entries waiting, `BLOCK_ENTRIES` at most (None when none
         waits). SealLost."""
         previous = await self._journal.last_seal()
         after = previous.block.last if previous else ""
-        entries, self.behind = await self._journal.unsealed(after, BLOCK_ENTRIES)
+        unsealed = await self._journal.unsealed(after, BLOCK_ENTRIES)
+        entries = unsealed.entries
+        self.behind = unsealed.more and bool(entries)  # nothing ready is never a backlog to go on with
         if not entries:
             return None
         key = await self._keys.current_journal_key()
@@ -200,8 +234,8 @@ class Sealer:
             tuple(hashed),
         )
         seal = Seal(block, await self._keys.sign(key, block.payload()), leaves)
-        await self._journal.record_seal(self.holder, seal, previous)
-        self._closed[block.number] = Closed(seal, tuple(entries))
+        recorded = await self._journal.record_seal(self.holder, seal, previous)
+        self._closed[block.number] = _Kept(Closed(seal, tuple(entries)), recorded, unsealed.stored)
         if len(self._closed) > CLOSED_KEPT:  # the archive is failing: forget the oldest (hashed when drained)
             del self._closed[min(self._closed)]
         return seal
@@ -217,11 +251,19 @@ class Sealer:
             self._indexed = True
         archived = self._archive.last_block()
         done, count = None, 0
-        seals = await self._journal.seals_from("0-0")
-        for seal in seals:
-            entries = await self._journal.sealed_entries(seal)
+        seals: list[Seal] = []
+        for recorded in await self._journal.stored_seals("0-0"):
+            kept = self._kept(recorded)
+            seal = kept.closed.seal if kept is not None else recorded.seal()
+            seals.append(seal)
+            stored = await self._journal.stored_entries(seal)
+            closed = kept.closed if kept is not None and kept.stored == stored else None
+            entries = closed.entries if closed is not None else feed_entries(stored)
             if archived is None or seal.block.number > archived.number:
-                await asyncio.to_thread(self._append, seal, entries)
+                if closed is not None:
+                    await asyncio.to_thread(self._archive.append_closed, closed)
+                else:
+                    await asyncio.to_thread(self._archive.append, seal, entries)
                 archived, count = seal.block, count + 1
             await self._index_openings(entries)
             done = seal
@@ -238,15 +280,14 @@ class Sealer:
             self._pruned_at = time.monotonic()
         return count
 
-    def _append(self, seal: Seal, entries: Sequence[FeedEntry]) -> None:
-        """Archive one block read back from Redis. When it is the seal this process closed over the same
-        entries (compared, not hashed), its leaves are theirs: only its place in the chain is checked; any
-        other block (closed by another sealer, or whose seal or entries changed in Redis) is hashed again."""
-        closed = self._closed.get(seal.block.number)
-        if closed is not None and closed == Closed(seal, tuple(entries)):
-            self._archive.append_closed(closed)
-        else:
-            self._archive.append(seal, entries)
+    def _kept(self, recorded: StoredSeal) -> _Kept | None:
+        """The block this process closed whose seal Redis still holds as it was kept (the same bytes: the
+        same seal, its leaves not parsed again, decision 0071); None for any other (closed by another sealer,
+        forgotten, or changed in Redis: parsed, and its block hashed and checked). The drain archives a kept
+        block from the entries it hashed only when they too are read back unchanged (compared, not hashed:
+        decision 0048; as Redis sent them, not decoded: 0071): its leaves are theirs, and the archive checks
+        only its place in the chain."""
+        return next((kept for kept in self._closed.values() if kept.recorded == recorded), None)
 
     async def _index_openings(self, entries: Sequence[FeedEntry]) -> None:
         """Index the challenges these archived entries open, by user (decision 0036); again after a retry."""
