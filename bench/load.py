@@ -224,7 +224,8 @@ async def _open_sesame(
 
 def _key_bytes(grown: dict[str, redis_census.Kind], ops: int) -> dict[str, Any]:
     """A phase's change of what the keys hold (`bench.redis_census`) per operation: in all, in the keys kept
-    past the hour, and by kind of key (every kind that changed, the biggest changes first, `~` before a kind that leaves within it)."""
+    past the hour, and by kind of key (every kind that changed, the biggest changes first, `~` before a kind
+    that leaves within the hour)."""
 
     def per_op(n: int) -> int:
         return round(n / ops) if ops else 0
