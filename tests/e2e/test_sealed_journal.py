@@ -28,6 +28,7 @@ from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from tests.e2e.conftest import Live, Served
 from tests.e2e.helpers import CONTEXT, IBAN, PHONE, enrolled, started, transfer, verify, wrong
+from tests.support.serve_process import start_serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -143,17 +144,22 @@ async def test_an_entry_deleted_before_its_seal_leaves_a_gap(
 
 def test_sesame_serve_seals_the_journal_within_seconds(served: Served) -> None:
     """`sesame serve` runs the sealer (in the worker holding the lease): a flow's journal gets sealed."""
-    with grpc.insecure_channel(served.address) as channel:
+    _sealed_start(served.address, "sealed")
+
+
+def _sealed_start(address: str, user_id: str) -> None:
+    """Enrol `user_id`, start a challenge for it, and wait (20 s at most) until its journal is sealed."""
+    with grpc.insecure_channel(address) as channel:
         enrol_grpc.EnrollmentServiceStub(channel).EnrollUser(
-            enrol_pb.EnrollUserRequest(user_id="sealed", client_id="acme", secure_phone=PHONE), timeout=5
+            enrol_pb.EnrollUserRequest(user_id=user_id, client_id="acme", secure_phone=PHONE), timeout=5
         )
-        start = auth_pb.StartChallengeRequest(user_id="sealed", operation=transfer(), context=CONTEXT)
+        start = auth_pb.StartChallengeRequest(user_id=user_id, operation=transfer(), context=CONTEXT)
         challenge_id = (
             auth_grpc.AuthenticationServiceStub(channel).StartChallenge(start, timeout=5).challenge_id
         )
     deadline = time.monotonic() + 20
     while True:
-        done = _evidence(served.address, challenge_id)
+        done = _evidence(address, challenge_id)
         assert done.returncode == 0, done.stderr[-2000:]
         checked = json.loads(done.stdout)["journal_seals"]
         if checked["sealed_entries"] == checked["entries"] >= 1 or time.monotonic() > deadline:
@@ -214,3 +220,29 @@ def test_journal_verify_checks_the_archive_sesame_serve_wrote(served: Served, tm
     broken = _journal_verify(served.var, copy)
     assert broken.returncode == 1
     assert "its entries are not the entries it seals" in broken.stdout
+
+
+def test_a_torn_archive_tail_is_cut_off_when_sesame_serve_starts_again(tmp_path: Path) -> None:
+    """The power lost while an archive line was being written, part of it on the disk: `sesame serve` started
+    again on the same var/ cuts it off (its block was still in Redis), archives on after the lines before
+    it, and the whole archive verifies (before, the next line was written onto the torn one: one line that
+    neither `sesame journal verify` nor the evidence could read)."""
+    var = tmp_path / "var"
+    _served_once(var, "before-the-crash")
+    segment = max((var / "journal").glob("segment-*.jsonl"))
+    with segment.open("a", encoding="utf-8") as out:
+        out.write('{"seal":{"block":{"number":')
+    _served_once(var, "after-the-crash")
+    done = _journal_verify(var, var / "journal")
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    assert done.stdout.startswith("verified ")
+
+
+def _served_once(var: Path, user_id: str) -> None:
+    """`sesame serve` on `var` until a Start of `user_id` is sealed; then stopped (SIGTERM)."""
+    serving = start_serve(var)
+    try:
+        _sealed_start(serving.address, user_id)
+    finally:
+        serving.process.terminate()
+        serving.process.wait(timeout=30)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import resource
+import signal
 from pathlib import Path
 
 import pytest
@@ -171,3 +173,77 @@ def test_the_index_catches_up_from_where_it_was_complete(
     assert archive.catch_up_index() == 1
     assert parsed == [6]
     assert [e.id for e in archive.stream_entries(OTHER)][-1] == "6-1"
+
+
+def test_the_last_block_is_read_from_the_end_of_the_newest_segment(tmp_path: Path) -> None:
+    """Only the newest whole line is parsed: a line before it that could not be parsed does not matter."""
+    signer, archive = Signer(), JournalArchive(tmp_path)
+    one = signer.seal(None, feed(1, 2))
+    two = signer.seal(one.block, feed(3, 40))  # a line longer than what was read at a time when it was read
+    archive.append(one, feed(1, 2))
+    archive.append(two, feed(3, 40))
+    (segment,) = tmp_path.glob("segment-*.jsonl")
+    first, rest = segment.read_bytes().split(b"\n", 1)
+    segment.write_bytes(b"x" * len(first) + b"\n" + rest)
+    assert JournalArchive(tmp_path).last_block() == two.block
+
+
+def test_a_torn_tail_is_cut_off_and_the_next_block_follows_readably(tmp_path: Path) -> None:
+    """A line cut short by a crash before its fsync (its block still in Redis) is cut off when the archive is
+    read afresh: the block appended next is a line of its own, and every line reads back."""
+    signer, archive = Signer(), JournalArchive(tmp_path)
+    one = signer.seal(None, feed(1, 2))
+    two = signer.seal(one.block, feed(3, 1))
+    archive.append(one, feed(1, 2))
+    (segment,) = tmp_path.glob("segment-*.jsonl")
+    whole = segment.stat().st_size
+    with segment.open("a", encoding="utf-8") as out:
+        out.write('{"seal": {"block"')
+    reopened = JournalArchive(tmp_path)
+    assert reopened.last_block() == one.block
+    assert segment.stat().st_size == whole
+    reopened.append(two, feed(3, 1))
+    assert [b.seal for b in JournalArchive(tmp_path).blocks()] == [one, two]
+
+
+def test_a_newest_segment_without_a_whole_line_leaves_the_last_block_in_the_one_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(journal_archive, "SEGMENT_BLOCKS", 2)
+    signer, archive = Signer(), JournalArchive(tmp_path)
+    one = signer.seal(None, feed(1, 1))
+    two = signer.seal(one.block, feed(2, 1))
+    three = signer.seal(two.block, feed(3, 1))
+    archive.append(one, feed(1, 1))
+    archive.append(two, feed(2, 1))
+    torn = tmp_path / f"segment-{3:012d}.jsonl"
+    torn.write_text('{"seal": {"blo', encoding="utf-8")
+    reopened = JournalArchive(tmp_path)
+    assert reopened.last_block() == two.block
+    assert torn.stat().st_size == 0
+    reopened.append(three, feed(3, 1))
+    assert [b.seal for b in JournalArchive(tmp_path).blocks()] == [one, two, three]
+
+
+def test_a_line_the_disk_took_only_part_of_is_taken_back(tmp_path: Path) -> None:
+    """A write that fails part-way (here the process's file size limit, as a full disk would) leaves no part
+    of its line: the block is appended whole once the disk takes it, after the lines before it."""
+    signer, archive = Signer(), JournalArchive(tmp_path)
+    one = signer.seal(None, feed(1, 2))
+    two = signer.seal(one.block, feed(3, 40))
+    archive.append(one, feed(1, 2))
+    (segment,) = tmp_path.glob("segment-*.jsonl")
+    whole = segment.stat().st_size
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead
+    try:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (whole + 100, limits[1]))
+        with pytest.raises(OSError, match="too large"):
+            archive.append(two, feed(3, 40))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, previous)
+    assert segment.stat().st_size == whole
+    assert archive.last_block() == one.block
+    archive.append(two, feed(3, 40))
+    assert [b.seal for b in JournalArchive(tmp_path).blocks()] == [one, two]

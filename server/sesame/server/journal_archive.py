@@ -9,6 +9,7 @@ the sealer holding the lease writes; evidence reads the complete lines of every 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -64,14 +65,21 @@ class JournalArchive:
         self._indexed_to, self._indexed_end = None, 0
 
     def last_block(self) -> Block | None:
-        """The last block archived, or None for an empty archive."""
+        """The last block archived, or None for an empty archive. Read once (and again after `read_afresh`)
+        from the end of the newest segment holding a whole line, not by parsing the segment (up to
+        SEGMENT_BLOCKS lines of up to a block's entries each). A torn tail, the start of a line that a crash
+        or a full disk cut short before its fsync (its block still in Redis, to be archived again), is cut
+        off first: the next line appended after it would have made one unreadable line of both."""
         if not self._read_last:
-            segments = self._segments()
-            last = None
-            for block in self._blocks(segments[-1:]):
-                last = block.seal.block
-            self._last, self._read_last = last, True
+            self._last, self._read_last = self._last_whole_block(), True
         return self._last
+
+    def _last_whole_block(self) -> Block | None:
+        for segment in reversed(self._segments()):
+            line = _last_whole_line(segment)
+            if line is not None:
+                return _archived(json.loads(line)).seal.block
+        return None
 
     def append(self, seal: Seal, entries: Sequence[FeedEntry]) -> None:
         """Archive one sealed block after checking it. ArchiveRefused; OSError when the disk fails."""
@@ -96,9 +104,16 @@ class JournalArchive:
         data = line.encode() + b"\n"
         with segment.open("ab") as out:
             offset = out.seek(0, os.SEEK_END)
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
+            try:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            except OSError:
+                # A full disk or a failing one may have taken part of the line: take it back, so that the
+                # block, still in Redis, is appended again whole after the lines before it.
+                with contextlib.suppress(OSError):
+                    os.truncate(segment, offset)
+                raise
         self._last = seal.block
         # Indexed only once the line is on disk (decision 0037): a crash in between leaves the index behind,
         # and catch_up_index() reads the lines it lacks.
@@ -236,6 +251,30 @@ def _located(segments: Sequence[Path], start: int = 0) -> Iterator[tuple[Located
                     number, last = block.seal.block.number, block.seal.block.last
                     yield Located(number, segment.name, offset, last), end, block
                 offset = end
+
+
+_TAIL_CHUNK = 1 << 16  # bytes read at a time from a segment's end
+
+
+def _last_whole_line(segment: Path) -> bytes | None:
+    """The last line of `segment` that ends with a newline, read backwards from the end; None when it has
+    none. Bytes after the last newline (a torn tail) are cut off the file."""
+    with segment.open("rb+") as file:
+        end = file.seek(0, os.SEEK_END)
+        tail, start = b"", end
+        while start > 0 and tail.count(b"\n") < 2:  # the newline ending the line, and the one before
+            step = min(_TAIL_CHUNK, start)
+            start -= step
+            file.seek(start)
+            tail = file.read(step) + tail
+        last_newline = tail.rfind(b"\n")
+        if last_newline < 0:  # no whole line: a first line cut short, or an empty segment
+            if end:
+                file.truncate(0)
+            return None
+        if start + last_newline + 1 < end:
+            file.truncate(start + last_newline + 1)
+        return tail[tail.rfind(b"\n", 0, last_newline) + 1 : last_newline + 1]
 
 
 def _archived(value: dict[str, Any]) -> ArchivedBlock:
