@@ -26,6 +26,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from sesame.clients.redis_journal import Lease
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisState
 from sesame.hsm.keys import init_keys
@@ -143,7 +144,7 @@ async def _run(args: argparse.Namespace, redis_url: str, keystore: Pkcs11KeyStor
     for round_number in range(args.rounds + 1):
         await _flows(store, args.flows, round_number)
         waiting = sum([await client.xlen(feed) for feed in store.keys.journal_feeds()])  # every shard's
-        assert await journal.take_lease(sealer.holder, SealerTiming().lease)
+        assert await journal.lease(sealer.holder, SealerTiming().lease) is not Lease.ANOTHERS
         stages.counting = round_number > 0  # the first round warms up
         sealed: object = True
         while sealed is not None:  # as a step does: block after block until none waits (BLOCK_ENTRIES each)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from sesame.clients.redis_journal import SealLost
+from sesame.clients.redis_journal import Lease, SealLost
 from sesame.clients.redis_store import RedisState
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server import journal_archive
@@ -126,7 +126,7 @@ async def test_a_block_whose_seal_changed_before_the_archive_is_not_archived(
     does not take it for the seal it kept (0071 compares the stored fields); the archive refuses it."""
     await journal_something(redis_store, 12)
     one = sealer(redis_store, keystore, archive, "one")
-    assert await redis_store.sealed_journal().take_lease("one", STEADY.lease)
+    assert await redis_store.sealed_journal().lease("one", STEADY.lease) is Lease.TAKEN
     sealed = await one.seal()
     assert sealed is not None
     seals = redis_store.keys.journal_seals()
@@ -300,7 +300,7 @@ async def test_a_running_sealer_lets_its_lease_go_when_stopped(
     stop.set()
     await task
     assert sealed is not None
-    assert await journal.take_lease("next", timedelta(seconds=1))
+    assert await journal.lease("next", timedelta(seconds=1)) is Lease.TAKEN
 
 
 async def test_a_sealer_that_takes_the_lease_back_archives_after_the_other_sealers_blocks(

@@ -85,10 +85,6 @@ class RedisJournal:
         self.keys = keys
         self._scripts = scripts
 
-    async def take_lease(self, holder: str, length: timedelta) -> bool:
-        """Take or renew the lease for `length`; False while another sealer holds it."""
-        return await self.lease(holder, length) is not Lease.ANOTHERS
-
     async def lease(self, holder: str, length: timedelta) -> Lease:
         """Take or renew the lease for `length`: whether `holder` renewed it, took it (free or lapsed), or
         another sealer holds it."""
