@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sesame.server import journal_archive
-from sesame.server.domain.journal_seal import FeedEntry
+from sesame.server.domain.journal_seal import FeedEntry, Seal
 from sesame.server.journal_archive import ArchiveRefused, JournalArchive
 from tests.unit.test_journal_seal import STREAM, Signer, journal
 
@@ -191,11 +191,7 @@ def test_the_last_block_is_read_from_the_end_of_the_newest_segment(tmp_path: Pat
 def test_a_torn_tail_is_cut_off_and_the_next_block_follows_readably(tmp_path: Path) -> None:
     """A line cut short by a crash before its fsync (its block still in Redis) is cut off when the archive is
     read afresh: the block appended next is a line of its own, and every line reads back."""
-    signer, archive = Signer(), JournalArchive(tmp_path)
-    one = signer.seal(None, feed(1, 2))
-    two = signer.seal(one.block, feed(3, 1))
-    archive.append(one, feed(1, 2))
-    (segment,) = tmp_path.glob("segment-*.jsonl")
+    _, one, two, segment = _block_one_archived(tmp_path, 1)
     whole = segment.stat().st_size
     with segment.open("a", encoding="utf-8") as out:
         out.write('{"seal": {"block"')
@@ -204,6 +200,17 @@ def test_a_torn_tail_is_cut_off_and_the_next_block_follows_readably(tmp_path: Pa
     assert segment.stat().st_size == whole
     reopened.append(two, feed(3, 1))
     assert [b.seal for b in JournalArchive(tmp_path).blocks()] == [one, two]
+
+
+def _block_one_archived(tmp_path: Path, second: int) -> tuple[JournalArchive, Seal, Seal, Path]:
+    """An archive holding block 1 (two entries); block 2's seal over the `second` entries after them, not
+    appended; the segment file."""
+    signer, archive = Signer(), JournalArchive(tmp_path)
+    one = signer.seal(None, feed(1, 2))
+    two = signer.seal(one.block, feed(3, second))
+    archive.append(one, feed(1, 2))
+    (segment,) = tmp_path.glob("segment-*.jsonl")
+    return archive, one, two, segment
 
 
 def test_a_newest_segment_without_a_whole_line_leaves_the_last_block_in_the_one_before(
@@ -228,11 +235,7 @@ def test_a_newest_segment_without_a_whole_line_leaves_the_last_block_in_the_one_
 def test_a_line_the_disk_took_only_part_of_is_taken_back(tmp_path: Path) -> None:
     """A write that fails part-way (here the process's file size limit, as a full disk would) leaves no part
     of its line: the block is appended whole once the disk takes it, after the lines before it."""
-    signer, archive = Signer(), JournalArchive(tmp_path)
-    one = signer.seal(None, feed(1, 2))
-    two = signer.seal(one.block, feed(3, 40))
-    archive.append(one, feed(1, 2))
-    (segment,) = tmp_path.glob("segment-*.jsonl")
+    archive, one, two, segment = _block_one_archived(tmp_path, 40)
     whole = segment.stat().st_size
     limits = resource.getrlimit(resource.RLIMIT_FSIZE)
     previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead
