@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import evidence_service_pb2 as evidence_pb
 from sesame.api.v1 import evidence_service_pb2_grpc as evidence_grpc
+from sesame.clients.redis_journal import Lease
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server.journal_archive import JournalArchive
 from sesame.server.journal_index import INDEX_FILE
@@ -182,7 +183,7 @@ async def test_a_crash_between_the_archive_and_the_drop_loses_nothing(
     assert sealer is not None
     stream = live.store.keys.challenge_journal(challenge_id)
     journal = live.store.sealed_journal()
-    assert await journal.take_lease(sealer.holder, timedelta(seconds=5))
+    assert await journal.lease(sealer.holder, timedelta(seconds=5)) is not Lease.ANOTHERS
     seal = await sealer.seal()
     assert seal is not None
     archive = JournalArchive(archive_of(live))

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from sesame.clients.redis_journal import Lease
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisState
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
@@ -71,7 +72,7 @@ async def sealed(redis_store: RedisState, keystore: Pkcs11KeyStore, tmp_path: Pa
     for _ in range(LIVE_BLOCKS):
         nonce += 1
         await journal_something(redis_store, nonce)
-        assert await redis_store.sealed_journal().take_lease("export-test", STEADY.lease)
+        assert await redis_store.sealed_journal().lease("export-test", STEADY.lease) is not Lease.ANOTHERS
         assert await sealer.seal() is not None  # sealed, not drained: the block stays in Redis
     assert archive.last_block() is not None
     assert archive.last_block().number == ARCHIVED_BLOCKS  # type: ignore[union-attr]

@@ -148,7 +148,7 @@ def test_the_index_catches_up_from_where_it_was_complete(
         seal = signer.seal(previous, mixed(n))
         archive.append(seal, mixed(n))
         previous = seal.block
-    assert archive.catch_up_index() == 0  # a first catch-up reads the segment whole
+    assert archive.catch_up_index() == 0
     parsed: list[int] = []
     archived = journal_archive._archived  # counted: the lines a catch-up parses
 
@@ -173,6 +173,17 @@ def test_the_index_catches_up_from_where_it_was_complete(
     assert archive.catch_up_index() == 1
     assert parsed == [6]
     assert [e.id for e in archive.stream_entries(OTHER)][-1] == "6-1"
+    seven = signer.seal(six.block, mixed(7))
+    JournalArchive(tmp_path).append(seven, mixed(7))  # indexed, by a third process
+    starting = JournalArchive(tmp_path)  # a process that knows nothing of the files yet
+    eight, crashing = signer.seal(seven.block, mixed(8)), JournalArchive(tmp_path)
+    monkeypatch.setattr(crashing.index, "add", crash)
+    with pytest.raises(OSError, match="killed"):
+        crashing.append(eight, mixed(8))
+    parsed.clear()
+    assert starting.catch_up_index() == 1
+    assert parsed == [7, 8]  # from the line the index ends at, as the index places it (decision 0074)
+    assert [e.id for e in starting.stream_entries(OTHER)][-1] == "8-1"
 
 
 def test_the_last_block_is_read_from_the_end_of_the_newest_segment(tmp_path: Path) -> None:

@@ -126,10 +126,15 @@ class JournalArchive:
         """Index the archived blocks the index lacks (a crash between a line and its index); how many.
 
         From the end of the last line this process saw indexed when the index still ends there (a line after
-        it may be another process's, written before a crash: it is read), else from the segments the index
-        may lack.
+        it may be another process's, written before a crash: it is read); else from the start of the line the
+        index ends at, as the index places it (a process starting, or taking the lease after another sealer
+        archived: not the whole current segment, up to SEGMENT_BLOCKS lines, parsed while the worker serves:
+        decision 0074); else, without an index, from the segments it may lack.
         """
         indexed, count = self.index.last_number(), 0
+        if indexed and (self._indexed_to is None or self._indexed_to.number != indexed):
+            found = self.index.between(indexed, indexed)
+            self._indexed_to, self._indexed_end = (found[0], found[0].offset) if found else (None, 0)
         mark = self._indexed_to if self._indexed_to and self._indexed_to.number == indexed else None
         for segment in self._segments():
             if mark is not None and segment.name < mark.segment:
