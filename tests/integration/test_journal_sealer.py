@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -322,6 +323,33 @@ async def test_a_sealer_that_takes_the_lease_back_archives_after_the_other_seale
     third = await one.step()
     assert None not in (first, second, third)
     assert [b.seal for b in JournalArchive(archive.path).blocks()] == [first, second, third]
+
+
+async def test_the_archive_is_read_afresh_off_the_event_loop(
+    redis_store: RedisState,
+    keystore: Pkcs11KeyStore,
+    archive: JournalArchive,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A sealer starting, or taking the lease back, reads the archive's files (the index's catch-up, the last
+    block from the newest segment's end) in a thread: not on the loop its worker serves calls on."""
+    first = sealer(redis_store, keystore, archive, "first")
+    await journal_something(redis_store, 50)
+    assert await first.step() is not None
+    await redis_store.sealed_journal().release_lease("first")
+    readers: list[threading.Thread] = []
+    other = JournalArchive(archive.path)
+    real = other._last_whole_block  # what `last_block` reads from the files
+
+    def read() -> object:
+        readers.append(threading.current_thread())
+        return real()
+
+    monkeypatch.setattr(other, "_last_whole_block", read)
+    await journal_something(redis_store, 51)
+    assert await sealer(redis_store, keystore, other, "second").step() is not None
+    assert readers
+    assert threading.main_thread() not in readers
 
 
 async def test_an_entry_that_is_not_utf8_in_a_feed_stops_the_sealing_not_the_sealer(

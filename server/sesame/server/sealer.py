@@ -248,6 +248,9 @@ class Sealer:
         """
         if not self._indexed:  # an archive from before its index, or a crash before a line's index row
             await asyncio.to_thread(self._archive.catch_up_index)
+            # The last block read afresh from the files (a line parsed, a torn tail cut: decision 0074) off
+            # the loop; kept by the archive until it is read afresh again (a lease taken).
+            await asyncio.to_thread(self._archive.last_block)
             self._indexed = True
         archived = self._archive.last_block()
         done, count = None, 0
