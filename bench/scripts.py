@@ -78,6 +78,7 @@ class Meter:
         self.evalsha_us: dict[str, int] = defaultdict(int)
         self.cpu_ns: dict[str, int] = defaultdict(int)
         self.inner: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.inner_us: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
 
     def stats(self) -> dict[str, tuple[int, int]]:
         info = self._info.info("commandstats")
@@ -106,6 +107,7 @@ class Meter:
                         self.evalsha_us[name] += usec - usec0
                     elif cmd not in ("info", "xread") and calls > calls0:  # xread: the bell's wait
                         self.inner[name][cmd] += calls - calls0
+                        self.inner_us[name][cmd] += usec - usec0
 
     def report(self) -> dict[str, Any]:
         return {
@@ -116,6 +118,12 @@ class Meter:
                 "inner_per_call": {
                     cmd: round(n / calls, 2)
                     for cmd, n in sorted(self.inner[name].items(), key=lambda kv: -kv[1])
+                },
+                # Redis's own time in each command the script ran (µs per call of the script): what is
+                # left of `evalsha_us_per_call` is the script's Lua and its calls' crossings.
+                "inner_us_per_call": {
+                    cmd: round(us / calls, 1)
+                    for cmd, us in sorted(self.inner_us[name].items(), key=lambda kv: -kv[1])
                 },
             }
             for name, calls in sorted(self.calls.items(), key=lambda kv: -self.evalsha_us[kv[0]])
@@ -278,7 +286,8 @@ def _print(record: dict[str, Any]) -> None:
     print(f"main thread per flow, each round: {flow['redis_main_thread_cpu_ms_rounds']} ms")
     print(f"{'script':24} {'calls':>7} {'µs/call':>8} {'CPU µs':>8}  commands inside per call")
     for name, s in record["per_script"].items():
-        inner = ", ".join(f"{cmd} {n:g}" for cmd, n in s["inner_per_call"].items())
+        spent = s["inner_us_per_call"]
+        inner = ", ".join(f"{cmd} {n:g} ({spent.get(cmd, 0):g} µs)" for cmd, n in s["inner_per_call"].items())
         wall, cpu = s["evalsha_us_per_call"], s["cpu_us_per_call"]
         print(f"{name:24} {s['calls']:7d} {wall:8.1f} {cpu:8.1f}  {inner}")
 
