@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 import pytest
 import redis.asyncio as aioredis
+from google.rpc import code_pb2, status_pb2
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
@@ -39,7 +40,8 @@ async def _verify_wrong(live: Live, metadata: tuple[tuple[str, str], ...]) -> st
         metadata=metadata,
     )
     await call
-    return str(dict(await call.initial_metadata())[REQUEST_ID_KEY])
+    assert REQUEST_ID_KEY not in dict(await call.initial_metadata())  # a batch of its own: decision 0075
+    return str(dict(await call.trailing_metadata())[REQUEST_ID_KEY])
 
 
 async def test_each_line_of_a_call_carries_its_request_id_rpc_caller_and_masked_user(
@@ -81,6 +83,30 @@ async def test_without_a_request_id_each_call_gets_its_own(live: Live, json_logs
     ids = {line["request_id"] for line in starts}
     assert len(ids) == 2
     assert first != second
+
+
+async def test_a_refusal_carries_its_request_id_beside_its_status_details(live: Live) -> None:
+    """A refusal's trailers hold the request id and the rich status together: the abort keeps the first."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await live.enrol.GetUser(
+            enrol_pb.GetUserRequest(user_id="nobody-here"), metadata=((REQUEST_ID_KEY, "bank-req-7"),)
+        )
+    trailers = dict(caught.value.trailing_metadata() or ())
+    assert trailers[REQUEST_ID_KEY] == "bank-req-7"
+    status = status_pb2.Status.FromString(trailers["grpc-status-details-bin"])
+    assert (status.code, caught.value.code()) == (code_pb2.NOT_FOUND, grpc.StatusCode.NOT_FOUND)
+    assert status.message == caught.value.details()
+
+
+async def test_an_undecodable_request_carries_a_fresh_request_id(live: Live) -> None:
+    """Bytes that are not a request are refused with an id of their own in the trailers, details kept."""
+    path = "/sesame.api.v1.EnrollmentService/GetUser"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await live.channel.unary_unary(path)(b"\xff\x01")
+    trailers = dict(caught.value.trailing_metadata() or ())
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert len(str(trailers[REQUEST_ID_KEY])) == 32
+    assert status_pb2.Status.FromString(trailers["grpc-status-details-bin"]).code == code_pb2.INVALID_ARGUMENT
 
 
 async def test_a_routine_refusal_is_info_with_its_reason(live: Live, json_logs: JsonLogs) -> None:

@@ -15,12 +15,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
 import grpc
-from grpc_status import rpc_status
 
 from sesame.server.grpc.callers import CallerNotAllowed, caller_identity, calling_as
 from sesame.server.grpc.catalogue import HEALTH_SERVICE
 from sesame.server.grpc.policy import CallerPolicy
-from sesame.server.grpc.status import to_status
+from sesame.server.grpc.status import abort_with, to_status
 from sesame.server.grpc.unary import Behavior, Continuation
 
 _log = logging.getLogger("sesame.grpc")
@@ -118,4 +117,4 @@ class AuthorizationInterceptor(grpc.aio.ServerInterceptor):
             _log.warning(
                 "rpc /%s failed: CallerNotAllowed (caller %s)", method, error.caller or "unidentified"
             )
-            await context.abort_with_status(rpc_status.to_status(to_status(error)))
+            await abort_with(context, to_status(error))

@@ -5,7 +5,7 @@ Outermost of all in the call interceptor (sesame.server.grpc.calls): every line 
 request names them, the masked `user` and the `challenge`; the Redis and HSM spans opened under it are
 children of its span. The request id is the caller's `x-request-id` when it sends a well-formed one (so a
 bank's own id follows the call through our logs), else a fresh one; either way it is sent back as
-`x-request-id` in the initial metadata. Health is left alone: probes call it every second and would drown
+`x-request-id` in the trailing metadata. Health is left alone: probes call it every second and would drown
 the lines that matter.
 """
 

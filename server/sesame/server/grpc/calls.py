@@ -117,7 +117,9 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             bound = structlog.contextvars.bind_contextvars(**fields)
             try:
                 with _span(full, metadata, service, name, named) as span:
-                    await context.send_initial_metadata(((REQUEST_ID_KEY, rid),))
+                    # In the trailers, sent with the answer and its status: initial metadata would be a
+                    # batch of its own, ~13 % of a Verify's CPU (decision 0075); an abort keeps it.
+                    context.set_trailing_metadata(((REQUEST_ID_KEY, rid),))
                     start = time.perf_counter()
                     code, response = grpc.StatusCode.UNKNOWN, None
                     try:
@@ -158,7 +160,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             raise
         except Exception:  # noqa: BLE001 (the last line of defence: log it, answer INTERNAL, leak nothing)
             await answer_crash(context, f"/{method}")
-        raise AssertionError("unreachable: abort_with_status raises")  # pragma: no cover
+        raise AssertionError("unreachable: abort_with raises")  # pragma: no cover
 
     async def _admit(self, request: Any, context: Context, method: str, caller: str | None) -> None:
         """Refuse a caller the policy does not grant `method` (CallerNotAllowed), then a request that did not
@@ -193,7 +195,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 return response
             finally:
                 meter.answered(code, time.perf_counter() - start)
-            raise AssertionError("unreachable: abort_with_status raises")  # pragma: no cover
+            raise AssertionError("unreachable: abort_with raises")  # pragma: no cover
 
         return checked
 

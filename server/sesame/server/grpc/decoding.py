@@ -18,10 +18,9 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
-from grpc_status import rpc_status
 
 from sesame.server.domain import errors
-from sesame.server.grpc.status import to_status
+from sesame.server.grpc.status import abort_with, to_status
 from sesame.server.grpc.unary import Continuation
 
 _log = logging.getLogger("sesame.grpc")
@@ -81,10 +80,10 @@ def tolerant(deserialize: Deserializer) -> Deserializer:
 
 
 async def refuse(request: Undecodable, method: str, context: Context) -> None:
-    """Answer an undecodable request INVALID_ARGUMENT (abort_with_status: raises), with one WARNING line."""
+    """Answer an undecodable request INVALID_ARGUMENT (abort_with: raises), with one WARNING line."""
     # The class of problem only: the parser's message may quote bytes of the request.
     _log.warning("rpc %s refused: undecodable request (%s)", method, request.reason)
-    await context.abort_with_status(rpc_status.to_status(to_status(_UNDECODABLE)))
+    await abort_with(context, to_status(_UNDECODABLE))
 
 
 def _checked(shape: tuple[bool, bool], behavior: Any, method: str) -> Any:  # noqa: C901 (one closure per shape)

@@ -231,7 +231,7 @@ def _level(code: int, error: errors.SesameError) -> int:
 async def answer_error(
     error: errors.SesameError, context: grpc.aio.ServicerContext[Any, Any], method: str, caller: str | None
 ) -> None:
-    """Answer `error` from the table (abort_with_status: raises), with one log line at its level."""
+    """Answer `error` from the table (abort_with: raises), with one log line at its level."""
     status = to_status(error)
     reason = type(error).__name__
     level = _level(status.code, error)
@@ -252,12 +252,18 @@ async def answer_error(
         )
     else:
         _log.info("rpc %s refused: %s", method, reason, extra={"reason": reason})
-    await context.abort_with_status(rpc_status.to_status(status))
+    await abort_with(context, status)
+
+
+async def abort_with(context: grpc.aio.ServicerContext[Any, Any], status: status_pb2.Status) -> None:
+    """End the call with `status` (raises AbortError), its details in the trailers beside those the call set
+    already: its `x-request-id` (grpc.aio's `abort_with_status` would replace them with the status's)."""
+    answer = rpc_status.to_status(status)
+    kept = tuple(context.trailing_metadata() or ())
+    await context.abort(answer.code, answer.details, kept + tuple(answer.trailing_metadata))
 
 
 async def answer_crash(context: grpc.aio.ServicerContext[Any, Any], method: str) -> None:
     """Answer an unexpected exception (being handled) INTERNAL, leaking nothing; its traceback is logged."""
     _log.exception("rpc %s failed unexpectedly", method)
-    await context.abort_with_status(
-        rpc_status.to_status(status_pb2.Status(code=code_pb2.INTERNAL, message="internal error"))
-    )
+    await abort_with(context, status_pb2.Status(code=code_pb2.INTERNAL, message="internal error"))
