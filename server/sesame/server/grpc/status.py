@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -255,7 +255,7 @@ async def answer_error(
     await abort_with(context, status)
 
 
-async def abort_with(context: grpc.aio.ServicerContext[Any, Any], status: status_pb2.Status) -> None:
+async def abort_with(context: grpc.aio.ServicerContext[Any, Any], status: status_pb2.Status) -> NoReturn:
     """End the call with `status` (raises AbortError), its details in the trailers beside those the call set
     already: its `x-request-id` (grpc.aio's `abort_with_status` would replace them with the status's)."""
     answer = rpc_status.to_status(status)
