@@ -30,6 +30,18 @@ def _stats(client: redis.Redis) -> dict[str, tuple[int, int]]:
     }
 
 
+def _persistence(client: redis.Redis) -> dict[str, int]:
+    info = client.info("persistence") | client.info("stats")
+    return {
+        "aof_rewrites": int(info.get("aof_rewrites", 0)),
+        "total_forks": int(info.get("total_forks", 0)),
+        "latest_fork_usec": int(info.get("latest_fork_usec", 0)),
+        "aof_last_rewrite_time_sec": int(info.get("aof_last_rewrite_time_sec", -1)),
+        "aof_rewrite_in_progress": int(info.get("aof_rewrite_in_progress", 0)),
+        "aof_delayed_fsync": int(info.get("aof_delayed_fsync", 0)),
+    }
+
+
 def script_names() -> dict[str, str]:
     """SHA-1 -> script name, as `sesame` registers them (the pieces included)."""
     scripts = Scripts(aioredis.Redis())  # registering computes each SHA-1; nothing is sent
@@ -46,6 +58,7 @@ class RedisCosts:
     def __post_init__(self) -> None:
         self._client = redis.Redis.from_url(self.url)
         self._before: dict[str, tuple[int, int]] = {}
+        self._persisted: dict[str, int] = {}
 
     def start(self) -> None:
         """Read the counters (and empty the slow log, logging every command from now on)."""
@@ -54,6 +67,7 @@ class RedisCosts:
             self._client.config_set("slowlog-log-slower-than", 0)
             self._client.slowlog_reset()
         self._before = _stats(self._client)
+        self._persisted = _persistence(self._client)
 
     def stop(self, ops: int) -> dict[str, Any]:
         """Per operation: calls and µs of each command that ran, biggest first; per script with `scripts`."""
@@ -70,6 +84,7 @@ class RedisCosts:
             }
         record: dict[str, Any] = {
             "commands": dict(sorted(commands.items(), key=lambda kv: -kv[1]["us_per_op"])),
+            "persistence": self._persistence(),
         }
         if self.scripts:
             record["scripts"] = self._scripts(done)
@@ -77,6 +92,20 @@ class RedisCosts:
             self._client.slowlog_reset()
         self._client.close()
         return record
+
+    def _persistence(self) -> dict[str, float]:
+        """What Redis's persistence did in the phase: AOF rewrites (each a fork, and a child that takes a core
+        for as long as it writes: on a 2-core machine, a stall of the whole run), the last fork's length, and
+        fsyncs the AOF had to delay (the disk was behind). A rewrite still running at the end counts."""
+        before, after = self._persisted, _persistence(self._client)
+        forks = after["total_forks"] - before["total_forks"]
+        return {
+            "aof_rewrites": after["aof_rewrites"] - before["aof_rewrites"] + after["aof_rewrite_in_progress"],
+            "forks": forks,
+            "last_fork_ms": round(after["latest_fork_usec"] / 1000, 1) if forks else 0.0,
+            "last_rewrite_s": after["aof_last_rewrite_time_sec"] if forks else 0,
+            "aof_delayed_fsyncs": after["aof_delayed_fsync"] - before["aof_delayed_fsync"],
+        }
 
     def _scripts(self, done: int) -> dict[str, dict[str, float]]:
         names = script_names()

@@ -97,6 +97,7 @@ def table(record: dict[str, Any]) -> str:
             )
     lines.append(_client_lags(record["phases"]))
     lines.append(_server_lags(record["phases"]))
+    lines.append(_persistence(record["phases"]))
     lines.append(_placement(record["phases"]))
     s = record["summary"]
     lines.append(
@@ -139,6 +140,16 @@ def _server_lags(phases: dict[str, dict[str, Any]]) -> str:
         if (lag := phase.get("server_loop_lag"))
     ]
     return "server loop ticks later than 10/25/50 ms, % of ticks: " + ("; ".join(shown) or "not measured")
+
+
+def _persistence(phases: dict[str, dict[str, Any]]) -> str:
+    """Redis's AOF rewrites (forks), the last fork's ms, and its delayed fsyncs, per phase: one line."""
+    shown = [
+        f"{name} {kept['aof_rewrites']} ({kept['last_fork_ms']:g} ms)/{kept['aof_delayed_fsyncs']}"
+        for name, phase in phases.items()
+        if (kept := phase.get("redis_costs", {}).get("persistence"))
+    ]
+    return "Redis AOF rewrites (last fork)/delayed fsyncs: " + ("; ".join(shown) or "not measured")
 
 
 def plot(record: dict[str, Any], path: Path) -> None:

@@ -183,6 +183,11 @@ def test_connections_are_placed_evenly_and_the_server_loop_lag_is_read(record: d
             lag = phase["server_loop_lag"]
             assert lag["ticks"] > 0, name
             assert 0 <= lag["over_50ms_pct"] <= lag["over_25ms_pct"] <= lag["over_10ms_pct"] <= 100, name
+            # What Redis's persistence did meanwhile (a rewrite's fork and child stall a small machine).
+            kept = phase["redis_costs"]["persistence"]
+            assert kept["aof_rewrites"] <= kept["forks"] + 1, name
+            assert kept["aof_delayed_fsyncs"] >= 0, name
+            assert (kept["last_fork_ms"] > 0) == (kept["forks"] > 0), name
 
 
 def test_machine_settings_and_summary_describe_the_run(record: dict[str, Any]) -> None:

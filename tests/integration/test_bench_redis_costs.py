@@ -1,0 +1,51 @@
+"""bench.redis_costs around a phase, on a real redis-server: the commands run and what persistence did."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from bench.redis_costs import RedisCosts
+from sesame.clients.redis_server import EmbeddedRedis
+
+pytestmark = pytest.mark.integration
+
+
+def _rewritten(client: redis.Redis) -> None:
+    client.bgrewriteaof()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        info = client.info("persistence")
+        if not info["aof_rewrite_in_progress"] and not info["aof_rewrite_scheduled"]:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the AOF rewrite did not end within 30 s")
+
+
+def test_a_phase_names_its_aof_rewrite_and_its_fork(flushed_redis_server: EmbeddedRedis) -> None:
+    """An AOF rewrite in a phase is counted with its fork; a phase without one counts none."""
+    client = redis.Redis.from_url(flushed_redis_server.url)
+    try:
+        quiet = RedisCosts(flushed_redis_server.url)
+        quiet.start()
+        client.set("bench:k", "v")
+        calm = quiet.stop(ops=1)
+        assert calm["commands"]["set"]["calls_per_op"] == 1
+        assert calm["persistence"] == {
+            "aof_rewrites": 0,
+            "forks": 0,
+            "last_fork_ms": 0.0,
+            "last_rewrite_s": 0,
+            "aof_delayed_fsyncs": 0,
+        }
+        busy = RedisCosts(flushed_redis_server.url)
+        busy.start()
+        _rewritten(client)
+        kept = busy.stop(ops=1)["persistence"]
+        assert (kept["aof_rewrites"], kept["forks"]) == (1, 1)
+        assert kept["last_fork_ms"] > 0
+        assert kept["last_rewrite_s"] >= 0
+    finally:
+        client.close()
