@@ -39,6 +39,7 @@ def _persistence(client: redis.Redis) -> dict[str, int]:
         "aof_last_rewrite_time_sec": int(info.get("aof_last_rewrite_time_sec", -1)),
         "aof_rewrite_in_progress": int(info.get("aof_rewrite_in_progress", 0)),
         "aof_delayed_fsync": int(info.get("aof_delayed_fsync", 0)),
+        "aof_current_size": int(info.get("aof_current_size", 0)),
     }
 
 
@@ -84,7 +85,7 @@ class RedisCosts:
             }
         record: dict[str, Any] = {
             "commands": dict(sorted(commands.items(), key=lambda kv: -kv[1]["us_per_op"])),
-            "persistence": self._persistence(),
+            "persistence": self._persistence(done),
         }
         if self.scripts:
             record["scripts"] = self._scripts(done)
@@ -93,14 +94,19 @@ class RedisCosts:
         self._client.close()
         return record
 
-    def _persistence(self) -> dict[str, float]:
+    def _persistence(self, done: int) -> dict[str, float | None]:
         """What Redis's persistence did in the phase: AOF rewrites (each a fork, and a child that takes a core
         for as long as it writes: on a 2-core machine, a stall of the whole run), the last fork's length, and
-        fsyncs the AOF had to delay (the disk was behind). A rewrite still running at the end counts."""
+        fsyncs the AOF had to delay (the disk was behind). A rewrite still running at the end counts. And the
+        bytes the AOF grew by per operation (what Redis writes, and what brings the next rewrite), when
+        no rewrite ran (a rewrite starts the count again: None)."""
         before, after = self._persisted, _persistence(self._client)
         forks = after["total_forks"] - before["total_forks"]
+        rewrites = after["aof_rewrites"] - before["aof_rewrites"] + after["aof_rewrite_in_progress"]
+        grown = after["aof_current_size"] - before["aof_current_size"]
         return {
-            "aof_rewrites": after["aof_rewrites"] - before["aof_rewrites"] + after["aof_rewrite_in_progress"],
+            "aof_rewrites": rewrites,
+            "aof_bytes_per_op": round(grown / done) if rewrites == 0 else None,
             "forks": forks,
             "last_fork_ms": round(after["latest_fork_usec"] / 1000, 1) if forks else 0.0,
             "last_rewrite_s": after["aof_last_rewrite_time_sec"] if forks else 0,

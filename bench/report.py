@@ -143,13 +143,17 @@ def _server_lags(phases: dict[str, dict[str, Any]]) -> str:
 
 
 def _persistence(phases: dict[str, dict[str, Any]]) -> str:
-    """Redis's AOF rewrites (forks), the last fork's ms, and its delayed fsyncs, per phase: one line."""
+    """Redis's AOF rewrites (the last fork's ms), its delayed fsyncs, and the AOF's bytes per operation
+    when no rewrite ran, per phase: one line."""
     shown = [
         f"{name} {kept['aof_rewrites']} ({kept['last_fork_ms']:g} ms)/{kept['aof_delayed_fsyncs']}"
+        f"/{kept['aof_bytes_per_op'] if kept['aof_bytes_per_op'] is not None else '-'}"
         for name, phase in phases.items()
         if (kept := phase.get("redis_costs", {}).get("persistence"))
     ]
-    return "Redis AOF rewrites (last fork)/delayed fsyncs: " + ("; ".join(shown) or "not measured")
+    return "Redis AOF rewrites (last fork)/delayed fsyncs/AOF B per op: " + (
+        "; ".join(shown) or "not measured"
+    )
 
 
 def plot(record: dict[str, Any], path: Path) -> None:

@@ -31,8 +31,12 @@ def test_a_phase_names_its_aof_rewrite_and_its_fork(flushed_redis_server: Embedd
         quiet = RedisCosts(flushed_redis_server.url)
         quiet.start()
         client.set("bench:k", "v")
-        calm = quiet.stop(ops=1)
+        client.set("bench:k", "w")
+        calm = quiet.stop(ops=2)
         assert calm["commands"]["set"]["calls_per_op"] == 1
+        # Each SET as the AOF keeps it, "*3\r\n$3\r\nSET\r\n$7\r\nbench:k\r\n$1\r\nv\r\n": 33 bytes; and a
+        # SELECT of 23 before the first if the AOF was rewritten since the last command (a new file selects).
+        assert 33 <= calm["persistence"].pop("aof_bytes_per_op") <= (2 * 33 + 23) / 2
         assert calm["persistence"] == {
             "aof_rewrites": 0,
             "forks": 0,
@@ -44,7 +48,7 @@ def test_a_phase_names_its_aof_rewrite_and_its_fork(flushed_redis_server: Embedd
         busy.start()
         _rewritten(client)
         kept = busy.stop(ops=1)["persistence"]
-        assert (kept["aof_rewrites"], kept["forks"]) == (1, 1)
+        assert (kept["aof_rewrites"], kept["forks"], kept["aof_bytes_per_op"]) == (1, 1, None)
         assert kept["last_fork_ms"] > 0
         assert kept["last_rewrite_s"] >= 0
     finally:
