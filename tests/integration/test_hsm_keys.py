@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 from pkcs11 import Attribute
-from pkcs11.exceptions import AttributeSensitive
+from pkcs11.exceptions import AttributeReadOnly, AttributeSensitive, PKCS11Error
 
 from sesame.hsm.keys import CurrentKeys, init_keys, list_keys, rotate_keys
 from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
@@ -112,6 +112,39 @@ def test_a_proof_private_key_signs_only(fresh_token: Pkcs11Config) -> None:
             False,
             False,
             False,
+        ]
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("kind", list(KeyKind))
+def test_a_key_cannot_be_copied_into_a_session_object_nor_changed(
+    fresh_token: Pkcs11Config, kind: KeyKind
+) -> None:
+    """CKA_MODIFIABLE false: no session copy (C_CopyObject, CKA_TOKEN false) and no attribute change.
+
+    Decision 0077 rests on this: a session copy would skip SoftHSM's file reads at each use, but only keys
+    made modifiable can be copied, and a modifiable key lets a PIN holder change its label or its uses.
+    """
+    current = init_keys(fresh_token)
+    store = Pkcs11KeyStore.open(fresh_token)
+    try:
+        token = store._live()
+        label = {KeyKind.OTP: current.otp, KeyKind.PROOF: current.proof, KeyKind.JOURNAL: current.journal}[
+            kind
+        ]
+        key = store._worker.run(
+            lambda: token.secret_key(label.label) if kind is KeyKind.OTP else token.private_key(label.label)
+        )
+        with pytest.raises(AttributeReadOnly):
+            store._worker.run(lambda: key.copy({Attribute.TOKEN: False}))
+        for attribute, value in ((Attribute.LABEL, "sesame-otp-v99"), (Attribute.DERIVE, True)):
+            with pytest.raises(PKCS11Error):  # CKR_ACTION_PROHIBITED, which python-pkcs11 does not name
+                store._worker.run(lambda attribute=attribute, value=value: key.__setitem__(attribute, value))
+        assert [info.label for info in list_keys(fresh_token)] == [
+            "sesame-otp-v1",
+            "sesame-proof-v1",
+            "sesame-journal-v1",
         ]
     finally:
         store.close()
