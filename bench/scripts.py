@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 import redis
 import redis.asyncio as aioredis
 
+from bench import aof_census
 from sesame.clients.redis_scripts import Scripts
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisState
@@ -284,6 +285,7 @@ def _print(record: dict[str, Any]) -> None:
         f" in {flow['evalsha_calls']} calls"
     )
     print(f"main thread per flow, each round: {flow['redis_main_thread_cpu_ms_rounds']} ms")
+    print("\n".join(record["aof"]["lines"]))
     print(f"{'script':24} {'calls':>7} {'µs/call':>8} {'CPU µs':>8}  commands inside per call")
     for name, s in record["per_script"].items():
         spent = s["inner_us_per_call"]
@@ -319,6 +321,10 @@ def main() -> None:
                 started = time.monotonic()
                 record = asyncio.run(_run(args, server, keystore, root))
                 record["seconds"] = round(time.monotonic() - started, 1)
+                # Every flow the run made, warm and measured: what the AOF took for each (bench.aof_census).
+                every = args.warm + args.rounds * args.flows * (2 if args.per_script else 1)
+                written = aof_census.census(root / "redis" / "appendonlydir")
+                record["aof"] = {"flows": every, "lines": aof_census.lines(written, every)}
         finally:
             keystore.close()
     _print(record)

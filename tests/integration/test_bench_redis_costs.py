@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 import redis
 
+from bench import aof_census
 from bench.redis_costs import RedisCosts
 from sesame.clients.redis_server import EmbeddedRedis
 
@@ -53,3 +55,35 @@ def test_a_phase_names_its_aof_rewrite_and_its_fork(flushed_redis_server: Embedd
         assert kept["last_rewrite_s"] >= 0
     finally:
         client.close()
+
+
+def test_the_aof_census_counts_what_redis_wrote(tmp_path: Path) -> None:
+    """bench.aof_census reads the files the manifest names and counts each command's RESP bytes by kind.
+
+    A Redis of its own: the session's, written by every test, may rewrite its AOF at any time."""
+    with EmbeddedRedis(tmp_path) as server:
+        _census_of_writes(server)
+
+
+def _census_of_writes(server: EmbeddedRedis) -> None:
+    directory = server.data_dir / "appendonlydir"
+    client = redis.Redis.from_url(server.url)
+    try:
+        before = aof_census.census(directory)
+        client.set("bench:{s:1}:k", "v")
+        client.set("bench:{s:2}:k", "w")
+        client.xadd("bench:{s:1}:feed", {"f": "x"}, id="5-1")
+        after = aof_census.census(directory)
+    finally:
+        client.close()
+    # SET as the AOF keeps it: "*3\r\n$3\r\nSET\r\n$13\r\nbench:{s:1}:k\r\n$1\r\nv\r\n", 40 bytes; both keys
+    # are one kind, their tags folded.
+    grown = after.sizes - before.sizes
+    assert grown[("set", "bench:{}:k")] == 2 * 40
+    assert after.commands[("set", "bench:{}:k")] - before.commands[("set", "bench:{}:k")] == 2
+    # XADD with its id as given: *5, XADD, the key (16), 5-1, f, x.
+    assert grown[("xadd", "bench:{}:feed")] == len(
+        b"*5\r\n$4\r\nXADD\r\n$16\r\nbench:{s:1}:feed\r\n$3\r\n5-1\r\n$1\r\nf\r\n$1\r\nx\r\n"
+    )
+    assert after.total - before.total >= 2 * 40 + grown[("xadd", "bench:{}:feed")]
+    assert aof_census.lines(after, 1, top=1)[0].startswith("AOF: ")
