@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from sesame.clients.redis_journal import Lease, SealLost
+from sesame.clients.redis_journal import Lease, SealLost, feed_entries
 from sesame.clients.redis_store import RedisState
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server import journal_archive
@@ -378,3 +378,38 @@ async def test_an_entry_that_is_not_utf8_in_a_feed_stops_the_sealing_not_the_sea
     stop.set()
     await task
     assert [b.seal.block.number for b in blocks] == [1]
+
+
+async def test_a_block_another_sealer_archived_meanwhile_is_refused_then_read_afresh_in_a_thread(
+    redis_store: RedisState,
+    keystore: Pkcs11KeyStore,
+    archive: JournalArchive,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A sealer whose block another sealer archived while it was stalled (its lease lapsed, the other drained
+    the block): its drain is refused, not a second line of the block (decision 0078); its next step reads the
+    archive afresh in a thread, finds the block there and lets it go from Redis. Each block once."""
+    first = sealer(redis_store, keystore, archive, "first")
+    await journal_something(redis_store, 60)
+    assert await first.step() is not None  # block 1, archived by `first`
+    await journal_something(redis_store, 61)
+    two = await first.seal()  # block 2 sealed; `first` stalls before its drain
+    assert two is not None
+    entries = await redis_store.sealed_journal().stored_entries(two)
+    other = JournalArchive(archive.path)  # the sealer that held the lease meanwhile, and drained block 2
+    other.append(two, feed_entries(entries))
+    with pytest.raises(ArchiveRefused, match="another sealer wrote"):
+        await first.drain()
+    readers: list[threading.Thread] = []
+    real = archive._last_whole_block
+
+    def read() -> object:
+        readers.append(threading.current_thread())
+        return real()
+
+    monkeypatch.setattr(archive, "_last_whole_block", read)
+    assert await first.step() is None  # nothing new to seal; block 2 found archived, let go
+    assert readers
+    assert threading.main_thread() not in readers
+    assert [b.seal.block.number for b in JournalArchive(archive.path).blocks()] == [1, 2]
+    assert await redis_store.sealed_journal().stored_seals("0-0") == []

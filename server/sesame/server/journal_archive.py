@@ -96,6 +96,11 @@ class JournalArchive:
         self._indexed_to, self._indexed_end = None, 0
         self._end = None
 
+    @property
+    def known(self) -> bool:
+        """Whether the last block is known without reading the files (read, and not read afresh since)."""
+        return self._read_last
+
     def last_block(self) -> Block | None:
         """The last block archived, or None for an empty archive. Read once (and again after `read_afresh`)
         from the end of the newest segment holding a whole line, not by parsing the segment (up to
