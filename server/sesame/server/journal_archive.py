@@ -68,6 +68,9 @@ class JournalArchive:
         # Where this process saw the archive end (segment, size), when it read the last block or wrote a line:
         # a line is appended only there (decision 0078).
         self._end: tuple[str, int] | None = None
+        # The index failed on this process's last line: no line is written before it has caught up, so that
+        # its rows never skip a block (a catch-up reads on from the last row: decision 0078).
+        self._index_behind = False
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -144,6 +147,9 @@ class JournalArchive:
             ensure_ascii=False,
         )
         data = line.encode() + b"\n"
+        if self._index_behind:  # IndexFailed (an OSError) again: nothing written, the sealer retries
+            self.catch_up_index()
+            self._index_behind = False
         with self.locked(), segment.open("ab") as out:
             offset = out.seek(0, os.SEEK_END)
             seen = self._end or ("", 0)
@@ -169,7 +175,11 @@ class JournalArchive:
         # Indexed only once the line is on disk (decision 0037): a crash in between leaves the index behind,
         # and catch_up_index() reads the lines it lacks.
         where = Located(number, segment.name, offset, seal.block.last)
-        self.index.add(where, (e.stream for e in entries))
+        try:
+            self.index.add(where, (e.stream for e in entries))
+        except OSError:
+            self._index_behind = True
+            raise
         if self._indexed_to is not None and self._indexed_to.number == number - 1:
             self._indexed_to, self._indexed_end = where, offset + len(data)
 
