@@ -462,3 +462,33 @@ async def test_an_index_that_fails_stops_the_sealing_not_the_sealer(
     assert len(blocks) >= 3
     indexed = JournalArchive(archive.path).index.between(1, blocks[-1])
     assert [where.number for where in indexed] == blocks  # no row missing: block 2's caught up first
+
+
+async def test_an_archive_line_that_does_not_parse_stops_the_sealing_not_the_sealer(
+    redis_store: RedisState,
+    keystore: Pkcs11KeyStore,
+    archive: JournalArchive,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A whole last line of the archive that is not a block (edited by hand, a disk's bit rot): the step logs
+    it with its traceback, once, and returns; the running sealer keeps trying (a JSONDecodeError escaped the
+    step and ended the sealer's task, silently: it is awaited only at shutdown)."""
+    one = sealer(redis_store, keystore, archive, "one")
+    await journal_something(redis_store, 80)
+    assert await one.step() is not None
+    (segment,) = archive.path.glob("segment-*.jsonl")
+    with segment.open("a", encoding="utf-8") as out:
+        out.write("{not json\n")
+    archive.read_afresh()
+    await journal_something(redis_store, 81)
+    stop = asyncio.Event()
+    with caplog.at_level(logging.WARNING, logger="sesame.journal"):
+        assert await one.step() is None
+        task = asyncio.create_task(one.run(stop))
+        await asyncio.sleep(0.3)
+        assert not task.done()  # still running, retrying
+        stop.set()
+        await task
+    failed = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(failed) == 1
+    assert failed[0].exc_info is not None

@@ -189,6 +189,14 @@ class Sealer:
                 _log.warning("the journal is not being sealed: %s", exc)
             self._failing = str(exc)
             return None
+        except Exception as exc:  # noqa: BLE001 (the last line of defence: the task must outlive it)
+            # Unforeseen (an archive line that does not parse, say): ending the task would stop this worker's
+            # sealing silently, its task awaited only at shutdown; logged once with its traceback, retried.
+            failing = f"{type(exc).__name__}: {exc}"
+            if failing != self._failing:
+                _log.exception("the journal is not being sealed: unexpected %s", type(exc).__name__)
+            self._failing = failing
+            return None
         if self._failing:
             _log.info("the journal is sealed again")
             self._failing = ""
