@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -20,6 +21,7 @@ from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.clients.redis_store import RedisState
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server.config import Settings
+from sesame.server.grpc.call_context import REQUEST_ID_KEY
 from sesame.server.grpc.callers import current_caller
 from sesame.server.grpc.calls import CallInterceptor
 from sesame.server.grpc.policy import parse_policy
@@ -282,3 +284,35 @@ async def test_the_log_lines_of_a_call_name_the_calling_service(
     lines = [line for line in json_logs.lines() if line.get("rpc") == "EnrollUser"]
     assert lines
     assert {line["caller"] for line in lines} == {BACKOFFICE}
+
+
+async def test_reflection_answers_and_refusals_carry_the_request_id(
+    secured: Secured, json_logs: JsonLogs
+) -> None:
+    """A streaming call has its request id in the trailers as a unary call has (decision 0075): the caller's
+    id beside the refusal's status details, on the refusal's log line, and on an answer granted.
+
+    A refused reflection call carried no id at all: only unary calls set it."""
+
+    def ids(requests: object) -> grpc.aio.StreamStreamCall[Any, Any]:
+        return reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+            requests, metadata=((REQUEST_ID_KEY, "refl-42"),), timeout=5
+        )
+
+    async def one() -> AsyncIterator[reflection_pb2.ServerReflectionRequest]:
+        yield reflection_pb2.ServerReflectionRequest(list_services="")
+
+    async with secured.channel(secured.pki.payments) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for _ in ids(one()):
+                pass
+    trailers = dict(caught.value.trailing_metadata() or ())
+    assert trailers[REQUEST_ID_KEY] == "refl-42"
+    status = status_pb2.Status.FromString(trailers["grpc-status-details-bin"])
+    assert status.code == grpc.StatusCode.PERMISSION_DENIED.value[0]
+    refused = [line for line in json_logs.lines() if "CallerNotAllowed" in line.get("event", "")]
+    assert [line.get("request_id") for line in refused] == ["refl-42"]
+    async with secured.channel(secured.pki.backoffice) as channel:
+        call = ids(one())
+        assert [reply.list_services_response.service async for reply in call]
+        assert dict(await call.trailing_metadata())[REQUEST_ID_KEY] == "refl-42"

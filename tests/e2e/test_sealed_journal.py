@@ -246,3 +246,30 @@ def _served_once(var: Path, user_id: str) -> None:
     finally:
         serving.process.terminate()
         serving.process.wait(timeout=30)
+
+
+def test_sesame_serve_seals_again_once_a_failing_archive_index_is_moved_aside(tmp_path: Path) -> None:
+    """The archive's index damaged under a running `sesame serve` (a disk error): its worker logs that the
+    journal is not being sealed and keeps trying; the file moved aside, a new Start is sealed and the whole
+    archive verifies. On main the sealer's task ended at the first SQLite error: nothing was sealed again
+    until a restart (decision 0078)."""
+    var = tmp_path / "var"
+    serving = start_serve(var)
+    try:
+        _sealed_start(serving.address, "before-the-damage")
+        index = var / "journal" / "index.sqlite3"
+        index.write_bytes(b"not a database, " * 512)
+        with grpc.insecure_channel(serving.address) as channel:  # a Start whose block the index fails on
+            enrol_grpc.EnrollmentServiceStub(channel).EnrollUser(
+                enrol_pb.EnrollUserRequest(user_id="during", client_id="acme", secure_phone=PHONE), timeout=5
+            )
+        time.sleep(3)  # the sealer's steps fail on the index meanwhile
+        index.rename(index.with_name("index.sqlite3.damaged"))
+        _sealed_start(serving.address, "after-the-damage")  # sealed again: its sealer kept going
+        assert "the journal is not being sealed: the archive's index failed" in serving.output()
+    finally:
+        serving.process.terminate()
+        serving.process.wait(timeout=30)
+    done = _journal_verify(var, var / "journal")
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    assert done.stdout.startswith("verified ")

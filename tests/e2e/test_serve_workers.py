@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
+from sesame.server.grpc.call_context import REQUEST_ID_KEY
 from sesame.server.port_claim import PortClaim
 from tests.support.serve_process import ServeProcess, free_port, run_serve, start_serve, wait_serving
 
@@ -295,6 +296,9 @@ async def test_calls_beyond_the_bound_are_shed_with_retry_info_and_counted(tmp_p
         shed = [error for error in errors if error.code() is grpc.StatusCode.UNAVAILABLE]
         assert len(shed) == 60
         assert {_shed_details(error) for error in shed} == {("OVERLOADED", 1.0)}
+        # Beside the status details, each shed call's own request id (decision 0075): 60 fresh ones.
+        ids = {dict(error.trailing_metadata() or ()).get(REQUEST_ID_KEY) for error in shed}
+        assert len(ids - {None}) == 60
         assert health == [health_pb2.HealthCheckResponse.SERVING] * 20
         unavailable = 'code="UNAVAILABLE",method="GetUser"'
         text = _scrape_once_counted(metrics_port, "sesame_rpc_requests_total", unavailable, len(shed))

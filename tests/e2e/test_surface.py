@@ -52,11 +52,13 @@ async def test_calls_are_counted_by_method_and_status(live: Live) -> None:
 
 
 async def test_oversized_messages_are_refused_before_parsing(live: Live) -> None:
-    """A request over the 64 KiB cap is RESOURCE_EXHAUSTED and never reaches a flow."""
+    """A request over the 64 KiB cap is RESOURCE_EXHAUSTED, without details, and never reaches a flow."""
     huge = enrol_pb.GetUserRequest(user_id="x" * (MAX_MESSAGE_BYTES + 1))
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await live.enrol.GetUser(huge)
     assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    # As docs/api.md tells it from a spent quota: gRPC's own refusal, no QuotaFailure, no request id.
+    assert dict(caught.value.trailing_metadata() or ()) == {}
 
 
 async def test_health_of_an_unknown_service_is_not_found_quietly(

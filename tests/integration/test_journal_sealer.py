@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from sesame.clients.redis_journal import Lease, SealLost
+from sesame.clients.redis_journal import Lease, SealLost, feed_entries
 from sesame.clients.redis_store import RedisState
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server import journal_archive
@@ -378,3 +379,116 @@ async def test_an_entry_that_is_not_utf8_in_a_feed_stops_the_sealing_not_the_sea
     stop.set()
     await task
     assert [b.seal.block.number for b in blocks] == [1]
+
+
+async def test_a_block_another_sealer_archived_meanwhile_is_refused_then_read_afresh_in_a_thread(
+    redis_store: RedisState,
+    keystore: Pkcs11KeyStore,
+    archive: JournalArchive,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A sealer whose block another sealer archived while it was stalled (its lease lapsed, the other drained
+    the block): its drain is refused, not a second line of the block (decision 0078); its next step reads the
+    archive afresh in a thread, finds the block there and lets it go from Redis. Each block once."""
+    first = sealer(redis_store, keystore, archive, "first")
+    await journal_something(redis_store, 60)
+    assert await first.step() is not None  # block 1, archived by `first`
+    await journal_something(redis_store, 61)
+    two = await first.seal()  # block 2 sealed; `first` stalls before its drain
+    assert two is not None
+    entries = await redis_store.sealed_journal().stored_entries(two)
+    other = JournalArchive(archive.path)  # the sealer that held the lease meanwhile, and drained block 2
+    other.append(two, feed_entries(entries))
+    with pytest.raises(ArchiveRefused, match="another sealer wrote"):
+        await first.drain()
+    readers: list[threading.Thread] = []
+    real = archive._last_whole_block
+
+    def read() -> object:
+        readers.append(threading.current_thread())
+        return real()
+
+    monkeypatch.setattr(archive, "_last_whole_block", read)
+    assert await first.step() is None  # nothing new to seal; block 2 found archived, let go
+    assert readers
+    assert threading.main_thread() not in readers
+    assert [b.seal.block.number for b in JournalArchive(archive.path).blocks()] == [1, 2]
+    assert await redis_store.sealed_journal().stored_seals("0-0") == []
+
+
+@pytest.mark.parametrize("healed", ["moved aside", "repaired"])
+async def test_an_index_that_fails_stops_the_sealing_not_the_sealer(
+    healed: str,
+    redis_store: RedisState,
+    keystore: Pkcs11KeyStore,
+    archive: JournalArchive,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The archive's index failing (here a file that is not a database, as a disk error or a copy cut short
+    leaves it; a full disk, a lock held too long are the same sqlite3 errors): the step logs it and returns,
+    the running sealer keeps trying (a sqlite3.DatabaseError escaped the step and ended the sealer's task:
+    every worker's in turn, nothing sealed again until a restart). The index moved aside (rebuilt from the
+    segments) or repaired, the sealing goes on, each block archived once, and no block lacks its row: the
+    failed one is indexed before any line after it."""
+    one = sealer(redis_store, keystore, archive, "one")
+    await journal_something(redis_store, 70)
+    assert await one.step() is not None
+    index = archive.path / "index.sqlite3"
+    good = index.read_bytes()
+    index.write_bytes(b"not a database, " * 512)
+    await journal_something(redis_store, 71)
+    with caplog.at_level(logging.WARNING, logger="sesame.journal"):
+        assert await one.step() is None
+    assert any("index" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    stop = asyncio.Event()
+    task = asyncio.create_task(one.run(stop))
+    await asyncio.sleep(0.3)
+    assert not task.done()  # still running, retrying
+    if healed == "moved aside":
+        index.rename(archive.path / "index.sqlite3.broken")
+    else:  # the disk freed, the damage repaired: the index as it was, without block 2's row
+        index.write_bytes(good)
+    await journal_something(redis_store, 72)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # until the running sealer archived block 3 and let it go
+        archived = len(list(JournalArchive(archive.path).blocks()))
+        if archived >= 3 and not await redis_store.sealed_journal().stored_seals("0-0"):
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await task
+    blocks = [b.seal.block.number for b in JournalArchive(archive.path).blocks()]
+    assert blocks == list(range(1, len(blocks) + 1))
+    assert len(blocks) >= 3
+    indexed = JournalArchive(archive.path).index.between(1, blocks[-1])
+    assert [where.number for where in indexed] == blocks  # no row missing: block 2's caught up first
+
+
+async def test_an_archive_line_that_does_not_parse_stops_the_sealing_not_the_sealer(
+    redis_store: RedisState,
+    keystore: Pkcs11KeyStore,
+    archive: JournalArchive,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A whole last line of the archive that is not a block (edited by hand, a disk's bit rot): the step logs
+    it with its traceback, once, and returns; the running sealer keeps trying (a JSONDecodeError escaped the
+    step and ended the sealer's task, silently: it is awaited only at shutdown)."""
+    one = sealer(redis_store, keystore, archive, "one")
+    await journal_something(redis_store, 80)
+    assert await one.step() is not None
+    (segment,) = archive.path.glob("segment-*.jsonl")
+    with segment.open("a", encoding="utf-8") as out:
+        out.write("{not json\n")
+    archive.read_afresh()
+    await journal_something(redis_store, 81)
+    stop = asyncio.Event()
+    with caplog.at_level(logging.WARNING, logger="sesame.journal"):
+        assert await one.step() is None
+        task = asyncio.create_task(one.run(stop))
+        await asyncio.sleep(0.3)
+        assert not task.done()  # still running, retrying
+        stop.set()
+        await task
+    failed = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(failed) == 1
+    assert failed[0].exc_info is not None

@@ -4,14 +4,20 @@ Redis is the live journal, not the archive. The sealer drains each sealed block,
 (its entries give its leaves and root, it follows the last block archived), into the current segment file,
 one JSON line per block (the seal and its entries), flushed and fsync'ed before Redis lets the block go.
 A segment holds SEGMENT_BLOCKS blocks, then the next one starts (`segment-<first block number>.jsonl`). Only
-the sealer holding the lease writes; evidence reads the complete lines of every segment.
+the sealer holding the lease writes; evidence reads the complete lines of every segment. A writer holds the
+archive's lock file while it writes a line or cuts a torn one, and writes only where it saw the archive end: a
+sealer resumed after its lease lapsed (another holder archived meanwhile) is refused, and never cuts or
+doubles the other's lines (decision 0078).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +37,8 @@ from sesame.server.domain.journal_seal import (
 from sesame.server.journal_index import JournalIndex, Located
 
 SEGMENT_BLOCKS = 10_000  # blocks per segment file: at one block a second, about three hours
+LOCK_FILE = "archive.lock"  # held (flock) by the one writing a line or cutting a torn one
+LOCK_WAIT_SECONDS = 2.0  # how long a writer waits for another's line before it gives up (retried next step)
 
 
 class ArchiveRefused(SesameError):
@@ -57,12 +65,44 @@ class JournalArchive:
         # it instead of parsing the whole current segment at every drain (decision 0039).
         self._indexed_to: Located | None = None
         self._indexed_end = 0  # where the line after it starts: a catch-up reads from there (decision 0048)
+        # Where this process saw the archive end (segment, size), when it read the last block or wrote a line:
+        # a line is appended only there (decision 0078).
+        self._end: tuple[str, int] | None = None
+        # The index failed on this process's last line: no line is written before it has caught up, so that
+        # its rows never skip a block (a catch-up reads on from the last row: decision 0078).
+        self._index_behind = False
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the archive's lock file (waiting LOCK_WAIT_SECONDS at most: OSError when another writer keeps
+        it). Released by the kernel when its holder dies, SIGKILL included."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with (self.path / LOCK_FILE).open("ab") as lock:
+            deadline = time.monotonic() + LOCK_WAIT_SECONDS
+            while True:
+                try:
+                    fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise OSError(errno.EWOULDBLOCK, "the archive is locked by another writer") from None
+                    time.sleep(0.01)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
     def read_afresh(self) -> None:
         """Forget what this process knew of the files (the last block, where the index stands): another
         sealer may have archived blocks since this one last held the lease (decision 0071)."""
         self._last, self._read_last = None, False
         self._indexed_to, self._indexed_end = None, 0
+        self._end = None
+
+    @property
+    def known(self) -> bool:
+        """Whether the last block is known without reading the files (read, and not read afresh since)."""
+        return self._read_last
 
     def last_block(self) -> Block | None:
         """The last block archived, or None for an empty archive. Read once (and again after `read_afresh`)
@@ -76,9 +116,14 @@ class JournalArchive:
 
     def _last_whole_block(self) -> Block | None:
         for segment in reversed(self._segments()):
-            line = _last_whole_line(segment)
+            line, end, size = _last_whole_line(segment, cut=False)
+            if end < size:  # a torn tail: cut under the lock, never a line another writer is writing
+                with self.locked():
+                    line, end, _ = _last_whole_line(segment, cut=True)
             if line is not None:
+                self._end = (segment.name, end)
                 return _archived(json.loads(line)).seal.block
+        self._end = ("", 0)
         return None
 
     def append(self, seal: Seal, entries: Sequence[FeedEntry]) -> None:
@@ -102,8 +147,19 @@ class JournalArchive:
             ensure_ascii=False,
         )
         data = line.encode() + b"\n"
-        with segment.open("ab") as out:
+        if self._index_behind:  # IndexFailed (an OSError) again: nothing written, the sealer retries
+            self.catch_up_index()
+            self._index_behind = False
+        with self.locked(), segment.open("ab") as out:
             offset = out.seek(0, os.SEEK_END)
+            seen = self._end or ("", 0)
+            if offset != (seen[1] if seen[0] == segment.name else 0):
+                # Another sealer wrote since this one read the archive (its lease lapsed meanwhile): the block
+                # may be there already. Read afresh (the next drain), never append after the other's lines.
+                self.read_afresh()
+                raise ArchiveRefused(
+                    f"the archive changed since this sealer read it: another sealer wrote ({number})"
+                )
             try:
                 out.write(data)
                 out.flush()
@@ -114,11 +170,16 @@ class JournalArchive:
                 with contextlib.suppress(OSError):
                     os.truncate(segment, offset)
                 raise
+            self._end = (segment.name, offset + len(data))
         self._last = seal.block
         # Indexed only once the line is on disk (decision 0037): a crash in between leaves the index behind,
         # and catch_up_index() reads the lines it lacks.
         where = Located(number, segment.name, offset, seal.block.last)
-        self.index.add(where, (e.stream for e in entries))
+        try:
+            self.index.add(where, (e.stream for e in entries))
+        except OSError:
+            self._index_behind = True
+            raise
         if self._indexed_to is not None and self._indexed_to.number == number - 1:
             self._indexed_to, self._indexed_end = where, offset + len(data)
 
@@ -261,10 +322,11 @@ def _located(segments: Sequence[Path], start: int = 0) -> Iterator[tuple[Located
 _TAIL_CHUNK = 1 << 16  # bytes read at a time from a segment's end
 
 
-def _last_whole_line(segment: Path) -> bytes | None:
-    """The last line of `segment` that ends with a newline, read backwards from the end; None when it has
-    none. Bytes after the last newline (a torn tail) are cut off the file."""
-    with segment.open("rb+") as file:
+def _last_whole_line(segment: Path, *, cut: bool) -> tuple[bytes | None, int, int]:
+    """The last line of `segment` that ends with a newline, read backwards from the end (None when it has
+    none), where it ends, and the file's size. With `cut`, bytes after the last newline (a torn tail) are cut
+    off the file (the size returned is then the end)."""
+    with segment.open("rb+" if cut else "rb") as file:
         end = file.seek(0, os.SEEK_END)
         tail, start = b"", end
         while start > 0 and tail.count(b"\n") < 2:  # the newline ending the line, and the one before
@@ -273,13 +335,13 @@ def _last_whole_line(segment: Path) -> bytes | None:
             file.seek(start)
             tail = file.read(step) + tail
         last_newline = tail.rfind(b"\n")
-        if last_newline < 0:  # no whole line: a first line cut short, or an empty segment
-            if end:
-                file.truncate(0)
-            return None
-        if start + last_newline + 1 < end:
-            file.truncate(start + last_newline + 1)
-        return tail[tail.rfind(b"\n", 0, last_newline) + 1 : last_newline + 1]
+        whole = start + last_newline + 1  # 0 without a whole line: a first line cut short, an empty segment
+        if cut and whole < end:
+            file.truncate(whole)
+            end = whole
+        if last_newline < 0:
+            return None, whole, end
+        return tail[tail.rfind(b"\n", 0, last_newline) + 1 : last_newline + 1], whole, end
 
 
 def _archived(value: dict[str, Any]) -> ArchivedBlock:

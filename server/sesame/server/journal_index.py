@@ -6,7 +6,9 @@ hold entries of a stream, and where each block's line starts in its segment, so 
 lines instead of reading every segment. It also gives the blocks from the first to the last one holding a
 stream: the seals that cover it. The index is written after the segment's line is fsync'ed, and caught up from
 the segments when it lags (a crash between the two); it loses the rows of the segments pruned past the
-evidence retention with them. Only the sealer holding the lease writes; every worker reads.
+evidence retention with them. Only the sealer holding the lease writes; every worker reads. SQLite failing (a
+full disk, a lock held past the timeout, a file that is not a database) is an `IndexFailed`, an OSError as the
+segments' own failures are: the sealer logs it and retries, as for a failing disk (decision 0078).
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ CREATE TABLE IF NOT EXISTS blocks (number INTEGER PRIMARY KEY, segment TEXT NOT 
 CREATE TABLE IF NOT EXISTS streams (stream TEXT NOT NULL, number INTEGER NOT NULL,
   PRIMARY KEY (stream, number)) WITHOUT ROWID;
 """
+
+
+class IndexFailed(OSError):
+    """SQLite failed on the index file; the message is sqlite3's (no key, no entry)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,16 +56,19 @@ class JournalIndex:
         make = not (self._made and self.path.exists())
         if write:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, timeout=10)
         try:
-            if make:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.executescript(_SCHEMA)
-                self._made = True
-            with db:
-                yield db
-        finally:
-            db.close()
+            db = sqlite3.connect(self.path, timeout=10)
+            try:
+                if make:
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.executescript(_SCHEMA)
+                    self._made = True
+                with db:
+                    yield db
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            raise IndexFailed(f"the archive's index failed ({exc})") from exc
 
     def add(self, where: Located, streams: Iterable[str]) -> None:
         """Index one archived block and the streams it holds entries of (again: changes nothing)."""

@@ -189,6 +189,14 @@ class Sealer:
                 _log.warning("the journal is not being sealed: %s", exc)
             self._failing = str(exc)
             return None
+        except Exception as exc:  # noqa: BLE001 (the last line of defence: the task must outlive it)
+            # Unforeseen (an archive line that does not parse, say): ending the task would stop this worker's
+            # sealing silently, its task awaited only at shutdown; logged once with its traceback, retried.
+            failing = f"{type(exc).__name__}: {exc}"
+            if failing != self._failing:
+                _log.exception("the journal is not being sealed: unexpected %s", type(exc).__name__)
+            self._failing = failing
+            return None
         if self._failing:
             _log.info("the journal is sealed again")
             self._failing = ""
@@ -246,10 +254,12 @@ class Sealer:
         Returns how many were archived. ArchiveRefused (nothing more archived) when one does not follow the
         archive or its entries are not what it seals; SealLost; OSError when the disk fails.
         """
-        if not self._indexed:  # an archive from before its index, or a crash before a line's index row
+        # An archive from before its index, a crash before a line's index row, or one read afresh since (a
+        # lease taken, a line refused because another sealer wrote: decision 0078).
+        if not self._indexed or not self._archive.known:
             await asyncio.to_thread(self._archive.catch_up_index)
-            # The last block read afresh from the files (a line parsed, a torn tail cut: decision 0074) off
-            # the loop; kept by the archive until it is read afresh again (a lease taken).
+            # The last block read afresh from the files (a line parsed, a torn tail cut under the archive's
+            # lock: decisions 0074, 0078) off the loop; kept by the archive until it is read afresh again.
             await asyncio.to_thread(self._archive.last_block)
             self._indexed = True
         archived = self._archive.last_block()

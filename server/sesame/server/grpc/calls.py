@@ -14,14 +14,16 @@ in the order the six had, outermost first:
 
 Health is only metered, answered from the table and decoded: probes hold no grant, are never shed, and
 would drown the log. Streaming calls (reflection, health's Watch) are rare: their rights and decoding are
-checked by the wrappers of authz and decoding, as before.
+checked by the wrappers of authz and decoding, as before; reflection's also get their request id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, TypeAlias, cast
 
@@ -53,6 +55,12 @@ from sesame.server.tracing import recording
 
 Context = grpc.aio.ServicerContext[Any, Any]
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"  # generic in the stubs only
+# One handler factory per shape of a streaming call (request streaming, response streaming).
+_FACTORIES: dict[tuple[bool, bool], Callable[..., Handler]] = {
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
 
 
 class CallInterceptor(grpc.aio.ServerInterceptor):
@@ -89,7 +97,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                     return found
 
                 handler = await interceptor.intercept_service(given, details) or handler
-            return handler
+            return handler if _is_health(method) else _identified(handler)
         # Under grpc.aio the behaviour is a coroutine function; the typing stubs describe the sync API.
         behavior: Behavior = handler.unary_unary  # type: ignore[assignment]
         wrapped = self._health(behavior, method) if _is_health(method) else self._governed(behavior, method)
@@ -198,6 +206,48 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             raise AssertionError("unreachable: abort_with raises")  # pragma: no cover
 
         return checked
+
+
+def _identified(handler: Handler) -> Handler:
+    """A streaming call (reflection) with its request id in the trailers and on its log lines, as a unary call
+    has them: a refusal by the caller policy or of an undecodable request keeps it beside its status."""
+    behavior: Any = handler.unary_stream or handler.stream_unary or handler.stream_stream
+    shape = (handler.request_streaming, handler.response_streaming)
+
+    def bound(context: Context) -> Mapping[str, Any]:
+        rid = request_id(cast("Metadata", context.invocation_metadata() or ()))
+        context.set_trailing_metadata(((REQUEST_ID_KEY, rid),))
+        return structlog.contextvars.bind_contextvars(request_id=rid)
+
+    # Of the behaviour's kind, as grpc.aio tells them apart (see decoding.py): an async generator yields its
+    # responses, a coroutine returns its answer or writes them with context.write. grpc.aio runs a call in a
+    # task of its own, so what is bound here is the call's alone, and unbound in the same task.
+    if inspect.isasyncgenfunction(behavior):
+
+        async def streaming(request: Any, context: Context) -> AsyncIterator[Any]:
+            tokens = bound(context)
+            try:
+                async for response in behavior(request, context):
+                    yield response
+            finally:
+                structlog.contextvars.reset_contextvars(**tokens)
+
+        wrapped: object = streaming
+    else:
+
+        async def awaited(request: Any, context: Context) -> Any:
+            tokens = bound(context)
+            try:
+                return await behavior(request, context)
+            finally:
+                structlog.contextvars.reset_contextvars(**tokens)
+
+        wrapped = awaited
+    return _FACTORIES[shape](
+        wrapped,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
 
 
 def _span(
