@@ -1,7 +1,7 @@
 """Redis CPU of the risk part of Start's step (`_risk_memory.lua`, `_risk_rules.lua`), per call.
 
 A private redis-server, one user whose memory is full (every part at its `RiskLimits` cap), and the rules'
-section of open_challenge.lua run alone (the program and the question decoded, the memory read, the signals
+section of open_challenge.lua run alone (the program built, the question decoded, the memory read, the signals
 and the rules) through EVALSHA; the figure is the slow log's duration of each EVALSHA (threshold 0), so it
 is Redis's own time in the script, not a round trip. `empty` runs the same script with nothing to do (the
 floor of an EVALSHA). Two memory shapes: `spread` (months of use, few entries in the signals' windows)
