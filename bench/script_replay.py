@@ -20,11 +20,8 @@ import asyncio
 import os
 import pickle
 import re
-import signal
 import statistics
-import subprocess
 import tempfile
-import time
 from collections import defaultdict
 from hashlib import sha1
 from pathlib import Path
@@ -116,7 +113,7 @@ def _commandstats(info: dict[str, Any]) -> dict[str, tuple[int, int]]:
 
 
 def replay_once(
-    workload: dict[str, Any], lua: Path, *, aof: bool, timed: bool, perf: Path | None = None
+    workload: dict[str, Any], lua: Path, *, aof: bool, timed: bool
 ) -> tuple[dict[str, list[int]], dict[str, list[int]], float, int]:
     """Per script, each call's EVALSHA µs and the µs of the commands it ran (`timed`: INFO commandstats
     after every call, one call at a time; else big pipelines, nothing else sent), redis-server's CPU
@@ -145,13 +142,6 @@ def replay_once(
         for text in scripts.values():
             client.script_load(text)
         calls = workload["calls"]
-        recorder = None
-        if perf is not None:  # perf record -g on redis-server over the replay
-            recorder = subprocess.Popen(
-                ["perf", "record", "-q", "-g", "-o", str(perf), "-p", str(pid)],
-                stdout=subprocess.DEVNULL,
-            )
-            time.sleep(1)
         cpu = _cpu(pid)
         if timed:
             before = _commandstats(client.info("commandstats"))
@@ -174,9 +164,6 @@ def replay_once(
                 errors += sum(isinstance(r, Exception) for r in pipe.execute(raise_on_error=False))
         cpu = _cpu(pid) - cpu
         _print_marks(client)
-        if recorder is not None:
-            recorder.send_signal(signal.SIGINT)
-            recorder.wait()
         client.close()
     return durations, inner, cpu, errors
 
@@ -190,11 +177,11 @@ def _print_marks(client: redis.Redis) -> None:
         print(f"    {label:54} {int(spent[name]) / int(passes[name]):7.1f} µs  x{int(passes[name])}")
 
 
-def replay(path: Path, lua: Path, *, aof: bool, repeat: int, perf: Path | None) -> None:
+def replay(path: Path, lua: Path, *, aof: bool, repeat: int) -> None:
     workload = pickle.loads(path.read_bytes())  # noqa: S301 (our own file)
     flows = workload["flows"]
     for n in range(repeat):
-        _, _, cpu, errors = replay_once(workload, lua, aof=aof, timed=False, perf=perf)
+        _, _, cpu, errors = replay_once(workload, lua, aof=aof, timed=False)
         durations, inner, _, errors_timed = replay_once(workload, lua, aof=aof, timed=True)
         total = sum(sum(d) for d in durations.values())
         print(
@@ -225,12 +212,11 @@ def main() -> None:
     rep.add_argument("--lua", type=Path, default=_LUA)
     rep.add_argument("--no-aof", dest="aof", action="store_false")
     rep.add_argument("--repeat", type=int, default=1)
-    rep.add_argument("--perf", type=Path, help="perf record -g redis-server over the pipelined replay")
     args = parser.parse_args()
     if args.what == "record":
         record(args.file, args.flows, args.warm)
     else:
-        replay(args.file, args.lua, aof=args.aof, repeat=args.repeat, perf=args.perf)
+        replay(args.file, args.lua, aof=args.aof, repeat=args.repeat)
 
 
 if __name__ == "__main__":

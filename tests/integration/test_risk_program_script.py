@@ -40,6 +40,7 @@ async def test_start_under_rules_runs_the_script_holding_their_program(
     """The rules decide in the step (the challenge keeps their version), under the SHA-1 of open_challenge
     with the default rules' program in its text; the script without a program is not what ran."""
     await enrolled(redis_store)
+    await redis_client.script_flush()  # the session's server: other tests ran the script without a program
     rules = RiskQuestion(default_rules())
     opened = await redis_store.challenges.start_challenge(an_opening(question=rules))
     assert opened.challenge.risk is not None
