@@ -1,7 +1,7 @@
 """Redis CPU of the risk part of Start's step (`_risk_memory.lua`, `_risk_rules.lua`), per call.
 
 A private redis-server, one user whose memory is full (every part at its `RiskLimits` cap), and the rules'
-section of open_challenge.lua run alone (the program and the question decoded, the memory read, the signals
+section of open_challenge.lua run alone (the program built, the question decoded, the memory read, the signals
 and the rules) through EVALSHA; the figure is the slow log's duration of each EVALSHA (threshold 0), so it
 is Redis's own time in the script, not a round trip. `empty` runs the same script with nothing to do (the
 floor of an EVALSHA). Two memory shapes: `spread` (months of use, few entries in the signals' windows)
@@ -34,6 +34,7 @@ import redis.asyncio as aioredis
 from bench.redis_costs import script_names
 from sesame.clients import redis_records as rec
 from sesame.clients.redis_risk import memory_parts
+from sesame.clients.redis_scripts import PROGRAM_LINE
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisState
 from sesame.clients.risk_program import compiled, question
@@ -52,7 +53,7 @@ _BODY = """
 if ARGV[1] == '-' then return 0 end
 local parts = {KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]}
 local x = cjson.decode(ARGV[2])
-local program = risk_program_for(ARGV[1], x.op)
+local program = risk_program_for(x.op)
 local decision, codes, matched, added = risk_assess(program, risk_signals(KEYS[1], parts, x), x)
 return risk_kept(program, decision, codes, matched, added)
 """
@@ -203,8 +204,9 @@ def main() -> None:
             asyncio.run(_whole(server, calls))
         return
     lua = resources.files("sesame.clients").joinpath("lua")
-    source = "".join(lua.joinpath(piece).read_text(encoding="utf-8") for piece in _PIECES) + _BODY
     rules = default_rules()
+    source = "".join(lua.joinpath(piece).read_text(encoding="utf-8") for piece in _PIECES) + _BODY
+    source = source.replace(PROGRAM_LINE, f"local RISK_PROGRAM = {compiled(rules)}\n", 1)
     context = RequestContext(ip="10.0.0.250", device_id="d-new")
     with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp)) as server:
         client = redis.Redis.from_url(server.url)
@@ -216,7 +218,7 @@ def main() -> None:
         for shape, span in (("spread", 180 * 24 * HOUR_MS), ("recent", HOUR_MS)):
             _fill(client, span, rng)
             for name, operation in _operations().items():
-                args = [compiled(rules), question(operation, context, NOW, {"sim_swap": "not_swapped"})]
+                args = ["+", question(operation, context, NOW, {"sim_swap": "not_swapped"})]
                 median, quartile, cpu = _measure(server, client, sha, args, calls)
                 print(f"  {shape:6} {name:16}: {median:7.1f} {quartile:7.1f} {cpu:7.1f}")
 

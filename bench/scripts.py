@@ -135,8 +135,8 @@ def _metered(meter: Meter) -> None:
     """Every script call (one, or a pipeline of one script) through `meter`."""
     run, run_each = Scripts._run, Scripts.run_each  # noqa: SLF001 (the bench looks inside)
 
-    async def metered_run(self: Scripts, name: str, keys: Any, args: Any) -> Any:
-        return await meter.around(name, 1, run(self, name, keys, args))
+    async def metered_run(self: Scripts, name: str, keys: Any, args: Any, program: str = "") -> Any:
+        return await meter.around(name, 1, run(self, name, keys, args, program))
 
     async def metered_each(self: Scripts, name: str, calls: Any) -> Any:
         return await meter.around(name, len(calls), run_each(self, name, calls))

@@ -19,8 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sesame.clients import redis_records as rec
+from sesame.clients.redis_scripts import PROGRAM_LINE
 from sesame.clients.redis_server import EmbeddedRedis
-from sesame.clients.risk_program import program, question, signals_of
+from sesame.clients.risk_program import _KINDS as PROGRAM_KINDS
+from sesame.clients.risk_program import _compact, _lua, _section, program, question, signals_of
 from sesame.server.domain.model import RequestContext, User, UserStatus
 from sesame.server.domain.operation import (
     AddBeneficiary,
@@ -48,8 +50,8 @@ pytestmark = pytest.mark.integration
 
 _PIECES = ("_risk_memory.lua", "_risk_rules.lua")
 _BODY = """
-local x = cjson.decode(ARGV[2])
-local program = risk_program_for(ARGV[1], x.op)
+local x = cjson.decode(ARGV[1])
+local program = risk_program_for(x.op)
 local s = risk_signals(KEYS[1], {KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]}, x)
 local decision, codes, matched, added = risk_assess(program, s, x)
 return {risk_kept(program, decision, codes, matched, added), risk_signals_reply(s)}
@@ -253,14 +255,66 @@ def test_lua_signals_and_decision_equal_python(
     )
     expected = rules.assess(want)
     _store(client, user, history)
-    lua = resources.files("sesame.clients").joinpath("lua")
-    source = "".join(lua.joinpath(piece).read_text(encoding="utf-8") for piece in _PIECES)
-    kept, said = client.eval(
-        source + _BODY, len(_KEYS), *_KEYS, program(rules), question(operation, context, NOW, want)
-    )
+    asked = question(operation, context, NOW, want)
+    kept, said = client.eval(_pieces(rules) + _BODY, len(_KEYS), *_KEYS, asked)
     assert signals_of(said) == want
     expected = replace(expected, payee_added_at=_new_payee(expected, operation, UserRisk(user, history), NOW))
     assert kept.decode() == rec.risk_hash_fields(expected)[1]
+
+
+def _pieces(rules: RuleSet) -> str:
+    """The pieces the step includes, with the rules' program in their text as Scripts puts it (0076)."""
+    lua = resources.files("sesame.clients").joinpath("lua")
+    source = "".join(lua.joinpath(piece).read_text(encoding="utf-8") for piece in _PIECES)
+    assert PROGRAM_LINE in source
+    return source.replace(PROGRAM_LINE, f"local RISK_PROGRAM = {program(rules)}\n", 1)
+
+
+# Whether two Lua values are equal all the way down (tables by their keys and values, numbers as doubles).
+_SAME = """
+local function same(a, b)
+  if type(a) ~= 'table' or type(b) ~= 'table' then return a == b end
+  for k, v in pairs(a) do if not same(v, b[k]) then return false end end
+  for k in pairs(b) do if a[k] == nil then return false end end
+  return true
+end
+"""
+
+
+@pytest.mark.parametrize("rules", [default_rules(), *(parse(text) for text in _OTHER_RULES)])
+def test_the_program_in_the_script_is_the_json_program_decoded(client: redis.Redis, rules: RuleSet) -> None:
+    """Decision 0076: the program the step builds from its Lua text is, for every kind of operation, what
+    cjson.decode made of the JSON sections the step decoded before; a section that differs fails."""
+    same = (
+        _pieces(rules)
+        + _SAME
+        + """
+for i = 1, #ARGV, 2 do
+  if not same(risk_program_for(ARGV[i]), cjson.decode(ARGV[i + 1])) then return ARGV[i] end
+end
+return 'same'
+"""
+    )
+    sections = [item for name in PROGRAM_KINDS for item in (name, _compact(_section(rules, name)))]
+    assert client.eval(same, 0, *sections) == b"same"
+    changed = [*sections[:-1], sections[-1].replace('"version":"', '"version":"x', 1)]
+    assert client.eval(same, 0, *changed) == sections[-2].encode()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        'quote " backslash \\ ]] [[ newline \n nul \x00 é € 😀 -- not a comment',
+        [0.1, 1e-07, -2.5, 3.5e300, 2**53 + 1, -0.0, 0, -17, 1.4826, 72],
+        [True, False, [], {}, {"and": "end", "": "x", "a b": [1, [2, [3]]]}],
+    ],
+)
+def test_a_value_in_lua_text_is_what_cjson_decodes_of_its_json(client: redis.Redis, value: object) -> None:
+    """Text of any bytes, numbers to the last bit, flags, empty lists and nested ones: the Lua constructor
+    builds what cjson.decode makes of the JSON (strings compared byte for byte, numbers as doubles)."""
+    script = _SAME + f"return same({_lua(value)}, cjson.decode(ARGV[1])) and 1 or 0"
+    assert client.eval(script, 0, _compact(value)) == 1
+    assert client.eval(script, 0, _compact([value, 1])) == 0
 
 
 def _keys_read(client: redis.Redis) -> int:
@@ -273,12 +327,10 @@ def _reads_under_the_defaults(client: redis.Redis, operation: Operation) -> int:
     user = User("u", "c", "+33612345678", "fr", UserStatus.ACTIVE, NOW - timedelta(days=400), failures=4)
     ops = {f"credit_transfer:c{k}": NOW - timedelta(minutes=k) for k in range(100)}
     _store(client, user, RiskHistory(amounts=(("EUR", 5_000),) * 30, operations=ops))
-    lua = resources.files("sesame.clients").joinpath("lua")
-    source = "".join(lua.joinpath(piece).read_text(encoding="utf-8") for piece in _PIECES)
-    body = source + _BODY.replace("risk_signals_reply(s)", "{}")
+    body = _pieces(default_rules()) + _BODY.replace("risk_signals_reply(s)", "{}")
     asked = question(operation, RequestContext(ip="10.0.0.1", device_id="d0"), NOW, {"sim_swap": "swapped"})
     before = _keys_read(client)
-    kept, _ = client.eval(body, len(_KEYS), *_KEYS, program(default_rules()), asked)
+    kept, _ = client.eval(body, len(_KEYS), *_KEYS, asked)
     assert kept.decode().startswith("deny|")
     return _keys_read(client) - before
 

@@ -34,10 +34,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 QUEUE_ONLY = DispatchSettings(loops=0)  # the first server queues; the second's dispatcher sends
 
 
-def script_sha(client: aioredis.Redis, script: str = "record_dispatch") -> bytes:
-    """The SHA-1 a script runs under (EVALSHA carries it): the relay's marker."""
-    (sha,) = [sha for sha, name in Scripts(client).names().items() if name == script]
-    return sha.encode()
+def script_sha(client: aioredis.Redis, script: str = "record_dispatch", program: str = "") -> bytes:
+    """The SHA-1 a script runs under (EVALSHA carries it): the relay's marker. With `program`, the script
+    with that risk program in its text (open_challenge, as Start runs it under rules: decision 0076)."""
+    return Scripts(client).sha(script, program).encode()
 
 
 async def deliveries(store: RedisState, challenge_id: str) -> list[dict[str, str]]:

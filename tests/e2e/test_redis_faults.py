@@ -29,9 +29,11 @@ from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisState
+from sesame.clients.risk_program import compiled
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server.dispatch_loop import DispatchSettings
 from sesame.server.domain.challenges import ChallengePolicy
+from sesame.server.domain.risk_rules import default_rules
 from sesame.server.grpc.demo import read_code
 from tests.e2e.conftest import Live, live_on
 from tests.e2e.helpers import (
@@ -489,7 +491,8 @@ async def test_a_start_whose_reply_was_lost_sends_its_code_once_retried(
                 await started(live, "alice")  # the worker knows alice's number: the concurrent path
                 admin = aioredis.Redis.from_url(own_redis.url)
                 try:
-                    cutter.arm(script_sha(admin, "open_challenge"))
+                    # Start runs open_challenge with the default rules' program in its text (0076).
+                    cutter.arm(script_sha(admin, "open_challenge", compiled(default_rules())))
                 finally:
                     await admin.aclose()
                 request = auth_pb.StartChallengeRequest(

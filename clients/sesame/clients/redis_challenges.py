@@ -75,7 +75,8 @@ class RedisChallenges(RedisPlace):
         fields = rec.challenge_fields(challenge)
         args = self._opening_args(opening, challenge.phone, budget_args, _NO_NUMBER_BUDGET, "*")
         args += [len(fields), *fields, *rec.opened_entry(challenge, context)]
-        reply = await self._run("open_challenge", self._opening_keys(opening, budget_keys), args)
+        keys = self._opening_keys(opening, budget_keys)
+        reply = await self._run("open_challenge", keys, args, program=self._program(opening))
         if reply[0] != b"opened":
             raise _refused(opening, reply, charges)
         self._nudge.queued(self.keys.shard_of_challenge(challenge.challenge_id))
@@ -97,13 +98,14 @@ class RedisChallenges(RedisPlace):
         fields = rec.opening_fields(opening, draft)
         tail = [len(fields), *fields, *rec.opening_entry(opening, draft)]
         args = self._opening_args(opening, "", budget_args, number_budget, codes)
-        reply = await self._run("open_challenge", keys, [*args, *tail])
+        program = self._program(opening)
+        reply = await self._run("open_challenge", keys, [*args, *tail], program=program)
         if reply[0] == b"destination":
             number = reply[1].decode()
             check_destination(number, opening.countries)
             # Allowed, under a calling code shared with a region that is not: open for that number only.
             args = self._opening_args(opening, number, budget_args, number_budget, "*")
-            reply = await self._run("open_challenge", keys, [*args, *tail])
+            reply = await self._run("open_challenge", keys, [*args, *tail], program=program)
         match reply[0]:
             case b"opened":
                 self._nudge.queued(self.keys.shard_of_challenge(opening.challenge_id))  # its SMS (0060)
@@ -172,15 +174,20 @@ class RedisChallenges(RedisPlace):
         ]
 
     def _risk_args(self, opening: Opening) -> list[rec.Field]:
-        """The rules' program (compiled once per rule set) and the question Start's step asks it."""
+        """Whether the rules decide in the step ('+': their program is in the script's text, `_program`) and
+        the question Start's step asks them."""
         asked = opening.question
         if asked is None:
             return ["-", "-"]
         step = Denial(opening.user_id, asked.sim_number)
-        return [
-            compiled(asked.rules),
-            question(opening.operation, opening.context, opening.created_at, asked.given, step),
-        ]
+        return ["+", question(opening.operation, opening.context, opening.created_at, asked.given, step)]
+
+    @staticmethod
+    def _program(opening: Opening) -> str:
+        """The rules' program (compiled once per rule set), in the text of the script Start runs for them
+        (decision 0076); none when the rules decide nothing in the step."""
+        asked = opening.question
+        return "" if asked is None else compiled(asked.rules)
 
     async def get_challenge(self, challenge_id: str) -> Challenge:
         """The challenge as stored. ChallengeNotFound."""

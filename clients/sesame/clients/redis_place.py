@@ -39,8 +39,10 @@ class RedisPlace:
         self._retention = retention
         self._nudge = nudge  # told which shard a step queued an SMS in (decision 0060)
 
-    async def _run(self, name: str, keys: Sequence[str], args: Sequence[rec.Field]) -> Any:
-        return await self._scripts.run(name, keys, args)
+    async def _run(
+        self, name: str, keys: Sequence[str], args: Sequence[rec.Field], *, program: str = ""
+    ) -> Any:
+        return await self._scripts.run(name, keys, args, program=program)
 
     async def _read_journal(self, call: str, key: str, *, chain: bool = False) -> list[dict[str, str]]:
         """A journal's entries, oldest first; without the chain's fields (decision 0027) unless `chain`."""

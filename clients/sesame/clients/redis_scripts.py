@@ -34,6 +34,8 @@ _OTHER_SLOT = re.compile(r"non local key|hash to the same slot|CROSSSLOT", re.IG
 # and the reply's args, a tuple: "('BUSY ...',)").
 _REPLY_CODE = re.compile(r"""(?:^|of pipeline caused error: \(?['"]?)([A-Z]{2,16})(?: |$)""")
 JOURNAL_PIECE = "_journal.lua"  # in front of every script: the one way a journal entry is appended
+# The line of _risk_rules.lua where the script Start runs for a rule set holds its program (decision 0076).
+PROGRAM_LINE = "local RISK_PROGRAM = {}  -- the program\n"
 MOVING_SLOT_PIECE = "_moving_slot.lua"  # in front of that on a cluster: no script on a migrating slot
 T = TypeVar("T")
 
@@ -66,22 +68,53 @@ class Scripts:
         # makes the node refuse any key outside the script's slot (decision 0047).
         # A script on a migrating slot refuses to start, before any command (`_moving_slot.lua`, 0068).
         strict = "#!lua\n" + pieces[MOVING_SLOT_PIECE] if self._cluster is not None else ""
-        self._scripts: dict[str, AsyncScript] = {
-            entry.name.removesuffix(".lua"): client.register_script(
-                strict
-                + pieces[JOURNAL_PIECE]
-                + _INCLUDE.sub(lambda line: pieces[line.group(1)], entry.read_text(encoding="utf-8"))
-            )
+        self._texts = {
+            entry.name.removesuffix(".lua"): strict
+            + pieces[JOURNAL_PIECE]
+            + _INCLUDE.sub(lambda line: pieces[line.group(1)], entry.read_text(encoding="utf-8"))
             for entry in lua.iterdir()
             if entry.name.endswith(".lua") and not entry.name.startswith("_")
         }
+        self._scripts: dict[str, AsyncScript] = {
+            name: client.register_script(text) for name, text in self._texts.items()
+        }
+
+        # A script with a risk program in its text, by name and program (decision 0076): a few per process.
+        self._programmed: dict[tuple[str, str], AsyncScript] = {}
 
     def names(self) -> dict[str, str]:
-        """Each script's name by the SHA-1 Redis knows it under (EVALSHA's first argument)."""
-        return {script.sha: name for name, script in self._scripts.items()}
+        """Each script's name by the SHA-1 Redis knows it under (EVALSHA's first argument), the scripts with
+        a program in their text that ran so far (`run`'s `program`) too."""
+        return {script.sha: name for name, script in self._scripts.items()} | {
+            script.sha: name for (name, _), script in self._programmed.items()
+        }
 
-    async def run(self, name: str, keys: Sequence[str], args: Sequence[rec.Field]) -> Any:
-        """Run one script: one atomic transition on the slot of its keys, in a span named after it.
+    def sha(self, name: str, program: str = "") -> str:
+        """The SHA-1 the script `name` runs under (with `program` in its text: `run`'s)."""
+        return self._script(name, program).sha
+
+    def _script(self, name: str, program: str) -> AsyncScript:
+        """The script `name`, with `program` (risk_program.program) in its text in place of the empty one when
+        given: a script of its own (its SHA-1), registered at its first call, loaded by EVALSHA's NOSCRIPT
+        like any other. Its constants are compiled once by Redis, not decoded at each call (decision 0076)."""
+        if not program:
+            return self._scripts[name]
+        script = self._programmed.get((name, program))
+        if script is None:
+            text = self._texts[name]
+            if PROGRAM_LINE not in text:
+                raise ValueError(f"script {name} holds no risk program")
+            script = self._client.register_script(
+                text.replace(PROGRAM_LINE, f"local RISK_PROGRAM = {program}\n", 1)
+            )
+            self._programmed[(name, program)] = script
+        return script
+
+    async def run(
+        self, name: str, keys: Sequence[str], args: Sequence[rec.Field], *, program: str = ""
+    ) -> Any:
+        """Run one script: one atomic transition on the slot of its keys, in a span named after it. With
+        `program` (risk_program.program), the script with that program in its text (`_script`).
 
         The span names the script only: keys and arguments hold user ids, numbers and MACs. None while
         tracing is off: a span that records nothing still cost ~10 µs a call (decision 0049). On a Redis
@@ -94,13 +127,13 @@ class Scripts:
             self._meter.failed(name)
             raise _spans_slots(name)
         if not recording():
-            return await self._run(name, keys, args)
+            return await self._run(name, keys, args, program)
         with _span(name):
-            return await self._run(name, keys, args)
+            return await self._run(name, keys, args, program)
 
-    async def _run(self, name: str, keys: Sequence[str], args: Sequence[rec.Field]) -> Any:
+    async def _run(self, name: str, keys: Sequence[str], args: Sequence[rec.Field], program: str = "") -> Any:
         try:
-            return await self.call(name, self._evalsha(self._scripts[name], keys, args))
+            return await self.call(name, self._evalsha(self._script(name, program), keys, args))
         except StoreUnavailable as exc:
             if isinstance(exc.__cause__, ResponseError) and _OTHER_SLOT.search(str(exc.__cause__)):
                 raise _spans_slots(name) from exc

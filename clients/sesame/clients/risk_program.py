@@ -1,5 +1,5 @@
-"""The risk rules as a script's step reads them: a program (JSON, per operation), and the question one Start
-asks of it.
+"""The risk rules as a script's step reads them: a program (Lua source, per operation), and the question one
+Start asks of it.
 
 `_risk_rules.lua` computes the signals from the user's memory and applies the program, as
 `risk_signals.signals` and `RuleSet.assess` do in Python (docs/risk.md); the rules are compiled once, at
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,12 +33,41 @@ def compiled(rules: RuleSet) -> str:
 
 
 def program(rules: RuleSet) -> str:
-    """One section per kind of operation, `\n<kind>\t<JSON>` (the step decodes its operation's only,
-    `risk_program_for`, decision 0051): the version and, in file order, the rules that may match that kind
-    (`Rule.may_match`), each with its id, decision (1 ALLOW .. 4 DENY), reason code and the clauses other than
-    the `operation` ones (they hold for that kind: a signal the step never needs to compare), cheapest first
-    (`_COST`: the order of a rule's clauses changes which the step reads, never whether the rule matches)."""
-    return "".join(f"\n{name}\t{_compact(_section(rules, name))}" for name in _KINDS)
+    """A Lua table constructor, one function per kind of operation that builds its section (the step
+    builds its operation's only, `risk_program_for`, decision 0051): the version and, in file order, the
+    rules that may match that kind (`Rule.may_match`), each with its id, decision (1 ALLOW .. 4 DENY),
+    reason code and the clauses other than the `operation` ones (they hold for that kind: a signal the step
+    never needs to compare), cheapest first (`_COST`: the order of a rule's clauses changes which the step
+    reads, never whether the rule matches). It is part of the text of the script Start runs for this rule
+    set (`Scripts.run`'s `program`): built at each call from constants Redis compiled once, where decoding
+    the same section from JSON cost the step ~50 µs (decision 0076)."""
+    kinds = ", ".join(
+        f"[{_lua(name)}] = function() return {_lua(_section(rules, name))} end" for name in _KINDS
+    )
+    return f"{{{kinds}}}"
+
+
+def _lua(value: object) -> str:
+    """`value` (from `_section`: dicts of names, lists, text, numbers, flags) as a Lua constructor that builds
+    what cjson.decode made of its JSON: lists from 1, numbers as doubles (repr: the shortest text that reads
+    back to the same double), text as bytes in decimal escapes but for letters, digits and `_.:-` (no quote,
+    bracket or newline of a rule's text can end the literal)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"not a finite number: {value!r}")
+        return repr(float(value)) if isinstance(value, float) else str(value)
+    if isinstance(value, str):
+        return '"' + "".join(chr(b) if chr(b) in _PLAIN else f"\\{b:03d}" for b in value.encode()) + '"'
+    if isinstance(value, list | tuple):
+        return "{" + ", ".join(_lua(item) for item in value) + "}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"[{_lua(str(key))}] = {_lua(item)}" for key, item in value.items()) + "}"
+    raise TypeError(f"not in a program: {type(value).__name__}")
+
+
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:-")
 
 
 # What reading a signal costs the step, the question's own (the operation, the amount, `GIVEN`) nothing: a

@@ -20,7 +20,8 @@
 -- ('' none, carried in the outbox entry: decision 0040); '1' when a cooling number holds
 -- the operation back; the calling codes every number of which may be sent to (',+33,+49,', or '*' for
 -- any); the prefix of a challenge hash's name in this place (for the request's earlier challenge); the
--- operation digest (hex); the risk rules compiled to JSON ('-': the rules decide nothing here; else
+-- operation digest (hex); '+' when the rules decide here, their program in the script's text
+-- (_risk_rules.lua's RISK_PROGRAM, decision 0076), '-' when they decide nothing here (else
 -- KEYS[7+b .. 12+b] are the user's memory's parts, see _risk_memory.lua, and KEYS[13+b] the user's journal,
 -- where a DENY is journaled; _risk_rules.lua, decision 0045); the question to the rules (JSON, sesame.clients.risk_program.question;
 -- '-' with the program); n = count of hash field/value elements, then n hash elements, then journal pairs.
@@ -121,7 +122,7 @@ end
 local kept, risk_entry
 if risk_program ~= '-' then
   local x = cjson.decode(risk_question)
-  local program = risk_program_for(risk_program, x.op)
+  local program = risk_program_for(x.op)
   if x.sim_for and x.sim_for ~= phone then
     return {'sim_number', phone}
   end
