@@ -50,6 +50,12 @@ SMS_SETTLE_SECONDS = 30.0  # the longest the start phase waits for the SMS of it
 # the paced phase from three, whose figure is the tail, which one loop lengthened.
 CLIENT_PROCESSES = 1
 PACED_CLIENT_PROCESSES = 3
+# Enrolled users the operations spread over (the paced processes enroll as many again). Enough that none holds
+# more than 128 challenges over a run (~13,000 at today's rates: ~50 each): past 128, Redis converts a user's
+# pending and evidence sorted sets from listpack to skiplist, several times the size, and the phase that
+# crossed the line was charged the conversion (at 64 users, 300-500 B per flow of the 2 KB target, measured at
+# 75985aa). A bank's user holds a few challenges at a time, never a hundred.
+USERS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,7 +360,7 @@ def _arguments() -> argparse.Namespace:
         default=PACED_CLIENT_PROCESSES,
         help="load client processes of the paced phase (flows_half), shared out the same way",
     )
-    parser.add_argument("--users", type=int, default=64, help="enrolled users the operations spread over")
+    parser.add_argument("--users", type=int, default=USERS, help="enrolled users the operations spread over")
     parser.add_argument(
         "--workers", type=int, default=None, help="`sesame serve --workers` when it has it (default: cores)"
     )
