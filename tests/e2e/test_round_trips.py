@@ -104,11 +104,16 @@ def store_calls(live: Live) -> Counter[str]:
 
 
 async def warm(live: Live) -> str:
-    """Enrol a user and run one flow of each kind, so that every script is loaded (no NOSCRIPT retry)."""
+    """Enrol a user and run one flow of each kind, so that every script is loaded (no NOSCRIPT retry): a
+    transfer's Start runs the script with the rules' program in its text, a login's the one without
+    (decision 0076), each its own SHA-1."""
     user_id = await enrolled(live)
     challenge_id, code = await started(live, user_id)
     await verify(live, challenge_id, wrong(code))
     await verify(live, challenge_id, code)
+    login = op_pb.Operation(login=op_pb.Login())
+    challenge_id, code = await started(live, user_id, login)
+    await verify(live, challenge_id, code, login)
     return user_id
 
 
