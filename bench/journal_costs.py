@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import functools
 import json
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -26,12 +25,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from bench.backends import backends
 from sesame.clients.redis_journal import Lease
-from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisState
-from sesame.hsm.keys import init_keys
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
-from sesame.hsm.softhsm import bootstrap_token
 from sesame.server.domain.challenges import user_tag
 from sesame.server.domain.model import (
     Challenge,
@@ -207,17 +204,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="rounds measured (after one warm-up round)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="sesame-journal-bench-") as directory:
-        root = Path(directory)
-        (root / "redis").mkdir()
-        config = bootstrap_token(root / "softhsm", label="bench", pin="bench-pin")
-        init_keys(config)
-        keystore = Pkcs11KeyStore.open(config)
-        try:
-            with EmbeddedRedis(root / "redis") as server:
-                asyncio.run(_run(args, server.url, keystore, root / "archive"))
-        finally:
-            keystore.close()
+    with backends("sesame-journal-bench-") as (root, server, keystore):
+        asyncio.run(_run(args, server.url, keystore, root / "archive"))
 
 
 if __name__ == "__main__":

@@ -30,11 +30,9 @@ from typing import Any
 import redis
 
 from bench import scripts as bench
+from bench.backends import backends
 from sesame.clients.redis_scripts import JOURNAL_PIECE, PROGRAM_LINE, Scripts
 from sesame.clients.redis_server import EmbeddedRedis
-from sesame.hsm.keys import init_keys
-from sesame.hsm.pkcs11 import Pkcs11KeyStore
-from sesame.hsm.softhsm import bootstrap_token
 
 _INCLUDE = re.compile(r"^--#include (\S+)$", re.MULTILINE)
 _LUA = Path(__file__).resolve().parent.parent / "clients" / "sesame" / "clients" / "lua"
@@ -72,17 +70,8 @@ def record(path: Path, flows: int, warm: int) -> None:
     Scripts.run_each = recorded_each  # type: ignore[method-assign,assignment]
     args = argparse.Namespace(flows=flows, rounds=1, warm=warm, users=64, per_script=False, json=None)
 
-    with tempfile.TemporaryDirectory(prefix="sesame-replay-record-") as directory:
-        root = Path(directory)
-        (root / "redis").mkdir()
-        config = bootstrap_token(root / "softhsm", label="bench", pin="bench-pin")
-        init_keys(config)
-        keystore = Pkcs11KeyStore.open(config)
-        try:
-            with EmbeddedRedis(root / "redis") as server:
-                asyncio.run(bench._run(args, server, keystore, root))  # noqa: SLF001
-        finally:
-            keystore.close()
+    with backends("sesame-replay-record-") as (root, server, keystore):
+        asyncio.run(bench._run(args, server, keystore, root))  # noqa: SLF001
     path.write_bytes(pickle.dumps({"flows": flows + warm, "calls": calls}))
     print(f"{len(calls)} calls over {flows + warm} flows in {path}")
 

@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import json
 import os
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Awaitable
@@ -40,13 +39,12 @@ import redis
 import redis.asyncio as aioredis
 
 from bench import aof_census
+from bench.backends import backends
 from sesame.clients.redis_scripts import Scripts
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisState
 from sesame.clients.sms_console import ConsoleSmsGateway
-from sesame.hsm.keys import init_keys
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
-from sesame.hsm.softhsm import bootstrap_token
 from sesame.server.app import Gateway, Runtime, SystemClock, wire
 from sesame.server.dispatch_loop import DispatchLoops, DispatchSettings
 from sesame.server.domain import codes
@@ -310,23 +308,14 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="sesame-scripts-bench-") as directory:
-        root = Path(directory)
-        (root / "redis").mkdir()
-        config = bootstrap_token(root / "softhsm", label="bench", pin="bench-pin")
-        init_keys(config)
-        keystore = Pkcs11KeyStore.open(config)
-        try:
-            with EmbeddedRedis(root / "redis") as server:
-                started = time.monotonic()
-                record = asyncio.run(_run(args, server, keystore, root))
-                record["seconds"] = round(time.monotonic() - started, 1)
-                # Every flow the run made, warm and measured: what the AOF took for each (bench.aof_census).
-                every = args.warm + args.rounds * args.flows * (2 if args.per_script else 1)
-                written = aof_census.census(root / "redis" / "appendonlydir")
-                record["aof"] = {"flows": every, "lines": aof_census.lines(written, every)}
-        finally:
-            keystore.close()
+    with backends("sesame-scripts-bench-") as (root, server, keystore):
+        started = time.monotonic()
+        record = asyncio.run(_run(args, server, keystore, root))
+        record["seconds"] = round(time.monotonic() - started, 1)
+        # Every flow the run made, warm and measured: what the AOF took for each (bench.aof_census).
+        every = args.warm + args.rounds * args.flows * (2 if args.per_script else 1)
+        written = aof_census.census(root / "redis" / "appendonlydir")
+        record["aof"] = {"flows": every, "lines": aof_census.lines(written, every)}
     _print(record)
     if args.json:
         args.json.write_text(json.dumps(record, indent=2) + "\n")
