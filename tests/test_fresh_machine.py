@@ -16,6 +16,10 @@ TOOLS = {
     "node": "npm",
     "prometheus": "prometheus",
     "promtool": "prometheus",
+    "protoc": "protobuf-compiler",
+    "protoc-gen-go": "protoc-gen-go",
+    "protoc-gen-go-grpc": "protoc-gen-go-grpc",
+    "go": "golang-go",
 }
 _RUNNERS = {"run", "Popen", "call", "check_call", "check_output", "which"}
 

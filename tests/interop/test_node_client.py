@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,20 +15,12 @@ import pytest
 from google.rpc import status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.support.serve_process import start_serve
+from tests.support.interop import Served
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 ROOT = Path(__file__).parent.parent.parent
 NODE_MODULES = ROOT / ".tools" / "node_modules"
-
-
-@dataclass(frozen=True, slots=True)
-class Served:
-    """A running `sesame serve` and the console SMS file it writes codes to."""
-
-    address: str
-    sms_file: Path
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,16 +30,6 @@ class NodeRun:
     returncode: int
     summary: dict[str, Any]
     output: str
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """One server with embedded defaults; SMS go to var/sms.jsonl (the SESAME_SMS_CONSOLE_FILE default)."""
-    var = tmp_path_factory.mktemp("var")
-    serving = start_serve(var)
-    yield Served(serving.address, var / "sms.jsonl")
-    serving.process.terminate()
-    serving.process.wait(timeout=30)
 
 
 def _node() -> str:
