@@ -24,6 +24,9 @@ PROTOS = ROOT / "proto"
 DEBIAN_GOPATH = Path("/usr/share/gocode")
 # The Go package the generated stubs are put in, inside the test's own GOPATH.
 STUBS = "sesameinterop/apiv1"
+# How long the client holds a health Watch open on its idle connection, which pings every 10 s: past gRPC's
+# default policy (2 pings too soon tolerated, GOAWAY at the third) with a margin.
+IDLE = 35
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,13 +98,14 @@ def _build(gopath: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def go_run(served: Served, tmp_path_factory: pytest.TempPathFactory) -> GoRun:
-    """Build the Go client and run it once against the server (bounded: 60 s); its JSON summary line."""
+    """Build the Go client and run it once against the server (bounded: 60 s and the idle time); its JSON
+    summary line."""
     binary = _build(tmp_path_factory.mktemp("gopath"))
     result = subprocess.run(
-        [str(binary), "-target", served.address, "-sms-file", str(served.sms_file)],
+        [str(binary), "-target", served.address, "-sms-file", str(served.sms_file), "-idle", f"{IDLE}s"],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=60 + IDLE,
         check=False,
     )
     output = result.stdout + result.stderr
@@ -169,3 +173,14 @@ def test_go_client_reaches_health_and_reflection(go_run: GoRun) -> None:
     assert seen["reflected_services"] == (
         "sesame.api.v1.AuthenticationService,sesame.api.v1.EnrollmentService,sesame.api.v1.EvidenceService"
     )
+
+
+def test_go_client_pinging_every_10_s_keeps_its_idle_connection_and_stream(go_run: GoRun) -> None:
+    """A client that pings every 10 s, with or without calls (grpc-go's keepalive at its shortest), keeps a
+    health Watch stream and its connection through 35 s of idleness. gRPC's server default takes a ping
+    within 5 minutes of the last one, without a call in flight 2 hours, as abuse: the third such ping was
+    answered GOAWAY ENHANCE_YOUR_CALM "too_many_pings", which ended the stream (UNAVAILABLE) and would
+    have failed any call in flight then."""
+    seen = go_run.summary["seen"]
+    assert seen["watch_while_idle"] == "alive"
+    assert seen["call_after_idle"] == "SERVING"

@@ -86,6 +86,11 @@ class Settings:
     # A connection takes new calls this long, then its calls have the grace to finish (decision 0067).
     connection_age: float = 300.0
     connection_age_grace: float = 30.0
+    # Callers may ping this often, with or without calls; the server pings a silent caller after `keepalive`
+    # and closes the connection when no answer comes within `keepalive_timeout` (decision 0081).
+    min_client_ping_interval: float = 10.0
+    keepalive: float = 60.0
+    keepalive_timeout: float = 20.0
     # How long the journal's seals are kept (CMF L.133-24: 13 months; docs/decisions/0027).
     evidence_retention: timedelta = timedelta(days=396)
     journal_archive_dir: Path = Path("var/journal")  # the archive's segment files (decision 0027)
@@ -161,6 +166,11 @@ class Settings:
             connection_age_grace=float(
                 reader.integer("SESAME_MAX_CONNECTION_AGE_GRACE_SECONDS", 30, 1, 3600)
             ),
+            min_client_ping_interval=float(
+                reader.integer("SESAME_MIN_CLIENT_PING_INTERVAL_SECONDS", 10, 1, 7200)
+            ),
+            keepalive=float(reader.integer("SESAME_KEEPALIVE_SECONDS", 60, 10, 7200)),
+            keepalive_timeout=float(reader.integer("SESAME_KEEPALIVE_TIMEOUT_SECONDS", 20, 1, 600)),
             dispatch=read_dispatch(reader),
             sms_reliability=read_reliability(reader),
             risk=read_risk(reader),

@@ -5,10 +5,12 @@
 // file, sees every verification outcome (changed amount, wrong code, right code, replay), checks the proof's
 // ES256 signature against GetProofKeys' JWK set with Go's standard library alone, decodes the rich error of a
 // bad IBAN (google.rpc.BadRequest through grpc-go's status package), reads the request id from the trailers,
-// asks the standard health service, and lists the services through server reflection. Prints one JSON
-// summary line; exits 1 on any mismatch.
+// asks the standard health service, and lists the services through server reflection. Its connection pings
+// every 10 s, idle or not (keepalive, as Go services behind load balancers and NATs commonly set it): with
+// -idle it then holds a health Watch stream open that long with nothing else to do, and checks that the
+// server let the stream and the connection live. Prints one JSON summary line; exits 1 on any mismatch.
 //
-// usage: client -target 127.0.0.1:50051 -sms-file var/sms.jsonl
+// usage: client -target 127.0.0.1:50051 -sms-file var/sms.jsonl [-idle 35s]
 package main
 
 import (
@@ -32,6 +34,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 	"google.golang.org/grpc/status"
@@ -42,7 +45,11 @@ import (
 var (
 	target  = flag.String("target", "", "host:port of sesame serve")
 	smsFile = flag.String("sms-file", "", "the console gateway's JSON-lines file")
+	idle    = flag.Duration("idle", 0, "how long to hold a health Watch open on the idle, pinging connection")
 )
+
+// A common client keepalive: grpc-go's shortest ping interval, pings with no call in flight too.
+var pinging = keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}
 
 type summary struct {
 	Ok       bool                   `json:"ok"`
@@ -182,7 +189,8 @@ func tampered(proof string) string {
 }
 
 func run() error {
-	conn, err := grpc.Dial(*target, grpc.WithInsecure(), grpc.WithBlock(), grpc.WithTimeout(10*time.Second))
+	conn, err := grpc.Dial(*target, grpc.WithInsecure(), grpc.WithBlock(), grpc.WithTimeout(10*time.Second),
+		grpc.WithKeepaliveParams(pinging))
 	if err != nil {
 		return err
 	}
@@ -337,7 +345,51 @@ func run() error {
 	sort.Strings(names)
 	expect("reflected_services", strings.Join(names, ","),
 		"sesame.api.v1.AuthenticationService,sesame.api.v1.EnrollmentService,sesame.api.v1.EvidenceService")
-	return stream.CloseSend()
+	if err := stream.CloseSend(); err != nil {
+		return err
+	}
+	if *idle > 0 {
+		return idleWatch(conn)
+	}
+	return nil
+}
+
+// idleWatch holds a health Watch open for -idle while the connection only pings, then calls on it again.
+func idleWatch(conn *grpc.ClientConn) error {
+	health := healthpb.NewHealthClient(conn)
+	watching, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	watch, err := health.Watch(watching, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		return fmt.Errorf("Health.Watch: %w", err)
+	}
+	if _, err := watch.Recv(); err != nil {
+		return fmt.Errorf("Health.Watch first answer: %w", err)
+	}
+	ended := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := watch.Recv(); err != nil {
+				ended <- err
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-ended:
+		expect("watch_while_idle", status.Code(err).String()+": "+status.Convert(err).Message(), "alive")
+	case <-time.After(*idle):
+		expect("watch_while_idle", "alive", "alive")
+	}
+	ctx, done := deadline()
+	defer done()
+	after, err := health.Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		expect("call_after_idle", status.Code(err).String(), "SERVING")
+		return nil
+	}
+	expect("call_after_idle", after.Status.String(), "SERVING")
+	return nil
 }
 
 func main() {

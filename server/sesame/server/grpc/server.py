@@ -76,13 +76,25 @@ DEFAULT_HANDSHAKE_TIMEOUT = 5.0  # seconds
 # (decision 0067).
 DEFAULT_CONNECTION_AGE = 300.0  # seconds
 DEFAULT_CONNECTION_AGE_GRACE = 30.0  # seconds
+# Callers' keepalive pings are taken this often, with or without calls in flight. gRPC's server default
+# counts a ping within 5 minutes of the last one (2 hours without a call) as a strike and answers the third
+# with GOAWAY ENHANCE_YOUR_CALM "too_many_pings": a Go or Java service that pings every 10-30 s, as services
+# behind load balancers and NATs do, lost its connection every 30 s, its Health Watch streams and any call in
+# flight with it (UNAVAILABLE "Too many pings"; decision 0081). 10 s is grpc-go's and grpc-java's shortest.
+# Faster pings are still strikes (2 tolerated).
+DEFAULT_MIN_CLIENT_PING_INTERVAL = 10.0  # seconds
+# The server's own pings, so that a connection whose caller vanished (host lost, a NAT's entry dropped: no
+# FIN, no RST) is closed within keepalive + timeout, its slot of the connection bound and its streams freed,
+# rather than at its age and grace.
+DEFAULT_KEEPALIVE = 60.0  # seconds without a frame before the server pings
+DEFAULT_KEEPALIVE_TIMEOUT = 20.0  # seconds the ping's answer may take before the connection is closed
 
 
 @dataclass(frozen=True, slots=True)
 class Serving:
     """How many calls a server takes at once (beyond: shed), how many connections it keeps open (beyond:
-    closed at accept), how long one may take to finish its handshake and how long it lives, and whether it
-    shares its ports with siblings."""
+    closed at accept), how long one may take to finish its handshake and how long it lives, how often its
+    caller may ping and how soon a silent one is pinged, and whether it shares its ports with siblings."""
 
     max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS
     reuse_port: bool = False  # True for a worker: its supervisor claimed the ports (and checked them)
@@ -90,6 +102,9 @@ class Serving:
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT  # seconds from accept to the client's SETTINGS
     connection_age: float = DEFAULT_CONNECTION_AGE  # seconds a connection takes new calls
     connection_age_grace: float = DEFAULT_CONNECTION_AGE_GRACE  # seconds its calls then have to finish
+    min_client_ping_interval: float = DEFAULT_MIN_CLIENT_PING_INTERVAL  # seconds; faster pings are strikes
+    keepalive: float = DEFAULT_KEEPALIVE  # seconds of silence before the server pings a caller
+    keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT  # seconds for the answer, else the connection closes
 
     @property
     def options(self) -> tuple[tuple[str, int], ...]:
@@ -106,6 +121,12 @@ class Serving:
             ("grpc.server_handshake_timeout_ms", round(self.handshake_timeout * 1000)),
             ("grpc.max_connection_age_ms", round(self.connection_age * 1000)),
             ("grpc.max_connection_age_grace_ms", round(self.connection_age_grace * 1000)),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", round(self.min_client_ping_interval * 1000)),
+            ("grpc.keepalive_time_ms", round(self.keepalive * 1000)),
+            ("grpc.keepalive_timeout_ms", round(self.keepalive_timeout * 1000)),
+            # gRPC 1.85 closes on an unanswered ping after this one, not the above (its default: 1 minute).
+            ("grpc.http2.ping_timeout_ms", round(self.keepalive_timeout * 1000)),
         )
 
 
