@@ -13,7 +13,7 @@ BUF := .tools/node_modules/.bin/buf
 NODE_TOOLS := tools/package.json tools/package-lock.json
 STAMP_NODE := .tools/.installed
 
-.PHONY: help run test lock sms-docs system-deps python-deps server-deps sms-deps node-deps monitoring-deps go-deps dashboard-preview proto lint typecheck archlint bench wheel clean test-fresh image
+.PHONY: help run test lock sms-docs system-deps python-deps server-deps sms-deps node-deps monitoring-deps interop-deps dashboard-preview proto lint typecheck archlint bench wheel clean test-fresh image
 
 help:
 	@echo "make run    start Sésame on 127.0.0.1:50051 with embedded defaults (Redis child, SoftHSM token under var/)"
@@ -57,11 +57,13 @@ node-deps:
 monitoring-deps:
 	@{ command -v promtool >/dev/null && command -v prometheus >/dev/null; } || $(APT_INSTALL) prometheus
 
-## The Go interop client (tests/interop/test_go_client.py): protoc with Go's two plugins and the Go sources of
-## grpc-go, google.golang.org/protobuf and genproto from Debian's packages, built in GOPATH mode (no module
-## download: the Go module proxy is not one of the registries this project relies on).
+## The Go and Java interop clients (tests/interop/test_compiled_clients.py): protoc with Go's two plugins and
+## grpc-java's, the Go sources of grpc-go, google.golang.org/protobuf and genproto built in GOPATH mode, and the
+## jars of grpc-java and what it needs, all from Debian's packages (nothing downloaded by a build tool: the Go
+## module proxy and Maven Central are not registries this project relies on).
 GO_SRC = /usr/share/gocode/src
-go-deps:
+JAVA_LIB = /usr/share/java
+interop-deps:
 	@missing=""; \
 	command -v protoc >/dev/null || missing="$$missing protobuf-compiler"; \
 	command -v go >/dev/null || missing="$$missing golang-go"; \
@@ -70,9 +72,18 @@ go-deps:
 	[ -d $(GO_SRC)/google.golang.org/grpc/health/grpc_health_v1 ] || missing="$$missing golang-google-grpc-dev"; \
 	[ -d $(GO_SRC)/google.golang.org/protobuf/runtime/protoimpl ] || missing="$$missing golang-google-protobuf-dev"; \
 	[ -d $(GO_SRC)/google.golang.org/genproto/googleapis/rpc/errdetails ] || missing="$$missing golang-google-genproto-dev"; \
+	{ command -v javac >/dev/null && command -v java >/dev/null; } || missing="$$missing default-jdk-headless"; \
+	command -v grpc_java_plugin >/dev/null || missing="$$missing protobuf-compiler-grpc-java-plugin"; \
+	[ -f $(JAVA_LIB)/grpc-netty.jar ] || missing="$$missing libgrpc-java"; \
+	[ -f $(JAVA_LIB)/protobuf.jar ] || missing="$$missing libprotobuf-java"; \
+	[ -f $(JAVA_LIB)/netty-codec-http2.jar ] || missing="$$missing libnetty-java"; \
+	[ -f $(JAVA_LIB)/guava.jar ] || missing="$$missing libguava-java"; \
+	[ -f $(JAVA_LIB)/perfmark-api.jar ] || missing="$$missing libperfmark-java"; \
+	[ -f $(JAVA_LIB)/gson.jar ] || missing="$$missing libgoogle-gson-java"; \
+	[ -f $(JAVA_LIB)/geronimo-annotation-1.3-spec.jar ] || missing="$$missing libgeronimo-annotation-1.3-spec-java"; \
 	if [ -n "$$missing" ]; then $(APT_INSTALL) $$missing; fi
 
-system-deps: python-deps server-deps sms-deps node-deps monitoring-deps go-deps
+system-deps: python-deps server-deps sms-deps node-deps monitoring-deps interop-deps
 
 ## Python packages: exactly the locked versions, each checked against its hashes (requirements-dev.lock holds
 ## the runtime lock's pins plus the dev tools), then the project itself, editable, without resolving anything.
@@ -124,7 +135,7 @@ typecheck: $(STAMP_GEN)
 archlint: $(STAMP_GEN)
 	$(BIN)/lint-imports
 
-test: server-deps sms-deps monitoring-deps go-deps lint typecheck archlint $(STAMP_NODE)
+test: server-deps sms-deps monitoring-deps interop-deps lint typecheck archlint $(STAMP_NODE)
 	$(BIN)/pytest
 
 ## docs/sms.md: every SMS template as sent with the longest values, its encoding and parts (a test fails

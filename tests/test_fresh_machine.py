@@ -20,6 +20,9 @@ TOOLS = {
     "protoc-gen-go": "protoc-gen-go",
     "protoc-gen-go-grpc": "protoc-gen-go-grpc",
     "go": "golang-go",
+    "grpc_java_plugin": "protobuf-compiler-grpc-java-plugin",
+    "javac": "default-jdk-headless",
+    "java": "default-jdk-headless",
 }
 _RUNNERS = {"run", "Popen", "call", "check_call", "check_output", "which"}
 

@@ -4,7 +4,8 @@ SESAME_KEEPALIVE_SECONDS + SESAME_KEEPALIVE_TIMEOUT_SECONDS, not at the connecti
 
 The caller here is a raw HTTP/2 connection: the preface, an empty SETTINGS, the ACK of the server's
 SETTINGS, then nothing, as a peer that is gone would. (The other side of keepalive, a caller's own pings
-every 10 s taken without a GOAWAY, is tests/interop/test_go_client.py's: grpc-go pings as callers do.)
+every 10 s taken without a GOAWAY, is tests/interop/test_compiled_clients.py's: grpc-go and grpc-java ping
+as callers do.)
 """
 
 from __future__ import annotations

@@ -305,7 +305,7 @@ func run() error {
 	_, err = auth.StartChallenge(ctx, &api.StartChallengeRequest{UserId: userID,
 		Operation: transfer(amount, "FR77 3000 6000 0112 3456 7890 189", transactionID)}, grpc.Trailer(&refusedTrailer))
 	refused, _ := status.FromError(err)
-	expect("bad_iban_status", refused.Code().String(), codes.InvalidArgument.String())
+	expect("bad_iban_code", int(refused.Code()), int(codes.InvalidArgument))
 	fields := []string{}
 	for _, detail := range refused.Details() {
 		if badRequest, ok := detail.(*errdetails.BadRequest); ok {
