@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -12,17 +13,19 @@ import pytest
 import redis.asyncio as aioredis
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from pkcs11 import ObjectClass
+from pkcs11 import Attribute, ObjectClass
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisState
-from sesame.hsm.keys import init_keys, rotate_keys
+from sesame.hsm.keys import init_keys, list_keys, rotate_keys
 from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
 from sesame.server.domain.model import KeyKind, KeyRef
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import CONTEXT, enrolled, snapshot, started, transfer
-from tests.support.serve_process import run_serve
+from tests.support.planted_keys import EXPOSED, OLD_STYLE, otp_key
+from tests.support.ports import free_port
+from tests.support.serve_process import run_serve, start_serve
 from tests.support.wired_server import ServerOptions, start_wired
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -81,6 +84,58 @@ def test_serve_refuses_a_token_without_a_proof_key(
     result = run_serve(tmp_path / "var", operator_token_settings(config, hsm_dir, flushed_redis_server.url))
     assert result.returncode == 2, result.stdout
     assert "no usable current OTP key and proof key" in result.stdout
+
+
+def test_serve_refuses_a_token_with_a_readable_otp_key_by_its_label(
+    make_token: Callable[[str], Pkcs11Config],
+    hsm_dir: Path,
+    flushed_redis_server: EmbeddedRedis,
+    tmp_path: Path,
+) -> None:
+    """`sesame serve` on a token whose OTP key anyone logged in can read exits 2 naming it, not its value."""
+    config = make_token(f"readable-{secrets.token_hex(4)}")
+    label = otp_key(config, 1, EXPOSED["not-sensitive"][0])
+    init_keys(config)
+    store = Pkcs11KeyStore.open(config)
+    try:
+        token = store._live()
+        value = bytes(store._worker.run(lambda: token.secret_key(label)[Attribute.VALUE]))
+    finally:
+        store.close()
+    result = run_serve(tmp_path / "var", operator_token_settings(config, hsm_dir, flushed_redis_server.url))
+    assert result.returncode == 2, result.stdout[-2000:]
+    assert f"the HSM key {label} is not protected (not sensitive" in result.stdout
+    assert value.hex() not in result.stdout.lower()
+    assert "Traceback" not in result.stdout
+
+
+def test_serve_with_a_copyable_key_serves_warns_once_and_counts_it(
+    make_token: Callable[[str], Pkcs11Config],
+    hsm_dir: Path,
+    flushed_redis_server: EmbeddedRedis,
+    tmp_path: Path,
+) -> None:
+    """A key an earlier build made (CKA_COPYABLE true) is served: one WARNING for the server, a gauge of 1."""
+    config = make_token(f"copyable-{secrets.token_hex(4)}")
+    label = otp_key(config, 1, OLD_STYLE)
+    init_keys(config)
+    metrics_port = free_port()
+    settings = {
+        **operator_token_settings(config, hsm_dir, flushed_redis_server.url),
+        "SESAME_WORKERS": "2",  # each worker boots on the token too: still one warning
+    }
+    serving = start_serve(tmp_path / "var", metrics_port, settings)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as reply:
+            scraped = reply.read().decode()
+    finally:
+        serving.process.terminate()
+        assert serving.process.wait(timeout=30) == 0
+    assert "sesame_hsm_copyable_keys 1.0" in scraped.splitlines()
+    warned = [line for line in serving.output().splitlines() if "can still be copied" in line]
+    assert len(warned) == 1
+    assert label in warned[0]
+    assert [info.label for info in list_keys(config) if info.may_be_copied] == [label]
 
 
 @pytest.fixture

@@ -239,8 +239,8 @@ class Pkcs11KeyStore:
         """Re-read the newest OTP and proof keys from the token now (after a rotation).
 
         A key that replaces a current one is checked first (`check_rotated`): one that is or was readable or
-        exportable raises KeyExposed and is not used; the previous keys are not trusted either (the next
-        call reads the token again), so the service fails closed until the key is withdrawn.
+        exportable raises KeyExposed and is not used; nor are the previous keys (every call that needs a
+        current key reads the token again and is refused), so the service fails closed until it is withdrawn.
         """
         before = self._current.keys
         current = await self._call("current_keys", _current_keys, Needs.SEARCH)
@@ -250,6 +250,7 @@ class Pkcs11KeyStore:
             if key is not None and before.get(kind) not in (None, key)
         }
         if rotated:  # once per rotation picked up: never on a call's path otherwise
+            self._current.read_at = float("-inf")  # until the new keys pass, the previous ones are stale
             await self._call("key_protection", lambda live: check_rotated(live, rotated), Needs.SEARCH)
         self._remember(current)
 

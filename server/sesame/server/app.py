@@ -139,7 +139,11 @@ async def runtime(settings: Settings, heard: Heard = Heard.OWN_STEPS) -> AsyncIt
         keys = await asyncio.to_thread(Pkcs11KeyStore.open, config)
         stack.callback(keys.close)
         # Before any traffic: the token must be the one Redis's data was written with, its keys working.
-        boot = KeyBootPolicy(create_missing=settings.hsm is None, start_afresh=settings.keys_start_afresh)
+        boot = KeyBootPolicy(
+            create_missing=settings.hsm is None,
+            start_afresh=settings.keys_start_afresh,
+            warn_copyable=heard is not Heard.OWN_STEPS,  # a serve worker: its supervisor warned
+        )
         audit = await boot_keys(config, keys, redis_url, boot, datetime.now(UTC))
         store = RedisState.from_url(
             redis_url, shards=settings.redis_shards, retention=settings.retention, noops=settings.noops

@@ -49,6 +49,8 @@ class KeyBootPolicy:
 
     create_missing: bool = False  # the development token: Sésame makes its first keys itself
     start_afresh: bool = False  # the operator accepts that keys were lost: new versions above any seen
+    # A `sesame serve` worker does not: its supervisor's boot warned of them already, once for all of them.
+    warn_copyable: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,8 @@ async def ready_keys(
                 _log.warning("starting afresh: %s made, above %s seen before", made.label, seen.top(kind))
     await keys.refresh_keys()
     audit = await audit_keys(keys)
+    if audit.copyable and policy.warn_copyable:
+        warn_copyable(list(audit.copyable))
     await check_usable_keys(keys, config.token_label)
     try:
         await ledger.record(await fingerprints(keys), now)
@@ -88,17 +92,14 @@ async def ready_keys(
 
 
 async def audit_keys(keys: Pkcs11KeyStore) -> KeyAudit:
-    """Read every key's protection: KeyExposed for the first unprotected one; warn once of copyable ones.
+    """Read every key's protection: KeyExposed for the first unprotected one; the copyable ones found.
 
     Every version, not only the current ones: older OTP keys still verify the codes of open challenges.
     """
     held = await keys.key_protection()
     for info in held:
         refuse_exposed(info)
-    copyable = [info.label for info in held if info.may_be_copied]
-    if copyable:
-        warn_copyable(copyable)
-    return KeyAudit(tuple(copyable))
+    return KeyAudit(tuple(info.label for info in held if info.may_be_copied))
 
 
 async def boot_keys(
