@@ -20,7 +20,8 @@ from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisState
 from sesame.hsm.keys import init_keys, list_keys, rotate_keys
 from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
-from sesame.server.domain.model import KeyKind, KeyRef
+from sesame.server.domain.errors import KeyExposed
+from sesame.server.domain.model import KeyKind, KeyRef, MacAlgorithm
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import CONTEXT, enrolled, snapshot, started, transfer
 from tests.support.planted_keys import EXPOSED, OLD_STYLE, otp_key
@@ -139,11 +140,17 @@ def test_serve_with_a_copyable_key_serves_warns_once_and_counts_it(
 
 
 @pytest.fixture
-async def private_keystore(make_token: Callable[[str], Pkcs11Config]) -> AsyncIterator[Pkcs11KeyStore]:
-    """A key store on a token of the test's own, with its first OTP and proof keys."""
+def private_token(make_token: Callable[[str], Pkcs11Config]) -> Pkcs11Config:
+    """A token of the test's own, with its first OTP, proof and journal keys."""
     config = make_token(f"health-{secrets.token_hex(4)}")
     init_keys(config)
-    store = await asyncio.to_thread(Pkcs11KeyStore.open, config)
+    return config
+
+
+@pytest.fixture
+async def private_keystore(private_token: Pkcs11Config) -> AsyncIterator[Pkcs11KeyStore]:
+    """A key store on the test's own token."""
+    store = await asyncio.to_thread(Pkcs11KeyStore.open, private_token)
     yield store
     await asyncio.to_thread(store.close)
 
@@ -182,6 +189,30 @@ async def test_health_is_not_serving_once_a_current_key_is_gone(
         await asyncio.to_thread(destroy, private_keystore, object_class, label)
         assert await overall_status(channel, NOT_SERVING) == NOT_SERVING
         await private_keystore.random(1)  # the token itself still answers: only the key is gone
+    finally:
+        await channel.close()
+        await wired.server.stop(0)
+
+
+async def test_health_is_not_serving_once_an_unprotected_key_is_rotated_in(
+    private_token: Pkcs11Config, private_keystore: Pkcs11KeyStore, redis_store: RedisState, tmp_path: Path
+) -> None:
+    """A newest OTP key made extractable behind the server's back is refused when picked up: NOT_SERVING."""
+    wired = await start_wired(
+        private_keystore, redis_store, tmp_path / "sms.jsonl", ServerOptions(health_interval=0.1)
+    )
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{wired.server.port}")
+    try:
+        assert await overall_status(channel, SERVING) == SERVING
+        label = await asyncio.to_thread(otp_key, private_token, 2, EXPOSED["extractable"][0])
+        with pytest.raises(KeyExposed):  # what the re-read every 60 s does; here at once
+            await private_keystore.refresh_keys()
+        assert await overall_status(channel, NOT_SERVING) == NOT_SERVING
+        with pytest.raises(KeyExposed) as caught:
+            await private_keystore.current_otp_key()
+        assert caught.value.label == label
+        # The older version still verifies the codes of open challenges: only the current key is refused.
+        assert len(await private_keystore.mac(KeyRef.otp(1), b"q", MacAlgorithm.SHA256)) == 32
     finally:
         await channel.close()
         await wired.server.stop(0)
