@@ -24,8 +24,6 @@ from sesame.hsm.worker import hsm_worker
 from sesame.server.domain.errors import KeyAttributeUnsupported
 from sesame.server.domain.model import KeyKind, KeyRef, key_versions
 
-__all__ = ["CurrentKeys", "KeyInfo", "import_secret", "init_keys", "list_keys", "rotate_keys"]
-
 T = TypeVar("T")
 
 OTP_KEY_BITS = 256
@@ -185,8 +183,9 @@ def _protected(config: Pkcs11Config, template: dict[Attribute, Any]) -> dict[Att
 def _refused_attributes(create: Callable[[], object], template: dict[Attribute, Any]) -> None:
     """Run `create`; KeyAttributeUnsupported when the token does not know the copy protection in `template`.
 
-    Every other attribute of our templates is PKCS#11 2.20's: an older token's refusal is the newer one's.
-    The error is raised outside the `except` block (see `TokenSession.call`: no library traceback chained).
+    Every other attribute of our templates is in PKCS#11 2.20, so a refusal of a template holding the copy
+    protection is taken as a refusal of it; without it (`omit_copyable`) the library's error goes through.
+    Raised outside the `except` block (see `TokenSession.call`: no library traceback chained).
     """
     refused = False
     try:

@@ -49,7 +49,7 @@ class KeyBootPolicy:
 
     create_missing: bool = False  # the development token: Sésame makes its first keys itself
     start_afresh: bool = False  # the operator accepts that keys were lost: new versions above any seen
-    # A `sesame serve` worker does not: its supervisor's boot warned of them already, once for all of them.
+    # Log the copyable keys found; not in a `sesame serve` worker: its supervisor warned once for them all.
     warn_copyable: bool = True
 
 

@@ -234,8 +234,8 @@ class KeyExposed(ConfigurationError):
     def __init__(self, label: str, reasons: tuple[str, ...]) -> None:
         super().__init__(
             f"the HSM key {label} is not protected ({', '.join(reasons)}): its value may be known outside "
-            "the HSM, so it is not served. Make a new version (`sesame keys rotate`) if it is the current "
-            "one, then destroy it with the HSM's tools"
+            "the HSM, so it is not served. Make a new version (`sesame keys rotate --kind <its kind>`) if it "
+            "is the current one, then destroy it with the HSM's tools"
         )
         self.label = label
         self.reasons = reasons
