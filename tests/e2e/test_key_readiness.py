@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -12,17 +13,20 @@ import pytest
 import redis.asyncio as aioredis
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from pkcs11 import ObjectClass
+from pkcs11 import Attribute, ObjectClass
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisState
-from sesame.hsm.keys import init_keys, rotate_keys
+from sesame.hsm.keys import init_keys, list_keys, rotate_keys
 from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
-from sesame.server.domain.model import KeyKind, KeyRef
+from sesame.server.domain.errors import KeyExposed
+from sesame.server.domain.model import KeyKind, KeyRef, MacAlgorithm
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import CONTEXT, enrolled, snapshot, started, transfer
-from tests.support.serve_process import run_serve
+from tests.support.planted_keys import EXPOSED, OLD_STYLE, otp_key
+from tests.support.ports import free_port
+from tests.support.serve_process import run_serve, start_serve
 from tests.support.wired_server import ServerOptions, start_wired
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -83,12 +87,70 @@ def test_serve_refuses_a_token_without_a_proof_key(
     assert "no usable current OTP key and proof key" in result.stdout
 
 
+def test_serve_refuses_a_token_with_a_readable_otp_key_by_its_label(
+    make_token: Callable[[str], Pkcs11Config],
+    hsm_dir: Path,
+    flushed_redis_server: EmbeddedRedis,
+    tmp_path: Path,
+) -> None:
+    """`sesame serve` on a token whose OTP key anyone logged in can read exits 2 naming it, not its value."""
+    config = make_token(f"readable-{secrets.token_hex(4)}")
+    label = otp_key(config, 1, EXPOSED["not-sensitive"][0])
+    init_keys(config)
+    store = Pkcs11KeyStore.open(config)
+    try:
+        token = store._live()
+        value = bytes(store._worker.run(lambda: token.secret_key(label)[Attribute.VALUE]))
+    finally:
+        store.close()
+    result = run_serve(tmp_path / "var", operator_token_settings(config, hsm_dir, flushed_redis_server.url))
+    assert result.returncode == 2, result.stdout[-2000:]
+    assert f"the HSM key {label} is not protected (not sensitive" in result.stdout
+    assert value.hex() not in result.stdout.lower()
+    assert "Traceback" not in result.stdout
+
+
+def test_serve_with_a_copyable_key_serves_warns_once_and_counts_it(
+    make_token: Callable[[str], Pkcs11Config],
+    hsm_dir: Path,
+    flushed_redis_server: EmbeddedRedis,
+    tmp_path: Path,
+) -> None:
+    """A key an earlier build made (CKA_COPYABLE true) is served: one WARNING for the server, a gauge of 1."""
+    config = make_token(f"copyable-{secrets.token_hex(4)}")
+    label = otp_key(config, 1, OLD_STYLE)
+    init_keys(config)
+    metrics_port = free_port()
+    settings = {
+        **operator_token_settings(config, hsm_dir, flushed_redis_server.url),
+        "SESAME_WORKERS": "2",  # each worker boots on the token too: still one warning
+    }
+    serving = start_serve(tmp_path / "var", metrics_port, settings)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as reply:
+            scraped = reply.read().decode()
+    finally:
+        serving.process.terminate()
+        assert serving.process.wait(timeout=30) == 0
+    assert "sesame_hsm_copyable_keys 1.0" in scraped.splitlines()
+    warned = [line for line in serving.output().splitlines() if "can still be copied" in line]
+    assert len(warned) == 1
+    assert label in warned[0]
+    assert [info.label for info in list_keys(config) if info.may_be_copied] == [label]
+
+
 @pytest.fixture
-async def private_keystore(make_token: Callable[[str], Pkcs11Config]) -> AsyncIterator[Pkcs11KeyStore]:
-    """A key store on a token of the test's own, with its first OTP and proof keys."""
+def private_token(make_token: Callable[[str], Pkcs11Config]) -> Pkcs11Config:
+    """A token of the test's own, with its first OTP, proof and journal keys."""
     config = make_token(f"health-{secrets.token_hex(4)}")
     init_keys(config)
-    store = await asyncio.to_thread(Pkcs11KeyStore.open, config)
+    return config
+
+
+@pytest.fixture
+async def private_keystore(private_token: Pkcs11Config) -> AsyncIterator[Pkcs11KeyStore]:
+    """A key store on the test's own token."""
+    store = await asyncio.to_thread(Pkcs11KeyStore.open, private_token)
     yield store
     await asyncio.to_thread(store.close)
 
@@ -127,6 +189,30 @@ async def test_health_is_not_serving_once_a_current_key_is_gone(
         await asyncio.to_thread(destroy, private_keystore, object_class, label)
         assert await overall_status(channel, NOT_SERVING) == NOT_SERVING
         await private_keystore.random(1)  # the token itself still answers: only the key is gone
+    finally:
+        await channel.close()
+        await wired.server.stop(0)
+
+
+async def test_health_is_not_serving_once_an_unprotected_key_is_rotated_in(
+    private_token: Pkcs11Config, private_keystore: Pkcs11KeyStore, redis_store: RedisState, tmp_path: Path
+) -> None:
+    """A newest OTP key made extractable behind the server's back is refused when picked up: NOT_SERVING."""
+    wired = await start_wired(
+        private_keystore, redis_store, tmp_path / "sms.jsonl", ServerOptions(health_interval=0.1)
+    )
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{wired.server.port}")
+    try:
+        assert await overall_status(channel, SERVING) == SERVING
+        label = await asyncio.to_thread(otp_key, private_token, 2, EXPOSED["extractable"][0])
+        with pytest.raises(KeyExposed):  # what the re-read every 60 s does; here at once
+            await private_keystore.refresh_keys()
+        assert await overall_status(channel, NOT_SERVING) == NOT_SERVING
+        with pytest.raises(KeyExposed) as caught:
+            await private_keystore.current_otp_key()
+        assert caught.value.label == label
+        # The older version still verifies the codes of open challenges: only the current key is refused.
+        assert len(await private_keystore.mac(KeyRef.otp(1), b"q", MacAlgorithm.SHA256)) == 32
     finally:
         await channel.close()
         await wired.server.stop(0)

@@ -127,6 +127,7 @@ def test_keys_commands_manage_the_dev_token(tmp_path: Path) -> None:
     ]
     assert listed.count("extractable=False") == 6
     assert listed.count("never_extractable=True") == 6
+    assert listed.count("copyable=False modifiable=False") == 6  # decision 0079
 
 
 def _redis_pid(var: Path) -> int:

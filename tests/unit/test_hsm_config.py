@@ -29,3 +29,13 @@ def test_key_info_prints_attributes_only() -> None:
     text = str(info)
     assert text.startswith("sesame-otp-v2")
     assert "extractable=False" in text
+
+
+def test_key_info_names_every_way_a_key_was_exposed() -> None:
+    """A key not sensitive, extractable, or once so gives each reason; a protected key gives none."""
+    protected = KeyInfo("sesame-otp-v1", 1, 256, True, False, True, True, True, copyable=False)
+    assert (protected.exposures, protected.may_be_copied) == ((), False)
+    exposed = KeyInfo("sesame-otp-v1", 1, 256, False, True, False, False, True, copyable=None)
+    assert exposed.exposures == ("not sensitive", "extractable", "not always sensitive", "once extractable")
+    assert exposed.may_be_copied  # a token that does not know CKA_COPYABLE may copy it
+    assert "copyable=unknown" in str(exposed)

@@ -3,21 +3,25 @@
 These are synchronous: they run on the process's HSM thread and wait for it. OTP keys are 256-bit generic
 secrets generated inside the token, sensitive and non-extractable, usable only to sign and verify (HMAC).
 Proof keys are EC P-256 key pairs generated inside the token: the private half sensitive, non-extractable
-and good for signing only, the public half readable (it is published as a JWK). Two ceremonies must not run
-at the same time on one token (they could pick the same next version).
+and good for signing only, the public half readable (it is published as a JWK). No key can be changed, nor
+copied on the token (CKA_COPYABLE false, decision 0079). Two ceremonies must not run at the same time on one
+token (they could pick the same next version).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from pkcs11 import Attribute, KeyType, MechanismFlag, ObjectClass
+from pkcs11.exceptions import AttributeTypeInvalid
 
-from sesame.hsm.pkcs11 import P256_PARAMS, Pkcs11Config, versions
+from sesame.hsm.key_protection import COPY_PROTECTION, KeyInfo
+from sesame.hsm.pkcs11 import P256_PARAMS, Pkcs11Config, every_key, versions
 from sesame.hsm.session import TokenSession, acquire_token, release_token
 from sesame.hsm.worker import hsm_worker
+from sesame.server.domain.errors import KeyAttributeUnsupported
 from sesame.server.domain.model import KeyKind, KeyRef, key_versions
 
 T = TypeVar("T")
@@ -63,30 +67,8 @@ _PUBLIC_KEY_TEMPLATE: dict[Attribute, Any] = {
     Attribute.DERIVE: False,
     Attribute.MODIFIABLE: False,
 }
-P256_BITS = 256
-
-
-@dataclass(frozen=True, slots=True)
-class KeyInfo:
-    """What the token says about one key (attributes only; secret and private values are never readable)."""
-
-    label: str
-    version: int
-    bits: int
-    sensitive: bool
-    extractable: bool
-    always_sensitive: bool
-    never_extractable: bool
-    generated_in_hsm: bool
-    kind: KeyKind = KeyKind.OTP
-
-    def __str__(self) -> str:
-        size = f"{self.bits} bits" if self.kind is KeyKind.OTP else "EC P-256"
-        return (
-            f"{self.label}  {size}  sensitive={self.sensitive} extractable={self.extractable} "
-            f"always_sensitive={self.always_sensitive} never_extractable={self.never_extractable} "
-            f"generated_in_hsm={self.generated_in_hsm}"
-        )
+# The setting that makes keys without COPY_PROTECTION, named in the error of a token that refuses it.
+OMIT_COPYABLE_SETTING: Final = "SESAME_HSM_OMIT_COPYABLE=1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +88,7 @@ def init_keys(config: Pkcs11Config) -> CurrentKeys:
 
     def current(token: TokenSession, kind: KeyKind) -> KeyRef:
         held = versions(token, kind)
-        return KeyRef.of(kind, held[-1]) if held else _generate(token, KeyRef.of(kind, 1), kind)
+        return KeyRef.of(kind, held[-1]) if held else _generate(config, token, KeyRef.of(kind, 1), kind)
 
     return _on_token(
         config,
@@ -126,22 +108,14 @@ def rotate_keys(config: Pkcs11Config, kind: KeyKind = KeyKind.OTP, *, above: int
     def rotate(token: TokenSession) -> KeyRef:
         # Past every label taken, by any object: a retired proof key may keep only its public half.
         taken = key_versions((obj[Attribute.LABEL] for obj in list(token.session.get_objects())), kind)
-        return _generate(token, KeyRef.of(kind, max([above, *taken]) + 1), kind)
+        return _generate(config, token, KeyRef.of(kind, max([above, *taken]) + 1), kind)
 
     return _on_token(config, rotate)
 
 
 def list_keys(config: Pkcs11Config) -> list[KeyInfo]:
     """Every OTP key then every proof key on the token, oldest first, with its protection attributes."""
-
-    def describe(token: TokenSession) -> list[KeyInfo]:
-        return [
-            _info(token, KeyRef.of(kind, version), kind)
-            for kind in KeyKind
-            for version in versions(token, kind)
-        ]
-
-    return _on_token(config, describe)
+    return _on_token(config, every_key)
 
 
 def import_secret(config: Pkcs11Config, label: str, secret: bytes) -> KeyRef:
@@ -158,64 +132,77 @@ def import_secret(config: Pkcs11Config, label: str, secret: bytes) -> KeyRef:
             Attribute.KEY_TYPE: KeyType.GENERIC_SECRET,
             Attribute.LABEL: label,
             Attribute.VALUE: secret,
-            **_SECRET_KEY_TEMPLATE,
+            **_protected(config, _SECRET_KEY_TEMPLATE),
         }
-        token.session.create_object(template)
+        _refused_attributes(lambda: token.session.create_object(template), template)
         token.forget_key(label)
         return KeyRef(label)
 
     return _on_token(config, create)
 
 
-def _generate(token: TokenSession, key: KeyRef, kind: KeyKind) -> KeyRef:
+def _generate(config: Pkcs11Config, token: TokenSession, key: KeyRef, kind: KeyKind) -> KeyRef:
     _refuse_existing(token, key.label)
     if kind is not KeyKind.OTP:  # proof and journal keys: EC P-256 key pairs
         parameters = token.session.create_domain_parameters(
             KeyType.EC, {Attribute.EC_PARAMS: P256_PARAMS}, local=True
         )
-        parameters.generate_keypair(
-            store=True,
-            label=key.label,
-            capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
-            public_template=_PUBLIC_KEY_TEMPLATE,
-            private_template=_PRIVATE_KEY_TEMPLATE,
+        private = _protected(config, _PRIVATE_KEY_TEMPLATE)
+        _refused_attributes(
+            lambda: parameters.generate_keypair(
+                store=True,
+                label=key.label,
+                capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
+                public_template=_protected(config, _PUBLIC_KEY_TEMPLATE),
+                private_template=private,
+            ),
+            private,
         )
     else:
-        token.session.generate_key(
-            KeyType.GENERIC_SECRET,
-            OTP_KEY_BITS,
-            label=key.label,
-            store=True,
-            capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
-            template=_SECRET_KEY_TEMPLATE,
+        secret = _protected(config, _SECRET_KEY_TEMPLATE)
+        _refused_attributes(
+            lambda: token.session.generate_key(
+                KeyType.GENERIC_SECRET,
+                OTP_KEY_BITS,
+                label=key.label,
+                store=True,
+                capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
+                template=secret,
+            ),
+            secret,
         )
     token.forget_key(key.label)
     return key
+
+
+def _protected(config: Pkcs11Config, template: dict[Attribute, Any]) -> dict[Attribute, Any]:
+    """`template` and the copy protection, unless the token is told to be too old for it."""
+    return template if config.omit_copyable else {**template, **COPY_PROTECTION}
+
+
+def _refused_attributes(create: Callable[[], object], template: dict[Attribute, Any]) -> None:
+    """Run `create`; KeyAttributeUnsupported when the token does not know the copy protection in `template`.
+
+    Every other attribute of our templates is in PKCS#11 2.20, so a refusal of a template holding the copy
+    protection is taken as a refusal of it; without it (`omit_copyable`) the library's error goes through.
+    Raised outside the `except` block (see `TokenSession.call`: no library traceback chained).
+    """
+    refused = False
+    try:
+        create()
+    except AttributeTypeInvalid:
+        if not COPY_PROTECTION.keys() & template.keys():
+            raise
+        refused = True
+    if refused:
+        names = tuple(f"CKA_{attribute.name}" for attribute in COPY_PROTECTION if attribute in template)
+        raise KeyAttributeUnsupported(names, OMIT_COPYABLE_SETTING)
 
 
 def _refuse_existing(token: TokenSession, label: str) -> None:
     # Any object under the label, whatever its class: a key pair and a secret never share a name.
     if list(token.session.get_objects({Attribute.LABEL: label})):
         raise ValueError(f"a key labelled {label!r} already exists in the token")
-
-
-def _info(token: TokenSession, key: KeyRef, kind: KeyKind) -> KeyInfo:
-    if kind is not KeyKind.OTP:
-        obj, bits = token.private_key(key.label), P256_BITS
-    else:
-        obj = token.secret_key(key.label)
-        bits = 8 * int(obj[Attribute.VALUE_LEN])
-    return KeyInfo(
-        label=key.label,
-        version=key.version(kind),
-        bits=bits,
-        sensitive=bool(obj[Attribute.SENSITIVE]),
-        extractable=bool(obj[Attribute.EXTRACTABLE]),
-        always_sensitive=bool(obj[Attribute.ALWAYS_SENSITIVE]),
-        never_extractable=bool(obj[Attribute.NEVER_EXTRACTABLE]),
-        generated_in_hsm=bool(obj[Attribute.LOCAL]),
-        kind=kind,
-    )
 
 
 def _on_token(config: Pkcs11Config, op: Callable[[TokenSession], T]) -> T:

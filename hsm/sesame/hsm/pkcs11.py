@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from pkcs11 import Attribute, Mechanism, ObjectClass
 
+from sesame.hsm.key_protection import KeyInfo, check_rotated, describe
 from sesame.hsm.self_test import KeyProof
 from sesame.hsm.session import Later, Needs, TokenSession, acquire_token, release_token
 from sesame.hsm.worker import HsmWorker, hsm_worker
@@ -49,6 +50,8 @@ class Pkcs11Config:
     module: str
     token_label: str
     pin: str = field(repr=False)
+    # Make keys without CKA_COPYABLE false, on a token older than PKCS#11 2.40 (decision 0079).
+    omit_copyable: bool = False
 
 
 def _objects(token: TokenSession, object_class: ObjectClass) -> list[Any]:
@@ -63,6 +66,15 @@ def versions(token: TokenSession, kind: KeyKind) -> list[int]:
     """
     object_class = ObjectClass.SECRET_KEY if kind is KeyKind.OTP else ObjectClass.PRIVATE_KEY
     return key_versions((obj[Attribute.LABEL] for obj in _objects(token, object_class)), kind)
+
+
+def every_key(token: TokenSession) -> list[KeyInfo]:
+    """Every OTP key, then every proof and journal private key, oldest first, with its protection."""
+    return [
+        describe(token, KeyRef.of(kind, version), kind)
+        for kind in KeyKind
+        for version in versions(token, kind)
+    ]
 
 
 def public_keys(token: TokenSession, kind: KeyKind = KeyKind.PROOF) -> list[PublicKey]:
@@ -224,8 +236,27 @@ class Pkcs11KeyStore:
         return await self._current_key(KeyKind.PROOF)
 
     async def refresh_keys(self) -> None:
-        """Re-read the newest OTP and proof keys from the token now (after a rotation)."""
-        self._remember(await self._call("current_keys", _current_keys, Needs.SEARCH))
+        """Re-read the newest OTP and proof keys from the token now (after a rotation).
+
+        A key that replaces a current one is checked first (`check_rotated`): one that is or was readable or
+        exportable raises KeyExposed and is not used; nor are the previous keys (every call that needs a
+        current key reads the token again and is refused), so the service fails closed until it is withdrawn.
+        """
+        before = self._current.keys
+        current = await self._call("current_keys", _current_keys, Needs.SEARCH)
+        rotated = {
+            kind: key
+            for kind, key in current.items()
+            if key is not None and before.get(kind) not in (None, key)
+        }
+        if rotated:  # once per rotation picked up: never on a call's path otherwise
+            self._current.read_at = float("-inf")  # until the new keys pass, the previous ones are stale
+            await self._call("key_protection", lambda live: check_rotated(live, rotated), Needs.SEARCH)
+        self._remember(current)
+
+    async def key_protection(self) -> list[KeyInfo]:
+        """Every key of Sésame's on the token with its protection attributes (boot only). HsmUnavailable."""
+        return await self._call("key_protection", every_key, Needs.SEARCH)
 
     async def _current_key(self, kind: KeyKind) -> KeyRef:
         stale = time.monotonic() - self._current.read_at > CURRENT_KEY_TTL_SECONDS

@@ -117,9 +117,12 @@ class Runtime:
 def hsm_config(settings: Settings) -> Pkcs11Config:
     """The operator's token, or the development token under `var/` (created on first use)."""
     if settings.hsm is None:
-        return bootstrap_dev_token(settings.var_dir)
+        return replace(bootstrap_dev_token(settings.var_dir), omit_copyable=settings.hsm_omit_copyable)
     return Pkcs11Config(
-        module=settings.hsm.module, token_label=settings.hsm.token_label, pin=settings.hsm.pin
+        module=settings.hsm.module,
+        token_label=settings.hsm.token_label,
+        pin=settings.hsm.pin,
+        omit_copyable=settings.hsm_omit_copyable,
     )
 
 
@@ -136,8 +139,12 @@ async def runtime(settings: Settings, heard: Heard = Heard.OWN_STEPS) -> AsyncIt
         keys = await asyncio.to_thread(Pkcs11KeyStore.open, config)
         stack.callback(keys.close)
         # Before any traffic: the token must be the one Redis's data was written with, its keys working.
-        boot = KeyBootPolicy(create_missing=settings.hsm is None, start_afresh=settings.keys_start_afresh)
-        await boot_keys(config, keys, redis_url, boot, datetime.now(UTC))
+        boot = KeyBootPolicy(
+            create_missing=settings.hsm is None,
+            start_afresh=settings.keys_start_afresh,
+            warn_copyable=heard is not Heard.OWN_STEPS,  # a serve worker: its supervisor warned
+        )
+        audit = await boot_keys(config, keys, redis_url, boot, datetime.now(UTC))
         store = RedisState.from_url(
             redis_url, shards=settings.redis_shards, retention=settings.retention, noops=settings.noops
         )
@@ -147,6 +154,7 @@ async def runtime(settings: Settings, heard: Heard = Heard.OWN_STEPS) -> AsyncIt
         stack.push_async_callback(outbox.close)
         clock = SystemClock()
         metrics = Metrics()
+        metrics.hsm_copyable_keys.set(len(audit.copyable))
         reports = store.metered(DependencyMeter(metrics, "store"))  # delivery reports, timed as traffic
         watch = SmsWatch(settings.sms_gateway, providers=settings.sms_providers)
         meter = ProviderMeter(metrics, watch, settings.sms_providers)

@@ -77,6 +77,8 @@ class Settings:
     transport: TransportSettings  # TLS, client certificates, caller policy, probe listener
     # Boot on a token that lost keys Redis saw, making new ones above every version seen (decision 0015).
     keys_start_afresh: bool = False
+    # Make keys without CKA_COPYABLE false: an HSM older than PKCS#11 2.40 refuses it (decision 0079).
+    hsm_omit_copyable: bool = False
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)  # logs and traces
     workers: int = 1  # worker processes sharing the gRPC port (docs/decisions/0021)
     max_concurrent_rpcs: int = 100  # per worker; calls beyond it are shed with UNAVAILABLE, not queued
@@ -157,6 +159,7 @@ class Settings:
             metrics_addr=reader.optional_address("SESAME_METRICS_ADDR", "127.0.0.1:9464"),
             transport=read_transport(reader, grpc_addr),
             keys_start_afresh=reader.choice("SESAME_KEYS_START_AFRESH", "0", ("0", "1")) == "1",
+            hsm_omit_copyable=reader.choice("SESAME_HSM_OMIT_COPYABLE", "0", ("0", "1")) == "1",
             telemetry=read_telemetry(reader, environment),
             workers=reader.integer("SESAME_WORKERS", cores(), 1, MAX_WORKERS),
             max_concurrent_rpcs=reader.integer("SESAME_MAX_CONCURRENT_RPCS", 100, 1, 100_000),

@@ -9,6 +9,10 @@ into forgeries. The boot compares the HSM with the key ledger in Redis (the high
 kind, the fingerprint of each label) and refuses a token that lacks the newest versions data was written
 under, or holds another key under a label seen, unless told to start afresh: then the missing kinds get
 new keys above every version seen (docs/decisions/0015).
+
+A key whose value is or was readable or exportable (not sensitive, extractable, or once so) is never served:
+the boot reads every key's protection attributes and refuses with its label. A key a PIN holder can still
+copy on the token (made before decision 0079) is served, warned about once and counted (`KeyAudit`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sesame.clients.redis_key_ledger import RedisKeyLedger
+from sesame.hsm.key_protection import refuse_exposed, warn_copyable
 from sesame.hsm.keys import rotate_keys
 from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
 from sesame.hsm.self_test import prove_current_keys
@@ -44,14 +49,23 @@ class KeyBootPolicy:
 
     create_missing: bool = False  # the development token: Sésame makes its first keys itself
     start_afresh: bool = False  # the operator accepts that keys were lost: new versions above any seen
+    # Log the copyable keys found; not in a `sesame serve` worker: its supervisor warned once for them all.
+    warn_copyable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class KeyAudit:
+    """What the boot found of the keys' protection, besides what it refuses."""
+
+    copyable: tuple[str, ...] = ()  # labels of keys a PIN holder can still copy on the token: rotate them
 
 
 async def ready_keys(
     config: Pkcs11Config, keys: Pkcs11KeyStore, ledger: RedisKeyLedger, policy: KeyBootPolicy, now: datetime
-) -> None:
-    """Check the token against the ledger, make the keys the policy allows, self-test, record. Or refuse.
+) -> KeyAudit:
+    """Check the token against the ledger, make the keys the policy allows, audit, self-test, record.
 
-    ConfigurationError says what was found and what to do.
+    Or refuse: ConfigurationError (KeyExposed for an unprotected key) says what was found and what to do.
     """
     seen = await ledger.seen()
     held = await fingerprints(keys)
@@ -66,20 +80,35 @@ async def ready_keys(
             if kind in lost:
                 _log.warning("starting afresh: %s made, above %s seen before", made.label, seen.top(kind))
     await keys.refresh_keys()
+    audit = await audit_keys(keys)
+    if audit.copyable and policy.warn_copyable:
+        warn_copyable(list(audit.copyable))
     await check_usable_keys(keys, config.token_label)
     try:
         await ledger.record(await fingerprints(keys), now)
     except KeyReplaced as exc:
         raise _replaced(config.token_label, exc.label) from None
+    return audit
+
+
+async def audit_keys(keys: Pkcs11KeyStore) -> KeyAudit:
+    """Read every key's protection: KeyExposed for the first unprotected one; the copyable ones found.
+
+    Every version, not only the current ones: older OTP keys still verify the codes of open challenges.
+    """
+    held = await keys.key_protection()
+    for info in held:
+        refuse_exposed(info)
+    return KeyAudit(tuple(info.label for info in held if info.may_be_copied))
 
 
 async def boot_keys(
     config: Pkcs11Config, keys: Pkcs11KeyStore, redis_url: str, policy: KeyBootPolicy, now: datetime
-) -> None:
+) -> KeyAudit:
     """`ready_keys` over the key ledger of the Redis at `redis_url` (a connection for the boot only)."""
     ledger = RedisKeyLedger.from_url(redis_url)
     try:
-        await ready_keys(config, keys, ledger, policy, now)
+        return await ready_keys(config, keys, ledger, policy, now)
     finally:
         await ledger.close()
 

@@ -276,6 +276,13 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livemin",
         )
+        self.hsm_copyable_keys = Gauge(
+            "sesame_hsm_copyable_keys",
+            "Keys of Sésame's in the HSM that a PIN holder can still copy on the token (CKA_COPYABLE not"
+            " false), as found at the worker's boot: rotate them (decision 0079).",
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
         self.health_probe_up = Gauge(
             "sesame_health_probe_up",
             "1 when the dependency answered the last health probe (state store, key store), else 0.",

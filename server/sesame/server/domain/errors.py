@@ -227,6 +227,33 @@ class ConfigurationError(SesameError):
     """Settings are missing or invalid; the service refuses to start."""
 
 
+class KeyExposed(ConfigurationError):
+    """A key of Sésame's in the HSM is, or once was, readable or exportable (not sensitive, extractable, or
+    made so once): it is not served (docs/decisions/0079). The message names its label, never its value."""
+
+    def __init__(self, label: str, reasons: tuple[str, ...]) -> None:
+        super().__init__(
+            f"the HSM key {label} is not protected ({', '.join(reasons)}): its value may be known outside "
+            "the HSM, so it is not served. Make a new version (`sesame keys rotate --kind <its kind>`) if it "
+            "is the current one, then destroy it with the HSM's tools"
+        )
+        self.label = label
+        self.reasons = reasons
+
+
+class KeyAttributeUnsupported(ConfigurationError):
+    """The HSM refused an attribute of a new key's template (CKR_ATTRIBUTE_TYPE_INVALID): a token older than
+    the PKCS#11 version that names it. No key was made (docs/decisions/0079)."""
+
+    def __init__(self, attributes: tuple[str, ...], setting: str) -> None:
+        super().__init__(
+            f"the HSM refused {', '.join(attributes)} in a new key's template (a token older than PKCS#11 "
+            f"2.40): no key was made. Use an HSM that knows it; or, accepting that a holder of the PIN can "
+            f"copy the keys made there, set {setting}"
+        )
+        self.attributes = attributes
+
+
 class ScriptSpansSlots(ConfigurationError):
     """A Lua script was given keys in more than one hash slot of a Redis Cluster, which runs a script on one
     slot only (docs/decisions/0047): the key layout does not fit the cluster. Nothing ran; a retry fails the
