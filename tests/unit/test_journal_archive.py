@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import resource
 import signal
 from pathlib import Path
@@ -297,3 +298,28 @@ def test_the_new_holder_waits_for_the_line_another_is_writing_rather_than_cut_it
         assert segment.read_text(encoding="utf-8").endswith('{"seal": {"block"')
     assert JournalArchive(tmp_path).last_block() == one.block  # cut once the lock is free
     assert segment.read_text(encoding="utf-8").endswith("\n")
+
+
+def test_a_line_the_disk_took_part_of_leaves_nothing_once_the_cut_frees_room(tmp_path: Path) -> None:
+    """A disk that takes part of a line and has room again once that part is cut (a full disk, freed by the
+    cut itself): nothing of the line is left. A buffered file kept what the disk refused and wrote it when
+    closed, after the cut: the end of the line as a line of its own, which no reader could parse and after
+    which no block was archived again (on main: 2,530 bytes left, `json.loads` failed on them)."""
+    archive, one, two, segment = _block_one_archived(tmp_path, 40)
+    whole = segment.stat().st_size
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    try:
+        # Room for 6,000 bytes of block two's line, and after the cut for what a buffer would keep of it.
+        resource.setrlimit(resource.RLIMIT_FSIZE, (whole + 6000, limits[1]))
+        with pytest.raises(OSError, match="too large"):
+            archive.append(two, feed(3, 40))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, previous)
+    assert segment.stat().st_size == whole
+    assert [b.seal for b in JournalArchive(tmp_path).blocks()] == [one]
+    archive.append(two, feed(3, 40))
+    assert [b.seal for b in JournalArchive(tmp_path).blocks()] == [one, two]
+    # Longer than a buffer (written past it, then the rest kept): the case the limit above makes.
+    assert segment.stat().st_size - whole > io.DEFAULT_BUFFER_SIZE

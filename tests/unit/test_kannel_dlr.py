@@ -140,3 +140,13 @@ async def test_an_unparsable_query_is_400(store: MemoryState):
 def test_the_token_stays_out_of_the_repr(store: MemoryState):
     """A logged route never shows its token."""
     assert TOKEN not in repr(KannelDeliveryReports(TOKEN, store.challenges, FixedClock(NOW)))
+
+
+async def test_an_empty_token_set_authenticates_no_report(store: MemoryState):
+    """A listener given an empty token (the settings refuse one since decision 0080) answers 403 to
+    `token=`, which matched it: a forged report was recorded and the challenge read DELIVERED."""
+    query = {"challenge": factories.a_challenge(NOW).challenge_id, "ref": "r1", "status": "1", "token": ""}
+    reports = KannelDeliveryReports("", store.challenges, FixedClock(NOW))
+    assert (await reports.receive(urlencode(query))).status == HTTPStatus.FORBIDDEN
+    challenge_id = factories.a_challenge(NOW).challenge_id
+    assert (await store.challenges.get_challenge(challenge_id)).delivery is not DeliveryState.DELIVERED

@@ -14,14 +14,15 @@ from sesame.server.domain import sms_text
 from sesame.server.domain.gsm7 import fits_gsm7
 from sesame.server.domain.segments import measure
 from sesame.server.domain.sms_templates import Kind, Template, default_templates
-from sesame.server.domain.transliteration import gsm7_letter
+from sesame.server.domain.transliteration import gsm7_letter, name_letter
 
 ASCII = st.text(st.characters(max_codepoint=127), max_size=90)
 NAMES = st.one_of(
-    ASCII, st.lists(st.sampled_from(list("abcXYZ éÉßØ-'&.0,\"жΩ😀Łq\t")), max_size=90).map("".join)
+    ASCII,
+    st.lists(st.sampled_from(list("abcXYZ éÉßØ-'&.0,\"жΩ😀Łq\u01c3\u1d00\t")), max_size=90).map("".join),
 )
 BANKS = st.sampled_from(["MaBanque", "Banque Populaire du Grand Ouest et des Îles", "Банк"])
-LETTERS: list[Callable[[str], str]] = [gsm7_letter, str]
+LETTERS: list[Callable[[str], str]] = [gsm7_letter, name_letter, str]
 
 
 def reduced_reference(name: str, letter: Callable[[str], str]) -> str:
@@ -44,7 +45,7 @@ def fitted_reference(template: Template, fields: dict[str, str], payee: str) -> 
     templates = default_templates()
     name = reduced_reference(payee, gsm7_letter)
     if not fits_gsm7(template.fill(fields | {"payee": sms_text._quoted(name)})):
-        name = reduced_reference(payee, str)
+        name = reduced_reference(payee, name_letter)  # UCS-2: the letters GSM-7 writes (decision 0080)
     quoted = text = ""
     for shown in sms_text._shortened(name):
         quoted = sms_text._quoted(shown)

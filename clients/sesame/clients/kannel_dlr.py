@@ -135,5 +135,10 @@ class KannelDeliveryReports:
         return Reply(HTTPStatus.OK, "recorded")
 
     def _authentic(self, tokens: list[str]) -> bool:
-        # Constant time: the comparison must not tell how much of a guessed token was right.
-        return len(tokens) == 1 and hmac.compare_digest(tokens[0].encode(), self.token.encode())
+        # Constant time: the comparison must not tell how much of a guessed token was right. No token set
+        # authenticates nothing: an empty `token=` is not the empty secret's match (decision 0080).
+        return (
+            bool(self.token)
+            and len(tokens) == 1
+            and hmac.compare_digest(tokens[0].encode(), self.token.encode())
+        )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import io
 import json
 import os
 import time
@@ -150,7 +151,9 @@ class JournalArchive:
         if self._index_behind:  # IndexFailed (an OSError) again: nothing written, the sealer retries
             self.catch_up_index()
             self._index_behind = False
-        with self.locked(), segment.open("ab") as out:
+        # Unbuffered: a buffered file kept what a full disk refused and wrote it when closed, after the cut
+        # below had freed the room, leaving the end of a line as a line of its own (decision 0080).
+        with self.locked(), segment.open("ab", buffering=0) as out:
             offset = out.seek(0, os.SEEK_END)
             seen = self._end or ("", 0)
             if offset != (seen[1] if seen[0] == segment.name else 0):
@@ -161,8 +164,7 @@ class JournalArchive:
                     f"the archive changed since this sealer read it: another sealer wrote ({number})"
                 )
             try:
-                out.write(data)
-                out.flush()
+                _write_all(out, data)
                 os.fsync(out.fileno())
             except OSError:
                 # A full disk or a failing one may have taken part of the line: take it back, so that the
@@ -320,6 +322,14 @@ def _located(segments: Sequence[Path], start: int = 0) -> Iterator[tuple[Located
 
 
 _TAIL_CHUNK = 1 << 16  # bytes read at a time from a segment's end
+
+
+def _write_all(out: io.FileIO, data: bytes) -> None:
+    """Write all of `data` to an unbuffered file: a full disk takes part of it (a short write) before it
+    refuses the rest (OSError)."""
+    view, done = memoryview(data), 0
+    while done < len(data):
+        done += out.write(view[done:])
 
 
 def _last_whole_line(segment: Path, *, cut: bool) -> tuple[bytes | None, int, int]:

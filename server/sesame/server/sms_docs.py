@@ -104,7 +104,9 @@ written as the letters below, so that one `ç` does not send the whole text in U
 instead of 153). The GSM-7 letters stay as they are (é è ù ì ò à É Ç Ä Ö Ñ Ü ä ö ñ ü Å å Æ æ Ø ø ß). A letter
 Unicode names "LATIN ... LETTER X WITH ..." is written X; ligatures and letters of their own as the letters
 they stand for; any other Latin letter becomes a space. When a template itself is not GSM-7, the name keeps
-its letters.
+its letters as they are (`ç` stays `ç`), those of the rules above only: any other Latin letter becomes a space
+there too, for some read as the punctuation and digits a printed name drops (`\u01c3`, a click, reads `!`;
+`\u0294` reads `?`; `\u01bb` and `\u01bc` read `2` and `5`; decision 0080).
 
 **Cut to fit.** When the text would still take more parts than the budget, the name, and nothing else, is
 cut: to the longest start that fits, then `...` (three dots), never below {shortest} characters. The code,

@@ -9,8 +9,10 @@ banks' anti-scam wording). No links. "EUR" rather than the euro sign, and only t
 The payee's name is the one piece of caller text an SMS prints, so it could be written to read as the
 bank's own words ("ANNULATION du virement precedent. Code de blocage"). It is printed reduced to a name:
 Latin letters (accented too), spaces and `- ' &`, at most PRINTED_NAME letters, cut at a word; digits,
-sentence punctuation and quotes become spaces. And it is set apart in double quotes, which the reduced name
-cannot contain. The operation and its digest keep the name the caller sent (docs/api.md).
+sentence punctuation and quotes become spaces, and so do the Latin letters no name is written with (clicks,
+glottal stops, tone letters, small capitals), some of which read as punctuation or digits (decision 0080).
+And it is set apart in double quotes, which the reduced name cannot contain. The operation and its digest
+keep the name the caller sent (docs/api.md).
 
 Every text must fit the segment budget (`SmsTemplates.max_parts`, docs/sms.md). So the name's letters are
 written in GSM-7 (`transliteration`) when that keeps the whole text GSM-7, and when the text would still
@@ -42,7 +44,7 @@ from sesame.server.domain.operation import (
 from sesame.server.domain.privacy import mask_iban, mask_phone
 from sesame.server.domain.segments import measure
 from sesame.server.domain.sms_templates import Kind, SmsTemplates, Template, default_templates
-from sesame.server.domain.transliteration import gsm7_letter
+from sesame.server.domain.transliteration import gsm7_letter, name_letter
 
 PRINTED_NAME = 40  # characters of the payee's name an SMS prints: a name, not room for a sentence
 SHORTEST_NAME = 12  # characters a name cut to fit the budget keeps at least, before its `...`
@@ -201,7 +203,8 @@ def _fitted_name(
     name = _reduced(payee, gsm7_letter)
     text = template.fill(fields | {"payee": _quoted(name)})
     if not fits_gsm7(text):
-        name = _reduced(payee, str)  # the bank's own words are UCS-2: the name keeps its letters
+        # The bank's own words are UCS-2: the name keeps its letters, those GSM-7 would write (decision 0080).
+        name = _reduced(payee, name_letter)
         text = template.fill(fields | {"payee": _quoted(name)})
     quoted = _quoted(name)
     for cut, shown in enumerate(_shortened(name)):
@@ -215,7 +218,7 @@ def _fitted_name(
 
 def printed_name(name: str) -> str:
     """The payee's name as an SMS prints it, in double quotes: letters, spaces and `- ' &` only, bounded."""
-    return _quoted(_reduced(name, str))
+    return _quoted(_reduced(name, name_letter))
 
 
 def _reduced(name: str, letter: Callable[[str], str]) -> str:

@@ -10,6 +10,12 @@ docs/sms.md lists it letter by letter:
 3. ligatures and letters of their own become the letters they stand for (`_OWN`): œ -> oe, þ -> th;
 4. any other Latin letter (small capitals, turned letters, IPA) becomes a space, as the characters a
    printed name never keeps.
+
+When the bank's own words are UCS-2, transliterating gains nothing: the name keeps its letters as they are
+(`name_letter`), but only those rules 1 to 3 write, so that a UCS-2 text prints no letter rule 4 drops from
+a GSM-7 one: some read as the punctuation and digits a printed name never holds (U+01C3 LATIN LETTER
+RETROFLEX CLICK reads `!`, U+0294 LATIN LETTER GLOTTAL STOP `?`, U+01BC LATIN CAPITAL LETTER TONE FIVE `5`;
+decision 0080).
 """
 
 from __future__ import annotations
@@ -68,6 +74,12 @@ def gsm7_letter(letter: str) -> str:
         return " "
     case, base = decorated.groups()
     return base.lower() if case == "SMALL" else base
+
+
+def name_letter(letter: str) -> str:
+    """One Latin letter as itself if it has a GSM-7 spelling (`ç`, `Ł`, `œ`), else a space (clicks, glottal
+    stops, tone letters, small capitals: rule 4)."""
+    return letter if gsm7_letter(letter) != " " else " "
 
 
 def latin_letters() -> list[str]:
