@@ -24,7 +24,7 @@ TOOLS = {
     "javac": "default-jdk-headless",
     "java": "default-jdk-headless",
 }
-# Programs of Debian's Essential packages, on every Debian system (dpkg will not remove them): nothing to install.
+# Programs of Debian's Essential packages, on every Debian system (dpkg keeps them): nothing to install.
 ESSENTIAL = {"unshare": "util-linux"}
 _RUNNERS = {"run", "Popen", "call", "check_call", "check_output", "which"}
 
