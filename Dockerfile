@@ -36,7 +36,11 @@ RUN /tmp/install/image-install.sh /tmp/install
 USER sesame
 WORKDIR /var/lib/sesame
 VOLUME ["/var/lib/sesame/var"]
+# The wildcard is the container's own network, reached from outside only through a port published on purpose
+# (`-p`): SESAME_OPEN_BEYOND_LOOPBACK lets `docker run -e SESAME_ENV=development` listen there without a
+# caller policy (production requires mTLS and a policy whatever it says; decision 0082).
 ENV SESAME_ENV=production \
+    SESAME_OPEN_BEYOND_LOOPBACK=1 \
     SESAME_VAR_DIR=/var/lib/sesame/var \
     SESAME_GRPC_ADDR=0.0.0.0:50051 \
     SESAME_METRICS_ADDR=0.0.0.0:9464 \

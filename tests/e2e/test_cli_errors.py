@@ -67,3 +67,17 @@ async def test_a_second_server_cannot_share_the_grpc_port(served: Served) -> Non
     with pytest.raises(RuntimeError):
         second.add_insecure_port(served.address)
     await second.stop(0)
+
+
+def test_serve_open_to_every_caller_beyond_loopback_is_refused(tmp_path: Path) -> None:
+    """`sesame serve` in development on a wildcard address, without a caller policy, exits 2 naming the
+    setting and the ways out, before it binds anything: OverrideSecurePhone, TerminateClient and the codes'
+    file would otherwise be served to the network (decision 0082)."""
+    address = f"0.0.0.0:{free_port()}"
+    result = run_serve(tmp_path / "var", {"SESAME_GRPC_ADDR": address}, timeout=60)
+
+    assert result.returncode == 2, result.stdout
+    assert "Traceback" not in result.stdout
+    assert f"SESAME_GRPC_ADDR {address} may be reached from other hosts" in result.stdout
+    assert "SESAME_OPEN_BEYOND_LOOPBACK=1" in result.stdout
+    assert not (tmp_path / "var" / "redis").exists()  # refused before the embedded Redis was started

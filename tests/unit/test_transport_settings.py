@@ -161,3 +161,32 @@ def test_tls_without_client_certificates_is_allowed_in_development(pki: Pki) -> 
     assert tls is not None
     assert tls.client_ca is None
     assert "SESAME_TLS_CLIENT_CA_FILE" in refused({**env, "SESAME_ENV": "production"})
+
+
+@pytest.mark.parametrize(
+    "address", ["0.0.0.0:50051", "[::]:50051", "192.0.2.10:50051", "sesame.internal:50051"]
+)
+def test_a_port_open_to_every_caller_beyond_loopback_is_refused(address: str) -> None:
+    """Outside production, a gRPC port without a caller policy must listen on loopback: a wildcard, another
+    host's address or a name that may resolve anywhere is a boot error naming the way out (decision 0082)."""
+    message = refused({"SESAME_GRPC_ADDR": address})
+    assert f"SESAME_GRPC_ADDR {address} may be reached from other hosts" in message
+    assert "SESAME_OPEN_BEYOND_LOOPBACK=1" in message
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:50051", "127.0.0.2:0", "[::1]:50051", "localhost:50051"])
+def test_a_loopback_port_needs_no_policy(address: str) -> None:
+    """127.0.0.0/8, ::1 and localhost: reached from this host only, served open as before."""
+    assert Settings.from_env({"SESAME_GRPC_ADDR": address}).transport.policy is None
+
+
+def test_an_open_port_beyond_loopback_is_served_when_asked_for() -> None:
+    """SESAME_OPEN_BEYOND_LOOPBACK=1 (the image's setting: its port is published on purpose) accepts it."""
+    settings = Settings.from_env({"SESAME_GRPC_ADDR": "0.0.0.0:50051", "SESAME_OPEN_BEYOND_LOOPBACK": "1"})
+    assert settings.grpc_addr == "0.0.0.0:50051"
+
+
+def test_a_port_beyond_loopback_with_mtls_and_a_policy_needs_no_opt_in(pki: Pki) -> None:
+    """With mTLS and a caller policy, callers are named and limited: any address is served."""
+    settings = Settings.from_env({**pki.env, "SESAME_GRPC_ADDR": "0.0.0.0:50051"})
+    assert settings.transport.policy is not None

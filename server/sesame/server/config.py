@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -180,8 +181,11 @@ class Settings:
             redis_shards=reader.integer("SESAME_REDIS_SHARDS", SHARDS, 1, FEED_RESIDUES),
             noops=_noops(reader),
         )
+        open_beyond_loopback = reader.choice("SESAME_OPEN_BEYOND_LOOPBACK", "0", ("0", "1")) == "1"
         if settings.environment == "production":
             _production(settings, reader.problems)
+        elif not open_beyond_loopback:
+            _development_port(settings, reader.problems)
         if reader.problems:
             raise ConfigurationError("invalid settings:\n  - " + "\n  - ".join(reader.problems))
         return settings
@@ -272,6 +276,33 @@ def _production(settings: Settings, problems: list[str]) -> None:
             "use kannel or smpp in production"
         )
     problems.extend(production_problems(settings.transport))
+
+
+def _development_port(settings: Settings, problems: list[str]) -> None:
+    """A gRPC port open to every caller (no caller policy) only where no other host reaches it.
+
+    Without SESAME_AUTHZ_POLICY_FILE every caller may call every RPC, OverrideSecurePhone and TerminateClient
+    among them, and development writes codes to a file: `SESAME_GRPC_ADDR=0.0.0.0:50051 make run` served all
+    of it to the network with one WARNING (decision 0082). A container whose port is published on purpose
+    says SESAME_OPEN_BEYOND_LOOPBACK=1 (the image does: its wildcard is the container's own network).
+    """
+    if settings.transport.policy is None and not _loopback(settings.grpc_addr):
+        problems.append(
+            f"SESAME_GRPC_ADDR {settings.grpc_addr} may be reached from other hosts, and without "
+            "SESAME_AUTHZ_POLICY_FILE every caller may call every RPC: listen on a loopback address "
+            "(127.0.0.1), give mTLS and a caller policy, or set SESAME_OPEN_BEYOND_LOOPBACK=1 to accept it"
+        )
+
+
+def _loopback(address: str) -> bool:
+    """Whether `host:port` names this host only: `localhost`, or an IP literal in 127.0.0.0/8 or ::1."""
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a wildcard is an address (0.0.0.0, ::); any other name may resolve anywhere
+        return False
 
 
 # Turns on every part that reads settings of its own (Kannel and its delivery reports, SMPP), for
