@@ -105,7 +105,9 @@ class ChallengeMismatch(ChallengeUnusable):
 
 
 class ChallengeConsumed(ChallengeUnusable):
-    """The challenge already authorised a change (a verified code authorises one thing once)."""
+    """The challenge was already spent on a ChangeSecurePhone request, whether that request changed the number
+    or was refused (a verified code authorises one thing once; a suspension or a change since it was opened
+    leaves it unusable anyway)."""
 
 
 class UserBlocked(SesameError):

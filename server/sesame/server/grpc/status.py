@@ -33,7 +33,7 @@ _TABLE: tuple[tuple[type[errors.SesameError], grpc.StatusCode, str], ...] = (
     (errors.ClientTerminated, grpc.StatusCode.FAILED_PRECONDITION, "the client terminated the service"),
     (errors.ChallengeNotVerified, grpc.StatusCode.FAILED_PRECONDITION, "challenge is not verified"),
     (errors.ChallengeMismatch, grpc.StatusCode.FAILED_PRECONDITION, "challenge does not authorise this"),
-    (errors.ChallengeConsumed, grpc.StatusCode.FAILED_PRECONDITION, "challenge already authorised a change"),
+    (errors.ChallengeConsumed, grpc.StatusCode.FAILED_PRECONDITION, "challenge already spent on a change request"),
     (errors.ChallengeClosed, grpc.StatusCode.FAILED_PRECONDITION, "challenge is closed"),
     (errors.DestinationNotAllowed, grpc.StatusCode.FAILED_PRECONDITION, "no SMS to this country"),
     (errors.RiskDenied, grpc.StatusCode.FAILED_PRECONDITION, "the risk rules deny this operation"),
@@ -56,7 +56,7 @@ _PRECONDITIONS: dict[type[errors.SesameError], tuple[str, str]] = {
     errors.ClientTerminated: ("CLIENT_STATUS", "the client terminated the service"),
     errors.ChallengeNotVerified: ("CHALLENGE_NOT_VERIFIED", "the challenge was not verified"),
     errors.ChallengeMismatch: ("CHALLENGE_MISMATCH", "not this user's, operation's or number's challenge"),
-    errors.ChallengeConsumed: ("CHALLENGE_CONSUMED", "the challenge already authorised a change"),
+    errors.ChallengeConsumed: ("CHALLENGE_CONSUMED", "the challenge was already spent on a change request"),
     errors.ChallengeClosed: ("CHALLENGE_STATUS", "not open for this"),
     errors.DestinationNotAllowed: ("DESTINATION_COUNTRY", "the secure number is in a country not served"),
 }
