@@ -33,7 +33,7 @@ _TABLE: tuple[tuple[type[errors.SesameError], grpc.StatusCode, str], ...] = (
     (errors.ClientTerminated, grpc.StatusCode.FAILED_PRECONDITION, "the client terminated the service"),
     (errors.ChallengeNotVerified, grpc.StatusCode.FAILED_PRECONDITION, "challenge is not verified"),
     (errors.ChallengeMismatch, grpc.StatusCode.FAILED_PRECONDITION, "challenge does not authorise this"),
-    (errors.ChallengeConsumed, grpc.StatusCode.FAILED_PRECONDITION, "challenge already spent on a change request"),
+    (errors.ChallengeConsumed, grpc.StatusCode.FAILED_PRECONDITION, "challenge already spent on a change"),
     (errors.ChallengeClosed, grpc.StatusCode.FAILED_PRECONDITION, "challenge is closed"),
     (errors.DestinationNotAllowed, grpc.StatusCode.FAILED_PRECONDITION, "no SMS to this country"),
     (errors.RiskDenied, grpc.StatusCode.FAILED_PRECONDITION, "the risk rules deny this operation"),
