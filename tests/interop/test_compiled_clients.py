@@ -404,11 +404,16 @@ def test_over_mtls_the_client_runs_the_whole_flow(seen_over_mtls: dict[str, Any]
 
 
 def test_over_mtls_each_client_speaks_its_own_tls_stack(tls_runs: dict[str, ClientRun]) -> None:
-    """Go's crypto/tls negotiates TLS 1.3 and ALPN h2 with the server; the Java client's TLS is OpenSSL
-    through netty-tcnative (Debian's Netty 4.1.48 lacks the JDK ALPN classes)."""
+    """Go's crypto/tls negotiates TLS 1.3 and ALPN h2 with the server. The Java client's TLS is OpenSSL
+    through netty-tcnative (Debian's Netty 4.1.48 lacks the JDK ALPN classes), and TLS 1.2: grpc-netty offers
+    Netty's HTTP/2 cipher list, which in 4.1.48 has no TLS 1.3 suite. Such callers need the server's TLS 1.2
+    (ECDHE, AEAD): a TLS 1.3-only port would refuse them."""
     go = tls_runs["go"].summary["seen"]
     assert (go["tls_version"], go["alpn"]) == ("TLS 1.3", "h2")
-    assert "OpenSsl" in tls_runs["java"].summary["seen"]["tls_provider"]
+    java = tls_runs["java"].summary["seen"]
+    assert java["tls_provider"] == "OpenSslClientContext"
+    version, cipher = java["tls_version"].split()
+    assert (version, cipher.startswith("TLS_ECDHE_ECDSA_WITH_")) == ("TLSv1.2", True)
 
 
 def test_over_mtls_the_go_client_reaches_health_and_reflection(tls_runs: dict[str, ClientRun]) -> None:

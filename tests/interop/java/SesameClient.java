@@ -20,7 +20,15 @@ import com.google.gson.GsonBuilder;
 import com.google.gson.JsonObject;
 import com.google.rpc.BadRequest;
 import com.google.rpc.ErrorInfo;
+import io.grpc.CallOptions;
+import io.grpc.Channel;
+import io.grpc.ClientCall;
+import io.grpc.ClientInterceptor;
+import io.grpc.ForwardingClientCall;
+import io.grpc.ForwardingClientCallListener;
+import io.grpc.Grpc;
 import io.grpc.ManagedChannel;
+import io.grpc.MethodDescriptor;
 import io.grpc.Metadata;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
@@ -55,6 +63,7 @@ import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
+import javax.net.ssl.SSLSession;
 import sesame.api.v1.AuthenticationServiceGrpc;
 import sesame.api.v1.AuthenticationServiceOuterClass.GetChallengeRequest;
 import sesame.api.v1.AuthenticationServiceOuterClass.GetProofKeysRequest;
@@ -205,6 +214,40 @@ public final class SesameClient {
    * Moves the user's number without a code, which the policy does not grant this caller: the refusal is
    * PERMISSION_DENIED with an ErrorInfo naming the method and the caller, and the number stays.
    */
+  /** The TLS version the call's connection negotiated (its SSLSession), "plaintext" without TLS. */
+  private static String tlsVersion(ManagedChannel channel) {
+    AtomicReference<String> version = new AtomicReference<>("plaintext");
+    ClientInterceptor reader =
+        new ClientInterceptor() {
+          @Override
+          public <Q, A> ClientCall<Q, A> interceptCall(
+              MethodDescriptor<Q, A> method, CallOptions options, Channel next) {
+            return new ForwardingClientCall.SimpleForwardingClientCall<Q, A>(next.newCall(method, options)) {
+              @Override
+              public void start(ClientCall.Listener<A> listener, Metadata headers) {
+                super.start(
+                    new ForwardingClientCallListener.SimpleForwardingClientCallListener<A>(listener) {
+                      @Override
+                      public void onHeaders(Metadata received) {
+                        SSLSession session = getAttributes().get(Grpc.TRANSPORT_ATTR_SSL_SESSION);
+                        if (session != null) {
+                          version.set(session.getProtocol() + " " + session.getCipherSuite());
+                        }
+                        super.onHeaders(received);
+                      }
+                    },
+                    headers);
+              }
+            };
+          }
+        };
+    HealthGrpc.newBlockingStub(channel)
+        .withInterceptors(reader)
+        .withDeadlineAfter(5, TimeUnit.SECONDS)
+        .check(HealthCheckRequest.getDefaultInstance());
+    return version.get();
+  }
+
   private void deniedOverride(ManagedChannel channel, String userId) throws Exception {
     var enrol = EnrollmentServiceGrpc.newBlockingStub(channel).withDeadlineAfter(10, TimeUnit.SECONDS);
     try {
@@ -343,6 +386,7 @@ public final class SesameClient {
       expect("refusal_request_id_in_trailers", refusedTrailers.get(REQUEST_ID) != null, true);
     }
     if (denied) {
+      seen.put("tls_version", tlsVersion(channel));
       deniedOverride(channel, userId);
     }
     if (idleSeconds > 0) {
