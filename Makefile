@@ -60,7 +60,8 @@ monitoring-deps:
 ## The Go and Java interop clients (tests/interop/test_compiled_clients.py): protoc with Go's two plugins and
 ## grpc-java's, the Go sources of grpc-go, google.golang.org/protobuf and genproto built in GOPATH mode, and the
 ## jars of grpc-java and what it needs, all from Debian's packages (nothing downloaded by a build tool: the Go
-## module proxy and Maven Central are not registries this project relies on).
+## module proxy and Maven Central are not registries this project relies on). The Java client's TLS is OpenSSL
+## through netty-tcnative: Debian's Netty 4.1.48 ships without its JDK ALPN classes (decision 0081).
 GO_SRC = /usr/share/gocode/src
 JAVA_LIB = /usr/share/java
 interop-deps:
@@ -81,6 +82,8 @@ interop-deps:
 	[ -f $(JAVA_LIB)/perfmark-api.jar ] || missing="$$missing libperfmark-java"; \
 	[ -f $(JAVA_LIB)/gson.jar ] || missing="$$missing libgoogle-gson-java"; \
 	[ -f $(JAVA_LIB)/geronimo-annotation-1.3-spec.jar ] || missing="$$missing libgeronimo-annotation-1.3-spec-java"; \
+	[ -f $(JAVA_LIB)/netty-tcnative.jar ] || missing="$$missing libnetty-tcnative-java"; \
+	ls /usr/lib/*/jni/libnetty-tcnative.so >/dev/null 2>&1 || missing="$$missing libnetty-tcnative-jni"; \
 	if [ -n "$$missing" ]; then $(APT_INSTALL) $$missing; fi
 
 system-deps: python-deps server-deps sms-deps node-deps monitoring-deps interop-deps

@@ -8,9 +8,15 @@
 // asks the standard health service, and lists the services through server reflection. Its connection pings
 // every 10 s, idle or not (keepalive, as Go services behind load balancers and NATs commonly set it): with
 // -idle it then holds a health Watch stream open that long with nothing else to do, and checks that the
-// server let the stream and the connection live. Prints one JSON summary line; exits 1 on any mismatch.
+// server let the stream and the connection live. With -ca, -cert and -key it dials over TLS (Go's crypto/tls)
+// presenting its client certificate, as a bank's service calls the production port; -denied then also calls
+// OverrideSecurePhone, which the test's caller policy does not grant it, and reads the refusal; -probe USER
+// only tries to enrol USER and reports the status (a certificate from another CA: the handshake fails).
+// Prints one JSON summary line; exits 1 on any mismatch.
 //
 // usage: client -target 127.0.0.1:50051 -sms-file var/sms.jsonl [-idle 35s]
+//
+//	[-ca ca.pem -cert client.pem -key client.key [-server-name NAME] [-denied] [-probe USER]]
 package main
 
 import (
@@ -19,6 +25,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"flag"
@@ -29,13 +37,16 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 	"google.golang.org/grpc/status"
 
@@ -43,10 +54,38 @@ import (
 )
 
 var (
-	target  = flag.String("target", "", "host:port of sesame serve")
-	smsFile = flag.String("sms-file", "", "the console gateway's JSON-lines file")
-	idle    = flag.Duration("idle", 0, "how long to hold a health Watch open on the idle, pinging connection")
+	target     = flag.String("target", "", "host:port of sesame serve")
+	smsFile    = flag.String("sms-file", "", "the console gateway's JSON-lines file")
+	idle       = flag.Duration("idle", 0, "how long to hold a health Watch open on the idle, pinging connection")
+	caFile     = flag.String("ca", "", "PEM file of the CA of the server's certificate (TLS when set)")
+	certFile   = flag.String("cert", "", "PEM file of the client certificate")
+	keyFile    = flag.String("key", "", "PEM file of the client certificate's key")
+	serverName = flag.String("server-name", "", "the name to verify the server's certificate against")
+	denied     = flag.Bool("denied", false, "also call OverrideSecurePhone, which the policy does not grant")
+	probe      = flag.String("probe", "", "only try to enrol this user id and report the status")
 )
+
+// transport is plaintext, or TLS presenting the client certificate and trusting only -ca.
+func transport() (grpc.DialOption, error) {
+	if *caFile == "" {
+		return grpc.WithInsecure(), nil
+	}
+	pem, err := os.ReadFile(*caFile)
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("no certificate in %s", *caFile)
+	}
+	pair, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+	if err != nil {
+		return nil, err
+	}
+	config := &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{pair}, ServerName: *serverName,
+		MinVersion: tls.VersionTLS12}
+	return grpc.WithTransportCredentials(credentials.NewTLS(config)), nil
+}
 
 // A common client keepalive: grpc-go's shortest ping interval, pings with no call in flight too.
 var pinging = keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}
@@ -189,13 +228,28 @@ func tampered(proof string) string {
 }
 
 func run() error {
-	conn, err := grpc.Dial(*target, grpc.WithInsecure(), grpc.WithBlock(), grpc.WithTimeout(10*time.Second),
-		grpc.WithKeepaliveParams(pinging))
+	secure, err := transport()
+	if err != nil {
+		return err
+	}
+	options := []grpc.DialOption{secure, grpc.WithKeepaliveParams(pinging)}
+	if *probe == "" { // a probe's refused handshake is its call's status, not a dial that blocks until timeout
+		options = append(options, grpc.WithBlock(), grpc.WithTimeout(10*time.Second))
+	}
+	conn, err := grpc.Dial(*target, options...)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 	enrol := api.NewEnrollmentServiceClient(conn)
+	if *probe != "" {
+		ctx, cancel := deadline()
+		defer cancel()
+		_, err := enrol.EnrollUser(ctx, &api.EnrollUserRequest{UserId: *probe, ClientId: "go-client",
+			SecurePhone: "+33612345678"})
+		result.Seen["probe_code"] = codeName(status.Code(err))
+		return nil
+	}
 	auth := api.NewAuthenticationServiceClient(conn)
 	userID := fmt.Sprintf("go-%d-%d", os.Getpid(), time.Now().UnixNano())
 	transactionID := "tx-" + userID
@@ -203,10 +257,15 @@ func run() error {
 
 	ctx, cancel := deadline()
 	defer cancel()
+	var server peer.Peer
 	enrolled, err := enrol.EnrollUser(ctx, &api.EnrollUserRequest{UserId: userID, ClientId: "go-client",
-		SecurePhone: "+33612345678"})
+		SecurePhone: "+33612345678"}, grpc.Peer(&server))
 	if err != nil {
 		return fmt.Errorf("EnrollUser: %w", err)
+	}
+	if negotiated, ok := server.AuthInfo.(credentials.TLSInfo); ok {
+		result.Seen["tls_version"] = map[uint16]string{tls.VersionTLS12: "TLS 1.2", tls.VersionTLS13: "TLS 1.3"}[negotiated.State.Version]
+		result.Seen["alpn"] = negotiated.State.NegotiatedProtocol
 	}
 	expect("enrolled_status", enrolled.User.Status.String(), "USER_STATUS_ACTIVE")
 	user, err := enrol.GetUser(ctx, &api.GetUserRequest{UserId: userID})
@@ -348,10 +407,54 @@ func run() error {
 	if err := stream.CloseSend(); err != nil {
 		return err
 	}
+	if *denied {
+		deniedOverride(ctx, enrol, userID)
+	}
 	if *idle > 0 {
 		return idleWatch(conn)
 	}
 	return nil
+}
+
+// codeName is the status code's name as the gRPC specification and the other languages spell it
+// (PERMISSION_DENIED; grpc-go's String() says PermissionDenied).
+func codeName(code codes.Code) string {
+	var name strings.Builder
+	previous := ' '
+	for _, letter := range code.String() {
+		if unicode.IsUpper(letter) && unicode.IsLower(previous) {
+			name.WriteByte('_')
+		}
+		name.WriteRune(unicode.ToUpper(letter))
+		previous = letter
+	}
+	return name.String()
+}
+
+// deniedOverride moves the user's number without a code, which the policy does not grant this caller: the
+// refusal is PERMISSION_DENIED with an ErrorInfo naming the method and the caller, and the number stays.
+func deniedOverride(ctx context.Context, enrol api.EnrollmentServiceClient, userID string) {
+	var trailer metadata.MD
+	_, err := enrol.OverrideSecurePhone(ctx, &api.OverrideSecurePhoneRequest{UserId: userID,
+		NewPhone: "+33698765432", Operator: "go-interop", Reason: "lost phone", RequestId: "r-" + userID,
+		Actor: "ops-1"}, grpc.Trailer(&trailer))
+	refused, _ := status.FromError(err)
+	result.Seen["denied_code"] = codeName(refused.Code())
+	for _, detail := range refused.Details() {
+		if info, ok := detail.(*errdetails.ErrorInfo); ok {
+			result.Seen["denied_reason"] = info.Reason
+			result.Seen["denied_domain"] = info.Domain
+			result.Seen["denied_method"] = info.Metadata["method"]
+			result.Seen["denied_caller"] = info.Metadata["caller"]
+		}
+	}
+	result.Seen["denied_request_id_in_trailers"] = len(trailer.Get("x-request-id")) == 1
+	user, err := enrol.GetUser(ctx, &api.GetUserRequest{UserId: userID})
+	if err != nil {
+		result.Seen["denied_masked_phone_after"] = codeName(status.Code(err))
+		return
+	}
+	result.Seen["denied_masked_phone_after"] = user.User.MaskedPhone
 }
 
 // idleWatch holds a health Watch open for -idle while the connection only pings, then calls on it again.

@@ -7,23 +7,38 @@
 // (google.rpc.Status and BadRequest from the grpc-status-details-bin trailer) and reads the request id from
 // the trailers. Its channel pings every 10 s, idle or not (grpc-java's shortest keepalive): with an idle time
 // it then holds a health Watch open that long and checks that the server let the stream live. Prints one JSON
-// summary line; exits 1 on any mismatch.
+// summary line; exits 1 on any mismatch. With -ca, -cert and -key it dials over TLS (JSSE, ALPN through Netty)
+// presenting its client certificate (a PKCS#8 PEM key), as a bank's service calls the production port;
+// -denied true then also calls OverrideSecurePhone, which the test's caller policy does not grant it, and reads
+// the refusal; -probe USER only tries to enrol USER and reports the status.
 //
 // usage: java -cp ... SesameClient -target 127.0.0.1:50051 -sms-file var/sms.jsonl [-idle 35]
+//   [-ca ca.pem -cert client.pem -key client.key [-server-name NAME] [-denied true] [-probe USER]]
 
 import com.google.gson.Gson;
 import com.google.gson.GsonBuilder;
 import com.google.gson.JsonObject;
 import com.google.rpc.BadRequest;
+import com.google.rpc.ErrorInfo;
+import io.grpc.CallOptions;
+import io.grpc.Channel;
+import io.grpc.ClientCall;
+import io.grpc.ClientInterceptor;
+import io.grpc.ForwardingClientCall;
+import io.grpc.ForwardingClientCallListener;
+import io.grpc.Grpc;
 import io.grpc.ManagedChannel;
+import io.grpc.MethodDescriptor;
 import io.grpc.Metadata;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.health.v1.HealthCheckRequest;
 import io.grpc.health.v1.HealthCheckResponse;
 import io.grpc.health.v1.HealthGrpc;
+import io.grpc.netty.GrpcSslContexts;
 import io.grpc.netty.NettyChannelBuilder;
 import io.grpc.stub.MetadataUtils;
+import io.netty.handler.ssl.SslContext;
 import io.grpc.stub.StreamObserver;
 import java.math.BigInteger;
 import java.nio.charset.StandardCharsets;
@@ -48,6 +63,7 @@ import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
+import javax.net.ssl.SSLSession;
 import sesame.api.v1.AuthenticationServiceGrpc;
 import sesame.api.v1.AuthenticationServiceOuterClass.GetChallengeRequest;
 import sesame.api.v1.AuthenticationServiceOuterClass.GetProofKeysRequest;
@@ -59,6 +75,7 @@ import sesame.api.v1.AuthenticationServiceOuterClass.VerifyChallengeResponse;
 import sesame.api.v1.EnrollmentServiceGrpc;
 import sesame.api.v1.EnrollmentServiceOuterClass.EnrollUserRequest;
 import sesame.api.v1.EnrollmentServiceOuterClass.GetUserRequest;
+import sesame.api.v1.EnrollmentServiceOuterClass.OverrideSecurePhoneRequest;
 import sesame.api.v1.OperationOuterClass.CreditTransfer;
 import sesame.api.v1.OperationOuterClass.Money;
 import sesame.api.v1.OperationOuterClass.Operation;
@@ -175,7 +192,99 @@ public final class SesameClient {
         + parts[2];
   }
 
-  private void run(ManagedChannel channel, Path smsFile, int idleSeconds) throws Exception {
+  /** Tries to enrol `userId` and records the status only (a refused handshake is UNAVAILABLE). */
+  private void probe(ManagedChannel channel, String userId) {
+    try {
+      EnrollmentServiceGrpc.newBlockingStub(channel)
+          .withDeadlineAfter(10, TimeUnit.SECONDS)
+          .enrollUser(
+              EnrollUserRequest.newBuilder()
+                  .setUserId(userId)
+                  .setClientId("java-client")
+                  .setSecurePhone("+33612345678")
+                  .build());
+      seen.put("probe_code", "OK");
+    } catch (StatusRuntimeException refused) {
+      seen.put("probe_code", refused.getStatus().getCode().name());
+      seen.put("probe_description", String.valueOf(refused.getStatus().getDescription()));
+    }
+  }
+
+  /**
+   * Moves the user's number without a code, which the policy does not grant this caller: the refusal is
+   * PERMISSION_DENIED with an ErrorInfo naming the method and the caller, and the number stays.
+   */
+  /** The TLS version the call's connection negotiated (its SSLSession), "plaintext" without TLS. */
+  private static String tlsVersion(ManagedChannel channel) {
+    AtomicReference<String> version = new AtomicReference<>("plaintext");
+    ClientInterceptor reader =
+        new ClientInterceptor() {
+          @Override
+          public <Q, A> ClientCall<Q, A> interceptCall(
+              MethodDescriptor<Q, A> method, CallOptions options, Channel next) {
+            return new ForwardingClientCall.SimpleForwardingClientCall<Q, A>(next.newCall(method, options)) {
+              @Override
+              public void start(ClientCall.Listener<A> listener, Metadata headers) {
+                super.start(
+                    new ForwardingClientCallListener.SimpleForwardingClientCallListener<A>(listener) {
+                      @Override
+                      public void onHeaders(Metadata received) {
+                        SSLSession session = getAttributes().get(Grpc.TRANSPORT_ATTR_SSL_SESSION);
+                        if (session != null) {
+                          version.set(session.getProtocol() + " " + session.getCipherSuite());
+                        }
+                        super.onHeaders(received);
+                      }
+                    },
+                    headers);
+              }
+            };
+          }
+        };
+    HealthGrpc.newBlockingStub(channel)
+        .withInterceptors(reader)
+        .withDeadlineAfter(5, TimeUnit.SECONDS)
+        .check(HealthCheckRequest.getDefaultInstance());
+    return version.get();
+  }
+
+  private void deniedOverride(ManagedChannel channel, String userId) throws Exception {
+    var enrol = EnrollmentServiceGrpc.newBlockingStub(channel).withDeadlineAfter(10, TimeUnit.SECONDS);
+    try {
+      enrol.overrideSecurePhone(
+          OverrideSecurePhoneRequest.newBuilder()
+              .setUserId(userId)
+              .setNewPhone("+33698765432")
+              .setOperator("java-interop")
+              .setReason("lost phone")
+              .setRequestId("r-" + userId)
+              .setActor("ops-1")
+              .build());
+      seen.put("denied_code", "OK");
+    } catch (StatusRuntimeException refused) {
+      seen.put("denied_code", refused.getStatus().getCode().name());
+      Metadata refusedTrailers = refused.getTrailers();
+      byte[] details = refusedTrailers == null ? null : refusedTrailers.get(DETAILS);
+      if (details != null) {
+        for (var detail : com.google.rpc.Status.parseFrom(details).getDetailsList()) {
+          if (detail.is(ErrorInfo.class)) {
+            ErrorInfo info = detail.unpack(ErrorInfo.class);
+            seen.put("denied_reason", info.getReason());
+            seen.put("denied_domain", info.getDomain());
+            seen.put("denied_method", info.getMetadataOrDefault("method", null));
+            seen.put("denied_caller", info.getMetadataOrDefault("caller", null));
+          }
+        }
+      }
+      seen.put(
+          "denied_request_id_in_trailers", refusedTrailers != null && refusedTrailers.get(REQUEST_ID) != null);
+    }
+    seen.put(
+        "denied_masked_phone_after",
+        enrol.getUser(GetUserRequest.newBuilder().setUserId(userId).build()).getUser().getMaskedPhone());
+  }
+
+  private void run(ManagedChannel channel, Path smsFile, int idleSeconds, boolean denied) throws Exception {
     var enrol = EnrollmentServiceGrpc.newBlockingStub(channel).withDeadlineAfter(30, TimeUnit.SECONDS);
     var auth = AuthenticationServiceGrpc.newBlockingStub(channel).withDeadlineAfter(30, TimeUnit.SECONDS);
     String userId = "java-" + ProcessHandle.current().pid() + "-" + System.nanoTime();
@@ -276,6 +385,10 @@ public final class SesameClient {
       expect("bad_iban_fields", String.join(",", fields), "operation.credit_transfer.payee.iban");
       expect("refusal_request_id_in_trailers", refusedTrailers.get(REQUEST_ID) != null, true);
     }
+    if (denied) {
+      seen.put("tls_version", tlsVersion(channel));
+      deniedOverride(channel, userId);
+    }
     if (idleSeconds > 0) {
       idleWatch(channel, idleSeconds);
     }
@@ -338,17 +451,40 @@ public final class SesameClient {
       System.err.println("usage: SesameClient -target HOST:PORT -sms-file FILE [-idle SECONDS]");
       System.exit(2);
     }
-    ManagedChannel channel =
+    NettyChannelBuilder builder =
         NettyChannelBuilder.forTarget(flags.get("-target"))
-            .usePlaintext()
             .keepAliveTime(10, TimeUnit.SECONDS)
             .keepAliveTimeout(5, TimeUnit.SECONDS)
-            .keepAliveWithoutCalls(true)
-            .build();
+            .keepAliveWithoutCalls(true);
     SesameClient client = new SesameClient();
+    if (flags.containsKey("-ca")) {
+      // grpc-netty's defaults: TLS 1.2+, HTTP/2 ciphers, ALPN "h2"; the provider is OpenSSL through
+      // netty-tcnative when it loads, else the JDK's (which Debian's Netty 4.1.48 cannot use for ALPN).
+      SslContext tls =
+          GrpcSslContexts.forClient()
+              .trustManager(Path.of(flags.get("-ca")).toFile())
+              .keyManager(Path.of(flags.get("-cert")).toFile(), Path.of(flags.get("-key")).toFile())
+              .build();
+      client.seen.put("tls_provider", tls.getClass().getSimpleName());
+      builder.sslContext(tls);
+      if (flags.containsKey("-server-name")) {
+        builder.overrideAuthority(flags.get("-server-name"));
+      }
+    } else {
+      builder.usePlaintext();
+    }
+    ManagedChannel channel = builder.build();
     String crashed = null;
     try {
-      client.run(channel, Path.of(flags.get("-sms-file")), Integer.parseInt(flags.get("-idle")));
+      if (flags.containsKey("-probe")) {
+        client.probe(channel, flags.get("-probe"));
+      } else {
+        client.run(
+            channel,
+            Path.of(flags.get("-sms-file")),
+            Integer.parseInt(flags.get("-idle")),
+            Boolean.parseBoolean(flags.getOrDefault("-denied", "false")));
+      }
     } catch (Exception error) {
       crashed = error.toString();
     } finally {
