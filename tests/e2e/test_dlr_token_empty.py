@@ -33,5 +33,5 @@ def test_serve_refuses_an_empty_delivery_report_token_file(tmp_path: Path, conte
     result = run_serve(tmp_path / "var", settings)
     assert result.returncode != 0
     assert "Traceback" not in result.stdout
-    assert "SESAME_DLR_TOKEN must be 32 to 256 characters" in result.stdout
+    assert "SESAME_DLR_TOKEN_FILE holds no secret" in result.stdout
     assert "kannel-password" not in result.stdout

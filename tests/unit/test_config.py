@@ -77,6 +77,34 @@ def test_pin_file_is_read_and_pin_stays_out_of_repr(tmp_path: Path) -> None:
     assert "s3cret-pin" not in repr(settings)
 
 
+@pytest.mark.parametrize("content", ["", "\n", "  \t\n"])
+def test_a_blank_secret_file_is_refused_for_every_secret(tmp_path: Path, content: str) -> None:
+    """Every secret given as a file (the HSM PIN, Kannel's password, the delivery reports' token, the SMPP
+    password, the SIM-swap token) refuses a blank file by name, as an empty variable reads as unset: the
+    delivery reports' listener took `token=` as the empty token's match (decision 0080)."""
+    module = tmp_path / "lib.so"
+    module.write_bytes(b"")
+    blank = tmp_path / "blank"
+    blank.write_text(content)
+    names = ("SESAME_HSM_PIN", "SESAME_KANNEL_PASSWORD", "SESAME_DLR_TOKEN", "SESAME_SMPP_PASSWORD")
+    env = {
+        "SESAME_PKCS11_MODULE": str(module),
+        "SESAME_HSM_TOKEN": "t",
+        "SESAME_SMS_PROVIDERS": "kannel,smpp",
+        "SESAME_KANNEL_URL": "http://127.0.0.1:13013",
+        "SESAME_KANNEL_USERNAME": "sesame",
+        "SESAME_DLR_ADDR": "127.0.0.1:0",
+        "SESAME_SMPP_HOST": "127.0.0.1",
+        "SESAME_SMPP_SYSTEM_ID": "sesame",
+        "SESAME_SIM_SWAP_URL": "https://sim-swap.example/check",
+        **{f"{name}_FILE": str(blank) for name in (*names, "SESAME_SIM_SWAP_TOKEN")},
+    }
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env(env)
+    for name in (*names, "SESAME_SIM_SWAP_TOKEN"):
+        assert f"{name}_FILE holds no secret" in str(caught.value), name
+
+
 def test_pin_and_pin_file_are_exclusive(tmp_path: Path) -> None:
     """Giving both is ambiguous and refused."""
     with pytest.raises(ConfigurationError):

@@ -73,10 +73,15 @@ class EnvReader:
         if path is None:
             return value or ""
         try:
-            return Path(path).read_text(encoding="utf-8").strip()
+            secret = Path(path).read_text(encoding="utf-8").strip()
         except OSError as exc:
             self.problems.append(f"{name}_FILE cannot be read ({exc.strerror})")
             return ""
+        if not secret:
+            # As an empty variable reads as unset: a blank file is no secret. The delivery reports' listener
+            # took `token=` as the empty token's match (decision 0080); a PIN or password, as given.
+            self.problems.append(f"{name}_FILE holds no secret (the file is empty or white space)")
+        return secret
 
     def url(self, name: str, unset: str = "unset") -> str | None:
         """An http(s) base URL with a host and no user, query, fragment or `%` escape; None when unset."""

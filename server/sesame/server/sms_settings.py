@@ -97,11 +97,8 @@ def read_dlr(reader: EnvReader) -> DlrSettings | None:
         reader.problems.append(
             "SESAME_DLR_PUBLIC_URL is required when SESAME_DLR_ADDR listens on every interface"
         )
-    problems = len(reader.problems)
-    token = reader.secret("SESAME_DLR_TOKEN")
-    if len(reader.problems) == problems:
-        # Every token read is checked, an empty one too (a SESAME_DLR_TOKEN_FILE holding nothing but a new
-        # line): the listener took `token=` as that empty token (decision 0080).
+    token = reader.secret("SESAME_DLR_TOKEN")  # a blank token file is a problem of its own (decision 0080)
+    if token:
         reader.matching("SESAME_DLR_TOKEN", token, _TOKEN, "32 to 256 characters among A-Z a-z 0-9 _ -")
     return DlrSettings(address=address, public_url=public_url, token=token)
 
