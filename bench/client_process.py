@@ -8,6 +8,8 @@ object a line: a command, then the answer, in order.
 
 - `{"do": "echo", "address", "connections", "quota"}`: open the connections to the echo server, placed
   over its workers as `quota` says (pid -> connections: bench.spread), and warm them;
+- `{"do": "skeleton", "address", "connections", "quota"}`: the same for the design's skeleton server
+  (bench/skeleton_server.py);
 - `{"do": "sesame", "address", "connections", "quota", "sms_file", "users", "first"}`: open the
   connections to `sesame serve` as above, follow the SMS file (this process's numbers only), enroll the
   users, warm. Both answer `placed`: how many connections each server process accepted;
@@ -32,7 +34,7 @@ from typing import Any
 import uvloop
 
 from bench.driver import Recorder, Run, drive, pace
-from bench.phases import Connections, Echo, Sesame, numbers
+from bench.phases import Connections, Echo, Sesame, Skeleton, numbers
 from bench.sms_tail import SmsTail
 from sesame.server.loop_lag import LoopLagMonitor
 
@@ -60,6 +62,12 @@ class Client:
         """Open the connections to the echo server; the first calls on each are not measured."""
         self._connections = await Connections.spread(address, connections, _pids(quota))
         await drive(Echo(self._connections, Recorder()), connections, 5.0, 4 * connections)
+        return {"placed": self._connections.placed}
+
+    async def skeleton(self, address: str, connections: int, quota: dict[str, int]) -> dict[str, Any]:
+        """Open the connections to the skeleton server; the first calls on each are not measured."""
+        self._connections = await Connections.spread(address, connections, _pids(quota))
+        await drive(Skeleton(self._connections, Recorder()), connections, 5.0, 4 * connections)
         return {"placed": self._connections.placed}
 
     async def sesame(  # noqa: PLR0917 (one argument per field of the command, passed by name)
@@ -124,9 +132,9 @@ class Client:
         }
 
     def _operation(self, name: str, recorder: Recorder) -> Any:
-        if name == "echo":
+        if name in {"echo", "skeleton"}:
             assert self._connections is not None
-            return Echo(self._connections, recorder)
+            return (Echo if name == "echo" else Skeleton)(self._connections, recorder)
         assert self._sesame is not None
         return {
             "start": self._sesame.start_phase,

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 _HEADER = (
-    "| run | workers | echo pairs/s | flows/s | flows/echo | Start/s | Verify/s "
+    "| run | workers | echo pairs/s | flows/s | flows/echo | skeleton/echo | flows/skeleton "
+    "| Start/s | Verify/s "
     "| p99 Start / Verify at half rate | SMS after Start p99 "
     "| Redis B/flow (kept past the hour) | peak RSS/process | other load |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -23,10 +24,16 @@ def row(name: str, record: dict[str, Any]) -> str:
     s, settings = record["summary"], record["settings"]
     half = s["half_rate_p99_ms"]
     kept = f" ({s['redis_kept_bytes_per_flow']} kept)" if "redis_kept_bytes_per_flow" in s else ""
+    skeleton = (
+        f"{s['skeleton_vs_echo_pct']} % | {s['flows_vs_skeleton_pct']} %"
+        if "skeleton_vs_echo_pct" in s
+        else "- | -"
+    )
     load = f"{s['max_other_busy_cores']} cores" + (" **loaded**" if s["loaded"] else "")
     return (
         f"| [{name}](benchmarks/{name}.json) | {settings['workers'] or 1} | {s['echo_flows_per_s']} "
-        f"| {s['flows_per_s']} | {s['flows_vs_echo_pct']} % | {s['start_per_s']} | {s['verify_per_s']} "
+        f"| {s['flows_per_s']} | {s['flows_vs_echo_pct']} % | {skeleton} "
+        f"| {s['start_per_s']} | {s['verify_per_s']} "
         f"| {half['StartChallenge']:.1f} / {half['VerifyChallenge']:.1f} ms "
         f"| {s['sms_after_start_p99_ms']:.1f} ms "
         f"| {s['redis_bytes_per_flow']}{kept} | {s['max_peak_rss_mb_per_server_process']} MB | {load} |"

@@ -7,10 +7,12 @@ what to run and merges what they measured (bench/merge.py, decision 0059). It me
 the same clients and concurrency:
 
 1. echo: a bare grpc.aio echo server (bench/echo_server.py), two calls per operation: the floor;
-2. start: StartChallenge alone, against `sesame serve` with its embedded defaults (SoftHSM token,
+2. skeleton: Start then Verify against the design's skeleton (bench/skeleton_server.py): the least a flow
+   can cost on this stack (decision 0083);
+3. start: StartChallenge alone, against `sesame serve` with its embedded defaults (SoftHSM token,
    redis-server child, console SMS file) started here in a private directory;
-3. verify: VerifyChallenge alone, of the challenges opened in 2, their codes read from the SMS file;
-4. flows: Start, read the SMS, Verify, as a caller does.
+4. verify: VerifyChallenge alone, of the challenges opened in 3, their codes read from the SMS file;
+5. flows: Start, read the SMS, Verify, as a caller does; 6. flows_half: the same at half its rate.
 
 Each phase is bounded by --duration and --max-ops. It writes docs/benchmarks/<date>-<commit>.json and
 a .png next to it, and prints a table (docs/benchmarks.md says how to read them).
@@ -150,22 +152,36 @@ def _delays(samples: list[float], missing: int) -> dict[str, Any]:
     }
 
 
+async def _bare_phase(args: argparse.Namespace, server: Server, clients: _Clients) -> dict[str, Any]:
+    """Phase `server.role` (echo, skeleton) against `server`, from the closed-loop processes: flows / echo and
+    flows / skeleton compare like with like."""
+    fleet = clients.closed
+    # Warm: the first calls on each connection are not measured (each process warms its own).
+    split = fleet.split(args.connections)
+    placed = await fleet.ask(
+        [
+            {"do": server.role, "address": server.address, "connections": c, "quota": quota}
+            for c, quota in zip(split, _quotas(server, split), strict=True)
+        ]
+    )
+    try:
+        phase, _ = await _measure(server, clients, fleet, _commands(fleet, args, server.role))
+        return phase | {"connections_per_process": _placed(placed)}
+    finally:
+        await fleet.ask_all({"do": "close"})
+
+
 async def _echo_phase(args: argparse.Namespace, workers: int, clients: _Clients) -> dict[str, Any]:
-    fleet = clients.closed  # the closed-loop phases' processes: flows / echo compares like with like
     with servers.echo(workers) as server:
-        # Warm: the first calls on each connection are not measured (each process warms its own).
-        split = fleet.split(args.connections)
-        placed = await fleet.ask(
-            [
-                {"do": "echo", "address": server.address, "connections": c, "quota": quota}
-                for c, quota in zip(split, _quotas(server, split), strict=True)
-            ]
-        )
-        try:
-            phase, _ = await _measure(server, clients, fleet, _commands(fleet, args, "echo"))
-            return phase | {"connections_per_process": _placed(placed)}
-        finally:
-            await fleet.ask_all({"do": "close"})
+        return await _bare_phase(args, server, clients)
+
+
+async def _skeleton_phase(args: argparse.Namespace, workers: int, clients: _Clients) -> dict[str, Any]:
+    with (
+        tempfile.TemporaryDirectory(prefix="sesame-skeleton-") as scratch,
+        servers.skeleton(Path(scratch) / "var", workers) as server,
+    ):
+        return await _bare_phase(args, server, clients)
 
 
 async def _sesame_phases(
@@ -305,6 +321,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     try:
         phases = {"echo": await _echo_phase(args, echo_workers, clients)}
+        phases["skeleton"] = await _skeleton_phase(args, echo_workers, clients)
         settings = _settings(args, workers, has_workers=has_workers, echo_workers=echo_workers)
         phases.update(await _sesame_phases(args, workers, settings, clients))
     finally:

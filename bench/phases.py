@@ -4,7 +4,10 @@
 - start: StartChallenge alone; the challenges it opens are kept, with the time each call returned;
 - verify: VerifyChallenge alone, of the challenges the start phase opened, with their codes read from the
   console SMS file beforehand (so the phase times Verify and nothing else);
-- flows: StartChallenge, wait for the SMS, VerifyChallenge (which must answer VERIFIED), as a caller does.
+- flows: StartChallenge, wait for the SMS, VerifyChallenge (which must answer VERIFIED), as a caller does;
+- skeleton: StartChallenge then VerifyChallenge against the design's skeleton (bench/skeleton_server.py),
+  whose SMS is not waited for and whose answer is not checked: the least a flow can cost on this stack
+  (decision 0083).
 
 Worker `i` sends on connection `i % connections` and for user `i % users`: several connections, as a
 caller's replicas open them (SO_REUSEPORT spreads connections between workers, not calls), placed evenly
@@ -43,6 +46,7 @@ OPERATION = op_pb.Operation(
 # channel makes each its own connection, as separate replicas would have.
 _OWN_CONNECTION = (("grpc.use_local_subchannel_pool", 1),)
 _Operation = Callable[[int], Awaitable[None]]
+USERS = 256  # the skeleton's users, in turn: their challenges spread over as many slots
 
 
 class Connections:
@@ -88,6 +92,33 @@ class Echo:
         echo = self._calls[worker % len(self._calls)]
         await self._recorder.timed("Echo", echo(b"x" * 64))
         await self._recorder.timed("Echo", echo(b"y" * 64))
+
+
+class Skeleton:
+    """One Start and one Verify of its challenge per operation, against the skeleton server."""
+
+    def __init__(self, connections: Connections, recorder: Recorder) -> None:
+        """Stubs for every connection."""
+        self._auth = [auth_grpc.AuthenticationServiceStub(c) for c in connections.channels]
+        self._recorder = recorder
+        self._users = itertools.count()
+
+    async def __call__(self, worker: int) -> None:
+        """Start, then Verify at once with a code the caller never read (the skeleton signs either way)."""
+        auth = self._auth[worker % len(self._auth)]
+        user = f"skeleton-{next(self._users) % USERS}"
+        started = await self._recorder.timed(
+            "StartChallenge",
+            auth.StartChallenge(auth_pb.StartChallengeRequest(user_id=user, operation=OPERATION)),
+        )
+        await self._recorder.timed(
+            "VerifyChallenge",
+            auth.VerifyChallenge(
+                auth_pb.VerifyChallengeRequest(
+                    challenge_id=started.challenge_id, code="000000", operation=OPERATION
+                )
+            ),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,10 +15,11 @@ import matplotlib as mpl
 mpl.use("Agg")  # no display: a file, on any machine
 import matplotlib.pyplot as plt
 
-PHASES = ("echo", "start", "verify", "flows", "flows_half")
-ROLES = ("server", "echo", "redis", "client")
+PHASES = ("echo", "skeleton", "start", "verify", "flows", "flows_half")
+ROLES = ("server", "echo", "skeleton", "redis", "client")
 _UNITS = {
     "echo": "pairs/s",
+    "skeleton": "flows/s",
     "start": "starts/s",
     "verify": "verifies/s",
     "flows": "flows/s",
@@ -29,16 +30,17 @@ LOADED_CORES = 0.25  # other work above this, on average over a phase, marks its
 
 def summary(phases: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The figures the issue's targets name, from the phases."""
-    echo, flows = phases["echo"], phases["flows"]
+    echo, flows, skeleton = phases["echo"], phases["flows"], phases["skeleton"]
     server_rss = [
         p["peak_rss_mb"] for phase in phases.values() for p in phase["processes"] if p["role"] == "server"
     ]
     return {
         "echo_flows_per_s": echo["rate_per_s"],
         "flows_per_s": flows["rate_per_s"],
-        "flows_vs_echo_pct": round(100 * flows["rate_per_s"] / echo["rate_per_s"], 1)
-        if echo["rate_per_s"]
-        else 0,
+        "flows_vs_echo_pct": _pct(flows["rate_per_s"], echo["rate_per_s"]),
+        "skeleton_flows_per_s": skeleton["rate_per_s"],
+        "skeleton_vs_echo_pct": _pct(skeleton["rate_per_s"], echo["rate_per_s"]),
+        "flows_vs_skeleton_pct": _pct(flows["rate_per_s"], skeleton["rate_per_s"]),
         "start_per_s": phases["start"]["rate_per_s"],
         "verify_per_s": phases["verify"]["rate_per_s"],
         "flow_p99_ms": {rpc: flows["rpcs"][rpc]["p99_ms"] for rpc in ("StartChallenge", "VerifyChallenge")},
@@ -53,6 +55,10 @@ def summary(phases: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "max_other_busy_cores": max(p["other_busy_cores"] for p in phases.values()),
         "loaded": any(p["other_busy_cores"] > LOADED_CORES for p in phases.values()),
     }
+
+
+def _pct(part: float, whole: float) -> float:
+    return round(100 * part / whole, 1) if whole else 0
 
 
 def output_paths(directory: Path, date: str, short: str) -> tuple[Path, Path]:
@@ -81,7 +87,7 @@ def table(record: dict[str, Any]) -> str:
     for name in PHASES:
         phase = record["phases"][name]
         per_op = phase["cpu_ms_per_op"]
-        server = per_op.get("server", per_op.get("echo", 0.0))
+        server = per_op.get("server", per_op.get(name, 0.0))
         for i, (rpc, lat) in enumerate(phase["rpcs"].items()):
             head = f"{name:<10} {phase['rate_per_s']:>8.1f} {_UNITS[name]:<10}" if i == 0 else " " * 30
             tail = (
@@ -101,7 +107,9 @@ def table(record: dict[str, Any]) -> str:
     lines.append(_placement(record["phases"]))
     s = record["summary"]
     lines.append(
-        f"flows/echo {s['flows_vs_echo_pct']} %; SMS after Start p99 {s['sms_after_start_p99_ms']} ms; "
+        f"flows/echo {s['flows_vs_echo_pct']} %; skeleton/echo {s['skeleton_vs_echo_pct']} %, "
+        f"flows/skeleton {s['flows_vs_skeleton_pct']} %; "
+        f"SMS after Start p99 {s['sms_after_start_p99_ms']} ms; "
         f"Redis per flow {s['redis_bytes_per_flow']} B used_memory, "
         f"{s['redis_key_bytes_per_flow']} B in keys, "
         f"{s['redis_kept_bytes_per_flow']} B kept past the hour; peak RSS per server process "
@@ -161,7 +169,11 @@ def plot(record: dict[str, Any], path: Path) -> None:
     phases = record["phases"]
     figure, (rates, latency, cpu) = plt.subplots(1, 3, figsize=(16, 5.2))
     names = list(PHASES)
-    rates.bar(names, [phases[n]["rate_per_s"] for n in names], color=["#999", "#4a7", "#47a", "#a74", "#c96"])
+    rates.bar(
+        names,
+        [phases[n]["rate_per_s"] for n in names],
+        color=["#999", "#bbb", "#4a7", "#47a", "#a74", "#c96"],
+    )
     half = phases["echo"]["rate_per_s"] / 2
     rates.axhline(
         half, color="#a33", linestyle="--", linewidth=1, label="half the echo floor (issue 6 target)"

@@ -1,4 +1,5 @@
-"""The servers under test, each its own process tree: `sesame serve` with its embedded defaults, and the echo.
+"""The servers under test, each its own process tree: `sesame serve` with its embedded defaults, the echo, and
+the design's skeleton (bench/skeleton_server.py, decision 0083).
 
 `sesame serve` runs as an operator runs it: a private var/ (SoftHSM token, redis-server child, console SMS
 file), free loopback ports, and `--workers N` when this version of serve has that option (read from its
@@ -159,6 +160,36 @@ def echo(workers: int) -> Iterator[Server]:
         if wait_listeners(address, workers, process, 60.0) < workers:
             raise RuntimeError(f"the echo server did not listen with {workers} worker(s)")
         yield Server(address, process, "echo", workers=workers)
+    finally:
+        _stop(process)
+
+
+@contextlib.contextmanager
+def skeleton(var: Path, workers: int) -> Iterator[Server]:
+    """The design's skeleton (bench/skeleton_server.py) in its own process tree, its token and Redis under
+    `var`, every worker listening."""
+    address = f"127.0.0.1:{free_port()}"
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.skeleton_server",
+        "--port",
+        address.rsplit(":", 1)[1],
+        "--var",
+        str(var),
+    ]
+    log = var.with_name(f"{var.name}-skeleton.log")
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*argv, "--workers", str(workers)], env=_clean_env(), stdout=out, stderr=out
+        )
+    try:
+        if wait_listeners(address, workers, process, 60.0) < workers:
+            tail = log.read_text(errors="replace")[-2000:]
+            raise RuntimeError(
+                f"the skeleton server did not listen with {workers} worker(s); it printed:\n{tail}"
+            )
+        yield Server(address, process, "skeleton", workers=workers, log=log)
     finally:
         _stop(process)
 

@@ -40,6 +40,7 @@ PHASE = {
 }
 RPCS = {
     "echo": {"Echo"},
+    "skeleton": {"StartChallenge", "VerifyChallenge"},
     "start": {"StartChallenge"},
     "verify": {"VerifyChallenge"},
     "flows": {"StartChallenge", "VerifyChallenge", "flow"},
@@ -124,16 +125,22 @@ def test_every_phase_ran_without_errors(record: dict[str, Any]) -> None:
 
 def test_each_rpc_is_timed_once_per_operation(record: dict[str, Any]) -> None:
     """A flow times one Start and one Verify; an echo operation two echo calls."""
-    flows, echo = record["phases"]["flows"], record["phases"]["echo"]
+    flows, echo, skeleton = (record["phases"][name] for name in ("flows", "echo", "skeleton"))
     assert flows["rpcs"]["StartChallenge"]["count"] == flows["ops"]
     assert flows["rpcs"]["VerifyChallenge"]["count"] == flows["ops"]
     assert echo["rpcs"]["Echo"]["count"] == 2 * echo["ops"]
+    assert skeleton["rpcs"]["StartChallenge"]["count"] == skeleton["rpcs"]["VerifyChallenge"]["count"]
+    assert skeleton["rpcs"]["VerifyChallenge"]["count"] == skeleton["ops"]
     assert record["phases"]["verify"]["ops"] <= record["phases"]["start"]["ops"]
 
 
 def test_cpu_and_memory_are_read_per_process(record: dict[str, Any]) -> None:
     """Server, Redis and client spent CPU in every Sésame phase; every process has a resident size."""
     assert record["phases"]["echo"]["cpu_seconds"]["echo"] > 0
+    # The skeleton's workers worked, beside a Redis of their own (read with them, whatever it spent in 0.5 s).
+    skeleton = record["phases"]["skeleton"]
+    assert skeleton["cpu_seconds"]["skeleton"] > 0
+    assert {"skeleton", "redis", "client"} <= {p["role"] for p in skeleton["processes"]}
     for name in ("start", "verify", "flows", "flows_half"):
         phase = record["phases"][name]
         assert {"server", "redis", "client"} <= set(phase["cpu_seconds"])
@@ -179,7 +186,7 @@ def test_connections_are_placed_evenly_and_the_server_loop_lag_is_read(record: d
         assert sum(placed) == record["settings"]["connections"], name
         assert len(placed) == min(workers, record["settings"]["connections"]), name
         assert max(placed) - min(placed) <= 1, name
-        if name != "echo":
+        if name not in {"echo", "skeleton"}:  # Sésame's metrics tell its loop's lag
             lag = phase["server_loop_lag"]
             assert lag["ticks"] > 0, name
             assert 0 <= lag["over_50ms_pct"] <= lag["over_25ms_pct"] <= lag["over_10ms_pct"] <= 100, name
@@ -210,6 +217,10 @@ def test_machine_settings_and_summary_describe_the_run(record: dict[str, Any]) -
     summary = record["summary"]
     assert summary["flows_per_s"] == record["phases"]["flows"]["rate_per_s"]
     assert summary["flows_vs_echo_pct"] > 0
+    skeleton = record["phases"]["skeleton"]["rate_per_s"]
+    assert summary["skeleton_flows_per_s"] == skeleton
+    assert summary["skeleton_vs_echo_pct"] == round(100 * skeleton / summary["echo_flows_per_s"], 1)
+    assert summary["flows_vs_skeleton_pct"] == round(100 * summary["flows_per_s"] / skeleton, 1)
     assert summary["max_peak_rss_mb_per_server_process"] > 0
     assert isinstance(summary["loaded"], bool)
 
