@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import signal
+from collections.abc import Callable
 
 import grpc
 import uvloop
@@ -51,9 +52,14 @@ def main() -> None:
     if args.workers <= 1:
         _worker(args.port)
         return
+    run_workers(args.workers, _worker, (args.port,))
+
+
+def run_workers(count: int, target: Callable[..., None], args: tuple[object, ...]) -> None:
+    """Run `target(*args)` in `count` processes until they end; SIGTERM terminates them all."""
     # Spawned, not forked: gRPC's threads and state do not survive a fork.
     spawn = multiprocessing.get_context("spawn")
-    workers = [spawn.Process(target=_worker, args=(args.port,)) for _ in range(args.workers)]
+    workers = [spawn.Process(target=target, args=args) for _ in range(count)]
     for worker in workers:
         worker.start()
 

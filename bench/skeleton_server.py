@@ -32,10 +32,8 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import multiprocessing
 import os
 import secrets
-import signal
 import struct
 from pathlib import Path
 from typing import Any
@@ -47,6 +45,7 @@ import uvloop
 from pkcs11 import Mechanism, ObjectClass
 from redis.exceptions import ResponseError
 
+from bench.echo_server import run_workers
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.clients.redis_lane import Lane
 from sesame.clients.redis_server import EmbeddedRedis
@@ -236,22 +235,7 @@ def main() -> None:
     os.environ["SESAME_SKELETON_MODULE"] = config.module
     sms_file = args.var / "sms.jsonl"
     with EmbeddedRedis(args.var / "redis") as embedded:
-        # Spawned, not forked: gRPC's threads and state do not survive a fork.
-        spawn = multiprocessing.get_context("spawn")
-        workers = [
-            spawn.Process(target=_worker, args=(args.port, "skeleton", pin, embedded.url, sms_file))
-            for _ in range(args.workers)
-        ]
-        for worker in workers:
-            worker.start()
-
-        def stop(_signum: int, _frame: object) -> None:
-            for worker in workers:
-                worker.terminate()
-
-        signal.signal(signal.SIGTERM, stop)
-        for worker in workers:
-            worker.join()
+        run_workers(args.workers, _worker, (args.port, "skeleton", pin, embedded.url, sms_file))
 
 
 if __name__ == "__main__":
