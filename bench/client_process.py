@@ -132,9 +132,12 @@ class Client:
         }
 
     def _operation(self, name: str, recorder: Recorder) -> Any:
-        if name in {"echo", "skeleton"}:
+        if name == "echo":
             assert self._connections is not None
-            return (Echo if name == "echo" else Skeleton)(self._connections, recorder)
+            return Echo(self._connections, recorder)
+        if name.startswith("skeleton"):
+            assert self._connections is not None
+            return Skeleton(self._connections, recorder, verify_only=name == "skeleton_verify")
         assert self._sesame is not None
         return {
             "start": self._sesame.start_phase,

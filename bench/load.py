@@ -7,8 +7,9 @@ what to run and merges what they measured (bench/merge.py, decision 0059). It me
 the same clients and concurrency:
 
 1. echo: a bare grpc.aio echo server (bench/echo_server.py), two calls per operation: the floor;
-2. skeleton: Start then Verify against the design's skeleton (bench/skeleton_server.py): the least a flow
-   can cost on this stack (decision 0083);
+2. skeleton, skeleton_verify, skeleton_half: Start then Verify, Verify alone, and the flow at half its rate,
+   against the design's skeleton (bench/skeleton_server.py): the least they can cost on this stack
+   (decision 0083);
 3. start: StartChallenge alone, against `sesame serve` with its embedded defaults (SoftHSM token,
    redis-server child, console SMS file) started here in a private directory;
 4. verify: VerifyChallenge alone, of the challenges opened in 3, their codes read from the SMS file;
@@ -69,7 +70,7 @@ class _Clients:
 
     def of(self, phase: str) -> Fleet:
         """The processes that run `phase`."""
-        return self.paced if phase == "flows_half" else self.closed
+        return self.paced if phase.endswith("_half") else self.closed
 
     def processes(self) -> list[Process]:
         """Every client process (an idle one's CPU is the client's too)."""
@@ -152,36 +153,47 @@ def _delays(samples: list[float], missing: int) -> dict[str, Any]:
     }
 
 
-async def _bare_phase(args: argparse.Namespace, server: Server, clients: _Clients) -> dict[str, Any]:
-    """Phase `server.role` (echo, skeleton) against `server`, from the closed-loop processes: flows / echo and
-    flows / skeleton compare like with like."""
-    fleet = clients.closed
-    # Warm: the first calls on each connection are not measured (each process warms its own).
-    split = fleet.split(args.connections)
-    placed = await fleet.ask(
-        [
-            {"do": server.role, "address": server.address, "connections": c, "quota": quota}
-            for c, quota in zip(split, _quotas(server, split), strict=True)
-        ]
-    )
-    try:
-        phase, _ = await _measure(server, clients, fleet, _commands(fleet, args, server.role))
-        return phase | {"connections_per_process": _placed(placed)}
-    finally:
-        await fleet.ask_all({"do": "close"})
+async def _bare_phases(
+    args: argparse.Namespace, server: Server, clients: _Clients, names: tuple[str, ...]
+) -> dict[str, dict[str, Any]]:
+    """Phases `names` against `server` (echo, skeleton): the closed-loop ones from the closed-loop processes
+    (flows / echo and flows / skeleton compare like with like), then a `<role>_half` one, if named, from the
+    paced processes at half the rate of the closed-loop `<role>` phase, as `flows_half` is run."""
+    phases: dict[str, dict[str, Any]] = {}
+    for name in names:
+        fleet = clients.of(name)
+        # Warm: the first calls on each connection are not measured (each process warms its own).
+        split = fleet.split(args.connections)
+        placed = await fleet.ask(
+            [
+                {"do": server.role, "address": server.address, "connections": c, "quota": quota}
+                for c, quota in zip(split, _quotas(server, split), strict=True)
+            ]
+        )
+        rate = max(1.0, phases[server.role]["rate_per_s"] / 2) if clients.paced is fleet else 0.0
+        try:
+            phase, _ = await _measure(server, clients, fleet, _commands(fleet, args, name, rate))
+        finally:
+            await fleet.ask_all({"do": "close"})
+        phases[name] = phase | {"connections_per_process": _placed(placed)}
+        if rate:
+            phases[name]["target_rate_per_s"] = round(rate, 1)
+    return phases
 
 
 async def _echo_phase(args: argparse.Namespace, workers: int, clients: _Clients) -> dict[str, Any]:
     with servers.echo(workers) as server:
-        return await _bare_phase(args, server, clients)
+        return (await _bare_phases(args, server, clients, ("echo",)))["echo"]
 
 
-async def _skeleton_phase(args: argparse.Namespace, workers: int, clients: _Clients) -> dict[str, Any]:
+async def _skeleton_phases(
+    args: argparse.Namespace, workers: int, clients: _Clients
+) -> dict[str, dict[str, Any]]:
     with (
         tempfile.TemporaryDirectory(prefix="sesame-skeleton-") as scratch,
         servers.skeleton(Path(scratch) / "var", workers) as server,
     ):
-        return await _bare_phase(args, server, clients)
+        return await _bare_phases(args, server, clients, ("skeleton", "skeleton_verify", "skeleton_half"))
 
 
 async def _sesame_phases(
@@ -321,7 +333,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     try:
         phases = {"echo": await _echo_phase(args, echo_workers, clients)}
-        phases["skeleton"] = await _skeleton_phase(args, echo_workers, clients)
+        phases.update(await _skeleton_phases(args, echo_workers, clients))
         settings = _settings(args, workers, has_workers=has_workers, echo_workers=echo_workers)
         phases.update(await _sesame_phases(args, workers, settings, clients))
     finally:

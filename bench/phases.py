@@ -7,7 +7,7 @@
 - flows: StartChallenge, wait for the SMS, VerifyChallenge (which must answer VERIFIED), as a caller does;
 - skeleton: StartChallenge then VerifyChallenge against the design's skeleton (bench/skeleton_server.py),
   whose SMS is not waited for and whose answer is not checked: the least a flow can cost on this stack
-  (decision 0083).
+  (decision 0083); skeleton_verify: VerifyChallenge alone; skeleton_half: the flow at half its rate.
 
 Worker `i` sends on connection `i % connections` and for user `i % users`: several connections, as a
 caller's replicas open them (SO_REUSEPORT spreads connections between workers, not calls), placed evenly
@@ -95,28 +95,34 @@ class Echo:
 
 
 class Skeleton:
-    """One Start and one Verify of its challenge per operation, against the skeleton server."""
+    """Against the skeleton server, per operation: one Start and one Verify of its challenge; or, with
+    `verify_only`, one Verify of the challenge the worker opened first (the skeleton has no single use:
+    each Verify does the same work)."""
 
-    def __init__(self, connections: Connections, recorder: Recorder) -> None:
+    def __init__(self, connections: Connections, recorder: Recorder, *, verify_only: bool = False) -> None:
         """Stubs for every connection."""
         self._auth = [auth_grpc.AuthenticationServiceStub(c) for c in connections.channels]
         self._recorder = recorder
         self._users = itertools.count()
+        self._verify_only = verify_only
+        self._opened: dict[int, str] = {}  # worker -> the challenge it verifies again and again
 
     async def __call__(self, worker: int) -> None:
         """Start, then Verify at once with a code the caller never read (the skeleton signs either way)."""
         auth = self._auth[worker % len(self._auth)]
-        user = f"skeleton-{next(self._users) % USERS}"
-        started = await self._recorder.timed(
-            "StartChallenge",
-            auth.StartChallenge(auth_pb.StartChallengeRequest(user_id=user, operation=OPERATION)),
-        )
+        if self._verify_only and worker in self._opened:
+            challenge_id = self._opened[worker]
+        else:
+            user = f"skeleton-{next(self._users) % USERS}"
+            starting = auth.StartChallenge(auth_pb.StartChallengeRequest(user_id=user, operation=OPERATION))
+            started = await (
+                starting if self._verify_only else self._recorder.timed("StartChallenge", starting)
+            )
+            challenge_id = self._opened[worker] = started.challenge_id
         await self._recorder.timed(
             "VerifyChallenge",
             auth.VerifyChallenge(
-                auth_pb.VerifyChallengeRequest(
-                    challenge_id=started.challenge_id, code="000000", operation=OPERATION
-                )
+                auth_pb.VerifyChallengeRequest(challenge_id=challenge_id, code="000000", operation=OPERATION)
             ),
         )
 

@@ -15,11 +15,13 @@ import matplotlib as mpl
 mpl.use("Agg")  # no display: a file, on any machine
 import matplotlib.pyplot as plt
 
-PHASES = ("echo", "skeleton", "start", "verify", "flows", "flows_half")
+PHASES = ("echo", "skeleton", "skeleton_verify", "skeleton_half", "start", "verify", "flows", "flows_half")
 ROLES = ("server", "echo", "skeleton", "redis", "client")
 _UNITS = {
     "echo": "pairs/s",
     "skeleton": "flows/s",
+    "skeleton_verify": "verifies/s",
+    "skeleton_half": "flows/s",
     "start": "starts/s",
     "verify": "verifies/s",
     "flows": "flows/s",
@@ -41,6 +43,11 @@ def summary(phases: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "skeleton_flows_per_s": skeleton["rate_per_s"],
         "skeleton_vs_echo_pct": _pct(skeleton["rate_per_s"], echo["rate_per_s"]),
         "flows_vs_skeleton_pct": _pct(flows["rate_per_s"], skeleton["rate_per_s"]),
+        "skeleton_verify_per_s": phases["skeleton_verify"]["rate_per_s"],
+        "skeleton_half_rate_p99_ms": {
+            rpc: phases["skeleton_half"]["rpcs"][rpc]["p99_ms"]
+            for rpc in ("StartChallenge", "VerifyChallenge")
+        },
         "start_per_s": phases["start"]["rate_per_s"],
         "verify_per_s": phases["verify"]["rate_per_s"],
         "flow_p99_ms": {rpc: flows["rpcs"][rpc]["p99_ms"] for rpc in ("StartChallenge", "VerifyChallenge")},
@@ -80,16 +87,16 @@ def write_json(record: dict[str, Any], path: Path) -> None:
 def table(record: dict[str, Any]) -> str:
     """The record as a plain-text table (one line per RPC of each phase, then the summary)."""
     header = (
-        f"{'phase':<10} {'rate':>16} {'rpc':<16} {'p50':>7} {'p90':>7} {'p99':>7} {'max':>8} ms  "
+        f"{'phase':<15} {'rate':>16} {'rpc':<16} {'p50':>7} {'p90':>7} {'p99':>7} {'max':>8} ms  "
         f"{'cpu ms/op: server':>17} {'redis':>6} {'client':>6}  other cores  errors"
     )
     lines = [header]
     for name in PHASES:
         phase = record["phases"][name]
         per_op = phase["cpu_ms_per_op"]
-        server = per_op.get("server", per_op.get(name, 0.0))
+        server = next((per_op[role] for role in ("server", "echo", "skeleton") if role in per_op), 0.0)
         for i, (rpc, lat) in enumerate(phase["rpcs"].items()):
-            head = f"{name:<10} {phase['rate_per_s']:>8.1f} {_UNITS[name]:<10}" if i == 0 else " " * 30
+            head = f"{name:<15} {phase['rate_per_s']:>8.1f} {_UNITS[name]:<10}" if i == 0 else " " * 35
             tail = (
                 f"  {server:>17.3f} {per_op.get('redis', 0.0):>6.3f} {per_op.get('client', 0.0):>6.3f}"
                 f"  {phase['other_busy_cores']:>11.2f}  {phase['failed']}"
@@ -184,7 +191,8 @@ def plot(record: dict[str, Any], path: Path) -> None:
     labels, rows = [], []
     for name in PHASES:
         for rpc, lat in phases[name]["rpcs"].items():
-            labels.append(f"{name.replace('flows_half', 'half')}\n{rpc.replace('Challenge', '')}")
+            short = name.replace("flows_half", "half").replace("skeleton", "skel").replace("_verify", "_v")
+            labels.append(f"{short}\n{rpc.replace('Challenge', '')}")
             rows.append([lat["p50_ms"], lat["p90_ms"], lat["p99_ms"], lat["max_ms"]])
     width = 0.2
     for k, label in enumerate(("p50", "p90", "p99", "max")):

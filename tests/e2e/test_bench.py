@@ -41,6 +41,8 @@ PHASE = {
 RPCS = {
     "echo": {"Echo"},
     "skeleton": {"StartChallenge", "VerifyChallenge"},
+    "skeleton_verify": {"VerifyChallenge"},
+    "skeleton_half": {"StartChallenge", "VerifyChallenge"},
     "start": {"StartChallenge"},
     "verify": {"VerifyChallenge"},
     "flows": {"StartChallenge", "VerifyChallenge", "flow"},
@@ -131,6 +133,10 @@ def test_each_rpc_is_timed_once_per_operation(record: dict[str, Any]) -> None:
     assert echo["rpcs"]["Echo"]["count"] == 2 * echo["ops"]
     assert skeleton["rpcs"]["StartChallenge"]["count"] == skeleton["rpcs"]["VerifyChallenge"]["count"]
     assert skeleton["rpcs"]["VerifyChallenge"]["count"] == skeleton["ops"]
+    assert (
+        record["phases"]["skeleton_verify"]["rpcs"]["VerifyChallenge"]["count"]
+        == (record["phases"]["skeleton_verify"]["ops"])
+    )
     assert record["phases"]["verify"]["ops"] <= record["phases"]["start"]["ops"]
 
 
@@ -186,7 +192,7 @@ def test_connections_are_placed_evenly_and_the_server_loop_lag_is_read(record: d
         assert sum(placed) == record["settings"]["connections"], name
         assert len(placed) == min(workers, record["settings"]["connections"]), name
         assert max(placed) - min(placed) <= 1, name
-        if name not in {"echo", "skeleton"}:  # Sésame's metrics tell its loop's lag
+        if name != "echo" and not name.startswith("skeleton"):  # Sésame's metrics tell its loop's lag
             lag = phase["server_loop_lag"]
             assert lag["ticks"] > 0, name
             assert 0 <= lag["over_50ms_pct"] <= lag["over_25ms_pct"] <= lag["over_10ms_pct"] <= 100, name
@@ -221,6 +227,9 @@ def test_machine_settings_and_summary_describe_the_run(record: dict[str, Any]) -
     assert summary["skeleton_flows_per_s"] == skeleton
     assert summary["skeleton_vs_echo_pct"] == round(100 * skeleton / summary["echo_flows_per_s"], 1)
     assert summary["flows_vs_skeleton_pct"] == round(100 * summary["flows_per_s"] / skeleton, 1)
+    assert summary["skeleton_verify_per_s"] == record["phases"]["skeleton_verify"]["rate_per_s"]
+    half = record["phases"]["skeleton_half"]["rpcs"]
+    assert summary["skeleton_half_rate_p99_ms"] == {rpc: half[rpc]["p99_ms"] for rpc in RPCS["skeleton_half"]}
     assert summary["max_peak_rss_mb_per_server_process"] > 0
     assert isinstance(summary["loaded"], bool)
 
@@ -254,12 +263,17 @@ def test_every_client_process_ran_its_share_and_the_figures_add_up(record: dict[
     assert closed.isdisjoint(c["pid"] for c in record["phases"]["flows_half"]["clients"])
 
 
-def test_the_paced_phase_runs_at_half_the_flow_rate(record: dict[str, Any]) -> None:
-    """The open-loop phase is scheduled at half the closed-loop flow rate, and starts no more than that."""
-    flows, half = record["phases"]["flows"], record["phases"]["flows_half"]
+@pytest.mark.parametrize(("closed", "paced"), [("flows", "flows_half"), ("skeleton", "skeleton_half")])
+def test_the_paced_phases_run_at_half_the_flow_rate(record: dict[str, Any], closed: str, paced: str) -> None:
+    """Each open-loop phase is scheduled at half its closed-loop flow rate, starts no more than that, and is
+    run by the paced processes."""
+    flows, half = record["phases"][closed], record["phases"][paced]
     assert half["target_rate_per_s"] == round(max(1.0, flows["rate_per_s"] / 2), 1)
     scheduled = half["target_rate_per_s"] * record["settings"]["duration_s"] + 2  # rounding of the rate
     assert half["ops"] + half["failed"] + half["skipped"] <= scheduled
+    assert {c["pid"] for c in half["clients"]} == {
+        c["pid"] for c in record["phases"]["flows_half"]["clients"]
+    }
 
 
 def test_the_history_table_lists_the_run(out: Path, record: dict[str, Any]) -> None:
