@@ -171,15 +171,21 @@ def _persistence(phases: dict[str, dict[str, Any]]) -> str:
     )
 
 
+def _short(phase: str) -> str:
+    """A phase's name short enough for a plot's axis."""
+    short = {"flows_half": "half", "skeleton": "sk", "skeleton_verify": "sk_v", "skeleton_half": "sk_h"}
+    return short.get(phase, phase)
+
+
 def plot(record: dict[str, Any], path: Path) -> None:
     """Three panels: rate per phase, latency percentiles per RPC (log scale), CPU ms per operation."""
     phases = record["phases"]
     figure, (rates, latency, cpu) = plt.subplots(1, 3, figsize=(16, 5.2))
-    names = list(PHASES)
+    names = [_short(name) for name in PHASES]
     rates.bar(
         names,
-        [phases[n]["rate_per_s"] for n in names],
-        color=["#999", "#bbb", "#4a7", "#47a", "#a74", "#c96"],
+        [phases[n]["rate_per_s"] for n in PHASES],
+        color=["#999", "#bbb", "#bbb", "#bbb", "#4a7", "#47a", "#a74", "#c96"],
     )
     half = phases["echo"]["rate_per_s"] / 2
     rates.axhline(
@@ -191,8 +197,7 @@ def plot(record: dict[str, Any], path: Path) -> None:
     labels, rows = [], []
     for name in PHASES:
         for rpc, lat in phases[name]["rpcs"].items():
-            short = name.replace("flows_half", "half").replace("skeleton", "skel").replace("_verify", "_v")
-            labels.append(f"{short}\n{rpc.replace('Challenge', '')}")
+            labels.append(f"{_short(name)}\n{rpc.replace('Challenge', '')}")
             rows.append([lat["p50_ms"], lat["p90_ms"], lat["p99_ms"], lat["max_ms"]])
     width = 0.2
     for k, label in enumerate(("p50", "p90", "p99", "max")):
@@ -206,7 +211,7 @@ def plot(record: dict[str, Any], path: Path) -> None:
     latency.legend(fontsize=8)
     bottom = [0.0] * len(names)
     for role in ROLES:
-        values = [phases[n]["cpu_ms_per_op"].get(role, 0.0) for n in names]
+        values = [phases[n]["cpu_ms_per_op"].get(role, 0.0) for n in PHASES]
         cpu.bar(names, values, bottom=bottom, label=role)
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     cpu.set_title("CPU per operation")
