@@ -187,7 +187,9 @@ class Settings:
         elif not open_beyond_loopback:
             _development_port(settings, reader.problems)
         if reader.problems:
-            raise ConfigurationError("invalid settings:\n  - " + "\n  - ".join(reader.problems))
+            # Each problem once: a setting two providers read (the sender of kannel and smpp) is one mistake.
+            problems = dict.fromkeys(reader.problems)
+            raise ConfigurationError("invalid settings:\n  - " + "\n  - ".join(problems))
         return settings
 
     @property
