@@ -337,8 +337,7 @@ def _journal(args: argparse.Namespace, settings: Settings) -> int:
 
 def _journal_verify(args: argparse.Namespace, settings: Settings) -> int:
     """Check the archive (or an export) block by block; 1 at the first broken place, which is printed."""
-    from sesame.server.journal_archive import JournalArchive  # noqa: PLC0415
-    from sesame.server.journal_export_cli import MalformedExport, exported_blocks  # noqa: PLC0415
+    from sesame.server.journal_export_cli import MalformedExport, archive_named, exported_blocks  # noqa: PLC0415
     from sesame.server.journal_verify import verify_archive  # noqa: PLC0415
 
     jwks = _jwks_file(args.jwks) if args.jwks else _journal_keys(settings)
@@ -350,7 +349,7 @@ def _journal_verify(args: argparse.Namespace, settings: Settings) -> int:
             print(f"BROKEN: {malformed}")  # noqa: T201
             return 1
     else:
-        archive = JournalArchive(Path(args.archive) if args.archive else settings.journal_archive_dir)
+        archive = archive_named(args, settings)
         checked = verify_archive(archive.blocks(), jwks or {}, archive.first_number())
     if not checked.valid:
         print(f"BROKEN: {checked.failed} ({checked.blocks} blocks verified before)")  # noqa: T201
