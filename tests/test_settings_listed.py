@@ -58,6 +58,14 @@ def test_serve_help_shows_the_code_defaults() -> None:
     assert listed["SESAME_SMPP_PORT"] == "2775 (1 to 65535)"
 
 
+def test_serve_help_lists_the_file_variant_of_every_secret() -> None:
+    """Each secret the help says may come from a file (`unset (or X_FILE)`) has X_FILE listed as well."""
+    listed = _listed_by_help()
+    files = {name for default in listed.values() for name in re.findall(r"\(or (SESAME_\w+_FILE)\)", default)}
+    assert "SESAME_SIM_SWAP_TOKEN_FILE" in files
+    assert files <= set(listed)
+
+
 def test_serve_help_shows_paths_under_the_var_dir_as_such() -> None:
     """The console SMS file and the journal archive default under SESAME_VAR_DIR, wherever that is; the help
     says so rather than `var/...`, which is right only for the default var dir."""

@@ -319,7 +319,11 @@ def _loopback(address: str) -> bool:
 
 # Turns on every part that reads settings of its own (Kannel and its delivery reports, SMPP), for
 # `settings_read`.
-_EVERY_PART: Final = {"SESAME_SMS_PROVIDERS": "kannel,smpp"}
+# Every provider and the SIM-swap check on, so that the settings only they read are listed too.
+_EVERY_PART: Final = {
+    "SESAME_SMS_PROVIDERS": "kannel,smpp",
+    "SESAME_SIM_SWAP_URL": "https://operator.invalid/sim-swap",
+}
 
 
 def settings_read() -> dict[str, str]:
