@@ -75,3 +75,17 @@ def test_a_broken_link_and_a_missing_decision_are_caught(tmp_path: Path) -> None
     assert _broken_links(page) == ["#no-such: no such heading", "nowhere.md: no such file"]
     assert _DECISION.findall("see decision 9999") == ["9999"]
     assert not list((ROOT / "docs" / "decisions").glob("9999-*.md"))
+
+
+def test_every_alerts_runbook_url_names_a_runbook_section() -> None:
+    """Each alert's `runbook_url` in deploy/prometheus/alerts.yml is a heading of docs/operations.md."""
+    rules = (ROOT / "deploy" / "prometheus" / "alerts.yml").read_text(encoding="utf-8")
+    urls = re.findall(r"runbook_url: (\S+)", rules)
+    assert urls
+    anchors = _anchors(ROOT / "docs" / "operations.md")
+    wrong = []
+    for url in urls:
+        page, _, anchor = url.partition("#")
+        if page != "docs/operations.md" or anchor not in anchors:
+            wrong.append(url)
+    assert wrong == []
