@@ -17,6 +17,8 @@ from tests.support.serve_process import free_port, run_serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
+ROOT = Path(__file__).parent.parent.parent
+
 
 def _demo(target: str, sms_file: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -120,3 +122,24 @@ def test_a_setting_two_providers_read_is_listed_once(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stdout
     problems = [line for line in result.stdout.splitlines() if line.startswith("  - ")]
     assert problems == ["  - SESAME_SMS_SENDER must be 1 to 11 letters, digits or spaces"]
+
+
+def test_output_into_a_closed_pipe_ends_without_a_traceback(tmp_path: Path) -> None:
+    """`sesame risk replay ... | head` whose reader is gone exits 1 with nothing on standard error: it printed
+    a BrokenPipeError traceback, as every command that prints (evidence, proof, journal) did."""
+    scenarios = sorted(str(path) for path in (ROOT / "tests" / "risk_scenarios").glob("*.toml"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
+    env.update(SESAME_VAR_DIR=str(tmp_path / "var"))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sesame.server.cli", "risk", "replay", *scenarios],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    process.stdout.close()  # the reader leaves before a line is read
+    errors = process.stderr.read().decode()
+
+    assert process.wait(timeout=60) == 1
+    assert errors == ""

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -181,6 +182,18 @@ def _tls_options(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
+    try:
+        status = _run(argv)
+        sys.stdout.flush()  # here, not at exit: a closed pipe is then ours to answer
+    except BrokenPipeError:
+        # Whoever read the output left (`sesame evidence ID | head`): exit 1 without a traceback. Standard
+        # output goes to /dev/null so that Python's own flush at exit does not hit the pipe again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return status
+
+
+def _run(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     # Imported late: `sesame --help` must work without touching the HSM, Redis or the generated code.
     from sesame.server.config import Settings  # noqa: PLC0415
