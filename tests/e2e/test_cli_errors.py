@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -15,6 +16,8 @@ from tests.e2e.conftest import Served
 from tests.support.serve_process import free_port, run_serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+ROOT = Path(__file__).parent.parent.parent
 
 
 def _demo(target: str, sms_file: Path) -> subprocess.CompletedProcess[str]:
@@ -81,3 +84,62 @@ def test_serve_open_to_every_caller_beyond_loopback_is_refused(tmp_path: Path) -
     assert f"SESAME_GRPC_ADDR {address} may be reached from other hosts" in result.stdout
     assert "SESAME_OPEN_BEYOND_LOOPBACK=1" in result.stdout
     assert not (tmp_path / "var" / "redis").exists()  # refused before the embedded Redis was started
+
+
+def test_dispatch_without_a_redis_url_names_its_own_command(tmp_path: Path) -> None:
+    """`sesame dispatch` with no SESAME_REDIS_URL exits 2 saying that it needs one, not a worker's message."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
+    env.update(SESAME_VAR_DIR=str(tmp_path / "var"), SESAME_METRICS_ADDR="off")
+    result = subprocess.run(
+        [sys.executable, "-m", "sesame.server.cli", "dispatch"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1].startswith("sesame: sesame dispatch needs SESAME_REDIS_URL")
+
+
+def test_a_setting_two_providers_read_is_listed_once(tmp_path: Path) -> None:
+    """A bad SESAME_SMS_SENDER with both kannel and smpp is one line of the boot's problems, not two."""
+    settings = {
+        "SESAME_SMS_PROVIDERS": "kannel,smpp",
+        "SESAME_KANNEL_URL": "http://127.0.0.1:1",
+        "SESAME_KANNEL_USERNAME": "sesame",
+        "SESAME_KANNEL_PASSWORD": "secret",
+        "SESAME_DLR_ADDR": "off",
+        "SESAME_SMPP_HOST": "127.0.0.1",
+        "SESAME_SMPP_SYSTEM_ID": "sesame",
+        "SESAME_SMPP_PASSWORD": "secret",
+        "SESAME_SMS_SENDER": "TWELVE CHARS",
+    }
+    result = run_serve(tmp_path / "var", settings, timeout=60)
+
+    assert result.returncode == 2, result.stdout
+    problems = [line for line in result.stdout.splitlines() if line.startswith("  - ")]
+    assert problems == ["  - SESAME_SMS_SENDER must be 1 to 11 letters, digits or spaces"]
+
+
+def test_output_into_a_closed_pipe_ends_without_a_traceback(tmp_path: Path) -> None:
+    """`sesame risk replay ... | head` whose reader is gone exits 1 with nothing on standard error: it printed
+    a BrokenPipeError traceback, as every command that prints (evidence, proof, journal) did."""
+    scenarios = sorted(str(path) for path in (ROOT / "tests" / "risk_scenarios").glob("*.toml"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
+    env.update(SESAME_VAR_DIR=str(tmp_path / "var"))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sesame.server.cli", "risk", "replay", *scenarios],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    process.stdout.close()  # the reader leaves before a line is read
+    errors = process.stderr.read().decode()
+
+    assert process.wait(timeout=60) == 1
+    assert errors == ""

@@ -54,3 +54,17 @@ async def test_a_payee_name_outside_latin_1_reads_back_from_the_pdf(live: Live, 
     }
     assert any("DejaVuSans" in name for name in fonts), fonts
     assert any("DroidSansFallback" in name for name in fonts), fonts
+
+
+async def test_the_pdf_is_written_without_the_font_subsetters_chatter(live: Live, tmp_path: Path) -> None:
+    """`sesame evidence --pdf` leaves standard error free of fontTools' INFO lines (one per font table)."""
+    operation = transfer()
+    challenge_id, code = await started(live, await enrolled(live), operation)
+    assert (await verify(live, challenge_id, code, operation)).result == auth_pb.VERIFY_RESULT_VERIFIED
+    assert live.sealer is not None
+    await live.sealer.step()
+    pdf = tmp_path / "preuve.pdf"
+    done = await asyncio.to_thread(_evidence, challenge_id, "--pdf", str(pdf), "--target", live.address)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert pdf.stat().st_size > 0
+    assert [line for line in done.stderr.splitlines() if "fontTools" in line] == []

@@ -178,3 +178,21 @@ async def test_the_archive_verifies_without_redis_or_hsm(
     assert checked.stdout.startswith(f"verified {ARCHIVED_BLOCKS} blocks")
     without_keys = sesame("journal", "verify", "--archive", "archive", env=env, cwd=elsewhere)
     assert without_keys.returncode != 0  # it would have to open the HSM, which is not there
+
+
+@pytest.mark.parametrize("action", ["verify", "export"])
+def test_a_missing_archive_directory_is_an_error_not_an_empty_archive(action: str, tmp_path: Path) -> None:
+    """`journal verify` and `journal export` of an archive directory that does not exist (a mistyped path)
+    exit 2 naming it: before, verify printed `verified 0 blocks, 0 entries` and exited 0."""
+    jwks_file = tmp_path / "jwks.json"
+    jwks_file.write_text('{"keys": []}', encoding="utf-8")
+    missing = tmp_path / "no-such-archive"
+    args = ("--jwks", str(jwks_file)) if action == "verify" else ("--archive-only",)
+    env = bare_env(SESAME_VAR_DIR=str(tmp_path / "var"))
+
+    result = sesame("journal", action, "--archive", str(missing), *args, env=env, cwd=tmp_path)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.splitlines()[-1] == f"sesame: no journal archive at {missing} (not a directory)"
+    assert "verified" not in result.stdout
+    assert not missing.exists()

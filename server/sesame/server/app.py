@@ -529,6 +529,10 @@ async def dispatch(settings: Settings) -> None:
     and gateway settings as the workers; at least one loop, whatever SESAME_DISPATCHERS says (that setting
     may be 0 so that the workers leave the sending to this process).
     """
+    if settings.redis_url is None:
+        raise ConfigurationError(
+            "sesame dispatch needs SESAME_REDIS_URL, the Redis its `sesame serve` uses (it starts no Redis)"
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

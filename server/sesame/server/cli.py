@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -181,6 +182,18 @@ def _tls_options(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
+    try:
+        status = _run(argv)
+        sys.stdout.flush()  # here, not at exit: a closed pipe is then ours to answer
+    except BrokenPipeError:
+        # Whoever read the output left (`sesame evidence ID | head`): exit 1 without a traceback. Standard
+        # output goes to /dev/null so that Python's own flush at exit does not hit the pipe again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return status
+
+
+def _run(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     # Imported late: `sesame --help` must work without touching the HSM, Redis or the generated code.
     from sesame.server.config import Settings  # noqa: PLC0415
@@ -337,8 +350,7 @@ def _journal(args: argparse.Namespace, settings: Settings) -> int:
 
 def _journal_verify(args: argparse.Namespace, settings: Settings) -> int:
     """Check the archive (or an export) block by block; 1 at the first broken place, which is printed."""
-    from sesame.server.journal_archive import JournalArchive  # noqa: PLC0415
-    from sesame.server.journal_export_cli import MalformedExport, exported_blocks  # noqa: PLC0415
+    from sesame.server.journal_export_cli import MalformedExport, archive_named, exported_blocks  # noqa: PLC0415
     from sesame.server.journal_verify import verify_archive  # noqa: PLC0415
 
     jwks = _jwks_file(args.jwks) if args.jwks else _journal_keys(settings)
@@ -350,7 +362,7 @@ def _journal_verify(args: argparse.Namespace, settings: Settings) -> int:
             print(f"BROKEN: {malformed}")  # noqa: T201
             return 1
     else:
-        archive = JournalArchive(Path(args.archive) if args.archive else settings.journal_archive_dir)
+        archive = archive_named(args, settings)
         checked = verify_archive(archive.blocks(), jwks or {}, archive.first_number())
     if not checked.valid:
         print(f"BROKEN: {checked.failed} ({checked.blocks} blocks verified before)")  # noqa: T201

@@ -38,6 +38,8 @@ from sesame.server.telemetry_settings import TelemetrySettings, read_telemetry
 from sesame.server.transport_settings import TransportSettings, production_problems, read_transport
 
 ENVIRONMENTS = ("development", "production")
+# A default under SESAME_VAR_DIR, as `sesame serve --help` shows it (the path itself follows that setting).
+_UNDER_VAR_DIR = "<SESAME_VAR_DIR>/{}"
 MAX_WORKERS: Final = 64
 
 
@@ -134,7 +136,11 @@ class Settings:
             redis_url=reader.optional("SESAME_REDIS_URL", "unset: a redis-server child under SESAME_VAR_DIR"),
             hsm=_hsm(reader),
             sms_providers=providers,
-            sms_console_file=Path(reader.text("SESAME_SMS_CONSOLE_FILE", str(var_dir / "sms.jsonl"))),
+            sms_console_file=Path(
+                reader.text(
+                    "SESAME_SMS_CONSOLE_FILE", str(var_dir / "sms.jsonl"), _UNDER_VAR_DIR.format("sms.jsonl")
+                )
+            ),
             kannel=read_kannel(reader, policy.bank_name) if "kannel" in providers else None,
             dlr=read_dlr(reader) if "kannel" in providers else None,
             smpp=read_smpp(reader, policy.bank_name) if "smpp" in providers else None,
@@ -151,7 +157,11 @@ class Settings:
             retention=timedelta(
                 seconds=reader.integer("SESAME_CHALLENGE_RETENTION_SECONDS", 86400, 0, 10**8)
             ),
-            journal_archive_dir=Path(reader.text("SESAME_JOURNAL_ARCHIVE_DIR", str(var_dir / "journal"))),
+            journal_archive_dir=Path(
+                reader.text(
+                    "SESAME_JOURNAL_ARCHIVE_DIR", str(var_dir / "journal"), _UNDER_VAR_DIR.format("journal")
+                )
+            ),
             evidence_retention=timedelta(
                 days=reader.integer("SESAME_EVIDENCE_RETENTION_DAYS", 396, 1, 36500)
             ),
@@ -187,7 +197,9 @@ class Settings:
         elif not open_beyond_loopback:
             _development_port(settings, reader.problems)
         if reader.problems:
-            raise ConfigurationError("invalid settings:\n  - " + "\n  - ".join(reader.problems))
+            # Each problem once: a setting two providers read (the sender of kannel and smpp) is one mistake.
+            problems = dict.fromkeys(reader.problems)
+            raise ConfigurationError("invalid settings:\n  - " + "\n  - ".join(problems))
         return settings
 
     @property
@@ -307,7 +319,11 @@ def _loopback(address: str) -> bool:
 
 # Turns on every part that reads settings of its own (Kannel and its delivery reports, SMPP), for
 # `settings_read`.
-_EVERY_PART: Final = {"SESAME_SMS_PROVIDERS": "kannel,smpp"}
+# Every provider and the SIM-swap check on, so that the settings only they read are listed too.
+_EVERY_PART: Final = {
+    "SESAME_SMS_PROVIDERS": "kannel,smpp",
+    "SESAME_SIM_SWAP_URL": "https://operator.invalid/sim-swap",
+}
 
 
 def settings_read() -> dict[str, str]:

@@ -26,8 +26,10 @@ class EnvReader:
         value = self._env.get(name, "").strip()
         return value or None
 
-    def text(self, name: str, default: str) -> str:
-        self.asked.setdefault(name, default)
+    def text(self, name: str, default: str, shown: str | None = None) -> str:
+        """The value, else `default`; `shown` is the default as the settings list says it, when `default`
+        is computed from another setting (a path under SESAME_VAR_DIR)."""
+        self.asked.setdefault(name, shown or default)
         return self.optional(name) or default
 
     def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:

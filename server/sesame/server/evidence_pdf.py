@@ -23,6 +23,9 @@ from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
 _log = logging.getLogger("sesame.evidence")
+# fpdf2 subsets the embedded fonts with fontTools, which logs each table it prunes at INFO: about a hundred
+# lines on `sesame evidence --pdf`'s standard error, burying its own message. Its warnings still show.
+logging.getLogger("fontTools").setLevel(logging.WARNING)
 # Debian's fonts-dejavu-core: Latin (all of Europe's), Greek, Cyrillic, Armenian, Georgian, Hebrew, Arabic;
 # no CJK. Why this one: decision 0042.
 FONT_FILES = {

@@ -27,9 +27,18 @@ class MalformedExport(SesameError):
     """A line of an export file that no export writes."""
 
 
+def archive_named(args: argparse.Namespace, settings: Settings) -> JournalArchive:
+    """The archive `--archive` names, else SESAME_JOURNAL_ARCHIVE_DIR's. A directory that does not exist is
+    an error, never an empty archive: a mistyped path read as `verified 0 blocks` would reassure wrongly."""
+    path = Path(args.archive) if args.archive else settings.journal_archive_dir
+    if not path.is_dir():
+        raise ConfigurationError(f"no journal archive at {path} (not a directory)")
+    return JournalArchive(path)
+
+
 def run_export(args: argparse.Namespace, settings: Settings) -> int:
     """Export the blocks after the cursor; the cursor to resume from is printed on standard error."""
-    archive = JournalArchive(Path(args.archive) if args.archive else settings.journal_archive_dir)
+    archive = archive_named(args, settings)
     url = None if args.archive_only else (args.redis or settings.redis_url)
     output = Path(args.output) if args.output else None
     after = args.after

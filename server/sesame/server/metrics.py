@@ -15,15 +15,17 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from importlib import metadata
-from typing import TypeVar, cast
+from typing import TypeVar, cast, get_args
 
 from cryptography import x509
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.metrics import MetricWrapperBase
 
+from sesame.server.domain.dispatching import DEAD_LETTER_REASONS, WITHHELD_REASONS
 from sesame.server.domain.errors import (
     ConfigurationError,
     DeliveryFailed,
+    DeliveryFailure,
     HsmUnavailable,
     StoreUnavailable,
 )
@@ -161,7 +163,7 @@ class Metrics:
         )
         self.sms_failures = Counter(
             "sesame_sms_failures",
-            "SMS a gateway did not take, by gateway and reason (unreachable, timeout, refused, error).",
+            f"SMS a gateway did not take, by gateway and reason ({', '.join(get_args(DeliveryFailure))}).",
             ["gateway", "reason"],
             registry=self.registry,
         )
@@ -195,7 +197,7 @@ class Metrics:
         )
         self.dead_letters = Counter(
             "sesame_sms_dead_letters",
-            "SMS the outbox gave up on, by reason (expired, max_tries, bad_number, bad_content, refused).",
+            f"SMS the outbox gave up on, by reason ({', '.join(DEAD_LETTER_REASONS + WITHHELD_REASONS)}).",
             ["reason"],
             registry=self.registry,
         )
