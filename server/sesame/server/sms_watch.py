@@ -76,11 +76,10 @@ class SmsWatch:
         self._breaker_quiet[provider] = _Quiet(logged_at=now)
         _log.log(
             logging.WARNING if state is BreakerState.OPEN else logging.INFO,
-            "SMS provider %s circuit breaker %s; %d more changes were not logged in the last %.0f s",
+            "SMS provider %s circuit breaker %s%s",
             provider,
             state.value,
-            held_back,
-            self._every,
+            self._held_back(held_back, "changes"),
         )
 
     def sent(self) -> None:
@@ -99,10 +98,13 @@ class SmsWatch:
         self._quiet[error.reason] = _Quiet(logged_at=now)
         # The error's message names the class of problem only (never the URL, the text or the number).
         _log.warning(
-            "SMS gateway %s failing: %s (%s); %d more such failures were not logged in the last %.0f s",
+            "SMS gateway %s failing: %s (%s)%s",
             self._gateway,
             error.reason,
             error,
-            held_back,
-            self._every,
+            self._held_back(held_back, "such failures"),
         )
+
+    def _held_back(self, count: int, what: str) -> str:
+        """The end of a line that follows `count` held back (nothing when none was: the first line)."""
+        return f"; {count} more {what} were not logged in the last {self._every:.0f} s" if count else ""
