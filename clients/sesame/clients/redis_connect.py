@@ -151,6 +151,6 @@ def _cluster_target(url: str) -> tuple[list[ClusterNode], dict[str, Any], bool]:
 
 def _node(seed: str) -> ClusterNode:
     host, _, port = seed.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not (port.isascii() and port.isdigit()):
         raise ConfigurationError(f"a Redis Cluster seed is host:port, not {seed!r}")
     return ClusterNode(host.strip("[]"), int(port))
