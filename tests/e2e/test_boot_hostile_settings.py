@@ -82,3 +82,21 @@ def test_a_settings_file_beyond_the_size_limit_is_refused(tmp_path: Path) -> Non
     policy.write_bytes(b"#" * (FILE_LIMIT + 1))
     output = _refused(tmp_path, {"SESAME_AUTHZ_POLICY_FILE": str(policy)}, "SESAME_AUTHZ_POLICY_FILE")
     assert f"SESAME_AUTHZ_POLICY_FILE cannot be read (more than {FILE_LIMIT} bytes)" in output
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:hunter2-secret@127.0.0.1:\u00b2/0",
+        "redis://:hunter2-secret@127.0.0.1:99999/0",
+        "redis://:hunter2-secret@127.0.0.1:6379/0?socket_timeout=soon",
+        "redis+cluster://:hunter2-secret@127.0.0.1:\u00b2",
+    ],
+)
+def test_a_redis_url_redis_py_cannot_parse_is_a_settings_error_without_its_password(
+    tmp_path: Path, url: str
+) -> None:
+    """A port not a number or out of range, an option of the wrong type: refused naming SESAME_REDIS_URL,
+    with neither a traceback nor the password."""
+    output = _refused(tmp_path, {"SESAME_REDIS_URL": url}, "SESAME_REDIS_URL")
+    assert "hunter2" not in output
