@@ -17,8 +17,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from sesame.clients import smpp_pdu as pdu
-from sesame.clients.smpp_pdu import Bind, Pdu
+from sesame.clients.smpp_pdu import Address, Bind, Pdu
 from sesame.clients.smpp_session import DELIVERIES_AT_ONCE, SmppSession, Timing
+from sesame.clients.sms_smpp import SmppConfig, SmppSmsGateway
+from tests.fakes.clock import ShiftedClock
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +48,7 @@ class HostileSmsc:
         self.frames = frames
         self.reads = reads
         self.answers = 0
+        self.binds = 0
         self.all_answered = asyncio.Event()
         self.port = 0
 
@@ -54,6 +57,7 @@ class HostileSmsc:
             head = await reader.readexactly(16)
             length, command_id, _, sequence = struct.unpack(">IIII", head)
             await reader.readexactly(length - 16)
+            self.binds += 1
             writer.write(_frame(command_id | pdu.RESPONSE, sequence, b"hostile\x00"))
             counting = asyncio.create_task(self._count(reader)) if self.reads else None
             for start in range(0, len(self.frames), 500):
@@ -115,3 +119,18 @@ async def test_an_smsc_that_never_reads_our_answers_loses_the_session() -> None:
         session = await SmppSession.open("127.0.0.1", smsc.port, Bind("x", "pw"), TIMING, handle)
         async with asyncio.timeout(60):
             await session.run()
+
+
+async def test_an_smsc_that_breaks_each_session_at_once_is_bound_again_with_a_growing_wait() -> None:
+    """Each bind answered, then a PDU of command_length 2^31 at once: over 6 s the gateway binds at most 5
+    times (0.5, 1, 2, 4 s apart), not every 0.5 s."""
+    smsc = HostileSmsc([struct.pack(">IIII", 2**31, pdu.DELIVER_SM, 0, 1)], reads=False)
+    async with smsc.serving():
+        gateway = SmppSmsGateway(
+            SmppConfig("127.0.0.1", smsc.port, "sesame", "secret", Address(5, 0, "MaBanque"), timing=TIMING),
+            ShiftedClock(),
+        )
+        await gateway.start()
+        await asyncio.sleep(6)
+        await gateway.close()
+    assert 2 <= smsc.binds <= 5
