@@ -100,3 +100,14 @@ def test_a_redis_url_redis_py_cannot_parse_is_a_settings_error_without_its_passw
     with neither a traceback nor the password."""
     output = _refused(tmp_path, {"SESAME_REDIS_URL": url}, "SESAME_REDIS_URL")
     assert "hunter2" not in output
+
+
+def test_a_console_sms_file_that_is_a_fifo_fails_the_boot_at_once(tmp_path: Path) -> None:
+    """SESAME_SMS_CONSOLE_FILE naming a FIFO nobody reads: the worker's start fails, saying the file cannot be
+    written, instead of holding the boot for ever on the open."""
+    fifo = tmp_path / "sms-fifo"
+    os.mkfifo(fifo)
+    result = run_serve(tmp_path / "var", {"SESAME_SMS_CONSOLE_FILE": str(fifo)}, timeout=30)
+    assert result.returncode == 2, result.stdout[-2000:]
+    assert f"console SMS file {fifo} cannot be written" in result.stdout
+    assert "Traceback" not in result.stdout
