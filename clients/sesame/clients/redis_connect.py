@@ -54,9 +54,14 @@ def connect(url: str, *, timeout: float, retry: Retry | None = None, **options: 
         options["retry"] = retry
     if not is_cluster_url(url):
         options.setdefault("driver_info", _DRIVER)
-        client = aioredis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, **options
-        )
+        try:
+            client = aioredis.Redis.from_url(
+                url, socket_timeout=timeout, socket_connect_timeout=timeout, **options
+            )
+        except ValueError as exc:
+            # redis-py's parsing: a port out of range or not a number, a scheme, an option. Its messages name
+            # the part at fault, never the whole URL (which may hold the password).
+            raise ConfigurationError(f"the Redis URL (SESAME_REDIS_URL) cannot be used: {exc}") from None
         return c_packed(client)  # commands packed in C (decision 0049); `beside` copies the connection class
     nodes, credentials, tls = _cluster_target(url)
     return _cluster(
@@ -151,6 +156,6 @@ def _cluster_target(url: str) -> tuple[list[ClusterNode], dict[str, Any], bool]:
 
 def _node(seed: str) -> ClusterNode:
     host, _, port = seed.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigurationError(f"a Redis Cluster seed is host:port, not {seed!r}")
+    if not host or not (port.isascii() and port.isdigit()):
+        raise ConfigurationError(f"a Redis Cluster seed (SESAME_REDIS_URL) is host:port, not {seed!r}")
     return ClusterNode(host.strip("[]"), int(port))

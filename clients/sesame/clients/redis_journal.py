@@ -55,6 +55,13 @@ class StoredSeal(NamedTuple):
         """The seal these fields hold; StoreUnavailable when they are damaged."""
         return _seal(self.fields)
 
+    def block(self) -> Block:
+        """The block these fields seal, its leaves not parsed; StoreUnavailable when it is damaged."""
+        try:
+            return Block.from_json(self.fields[b"block"])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise StoreUnavailable("corrupt journal seal") from exc
+
 
 class Lease(enum.Enum):
     """What `journal_lease.lua` found: the lease another sealer's, taken (free or lapsed), or renewed."""

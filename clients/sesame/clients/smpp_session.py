@@ -26,6 +26,13 @@ _log = logging.getLogger("sesame.sms")
 DeliverHandler = Callable[[Pdu], Awaitable[int]]
 OnResponse = Callable[[Pdu], None]
 _UNBIND_WAIT: Final = 1.0
+# deliver_sm being handled at once. The next is read once one is done, so an SMSC pushing receipts faster
+# than the store takes them (a backlog after an outage, or a flood) waits on TCP; unbounded, 300,000 of them
+# became as many tasks and Redis calls at once, starving the worker's calls and its sealer (decision 0084).
+DELIVERIES_AT_ONCE: Final = 32
+# Bytes of our answers the SMSC may leave unread before the session is dropped: one that sends and never
+# reads would otherwise grow our write buffer for as long as it sends.
+UNREAD_LIMIT: Final = 1 << 20
 
 
 class SessionLost(Exception):
@@ -71,6 +78,7 @@ class SmppSession:
         self._sequence = itertools.count(1)
         self._waiting: dict[int, tuple[asyncio.Future[Pdu], OnResponse | None]] = {}
         self._handlers: set[asyncio.Task[None]] = set()
+        self._deliveries = asyncio.Semaphore(DELIVERIES_AT_ONCE)
         self._closed = False
 
     @classmethod
@@ -150,15 +158,18 @@ class SmppSession:
     async def _read(self) -> NoReturn:
         """Until the SMSC unbinds (SessionLost) or the stream ends (IncompleteReadError)."""
         while True:
+            if self._writer.transport.get_write_buffer_size() > UNREAD_LIMIT:
+                raise SessionLost("the SMSC leaves our answers unread")
             received = await pdu.read_pdu(self._reader)
             if received.is_response:
                 self._answered(received)
             elif received.command_id == pdu.ENQUIRE_LINK:
                 self._write(Pdu(pdu.ENQUIRE_LINK | pdu.RESPONSE, pdu.ESME_ROK, received.sequence))
             elif received.command_id == pdu.DELIVER_SM:
+                await self._deliveries.acquire()
                 task = asyncio.create_task(self._deliver(received))
                 self._handlers.add(task)
-                task.add_done_callback(self._handlers.discard)
+                task.add_done_callback(self._delivered)
             elif received.command_id == pdu.UNBIND:
                 self._write(Pdu(pdu.UNBIND | pdu.RESPONSE, pdu.ESME_ROK, received.sequence))
                 raise SessionLost("the SMSC unbound")
@@ -174,6 +185,10 @@ class SmppSession:
             on_response(received)
         if not answered.done():
             answered.set_result(received)
+
+    def _delivered(self, task: asyncio.Task[None]) -> None:
+        self._handlers.discard(task)
+        self._deliveries.release()
 
     async def _deliver(self, received: Pdu) -> None:
         status = await self._on_deliver(received)

@@ -6,9 +6,11 @@ refuses to run in production: there, codes must only ever reach the secure phone
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import stat
 from datetime import UTC
 from pathlib import Path
 
@@ -35,7 +37,12 @@ class ConsoleSmsGateway:
         self._clock = clock
         try:
             # The file holds codes and phone numbers: 0600, and an existing looser file is tightened.
-            os.close(self._open())
+            descriptor = self._open()
+            try:
+                if stat.S_ISFIFO(os.fstat(descriptor).st_mode):
+                    raise OSError(errno.EINVAL, "a FIFO, not a file")
+            finally:
+                os.close(descriptor)
             path.chmod(0o600)
         except OSError as exc:
             raise ConfigurationError(f"console SMS file {path} cannot be written ({exc.strerror})") from exc
@@ -78,7 +85,9 @@ class ConsoleSmsGateway:
     def _open(self) -> int:
         """The file for appending, created 0600 (its directory 0700) when missing; opened for each message,
         so that a file moved away or replaced is seen at once."""
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        # O_NONBLOCK: a FIFO with no reader fails at once (ENXIO) instead of holding the worker's start, or
+        # each SMS, for ever (decision 0084); a regular file's writes do not block either way.
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK
         try:
             return os.open(self._path, flags, 0o600)
         except FileNotFoundError:

@@ -40,6 +40,9 @@ RecordDelivery = Callable[[str, DeliveryState, str, str], Awaitable[None]]
 INTERNATIONAL: Final = Address(1, 1, "")  # TON international, NPI E.164
 _FINAL_RECEIPT: Final = 0x01  # registered_delivery: a receipt on success or failure (§5.2.17)
 _FIRST_RETRY, _LONGEST_RETRY = 0.5, 10.0
+# A session shorter than this counts as a failed bind for the next wait: an SMSC that binds and then breaks
+# the session at once (a malformed PDU, say) was bound again every 0.5 s, for ever (decision 0084).
+_STEADY_SESSION: Final = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,15 +236,19 @@ class SmppSmsGateway:
             _log.info(
                 "SMPP bound to %s:%d as %r", self._config.host, self._config.port, self._config.system_id
             )
-            self._session, delay = session, _FIRST_RETRY
+            self._session = session
             self._settled.set()
+            bound_at = asyncio.get_running_loop().time()
             try:
                 await session.run()
             finally:
                 self._session = None
                 # Dropped: messages wait for the bind that follows, as long as the connect timeout.
                 self._settled.clear()
+            if asyncio.get_running_loop().time() - bound_at >= _STEADY_SESSION:
+                delay = _FIRST_RETRY
             await asyncio.sleep(delay)
+            delay = min(delay * 2, _LONGEST_RETRY)
 
     async def _delivered(self, received: Pdu) -> int:
         """Record a receipt; a temporary error when the store cannot, so that the SMSC sends it again."""

@@ -2,10 +2,35 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+import stat
 from collections.abc import Mapping
-from pathlib import Path
+from typing import Final
 from urllib.parse import urlsplit
+
+FILE_LIMIT: Final = 1 << 20  # bytes a setting's file may hold: a PEM chain, a policy, a secret are far less
+# ASCII digits only: `int` also reads other scripts' digits, and `str.isdigit` accepts superscripts `int`
+# refuses (a port of `²` raised a ValueError through the boot, decision 0084).
+_INTEGER: Final = re.compile(r"[+-]?[0-9]{1,30}")
+_PORT: Final = re.compile(r"[0-9]{1,5}")
+
+
+def read_setting_file(path: str) -> bytes:
+    """The bytes of the regular file at `path` (symbolic links followed), at most FILE_LIMIT.
+
+    OSError (with a `strerror`) otherwise: a FIFO, a device or a directory is refused without being read, so
+    that a FIFO nobody writes cannot hold the boot for ever, nor /dev/zero fill the memory.
+    """
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(descriptor, "rb", buffering=0) as file:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        content = file.read(FILE_LIMIT + 1)
+    if len(content) > FILE_LIMIT:
+        raise OSError(errno.EFBIG, f"more than {FILE_LIMIT} bytes")
+    return content
 
 
 class EnvReader:
@@ -44,11 +69,10 @@ class EnvReader:
         raw = self.optional(name)
         if raw is None:
             return default
-        try:
-            value = int(raw)
-        except ValueError:
-            self.problems.append(f"{name} must be an integer, not {raw!r}")
+        if not _INTEGER.fullmatch(raw):
+            self.problems.append(f"{name} must be an integer in ASCII digits, not {raw[:40]!r}")
             return default
+        value = int(raw)
         if not low <= value <= high:
             self.problems.append(f"{name} must be between {low} and {high}, not {value}")
         return value
@@ -56,7 +80,7 @@ class EnvReader:
     def address(self, name: str, default: str) -> str:
         value = self.text(name, default)
         host, _, port = value.rpartition(":")
-        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        if not host or not _PORT.fullmatch(port) or not 0 <= int(port) <= 65535:
             self.problems.append(f"{name} must be host:port, not {value!r}")
         return value
 
@@ -75,9 +99,12 @@ class EnvReader:
         if path is None:
             return value or ""
         try:
-            secret = Path(path).read_text(encoding="utf-8").strip()
+            secret = read_setting_file(path).decode("utf-8").strip()
         except OSError as exc:
             self.problems.append(f"{name}_FILE cannot be read ({exc.strerror})")
+            return ""
+        except UnicodeDecodeError:
+            self.problems.append(f"{name}_FILE is not UTF-8 text")
             return ""
         if not secret:
             # As an empty variable reads as unset: a blank file is no secret. The delivery reports' listener

@@ -18,7 +18,7 @@ from importlib import metadata
 from typing import TypeVar, cast, get_args
 
 from cryptography import x509
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
 from sesame.server.domain.dispatching import DEAD_LETTER_REASONS, WITHHELD_REASONS
@@ -39,6 +39,7 @@ from sesame.server.domain.operation import Operation, kind
 from sesame.server.domain.ports import SmsGateway
 from sesame.server.domain.segments import measure
 from sesame.server.domain.tally import Tally
+from sesame.server.metrics_http import BoundedMetricsServer
 from sesame.server.sms_watch import SmsWatch
 
 T = TypeVar("T")
@@ -440,19 +441,18 @@ _g: type[SmsGateway] = MeteredSmsGateway
 
 
 class MetricsEndpoint:
-    """The HTTP endpoint Prometheus scrapes (`/metrics`), on its own port and thread."""
+    """The HTTP endpoint Prometheus scrapes (`/metrics`), on its own port and thread, bounded
+    (`sesame.server.metrics_http`)."""
 
     def __init__(self, registry: CollectorRegistry, address: str) -> None:
         """Listen on `address` (`host:port`, port 0 picks a free one). ConfigurationError if it cannot."""
         host, _, port = address.rpartition(":")
         try:
-            self._server, self._thread = start_http_server(int(port), addr=host, registry=registry)
+            self._server = BoundedMetricsServer(registry, host, int(port))
         except OSError as exc:
             raise ConfigurationError(f"cannot serve metrics on {address}: {exc.strerror}") from exc
-        self.port: int = self._server.server_port
+        self.port: int = self._server.port
 
     def close(self) -> None:
         """Stop serving and release the port."""
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._server.close()

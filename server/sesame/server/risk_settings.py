@@ -10,7 +10,7 @@ from pathlib import Path
 from sesame.server.domain.risk import RuleSet
 from sesame.server.domain.risk_rules import RulesFileError, default_rules, parse
 from sesame.server.domain.risk_signals import RiskLimits
-from sesame.server.env_reader import EnvReader
+from sesame.server.env_reader import EnvReader, read_setting_file
 
 _TOKEN = "SESAME_SIM_SWAP_TOKEN"  # noqa: S105 (the setting's name, not a token)
 
@@ -59,9 +59,11 @@ def read_risk(reader: EnvReader) -> RiskSettings:
 
 def _rules(reader: EnvReader, path: Path) -> RuleSet:
     try:
-        return parse(path.read_text(encoding="utf-8"))
+        return parse(read_setting_file(str(path)).decode("utf-8"))
     except OSError as exc:
         reader.problems.append(f"SESAME_RISK_RULES_FILE cannot be read ({exc.strerror})")
+    except UnicodeDecodeError:
+        reader.problems.append("SESAME_RISK_RULES_FILE is not UTF-8 text")
     except RulesFileError as exc:
         reader.problems.append(f"SESAME_RISK_RULES_FILE {path}: {exc}")
     return default_rules()

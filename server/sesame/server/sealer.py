@@ -31,10 +31,10 @@ from sesame.clients.redis_journal import (
 )
 from sesame.server.domain.errors import SesameError, StoreUnavailable
 from sesame.server.domain.evidence_index import IndexedOpening, indexed_opening
-from sesame.server.domain.journal_seal import Closed, FeedEntry, Leaf, Seal, close_block, leaves_of
+from sesame.server.domain.journal_seal import Block, Closed, FeedEntry, Leaf, Seal, close_block, leaves_of
 from sesame.server.domain.model import KeyRef
 from sesame.server.domain.ports import EvidenceIndex
-from sesame.server.journal_archive import JournalArchive
+from sesame.server.journal_archive import ArchiveRefused, JournalArchive
 
 _log = logging.getLogger("sesame.journal")
 PRUNE_EVERY_SECONDS = 3600  # segments past the retention are deleted at most this often
@@ -265,7 +265,9 @@ class Sealer:
         archived = self._archive.last_block()
         done, count = None, 0
         seals: list[Seal] = []
-        for recorded in await self._journal.stored_seals("0-0"):
+        stored_seals = await self._journal.stored_seals("0-0")
+        _check_same_chain(archived, [recorded.block() for recorded in stored_seals])
+        for recorded in stored_seals:
             kept = self._kept(recorded)
             seal = kept.closed.seal if kept is not None else recorded.seal()
             seals.append(seal)
@@ -343,3 +345,24 @@ class Sealer:
         await self._journal.keep(kept)
         await self._journal.forget_kept([s for s in settled if s in due])
         return outcomes
+
+
+def _check_same_chain(archived: Block | None, stored: Sequence[Block]) -> None:
+    """That the blocks Redis holds are the archive's chain: those numbered up to the archive's last are ones
+    it holds (a crash between a line and Redis's drop leaves them), ending at that last block itself.
+    ArchiveRefused otherwise.
+
+    Redis restarted empty, or from an append-only file that lost its last second, seals a chain of its own
+    from block 1 (or from a block the archive went past): its blocks were taken for archived ones by their
+    numbers and dropped from Redis, their entries neither in Redis nor in the archive, while the meter said
+    archived (decision 0084). Refused, they stay in Redis, and the log says why.
+    """
+    if archived is None:
+        return
+    behind = [block for block in stored if block.number <= archived.number]
+    if behind and behind[-1] != archived:
+        raise ArchiveRefused(
+            f"Redis's journal forks from the archive (last archived: block {archived.number}): Redis lost "
+            "journal state (restarted empty, or from an older append-only file); its blocks stay in Redis, "
+            "unarchived"
+        )

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from sesame.server.env_reader import EnvReader
+from sesame.server.env_reader import EnvReader, read_setting_file
 from sesame.server.grpc.policy import CallerPolicy, InvalidPolicy, parse_policy
 
 _CERT, _KEY, _CLIENT_CA = "SESAME_TLS_CERT_FILE", "SESAME_TLS_KEY_FILE", "SESAME_TLS_CLIENT_CA_FILE"
@@ -88,7 +87,7 @@ def _tls(reader: EnvReader) -> TlsSettings | None:
 def _read(reader: EnvReader, name: str, path: str) -> bytes | None:
     """The file's bytes; None (and a problem) when it cannot be read."""
     try:
-        return Path(path).read_bytes()
+        return read_setting_file(path)
     except OSError as exc:
         reader.problems.append(f"{name} cannot be read ({exc.strerror})")
         return None
@@ -139,7 +138,7 @@ def _policy(reader: EnvReader) -> CallerPolicy | None:
     if path is None:
         return None
     try:
-        return parse_policy(Path(path).read_text(encoding="utf-8"))
+        return parse_policy(read_setting_file(path).decode("utf-8"))
     except OSError as exc:
         reader.problems.append(f"{_POLICY} cannot be read ({exc.strerror})")
     except UnicodeDecodeError:

@@ -1,0 +1,113 @@
+"""`sesame serve` given hostile settings refuses to boot, at once, naming the setting, with no traceback
+(decision 0084). Before: a port written in superscript digits (`str.isdigit` is true, `int` refuses it)
+raised a ValueError through the boot; a secret, TLS, policy or rules file that is a FIFO held the boot for
+ever, printing nothing; a PIN file that is not UTF-8 raised a UnicodeDecodeError."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.support.serve_process import run_serve
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+HSM = {"SESAME_PKCS11_MODULE": "/usr/lib/softhsm/libsofthsm2.so", "SESAME_HSM_TOKEN": "sesame"}
+
+
+def _refused(tmp_path: Path, settings: dict[str, str], setting: str) -> str:
+    """Run the boot (30 s at most): it must exit non-zero, name `setting`, print no traceback."""
+    result = run_serve(tmp_path / "var", settings, timeout=30)
+    assert result.returncode == 2, result.stdout[-2000:]
+    assert setting in result.stdout
+    assert "Traceback" not in result.stdout
+    return result.stdout
+
+
+@pytest.mark.parametrize("setting", ["SESAME_GRPC_ADDR", "SESAME_METRICS_ADDR", "SESAME_HEALTH_ADDR"])
+@pytest.mark.parametrize("port", ["\u00b2", "\u00b9\u00b2", "\u0669\u0660\u0660\u0660"])
+def test_a_port_in_other_digits_than_ascii_is_a_settings_error(
+    tmp_path: Path, setting: str, port: str
+) -> None:
+    """Superscript or Arabic-Indic digits in a port: `must be host:port`, naming the setting."""
+    output = _refused(tmp_path, {setting: f"127.0.0.1:{port}"}, setting)
+    assert f"{setting} must be host:port" in output
+
+
+def test_an_integer_in_other_digits_than_ascii_is_a_settings_error(tmp_path: Path) -> None:
+    """`٣٠٠` for a number of seconds: refused as not an integer, not read as 300."""
+    output = _refused(tmp_path, {"SESAME_CODE_TTL_SECONDS": "\u0663\u0660\u0660"}, "SESAME_CODE_TTL_SECONDS")
+    assert "SESAME_CODE_TTL_SECONDS must be an integer" in output
+
+
+@pytest.mark.parametrize(
+    "setting",
+    ["SESAME_HSM_PIN_FILE", "SESAME_TLS_CERT_FILE", "SESAME_AUTHZ_POLICY_FILE", "SESAME_RISK_RULES_FILE"],
+)
+def test_a_settings_file_that_is_a_fifo_is_refused_without_waiting(tmp_path: Path, setting: str) -> None:
+    """A FIFO nobody writes to, as a file setting: `cannot be read (not a regular file)` within the limit."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    settings = {setting: str(fifo)}
+    if setting == "SESAME_HSM_PIN_FILE":
+        settings |= HSM
+    if setting == "SESAME_TLS_CERT_FILE":
+        settings["SESAME_TLS_KEY_FILE"] = str(fifo)
+    output = _refused(tmp_path, settings, setting)
+    assert f"{setting} cannot be read (not a regular file)" in output
+
+
+def test_a_pin_file_that_is_not_text_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    """Bytes that are not UTF-8 in the PIN file: a settings error that prints none of them."""
+    pin = tmp_path / "pin"
+    pin.write_bytes(b"\xff\xfe1234-secret-pin")
+    output = _refused(tmp_path, {"SESAME_HSM_PIN_FILE": str(pin), **HSM}, "SESAME_HSM_PIN_FILE")
+    assert "SESAME_HSM_PIN_FILE is not UTF-8 text" in output
+    assert "secret-pin" not in output
+
+
+def test_a_pin_file_that_is_a_device_is_refused_unread(tmp_path: Path) -> None:
+    """A device that never ends (/dev/zero) as the PIN file: refused as not a regular file, at once."""
+    output = _refused(tmp_path, {"SESAME_HSM_PIN_FILE": "/dev/zero", **HSM}, "SESAME_HSM_PIN_FILE")
+    assert "SESAME_HSM_PIN_FILE cannot be read (not a regular file)" in output
+
+
+def test_a_settings_file_beyond_the_size_limit_is_refused(tmp_path: Path) -> None:
+    """A policy file larger than FILE_LIMIT: `cannot be read (more than ... bytes)`, not parsed."""
+    from sesame.server.env_reader import FILE_LIMIT  # here: the rest runs on an older tree
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_bytes(b"#" * (FILE_LIMIT + 1))
+    output = _refused(tmp_path, {"SESAME_AUTHZ_POLICY_FILE": str(policy)}, "SESAME_AUTHZ_POLICY_FILE")
+    assert f"SESAME_AUTHZ_POLICY_FILE cannot be read (more than {FILE_LIMIT} bytes)" in output
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:hunter2-secret@127.0.0.1:\u00b2/0",
+        "redis://:hunter2-secret@127.0.0.1:99999/0",
+        "redis://:hunter2-secret@127.0.0.1:6379/0?socket_timeout=soon",
+        "redis+cluster://:hunter2-secret@127.0.0.1:\u00b2",
+    ],
+)
+def test_a_redis_url_redis_py_cannot_parse_is_a_settings_error_without_its_password(
+    tmp_path: Path, url: str
+) -> None:
+    """A port not a number or out of range, an option of the wrong type: refused naming SESAME_REDIS_URL,
+    with neither a traceback nor the password."""
+    output = _refused(tmp_path, {"SESAME_REDIS_URL": url}, "SESAME_REDIS_URL")
+    assert "hunter2" not in output
+
+
+def test_a_console_sms_file_that_is_a_fifo_fails_the_boot_at_once(tmp_path: Path) -> None:
+    """SESAME_SMS_CONSOLE_FILE naming a FIFO nobody reads: the worker's start fails, saying the file cannot be
+    written, instead of holding the boot for ever on the open."""
+    fifo = tmp_path / "sms-fifo"
+    os.mkfifo(fifo)
+    result = run_serve(tmp_path / "var", {"SESAME_SMS_CONSOLE_FILE": str(fifo)}, timeout=30)
+    assert result.returncode == 2, result.stdout[-2000:]
+    assert f"console SMS file {fifo} cannot be written" in result.stdout
+    assert "Traceback" not in result.stdout
