@@ -111,3 +111,13 @@ def test_a_console_sms_file_that_is_a_fifo_fails_the_boot_at_once(tmp_path: Path
     assert result.returncode == 2, result.stdout[-2000:]
     assert f"console SMS file {fifo} cannot be written" in result.stdout
     assert "Traceback" not in result.stdout
+
+
+def test_a_journal_archive_dir_that_is_a_file_is_a_settings_error(tmp_path: Path) -> None:
+    """A regular file where the archive's directory should be: refused at boot, naming the setting (it booted,
+    and every block's write then failed with a WARNING, until the journal-not-sealed alert)."""
+    there = tmp_path / "archive"
+    there.write_text("not a directory\n")
+    output = _refused(tmp_path, {"SESAME_JOURNAL_ARCHIVE_DIR": str(there)}, "SESAME_JOURNAL_ARCHIVE_DIR")
+    assert "SESAME_JOURNAL_ARCHIVE_DIR must be a directory" in output
+    assert there.read_text() == "not a directory\n"

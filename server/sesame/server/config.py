@@ -158,7 +158,7 @@ class Settings:
                 seconds=reader.integer("SESAME_CHALLENGE_RETENTION_SECONDS", 86400, 0, 10**8)
             ),
             journal_archive_dir=Path(
-                reader.text(
+                reader.directory(
                     "SESAME_JOURNAL_ARCHIVE_DIR", str(var_dir / "journal"), _UNDER_VAR_DIR.format("journal")
                 )
             ),

@@ -7,6 +7,7 @@ import os
 import re
 import stat
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -56,6 +57,15 @@ class EnvReader:
         is computed from another setting (a path under SESAME_VAR_DIR)."""
         self.asked.setdefault(name, shown or default)
         return self.optional(name) or default
+
+    def directory(self, name: str, default: str, shown: str | None = None) -> str:
+        """A directory's path: one that does not exist yet is made when first written; anything else that
+        is there (a file, a FIFO) is a problem, not a boot whose every write then fails."""
+        value = self.text(name, default, shown)
+        there = Path(value)
+        if (there.exists() or there.is_symlink()) and not there.is_dir():
+            self.problems.append(f"{name} must be a directory, not {value!r} (something else is there)")
+        return value
 
     def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
         self.asked.setdefault(name, f"{default} (or {', '.join(a for a in allowed if a != default)})")
