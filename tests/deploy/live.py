@@ -9,8 +9,8 @@
   denied.
 - `failing`: Kannel at a port nobody listens on, so every SMS fails (`unreachable`) and its breaker opens;
   then its SoftHSM token is deleted under it, so HSM calls fail and the journal is no longer sealed.
-- `stalled`: no dispatch loop (`SESAME_DISPATCHERS=0`), so its outbox backs up; its journal archive is a
-  file, not a directory, so its sealed blocks are never archived.
+- `stalled`: no dispatch loop (`SESAME_DISPATCHERS=0`), so its outbox backs up; its journal archive's first
+  segment is a directory, not a file, so its sealed blocks are never archived.
 
 Each replica is its own scrape job: each has its own Redis, a deployment of its own. The rules are the
 file's with the thresholds, windows and `for:` of LIVE_SCALE (tests/deploy/artifacts.py): minutes cannot be
@@ -184,14 +184,16 @@ def monitored(directory: Path, pki: Pki) -> Iterator[Prometheus]:
                 )
             )
         )
-        (directory / "not-a-directory").write_text("the stalled replica's journal archive cannot be here")
+        # The stalled replica's archive cannot take a line: its first segment's name is a directory (a file
+        # there instead of the archive's directory is refused at boot, decision 0084).
+        (directory / "stalled-archive" / "segment-000000000001.jsonl").mkdir(parents=True)
         stalled = stack.enter_context(
             stopped_on_exit(
                 replica(
                     directory / "stalled",
                     {
                         "SESAME_DISPATCHERS": "0",
-                        "SESAME_JOURNAL_ARCHIVE_DIR": str(directory / "not-a-directory"),
+                        "SESAME_JOURNAL_ARCHIVE_DIR": str(directory / "stalled-archive"),
                     },
                 )
             )
