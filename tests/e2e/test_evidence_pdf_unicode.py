@@ -15,6 +15,7 @@ import pytest
 from pypdf import PdfReader
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from sesame.api.v1 import operation_pb2 as op_pb
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import enrolled, started, transfer, verify
 
@@ -33,9 +34,10 @@ def _evidence(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def test_a_payee_name_outside_latin_1_reads_back_from_the_pdf(live: Live, tmp_path: Path) -> None:
-    """The name reads back whole, with no `?` in its place; the fonts are embedded in the file."""
-    operation = transfer(name=PAYEE)
+async def _verified_pdf(
+    live: Live, tmp_path: Path, operation: op_pb.Operation
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """`operation` verified and sealed, then `sesame evidence --pdf` of it: the file, and the run."""
     challenge_id, code = await started(live, await enrolled(live), operation)
     assert (await verify(live, challenge_id, code, operation)).result == auth_pb.VERIFY_RESULT_VERIFIED
     assert live.sealer is not None
@@ -43,6 +45,12 @@ async def test_a_payee_name_outside_latin_1_reads_back_from_the_pdf(live: Live, 
     pdf = tmp_path / "preuve.pdf"
     done = await asyncio.to_thread(_evidence, challenge_id, "--pdf", str(pdf), "--target", live.address)
     assert done.returncode == 0, done.stderr[-3000:]
+    return pdf, done
+
+
+async def test_a_payee_name_outside_latin_1_reads_back_from_the_pdf(live: Live, tmp_path: Path) -> None:
+    """The name reads back whole, with no `?` in its place; the fonts are embedded in the file."""
+    pdf, _ = await _verified_pdf(live, tmp_path, transfer(name=PAYEE))
     reader = PdfReader(pdf)
     text = " ".join(page.extract_text() for page in reader.pages)
     assert PAYEE in text
@@ -58,13 +66,6 @@ async def test_a_payee_name_outside_latin_1_reads_back_from_the_pdf(live: Live, 
 
 async def test_the_pdf_is_written_without_the_font_subsetters_chatter(live: Live, tmp_path: Path) -> None:
     """`sesame evidence --pdf` leaves standard error free of fontTools' INFO lines (one per font table)."""
-    operation = transfer()
-    challenge_id, code = await started(live, await enrolled(live), operation)
-    assert (await verify(live, challenge_id, code, operation)).result == auth_pb.VERIFY_RESULT_VERIFIED
-    assert live.sealer is not None
-    await live.sealer.step()
-    pdf = tmp_path / "preuve.pdf"
-    done = await asyncio.to_thread(_evidence, challenge_id, "--pdf", str(pdf), "--target", live.address)
-    assert done.returncode == 0, done.stderr[-3000:]
+    pdf, done = await _verified_pdf(live, tmp_path, transfer())
     assert pdf.stat().st_size > 0
     assert [line for line in done.stderr.splitlines() if "fontTools" in line] == []
