@@ -24,7 +24,7 @@ from sesame.server.domain.model import RequestContext
 from sesame.server.journal_archive import ArchiveRefused, JournalArchive
 from sesame.server.journal_check import check_stream
 from sesame.server.journal_reads import ArchivedJournals
-from sesame.server.metrics import Metrics, SealerGauges
+from sesame.server.metrics import Metrics
 from sesame.server.sealer import CLOSED_KEPT, Sealer, SealerTiming
 from tests.factories import a_challenge, its_user_enrolled
 
@@ -217,12 +217,8 @@ async def test_the_holder_publishes_when_the_journal_was_last_sealed_and_archive
     archive that fails stops the archived stamp while sealing goes on (the archive lag an operator sees)."""
     archive = JournalArchive(tmp_path / "archive")
     holding, waiting = Metrics(), Metrics()
-    one = Sealer(
-        redis_store.sealed_journal(), keystore, archive, STEADY, holder="one", meter=SealerGauges(holding)
-    )
-    two = Sealer(
-        redis_store.sealed_journal(), keystore, archive, STEADY, holder="two", meter=SealerGauges(waiting)
-    )
+    one = Sealer(redis_store.sealed_journal(), keystore, archive, STEADY, holder="one", meter=holding.journal)
+    two = Sealer(redis_store.sealed_journal(), keystore, archive, STEADY, holder="two", meter=waiting.journal)
     await journal_something(redis_store, 8)
     before = time.time()
     assert await one.step() is not None

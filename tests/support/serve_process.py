@@ -15,7 +15,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.support.ports import free_port
 
-__all__ = ["ServeProcess", "free_port", "run_serve", "start_serve", "wait_serving", "worker_pids"]
+__all__ = [
+    "ServeProcess",
+    "free_port",
+    "run_serve",
+    "sealer_pids",
+    "start_serve",
+    "wait_serving",
+    "worker_pids",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,17 +42,30 @@ class ServeProcess:
         """The pids of the worker processes the supervisor runs now."""
         return worker_pids(self.process.pid)
 
+    def sealers(self) -> set[int]:
+        """The pid of the sealer process the supervisor runs now (none while it is restarted)."""
+        return sealer_pids(self.process.pid)
+
 
 def worker_pids(supervisor: int) -> set[int]:
-    """The live children of `supervisor` that run `sesame.server.worker` (read from /proc)."""
+    """The live children of `supervisor` that run `sesame.server.worker --index N` (read from /proc)."""
+    return _children_running(supervisor, b"--index")
+
+
+def sealer_pids(supervisor: int) -> set[int]:
+    """The live children of `supervisor` that run `sesame.server.worker --sealer` (decision 0085)."""
+    return _children_running(supervisor, b"--sealer")
+
+
+def _children_running(supervisor: int, role: bytes) -> set[int]:
     pids = set()
     for task in Path(f"/proc/{supervisor}/task").iterdir():
         for child in (task / "children").read_text().split():
             try:
-                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+                argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"sesame.server.worker" in cmdline:
+            if b"sesame.server.worker" in argv and role in argv:
                 pids.add(int(child))
     return pids
 

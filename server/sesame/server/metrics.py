@@ -240,25 +240,8 @@ class Metrics:
         )
 
     def _journal_metrics(self) -> None:
-        """When the journal's sealer last had everything sealed, and archived (docs/decisions/0027, 0034).
-
-        Timestamps, not ages: an age set by the sealer would freeze the moment the sealer stops, the moment
-        it matters. Only the lease holder sets them; every other worker and replica reads 0, so they are
-        read as the max over a deployment (`max by (job)`): the word of the sealer holding the lease.
-        """
-        self.journal_sealed = Gauge(
-            "sesame_journal_sealed_timestamp_seconds",
-            "When the journal's sealer last found every entry sealed (Unix time; 0 in a worker not sealing).",
-            registry=self.registry,
-            multiprocess_mode="livemax",
-        )
-        self.journal_archived = Gauge(
-            "sesame_journal_archived_timestamp_seconds",
-            "When the journal's sealer last found every sealed block archived (Unix time; 0 in a worker not"
-            " sealing).",
-            registry=self.registry,
-            multiprocess_mode="livemax",
-        )
+        """When the journal's sealer last had everything sealed, and archived (`SealerGauges`)."""
+        self.journal = SealerGauges(self.registry)
 
     def _operational_gauges(self) -> None:
         """What an operator alerts on besides traffic: the version, health as published, each probe."""
@@ -361,19 +344,40 @@ class DependencyMeter:
         self.metrics.dependency_failures.labels(self.dependency, call).inc()
 
 
-@dataclass(frozen=True, slots=True)
 class SealerGauges:
-    """The sealer's word (`sesame.server.sealer.SealerMeter`) as the journal's timestamps."""
+    """The sealer's word (`sesame.server.sealer.SealerMeter`) as the journal's timestamps: when it last had
+    everything sealed, and archived (docs/decisions/0027, 0034).
 
-    metrics: Metrics
+    Timestamps, not ages: an age set by the sealer would freeze the moment the sealer stops, the moment it
+    matters. Only the lease holder sets them; every other sealer process and replica, and every worker (which
+    seals nothing: decision 0085), reads 0, so they are read as the max over a deployment (`max by (job)`):
+    the word of the sealer holding the lease.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        """Register both gauges in `registry` (any, under the multiprocess scrape: the files are the sum)."""
+        self.sealed_at = Gauge(
+            "sesame_journal_sealed_timestamp_seconds",
+            "When the journal's sealer last found every entry sealed (Unix time; 0 in a process not"
+            " sealing).",
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.archived_at = Gauge(
+            "sesame_journal_archived_timestamp_seconds",
+            "When the journal's sealer last found every sealed block archived (Unix time; 0 in a process not"
+            " sealing).",
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
 
     def sealed(self) -> None:
         """Every entry appended until now is sealed."""
-        self.metrics.journal_sealed.set(time.time())
+        self.sealed_at.set(time.time())
 
     def archived(self) -> None:
         """Every sealed block is archived."""
-        self.metrics.journal_archived.set(time.time())
+        self.archived_at.set(time.time())
 
 
 @dataclass(frozen=True, slots=True)

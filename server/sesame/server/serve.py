@@ -3,8 +3,9 @@
 In order: claim the ports (nobody listens there, no other `sesame serve` holds them), start the embedded
 redis-server when no Redis is configured, make the keys ready once (the development token, the key
 ledger, `--start-afresh`: never in several processes at once), serve /metrics as the sum of the workers',
-start the workers and wait until each serves. Then restart a worker that dies, and on SIGTERM or SIGINT
-drain them all within the grace period, and stop Redis last.
+start the workers and the sealer process (decision 0085) and wait until each runs. Then restart one that
+dies, and on SIGTERM or SIGINT drain them all within the grace period (the workers, then the sealer), and
+stop Redis last.
 """
 
 from __future__ import annotations
@@ -59,9 +60,9 @@ async def serve(settings: Settings) -> None:
             pool = WorkerPool(settings.workers, launch)
             stack.push_async_callback(asyncio.to_thread, pool.drain, settings.shutdown_grace)
             await asyncio.to_thread(pool.start)
-            for worker in pool.workers:
+            for worker in pool.processes:
                 restarts = Supervisor(
-                    f"worker {worker.index}",
+                    worker.name,
                     worker,
                     interval=settings.health_interval,
                     backoff=RESTART_BACKOFF,

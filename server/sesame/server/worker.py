@@ -1,7 +1,9 @@
-"""`python -m sesame.server.worker`: one worker process of `sesame serve`, started by its supervisor.
+"""`python -m sesame.server.worker`: one worker process of `sesame serve`, started by its supervisor; with
+`--sealer`, its sealer process, which seals the journal and serves no call (decision 0085).
 
 Not a command for operators: the supervisor gives it its settings in the environment (the Redis it
-started, the token it readied, the ports it claimed) and a pipe to say when the port serves.
+started, the token it readied, the ports it claimed) and a pipe to say when the port serves (the sealer:
+when it runs).
 """
 
 from __future__ import annotations
@@ -19,12 +21,16 @@ from sesame.server.workers import READY
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve until SIGTERM; 2 with one line on standard error when the worker cannot start."""
     parser = argparse.ArgumentParser(prog="sesame-worker", description=__doc__)
-    parser.add_argument("--index", type=int, required=True, help="the worker's number, for the logs")
+    role = parser.add_mutually_exclusive_group(required=True)
+    role.add_argument("--index", type=int, help="the worker's number, for the logs")
+    role.add_argument("--sealer", action="store_true", help="seal the journal, serve no call")
     parser.add_argument("--ready-fd", type=int, required=True, help="where to write once serving")
     args = parser.parse_args(argv)
+    name: int | str = "sealer" if args.sealer else args.index
+    who = "the sealer" if args.sealer else f"worker {args.index}"
     import uvloop  # noqa: PLC0415
 
-    from sesame.server.app import serve  # noqa: PLC0415
+    from sesame.server.app import seal, serve  # noqa: PLC0415
     from sesame.server.config import Settings  # noqa: PLC0415
     from sesame.server.log_setup import configure_logging  # noqa: PLC0415
     from sesame.server.tracing import install_tracing  # noqa: PLC0415
@@ -37,25 +43,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env()
         handler = configure_logging(settings.telemetry)
         if handler is not None:
-            handler.addFilter(_WorkerField(args.index))
+            handler.addFilter(_WorkerField(name))
         # Each worker exports its own spans: the supervisor serves no call.
         install_tracing(settings.telemetry.otlp_endpoint)
-        uvloop.run(serve(settings, ready))
+        uvloop.run(seal(settings, ready) if args.sealer else serve(settings, ready))
     except SesameError as error:
-        print(f"sesame: worker {args.index}: {error}", file=sys.stderr)  # noqa: T201
+        print(f"sesame: {who}: {error}", file=sys.stderr)  # noqa: T201
         return 2
     return 0
 
 
 class _WorkerField(logging.Filter):
-    """Names the worker in every line it writes (`worker` key in JSON, `worker=N` on the console)."""
+    """Names the worker in every line it writes (`worker` key in JSON, `worker=N` on the console; the
+    sealer process: `sealer`)."""
 
-    def __init__(self, index: int) -> None:
+    def __init__(self, name: int | str) -> None:
         super().__init__()
-        self._index = index
+        self._name = name
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.worker = self._index
+        record.worker = self._name
         return True
 
 

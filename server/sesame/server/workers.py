@@ -50,9 +50,11 @@ class WorkerProcess:
     """One worker slot: the process in it now, started again by `restart_if_dead` when it died."""
 
     def __init__(self, index: int, launch: WorkerLaunch, spawner: ThreadPoolExecutor) -> None:
-        """Describe worker `index` (1, 2, ...), forked by `spawner`'s thread; nothing starts before
-        `start()`."""
+        """Describe worker `index` (1, 2, ...; 0: the sealer process), forked by `spawner`'s thread; nothing
+        starts before `start()`."""
         self.index = index
+        self.name = f"worker {index}" if index else "the sealer"
+        self._role = ["--index", str(index)] if index else ["--sealer"]
         self._launch = launch
         self._spawner = spawner
         self._process: subprocess.Popen[bytes] | None = None
@@ -76,8 +78,8 @@ class WorkerProcess:
                 return False
             self._launch.on_exit(process.pid)
             _log.warning(
-                "worker %d (pid %d) exited with status %s; starting it again",
-                self.index,
+                "%s (pid %d) exited with status %s; starting it again",
+                self.name,
                 process.pid,
                 process.returncode,
             )
@@ -104,7 +106,7 @@ class WorkerProcess:
         try:
             process.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            _log.warning("worker %d (pid %d) did not drain in time: killed", self.index, process.pid)
+            _log.warning("%s (pid %d) did not drain in time: killed", self.name, process.pid)
             process.kill()
             process.wait()
         self._launch.on_exit(process.pid)
@@ -117,8 +119,7 @@ class WorkerProcess:
             # ends, and that one lives as long as the pool.
             process = self._spawner.submit(
                 subprocess.Popen,
-                [sys.executable, "-m", "sesame.server.worker", "--index", str(self.index), "--ready-fd",
-                 str(write_end)],
+                [sys.executable, "-m", "sesame.server.worker", *self._role, "--ready-fd", str(write_end)],
                 env=dict(self._launch.env),
                 stdin=subprocess.DEVNULL,
                 pass_fds=(write_end,),
@@ -127,7 +128,7 @@ class WorkerProcess:
             ).result()  # fmt: skip
         except OSError as exc:
             os.close(read_end)
-            raise WorkerFailed(f"cannot start worker {self.index}: {exc}") from exc
+            raise WorkerFailed(f"cannot start {self.name}: {exc}") from exc
         finally:
             os.close(write_end)
         self._process = process
@@ -141,12 +142,12 @@ class WorkerProcess:
         readable, _, _ = select.select([read_end], [], [], self._launch.ready_timeout)
         # End of file (the worker died: its end of the pipe closed) reads as b"".
         if readable and os.read(read_end, len(READY)) == READY:
-            _log.info("worker %d (pid %d) serving", self.index, process.pid)
+            _log.info("%s (pid %d) %s", self.name, process.pid, "serving" if self.index else "sealing")
             return
         if process.poll() is None:
             process.kill()
         status = process.wait()
-        raise WorkerFailed(f"worker {self.index} did not start (exit status {status})")
+        raise WorkerFailed(f"{self.name} did not start (exit status {status})")
 
 
 def _die_with(parent: int) -> Callable[[], None]:
@@ -167,12 +168,15 @@ def _die_with(parent: int) -> Callable[[], None]:
 
 
 class WorkerPool:
-    """`count` worker slots, started together; a slot that cannot start stops the boot."""
+    """`count` worker slots and the sealer's, started together; a slot that cannot start stops the boot."""
 
     def __init__(self, count: int, launch: WorkerLaunch) -> None:
         """Describe the pool; nothing starts before `start()`."""
         self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sesame-spawner")
         self.workers = [WorkerProcess(index, launch, self._spawner) for index in range(1, count + 1)]
+        # The journal's sealer, off the calls' loops (decision 0085); drained last, after the calls.
+        self.sealer = WorkerProcess(0, launch, self._spawner)
+        self.processes = [*self.workers, self.sealer]
 
     def start(self) -> None:
         """Start every worker, in parallel, and wait until all serve. Blocking.
@@ -188,7 +192,7 @@ class WorkerPool:
             except WorkerFailed as failed:
                 failures.append(failed)
 
-        threads = [threading.Thread(target=start, args=(worker,)) for worker in self.workers]
+        threads = [threading.Thread(target=start, args=(worker,)) for worker in self.processes]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -199,13 +203,14 @@ class WorkerPool:
 
     def drain(self, grace: float) -> None:
         """SIGTERM every worker, wait for them to drain (`grace` and a few seconds to stop), SIGKILL the
-        rest. Blocking."""
-        for worker in self.workers:
-            worker.terminate()
-        deadline = time.monotonic() + grace + 5.0
-        for worker in self.workers:
-            with contextlib.suppress(ProcessLookupError):
-                status = worker.wait(deadline)
-                if status not in (None, 0):
-                    _log.warning("worker %d exited with status %s", worker.index, status)
+        rest; then the sealer, which seals meanwhile what the drained calls journaled. Blocking."""
+        for group in (self.workers, [self.sealer]):
+            for process in group:
+                process.terminate()
+            deadline = time.monotonic() + grace + 5.0
+            for process in group:
+                with contextlib.suppress(ProcessLookupError):
+                    status = process.wait(deadline)
+                    if status not in (None, 0):
+                        _log.warning("%s exited with status %s", process.name, status)
         self._spawner.shutdown()
