@@ -488,3 +488,52 @@ async def test_an_archive_line_that_does_not_parse_stops_the_sealing_not_the_sea
     failed = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(failed) == 1
     assert failed[0].exc_info is not None
+
+
+async def _sealed_twice_within(
+    store: RedisState, keystore: Pkcs11KeyStore, archive: JournalArchive, timing: SealerTiming, limit: float
+) -> bool:
+    """Run a sealer with `timing`; once it sealed a first block, journal more: whether a second block was
+    sealed within `limit` seconds."""
+    await journal_something(store, 40)
+    running = sealer(store, keystore, archive, "paced", timing)
+    stop = asyncio.Event()
+    task = asyncio.create_task(running.run(stop))
+    journal = store.sealed_journal()
+    try:
+        first = None
+        deadline = time.monotonic() + 10
+        while first is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            first = await journal.last_seal()
+        assert first is not None
+        await journal_something(store, 41)  # before the next step, which comes a second later at the soonest
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            last = await journal.last_seal()
+            if last is not None and last.block.number > first.block.number:
+                return True
+            await asyncio.sleep(0.02)
+        return False
+    finally:
+        stop.set()
+        await task
+
+
+async def test_after_a_step_that_sealed_the_next_comes_after_the_busy_interval(
+    redis_store: RedisState, keystore: Pkcs11KeyStore, archive: JournalArchive
+) -> None:
+    """With a busy interval, what is journaled after a seal is sealed that soon, though `interval` is a
+    minute (decision 0085: the sealer process steps 5 times as often while there is work)."""
+    busy = SealerTiming(
+        interval=timedelta(minutes=1), lease=timedelta(seconds=30), busy_interval=timedelta(seconds=1)
+    )
+    assert await _sealed_twice_within(redis_store, keystore, archive, busy, 5.0)
+
+
+async def test_without_a_busy_interval_the_next_step_waits_the_interval(
+    redis_store: RedisState, keystore: Pkcs11KeyStore, archive: JournalArchive
+) -> None:
+    """Without one (the default), the next step after a seal waits `interval`, as after an empty step."""
+    steady = SealerTiming(interval=timedelta(minutes=1), lease=timedelta(seconds=30))
+    assert not await _sealed_twice_within(redis_store, keystore, archive, steady, 3.0)

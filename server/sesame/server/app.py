@@ -79,6 +79,8 @@ if TYPE_CHECKING:
     from sesame.clients.sms_kannel import DlrCallback, KannelConfig
 
 _log = logging.getLogger("sesame")
+# After a step of the sealer process that sealed a block, the next step this soon (decision 0085).
+SEALER_BUSY_INTERVAL = timedelta(milliseconds=200)
 
 
 class SystemClock:
@@ -546,7 +548,7 @@ async def seal(settings: Settings, ready: Callable[[], None]) -> None:
     async with contextlib.AsyncExitStack() as stack:
         keys, store, _ = await _opened(settings, stack, warn_copyable=False)
         archive = JournalArchive(settings.journal_archive_dir)
-        timing = SealerTiming(retention=settings.evidence_retention)
+        timing = SealerTiming(retention=settings.evidence_retention, busy_interval=SEALER_BUSY_INTERVAL)
         # Its two gauges only: the supervisor's scrape sums every process's (decision 0021).
         sealer = journal_sealer(store, keys, archive, SealerGauges(CollectorRegistry()), timing)
         sealing = asyncio.create_task(sealer.run(stop))

@@ -95,6 +95,10 @@ class SealerTiming:
     # How long one step seals a backlog block after block before the next step renews the lease (half the
     # lease when None: a step that outlasted it would find the lease lost). 0: one block a step.
     step: timedelta | None = None
+    # The wait after a step that sealed a block (None: `interval`): under load, a step a second sealed a
+    # second's entries in one burst of CPU and of Redis, which the calls beside it waited behind; steps 5
+    # times as often cut the calls' p99 by a third (decision 0085). Idle, a step is still once an `interval`.
+    busy_interval: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,15 +152,20 @@ class Sealer:
         """Take the lease when free, seal while holding it, until `stop`; then let the lease go. A step that
         left a backlog (its share of time spent, more waiting) is followed by the next at once, after the
         calls waiting on the loop ran: under a sustained load, waiting an interval per step let the backlog
-        grow (decision 0071). Nothing waiting, no lease, or a failure: the next step after `interval`."""
+        grow (decision 0071). A step that sealed a block: the next after `busy_interval`. Nothing waiting, no
+        lease, or a failure: the next step after `interval`."""
+        timing = self._timing
         try:
             while not stop.is_set():
-                await self.step()
+                sealed = await self.step()
                 if self.holding and self.behind and not self._failing:
                     await asyncio.sleep(0)
                     continue
+                wait = timing.interval
+                if sealed is not None and timing.busy_interval is not None:
+                    wait = timing.busy_interval
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self._timing.interval.total_seconds())
+                    await asyncio.wait_for(stop.wait(), wait.total_seconds())
         finally:
             if self.holding:
                 await self._let_go()
