@@ -30,6 +30,15 @@ def _descriptors(pid: int) -> int:
     return sum(1 for _ in Path(f"/proc/{pid}/fd").iterdir())
 
 
+def _targets(pid: int) -> list[str]:
+    """What the descriptors of `pid` are (sockets, pipes, files), to say what grew when the bound fails."""
+    found = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with suppress(OSError):
+            found.append(str(fd.readlink()))
+    return sorted(found)
+
+
 def _half_open(port: int) -> socket.socket | None:
     """A connection that sent a request line and half a header; None when refused."""
     try:
@@ -69,7 +78,13 @@ def test_slow_peers_on_metrics_hold_a_bounded_share_of_the_supervisor_for_a_boun
             stack.callback(connection.close)
         time.sleep(1)
         assert _threads(supervisor) <= threads + MAX_CONNECTIONS + 2
-        assert _descriptors(supervisor) <= descriptors + MAX_CONNECTIONS + 2
+        # A connection beyond the bound is accepted, then closed at once: one counted in that instant is
+        # gone a moment later. The bound holds once they are (a full run on the loaded machine counted 4).
+        bound = descriptors + MAX_CONNECTIONS + 2
+        settled = time.monotonic() + 3
+        while _descriptors(supervisor) > bound and time.monotonic() < settled:
+            time.sleep(0.1)
+        assert _descriptors(supervisor) <= bound, _targets(supervisor)
         deadline = time.monotonic() + CONNECTION_SECONDS + 5
         while time.monotonic() < deadline and any(_open(c) for c in flood):
             for connection in flood:

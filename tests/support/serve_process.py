@@ -89,6 +89,19 @@ def wait_serving(address: str, process: subprocess.Popen[str], limit: float = 60
     raise AssertionError("sesame serve did not become healthy")
 
 
+def _wait_booted(log: Path, process: subprocess.Popen[str], limit: float = 60.0) -> None:
+    """Wait until the supervisor says it serves: every worker and the sealer process started. Health answers
+    through the first worker before that, while the supervisor may still be starting the others (a test
+    that counts the supervisor's threads or descriptors from then would count their start)."""
+    deadline = time.monotonic() + limit
+    while "serving gRPC on" not in log.read_text(errors="replace"):
+        if process.poll() is not None:
+            raise AssertionError(f"sesame serve exited with {process.returncode}")
+        if time.monotonic() > deadline:
+            raise AssertionError("sesame serve did not log that it serves")
+        time.sleep(0.05)
+
+
 def _env(var: Path, address: str, metrics_port: int, settings: Mapping[str, str] | None) -> dict[str, str]:
     """Our environment without any SESAME_ or SoftHSM setting, then a private var/, the ports, `settings`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
@@ -156,6 +169,8 @@ def start_serve(var: Path, metrics_port: int = 0, settings: Mapping[str, str] | 
         )
     try:
         wait_serving(env.get("SESAME_HEALTH_ADDR", address), process)
+        if env.get("SESAME_LOG_LEVEL", "INFO").upper() in ("DEBUG", "INFO"):
+            _wait_booted(log, process)
     except BaseException as exc:
         process.kill()
         process.wait()
