@@ -36,6 +36,25 @@ def test_a_port_in_other_digits_than_ascii_is_a_settings_error(
     assert f"{setting} must be host:port" in output
 
 
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("SESAME_GRPC_ADDR", "\u00b2:50051"),
+        ("SESAME_GRPC_ADDR", "::1:50051"),
+        ("SESAME_METRICS_ADDR", "[localhost]:9464"),
+        ("SESAME_HEALTH_ADDR", "b\u00fccher.example:8081"),
+        ("SESAME_OTLP_ENDPOINT", "http://\u00b2"),
+        ("SESAME_OTLP_ENDPOINT", "http://-collector:4317"),
+    ],
+)
+def test_a_host_that_is_no_host_name_or_address_is_a_settings_error(
+    tmp_path: Path, setting: str, value: str
+) -> None:
+    """A host in other characters than a host name's, or a bare IPv6 address before a port: refused at boot
+    naming the setting (`http://²` was accepted and exported to a host no resolver knows)."""
+    _refused(tmp_path, {setting: value}, setting)
+
+
 def test_an_integer_in_other_digits_than_ascii_is_a_settings_error(tmp_path: Path) -> None:
     """`٣٠٠` for a number of seconds: refused as not an integer, not read as 300."""
     output = _refused(tmp_path, {"SESAME_CODE_TTL_SECONDS": "\u0663\u0660\u0660"}, "SESAME_CODE_TTL_SECONDS")

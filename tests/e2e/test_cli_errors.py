@@ -59,8 +59,8 @@ def test_serve_on_a_taken_port_says_so(served: Served, tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "Traceback" not in result.stdout
     assert not re.search(r"^E\d{4} ", result.stdout, re.MULTILINE)  # gRPC core's own error lines
-    assert (
-        result.stdout.splitlines()[-1] == f"sesame: cannot listen on {served.address}: address already in use"
+    assert result.stdout.splitlines()[-1] == (
+        f"sesame: cannot listen on {served.address} (SESAME_GRPC_ADDR): address already in use"
     )
 
 

@@ -8,6 +8,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -220,7 +221,7 @@ def test_a_second_serve_on_the_workers_port_is_refused_in_one_line(tmp_path: Pat
         assert result.returncode == 2
         assert "Traceback" not in result.stdout
         assert result.stdout.splitlines()[-1] == (
-            f"sesame: cannot listen on {serving.address}: address already in use"
+            f"sesame: cannot listen on {serving.address} (SESAME_GRPC_ADDR): address already in use"
         )
     finally:
         _stop(serving)
@@ -230,15 +231,35 @@ def test_a_port_claimed_by_another_serve_still_starting_is_refused_in_one_line(t
     """A port whose lock another `sesame serve` holds (its workers not yet bound) is refused in one line."""
     port = free_port()
     with PortClaim() as other:
-        other.claim(f"127.0.0.1:{port}")
+        other.claim(f"127.0.0.1:{port}", "SESAME_GRPC_ADDR")
 
         result = run_serve(tmp_path / "var", {"SESAME_GRPC_ADDR": f"127.0.0.1:{port}"})
 
     assert result.returncode == 2
     assert result.stdout.splitlines()[-1] == (
-        f"sesame: cannot listen on 127.0.0.1:{port}: address already in use "
+        f"sesame: cannot listen on 127.0.0.1:{port} (SESAME_GRPC_ADDR): address already in use "
         f"(another sesame serve holds port {port})"
     )
+
+
+@pytest.mark.parametrize(
+    ("setting", "line"),
+    [
+        ("SESAME_HEALTH_ADDR", "cannot listen on {} (SESAME_HEALTH_ADDR): address already in use"),
+        ("SESAME_METRICS_ADDR", "cannot serve metrics on {} (SESAME_METRICS_ADDR): Address already in use"),
+    ],
+)
+def test_a_taken_side_port_is_refused_naming_its_setting(tmp_path: Path, setting: str, line: str) -> None:
+    """Another process listening on the health or metrics port: one line that says which setting gave it
+    (four listeners a `sesame serve` opens; the address alone left the operator to guess)."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+
+        result = run_serve(tmp_path / "var", {setting: address})
+
+    assert result.returncode == 2
+    assert "Traceback" not in result.stdout
+    assert result.stdout.splitlines()[-1] == "sesame: " + line.format(address)
 
 
 def _shed_details(error: grpc.aio.AioRpcError) -> tuple[str, float]:

@@ -178,7 +178,7 @@ def test_endpoint_on_a_taken_port_is_a_configuration_error() -> None:
     """A port already in use stops the boot with ConfigurationError, not a traceback."""
     first = MetricsEndpoint(Metrics().registry, "127.0.0.1:0")
     try:
-        with pytest.raises(ConfigurationError):
+        with pytest.raises(ConfigurationError, match=r"\(SESAME_METRICS_ADDR\): Address already in use"):
             MetricsEndpoint(Metrics().registry, f"127.0.0.1:{first.port}")
     finally:
         first.close()

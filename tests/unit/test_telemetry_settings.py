@@ -33,12 +33,28 @@ def test_the_settings_are_read():
 
 
 @pytest.mark.parametrize(
+    "endpoint",
+    [
+        "http://otel_collector:4317",
+        "https://[::1]:4317",
+        "http://10.0.0.7:4317",
+        "http://xn--bcher-kva.example",
+    ],
+)
+def test_an_endpoint_host_may_be_a_name_or_an_address(endpoint: str):
+    """Compose names (underscores), IPv6 in brackets, IPv4, an IDN in its xn-- form: accepted as given."""
+    assert Settings.from_env({"SESAME_OTLP_ENDPOINT": endpoint}).telemetry.otlp_endpoint == endpoint
+
+
+@pytest.mark.parametrize(
     ("name", "value"),
     [
         ("SESAME_LOG_LEVEL", "verbose"),
         ("SESAME_LOG_FORMAT", "xml"),
         ("SESAME_OTLP_ENDPOINT", "collector:4317"),
         ("SESAME_OTLP_ENDPOINT", "http://user:secret@collector:4317"),
+        ("SESAME_OTLP_ENDPOINT", "http://\u00b2"),
+        ("SESAME_OTLP_ENDPOINT", "http://collector..internal:4317"),
     ],
 )
 def test_a_bad_value_stops_the_boot_naming_the_variable(name: str, value: str):

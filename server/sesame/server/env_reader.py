@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import re
 import stat
@@ -16,6 +17,10 @@ FILE_LIMIT: Final = 1 << 20  # bytes a setting's file may hold: a PEM chain, a p
 # refuses (a port of `²` raised a ValueError through the boot, decision 0084).
 _INTEGER: Final = re.compile(r"[+-]?[0-9]{1,30}")
 _PORT: Final = re.compile(r"[0-9]{1,5}")
+# A host name in ASCII letters, digits, hyphens and underscores (Compose names; an internationalised one in
+# its xn-- form): `urlsplit` reads `http://²` as the host `²`, which no resolver knows (decision 0084).
+_LABEL: Final = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_HOST_NAME: Final = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
 
 
 def read_setting_file(path: str) -> bytes:
@@ -90,8 +95,8 @@ class EnvReader:
     def address(self, name: str, default: str) -> str:
         value = self.text(name, default)
         host, _, port = value.rpartition(":")
-        if not host or not _PORT.fullmatch(port) or not 0 <= int(port) <= 65535:
-            self.problems.append(f"{name} must be host:port, not {value!r}")
+        if not _is_listen_host(host) or not _PORT.fullmatch(port) or not 0 <= int(port) <= 65535:
+            self.problems.append(f"{name} must be host:port (an IPv6 address in brackets), not {value!r}")
         return value
 
     def optional_address(self, name: str, default: str) -> str | None:
@@ -144,9 +149,29 @@ def _plain_url(value: str) -> bool:
         return False
     return (
         parts.scheme in {"http", "https"}
-        and bool(parts.hostname)
+        and _is_host(parts.hostname or "")
         and port != 0
         # Credentials in a URL end up in logs: the password has its own setting.
         and parts.username is None
         and not (parts.query or parts.fragment or "%" in value)
     )
+
+
+def _is_host(host: str) -> bool:
+    """A host name (ASCII, `_HOST_NAME`) or an IP address."""
+    return bool(_HOST_NAME.fullmatch(host)) or _ip_version(host) is not None
+
+
+def _is_listen_host(host: str) -> bool:
+    """The host of a `host:port`: a host name, an IPv4 address, or an IPv6 address in brackets (bare, its
+    colons would be read as the port's)."""
+    if host.startswith("[") and host.endswith("]"):
+        return _ip_version(host[1:-1]) == 6
+    return bool(_HOST_NAME.fullmatch(host)) or _ip_version(host) == 4
+
+
+def _ip_version(host: str) -> int | None:
+    try:
+        return ipaddress.ip_address(host).version
+    except ValueError:
+        return None

@@ -454,7 +454,9 @@ class MetricsEndpoint:
         try:
             self._server = BoundedMetricsServer(registry, host, int(port))
         except OSError as exc:
-            raise ConfigurationError(f"cannot serve metrics on {address}: {exc.strerror}") from exc
+            raise ConfigurationError(
+                f"cannot serve metrics on {address} (SESAME_METRICS_ADDR): {exc.strerror}"
+            ) from exc
         self.port: int = self._server.port
 
     def close(self) -> None:

@@ -36,25 +36,27 @@ class PortClaim:
     addresses: dict[str, str] = field(default_factory=dict)  # as asked -> as claimed
     _locks: list[socket.socket] = field(default_factory=list)
 
-    def claim(self, address: str) -> str:
+    def claim(self, address: str, setting: str) -> str:
         """Check that nobody listens on `address` and lock its port; the address to bind (port 0 picked).
 
-        ConfigurationError naming the address when it is taken, or claimed by another `sesame serve`.
+        ConfigurationError naming the address and `setting` (the variable that gave it) when it is taken, or
+        claimed by another `sesame serve`.
         """
         host, _, port = address.rpartition(":")
         if port == "0":
-            port = str(_free_port(host))
+            port = str(_free_port(host, setting))
         claimed = f"{host}:{port}"
-        ensure_free(claimed)
+        ensure_free(claimed, setting)
         lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             lock.bind(f"\0{_LOCK_PREFIX}{port}")
         except OSError as exc:
             lock.close()
             if exc.errno != errno.EADDRINUSE:
-                raise ConfigurationError(f"cannot lock port {port}: {exc.strerror}") from None
+                raise ConfigurationError(f"cannot lock port {port} ({setting}): {exc.strerror}") from None
             raise ConfigurationError(
-                f"cannot listen on {claimed}: address already in use (another sesame serve holds port {port})"
+                f"cannot listen on {claimed} ({setting}): address already in use "
+                f"(another sesame serve holds port {port})"
             ) from None
         self._locks.append(lock)
         self.addresses[address] = claimed
@@ -77,8 +79,9 @@ class PortClaim:
         self.release()
 
 
-def ensure_free(address: str) -> None:
-    """ConfigurationError naming `address` when another process listens there (a clear line, not gRPC's).
+def ensure_free(address: str, setting: str) -> None:
+    """ConfigurationError naming `address` and `setting` when another process listens there (a clear line,
+    not gRPC's).
 
     Checked with a socket of our own, as gRPC binds (SO_REUSEADDR) but without SO_REUSEPORT: a socket in
     a SO_REUSEPORT group, a worker of another `sesame serve`, refuses it too.
@@ -97,17 +100,19 @@ def ensure_free(address: str) -> None:
                 probe.bind(where)
             except OSError as exc:
                 if exc.errno == errno.EADDRINUSE:
-                    raise ConfigurationError(f"cannot listen on {address}: address already in use") from None
+                    raise ConfigurationError(
+                        f"cannot listen on {address} ({setting}): address already in use"
+                    ) from None
 
 
-def _free_port(host: str) -> int:
+def _free_port(host: str, setting: str) -> int:
     """A port nobody listens on now on `host`, for an address that asks for any (port 0)."""
     try:
         family, kind, proto, _, where = socket.getaddrinfo(
             host.strip("[]") or None, 0, type=socket.SOCK_STREAM
         )[0]
     except (OSError, UnicodeError):
-        raise ConfigurationError(f"cannot listen on {host}:0: unknown host") from None
+        raise ConfigurationError(f"cannot listen on {host}:0 ({setting}): unknown host") from None
     with contextlib.closing(socket.socket(family, kind, proto)) as probe:
         probe.bind(where)
         port: int = probe.getsockname()[1]

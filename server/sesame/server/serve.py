@@ -78,14 +78,16 @@ async def serve(settings: Settings) -> None:
 
 def _claim_ports(settings: Settings, claim: PortClaim) -> Settings:
     """Claim the ports every worker binds; the settings with the ports picked for a port 0."""
-    grpc_addr = claim.claim(settings.grpc_addr)
+    grpc_addr = claim.claim(settings.grpc_addr, "SESAME_GRPC_ADDR")
     transport = settings.transport
     if transport.health_addr is not None:
-        transport = dataclasses.replace(transport, health_addr=claim.claim(transport.health_addr))
+        transport = dataclasses.replace(
+            transport, health_addr=claim.claim(transport.health_addr, "SESAME_HEALTH_ADDR")
+        )
     dlr = settings.dlr
     # Port 0: each worker listens on a port of its own and names it in its callback URL.
     if dlr is not None and not dlr.address.endswith(":0"):
-        dlr = dataclasses.replace(dlr, address=claim.claim(dlr.address))
+        dlr = dataclasses.replace(dlr, address=claim.claim(dlr.address, "SESAME_DLR_ADDR"))
     return dataclasses.replace(settings, grpc_addr=grpc_addr, transport=transport, dlr=dlr)
 
 

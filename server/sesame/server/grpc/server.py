@@ -215,7 +215,7 @@ class GrpcServer:
             metrics.tls_certificate(transport.tls.cert_chain)
         # One round before the port opens: the first Check a balancer sends already tells the truth.
         await watcher.check_now()
-        port = _bind(server, address, transport.tls, serving)
+        port = _bind(server, address, "SESAME_GRPC_ADDR", transport.tls, serving)
         health_listener = None
         if transport.health_addr is not None:
             health_listener = await _health_only(health_servicer, transport.health_addr, serving)
@@ -239,10 +239,12 @@ class GrpcServer:
             await self._health_listener.server.stop(0)
 
 
-def _bind(server: grpc.aio.Server, address: str, tls: TlsSettings | None, serving: Serving) -> int:
+def _bind(
+    server: grpc.aio.Server, address: str, setting: str, tls: TlsSettings | None, serving: Serving
+) -> int:
     if not serving.reuse_port:
         # A worker's siblings hold the port already: its supervisor checked it before starting them.
-        ensure_free(address)
+        ensure_free(address, setting)
     try:
         if tls is None:
             return server.add_insecure_port(address)
@@ -255,13 +257,13 @@ def _bind(server: grpc.aio.Server, address: str, tls: TlsSettings | None, servin
         return server.add_secure_port(address, credentials)
     # gRPC says only "Failed to bind" (a RuntimeError), after printing its own reason on stderr.
     except RuntimeError:
-        raise ConfigurationError(f"cannot listen on {address}") from None
+        raise ConfigurationError(f"cannot listen on {address} ({setting})") from None
 
 
 async def _health_only(servicer: health.aio.HealthServicer, address: str, serving: Serving) -> Listener:
     """A plaintext listener serving only grpc.health.v1, from the same servicer as the gRPC port."""
     server = grpc.aio.server(interceptors=[DecodingInterceptor()], options=serving.options)
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    port = _bind(server, address, None, serving)
+    port = _bind(server, address, "SESAME_HEALTH_ADDR", None, serving)
     await server.start()
     return Listener(server, port)
