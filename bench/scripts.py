@@ -45,7 +45,7 @@ from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisState
 from sesame.clients.sms_console import ConsoleSmsGateway
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
-from sesame.server.app import Gateway, Runtime, SystemClock, wire
+from sesame.server.app import Gateway, Runtime, SystemClock, journal_sealer, wire
 from sesame.server.dispatch_loop import DispatchLoops, DispatchSettings
 from sesame.server.domain import codes
 from sesame.server.domain.budgets import SendBudget
@@ -209,6 +209,7 @@ async def _run(
     outbox = store.outbox()
     clock = SystemClock()
     sms = Sent(root / "sms.txt", clock)
+    archive = JournalArchive(root / "archive")
     running = wire(
         keys=keystore,
         store=store,
@@ -219,13 +220,12 @@ async def _run(
         policy=ChallengePolicy(send_budget=BUDGET),
         lifecycle=LifecyclePolicy(),
         metrics=Metrics(),
-        archive=JournalArchive(root / "archive"),
+        archive=archive,
     )
     loops = DispatchLoops(running.dispatcher, outbox, running.metrics, clock, DispatchSettings())
     loops.start()
     # The sealer as `sesame serve` runs it: a block at least every second (read_feed, drop_journal, ...).
-    sealer, stop = running.sealer, asyncio.Event()
-    assert sealer is not None
+    sealer, stop = journal_sealer(store, keystore, archive, running.metrics.journal, None), asyncio.Event()
     sealing = asyncio.create_task(sealer.run(stop))
     now = datetime.now(UTC)
     for n in range(args.users):

@@ -77,7 +77,7 @@ async def live_with_sim_swap(  # noqa: PLR0913 (what the server is made of)
             metrics=wired.running.metrics,
             clock=clock,
             address=f"127.0.0.1:{wired.server.port}",
-            sealer=wired.running.sealer,
+            sealer=wired.sealer,
         )
     finally:
         await channel.close()
@@ -138,7 +138,7 @@ async def live_on(
             metrics=running.metrics,
             clock=clock,
             address=f"127.0.0.1:{server.port}",
-            sealer=running.sealer,
+            sealer=wired.sealer,
         )
     finally:
         await channel.close()

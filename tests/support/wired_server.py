@@ -9,7 +9,7 @@ from sesame.clients.redis_outbox_bell import Heard
 from sesame.clients.redis_store import RedisState
 from sesame.clients.sms_console import ConsoleSmsGateway
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
-from sesame.server.app import Gateway, RiskWiring, Runtime, SystemClock, wire
+from sesame.server.app import Gateway, RiskWiring, Runtime, SystemClock, journal_sealer, wire
 from sesame.server.dispatch_loop import DispatchLoops, DispatchSettings
 from sesame.server.domain.challenges import ChallengePolicy
 from sesame.server.domain.lifecycle import LifecyclePolicy
@@ -17,6 +17,7 @@ from sesame.server.domain.ports import Clock
 from sesame.server.grpc.server import GrpcServer
 from sesame.server.journal_archive import JournalArchive
 from sesame.server.metrics import Metrics
+from sesame.server.sealer import Sealer
 from sesame.server.transport_settings import PLAINTEXT, TransportSettings
 
 
@@ -45,6 +46,7 @@ class Wired:
 
     server: GrpcServer
     running: Runtime
+    sealer: Sealer  # the journal's, as the sealer process builds it; a test steps it by hand (0027, 0085)
 
 
 async def start_wired(
@@ -54,6 +56,7 @@ async def start_wired(
     chosen = options or ServerOptions()
     clock = chosen.clock or SystemClock()
     outbox = store.outbox(Heard.OWN_STEPS)  # as a worker: woken by its own steps (decision 0060)
+    archive = JournalArchive(sms_file.parent / "journal-archive")
     running = wire(
         keys=keys,
         store=store,
@@ -65,7 +68,7 @@ async def start_wired(
         lifecycle=chosen.lifecycle,
         metrics=Metrics(),
         risk=chosen.risk,
-        archive=JournalArchive(sms_file.parent / "journal-archive"),
+        archive=archive,
         max_tries=chosen.dispatch.max_tries,
         notice_max_age=chosen.dispatch.notice_max_age,
         nudge=outbox.nudge(),
@@ -90,4 +93,4 @@ async def start_wired(
     loops.start()
     server.also_stop(loops.stop)
     server.also_stop(outbox.close)
-    return Wired(server, running)
+    return Wired(server, running, journal_sealer(store, keys, archive, running.metrics.journal, None))

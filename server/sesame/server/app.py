@@ -63,7 +63,7 @@ from sesame.server.metrics import (
 )
 from sesame.server.risk_metrics import RiskMetrics
 from sesame.server.risk_settings import RiskSettings, SimSwapSettings
-from sesame.server.sealer import Sealer, SealerTiming
+from sesame.server.sealer import RETENTION, Sealer, SealerTiming
 from sesame.server.smpp_settings import SmppSettings
 from sesame.server.sms_providers import ProviderMeter
 from sesame.server.sms_settings import DlrSettings, KannelSettings, ReliabilitySettings
@@ -112,7 +112,6 @@ class Runtime:
     metrics: Metrics
     dispatcher: Dispatcher  # sends what the outbox holds, through the same metered gateway
     advisories: Mapping[str, Callable[[], bool]] = field(default_factory=dict)  # health names: works?
-    sealer: Sealer | None = None  # seals the journal while it holds the lease (docs/decisions/0027)
     seals: ChallengeSeals | None = None  # what a challenge's evidence says of its seals
     user_evidence: UserEvidenceReader | None = None  # a user's evidence: index, lifecycle, health (0036)
     health_notes: HealthNoter | None = None  # journals what health sees (decision 0036)
@@ -188,7 +187,7 @@ async def runtime(settings: Settings, heard: Heard = Heard.OWN_STEPS) -> AsyncIt
             lifecycle=settings.lifecycle,
             metrics=metrics,
             risk=RiskWiring(settings.risk, sim_swap),
-            sealing=SealerTiming(retention=settings.evidence_retention),
+            retention=settings.evidence_retention,
             archive=JournalArchive(settings.journal_archive_dir),
             max_tries=settings.dispatch.max_tries,
             notice_max_age=settings.dispatch.notice_max_age,
@@ -368,7 +367,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
     lifecycle: LifecyclePolicy,
     metrics: Metrics,
     risk: RiskWiring | None = None,
-    sealing: SealerTiming | None = None,
+    retention: timedelta = RETENTION,
     archive: JournalArchive | None = None,
     max_tries: int = 1,
     notice_max_age: timedelta = timedelta(days=1),
@@ -377,7 +376,8 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
     nudge: OutboxNudge = NO_NUDGE,
 ) -> Runtime:
     """The flows over metered views of the adapters, telling the metrics what they decided; health probes
-    the bare ones (a probe is not traffic)."""
+    the bare ones (a probe is not traffic). No sealer: `sesame serve`'s sealer process builds its own
+    (`journal_sealer`, decision 0085); `retention` is how long the evidence is kept."""
     # Each adapter times its calls at its one funnel (docs/decisions/0020, 0026): no wrapper per adapter.
     metered_keys = TracedKeyStore(keys.metered(DependencyMeter(metrics, "hsm")))
     metered_store = store.metered(DependencyMeter(metrics, "store"), nudge)
@@ -436,7 +436,6 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
             settle_within=settle_within,
         ),
         advisories={SMS_HEALTH_SERVICE: sms_watch.healthy},
-        sealer=journal_sealer(store, keys, archive, metrics.journal, sealing) if archive else None,
         seals=ChallengeSeals(store.sealed_journal(), keys, archive),
         user_evidence=UserEvidenceReader(
             index=store.evidence_index(),
@@ -445,7 +444,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
             keys=keys,
             archive=archive,
         ),
-        health_notes=HealthNoter(store.health_notes(), clock, (sealing or SealerTiming()).retention),
+        health_notes=HealthNoter(store.health_notes(), clock, retention),
     )
 
 
@@ -525,7 +524,6 @@ async def serve(settings: Settings, ready: Callable[[], None]) -> None:
             user_evidence=running.user_evidence,
             health_notes=running.health_notes,
         )
-        # No sealer here: the supervisor's sealer process seals, off the calls' loop (decision 0085).
         _log.debug("%d objects of boot frozen out of the garbage collector", freeze_boot_heap())
         ready()
         await stop.wait()

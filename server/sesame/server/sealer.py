@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Final, Protocol
 
 from sesame.clients.redis_journal import (
     Lease,
@@ -85,13 +85,17 @@ class _Unmetered:
         pass
 
 
+# How long seals and the evidence are kept: 13 months (CMF L.133-24), rounded up.
+RETENTION: Final = timedelta(days=396)
+
+
 @dataclass(frozen=True, slots=True)
 class SealerTiming:
     """How often it seals, how long its lease lasts, how long seals are kept."""
 
     interval: timedelta = timedelta(seconds=1)
     lease: timedelta = timedelta(seconds=5)
-    retention: timedelta = timedelta(days=396)  # 13 months (CMF L.133-24), rounded up
+    retention: timedelta = RETENTION
     # How long one step seals a backlog block after block before the next step renews the lease (half the
     # lease when None: a step that outlasted it would find the lease lost). 0: one block a step.
     step: timedelta | None = None
