@@ -13,6 +13,7 @@ import gc
 import hmac
 import logging
 import secrets
+import sys
 import time
 from collections.abc import Callable
 from enum import Enum
@@ -99,6 +100,31 @@ def _translate(exc: PKCS11Error, *, retry: bool) -> KeyNotFound | HsmUnavailable
         _log.error("HSM unavailable after a reconnect (%s)", name)
     # The class name says what failed; library messages are not copied (they may echo search templates).
     return HsmUnavailable(f"HSM call failed: {name}")
+
+
+class _LostSearches:
+    """python-pkcs11 (0.10) leaves a search marked active when C_FindObjectsInit fails (`with SearchIter`:
+    its `__enter__` raised, so no `__exit__`); its finaliser then calls C_FindObjectsFinal on the lost
+    session, whose error Python prints on stderr, `Exception ignored in: 'pkcs11._pkcs11.OperationContext.
+    __del__'` and a traceback, outside the logs. That error says only what `TokenSession.call` already
+    handled and logged (the session is lost): a DEBUG line. Every other unraisable goes to the hook that
+    was there before."""
+
+    def __init__(self, previous: Callable[[Any], object]) -> None:
+        self.previous = previous
+
+    def __call__(self, unraisable: Any) -> None:
+        error = unraisable.exc_value
+        if isinstance(error, PKCS11Error) and _is_session_loss(error) and "pkcs11" in str(unraisable.object):
+            _log.debug("a search of a lost HSM session could not be closed (%s)", type(error).__name__)
+            return
+        self.previous(unraisable)
+
+
+def _quiet_lost_searches() -> None:
+    """Put `_LostSearches` in front of the process's unraisable hook, once (whoever set it since)."""
+    if not isinstance(sys.unraisablehook, _LostSearches):
+        sys.unraisablehook = _LostSearches(sys.unraisablehook)
 
 
 def _collected(failure: KeyNotFound | HsmUnavailable | None) -> KeyNotFound | HsmUnavailable:
@@ -265,6 +291,7 @@ class TokenSession:
 
 def acquire_token(worker: HsmWorker, token_label: str, pin: str) -> TokenSession:
     """Take a reference on the token's shared session (HSM thread). HsmUnavailable if it cannot open."""
+    _quiet_lost_searches()
     token = worker.tokens.get(token_label)
     if token is None:
         token = worker.tokens[token_label] = TokenSession(worker, token_label, pin)
