@@ -17,6 +17,8 @@ import redis
 import redis.asyncio as aioredis
 
 from sesame.clients.redis_scripts import Scripts
+from sesame.clients.risk_program import compiled
+from sesame.server.domain.risk_rules import default_rules
 
 SLOWLOG_KEPT = 1_000_000  # entries; more than one phase's commands on this machine
 
@@ -44,9 +46,11 @@ def _persistence(client: redis.Redis) -> dict[str, int]:
 
 
 def script_names() -> dict[str, str]:
-    """SHA-1 -> script name, as `sesame` registers them (the pieces included)."""
+    """SHA-1 -> script name, as `sesame` registers them (the pieces included), and Start's script with the
+    default risk rules' program in its text (decision 0076), which `sesame serve` runs by default."""
     scripts = Scripts(aioredis.Redis())  # registering computes each SHA-1; nothing is sent
-    return {script.sha: name for name, script in scripts._scripts.items()}  # noqa: SLF001
+    names = {script.sha: name for name, script in scripts._scripts.items()}  # noqa: SLF001
+    return names | {scripts.sha("open_challenge", compiled(default_rules())): "open_challenge"}
 
 
 @dataclass
