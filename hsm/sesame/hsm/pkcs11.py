@@ -170,7 +170,7 @@ class Pkcs11KeyStore:
         mechanism = _MECHANISMS[algorithm]
         return await self._call(
             "mac",
-            lambda live: bytes(live.secret_key(key.label).sign(data, mechanism=mechanism)),
+            lambda live: live.signed(live.secret_key(key.label), mechanism, data),
             (ObjectClass.SECRET_KEY, key.label),
         )
 
@@ -204,7 +204,7 @@ class Pkcs11KeyStore:
         digest = hashlib.sha256(data).digest()
         signature = await self._call(
             "sign",
-            lambda live: bytes(live.private_key(key.label).sign(digest, mechanism=Mechanism.ECDSA)),
+            lambda live: live.signed(live.private_key(key.label), Mechanism.ECDSA, digest),
             (ObjectClass.PRIVATE_KEY, key.label),
         )
         if len(signature) != 64:

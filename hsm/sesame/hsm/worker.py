@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pkcs11
 
+from sesame.hsm.direct import DirectSigner, direct_signer
+
 if TYPE_CHECKING:
     from sesame.hsm.session import TokenSession
 
@@ -38,6 +40,7 @@ class HsmWorker:
             max_workers=1, thread_name_prefix="sesame-hsm", initializer=self._mark_thread
         )
         self._lib: Any = None
+        self._direct: DirectSigner | None = None
         self._softhsm_conf: str | None = None
         # Bumped by every C_Finalize/C_Initialize: sessions opened under an older generation are dead, and
         # their handle numbers may already belong to new sessions (SoftHSM numbers them from 1 again).
@@ -77,7 +80,14 @@ class HsmWorker:
         if self._lib is None:
             self._softhsm_conf = os.environ.get("SOFTHSM2_CONF")
             self._lib = pkcs11.lib(self.module)
+            self._direct = direct_signer(self.module)
         return self._lib
+
+    @property
+    def direct(self) -> DirectSigner | None:
+        """MACs and signatures with the GIL held (`sesame.hsm.direct`), once the module is loaded; None
+        when the module exports no C_SignInit/C_Sign."""
+        return self._direct
 
     def reinitialize(self) -> None:
         """C_Finalize then C_Initialize (HSM thread): every session of this module in the process ends."""
