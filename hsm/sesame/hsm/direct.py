@@ -5,7 +5,7 @@ worker's event loop takes 25-90 µs of CPU: too short for another thread to do a
 and once let go it comes back only when the thread that took it lets go in turn (after up to the switch
 interval, 5 ms, if that thread runs Python; later if the system has descheduled it). Decision 0086 has the
 figures: with one busy Python thread beside the loop a MAC took 42 µs on average this way against 154
-through python-pkcs11; `sesame serve` did 5-23 % more flows a second in five alternated runs.
+through python-pkcs11; `sesame serve` did 10 % more flows a second on average over nine alternated pairs.
 
 `ctypes.PyDLL` calls a C function without releasing the GIL. The library is the one python-pkcs11 loaded
 and initialised (`dlopen` of the same file returns the same copy); the session and key handles are

@@ -5,7 +5,8 @@ two calls at once corrupt its heap. Every PKCS#11 call of this process holds the
 rare ones (loading the library, sessions, logins, searches, key generation, reconnects) run on one dedicated
 thread per module (docs/decisions/0001-hsm-concurrency.md); the hot ones (MAC, signature, random) run on the
 caller's own thread when the lock is free and the session ready, because the hop costs more than the call
-(docs/decisions/0020-hsm-calls-inline.md).
+(docs/decisions/0020-hsm-calls-inline.md); MACs and signatures keep the GIL while the module computes them
+(`sesame.hsm.direct`, docs/decisions/0086-hsm-calls-keep-the-gil.md).
 """
 
 from __future__ import annotations
