@@ -8,7 +8,7 @@ digest (a proof or a journal block), back to back on the HSM thread:
             are made of twin keys generated here with CKA_MODIFIABLE true, their other attributes as ours
   twin      the twin's token object (CKA_MODIFIABLE itself costs nothing: the baseline of `session`)
   token-b   the token object, through python-pkcs11 with `buffer_size` the output's size (not 8 KiB)
-  token-c   the token object, C_SignInit + one C_Sign into a buffer of the known size, through ctypes
+  token-c   the token object, C_SignInit + one C_Sign through ctypes, as Sésame signs (`sesame.hsm.direct`)
   session-c the session copy, the same way
   keystore  `Pkcs11KeyStore.mac/sign` as shipped (unmetered), awaited on an event loop: the call runs inline
 `token-c` against `token` is python-pkcs11's own share per call (it makes C_SignInit, C_Sign for the length,
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
 import hashlib
 import statistics
 import tempfile
@@ -36,6 +35,7 @@ from typing import Any
 
 from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag
 
+from sesame.hsm.direct import DirectSigner
 from sesame.hsm.keys import _PRIVATE_KEY_TEMPLATE, _PUBLIC_KEY_TEMPLATE, _SECRET_KEY_TEMPLATE, init_keys
 from sesame.hsm.pkcs11 import P256_PARAMS, Pkcs11KeyStore
 from sesame.hsm.session import acquire_token, release_token
@@ -57,40 +57,17 @@ PAIRS = (
 OCRA_INPUT = b"OCRA-1:HOTP-SHA256-8:QH32-T30S\x00" + bytes(32) + bytes(8)
 
 
-class _Mechanism(ctypes.Structure):
-    _fields_ = (
-        ("mechanism", ctypes.c_ulong),
-        ("parameter", ctypes.c_void_p),
-        ("parameter_len", ctypes.c_ulong),
-    )
-
-
-def direct(
-    module: str, session: Any, key: Any, *, mechanism: int, data: bytes, size: int
-) -> Callable[[], bytes]:
-    """A sign call made straight through the module's C functions: C_SignInit, then C_Sign once."""
-    lib = ctypes.CDLL(module)  # the library python-pkcs11 loaded: dlopen gives the same, initialised, copy
-    sign_init, sign = lib.C_SignInit, lib.C_Sign
-    sign_init.argtypes = (ctypes.c_ulong, ctypes.POINTER(_Mechanism), ctypes.c_ulong)
-    sign.argtypes = (
-        ctypes.c_ulong,
-        ctypes.c_char_p,
-        ctypes.c_ulong,
-        ctypes.c_char_p,
-        ctypes.POINTER(ctypes.c_ulong),
-    )
-    mech = _Mechanism(mechanism, None, 0)
-    out = ctypes.create_string_buffer(size)
-    length = ctypes.c_ulong()
+def direct(module: str, session: Any, key: Any, *, mechanism: int, data: bytes) -> Callable[[], bytes]:
+    """A sign call made straight through the module's C functions, as `TokenSession.signed` makes it
+    (`sesame.hsm.direct`: C_SignInit, then C_Sign once, the GIL held)."""
+    signer = DirectSigner(module)  # the library python-pkcs11 loaded (dlopen: the same, initialised copy)
     handle_session, handle_key = session.handle, key.handle
 
     def call() -> bytes:
-        if sign_init(handle_session, ctypes.byref(mech), handle_key) != 0:
-            raise RuntimeError("C_SignInit failed")
-        length.value = size
-        if sign(handle_session, data, len(data), out, ctypes.byref(length)) != 0:
-            raise RuntimeError("C_Sign failed")
-        return out.raw[: length.value]
+        signature = signer.sign(handle_session, handle_key, mechanism, data)
+        if signature is None:
+            raise RuntimeError("the module refused C_SignInit or C_Sign")
+        return signature
 
     return call
 
@@ -153,8 +130,8 @@ def main() -> None:
             mac_twin, signer_twin = _modifiable_twins(session)
             mac_copy, signer_copy = (key.copy({Attribute.TOKEN: False}) for key in (mac_twin, signer_twin))
             digest = hashlib.sha256(b"bench").digest()
-            hmac: dict[str, Any] = {"mechanism": CKM_SHA256_HMAC, "data": OCRA_INPUT, "size": 32}
-            ecdsa_args: dict[str, Any] = {"mechanism": CKM_ECDSA, "data": digest, "size": 64}
+            hmac: dict[str, Any] = {"mechanism": CKM_SHA256_HMAC, "data": OCRA_INPUT}
+            ecdsa_args: dict[str, Any] = {"mechanism": CKM_ECDSA, "data": digest}
 
             def mac(key: Any) -> Callable[[], bytes]:
                 return lambda: bytes(key.sign(OCRA_INPUT, mechanism=Mechanism.SHA256_HMAC))
