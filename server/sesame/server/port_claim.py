@@ -10,6 +10,11 @@ the same port would then bind without error and take part of the calls. Two guar
   kernel keeps that name per network namespace, the scope of the port itself, and drops it however the
   holder dies: no file, no stale lock. Two `sesame serve` starting together cannot both pass the check.
 
+It also keeps the port bound, as a member of the workers' SO_REUSEPORT group that never listens (so the
+kernel hands it no connection): a listener that asks for any port (port 0), the supervisor's /metrics or
+another process's, is then never given a port claimed for the workers but not yet bound by them. A port 0
+of ours is picked by that bind itself.
+
 Only the supervisor takes the lock; its workers bind the port it claimed. A process that sets SO_REUSEPORT
 itself, under our user, and ignores the lock could still join: the lock guards against Sésame, not
 against the user that runs it.
@@ -17,7 +22,6 @@ against the user that runs it.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import socket
 from dataclasses import dataclass, field
@@ -37,28 +41,32 @@ class PortClaim:
     _locks: list[socket.socket] = field(default_factory=list)
 
     def claim(self, address: str, setting: str) -> str:
-        """Check that nobody listens on `address` and lock its port; the address to bind (port 0 picked).
+        """Check that nobody listens on `address`; bind and lock its port. The address to bind, port 0 picked.
 
         ConfigurationError naming the address and `setting` (the variable that gave it) when it is taken, or
         claimed by another `sesame serve`.
         """
         host, _, port = address.rpartition(":")
-        if port == "0":
-            port = str(_free_port(host, setting))
+        if port != "0":
+            ensure_free(address, setting)
+        held = _hold(host, int(port), setting)
+        if held:
+            port = str(held[0].getsockname()[1])
         claimed = f"{host}:{port}"
-        ensure_free(claimed, setting)
         lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        held.append(lock)
         try:
             lock.bind(f"\0{_LOCK_PREFIX}{port}")
         except OSError as exc:
-            lock.close()
+            for sock in held:
+                sock.close()
             if exc.errno != errno.EADDRINUSE:
                 raise ConfigurationError(f"cannot lock port {port} ({setting}): {exc.strerror}") from None
             raise ConfigurationError(
                 f"cannot listen on {claimed} ({setting}): address already in use "
                 f"(another sesame serve holds port {port})"
             ) from None
-        self._locks.append(lock)
+        self._locks.extend(held)
         self.addresses[address] = claimed
         return claimed
 
@@ -105,15 +113,33 @@ def ensure_free(address: str, setting: str) -> None:
                     ) from None
 
 
-def _free_port(host: str, setting: str) -> int:
-    """A port nobody listens on now on `host`, for an address that asks for any (port 0)."""
+def _hold(host: str, port: int, setting: str) -> list[socket.socket]:
+    """Sockets bound, never listening, on every address `host` resolves to, with the options the workers
+    bind with (SO_REUSEADDR, SO_REUSEPORT); port 0: the first bind picks the port the others take.
+
+    None for a host that does not resolve, which gRPC reports itself when the workers bind; ConfigurationError
+    for a host:0 that does not (no port to pick) or an address that cannot be bound.
+    """
     try:
-        family, kind, proto, _, where = socket.getaddrinfo(
-            host.strip("[]") or None, 0, type=socket.SOCK_STREAM
-        )[0]
+        candidates = socket.getaddrinfo(
+            host.strip("[]") or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
     except (OSError, UnicodeError):
-        raise ConfigurationError(f"cannot listen on {host}:0 ({setting}): unknown host") from None
-    with contextlib.closing(socket.socket(family, kind, proto)) as probe:
-        probe.bind(where)
-        port: int = probe.getsockname()[1]
-        return port
+        if port == 0:
+            raise ConfigurationError(f"cannot listen on {host}:0 ({setting}): unknown host") from None
+        return []
+    held: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, where in candidates:
+            sock = socket.socket(family, kind, proto)
+            held.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((where[0], port, *where[2:]))
+            port = sock.getsockname()[1]
+    except OSError as exc:
+        for sock in held:
+            sock.close()
+        reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise ConfigurationError(f"cannot listen on {host}:{port} ({setting}): {reason}") from None
+    return held
