@@ -25,6 +25,7 @@ from tests.e2e.conftest import Live
 from tests.e2e.helpers import enrolled
 from tests.support.kannel import Kannel
 from tests.support.outbox import dispatched_state, settled
+from tests.support.ports import dead_port
 from tests.support.serve_process import ServeProcess, free_port, start_serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -52,8 +53,9 @@ def _serve(tmp_path: Path, url: str, username: str, password: str) -> Iterator[t
 
 @pytest.fixture
 def unreachable(tmp_path: Path) -> Iterator[tuple[ServeProcess, int]]:
-    """`sesame serve` whose Kannel URL is a loopback port nobody listens on."""
-    yield from _serve(tmp_path, f"http://127.0.0.1:{free_port()}", "sesame", "any-password")
+    """`sesame serve` whose Kannel URL is a loopback port nobody listens on (nor is given meanwhile)."""
+    with dead_port() as port:
+        yield from _serve(tmp_path, f"http://127.0.0.1:{port}", "sesame", "any-password")
 
 
 @pytest.fixture
@@ -76,11 +78,12 @@ def _start_challenges(address: str, count: int) -> list[int]:
     return [dispatched_state(address, reply.challenge_id) for reply in started]
 
 
-def _failures(metrics_port: int, reason: str) -> float:
+def _failures(metrics_port: int) -> dict[str, float]:
+    """Kannel's failed sends counted so far, by reason."""
     with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as reply:
         text = reply.read().decode()
-    found = re.search(rf'sesame_sms_failures_total\{{gateway="kannel",reason="{reason}"\}} (\S+)', text)
-    return 0.0 if found is None else float(found.group(1))
+    counted = re.findall(r'sesame_sms_failures_total\{gateway="kannel",reason="([^"]+)"\} (\S+)', text)
+    return {reason: float(value) for reason, value in counted if float(value)}
 
 
 def _health_command(address: str, limit: float = 10) -> subprocess.CompletedProcess[str]:
@@ -108,7 +111,7 @@ def test_unreachable_gateway_is_logged_once_counted_and_degraded(
     states = _start_challenges(serving.address, 3)
 
     assert states == [auth_pb.DELIVERY_STATE_FAILED] * 3
-    assert _failures(metrics_port, "unreachable") == 3
+    assert _failures(metrics_port) == {"unreachable": 3}, serving.output()[-3000:]
     warnings = [line for line in serving.output().splitlines() if "SMS gateway kannel failing" in line]
     assert len(warnings) == 1
     assert " WARNING " in warnings[0]
@@ -131,7 +134,7 @@ def test_a_refusing_kannel_is_counted_as_refused(refused: tuple[ServeProcess, in
 
     assert _start_challenges(serving.address, 1) == [auth_pb.DELIVERY_STATE_FAILED]
 
-    assert _failures(metrics_port, "refused") == 1
+    assert _failures(metrics_port) == {"refused": 1}, serving.output()[-3000:]
     assert "SMS gateway kannel failing: refused" in serving.output()
 
 

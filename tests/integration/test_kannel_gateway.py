@@ -24,7 +24,7 @@ from tests import factories
 from tests.fakes.clock import ShiftedClock
 from tests.support.kannel import Kannel
 from tests.support.kannel_fixtures import DlrReceiver
-from tests.support.ports import free_port
+from tests.support.ports import dead_port
 
 pytestmark = pytest.mark.integration
 
@@ -130,8 +130,8 @@ async def test_the_delivery_report_reaches_redis_as_delivered(
 async def test_kannel_down_fails_quickly(gateways: Gateways):
     """With nothing listening (connection refused), send raises DeliveryFailed at once."""
     started = time.monotonic()
-    with pytest.raises(DeliveryFailed):
-        await gateways(url=f"http://127.0.0.1:{free_port()}").send(SmsMessage(PHONE, _text(""), "c1"))
+    with dead_port() as port, pytest.raises(DeliveryFailed):
+        await gateways(url=f"http://127.0.0.1:{port}").send(SmsMessage(PHONE, _text(""), "c1"))
     assert time.monotonic() - started < 1.0
 
 
@@ -148,9 +148,10 @@ async def test_failures_show_neither_the_password_nor_the_code(
     """The exception (message, repr, traceback) and the log records hold neither the password nor the code."""
     caplog.set_level(logging.DEBUG)
     password = secrets.token_hex(16)
-    url = f"http://127.0.0.1:{free_port()}" if failure == "down" else kannel.url
-    with pytest.raises(DeliveryFailed) as caught:
-        await gateways(url=url, password=password).send(SmsMessage(PHONE, _text(""), "c1"))
+    with dead_port() as port:
+        url = f"http://127.0.0.1:{port}" if failure == "down" else kannel.url
+        with pytest.raises(DeliveryFailed) as caught:
+            await gateways(url=url, password=password).send(SmsMessage(PHONE, _text(""), "c1"))
     shown = [str(caught.value), repr(caught.value), *traceback.format_exception(caught.value)]
     shown += [record.getMessage() for record in caplog.records]
     assert not [line for line in shown if password in line or CODE in line]
