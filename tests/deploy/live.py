@@ -135,10 +135,11 @@ def wrong(code: str) -> str:
 
 
 def replica(directory: Path, settings: dict[str, str]) -> Replica:
-    metrics_port = free_port()
     directory.mkdir(parents=True)
     var = directory / "var"
-    return Replica(start_serve(var, metrics_port, settings), var, metrics_port)
+    serving = start_serve(var, settings=settings)
+    assert serving.metrics_port is not None
+    return Replica(serving, var, serving.metrics_port)
 
 
 @contextmanager

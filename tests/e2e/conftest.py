@@ -23,7 +23,7 @@ from sesame.server.metrics import Metrics
 from sesame.server.sealer import Sealer
 from tests.fakes.clock import ShiftedClock
 from tests.support.camara_sim_swap import TOKEN, Operator, camara_operator
-from tests.support.serve_process import ServeProcess, free_port, start_serve
+from tests.support.serve_process import ServeProcess, start_serve
 from tests.support.wired_server import ServerOptions, start_wired
 
 
@@ -158,9 +158,9 @@ class Served:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """One `sesame serve` for the tests that only talk to it (embedded Redis and dev token)."""
     var = tmp_path_factory.mktemp("var")
-    metrics_port = free_port()
-    serving = start_serve(var, metrics_port)
-    yield Served(serving.address, var, metrics_port)
+    serving = start_serve(var)
+    assert serving.metrics_port is not None
+    yield Served(serving.address, var, serving.metrics_port)
     serving.process.terminate()
     serving.process.wait(timeout=30)
 

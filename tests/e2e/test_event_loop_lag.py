@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.serve_process import free_port, start_serve
+from tests.support.serve_process import start_serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -32,8 +32,9 @@ def _ticks_above(port: int, floor: float, limit: float = 20.0) -> float:
 def test_every_worker_measures_its_loop_and_the_scrape_sums_them(tmp_path: Path) -> None:
     """With two workers the scrape carries the loop-lag histogram, and its count keeps growing while the
     server runs idle (each worker ticks 20 times a second): the metric is live, not registered and left."""
-    metrics_port = free_port()
-    serving = start_serve(tmp_path / "var", metrics_port, {"SESAME_WORKERS": "2"})
+    serving = start_serve(tmp_path / "var", settings={"SESAME_WORKERS": "2"})
+    metrics_port = serving.metrics_port
+    assert metrics_port is not None
     try:
         first = _ticks_above(metrics_port, 0.0)
         assert first > 0

@@ -25,7 +25,6 @@ from sesame.server.domain.model import KeyKind, KeyRef, MacAlgorithm
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import CONTEXT, enrolled, snapshot, started, transfer
 from tests.support.planted_keys import EXPOSED, OLD_STYLE, otp_key
-from tests.support.ports import free_port
 from tests.support.serve_process import run_serve, start_serve
 from tests.support.wired_server import ServerOptions, start_wired
 
@@ -120,14 +119,13 @@ def test_serve_with_a_copyable_key_serves_warns_once_and_counts_it(
     config = make_token(f"copyable-{secrets.token_hex(4)}")
     label = otp_key(config, 1, OLD_STYLE)
     init_keys(config)
-    metrics_port = free_port()
     settings = {
         **operator_token_settings(config, hsm_dir, flushed_redis_server.url),
         "SESAME_WORKERS": "2",  # each worker boots on the token too: still one warning
     }
-    serving = start_serve(tmp_path / "var", metrics_port, settings)
+    serving = start_serve(tmp_path / "var", settings=settings)
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as reply:
+        with urllib.request.urlopen(f"http://127.0.0.1:{serving.metrics_port}/metrics", timeout=5) as reply:
             scraped = reply.read().decode()
     finally:
         serving.process.terminate()

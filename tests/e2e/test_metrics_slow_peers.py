@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from sesame.server.metrics_http import CONNECTION_SECONDS, MAX_CONNECTIONS
-from tests.support.serve_process import free_port, start_serve
+from tests.support.serve_process import start_serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -66,8 +66,9 @@ def test_slow_peers_on_metrics_hold_a_bounded_share_of_the_supervisor_for_a_boun
     """FLOOD half-open requests dripping a byte a second: the supervisor's threads and descriptors grow by
     at most MAX_CONNECTIONS, every such connection is cut within CONNECTION_SECONDS and a bit, and a scrape
     then answers 200."""
-    metrics_port = free_port()
-    serving = start_serve(tmp_path / "var", metrics_port)
+    serving = start_serve(tmp_path / "var")
+    metrics_port = serving.metrics_port
+    assert metrics_port is not None
     supervisor = serving.process.pid
     threads, descriptors = _threads(supervisor), _descriptors(supervisor)
     with ExitStack() as stack:

@@ -101,13 +101,13 @@ def _ask_unknown_user(address: str) -> grpc.StatusCode:
 def _two_workers(tmp_path: Path, **settings: str) -> tuple[ServeProcess, int]:
     """`sesame serve` with two workers, once both serve: health answers through the first worker while the
     second may still be starting (on a loaded machine for more than a call's deadline)."""
-    metrics_port = free_port()
-    serving = start_serve(tmp_path / "var", metrics_port, {"SESAME_WORKERS": "2", **settings})
+    serving = start_serve(tmp_path / "var", settings={"SESAME_WORKERS": "2", **settings})
     deadline = time.monotonic() + 120
     while len(re.findall(r"worker \d \(pid \d+\) serving", serving.output())) < 2:
         assert time.monotonic() < deadline, serving.output()[-2000:]
         time.sleep(0.1)
-    return serving, metrics_port
+    assert serving.metrics_port is not None
+    return serving, serving.metrics_port
 
 
 def _stop(serving: ServeProcess) -> None:
@@ -307,8 +307,9 @@ async def _flood(var: Path, address: str, calls: int, checks: int) -> tuple[list
 async def test_calls_beyond_the_bound_are_shed_with_retry_info_and_counted(tmp_path: Path) -> None:
     """With at most one call at a time and one in flight, a burst is shed (UNAVAILABLE, OVERLOADED,
     RetryInfo), counted, and health checks in the same burst are all answered."""
-    metrics_port = free_port()
-    serving = start_serve(tmp_path / "var", metrics_port, {"SESAME_MAX_CONCURRENT_RPCS": "1"})
+    serving = start_serve(tmp_path / "var", settings={"SESAME_MAX_CONCURRENT_RPCS": "1"})
+    metrics_port = serving.metrics_port
+    assert metrics_port is not None
     try:
         answers, health = await _flood(tmp_path / "var", serving.address, calls=60, checks=20)
 

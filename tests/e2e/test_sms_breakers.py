@@ -21,7 +21,7 @@ from sesame.api.v1 import operation_pb2 as op_pb
 from sesame.server.sms_watch import SMS_HEALTH_SERVICE
 from tests.support.kannel import Kannel
 from tests.support.outbox import dispatched_state
-from tests.support.serve_process import ServeProcess, free_port, start_serve
+from tests.support.serve_process import ServeProcess, start_serve
 from tests.support.smsc import Smsc, serving_in_thread
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -35,7 +35,6 @@ def world(kannel: Kannel, tmp_path: Path) -> Iterator[tuple[ServeProcess, int, S
     """One worker with `smpp,kannel`; the SMSC (receipts off) in a stack the test may close."""
     with contextlib.ExitStack() as stack:
         smsc = stack.enter_context(serving_in_thread(Smsc(receipt=None)))
-        metrics_port = free_port()
         settings = {
             "SESAME_WORKERS": "1",
             "SESAME_SMS_PROVIDERS": "smpp,kannel",
@@ -51,9 +50,10 @@ def world(kannel: Kannel, tmp_path: Path) -> Iterator[tuple[ServeProcess, int, S
             "SESAME_SMS_BREAKER_FAILURES": str(FAULTS),
             "SESAME_SMS_BREAKER_OPEN_SECONDS": "3600",
         }
-        serving = start_serve(tmp_path / "var", metrics_port, settings)
+        serving = start_serve(tmp_path / "var", settings=settings)
+        assert serving.metrics_port is not None
         try:
-            yield serving, metrics_port, smsc, stack
+            yield serving, serving.metrics_port, smsc, stack
         finally:
             serving.process.terminate()
             serving.process.wait(timeout=30)

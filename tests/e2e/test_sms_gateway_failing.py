@@ -26,7 +26,7 @@ from tests.e2e.helpers import enrolled
 from tests.support.kannel import Kannel
 from tests.support.outbox import dispatched_state, settled
 from tests.support.ports import dead_port
-from tests.support.serve_process import ServeProcess, free_port, start_serve
+from tests.support.serve_process import ServeProcess, start_serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -37,7 +37,6 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 def _serve(tmp_path: Path, url: str, username: str, password: str) -> Iterator[tuple[ServeProcess, int]]:
-    metrics_port = free_port()
     settings: Mapping[str, str] = {
         "SESAME_SMS_GATEWAY": "kannel",
         "SESAME_KANNEL_URL": url,
@@ -45,8 +44,9 @@ def _serve(tmp_path: Path, url: str, username: str, password: str) -> Iterator[t
         "SESAME_KANNEL_PASSWORD": password,
         "SESAME_DLR_ADDR": "off",
     }
-    serving = start_serve(tmp_path / "var", metrics_port, settings)
-    yield serving, metrics_port
+    serving = start_serve(tmp_path / "var", settings=settings)
+    assert serving.metrics_port is not None
+    yield serving, serving.metrics_port
     serving.process.terminate()
     serving.process.wait(timeout=30)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -33,6 +34,7 @@ class ServeProcess:
     address: str
     process: subprocess.Popen[str]
     log: Path
+    metrics_port: int | None = None  # where /metrics listens, when it was asked and logged
 
     def output(self) -> str:
         """Everything the server printed so far."""
@@ -152,6 +154,9 @@ def start_serve(var: Path, metrics_port: int = 0, settings: Mapping[str, str] | 
     """Start `sesame serve` with a private var/, free ports and `settings`; return once it is healthy.
 
     Health is asked on SESAME_HEALTH_ADDR when `settings` sets it (the gRPC port may want a certificate).
+    /metrics is asked on `metrics_port`, by default any port: the one it got is the result's `metrics_port`,
+    read from the supervisor's line (a port picked before the server binds it may be given to another
+    process meanwhile).
     """
     address = f"127.0.0.1:{free_port()}"
     env = _env(var, address, metrics_port, settings)
@@ -176,4 +181,5 @@ def start_serve(var: Path, metrics_port: int = 0, settings: Mapping[str, str] | 
         process.wait()
         exc.add_note(f"sesame serve printed: {log.read_text(errors='replace')[-2000:]}")
         raise
-    return ServeProcess(address, process, log)
+    logged = re.search(r"metrics on http://[^ ]*:(\d+)/metrics", log.read_text(errors="replace"))
+    return ServeProcess(address, process, log, int(logged.group(1)) if logged else metrics_port or None)
