@@ -35,10 +35,11 @@ _LOCK_PREFIX: Final = "sesame-serve-port-"
 
 @dataclass(slots=True)
 class PortClaim:
-    """The addresses claimed (a port 0 replaced by the free port picked) and the locks held on them."""
+    """The addresses claimed (a port 0 replaced by the port picked), and the sockets that hold them: each
+    port bound and locked."""
 
     addresses: dict[str, str] = field(default_factory=dict)  # as asked -> as claimed
-    _locks: list[socket.socket] = field(default_factory=list)
+    _held: list[socket.socket] = field(default_factory=list)
 
     def claim(self, address: str, setting: str) -> str:
         """Check that nobody listens on `address`; bind and lock its port. The address to bind, port 0 picked.
@@ -66,18 +67,18 @@ class PortClaim:
                 f"cannot listen on {claimed} ({setting}): address already in use "
                 f"(another sesame serve holds port {port})"
             ) from None
-        self._locks.extend(held)
+        self._held.extend(held)
         self.addresses[address] = claimed
         return claimed
 
     def release(self) -> None:
-        """Drop every lock (the workers have stopped). Idempotent."""
-        locks, self._locks = self._locks, []
-        for lock in locks:
-            lock.close()
+        """Let every port go (the workers have stopped). Idempotent."""
+        held, self._held = self._held, []
+        for sock in held:
+            sock.close()
 
     def __enter__(self) -> Self:
-        """`with PortClaim() as claim:` releases the locks on the way out."""
+        """`with PortClaim() as claim:` releases the ports on the way out."""
         return self
 
     def __exit__(
@@ -117,8 +118,8 @@ def _hold(host: str, port: int, setting: str) -> list[socket.socket]:
     """Sockets bound, never listening, on every address `host` resolves to, with the options the workers
     bind with (SO_REUSEADDR, SO_REUSEPORT); port 0: the first bind picks the port the others take.
 
-    None for a host that does not resolve, which gRPC reports itself when the workers bind; ConfigurationError
-    for a host:0 that does not (no port to pick) or an address that cannot be bound.
+    None held for a host that does not resolve, which gRPC reports itself when the workers bind;
+    ConfigurationError for a host:0 that does not (no port to pick) or an address that cannot be bound.
     """
     try:
         candidates = socket.getaddrinfo(
