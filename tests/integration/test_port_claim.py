@@ -70,8 +70,17 @@ print(json.dumps({"claimed": [int(port) for port in claimed], "picked": picked})
 def test_port_0_listeners_are_never_given_a_claimed_port() -> None:
     """With half of the ephemeral ports claimed, listeners on port 0 get only the other half (with a claim
     that only locked its port, they were given the claimed ones too)."""
+    namespace = ["unshare", "--map-root-user", "--net"]
+    try:
+        allowed = subprocess.run(
+            [*namespace, "true"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except FileNotFoundError:
+        pytest.skip("no unshare(1) here: a network namespace of the test's own cannot be made")
+    if allowed.returncode != 0:  # a container that forbids user namespaces: an environment, not a defect
+        pytest.skip(f"a network namespace of the test's own is refused here: {allowed.stderr.strip()}")
     result = subprocess.run(
-        ["unshare", "--map-root-user", "--net", sys.executable, "-c", _NARROW_RANGE],
+        [*namespace, sys.executable, "-c", _NARROW_RANGE],
         capture_output=True,
         text=True,
         timeout=60,
@@ -81,6 +90,7 @@ def test_port_0_listeners_are_never_given_a_claimed_port() -> None:
     assert result.returncode == 0, result.stderr
     ports = json.loads(result.stdout)
     assert len(set(ports["claimed"])) == 5
+    assert ports["picked"]
     assert set(ports["picked"]) <= set(range(40000, 40010)) - set(ports["claimed"])
 
 
