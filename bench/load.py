@@ -131,6 +131,9 @@ async def _measure(
     phase |= {
         "cpu_seconds": usage.cpu_seconds,
         "cpu_ms_per_op": {role: round(1000 * s / done, 3) for role, s in usage.cpu_seconds.items()},
+        "run_queue_ms_per_op": {
+            role: round(1000 * s / done, 3) for role, s in usage.run_queue_seconds.items()
+        },
         "processes": [asdict(p) for p in usage.processes],
         "usage_seconds": usage.seconds,
         "machine_busy_cores": usage.machine_busy_cores,

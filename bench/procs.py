@@ -51,6 +51,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+def run_queue_seconds(pid: int) -> float:
+    """How long the threads of `pid` alive now have waited, runnable, for a core (the second field of each
+    /proc/<pid>/task/<tid>/schedstat); 0.0 when it is gone or the kernel keeps no such count.
+
+    On a machine whose cores the load client shares, a call's latency holds every such wait of the processes
+    it crosses: the client, a worker, Redis (each wake of Redis to read a socket can wait behind the others'
+    slices).
+    """
+    waited = 0
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+        for task in (_PROC / str(pid) / "task").iterdir():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+                waited += int((task / "schedstat").read_text().split()[1])
+    return waited / 1e9
+
+
 def memory(pid: int) -> Memory:
     """VmRSS and VmHWM of `pid`; zeros when it is gone."""
     try:
@@ -197,5 +213,6 @@ __all__ = [
     "describe_machine",
     "listeners",
     "memory",
+    "run_queue_seconds",
     "tree",
 ]

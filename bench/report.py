@@ -110,6 +110,7 @@ def table(record: dict[str, Any]) -> str:
             )
     lines.append(_client_lags(record["phases"]))
     lines.append(_server_lags(record["phases"]))
+    lines.append(_run_queue(record["phases"]))
     lines.append(_persistence(record["phases"]))
     lines.append(_placement(record["phases"]))
     s = record["summary"]
@@ -155,6 +156,17 @@ def _server_lags(phases: dict[str, dict[str, Any]]) -> str:
         if (lag := phase.get("server_loop_lag"))
     ]
     return "server loop ticks later than 10/25/50 ms, % of ticks: " + ("; ".join(shown) or "not measured")
+
+
+def _run_queue(phases: dict[str, dict[str, Any]]) -> str:
+    """How long each role's processes waited, runnable, for a core, in ms per operation, per phase: one
+    line (the tail of a latency on a machine the client shares; records before it have none)."""
+    shown = [
+        f"{name} " + " ".join(f"{role} {ms:g}" for role, ms in waited.items())
+        for name, phase in phases.items()
+        if (waited := phase.get("run_queue_ms_per_op"))
+    ]
+    return "waiting for a core, ms per op: " + ("; ".join(shown) or "not measured")
 
 
 def _persistence(phases: dict[str, dict[str, Any]]) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from bench.procs import MachineTicks, Process, cpu_seconds, memory
+from bench.procs import MachineTicks, Process, cpu_seconds, memory, run_queue_seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +20,7 @@ class ProcessUsage:
     pid: int
     role: str
     cpu_seconds: float
+    run_queue_seconds: float  # runnable, waiting for a core (bench.procs.run_queue_seconds)
     rss_mb: float
     peak_rss_mb: float
 
@@ -31,6 +32,7 @@ class Usage:
     seconds: float
     processes: list[ProcessUsage]
     cpu_seconds: dict[str, float]
+    run_queue_seconds: dict[str, float]
     machine_busy_cores: float
     other_busy_cores: float
 
@@ -41,6 +43,7 @@ class Snapshot:
 
     at: float
     cpu: dict[int, float]
+    waited: dict[int, float]
     machine: MachineTicks
 
     @staticmethod
@@ -49,6 +52,7 @@ class Snapshot:
         return Snapshot(
             at=time.perf_counter(),
             cpu={p.pid: cpu_seconds(p.pid) for p in processes},
+            waited={p.pid: run_queue_seconds(p.pid) for p in processes},
             machine=MachineTicks.now(),
         )
 
@@ -59,17 +63,26 @@ class Snapshot:
         measured = []
         for process in processes:
             used = cpu_seconds(process.pid) - self.cpu.get(process.pid, 0.0)
+            # A thread that ended in the phase takes its count with it: never below 0.
+            waited = max(0.0, run_queue_seconds(process.pid) - self.waited.get(process.pid, 0.0))
             mem = memory(process.pid)
-            measured.append(ProcessUsage(process.pid, process.role, round(used, 3), mem.rss_mb, mem.peak_mb))
+            measured.append(
+                ProcessUsage(
+                    process.pid, process.role, round(used, 3), round(waited, 3), mem.rss_mb, mem.peak_mb
+                )
+            )
         by_role: dict[str, float] = {}
+        waited_by_role: dict[str, float] = {}
         for item in measured:
             by_role[item.role] = round(by_role.get(item.role, 0.0) + item.cpu_seconds, 3)
+            waited_by_role[item.role] = round(waited_by_role.get(item.role, 0.0) + item.run_queue_seconds, 3)
         busy = (machine.busy - self.machine.busy) / seconds if seconds > 0 else 0.0
         ours = sum(by_role.values()) / seconds if seconds > 0 else 0.0
         return Usage(
             seconds=round(seconds, 3),
             processes=measured,
             cpu_seconds=by_role,
+            run_queue_seconds=waited_by_role,
             machine_busy_cores=round(busy, 2),
             other_busy_cores=round(max(0.0, busy - ours), 2),
         )

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from bench import history
+from bench.report import table
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -31,6 +32,7 @@ PHASE = {
     "errors",
     "cpu_seconds",
     "cpu_ms_per_op",
+    "run_queue_ms_per_op",
     "processes",
     "usage_seconds",
     "machine_busy_cores",
@@ -159,6 +161,13 @@ def test_cpu_and_memory_are_read_per_process(record: dict[str, Any]) -> None:
         assert roles.count("server") >= 1
         for process in phase["processes"]:
             assert 0 < process["rss_mb"] <= process["peak_rss_mb"]
+            assert process["run_queue_seconds"] >= 0
+        # The time each role waited for a core, per operation, beside its CPU (the tail's share).
+        assert set(phase["run_queue_ms_per_op"]) == set(phase["cpu_seconds"])
+    waiting = next(line for line in table(record).splitlines() if line.startswith("waiting for a core"))
+    shown = next(part for part in waiting.split(": ", 1)[1].split("; ") if part.startswith("flows "))
+    for role, ms in record["phases"]["flows"]["run_queue_ms_per_op"].items():
+        assert f" {role} {ms:g}" in shown
         assert 0 <= phase["other_busy_cores"] <= phase["machine_busy_cores"] + 0.01
 
 
