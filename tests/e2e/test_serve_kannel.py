@@ -17,21 +17,16 @@ from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.api.v1 import operation_pb2 as op_pb
 from tests.support.kannel import Kannel
-from tests.support.ports import free_port
-from tests.support.serve_process import start_serve
+from tests.support.serve_process import ServeProcess, start_serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 PHONE = "+33612345678"
 
 
-METRICS_PORT = free_port()
-
-
 @pytest.fixture
-def address(kannel: Kannel, tmp_path: Path) -> Iterator[str]:
-    """A `sesame serve` sending through the session's Kannel, reports on a free loopback port, its metrics
-    on METRICS_PORT."""
+def serving(kannel: Kannel, tmp_path: Path) -> Iterator[ServeProcess]:
+    """A `sesame serve` sending through the session's Kannel, reports and metrics on free loopback ports."""
     settings = {
         "SESAME_SMS_GATEWAY": "kannel",
         "SESAME_KANNEL_URL": kannel.url,
@@ -40,15 +35,17 @@ def address(kannel: Kannel, tmp_path: Path) -> Iterator[str]:
         "SESAME_DLR_ADDR": "127.0.0.1:0",
         "SESAME_DLR_TOKEN": secrets.token_urlsafe(32),
     }
-    serving = start_serve(tmp_path / "var", metrics_port=METRICS_PORT, settings=settings)
-    yield serving.address
+    serving = start_serve(tmp_path / "var", settings=settings)
+    yield serving
     serving.process.terminate()
     serving.process.wait(timeout=30)
     assert serving.process.returncode == 0, serving.output()
     assert kannel.password not in serving.output()
 
 
-def test_a_challenge_is_sent_through_kannel_then_reported_delivered(kannel: Kannel, address: str) -> None:
+def test_a_challenge_is_sent_through_kannel_then_reported_delivered(
+    kannel: Kannel, serving: ServeProcess
+) -> None:
     """StartChallenge answers SENT; within 10 s GetChallenge reads DELIVERED from Kannel's report."""
     # A marker of letters only, to find the message at the fake SMSC: the SMS prints no digit of a name.
     payee = "Zoé Durand " + "".join(chr(ord("a") + b % 26) for b in secrets.token_bytes(8))
@@ -59,7 +56,7 @@ def test_a_challenge_is_sent_through_kannel_then_reported_delivered(kannel: Kann
             transaction_id="tx-1",
         )
     )
-    with grpc.insecure_channel(address) as channel:
+    with grpc.insecure_channel(serving.address) as channel:
         enrol = enrol_grpc.EnrollmentServiceStub(channel)
         enrol.EnrollUser(
             enrol_pb.EnrollUserRequest(user_id="ana", client_id="acme", secure_phone=PHONE), timeout=5
@@ -78,7 +75,7 @@ def test_a_challenge_is_sent_through_kannel_then_reported_delivered(kannel: Kann
             state = auth.GetChallenge(request, timeout=5).challenge.delivery_state
         assert state == auth_pb.DELIVERY_STATE_DELIVERED
     # The report is counted once recorded, under the provider and the state it reported.
-    with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5) as reply:
+    with urllib.request.urlopen(f"http://127.0.0.1:{serving.metrics_port}/metrics", timeout=5) as reply:
         scraped = reply.read().decode()
     reports = "sesame_sms_delivery_reports_total"
     assert f'{reports}{{provider="kannel",state="delivered"}} 1.0' in scraped

@@ -104,13 +104,13 @@ def _wait_booted(log: Path, process: subprocess.Popen[str], limit: float = 60.0)
         time.sleep(0.05)
 
 
-def _env(var: Path, address: str, metrics_port: int, settings: Mapping[str, str] | None) -> dict[str, str]:
+def _env(var: Path, address: str, settings: Mapping[str, str] | None) -> dict[str, str]:
     """Our environment without any SESAME_ or SoftHSM setting, then a private var/, the ports, `settings`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
     env.update(
         SESAME_VAR_DIR=str(var),
         SESAME_GRPC_ADDR=address,
-        SESAME_METRICS_ADDR=f"127.0.0.1:{metrics_port}",
+        SESAME_METRICS_ADDR="127.0.0.1:0",
         # One worker unless a test is about workers: the machine running the tests has few cores.
         SESAME_WORKERS="1",
     )
@@ -122,7 +122,7 @@ def run_serve(
     var: Path, settings: Mapping[str, str], timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     """Run `sesame serve` expecting it to exit by itself (a refused boot); its output is merged."""
-    env = _env(var, f"127.0.0.1:{free_port()}", 0, settings)
+    env = _env(var, f"127.0.0.1:{free_port()}", settings)
     return subprocess.run(
         [sys.executable, "-m", "sesame.server.cli", "serve"],
         env=env,
@@ -137,7 +137,7 @@ def run_serve(
 def start_dispatch(var: Path, settings: Mapping[str, str]) -> ServeProcess:
     """Start `sesame dispatch` on a `sesame serve`'s var/ and `settings` (its Redis URL among them); no port
     to wait for: its address is empty."""
-    env = _env(var, f"127.0.0.1:{free_port()}", 0, settings)
+    env = _env(var, f"127.0.0.1:{free_port()}", settings)
     log = var.with_name(f"{var.name}-dispatch-{free_port()}.log")
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -150,16 +150,16 @@ def start_dispatch(var: Path, settings: Mapping[str, str]) -> ServeProcess:
     return ServeProcess("", process, log)
 
 
-def start_serve(var: Path, metrics_port: int = 0, settings: Mapping[str, str] | None = None) -> ServeProcess:
+def start_serve(var: Path, settings: Mapping[str, str] | None = None) -> ServeProcess:
     """Start `sesame serve` with a private var/, free ports and `settings`; return once it is healthy.
 
     Health is asked on SESAME_HEALTH_ADDR when `settings` sets it (the gRPC port may want a certificate).
-    /metrics is asked on `metrics_port`, by default any port: the one it got is the result's `metrics_port`,
-    read from the supervisor's line (a port picked before the server binds it may be given to another
-    process meanwhile).
+    /metrics is asked on any port (unless `settings` says otherwise): the one it got is the result's
+    `metrics_port`, read from the supervisor's line (a port picked before the server binds it may be given
+    to another process meanwhile).
     """
     address = f"127.0.0.1:{free_port()}"
-    env = _env(var, address, metrics_port, settings)
+    env = _env(var, address, settings)
     # A file, not a pipe: nobody reads a pipe while the tests run, and a full one would block the server.
     log = var.with_name(f"{var.name}-serve.log")
     if log.exists():  # a second `sesame serve` on the same var/ (its token), as another host's would be
@@ -182,4 +182,4 @@ def start_serve(var: Path, metrics_port: int = 0, settings: Mapping[str, str] | 
         exc.add_note(f"sesame serve printed: {log.read_text(errors='replace')[-2000:]}")
         raise
     logged = re.search(r"metrics on http://[^ ]*:(\d+)/metrics", log.read_text(errors="replace"))
-    return ServeProcess(address, process, log, int(logged.group(1)) if logged else metrics_port or None)
+    return ServeProcess(address, process, log, int(logged.group(1)) if logged else None)
