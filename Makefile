@@ -62,6 +62,8 @@ monitoring-deps:
 ## jars of grpc-java and what it needs, all from Debian's packages (nothing downloaded by a build tool: the Go
 ## module proxy and Maven Central are not registries this project relies on). The Java client's TLS is OpenSSL
 ## through netty-tcnative: Debian's Netty 4.1.48 ships without its JDK ALPN classes (decision 0081).
+## grpc-go accepts github.com/golang/protobuf 1.3 or 1.5, and apt picks 1.3, whose table unmarshaller panics on
+## protoc-gen-go's APIv2 messages: 1.5 (a wrapper of APIv2, the one with wrappers.go) is asked for by name.
 GO_SRC = /usr/share/gocode/src
 JAVA_LIB = /usr/share/java
 interop-deps:
@@ -73,6 +75,7 @@ interop-deps:
 	[ -d $(GO_SRC)/google.golang.org/grpc/health/grpc_health_v1 ] || missing="$$missing golang-google-grpc-dev"; \
 	[ -d $(GO_SRC)/google.golang.org/protobuf/runtime/protoimpl ] || missing="$$missing golang-google-protobuf-dev"; \
 	[ -d $(GO_SRC)/google.golang.org/genproto/googleapis/rpc/errdetails ] || missing="$$missing golang-google-genproto-dev"; \
+	[ -f $(GO_SRC)/github.com/golang/protobuf/proto/wrappers.go ] || missing="$$missing golang-github-golang-protobuf-1-5-dev"; \
 	{ command -v javac >/dev/null && command -v java >/dev/null; } || missing="$$missing default-jdk-headless"; \
 	command -v grpc_java_plugin >/dev/null || missing="$$missing protobuf-compiler-grpc-java-plugin"; \
 	[ -f $(JAVA_LIB)/grpc-netty.jar ] || missing="$$missing libgrpc-java"; \
