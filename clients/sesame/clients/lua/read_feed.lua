@@ -4,7 +4,11 @@
 -- any shard can come later with an id below it.
 -- Where the read takes every entry after the id, the feed's last id is first moved up to Redis's clock
 -- (XSETID), so that an idle shard does not hold the others' entries back (and its kept last id
--- `<feed>:last`, see _journal.lua). Where the feed holds `limit` entries or more after the id, the frontier is
+-- `<feed>:last`, see _journal.lua). It is moved to the millisecond's sequence READ_LEAP residues up, not to
+-- its first: a shard's entries of that millisecond (a user's and its challenge's, at s and s + 4096) then
+-- stay below every shard's next possible id, and a read takes everything appended before it; moved to
+-- (ms, c), an idle shard c < s could next append (ms, c + 4096), below the second entry, which waited for the
+-- next read (seen in make test). The feed's next entry in that millisecond goes above it (feed_id_after). Where the feed holds `limit` entries or more after the id, the frontier is
 -- the last of the first `limit` of them, and nothing is written.
 -- The entries themselves are read by the caller after this step (an XRANGE up to the frontier: none at or
 -- below it can come later, and none is dropped but by the sealer): a script's reply of thousands of fields
@@ -25,7 +29,10 @@ if length >= limit then
   end
 end
 local last = feed_last_id(feed)
-local now = feed_id_after('0-0', clock_ms(), shard)
+-- 2^20 residues: no shard appends a million entries in a millisecond, and the sequence stays near 2^32, far
+-- below 2^53, where Lua's numbers stop being exact.
+local READ_LEAP = 1048576
+local now = string.format('%.0f-%.0f', clock_ms(), READ_LEAP * FEED_RESIDUES + shard)
 local function key(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
   return tonumber(ms), tonumber(seq)
