@@ -8,8 +8,9 @@
 -- its first: a shard's entries of that millisecond (a user's and its challenge's, at s and s + 4096) then
 -- stay below every shard's next possible id, and a read takes everything appended before it; moved to
 -- (ms, c), an idle shard c < s could next append (ms, c + 4096), below the second entry, which waited for the
--- next read (seen in make test). The feed's next entry in that millisecond goes above it (feed_id_after). Where the feed holds `limit` entries or more after the id, the frontier is
--- the last of the first `limit` of them, and nothing is written.
+-- next read (seen in make test). The feed's next entry in that millisecond goes above it (feed_id_after).
+-- Where the feed holds `limit` entries or more after the id, the frontier is the last of the first `limit`
+-- of them, and nothing is written.
 -- The entries themselves are read by the caller after this step (an XRANGE up to the frontier: none at or
 -- below it can come later, and none is dropped but by the sealer): a script's reply of thousands of fields
 -- made Lua strings and back cost Redis more than the rest of the read (decision 0061). While the feed holds
