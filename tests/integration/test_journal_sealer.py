@@ -15,11 +15,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from sesame.clients.redis_journal import Lease, SealLost, feed_entries
+from sesame.clients.redis_keys import FEED_RESIDUES
 from sesame.clients.redis_store import RedisState
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server import journal_archive
 from sesame.server.domain import proof
-from sesame.server.domain.journal_seal import GENESIS, Seal
+from sesame.server.domain.journal_seal import GENESIS, Seal, id_key
 from sesame.server.domain.model import RequestContext
 from sesame.server.journal_archive import ArchiveRefused, JournalArchive
 from sesame.server.journal_check import check_stream
@@ -123,21 +124,16 @@ async def test_an_idle_feed_read_stands_above_every_id_of_its_millisecond(
     after = int((await redis_client.time())[0]) * 1000 + 1000
     frontiers = []
     for shard, feed in enumerate(redis_store.keys.journal_feeds()):
-        ms, seq = _id((await redis_client.xinfo_stream(feed))["last-generated-id"])
+        ms, seq = id_key((await redis_client.xinfo_stream(feed))["last-generated-id"].decode())
         assert before <= ms <= after
-        assert seq == 2**20 * 4096 + shard
+        assert seq == 2**20 * FEED_RESIDUES + shard
         frontiers.append((ms, seq))
     challenge_id = await journal_something(redis_store)
     shard = redis_store.keys.shard_of_challenge(challenge_id)
     entries = await redis_client.xrange(redis_store.keys.challenge_journal(challenge_id))
     for entry_id, _ in entries:
-        assert _id(entry_id) > frontiers[shard]
-        assert _id(entry_id)[1] % 4096 == shard
-
-
-def _id(raw: bytes) -> tuple[int, int]:
-    ms, seq = raw.decode().split("-")
-    return int(ms), int(seq)
+        assert id_key(entry_id.decode()) > frontiers[shard]
+        assert id_key(entry_id.decode())[1] % FEED_RESIDUES == shard
 
 
 async def test_a_block_whose_entries_changed_before_the_archive_is_not_archived(

@@ -17,6 +17,7 @@ from sesame.server.domain.journal_seal import (
     FeedEntry,
     Seal,
     close_block,
+    id_key,
     merkle_root,
     seal_from_dict,
     seal_to_dict,
@@ -139,3 +140,22 @@ def test_each_tampering_is_named(tamper: str, failure: str) -> None:
     checked = check_stream(STREAM, entries, seals, jwks)
     assert not checked.valid
     assert checked.failed.startswith(failure)
+
+
+def test_stream_ids_order_by_their_numbers_not_their_text() -> None:
+    """The id of an idle feed's frontier (ms, 2^20 * 4096 + shard) and a later millisecond's first entry."""
+    ids = [
+        "1700000000010-4294967298",
+        "1700000000010-4105",
+        "1700000000009-9",
+        "1700000000011-2",
+        "1700000000010",
+    ]
+    assert sorted(ids, key=id_key) == [
+        "1700000000009-9",
+        "1700000000010",
+        "1700000000010-4105",
+        "1700000000010-4294967298",
+        "1700000000011-2",
+    ]
+    assert id_key("1700000000010-4294967298") == (1700000000010, 4294967298)

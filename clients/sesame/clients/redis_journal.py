@@ -22,7 +22,7 @@ from sesame.clients.redis_connect import RedisClient
 from sesame.clients.redis_keys import FEED_RESIDUES, Keyspace
 from sesame.clients.redis_scripts import Scripts, translated
 from sesame.server.domain.errors import StoreUnavailable
-from sesame.server.domain.journal_seal import Block, FeedEntry, Leaf, Seal
+from sesame.server.domain.journal_seal import Block, FeedEntry, Leaf, Seal, id_key
 
 _STREAM_ID: Final = re.compile(r"(\d+)-(\d+)")
 FEED_BATCH = 10_000  # entries per block at most: a busier second takes several blocks
@@ -134,9 +134,9 @@ class RedisJournal:
         )
         more = False
         for shard, (frontier, count, raw) in enumerate(zip(frontiers, counts, read, strict=True)):
-            keyed = [(_id_key(entry[0].decode()), shard, entry) for entry in raw]  # fields decoded once taken
-            short = len(keyed) == count and keyed[-1][0] != _id_key(frontier)
-            edge = _next_possible(keyed[-1][0] if short else _id_key(frontier), shard)
+            keyed = [(id_key(entry[0].decode()), shard, entry) for entry in raw]  # fields decoded once taken
+            short = len(keyed) == count and keyed[-1][0] != id_key(frontier)
+            edge = _next_possible(keyed[-1][0] if short else id_key(frontier), shard)
             below = edge if below is None else min(below, edge)
             entries += keyed
             more = more or len(keyed) >= count
@@ -261,17 +261,12 @@ class LiveStream:
     entries: list[tuple[str, dict[str, str]]]
 
 
-def _id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
 def feed_entries(stored: StoredEntries) -> list[FeedEntry]:
     """The entries of every shard's read, decoded, in the order of their ids."""
     entries: list[FeedEntry] = []
     for raw in stored:
         entries += _feed_entries(raw)
-    return sorted(entries, key=lambda e: _id_key(e.id))
+    return sorted(entries, key=lambda e: id_key(e.id))
 
 
 def _first(item: tuple[tuple[int, int], int, Any]) -> tuple[int, int]:

@@ -30,6 +30,7 @@ from sesame.server.domain.journal_seal import (
     Closed,
     FeedEntry,
     Seal,
+    id_key,
     leaf_hash,
     merkle_root,
     seal_from_dict,
@@ -240,13 +241,13 @@ class JournalArchive:
     def seals_holding(self, ids: Sequence[str]) -> list[Seal]:
         """The archived seals whose range of entry ids holds one of `ids`, oldest first (decision 0036): for
         each id, the first block ending at or after it (the index, decision 0037), read if it holds the id."""
-        wanted = [_id_key(i) for i in ids]
+        wanted = [id_key(i) for i in ids]
         numbers = sorted({n for i in ids if (n := self.index.first_ending_at_or_after(i))})
         places = [place for n in numbers for place in self.index.between(n, n)]
         return [
             block.seal
             for block in self._read(places)
-            if any(_id_key(block.seal.block.first) <= k <= _id_key(block.seal.block.last) for k in wanted)
+            if any(id_key(block.seal.block.first) <= k <= id_key(block.seal.block.last) for k in wanted)
         ]
 
     def blocks(self) -> Iterator[ArchivedBlock]:
@@ -359,8 +360,3 @@ def _archived(value: dict[str, Any]) -> ArchivedBlock:
         seal_from_dict(value["seal"]),
         tuple(FeedEntry(str(i), str(stream), dict(fields)) for i, stream, fields in value["entries"]),
     )
-
-
-def _id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)

@@ -19,6 +19,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from sesame.server.domain.journal_seal import id_key
+
 INDEX_FILE = "index.sqlite3"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (number INTEGER PRIMARY KEY, segment TEXT NOT NULL, offset INTEGER NOT NULL,
@@ -73,7 +75,7 @@ class JournalIndex:
     def add(self, where: Located, streams: Iterable[str]) -> None:
         """Index one archived block and the streams it holds entries of (again: changes nothing)."""
         with self._db(write=True) as db:
-            ms, seq = _id_key(where.last)
+            ms, seq = id_key(where.last)
             db.execute(
                 "INSERT OR REPLACE INTO blocks VALUES (?, ?, ?, ?, ?)",
                 (where.number, where.segment, where.offset, ms, seq),
@@ -107,7 +109,7 @@ class JournalIndex:
         """The number of the first block whose last entry is at or after `entry_id`; 0 when none is."""
         if not self.path.exists():
             return 0
-        ms, seq = _id_key(entry_id)
+        ms, seq = id_key(entry_id)
         with self._db() as db:
             (number,) = db.execute(
                 "SELECT COALESCE(MIN(number), 0) FROM blocks "
@@ -140,8 +142,3 @@ class JournalIndex:
                     (name,),
                 )
                 db.execute("DELETE FROM blocks WHERE segment = ?", (name,))
-
-
-def _id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)

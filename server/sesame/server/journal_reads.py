@@ -15,6 +15,7 @@ from typing import Final
 
 from sesame.clients.redis_journal import RedisJournal
 from sesame.server.domain.errors import FieldViolation, InvalidRequest
+from sesame.server.domain.journal_seal import id_key
 from sesame.server.domain.model import JournalPage, RefusalCount
 from sesame.server.domain.ports import ChallengeJournal
 from sesame.server.journal_archive import JournalArchive
@@ -38,9 +39,9 @@ class ArchivedJournals:
         archived = await asyncio.to_thread(self._archive.stream_entries, stream)
         if live.through is None:
             return [(e.id, dict(e.fields)) for e in archived]
-        through = _id_key(live.through)
-        older = [(e.id, dict(e.fields)) for e in archived if _id_key(e.id) <= through]
-        return older + [(i, f) for i, f in live.entries if _id_key(i) > through]
+        through = id_key(live.through)
+        older = [(e.id, dict(e.fields)) for e in archived if id_key(e.id) <= through]
+        return older + [(i, f) for i, f in live.entries if id_key(i) > through]
 
 
 class ChallengeJournals:
@@ -63,18 +64,13 @@ class ChallengeJournals:
             raise InvalidRequest([FieldViolation("page_token", "is not a page token")])
         entries = await self._journals.entries(self._keys.challenge_journal(challenge_id))
         if after:
-            entries = [(i, f) for i, f in entries if _id_key(i) > _id_key(after)]
+            entries = [(i, f) for i, f in entries if id_key(i) > id_key(after)]
         page = entries[:limit]
         return JournalPage([f for _, f in page], page[-1][0] if len(entries) > limit else "")
 
     async def challenge_refusals(self, challenge_id: str) -> list[RefusalCount]:
         """The refusal counts (a hash in Redis, not journaled)."""
         return await self._refusals.challenge_refusals(challenge_id)
-
-
-def _id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 _: type[ChallengeJournal] = ChallengeJournals

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sesame.server.domain.journal_seal import GENESIS, Block, FeedEntry, leaf_hash, merkle_root
+from sesame.server.domain.journal_seal import GENESIS, Block, FeedEntry, id_key, leaf_hash, merkle_root
 from sesame.server.journal_archive import ArchivedBlock
 from sesame.server.journal_check import signed
 
@@ -84,8 +84,7 @@ class _Walk:
         self.blocks += 1
 
     def _entry(self, where: str, entry: FeedEntry) -> None:
-        ms, _, seq_part = entry.id.partition("-")
-        this_id = (int(ms), int(seq_part or 0))
+        this_id = id_key(entry.id)
         if this_id <= self._last_id:
             raise _Broken(f"{where}: entry {entry.id} comes after a later one")
         self._last_id = this_id

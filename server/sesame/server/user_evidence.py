@@ -22,7 +22,7 @@ from sesame.clients.redis_journal import RedisJournal
 from sesame.server.domain import proof
 from sesame.server.domain.errors import FieldViolation, InvalidRequest
 from sesame.server.domain.evidence_index import EvidenceMatch, completed, journaled_opening
-from sesame.server.domain.journal_seal import Seal, seal_to_dict
+from sesame.server.domain.journal_seal import Seal, id_key, seal_to_dict
 from sesame.server.domain.ports import EvidenceIndex, HealthNotes
 from sesame.server.domain.proofs import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from sesame.server.journal_archive import JournalArchive
@@ -135,7 +135,7 @@ class UserEvidenceReader:
         """The seals whose range of entry ids holds one of `ids`: the archive's, then those still in Redis."""
         if not ids:
             return []
-        keyed = sorted(_id_key(i) for i in ids)
+        keyed = sorted(id_key(i) for i in ids)
         archived = await asyncio.to_thread(self._archive.seals_holding, ids) if self._archive else []
         last = archived[-1].block.number if archived else 0
         since = f"{keyed[0][0]}-{keyed[0][1]}"
@@ -143,7 +143,7 @@ class UserEvidenceReader:
             seal
             for seal in await self._journal.seals_from(since)
             if seal.block.number > last
-            and any(_id_key(seal.block.first) <= key <= _id_key(seal.block.last) for key in keyed)
+            and any(id_key(seal.block.first) <= key <= id_key(seal.block.last) for key in keyed)
         ]
         return [*archived, *newer]
 
@@ -193,8 +193,3 @@ def _before(at: str, until: datetime) -> bool:
         return datetime.fromisoformat(at) < until
     except ValueError:
         return True  # an entry without a readable time is shown, not hidden
-
-
-def _id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)

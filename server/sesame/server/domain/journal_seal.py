@@ -30,6 +30,13 @@ def canonical(value: Any) -> bytes:
     return _CANONICAL.encode(value).encode()
 
 
+def id_key(entry_id: str) -> tuple[int, int]:
+    """A stream entry id ("ms-seq", or "ms") as the pair that orders it: Redis orders ids by their numbers,
+    not their text ("10-0" comes after "9-0")."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
 def leaf_hash(stream: str, fields: Mapping[str, str]) -> str:
     """The hex SHA-256 leaf of one journal entry, as stored in its stream (chain fields included)."""
     # The entry's own dict when it is one (as read from Redis or a line): a copy only for another mapping.
