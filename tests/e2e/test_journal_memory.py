@@ -232,3 +232,68 @@ async def test_get_proof_after_the_purge_reads_the_archive(live: Live, redis_cli
     bundle = await evidence(live, challenge_id)
     assert bundle["challenge"] is None
     assert bundle["proof"]["verification"]["claims_match_journal"] is True
+
+
+async def _xranges(redis_client: aioredis.Redis) -> int:
+    stats = await redis_client.info("commandstats")
+    return int(stats.get("cmdstat_xrange", {}).get("calls", 0))
+
+
+async def _dropped_tail(
+    live: Live, redis_client: aioredis.Redis, challenge_id: str
+) -> tuple[dict[bytes, bytes], int]:
+    """Sealed and archived, then dropped: the tail's fields, and how many XRANGEs the drop ran."""
+    sealer = live.sealer
+    assert sealer is not None
+    sealer.drops_journals = False
+    await sealer.step()
+    sealer.drops_journals = True
+    stream = live.store.keys.challenge_journal(challenge_id)
+    before = await _xranges(redis_client)
+    assert await sealer.drop_journals({stream}) == {"dropped": 1}
+    reads = await _xranges(redis_client) - before
+    return await redis_client.hgetall(live.store.keys.journal_tail(stream)), reads
+
+
+async def _proof_entries(live: Live, challenge_id: str) -> int:
+    return sum(e["event"] == "challenge.proof" for e in (await evidence(live, challenge_id))["journal"])
+
+
+async def test_the_tails_marks_come_from_the_challenge_hash(live: Live, redis_client: aioredis.Redis) -> None:
+    """The verification notes its proof's entry in the hash: the drop marks the tail from it, reading no
+    entry; GetProof after it journals no second proof entry."""
+    challenge_id = await closed_flow(live)
+    assert await redis_client.hget(live.store.keys.challenge(challenge_id), "proof_named") == b"1"
+    tail, reads = await _dropped_tail(live, redis_client, challenge_id)
+    assert (tail[b"verified"], tail[b"named"], reads) == (b"1", b"1", 0)
+    await proof(live, challenge_id)
+    assert await _proof_entries(live, challenge_id) == 1
+
+
+async def test_a_verified_hash_without_the_note_has_its_entries_read(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    """A challenge verified before the hash carried the note (or by a decision that named no proof): the
+    drop reads the stream's entries for the proof's, as before, and GetProof still journals none twice."""
+    challenge_id = await closed_flow(live)
+    await redis_client.hdel(live.store.keys.challenge(challenge_id), "proof_named")
+    tail, reads = await _dropped_tail(live, redis_client, challenge_id)
+    assert (tail[b"verified"], tail[b"named"], reads) == (b"1", b"1", 1)
+    await proof(live, challenge_id)
+    assert await _proof_entries(live, challenge_id) == 1
+
+
+async def test_a_locked_challenge_leaves_a_tail_with_no_marks(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    """Locked by wrong codes: neither verified nor named, and GetProof refuses after the drop."""
+    challenge_id, code = await started(live, await enrolled(live))
+    result = auth_pb.VERIFY_RESULT_WRONG_CODE
+    while result == auth_pb.VERIFY_RESULT_WRONG_CODE:
+        result = (await verify(live, challenge_id, wrong(code))).result
+    assert result == auth_pb.VERIFY_RESULT_LOCKED
+    tail, reads = await _dropped_tail(live, redis_client, challenge_id)
+    assert (tail[b"verified"], tail[b"named"], reads) == (b"0", b"0", 0)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await proof(live, challenge_id)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION

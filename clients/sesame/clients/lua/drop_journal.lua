@@ -31,23 +31,29 @@ local held_ms, held_seq = id_key(ARGV[1])
 if last_ms > held_ms or (last_ms == held_ms and last_seq > held_seq) then
   return {'newer'}
 end
-local h = redis.call('HMGET', challenge, 'status', 'expires_at')
+local h = redis.call('HMGET', challenge, 'status', 'expires_at', 'proof_named')
 if h[1] == 'open' and tonumber(h[2]) > tonumber(ARGV[2]) then
   return {'open', h[2]}
 end
-local verified, named = kept[4] or '0', kept[5] or '0'
-for _, entry in ipairs(redis.call('XRANGE', stream, '-', '+')) do
-  local f = {}
-  for i = 1, #entry[2], 2 do f[entry[2][i]] = entry[2][i + 1] end
-  if f['event'] == 'challenge.verification' and f['outcome'] == 'verified' then verified = '1' end
-  if f['event'] == 'challenge.proof' then named = '1' end
-end
-redis.call('DEL', stream)
 local expiry = redis.call('PEXPIRETIME', challenge)
 if expiry <= 0 then
-  redis.call('DEL', tail)  -- the challenge was purged: only the archive keeps its journal now
+  redis.call('DEL', stream, tail)  -- the challenge was purged: only the archive keeps its journal now
   return {'dropped'}
 end
+-- The marks, from the hash: VERIFIED is final, and the verification that journals the proof's entry notes
+-- it there (`proof_named`). Only a VERIFIED challenge without that note (a decision that named no proof,
+-- whose entry record_proof may have written since; one decided before the note existed) has its entries read.
+local verified, named = kept[4] or '0', kept[5] or '0'
+if h[1] == 'verified' then verified = '1' end
+if h[3] then named = '1' end
+if verified == '1' and named == '0' then
+  for _, entry in ipairs(redis.call('XRANGE', stream, '-', '+')) do
+    local f = {}
+    for i = 1, #entry[2], 2 do f[entry[2][i]] = entry[2][i + 1] end
+    if f['event'] == 'challenge.proof' then named = '1' end
+  end
+end
+redis.call('DEL', stream)
 redis.call('HSET', tail, 'seq', seq, 'prev', last, 'through', last, 'verified', verified, 'named', named)
 redis.call('PEXPIREAT', tail, expiry)
 return {'dropped'}

@@ -66,7 +66,12 @@ else
   else
     status, result = 'verified', 'verified'
   end
-  redis.call('HSET', challenge, 'status', status)
+  if result == 'verified' and ARGV[10] ~= '' then
+    -- The proof entry journaled below, noted in the hash: the sealer's drop reads it there (decision 0037).
+    redis.call('HSET', challenge, 'status', status, 'proof_named', '1')
+  else
+    redis.call('HSET', challenge, 'status', status)
+  end
 end
 -- A refusal changes nothing and anyone may repeat it: the first of each kind is journaled, the others only
 -- counted (a bounded hash next to the journal), so that the journal cannot be grown from outside.
