@@ -2,7 +2,8 @@
 -- The entries stay in the archive (segment files, fsync'ed before this runs); Redis keeps only its tail
 -- `<stream>:tail`: seq and prev (the numbering goes on if an entry comes later), through (the last id that
 -- left: readers take the entries up to it from the archive, the newer ones from the stream), and whether the
--- entries that left held a VERIFIED decision and a proof entry (record_proof reads them). The tail expires
+-- entries that left held a VERIFIED decision and a proof entry (record_proof reads them; the challenge hash
+-- says both, its status and the `proof_named` note of record_verification.lua). The tail expires
 -- with the challenge hash; once both are gone, the archive alone holds the challenge's journal.
 -- KEYS[1] the challenge's journal stream, KEYS[2] its tail, KEYS[3] the challenge hash (its user's slot)
 -- ARGV[1] the id of the last entry the archive holds (all of the journal's, in the feed's order),
