@@ -259,26 +259,21 @@ async def _proof_entries(live: Live, challenge_id: str) -> int:
     return sum(e["event"] == "challenge.proof" for e in (await evidence(live, challenge_id))["journal"])
 
 
-async def test_the_tails_marks_come_from_the_challenge_hash(live: Live, redis_client: aioredis.Redis) -> None:
-    """The verification notes its proof's entry in the hash: the drop marks the tail from it, reading no
-    entry; GetProof after it journals no second proof entry."""
-    challenge_id = await closed_flow(live)
-    assert await redis_client.hget(live.store.keys.challenge(challenge_id), "proof_named") == b"1"
-    tail, reads = await _dropped_tail(live, redis_client, challenge_id)
-    assert (tail[b"verified"], tail[b"named"], reads) == (b"1", b"1", 0)
-    await proof(live, challenge_id)
-    assert await _proof_entries(live, challenge_id) == 1
-
-
-async def test_a_verified_hash_without_the_note_has_its_entries_read(
-    live: Live, redis_client: aioredis.Redis
+@pytest.mark.parametrize("note", ["kept", "removed"])
+async def test_a_verified_challenges_tail_is_marked_from_its_hash(
+    live: Live, redis_client: aioredis.Redis, note: str
 ) -> None:
-    """A challenge verified before the hash carried the note (or by a decision that named no proof): the
-    drop reads the stream's entries for the proof's, as before, and GetProof still journals none twice."""
+    """The verification notes its proof's entry in the hash (`proof_named`): the drop marks the tail from it
+    and reads no entry. A VERIFIED hash without the note (decided before the note existed, or by a decision
+    that named no proof) has its stream's entries read, as before. Either way the tail is marked verified
+    and named, and GetProof after the drop journals no second proof entry."""
     challenge_id = await closed_flow(live)
-    await redis_client.hdel(live.store.keys.challenge(challenge_id), "proof_named")
+    hash_key = live.store.keys.challenge(challenge_id)
+    assert await redis_client.hget(hash_key, "proof_named") == b"1"
+    if note == "removed":
+        await redis_client.hdel(hash_key, "proof_named")
     tail, reads = await _dropped_tail(live, redis_client, challenge_id)
-    assert (tail[b"verified"], tail[b"named"], reads) == (b"1", b"1", 1)
+    assert (tail[b"verified"], tail[b"named"], reads) == (b"1", b"1", 0 if note == "kept" else 1)
     await proof(live, challenge_id)
     assert await _proof_entries(live, challenge_id) == 1
 
