@@ -25,9 +25,14 @@ local FEED_RESIDUES = 4096
 
 -- The id after the feed's last one (ms, seq), at Redis's clock `ms`: the first of the millisecond is the
 -- shard's number, the next ones follow it by FEED_RESIDUES (the same residue).
+-- A stream id ('ms-seq') as the two numbers that order it.
+local function id_numbers(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+
 local function feed_id_after(last, ms, shard)
-  local last_ms, last_seq = string.match(last, '^(%d+)-(%d+)$')
-  last_ms, last_seq = tonumber(last_ms), tonumber(last_seq)
+  local last_ms, last_seq = id_numbers(last)
   if ms > last_ms then
     return string.format('%.0f-%d', ms, shard)
   end

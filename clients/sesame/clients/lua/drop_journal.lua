@@ -14,10 +14,6 @@ local stream, tail, challenge = KEYS[1], KEYS[2], KEYS[3]
 if redis.call('EXISTS', stream) == 0 then
   return {'gone'}
 end
-local function id_key(id)
-  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-  return tonumber(ms), tonumber(seq)
-end
 -- The tail read once (decision 0061): where the numbering stands, as journal_position reads it (the stream
 -- exists: checked above), and the marks of what left before.
 local kept = redis.call('HMGET', tail, 'seq', 'prev', 'through', 'verified', 'named')
@@ -27,8 +23,8 @@ if kept[1] and not kept[3] then
 else
   seq, last = journal_position(stream)  -- _journal.lua
 end
-local last_ms, last_seq = id_key(last)
-local held_ms, held_seq = id_key(ARGV[1])
+local last_ms, last_seq = id_numbers(last)
+local held_ms, held_seq = id_numbers(ARGV[1])
 if last_ms > held_ms or (last_ms == held_ms and last_seq > held_seq) then
   return {'newer'}
 end

@@ -34,12 +34,8 @@ local last = feed_last_id(feed)
 -- below 2^53, where Lua's numbers stop being exact.
 local READ_LEAP = 1048576
 local now = string.format('%.0f-%.0f', clock_ms(), READ_LEAP * FEED_RESIDUES + shard)
-local function key(id)
-  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-  return tonumber(ms), tonumber(seq)
-end
-local last_ms, last_seq = key(last)
-local now_ms, now_seq = key(now)
+local last_ms, last_seq = id_numbers(last)
+local now_ms, now_seq = id_numbers(now)
 if now_ms > last_ms or (now_ms == last_ms and now_seq > last_seq) then
   if redis.call('EXISTS', feed) == 0 then
     redis.call('XADD', feed, now, 'frontier', '1')

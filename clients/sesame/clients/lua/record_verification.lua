@@ -66,12 +66,7 @@ else
   else
     status, result = 'verified', 'verified'
   end
-  if result == 'verified' and ARGV[10] ~= '' then
-    -- The proof entry journaled below, noted in the hash: the sealer's drop reads it there (decision 0037).
-    redis.call('HSET', challenge, 'status', status, 'proof_named', '1')
-  else
-    redis.call('HSET', challenge, 'status', status)
-  end
+  redis.call('HSET', challenge, 'status', status)
 end
 -- A refusal changes nothing and anyone may repeat it: the first of each kind is journaled, the others only
 -- counted (a bounded hash next to the journal), so that the journal cannot be grown from outside.
@@ -95,6 +90,8 @@ if result == 'verified' and ARGV[10] ~= '' then
   journal_append(journal, {'event', 'challenge.proof', 'at', ARGV[9], 'challenge_id', h[7], 'user_id', h[5],
              'client_id', h[6], 'op_digest', h[3], 'outcome', 'issued', 'attempts', attempts, 'status', status,
              'jti', ARGV[10], 'kid', ARGV[11]})
+  -- Noted in the hash beside its entry: the sealer's drop reads the note, not the stream (decision 0037).
+  redis.call('HSET', challenge, 'proof_named', '1')
 end
 
 -- The user's count of wrong codes in a row: only a wrong code counts, only a right one resets it.
