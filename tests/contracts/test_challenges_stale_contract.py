@@ -1,6 +1,7 @@
 """A suspension, a revocation or a change of number voids the user's pending challenges in a step after its
 own. Until that step runs (or if it never does), the verification and resend scripts read the user's status
-and secure number themselves: no code of the old state is taken, and none is sent again (fake and Redis)."""
+and secure number themselves, and the changes counted since the challenge opened (decision 0056): no code of
+the old state is taken, and none is sent again, even once the change is undone (fake and Redis)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from sesame.server.domain.lifecycle import StatusAction, StatusChange
 from sesame.server.domain.model import ChallengeStatus, LockoutPolicy, VerificationAttempt, VerifyResult
 from sesame.server.domain.operation import digest
 from tests import factories
-from tests.contracts.test_lifecycle_contract import CONTEXT, NOW, by, phone_change
+from tests.contracts.test_lifecycle_contract import CONTEXT, NOW, PHONE, by, phone_change
 from tests.fakes.state import MemoryState
 
 Store = MemoryState | RedisState
@@ -33,7 +34,20 @@ async def number_changed(store: Store) -> None:
     await store.users.change_secure_phone(phone_change("p-1"))
 
 
-CHANGES = pytest.mark.parametrize("change", [suspended, revoked, number_changed])
+async def suspended_and_reinstated(store: Store) -> None:
+    """Reported lost, then found again: the code went to the phone while it was out of the user's hands."""
+    await suspended(store)
+    await store.users.change_user_status(StatusChange("u-1", StatusAction.REINSTATE, NOW, by("r-2")))
+
+
+async def number_changed_and_back(store: Store) -> None:
+    await number_changed(store)
+    await store.users.change_secure_phone(phone_change("p-2", new_phone=PHONE))
+
+
+CHANGES = pytest.mark.parametrize(
+    "change", [suspended, revoked, number_changed, suspended_and_reinstated, number_changed_and_back]
+)
 
 
 @CHANGES

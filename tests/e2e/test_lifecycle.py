@@ -4,6 +4,7 @@ the secure number, terminate a client."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -13,8 +14,10 @@ from google.rpc import error_details_pb2, status_pb2
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import operation_pb2 as op_pb
+from sesame.server.domain.lifecycle import ByOverride, PhoneChange, Provenance, StatusAction, StatusChange
+from sesame.server.domain.model import RequestContext
 from tests.e2e.conftest import Live
-from tests.e2e.helpers import CONTEXT, PHONE, enrolled, precondition, started, transfer, verify
+from tests.e2e.helpers import CONTEXT, PHONE, enrolled, precondition, sms_count, started, transfer, verify
 from tests.support.outbox import settled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -63,6 +66,43 @@ async def test_suspension_voids_an_open_challenge(live: Live) -> None:
     challenge_id, code = await started(live, await enrolled(live))
     suspended = await suspend(live)
     assert (suspended.user.status, suspended.voided_challenges) == (enrol_pb.USER_STATUS_SUSPENDED, 1)
+    assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VOIDED
+
+
+async def suspension_undone(live: Live) -> None:
+    """Reported lost, then found: each change's own step, the suspension's voiding never run (its worker died
+    between them, decision 0010; the caller did not ask again before reinstating)."""
+    for action, request_id in ((StatusAction.SUSPEND, "crashed-s"), (StatusAction.REINSTATE, "r-1")):
+        change = StatusChange("alice", action, datetime.now(UTC), Provenance("ops", "vol", request_id))
+        await live.store.users.change_user_status(change)
+
+
+async def number_undone(live: Live) -> None:
+    """The number overridden, then set back, each by its own step, the voiding never run."""
+    for phone, request_id in ((NEW_PHONE, "crashed-p"), (PHONE, "p-2")):
+        at = datetime.now(UTC)
+        provenance = Provenance("back-office", "lost", request_id)
+        change = PhoneChange("alice", phone, at, at, ByOverride("agent-7"), provenance, RequestContext())
+        await live.store.users.change_secure_phone(change)
+
+
+@pytest.mark.parametrize("undone", [suspension_undone, number_undone])
+async def test_a_code_from_before_a_change_undone_stays_void(
+    live: Live, undone: Callable[[Live], Awaitable[None]]
+) -> None:
+    """The code went to the phone before it was reported lost (or before the number was changed); the change
+    is undone before its voiding step ran. The user is active on the same number again, but the change is
+    counted since the challenge opened (decision 0056): the right code answers VOIDED, no resend is sent.
+    Before, Verify and Resend compared only the user's status and number as they are now, and took it."""
+    challenge_id, code = await started(live, await enrolled(live))
+    await undone(live)
+    live.clock.advance(timedelta(minutes=1))  # past the resends' spacing, within the code's lifetime
+    with pytest.raises(grpc.aio.AioRpcError) as resending:
+        await live.auth.ResendChallenge(
+            auth_pb.ResendChallengeRequest(challenge_id=challenge_id, context=CONTEXT)
+        )
+    assert resending.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert sms_count(live, challenge_id) == 1
     assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VOIDED
 
 

@@ -312,7 +312,7 @@ class MemoryChallenges:
             if result is None and ms(attempt.at) >= challenge.expires_at:
                 result = VerifyResult.EXPIRED
             user = self._m._users.get(challenge.user_id)
-            if result is None and _stale(challenge, user):  # as record_verification.lua: voided now
+            if result is None and self._stale(challenge, user):  # as record_verification.lua: voided now
                 challenge = dataclasses.replace(challenge, status=ChallengeStatus.VOIDED)
                 self._m._challenges[challenge.challenge_id] = challenge
                 result = VerifyResult.VOIDED
@@ -403,7 +403,7 @@ class MemoryChallenges:
             closed = (
                 challenge.status is not ChallengeStatus.OPEN
                 or ms(at) >= challenge.expires_at
-                or _stale(challenge, user)
+                or self._stale(challenge, user)
             )
             key = None if claim is None else (claim.user_id, claim.request_id)
             claimed = self._claimed_resend(challenge, key, at)
@@ -615,6 +615,15 @@ class MemoryChallenges:
         self._m._append(challenge, "challenge.dead_letter", at, "failed", extra)
         return challenge, reason
 
+    def _stale(self, challenge: Challenge, user: User | None) -> bool:
+        """The user is no longer active, the challenge's number is no longer the secure one, or either changed
+        since the challenge opened, even if undone since (its voiding, a step after the change, may not have
+        run yet, nor ever: as record_verification.lua and record_resend.lua)."""
+        if user is None:
+            return False
+        moved = self._moved(challenge, user, self._m._user_changes.get(challenge.user_id, (0, 0)))
+        return user.status is not UserStatus.ACTIVE or user.secure_phone != challenge.phone or any(moved)
+
     def _moved(self, challenge: Challenge, user: User | None, counted: tuple[int, int]) -> tuple[bool, bool]:
         """Whether the user's status, and its number, changed since the challenge opened: by the counts
         (decision 0056), or for a challenge opened without them, by the times (decision 0054)."""
@@ -738,12 +747,6 @@ def _withheld_for(challenge: Challenge, user: User | None, moved: tuple[bool, bo
     if user.secure_phone != challenge.phone or moved[1]:
         return "phone_changed"
     return ""
-
-
-def _stale(challenge: Challenge, user: User | None) -> bool:
-    """The user is no longer active, or the challenge's number is no longer the secure one (its voiding, a
-    step after the change, may not have run yet)."""
-    return user is not None and (user.status is not UserStatus.ACTIVE or user.secure_phone != challenge.phone)
 
 
 _: type[Challenges] = MemoryChallenges

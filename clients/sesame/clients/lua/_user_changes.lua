@@ -14,3 +14,17 @@ local function changes_since(opened, status_now, phone_now)
   return (tonumber(status_now or '0') or 0) > tonumber(status_then),
          (tonumber(phone_now or '0') or 0) > tonumber(phone_then)
 end
+
+-- The same, with a challenge opened before the counts existed kept to the rule it was opened under: the
+-- user's last change of status, and of number, after the challenge's creation (decision 0054's times).
+-- `opened` and `created_at` the challenge's `user_changes` and `created_at`; the user's two counts, then its
+-- `status_changed_at` and `phone_changed_at`, as read (nil: none).
+local function moved_since(opened, created_at, status_now, phone_now, status_at, phone_at)
+  local status_moved, phone_moved = changes_since(opened, status_now, phone_now)
+  if status_moved == nil then
+    local created = tonumber(created_at or '0') or 0
+    status_moved = (tonumber(status_at or '0') or 0) > created
+    phone_moved = (tonumber(phone_at or '0') or 0) > created
+  end
+  return status_moved, phone_moved
+end

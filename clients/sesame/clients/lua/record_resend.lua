@@ -22,21 +22,26 @@
 -- {'other_challenge'} (the request id was claimed on another challenge: nothing written).
 --#include _send_budgets.lua
 --#include _refusal.lua
+--#include _user_changes.lua
 local challenge, journal, refusals = KEYS[1], KEYS[2], KEYS[3]
 local budgets = tonumber(ARGV[3])
 local h = redis.call('HMGET', challenge, 'status', 'expires_at', 'max_resends', 'resends', 'resend_spacing_ms',
-                     'last_sent_at', 'user_id', 'client_id', 'op_digest', 'attempts', 'phone', 'challenge_id')
+                     'last_sent_at', 'user_id', 'client_id', 'op_digest', 'attempts', 'phone', 'challenge_id',
+                     'user_changes', 'created_at')
 local status = h[1]
 if not status then
   return {'not_found'}
 end
 local now, resends = tonumber(ARGV[1]), tonumber(h[4])
 local next_send_at = tonumber(h[6]) + tonumber(h[5])
-local u = redis.call('HMGET', ARGV[2] .. h[7], 'status', 'phone', 'blocked_until')
+local u = redis.call('HMGET', ARGV[2] .. h[7], 'status', 'phone', 'blocked_until', 'status_changes', 'phone_changes',
+                     'status_changed_at', 'phone_changed_at')
 local blocked_until = tonumber(u[3] or '0') or 0
 -- Closed too once the user is no longer active or the number changed, before that change's voiding ran:
--- no code goes to a number that is no longer the secure one.
-local stale = u[1] and (u[1] ~= 'active' or u[2] ~= h[11])
+-- no code goes to a number that is no longer the secure one, nor after a change undone since the challenge
+-- opened (as record_verification.lua).
+local status_moved, phone_moved = moved_since(h[13], h[14], u[4], u[5], u[6], u[7])
+local stale = u[1] and (u[1] ~= 'active' or u[2] ~= h[11] or status_moved or phone_moved)
 local open = status == 'open' and now < tonumber(h[2]) and not stale
 local claim = KEYS[5 + budgets]
 if claim then

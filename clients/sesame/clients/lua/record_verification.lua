@@ -22,22 +22,26 @@
 --#include _notice.lua
 --#include _risk_memory.lua
 --#include _refusal.lua
+--#include _user_changes.lua
 local challenge, journal, refusals = KEYS[1], KEYS[2], KEYS[3]
 local now = tonumber(ARGV[1])
 local h = redis.call('HMGET', challenge, 'status', 'expires_at', 'op_digest', 'max_attempts', 'user_id', 'client_id',
-                     'challenge_id', 'phone', 'attempts')
+                     'challenge_id', 'phone', 'attempts', 'user_changes', 'created_at')
 local status = h[1]
 if not status then
   return {'not_found'}
 end
 local user, user_journal = ARGV[4] .. h[5], ARGV[5] .. h[5]
 -- With the counts a wrong code or a right one reads below: one HMGET of the user (decision 0061).
-local u = redis.call('HMGET', user, 'status', 'phone', 'blocked_until', 'failures', 'blocks')
+local u = redis.call('HMGET', user, 'status', 'phone', 'blocked_until', 'failures', 'blocks', 'status_changes',
+                     'phone_changes', 'status_changed_at', 'phone_changed_at')
 local known_user = u[1] ~= false
 local blocked_until = tonumber(u[3] or '0') or 0
 -- A suspension, a revocation or a change of number voids the user's pending challenges in a step after its
--- own: a code is never taken in between, nor left usable if that step never ran.
-local stale = known_user and (u[1] ~= 'active' or u[2] ~= h[8])
+-- own: a code is never taken in between, nor left usable if that step never ran, even once the change is
+-- undone (a reinstatement, the number changed back: counted since the challenge opened, as take_outbox.lua).
+local status_moved, phone_moved = moved_since(h[10], h[11], u[6], u[7], u[8], u[9])
+local stale = known_user and (u[1] ~= 'active' or u[2] ~= h[8] or status_moved or phone_moved)
 local result
 -- Terminal states answer first and do not count: a closed challenge never reopens.
 if status == 'verified' then

@@ -42,12 +42,7 @@ local function withheld_for(c)
   end
   local u = redis.call('HMGET', place .. ':user:' .. user_id, 'status', 'phone', 'status_changes',
                        'phone_changes', 'status_changed_at', 'phone_changed_at')
-  local status_moved, phone_moved = changes_since(c.user_changes, u[3], u[4])
-  if status_moved == nil then
-    local created = tonumber(c.created_at or '0') or 0
-    status_moved = (tonumber(u[5] or '0') or 0) > created
-    phone_moved = (tonumber(u[6] or '0') or 0) > created
-  end
+  local status_moved, phone_moved = moved_since(c.user_changes, c.created_at, u[3], u[4], u[5], u[6])
   if not u[1] then
     return nil  -- no such user any more: nothing to compare with (Verify's rule)
   elseif u[1] == 'revoked' then
