@@ -171,3 +171,19 @@ async def test_the_receipts_smsc_message_id_is_journaled_with_the_delivery(
     delivered = [e for e in entries if e["event"] == "challenge.delivery" and e["outcome"] == "delivered"]
     assert len(delivered) == 1
     assert delivered[0]["provider_id"] in {part.message_id for part in smsc.submitted}
+
+
+def test_the_smpp_send_logs_no_sms_text_at_info(smsc: Smsc, through_smpp: ServeProcess):
+    """At INFO (the default level) the SMPP provider's line of a send names the message reference, the masked
+    number, the challenge and the parts, never the text: the payee's name and the amount are the user's
+    personal data, and docs/operations.md says no log line holds an SMS text at INFO (decision 0024). It
+    logged the whole text, its code hidden, at INFO, where the console and Kannel gateways log it at DEBUG."""
+    marker = "".join(chr(ord("a") + b % 26) for b in secrets.token_bytes(8))
+    started = _start(through_smpp.address, f"Zoé Martin {marker}")
+    assert dispatched_state(through_smpp.address, started.challenge_id) in SENT_OR_DELIVERED
+    assert marker in smsc.text()
+    output = through_smpp.output()
+    assert f"via SMPP to +33*******78 for {started.challenge_id}" in output
+    assert marker not in output
+    assert "1 250,00 EUR" not in output
+    assert "ENVOYER" not in output
