@@ -6,14 +6,16 @@ from datetime import timedelta
 
 import grpc
 import pytest
+import redis.asyncio as aioredis
 from google.rpc import error_details_pb2
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
+from sesame.api.v1 import operation_pb2 as op_pb
 from sesame.server.domain.budgets import SendBudget
 from sesame.server.domain.challenges import ChallengePolicy
 from tests.e2e.conftest import Live
-from tests.e2e.helpers import PHONE, enrolled, started, transfer, violations
+from tests.e2e.helpers import CONTEXT, PHONE, enrolled, snapshot, started, transfer, violations
 from tests.e2e.test_flows import rich_details
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -46,3 +48,25 @@ async def test_enrolment_of_a_number_outside_the_allowed_countries_is_invalid(li
         )
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert "secure_phone" in violations(caught.value)
+
+
+async def test_a_change_to_a_number_outside_the_allowed_countries_sends_no_code(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    """StartChallenge for `change_phone` to a US mobile number is INVALID_ARGUMENT on its `new_phone`, before
+    anything is written or sent. It sent the old number a code for a change that ChangeSecurePhone could
+    then only refuse (INVALID_ARGUMENT on `new_phone`): a code the user typed for nothing, a unit spent."""
+    user_id = await enrolled(live)
+    before = await snapshot(redis_client)
+    change = op_pb.Operation(change_phone=op_pb.ChangePhone(new_phone="+14155552671"))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await live.auth.StartChallenge(
+            auth_pb.StartChallengeRequest(user_id=user_id, operation=change, context=CONTEXT)
+        )
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "(US)" in violations(caught.value)["operation.change_phone.new_phone"]
+    assert "14155552671" not in str(caught.value.details())
+    assert await snapshot(redis_client) == before
+    assert not live.sms_file.exists() or not live.sms_file.read_text().strip()
+    inside = op_pb.Operation(change_phone=op_pb.ChangePhone(new_phone="+33698765432"))
+    await started(live, user_id, inside)

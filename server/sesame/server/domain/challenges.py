@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from sesame.server.domain import budgets, codes, factors, validation
 from sesame.server.domain.blocking import Block, after_block
 from sesame.server.domain.budgets import SendBudget
-from sesame.server.domain.destinations import DEFAULT_COUNTRIES, check_destination
+from sesame.server.domain.destinations import DEFAULT_COUNTRIES, check_destination, check_enrolled_phone
 from sesame.server.domain.dispatching import RecentCodes
 from sesame.server.domain.errors import (
     ChallengeClosed,
@@ -39,7 +39,7 @@ from sesame.server.domain.model import (
 )
 from sesame.server.domain.notices import notice_on_verified
 from sesame.server.domain.opening import Opened, Opening, RiskQuestion
-from sesame.server.domain.operation import Operation, OperationType, digest, kind
+from sesame.server.domain.operation import ChangePhone, Operation, OperationType, digest, kind
 from sesame.server.domain.resending import ResendClaim, Resent
 from sesame.server.domain.risk import RiskAssessment
 from sesame.server.domain.risk_signals import Forwarded
@@ -178,6 +178,10 @@ class ChallengeFlows:
         """
         now = self._clock.now()
         factors.check_age(request.context.first_factor, now, self._policy.first_factor_max_age)
+        if isinstance(request.operation, ChangePhone):
+            # A number ChangeSecurePhone would refuse: no code for a change that cannot be made.
+            path = "operation.change_phone.new_phone"
+            check_enrolled_phone(path, request.operation.new_phone, self._policy.countries)
         risk, asked = await self._ask(request)
         key = await self._keys.current_otp_key()
         # The nonce is public (RFC 6287 sends it in the clear; the key is the secret): the OS CSPRNG draws
