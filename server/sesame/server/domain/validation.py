@@ -16,6 +16,7 @@ from schwifty.exceptions import SchwiftyException
 from sesame.server.domain import currency
 
 IDENTIFIER = re.compile(r"^[A-Za-z0-9._:@-]{1,128}\Z")  # \Z: `$` also matches before a final newline
+_E164 = re.compile(r"^\+[1-9][0-9]{1,14}\Z")  # [0-9], not \d: \d matches any script's digits
 MAX_PAYEE_NAME = 70  # SEPA credit transfer: 70 characters for the creditor name
 MAX_TRANSACTION_ID = 64
 MAX_CONTEXT_FIELD = 256
@@ -39,8 +40,13 @@ def identifier(value: str) -> str:
 
 
 def mobile_phone(value: str) -> str:
-    """An E.164 mobile number, returned in E.164 form."""
-    if not value.startswith("+") or len(value) > 16:
+    """An E.164 mobile number, returned in E.164 form.
+
+    E.164 as sent: `+` and ASCII digits only. libphonenumber reads a number as a person dials it, so it
+    would take `+33612345OOO` (keypad letters) as +33612345666, drop an extension after `x` or `#`, and
+    take in spaces, `(0)`, full-width digits: another number than the one written, to which codes would go.
+    """
+    if not _E164.match(value):
         raise ValueError("must be an E.164 number such as +33612345678")
     try:
         number = phonenumbers.parse(value, None)
