@@ -164,7 +164,7 @@ class Lane:
         self._pool = client.connection_pool
         self._timeout: float | None = self._pool.connection_kwargs.get("socket_timeout")
         self._link: _Link | None = None
-        self._connecting: asyncio.Lock | None = None
+        self._connecting: asyncio.Task[_Link] | None = None
 
     async def call(self, *command: Arg) -> Any:
         """One command's reply; an error reply raised as redis-py's exception for it."""
@@ -189,25 +189,45 @@ class Lane:
 
     async def close(self) -> None:
         """Close the connection (calls waiting fail); the next call connects again."""
+        connecting = self._connecting
+        if connecting is not None and connecting.get_loop() is asyncio.get_running_loop():
+            with contextlib.suppress(Exception):  # its failure is its callers'; a link it made closes below
+                await asyncio.shield(connecting)
         link, self._link = self._link, None
         if link is not None:
             await link.close()
 
     async def _connected(self) -> _Link:
-        if self._connecting is None:
-            self._connecting = asyncio.Lock()
-        async with self._connecting:
+        """The link, connecting once for every call that finds none: calls that come while a connection is
+        being made wait for that one attempt and share its outcome. Each making its own in turn behind a
+        lock, calls to a Redis that accepts connections and never answers (hung, stopped) waited one socket
+        timeout per call before theirs: the k-th call of a burst was refused after k timeouts."""
+        loop = asyncio.get_running_loop()
+        connecting = self._connecting
+        if connecting is None or connecting.get_loop() is not loop:
             link = self._link
-            if link is not None and link.failure is None and link.loop is asyncio.get_running_loop():
+            if link is not None and link.failure is None and link.loop is loop:
                 return link
-            if link is not None:
-                await link.close()
-            # RESP2, whatever the URL asked: the scripts' replies as they were written for, and no push
-            # message (RESP3) that would be taken for the reply of the call at the head of the line.
-            connection = self._pool.connection_class(**{**self._pool.connection_kwargs, "protocol": 2})
-            await connection.connect()  # type: ignore[no-untyped-call]
-            self._link = _Link(connection, self._timeout)
-            return self._link
+            connecting = self._connecting = loop.create_task(self._connect(link), name="redis-lane-connect")
+            connecting.add_done_callback(self._connect_done)
+        # Shielded: a call cancelled (its caller gone) does not cancel the attempt the others wait for.
+        return await asyncio.shield(connecting)
+
+    def _connect_done(self, connecting: asyncio.Task[_Link]) -> None:
+        if self._connecting is connecting:
+            self._connecting = None
+        if not connecting.cancelled():
+            connecting.exception()  # retrieved here too: every call waiting on it may have been cancelled
+
+    async def _connect(self, old: _Link | None) -> _Link:
+        if old is not None:
+            await old.close()
+        # RESP2, whatever the URL asked: the scripts' replies as they were written for, and no push
+        # message (RESP3) that would be taken for the reply of the call at the head of the line.
+        connection = self._pool.connection_class(**{**self._pool.connection_kwargs, "protocol": 2})
+        await connection.connect()  # type: ignore[no-untyped-call]
+        self._link = _Link(connection, self._timeout)
+        return self._link
 
 
 def _packed(command: Command) -> bytes:
