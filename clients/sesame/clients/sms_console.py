@@ -6,6 +6,7 @@ refuses to run in production: there, codes must only ever reach the secure phone
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -73,14 +74,34 @@ class ConsoleSmsGateway:
     def _append(self, line: str) -> None:
         """One `write` of the whole line on the event loop: an append to a local file takes microseconds, and
         O_APPEND keeps lines whole between coroutines and between worker processes without a lock (a lock
-        around a thread hop put every SMS of the process in one queue: docs/benchmarks.md)."""
+        around a thread hop put every SMS of the process in one queue: docs/benchmarks.md).
+
+        A line the disk took only part of (full, failing) is cut off again: left there, the next SMS written
+        once there is room would be appended to it, one line no reader parses (the send failed anyway)."""
         data = memoryview((line + "\n").encode())
         fd = self._open()
+        began, written = -1, 0
         try:
             while data:
-                data = data[os.write(fd, data) :]
+                count = os.write(fd, data)
+                if began < 0:  # O_APPEND: the write went to the end, the offset is now just after it
+                    began = os.lseek(fd, 0, os.SEEK_CUR) - count
+                written += count
+                data = data[count:]
+        except OSError:
+            self._cut_back(fd, began, written)
+            raise
         finally:
             os.close(fd)
+
+    @staticmethod
+    def _cut_back(fd: int, began: int, written: int) -> None:
+        """Take back the part of a line written from `began`, unless another line was appended after it."""
+        if began < 0:
+            return
+        with contextlib.suppress(OSError):
+            if os.fstat(fd).st_size == began + written:
+                os.ftruncate(fd, began)
 
     def _open(self) -> int:
         """The file for appending, created 0600 (its directory 0700) when missing; opened for each message,
