@@ -26,6 +26,7 @@ from typing import Any
 
 from sesame.server.domain.errors import SesameError
 from sesame.server.domain.journal_seal import (
+    GENESIS,
     Block,
     Closed,
     FeedEntry,
@@ -295,8 +296,22 @@ def check_block(last: Block | None, seal: Seal, entries: Sequence[FeedEntry]) ->
 
 
 def check_follows(last: Block | None, block: Block) -> None:
-    """That `block` is the next one after `last` (numbered next, naming its digest). ArchiveRefused."""
-    if last is not None and (block.number, block.prev) != (last.number + 1, last.digest()):
+    """That `block` is the next one after `last` (numbered next, naming its digest), or the journal's first
+    block when the archive holds none. ArchiveRefused.
+
+    An archive is never empty once written (pruning keeps its newest segment): an empty directory offered a
+    later block is not the journal's archive (its volume not mounted, the mount point empty; another path).
+    Taking the block there, Redis let it go, and the real archive lacked it for good once back.
+    """
+    if last is None:
+        if (block.number, block.prev) != (1, GENESIS):
+            raise ArchiveRefused(
+                f"the archive holds no block, and the journal goes on from block {block.number}: "
+                "SESAME_JOURNAL_ARCHIVE_DIR is not the directory its earlier blocks were archived in (its "
+                "volume not mounted? another path?); the blocks stay in Redis, unarchived"
+            )
+        return
+    if (block.number, block.prev) != (last.number + 1, last.digest()):
         raise ArchiveRefused(f"block {block.number} does not follow block {last.number} of the archive")
 
 
