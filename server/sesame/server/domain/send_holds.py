@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sesame.server.domain import budgets
 from sesame.server.domain.budgets import BudgetKind, BudgetSubject, Charge, Hold, SendBudget
@@ -25,7 +26,7 @@ from sesame.server.domain.model import ChallengeStatus, DeliveryState
 from sesame.server.domain.risk_recall import RiskRecall
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable, Coroutine, Sequence
     from datetime import datetime
 
     from sesame.server.domain.challenges import StartRequest
@@ -33,6 +34,39 @@ if TYPE_CHECKING:
     from sesame.server.domain.opening import Opened
     from sesame.server.domain.ports import State
     from sesame.server.domain.resending import Resent
+
+_log = logging.getLogger("sesame.send_holds")
+
+
+T = TypeVar("T")
+
+# The pieces of work whose caller gave up, kept until they end (the event loop keeps only weak references).
+_GIVEN_UP: set[asyncio.Task[Any]] = set()
+
+
+async def to_the_end(work: Coroutine[Any, Any, T]) -> T:
+    """`work`'s result; when the caller gives up (gRPC cancels the servicer: its deadline passed, it
+    cancelled), `work` still runs to its end, and the cancellation is raised to the caller.
+
+    A step and its take are one piece of work once the step is sent: cancelled between the two, the step's
+    challenge (or resend) stayed with its SMS queued, its user's unit taken and no units held, so the
+    dispatcher never sent it (dead-lettered `unheld`) and the user's unit stayed spent. Run to its end, the
+    take holds the units (the SMS goes) or, refused, voids what the step opened, as for a caller that waits.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if not task.done():
+            _GIVEN_UP.add(task)
+            task.add_done_callback(_ended)
+        raise
+
+
+def _ended(task: asyncio.Task[Any]) -> None:
+    _GIVEN_UP.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        _log.info("a send step whose caller gave up ended in %s", type(task.exception()).__name__)
 
 
 class SendHolds:
@@ -55,7 +89,18 @@ class SendHolds:
         expires_at: datetime,
     ) -> Opened:
         """The step's answer, with the challenge's units held; the step's refusal, or the take's (the
-        challenge the step opened is then voided and its SMS never sent)."""
+        challenge the step opened is then voided and its SMS never sent). Run to its end even when the
+        caller gives up (`to_the_end`)."""
+        return await to_the_end(self._opened(step, request, challenge_id, now, expires_at))
+
+    async def _opened(
+        self,
+        step: Awaitable[Opened],
+        request: StartRequest,
+        challenge_id: str,
+        now: datetime,
+        expires_at: datetime,
+    ) -> Opened:
         user_id, context = request.user_id, request.context
         number = self._numbers.recalled(user_id)
         hold = Hold(challenge_id, now, expires_at, self._budget.hold_grace)
@@ -142,7 +187,18 @@ class SendHolds:
         its other units; a refused step gives them back; a refused take withdraws the hold, so that the
         SMS the step queued is dropped by the dispatcher (the resend itself given back, and its
         `request_id`). A step that answers an earlier call's resend (its request id retried) gives this
-        call's units back and holds that resend's again while its SMS is queued (decision 0065)."""
+        call's units back and holds that resend's again while its SMS is queued (decision 0065). Run to
+        its end even when the caller gives up (`to_the_end`)."""
+        return await to_the_end(self._resent(taking, known, context, now, request_id))
+
+    async def _resent(
+        self,
+        taking: Callable[[Sequence[Charge], str], Awaitable[Resent]],
+        known: Challenge,
+        context: RequestContext,
+        now: datetime,
+        request_id: str = "",
+    ) -> Resent:
         hold = Hold(
             f"{known.challenge_id}:r{secrets.token_hex(6)}", now, known.expires_at, self._budget.hold_grace
         )
