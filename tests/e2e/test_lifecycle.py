@@ -106,6 +106,17 @@ async def test_a_code_from_before_a_change_undone_stays_void(
     assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VOIDED
 
 
+@pytest.mark.parametrize("undone", [suspension_undone, number_undone])
+async def test_a_code_opened_after_a_change_undone_verifies(
+    live: Live, undone: Callable[[Live], Awaitable[None]]
+) -> None:
+    """The counts void what opened before the change, not the user's later challenges."""
+    await enrolled(live)
+    await undone(live)
+    challenge_id, code = await started(live, "alice")
+    assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
+
+
 async def test_reinstatement_lets_a_new_challenge_through(live: Live) -> None:
     """A suspended user gets no code; once reinstated, a new challenge is sent and verifies."""
     await enrolled(live)
