@@ -27,6 +27,7 @@ from sesame.server.domain.lifecycle import (
 from sesame.server.domain.model import RequestContext, User, UserStatus
 from sesame.server.domain.phone_change import PhoneChangeFlow, PhoneChangeResult
 from sesame.server.domain.tally import UNTALLIED, Tally
+from sesame.server.domain.to_the_end import to_the_end
 from sesame.server.domain.voiding import void_pending
 
 if TYPE_CHECKING:
@@ -150,8 +151,12 @@ class EnrollmentFlows:
     async def terminate_client(self, request: TerminateRequest) -> int:
         """Refuse the client's enrolments from now on, then revoke each of its users; the number revoked.
 
-        Idempotent and resumable: a second call after an interruption revokes (and voids) the rest.
+        Idempotent and resumable: a second call after an interruption revokes (and voids) the rest; a caller
+        that gives up does not interrupt it.
         """
+        return await to_the_end(self._terminated(request))
+
+    async def _terminated(self, request: TerminateRequest) -> int:
         now = self._clock.now()
         await self._store.clients.terminate_client(
             ClientTermination(request.client_id, now, request.provenance)
@@ -173,6 +178,13 @@ class EnrollmentFlows:
         return revoked
 
     async def _change(
+        self, request: StatusRequest, action: StatusAction, voiding: VoidReason | None
+    ) -> StatusResult:
+        """The user's step, then the voiding of its pending challenges: both, even when the caller gives up
+        between them (a suspension cut there left codes OPEN until a retry)."""
+        return await to_the_end(self._changed(request, action, voiding))
+
+    async def _changed(
         self, request: StatusRequest, action: StatusAction, voiding: VoidReason | None
     ) -> StatusResult:
         now = self._clock.now()

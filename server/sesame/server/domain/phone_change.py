@@ -36,6 +36,7 @@ from sesame.server.domain.lifecycle import (
 from sesame.server.domain.model import Challenge, RequestContext, User, UserStatus
 from sesame.server.domain.operation import ChangePhone, digest
 from sesame.server.domain.tally import UNTALLIED, Tally
+from sesame.server.domain.to_the_end import to_the_end
 from sesame.server.domain.voiding import void_pending
 
 if TYPE_CHECKING:
@@ -77,7 +78,18 @@ class PhoneChangeFlow:
         provenance: Provenance,
         context: RequestContext,
     ) -> PhoneChangeResult:
-        """Replace the number, start the cooling period and tell the old number."""
+        """Replace the number, start the cooling period and tell the old number; the voiding of the codes
+        sent to the old number runs even when the caller gives up after the change."""
+        return await to_the_end(self._changed(user_id, new_phone, authority, provenance, context))
+
+    async def _changed(
+        self,
+        user_id: str,
+        new_phone: str,
+        authority: Authority,
+        provenance: Provenance,
+        context: RequestContext,
+    ) -> PhoneChangeResult:
         check_enrolled_phone("new_phone", new_phone, self._policy.countries)
         now = self._clock.now()
         change = PhoneChange(

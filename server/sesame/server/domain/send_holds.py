@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import secrets
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 from sesame.server.domain import budgets
 from sesame.server.domain.budgets import BudgetKind, BudgetSubject, Charge, Hold, SendBudget
@@ -24,9 +23,10 @@ from sesame.server.domain.errors import SendBudgetExhausted, StoreUnavailable
 from sesame.server.domain.lifecycle import Provenance, Voiding, VoidReason
 from sesame.server.domain.model import ChallengeStatus, DeliveryState
 from sesame.server.domain.risk_recall import RiskRecall
+from sesame.server.domain.to_the_end import to_the_end
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Coroutine, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
     from datetime import datetime
 
     from sesame.server.domain.challenges import StartRequest
@@ -34,39 +34,6 @@ if TYPE_CHECKING:
     from sesame.server.domain.opening import Opened
     from sesame.server.domain.ports import State
     from sesame.server.domain.resending import Resent
-
-_log = logging.getLogger("sesame.send_holds")
-
-
-T = TypeVar("T")
-
-# The pieces of work whose caller gave up, kept until they end (the event loop keeps only weak references).
-_GIVEN_UP: set[asyncio.Task[Any]] = set()
-
-
-async def to_the_end(work: Coroutine[Any, Any, T]) -> T:
-    """`work`'s result; when the caller gives up (gRPC cancels the servicer: its deadline passed, it
-    cancelled), `work` still runs to its end, and the cancellation is raised to the caller.
-
-    A step and its take are one piece of work once the step is sent: cancelled between the two, the step's
-    challenge (or resend) stayed with its SMS queued, its user's unit taken and no units held, so the
-    dispatcher never sent it (dead-lettered `unheld`) and the user's unit stayed spent. Run to its end, the
-    take holds the units (the SMS goes) or, refused, voids what the step opened, as for a caller that waits.
-    """
-    task = asyncio.ensure_future(work)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        if not task.done():
-            _GIVEN_UP.add(task)
-            task.add_done_callback(_ended)
-        raise
-
-
-def _ended(task: asyncio.Task[Any]) -> None:
-    _GIVEN_UP.discard(task)
-    if not task.cancelled() and task.exception() is not None:
-        _log.info("a send step whose caller gave up ended in %s", type(task.exception()).__name__)
 
 
 class SendHolds:
