@@ -117,12 +117,17 @@ async def test_a_closed_store_refuses_calls(make_token: Callable[[str], Pkcs11Co
 def test_a_wrong_pin_is_hsm_unavailable_without_the_pin(
     make_token: Callable[[str], Pkcs11Config], caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Opening with a wrong PIN raises HsmUnavailable whose message and logs do not hold the PIN."""
+    """Opening with a wrong PIN raises HsmUnavailable whose message names the settings to check and holds
+    no PIN, nor do the logs."""
     config = make_token("wrong-pin")
     wrong = Pkcs11Config(module=config.module, token_label=config.token_label, pin="Wr0ngPinValue")
     with caplog.at_level(logging.DEBUG), pytest.raises(HsmUnavailable) as raised:
         Pkcs11KeyStore.open(wrong)
     assert "Wr0ngPinValue" not in str(raised.value)
+    assert (
+        "PinIncorrect: the token refused the user PIN given (SESAME_HSM_PIN or SESAME_HSM_PIN_FILE)"
+        in str(raised.value)
+    )
     assert "Wr0ngPinValue" not in repr(raised.value)
     assert "Wr0ngPinValue" not in caplog.text
 

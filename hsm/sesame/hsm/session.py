@@ -52,6 +52,7 @@ OPEN_ATTEMPTS: Final = 8
 OPEN_PAUSE: Final = 0.07
 # A PIN refused is never tried again (an HSM may lock the token after a few).
 _PIN_REFUSED: Final = (PinExpired, PinIncorrect, PinInvalid, PinLenRange, PinLocked)
+PIN_REFUSED_HINT: Final = "the token refused the user PIN given (SESAME_HSM_PIN or SESAME_HSM_PIN_FILE)"
 
 # Errors after which the session (or the whole library) is worth reopening once: the token went away and
 # came back, the library was re-initialised by another token's reconnect, or the login was lost.
@@ -98,6 +99,9 @@ def _translate(exc: PKCS11Error, *, retry: bool) -> KeyNotFound | HsmUnavailable
         return None
     if not retry:
         _log.error("HSM unavailable after a reconnect (%s)", name)
+    if isinstance(exc, _PIN_REFUSED):
+        # Never tried again (the token may lock): say which setting to look at, never the PIN.
+        return HsmUnavailable(f"HSM call failed: {name}: {PIN_REFUSED_HINT}")
     # The class name says what failed; library messages are not copied (they may echo search templates).
     return HsmUnavailable(f"HSM call failed: {name}")
 
