@@ -22,11 +22,8 @@ Needs the right to mount a tmpfs in a new mount namespace (root, or CAP_SYS_ADMI
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -38,7 +35,8 @@ from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.api.v1 import operation_pb2 as op_pb
 from sesame.server.grpc.demo import demo_phone
-from tests.support.serve_process import free_port, wait_serving
+from tests.support.serve_process import journal_verify, until
+from tests.support.tmpfs_serve import TmpfsServe, serve_on_tmpfs
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -71,56 +69,17 @@ exec "$PYTHON" -m sesame.server.cli serve
 """
 
 
-def _can_mount(tmp_path: Path) -> bool:
-    if shutil.which("unshare") is None:
-        return False
-    point = tmp_path / "probe"
-    point.mkdir()
-    probe = f'mount -t tmpfs -o size=64k tmpfs "{point}"'
-    done = subprocess.run(
-        ["unshare", "-m", "--propagation", "private", "sh", "-c", probe], capture_output=True, check=False
-    )
-    return done.returncode == 0
-
-
 @pytest.fixture
-def serving(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str], Path, Path]]:
-    """`sesame serve` archiving to a nearly full tmpfs: its address, process, log and signal directory."""
-    if not _can_mount(tmp_path):
-        pytest.skip("mounting a tmpfs in a new mount namespace is not permitted here")
-    mount, signals, var = tmp_path / "full", tmp_path / "signals", tmp_path / "var"
-    for directory in (mount, signals):
-        directory.mkdir()
-    address = f"127.0.0.1:{free_port()}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
-    env.update(
-        MOUNT=str(mount),
-        SIGNALS=str(signals),
-        PYTHON=sys.executable,
-        SESAME_VAR_DIR=str(var),
-        SESAME_GRPC_ADDR=address,
-        SESAME_METRICS_ADDR="off",
-        SESAME_WORKERS="1",
-        SESAME_JOURNAL_ARCHIVE_DIR=str(mount / "journal"),
+def serving(tmp_path: Path) -> Iterator[TmpfsServe]:
+    """`sesame serve` archiving to a nearly full tmpfs."""
+    settings = {
+        "SESAME_JOURNAL_ARCHIVE_DIR": str(tmp_path / "full" / "journal"),
         # Bursts of Starts from one caller: past the ceilings' defaults.
-        SESAME_SEND_CEILING_CALLER="1000000",
-        SESAME_SEND_CEILING_GLOBAL="1000000",
-    )
-    log = tmp_path / "serve.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            ["unshare", "-m", "--propagation", "private", "sh", "-c", SCRIPT],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    try:
-        wait_serving(address, process)
-        yield address, process, log, signals
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+        "SESAME_SEND_CEILING_CALLER": "1000000",
+        "SESAME_SEND_CEILING_GLOBAL": "1000000",
+    }
+    with serve_on_tmpfs(tmp_path, SCRIPT, settings) as served:
+        yield served
 
 
 def _starts(address: str, count: int) -> None:
@@ -151,23 +110,15 @@ def _said(log: Path, *lines: str) -> bool:
     return any(line in output for line in lines)
 
 
-def _wait_for(condition: Callable[[], bool], what: str, limit: float = 60.0) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
 def test_an_archive_whose_disk_filled_verifies_once_it_has_room_again(
-    serving: tuple[str, subprocess.Popen[str], Path, Path],
+    serving: TmpfsServe,
 ) -> None:
     """Full disk mid-line, then room: every line of the archive parses, sealing resumes, it verifies."""
-    address, _, log, signals = serving
+    address, log, signals = serving.address, serving.log, serving.signals
     _starts(address, 5)
     time.sleep(3)  # the first blocks archived, the index made
     (signals / "fill").touch()
-    _wait_for((signals / "filled").exists, "the filler")
+    assert until((signals / "filled").exists, 60), "the filler"
     deadline = time.monotonic() + 90
     while not _said(log, "No space left on device", "the archive's index failed"):
         assert time.monotonic() < deadline, "the archive never filled its disk"
@@ -179,26 +130,18 @@ def test_an_archive_whose_disk_filled_verifies_once_it_has_room_again(
     def archived() -> bool:
         return _said(log, "sealed again", "JSONDecodeError")
 
-    _wait_for(archived, "the refused block archived", limit=120)
+    assert until(archived, 120), "the refused block archived"
     (signals / "freed").touch()
     _starts(address, 20)
     time.sleep(4)  # a few sealer steps with room (it seals about every second)
     _starts(address, 5)
     time.sleep(4)
     (signals / "copy").touch()
-    _wait_for((signals / "copied").exists, "the archive's copy")
+    assert until((signals / "copied").exists, 60), "the archive's copy"
     output = log.read_text(errors="replace")
     assert "JSONDecodeError" not in output
     archive = signals / "archive"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
-    done = subprocess.run(
-        [sys.executable, "-m", "sesame.server.cli", "journal", "verify", "--archive", str(archive)],
-        env={**env, "SESAME_VAR_DIR": str(signals.parent / "var")},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = journal_verify(archive, signals.parent / "var")
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
     assert done.stdout.startswith("verified ")
     # Sealing resumed after the disk had room: blocks were archived after the refused one.

@@ -11,10 +11,7 @@ the challenges sealed meanwhile were in neither Redis nor the archive evidence r
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -26,7 +23,7 @@ from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.api.v1 import operation_pb2 as op_pb
 from sesame.server.grpc.demo import demo_phone
-from tests.support.serve_process import ServeProcess, start_serve
+from tests.support.serve_process import ServeProcess, journal_verify, start_serve, until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -53,15 +50,6 @@ def _started(address: str, count: int) -> list[str]:
     return opened
 
 
-def _until(check: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def _stop(serving: ServeProcess) -> None:
     serving.process.terminate()
     assert serving.process.wait(timeout=60) == 0, serving.output()
@@ -73,7 +61,7 @@ def test_an_empty_archive_directory_takes_no_block_and_the_archive_back_gets_the
     serving = start_serve(var)
     try:
         before = _started(serving.address, 3)
-        assert _until(lambda: all(c in _archived(var / "journal") for c in before), 20), serving.output()
+        assert until(lambda: all(c in _archived(var / "journal") for c in before), 20), serving.output()
     finally:
         _stop(serving)
 
@@ -81,7 +69,7 @@ def test_an_empty_archive_directory_takes_no_block_and_the_archive_back_gets_the
     try:
         meanwhile = _started(serving.address, 3)
         # Sealed (the sealer seals each second) and refused by the archive that is not one.
-        assert _until(lambda: REFUSED in serving.output(), 20), serving.output()
+        assert until(lambda: REFUSED in serving.output(), 20), serving.output()
         time.sleep(2)
         assert _archived(elsewhere) == ""
     finally:
@@ -89,17 +77,9 @@ def test_an_empty_archive_directory_takes_no_block_and_the_archive_back_gets_the
 
     serving = start_serve(var)
     try:
-        assert _until(lambda: all(c in _archived(var / "journal") for c in meanwhile), 20), serving.output()
+        assert until(lambda: all(c in _archived(var / "journal") for c in meanwhile), 20), serving.output()
     finally:
         _stop(serving)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
-    done = subprocess.run(
-        [sys.executable, "-m", "sesame.server.cli", "journal", "verify", "--archive", str(var / "journal")],
-        env={**env, "SESAME_VAR_DIR": str(var)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = journal_verify(var / "journal", var)
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
     assert done.stdout.startswith("verified ")

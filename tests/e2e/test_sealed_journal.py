@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from tests.e2e.conftest import Live, Served
 from tests.e2e.helpers import CONTEXT, IBAN, PHONE, enrolled, started, transfer, verify, wrong
-from tests.support.serve_process import start_serve
+from tests.support.serve_process import journal_verify, start_serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -192,23 +191,10 @@ async def test_the_operation_as_authorised_outlives_the_challenge(
     assert bundle["journal_seals"]["valid"] is True
 
 
-def _journal_verify(var: Path, archive: Path) -> subprocess.CompletedProcess[str]:
-    """`sesame journal verify` with the keys of the development token under `var` (read from the HSM)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "sesame.server.cli", "journal", "verify", "--archive", str(archive)],
-        env={**env, "SESAME_VAR_DIR": str(var)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_journal_verify_checks_the_archive_sesame_serve_wrote(served: Served, tmp_path: Path) -> None:
     """The archive of `sesame serve` verifies with the HSM's journal keys; one edited byte breaks it."""
     test_sesame_serve_seals_the_journal_within_seconds(served)  # at least one flow, sealed and archived
-    done = _journal_verify(served.var, served.var / "journal")
+    done = journal_verify(served.var / "journal", served.var)
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
     assert done.stdout.startswith("verified ")
     copy = tmp_path / "journal"
@@ -217,7 +203,7 @@ def test_journal_verify_checks_the_archive_sesame_serve_wrote(served: Served, tm
     segment.write_text(
         segment.read_text(encoding="utf-8").replace('"opened"', '"cancelled"', 1), encoding="utf-8"
     )
-    broken = _journal_verify(served.var, copy)
+    broken = journal_verify(copy, served.var)
     assert broken.returncode == 1
     assert "its entries are not the entries it seals" in broken.stdout
 
@@ -233,7 +219,7 @@ def test_a_torn_archive_tail_is_cut_off_when_sesame_serve_starts_again(tmp_path:
     with segment.open("a", encoding="utf-8") as out:
         out.write('{"seal":{"block":{"number":')
     _served_once(var, "after-the-crash")
-    done = _journal_verify(var, var / "journal")
+    done = journal_verify(var / "journal", var)
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
     assert done.stdout.startswith("verified ")
 
@@ -270,6 +256,6 @@ def test_sesame_serve_seals_again_once_a_failing_archive_index_is_moved_aside(tm
     finally:
         serving.process.terminate()
         serving.process.wait(timeout=30)
-    done = _journal_verify(var, var / "journal")
+    done = journal_verify(var / "journal", var)
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
     assert done.stdout.startswith("verified ")

@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -24,7 +22,7 @@ from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.api.v1 import operation_pb2 as op_pb
-from tests.support.serve_process import ServeProcess, start_serve
+from tests.support.serve_process import ServeProcess, start_serve, until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -54,15 +52,6 @@ def _started(channel: grpc.Channel, user_id: str) -> str:
     return challenge_id
 
 
-def _until(check: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def _lease_pid(var: Path) -> int | None:
     """The pid in the sealer's lease (`host:pid:random`), None while nobody holds it."""
     holder = _redis(var).get(LEASE)
@@ -71,7 +60,7 @@ def _lease_pid(var: Path) -> int | None:
 
 def _serve_two(var: Path) -> ServeProcess:
     serving = start_serve(var, settings={"SESAME_WORKERS": "2"})
-    assert _until(lambda: len(serving.workers()) == 2 and len(serving.sealers()) == 1, 60), serving.output()
+    assert until(lambda: len(serving.workers()) == 2 and len(serving.sealers()) == 1, 60), serving.output()
     return serving
 
 
@@ -82,11 +71,11 @@ def test_the_sealer_process_holds_the_lease_and_seals_what_the_workers_journal(t
     serving = _serve_two(var)
     try:
         (sealer,) = serving.sealers()
-        assert _until(lambda: _lease_pid(var) == sealer, 10), serving.output()
+        assert until(lambda: _lease_pid(var) == sealer, 10), serving.output()
         assert sealer not in serving.workers()
         with grpc.insecure_channel(serving.address) as channel:
             opened = [_started(channel, f"customer-{n}") for n in range(6)]
-        assert _until(lambda: all(c in _archived(var) for c in opened), 20), serving.output()
+        assert until(lambda: all(c in _archived(var) for c in opened), 20), serving.output()
         assert _lease_pid(var) == sealer
         assert f"the sealer (pid {sealer}) sealing" in serving.output()
         assert "Traceback" not in serving.output()
@@ -102,15 +91,15 @@ def test_a_killed_sealer_is_started_again_and_seals_what_was_journaled_meanwhile
     serving = _serve_two(var)
     try:
         (killed,) = serving.sealers()
-        assert _until(lambda: _lease_pid(var) == killed, 10), serving.output()
+        assert until(lambda: _lease_pid(var) == killed, 10), serving.output()
         os.kill(killed, signal.SIGKILL)
         with grpc.insecure_channel(serving.address) as channel:
             meanwhile = [_started(channel, f"customer-{n}") for n in range(4)]
-        assert _until(lambda: len(serving.sealers() - {killed}) == 1, 60), serving.output()
+        assert until(lambda: len(serving.sealers() - {killed}) == 1, 60), serving.output()
         (restarted,) = serving.sealers()
         # The dead sealer's lease lapses within its length (5 s), then the new one takes it.
-        assert _until(lambda: _lease_pid(var) == restarted, 20), serving.output()
-        assert _until(lambda: all(c in _archived(var) for c in meanwhile), 20), serving.output()
+        assert until(lambda: _lease_pid(var) == restarted, 20), serving.output()
+        assert until(lambda: all(c in _archived(var) for c in meanwhile), 20), serving.output()
         assert f"the sealer (pid {killed}) exited" in serving.output()
     finally:
         serving.process.terminate()
@@ -123,7 +112,7 @@ def test_sigterm_stops_the_sealer_after_the_workers_and_lets_the_lease_go(tmp_pa
     var = tmp_path / "var"
     serving = _serve_two(var)
     (sealer,) = serving.sealers()
-    assert _until(lambda: _lease_pid(var) == sealer, 10), serving.output()
+    assert until(lambda: _lease_pid(var) == sealer, 10), serving.output()
 
     serving.process.send_signal(signal.SIGTERM)
 

@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -34,8 +32,8 @@ from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.api.v1 import operation_pb2 as op_pb
 from sesame.server.grpc.demo import demo_phone
-from tests.e2e.test_archive_disk_full import _can_mount
-from tests.support.serve_process import free_port, wait_serving
+from tests.support.serve_process import until
+from tests.support.tmpfs_serve import TmpfsServe, serve_on_tmpfs
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -63,40 +61,12 @@ LOGIN = op_pb.Operation(login=op_pb.Login())
 
 
 @pytest.fixture
-def serving(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
-    """`sesame serve` writing its console SMS to a tmpfs: its address, log and signal directory."""
-    if not _can_mount(tmp_path):
-        pytest.skip("mounting a tmpfs in a new mount namespace is not permitted here")
-    mount, signals, var = tmp_path / "full", tmp_path / "signals", tmp_path / "var"
-    for directory in (mount, signals):
-        directory.mkdir()
-    address = f"127.0.0.1:{free_port()}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
-    env.update(
-        MOUNT=str(mount),
-        SIGNALS=str(signals),
-        PYTHON=sys.executable,
-        SESAME_VAR_DIR=str(var),
-        SESAME_GRPC_ADDR=address,
-        SESAME_METRICS_ADDR="off",
-        SESAME_WORKERS="1",
-        SESAME_SMS_CONSOLE_FILE=str(mount / "sms.jsonl"),
-    )
-    log = tmp_path / "serve.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            ["unshare", "-m", "--propagation", "private", "sh", "-c", SCRIPT],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    try:
-        wait_serving(address, process)
-        yield address, log, signals
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+def serving(tmp_path: Path) -> Iterator[TmpfsServe]:
+    """`sesame serve` writing its console SMS to a tmpfs."""
+    with serve_on_tmpfs(
+        tmp_path, SCRIPT, {"SESAME_SMS_CONSOLE_FILE": str(tmp_path / "full" / "sms.jsonl")}
+    ) as served:
+        yield served
 
 
 def _start(address: str) -> str:
@@ -115,20 +85,12 @@ def _start(address: str) -> str:
         return challenge_id
 
 
-def _wait_for(condition: Callable[[], bool], what: str, limit: float = 30.0) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def test_an_sms_file_whose_disk_filled_holds_whole_lines_once_it_has_room_again(
-    serving: tuple[str, Path, Path],
+    serving: TmpfsServe,
 ) -> None:
-    address, log, signals = serving
+    address, log, signals = serving.address, serving.log, serving.signals
     (signals / "fill").touch()
-    _wait_for((signals / "filled").exists, "the filler")
+    assert until((signals / "filled").exists, 30), "the filler"
     for _ in range(40):  # about 400 bytes a line: 4 KiB fill within a dozen
         _start(address)
         time.sleep(0.3)  # its dispatcher sent it (or failed to)
@@ -137,11 +99,11 @@ def test_an_sms_file_whose_disk_filled_holds_whole_lines_once_it_has_room_again(
     else:
         raise AssertionError("the SMS file never filled its disk")
     (signals / "free").touch()
-    _wait_for((signals / "freed").exists, "the room given back")
+    assert until((signals / "freed").exists, 30), "the room given back"
     after = _start(address)
     time.sleep(1)
     (signals / "copy").touch()
-    _wait_for((signals / "copied").exists, "the SMS file's copy")
+    assert until((signals / "copied").exists, 30), "the SMS file's copy"
     text = (signals / "sms.jsonl").read_text(encoding="utf-8")
     assert text.endswith("\n")
     sent = [json.loads(line) for line in text.splitlines()]  # every line one whole SMS

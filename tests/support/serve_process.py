@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +19,11 @@ from tests.support.ports import free_port
 __all__ = [
     "ServeProcess",
     "free_port",
+    "journal_verify",
     "run_serve",
     "sealer_pids",
     "start_serve",
+    "until",
     "wait_serving",
     "worker_pids",
 ]
@@ -183,3 +185,26 @@ def start_serve(var: Path, settings: Mapping[str, str] | None = None) -> ServePr
         raise
     logged = re.search(r"metrics on http://[^ ]*:(\d+)/metrics", log.read_text(errors="replace"))
     return ServeProcess(address, process, log, int(logged.group(1)) if logged else None)
+
+
+def until(check: Callable[[], bool], seconds: float) -> bool:
+    """Whether `check` came true within `seconds` (looked at every 0.1 s)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return check()
+
+
+def journal_verify(archive: Path, var: Path) -> subprocess.CompletedProcess[str]:
+    """`sesame journal verify --archive archive`, with the keys of the server whose var/ is `var`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "sesame.server.cli", "journal", "verify", "--archive", str(archive)],
+        env={**env, "SESAME_VAR_DIR": str(var)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
