@@ -262,11 +262,12 @@ class TestVoiding:
     VOIDING = Voiding("u-1", VoidReason.USER_SUSPENDED, NOW + timedelta(seconds=10), BY)
 
     async def test_an_open_challenge_is_voided_and_refuses_its_right_code(self, store):
-        """A voided challenge reads CANCELLED and its right code answers VOIDED."""
+        """A voided challenge reads VOIDED and its right code answers VOIDED."""
         challenge = await opened(store)
         assert (
             await store.challenges.void_challenge(challenge.challenge_id, self.VOIDING) is VoidOutcome.VOIDED
         )
+        assert (await store.challenges.get_challenge(challenge.challenge_id)).status is ChallengeStatus.VOIDED
         attempt = VerificationAttempt(challenge.challenge_id, challenge.op_digest, True, NOW, CONTEXT)
         assert (await store.challenges.record_verification(attempt, LOCKOUT)).result is VerifyResult.VOIDED
 
@@ -307,7 +308,7 @@ class TestVoiding:
         assert (entry["event"], entry["outcome"], entry["status"]) == (
             "challenge.void",
             "voided",
-            "cancelled",
+            "voided",
         )
         assert (entry["void_reason"], entry["actor"], entry["request_id"]) == (
             "user_suspended",

@@ -210,7 +210,7 @@ async def test_a_code_whose_user_changed_since_it_was_queued_is_withheld_at_take
     assert queued.withheld == reason
     assert [entry.withheld for entry in taken if entry.notice] == [""] * (change == "number")
     stored = await store.challenges.get_challenge(opened.challenge_id)
-    assert stored.status is ChallengeStatus.CANCELLED
+    assert stored.status is ChallengeStatus.VOIDED
     assert stored.delivery is DeliveryState.FAILED
     journal = await store.journal.challenge_journal(opened.challenge_id)
     assert [(e["event"], e.get("reason", e.get("void_reason"))) for e in journal[1:]] == [

@@ -70,4 +70,4 @@ async def test_a_change_given_up_after_its_step_still_voids_the_pending_challeng
         if await status(live, challenge_id) != auth_pb.CHALLENGE_STATUS_OPEN:
             break
         await asyncio.sleep(0.1)
-    assert await status(live, challenge_id) == auth_pb.CHALLENGE_STATUS_CANCELLED
+    assert await status(live, challenge_id) == auth_pb.CHALLENGE_STATUS_VOIDED

@@ -129,7 +129,7 @@ async def test_a_code_queued_before_a_lifecycle_change_is_never_handed_over(
     assert code_sms(live.sms_file) == []
     assert await dead_letters(live) == [(opened.challenge_id, reason)]
     challenge = await live.store.challenges.get_challenge(opened.challenge_id)
-    assert challenge.status is ChallengeStatus.CANCELLED
+    assert challenge.status is ChallengeStatus.VOIDED
     assert challenge.delivery is DeliveryState.FAILED
     journal = await live.store.journal.challenge_journal(opened.challenge_id)
     (letter,) = [e for e in journal if e["event"] == "challenge.dead_letter"]

@@ -99,7 +99,7 @@ async def test_a_refused_take_voids_the_opened_challenge_and_no_sms_is_ever_sent
     assert subject == "caller"
     assert timedelta(seconds=59) < wait <= timedelta(seconds=60)
     (voided,) = await live.store.challenges.pending_challenges("bob", datetime.now(UTC))
-    assert (await live.store.challenges.get_challenge(voided)).status is ChallengeStatus.CANCELLED
+    assert (await live.store.challenges.get_challenge(voided)).status is ChallengeStatus.VOIDED
     journal = await live.store.journal.challenge_journal(voided)
     assert [e.get("void_reason") for e in journal if e["event"] == "challenge.void"] == ["send_budget"]
     assert await redis_client.zcard(live.store.keys.send_budget("user", "bob")) == 0  # its unit came back

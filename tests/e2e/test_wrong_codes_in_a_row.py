@@ -184,4 +184,4 @@ async def test_a_start_racing_the_fifth_wrong_code_leaves_no_open_challenge(live
         described = await live.auth.GetChallenge(
             auth_pb.GetChallengeRequest(challenge_id=answer.challenge_id)
         )
-        assert described.challenge.status == auth_pb.CHALLENGE_STATUS_CANCELLED
+        assert described.challenge.status == auth_pb.CHALLENGE_STATUS_VOIDED

@@ -599,7 +599,7 @@ class MemoryChallenges:
         if not reason:
             return None
         if challenge.status is ChallengeStatus.OPEN:
-            challenge = dataclasses.replace(challenge, status=ChallengeStatus.CANCELLED)
+            challenge = dataclasses.replace(challenge, status=ChallengeStatus.VOIDED)
             extra = {"void_reason": reason, "actor": "dispatcher"}
             self._m._append(challenge, "challenge.void", at, "voided", extra)
         messages = self._m._messages.setdefault(queued.challenge_id, {})
@@ -648,7 +648,7 @@ class MemoryChallenges:
                 return VoidOutcome.FORECLOSED
             if challenge.status is not ChallengeStatus.OPEN:
                 return VoidOutcome.CLOSED
-            challenge = dataclasses.replace(challenge, status=ChallengeStatus.CANCELLED)
+            challenge = dataclasses.replace(challenge, status=ChallengeStatus.VOIDED)
             self._m._challenges[challenge_id] = challenge
             self._m._append(challenge, "challenge.void", voiding.at, "voided", reason)
             if voiding.reason is VoidReason.SEND_BUDGET:

@@ -396,7 +396,7 @@ async def test_the_block_voids_pending_challenges_and_alerts_the_user_once(world
     """The fifth wrong code voids the user's open challenges and sends one alert, without a code."""
     user_id = await world.enrol()
     opened = await five_wrong_codes(world, user_id)
-    assert (await world.store.challenges.get_challenge(opened[1])).status is ChallengeStatus.CANCELLED
+    assert (await world.store.challenges.get_challenge(opened[1])).status is ChallengeStatus.VOIDED
     alert = world.sms.sent[-1]
     assert (alert.to, alert.challenge_id) == (PHONE, "")
     assert "12:15 UTC" in alert.text

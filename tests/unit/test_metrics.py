@@ -94,7 +94,7 @@ async def test_a_block_and_the_challenges_it_voids_are_counted(metered: Metered)
         wrong = str((int(code) + 1) % 10**6).zfill(6)
         for _ in range(wrong_codes):
             await metered.flows.verify(VerifyRequest(challenge_id, wrong, TRANSFER, RequestContext()))
-    assert (await metered.store.challenges.get_challenge(pending)).status is ChallengeStatus.CANCELLED
+    assert (await metered.store.challenges.get_challenge(pending)).status is ChallengeStatus.VOIDED
     assert metered.sample("sesame_user_blocks_total") == 1
     assert metered.sample("sesame_verifications_total", result="wrong_code") == 5
     assert metered.sample("sesame_challenges_voided_total", reason="user_blocked") == 2
@@ -156,7 +156,7 @@ async def test_lifecycle_changes_and_voided_challenges_are_counted(metered: Mete
     registry = EnrollmentFlows(store=metered.store, clock=metered.clock, tally=metered.tally)
     result = await registry.suspend(StatusRequest("alice", Provenance("ops-1", "vol", "s-1")))
     assert result.voided == 1
-    assert (await metered.store.challenges.get_challenge(challenge_id)).status is ChallengeStatus.CANCELLED
+    assert (await metered.store.challenges.get_challenge(challenge_id)).status is ChallengeStatus.VOIDED
     assert metered.sample("sesame_user_changes_total", change="suspend") == 1
     assert metered.sample("sesame_challenges_voided_total", reason="user_suspended") == 1
 

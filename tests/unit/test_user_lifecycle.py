@@ -53,7 +53,7 @@ async def test_suspending_again_voids_what_an_interrupted_suspension_left(world:
     assert await world.suspend(request_id="s-1") == 1
     assert (
         await world.store.challenges.get_challenge(challenge.challenge_id)
-    ).status is ChallengeStatus.CANCELLED
+    ).status is ChallengeStatus.VOIDED
 
 
 async def test_challenges_closed_or_expired_are_left_alone(world: World) -> None:
@@ -156,7 +156,7 @@ async def test_termination_revokes_every_user_of_the_client(world: World) -> Non
     assert statuses == [UserStatus.REVOKED, UserStatus.REVOKED, UserStatus.ACTIVE]
     assert (
         await world.store.challenges.get_challenge(challenge.challenge_id)
-    ).status is ChallengeStatus.CANCELLED
+    ).status is ChallengeStatus.VOIDED
 
 
 async def test_a_terminated_client_enrols_nobody(world: World) -> None:

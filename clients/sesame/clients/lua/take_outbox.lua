@@ -62,7 +62,7 @@ local function withhold(entry_id, c, queued_at, reason)
   local tries = tries_of(outbox, group, entry_id)
   local status = c.status
   if status == 'open' then
-    status = 'cancelled'
+    status = 'voided'
     redis.call('HSET', key, 'status', status)
     journal_append(journal, {'event', 'challenge.void', 'at', now_iso, 'challenge_id', c.challenge_id,
       'void_reason', reason, 'actor', 'dispatcher', 'user_id', c.user_id, 'client_id', c.client_id or '',

@@ -1,5 +1,5 @@
 -- Void one of a user's pending challenges after a suspension or revocation: an OPEN challenge is
--- cancelled (even its right code answers VOIDED from then on); an id not opened yet is spent, so that
+-- voided (even its right code answers VOIDED from then on); an id not opened yet is spent, so that
 -- its late opener fails. Idempotent: a closed challenge is left as it is.
 -- KEYS[1] challenge hash, KEYS[2] challenge journal stream (its user's {s:<n>} slot); when a Start whose
 -- other send units were refused voids what its step opened (decision 0046): KEYS[3] the user's send budget,
@@ -26,7 +26,7 @@ end
 if h[1] ~= 'open' then
   return 'closed'
 end
-redis.call('HSET', challenge, 'status', 'cancelled')
+redis.call('HSET', challenge, 'status', 'voided')
 if KEYS[3] then
   local created = redis.call('HGET', challenge, 'created_at')
   local unit = redis.call('ZRANGEBYSCORE', KEYS[3], created, created, 'LIMIT', 0, 1)
@@ -36,5 +36,5 @@ if KEYS[4] and redis.call('GET', KEYS[4]) == redis.call('HGET', challenge, 'chal
   redis.call('DEL', KEYS[4])
 end
 append({'user_id', h[2], 'client_id', h[3], 'op_digest', h[4], 'outcome', 'voided', 'attempts', h[5],
-        'status', 'cancelled'})
+        'status', 'voided'})
 return 'voided'
