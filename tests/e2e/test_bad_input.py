@@ -49,6 +49,11 @@ START_CASES = [
     ("unknown currency", _transfer(currency="XYZ"), "operation.credit_transfer.amount.currency"),
     ("empty payee name", _transfer(name=""), "operation.credit_transfer.payee.name"),
     ("oversized payee name", _transfer(name="N" * 71), "operation.credit_transfer.payee.name"),
+    (
+        "payee name with a web address",
+        _transfer(name="www.ma-banque.fr"),
+        "operation.credit_transfer.payee.name",
+    ),
     ("oversized transaction id", _transfer(tx="T" * 65), "operation.credit_transfer.transaction_id"),
     ("missing operation", None, "operation"),
     ("empty oneof", op_pb.Operation(), "operation"),

@@ -32,6 +32,22 @@ async def test_a_payee_name_cannot_write_the_banks_words_into_the_sms(live: Live
     assert (await verify(live, challenge_id, code, operation)).result == auth_pb.VERIFY_RESULT_VERIFIED
 
 
+@pytest.mark.parametrize(
+    ("name", "printed"), [("ETS.DUPONT", '"ETS DUPONT"'), ("aide-client.support", '"aide-client support"')]
+)
+async def test_a_dotted_name_is_accepted_and_printed_without_its_dots(
+    live: Live, name: str, printed: str
+) -> None:
+    """A dotted name is a name (`.dupont` is a top-level domain, yet ETS.DUPONT a company): the SMS prints it
+    without the dot, so no host reaches the phone, and its code verifies over the name as sent."""
+    operation = transfer(name=name)
+    challenge_id, code = await started(live, await enrolled(live), operation)
+    text, _ = find_sms(live.sms_file, challenge_id) or ("", "")
+    assert f"à {printed} (IBAN" in text
+    assert name not in text
+    assert (await verify(live, challenge_id, code, operation)).result == auth_pb.VERIFY_RESULT_VERIFIED
+
+
 def _add(name: str) -> op_pb.Operation:
     return op_pb.Operation(add_beneficiary=op_pb.AddBeneficiary(payee=op_pb.Payee(name=name, iban=IBAN)))
 

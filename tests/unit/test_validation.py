@@ -70,8 +70,8 @@ def test_payee_name_refuses_empty_oversized_and_control(value: str) -> None:
         "HTTPS://EVIL",
         "www.ma-banque-secure",
         "help@bank.example",
-        "ma-banque-secure.com",
-        "bnp.FR",
+        "WWW.ma-banque.fr",
+        "Service client <aide@ma-banque.fr>",
     ],
 )
 def test_payee_name_refuses_links(value: str) -> None:
@@ -81,10 +81,19 @@ def test_payee_name_refuses_links(value: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["S.A.R.L. Dupont & Fils", "J. Dupont", "Zoé O'Neil-Durand", "SCI 12.5 Rue"]
+    "value",
+    [
+        "S.A.R.L. Dupont & Fils",
+        "J. Dupont",
+        "Zoé O'Neil-Durand",
+        "SCI 12.5 Rue",
+        "ETS.DUPONT",  # `.dupont` is a delegated top-level domain: still a name
+        "DUPONT.SA",
+        "ma-banque-secure.com",  # a bare host: the SMS prints it without its dot
+    ],
 )
 def test_payee_name_keeps_ordinary_names(value: str) -> None:
-    """Initials, company forms, apostrophes and numbers are not mistaken for links."""
+    """Initials, company forms, apostrophes, numbers and dotted names are not mistaken for links."""
     assert validation.payee_name(value) == value
 
 

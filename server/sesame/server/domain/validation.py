@@ -25,10 +25,11 @@ MAX_ACTOR = 128  # an operator's id or a service's name, as the bank writes it
 MAX_REASON = 256
 MAX_AMOUNT_MINOR = 10**15  # ten trillion euros: a bound against overflow, far above any real transfer
 LOCALES = ("fr", "en")
-# What a phone turns into a link: a scheme, "www.", an e-mail address, or a host name such as
-# "secure-bank.com". The payee name is printed in the SMS, and an SMS from the bank never carries a link
-# (a link in an SMS is the phisher's tool): a caller-supplied name must not smuggle one in.
-_LINK = re.compile(r"://|\bwww\.|@|\b[a-z0-9-]{2,}\.[a-z]{2,6}\b", re.IGNORECASE)
+# What no name holds and only an address does: a scheme, "www.", an e-mail address. A name the payee chose
+# (a fraudster's beneficiary) holding one is refused. A bare host name ("ma-banque.support") is not: the
+# SMS prints a name without its dots (`sms_text.printed_name`), so no host reaches the phone, and dotted
+# names are ordinary ("ETS.DUPONT", whose `.dupont` is a delegated top-level domain).
+_LINK = re.compile(r"://|\bwww\.|@", re.IGNORECASE)
 _MOBILE_TYPES = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
 
 
