@@ -24,6 +24,7 @@
 --#include _journal_hourly.lua
 --#include _noops.lua
 --#include _user_changes.lua
+--#include _mask.lua
 local user, journal, changes = KEYS[1], KEYS[2], KEYS[3]
 if redis.call('EXISTS', user) == 0 then
   return {'not_found'}
@@ -33,11 +34,6 @@ if seen == ARGV[8] then
   return {'replayed', redis.call('HGETALL', user)}
 elseif seen then
   return {'request_conflict'}
-end
--- As sesame.server.domain.privacy.mask_phone: the country code and the last two digits.
-local function mask(phone)
-  if #phone < 6 then return string.rep('*', #phone) end
-  return string.sub(phone, 1, 3) .. string.rep('*', #phone - 5) .. string.sub(phone, -2)
 end
 local h = redis.call('HMGET', user, 'status', 'phone', 'client_id', 'status_changed_at', 'phone_changed_at',
                      'user_id', 'locale', 'status_changes', 'phone_changes')
@@ -58,8 +54,8 @@ if outcome ~= 'changed' then
 end
 local entry = {}
 for i = 16, #ARGV do entry[#entry + 1] = ARGV[i] end
-for _, v in ipairs({'client_id', h[3], 'outcome', outcome, 'status', h[1], 'old_phone', mask(h[2]),
-                    'phone', mask(ARGV[2]), 'cooling_until', cooling}) do
+for _, v in ipairs({'client_id', h[3], 'outcome', outcome, 'status', h[1], 'old_phone', mask_phone(h[2]),
+                    'phone', mask_phone(ARGV[2]), 'cooling_until', cooling}) do
   entry[#entry + 1] = v
 end
 if outcome ~= 'changed' then

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import re
 
+import phonenumbers
+
 _DIGIT_RUN = re.compile(r"\d{4,}")
+# The ITU calling codes: prefix-free, so the one a number starts with is found by its first 1 or 2 digits,
+# and any other is 3 digits (as _mask.lua, whose table of the 1- and 2-digit codes is checked against it).
+_CALLING_CODES = frozenset(str(code) for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
 
 
 def mask_phone(e164: str) -> str:
-    """Keep the country code and the last two digits: `+33612345678` -> `+33*******78`."""
-    if len(e164) < 6:
+    """Keep the whole country code and the last two digits: `+33*******78`, `+352*******56`, `+1********23`.
+    Shorter than 6, or no digit left to hide between them: all hidden."""
+    kept = next((size for size in (1, 2) if e164[1 : 1 + size] in _CALLING_CODES), 3) + 1
+    if len(e164) < max(6, kept + 3):
         return "*" * len(e164)
-    return e164[:3] + "*" * (len(e164) - 5) + e164[-2:]
+    return e164[:kept] + "*" * (len(e164) - kept - 2) + e164[-2:]
 
 
 def mask_iban(iban: str) -> str:
