@@ -14,23 +14,27 @@ from sesame.server.domain.budgets import SendBudget
 from sesame.server.domain.challenges import ChallengeRef, user_tag
 from sesame.server.domain.destinations import DEFAULT_COUNTRIES
 from sesame.server.domain.errors import (
+    ChallengeNotFound,
     DestinationNotAllowed,
     InvalidRequest,
     PhoneCooling,
+    PhoneUnchanged,
     SendBudgetExhausted,
     UserBlocked,
     UserNotActive,
     UserNotFound,
 )
+from sesame.server.domain.lifecycle import ByOverride, PhoneChange, Provenance
 from sesame.server.domain.model import ChallengeStatus, RequestContext, UserStatus
 from sesame.server.domain.opening import Opening
-from sesame.server.domain.operation import CreditTransfer, Login, Money, Operation, Payee
+from sesame.server.domain.operation import ChangePhone, CreditTransfer, Login, Money, Operation, Payee
 from tests import factories
 from tests.fakes.state import MemoryState
 
 Store = MemoryState | RedisState
 
 USER_ID = "u-1"
+NEW_PHONE = "+33698765432"
 TRANSFER = CreditTransfer(Money("EUR", 125000), Payee("Jean DUPONT", "FR7630006000011234567890189"), "tx-1")
 _nonces = itertools.count(1)
 
@@ -173,3 +177,45 @@ async def test_the_step_takes_the_users_unit_only(store: Store) -> None:
     with pytest.raises(SendBudgetExhausted) as refused:
         await store.challenges.start_challenge(an_opening(budget=SendBudget(per_user=2)))
     assert refused.value.subject == "user"
+
+
+@pytest.mark.parametrize(
+    ("number", "countries"),
+    [(factories.PHONE, DEFAULT_COUNTRIES), ("+4741234567", frozenset({"NO"}))],
+    ids=["whole-calling-code", "shared-calling-code"],
+)
+async def test_a_change_to_the_stored_number_is_refused_before_its_request_id_and_units(
+    store: Store, number: str, countries: frozenset[str]
+) -> None:
+    """A change_phone to the number stored is PhoneUnchanged naming the user, nothing written: its request
+    id and the user's one unit still open a login, and the refused challenge does not exist. Under +47 (Norway
+    and Svalbard) the step runs twice, the second time for the number checked by region: refused there too."""
+    await enrolled(store, secure_phone=number)
+    one = SendBudget(per_user=1)
+    refused = an_opening(ChangePhone(number), request_id="r-1", budget=one, countries=countries)
+    with pytest.raises(PhoneUnchanged) as caught:
+        await store.challenges.start_challenge(refused)
+    assert str(caught.value) == USER_ID
+    with pytest.raises(ChallengeNotFound):
+        await store.challenges.get_challenge(refused.challenge_id)
+    assert (await store.challenges.start_challenge(an_opening(Login(), request_id="r-1", budget=one))).queued
+
+
+async def test_a_change_is_compared_with_the_number_stored_when_the_step_runs(store: Store) -> None:
+    """After the number was changed to +33698765432 (an override), a change to it is PhoneUnchanged and a
+    change back to the first number opens: the step compares with the number it reads as it opens."""
+    await enrolled(store)
+    at = now()
+    override = PhoneChange(
+        USER_ID,
+        NEW_PHONE,
+        at,
+        at,
+        ByOverride("agent-7"),
+        Provenance("ops-1", "lost", "c-1"),
+        RequestContext(),
+    )
+    await store.users.change_secure_phone(override)
+    with pytest.raises(PhoneUnchanged):
+        await store.challenges.start_challenge(an_opening(ChangePhone(NEW_PHONE)))
+    assert (await store.challenges.start_challenge(an_opening(ChangePhone(factories.PHONE)))).queued

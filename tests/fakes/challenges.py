@@ -22,6 +22,7 @@ from sesame.server.domain.errors import (
     FieldViolation,
     InvalidRequest,
     PhoneCooling,
+    PhoneUnchanged,
     ResendRefused,
     RiskDenied,
     SecurePhoneChanged,
@@ -53,7 +54,7 @@ from sesame.server.domain.model import (
     VerifyResult,
 )
 from sesame.server.domain.opening import Opened, Opening
-from sesame.server.domain.operation import digest, kind
+from sesame.server.domain.operation import ChangePhone, digest, kind
 from sesame.server.domain.ports import Challenges
 from sesame.server.domain.privacy import mask_phone
 from sesame.server.domain.resending import ResendClaim, Resent
@@ -182,6 +183,9 @@ class MemoryChallenges:
             if opening.cooled and user.cooling_until is not None and user.is_cooling(now):
                 raise PhoneCooling(user.user_id, user.cooling_until - now)
             check_destination(user.secure_phone, opening.countries)
+            change = opening.operation
+            if isinstance(change, ChangePhone) and change.new_phone == user.secure_phone:
+                raise PhoneUnchanged(user.user_id)  # as open_challenge.lua: compared in the step
             earlier = self._earlier(opening)
             if earlier is not None:
                 return Opened(earlier, queued=False)

@@ -22,6 +22,7 @@ from sesame.server.domain.errors import (
     InvalidRequest,
     KeyNotFound,
     KeyVersionUnavailable,
+    PhoneUnchanged,
     ResendRefused,
     StoreUnavailable,
     UserBlocked,
@@ -38,7 +39,7 @@ from sesame.server.domain.model import (
     UserStatus,
     VerifyResult,
 )
-from sesame.server.domain.operation import CreditTransfer, Login, Money, Payee, digest
+from sesame.server.domain.operation import ChangePhone, CreditTransfer, Login, Money, Payee, digest
 from sesame.server.domain.proofs import ProofFlows
 from sesame.server.grpc.demo import code_in
 from tests.fakes.challenges import MemoryChallenges
@@ -112,6 +113,16 @@ async def test_start_sends_the_code_to_the_secure_phone(world: World) -> None:
     assert challenge.delivery is DeliveryState.QUEUED
     assert (await world.store.challenges.get_challenge(challenge.challenge_id)).delivery is DeliveryState.SENT
     assert await world.verify(challenge.challenge_id, world.last_code()) is VerifyResult.VERIFIED
+
+
+async def test_a_change_to_the_secure_number_itself_sends_no_code(world: World) -> None:
+    """A change_phone to the number the user has is PhoneUnchanged, as ChangeSecurePhone would answer: no
+    SMS, and a transfer still opens."""
+    user_id = await world.enrol()
+    with pytest.raises(PhoneUnchanged):
+        await world.flows.start(StartRequest(user_id, ChangePhone(PHONE), NO_CONTEXT))
+    assert world.sms.sent == []
+    assert (await world.flows.start(StartRequest(user_id, TRANSFER, NO_CONTEXT))).phone == PHONE
 
 
 async def test_challenge_id_names_nonce_key_and_digits(world: World) -> None:

@@ -34,6 +34,7 @@ from sesame.server.domain.errors import (
     FieldViolation,
     InvalidRequest,
     PhoneCooling,
+    PhoneUnchanged,
     ResendRefused,
     RiskDenied,
     SecurePhoneChanged,
@@ -56,7 +57,7 @@ from sesame.server.domain.model import (
     VerifyResult,
 )
 from sesame.server.domain.opening import Opened, Opening
-from sesame.server.domain.operation import digest
+from sesame.server.domain.operation import ChangePhone, digest
 from sesame.server.domain.ports import Challenges
 from sesame.server.domain.resending import ResendClaim, Resent
 from sesame.server.tracing import recording
@@ -74,7 +75,7 @@ class RedisChallenges(RedisPlace):
         budget_keys, budget_args = self._budgets(charges)
         fields = rec.challenge_fields(challenge)
         args = self._opening_args(opening, challenge.phone, budget_args, _NO_NUMBER_BUDGET, "*")
-        args += [len(fields), *fields, *rec.opened_entry(challenge, context)]
+        args += ["", len(fields), *fields, *rec.opened_entry(challenge, context)]  # no change to refuse
         keys = self._opening_keys(opening, budget_keys)
         reply = await self._run("open_challenge", keys, args, program=self._program(opening))
         if reply[0] != b"opened":
@@ -96,7 +97,9 @@ class RedisChallenges(RedisPlace):
         keys = self._opening_keys(opening, budget_keys)
         draft = rec.opened_challenge(opening, "", "", "")  # built once for the hash and the entry (0049)
         fields = rec.opening_fields(opening, draft)
-        tail = [len(fields), *fields, *rec.opening_entry(opening, draft)]
+        # A change_phone's new number, refused in the step when it is the stored one (PhoneUnchanged).
+        change_to = opening.operation.new_phone if isinstance(opening.operation, ChangePhone) else ""
+        tail = [change_to, len(fields), *fields, *rec.opening_entry(opening, draft)]
         args = self._opening_args(opening, "", budget_args, number_budget, codes)
         program = self._program(opening)
         reply = await self._run("open_challenge", keys, [*args, *tail], program=program)
@@ -439,6 +442,7 @@ _USER_REFUSALS: Final[dict[bytes, type[SesameError]]] = {
     b"not_found": UserNotFound,
     b"not_active": UserNotActive,
     b"phone_changed": SecurePhoneChanged,
+    b"phone_unchanged": PhoneUnchanged,
 }
 
 

@@ -1,8 +1,10 @@
 -- Start a challenge, in one step (docs/decisions/0014, 0025): read the user; refuse while it is not ACTIVE,
 -- blocked after wrong codes in a row at that instant (a start racing the fifth wrong code cannot slip a
 -- challenge past the block's voiding), cooling after a number change (operations that move money only), or
--- when its number is outside the countries codes go to; answer a retried request id with the challenge it
--- opened (no second unit, no second SMS); take one unit of each send budget; index the challenge among the
+-- when its number is outside the countries codes go to, or for a change of number to the stored number
+-- itself (ChangeSecurePhone could only refuse it: compared here, where no change of number can come between
+-- the reading and the opening); answer a retried request id with the challenge it opened (no second unit, no
+-- second SMS); take one unit of each send budget; index the challenge among the
 -- user's pending ones (so that a suspension or a number change that comes later finds and voids it); store
 -- it OPEN until expiry + retention for the user's current secure number, and queue its SMS in the outbox. Never overwrite, never reuse an
 -- id. A refusal writes nothing, so a unit is taken if and only if the challenge opens (docs/decisions/0010).
@@ -24,12 +26,14 @@
 -- (_risk_rules.lua's RISK_PROGRAM, decision 0076), '-' when they decide nothing here (else
 -- KEYS[7+b .. 12+b] are the user's memory's parts, see _risk_memory.lua, and KEYS[13+b] the user's journal,
 -- where a DENY is journaled; _risk_rules.lua, decision 0045); the question to the rules (JSON, sesame.clients.risk_program.question;
--- '-' with the program); n = count of hash field/value elements, then n hash elements, then journal pairs.
+-- '-' with the program); the new number of a change_phone ('' for another operation); n = count of hash
+-- field/value elements, then n hash elements, then journal pairs.
 -- Returns {'opened', client_id, phone, locale}, {'earlier', hgetall} (the request id's challenge),
 -- {'other_operation'} (the request id was used for another operation), {'not_found'} (no such user),
 -- {'not_active', status}, {'blocked', blocked_until (unix ms)}, {'cooling', cooling_until (unix ms)},
 -- {'destination', phone} (not every number of its calling code may be sent to: Start checks its region),
--- {'phone_changed'}, {'exists'} (the id was already used: the journal outlives the hash),
+-- {'phone_changed'}, {'phone_unchanged'} (a change_phone to the stored number), {'exists'} (the id was
+-- already used: the journal outlives the hash),
 -- {'exhausted', budget index (0-based), wait_ms}, {'risk_denied', kept assessment} (journaled in the user's
 -- sealed journal, decision 0042; nothing else written) or
 -- {'sim_number', phone} (the SIM-swap answer is about another number than the stored one: asked again).
@@ -71,6 +75,7 @@ local challenge_prefix = arg()
 local op_digest = arg()
 local risk_program = arg()
 local risk_question = arg()
+local change_to = arg()
 
 local h = redis.call('HMGET', user, 'status', 'phone', 'blocked_until', 'cooling_until', 'client_id', 'locale',
                      'status_changes', 'phone_changes')
@@ -97,6 +102,9 @@ if number == '' and codes ~= '*' then
   if not whole then
     return {'destination', phone}
   end
+end
+if change_to == phone then
+  return {'phone_unchanged'}
 end
 if claim == '1' then
   local owner = redis.call('GET', request)

@@ -179,7 +179,8 @@ class ChallengeFlows:
         now = self._clock.now()
         factors.check_age(request.context.first_factor, now, self._policy.first_factor_max_age)
         if isinstance(request.operation, ChangePhone):
-            # A number ChangeSecurePhone would refuse: no code for a change that cannot be made.
+            # A number ChangeSecurePhone would refuse: no code for a change that cannot be made. The number
+            # already held (PhoneUnchanged) is refused by the step, against the number stored as it opens.
             path = "operation.change_phone.new_phone"
             check_enrolled_phone(path, request.operation.new_phone, self._policy.countries)
         risk, asked = await self._ask(request)

@@ -193,12 +193,13 @@ class Challenges(Protocol):
 
         In the security order, each refusal writing nothing: UserNotFound, UserNotActive, UserBlocked and
         PhoneCooling (`opening.cooled` only) with their waits, DestinationNotAllowed (the stored number's
-        region is not in `opening.countries`); then a request id already claimed answers the challenge
-        it opened (`queued` False, nothing charged or sent), or InvalidRequest on `request_id` when that
-        challenge is for another operation; ChallengeAlreadyExists; SendBudgetExhausted (the user's; the
-        number's, caller's and global units are held by `SendUnits`, decision 0046). Otherwise the
-        challenge is opened for the user's current secure number, with the user's client and locale, and its
-        SMS is queued (`queued` True).
+        region is not in `opening.countries`), PhoneUnchanged (a `change_phone` to the stored number,
+        compared in this step so that no change of number comes between); then a request id already claimed
+        answers the challenge it opened (`queued` False, nothing charged or sent), or InvalidRequest on
+        `request_id` when that challenge is for another operation; ChallengeAlreadyExists;
+        SendBudgetExhausted (the user's; the number's, caller's and global units are held by `SendUnits`,
+        decision 0046). Otherwise the challenge is opened for the user's current secure number, with the
+        user's client and locale, and its SMS is queued (`queued` True).
         """
         ...
 
