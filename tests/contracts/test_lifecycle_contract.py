@@ -24,6 +24,7 @@ from sesame.server.domain.errors import (
     UserNotFound,
 )
 from sesame.server.domain.lifecycle import (
+    AppliedChange,
     ByChallenge,
     ByOverride,
     Consumption,
@@ -116,7 +117,7 @@ class TestStatusChanges:
     async def test_suspension_is_journaled_with_who_and_why(self, store):
         """A suspension makes the user SUSPENDED at once and journals who asked, why, and the request."""
         await enrolled(store)
-        user = await store.users.change_user_status(change(StatusAction.SUSPEND))
+        user = (await store.users.change_user_status(change(StatusAction.SUSPEND))).user
         assert (user.status, user.status_changed_at) == (UserStatus.SUSPENDED, NOW)
         entry = (await store.users.user_journal("u-1"))[-1]
         assert (entry["event"], entry["outcome"], entry["status"]) == (
@@ -145,7 +146,7 @@ class TestStatusChanges:
         """Reinstating a suspended user makes it ACTIVE again."""
         await enrolled(store)
         await store.users.change_user_status(change(StatusAction.SUSPEND))
-        user = await store.users.change_user_status(change(StatusAction.REINSTATE, "r-2"))
+        user = (await store.users.change_user_status(change(StatusAction.REINSTATE, "r-2"))).user
         assert user.status is UserStatus.ACTIVE
         assert (await events(store))[-1] == ("user.reinstate", "reinstated")
 
@@ -156,7 +157,7 @@ class TestStatusChanges:
         for _ in range(2):
             wrong = VerificationAttempt(challenge.challenge_id, challenge.op_digest, False, NOW, CONTEXT)
             await store.challenges.record_verification(wrong, LockoutPolicy(max_failures=2))
-        user = await store.users.change_user_status(change(StatusAction.REINSTATE))
+        user = (await store.users.change_user_status(change(StatusAction.REINSTATE))).user
         assert (user.failures, user.blocks, user.blocked_until) == (0, 0, None)
         assert (await events(store))[-1] == ("user.reinstate", "unblocked")
 
@@ -187,7 +188,7 @@ class TestStatusChanges:
         await store.users.change_user_status(change(StatusAction.SUSPEND, "r-3"))
         journaled = len(await store.users.user_journal("u-1"))
         retried = await store.users.change_user_status(change(StatusAction.REINSTATE, "r-2"))
-        assert retried.status is UserStatus.SUSPENDED
+        assert retried.user.status is UserStatus.SUSPENDED
         assert len(await store.users.user_journal("u-1")) == journaled
 
     async def test_a_request_id_reused_for_another_change_is_refused(self, store):
@@ -486,13 +487,17 @@ class TestPhoneChange:
         journaled = len(await store.users.user_journal("u-1"))
         again = await store.users.change_secure_phone(phone_change())
         assert (again.outcome, again.user.secure_phone) == (PhoneChangeOutcome.REPLAYED, NEW_PHONE)
+        assert again.counts == (0, 1)  # the change's, for its voiding
         assert len(await store.users.user_journal("u-1")) == journaled
 
     async def test_the_applied_request_id_is_remembered(self, store):
-        """After a change its request id names the change's fingerprint; an unused one names nothing."""
+        """After a change its request id names the change's fingerprint and the counts it left; an unused one
+        names nothing."""
         await enrolled(store)
         await store.users.change_secure_phone(phone_change())
-        assert await store.users.applied_change("u-1", "r-1") == phone_change().fingerprint
+        assert await store.users.applied_change("u-1", "r-1") == AppliedChange(
+            phone_change().fingerprint, (0, 1)
+        )
         assert await store.users.applied_change("u-1", "r-2") is None
 
     async def test_a_request_id_reused_for_another_number_is_refused(self, store):

@@ -197,11 +197,13 @@ class StoresAgree(RuleBasedStateMachine):
             self.both("open_challenge", challenge, CONTEXT, charged(limits))
         return challenge
 
-    @rule(challenge=challenges, offset=offsets)
-    def void(self, challenge: Challenge, offset: int) -> None:
-        voiding = Voiding(
-            "u-1", VoidReason.USER_SUSPENDED, NOW + timedelta(seconds=offset), Provenance("o", "", "v")
-        )
+    @rule(
+        challenge=challenges, offset=offsets, before=st.sampled_from([None, (0, 0), (1, 0), (0, 1), (2, 1)])
+    )
+    def void(self, challenge: Challenge, offset: int, before: tuple[int, int] | None) -> None:
+        """Whatever is open, or what opened before a change that left the user at `before` (its counts)."""
+        at = NOW + timedelta(seconds=offset)
+        voiding = Voiding("u-1", VoidReason.USER_SUSPENDED, at, Provenance("o", "", "v"), before)
         self.both("void_challenge", challenge.challenge_id, voiding)
 
     @rule(challenge=challenges, matches=st.booleans(), same_operation=st.booleans(), offset=offsets)

@@ -53,6 +53,19 @@ async def change_phone(live: Live, **authority: object) -> enrol_pb.ChangeSecure
     return response
 
 
+async def override(live: Live, request_id: str = "o-1") -> enrol_pb.OverrideSecurePhoneResponse:
+    request = enrol_pb.OverrideSecurePhoneRequest(
+        user_id="alice",
+        new_phone=NEW_PHONE,
+        operator="agent-7",
+        reason="identité vérifiée en agence",
+        request_id=request_id,
+        actor="back-office",
+    )
+    response: enrol_pb.OverrideSecurePhoneResponse = await live.enrol.OverrideSecurePhone(request)
+    return response
+
+
 async def verified_change_phone(live: Live, new_phone: str = NEW_PHONE) -> str:
     """A change_phone challenge for `new_phone`, its code read on the current number and verified."""
     operation = op_pb.Operation(change_phone=op_pb.ChangePhone(new_phone=new_phone))
@@ -114,6 +127,37 @@ async def test_a_code_opened_after_a_change_undone_verifies(
     await enrolled(live)
     await undone(live)
     challenge_id, code = await started(live, "alice")
+    assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
+
+
+async def test_a_retried_override_leaves_the_challenge_opened_on_the_new_number(live: Live) -> None:
+    """OverrideSecurePhone voids the code sent to the old number; the user then starts a challenge on the new
+    one, and the override is retried (same request id, its answer lost, say): the retry voids nothing and
+    the new code verifies. Before, the retry's voiding reached every pending challenge of the user, the new
+    one too, and counted it in `voided_challenges`."""
+    old_id, _ = await started(live, await enrolled(live))
+    changed = await override(live)
+    assert (changed.voided_challenges, changed.old_phone_notified) == (1, True)
+    challenge_id, code = await started(live, "alice", LOGIN)
+    assert sent(live)[-1]["to"] == NEW_PHONE
+    retried = await override(live)
+    assert (retried.voided_challenges, retried.old_phone_notified) == (0, False)
+    assert (await verify(live, challenge_id, code, LOGIN)).result == auth_pb.VERIFY_RESULT_VERIFIED
+    voided = [e for e in await live.store.journal.challenge_journal(old_id) if e["event"] == "challenge.void"]
+    assert len(voided) == 1
+
+
+async def test_a_suspension_retried_once_reinstated_leaves_the_new_challenge(live: Live) -> None:
+    """Suspended, reinstated, a new challenge, then the suspension retried (same request id): the retry
+    answers the user ACTIVE, voids nothing and the new code verifies (a retry never undoes a later change)."""
+    await enrolled(live)
+    await suspend(live)
+    await live.enrol.ReinstateUser(
+        enrol_pb.ReinstateUserRequest(user_id="alice", request_id="r-1", actor="ops-42")
+    )
+    challenge_id, code = await started(live, "alice")
+    retried = await suspend(live)
+    assert (retried.user.status, retried.voided_challenges) == (enrol_pb.USER_STATUS_ACTIVE, 0)
     assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
 
 

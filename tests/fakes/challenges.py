@@ -652,12 +652,23 @@ class MemoryChallenges:
                 return VoidOutcome.FORECLOSED
             if challenge.status is not ChallengeStatus.OPEN:
                 return VoidOutcome.CLOSED
+            if self._opened_after(challenge_id, voiding.opened_before):
+                return VoidOutcome.OPENED_AFTER
             challenge = dataclasses.replace(challenge, status=ChallengeStatus.VOIDED)
             self._m._challenges[challenge_id] = challenge
             self._m._append(challenge, "challenge.void", voiding.at, "voided", reason)
             if voiding.reason is VoidReason.SEND_BUDGET:
                 self._give_back(challenge, voiding)
             return VoidOutcome.VOIDED
+
+    def _opened_after(self, challenge_id: str, change: tuple[int, int] | None) -> bool:
+        """As void_challenge.lua: the challenge opened under counts that the change (the user's counts right
+        after it) moved past in neither. Never for one opened before the counts, nor for a voiding of
+        whatever is open (no change counts)."""
+        opened = self._m._opened_changes.get(challenge_id)
+        if change is None or opened is None:
+            return False
+        return change[0] <= opened[0] and change[1] <= opened[1]
 
     def _give_back(self, challenge: Challenge, voiding: Voiding) -> None:
         """As void_challenge.lua for a Start whose other units were refused (decision 0046): the user's

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from sesame.server.domain.budgets import BudgetSubject
 from sesame.server.domain.errors import ChallengeNotFound
+from sesame.server.domain.lifecycle import AppliedChange
 from sesame.server.domain.model import Challenge, DeliveryState, LockoutPolicy, User, VerifyResult
 from sesame.server.domain.noops import NOOP_DEFAULTS, NoopLimits
 from sesame.server.domain.ports import Clock
@@ -52,7 +53,7 @@ class Memory:
         self._noop_limits = noops  # as _noops.lua's arguments (decisions 0054, 0058)
         self._users: dict[str, User] = {}
         self._user_journals: dict[str, list[dict[str, str]]] = {}
-        self._changes: dict[tuple[str, str], str] = {}  # (user, request id) -> fingerprint
+        self._changes: dict[tuple[str, str], AppliedChange] = {}  # (user, request id) -> its record
         # As _noops.lua (decision 0054): each user's no-op hour (its start, no-ops in it, unjournaled ones)
         # and the times of its remembered no-ops' request ids.
         self._noops: dict[str, tuple[datetime, int, int]] = {}
@@ -160,9 +161,9 @@ class Memory:
         self._noops[user_id] = (since, count, 0)
         self._journal(user_id, {**entry, **({"unjournaled_before": str(unjournaled)} if unjournaled else {})})
 
-    def _remember_noop(self, user_id: str, request_id: str, fingerprint: str, at: datetime) -> None:
+    def _remember_noop(self, user_id: str, request_id: str, record: AppliedChange, at: datetime) -> None:
         """As _noops.lua's remember_noop: the latest `ids_kept` no-ops' ids, for `ids_for`."""
-        self._changes[(user_id, request_id)] = fingerprint
+        self._changes[(user_id, request_id)] = record
         ids = self._noop_ids.setdefault(user_id, {})
         ids[request_id] = at
         kept = sorted(ids.items(), key=lambda item: item[1])

@@ -16,6 +16,7 @@ from sesame.server.domain.errors import (
     UserNotFound,
 )
 from sesame.server.domain.lifecycle import (
+    AppliedChange,
     ByChallenge,
     PhoneChange,
     PhoneChanged,
@@ -24,6 +25,7 @@ from sesame.server.domain.lifecycle import (
     RevocationOutcome,
     StatusAction,
     StatusChange,
+    StatusChanged,
     Unblocked,
     Unblocking,
     UnblockOutcome,
@@ -80,14 +82,19 @@ class MemoryUsers:
         except KeyError:
             raise UserNotFound(user_id) from None
 
-    async def change_user_status(self, change: StatusChange) -> User:
+    async def change_user_status(self, change: StatusChange) -> StatusChanged:
         async with self._m._lock:
             if change.user_id not in self._m._users:
                 raise UserNotFound(change.user_id)
             outcome = self._status(change, change.provenance.request_id, change.user_id)
             if outcome == "refused":
                 raise UserNotActive(change.user_id)
-            return self._m._users[change.user_id]
+            user = self._m._users[change.user_id]
+            if outcome == "replayed":  # the counts its change left, as recorded then
+                return StatusChanged(
+                    user, self._m._changes[(user.user_id, change.provenance.request_id)].counts
+                )
+            return StatusChanged(user, self._counts(user.user_id))
 
     async def revoke_client_user(
         self, client_id: str, user_id: str, at: datetime, provenance: Provenance
@@ -109,16 +116,12 @@ class MemoryUsers:
 
     def _status(self, change: StatusChange, record_id: str, user_id: str) -> str:
         """The transition of change_user_status.lua on an existing user; returns its outcome."""
-        if record_id:
-            seen = self._m._changes.get((user_id, record_id))
-            if seen == change.fingerprint:
-                return "replayed"
-            if seen is not None:
-                raise RequestIdReused
+        if record_id and self._replayed((user_id, record_id), change.fingerprint):
+            return "replayed"
         user = self._m._users[user_id]
         status, outcome = _transition(user, change.action)
         if outcome in ("suspended", "reinstated", "revoked"):
-            counted = self._m._user_changes.get(user_id, (0, 0))  # as change_user_status.lua (0056)
+            counted = self._counts(user_id)  # as change_user_status.lua (0056)
             self._m._user_changes[user_id] = (counted[0] + 1, counted[1])
             user = dataclasses.replace(
                 user, status=status, status_changed_at=ms(change.at), changes=self._m._user_changes[user_id]
@@ -132,11 +135,23 @@ class MemoryUsers:
             self._m._journal_noop(user_id, {**self._status_head(change), **entry}, ms(change.at))
         else:
             self._m._journal(user_id, {**self._status_head(change), **entry})
+        record = AppliedChange(change.fingerprint, self._counts(user_id))  # as change_user_status.lua
         if outcome == "unchanged" and record_id:
-            self._m._remember_noop(user_id, record_id, change.fingerprint, ms(change.at))
+            self._m._remember_noop(user_id, record_id, record, ms(change.at))
         elif outcome != "refused" and record_id:
-            self._m._changes[(user_id, record_id)] = change.fingerprint
+            self._m._changes[(user_id, record_id)] = record
         return outcome
+
+    def _replayed(self, key: tuple[str, str], fingerprint: str) -> AppliedChange | None:
+        """The record of this request, applied before under its request id; RequestIdReused for another's."""
+        seen = self._m._changes.get(key)
+        if seen is not None and seen.fingerprint != fingerprint:
+            raise RequestIdReused
+        return seen
+
+    def _counts(self, user_id: str) -> tuple[int, int]:
+        """The user's (status, number) change counts, as the scripts read them (0 before any, 0056)."""
+        return self._m._user_changes.get(user_id, (0, 0))
 
     def _journal_noop(self, at: datetime) -> Callable[[str, dict[str, str]], None]:
         """Journal a no-op at `at` as _noops.lua does (decision 0054)."""
@@ -155,11 +170,8 @@ class MemoryUsers:
         async with self._m._lock:
             user = await self.get_user(unblocking.user_id)
             key = (unblocking.user_id, unblocking.provenance.request_id)
-            seen = self._m._changes.get(key)
-            if seen == unblocking.fingerprint:
+            if self._replayed(key, unblocking.fingerprint):
                 return Unblocked(UnblockOutcome.REPLAYED, user)
-            if seen is not None:
-                raise RequestIdReused
             outcome = "unchanged"
             if user.status is UserStatus.REVOKED:
                 outcome = "refused"
@@ -184,20 +196,18 @@ class MemoryUsers:
             if outcome == "refused":
                 raise UserNotActive(user.user_id)
             if outcome == "unchanged":
-                self._m._remember_noop(*key, unblocking.fingerprint, ms(unblocking.at))
+                self._m._remember_noop(*key, AppliedChange(unblocking.fingerprint), ms(unblocking.at))
             else:
-                self._m._changes[key] = unblocking.fingerprint
+                self._m._changes[key] = AppliedChange(unblocking.fingerprint)
             return Unblocked(UnblockOutcome(outcome), self._m._users[user.user_id])
 
     async def change_secure_phone(self, change: PhoneChange) -> PhoneChanged:
         async with self._m._lock:
             user = await self.get_user(change.user_id)
             key = (change.user_id, change.provenance.request_id)
-            seen = self._m._changes.get(key)
-            if seen == change.fingerprint:
-                return PhoneChanged(PhoneChangeOutcome.REPLAYED, user, "")
+            seen = self._replayed(key, change.fingerprint)
             if seen is not None:
-                raise RequestIdReused
+                return PhoneChanged(PhoneChangeOutcome.REPLAYED, user, "", seen.counts)
             outcome = _phone_outcome(user, change)
             changed = outcome == "changed"
             journal = self._m._journal if changed else self._journal_noop(change.at)
@@ -228,9 +238,9 @@ class MemoryUsers:
                 phone_changed_at=ms(change.at),
                 cooling_until=ms(change.cooling_until),
             )
-            self._m._changes[key] = change.fingerprint
-            counted = self._m._user_changes.get(change.user_id, (0, 0))  # as change_secure_phone.lua (0056)
+            counted = self._counts(change.user_id)  # as change_secure_phone.lua (0056)
             self._m._user_changes[change.user_id] = (counted[0], counted[1] + 1)
+            self._m._changes[key] = AppliedChange(change.fingerprint, self._counts(change.user_id))
             self._m._users[change.user_id] = dataclasses.replace(
                 self._m._users[change.user_id], changes=self._m._user_changes[change.user_id]
             )
@@ -241,9 +251,12 @@ class MemoryUsers:
                 else:  # an override's: the old number kept beside the user for the dispatcher
                     addressee = NoticeAddressee(user.secure_phone, change.new_phone, user.locale)
                     self._m.outbox.queue_override(change.user_id, ms(change.at), addressee)
-            return PhoneChanged(PhoneChangeOutcome.CHANGED, self._m._users[change.user_id], user.secure_phone)
+            after = self._m._users[change.user_id]
+            return PhoneChanged(
+                PhoneChangeOutcome.CHANGED, after, user.secure_phone, self._counts(user.user_id)
+            )
 
-    async def applied_change(self, user_id: str, request_id: str) -> str | None:
+    async def applied_change(self, user_id: str, request_id: str) -> AppliedChange | None:
         return self._m._changes.get((user_id, request_id))
 
     async def record_user_notice(

@@ -56,6 +56,17 @@ async def test_suspending_again_voids_what_an_interrupted_suspension_left(world:
     ).status is ChallengeStatus.VOIDED
 
 
+async def test_a_suspension_retried_once_reinstated_leaves_what_was_opened_since(world: World) -> None:
+    """The retry of a suspension finishes its voiding, not a later one: a challenge the reinstated user
+    opened since stays OPEN, uncounted, and its code verifies."""
+    user_id = await world.enrol()
+    await world.suspend(request_id="s-1")
+    await world.registry.reinstate(StatusRequest(user_id, by("r-1")))
+    challenge = await world.start()
+    assert await world.suspend(request_id="s-1") == 0
+    assert await world.verify(challenge, world.last_code()) is VerifyResult.VERIFIED
+
+
 async def test_challenges_closed_or_expired_are_left_alone(world: World) -> None:
     """A verified challenge stays VERIFIED, and one long expired is not even looked at."""
     user_id = await world.enrol()

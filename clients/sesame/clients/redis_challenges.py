@@ -364,7 +364,7 @@ class RedisChallenges(RedisPlace):
         """Cancel an OPEN challenge, or spend an id never opened (see the port)."""
         head = rec.challenge_event("challenge.void", challenge_id, voiding.at)
         reason = ["void_reason", voiding.reason.value, *rec.provenance_fields(voiding.provenance)]
-        args = [voiding.user_id, *head, *reason]
+        args = [voiding.user_id, rec.counts_field(voiding.opened_before), *head, *reason]
         keys = self._challenge_keys(challenge_id)
         if voiding.reason is VoidReason.SEND_BUDGET:
             # The user's unit its step took comes back, and its request id's claim goes: a retry starts

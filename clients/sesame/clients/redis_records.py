@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from sesame.server.domain import factors
 from sesame.server.domain.factors import FirstFactor
-from sesame.server.domain.lifecycle import Provenance, UserNotice
+from sesame.server.domain.lifecycle import AppliedChange, Provenance, UserNotice
 from sesame.server.domain.model import (
     Challenge,
     ChallengeStatus,
@@ -222,11 +222,27 @@ def challenge_from_hash(raw: Mapping[bytes, bytes]) -> Challenge:
 
 def opened_changes(raw: Mapping[bytes, bytes]) -> tuple[int, int] | None:
     """The user's counts a challenge was opened under (`user_changes`, decision 0056); None: before them."""
-    kept = raw.get(b"user_changes")
-    if kept is None:
+    return counts_from(raw.get(b"user_changes"))
+
+
+def counts_from(kept: bytes | None) -> tuple[int, int] | None:
+    """A user's (status, number) change counts as the scripts keep them, `<status>:<number>`; None: none."""
+    if not kept:
         return None
     status, number = kept.split(b":")
     return int(status), int(number)
+
+
+def counts_field(counts: tuple[int, int] | None) -> str:
+    """The counts as the scripts take them, `<status>:<number>`; '' for none."""
+    return "" if counts is None else f"{counts[0]}:{counts[1]}"
+
+
+def applied_change(kept: bytes) -> AppliedChange:
+    """A request id's record among the user's applied ones: `<fingerprint>@<status>:<number>` for a change of
+    status or number, the bare fingerprint for an unblock and for a change recorded before the counts."""
+    fingerprint, _, counts = kept.partition(b"@")
+    return AppliedChange(fingerprint.decode(), counts_from(counts))
 
 
 def context_fields(context: RequestContext) -> list[Field]:

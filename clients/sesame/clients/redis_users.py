@@ -25,6 +25,7 @@ from sesame.server.domain.errors import (
     UserNotFound,
 )
 from sesame.server.domain.lifecycle import (
+    AppliedChange,
     ByChallenge,
     ByOverride,
     PhoneChange,
@@ -34,6 +35,7 @@ from sesame.server.domain.lifecycle import (
     RevocationOutcome,
     StatusAction,
     StatusChange,
+    StatusChanged,
     Unblocked,
     Unblocking,
     UnblockOutcome,
@@ -90,7 +92,7 @@ class RedisUsers(RedisPlace):
             raise UserNotFound(user_id)
         return stored_user(cast("dict[bytes, bytes]", raw))
 
-    async def change_user_status(self, change: StatusChange) -> User:
+    async def change_user_status(self, change: StatusChange) -> StatusChanged:
         """Suspend, reinstate or revoke (see the port). UserNotFound, UserNotActive, RequestIdReused."""
         reply = await self._status_script(change, change.provenance.request_id, "")
         match reply[0]:
@@ -100,7 +102,7 @@ class RedisUsers(RedisPlace):
                 raise UserNotActive(change.user_id)
             case b"request_conflict":
                 raise RequestIdReused
-        return stored_user(rec.pairs(reply[1]))
+        return StatusChanged(stored_user(rec.pairs(reply[1])), rec.counts_from(reply[2]))
 
     async def revoke_client_user(
         self, client_id: str, user_id: str, at: datetime, provenance: Provenance
@@ -168,7 +170,7 @@ class RedisUsers(RedisPlace):
             NOTICE_MAX_AGE_LIMIT // rec.MS,
             *self._noop_limits(),
             # The counts the challenge opened under, compared in the step (decision 0056): "s:n", '' none.
-            "" if change.unchanged_counts is None else ":".join(map(str, change.unchanged_counts)),
+            rec.counts_field(change.unchanged_counts),
             *rec.user_event("user.change_phone", change.user_id, change.at),
             *rec.provenance_fields(change.provenance),
             *_authority_fields(change),
@@ -191,16 +193,18 @@ class RedisUsers(RedisPlace):
             case b"request_conflict":
                 raise RequestIdReused
             case b"replayed":
-                return PhoneChanged(PhoneChangeOutcome.REPLAYED, stored_user(rec.pairs(reply[1])), "")
+                user, counts = stored_user(rec.pairs(reply[1])), rec.counts_from(reply[2])
+                return PhoneChanged(PhoneChangeOutcome.REPLAYED, user, "", counts)
         self._nudge.queued(self.keys.shard_of_user(change.user_id))  # the notice to the old number
-        return PhoneChanged(PhoneChangeOutcome.CHANGED, stored_user(rec.pairs(reply[2])), reply[1].decode())
+        user, counts = stored_user(rec.pairs(reply[2])), rec.counts_from(reply[3])
+        return PhoneChanged(PhoneChangeOutcome.CHANGED, user, reply[1].decode(), counts)
 
-    async def applied_change(self, user_id: str, request_id: str) -> str | None:
-        """The fingerprint recorded for this request id, if a change was applied under it."""
+    async def applied_change(self, user_id: str, request_id: str) -> AppliedChange | None:
+        """What was recorded for this request id, if a change was applied under it."""
         seen = await self._scripts.call(
             "applied_change", self._client.hget(self.keys.user_changes(user_id), request_id)
         )
-        return None if seen is None else cast("bytes", seen).decode()
+        return None if seen is None else rec.applied_change(cast("bytes", seen))
 
     async def record_user_notice(self, user_id: str, notice: UserNotice) -> None:
         """Journal a notice sent to the user, the number masked (one script: numbered and sealed, 0035)."""

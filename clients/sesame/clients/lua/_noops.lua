@@ -17,13 +17,15 @@ local function journal_noop(user, journal, entry, now, limits)
   return journal_hourly(user, 'noops', limits.per_hour, journal, entry, now)
 end
 
--- Remember the request id of a no-op in the user's applied request ids `changes` (a retry is answered as
--- before, another call under it refused), and forget the no-ops' ids older than `limits.ids_for_ms` or
--- beyond the `limits.ids_kept` latest: their times are in `<changes>:noops` (same slot). Ids of real
--- changes are not in it: each is a change of the user, journaled, kept as long as the user.
-local function remember_noop(changes, request_id, fingerprint, now, limits)
+-- Remember the request id of a no-op in the user's applied request ids `changes`, as `record` (its
+-- fingerprint, with the counts for a status change: _user_changes.lua's `applied`), so that a retry is
+-- answered as before and another call under it refused; and forget the no-ops' ids older than
+-- `limits.ids_for_ms` or beyond the `limits.ids_kept` latest: their times are in `<changes>:noops` (same
+-- slot). Ids of real changes are not in it: each is a change of the user, journaled, kept as long as the
+-- user.
+local function remember_noop(changes, request_id, record, now, limits)
   local noops = changes .. ':noops'
-  redis.call('HSET', changes, request_id, fingerprint)
+  redis.call('HSET', changes, request_id, record)
   redis.call('ZADD', noops, now, request_id)
   local old = redis.call('ZRANGEBYSCORE', noops, '-inf', now - limits.ids_for_ms)
   local over = redis.call('ZCARD', noops) - #old - limits.ids_kept

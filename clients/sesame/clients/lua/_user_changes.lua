@@ -28,3 +28,16 @@ local function moved_since(opened, created_at, status_now, phone_now, status_at,
   end
   return status_moved, phone_moved
 end
+
+-- A request id's record among the user's applied ones (`changes:<user>`, decision 0010): the request's
+-- fingerprint, and for a change of status or number the user's counts right after its step,
+-- '<fingerprint>@<status>:<number>', so that a retry voids only what was opened before that change.
+-- `seen` the record (nil or false: none). Returns its fingerprint and its counts ('' none: an unblock's, or
+-- one recorded before the counts were).
+local function applied(seen)
+  local fingerprint, counts = string.match(seen or '', '^(.*)@(%d+:%d+)$')
+  if fingerprint then
+    return fingerprint, counts
+  end
+  return seen, ''
+end

@@ -16,8 +16,10 @@
 -- ARGV[10] the override notice's id ('' none), ARGV[11] its addressee hash's lifetime (ms),
 -- ARGV[12..14] the no-op limits (_noops.lua), ARGV[15] the user's change counts the challenge was opened
 -- under ('<status>:<number>', '' none: then ARGV[6] is the rule), ARGV[16 ..] journal field/value pairs
--- Returns {'changed', previous phone, hgetall}, {'replayed', hgetall}, {'refused'}, {'mismatch'},
--- {'not_found'} or {'request_conflict'}.
+-- Returns {'changed', previous phone, hgetall, counts}, {'replayed', hgetall, counts}, {'refused'},
+-- {'mismatch'}, {'not_found'} or {'request_conflict'}; counts are the user's changes counted right after the
+-- change, '<status>:<number>', recorded with the request id for a retry's voiding ('' for a change recorded
+-- before they were): what the user opens since on the new number is not the change's to void.
 -- A refusal or a mismatch changed nothing: journaled as a no-op (_noops.lua: the first few of the
 -- user's hour, then counted; decisions 0054, 0058).
 --#include _notice.lua
@@ -29,9 +31,9 @@ local user, journal, changes = KEYS[1], KEYS[2], KEYS[3]
 if redis.call('EXISTS', user) == 0 then
   return {'not_found'}
 end
-local seen = redis.call('HGET', changes, ARGV[7])
+local seen, counts = applied(redis.call('HGET', changes, ARGV[7]))
 if seen == ARGV[8] then
-  return {'replayed', redis.call('HGETALL', user)}
+  return {'replayed', redis.call('HGETALL', user), counts}
 elseif seen then
   return {'request_conflict'}
 end
@@ -64,8 +66,9 @@ if outcome ~= 'changed' then
 end
 journal_append(journal, entry)
 redis.call('HSET', user, 'phone', ARGV[2], 'phone_changed_at', ARGV[1], 'cooling_until', ARGV[3])
-redis.call('HINCRBY', user, 'phone_changes', 1)  -- the order of the changes, for the outbox's take (0056)
-redis.call('HSET', changes, ARGV[7], ARGV[8])
+-- The order of the changes, for the outbox's take (0056) and the voiding of what was opened before this one.
+counts = (h[8] or '0') .. ':' .. redis.call('HINCRBY', user, 'phone_changes', 1)
+redis.call('HSET', changes, ARGV[7], ARGV[8] .. '@' .. counts)
 if ARGV[9] ~= '' then
   queue_notice(KEYS[4], ARGV[9], 'phone_changed', ARGV[1], 0)
 elseif ARGV[10] ~= '' then
@@ -73,4 +76,4 @@ elseif ARGV[10] ~= '' then
   redis.call('PEXPIRE', KEYS[5], ARGV[11])
   queue_override_notice(KEYS[4], h[6], ARGV[10], 'phone_changed', ARGV[1])
 end
-return {outcome, h[2], redis.call('HGETALL', user)}
+return {outcome, h[2], redis.call('HGETALL', user), counts}

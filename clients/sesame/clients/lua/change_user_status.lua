@@ -1,18 +1,22 @@
 -- Suspend, reinstate or revoke a user: one atomic step with its journal entry (docs/decisions/0010).
 -- suspend: active -> suspended. reinstate: suspended -> active, and wrong codes and blocks in a row start
 -- again. revoke: -> revoked, final. Asking for the current state changes nothing; from revoked, only
--- revoke is accepted. A request id applied before answers the user as it is now, without a new entry.
+-- revoke is accepted. A request id applied before answers the user as it is now, without a new entry, and
+-- the counts its change left (recorded with its fingerprint: its retry's voiding reaches nothing opened
+-- since).
 -- KEYS[1] user hash, KEYS[2] user journal stream, KEYS[3] applied request ids (same {s:<n>} slot)
 -- ARGV[1] action, ARGV[2] time (unix ms), ARGV[3] request id to record ('' none), ARGV[4] its fingerprint,
 -- ARGV[5] the client on whose behalf ('' none: a missing user is not found; else a missing id is
 -- spent and another client's user left alone), ARGV[6..8] the no-op limits (_noops.lua),
 -- ARGV[9 ..] journal field/value pairs
--- Returns {'suspended'|'reinstated'|'unblocked'|'revoked'|'unchanged'|'replayed', hgetall}, {'refused'},
--- {'not_found'}, {'foreclosed'}, {'foreign'} or {'request_conflict'}.
+-- Returns {'suspended'|'reinstated'|'unblocked'|'revoked'|'unchanged'|'replayed', hgetall, counts},
+-- {'refused'}, {'not_found'}, {'foreclosed'}, {'foreign'} or {'request_conflict'}; counts are the user's
+-- changes counted right after the step, '<status>:<number>' ('' for a request recorded before they were).
 -- An outcome that changed nothing ('unchanged', 'refused') is journaled as a no-op (_noops.lua: the first few
 -- of the user's hour, then counted), and its request id remembered for a bounded time (decision 0054).
 --#include _journal_hourly.lua
 --#include _noops.lua
+--#include _user_changes.lua
 local user, journal, changes = KEYS[1], KEYS[2], KEYS[3]
 local action, now, request_id, fingerprint, for_client = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local limits = noop_limits(6)
@@ -37,18 +41,19 @@ if redis.call('EXISTS', user) == 0 then
   return {'foreclosed'}
 end
 if request_id ~= '' then
-  local seen = redis.call('HGET', changes, request_id)
+  local seen, counts = applied(redis.call('HGET', changes, request_id))
   if seen == fingerprint then
-    return {'replayed', redis.call('HGETALL', user)}
+    return {'replayed', redis.call('HGETALL', user), counts}
   elseif seen then
     return {'request_conflict'}
   end
 end
-local h = redis.call('HMGET', user, 'status', 'client_id', 'failures', 'blocks', 'blocked_until')
+local h = redis.call('HMGET', user, 'status', 'client_id', 'failures', 'blocks', 'blocked_until',
+                     'status_changes', 'phone_changes')
 if for_client ~= '' and h[2] ~= for_client then
   return {'foreign'}
 end
-local status, outcome = h[1], 'unchanged'
+local status, outcome, status_changes = h[1], 'unchanged', h[6] or '0'
 local blocked = (tonumber(h[3] or '0') or 0) + (tonumber(h[4] or '0') or 0) + (tonumber(h[5] or '0') or 0) > 0
 if status == 'revoked' then
   if action ~= 'revoke' then outcome = 'refused' end
@@ -65,8 +70,9 @@ if outcome == 'suspended' or outcome == 'reinstated' or outcome == 'revoked' the
   redis.call('HSET', user, 'status', status, 'status_changed_at', now)
   -- The order of the user's changes, without a clock: the outbox's take compares it with the count its
   -- challenge was opened at (decision 0056).
-  redis.call('HINCRBY', user, 'status_changes', 1)
+  status_changes = redis.call('HINCRBY', user, 'status_changes', 1)
 end
+local counts = status_changes .. ':' .. (h[7] or '0')
 if outcome == 'reinstated' or outcome == 'unblocked' then
   redis.call('HSET', user, 'failures', 0, 'blocks', 0, 'blocked_until', 0)
 end
@@ -76,8 +82,8 @@ if outcome == 'refused' then
   return {outcome}
 end
 if request_id ~= '' and noop then
-  remember_noop(changes, request_id, fingerprint, tonumber(now), limits)
+  remember_noop(changes, request_id, fingerprint .. '@' .. counts, tonumber(now), limits)
 elseif request_id ~= '' then
-  redis.call('HSET', changes, request_id, fingerprint)
+  redis.call('HSET', changes, request_id, fingerprint .. '@' .. counts)
 end
-return {outcome, redis.call('HGETALL', user)}
+return {outcome, redis.call('HGETALL', user), counts}

@@ -1,21 +1,32 @@
--- Void one of a user's pending challenges after a suspension or revocation: an OPEN challenge is
--- voided (even its right code answers VOIDED from then on); an id not opened yet is spent, so that
--- its late opener fails. Idempotent: a closed challenge is left as it is.
+-- Void one of a user's pending challenges after a change of the user (suspended, revoked, another number,
+-- blocked): an OPEN challenge is voided (even its right code answers VOIDED from then on); an id not
+-- opened yet is spent, so that its late opener fails. Idempotent: a closed challenge is left as it is.
+-- Only what was opened before the change that calls for the voiding: the change's step ran before this one,
+-- maybe long before (a retry of its request finishing an interrupted run, decision 0010), and the user may
+-- have opened challenges since (reinstated, or on its new number): those are left open. The opening step
+-- kept the user's change counts it read (`user_changes`, decision 0056), the change's step recorded the
+-- counts it left (ARGV[2]): "before" is the order of the steps, not a time. A challenge opened before the
+-- counts existed is voided.
 -- KEYS[1] challenge hash, KEYS[2] challenge journal stream (its user's {s:<n>} slot); when a Start whose
 -- other send units were refused voids what its step opened (decision 0046): KEYS[3] the user's send budget,
 -- whose unit the step took is given back (one unit at the challenge's creation instant: units taken at one
 -- instant are alike), and KEYS[4] (optional) the Start's request id claim (the same slot), dropped when it names this
 -- challenge, so that a retry of its request id starts afresh
--- ARGV[1] the user whose index named it, ARGV[2 ..] journal field/value pairs (head, reason, provenance)
--- Returns 'voided', 'closed', 'gone' (purged after its retention) or 'foreclosed'.
+-- ARGV[1] the user whose index named it, ARGV[2] the user's change counts right after the change
+-- ('<status>:<number>'; '' for whatever is open: a block, a revocation, the Start's own challenge),
+-- ARGV[3 ..] journal field/value pairs (head, reason, provenance)
+-- Returns 'voided', 'closed', 'gone' (purged after its retention), 'foreclosed' or 'opened_after' (left as
+-- it is, unjournaled).
+--#include _user_changes.lua
 local challenge, journal = KEYS[1], KEYS[2]
 local function append(fields)
   local entry = {}
-  for i = 2, #ARGV do entry[#entry + 1] = ARGV[i] end
+  for i = 3, #ARGV do entry[#entry + 1] = ARGV[i] end
   for _, v in ipairs(fields) do entry[#entry + 1] = v end
   journal_append(journal, entry)
 end
-local h = redis.call('HMGET', challenge, 'status', 'user_id', 'client_id', 'op_digest', 'attempts')
+local h = redis.call('HMGET', challenge, 'status', 'user_id', 'client_id', 'op_digest', 'attempts',
+                     'user_changes')
 if not h[1] then
   if redis.call('EXISTS', journal) == 1 or redis.call('EXISTS', journal .. ':tail') == 1 then
     return 'gone'
@@ -25,6 +36,14 @@ if not h[1] then
 end
 if h[1] ~= 'open' then
   return 'closed'
+end
+local status_after, phone_after = string.match(ARGV[2], '^(%d+):(%d+)$')
+if status_after then
+  -- Opened before the change when the change moved a count past the one the challenge opened under.
+  local status_before, phone_before = changes_since(h[6], status_after, phone_after)
+  if status_before == false and phone_before == false then
+    return 'opened_after'
+  end
 end
 redis.call('HSET', challenge, 'status', 'voided')
 if KEYS[3] then

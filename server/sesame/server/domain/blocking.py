@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sesame.server.domain.errors import SesameError
-from sesame.server.domain.lifecycle import Provenance, VoidReason
+from sesame.server.domain.lifecycle import Provenance, Voiding, VoidReason
 from sesame.server.domain.tally import UNTALLIED, Tally
 from sesame.server.domain.voiding import void_pending
 
@@ -39,6 +39,9 @@ async def after_block(store: State, block: Block, *, tally: Tally = UNTALLIED) -
     """Void the user's pending challenges; never raises (the alert was queued with the block)."""
     provenance = Provenance("sesame", "wrong codes in a row", "", block.caller)
     try:
-        await void_pending(store, block.user_id, VoidReason.USER_BLOCKED, block.at, provenance, tally=tally)
+        # Whatever is open: no challenge opens while the block lasts, and this runs as it starts.
+        await void_pending(
+            store, Voiding(block.user_id, VoidReason.USER_BLOCKED, block.at, provenance), tally=tally
+        )
     except SesameError as exc:
         _log.warning("pending challenges of a blocked user not voided (%s)", type(exc).__name__)

@@ -22,6 +22,7 @@ from sesame.server.domain.lifecycle import (
     Unblocked,
     Unblocking,
     UnblockOutcome,
+    Voiding,
     VoidReason,
 )
 from sesame.server.domain.model import RequestContext, User, UserStatus
@@ -172,30 +173,30 @@ class EnrollmentFlows:
             if outcome is RevocationOutcome.REVOKED:
                 self._tally.changed("revoke")
             revoked += 1
-            await void_pending(
-                self._store, user_id, VoidReason.USER_REVOKED, now, request.provenance, tally=self._tally
-            )
+            # Whatever is still open: a revoked user opens nothing from then on (revocation is final).
+            voiding = Voiding(user_id, VoidReason.USER_REVOKED, now, request.provenance)
+            await void_pending(self._store, voiding, tally=self._tally)
         return revoked
 
     async def _change(
-        self, request: StatusRequest, action: StatusAction, voiding: VoidReason | None
+        self, request: StatusRequest, action: StatusAction, reason: VoidReason | None
     ) -> StatusResult:
         """The user's step, then the voiding of its pending challenges: both, even when the caller gives up
         between them (a suspension cut there left codes OPEN until a retry)."""
-        return await to_the_end(self._changed(request, action, voiding))
+        return await to_the_end(self._changed(request, action, reason))
 
     async def _changed(
-        self, request: StatusRequest, action: StatusAction, voiding: VoidReason | None
+        self, request: StatusRequest, action: StatusAction, reason: VoidReason | None
     ) -> StatusResult:
         now = self._clock.now()
-        user = await self._store.users.change_user_status(
+        changed = await self._store.users.change_user_status(
             StatusChange(request.user_id, action, now, request.provenance)
         )
         self._tally.changed(action.value)
-        if voiding is None:
-            return StatusResult(user)
-        # Also when nothing changed: a retry after a crash voids what the first call did not reach.
-        voided = await void_pending(
-            self._store, user.user_id, voiding, now, request.provenance, tally=self._tally
-        )
-        return StatusResult(user, voided)
+        if reason is None:
+            return StatusResult(changed.user)
+        # Also when nothing changed: a retry after a crash voids what the first call did not reach, and only
+        # that: what the user opened since (reinstated meanwhile) is not this change's to void.
+        voiding = Voiding(changed.user.user_id, reason, now, request.provenance, opened_before=changed.counts)
+        voided = await void_pending(self._store, voiding, tally=self._tally)
+        return StatusResult(changed.user, voided)

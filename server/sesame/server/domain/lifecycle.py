@@ -122,12 +122,17 @@ class VoidReason(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Voiding:
-    """Void one pending challenge of `user_id` because of a change of the user's status."""
+    """Void one pending challenge of `user_id` because of a change of the user."""
 
     user_id: str
     reason: VoidReason
     at: datetime
     provenance: Provenance
+    # The user's (status, number) change counts right after the change that calls for the voiding: only a
+    # challenge opened under lower ones, in either, was opened before it (decision 0010, amended). A late
+    # or retried voiding then leaves alone what the user opened since. None: whatever is still open (a
+    # block, a revocation, which is final, a Start's own challenge).
+    opened_before: tuple[int, int] | None = None
 
 
 class VoidOutcome(enum.Enum):
@@ -137,6 +142,25 @@ class VoidOutcome(enum.Enum):
     CLOSED = "closed"  # verified, locked, voided or cancelled already: left as it is
     GONE = "gone"  # purged after its retention
     FORECLOSED = "foreclosed"  # never opened (the opener is late or died): it never will be
+    OPENED_AFTER = "opened_after"  # opened after the change that called for the voiding: left as it is
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedChange:
+    """A request id a user recorded: the request's fingerprint and, for a change of status or number, the
+    user's (status, number) change counts right after it (None: an unblock, or recorded before them)."""
+
+    fingerprint: str
+    counts: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChanged:
+    """The user after an accepted status change, and the counts its change left (see `AppliedChange`):
+    the change this call made or found in force, or for a retry the one its request made before."""
+
+    user: User
+    counts: tuple[int, int] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +243,7 @@ class PhoneChanged:
     outcome: PhoneChangeOutcome
     user: User
     previous_phone: str  # "" for a replay
+    counts: tuple[int, int] | None  # right after the change, for a replay as recorded (`AppliedChange`)
 
 
 @dataclass(frozen=True, slots=True)

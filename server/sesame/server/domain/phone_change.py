@@ -31,6 +31,7 @@ from sesame.server.domain.lifecycle import (
     PhoneChange,
     PhoneChangeOutcome,
     Provenance,
+    Voiding,
     VoidReason,
 )
 from sesame.server.domain.model import Challenge, RequestContext, User, UserStatus
@@ -101,8 +102,8 @@ class PhoneChangeFlow:
         user = await self._store.users.get_user(user_id)
         # A retry next: the change it repeats moved the number, and the checks below would refuse it.
         applied = await self._store.users.applied_change(user_id, provenance.request_id)
-        if applied == change.fingerprint:
-            voided = await self._void_pending(user_id, change)  # what a crash left open
+        if applied is not None and applied.fingerprint == change.fingerprint:
+            voided = await self._void_pending(change, applied.counts)  # what a crash left open
             return PhoneChangeResult(user, old_phone_notified=False, voided=voided)
         if applied is not None:
             raise RequestIdReused
@@ -116,7 +117,7 @@ class PhoneChangeFlow:
         if changed.outcome is PhoneChangeOutcome.CHANGED:
             self._tally.changed("change_phone")
         # Codes already sent went to the old number: from now on they authorise nothing.
-        voided = await self._void_pending(user_id, change)
+        voided = await self._void_pending(change, changed.counts)
         if changed.outcome is PhoneChangeOutcome.REPLAYED:
             return PhoneChangeResult(changed.user, old_phone_notified=False, voided=voided)
         # Queued by the change's own step (decision 0041): naming the challenge whose code went to the old
@@ -144,10 +145,11 @@ class PhoneChangeFlow:
         except ChallengeNotFound:
             raise ChallengeMismatch(challenge_id) from None
 
-    async def _void_pending(self, user_id: str, change: PhoneChange) -> int:
-        return await void_pending(
-            self._store, user_id, VoidReason.PHONE_CHANGED, change.at, change.provenance, tally=self._tally
-        )
+    async def _void_pending(self, change: PhoneChange, counts: tuple[int, int] | None) -> int:
+        """Void the codes sent before the change (`counts`, the user's right after it): not those the user
+        opened since on the new number, which a retry of the change, or a slow voiding, would reach."""
+        voiding = Voiding(change.user_id, VoidReason.PHONE_CHANGED, change.at, change.provenance, counts)
+        return await void_pending(self._store, voiding, tally=self._tally)
 
 
 def _bound(user: User, change: PhoneChange, challenge: Challenge) -> PhoneChange:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     )
     from sesame.server.domain.evidence_index import EvidenceMatch, IndexedOpening
     from sesame.server.domain.lifecycle import (
+        AppliedChange,
         ClientTermination,
         Consumption,
         PhoneChange,
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
         Provenance,
         RevocationOutcome,
         StatusChange,
+        StatusChanged,
         Unblocked,
         Unblocking,
         UserNotice,
@@ -110,11 +112,12 @@ class Users(Protocol):
         """The enrolled user. UserNotFound."""
         ...
 
-    async def change_user_status(self, change: StatusChange) -> User:
+    async def change_user_status(self, change: StatusChange) -> StatusChanged:
         """Suspend, reinstate or revoke, atomically and journaled; the current state again changes nothing.
 
-        A request id applied before answers the user as it is now. UserNotFound, UserNotActive (the user is
-        revoked, and that is final), RequestIdReused.
+        The request id is recorded with the user's change counts right after the step. A request id applied
+        before answers the user as it is now, with the counts recorded then. UserNotFound, UserNotActive (the
+        user is revoked, and that is final), RequestIdReused.
         """
         ...
 
@@ -140,8 +143,8 @@ class Users(Protocol):
         """
         ...
 
-    async def applied_change(self, user_id: str, request_id: str) -> str | None:
-        """The fingerprint of the change applied to the user under this request id, if any."""
+    async def applied_change(self, user_id: str, request_id: str) -> AppliedChange | None:
+        """What the user recorded of the change applied under this request id, if any."""
         ...
 
     async def record_user_notice(self, user_id: str, notice: UserNotice) -> None:
@@ -285,7 +288,9 @@ class Challenges(Protocol):
         ...
 
     async def void_challenge(self, challenge_id: str, voiding: Voiding) -> VoidOutcome:
-        """Cancel the challenge if OPEN, journaled with the reason; spend an id never opened. Idempotent."""
+        """Cancel the challenge if OPEN and opened before `voiding.opened_before`, journaled with the reason;
+        spend an id never opened. Idempotent. A challenge opened after is left as it is, unjournaled
+        (OPENED_AFTER); one opened before the counts existed is voided."""
         ...
 
     async def consume_challenge(self, consumption: Consumption) -> Challenge:
