@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.serve_process import run_serve
+from tests.support.serve_process import free_port, run_serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -118,6 +118,27 @@ def test_a_redis_url_redis_py_cannot_parse_is_a_settings_error_without_its_passw
     """A port not a number or out of range, an option of the wrong type: refused naming SESAME_REDIS_URL,
     with neither a traceback nor the password."""
     output = _refused(tmp_path, {"SESAME_REDIS_URL": url}, "SESAME_REDIS_URL")
+    assert "hunter2" not in output
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("redis://:hunter2-secret@127.0.0.1:{port}/0", "127.0.0.1:{port}"),
+        ("redis+cluster://sesame:hunter2-secret@127.0.0.1:{port}", "127.0.0.1:{port}"),
+    ],
+)
+def test_a_redis_url_where_nothing_answers_names_the_setting_and_the_address(
+    tmp_path: Path, url: str, named: str
+) -> None:
+    """SESAME_REDIS_URL pointing where no Redis listens: the boot ended with `sesame: ConnectionError` (or
+    `RedisClusterException`), naming neither the setting nor the address. It names both, without the
+    password."""
+    port = free_port()
+    output = _refused(tmp_path, {"SESAME_REDIS_URL": url.format(port=port)}, "SESAME_REDIS_URL")
+    assert output.splitlines()[-1].startswith(
+        f"sesame: Redis at {named.format(port=port)} (SESAME_REDIS_URL) unavailable: "
+    )
     assert "hunter2" not in output
 
 

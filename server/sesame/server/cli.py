@@ -11,8 +11,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from sesame.server.domain.errors import ConfigurationError, SesameError
+from sesame.server.domain.errors import ConfigurationError, SesameError, StoreUnavailable
 
 if TYPE_CHECKING:
     from sesame.server.config import Settings
@@ -199,6 +200,7 @@ def _run(argv: Sequence[str] | None) -> int:
     from sesame.server.config import Settings  # noqa: PLC0415
     from sesame.server.log_setup import configure_logging  # noqa: PLC0415
 
+    settings: Settings | None = None
     try:
         settings = Settings.from_env()
         configure_logging(settings.telemetry)
@@ -224,10 +226,25 @@ def _run(argv: Sequence[str] | None) -> int:
                 return asyncio.run(run_demo(target, sms_file))
             case "health" | "proof" | "evidence" | "journal" | "risk" | "sms":
                 return _CHECKS[args.command](args, settings)
+    except StoreUnavailable as error:
+        # A Redis that failed at boot (or for a command that reads it) printed `sesame: ConnectionError`
+        # alone: name the setting and where it points, never the URL's password.
+        print(f"sesame: Redis {_redis_named(settings)} unavailable: {error}", file=sys.stderr)  # noqa: T201
+        return 2
     except SesameError as error:
         print(f"sesame: {error}", file=sys.stderr)  # noqa: T201
         return 2
     return 0
+
+
+def _redis_named(settings: Settings | None) -> str:
+    """Which Redis a command used, for an error: the hosts (or socket) of SESAME_REDIS_URL, without its user
+    or password, or the embedded one."""
+    if settings is None or settings.redis_url is None:
+        return "(the embedded redis-server under SESAME_VAR_DIR)"
+    parts = urlsplit(settings.redis_url)
+    where = parts.netloc.rpartition("@")[2] or parts.path
+    return f"at {where} (SESAME_REDIS_URL)"
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> None:
