@@ -8,7 +8,7 @@ import random
 from sesame.server.domain.journal_seal import FeedEntry
 from sesame.server.journal_archive import ArchivedBlock
 from sesame.server.journal_verify import verify_archive
-from tests.unit.test_journal_seal import Signer
+from tests.unit.test_journal_seal import KID, Signer
 
 STREAMS = [f"sesame:{{u:{n}}}:ch:c{n}:journal" for n in range(3)]
 TAMPERINGS = 1000
@@ -109,6 +109,21 @@ def test_a_clean_archive_verifies() -> None:
     signer = Signer()
     checked = verify_archive(an_archive(signer), signer.jwks)
     assert (checked.valid, checked.blocks, checked.entries) == (True, 6, 24)
+
+
+def test_a_key_the_jwk_set_lacks_is_named_not_taken_for_a_forged_signature() -> None:
+    """A JWK set saved before a rotation of the journal key: the archive's newer blocks are signed by a key
+    the set does not hold. `journal verify` said `the signature does not verify`, as for a forged block (the
+    runbook's tampering case); it names the missing key, as `sesame proof verify` does for a proof."""
+    signer = Signer()
+    checked = verify_archive(an_archive(signer), {"keys": []})
+    assert not checked.valid
+    assert checked.failed == f"block 1: no key {KID!r} in the JWK set"
+    forged = an_archive(signer)
+    forged[0] = ArchivedBlock(dataclasses.replace(forged[0].seal, signature=bytes(64)), forged[0].entries)
+    assert (
+        verify_archive(forged, signer.jwks).failed == f"block 1: the signature does not verify under {KID!r}"
+    )
 
 
 def test_every_one_of_1000_random_tamperings_is_detected() -> None:

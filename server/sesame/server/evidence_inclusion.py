@@ -17,7 +17,7 @@ from typing import Any
 
 from sesame.server.domain.journal_seal import Block, Seal, leaf_hash
 from sesame.server.domain.merkle_proof import audit_path, root_from_path
-from sesame.server.journal_check import signed
+from sesame.server.journal_check import unsigned
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +98,9 @@ def check(
         seals = {seal.block.number: seal for seal in (_seal(value) for value in blocks)}
     except (ValueError, KeyError, TypeError) as exc:
         return InclusionCheck(False, f"the signed blocks cannot be read: {exc}", 0, 0)
-    bad = [n for n, seal in seals.items() if not signed(seal, jwks)]
+    bad = [(n, why) for n, seal in seals.items() if (why := unsigned(seal, jwks))]
     if bad:
-        return InclusionCheck(False, f"block {bad[0]}: the signature does not verify", 0, 0)
+        return InclusionCheck(False, f"block {bad[0][0]}: {bad[0][1]}", 0, 0)
     covered = uncovered = 0
     for position, (event, proof) in enumerate(zip(events, proven, strict=True), start=1):
         if proof is None:

@@ -68,8 +68,8 @@ def check_stream(
 def _check_seals(seals: Sequence[Seal], jwks: Mapping[str, Any]) -> None:
     for i, seal in enumerate(seals):
         block = seal.block
-        if not signed(seal, jwks):
-            raise _Broken(f"seal {block.number}: the signature does not verify under {block.kid!r}")
+        if why := unsigned(seal, jwks):
+            raise _Broken(f"seal {block.number}: {why}")
         before = seals[i - 1].block if i > 0 else None
         if before is not None and (block.number, block.prev) != (before.number + 1, before.digest()):
             raise _Broken(f"seal {block.number}: does not follow seal {before.number}")
@@ -77,13 +77,26 @@ def _check_seals(seals: Sequence[Seal], jwks: Mapping[str, Any]) -> None:
             raise _Broken(f"seal {block.number}: its leaves do not give its Merkle root")
 
 
-def signed(seal: Seal, jwks: Mapping[str, Any]) -> bool:
+def unsigned(seal: Seal, jwks: Mapping[str, Any]) -> str:
+    """Why `seal` does not verify with `jwks` ("" when it does): a key the set lacks is said as such, as
+    `sesame proof verify` says it, not as a signature that does not verify (a tampering alarm for a JWK set
+    saved before a rotation)."""
+    if _jwk(seal, jwks) is None:
+        return f"no key {seal.block.kid!r} in the JWK set"
+    if not signed(seal, jwks):
+        return f"the signature does not verify under {seal.block.kid!r}"
+    return ""
+
+
+def _jwk(seal: Seal, jwks: Mapping[str, Any]) -> Mapping[str, Any] | None:
     keys = jwks.get("keys")
-    jwk = (
-        next((k for k in keys if isinstance(k, Mapping) and k.get("kid") == seal.block.kid), None)
-        if isinstance(keys, list)
-        else None
-    )
+    if not isinstance(keys, list):
+        return None
+    return next((k for k in keys if isinstance(k, Mapping) and k.get("kid") == seal.block.kid), None)
+
+
+def signed(seal: Seal, jwks: Mapping[str, Any]) -> bool:
+    jwk = _jwk(seal, jwks)
     if jwk is None or len(seal.signature) != _SIGNATURE_BYTES:
         return False
     r, s = int.from_bytes(seal.signature[:32], "big"), int.from_bytes(seal.signature[32:], "big")

@@ -15,7 +15,7 @@ from typing import Any
 
 from sesame.server.domain.journal_seal import GENESIS, Block, FeedEntry, id_key, leaf_hash, merkle_root
 from sesame.server.journal_archive import ArchivedBlock
-from sesame.server.journal_check import signed
+from sesame.server.journal_check import unsigned
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +60,8 @@ class _Walk:
     def block(self, archived: ArchivedBlock) -> None:
         block, previous = archived.seal.block, self._previous
         where = f"block {block.number}"
-        if not signed(archived.seal, self._jwks):
-            raise _Broken(f"{where}: the signature does not verify under {block.kid!r}")
+        if why := unsigned(archived.seal, self._jwks):
+            raise _Broken(f"{where}: {why}")
         if previous is not None:
             broken = (block.number, block.prev) != (previous.number + 1, previous.digest())
         else:
