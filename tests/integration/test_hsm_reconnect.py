@@ -133,10 +133,16 @@ def test_a_wrong_pin_is_hsm_unavailable_without_the_pin(
 
 
 def test_an_unknown_token_is_hsm_unavailable(hsm_config: Pkcs11Config) -> None:
-    """A token label that no slot holds raises HsmUnavailable."""
+    """A token label that no slot holds raises HsmUnavailable naming the two settings to check (the boot
+    printed `sesame: HSM call failed: NoSuchToken` alone)."""
     missing = Pkcs11Config(module=hsm_config.module, token_label="no-such-token", pin="1234")  # noqa: S106
-    with pytest.raises(HsmUnavailable):
+    with pytest.raises(HsmUnavailable) as raised:
         Pkcs11KeyStore.open(missing)
+    assert str(raised.value) == (
+        "HSM call failed: NoSuchToken: the PKCS#11 module (SESAME_PKCS11_MODULE) has no token labelled as "
+        "SESAME_HSM_TOKEN says"
+    )
+    assert "1234" not in str(raised.value)
 
 
 async def test_a_reinitialised_library_never_lends_another_token_session(

@@ -26,6 +26,7 @@ from pkcs11.exceptions import (
     GeneralError,
     KeyHandleInvalid,
     NoSuchKey,
+    NoSuchToken,
     ObjectHandleInvalid,
     PinExpired,
     PinIncorrect,
@@ -53,6 +54,9 @@ OPEN_PAUSE: Final = 0.07
 # A PIN refused is never tried again (an HSM may lock the token after a few).
 _PIN_REFUSED: Final = (PinExpired, PinIncorrect, PinInvalid, PinLenRange, PinLocked)
 PIN_REFUSED_HINT: Final = "the token refused the user PIN given (SESAME_HSM_PIN or SESAME_HSM_PIN_FILE)"
+NO_LABEL_HINT: Final = (
+    "the PKCS#11 module (SESAME_PKCS11_MODULE) has no token labelled as SESAME_HSM_TOKEN says"
+)
 
 # Errors after which the session (or the whole library) is worth reopening once: the token went away and
 # came back, the library was re-initialised by another token's reconnect, or the login was lost.
@@ -102,6 +106,9 @@ def _translate(exc: PKCS11Error, *, retry: bool) -> KeyNotFound | HsmUnavailable
     if isinstance(exc, _PIN_REFUSED):
         # Never tried again (the token may lock): say which setting to look at, never the PIN.
         return HsmUnavailable(f"HSM call failed: {name}: {PIN_REFUSED_HINT}")
+    if isinstance(exc, NoSuchToken):
+        # A mistyped label (or a module that is not the HSM's) read `HSM call failed: NoSuchToken` alone.
+        return HsmUnavailable(f"HSM call failed: {name}: {NO_LABEL_HINT}")
     # The class name says what failed; library messages are not copied (they may echo search templates).
     return HsmUnavailable(f"HSM call failed: {name}")
 
