@@ -105,6 +105,32 @@ def test_a_blank_secret_file_is_refused_for_every_secret(tmp_path: Path, content
         assert f"{name}_FILE holds no secret" in str(caught.value), name
 
 
+@pytest.mark.parametrize("value", ["", " ", "\t\n"])
+def test_a_blank_secret_variable_is_refused_for_every_secret(tmp_path: Path, value: str) -> None:
+    """A secret variable set but blank (`SESAME_HSM_PIN=`, a template left unfilled) said `give exactly one of
+    SESAME_HSM_PIN and SESAME_HSM_PIN_FILE`, as if it had not been set: it says the value is blank."""
+    module = tmp_path / "lib.so"
+    module.write_bytes(b"")
+    names = ("SESAME_HSM_PIN", "SESAME_KANNEL_PASSWORD", "SESAME_DLR_TOKEN", "SESAME_SMPP_PASSWORD")
+    env = {
+        "SESAME_PKCS11_MODULE": str(module),
+        "SESAME_HSM_TOKEN": "t",
+        "SESAME_SMS_PROVIDERS": "kannel,smpp",
+        "SESAME_KANNEL_URL": "http://127.0.0.1:13013",
+        "SESAME_KANNEL_USERNAME": "sesame",
+        "SESAME_DLR_ADDR": "127.0.0.1:0",
+        "SESAME_SMPP_HOST": "127.0.0.1",
+        "SESAME_SMPP_SYSTEM_ID": "sesame",
+        "SESAME_SIM_SWAP_URL": "https://sim-swap.example/check",
+        **dict.fromkeys((*names, "SESAME_SIM_SWAP_TOKEN"), value),
+    }
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env(env)
+    for name in (*names, "SESAME_SIM_SWAP_TOKEN"):
+        assert f"{name} holds no secret (empty or white space): give it, or {name}_FILE" in str(caught.value)
+        assert f"give exactly one of {name} and" not in str(caught.value)
+
+
 def test_pin_and_pin_file_are_exclusive(tmp_path: Path) -> None:
     """Giving both is ambiguous and refused."""
     with pytest.raises(ConfigurationError):

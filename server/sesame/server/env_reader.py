@@ -109,7 +109,10 @@ class EnvReader:
         """Exactly one of `name` and `name_FILE` (a file whose content, stripped, is the secret)."""
         self.asked.setdefault(name, f"unset (or {name}_FILE)")
         value, path = self.optional(name), self.optional(f"{name}_FILE")
-        if (value is None) == (path is None):
+        if value is None and path is None and name in self._env:
+            # Set, but blank: `give exactly one of` read as if the operator had not set it at all.
+            self.problems.append(f"{name} holds no secret (empty or white space): give it, or {name}_FILE")
+        elif (value is None) == (path is None):
             self.problems.append(f"give exactly one of {name} and {name}_FILE")
         if path is None:
             return value or ""
