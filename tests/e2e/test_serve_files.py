@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import Served
-from tests.support.serve_process import start_serve
+from tests.support.serve_process import start_serve, until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -46,3 +46,18 @@ def test_looser_existing_files_are_tightened(tmp_path: Path) -> None:
     finally:
         serving.process.terminate()
         serving.process.wait(timeout=30)
+
+
+def test_the_journal_archive_is_owner_only(served: Served) -> None:
+    """The journal's archive (its entries name users, payees and their IBANs, IPs and devices) is made
+    owner-only: its directory 0700, its segments, index and lock 0600. It was 0755 and 0644, readable by
+    every account on the host."""
+    archive = served.var / "journal"
+    assert until(lambda: any(archive.glob("segment-*.jsonl")), 30)  # the boot's first notes, sealed
+    assert until((archive / "index.sqlite3").exists, 30)
+    assert stat.S_IMODE(archive.stat().st_mode) == 0o700
+    files = [path for path in archive.iterdir() if path.is_file()]
+    assert {path.name for path in files} >= {"archive.lock", "index.sqlite3"}
+    assert {path.name: stat.S_IMODE(path.stat().st_mode) for path in files} == dict.fromkeys(
+        (path.name for path in files), 0o600
+    )

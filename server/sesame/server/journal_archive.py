@@ -56,6 +56,12 @@ class ArchivedBlock:
     entries: tuple[FeedEntry, ...]
 
 
+def private(path: str, flags: int) -> int:
+    """Open (or create) a file of the archive owner-only: its entries name users, their payees' IBANs, IPs and
+    devices, and it was made world-readable (0644 in a 0755 directory) under the usual umask."""
+    return os.open(path, flags, 0o600)
+
+
 class JournalArchive:
     """Segment files under one directory (created on first use)."""
 
@@ -79,8 +85,8 @@ class JournalArchive:
     def locked(self) -> Iterator[None]:
         """Hold the archive's lock file (waiting LOCK_WAIT_SECONDS at most: OSError when another writer keeps
         it). Released by the kernel when its holder dies, SIGKILL included."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        with (self.path / LOCK_FILE).open("ab") as lock:
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with open(self.path / LOCK_FILE, "ab", opener=private) as lock:
             deadline = time.monotonic() + LOCK_WAIT_SECONDS
             while True:
                 try:
@@ -141,7 +147,7 @@ class JournalArchive:
         self._write(closed.seal, closed.entries)
 
     def _write(self, seal: Seal, entries: Sequence[FeedEntry]) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
         number = seal.block.number
         segment = self.path / f"segment-{number - (number - 1) % SEGMENT_BLOCKS:012d}.jsonl"
         line = json.dumps(
@@ -155,7 +161,7 @@ class JournalArchive:
             self._index_behind = False
         # Unbuffered: a buffered file kept what a full disk refused and wrote it when closed, after the cut
         # below had freed the room, leaving the end of a line as a line of its own (decision 0080).
-        with self.locked(), segment.open("ab", buffering=0) as out:
+        with self.locked(), open(segment, "ab", buffering=0, opener=private) as out:
             offset = out.seek(0, os.SEEK_END)
             seen = self._end or ("", 0)
             if offset != (seen[1] if seen[0] == segment.name else 0):

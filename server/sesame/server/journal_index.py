@@ -14,6 +14,7 @@ segments' own failures are: the sealer logs it and retries, as for a failing dis
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -57,7 +58,10 @@ class JournalIndex:
         # file is new (deleted since).
         make = not (self._made and self.path.exists())
         if write:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if make:  # owner-only, as the segments (sqlite makes its -wal and -shm files with the same mode)
+                with contextlib.suppress(OSError):
+                    os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         try:
             db = sqlite3.connect(self.path, timeout=10)
             try:
