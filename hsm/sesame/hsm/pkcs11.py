@@ -101,6 +101,14 @@ def _public_key(label: str, obj: Any) -> PublicKey:
 
 
 def _current_keys(token: TokenSession) -> dict[KeyKind, KeyRef | None]:
+    current = _newest_keys(token)
+    # A kind without a key: read again if the module re-read a token restored behind its back (decision 0087).
+    if None in current.values() and token.reread_if_restored():
+        current = _newest_keys(token)
+    return current
+
+
+def _newest_keys(token: TokenSession) -> dict[KeyKind, KeyRef | None]:
     current: dict[KeyKind, KeyRef | None] = {}
     for kind in KeyKind:
         held = versions(token, kind)

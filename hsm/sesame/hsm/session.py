@@ -179,9 +179,24 @@ class TokenSession:
     def _key(self, object_class: ObjectClass, label: str) -> Any:
         key = self._keys.get((object_class, label))
         if key is None:
-            key = self.session.get_key(object_class=object_class, label=label)
+            key = self._found(object_class, label)
             self._keys[(object_class, label)] = key
         return key
+
+    def _found(self, object_class: ObjectClass, label: str) -> Any:
+        """Search the key (HSM thread); not found, once more if the module re-read a restored token."""
+        try:
+            return self.session.get_key(object_class=object_class, label=label)
+        except NoSuchKey as exc:
+            missing = exc
+        if not self.reread_if_restored():
+            raise missing
+        return self.session.get_key(object_class=object_class, label=label)
+
+    def reread_if_restored(self) -> bool:
+        """After a key was not found: whether the module re-read the token because its key files changed
+        since it last read them (a restore: `HsmWorker.reread_if_restored`); search again if so."""
+        return self.worker.reread_if_restored()
 
     def signed(self, key: Any, mechanism: int, data: bytes) -> bytes:
         """`key.sign(data, mechanism=mechanism)`, with the GIL held where the module allows it (decision

@@ -12,20 +12,28 @@ caller's own thread when the lock is free and the session ready, because the hop
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pkcs11
 
 from sesame.hsm.direct import DirectSigner, direct_signer
+from sesame.hsm.token_files import ObjectFile, object_files, softhsm_token_dir
 
 if TYPE_CHECKING:
     from sesame.hsm.session import TokenSession
 
 T = TypeVar("T")
+
+_log = logging.getLogger("sesame.hsm")
+# A key not found makes the worker look at the token's key files at most this often (decision 0087).
+LOOK_PAUSE_SECONDS = 1.0
 
 _registry_lock = threading.Lock()
 _workers: dict[str, HsmWorker] = {}
@@ -43,6 +51,11 @@ class HsmWorker:
         self._lib: Any = None
         self._direct: DirectSigner | None = None
         self._softhsm_conf: str | None = None
+        # SoftHSM's token directory (None for another module), and its key object files as they were when
+        # the module last read them (C_Initialize), to tell a restore it did not see (decision 0087).
+        self._token_dir: Path | None = None
+        self._files_read: frozenset[ObjectFile] | None = None
+        self._looked_at = float("-inf")
         # Bumped by every C_Finalize/C_Initialize: sessions opened under an older generation are dead, and
         # their handle numbers may already belong to new sessions (SoftHSM numbers them from 1 again).
         self.generation = 0
@@ -80,8 +93,12 @@ class HsmWorker:
             raise RuntimeError("PKCS#11 is only called from the HSM thread")
         if self._lib is None:
             self._softhsm_conf = os.environ.get("SOFTHSM2_CONF")
+            token_dir = softhsm_token_dir(self._softhsm_conf)
+            files = object_files(token_dir)  # before C_Initialize: a change while it reads is seen later
             self._lib = pkcs11.lib(self.module)
             self._direct = direct_signer(self.module)
+            if self._lib.manufacturer_id == "SoftHSM":
+                self._token_dir, self._files_read = token_dir, files
         return self._lib
 
     @property
@@ -92,8 +109,34 @@ class HsmWorker:
 
     def reinitialize(self) -> None:
         """C_Finalize then C_Initialize (HSM thread): every session of this module in the process ends."""
-        self.lib.reinitialize()
+        lib = self.lib
+        files = object_files(self._token_dir)
+        lib.reinitialize()
         self.generation += 1
+        self._files_read = files
+
+    def reread_if_restored(self) -> bool:
+        """After a key was not found (HSM thread): re-initialise the module if the token's key files changed
+        since it last read them, and say whether it did (then search again).
+
+        SoftHSM's index of a token can miss keys restored while this process searched (`sesame.hsm.
+        token_files`); C_Initialize reads the directory afresh. Only on that failure path, never when keys
+        are found; the files are looked at once a second at most, and unchanged ones (a key really gone, an
+        old version retired) cost no HSM call. Another module than SoftHSM: never (False).
+        """
+        now = time.monotonic()
+        if self._token_dir is None or now - self._looked_at < LOOK_PAUSE_SECONDS:
+            return False
+        self._looked_at = now
+        files = object_files(self._token_dir)
+        if files is None or files == self._files_read:
+            return False
+        _log.warning(
+            "HSM key not found, and the token's key files changed since the module read them (keys deleted "
+            "or restored?): re-initialising it to read them again"
+        )
+        self.reinitialize()
+        return True
 
     @property
     def loaded_softhsm_conf(self) -> str | None:
