@@ -161,3 +161,11 @@ def test_a_journal_archive_dir_that_is_a_file_is_a_settings_error(tmp_path: Path
     output = _refused(tmp_path, {"SESAME_JOURNAL_ARCHIVE_DIR": str(there)}, "SESAME_JOURNAL_ARCHIVE_DIR")
     assert "SESAME_JOURNAL_ARCHIVE_DIR must be a directory" in output
     assert there.read_text() == "not a directory\n"
+
+
+def test_a_grpc_address_without_a_port_is_its_one_problem(tmp_path: Path) -> None:
+    """`SESAME_GRPC_ADDR=nohost`: one line, `must be host:port`; not also 'nohost may be reached from other
+    hosts', which sent the operator after a caller policy for what is a typing error."""
+    output = _refused(tmp_path, {"SESAME_GRPC_ADDR": "nohost"}, "SESAME_GRPC_ADDR")
+    problems = [line for line in output.splitlines() if line.startswith("  - ")]
+    assert problems == ["  - SESAME_GRPC_ADDR must be host:port (an IPv6 address in brackets), not 'nohost'"]

@@ -143,3 +143,37 @@ def test_output_into_a_closed_pipe_ends_without_a_traceback(tmp_path: Path) -> N
 
     assert process.wait(timeout=60) == 1
     assert errors == ""
+
+
+@pytest.mark.parametrize("command", [["health"], ["demo"], ["proof", "keys"]])
+def test_a_target_without_its_port_is_a_bad_option(command: list[str], tmp_path: Path) -> None:
+    """`--target bad` exits 2 naming the option: gRPC dialled port 443 and `health` read UNREACHABLE (exit 1),
+    as for a server down, though the probe itself was wrong."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
+    env.update(SESAME_VAR_DIR=str(tmp_path / "var"))
+    result = subprocess.run(
+        [sys.executable, "-m", "sesame.server.cli", *command, "--target", "bad"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "argument --target: must be host:port" in result.stderr.splitlines()[-1]
+
+
+def test_an_evidence_period_that_is_not_a_date_names_its_option(served: Served, tmp_path: Path) -> None:
+    """`sesame evidence --user u --since 2026-13-01` says which option is wrong, in one line, exit 2."""
+    env = {**os.environ, "SESAME_VAR_DIR": str(tmp_path / "var")}
+    command = ["evidence", "--target", served.address, "--user", "alice", "--since", "2026-13-01"]
+    result = subprocess.run(
+        [sys.executable, "-m", "sesame.server.cli", *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == ["sesame: --since: not an ISO 8601 date or time: '2026-13-01'"]

@@ -61,11 +61,14 @@ def _parser() -> argparse.ArgumentParser:
         help="the keys `rotate` rotates (default: otp)",
     )
     demo = commands.add_parser("demo", help="walk through every outcome against a running server")
-    demo.add_argument("--target", default=None, help="server address (default: SESAME_GRPC_ADDR)")
+    demo.add_argument(
+        "--target", type=_target, default=None, help="server address (default: SESAME_GRPC_ADDR)"
+    )
     demo.add_argument("--sms-file", default=None, help="console SMS file (default: SESAME_SMS_CONSOLE_FILE)")
     health = commands.add_parser("health", help="exit 0 if a running server reports SERVING, else 1")
     health.add_argument(
         "--target",
+        type=_target,
         default=None,
         help="server address (default: SESAME_HEALTH_ADDR when set and no TLS option, else SESAME_GRPC_ADDR)",
     )
@@ -170,7 +173,9 @@ def _journal_parser(commands: Any) -> None:
 
 
 def _client_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", default=None, help="server address (default: SESAME_GRPC_ADDR)")
+    parser.add_argument(
+        "--target", type=_target, default=None, help="server address (default: SESAME_GRPC_ADDR)"
+    )
     _tls_options(parser)
 
 
@@ -347,8 +352,8 @@ def _evidence(args: argparse.Namespace, settings: Settings) -> int:
         tls,
         challenge_id=args.challenge_id,
         user_id=args.user,
-        since=command.parse_time(args.since),
-        until=command.parse_time(args.until),
+        since=command.parse_time(args.since, "--since"),
+        until=command.parse_time(args.until, "--until"),
         transaction_id=args.transaction,
     )
     return command.report(found, args.pdf)
@@ -446,6 +451,15 @@ def _pem(path: str | None, option: str) -> bytes | None:
         return Path(path).read_bytes()
     except OSError as exc:
         raise ConfigurationError(f"{option} cannot be read ({exc.strerror})") from None
+
+
+def _target(value: str) -> str:
+    """`--target` as host:port: without its port, gRPC would dial port 443 and the command read UNREACHABLE
+    (exit 1, as a server down) where the option is wrong (argparse: exit 2, naming it)."""
+    host, _, port = value.rpartition(":")
+    if not host or not port.isascii() or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"must be host:port (an IPv6 address in brackets), not {value!r}")
+    return value
 
 
 def _local(address: str) -> str:

@@ -298,6 +298,8 @@ def _development_port(settings: Settings, problems: list[str]) -> None:
     of it to the network with one WARNING (decision 0082). A container whose port is published on purpose
     says SESAME_OPEN_BEYOND_LOOPBACK=1 (the image does: its wildcard is the container's own network).
     """
+    if any(problem.startswith("SESAME_GRPC_ADDR must be") for problem in problems):
+        return  # not an address at all (`nohost`): that problem alone, not also "reached from other hosts"
     if settings.transport.policy is None and not _loopback(settings.grpc_addr):
         problems.append(
             f"SESAME_GRPC_ADDR {settings.grpc_addr} may be reached from other hosts, and without "

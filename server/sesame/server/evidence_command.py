@@ -65,14 +65,14 @@ def _time(at: str) -> datetime | None:
         return None
 
 
-def parse_time(value: str | None) -> datetime | None:
-    """An ISO 8601 date or instant from the command line (UTC when it names no offset)."""
+def parse_time(value: str | None, option: str) -> datetime | None:
+    """An ISO 8601 date or instant given to `option` (UTC when it names no offset)."""
     if not value:
         return None
     try:
         at = datetime.fromisoformat(value)
     except ValueError:
-        raise ConfigurationError(f"not an ISO 8601 date or time: {value!r}") from None
+        raise ConfigurationError(f"{option}: not an ISO 8601 date or time: {value!r}") from None
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
