@@ -196,3 +196,54 @@ def test_a_missing_archive_directory_is_an_error_not_an_empty_archive(action: st
     assert result.stderr.splitlines()[-1] == f"sesame: no journal archive at {missing} (not a directory)"
     assert "verified" not in result.stdout
     assert not missing.exists()
+
+
+def _sets(jwks_file: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A set saved before the archive's key (empty), the set that holds it, and a file that is no set."""
+    older, newer, junk = tmp_path / "older.json", tmp_path / "newer.json", tmp_path / "junk.json"
+    older.write_text(json.dumps({"keys": []}))
+    newer.write_text(json.dumps({"keys": json.loads(jwks_file.read_text())["keys"]}))
+    junk.write_text("not json")
+    return older, newer, junk
+
+
+async def test_the_archive_verifies_with_its_keys_in_several_jwk_sets(
+    sealed: JournalArchive, jwks_file: Path, tmp_path: Path
+) -> None:
+    """`--jwks` repeated joins the sets, as the operator holds them after rotations or a token started
+    afresh (one set saved per key); one set alone that lacks the archive's key names it (exit 1); a file
+    that is no JWK set among them fails the check, never raises."""
+    older, newer, junk = _sets(jwks_file, tmp_path)
+    env = bare_env(SESAME_VAR_DIR=str(tmp_path / "var"))
+    archive = str(sealed.path)
+    joined = sesame(
+        "journal",
+        "verify",
+        "--archive",
+        archive,
+        "--jwks",
+        str(older),
+        "--jwks",
+        str(newer),
+        env=env,
+        cwd=tmp_path,
+    )
+    assert joined.returncode == 0, joined.stdout + joined.stderr
+    assert joined.stdout.startswith(f"verified {ARCHIVED_BLOCKS} blocks")
+    alone = sesame("journal", "verify", "--archive", archive, "--jwks", str(older), env=env, cwd=tmp_path)
+    assert alone.returncode == 1
+    assert "no key 'sesame-journal-v1' in the JWK set" in alone.stdout
+    with_junk = sesame(
+        "journal",
+        "verify",
+        "--archive",
+        archive,
+        "--jwks",
+        str(newer),
+        "--jwks",
+        str(junk),
+        env=env,
+        cwd=tmp_path,
+    )
+    assert with_junk.returncode == 1
+    assert with_junk.stdout.startswith("BROKEN: ")

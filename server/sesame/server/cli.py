@@ -86,7 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     evidence.add_argument("--transaction", default="", help="with --user: the caller's transaction id")
     evidence.add_argument("--pdf", default=None, help="also write the bundle as a PDF (French) to this file")
     evidence.add_argument("--verify", default=None, help="check a saved bundle with --jwks only, offline")
-    evidence.add_argument("--jwks", default=None, help="with --verify: the proof and journal keys' JWK set")
+    evidence.add_argument(
+        "--jwks", action="append", help="with --verify: the proof and journal keys' JWK set (repeatable)"
+    )
     _client_options(evidence)
     risk = commands.add_parser("risk", help="the risk rules (docs/risk.md)")
     risk_actions = risk.add_subparsers(dest="risk_action", required=True, metavar="ACTION")
@@ -140,7 +142,9 @@ def _proof_parser(commands: Any) -> None:
         "verify", help="check a proof's signature and print its claims (exit 1: invalid)"
     )
     verify.add_argument("jws", help="the proof (compact JWS); - reads it from standard input")
-    verify.add_argument("--jwks", default=None, help="a JWK set file (default: ask the server, GetProofKeys)")
+    verify.add_argument(
+        "--jwks", action="append", help="a JWK set file, repeatable (default: ask the server, GetProofKeys)"
+    )
     _client_options(verify)
     _client_options(actions.add_parser("keys", help="print the server's JWK set (to archive, or for --jwks)"))
 
@@ -154,7 +158,10 @@ def _journal_parser(commands: Any) -> None:
     verify.add_argument("--archive", default=None, help="the archive (default: SESAME_JOURNAL_ARCHIVE_DIR)")
     verify.add_argument("--export", default=None, help="check an export file (journal export) instead")
     verify.add_argument(
-        "--jwks", default=None, help="the journal keys' JWK set file (default: read them from the HSM)"
+        "--jwks",
+        action="append",
+        help="the journal keys' JWK set file, repeatable: the sets saved at each rotation, joined "
+        "(default: read them from the HSM)",
     )
     actions.add_parser("keys", help="print the journal keys' JWK set from the HSM (keep it with the archive)")
     export = actions.add_parser(
@@ -323,7 +330,7 @@ def _proof(args: argparse.Namespace, settings: Settings) -> int:
     if args.proof_command == "keys":
         print(json.dumps(fetch_jwks(target, tls), indent=2))  # noqa: T201
         return 0
-    jwks = _jwks_file(args.jwks) if args.jwks else fetch_jwks(target, tls)
+    jwks = _jwks_files(args.jwks) if args.jwks else fetch_jwks(target, tls)
     try:
         jws = sys.stdin.read().strip() if args.jws == "-" else args.jws
         parsed = evidence.check_proof(jws, jwks)
@@ -345,7 +352,7 @@ def _evidence(args: argparse.Namespace, settings: Settings) -> int:
     if args.verify:
         if not args.jwks:
             raise ConfigurationError("--verify needs --jwks")
-        return command.check_saved(args.verify, _jwks_file(args.jwks))
+        return command.check_saved(args.verify, _jwks_files(args.jwks))
     tls, target = _client_tls(args), args.target or _local(settings.grpc_addr)
     found = command.gather(
         target,
@@ -375,7 +382,7 @@ def _journal_verify(args: argparse.Namespace, settings: Settings) -> int:
     from sesame.server.journal_export_cli import MalformedExport, archive_named, exported_blocks  # noqa: PLC0415
     from sesame.server.journal_verify import verify_archive  # noqa: PLC0415
 
-    jwks = _jwks_file(args.jwks) if args.jwks else _journal_keys(settings)
+    jwks = _jwks_files(args.jwks) if args.jwks else _journal_keys(settings)
     if args.export:
         try:
             with exported_blocks(Path(args.export)) as found:
@@ -407,6 +414,18 @@ def _journal_keys(settings: Settings) -> dict[str, Any]:
             await asyncio.to_thread(keys.close)
 
     return asyncio.run(read())
+
+
+def _jwks_files(paths: list[str]) -> Any:
+    """The JWK set of the --jwks files: one file's JSON value as it is; several files' `keys` joined in one
+    set (the sets saved at each rotation, and after a token lost and started afresh), or None when one of
+    them is not a JWK set (then what it was to check reads INVALID, as for one file that is not)."""
+    sets = [_jwks_file(path) for path in paths]
+    if len(sets) == 1:
+        return sets[0]
+    if not all(isinstance(one, dict) and isinstance(one.get("keys"), list) for one in sets):
+        return None
+    return {"keys": [key for one in sets for key in one["keys"]]}
 
 
 def _jwks_file(path: str) -> Any:
