@@ -10,6 +10,7 @@ from datetime import datetime
 from sesame.server.domain.dispatching import NoticeAddressee
 from sesame.server.domain.errors import (
     ChallengeMismatch,
+    PhoneUnchanged,
     RequestIdReused,
     UserAlreadyExists,
     UserNotActive,
@@ -209,6 +210,8 @@ class MemoryUsers:
             if seen is not None:
                 return PhoneChanged(PhoneChangeOutcome.REPLAYED, user, "", seen.counts)
             outcome = _phone_outcome(user, change)
+            if outcome == "changed" and user.secure_phone == change.new_phone:
+                raise PhoneUnchanged(change.user_id)  # as change_secure_phone.lua: nothing written
             changed = outcome == "changed"
             journal = self._m._journal if changed else self._journal_noop(change.at)
             journal(

@@ -19,6 +19,7 @@ from sesame.clients.redis_scripts import Scripts, stored_user
 from sesame.server.domain.dispatching import NOTICE_MAX_AGE_LIMIT
 from sesame.server.domain.errors import (
     ChallengeMismatch,
+    PhoneUnchanged,
     RequestIdReused,
     UserAlreadyExists,
     UserNotActive,
@@ -190,6 +191,8 @@ class RedisUsers(RedisPlace):
                 raise UserNotActive(change.user_id)
             case b"mismatch":
                 raise ChallengeMismatch(change.user_id)
+            case b"phone_unchanged":
+                raise PhoneUnchanged(change.user_id)
             case b"request_conflict":
                 raise RequestIdReused
             case b"replayed":

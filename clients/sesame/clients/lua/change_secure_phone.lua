@@ -17,7 +17,9 @@
 -- ARGV[12..14] the no-op limits (_noops.lua), ARGV[15] the user's change counts the challenge was opened
 -- under ('<status>:<number>', '' none: then ARGV[6] is the rule), ARGV[16 ..] journal field/value pairs
 -- Returns {'changed', previous phone, hgetall, counts}, {'replayed', hgetall, counts}, {'refused'},
--- {'mismatch'}, {'not_found'} or {'request_conflict'}; counts are the user's changes counted right after the
+-- {'mismatch'}, {'phone_unchanged'} (the new number is the stored one: nothing written, as the flow's own
+-- check before the step answers; compared here too, where a concurrent change to the same number cannot
+-- land between the reading and the change), {'not_found'} or {'request_conflict'}; counts are the user's changes counted right after the
 -- change, '<status>:<number>', recorded with the request id for a retry's voiding ('' for a change recorded
 -- before they were): what the user opens since on the new number is not the change's to void.
 -- A refusal or a mismatch changed nothing: journaled as a no-op (_noops.lua: the first few of the
@@ -53,6 +55,11 @@ elseif (ARGV[5] ~= '' and h[2] ~= ARGV[5])
 end
 if outcome ~= 'changed' then
   cooling = 0
+elseif h[2] == ARGV[2] then
+  -- Another change made this number the secure one since the flow read the user (two overrides to the
+  -- same number at once): a change from the number to itself would notify the new number as if it were
+  -- the old one, restart the cooling and void what was opened on it.
+  return {'phone_unchanged'}
 end
 local entry = {}
 for i = 16, #ARGV do entry[#entry + 1] = ARGV[i] end
