@@ -20,14 +20,26 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 ROOT = Path(__file__).parent.parent.parent
 
 
-def _demo(target: str, sms_file: Path) -> subprocess.CompletedProcess[str]:
+def _sesame(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`sesame ARGS` in a process of its own (60 s at most), its output captured."""
     return subprocess.run(
-        [sys.executable, "-m", "sesame.server.cli", "demo", "--target", target, "--sms-file", str(sms_file)],
+        [sys.executable, "-m", "sesame.server.cli", *args],
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def _bare_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """This environment without Sésame's or SoftHSM's settings, with a var directory of the test's own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
+    return {**env, "SESAME_VAR_DIR": str(tmp_path / "var"), **extra}
+
+
+def _demo(target: str, sms_file: Path) -> subprocess.CompletedProcess[str]:
+    return _sesame("demo", "--target", target, "--sms-file", str(sms_file))
 
 
 def test_demo_without_a_server_says_so(tmp_path: Path) -> None:
@@ -88,16 +100,7 @@ def test_serve_open_to_every_caller_beyond_loopback_is_refused(tmp_path: Path) -
 
 def test_dispatch_without_a_redis_url_names_its_own_command(tmp_path: Path) -> None:
     """`sesame dispatch` with no SESAME_REDIS_URL exits 2 saying that it needs one, not a worker's message."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
-    env.update(SESAME_VAR_DIR=str(tmp_path / "var"), SESAME_METRICS_ADDR="off")
-    result = subprocess.run(
-        [sys.executable, "-m", "sesame.server.cli", "dispatch"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = _sesame("dispatch", env=_bare_env(tmp_path, SESAME_METRICS_ADDR="off"))
 
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
@@ -149,16 +152,7 @@ def test_output_into_a_closed_pipe_ends_without_a_traceback(tmp_path: Path) -> N
 def test_a_target_without_its_port_is_a_bad_option(command: list[str], tmp_path: Path) -> None:
     """`--target bad` exits 2 naming the option: gRPC dialled port 443 and `health` read UNREACHABLE (exit 1),
     as for a server down, though the probe itself was wrong."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
-    env.update(SESAME_VAR_DIR=str(tmp_path / "var"))
-    result = subprocess.run(
-        [sys.executable, "-m", "sesame.server.cli", *command, "--target", "bad"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = _sesame(*command, "--target", "bad", env=_bare_env(tmp_path))
     assert result.returncode == 2
     assert "argument --target: must be host:port" in result.stderr.splitlines()[-1]
 
@@ -166,14 +160,6 @@ def test_a_target_without_its_port_is_a_bad_option(command: list[str], tmp_path:
 def test_an_evidence_period_that_is_not_a_date_names_its_option(served: Served, tmp_path: Path) -> None:
     """`sesame evidence --user u --since 2026-13-01` says which option is wrong, in one line, exit 2."""
     env = {**os.environ, "SESAME_VAR_DIR": str(tmp_path / "var")}
-    command = ["evidence", "--target", served.address, "--user", "alice", "--since", "2026-13-01"]
-    result = subprocess.run(
-        [sys.executable, "-m", "sesame.server.cli", *command],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = _sesame("evidence", "--target", served.address, "--user", "u", "--since", "2026-13-01", env=env)
     assert result.returncode == 2, result.stderr
     assert result.stderr.splitlines() == ["sesame: --since: not an ISO 8601 date or time: '2026-13-01'"]

@@ -77,17 +77,22 @@ def test_pin_file_is_read_and_pin_stays_out_of_repr(tmp_path: Path) -> None:
     assert "s3cret-pin" not in repr(settings)
 
 
-@pytest.mark.parametrize("content", ["", "\n", "  \t\n"])
-def test_a_blank_secret_file_is_refused_for_every_secret(tmp_path: Path, content: str) -> None:
-    """Every secret given as a file (the HSM PIN, Kannel's password, the delivery reports' token, the SMPP
-    password, the SIM-swap token) refuses a blank file by name, as an empty variable reads as unset: the
-    delivery reports' listener took `token=` as the empty token's match (decision 0080)."""
+# Every secret setting: the HSM PIN, Kannel's password, the delivery reports' token, the SMPP password, the
+# SIM-swap token.
+SECRETS = (
+    "SESAME_HSM_PIN",
+    "SESAME_KANNEL_PASSWORD",
+    "SESAME_DLR_TOKEN",
+    "SESAME_SMPP_PASSWORD",
+    "SESAME_SIM_SWAP_TOKEN",
+)
+
+
+def _every_secret(tmp_path: Path, secrets: dict[str, str]) -> dict[str, str]:
+    """Settings under which every secret is read (both SMS providers, the SIM-swap check), with `secrets`."""
     module = tmp_path / "lib.so"
     module.write_bytes(b"")
-    blank = tmp_path / "blank"
-    blank.write_text(content)
-    names = ("SESAME_HSM_PIN", "SESAME_KANNEL_PASSWORD", "SESAME_DLR_TOKEN", "SESAME_SMPP_PASSWORD")
-    env = {
+    return {
         "SESAME_PKCS11_MODULE": str(module),
         "SESAME_HSM_TOKEN": "t",
         "SESAME_SMS_PROVIDERS": "kannel,smpp",
@@ -97,11 +102,20 @@ def test_a_blank_secret_file_is_refused_for_every_secret(tmp_path: Path, content
         "SESAME_SMPP_HOST": "127.0.0.1",
         "SESAME_SMPP_SYSTEM_ID": "sesame",
         "SESAME_SIM_SWAP_URL": "https://sim-swap.example/check",
-        **{f"{name}_FILE": str(blank) for name in (*names, "SESAME_SIM_SWAP_TOKEN")},
+        **secrets,
     }
+
+
+@pytest.mark.parametrize("content", ["", "\n", "  \t\n"])
+def test_a_blank_secret_file_is_refused_for_every_secret(tmp_path: Path, content: str) -> None:
+    """Every secret given as a file (the HSM PIN, Kannel's password, the delivery reports' token, the SMPP
+    password, the SIM-swap token) refuses a blank file by name, as an empty variable reads as unset: the
+    delivery reports' listener took `token=` as the empty token's match (decision 0080)."""
+    blank = tmp_path / "blank"
+    blank.write_text(content)
     with pytest.raises(ConfigurationError) as caught:
-        Settings.from_env(env)
-    for name in (*names, "SESAME_SIM_SWAP_TOKEN"):
+        Settings.from_env(_every_secret(tmp_path, {f"{name}_FILE": str(blank) for name in SECRETS}))
+    for name in SECRETS:
         assert f"{name}_FILE holds no secret" in str(caught.value), name
 
 
@@ -109,24 +123,9 @@ def test_a_blank_secret_file_is_refused_for_every_secret(tmp_path: Path, content
 def test_a_blank_secret_variable_is_refused_for_every_secret(tmp_path: Path, value: str) -> None:
     """A secret variable set but blank (`SESAME_HSM_PIN=`, a template left unfilled) said `give exactly one of
     SESAME_HSM_PIN and SESAME_HSM_PIN_FILE`, as if it had not been set: it says the value is blank."""
-    module = tmp_path / "lib.so"
-    module.write_bytes(b"")
-    names = ("SESAME_HSM_PIN", "SESAME_KANNEL_PASSWORD", "SESAME_DLR_TOKEN", "SESAME_SMPP_PASSWORD")
-    env = {
-        "SESAME_PKCS11_MODULE": str(module),
-        "SESAME_HSM_TOKEN": "t",
-        "SESAME_SMS_PROVIDERS": "kannel,smpp",
-        "SESAME_KANNEL_URL": "http://127.0.0.1:13013",
-        "SESAME_KANNEL_USERNAME": "sesame",
-        "SESAME_DLR_ADDR": "127.0.0.1:0",
-        "SESAME_SMPP_HOST": "127.0.0.1",
-        "SESAME_SMPP_SYSTEM_ID": "sesame",
-        "SESAME_SIM_SWAP_URL": "https://sim-swap.example/check",
-        **dict.fromkeys((*names, "SESAME_SIM_SWAP_TOKEN"), value),
-    }
     with pytest.raises(ConfigurationError) as caught:
-        Settings.from_env(env)
-    for name in (*names, "SESAME_SIM_SWAP_TOKEN"):
+        Settings.from_env(_every_secret(tmp_path, dict.fromkeys(SECRETS, value)))
+    for name in SECRETS:
         assert f"{name} holds no secret (empty or white space): give it, or {name}_FILE" in str(caught.value)
         assert f"give exactly one of {name} and" not in str(caught.value)
 
