@@ -48,6 +48,8 @@ class Smsc:
     receipt: str | None = "DELIVRD"  # the stat of the receipt sent after each submit; None: no receipt
     refuse_with: int | None = None  # a command_status to refuse every submit_sm with
     accept_first: int = 0  # submits accepted before `refuse_with` applies
+    refusals: int | None = None  # how many submits `refuse_with` refuses before accepting again; None: all
+    refused: int = 0  # submits refused so far
     submitted: list[Submitted] = field(default_factory=list)
     binds: int = 0
     _server: smpp34.Server | None = None
@@ -91,7 +93,12 @@ class Smsc:
                 await self._submitted(event)
 
     async def _submitted(self, event: smpp34.SubmitSmEvent) -> None:
-        if self.refuse_with is not None and len(self.submitted) >= self.accept_first:
+        if (
+            self.refuse_with is not None
+            and len(self.submitted) >= self.accept_first
+            and (self.refusals is None or self.refused < self.refusals)
+        ):
+            self.refused += 1
             event.reject(self.refuse_with)
             return
         self._count += 1

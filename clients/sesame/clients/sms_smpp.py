@@ -26,6 +26,7 @@ from sesame.clients import smpp_status, smpp_text
 from sesame.clients.smpp_pdu import Address, Bind, Pdu, ShortMessage
 from sesame.clients.smpp_receipts import NotAReceipt, Receipt, ReceiptBook, Settled, Tracked, parse_receipt
 from sesame.clients.smpp_session import Closed, NoAnswer, SessionLost, SmppSession, Timing
+from sesame.clients.sms_policy import RetryPolicy
 from sesame.clients.sms_reference import provider_ref, user_message_reference
 from sesame.server.domain.errors import ChallengeNotFound, DeliveryFailed, ProviderIdUnknown, StoreUnavailable
 from sesame.server.domain.model import DeliveryState, SentPart, SentSms, SmsMessage
@@ -43,6 +44,8 @@ _FIRST_RETRY, _LONGEST_RETRY = 0.5, 10.0
 # A session shorter than this counts as a failed bind for the next wait: an SMSC that binds and then breaks
 # the session at once (a malformed PDU, say) was bound again every 0.5 s, for ever (decision 0084).
 _STEADY_SESSION: Final = 10.0
+# What an SMSC answers a part it did not take, on a session that goes on: the part alone may be asked again.
+_PART_RETRIED: Final = frozenset({"throttled", "unavailable"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,9 @@ class SmppConfig:
     timing: Timing = field(default_factory=lambda: Timing(connect=5.0, response=5.0, keepalive=30.0))
     # How long an SMSC message id leads back to its message: receipts come within the SMSC's validity.
     ids_kept: timedelta = timedelta(days=1)
+    # A later part the SMSC refused before taking it (throttled, busy) is asked again, alone, this often and
+    # this far apart (SESAME_SMS_RETRIES, SESAME_SMS_RETRY_BACKOFF_MS): the parts it took stay taken.
+    part_retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
 class SmppSmsGateway:
@@ -125,7 +131,8 @@ class SmppSmsGateway:
             reference = ((pdu.TLV_USER_MESSAGE_REFERENCE, user_message_reference(ref).to_bytes(2, "big")),)
             for part in encoded.parts:
                 short = self._short_message(message, encoded, part, receipt, reference)
-                ids.append(await self._submit(session, short, tracked, len(encoded.parts) if receipt else 0))
+                parts = len(encoded.parts) if receipt else 0
+                ids.append(await self._submit_part(session, short, tracked, parts, later=bool(ids)))
         except DeliveryFailed as exc:
             if ids:
                 # Some parts went: asking this SMSC again would send them twice (docs/decisions/0030).
@@ -176,6 +183,26 @@ class SmppSmsGateway:
         if self._session is None:
             raise DeliveryFailed("SMSC not bound", "unreachable")
         return self._session
+
+    async def _submit_part(
+        self, session: SmppSession, short: ShortMessage, tracked: Tracked, parts: int, *, later: bool
+    ) -> str:
+        """Submit one part. A later part (the SMSC took the ones before) refused before acceptance
+        (throttled, queue full, system error) is asked again after a jittered pause, within `part_retry`:
+        failing it as `partial` would send the message whole again elsewhere (the phone sees its first
+        parts twice), or fail it with its first half, the code in it, on the phone. The first part's
+        refusal is the failover's to retry (it asks for the whole message again: nothing was taken)."""
+        retry = self._config.part_retry
+        attempt = 0
+        while True:
+            try:
+                return await self._submit(session, short, tracked, parts)
+            except DeliveryFailed as exc:
+                if not later or exc.reason not in _PART_RETRIED or attempt == retry.retries:
+                    raise
+                _log.info("SMPP part refused (%s) for %s: asked again", exc.reason, tracked.challenge_id)
+                await asyncio.sleep(retry.delay(attempt, random.random()))  # noqa: S311 (jitter, no secret)
+                attempt += 1
 
     async def _submit(self, session: SmppSession, short: ShortMessage, tracked: Tracked, parts: int) -> str:
         """Submit one part; its SMSC message id ("" if the answer had none readable). `parts` > 0: the

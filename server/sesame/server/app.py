@@ -292,7 +292,7 @@ async def _provider(  # noqa: PLR0913 (what each provider may need: its settings
         if settings.redis_url is not None:
             ids = RedisProviderIds.from_url(settings.redis_url)
             stack.push_async_callback(ids.close)
-        smpp = SmppSmsGateway(smpp_config(settings.smpp), clock, record, ids)
+        smpp = SmppSmsGateway(smpp_config(settings.smpp, settings.sms_reliability), clock, record, ids)
         await smpp.start()
         stack.push_async_callback(smpp.close)
         _log.info(
@@ -304,8 +304,9 @@ async def _provider(  # noqa: PLR0913 (what each provider may need: its settings
     raise ConfigurationError(f"SMS provider {name!r} has no settings")
 
 
-def smpp_config(smpp: SmppSettings) -> SmppConfig:
-    """The SMPP gateway's configuration from the settings."""
+def smpp_config(smpp: SmppSettings, retries: ReliabilitySettings) -> SmppConfig:
+    """The SMPP gateway's configuration from the settings; a later part refused before acceptance is asked
+    again as the reliability settings retry a message."""
     return SmppConfig(
         host=smpp.host,
         port=smpp.port,
@@ -318,6 +319,7 @@ def smpp_config(smpp: SmppSettings) -> SmppConfig:
         timing=Timing(
             connect=smpp.connect_timeout, response=smpp.response_timeout, keepalive=smpp.enquire_link
         ),
+        part_retry=reliability(retries).retry,
     )
 
 
