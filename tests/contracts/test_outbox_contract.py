@@ -3,6 +3,7 @@ from a consumer that died; the fake and Redis alike (docs/decisions/0025)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
@@ -88,6 +89,25 @@ async def test_an_entry_of_a_dead_consumer_is_claimed_once_idle(store: Store, ou
     assert await outbox.reclaim("alive", timedelta(hours=1), 10) == []
     (claimed,) = await outbox.reclaim("alive", timedelta(0), 10)
     assert claimed.entry_id == taken.entry_id
+
+
+async def test_an_entry_kept_by_its_consumer_is_not_claimed(store: Store, outbox: Outbox) -> None:
+    """A consumer still sending its entry keeps it: its idle time starts again, so that another does not
+    claim it as a dead consumer's (and send the SMS twice); kept no more, it is claimed once idle. Keeping
+    a settled entry changes nothing."""
+    await enrolled(store)
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
+    (taken,) = await outbox.take("a", 10, NO_WAIT)
+    idle = timedelta(milliseconds=200)
+    await asyncio.sleep(0.3)
+    await outbox.keep("a", [taken])
+    assert await outbox.reclaim("b", idle, 10) == []
+    await asyncio.sleep(0.3)
+    (claimed,) = await outbox.reclaim("b", idle, 10)
+    assert claimed.entry_id == taken.entry_id
+    await outbox.settle(claimed, DeliveryState.SENT, "ref-1", opened.created_at)
+    await outbox.keep("b", [claimed])
+    assert (await outbox.backlog()).depth == 0
 
 
 async def test_an_expired_send_is_recorded_expired(store: Store, outbox: Outbox) -> None:

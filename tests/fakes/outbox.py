@@ -29,6 +29,8 @@ from sesame.server.domain.sent_text import SentText
 from tests.fakes.users import MemoryUsers
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from tests.fakes.challenges import MemoryChallenges
 
 
@@ -91,6 +93,13 @@ class MemoryOutbox:
         for entry_id in idle_ids:
             self._pending[entry_id] = _Pending(consumer, now, self._pending[entry_id].deliveries + 1)
         return [await self._with_challenge(self._entries[entry_id]) for entry_id in idle_ids]
+
+    async def keep(self, consumer: str, entries: Sequence[QueuedSms]) -> None:
+        now = self._clock.now()
+        for queued in entries:
+            pending = self._pending.get(queued.entry_id)
+            if pending is not None and pending.consumer == consumer:
+                pending.since = now
 
     async def _with_challenge(self, entry: QueuedSms) -> QueuedSms:
         """The entry with its challenge as stored now, as take_outbox.lua reads it (None once purged); a code

@@ -17,6 +17,7 @@ path's.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, cast
 
@@ -188,6 +189,14 @@ class RedisOutbox:
             _queued(answer[i], _pairs(answer[i + 1]), _pairs(answer[i + 2]), secrets.token_hex(6))
             for i in range(1, len(answer), 3)
         ]
+
+    async def keep(self, consumer: str, entries: Sequence[QueuedSms]) -> None:
+        """keep_outbox.lua for each entry, in one pipeline: those still pending with `consumer` start their
+        idle time again; any other (settled, claimed by another) is left as it is."""
+        if not entries:
+            return
+        calls = [([self._outbox_of(queued)], [GROUP, queued.entry_id, consumer]) for queued in entries]
+        await self._scripts.run_all("keep_outbox", calls)
 
     async def challenge(self, queued: QueuedSms) -> Challenge:
         """HGETALL on the outbox's connection, off the request path's pool. ChallengeNotFound."""

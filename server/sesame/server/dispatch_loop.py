@@ -118,13 +118,45 @@ class DispatchLoops:
                     batch = await self._outbox.reclaim(consumer, settings.claim_idle, settings.batch)
                     next_claim = time.monotonic() + settings.claim_idle.total_seconds() / 2
                 batch += await self._outbox.take(consumer, settings.batch, settings.wait)
-                await asyncio.gather(*(self._one(queued) for queued in batch))
+                if batch:
+                    await self._send_batch(consumer, batch)
             except StoreUnavailable as exc:
                 _log.warning("outbox unavailable (%s); trying again in a second", exc)
                 await asyncio.sleep(1)
             except Exception:  # noqa: BLE001 (a loop that ends loses no SMS but silently sends none)
                 _log.exception("dispatch loop failed; going on in a second")
                 await asyncio.sleep(1)
+
+    async def _send_batch(self, consumer: str, batch: list[QueuedSms]) -> None:
+        """Send the batch concurrently; while its sends last, keep the entries still unsettled as this
+        consumer's, so that no other dispatcher claims them as a dead one's and sends them a second time."""
+        unsettled = {queued.entry_id: queued for queued in batch}
+
+        async def one(queued: QueuedSms) -> None:
+            try:
+                await self._one(queued)
+            finally:
+                unsettled.pop(queued.entry_id, None)
+
+        keeper = asyncio.create_task(self._keep(consumer, unsettled), name="outbox-keeper")
+        try:
+            await asyncio.gather(*(one(queued) for queued in batch))
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+
+    async def _keep(self, consumer: str, unsettled: dict[str, QueuedSms]) -> None:
+        """Every third of the claim idle time, tell the outbox that `consumer` still sends `unsettled`: a
+        send slower than the claim idle time (a slow gateway, retries and failover, SMPP pacing a burst) was
+        claimed by another dispatcher meanwhile and the code went twice."""
+        every = self._settings.claim_idle.total_seconds() / 3
+        while unsettled:
+            await asyncio.sleep(every)
+            try:
+                await self._outbox.keep(consumer, list(unsettled.values()))
+            except StoreUnavailable as exc:
+                _log.warning("SMS in progress not kept as this dispatcher's (%s)", exc)
 
     async def _one(self, queued: QueuedSms) -> None:
         # A child of the Start that queued the SMS, whose trace context the entry carries (decision 0040):

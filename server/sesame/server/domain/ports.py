@@ -407,6 +407,11 @@ class Outbox(Protocol):
         with its challenge as `take` gives it."""
         ...
 
+    async def keep(self, consumer: str, entries: Sequence[QueuedSms]) -> None:
+        """`consumer` is still sending these entries: those still pending with it start their idle time
+        again, so that `reclaim` does not take them as a dead consumer's; the others are left as they are."""
+        ...
+
     async def challenge(self, queued: QueuedSms) -> Challenge:
         """The challenge the queued SMS carries the code of, as stored now. ChallengeNotFound."""
         ...
