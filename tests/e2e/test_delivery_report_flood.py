@@ -30,7 +30,7 @@ async def _reports(receiver: DlrReceiver, challenge_id: str, refs_and_states: li
                 "challenge": challenge_id,
                 "ref": ref,
                 "status": status,
-                "token": receiver.callback.token,
+                "token": receiver.callback.token_for(challenge_id, ref),
             }
             answer = await http.get(receiver.url, params=params)
             assert answer.status_code == 200, answer.text

@@ -8,7 +8,13 @@ from urllib.parse import urlencode
 
 import pytest
 
-from sesame.clients.kannel_dlr import KannelDeliveryReports, MalformedReport, delivery_state, parse_report
+from sesame.clients.kannel_dlr import (
+    KannelDeliveryReports,
+    MalformedReport,
+    delivery_state,
+    parse_report,
+    report_token,
+)
 from sesame.server.domain.model import DeliveryState, RequestContext
 from tests import factories
 from tests.fakes.clock import FixedClock
@@ -102,9 +108,21 @@ async def store() -> MemoryState:
 
 
 async def _receive(store: MemoryState, **changes: str) -> HTTPStatus:
-    query = {"challenge": factories.a_challenge(NOW).challenge_id, "ref": "r1", "status": "1", "token": TOKEN}
+    query = {"challenge": factories.a_challenge(NOW).challenge_id, "ref": "r1", "status": "1"} | changes
+    if "token" not in query:  # the one the dlr-url of that challenge and reference carries
+        query["token"] = report_token(TOKEN, query["challenge"], query["ref"])
     reports = KannelDeliveryReports(TOKEN, store.challenges, FixedClock(NOW))
-    return (await reports.receive(urlencode(query | changes))).status
+    return (await reports.receive(urlencode(query))).status
+
+
+async def test_a_token_is_its_messages_own(store: MemoryState):
+    """The secret itself, or the token of another reference or challenge, answers 403 and records nothing:
+    a dlr-url read in Kannel's logs authenticates no report on another message."""
+    challenge_id = factories.a_challenge(NOW).challenge_id
+    assert await _receive(store, token=TOKEN) == HTTPStatus.FORBIDDEN
+    assert await _receive(store, token=report_token(TOKEN, challenge_id, "r2")) == HTTPStatus.FORBIDDEN
+    assert await _receive(store, token=report_token(TOKEN, "00ff.k1.d6", "r1")) == HTTPStatus.FORBIDDEN
+    assert (await store.challenges.get_challenge(challenge_id)).delivery is not DeliveryState.DELIVERED
 
 
 async def test_the_token_is_checked_before_the_report(store: MemoryState):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from sesame.clients.kannel_dlr import report_token
 from sesame.clients.sms_kannel import DlrCallback, KannelConfig, sendsms_params
 from sesame.server.domain.model import SmsMessage
 
@@ -37,7 +38,8 @@ def test_the_dlr_url_is_one_encoded_value_with_the_status_escape():
     assert "challenge" not in params
     dlr = urlsplit(params["dlr-url"][0])
     assert (dlr.scheme, dlr.netloc, dlr.path) == ("http", "127.0.0.1:9465", "/dlr/kannel")
-    assert dlr.query == f"challenge=00ff.k1.d6&ref=ref1&token={TOKEN}&status=%d&message_id=%F"
+    token = report_token(TOKEN, "00ff.k1.d6", "ref1")  # the message's own, not the secret
+    assert dlr.query == f"challenge=00ff.k1.d6&ref=ref1&token={token}&status=%d&message_id=%F"
 
 
 def test_no_delivery_report_is_asked_without_a_callback():

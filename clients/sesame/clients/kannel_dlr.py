@@ -2,13 +2,18 @@
 
 Kannel calls the dlr-url each message carries (`sms_kannel.DlrCallback`):
 `GET /dlr/kannel?challenge=<id>&ref=<provider ref>&token=<secret>&status=<bits>&message_id=<SMSC id>`.
-The token proves that the URL is one we handed out; the report is then recorded through the State port,
+The token is the URL's own: an HMAC of its challenge and reference under the deployment's secret
+(`report_token`), so it proves that the URL is one we handed out, for that message only; a URL seen in
+Kannel's logs or its DLR storage forges no report for any other message. The report is then recorded
+through the State port,
 whose record_delivery never lets a message move backwards (docs/decisions/0006), with the SMSC's own id
 for the message when Kannel had one (its sendsms answer carries none: decision 0041).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import logging
 import re
@@ -40,6 +45,13 @@ _STATUS: Final = re.compile(r"[0-9]{1,3}")
 # An SMSC's message id: SMPP's is a C-octet string of up to 64 octets (hex or decimal in practice), the
 # fake SMSC's a UUID. Anything else is dropped, not the report: the delivery matters more than the id.
 _SMSC_ID: Final = re.compile(r"[0-9A-Za-z._:-]{1,64}")
+
+
+def report_token(secret: str, challenge_id: str, provider_ref: str) -> str:
+    """The token of one message's dlr-url: HMAC-SHA256 under `secret` of its challenge and reference,
+    URL-safe base64 without padding (43 characters, none that Kannel expands in a dlr-url)."""
+    mac = hmac.new(secret.encode(), f"sesame-dlr\0{challenge_id}\0{provider_ref}".encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
 
 
 class MalformedReport(ValueError):
@@ -100,18 +112,9 @@ class KannelDeliveryReports:
 
     async def receive(self, query: str) -> Reply:
         """403 for a missing or wrong token, 400 malformed, 404 unknown challenge, 503 store down, 200."""
-        try:
-            fields = parse_qs(
-                query, keep_blank_values=True, strict_parsing=True, max_num_fields=len(_FIELDS) + 1
-            )
-        except ValueError:
-            return Reply(HTTPStatus.BAD_REQUEST, "malformed query")
-        if not self._authentic(fields.get("token", [])):
-            return Reply(HTTPStatus.FORBIDDEN, "bad token")
-        try:
-            report = parse_report(fields)
-        except MalformedReport as exc:
-            return Reply(HTTPStatus.BAD_REQUEST, str(exc))
+        report = self._checked(query)
+        if isinstance(report, Reply):
+            return report
         try:
             await self.challenges.record_delivery(
                 report.challenge_id,
@@ -134,11 +137,29 @@ class KannelDeliveryReports:
         )
         return Reply(HTTPStatus.OK, "recorded")
 
-    def _authentic(self, tokens: list[str]) -> bool:
-        # Constant time: the comparison must not tell how much of a guessed token was right. No token set
-        # authenticates nothing: an empty `token=` is not the empty secret's match (decision 0080).
-        return (
-            bool(self.token)
-            and len(tokens) == 1
-            and hmac.compare_digest(tokens[0].encode(), self.token.encode())
-        )
+    def _checked(self, query: str) -> DeliveryReport | Reply:
+        """The report the query carries once its token is checked, or the refusal to answer."""
+        try:
+            fields = parse_qs(
+                query, keep_blank_values=True, strict_parsing=True, max_num_fields=len(_FIELDS) + 1
+            )
+        except ValueError:
+            return Reply(HTTPStatus.BAD_REQUEST, "malformed query")
+        try:
+            if not self._authentic(fields):
+                return Reply(HTTPStatus.FORBIDDEN, "bad token")
+            return parse_report(fields)
+        except MalformedReport as exc:
+            return Reply(HTTPStatus.BAD_REQUEST, str(exc))
+
+    def _authentic(self, fields: dict[str, list[str]]) -> bool:
+        """Whether the report carries the token of its own challenge and reference: a token taken from one
+        message's dlr-url authenticates no report on another message (nor the secret itself, which no URL
+        carries). No secret set authenticates nothing (decision 0080). MalformedReport when the token is
+        there and the challenge or the reference is missing or repeated."""
+        tokens = fields.get("token", [])
+        if not self.token or len(tokens) != 1:
+            return False
+        expected = report_token(self.token, _single(fields, "challenge"), _single(fields, "ref"))
+        # Constant time: the comparison must not tell how much of a guessed token was right.
+        return hmac.compare_digest(tokens[0].encode(), expected.encode())

@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from sesame.clients.kannel_dlr import DLR_PATH
+from sesame.clients.kannel_dlr import DLR_PATH, report_token
 from sesame.clients.sms_reference import provider_ref
 from sesame.server.domain.errors import DeliveryFailed, DeliveryFailure
 from sesame.server.domain.gsm7 import fits_gsm7
@@ -35,7 +35,8 @@ _UCS2: Final = "2"
 
 @dataclass(frozen=True, slots=True)
 class DlrCallback:
-    """Where Kannel reports deliveries, and the token that shows the report comes from a URL we gave.
+    """Where Kannel reports deliveries, and the secret whose MAC of each message's challenge and reference
+    is that message's token (`kannel_dlr.report_token`): the report comes from the URL we gave for it.
 
     Kannel expands `%X` escapes in the URL (`%d` is the status), so `base_url` and `token` must hold no
     `%`: the settings accept URL-safe tokens only, which urlencode leaves as they are.
@@ -44,10 +45,15 @@ class DlrCallback:
     base_url: str  # e.g. http://10.0.0.5:9465, the path is appended
     token: str = field(repr=False)
 
+    def token_for(self, challenge_id: str, provider_ref: str) -> str:
+        """The token of the dlr-url of one message: its own, valid for its reports only."""
+        return report_token(self.token, challenge_id, provider_ref)
+
     def url(self, challenge_id: str, provider_ref: str) -> str:
         """The dlr-url of one message; Kannel fills `status` in, and `message_id` with the SMSC's own id
         for the message (`%F`: empty in a report that comes before the SMSC gave one, as status 8 does)."""
-        query = urlencode({"challenge": challenge_id, "ref": provider_ref, "token": self.token})
+        token = self.token_for(challenge_id, provider_ref)
+        query = urlencode({"challenge": challenge_id, "ref": provider_ref, "token": token})
         return f"{self.base_url.rstrip('/')}{DLR_PATH}?{query}&status=%d&message_id=%F"
 
 
