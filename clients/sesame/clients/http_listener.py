@@ -2,12 +2,14 @@
 
 aiohttp parses HTTP; we set its limits: a request line or header field of at most HEAD_LIMIT bytes and
 few header fields, HEAD_TIMEOUT seconds for a connection to send its request (aiohttp closes a
-connection still idle by then), no body read, one answer per connection. aiohttp's access log, which
+connection still idle by then), no body read, one answer per connection, at most MAX_CONNECTIONS open at
+once (one more is closed as it is accepted: each holds a descriptor). aiohttp's access log, which
 prints the request line and so the token, is off; our log shows the path and status, never the query.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -40,6 +42,36 @@ _server_log.addFilter(_WithoutTheRequest())
 HEAD_LIMIT: Final = 8192  # bytes of the request line, and of each header field; Kannel's reports take ~300
 HEAD_FIELDS: Final = 32  # header fields at most (Kannel sends 4)
 HEAD_TIMEOUT: Final = 5.0  # seconds a connection has to send its request
+# Connections open at once; one more is closed as it is accepted. Each holds a file descriptor of the worker
+# whose HSM session and Redis connections need theirs: unbounded, a flood of idle connections (each kept
+# HEAD_TIMEOUT) took them all and the worker's calls failed (decision 0055 bounded the gRPC port alike).
+# Kannel makes a report's request and waits for its answer (a few milliseconds): far fewer at once.
+MAX_CONNECTIONS: Final = 128
+
+
+class _Refused(asyncio.Protocol):
+    """A connection beyond MAX_CONNECTIONS: closed at once, before a byte of it is read."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if isinstance(transport, asyncio.Transport):
+            transport.abort()  # at once, no FIN handshake to wait for
+        else:  # pragma: no cover (a TCP server's transports are Transports)
+            transport.close()
+
+
+class _Bounded:
+    """aiohttp's protocol factory, refusing a connection while `limit` are open."""
+
+    def __init__(self, server: web.Server, limit: int) -> None:
+        self._server = server
+        self._limit = limit
+        self.refused = 0
+
+    def __call__(self) -> asyncio.BaseProtocol:
+        if len(self._server.connections) >= self._limit:
+            self.refused += 1
+            return _Refused()
+        return self._server()
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,12 +88,21 @@ Route = Callable[[str], Awaitable[Reply]]  # the raw query string -> the reply
 class HttpListener:
     """Serves GET `path` with `route`; aiohttp answers every other request (404, 405, 400) itself."""
 
-    def __init__(self, path: str, route: Route, head_timeout: float = HEAD_TIMEOUT) -> None:
-        """Serve `route` at `path` once started; a connection has `head_timeout` s to send its request."""
+    def __init__(
+        self,
+        path: str,
+        route: Route,
+        head_timeout: float = HEAD_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
+        """Serve `route` at `path` once started; a connection has `head_timeout` s to send its request, and
+        at most `max_connections` are open at once."""
         self._path = path
         self._route = route
         self._head_timeout = head_timeout
+        self._max_connections = max_connections
         self._runner: web.AppRunner | None = None
+        self._listening: asyncio.Server | None = None
         self.port = 0
 
     async def start(self, address: str, *, reuse_port: bool = False) -> None:
@@ -82,19 +123,27 @@ class HttpListener:
             logger=_server_log,
         )
         await self._runner.setup()
+        server = self._runner.server
+        assert server is not None  # set up
         host, _, port = address.rpartition(":")
-        site = web.TCPSite(self._runner, host.strip("[]"), int(port), reuse_port=reuse_port)
         try:
-            await site.start()
+            # Our own listening socket (not aiohttp's TCPSite): its protocol factory bounds the connections.
+            self._listening = await asyncio.get_running_loop().create_server(
+                _Bounded(server, self._max_connections), host.strip("[]"), int(port), reuse_port=reuse_port
+            )
         except OSError as exc:
             await self._runner.cleanup()
             raise ConfigurationError(f"cannot listen on {address}: {exc.strerror}") from exc
-        self.port = self._runner.addresses[0][1]
+        self.port = self._listening.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
         """Stop listening and finish the connections in progress."""
+        if self._listening is not None:
+            self._listening.close()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._listening is not None:
+            await self._listening.wait_closed()
 
     async def _serve(self, request: web.Request) -> web.Response:
         # Raw, as sent: the route parses it (yarl's `query_string` would be decoded already).

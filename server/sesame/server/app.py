@@ -304,6 +304,13 @@ async def _provider(  # noqa: PLR0913 (what each provider may need: its settings
     raise ConfigurationError(f"SMS provider {name!r} has no settings")
 
 
+def _descriptors_kept(settings: Settings) -> int:
+    """Descriptors a worker keeps besides its gRPC connections' and RESERVED: the Redis connections of the
+    calls in flight, and the delivery-report listener's connections when reports are on."""
+    reports = settings.dlr.max_connections if settings.dlr is not None else 0
+    return settings.max_concurrent_rpcs + reports
+
+
 def smpp_config(smpp: SmppSettings, retries: ReliabilitySettings) -> SmppConfig:
     """The SMPP gateway's configuration from the settings; a later part refused before acceptance is asked
     again as the reliability settings retry a message."""
@@ -336,7 +343,7 @@ async def _dlr_listener(
     from sesame.clients.sms_kannel import DlrCallback  # noqa: PLC0415
 
     reports = KannelDeliveryReports(dlr.token, store.challenges, clock, observer)
-    listener = HttpListener(DLR_PATH, reports.receive)
+    listener = HttpListener(DLR_PATH, reports.receive, max_connections=dlr.max_connections)
     # Every worker listens, sharing the port its supervisor claimed: any of them records a report.
     await listener.start(dlr.address, reuse_port=True)
     stack.push_async_callback(listener.close)
@@ -514,7 +521,7 @@ async def serve(settings: Settings, ready: Callable[[], None]) -> None:
             serving=Serving(
                 max_concurrent_rpcs=settings.max_concurrent_rpcs,
                 reuse_port=True,
-                max_connections=connection_bound(settings.max_connections, settings.max_concurrent_rpcs),
+                max_connections=connection_bound(settings.max_connections, _descriptors_kept(settings)),
                 handshake_timeout=settings.handshake_timeout,
                 connection_age=settings.connection_age,
                 connection_age_grace=settings.connection_age_grace,

@@ -38,6 +38,9 @@ class DlrSettings:
     address: str  # host:port to listen on
     public_url: str | None  # None: http://<address>, with the port actually bound
     token: str = field(repr=False)
+    # Connections to the listener open at once (a worker's descriptors; Kannel needs few at once): the one
+    # beyond is closed as it is accepted. Counted out of the descriptors left to gRPC connections.
+    max_connections: int = 128
 
 
 def read_providers(reader: EnvReader) -> tuple[str, ...]:
