@@ -258,6 +258,7 @@ async def test_a_temporary_refusal_is_retried_at_the_same_kannel(gateways: Gatew
     ("status", "text", "reason"),
     [
         (503, "Sending failed.", "unavailable"),
+        (504, "<h1>504 Gateway Time-out</h1>", "timeout"),  # a proxy's: Kannel may have taken it
         (429, "", "throttled"),
         (400, "Missing receiver number, rejected", "bad_number"),
         (400, "Invalid charset", "bad_content"),

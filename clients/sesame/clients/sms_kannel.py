@@ -92,12 +92,16 @@ def refusal(status: int, text: str) -> DeliveryFailure:
     """What kind of failure Kannel's answer other than accepted or queued is (docs/decisions/0030).
 
     5xx: smsbox or bearerbox could not take the message now (`Sending failed`, queue full): nothing was
-    queued, so Kannel may be asked again. 429: throttled. 400: the request was wrong, about the number
+    queued, so Kannel may be asked again. 504, which Kannel never answers, is a proxy's in front of it: it
+    forwarded the request and Kannel did not answer in time, so Kannel may have taken the message, as on
+    our own timeout (never asked again there). 429: throttled. 400: the request was wrong, about the number
     (`Missing receiver number`, `Invalid receiver`) or else the text. Anything else (403 for the account,
     a black list) refuses the message for good at this provider.
     """
     if status == httpx.codes.TOO_MANY_REQUESTS:
         return "throttled"
+    if status == httpx.codes.GATEWAY_TIMEOUT:
+        return "timeout"
     if status >= httpx.codes.INTERNAL_SERVER_ERROR:
         return "unavailable"
     if status == httpx.codes.BAD_REQUEST:

@@ -1,0 +1,92 @@
+"""`sesame serve` with Kannel behind an HTTP proxy that answers 504: the SMS is not asked for again there.
+
+SESAME_KANNEL_URL may be a TLS-terminating proxy in front of smsbox. Its 504 Gateway Timeout says that it
+forwarded the sendsms and Kannel did not answer in time: Kannel may well have taken the message, as on our
+own timeout. Every 5xx was read as `unavailable` (Kannel's own "Sending failed": nothing taken) and retried
+at the same provider, SESAME_SMS_RETRIES times: each retry could send the code once more. A 504 is now
+`timeout`, never asked again at that provider (docs/decisions/0030).
+"""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
+from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
+from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
+from sesame.api.v1 import operation_pb2 as op_pb
+from tests.support.outbox import dispatched_state
+from tests.support.serve_process import ServeProcess, start_serve
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+
+class _Proxy(http.server.BaseHTTPRequestHandler):
+    """A proxy whose Kannel takes each sendsms and answers too late: 504, the request counted."""
+
+    forwarded: list[str]
+
+    def do_GET(self) -> None:
+        self.forwarded.append(self.path)
+        body = b"<html><body><h1>504 Gateway Time-out</h1></body></html>"
+        self.send_response(504)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def proxy() -> Iterator[tuple[str, list[str]]]:
+    """The proxy on a free loopback port; its URL and the sendsms requests it forwarded."""
+    forwarded: list[str] = []
+    handler = type("Proxy", (_Proxy,), {"forwarded": forwarded})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", forwarded
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+@pytest.fixture
+def serving(proxy: tuple[str, list[str]], tmp_path: Path) -> Iterator[ServeProcess]:
+    """`sesame serve` whose only provider is Kannel through the proxy, the default 2 retries."""
+    settings = {
+        "SESAME_SMS_PROVIDERS": "kannel",
+        "SESAME_KANNEL_URL": proxy[0],
+        "SESAME_KANNEL_USERNAME": "sesame",
+        "SESAME_KANNEL_PASSWORD": "s3cr3t-kannel",
+        "SESAME_DLR_ADDR": "off",
+    }
+    serving = start_serve(tmp_path / "var", settings=settings)
+    yield serving
+    serving.process.terminate()
+    serving.process.wait(timeout=30)
+    assert serving.process.returncode == 0, serving.output()
+
+
+def test_a_gateway_timeout_is_not_asked_again(proxy: tuple[str, list[str]], serving: ServeProcess) -> None:
+    """One sendsms forwarded, answered 504: the SMS is FAILED (its one try spent), not sent three times."""
+    _, forwarded = proxy
+    with grpc.insecure_channel(serving.address) as channel:
+        enrol_grpc.EnrollmentServiceStub(channel).EnrollUser(
+            enrol_pb.EnrollUserRequest(user_id="ana", client_id="acme", secure_phone="+33612345678"),
+            timeout=5,
+        )
+        started = auth_grpc.AuthenticationServiceStub(channel).StartChallenge(
+            auth_pb.StartChallengeRequest(user_id="ana", operation=op_pb.Operation(login=op_pb.Login())),
+            timeout=10,
+        )
+    assert dispatched_state(serving.address, started.challenge_id) == auth_pb.DELIVERY_STATE_FAILED
+    assert len(forwarded) == 1
