@@ -91,6 +91,7 @@ async def _disputed_transfer(live: Live, redis_client: aioredis.Redis) -> str:
     assert right.result == auth_pb.VERIFY_RESULT_VERIFIED
     assert live.sealer is not None
     await live.sealer.step()  # sealed, archived, indexed by user (decision 0036)
+    await live.sealer.step()  # the openings journal's entry, journaled by the index step, sealed (0042)
     live.clock.advance(timedelta(days=30))
     await redis_client.delete(live.store.keys.challenge(challenge_id))  # what the purge does
     return challenge_id
@@ -214,6 +215,22 @@ async def test_a_saved_bundle_verifies_offline_with_the_jwk_set_only(
     done = await asyncio.to_thread(_sesame, "--verify", str(saved), "--jwks", str(jwks))
     assert done.returncode == 1
     assert "the entry differs from the entry sealed" in json.loads(done.stdout)["operations"][0]["failed"]
+    # The other side's edits that once held: the edited entry without its inclusion proof, the wrong code
+    # dropped, another challenge's id, the claims shown edited beside the signed proof.
+    attempt["ip"] = CONTEXT.ip
+    pristine, index = json.dumps(bundle), op["journal"].index(attempt)
+    for tamper, failure in (
+        (lambda o: o["inclusion_proofs"].__setitem__(index, None), "has no inclusion proof"),
+        (lambda o: (o["journal"].pop(index), o["inclusion_proofs"].pop(index)), "is missing or out of place"),
+        (lambda o: o.__setitem__("challenge_id", "another"), "is not this bundle's stream"),
+        (lambda o: o["proof"]["claims"].__setitem__("iat", 1), "the header or claims shown are not those"),
+    ):
+        edited = json.loads(pristine)
+        tamper(edited["operations"][0])
+        saved.write_text(json.dumps(edited))
+        done = await asyncio.to_thread(_sesame, "--verify", str(saved), "--jwks", str(jwks))
+        assert done.returncode == 1
+        assert failure in json.loads(done.stdout)["operations"][0]["failed"], done.stdout
     assert challenge_id
 
 

@@ -19,7 +19,7 @@ from tests.unit.test_journal_seal import Signer
 
 STREAM = "sesame:{u:0}:ch:c1:journal"
 USER_STREAM = "sesame:{u:0}:journal:alice"
-HEALTH_STREAM = "sesame:{health}:journal"
+HEALTH_STREAM = "sesame:{s:0}:health:journal"
 
 
 def _entries(stream: str, events: list[dict[str, str]], start: int) -> list[FeedEntry]:
@@ -129,9 +129,62 @@ def _edit_health(bundle: dict[str, Any]) -> None:
     bundle["health"]["entries"][0]["key store"] = "down"
 
 
+def _edit_unproven(bundle: dict[str, Any]) -> None:
+    """The other side's edit, with the proof that would betray it dropped: an event without one."""
+    bundle["journal"][2]["outcome"] = "verified"
+    bundle["inclusion_proofs"][2] = None
+
+
+def _drop_failed_attempt(bundle: dict[str, Any]) -> None:
+    del bundle["journal"][2]
+    del bundle["inclusion_proofs"][2]
+
+
+def _drop_last(bundle: dict[str, Any]) -> None:
+    """The last entry left out: no gap, but its seal (with its leaves) names it."""
+    del bundle["journal"][3]
+    del bundle["inclusion_proofs"][3]
+
+
+def _reorder(bundle: dict[str, Any]) -> None:
+    for part in ("journal", "inclusion_proofs"):
+        bundle[part][2], bundle[part][3] = bundle[part][3], bundle[part][2]
+
+
+def _relabel(bundle: dict[str, Any]) -> None:
+    bundle["challenge_id"] = "c2"
+
+
+def _drop_lifecycle(bundle: dict[str, Any]) -> None:
+    del bundle["lifecycle"]["entries"][0]
+    del bundle["lifecycle"]["inclusion_proofs"][0]
+
+
+def _another_users_lifecycle(bundle: dict[str, Any]) -> None:
+    bundle["journal"][0]["user_id"] = "bob"
+    bundle["inclusion_proofs"][0] = None
+
+
+def _malformed(bundle: dict[str, Any]) -> None:
+    bundle["inclusion_proofs"] = bundle["inclusion_proofs"][:2]
+
+
+def _seals_said_whole(bundle: dict[str, Any]) -> None:
+    bundle["journal_seals"]["sealed_entries"] = 9
+
+
 @pytest.mark.parametrize(
     ("tamper", "failure"),
     [
+        (_edit_unproven, "journal: event 3 of sesame:{u:0}:ch:c1:journal has no inclusion proof"),
+        (_drop_failed_attempt, "journal: entry 3 is missing or out of place (found seq 4)"),
+        (_drop_last, "journal: entry 4 was sealed but is missing"),
+        (_reorder, "journal: entry 3 is missing or out of place (found seq 4)"),
+        (_relabel, "journal: 'sesame:{u:0}:ch:c1:journal' is not this bundle's stream"),
+        (_drop_lifecycle, "lifecycle: the bundle holds none of the user's journal"),
+        (_another_users_lifecycle, "journal: event 1 of sesame:{u:0}:ch:c1:journal has no inclusion"),
+        (_malformed, "journal: not one inclusion proof per event"),
+        (_seals_said_whole, "journal: the journal check differs from the seals'"),
         (
             _edit_entry,
             "journal: event 4 of sesame:{u:0}:ch:c1:journal: the entry differs from the entry sealed",
@@ -140,7 +193,7 @@ def _edit_health(bundle: dict[str, Any]) -> None:
         (_forge_block, "journal: block 2: the signature does not verify"),
         (_drop_block, "journal: event 1 of sesame:{u:0}:ch:c1:journal: block 1 is not in the bundle"),
         (_edit_lifecycle, "lifecycle: event 1 of sesame:{u:0}:journal:alice: the entry differs"),
-        (_edit_health, "health: event 1 of sesame:{health}:journal: the entry differs"),
+        (_edit_health, "health: event 1 of sesame:{s:0}:health:journal: the entry differs"),
     ],
 )
 def test_a_tampered_bundle_fails_offline(

@@ -22,6 +22,7 @@ from typing import Any
 from sesame.server import evidence
 from sesame.server.domain.journal_seal import Seal, seal_from_dict
 from sesame.server.evidence_inclusion import Event, check, proofs, signed_blocks
+from sesame.server.journal_check import check_stream
 
 FACTOR_PREFIXES = ("factor", "first_factor")  # the first factor's fields, once journaled (issue 8 item 3)
 
@@ -70,7 +71,7 @@ def challenge_bundle(
         found["lifecycle"] = proven(str(around.get("lifecycle_stream", "")), user.lifecycle, seals)
         found["health"] = proven(str(around.get("health_stream", "")), user.health, seals)
     found["l133_23"] = sections(found)
-    found["offline_check"] = verify(found, {**_merged(jwks, given.get("jwks"))})
+    found["offline_check"] = verify(found, {**_merged(jwks, given.get("jwks"))}, unsealed=True)
     return found
 
 
@@ -154,19 +155,62 @@ def _all_up(notes: Sequence[Mapping[str, str]]) -> bool | None:
     return all(value == "up" for note in notes for key, value in note.items() if key not in ignored)
 
 
-def verify(bundle: Mapping[str, Any], jwks: Mapping[str, Any]) -> dict[str, Any]:
-    """Check a bundle again with the JWK set of the proof and journal keys only: the proof's signature,
-    each event's inclusion proof to a block signed by a journal key. `valid`, `failed`, counts."""
-    found = _proven_parts(bundle, jwks)
-    if found["valid"]:
-        failed = _user_drawn(bundle) if "operations" in bundle else _challenge_drawn(bundle, jwks)
-        if failed:
-            return {"valid": False, "failed": failed, "covered": found["covered"]}
-    return found
+class _Unsound(Exception):
+    """Where a bundle does not hold, and why (the message is `failed`)."""
 
 
-def _proven_parts(bundle: Mapping[str, Any], jwks: Mapping[str, Any]) -> dict[str, Any]:
-    """Each event's inclusion proof (a user's selection: its own journal; each operation is checked apart)."""
+def verify(bundle: Mapping[str, Any], jwks: Mapping[str, Any], *, unsealed: bool = False) -> dict[str, Any]:
+    """Check a bundle again with the JWK set of the proof and journal keys only: the proof's signature and
+    claims, each event's inclusion proof to a block signed by a journal key, each stream the one of this
+    challenge or user, numbered without a gap; and that what the bundle says is what those give.
+    `valid`, `failed`, counts. A bundle comes from outside: any malformed part is `valid` false, never raises.
+
+    A saved bundle (`--verify`) holds only when every event carries its inclusion proof: an event without
+    one is no evidence. `unsealed` is for the bundle being assembled from the server's answers (its
+    `offline_check`): the newest entries, not sealed yet, are counted as `uncovered` instead."""
+    counts = {"covered": 0, "uncovered": 0}
+    try:
+        _proven_parts(bundle, jwks, counts, unsealed=unsealed)
+        if "operations" in bundle:
+            _user_drawn(bundle)
+        else:
+            _challenge_drawn(bundle, jwks, unsealed=unsealed)
+    except _Unsound as unsound:
+        return {"valid": False, "failed": str(unsound), "covered": counts["covered"]}
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        return {"valid": False, "failed": f"the bundle is malformed: {exc!r}", "covered": counts["covered"]}
+    return {"valid": True, "failed": None, **counts}
+
+
+def _owner(bundle: Mapping[str, Any]) -> tuple[str, str]:
+    """The challenge ("" for a user's selection) and the user whose streams the bundle's parts must be."""
+    if "operations" in bundle:
+        return "", str(bundle.get("user_id") or "")
+    opened: Mapping[str, Any] = next(
+        (e for e in bundle.get("journal", []) if e.get("event") == "challenge.opened"), {}
+    )
+    return str(bundle.get("challenge_id") or ""), str(opened.get("user_id") or "")
+
+
+def _stream_of(name: str, challenge_id: str, user_id: str) -> str:
+    """How the name of the part's stream must end (the leaves hash the stream: it binds each entry to it)."""
+    if not (challenge_id or name != "journal") or not (user_id or name in {"journal", "health"}):
+        raise _Unsound(f"{name}: the bundle names no challenge or user")
+    return {
+        "journal": f"}}:ch:{challenge_id}:journal",
+        "lifecycle": f"}}:journal:{user_id}",
+        "openings": f"}}:openings:{user_id}",
+        "health": "}:health:journal",
+    }[name]
+
+
+def _proven_parts(
+    bundle: Mapping[str, Any], jwks: Mapping[str, Any], counts: dict[str, int], *, unsealed: bool
+) -> None:
+    """Each event's inclusion proof (a user's selection: its own journal; each operation is checked apart).
+    Every event must have one: an event without is not evidence (not sealed yet when the bundle was made,
+    or added since), and each part's stream must be the challenge's, the user's, the health notes'."""
+    challenge_id, user_id = _owner(bundle)
     own = (
         []
         if "operations" in bundle
@@ -180,46 +224,131 @@ def _proven_parts(bundle: Mapping[str, Any], jwks: Mapping[str, Any]) -> dict[st
             if isinstance(part := bundle.get(name), Mapping)
         ],
     ]
-    covered = uncovered = 0
+    lifecycle = bundle.get("lifecycle")
+    if own and not unsealed and (not isinstance(lifecycle, Mapping) or not lifecycle.get("entries")):
+        # A challenge's user was enrolled before it: its journal holds the enrolment at least. Without it,
+        # the number in use, the suspensions and the blocks would be left out unseen.
+        raise _Unsound("lifecycle: the bundle holds none of the user's journal")
     for name, stream, entries, holder in parts:
+        if entries and not str(stream).endswith(_stream_of(name, challenge_id, user_id)):
+            raise _Unsound(f"{name}: {stream!r} is not this bundle's stream")
+        proven = holder.get("inclusion_proofs", [None] * len(entries))
+        if len(proven) != len(entries):
+            raise _Unsound(f"{name}: not one inclusion proof per event")
         result = check(
-            [Event(str(stream), entry) for entry in entries],
-            holder.get("inclusion_proofs", [None] * len(entries)),
-            holder.get("signed_blocks", []),
-            jwks,
+            [Event(str(stream), entry) for entry in entries], proven, holder.get("signed_blocks", []), jwks
         )
         if not result.valid:
-            return {"valid": False, "failed": f"{name}: {result.failed}", "covered": covered}
-        covered, uncovered = covered + result.covered, uncovered + result.uncovered
-    return {"valid": True, "failed": None, "covered": covered, "uncovered": uncovered}
+            raise _Unsound(f"{name}: {result.failed}")
+        if result.uncovered and not unsealed:
+            position = next(i for i, p in enumerate(proven, start=1) if p is None)
+            raise _Unsound(
+                f"{name}: event {position} of {stream} has no inclusion proof (not sealed when the bundle "
+                "was made: ask for it again)"
+            )
+        if name != "journal":
+            _gapless(name, entries)
+        counts["covered"] += result.covered
+        counts["uncovered"] += result.uncovered
 
 
-def _user_drawn(bundle: Mapping[str, Any]) -> str | None:
-    """Why a user's selection does not say what its proven events give, None when it does."""
+def _gapless(name: str, entries: Sequence[Mapping[str, str]]) -> None:
+    """A part's entries numbered one after the other: the user's journal from its first entry
+    (GetUserEvidence gives it whole up to `until`), the health notes without a hole. The openings journal's
+    numbering is the completeness' business (it names the gap as missing)."""
+    if name == "openings" or not entries:
+        return
+    seqs = [int(entry.get("seq", "0")) for entry in entries]
+    first = 1 if name == "lifecycle" else seqs[0]
+    for expected, seq in enumerate(seqs, start=first):
+        if seq != expected:
+            raise _Unsound(f"{name}: entry {expected} is missing or out of place (found seq {seq})")
+
+
+def _user_drawn(bundle: Mapping[str, Any]) -> None:
+    """A user's selection says what its proven events give."""
     lifecycle = (bundle.get("lifecycle") or {}).get("entries", [])
     selector = bundle.get("selector") or {}
     if bundle.get("risk_denials") != risk_denials(lifecycle, selector):
-        return "the risk denials differ from the user's journal's"
+        raise _Unsound("the risk denials differ from the user's journal's")
     openings = (bundle.get("openings") or {}).get("entries", [])
     if bundle.get("completeness") != completeness(openings, bundle.get("found", []), selector):
-        return "the completeness differs from the openings journal's"
-    return None
+        raise _Unsound("the completeness differs from the openings journal's")
 
 
-def _challenge_drawn(bundle: Mapping[str, Any], jwks: Mapping[str, Any]) -> str | None:
-    """Why a challenge's bundle does not say what its proven events give (the PDF is drawn from it), or its
-    proof does not verify; None when all holds."""
-    if bundle.get("operation_as_authorised") != evidence.authorised_operation(bundle.get("journal", [])):
-        return "the operation as authorised differs from the journal's"
+def _challenge_drawn(bundle: Mapping[str, Any], jwks: Mapping[str, Any], *, unsealed: bool) -> None:
+    """A challenge's bundle says what its proven events give (the PDF is drawn from it), and its proof
+    verifies and is this challenge's."""
+    journal = bundle.get("journal", [])
+    challenge_id = bundle["challenge_id"]
+    if any(e.get("challenge_id", challenge_id) != challenge_id for e in journal):
+        raise _Unsound("journal: an entry names another challenge")
+    _journal_whole(bundle, jwks, unsealed=unsealed)
+    if bundle.get("operation_as_authorised") != evidence.authorised_operation(journal):
+        raise _Unsound("the operation as authorised differs from the journal's")
+    _proof_bound(bundle, jwks)
     if "l133_23" in bundle and bundle["l133_23"] != sections(bundle):
-        return "the L.133-23 sections differ from the events they are drawn from"
-    proof = bundle.get("proof")
-    if proof:
-        try:
-            evidence.check_proof(str(proof.get("jws", "")), jwks)
-        except evidence.ProofRejected as rejected:
-            return f"proof: {rejected}"
-    return None
+        raise _Unsound("the L.133-23 sections differ from the events they are drawn from")
+
+
+def _journal_whole(bundle: Mapping[str, Any], jwks: Mapping[str, Any], *, unsealed: bool) -> None:
+    """The challenge's journal numbered 1, 2, ... in order, and checked again against the seals the bundle
+    carries (with their leaves: a sealed entry left out, even the last, is found), as `journal_seals` says."""
+    journal = bundle.get("journal", [])
+    for expected, entry in enumerate(journal, start=1):
+        if entry.get("seq") != str(expected):
+            raise _Unsound(
+                f"journal: entry {expected} is missing or out of place (found seq {entry.get('seq')})"
+            )
+    seals = bundle.get("journal_seals")
+    if seals is None and unsealed:
+        return  # assembling: a server that gave no seals (none yet); `journal_seals` says so
+    given = seals.get("given") if isinstance(seals, Mapping) else None
+    if (
+        not isinstance(seals, Mapping)
+        or not isinstance(given, Mapping)
+        or given.get("stream") != bundle.get("journal_stream")
+    ):
+        raise _Unsound("journal: the bundle carries no seals of its stream")
+    held = _seals(given)
+    named = {int(b["block"]["number"]) for b in bundle.get("signed_blocks", [])}
+    if not named <= {seal.block.number for seal in held}:
+        raise _Unsound("journal: a block of its inclusion proofs is not among its seals")
+    checked = check_stream(str(given["stream"]), journal, held, jwks).as_dict()
+    if not checked["valid"]:
+        raise _Unsound(f"journal: {checked['failed']}")
+    if {k: v for k, v in seals.items() if k != "given"} != checked:
+        raise _Unsound("journal: the journal check differs from the seals'")
+
+
+def _proof_bound(bundle: Mapping[str, Any], jwks: Mapping[str, Any]) -> None:
+    """The proof verifies, is the one the journal names for this challenge, and the bundle shows its header,
+    claims and checks as they are; a journal that names a proof has it in the bundle."""
+    journal = bundle.get("journal", [])
+    section = bundle.get("proof")
+    if not section:
+        if named := proof_jti(journal):
+            raise _Unsound(f"proof: the journal names proof {named}, the bundle holds none")
+        return
+    try:
+        parsed = evidence.check_proof(str(section.get("jws", "")), jwks)
+    except evidence.ProofRejected as rejected:
+        raise _Unsound(f"proof: {rejected}") from None
+    if (section.get("header"), section.get("claims")) != (parsed.header, parsed.claims):
+        raise _Unsound("proof: the header or claims shown are not those signed")
+    if parsed.claims.get("challenge_id") != bundle["challenge_id"]:
+        raise _Unsound("proof: it is another challenge's")
+    if not evidence.claims_match_journal(parsed.claims, journal):
+        raise _Unsound("proof: its claims are not those the journal gives")
+    checks = section.get("verification") or {}
+    shown = (checks.get("valid"), checks.get("claims_match_journal"), checks.get("signature"))
+    if shown != (True, True, f"ES256, verified under {parsed.kid}"):
+        raise _Unsound("proof: the checks shown are not those made")
+
+
+def proof_jti(journal: Sequence[Mapping[str, str]]) -> str:
+    """The jti of the proof the journal names ("" when none)."""
+    return next((e.get("jti", "") for e in journal if e.get("event") == "challenge.proof"), "")
 
 
 def user_bundle(
@@ -241,7 +370,7 @@ def user_bundle(
         "risk_denials": risk_denials(lifecycle["entries"], selector),
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    found["offline_check"] = verify(found, around.get("jwks") or {})
+    found["offline_check"] = verify(found, around.get("jwks") or {}, unsealed=True)
     return found
 
 
