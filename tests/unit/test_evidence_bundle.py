@@ -13,7 +13,7 @@ from pypdf import PdfReader
 
 from sesame.server.domain.journal_seal import FeedEntry, seal_to_dict
 from sesame.server.evidence import EvidenceRecord
-from sesame.server.evidence_bundle import UserRecord, challenge_bundle, is_sound, verify
+from sesame.server.evidence_bundle import UserRecord, challenge_bundle, is_sound, user_bundle, verify
 from sesame.server.evidence_pdf import render
 from tests.unit.test_journal_seal import Signer
 
@@ -234,3 +234,29 @@ def test_the_first_factor_and_the_pdf(sealed: tuple[dict[str, Any], dict[str, An
     )
     assert "code erroné" in text
     assert "Toutes les dépendances opérationnelles : oui" in text
+
+
+def _selection(bundle: dict[str, Any], operations: list[dict[str, Any]]) -> dict[str, Any]:
+    """alice's selection over the fixture's challenge, as `sesame evidence --user` assembles it."""
+    found = [{"challenge_id": "c1", "opened_at": "2026-10-31T10:00:00+00:00", "transaction_id": "tx-1"}]
+    user = UserRecord(user_id="alice", challenges=found, lifecycle=[], health=[], seals_json="")
+    selection = user_bundle(
+        {"user_id": "alice", "since": "", "until": "", "transaction_id": ""}, user, operations
+    )
+    selection["lifecycle"] = copy.deepcopy(bundle["lifecycle"])  # with its inclusion proofs
+    return selection
+
+
+def test_a_users_selection_holds_its_operations_one_each_and_the_users_only(
+    sealed: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    """An operation found but left out, one shown twice, another user's: checked on the selection."""
+    bundle, jwks = sealed
+    assert verify(_selection(bundle, [bundle]), jwks)["valid"] is True
+    dropped = verify(_selection(bundle, []), jwks)
+    assert dropped["failed"] == "the operations are not the challenges found, one each"
+    twice = verify(_selection(bundle, [bundle, bundle]), jwks)
+    assert twice["failed"] == "the operations are not the challenges found, one each"
+    bobs = copy.deepcopy(bundle)
+    bobs["journal"][0]["user_id"] = "bob"
+    assert verify(_selection(bundle, [bobs]), jwks)["failed"] == "operation c1: another user's"

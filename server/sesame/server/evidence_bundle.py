@@ -274,6 +274,15 @@ def _user_drawn(bundle: Mapping[str, Any]) -> None:
     openings = (bundle.get("openings") or {}).get("entries", [])
     if bundle.get("completeness") != completeness(openings, bundle.get("found", []), selector):
         raise _Unsound("the completeness differs from the openings journal's")
+    # Each challenge found has its operation's bundle, once, in the order found, and each is the user's
+    # (each operation's bundle is checked apart: its opening, with the user, is proven there).
+    found = [str(m.get("challenge_id", "")) for m in bundle.get("found", [])]
+    operations = bundle.get("operations", [])
+    if [op.get("challenge_id") for op in operations] != found:
+        raise _Unsound("the operations are not the challenges found, one each")
+    for op in operations:
+        if _owner(op)[1] != bundle.get("user_id"):
+            raise _Unsound(f"operation {op.get('challenge_id')}: another user's")
 
 
 def _challenge_drawn(bundle: Mapping[str, Any], jwks: Mapping[str, Any], *, unsealed: bool) -> None:
