@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from pypdf import PdfReader
 from sesame.server.domain.journal_seal import FeedEntry, seal_to_dict
 from sesame.server.evidence import EvidenceRecord
 from sesame.server.evidence_bundle import UserRecord, challenge_bundle, is_sound, user_bundle, verify
+from sesame.server.evidence_command import check_saved
 from sesame.server.evidence_pdf import render
 from tests.unit.test_journal_seal import Signer
 
@@ -260,3 +262,21 @@ def test_a_users_selection_holds_its_operations_one_each_and_the_users_only(
     bobs = copy.deepcopy(bundle)
     bobs["journal"][0]["user_id"] = "bob"
     assert verify(_selection(bundle, [bobs]), jwks)["failed"] == "operation c1: another user's"
+
+
+def test_a_saved_bundle_that_names_a_key_twice_fails(
+    sealed: tuple[dict[str, Any], dict[str, Any]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`"outcome": "verified", "outcome": "wrong_code"`: Python reads the sealed last value, a reader that
+    keeps the first (many do) reads another outcome from the same file: refused, whatever the leaves say."""
+    bundle, jwks = sealed
+    saved = tmp_path / "bundle.json"
+    saved.write_text(json.dumps(bundle))
+    assert check_saved(str(saved), jwks) == 0
+    text = json.dumps(bundle).replace(
+        '"outcome": "wrong_code"', '"outcome": "verified", "outcome": "wrong_code"', 1
+    )
+    saved.write_text(text)
+    capsys.readouterr()
+    assert check_saved(str(saved), jwks) == 1
+    assert json.loads(capsys.readouterr().out)["failed"] == "the bundle names 'outcome' twice in one object"

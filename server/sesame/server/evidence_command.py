@@ -79,7 +79,12 @@ def parse_time(value: str | None, option: str) -> datetime | None:
 def check_saved(bundle_file: str, jwks: Any) -> int:
     """`--verify`: a saved bundle checked with the JWK set only; prints the result, 0 when it holds."""
     try:
-        bundle = json.loads(Path(bundle_file).read_text(encoding="utf-8"))
+        bundle = json.loads(Path(bundle_file).read_text(encoding="utf-8"), object_pairs_hook=_one_each)
+    except _RepeatedKey as repeated:
+        # Python keeps the last value of a repeated key, other readers the first: the expert's tool and the
+        # lawyer's could read two amounts from one file. Sésame never writes one.
+        print(json.dumps({"valid": False, "failed": str(repeated)}, indent=2))  # noqa: T201
+        return 1
     except (OSError, ValueError) as exc:
         raise ConfigurationError(f"the bundle cannot be read ({exc})") from None
     keys = jwks if isinstance(jwks, dict) else {}
@@ -93,6 +98,19 @@ def check_saved(bundle_file: str, jwks: Any) -> int:
         checked["valid"] = checked["valid"] and bool(results)
     print(json.dumps(checked, indent=2))  # noqa: T201
     return 0 if checked["valid"] else 1
+
+
+class _RepeatedKey(Exception):
+    """A JSON object of the bundle names one key twice."""
+
+
+def _one_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _RepeatedKey(f"the bundle names {key!r} twice in one object")
+        found[key] = value
+    return found
 
 
 def report(bundle: dict[str, Any], pdf: str | None) -> int:
