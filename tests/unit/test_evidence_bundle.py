@@ -15,7 +15,7 @@ from pypdf import PdfReader
 from sesame.server.domain.journal_seal import FeedEntry, seal_to_dict
 from sesame.server.evidence import EvidenceRecord
 from sesame.server.evidence_bundle import UserRecord, challenge_bundle, is_sound, user_bundle, verify
-from sesame.server.evidence_command import check_saved
+from sesame.server.evidence_command import check_saved, thumbprint
 from sesame.server.evidence_pdf import render
 from tests.unit.test_journal_seal import Signer
 
@@ -280,3 +280,23 @@ def test_a_saved_bundle_that_names_a_key_twice_fails(
     capsys.readouterr()
     assert check_saved(str(saved), jwks) == 1
     assert json.loads(capsys.readouterr().out)["failed"] == "the bundle names 'outcome' twice in one object"
+
+
+def test_verify_names_the_keys_it_used_and_refuses_a_bundle_whose_own_keys_are_others(
+    sealed: tuple[dict[str, Any], dict[str, Any]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bundle re-signed with the other side's keys verifies with the set it carries: the thumbprints
+    printed are what the expert compares with the bank's; a set it carries under the bank's kid with another
+    key than --jwks holds is refused."""
+    bundle, jwks = sealed
+    saved = tmp_path / "bundle.json"
+    saved.write_text(json.dumps(bundle))
+    capsys.readouterr()
+    assert check_saved(str(saved), jwks) == 0
+    (key,) = jwks["keys"]
+    assert json.loads(capsys.readouterr().out)["keys_used"] == {key["kid"]: [thumbprint(key)]}
+    bundle["journal_jwks"] = Signer().jwks  # the same kid, another key
+    saved.write_text(json.dumps(bundle))
+    assert check_saved(str(saved), jwks) == 1
+    checked = json.loads(capsys.readouterr().out)
+    assert checked["keys_differ"] == f"the bundle's journal_jwks holds another key {key['kid']!r} than --jwks"

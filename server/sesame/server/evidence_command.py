@@ -4,6 +4,8 @@ and as a PDF with `--pdf`; or a saved bundle checked again with `--verify FILE -
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import sys
 from datetime import UTC, datetime, timedelta
@@ -96,8 +98,69 @@ def check_saved(bundle_file: str, jwks: Any) -> int:
         checked["valid"] = checked["valid"] and checked["user"]["valid"]
     else:
         checked["valid"] = checked["valid"] and bool(results)
+    checked["keys_used"] = keys_used(bundle, keys)
+    if failed := _own_keys_differ(bundle, keys):
+        checked["valid"], checked["keys_differ"] = False, failed
     print(json.dumps(checked, indent=2))  # noqa: T201
     return 0 if checked["valid"] else 1
+
+
+def thumbprint(jwk: Any) -> str:
+    """The RFC 7638 SHA-256 thumbprint of an EC key (base64url): what to compare with the bank's published
+    keys, whatever the `kid` says."""
+    required = {name: str(jwk.get(name, "")) for name in ("crv", "kty", "x", "y")}
+    digest = hashlib.sha256(json.dumps(required, sort_keys=True, separators=(",", ":")).encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def _named_kids(bundle: Any) -> set[str]:
+    """The kids a bundle's proofs and signed blocks name."""
+    found: set[str] = set()
+    for part in _parts(bundle):
+        proof = part.get("proof")
+        if isinstance(proof, dict) and isinstance(proof.get("header"), dict):
+            found.add(str(proof["header"].get("kid", "")))
+        for holder in [part, *[part.get(n) for n in ("lifecycle", "health", "openings")]]:
+            if isinstance(holder, dict):
+                found |= {str(b.get("block", {}).get("kid", "")) for b in holder.get("signed_blocks", [])}
+    return found - {""}
+
+
+def _parts(bundle: Any) -> list[dict[str, Any]]:
+    """A bundle and its operations' bundles (a user's selection), those that are objects."""
+    if not isinstance(bundle, dict):
+        return []
+    operations = bundle.get("operations")
+    return [p for p in [bundle, *(operations if isinstance(operations, list) else [])] if isinstance(p, dict)]
+
+
+def _keys(jwks: Any) -> list[dict[str, Any]]:
+    keys = jwks.get("keys") if isinstance(jwks, dict) else None
+    return [key for key in keys if isinstance(key, dict)] if isinstance(keys, list) else []
+
+
+def keys_used(bundle: Any, jwks: Any) -> dict[str, list[str]]:
+    """For each kid the bundle names, the thumbprints of the keys of `--jwks` under it: the bundle holds
+    only if those are the bank's keys (its published sets), which the expert compares, not the kids."""
+    return {
+        kid: [thumbprint(key) for key in _keys(jwks) if key.get("kid") == kid]
+        for kid in sorted(_named_kids(bundle))
+    }
+
+
+def _own_keys_differ(bundle: Any, jwks: Any) -> str:
+    """A key the bundle carries (`jwks`, `journal_jwks`) under a kid that `--jwks` holds with another key
+    only: a bundle re-signed with other keys, or checked with other sets than the bank's ("" when none)."""
+    given: dict[str, set[str]] = {}
+    for key in _keys(jwks):
+        given.setdefault(str(key.get("kid")), set()).add(thumbprint(key))
+    for part in _parts(bundle):
+        for name in ("jwks", "journal_jwks"):
+            for key in _keys(part.get(name)):
+                kid = str(key.get("kid"))
+                if kid in given and thumbprint(key) not in given[kid]:
+                    return f"the bundle's {name} holds another key {kid!r} than --jwks"
+    return ""
 
 
 class _RepeatedKey(Exception):
