@@ -300,3 +300,16 @@ def test_verify_names_the_keys_it_used_and_refuses_a_bundle_whose_own_keys_are_o
     assert check_saved(str(saved), jwks) == 1
     checked = json.loads(capsys.readouterr().out)
     assert checked["keys_differ"] == f"the bundle's journal_jwks holds another key {key['kid']!r} than --jwks"
+
+
+@pytest.mark.parametrize(
+    ("currency", "shown"),
+    [("EUR", "1 250,00 EUR"), ("JPY", "125 000 JPY"), ("KWD", "125,000 KWD"), ("XXZ", "125000 (unités")],
+)
+def test_the_pdf_shows_the_amount_with_the_currencys_decimals(currency: str, shown: str) -> None:
+    """amount_minor 125000 is ¥125,000 and 125.000 dinars: the PDF said "1 250,00" for every currency,
+    where the JSON and the SMS the customer read said otherwise."""
+    authorised = {"type": "credit_transfer", "amount": {"currency": currency, "amount_minor": 125000}}
+    bundle = {"l133_23": {"accounted_for": {"operation_as_authorised": authorised}}}
+    text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(render(bundle))).pages)
+    assert f"Montant : {shown}" in text

@@ -22,6 +22,9 @@ from typing import Any
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
+from sesame.server.domain.operation import Money
+from sesame.server.domain.sms_text import format_amount
+
 _log = logging.getLogger("sesame.evidence")
 # fpdf2 subsets the embedded fonts with fontTools, which logs each table it prunes at INFO: about a hundred
 # lines on `sesame evidence --pdf`'s standard error, burying its own message. Its warnings still show.
@@ -298,9 +301,12 @@ def _events(pdf: _Document, bundle: Mapping[str, Any]) -> None:
 
 
 def money(amount_minor: int, currency: str) -> str:
-    """1 250,00 EUR: the French way (two decimals)."""
-    units, cents = divmod(amount_minor, 100)
-    return f"{units:,}".replace(",", " ") + f",{cents:02d} {currency}"
+    """The amount as the SMS worded it in French, with the currency's own decimals (ISO 4217): 1 250,00 EUR,
+    125 000 JPY, 1,250 KWD. A code outside ISO 4217 (a bundle edited by hand) shows its minor units."""
+    try:
+        return format_amount(Money(currency, amount_minor), "fr")
+    except KeyError:
+        return f"{amount_minor} (unités mineures) {currency}"
 
 
 def when(at: Any) -> str:
