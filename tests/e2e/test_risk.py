@@ -308,3 +308,32 @@ async def test_a_denied_request_id_sent_for_another_operation_is_refused_not_sil
         await guarded.auth.StartChallenge(other)
     assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert len(denials_in(await guarded.store.users.user_journal(user_id))) == 1
+
+
+async def test_a_denied_request_repeated_is_counted_once(guarded: Live, operator: Operator) -> None:
+    """A caller's retry loop on a denied request id is one attempt (decision 0050): journaled once, and
+    counted once in sesame_risk_decisions_total, its reasons and rules too (a retry answered by its first
+    answer counts nothing, decision 0043); a new request id is a new attempt, counted."""
+    user_id = await enrolled(guarded)
+    operator.changes[PHONE] = datetime.now(UTC) - timedelta(hours=2)
+    request = auth_pb.StartChallengeRequest(
+        user_id=user_id, operation=transfer(), context=CONTEXT, request_id="pay-loop"
+    )
+    for _ in range(5):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await guarded.auth.StartChallenge(request)
+        assert risk_denied(caught.value)["reasons"] == "SIM_SWAP"
+    registry = guarded.metrics.registry
+    decisions = {"operation": "credit_transfer", "decision": "deny"}
+    reasons = {"reason": "SIM_SWAP", "decision": "deny"}
+    rules = {"rule": "recent-sim-swap", "decision": "deny"}
+    assert await counted(registry, "sesame_risk_decisions_total", decisions) == 1
+    assert registry.get_sample_value("sesame_risk_reasons_total", reasons) == 1
+    assert registry.get_sample_value("sesame_risk_rules_total", rules) == 1
+    with pytest.raises(grpc.aio.AioRpcError):
+        await guarded.auth.StartChallenge(
+            auth_pb.StartChallengeRequest(
+                user_id=user_id, operation=transfer(), context=CONTEXT, request_id="pay-other"
+            )
+        )
+    assert registry.get_sample_value("sesame_risk_decisions_total", decisions) == 2

@@ -234,14 +234,17 @@ class MemoryChallenges:
             )
             claim = (user.user_id, opening.request_id)
             denied = f"-{digest(opening.operation).hex()}"
-            if not opening.request_id or self._m._requests.get(claim, ("", None))[0] != denied:
+            again = bool(opening.request_id) and self._m._requests.get(claim, ("", None))[0] == denied
+            if not again:
                 # As open_challenge.lua: a request id is denied once, its retries journal nothing more.
                 if opening.request_id:
                     self._m._requests[claim] = (denied, opening.expires_at)
                 journal_denial(self._m, denial)
             told = asked.rules.described(kept)
             descriptions = tuple(reason.description for reason in told.reasons)
-            raise RiskDenied(user.user_id, told.codes, descriptions, told.rules_version, told.rules)
+            raise RiskDenied(
+                user.user_id, told.codes, descriptions, told.rules_version, told.rules, again=again
+            )
         return kept
 
     def _earlier(self, opening: Opening) -> Challenge | None:

@@ -125,7 +125,10 @@ class RedisChallenges(RedisPlace):
                 assert said is not None
                 told = opening.question.rules.described(said)
                 descriptions = tuple(reason.description for reason in told.reasons)
-                raise RiskDenied(opening.user_id, told.codes, descriptions, told.rules_version, told.rules)
+                again = len(reply) > 2 and reply[2] == b"1"  # a retry of a denied request id
+                raise RiskDenied(
+                    opening.user_id, told.codes, descriptions, told.rules_version, told.rules, again=again
+                )
             case b"sim_number":
                 raise SimNumberMoved(reply[1].decode())
         raise _refused(opening, reply, charges)

@@ -35,7 +35,8 @@
 -- {'phone_changed'}, {'phone_unchanged'} (a change_phone to the stored number), {'exists'} (the id was
 -- already used: the journal outlives the hash),
 -- {'exhausted', budget index (0-based), wait_ms}, {'risk_denied', kept assessment} (journaled in the user's
--- sealed journal, decision 0042; nothing else written) or
+-- sealed journal, decision 0042; nothing else written; a 3rd element '1' when the request id was denied
+-- before: its retry, journaled and counted nothing more) or
 -- {'sim_number', phone} (the SIM-swap answer is about another number than the stored one: asked again).
 -- 'opened' has a 5th element, the kept assessment, when the rules decided.
 --#include _send_budgets.lua
@@ -153,7 +154,8 @@ if risk_program ~= '-' then
       -- allow opens one and takes the claim).
       local denied = '-' .. op_digest
       local claimed = redis.call('GET', request)
-      if claimed == denied or claimed == '-' then return {'risk_denied', kept} end
+      -- '1': a retry, counted nothing more (one attempt, decision 0050).
+      if claimed == denied or claimed == '-' then return {'risk_denied', kept, '1'} end
       redis.call('SET', request, denied, 'PXAT', expires_at)
     end
     -- A denial charges no budget: only the first 20 of the user's hour are journaled, later ones counted in

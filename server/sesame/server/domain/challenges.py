@@ -245,7 +245,7 @@ class ChallengeFlows:
                 asked = await self._risk.question(request, moved.number)
                 continue
             except RiskDenied as denied:
-                if self._risk is not None:
+                if self._risk is not None and not denied.again:  # a retried request id: one attempt
                     self._risk.denied(request.operation, denied)
                 raise
             if self._risk is not None:

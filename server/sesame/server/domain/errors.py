@@ -270,22 +270,26 @@ class RiskDenied(SesameError):
     """The risk rules deny the operation (docs/risk.md): no challenge was opened, no SMS sent.
 
     `codes` and `descriptions` are the matching rules' reasons (ours, never the caller's values),
-    `rules_version` the rules that decided.
+    `rules_version` the rules that decided. `again`: the request id was denied before, so this is a
+    retry of one attempt, journaled and counted once (decision 0050).
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 (the denial's parts, as the step answers them)
         self,
         user_id: str,
         codes: tuple[str, ...],
         descriptions: tuple[str, ...],
         rules_version: str,
         rules: tuple[str, ...] = (),  # the matched rules' ids, for the metrics
+        *,
+        again: bool = False,
     ) -> None:
         super().__init__(user_id)
         self.codes = codes
         self.descriptions = descriptions
         self.rules_version = rules_version
         self.rules = rules
+        self.again = again
 
 
 class SimSwapUnavailable(SesameError):
