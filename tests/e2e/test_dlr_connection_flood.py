@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import resource
-import secrets
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,9 +26,9 @@ from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.api.v1 import operation_pb2 as op_pb
-from tests.support.kannel import Kannel
+from tests.support.kannel import Kannel, kannel_settings
 from tests.support.outbox import dispatched_state
-from tests.support.serve_process import ServeProcess, start_serve
+from tests.support.serve_process import ServeProcess, served
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -43,18 +42,8 @@ WITHIN = 3.0
 @pytest.fixture
 def serving(kannel: Kannel, tmp_path: Path) -> Iterator[ServeProcess]:
     """`sesame serve` through the session's Kannel, reports on a loopback port."""
-    settings = {
-        "SESAME_SMS_PROVIDERS": "kannel",
-        "SESAME_KANNEL_URL": kannel.url,
-        "SESAME_KANNEL_USERNAME": kannel.username,
-        "SESAME_KANNEL_PASSWORD": kannel.password,
-        "SESAME_DLR_ADDR": "127.0.0.1:0",
-        "SESAME_DLR_TOKEN": secrets.token_urlsafe(32),
-    }
-    serving = start_serve(tmp_path / "var", settings=settings)
-    yield serving
-    serving.process.terminate()
-    serving.process.wait(timeout=30)
+    with served(tmp_path / "var", kannel_settings(kannel)) as serving:
+        yield serving
 
 
 def test_a_flood_of_report_connections_leaves_the_worker_its_descriptors(serving: ServeProcess) -> None:

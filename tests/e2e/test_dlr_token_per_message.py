@@ -10,7 +10,6 @@ URL's challenge and reference under the secret: it authenticates that message's 
 from __future__ import annotations
 
 import re
-import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,9 +23,9 @@ from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.api.v1 import operation_pb2 as op_pb
-from tests.support.kannel import Kannel, running_kannel
+from tests.support.kannel import Kannel, kannel_settings, running_kannel
 from tests.support.outbox import dispatched_state
-from tests.support.serve_process import ServeProcess, start_serve, until
+from tests.support.serve_process import ServeProcess, served, until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -45,20 +44,8 @@ def kannel(tmp_path: Path) -> Iterator[Kannel]:
 @pytest.fixture
 def serving(kannel: Kannel, tmp_path: Path) -> Iterator[ServeProcess]:
     """`sesame serve` through that Kannel, reports on a loopback port."""
-    settings = {
-        "SESAME_SMS_PROVIDERS": "kannel",
-        "SESAME_KANNEL_URL": kannel.url,
-        "SESAME_KANNEL_USERNAME": kannel.username,
-        "SESAME_KANNEL_PASSWORD": kannel.password,
-        "SESAME_DLR_ADDR": "127.0.0.1:0",
-        "SESAME_DLR_TOKEN": secrets.token_urlsafe(32),
-        "SESAME_SMS_RETRIES": "0",
-    }
-    serving = start_serve(tmp_path / "var", settings=settings)
-    yield serving
-    serving.process.terminate()
-    serving.process.wait(timeout=30)
-    assert serving.process.returncode == 0, serving.output()
+    with served(tmp_path / "var", kannel_settings(kannel, SESAME_SMS_RETRIES="0")) as serving:
+        yield serving
 
 
 def _state(auth: auth_grpc.AuthenticationServiceStub, challenge_id: str) -> int:

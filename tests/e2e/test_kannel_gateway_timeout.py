@@ -23,7 +23,7 @@ from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.api.v1 import operation_pb2 as op_pb
 from tests.support.outbox import dispatched_state
-from tests.support.serve_process import ServeProcess, start_serve
+from tests.support.serve_process import ServeProcess, served
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -69,11 +69,8 @@ def serving(proxy: tuple[str, list[str]], tmp_path: Path) -> Iterator[ServeProce
         "SESAME_KANNEL_PASSWORD": "s3cr3t-kannel",
         "SESAME_DLR_ADDR": "off",
     }
-    serving = start_serve(tmp_path / "var", settings=settings)
-    yield serving
-    serving.process.terminate()
-    serving.process.wait(timeout=30)
-    assert serving.process.returncode == 0, serving.output()
+    with served(tmp_path / "var", settings) as serving:
+        yield serving
 
 
 def test_a_gateway_timeout_is_not_asked_again(proxy: tuple[str, list[str]], serving: ServeProcess) -> None:

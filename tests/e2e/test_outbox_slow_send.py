@@ -22,8 +22,8 @@ from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.api.v1 import operation_pb2 as op_pb
 from tests.support.outbox import dispatched_state
-from tests.support.serve_process import ServeProcess, start_serve
-from tests.support.smsc import Smsc, serving_in_thread
+from tests.support.serve_process import ServeProcess, served
+from tests.support.smsc import Smsc, serving_in_thread, smpp_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -42,21 +42,11 @@ def smsc() -> Iterator[Smsc]:
 @pytest.fixture
 def serving(smsc: Smsc, tmp_path: Path) -> Iterator[ServeProcess]:
     """One worker, two dispatch loops, SMPP at 1 submit a second, entries claimed after 3 s idle."""
-    settings = {
-        "SESAME_SMS_PROVIDERS": "smpp",
-        "SESAME_SMPP_HOST": "127.0.0.1",
-        "SESAME_SMPP_PORT": str(smsc.port),
-        "SESAME_SMPP_SYSTEM_ID": "sesame",
-        "SESAME_SMPP_PASSWORD": "s3cr3t!x",
-        "SESAME_SMPP_RATE_PER_SECOND": "1",
-        "SESAME_DISPATCHERS": "2",
-        "SESAME_OUTBOX_CLAIM_IDLE_SECONDS": "3",
-    }
-    serving = start_serve(tmp_path / "var", settings=settings)
-    yield serving
-    serving.process.terminate()
-    serving.process.wait(timeout=30)
-    assert serving.process.returncode == 0, serving.output()
+    settings = smpp_settings(
+        smsc, SESAME_SMPP_RATE_PER_SECOND="1", SESAME_DISPATCHERS="2", SESAME_OUTBOX_CLAIM_IDLE_SECONDS="3"
+    )
+    with served(tmp_path / "var", settings) as serving:
+        yield serving
 
 
 def test_a_burst_paced_past_the_claim_idle_time_is_sent_once(smsc: Smsc, serving: ServeProcess) -> None:

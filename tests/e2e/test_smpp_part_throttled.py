@@ -23,8 +23,8 @@ from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.api.v1 import operation_pb2 as op_pb
 from sesame.clients import smpp_text
 from tests.support.outbox import dispatched_state
-from tests.support.serve_process import ServeProcess, start_serve
-from tests.support.smsc import Smsc, serving_in_thread
+from tests.support.serve_process import ServeProcess, served
+from tests.support.smsc import Smsc, serving_in_thread, smpp_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -44,19 +44,8 @@ def smsc() -> Iterator[Smsc]:
 @pytest.fixture
 def serving(smsc: Smsc, tmp_path: Path) -> Iterator[ServeProcess]:
     """A `sesame serve` whose only provider is the SMSC, one try per SMS (the default)."""
-    settings = {
-        "SESAME_SMS_PROVIDERS": "smpp",
-        "SESAME_SMPP_HOST": "127.0.0.1",
-        "SESAME_SMPP_PORT": str(smsc.port),
-        "SESAME_SMPP_SYSTEM_ID": "sesame",
-        "SESAME_SMPP_PASSWORD": "s3cr3t!x",
-        "SESAME_SMPP_CONNECT_TIMEOUT_SECONDS": "2",
-    }
-    serving = start_serve(tmp_path / "var", settings=settings)
-    yield serving
-    serving.process.terminate()
-    serving.process.wait(timeout=30)
-    assert serving.process.returncode == 0, serving.output()
+    with served(tmp_path / "var", smpp_settings(smsc, SESAME_SMPP_CONNECT_TIMEOUT_SECONDS="2")) as serving:
+        yield serving
 
 
 def test_a_throttled_second_part_is_submitted_again_alone(smsc: Smsc, serving: ServeProcess) -> None:

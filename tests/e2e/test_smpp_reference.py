@@ -23,7 +23,7 @@ from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisState
 from sesame.clients.sms_reference import user_message_reference
 from tests.support.serve_process import ServeProcess, start_serve
-from tests.support.smsc import Smsc, serving_in_thread
+from tests.support.smsc import Smsc, serving_in_thread, smpp_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -43,15 +43,7 @@ def serving(
 ) -> Iterator[ServeProcess]:
     """A `sesame serve` on the test's Redis (emptied first, by `redis_store`) whose only provider is the
     test's SMSC."""
-    settings = {
-        "SESAME_REDIS_URL": redis_server.url,
-        "SESAME_SMS_PROVIDERS": "smpp",
-        "SESAME_SMPP_HOST": "127.0.0.1",
-        "SESAME_SMPP_PORT": str(smsc.port),
-        "SESAME_SMPP_SYSTEM_ID": "sesame",
-        "SESAME_SMPP_PASSWORD": "s3cr3t!x",
-        "SESAME_SMPP_CONNECT_TIMEOUT_SECONDS": "2",
-    }
+    settings = smpp_settings(smsc, SESAME_REDIS_URL=redis_server.url, SESAME_SMPP_CONNECT_TIMEOUT_SECONDS="2")
     serving = start_serve(tmp_path / "var", settings=settings)
     yield serving
     serving.process.terminate()

@@ -97,6 +97,20 @@ class Kannel:
         raise AssertionError(f"the fake SMSC got no message with {marker!r}")
 
 
+def kannel_settings(kannel: Kannel, **extra: str) -> dict[str, str]:
+    """The settings of a `sesame serve` whose only provider is `kannel`, its delivery reports on a free
+    loopback port under a token of its own, and `extra`."""
+    return {
+        "SESAME_SMS_PROVIDERS": "kannel",
+        "SESAME_KANNEL_URL": kannel.url,
+        "SESAME_KANNEL_USERNAME": kannel.username,
+        "SESAME_KANNEL_PASSWORD": kannel.password,
+        "SESAME_DLR_ADDR": "127.0.0.1:0",
+        "SESAME_DLR_TOKEN": secrets.token_urlsafe(32),
+        **extra,
+    }
+
+
 def _bytes(encoded: str) -> bytes:
     return unquote_to_bytes(encoded.replace("+", "%20"))
 

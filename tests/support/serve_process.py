@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ __all__ = [
     "journal_verify",
     "run_serve",
     "sealer_pids",
+    "served",
     "start_serve",
     "until",
     "wait_serving",
@@ -185,6 +187,18 @@ def start_serve(var: Path, settings: Mapping[str, str] | None = None) -> ServePr
         raise
     logged = re.search(r"metrics on http://[^ ]*:(\d+)/metrics", log.read_text(errors="replace"))
     return ServeProcess(address, process, log, int(logged.group(1)) if logged else None)
+
+
+@contextlib.contextmanager
+def served(var: Path, settings: Mapping[str, str]) -> Iterator[ServeProcess]:
+    """`start_serve`, then SIGTERM when the block ends: the server must drain and exit 0."""
+    serving = start_serve(var, settings=settings)
+    try:
+        yield serving
+    finally:
+        serving.process.terminate()
+        serving.process.wait(timeout=30)
+    assert serving.process.returncode == 0, serving.output()
 
 
 def until(check: Callable[[], bool], seconds: float) -> bool:

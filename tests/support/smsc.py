@@ -148,6 +148,18 @@ class Smsc:
         return "".join(part.text for part in self.submitted)
 
 
+def smpp_settings(smsc: Smsc, **extra: str) -> dict[str, str]:
+    """The settings of a `sesame serve` whose only provider is `smsc`, and `extra`."""
+    return {
+        "SESAME_SMS_PROVIDERS": "smpp",
+        "SESAME_SMPP_HOST": "127.0.0.1",
+        "SESAME_SMPP_PORT": str(smsc.port),
+        "SESAME_SMPP_SYSTEM_ID": "sesame",
+        "SESAME_SMPP_PASSWORD": "s3cr3t!x",
+        **extra,
+    }
+
+
 @contextlib.asynccontextmanager
 async def serving(smsc: Smsc) -> AsyncIterator[Smsc]:
     """`smsc` listening and answering in this event loop for the block."""
