@@ -17,9 +17,9 @@
 -- ARGV[12..14] the no-op limits (_noops.lua), ARGV[15] the user's change counts the challenge was opened
 -- under ('<status>:<number>', '' none: then ARGV[6] is the rule), ARGV[16 ..] journal field/value pairs
 -- Returns {'changed', previous phone, hgetall, counts}, {'replayed', hgetall, counts}, {'refused'},
--- {'mismatch'}, {'phone_unchanged'} (the new number is the stored one: nothing written, as the flow's own
--- check before the step answers; compared here too, where a concurrent change to the same number cannot
--- land between the reading and the change), {'not_found'} or {'request_conflict'}; counts are the user's changes counted right after the
+-- {'mismatch'}, {'phone_unchanged'} (the new number is the stored one: nothing written; the one place it is
+-- compared, where a concurrent change to the same number cannot land between a reading and the change),
+-- {'not_found'} or {'request_conflict'}; counts are the user's changes counted right after the
 -- change, '<status>:<number>', recorded with the request id for a retry's voiding ('' for a change recorded
 -- before they were): what the user opens since on the new number is not the change's to void.
 -- A refusal or a mismatch changed nothing: journaled as a no-op (_noops.lua: the first few of the

@@ -19,7 +19,6 @@ from sesame.server.domain.destinations import check_enrolled_phone
 from sesame.server.domain.errors import (
     ChallengeMismatch,
     ChallengeNotFound,
-    PhoneUnchanged,
     RequestIdReused,
     UserNotActive,
 )
@@ -111,8 +110,8 @@ class PhoneChangeFlow:
             raise UserNotActive(user_id)
         if challenge is not None:
             change = _bound(user, change, challenge)
-        if new_phone == user.secure_phone:
-            raise PhoneUnchanged(user_id)
+        # A change to the number already held is PhoneUnchanged, from the step: compared there, against the
+        # number as the change finds it (two changes to one number at once: the second is refused).
         changed = await self._store.users.change_secure_phone(change)
         if changed.outcome is PhoneChangeOutcome.CHANGED:
             self._tally.changed("change_phone")
