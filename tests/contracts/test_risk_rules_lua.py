@@ -9,7 +9,8 @@ compiled by `risk_program`; its signals and its decision must equal `risk_signal
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 
@@ -32,6 +33,7 @@ from sesame.server.domain.operation import (
     Money,
     Operation,
     Payee,
+    digest,
 )
 from sesame.server.domain.risk import RuleSet
 from sesame.server.domain.risk_flow import _new_payee
@@ -39,10 +41,12 @@ from sesame.server.domain.risk_rules import default_rules, parse
 from sesame.server.domain.risk_signals import (
     AccountSummary,
     Forwarded,
+    InFlight,
     RiskHistory,
     SimSwapStatus,
     UserRisk,
     fingerprint,
+    in_flight_of,
     signals,
 )
 
@@ -52,11 +56,23 @@ _PIECES = ("_risk_memory.lua", "_risk_rules.lua")
 _BODY = """
 local x = cjson.decode(ARGV[1])
 local program = risk_program_for(x.op)
-local s = risk_signals(KEYS[1], {KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]}, x)
+local open = {pending = KEYS[8], prefix = ARGV[2], digest = ARGV[3]}
+local s = risk_signals(KEYS[1], {KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]}, x, open)
 local decision, codes, matched, added = risk_assess(program, s, x)
 return {risk_kept(program, decision, codes, matched, added), risk_signals_reply(s)}
 """
-_KEYS = ["{u}:user", "{u}:payees", "{u}:added", "{u}:ips", "{u}:devices", "{u}:ops", "{u}:amounts"]
+_KEYS = [
+    "{u}:user",
+    "{u}:payees",
+    "{u}:added",
+    "{u}:ips",
+    "{u}:devices",
+    "{u}:ops",
+    "{u}:amounts",
+    "{u}:pending",
+]
+_CHALLENGE = "{u}:ch:"
+_OWN = "own"  # stands for the operation's own digest among the open challenges drawn
 
 # Rule sets beside the defaults, over every signal and operator (a clause over a flag, a name, a list).
 _OTHER_RULES = [
@@ -142,9 +158,53 @@ def _ago(hours: float) -> st.SearchStrategy[int]:
     )
 
 
+@dataclass(frozen=True)
+class Pending:
+    """A challenge in the user's pending index, as open_challenge.lua leaves it (its hash's fields)."""
+
+    status: str
+    risk_open: str | None  # None: a login or a number change, which has none
+    digest: str
+    opened_ms_ago: int
+    expires_in_ms: int  # negative: expired, still indexed
+
+
+def _pending() -> st.SearchStrategy[Pending]:
+    payees = [fingerprint("iban", iban) for iban in IBANS]
+    return st.builds(
+        Pending,
+        status=st.sampled_from(["open", "open", "open", "verified", "cancelled", "voided", "locked"]),
+        risk_open=st.one_of(
+            st.none(),
+            st.just("credit_transfer"),
+            st.sampled_from(payees).map(lambda payee: f"add_beneficiary:{payee}"),
+        ),
+        digest=st.sampled_from([_OWN, "d1", "d2", "d3"]),
+        opened_ms_ago=_ago(2),
+        expires_in_ms=st.sampled_from([-1, 0, 1, 300_000]),
+    )
+
+
+def _in_flight(pending: list[Pending], own: str) -> list[InFlight]:
+    """What the fake store gives the Python evaluator: the open, unexpired ones with `risk_open`."""
+    return [
+        in_flight_of(
+            p.risk_open,
+            own if p.digest == _OWN else p.digest,
+            NOW - timedelta(milliseconds=p.opened_ms_ago),
+        )
+        for p in pending
+        if p.status == "open" and p.risk_open is not None and p.expires_in_ms > 0
+    ]
+
+
+Case = tuple[User, RiskHistory, Operation, RequestContext, SimSwapStatus, Forwarded, list[Pending]]
+
+
 @st.composite
-def cases(draw: st.DrawFn) -> tuple[User, RiskHistory, Operation, RequestContext, SimSwapStatus, Forwarded]:
-    """A user with its memory, an operation on it and what the caller and the operator said."""
+def cases(draw: st.DrawFn) -> Case:
+    """A user with its memory and open challenges, an operation on it and what the caller and the operator
+    said."""
 
     def at(ms_ago: int) -> datetime:
         return NOW - timedelta(milliseconds=ms_ago)
@@ -211,12 +271,25 @@ def cases(draw: st.DrawFn) -> tuple[User, RiskHistory, Operation, RequestContext
         payee_first_used=draw(st.one_of(st.none(), _ago(200).map(at))),
         account=draw(st.one_of(st.none(), st.just(account))),
     )
-    return user, history, operation, context, sim, forwarded
+    return user, history, operation, context, sim, forwarded, draw(st.lists(_pending(), max_size=5))
 
 
-def _store(client: redis.Redis, user: User, history: RiskHistory) -> None:
-    """The user hash and its memory as the Redis store keeps them (instants in unix ms)."""
-    client.delete(*_KEYS)
+def _store(
+    client: redis.Redis, user: User, history: RiskHistory, pending: Sequence[Pending] = (), own: str = ""
+) -> None:
+    """The user hash, its memory and its pending challenges as the Redis store keeps them (instants in unix
+    ms; `own`, the operation's digest, where a challenge was drawn with `_OWN`)."""
+    client.delete(*_KEYS, *[f"{_CHALLENGE}c{k}" for k in range(10)])
+    for k, p in enumerate(pending):
+        fields = {
+            "status": p.status,
+            "op_digest": own if p.digest == _OWN else p.digest,
+            "created_at": rec.to_ms(NOW) - p.opened_ms_ago,
+        }
+        if p.risk_open is not None:
+            fields["risk_open"] = p.risk_open
+        client.hset(f"{_CHALLENGE}c{k}", mapping=fields)
+        client.zadd(_KEYS[7], {f"c{k}": rec.to_ms(NOW) + p.expires_in_ms})
     fields = rec.user_fields(user)
     client.hset(_KEYS[0], mapping=dict(zip(fields[::2], fields[1::2], strict=True)))
     parts = [history.payees_paid, history.payees_added, history.ips, history.devices, history.operations]
@@ -239,11 +312,13 @@ def client(redis_server: EmbeddedRedis) -> redis.Redis:
 def test_lua_signals_and_decision_equal_python(
     client: redis.Redis,
     rules: RuleSet,
-    case: tuple[User, RiskHistory, Operation, RequestContext, SimSwapStatus, Forwarded],
+    case: Case,
 ) -> None:
-    """On the same memory, the step's signals are Python's, number for number, and the assessment it keeps
-    (decision, reason codes, rule ids, the new payee's instant) is the one Start keeps today."""
-    user, history, operation, context, sim, forwarded = case
+    """On the same memory and open challenges, the step's signals are Python's, number for number, and the
+    assessment it keeps (decision, reason codes, rule ids, the new payee's instant) is the one Start keeps
+    today."""
+    user, history, operation, context, sim, forwarded, pending = case
+    own = digest(operation).hex()
     want = signals(
         operation=operation,
         user=user,
@@ -252,11 +327,12 @@ def test_lua_signals_and_decision_equal_python(
         sim=sim,
         now=NOW,
         forwarded=forwarded,
+        in_flight=_in_flight(pending, own),
     )
     expected = rules.assess(want)
-    _store(client, user, history)
+    _store(client, user, history, pending, own)
     asked = question(operation, context, NOW, want)
-    kept, said = client.eval(_pieces(rules) + _BODY, len(_KEYS), *_KEYS, asked)
+    kept, said = client.eval(_pieces(rules) + _BODY, len(_KEYS), *_KEYS, asked, _CHALLENGE, own)
     assert signals_of(said) == want
     expected = replace(expected, payee_added_at=_new_payee(expected, operation, UserRisk(user, history), NOW))
     assert kept.decode() == rec.risk_hash_fields(expected)[1]
@@ -330,7 +406,7 @@ def _reads_under_the_defaults(client: redis.Redis, operation: Operation) -> int:
     body = _pieces(default_rules()) + _BODY.replace("risk_signals_reply(s)", "{}")
     asked = question(operation, RequestContext(ip="10.0.0.1", device_id="d0"), NOW, {"sim_swap": "swapped"})
     before = _keys_read(client)
-    kept, _ = client.eval(body, len(_KEYS), *_KEYS, asked)
+    kept, _ = client.eval(body, len(_KEYS), *_KEYS, asked, _CHALLENGE, digest(operation).hex())
     assert kept.decode().startswith("deny|")
     return _keys_read(client) - before
 

@@ -60,7 +60,7 @@ from sesame.server.domain.privacy import mask_phone
 from sesame.server.domain.resending import ResendClaim, Resent
 from sesame.server.domain.risk import RiskAssessment, RiskDecision, RiskReason
 from sesame.server.domain.risk_flow import assess
-from sesame.server.domain.risk_signals import RiskHistory
+from sesame.server.domain.risk_signals import InFlight, RiskHistory, in_flight_field, in_flight_of
 from sesame.server.domain.sent_text import SentText
 from tests.fakes.journal_fields import context_fields, iso, ms, provenance_fields
 from tests.fakes.memory import Memory, ResendClaimed
@@ -216,7 +216,13 @@ class MemoryChallenges:
         now = ms(opening.created_at)
         operation, context = opening.operation, opening.context
         decided = assess(
-            asked=asked, user=user, history=history, operation=operation, context=context, now=now
+            asked=asked,
+            user=user,
+            history=history,
+            operation=operation,
+            context=context,
+            now=now,
+            in_flight=self._in_flight(user.user_id, now),
         )
         kept = _kept(decided)
         assert kept is not None
@@ -246,6 +252,18 @@ class MemoryChallenges:
                 user.user_id, told.codes, descriptions, told.rules_version, told.rules, again=again
             )
         return kept
+
+    def _in_flight(self, user_id: str, now: datetime) -> list[InFlight]:
+        """The user's open transfers and new beneficiaries, as the step reads them from its pending index
+        and their hashes' `risk_open` (_risk_rules.lua)."""
+        flying = []
+        for challenge in self._m._challenges.values():
+            field = in_flight_field(challenge.operation)
+            if field is None or challenge.user_id != user_id or challenge.status is not ChallengeStatus.OPEN:
+                continue
+            if now < challenge.expires_at:
+                flying.append(in_flight_of(field, challenge.op_digest.hex(), challenge.created_at))
+        return flying
 
     def _earlier(self, opening: Opening) -> Challenge | None:
         """The live challenge the opening's request id already opened (as open_challenge.lua)."""

@@ -29,6 +29,7 @@ from sesame.server.domain.operation import ChangePhone, MalformedEncoding, Opera
 from sesame.server.domain.privacy import mask_phone
 from sesame.server.domain.proof import IssuedProof
 from sesame.server.domain.risk import RiskAssessment, RiskDecision, RiskReason
+from sesame.server.domain.risk_signals import in_flight_field
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MS = timedelta(milliseconds=1)
@@ -137,7 +138,15 @@ def challenge_fields(challenge: Challenge) -> list[Field]:
         "last_sent_at", to_ms(challenge.last_sent_at),
         *([] if challenge.risk is None else risk_hash_fields(challenge.risk)),
         *([] if challenge.start_factor is None else factor_hash_fields(challenge.start_factor)),
+        *in_flight_fields(challenge.operation),
     ]  # fmt: skip
+
+
+def in_flight_fields(operation: Operation) -> list[Field]:
+    """`risk_open`, for an operation the velocity signals count while its challenge is open (decision 0090):
+    what Start's step reads of the user's other pending challenges (_risk_rules.lua)."""
+    field = in_flight_field(operation)
+    return [] if field is None else ["risk_open", field]
 
 
 def factor_hash_fields(factor: FirstFactor) -> list[Field]:

@@ -46,6 +46,39 @@ local function new_of(s, name, key, member)
   elseif risk_any(key) then s[name] = true end
 end
 
+-- The user's open transfers and new beneficiaries (decision 0090), read once: from its pending index (by
+-- expiry, the unexpired ones) the challenges still OPEN whose hash has `risk_open` (`<op>` or
+-- `add_beneficiary:<payee>`), none of the operation's own digest, one per digest (the latest opened), as
+-- risk_signals.counted_in_flight. Each {op, payee ('' none), at (opened, unix ms)}.
+local function in_flight(m)
+  if m.flying then return m.flying end
+  local o, latest, flying = m.open, {}, {}
+  if o then
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', o.pending, '(' .. string.format('%.0f', m.now), '+inf')) do
+      local h = redis.call('HMGET', o.prefix .. id, 'status', 'risk_open', 'op_digest', 'created_at')
+      if h[1] == 'open' and h[2] and h[3] ~= o.digest then
+        local at, kept = tonumber(h[4]), latest[h[3]]
+        if kept == nil or kept.at < at then
+          local op, payee = string.match(h[2], '^([^:]*):?(.*)$')
+          latest[h[3]] = {op = op, payee = payee, at = at}
+        end
+      end
+    end
+  end
+  for _, f in pairs(latest) do flying[#flying + 1] = f end
+  m.flying = flying
+  return flying
+end
+
+-- How many of the open operations (of kind `op`, any when nil) were opened less than `window` ago.
+local function in_flight_within(m, op, window)
+  local n = 0
+  for _, f in ipairs(in_flight(m)) do
+    if (op == nil or f.op == op) and m.now - f.at < window then n = n + 1 end
+  end
+  return n
+end
+
 -- Each group of signals the memory gives, computed at once, by the names it sets (some it may leave unset:
 -- a signal with nothing to say). m: the question's fields and the memory's parts, see risk_signals.
 local LOADERS = {
@@ -56,15 +89,17 @@ local LOADERS = {
     local changed = tonumber(h[3] or '0')
     if changed ~= 0 then s.phone_changed_hours = hours(changed, m.now) end
   end,
-  added = function(s, m)  -- payees added in the last 72 hours (this one, for an add_beneficiary)
-    local flat, recent = risk_since(m.parts[2], m.now - 72 * HOUR, true), {}
-    local mine = m.x.op == 'add_beneficiary'
-    for i = 2, #flat, 2 do
-      local at = tonumber(flat[i])
-      if mine and m.now < at then recent[#recent + 1] = m.now; mine = false end
-      recent[#recent + 1] = at
+  added = function(s, m)  -- payees added in the last 72 hours, or being added (this one, for an add_beneficiary)
+    local flat, last, recent = risk_since(m.parts[2], m.now - 72 * HOUR, true), {}, {}
+    for i = 2, #flat, 2 do last[flat[i - 1]] = tonumber(flat[i]) end
+    for _, f in ipairs(in_flight(m)) do
+      if f.payee ~= '' and m.now - f.at < 72 * HOUR and (last[f.payee] == nil or last[f.payee] < f.at) then
+        last[f.payee] = f.at
+      end
     end
-    if mine then recent[#recent + 1] = m.now end
+    for _, at in pairs(last) do recent[#recent + 1] = at end
+    if m.x.op == 'add_beneficiary' then recent[#recent + 1] = m.now end
+    table.sort(recent)
     local day = 0
     for _, at in ipairs(recent) do if m.now - at < 24 * HOUR then day = day + 1 end end
     s.payees_added_24h, s.payee_burst = day, burst_of(recent)
@@ -82,7 +117,7 @@ local LOADERS = {
     for _, key in ipairs(m.ops_24h) do
       if string.sub(key, 1, 16) == 'credit_transfer:' then t24 = t24 + 1 end
     end
-    s.transfers_24h = t24 + (m.transfer and 1 or 0)
+    s.transfers_24h = t24 + in_flight_within(m, 'credit_transfer', 24 * HOUR) + (m.transfer and 1 or 0)
   end,
   sensitive = function(s, m)
     -- The day's operations read already (transfers): the hour's are the last of them (ascending by instant),
@@ -98,7 +133,7 @@ local LOADERS = {
       local key = ops[i]
       if string.sub(key, 1, 6) ~= 'login:' and string.sub(key, 1, 13) ~= 'change_phone:' then s1 = s1 + 1 end
     end
-    s.sensitive_ops_1h = s1
+    s.sensitive_ops_1h = s1 + in_flight_within(m, nil, HOUR)
   end,
   amounts = function(s, m)
     if not m.transfer then return end
@@ -153,11 +188,13 @@ local GIVES = {
 
 -- user: the user hash; parts: the memory's six keys (_risk_memory.lua's order); x (the question,
 -- risk_program.question): {op, now (unix ms), payee, amount_minor, currency, ip, device (fingerprints, '' for
--- none), given (signals computed by the caller)}. Returns the signals by name, each group computed from the
--- memory when one of its signals is first read; its metatable's `added_at` tells the transfer's payee's
--- instant in the added set (read once, nil: none).
-local function risk_signals(user, parts, x)
-  local m = {user = user, parts = parts, x = x, now = tonumber(x.now), transfer = x.op == 'credit_transfer'}
+-- none), given (signals computed by the caller)}; open: {pending (the user's pending index), prefix (of a
+-- challenge hash's name), digest (the operation's, hex)}, the user's open challenges (in_flight). Returns the
+-- signals by name, each group computed from the memory when one of its signals is first read; its metatable's
+-- `added_at` tells the transfer's payee's instant in the added set (read once, nil: none).
+local function risk_signals(user, parts, x, open)
+  local m = {user = user, parts = parts, x = x, open = open, now = tonumber(x.now),
+    transfer = x.op == 'credit_transfer'}
   local added_read, added
   m.added_at = function()
     if not added_read then

@@ -137,7 +137,8 @@ if risk_program ~= '-' then
   end
   local parts = {}
   for i = 7 + budgets, 12 + budgets do parts[#parts + 1] = KEYS[i] end
-  local decision, codes, matched, added = risk_assess(program, risk_signals(user, parts, x), x)
+  local open = {pending = pending, prefix = challenge_prefix, digest = op_digest}
+  local decision, codes, matched, added = risk_assess(program, risk_signals(user, parts, x, open), x)
   kept = risk_kept(program, decision, codes, matched, added)
   risk_entry = {'risk_decision', RISK_DECISIONS[decision], 'risk_reasons', table.concat(codes, ','),
     'risk_rules', table.concat(matched, ','), 'risk_rules_version', program.version}

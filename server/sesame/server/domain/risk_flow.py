@@ -35,11 +35,13 @@ from sesame.server.domain.risk_signals import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from sesame.server.domain.challenges import StartRequest, VerifyRequest
     from sesame.server.domain.model import RequestContext, User
     from sesame.server.domain.operation import Operation
     from sesame.server.domain.ports import Clock, RiskMeter, SimSwapCheck
-    from sesame.server.domain.risk_signals import RiskHistory
+    from sesame.server.domain.risk_signals import InFlight, RiskHistory
 
 _log = logging.getLogger("sesame.risk")
 # The operations whose code moves money or changes who can move it: the operator is asked about the SIM.
@@ -165,11 +167,20 @@ def assess(  # noqa: PLR0913 (keyword-only: the step's inputs)
     operation: Operation,
     context: RequestContext,
     now: datetime,
+    in_flight: Sequence[InFlight] = (),
 ) -> RiskAssessment:
-    """What Start's step decides on the user's memory, in Python (the fake store's step; the Lua step,
-    _risk_rules.lua, is held equal to it by tests/contracts/test_risk_rules_lua.py)."""
+    """What Start's step decides on the user's memory and open challenges, in Python (the fake store's step;
+    the Lua step, _risk_rules.lua, is held equal to it by tests/contracts/test_risk_rules_lua.py)."""
     named = {
-        **signals(operation=operation, user=user, history=history, context=context, sim=NOT_ASKED, now=now),
+        **signals(
+            operation=operation,
+            user=user,
+            history=history,
+            context=context,
+            sim=NOT_ASKED,
+            now=now,
+            in_flight=in_flight,
+        ),
         **asked.given,  # the operator's answer and the bank's forwarded signals, as the step is given them
     }
     assessment = asked.rules.assess(named)

@@ -3,8 +3,9 @@
 Sésame's own memory of a user (`RiskHistory`) is written when a challenge is VERIFIED (`RiskObservation`):
 payees paid, beneficiaries added and when, the last amounts, IPs and devices, and the times of sensitive
 operations. It is bounded (`RiskLimits`), expires, and holds fingerprints, never an IBAN, IP or device id
-in clear. `signals()` turns it, the user, the operation and the forwarded context into the named values
-the rules compare (`SIGNALS` lists them, with their type, for the rules' check at boot).
+in clear. `signals()` turns it, the user's open challenges (`InFlight`), the operation and the forwarded
+context into the named values the rules compare (`SIGNALS` lists them, with their type, for the rules' check
+at boot).
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from __future__ import annotations
 import enum
 import hashlib
 import statistics
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sesame.server.domain.model import RequestContext, User
-from sesame.server.domain.operation import AddBeneficiary, CreditTransfer, Money, Operation, kind
+from sesame.server.domain.operation import AddBeneficiary, CreditTransfer, Money, Operation, digest, kind
 from sesame.server.domain.risk import SignalValue
 
 HOUR = timedelta(hours=1)
@@ -38,8 +39,8 @@ SIGNALS: Mapping[str, SignalType] = {
     "payee_paid_before": SignalType.FLAG,  # a verified transfer went to this IBAN before
     "payee_added_hours": SignalType.NUMBER,  # since a verified AddBeneficiary of this IBAN
     "payee_first_used_hours": SignalType.NUMBER,  # since the bank first saw the payee used (forwarded)
-    "payees_added_24h": SignalType.NUMBER,  # beneficiaries added in the last 24 h, this one included
-    "payee_burst": SignalType.NUMBER,  # most beneficiaries added within one hour, over the last 72 h
+    "payees_added_24h": SignalType.NUMBER,  # beneficiaries added (or being added) in 24 h, this one included
+    "payee_burst": SignalType.NUMBER,  # most beneficiaries added (or being added) in one hour, over 72 h
     "phone_changed_hours": SignalType.NUMBER,  # since the last change of the secure number
     "usual_amount": SignalType.NUMBER,  # median of the user's last amounts in this currency
     "amount_vs_usual": SignalType.NUMBER,  # amount / usual_amount
@@ -50,8 +51,8 @@ SIGNALS: Mapping[str, SignalType] = {
     "new_ip": SignalType.FLAG,  # likewise for the IP address
     "wrong_codes_in_a_row": SignalType.NUMBER,
     "blocks_in_a_row": SignalType.NUMBER,
-    "transfers_24h": SignalType.NUMBER,  # verified transfers in the last 24 h, this one included
-    "sensitive_ops_1h": SignalType.NUMBER,  # verified transfers and new beneficiaries in the last hour
+    "transfers_24h": SignalType.NUMBER,  # verified or open transfers in the last 24 h, this one included
+    "sensitive_ops_1h": SignalType.NUMBER,  # verified or open transfers and new beneficiaries in the hour
     "sim_swap": SignalType.NAME,  # off, unavailable, swapped, not_swapped
     "sim_swapped_hours": SignalType.NUMBER,  # since the operator's last SIM change of the number
     "balance_share": SignalType.NUMBER,  # amount / balance (forwarded account summary)
@@ -103,6 +104,50 @@ class RiskHistory:
     ips: Mapping[str, datetime] = field(default_factory=dict)  # ip -> last seen
     devices: Mapping[str, datetime] = field(default_factory=dict)  # device -> last seen
     operations: Mapping[str, datetime] = field(default_factory=dict)  # "<op>:<challenge id>" -> verified at
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """A transfer or a new beneficiary whose challenge is open (OPEN, not expired): the velocity and burst
+    signals count it as done, so that opening several before verifying any is not a way past them
+    (decision 0090). The challenge keeps what this needs in its hash (`risk_open`, `in_flight_field`)."""
+
+    op: str  # credit_transfer or add_beneficiary
+    digest: str  # the operation's digest (hex): one operation opened twice counts once
+    payee: str  # the new beneficiary's fingerprint ('' for a transfer)
+    opened_at: datetime
+
+
+IN_FLIGHT_KINDS = ("credit_transfer", "add_beneficiary")
+
+
+def in_flight_field(operation: Operation) -> str | None:
+    """The challenge hash's `risk_open` value for an operation the velocity signals count while it is open
+    (`<op>` or `add_beneficiary:<payee fingerprint>`), None for the others."""
+    if isinstance(operation, CreditTransfer):
+        return "credit_transfer"
+    if isinstance(operation, AddBeneficiary):
+        return f"add_beneficiary:{fingerprint('iban', operation.payee.iban)}"
+    return None
+
+
+def in_flight_of(field: str, op_digest: str, opened_at: datetime) -> InFlight:
+    """The open operation a challenge hash's `risk_open` field (`in_flight_field`) tells."""
+    op, _, payee = field.partition(":")
+    return InFlight(op, op_digest, payee, opened_at)
+
+
+def counted_in_flight(in_flight: Sequence[InFlight], operation: Operation) -> list[InFlight]:
+    """The open operations the signals count beside `operation`: one per digest (the latest opened), none
+    with `operation`'s own digest (a new challenge for the same operation is that operation, not another)."""
+    own = digest(operation).hex()
+    latest: dict[str, InFlight] = {}
+    for op in in_flight:
+        if op.op in IN_FLIGHT_KINDS and op.digest != own:
+            kept = latest.get(op.digest)
+            if kept is None or kept.opened_at < op.opened_at:
+                latest[op.digest] = op
+    return list(latest.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,8 +232,10 @@ def signals(  # noqa: PLR0913 (keyword-only: each source of signals once)
     sim: SimSwapStatus,
     now: datetime,
     forwarded: Forwarded = Forwarded(),
+    in_flight: Sequence[InFlight] = (),
 ) -> dict[str, SignalValue]:
-    """The named signals of `operation` at `now`; a signal with nothing to say is left out."""
+    """The named signals of `operation` at `now`, with the user's open challenges `in_flight`; a signal with
+    nothing to say is left out."""
     out: dict[str, SignalValue] = {
         "operation": kind(operation).name.lower(),
         "wrong_codes_in_a_row": user.failures,
@@ -196,8 +243,9 @@ def signals(  # noqa: PLR0913 (keyword-only: each source of signals once)
     }
     if user.phone_changed_at is not None:
         out["phone_changed_hours"] = _hours(user.phone_changed_at, now)
-    _payee_signals(out, operation, history, now)
-    _usage_signals(out, operation, history, now)
+    flying = counted_in_flight(in_flight, operation)
+    _payee_signals(out, operation, history, flying, now)
+    _usage_signals(out, operation, history, flying, now)
     _known(out, "new_device", history.devices, fingerprint("device", context.device_id), context.device_id)
     _known(out, "new_ip", history.ips, fingerprint("ip", context.ip), context.ip)
     return out | caller_signals(operation, sim, now, forwarded)
@@ -233,9 +281,14 @@ def _payee_signals(
     out: dict[str, SignalValue],
     operation: Operation,
     history: RiskHistory,
+    flying: Sequence[InFlight],
     now: datetime,
 ) -> None:
-    recent = sorted(at for at in history.payees_added.values() if now - at < 72 * HOUR)
+    added = dict(history.payees_added)  # and the beneficiaries being added, as if their codes were right
+    for op in flying:
+        if op.payee:
+            added[op.payee] = max(added.get(op.payee, op.opened_at), op.opened_at)
+    recent = sorted(at for at in added.values() if now - at < 72 * HOUR)
     if isinstance(operation, AddBeneficiary):
         recent.append(now)
     out["payees_added_24h"] = sum(1 for at in recent if now - at < 24 * HOUR)
@@ -249,12 +302,18 @@ def _payee_signals(
 
 
 def _usage_signals(
-    out: dict[str, SignalValue], operation: Operation, history: RiskHistory, now: datetime
+    out: dict[str, SignalValue],
+    operation: Operation,
+    history: RiskHistory,
+    flying: Sequence[InFlight],
+    now: datetime,
 ) -> None:
     transfers = [at for key, at in history.operations.items() if key.startswith("credit_transfer:")]
+    transfers += [op.opened_at for op in flying if op.op == "credit_transfer"]
     sensitive = [
         at for key, at in history.operations.items() if not key.startswith(("login:", "change_phone:"))
     ]
+    sensitive += [op.opened_at for op in flying]
     is_transfer = isinstance(operation, CreditTransfer)
     out["transfers_24h"] = sum(1 for at in transfers if now - at < 24 * HOUR) + int(is_transfer)
     out["sensitive_ops_1h"] = sum(1 for at in sensitive if now - at < HOUR)
