@@ -139,6 +139,19 @@ async def test_resend_sends_the_same_code(live: Live) -> None:
     assert (await verify(live, challenge_id, wrong(code))).attempts_left == 1
 
 
+@pytest.mark.parametrize("policy", [ChallengePolicy(resend_spacing=timedelta(0))])
+async def test_a_resend_says_the_minutes_left_never_more(live: Live) -> None:
+    """The first SMS of a 5-minute code says 5 min; a resend with 3 min 40 s left says 3 (it said 4,
+    rounding: 20 s more than remained)."""
+    challenge_id, _ = await started(live, await enrolled(live))
+    live.clock.advance(timedelta(seconds=80))
+    request = auth_pb.ResendChallengeRequest(challenge_id=challenge_id, context=CONTEXT)
+    await live.auth.ResendChallenge(request)
+    await settled(live.store)
+    texts = [json.loads(line)["text"] for line in live.sms_file.read_text().splitlines()]
+    assert ["Valable 5 min." in texts[0], "Valable 3 min." in texts[1]] == [True, True]
+
+
 async def test_resend_too_soon_is_resource_exhausted_with_retry_info(live: Live) -> None:
     """An immediate resend is RESOURCE_EXHAUSTED, says how long to wait, and sends nothing."""
     challenge_id, _ = await started(live, await enrolled(live))

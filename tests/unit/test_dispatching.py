@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from sesame.server.domain.challenges import ChallengeFlows, ChallengePolicy, StartRequest
-from sesame.server.domain.dispatching import Dispatcher, Outcome, RecentCodes
+from sesame.server.domain.dispatching import Dispatcher, Outcome, RecentCodes, minutes_left
 from sesame.server.domain.errors import KeyNotFound
 from sesame.server.domain.model import Challenge, DeliveryState, RequestContext, User, UserStatus
 from sesame.server.domain.proofs import ProofFlows
@@ -246,3 +246,18 @@ async def test_a_notice_past_its_age_limit_is_dead_lettered_never_sent() -> None
     assert len(world.sms.sent) == sent_before
     (letter,) = await MemoryDeadLetters(world.store.outbox).recent(10)
     assert (letter.notice, letter.reason) == ("user_blocked", "expired")
+
+
+@pytest.mark.parametrize(
+    ("remaining", "said"),
+    [
+        (timedelta(minutes=5) - timedelta(milliseconds=50), 5),  # sent as Start returns
+        (timedelta(minutes=3, seconds=30), 3),  # rounding said 4
+        (timedelta(minutes=3, seconds=57, milliseconds=999), 3),
+        (timedelta(minutes=3, seconds=58), 4),  # within the 2 s in transit
+        (timedelta(seconds=59), 1),
+        (timedelta(seconds=1), 1),
+    ],
+)
+def test_the_sms_never_says_more_minutes_than_remain(remaining: timedelta, said: int) -> None:
+    assert minutes_left(remaining) == said

@@ -64,7 +64,9 @@ characters), a date and time at their fixed widths. On this page: the bank name 
 
 A template is the file's text without its surrounding white space, with `{{field}}` where a value goes and
 `{{{{` `}}}}` for a literal brace. Every field a kind has must appear, except `{{bank}}` and `{{minutes}}`; a
-notice has no `{{code}}`.
+notice has no `{{code}}`. `{{minutes}}` is the whole minutes the code has left when the SMS is handed to the
+gateway, never more than remain but for 2 seconds (an SMS takes longer to reach the phone), at least 1: a
+resend with 3 min 30 s left says 3.
 
 | kind | fields | sent |
 |---|---|---|

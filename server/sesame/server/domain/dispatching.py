@@ -451,7 +451,7 @@ class Dispatcher:
         return sms_text.SmsContext(
             bank_name=self._bank_name,
             code=code,
-            validity_minutes=max(1, round(remaining / timedelta(minutes=1))),
+            validity_minutes=minutes_left(remaining),
             locale=challenge.locale,
             templates=self._templates,
             new_payee=_new_payee(challenge, now),
@@ -459,6 +459,14 @@ class Dispatcher:
         )
 
 
+def minutes_left(remaining: timedelta) -> int:
+    """The SMS's "valid N min": the whole minutes left, never more than remain but for `_IN_TRANSIT` (an SMS
+    takes longer than that to reach the phone), at least 1. Rounding said up to 30 s more than remained: a
+    resend with 3 min 30 s left said 4 min."""
+    return max(1, (remaining + _IN_TRANSIT) // timedelta(minutes=1))
+
+
+_IN_TRANSIT = timedelta(seconds=2)
 # How long the dispatcher waits between asking whether a just-queued SMS's units are held (seconds; about
 # half a second in all): the take is sent with the step, so it has almost always landed at the first ask.
 _HOLD_PAUSES = (0.0, 0.005, 0.02, 0.05, 0.1, 0.15, 0.2)
