@@ -278,3 +278,28 @@ async def test_a_right_code_feeds_the_memory_in_its_step_and_answers_it(
     fed = await memory.history(USER_ID)
     assert fed.amounts == (("EUR", 4200),)
     assert fingerprint("iban", PAYEE.iban) in fed.payees_paid
+
+
+async def test_open_transfers_count_for_velocity_and_once_per_operation(
+    memory: RiskReads, its_store: State
+) -> None:
+    """Decision 0090, alike on both stores: four transfers opened and none verified make the fifth HOLD
+    VELOCITY; a new challenge for one of them (the same operation) adds nothing, a cancelled one stops
+    counting."""
+    asked = RiskQuestion(default_rules(), {"sim_swap": "off"})
+
+    async def started(transaction: str) -> RiskAssessment:
+        transfer = CreditTransfer(Money("EUR", 5000), PAYEE, transaction)
+        opened = await its_store.challenges.start_challenge(an_opening(transfer, question=asked))
+        assert opened.challenge.risk is not None
+        return opened.challenge.risk
+
+    for k in range(3):
+        assert "VELOCITY" not in (await started(f"t{k}")).codes
+    assert "VELOCITY" not in (await started("t0")).codes  # t0 again: three operations open, and this one
+    cancelled = an_opening(CreditTransfer(Money("EUR", 5000), PAYEE, "t3"), question=asked)
+    await its_store.challenges.start_challenge(cancelled)
+    await its_store.challenges.cancel_challenge(cancelled.challenge_id, now(), CONTEXT)
+    assert "VELOCITY" not in (await started("t4")).codes  # t0, t1, t2 open, t3 cancelled: four in all
+    held = await started("t5")  # t0, t1, t2, t4 open: the fifth
+    assert (held.decision, "VELOCITY" in held.codes) == (RiskDecision.HOLD, True)

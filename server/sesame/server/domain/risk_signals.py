@@ -118,9 +118,6 @@ class InFlight:
     opened_at: datetime
 
 
-IN_FLIGHT_KINDS = ("credit_transfer", "add_beneficiary")
-
-
 def in_flight_field(operation: Operation) -> str | None:
     """The challenge hash's `risk_open` value for an operation the velocity signals count while it is open
     (`<op>` or `add_beneficiary:<payee fingerprint>`), None for the others."""
@@ -140,10 +137,12 @@ def in_flight_of(field: str, op_digest: str, opened_at: datetime) -> InFlight:
 def counted_in_flight(in_flight: Sequence[InFlight], operation: Operation) -> list[InFlight]:
     """The open operations the signals count beside `operation`: one per digest (the latest opened), none
     with `operation`'s own digest (a new challenge for the same operation is that operation, not another)."""
+    if not in_flight:
+        return []
     own = digest(operation).hex()
     latest: dict[str, InFlight] = {}
     for op in in_flight:
-        if op.op in IN_FLIGHT_KINDS and op.digest != own:
+        if op.digest != own:
             kept = latest.get(op.digest)
             if kept is None or kept.opened_at < op.opened_at:
                 latest[op.digest] = op
