@@ -39,6 +39,7 @@ from sesame.server.domain.risk import RuleSet
 from sesame.server.domain.risk_flow import _new_payee
 from sesame.server.domain.risk_rules import default_rules, parse
 from sesame.server.domain.risk_signals import (
+    IN_FLIGHT_READ,
     AccountSummary,
     Forwarded,
     InFlight,
@@ -423,3 +424,27 @@ def test_the_step_reads_the_memory_for_a_transfer(client: redis.Redis) -> None:
     counts reads: it would pass on a counter that never moves)."""
     transfer = CreditTransfer(Money("EUR", 150_000), Payee("n", IBANS[0]), "t")
     assert _reads_under_the_defaults(client, transfer) > 0
+
+
+def test_the_step_reads_a_bounded_number_of_open_challenges(client: redis.Redis) -> None:
+    """A caller with a large send budget and 100 transfers open: the step reads the 64 that expire last
+    (IN_FLIGHT_READ), so a Start costs no more with every challenge opened before it."""
+    user = User("u", "c", "+33612345678", "fr", UserStatus.ACTIVE, NOW - timedelta(days=400))
+    pending = [Pending("open", "credit_transfer", f"d{k}", 1000 + k, 300_000 + k) for k in range(10)]
+    _store(client, user, RiskHistory(), pending)
+    for k in range(10, 100):  # beyond _store's ten hashes
+        client.hset(
+            f"{_CHALLENGE}c{k}",
+            mapping={
+                "status": "open",
+                "risk_open": "credit_transfer",
+                "op_digest": f"d{k}",
+                "created_at": rec.to_ms(NOW) - 1000,
+            },
+        )
+        client.zadd(_KEYS[7], {f"c{k}": rec.to_ms(NOW) + 300_000 + k})
+    transfer = CreditTransfer(Money("EUR", 150_000), Payee("n", IBANS[0]), "t")
+    asked = question(transfer, RequestContext(), NOW, {"sim_swap": "off"})
+    _, said = client.eval(_pieces(default_rules()) + _BODY, len(_KEYS), *_KEYS, asked, _CHALLENGE, "own")
+    assert signals_of(said)["transfers_24h"] == IN_FLIGHT_READ + 1
+    client.delete(*[f"{_CHALLENGE}c{k}" for k in range(100)])

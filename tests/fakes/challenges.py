@@ -60,7 +60,13 @@ from sesame.server.domain.privacy import mask_phone
 from sesame.server.domain.resending import ResendClaim, Resent
 from sesame.server.domain.risk import RiskAssessment, RiskDecision, RiskReason
 from sesame.server.domain.risk_flow import assess
-from sesame.server.domain.risk_signals import InFlight, RiskHistory, in_flight_field, in_flight_of
+from sesame.server.domain.risk_signals import (
+    IN_FLIGHT_READ,
+    InFlight,
+    RiskHistory,
+    in_flight_field,
+    in_flight_of,
+)
 from sesame.server.domain.sent_text import SentText
 from tests.fakes.journal_fields import context_fields, iso, ms, provenance_fields
 from tests.fakes.memory import Memory, ResendClaimed
@@ -255,13 +261,16 @@ class MemoryChallenges:
 
     def _in_flight(self, user_id: str, now: datetime) -> list[InFlight]:
         """The user's open transfers and new beneficiaries, as the step reads them from its pending index
-        and their hashes' `risk_open` (_risk_rules.lua)."""
+        (the IN_FLIGHT_READ unexpired that expire last) and their hashes' `risk_open` (_risk_rules.lua)."""
+        live = sorted(
+            (c for c in self._m._challenges.values() if c.user_id == user_id and now < c.expires_at),
+            key=lambda c: (c.expires_at, c.challenge_id),
+            reverse=True,
+        )[:IN_FLIGHT_READ]
         flying = []
-        for challenge in self._m._challenges.values():
+        for challenge in live:
             field = in_flight_field(challenge.operation)
-            if field is None or challenge.user_id != user_id or challenge.status is not ChallengeStatus.OPEN:
-                continue
-            if now < challenge.expires_at:
+            if field is not None and challenge.status is ChallengeStatus.OPEN:
                 flying.append(in_flight_of(field, challenge.op_digest.hex(), challenge.created_at))
         return flying
 

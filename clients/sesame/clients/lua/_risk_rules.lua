@@ -47,14 +47,17 @@ local function new_of(s, name, key, member)
 end
 
 -- The user's open transfers and new beneficiaries (decision 0090), read once: from its pending index (by
--- expiry, the unexpired ones) the challenges still OPEN whose hash has `risk_open` (`<op>` or
--- `add_beneficiary:<payee>`), none of the operation's own digest, one per digest (the latest opened), as
--- risk_signals.counted_in_flight. Each {op, payee ('' none), at (opened, unix ms)}.
+-- expiry, the IN_FLIGHT_READ unexpired ones that expire last) the challenges still OPEN whose hash has
+-- `risk_open` (`<op>` or `add_beneficiary:<payee>`), none of the operation's own digest, one per digest (the
+-- latest opened), as risk_signals.counted_in_flight. Each {op, payee ('' none), at (opened, unix ms)}.
+local IN_FLIGHT_READ = 64  -- risk_signals.IN_FLIGHT_READ: a caller with a large send budget costs no more
 local function in_flight(m)
   if m.flying then return m.flying end
   local o, latest, flying = m.open, {}, {}
   if o then
-    for _, id in ipairs(redis.call('ZRANGEBYSCORE', o.pending, '(' .. string.format('%.0f', m.now), '+inf')) do
+    local live = redis.call('ZREVRANGEBYSCORE', o.pending, '+inf', '(' .. string.format('%.0f', m.now), 'LIMIT', 0,
+      IN_FLIGHT_READ)
+    for _, id in ipairs(live) do
       local h = redis.call('HMGET', o.prefix .. id, 'status', 'risk_open', 'op_digest', 'created_at')
       if h[1] == 'open' and h[2] and h[3] ~= o.digest then
         local at, kept = tonumber(h[4]), latest[h[3]]

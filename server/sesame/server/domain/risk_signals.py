@@ -118,6 +118,11 @@ class InFlight:
     opened_at: datetime
 
 
+# The user's unexpired challenges Start's step reads for them, those that expire last: enough for any
+# velocity rule, and a caller with a large send budget makes each Start read no more.
+IN_FLIGHT_READ = 64
+
+
 def in_flight_field(operation: Operation) -> str | None:
     """The challenge hash's `risk_open` value for an operation the velocity signals count while it is open
     (`<op>` or `add_beneficiary:<payee fingerprint>`), None for the others."""
