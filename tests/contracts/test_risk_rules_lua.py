@@ -105,6 +105,18 @@ description = "d"
 when = [["usual_amount", "<", 500], ["amount_vs_usual", ">", 4]]
 decision = "WARN"
 reason = "UNUSUAL_AMOUNT"
+[[rules]]
+id = "currency"
+description = "d"
+when = [["currency", "in", ["JPY", "KWD"]], ["amount", ">=", 2000], ["new_currency", "==", false]]
+decision = "HOLD"
+reason = "LARGE"
+[[rules]]
+id = "new-currency"
+description = "d"
+when = [["new_currency", "!=", false], ["currency", "!=", "EUR"]]
+decision = "WARN"
+reason = "NEW_CURRENCY"
 """,
     """
 version = "t-2"
@@ -146,6 +158,10 @@ NOW = datetime.now(UTC).replace(microsecond=0)  # the present: nothing fixed rea
 HOUR_MS = 3_600_000
 _KINDS = ("login", "credit_transfer", "add_beneficiary", "change_phone")
 IBANS = ("FR7630001007941234567890185", "DE89370400440532013000", "FR1420041010050500013M02606")
+# Currencies of every ISO 4217 exponent (EUR and USD 2, JPY 0, KWD 3, CLF 4): the amounts' signals are in
+# each one's major units. A memory's amounts are mostly in one of them, the user's own; GBP is never in a
+# memory, so a transfer in it is a new currency whenever some amounts are known.
+CURRENCIES = ("EUR", "USD", "JPY", "KWD", "CLF")
 
 
 def _ago(hours: float) -> st.SearchStrategy[int]:
@@ -216,6 +232,7 @@ def cases(draw: st.DrawFn) -> Case:
     ibans = draw(st.lists(st.sampled_from([*IBANS, "X1", "X2", "X3"]), unique=True, max_size=5))
     paid = draw(st.lists(st.sampled_from(IBANS), unique=True, max_size=3))
     changed = draw(st.one_of(st.none(), _ago(400)))
+    own = draw(st.sampled_from(CURRENCIES))  # the currency of most of the user's amounts
     user = User(
         "u",
         "c",
@@ -234,7 +251,7 @@ def cases(draw: st.DrawFn) -> Case:
             draw(
                 st.lists(
                     st.tuples(
-                        st.sampled_from(["EUR", "EUR", "USD"]),
+                        st.sampled_from([own, own, own, "EUR", "USD"]),
                         st.one_of(st.integers(1, 300_000), st.sampled_from([120_000, 5_000])),
                     ),
                     max_size=12,
@@ -249,7 +266,7 @@ def cases(draw: st.DrawFn) -> Case:
         ),
     )
     payee = Payee("n", draw(st.sampled_from(IBANS)))
-    amount = Money(draw(st.sampled_from(["EUR", "USD"])), draw(st.integers(1, 2_000_000)))
+    amount = Money(draw(st.sampled_from([own, own, *CURRENCIES, "GBP"])), draw(st.integers(1, 2_000_000)))
     operations: list[Operation] = [
         Login(),
         AddBeneficiary(payee),

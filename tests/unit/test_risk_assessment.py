@@ -193,7 +193,31 @@ class TestSignals:
         )
         assert "usual_amount" not in found
         assert "new_device" not in found
+        assert "new_currency" not in found
         assert found["amounts_known"] == 0
+
+    def test_a_transfer_in_a_currency_none_of_the_past_amounts_used_is_a_new_currency(self) -> None:
+        """After amounts in EUR only, a USD transfer is a new currency with no known amount; EUR is not."""
+        history = RiskHistory(amounts=(("EUR", 85000), ("EUR", 12000), ("EUR", 9500)))
+        dollars = _transfer_signals(Money("USD", 50000), history)
+        euros = _transfer_signals(Money("EUR", 50000), history)
+        assert (dollars["currency"], dollars["new_currency"], dollars["amounts_known"]) == ("USD", True, 0)
+        assert (euros["currency"], euros["new_currency"], euros["amounts_known"]) == ("EUR", False, 3)
+
+    def test_only_a_transfer_has_a_currency(self) -> None:
+        """A new beneficiary has neither a currency nor a new one, whatever the past amounts."""
+        history = RiskHistory(amounts=(("EUR", 85000),))
+        now = datetime(2026, 1, 1, tzinfo=UTC)
+        found = signals(
+            operation=AddBeneficiary(GROCER),
+            user=a_user(now),
+            history=history,
+            context=PHONE_CTX,
+            sim=SIM_SWAP_OFF,
+            now=now,
+        )
+        assert "currency" not in found
+        assert "new_currency" not in found
 
     def test_the_forwarded_account_summary_gives_the_share_of_the_balance(self) -> None:
         """amount / balance when both are in one currency."""
@@ -222,6 +246,19 @@ class TestSignals:
             history = remember(history, seen, limits)
         assert len(history.devices) == 2
         assert [minor for _, minor in history.amounts] == [1500, 1400, 1300]
+
+
+def _transfer_signals(money: Money, history: RiskHistory) -> dict[str, object]:
+    """The signals of a transfer of `money` to the grocer, on `history`."""
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    return signals(
+        operation=CreditTransfer(money, GROCER, "t"),
+        user=a_user(now),
+        history=history,
+        context=PHONE_CTX,
+        sim=SIM_SWAP_OFF,
+        now=now,
+    )
 
 
 class TestEvaluator:

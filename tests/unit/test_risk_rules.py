@@ -66,6 +66,8 @@ class TestParse:
             (('"BIG"', '"big"'), 8, "reason"),
             (('["amount", ">=", 1000]', '["amount", ">=", "1000"]'), 6, "is a number"),
             (('["amount", ">=", 1000]', '["operation", ">", 1]'), 6, "cannot be ordered"),
+            (('["amount", ">=", 1000]', '["currency", ">", "EUR"]'), 6, "cannot be ordered"),
+            (('["amount", ">=", 1000]', '["new_currency", "==", "yes"]'), 6, "flag"),
             (('["amount", ">=", 1000]', '["amount", "~", 1]'), 6, "unknown operator"),
             (('id = "big"', 'id = "Big one"'), 4, "id"),
             (('id = "big"', 'id = "big"\nextra = 1'), 5, "unknown key"),
@@ -81,6 +83,15 @@ class TestParse:
             parse(_GOOD.replace(*change))
         assert caught.value.line == line
         assert reason in caught.value.reason
+
+    def test_a_rule_may_set_a_threshold_per_currency(self) -> None:
+        """`currency` names the transfer's ISO 4217 code: a bank's file holds a yen threshold of its own."""
+        rules = parse(
+            _GOOD.replace('["amount", ">=", 1000]', '["currency", "==", "JPY"], ["amount", ">=", 150000]')
+        )
+        transfer = {"operation": "credit_transfer", "amount": 200000}
+        assert rules.assess(transfer | {"currency": "JPY"}).decision is RiskDecision.HOLD
+        assert rules.assess(transfer | {"currency": "EUR"}).decision is RiskDecision.ALLOW
 
     def test_a_file_without_rules_is_refused(self) -> None:
         """No rule at all would allow everything silently."""

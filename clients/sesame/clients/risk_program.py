@@ -79,7 +79,7 @@ _COST = {
     **dict.fromkeys(("payee_paid_before", "payee_added_hours", "new_device", "new_ip"), 2),
     **dict.fromkeys(("payees_added_24h", "payee_burst", "transfers_24h", "sensitive_ops_1h"), 3),
     **dict.fromkeys(("amounts_known", "usual_amount", "amount_vs_usual", "amount_robust_z"), 4),
-    "amount_vs_largest": 4,
+    **dict.fromkeys(("amount_vs_largest", "new_currency"), 4),
 }
 
 

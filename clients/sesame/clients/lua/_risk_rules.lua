@@ -141,12 +141,14 @@ local LOADERS = {
   amounts = function(s, m)
     if not m.transfer then return end
     local x, amount = m.x, s.amount
-    local past = {}
-    for _, raw in ipairs(risk_amounts(m.parts[6])) do
+    local past, all = {}, risk_amounts(m.parts[6])
+    for _, raw in ipairs(all) do
       local currency, minor = string.match(raw, '^(.-):(%-?%d+)$')
       if currency == x.currency then past[#past + 1] = tonumber(minor) / 100 end
     end
     s.amounts_known = #past
+    -- A first transfer is not news; a first one in this currency after others is (only when some are known).
+    if #all > 0 then s.new_currency = #past == 0 end
     m.past = past
     if #past >= 3 then
       local largest = past[1]
@@ -180,13 +182,14 @@ local LOADERS = {
   ip = function(s, m) new_of(s, 'new_ip', m.parts[3], m.x.ip) end,
 }
 
--- Which group gives each signal the memory gives (the others are the question's: operation, amount, given).
+-- Which group gives each signal the memory gives (the others are the question's: operation, amount, currency,
+-- given).
 local GIVES = {
   wrong_codes_in_a_row = 'user', blocks_in_a_row = 'user', phone_changed_hours = 'user',
   payees_added_24h = 'added', payee_burst = 'added', payee_paid_before = 'paid', payee_added_hours = 'payee_added',
   transfers_24h = 'transfers', sensitive_ops_1h = 'sensitive', amounts_known = 'amounts', usual_amount = 'spread',
   amount_vs_usual = 'spread', amount_robust_z = 'spread', amount_vs_largest = 'amounts', new_device = 'device',
-  new_ip = 'ip',
+  new_ip = 'ip', new_currency = 'amounts',
 }
 
 -- user: the user hash; parts: the memory's six keys (_risk_memory.lua's order); x (the question,
@@ -209,7 +212,7 @@ local function risk_signals(user, parts, x, open)
   local s, loaded = {}, {}
   for k, v in pairs(x.given) do s[k] = v end
   s.operation = x.op
-  if m.transfer then s.amount = tonumber(x.amount_minor) / 100 end
+  if m.transfer then s.amount, s.currency = tonumber(x.amount_minor) / 100, x.currency end
   return setmetatable(s, {added_at = m.added_at, __index = function(_, name)
     local group = GIVES[name]
     if group == nil or loaded[group] then return nil end

@@ -36,6 +36,7 @@ class SignalType(enum.Enum):
 SIGNALS: Mapping[str, SignalType] = {
     "operation": SignalType.NAME,  # login, credit_transfer, add_beneficiary, change_phone
     "amount": SignalType.NUMBER,  # the transfer's amount, major units
+    "currency": SignalType.NAME,  # the transfer's ISO 4217 code (EUR, JPY, ...): per-currency thresholds
     "payee_paid_before": SignalType.FLAG,  # a verified transfer went to this IBAN before
     "payee_added_hours": SignalType.NUMBER,  # since a verified AddBeneficiary of this IBAN
     "payee_first_used_hours": SignalType.NUMBER,  # since the bank first saw the payee used (forwarded)
@@ -47,6 +48,7 @@ SIGNALS: Mapping[str, SignalType] = {
     "amount_robust_z": SignalType.NUMBER,  # (amount - median) / (1.4826 * MAD), floored spread
     "amount_vs_largest": SignalType.NUMBER,  # amount / the largest of the last amounts in this currency
     "amounts_known": SignalType.NUMBER,  # how many past amounts in this currency
+    "new_currency": SignalType.FLAG,  # none of the past amounts in this currency (when some are known)
     "new_device": SignalType.FLAG,  # a device id never seen with a verified code (when some were seen)
     "new_ip": SignalType.FLAG,  # likewise for the IP address
     "wrong_codes_in_a_row": SignalType.NUMBER,
@@ -324,9 +326,12 @@ def _usage_signals(
     if not isinstance(operation, CreditTransfer):
         return
     amount = operation.amount.amount_minor / 100
+    out["currency"] = operation.amount.currency
     out["amount"] = amount
     past = [minor / 100 for currency, minor in history.amounts if currency == operation.amount.currency]
     out["amounts_known"] = len(past)
+    if history.amounts:  # a first transfer is not news: a first one in this currency after others is
+        out["new_currency"] = not past
     if len(past) < MIN_AMOUNTS:
         return
     median = statistics.median(past)
