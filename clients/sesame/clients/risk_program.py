@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sesame.clients import redis_records as rec
+from sesame.server.domain.currency import minor_units_per_major
 from sesame.server.domain.model import RequestContext
 from sesame.server.domain.operation import CreditTransfer, Operation, OperationType, kind
 from sesame.server.domain.risk import RuleSet, SignalValue
@@ -111,8 +112,10 @@ def question(
     denial: Denial | None = None,
 ) -> str:
     """What the step needs besides the memory: the operation's kind, the instant, the payee's, IP's and
-    device's fingerprints ('' for none), the transfer's amount, the `GIVEN` signals that are known, and, for
-    Start's step, what a DENY journals (`denial`) and the number the SIM-swap answer is about."""
+    device's fingerprints ('' for none), the transfer's amount, its currency and the minor units in one of
+    its major units (`unit`: the step reads amounts as `risk_signals` does, with the ISO 4217 exponent Python
+    knows), the `GIVEN` signals that are known, and, for Start's step, what a DENY journals (`denial`) and
+    the number the SIM-swap answer is about."""
     transfer = operation if isinstance(operation, CreditTransfer) else None
     asked: dict[str, object] = {
         "op": kind(operation).name.lower(),
@@ -120,6 +123,7 @@ def question(
         "payee": fingerprint("iban", transfer.payee.iban) if transfer else "",
         "amount_minor": transfer.amount.amount_minor if transfer else 0,
         "currency": transfer.amount.currency if transfer else "",
+        "unit": minor_units_per_major(transfer.amount.currency) if transfer else 1,
         "ip": fingerprint("ip", context.ip) if context.ip else "",
         "device": fingerprint("device", context.device_id) if context.device_id else "",
         # An object even when empty: cjson reads [] and {} alike, Python writes {} for an empty dict.

@@ -144,7 +144,7 @@ local LOADERS = {
     local past, all = {}, risk_amounts(m.parts[6])
     for _, raw in ipairs(all) do
       local currency, minor = string.match(raw, '^(.-):(%-?%d+)$')
-      if currency == x.currency then past[#past + 1] = tonumber(minor) / 100 end
+      if currency == x.currency then past[#past + 1] = tonumber(minor) / x.unit end
     end
     s.amounts_known = #past
     -- A first transfer is not news; a first one in this currency after others is (only when some are known).
@@ -171,7 +171,7 @@ local LOADERS = {
       for i, v in ipairs(sorted) do dev[i] = math.abs(v - med) end
       table.sort(dev)
       local mad = median(dev)
-      local spread = math.max(1.4826 * mad, 0.1 * med, 1.0)
+      local spread = math.max(1.4826 * mad, 0.1 * med, 100 / m.x.unit)  -- 100 minor units, as risk_signals
       s.usual_amount = med
       if med > 0 then s.amount_vs_usual = amount / med
       else s.amount_vs_usual = (amount > 0 and 1 or 0) * 1e9 end
@@ -193,11 +193,12 @@ local GIVES = {
 }
 
 -- user: the user hash; parts: the memory's six keys (_risk_memory.lua's order); x (the question,
--- risk_program.question): {op, now (unix ms), payee, amount_minor, currency, ip, device (fingerprints, '' for
--- none), given (signals computed by the caller)}; open: {pending (the user's pending index), prefix (of a
--- challenge hash's name), digest (the operation's, hex)}, the user's open challenges (in_flight). Returns the
--- signals by name, each group computed from the memory when one of its signals is first read; its metatable's
--- `added_at` tells the transfer's payee's instant in the added set (read once, nil: none).
+-- risk_program.question): {op, now (unix ms), payee, amount_minor, currency, unit (the currency's minor units in
+-- one major unit: amounts are read in major units), ip, device (fingerprints, '' for none), given (signals
+-- computed by the caller)}; open: {pending (the user's pending index), prefix (of a challenge hash's name),
+-- digest (the operation's, hex)}, the user's open challenges (in_flight). Returns the signals by name, each
+-- group computed from the memory when one of its signals is first read; its metatable's `added_at` tells the
+-- transfer's payee's instant in the added set (read once, nil: none).
 local function risk_signals(user, parts, x, open)
   local m = {user = user, parts = parts, x = x, open = open, now = tonumber(x.now),
     transfer = x.op == 'credit_transfer'}
@@ -212,7 +213,7 @@ local function risk_signals(user, parts, x, open)
   local s, loaded = {}, {}
   for k, v in pairs(x.given) do s[k] = v end
   s.operation = x.op
-  if m.transfer then s.amount, s.currency = tonumber(x.amount_minor) / 100, x.currency end
+  if m.transfer then s.amount, s.currency = tonumber(x.amount_minor) / x.unit, x.currency end
   return setmetatable(s, {added_at = m.added_at, __index = function(_, name)
     local group = GIVES[name]
     if group == nil or loaded[group] then return nil end

@@ -1,4 +1,5 @@
-"""ISO 4217 currencies and their minor units, to validate amounts and to write them in an SMS."""
+"""ISO 4217 currencies and their minor units, to validate amounts, to write them in an SMS and to read them
+in major units for the risk rules."""
 
 from __future__ import annotations
 
@@ -35,6 +36,12 @@ def minor_unit_exponent(currency: str) -> int:
     if currency in _EXPONENT_2:
         return 2
     raise KeyError(currency)
+
+
+def minor_units_per_major(currency: str) -> int:
+    """How many minor units make one major unit of `currency` (1 JPY, 100 EUR, 1000 KWD): 10 to the power
+    of its exponent; KeyError when it is not an active ISO 4217 code."""
+    return int(10 ** minor_unit_exponent(currency))  # int: mypy reads int ** int as Any (a negative power)
 
 
 def is_known(currency: str) -> bool:

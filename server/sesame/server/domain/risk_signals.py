@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sesame.server.domain.currency import minor_units_per_major
 from sesame.server.domain.model import RequestContext, User
 from sesame.server.domain.operation import AddBeneficiary, CreditTransfer, Money, Operation, digest, kind
 from sesame.server.domain.risk import SignalValue
@@ -35,7 +36,7 @@ class SignalType(enum.Enum):
 
 SIGNALS: Mapping[str, SignalType] = {
     "operation": SignalType.NAME,  # login, credit_transfer, add_beneficiary, change_phone
-    "amount": SignalType.NUMBER,  # the transfer's amount, major units
+    "amount": SignalType.NUMBER,  # the transfer's amount, major units of its currency (ISO 4217 exponent)
     "currency": SignalType.NAME,  # the transfer's ISO 4217 code (EUR, JPY, ...): per-currency thresholds
     "payee_paid_before": SignalType.FLAG,  # a verified transfer went to this IBAN before
     "payee_added_hours": SignalType.NUMBER,  # since a verified AddBeneficiary of this IBAN
@@ -325,10 +326,12 @@ def _usage_signals(
     out["sensitive_ops_1h"] = sum(1 for at in sensitive if now - at < HOUR)
     if not isinstance(operation, CreditTransfer):
         return
-    amount = operation.amount.amount_minor / 100
-    out["currency"] = operation.amount.currency
+    money = operation.amount
+    unit = minor_units_per_major(money.currency)  # 125000 JPY is 125,000; 1500 KWD minor units 1.5
+    amount = money.amount_minor / unit
+    out["currency"] = money.currency
     out["amount"] = amount
-    past = [minor / 100 for currency, minor in history.amounts if currency == operation.amount.currency]
+    past = [minor / unit for currency, minor in history.amounts if currency == money.currency]
     out["amounts_known"] = len(past)
     if history.amounts:  # a first transfer is not news: a first one in this currency after others is
         out["new_currency"] = not past
@@ -336,9 +339,10 @@ def _usage_signals(
         return
     median = statistics.median(past)
     mad = statistics.median(abs(x - median) for x in past)
-    spread = max(
-        1.4826 * mad, 0.1 * median, 1.0
-    )  # a user who always pays the same rent is not infinitely sure
+    # A user who always pays the same rent is not infinitely sure: the spread is floored at 10 % of the median
+    # and at 100 minor units (1 EUR, 100 JPY, 0.1 KWD), the floor of the z every currency had when amounts
+    # were read as minor / 100: z is a ratio, so it is the same as then in every currency (decision 0089).
+    spread = max(1.4826 * mad, 0.1 * median, 100 / unit)
     out["usual_amount"] = median
     out["amount_vs_usual"] = amount / median if median > 0 else float(amount > 0) * 1e9
     out["amount_robust_z"] = (amount - median) / spread
