@@ -4,6 +4,7 @@ item 5, decision 0035)."""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import subprocess
@@ -25,6 +26,8 @@ from tests.integration.test_journal_export import (  # noqa: F401 (fixtures)
     jwks_file,
     sealed,
 )
+from tests.unit.test_evidence_bundle import sealed_bundle
+from tests.unit.test_journal_seal import Signer
 
 pytestmark = pytest.mark.integration
 
@@ -32,15 +35,26 @@ EVIDENCE_DOC = Path(__file__).parents[2] / "docs" / "evidence.md"
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
-def the_procedure() -> Callable[[Any, str], int]:
-    """The `verify` function of the documented procedure: the doc's Python block that imports jwcrypto."""
+def _documented() -> dict[str, Any]:
+    """The names the doc's Python block that imports jwcrypto defines, run as it is written."""
     blocks = re.findall(r"```python\n(.*?)```", EVIDENCE_DOC.read_text(encoding="utf-8"), flags=re.DOTALL)
     (code,) = [block for block in blocks if "from jwcrypto import" in block]
-    assert "sesame" not in code  # independent of our code: only jwcrypto and the standard library
+    assert "sesame" not in code.replace("sesame.bundle-extent.v1", "")  # only jwcrypto and the stdlib
     namespace: dict[str, Any] = {}
     exec(compile(code, str(EVIDENCE_DOC), "exec"), namespace)  # noqa: S102 (the documentation's own code)
-    verify: Callable[[Any, str], int] = namespace["verify"]
+    return namespace
+
+
+def the_procedure() -> Callable[[Any, str], int]:
+    """The `verify` function of the documented procedure."""
+    verify: Callable[[Any, str], int] = _documented()["verify"]
     return verify
+
+
+def the_extent_check() -> Callable[[Any, str], bool]:
+    """The `check_extents` function of the documented procedure: a bundle's signed extents (decision 0091)."""
+    check: Callable[[Any, str], bool] = _documented()["check_extents"]
+    return check
 
 
 def archive_lines(archive: Path) -> list[str]:
@@ -130,3 +144,25 @@ async def test_the_documented_procedure_finds_a_tampered_archive(
             del blocks[0]
     with pytest.raises(Exception):  # noqa: B017 (an assertion, or jwcrypto's InvalidJWSSignature)
         the_procedure()([json.dumps(block) for block in blocks], text_of(jwks_file))
+
+
+def test_the_documented_procedure_checks_a_bundles_extent() -> None:
+    """A bundle's statements of extent verify with the journal keys only; a bundle cut after its last block,
+    a statement edited or removed, or another key's, raises (decision 0091)."""
+    bundle, jwks = sealed_bundle()
+    check, keys = the_extent_check(), json.dumps(jwks)
+    assert check(json.loads(json.dumps(bundle)), keys) is True
+    cut = copy.deepcopy(bundle)
+    del cut["journal"][1:], cut["inclusion_proofs"][1:], cut["signed_blocks"][1:]
+    lowered = copy.deepcopy(bundle)
+    lowered["extents"][0]["statement"]["streams"]["journal"]["seq"] = 1
+    removed = copy.deepcopy(bundle)
+    del removed["extents"][0]
+    for tampered, key_set in (
+        (cut, keys),
+        (lowered, keys),
+        (removed, keys),
+        (bundle, json.dumps(Signer().jwks)),
+    ):
+        with pytest.raises(Exception):  # noqa: B017 (an assertion, a KeyError, or jwcrypto's InvalidJWSSignature)
+            check(tampered, key_set)

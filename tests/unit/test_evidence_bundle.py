@@ -3,6 +3,7 @@ with the JWK set only; an edited event, a bent path, a forged or missing block i
 
 from __future__ import annotations
 
+import base64
 import copy
 import io
 import json
@@ -12,16 +13,38 @@ from typing import Any
 import pytest
 from pypdf import PdfReader
 
-from sesame.server.domain.journal_seal import FeedEntry, seal_to_dict
+from sesame.server import bundle_extent
+from sesame.server.domain.journal_seal import Block, FeedEntry, Seal, canonical, seal_from_dict, seal_to_dict
 from sesame.server.evidence import EvidenceRecord
-from sesame.server.evidence_bundle import UserRecord, challenge_bundle, is_sound, user_bundle, verify
+from sesame.server.evidence_bundle import (
+    UserRecord,
+    challenge_bundle,
+    is_sound,
+    sections,
+    user_bundle,
+    verify,
+)
 from sesame.server.evidence_command import check_saved, thumbprint
 from sesame.server.evidence_pdf import render
-from tests.unit.test_journal_seal import Signer
+from sesame.server.journal_check import check_stream
+from tests.unit.test_journal_seal import KID, Signer
 
 STREAM = "sesame:{u:0}:ch:c1:journal"
 USER_STREAM = "sesame:{u:0}:journal:alice"
 HEALTH_STREAM = "sesame:{s:0}:health:journal"
+OPENINGS_STREAM = "sesame:{u:0}:openings:alice"
+
+
+def _extent(
+    signer: Signer, subject: dict[str, str], streams: dict[str, Any], head: Block, kid: str = KID
+) -> dict[str, Any]:
+    """A statement of extent signed as the server signs one (decision 0091), with the signer's key."""
+    said = bundle_extent.statement(subject, streams, head, kid)
+    return {"statement": said, "signature": base64.urlsafe_b64encode(signer.sign(canonical(said))).decode()}
+
+
+def _stated(stream: str, entries: list[FeedEntry], seals: list[Seal]) -> dict[str, Any]:
+    return bundle_extent.stated_stream(stream, [(e.id, e.fields) for e in entries], seals)
 
 
 def _entries(stream: str, events: list[dict[str, str]], start: int) -> list[FeedEntry]:
@@ -55,6 +78,11 @@ HEALTH = [{"event": "health.note", "at": "2026-10-31T09:30:00.000+00:00", "worke
 @pytest.fixture
 def sealed() -> tuple[dict[str, Any], dict[str, Any]]:
     """A challenge's bundle over two signed blocks, with lifecycle and health; and the journal JWK set."""
+    return sealed_bundle()
+
+
+def sealed_bundle() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The `sealed` fixture's bundle and keys."""
     signer = Signer()
     lifecycle = _entries(USER_STREAM, LIFECYCLE, 1000)
     journal = _entries(STREAM, JOURNAL, 2000)
@@ -68,7 +96,19 @@ def sealed() -> tuple[dict[str, Any], dict[str, Any]]:
         journal=[dict(e.fields) for e in journal],
         proof="",
         operation_digest=None,
-        seals_json=json.dumps({"stream": STREAM, "jwks": signer.jwks, "seals": seals}),
+        seals_json=json.dumps(
+            {
+                "stream": STREAM,
+                "jwks": signer.jwks,
+                "seals": seals,
+                "extent": _extent(
+                    signer,
+                    {"challenge_id": "c1"},
+                    {"journal": _stated(STREAM, journal, [first, second])},
+                    second.block,
+                ),
+            }
+        ),
     )
     user = UserRecord(
         user_id="alice",
@@ -81,6 +121,16 @@ def sealed() -> tuple[dict[str, Any], dict[str, Any]]:
                 "health_stream": HEALTH_STREAM,
                 "jwks": signer.jwks,
                 "seals": [seals[0]],
+                "extent": _extent(
+                    signer,
+                    {"user_id": "alice", "since": "", "until": "", "transaction_id": ""},
+                    {
+                        "lifecycle": _stated(USER_STREAM, lifecycle, [first]),
+                        "health": _stated(HEALTH_STREAM, health, [first]),
+                        "openings": _stated(OPENINGS_STREAM, [], []),
+                    },
+                    second.block,
+                ),
             }
         ),
     )
@@ -171,6 +221,25 @@ def _malformed(bundle: dict[str, Any]) -> None:
     bundle["inclusion_proofs"] = bundle["inclusion_proofs"][:2]
 
 
+def _cut_last_block(bundle: dict[str, Any]) -> None:
+    """Block 2, with entries 2 to 4, cut off: the seals given, the checks and sections computed again."""
+    del bundle["journal"][1:], bundle["inclusion_proofs"][1:], bundle["signed_blocks"][1:]
+    given = bundle["journal_seals"]["given"]
+    del given["seals"][1:]
+    seals = [seal_from_dict(seal) for seal in given["seals"]]
+    bundle["journal_seals"] = {**check_stream(STREAM, bundle["journal"], seals, given["jwks"]).as_dict()}
+    bundle["journal_seals"]["given"] = given
+    bundle["l133_23"] = sections(bundle)
+
+
+def _lower_seq(bundle: dict[str, Any]) -> None:
+    bundle["extents"][0]["statement"]["streams"]["journal"]["seq"] = 1
+
+
+def _no_extent(bundle: dict[str, Any]) -> None:
+    del bundle["extents"][0]
+
+
 def _seals_said_whole(bundle: dict[str, Any]) -> None:
     bundle["journal_seals"]["sealed_entries"] = 9
 
@@ -196,6 +265,9 @@ def _seals_said_whole(bundle: dict[str, Any]) -> None:
         (_drop_block, "journal: event 1 of sesame:{u:0}:ch:c1:journal: block 1 is not in the bundle"),
         (_edit_lifecycle, "lifecycle: event 1 of sesame:{u:0}:journal:alice: the entry differs"),
         (_edit_health, "health: event 1 of sesame:{s:0}:health:journal: the entry differs"),
+        (_cut_last_block, "journal: the bundle ends at entry 1 of sesame:{u:0}:ch:c1:journal, the server's"),
+        (_lower_seq, "extent: the signature does not verify under 'sesame-journal-v1'"),
+        (_no_extent, "journal: the bundle carries no signed statement of its extent"),
     ],
 )
 def test_a_tampered_bundle_fails_offline(
@@ -236,6 +308,8 @@ def test_the_first_factor_and_the_pdf(sealed: tuple[dict[str, Any], dict[str, An
     )
     assert "code erroné" in text
     assert "Toutes les dépendances opérationnelles : oui" in text
+    words = " ".join(text.split())  # the line wraps, justified
+    assert "journal complet jusqu'à l'événement n° 4 (bloc 2), journal scellé jusqu'au bloc 2" in words
 
 
 def _selection(bundle: dict[str, Any], operations: list[dict[str, Any]]) -> dict[str, Any]:
@@ -246,6 +320,7 @@ def _selection(bundle: dict[str, Any], operations: list[dict[str, Any]]) -> dict
         {"user_id": "alice", "since": "", "until": "", "transaction_id": ""}, user, operations
     )
     selection["lifecycle"] = copy.deepcopy(bundle["lifecycle"])  # with its inclusion proofs
+    selection["extents"] = bundle["extents"][1:]  # the user's: of this selection's query (all time)
     return selection
 
 

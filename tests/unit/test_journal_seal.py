@@ -71,8 +71,12 @@ class Signer:
 
     def seal(self, previous: Block | None, entries: list[FeedEntry]) -> Seal:
         block, leaves = close_block(previous, entries, "2026-11-30T18:00:00.000+00:00", KID)
-        r, s = decode_dss_signature(self._key.sign(block.payload(), ec.ECDSA(hashes.SHA256())))
-        return Seal(block, r.to_bytes(32, "big") + s.to_bytes(32, "big"), leaves)
+        return Seal(block, self.sign(block.payload()), leaves)
+
+    def sign(self, data: bytes) -> bytes:
+        """ES256, raw r || s, as the HSM signs."""
+        r, s = decode_dss_signature(self._key.sign(data, ec.ECDSA(hashes.SHA256())))
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
 def journal(count: int) -> list[dict[str, str]]:

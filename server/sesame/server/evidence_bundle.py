@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sesame.server import evidence
-from sesame.server.domain.journal_seal import Seal, seal_from_dict
+from sesame.server import bundle_extent, evidence
+from sesame.server.domain.journal_seal import Block, Seal, leaf_hash, seal_from_dict
 from sesame.server.evidence_inclusion import Event, check, proofs, signed_blocks
 from sesame.server.journal_check import check_stream
 
@@ -60,6 +60,8 @@ def challenge_bundle(
     """A challenge's bundle with its proofs of inclusion, the user's lifecycle and health, the sections."""
     found = evidence.bundle(record, jwks)
     given = (found.get("journal_seals") or {}).get("given") or {}
+    # The extents the server signed with its answers (decision 0091): the challenge's, then the user's.
+    extents = [given.pop("extent")] if "extent" in given else []
     journal = proven(str(given.get("stream", "")), record.journal, _seals(given) if given else [])
     found["journal_stream"] = journal["stream"]
     found["inclusion_proofs"] = journal["inclusion_proofs"]
@@ -70,6 +72,8 @@ def challenge_bundle(
         seals = _seals(around)
         found["lifecycle"] = proven(str(around.get("lifecycle_stream", "")), user.lifecycle, seals)
         found["health"] = proven(str(around.get("health_stream", "")), user.health, seals)
+        extents += [around["extent"]] if "extent" in around else []
+    found["extents"] = extents
     found["l133_23"] = sections(found)
     found["offline_check"] = verify(found, {**_merged(jwks, given.get("jwks"))}, unsealed=True)
     return found
@@ -121,6 +125,7 @@ def sections(bundle: Mapping[str, Any]) -> dict[str, Any]:
             "events": len(journal),
             "events_with_inclusion_proof": covered,
             "seal_key": next((b["block"]["kid"] for b in bundle.get("signed_blocks", [])), None),
+            "extent": _journal_extent(bundle.get("extents")),
         },
         "accounted_for": {
             "operation_as_authorised": bundle.get("operation_as_authorised"),
@@ -133,6 +138,25 @@ def sections(bundle: Mapping[str, Any]) -> dict[str, Any]:
         },
         "lifecycle": lifecycle.get("entries", []),
     }
+
+
+def _journal_extent(extents: Any) -> dict[str, Any] | None:
+    """Where the server's signed statement says the challenge's journal ends, as of when (decision 0091);
+    None when the bundle carries none (`--verify` then fails)."""
+    for value in extents if isinstance(extents, list) else []:
+        said = value.get("statement") if isinstance(value, Mapping) else None
+        if not isinstance(said, Mapping):
+            continue
+        stated = (said.get("streams") or {}).get("journal")
+        if isinstance(stated, Mapping):
+            head = said.get("head") or {}
+            return {
+                "ends_at_entry": stated.get("seq"),
+                "block": stated.get("block"),
+                "head": head.get("number"),
+                "stated_at": said.get("at"),
+            }
+    return None
 
 
 def first_factors(journal: Sequence[Mapping[str, str]]) -> list[dict[str, str]] | None:
@@ -172,6 +196,7 @@ def verify(bundle: Mapping[str, Any], jwks: Mapping[str, Any], *, unsealed: bool
     try:
         _proven_parts(bundle, jwks, counts, unsealed=unsealed)
         if "operations" in bundle:
+            _extent_held(bundle, jwks, unsealed=unsealed)
             _user_drawn(bundle)
         else:
             _challenge_drawn(bundle, jwks, unsealed=unsealed)
@@ -265,6 +290,115 @@ def _gapless(name: str, entries: Sequence[Mapping[str, str]]) -> None:
             raise _Unsound(f"{name}: entry {expected} is missing or out of place (found seq {seq})")
 
 
+def _extent_held(bundle: Mapping[str, Any], jwks: Mapping[str, Any], *, unsealed: bool) -> None:
+    """Each part of the bundle ends where the server's signed statement of its extent says (decision 0091):
+    its last proven entry is the one stated (`seq`, `leaf`, `block`), no block given is newer than the
+    statement's head, and the statement is this challenge's or user's. Without one a part could lose its last
+    entries, with the block of their own that held them, unseen. Assembling (`unsealed`), a part the server
+    gave nothing of needs none."""
+    kinds = ("lifecycle", "openings") if "operations" in bundle else ("journal", "lifecycle", "health")
+    extents = bundle.get("extents")
+    if not isinstance(extents, list):
+        extents = []
+    stated: dict[str, tuple[dict[str, Any], Mapping[str, Any]]] = {}
+    for value in extents:
+        try:
+            said = bundle_extent.checked(value, jwks)
+        except ValueError as exc:
+            raise _Unsound(f"extent: {exc}") from None
+        for name in set(said["streams"]) & set(kinds):
+            if name in stated:
+                raise _Unsound(f"{name}: two statements of its extent")
+            stated[name] = (said["streams"][name], said)
+    for name in kinds:
+        part = _part(bundle, name)
+        if name not in stated:
+            if unsealed and (part is None or (name == "journal" and bundle.get("journal_seals") is None)):
+                continue  # assembling: the server gave nothing of it
+            raise _Unsound(
+                f"{name}: the bundle carries no signed statement of its extent (a bundle from before "
+                "decision 0091: ask for it again)"
+            )
+        _ends_as_stated(bundle, name, part, *stated[name])
+
+
+def _part(bundle: Mapping[str, Any], name: str) -> dict[str, Any] | None:
+    """A part as (stream, entries, inclusion proofs, signed blocks); None when the bundle holds none."""
+    if name == "journal":
+        return {
+            "stream": bundle.get("journal_stream", ""),
+            "entries": bundle.get("journal", []),
+            "inclusion_proofs": bundle.get("inclusion_proofs", []),
+            "signed_blocks": bundle.get("signed_blocks", []),
+        }
+    part = bundle.get(name)
+    return dict(part) if isinstance(part, Mapping) else None
+
+
+def _ends_as_stated(
+    bundle: Mapping[str, Any],
+    name: str,
+    part: Mapping[str, Any] | None,
+    stated: Mapping[str, Any],
+    said: Mapping[str, Any],
+) -> None:
+    challenge_id, user_id = _owner(bundle)
+    subject = said["subject"]
+    if name == "journal" and subject != {"challenge_id": challenge_id}:
+        raise _Unsound("journal: the statement of its extent is another challenge's")
+    if name != "journal" and subject.get("user_id") != user_id:
+        raise _Unsound(f"{name}: the statement of its extent is another user's")
+    if "operations" in bundle and not _same_selection(subject, bundle.get("selector") or {}):
+        raise _Unsound(f"{name}: the statement of its extent is of another selection")
+    stream = str(stated["stream"])
+    entries = list(part["entries"]) if part else []
+    proofs = list(part["inclusion_proofs"]) if part else []
+    if part and entries and part["stream"] != stream:
+        raise _Unsound(f"{name}: the statement of its extent names another stream")
+    proven = [(entry, p) for entry, p in zip(entries, proofs, strict=True) if p is not None]
+    ends = int(proven[-1][0].get("seq", "0")) if proven else 0
+    if ends != stated["seq"]:
+        raise _Unsound(
+            f"{name}: the bundle ends at entry {ends} of {stream}, the server's signed statement of its "
+            f"extent at entry {stated['seq']} (block {stated['block']})"
+        )
+    if proven and (leaf_hash(stream, proven[-1][0]), proven[-1][1]["block"]) != (
+        stated["leaf"],
+        stated["block"],
+    ):
+        raise _Unsound(f"{name}: entry {ends} of {stream} is not the one the statement of its extent names")
+    head = said["head"]
+    blocks = [b["block"] for b in (part["signed_blocks"] if part else [])]
+    if name == "journal":
+        blocks += [
+            s["block"] for s in ((bundle.get("journal_seals") or {}).get("given") or {}).get("seals", [])
+        ]
+    for value in blocks:
+        block = Block.from_json(json.dumps(value))
+        if block.number > head["number"] or (
+            block.number == head["number"] and block.digest() != head["hash"]
+        ):
+            raise _Unsound(
+                f"{name}: block {block.number} is not in the chain the statement of its extent ends"
+            )
+
+
+def _same_selection(subject: Mapping[str, Any], selector: Mapping[str, Any]) -> bool:
+    """Whether the statement's query is the selection's (the user, the transaction, the same instants)."""
+    if (subject.get("user_id"), subject.get("transaction_id")) != (
+        selector.get("user_id"),
+        selector.get("transaction_id"),
+    ):
+        return False
+    return all(
+        (subject.get(end) or "") == (selector.get(end) or "")
+        or bool(
+            subject.get(end) and selector.get(end) and _at({"at": subject[end]}) == _at({"at": selector[end]})
+        )
+        for end in ("since", "until")
+    )
+
+
 def _user_drawn(bundle: Mapping[str, Any]) -> None:
     """A user's selection says what its proven events give."""
     lifecycle = (bundle.get("lifecycle") or {}).get("entries", [])
@@ -293,6 +427,7 @@ def _challenge_drawn(bundle: Mapping[str, Any], jwks: Mapping[str, Any], *, unse
     if any(e.get("challenge_id", challenge_id) != challenge_id for e in journal):
         raise _Unsound("journal: an entry names another challenge")
     _journal_whole(bundle, jwks, unsealed=unsealed)
+    _extent_held(bundle, jwks, unsealed=unsealed)  # each part ends where the server's statement says
     if bundle.get("operation_as_authorised") != evidence.authorised_operation(journal):
         raise _Unsound("the operation as authorised differs from the journal's")
     _proof_bound(bundle, jwks)
@@ -377,6 +512,7 @@ def user_bundle(
         "lifecycle": lifecycle,
         "openings": openings,
         "risk_denials": risk_denials(lifecycle["entries"], selector),
+        "extents": [around["extent"]] if "extent" in around else [],
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     found["offline_check"] = verify(found, around.get("jwks") or {}, unsealed=True)

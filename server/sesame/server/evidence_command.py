@@ -114,7 +114,7 @@ def thumbprint(jwk: Any) -> str:
 
 
 def _named_kids(bundle: Any) -> set[str]:
-    """The kids a bundle's proofs and signed blocks name."""
+    """The kids a bundle's proofs, signed blocks and statements of extent name."""
     found: set[str] = set()
     for part in _parts(bundle):
         proof = part.get("proof")
@@ -123,6 +123,10 @@ def _named_kids(bundle: Any) -> set[str]:
         for holder in [part, *[part.get(n) for n in ("lifecycle", "health", "openings")]]:
             if isinstance(holder, dict):
                 found |= {str(b.get("block", {}).get("kid", "")) for b in holder.get("signed_blocks", [])}
+        extents = part.get("extents")
+        for signed in extents if isinstance(extents, list) else []:
+            if isinstance(signed, dict) and isinstance(signed.get("statement"), dict):
+                found.add(str(signed["statement"].get("kid", "")))
     return found - {""}
 
 

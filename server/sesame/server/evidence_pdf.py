@@ -257,6 +257,12 @@ def _recorded(pdf: _Document, section: Mapping[str, Any], offline: Mapping[str, 
         + (f" ({check.get('failed')})" if check.get("failed") else "")
         + f" ; clé de scellement : {section.get('seal_key')}"
     )
+    if extent := section.get("extent"):
+        pdf.line_of(
+            f"Étendue attestée par le serveur (signée, clé de scellement) : journal complet jusqu'à "
+            f"l'événement n° {extent.get('ends_at_entry')} (bloc {extent.get('block')}), journal scellé "
+            f"jusqu'au bloc {extent.get('head')} le {when(extent.get('stated_at'))}"
+        )
     pdf.line_of(
         f"Vérification indépendante (clés publiques seules) : {_yes(offline.get('valid'))}"
         + (f" ({offline.get('failed')})" if offline.get("failed") else "")

@@ -13,6 +13,7 @@ import json
 from typing import Protocol
 
 from sesame.clients.redis_journal import RedisJournal
+from sesame.server import bundle_extent
 from sesame.server.domain import proof
 from sesame.server.domain.journal_seal import seal_to_dict
 from sesame.server.domain.model import PublicKey
@@ -30,19 +31,22 @@ class JournalPublicKeys(Protocol):
         ...
 
 
+class JournalKeyStore(JournalPublicKeys, bundle_extent.JournalSigner, Protocol):
+    """The journal keys: their public halves, and the current one to sign an answer's extent (0091)."""
+
+
 class ChallengeSeals:
     """The seals of a challenge's journal, as JSON."""
 
-    def __init__(
-        self, journal: RedisJournal, keys: JournalPublicKeys, archive: JournalArchive | None
-    ) -> None:
+    def __init__(self, journal: RedisJournal, keys: JournalKeyStore, archive: JournalArchive | None) -> None:
         self._journal = journal
         self._keys = keys
         self._archive = archive
         self._journals = ArchivedJournals(journal, archive)
 
     async def __call__(self, challenge_id: str) -> str:
-        """The stream, the seals covering it and the journal keys; "" when the challenge has no journal."""
+        """The stream, the seals covering it, the journal keys, and the extent those give signed by the
+        journal key (`extent`, decision 0091); "" when the challenge has no journal."""
         stream = self._journal.keys.challenge_journal(challenge_id)
         entries = await self._journals.entries(stream)  # Redis and the archive (decision 0037)
         if not entries:
@@ -63,11 +67,19 @@ class ChallengeSeals:
         seals = [*archived, *newer]
         holding = [i for i, seal in enumerate(seals) if any(leaf.stream == stream for leaf in seal.leaves)]
         covering = seals[: holding[-1] + 1] if holding else []
+        head = await self._journal.last_seal()  # read after the seals: no block given is newer
+        extent = await bundle_extent.signed(
+            self._keys,
+            {"challenge_id": challenge_id},
+            {"journal": bundle_extent.stated_stream(stream, entries, covering)},
+            head.block if head else None,
+        )
         return json.dumps(
             {
                 "stream": stream,
                 "jwks": proof.jwk_set(await self._keys.journal_public_keys()),
                 "seals": [seal_to_dict(seal) for seal in covering],
+                "extent": extent,
             },
             separators=(",", ":"),
         )

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sesame.clients.redis_journal import RedisJournal
+from sesame.server import bundle_extent
 from sesame.server.domain import proof
 from sesame.server.domain.errors import FieldViolation, InvalidRequest
 from sesame.server.domain.evidence_index import EvidenceMatch, completed, journaled_opening
@@ -26,7 +27,7 @@ from sesame.server.domain.journal_seal import Seal, id_key, seal_to_dict
 from sesame.server.domain.ports import EvidenceIndex, HealthNotes
 from sesame.server.domain.proofs import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from sesame.server.journal_archive import JournalArchive
-from sesame.server.journal_evidence import JournalPublicKeys
+from sesame.server.journal_evidence import JournalKeyStore
 
 # A page token: the next page's decimal offset, in ASCII digits (str.isdigit also takes superscripts, which
 # int() refuses, and other scripts' digits, which it reads).
@@ -66,7 +67,7 @@ class UserEvidenceReader:
         index: EvidenceIndex,
         journal: RedisJournal,
         notes: HealthNotes,
-        keys: JournalPublicKeys,
+        keys: JournalKeyStore,
         archive: JournalArchive | None,
     ) -> None:
         self._index = index
@@ -115,12 +116,25 @@ class UserEvidenceReader:
         since = query.since or (page[0].opened_at if page else None)  # the first page: the earliest found
         health = await self._notes.notes(since, query.until) if since or query.until else []
         seals = await self._covering([i for i, _ in [*lifecycle, *health, *openings]])
+        head = await self._journal.last_seal()  # read after the seals: no block given is newer
+        subject = {
+            "user_id": query.user_id,
+            "since": query.since.isoformat() if query.since else "",
+            "until": query.until.isoformat() if query.until else "",
+            "transaction_id": query.transaction_id,
+        }
+        stated = {
+            "lifecycle": bundle_extent.stated_stream(stream, lifecycle, seals),
+            "health": bundle_extent.stated_stream(self._notes.stream, health, seals),
+            "openings": bundle_extent.stated_stream(openings_stream, openings, seals),
+        }
         given = {
             "lifecycle_stream": stream,
             "health_stream": self._notes.stream,
             "openings_stream": openings_stream,
             "jwks": proof.jwk_set(await self._keys.journal_public_keys()),
             "seals": [seal_to_dict(seal) for seal in seals],
+            "extent": await bundle_extent.signed(self._keys, subject, stated, head.block if head else None),
         }
         return UserEvidence(
             page,
