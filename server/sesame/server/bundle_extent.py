@@ -20,20 +20,14 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-
 from sesame.server.domain.journal_seal import GENESIS, Block, Seal, canonical
 from sesame.server.domain.model import KeyRef
-from sesame.server.jwk_keys import public_key
+from sesame.server.jwk_keys import es256_verifies, key_named
 
 TYPE = "sesame.bundle-extent.v1"
 NONE_SEALED = {"seq": 0, "id": "0-0", "leaf": "", "block": 0}  # a stream the answer holds no sealed entry of
 _FIELDS = {"type", "kid", "at", "subject", "streams", "head"}
 _STREAM_FIELDS = {"stream", "seq", "id", "leaf", "block"}
-_SIGNATURE_BYTES = 64  # ES256: r || s
 
 
 class JournalSigner(Protocol):
@@ -114,23 +108,13 @@ def checked(value: Any, jwks: Mapping[str, Any]) -> dict[str, Any]:
         or not isinstance(said["subject"], dict)
     ):
         raise ValueError("its head or subject is malformed")  # noqa: TRY004 (as every other malformed part)
-    keys = jwks.get("keys")
-    jwk = (
-        next((k for k in keys if isinstance(k, Mapping) and k.get("kid") == said["kid"]), None)
-        if isinstance(keys, list)
-        else None
-    )
+    jwk = key_named(jwks, str(said["kid"]))
     if jwk is None:
         raise ValueError(f"no key {said['kid']!r} in the JWK set")
     text = str(value["signature"])
     raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    if len(raw) != _SIGNATURE_BYTES:
+    if not es256_verifies(jwk, raw, canonical(said)):
         raise ValueError(f"the signature does not verify under {said['kid']!r}")
-    der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
-    try:
-        public_key(jwk).verify(der, canonical(said), ec.ECDSA(hashes.SHA256()))
-    except (InvalidSignature, ValueError):
-        raise ValueError(f"the signature does not verify under {said['kid']!r}") from None
     return said
 
 

@@ -13,13 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-
 from sesame.server.domain.journal_seal import Leaf, Seal, leaf_hash, merkle_root
-from sesame.server.jwk_keys import public_key
+from sesame.server.jwk_keys import es256_verifies, key_named
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +36,6 @@ class JournalCheck:
             "sealed_entries": self.sealed,
             "seals": self.seals,
         }
-
-
-_SIGNATURE_BYTES = 64  # ES256: r || s
 
 
 class _Broken(Exception):
@@ -81,30 +73,16 @@ def unsigned(seal: Seal, jwks: Mapping[str, Any]) -> str:
     """Why `seal` does not verify with `jwks` ("" when it does): a key the set lacks is said as such, as
     `sesame proof verify` says it, not as a signature that does not verify (a tampering alarm for a JWK set
     saved before a rotation)."""
-    if _jwk(seal, jwks) is None:
+    if key_named(jwks, seal.block.kid) is None:
         return f"no key {seal.block.kid!r} in the JWK set"
     if not signed(seal, jwks):
         return f"the signature does not verify under {seal.block.kid!r}"
     return ""
 
 
-def _jwk(seal: Seal, jwks: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    keys = jwks.get("keys")
-    if not isinstance(keys, list):
-        return None
-    return next((k for k in keys if isinstance(k, Mapping) and k.get("kid") == seal.block.kid), None)
-
-
 def signed(seal: Seal, jwks: Mapping[str, Any]) -> bool:
-    jwk = _jwk(seal, jwks)
-    if jwk is None or len(seal.signature) != _SIGNATURE_BYTES:
-        return False
-    r, s = int.from_bytes(seal.signature[:32], "big"), int.from_bytes(seal.signature[32:], "big")
-    try:
-        public_key(jwk).verify(encode_dss_signature(r, s), seal.block.payload(), ec.ECDSA(hashes.SHA256()))
-    except (InvalidSignature, ValueError):
-        return False
-    return True
+    jwk = key_named(jwks, seal.block.kid)
+    return jwk is not None and es256_verifies(jwk, seal.signature, seal.block.payload())
 
 
 def _check_numbering(journal: Sequence[Mapping[str, str]]) -> None:

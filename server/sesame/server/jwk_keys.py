@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from sesame.server.domain import proof
 
 _COORDINATE_CHARS = 43  # a 32-byte P-256 coordinate in unpadded base64url
+_SIGNATURE_BYTES = 64  # ES256: r || s
 
 
 def public_key(jwk: Mapping[str, Any]) -> ec.EllipticCurvePublicKey:
@@ -21,3 +25,24 @@ def public_key(jwk: Mapping[str, Any]) -> ec.EllipticCurvePublicKey:
         raise ValueError("x and y are not 32-byte base64url coordinates")
     x, y = (int.from_bytes(proof.b64url_decode(str(value)), "big") for value in coordinates)
     return ec.EllipticCurvePublicNumbers(x, y, ec.SECP256R1()).public_key()
+
+
+def key_named(jwks: Mapping[str, Any], kid: str) -> Mapping[str, Any] | None:
+    """The JWK of `jwks` whose kid is `kid`, None when none is (or `jwks` has no list of keys)."""
+    keys = jwks.get("keys")
+    if not isinstance(keys, list):
+        return None
+    return next((k for k in keys if isinstance(k, Mapping) and k.get("kid") == kid), None)
+
+
+def es256_verifies(jwk: Mapping[str, Any], signature: bytes, data: bytes) -> bool:
+    """Whether `signature` (raw r || s, as the journal key signs blocks and statements) is ES256 of `data`
+    under `jwk`; False for a malformed key or signature."""
+    if len(signature) != _SIGNATURE_BYTES:
+        return False
+    der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
+    try:
+        public_key(jwk).verify(der, data, ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
