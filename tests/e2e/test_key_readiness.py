@@ -250,3 +250,36 @@ async def test_verify_of_a_key_version_not_held_is_unavailable_not_not_found(
         {"key_version": "999"},
     )
     assert await snapshot(redis_client) == before
+
+
+async def test_an_id_altered_to_name_a_key_version_not_held_is_not_found(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    """An id whose key version was altered (no such challenge) answers NOT_FOUND, as docs/api.md says of a
+    guessed or altered id, not UNAVAILABLE KEY_VERSION_UNAVAILABLE.
+
+    Found from outside with a Node client: `k1` changed to `k9` in a real id answered UNAVAILABLE with
+    RetryInfo, which a caller following the docs retries for ever. Nothing is written.
+    """
+    user_id = await enrolled(live)
+    challenge_id, code = await started(live, user_id)
+    nonce, _, digits, tag = challenge_id.split(".")
+    before = await snapshot(redis_client)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await live.auth.VerifyChallenge(
+            auth_pb.VerifyChallengeRequest(
+                challenge_id=f"{nonce}.k9.{digits}.{tag}", code=code, operation=transfer(), context=CONTEXT
+            )
+        )
+    assert caught.value.code() is grpc.StatusCode.NOT_FOUND
+    raw = dict(caught.value.trailing_metadata() or ())["grpc-status-details-bin"]
+    info = error_details_pb2.ResourceInfo()
+    assert status_pb2.Status.FromString(raw).details[0].Unpack(info)
+    assert (info.resource_type, info.resource_name) == ("challenge", f"{nonce}.k9.{digits}.{tag}")
+    assert await snapshot(redis_client) == before
+    # The real challenge is untouched: its code still verifies.
+    request = auth_pb.VerifyChallengeRequest(
+        challenge_id=challenge_id, code=code, operation=transfer(), context=CONTEXT
+    )
+    reply = await live.auth.VerifyChallenge(request)
+    assert reply.result == auth_pb.VERIFY_RESULT_VERIFIED

@@ -332,7 +332,10 @@ class ChallengeFlows:
             )
         except KeyNotFound:
             # Not "unknown": a replica without a key version its peers hold (or a token that lost it) would
-            # deny valid challenges. A server fault the caller may retry; no attempt was counted.
+            # deny valid challenges. A server fault the caller may retry; no attempt was counted. But only for
+            # a challenge that exists: an id altered to name another version is an unknown id (NOT_FOUND,
+            # ChallengeNotFound from the read), not an UNAVAILABLE its caller would retry for ever.
+            await self._store.challenges.get_challenge(request.challenge_id)
             raise KeyVersionUnavailable(ref.key_version) from None
         matches = codes.same_code(expected, submitted)
         # A right code's proof is named before the decision, which journals the name with a VERIFIED outcome
