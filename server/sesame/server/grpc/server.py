@@ -45,16 +45,30 @@ SERVICE_NAMES = API_SERVICES
 # Our largest request (a transfer with every field at its maximum) is under 2 KiB: a 64 KiB cap refuses
 # oversized messages before they are parsed, instead of gRPC's default of 4 MiB.
 MAX_MESSAGE_BYTES = 64 * 1024
+# A call's headers (its metadata and gRPC's own, ~0.5 KiB) are refused above this size, always. gRPC's own
+# limits are a soft 8 KiB and a hard 16 KiB, and between them it refuses calls at random (RESOURCE_EXHAUSTED
+# "exceeds soft limit"): the same 10 KiB call answered or refused by chance (found from outside, decision
+# 0089). The same bound as soft and hard limit makes it one line, the same for every call.
+MAX_METADATA_BYTES = 8 * 1024
+_METADATA_OPTIONS = (
+    ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+    ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
+)
 # The channel options of every listener of ours.
 SERVER_OPTIONS = (
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    *_METADATA_OPTIONS,
     # gRPC turns SO_REUSEPORT on by default: a second server on a taken port would bind without error and
     # take half the calls. Off, the second one fails to bind and says so.
     ("grpc.so_reuseport", 0),
 )
 # The same, for the workers of one `sesame serve`: they share the port on purpose, the supervisor having
 # claimed it for them alone (sesame.server.port_claim, docs/decisions/0021).
-WORKER_OPTIONS = (("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.so_reuseport", 1))
+WORKER_OPTIONS = (
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    *_METADATA_OPTIONS,
+    ("grpc.so_reuseport", 1),
+)
 DEFAULT_MAX_CONCURRENT_RPCS = 100
 # What grpc logs (its message formatted already), at ERROR with a traceback, when its core cannot send an
 # answer because the call ended on the caller's side (deadline, cancel, connection gone) as the answer left.
