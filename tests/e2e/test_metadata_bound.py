@@ -1,4 +1,4 @@
-"""A call's headers are bounded at one size, the same for every call (decision 0089).
+"""A call's headers are bounded at one size, the same for every call (decision 0092).
 
 Found from outside with a Node client: gRPC's own limits are a soft 8 KiB and a hard 16 KiB, and between them
 it refused calls at random, so the same call with 10 KiB of metadata was answered or refused by chance.

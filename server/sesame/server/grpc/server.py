@@ -48,7 +48,7 @@ MAX_MESSAGE_BYTES = 64 * 1024
 # A call's headers (its metadata and gRPC's own, ~0.5 KiB) are refused above this size, always. gRPC's own
 # limits are a soft 8 KiB and a hard 16 KiB, and between them it refuses calls at random (RESOURCE_EXHAUSTED
 # "exceeds soft limit"): the same 10 KiB call answered or refused by chance (found from outside, decision
-# 0089). The same bound as soft and hard limit makes it one line, the same for every call.
+# 0092). The same bound as soft and hard limit makes it one line, the same for every call.
 MAX_METADATA_BYTES = 8 * 1024
 _METADATA_OPTIONS = (
     ("grpc.max_metadata_size", MAX_METADATA_BYTES),
