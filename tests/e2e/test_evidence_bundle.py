@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from sesame.server.domain.model import DeliveryState
 from sesame.server.evidence_bundle import FACTOR_PREFIXES
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import CONTEXT, IBAN, enrolled, read_code, started, transfer, verify, wrong
+from tests.support.evidence_cli import bundle_from, run_evidence
 
 # The server journals health notes, as `sesame serve` does (the test servers do not unless asked).
 pytestmark = [
@@ -36,23 +35,6 @@ pytestmark = [
     pytest.mark.integration,
     pytest.mark.parametrize("health_notes", [True]),
 ]
-
-
-def _sesame(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sesame.server.cli", "evidence", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-async def _bundle(live: Live, *args: str) -> dict[str, Any]:
-    done = await asyncio.to_thread(_sesame, *args, "--target", live.address)
-    assert done.returncode == 0, done.stderr[-3000:]
-    bundle: dict[str, Any] = json.loads(done.stdout)
-    return bundle
 
 
 def _factor(at: datetime, method: str, category: int, reference: str = "") -> auth_pb.FirstFactor:
@@ -151,18 +133,20 @@ async def test_the_bundle_of_a_transfer_disputed_30_days_later(
 ) -> None:
     challenge_id = await _disputed_transfer(live, redis_client)
     pdf = tmp_path / "preuve.pdf"
-    by_transaction = await _bundle(live, "--user", "alice", "--transaction", "tx-1", "--pdf", str(pdf))
+    by_transaction = await bundle_from(
+        live.address, "--user", "alice", "--transaction", "tx-1", "--pdf", str(pdf)
+    )
     assert [m["challenge_id"] for m in by_transaction["found"]] == [challenge_id]
     _check_operation(by_transaction["operations"][0], challenge_id)
 
     now = live.clock.now()
     period = ["--since", (now - timedelta(days=31)).isoformat(), "--until", now.isoformat()]
-    by_period = await _bundle(live, "--user", "alice", *period)
+    by_period = await bundle_from(live.address, "--user", "alice", *period)
     assert [op["challenge_id"] for op in by_period["operations"]] == [challenge_id]
     too_late = ["--since", (now - timedelta(days=29)).isoformat(), "--until", now.isoformat()]
-    assert (await _bundle(live, "--user", "alice", *too_late))["operations"] == []
-    assert (await _bundle(live, "--user", "alice", "--transaction", "tx-9"))["operations"] == []
-    _check_operation(await _bundle(live, challenge_id), challenge_id)
+    assert (await bundle_from(live.address, "--user", "alice", *too_late))["operations"] == []
+    assert (await bundle_from(live.address, "--user", "alice", "--transaction", "tx-9"))["operations"] == []
+    _check_operation(await bundle_from(live.address, challenge_id), challenge_id)
 
     text = " ".join(page.extract_text() for page in PdfReader(pdf).pages)
     op = by_transaction["operations"][0]
@@ -194,25 +178,25 @@ async def test_a_saved_bundle_verifies_offline_with_the_jwk_set_only(
 ) -> None:
     """No server: the bundle file and the proof and journal keys' JWK set. One edited byte fails."""
     challenge_id = await _disputed_transfer(live, redis_client)
-    bundle = await _bundle(live, "--user", "alice", "--transaction", "tx-1")
+    bundle = await bundle_from(live.address, "--user", "alice", "--transaction", "tx-1")
     op = bundle["operations"][0]
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps({"keys": [*op["jwks"]["keys"], *op["journal_jwks"]["keys"]]}))
     saved = tmp_path / "bundle.json"
     saved.write_text(json.dumps(bundle))
-    done = await asyncio.to_thread(_sesame, "--verify", str(saved), "--jwks", str(jwks))
+    done = await asyncio.to_thread(run_evidence, "--verify", str(saved), "--jwks", str(jwks))
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads(done.stdout)["operations"][0]["covered"] >= 5
     op["l133_23"]["accounted_for"]["operation_as_authorised"]["amount"]["amount_minor"] = 1
     saved.write_text(json.dumps(bundle))
-    done = await asyncio.to_thread(_sesame, "--verify", str(saved), "--jwks", str(jwks))
+    done = await asyncio.to_thread(run_evidence, "--verify", str(saved), "--jwks", str(jwks))
     assert done.returncode == 1
     assert json.loads(done.stdout)["operations"][0]["failed"].startswith("the L.133-23 sections differ")
     op["l133_23"]["accounted_for"]["operation_as_authorised"]["amount"]["amount_minor"] = 125000
     attempt = next(e for e in op["journal"] if e.get("outcome") == "wrong_code")
     attempt["ip"] = "203.0.113.9"  # the evidence: its leaf no longer matches
     saved.write_text(json.dumps(bundle))
-    done = await asyncio.to_thread(_sesame, "--verify", str(saved), "--jwks", str(jwks))
+    done = await asyncio.to_thread(run_evidence, "--verify", str(saved), "--jwks", str(jwks))
     assert done.returncode == 1
     assert "the entry differs from the entry sealed" in json.loads(done.stdout)["operations"][0]["failed"]
     # The other side's edits that once held: the edited entry without its inclusion proof, the wrong code
@@ -228,7 +212,7 @@ async def test_a_saved_bundle_verifies_offline_with_the_jwk_set_only(
         edited = json.loads(pristine)
         tamper(edited["operations"][0])
         saved.write_text(json.dumps(edited))
-        done = await asyncio.to_thread(_sesame, "--verify", str(saved), "--jwks", str(jwks))
+        done = await asyncio.to_thread(run_evidence, "--verify", str(saved), "--jwks", str(jwks))
         assert done.returncode == 1
         assert failure in json.loads(done.stdout)["operations"][0]["failed"], done.stdout
     assert challenge_id

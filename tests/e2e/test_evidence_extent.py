@@ -10,8 +10,6 @@ import asyncio
 import base64
 import copy
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,33 +24,17 @@ from sesame.server.journal_check import check_stream
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import enrolled, started, verify, wrong
 from tests.integration.test_offline_procedure import the_extent_check
+from tests.support.evidence_cli import bundle_from, run_evidence
 from tests.unit.test_journal_seal import Signer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
-
-
-def _evidence(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sesame.server.cli", "evidence", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-async def _bundle(live: Live, *args: str) -> dict[str, Any]:
-    done = await asyncio.to_thread(_evidence, *args, "--target", live.address)
-    assert done.returncode == 0, done.stderr[-3000:]
-    found: dict[str, Any] = json.loads(done.stdout)
-    return found
 
 
 async def _checked(bundle: dict[str, Any], jwks: Path, tmp_path: Path) -> tuple[int, dict[str, Any]]:
     """`sesame evidence --verify` of `bundle` saved, with the bank's journal and proof keys."""
     saved = tmp_path / "bundle.json"
     saved.write_text(json.dumps(bundle), encoding="utf-8")
-    done = await asyncio.to_thread(_evidence, "--verify", str(saved), "--jwks", str(jwks))
+    done = await asyncio.to_thread(run_evidence, "--verify", str(saved), "--jwks", str(jwks))
     assert done.stdout, done.stderr[-3000:]
     return done.returncode, json.loads(done.stdout)
 
@@ -110,7 +92,7 @@ async def test_a_challenge_bundle_cut_after_its_last_sealed_block_fails(live: Li
     await live.sealer.step()  # the openings journal's entry, journaled by the index step, sealed
     await verify(live, challenge_id, code)
     await live.sealer.step()
-    bundle = await _bundle(live, challenge_id)
+    bundle = await bundle_from(live.address, challenge_id)
     jwks = _bank_keys(bundle, tmp_path)
     status, checked = await _checked(bundle, jwks, tmp_path)
     assert status == 0, checked
@@ -147,7 +129,7 @@ async def test_a_user_bundle_cut_after_the_lifecycles_last_block_fails(live: Liv
     await live.sealer.step()
     since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
     until = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
-    bundle = await _bundle(live, "--user", user_id, "--since", since, "--until", until)
+    bundle = await bundle_from(live.address, "--user", user_id, "--since", since, "--until", until)
     jwks = _bank_keys(bundle["operations"][0], tmp_path)
     status, checked = await _checked(bundle, jwks, tmp_path)
     assert status == 0, checked
@@ -183,7 +165,7 @@ async def test_a_statement_edited_resigned_or_removed_fails(live: Live, tmp_path
     assert live.sealer is not None
     await live.sealer.step()
     await live.sealer.step()
-    bundle = await _bundle(live, challenge_id)
+    bundle = await bundle_from(live.address, challenge_id)
     jwks = _bank_keys(bundle, tmp_path)
     status, checked = await _checked(bundle, jwks, tmp_path)
     assert status == 0, checked

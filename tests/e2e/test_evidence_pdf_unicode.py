@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,20 +17,11 @@ from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import operation_pb2 as op_pb
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import enrolled, started, transfer, verify
+from tests.support.evidence_cli import run_evidence
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 PAYEE = "Łódź Αθήνα Москва 北京 東京 とうきょう"
-
-
-def _evidence(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sesame.server.cli", "evidence", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 async def _verified_pdf(
@@ -43,7 +33,7 @@ async def _verified_pdf(
     assert live.sealer is not None
     await live.sealer.step()
     pdf = tmp_path / "preuve.pdf"
-    done = await asyncio.to_thread(_evidence, challenge_id, "--pdf", str(pdf), "--target", live.address)
+    done = await asyncio.to_thread(run_evidence, challenge_id, "--pdf", str(pdf), "--target", live.address)
     assert done.returncode == 0, done.stderr[-3000:]
     return pdf, done
 

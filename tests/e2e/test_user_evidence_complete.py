@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,23 +14,16 @@ import redis.asyncio as aioredis
 
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import enrolled, started, transfer
+from tests.support.evidence_cli import run_evidence
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 
-def _evidence(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sesame.server.cli", "evidence", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 async def _user_bundle(live: Live, user_id: str) -> tuple[int, dict[str, Any], str]:
     since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
-    done = await asyncio.to_thread(_evidence, "--user", user_id, "--since", since, "--target", live.address)
+    done = await asyncio.to_thread(
+        run_evidence, "--user", user_id, "--since", since, "--target", live.address
+    )
     return done.returncode, json.loads(done.stdout), done.stderr
 
 
