@@ -234,6 +234,35 @@ class TestPendingIndex:
         new = await opened(store, nonce=nonce(2))
         assert await store.challenges.pending_challenges("u-1", old) == [new.challenge_id]
 
+    async def test_a_challenge_closed_leaves_the_index(self, store):
+        """Verified, locked, voided by a wrong operation, cancelled: each leaves in the step that closes it
+        (decision 0093); a wrong code that leaves attempts, and a refusal, leave it indexed."""
+        ids = [(await opened(store, nonce=nonce(n), max_attempts=2)).challenge_id for n in range(1, 6)]
+        right, locked, mismatch, cancelled, still = ids
+        login = factories.a_challenge(NOW).op_digest
+
+        async def attempt(challenge_id: str, *, matches: bool, op_digest: bytes = login) -> VerifyResult:
+            tried = VerificationAttempt(challenge_id, op_digest, matches, NOW, CONTEXT)
+            return (await store.challenges.record_verification(tried, LOCKOUT)).result
+
+        assert await attempt(right, matches=True) is VerifyResult.VERIFIED
+        assert await attempt(right, matches=True) is VerifyResult.ALREADY_USED
+        assert [await attempt(locked, matches=False), await attempt(locked, matches=False)] == [
+            VerifyResult.WRONG_CODE
+        ] * 2
+        assert (await store.challenges.get_challenge(locked)).status is ChallengeStatus.LOCKED
+        assert await attempt(mismatch, matches=True, op_digest=bytes(32)) is VerifyResult.OPERATION_MISMATCH
+        await store.challenges.cancel_challenge(cancelled, NOW, CONTEXT)
+        assert await attempt(still, matches=False) is VerifyResult.WRONG_CODE
+        assert await store.challenges.pending_challenges("u-1", NOW) == [still]
+
+    async def test_a_voided_challenge_leaves_the_index(self, store):
+        """Voided after a change of the user, it leaves the index (decision 0093)."""
+        challenge = await opened(store, nonce=nonce(1))
+        voiding = Voiding("u-1", VoidReason.USER_SUSPENDED, NOW, BY)
+        assert await store.challenges.void_challenge(challenge.challenge_id, voiding) is VoidOutcome.VOIDED
+        assert await store.challenges.pending_challenges("u-1", NOW) == []
+
     async def test_a_suspended_user_gets_no_challenge(self, store):
         """Opening for a suspended user raises UserNotActive and writes nothing."""
         await enrolled(store)

@@ -232,6 +232,7 @@ async def test_a_code_whose_user_changed_since_it_was_queued_is_withheld_at_take
     stored = await store.challenges.get_challenge(opened.challenge_id)
     assert stored.status is ChallengeStatus.VOIDED
     assert stored.delivery is DeliveryState.FAILED
+    assert await store.challenges.pending_challenges(opened.user_id, at) == []  # closed (decision 0093)
     journal = await store.journal.challenge_journal(opened.challenge_id)
     assert [(e["event"], e.get("reason", e.get("void_reason"))) for e in journal[1:]] == [
         ("challenge.void", reason),

@@ -10,11 +10,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import redis.asyncio as aioredis
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import operation_pb2 as op_pb
 from tests.e2e.conftest import Live
-from tests.e2e.helpers import CONTEXT, enrolled
+from tests.e2e.helpers import CONTEXT, enrolled, verify
+from tests.e2e.helpers import started as started_with_code
 from tests.e2e.test_risk import FRAUD_A, FRAUD_B, authorised, beneficiary, codes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -77,3 +79,25 @@ async def test_beneficiaries_opened_at_once_are_a_burst(live: Live) -> None:
     second = await started(live, user_id, beneficiary(FRAUD_B, "M K"))
     assert first.risk.decision == auth_pb.RISK_DECISION_ALLOW
     assert (second.risk.decision, codes(second)) == (auth_pb.RISK_DECISION_WARN, {"PAYEES_BURST"})
+
+
+async def test_start_reads_only_the_challenges_still_open(live: Live, redis_client: aioredis.Redis) -> None:
+    """A verified or cancelled challenge leaves its user's pending index in the step that closes it, so a
+    Start's risk step reads only what is still open (decision 0093: a user's closed challenges once cost a
+    read each until they expired, up to 64 a Start); a verified transfer still counts, as verified."""
+    user_id = await enrolled(live)
+    await authorised(live, user_id, beneficiary(FRAUD_A))
+    live.clock.advance(timedelta(hours=2))
+    for k in range(3):
+        challenge_id, code = await started_with_code(live, user_id, payment(f"tx-{k}"))
+        verified = await verify(live, challenge_id, code, payment(f"tx-{k}"))
+        assert verified.result == auth_pb.VERIFY_RESULT_VERIFIED
+    cancelled = await started(live, user_id, payment("tx-cancelled"))
+    await live.auth.CancelChallenge(
+        auth_pb.CancelChallengeRequest(challenge_id=cancelled.challenge_id, context=CONTEXT)
+    )
+    still = await started(live, user_id, payment("tx-open"))
+    indexed = await redis_client.zrange(live.store.keys.user_pending(user_id), 0, -1)
+    assert [member.decode() for member in indexed] == [still.challenge_id]
+    last = await started(live, user_id, payment("tx-last"))  # three verified, one open, itself: five
+    assert codes(last) == {"VELOCITY"}  # the payee paid before: no longer NEW_PAYEE

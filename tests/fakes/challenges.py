@@ -262,13 +262,17 @@ class MemoryChallenges:
     def _in_flight(self, user_id: str, now: datetime) -> list[InFlight]:
         """The user's open transfers and new beneficiaries, as the step reads them from its pending index
         (the IN_FLIGHT_READ unexpired that expire last) and their hashes' `risk_open` (_risk_rules.lua)."""
+        indexed = self._m._pending.get(user_id, {})
         live = sorted(
-            (c for c in self._m._challenges.values() if c.user_id == user_id and now < c.expires_at),
-            key=lambda c: (c.expires_at, c.challenge_id),
+            (cid for cid, expires in indexed.items() if ms(now) < expires),
+            key=lambda cid: (indexed[cid], cid),
             reverse=True,
         )[:IN_FLIGHT_READ]
         flying = []
-        for challenge in live:
+        for challenge_id in live:
+            challenge = self._m._challenges.get(challenge_id)
+            if challenge is None:
+                continue
             field = in_flight_field(challenge.operation)
             if field is not None and challenge.status is ChallengeStatus.OPEN:
                 flying.append(in_flight_of(field, challenge.op_digest.hex(), challenge.created_at))
@@ -356,6 +360,7 @@ class MemoryChallenges:
                 decided = _decide(challenge, attempt)
                 challenge, result = decided.challenge, decided.result
                 self._m._challenges[challenge.challenge_id] = challenge
+            self._m._untrack(challenge)
             if result in _REFUSED and not self._m._refused(
                 challenge.challenge_id, "challenge.verification", result.value, attempt.at
             ):
@@ -395,6 +400,7 @@ class MemoryChallenges:
                 raise ChallengeClosed(challenge_id)
             challenge = dataclasses.replace(challenge, status=ChallengeStatus.CANCELLED)
             self._m._challenges[challenge_id] = challenge
+            self._m._untrack(challenge)
             self._m._append(challenge, "challenge.cancel", at, "cancelled", context_fields(context))
             return challenge
 
@@ -634,6 +640,7 @@ class MemoryChallenges:
             return None
         if challenge.status is ChallengeStatus.OPEN:
             challenge = dataclasses.replace(challenge, status=ChallengeStatus.VOIDED)
+            self._m._untrack(challenge)
             extra = {"void_reason": reason, "actor": "dispatcher"}
             self._m._append(challenge, "challenge.void", at, "voided", extra)
         messages = self._m._messages.setdefault(queued.challenge_id, {})
@@ -681,11 +688,13 @@ class MemoryChallenges:
                 self._m._challenge_journals[challenge_id] = [entry]
                 return VoidOutcome.FORECLOSED
             if challenge.status is not ChallengeStatus.OPEN:
+                self._m._untrack(challenge)  # as void_challenge.lua
                 return VoidOutcome.CLOSED
             if self._opened_after(challenge_id, voiding.opened_before):
                 return VoidOutcome.OPENED_AFTER
             challenge = dataclasses.replace(challenge, status=ChallengeStatus.VOIDED)
             self._m._challenges[challenge_id] = challenge
+            self._m._untrack(challenge)
             self._m._append(challenge, "challenge.void", voiding.at, "voided", reason)
             if voiding.reason is VoidReason.SEND_BUDGET:
                 self._give_back(challenge, voiding)

@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING
 from sesame.server.domain.budgets import BudgetSubject
 from sesame.server.domain.errors import ChallengeNotFound
 from sesame.server.domain.lifecycle import AppliedChange
-from sesame.server.domain.model import Challenge, DeliveryState, LockoutPolicy, User, VerifyResult
+from sesame.server.domain.model import (
+    Challenge,
+    ChallengeStatus,
+    DeliveryState,
+    LockoutPolicy,
+    User,
+    VerifyResult,
+)
 from sesame.server.domain.noops import NOOP_DEFAULTS, NoopLimits
 from sesame.server.domain.ports import Clock
 from sesame.server.domain.risk_signals import RiskHistory
@@ -139,6 +146,12 @@ class Memory:
         """Index an opening challenge, dropping the entries expired before `forget_before`."""
         pending = self._forget(user_id, forget_before)
         pending[challenge_id] = ms(expires_at)
+
+    def _untrack(self, challenge: Challenge) -> None:
+        """A challenge closed (verified, locked, voided, cancelled) leaves its user's index (decision 0093);
+        an open one stays."""
+        if challenge.status is not ChallengeStatus.OPEN:
+            self._pending.get(challenge.user_id, {}).pop(challenge.challenge_id, None)
 
     def _forget(self, user_id: str, before: datetime) -> dict[str, datetime]:
         """The user's index without the entries expiring at or before `before` (ZREMRANGEBYSCORE)."""

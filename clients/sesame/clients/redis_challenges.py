@@ -221,6 +221,7 @@ class RedisChallenges(RedisPlace):
             *rec.proof_id_fields(attempt.proof_id),
             attempt.notice,
             *self._lesson(attempt),
+            self.keys.pending_beside(attempt.challenge_id),
             *head,
             "op_digest", attempt.op_digest.hex(),
             *rec.context_fields(attempt.context),
@@ -253,7 +254,7 @@ class RedisChallenges(RedisPlace):
     async def cancel_challenge(self, challenge_id: str, at: datetime, context: RequestContext) -> Challenge:
         """Void an OPEN challenge. ChallengeNotFound, ChallengeClosed."""
         head = rec.challenge_event("challenge.cancel", challenge_id, at)
-        args = [rec.to_ms(at), *head, *rec.context_fields(context)]
+        args = [rec.to_ms(at), self.keys.pending_beside(challenge_id), *head, *rec.context_fields(context)]
         reply = await self._run("cancel_challenge", self._refusal_keys(challenge_id), args)
         if reply[0] == b"not_found":
             raise ChallengeNotFound(challenge_id)
@@ -368,7 +369,7 @@ class RedisChallenges(RedisPlace):
         head = rec.challenge_event("challenge.void", challenge_id, voiding.at)
         reason = ["void_reason", voiding.reason.value, *rec.provenance_fields(voiding.provenance)]
         args = [voiding.user_id, rec.counts_field(voiding.opened_before), *head, *reason]
-        keys = self._challenge_keys(challenge_id)
+        keys = [*self._challenge_keys(challenge_id), self.keys.user_pending(voiding.user_id)]
         if voiding.reason is VoidReason.SEND_BUDGET:
             # The user's unit its step took comes back, and its request id's claim goes: a retry starts
             # afresh (decision 0046).

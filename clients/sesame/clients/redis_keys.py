@@ -131,8 +131,14 @@ class Keyspace:
         return f"{self._user_place(user_id)}:settled:{user_id}:{entry_id}"
 
     def user_pending(self, user_id: str) -> str:
-        """The user's challenges that may still be open, scored by their expiry (unix ms)."""
+        """The user's OPEN challenges, scored by their expiry (unix ms): each leaves it in the step that
+        closes it (verified, locked, voided, cancelled), or expired, at the user's next opening (0093)."""
         return f"{self._user_place(user_id)}:pending:{user_id}"
+
+    def pending_beside(self, challenge_id: str) -> str:
+        """The name of a user's pending index less the user id, in the challenge's place (as
+        `user_keys_beside`: the script appends the user id the challenge stores)."""
+        return f"{self._challenge_place(challenge_id)}:pending:"
 
     def user_risk(self, user_id: str, part: str) -> str:
         """One part of the user's risk memory (`payees`, `added`, `amounts`, `ips`, `devices`, `ops`):

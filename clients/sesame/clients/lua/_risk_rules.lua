@@ -46,8 +46,8 @@ local function new_of(s, name, key, member)
   elseif risk_any(key) then s[name] = true end
 end
 
--- The user's open transfers and new beneficiaries (decision 0090), read once: from its pending index (by
--- expiry, the IN_FLIGHT_READ unexpired ones that expire last) the challenges still OPEN whose hash has
+-- The user's open transfers and new beneficiaries (decision 0090), read once: from its pending index (its open
+-- challenges by expiry, decision 0093; the IN_FLIGHT_READ unexpired ones that expire last) those whose hash has
 -- `risk_open` (`<op>` or `add_beneficiary:<payee>`), none of the operation's own digest, one per digest (the
 -- latest opened), as risk_signals.counted_in_flight. Each {op, payee ('' none), at (opened, unix ms)}.
 local IN_FLIGHT_READ = 64  -- risk_signals.IN_FLIGHT_READ: a caller with a large send budget costs no more

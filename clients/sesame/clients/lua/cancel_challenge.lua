@@ -1,6 +1,7 @@
 -- Void an OPEN, unexpired challenge on the caller's request; refusals are journaled too.
 -- KEYS[1] challenge hash, KEYS[2] challenge journal stream, KEYS[3] its refusal counts (its user's {s:<n>} slot)
--- ARGV[1] request time (unix ms), ARGV[2 ..] journal field/value pairs
+-- ARGV[1] request time (unix ms), ARGV[2] the name of the user's pending index less the user id (the same
+-- place), ARGV[3 ..] journal field/value pairs
 -- Returns {'cancelled', hgetall}, {'closed'} or {'not_found'}.
 --#include _refusal.lua
 local challenge, journal, refusals = KEYS[1], KEYS[2], KEYS[3]
@@ -13,6 +14,7 @@ local outcome = 'refused'
 if status == 'open' and tonumber(ARGV[1]) < tonumber(h[2]) then
   status, outcome = 'cancelled', 'cancelled'
   redis.call('HSET', challenge, 'status', status)
+  redis.call('ZREM', ARGV[2] .. h[3], redis.call('HGET', challenge, 'challenge_id'))  -- no longer open (0093)
 end
 if outcome == 'refused' then
   -- Journaled the first time, then only counted (see record_verification.lua).
@@ -21,7 +23,7 @@ if outcome == 'refused' then
   end
 end
 local entry = {}
-for i = 2, #ARGV do entry[#entry + 1] = ARGV[i] end
+for i = 3, #ARGV do entry[#entry + 1] = ARGV[i] end
 for _, v in ipairs({'user_id', h[3], 'client_id', h[4], 'op_digest', h[5], 'outcome', outcome,
                     'attempts', h[6], 'status', status}) do
   entry[#entry + 1] = v

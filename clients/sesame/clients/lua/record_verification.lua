@@ -14,7 +14,8 @@
 -- VERIFIED decision will carry ('' when none can be signed now; decision 0026), ARGV[12] the notice a
 -- VERIFIED decision queues ('' none, `beneficiary_added`; decision 0033), ARGV[13] the name of the user's
 -- risk keys less the user id, in the challenge's place ('': nothing to remember), ARGV[14..27] what a VERIFIED
--- decision teaches that memory (risk_remember's 14 arguments, _risk_memory.lua; decision 0032), ARGV[28 ..]
+-- decision teaches that memory (risk_remember's 14 arguments, _risk_memory.lua; decision 0032), ARGV[28] the
+-- name of the user's pending index less the user id, in the challenge's place, ARGV[29 ..]
 -- challenge journal field/value pairs (event, time, id, request context). A block that starts queues the
 -- `user_blocked` alert.
 -- Returns {result, hgetall, blocked_until} (blocked_until: unix ms when this attempt started a block, else
@@ -72,6 +73,10 @@ else
   end
   redis.call('HSET', challenge, 'status', status)
 end
+if h[1] == 'open' and status ~= 'open' then
+  -- Closed here: it leaves the user's index of open challenges, which Start's risk step reads (decision 0093).
+  redis.call('ZREM', ARGV[28] .. h[5], h[7])
+end
 -- A refusal changes nothing and anyone may repeat it: the first of each kind is journaled, the others only
 -- counted (a bounded hash next to the journal), so that the journal cannot be grown from outside.
 local REFUSED = {already_used = true, voided = true, locked = true, expired = true, user_blocked = true}
@@ -82,7 +87,7 @@ if REFUSED[result] then
   end
 end
 local entry = {}
-for i = 28, #ARGV do entry[#entry + 1] = ARGV[i] end
+for i = 29, #ARGV do entry[#entry + 1] = ARGV[i] end
 local attempts = h[9]  -- as counted above, or as stored (false: never counted, as HGET answered)
 for _, v in ipairs({'user_id', h[5], 'client_id', h[6], 'outcome', result, 'attempts', attempts, 'status', status}) do
   entry[#entry + 1] = v

@@ -64,6 +64,7 @@ local function withhold(entry_id, c, queued_at, reason)
   if status == 'open' then
     status = 'voided'
     redis.call('HSET', key, 'status', status)
+    redis.call('ZREM', place .. ':pending:' .. c.user_id, c.challenge_id)  -- closed: not open any more (0093)
     journal_append(journal, {'event', 'challenge.void', 'at', now_iso, 'challenge_id', c.challenge_id,
       'void_reason', reason, 'actor', 'dispatcher', 'user_id', c.user_id, 'client_id', c.client_id or '',
       'op_digest', c.op_digest or '', 'outcome', 'voided', 'attempts', c.attempts or '0', 'status', status})

@@ -7,11 +7,12 @@
 -- kept the user's change counts it read (`user_changes`, decision 0056), the change's step recorded the
 -- counts it left (ARGV[2]): "before" is the order of the steps, not a time. A challenge opened before the
 -- counts existed is voided.
--- KEYS[1] challenge hash, KEYS[2] challenge journal stream (its user's {s:<n>} slot); when a Start whose
--- other send units were refused voids what its step opened (decision 0046): KEYS[3] the user's send budget,
--- whose unit the step took is given back (one unit at the challenge's creation instant: units taken at one
--- instant are alike), and KEYS[4] (optional) the Start's request id claim (the same slot), dropped when it names this
--- challenge, so that a retry of its request id starts afresh
+-- KEYS[1] challenge hash, KEYS[2] challenge journal stream, KEYS[3] the user's pending index, which a closed
+-- challenge leaves (decision 0093; all in its user's {s:<n>} slot); when a Start whose other send units were
+-- refused voids what its step opened (decision 0046): KEYS[4] the user's send budget, whose unit the step took
+-- is given back (one unit at the challenge's creation instant: units taken at one instant are alike), and
+-- KEYS[5] (optional) the Start's request id claim (the same slot), dropped when it names this challenge, so
+-- that a retry of its request id starts afresh
 -- ARGV[1] the user whose index named it, ARGV[2] the user's change counts right after the change
 -- ('<status>:<number>'; '' for whatever is open: a block, a revocation, the Start's own challenge),
 -- ARGV[3 ..] journal field/value pairs (head, reason, provenance)
@@ -35,6 +36,7 @@ if not h[1] then
   return 'foreclosed'
 end
 if h[1] ~= 'open' then
+  redis.call('ZREM', KEYS[3], redis.call('HGET', challenge, 'challenge_id'))
   return 'closed'
 end
 local status_after, phone_after = string.match(ARGV[2], '^(%d+):(%d+)$')
@@ -46,13 +48,15 @@ if status_after then
   end
 end
 redis.call('HSET', challenge, 'status', 'voided')
-if KEYS[3] then
+local challenge_id = redis.call('HGET', challenge, 'challenge_id')
+redis.call('ZREM', KEYS[3], challenge_id)
+if KEYS[4] then
   local created = redis.call('HGET', challenge, 'created_at')
-  local unit = redis.call('ZRANGEBYSCORE', KEYS[3], created, created, 'LIMIT', 0, 1)
-  if unit[1] then redis.call('ZREM', KEYS[3], unit[1]) end
+  local unit = redis.call('ZRANGEBYSCORE', KEYS[4], created, created, 'LIMIT', 0, 1)
+  if unit[1] then redis.call('ZREM', KEYS[4], unit[1]) end
 end
-if KEYS[4] and redis.call('GET', KEYS[4]) == redis.call('HGET', challenge, 'challenge_id') then
-  redis.call('DEL', KEYS[4])
+if KEYS[5] and redis.call('GET', KEYS[5]) == challenge_id then
+  redis.call('DEL', KEYS[5])
 end
 append({'user_id', h[2], 'client_id', h[3], 'op_digest', h[4], 'outcome', 'voided', 'attempts', h[5],
         'status', 'voided'})

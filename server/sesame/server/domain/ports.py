@@ -284,7 +284,8 @@ class Challenges(Protocol):
         ...
 
     async def pending_challenges(self, user_id: str, expiring_after: datetime) -> list[str]:
-        """The ids opened for the user whose expiry is after `expiring_after` (older ones are dropped)."""
+        """The ids of the user's challenges still open whose expiry is after `expiring_after` (older ones are
+        dropped); a challenge leaves the index in the step that closes it (decision 0093)."""
         ...
 
     async def void_challenge(self, challenge_id: str, voiding: Voiding) -> VoidOutcome:

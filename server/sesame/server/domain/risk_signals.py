@@ -121,8 +121,9 @@ class InFlight:
     opened_at: datetime
 
 
-# The user's unexpired challenges Start's step reads for them, those that expire last: enough for any
-# velocity rule, and a caller with a large send budget makes each Start read no more.
+# The user's open unexpired challenges Start's step reads for them (its pending index: decision 0093), those
+# that expire last: enough for any velocity rule, and a caller with a large send budget makes each Start read
+# no more.
 IN_FLIGHT_READ = 64
 
 
