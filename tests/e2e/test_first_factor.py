@@ -293,3 +293,18 @@ async def test_a_malformed_first_factor_is_refused_by_field(
         await live.auth.StartChallenge(request)
     assert field in violations(raised.value)
     assert await snapshot(redis_client) == before
+
+
+async def test_a_category_past_the_enum_is_named_not_called_missing(live: Live) -> None:
+    """A category number this server does not know (a newer caller's, or a wrong one) is told as such, with
+    the categories it knows, where it once read "is required" as if none had been sent."""
+    await enrolled(live)
+    request = auth_pb.StartChallengeRequest(user_id="alice", operation=transfer(), context=CONTEXT)
+    request.first_factor.category = 7  # type: ignore[assignment]  # an open enum: any int32 goes on the wire
+    request.first_factor.method = "password"
+    request.first_factor.verified_at.FromDatetime(datetime.now(UTC))
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await live.auth.StartChallenge(request)
+    assert violations(raised.value)["first_factor.category"] == (
+        "7 is not one of FACTOR_CATEGORY_KNOWLEDGE, FACTOR_CATEGORY_POSSESSION, FACTOR_CATEGORY_INHERENCE"
+    )

@@ -27,8 +27,13 @@ def first_factor(
         return None
     message = request.first_factor
     category = _CATEGORY.get(message.category)
-    if category is None:
+    if message.category == auth_pb.FACTOR_CATEGORY_UNSPECIFIED:
         fields.missing("first_factor.category")
+    elif category is None:  # a number past the enum: a newer or a wrong caller, told what this server knows
+        known = ", ".join(auth_pb.FactorCategory.Name(number) for number in _CATEGORY)
+        fields.violations.append(
+            FieldViolation("first_factor.category", f"{message.category} is not one of {known}")
+        )
     method = factors.METHODS.get(message.method)
     if method is None:
         listed = ", ".join(factors.METHODS)
