@@ -289,7 +289,14 @@ def cases(draw: st.DrawFn) -> Case:
         payee_first_used=draw(st.one_of(st.none(), _ago(200).map(at))),
         account=draw(st.one_of(st.none(), st.just(account))),
     )
-    return user, history, operation, context, sim, forwarded, draw(st.lists(_pending(), max_size=5))
+    # One digest is one operation, so one `risk_open`: two challenges of one digest differ in nothing else the
+    # step reads (drawn apart, a tie of their opening instants made the kept one depend on read order).
+    kinds: dict[str, str | None] = {}
+    pending = [
+        replace(p, risk_open=kinds.setdefault(p.digest, p.risk_open))
+        for p in draw(st.lists(_pending(), max_size=5))
+    ]
+    return user, history, operation, context, sim, forwarded, pending
 
 
 def _store(
