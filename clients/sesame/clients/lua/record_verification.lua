@@ -73,8 +73,8 @@ else
   end
   redis.call('HSET', challenge, 'status', status)
 end
-if h[1] == 'open' and status ~= 'open' then
-  -- Closed here: it leaves the user's index of open challenges, which Start's risk step reads (decision 0093).
+if status ~= 'open' then
+  -- Closed (here or before): not in the user's index of open challenges, which Start's risk step reads (0093).
   redis.call('ZREM', ARGV[28] .. h[5], h[7])
 end
 -- A refusal changes nothing and anyone may repeat it: the first of each kind is journaled, the others only
