@@ -16,7 +16,7 @@ import itertools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sesame.server import bundle_extent, evidence
@@ -37,6 +37,10 @@ class UserRecord:
     health: list[dict[str, str]]
     seals_json: str
     openings: list[dict[str, str]] = field(default_factory=list)  # the user's sealed openings journal
+
+
+# A challenge's bundle: its user's answer covers the journal's time and this much around it (decision 0094).
+AROUND = timedelta(hours=1)
 
 
 def _seals(given: Mapping[str, Any]) -> list[Seal]:
@@ -320,6 +324,56 @@ def _extent_held(bundle: Mapping[str, Any], jwks: Mapping[str, Any], *, unsealed
                 "decision 0091: ask for it again)"
             )
         _ends_as_stated(bundle, name, part, *stated[name])
+    _statements_agree(bundle, stated)
+
+
+def _statements_agree(bundle: Mapping[str, Any], stated: Mapping[str, tuple[Any, Mapping[str, Any]]]) -> None:
+    """A challenge's two statements are of one assembly, and the health notes start where they must."""
+    if "journal" in stated and "lifecycle" in stated:
+        _user_stated_after(bundle, stated["journal"][1], stated["lifecycle"][1])
+    if "health" in stated:
+        _health_from_its_start(_part(bundle, "health"), stated["health"][1])
+
+
+def _user_stated_after(
+    bundle: Mapping[str, Any], journal: Mapping[str, Any], user: Mapping[str, Any]
+) -> None:
+    """A challenge's bundle is one assembly (decision 0094): the user's answer is asked for after the
+    challenge's, for the hour around its journal (`since` an hour before its first entry, `until` an hour
+    after its last), so its statement is of that query and its head is not older. Another statement of the
+    same user (an older one, or one of a query ending earlier), with the lifecycle and health cut back to it,
+    would hide what followed (a suspension)."""
+    times = [_at(e) for e in bundle.get("journal", []) if _at(e) != _at({})]
+    subject = user["subject"]
+    if (
+        not times
+        or (subject.get("transaction_id") or "") != ""
+        or not all(
+            subject.get(end) and _at({"at": subject[end]}) == at
+            for end, at in (("since", min(times) - AROUND), ("until", max(times) + AROUND))
+        )
+    ):
+        raise _Unsound(
+            "lifecycle: the statement of its extent is of another query than the hour around this journal"
+        )
+    if int(user["head"]["number"]) < int(journal["head"]["number"]):
+        raise _Unsound(
+            "lifecycle: the statement of its extent is older than the journal's (head "
+            f"{user['head']['number']} before {journal['head']['number']}): another answer's"
+        )
+
+
+def _health_from_its_start(part: Mapping[str, Any] | None, said: Mapping[str, Any]) -> None:
+    """The health notes start with the last note before the query's `since` (or the stream's first): the
+    statement fixes their end, this their start (decision 0094). Without it the first notes, a `down` one,
+    could go unseen."""
+    entries = list(part["entries"]) if part else []
+    since = str(said["subject"].get("since") or "")
+    if entries and since and int(entries[0].get("seq", "0")) != 1 and _at(entries[0]) >= _at({"at": since}):
+        raise _Unsound(
+            f"health: the notes start at entry {entries[0].get('seq')}, within the period: the last note "
+            "before it is missing"
+        )
 
 
 def _part(bundle: Mapping[str, Any], name: str) -> dict[str, Any] | None:
@@ -414,9 +468,23 @@ def _user_drawn(bundle: Mapping[str, Any]) -> None:
     operations = bundle.get("operations", [])
     if [op.get("challenge_id") for op in operations] != found:
         raise _Unsound("the operations are not the challenges found, one each")
-    for op in operations:
+    for op, match in zip(operations, bundle.get("found", []), strict=True):
         if _owner(op)[1] != bundle.get("user_id"):
             raise _Unsound(f"operation {op.get('challenge_id')}: another user's")
+        _found_as_opened(match, op)
+
+
+def _found_as_opened(match: Mapping[str, Any], op: Mapping[str, Any]) -> None:
+    """What `found` says of a challenge (when opened, its transaction) is what its proven opening says
+    (decision 0094): the index's word is shown, the journal's is checked."""
+    opened: Mapping[str, Any] = next(
+        (e for e in op.get("journal", []) if e.get("event") == "challenge.opened"), {}
+    )
+    transaction = (op.get("operation_as_authorised") or {}).get("transaction_id") or ""
+    if _at({"at": str(match.get("opened_at", ""))}) != _at(opened) or (
+        str(match.get("transaction_id") or "") != transaction
+    ):
+        raise _Unsound(f"found: {match.get('challenge_id')} is not as its journal's opening says")
 
 
 def _challenge_drawn(bundle: Mapping[str, Any], jwks: Mapping[str, Any], *, unsealed: bool) -> None:

@@ -8,17 +8,15 @@ import base64
 import hashlib
 import json
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sesame.server.domain.errors import ConfigurationError
-from sesame.server.evidence_bundle import UserRecord, challenge_bundle, is_sound, user_bundle, verify
+from sesame.server.evidence_bundle import AROUND, UserRecord, challenge_bundle, is_sound, user_bundle, verify
 from sesame.server.grpc.evidence_client import fetch_evidence, fetch_jwks
 from sesame.server.grpc.probe import ClientTls
 from sesame.server.grpc.user_evidence_client import fetch_user_evidence
-
-AROUND = timedelta(hours=1)  # the health notes shown before an operation's opening and after its last entry
 
 
 def gather(  # noqa: PLR0913 (the selector's parts, keyword-only)

@@ -1,0 +1,114 @@
+"""A bundle is one assembly (decision 0094): found from outside by an auditor who edited saved bundles. A
+challenge's bundle whose user statement, lifecycle and health came from an older bundle of the same
+challenge hid a suspension made since, and `sesame evidence --verify` accepted it; so did a bundle without
+its first health note, and a selection whose `found` said another opening time or transaction. Through the
+real server, Redis and SoftHSM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
+from sesame.server.evidence_bundle import sections
+from tests.e2e.conftest import Live
+from tests.e2e.helpers import enrolled, started, verify
+from tests.support.evidence_cli import bundle_from, run_evidence
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+
+async def _checked(bundle: dict[str, Any], jwks: Path, tmp_path: Path) -> tuple[int, dict[str, Any]]:
+    """`sesame evidence --verify` of `bundle` saved, with the bank's journal and proof keys."""
+    saved = tmp_path / "bundle.json"
+    saved.write_text(json.dumps(bundle), encoding="utf-8")
+    done = await asyncio.to_thread(run_evidence, "--verify", str(saved), "--jwks", str(jwks))
+    assert done.stdout, done.stderr[-3000:]
+    return done.returncode, json.loads(done.stdout)
+
+
+def _bank_keys(op: dict[str, Any], tmp_path: Path) -> Path:
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [*op["jwks"]["keys"], *op["journal_jwks"]["keys"]]}))
+    return jwks
+
+
+async def test_a_user_statement_from_an_older_bundle_fails(live: Live, tmp_path: Path) -> None:
+    """A verified transfer's bundle, saved; the user suspended (the phone lost), sealed; the bundle again. The
+    new bundle with the old one's user statement, lifecycle and health (sections drawn again) shows a user
+    never suspended: each statement verifies and each part ends where its statement says, but the user's
+    answer is older than the challenge's."""
+    user_id = await enrolled(live)
+    challenge_id, code = await started(live, user_id)
+    await verify(live, challenge_id, code)
+    assert live.sealer is not None
+    await live.sealer.step()
+    await live.sealer.step()
+    old = await bundle_from(live.address, challenge_id)
+    await live.enrol.SuspendUser(
+        enrol_pb.SuspendUserRequest(user_id=user_id, request_id="r-1", actor="back-office", reason="perte")
+    )
+    await live.sealer.step()
+    new = await bundle_from(live.address, challenge_id)
+    jwks = _bank_keys(new, tmp_path)
+    for bundle in (old, new):
+        status, checked = await _checked(bundle, jwks, tmp_path)
+        assert status == 0, checked
+    assert new["lifecycle"]["entries"][-1]["event"] == "user.suspend"
+    assert old["lifecycle"]["entries"][-1]["event"] != "user.suspend"
+    forged = copy.deepcopy(new)
+    forged["extents"][1] = old["extents"][1]
+    forged["lifecycle"], forged["health"] = old["lifecycle"], old["health"]
+    forged["l133_23"] = sections(forged)
+    status, checked = await _checked(forged, jwks, tmp_path)
+    assert status == 1, checked
+    assert checked["operations"][0]["failed"].startswith(
+        "lifecycle: the statement of its extent is older than the journal's"
+    ), checked
+
+
+async def test_the_health_notes_cut_at_their_start_or_a_found_edited_fail(live: Live, tmp_path: Path) -> None:
+    """The health notes' first note dropped (the last before the period: a `down` one would go unseen), and a
+    selection's `found` with another opening time or transaction: each fails `--verify`."""
+    notes = live.store.health_notes()
+    now = datetime.now(UTC)
+    await notes.note(now - timedelta(hours=3), "w-1", {"state store": False}, timedelta(days=1))
+    await notes.note(now - timedelta(minutes=10), "w-1", {"state store": True}, timedelta(days=1))
+    user_id = await enrolled(live)
+    challenge_id, code = await started(live, user_id)
+    await verify(live, challenge_id, code)
+    assert live.sealer is not None
+    await live.sealer.step()
+    await live.sealer.step()
+    since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    until = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
+    bundle = await bundle_from(live.address, "--user", user_id, "--since", since, "--until", until)
+    jwks = _bank_keys(bundle["operations"][0], tmp_path)
+    status, checked = await _checked(bundle, jwks, tmp_path)
+    assert status == 0, checked
+    for edit, failure in (
+        (lambda b: b["found"][0].__setitem__("opened_at", "2026-01-01T00:00:00.000000Z"), "found: "),
+        (lambda b: b["found"][0].__setitem__("transaction_id", "tx-other"), "found: "),
+    ):
+        edited = copy.deepcopy(bundle)
+        edit(edited)
+        status, checked = await _checked(edited, jwks, tmp_path)
+        assert status == 1, checked
+        assert checked["user"]["failed"].startswith(failure), checked
+    op = bundle["operations"][0]
+    health = op["health"]
+    assert [n["state store"] for n in health["entries"]] == ["down", "up"]
+    assert op["l133_23"]["no_technical_deficiency"]["every_dependency_up"] is False
+    del health["entries"][0], health["inclusion_proofs"][0]
+    op["l133_23"] = sections(op)
+    assert op["l133_23"]["no_technical_deficiency"]["every_dependency_up"] is True
+    status, checked = await _checked(op, jwks, tmp_path)
+    assert status == 1, checked
+    assert checked["operations"][0]["failed"].startswith("health: the notes start at entry"), checked
