@@ -123,7 +123,13 @@ def sealed_bundle() -> tuple[dict[str, Any], dict[str, Any]]:
                 "seals": [seals[0]],
                 "extent": _extent(
                     signer,
-                    {"user_id": "alice", "since": "", "until": "", "transaction_id": ""},
+                    # The hour around the journal, as `sesame evidence` asks for it (decision 0094).
+                    {
+                        "user_id": "alice",
+                        "since": "2026-10-31T09:00:00+00:00",
+                        "until": "2026-10-31T11:00:40+00:00",
+                        "transaction_id": "",
+                    },
                     {
                         "lifecycle": _stated(USER_STREAM, lifecycle, [first]),
                         "health": _stated(HEALTH_STREAM, health, [first]),
@@ -314,13 +320,14 @@ def test_the_first_factor_and_the_pdf(sealed: tuple[dict[str, Any], dict[str, An
 
 def _selection(bundle: dict[str, Any], operations: list[dict[str, Any]]) -> dict[str, Any]:
     """alice's selection over the fixture's challenge, as `sesame evidence --user` assembles it."""
-    found = [{"challenge_id": "c1", "opened_at": "2026-10-31T10:00:00+00:00", "transaction_id": "tx-1"}]
+    # As its opening says (the fixture's journal holds no operation: no transaction; decision 0094).
+    found = [{"challenge_id": "c1", "opened_at": "2026-10-31T10:00:00+00:00", "transaction_id": ""}]
     user = UserRecord(user_id="alice", challenges=found, lifecycle=[], health=[], seals_json="")
-    selection = user_bundle(
-        {"user_id": "alice", "since": "", "until": "", "transaction_id": ""}, user, operations
-    )
+    selector = {"user_id": "alice", "transaction_id": ""}
+    selector |= {"since": "2026-10-31T09:00:00+00:00", "until": "2026-10-31T11:00:40+00:00"}
+    selection = user_bundle(selector, user, operations)
     selection["lifecycle"] = copy.deepcopy(bundle["lifecycle"])  # with its inclusion proofs
-    selection["extents"] = bundle["extents"][1:]  # the user's: of this selection's query (all time)
+    selection["extents"] = bundle["extents"][1:]  # the user's: of this selection's query
     return selection
 
 
