@@ -94,6 +94,7 @@ async def test_the_health_notes_cut_at_their_start_or_a_found_edited_fail(live: 
     status, checked = await _checked(bundle, jwks, tmp_path)
     assert status == 0, checked
     for edit, failure in (
+        # fixed time: an edit of a bundle already taken, checked offline: no Redis step reads it
         (lambda b: b["found"][0].__setitem__("opened_at", "2026-01-01T00:00:00.000000Z"), "found: "),
         (lambda b: b["found"][0].__setitem__("transaction_id", "tx-other"), "found: "),
     ):
