@@ -27,7 +27,7 @@ from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from tests.e2e.conftest import Live, Served
 from tests.e2e.helpers import CONTEXT, IBAN, PHONE, enrolled, started, transfer, verify, wrong
-from tests.support.serve_process import journal_verify, start_serve
+from tests.support.serve_process import journal_verify, sesame_on, start_serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -206,6 +206,20 @@ def test_journal_verify_checks_the_archive_sesame_serve_wrote(served: Served, tm
     broken = journal_verify(copy, served.var)
     assert broken.returncode == 1
     assert "its entries are not the entries it seals" in broken.stdout
+
+
+def test_journal_keys_of_a_token_that_holds_none_is_an_error(served: Served, tmp_path: Path) -> None:
+    """`sesame journal keys` (and `verify` without --jwks) run on a development token no server has used
+    (another directory than the server's): exit 2, saying so. It printed `{"keys": []}` with exit 0, a set
+    that, archived, verifies nothing."""
+    other = tmp_path / "elsewhere"
+    for args in (("journal", "keys"), ("journal", "verify", "--archive", str(served.var / "journal"))):
+        done = sesame_on(other, *args)
+        assert (done.returncode, done.stdout) == (2, ""), done.stdout + done.stderr[-2000:]
+        assert f"the development token under {other.resolve()} ('sesame') holds no journal key" in done.stderr
+    kept = sesame_on(served.var, "journal", "keys")
+    assert kept.returncode == 0, kept.stderr[-2000:]
+    assert [key["kid"] for key in json.loads(kept.stdout)["keys"]] == ["sesame-journal-v1"]
 
 
 def test_a_torn_archive_tail_is_cut_off_when_sesame_serve_starts_again(tmp_path: Path) -> None:

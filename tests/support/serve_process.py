@@ -213,9 +213,14 @@ def until(check: Callable[[], bool], seconds: float) -> bool:
 
 def journal_verify(archive: Path, var: Path) -> subprocess.CompletedProcess[str]:
     """`sesame journal verify --archive archive`, with the keys of the server whose var/ is `var`."""
+    return sesame_on(var, "journal", "verify", "--archive", str(archive))
+
+
+def sesame_on(var: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`sesame *args` with the embedded settings on `var` (its development token), nothing else set."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
     return subprocess.run(
-        [sys.executable, "-m", "sesame.server.cli", "journal", "verify", "--archive", str(archive)],
+        [sys.executable, "-m", "sesame.server.cli", *args],
         env={**env, "SESAME_VAR_DIR": str(var)},
         capture_output=True,
         text=True,

@@ -406,14 +406,25 @@ def _journal_keys(settings: Settings) -> dict[str, Any]:
     from sesame.server.app import hsm_config  # noqa: PLC0415
     from sesame.server.domain import proof  # noqa: PLC0415
 
+    config = hsm_config(settings)
+
     async def read() -> dict[str, Any]:
-        keys = await asyncio.to_thread(Pkcs11KeyStore.open, hsm_config(settings))
+        keys = await asyncio.to_thread(Pkcs11KeyStore.open, config)
         try:
             return dict(proof.jwk_set(await keys.journal_public_keys()))
         finally:
             await asyncio.to_thread(keys.close)
 
-    return asyncio.run(read())
+    found = asyncio.run(read())
+    if not found["keys"]:
+        # An empty set verifies nothing and, archived, would leave the journal unverifiable: not a result.
+        dev = f"the development token under {settings.var_dir.resolve()}"
+        where = "the HSM token" if settings.hsm else dev
+        raise ConfigurationError(
+            f"{where} ({config.token_label!r}) holds no journal key: run where the server's settings are "
+            "(its SESAME_HSM_* or var directory), or give the archived set with --jwks"
+        )
+    return found
 
 
 def _jwks_files(paths: list[str]) -> Any:
