@@ -20,6 +20,7 @@ from sesame.server.domain.errors import (
     ChallengeNotVerified,
     RequestIdReused,
     SecurePhoneChanged,
+    SendBudgetExhausted,
     UserNotActive,
     UserNotFound,
 )
@@ -49,6 +50,7 @@ from sesame.server.domain.model import (
 )
 from sesame.server.domain.operation import ChangePhone, digest
 from sesame.server.domain.ports import Outbox
+from sesame.server.domain.risk_signals import IN_FLIGHT_READ
 from tests import factories
 from tests.fakes.state import MemoryState
 
@@ -255,6 +257,25 @@ class TestPendingIndex:
         await store.challenges.cancel_challenge(cancelled, NOW, CONTEXT)
         assert await attempt(still, matches=False) is VerifyResult.WRONG_CODE
         assert await store.challenges.pending_challenges("u-1", NOW) == [still]
+
+    async def test_a_user_has_at_most_the_in_flight_read_open(self, store):
+        """IN_FLIGHT_READ challenges open: the next is refused as the user's spent budget until the first
+        of them expires, writing nothing; one of them closed, it opens (decision 0095: the risk step's
+        in-flight read then sees every open challenge)."""
+        later = [timedelta(minutes=5, seconds=n) for n in range(1, IN_FLIGHT_READ + 1)]
+        ids = [
+            (await opened(store, nonce=nonce(n), expires_at=NOW + t)).challenge_id
+            for n, t in enumerate(later, 1)
+        ]
+        refused = factories.a_challenge(NOW, nonce=nonce(IN_FLIGHT_READ + 1))
+        with pytest.raises(SendBudgetExhausted) as spent:
+            await store.challenges.open_challenge(refused, CONTEXT)
+        assert (spent.value.subject, spent.value.retry_after) == ("user", timedelta(minutes=5, seconds=1))
+        assert await store.journal.challenge_journal(refused.challenge_id) == []
+        assert await store.challenges.pending_challenges("u-1", NOW) == ids
+        await store.challenges.cancel_challenge(ids[0], NOW, CONTEXT)
+        await store.challenges.open_challenge(refused, CONTEXT)
+        assert refused.challenge_id in await store.challenges.pending_challenges("u-1", NOW)
 
     async def test_a_voided_challenge_leaves_the_index(self, store):
         """Voided after a change of the user, it leaves the index (decision 0093)."""

@@ -30,6 +30,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 WITHIN = 30.0  # seconds for an SMS to reach the gateway on a loaded machine (it takes milliseconds)
 LOAD_SECONDS = 12.0  # how long the stray SMS may wait under the load (the bound is a wait: 0.5 s)
 CALLERS = 3  # Starts in flight at once: one answered every few milliseconds, far within a wait
+LOADED_USERS = 256  # the load's users, in one shard: 64 open each at most, 16,384 Starts (decision 0095)
 
 
 @pytest.fixture
@@ -67,6 +68,15 @@ def users_in_shards() -> tuple[str, str]:
         f"u-{n}" for n in itertools.count(1) if keys.shard_of_user(f"u-{n}") != keys.shard_of_user(first)
     )
     return first, other
+
+
+def beside(user_id: str, count: int) -> list[str]:
+    """`count` user ids in the shard of `user_id`, itself first: a load that keeps one shard busy, spread so
+    that no user holds more challenges open than a user may (decision 0095)."""
+    keys = Keyspace()
+    shard = keys.shard_of_user(user_id)
+    others = (f"{user_id}-{n}" for n in itertools.count(1))
+    return [user_id, *itertools.islice((u for u in others if keys.shard_of_user(u) == shard), count - 1)]
 
 
 async def enrol(address: str, *user_ids: str) -> None:
@@ -145,18 +155,20 @@ async def test_what_another_process_queued_is_sent_while_own_marks_keep_the_loop
     queuing = start_serve(var, settings=settings(redis, SESAME_DISPATCHERS="0"))
     stopped.append(queuing)
     own, stray = users_in_shards()
-    await enrol(dispatching.address, own, stray)
+    loaded = beside(own, LOADED_USERS)
+    await enrol(dispatching.address, stray, *loaded)
     sms_file = var / "sms.jsonl"
     loading = True
 
     async def load() -> None:
         async with grpc.aio.insecure_channel(dispatching.address) as channel:
             stub = auth_grpc.AuthenticationServiceStub(channel)
-            amounts = itertools.count(1000)
+            amounts, turns = itertools.count(1000), itertools.cycle(loaded)
 
             async def caller() -> None:
                 while loading:
-                    request = auth_pb.StartChallengeRequest(user_id=own, operation=transfer(next(amounts)))
+                    operation = transfer(next(amounts))
+                    request = auth_pb.StartChallengeRequest(user_id=next(turns), operation=operation)
                     await stub.StartChallenge(request, timeout=20)
 
             await asyncio.gather(*(caller() for _ in range(CALLERS)))

@@ -16,10 +16,12 @@ from google.rpc import error_details_pb2
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
+from sesame.api.v1 import operation_pb2 as op_pb
 from sesame.server.dispatch_loop import DispatchSettings
 from sesame.server.domain.budgets import BudgetSubject, Charge, Hold, SendBudget
 from sesame.server.domain.challenges import ChallengePolicy
 from sesame.server.domain.model import ChallengeStatus, DeliveryState
+from sesame.server.domain.risk_signals import IN_FLIGHT_READ
 from tests.contracts.test_start_challenge_contract import an_opening
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import CONTEXT, PHONE, enrolled, transfer
@@ -33,6 +35,7 @@ NUMBER = BudgetSubject.phone(PHONE)
 CALLER = BudgetSubject.caller("")
 EVERYONE = BudgetSubject.overall()
 ROOMY = dict(per_user=100, per_phone=100, per_caller=100, overall=100)  # noqa: C408 (settings by name)
+LOGIN = op_pb.Operation(login=op_pb.Login())
 QUICK = timedelta(seconds=1)  # a short grace, so that a test sees it pass
 
 
@@ -191,3 +194,34 @@ async def test_a_resend_whose_units_are_refused_spends_no_resend_and_sends_nothi
     await settled(live.store)
     assert code_sms(live.sms_file) == [opened.challenge_id]
     assert await spent_units(redis_client, live, NUMBER) == 1
+
+
+@pytest.mark.parametrize("policy", [ChallengePolicy(send_budget=SendBudget(**ROOMY))])
+async def test_a_user_with_as_many_open_as_the_risk_step_reads_waits(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    """A caller with a roomy budget opens IN_FLIGHT_READ logins for one user: the next Start, a transfer,
+    is refused as the user's budget (RetryInfo: until the first expires), its held units given back and
+    nothing sent; one login cancelled, the transfer opens. Before decision 0095 it opened, and the risk
+    step's in-flight read, bounded at IN_FLIGHT_READ, no longer saw every open transfer."""
+    await enrolled(live)
+    login = auth_pb.StartChallengeRequest(user_id="alice", operation=LOGIN, context=CONTEXT)
+    first = await live.auth.StartChallenge(login)
+    for _ in range(IN_FLIGHT_READ - 1):
+        await live.auth.StartChallenge(login)
+    subject, wait = await refusal(live, start())
+    assert subject == "user"
+    lifetime = first.expires_at.ToDatetime(tzinfo=UTC) - datetime.now(UTC)
+    assert lifetime - timedelta(seconds=5) < wait <= lifetime + timedelta(seconds=1)
+    await settled(live.store)
+    for subject_of in (NUMBER, CALLER, EVERYONE):
+        assert await held_units(redis_client, live, subject_of) == 0
+        assert await spent_units(redis_client, live, subject_of) == IN_FLIGHT_READ
+    assert len(await challenge_ids(redis_client)) == IN_FLIGHT_READ
+    await live.auth.CancelChallenge(
+        auth_pb.CancelChallengeRequest(challenge_id=first.challenge_id, context=CONTEXT)
+    )
+    opened = await live.auth.StartChallenge(start())
+    await settled(live.store)
+    assert opened.challenge_id in code_sms(live.sms_file)
+    assert len(code_sms(live.sms_file)) == IN_FLIGHT_READ + 1

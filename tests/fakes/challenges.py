@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from sesame.server.domain import budgets
-from sesame.server.domain.budgets import BudgetSubject, Charge
+from sesame.server.domain.budgets import BudgetKind, BudgetSubject, Charge
 from sesame.server.domain.destinations import check_destination
 from sesame.server.domain.dispatching import QueuedSms
 from sesame.server.domain.errors import (
@@ -309,6 +309,10 @@ class MemoryChallenges:
             raise SecurePhoneChanged(user.user_id)
         if self._m._live(cid) is not None or cid in self._m._challenge_journals:
             raise ChallengeAlreadyExists(cid)
+        now = ms(challenge.created_at)
+        open_until = sorted(t for t in self._m._pending.get(user.user_id, {}).values() if t > now)
+        if len(open_until) >= IN_FLIGHT_READ:  # as open_challenge.lua: wait for the first to expire (0095)
+            raise SendBudgetExhausted(BudgetKind.USER.value, open_until[0] - now)
         self._charge(charges, challenge.created_at)
         self._m._track(user.user_id, cid, challenge.expires_at, challenge.created_at - CLOCK_SKEW)
         stored = dataclasses.replace(

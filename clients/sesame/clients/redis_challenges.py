@@ -22,7 +22,7 @@ from sesame.clients.redis_risk import NO_LESSON, lesson_args, memory_parts
 from sesame.clients.redis_scripts import stored_challenge
 from sesame.clients.risk_program import Denial, compiled, question
 from sesame.server.domain import budgets
-from sesame.server.domain.budgets import Charge, SendBudget
+from sesame.server.domain.budgets import BudgetKind, Charge, SendBudget
 from sesame.server.domain.destinations import check_destination, whole_calling_codes
 from sesame.server.domain.errors import (
     ChallengeAlreadyExists,
@@ -438,6 +438,8 @@ def _refused(opening: Opening, reply: list[Any], charges: Sequence[Charge]) -> S
             return ChallengeAlreadyExists(opening.challenge_id)
         case b"exhausted":
             return _exhausted(charges, reply)
+        case b"open_full":  # as many open as the step reads in flight: the user's budget (decision 0095)
+            return SendBudgetExhausted(BudgetKind.USER.value, timedelta(milliseconds=int(reply[1])))
     refusal = _USER_REFUSALS.get(reply[0])
     return refusal(user_id) if refusal else StoreUnavailable(f"open_challenge answered {reply[0]!r}")
 

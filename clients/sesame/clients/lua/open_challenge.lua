@@ -34,7 +34,8 @@
 -- {'destination', phone} (not every number of its calling code may be sent to: Start checks its region),
 -- {'phone_changed'}, {'phone_unchanged'} (a change_phone to the stored number), {'exists'} (the id was
 -- already used: the journal outlives the hash),
--- {'exhausted', budget index (0-based), wait_ms}, {'risk_denied', kept assessment} (journaled in the user's
+-- {'exhausted', budget index (0-based), wait_ms}, {'open_full', wait_ms} (the user has IN_FLIGHT_READ
+-- challenges open: wait until the first expires), {'risk_denied', kept assessment} (journaled in the user's
 -- sealed journal, decision 0042; nothing else written; a 3rd element '1' when the request id was denied
 -- before: its retry, journaled and counted nothing more) or
 -- {'sim_number', phone} (the SIM-swap answer is about another number than the stored one: asked again).
@@ -181,6 +182,12 @@ for i = 0, budgets do
     table.insert(limits, ARGV[first_budget + 2 * i])
     table.insert(limits, ARGV[first_budget + 2 * i + 1])
   end
+end
+-- At most IN_FLIGHT_READ of the user's challenges open at once (decision 0095): the in-flight read above sees
+-- every one, and a Start past it waits, as for a spent budget, until the first of them expires.
+if redis.call('ZCOUNT', pending, '(' .. now, '+inf') >= IN_FLIGHT_READ then
+  local first = redis.call('ZRANGEBYSCORE', pending, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  return {'open_full', tonumber(first[2]) - now}
 end
 local refusal = budget_refusal(sends, limits, now)
 if refusal then

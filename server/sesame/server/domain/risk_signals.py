@@ -123,7 +123,7 @@ class InFlight:
 
 # The user's open unexpired challenges Start's step reads for them (its pending index: decision 0093), those
 # that expire last: enough for any velocity rule, and a caller with a large send budget makes each Start read
-# no more.
+# no more. Also the most a user may have open at once (decision 0095), so that the read sees every one.
 IN_FLIGHT_READ = 64
 
 
