@@ -81,6 +81,31 @@ async def test_a_failed_try_and_its_dead_letter_are_journaled_with_the_texts_rec
         assert {name: entry[name] for name in record.journal_fields()} == record.journal_fields()
 
 
+@pytest.mark.parametrize(
+    ("failure", "reason"),
+    [
+        ("timeout", "unconfirmed"),
+        ("lost", "unconfirmed"),
+        ("partial", "unconfirmed"),
+        ("unreachable", "max_tries"),
+    ],
+)
+async def test_a_last_try_the_provider_may_have_taken_is_unconfirmed(
+    store: Store, beside: Beside, failure: str, reason: str
+) -> None:
+    """The only try ends without the provider's answer (or with some parts taken): FAILED, reason
+    `unconfirmed`, as the dead letter's line says: the phone may have got the code (decision 0096)."""
+    await enrolled(store)
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
+    (queued,) = await beside.outbox.take("a", 10, NO_WAIT)
+    tried = await beside.outbox.fail(queued, failure, opened.created_at, 1)
+    assert (tried.tries, tried.dead_letter) == (1, reason)
+    stored = await store.challenges.get_challenge(opened.challenge_id)
+    assert (stored.delivery, stored.delivery_reason) == (DeliveryState.FAILED, reason)
+    (letter,) = await beside.dead.recent(10)
+    assert (letter.reason, letter.failure) == (reason, failure)
+
+
 async def test_the_last_try_dead_letters_the_entry(store: Store, beside: Beside) -> None:
     """The second try of two (a claim counts as a try): FAILED, max_tries, journaled, a masked line."""
     await enrolled(store)

@@ -154,6 +154,7 @@ async def test_a_notices_failed_try_with_tries_left_stays_for_another(store: Sto
     [
         ("bad_number", 0, NOW, "bad_number"),  # every provider's final word
         ("unreachable", 1, NOW, "max_tries"),  # its tries spent
+        ("timeout", 1, NOW, "unconfirmed"),  # its tries spent, the last maybe taken (decision 0096)
         ("unreachable", 3, NOW + timedelta(days=1), "expired"),  # past its age limit
     ],
 )

@@ -74,7 +74,8 @@ def serving(proxy: tuple[str, list[str]], tmp_path: Path) -> Iterator[ServeProce
 
 
 def test_a_gateway_timeout_is_not_asked_again(proxy: tuple[str, list[str]], serving: ServeProcess) -> None:
-    """One sendsms forwarded, answered 504: the SMS is FAILED (its one try spent), not sent three times."""
+    """One sendsms forwarded, answered 504: the SMS is FAILED (its one try spent), not sent three times,
+    and its reason is `unconfirmed`: Kannel may have taken it (decision 0096; it read `max_tries`)."""
     _, forwarded = proxy
     with grpc.insecure_channel(serving.address) as channel:
         enrol_grpc.EnrollmentServiceStub(channel).EnrollUser(
@@ -87,3 +88,8 @@ def test_a_gateway_timeout_is_not_asked_again(proxy: tuple[str, list[str]], serv
         )
     assert dispatched_state(serving.address, started.challenge_id) == auth_pb.DELIVERY_STATE_FAILED
     assert len(forwarded) == 1
+    with grpc.insecure_channel(serving.address) as channel:
+        read = auth_grpc.AuthenticationServiceStub(channel).GetChallenge(
+            auth_pb.GetChallengeRequest(challenge_id=started.challenge_id), timeout=5
+        )
+    assert read.challenge.delivery_reason == "unconfirmed"

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from sesame.server.domain import budgets
 from sesame.server.domain.budgets import BudgetKind, BudgetSubject, Charge
 from sesame.server.domain.destinations import check_destination
-from sesame.server.domain.dispatching import QueuedSms
+from sesame.server.domain.dispatching import QueuedSms, given_up
 from sesame.server.domain.errors import (
     ChallengeAlreadyExists,
     ChallengeClosed,
@@ -600,13 +600,8 @@ class MemoryChallenges:
             existing = self._m._live(queued.challenge_id)
             if existing is None:
                 return "missing"
-            state, reason = DeliveryState.FAILED, ""
-            if failure == "expired" or at >= existing.expires_at:
-                state, reason = DeliveryState.EXPIRED, "expired"
-            elif allowed == 0:
-                reason = failure
-            elif tries >= allowed:
-                reason = "max_tries"
+            reason = given_up(failure, expired=at >= existing.expires_at, allowed=allowed, tries=tries)
+            state = DeliveryState.EXPIRED if reason == "expired" else DeliveryState.FAILED
             extra = {"failure": failure, "tries": str(tries)}
             if text is not None:
                 extra |= text.journal_fields()

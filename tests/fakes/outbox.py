@@ -19,6 +19,7 @@ from sesame.server.domain.dispatching import (
     NoticeAddressee,
     NoticeFailure,
     QueuedSms,
+    given_up,
 )
 from sesame.server.domain.errors import ChallengeNotFound
 from sesame.server.domain.lifecycle import UserNotice
@@ -183,13 +184,9 @@ class MemoryOutbox:
         """As record_failed_notice.lua: another try (journaled), or the dead letter; no challenge written."""
         pending = self._pending.get(queued.entry_id)
         tries = pending.deliveries if pending else 1
-        reason = ""
-        if failed.failure == "expired" or failed.at >= failed.stale_at:
-            reason = "expired"
-        elif failed.allowed == 0:
-            reason = failed.failure
-        elif tries >= failed.allowed:
-            reason = "max_tries"
+        reason = given_up(
+            failed.failure, expired=failed.at >= failed.stale_at, allowed=failed.allowed, tries=tries
+        )
         extra = {"challenge_id": queued.challenge_id, "failure": failed.failure, "tries": str(tries)}
         users = MemoryUsers(self._store._m)
         if not reason:

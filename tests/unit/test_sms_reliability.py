@@ -122,14 +122,39 @@ async def test_a_refused_number_does_not_count_against_the_provider():
 
 async def test_when_every_breaker_is_open_the_message_fails_with_the_fault_that_opened_them():
     """Both providers' breakers open: BreakerOpen, its reason the fault that opened them; neither is asked."""
-    first, second = Scripted(*["timeout"] * 2), Scripted(*["timeout"] * 2)
+    first, second = Scripted(*["refused"] * 2), Scripted(*["error"] * 2)
     gateway = _gateway(first, second, Sleeps(), Observed(), failures=2)
     for _ in range(2):
         with pytest.raises(DeliveryFailed):
             await gateway.send(MESSAGE)
     with pytest.raises(BreakerOpen) as caught:
         await gateway.send(MESSAGE)
-    assert (caught.value.reason, first.asked, second.asked) == ("timeout", 2, 2)
+    assert (caught.value.reason, first.asked, second.asked) == ("error", 2, 2)
+
+
+@pytest.mark.parametrize("fault", ["timeout", "lost", "partial"])
+async def test_breakers_opened_by_answers_that_never_came_do_not_say_so_of_a_message_they_held(fault):
+    """Breakers opened by timeouts (a fault after which a provider may have taken the message): a message
+    they hold back was taken by nobody, so its failure is `unavailable`, never `unconfirmed` (0096)."""
+    first, second = Scripted(*[fault] * 2), Scripted(*[fault] * 2)
+    gateway = _gateway(first, second, Sleeps(), Observed(), failures=2)
+    for _ in range(2):
+        with pytest.raises(DeliveryFailed) as tried:
+            await gateway.send(MESSAGE)
+        assert tried.value.reason == fault
+    with pytest.raises(BreakerOpen) as caught:
+        await gateway.send(MESSAGE)
+    assert (caught.value.reason, first.asked, second.asked) == ("unavailable", 2, 2)
+
+
+async def test_a_provider_that_may_have_taken_the_message_names_its_failure_over_the_next_ones():
+    """The first provider timed out, the next was unreachable: the message's failure is the timeout, so
+    that its dead letter says the phone may have got it (decision 0096); the last word used to hide it."""
+    first, second = Scripted("timeout"), Scripted(*["unreachable"] * 3)
+    gateway = _gateway(first, second, Sleeps(), Observed())
+    with pytest.raises(DeliveryFailed) as caught:
+        await gateway.send(MESSAGE)
+    assert (caught.value.reason, first.asked, second.asked) == ("timeout", 1, 3)
 
 
 async def test_a_cancelled_half_open_trial_frees_the_breaker():

@@ -19,7 +19,8 @@ from typing import Protocol
 
 from sesame.clients.sms_breaker import BreakerSettings, BreakerState, CircuitBreaker
 from sesame.clients.sms_policy import BEFORE_ACCEPTANCE, FINAL_WORDS, PROVIDER_FAULTS, RetryPolicy
-from sesame.server.domain.errors import DeliveryFailed, DeliveryRefused
+from sesame.server.domain.dispatching import UNCONFIRMED
+from sesame.server.domain.errors import DeliveryFailed, DeliveryFailure, DeliveryRefused
 from sesame.server.domain.model import DeliveryState, SentSms, SmsMessage
 from sesame.server.domain.ports import SmsGateway
 
@@ -111,14 +112,14 @@ class FailoverSmsGateway:
         """The first acknowledgement; DeliveryFailed naming every provider's failure when none took it
         (DeliveryRefused when each gave its final word, BreakerOpen when every breaker was open)."""
         failures: list[str] = []
-        last: DeliveryFailed | None = None
+        failed_with: list[DeliveryFailed] = []
         every_open = every_final = True
         for provider in self._providers:
             try:
                 return await self._through(provider, message)
             except DeliveryFailed as exc:
                 failures.append(f"{provider.name}: {exc}")
-                last = exc
+                failed_with.append(exc)
                 every_open = every_open and isinstance(exc, BreakerOpen)
                 every_final = every_final and not isinstance(exc, BreakerOpen) and exc.reason in FINAL_WORDS
                 if provider is not self._providers[-1] and not isinstance(exc, BreakerOpen):
@@ -129,7 +130,7 @@ class FailoverSmsGateway:
                         exc.reason,
                     )
         failed = BreakerOpen if every_open else DeliveryRefused if every_final else DeliveryFailed
-        raise failed("; ".join(failures), last.reason if last else "error")
+        raise failed("; ".join(failures), _failure_of(failed_with))
 
     async def _through(self, provider: Provider, message: SmsMessage) -> SentSms:
         """One provider's attempts: retried only while the failure came before it took the message."""
@@ -161,6 +162,19 @@ class FailoverSmsGateway:
             breaker.succeeded()
             self._observer.attempted(provider.name, "sent")
             return sent
+
+
+def _failure_of(failed_with: list[DeliveryFailed]) -> DeliveryFailure:
+    """The message's failure over its providers: one that may have reached the phone first (decision 0096:
+    the dead letter then says `unconfirmed`), else the last one's. A breaker that let no attempt go took
+    nothing: it never says `timeout`, `lost` or `partial` for this message, but `unavailable`."""
+    tried = [exc.reason for exc in failed_with if not isinstance(exc, BreakerOpen)]
+    if maybe := [reason for reason in tried if reason in UNCONFIRMED]:
+        return maybe[0]
+    if not failed_with:
+        return "error"
+    last = failed_with[-1]
+    return "unavailable" if isinstance(last, BreakerOpen) and last.reason in UNCONFIRMED else last.reason
 
 
 _: type[SmsGateway] = FailoverSmsGateway

@@ -8,11 +8,15 @@ local function tries_of(outbox, group, entry_id)
   return 1
 end
 
--- Why the entry is dead-lettered, or nil to try again: 'expired' (the code or the notice is too old), the
--- provider's final word when no try is allowed any more (allowed = 0), 'max_tries' once tries reach allowed.
+-- Failures after which the provider may have taken the message (dispatching.UNCONFIRMED, decision 0096).
+local UNCONFIRMED = {timeout = true, lost = true, partial = true}
+
+-- Why the entry is dead-lettered, or nil to try again (dispatching.given_up): 'expired' (the code or the
+-- notice is too old), the provider's final word when no try is allowed any more (allowed = 0), once tries
+-- reach allowed 'unconfirmed' after a failure that may have reached the phone, else 'max_tries'.
 local function given_up(failure, expired, allowed, tries)
   if failure == 'expired' or expired then return 'expired' end
   if allowed == 0 then return failure end
-  if tries >= allowed then return 'max_tries' end
+  if tries >= allowed then return UNCONFIRMED[failure] and 'unconfirmed' or 'max_tries' end
   return nil
 end

@@ -3,9 +3,10 @@
 -- the challenge, whose own delivery the notice is not. Dead-lettered when the notice is older than its age
 -- limit (reason `expired`: a notice told days late misleads more than it tells), when the caller allows no
 -- more tries (every provider gave its final word: that word is the reason), or when the entry was given to
--- dispatchers `allowed` times (its XPENDING delivery count; reason max_tries). A dead letter journals the
--- user notice as failed with the reason, acknowledges and deletes the entry and appends a masked line to the
--- dead letters stream (bounded, expiring); otherwise the entry stays pending, claimed again once idle, and
+-- dispatchers `allowed` times (its XPENDING delivery count; reason max_tries, or unconfirmed when the last
+-- failure may have reached the phone: decision 0096). A dead letter journals the user notice as failed with
+-- the reason, acknowledges and deletes the entry and appends a masked line to the dead letters stream
+-- (bounded, expiring); otherwise the entry stays pending, claimed again once idle, and
 -- the failed try is journaled (outcome try_failed).
 -- KEYS[1] the user's journal stream, KEYS[2] the outbox stream of the user's shard, KEYS[3] the dead letters
 -- stream beside it, KEYS[4] (an override's notice only) its addressee hash, deleted with a dead letter: the

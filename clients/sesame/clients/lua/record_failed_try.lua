@@ -3,8 +3,9 @@
 -- code is never sent again), when the caller allows no more tries (every provider gave its final word:
 -- FAILED with that word as the reason), or when the entry was given to dispatchers `allowed` times (its
 -- XPENDING delivery count: each take and each claim after a dispatcher died or left it is a try; FAILED,
--- reason max_tries). A dead letter records the state and the reason on the challenge (its messages move
--- forward only, _delivery.lua), journals `challenge.dead_letter`, acknowledges and deletes the entry and
+-- reason max_tries, or unconfirmed when the last failure may have reached the phone: decision 0096). A dead
+-- letter records the state and the reason on the challenge (its messages move forward only, _delivery.lua),
+-- journals `challenge.dead_letter`, acknowledges and deletes the entry and
 -- appends a masked line to the dead letters stream (bounded in length, expiring: never the code, never the
 -- whole number). Otherwise the entry stays pending, claimed again once idle, and the failed try is journaled.
 -- KEYS[1] challenge hash, KEYS[2] challenge journal stream (its user's {s:<n>} slot), KEYS[3] the outbox

@@ -25,7 +25,13 @@ from typing import TYPE_CHECKING
 
 from sesame.server.domain import codes, notices, sent_text, sms_text
 from sesame.server.domain.budgets import DEFAULT_HOLD_GRACE, BudgetSubject, Spending
-from sesame.server.domain.errors import ChallengeNotFound, DeliveryFailed, DeliveryRefused, StoreUnavailable
+from sesame.server.domain.errors import (
+    ChallengeNotFound,
+    DeliveryFailed,
+    DeliveryFailure,
+    DeliveryRefused,
+    StoreUnavailable,
+)
 from sesame.server.domain.lifecycle import UserNotice
 from sesame.server.domain.model import Challenge, ChallengeStatus, DeliveryState, SmsMessage
 from sesame.server.domain.risk import RiskDecision
@@ -114,9 +120,36 @@ class Outcome(enum.Enum):
     NOTICE_FAILED = "notice_failed"  # a notice no provider took (journaled as failed, for the back office)
 
 
-# Why an SMS was dead-lettered: its code expired, its tries were spent, the providers' final word, or no send
-# units held for it (its Start's or Resend's take was refused, or never ran: decision 0046).
-DEAD_LETTER_REASONS = ("expired", "max_tries", "bad_number", "bad_content", "refused", "unheld")
+# Why an SMS was dead-lettered: its code expired, its tries were spent (`unconfirmed` when the last one's
+# provider may have taken it: decision 0096), the providers' final word, or no send units held for it (its
+# Start's or Resend's take was refused, or never ran: decision 0046).
+DEAD_LETTER_REASONS = (
+    "expired",
+    "max_tries",
+    "unconfirmed",
+    "bad_number",
+    "bad_content",
+    "refused",
+    "unheld",
+)
+# Failures after which the provider may have taken the message without saying so: no answer in time, the
+# connection lost while waiting, some of its parts taken. The phone may get it (decision 0096).
+UNCONFIRMED: frozenset[DeliveryFailure] = frozenset({"timeout", "lost", "partial"})
+
+
+def given_up(failure: str, *, expired: bool, allowed: int, tries: int) -> str:
+    """Why a failed try's entry is dead-lettered, '' to try again (_tries.lua's `given_up`): `expired`, the
+    provider's final word when no try is allowed any more (allowed = 0), once its tries reach `allowed`
+    `unconfirmed` after a failure that may have reached the phone, else `max_tries`."""
+    if failure == "expired" or expired:
+        return "expired"
+    if allowed == 0:
+        return failure
+    if tries >= allowed:
+        return "unconfirmed" if failure in UNCONFIRMED else "max_tries"
+    return ""
+
+
 # Why the outbox withheld a code SMS as it took it, dead-lettered: its user changed since the challenge opened
 # (decision 0054). The user's current status and number are read in the take's step.
 WITHHELD_REASONS = ("user_suspended", "user_revoked", "phone_changed")
