@@ -208,3 +208,22 @@ def _listed(var: Path) -> list[str]:
         if len(lines) > 1 or time.monotonic() > deadline:
             return lines
         time.sleep(0.1)
+
+
+def test_dead_letters_of_a_directory_no_server_ran_in_is_an_error(tmp_path: Path) -> None:
+    """`sesame sms dead-letters` with a SESAME_VAR_DIR no `sesame serve` used (run from the wrong place):
+    exit 2, saying so, and nothing created there. It started a redis-server on a new `var/redis` and printed
+    an empty list, exit 0: "no dead letters", true of nothing."""
+    var = tmp_path / "elsewhere"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "sesame.server.cli", "sms", "dead-letters"],
+        env={**clean, "SESAME_VAR_DIR": str(var)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (2, ""), done.stdout + done.stderr[-2000:]
+    assert f"no embedded Redis under {var.resolve() / 'redis'}: no `sesame serve` ran" in done.stderr
+    assert not var.exists()

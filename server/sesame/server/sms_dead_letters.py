@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from sesame.clients.redis_outbox import RedisOutbox
 from sesame.clients.redis_server import EmbeddedRedis, url_of_running
-from sesame.server.domain.errors import StoreUnavailable
+from sesame.server.domain.errors import ConfigurationError, StoreUnavailable
 
 if TYPE_CHECKING:
     from sesame.server.config import Settings
@@ -45,6 +45,13 @@ async def _redis_url(settings: Settings) -> AsyncIterator[str]:
         yield settings.redis_url
         return
     data_dir = settings.var_dir / "redis"
+    if not data_dir.is_dir():
+        # A fresh redis-server there would answer "no dead letters": true of nothing, and it would leave a
+        # var/ behind in whatever directory the command was run from.
+        raise ConfigurationError(
+            f"no embedded Redis under {data_dir.resolve()}: no `sesame serve` ran with this SESAME_VAR_DIR; "
+            "run where the server's settings are, or set SESAME_REDIS_URL"
+        )
     embedded = EmbeddedRedis(data_dir)
     try:
         await asyncio.to_thread(embedded.start)
