@@ -209,14 +209,30 @@ def test_journal_verify_checks_the_archive_sesame_serve_wrote(served: Served, tm
 
 
 def test_journal_keys_of_a_token_that_holds_none_is_an_error(served: Served, tmp_path: Path) -> None:
-    """`sesame journal keys` (and `verify` without --jwks) run on a development token no server has used
-    (another directory than the server's): exit 2, saying so. It printed `{"keys": []}` with exit 0, a set
-    that, archived, verifies nothing."""
+    """`sesame journal keys` (and `verify` without --jwks, and `keys list`) on a directory no server used:
+    exit 2, saying so, no token left behind; on a token without journal keys (made, no key yet): exit 2,
+    saying so. It printed `{"keys": []}` with exit 0 (a set that, archived, verifies nothing) and made a
+    token wherever it was run."""
+    archive = str(served.var / "journal")
     other = tmp_path / "elsewhere"
-    for args in (("journal", "keys"), ("journal", "verify", "--archive", str(served.var / "journal"))):
+    for args in (("journal", "keys"), ("journal", "verify", "--archive", archive), ("keys", "list")):
         done = sesame_on(other, *args)
         assert (done.returncode, done.stdout) == (2, ""), done.stdout + done.stderr[-2000:]
-        assert f"the development token under {other.resolve()} ('sesame') holds no journal key" in done.stderr
+        assert f"no development token under {other.resolve()}: no `sesame serve`" in done.stderr
+        assert not other.exists()
+    bare = tmp_path / "bare"
+    assert sesame_on(bare, "keys", "list").returncode == 2
+    make = f"import pathlib, sesame.hsm.softhsm as s; s.bootstrap_dev_token(pathlib.Path({str(bare)!r}))"
+    made = subprocess.run(
+        [sys.executable, "-c", make], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert made.returncode == 0, made.stderr[-2000:]
+    for args in (("journal", "keys"), ("journal", "verify", "--archive", archive)):
+        done = sesame_on(bare, *args)
+        assert (done.returncode, done.stdout) == (2, ""), done.stdout + done.stderr[-2000:]
+        assert f"the development token under {bare.resolve()} ('sesame') holds no journal key" in done.stderr
+    listed = sesame_on(bare, "keys", "list")
+    assert (listed.returncode, listed.stdout) == (0, ""), listed.stderr[-2000:]
     kept = sesame_on(served.var, "journal", "keys")
     assert kept.returncode == 0, kept.stderr[-2000:]
     assert [key["kid"] for key in json.loads(kept.stdout)["keys"]] == ["sesame-journal-v1"]

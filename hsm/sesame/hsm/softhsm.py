@@ -71,13 +71,19 @@ def bootstrap_token(
     return Pkcs11Config(module=module, token_label=label, pin=pin)
 
 
-def bootstrap_dev_token(var_dir: Path) -> Pkcs11Config:
-    """The development token in `var_dir/softhsm`, PIN generated once into `pin` (0600).
+def bootstrap_dev_token(var_dir: Path, *, create: bool = True) -> Pkcs11Config:
+    """The development token in `var_dir/softhsm`, PIN generated once into `pin` (0600); with `create`
+    False (a command that only reads it), ConfigurationError when there is none yet.
 
     No key is made here: `sesame serve` makes them at boot once it has compared the token with what Redis
     saw (a lost token must not silently get new keys under old labels), and `sesame keys init` on demand.
     """
     directory = var_dir / "softhsm"
+    if not create and not (directory / "pin").is_file():
+        raise ConfigurationError(
+            f"no development token under {var_dir.resolve()}: no `sesame serve` or `sesame keys init` ran "
+            "with this SESAME_VAR_DIR; run where the server's settings are (SESAME_HSM_* or that directory)"
+        )
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     directory.chmod(0o700)
     pin_file = directory / "pin"

@@ -117,10 +117,12 @@ class Runtime:
     health_notes: HealthNoter | None = None  # journals what health sees (decision 0036)
 
 
-def hsm_config(settings: Settings) -> Pkcs11Config:
-    """The operator's token, or the development token under `var/` (created on first use)."""
+def hsm_config(settings: Settings, *, create: bool = True) -> Pkcs11Config:
+    """The operator's token, or the development token under `var/` (created on first use, unless `create`
+    is False: a command that only reads keys never leaves a new token behind)."""
     if settings.hsm is None:
-        return replace(bootstrap_dev_token(settings.var_dir), omit_copyable=settings.hsm_omit_copyable)
+        dev = bootstrap_dev_token(settings.var_dir, create=create)
+        return replace(dev, omit_copyable=settings.hsm_omit_copyable)
     return Pkcs11Config(
         module=settings.hsm.module,
         token_label=settings.hsm.token_label,

@@ -406,7 +406,7 @@ def _journal_keys(settings: Settings) -> dict[str, Any]:
     from sesame.server.app import hsm_config  # noqa: PLC0415
     from sesame.server.domain import proof  # noqa: PLC0415
 
-    config = hsm_config(settings)
+    config = hsm_config(settings, create=False)
 
     async def read() -> dict[str, Any]:
         keys = await asyncio.to_thread(Pkcs11KeyStore.open, config)

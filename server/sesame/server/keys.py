@@ -19,7 +19,7 @@ def run_keys(settings: Settings, action: str, kind: KeyKind = KeyKind.OTP) -> No
     `init` and `rotate` record the token's keys in the key ledger at once (docs/decisions/0015): a new
     version is remembered before any server uses it, and a replaced token is told apart now.
     """
-    config = hsm_config(settings)
+    config = hsm_config(settings, create=action != "list")  # a listing never leaves a new token behind
     match action:
         case "init":
             current = keys.init_keys(config)
