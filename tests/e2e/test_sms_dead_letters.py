@@ -26,7 +26,7 @@ from sesame.server.grpc.demo import find_sms
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import CONTEXT, PHONE, enrolled, transfer
 from tests.support.outbox import dispatched_state, settled
-from tests.support.serve_process import start_serve
+from tests.support.serve_process import sesame_on, start_serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -215,15 +215,7 @@ def test_dead_letters_of_a_directory_no_server_ran_in_is_an_error(tmp_path: Path
     exit 2, saying so, and nothing created there. It started a redis-server on a new `var/redis` and printed
     an empty list, exit 0: "no dead letters", true of nothing."""
     var = tmp_path / "elsewhere"
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
-    done = subprocess.run(
-        [sys.executable, "-m", "sesame.server.cli", "sms", "dead-letters"],
-        env={**clean, "SESAME_VAR_DIR": str(var)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = sesame_on(var, "sms", "dead-letters")
     assert (done.returncode, done.stdout) == (2, ""), done.stdout + done.stderr[-2000:]
     assert f"no embedded Redis under {var.resolve() / 'redis'}: no `sesame serve` ran" in done.stderr
     assert not var.exists()
