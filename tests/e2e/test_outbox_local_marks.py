@@ -24,6 +24,7 @@ from sesame.clients.redis_keys import SHARDS, Keyspace
 from sesame.clients.redis_server import EmbeddedRedis
 from tests.e2e.helpers import transfer
 from tests.support.serve_process import ServeProcess, start_dispatch, start_serve
+from tests.support.shards import one_shard
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -68,15 +69,6 @@ def users_in_shards() -> tuple[str, str]:
         f"u-{n}" for n in itertools.count(1) if keys.shard_of_user(f"u-{n}") != keys.shard_of_user(first)
     )
     return first, other
-
-
-def beside(user_id: str, count: int) -> list[str]:
-    """`count` user ids in the shard of `user_id`, itself first: a load that keeps one shard busy, spread so
-    that no user holds more challenges open than a user may (decision 0095)."""
-    keys = Keyspace()
-    shard = keys.shard_of_user(user_id)
-    others = (f"{user_id}-{n}" for n in itertools.count(1))
-    return [user_id, *itertools.islice((u for u in others if keys.shard_of_user(u) == shard), count - 1)]
 
 
 async def enrol(address: str, *user_ids: str) -> None:
@@ -155,7 +147,7 @@ async def test_what_another_process_queued_is_sent_while_own_marks_keep_the_loop
     queuing = start_serve(var, settings=settings(redis, SESAME_DISPATCHERS="0"))
     stopped.append(queuing)
     own, stray = users_in_shards()
-    loaded = beside(own, LOADED_USERS)
+    loaded = one_shard(own, LOADED_USERS)
     await enrol(dispatching.address, stray, *loaded)
     sms_file = var / "sms.jsonl"
     loading = True

@@ -19,6 +19,7 @@ from sesame.clients.redis_journal import READ_SLACK, RedisJournal, Unsealed
 from sesame.clients.redis_store import RedisState
 from sesame.server.domain.model import RequestContext
 from tests.factories import a_challenge, its_user_enrolled
+from tests.support.shards import one_shard
 
 pytestmark = pytest.mark.integration
 
@@ -26,12 +27,13 @@ BLOCK = 64
 
 
 async def _opened(store: RedisState, users: int, challenges: int, first: int = 0) -> None:
-    """`challenges` challenges opened, spread over `users` users (one user: one shard), their nonces numbered
-    from `first`."""
+    """`challenges` challenges opened, spread over `users` users (1: over users of u-0's shard, 32 each, as a
+    user holds at most 64 open: decision 0095), their nonces numbered from `first`."""
     now = datetime.now(UTC)
+    names = one_shard("u-0", -(-challenges // 32)) if users == 1 else [f"u-{k}" for k in range(users)]
     for n in range(first, first + challenges):
         challenge = a_challenge(now, nonce=n.to_bytes(16, "big"))
-        challenge = dataclasses.replace(challenge, user_id=f"u-{n % users}")
+        challenge = dataclasses.replace(challenge, user_id=names[n % len(names)])
         await store.challenges.open_challenge(await its_user_enrolled(store, challenge), RequestContext())
 
 
@@ -93,7 +95,7 @@ async def test_a_read_that_stops_short_in_one_shard_bounds_the_others(
 ) -> None:
     """One shard far busier than the others: its read stops short of its entries, and no entry of another
     shard later than its last one read is sealed before it (a block is a prefix of every entry, by id)."""
-    await _opened(redis_store, 1, 4 * BLOCK)  # u-0's shard: a backlog
+    await _opened(redis_store, 1, 4 * BLOCK)  # in u-0's shard: a backlog
     await _opened(redis_store, 40, 40, first=4 * BLOCK)  # then one entry or so in most shards, all later
     expected = await _every_entry(redis_store, redis_client)
     first = await redis_store.sealed_journal().unsealed("", BLOCK)

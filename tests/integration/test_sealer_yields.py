@@ -26,6 +26,7 @@ from sesame.server.journal_archive import JournalArchive
 from sesame.server.sealer import ENTRIES_AT_ONCE, Sealer
 from tests.factories import a_challenge, its_user_enrolled
 from tests.integration.test_journal_sealer import STEADY
+from tests.support.shards import one_shard
 
 pytestmark = pytest.mark.integration
 
@@ -54,10 +55,12 @@ class Ticker:
 
 
 async def _busy_second(store: RedisState) -> None:
+    """CHALLENGES opened at once in u-1's shard, over users of it (a user holds at most 64 open: 0095)."""
     now = datetime.now(UTC)
+    names = one_shard("u-1", CHALLENGES // 32)
     for nonce in range(CHALLENGES):
-        challenge = await its_user_enrolled(store, a_challenge(now, nonce=nonce.to_bytes(16, "big")))
-        await store.challenges.open_challenge(challenge, RequestContext())
+        challenge = a_challenge(now, nonce=nonce.to_bytes(16, "big"), user_id=names[nonce % len(names)])
+        await store.challenges.open_challenge(await its_user_enrolled(store, challenge), RequestContext())
 
 
 async def test_a_large_block_is_hashed_and_indexed_a_slice_at_a_time(
