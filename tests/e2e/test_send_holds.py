@@ -202,15 +202,21 @@ async def test_a_user_with_as_many_open_as_the_risk_step_reads_waits(
 ) -> None:
     """A caller with a roomy budget opens IN_FLIGHT_READ logins for one user: the next Start, a transfer,
     is refused as the user's budget (RetryInfo: until the first expires), its held units given back and
-    nothing sent; one login cancelled, the transfer opens. Before decision 0095 it opened, and the risk
-    step's in-flight read, bounded at IN_FLIGHT_READ, no longer saw every open transfer."""
+    nothing sent, while a retry of a login's request id is still answered its challenge; one login
+    cancelled, the transfer opens. Before decision 0095 it opened, and the risk step's in-flight read,
+    bounded at IN_FLIGHT_READ, no longer saw every open transfer."""
     await enrolled(live)
     login = auth_pb.StartChallengeRequest(user_id="alice", operation=LOGIN, context=CONTEXT)
     first = await live.auth.StartChallenge(login)
-    for _ in range(IN_FLIGHT_READ - 1):
+    retried = auth_pb.StartChallengeRequest(
+        user_id="alice", operation=LOGIN, context=CONTEXT, request_id="r-1"
+    )
+    claimed = await live.auth.StartChallenge(retried)
+    for _ in range(IN_FLIGHT_READ - 2):
         await live.auth.StartChallenge(login)
     subject, wait = await refusal(live, start())
     assert subject == "user"
+    assert (await live.auth.StartChallenge(retried)).challenge_id == claimed.challenge_id
     lifetime = first.expires_at.ToDatetime(tzinfo=UTC) - datetime.now(UTC)
     assert lifetime - timedelta(seconds=5) < wait <= lifetime + timedelta(seconds=1)
     await settled(live.store)
