@@ -7,12 +7,9 @@ real server, Redis and SoftHSM.
 
 from __future__ import annotations
 
-import asyncio
 import copy
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,24 +17,20 @@ from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.server.evidence_bundle import sections
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import enrolled, started, verify
-from tests.support.evidence_cli import bundle_from, run_evidence
+from tests.support.evidence_cli import bank_keys, bundle_from, last_hour_of, verdict_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 
-async def _checked(bundle: dict[str, Any], jwks: Path, tmp_path: Path) -> tuple[int, dict[str, Any]]:
-    """`sesame evidence --verify` of `bundle` saved, with the bank's journal and proof keys."""
-    saved = tmp_path / "bundle.json"
-    saved.write_text(json.dumps(bundle), encoding="utf-8")
-    done = await asyncio.to_thread(run_evidence, "--verify", str(saved), "--jwks", str(jwks))
-    assert done.stdout, done.stderr[-3000:]
-    return done.returncode, json.loads(done.stdout)
-
-
-def _bank_keys(op: dict[str, Any], tmp_path: Path) -> Path:
-    jwks = tmp_path / "jwks.json"
-    jwks.write_text(json.dumps({"keys": [*op["jwks"]["keys"], *op["journal_jwks"]["keys"]]}))
-    return jwks
+async def _verified_and_sealed(live: Live, user_id: str) -> str:
+    """A transfer of the user's, its right code, and two sealer steps (the entries, then the blocks' index):
+    the challenge id."""
+    challenge_id, code = await started(live, user_id)
+    await verify(live, challenge_id, code)
+    assert live.sealer is not None
+    await live.sealer.step()
+    await live.sealer.step()
+    return challenge_id
 
 
 async def test_a_user_statement_from_an_older_bundle_fails(live: Live, tmp_path: Path) -> None:
@@ -46,20 +39,17 @@ async def test_a_user_statement_from_an_older_bundle_fails(live: Live, tmp_path:
     never suspended: each statement verifies and each part ends where its statement says, but the user's
     answer is older than the challenge's."""
     user_id = await enrolled(live)
-    challenge_id, code = await started(live, user_id)
-    await verify(live, challenge_id, code)
-    assert live.sealer is not None
-    await live.sealer.step()
-    await live.sealer.step()
+    challenge_id = await _verified_and_sealed(live, user_id)
     old = await bundle_from(live.address, challenge_id)
     await live.enrol.SuspendUser(
         enrol_pb.SuspendUserRequest(user_id=user_id, request_id="r-1", actor="back-office", reason="perte")
     )
+    assert live.sealer is not None
     await live.sealer.step()
     new = await bundle_from(live.address, challenge_id)
-    jwks = _bank_keys(new, tmp_path)
+    jwks = bank_keys(new, tmp_path)
     for bundle in (old, new):
-        status, checked = await _checked(bundle, jwks, tmp_path)
+        status, checked = await verdict_of(bundle, jwks, tmp_path)
         assert status == 0, checked
     assert new["lifecycle"]["entries"][-1]["event"] == "user.suspend"
     assert old["lifecycle"]["entries"][-1]["event"] != "user.suspend"
@@ -67,7 +57,7 @@ async def test_a_user_statement_from_an_older_bundle_fails(live: Live, tmp_path:
     forged["extents"][1] = old["extents"][1]
     forged["lifecycle"], forged["health"] = old["lifecycle"], old["health"]
     forged["l133_23"] = sections(forged)
-    status, checked = await _checked(forged, jwks, tmp_path)
+    status, checked = await verdict_of(forged, jwks, tmp_path)
     assert status == 1, checked
     assert checked["operations"][0]["failed"].startswith(
         "lifecycle: the statement of its extent is older than the journal's"
@@ -82,16 +72,10 @@ async def test_the_health_notes_cut_at_their_start_or_a_found_edited_fail(live: 
     await notes.note(now - timedelta(hours=3), "w-1", {"state store": False}, timedelta(days=1))
     await notes.note(now - timedelta(minutes=10), "w-1", {"state store": True}, timedelta(days=1))
     user_id = await enrolled(live)
-    challenge_id, code = await started(live, user_id)
-    await verify(live, challenge_id, code)
-    assert live.sealer is not None
-    await live.sealer.step()
-    await live.sealer.step()
-    since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
-    until = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
-    bundle = await bundle_from(live.address, "--user", user_id, "--since", since, "--until", until)
-    jwks = _bank_keys(bundle["operations"][0], tmp_path)
-    status, checked = await _checked(bundle, jwks, tmp_path)
+    await _verified_and_sealed(live, user_id)
+    bundle = await last_hour_of(live.address, user_id)
+    jwks = bank_keys(bundle["operations"][0], tmp_path)
+    status, checked = await verdict_of(bundle, jwks, tmp_path)
     assert status == 0, checked
     for edit, failure in (
         # fixed time: an edit of a bundle already taken, checked offline: no Redis step reads it
@@ -100,7 +84,7 @@ async def test_the_health_notes_cut_at_their_start_or_a_found_edited_fail(live: 
     ):
         edited = copy.deepcopy(bundle)
         edit(edited)
-        status, checked = await _checked(edited, jwks, tmp_path)
+        status, checked = await verdict_of(edited, jwks, tmp_path)
         assert status == 1, checked
         assert checked["user"]["failed"].startswith(failure), checked
     op = bundle["operations"][0]
@@ -110,6 +94,6 @@ async def test_the_health_notes_cut_at_their_start_or_a_found_edited_fail(live: 
     del health["entries"][0], health["inclusion_proofs"][0]
     op["l133_23"] = sections(op)
     assert op["l133_23"]["no_technical_deficiency"]["every_dependency_up"] is True
-    status, checked = await _checked(op, jwks, tmp_path)
+    status, checked = await verdict_of(op, jwks, tmp_path)
     assert status == 1, checked
     assert checked["operations"][0]["failed"].startswith("health: the notes start at entry"), checked

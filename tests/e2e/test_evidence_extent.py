@@ -6,11 +6,9 @@ Redis and SoftHSM.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import copy
 import json
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,26 +22,10 @@ from sesame.server.journal_check import check_stream
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import enrolled, started, verify, wrong
 from tests.integration.test_offline_procedure import the_extent_check
-from tests.support.evidence_cli import bundle_from, run_evidence
+from tests.support.evidence_cli import bank_keys, bundle_from, last_hour_of, verdict_of
 from tests.unit.test_journal_seal import Signer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
-
-
-async def _checked(bundle: dict[str, Any], jwks: Path, tmp_path: Path) -> tuple[int, dict[str, Any]]:
-    """`sesame evidence --verify` of `bundle` saved, with the bank's journal and proof keys."""
-    saved = tmp_path / "bundle.json"
-    saved.write_text(json.dumps(bundle), encoding="utf-8")
-    done = await asyncio.to_thread(run_evidence, "--verify", str(saved), "--jwks", str(jwks))
-    assert done.stdout, done.stderr[-3000:]
-    return done.returncode, json.loads(done.stdout)
-
-
-def _bank_keys(op: dict[str, Any], tmp_path: Path) -> Path:
-    """The proof and journal keys, as the bank published them (here: those of the untouched bundle)."""
-    jwks = tmp_path / "jwks.json"
-    jwks.write_text(json.dumps({"keys": [*op["jwks"]["keys"], *op["journal_jwks"]["keys"]]}))
-    return jwks
 
 
 def _cut(holder: dict[str, Any], entries: str, number: int) -> int:
@@ -93,8 +75,8 @@ async def test_a_challenge_bundle_cut_after_its_last_sealed_block_fails(live: Li
     await verify(live, challenge_id, code)
     await live.sealer.step()
     bundle = await bundle_from(live.address, challenge_id)
-    jwks = _bank_keys(bundle, tmp_path)
-    status, checked = await _checked(bundle, jwks, tmp_path)
+    jwks = bank_keys(bundle, tmp_path)
+    status, checked = await verdict_of(bundle, jwks, tmp_path)
     assert status == 0, checked
     last = _last_block(bundle)
     assert [
@@ -107,7 +89,7 @@ async def test_a_challenge_bundle_cut_after_its_last_sealed_block_fails(live: Li
     ]
     _cut_operation(bundle, last)
     assert [e.get("outcome") for e in bundle["l133_23"]["authenticated"]["attempts"]] == ["wrong_code"]
-    status, checked = await _checked(bundle, jwks, tmp_path)
+    status, checked = await verdict_of(bundle, jwks, tmp_path)
     assert status == 1, checked
     assert "journal: the bundle ends at entry 3 of" in checked["operations"][0]["failed"], checked
     with pytest.raises(AssertionError, match="journal: the bundle ends at entry 3, the statement at 5"):
@@ -127,11 +109,9 @@ async def test_a_user_bundle_cut_after_the_lifecycles_last_block_fails(live: Liv
         enrol_pb.SuspendUserRequest(user_id=user_id, request_id="r-1", actor="back-office", reason="vol")
     )
     await live.sealer.step()
-    since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
-    until = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
-    bundle = await bundle_from(live.address, "--user", user_id, "--since", since, "--until", until)
-    jwks = _bank_keys(bundle["operations"][0], tmp_path)
-    status, checked = await _checked(bundle, jwks, tmp_path)
+    bundle = await last_hour_of(live.address, user_id)
+    jwks = bank_keys(bundle["operations"][0], tmp_path)
+    status, checked = await verdict_of(bundle, jwks, tmp_path)
     assert status == 0, checked
     last = _last_block(bundle["lifecycle"])
     assert bundle["lifecycle"]["entries"][-1]["event"] == "user.suspend"
@@ -141,7 +121,7 @@ async def test_a_user_bundle_cut_after_the_lifecycles_last_block_fails(live: Liv
         if any(p is not None and p["block"] == last for p in op["lifecycle"]["inclusion_proofs"]):
             _cut(op["lifecycle"], "entries", last)
             op["l133_23"] = sections(op)
-    status, checked = await _checked(bundle, jwks, tmp_path)
+    status, checked = await verdict_of(bundle, jwks, tmp_path)
     assert status == 1, checked
     assert "lifecycle: the bundle ends at entry" in checked["user"]["failed"], checked
     with pytest.raises(AssertionError, match="lifecycle: the bundle ends at entry"):
@@ -166,8 +146,8 @@ async def test_a_statement_edited_resigned_or_removed_fails(live: Live, tmp_path
     await live.sealer.step()
     await live.sealer.step()
     bundle = await bundle_from(live.address, challenge_id)
-    jwks = _bank_keys(bundle, tmp_path)
-    status, checked = await _checked(bundle, jwks, tmp_path)
+    jwks = bank_keys(bundle, tmp_path)
+    status, checked = await verdict_of(bundle, jwks, tmp_path)
     assert status == 0, checked
     assert the_extent_check()(bundle, jwks.read_text()) is True
     journal_extent, user_extent = bundle["extents"]
@@ -203,7 +183,7 @@ async def test_a_statement_edited_resigned_or_removed_fails(live: Live, tmp_path
     ):
         edited = copy.deepcopy(bundle)
         tamper(edited)
-        status, checked = await _checked(edited, jwks, tmp_path)
+        status, checked = await verdict_of(edited, jwks, tmp_path)
         assert status == 1, checked
         assert checked["operations"][0]["failed"].startswith(failure), checked
         with pytest.raises(Exception):  # noqa: B017 (an assertion, a KeyError, or jwcrypto's)

@@ -9,7 +9,6 @@ import copy
 import json
 import shutil
 import subprocess
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import pytest
 
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import enrolled, started, verify, wrong
-from tests.support.evidence_cli import bundle_from
+from tests.support.evidence_cli import bank_keys, bundle_from, last_hour_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -55,11 +54,8 @@ async def test_the_node_verifier_accepts_the_servers_bundles_and_refuses_an_edit
     await live.sealer.step()
     await live.sealer.step()
     bundle = await bundle_from(live.address, challenge_id)
-    since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
-    until = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
-    selection = await bundle_from(live.address, "--user", user_id, "--since", since, "--until", until)
-    jwks = tmp_path / "jwks.json"
-    jwks.write_text(json.dumps({"keys": [*bundle["jwks"]["keys"], *bundle["journal_jwks"]["keys"]]}))
+    selection = await last_hour_of(live.address, user_id)
+    jwks = bank_keys(bundle, tmp_path)
     for whole in (bundle, selection):
         status, verdict = await asyncio.to_thread(_node_verdict, whole, jwks, tmp_path)
         assert (status, verdict["valid"]) == (0, True), verdict
