@@ -43,6 +43,14 @@ class UserRecord:
 AROUND = timedelta(hours=1)
 
 
+def user_window(journal: Sequence[Mapping[str, str]]) -> tuple[datetime, datetime] | None:
+    """The period a challenge's bundle asks its user's answer for, and `--verify` holds its statement to
+    (decision 0094): from AROUND before the journal's first entry to AROUND after its last; None for a
+    journal without a time."""
+    times = [at for at in (_at(e) for e in journal) if at != _NO_TIME]
+    return (min(times) - AROUND, max(times) + AROUND) if times else None
+
+
 def _seals(given: Mapping[str, Any]) -> list[Seal]:
     return [seal_from_dict(seal) for seal in given.get("seals", [])]
 
@@ -343,14 +351,14 @@ def _user_stated_after(
     after its last), so its statement is of that query and its head is not older. Another statement of the
     same user (an older one, or one of a query ending earlier), with the lifecycle and health cut back to it,
     would hide what followed (a suspension)."""
-    times = [_at(e) for e in bundle.get("journal", []) if _at(e) != _at({})]
+    window = user_window(bundle.get("journal", []))
     subject = user["subject"]
     if (
-        not times
+        window is None
         or (subject.get("transaction_id") or "") != ""
         or not all(
             subject.get(end) and _at({"at": subject[end]}) == at
-            for end, at in (("since", min(times) - AROUND), ("until", max(times) + AROUND))
+            for end, at in zip(("since", "until"), window, strict=True)
         )
     ):
         raise _Unsound(
@@ -635,11 +643,14 @@ def risk_denials(lifecycle: Sequence[Mapping[str, str]], selector: Mapping[str, 
     ]
 
 
+_NO_TIME = datetime.min.replace(tzinfo=UTC)  # an entry's time that is missing or unreadable
+
+
 def _at(entry: Mapping[str, str]) -> datetime:
     try:
         at = datetime.fromisoformat(entry.get("at", ""))
     except ValueError:
-        return datetime.min.replace(tzinfo=UTC)
+        return _NO_TIME
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 

@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from sesame.server.domain.errors import ConfigurationError
-from sesame.server.evidence_bundle import AROUND, UserRecord, challenge_bundle, is_sound, user_bundle, verify
+from sesame.server.evidence_bundle import (
+    UserRecord,
+    challenge_bundle,
+    is_sound,
+    user_bundle,
+    user_window,
+    verify,
+)
 from sesame.server.grpc.evidence_client import fetch_evidence, fetch_jwks
 from sesame.server.grpc.probe import ClientTls
 from sesame.server.grpc.user_evidence_client import fetch_user_evidence
@@ -48,21 +55,11 @@ def _operation(target: str, tls: ClientTls | None, challenge_id: str, jwks: dict
     """A challenge's bundle, with its user's lifecycle and the health notes around it."""
     fetched = fetch_evidence(target, challenge_id, tls)
     user: UserRecord | None = None
-    times = [_time(e.get("at", "")) for e in fetched.journal]
-    known = [t for t in times if t is not None]
+    window = user_window(fetched.journal)
     user_id = next((e["user_id"] for e in fetched.journal if e.get("user_id")), "")
-    if user_id and known:
-        user = fetch_user_evidence(
-            target, user_id, since=min(known) - AROUND, until=max(known) + AROUND, tls=tls
-        )
+    if user_id and window:
+        user = fetch_user_evidence(target, user_id, since=window[0], until=window[1], tls=tls)
     return challenge_bundle(fetched, jwks, user)
-
-
-def _time(at: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(at)
-    except ValueError:
-        return None
 
 
 def parse_time(value: str | None, option: str) -> datetime | None:
