@@ -141,8 +141,12 @@ class FailoverSmsGateway:
             if not breaker.allow():
                 self._observer.attempted(provider.name, "open")
                 # The message's failure is the provider's, as its breaker learnt it: the metrics by reason
-                # keep saying `unreachable` while the breaker spares the provider the attempts.
-                raise BreakerOpen(f"{provider.name} circuit breaker open", breaker.last_fault)
+                # keep saying `unreachable` while the breaker spares the provider the attempts. But a held
+                # message was taken by nobody: a fault that says it may have been (0096) reads `unavailable`.
+                fault = breaker.last_fault
+                raise BreakerOpen(
+                    f"{provider.name} circuit breaker open", "unavailable" if fault in UNCONFIRMED else fault
+                )
             try:
                 sent = await provider.gateway.send(message)
             except asyncio.CancelledError:
@@ -165,16 +169,10 @@ class FailoverSmsGateway:
 
 
 def _failure_of(failed_with: list[DeliveryFailed]) -> DeliveryFailure:
-    """The message's failure over its providers: one that may have reached the phone first (decision 0096:
-    the dead letter then says `unconfirmed`), else the last one's. A breaker that let no attempt go took
-    nothing: it never says `timeout`, `lost` or `partial` for this message, but `unavailable`."""
-    tried = [exc.reason for exc in failed_with if not isinstance(exc, BreakerOpen)]
-    if maybe := [reason for reason in tried if reason in UNCONFIRMED]:
-        return maybe[0]
-    if not failed_with:
-        return "error"
-    last = failed_with[-1]
-    return "unavailable" if isinstance(last, BreakerOpen) and last.reason in UNCONFIRMED else last.reason
+    """The message's failure over its providers: the first that may have reached the phone (decision 0096:
+    the dead letter then says `unconfirmed`), else the last one's."""
+    maybe = [exc.reason for exc in failed_with if exc.reason in UNCONFIRMED]
+    return maybe[0] if maybe else failed_with[-1].reason if failed_with else "error"
 
 
 _: type[SmsGateway] = FailoverSmsGateway
