@@ -106,6 +106,51 @@ async def test_a_last_try_the_provider_may_have_taken_is_unconfirmed(
     assert (letter.reason, letter.failure) == (reason, failure)
 
 
+@pytest.mark.parametrize(
+    ("later", "allowed", "after"),
+    [
+        ("unreachable", 2, timedelta(0)),  # its tries spent
+        ("bad_number", 0, timedelta(0)),  # every provider's final word
+        ("unreachable", 3, timedelta(minutes=10)),  # its code expired meanwhile
+    ],
+)
+async def test_an_earlier_try_the_provider_may_have_taken_makes_it_unconfirmed(
+    store: Store, beside: Beside, later: str, allowed: int, after: timedelta
+) -> None:
+    """A first try timed out; whatever ends the entry later (its tries spent, a final word, its code's
+    expiry) reads `unconfirmed` and FAILED: the phone may have the code (decision 0097). The dead letter's
+    line keeps the last failure."""
+    await enrolled(store)
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
+    (queued,) = await beside.outbox.take("a", 10, NO_WAIT)
+    assert (await beside.outbox.fail(queued, "timeout", opened.created_at, allowed or 2)).dead_letter == ""
+    (claimed,) = await beside.outbox.reclaim("b", timedelta(0), 10)
+    tried = await beside.outbox.fail(claimed, later, opened.created_at + after, allowed)
+    assert (tried.tries, tried.dead_letter) == (2, "unconfirmed")
+    stored = await store.challenges.get_challenge(opened.challenge_id)
+    assert (stored.delivery, stored.delivery_reason) == (DeliveryState.FAILED, "unconfirmed")
+    (letter,) = await beside.dead.recent(10)
+    assert (letter.reason, letter.failure, letter.state) == ("unconfirmed", later, DeliveryState.FAILED)
+
+
+async def test_a_resend_given_up_after_a_send_that_may_have_gone_is_unconfirmed(
+    store: Store, beside: Beside
+) -> None:
+    """The challenge's first SMS was given up as `unconfirmed`; its resend (the same code) refused by every
+    provider still reads `unconfirmed`, never the provider's word: the phone may have the code (0097)."""
+    await enrolled(store)
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
+    (queued,) = await beside.outbox.take("a", 10, NO_WAIT)
+    assert (await beside.outbox.fail(queued, "lost", opened.created_at, 1)).dead_letter == "unconfirmed"
+    later = opened.created_at + timedelta(seconds=61)
+    await store.challenges.record_resend(opened.challenge_id, later, RequestContext())
+    (again,) = await beside.outbox.take("a", 10, NO_WAIT)
+    assert again.entry_id != queued.entry_id
+    assert (await beside.outbox.fail(again, "bad_number", later, 0)).dead_letter == "unconfirmed"
+    stored = await store.challenges.get_challenge(opened.challenge_id)
+    assert (stored.delivery, stored.delivery_reason) == (DeliveryState.FAILED, "unconfirmed")
+
+
 async def test_the_last_try_dead_letters_the_entry(store: Store, beside: Beside) -> None:
     """The second try of two (a claim counts as a try): FAILED, max_tries, journaled, a masked line."""
     await enrolled(store)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sesame.clients.redis_outbox import RedisOutbox
+from sesame.clients.redis_outbox import DEAD_LETTERS_LIFETIME, RedisOutbox
 from sesame.clients.redis_store import RedisState
 from sesame.server.domain.dispatching import DeadLetter, NoticeFailure, QueuedSms
 from sesame.server.domain.lifecycle import UserNotice
@@ -127,6 +127,38 @@ async def _dead_letters(store: Store, outbox: Outbox) -> list[DeadLetter]:
         return await MemoryDeadLetters(store.outbox).recent(10)
     assert isinstance(outbox, RedisOutbox)
     return await outbox.dead_letters().recent(10)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("unreachable", 2, timedelta(0)),  # its tries spent
+        ("bad_number", 0, timedelta(0)),  # every provider's final word
+        ("unreachable", 3, timedelta(days=1)),  # past its age limit
+    ],
+)
+async def test_a_notice_an_earlier_try_of_which_may_have_gone_is_unconfirmed(
+    store: Store, outbox: Outbox, case: tuple[str, int, timedelta], request: pytest.FixtureRequest
+) -> None:
+    """A first try timed out; whatever ends the notice later reads `unconfirmed` (decision 0097), its
+    journal and its dead letter keeping the last failure. In Redis its mark expires, and goes with it."""
+    later, allowed, after = case
+    queued, user_id, phone = await _queued_notice(store, outbox)
+    notice = UserNotice("beneficiary_added", phone, False, "", NOW)
+    assert (await outbox.fail_notice(queued, user_id, notice, _failure("timeout", 3))).dead_letter == ""
+    client = request.getfixturevalue("redis_client") if isinstance(store, RedisState) else None
+    if client is not None:
+        (mark,) = await client.keys("*:unconfirmed:*")
+        assert 0 < await client.pttl(mark) <= DEAD_LETTERS_LIFETIME // timedelta(milliseconds=1)
+    (claimed,) = await outbox.reclaim("b", timedelta(0), 10)
+    tried = await outbox.fail_notice(claimed, user_id, notice, _failure(later, allowed, NOW + after))
+    assert (tried.tries, tried.dead_letter) == (2, "unconfirmed")
+    failed = [e for e in await store.users.user_journal(user_id) if e.get("outcome") == "failed"]
+    assert [(e["reason"], e["failure"]) for e in failed] == [("unconfirmed", later)]
+    (letter,) = await _dead_letters(store, outbox)
+    assert (letter.reason, letter.failure) == ("unconfirmed", later)
+    if client is not None:
+        assert await client.keys("*:unconfirmed:*") == []
 
 
 async def test_a_notices_failed_try_with_tries_left_stays_for_another(store: Store, outbox: Outbox) -> None:

@@ -4,7 +4,8 @@ SESAME_KANNEL_URL may be a TLS-terminating proxy in front of smsbox. Its 504 Gat
 forwarded the sendsms and Kannel did not answer in time: Kannel may well have taken the message, as on our
 own timeout. Every 5xx was read as `unavailable` (Kannel's own "Sending failed": nothing taken) and retried
 at the same provider, SESAME_SMS_RETRIES times: each retry could send the code once more. A 504 is now
-`timeout`, never asked again at that provider (docs/decisions/0030).
+`timeout`, never asked again at that provider (docs/decisions/0030). Once its tries are spent, an SMS one of
+whose tries met such an answer reads `unconfirmed` (decisions 0096, 0097).
 """
 
 from __future__ import annotations
@@ -29,14 +30,17 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 
 class _Proxy(http.server.BaseHTTPRequestHandler):
-    """A proxy whose Kannel takes each sendsms and answers too late: 504, the request counted."""
+    """A proxy whose Kannel answers each sendsms too late, 504 (or the next of `answers`, a status whose
+    turn came: 503 is Kannel down, nothing taken); the request counted."""
 
     forwarded: list[str]
+    answers: list[int]
 
     def do_GET(self) -> None:
         self.forwarded.append(self.path)
-        body = b"<html><body><h1>504 Gateway Time-out</h1></body></html>"
-        self.send_response(504)
+        status = self.answers.pop(0) if self.answers else 504
+        body = b"<html><body><h1>%d</h1></body></html>" % status
+        self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -46,10 +50,22 @@ class _Proxy(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def proxy() -> Iterator[tuple[str, list[str]]]:
+def answers() -> list[int]:
+    """The proxy's first answers, in turn, before its 504s (a test parametrizes it)."""
+    return []
+
+
+@pytest.fixture
+def settings() -> dict[str, str]:
+    """Settings of `sesame serve` beside the proxy's (a test parametrizes it)."""
+    return {}
+
+
+@pytest.fixture
+def proxy(answers: list[int]) -> Iterator[tuple[str, list[str]]]:
     """The proxy on a free loopback port; its URL and the sendsms requests it forwarded."""
     forwarded: list[str] = []
-    handler = type("Proxy", (_Proxy,), {"forwarded": forwarded})
+    handler = type("Proxy", (_Proxy,), {"forwarded": forwarded, "answers": list(answers)})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -60,16 +76,17 @@ def proxy() -> Iterator[tuple[str, list[str]]]:
 
 
 @pytest.fixture
-def serving(proxy: tuple[str, list[str]], tmp_path: Path) -> Iterator[ServeProcess]:
-    """`sesame serve` whose only provider is Kannel through the proxy, the default 2 retries."""
-    settings = {
+def serving(proxy: tuple[str, list[str]], settings: dict[str, str], tmp_path: Path) -> Iterator[ServeProcess]:
+    """`sesame serve` whose only provider is Kannel through the proxy (2 retries unless `settings` say)."""
+    through_proxy = {
+        **settings,
         "SESAME_SMS_PROVIDERS": "kannel",
         "SESAME_KANNEL_URL": proxy[0],
         "SESAME_KANNEL_USERNAME": "sesame",
         "SESAME_KANNEL_PASSWORD": "s3cr3t-kannel",
         "SESAME_DLR_ADDR": "off",
     }
-    with served(tmp_path / "var", settings) as serving:
+    with served(tmp_path / "var", through_proxy) as serving:
         yield serving
 
 
@@ -92,4 +109,31 @@ def test_a_gateway_timeout_is_not_asked_again(proxy: tuple[str, list[str]], serv
         read = auth_grpc.AuthenticationServiceStub(channel).GetChallenge(
             auth_pb.GetChallengeRequest(challenge_id=started.challenge_id), timeout=5
         )
+    assert read.challenge.delivery_reason == "unconfirmed"
+
+
+@pytest.mark.parametrize("answers", [[504, 503]])
+@pytest.mark.parametrize(
+    "settings",
+    [{"SESAME_SMS_MAX_TRIES": "2", "SESAME_OUTBOX_CLAIM_IDLE_SECONDS": "1", "SESAME_SMS_RETRIES": "0"}],
+)
+def test_an_sms_an_earlier_try_of_which_may_have_gone_is_unconfirmed(
+    proxy: tuple[str, list[str]], serving: ServeProcess
+) -> None:
+    """Two tries: the first answered 504 (Kannel may have taken it), the second 503 (Kannel down, nothing
+    taken): FAILED, and `unconfirmed`, not `max_tries`: the phone may have the code (decision 0097)."""
+    _, forwarded = proxy
+    with grpc.insecure_channel(serving.address) as channel:
+        enrol_grpc.EnrollmentServiceStub(channel).EnrollUser(
+            enrol_pb.EnrollUserRequest(user_id="ana", client_id="acme", secure_phone="+33612345678"),
+            timeout=5,
+        )
+        auth = auth_grpc.AuthenticationServiceStub(channel)
+        started = auth.StartChallenge(
+            auth_pb.StartChallengeRequest(user_id="ana", operation=op_pb.Operation(login=op_pb.Login())),
+            timeout=10,
+        )
+        assert dispatched_state(serving.address, started.challenge_id) == auth_pb.DELIVERY_STATE_FAILED
+        read = auth.GetChallenge(auth_pb.GetChallengeRequest(challenge_id=started.challenge_id), timeout=5)
+    assert len(forwarded) == 2
     assert read.challenge.delivery_reason == "unconfirmed"

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from sesame.server.domain import budgets
 from sesame.server.domain.budgets import BudgetKind, BudgetSubject, Charge
 from sesame.server.domain.destinations import check_destination
-from sesame.server.domain.dispatching import QueuedSms, given_up
+from sesame.server.domain.dispatching import UNCONFIRMED, QueuedSms, given_up
 from sesame.server.domain.errors import (
     ChallengeAlreadyExists,
     ChallengeClosed,
@@ -600,7 +600,12 @@ class MemoryChallenges:
             existing = self._m._live(queued.challenge_id)
             if existing is None:
                 return "missing"
-            reason = given_up(failure, expired=at >= existing.expires_at, allowed=allowed, tries=tries)
+            earlier = queued.challenge_id in self._m._unconfirmed
+            reason = given_up(
+                failure, expired=at >= existing.expires_at, allowed=allowed, tries=tries, earlier=earlier
+            )
+            if failure in UNCONFIRMED:
+                self._m._unconfirmed.add(queued.challenge_id)
             state = DeliveryState.EXPIRED if reason == "expired" else DeliveryState.FAILED
             extra = {"failure": failure, "tries": str(tries)}
             if text is not None:

@@ -78,6 +78,7 @@ class Memory:
         self._challenge_journals: dict[str, list[dict[str, str]]] = {}
         self._proofs: dict[str, str] = {}  # the JWS record_proof kept, by challenge (decision 0026)
         self._messages: dict[str, dict[str, DeliveryState]] = {}  # per challenge: provider ref -> state
+        self._unconfirmed: set[str] = set()  # challenges a try of which may have reached the phone (0097)
         # per challenge: entry id -> the attempt whose send was recorded (record_dispatch.lua, decision 0056)
         self._dispatched: dict[str, dict[str, str]] = {}
         self._ignored_reports: dict[str, int] = {}  # per challenge: reports that moved nothing, journaled
@@ -200,6 +201,7 @@ class Memory:
         if self._purge_clock.now() >= challenge.expires_at + self._retention:
             del self._challenges[challenge_id]
             self._opened_changes.pop(challenge_id, None)
+            self._unconfirmed.discard(challenge_id)
             return None
         return challenge
 

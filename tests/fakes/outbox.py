@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sesame.server.domain.dispatching import (
+    UNCONFIRMED,
     Backlog,
     DeadLetter,
     FailedTry,
@@ -51,6 +52,7 @@ class MemoryOutbox:
         self._ids = itertools.count(1)
         self._attempts = itertools.count(1)  # each take or claim of an entry its own attempt (decision 0056)
         self._settled_notices: dict[str, str] = {}  # entry id -> the attempt whose notice was journaled
+        self._unconfirmed_notices: set[str] = set()  # entries a try of which may have reached the phone
         self._entries: dict[str, QueuedSms] = {}  # in queue order (dicts keep insertion order)
         self._pending: dict[str, _Pending] = {}
         self.dead: list[DeadLetter] = []  # oldest first
@@ -185,13 +187,20 @@ class MemoryOutbox:
         pending = self._pending.get(queued.entry_id)
         tries = pending.deliveries if pending else 1
         reason = given_up(
-            failed.failure, expired=failed.at >= failed.stale_at, allowed=failed.allowed, tries=tries
+            failed.failure,
+            expired=failed.at >= failed.stale_at,
+            allowed=failed.allowed,
+            tries=tries,
+            earlier=queued.entry_id in self._unconfirmed_notices,
         )
         extra = {"challenge_id": queued.challenge_id, "failure": failed.failure, "tries": str(tries)}
         users = MemoryUsers(self._store._m)
         if not reason:
+            if failed.failure in UNCONFIRMED:
+                self._unconfirmed_notices.add(queued.entry_id)
             await users.record_user_notice(user_id, notice, outcome="try_failed", extra=extra)
             return FailedTry(tries)
+        self._unconfirmed_notices.discard(queued.entry_id)
         await users.record_user_notice(user_id, notice, outcome="failed", extra=extra | {"reason": reason})
         self._entries.pop(queued.entry_id, None)
         self.addressees.pop(queued.notice_id, None)

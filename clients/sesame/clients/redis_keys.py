@@ -130,6 +130,11 @@ class Keyspace:
         writes nothing (decision 0056)."""
         return f"{self._user_place(user_id)}:settled:{user_id}:{entry_id}"
 
+    def notice_unconfirmed(self, user_id: str, entry_id: str) -> str:
+        """The mark that a try of the notice (outbox entry `entry_id`) may have reached the phone, kept as
+        long as a dead letter: the notice given up later reads `unconfirmed` (decision 0097)."""
+        return f"{self._user_place(user_id)}:unconfirmed:{user_id}:{entry_id}"
+
     def user_pending(self, user_id: str) -> str:
         """The user's OPEN challenges, scored by their expiry (unix ms): each leaves it in the step that
         closes it (verified, locked, voided, cancelled), or expired, at the user's next opening (0093)."""

@@ -313,6 +313,7 @@ class RedisOutbox:
             self._keys.user_journal(user_id),
             self._outbox_of(queued),
             self._keys.user_dead_letters(user_id),
+            self._keys.notice_unconfirmed(user_id, queued.entry_id),
             *self._addressee_key(queued),
         ]
         args = [

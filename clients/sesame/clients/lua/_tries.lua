@@ -11,12 +11,16 @@ end
 -- Failures after which the provider may have taken the message (dispatching.UNCONFIRMED, decision 0096).
 local UNCONFIRMED = {timeout = true, lost = true, partial = true}
 
--- Why the entry is dead-lettered, or nil to try again (dispatching.given_up): 'expired' (the code or the
--- notice is too old), the provider's final word when no try is allowed any more (allowed = 0), once tries
--- reach allowed 'unconfirmed' after a failure that may have reached the phone, else 'max_tries'.
-local function given_up(failure, expired, allowed, tries)
-  if failure == 'expired' or expired then return 'expired' end
+-- Why the entry is dead-lettered, or nil to try again (dispatching.given_up). It is given up when its code or
+-- notice is too old (`failure` 'expired', or `expired`), when no try is allowed any more (allowed = 0: every
+-- provider gave its final word) or once its tries reach allowed; then the reason is 'unconfirmed' if this
+-- try or an earlier one (`earlier`, decision 0097) may have reached the phone, else 'expired', the provider's
+-- final word, or 'max_tries'.
+local function given_up(failure, expired, allowed, tries, earlier)
+  expired = failure == 'expired' or expired
+  if not (expired or allowed == 0 or tries >= allowed) then return nil end
+  if earlier or UNCONFIRMED[failure] then return 'unconfirmed' end
+  if expired then return 'expired' end
   if allowed == 0 then return failure end
-  if tries >= allowed then return UNCONFIRMED[failure] and 'unconfirmed' or 'max_tries' end
-  return nil
+  return 'max_tries'
 end

@@ -3,11 +3,13 @@
 -- code is never sent again), when the caller allows no more tries (every provider gave its final word:
 -- FAILED with that word as the reason), or when the entry was given to dispatchers `allowed` times (its
 -- XPENDING delivery count: each take and each claim after a dispatcher died or left it is a try; FAILED,
--- reason max_tries, or unconfirmed when the last failure may have reached the phone: decision 0096). A dead
--- letter records the state and the reason on the challenge (its messages move forward only, _delivery.lua),
--- journals `challenge.dead_letter`, acknowledges and deletes the entry and
--- appends a masked line to the dead letters stream (bounded in length, expiring: never the code, never the
--- whole number). Otherwise the entry stays pending, claimed again once idle, and the failed try is journaled.
+-- reason max_tries). Whatever ended it, the reason is `unconfirmed` when a try of any of the challenge's
+-- messages (all carry its code) may have reached the phone (decision 0096): the challenge's `unconfirmed`
+-- field remembers such a try across the tries and the resends (decision 0097). A dead letter records the
+-- state and the reason on the challenge (its messages move forward only, _delivery.lua), journals
+-- `challenge.dead_letter`, acknowledges and deletes the entry and appends a masked line to the dead letters
+-- stream (bounded in length, expiring: never the code, never the whole number). Otherwise the entry stays
+-- pending, claimed again once idle, and the failed try is journaled.
 -- KEYS[1] challenge hash, KEYS[2] challenge journal stream (its user's {s:<n>} slot), KEYS[3] the outbox
 -- stream, KEYS[4] the dead letters stream (both of the challenge's shard: one slot, decision 0044).
 -- ARGV[1] consumer group, ARGV[2] entry id, ARGV[3] the failure (a DeliveryFailure reason, or `expired`),
@@ -23,14 +25,17 @@ local group, entry_id, failure = ARGV[1], ARGV[2], ARGV[3]
 local allowed, now = tonumber(ARGV[4]), tonumber(ARGV[5])
 local tries = tries_of(outbox, group, entry_id)
 local h = redis.call('HMGET', challenge, 'status', 'user_id', 'client_id', 'op_digest', 'attempts', 'messages',
-                     'expires_at', 'phone', 'challenge_id')
+                     'expires_at', 'phone', 'challenge_id', 'unconfirmed')
 if not h[1] then
   -- Purged: nobody left to send it to, nor to tell.
   redis.call('XACK', outbox, group, entry_id)
   redis.call('XDEL', outbox, entry_id)
   return {2, tries, 'missing'}
 end
-local reason = given_up(failure, now >= tonumber(h[7]), allowed, tries)
+local reason = given_up(failure, now >= tonumber(h[7]), allowed, tries, h[10] == '1')
+if UNCONFIRMED[failure] and h[10] ~= '1' then
+  redis.call('HSET', challenge, 'unconfirmed', '1')
+end
 local state = reason == 'expired' and 'expired' or 'failed'
 local function journal(event, pairs)
   local entry = {'event', event}

@@ -137,17 +137,19 @@ DEAD_LETTER_REASONS = (
 UNCONFIRMED: frozenset[DeliveryFailure] = frozenset({"timeout", "lost", "partial"})
 
 
-def given_up(failure: str, *, expired: bool, allowed: int, tries: int) -> str:
-    """Why a failed try's entry is dead-lettered, '' to try again (_tries.lua's `given_up`): `expired`, the
-    provider's final word when no try is allowed any more (allowed = 0), once its tries reach `allowed`
-    `unconfirmed` after a failure that may have reached the phone, else `max_tries`."""
-    if failure == "expired" or expired:
+def given_up(failure: str, *, expired: bool, allowed: int, tries: int, earlier: bool = False) -> str:
+    """Why a failed try's entry is dead-lettered, '' to try again (_tries.lua's `given_up`). It is given up
+    when it is too old (`expired`), when no try is allowed any more (allowed = 0) or once its tries reach
+    `allowed`; then `unconfirmed` if this try or an `earlier` one may have reached the phone (decision 0097),
+    else `expired`, the provider's final word (allowed = 0), or `max_tries`."""
+    expired = failure == "expired" or expired
+    if not (expired or allowed == 0 or tries >= allowed):
+        return ""
+    if earlier or failure in UNCONFIRMED:
+        return "unconfirmed"
+    if expired:
         return "expired"
-    if allowed == 0:
-        return failure
-    if tries >= allowed:
-        return "unconfirmed" if failure in UNCONFIRMED else "max_tries"
-    return ""
+    return failure if allowed == 0 else "max_tries"
 
 
 # Why the outbox withheld a code SMS as it took it, dead-lettered: its user changed since the challenge opened
