@@ -91,7 +91,7 @@ async def test_the_judgments_fraud_is_held_at_each_transfer(live: Live, redis_cl
     assert [h.risk.decision for h in held] == [auth_pb.RISK_DECISION_HOLD] * 3
     assert codes(held[0]) == {"NEW_PAYEE", "PAYEES_BURST", "UNUSUAL_AMOUNT"}
     assert all(reason.description for reason in held[0].risk.reasons)
-    assert held[0].risk.rules_version.startswith("2026-12-04.1+")
+    assert held[0].risk.rules_version.startswith("2026-12-05.1+")
     opened = await live.store.journal.challenge_journal(held[0].challenge_id)
     assert opened[0]["event"] == "challenge.opened"
     assert opened[0]["risk_decision"] == "hold"
@@ -150,7 +150,7 @@ async def test_a_swapped_sim_is_denied_and_nothing_is_sent(
     metadata = risk_denied(caught.value)
     assert metadata["reasons"] == "SIM_SWAP"
     assert metadata["reason.SIM_SWAP"]
-    assert metadata["rules_version"].startswith("2026-12-04.1+")
+    assert metadata["rules_version"].startswith("2026-12-05.1+")
     after = await snapshot(redis_client)
     assert {key for key in after if after[key] != before.get(key)} == {
         guarded.store.keys.user_journal(user_id).encode(),

@@ -117,6 +117,31 @@ async def test_a_held_transfer_to_a_new_payee_is_sent_with_the_alert_naming_it_n
     assert "NOUVEAU" not in text
 
 
+async def test_a_payee_named_in_the_banks_voice_is_warned_with_the_alert(live: Live) -> None:
+    """A transfer to "ANNULATION VIREMENT FRAUDULEUX" and a payee "Remboursement sécurisé" added: WARN
+    `PAYEE_NAME_ALERT` (decision 0098), each SMS with its operation's alert (the transfer's says the code
+    cancels nothing); the same transfer to "Jean DUPONT" is allowed with the usual wording."""
+    user_id = await enrolled(live)
+    warned = await start(live, user_id, transfer(name="ANNULATION VIREMENT FRAUDULEUX"))
+    assert warned.risk.decision == auth_pb.RISK_DECISION_WARN
+    assert [reason.code for reason in warned.risk.reasons] == ["PAYEE_NAME_ALERT"]
+    text, _ = await read_code(live.sms_file, warned.challenge_id)
+    assert '"ANNULATION VIREMENT FRAUDULEUX"' in text
+    assert "il n'annule rien" in text
+    payee = op_pb.Payee(name="Remboursement sécurisé", iban="FR1420041010050500013M02606")
+    adding = await start(live, user_id, op_pb.Operation(add_beneficiary=op_pb.AddBeneficiary(payee=payee)))
+    assert (adding.risk.decision, [r.code for r in adding.risk.reasons]) == (
+        auth_pb.RISK_DECISION_WARN,
+        ["PAYEE_NAME_ALERT"],
+    )
+    text, _ = await read_code(live.sms_file, adding.challenge_id)
+    assert "ARNAQUE" in text
+    usual = await start(live, await enrolled(live, "bob"), transfer())
+    assert usual.risk.decision == auth_pb.RISK_DECISION_ALLOW
+    text, _ = await read_code(live.sms_file, usual.challenge_id)
+    assert "ARNAQUE" not in text
+
+
 async def test_the_new_payee_alert_is_journaled_as_its_own_template(
     live: Live, redis_client: aioredis.Redis
 ) -> None:

@@ -23,7 +23,7 @@ class TestDefaults:
     def test_the_defaults_load_and_name_their_version(self) -> None:
         """The shipped file parses; its version carries the file's digest."""
         rules = default_rules()
-        assert rules.version.startswith("2026-12-04.1+")
+        assert rules.version.startswith("2026-12-05.1+")
         assert len(rules.rules) >= 8
 
     def test_the_defaults_cover_every_pattern_of_the_issue(self) -> None:
@@ -40,6 +40,7 @@ class TestDefaults:
             "VELOCITY",
             "SIM_SWAP",
             "NEW_CURRENCY",
+            "PAYEE_NAME_ALERT",
         } <= codes
 
     def test_every_default_rule_is_explained(self) -> None:

@@ -23,9 +23,17 @@ from sesame.server.domain.operation import CreditTransfer, Operation, OperationT
 from sesame.server.domain.risk import RuleSet, SignalValue
 from sesame.server.domain.risk_signals import fingerprint
 
-# The signals the memory cannot give: the operator's SIM-swap answer and what the bank forwards.
+# The signals the memory cannot give: the operator's SIM-swap answer, the bank's forwarded summary, and
+# whether the payee's name speaks in the bank's voice (decision 0098).
 _KINDS = tuple(member.name.lower() for member in OperationType)  # as `question` names the operation
-GIVEN = ("sim_swap", "sim_swapped_hours", "payee_first_used_hours", "account_age_days", "balance_share")
+GIVEN = (
+    "sim_swap",
+    "sim_swapped_hours",
+    "payee_first_used_hours",
+    "account_age_days",
+    "balance_share",
+    "payee_name_alert",
+)
 
 
 def compiled(rules: RuleSet) -> str:

@@ -21,6 +21,7 @@ from sesame.server.domain.currency import minor_units_per_major
 from sesame.server.domain.model import RequestContext, User
 from sesame.server.domain.operation import AddBeneficiary, CreditTransfer, Money, Operation, digest, kind
 from sesame.server.domain.risk import SignalValue
+from sesame.server.domain.scam_words import alarming_name
 
 HOUR = timedelta(hours=1)
 MIN_AMOUNTS = 3  # fewer past amounts than this say nothing of the user's usual amounts
@@ -56,6 +57,7 @@ SIGNALS: Mapping[str, SignalType] = {
     "blocks_in_a_row": SignalType.NUMBER,
     "transfers_24h": SignalType.NUMBER,  # verified or open transfers in the last 24 h, this one included
     "sensitive_ops_1h": SignalType.NUMBER,  # verified or open transfers and new beneficiaries in the hour
+    "payee_name_alert": SignalType.FLAG,  # the payee's name holds a word of the bank's voice (scam_words)
     "sim_swap": SignalType.NAME,  # off, unavailable, swapped, not_swapped
     "sim_swapped_hours": SignalType.NUMBER,  # since the operator's last SIM change of the number
     "balance_share": SignalType.NUMBER,  # amount / balance (forwarded account summary)
@@ -262,9 +264,11 @@ def signals(  # noqa: PLR0913 (keyword-only: each source of signals once)
 def caller_signals(
     operation: Operation, sim: SimSwapStatus, now: datetime, forwarded: Forwarded
 ) -> dict[str, SignalValue]:
-    """The signals Sésame's memory cannot give: the operator's SIM answer and the bank's forwarded summary
-    (what Start hands its step, decision 0045)."""
+    """The signals Sésame's memory cannot give: the operator's SIM answer, the bank's forwarded summary, and
+    what the operation's payee is called (what Start hands its step, decision 0045)."""
     out: dict[str, SignalValue] = {"sim_swap": sim.state}
+    if isinstance(operation, CreditTransfer | AddBeneficiary):
+        out["payee_name_alert"] = alarming_name(operation.payee.name)
     if sim.swapped_at is not None:
         out["sim_swapped_hours"] = _hours(sim.swapped_at, now)
     if forwarded.payee_first_used is not None and isinstance(operation, CreditTransfer):

@@ -1,0 +1,73 @@
+"""Payee names that speak in the bank's voice (decision 0098).
+
+The payee's name is the one text of a code SMS that the bank does not write. A scammer posing as the bank's
+adviser names the account he has the customer pay "ANNULATION FRAUDE" or "REMBOURSEMENT SECURISE", so that
+the SMS reads as a cancellation or a refund and the customer types the code. `alarming_name` says whether the
+name, as the SMS prints it, holds such a word: the risk signal `payee_name_alert`, which the default rules
+answer with WARN and its strongest wording. It is a signal, not a filter: a list of words always misses
+some spelling, and a real payee may hold one (a security company): the code is still sent.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from sesame.server.domain.sms_text import printed_name
+
+# Beginnings of words, accents and case folded: what a scam's payee name says the transfer does (cancel,
+# refund, secure, protect, block, verify, test) or who asks for it (the adviser, the fraud or security
+# service), in French and English.
+_STEMS = (
+    "annul",
+    "rembours",
+    "restitu",
+    "protect",
+    "proteg",
+    "fraud",
+    "arnaq",
+    "escroq",
+    "opposition",
+    "conseill",
+    "bloqu",
+    "debloq",
+    "verif",
+    "cancel",
+    "refund",
+    "revers",
+    "secur",
+    "scam",
+    "unlock",
+)
+# Whole words only: shorter, or the start of too many ordinary names.
+_WORDS = frozenset(
+    {"code", "codes", "otp", "sms", "test", "banque", "bank", "safe", "urgent", "urgence", "erreur", "error"}
+)
+_LETTERS = re.compile(r"[a-z]+")
+
+
+def alarming_name(name: str) -> bool:
+    """Whether the payee's name, as an SMS prints it, holds a word of the bank's voice. Letters spaced out
+    (`A N N U L A T I O N`, what dots or digits between them print as) are read as one word."""
+    printed = printed_name(name).lower()
+    if not printed.isascii():  # accents folded: `sécurisé` reads `securise`
+        printed = "".join(c for c in unicodedata.normalize("NFKD", printed) if not unicodedata.combining(c))
+    words = _LETTERS.findall(printed)
+    return any(_alarming(word) for word in _spelled_out(words))
+
+
+def _alarming(word: str) -> bool:
+    return word in _WORDS or word.startswith(_STEMS)
+
+
+def _spelled_out(words: list[str]) -> list[str]:
+    """The words, each run of two or more one-letter words also joined into one."""
+    out, run = list(words), ""
+    for word in [*words, ""]:
+        if len(word) == 1:
+            run += word
+            continue
+        if len(run) > 1:
+            out.append(run)
+        run = ""
+    return out
