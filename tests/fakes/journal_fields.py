@@ -39,6 +39,7 @@ def context_fields(context: RequestContext) -> dict[str, str]:
             context.first_factor,
             "" if context.first_factor is None else iso(context.first_factor.verified_at),
         ),
+        **({"payee_verification": context.payee_verification} if context.payee_verification else {}),
     }
 
 

@@ -263,6 +263,7 @@ def context_fields(context: RequestContext) -> list[Field]:
         "user_agent", context.user_agent,
         "caller", context.caller,
         *first_factor_fields(context),
+        *(["payee_verification", context.payee_verification] if context.payee_verification else []),
     ]  # fmt: skip
 
 

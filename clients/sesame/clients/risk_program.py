@@ -23,8 +23,8 @@ from sesame.server.domain.operation import CreditTransfer, Operation, OperationT
 from sesame.server.domain.risk import RuleSet, SignalValue
 from sesame.server.domain.risk_signals import fingerprint
 
-# The signals the memory cannot give: the operator's SIM-swap answer, the bank's forwarded summary, and
-# whether the payee's name speaks in the bank's voice (decision 0098).
+# The signals the memory cannot give: the operator's SIM-swap answer, the bank's forwarded summary and
+# Verification of Payee answer (decision 0099), whether the payee's name speaks in the bank's voice (0098).
 _KINDS = tuple(member.name.lower() for member in OperationType)  # as `question` names the operation
 GIVEN = (
     "sim_swap",
@@ -33,6 +33,7 @@ GIVEN = (
     "account_age_days",
     "balance_share",
     "payee_name_alert",
+    "payee_verification",
 )
 
 

@@ -269,6 +269,13 @@ class RequestContext:
     # The factor the caller verified before the SMS code, as it asserts it (StartChallenge, VerifyChallenge
     # only); journaled with the start and the attempt, named in the proof (decision 0035).
     first_factor: FirstFactor | None = None
+    # The bank's Verification of Payee answer for the operation's payee (one of PAYEE_VERIFICATIONS, '' not
+    # told): journaled, and the risk signal `payee_verification` (decision 0099).
+    payee_verification: str = ""
+
+
+# What a Verification of Payee may answer (Reg. (EU) 2024/886; the proto's PayeeVerification).
+PAYEE_VERIFICATIONS = ("match", "close_match", "no_match", "not_possible")
 
 
 @dataclass(frozen=True, slots=True)

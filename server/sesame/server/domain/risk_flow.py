@@ -111,7 +111,7 @@ class RiskFlows:
             else:
                 asked = number if number is not None else self._recall.recalled(request.user_id) or ""
                 sim = await self._sim_of(asked) if asked else SimSwapStatus("unavailable")
-        given = caller_signals(operation, sim, now, request.forwarded)
+        given = caller_signals(operation, sim, now, request.forwarded, request.context.payee_verification)
         return RiskQuestion(self._policy.rules, given, asked)
 
     def saw(self, user_id: str, number: str) -> None:

@@ -58,6 +58,7 @@ SIGNALS: Mapping[str, SignalType] = {
     "transfers_24h": SignalType.NUMBER,  # verified or open transfers in the last 24 h, this one included
     "sensitive_ops_1h": SignalType.NUMBER,  # verified or open transfers and new beneficiaries in the hour
     "payee_name_alert": SignalType.FLAG,  # the payee's name holds a word of the bank's voice (scam_words)
+    "payee_verification": SignalType.NAME,  # Verification of Payee: match, close_match, no_match...
     "sim_swap": SignalType.NAME,  # off, unavailable, swapped, not_swapped
     "sim_swapped_hours": SignalType.NUMBER,  # since the operator's last SIM change of the number
     "balance_share": SignalType.NUMBER,  # amount / balance (forwarded account summary)
@@ -258,17 +259,24 @@ def signals(  # noqa: PLR0913 (keyword-only: each source of signals once)
     _usage_signals(out, operation, history, flying, now)
     _known(out, "new_device", history.devices, fingerprint("device", context.device_id), context.device_id)
     _known(out, "new_ip", history.ips, fingerprint("ip", context.ip), context.ip)
-    return out | caller_signals(operation, sim, now, forwarded)
+    return out | caller_signals(operation, sim, now, forwarded, context.payee_verification)
 
 
 def caller_signals(
-    operation: Operation, sim: SimSwapStatus, now: datetime, forwarded: Forwarded
+    operation: Operation,
+    sim: SimSwapStatus,
+    now: datetime,
+    forwarded: Forwarded,
+    payee_verification: str = "",
 ) -> dict[str, SignalValue]:
-    """The signals Sésame's memory cannot give: the operator's SIM answer, the bank's forwarded summary, and
-    what the operation's payee is called (what Start hands its step, decision 0045)."""
+    """The signals Sésame's memory cannot give: the operator's SIM answer, the bank's forwarded summary and
+    Verification of Payee answer, and what the operation's payee is called (what Start hands its step,
+    decision 0045)."""
     out: dict[str, SignalValue] = {"sim_swap": sim.state}
     if isinstance(operation, CreditTransfer | AddBeneficiary):
         out["payee_name_alert"] = alarming_name(operation.payee.name)
+        if payee_verification:
+            out["payee_verification"] = payee_verification
     if sim.swapped_at is not None:
         out["sim_swapped_hours"] = _hours(sim.swapped_at, now)
     if forwarded.payee_first_used is not None and isinstance(operation, CreditTransfer):

@@ -194,6 +194,7 @@ def request_context(
         user_agent=fields.check("context.user_agent", field, message.user_agent),
         caller=current_caller() or "",
         first_factor=None if asserting is None else translate_factors.first_factor(fields, asserting),
+        payee_verification=translate_risk.payee_verification(fields, message.payee_verification),
     )
 
 

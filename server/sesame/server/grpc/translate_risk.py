@@ -5,6 +5,7 @@ from __future__ import annotations
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import operation_pb2 as op_pb
 from sesame.server.domain import validation
+from sesame.server.domain.model import PAYEE_VERIFICATIONS
 from sesame.server.domain.operation import Money
 from sesame.server.domain.risk import RiskAssessment, RiskDecision
 from sesame.server.domain.risk_signals import AccountSummary, Forwarded
@@ -38,6 +39,29 @@ def forwarded(fields: Fields, message: op_pb.RequestContext) -> Forwarded:
     if account.HasField("opened_at"):
         opened = fields.check("context.account.opened_at", instant, account.opened_at)
     return Forwarded(payee_first_used=first_used, account=AccountSummary(balance, opened))
+
+
+_PAYEE_VERIFICATION: dict[int, str] = {
+    op_pb.PAYEE_VERIFICATION_UNSPECIFIED: "",
+    **{
+        op_pb.PayeeVerification.Value(f"PAYEE_VERIFICATION_{name.upper()}"): name
+        for name in PAYEE_VERIFICATIONS
+    },
+}
+
+
+def payee_verification(fields: Fields, value: int) -> str:
+    """The Verification of Payee answer the bank forwards ('' when not told, decision 0099)."""
+    return fields.check("context.payee_verification", _payee_verification, value)
+
+
+def _payee_verification(value: int) -> str:
+    """A number past the enum (a newer or a wrong caller) is refused, naming what this server knows."""
+    known = _PAYEE_VERIFICATION.get(value)
+    if known is None:
+        names = ", ".join(op_pb.PayeeVerification.keys())
+        raise ValueError(f"{value} is not one of {names}")
+    return known
 
 
 def _signed_minor(value: int) -> int:
