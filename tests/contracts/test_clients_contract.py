@@ -3,6 +3,8 @@ client's users alike."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from sesame.server.domain.errors import ClientNotFound, ClientTerminated, UserNotActive
@@ -44,6 +46,22 @@ class TestClients:
             ("client.terminate", "terminated", "ops-42"),
             ("client.terminate", "unchanged", "ops-42"),
         ]
+
+    async def test_repeated_terminations_are_journaled_twenty_an_hour_then_counted(self, store):
+        """A terminated client's termination asked again, 45 times in an hour: its first 20 journaled as
+        `unchanged`, the rest only counted, the count sealed with the next one journaled, an hour later
+        (decision 0054's bound, for a client: a retry loop grows neither Redis nor the archive)."""
+        await store.clients.enlist_user("client-1", "u-1", NOW)
+        for k in range(46):
+            await store.clients.terminate_client(
+                ClientTermination("client-1", NOW + timedelta(seconds=k), BY)
+            )
+        await store.clients.terminate_client(
+            ClientTermination("client-1", NOW + timedelta(hours=1, seconds=2), BY)
+        )
+        entries = await store.clients.client_journal("client-1")
+        assert [e["outcome"] for e in entries] == ["terminated"] + ["unchanged"] * 21
+        assert [e.get("unjournaled_before") for e in entries[-2:]] == [None, "25"]
 
     async def test_a_clients_user_is_revoked_then_unchanged(self, store):
         """Revoking for the client revokes its user, and a second time changes nothing."""

@@ -84,3 +84,22 @@ async def test_a_noop_repeated_two_thousand_times_does_not_grow_redis(
     latest = (await live.store.users.user_journal("alice"))[-1]
     assert (latest["event"], latest["outcome"]) == ("user.suspend", "unchanged")
     assert latest["unjournaled_before"] == str(REPEATS - NOOPS_JOURNALED_PER_HOUR)
+
+
+async def test_a_termination_retried_five_hundred_times_does_not_grow_the_clients_journal(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    """TerminateClient of a terminated client, retried 500 times with its request id (a retry loop): the
+    client's journal holds the termination and the hour's first 20 `unchanged`, not 500 entries (each
+    retry still finishes the run: its user stays revoked). Found from outside: one entry per call, for
+    ever, in Redis and in the archive."""
+    await enrolled(live)
+    request = enrol_pb.TerminateClientRequest(client_id="acme", request_id="t-1", actor="ops", reason="fin")
+    assert (await live.enrol.TerminateClient(request)).revoked_users == 1
+    for _ in range(500 // AT_ONCE):
+        answers = await asyncio.gather(*(live.enrol.TerminateClient(request) for _ in range(AT_ONCE)))
+        assert {answer.revoked_users for answer in answers} == {1}
+    journal = await live.store.clients.client_journal("acme")
+    assert [entry["outcome"] for entry in journal].count("terminated") == 1
+    assert len(journal) == 1 + NOOPS_JOURNALED_PER_HOUR
+    assert await redis_client.xlen(live.store.keys.client_journal("acme")) <= 1 + NOOPS_JOURNALED_PER_HOUR

@@ -51,7 +51,7 @@ def memory_state(
     memory = Memory(retention, purge_clock, noops)
     return MemoryState(
         users=MemoryUsers(memory),
-        clients=MemoryClients(),
+        clients=MemoryClients(noops),
         challenges=MemoryChallenges(memory),
         proofs=MemoryProofs(memory),
         journal=MemoryChallengeJournal(memory),

@@ -6,18 +6,33 @@ change is one Lua script there (`enlist_user.lua`, `terminate_client.lua`).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import cast
 
 from sesame.clients import redis_records as rec
-from sesame.clients.redis_place import RedisPlace
+from sesame.clients.redis_connect import RedisClient
+from sesame.clients.redis_keys import Keyspace
+from sesame.clients.redis_place import DEFAULT_RETENTION, RedisPlace
+from sesame.clients.redis_scripts import Scripts
 from sesame.server.domain.errors import ClientNotFound, ClientTerminated
 from sesame.server.domain.lifecycle import ClientTermination
+from sesame.server.domain.noops import NOOP_DEFAULTS, NoopLimits
 from sesame.server.domain.ports import Clients
 
 
 class RedisClients(RedisPlace):
     """Client companies in Redis; each change is one atomic, journaled script on the client's slot."""
+
+    def __init__(
+        self,
+        client: RedisClient,
+        keys: Keyspace,
+        scripts: Scripts,
+        retention: timedelta = DEFAULT_RETENTION,
+        noops: NoopLimits = NOOP_DEFAULTS,
+    ) -> None:
+        super().__init__(client, keys, scripts, retention)
+        self.noops = noops  # a terminated client's repeated terminations are journaled as a user's no-ops
 
     async def enlist_user(self, client_id: str, user_id: str, at: datetime) -> None:
         """Add the user to its client's index. ClientTerminated."""
@@ -40,7 +55,8 @@ class RedisClients(RedisPlace):
         client_id, at = termination.client_id, termination.at
         keys = [self.keys.client(client_id), self.keys.client_journal(client_id)]
         head = ["event", "client.terminate", "at", rec.iso(at), "client_id", client_id]
-        args = [rec.to_ms(at), *head, *rec.provenance_fields(termination.provenance)]
+        per_hour = self.noops.journaled_per_hour
+        args = [rec.to_ms(at), per_hour, *head, *rec.provenance_fields(termination.provenance)]
         if await self._scripts.run("terminate_client", keys, args) == b"not_found":
             raise ClientNotFound(client_id)
 

@@ -71,7 +71,7 @@ class RedisState(State):
         keys, scripts = Keyspace(prefix, shards), Scripts(client, meter)
         return cls(
             users=RedisUsers(client, keys, scripts, retention, noops, nudge=nudge),
-            clients=RedisClients(client, keys, scripts, retention),
+            clients=RedisClients(client, keys, scripts, retention, noops),
             challenges=RedisChallenges(client, keys, scripts, retention, nudge=nudge),
             proofs=RedisProofs(client, keys, scripts, retention),
             journal=RedisChallengeJournal(client, keys, scripts, retention),
