@@ -7,12 +7,13 @@ client's own slot.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sesame.server.domain.errors import ClientNotFound, ClientTerminated
 from sesame.server.domain.lifecycle import ClientTermination
 from sesame.server.domain.noops import NOOP_DEFAULTS, NoopLimits
 from sesame.server.domain.ports import Clients
+from tests.fakes.hourly import Windows, journaled_hourly
 from tests.fakes.journal_fields import iso, provenance_fields
 
 
@@ -25,7 +26,7 @@ class MemoryClients:
         self._client_users: dict[str, set[str]] = {}
         self._client_journals: dict[str, list[dict[str, str]]] = {}
         self._noops_per_hour = noops.journaled_per_hour
-        self._noops: dict[str, tuple[datetime, int, int]] = {}  # client -> hour's start, count, unjournaled
+        self._noops: Windows = {}  # as terminate_client.lua's _journal_hourly.lua, on the client hash
 
     async def enlist_user(self, client_id: str, user_id: str, at: datetime) -> None:
         async with self._clients_lock:
@@ -50,21 +51,12 @@ class MemoryClients:
                 **provenance_fields(termination.provenance),
                 "outcome": "unchanged" if status == "terminated" else "terminated",
             }
-            noted = entry if status != "terminated" else self._noop_entry(client_id, entry, termination.at)
-            if noted is not None:
-                self._client_journals.setdefault(client_id, []).append(noted)
+            added = {} if status != "terminated" else self._noop(client_id, termination.at)
+            if added is not None:  # a repeated termination: its hour's first journaled, later ones counted
+                self._client_journals.setdefault(client_id, []).append(entry | added)
 
-    def _noop_entry(self, client_id: str, entry: dict[str, str], at: datetime) -> dict[str, str] | None:
-        """As _journal_hourly.lua on the client hash: the client's first no-ops of the hour journaled (with
-        the count of those unjournaled before, `unjournaled_before`), later ones only counted (None)."""
-        since, count, unjournaled = self._noops.get(client_id, (at, 0, 0))
-        if at - since >= timedelta(hours=1):
-            since, count = at, 0
-        if count + 1 > self._noops_per_hour:
-            self._noops[client_id] = (since, count + 1, unjournaled + 1)
-            return None
-        self._noops[client_id] = (since, count + 1, 0)
-        return {**entry, "unjournaled_before": str(unjournaled)} if unjournaled else entry
+    def _noop(self, client_id: str, at: datetime) -> dict[str, str] | None:
+        return journaled_hourly(self._noops, client_id, self._noops_per_hour, at)
 
     async def client_journal(self, client_id: str) -> list[dict[str, str]]:
         return list(self._client_journals.get(client_id, []))

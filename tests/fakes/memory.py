@@ -29,6 +29,7 @@ from sesame.server.domain.model import (
 from sesame.server.domain.noops import NOOP_DEFAULTS, NoopLimits
 from sesame.server.domain.ports import Clock
 from sesame.server.domain.risk_signals import RiskHistory
+from tests.fakes.hourly import Windows, journaled_hourly
 from tests.fakes.journal_fields import iso, ms, unix_ms
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ class Memory:
         self._changes: dict[tuple[str, str], AppliedChange] = {}  # (user, request id) -> its record
         # As _noops.lua (decision 0054): each user's no-op hour (its start, no-ops in it, unjournaled ones)
         # and the times of its remembered no-ops' request ids.
-        self._noops: dict[str, tuple[datetime, int, int]] = {}
+        self._noops: Windows = {}
         self._noop_ids: dict[str, dict[str, datetime]] = {}
         self._pending: dict[str, dict[str, datetime]] = {}  # user -> challenge id -> expiry
         # As the user hash's `status_changes`, `phone_changes` and the challenge's `user_changes` (decision
@@ -82,7 +83,7 @@ class Memory:
         # per challenge: entry id -> the attempt whose send was recorded (record_dispatch.lua, decision 0056)
         self._dispatched: dict[str, dict[str, str]] = {}
         self._ignored_reports: dict[str, int] = {}  # per challenge: reports that moved nothing, journaled
-        self._denials: dict[str, tuple[datetime, int, int]] = {}  # per user: hour, denials, unjournaled
+        self._denials: Windows = {}  # per user: the hour of its denials (decision 0050)
         self._consumed: dict[str, str] = {}  # challenge id -> the request id of the change it authorised
         self._sends: dict[BudgetSubject, list[datetime]] = {}  # send budgets: when each unit was taken
         # per challenge: (event, outcome) -> (count, last at); only the first refusal of a kind is journaled
@@ -165,15 +166,9 @@ class Memory:
 
     def _journal_noop(self, user_id: str, entry: dict[str, str], at: datetime) -> None:
         """As _noops.lua's journal_noop: the user's first `journaled_per_hour` an hour, then counted."""
-        since, count, unjournaled = self._noops.get(user_id, (at, 0, 0))
-        if at - since >= timedelta(hours=1):
-            since, count = at, 0
-        count += 1
-        if count > self._noop_limits.journaled_per_hour:
-            self._noops[user_id] = (since, count, unjournaled + 1)
-            return
-        self._noops[user_id] = (since, count, 0)
-        self._journal(user_id, {**entry, **({"unjournaled_before": str(unjournaled)} if unjournaled else {})})
+        added = journaled_hourly(self._noops, user_id, self._noop_limits.journaled_per_hour, at)
+        if added is not None:
+            self._journal(user_id, entry | added)
 
     def _remember_noop(self, user_id: str, request_id: str, record: AppliedChange, at: datetime) -> None:
         """As _noops.lua's remember_noop: the latest `ids_kept` no-ops' ids, for `ids_for`."""

@@ -5,7 +5,6 @@ tests/support/risk_reads.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sesame.server.domain.operation import digest
@@ -16,6 +15,7 @@ from sesame.server.domain.risk_signals import (
     RiskObservation,
     remember,
 )
+from tests.fakes.hourly import journaled_hourly
 from tests.fakes.journal_fields import context_fields, iso, ms
 
 if TYPE_CHECKING:
@@ -76,21 +76,15 @@ class RiskDenial:
 
 
 # open_challenge.lua: the denials of a user's hour journaled; later ones counted (decision 0050).
-MAX_JOURNALED_DENIALS, DENIAL_WINDOW = 20, timedelta(hours=1)
+MAX_JOURNALED_DENIALS = 20
 
 
 def journal_denial(memory: Memory, denial: RiskDenial) -> None:
     """A DENY in the user's journal, as open_challenge.lua writes it (decisions 0042, 0050): the first
     MAX_JOURNALED_DENIALS of the user's hour, the first after them with the count of those not journaled."""
-    since, count, unjournaled = memory._denials.get(denial.user_id, (None, 0, 0))
-    if since is None or denial.at - since >= DENIAL_WINDOW:
-        since, count = denial.at, 0
-    count += 1
-    if count > MAX_JOURNALED_DENIALS:
-        memory._denials[denial.user_id] = (since, count, count - MAX_JOURNALED_DENIALS)
+    before = journaled_hourly(memory._denials, denial.user_id, MAX_JOURNALED_DENIALS, denial.at)
+    if before is None:
         return
-    memory._denials[denial.user_id] = (since, count, 0)
-    before = {"unjournaled_before": str(unjournaled)} if unjournaled else {}
     memory._journal(
         denial.user_id,
         {

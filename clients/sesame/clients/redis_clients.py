@@ -6,33 +6,18 @@ change is one Lua script there (`enlist_user.lua`, `terminate_client.lua`).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import cast
 
 from sesame.clients import redis_records as rec
-from sesame.clients.redis_connect import RedisClient
-from sesame.clients.redis_keys import Keyspace
-from sesame.clients.redis_place import DEFAULT_RETENTION, RedisPlace
-from sesame.clients.redis_scripts import Scripts
+from sesame.clients.redis_place import RedisPlace
 from sesame.server.domain.errors import ClientNotFound, ClientTerminated
 from sesame.server.domain.lifecycle import ClientTermination
-from sesame.server.domain.noops import NOOP_DEFAULTS, NoopLimits
 from sesame.server.domain.ports import Clients
 
 
 class RedisClients(RedisPlace):
     """Client companies in Redis; each change is one atomic, journaled script on the client's slot."""
-
-    def __init__(
-        self,
-        client: RedisClient,
-        keys: Keyspace,
-        scripts: Scripts,
-        retention: timedelta = DEFAULT_RETENTION,
-        noops: NoopLimits = NOOP_DEFAULTS,
-    ) -> None:
-        super().__init__(client, keys, scripts, retention)
-        self.noops = noops  # a terminated client's repeated terminations are journaled as a user's no-ops
 
     async def enlist_user(self, client_id: str, user_id: str, at: datetime) -> None:
         """Add the user to its client's index. ClientTerminated."""

@@ -17,6 +17,7 @@ from sesame.clients.redis_connect import RedisClient
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_outbox_nudge import NO_NUDGE, OutboxNudge
 from sesame.clients.redis_scripts import Scripts
+from sesame.server.domain.noops import NOOP_DEFAULTS, NoopLimits
 
 DEFAULT_RETENTION: Final = timedelta(hours=24)
 
@@ -24,7 +25,7 @@ DEFAULT_RETENTION: Final = timedelta(hours=24)
 class RedisPlace:
     """The client, keys and scripts an aggregate's adapter runs its transitions with."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 (the place, and what its steps are told: the nudge, the no-ops bound)
         self,
         client: RedisClient,
         keys: Keyspace,
@@ -32,12 +33,14 @@ class RedisPlace:
         retention: timedelta = DEFAULT_RETENTION,
         *,
         nudge: OutboxNudge = NO_NUDGE,
+        noops: NoopLimits = NOOP_DEFAULTS,
     ) -> None:
         self._client = client
         self.keys = keys
         self._scripts = scripts
         self._retention = retention
         self._nudge = nudge  # told which shard a step queued an SMS in (decision 0060)
+        self.noops = noops  # the bound of the calls that change nothing: a user's, a client's (0054, 0100)
 
     async def _run(
         self, name: str, keys: Sequence[str], args: Sequence[rec.Field], *, program: str = ""

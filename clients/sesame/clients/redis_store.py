@@ -70,8 +70,8 @@ class RedisState(State):
         `meter`; tell `nudge` which shard a step queued an SMS in (decision 0060)."""
         keys, scripts = Keyspace(prefix, shards), Scripts(client, meter)
         return cls(
-            users=RedisUsers(client, keys, scripts, retention, noops, nudge=nudge),
-            clients=RedisClients(client, keys, scripts, retention, noops),
+            users=RedisUsers(client, keys, scripts, retention, nudge=nudge, noops=noops),
+            clients=RedisClients(client, keys, scripts, retention, noops=noops),
             challenges=RedisChallenges(client, keys, scripts, retention, nudge=nudge),
             proofs=RedisProofs(client, keys, scripts, retention),
             journal=RedisChallengeJournal(client, keys, scripts, retention),

@@ -7,15 +7,12 @@ Each change is one Lua script on the user's `{s:<n>}` slot that checks, changes 
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
 from sesame.clients import redis_records as rec
-from sesame.clients.redis_connect import RedisClient
-from sesame.clients.redis_keys import Keyspace
-from sesame.clients.redis_outbox_nudge import NO_NUDGE, OutboxNudge
-from sesame.clients.redis_place import DEFAULT_RETENTION, RedisPlace
-from sesame.clients.redis_scripts import Scripts, stored_user
+from sesame.clients.redis_place import RedisPlace
+from sesame.clients.redis_scripts import stored_user
 from sesame.server.domain.dispatching import NOTICE_MAX_AGE_LIMIT
 from sesame.server.domain.errors import (
     ChallengeMismatch,
@@ -43,7 +40,6 @@ from sesame.server.domain.lifecycle import (
     UserNotice,
 )
 from sesame.server.domain.model import User
-from sesame.server.domain.noops import NOOP_DEFAULTS, NoopLimits
 from sesame.server.domain.ports import Users
 
 _REVOCATIONS = {
@@ -56,19 +52,6 @@ _REVOCATIONS = {
 
 class RedisUsers(RedisPlace):
     """The enrolled users in Redis; each method is one atomic, journaled transition on the user's slot."""
-
-    def __init__(  # noqa: PLR0913 (the place's, and the bound of the no-ops)
-        self,
-        client: RedisClient,
-        keys: Keyspace,
-        scripts: Scripts,
-        retention: timedelta = DEFAULT_RETENTION,
-        noops: NoopLimits = NOOP_DEFAULTS,
-        *,
-        nudge: OutboxNudge = NO_NUDGE,
-    ) -> None:
-        super().__init__(client, keys, scripts, retention, nudge=nudge)
-        self.noops = noops
 
     def _noop_limits(self) -> list[int]:
         """The three arguments _noops.lua reads (decision 0058)."""
