@@ -1,6 +1,6 @@
 """The bank's Verification of Payee answer through the real server (decision 0099): journaled with the
-opening, a risk signal (a name that does not match HOLDs the transfer, a close one WARNs), and a value past
-the enum refused with nothing written."""
+opening, stated in the SMS after the IBAN, a risk signal (a name that does not match HOLDs the transfer, a
+close one WARNs), and a value past the enum refused with nothing written."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import operation_pb2 as op_pb
 from sesame.clients import redis_records as rec
+from sesame.server.grpc.demo import read_code
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import CONTEXT, enrolled, snapshot, transfer, violations
 
@@ -49,7 +50,8 @@ async def test_the_answer_is_a_signal_and_journaled(
     live: Live, redis_client: aioredis.Redis, case: tuple[int, int, list[str], str | None]
 ) -> None:
     """A transfer whose payee the bank found not matching is held, a close match warned; the answer is in
-    the opening's journal entry (none when the bank told none)."""
+    the opening's journal entry and in the SMS (neither when the bank told none; the SMS says nothing of
+    a check not possible)."""
     answer, decision, reasons, journaled = case
     user_id = await enrolled(live)
     started = await live.auth.StartChallenge(
@@ -57,6 +59,14 @@ async def test_the_answer_is_a_signal_and_journaled(
     )
     assert (started.risk.decision, [r.code for r in started.risk.reasons]) == (decision, reasons)
     assert (await _opened(live, redis_client, started.challenge_id)).get("payee_verification") == journaled
+    text, _ = await read_code(live.sms_file, started.challenge_id)
+    assert text.count("(IBAN FR76...0189") == 1
+    said = {
+        "match": ", nom vérifié",
+        "close_match": ", nom seulement PROCHE",
+        "no_match": ", nom ne correspond PAS",
+    }
+    assert f"(IBAN FR76...0189{said.get(journaled or '', '')})" in text
 
 
 async def test_an_answer_past_the_enum_is_refused_and_writes_nothing(

@@ -129,6 +129,7 @@ def _opened(opening: Opening, user: User) -> Challenge:
         last_sent_at=opening.created_at,
         risk=opening.risk,
         start_factor=opening.context.first_factor,
+        payee_verification=opening.payee_verification,
     )
 
 

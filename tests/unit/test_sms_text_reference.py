@@ -75,6 +75,7 @@ def test_the_name_is_fitted_as_with_a_fill_per_cut(name: str, bank: str, locale:
         "warning": templates.warning(locale),
         "amount": "1 250,00 EUR",
         "iban": "FR76 **** 0189",
+        "payee_check": ", nom vérifié",
     }
     template = templates.get(kind, locale)
     assert sms_text._fitted_name(templates, template, fields, name) == fitted_reference(

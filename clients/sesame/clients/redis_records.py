@@ -139,6 +139,7 @@ def challenge_fields(challenge: Challenge) -> list[Field]:
         *([] if challenge.risk is None else risk_hash_fields(challenge.risk)),
         *([] if challenge.start_factor is None else factor_hash_fields(challenge.start_factor)),
         *in_flight_fields(challenge.operation),
+        *(["payee_check", challenge.payee_verification] if challenge.payee_verification else []),
     ]  # fmt: skip
 
 
@@ -223,6 +224,7 @@ def challenge_from_hash(raw: Mapping[bytes, bytes]) -> Challenge:
             delivery_reason=raw.get(b"delivery_reason", b"").decode(),
             risk=risk_from_hash(raw),
             start_factor=factor_from_hash(raw),
+            payee_verification=raw.get(b"payee_check", b"").decode(),
             opened_changes=opened_changes(raw),
         )
     except (KeyError, ValueError, TypeError, MalformedEncoding) as exc:
@@ -363,6 +365,7 @@ def opened_challenge(
         last_sent_at=from_ms(to_ms(opening.created_at)),
         risk=risk or opening.risk,  # journaled with the opening and kept in the hash (docs/risk.md)
         start_factor=opening.context.first_factor,  # journaled with the opening, kept for the proof (0042)
+        payee_verification=opening.payee_verification,  # its SMS states it (decision 0099)
     )
 
 

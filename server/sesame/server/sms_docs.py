@@ -63,10 +63,14 @@ characters), a date and time at their fixed widths. On this page: the bank name 
 ## Templates
 
 A template is the file's text without its surrounding white space, with `{{field}}` where a value goes and
-`{{{{` `}}}}` for a literal brace. Every field a kind has must appear, except `{{bank}}` and `{{minutes}}`; a
-notice has no `{{code}}`. `{{minutes}}` is the whole minutes the code has left when the SMS is handed to the
-gateway, never more than remain but for 2 seconds (an SMS takes longer to reach the phone), at least 1: a
-resend with 3 min 30 s left says 3.
+`{{{{` `}}}}` for a literal brace. Every field a kind has must appear, except `{{bank}}`, `{{minutes}}` and
+`{{payee_check}}`; a notice has no `{{code}}`. `{{minutes}}` is the whole minutes the code has left when the
+SMS is handed to the gateway, never more than remain but for 2 seconds (an SMS takes longer to reach the
+phone), at least 1: a resend with 3 min 30 s left says 3. `{{payee_check}}` is the bank's Verification of
+Payee answer the caller forwarded (decision 0099): `, nom vérifié` / `, name verified`, `, nom seulement
+PROCHE` / `, name only CLOSE`, `, nom ne correspond PAS` / `, name does NOT match`, or nothing (not asked,
+not possible); when the text would not fit even with the payee's name cut to its shortest, it gives way
+(the pages below show the longest, `no_match`, where it fits).
 
 | kind | fields | sent |
 |---|---|---|

@@ -491,6 +491,7 @@ class Dispatcher:
             templates=self._templates,
             new_payee=_new_payee(challenge, now),
             flagged=challenge.risk is not None and challenge.risk.decision in _FLAGGED,
+            payee_verification=challenge.payee_verification,
         )
 
 

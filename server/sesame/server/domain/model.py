@@ -211,6 +211,9 @@ class Challenge:
     delivery_reason: str = ""
     # The first factor the caller stated with StartChallenge, kept for the proof (decision 0042); None: none.
     start_factor: FirstFactor | None = None
+    # The bank's Verification of Payee answer for the payee (one of PAYEE_VERIFICATIONS), which the SMS
+    # states (decision 0099); '' without a payee or an answer.
+    payee_verification: str = ""
     # The user's `changes` its opening step read (`user_changes`, decision 0056); None: opened before the
     # counts existed. Not part of the challenge's identity.
     opened_changes: tuple[int, int] | None = field(default=None, compare=False)

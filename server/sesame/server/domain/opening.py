@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from sesame.server.domain.budgets import SendBudget
 from sesame.server.domain.model import Challenge, RequestContext
-from sesame.server.domain.operation import Operation
+from sesame.server.domain.operation import AddBeneficiary, CreditTransfer, Operation
 from sesame.server.domain.risk import RiskAssessment, RuleSet, SignalValue
 
 
@@ -59,6 +59,13 @@ class Opening:
     # The rules the step applies (decision 0045): the decision is kept and journaled with the challenge, a
     # DENY refused (RiskDenied) with its denial journaled and nothing else written. None: no rules here.
     question: RiskQuestion | None = None
+
+    @property
+    def payee_verification(self) -> str:
+        """The bank's Verification of Payee answer for the operation's payee, which its SMS states (decision
+        0099); '' for an operation without a payee, or without an answer."""
+        has_payee = isinstance(self.operation, CreditTransfer | AddBeneficiary)
+        return self.context.payee_verification if has_payee else ""
 
 
 @dataclass(frozen=True, slots=True)

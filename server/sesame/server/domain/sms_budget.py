@@ -96,6 +96,7 @@ def render_worst(templates: SmsTemplates, worst: WorstCase, kind: Kind, locale: 
                 templates,
                 new_payee if kind is Kind.CREDIT_TRANSFER_NEW_PAYEE else None,
                 flagged=kind.value.endswith("_alert"),
+                payee_verification=sms_text.longest_payee_check(locale),
             )
             text = sms_text.render(worst_operation(kind, locale), ctx)
     return Rendered(kind, locale, text, measure(text))

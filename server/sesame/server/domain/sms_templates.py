@@ -6,10 +6,10 @@ anti-scam warning every code SMS carries through `{warning}`. The package's own 
 which must hold every file (a missing, unknown or bad file stops the boot, named with the reason).
 
 A template is the file's text without its surrounding white space, with `{field}` where a value goes (the
-fields each kind may use are in `FIELDS`) and `{{` `}}` for a literal brace. Every field but `{bank}` and
-`{minutes}` must appear: a code SMS without its code or its warning, a notice without what it is about,
-cannot be configured; and a notice has no `{code}`. Whether each fits the segment budget with the longest
-values is checked at boot too (`sms_budget`).
+fields each kind may use are in `FIELDS`) and `{{` `}}` for a literal brace. Every field but `{bank}`,
+`{minutes}` and `{payee_check}` must appear: a code SMS without its code or its warning, a notice without
+what it is about, cannot be configured; and a notice has no `{code}`. Whether each fits the segment budget
+with the longest values is checked at boot too (`sms_budget`).
 """
 
 from __future__ import annotations
@@ -65,19 +65,22 @@ class Kind(enum.StrEnum):
 _CODE_FIELDS: Final = frozenset({"bank", "code", "minutes", "warning"})
 FIELDS: Final[dict[Kind, frozenset[str]]] = {
     Kind.LOGIN: _CODE_FIELDS,
-    Kind.CREDIT_TRANSFER: _CODE_FIELDS | {"amount", "payee", "iban"},
-    Kind.ADD_BENEFICIARY: _CODE_FIELDS | {"payee", "iban"},
+    Kind.CREDIT_TRANSFER: _CODE_FIELDS | {"amount", "payee", "payee_check", "iban"},
+    Kind.ADD_BENEFICIARY: _CODE_FIELDS | {"payee", "payee_check", "iban"},
     Kind.CHANGE_PHONE: _CODE_FIELDS | {"phone"},
-    Kind.CREDIT_TRANSFER_NEW_PAYEE: _CODE_FIELDS - {"warning"} | {"amount", "payee", "iban", "when"},
+    Kind.CREDIT_TRANSFER_NEW_PAYEE: _CODE_FIELDS - {"warning"}
+    | {"amount", "payee", "payee_check", "iban", "when"},
     Kind.LOGIN_ALERT: _CODE_FIELDS - {"warning"},
-    Kind.CREDIT_TRANSFER_ALERT: _CODE_FIELDS - {"warning"} | {"amount", "payee", "iban"},
-    Kind.ADD_BENEFICIARY_ALERT: _CODE_FIELDS - {"warning"} | {"payee", "iban"},
+    Kind.CREDIT_TRANSFER_ALERT: _CODE_FIELDS - {"warning"} | {"amount", "payee", "payee_check", "iban"},
+    Kind.ADD_BENEFICIARY_ALERT: _CODE_FIELDS - {"warning"} | {"payee", "payee_check", "iban"},
     Kind.CHANGE_PHONE_ALERT: _CODE_FIELDS - {"warning"} | {"phone"},
     Kind.PHONE_CHANGED: frozenset({"bank", "phone"}),
     Kind.BENEFICIARY_ADDED: frozenset({"bank", "payee", "iban", "date", "time"}),
     Kind.USER_BLOCKED: frozenset({"bank", "date", "time"}),
 }
-_OPTIONAL: Final = frozenset({"bank", "minutes"})
+# May be left out: the bank's name and the validity, and the Verification of Payee answer after the payee's
+# name (decision 0099; a deployment's templates written before it still boot).
+_OPTIONAL: Final = frozenset({"bank", "minutes", "payee_check"})
 
 
 @dataclass(frozen=True, slots=True)

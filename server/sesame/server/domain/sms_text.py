@@ -70,6 +70,8 @@ class SmsContext:
     new_payee: NewPayee | None = None
     # The risk rules said WARN or HOLD (for any reason): the operation's alert wording (decision 0043).
     flagged: bool = False
+    # The bank's Verification of Payee answer for the payee (`{payee_check}`, decision 0099), '' none.
+    payee_verification: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,32 @@ _ADDED: dict[str, tuple[str, str, str]] = {
     "fr": ("aujourd'hui à {time} UTC", "hier à {time} UTC", "le {day} à {time} UTC"),
     "en": ("today at {time} UTC", "yesterday at {time} UTC", "on {day} at {time} UTC"),
 }
+
+
+# How a locale says the bank's Verification of Payee answer, after the IBAN (`{payee_check}`): nothing when it
+# made none, or could not (decision 0099).
+_PAYEE_CHECKS: dict[str, dict[str, str]] = {
+    "fr": {
+        "match": ", nom vérifié",
+        "close_match": ", nom seulement PROCHE",
+        "no_match": ", nom ne correspond PAS",
+    },
+    "en": {
+        "match": ", name verified",
+        "close_match": ", name only CLOSE",
+        "no_match": ", name does NOT match",
+    },
+}
+
+
+def payee_check(answer: str, locale: str) -> str:
+    """`{payee_check}`: `, nom vérifié`, `, nom ne correspond PAS`, ... or '' (not asked, not possible)."""
+    return _PAYEE_CHECKS[locale].get(answer, "")
+
+
+def longest_payee_check(locale: str) -> str:
+    """The answer whose `{payee_check}` is longest in `locale` (the segment budget's worst case)."""
+    return max(_PAYEE_CHECKS[locale], key=lambda answer: len(_PAYEE_CHECKS[locale][answer]))
 
 
 def added_when(new_payee: NewPayee, locale: str) -> str:
@@ -142,7 +170,12 @@ def rendered(operation: Operation, ctx: SmsContext) -> Rendered:
     template = templates.get(template_kind(operation, ctx), ctx.locale)
     if payee is None:
         return Rendered(template.fill(fields), template, fields)
+    fields["payee_check"] = payee_check(ctx.payee_verification, ctx.locale)
     fields["payee"], text = _fitted_name(templates, template, fields, payee)
+    if fields["payee_check"] and measure(text).parts > templates.max_parts:
+        # The name cut to its shortest and still over the budget: the check gives way (decision 0099).
+        fields["payee_check"] = ""
+        fields["payee"], text = _fitted_name(templates, template, fields, payee)
     return Rendered(text, template, fields)
 
 
