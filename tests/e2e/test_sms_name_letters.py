@@ -28,14 +28,17 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 DEFAULTS = Path(__file__).parents[2] / "server" / "sesame" / "server" / "sms_templates"
 # U+2019, the apostrophe of typeset French: not in GSM 03.38.
 TYPESET = "{bank}: code {code} pour l\u2019opération PAYER {amount} à {payee} (IBAN {iban}). {warning}"
+# And its alert: a name in the bank's voice (`ANNULATION`, `Code`) is warned by the default rules (0098).
+TYPESET_ALERT = "{bank}: code {code} pour l\u2019opération PAYER {amount} à {payee} (IBAN {iban}). ALERTE."
 
 
 @pytest.fixture
 def policy(tmp_path_factory: pytest.TempPathFactory) -> ChallengePolicy:
-    """The server's policy, with an operator's French transfer template in UCS-2 (6 parts allowed)."""
+    """The server's policy, with an operator's French transfer templates in UCS-2 (6 parts allowed)."""
     folder = tmp_path_factory.mktemp("operator") / "templates"
     shutil.copytree(DEFAULTS, folder)
     (folder / "fr" / "credit_transfer.txt").write_text(TYPESET, encoding="utf-8")
+    (folder / "fr" / "credit_transfer_alert.txt").write_text(TYPESET_ALERT, encoding="utf-8")
     return ChallengePolicy(sms_templates=load(folder, 6))
 
 
