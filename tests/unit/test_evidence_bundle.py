@@ -20,6 +20,7 @@ from sesame.server.evidence_bundle import (
     UserRecord,
     challenge_bundle,
     is_sound,
+    order_of_steps,
     sections,
     user_bundle,
     verify,
@@ -316,6 +317,54 @@ def test_the_first_factor_and_the_pdf(sealed: tuple[dict[str, Any], dict[str, An
     assert "Toutes les dépendances opérationnelles : oui" in text
     words = " ".join(text.split())  # the line wraps, justified
     assert "journal complet jusqu'à l'événement n° 4 (bloc 2), journal scellé jusqu'au bloc 2" in words
+    assert "client n° 1 - 02/01/2026 09:00:00 UTC - user.enrolled - bloc 1, feuille 0" in words
+    assert "défi n° 4 - 31/10/2026 10:00:40 UTC - challenge.verification - bloc 2, feuille 2" in words
+    assert "deux demandes concurrentes" not in words  # the stamps follow the order
+
+
+def test_the_order_of_steps_is_the_seals(sealed: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    """The challenge's events and the user's in the order of their seals (decision 0102): the lifecycle
+    sealed in block 1 before the opening, the rest in block 2; the stamps follow it."""
+    bundle, _ = sealed
+    order = bundle["l133_23"]["recorded"]["order_of_steps"]
+    assert [(s["part"], s["seq"], s["block"], s["leaf_index"]) for s in order["steps"]] == [
+        ("lifecycle", "1", 1, 0),
+        ("journal", "1", 1, 2),
+        ("journal", "2", 2, 0),
+        ("journal", "3", 2, 1),
+        ("journal", "4", 2, 2),
+    ]
+    assert (order["sealed"], order["at_follows_order"]) == (5, True)
+
+
+def test_a_stamp_before_a_step_that_ran_earlier_is_told_and_unsealed_events_come_last() -> None:
+    """A revocation sealed after a verification, stamped 3 ms before it: the order is the seals', and the
+    stamps are said not to follow it; an event not sealed yet comes after every sealed one."""
+    journal = [{"seq": "1", "event": "challenge.verification", "at": "2026-10-31T10:00:00.004+00:00"}]
+    lifecycle = [
+        {"seq": "7", "event": "user.revoke", "at": "2026-10-31T10:00:00.001+00:00"},
+        {"seq": "8", "event": "user.notice", "at": "2026-10-31T10:00:00.009+00:00"},
+    ]
+    order = order_of_steps(
+        {
+            "journal": (journal, [{"block": 5, "leaf_index": 3}]),
+            "lifecycle": (lifecycle, [{"block": 5, "leaf_index": 4}, None]),
+        }
+    )
+    assert [(s["part"], s["seq"]) for s in order["steps"]] == [
+        ("journal", "1"),
+        ("lifecycle", "7"),
+        ("lifecycle", "8"),
+    ]
+    assert "block" not in order["steps"][2]
+    assert (order["sealed"], order["at_follows_order"]) == (2, False)
+    text = " ".join(
+        page.extract_text()
+        for page in PdfReader(io.BytesIO(render({"l133_23": {"recorded": {"order_of_steps": order}}}))).pages
+    )
+    words = " ".join(text.split())
+    assert "client n° 8 - 31/10/2026 10:00:00 UTC - user.notice - non scellé" in words
+    assert "deux demandes concurrentes peuvent s'y croiser" in words
 
 
 def _selection(bundle: dict[str, Any], operations: list[dict[str, Any]]) -> dict[str, Any]:

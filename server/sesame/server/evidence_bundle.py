@@ -138,6 +138,12 @@ def sections(bundle: Mapping[str, Any]) -> dict[str, Any]:
             "events_with_inclusion_proof": covered,
             "seal_key": next((b["block"]["kid"] for b in bundle.get("signed_blocks", [])), None),
             "extent": _journal_extent(bundle.get("extents")),
+            "order_of_steps": order_of_steps(
+                {
+                    "journal": (journal, bundle.get("inclusion_proofs") or []),
+                    "lifecycle": (lifecycle.get("entries", []), lifecycle.get("inclusion_proofs") or []),
+                }
+            ),
         },
         "accounted_for": {
             "operation_as_authorised": bundle.get("operation_as_authorised"),
@@ -149,6 +155,36 @@ def sections(bundle: Mapping[str, Any]) -> dict[str, Any]:
             "every_dependency_up": _all_up(health.get("entries", [])),
         },
         "lifecycle": lifecycle.get("entries", []),
+    }
+
+
+def order_of_steps(
+    parts: Mapping[str, tuple[Sequence[Mapping[str, str]], Sequence[Mapping[str, Any] | None]]],
+) -> dict[str, Any]:
+    """The events of several streams (each part's entries and their inclusion proofs) in the order their
+    steps ran (decision 0102). A step's entries take their ids from Redis's clock as the step runs, in one
+    feed per shard that the sealer seals in id order: the block's number, then the leaf's index in it, is
+    that order, signed. An entry's `at` is the time its worker stamped the request with before the step (the
+    time a proof signs, the one a code's validity counts from): for two requests racing, it may disagree
+    with the order of the steps by a few milliseconds across streams (`at_follows_order` false); the order
+    is the seals'. Events not sealed yet come last, each stream's in its own order (their order across
+    streams is not proven yet)."""
+    sealed: list[dict[str, Any]] = []
+    unsealed: list[dict[str, Any]] = []
+    for part, (entries, found) in parts.items():
+        for index, entry in enumerate(entries):
+            proof = found[index] if index < len(found) else None
+            step = {"part": part, "seq": entry.get("seq"), "event": entry.get("event"), "at": entry.get("at")}
+            if proof is None:
+                unsealed.append(step)
+            else:
+                sealed.append({**step, "block": proof["block"], "leaf_index": proof["leaf_index"]})
+    sealed.sort(key=lambda step: (step["block"], step["leaf_index"]))
+    stamps = [_at(step) for step in sealed]
+    return {
+        "steps": sealed + unsealed,
+        "sealed": len(sealed),
+        "at_follows_order": all(a <= b for a, b in itertools.pairwise(stamps)),
     }
 
 

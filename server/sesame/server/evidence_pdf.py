@@ -64,6 +64,7 @@ TYPES = {
     "change_phone": "changement de numéro",
 }
 FACTOR_KINDS = {"knowledge": "connaissance", "possession": "possession", "inherence": "inhérence"}
+PARTS = {"journal": "défi", "lifecycle": "client"}
 EVENT_NAMES = {"challenge.opened": "demande", "challenge.verification": "vérification"}
 STATES = {
     "active": "(actif)",
@@ -298,12 +299,19 @@ def _lifecycle(pdf: _Document, entries: Sequence[Mapping[str, str]]) -> None:
 
 
 def _events(pdf: _Document, bundle: Mapping[str, Any]) -> None:
-    pdf.heading("Annexe : événements du journal et blocs signés qui les couvrent")
-    proofs = bundle.get("inclusion_proofs") or []
-    for index, entry in enumerate(bundle.get("journal", [])):
-        proof = proofs[index] if index < len(proofs) else None
-        cover = f"bloc {proof['block']}, feuille {proof['leaf_index']}" if proof else "non scellé"
-        pdf.line_of(f"  n° {entry.get('seq')} - {when(entry.get('at'))} - {entry.get('event')} - {cover}")
+    """The challenge's events and the user's, in the order their steps ran: the seals' (decision 0102)."""
+    pdf.heading("Annexe : événements du défi et du client dans l'ordre des étapes, et blocs signés")
+    order = ((bundle.get("l133_23") or {}).get("recorded") or {}).get("order_of_steps") or {}
+    for step in order.get("steps", []):
+        cover = f"bloc {step['block']}, feuille {step['leaf_index']}" if "block" in step else "non scellé"
+        part = PARTS.get(str(step.get("part")), str(step.get("part")))
+        pdf.line_of(f"  {part} n° {step.get('seq')} - {when(step.get('at'))} - {step.get('event')} - {cover}")
+    if order.get("at_follows_order") is False:
+        pdf.line_of(
+            "Les heures sont celles que le serveur a lues avant chaque étape : deux demandes concurrentes "
+            "peuvent s'y croiser de quelques millisecondes. L'ordre des étapes est celui des blocs et des "
+            "feuilles scellés, ci-dessus."
+        )
 
 
 def money(amount_minor: int, currency: str) -> str:
