@@ -219,6 +219,40 @@ def nonce(n: int) -> bytes:
     return n.to_bytes(16, "big")
 
 
+class TestOpenAtChange:
+    """The user's challenges open at a suspension, a revocation or a change of number, counted in its step:
+    each is void from then on, whichever step marks it so first (decision 0102)."""
+
+    async def test_a_suspension_counts_what_was_open_then_and_nothing_expired(self, store):
+        await opened(store, nonce=nonce(1))
+        await opened(store, nonce=nonce(2), expires_at=NOW + timedelta(minutes=9))
+        old = NOW - timedelta(minutes=6)
+        await opened(store, nonce=nonce(3), created_at=old, expires_at=old + timedelta(minutes=5))  # expired
+        suspended = await store.users.change_user_status(change(StatusAction.SUSPEND))
+        assert suspended.open_at_change == 2
+        replayed = await store.users.change_user_status(change(StatusAction.SUSPEND))
+        assert replayed.open_at_change == 0  # a retry's are what its own voiding reaches
+        again = await store.users.change_user_status(change(StatusAction.SUSPEND, "r-2"))
+        assert again.open_at_change == 0  # nothing changed
+        reinstated = await store.users.change_user_status(change(StatusAction.REINSTATE, "r-3"))
+        assert reinstated.open_at_change == 0
+        revoked = await store.users.change_user_status(change(StatusAction.REVOKE, "r-4"))
+        assert revoked.open_at_change == 2  # never voided here: the index still names them
+
+    async def test_a_closed_challenge_is_not_counted(self, store):
+        await verified(store, nonce=nonce(1))
+        await opened(store, nonce=nonce(2))
+        assert (await store.users.change_user_status(change(StatusAction.REVOKE))).open_at_change == 1
+
+    async def test_a_change_of_number_counts_what_was_open_on_the_old_one(self, store):
+        await opened(store, nonce=nonce(1))
+        await opened(store, nonce=nonce(2))
+        changed = await store.users.change_secure_phone(phone_change())
+        assert (changed.outcome, changed.open_at_change) == (PhoneChangeOutcome.CHANGED, 2)
+        replayed = await store.users.change_secure_phone(phone_change())
+        assert (replayed.outcome, replayed.open_at_change) == (PhoneChangeOutcome.REPLAYED, 0)
+
+
 class TestPendingIndex:
     async def test_opened_challenges_are_pending_until_they_expire(self, store):
         """Opened ids come back, soonest expiry first, while their expiry is after the cutoff."""

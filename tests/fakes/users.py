@@ -95,7 +95,13 @@ class MemoryUsers:
                 return StatusChanged(
                     user, self._m._changes[(user.user_id, change.provenance.request_id)].counts
                 )
-            return StatusChanged(user, self._counts(user.user_id))
+            opened = self._open_at(user.user_id, change.at) if outcome in ("suspended", "revoked") else 0
+            return StatusChanged(user, self._counts(user.user_id), opened)
+
+    def _open_at(self, user_id: str, at: datetime) -> int:
+        """As change_user_status.lua and change_secure_phone.lua: the user's challenges open at the change
+        (its pending index, by expiry; decision 0102)."""
+        return sum(1 for expiry in self._m._pending.get(user_id, {}).values() if expiry > ms(at))
 
     async def revoke_client_user(
         self, client_id: str, user_id: str, at: datetime, provenance: Provenance
@@ -256,7 +262,11 @@ class MemoryUsers:
                     self._m.outbox.queue_override(change.user_id, ms(change.at), addressee)
             after = self._m._users[change.user_id]
             return PhoneChanged(
-                PhoneChangeOutcome.CHANGED, after, user.secure_phone, self._counts(user.user_id)
+                PhoneChangeOutcome.CHANGED,
+                after,
+                user.secure_phone,
+                self._counts(user.user_id),
+                self._open_at(user.user_id, change.at),
             )
 
     async def applied_change(self, user_id: str, request_id: str) -> AppliedChange | None:

@@ -10,7 +10,7 @@ import pytest
 from sesame.server.domain.budgets import BudgetSubject
 from sesame.server.domain.enrollment import EnrollRequest, StatusRequest, TerminateRequest
 from sesame.server.domain.errors import ClientTerminated, UserAlreadyExists, UserNotActive
-from sesame.server.domain.lifecycle import ClientTermination, StatusAction, StatusChange
+from sesame.server.domain.lifecycle import ClientTermination, StatusAction, StatusChange, StatusChanged
 from sesame.server.domain.model import (
     ChallengeStatus,
     UserStatus,
@@ -34,6 +34,28 @@ async def test_suspension_voids_open_challenges_so_the_right_code_is_refused(wor
     code = world.last_code()
     assert await world.suspend() == 1
     assert await world.verify(challenge, code) is VerifyResult.VOIDED
+
+
+async def test_a_code_voided_by_a_verify_between_the_step_and_the_voiding_counts_as_the_suspensions(
+    world: World,
+) -> None:
+    """A Verify on another worker lands after the suspension's step, before its voiding: it answers VOIDED
+    and marks the challenge void itself; the suspension still voided it (its code was void from the step
+    on) and says so. Before, it answered 0 (decision 0102)."""
+    challenge = await world.start(await world.enrol())
+    code = world.last_code()
+    users = world.store.users
+    step = users.change_user_status
+    answers: list[VerifyResult] = []
+
+    async def then_a_verify(change: StatusChange) -> StatusChanged:
+        changed = await step(change)
+        answers.append(await world.verify(challenge, code))
+        return changed
+
+    users.change_user_status = then_a_verify  # type: ignore[method-assign]
+    assert await world.suspend() == 1
+    assert answers == [VerifyResult.VOIDED]
 
 
 async def test_a_suspended_user_is_sent_no_code(world: World) -> None:

@@ -86,7 +86,8 @@ class RedisUsers(RedisPlace):
                 raise UserNotActive(change.user_id)
             case b"request_conflict":
                 raise RequestIdReused
-        return StatusChanged(stored_user(rec.pairs(reply[1])), rec.counts_from(reply[2]))
+        opened = int(reply[3]) if len(reply) > 3 else 0  # a replay answers none
+        return StatusChanged(stored_user(rec.pairs(reply[1])), rec.counts_from(reply[2]), opened)
 
     async def revoke_client_user(
         self, client_id: str, user_id: str, at: datetime, provenance: Provenance
@@ -110,7 +111,7 @@ class RedisUsers(RedisPlace):
             *head,
             *rec.provenance_fields(change.provenance),
         ]
-        keys = [*self._user_keys(user_id), self.keys.user_changes(user_id)]
+        keys = [*self._user_keys(user_id), self.keys.user_changes(user_id), self.keys.user_pending(user_id)]
         return await self._scripts.run("change_user_status", keys, args)
 
     async def unblock_user(self, unblocking: Unblocking) -> Unblocked:
@@ -165,6 +166,7 @@ class RedisUsers(RedisPlace):
             self.keys.user_changes(change.user_id),
             self.keys.user_outbox(change.user_id),
             self.keys.user_notice(change.user_id, notice_id or "-"),
+            self.keys.user_pending(change.user_id),
         ]
         reply = await self._scripts.run("change_secure_phone", keys, args)
         match reply[0]:
@@ -183,7 +185,7 @@ class RedisUsers(RedisPlace):
                 return PhoneChanged(PhoneChangeOutcome.REPLAYED, user, "", counts)
         self._nudge.queued(self.keys.shard_of_user(change.user_id))  # the notice to the old number
         user, counts = stored_user(rec.pairs(reply[2])), rec.counts_from(reply[3])
-        return PhoneChanged(PhoneChangeOutcome.CHANGED, user, reply[1].decode(), counts)
+        return PhoneChanged(PhoneChangeOutcome.CHANGED, user, reply[1].decode(), counts, int(reply[4]))
 
     async def applied_change(self, user_id: str, request_id: str) -> AppliedChange | None:
         """What was recorded for this request id, if a change was applied under it."""

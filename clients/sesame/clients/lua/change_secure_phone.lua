@@ -8,20 +8,22 @@
 -- small hash beside the user (the notice's addressee, expiring after the longest notice age) and the entry
 -- names that hash, so that no number goes into the outbox; the dispatcher's settling step deletes it.
 -- KEYS[1] user hash, KEYS[2] user journal stream, KEYS[3] applied request ids, KEYS[4] the SMS outbox of the
--- user's shard, KEYS[5] the override notice's addressee hash (unused under a challenge): all in the user's
--- {s:<n>} slot (decision 0044)
+-- user's shard, KEYS[5] the override notice's addressee hash (unused under a challenge), KEYS[6] the user's
+-- index of pending challenges (decision 0093): all in the user's {s:<n>} slot (decision 0044)
 -- ARGV[1] time (unix ms), ARGV[2] new phone, ARGV[3] cooling until (unix ms), ARGV[4] allowed statuses
 -- (space separated), ARGV[5] expected phone ('' any), ARGV[6] no change since (unix ms, 0 none),
 -- ARGV[7] request id, ARGV[8] its fingerprint, ARGV[9] the challenge whose number gets the notice ('' none),
 -- ARGV[10] the override notice's id ('' none), ARGV[11] its addressee hash's lifetime (ms),
 -- ARGV[12..14] the no-op limits (_noops.lua), ARGV[15] the user's change counts the challenge was opened
 -- under ('<status>:<number>', '' none: then ARGV[6] is the rule), ARGV[16 ..] journal field/value pairs
--- Returns {'changed', previous phone, hgetall, counts}, {'replayed', hgetall, counts}, {'refused'},
+-- Returns {'changed', previous phone, hgetall, counts, open}, {'replayed', hgetall, counts}, {'refused'},
 -- {'mismatch'}, {'phone_unchanged'} (the new number is the stored one: nothing written; the one place it is
 -- compared, where a concurrent change to the same number cannot land between a reading and the change),
 -- {'not_found'} or {'request_conflict'}; counts are the user's changes counted right after the
 -- change, '<status>:<number>', recorded with the request id for a retry's voiding ('' for a change recorded
--- before they were): what the user opens since on the new number is not the change's to void.
+-- before they were): what the user opens since on the new number is not the change's to void; open, how
+-- many of the user's challenges were open at the change: their codes went to the old number, each void from
+-- then on, whichever step marks it so first (decision 0102).
 -- A refusal or a mismatch changed nothing: journaled as a no-op (_noops.lua: the first few of the
 -- user's hour, then counted; decisions 0054, 0058).
 --#include _notice.lua
@@ -83,4 +85,4 @@ elseif ARGV[10] ~= '' then
   redis.call('PEXPIRE', KEYS[5], ARGV[11])
   queue_override_notice(KEYS[4], h[6], ARGV[10], 'phone_changed', ARGV[1])
 end
-return {outcome, h[2], redis.call('HGETALL', user), counts}
+return {outcome, h[2], redis.call('HGETALL', user), counts, redis.call('ZCOUNT', KEYS[6], '(' .. ARGV[1], '+inf')}

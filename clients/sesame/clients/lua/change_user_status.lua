@@ -4,14 +4,18 @@
 -- revoke is accepted. A request id applied before answers the user as it is now, without a new entry, and
 -- the counts its change left (recorded with its fingerprint: its retry's voiding reaches nothing opened
 -- since).
--- KEYS[1] user hash, KEYS[2] user journal stream, KEYS[3] applied request ids (same {s:<n>} slot)
+-- KEYS[1] user hash, KEYS[2] user journal stream, KEYS[3] applied request ids, KEYS[4] the user's index of
+-- pending challenges (decision 0093; all in the user's {s:<n>} slot)
 -- ARGV[1] action, ARGV[2] time (unix ms), ARGV[3] request id to record ('' none), ARGV[4] its fingerprint,
 -- ARGV[5] the client on whose behalf ('' none: a missing user is not found; else a missing id is
 -- spent and another client's user left alone), ARGV[6..8] the no-op limits (_noops.lua),
 -- ARGV[9 ..] journal field/value pairs
--- Returns {'suspended'|'reinstated'|'unblocked'|'revoked'|'unchanged'|'replayed', hgetall, counts},
+-- Returns {'suspended'|'reinstated'|'unblocked'|'revoked'|'unchanged'|'replayed', hgetall, counts, open},
 -- {'refused'}, {'not_found'}, {'foreclosed'}, {'foreign'} or {'request_conflict'}; counts are the user's
--- changes counted right after the step, '<status>:<number>' ('' for a request recorded before they were).
+-- changes counted right after the step, '<status>:<number>' ('' for a request recorded before they were);
+-- open, for a suspension or a revocation made here, how many of the user's challenges were open at that
+-- instant: every one is void from it, whichever step marks it so first (the change's voiding, a Verify, the
+-- outbox's take: decision 0102); 0 otherwise.
 -- An outcome that changed nothing ('unchanged', 'refused') is journaled as a no-op (_noops.lua: the first few
 -- of the user's hour, then counted), and its request id remembered for a bounded time (decision 0054).
 --#include _journal_hourly.lua
@@ -86,4 +90,8 @@ if request_id ~= '' and noop then
 elseif request_id ~= '' then
   redis.call('HSET', changes, request_id, fingerprint .. '@' .. counts)
 end
-return {outcome, redis.call('HGETALL', user), counts}
+local open = 0
+if outcome == 'suspended' or outcome == 'revoked' then
+  open = redis.call('ZCOUNT', KEYS[4], '(' .. now, '+inf')
+end
+return {outcome, redis.call('HGETALL', user), counts, open}

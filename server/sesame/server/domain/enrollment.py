@@ -199,4 +199,5 @@ class EnrollmentFlows:
         # that: what the user opened since (reinstated meanwhile) is not this change's to void.
         voiding = Voiding(changed.user.user_id, reason, now, request.provenance, opened_before=changed.counts)
         voided = await void_pending(self._store, voiding, tally=self._tally)
-        return StatusResult(changed.user, voided)
+        # Those a Verify or the outbox's take marked void first, after the change, are the change's too.
+        return StatusResult(changed.user, max(voided, changed.open_at_change))

@@ -161,6 +161,9 @@ class StatusChanged:
 
     user: User
     counts: tuple[int, int] | None
+    # For a suspension or a revocation this call made, the user's challenges open at that instant: each is
+    # void from it, whichever step marks it so first (decision 0102); 0 otherwise.
+    open_at_change: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +247,7 @@ class PhoneChanged:
     user: User
     previous_phone: str  # "" for a replay
     counts: tuple[int, int] | None  # right after the change, for a replay as recorded (`AppliedChange`)
+    open_at_change: int = 0  # the user's challenges open at a change made now: void from it (decision 0102)
 
 
 @dataclass(frozen=True, slots=True)

@@ -117,8 +117,9 @@ class PhoneChangeFlow:
         changed = await self._store.users.change_secure_phone(change)
         if changed.outcome is PhoneChangeOutcome.CHANGED:
             self._tally.changed("change_phone")
-        # Codes already sent went to the old number: from now on they authorise nothing.
-        voided = await self._void_pending(change, changed.counts)
+        # Codes already sent went to the old number: from now on they authorise nothing (those a Verify or
+        # the outbox's take marked void first, after the change, are the change's too: decision 0102).
+        voided = max(await self._void_pending(change, changed.counts), changed.open_at_change)
         if changed.outcome is PhoneChangeOutcome.REPLAYED:
             return PhoneChangeResult(changed.user, old_phone_notified=False, voided=voided)
         # Queued by the change's own step (decision 0041): naming the challenge whose code went to the old
