@@ -158,10 +158,13 @@ def test_the_documented_procedure_checks_a_bundles_extent() -> None:
     lowered["extents"][0]["statement"]["streams"]["journal"]["seq"] = 1
     removed = copy.deepcopy(bundle)
     del removed["extents"][0]
+    recounted = copy.deepcopy(bundle)  # the refusal counts the statement signs, edited (decision 0102)
+    recounted["refusals"][0]["count"] = "1"
     for tampered, key_set in (
         (cut, keys),
         (lowered, keys),
         (removed, keys),
+        (recounted, keys),
         (bundle, json.dumps(Signer().jwks)),
     ):
         with pytest.raises(Exception):  # noqa: B017 (an assertion, a KeyError, or jwcrypto's InvalidJWSSignature)

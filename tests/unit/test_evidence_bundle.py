@@ -36,11 +36,20 @@ HEALTH_STREAM = "sesame:{s:0}:health:journal"
 OPENINGS_STREAM = "sesame:{u:0}:openings:alice"
 
 
-def _extent(
-    signer: Signer, subject: dict[str, str], streams: dict[str, Any], head: Block, kid: str = KID
+REFUSALS = [{"kind": "already_used", "count": "3", "last_at": "2026-10-31T10:01:00Z"}]
+
+
+def _extent(  # noqa: PLR0913 (a statement's parts)
+    signer: Signer,
+    subject: dict[str, str],
+    streams: dict[str, Any],
+    head: Block,
+    kid: str = KID,
+    *,
+    refusals: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """A statement of extent signed as the server signs one (decision 0091), with the signer's key."""
-    said = bundle_extent.statement(subject, streams, head, kid)
+    said = bundle_extent.statement(subject, streams, head, kid, refusals)
     return {"statement": said, "signature": base64.urlsafe_b64encode(signer.sign(canonical(said))).decode()}
 
 
@@ -97,6 +106,7 @@ def sealed_bundle() -> tuple[dict[str, Any], dict[str, Any]]:
         journal=[dict(e.fields) for e in journal],
         proof="",
         operation_digest=None,
+        refusals=REFUSALS,
         seals_json=json.dumps(
             {
                 "stream": STREAM,
@@ -107,6 +117,7 @@ def sealed_bundle() -> tuple[dict[str, Any], dict[str, Any]]:
                     {"challenge_id": "c1"},
                     {"journal": _stated(STREAM, journal, [first, second])},
                     second.block,
+                    refusals=REFUSALS,  # as the answer gave them (decision 0102)
                 ),
             }
         ),
@@ -247,6 +258,16 @@ def _no_extent(bundle: dict[str, Any]) -> None:
     del bundle["extents"][0]
 
 
+def _fewer_refusals(bundle: dict[str, Any]) -> None:
+    """Three replays of a spent code made one: the counts are the statement's (decision 0102)."""
+    bundle["refusals"][0]["count"] = "1"
+
+
+def _refusals_unstated(bundle: dict[str, Any]) -> None:
+    """The counts taken out of the statement: its signature no longer verifies."""
+    del bundle["extents"][0]["statement"]["refusals"]
+
+
 def _seals_said_whole(bundle: dict[str, Any]) -> None:
     bundle["journal_seals"]["sealed_entries"] = 9
 
@@ -275,6 +296,8 @@ def _seals_said_whole(bundle: dict[str, Any]) -> None:
         (_cut_last_block, "journal: the bundle ends at entry 1 of sesame:{u:0}:ch:c1:journal, the server's"),
         (_lower_seq, "extent: the signature does not verify under 'sesame-journal-v1'"),
         (_no_extent, "journal: the bundle carries no signed statement of its extent"),
+        (_fewer_refusals, "refusals: not the counts the server's signed statement gives"),
+        (_refusals_unstated, "extent: the signature does not verify under 'sesame-journal-v1'"),
     ],
 )
 def test_a_tampered_bundle_fails_offline(

@@ -62,10 +62,15 @@ def stated_stream(
 
 
 def statement(
-    subject: Mapping[str, str], streams: Mapping[str, Mapping[str, Any]], head: Block | None, kid: str
+    subject: Mapping[str, str],
+    streams: Mapping[str, Mapping[str, Any]],
+    head: Block | None,
+    kid: str,
+    refusals: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The statement to sign: `streams` by the part of a bundle they fill (journal, lifecycle, health...)."""
-    return {
+    """The statement to sign: `streams` by the part of a bundle they fill (journal, lifecycle, health...);
+    for a challenge's answer, the refusal counts it gave (`refusals`, decision 0102)."""
+    said: dict[str, Any] = {
         "type": TYPE,
         "kid": kid,
         "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
@@ -73,6 +78,9 @@ def statement(
         "streams": {name: dict(stated) for name, stated in streams.items()},
         "head": {"number": head.number, "hash": head.digest()} if head else {"number": 0, "hash": GENESIS},
     }
+    if refusals is not None:
+        said["refusals"] = [dict(count) for count in refusals]
+    return said
 
 
 async def signed(
@@ -80,10 +88,12 @@ async def signed(
     subject: Mapping[str, str],
     streams: Mapping[str, Mapping[str, Any]],
     head: Block | None,
+    *,
+    refusals: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The statement signed by the current journal key, in the HSM, as the sealer signs a block."""
     key = await keys.current_journal_key()
-    said = statement(subject, streams, head, key.label)
+    said = statement(subject, streams, head, key.label, refusals)
     signature = await keys.sign(key, canonical(said))
     return {"statement": said, "signature": base64.urlsafe_b64encode(signature).decode().rstrip("=")}
 
@@ -94,8 +104,10 @@ def checked(value: Any, jwks: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(value, Mapping) or set(value) != {"statement", "signature"}:
         raise ValueError("not a signed statement")
     said = value["statement"]
-    if not isinstance(said, dict) or set(said) != _FIELDS or said.get("type") != TYPE:
+    if not isinstance(said, dict) or set(said) - {"refusals"} != _FIELDS or said.get("type") != TYPE:
         raise ValueError("not an extent statement")
+    if not isinstance(said.get("refusals", []), list):
+        raise ValueError("its refusals are not stated as a list")  # noqa: TRY004 (as every malformed part)
     streams, head = said["streams"], said["head"]
     if not isinstance(streams, dict) or not all(
         isinstance(s, dict) and set(s) == _STREAM_FIELDS and isinstance(s["seq"], int)

@@ -372,11 +372,22 @@ def _extent_held(bundle: Mapping[str, Any], jwks: Mapping[str, Any], *, unsealed
 
 
 def _statements_agree(bundle: Mapping[str, Any], stated: Mapping[str, tuple[Any, Mapping[str, Any]]]) -> None:
-    """A challenge's two statements are of one assembly, and the health notes start where they must."""
+    """A challenge's two statements are of one assembly, the refusal counts those its answer stated, and the
+    health notes start where they must."""
+    if "journal" in stated:
+        _refusals_as_stated(bundle, stated["journal"][1])
     if "journal" in stated and "lifecycle" in stated:
         _user_stated_after(bundle, stated["journal"][1], stated["lifecycle"][1])
     if "health" in stated:
         _health_from_its_start(_part(bundle, "health"), stated["health"][1])
+
+
+def _refusals_as_stated(bundle: Mapping[str, Any], said: Mapping[str, Any]) -> None:
+    """The refusal counts are the server's word signed with the journal's extent (decision 0102): only the
+    first refusal of each kind is journaled, so a count edited (57 wrong codes after the lock made 0) would
+    otherwise go unseen. A statement from before names none: the counts are then unsigned, as they were."""
+    if "refusals" in said and bundle.get("refusals", []) != said["refusals"]:
+        raise _Unsound("refusals: not the counts the server's signed statement gives")
 
 
 def _user_stated_after(

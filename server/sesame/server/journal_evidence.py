@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from sesame.clients.redis_journal import RedisJournal
 from sesame.server import bundle_extent
@@ -44,9 +45,10 @@ class ChallengeSeals:
         self._archive = archive
         self._journals = ArchivedJournals(journal, archive)
 
-    async def __call__(self, challenge_id: str) -> str:
+    async def __call__(self, challenge_id: str, refusals: Sequence[Mapping[str, Any]] = ()) -> str:
         """The stream, the seals covering it, the journal keys, and the extent those give signed by the
-        journal key (`extent`, decision 0091); "" when the challenge has no journal."""
+        journal key (`extent`, decision 0091), with the answer's refusal counts (decision 0102); "" when the
+        challenge has no journal."""
         stream = self._journal.keys.challenge_journal(challenge_id)
         entries = await self._journals.entries(stream)  # Redis and the archive (decision 0037)
         if not entries:
@@ -73,6 +75,7 @@ class ChallengeSeals:
             {"challenge_id": challenge_id},
             {"journal": bundle_extent.stated_stream(stream, entries, covering)},
             head.block if head else None,
+            refusals=refusals,
         )
         return json.dumps(
             {

@@ -15,7 +15,7 @@ from sesame.api.v1 import evidence_service_pb2_grpc as evidence_grpc
 from sesame.server.domain.errors import SesameError
 from sesame.server.domain.operation import digest
 from sesame.server.evidence import EvidenceRecord
-from sesame.server.grpc import translate
+from sesame.server.grpc import evidence_translate, translate
 from sesame.server.grpc.probe import ClientTls, client_channel
 
 TIMEOUT_SECONDS = 10.0
@@ -57,9 +57,7 @@ def fetch_evidence(target: str, challenge_id: str, tls: ClientTls | None = None)
         operation_digest=digest(translate.operation_of(first.challenge.operation)).hex()
         if retained
         else None,
-        refusals=[
-            json_format.MessageToDict(count, preserving_proto_field_name=True) for count in first.refusals
-        ],
+        refusals=evidence_translate.refusal_dicts(first.refusals),
         seals_json=first.seals_json,
     )
 

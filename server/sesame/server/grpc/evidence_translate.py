@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
+
+from google.protobuf import json_format
 
 from sesame.api.v1 import evidence_service_pb2 as evidence_pb
 from sesame.server.domain import proof
@@ -33,3 +37,9 @@ def evidence(value: Evidence, now: datetime) -> evidence_pb.GetChallengeEvidence
     if value.challenge is not None:
         answer.challenge.CopyFrom(challenge(value.challenge, now))
     return answer
+
+
+def refusal_dicts(counts: Iterable[evidence_pb.RefusalCount]) -> list[dict[str, Any]]:
+    """The refusal counts as a bundle holds them (`refusals`), and as the answer's signed extent states them
+    (decision 0102): one conversion on both sides, so that they compare equal."""
+    return [json_format.MessageToDict(count, preserving_proto_field_name=True) for count in counts]

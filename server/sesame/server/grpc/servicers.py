@@ -28,7 +28,7 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 # The seals covering a challenge's journal, as JSON (docs/decisions/0027): app wires it.
-ChallengeSeals = Callable[[str], Awaitable[str]]
+ChallengeSeals = Callable[[str, list[dict[str, Any]]], Awaitable[str]]
 # A user's evidence: its challenges by period or transaction id, lifecycle, health notes (decision 0036).
 UserEvidenceCall = Callable[[UserQuery], Awaitable[UserEvidence]]
 
@@ -125,7 +125,9 @@ class EvidenceServicer(evidence_grpc.EvidenceServiceServicer):
         evidence = await self._proofs.evidence(challenge_id, page)
         answer = evidence_translate.evidence(evidence, self._clock.now())
         if self._seals is not None and not request.page_token:
-            answer.seals_json = await self._seals(challenge_id)
+            # The refusal counts as answered, stated in the signed extent (decision 0102).
+            refusals = evidence_translate.refusal_dicts(answer.refusals)
+            answer.seals_json = await self._seals(challenge_id, refusals)
         return answer
 
     async def GetUserEvidence(  # noqa: N802
