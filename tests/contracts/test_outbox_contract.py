@@ -11,6 +11,8 @@ import pytest
 
 from sesame.clients.redis_outbox import RedisOutbox
 from sesame.clients.redis_store import RedisState
+from sesame.server.domain.budgets import BudgetSubject, Charge
+from sesame.server.domain.dispatching import QueuedSms
 from sesame.server.domain.lifecycle import (
     ByOverride,
     PhoneChange,
@@ -18,12 +20,15 @@ from sesame.server.domain.lifecycle import (
     StatusAction,
     StatusChange,
     Unblocking,
+    Voiding,
+    VoidReason,
 )
-from sesame.server.domain.model import ChallengeStatus, DeliveryState, RequestContext
+from sesame.server.domain.model import Challenge, ChallengeStatus, DeliveryState, RequestContext
 from sesame.server.domain.operation import Login
 from sesame.server.domain.ports import Outbox
 from sesame.server.domain.resending import ResendClaim, Resent
 from tests import factories
+from tests.contracts.state_cases import LOCKOUT, an_attempt
 from tests.contracts.test_start_challenge_contract import an_opening, enrolled, now
 from tests.fakes.state import MemoryState
 
@@ -334,3 +339,147 @@ async def test_another_attempt_of_the_same_entry_is_another_send(store: Store, o
     assert await outbox.settle(taken, DeliveryState.SENT, "console-1", opened.created_at) is True
     assert await outbox.settle(taken, DeliveryState.SENT, "console-1", opened.created_at) is False
     assert await _deliveries(store, opened.challenge_id) == 2
+
+
+# The user's send unit an entry paid for is given back when the entry ends without any hand-over to the
+# gateway, once, and only in the entry's first hand-out (decision 0101).
+USER_UNIT = BudgetSubject.user("u-1")
+OWN = Charge(USER_UNIT, 10, timedelta(hours=1))  # the user's charge of a resend (its other units held apart)
+
+
+async def _user_units(store: Store) -> int:
+    """How many units the user's send budget holds (ZCARD of its sorted set)."""
+    if isinstance(store, MemoryState):
+        return store.units_taken(USER_UNIT)
+    return int(await store._client.zcard(store.keys.send_budget("user", "u-1")))
+
+
+async def _resent(store: Store, opened: Challenge, hold: str = "h-1", seconds: int = 31) -> datetime:
+    """A resend of `opened` `seconds` after it opened, charged its user's unit under `hold`; its time."""
+    at = opened.created_at + timedelta(seconds=seconds)
+    await store.challenges.record_resend(opened.challenge_id, at, RequestContext(), (OWN,), hold)
+    return at
+
+
+async def _resend_entry(outbox: Outbox, consumer: str = "a") -> QueuedSms:
+    """Take the Start's entry and the resend's; settle the Start's SENT; the resend's."""
+    start, resend = await outbox.take(consumer, 10, NO_WAIT)
+    await outbox.settle(start, DeliveryState.SENT, "ref-start", start.queued_at)
+    return resend
+
+
+@pytest.mark.parametrize("change", ["suspend", "number"])
+async def test_a_withheld_code_gives_its_users_unit_back(store: Store, outbox: Outbox, change: str) -> None:
+    """Start took the user's unit; the user is suspended (or given another number) before the take, which
+    withholds the code: nothing was handed over, the unit is given back. A claimed entry (its first
+    dispatcher may have handed it over before dying) keeps its unit."""
+    await enrolled(store)
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
+    assert await _user_units(store) == 1
+    at = opened.created_at + timedelta(seconds=1)
+    if change == "number":
+        await store.users.change_secure_phone(_new_number(at))
+    else:
+        await store.users.change_user_status(_suspension(at))
+    assert await _codes_taken(outbox) == ["user_suspended" if change == "suspend" else "phone_changed"]
+    assert await _user_units(store) == 0
+
+
+async def test_a_claimed_withheld_code_keeps_its_users_unit(store: Store, outbox: Outbox) -> None:
+    """Taken by a dispatcher that died, then withheld at the claim: the first may have handed it over, so
+    its unit stays spent."""
+    await enrolled(store)
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
+    await outbox.take("dead", 10, NO_WAIT)
+    await store.users.change_user_status(_suspension(opened.created_at + timedelta(seconds=1)))
+    (claimed,) = [e for e in await outbox.reclaim("b", timedelta(0), 10) if not e.notice]
+    assert claimed.withheld == "user_suspended"
+    assert await _user_units(store) == 1
+
+
+@pytest.mark.parametrize("close", ["verify", "cancel"])
+async def test_a_resend_dropped_after_its_challenge_closed_gives_its_unit_back(
+    store: Store, outbox: Outbox, close: str
+) -> None:
+    """A resend queued, then the challenge verified (with the first SMS's code) or cancelled before its SMS
+    left: the dispatcher settles it EXPIRED, never handed over, and the resend's unit comes back; the
+    Start's, whose SMS went, stays spent."""
+    await enrolled(store)
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
+    at = await _resent(store, opened)
+    assert await _user_units(store) == 2
+    resend = await _resend_entry(outbox)
+    if close == "verify":
+        await store.challenges.record_verification(an_attempt(opened, code_matches=True, at=at), LOCKOUT)
+    else:
+        await store.challenges.cancel_challenge(opened.challenge_id, at, RequestContext())
+    await outbox.settle(resend, DeliveryState.EXPIRED, "", at)
+    assert await _user_units(store) == 1
+
+
+@pytest.mark.parametrize("failure", ["expired", "unheld"])
+async def test_a_code_dead_lettered_before_its_send_gives_its_unit_back(
+    store: Store, outbox: Outbox, failure: str
+) -> None:
+    """Dead-lettered at its first hand-out before any send (its code expired while it waited, its held units
+    missing): the unit comes back. One the gateway refused was handed over: its unit stays spent."""
+    await enrolled(store)
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
+    at = await _resent(store, opened)
+    resend = await _resend_entry(outbox)
+    assert (await outbox.fail(resend, failure, at, 0)).dead_letter == failure
+    assert await _user_units(store) == 1
+    await _resent(store, opened, "h-2", seconds=62)
+    (refused,) = await outbox.take("a", 10, NO_WAIT)
+    assert (await outbox.fail(refused, "bad_number", at, 0)).dead_letter == "bad_number"
+    assert await _user_units(store) == 2
+
+
+async def test_an_entry_tried_before_keeps_its_unit(store: Store, outbox: Outbox) -> None:
+    """A try that timed out (the provider may have taken it), the entry claimed again and then ending
+    before a send (its code expired, or its challenge closed): its unit stays spent."""
+    await enrolled(store)
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
+    (queued,) = await outbox.take("a", 10, NO_WAIT)
+    assert not (await outbox.fail(queued, "timeout", opened.created_at, 3)).dead_letter
+    (claimed,) = await outbox.reclaim("b", timedelta(0), 10)
+    assert (await outbox.fail(claimed, "expired", opened.created_at, 0)).dead_letter == "unconfirmed"
+    assert await _user_units(store) == 1
+    at = await _resent(store, opened)
+    await outbox.take("dead", 10, NO_WAIT)
+    await store.challenges.cancel_challenge(opened.challenge_id, at, RequestContext())
+    (claimed,) = await outbox.reclaim("b", timedelta(0), 10)
+    await outbox.settle(claimed, DeliveryState.EXPIRED, "", at)
+    assert await _user_units(store) == 2
+
+
+async def test_a_start_voided_for_its_refused_units_gives_back_one_unit(store: Store, outbox: Outbox) -> None:
+    """A Start whose other units were refused voids its challenge, its user's unit given back by the voiding
+    (decision 0046); the dispatcher then drops its SMS (the challenge closed): nothing more is given back,
+    the other Start's unit stays spent."""
+    await enrolled(store)
+    kept = (await store.challenges.start_challenge(an_opening())).challenge
+    voided = (await store.challenges.start_challenge(an_opening())).challenge
+    assert await _user_units(store) == 2
+    voiding = Voiding("u-1", VoidReason.SEND_BUDGET, voided.created_at, Provenance("svc", "send budget", ""))
+    await store.challenges.void_challenge(voided.challenge_id, voiding)
+    assert await _user_units(store) == 1
+    entries = {e.challenge_id: e for e in await outbox.take("a", 10, NO_WAIT)}
+    await outbox.settle(entries[voided.challenge_id], DeliveryState.EXPIRED, "", voided.created_at)
+    assert await _user_units(store) == 1
+    await outbox.settle(entries[kept.challenge_id], DeliveryState.SENT, "ref-1", kept.created_at)
+    assert await _user_units(store) == 1
+
+
+async def test_a_withdrawn_resend_gives_back_one_unit(store: Store, outbox: Outbox) -> None:
+    """A resend whose other units were refused is withdrawn, its user's unit given back (decision 0046); the
+    dispatcher then dead-letters its SMS (`unheld`: its hold withdrawn): nothing more is given back, the
+    Start's unit stays spent."""
+    await enrolled(store)
+    opened = (await store.challenges.start_challenge(an_opening())).challenge
+    at = await _resent(store, opened)
+    await store.challenges.withdraw_resend(opened, at, RequestContext(), hold="h-1")
+    assert await _user_units(store) == 1
+    resend = await _resend_entry(outbox)
+    assert (await outbox.fail(resend, "unheld", at, 0)).dead_letter == "unheld"
+    assert await _user_units(store) == 1

@@ -162,9 +162,9 @@ async def test_a_withdrawn_resend_gives_back_the_resend_and_the_users_unit(store
     own = Charge(BudgetSubject.user(factories.a_challenge(at).user_id), 2, WINDOW)  # the challenge's user's
     challenge = await take(store, at, own)
     later = at + timedelta(seconds=30)
-    await store.challenges.record_resend(challenge.challenge_id, later, CONTEXT, (own,))
+    await store.challenges.record_resend(challenge.challenge_id, later, CONTEXT, (own,), "h-1")
     for _ in range(2):
-        await store.challenges.withdraw_resend(challenge, later, CONTEXT)
+        await store.challenges.withdraw_resend(challenge, later, CONTEXT, hold="h-1")
     undone = await store.challenges.get_challenge(challenge.challenge_id)
     assert (undone.resends, undone.last_sent_at) == (0, challenge.last_sent_at)
     await take(store, later, own)  # the user's second unit is free again

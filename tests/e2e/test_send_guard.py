@@ -17,6 +17,7 @@ from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server.dispatch_loop import DispatchSettings
+from sesame.server.domain.budgets import SendBudget
 from sesame.server.domain.challenges import ChallengePolicy
 from sesame.server.domain.lifecycle import (
     ByOverride,
@@ -94,6 +95,11 @@ CHANGES = [
 ]
 
 
+async def user_units(client: aioredis.Redis, live: Live) -> int:
+    """Units of alice's own send budget (ZCARD of its sorted set, in her place)."""
+    return int(await client.zcard(live.store.keys.send_budget("user", "alice")))
+
+
 async def dead_letters(live: Live) -> list[tuple[str, str]]:
     outbox = live.store.outbox()
     try:
@@ -138,6 +144,7 @@ async def test_a_code_queued_before_a_lifecycle_change_is_never_handed_over(
     for subject in (NUMBER, CALLER, EVERYONE):
         assert await held_units(redis_client, live, subject) == 0
         assert await spent_units(redis_client, live, subject) == 0
+    assert await user_units(redis_client, live) == 0  # the user's unit given back too (decision 0101)
     refused = await verify(live, opened.challenge_id, "000000")
     assert refused.result == auth_pb.VERIFY_RESULT_VOIDED
 
@@ -159,9 +166,33 @@ async def test_a_resend_queued_before_a_suspension_is_never_handed_over(
     for subject in (NUMBER, CALLER, EVERYONE):
         assert await held_units(redis_client, live, subject) == 0
         assert await spent_units(redis_client, live, subject) == 0
+    assert await user_units(redis_client, live) == 0
     with pytest.raises(grpc.aio.AioRpcError) as caught:  # closed: no third SMS is queued
         await live.auth.ResendChallenge(auth_pb.ResendChallengeRequest(challenge_id=opened.challenge_id))
     assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+
+
+@pytest.mark.parametrize("policy", [ChallengePolicy(send_budget=SendBudget(per_user=1))])
+@pytest.mark.parametrize("dispatch", [QUEUE_ONLY])
+async def test_a_start_withheld_after_a_suspension_leaves_the_users_budget_as_before(
+    live: Live, keystore: Pkcs11KeyStore, redis_client: aioredis.Redis
+) -> None:
+    """A budget of one code an hour: Start took it, SuspendUser came before the dispatch, and the code was
+    withheld, never handed over. "A unit is spent if and only if an SMS is handed to the gateway": once
+    reinstated, the user's next Start opens (not RESOURCE_EXHAUSTED) and its code goes (decision 0101)."""
+    await enrolled(live)
+    withheld = await live.auth.StartChallenge(start())
+    await suspend_rpc(live)
+    await dispatched_by_another_worker(live, keystore)
+    assert await dead_letters(live) == [(withheld.challenge_id, "user_suspended")]
+    assert await user_units(redis_client, live) == 0
+    await live.enrol.ReinstateUser(
+        enrol_pb.ReinstateUserRequest(user_id="alice", request_id="r-1", actor="ops", reason="found")
+    )
+    sent = await live.auth.StartChallenge(start())
+    await dispatched_by_another_worker(live, keystore)
+    assert code_sms(live.sms_file) == [sent.challenge_id]
+    assert await user_units(redis_client, live) == 1
 
 
 async def suspended_and_reinstated(live: Live, at: datetime) -> None:

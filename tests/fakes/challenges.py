@@ -5,13 +5,14 @@ Redis."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from sesame.server.domain import budgets
 from sesame.server.domain.budgets import BudgetKind, BudgetSubject, Charge
 from sesame.server.domain.destinations import check_destination
-from sesame.server.domain.dispatching import UNCONFIRMED, QueuedSms, given_up
+from sesame.server.domain.dispatching import UNCONFIRMED, UNSENT, QueuedSms, given_up
 from sesame.server.domain.errors import (
     ChallengeAlreadyExists,
     ChallengeClosed,
@@ -68,7 +69,7 @@ from sesame.server.domain.risk_signals import (
     in_flight_of,
 )
 from sesame.server.domain.sent_text import SentText
-from tests.fakes.journal_fields import context_fields, iso, ms, provenance_fields
+from tests.fakes.journal_fields import context_fields, iso, ms, provenance_fields, unix_ms
 from tests.fakes.memory import Memory, ResendClaimed
 from tests.fakes.outbox import MemoryOutbox
 from tests.fakes.risk_memory import RiskDenial, journal_denial, learn
@@ -314,7 +315,7 @@ class MemoryChallenges:
         open_until = sorted(t for t in self._m._pending.get(user.user_id, {}).values() if t > now)
         if len(open_until) >= IN_FLIGHT_READ:  # as open_challenge.lua: wait for the first to expire (0095)
             raise SendBudgetExhausted(BudgetKind.USER.value, open_until[0] - now)
-        self._charge(charges, challenge.created_at)
+        self._charge(charges, challenge.created_at, cid)
         self._m._track(user.user_id, cid, challenge.expires_at, challenge.created_at - CLOCK_SKEW)
         stored = dataclasses.replace(
             challenge,
@@ -327,7 +328,7 @@ class MemoryChallenges:
         self._m._opened_changes[cid] = self._m._user_changes.get(
             user.user_id, (0, 0)
         )  # as open_challenge.lua
-        self.outbox.queue(cid, ms(challenge.created_at))  # as open_challenge.lua, in the same step
+        self.outbox.queue(cid, ms(challenge.created_at), unit=cid)  # as open_challenge.lua, in the same step
         self._m._append(
             stored,
             "challenge.opened",
@@ -465,10 +466,10 @@ class MemoryChallenges:
             elif ms(at) < challenge.next_send_at:
                 refusal, outcome = ResendRefused(challenge_id, challenge.next_send_at - ms(at)), "too_soon"
             else:
-                self._charge(charges, at)  # a spent budget raises before anything is written
+                self._charge(charges, at, hold)  # a spent budget raises before anything is written
                 challenge = dataclasses.replace(challenge, resends=challenge.resends + 1, last_sent_at=ms(at))
                 self._m._challenges[challenge_id] = challenge
-                entry_id = self.outbox.queue(challenge_id, ms(at), hold=hold)
+                entry_id = self.outbox.queue(challenge_id, ms(at), hold=hold, unit=hold)
                 if key is not None:
                     self._m._resend_requests[key] = ResendClaimed(
                         challenge_id, challenge.resends, hold, entry_id, challenge.expires_at
@@ -499,7 +500,7 @@ class MemoryChallenges:
         return claimed
 
     async def withdraw_resend(
-        self, known: Challenge, at: datetime, context: RequestContext, request_id: str = ""
+        self, known: Challenge, at: datetime, context: RequestContext, request_id: str = "", hold: str = ""
     ) -> None:
         async with self._m._lock:
             if request_id:
@@ -511,9 +512,7 @@ class MemoryChallenges:
                 challenge, resends=challenge.resends - 1, last_sent_at=ms(known.last_sent_at)
             )
             self._m._challenges[known.challenge_id] = challenge
-            units = self._m._sends.get(BudgetSubject.user(challenge.user_id), [])
-            if ms(at) in units:
-                units.remove(ms(at))
+            self._m._unit_back(challenge.user_id, hold)  # its exact unit (decision 0101)
             fields = {**context_fields(context), "resends": str(challenge.resends)}
             self._m._append(challenge, "challenge.resend", at, "withdrawn", fields)
 
@@ -548,13 +547,17 @@ class MemoryChallenges:
         text: SentText | None = None,
         *,
         provider_ids: tuple[str, ...] = (),
+        unit: str = "",
     ) -> bool:
         """record_dispatch.lua's record (MemoryOutbox.settle): the message's state, from queued; False when
-        this attempt's send was recorded already (decision 0056: nothing written)."""
+        this attempt's send was recorded already (decision 0056: nothing written). Expired, the user's `unit`
+        is given back (the entry's, in its first hand-out: '' none; decision 0101)."""
         async with self._m._lock:
             existing = self._m._live(queued.challenge_id)
             if existing is None:
                 return True
+            if state is DeliveryState.EXPIRED:
+                self._m._unit_back(existing.user_id, unit)
             dispatched = self._m._dispatched.setdefault(queued.challenge_id, {})
             if queued.attempt and dispatched.get(queued.entry_id) == queued.attempt:
                 return False
@@ -594,9 +597,11 @@ class MemoryChallenges:
         at: datetime,
         *,
         text: SentText | None = None,
+        unit: str = "",
     ) -> str:
         """record_failed_try.lua's record (MemoryOutbox.fail): '' (another try), the dead letter's reason,
-        or `missing`."""
+        or `missing`; a dead letter for a failure named before any send gives back the user's `unit` (the
+        entry's, in its first hand-out: '' none; decision 0101)."""
         async with self._m._lock:
             existing = self._m._live(queued.challenge_id)
             if existing is None:
@@ -615,6 +620,8 @@ class MemoryChallenges:
                 extra["delivery"] = existing.delivery.value
                 self._m._append(existing, "challenge.delivery", at, "try_failed", extra)
                 return ""
+            if failure in UNSENT:
+                self._m._unit_back(existing.user_id, unit)
             messages = self._m._messages.setdefault(queued.challenge_id, {})
             messages.setdefault(f"{state.value}:{queued.entry_id}", state)
             delivery = _best_news(messages.values(), DeliveryState.QUEUED)
@@ -632,9 +639,12 @@ class MemoryChallenges:
         """record_notice.lua's journal entry (MemoryOutbox.settle_notice): the user's notice, masked."""
         await MemoryUsers(self._m).record_user_notice(user_id, notice)
 
-    def withhold(self, queued: QueuedSms, tries: int, at: datetime) -> tuple[Challenge, str] | None:
+    def withhold(
+        self, queued: QueuedSms, tries: int, at: datetime, unit: str = ""
+    ) -> tuple[Challenge, str] | None:
         """As take_outbox.lua for a code SMS whose user changed since its challenge opened (decision 0054):
-        the challenge voided if open and dead-lettered, journaled; its reason. None: it may go."""
+        the challenge voided if open and dead-lettered, journaled, the user's `unit` given back (the entry's,
+        in its first hand-out: '' none; decision 0101); its reason. None: it may go."""
         challenge = self._m._live(queued.challenge_id)
         if challenge is None or queued.notice:
             return None
@@ -648,6 +658,7 @@ class MemoryChallenges:
             self._m._untrack(challenge)
             extra = {"void_reason": reason, "actor": "dispatcher"}
             self._m._append(challenge, "challenge.void", at, "voided", extra)
+        self._m._unit_back(challenge.user_id, unit)
         messages = self._m._messages.setdefault(queued.challenge_id, {})
         messages.setdefault(f"failed:{queued.entry_id}", DeliveryState.FAILED)
         delivery = _best_news(messages.values(), DeliveryState.QUEUED)
@@ -717,9 +728,7 @@ class MemoryChallenges:
     def _give_back(self, challenge: Challenge, voiding: Voiding) -> None:
         """As void_challenge.lua for a Start whose other units were refused (decision 0046): the user's
         unit its step took comes back, and the request id's claim goes (a retry starts afresh)."""
-        units = self._m._sends.get(BudgetSubject.user(challenge.user_id), [])
-        if challenge.created_at in units:
-            units.remove(challenge.created_at)
+        self._m._unit_back(challenge.user_id, challenge.challenge_id)  # its exact unit (decision 0101)
         claim = (voiding.user_id, voiding.provenance.request_id)
         if self._m._requests.get(claim, ("",))[0] == challenge.challenge_id:
             del self._m._requests[claim]
@@ -759,24 +768,26 @@ class MemoryChallenges:
             return "consumed"
         return "replayed" if consumed_by == consumption.request_id else "used"
 
-    def _charge(self, charges: Sequence[Charge], at: datetime) -> None:
-        """As _send_budgets.lua: refuse on the first spent charge, writing nothing; else take a unit each."""
+    def _charge(self, charges: Sequence[Charge], at: datetime, name: str = "") -> None:
+        """As _send_budgets.lua: refuse on the first spent charge, writing nothing; else take a unit each,
+        named `name` (the SMS's hold name, decision 0101; '' unnamed: the time and a sequence number)."""
         now = ms(at)
         for charge in charges:
             span = timedelta(milliseconds=charge.window // timedelta(milliseconds=1))
-            counting = sorted(t for t in self._m._sends.get(charge.subject, []) if t > now - span)
+            counting = sorted(t for t in self._m._sends.get(charge.subject, {}).values() if t > now - span)
             if len(counting) >= charge.limit:
                 # The unit whose expiry brings the count under the limit.
                 wait = counting[len(counting) - charge.limit] + span - now
                 raise SendBudgetExhausted(charge.subject.kind.value, wait)
         for charge in charges:
             span = timedelta(milliseconds=charge.window // timedelta(milliseconds=1))
-            kept = [t for t in self._m._sends.get(charge.subject, []) if t > now - span]
-            self._m._sends[charge.subject] = [*kept, now]
+            kept = {u: t for u, t in self._m._sends.get(charge.subject, {}).items() if t > now - span}
+            member = name or next(m for n in itertools.count() if (m := f"{unix_ms(now)}-{n}") not in kept)
+            self._m._sends[charge.subject] = {**kept, member: now}
 
     def units_taken(self, subject: BudgetSubject) -> int:
         """How many units of the subject's budget are held (as ZCARD of its sorted set)."""
-        return len(self._m._sends.get(subject, []))
+        return len(self._m._sends.get(subject, {}))
 
 
 def _decide(challenge: Challenge, attempt: VerificationAttempt) -> VerificationOutcome:

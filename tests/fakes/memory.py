@@ -85,13 +85,19 @@ class Memory:
         self._ignored_reports: dict[str, int] = {}  # per challenge: reports that moved nothing, journaled
         self._denials: Windows = {}  # per user: the hour of its denials (decision 0050)
         self._consumed: dict[str, str] = {}  # challenge id -> the request id of the change it authorised
-        self._sends: dict[BudgetSubject, list[datetime]] = {}  # send budgets: when each unit was taken
+        # Send budgets: each unit by its member (the SMS it paid for, decision 0101), when it was taken.
+        self._sends: dict[BudgetSubject, dict[str, datetime]] = {}
         # per challenge: (event, outcome) -> (count, last at); only the first refusal of a kind is journaled
         self._refusals: dict[str, dict[tuple[str, str], tuple[int, datetime]]] = {}
         self.risk_histories: dict[str, RiskHistory] = {}  # the users' risk memory (decision 0032)
         self.outbox: MemoryOutbox | None = (
             None  # the challenges' outbox, where a user's change queues a notice
         )
+
+    def _unit_back(self, user_id: str, unit: str) -> None:
+        """As _user_unit.lua's ZREM: the user's unit named `unit` given back ('' or not found: nothing)."""
+        if unit:
+            self._sends.get(BudgetSubject.user(user_id), {}).pop(unit, None)
 
     def _count_for_user(
         self, user_id: str, challenge_id: str, result: VerifyResult, at: datetime, lockout: LockoutPolicy

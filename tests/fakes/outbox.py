@@ -54,19 +54,44 @@ class MemoryOutbox:
         self._settled_notices: dict[str, str] = {}  # entry id -> the attempt whose notice was journaled
         self._unconfirmed_notices: set[str] = set()  # entries a try of which may have reached the phone
         self._entries: dict[str, QueuedSms] = {}  # in queue order (dicts keep insertion order)
+        # The member of its user's send budget each code entry paid for (its hold's name, decision 0101).
+        self._units: dict[str, str] = {}
         self._pending: dict[str, _Pending] = {}
         self.dead: list[DeadLetter] = []  # oldest first
         # As the addressee hashes beside the users: an override notice's old number, by notice id (0041).
         self.addressees: dict[str, NoticeAddressee] = {}
 
-    def queue(
-        self, challenge_id: str, at: datetime, notice: str = "", until: datetime | None = None, hold: str = ""
+    def queue(  # noqa: PLR0913 (what the entry holds)
+        self,
+        challenge_id: str,
+        at: datetime,
+        notice: str = "",
+        until: datetime | None = None,
+        *,
+        hold: str = "",
+        unit: str = "",
     ) -> str:
         """Append an entry (what the store does in the step that opens, resends, or makes a change a notice
-        reports); its id."""
+        reports), the user's send unit it paid for named `unit` ('' none); its id."""
         entry_id = f"{next(self._ids)}-0"
         self._entries[entry_id] = QueuedSms(entry_id, challenge_id, at, notice, until, hold=hold)
+        if unit:
+            self._units[entry_id] = unit
         return entry_id
+
+    def _unit(self, entry_id: str) -> str:
+        """As _user_unit.lua: the user's unit the entry paid for, while the entry is in its first hand-out
+        (XPENDING's count 1: taken again, it may have been handed over already); '' otherwise."""
+        pending = self._pending.get(entry_id)
+        if entry_id not in self._entries or pending is None or pending.deliveries != 1:
+            return ""
+        return self._units.get(entry_id, "")
+
+    def _drop(self, entry_id: str) -> None:
+        """The entry acknowledged and deleted."""
+        self._entries.pop(entry_id, None)
+        self._pending.pop(entry_id, None)
+        self._units.pop(entry_id, None)
 
     def holds(self, entry_id: str) -> bool:
         """Whether the entry is still in the outbox (not settled, not dead-lettered)."""
@@ -109,11 +134,11 @@ class MemoryOutbox:
         SMS whose user changed since its challenge opened withheld: voided, dead-lettered (decision 0054)."""
         now = self._clock.now()
         entry = dataclasses.replace(entry, attempt=f"a{next(self._attempts)}")
-        withheld = self._store.withhold(entry, self._pending[entry.entry_id].deliveries, now)
+        pending = self._pending[entry.entry_id]
+        withheld = self._store.withhold(entry, pending.deliveries, now, self._unit(entry.entry_id))
         if withheld is not None:
             challenge, reason = withheld
-            self._entries.pop(entry.entry_id, None)
-            pending = self._pending.pop(entry.entry_id)
+            self._drop(entry.entry_id)
             letter = DeadLetter(
                 letter_id=f"{len(self.dead) + 1}-0",
                 challenge_id=entry.challenge_id,
@@ -146,10 +171,10 @@ class MemoryOutbox:
         *,
         provider_ids: tuple[str, ...] = (),
     ) -> bool:
-        self._entries.pop(queued.entry_id, None)
-        self._pending.pop(queued.entry_id, None)
+        unit = self._unit(queued.entry_id)
+        self._drop(queued.entry_id)
         return await self._store.record_dispatch(
-            queued, state, provider_ref, at, text, provider_ids=provider_ids
+            queued, state, provider_ref, at, text, provider_ids=provider_ids, unit=unit
         )
 
     async def fail(
@@ -158,11 +183,13 @@ class MemoryOutbox:
         pending = self._pending.get(queued.entry_id)
         tries = pending.deliveries if pending else 1
         challenge = self._store.peek_challenge(queued.challenge_id)
-        reason = await self._store.record_failed_try(queued, failure, tries, allowed, at, text=text)
+        unit = self._unit(queued.entry_id)
+        reason = await self._store.record_failed_try(
+            queued, failure, tries, allowed, at, text=text, unit=unit
+        )
         if not reason:
             return FailedTry(tries)
-        self._entries.pop(queued.entry_id, None)
-        self._pending.pop(queued.entry_id, None)
+        self._drop(queued.entry_id)
         if challenge is not None and reason != "missing":
             state = DeliveryState.EXPIRED if reason == "expired" else DeliveryState.FAILED
             letter = DeadLetter(

@@ -34,10 +34,12 @@ def now() -> datetime:
     return at.replace(microsecond=at.microsecond // 1000 * 1000)
 
 
-async def opened(store: RedisState, at: datetime, *charges: Charge) -> None:
+async def opened(store: RedisState, at: datetime, *charges: Charge) -> str:
+    """Open a new challenge at `at` with these charges; its id."""
     challenge = factories.a_challenge(at, nonce=next(_nonces).to_bytes(16, "big"))
     await factories.its_user_enrolled(store, challenge)
     await store.challenges.open_challenge(challenge, RequestContext(), charges)
+    return challenge.challenge_id
 
 
 def short(name: str) -> str:
@@ -45,17 +47,22 @@ def short(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()[:20]
 
 
-async def test_units_taken_at_one_millisecond_are_numbered_from_zero(
+async def test_units_taken_at_one_millisecond_are_named_after_their_sms(
     redis_store: RedisState, redis_client: aioredis.Redis
 ) -> None:
-    """Three openings at one instant: members `<ms>-0`, `<ms>-1`, `<ms>-2`, all scored at that instant."""
+    """Three openings at one instant: three members, each its challenge's id (the SMS it paid for, decision
+    0101), all scored at that instant; a resend without a hold name takes `<ms>-0`, unnamed."""
     at = now()
-    for _ in range(3):
-        await opened(redis_store, at, Charge(USER, 10, WINDOW))
+    ids = [await opened(redis_store, at, Charge(USER, 10, WINDOW)) for _ in range(3)]
     key = redis_store.keys.send_budget(USER.kind.value, USER.key)
     ms = rec.to_ms(at)
     members = await redis_client.zrange(key, 0, -1, withscores=True)
-    assert members == [(f"{ms}-{n}".encode(), float(ms)) for n in range(3)]
+    assert sorted(members) == sorted((challenge_id.encode(), float(ms)) for challenge_id in ids)
+    resend_at = at + timedelta(seconds=30)
+    await redis_store.challenges.record_resend(
+        ids[0], resend_at, RequestContext(), (Charge(USER, 10, WINDOW),)
+    )
+    assert await redis_client.zscore(key, f"{rec.to_ms(resend_at)}-0") == rec.to_ms(resend_at)
 
 
 async def test_a_budget_expires_a_window_after_its_newest_unit(

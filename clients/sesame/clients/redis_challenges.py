@@ -328,7 +328,7 @@ class RedisChallenges(RedisPlace):
         return Resent(_challenge(rec.pairs(reply[1])))
 
     async def withdraw_resend(
-        self, known: Challenge, at: datetime, context: RequestContext, request_id: str = ""
+        self, known: Challenge, at: datetime, context: RequestContext, request_id: str = "", hold: str = ""
     ) -> None:
         """Undo a resend whose other units were refused (see the port)."""
         challenge_id = known.challenge_id
@@ -336,7 +336,7 @@ class RedisChallenges(RedisPlace):
         keys = [*self._challenge_keys(challenge_id), self.keys.send_budget("user", known.user_id)]
         if request_id:
             keys.append(self.keys.resend_request(known.user_id, request_id))
-        args = [rec.to_ms(at), rec.to_ms(known.last_sent_at), *head, *rec.context_fields(context)]
+        args = [rec.to_ms(at), rec.to_ms(known.last_sent_at), hold, *head, *rec.context_fields(context)]
         await self._run("withdraw_resend", keys, args)
 
     async def record_delivery(

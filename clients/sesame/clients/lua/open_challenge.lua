@@ -4,8 +4,8 @@
 -- when its number is outside the countries codes go to, or for a change of number to the stored number
 -- itself (ChangeSecurePhone could only refuse it: compared here, where no change of number can come between
 -- the reading and the opening); answer a retried request id with the challenge it opened (no second unit, no
--- second SMS); take one unit of each send budget; index the challenge among the
--- user's pending ones (so that a suspension or a number change that comes later finds and voids it); store
+-- second SMS); take one unit of each send budget, named by the challenge id (decision 0101); index the
+-- challenge among the user's pending ones (so that a suspension or a number change that comes later finds and voids it); store
 -- it OPEN until expiry + retention for the user's current secure number, and queue its SMS in the outbox. Never overwrite, never reuse an
 -- id. A refusal writes nothing, so a unit is taken if and only if the challenge opens (docs/decisions/0010).
 -- KEYS[1] challenge hash, KEYS[2] challenge journal stream, KEYS[3] user hash, KEYS[4] the user's pending
@@ -193,7 +193,7 @@ local refusal = budget_refusal(sends, limits, now)
 if refusal then
   return refusal
 end
-take_budgets(sends, limits, now)
+take_budgets(sends, limits, now, challenge_id)  -- named after its SMS: its hold's name (decision 0101)
 local n = tonumber(arg())
 local fields, entry = {}, {}
 for i = at + 1, at + n do fields[#fields + 1] = ARGV[i] end

@@ -6,8 +6,9 @@
 -- of the challenge's shard (the same slot: decision 0044).
 -- ARGV[1] the consumer group, ARGV[2] the entry id, ARGV[3] the message's state (sent; expired when the
 -- challenge was closed before it left, or was purged: a send that failed or a code that expired is
--- record_failed_try.lua's, docs/decisions/0033), ARGV[4] provider reference, ARGV[5] the attempt (the take or
--- claim that gave the entry to this dispatcher, '' none), ARGV[6 ..] journal pairs.
+-- record_failed_try.lua's, docs/decisions/0033; expired, the user's send unit it paid for is given back when
+-- this is the entry's first hand-out, _user_unit.lua, decision 0101), ARGV[4] provider reference, ARGV[5]
+-- the attempt (the take or claim that gave the entry to this dispatcher, '' none), ARGV[6 ..] journal pairs.
 -- Returns 1, 0 when the challenge no longer exists (the entry is acknowledged all the same), or 2 when this
 -- attempt's send was recorded already: the step ran and its answer was lost (a connection cut, a Redis
 -- restart), and the dispatcher asked again (decision 0055). Nothing is written then, so that a send has one
@@ -15,12 +16,16 @@
 -- recorded (`dispatched`): another attempt of the same entry (claimed from a dispatcher thought dead, which
 -- sent it again) is another send, recorded and journaled.
 --#include _delivery.lua
+--#include _user_unit.lua
 local challenge, journal, outbox = KEYS[1], KEYS[2], KEYS[3]
 local entry_id, attempt = ARGV[2], ARGV[5]
-redis.call('XACK', outbox, ARGV[1], entry_id)
-redis.call('XDEL', outbox, entry_id)
 local h = redis.call('HMGET', challenge, 'status', 'user_id', 'client_id', 'op_digest', 'attempts', 'messages',
                      'dispatched')
+if h[1] and ARGV[3] == 'expired' then
+  unit_back(outbox, ARGV[1], entry_id, h[2])  -- never handed over: the user's unit back (decision 0101)
+end
+redis.call('XACK', outbox, ARGV[1], entry_id)
+redis.call('XDEL', outbox, entry_id)
 if not h[1] then
   return 0
 end

@@ -8,11 +8,13 @@
 -- field remembers such a try across the tries and the resends (decision 0097). A dead letter records the
 -- state and the reason on the challenge (its messages move forward only, _delivery.lua), journals
 -- `challenge.dead_letter`, acknowledges and deletes the entry and appends a masked line to the dead letters
--- stream (bounded in length, expiring: never the code, never the whole number). Otherwise the entry stays
--- pending, claimed again once idle, and the failed try is journaled.
+-- stream (bounded in length, expiring: never the code, never the whole number); an entry dead-lettered
+-- before any send (its code expired or its units missing) in its first hand-out gives back the user's send
+-- unit it paid for (_user_unit.lua, decision 0101). Otherwise the entry stays pending, claimed again once
+-- idle, and the failed try is journaled.
 -- KEYS[1] challenge hash, KEYS[2] challenge journal stream (its user's {s:<n>} slot), KEYS[3] the outbox
 -- stream, KEYS[4] the dead letters stream (both of the challenge's shard: one slot, decision 0044).
--- ARGV[1] consumer group, ARGV[2] entry id, ARGV[3] the failure (a DeliveryFailure reason, or `expired`),
+-- ARGV[1] consumer group, ARGV[2] entry id, ARGV[3] the failure (a DeliveryFailure reason, or `expired`, `unheld`),
 -- ARGV[4] tries allowed (0: none more), ARGV[5] now (unix ms), ARGV[6] dead letters kept at most,
 -- ARGV[7] dead letters' lifetime (ms), ARGV[8] queued_at (unix ms), ARGV[9 ..] journal pairs after the event.
 -- Returns {0, tries} when the entry stays for another try, {1, tries, reason} when it was dead-lettered,
@@ -20,9 +22,13 @@
 --#include _delivery.lua
 --#include _tries.lua
 --#include _mask.lua
+--#include _user_unit.lua
 local challenge, journal, outbox, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local group, entry_id, failure = ARGV[1], ARGV[2], ARGV[3]
 local allowed, now = tonumber(ARGV[4]), tonumber(ARGV[5])
+-- Failures the dispatcher names before any hand-over (dispatching.UNSENT): the code expired while it waited,
+-- or its held units were missing.
+local UNSENT = {expired = true, unheld = true}
 local tries = tries_of(outbox, group, entry_id)
 local h = redis.call('HMGET', challenge, 'status', 'user_id', 'client_id', 'op_digest', 'attempts', 'messages',
                      'expires_at', 'phone', 'challenge_id', 'unconfirmed')
@@ -50,6 +56,9 @@ end
 if not reason then
   journal('challenge.delivery', {'outcome', 'try_failed', 'delivery', redis.call('HGET', challenge, 'delivery')})
   return {0, tries}
+end
+if UNSENT[failure] then
+  unit_back(outbox, group, entry_id, h[2])  -- nothing handed over: the user's unit back (decision 0101)
 end
 redis.call('XACK', outbox, group, entry_id)
 redis.call('XDEL', outbox, entry_id)

@@ -14,7 +14,8 @@
 -- ARGV[1] request time (unix ms), ARGV[2] the name of the user hash less the user id, in the challenge's
 -- place (the script reads the block of the user the challenge names), ARGV[3] b = count of budgets,
 -- ARGV[4 .. 3+2b] each budget's limit and window (ms), ARGV[4+2b] the name of the hold of the SMS's other
--- units (take_send_units.lua, decision 0046; carried in the outbox entry), ARGV[5+2b ..] journal pairs
+-- units (take_send_units.lua, decision 0046; carried in the outbox entry), which names its user's unit too
+-- (decision 0101; '' an unnamed unit, never given back), ARGV[5+2b ..] journal pairs
 -- Returns {'resent', hgetall}, {'too_soon', wait_ms}, {'exhausted'}, {'closed'}, {'not_found'},
 -- {'user_blocked', wait_ms, user id} or {'budget', budget index (0-based), wait_ms}; with a claim, also
 -- {'earlier', hgetall, resends after it, its hold's name, 1 while its SMS is in the outbox else 0} (the
@@ -70,7 +71,9 @@ else
   if refusal then
     return {'budget', refusal[2], refusal[3]}
   end
-  take_budgets(sends, limits, now)
+  -- Named after the SMS: its hold's name, which its outbox entry carries (decision 0101).
+  local hold = ARGV[4 + 2 * budgets]
+  take_budgets(sends, limits, now, hold ~= '' and hold or nil)
   outcome = 'resent'
   resends = redis.call('HINCRBY', challenge, 'resends', 1)
   redis.call('HSET', challenge, 'last_sent_at', ARGV[1])
@@ -80,10 +83,9 @@ else
     redis.call('XGROUP', 'CREATE', outbox, 'dispatchers', '0', 'MKSTREAM')  -- the first SMS ever queued
   end
   local sms = redis.call('XADD', outbox, '*', 'challenge_id', h[12], 'send', 'resend', 'queued_at', ARGV[1],
-                         'hold', ARGV[4 + 2 * budgets])
+                         'hold', hold)
   if claim then
-    redis.call('HSET', claim, 'challenge', h[12], 'resends', resends, 'hold', ARGV[4 + 2 * budgets],
-               'entry', sms)
+    redis.call('HSET', claim, 'challenge', h[12], 'resends', resends, 'hold', hold, 'entry', sms)
     redis.call('PEXPIREAT', claim, h[2])
   end
 end

@@ -13,7 +13,8 @@
 -- `challenge.void`, as the change's own voiding step would: that step may not have run yet, or never will
 -- if its process died); the entry is dead-lettered with the reason (`user_suspended`, `user_revoked`,
 -- `phone_changed`: the challenge's delivery FAILED, journaled `challenge.dead_letter`, a masked line in the
--- shard's dead letters), acknowledged and deleted. Its reply carries the reason (`withheld`), for the
+-- shard's dead letters), acknowledged and deleted; the user's send unit it paid for is given back when this
+-- is its first hand-out (_user_unit.lua, decision 0101). Its reply carries the reason (`withheld`), for the
 -- dispatcher to give back its held send units (decision 0046). Notices are never withheld: a number change's
 -- notice goes to the old number on purpose (decision 0041).
 -- ARGV[1] the consumer group, ARGV[2] the consumer, ARGV[3] how many at most, ARGV[4] '' for new entries,
@@ -27,6 +28,7 @@
 --#include _tries.lua
 --#include _mask.lua
 --#include _user_changes.lua
+--#include _user_unit.lua
 local outbox, group, consumer, count, idle = KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local now, now_iso, dead_kept, dead_lifetime = tonumber(ARGV[5] or ''), ARGV[6], ARGV[7], ARGV[8]
 local place = string.sub(outbox, 1, #outbox - #':outbox')
@@ -69,6 +71,7 @@ local function withhold(entry_id, c, queued_at, reason)
       'void_reason', reason, 'actor', 'dispatcher', 'user_id', c.user_id, 'client_id', c.client_id or '',
       'op_digest', c.op_digest or '', 'outcome', 'voided', 'attempts', c.attempts or '0', 'status', status})
   end
+  unit_back(outbox, group, entry_id, c.user_id)  -- nothing handed out: the user's unit back (decision 0101)
   redis.call('XACK', outbox, group, entry_id)
   redis.call('XDEL', outbox, entry_id)
   local dead = place .. ':dead'

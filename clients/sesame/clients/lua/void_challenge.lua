@@ -10,7 +10,8 @@
 -- KEYS[1] challenge hash, KEYS[2] challenge journal stream, KEYS[3] the user's pending index, which a closed
 -- challenge leaves (decision 0093; all in its user's {s:<n>} slot); when a Start whose other send units were
 -- refused voids what its step opened (decision 0046): KEYS[4] the user's send budget, whose unit the step took
--- is given back (one unit at the challenge's creation instant: units taken at one instant are alike), and
+-- is given back (the member named by the challenge id, decision 0101: found once, so that its SMS's entry,
+-- dropped later by the dispatcher, gives back nothing more; a unit taken before 0101 is not found), and
 -- KEYS[5] (optional) the Start's request id claim (the same slot), dropped when it names this challenge, so
 -- that a retry of its request id starts afresh
 -- ARGV[1] the user whose index named it, ARGV[2] the user's change counts right after the change
@@ -51,9 +52,7 @@ redis.call('HSET', challenge, 'status', 'voided')
 local challenge_id = redis.call('HGET', challenge, 'challenge_id')
 redis.call('ZREM', KEYS[3], challenge_id)
 if KEYS[4] then
-  local created = redis.call('HGET', challenge, 'created_at')
-  local unit = redis.call('ZRANGEBYSCORE', KEYS[4], created, created, 'LIMIT', 0, 1)
-  if unit[1] then redis.call('ZREM', KEYS[4], unit[1]) end
+  redis.call('ZREM', KEYS[4], challenge_id)
 end
 if KEYS[5] and redis.call('GET', KEYS[5]) == challenge_id then
   redis.call('DEL', KEYS[5])

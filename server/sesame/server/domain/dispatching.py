@@ -135,6 +135,9 @@ DEAD_LETTER_REASONS = (
 # Failures after which the provider may have taken the message without saying so: no answer in time, the
 # connection lost while waiting, some of its parts taken. The phone may get it (decision 0096).
 UNCONFIRMED: frozenset[DeliveryFailure] = frozenset({"timeout", "lost", "partial"})
+# Failures the dispatcher names before any hand-over (the code expired while it waited, its held units
+# missing): an entry dead-lettered for one in its first hand-out gives back its user's send unit (0101).
+UNSENT: frozenset[str] = frozenset({"expired", "unheld"})
 
 
 def given_up(failure: str, *, expired: bool, allowed: int, tries: int, earlier: bool = False) -> str:
@@ -344,8 +347,9 @@ class Dispatcher:
 
     async def _withheld(self, queued: QueuedSms) -> Dispatched:
         """A code SMS the outbox withheld as it took it (decision 0054), voided and dead-lettered in that
-        step: its held units go back (withdrawn for the grace: a take still on its way holds nothing), as a
-        refused Start's do (decision 0046), and its code is forgotten."""
+        step (its user's unit given back there, decision 0101): its held units go back (withdrawn for the
+        grace: a take still on its way holds nothing), as a refused Start's do (decision 0046), and its code
+        is forgotten."""
         if self._recent is not None:
             self._recent.forget(queued.challenge_id)
         await self._units.release(queued.hold_name, self._hold_grace)

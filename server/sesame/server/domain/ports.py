@@ -268,12 +268,13 @@ class Challenges(Protocol):
         ...
 
     async def withdraw_resend(
-        self, known: Challenge, at: datetime, context: RequestContext, request_id: str = ""
+        self, known: Challenge, at: datetime, context: RequestContext, request_id: str = "", hold: str = ""
     ) -> None:
-        """Give back the resend of the challenge (as `known` before it) taken at `at`, and its user's unit,
-        its last send time back to `known`'s, journaled (outcome `withdrawn`): its other send units were
-        refused (decision 0046). Nothing when the challenge's last send is no longer that resend. The
-        `request_id` the resend claimed is given up either way (its call was refused; decision 0065)."""
+        """Give back the resend of the challenge (as `known` before it) taken at `at`, and its user's unit
+        (the one named by its `hold`, decision 0101: '' none), its last send time back to `known`'s,
+        journaled (outcome `withdrawn`): its other send units were refused (decision 0046). Nothing when the
+        challenge's last send is no longer that resend. The `request_id` the resend claimed is given up
+        either way (its call was refused; decision 0065)."""
         ...
 
     async def record_delivery(

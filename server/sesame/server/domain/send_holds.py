@@ -189,7 +189,7 @@ class SendHolds:
             # The resend, its user's unit and its SMS were taken: given back, the SMS dropped by the
             # dispatcher (its hold withdrawn). Best effort, as for Start: no hold, no SMS, whatever fails.
             await asyncio.gather(
-                self._store.challenges.withdraw_resend(known, now, context, request_id),
+                self._store.challenges.withdraw_resend(known, now, context, request_id, hold.name),
                 self._store.send_units.release(hold.name, hold.grace),
                 return_exceptions=True,
             )
