@@ -34,6 +34,8 @@ _OTHER_SLOT = re.compile(r"non local key|hash to the same slot|CROSSSLOT", re.IG
 # and the reply's args, a tuple: "('BUSY ...',)").
 _REPLY_CODE = re.compile(r"""(?:^|of pipeline caused error: \(?['"]?)([A-Z]{2,16})(?: |$)""")
 JOURNAL_PIECE = "_journal.lua"  # in front of every script: the one way a journal entry is appended
+# In front of every script too: a worker's instants made expiries Redis counts on its own clock (0103).
+EXPIRY_PIECE = "_expiry.lua"
 # The line of _risk_rules.lua where the script Start runs for a rule set holds its program (decision 0076).
 PROGRAM_LINE = "local RISK_PROGRAM = {}  -- the program\n"
 MOVING_SLOT_PIECE = "_moving_slot.lua"  # in front of that on a cluster: no script on a migrating slot
@@ -70,6 +72,7 @@ class Scripts:
         strict = "#!lua\n" + pieces[MOVING_SLOT_PIECE] if self._cluster is not None else ""
         self._texts = {
             entry.name.removesuffix(".lua"): strict
+            + pieces[EXPIRY_PIECE]
             + pieces[JOURNAL_PIECE]
             + _INCLUDE.sub(lambda line: pieces[line.group(1)], entry.read_text(encoding="utf-8"))
             for entry in lua.iterdir()

@@ -41,6 +41,6 @@ local function take_budgets(keys, limits, now, name)
       while redis.call('ZADD', sends, 'NX', now, now .. '-' .. n) == 0 do n = n + 1 end
     end
     local newest = redis.call('ZRANGE', sends, -1, -1, 'WITHSCORES')
-    redis.call('PEXPIREAT', sends, tonumber(newest[2]) + window)
+    expire_at(sends, tonumber(newest[2]) + window, now)  -- a duration: Redis's clock may differ (0103)
   end
 end

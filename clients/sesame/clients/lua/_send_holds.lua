@@ -29,5 +29,5 @@ local function unit_spent(spent, name, at, now, window)
   redis.call('ZREMRANGEBYSCORE', spent, '-inf', now - window)
   redis.call('ZADD', spent, at, name)
   local newest = redis.call('ZRANGE', spent, -1, -1, 'WITHSCORES')
-  redis.call('PEXPIREAT', spent, tonumber(newest[2]) + window)
+  expire_at(spent, tonumber(newest[2]) + window, now)  -- a duration: Redis's clock may differ (0103)
 end

@@ -158,7 +158,7 @@ if risk_program ~= '-' then
       local claimed = redis.call('GET', request)
       -- '1': a retry, counted nothing more (one attempt, decision 0050).
       if claimed == denied or claimed == '-' then return {'risk_denied', kept, '1'} end
-      redis.call('SET', request, denied, 'PXAT', expires_at)
+      redis.call('SET', request, denied, 'PX', lifetime_to(expires_at, now))
     end
     -- A denial charges no budget: only the first 20 of the user's hour are journaled, later ones counted in
     -- the user hash, and the count sealed with the next denial journaled (decision 0050).
@@ -213,12 +213,12 @@ end
 fields[#fields + 1] = 'user_changes'
 fields[#fields + 1] = (h[7] or '0') .. ':' .. (h[8] or '0')
 if claim == '1' then
-  redis.call('SET', request, challenge_id, 'PXAT', expires_at)
+  redis.call('SET', request, challenge_id, 'PX', lifetime_to(expires_at, now))
 end
 redis.call('ZREMRANGEBYSCORE', pending, '-inf', drop_before)
 redis.call('ZADD', pending, expires_at, challenge_id)
 redis.call('HSET', challenge, unpack(fields))
-redis.call('PEXPIREAT', challenge, purge_at)
+redis.call('PEXPIREAT', challenge, purge_at)  -- a day past the code's expiry: absolute, far beyond any skew (0103)
 journal_append(journal, entry)
 -- The SMS, queued with the challenge it carries the code of (never the code nor the text: the dispatcher
 -- computes them when it sends, docs/decisions/0025).

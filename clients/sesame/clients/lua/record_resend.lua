@@ -86,7 +86,7 @@ else
                          'hold', hold)
   if claim then
     redis.call('HSET', claim, 'challenge', h[12], 'resends', resends, 'hold', hold, 'entry', sms)
-    redis.call('PEXPIREAT', claim, h[2])
+    expire_at(claim, h[2], now)
   end
 end
 -- A refusal is journaled the first time of its kind, then only counted (see record_verification.lua).

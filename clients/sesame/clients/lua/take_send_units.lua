@@ -51,14 +51,14 @@ for i = 0, b - 1 do
   if not has[spent] then
     redis.call('ZREMRANGEBYSCORE', held, '-inf', now - grace)
     redis.call('ZADD', held, now, name)
-    -- The held set lives until its newest hold's grace ends: made later (no expiry yet) or sooner.
-    local expiry = redis.call('PEXPIRETIME', held)
-    if expiry < now + grace then redis.call('PEXPIREAT', held, now + grace) end
+    -- The held set lives until its newest hold's grace ends: made later (no expiry yet) or sooner. Its
+    -- time to live against the grace, both durations: Redis's clock may differ from the worker's (0103).
+    if redis.call('PTTL', held) < grace then redis.call('PEXPIRE', held, grace) end
     has[spent] = true
     holding[#holding + 1] = spent
     holding[#holding + 1] = ARGV[6 + 2 * i] .. ':' .. ARGV[7 + 2 * i]
   end
 end
 if #holding > 0 then redis.call('HSET', record, unpack(holding)) end
-redis.call('PEXPIREAT', record, math.max(keep, now + grace))
+expire_at(record, math.max(keep, now + grace), now)
 return {'held'}
