@@ -104,6 +104,12 @@ def health_notes() -> bool:
 
 
 @pytest.fixture
+def health_interval() -> float:
+    """Seconds between two health rounds (each checks the clock, decision 0104): 1, unless parametrized."""
+    return 1.0
+
+
+@pytest.fixture
 async def live(  # noqa: PLR0913, PLR0917 (fixtures, by name)
     redis_store: RedisState,
     keystore: Pkcs11KeyStore,
@@ -111,10 +117,17 @@ async def live(  # noqa: PLR0913, PLR0917 (fixtures, by name)
     policy: ChallengePolicy,
     dispatch: DispatchSettings,
     health_notes: bool,  # noqa: FBT001 (a fixture)
+    health_interval: float,
 ) -> AsyncIterator[Live]:
     """Start the server on a free loopback port, with a fresh Redis database and SMS file."""
     clock = ShiftedClock()
-    options = ServerOptions(policy=policy, clock=clock, dispatch=dispatch, health_notes=health_notes)
+    options = ServerOptions(
+        policy=policy,
+        clock=clock,
+        dispatch=dispatch,
+        health_notes=health_notes,
+        health_interval=health_interval,
+    )
     async with live_on(keystore, redis_store, tmp_path / "sms.jsonl", clock, options) as running:
         yield running
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from sesame.clients.redis_outbox_bell import Heard
@@ -19,6 +20,18 @@ from sesame.server.journal_archive import JournalArchive
 from sesame.server.metrics import Metrics
 from sesame.server.sealer import Sealer
 from sesame.server.transport_settings import PLAINTEXT, TransportSettings
+from tests.fakes.clock import ShiftedClock
+
+
+class ShiftedReference:
+    """Redis's clock as far ahead as the test advanced time (`ShiftedClock.shift`), not its skew."""
+
+    def __init__(self, store: RedisState, clock: ShiftedClock) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def reference_now(self) -> datetime:
+        return await self._store.reference_now() + self._clock.shift
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +85,8 @@ async def start_wired(
         max_tries=chosen.dispatch.max_tries,
         notice_max_age=chosen.dispatch.notice_max_age,
         nudge=outbox.nudge(),
+        # Time a test advances passes for Redis's clock too, as the clock watch reads it (decision 0104).
+        reference=ShiftedReference(store, clock) if isinstance(clock, ShiftedClock) else None,
     )
     server = await GrpcServer.start(
         "127.0.0.1:0",
@@ -87,6 +102,7 @@ async def start_wired(
         seals=running.seals,
         user_evidence=running.user_evidence,
         health_notes=running.health_notes if chosen.health_notes else None,
+        gate=running.gate,
     )
     # As a `sesame serve` worker: the dispatch loops run beside the server and stop after it.
     loops = DispatchLoops(running.dispatcher, outbox, running.metrics, clock, chosen.dispatch)

@@ -11,8 +11,9 @@ Redis (outbox, sealed journal, risk memory).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -38,7 +39,7 @@ from sesame.clients.redis_users import RedisUsers
 from sesame.server.domain.call_meter import UNMETERED, CallMeter
 from sesame.server.domain.errors import ConfigurationError
 from sesame.server.domain.noops import NOOP_DEFAULTS, NoopLimits
-from sesame.server.domain.ports import Probe, State
+from sesame.server.domain.ports import Probe, ReferenceClock, State
 
 
 @dataclass(frozen=True)
@@ -177,5 +178,17 @@ class RedisState(State):
             await self._client.ping()
         await check_cluster(self._client)
 
+    async def reference_now(self) -> datetime:
+        """Redis's clock (TIME), which every worker's is compared with (decision 0104); on a cluster, the
+        first primary's. StoreUnavailable."""
+        with _translated():
+            if isinstance(self._client, RedisCluster):
+                await self._client.initialize()
+                seconds, micros = await self._client.time(target_nodes=self._client.get_primaries()[0])
+            else:
+                seconds, micros = await self._client.time()
+        return datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=micros)
+
 
 _probe: type[Probe] = RedisState
+_reference: type[ReferenceClock] = RedisState

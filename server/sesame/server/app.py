@@ -33,6 +33,7 @@ from sesame.clients.sms_policy import RetryPolicy
 from sesame.clients.sms_smpp import SmppConfig, SmppSmsGateway
 from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
 from sesame.hsm.softhsm import bootstrap_dev_token
+from sesame.server.clock_watch import ClockWatch
 from sesame.server.config import Settings
 from sesame.server.dispatch_loop import DispatchLoops
 from sesame.server.domain.challenges import ChallengeFlows, ChallengePolicy
@@ -41,7 +42,16 @@ from sesame.server.domain.enrollment import EnrollmentFlows
 from sesame.server.domain.errors import ConfigurationError
 from sesame.server.domain.lifecycle import LifecyclePolicy
 from sesame.server.domain.model import DeliveryState
-from sesame.server.domain.ports import Clock, Outbox, Probe, SendUnits, SimSwapCheck, SmsGateway, State
+from sesame.server.domain.ports import (
+    Clock,
+    Outbox,
+    Probe,
+    ReferenceClock,
+    SendUnits,
+    SimSwapCheck,
+    SmsGateway,
+    State,
+)
 from sesame.server.domain.proofs import ProofFlows
 from sesame.server.domain.risk_flow import RiskFlows, RiskPolicy
 from sesame.server.fd_limit import connection_bound
@@ -115,6 +125,7 @@ class Runtime:
     seals: ChallengeSeals | None = None  # what a challenge's evidence says of its seals
     user_evidence: UserEvidenceReader | None = None  # a user's evidence: index, lifecycle, health (0036)
     health_notes: HealthNoter | None = None  # journals what health sees (decision 0036)
+    gate: ClockWatch | None = None  # refuses every call while the clock is out of step (decision 0104)
 
 
 def hsm_config(settings: Settings, *, create: bool = True) -> Pkcs11Config:
@@ -385,10 +396,12 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
     units: SendUnits | None = None,
     settle_within: timedelta = DEFAULT_SETTLE_WITHIN,
     nudge: OutboxNudge = NO_NUDGE,
+    reference: ReferenceClock | None = None,
 ) -> Runtime:
     """The flows over metered views of the adapters, telling the metrics what they decided; health probes
     the bare ones (a probe is not traffic). No sealer: `sesame serve`'s sealer process builds its own
-    (`journal_sealer`, decision 0085); `retention` is how long the evidence is kept."""
+    (`journal_sealer`, decision 0085); `retention` is how long the evidence is kept; `clock` is watched
+    against `reference` (None: Redis's clock, decision 0104)."""
     # Each adapter times its calls at its one funnel (docs/decisions/0020, 0026): no wrapper per adapter.
     metered_keys = TracedKeyStore(keys.metered(DependencyMeter(metrics, "hsm")))
     metered_store = store.metered(DependencyMeter(metrics, "store"), nudge)
@@ -413,6 +426,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
         metered_store.send_units,
     )
     proofs = ProofFlows(keys=metered_keys, store=proof_state, clock=clock, issuer=policy.bank_name)
+    clock_watch = ClockWatch(clock, reference or store, metrics)
     sms_watch = sms.watch or SmsWatch(sms.name)
     metered_sms = MeteredSmsGateway(sms.gateway, metrics, sms.name, sms_watch)
     return Runtime(
@@ -430,7 +444,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
         enrollment=EnrollmentFlows(store=metered_store, clock=clock, policy=lifecycle, tally=tally),
         proofs=proofs,
         clock=clock,
-        probes={"state store": store, "key store": keys},
+        probes={"state store": store, "key store": keys, "clock": clock_watch},
         metrics=metrics,
         dispatcher=Dispatcher(
             keys=metered_keys,
@@ -456,6 +470,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
             archive=archive,
         ),
         health_notes=HealthNoter(store.health_notes(), clock, retention),
+        gate=clock_watch,
     )
 
 
@@ -534,6 +549,7 @@ async def serve(settings: Settings, ready: Callable[[], None]) -> None:
             seals=running.seals,
             user_evidence=running.user_evidence,
             health_notes=running.health_notes,
+            gate=running.gate,
         )
         _log.debug("%d objects of boot frozen out of the garbage collector", freeze_boot_heap())
         ready()

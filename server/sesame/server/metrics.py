@@ -86,6 +86,13 @@ class Metrics:
             ["method"],
             registry=self.registry,
         )
+        self.rpc_clock_refused = Counter(
+            "sesame_rpc_clock_refused",
+            "gRPC calls refused because this worker's clock was out of step with the state store's, by"
+            " method.",
+            ["method"],
+            registry=self.registry,
+        )
         # A gauge, so that the multiprocess scrape keeps one series per live worker (a `pid` label): how
         # the kernel spreads connections over the workers. Totals over restarts: sesame_rpc_requests_total.
         self.worker_rpcs = Gauge(
@@ -269,9 +276,17 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livemax",
         )
+        # Each worker's own series: the workers of a host share its clock, another host's may differ.
+        self.clock_offset = Gauge(
+            "sesame_clock_offset_seconds",
+            "This worker's clock less the state store's (Redis TIME), as the last health round measured"
+            " it; out of step beyond 30 s either way, the worker refuses every call (decision 0104).",
+            registry=self.registry,
+            multiprocess_mode="liveall",
+        )
         self.health_probe_up = Gauge(
             "sesame_health_probe_up",
-            "1 when the dependency answered the last health probe (state store, key store), else 0.",
+            "1 when the dependency answered the last health probe (state store, key store, clock), else 0.",
             ["probe"],
             registry=self.registry,
             multiprocess_mode="livemin",

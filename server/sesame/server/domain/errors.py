@@ -194,6 +194,15 @@ class Overloaded(SesameError):
     """This worker already runs as many calls as it may: the call was shed, nothing was done; retry."""
 
 
+class ClockOff(SesameError):
+    """This worker's clock is off the shared store's by more than a worker's may be: the call was refused,
+    nothing was done; retry (on a worker in step). `offset` is the worker's clock less the store's."""
+
+    def __init__(self, offset: timedelta) -> None:
+        super().__init__(f"clock {offset.total_seconds():+.1f} s off the state store's")
+        self.offset = offset
+
+
 # Why a gateway did not take a message: a bounded set, for the metrics label and the rate-limited log.
 # `throttled`, `unavailable` (a temporary refusal) and `unreachable` come before the provider took the
 # message; `timeout` and `lost` leave it unknown, `partial` says it took some parts of it; `bad_number`,

@@ -516,6 +516,14 @@ class Clock(Protocol):
         ...
 
 
+class ReferenceClock(Protocol):
+    """The clock every worker's is compared with: the shared state store's (decision 0104)."""
+
+    async def reference_now(self) -> datetime:
+        """The store's current instant (UTC, timezone-aware). StoreUnavailable."""
+        ...
+
+
 class SimSwapCheck(Protocol):
     """The mobile operator's SIM-swap check (CAMARA SIM Swap: retrieveSimSwapDate / checkSimSwap)."""
 

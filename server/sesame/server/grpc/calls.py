@@ -8,13 +8,15 @@ in the order the six had, outermost first:
 1. the call's context (sesame.server.grpc.call_context): request id, span, log fields, one line per answer;
 2. metering (every unary call, health's included): counted and timed with the status the caller got;
 3. the error table (sesame.server.grpc.status): a domain error or a crash is answered from the one table;
-4. shedding (sesame.server.grpc.shedding): beyond the bound of calls in flight, Overloaded;
+4. shedding (sesame.server.grpc.shedding): beyond the bound of calls in flight, Overloaded; then the gate
+   (sesame.server.clock_watch): a worker whose clock is out of step with Redis's refuses, ClockOff;
 5. the caller's rights (sesame.server.grpc.authz): CallerNotAllowed unless the policy grants the method;
 6. decoding (sesame.server.grpc.decoding): an undecodable request is INVALID_ARGUMENT.
 
-Health is only metered, answered from the table and decoded: probes hold no grant, are never shed, and
-would drown the log. Streaming calls (reflection, health's Watch) are rare: their rights and decoding are
-checked by the wrappers of authz and decoding, as before; reflection's also get their request id.
+Health is only metered, answered from the table and decoded: probes hold no grant, are never shed nor
+gated (health itself says NOT_SERVING), and would drown the log. Streaming calls (reflection, health's
+Watch) are rare: their rights and decoding are checked by the wrappers of authz and decoding, as before;
+reflection's also get their request id.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import inspect
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractContextManager
-from typing import Any, TypeAlias, cast
+from typing import Any, Protocol, TypeAlias, cast
 
 import grpc
 import structlog
@@ -63,13 +65,26 @@ _FACTORIES: dict[tuple[bool, bool], Callable[..., Handler]] = {
 }
 
 
+class Gate(Protocol):
+    """What may refuse every governed call at once (the clock watch): a SesameError, counted, or None."""
+
+    def admit(self, method: str) -> None: ...
+
+
 class CallInterceptor(grpc.aio.ServerInterceptor):
     """Every concern of a call in one pass; each method's handler built once (the handlers are static)."""
 
-    def __init__(self, metrics: Metrics, policy: CallerPolicy | None, max_concurrent_rpcs: int) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        policy: CallerPolicy | None,
+        max_concurrent_rpcs: int,
+        gate: Gate | None = None,
+    ) -> None:
         self._metrics = metrics
         self._policy = policy
         self._in_flight = InFlight(max_concurrent_rpcs, metrics)
+        self._gate = gate
         # Applied inside out, as the chain of interceptors was: decoding wraps the behaviour, rights wrap it.
         self._streaming = (DecodingInterceptor(), AuthorizationInterceptor(policy))
         # Only methods a handler answers are kept: a caller naming random methods adds nothing here.
@@ -156,6 +171,8 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         """Shed, check the caller's rights and the request, run the behaviour; errors from the table."""
         try:
             self._in_flight.admit(method)
+            if self._gate is not None:
+                self._gate.admit(method)
             with self._in_flight:
                 await self._admit(request, context, method, caller)
                 with calling_as(caller):

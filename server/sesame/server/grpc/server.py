@@ -24,7 +24,7 @@ from sesame.server.domain.enrollment import EnrollmentFlows
 from sesame.server.domain.errors import ConfigurationError
 from sesame.server.domain.ports import Clock, Probe
 from sesame.server.domain.proofs import ProofFlows
-from sesame.server.grpc.calls import CallInterceptor
+from sesame.server.grpc.calls import CallInterceptor, Gate
 from sesame.server.grpc.catalogue import API_SERVICES
 from sesame.server.grpc.decoding import DecodingInterceptor
 from sesame.server.grpc.health import HealthNoting, HealthWatcher
@@ -196,13 +196,14 @@ class GrpcServer:
         seals: ChallengeSeals | None = None,
         user_evidence: UserEvidenceCall | None = None,
         health_notes: HealthNoting | None = None,
+        gate: Gate | None = None,
     ) -> GrpcServer:
         """Bind `address` as `transport` says, register everything, start serving; health follows `probes`."""
         _GRPC_LOG.addFilter(_ANSWER_RACE)  # idempotent: a filter is added once
         server = grpc.aio.server(
             # One interceptor for every concern of a call (context, metering, error table, shedding, rights,
             # decoding), in one pass: decision 0039; the order of the concerns is in its docstring.
-            interceptors=[CallInterceptor(metrics, transport.policy, serving.max_concurrent_rpcs)],
+            interceptors=[CallInterceptor(metrics, transport.policy, serving.max_concurrent_rpcs, gate)],
             options=serving.options,
         )
         auth_grpc.add_AuthenticationServiceServicer_to_server(

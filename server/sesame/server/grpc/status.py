@@ -43,6 +43,7 @@ _TABLE: tuple[tuple[type[errors.SesameError], grpc.StatusCode, str], ...] = (
     (errors.HsmUnavailable, grpc.StatusCode.UNAVAILABLE, "key store unavailable, retry later"),
     (errors.StoreUnavailable, grpc.StatusCode.UNAVAILABLE, "state store unavailable, retry later"),
     (errors.Overloaded, grpc.StatusCode.UNAVAILABLE, "server overloaded, retry later"),
+    (errors.ClockOff, grpc.StatusCode.UNAVAILABLE, "server clock out of step, retry later"),
     (errors.DeliveryFailed, grpc.StatusCode.UNAVAILABLE, "SMS gateway unavailable, retry later"),
     (errors.KeyNotFound, grpc.StatusCode.INTERNAL, "a key is missing in the HSM"),
     (errors.ConfigurationError, grpc.StatusCode.INTERNAL, "server misconfigured"),
@@ -189,6 +190,8 @@ def _reason(error: errors.SesameError) -> list[any_pb2.Any]:
     """ErrorInfo for a fault a caller may tell apart: a shed call, which OTP key version is missing here."""
     if isinstance(error, errors.Overloaded):
         return [_packed(error_details_pb2.ErrorInfo(reason="OVERLOADED", domain="sesame"))]
+    if isinstance(error, errors.ClockOff):
+        return [_packed(error_details_pb2.ErrorInfo(reason="CLOCK_OUT_OF_STEP", domain="sesame"))]
     if isinstance(error, errors.RiskDenied):
         return [_packed(_risk_denied(error))]
     if not isinstance(error, errors.KeyVersionUnavailable):
@@ -235,8 +238,8 @@ async def answer_error(
     status = to_status(error)
     reason = type(error).__name__
     level = _level(status.code, error)
-    if isinstance(error, errors.Overloaded):
-        pass  # counted (sesame_rpc_shed_total), not logged: overload would flood the log
+    if isinstance(error, errors.Overloaded | errors.ClockOff):
+        pass  # counted (sesame_rpc_shed_total, sesame_rpc_clock_refused_total), not logged: a flood
     elif level > logging.INFO:
         # A store that failed names how (OutOfMemoryError, ResponseError MISCONF, TimeoutError...): its
         # text is redis-py's class and Redis's reply code, never a key or a value (decision 0062).
