@@ -19,7 +19,11 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
+from sesame.hsm.pkcs11 import Pkcs11KeyStore
+from sesame.server.dispatch_loop import DispatchSettings
+from sesame.server.grpc.demo import read_code
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import (
     CONTEXT,
@@ -27,12 +31,14 @@ from tests.e2e.helpers import (
     enrolled,
     precondition,
     retry_info,
+    sms_count,
     snapshot,
     started,
     transfer,
     verify,
     wrong,
 )
+from tests.support.wired_server import ServerOptions, start_wired
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -130,3 +136,40 @@ async def test_a_worker_within_the_tolerance_serves(live: Live) -> None:
     await asyncio.sleep(1.5)  # a round ran with the skew
     challenge_id, code = await started(live, "alice")
     assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
+
+
+async def test_a_dispatcher_out_of_step_leaves_the_sms_in_the_outbox(
+    live: Live, keystore: Pkcs11KeyStore
+) -> None:
+    """A worker 10 minutes ahead read every queued code as expired and dead-lettered it, never sent: its
+    dispatch loops take nothing while its clock is out of step; back in step, the SMS leaves and verifies.
+    The code is opened by a worker in step with no dispatch loop of its own."""
+    options = ServerOptions(dispatch=DispatchSettings(loops=0))
+    opener = await start_wired(keystore, live.store, live.sms_file, options)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{opener.server.port}")
+    try:
+        auth = auth_grpc.AuthenticationServiceStub(channel)
+        await enrolled(live)
+        live.clock.skew(timedelta(minutes=10))
+        await health_becomes(live, NOT_SERVING)
+        # Past a take begun in step (it waits half a second): an SMS taken then is left pending, for a
+        # dispatcher in step to claim once idle (30 s), not sent at once.
+        await asyncio.sleep(1)
+        request = auth_pb.StartChallengeRequest(user_id="alice", operation=transfer(), context=CONTEXT)
+        challenge_id = (await auth.StartChallenge(request)).challenge_id
+        await asyncio.sleep(2)  # the live worker's loops poll every half second
+        assert sms_count(live, challenge_id) == 0
+        dead = live.metrics.registry.get_sample_value("sesame_sms_dead_letters_total", {"reason": "expired"})
+        assert not dead
+        live.clock.skew(timedelta(minutes=-10))
+        await health_becomes(live, SERVING)
+        _, code = await read_code(live.sms_file, challenge_id)
+        verified = await auth.VerifyChallenge(
+            auth_pb.VerifyChallengeRequest(
+                challenge_id=challenge_id, code=code, operation=transfer(), context=CONTEXT
+            )
+        )
+        assert verified.result == auth_pb.VERIFY_RESULT_VERIFIED
+    finally:
+        await channel.close()
+        await opener.server.stop(0)

@@ -105,7 +105,9 @@ async def start_wired(
         gate=running.gate,
     )
     # As a `sesame serve` worker: the dispatch loops run beside the server and stop after it.
-    loops = DispatchLoops(running.dispatcher, outbox, running.metrics, clock, chosen.dispatch)
+    loops = DispatchLoops(
+        running.dispatcher, outbox, running.metrics, clock, chosen.dispatch, clock_watch=running.gate
+    )
     loops.start()
     server.also_stop(loops.stop)
     server.also_stop(outbox.close)

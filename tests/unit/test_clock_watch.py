@@ -3,6 +3,8 @@ beyond the tolerance either way, the round fails and every call is refused, unti
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pytest
@@ -97,3 +99,30 @@ async def test_a_store_that_does_not_answer_leaves_the_verdict_as_it_was(store_c
     with pytest.raises(StoreUnavailable):
         await watch.check()
     assert not watch.in_step
+
+
+async def test_watching_checks_each_interval_and_outlives_a_failed_round(store_clock: StoreClock) -> None:
+    """`sesame dispatch` has no health watcher: the watch checks on its own, through store faults."""
+    watch = ClockWatch(store_clock.worker, store_clock)
+    watching = asyncio.create_task(watch.watch(0.01))
+    try:
+        store_clock.offset = timedelta(minutes=5)
+        await until(lambda: not watch.in_step)
+        store_clock.down = True
+        await asyncio.sleep(0.05)  # rounds that cannot read the store: the verdict stays
+        assert not watch.in_step
+        store_clock.down, store_clock.offset = False, timedelta()
+        await until(lambda: watch.in_step)
+    finally:
+        watching.cancel()
+        await asyncio.wait([watching])
+    assert watching.cancelled()
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Return once `condition` holds (within 2 s)."""
+    for _ in range(400):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("the watch never got there")

@@ -39,7 +39,7 @@ from sesame.server.dispatch_loop import DispatchLoops
 from sesame.server.domain.challenges import ChallengeFlows, ChallengePolicy
 from sesame.server.domain.dispatching import DEFAULT_SETTLE_WITHIN, Dispatcher, RecentCodes
 from sesame.server.domain.enrollment import EnrollmentFlows
-from sesame.server.domain.errors import ConfigurationError
+from sesame.server.domain.errors import ClockOff, ConfigurationError, StoreUnavailable
 from sesame.server.domain.lifecycle import LifecyclePolicy
 from sesame.server.domain.model import DeliveryState
 from sesame.server.domain.ports import (
@@ -121,11 +121,11 @@ class Runtime:
     probes: Mapping[str, Probe]
     metrics: Metrics
     dispatcher: Dispatcher  # sends what the outbox holds, through the same metered gateway
+    gate: ClockWatch  # refuses every call, holds the dispatchers, while the clock is out of step (0104)
     advisories: Mapping[str, Callable[[], bool]] = field(default_factory=dict)  # health names: works?
     seals: ChallengeSeals | None = None  # what a challenge's evidence says of its seals
     user_evidence: UserEvidenceReader | None = None  # a user's evidence: index, lifecycle, health (0036)
     health_notes: HealthNoter | None = None  # journals what health sees (decision 0036)
-    gate: ClockWatch | None = None  # refuses every call while the clock is out of step (decision 0104)
 
 
 def hsm_config(settings: Settings, *, create: bool = True) -> Pkcs11Config:
@@ -208,8 +208,14 @@ async def runtime(settings: Settings, heard: Heard = Heard.OWN_STEPS) -> AsyncIt
             # The steps that queue an SMS wake this worker's dispatchers, if it runs any (decision 0060).
             nudge=outbox.nudge() if heard is Heard.OWN_STEPS and settings.dispatch.loops else NO_NUDGE,
         )
+        # The clock checked before a loop takes anything (a serve worker's health watcher checks it again
+        # before its port opens): a clock out of step holds the loops (decision 0104).
+        with contextlib.suppress(ClockOff, StoreUnavailable):
+            await running.gate.check()
         # Stopped first on the way out (after the server drained): a loop finishes its batch.
-        loops = DispatchLoops(running.dispatcher, outbox, metrics, clock, settings.dispatch)
+        loops = DispatchLoops(
+            running.dispatcher, outbox, metrics, clock, settings.dispatch, clock_watch=running.gate
+        )
         loops.start()
         stack.push_async_callback(loops.stop)
         lag = LoopLagMonitor(metrics.event_loop_metrics())
@@ -609,11 +615,15 @@ async def dispatch(settings: Settings) -> None:
             _log.info(
                 "metrics on http://%s:%d/metrics", settings.metrics_addr.rpartition(":")[0], endpoint.port
             )
+        # No health watcher here: the clock is checked as often on its own (decision 0104).
+        watching = asyncio.create_task(running.gate.watch(settings.health_interval), name="clock-watch")
         try:
             _log.info("dispatching the SMS outbox with %d loop%s", loops, "" if loops == 1 else "s")
             await stop.wait()
             _log.info("stopping: each loop finishes its batch")
         finally:
+            watching.cancel()
+            await asyncio.wait([watching])
             if endpoint is not None:
                 endpoint.close()
     _log.info("stopped")

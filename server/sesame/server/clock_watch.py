@@ -10,16 +10,19 @@ either way, the round fails (health NOT_SERVING, a balancer takes the worker out
 health's is refused with ClockOff (UNAVAILABLE with RetryInfo: nothing was done, a retry lands on a worker
 in step) until a round finds the clock in step again. Between two rounds (a second by default) a clock that
 jumps is not seen: what a worker's instants expire in Redis is a duration, not an instant, so that such a
-jump lifts no ceiling (decision 0103).
+jump lifts no ceiling (decision 0103). The worker's dispatch loops (and `sesame dispatch`'s, which checks its
+clock on its own) take nothing from the outbox while the clock is out of step.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
-from sesame.server.domain.errors import ClockOff
+from sesame.server.domain.errors import ClockOff, StoreUnavailable
 from sesame.server.domain.lifecycle import CLOCK_SKEW
 
 if TYPE_CHECKING:
@@ -71,6 +74,14 @@ class ClockWatch:
             _log.info("clock back in step with the state store's (%+.1f s)", offset.total_seconds())
         if not self.in_step:
             raise ClockOff(offset)
+
+    async def watch(self, interval: float) -> None:
+        """Check every `interval` seconds until cancelled: in a process without a health watcher (`sesame
+        dispatch`), whose dispatch loops read `in_step`."""
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(ClockOff, StoreUnavailable):
+                await self.check()
 
     @property
     def in_step(self) -> bool:

@@ -28,6 +28,7 @@ from sesame.server.domain.errors import HsmUnavailable, KeyNotFound, StoreUnavai
 from sesame.server.tracing import recording
 
 if TYPE_CHECKING:
+    from sesame.server.clock_watch import ClockWatch
     from sesame.server.domain.dispatching import Dispatcher, QueuedSms
     from sesame.server.domain.ports import Clock, Outbox
     from sesame.server.env_reader import EnvReader
@@ -71,19 +72,23 @@ def read_dispatch(reader: EnvReader) -> DispatchSettings:
 class DispatchLoops:
     """The dispatch loops of one process; `start` them, `stop` them (they finish their batch first)."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 (what the loops run on; the clock's watch keyword-only)
         self,
         dispatcher: Dispatcher,
         outbox: Outbox,
         metrics: Metrics,
         clock: Clock,
         settings: DispatchSettings,
+        *,
+        clock_watch: ClockWatch | None = None,
     ) -> None:
+        """With `clock_watch`, the loops take nothing while it finds the clock out of step (decision 0104)."""
         self._dispatcher = dispatcher
         self._outbox = outbox
         self._metrics = metrics
         self._clock = clock
         self._settings = settings
+        self._clock_watch = clock_watch
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -112,13 +117,18 @@ class DispatchLoops:
         settings = self._settings
         next_claim = 0.0
         while not self._stopping.is_set():
+            if not self._in_step():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), 1.0)
+                continue
             try:
                 batch: list[QueuedSms] = []
                 if time.monotonic() >= next_claim:
                     batch = await self._outbox.reclaim(consumer, settings.claim_idle, settings.batch)
                     next_claim = time.monotonic() + settings.claim_idle.total_seconds() / 2
                 batch += await self._outbox.take(consumer, settings.batch, settings.wait)
-                if batch:
+                # Out of step while the take waited: the batch is left pending, claimed again once idle.
+                if batch and self._in_step():
                     await self._send_batch(consumer, batch)
             except StoreUnavailable as exc:
                 _log.warning("outbox unavailable (%s); trying again in a second", exc)
@@ -126,6 +136,12 @@ class DispatchLoops:
             except Exception:  # noqa: BLE001 (a loop that ends loses no SMS but silently sends none)
                 _log.exception("dispatch loop failed; going on in a second")
                 await asyncio.sleep(1)
+
+    def _in_step(self) -> bool:
+        """Whether the clock may decide: out of step, a dispatcher's instants are wrong (ahead, every code
+        read as expired and dead-lettered; behind, codes sent that no worker in step takes): the SMS wait in
+        the outbox for a dispatcher in step (decision 0104)."""
+        return self._clock_watch is None or self._clock_watch.in_step
 
     async def _send_batch(self, consumer: str, batch: list[QueuedSms]) -> None:
         """Send the batch concurrently; every third of the claim idle time its sends last, keep the entries
