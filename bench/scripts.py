@@ -45,7 +45,8 @@ from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisState
 from sesame.clients.sms_console import ConsoleSmsGateway
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
-from sesame.server.app import Gateway, Runtime, SystemClock, journal_sealer, wire
+from sesame.server.app import Gateway, Runtime, journal_sealer, wire
+from sesame.server.clock_watch import SystemClock
 from sesame.server.dispatch_loop import DispatchLoops, DispatchSettings
 from sesame.server.domain import codes
 from sesame.server.domain.budgets import SendBudget

@@ -37,7 +37,8 @@ from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisState
 from sesame.clients.sms_console import ConsoleSmsGateway
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
-from sesame.server.app import Gateway, SystemClock
+from sesame.server.app import Gateway
+from sesame.server.clock_watch import SystemClock
 from sesame.server.domain.errors import DeliveryRefused
 from sesame.server.domain.model import SentSms, SmsMessage
 from sesame.server.domain.ports import SmsGateway

@@ -10,7 +10,8 @@ from sesame.clients.redis_outbox_bell import Heard
 from sesame.clients.redis_store import RedisState
 from sesame.clients.sms_console import ConsoleSmsGateway
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
-from sesame.server.app import Gateway, RiskWiring, Runtime, SystemClock, journal_sealer, wire
+from sesame.server.app import Gateway, RiskWiring, Runtime, journal_sealer, wire
+from sesame.server.clock_watch import SystemClock
 from sesame.server.dispatch_loop import DispatchLoops, DispatchSettings
 from sesame.server.domain.challenges import ChallengePolicy
 from sesame.server.domain.lifecycle import LifecyclePolicy

@@ -33,7 +33,7 @@ from sesame.clients.sms_policy import RetryPolicy
 from sesame.clients.sms_smpp import SmppConfig, SmppSmsGateway
 from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
 from sesame.hsm.softhsm import bootstrap_dev_token
-from sesame.server.clock_watch import ClockWatch
+from sesame.server.clock_watch import ClockWatch, SystemClock
 from sesame.server.config import Settings
 from sesame.server.dispatch_loop import DispatchLoops
 from sesame.server.domain.challenges import ChallengeFlows, ChallengePolicy
@@ -91,14 +91,6 @@ if TYPE_CHECKING:
 _log = logging.getLogger("sesame")
 # After a step of the sealer process that sealed a block, the next step this soon (decision 0085).
 SEALER_BUSY_INTERVAL = timedelta(milliseconds=200)
-
-
-class SystemClock:
-    """UTC wall clock."""
-
-    def now(self) -> datetime:
-        """The current instant, timezone-aware."""
-        return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -480,15 +472,26 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
     )
 
 
-def journal_sealer(
+def journal_sealer(  # noqa: PLR0913 (what the sealer is made of; its clock's watch keyword-only)
     store: RedisState,
     keys: Pkcs11KeyStore,
     archive: JournalArchive,
     meter: SealerGauges,
     timing: SealerTiming | None,
+    *,
+    clock_watch: ClockWatch | None = None,
 ) -> Sealer:
-    """The journal's sealer over `store`'s journal, signing with `keys`, archiving into `archive`."""
-    return Sealer(store.sealed_journal(), keys, archive, timing, meter=meter, index=store.evidence_index())
+    """The journal's sealer over `store`'s journal, signing with `keys`, archiving into `archive`; with
+    `clock_watch`, sealing only while its clock is in step with Redis's (decision 0104)."""
+    return Sealer(
+        store.sealed_journal(),
+        keys,
+        archive,
+        timing,
+        meter=meter,
+        index=store.evidence_index(),
+        clock_watch=clock_watch,
+    )
 
 
 def transport_summary(transport: TransportSettings) -> str:
@@ -581,7 +584,8 @@ async def seal(settings: Settings, ready: Callable[[], None]) -> None:
         archive = JournalArchive(settings.journal_archive_dir)
         timing = SealerTiming(retention=settings.evidence_retention, busy_interval=SEALER_BUSY_INTERVAL)
         # Its two gauges only: the supervisor's scrape sums every process's (decision 0021).
-        sealer = journal_sealer(store, keys, archive, SealerGauges(CollectorRegistry()), timing)
+        gauges, watch = SealerGauges(CollectorRegistry()), ClockWatch(SystemClock(), store)
+        sealer = journal_sealer(store, keys, archive, gauges, timing, clock_watch=watch)
         sealing = asyncio.create_task(sealer.run(stop))
         _log.debug("%d objects of boot frozen out of the garbage collector", freeze_boot_heap())
         ready()

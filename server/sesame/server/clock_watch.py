@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
 from sesame.server.domain.errors import ClockOff, StoreUnavailable
@@ -34,6 +34,14 @@ _log = logging.getLogger("sesame.health")
 # Two workers each within this of Redis are within CLOCK_SKEW of each other: what the index of open
 # challenges keeps past an expiry, and what the voiding of a change covers.
 TOLERANCE: Final = CLOCK_SKEW / 2
+
+
+class SystemClock:
+    """UTC wall clock."""
+
+    def now(self) -> datetime:
+        """The current instant, timezone-aware."""
+        return datetime.now(UTC)
 
 
 class ClockWatch:

@@ -18,7 +18,7 @@ import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Final, Protocol
 
 from sesame.clients.redis_journal import (
@@ -29,11 +29,12 @@ from sesame.clients.redis_journal import (
     StoredSeal,
     feed_entries,
 )
-from sesame.server.domain.errors import SesameError, StoreUnavailable
+from sesame.server.clock_watch import ClockWatch, SystemClock
+from sesame.server.domain.errors import ClockOff, SesameError, StoreUnavailable
 from sesame.server.domain.evidence_index import IndexedOpening, indexed_opening
 from sesame.server.domain.journal_seal import Block, Closed, FeedEntry, Leaf, Seal, close_block, leaves_of
 from sesame.server.domain.model import KeyRef
-from sesame.server.domain.ports import EvidenceIndex
+from sesame.server.domain.ports import Clock, EvidenceIndex
 from sesame.server.journal_archive import ArchiveRefused, JournalArchive
 
 _log = logging.getLogger("sesame.journal")
@@ -133,7 +134,11 @@ class Sealer:
         holder: str = "",
         meter: SealerMeter | None = None,
         index: EvidenceIndex | None = None,
+        clock: Clock | None = None,
+        clock_watch: ClockWatch | None = None,
     ) -> None:
+        """With `clock_watch` (of `clock`, the system clock by default), a step while the clock is out of
+        step with Redis's seals nothing and lets the lease go (decision 0104)."""
         # Let the closed challenges' journals go from Redis once archived (decision 0037); the tests that
         # tamper with one in Redis after its seal turn this off.
         self.drops_journals = True
@@ -145,6 +150,8 @@ class Sealer:
         self._index = index
         self._pruned_at = 0.0
         self._timing = timing or SealerTiming()
+        self._clock = clock or SystemClock()
+        self._clock_watch = clock_watch
         self.holder = holder or holder_name()
         self.holding = False
         self._failing = ""  # the last failure logged: a lasting one is logged once, not every second
@@ -174,6 +181,20 @@ class Sealer:
             if self.holding:
                 await self._let_go()
 
+    async def _in_step(self) -> bool:
+        """Check the clock against Redis's (when watched); out of step, let the lease go if held."""
+        if self._clock_watch is None:
+            return True
+        try:
+            await self._clock_watch.check()
+        except ClockOff:
+            if self.holding:
+                self.holding = False
+                self._closed.clear()  # the next holder drains them from Redis
+                await self._let_go()
+            return False
+        return True
+
     async def _let_go(self) -> None:
         """Release the lease at a clean stop. Redis away then (StoreUnavailable): the lease expires by itself
         within its length; raising here made the worker skip its drain and exit 2 (decision 0062)."""
@@ -187,8 +208,13 @@ class Sealer:
             )
 
     async def step(self) -> Seal | None:
-        """Renew or take the lease; while held, seal what waits. Failures are logged and retried."""
+        """Renew or take the lease; while held, seal what waits. Failures are logged and retried. A clock out
+        of step seals nothing (its blocks' times would be wrong, and ahead it would prune the archive and the
+        evidence index by the retention early: a year ahead, eleven months of evidence gone): the lease is
+        let go, for a sealer in step to take."""
         try:
+            if not await self._in_step():
+                return None
             lease = await self._journal.lease(self.holder, self._timing.lease)
             self.holding = lease is not Lease.ANOTHERS
             if not self.holding:
@@ -246,7 +272,7 @@ class Sealer:
         for start in range(0, len(entries), ENTRIES_AT_ONCE):
             hashed += leaves_of(entries[start : start + ENTRIES_AT_ONCE])
             await asyncio.sleep(0)  # the calls waiting on this worker's loop run between two slices
-        now = datetime.now(UTC)
+        now = self._clock.now()
         block, leaves = close_block(
             previous.block if previous else None,
             entries,
@@ -303,7 +329,7 @@ class Sealer:
         if done is not None:
             await self._journal.drop_archived(self.holder, done)
         if time.monotonic() - self._pruned_at > PRUNE_EVERY_SECONDS:
-            cutoff = datetime.now(UTC) - self._timing.retention
+            cutoff = self._clock.now() - self._timing.retention
             await asyncio.to_thread(self._archive.prune, cutoff.isoformat(timespec="milliseconds"))
             self._pruned_at = time.monotonic()
         return count
@@ -326,7 +352,7 @@ class Sealer:
             chunk = entries[start : start + ENTRIES_AT_ONCE]
             openings += [found for e in chunk if (found := indexed_opening(e.fields)) is not None]
             await asyncio.sleep(0)
-        await self._index.index(openings, datetime.now(UTC), self._timing.retention)
+        await self._index.index(openings, self._clock.now(), self._timing.retention)
 
     async def drop_journals(self, streams: set[str]) -> dict[str, int]:
         """Let go of the closed challenges' journals among `streams`, and of those kept while their challenge
@@ -334,7 +360,7 @@ class Sealer:
         note the open ones to see again at their expiry. How many journals had each outcome."""
         if not self.drops_journals:
             return {}
-        now_ms = int(time.time() * 1000)
+        now_ms = int(self._clock.now().timestamp() * 1000)
         due = await self._journal.kept_due(now_ms)
         candidates = sorted({s for s in streams if self._journal.keys.is_challenge_journal(s)} | set(due))
         if not candidates:
