@@ -14,6 +14,7 @@ import pytest
 
 from sesame.clients.redis_store import RedisState
 from sesame.hsm.pkcs11 import Pkcs11KeyStore
+from sesame.server import journal_archive
 from sesame.server.clock_watch import ClockWatch
 from sesame.server.journal_archive import JournalArchive
 from sesame.server.sealer import Sealer
@@ -79,3 +80,34 @@ async def test_a_sealer_stamps_its_blocks_with_its_clock(
     seal = await Sealer(redis_store.sealed_journal(), keystore, archive, STEADY, clock=clock).step()
     assert seal is not None
     assert abs(datetime.fromisoformat(seal.block.at) - clock.now()) < timedelta(minutes=1)
+
+
+@pytest.mark.parametrize("watching", [True, False])
+async def test_a_sealer_a_year_ahead_prunes_no_evidence_when_watched(
+    redis_store: RedisState,
+    keystore: Pkcs11KeyStore,
+    archive: JournalArchive,
+    monkeypatch: pytest.MonkeyPatch,
+    watching: bool,  # noqa: FBT001 (a parameter)
+) -> None:
+    """Two archive segments of today; a new sealer (its first step prunes) whose clock reads a year ahead:
+    unwatched, it deletes the older segment as past the 13-month retention; watched, it keeps both."""
+    monkeypatch.setattr(journal_archive, "SEGMENT_BLOCKS", 1)
+    today = sealer(redis_store, keystore, archive, "today")
+    for nonce in range(2):
+        await journal_something(redis_store, nonce)
+        assert await today.step() is not None
+    await today._let_go()  # as at its clean stop: the lease free for the next
+    segments = sorted(archive.path.glob("segment-*.jsonl"))
+    assert len(segments) == 2
+    clock = ShiftedClock()
+    clock.skew(A_YEAR)
+    ahead = (
+        watched(redis_store, keystore, archive, clock)
+        if watching
+        else Sealer(redis_store.sealed_journal(), keystore, archive, STEADY, holder="ahead", clock=clock)
+    )
+    await journal_something(redis_store, 2)
+    await ahead.step()
+    kept = sorted(archive.path.glob("segment-*.jsonl"))
+    assert (kept == segments) is watching
