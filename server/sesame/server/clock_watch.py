@@ -1,9 +1,10 @@
-"""This worker's clock against the state store's: out of step, the worker serves no call (decision 0104).
+"""This process's clock against the state store's: out of step, it serves no call, sends no SMS and seals
+nothing (decision 0104).
 
 Every instant a worker decides by is read on its own clock: a code's expiry at Verify, the end of a block,
 the spacing of resends, the cooling after a change of number. Redis counts its expiries on its clock, the
 other workers on theirs. A host whose clock drifted or was set wrong decided with it: 10 minutes behind, it
-verified a code 12 minutes old; ahead, it lifted a block early by the gap (an outside audit, session 29).
+verified a code 12 minutes old; ahead, it lifted a block early by the gap (an outside audit).
 
 Each health round reads Redis's TIME between two readings of the worker's clock. Off by more than TOLERANCE
 either way, the round fails (health NOT_SERVING, a balancer takes the worker out) and every call but
@@ -11,7 +12,8 @@ health's is refused with ClockOff (UNAVAILABLE with RetryInfo: nothing was done,
 in step) until a round finds the clock in step again. Between two rounds (a second by default) a clock that
 jumps is not seen: what a worker's instants expire in Redis is a duration, not an instant, so that such a
 jump lifts no ceiling (decision 0103). The worker's dispatch loops (and `sesame dispatch`'s, which checks its
-clock on its own) take nothing from the outbox while the clock is out of step.
+clock on its own) take nothing from the outbox while the clock is out of step; the sealer checks it at each
+step, and seals nothing out of step.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ class ClockWatch:
         was_in_step, self._offset = self.in_step, offset
         if was_in_step and not self.in_step:
             _log.warning(
-                "clock %+.1f s off the state store's (tolerance %.0f s): every call refused until it is back",
+                "clock %+.1f s off the state store's (tolerance %.0f s): out of service until back in step",
                 offset.total_seconds(),
                 self._tolerance.total_seconds(),
             )
