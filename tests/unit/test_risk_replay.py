@@ -64,3 +64,35 @@ def test_a_bad_scenario_is_refused_with_its_event(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match="event 1: kind must be one of"):
         load(path)
     assert main(["risk", "replay", str(path)]) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        (b"\xff\xfe[[events]]\n", "can't decode"),
+        (b"events = [1]\n", "event 1: kind must be"),
+        (b'[[events]]\nkind = ["login"]\n', "event 1: kind must be"),
+        (b'past = ["ordinary"]\n[[events]]\nkind = "login"\n', "past must be"),
+        (b'[[events]]\nkind = "login"\nexpect = ["DENY"]\n', "event 1: expect must be"),
+        (b'[[events]]\nkind = "login"\nafter = "99999999999d"\n', "event 1: after must be"),
+        (b'[[events]]\nkind = "login"\nafter = "36601d"\n', "event 1: after must be at most"),
+        (b'[[events]]\nkind = "login"\nafter = "30000d"\n' * 2, "span more than"),
+        (b'[[events]]\nkind = "transfer"\npayee = "FR76"\namount = "abc"\n', "event 1: amount must be"),
+        (b'[[events]]\nkind = "transfer"\npayee = "FR76"\namount = inf\n', "event 1: amount must be"),
+        (b'[[events]]\nkind = "transfer"\npayee = "FR76"\namount = nan\n', "event 1: amount must be"),
+        (b'[[events]]\nkind = "transfer"\npayee = "FR76"\namount = -10\n', "event 1: amount must be"),
+        (b'[[events]]\nkind = "wrong_codes"\ncount = "x"\n', "event 1: count must be"),
+        (b'[[events]]\nkind = "wrong_codes"\ncount = -5\n', "event 1: count must be"),
+    ],
+)
+def test_a_value_of_the_wrong_type_or_size_is_refused_with_its_event(
+    text: bytes, why: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 2 and one line naming the file and the event: each of these escaped as a traceback (exit 1, which
+    reads as a decision not the one expected), or replayed a negative amount or count (decision 0105)."""
+    path = tmp_path / "bad.toml"
+    path.write_bytes(text)
+    assert main(["risk", "replay", str(path)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"sesame: {path}")
+    assert why in error

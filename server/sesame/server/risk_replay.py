@@ -54,6 +54,11 @@ OPERATIONS = frozenset({"add_payee", "transfer", "login"})
 _AFTER = re.compile(r"^([0-9]+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+# Bounds of what a file may say (decision 0105): beyond them the replay overflowed Python's dates or
+# integers with a traceback (exit 1, read as "a decision not the one expected") instead of naming the event.
+MAX_SPAN = timedelta(days=100 * 366)  # the whole scenario, its ordinary past included
+MAX_AMOUNT = 10**12  # EUR, far above any transfer
+MAX_COUNT = 1_000_000  # wrong codes in a row
 
 
 class ScenarioError(ValueError):
@@ -115,20 +120,23 @@ def load(path: Path) -> Scenario:
     """The scenario a file holds. ScenarioError."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    # UnicodeDecodeError: a file that is not UTF-8 text (it escaped as a traceback, exit 1).
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ScenarioError(f"{path}: {exc}") from None
     raw_events = data.get("events")
     if not isinstance(raw_events, list) or not raw_events:
         raise ScenarioError(f"{path}: no [[events]]")
     defaults = {"device": str(data.get("device", "")), "ip": str(data.get("ip", ""))}
     past = data.get("past", "none")
-    if past not in {"none", "ordinary"}:
+    if not isinstance(past, str) or past not in {"none", "ordinary"}:
         raise ScenarioError(f"{path}: past must be none or ordinary")
     before = ORDINARY_PAST if past == "ordinary" else []
     events = tuple(
-        _event(path, i, {**raw, "past": i <= len(before)}, defaults)
+        _event(path, i, raw if not isinstance(raw, dict) else {**raw, "past": i <= len(before)}, defaults)
         for i, raw in enumerate([*before, *raw_events], start=1)
     )
+    if sum((event.after for event in events), timedelta()) > MAX_SPAN:
+        raise ScenarioError(f"{path}: the events span more than {MAX_SPAN.days} days")
     return Scenario(
         name=str(data.get("name", path.stem)),
         fraud=bool(data.get("fraud", False)),
@@ -139,23 +147,34 @@ def load(path: Path) -> Scenario:
 
 def _event(path: Path, index: int, raw: Any, defaults: dict[str, str]) -> Event:
     where = f"{path}: event {index}"
-    if not isinstance(raw, dict) or raw.get("kind") not in KINDS:
+    # Each value's type is checked before it is used: a list where a word is expected, or a word where a
+    # number is, raised TypeError or ValueError out of the command (decision 0105).
+    if not isinstance(raw, dict) or not isinstance(raw.get("kind"), str) or raw["kind"] not in KINDS:
         raise ScenarioError(f"{where}: kind must be one of {', '.join(sorted(KINDS))}")
     match = _AFTER.match(str(raw.get("after", "0s")))
-    if match is None:
+    if match is None or len(match.group(1)) > 9:
         raise ScenarioError(f"{where}: after must be like 3m, 21h or 7d")
+    after = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    if after > MAX_SPAN:
+        raise ScenarioError(f"{where}: after must be at most {MAX_SPAN.days}d")
     expect = raw.get("expect")
-    if expect is not None and expect not in RiskDecision.__members__:
+    if expect is not None and (not isinstance(expect, str) or expect not in RiskDecision.__members__):
         raise ScenarioError(f"{where}: expect must be ALLOW, WARN, HOLD or DENY")
     if raw["kind"] in {"add_payee", "transfer"} and not raw.get("payee"):
         raise ScenarioError(f"{where}: a payee (IBAN) is needed")
+    amount = raw.get("amount", 0)
+    if isinstance(amount, bool) or not isinstance(amount, int | float) or not 0 <= amount <= MAX_AMOUNT:
+        raise ScenarioError(f"{where}: amount must be a number of EUR from 0 to {MAX_AMOUNT}")
+    count = raw.get("count", 0)
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_COUNT:
+        raise ScenarioError(f"{where}: count must be a whole number from 0 to {MAX_COUNT}")
     return Event(
         kind=raw["kind"],
-        after=timedelta(**{_UNITS[match.group(2)]: int(match.group(1))}),
+        after=after,
         payee=str(raw.get("payee", "")),
         name=str(raw.get("name", "Payee")),
-        amount_minor=round(float(raw.get("amount", 0)) * 100),
-        count=int(raw.get("count", 0)),
+        amount_minor=round(amount * 100),
+        count=count,
         device=str(raw.get("device", defaults["device"])),
         ip=str(raw.get("ip", defaults["ip"])),
         expect=None if expect is None else RiskDecision[expect],
