@@ -198,6 +198,51 @@ def test_a_missing_archive_directory_is_an_error_not_an_empty_archive(action: st
     assert not missing.exists()
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("verify", "--archive", "var", "--jwks", "jwks.json"),  # the var directory above the archive
+        ("verify", "--archive", "copy", "--jwks", "jwks.json"),  # an empty directory
+        ("export", "--archive", "var", "--archive-only"),
+    ],
+)
+def test_a_directory_without_segments_is_an_error_not_an_empty_archive(
+    args: tuple[str, ...], tmp_path: Path
+) -> None:
+    """An archive directory that exists but holds no segment (the wrong directory) exits 2 naming it: verify
+    printed `verified 0 blocks, 0 entries` and export `exported 0 blocks`, both exit 0 (decision 0106)."""
+    (tmp_path / "var" / "journal").mkdir(parents=True)
+    (tmp_path / "var" / "sms.jsonl").write_text("", encoding="utf-8")
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "jwks.json").write_text('{"keys": []}', encoding="utf-8")
+    env = bare_env(SESAME_VAR_DIR=str(tmp_path / "var"))
+
+    result = sesame("journal", *args, env=env, cwd=tmp_path)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert (
+        result.stderr.splitlines()[-1]
+        == f"sesame: no journal archive at {args[2]} (no segment-*.jsonl in it)"
+    )
+    assert result.stdout == ""
+
+
+def test_an_empty_export_is_an_error_not_a_verified_one(tmp_path: Path) -> None:
+    """`journal verify --export` of an empty file (an export cut to nothing, the wrong file) exits 2: it
+    printed `verified 0 blocks, 0 entries` and exited 0 (decision 0106)."""
+    (tmp_path / "empty.jsonl").write_text("", encoding="utf-8")
+    (tmp_path / "jwks.json").write_text('{"keys": []}', encoding="utf-8")
+    env = bare_env(SESAME_VAR_DIR=str(tmp_path / "var"))
+
+    result = sesame(
+        "journal", "verify", "--export", "empty.jsonl", "--jwks", "jwks.json", env=env, cwd=tmp_path
+    )
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.splitlines()[-1] == "sesame: --export empty.jsonl holds no block: nothing verified"
+    assert "verified" not in result.stdout
+
+
 def _sets(jwks_file: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
     """A set saved before the archive's key (empty), the set that holds it, and a file that is no set."""
     older, newer, junk = tmp_path / "older.json", tmp_path / "newer.json", tmp_path / "junk.json"

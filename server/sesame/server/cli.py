@@ -390,6 +390,10 @@ def _journal_verify(args: argparse.Namespace, settings: Settings) -> int:
         except MalformedExport as malformed:
             print(f"BROKEN: {malformed}")  # noqa: T201
             return 1
+        if checked.valid and not checked.blocks:
+            # An empty file (an export cut to nothing, /dev/null, the wrong file) verified nothing: exit 2,
+            # never `verified 0 blocks` (decision 0106).
+            raise ConfigurationError(f"--export {args.export} holds no block: nothing verified")
     else:
         archive = archive_named(args, settings)
         checked = verify_archive(archive.blocks(), jwks or {}, archive.first_number())

@@ -27,19 +27,23 @@ class MalformedExport(SesameError):
     """A line of an export file that no export writes."""
 
 
-def archive_named(args: argparse.Namespace, settings: Settings) -> JournalArchive:
+def archive_named(args: argparse.Namespace, settings: Settings, *, empty_ok: bool = False) -> JournalArchive:
     """The archive `--archive` names, else SESAME_JOURNAL_ARCHIVE_DIR's. A directory that does not exist is
-    an error, never an empty archive: a mistyped path read as `verified 0 blocks` would reassure wrongly."""
+    an error, never an empty archive: a mistyped path read as `verified 0 blocks` would reassure wrongly. So
+    is one that holds no segment (the var directory above the archive, a copy's parent: decision 0106),
+    unless `empty_ok` (an export that also reads Redis, whose first blocks may not be archived yet)."""
     path = Path(args.archive) if args.archive else settings.journal_archive_dir
     if not path.is_dir():
         raise ConfigurationError(f"no journal archive at {path} (not a directory)")
+    if not empty_ok and next(path.glob("segment-*.jsonl"), None) is None:
+        raise ConfigurationError(f"no journal archive at {path} (no segment-*.jsonl in it)")
     return JournalArchive(path)
 
 
 def run_export(args: argparse.Namespace, settings: Settings) -> int:
     """Export the blocks after the cursor; the cursor to resume from is printed on standard error."""
-    archive = archive_named(args, settings)
     url = None if args.archive_only else (args.redis or settings.redis_url)
+    archive = archive_named(args, settings, empty_ok=url is not None)
     output = Path(args.output) if args.output else None
     after = args.after
     if args.resume:
