@@ -163,3 +163,32 @@ def test_an_evidence_period_that_is_not_a_date_names_its_option(served: Served, 
     result = _sesame("evidence", "--target", served.address, "--user", "u", "--since", "2026-13-01", env=env)
     assert result.returncode == 2, result.stderr
     assert result.stderr.splitlines() == ["sesame: --since: not an ISO 8601 date or time: '2026-13-01'"]
+
+
+@pytest.mark.parametrize("where", ["no-such-directory/preuve.pdf", "."])
+def test_an_evidence_pdf_that_cannot_be_written_names_its_option(
+    where: str, served: Served, tmp_path: Path
+) -> None:
+    """`sesame evidence ... --pdf` into a missing directory or onto a directory exits 2 in one line, printing
+    no bundle: it printed the bundle, then a traceback, exit 1, the status of a failed check (decision 0107).
+    """
+    env = {**os.environ, "SESAME_VAR_DIR": str(tmp_path / "var")}
+    pdf = tmp_path / where
+    result = _sesame("evidence", "--target", served.address, "--user", "u", "--pdf", str(pdf), env=env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1].startswith("sesame: --pdf cannot be written (")
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+    assert [path.name for path in tmp_path.iterdir() if path.name.endswith(".part")] == []
+
+
+def test_an_evidence_pdf_replaces_the_file_whole(served: Served, tmp_path: Path) -> None:
+    """The PDF is written beside its name and renamed over it: the file there before is replaced by a
+    whole PDF, and no part file is left (decision 0107)."""
+    env = {**os.environ, "SESAME_VAR_DIR": str(tmp_path / "var")}
+    pdf = tmp_path / "preuve.pdf"
+    pdf.write_bytes(b"the bundle filed last week")
+    result = _sesame("evidence", "--target", served.address, "--user", "u", "--pdf", str(pdf), env=env)
+    assert result.returncode == 0, result.stderr
+    assert pdf.read_bytes().startswith(b"%PDF-")
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name != "var") == ["preuve.pdf"]

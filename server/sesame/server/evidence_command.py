@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -176,7 +177,9 @@ def _one_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def report(bundle: dict[str, Any], pdf: str | None) -> int:
-    """Print the bundle, write its PDF when asked; 1 when a check failed."""
+    """Write its PDF when asked, then print the bundle; 1 when a check failed."""
+    if pdf:
+        _write_pdf(bundle, Path(pdf))
     print(json.dumps(bundle, indent=2, ensure_ascii=False))  # noqa: T201
     for op in [bundle, *bundle.get("operations", [])]:
         seals = op.get("journal_seals")
@@ -187,8 +190,24 @@ def report(bundle: dict[str, Any], pdf: str | None) -> int:
             print(f"inclusion check failed: {offline['failed']}", file=sys.stderr)  # noqa: T201
         for broken in (op.get("completeness") or {}).get("broken", []):
             print(f"completeness check failed: {broken}", file=sys.stderr)  # noqa: T201
-    if pdf:
-        from sesame.server.evidence_pdf import render  # noqa: PLC0415 (fpdf2 only when a PDF is asked)
-
-        Path(pdf).write_bytes(render(bundle))
     return 0 if is_sound(bundle) else 1
+
+
+def _write_pdf(bundle: dict[str, Any], path: Path) -> None:
+    """The bundle's PDF at `path`, whole or not at all (decision 0107).
+
+    Written beside it under another name, then renamed over it: a command stopped while writing (Ctrl-C,
+    SIGTERM) leaves the file it replaces as it was, never half a PDF under the name a lawyer files. A path
+    that cannot be written is the operator's mistake (exit 2, one line, before the bundle is printed): it
+    escaped as a traceback with exit 1, the status of a failed check.
+    """
+    from sesame.server.evidence_pdf import render  # noqa: PLC0415 (fpdf2 only when a PDF is asked)
+
+    written = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        written.write_bytes(render(bundle))
+        written.replace(path)
+    except OSError as exc:
+        raise ConfigurationError(f"--pdf cannot be written ({exc.strerror})") from None
+    finally:
+        written.unlink(missing_ok=True)
