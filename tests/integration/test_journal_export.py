@@ -292,3 +292,36 @@ async def test_the_archive_verifies_with_its_keys_in_several_jwk_sets(
     )
     assert with_junk.returncode == 1
     assert with_junk.stdout.startswith("BROKEN: ")
+
+
+async def test_an_export_refused_for_its_redis_leaves_the_earlier_export_as_it_was(
+    sealed: JournalArchive, tmp_path: Path
+) -> None:
+    """`journal export --output F` whose Redis cannot be reached exits 2 and leaves F as an earlier export
+    wrote it: F was opened (emptied) before Redis was asked, so the refusal lost the whole export that a
+    `--resume` would have continued (decision 0108)."""
+    earlier = tmp_path / "journal.jsonl"
+    env = bare_env(SESAME_VAR_DIR=str(tmp_path / "var"))
+    whole = sesame(
+        "journal",
+        "export",
+        "--archive",
+        str(sealed.path),
+        "--archive-only",
+        "--output",
+        str(earlier),
+        env=env,
+        cwd=tmp_path,
+    )
+    assert whole.returncode == 0, whole.stderr
+    written = earlier.read_bytes()
+    assert written
+
+    refused = sesame(
+        "journal", "export", "--archive", str(sealed.path), "--redis", "redis://127.0.0.1:9/0", "--output",
+        str(earlier), env=env, cwd=tmp_path,
+    )  # fmt: skip
+
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "unavailable" in refused.stderr.splitlines()[-1]
+    assert earlier.read_bytes() == written

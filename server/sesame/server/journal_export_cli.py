@@ -51,8 +51,7 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
             raise ConfigurationError("--resume continues an --output file")
         after = resume_point(output)
     try:
-        with _opened(output, append=args.resume) as out:
-            done = asyncio.run(_export(archive, url, settings.redis_shards, out, after))
+        done = asyncio.run(_export(archive, url, settings.redis_shards, (output, args.resume), after))
     except OSError as exc:
         raise ConfigurationError(f"the export cannot be written ({exc.strerror})") from None
     print(  # noqa: T201
@@ -64,8 +63,11 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _export(
-    archive: JournalArchive, url: str | None, shards: int, out: IO[str], after: int
+    archive: JournalArchive, url: str | None, shards: int, output: tuple[Path | None, bool], after: int
 ) -> Exported:
+    """Export to `output` (the file, or standard output, and whether to append), opened once the sources
+    answered: opened first, an export refused because Redis could not be reached had already emptied the
+    file an earlier export wrote there (decision 0108)."""
     client = None if url is None else connect(url, timeout=10)
     try:
         live = None if client is None else RedisJournal(client, Keyspace(shards=shards), Scripts(client))
@@ -75,7 +77,8 @@ async def _export(
             head = await live.last_seal()
             last = max(last, head.block.number if head is not None else 0)
         progress = Progress(sys.stderr, max(0, last - after))
-        return await export(blocks_after(after, archive, live), out, progress, after)
+        with _opened(output[0], append=output[1]) as out:
+            return await export(blocks_after(after, archive, live), out, progress, after)
     finally:
         if client is not None:
             await close_lane(client)
