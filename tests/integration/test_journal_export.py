@@ -325,3 +325,26 @@ async def test_an_export_refused_for_its_redis_leaves_the_earlier_export_as_it_w
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert "unavailable" in refused.stderr.splitlines()[-1]
     assert earlier.read_bytes() == written
+
+
+async def test_an_export_from_the_wrong_archive_stops_at_the_gap(
+    sealed: JournalArchive, redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    """`--archive` naming a directory that is not this deployment's (empty: allowed, a new deployment's first
+    blocks may be in Redis only) while Redis holds blocks 5-6: the export exited 0 with blocks 5-6 alone,
+    blocks 1-4 skipped without a word. It exits 2 naming the blocks in neither place, writing none."""
+    other = tmp_path / "other-archive"
+    other.mkdir()
+    env = bare_env(SESAME_VAR_DIR=str(tmp_path / "var"))
+    output = tmp_path / "journal.jsonl"
+    refused = sesame(
+        "journal", "export", "--archive", str(other), "--redis", redis_server.url, "--output", str(output),
+        env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert refused.stderr.splitlines()[-1] == (
+        "sesame: blocks 1 to 4 are neither in the archive nor in Redis (is --archive this deployment's?): the"
+        " export stops after block 0"
+    )
+    assert output.read_text(encoding="utf-8") == ""
+    assert sealed.last_block() is not None

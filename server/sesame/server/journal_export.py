@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from sesame.server.domain.errors import ConfigurationError
 from sesame.server.domain.journal_seal import FeedEntry, Seal, seal_from_dict, seal_to_dict
 from sesame.server.journal_archive import ArchivedBlock, JournalArchive
 
@@ -58,15 +59,23 @@ def _line(value: dict[str, Any]) -> str:
 async def blocks_after(
     after: int, archive: JournalArchive | None, live: LiveSeals | None
 ) -> AsyncIterator[ArchivedBlock]:
-    """Every sealed block numbered after `after`, in order: the archive's, then those only Redis holds."""
+    """Every sealed block numbered after `after`, in order: the archive's, then those only Redis holds.
+    ConfigurationError when blocks between the two are in neither (decision 0106)."""
     last = after
     if archive is not None:
         for archived in archive.blocks():
             if archived.seal.block.number > last:
                 last = archived.seal.block.number
                 yield archived
-    if live is None:
-        return
+    if live is not None:
+        async for block in _live_after(last, archive, live):
+            yield block
+
+
+async def _live_after(
+    last: int, archive: JournalArchive | None, live: LiveSeals
+) -> AsyncIterator[ArchivedBlock]:
+    """The blocks after `last` that Redis holds, or that the archive took meanwhile."""
     for seal in await live.seals_from("0-0"):
         if seal.block.number <= last or not seal.leaves:  # a head kept without its leaves is archived
             continue
@@ -79,6 +88,13 @@ async def blocks_after(
                 yield archived
             if last >= seal.block.number:
                 continue
+            if seal.block.number > last + 1:
+                # In neither place (an archive directory that is not this deployment's, one restored without
+                # its latest segments): the export stops, it never skips blocks without a word.
+                raise ConfigurationError(
+                    f"blocks {last + 1} to {seal.block.number - 1} are neither in the archive nor in Redis"
+                    f" (is --archive this deployment's?): the export stops after block {last}"
+                )
         last = seal.block.number
         yield ArchivedBlock(seal, entries)
 
