@@ -192,3 +192,32 @@ def test_an_evidence_pdf_replaces_the_file_whole(served: Served, tmp_path: Path)
     assert result.returncode == 0, result.stderr
     assert pdf.read_bytes().startswith(b"%PDF-")
     assert sorted(path.name for path in tmp_path.iterdir() if path.name != "var") == ["preuve.pdf"]
+
+
+@pytest.mark.parametrize(
+    ("selector", "said"),
+    [
+        (("c-1", "--user", "u"), "sesame: name a challenge or --user, not both"),
+        (
+            ("c-1", "--transaction", "tx-1"),
+            "sesame: --since, --until and --transaction select a user's challenges: with --user",
+        ),
+    ],
+)
+def test_an_evidence_selector_never_ignores_a_part(
+    selector: tuple[str, ...], said: str, served: Served, tmp_path: Path
+) -> None:
+    """A challenge and a user (or a user's filters) named together: one was ignored without a word, the
+    challenge's bundle printed as if the user's were asked. Exit 2, naming the clash, nothing printed."""
+    env = {**os.environ, "SESAME_VAR_DIR": str(tmp_path / "var")}
+    result = _sesame("evidence", "--target", served.address, *selector, env=env)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.splitlines()[-1] == said
+
+
+def test_a_negative_export_cursor_is_refused(tmp_path: Path) -> None:
+    """`journal export --after -5` was taken, and read as `--after 0`: argparse refuses it, naming it."""
+    env = {**os.environ, "SESAME_VAR_DIR": str(tmp_path / "var")}
+    result = _sesame("journal", "export", "--archive-only", "--after", "-5", env=env)
+    assert result.returncode == 2
+    assert "--after: must be a block number (0 or more), not '-5'" in result.stderr

@@ -172,7 +172,9 @@ def _journal_parser(commands: Any) -> None:
         "--redis", default=None, help="also the blocks only Redis holds (default: SESAME_REDIS_URL, if set)"
     )
     export.add_argument("--archive-only", action="store_true", help="read no Redis")
-    export.add_argument("--after", type=int, default=0, help="start after this block number (the cursor)")
+    export.add_argument(
+        "--after", type=_block_number, default=0, help="start after this block number (the cursor)"
+    )
     export.add_argument("--output", default=None, help="the file to write (default: standard output)")
     export.add_argument(
         "--resume", action="store_true", help="continue --output after its last complete block"
@@ -494,6 +496,13 @@ def _target(value: str) -> str:
     if not host or not port.isascii() or not port.isdigit() or not 0 < int(port) <= 65535:
         raise argparse.ArgumentTypeError(f"must be host:port (an IPv6 address in brackets), not {value!r}")
     return value
+
+
+def _block_number(value: str) -> int:
+    """`--after` as a block number, 0 or more: a negative cursor was taken and read as 0."""
+    if not value.isascii() or not value.isdigit():
+        raise argparse.ArgumentTypeError(f"must be a block number (0 or more), not {value!r}")
+    return int(value)
 
 
 def _local(address: str) -> str:

@@ -40,6 +40,11 @@ def gather(  # noqa: PLR0913 (the selector's parts, keyword-only)
     """The bundle the selector asks for, fetched from the server at `target`."""
     if not challenge_id and not user_id:
         raise ConfigurationError("name a challenge, or --user (with --since/--until or --transaction)")
+    # Both named: one of them would be ignored without a word (the challenge's bundle printed for a user's).
+    if challenge_id and user_id:
+        raise ConfigurationError("name a challenge or --user, not both")
+    if challenge_id and (since or until or transaction_id):
+        raise ConfigurationError("--since, --until and --transaction select a user's challenges: with --user")
     jwks = fetch_jwks(target, tls)
     if challenge_id:
         return _operation(target, tls, challenge_id, jwks)
