@@ -323,7 +323,8 @@ async def test_an_export_refused_for_its_redis_leaves_the_earlier_export_as_it_w
     )  # fmt: skip
 
     assert refused.returncode == 2, refused.stdout + refused.stderr
-    assert "unavailable" in refused.stderr.splitlines()[-1]
+    # The Redis the option named, not the settings' (it named the embedded one).
+    assert refused.stderr.splitlines()[-1].startswith("sesame: Redis at 127.0.0.1:9 (--redis) unavailable: ")
     assert earlier.read_bytes() == written
 
 

@@ -243,7 +243,8 @@ def _run(argv: Sequence[str] | None) -> int:
     except StoreUnavailable as error:
         # A Redis that failed at boot (or for a command that reads it) printed `sesame: ConnectionError`
         # alone: name the setting and where it points, never the URL's password.
-        print(f"sesame: Redis {_redis_named(settings)} unavailable: {error}", file=sys.stderr)  # noqa: T201
+        named = _redis_named(settings, getattr(args, "redis", None))
+        print(f"sesame: Redis {named} unavailable: {error}", file=sys.stderr)  # noqa: T201
         return 2
     except SesameError as error:
         print(f"sesame: {error}", file=sys.stderr)  # noqa: T201
@@ -251,14 +252,20 @@ def _run(argv: Sequence[str] | None) -> int:
     return 0
 
 
-def _redis_named(settings: Settings | None) -> str:
-    """Which Redis a command used, for an error: the hosts (or socket) of SESAME_REDIS_URL, without its user
-    or password, or the embedded one."""
+def _redis_named(settings: Settings | None, option: str | None = None) -> str:
+    """Which Redis a command used, for an error: the hosts (or socket) of its `--redis` option or of
+    SESAME_REDIS_URL, without user or password, or the embedded one."""
+    if option:
+        return f"at {_where(option)} (--redis)"
     if settings is None or settings.redis_url is None:
         return "(the embedded redis-server under SESAME_VAR_DIR)"
-    parts = urlsplit(settings.redis_url)
-    where = parts.netloc.rpartition("@")[2] or parts.path
-    return f"at {where} (SESAME_REDIS_URL)"
+    return f"at {_where(settings.redis_url)} (SESAME_REDIS_URL)"
+
+
+def _where(url: str) -> str:
+    """A Redis URL's hosts (or socket), without its user or password."""
+    parts = urlsplit(url)
+    return parts.netloc.rpartition("@")[2] or parts.path
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> None:
