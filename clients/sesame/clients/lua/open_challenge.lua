@@ -193,6 +193,12 @@ local refusal = budget_refusal(sends, limits, now)
 if refusal then
   return refusal
 end
+-- Out of memory (maxmemory, noeviction), Redis refuses a script's first write when that write may grow
+-- memory, and lets every later one pass: the budgets' ZREMRANGEBYSCORE (a write that frees) came first, so
+-- every Start passed whole out of memory and Redis grew past maxmemory without bound (decision 0109). The
+-- first write is this one: SETRANGE of nothing on the request id's claim (a string, or no key) changes
+-- nothing, and out of memory it is refused before anything is written (OOM: UNAVAILABLE, retry later).
+redis.call('SETRANGE', request, 0, '')
 take_budgets(sends, limits, now, challenge_id)  -- named after its SMS: its hold's name (decision 0101)
 local n = tonumber(arg())
 local fields, entry = {}, {}
