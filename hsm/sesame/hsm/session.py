@@ -51,6 +51,10 @@ _log = logging.getLogger("sesame.hsm")
 # tries (jittered): about 1.5 s in all at most (decision 0064).
 OPEN_ATTEMPTS: Final = 8
 OPEN_PAUSE: Final = 0.07
+# After a reconnect that failed, calls are refused at once for this long, without calling the module: the
+# HSM is tried again by the first call after it (the health round's, once a second), not by every call
+# (a login and two log lines each, hundreds a second under load: decision 0110).
+RECONNECT_HOLD: Final = 1.0
 # A PIN refused is never tried again (an HSM may lock the token after a few).
 _PIN_REFUSED: Final = (PinExpired, PinIncorrect, PinInvalid, PinLenRange, PinLocked)
 PIN_REFUSED_HINT: Final = "the token refused the user PIN given (SESAME_HSM_PIN or SESAME_HSM_PIN_FILE)"
@@ -155,6 +159,8 @@ class TokenSession:
         self._generation = -1  # the worker's generation when `_session` was opened
         self._keys: dict[tuple[ObjectClass, str], Any] = {}
         self.users = 0
+        self._refusal = ""  # the last failed reconnect's refusal, given again until `_refused_until`
+        self._refused_until = 0.0  # time.monotonic()
 
     def __repr__(self) -> str:
         return f"TokenSession(module={self.worker.module!r}, token_label={self.token_label!r})"
@@ -219,7 +225,12 @@ class TokenSession:
         Library exceptions are translated outside the `except` blocks and never chained: their tracebacks
         hold python-pkcs11 objects (a search left open, say) whose finalisers call the module, and those
         must die here, on the HSM thread, not wherever our exception is dropped.
+
+        Within RECONNECT_HOLD of a reconnect that failed, the call is refused as that one was, without
+        calling the module or logging: one reconnect a second at most while the HSM is away (decision 0110).
         """
+        if self._refusal and time.monotonic() < self._refused_until:
+            raise HsmUnavailable(self._refusal)
         try:
             return op(self)
         except PKCS11Error as exc:
@@ -231,6 +242,8 @@ class TokenSession:
             return op(self)
         except PKCS11Error as exc:
             failure = _translate(exc, retry=False)
+        if isinstance(failure, HsmUnavailable):
+            self._refusal, self._refused_until = str(failure), time.monotonic() + RECONNECT_HOLD
         raise _collected(failure)
 
     def try_now(
