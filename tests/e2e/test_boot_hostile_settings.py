@@ -169,3 +169,32 @@ def test_a_grpc_address_without_a_port_is_its_one_problem(tmp_path: Path) -> Non
     output = _refused(tmp_path, {"SESAME_GRPC_ADDR": "nohost"}, "SESAME_GRPC_ADDR")
     problems = [line for line in output.splitlines() if line.startswith("  - ")]
     assert problems == ["  - SESAME_GRPC_ADDR must be host:port (an IPv6 address in brackets), not 'nohost'"]
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"not an ELF file, and long enough to be read as one\n" * 4, "invalid ELF header"),
+        (None, "undefined symbol: C_GetFunctionList"),
+    ],
+)
+def test_a_module_that_is_no_pkcs11_library_is_refused_naming_the_setting(
+    tmp_path: Path, content: bytes | None, why: str
+) -> None:
+    """SESAME_PKCS11_MODULE naming a file that is no library, or a library that is no PKCS#11 module (found
+    from outside): the boot stops naming the setting and why the module did not load. Before: `HSM call
+    failed: PKCS11Error`, after a WARNING `HSM session lost (PKCS11Error); reconnecting` and an ERROR."""
+    module = tmp_path / "module.so"
+    if content is None:  # a real shared library without C_GetFunctionList
+        libc = next(Path("/lib").glob("*-linux-gnu/libc.so.6"))
+        module.write_bytes(libc.read_bytes())
+    else:
+        module.write_bytes(content)
+    pin = tmp_path / "pin"
+    pin.write_text("1234\n")
+    settings = {**HSM, "SESAME_PKCS11_MODULE": str(module), "SESAME_HSM_PIN_FILE": str(pin)}
+    output = _refused(tmp_path, settings, "SESAME_PKCS11_MODULE")
+    assert f"the PKCS#11 module {module} (SESAME_PKCS11_MODULE) could not be loaded: " in output
+    assert why in output
+    assert "session lost" not in output
+    assert "1234" not in output

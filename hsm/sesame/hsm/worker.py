@@ -25,6 +25,7 @@ import pkcs11
 
 from sesame.hsm.direct import DirectSigner, direct_signer
 from sesame.hsm.token_files import ObjectFile, object_files, softhsm_token_dir
+from sesame.server.domain.errors import HsmUnavailable
 
 if TYPE_CHECKING:
     from sesame.hsm.session import TokenSession
@@ -95,7 +96,14 @@ class HsmWorker:
             self._softhsm_conf = os.environ.get("SOFTHSM2_CONF")
             token_dir = softhsm_token_dir(self._softhsm_conf)
             files = object_files(token_dir)  # before C_Initialize: a change while it reads is seen later
-            self._lib = pkcs11.lib(self.module)
+            try:
+                self._lib = pkcs11.lib(self.module)
+            except pkcs11.PKCS11Error as exc:
+                # Not a session lost: nothing to reconnect. Say which setting and why, once.
+                raise HsmUnavailable(
+                    f"the PKCS#11 module {self.module} (SESAME_PKCS11_MODULE) could not be loaded: "
+                    f"{_load_failure(self.module, exc)}"
+                ) from None
             self._direct = direct_signer(self.module)
             if self._lib.manufacturer_id == "SoftHSM":
                 self._token_dir, self._files_read = token_dir, files
@@ -157,3 +165,12 @@ def hsm_worker(module: str) -> HsmWorker:
         if worker is None:
             worker = _workers[key] = HsmWorker(key)
         return worker
+
+
+def _load_failure(module: str, exc: Exception) -> str:
+    """Why the dynamic loader refused `module` (`invalid ELF header`, `undefined symbol: C_GetFunctionList`,
+    ...): python-pkcs11's text without its prefix and the paths in front of the loader's reason."""
+    text = str(exc).removeprefix(f"OS exception while loading {module}: ")
+    while text.startswith("/") and ": " in text:
+        text = text.split(": ", 1)[1]
+    return text[:200] or type(exc).__name__
