@@ -221,3 +221,34 @@ def test_a_negative_export_cursor_is_refused(tmp_path: Path) -> None:
     result = _sesame("journal", "export", "--archive-only", "--after", "-5", env=env)
     assert result.returncode == 2
     assert "--after: must be a block number (0 or more), not '-5'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "said"),
+    [
+        (["sms", "dead-letters"], "  - SESAME_REDIS_URL cannot be read as a URL: Invalid IPv6 URL"),
+        (["keys", "rotate"], "  - SESAME_REDIS_URL cannot be read as a URL: Invalid IPv6 URL"),
+        (["dispatch"], "  - SESAME_REDIS_URL cannot be read as a URL: Invalid IPv6 URL"),
+    ],
+    ids=["sms-dead-letters", "keys-rotate", "dispatch"],
+)
+def test_a_redis_url_that_is_no_url_is_a_bad_setting(command: list[str], said: str, tmp_path: Path) -> None:
+    """`SESAME_REDIS_URL=redis://:pw@[::1/0` (a bracket left open) ended every command that reads Redis in a
+    traceback, `keys rotate` after making its key: exit 2 before anything is done, never the password."""
+    env = _bare_env(tmp_path, SESAME_REDIS_URL="redis://:hunter2@[::1/0", SESAME_METRICS_ADDR="off")
+    result = _sesame(*command, env=env)
+    assert (result.returncode, result.stdout) == (2, ""), result.stderr
+    assert "Traceback" not in result.stderr
+    assert "hunter2" not in result.stderr
+    assert result.stderr.splitlines()[-1] == said
+    assert not (tmp_path / "var").exists()  # no token made, no key rotated
+
+
+def test_a_redis_option_that_is_no_url_is_refused(tmp_path: Path) -> None:
+    """`journal export --redis 'redis://[::1/0'` ended in a traceback: exit 2, one line."""
+    (tmp_path / "var" / "journal").mkdir(parents=True)
+    result = _sesame("journal", "export", "--redis", "redis://:hunter2@[::1/0", env=_bare_env(tmp_path))
+    assert (result.returncode, result.stdout) == (2, ""), result.stderr
+    assert "Traceback" not in result.stderr
+    assert "hunter2" not in result.stderr
+    assert result.stderr.splitlines()[-1] == "sesame: the Redis URL cannot be used: Invalid IPv6 URL"

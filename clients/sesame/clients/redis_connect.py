@@ -40,8 +40,13 @@ _DRIVER: Final = DriverInfo()
 
 
 def is_cluster_url(url: str) -> bool:
-    """Whether `url` names a Redis Cluster (`redis+cluster://` or `rediss+cluster://`)."""
-    return urlsplit(url).scheme in _CLUSTER_SCHEMES
+    """Whether `url` names a Redis Cluster (`redis+cluster://` or `rediss+cluster://`). ConfigurationError for
+    what is no URL at all (`redis://[::1/0`: a `--redis` option, never checked with the settings)."""
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError as exc:  # its message names the fault, never the URL (which may hold the password)
+        raise ConfigurationError(f"the Redis URL cannot be used: {exc}") from None
+    return scheme in _CLUSTER_SCHEMES
 
 
 def connect(url: str, *, timeout: float, retry: Retry | None = None, **options: Any) -> RedisClient:

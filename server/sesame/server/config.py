@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Final
+from urllib.parse import urlsplit
 
 from sesame.clients.redis_keys import FEED_RESIDUES, SHARDS
 from sesame.server.dispatch_loop import DispatchSettings, read_dispatch
@@ -133,7 +134,7 @@ class Settings:
             environment=environment,
             grpc_addr=grpc_addr,
             var_dir=var_dir,
-            redis_url=reader.optional("SESAME_REDIS_URL", "unset: a redis-server child under SESAME_VAR_DIR"),
+            redis_url=_redis_url(reader),
             hsm=_hsm(reader),
             sms_providers=providers,
             sms_console_file=Path(
@@ -271,6 +272,22 @@ def _hsm(reader: EnvReader) -> HsmSettings | None:
     if module is not None and not Path(module).is_file():
         reader.problems.append(f"SESAME_PKCS11_MODULE {module!r} is not a file")
     return HsmSettings(module or "", token or "", pin)
+
+
+def _redis_url(reader: EnvReader) -> str | None:
+    """SESAME_REDIS_URL, when it parses as a URL at all (its scheme, host and port are the client's to judge).
+
+    `redis://[::1/0` (a bracket left open) made every command that reads Redis end in a traceback, `sesame
+    keys rotate` after its ceremony: refused here, before anything is done. The parser's message never quotes
+    the URL, which may hold the password.
+    """
+    url = reader.optional("SESAME_REDIS_URL", "unset: a redis-server child under SESAME_VAR_DIR")
+    if url is not None:
+        try:
+            urlsplit(url)
+        except ValueError as exc:
+            reader.problems.append(f"SESAME_REDIS_URL cannot be read as a URL: {exc}")
+    return url
 
 
 def _production(settings: Settings, problems: list[str]) -> None:
