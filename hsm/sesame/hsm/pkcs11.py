@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -122,6 +122,8 @@ class _CurrentKeys:
 
     keys: dict[KeyKind, KeyRef | None] = field(default_factory=dict)
     read_at: float = float("-inf")
+    # Awaited when a re-read finds a newer key, before it is used (the key ledger's record, decision 0115).
+    before_use: Callable[[], Awaitable[None]] | None = None
 
 
 class Pkcs11KeyStore:
@@ -166,6 +168,14 @@ class Pkcs11KeyStore:
         view = Pkcs11KeyStore(self._worker, self._live(), meter, self._current)
         view._owns_token = False
         return view
+
+    def before_rotated_keys_are_used(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Await `hook` when a re-read finds a key newer than the current one, before that key is used by this
+        store or its views; if it raises, the newer key is not taken and the next call that needs a current
+        key reads the token (and awaits it) again. The server records the token's keys in the key ledger
+        there: a key made by a `sesame keys rotate` killed before its own record, or run without
+        SESAME_REDIS_URL, is remembered before any challenge or proof names it (decision 0115)."""
+        self._current.before_use = hook
 
     def close(self) -> None:
         """Release the session (the last user of the token logs out). Idempotent."""
@@ -260,6 +270,8 @@ class Pkcs11KeyStore:
         if rotated:  # once per rotation picked up: never on a call's path otherwise
             self._current.read_at = float("-inf")  # until the new keys pass, the previous ones are stale
             await self._call("key_protection", lambda live: check_rotated(live, rotated), Needs.SEARCH)
+            if self._current.before_use is not None:
+                await self._current.before_use()
         self._remember(current)
 
     async def key_protection(self) -> list[KeyInfo]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
+from sesame.clients.redis_key_ledger import RedisKeyLedger
 from sesame.clients.redis_outbox_bell import Heard
 from sesame.clients.redis_outbox_nudge import NO_NUDGE, OutboxNudge
 from sesame.clients.redis_provider_ids import RedisProviderIds
@@ -61,7 +63,7 @@ from sesame.server.heap import freeze_boot_heap
 from sesame.server.journal_archive import JournalArchive
 from sesame.server.journal_evidence import ChallengeSeals
 from sesame.server.journal_reads import ArchivedJournals, ChallengeJournals
-from sesame.server.key_boot import KeyAudit, KeyBootPolicy, boot_keys
+from sesame.server.key_boot import KeyAudit, KeyBootPolicy, boot_keys, record_rotation
 from sesame.server.loop_lag import LoopLagMonitor
 from sesame.server.metrics import (
     DependencyMeter,
@@ -151,6 +153,9 @@ async def _opened(
         warn_copyable=warn_copyable,
     )
     audit = await boot_keys(config, keys, redis_url, boot, datetime.now(UTC))
+    ledger = RedisKeyLedger.from_url(redis_url)  # connects at its first use: a rotation picked up
+    stack.push_async_callback(ledger.close)
+    keys.before_rotated_keys_are_used(functools.partial(record_rotation, config, keys, ledger))
     store = RedisState.from_url(
         redis_url, shards=settings.redis_shards, retention=settings.retention, noops=settings.noops
     )

@@ -21,7 +21,7 @@ import asyncio
 import hashlib
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sesame.clients.redis_key_ledger import RedisKeyLedger
 from sesame.hsm.key_protection import refuse_exposed, warn_copyable
@@ -124,6 +124,22 @@ async def record_token(config: Pkcs11Config, redis_url: str, now: datetime) -> N
     finally:
         await ledger.close()
         await asyncio.to_thread(keys.close)
+
+
+async def record_rotation(config: Pkcs11Config, keys: Pkcs11KeyStore, ledger: RedisKeyLedger) -> None:
+    """Record the token's keys in the ledger when a running process finds a newer key, before it uses it.
+
+    `sesame keys rotate` records its key itself, right after the ceremony; killed in between (or run without
+    SESAME_REDIS_URL, or with Redis away then), it left a key the servers took up within a minute and the
+    ledger never heard of until their next boot: a token restored from before it then booted, and the next
+    rotation made that label again, so that the codes sent under the first read WRONG_CODE (decision 0115).
+    StoreUnavailable, or ConfigurationError for a label the ledger saw with another key: the newer key is
+    then not used.
+    """
+    try:
+        await ledger.record(await fingerprints(keys), datetime.now(UTC))
+    except KeyReplaced as exc:
+        raise _replaced(config.token_label, exc.label) from None
 
 
 async def check_usable_keys(keys: KeyStore, token_label: str) -> None:
