@@ -4,13 +4,19 @@ These are synchronous: they run on the process's HSM thread and wait for it. OTP
 secrets generated inside the token, sensitive and non-extractable, usable only to sign and verify (HMAC).
 Proof keys are EC P-256 key pairs generated inside the token: the private half sensitive, non-extractable
 and good for signing only, the public half readable (it is published as a JWK). No key can be changed, nor
-copied on the token (CKA_COPYABLE false, decision 0079). Two ceremonies must not run at the same time on one
-token (they could pick the same next version).
+copied on the token (CKA_COPYABLE false, decision 0079). Two ceremonies on one token from one host take
+turns (decision 0116): run at once, both picked the same next version and the token held two keys under it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import errno
+import hashlib
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -21,7 +27,7 @@ from sesame.hsm.key_protection import COPY_PROTECTION, KeyInfo
 from sesame.hsm.pkcs11 import P256_PARAMS, Pkcs11Config, every_key, versions
 from sesame.hsm.session import TokenSession, acquire_token, release_token
 from sesame.hsm.worker import hsm_worker
-from sesame.server.domain.errors import KeyAttributeUnsupported
+from sesame.server.domain.errors import ConfigurationError, KeyAttributeUnsupported
 from sesame.server.domain.model import KeyKind, KeyRef, key_versions
 
 T = TypeVar("T")
@@ -69,6 +75,9 @@ _PUBLIC_KEY_TEMPLATE: dict[Attribute, Any] = {
 }
 # The setting that makes keys without COPY_PROTECTION, named in the error of a token that refuses it.
 OMIT_COPYABLE_SETTING: Final = "SESAME_HSM_OMIT_COPYABLE=1"
+# How long a ceremony waits for the one under way on the same token (a key is made in well under a second).
+CEREMONY_WAIT_SECONDS: Final = 60.0
+_CEREMONY_LOCK_PREFIX: Final = "sesame-key-ceremony-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +104,7 @@ def init_keys(config: Pkcs11Config) -> CurrentKeys:
         lambda token: CurrentKeys(
             current(token, KeyKind.OTP), current(token, KeyKind.PROOF), current(token, KeyKind.JOURNAL)
         ),
+        makes_keys=True,
     )
 
 
@@ -110,7 +120,7 @@ def rotate_keys(config: Pkcs11Config, kind: KeyKind = KeyKind.OTP, *, above: int
         taken = key_versions((obj[Attribute.LABEL] for obj in list(token.session.get_objects())), kind)
         return _generate(config, token, KeyRef.of(kind, max([above, *taken]) + 1), kind)
 
-    return _on_token(config, rotate)
+    return _on_token(config, rotate, makes_keys=True)
 
 
 def list_keys(config: Pkcs11Config) -> list[KeyInfo]:
@@ -138,7 +148,7 @@ def import_secret(config: Pkcs11Config, label: str, secret: bytes) -> KeyRef:
         token.forget_key(label)
         return KeyRef(label)
 
-    return _on_token(config, create)
+    return _on_token(config, create, makes_keys=True)
 
 
 def _generate(config: Pkcs11Config, token: TokenSession, key: KeyRef, kind: KeyKind) -> KeyRef:
@@ -205,8 +215,9 @@ def _refuse_existing(token: TokenSession, label: str) -> None:
         raise ValueError(f"a key labelled {label!r} already exists in the token")
 
 
-def _on_token(config: Pkcs11Config, op: Callable[[TokenSession], T]) -> T:
-    """Run one ceremony step on the token's shared session, on the HSM thread, and wait for it."""
+def _on_token(config: Pkcs11Config, op: Callable[[TokenSession], T], *, makes_keys: bool = False) -> T:
+    """Run one ceremony step on the token's shared session, on the HSM thread, and wait for it; a step that
+    `makes_keys` first waits for its turn on the token (`_ceremony_turn`)."""
     worker = hsm_worker(config.module)
 
     def run() -> T:
@@ -216,4 +227,41 @@ def _on_token(config: Pkcs11Config, op: Callable[[TokenSession], T]) -> T:
         finally:
             release_token(token)
 
-    return worker.run(run)
+    if not makes_keys:
+        return worker.run(run)
+    with _ceremony_turn(config):
+        return worker.run(run)
+
+
+@contextlib.contextmanager
+def _ceremony_turn(config: Pkcs11Config) -> Iterator[None]:
+    """Hold the token's ceremony lock for the block, waiting up to CEREMONY_WAIT_SECONDS for it.
+
+    The next version is read from the token, then made: two processes doing so at once (a rotate run again
+    while the first still ran, two operators, replicas booting with a start afresh) both made the same label,
+    and every later use of that label failed (MultipleObjectsReturned, `keys list` included). The lock is an
+    abstract Unix socket named after the module, the SoftHSM directory and the token label, as the serving
+    ports' (dropped by the kernel however its holder dies); it serialises the ceremonies of one host (one
+    network namespace), not of several hosts sharing a network HSM (decision 0116).
+    """
+    where = f"{config.module}\0{os.environ.get('SOFTHSM2_CONF', '')}\0{config.token_label}"
+    name = f"\0{_CEREMONY_LOCK_PREFIX}{hashlib.sha256(where.encode()).hexdigest()[:32]}"
+    lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        deadline = time.monotonic() + CEREMONY_WAIT_SECONDS
+        while True:
+            try:
+                lock.bind(name)
+                break
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+            if time.monotonic() > deadline:
+                raise ConfigurationError(
+                    f"another key ceremony on the HSM token {config.token_label!r} has held it for "
+                    f"{CEREMONY_WAIT_SECONDS:.0f} s: nothing was made; run this one again once it ended"
+                )
+            time.sleep(0.02)
+        yield
+    finally:
+        lock.close()
