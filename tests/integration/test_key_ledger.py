@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -13,13 +14,13 @@ import redis.asyncio as aioredis
 from sesame.clients.redis_key_ledger import RedisKeyLedger
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_server import EmbeddedRedis
-from sesame.hsm.keys import init_keys, list_keys
+from sesame.hsm.keys import init_keys, list_keys, rotate_keys
 from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
 from sesame.server.config import Settings
 from sesame.server.domain.errors import ConfigurationError, KeyReplaced
 from sesame.server.domain.key_ledger import KeyPrint
 from sesame.server.domain.model import KeyKind
-from sesame.server.key_boot import KeyBootPolicy, fingerprints, ready_keys
+from sesame.server.key_boot import KeyBootPolicy, fingerprints, ready_keys, record_rotation
 from sesame.server.keys import run_keys
 
 pytestmark = pytest.mark.integration
@@ -164,3 +165,45 @@ async def test_a_key_ceremony_records_its_keys_and_tells_a_replaced_token_at_onc
     with pytest.raises(ConfigurationError, match="not the key Redis saw under that label"):
         await asyncio.to_thread(run_keys, replacement, "init")
     assert await ledger.seen() == seen
+
+
+async def test_a_newer_key_found_while_serving_is_recorded_before_it_is_used(
+    new_token: Callable[[], Pkcs11Config], ledger: RedisKeyLedger
+) -> None:
+    """A rotation the ledger was not told of (a `keys rotate` killed before its record) is recorded by the
+    process that finds it, before its first use (decision 0115)."""
+    config = new_token()
+    keys = await asyncio.to_thread(Pkcs11KeyStore.open, config)
+    try:
+        await ready_keys(config, keys, ledger, DEV, NOW)
+        keys.before_rotated_keys_are_used(functools.partial(record_rotation, config, keys, ledger))
+        await asyncio.to_thread(rotate_keys, config, KeyKind.OTP)
+        assert (await ledger.seen()).top(KeyKind.OTP) == 1
+
+        await keys.refresh_keys()  # what the re-read every 60 s does; here at once
+
+        assert (await keys.current_otp_key()).label == "sesame-otp-v2"
+        assert (await ledger.seen()).top(KeyKind.OTP) == 2
+    finally:
+        await asyncio.to_thread(keys.close)
+
+
+async def test_a_newer_key_the_ledger_saw_as_another_is_not_used(
+    new_token: Callable[[], Pkcs11Config], ledger: RedisKeyLedger
+) -> None:
+    """A newer key under a label the ledger saw with another key (the token replaced while serving) is not
+    taken: the previous current key is not used either, every call that needs one is refused."""
+    config = new_token()
+    keys = await asyncio.to_thread(Pkcs11KeyStore.open, config)
+    try:
+        await ready_keys(config, keys, ledger, DEV, NOW)
+        keys.before_rotated_keys_are_used(functools.partial(record_rotation, config, keys, ledger))
+        await ledger.record([KeyPrint(KeyKind.OTP, 2, "00" * 8)], NOW)  # v2, as another token made it
+        await asyncio.to_thread(rotate_keys, config, KeyKind.OTP)
+
+        with pytest.raises(ConfigurationError, match="holds sesame-otp-v2, but not the key Redis saw"):
+            await keys.refresh_keys()
+        with pytest.raises(ConfigurationError, match="holds sesame-otp-v2, but not the key Redis saw"):
+            await keys.current_otp_key()
+    finally:
+        await asyncio.to_thread(keys.close)
