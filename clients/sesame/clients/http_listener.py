@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -47,6 +48,10 @@ HEAD_TIMEOUT: Final = 5.0  # seconds a connection has to send its request
 # HEAD_TIMEOUT) took them all and the worker's calls failed (decision 0055 bounded the gRPC port alike).
 # Kannel makes a report's request and waits for its answer (a few milliseconds): far fewer at once.
 MAX_CONNECTIONS: Final = 128
+# A refused request (403, 404, 400...) is logged at most once in this many seconds per status, the next line
+# counting those held back: one WARNING per request let a flood of forged reports (anyone who reaches the
+# port, no token needed) write a line per request, 300 in 0.1 s, drowning the log and its alerts.
+REFUSED_EVERY_SECONDS: Final = 60.0
 
 
 class _Refused(asyncio.Protocol):
@@ -96,8 +101,11 @@ class HttpListener:
         max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         """Serve `route` at `path` once started; a connection has `head_timeout` s to send its request, and
-        at most `max_connections` are open at once."""
+        at most `max_connections` are open at once; a refused request is logged at most once per status
+        in REFUSED_EVERY_SECONDS."""
         self._path = path
+        self._refused_every = REFUSED_EVERY_SECONDS
+        self._refused: dict[int, tuple[float, int]] = {}  # status -> (last logged at, held back since)
         self._route = route
         self._head_timeout = head_timeout
         self._max_connections = max_connections
@@ -148,13 +156,22 @@ class HttpListener:
     async def _serve(self, request: web.Request) -> web.Response:
         # Raw, as sent: the route parses it (yarl's `query_string` would be decoded already).
         reply = await self._route(request.rel_url.raw_query_string)
-        _log.log(
-            logging.DEBUG if reply.status < HTTPStatus.BAD_REQUEST else logging.WARNING,
-            "%s from %s: %d",
-            self._path,
-            request.remote,
-            reply.status,
-        )
+        if reply.status < HTTPStatus.BAD_REQUEST:
+            _log.debug("%s from %s: %d", self._path, request.remote, reply.status)
+        else:
+            self._log_refused(reply.status, request.remote)
         response = web.Response(status=reply.status, text=reply.body + "\n")
         response.force_close()
         return response
+
+    def _log_refused(self, status: int, remote: str | None) -> None:
+        """One WARNING per status, then none for `refused_every` seconds; the next counts those held back."""
+        now = time.monotonic()
+        last = self._refused.get(status)
+        if last is not None and now - last[0] < self._refused_every:
+            self._refused[status] = (last[0], last[1] + 1)
+            return
+        held_back = 0 if last is None else last[1]
+        self._refused[status] = (now, 0)
+        more = f"; {held_back} more not logged in the last {self._refused_every:.0f} s" if held_back else ""
+        _log.warning("%s from %s: %d%s", self._path, remote, status, more)
