@@ -547,6 +547,7 @@ class MemoryChallenges:
         text: SentText | None = None,
         *,
         provider_ids: tuple[str, ...] = (),
+        unconfirmed: tuple[str, ...] = (),
         unit: str = "",
     ) -> bool:
         """record_dispatch.lua's record (MemoryOutbox.settle): the message's state, from queued; False when
@@ -575,6 +576,8 @@ class MemoryChallenges:
             extra = {"provider_ref": provider_ref, **({} if text is None else text.journal_fields())}
             if provider_ids:
                 extra["provider_id"] = " ".join(provider_ids)
+            if unconfirmed:
+                extra["unconfirmed_before"] = " ".join(unconfirmed)
             extra["delivery"] = challenge.delivery.value
             self._m._append(challenge, "challenge.delivery", at, state.value, extra)
             return True

@@ -170,11 +170,19 @@ class MemoryOutbox:
         text: SentText | None = None,
         *,
         provider_ids: tuple[str, ...] = (),
+        unconfirmed: tuple[str, ...] = (),
     ) -> bool:
         unit = self._unit(queued.entry_id)
         self._drop(queued.entry_id)
         return await self._store.record_dispatch(
-            queued, state, provider_ref, at, text, provider_ids=provider_ids, unit=unit
+            queued,
+            state,
+            provider_ref,
+            at,
+            text,
+            provider_ids=provider_ids,
+            unconfirmed=unconfirmed,
+            unit=unit,
         )
 
     async def fail(

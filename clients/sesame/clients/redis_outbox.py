@@ -215,6 +215,7 @@ class RedisOutbox:
         text: SentText | None = None,
         *,
         provider_ids: tuple[str, ...] = (),
+        unconfirmed: tuple[str, ...] = (),
     ) -> bool:
         """record_dispatch.lua: the send recorded and journaled, the entry acknowledged and deleted; False
         when this attempt's send was recorded already (the step ran, its answer was lost: nothing written)."""
@@ -228,6 +229,11 @@ class RedisOutbox:
         written = [] if text is None else [item for pair in text.journal_fields().items() for item in pair]
         if provider_ids:
             written += ["provider_id", " ".join(provider_ids)]  # SMPP: one id per part
+        if unconfirmed:
+            written += [
+                "unconfirmed_before",
+                " ".join(unconfirmed),
+            ]  # earlier providers that may have taken it
         args = [
             GROUP,
             queued.entry_id,

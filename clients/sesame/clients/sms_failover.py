@@ -10,6 +10,7 @@ provider that is down costs the messages nothing once its breaker has opened.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -19,6 +20,7 @@ from typing import Protocol
 
 from sesame.clients.sms_breaker import BreakerSettings, BreakerState, CircuitBreaker
 from sesame.clients.sms_policy import BEFORE_ACCEPTANCE, FINAL_WORDS, PROVIDER_FAULTS, RetryPolicy
+from sesame.clients.sms_reference import provider_ref
 from sesame.server.domain.dispatching import UNCONFIRMED
 from sesame.server.domain.errors import DeliveryFailed, DeliveryFailure, DeliveryRefused
 from sesame.server.domain.model import DeliveryState, SentSms, SmsMessage
@@ -113,11 +115,15 @@ class FailoverSmsGateway:
         (DeliveryRefused when each gave its final word, BreakerOpen when every breaker was open)."""
         failures: list[str] = []
         failed_with: list[DeliveryFailed] = []
+        # Earlier providers that may have taken the message (decision 0096): named with the one that did.
+        unconfirmed: list[str] = []
         every_open = every_final = True
         for provider in self._providers:
             try:
-                return await self._through(provider, message)
+                sent = await self._through(provider, message)
             except DeliveryFailed as exc:
+                if exc.reason in UNCONFIRMED and not isinstance(exc, BreakerOpen):
+                    unconfirmed.append(f"{provider_ref(provider.name, message)}:{exc.reason}")
                 failures.append(f"{provider.name}: {exc}")
                 failed_with.append(exc)
                 every_open = every_open and isinstance(exc, BreakerOpen)
@@ -129,6 +135,8 @@ class FailoverSmsGateway:
                         provider.name,
                         exc.reason,
                     )
+            else:
+                return dataclasses.replace(sent, unconfirmed=(*sent.unconfirmed, *unconfirmed))
         failed = BreakerOpen if every_open else DeliveryRefused if every_final else DeliveryFailed
         raise failed("; ".join(failures), _failure_of(failed_with))
 

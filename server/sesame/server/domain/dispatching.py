@@ -341,6 +341,7 @@ class Dispatcher:
                 sent.sent_at,
                 record,
                 provider_ids=sent.provider_ids,
+                unconfirmed=sent.unconfirmed,
             )
         )
         return Dispatched(Outcome.SENT, sent.sent_at)

@@ -371,3 +371,7 @@ class SentSms:
     # The provider's own message ids, to record beside our reference (SMPP: one per part; Kannel's
     # sendsms answers with none).
     provider_ids: tuple[str, ...] = ()
+    # The providers asked before the one that took it whose attempt may have reached the phone all the same
+    # (no answer in time, the connection lost, some parts taken: decision 0096), each as `<its provider
+    # reference>:<failure>`: the journal names every provider the code may have gone through (decision 0120).
+    unconfirmed: tuple[str, ...] = ()
