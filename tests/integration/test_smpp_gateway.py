@@ -478,3 +478,40 @@ async def test_a_message_refused_after_some_parts_is_partial(smsc: Smsc, gateway
     with pytest.raises(DeliveryFailed) as caught:
         await gateway.send(SmsMessage(PHONE, LONG, "ch.k1.d6"))
     assert (caught.value.reason, len(smsc.submitted)) == ("partial", 3)
+
+
+async def test_a_submit_answered_after_the_timeout_is_kept_and_not_submitted_again(
+    smsc: Smsc, gateways: Gateways, receipts: Receipts
+):
+    """The SMSC answers the only part of a code SMS 1.5 s after the gateway's 1 s timeout, with a message id,
+    then sends its receipt: the send failed (`timeout`), but the receipt records DELIVERED against the
+    message, and the same text asked again (the outbox's next try, the same reference) is answered with the
+    SMSC's id and not submitted a second time (decision 0121). Before, the late answer was dropped, the
+    receipt found nothing and the next try sent the code again."""
+    smsc.late = {0: 1.5}
+    gateway = await gateways(timing=Timing(connect=2.0, response=1.0, keepalive=30.0))
+    message = SmsMessage(PHONE, "MaBanque: code 482913 pour vous connecter.", "ch.k1.d6", reference=ENTRY_ID)
+    with pytest.raises(DeliveryFailed) as caught:
+        await gateway.send(message)
+    assert caught.value.reason == "timeout"
+    await _until(lambda: bool(receipts.seen))
+    assert receipts.seen == [("ch.k1.d6", DeliveryState.DELIVERED, f"smpp-{ENTRY_ID}")]
+    sent = await gateway.send(message)
+    assert sent.provider_ids == (smsc.submitted[0].message_id,)
+    assert len(smsc.submitted) == 1
+
+
+async def test_a_later_text_of_a_message_taken_late_is_submitted(smsc: Smsc, gateways: Gateways):
+    """Taken late, but the next try's text differs (its validity in minutes went down): that text is
+    submitted, since the journal names the text sent by its hash."""
+    smsc.late, smsc.receipt = {0: 1.5}, None
+    gateway = await gateways(timing=Timing(connect=2.0, response=1.0, keepalive=30.0))
+    first = SmsMessage(PHONE, "MaBanque: code 482913. Valable 5 min.", "ch.k1.d6", reference=ENTRY_ID)
+    with pytest.raises(DeliveryFailed):
+        await gateway.send(first)
+    await _until(lambda: len(smsc.submitted) == 1)
+    await asyncio.sleep(0.1)
+    await gateway.send(
+        SmsMessage(PHONE, "MaBanque: code 482913. Valable 4 min.", "ch.k1.d6", reference=ENTRY_ID)
+    )
+    assert len(smsc.submitted) == 2

@@ -50,12 +50,15 @@ class Smsc:
     accept_first: int = 0  # submits accepted before `refuse_with` applies
     refusals: int | None = None  # how many submits `refuse_with` refuses before accepting again; None: all
     refused: int = 0  # submits refused so far
+    # Seconds to wait before answering the submit of this index (0 the first), past the ESME's timeout
+    late: dict[int, float] = field(default_factory=dict)
     submitted: list[Submitted] = field(default_factory=list)
     binds: int = 0
     _server: smpp34.Server | None = None
     _sessions: dict[str, smpp34.Esme] = field(default_factory=dict)
     _count: int = 0
     _task: asyncio.Task[None] | None = None
+    _late_answers: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def start(self) -> None:
         """Listen (the bind takes under a millisecond) and answer in a task of this event loop."""
@@ -103,6 +106,10 @@ class Smsc:
             return
         self._count += 1
         message_id = f"sim{self._count:06x}"
+        delay = self.late.get(self._count - 1)
+        if delay is not None:
+            self._late_answers.add(asyncio.create_task(self._late(event, message_id, delay)))
+            return
         event.accept(message_id=message_id)
         self.submitted.append(
             Submitted(
@@ -128,6 +135,27 @@ class Smsc:
                     esm_class=0x04,
                     short_message=f"{text}stat:{self.receipt} err:000 text:".encode(),
                 )
+
+    async def _late(self, event: smpp34.SubmitSmEvent, message_id: str, delay: float) -> None:
+        """Answer `event` after `delay` seconds, as an SMSC whose answers are late; then as `_submitted`."""
+        await asyncio.sleep(delay)
+        event.accept(message_id=message_id)
+        self.submitted.append(
+            Submitted(
+                message_id,
+                event.destination_addr,
+                event.source_addr,
+                event.source_addr_ton,
+                event.esm_class,
+                event.data_coding,
+                event.registered_delivery,
+                event.short_message,
+                {tlv.tag: bytes(tlv.value) for tlv in event.tlvs},
+            )
+        )
+        session = self._sessions.get(event.session_id)
+        if self.receipt is not None and event.registered_delivery and session is not None:
+            await self.push_receipt(message_id, self.receipt)
 
     async def push_receipt(self, message_id: str, stat: str) -> None:
         """A receipt for `message_id` on every bound session: as an SMSC that reports later, on whichever

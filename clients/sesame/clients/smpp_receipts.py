@@ -132,6 +132,13 @@ class ReceiptBook:
         early = self._early.pop(message_id, None)
         return None if early is None else self.settle(early)
 
+    def late(self, message_id: str, tracked: Tracked, parts: int) -> Settled | None:
+        """The SMSC accepted a part after its send was given up on (decision 0121): the message is tracked
+        again (as of `parts` parts) if it was forgotten, then as `accepted`."""
+        if tracked not in self._messages:
+            self.expect(tracked, parts)
+        return self.accepted(message_id, tracked)
+
     def knows(self, message_id: str) -> bool:
         """Whether `message_id` is a part this process sent and still remembers."""
         return message_id in self._parts

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, NoReturn
@@ -33,6 +34,9 @@ DELIVERIES_AT_ONCE: Final = 32
 # Bytes of our answers the SMSC may leave unread before the session is dropped: one that sends and never
 # reads would otherwise grow our write buffer for as long as it sends.
 UNREAD_LIMIT: Final = 1 << 20
+# Requests given up on (no answer in time) whose late answer is still handed to their `late` callback: an
+# SMSC that answers a submit_sm after our timeout took the message all the same (decision 0121).
+LATE_KEPT: Final = 1024
 
 
 class SessionLost(Exception):
@@ -77,6 +81,7 @@ class SmppSession:
         self._on_deliver = on_deliver
         self._sequence = itertools.count(1)
         self._waiting: dict[int, tuple[asyncio.Future[Pdu], OnResponse | None]] = {}
+        self._late: OrderedDict[int, OnResponse] = OrderedDict()
         self._handlers: set[asyncio.Task[None]] = set()
         self._deliveries = asyncio.Semaphore(DELIVERIES_AT_ONCE)
         self._closed = False
@@ -112,8 +117,16 @@ class SmppSession:
             raise SessionLost(f"unexpected PDU 0x{answer.command_id:08x} before the bind answer")
         return answer
 
-    async def request(self, command_id: int, body: bytes, on_response: OnResponse | None = None) -> Pdu:
-        """Send a request and wait for its answer; `on_response` sees it first, before any later PDU."""
+    async def request(
+        self,
+        command_id: int,
+        body: bytes,
+        on_response: OnResponse | None = None,
+        *,
+        late: OnResponse | None = None,
+    ) -> Pdu:
+        """Send a request and wait for its answer; `on_response` sees it first, before any later PDU. When
+        no answer came in time (NoAnswer), `late` sees the answer if it comes later on this session."""
         if self._closed:
             raise Closed("the session is closed")
         sequence = next(self._sequence)
@@ -124,6 +137,10 @@ class SmppSession:
             async with asyncio.timeout(self._timing.response):
                 return await answered
         except TimeoutError:
+            if late is not None:
+                self._late[sequence] = late
+                while len(self._late) > LATE_KEPT:
+                    self._late.popitem(last=False)
             raise NoAnswer("the SMSC did not answer in time") from None
         finally:
             self._waiting.pop(sequence, None)
@@ -179,7 +196,10 @@ class SmppSession:
     def _answered(self, received: Pdu) -> None:
         waiting = self._waiting.get(received.sequence)
         if waiting is None:
-            return  # answered after we gave up on it
+            late = self._late.pop(received.sequence, None)
+            if late is not None:
+                late(received)  # answered after we gave up on it: told to whom it may still concern
+            return
         answered, on_response = waiting
         if on_response is not None:
             on_response(received)

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import hashlib
 import logging
 import random
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -46,6 +49,9 @@ _FIRST_RETRY, _LONGEST_RETRY = 0.5, 10.0
 _STEADY_SESSION: Final = 10.0
 # What an SMSC answers a part it did not take, on a session that goes on: the part alone may be asked again.
 _PART_RETRIED: Final = frozenset({"throttled", "unavailable"})
+# Messages whose last part the SMSC accepted after our timeout (decision 0121), by reference: a later try
+# of the same text is answered with their ids, not submitted again. Bounded; per process.
+_TAKEN_LATE_KEPT: Final = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +100,8 @@ class SmppSmsGateway:
         self._keeper: asyncio.Task[None] | None = None
         self._closing = False
         self._tasks: set[asyncio.Task[object]] = set()
+        # ref -> (the SHA-256 of the text, the parts' ids): never the text, which holds the code.
+        self._taken_late: OrderedDict[str, tuple[bytes, tuple[str, ...]]] = OrderedDict()
 
     async def start(self) -> None:
         """Start the task that binds, and binds again after every drop."""
@@ -118,6 +126,11 @@ class SmppSmsGateway:
         """Submit every part; DeliveryFailed unless the SMSC accepted them all."""
         ref = provider_ref("smpp", message)
         sent_at = self._clock.now()
+        whole = self._taken_late.pop(ref, None)
+        if whole is not None and whole[0] == _digest(message.text):
+            # An earlier try's submit_sm_resp came after our timeout: the SMSC has this very text whole.
+            _log.info("SMS %s for %s taken late by the SMSC: not submitted again", ref, message.challenge_id)
+            return SentSms(provider_ref=ref, sent_at=sent_at, provider_ids=whole[1])
         session = await self._bound()
         encoded = smpp_text.encode(message.text, random.randrange(256))  # noqa: S311 (a UDH reference, no secret)
         tracked = Tracked(message.challenge_id, ref)
@@ -129,10 +142,14 @@ class SmppSmsGateway:
         try:
             # Every part carries our reference for the message: the SMSC sees it, its records hold it.
             reference = ((pdu.TLV_USER_MESSAGE_REFERENCE, user_message_reference(ref).to_bytes(2, "big")),)
-            for part in encoded.parts:
+            for index, part in enumerate(encoded.parts):
                 short = self._short_message(message, encoded, part, receipt, reference)
                 parts = len(encoded.parts) if receipt else 0
-                ids.append(await self._submit_part(session, short, tracked, parts, later=bool(ids)))
+                # The last part taken late leaves the whole text at the SMSC: remembered for a later try.
+                last = (_digest(message.text), tuple(ids)) if index == len(encoded.parts) - 1 else None
+                ids.append(
+                    await self._submit_part(session, short, tracked, parts, later=bool(ids), last=last)
+                )
         except DeliveryFailed as exc:
             if ids:
                 # Some parts went: asking this SMSC again would send them twice (docs/decisions/0030).
@@ -184,8 +201,15 @@ class SmppSmsGateway:
             raise DeliveryFailed("SMSC not bound", "unreachable")
         return self._session
 
-    async def _submit_part(
-        self, session: SmppSession, short: ShortMessage, tracked: Tracked, parts: int, *, later: bool
+    async def _submit_part(  # noqa: PLR0913 (the part, its message, and what a late answer completes)
+        self,
+        session: SmppSession,
+        short: ShortMessage,
+        tracked: Tracked,
+        parts: int,
+        *,
+        later: bool,
+        last: tuple[bytes, tuple[str, ...]] | None = None,
     ) -> str:
         """Submit one part. A later part (the SMSC took the ones before) refused before acceptance
         (throttled, queue full, system error) is asked again after a jittered pause, within `part_retry`:
@@ -196,7 +220,7 @@ class SmppSmsGateway:
         attempt = 0
         while True:
             try:
-                return await self._submit(session, short, tracked, parts)
+                return await self._submit(session, short, tracked, parts, last)
             except DeliveryFailed as exc:
                 if not later or exc.reason not in _PART_RETRIED or attempt == retry.retries:
                     raise
@@ -204,9 +228,17 @@ class SmppSmsGateway:
                 await asyncio.sleep(retry.delay(attempt, random.random()))  # noqa: S311 (jitter, no secret)
                 attempt += 1
 
-    async def _submit(self, session: SmppSession, short: ShortMessage, tracked: Tracked, parts: int) -> str:
+    async def _submit(
+        self,
+        session: SmppSession,
+        short: ShortMessage,
+        tracked: Tracked,
+        parts: int,
+        last: tuple[bytes, tuple[str, ...]] | None = None,
+    ) -> str:
         """Submit one part; its SMSC message id ("" if the answer had none readable). `parts` > 0: the
-        message's part count, a receipt is expected for each."""
+        message's part count, a receipt is expected for each. `last`: this is the message's last part, its
+        text's digest and the ids of the parts before it (kept if this one is taken after our timeout)."""
 
         def accepted(answer: Pdu) -> None:
             # Runs before the reader takes the next PDU: a receipt right behind the answer finds its id.
@@ -223,7 +255,8 @@ class SmppSmsGateway:
         async with self._window:
             await self._pace()
             try:
-                answer = await session.request(pdu.SUBMIT_SM, short.body(), accepted)
+                late = functools.partial(self._answered_late, tracked=tracked, parts=parts, last=last)
+                answer = await session.request(pdu.SUBMIT_SM, short.body(), accepted, late=late)
             except NoAnswer:
                 raise DeliveryFailed("SMSC did not answer the submit_sm in time", "timeout") from None
             except Closed:
@@ -239,6 +272,31 @@ class SmppSmsGateway:
             return pdu.parse_message_id(answer.body)
         except pdu.MalformedPdu:
             return ""
+
+    def _answered_late(
+        self, answer: Pdu, *, tracked: Tracked, parts: int, last: tuple[bytes, tuple[str, ...]] | None
+    ) -> None:
+        """A submit_sm_resp after we gave up on the part (decision 0121): if the SMSC took it, its receipt
+        leads back to the challenge, and a later try of the same text, whole at the SMSC when this was the
+        last part, is not submitted again."""
+        if answer.status != pdu.ESME_ROK or answer.command_id != pdu.SUBMIT_SM | pdu.RESPONSE:
+            return
+        try:
+            message_id = pdu.parse_message_id(answer.body)
+        except pdu.MalformedPdu:
+            return
+        _log.info("SMPP submit_sm for %s answered late: the SMSC took it", tracked.provider_ref)
+        if parts:
+            settled = self._book.late(message_id, tracked, parts)
+            if settled is not None:
+                self._later(self._settle(settled, "early receipt", message_id))
+            if self._ids is not None:
+                part = SentPart(tracked.challenge_id, tracked.provider_ref, parts)
+                self._later(self._remember(self._ids, message_id, part))
+        if last is not None:
+            self._taken_late[tracked.provider_ref] = (last[0], (*last[1], message_id))
+            while len(self._taken_late) > _TAKEN_LATE_KEPT:
+                self._taken_late.popitem(last=False)
 
     async def _pace(self) -> None:
         """Wait for the next submit slot: at most `rate` a second, evenly spread."""
@@ -353,6 +411,10 @@ class SmppSmsGateway:
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode()).digest()
 
 
 _: type[SmsGateway] = SmppSmsGateway
