@@ -90,3 +90,18 @@ def test_breaker_changes_are_logged_at_most_once_a_window_per_provider(
     assert [level for level, _ in logged] == [logging.WARNING, logging.INFO]
     assert "breaker open" in logged[0][1]
     assert "half_open; 2 more changes" in logged[1][1]
+
+
+def test_health_is_degraded_while_every_provider_is_unbound_or_open() -> None:
+    """An SMPP provider whose last bind failed is held (decision 0122): alone, the gateway reads degraded
+    until it binds; beside a provider that keeps no session, not, until that one's breaker opens too."""
+    alone = SmsWatch("smpp", providers=("smpp",))
+    alone.bind_changed("smpp", bound=False)
+    assert not alone.healthy()
+    alone.bind_changed("smpp", bound=True)
+    assert alone.healthy()
+    both = SmsWatch("smpp,kannel", providers=("smpp", "kannel"))
+    both.bind_changed("smpp", bound=False)
+    assert both.healthy()
+    both.breaker_changed("kannel", BreakerState.OPEN)
+    assert not both.healthy()

@@ -53,6 +53,10 @@ class ProviderObserver(Protocol):
     def reported(self, provider: str, state: DeliveryState) -> None:
         """The provider reported what became of a message (a Kannel DLR, an SMPP receipt), once recorded."""
 
+    def bind_changed(self, provider: str, bound: bool) -> None:  # noqa: FBT001 (the observer's event)
+        """A provider that keeps a session (SMPP) bound it (True), or its attempt to bind failed (False):
+        while not bound it takes no message (decision 0122)."""
+
 
 class _Unobserved:
     """An observer that hears nothing: tests and tools without metrics."""
@@ -64,6 +68,9 @@ class _Unobserved:
         pass
 
     def reported(self, provider: str, state: DeliveryState) -> None:
+        pass
+
+    def bind_changed(self, provider: str, bound: bool) -> None:  # noqa: FBT001 (the observer's event)
         pass
 
 

@@ -83,10 +83,13 @@ class SmppSmsGateway:
         clock: Clock,
         record: RecordDelivery | None = None,
         ids: ProviderIds | None = None,
+        on_bind: Callable[[bool], None] | None = None,
     ) -> None:
         """Prepare; no connection before `start`. Without `record`, receipts are answered and dropped;
         with `ids`, the SMSC's message ids are kept there too, so that a receipt for a message sent
-        before a restart (or by another worker) still finds its challenge."""
+        before a restart (or by another worker) still finds its challenge. `on_bind` hears each bind (True)
+        and each failed attempt to bind (False): health reads it (decision 0122)."""
+        self._on_bind = on_bind
         self._config = config
         self._clock = clock
         self._record = record
@@ -318,6 +321,8 @@ class SmppSmsGateway:
             except SessionLost as exc:
                 _log.warning("SMPP bind to %s:%d failed: %s", self._config.host, self._config.port, exc)
                 self._settled.set()
+                if self._on_bind is not None:
+                    self._on_bind(False)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _LONGEST_RETRY)
                 continue
@@ -326,6 +331,8 @@ class SmppSmsGateway:
             )
             self._session = session
             self._settled.set()
+            if self._on_bind is not None:
+                self._on_bind(True)
             bound_at = asyncio.get_running_loop().time()
             try:
                 await session.run()

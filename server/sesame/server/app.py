@@ -308,7 +308,13 @@ async def _provider(  # noqa: PLR0913 (what each provider may need: its settings
         if settings.redis_url is not None:
             ids = RedisProviderIds.from_url(settings.redis_url)
             stack.push_async_callback(ids.close)
-        smpp = SmppSmsGateway(smpp_config(settings.smpp, settings.sms_reliability), clock, record, ids)
+        smpp = SmppSmsGateway(
+            smpp_config(settings.smpp, settings.sms_reliability),
+            clock,
+            record,
+            ids,
+            on_bind=lambda bound: observer.bind_changed("smpp", bound),
+        )
         await smpp.start()
         stack.push_async_callback(smpp.close)
         _log.info(

@@ -43,5 +43,9 @@ class ProviderMeter:
         """Count one delivery report."""
         self._metrics.sms_reports.labels(provider, state.value).inc()
 
+    def bind_changed(self, provider: str, bound: bool) -> None:  # noqa: FBT001 (the observer's event)
+        """Tell the watch, which reads health from it."""
+        self._watch.bind_changed(provider, bound)
+
 
 _: type[ProviderObserver] = ProviderMeter

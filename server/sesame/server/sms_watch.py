@@ -55,13 +55,23 @@ class SmsWatch:
         self._failing = False
         self._breakers = dict.fromkeys(providers, BreakerState.CLOSED)
         self._breaker_quiet: dict[str, _Quiet] = {}
+        self._unbound: set[str] = set()  # providers whose last attempt to bind failed (SMPP)
 
     def healthy(self) -> bool:
-        """False from a failed send until the next send that succeeds, and while every breaker is open."""
-        every_open = bool(self._breakers) and all(
-            state is BreakerState.OPEN for state in self._breakers.values()
+        """False from a failed send until the next send that succeeds, and while every provider is held:
+        its breaker open, or its session not bound since its last attempt to bind failed (decision 0122)."""
+        every_held = bool(self._breakers) and all(
+            state is BreakerState.OPEN or provider in self._unbound
+            for provider, state in self._breakers.items()
         )
-        return not self._failing and not every_open
+        return not self._failing and not every_held
+
+    def bind_changed(self, provider: str, bound: bool) -> None:  # noqa: FBT001 (the observer's event)
+        """A provider bound its session, or failed to (the gateway logs each attempt itself)."""
+        if bound:
+            self._unbound.discard(provider)
+        else:
+            self._unbound.add(provider)
 
     def breaker_changed(self, provider: str, state: BreakerState) -> None:
         """A provider's breaker changed: one line, unless one for that provider was logged less than
