@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import timedelta
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from sesame.clients.kannel_dlr import report_token
@@ -61,3 +63,10 @@ def test_password_and_token_stay_out_of_reprs():
     """The configuration can be logged: neither the password nor the token shows."""
     assert "pa55word" not in repr(CONFIG)
     assert TOKEN not in repr(CONFIG)
+
+
+def test_a_code_asks_the_smsc_to_drop_it_past_its_life():
+    """`validity` in whole minutes, rounded up, from the message's time left; none without one (0123)."""
+    timed = dataclasses.replace(GSM, valid_for=timedelta(seconds=241))
+    assert sendsms_params(CONFIG, timed, "ref1")["validity"] == "5"
+    assert "validity" not in sendsms_params(CONFIG, GSM, "ref1")

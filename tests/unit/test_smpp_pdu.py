@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import smpp34
 
 from sesame.clients.smpp_pdu import (
@@ -13,6 +15,7 @@ from sesame.clients.smpp_pdu import (
     ShortMessage,
     parse_message_id,
     parse_short_message,
+    relative_time,
 )
 
 
@@ -64,3 +67,17 @@ def test_bind_transceiver_carries_the_account_and_version_3_4():
 def test_a_submit_sm_resp_without_a_body_has_an_empty_message_id():
     """An error answer may carry no message_id at all (SMPP 3.4 allows it)."""
     assert (parse_message_id(b""), parse_message_id(b"3e8\0")) == ("", "3e8")
+
+
+def test_a_validity_period_is_read_by_the_other_codec_as_a_relative_time():
+    """validity_period set (decision 0123): smpp34 reads the relative time we wrote; unset, empty."""
+    short = ShortMessage(Address(5, 0, "MaBanque"), Address(1, 1, "33612345678"), 0, 1, 0, b"code")
+    timed = dataclasses.replace(short, validity=relative_time(299.2))
+    assert timed.validity == "000000000500000R"
+    decoded = smpp34.decode(Pdu(SUBMIT_SM, 0, 1, timed.body()).encode())
+    assert isinstance(decoded, smpp34.SubmitSm)
+    assert (decoded.validity_period, decoded.short_message) == ("000000000500000R", b"code")
+    plain = smpp34.decode(Pdu(SUBMIT_SM, 0, 2, short.body()).encode())
+    assert isinstance(plain, smpp34.SubmitSm)
+    assert plain.validity_period == ""
+    assert (relative_time(0.2), relative_time(90061)) == ("000000000001000R", "000001010101000R")

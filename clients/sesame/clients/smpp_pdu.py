@@ -8,6 +8,7 @@ sequence number, big-endian) and a body of C-octet strings, integers and optiona
 from __future__ import annotations
 
 import asyncio
+import math
 import struct
 from dataclasses import dataclass
 from typing import Final
@@ -121,13 +122,15 @@ class ShortMessage:
     short_message: bytes
     service_type: str = ""
     tlvs: tuple[tuple[int, bytes], ...] = ()
+    validity: str = ""  # validity_period (§7.1.1): "" the SMSC's default, else e.g. "000000000500000R"
 
     def body(self) -> bytes:
-        """The body: protocol_id, priority, schedule, validity, replace flag and sm_default_msg_id at 0."""
+        """The body: protocol_id, priority, schedule, replace flag and sm_default_msg_id at 0."""
         if len(self.short_message) > 254:
             raise ValueError("short_message longer than 254 octets")
         head = cstring(self.service_type, 6) + self.source.encode() + self.destination.encode()
-        fields = bytes((self.esm_class, 0, 0)) + b"\0\0" + bytes((self.registered_delivery, 0))
+        fields = bytes((self.esm_class, 0, 0)) + b"\0" + cstring(self.validity, 17)
+        fields += bytes((self.registered_delivery, 0))
         fields += bytes((self.data_coding, 0, len(self.short_message)))
         tlvs = b"".join(struct.pack(">HH", tag, len(value)) + value for tag, value in self.tlvs)
         return head + fields + self.short_message + tlvs
@@ -193,6 +196,16 @@ def parse_short_message(body: bytes) -> ShortMessage:
     return ShortMessage(
         source, destination, esm_class, registered_delivery, data_coding, text, service_type, tuple(tlvs)
     )
+
+
+def relative_time(seconds: float) -> str:
+    """An SMPP 3.4 relative time (§7.1.1.2, `YYMMDDhhmmss000R`) of `seconds`, rounded up, at least 1 s and
+    at most 99 days."""
+    whole = min(max(1, math.ceil(seconds)), 99 * 86400 + 86399)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"0000{days:02d}{hours:02d}{minutes:02d}{secs:02d}000R"
 
 
 def parse_message_id(body: bytes) -> str:

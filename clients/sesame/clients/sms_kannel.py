@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import urlencode
@@ -79,6 +80,9 @@ def sendsms_params(config: KannelConfig, message: SmsMessage, provider_ref: str)
         "to": message.to,
         "text": message.text,
     }
+    if message.valid_for is not None:
+        # Minutes the SMSC may keep trying (Kannel's `validity`): not past the code's life (decision 0123).
+        params["validity"] = str(max(1, math.ceil(message.valid_for.total_seconds() / 60)))
     if not fits_gsm7(message.text):
         # UCS-2; Kannel would read the text as UTF-16BE without the charset.
         params |= {"coding": _UCS2, "charset": "UTF-8"}

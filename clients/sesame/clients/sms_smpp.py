@@ -191,6 +191,10 @@ class SmppSmsGateway:
             data_coding=encoded.data_coding,
             short_message=part,
             tlvs=tlvs,
+            # A code past its life is worth nothing: the SMSC drops it then (decision 0123).
+            validity=""
+            if message.valid_for is None
+            else pdu.relative_time(message.valid_for.total_seconds()),
         )
 
     async def _bound(self) -> SmppSession:

@@ -326,7 +326,13 @@ class Dispatcher:
         record = sent_text.recorded(challenge.operation, context, rendered)
         # The entry's id is the message's own reference: the same on every try and at every provider, which
         # makes the reference each provider sees (decision 0030; SMPP's, decision 0041).
-        message = SmsMessage(challenge.phone, text, challenge.challenge_id, reference=queued.entry_id)
+        message = SmsMessage(
+            challenge.phone,
+            text,
+            challenge.challenge_id,
+            reference=queued.entry_id,
+            valid_for=challenge.expires_at - now,  # the SMSC drops it past the code's life (decision 0123)
+        )
         try:
             sent = await self._sms.send(message)
         except DeliveryRefused as refused:

@@ -351,6 +351,9 @@ class SmsMessage:
     # The message's own reference, the same on every attempt (the outbox's entry): each provider's
     # reference is made from it, and the provider sees it (decision 0030). "": one is drawn per attempt.
     reference: str = ""
+    # How long the text means anything (a code's time left when it is sent): a provider asks its SMSC to
+    # drop the message past it rather than deliver a dead code hours later (decision 0123). None: no limit.
+    valid_for: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)
