@@ -548,6 +548,7 @@ class MemoryChallenges:
         *,
         provider_ids: tuple[str, ...] = (),
         unconfirmed: tuple[str, ...] = (),
+        held: bool = False,
         unit: str = "",
     ) -> bool:
         """record_dispatch.lua's record (MemoryOutbox.settle): the message's state, from queued; False when
@@ -578,6 +579,8 @@ class MemoryChallenges:
                 extra["provider_id"] = " ".join(provider_ids)
             if unconfirmed:
                 extra["unconfirmed_before"] = " ".join(unconfirmed)
+            if held:
+                extra["provider_queued"] = "true"
             extra["delivery"] = challenge.delivery.value
             self._m._append(challenge, "challenge.delivery", at, state.value, extra)
             return True

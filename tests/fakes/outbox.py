@@ -171,6 +171,7 @@ class MemoryOutbox:
         *,
         provider_ids: tuple[str, ...] = (),
         unconfirmed: tuple[str, ...] = (),
+        held: bool = False,
     ) -> bool:
         unit = self._unit(queued.entry_id)
         self._drop(queued.entry_id)
@@ -182,6 +183,7 @@ class MemoryOutbox:
             text,
             provider_ids=provider_ids,
             unconfirmed=unconfirmed,
+            held=held,
             unit=unit,
         )
 

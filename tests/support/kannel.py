@@ -56,6 +56,14 @@ class Kannel:
     admin_password: str
     fakesmsc_log: Path
     front: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False, compare=False)
+    smsc: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False, compare=False)
+
+    def cut_smsc_link(self) -> None:
+        """Stop the fake SMSC: bearerbox keeps trying to reach it, and smsbox answers each sendsms with
+        `202 3: Queued for later delivery` (taken, held until an SMSC connects)."""
+        for process in self.smsc:
+            process.terminate()
+            process.wait(timeout=5)
 
     def close_front_door(self) -> None:
         """Stop smsbox, Kannel's HTTP sendsms face: every new message is refused (connection refused) while
@@ -195,6 +203,7 @@ def _running_kannel(work: Path, box_port: int, dial: int) -> Iterator[Kannel]:
         _wait(lambda: "running" in _status(kannel), processes, "bearerbox")
         fake = [str(FAKESMSC), "-H", "127.0.0.1", "-r", str(ports["smsc"]), "-m", "0", "1 2 text x"]
         processes.append(_spawn(fake, kannel.fakesmsc_log))
+        kannel.smsc.append(processes[-1])
         _wait(lambda: "online" in _status(kannel), processes, "the fake SMSC")
         processes.append(_spawn([str(SMSBOX), "-v", "1", str(conf)], work / "smsbox.out"))
         kannel.front.append(processes[-1])

@@ -216,6 +216,7 @@ class RedisOutbox:
         *,
         provider_ids: tuple[str, ...] = (),
         unconfirmed: tuple[str, ...] = (),
+        held: bool = False,
     ) -> bool:
         """record_dispatch.lua: the send recorded and journaled, the entry acknowledged and deleted; False
         when this attempt's send was recorded already (the step ran, its answer was lost: nothing written)."""
@@ -229,11 +230,10 @@ class RedisOutbox:
         written = [] if text is None else [item for pair in text.journal_fields().items() for item in pair]
         if provider_ids:
             written += ["provider_id", " ".join(provider_ids)]  # SMPP: one id per part
-        if unconfirmed:
-            written += [
-                "unconfirmed_before",
-                " ".join(unconfirmed),
-            ]  # earlier providers that may have taken it
+        if unconfirmed:  # earlier providers that may have taken it (0120)
+            written += ["unconfirmed_before", " ".join(unconfirmed)]
+        if held:  # the provider holds it, no SMSC connected (0124)
+            written += ["provider_queued", "true"]
         args = [
             GROUP,
             queued.entry_id,

@@ -179,7 +179,8 @@ class FailoverSmsGateway:
                 retries += 1
                 continue
             breaker.succeeded()
-            self._observer.attempted(provider.name, "sent")
+            # Taken and held for later (no SMSC connected behind the provider) is told apart: 0124.
+            self._observer.attempted(provider.name, "queued" if sent.queued else "sent")
             return sent
 
 

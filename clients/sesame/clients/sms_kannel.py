@@ -30,6 +30,7 @@ ANSWER_LIMIT: Final = 1024  # bytes of Kannel's answer we read: "0: Accepted for
 # Kannel answers 202 with "0: Accepted for delivery", or "3: Queued for later delivery" while no SMSC is
 # connected (the message goes, with its reports, once one is).
 _ACCEPTED: Final = ("0:", "3:")
+_QUEUED: Final = "3:"  # taken, held until an SMSC connects: told apart (decision 0124)
 _ALL_REPORTS: Final = "31"  # dlr-mask: delivered 1, failed 2, buffered 4, accepted by SMSC 8, rejected 16
 _UCS2: Final = "2"
 
@@ -162,9 +163,16 @@ class KannelSmsGateway:
                 f"Kannel refused the message (HTTP {answer.status})", refusal(answer.status, answer.text)
             )
         # The text (payee, amount) stays out of INFO lines; DEBUG shows it with the code hidden.
-        _log.info("SMS %s via Kannel to %s for %s", ref, mask_phone(message.to), message.challenge_id)
+        queued = answer.text.startswith(_QUEUED)
+        _log.info(
+            "SMS %s %s Kannel to %s for %s",
+            ref,
+            "queued by (no SMSC connected)" if queued else "via",
+            mask_phone(message.to),
+            message.challenge_id,
+        )
         _log.debug("SMS %s text: %s", ref, redact(message.text))
-        return SentSms(provider_ref=ref, sent_at=sent_at)
+        return SentSms(provider_ref=ref, sent_at=sent_at, queued=queued)
 
     async def _get(self, url: str) -> _Answer:
         # `from None` everywhere: httpx's exceptions hold the request, whose URL holds the password.

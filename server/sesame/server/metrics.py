@@ -451,7 +451,10 @@ class MeteredSmsGateway:
         self._metrics.child(self._metrics.sms, self._gateway, "sent").inc()
         segments = measure(message.text)  # every SMS funnels here, codes and notices alike
         self._metrics.child(self._metrics.sms_parts, segments.encoding).observe(segments.parts)
-        self._watch.sent()
+        if sent.queued:
+            self._watch.queued()  # taken, but not on its way: degraded until a send goes (decision 0124)
+        else:
+            self._watch.sent()
         return sent
 
 

@@ -56,6 +56,7 @@ class SmsWatch:
         self._breakers = dict.fromkeys(providers, BreakerState.CLOSED)
         self._breaker_quiet: dict[str, _Quiet] = {}
         self._unbound: set[str] = set()  # providers whose last attempt to bind failed (SMPP)
+        self._queued_quiet: _Quiet | None = None
 
     def healthy(self) -> bool:
         """False from a failed send until the next send that succeeds, and while every provider is held:
@@ -95,6 +96,23 @@ class SmsWatch:
     def sent(self) -> None:
         """A send succeeded."""
         self._failing = False
+
+    def queued(self) -> None:
+        """A provider took a send but holds it, with no SMSC connected (decision 0124): the gateway reads as
+        failing until a send goes; a WARNING, at most one per `every`, the next counting those held back."""
+        self._failing = True
+        now = self._monotonic()
+        quiet = self._queued_quiet
+        if quiet is not None and now - quiet.logged_at < self._every:
+            quiet.held_back += 1
+            return
+        held_back = 0 if quiet is None else quiet.held_back
+        self._queued_quiet = _Quiet(logged_at=now)
+        _log.warning(
+            "SMS gateway %s queuing: a provider holds the SMS with no SMSC connected%s",
+            self._gateway,
+            self._held_back(held_back, "such sends"),
+        )
 
     def failed(self, error: DeliveryFailed) -> None:
         """A send failed: a WARNING unless one for the same reason was logged less than `every` ago."""

@@ -348,6 +348,7 @@ class Dispatcher:
                 record,
                 provider_ids=sent.provider_ids,
                 unconfirmed=sent.unconfirmed,
+                held=sent.queued,
             )
         )
         return Dispatched(Outcome.SENT, sent.sent_at)

@@ -378,3 +378,6 @@ class SentSms:
     # (no answer in time, the connection lost, some parts taken: decision 0096), each as `<its provider
     # reference>:<failure>`: the journal names every provider the code may have gone through (decision 0120).
     unconfirmed: tuple[str, ...] = ()
+    # The provider holds the message for later, having no route to its SMSC now (Kannel's `3: Queued for
+    # later delivery`, answered while no SMSC is connected): taken, not on its way (decision 0124).
+    queued: bool = False

@@ -428,13 +428,15 @@ class Outbox(Protocol):
         *,
         provider_ids: tuple[str, ...] = (),
         unconfirmed: tuple[str, ...] = (),
+        held: bool = False,
     ) -> bool:
         """Record what became of the entry's SMS on its challenge (journaled, as record_delivery, with the
         record of its `text` when one was rendered, the provider's own message ids when it gave any:
-        decision 0041, and the earlier providers that may have taken it too: decision 0120) and remove the
-        entry, in one atomic step; an entry whose challenge was purged is removed all the same. Asked again
-        for the same attempt (`queued.attempt`) after the step ran (its answer lost), it writes nothing and
-        answers False: one journal entry per send (decision 0056)."""
+        decision 0041, the earlier providers that may have taken it too: decision 0120, and whether the
+        provider holds it for later, `held`: decision 0124) and remove the entry, in one atomic step; an
+        entry whose challenge was purged is removed all the same. Asked again for the same attempt
+        (`queued.attempt`) after the step ran (its answer lost), it writes nothing and answers False: one
+        journal entry per send (decision 0056)."""
         ...
 
     async def settle_notice(self, queued: QueuedSms, user_id: str, notice: UserNotice) -> bool:
