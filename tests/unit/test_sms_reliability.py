@@ -202,3 +202,13 @@ async def test_a_final_word_after_a_fault_is_not_a_refusal():
     with pytest.raises(DeliveryFailed) as caught:
         await gateway.send(MESSAGE)
     assert not isinstance(caught.value, DeliveryRefused)
+
+
+async def test_throttles_do_not_open_the_breaker():
+    """A provider throttling a burst (decision 0125): retried with backoff, never skipped for it."""
+    first, second = Scripted(*["throttled"] * 9), Scripted()
+    gateway = _gateway(first, second, Sleeps(), Observed(), failures=2)
+    for _ in range(3):
+        await gateway.send(MESSAGE)
+    assert first.asked == 9
+    assert gateway.breaker_states()["kannel"] is BreakerState.CLOSED

@@ -19,9 +19,11 @@ from sesame.server.domain.errors import DeliveryFailure
 BEFORE_ACCEPTANCE: Final[frozenset[DeliveryFailure]] = frozenset({"unreachable", "throttled", "unavailable"})
 # The provider's final word on the message: asking it again later would get the same answer.
 FINAL_WORDS: Final[frozenset[DeliveryFailure]] = frozenset({"bad_number", "bad_content", "refused"})
-# The provider's own fault: counted by its circuit breaker. A refused number or text is about the message.
+# The provider's own fault: counted by its circuit breaker. A refused number or text is about the message;
+# a throttle is the provider asking us to slow down, which retrying with backoff does: counted, five of a
+# burst opened the breaker and every code failed at once for SESAME_SMS_BREAKER_OPEN_SECONDS (decision 0125).
 PROVIDER_FAULTS: Final[frozenset[DeliveryFailure]] = frozenset(
-    {"unreachable", "throttled", "unavailable", "timeout", "lost", "partial", "refused", "error"}
+    {"unreachable", "unavailable", "timeout", "lost", "partial", "refused", "error"}
 )
 
 
