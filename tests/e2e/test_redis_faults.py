@@ -371,9 +371,13 @@ EVERY = {
 FAULTS: dict[str, tuple[Fault, str, set[str]]] = {
     # The fault, how the log line names it, the calls it must refuse. Out of memory, Redis refuses a script
     # at its first write that may grow memory unless it wrote already (then it runs to its end, atomic):
-    # some writes pass, bounded by the memory they take. Start's first write is one Redis refuses, so Starts
-    # cannot grow Redis past maxmemory one after another (decision 0109).
-    "oom": (out_of_memory, "OutOfMemoryError", {"EnrollUser", "StartChallenge", "VerifyChallenge"}),
+    # some writes pass, bounded by the memory they take. Start's and Resend's first write is one Redis
+    # refuses, so they cannot grow Redis past maxmemory one after another (decisions 0109, 0111).
+    "oom": (
+        out_of_memory,
+        "OutOfMemoryError",
+        {"EnrollUser", "StartChallenge", "ResendChallenge", "VerifyChallenge"},
+    ),
     "readonly": (read_only, "ReadOnlyError", WRITES),
     "misconf": (disk_error, "ResponseError MISCONF", WRITES),
     "busy": (busy_script, "ResponseError BUSY", EVERY),

@@ -41,6 +41,7 @@
 -- {'sim_number', phone} (the SIM-swap answer is about another number than the stored one: asked again).
 -- 'opened' has a 5th element, the kept assessment, when the rules decided.
 --#include _send_budgets.lua
+--#include _out_of_memory.lua
 --#include _mask.lua
 --#include _risk_memory.lua
 --#include _risk_rules.lua
@@ -193,12 +194,9 @@ local refusal = budget_refusal(sends, limits, now)
 if refusal then
   return refusal
 end
--- Out of memory (maxmemory, noeviction), Redis refuses a script's first write when that write may grow
--- memory, and lets every later one pass: the budgets' ZREMRANGEBYSCORE (a write that frees) came first, so
--- every Start passed whole out of memory and Redis grew past maxmemory without bound (decision 0109). The
--- first write is this one: SETRANGE of nothing on the request id's claim (a string, or no key) changes
--- nothing, and out of memory it is refused before anything is written (OOM: UNAVAILABLE, retry later).
-redis.call('SETRANGE', request, 0, '')
+-- The budgets' ZREMRANGEBYSCORE, a write that frees, comes first: out of memory every Start passed whole
+-- and Redis grew past maxmemory without bound (decision 0109). Refused here, before anything is written.
+refuse_out_of_memory(request)
 take_budgets(sends, limits, now, challenge_id)  -- named after its SMS: its hold's name (decision 0101)
 local n = tonumber(arg())
 local fields, entry = {}, {}

@@ -22,6 +22,7 @@
 -- request id's resend, while the challenge is open: nothing written, journaled or queued) or
 -- {'other_challenge'} (the request id was claimed on another challenge: nothing written).
 --#include _send_budgets.lua
+--#include _out_of_memory.lua
 --#include _refusal.lua
 --#include _user_changes.lua
 local challenge, journal, refusals = KEYS[1], KEYS[2], KEYS[3]
@@ -73,6 +74,8 @@ else
   end
   -- Named after the SMS: its hold's name, which its outbox entry carries (decision 0101).
   local hold = ARGV[4 + 2 * budgets]
+  -- The budgets' ZREMRANGEBYSCORE frees: out of memory, the resend would pass whole (decision 0111).
+  refuse_out_of_memory(challenge)
   take_budgets(sends, limits, now, hold ~= '' and hold or nil)
   outcome = 'resent'
   resends = redis.call('HINCRBY', challenge, 'resends', 1)

@@ -1,0 +1,101 @@
+"""Out of memory (maxmemory with noeviction), a step that grows Redis is refused whole, and one that settles
+what is owed still runs (decision 0111, extending 0109).
+
+Redis refuses a script out of memory at its first write only when that write may grow memory; a step whose
+first write frees (the budgets' ZREMRANGEBYSCORE) passed whole, every time it was called. An outside audit
+found ResendChallenge passing so while Start was refused: each Resend queued its SMS and journaled, and Redis
+grew past maxmemory by a challenge's resends at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+import redis.asyncio as aioredis
+
+from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
+from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
+from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
+from sesame.clients.redis_keys import Keyspace
+from sesame.clients.redis_server import EmbeddedRedis
+from tests.e2e.helpers import retry_info, transfer
+from tests.support.serve_process import ServeProcess, start_serve
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+RESENDS = 5  # the most SESAME_MAX_RESENDS allows: before the fix, each answered OK under the fault
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A redis-server of the test's own: its maxmemory is the drill's to set."""
+    with EmbeddedRedis(tmp_path / "redis", extra_arguments=("--enable-protected-configs", "yes")) as server:
+        yield server
+
+
+@pytest.fixture
+async def admin(own_redis: EmbeddedRedis) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(own_redis.url)
+    try:
+        yield client
+    finally:
+        await client.config_set("maxmemory", 0)
+        await client.aclose()
+
+
+async def full(admin: aioredis.Redis) -> None:
+    """maxmemory 1 byte, nothing evictable: every write that may grow memory is -OOM."""
+    await admin.config_set("maxmemory-policy", "noeviction")
+    await admin.config_set("maxmemory", 1)
+
+
+async def queued(admin: aioredis.Redis) -> int:
+    """How many SMS the outboxes hold."""
+    return sum([await admin.xlen(outbox) for outbox in Keyspace().outboxes()])
+
+
+async def test_out_of_memory_a_resend_is_refused_whole_and_passes_again_after(
+    tmp_path: Path, own_redis: EmbeddedRedis, admin: aioredis.Redis, stopped: list[ServeProcess]
+) -> None:
+    """An open challenge, no spacing between resends; maxmemory 1 byte: each Resend UNAVAILABLE with
+    RetryInfo, no resend spent and no SMS queued (before: each OK, an SMS more); memory back: a Resend OK."""
+    settings = {
+        "SESAME_REDIS_URL": own_redis.url,
+        "SESAME_DISPATCHERS": "0",
+        "SESAME_RESEND_SPACING_SECONDS": "0",
+        "SESAME_MAX_RESENDS": str(RESENDS),
+    }
+    serving = start_serve(tmp_path / "var", settings)
+    stopped.append(serving)
+    async with grpc.aio.insecure_channel(serving.address) as channel:
+        enrol = enrol_grpc.EnrollmentServiceStub(channel)
+        auth = auth_grpc.AuthenticationServiceStub(channel)
+        await enrol.EnrollUser(
+            enrol_pb.EnrollUserRequest(user_id="alice", client_id="acme", secure_phone="+33612000001")
+        )
+        started = await auth.StartChallenge(
+            auth_pb.StartChallengeRequest(user_id="alice", operation=transfer())
+        )
+        resend = auth_pb.ResendChallengeRequest(challenge_id=started.challenge_id)
+        assert await queued(admin) == 1
+        await full(admin)
+        codes = []
+        for _ in range(RESENDS):
+            try:
+                await auth.ResendChallenge(resend, timeout=10)
+                codes.append((grpc.StatusCode.OK, False))
+            except grpc.aio.AioRpcError as error:
+                codes.append((error.code(), retry_info(error)))
+        assert codes == [(grpc.StatusCode.UNAVAILABLE, True)] * RESENDS
+        assert await queued(admin) == 1
+        await admin.config_set("maxmemory", 0)
+        got = await auth.GetChallenge(auth_pb.GetChallengeRequest(challenge_id=started.challenge_id))
+        assert got.challenge.resends_left == RESENDS
+        assert (await auth.ResendChallenge(resend, timeout=10)).resends_left == RESENDS - 1
+        assert await queued(admin) == 2
+    assert "OutOfMemoryError" in serving.output()
+    assert "Traceback" not in serving.output()
