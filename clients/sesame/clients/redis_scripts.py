@@ -69,15 +69,24 @@ class Scripts:
         # slots the node happens to serve: a layout that works until a slot migrates. `#!lua` (no flags)
         # makes the node refuse any key outside the script's slot (decision 0047).
         # A script on a migrating slot refuses to start, before any command (`_moving_slot.lua`, 0068).
-        strict = "#!lua\n" + pieces[MOVING_SLOT_PIECE] if self._cluster is not None else ""
-        self._texts = {
-            entry.name.removesuffix(".lua"): strict
-            + pieces[EXPIRY_PIECE]
-            + pieces[JOURNAL_PIECE]
-            + _INCLUDE.sub(lambda line: pieces[line.group(1)], entry.read_text(encoding="utf-8"))
-            for entry in lua.iterdir()
-            if entry.name.endswith(".lua") and not entry.name.startswith("_")
-        }
+        # A script whose first line is a shebang of its own (`#!lua flags=allow-oom`: one that runs out of
+        # memory, decision 0111) keeps it, in front of everything; on a cluster it stands for the bare one.
+        strict = pieces[MOVING_SLOT_PIECE] if self._cluster is not None else ""
+        self._texts = {}
+        for entry in lua.iterdir():
+            if not entry.name.endswith(".lua") or entry.name.startswith("_"):
+                continue
+            text = entry.read_text(encoding="utf-8")
+            shebang, _, rest = text.partition("\n") if text.startswith("#!") else ("", "", text)
+            if not shebang and self._cluster is not None:
+                shebang = "#!lua"
+            self._texts[entry.name.removesuffix(".lua")] = (
+                (shebang + "\n" if shebang else "")
+                + strict
+                + pieces[EXPIRY_PIECE]
+                + pieces[JOURNAL_PIECE]
+                + _INCLUDE.sub(lambda line: pieces[line.group(1)], rest)
+            )
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(text) for name, text in self._texts.items()
         }
