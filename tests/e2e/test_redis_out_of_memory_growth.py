@@ -4,11 +4,16 @@ what is owed still runs (decision 0111, extending 0109).
 Redis refuses a script out of memory at its first write only when that write may grow memory; a step whose
 first write frees (the budgets' ZREMRANGEBYSCORE) passed whole, every time it was called. An outside audit
 found ResendChallenge passing so while Start was refused: each Resend queued its SMS and journaled, and Redis
-grew past maxmemory by a challenge's resends at a time.
+grew past maxmemory by a challenge's resends at a time. It found too that a worker could not boot while Redis
+was full: its boot wrote the shard count and the key ledger again, writes that changed nothing and that
+Redis refused, so a worker killed then was restarted, refused, and restarted again, serving nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -22,8 +27,9 @@ from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_server import EmbeddedRedis
+from sesame.server.grpc.demo import read_code
 from tests.e2e.helpers import retry_info, transfer
-from tests.support.serve_process import ServeProcess, start_serve
+from tests.support.serve_process import ServeProcess, start_serve, until, wait_serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -99,3 +105,62 @@ async def test_out_of_memory_a_resend_is_refused_whole_and_passes_again_after(
         assert await queued(admin) == 2
     assert "OutOfMemoryError" in serving.output()
     assert "Traceback" not in serving.output()
+
+
+async def refused_start(auth: auth_grpc.AuthenticationServiceStub) -> tuple[grpc.StatusCode, bool]:
+    """A Start's code, and whether its refusal carried RetryInfo."""
+    request = auth_pb.StartChallengeRequest(user_id="alice", operation=transfer(999))
+    try:
+        await auth.StartChallenge(request, timeout=10)
+    except grpc.aio.AioRpcError as error:
+        return error.code(), retry_info(error)
+    return grpc.StatusCode.OK, False
+
+
+async def test_out_of_memory_a_worker_restarted_and_a_server_started_serve_verifies(
+    tmp_path: Path, own_redis: EmbeddedRedis, admin: aioredis.Redis, stopped: list[ServeProcess]
+) -> None:
+    """Two challenges open, their codes sent; maxmemory 1 byte. The worker killed: the one the supervisor
+    starts again boots and serves (before: refused OOM at boot, again and again), a Verify of the first
+    code is VERIFIED and a Start UNAVAILABLE with RetryInfo; a second `sesame serve` started on the full
+    Redis serves as well, and verifies the second code."""
+    var = tmp_path / "var"
+    serving = start_serve(var, {"SESAME_REDIS_URL": own_redis.url})
+    stopped.append(serving)
+    async with grpc.aio.insecure_channel(serving.address) as channel:
+        enrol = enrol_grpc.EnrollmentServiceStub(channel)
+        auth = auth_grpc.AuthenticationServiceStub(channel)
+        await enrol.EnrollUser(
+            enrol_pb.EnrollUserRequest(user_id="alice", client_id="acme", secure_phone="+33612000001")
+        )
+        opened = []
+        for amount in (100, 200):
+            request = auth_pb.StartChallengeRequest(user_id="alice", operation=transfer(amount))
+            challenge_id = (await auth.StartChallenge(request)).challenge_id
+            opened.append((challenge_id, (await read_code(var / "sms.jsonl", challenge_id))[1], amount))
+        await full(admin)
+        workers = serving.workers()
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        assert await asyncio.to_thread(until, lambda: bool(serving.workers() - workers), 20)
+        await asyncio.to_thread(wait_serving, serving.address, serving.process, 20)
+        assert await asyncio.to_thread(until, lambda: "worker 1 restarted" in serving.output(), 20)
+        assert "could not be restarted" not in serving.output()
+        challenge_id, code, amount = opened[0]
+        verify = auth_pb.VerifyChallengeRequest(
+            challenge_id=challenge_id, code=code, operation=transfer(amount)
+        )
+        assert (await auth.VerifyChallenge(verify, timeout=10)).result == auth_pb.VERIFY_RESULT_VERIFIED
+        assert await refused_start(auth) == (grpc.StatusCode.UNAVAILABLE, True)
+    second = start_serve(var, {"SESAME_REDIS_URL": own_redis.url})
+    stopped.append(second)
+    async with grpc.aio.insecure_channel(second.address) as channel:
+        auth = auth_grpc.AuthenticationServiceStub(channel)
+        challenge_id, code, amount = opened[1]
+        verify = auth_pb.VerifyChallengeRequest(
+            challenge_id=challenge_id, code=code, operation=transfer(amount)
+        )
+        assert (await auth.VerifyChallenge(verify, timeout=10)).result == auth_pb.VERIFY_RESULT_VERIFIED
+        assert await refused_start(auth) == (grpc.StatusCode.UNAVAILABLE, True)
+    for each in (serving, second):
+        assert "Traceback" not in each.output()

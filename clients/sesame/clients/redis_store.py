@@ -113,8 +113,12 @@ class RedisState(State):
         undispatched (decisions 0044, 0058). ConfigurationError."""
         key, shards = self.keys.layout(), self.keys.shards
         with _translated():
-            await self._client.set(key, shards, nx=True)
+            # Read first, written only at the first boot: Redis refuses a SET out of memory even when it
+            # would change nothing, and a worker restarted while Redis is full could not boot (0111).
             recorded = await self._client.get(key)
+            if recorded is None:
+                await self._client.set(key, shards, nx=True)
+                recorded = await self._client.get(key)
         if recorded is not None and int(recorded) != shards:
             raise ConfigurationError(
                 f"Redis holds keys laid out in {int(recorded)} shards; SESAME_REDIS_SHARDS is {shards}: a "

@@ -13,11 +13,15 @@ for i = 2, #ARGV, 3 do
     return {'replaced', label}
   end
 end
+-- Only what the ledger does not hold yet is written: every boot records the keys it holds, and a write of
+-- what is there already would be refused out of memory, so that a worker restarted while Redis is full
+-- could not boot (decision 0111).
 local new = {}
 for i = 2, #ARGV, 3 do
   local kind, version = ARGV[i], tonumber(ARGV[i + 1])
   local label = 'sesame-' .. kind .. '-v' .. ARGV[i + 1]
-  if redis.call('HSETNX', ledger, label, ARGV[i + 2]) == 1 then
+  if redis.call('HEXISTS', ledger, label) == 0 then
+    redis.call('HSET', ledger, label, ARGV[i + 2])
     new[#new + 1] = label
   end
   if version > (tonumber(redis.call('HGET', ledger, kind)) or 0) then
