@@ -401,8 +401,9 @@ async def test_a_redis_fault_is_unavailable_with_retry_info_and_writes_nothing(
         lines = fault_lines(caplog)
     typed(got)
     assert refused(got) >= refusals
-    if name == "oom":  # the code sent before memory ran out is decided (decision 0111)
+    if name == "oom":  # the code sent before memory ran out is decided, a challenge given up closed (0111)
         assert got["VerifyChallenge"].code is grpc.StatusCode.OK
+        assert got["CancelChallenge"].code is grpc.StatusCode.OK
     if refusals == EVERY:  # every call refused: none wrote anything
         after = await snapshot(drill.admin)
         assert {key: value for key, value in after.items() if b"ballast" not in key} == before

@@ -107,6 +107,30 @@ async def test_out_of_memory_a_resend_is_refused_whole_and_passes_again_after(
     assert "Traceback" not in serving.output()
 
 
+async def test_out_of_memory_a_start_holds_no_send_unit(
+    tmp_path: Path, own_redis: EmbeddedRedis, admin: aioredis.Redis, stopped: list[ServeProcess]
+) -> None:
+    """maxmemory 1 byte: Starts UNAVAILABLE, and no unit of the number's, caller's or global budgets held for
+    them in {sb} (Redis ran no ZADD, no HSET): take_send_units.lua, sent beside the Start's step, is refused
+    before it writes (before: its first writes freed, and it held its units whole, given back after)."""
+    settings = {"SESAME_REDIS_URL": own_redis.url, "SESAME_DISPATCHERS": "0"}
+    serving = start_serve(tmp_path / "var", settings)
+    stopped.append(serving)
+    async with grpc.aio.insecure_channel(serving.address) as channel:
+        enrol = enrol_grpc.EnrollmentServiceStub(channel)
+        auth = auth_grpc.AuthenticationServiceStub(channel)
+        await enrol.EnrollUser(
+            enrol_pb.EnrollUserRequest(user_id="alice", client_id="acme", secure_phone="+33612000001")
+        )
+        await auth.StartChallenge(auth_pb.StartChallengeRequest(user_id="alice", operation=transfer(100)))
+        await full(admin)
+        await admin.config_resetstat()
+        for _ in range(4):
+            assert await refused_start(auth) == (grpc.StatusCode.UNAVAILABLE, True)
+        ran = await admin.info("commandstats")
+    assert {name: ran[name]["calls"] for name in ("cmdstat_zadd", "cmdstat_hset") if name in ran} == {}
+
+
 async def refused_start(auth: auth_grpc.AuthenticationServiceStub) -> tuple[grpc.StatusCode, bool]:
     """A Start's code, and whether its refusal carried RetryInfo."""
     request = auth_pb.StartChallengeRequest(user_id="alice", operation=transfer(999))
@@ -151,6 +175,9 @@ async def test_out_of_memory_a_worker_restarted_and_a_server_started_serve_verif
             challenge_id=challenge_id, code=code, operation=transfer(amount)
         )
         assert (await auth.VerifyChallenge(verify, timeout=10)).result == auth_pb.VERIFY_RESULT_VERIFIED
+        # Its proof asked again: signed again and kept (record_proof.lua runs out of memory too).
+        got = await auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id), timeout=10)
+        assert got.proof
         assert await refused_start(auth) == (grpc.StatusCode.UNAVAILABLE, True)
     second = start_serve(var, {"SESAME_REDIS_URL": own_redis.url})
     stopped.append(second)

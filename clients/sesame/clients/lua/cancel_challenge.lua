@@ -1,3 +1,6 @@
+#!lua flags=allow-oom
+-- Runs out of memory (decision 0111): a challenge the caller gives up is closed, so that its code is no
+-- longer usable; once per challenge, a refusal after it only counted.
 -- Void an OPEN, unexpired challenge on the caller's request; refusals are journaled too.
 -- KEYS[1] challenge hash, KEYS[2] challenge journal stream, KEYS[3] its refusal counts (its user's {s:<n>} slot)
 -- ARGV[1] request time (unix ms), ARGV[2] the name of the user's pending index less the user id (the same

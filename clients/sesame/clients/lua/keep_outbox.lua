@@ -1,3 +1,5 @@
+#!lua flags=allow-oom
+-- Runs out of memory (decision 0111): a dispatcher sending an SMS keeps it, so that no other sends it again.
 -- A dispatcher still sending an entry it took says so: the entry's idle time starts again, so that no other
 -- dispatcher claims it as a dead one's and sends the SMS a second time (a send slower than the claim idle
 -- time: a slow gateway, retries and failover, SMPP pacing a burst).

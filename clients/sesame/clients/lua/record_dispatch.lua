@@ -1,3 +1,6 @@
+#!lua flags=allow-oom
+-- Runs out of memory (decision 0111): the SMS queued before Redis filled up are sent, and what became of each
+-- is recorded; bounded by the outbox, which nothing grows out of memory but a Verify's notice.
 -- Settle one outbox entry: note what the SMS gateway said about the message (as record_delivery.lua does,
 -- with its journal entry) and acknowledge and delete the entry, in one step: once the gateway's answer is
 -- recorded the entry is gone, so that no dispatcher sends it again; an entry whose dispatcher died before

@@ -1,3 +1,6 @@
+#!lua flags=allow-oom
+-- Runs out of memory (decision 0111): the notices queued before Redis filled up are sent, and what became of
+-- each is recorded; bounded by the outbox and each entry's tries.
 -- A send of a notice (no code) that did not reach the phone (docs/decisions/0041): tried again later, or
 -- dead-lettered, in one step, with the policy of a code's (record_failed_try.lua) but nothing written on
 -- the challenge, whose own delivery the notice is not. Dead-lettered when the notice is older than its age

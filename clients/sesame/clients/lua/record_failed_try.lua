@@ -1,3 +1,6 @@
+#!lua flags=allow-oom
+-- Runs out of memory (decision 0111): the SMS queued before Redis filled up are sent, and what became of each
+-- is recorded; bounded by the outbox and each entry's tries.
 -- A send of an outbox entry that did not reach the phone (docs/decisions/0033): tried again later, or
 -- dead-lettered, in one step. The entry is dead-lettered when its code has expired (EXPIRED: an expired
 -- code is never sent again), when the caller allows no more tries (every provider gave its final word:

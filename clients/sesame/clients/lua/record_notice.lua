@@ -1,3 +1,6 @@
+#!lua flags=allow-oom
+-- Runs out of memory (decision 0111): the notices queued before Redis filled up are sent, and what became of
+-- each is recorded; bounded by the outbox.
 -- Settle one outbox entry that held a notice (no code; docs/decisions/0033): journal it as a user notice,
 -- sent or failed, with the number masked, and acknowledge and delete the entry, in one step: a notice the
 -- gateway took and that was journaled is never sent again; one whose dispatcher died before this step is

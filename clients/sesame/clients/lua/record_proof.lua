@@ -1,3 +1,5 @@
+#!lua flags=allow-oom
+-- Runs out of memory (decision 0111): the proof of a challenge verified is kept, once a challenge.
 -- Keep the proof of a verified challenge, once: the first proof kept stands for good.
 -- Works on the journal alone (it outlives the challenge hash), so a proof can be issued after the purge. The
 -- verification journals the `challenge.proof` entry (jti, kid) with its decision and no JWS (decision 0026):

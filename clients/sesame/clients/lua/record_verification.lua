@@ -1,6 +1,6 @@
 #!lua flags=allow-oom
--- Runs out of memory (maxmemory, noeviction): a customer holding a code sent before Redis filled up gets
--- its decision, and what it writes is bounded by the challenges already open (decision 0111).
+-- Runs out of memory (maxmemory, noeviction): a customer holding a code sent before Redis filled up gets its
+-- decision, and what it writes is bounded by the challenges already open (decision 0111).
 -- Decide one attempt and carry it over to the challenge's user, in one atomic step: exactly one concurrent
 -- caller can see OPEN and turn it VERIFIED, and no code of a blocked user is evaluated (RTS Art. 4(3)(b):
 -- never more than five wrong codes in a row), because the block is read where the failure is counted.

@@ -1,3 +1,5 @@
+#!lua flags=allow-oom
+-- Runs out of memory (decision 0111): it gives back what a refused step took.
 -- Give back the units a hold took (docs/decisions/0046): Start's step refused (or answered a retried
 -- request id's earlier challenge), Resend's step refused, or the take was refused while the step queued the
 -- SMS. A hold already spent is left as it is (its SMS went). When an SMS was queued under the hold, the

@@ -1,3 +1,7 @@
+#!lua flags=allow-oom
+-- Runs out of memory (decision 0111): the SMS queued before Redis filled up are sent (their units spent), and
+-- what became of each is recorded; bounded by the outbox, which nothing grows out of memory but a Verify's
+-- notice.
 -- Spend a hold's units before its SMS is handed to the gateway (docs/decisions/0046): each held unit moves
 -- to its budget's spent set at the time it was taken, atomically, so that a unit is spent if and only if
 -- an SMS is handed over. A hold already spent answers 'spent' again (a retry of the same outbox entry). A

@@ -1,3 +1,6 @@
+#!lua flags=allow-oom
+-- Runs out of memory (decision 0111): the SMS queued before Redis filled up are sent, and what became of each
+-- is recorded; bounded by the outbox, which nothing grows out of memory but a Verify's notice.
 -- Give outbox entries to one dispatcher with the challenge each carries the code of, in one step (decision
 -- 0040): the entries no consumer was given yet (XREADGROUP '>'), or those pending with any consumer for
 -- longer than a timeout (XAUTOCLAIM from the start: their dispatcher died), each with its challenge hash as

@@ -13,6 +13,7 @@
 -- kept at least (unix ms: the challenge's expiry), ARGV[5] b, ARGV[6 .. 5+2b] each budget's limit and window
 -- (ms). Returns {'held'}, {'withdrawn'}, {'spent'} or {'exhausted', budget index (0-based), wait_ms}.
 --#include _send_holds.lua
+--#include _out_of_memory.lua
 local record, name = KEYS[1], ARGV[1]
 local now, grace, keep = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local b = tonumber(ARGV[5])
@@ -40,6 +41,9 @@ for i = 0, b - 1 do
     end
   end
 end
+-- The drops' ZREM and the held sets' ZREMRANGEBYSCORE, writes that free, come first: out of memory, every
+-- Start's and Resend's hold passed whole (decision 0111). Refused here, before anything is written.
+refuse_out_of_memory(record)
 for i = 2 + 2 * b, #KEYS - 1, 2 do
   redis.call('ZREM', KEYS[i + 1], name)
   redis.call('HDEL', record, KEYS[i])

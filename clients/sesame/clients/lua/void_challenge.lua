@@ -1,3 +1,6 @@
+#!lua flags=allow-oom
+-- Runs out of memory (decision 0111): a challenge voided by a change of its user does not stay usable while
+-- Redis is full.
 -- Void one of a user's pending challenges after a change of the user (suspended, revoked, another number,
 -- blocked): an OPEN challenge is voided (even its right code answers VOIDED from then on); an id not
 -- opened yet is spent, so that its late opener fails. Idempotent: a closed challenge is left as it is.

@@ -1,3 +1,5 @@
+#!lua flags=allow-oom
+-- Runs out of memory (decision 0111): it gives back what a refused step took.
 -- Undo a resend whose other send units were refused (decision 0046): record_resend.lua took the resend, the
 -- user's unit and queued the SMS while take_send_units.lua, sent with it, refused the number's, caller's or
 -- global unit. The resend is given back (its count, and its last send time as it was), the user's unit too
