@@ -28,7 +28,7 @@ from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.server.grpc.demo import read_code
-from tests.e2e.helpers import retry_info, transfer
+from tests.e2e.helpers import retry_info, transfer, wrong
 from tests.support.serve_process import ServeProcess, start_serve, until, wait_serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -191,3 +191,33 @@ async def test_out_of_memory_a_worker_restarted_and_a_server_started_serve_verif
         assert await refused_start(auth) == (grpc.StatusCode.UNAVAILABLE, True)
     for each in (serving, second):
         assert "Traceback" not in each.output()
+
+
+async def test_out_of_memory_a_block_voids_the_users_other_challenges(
+    tmp_path: Path, own_redis: EmbeddedRedis, admin: aioredis.Redis, stopped: list[ServeProcess]
+) -> None:
+    """One wrong code blocks (SESAME_LOCKOUT_FAILURES=1); maxmemory 1 byte: a wrong code on one challenge
+    answers WRONG_CODE and blocks, and the user's other open challenge is voided with it (before: the read of
+    the user's pending challenges, a MULTI, was refused, and it stayed open)."""
+    var = tmp_path / "var"
+    serving = start_serve(var, {"SESAME_REDIS_URL": own_redis.url, "SESAME_LOCKOUT_FAILURES": "1"})
+    stopped.append(serving)
+    async with grpc.aio.insecure_channel(serving.address) as channel:
+        enrol = enrol_grpc.EnrollmentServiceStub(channel)
+        auth = auth_grpc.AuthenticationServiceStub(channel)
+        await enrol.EnrollUser(
+            enrol_pb.EnrollUserRequest(user_id="alice", client_id="acme", secure_phone="+33612000001")
+        )
+        opened = []
+        for amount in (100, 200):
+            request = auth_pb.StartChallengeRequest(user_id="alice", operation=transfer(amount))
+            opened.append((await auth.StartChallenge(request)).challenge_id)
+        _, code = await read_code(var / "sms.jsonl", opened[0])
+        await full(admin)
+        request = auth_pb.VerifyChallengeRequest(
+            challenge_id=opened[0], code=wrong(code), operation=transfer(100)
+        )
+        assert (await auth.VerifyChallenge(request, timeout=10)).result == auth_pb.VERIFY_RESULT_WRONG_CODE
+        other = await auth.GetChallenge(auth_pb.GetChallengeRequest(challenge_id=opened[1]), timeout=10)
+        assert other.challenge.status == auth_pb.CHALLENGE_STATUS_VOIDED
+    assert "not voided" not in serving.output()
