@@ -9,82 +9,22 @@ held, its session not bound since its last attempt to bind failed, and SERVING a
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import struct
-import threading
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Self
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from sesame.clients import smpp_pdu as pdu
-from tests.support.ports import free_port
+from tests.support.bind_gate import ESME_RINVPASWD, BindGate
 from tests.support.serve_process import ServeProcess, served
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
-ESME_RBINDFAIL = 0x0D
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-
-
-class BindGate:
-    """An SMSC on loopback that answers each bind_transceiver with ESME_RBINDFAIL while `refusing`, else
-    binds and answers enquire_link; it takes no message. Runs in an event loop of its own thread."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.refusing = True
-        self.binds: list[bool] = []
-        self._loop = asyncio.new_event_loop()
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(
-            target=self._loop.run_until_complete, args=(self._run(),), daemon=True
-        )
-        self._ready = threading.Event()
-
-    async def _run(self) -> None:
-        self._stop = asyncio.Event()
-        server = await asyncio.start_server(self._client, "127.0.0.1", self.port)
-        self._ready.set()
-        await self._stop.wait()
-        server.close()
-
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError, asyncio.IncompleteReadError, pdu.MalformedPdu):
-            while True:
-                received = await pdu.read_pdu(reader)
-                status = 0
-                if received.command_id == pdu.BIND_TRANSCEIVER:
-                    status = ESME_RBINDFAIL if self.refusing else 0
-                    self.binds.append(not self.refusing)
-                answer = pdu.Pdu(received.command_id | pdu.RESPONSE, status, received.sequence, b"GATE\0")
-                writer.write(answer.encode() if received.command_id != pdu.ENQUIRE_LINK else _bare(received))
-                await writer.drain()
-                if status:
-                    writer.close()
-                    return
-        writer.close()
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        self._ready.wait(5)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        if self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(5)
-        self._loop.close()
-
-
-def _bare(received: pdu.Pdu) -> bytes:
-    return struct.pack(">IIII", 16, received.command_id | pdu.RESPONSE, 0, received.sequence)
 
 
 @pytest.fixture
@@ -132,3 +72,42 @@ def test_a_refused_bind_reads_not_serving_before_any_send_and_serving_once_bound
     gate.refusing = False
     assert _until_health(serving.address, SERVING, 15), serving.output()[-2000:]
     assert any(gate.binds)
+
+
+@pytest.fixture
+def refusing_password(tmp_path: Path) -> Iterator[tuple[BindGate, ServeProcess]]:
+    """A `sesame serve` whose only provider is a gate refusing the password (ESME_RINVPASWD)."""
+    with BindGate(refuse_with=ESME_RINVPASWD) as gate:
+        settings = {
+            "SESAME_SMS_PROVIDERS": "smpp",
+            "SESAME_SMPP_HOST": "127.0.0.1",
+            "SESAME_SMPP_PORT": str(gate.port),
+            "SESAME_SMPP_SYSTEM_ID": "sesame",
+            "SESAME_SMPP_PASSWORD": "wrong!pw",
+        }
+        with served(tmp_path / "var", settings) as serving:
+            yield gate, serving
+
+
+def test_a_refused_bind_is_logged_once_a_minute_and_its_end_once(
+    refusing_password: tuple[BindGate, ServeProcess],
+) -> None:
+    """Five binds refused in about 8 s: one WARNING, naming the SMSC and its status, never the password
+    (before: a WARNING per attempt); once the SMSC takes the bind, one INFO line says it is bound again
+    (decision 0117)."""
+    gate, serving = refusing_password
+    deadline = time.monotonic() + 20
+    while len(gate.attempts) < 5 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(gate.attempts) >= 5
+    assert _until_health(serving.address, NOT_SERVING, 5), serving.output()[-2000:]
+    where = f"SMPP bind to 127.0.0.1:{gate.port} failed"
+    warnings = [line for line in serving.output().splitlines() if where in line]
+    assert len(warnings) == 1, warnings
+    assert "the SMSC refused the bind (status 0x0000000e, ESME_RINVPASWD)" in warnings[0]
+    gate.refusing = False
+    assert _until_health(serving.address, SERVING, 20), serving.output()[-2000:]
+    output = serving.output()
+    again = rf"INFO sesame\.sms SMPP bound to 127\.0\.0\.1:{gate.port} .* again, after"
+    assert len(re.findall(again, output)) == 1, output[-2000:]
+    assert "wrong!pw" not in output

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -20,6 +19,7 @@ from typing import Final
 from aiohttp import web
 
 from sesame.server.domain.errors import ConfigurationError
+from sesame.server.domain.log_quota import LogQuota
 
 _log = logging.getLogger("sesame.http")
 
@@ -104,8 +104,7 @@ class HttpListener:
         at most `max_connections` are open at once; a refused request is logged at most once per status
         in REFUSED_EVERY_SECONDS."""
         self._path = path
-        self._refused_every = REFUSED_EVERY_SECONDS
-        self._refused: dict[int, tuple[float, int]] = {}  # status -> (last logged at, held back since)
+        self._refused: LogQuota[int] = LogQuota(REFUSED_EVERY_SECONDS)  # by status
         self._route = route
         self._head_timeout = head_timeout
         self._max_connections = max_connections
@@ -165,13 +164,8 @@ class HttpListener:
         return response
 
     def _log_refused(self, status: int, remote: str | None) -> None:
-        """One WARNING per status, then none for `refused_every` seconds; the next counts those held back."""
-        now = time.monotonic()
-        last = self._refused.get(status)
-        if last is not None and now - last[0] < self._refused_every:
-            self._refused[status] = (last[0], last[1] + 1)
-            return
-        held_back = 0 if last is None else last[1]
-        self._refused[status] = (now, 0)
-        more = f"; {held_back} more not logged in the last {self._refused_every:.0f} s" if held_back else ""
-        _log.warning("%s from %s: %d%s", self._path, remote, status, more)
+        """One WARNING per status, then none for REFUSED_EVERY_SECONDS; the next counts those held back."""
+        held_back = self._refused.admit(status)
+        if held_back is not None:
+            more = self._refused.held_back(held_back, "refused with it")
+            _log.warning("%s from %s: %d%s", self._path, remote, status, more)

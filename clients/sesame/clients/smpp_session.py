@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Final, NoReturn
 
 from sesame.clients import smpp_pdu as pdu
+from sesame.clients import smpp_status
 from sesame.clients.smpp_pdu import Bind, Pdu
 
 _log = logging.getLogger("sesame.sms")
@@ -52,7 +53,11 @@ class NoAnswer(SessionLost):
 
 
 class BindRefused(SessionLost):
-    """The SMSC answered the bind with an error status."""
+    """The SMSC answered the bind with an error status (`status`)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +110,9 @@ class SmppSession:
             raise SessionLost(f"no bind_transceiver_resp: {type(exc).__name__}") from None
         if answer.status != pdu.ESME_ROK:
             session.abort()
-            raise BindRefused(f"the SMSC refused the bind (status 0x{answer.status:08x})")
+            name = smpp_status.BIND_CREDENTIALS.get(answer.status)
+            status = f"0x{answer.status:08x}, {name}" if name else f"0x{answer.status:08x}"
+            raise BindRefused(answer.status, f"the SMSC refused the bind (status {status})")
         return session
 
     async def _bind(self, bind: Bind) -> Pdu:

@@ -43,3 +43,16 @@ _REASONS: Final[dict[int, DeliveryFailure]] = {
 def refusal(command_status: int) -> DeliveryFailure:
     """The kind of failure a submit_sm_resp's error status is: `refused` for any not listed above."""
     return _REASONS.get(command_status, "refused")
+
+
+# What a bind_transceiver_resp may refuse with for our account (§5.1.3): the system_id or password wrong, or
+# the SMSC's catch-all for a refused bind (which some SMSCs also answer while an earlier session of the same
+# account is still bound on their side). None of them clears within seconds: retried slower (decision 0117).
+ESME_RBINDFAIL: Final = 0x0D
+ESME_RINVPASWD: Final = 0x0E
+ESME_RINVSYSID: Final = 0x0F
+BIND_CREDENTIALS: Final = {
+    ESME_RBINDFAIL: "ESME_RBINDFAIL",
+    ESME_RINVPASWD: "ESME_RINVPASWD",
+    ESME_RINVSYSID: "ESME_RINVSYSID",
+}

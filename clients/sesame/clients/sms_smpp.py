@@ -28,10 +28,11 @@ from sesame.clients import smpp_pdu as pdu
 from sesame.clients import smpp_status, smpp_text
 from sesame.clients.smpp_pdu import Address, Bind, Pdu, ShortMessage
 from sesame.clients.smpp_receipts import NotAReceipt, Receipt, ReceiptBook, Settled, Tracked, parse_receipt
-from sesame.clients.smpp_session import Closed, NoAnswer, SessionLost, SmppSession, Timing
+from sesame.clients.smpp_session import BindRefused, Closed, NoAnswer, SessionLost, SmppSession, Timing
 from sesame.clients.sms_policy import RetryPolicy
 from sesame.clients.sms_reference import provider_ref, user_message_reference
 from sesame.server.domain.errors import ChallengeNotFound, DeliveryFailed, ProviderIdUnknown, StoreUnavailable
+from sesame.server.domain.log_quota import LogQuota
 from sesame.server.domain.model import DeliveryState, SentPart, SentSms, SmsMessage
 from sesame.server.domain.ports import Clock, ProviderIds, SmsGateway
 from sesame.server.domain.privacy import mask_phone, redact
@@ -44,6 +45,13 @@ RecordDelivery = Callable[[str, DeliveryState, str, str], Awaitable[None]]
 INTERNATIONAL: Final = Address(1, 1, "")  # TON international, NPI E.164
 _FINAL_RECEIPT: Final = 0x01  # registered_delivery: a receipt on success or failure (§5.2.17)
 _FIRST_RETRY, _LONGEST_RETRY = 0.5, 10.0
+# A bind refused for our account (a wrong password or system_id, or the SMSC's catch-all ESME_RBINDFAIL) is
+# not cleared by the next try but by someone changing a setting, and an SMSC may count failed binds towards
+# locking the account: tried again doubling up to a minute, not 10 s (decision 0117).
+_LONGEST_RETRY_REFUSED: Final = 60.0
+# A failed attempt to bind is logged once, then at most once in this many seconds per kind of failure, the
+# next line counting those held back; a WARNING every 10 s for ever drowned the log (decision 0117).
+BIND_WARNING_EVERY_SECONDS: Final = 60.0
 # A session shorter than this counts as a failed bind for the next wait: an SMSC that binds and then breaks
 # the session at once (a malformed PDU, say) was bound again every 0.5 s, for ever (decision 0084).
 _STEADY_SESSION: Final = 10.0
@@ -72,6 +80,8 @@ class SmppConfig:
     # A later part the SMSC refused before taking it (throttled, busy) is asked again, alone, this often and
     # this far apart (SESAME_SMS_RETRIES, SESAME_SMS_RETRY_BACKOFF_MS): the parts it took stay taken.
     part_retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # The same failed attempt to bind is logged at most once in this many seconds (decision 0117).
+    bind_warning_every: float = BIND_WARNING_EVERY_SECONDS
 
 
 class SmppSmsGateway:
@@ -90,6 +100,7 @@ class SmppSmsGateway:
         before a restart (or by another worker) still finds its challenge. `on_bind` hears each bind (True)
         and each failed attempt to bind (False): health reads it (decision 0122)."""
         self._on_bind = on_bind
+        self._bind_quiet: LogQuota[str] = LogQuota(config.bind_warning_every)
         self._config = config
         self._clock = clock
         self._record = record
@@ -315,39 +326,70 @@ class SmppSmsGateway:
             self._next_slot = max(loop.time(), self._next_slot) + 1 / self._config.rate
 
     async def _keep_bound(self) -> None:
+        loop = asyncio.get_running_loop()
         delay = _FIRST_RETRY
         bind = Bind(self._config.system_id, self._config.password, self._config.system_type)
+        failed, failing_since = 0, 0.0  # attempts to bind that failed since the last bind, from when
         while not self._closing:
             try:
                 session = await SmppSession.open(
                     self._config.host, self._config.port, bind, self._config.timing, self._delivered
                 )
             except SessionLost as exc:
-                _log.warning("SMPP bind to %s:%d failed: %s", self._config.host, self._config.port, exc)
+                failing_since = failing_since if failed else loop.time()
+                failed += 1
+                self._bind_failed(exc)
                 self._settled.set()
                 if self._on_bind is not None:
                     self._on_bind(False)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, _LONGEST_RETRY)
+                refused = isinstance(exc, BindRefused) and exc.status in smpp_status.BIND_CREDENTIALS
+                delay = min(delay * 2, _LONGEST_RETRY_REFUSED if refused else _LONGEST_RETRY)
                 continue
-            _log.info(
-                "SMPP bound to %s:%d as %r", self._config.host, self._config.port, self._config.system_id
-            )
+            if failed:
+                # The one line that closes an outage the WARNINGs opened, however many they held back.
+                _log.info(
+                    "SMPP bound to %s:%d as %r again, after %d failed attempt(s) to bind in %.0f s",
+                    self._config.host,
+                    self._config.port,
+                    self._config.system_id,
+                    failed,
+                    loop.time() - failing_since,
+                )
+            else:
+                _log.info(
+                    "SMPP bound to %s:%d as %r", self._config.host, self._config.port, self._config.system_id
+                )
+            failed = 0
+            self._bind_quiet.clear()  # the next outage's first failure is logged at once
             self._session = session
             self._settled.set()
             if self._on_bind is not None:
                 self._on_bind(True)
-            bound_at = asyncio.get_running_loop().time()
+            bound_at = loop.time()
             try:
                 await session.run()
             finally:
                 self._session = None
                 # Dropped: messages wait for the bind that follows, as long as the connect timeout.
                 self._settled.clear()
-            if asyncio.get_running_loop().time() - bound_at >= _STEADY_SESSION:
+            if loop.time() - bound_at >= _STEADY_SESSION:
                 delay = _FIRST_RETRY
             await asyncio.sleep(delay)
             delay = min(delay * 2, _LONGEST_RETRY)
+
+    def _bind_failed(self, failure: SessionLost) -> None:
+        """A WARNING naming the SMSC and the failure (its status, when it refused; never the password),
+        unless one for the same failure was logged less than `config.bind_warning_every` ago."""
+        held_back = self._bind_quiet.admit(str(failure))
+        if held_back is not None:
+            _log.warning(
+                "SMPP bind to %s:%d failed: %s%s",
+                self._config.host,
+                self._config.port,
+                failure,
+                self._bind_quiet.held_back(held_back, "such attempts"),
+            )
 
     async def _delivered(self, received: Pdu) -> int:
         """Record a receipt; a temporary error when the store cannot, so that the SMSC sends it again."""

@@ -13,11 +13,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final
 
 from sesame.clients.sms_breaker import BreakerState
 from sesame.server.domain.errors import DeliveryFailed, DeliveryFailure
+from sesame.server.domain.log_quota import LogQuota
 
 _log = logging.getLogger("sesame.sms")
 
@@ -25,14 +25,6 @@ _log = logging.getLogger("sesame.sms")
 SMS_HEALTH_SERVICE: Final = "sesame.SmsGateway"
 # At most one WARNING per reason in this many seconds; the next one counts those held back.
 WARNING_EVERY_SECONDS: Final = 60.0
-
-
-@dataclass(slots=True)
-class _Quiet:
-    """When a reason was last logged, and how many failures for it were not logged since."""
-
-    logged_at: float
-    held_back: int = 0
 
 
 class SmsWatch:
@@ -49,14 +41,12 @@ class SmsWatch:
         """Watch the gateway named `gateway` (for the logs) over `providers` (their breakers);
         `monotonic` is the clock of the rate limit."""
         self._gateway = gateway
-        self._every = every
-        self._monotonic = monotonic
-        self._quiet: dict[DeliveryFailure, _Quiet] = {}
+        self._quiet: LogQuota[DeliveryFailure] = LogQuota(every, monotonic)
         self._failing = False
         self._breakers = dict.fromkeys(providers, BreakerState.CLOSED)
-        self._breaker_quiet: dict[str, _Quiet] = {}
+        self._breaker_quiet: LogQuota[str] = LogQuota(every, monotonic)
         self._unbound: set[str] = set()  # providers whose last attempt to bind failed (SMPP)
-        self._queued_quiet: _Quiet | None = None
+        self._queued_quiet: LogQuota[None] = LogQuota(every, monotonic)
 
     def healthy(self) -> bool:
         """False from a failed send until the next send that succeeds, and while every provider is held:
@@ -78,19 +68,15 @@ class SmsWatch:
         """A provider's breaker changed: one line, unless one for that provider was logged less than
         `every` ago (the next one then says how many changes it held back)."""
         self._breakers[provider] = state
-        now = self._monotonic()
-        quiet = self._breaker_quiet.get(provider)
-        if quiet is not None and now - quiet.logged_at < self._every:
-            quiet.held_back += 1
+        held_back = self._breaker_quiet.admit(provider)
+        if held_back is None:
             return
-        held_back = 0 if quiet is None else quiet.held_back
-        self._breaker_quiet[provider] = _Quiet(logged_at=now)
         _log.log(
             logging.WARNING if state is BreakerState.OPEN else logging.INFO,
             "SMS provider %s circuit breaker %s%s",
             provider,
             state.value,
-            self._held_back(held_back, "changes"),
+            self._breaker_quiet.held_back(held_back, "changes"),
         )
 
     def sent(self) -> None:
@@ -101,38 +87,26 @@ class SmsWatch:
         """A provider took a send but holds it, with no SMSC connected (decision 0124): the gateway reads as
         failing until a send goes; a WARNING, at most one per `every`, the next counting those held back."""
         self._failing = True
-        now = self._monotonic()
-        quiet = self._queued_quiet
-        if quiet is not None and now - quiet.logged_at < self._every:
-            quiet.held_back += 1
+        held_back = self._queued_quiet.admit(None)
+        if held_back is None:
             return
-        held_back = 0 if quiet is None else quiet.held_back
-        self._queued_quiet = _Quiet(logged_at=now)
         _log.warning(
             "SMS gateway %s queuing: a provider holds the SMS with no SMSC connected%s",
             self._gateway,
-            self._held_back(held_back, "such sends"),
+            self._queued_quiet.held_back(held_back, "such sends"),
         )
 
     def failed(self, error: DeliveryFailed) -> None:
         """A send failed: a WARNING unless one for the same reason was logged less than `every` ago."""
         self._failing = True
-        now = self._monotonic()
-        quiet = self._quiet.get(error.reason)
-        if quiet is not None and now - quiet.logged_at < self._every:
-            quiet.held_back += 1
+        held_back = self._quiet.admit(error.reason)
+        if held_back is None:
             return
-        held_back = 0 if quiet is None else quiet.held_back
-        self._quiet[error.reason] = _Quiet(logged_at=now)
         # The error's message names the class of problem only (never the URL, the text or the number).
         _log.warning(
             "SMS gateway %s failing: %s (%s)%s",
             self._gateway,
             error.reason,
             error,
-            self._held_back(held_back, "such failures"),
+            self._quiet.held_back(held_back, "such failures"),
         )
-
-    def _held_back(self, count: int, what: str) -> str:
-        """The end of a line that follows `count` held back (nothing when none was: the first line)."""
-        return f"; {count} more {what} were not logged in the last {self._every:.0f} s" if count else ""
