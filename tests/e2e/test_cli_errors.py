@@ -10,7 +10,9 @@ from pathlib import Path
 
 import grpc
 import pytest
+import redis
 
+from sesame.clients.redis_server import EmbeddedRedis
 from sesame.server.grpc.server import SERVER_OPTIONS
 from tests.e2e.conftest import Served
 from tests.support.serve_process import free_port, run_serve
@@ -244,11 +246,49 @@ def test_a_redis_url_that_is_no_url_is_a_bad_setting(command: list[str], said: s
     assert not (tmp_path / "var").exists()  # no token made, no key rotated
 
 
-def test_a_redis_option_that_is_no_url_is_refused(tmp_path: Path) -> None:
-    """`journal export --redis 'redis://[::1/0'` ended in a traceback: exit 2, one line."""
+UNUSABLE = "the Redis URL (--redis) cannot be used: "
+REDIS_OPTION_ERRORS = [
+    ("redis://:hunter2@[::1/0", f"{UNUSABLE}Invalid IPv6 URL"),
+    ("redis://:hunter2@127.0.0.1:99999/0", f"{UNUSABLE}Port out of range 0-65535"),
+    (
+        "ftp://:hunter2@127.0.0.1:6379/0",
+        f"{UNUSABLE}Redis URL must specify one of the following schemes (redis://, rediss://, unix://)",
+    ),
+    ("redis+cluster://:hunter2@127.0.0.1", f"{UNUSABLE}a Redis Cluster seed is host:port, not '127.0.0.1'"),
+    ("redis://:hunter2@127.0.0.1:9/0", "Redis at 127.0.0.1:9 (--redis) unavailable: ConnectionError"),
+]
+
+
+@pytest.mark.parametrize(
+    ("url", "said"), REDIS_OPTION_ERRORS, ids=["no-url", "port", "scheme", "cluster-seed", "unreachable"]
+)
+def test_every_error_about_a_redis_option_names_the_option(url: str, said: str, tmp_path: Path) -> None:
+    """`journal export --redis URL` with SESAME_REDIS_URL set too: an unusable URL was said to be the
+    setting's (`the Redis URL (SESAME_REDIS_URL) cannot be used`, `a Redis Cluster seed (SESAME_REDIS_URL)`;
+    no URL at all named neither), sending the operator to check the setting. Each names --redis; exit 2, one
+    line, never the password (decision 0108)."""
     (tmp_path / "var" / "journal").mkdir(parents=True)
-    result = _sesame("journal", "export", "--redis", "redis://:hunter2@[::1/0", env=_bare_env(tmp_path))
+    env = _bare_env(tmp_path, SESAME_REDIS_URL="redis://:setting@127.0.0.1:6379/0")
+    result = _sesame("journal", "export", "--redis", url, env=env)
     assert (result.returncode, result.stdout) == (2, ""), result.stderr
     assert "Traceback" not in result.stderr
     assert "hunter2" not in result.stderr
-    assert result.stderr.splitlines()[-1] == "sesame: the Redis URL cannot be used: Invalid IPv6 URL"
+    assert "SESAME_REDIS_URL" not in result.stderr
+    assert result.stderr.splitlines()[-1] == f"sesame: {said}"
+
+
+def test_a_redis_option_refusing_the_password_names_the_option(tmp_path: Path) -> None:
+    """A Redis of --redis that refuses the password: named as the option's, not the setting's."""
+    (tmp_path / "var" / "journal").mkdir(parents=True)
+    with EmbeddedRedis(tmp_path / "redis") as server:
+        port = server.port
+        admin = redis.Redis(port=port)
+        admin.config_set("requirepass", "s3same")
+        admin.close()
+        env = _bare_env(tmp_path, SESAME_REDIS_URL="redis://:setting@127.0.0.1:6379/0")
+        url = f"redis://:hunter2@127.0.0.1:{port}/0"
+        result = _sesame("journal", "export", "--redis", url, env=env)
+    assert (result.returncode, result.stdout) == (2, ""), result.stderr
+    assert "hunter2" not in result.stderr
+    said = f"sesame: Redis at 127.0.0.1:{port} (--redis) unavailable: AuthenticationError"
+    assert result.stderr.splitlines()[-1] == said

@@ -23,7 +23,7 @@ from redis.exceptions import RedisClusterException, RedisError
 
 from sesame.clients.redis_cluster import Cluster
 from sesame.clients.redis_packing import c_packed, packed_class
-from sesame.server.domain.errors import ConfigurationError, StoreUnavailable
+from sesame.server.domain.errors import RedisUrlUnusable, StoreUnavailable
 
 _BOOT_TIMEOUT: Final = 2.0  # seconds for each socket wait of the boot's check
 RedisClient: TypeAlias = aioredis.Redis | RedisCluster
@@ -40,12 +40,12 @@ _DRIVER: Final = DriverInfo()
 
 
 def is_cluster_url(url: str) -> bool:
-    """Whether `url` names a Redis Cluster (`redis+cluster://` or `rediss+cluster://`). ConfigurationError for
+    """Whether `url` names a Redis Cluster (`redis+cluster://` or `rediss+cluster://`). RedisUrlUnusable for
     what is no URL at all (`redis://[::1/0`: a `--redis` option, never checked with the settings)."""
     try:
         scheme = urlsplit(url).scheme
     except ValueError as exc:  # its message names the fault, never the URL (which may hold the password)
-        raise ConfigurationError(f"the Redis URL cannot be used: {exc}") from None
+        raise RedisUrlUnusable(str(exc)) from None
     return scheme in _CLUSTER_SCHEMES
 
 
@@ -66,7 +66,7 @@ def connect(url: str, *, timeout: float, retry: Retry | None = None, **options: 
         except ValueError as exc:
             # redis-py's parsing: a port out of range or not a number, a scheme, an option. Its messages name
             # the part at fault, never the whole URL (which may hold the password).
-            raise ConfigurationError(f"the Redis URL (SESAME_REDIS_URL) cannot be used: {exc}") from None
+            raise RedisUrlUnusable(str(exc)) from None
         return c_packed(client)  # commands packed in C (decision 0049); `beside` copies the connection class
     nodes, credentials, tls = _cluster_target(url)
     return _cluster(
@@ -143,11 +143,11 @@ async def ready(url: str) -> None:
 
 
 def _cluster_target(url: str) -> tuple[list[ClusterNode], dict[str, Any], bool]:
-    """The seed nodes, credentials and TLS flag of a `redis+cluster://` URL; ConfigurationError otherwise."""
+    """The seed nodes, credentials and TLS flag of a `redis+cluster://` URL; RedisUrlUnusable otherwise."""
     parts = urlsplit(url)
     userinfo, _, hosts = parts.netloc.rpartition("@")
     if parts.path not in ("", "/") or parts.query:
-        raise ConfigurationError("a redis+cluster:// URL has no database or options: host:port[,host:port]")
+        raise RedisUrlUnusable("a redis+cluster:// URL has no database or options: host:port[,host:port]")
     nodes = [_node(seed) for seed in hosts.split(",")]
     credentials: dict[str, Any] = {}
     if userinfo:
@@ -162,5 +162,6 @@ def _cluster_target(url: str) -> tuple[list[ClusterNode], dict[str, Any], bool]:
 def _node(seed: str) -> ClusterNode:
     host, _, port = seed.rpartition(":")
     if not host or not (port.isascii() and port.isdigit()):
-        raise ConfigurationError(f"a Redis Cluster seed (SESAME_REDIS_URL) is host:port, not {seed!r}")
+        # The seeds come after the '@': the password is not in one.
+        raise RedisUrlUnusable(f"a Redis Cluster seed is host:port, not {seed!r}")
     return ClusterNode(host.strip("[]"), int(port))

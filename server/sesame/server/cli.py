@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from sesame.server.domain.errors import ConfigurationError, SesameError, StoreUnavailable
+from sesame.server.domain.errors import ConfigurationError, RedisUrlUnusable, SesameError, StoreUnavailable
 
 if TYPE_CHECKING:
     from sesame.server.config import Settings
@@ -245,6 +245,13 @@ def _run(argv: Sequence[str] | None) -> int:
         # alone: name the setting and where it points, never the URL's password.
         named = _redis_named(settings, getattr(args, "redis", None))
         print(f"sesame: Redis {named} unavailable: {error}", file=sys.stderr)  # noqa: T201
+        return 2
+    except RedisUrlUnusable as error:
+        # The client names SESAME_REDIS_URL; a command given --redis used the option's URL, and only that
+        # (an error naming the setting sent the operator to check the wrong one).
+        option = getattr(args, "redis", None)
+        said = f"the Redis URL (--redis) cannot be used: {error.fault}" if option else str(error)
+        print(f"sesame: {said}", file=sys.stderr)  # noqa: T201
         return 2
     except SesameError as error:
         print(f"sesame: {error}", file=sys.stderr)  # noqa: T201

@@ -238,6 +238,17 @@ class ConfigurationError(SesameError):
     """Settings are missing or invalid; the service refuses to start."""
 
 
+class RedisUrlUnusable(ConfigurationError):
+    """A Redis URL the client cannot use (no URL at all, a port out of range, a scheme, an option, a cluster
+    seed): `fault` says what, never quoting the URL, which may hold the password. The message names
+    SESAME_REDIS_URL, where every URL comes from but a command's `--redis` option: the command line names the
+    option for those (decision 0108)."""
+
+    def __init__(self, fault: str) -> None:
+        super().__init__(f"the Redis URL (SESAME_REDIS_URL) cannot be used: {fault}")
+        self.fault = fault
+
+
 class KeyExposed(ConfigurationError):
     """A key of Sésame's in the HSM is, or once was, readable or exportable (not sensitive, extractable, or
     made so once): it is not served (docs/decisions/0079). The message names its label, never its value."""
