@@ -203,14 +203,35 @@ class Pkcs11KeyStore:
     async def check(self) -> None:
         """Return when the token answers and its current keys work. KeyNotFound, HsmUnavailable (health).
 
-        A random byte every round, the key self-test (two MACs, one signature, all checked) every
-        SELF_TEST_EVERY rounds and whenever the current keys change: a token that answers but lost or
-        damaged a key would fail every call, so it must not read SERVING for long.
+        A random byte and the current keys' presence every round, the key self-test (two MACs, one
+        signature, all checked) every SELF_TEST_EVERY rounds and whenever the current keys change: a token
+        that answers but lost or damaged a key would fail every call, so it must not read SERVING for long.
         """
         # Through the funnel like every call: the reconnect policy applies, so a probe after a token reset
         # reopens the session; a probe stuck behind the module's lock waits on the HSM thread, not the loop.
         await self.random(1)
+        await self._current_keys_present()
         await self._proof.check(self)
+
+    async def _current_keys_present(self) -> None:
+        """Return when the current OTP key and proof key are still on the token. KeyNotFound once one is gone.
+
+        Each cached handle's label is read (C_GetAttributeValue, about 25 µs on the caller's thread, no
+        search): a key deleted since, by any process, fails that read (SoftHSM checks the object's file, an
+        HSM its handle), the session is reopened and the search finds nothing. Every round, so that a key
+        deleted while serving reads NOT_SERVING at the next round of every worker, not at its next
+        self-test, up to SELF_TEST_EVERY rounds later (decision 0118); whether the key still works is the
+        self-test's.
+        """
+        await self._present(ObjectClass.SECRET_KEY, await self.current_otp_key())
+        await self._present(ObjectClass.PRIVATE_KEY, await self.current_proof_key())
+
+    async def _present(self, object_class: ObjectClass, key: KeyRef) -> None:
+        def label(live: TokenSession) -> str:
+            return str(live.key(object_class, key.label)[Attribute.LABEL])
+
+        if await self._call("key_present", label, (object_class, key.label)) != key.label:
+            raise HsmUnavailable(f"the HSM handle of {key.label} names another object")
 
     async def sign(self, key: KeyRef, data: bytes) -> bytes:
         """ES256 signature of `data` (raw r || s) by the private half of `key`, in the HSM.

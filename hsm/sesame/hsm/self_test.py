@@ -25,8 +25,9 @@ from sesame.server.domain.ports import KeyStore
 # Not an OCRA question (those start with the suite name), so no code is ever computed over it.
 SELF_TEST_INPUT = b"sesame key self-test"
 _HMAC_SHA256_BYTES = 32
-# Health rounds between two self-tests that passed (10 s at the default 1 s interval). A key destroyed or
-# damaged while serving turns health NOT_SERVING within this many rounds; a failure is retried every round.
+# Health rounds between two self-tests that passed (10 s at the default 1 s interval). A key damaged while
+# serving turns health NOT_SERVING within this many rounds (one destroyed, at the next: the store checks the
+# current keys are there every round, decision 0118); a failure is retried every round.
 SELF_TEST_EVERY = 10
 
 

@@ -182,6 +182,10 @@ class TokenSession:
         """The private key object labelled `label`, cached until the session is lost."""
         return self._key(ObjectClass.PRIVATE_KEY, label)
 
+    def key(self, object_class: ObjectClass, label: str) -> Any:
+        """The key object of `object_class` labelled `label`, cached until the session is lost."""
+        return self._key(object_class, label)
+
     def _key(self, object_class: ObjectClass, label: str) -> Any:
         key = self._keys.get((object_class, label))
         if key is None:
