@@ -167,5 +167,5 @@ class HttpListener:
         """One WARNING per status, then none for REFUSED_EVERY_SECONDS; the next counts those held back."""
         held_back = self._refused.admit(status)
         if held_back is not None:
-            more = self._refused.held_back(held_back, "refused with it")
+            more = self._refused.held_back(held_back, "such requests")
             _log.warning("%s from %s: %d%s", self._path, remote, status, more)
