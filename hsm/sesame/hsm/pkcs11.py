@@ -21,7 +21,7 @@ from sesame.hsm.key_protection import KeyInfo, check_rotated, describe
 from sesame.hsm.self_test import KeyProof
 from sesame.hsm.session import Later, Needs, TokenSession, acquire_token, release_token
 from sesame.hsm.worker import HsmWorker, hsm_worker
-from sesame.server.domain.call_meter import UNMETERED, CallMeter
+from sesame.server.domain.call_meter import UNMETERED, CallMeter, HsmCall
 from sesame.server.domain.errors import HsmUnavailable, KeyNotFound
 from sesame.server.domain.model import KeyKind, KeyRef, MacAlgorithm, PublicKey, key_versions
 from sesame.server.domain.ports import KeyStore, Probe
@@ -318,7 +318,7 @@ class Pkcs11KeyStore:
         return self._token
 
     async def _call(
-        self, call: str, op: Callable[[TokenSession], T], needs: tuple[ObjectClass, str] | Needs
+        self, call: HsmCall, op: Callable[[TokenSession], T], needs: tuple[ObjectClass, str] | Needs
     ) -> T:
         """Run `op` where it is cheapest, timed and reported under `call`: the one funnel of every HSM call.
 

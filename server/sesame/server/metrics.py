@@ -21,7 +21,9 @@ from cryptography import x509
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
-from sesame.server.domain.dispatching import DEAD_LETTER_REASONS, WITHHELD_REASONS
+from sesame.server.domain.budgets import BudgetKind
+from sesame.server.domain.call_meter import HsmCall
+from sesame.server.domain.dispatching import DEAD_LETTER_REASONS, WITHHELD_REASONS, Outcome
 from sesame.server.domain.errors import (
     ConfigurationError,
     DeliveryFailed,
@@ -34,11 +36,12 @@ from sesame.server.domain.model import (
     SentSms,
     SmsMessage,
     VerificationOutcome,
+    VerifyResult,
 )
-from sesame.server.domain.operation import Operation, kind
+from sesame.server.domain.operation import Operation, OperationType, kind
 from sesame.server.domain.ports import SmsGateway
 from sesame.server.domain.segments import measure
-from sesame.server.domain.tally import Tally
+from sesame.server.domain.tally import RESEND_OUTCOMES, USER_CHANGES, Tally
 from sesame.server.metrics_http import BoundedMetricsServer
 from sesame.server.sms_watch import SmsWatch
 
@@ -193,6 +196,28 @@ class Metrics:
         self._sms_provider_metrics()
         self._journal_metrics()
         self._operational_gauges()
+        self._zeroed()
+
+    def _zeroed(self) -> None:
+        """Every outcome the flows and the outbox can count, and each HSM call's failures, read 0 from boot.
+
+        A series is born at its first increment, and rate() and increase() take a series' first sample as its
+        start: a wrong code, a failed SMS or an HSM failure that made a series went uncounted, and a burst
+        of HSM failures between two scrapes, then none, never fired SesameHsmErrors (decision 0119).
+        """
+        zeroed: list[tuple[Counter, tuple[str, ...]]] = [
+            *((self.verifications, (result.value,)) for result in VerifyResult),
+            *((self.challenges_opened, (operation.name.lower(),)) for operation in OperationType),
+            *((self.resends, (outcome,)) for outcome in RESEND_OUTCOMES),
+            *((self.send_budget_refusals, (subject.value,)) for subject in BudgetKind),
+            *((self.user_changes, (change,)) for change in USER_CHANGES),
+            *((self.challenges_voided, (reason.value,)) for reason in VoidReason),
+            *((self.dispatches, (outcome.value,)) for outcome in Outcome),
+            *((self.dead_letters, (reason,)) for reason in DEAD_LETTER_REASONS + WITHHELD_REASONS),
+            *((self.dependency_failures, ("hsm", call)) for call in get_args(HsmCall)),
+        ]
+        for counter, values in zeroed:
+            counter.labels(*values).inc(0)
 
     def _outbox_metrics(self) -> None:
         """The SMS outbox (docs/decisions/0025): what its dispatchers did, how long an SMS waited, and the
@@ -438,6 +463,12 @@ class MeteredSmsGateway:
         self._metrics = metrics
         self._gateway = gateway
         self._watch = watch or SmsWatch(gateway)
+        # From 0, so that the first failure is an increase (decision 0119).
+        for outcome in ("sent", "failed"):
+            metrics.sms.labels(gateway, outcome).inc(0)
+        for reason in get_args(DeliveryFailure):
+            metrics.sms_failures.labels(gateway, reason).inc(0)
+        metrics.dependency_failures.labels("sms", gateway).inc(0)
 
     async def send(self, message: SmsMessage) -> SentSms:
         """Send through the inner gateway, timed and counted."""

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter
 
+from sesame.server.domain.operation import OperationType
 from sesame.server.domain.ports import RiskMeter
-from sesame.server.domain.risk import RiskAssessment
+from sesame.server.domain.risk import RiskAssessment, RiskDecision
+
+# What the operator's SIM-swap check can answer (sesame.server.domain.risk_signals), and `off` without one.
+SIM_SWAP_STATES = ("swapped", "not_swapped", "unavailable", "off")
 
 
 class RiskMetrics:
@@ -40,6 +44,13 @@ class RiskMetrics:
             ["state"],
             registry=registry,
         )
+        # From 0, so that the first denial or swap is an increase (decision 0119); reasons and rules are the
+        # rules file's, born at their first match.
+        for operation in OperationType:
+            for decision in RiskDecision:
+                self.decisions.labels(operation.name.lower(), decision.name.lower()).inc(0)
+        for state in SIM_SWAP_STATES:
+            self.sim_swaps.labels(state).inc(0)
 
     def decided(self, operation: str, assessment: RiskAssessment) -> None:
         """Count one assessment, each of its reasons and each rule that matched."""

@@ -8,14 +8,19 @@ which logs the change (rate-limited) and reads health from the breakers.
 
 from __future__ import annotations
 
+from typing import get_args
+
 from sesame.clients.sms_breaker import BreakerState
 from sesame.clients.sms_failover import ProviderObserver
+from sesame.server.domain.errors import DeliveryFailure
 from sesame.server.domain.model import DeliveryState
 from sesame.server.metrics import Metrics
 from sesame.server.sms_watch import SmsWatch
 
 # What a provider's delivery report can say (Kannel DLR bits, SMPP receipt states).
 REPORTED = (DeliveryState.SENT, DeliveryState.DELIVERED, DeliveryState.FAILED, DeliveryState.EXPIRED)
+# What one attempt at a provider comes to (sesame.clients.sms_failover): taken, queued, failed, or skipped.
+ATTEMPTED = ("sent", "queued", *get_args(DeliveryFailure), "open")
 
 
 class ProviderMeter:
@@ -29,6 +34,8 @@ class ProviderMeter:
             metrics.sms_breaker_state.labels(provider).set(BreakerState.CLOSED.level)
             for state in REPORTED:  # a provider that reported nothing yet reads 0, not "no data"
                 metrics.sms_reports.labels(provider, state.value).inc(0)
+            for outcome in ATTEMPTED:  # and its first failure is an increase (decision 0119)
+                metrics.sms_attempts.labels(provider, outcome).inc(0)
 
     def attempted(self, provider: str, outcome: str) -> None:
         """Count one attempt."""

@@ -19,6 +19,11 @@ if TYPE_CHECKING:
     from sesame.server.domain.operation import Operation
 
 
+# What the flows tell a Tally, each a label value the metrics count from 0 at boot (decision 0119).
+RESEND_OUTCOMES = ("resent", "too_soon", "exhausted", "closed", "user_blocked")
+USER_CHANGES = ("suspend", "reinstate", "unblock", "revoke", "change_phone", "terminate_client")
+
+
 class Tally(Protocol):
     """Receives the outcomes of the flows; labels name kinds and outcomes, never a user or a number."""
 
