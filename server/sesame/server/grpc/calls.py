@@ -47,7 +47,7 @@ from sesame.server.grpc.call_context import (
 from sesame.server.grpc.callers import CallerNotAllowed, caller_identity, calling_as
 from sesame.server.grpc.catalogue import HEALTH_SERVICE
 from sesame.server.grpc.decoding import DecodingInterceptor, Undecodable, refuse, tolerant
-from sesame.server.grpc.metering import MethodMeter
+from sesame.server.grpc.metering import UNKNOWN_METHOD, MethodMeter
 from sesame.server.grpc.policy import CallerPolicy
 from sesame.server.grpc.shedding import InFlight
 from sesame.server.grpc.status import answer_crash, answer_error
@@ -89,6 +89,8 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         self._streaming = (DecodingInterceptor(), AuthorizationInterceptor(policy))
         # Only methods a handler answers are kept: a caller naming random methods adds nothing here.
         self._handlers: dict[str, Handler] = {}
+        # A method no handler answers is counted under one name, whatever the caller named, from 0 (0113).
+        self._unimplemented = metrics.rpc_requests.labels(UNKNOWN_METHOD, grpc.StatusCode.UNIMPLEMENTED.name)
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -97,7 +99,8 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         handler = self._handlers.get(method)
         if handler is None:
             found = await continuation(handler_call_details)
-            if found is None:
+            if found is None:  # gRPC answers UNIMPLEMENTED: counted, or a caller on a newer API goes unseen
+                self._unimplemented.inc()
                 return None
             handler = await self._wrap(found, handler_call_details)
             self._handlers[method] = handler

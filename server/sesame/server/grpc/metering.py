@@ -8,6 +8,10 @@ import grpc
 
 from sesame.server.metrics import Metrics
 
+# The `method` of every call to a method no handler answers (UNIMPLEMENTED): one label value, not the name a
+# caller sent (decision 0113).
+UNKNOWN_METHOD = "unknown"
+
 
 class MethodMeter:
     """One method's counters and histogram, their label children looked up once, not at every call."""
