@@ -1,5 +1,6 @@
-"""The metrics tables of docs/operations.md and docs/risk.md name every metric a worker registers, with its
-labels, and nothing else; a reason a metric's help lists is one the table lists too."""
+"""The metrics tables of docs/operations.md and docs/risk.md name every metric a worker registers (and the
+supervisor's own), with its labels, and nothing else; a reason a metric's help lists is one the table lists
+too."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from prometheus_client.metrics import MetricWrapperBase
 
-from sesame.server.metrics import Metrics
+from sesame.server.metrics import Metrics, WorkersServing
 from sesame.server.risk_metrics import RiskMetrics
 
 ROOT = Path(__file__).parent.parent
@@ -69,6 +70,9 @@ def _registered() -> dict[str, set[str]]:
         if getattr(metric, "_multiprocess_mode", None) in _PER_WORKER:
             labels.add("pid")
         registered[name] = labels
+    # The supervisor's own gauges, beside the sum of its workers' (decision 0114).
+    for family in WorkersServing(lambda: 0, 1).collect():
+        registered[family.name] = set()
     return registered
 
 

@@ -12,14 +12,17 @@ status code (`sesame.server.grpc.metering`). Docs/decisions/0026.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from typing import TypeVar, cast, get_args
 
 from cryptography import x509
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from sesame.server.domain.budgets import BudgetKind
 from sesame.server.domain.call_meter import HsmCall
@@ -500,6 +503,33 @@ class MeteredSmsGateway:
 
 _t: type[Tally] = MetricsTally
 _g: type[SmsGateway] = MeteredSmsGateway
+
+
+class WorkersServing(Collector):
+    """The supervisor's own word beside the sum of its workers' (decision 0114): how many of them serve.
+
+    Every gauge a worker writes is a live one: its series go with it. With every worker dead (a boot that
+    fails again and again: Redis or the HSM away, the supervisor backing off), the page held no
+    `sesame_health_serving` at all, and SesameNotServing, reading `== 0`, had nothing to fire on.
+    """
+
+    def __init__(self, serving: Callable[[], int], configured: int) -> None:
+        """`serving` counts the workers serving now, at each scrape; `configured` is SESAME_WORKERS."""
+        self._serving = serving
+        self._configured = configured
+
+    def collect(self) -> Iterator[Metric]:
+        """Both gauges, read now."""
+        yield GaugeMetricFamily(
+            "sesame_workers_serving",
+            "Worker processes of this sesame serve that said they serve and still run (the sealer apart).",
+            value=self._serving(),
+        )
+        yield GaugeMetricFamily(
+            "sesame_workers",
+            "Worker processes this sesame serve runs (SESAME_WORKERS).",
+            value=self._configured,
+        )
 
 
 class MetricsEndpoint:

@@ -29,7 +29,7 @@ from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
 from sesame.server.app import hsm_config, log_serving
 from sesame.server.config import Settings
 from sesame.server.key_boot import KeyBootPolicy, boot_keys
-from sesame.server.metrics import MetricsEndpoint
+from sesame.server.metrics import MetricsEndpoint, WorkersServing
 from sesame.server.port_claim import PortClaim
 from sesame.server.supervisor import Backoff, Supervisor
 from sesame.server.workers import WorkerLaunch, WorkerPool
@@ -52,12 +52,14 @@ async def serve(settings: Settings) -> None:
         async with contextlib.AsyncExitStack() as stack:
             redis_url = await _redis(settings, stack)
             hsm = await _ready_keys(settings, redis_url)
-            metrics_dir = _metrics(settings, stack)
+            metrics_dir, registry = _metrics(settings, stack)
             launch = WorkerLaunch(
                 env=_worker_env(settings, redis_url, hsm, metrics_dir),
                 on_exit=lambda pid: _forget(pid, metrics_dir),
             )
             pool = WorkerPool(settings.workers, launch)
+            if registry is not None:
+                registry.register(WorkersServing(pool.serving, settings.workers))
             stack.push_async_callback(asyncio.to_thread, pool.drain, settings.shutdown_grace)
             await asyncio.to_thread(pool.start)
             for worker in pool.processes:
@@ -122,13 +124,16 @@ async def _ready_keys(settings: Settings, redis_url: str) -> Pkcs11Config:
     return config
 
 
-def _metrics(settings: Settings, stack: contextlib.AsyncExitStack) -> str | None:
-    """Serve /metrics as the sum over the workers (prometheus_client's multiprocess mode); its directory.
+def _metrics(
+    settings: Settings, stack: contextlib.AsyncExitStack
+) -> tuple[str | None, CollectorRegistry | None]:
+    """Serve /metrics as the sum over the workers (prometheus_client's multiprocess mode); its directory,
+    and its registry, where the supervisor adds its own word (`WorkersServing`).
 
     A fresh private directory per run: values a previous run left would be added to this one's.
     """
     if settings.metrics_addr is None:
-        return None
+        return None, None
     directory = tempfile.mkdtemp(prefix="sesame-metrics-")
     stack.callback(shutil.rmtree, directory, ignore_errors=True)
     registry = CollectorRegistry()
@@ -136,7 +141,7 @@ def _metrics(settings: Settings, stack: contextlib.AsyncExitStack) -> str | None
     endpoint = MetricsEndpoint(registry, settings.metrics_addr)
     stack.callback(endpoint.close)
     _log.info("metrics on http://%s:%d/metrics", settings.metrics_addr.rpartition(":")[0], endpoint.port)
-    return directory
+    return directory, registry
 
 
 def _forget(pid: int, metrics_dir: str | None) -> None:

@@ -58,6 +58,7 @@ class WorkerProcess:
         self._launch = launch
         self._spawner = spawner
         self._process: subprocess.Popen[bytes] | None = None
+        self._ready = False  # the process in the slot said it serves
         self._stopping = False
         # The restart thread and the drain may meet: one transition at a time.
         self._lock = threading.Lock()
@@ -66,6 +67,12 @@ class WorkerProcess:
         """Start the worker and wait until it serves. Blocking. WorkerFailed if it does not."""
         with self._lock:
             self._spawn()
+
+    @property
+    def serving(self) -> bool:
+        """Whether the slot's process said it serves and still runs (read by the metrics' thread)."""
+        process = self._process
+        return self._ready and process is not None and process.poll() is None
 
     def restart_if_dead(self) -> bool:
         """Start the worker again if it died (not while draining); True if it did. Blocking.
@@ -131,9 +138,11 @@ class WorkerProcess:
             raise WorkerFailed(f"cannot start {self.name}: {exc}") from exc
         finally:
             os.close(write_end)
+        self._ready = False
         self._process = process
         try:
             self._wait_ready(process, read_end)
+            self._ready = True
         finally:
             os.close(read_end)
 
@@ -177,6 +186,10 @@ class WorkerPool:
         # The journal's sealer, off the calls' loops (decision 0085); drained last, after the calls.
         self.sealer = WorkerProcess(0, launch, self._spawner)
         self.processes = [*self.workers, self.sealer]
+
+    def serving(self) -> int:
+        """How many worker slots (the sealer's apart) have a process that serves now."""
+        return sum(worker.serving for worker in self.workers)
 
     def start(self) -> None:
         """Start every worker, in parallel, and wait until all serve. Blocking.
