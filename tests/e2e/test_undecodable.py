@@ -102,3 +102,33 @@ async def test_undecodable_request_is_counted(live: Live) -> None:
             break
         await asyncio.sleep(0.01)
     assert counted == 1
+
+
+FLOOD = 300
+
+
+async def test_a_flood_of_undecodable_requests_writes_one_warning_per_method(
+    live: Live, caplog: pytest.LogCaptureFixture
+) -> None:
+    """FLOOD undecodable health Checks (no certificate asks them on the probes' listener) and as many Starts:
+    one WARNING for each method, every call counted; it was a WARNING per call, 300 in 0.2 s."""
+    caplog.set_level(logging.INFO)
+    methods = [
+        health_pb2.DESCRIPTOR.services_by_name["Health"].methods_by_name["Check"],
+        auth_pb.DESCRIPTOR.services_by_name["AuthenticationService"].methods_by_name["StartChallenge"],
+    ]
+    for method in methods:
+        codes = [await _call(live.channel, method, _BAD_WIRE) for _ in range(FLOOD)]
+        assert set(codes) == {grpc.StatusCode.INVALID_ARGUMENT}
+    refusals = [r for r in caplog.records if r.name == "sesame.grpc" and "undecodable" in r.getMessage()]
+    assert [r.getMessage().split(" refused")[0] for r in refusals] == [
+        "rpc /grpc.health.v1.Health/Check",
+        "rpc /sesame.api.v1.AuthenticationService/StartChallenge",
+    ]
+    for name in ("Check", "StartChallenge"):
+        labels = {"method": name, "code": "INVALID_ARGUMENT"}
+        for _ in range(200):
+            if live.metrics.registry.get_sample_value("sesame_rpc_requests_total", labels) == FLOOD:
+                break
+            await asyncio.sleep(0.01)
+        assert live.metrics.registry.get_sample_value("sesame_rpc_requests_total", labels) == FLOOD

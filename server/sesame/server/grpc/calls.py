@@ -46,7 +46,7 @@ from sesame.server.grpc.call_context import (
 )
 from sesame.server.grpc.callers import CallerNotAllowed, caller_identity, calling_as
 from sesame.server.grpc.catalogue import HEALTH_SERVICE
-from sesame.server.grpc.decoding import DecodingInterceptor, Undecodable, refuse, tolerant
+from sesame.server.grpc.decoding import DecodingInterceptor, Undecodable, UndecodableLog, refuse, tolerant
 from sesame.server.grpc.metering import UNKNOWN_METHOD, MethodMeter
 from sesame.server.grpc.policy import CallerPolicy
 from sesame.server.grpc.shedding import InFlight
@@ -86,7 +86,8 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         self._in_flight = InFlight(max_concurrent_rpcs, metrics)
         self._gate = gate
         # Applied inside out, as the chain of interceptors was: decoding wraps the behaviour, rights wrap it.
-        self._streaming = (DecodingInterceptor(), AuthorizationInterceptor(policy))
+        self._undecodable = UndecodableLog()  # one WARNING a minute per method (their count is the metrics')
+        self._streaming = (DecodingInterceptor(self._undecodable), AuthorizationInterceptor(policy))
         # Only methods a handler answers are kept: a caller naming random methods adds nothing here.
         self._handlers: dict[str, Handler] = {}
         # A method no handler answers is counted under one name, whatever the caller named, from 0 (0113).
@@ -196,7 +197,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         if self._policy is not None and not self._policy.allows(caller, method):
             raise CallerNotAllowed(method, caller)
         if isinstance(request, Undecodable):
-            await refuse(request, f"/{method}", context)
+            await refuse(request, f"/{method}", context, self._undecodable)
 
     def _health(self, behavior: Behavior, method: str) -> Behavior:
         """Health's Check: metered, decoded, answered from the table (its own NOT_FOUND is an abort)."""
@@ -207,7 +208,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             code = grpc.StatusCode.UNKNOWN
             try:
                 if isinstance(request, Undecodable):
-                    await refuse(request, method, context)
+                    await refuse(request, method, context, self._undecodable)
                 response = await behavior(request, context)
             except asyncio.CancelledError:
                 code = grpc.StatusCode.CANCELLED

@@ -4,17 +4,19 @@ grpc.aio parses a request with the handler's deserializer before any behaviour r
 error as a crash of the servicer: an ERROR traceback and UNKNOWN naming the exception class. Bad wire
 format and invalid UTF-8 in a string field are the caller's error, so the deserializer is wrapped to hand
 the behaviour an `Undecodable` marker instead of raising, and the behaviour answers it from the one error
-table (BadRequest on `request`) with one WARNING line. It runs innermost, after authorization, so a caller
-the policy refuses learns nothing more than before; the metering interceptor, outermost, counts the answer.
+table (BadRequest on `request`) with a WARNING line, at most one a minute per method. It runs innermost,
+after authorization, so a caller the policy refuses learns nothing more than before; the metering
+interceptor, outermost, counts the answer.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -47,6 +49,10 @@ class Undecodable:
 class DecodingInterceptor(grpc.aio.ServerInterceptor):
     """Wraps every handler's deserializer and behaviour so that a request that does not parse is refused."""
 
+    def __init__(self, log: UndecodableLog | None = None) -> None:
+        """Refusals logged through `log` (one of its own unless given: the listener's)."""
+        self._log = log or UndecodableLog()
+
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
@@ -60,7 +66,7 @@ class DecodingInterceptor(grpc.aio.ServerInterceptor):
             handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
         )
         return _FACTORIES[shape](
-            _checked(shape, behavior, method),
+            _checked(shape, behavior, method, self._log),
             request_deserializer=tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
@@ -79,35 +85,64 @@ def tolerant(deserialize: Deserializer) -> Deserializer:
     return parse
 
 
-async def refuse(request: Undecodable, method: str, context: Context) -> None:
-    """Answer an undecodable request INVALID_ARGUMENT (abort_with: raises), with one WARNING line."""
-    # The class of problem only: the parser's message may quote bytes of the request.
-    _log.warning("rpc %s refused: undecodable request (%s)", method, request.reason)
+async def refuse(request: Undecodable, method: str, context: Context, log: UndecodableLog) -> None:
+    """Answer an undecodable request INVALID_ARGUMENT (abort_with: raises), told to `log`, which writes a
+    WARNING at most once in UNDECODABLE_EVERY_SECONDS per method; the count is sesame_rpc_requests_total's."""
+    log.refused(method, request.reason)
     await abort_with(context, to_status(_UNDECODABLE))
 
 
-def _checked(shape: tuple[bool, bool], behavior: Any, method: str) -> Any:  # noqa: C901 (one closure per shape)
+# One WARNING per method in this many seconds, the next counting those held back, as the delivery-report
+# listener's refusals: a line per request let any peer of the health-only listener (no certificate needed)
+# write a WARNING per call, 300 in 0.2 s.
+UNDECODABLE_EVERY_SECONDS: Final = 60.0
+
+
+class UndecodableLog:
+    """The WARNING of an undecodable request, rate-limited per method (the methods a handler answers)."""
+
+    def __init__(self, every: float = UNDECODABLE_EVERY_SECONDS) -> None:
+        self._every = every
+        self._last: dict[str, tuple[float, int]] = {}  # method -> (last logged at, held back since)
+
+    def refused(self, method: str, reason: str) -> None:
+        """Log the refusal, unless one of `method` was logged less than `every` seconds ago."""
+        now = time.monotonic()
+        last = self._last.get(method)
+        if last is not None and now - last[0] < self._every:
+            self._last[method] = (last[0], last[1] + 1)
+            return
+        held_back = 0 if last is None else last[1]
+        self._last[method] = (now, 0)
+        more = f"; {held_back} more not logged in the last {self._every:.0f} s" if held_back else ""
+        # The class of problem only: the parser's message may quote bytes of the request.
+        _log.warning("rpc %s refused: undecodable request (%s)%s", method, reason, more)
+
+
+def _checked(  # noqa: C901 (one closure per shape)
+    shape: tuple[bool, bool], behavior: Any, method: str, log: UndecodableLog
+) -> Any:
     async def unary(request: Any, context: Context) -> Any:
         if isinstance(request, Undecodable):
-            await refuse(request, method, context)
+            await refuse(request, method, context, log)
         return await behavior(request, context)
 
     async def server_streaming(request: Any, context: Context) -> AsyncIterator[Any]:
         if isinstance(request, Undecodable):
-            await refuse(request, method, context)
+            await refuse(request, method, context, log)
         async for response in behavior(request, context):
             yield response
 
     async def server_writing(request: Any, context: Context) -> None:
         if isinstance(request, Undecodable):
-            await refuse(request, method, context)
+            await refuse(request, method, context, log)
         await behavior(request, context)
 
     def screened(requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
         async def each() -> AsyncIterator[Any]:
             async for request in requests:
                 if isinstance(request, Undecodable):
-                    await refuse(request, method, context)
+                    await refuse(request, method, context, log)
                 yield request
 
         return each()
