@@ -13,7 +13,9 @@ from typing import Literal, Protocol
 
 # Every call of the key store, as its funnel names it (`Pkcs11KeyStore._call`): the metrics count each one's
 # failures from 0 at boot, so that the first failure is an increase an alert sees (decision 0119).
-HsmCall = Literal["mac", "random", "sign", "public_keys", "versions", "current_keys", "key_protection"]
+HsmCall = Literal[
+    "mac", "random", "sign", "public_keys", "versions", "current_keys", "key_protection", "key_present"
+]
 
 
 class CallMeter(Protocol):
