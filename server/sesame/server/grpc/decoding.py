@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -22,6 +21,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from sesame.server.domain import errors
+from sesame.server.domain.log_quota import LogQuota
 from sesame.server.grpc.status import abort_with, to_status
 from sesame.server.grpc.unary import Continuation
 
@@ -102,20 +102,15 @@ class UndecodableLog:
     """The WARNING of an undecodable request, rate-limited per method (the methods a handler answers)."""
 
     def __init__(self, every: float = UNDECODABLE_EVERY_SECONDS) -> None:
-        self._every = every
-        self._last: dict[str, tuple[float, int]] = {}  # method -> (last logged at, held back since)
+        self._quota: LogQuota[str] = LogQuota(every)
 
     def refused(self, method: str, reason: str) -> None:
         """Log the refusal, unless one of `method` was logged less than `every` seconds ago."""
-        now = time.monotonic()
-        last = self._last.get(method)
-        if last is not None and now - last[0] < self._every:
-            self._last[method] = (last[0], last[1] + 1)
+        held_back = self._quota.admit(method)
+        if held_back is None:
             return
-        held_back = 0 if last is None else last[1]
-        self._last[method] = (now, 0)
-        more = f"; {held_back} more not logged in the last {self._every:.0f} s" if held_back else ""
         # The class of problem only: the parser's message may quote bytes of the request.
+        more = self._quota.held_back(held_back, "such requests")
         _log.warning("rpc %s refused: undecodable request (%s)%s", method, reason, more)
 
 
