@@ -73,3 +73,28 @@ def test_the_dev_token_is_created_once_with_a_private_pin_file(tmp_path: Path) -
     pin_file = tmp_path / "softhsm" / "pin"
     assert stat.S_IMODE(pin_file.stat().st_mode) == 0o600
     assert pin_file.read_text().strip() not in result.stdout + result.stderr
+
+
+def test_processes_bootstrapping_one_new_directory_at_once_make_one_token(tmp_path: Path) -> None:
+    """RACE: eight processes bootstrap one new development directory at once (`sesame keys rotate` run twice
+    at once, a CLI beside `make run`): one token, one PIN, every process served. Each rewrote softhsm2.conf
+    while another's softhsm2-util read it and each made its token when it saw none: two tokens under one
+    label (every later use: MultipleTokensReturned) and `softhsm2-util --init-token failed`."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / r) for r in ("server", "hsm", "clients"))}
+    env.pop("SOFTHSM2_CONF", None)
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", DEV_TOKEN_CHILD, str(tmp_path)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
+    for child in children:
+        out, err = child.communicate(timeout=120)
+        assert child.returncode == 0, err[-2000:]
+        assert json.loads(out) == {"same": True, "keys": []}
+    assert len(list((tmp_path / "softhsm" / "tokens").iterdir())) == 1
+    assert sorted(p.name for p in (tmp_path / "softhsm").iterdir() if p.name.startswith(".pin")) == []

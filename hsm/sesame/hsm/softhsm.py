@@ -7,10 +7,13 @@ to point it elsewhere once the HSM thread has loaded the module.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import secrets
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 from sesame.hsm.pkcs11 import Pkcs11Config
@@ -53,22 +56,55 @@ def bootstrap_token(
     (directory / "tokens").mkdir(parents=True, exist_ok=True, mode=0o700)
     # mkdir leaves an existing directory's mode alone: the token objects inside are owner-only either way.
     (directory / "tokens").chmod(0o700)
-    conf.write_text(
-        f"directories.tokendir = {directory / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n"
-    )
-    if label not in _token_labels(conf):
-        _softhsm_util(
+    # Processes bootstrapping one directory at once (`sesame keys rotate` run twice, a CLI beside `make run`)
+    # take turns: one that rewrote the file while another's softhsm2-util read it made that one find no
+    # token, and it made a second token under the same label (every later use: MultipleTokensReturned).
+    with _turn(directory):
+        _write_if_changed(
             conf,
-            "--init-token",
-            "--free",
-            "--label",
-            label,
-            "--pin",
-            pin,
-            "--so-pin",
-            so_pin or secrets.token_urlsafe(24),
+            f"directories.tokendir = {directory / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n",
         )
+        # SoftHSM's own list is no proof that a token is missing: a token another process reads (its lock
+        # held) can be left out of it, and a second token was made under the label. What this function made
+        # is marked, under the lock; the list is asked only of a directory made before the mark.
+        made = directory / f".token-{label.encode().hex()}"
+        marked = made.exists() and any((directory / "tokens").iterdir())  # not a store emptied since
+        if not marked and label not in _token_labels(conf):
+            _softhsm_util(
+                conf,
+                "--init-token",
+                "--free",
+                "--label",
+                label,
+                "--pin",
+                pin,
+                "--so-pin",
+                so_pin or secrets.token_urlsafe(24),
+            )
+        made.touch()
     return Pkcs11Config(module=module, token_label=label, pin=pin)
+
+
+@contextlib.contextmanager
+def _turn(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `directory`'s bootstrap for the block (released by the kernel however its
+    holder ends)."""
+    fd = os.open(directory / ".bootstrap.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    """Write `path` whole (a rename: a reader never sees it half-written) unless it already says `text`."""
+    with contextlib.suppress(FileNotFoundError):
+        if path.read_text() == text:
+            return
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(text)
+    partial.replace(path)
 
 
 def bootstrap_dev_token(var_dir: Path, *, create: bool = True) -> Pkcs11Config:
@@ -88,9 +124,17 @@ def bootstrap_dev_token(var_dir: Path, *, create: bool = True) -> Pkcs11Config:
     directory.chmod(0o700)
     pin_file = directory / "pin"
     if not pin_file.exists():
-        fd = os.open(pin_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # Written aside, then linked in: a process bootstrapping at the same time never reads it empty, and
+        # of two made at once the first linked is the token's (the other's is dropped).
+        partial = directory / f".pin.{os.getpid()}"
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(secrets.token_urlsafe(24))
+        try:
+            with contextlib.suppress(FileExistsError):
+                os.link(partial, pin_file)
+        finally:
+            partial.unlink()
     # A PIN file left readable by others (copied, restored from a backup) is tightened, not trusted as is.
     pin_file.chmod(0o600)
     return bootstrap_token(directory, label=DEV_TOKEN_LABEL, pin=pin_file.read_text().strip())
