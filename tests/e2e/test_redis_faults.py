@@ -373,7 +373,8 @@ FAULTS: dict[str, tuple[Fault, str, set[str]]] = {
     # at its first write that may grow memory unless it wrote already (then it runs to its end, atomic):
     # some writes pass, bounded by the memory they take. Start's and Resend's first write is one Redis
     # refuses, so they cannot grow Redis past maxmemory one after another (decisions 0109, 0111); a Verify
-    # runs out of memory, its writes bounded by the challenges open (0111: answered OK below).
+    # runs out of memory, its writes bounded by the challenges open, and so does a suspension, bounded by the
+    # user's moves (0111: both answered OK below).
     "oom": (out_of_memory, "OutOfMemoryError", {"EnrollUser", "StartChallenge", "ResendChallenge"}),
     "readonly": (read_only, "ReadOnlyError", WRITES),
     "misconf": (disk_error, "ResponseError MISCONF", WRITES),
@@ -404,6 +405,7 @@ async def test_a_redis_fault_is_unavailable_with_retry_info_and_writes_nothing(
     if name == "oom":  # the code sent before memory ran out is decided, a challenge given up closed (0111)
         assert got["VerifyChallenge"].code is grpc.StatusCode.OK
         assert got["CancelChallenge"].code is grpc.StatusCode.OK
+        assert got["SuspendUser"].code is grpc.StatusCode.OK  # a stolen phone's codes void at once (0111)
     if refusals == EVERY:  # every call refused: none wrote anything
         after = await snapshot(drill.admin)
         assert {key: value for key, value in after.items() if b"ballast" not in key} == before

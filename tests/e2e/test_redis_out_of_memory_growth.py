@@ -6,7 +6,10 @@ first write frees (the budgets' ZREMRANGEBYSCORE) passed whole, every time it wa
 found ResendChallenge passing so while Start was refused: each Resend queued its SMS and journaled, and Redis
 grew past maxmemory by a challenge's resends at a time. It found too that a worker could not boot while Redis
 was full: its boot wrote the shard count and the key ledger again, writes that changed nothing and that
-Redis refused, so a worker killed then was restarted, refused, and restarted again, serving nothing.
+Redis refused, so a worker killed then was restarted, refused, and restarted again, serving nothing. A second
+audit found the back office unable to suspend a user whose phone was stolen while Redis was full, the code on
+that phone still good: a suspension, a revocation and a termination now run out of memory, a reinstatement is
+refused whole.
 """
 
 from __future__ import annotations
@@ -57,6 +60,12 @@ async def full(admin: aioredis.Redis) -> None:
     """maxmemory 1 byte, nothing evictable: every write that may grow memory is -OOM."""
     await admin.config_set("maxmemory-policy", "noeviction")
     await admin.config_set("maxmemory", 1)
+
+
+async def stored(admin: aioredis.Redis) -> int:
+    """The bytes Redis's keys take, each whole (MEMORY USAGE, every element sampled): what the state holds,
+    without the buffers and caches of used_memory, which move with the connections' traffic."""
+    return sum([await admin.memory_usage(key, samples=0) or 0 async for key in admin.scan_iter(count=1000)])
 
 
 async def queued(admin: aioredis.Redis) -> int:
@@ -221,3 +230,186 @@ async def test_out_of_memory_a_block_voids_the_users_other_challenges(
         other = await auth.GetChallenge(auth_pb.GetChallengeRequest(challenge_id=opened[1]), timeout=10)
         assert other.challenge.status == auth_pb.CHALLENGE_STATUS_VOIDED
     assert "not voided" not in serving.output()
+
+
+def suspension(n: int) -> enrol_pb.SuspendUserRequest:
+    return enrol_pb.SuspendUserRequest(
+        user_id="alice", request_id=f"suspend-{n}", actor="ops-1", reason="vol du téléphone"
+    )
+
+
+async def opened_with_code(
+    var: Path,
+    enrol: enrol_grpc.EnrollmentServiceStub,
+    auth: auth_grpc.AuthenticationServiceStub,
+    user_id: str = "alice",
+    phone: str = "+33612000001",
+) -> auth_pb.VerifyChallengeRequest:
+    """The user enrolled, a challenge of theirs open: the Verify of its right code."""
+    await enrol.EnrollUser(enrol_pb.EnrollUserRequest(user_id=user_id, client_id="acme", secure_phone=phone))
+    request = auth_pb.StartChallengeRequest(user_id=user_id, operation=transfer(100))
+    challenge_id = (await auth.StartChallenge(request)).challenge_id
+    _, code = await read_code(var / "sms.jsonl", challenge_id)
+    return auth_pb.VerifyChallengeRequest(challenge_id=challenge_id, code=code, operation=transfer(100))
+
+
+async def test_out_of_memory_a_suspension_is_made_and_voids_the_code_a_reinstatement_is_refused(
+    tmp_path: Path, own_redis: EmbeddedRedis, admin: aioredis.Redis, stopped: list[ServeProcess]
+) -> None:
+    """A challenge open, its code sent; maxmemory 1 byte: SuspendUser OK (before: UNAVAILABLE, and the code
+    on the stolen phone stayed good), the right code then VOIDED, the challenge voided, the user suspended;
+    ReinstateUser UNAVAILABLE with RetryInfo, nothing journaled and the user still suspended; memory back:
+    reinstated."""
+    var = tmp_path / "var"
+    serving = start_serve(var, {"SESAME_REDIS_URL": own_redis.url})
+    stopped.append(serving)
+    async with grpc.aio.insecure_channel(serving.address) as channel:
+        enrol = enrol_grpc.EnrollmentServiceStub(channel)
+        auth = auth_grpc.AuthenticationServiceStub(channel)
+        verify = await opened_with_code(var, enrol, auth)
+        await full(admin)
+        await enrol.SuspendUser(suspension(1), timeout=10)
+        assert (await auth.VerifyChallenge(verify, timeout=10)).result == auth_pb.VERIFY_RESULT_VOIDED
+        got = await auth.GetChallenge(auth_pb.GetChallengeRequest(challenge_id=verify.challenge_id))
+        assert got.challenge.status == auth_pb.CHALLENGE_STATUS_VOIDED
+        user = enrol_pb.GetUserRequest(user_id="alice")
+        assert (await enrol.GetUser(user, timeout=10)).user.status == enrol_pb.USER_STATUS_SUSPENDED
+        journaled = await admin.xlen(Keyspace().user_journal("alice"))
+        reinstate = enrol_pb.ReinstateUserRequest(user_id="alice", request_id="back-1", actor="ops-1")
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await enrol.ReinstateUser(reinstate, timeout=10)
+        assert (refused.value.code(), retry_info(refused.value)) == (grpc.StatusCode.UNAVAILABLE, True)
+        assert await admin.xlen(Keyspace().user_journal("alice")) == journaled
+        assert (await enrol.GetUser(user, timeout=10)).user.status == enrol_pb.USER_STATUS_SUSPENDED
+        await admin.config_set("maxmemory", 0)
+        assert (await enrol.ReinstateUser(reinstate, timeout=10)).user.status == enrol_pb.USER_STATUS_ACTIVE
+    assert "Traceback" not in serving.output()
+
+
+async def test_out_of_memory_a_revocation_is_made_and_voids_the_code(
+    tmp_path: Path, own_redis: EmbeddedRedis, admin: aioredis.Redis, stopped: list[ServeProcess]
+) -> None:
+    """A challenge open, its code sent; maxmemory 1 byte: RevokeUser OK, and again OK (a no-op) (before:
+    UNAVAILABLE), the right code then VOIDED, the user revoked."""
+    var = tmp_path / "var"
+    serving = start_serve(var, {"SESAME_REDIS_URL": own_redis.url})
+    stopped.append(serving)
+    async with grpc.aio.insecure_channel(serving.address) as channel:
+        enrol = enrol_grpc.EnrollmentServiceStub(channel)
+        auth = auth_grpc.AuthenticationServiceStub(channel)
+        verify = await opened_with_code(var, enrol, auth)
+        await full(admin)
+        for n in range(2):
+            revoke = enrol_pb.RevokeUserRequest(user_id="alice", request_id=f"revoke-{n}", actor="ops-1")
+            await enrol.RevokeUser(revoke, timeout=10)
+        assert (await auth.VerifyChallenge(verify, timeout=10)).result == auth_pb.VERIFY_RESULT_VOIDED
+        got = await enrol.GetUser(enrol_pb.GetUserRequest(user_id="alice"), timeout=10)
+        assert got.user.status == enrol_pb.USER_STATUS_REVOKED
+    assert "Traceback" not in serving.output()
+
+
+async def test_out_of_memory_a_client_terminated_revokes_its_users_and_voids_their_codes(
+    tmp_path: Path, own_redis: EmbeddedRedis, admin: aioredis.Redis, stopped: list[ServeProcess]
+) -> None:
+    """A challenge of acme's user open, its code sent; maxmemory 1 byte: TerminateClient OK, one user revoked,
+    and again OK (a no-op) (before: UNAVAILABLE), the right code then VOIDED, the user revoked."""
+    var = tmp_path / "var"
+    serving = start_serve(var, {"SESAME_REDIS_URL": own_redis.url})
+    stopped.append(serving)
+    async with grpc.aio.insecure_channel(serving.address) as channel:
+        enrol = enrol_grpc.EnrollmentServiceStub(channel)
+        auth = auth_grpc.AuthenticationServiceStub(channel)
+        verify = await opened_with_code(var, enrol, auth)
+        await full(admin)
+        for n in range(2):
+            terminate = enrol_pb.TerminateClientRequest(
+                client_id="acme", request_id=f"end-{n}", actor="ops-1"
+            )
+            assert (await enrol.TerminateClient(terminate, timeout=10)).revoked_users == 1
+        assert (await auth.VerifyChallenge(verify, timeout=10)).result == auth_pb.VERIFY_RESULT_VOIDED
+        got = await enrol.GetUser(enrol_pb.GetUserRequest(user_id="alice"), timeout=10)
+        assert got.user.status == enrol_pb.USER_STATUS_REVOKED
+    assert "Traceback" not in serving.output()
+
+
+RACES = 6
+
+
+async def entry_id(admin: aioredis.Redis, stream: str, outcome: bytes) -> tuple[int, int]:
+    """The id of the stream's entry with that outcome, as the two numbers that order the shard's entries."""
+    found = [entry for entry, fields in await admin.xrange(stream) if fields.get(b"outcome") == outcome]
+    ms, seq = found[0].split(b"-")
+    return int(ms), int(seq)
+
+
+async def test_out_of_memory_a_suspension_and_a_verify_at_once_take_turns(
+    tmp_path: Path, own_redis: EmbeddedRedis, admin: aioredis.Redis, stopped: list[ServeProcess]
+) -> None:
+    """Six users, a challenge of each open; maxmemory 1 byte: for each, SuspendUser and the Verify of the
+    right code sent at once, both answering OK. Each step is one script: a Verify VERIFIED was journaled
+    before the suspension, a Verify VOIDED after it; never a code verified once the suspension was made."""
+    var = tmp_path / "var"
+    serving = start_serve(var, {"SESAME_REDIS_URL": own_redis.url})
+    stopped.append(serving)
+    keys = Keyspace()
+    async with grpc.aio.insecure_channel(serving.address) as channel:
+        enrol = enrol_grpc.EnrollmentServiceStub(channel)
+        auth = auth_grpc.AuthenticationServiceStub(channel)
+        verifies = [
+            await opened_with_code(var, enrol, auth, f"u{n}", f"+3361200010{n}") for n in range(RACES)
+        ]
+        await full(admin)
+        for n, verify in enumerate(verifies):
+            suspend = enrol_pb.SuspendUserRequest(user_id=f"u{n}", request_id="stolen", actor="ops-1")
+            _, verified = await asyncio.gather(
+                enrol.SuspendUser(suspend, timeout=10), auth.VerifyChallenge(verify, timeout=10)
+            )
+            suspended = await entry_id(admin, keys.user_journal(f"u{n}"), b"suspended")
+            journal = keys.challenge_journal(verify.challenge_id)
+            if verified.result == auth_pb.VERIFY_RESULT_VERIFIED:
+                assert await entry_id(admin, journal, b"verified") < suspended
+            else:
+                assert verified.result == auth_pb.VERIFY_RESULT_VOIDED
+                assert await entry_id(admin, journal, b"voided") > suspended
+    assert "Traceback" not in serving.output()
+
+
+SUSPENSIONS = 200
+
+
+async def test_out_of_memory_repeated_suspensions_grow_redis_no_further(
+    tmp_path: Path, own_redis: EmbeddedRedis, admin: aioredis.Redis, stopped: list[ServeProcess]
+) -> None:
+    """maxmemory 1 byte: 200 SuspendUser, each a request id of its own, each OK; the first suspends, the rest
+    are no-ops: journaled for the hour's first few (SESAME_NOOPS_JOURNALED_PER_HOUR), their ids among the last
+    few kept (SESAME_NOOP_IDS_KEPT), and the last hundred add no journal entry, no id and no memory to speak
+    of (before: each UNAVAILABLE; a script allowed out of memory that journaled each would grow by each)."""
+    var = tmp_path / "var"
+    settings = {
+        "SESAME_REDIS_URL": own_redis.url,
+        "SESAME_DISPATCHERS": "0",
+        "SESAME_NOOPS_JOURNALED_PER_HOUR": "5",
+        "SESAME_NOOP_IDS_KEPT": "8",
+    }
+    serving = start_serve(var, settings)
+    stopped.append(serving)
+    keys = Keyspace()
+    async with grpc.aio.insecure_channel(serving.address) as channel:
+        enrol = enrol_grpc.EnrollmentServiceStub(channel)
+        await enrol.EnrollUser(
+            enrol_pb.EnrollUserRequest(user_id="alice", client_id="acme", secure_phone="+33612000001")
+        )
+        journaled = await admin.xlen(keys.user_journal("alice"))
+        await full(admin)
+        for n in range(SUSPENSIONS // 2):
+            await enrol.SuspendUser(suspension(n), timeout=10)
+        halfway = await stored(admin)
+        assert await admin.xlen(keys.user_journal("alice")) == journaled + 1 + 5
+        for n in range(SUSPENSIONS // 2, SUSPENSIONS):
+            await enrol.SuspendUser(suspension(n), timeout=10)
+        assert await admin.xlen(keys.user_journal("alice")) == journaled + 1 + 5
+        assert await admin.hlen(keys.user_changes("alice")) == 1 + 8
+        assert await stored(admin) - halfway < 1024, (halfway, await stored(admin))
+        got = await enrol.GetUser(enrol_pb.GetUserRequest(user_id="alice"), timeout=10)
+        assert got.user.status == enrol_pb.USER_STATUS_SUSPENDED
+    assert "Traceback" not in serving.output()

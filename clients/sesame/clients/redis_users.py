@@ -98,7 +98,9 @@ class RedisUsers(RedisPlace):
         return _REVOCATIONS[reply[0]]
 
     async def _status_script(self, change: StatusChange, record_id: str, for_client: str) -> Any:
-        """change_user_status.lua; `record_id` is the request id to record ("" none)."""
+        """restrict_user.lua for a suspension or a revocation, which runs out of memory, and
+        change_user_status.lua for a reinstatement, refused whole out of memory (decision 0111): one body,
+        _user_status.lua. `record_id` is the request id to record ("" none)."""
         user_id = change.user_id
         head = rec.user_event(f"user.{change.action.value}", user_id, change.at)
         args = [
@@ -112,7 +114,8 @@ class RedisUsers(RedisPlace):
             *rec.provenance_fields(change.provenance),
         ]
         keys = [*self._user_keys(user_id), self.keys.user_changes(user_id), self.keys.user_pending(user_id)]
-        return await self._scripts.run("change_user_status", keys, args)
+        script = "change_user_status" if change.action is StatusAction.REINSTATE else "restrict_user"
+        return await self._scripts.run(script, keys, args)
 
     async def unblock_user(self, unblocking: Unblocking) -> Unblocked:
         """Lift a block after wrong codes in a row (see the port). UserNotFound, UserNotActive."""

@@ -1,3 +1,7 @@
+#!lua flags=allow-oom
+-- Runs out of memory (decision 0111): a termination revokes its client's users (restrict_user.lua, which runs
+-- out of memory too), voiding their open codes while Redis is full. Bounded: a client is terminated once, for
+-- good; a repeated termination is a no-op, journaled as below.
 -- The client company ended the service (résiliation): no enrolment for it from now on. Journaled in the
 -- client's journal. A second call changes nothing and is journaled as `unchanged`, the client's first
 -- ARGV[2] of the hour, later ones only counted in the client hash and the count sealed with the next one
