@@ -9,7 +9,8 @@ was full: its boot wrote the shard count and the key ledger again, writes that c
 Redis refused, so a worker killed then was restarted, refused, and restarted again, serving nothing. A second
 audit found the back office unable to suspend a user whose phone was stolen while Redis was full, the code on
 that phone still good: a suspension, a revocation and a termination now run out of memory, a reinstatement is
-refused whole.
+refused whole. A delivery report arriving out of memory was refused (HTTP 503), and Kannel, which by default
+never calls a dlr-url again, dropped it: the challenge read SENT for good, though the SMS was delivered.
 """
 
 from __future__ import annotations
@@ -32,10 +33,15 @@ from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.server.grpc.demo import read_code
 from tests.e2e.helpers import retry_info, transfer, wrong
+from tests.support.kannel import kannel_settings, running_kannel
+from tests.support.outbox import dispatched_state
 from tests.support.serve_process import ServeProcess, start_serve, until, wait_serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
+REPORTED_WITHIN = (
+    10.0  # seconds for Kannel to link to its SMSC again, deliver and report (measured: under 1 s)
+)
 RESENDS = 5  # the most SESAME_MAX_RESENDS allows: before the fix, each answered OK under the fault
 
 
@@ -413,3 +419,47 @@ async def test_out_of_memory_repeated_suspensions_grow_redis_no_further(
         got = await enrol.GetUser(enrol_pb.GetUserRequest(user_id="alice"), timeout=10)
         assert got.user.status == enrol_pb.USER_STATUS_SUSPENDED
     assert "Traceback" not in serving.output()
+
+
+async def test_out_of_memory_a_delivery_report_is_recorded(
+    tmp_path: Path, own_redis: EmbeddedRedis, admin: aioredis.Redis, stopped: list[ServeProcess]
+) -> None:
+    """Kannel's link to its SMSC cut, a code SMS queued by Kannel (SENT); maxmemory 1 byte; the link back:
+    Kannel delivers it and calls the dlr-url, the report is recorded and GetChallenge reads DELIVERED while
+    Redis is still full (before: 503, which Kannel with its default `http-request-retry = 0` never brought
+    again, and the challenge read SENT for good)."""
+    work = tmp_path / "kannel"
+    work.mkdir()
+    with running_kannel(work) as kannel:
+        kannel.cut_smsc_link()
+        serving = start_serve(tmp_path / "var", kannel_settings(kannel, SESAME_REDIS_URL=own_redis.url))
+        stopped.append(serving)
+        async with grpc.aio.insecure_channel(serving.address) as channel:
+            enrol = enrol_grpc.EnrollmentServiceStub(channel)
+            auth = auth_grpc.AuthenticationServiceStub(channel)
+            await enrol.EnrollUser(
+                enrol_pb.EnrollUserRequest(user_id="alice", client_id="acme", secure_phone="+33612000001")
+            )
+            request = auth_pb.StartChallengeRequest(user_id="alice", operation=transfer())
+            challenge_id = (await auth.StartChallenge(request)).challenge_id
+            sent = await asyncio.to_thread(dispatched_state, serving.address, challenge_id)
+            assert sent == auth_pb.DELIVERY_STATE_SENT
+            await full(admin)
+            kannel.restore_smsc_link()
+            state = await delivery_once_delivered(auth, challenge_id, REPORTED_WITHIN)
+            assert auth_pb.DeliveryState.Name(state) == "DELIVERY_STATE_DELIVERED"
+            assert await refused_start(auth) == (grpc.StatusCode.UNAVAILABLE, True)
+    assert "Traceback" not in serving.output()
+
+
+async def delivery_once_delivered(
+    auth: auth_grpc.AuthenticationServiceStub, challenge_id: str, within: float
+) -> int:
+    """The challenge's delivery state once DELIVERED, or what it reads after `within` seconds."""
+    request = auth_pb.GetChallengeRequest(challenge_id=challenge_id)
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        state = (await auth.GetChallenge(request, timeout=5)).challenge.delivery_state
+        if state == auth_pb.DELIVERY_STATE_DELIVERED or asyncio.get_running_loop().time() > deadline:
+            return int(state)
+        await asyncio.sleep(0.1)

@@ -57,6 +57,7 @@ class Kannel:
     fakesmsc_log: Path
     front: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False, compare=False)
     smsc: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False, compare=False)
+    smsc_argv: list[str] = field(default_factory=list, repr=False, compare=False)
 
     def cut_smsc_link(self) -> None:
         """Stop the fake SMSC: bearerbox keeps trying to reach it, and smsbox answers each sendsms with
@@ -64,6 +65,15 @@ class Kannel:
         for process in self.smsc:
             process.terminate()
             process.wait(timeout=5)
+
+    def restore_smsc_link(self) -> None:
+        """Start the fake SMSC again, its output added to the same log: bearerbox links to it within its
+        reconnect delay and hands it the messages it queued, each with its delivery reports."""
+        with self.fakesmsc_log.open("ab") as out:
+            process = subprocess.Popen(
+                self.smsc_argv, stdout=out, stderr=subprocess.STDOUT, cwd=self.fakesmsc_log.parent
+            )
+        self.smsc.append(process)
 
     def close_front_door(self) -> None:
         """Stop smsbox, Kannel's HTTP sendsms face: every new message is refused (connection refused) while
@@ -204,6 +214,7 @@ def _running_kannel(work: Path, box_port: int, dial: int) -> Iterator[Kannel]:
         fake = [str(FAKESMSC), "-H", "127.0.0.1", "-r", str(ports["smsc"]), "-m", "0", "1 2 text x"]
         processes.append(_spawn(fake, kannel.fakesmsc_log))
         kannel.smsc.append(processes[-1])
+        kannel.smsc_argv.extend(fake)
         _wait(lambda: "online" in _status(kannel), processes, "the fake SMSC")
         processes.append(_spawn([str(SMSBOX), "-v", "1", str(conf)], work / "smsbox.out"))
         kannel.front.append(processes[-1])
@@ -263,7 +274,8 @@ def _stop(kannel: Kannel, processes: list[subprocess.Popen[bytes]]) -> None:
                 f"{kannel.admin_url}/shutdown?password={kannel.admin_password}", timeout=2
             ).close()
     deadline = time.monotonic() + 5
-    for process in processes:
+    # A fake SMSC started again (restore_smsc_link) is stopped with the others.
+    for process in processes + [each for each in kannel.smsc if each not in processes]:
         try:
             process.wait(timeout=max(deadline - time.monotonic(), 0.1))
         except subprocess.TimeoutExpired:

@@ -1,3 +1,7 @@
+#!lua flags=allow-oom
+-- Runs out of memory (maxmemory, noeviction): a report Kannel or the SMSC brings while Redis is full is
+-- recorded, not refused, since neither brings it again for long (Kannel by default never: decision 0111);
+-- what it writes is bounded by the messages already sent and the bounds below.
 -- Note what the SMS gateway said about one of a challenge's messages, with its journal entry.
 -- KEYS[1] challenge hash, KEYS[2] challenge journal stream (its user's {s:<n>} slot)
 -- ARGV[1] reported state, ARGV[2] provider reference (one per message sent), ARGV[3 ..] journal field/value
