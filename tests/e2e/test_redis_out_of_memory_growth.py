@@ -10,7 +10,8 @@ Redis refused, so a worker killed then was restarted, refused, and restarted aga
 audit found the back office unable to suspend a user whose phone was stolen while Redis was full, the code on
 that phone still good: a suspension, a revocation and a termination now run out of memory, a reinstatement is
 refused whole. A delivery report arriving out of memory was refused (HTTP 503), and Kannel, which by default
-never calls a dlr-url again, dropped it: the challenge read SENT for good, though the SMS was delivered.
+never calls a dlr-url again, dropped it: the challenge read SENT for good, though the SMS was delivered. An SMPP
+receipt was answered ESME_RX_T_APPN, which an SMSC brings again when and if its operator set it to.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from tests.e2e.helpers import retry_info, transfer, wrong
 from tests.support.kannel import kannel_settings, running_kannel
 from tests.support.outbox import dispatched_state
 from tests.support.serve_process import ServeProcess, start_serve, until, wait_serving
+from tests.support.smsc import Smsc, serving, smpp_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -450,6 +452,35 @@ async def test_out_of_memory_a_delivery_report_is_recorded(
             assert auth_pb.DeliveryState.Name(state) == "DELIVERY_STATE_DELIVERED"
             assert await refused_start(auth) == (grpc.StatusCode.UNAVAILABLE, True)
     assert "Traceback" not in serving.output()
+
+
+async def test_out_of_memory_an_smpp_receipt_is_recorded(
+    tmp_path: Path, own_redis: EmbeddedRedis, admin: aioredis.Redis, stopped: list[ServeProcess]
+) -> None:
+    """A code SMS sent through the SMPP simulator (SENT); maxmemory 1 byte; the SMSC's receipt DELIVRD: it is
+    recorded and GetChallenge reads DELIVERED while Redis is still full (before: ESME_RX_T_APPN, which the
+    simulator, as an SMSC with no retry, never sent again, and the challenge read SENT for good)."""
+    async with serving(Smsc(receipt=None)) as smsc:
+        settings = smpp_settings(smsc, SESAME_REDIS_URL=own_redis.url)
+        serving_process = await asyncio.to_thread(start_serve, tmp_path / "var", settings)
+        stopped.append(serving_process)
+        async with grpc.aio.insecure_channel(serving_process.address) as channel:
+            enrol = enrol_grpc.EnrollmentServiceStub(channel)
+            auth = auth_grpc.AuthenticationServiceStub(channel)
+            await enrol.EnrollUser(
+                enrol_pb.EnrollUserRequest(user_id="alice", client_id="acme", secure_phone="+33612000001")
+            )
+            request = auth_pb.StartChallengeRequest(user_id="alice", operation=transfer())
+            challenge_id = (await auth.StartChallenge(request)).challenge_id
+            sent = await asyncio.to_thread(dispatched_state, serving_process.address, challenge_id)
+            assert sent == auth_pb.DELIVERY_STATE_SENT
+            await full(admin)
+            for part in smsc.submitted:
+                await smsc.push_receipt(part.message_id, "DELIVRD")
+            state = await delivery_once_delivered(auth, challenge_id, REPORTED_WITHIN)
+            assert auth_pb.DeliveryState.Name(state) == "DELIVERY_STATE_DELIVERED"
+            assert await refused_start(auth) == (grpc.StatusCode.UNAVAILABLE, True)
+    assert "Traceback" not in serving_process.output()
 
 
 async def delivery_once_delivered(
