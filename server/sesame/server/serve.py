@@ -15,9 +15,7 @@ import contextlib
 import dataclasses
 import logging
 import os
-import shutil
 import signal
-import tempfile
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +32,7 @@ from sesame.server.app import hsm_config, log_serving
 from sesame.server.config import Settings
 from sesame.server.key_boot import KeyBootPolicy, boot_keys
 from sesame.server.metrics import MetricsEndpoint, WorkersServing
+from sesame.server.metrics_dir import MetricsDirectory
 from sesame.server.port_claim import PortClaim
 from sesame.server.supervisor import Backoff, Supervisor
 from sesame.server.workers import WorkerLaunch, WorkerPool
@@ -173,12 +172,14 @@ def _metrics(
     """Serve /metrics as the sum over the workers (prometheus_client's multiprocess mode); its directory,
     its registry, where the supervisor adds its own word (`WorkersServing`), and the workers' sum.
 
-    A fresh private directory per run: values a previous run left would be added to this one's.
+    A fresh private directory per run: values a previous run left would be added to this one's. Those of
+    supervisors that died without removing theirs (SIGKILL) are removed first (`MetricsDirectory`).
     """
     if settings.metrics_addr is None:
         return None, None, None
-    directory = tempfile.mkdtemp(prefix="sesame-metrics-")
-    stack.callback(shutil.rmtree, directory, ignore_errors=True)
+    owned = MetricsDirectory()
+    stack.callback(owned.close)
+    directory = owned.path
     registry = CollectorRegistry()
     workers = _WorkersSum(registry, directory)
     endpoint = MetricsEndpoint(registry, settings.metrics_addr)
