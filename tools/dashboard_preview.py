@@ -3,7 +3,7 @@
 
 Grafana is packaged neither in Debian 12 nor on PyPI or npm, the registries these machines reach, so no
 real Grafana can render the dashboard here. This script builds the same live world as
-tests/deploy/test_live_scrape.py (three `sesame serve`, real flows and failures, a private Prometheus), asks
+tests/deploy/test_live_scrape.py (four `sesame serve`, real flows and failures, a private Prometheus), asks
 Prometheus for every panel's queries over the run, exactly as written in the dashboard (Grafana's variables
 replaced: all replicas, a 15 s rate window so that a run of a minute shows its bursts), and draws them with
 matplotlib on the dashboard's own grid: time series as lines, stat panels as their last values.

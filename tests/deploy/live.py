@@ -1,4 +1,4 @@
-"""Two running `sesame serve`, real flows and real failures, scraped by a real Prometheus with our alerts.
+"""Four running `sesame serve`, real flows and real failures, scraped by a real Prometheus with our alerts.
 
 - `main`: mTLS with the test PKI (so it publishes its certificate's expiry, a day away), console SMS, a
   send budget of 2 per user. Ana passes a login (one wrong code first, a resend too soon); Bob's third code
@@ -11,6 +11,8 @@
   then its SoftHSM token is deleted under it, so HSM calls fail and the journal is no longer sealed.
 - `stalled`: no dispatch loop (`SESAME_DISPATCHERS=0`), so its outbox backs up; its journal archive's first
   segment is a directory, not a file, so its sealed blocks are never archived.
+- `down`: nothing but boot; at the end its Redis is stopped and its worker killed: the new one cannot boot,
+  no worker serves (SesameWorkersDown and SesameNotServing), and nothing is sealed.
 
 Each replica is its own scrape job: each has its own Redis, a deployment of its own. The rules are the
 file's with the thresholds, windows and `for:` of LIVE_SCALE (tests/deploy/artifacts.py): minutes cannot be
@@ -199,10 +201,17 @@ def monitored(directory: Path, pki: Pki) -> Iterator[Prometheus]:
                 )
             )
         )
-        jobs = {"main": main.target, "failing": failing.target, "stalled": stalled.target}
+        # Its worker killed while its Redis is stopped: the new one cannot boot, and none serves.
+        down = stack.enter_context(stopped_on_exit(replica(directory / "down", {})))
+        jobs = {
+            "main": main.target,
+            "failing": failing.target,
+            "stalled": stalled.target,
+            "down": down.target,
+        }
         rules = live_alerts(directory / "alerts.yml")
         prometheus = stack.enter_context(running_prometheus(directory / "prometheus", jobs, [rules]))
-        prometheus.wait_for("count(up == 1) == 3")
+        prometheus.wait_for("count(up == 1) == 4")
         on_main = stack.enter_context(callers(main, pki))
         on_failing = stack.enter_context(callers(failing, None))
         on_stalled = stack.enter_context(callers(stalled, None))
@@ -214,6 +223,7 @@ def monitored(directory: Path, pki: Pki) -> Iterator[Prometheus]:
         _denied(on_main, operator, DENIED[1:])
         _hsm_fails(failing, on_failing, prometheus)
         stack.callback(_redis_stopped(main))
+        stack.callback(_workers_down(down))
         prometheus.wait_for('sesame_health_probe_up{probe="state store"} == 0')
         # The scaled alerts need a few seconds of their condition (a window, a time since): let them build.
         prometheus.wait_for_alerts(set(LIVE_SCALE))
@@ -352,3 +362,12 @@ def _redis_stopped(replica: Replica) -> Callable[[], None]:
     pid = int((replica.var / "redis" / "redis.pid").read_text())
     os.kill(pid, signal.SIGSTOP)
     return lambda: os.kill(pid, signal.SIGCONT)
+
+
+def _workers_down(replica: Replica) -> Callable[[], None]:
+    """Stop the replica's Redis and kill its workers: none comes back until Redis does; return what resumes
+    it."""
+    resume = _redis_stopped(replica)
+    for worker in replica.serving.workers():
+        os.kill(worker, signal.SIGKILL)
+    return resume

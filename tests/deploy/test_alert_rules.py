@@ -13,6 +13,7 @@ EXPECTED = {
     "SesameHsmErrors",
     "SesameRedisUnreachable",
     "SesameNotServing",
+    "SesameWorkersDown",
     "SesameCertificateExpiresSoon",
     "SesameOutboxBacklog",
     "SesameOutboxOldestEntryAge",

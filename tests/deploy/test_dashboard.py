@@ -59,7 +59,7 @@ def test_panels_are_well_formed() -> None:
 
 def test_the_dashboard_shows_what_the_issue_lists() -> None:
     """Flows, verify results, RPC latency, SMS, HSM and Redis, blocks and budgets, build info, the outbox,
-    breakers, risk decisions and the journal's sealing are shown."""
+    breakers, risk decisions, the journal's sealing and the workers serving are shown."""
     used = set().union(*(_metric_names(query.expr) for query in dashboard_queries()))
     assert {
         "sesame_rpc_requests_total",
@@ -73,6 +73,8 @@ def test_the_dashboard_shows_what_the_issue_lists() -> None:
         "sesame_send_budget_refusals_total",
         "sesame_build_info",
         "sesame_health_serving",
+        "sesame_workers_serving",
+        "sesame_workers",
         "sesame_tls_certificate_expiry_timestamp_seconds",
         "sesame_outbox_depth",
         "sesame_outbox_oldest_age_seconds",

@@ -1,4 +1,4 @@
-"""A real Prometheus scrapes three running Sésame after real flows and failures: every query has data.
+"""A real Prometheus scrapes four running Sésame after real flows and failures: every query has data.
 
 The dashboard's panels and the alerts' expressions are evaluated through Prometheus's HTTP query API, as
 Grafana and the rule engine evaluate them; the rule engine itself, loaded with deploy/prometheus/alerts.yml,
@@ -73,7 +73,8 @@ def test_the_new_alerts_name_their_deployment(prometheus: Prometheus) -> None:
     """The outbox and the archive alerts name the stalled replica's job, the breaker alerts the failing
     replica's kannel, the sealing alert the replica whose Redis stopped and the one whose token is gone (it
     cannot sign what was journaled since); the stalled replica seals, it only does not archive; the denial
-    spike the replica whose operator reports swapped SIMs."""
+    spike the replica whose operator reports swapped SIMs, the workers' alert the replica whose worker cannot
+    boot again (its Redis stopped: it does not seal either)."""
     expected = {
         ("SesameOutboxBacklog", "stalled", ""),
         ("SesameOutboxOldestEntryAge", "stalled", ""),
@@ -83,6 +84,8 @@ def test_the_new_alerts_name_their_deployment(prometheus: Prometheus) -> None:
         ("SesameSmsAllBreakersOpen", "failing", ""),
         ("SesameSmsBreakerOpen", "failing", "kannel"),
         ("SesameRiskDenialSpike", "main", ""),
+        ("SesameWorkersDown", "down", ""),
+        ("SesameJournalNotSealed", "down", ""),
     }
     names = {name for name, _, _ in expected}
 
