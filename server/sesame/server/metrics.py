@@ -96,6 +96,15 @@ class Metrics:
             ["method", "code"],
             registry=self.registry,
         )
+        # The plaintext health-only listener's calls (SESAME_HEALTH_ADDR), apart from the gRPC port's: any
+        # peer of the probes' network may call it, and its probes would drown the API's rates (decision 0114).
+        self.health_listener_requests = Counter(
+            "sesame_health_listener_requests",
+            "Calls answered on the health-only listener, by method (Check, Watch, List, unknown) and status"
+            " code.",
+            ["method", "code"],
+            registry=self.registry,
+        )
         self.rpc_shed = Counter(
             "sesame_rpc_shed",
             "gRPC calls refused because the worker already ran its maximum of calls at once, by method.",

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import functools
+import inspect
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeAlias
 
 import grpc
 
+from sesame.server.grpc.unary import Continuation
 from sesame.server.metrics import Metrics
 
 # The `method` of every call to a method no handler answers (UNIMPLEMENTED): one label value, not the name a
@@ -31,3 +36,99 @@ class MethodMeter:
         counter.inc()
         self._metrics.worker_rpcs.inc()
         self._seconds.observe(seconds)
+
+
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"  # generic in the stubs only
+Context = grpc.aio.ServicerContext[Any, Any]
+_HEALTH = "/grpc.health.v1.Health/"
+
+
+class ListenerMeter(grpc.aio.ServerInterceptor):
+    """Counts each call of the health-only listener in sesame_health_listener_requests_total, by method and
+    code: outermost, so an undecodable request counts as the INVALID_ARGUMENT it is answered. The method is
+    health's (Check, Watch, List) or "unknown": the label stays bounded whatever a peer sends."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._counter = metrics.health_listener_requests
+        # Read 0 from the listener's start (decision 0119): the first probe and the first refusal are counted.
+        self._counter.labels("Check", grpc.StatusCode.OK.name).inc(0)
+        self._counter.labels(UNKNOWN_METHOD, grpc.StatusCode.UNIMPLEMENTED.name).inc(0)
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> Handler | None:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None:  # gRPC answers UNIMPLEMENTED, whatever the name a peer sent (0113)
+            self._counter.labels(UNKNOWN_METHOD, grpc.StatusCode.UNIMPLEMENTED.name).inc()
+            return None
+        name = method.removeprefix(_HEALTH) if method.startswith(_HEALTH) else UNKNOWN_METHOD
+        count = functools.partial(_count, self._counter, name)
+        if handler.unary_unary is not None:
+            return _metered_unary(handler, count)
+        if handler.unary_stream is not None:
+            return _metered_stream(handler, count)
+        return handler
+
+
+def _count(counter: Any, method: str, code: grpc.StatusCode) -> None:
+    counter.labels(method, code.name).inc()
+
+
+def _counted(behavior: Any, count: Callable[[grpc.StatusCode], None]) -> Any:
+    """A coroutine behaviour (Check, List; a Watch that writes through its context), counted by its code."""
+
+    async def answered(request: Any, context: Context) -> Any:
+        code = grpc.StatusCode.UNKNOWN
+        try:
+            response = await behavior(request, context)
+            code = context.code() or grpc.StatusCode.OK
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except grpc.aio.AbortError:
+            code = context.code() or grpc.StatusCode.UNKNOWN
+            raise
+        finally:
+            count(code)
+        return response
+
+    return answered
+
+
+def _metered_unary(handler: Handler, count: Callable[[grpc.StatusCode], None]) -> Handler:
+    """`handler` (a unary call: Check, List), counted by the code it answered."""
+    return grpc.unary_unary_rpc_method_handler(
+        _counted(handler.unary_unary, count),
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+def _metered_stream(handler: Handler, count: Callable[[grpc.StatusCode], None]) -> Handler:
+    """`handler` (a response stream: Watch), counted by the code it ended with (CANCELLED: its caller
+    left). Its behaviour is an async generator, or a coroutine writing through its context (the decoding
+    interceptor's)."""
+    # Under grpc.aio behaviours are coroutine or async-generator functions; the stubs type the sync API.
+    stream: Any = handler.unary_stream
+
+    async def streamed(request: Any, context: Context) -> AsyncIterator[Any]:
+        code = grpc.StatusCode.UNKNOWN
+        try:
+            async for response in stream(request, context):
+                yield response
+            code = context.code() or grpc.StatusCode.OK
+        except (asyncio.CancelledError, GeneratorExit):
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except grpc.aio.AbortError:
+            code = context.code() or grpc.StatusCode.UNKNOWN
+            raise
+        finally:
+            count(code)
+
+    return grpc.unary_stream_rpc_method_handler(
+        streamed if inspect.isasyncgenfunction(stream) else _counted(stream, count),
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )

@@ -29,6 +29,7 @@ from sesame.server.grpc.catalogue import API_SERVICES
 from sesame.server.grpc.decoding import DecodingInterceptor
 from sesame.server.grpc.health import HealthNoting, HealthWatcher
 from sesame.server.grpc.health_watchers import BoundedHealthServicer
+from sesame.server.grpc.metering import ListenerMeter
 from sesame.server.grpc.servicers import (
     AuthenticationServicer,
     ChallengeSeals,
@@ -239,7 +240,7 @@ class GrpcServer:
         port = _bind(server, address, "SESAME_GRPC_ADDR", transport.tls, serving)
         health_listener = None
         if transport.health_addr is not None:
-            health_listener = await _health_only(health_servicer, transport.health_addr, serving)
+            health_listener = await _health_only(health_servicer, transport.health_addr, serving, metrics)
         await server.start()
         watcher.start()
         return cls(server, port, watcher, health_listener)
@@ -281,9 +282,14 @@ def _bind(
         raise ConfigurationError(f"cannot listen on {address} ({setting})") from None
 
 
-async def _health_only(servicer: health.aio.HealthServicer, address: str, serving: Serving) -> Listener:
-    """A plaintext listener serving only grpc.health.v1, from the same servicer as the gRPC port."""
-    server = grpc.aio.server(interceptors=[DecodingInterceptor()], options=serving.options)
+async def _health_only(
+    servicer: health.aio.HealthServicer, address: str, serving: Serving, metrics: Metrics
+) -> Listener:
+    """A plaintext listener serving only grpc.health.v1, from the same servicer as the gRPC port, each call
+    counted in sesame_health_listener_requests_total (decision 0114)."""
+    server = grpc.aio.server(
+        interceptors=[ListenerMeter(metrics), DecodingInterceptor()], options=serving.options
+    )
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     port = _bind(server, address, "SESAME_HEALTH_ADDR", None, serving)
     await server.start()
