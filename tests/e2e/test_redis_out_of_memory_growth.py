@@ -10,8 +10,8 @@ Redis refused, so a worker killed then was restarted, refused, and restarted aga
 audit found the back office unable to suspend a user whose phone was stolen while Redis was full, the code on
 that phone still good: a suspension, a revocation and a termination now run out of memory, a reinstatement is
 refused whole. A delivery report arriving out of memory was refused (HTTP 503), and Kannel, which by default
-never calls a dlr-url again, dropped it: the challenge read SENT for good, though the SMS was delivered. An SMPP
-receipt was answered ESME_RX_T_APPN, which an SMSC brings again when and if its operator set it to.
+never calls a dlr-url again, dropped it: the challenge read SENT for good, though the SMS was delivered. An
+SMPP receipt was answered ESME_RX_T_APPN, which an SMSC brings again when and if its operator set it to.
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ async def serve(settings: Settings) -> None:
             metrics_dir, registry, workers = _metrics(settings, stack)
             launch = WorkerLaunch(
                 env=_worker_env(settings, redis_url, hsm, metrics_dir),
-                on_exit=lambda pid: _forget(pid, metrics_dir, workers),
+                on_exit=lambda pid: _forget(pid, workers),
             )
             pool = WorkerPool(settings.workers, launch)
             if registry is not None:
@@ -148,8 +148,10 @@ class _WorkersSum(MultiProcessCollector):
             return list(super().collect())  # type: ignore[no-untyped-call]  # untyped upstream
 
     def fold(self, pid: int) -> None:
-        """Add the counters and histograms of dead worker `pid` to the dead ones' files; remove its own."""
+        """Add the counters and histograms of dead worker `pid` to the dead ones' files; remove its own and
+        its live gauges' files, under the scrape's lock (a scrape that listed a file removed then failed)."""
         with self._lock:
+            mark_process_dead(pid, self._path)  # type: ignore[no-untyped-call]  # untyped upstream
             for kind in ("counter", "histogram"):
                 dead = Path(self._path) / f"{kind}_{pid}.db"
                 if not dead.exists():
@@ -188,11 +190,9 @@ def _metrics(
     return directory, registry, workers
 
 
-def _forget(pid: int, metrics_dir: str | None, workers: _WorkersSum | None) -> None:
+def _forget(pid: int, workers: _WorkersSum | None) -> None:
     """A worker ended: its live gauges go; its counters stay in the sum (they must never go down), folded
     into the dead workers' files."""
-    if metrics_dir is not None:
-        mark_process_dead(pid, metrics_dir)  # type: ignore[no-untyped-call]  # untyped upstream
     if workers is not None:
         workers.fold(pid)
 
