@@ -51,5 +51,12 @@ async def test_an_id_past_its_time_is_forgotten(ids: ProviderIds):
 
 async def test_each_delivered_part_counts_once(ids: ProviderIds):
     """Two receipts of one part and one of another: two parts delivered."""
-    counts = [await ids.delivered_parts("smpp-abc", part, _later()) for part in ("p1", "p1", "p2")]
+    counts = [await ids.delivered_parts("smpp-abc", part, 2, _later()) for part in ("p1", "p1", "p2")]
     assert counts == [1, 1, 2]
+
+
+async def test_no_more_parts_are_kept_than_the_message_has(ids: ProviderIds):
+    """A message of two parts: a third id (a part sent again, a replay) is not counted, and the first two
+    still count once each (decision 0111: the set is bounded by the part count)."""
+    counts = [await ids.delivered_parts("smpp-two", part, 2, _later()) for part in ("p1", "p2", "p3", "p1")]
+    assert counts == [1, 2, 2, 2]

@@ -61,9 +61,17 @@ ADD = op_pb.Operation(add_beneficiary=op_pb.AddBeneficiary(payee=op_pb.Payee(nam
 # shard 0); record_delivery, a delivery report (Kannel's DLR endpoint, SMPP receipts); record_health, a
 # health note (journaled by a server that notes them, on a change); record_user_notice, no flow since notices
 # are queued and settled by the dispatcher (decision 0041: the port's method is left to the tests);
-# keep_outbox, only for a send slower than a third of the claim idle time (its one key: the outbox stream).
-# Each declares keys of one place only (see its KEYS) and journals there.
-NOT_RUN = {"record_keys", "record_delivery", "record_health", "record_user_notice", "keep_outbox"}
+# keep_outbox, only for a send slower than a third of the claim idle time (its one key: the outbox stream);
+# count_delivered_part, an SMPP receipt for a part another process sent (its one key: the message's
+# `{pm:<ref>}` set, decision 0111). Each declares keys of one place only (see its KEYS) and journals there.
+NOT_RUN = {
+    "record_keys",
+    "record_delivery",
+    "record_health",
+    "record_user_notice",
+    "keep_outbox",
+    "count_delivered_part",
+}
 # No call spans slots: Start's and Resend's number, caller and global send units are held by a script of
 # their own in `{sb}`, sent concurrently with the step (take_send_units, decision 0046), spent by the
 # dispatcher (spend_send_units) or given back (release_send_units).

@@ -483,6 +483,45 @@ async def test_out_of_memory_an_smpp_receipt_is_recorded(
     assert "Traceback" not in serving_process.output()
 
 
+async def test_out_of_memory_an_smpp_receipt_for_a_part_sent_by_another_process_is_recorded(
+    tmp_path: Path, own_redis: EmbeddedRedis, admin: aioredis.Redis, stopped: list[ServeProcess]
+) -> None:
+    """A code SMS sent through the SMPP simulator by one `sesame serve` (SENT), that server stopped and a
+    second started on the same Redis; maxmemory 1 byte; the SMSC's receipt DELIVRD, which the second knows
+    only from Redis: its part counted and GetChallenge reading DELIVERED while Redis is still full (before:
+    the part count's MULTI refused out of memory, ESME_RX_T_APPN, never sent again, SENT)."""
+    async with serving(Smsc(receipt=None)) as smsc:
+        settings = smpp_settings(smsc, SESAME_REDIS_URL=own_redis.url)
+        first = await asyncio.to_thread(start_serve, tmp_path / "var", settings)
+        stopped.append(first)
+        async with grpc.aio.insecure_channel(first.address) as channel:
+            enrol = enrol_grpc.EnrollmentServiceStub(channel)
+            auth = auth_grpc.AuthenticationServiceStub(channel)
+            await enrol.EnrollUser(
+                enrol_pb.EnrollUserRequest(user_id="alice", client_id="acme", secure_phone="+33612000001")
+            )
+            request = auth_pb.StartChallengeRequest(user_id="alice", operation=transfer())
+            challenge_id = (await auth.StartChallenge(request)).challenge_id
+            sent = await asyncio.to_thread(dispatched_state, first.address, challenge_id)
+            assert sent == auth_pb.DELIVERY_STATE_SENT
+        first.process.terminate()
+        await asyncio.to_thread(first.process.wait, 30)
+        await smsc.unbind_all()
+        binds = smsc.binds
+        second = await asyncio.to_thread(start_serve, tmp_path / "var", settings)
+        stopped.append(second)
+        assert await asyncio.to_thread(until, lambda: smsc.binds > binds, 30.0)
+        async with grpc.aio.insecure_channel(second.address) as channel:
+            auth = auth_grpc.AuthenticationServiceStub(channel)
+            await full(admin)
+            assert smsc.submitted
+            for part in smsc.submitted:
+                await smsc.push_receipt(part.message_id, "DELIVRD")
+            state = await delivery_once_delivered(auth, challenge_id, REPORTED_WITHIN)
+            assert auth_pb.DeliveryState.Name(state) == "DELIVERY_STATE_DELIVERED"
+    assert "Traceback" not in second.output()
+
+
 async def delivery_once_delivered(
     auth: auth_grpc.AuthenticationServiceStub, challenge_id: str, within: float
 ) -> int:

@@ -26,12 +26,13 @@ class MemoryProviderIds:
             raise ProviderIdUnknown(provider_id)
         return found[0]
 
-    async def delivered_parts(self, provider_ref: str, provider_id: str, until: datetime) -> int:
+    async def delivered_parts(self, provider_ref: str, provider_id: str, parts: int, until: datetime) -> int:
         ids, before = self._delivered.get(provider_ref, (set(), until))
         if before <= self._clock.now():
             ids = set()
-        ids.add(provider_id)
-        self._delivered[provider_ref] = (ids, until)
+        if provider_id not in ids and len(ids) < parts:
+            ids.add(provider_id)
+            self._delivered[provider_ref] = (ids, until)
         return len(ids)
 
 

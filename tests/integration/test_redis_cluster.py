@@ -113,9 +113,9 @@ async def test_pipelines_and_transactions_run_on_each_primary(redis_cluster_clie
         await ids.remember(provider_id, SentPart(f"ch-{n}", f"ref-{n}", 2), until)
     for n, provider_id in enumerate(provider_ids):
         assert await ids.owner(provider_id) == SentPart(f"ch-{n}", f"ref-{n}", 2)
-        assert await ids.delivered_parts(f"ref-{n}", provider_id, until) == 1
-        assert await ids.delivered_parts(f"ref-{n}", provider_id, until) == 1
-        assert await ids.delivered_parts(f"ref-{n}", f"{provider_id}-2", until) == 2
+        assert await ids.delivered_parts(f"ref-{n}", provider_id, 2, until) == 1
+        assert await ids.delivered_parts(f"ref-{n}", provider_id, 2, until) == 1
+        assert await ids.delivered_parts(f"ref-{n}", f"{provider_id}-2", 2, until) == 2
 
 
 async def test_the_dispatchers_blocking_read_wakes_on_an_entry_on_the_cluster(

@@ -2,18 +2,20 @@
 
 Written when the SMSC answers a submit_sm with its id, read when a receipt names an id the process does
 not know (it was sent before a restart, or by another worker). One key per id, with a TTL: nothing to
-purge, and each write is one key, so atomic without a script. Nothing here is journaled: the journal
+purge, and each write is one key, so atomic without a script. A message's delivered parts are counted by
+count_delivered_part.lua, which runs out of memory (decision 0111). Nothing here is journaled: the journal
 gets the delivery the receipt then records through the Challenges port.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import cast
 
 from sesame.clients.redis_connect import RedisClient, connect
 from sesame.clients.redis_keys import Keyspace
-from sesame.clients.redis_scripts import translated
+from sesame.clients.redis_records import to_ms
+from sesame.clients.redis_scripts import Scripts, translated
 from sesame.server.domain.errors import ProviderIdUnknown, StoreUnavailable
 from sesame.server.domain.model import SentPart
 from sesame.server.domain.ports import ProviderIds
@@ -26,6 +28,7 @@ class RedisProviderIds:
         """Use `client`; keys under `prefix`."""
         self._client = client
         self._keys = Keyspace(prefix)
+        self._scripts = Scripts(client)
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "sesame", timeout: float = 2.0) -> RedisProviderIds:
@@ -59,16 +62,13 @@ class RedisProviderIds:
         except (KeyError, ValueError) as exc:
             raise StoreUnavailable("corrupt provider id record") from exc
 
-    async def delivered_parts(self, provider_ref: str, provider_id: str, until: datetime) -> int:
-        """SADD and SCARD in one transaction: two receipts of one id count once."""
+    async def delivered_parts(self, provider_ref: str, provider_id: str, parts: int, until: datetime) -> int:
+        """count_delivered_part.lua: two receipts of one id count once, and no more ids than `parts` are kept;
+        run out of memory (decision 0111)."""
         key = self._keys.parts_delivered(provider_ref)
-        with translated():
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.sadd(key, provider_id)
-                pipe.expireat(key, until)
-                pipe.scard(key)
-                results = await pipe.execute()
-        return int(results[-1])
+        now = to_ms(datetime.now(UTC))
+        args: list[str | int] = [provider_id, parts, to_ms(until), now]
+        return int(await self._scripts.run("count_delivered_part", [key], args))
 
 
 _: type[ProviderIds] = RedisProviderIds

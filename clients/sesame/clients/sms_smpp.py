@@ -430,7 +430,7 @@ class SmppSmsGateway:
             return Settled(tracked, receipt.state)
         if receipt.state is DeliveryState.DELIVERED:
             until = self._clock.now() + self._config.ids_kept
-            delivered = await ids.delivered_parts(part.provider_ref, receipt.message_id, until)
+            delivered = await ids.delivered_parts(part.provider_ref, receipt.message_id, part.parts, until)
             if delivered >= part.parts:
                 return Settled(tracked, DeliveryState.DELIVERED)
         return None

@@ -496,8 +496,9 @@ class ProviderIds(Protocol):
         """The message a provider id is (a part of). ProviderIdUnknown; StoreUnavailable."""
         ...
 
-    async def delivered_parts(self, provider_ref: str, provider_id: str, until: datetime) -> int:
-        """Note one part delivered (each id counts once); how many of the message's are. StoreUnavailable."""
+    async def delivered_parts(self, provider_ref: str, provider_id: str, parts: int, until: datetime) -> int:
+        """Note one part delivered (each id counts once, and no more than the message's `parts` ids are
+        kept); how many of the message's are. Out of memory too (decision 0111). StoreUnavailable."""
         ...
 
 
