@@ -8,9 +8,13 @@ then none, never fired SesameHsmErrors (decision 0119).
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import urllib.request
+from importlib import resources
 from pathlib import Path
+from typing import get_args
 
 import grpc
 import pytest
@@ -21,12 +25,22 @@ from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.api.v1 import operation_pb2 as op_pb
+from sesame.server.domain.call_meter import StoreRead
 from tests.support.serve_process import served, until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
+# Every call the store's funnel names: each script (its lua/*.lua file) and each read.
+_STORE_CALLS = (
+    *(
+        entry.name.removesuffix(".lua")
+        for entry in resources.files("sesame.clients").joinpath("lua").iterdir()
+        if entry.name.endswith(".lua") and not entry.name.startswith("_")
+    ),
+    *get_args(StoreRead),
+)
 _FAILURES = ("unreachable", "timeout", "refused", "error", "throttled", "unavailable", "lost")
 _FAILURES += ("bad_number", "bad_content", "partial")
 # What an alert or a panel selects, each label value docs/operations.md lists for it.
@@ -47,6 +61,7 @@ EXPECTED: dict[str, list[dict[str, str]]] = {
     "sesame_dependency_failures_total": [
         *({"dependency": "hsm", "call": c} for c in ("mac", "sign", "random", "public_keys", "versions")),
         {"dependency": "sms", "call": "console"},
+        *({"dependency": "store", "call": c} for c in _STORE_CALLS),
     ],
     "sesame_sms_total": [{"gateway": "console", "outcome": o} for o in ("sent", "failed")],
     "sesame_sms_failures_total": [{"gateway": "console", "reason": r} for r in _FAILURES],
@@ -134,3 +149,40 @@ def test_alerted_counters_read_zero_from_boot_and_count_the_first_event(tmp_path
                 auth_pb.VerifyChallengeRequest(challenge_id=started.challenge_id, code=other, operation=login)
             )
         assert until(lambda: _scrape(serving.metrics_port)[0].get(wrong) == 1, 5)
+
+
+def test_a_store_call_failure_reads_zero_from_boot_then_one(tmp_path: Path) -> None:
+    """Each Redis call's failures read 0 from boot; a StartChallenge while Redis is hung (SIGSTOP) moves its
+    call's series 0 -> 1: an increase the dashboard's failures panel sees, where it was born at 1."""
+    var = tmp_path / "var"
+    with served(var, {"SESAME_WORKERS": "1"}) as serving:
+        assert serving.metrics_port is not None
+        with grpc.insecure_channel(serving.address) as channel:
+            enrol_grpc.EnrollmentServiceStub(channel).EnrollUser(
+                enrol_pb.EnrollUserRequest(user_id="hung", client_id="acme", secure_phone="+33612345678"),
+                timeout=5,
+            )
+            booted, _ = _scrape(serving.metrics_port)
+            store = {
+                key: value
+                for key, value in booted.items()
+                if key[0] == "sesame_dependency_failures_total" and ("dependency", "store") in key[1]
+            }
+            assert store, "no store failure series at boot"
+            assert set(store.values()) == {0}
+            redis = int((var / "redis" / "redis.pid").read_text().strip())
+            os.kill(redis, signal.SIGSTOP)
+            try:
+                with pytest.raises(grpc.RpcError) as refused:
+                    auth_grpc.AuthenticationServiceStub(channel).StartChallenge(
+                        auth_pb.StartChallengeRequest(
+                            user_id="hung", operation=op_pb.Operation(login=op_pb.Login())
+                        ),
+                        timeout=15,
+                    )
+                assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            finally:
+                os.kill(redis, signal.SIGCONT)
+        after, _ = _scrape(serving.metrics_port)
+        failed = {dict(key[1])["call"]: value for key, value in after.items() if key in store and value > 0}
+        assert failed == {"open_challenge": 1}

@@ -8,7 +8,7 @@ import re
 import time
 from collections.abc import Awaitable, Iterator, Sequence
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 from opentelemetry import trace
 from redis.asyncio.cluster import RedisCluster
@@ -18,7 +18,7 @@ from redis.exceptions import NoScriptError, RedisClusterException, RedisError, R
 from sesame.clients import redis_records as rec
 from sesame.clients.redis_connect import RedisClient
 from sesame.clients.redis_lane import Command, lane_of
-from sesame.server.domain.call_meter import UNMETERED, CallMeter
+from sesame.server.domain.call_meter import UNMETERED, CallMeter, StoreRead
 from sesame.server.domain.errors import ScriptSpansSlots, StoreUnavailable
 from sesame.server.domain.model import Challenge, User
 from sesame.server.tracing import recording
@@ -40,6 +40,18 @@ EXPIRY_PIECE = "_expiry.lua"
 PROGRAM_LINE = "local RISK_PROGRAM = {}  -- the program\n"
 MOVING_SLOT_PIECE = "_moving_slot.lua"  # in front of that on a cluster: no script on a migrating slot
 T = TypeVar("T")
+
+
+def call_names() -> tuple[str, ...]:
+    """Every name the funnel reports a call under: each script's (its `lua/*.lua` file) and each read's
+    (`StoreRead`): a closed list, the metrics' zeroed failures at boot (decision 0119)."""
+    lua = resources.files("sesame.clients").joinpath("lua")
+    scripts = (
+        entry.name.removesuffix(".lua")
+        for entry in lua.iterdir()
+        if entry.name.endswith(".lua") and not entry.name.startswith("_")
+    )
+    return (*sorted(scripts), *get_args(StoreRead))
 
 
 class Scripts:

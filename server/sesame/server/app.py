@@ -19,6 +19,7 @@ from sesame.clients.redis_key_ledger import RedisKeyLedger
 from sesame.clients.redis_outbox_bell import Heard
 from sesame.clients.redis_outbox_nudge import NO_NUDGE, OutboxNudge
 from sesame.clients.redis_provider_ids import RedisProviderIds
+from sesame.clients.redis_scripts import call_names
 from sesame.clients.redis_store import RedisState
 from sesame.clients.smpp_pdu import Address
 from sesame.clients.smpp_session import Timing
@@ -177,6 +178,7 @@ async def runtime(settings: Settings, heard: Heard = Heard.OWN_STEPS) -> AsyncIt
         clock = SystemClock()
         metrics = Metrics()
         metrics.hsm_copyable_keys.set(len(audit.copyable))
+        metrics.zero_failures("store", call_names())  # every script's and read's, from 0 (decision 0119)
         reports = store.metered(DependencyMeter(metrics, "store"))  # delivery reports, timed as traffic
         watch = SmsWatch(settings.sms_gateway, providers=settings.sms_providers)
         meter = ProviderMeter(metrics, watch, settings.sms_providers)

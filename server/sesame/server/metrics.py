@@ -12,7 +12,7 @@ status code (`sesame.server.grpc.metering`). Docs/decisions/0026.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from typing import TypeVar, cast, get_args
@@ -240,6 +240,12 @@ class Metrics:
         ]
         for counter, values in zeroed:
             counter.labels(*values).inc(0)
+
+    def zero_failures(self, dependency: str, calls: Iterable[str]) -> None:
+        """Each of `calls` (a closed list: the store's scripts and reads) reads 0 failures of `dependency`
+        from boot, so that its first failure is an increase an alert sees (decision 0119)."""
+        for call in calls:
+            self.dependency_failures.labels(dependency, call).inc(0)
 
     def _outbox_metrics(self) -> None:
         """The SMS outbox (docs/decisions/0025): what its dispatchers did, how long an SMS waited, and the

@@ -16,6 +16,22 @@ from typing import Literal, Protocol
 HsmCall = Literal[
     "mac", "random", "sign", "public_keys", "versions", "current_keys", "key_protection", "key_present"
 ]
+# Every read of the state store, as its funnel names it (`Scripts.call` and `read_each`, beside the scripts,
+# named by their `lua/*.lua` files): the metrics count each one's failures from 0 at boot too (0119).
+StoreRead = Literal[
+    "applied_change",
+    "challenge_journal",
+    "challenge_journal_page",
+    "challenge_refusals",
+    "client_journal",
+    "client_users",
+    "feed_entries",
+    "get_challenge",
+    "get_user",
+    "pending_challenges",
+    "stored_proof",
+    "user_journal",
+]
 
 
 class CallMeter(Protocol):
