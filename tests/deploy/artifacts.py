@@ -50,6 +50,7 @@ def dashboard_queries() -> list[Query]:
 # cannot be waited for there. Each text must occur in its alert's rule (every occurrence is replaced); the
 # expressions are otherwise the file's own (promtool's unit tests check the real numbers).
 LIVE_SCALE: dict[str, tuple[tuple[str, str], ...]] = {
+    "SesameRedisRefusing": (("for: 3m", "for: 2s"),),
     "SesameWorkersDown": (("for: 5m", "for: 2s"),),
     "SesameOutboxBacklog": (("> 200", "> 3"), ("for: 5m", "for: 2s")),
     "SesameOutboxOldestEntryAge": (("> 60", "> 3"), ("for: 1m", "for: 2s")),

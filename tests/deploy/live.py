@@ -8,7 +8,9 @@
   (a local CAMARA SIM Swap API) says the SIM of four other users was just changed: their new payees are
   denied.
 - `failing`: Kannel at a port nobody listens on, so every SMS fails (`unreachable`) and its breaker opens;
-  then its SoftHSM token is deleted under it, so HSM calls fail and the journal is no longer sealed.
+  then its SoftHSM token is deleted under it, so HSM calls fail and the journal is no longer sealed; last,
+  its Redis (one of the test's own) is full (maxmemory, noeviction): it answers the health probe and refuses
+  every enrolment (SesameRedisRefusing, decision 0133).
 - `stalled`: no dispatch loop (`SESAME_DISPATCHERS=0`), so its outbox backs up; its journal archive's first
   segment is a directory, not a file, so its sealed blocks are never archived.
 - `down`: nothing but boot; at the end its Redis is stopped and its worker killed: the new one cannot boot,
@@ -38,12 +40,14 @@ from pathlib import Path
 
 import grpc
 import pytest
+import redis
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.api.v1 import operation_pb2 as op_pb
+from sesame.clients.redis_server import EmbeddedRedis
 from tests.deploy.artifacts import LIVE_SCALE, live_alerts
 from tests.support.camara_sim_swap import TOKEN, Operator, camara_operator
 from tests.support.outbox import sms_in
@@ -173,11 +177,14 @@ def monitored(directory: Path, pki: Pki) -> Iterator[Prometheus]:
                 )
             )
         )
+        # The failing replica's Redis is the test's own: it fills it up (CONFIG SET maxmemory).
+        failing_redis = stack.enter_context(EmbeddedRedis(directory / "failing-redis"))
         failing = stack.enter_context(
             stopped_on_exit(
                 replica(
                     directory / "failing",
                     {
+                        "SESAME_REDIS_URL": failing_redis.url,
                         "SESAME_SMS_PROVIDERS": "kannel",
                         "SESAME_KANNEL_URL": f"http://127.0.0.1:{free_port()}",
                         "SESAME_KANNEL_USERNAME": "sesame",
@@ -222,6 +229,7 @@ def monitored(directory: Path, pki: Pki) -> Iterator[Prometheus]:
         _bursts(on_main, on_failing, eve)
         _denied(on_main, operator, DENIED[1:])
         _hsm_fails(failing, on_failing, prometheus)
+        _redis_full(failing_redis, on_failing, prometheus)
         stack.callback(_redis_stopped(main))
         stack.callback(_workers_down(down))
         prometheus.wait_for('sesame_health_probe_up{probe="state store"} == 0')
@@ -355,6 +363,19 @@ def _hsm_fails(replica: Replica, callers: Callers, prometheus: Prometheus) -> No
         callers.refused(lambda: callers.start("zoe"), grpc.StatusCode.UNAVAILABLE)
         prometheus.wait_for(f"sum({failures}) >= {count}")
     prometheus.wait_for(f"sum(increase({failures}[5m])) > 0")
+
+
+def _redis_full(server: EmbeddedRedis, callers: Callers, prometheus: Prometheus) -> None:
+    """Fill the replica's Redis (maxmemory 1 byte, noeviction): it still answers PING, so health's probe
+    passes, and refuses every enrolment (OutOfMemoryError: UNAVAILABLE), across scrapes."""
+    with redis.Redis.from_url(server.url) as admin:
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("maxmemory", 1)
+    failures = 'sesame_dependency_failures_total{job="failing",dependency="store"}'
+    for count in range(1, 4):
+        callers.refused(lambda: callers.enrolled("full", "+33612000007"), grpc.StatusCode.UNAVAILABLE)
+        prometheus.wait_for(f"sum({failures}) >= {count}")
+    assert prometheus.query('sesame_health_probe_up{job="failing",probe="state store"} == 1')
 
 
 def _redis_stopped(replica: Replica) -> Callable[[], None]:

@@ -12,6 +12,7 @@ EXPECTED = {
     "SesameSmsFailureRate",
     "SesameHsmErrors",
     "SesameRedisUnreachable",
+    "SesameRedisRefusing",
     "SesameNotServing",
     "SesameWorkersDown",
     "SesameCertificateExpiresSoon",

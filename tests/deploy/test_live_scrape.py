@@ -101,3 +101,23 @@ def test_the_new_alerts_name_their_deployment(prometheus: Prometheus) -> None:
     while not expected <= (seen := held()) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert seen == expected
+
+
+def test_a_full_redis_that_answers_the_probe_is_named(prometheus: Prometheus) -> None:
+    """The failing replica's Redis is full: its probe passes (health says nothing), its writes are refused,
+    and SesameRedisRefusing names it; the stalled replica, whose Redis refuses nothing, is not named (decision
+    0133). The main replica's Redis, stopped, is SesameRedisUnreachable's (its expression requires the probe
+    up; a scrape where the probe had not failed yet may still hold it pending, so it is not asserted)."""
+
+    def named() -> set[str]:
+        return {
+            alert["labels"]["job"]
+            for alert in prometheus.alerts()
+            if alert["labels"]["alertname"] == "SesameRedisRefusing"
+        }
+
+    deadline = time.monotonic() + 30
+    while "failing" not in (seen := named()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "failing" in seen
+    assert not seen & {"stalled", "down"}
