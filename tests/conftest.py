@@ -3,6 +3,7 @@ session, a test PKI, logs and spans."""
 
 pytest_plugins = [
     "tests.support.redis_fixtures",
+    "tests.support.full_redis",
     "tests.support.redis_cluster",
     "tests.support.hsm_fixtures",
     "tests.support.kannel_fixtures",

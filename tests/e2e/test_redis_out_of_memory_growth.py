@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
@@ -34,6 +33,7 @@ from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.server.grpc.demo import read_code
 from tests.e2e.helpers import retry_info, transfer, wrong
+from tests.support.full_redis import full, stored
 from tests.support.kannel import kannel_settings, running_kannel
 from tests.support.outbox import dispatched_state
 from tests.support.serve_process import ServeProcess, start_serve, until, wait_serving
@@ -45,35 +45,6 @@ REPORTED_WITHIN = (
     10.0  # seconds for Kannel to link to its SMSC again, deliver and report (measured: under 1 s)
 )
 RESENDS = 5  # the most SESAME_MAX_RESENDS allows: before the fix, each answered OK under the fault
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    """A redis-server of the test's own: its maxmemory is the drill's to set."""
-    with EmbeddedRedis(tmp_path / "redis", extra_arguments=("--enable-protected-configs", "yes")) as server:
-        yield server
-
-
-@pytest.fixture
-async def admin(own_redis: EmbeddedRedis) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(own_redis.url)
-    try:
-        yield client
-    finally:
-        await client.config_set("maxmemory", 0)
-        await client.aclose()
-
-
-async def full(admin: aioredis.Redis) -> None:
-    """maxmemory 1 byte, nothing evictable: every write that may grow memory is -OOM."""
-    await admin.config_set("maxmemory-policy", "noeviction")
-    await admin.config_set("maxmemory", 1)
-
-
-async def stored(admin: aioredis.Redis) -> int:
-    """The bytes Redis's keys take, each whole (MEMORY USAGE, every element sampled): what the state holds,
-    without the buffers and caches of used_memory, which move with the connections' traffic."""
-    return sum([await admin.memory_usage(key, samples=0) or 0 async for key in admin.scan_iter(count=1000)])
 
 
 async def queued(admin: aioredis.Redis) -> int:
@@ -437,20 +408,10 @@ async def test_out_of_memory_a_delivery_report_is_recorded(
         serving = start_serve(tmp_path / "var", kannel_settings(kannel, SESAME_REDIS_URL=own_redis.url))
         stopped.append(serving)
         async with grpc.aio.insecure_channel(serving.address) as channel:
-            enrol = enrol_grpc.EnrollmentServiceStub(channel)
-            auth = auth_grpc.AuthenticationServiceStub(channel)
-            await enrol.EnrollUser(
-                enrol_pb.EnrollUserRequest(user_id="alice", client_id="acme", secure_phone="+33612000001")
-            )
-            request = auth_pb.StartChallengeRequest(user_id="alice", operation=transfer())
-            challenge_id = (await auth.StartChallenge(request)).challenge_id
-            sent = await asyncio.to_thread(dispatched_state, serving.address, challenge_id)
-            assert sent == auth_pb.DELIVERY_STATE_SENT
+            challenge_id = await code_sent(channel, serving.address)
             await full(admin)
             kannel.restore_smsc_link()
-            state = await delivery_once_delivered(auth, challenge_id, REPORTED_WITHIN)
-            assert auth_pb.DeliveryState.Name(state) == "DELIVERY_STATE_DELIVERED"
-            assert await refused_start(auth) == (grpc.StatusCode.UNAVAILABLE, True)
+            await delivered_while_full(auth_grpc.AuthenticationServiceStub(channel), challenge_id)
     assert "Traceback" not in serving.output()
 
 
@@ -465,21 +426,11 @@ async def test_out_of_memory_an_smpp_receipt_is_recorded(
         serving_process = await asyncio.to_thread(start_serve, tmp_path / "var", settings)
         stopped.append(serving_process)
         async with grpc.aio.insecure_channel(serving_process.address) as channel:
-            enrol = enrol_grpc.EnrollmentServiceStub(channel)
-            auth = auth_grpc.AuthenticationServiceStub(channel)
-            await enrol.EnrollUser(
-                enrol_pb.EnrollUserRequest(user_id="alice", client_id="acme", secure_phone="+33612000001")
-            )
-            request = auth_pb.StartChallengeRequest(user_id="alice", operation=transfer())
-            challenge_id = (await auth.StartChallenge(request)).challenge_id
-            sent = await asyncio.to_thread(dispatched_state, serving_process.address, challenge_id)
-            assert sent == auth_pb.DELIVERY_STATE_SENT
+            challenge_id = await code_sent(channel, serving_process.address)
             await full(admin)
             for part in smsc.submitted:
                 await smsc.push_receipt(part.message_id, "DELIVRD")
-            state = await delivery_once_delivered(auth, challenge_id, REPORTED_WITHIN)
-            assert auth_pb.DeliveryState.Name(state) == "DELIVERY_STATE_DELIVERED"
-            assert await refused_start(auth) == (grpc.StatusCode.UNAVAILABLE, True)
+            await delivered_while_full(auth_grpc.AuthenticationServiceStub(channel), challenge_id)
     assert "Traceback" not in serving_process.output()
 
 
@@ -495,15 +446,7 @@ async def test_out_of_memory_an_smpp_receipt_for_a_part_sent_by_another_process_
         first = await asyncio.to_thread(start_serve, tmp_path / "var", settings)
         stopped.append(first)
         async with grpc.aio.insecure_channel(first.address) as channel:
-            enrol = enrol_grpc.EnrollmentServiceStub(channel)
-            auth = auth_grpc.AuthenticationServiceStub(channel)
-            await enrol.EnrollUser(
-                enrol_pb.EnrollUserRequest(user_id="alice", client_id="acme", secure_phone="+33612000001")
-            )
-            request = auth_pb.StartChallengeRequest(user_id="alice", operation=transfer())
-            challenge_id = (await auth.StartChallenge(request)).challenge_id
-            sent = await asyncio.to_thread(dispatched_state, first.address, challenge_id)
-            assert sent == auth_pb.DELIVERY_STATE_SENT
+            challenge_id = await code_sent(channel, first.address)
         first.process.terminate()
         await asyncio.to_thread(first.process.wait, 30)
         await smsc.unbind_all()
@@ -520,6 +463,26 @@ async def test_out_of_memory_an_smpp_receipt_for_a_part_sent_by_another_process_
             state = await delivery_once_delivered(auth, challenge_id, REPORTED_WITHIN)
             assert auth_pb.DeliveryState.Name(state) == "DELIVERY_STATE_DELIVERED"
     assert "Traceback" not in second.output()
+
+
+async def code_sent(channel: grpc.aio.Channel, address: str) -> str:
+    """Alice enrolled and a challenge started for her through the server at `address`, its code SMS SENT by
+    the gateway: the challenge's id."""
+    await enrol_grpc.EnrollmentServiceStub(channel).EnrollUser(
+        enrol_pb.EnrollUserRequest(user_id="alice", client_id="acme", secure_phone="+33612000001")
+    )
+    request = auth_pb.StartChallengeRequest(user_id="alice", operation=transfer())
+    challenge_id = (await auth_grpc.AuthenticationServiceStub(channel).StartChallenge(request)).challenge_id
+    sent = await asyncio.to_thread(dispatched_state, address, challenge_id)
+    assert sent == auth_pb.DELIVERY_STATE_SENT
+    return challenge_id
+
+
+async def delivered_while_full(auth: auth_grpc.AuthenticationServiceStub, challenge_id: str) -> None:
+    """The challenge reads DELIVERED within REPORTED_WITHIN, while a Start is still refused out of memory."""
+    state = await delivery_once_delivered(auth, challenge_id, REPORTED_WITHIN)
+    assert auth_pb.DeliveryState.Name(state) == "DELIVERY_STATE_DELIVERED"
+    assert await refused_start(auth) == (grpc.StatusCode.UNAVAILABLE, True)
 
 
 async def delivery_once_delivered(

@@ -11,7 +11,6 @@ is opened and no SMS queued, and Starts pass again once memory is back.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
@@ -26,29 +25,13 @@ from sesame.clients.redis_keys import Keyspace
 from sesame.clients.redis_server import EmbeddedRedis
 from tests.e2e.helpers import retry_info, transfer
 from tests.support.console_sms import written
+from tests.support.full_redis import full
 from tests.support.serve_process import ServeProcess, start_serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 USERS = 4
 STARTS = 24  # under the fault, 6 a user (within their send budgets); before the fix each answered OK
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    """A redis-server of the test's own: its maxmemory is the drill's to set."""
-    with EmbeddedRedis(tmp_path / "redis", extra_arguments=("--enable-protected-configs", "yes")) as server:
-        yield server
-
-
-@pytest.fixture
-async def admin(own_redis: EmbeddedRedis) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(own_redis.url)
-    try:
-        yield client
-    finally:
-        await client.config_set("maxmemory", 0)
-        await client.aclose()
 
 
 async def challenges(admin: aioredis.Redis) -> tuple[int, int]:
@@ -79,8 +62,7 @@ async def test_out_of_memory_a_start_is_refused_whole_and_passes_again_after(
         await auth.StartChallenge(auth_pb.StartChallengeRequest(user_id="u-0", operation=transfer(100)))
         before = await challenges(admin)
         assert before == (1, 1)
-        await admin.config_set("maxmemory-policy", "noeviction")
-        await admin.config_set("maxmemory", 1)
+        await full(admin)
         codes = []
         for n in range(STARTS):
             request = auth_pb.StartChallengeRequest(user_id=f"u-{n % USERS}", operation=transfer(200 + n))

@@ -110,20 +110,7 @@ class Smsc:
         if delay is not None:
             self._late_answers.add(asyncio.create_task(self._late(event, message_id, delay)))
             return
-        event.accept(message_id=message_id)
-        self.submitted.append(
-            Submitted(
-                message_id,
-                event.destination_addr,
-                event.source_addr,
-                event.source_addr_ton,
-                event.esm_class,
-                event.data_coding,
-                event.registered_delivery,
-                event.short_message,
-                {tlv.tag: bytes(tlv.value) for tlv in event.tlvs},
-            )
-        )
+        self._accept(event, message_id)
         session = self._sessions.get(event.session_id)
         if self.receipt is not None and event.registered_delivery and session is not None:
             text = f"id:{message_id} sub:001 dlvrd:001 submit date:2611301200 done date:2611301200 "
@@ -136,9 +123,8 @@ class Smsc:
                     short_message=f"{text}stat:{self.receipt} err:000 text:".encode(),
                 )
 
-    async def _late(self, event: smpp34.SubmitSmEvent, message_id: str, delay: float) -> None:
-        """Answer `event` after `delay` seconds, as an SMSC whose answers are late; then as `_submitted`."""
-        await asyncio.sleep(delay)
+    def _accept(self, event: smpp34.SubmitSmEvent, message_id: str) -> None:
+        """Answer `event` accepted under `message_id`, and keep what it submitted."""
         event.accept(message_id=message_id)
         self.submitted.append(
             Submitted(
@@ -153,6 +139,11 @@ class Smsc:
                 {tlv.tag: bytes(tlv.value) for tlv in event.tlvs},
             )
         )
+
+    async def _late(self, event: smpp34.SubmitSmEvent, message_id: str, delay: float) -> None:
+        """Answer `event` after `delay` seconds, as an SMSC whose answers are late; then as `_submitted`."""
+        await asyncio.sleep(delay)
+        self._accept(event, message_id)
         session = self._sessions.get(event.session_id)
         if self.receipt is not None and event.registered_delivery and session is not None:
             await self.push_receipt(message_id, self.receipt)

@@ -47,7 +47,7 @@ from sesame.server.grpc.call_context import (
 from sesame.server.grpc.callers import CallerNotAllowed, caller_identity, calling_as
 from sesame.server.grpc.catalogue import HEALTH_SERVICE
 from sesame.server.grpc.decoding import DecodingInterceptor, Undecodable, UndecodableLog, refuse, tolerant
-from sesame.server.grpc.metering import UNKNOWN_METHOD, MethodMeter
+from sesame.server.grpc.metering import UNKNOWN_METHOD, MethodMeter, metered
 from sesame.server.grpc.policy import CallerPolicy
 from sesame.server.grpc.shedding import InFlight
 from sesame.server.grpc.status import answer_crash, answer_error
@@ -201,32 +201,19 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
     def _health(self, behavior: Behavior, method: str) -> Behavior:
         """Health's Check: metered, decoded, answered from the table (its own NOT_FOUND is an abort)."""
-        meter = MethodMeter(self._metrics, method.rsplit("/", 1)[-1])
 
         async def checked(request: Any, context: Context) -> Any:
-            start = time.perf_counter()
-            code = grpc.StatusCode.UNKNOWN
+            if isinstance(request, Undecodable):
+                await refuse(request, method, context, self._undecodable)
             try:
-                if isinstance(request, Undecodable):
-                    await refuse(request, method, context, self._undecodable)
-                response = await behavior(request, context)
-            except asyncio.CancelledError:
-                code = grpc.StatusCode.CANCELLED
-                raise
+                return await behavior(request, context)
             except grpc.aio.AbortError:
-                code = context.code() or grpc.StatusCode.UNKNOWN
                 raise
-            except Exception:  # noqa: BLE001 (as the error table's last line of defence)
-                code = grpc.StatusCode.INTERNAL
+            except Exception:  # noqa: BLE001 (as the error table's last line of defence: INTERNAL, metered so)
                 await answer_crash(context, method)
-            else:
-                code = context.code() or grpc.StatusCode.OK
-                return response
-            finally:
-                meter.answered(code, time.perf_counter() - start)
             raise AssertionError("unreachable: abort_with raises")  # pragma: no cover
 
-        return checked
+        return metered(checked, MethodMeter(self._metrics, method.rsplit("/", 1)[-1]).answered)
 
 
 def _identified(handler: Handler) -> Handler:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeAlias
 
 import grpc
 
-from sesame.server.grpc.unary import Continuation
+from sesame.server.grpc.unary import Behavior, Continuation
 from sesame.server.metrics import Metrics
 
 # The `method` of every call to a method no handler answers (UNIMPLEMENTED): one label value, not the name a
@@ -71,14 +72,20 @@ class ListenerMeter(grpc.aio.ServerInterceptor):
         return handler
 
 
-def _count(counter: Any, method: str, code: grpc.StatusCode) -> None:
+# What a metered call is answered with: its status code and how long it took, in seconds.
+Answered: TypeAlias = Callable[[grpc.StatusCode, float], None]
+
+
+def _count(counter: Any, method: str, code: grpc.StatusCode, _seconds: float) -> None:
     counter.labels(method, code.name).inc()
 
 
-def _counted(behavior: Any, count: Callable[[grpc.StatusCode], None]) -> Any:
-    """A coroutine behaviour (Check, List; a Watch that writes through its context), counted by its code."""
+def metered(behavior: Behavior, answered: Answered) -> Behavior:
+    """A coroutine behaviour (health's Check and List; a Watch that writes through its context), its code and
+    seconds given to `answered`: the code its context set, OK when none, CANCELLED when its caller left."""
 
-    async def answered(request: Any, context: Context) -> Any:
+    async def called(request: Any, context: Context) -> Any:
+        start = time.perf_counter()
         code = grpc.StatusCode.UNKNOWN
         try:
             response = await behavior(request, context)
@@ -90,22 +97,23 @@ def _counted(behavior: Any, count: Callable[[grpc.StatusCode], None]) -> Any:
             code = context.code() or grpc.StatusCode.UNKNOWN
             raise
         finally:
-            count(code)
+            answered(code, time.perf_counter() - start)
         return response
 
-    return answered
+    return called
 
 
-def _metered_unary(handler: Handler, count: Callable[[grpc.StatusCode], None]) -> Handler:
+def _metered_unary(handler: Handler, count: Answered) -> Handler:
     """`handler` (a unary call: Check, List), counted by the code it answered."""
+    unary: Any = handler.unary_unary  # a coroutine function under grpc.aio; the stubs type the sync API
     return grpc.unary_unary_rpc_method_handler(
-        _counted(handler.unary_unary, count),
+        metered(unary, count),
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )
 
 
-def _metered_stream(handler: Handler, count: Callable[[grpc.StatusCode], None]) -> Handler:
+def _metered_stream(handler: Handler, count: Answered) -> Handler:
     """`handler` (a response stream: Watch), counted by the code it ended with (CANCELLED: its caller
     left). Its behaviour is an async generator, or a coroutine writing through its context (the decoding
     interceptor's)."""
@@ -113,6 +121,7 @@ def _metered_stream(handler: Handler, count: Callable[[grpc.StatusCode], None]) 
     stream: Any = handler.unary_stream
 
     async def streamed(request: Any, context: Context) -> AsyncIterator[Any]:
+        start = time.perf_counter()
         code = grpc.StatusCode.UNKNOWN
         try:
             async for response in stream(request, context):
@@ -125,10 +134,10 @@ def _metered_stream(handler: Handler, count: Callable[[grpc.StatusCode], None]) 
             code = context.code() or grpc.StatusCode.UNKNOWN
             raise
         finally:
-            count(code)
+            count(code, time.perf_counter() - start)
 
     return grpc.unary_stream_rpc_method_handler(
-        streamed if inspect.isasyncgenfunction(stream) else _counted(stream, count),
+        streamed if inspect.isasyncgenfunction(stream) else metered(stream, count),
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )
