@@ -12,6 +12,8 @@ that phone still good: a suspension, a revocation and a termination now run out 
 refused whole. A delivery report arriving out of memory was refused (HTTP 503), and Kannel, which by default
 never calls a dlr-url again, dropped it: the challenge read SENT for good, though the SMS was delivered. An
 SMPP receipt was answered ESME_RX_T_APPN, which an SMSC brings again when and if its operator set it to.
+The sealer, which lets closed challenges' journals go from Redis, was refused: a full Redis freed nothing
+(decision 0132).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ REPORTED_WITHIN = (
     10.0  # seconds for Kannel to link to its SMSC again, deliver and report (measured: under 1 s)
 )
 RESENDS = 5  # the most SESAME_MAX_RESENDS allows: before the fix, each answered OK under the fault
+LET_GO_WITHIN = 10.0  # seconds for the sealer to seal, archive and drop a journal (a step a second)
 
 
 async def queued(admin: aioredis.Redis) -> int:
@@ -263,6 +266,36 @@ async def test_out_of_memory_a_suspension_is_made_and_voids_the_code_a_reinstate
         await admin.config_set("maxmemory", 0)
         assert (await enrol.ReinstateUser(reinstate, timeout=10)).user.status == enrol_pb.USER_STATUS_ACTIVE
     assert "Traceback" not in serving.output()
+
+
+async def test_out_of_memory_a_verified_challenges_journal_is_sealed_and_leaves_redis(
+    tmp_path: Path, own_redis: EmbeddedRedis, admin: aioredis.Redis, stopped: list[ServeProcess]
+) -> None:
+    """A challenge open, its code sent; maxmemory 1 byte; its Verify VERIFIED: the sealer seals and archives
+    its entries and its journal leaves Redis, while a Start is still refused (before: `the journal is not
+    being sealed: OutOfMemoryError`, the journal kept in Redis)."""
+    var = tmp_path / "var"
+    serving = start_serve(var, {"SESAME_REDIS_URL": own_redis.url})
+    stopped.append(serving)
+    async with grpc.aio.insecure_channel(serving.address) as channel:
+        auth = auth_grpc.AuthenticationServiceStub(channel)
+        verify = await opened_with_code(var, enrol_grpc.EnrollmentServiceStub(channel), auth)
+        await full(admin)
+        assert (await auth.VerifyChallenge(verify, timeout=10)).result == auth_pb.VERIFY_RESULT_VERIFIED
+        assert await gone(admin, Keyspace().challenge_journal(verify.challenge_id), LET_GO_WITHIN)
+        assert await refused_start(auth) == (grpc.StatusCode.UNAVAILABLE, True)
+    assert "the journal is not being sealed" not in serving.output()
+    assert "Traceback" not in serving.output()
+
+
+async def gone(admin: aioredis.Redis, key: str, within: float) -> bool:
+    """Whether `key` left Redis within `within` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while await admin.exists(key):
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.1)
+    return True
 
 
 async def test_out_of_memory_a_revocation_is_made_and_voids_the_code(

@@ -29,6 +29,8 @@ FEED_BATCH = 10_000  # entries per block at most: a busier second takes several 
 # Entries read from each shard beyond its share of a block (its feed's share of the feeds' lengths): the
 # lengths are read a round trip before the entries, which may have grown since (decision 0070).
 READ_SLACK = 16
+# Journals noted as kept per keep_journals.lua call: two arguments each, well under what Lua's unpack takes.
+KEPT_AT_ONCE = 1024
 
 
 # A block's entries as Redis sent them, by shard (the lane's lists, or redis-py's parsed pairs on a
@@ -233,10 +235,17 @@ class RedisJournal:
         return [(reply[0].decode(), int(reply[1]) if len(reply) > 1 else 0) for reply in replies]
 
     async def keep(self, streams: dict[str, int]) -> None:
-        """Note archived journals kept while their challenge is open, until its expiry (unix ms)."""
-        if streams:
-            with translated():
-                await self._client.zadd(self.keys.journal_kept(), dict(streams.items()))
+        """Note archived journals kept while their challenge is open, until its expiry (unix ms): by
+        keep_journals.lua, which runs out of memory (decision 0132), KEPT_AT_ONCE a call."""
+        items = sorted(streams.items())
+        calls: list[tuple[Sequence[str], Sequence[rec.Field]]] = []
+        for start in range(0, len(items), KEPT_AT_ONCE):
+            args: list[rec.Field] = []
+            for stream, expires in items[start : start + KEPT_AT_ONCE]:
+                args += [expires, stream]
+            calls.append(([self.keys.journal_kept()], args))
+        if calls:
+            await self._scripts.run_all("keep_journals", calls)
 
     async def kept_due(self, now_ms: int) -> list[str]:
         """The kept journals whose challenge expired by `now_ms`."""

@@ -1,3 +1,7 @@
+#!lua flags=allow-oom
+-- Runs out of memory (decision 0132): it frees the archived seals and rewrites the last one's head (a
+-- hash). Its first write (XTRIM) frees, so a server ran it out of memory already; the flag says so, and a
+-- cluster's bare `#!lua`, which Redis refuses whole out of memory, no longer stands in its place.
 -- Let go of what the archive now holds (docs/decisions/0027): the seals up to the last archived block (each
 -- shard's feed is trimmed after, one slot per call: decision 0044). That block's head (without its leaves)
 -- stays in `{journal}:head`: the next block follows it.

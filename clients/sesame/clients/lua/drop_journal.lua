@@ -1,3 +1,7 @@
+#!lua flags=allow-oom
+-- Runs out of memory (decision 0132): it frees a closed challenge's journal and writes its small tail. Its
+-- first write (DEL) frees, so a server ran it out of memory already; the flag says so, and a cluster's bare
+-- `#!lua`, which Redis refuses whole out of memory, no longer stands in its place.
 -- Let a closed challenge's journal stream go once the archive holds every entry of it (decision 0037).
 -- The entries stay in the archive (segment files, fsync'ed before this runs); Redis keeps only its tail
 -- `<stream>:tail`: seq and prev (the numbering goes on if an entry comes later), through (the last id that

@@ -1,3 +1,7 @@
+#!lua flags=allow-oom
+-- Runs out of memory (decision 0132): the sealer indexes the challenges archived while Redis is full; a
+-- member and an openings entry once a challenge (a member indexed is not journaled again), and no challenge
+-- opens out of memory.
 -- Index a user's challenges, once their `challenge.opened` entries are sealed and archived (decision 0036),
 -- and journal each new one in the user's openings journal (decision 0042): the index is a finding aid, which
 -- a deleted member would silently shorten; the openings journal is numbered, chained, sealed and archived like

@@ -1,3 +1,6 @@
+#!lua flags=allow-oom
+-- Runs out of memory (decision 0132): the sealer reads the feeds while Redis is full; it writes a feed's last
+-- id (a key of a few bytes a shard, overwritten) and moves the feed's own, nothing that grows.
 -- The sealer's read of one shard's journal feed (decisions 0027, 0044): the feed's frontier, an id no entry
 -- appended later can be at or below. Once the sealer has read every shard, it seals the entries below the
 -- lowest id a shard can append next (its frontier's millisecond, the next sequence of its residue): none of

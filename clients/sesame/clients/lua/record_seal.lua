@@ -1,3 +1,6 @@
+#!lua flags=allow-oom
+-- Runs out of memory (decision 0132): a seal is kept while Redis is full, bounded by the entries it seals
+-- (each once), and let go with them by drop_archived.lua once the archive has them.
 -- Keep a seal (docs/decisions/0027). The entries it seals stay in the feed until the archive has them.
 -- KEYS[1] the lease, KEYS[2] the seals stream, KEYS[3] the head of the last archived seal ({journal} slot).
 -- ARGV[1] the holder, ARGV[2] the id of the last seal it read ('' none), ARGV[3] the seal's id (its last
