@@ -54,12 +54,18 @@ def fetch_evidence(target: str, challenge_id: str, tls: ClientTls | None = None)
         else None,
         journal=[_ordered(dict(entry.fields)) for page in pages for entry in page.journal],
         proof=first.proof,
-        operation_digest=digest(translate.operation_of(first.challenge.operation)).hex()
-        if retained
-        else None,
+        operation_digest=_operation_digest(first.challenge) if retained else None,
         refusals=evidence_translate.refusal_dicts(first.refusals),
         seals_json=first.seals_json,
     )
+
+
+def _operation_digest(challenge: auth_pb.Challenge) -> str | None:
+    """The hex SHA-256 of the challenge's operation, recomputed; None for a change of number, whose new
+    number the server describes masked (decision 0134): its digest cannot be recomputed from it."""
+    if challenge.operation.HasField("change_phone"):
+        return None
+    return digest(translate.operation_of(challenge.operation)).hex()
 
 
 def _page(

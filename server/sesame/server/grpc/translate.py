@@ -265,7 +265,7 @@ def challenge(value: Challenge, now: datetime) -> auth_pb.Challenge:
     return auth_pb.Challenge(
         challenge_id=value.challenge_id,
         user_id=value.user_id,
-        operation=operation(value.operation),
+        operation=described_operation(value.operation),
         status=status,
         delivery_state=_DELIVERY[value.delivery],
         masked_phone=mask_phone(value.phone),
@@ -275,6 +275,15 @@ def challenge(value: Challenge, now: datetime) -> auth_pb.Challenge:
         resends_left=value.resends_left if live else 0,
         delivery_reason=value.delivery_reason if value.delivery in _GIVEN_UP else "",
     )
+
+
+def described_operation(value: Operation) -> op_pb.Operation:
+    """The operation as a described challenge shows it: a change of number's new number masked, as the
+    challenge's `masked_phone` (decision 0134). Whoever reads a challenge (the back office, an evidence
+    bundle) gets no whole number that GetUser would mask."""
+    if isinstance(value, ChangePhone):
+        return op_pb.Operation(change_phone=op_pb.ChangePhone(new_phone=mask_phone(value.new_phone)))
+    return operation(value)
 
 
 def operation(value: Operation) -> op_pb.Operation:
