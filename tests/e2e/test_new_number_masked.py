@@ -4,6 +4,7 @@ and the evidence bundle (decision 0134); the bundle stays sound."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +13,7 @@ from sesame.api.v1 import operation_pb2 as op_pb
 from sesame.server.domain.privacy import mask_phone
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import CONTEXT, enrolled, started, verify
-from tests.support.evidence_cli import bundle_from
+from tests.support.evidence_cli import bank_keys, bundle_from, verdict_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -36,9 +37,9 @@ async def test_cancel_challenge_masks_the_new_number(live: Live) -> None:
     assert reply.challenge.operation.change_phone.new_phone == mask_phone(NEW_PHONE)
 
 
-async def test_the_evidence_of_a_change_of_number_holds_no_whole_number(live: Live) -> None:
+async def test_the_evidence_of_a_change_of_number_holds_no_whole_number(live: Live, tmp_path: Path) -> None:
     """`sesame evidence` of a verified change of number: the new number shows nowhere whole, and the bundle
-    is sound, its proof's operation digest not checkable against a masked operation."""
+    is sound (offline too), its proof's operation digest not checkable against a masked operation."""
     challenge_id, code = await started(live, await enrolled(live), CHANGE)
     await verify(live, challenge_id, code, CHANGE)
     assert live.sealer is not None
@@ -50,3 +51,5 @@ async def test_the_evidence_of_a_change_of_number_holds_no_whole_number(live: Li
     assert bundle["challenge"]["operation"]["change_phone"]["new_phone"] == mask_phone(NEW_PHONE)
     assert bundle["proof"]["verification"]["valid"] is True
     assert bundle["proof"]["verification"]["op_digest_matches_operation"] is None
+    status, verdict = await verdict_of(bundle, bank_keys(bundle, tmp_path), tmp_path)
+    assert status == 0, verdict
