@@ -13,7 +13,7 @@ BUF := .tools/node_modules/.bin/buf
 NODE_TOOLS := tools/package.json tools/package-lock.json
 STAMP_NODE := .tools/.installed
 
-.PHONY: help run test lock sms-docs system-deps python-deps server-deps sms-deps node-deps monitoring-deps interop-deps dashboard-preview proto lint typecheck archlint bench wheel clean test-fresh image
+.PHONY: help run test lock sms-docs system-deps python-deps server-deps sms-deps node-deps trace-deps monitoring-deps interop-deps dashboard-preview proto lint typecheck archlint bench wheel clean test-fresh image
 
 help:
 	@echo "make run    start Sésame on 127.0.0.1:50051 with embedded defaults (Redis child, SoftHSM token under var/)"
@@ -52,6 +52,11 @@ sms-deps:
 node-deps:
 	@command -v npm >/dev/null || $(APT_INSTALL) npm
 
+## strace kills a key ceremony at one chosen write of SoftHSM's, in the tests only
+## (tests/e2e/test_rotation_killed_halfway.py, decision 0126).
+trace-deps:
+	@command -v strace >/dev/null || $(APT_INSTALL) strace
+
 ## Prometheus (promtool, and a server the tests start on a private port and directory) checks deploy/; its
 ## package's own service is neither started nor left enabled (tools/apt-install.sh).
 monitoring-deps:
@@ -89,7 +94,7 @@ interop-deps:
 	ls /usr/lib/*/jni/libnetty-tcnative.so >/dev/null 2>&1 || missing="$$missing libnetty-tcnative-jni"; \
 	if [ -n "$$missing" ]; then $(APT_INSTALL) $$missing; fi
 
-system-deps: python-deps server-deps sms-deps node-deps monitoring-deps interop-deps
+system-deps: python-deps server-deps sms-deps node-deps trace-deps monitoring-deps interop-deps
 
 ## Python packages: exactly the locked versions, each checked against its hashes (requirements-dev.lock holds
 ## the runtime lock's pins plus the dev tools), then the project itself, editable, without resolving anything.
@@ -141,7 +146,7 @@ typecheck: $(STAMP_GEN)
 archlint: $(STAMP_GEN)
 	$(BIN)/lint-imports
 
-test: server-deps sms-deps monitoring-deps interop-deps lint typecheck archlint $(STAMP_NODE)
+test: server-deps sms-deps trace-deps monitoring-deps interop-deps lint typecheck archlint $(STAMP_NODE)
 	$(BIN)/pytest
 
 ## docs/sms.md: every SMS template as sent with the longest values, its encoding and parts (a test fails

@@ -97,7 +97,7 @@ def init_keys(config: Pkcs11Config) -> CurrentKeys:
 
     def current(token: TokenSession, kind: KeyKind) -> KeyRef:
         held = versions(token, kind)
-        return KeyRef.of(kind, held[-1]) if held else _generate(config, token, KeyRef.of(kind, 1), kind)
+        return KeyRef.of(kind, held[-1]) if held else _generate(config, token, _next(token, kind, 0), kind)
 
     return _on_token(
         config,
@@ -115,12 +115,9 @@ def rotate_keys(config: Pkcs11Config, kind: KeyKind = KeyKind.OTP, *, above: int
     seen: after a lost token, a version is never used twice, docs/decisions/0015).
     """
 
-    def rotate(token: TokenSession) -> KeyRef:
-        # Past every label taken, by any object: a retired proof key may keep only its public half.
-        taken = key_versions((obj[Attribute.LABEL] for obj in list(token.session.get_objects())), kind)
-        return _generate(config, token, KeyRef.of(kind, max([above, *taken]) + 1), kind)
-
-    return _on_token(config, rotate, makes_keys=True)
+    return _on_token(
+        config, lambda token: _generate(config, token, _next(token, kind, above), kind), makes_keys=True
+    )
 
 
 def list_keys(config: Pkcs11Config) -> list[KeyInfo]:
@@ -149,6 +146,14 @@ def import_secret(config: Pkcs11Config, label: str, secret: bytes) -> KeyRef:
         return KeyRef(label)
 
     return _on_token(config, create, makes_keys=True)
+
+
+def _next(token: TokenSession, kind: KeyKind, above: int) -> KeyRef:
+    """The label of the next key of `kind`: past `above` and every label taken, by any object. A retired proof
+    key may keep only its public half; a ceremony killed halfway may have left a key it did not finish, which
+    is not used (decision 0126): `init` on such a token makes v2, where it failed on v1 for good."""
+    taken = key_versions((obj[Attribute.LABEL] for obj in list(token.session.get_objects())), kind)
+    return KeyRef.of(kind, max([above, *taken]) + 1)
 
 
 def _generate(config: Pkcs11Config, token: TokenSession, key: KeyRef, kind: KeyKind) -> KeyRef:

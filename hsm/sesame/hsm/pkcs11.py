@@ -62,10 +62,29 @@ def _objects(token: TokenSession, object_class: ObjectClass) -> list[Any]:
 def versions(token: TokenSession, kind: KeyKind) -> list[int]:
     """Versions of the keys of `kind` on the token that can be used, ascending (HSM thread).
 
-    OTP keys are secret keys; a proof key counts while its private half (the one that signs) is there.
+    OTP keys are secret keys; a proof key counts while its private half (the one that signs) is there. A key
+    a ceremony did not finish is not one (`_unfinished`).
     """
     object_class = ObjectClass.SECRET_KEY if kind is KeyKind.OTP else ObjectClass.PRIVATE_KEY
-    return key_versions((obj[Attribute.LABEL] for obj in _objects(token, object_class)), kind)
+    labelled = [(obj[Attribute.LABEL], obj) for obj in _objects(token, object_class)]
+    return key_versions(
+        (label for label, obj in labelled if key_versions([label], kind) and not _unfinished(obj)), kind
+    )
+
+
+def _unfinished(obj: Any) -> bool:
+    """Whether a secret or private key is one a key ceremony killed halfway left behind (decision 0126).
+
+    SoftHSM writes a new key's file again for each step of its making: its label and template first, its
+    value and CKA_LOCAL in the last write. A kill before that write leaves a key under its label that is not
+    local and has no value: every MAC or signature with it fails, and taken as the newest it stopped every
+    boot and every call that needs a current key. A finished key of ours is local (generated in the HSM); one
+    loaded or unwrapped reads ALWAYS_SENSITIVE or NEVER_EXTRACTABLE false, and stays visible so that the boot
+    refuses it (decision 0079).
+    """
+    return not obj[Attribute.LOCAL] and bool(
+        obj[Attribute.ALWAYS_SENSITIVE] and obj[Attribute.NEVER_EXTRACTABLE]
+    )
 
 
 def every_key(token: TokenSession) -> list[KeyInfo]:
@@ -85,7 +104,8 @@ def public_keys(token: TokenSession, kind: KeyKind = KeyKind.PROOF) -> list[Publ
     found = {}
     for obj in _objects(token, ObjectClass.PUBLIC_KEY):
         label = obj[Attribute.LABEL]
-        if key_versions([label], kind):
+        # No point yet: SoftHSM writes it last, so a ceremony killed halfway left this half (decision 0126).
+        if key_versions([label], kind) and bytes(obj[Attribute.EC_POINT]):
             found[KeyRef(label).version(kind)] = _public_key(label, obj)
     return [found[version] for version in sorted(found)]
 
