@@ -13,8 +13,16 @@ module read at its last C_Initialize, only when a key was not found (decision 00
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import logging
 import os
 from pathlib import Path
+
+_log = logging.getLogger("sesame.hsm")
+
+# Beside each token's token.object, its last complete copy: SoftHSM indexes only names ending in `.object`.
+KEPT_COPY = "token.object.kept"
 
 # Where SoftHSM reads its configuration when SOFTHSM2_CONF is not set (Debian's build, as ours).
 DEFAULT_SOFTHSM2_CONF = "/etc/softhsm/softhsm2.conf"
@@ -61,3 +69,56 @@ def object_files(token_dir: Path | None) -> frozenset[ObjectFile] | None:
     except OSError:
         return None  # a token directory removed while it was read: said unchanged, never guessed changed
     return frozenset(found)
+
+
+def mend_token_objects(token_dir: Path | None) -> None:
+    """Put back a token's `token.object` that a process killed while rewriting it left empty, from its kept
+    copy; else keep a copy of it. Before C_Initialize in this process (decision 0127).
+
+    SoftHSM rewrites token.object at every C_Login (its flags), truncating it first, under an fcntl lock of
+    the file: a SIGKILL between the two (a `sesame keys rotate` or a worker killed as it logs in) left it
+    empty, and the token, its PIN and every key with it, was gone (`NoSuchToken`). The file is read and
+    written here under the same lock, so never half written by another process; taken before this process
+    loads the module, the lock cannot drop one the module holds (fcntl locks belong to the process).
+    """
+    if token_dir is None:
+        return
+    with contextlib.suppress(OSError):
+        for token in os.scandir(token_dir):
+            if token.is_dir(follow_symlinks=False):
+                _mend(Path(token.path))
+
+
+def _mend(token: Path) -> None:
+    kept = token / KEPT_COPY
+    try:
+        fd = os.open(token / "token.object", os.O_RDWR)
+    except OSError:
+        return  # a token being made, or not SoftHSM's
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX)
+        now = os.read(fd, os.fstat(fd).st_size)
+        before = kept.read_bytes() if kept.is_file() else b""
+        if now and now != before:
+            _replace(kept, now)
+        elif not now and before:
+            _replace(token / "token.object", before)
+            _log.warning(
+                "the HSM token's token.object under %s was empty (a process killed as SoftHSM "
+                "rewrote it): put back from %s",
+                token,
+                KEPT_COPY,
+            )
+    finally:
+        os.close(fd)  # the lock with it
+
+
+def _replace(path: Path, content: bytes) -> None:
+    """Write `content` aside, then rename it over `path`: never seen half written."""
+    aside = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(content)
+        out.flush()
+        os.fsync(out.fileno())
+    aside.replace(path)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pkcs11
 
 from sesame.hsm.direct import DirectSigner, direct_signer
-from sesame.hsm.token_files import ObjectFile, object_files, softhsm_token_dir
+from sesame.hsm.token_files import ObjectFile, mend_token_objects, object_files, softhsm_token_dir
 from sesame.server.domain.errors import HsmUnavailable
 
 if TYPE_CHECKING:
@@ -95,6 +95,7 @@ class HsmWorker:
         if self._lib is None:
             self._softhsm_conf = os.environ.get("SOFTHSM2_CONF")
             token_dir = softhsm_token_dir(self._softhsm_conf)
+            mend_token_objects(token_dir)
             files = object_files(token_dir)  # before C_Initialize: a change while it reads is seen later
             try:
                 self._lib = pkcs11.lib(self.module)
