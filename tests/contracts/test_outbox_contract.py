@@ -105,13 +105,14 @@ async def test_an_entry_kept_by_its_consumer_is_not_claimed(store: Store, outbox
     (taken,) = await outbox.take("a", 10, NO_WAIT)
     idle = timedelta(milliseconds=200)
     await asyncio.sleep(0.3)
-    await outbox.keep("a", [taken])
+    assert await outbox.keep("a", [taken]) == 1
     assert await outbox.reclaim("b", idle, 10) == []
     await asyncio.sleep(0.3)
     (claimed,) = await outbox.reclaim("b", idle, 10)
     assert claimed.entry_id == taken.entry_id
+    assert await outbox.keep("a", [taken]) == 0  # claimed by another: left to it
     await outbox.settle(claimed, DeliveryState.SENT, "ref-1", opened.created_at)
-    await outbox.keep("b", [claimed])
+    assert await outbox.keep("b", [claimed]) == 0
     assert (await outbox.backlog()).depth == 0
 
 

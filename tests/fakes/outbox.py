@@ -122,19 +122,24 @@ class MemoryOutbox:
             self._pending[entry_id] = _Pending(consumer, now, self._pending[entry_id].deliveries + 1)
         return [await self._with_challenge(self._entries[entry_id]) for entry_id in idle_ids]
 
-    async def keep(self, consumer: str, entries: Sequence[QueuedSms]) -> None:
+    async def keep(self, consumer: str, entries: Sequence[QueuedSms]) -> int:
         now = self._clock.now()
+        kept = 0
         for queued in entries:
             pending = self._pending.get(queued.entry_id)
             if pending is not None and pending.consumer == consumer:
                 pending.since = now
+                kept += 1
+        return kept
 
     async def _with_challenge(self, entry: QueuedSms) -> QueuedSms:
         """The entry with its challenge as stored now, as take_outbox.lua reads it (None once purged); a code
         SMS whose user changed since its challenge opened withheld: voided, dead-lettered (decision 0054)."""
         now = self._clock.now()
-        entry = dataclasses.replace(entry, attempt=f"a{next(self._attempts)}")
         pending = self._pending[entry.entry_id]
+        entry = dataclasses.replace(
+            entry, attempt=f"a{next(self._attempts)}", consumer=pending.consumer, taken_at=pending.since
+        )
         withheld = self._store.withhold(entry, pending.deliveries, now, self._unit(entry.entry_id))
         if withheld is not None:
             challenge, reason = withheld

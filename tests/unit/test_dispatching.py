@@ -33,7 +33,7 @@ class Queued:
         self.clock = FixedClock()
         self.keys = FakeKeyStore()
         self.keys.add_key("sesame-otp-v1", b"k" * 32)
-        self.store = memory_state()
+        self.store = memory_state(purge_clock=self.clock)  # the outbox's idle times on the same clock
         self.sms = RecordingSmsGateway(self.clock)
         policy = ChallengePolicy()
         codes = RecentCodes(self.clock) if recent else None
@@ -89,6 +89,29 @@ async def test_a_queued_sms_is_sent_once_and_settled() -> None:
     assert [(m.to, m.challenge_id) for m in world.sms.sent] == [(PHONE, challenge.challenge_id)]
     assert await world.delivery(challenge) is DeliveryState.SENT
     assert (await world.store.outbox.backlog()).depth == 0
+
+
+async def test_an_sms_claimed_while_its_dispatcher_was_paused_is_not_sent_by_it() -> None:
+    """Paused past the claim idle time after its take, a dispatcher finds the entry claimed by another: it
+    sends nothing and settles nothing, and the other sends the SMS once (decision 0129)."""
+    world = Queued()
+    challenge = await world.start()
+    (paused,) = await world.store.outbox.take("paused", 10, NO_WAIT)
+    world.clock.advance(timedelta(seconds=31))
+    (claimed,) = await world.store.outbox.reclaim("other", timedelta(seconds=30), 10)
+    assert (await world.dispatcher.dispatch(claimed)).outcome is Outcome.SENT
+    assert (await world.dispatcher.dispatch(paused)).outcome is Outcome.TAKEN_OVER
+    assert [m.challenge_id for m in world.sms.sent] == [challenge.challenge_id]
+
+
+async def test_an_sms_still_pending_with_its_late_dispatcher_is_kept_and_sent() -> None:
+    """Late but not claimed (nobody else dispatches): the entry is kept as its dispatcher's and sent."""
+    world = Queued()
+    await world.start()
+    (late,) = await world.store.outbox.take("late", 10, NO_WAIT)
+    world.clock.advance(timedelta(seconds=31))
+    assert (await world.dispatcher.dispatch(late)).outcome is Outcome.SENT
+    assert len(world.sms.sent) == 1
 
 
 async def test_an_expired_challenges_sms_is_never_sent() -> None:

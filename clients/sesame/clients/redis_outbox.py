@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, cast
 
@@ -157,7 +158,7 @@ class RedisOutbox:
             shards = set()
             for shard, reply in zip(order, replies, strict=True):
                 try:
-                    found = await self._found(shard, reply)
+                    found = await self._found(shard, reply, consumer, now)
                 except StoreUnavailable as exc:
                     # One shard refused (its node away, its slot migrating: decision 0068); the entries the
                     # others gave in the same round trip are handed out all the same, not left pending.
@@ -173,7 +174,7 @@ class RedisOutbox:
             raise next(iter(refused.values()))
         return taken
 
-    async def _found(self, shard: int, reply: object) -> list[QueuedSms]:
+    async def _found(self, shard: int, reply: object, consumer: str, now: datetime) -> list[QueuedSms]:
         """The entries one take_outbox.lua call gave; none when its stream lost its group, which is made
         again and the shard marked."""
         if isinstance(reply, Exception):
@@ -186,17 +187,17 @@ class RedisOutbox:
             return []
         # Each hand-out its attempt: the record of its send is recognised when asked again (decision 0056).
         return [
-            _queued(answer[i], _pairs(answer[i + 1]), _pairs(answer[i + 2]), secrets.token_hex(6))
+            _queued(answer[i], _pairs(answer[i + 1]), _pairs(answer[i + 2]), _HandOut(consumer, now))
             for i in range(1, len(answer), 3)
         ]
 
-    async def keep(self, consumer: str, entries: Sequence[QueuedSms]) -> None:
+    async def keep(self, consumer: str, entries: Sequence[QueuedSms]) -> int:
         """keep_outbox.lua for each entry, in one pipeline: those still pending with `consumer` start their
-        idle time again; any other (settled, claimed by another) is left as it is."""
+        idle time again; any other (settled, claimed by another) is left as it is. How many were kept."""
         if not entries:
-            return
+            return 0
         calls = [([self._outbox_of(queued)], [GROUP, queued.entry_id, consumer]) for queued in entries]
-        await self._scripts.run_all("keep_outbox", calls)
+        return sum(int(kept) for kept in await self._scripts.run_all("keep_outbox", calls))
 
     async def challenge(self, queued: QueuedSms) -> Challenge:
         """HGETALL on the outbox's connection, off the request path's pool. ChallengeNotFound."""
@@ -379,11 +380,20 @@ def _readable(raw: dict[bytes, bytes]) -> Challenge | None:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class _HandOut:
+    """A take or claim of an entry: by whom, when (just before it was asked), and its own attempt."""
+
+    consumer: str
+    at: datetime
+    attempt: str = field(default_factory=lambda: secrets.token_hex(6))
+
+
 def _queued(
     entry_id: bytes,
     fields: dict[bytes, bytes],
     challenge: dict[bytes, bytes] | None = None,
-    attempt: str = "",
+    hand_out: _HandOut | None = None,
 ) -> QueuedSms:
     until = int(fields.get(b"until", b"0"))
     return QueuedSms(
@@ -398,7 +408,9 @@ def _queued(
         notice_id=fields.get(b"notice_id", b"").decode(),
         hold=fields.get(b"hold", b"").decode(),
         withheld=fields.get(b"withheld", b"").decode(),
-        attempt=attempt,
+        attempt=hand_out.attempt if hand_out else "",
+        consumer=hand_out.consumer if hand_out else "",
+        taken_at=hand_out.at if hand_out else None,
     )
 
 

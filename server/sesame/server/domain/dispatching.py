@@ -78,6 +78,10 @@ class QueuedSms:
     # This hand-out of the entry (a take or a claim gives each its own): what makes a send's record asked
     # again after its step ran (its answer lost) answer "already recorded" (decision 0056). '' : none.
     attempt: str = field(default="", compare=False)
+    # Who was handed it and when (just before the take or claim was asked): a dispatcher that reaches the
+    # send long after, paused meanwhile, asks whether the entry is still its own (decision 0129).
+    consumer: str = field(default="", compare=False)
+    taken_at: datetime | None = field(default=None, compare=False)
 
     @property
     def hold_name(self) -> str:
@@ -118,6 +122,9 @@ class Outcome(enum.Enum):
     MISSING = "missing"  # never sent: the challenge was purged
     NOTICE_SENT = "notice_sent"  # a notice the gateway took (journaled as a user notice)
     NOTICE_FAILED = "notice_failed"  # a notice no provider took (journaled as failed, for the back office)
+    # Not sent by this dispatcher: paused past the claim idle time, it found the entry claimed by another,
+    # which sends it (or settled already): handing it over too would send it twice (decision 0129).
+    TAKEN_OVER = "taken_over"
 
 
 # Why an SMS was dead-lettered: its code expired, its tries were spent (`unconfirmed` when the last one's
@@ -271,6 +278,8 @@ class Dispatcher:
         `settle_within`: how long a send the gateway took is recorded again while the store is unavailable
         (less than the outbox's claim idle time, after which another dispatcher would send it again)."""
         self._settle_within = settle_within.total_seconds()
+        # Within half the claim idle time of its take no other dispatcher can have claimed an entry.
+        self._surely_ours = settle_within
         self._units = units
         self._hold_grace = hold_grace
         self._max_tries = max_tries
@@ -333,6 +342,12 @@ class Dispatcher:
             reference=queued.entry_id,
             valid_for=challenge.expires_at - now,  # the SMSC drops it past the code's life (decision 0123)
         )
+        return await self._hand_over(queued, message, record)
+
+    async def _hand_over(self, queued: QueuedSms, message: SmsMessage, record: SentText) -> Dispatched:
+        """Hand the code SMS to the gateway, unless another dispatcher took the entry over, and settle it."""
+        if not await self._still_ours(queued):
+            return Dispatched(Outcome.TAKEN_OVER)
         try:
             sent = await self._sms.send(message)
         except DeliveryRefused as refused:
@@ -362,6 +377,18 @@ class Dispatcher:
             self._recent.forget(queued.challenge_id)
         await self._units.release(queued.hold_name, self._hold_grace)
         return Dispatched(Outcome.DEAD_LETTERED, reason=queued.withheld)
+
+    async def _still_ours(self, queued: QueuedSms) -> bool:
+        """Whether the entry may be handed to the gateway by this dispatcher. Taken a moment ago it may: a
+        claim waits the whole claim idle time. Taken longer ago (the process was paused: SIGSTOP, a frozen
+        VM, a host swapping) another dispatcher may have claimed it as a dead one's and sent it; it is kept
+        as this one's if still pending with it, else left to the other (decision 0129)."""
+        if queued.taken_at is None or self._clock.now() - queued.taken_at < self._surely_ours:
+            return True
+        kept = await self._outbox.keep(queued.consumer, [queued]) == 1
+        if not kept:
+            _log.warning("a queued SMS was claimed by another dispatcher while this one was paused: not sent")
+        return kept
 
     async def _recorded(self, settling: Callable[[], Awaitable[object]]) -> None:
         """Record a send the gateway took, asking again while the store is unavailable (a Redis restart):
@@ -447,6 +474,8 @@ class Dispatcher:
             return await self._notice_failed(
                 queued, user_id, failed, NoticeFailure("expired", now, 0, stale_at)
             )
+        if not await self._still_ours(queued):
+            return Dispatched(Outcome.TAKEN_OVER)
         try:
             sent = await self._sms.send(SmsMessage(to, text, "", reference=queued.entry_id))
         except DeliveryRefused as refused:

@@ -409,9 +409,10 @@ class Outbox(Protocol):
         with its challenge as `take` gives it."""
         ...
 
-    async def keep(self, consumer: str, entries: Sequence[QueuedSms]) -> None:
+    async def keep(self, consumer: str, entries: Sequence[QueuedSms]) -> int:
         """`consumer` is still sending these entries: those still pending with it start their idle time
-        again, so that `reclaim` does not take them as a dead consumer's; the others are left as they are."""
+        again, so that `reclaim` does not take them as a dead consumer's; the others are left as they are.
+        How many were kept."""
         ...
 
     async def challenge(self, queued: QueuedSms) -> Challenge:

@@ -1,0 +1,152 @@
+"""A dispatcher paused (SIGSTOP, a frozen VM, a host swapping) between taking an SMS from the outbox and
+handing it to the gateway, for longer than SESAME_OUTBOX_CLAIM_IDLE_SECONDS: another dispatcher claims the
+entry as a dead one's and sends it; the paused one, once resumed, does not send it a second time.
+
+Found in a SIGSTOP/SIGCONT drill of one worker of two under load (decision 0129): one code went twice, the
+second time from the resumed worker, 2.5 s after the other worker had sent and recorded it. The worker is
+stopped here the moment its SMS is pending with it and not yet at the gateway, and a `sesame dispatch` started
+then is the other dispatcher: nothing else could take the entry before the pause.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+import redis
+
+from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
+from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
+from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
+from sesame.api.v1 import operation_pb2 as op_pb
+from sesame.clients.redis_keys import Keyspace
+from sesame.clients.redis_server import EmbeddedRedis
+from tests.support.serve_process import start_dispatch, start_serve, until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+CLAIM_IDLE = 1  # seconds: the other dispatcher claims the paused one's entry soon
+TRIES = 60  # Starts to catch the worker between its take and its send (one in a few is caught)
+POLL = 2.0  # seconds each try watches the outbox for its entry
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A Redis of the test's own, shared by `sesame serve` and `sesame dispatch`."""
+    with EmbeddedRedis(tmp_path / "redis") as server:
+        yield server
+
+
+def _settings(store: EmbeddedRedis) -> dict[str, str]:
+    return {
+        "SESAME_REDIS_URL": store.url,
+        "SESAME_OUTBOX_CLAIM_IDLE_SECONDS": str(CLAIM_IDLE),
+        "SESAME_SEND_BUDGET_USER": "1000",
+        "SESAME_SEND_BUDGET_PHONE": "1000",
+    }
+
+
+def _sent(sms_file: Path, challenge_id: str) -> int:
+    """How many times the challenge's SMS reached the console gateway."""
+    if not sms_file.exists():
+        return 0
+    lines = sms_file.read_text(encoding="utf-8").splitlines()
+    return sum(1 for line in lines if line and json.loads(line)["challenge_id"] == challenge_id)
+
+
+def _start(address: str, user_id: str) -> bool:
+    """One StartChallenge; whether it answered (not when the worker stopped before its answer)."""
+    with grpc.insecure_channel(address) as channel:
+        start = auth_pb.StartChallengeRequest(user_id=user_id, operation=op_pb.Operation(login=op_pb.Login()))
+        try:
+            auth_grpc.AuthenticationServiceStub(channel).StartChallenge(start, timeout=5)
+        except grpc.RpcError:
+            return False
+        return True
+
+
+def _pending(client: redis.Redis, outbox: str) -> str | None:
+    """The challenge id of the entry pending with a dispatcher in `outbox` (taken, not settled), if any."""
+    try:
+        if not client.xpending(outbox, "dispatchers")["pending"]:
+            return None
+    except redis.ResponseError:  # no stream or group before the shard's first SMS
+        return None
+    entries = client.xrange(outbox, count=1)
+    return entries[0][1][b"challenge_id"].decode() if entries else None
+
+
+def _answered(started: concurrent.futures.Future[bool]) -> bool:
+    """Whether the Start answered by now, or within a moment (its answer on its way as the worker stopped)."""
+    try:
+        return started.result(timeout=0.5)
+    except concurrent.futures.TimeoutError:
+        return False
+
+
+def _caught(address: str, worker: int, client: redis.Redis, sms_file: Path) -> str | None:
+    """Start challenges until the worker is stopped with one's SMS taken (pending with it) and not handed to
+    the gateway; that challenge's id (the worker left stopped), or None after TRIES."""
+    keys = Keyspace()
+    with grpc.insecure_channel(address) as channel:
+        for n in range(TRIES):
+            user_id = f"customer-{n}"
+            enrol_grpc.EnrollmentServiceStub(channel).EnrollUser(
+                enrol_pb.EnrollUserRequest(user_id=user_id, client_id="acme", secure_phone="+33612345678"),
+                timeout=10,
+            )
+            outbox = keys.user_outbox(user_id)
+            with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+                started = pool.submit(_start, address, user_id)
+                deadline = time.monotonic() + POLL
+                while time.monotonic() < deadline and _pending(client, outbox) is None:
+                    pass
+                os.kill(worker, signal.SIGSTOP)
+                # Answered, the Start had its SMS's send units held: the other dispatcher may send it.
+                answered = _answered(started)
+                challenge_id = _pending(client, outbox)
+                if answered and challenge_id is not None and _sent(sms_file, challenge_id) == 0:
+                    return challenge_id
+                os.kill(worker, signal.SIGCONT)
+            assert until(lambda o=outbox: not client.xlen(o), 10)
+    return None
+
+
+def test_a_dispatcher_paused_past_the_claim_idle_time_does_not_send_a_claimed_sms_again(
+    tmp_path: Path, store: EmbeddedRedis
+) -> None:
+    """The worker stopped between take and send; another dispatcher claims and sends the SMS; resumed, the
+    worker leaves it: the code reached the gateway once."""
+    var = tmp_path / "var"
+    serving = start_serve(var, _settings(store))
+    (worker,) = serving.workers()
+    client = redis.Redis.from_url(store.url)
+    sms_file = var / "sms.jsonl"
+    try:
+        challenge_id = _caught(serving.address, worker, client, sms_file)
+        assert challenge_id is not None, "the worker was never caught between its take and its send"
+        other = start_dispatch(var, _settings(store))
+        try:
+            assert until(lambda: _sent(sms_file, challenge_id) == 1, 30), other.log.read_text()
+            os.kill(worker, signal.SIGCONT)
+            # Resumed, the worker finishes its batch at once; a second send would show within this wait.
+            until(lambda: _sent(sms_file, challenge_id) > 1, 5)
+            assert _sent(sms_file, challenge_id) == 1
+        finally:
+            other.process.terminate()
+            other.process.wait(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker, signal.SIGCONT)
+        client.close()
+        serving.process.terminate()
+        serving.process.wait(timeout=60)
