@@ -31,6 +31,8 @@ _log = logging.getLogger("sesame.workers")
 # <linux/prctl.h>: the signal the kernel sends a process when its parent (the thread that forked it) dies.
 _PR_SET_PDEATHSIG: Final = 1
 READY: Final = b"ready\n"
+# How often a start waiting for its worker's word looks whether the drain began (decision 0130).
+_STOP_LOOK: Final = 0.1
 
 
 class WorkerFailed(SesameError):
@@ -60,6 +62,9 @@ class WorkerProcess:
         self._process: subprocess.Popen[bytes] | None = None
         self._ready = False  # the process in the slot said it serves
         self._stopping = False
+        # Set by the drain before it takes the lock: a start under way (a restart holding the lock while its
+        # worker boots) gives up at once instead of holding the drain for the whole ready timeout (0130).
+        self._stop_asked = threading.Event()
         # The restart thread and the drain may meet: one transition at a time.
         self._lock = threading.Lock()
 
@@ -81,7 +86,7 @@ class WorkerProcess:
         """
         with self._lock:
             process = self._process
-            if self._stopping or process is None or process.poll() is None:
+            if self._stop_asked.is_set() or process is None or process.poll() is None:
                 return False
             self._launch.on_exit(process.pid)
             _log.warning(
@@ -95,7 +100,8 @@ class WorkerProcess:
 
     def terminate(self) -> None:
         """Ask the worker to drain (SIGTERM, once: a second one would cut its drain short) and never
-        restart it."""
+        restart it. A worker still starting is stopped (it serves nothing yet)."""
+        self._stop_asked.set()
         with self._lock:
             if self._stopping:
                 return
@@ -147,8 +153,12 @@ class WorkerProcess:
             os.close(read_end)
 
     def _wait_ready(self, process: subprocess.Popen[bytes], read_end: int) -> None:
-        """Return once the worker wrote READY; WorkerFailed when it exits first or takes too long."""
-        readable, _, _ = select.select([read_end], [], [], self._launch.ready_timeout)
+        """Return once the worker wrote READY; WorkerFailed when it exits first, takes too long, or the
+        drain began meanwhile."""
+        deadline = time.monotonic() + self._launch.ready_timeout
+        readable: list[int] = []
+        while not readable and not self._stop_asked.is_set() and (left := deadline - time.monotonic()) > 0:
+            readable, _, _ = select.select([read_end], [], [], min(left, _STOP_LOOK))
         # End of file (the worker died: its end of the pipe closed) reads as b"".
         if readable and os.read(read_end, len(READY)) == READY:
             _log.info("%s (pid %d) %s", self.name, process.pid, "serving" if self.index else "sealing")
