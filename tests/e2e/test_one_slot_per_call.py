@@ -62,13 +62,16 @@ ADD = op_pb.Operation(add_beneficiary=op_pb.AddBeneficiary(payee=op_pb.Payee(nam
 # health note (journaled by a server that notes them, on a change); record_user_notice, no flow since notices
 # are queued and settled by the dispatcher (decision 0041: the port's method is left to the tests);
 # count_delivered_part, an SMPP receipt for a part another process sent (its one key: the message's
-# `{pm:<ref>}` set, decision 0111). Each declares keys of one place only (see its KEYS) and journals there.
+# `{pm:<ref>}` set, decision 0111); keep_journals, the sealer's note of a journal archived while its
+# challenge is still open (`{journal}`, decision 0132: here every challenge is closed when it is archived).
+# Each declares keys of one place only (see its KEYS) and journals there.
 NOT_RUN = {
     "record_keys",
     "record_delivery",
     "record_health",
     "record_user_notice",
     "count_delivered_part",
+    "keep_journals",
 }
 # keep_outbox runs here though no send is slow: the flows move the server's clock 31 s ahead, and a dispatcher
 # that reaches a send more than half the claim idle time after its take asks whether the entry is still its
