@@ -35,7 +35,8 @@ from tests.support.serve_process import sesame_on, start_serve
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 SETTINGS = {"SESAME_SEND_BUDGET_USER": "1000", "SESAME_SEND_BUDGET_PHONE": "1000"}
-_WRITE = re.compile(r"^\d+ ftruncate\(\d+<(?P<path>[^>]+\.object)>")
+# strace -f writes the thread's id left-aligned in 5 columns and a space: "3390  ftruncate(" under 10000.
+_WRITE = re.compile(r"^(?P<thread>\d+) +ftruncate\(\d+<(?P<path>[^>]+)>")
 
 
 def _rotate(var: Path, kind: str, *tracing: str, ledger: bool = True) -> subprocess.CompletedProcess[str]:
@@ -57,19 +58,26 @@ def _rotate(var: Path, kind: str, *tracing: str, ledger: bool = True) -> subproc
 
 def _last_writes(var: Path, kind: str, scratch: Path) -> list[int]:
     """For each key object the ceremony makes, in order, the number of SoftHSM's write of its file that
-    finishes it (its last), counted as strace counts a thread's ftruncate calls: from a run on a copy."""
+    finishes it (its last), counted as strace counts a thread's ftruncate calls: from a run on a copy.
+
+    New objects are the files the copy did not hold before its run, never compared with the live token,
+    which its server may be writing to.
+    """
     copy = scratch / "var"
     shutil.copytree(var / "softhsm", copy / "softhsm")
+    held = set((copy / "softhsm").rglob("*.object"))
     trace = scratch / "trace"
     done = _rotate(
         copy, kind, "strace", "-f", "-qq", "-y", "-e", "trace=ftruncate", "-o", str(trace), ledger=False
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    paths = [m["path"] for line in trace.read_text().splitlines() if (m := _WRITE.match(line))]
-    made = [path for path in dict.fromkeys(paths) if not (var / Path(path).relative_to(copy)).exists()]
-    return [
-        max(number for number, path in enumerate(paths, 1) if path == object_file) for object_file in made
+    writes = [m for line in trace.read_text().splitlines() if (m := _WRITE.match(line))]
+    made = [
+        p for p in dict.fromkeys(m["path"] for m in writes) if p.endswith(".object") and Path(p) not in held
     ]
+    (thread,) = {m["thread"] for m in writes if m["path"] in made}
+    of_thread = [m["path"] for m in writes if m["thread"] == thread]
+    return [max(n for n, path in enumerate(of_thread, 1) if path == object_file) for object_file in made]
 
 
 def _killed_rotate(var: Path, kind: str, at: int) -> None:
