@@ -50,6 +50,9 @@ def _settings(store: EmbeddedRedis) -> dict[str, str]:
     return {
         "SESAME_REDIS_URL": store.url,
         "SESAME_OUTBOX_CLAIM_IDLE_SECONDS": str(CLAIM_IDLE),
+        # Stopped longer than 30 s on a loaded machine, the worker would be replaced (decision 0138): this
+        # drill is about the one that resumes.
+        "SESAME_WORKER_HANG_SECONDS": "600",
         "SESAME_SEND_BUDGET_USER": "1000",
         "SESAME_SEND_BUDGET_PHONE": "1000",
     }

@@ -23,13 +23,16 @@ from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.server.grpc.call_context import REQUEST_ID_KEY
 from sesame.server.port_claim import PortClaim
-from tests.support.serve_process import ServeProcess, free_port, run_serve, start_serve, wait_serving
+from tests.support.serve_process import (
+    ServeProcess,
+    ask_unknown_user,
+    free_port,
+    run_serve,
+    start_serve,
+    wait_serving,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
-
-# A channel of its own per call: grpc shares connections between channels to one target otherwise, and
-# SO_REUSEPORT spreads connections, not calls.
-_OWN_CONNECTION = (("grpc.use_local_subchannel_pool", 1),)
 
 
 def _alive(pid: int) -> bool:
@@ -82,22 +85,6 @@ def _counted(text: str, metric: str, labels: str) -> float:
     return 0.0 if found is None else float(found.group(1))
 
 
-def _ask_unknown_user(address: str) -> grpc.StatusCode:
-    """One GetUser on a connection of its own; the status code of the answer."""
-    with grpc.insecure_channel(address, options=_OWN_CONNECTION) as channel:
-        try:
-            # wait_for_ready, as a caller's stub with retries would: a connection the kernel handed to a
-            # socket of the worker just killed is refused once (UNAVAILABLE), not answered wrongly.
-            enrol_grpc.EnrollmentServiceStub(channel).GetUser(
-                enrol_pb.GetUserRequest(user_id="nobody"), timeout=10, wait_for_ready=True
-            )
-        except grpc.RpcError as error:
-            if isinstance(error, grpc.Call):
-                return error.code()
-            raise
-    return grpc.StatusCode.OK
-
-
 def _two_workers(tmp_path: Path, **settings: str) -> tuple[ServeProcess, int]:
     """`sesame serve` with two workers, once both serve: health answers through the first worker while the
     second may still be starting (on a loaded machine for more than a call's deadline)."""
@@ -131,7 +118,7 @@ def test_calls_over_several_connections_land_on_every_worker_and_the_scrape_sums
         answers: list[grpc.StatusCode] = []
         after: dict[int, float] = {}
         while len(answers) < 120 and not all(after.get(pid, 0.0) > before.get(pid, 0.0) for pid in workers):
-            answers += [_ask_unknown_user(serving.address) for _ in range(12)]
+            answers += [ask_unknown_user(serving.address) for _ in range(12)]
             text = _scrape_once_counted(metrics_port, "sesame_rpc_requests_total", counted, len(answers))
             after = _per_worker(text)
         assert answers == [grpc.StatusCode.NOT_FOUND] * len(answers)
@@ -152,7 +139,7 @@ def test_a_killed_worker_is_started_again_and_the_service_keeps_answering(tmp_pa
         os.kill(killed, signal.SIGKILL)
         assert _gone_within({killed}, 10)
 
-        assert [_ask_unknown_user(serving.address) for _ in range(8)] == [grpc.StatusCode.NOT_FOUND] * 8
+        assert [ask_unknown_user(serving.address) for _ in range(8)] == [grpc.StatusCode.NOT_FOUND] * 8
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and (len(serving.workers()) < 2 or killed in serving.workers()):
             time.sleep(0.2)

@@ -15,10 +15,13 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
+from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from tests.support.ports import free_port
 
 __all__ = [
     "ServeProcess",
+    "ask_unknown_user",
     "free_port",
     "journal_verify",
     "run_serve",
@@ -199,6 +202,26 @@ def served(var: Path, settings: Mapping[str, str]) -> Iterator[ServeProcess]:
         serving.process.terminate()
         serving.process.wait(timeout=30)
     assert serving.process.returncode == 0, serving.output()
+
+
+def ask_unknown_user(address: str, timeout: float = 10.0) -> grpc.StatusCode:
+    """One GetUser of an unknown user on a connection of its own; the status code of the answer.
+
+    A channel of its own: grpc shares connections between channels to one target otherwise, and SO_REUSEPORT
+    spreads connections over the workers, not calls.
+    """
+    with grpc.insecure_channel(address, options=(("grpc.use_local_subchannel_pool", 1),)) as channel:
+        try:
+            # wait_for_ready, as a caller's stub with retries would: a connection the kernel handed to a
+            # socket of a worker just killed is refused once (UNAVAILABLE), not answered wrongly.
+            enrol_grpc.EnrollmentServiceStub(channel).GetUser(
+                enrol_pb.GetUserRequest(user_id="nobody"), timeout=timeout, wait_for_ready=True
+            )
+        except grpc.RpcError as error:
+            if isinstance(error, grpc.Call):
+                return error.code()
+            raise
+    return grpc.StatusCode.OK
 
 
 def until(check: Callable[[], bool], seconds: float) -> bool:

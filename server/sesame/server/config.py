@@ -85,6 +85,7 @@ class Settings:
     hsm_omit_copyable: bool = False
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)  # logs and traces
     workers: int = 1  # worker processes sharing the gRPC port (docs/decisions/0021)
+    worker_hang: float = 30.0  # a worker whose loop gave no sign of life this long is replaced (0138)
     max_concurrent_rpcs: int = 100  # per worker; calls beyond it are shed with UNAVAILABLE, not queued
     max_connections: int = 1000  # per worker and listener; a connection beyond it is closed at accept (0055)
     # A connection that has not finished its TLS and HTTP/2 handshake by then is closed (decision 0057).
@@ -174,6 +175,7 @@ class Settings:
             hsm_omit_copyable=reader.choice("SESAME_HSM_OMIT_COPYABLE", "0", ("0", "1")) == "1",
             telemetry=read_telemetry(reader, environment),
             workers=reader.integer("SESAME_WORKERS", cores(), 1, MAX_WORKERS),
+            worker_hang=float(reader.integer("SESAME_WORKER_HANG_SECONDS", 30, 5, 600)),
             max_concurrent_rpcs=reader.integer("SESAME_MAX_CONCURRENT_RPCS", 100, 1, 100_000),
             max_connections=reader.integer("SESAME_MAX_CONNECTIONS", 1000, 1, 1_000_000),
             handshake_timeout=float(reader.integer("SESAME_HANDSHAKE_TIMEOUT_SECONDS", 5, 1, 120)),

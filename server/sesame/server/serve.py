@@ -59,6 +59,7 @@ async def serve(settings: Settings) -> None:
             launch = WorkerLaunch(
                 env=_worker_env(settings, redis_url, hsm, metrics_dir),
                 on_exit=lambda pid: _forget(pid, workers),
+                hang_after=settings.worker_hang,
             )
             pool = WorkerPool(settings.workers, launch)
             if registry is not None:

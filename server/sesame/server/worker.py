@@ -3,19 +3,21 @@
 
 Not a command for operators: the supervisor gives it its settings in the environment (the Redis it
 started, the token it readied, the ports it claimed) and a pipe to say when the port serves (the sealer:
-when it runs).
+when it runs), and then once a second that its loop still turns (decision 0138).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
 import os
 import sys
 from collections.abc import Sequence
 
 from sesame.server.domain.errors import SesameError
-from sesame.server.workers import READY
+from sesame.server.workers import BEAT, BEAT_INTERVAL, READY
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,7 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def ready() -> None:
         os.write(args.ready_fd, READY)
-        os.close(args.ready_fd)
+        # Then a beat on the same pipe every second, from the loop that serves the calls: a worker whose loop
+        # stopped turning (SIGSTOP, a call into C that never returns) goes silent and is replaced (0138).
+        os.set_blocking(args.ready_fd, False)
+        asyncio.get_running_loop().call_soon(_beat, args.ready_fd)
 
     try:
         settings = Settings.from_env()
@@ -51,6 +56,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sesame: {who}: {error}", file=sys.stderr)  # noqa: T201
         return 2
     return 0
+
+
+def _beat(fd: int) -> None:
+    """Say on the supervisor's pipe that the loop turns, then again in BEAT_INTERVAL seconds.
+
+    A full pipe (a supervisor that reads late) drops the beat, a closed one (a supervisor gone: the kernel
+    sends SIGTERM then) ends nothing: neither may stop the calls.
+    """
+    with contextlib.suppress(BlockingIOError, BrokenPipeError):
+        os.write(fd, BEAT)
+    asyncio.get_running_loop().call_later(BEAT_INTERVAL, _beat, fd)
 
 
 class _WorkerField(logging.Filter):

@@ -3,9 +3,11 @@
 A worker is `python -m sesame.server.worker`, a process of its own (exec'd, never forked: no state of the
 supervisor, no gRPC or HSM library state, no lock of ours is inherited) with its own HSM session and Redis
 pool, serving the ports the supervisor claimed. It says it is ready by writing to a pipe once its port
-serves. It runs in its own session, so a Ctrl-C in the terminal reaches the supervisor only, which drains
-the workers; and it is sent SIGTERM by the kernel when the supervisor dies (PR_SET_PDEATHSIG), as the
-embedded redis-server is.
+serves, then, once a second, that its event loop still turns: one silent for `hang_after` seconds (stopped,
+or stuck in a call that never returns, while the kernel still hands it connections) is killed and started
+again (decision 0138). It runs in its own session, so a Ctrl-C in the terminal reaches the supervisor only,
+which drains the workers; and it is sent SIGTERM by the kernel when the supervisor dies (PR_SET_PDEATHSIG),
+as the embedded redis-server is.
 """
 
 from __future__ import annotations
@@ -31,6 +33,12 @@ _log = logging.getLogger("sesame.workers")
 # <linux/prctl.h>: the signal the kernel sends a process when its parent (the thread that forked it) dies.
 _PR_SET_PDEATHSIG: Final = 1
 READY: Final = b"ready\n"
+# What a worker writes on the same pipe every BEAT_INTERVAL seconds once it serves (decision 0138).
+BEAT: Final = b"."
+BEAT_INTERVAL: Final = 1.0
+# A worker silent this long does not count as serving any more (sesame_workers_serving), though it is replaced
+# only after `hang_after`: a loop held a few seconds (a long collection) is late, not dead.
+_QUIET: Final = 5 * BEAT_INTERVAL
 # How often a start waiting for its worker's word looks whether the drain began (decision 0130).
 _STOP_LOOK: Final = 0.1
 
@@ -45,6 +53,7 @@ class WorkerLaunch:
 
     env: Mapping[str, str]
     ready_timeout: float = 120.0
+    hang_after: float = 30.0  # a serving worker silent this long is killed and started again (0138)
     on_exit: Callable[[int], None] = lambda _pid: None  # told each dead worker's pid (metrics files)
 
 
@@ -61,6 +70,9 @@ class WorkerProcess:
         self._spawner = spawner
         self._process: subprocess.Popen[bytes] | None = None
         self._ready = False  # the process in the slot said it serves
+        self._beats: int | None = None  # the read end of its pipe, while it serves
+        self._heard_at = 0.0  # when its last beat was read (monotonic)
+        self._beats_lock = threading.Lock()  # the metrics' thread reads the beats too
         self._stopping = False
         # Set by the drain before it takes the lock: a start under way (a restart holding the lock while its
         # worker boots) gives up at once instead of holding the drain for the whole ready timeout (0130).
@@ -75,26 +87,42 @@ class WorkerProcess:
 
     @property
     def serving(self) -> bool:
-        """Whether the slot's process said it serves and still runs (read by the metrics' thread)."""
+        """Whether the slot's process said it serves, still runs, and beat lately (read by the metrics'
+        thread)."""
         process = self._process
-        return self._ready and process is not None and process.poll() is None
+        return self._ready and process is not None and process.poll() is None and self._silence() < _QUIET
 
     def restart_if_dead(self) -> bool:
-        """Start the worker again if it died (not while draining); True if it did. Blocking.
+        """Start the worker again if it died, or hangs: silent for `hang_after` seconds, it is killed first
+        (not while draining); True if it did. Blocking.
 
         WorkerFailed when the new one does not come up: the supervisor tries again, backing off.
         """
         with self._lock:
             process = self._process
-            if self._stop_asked.is_set() or process is None or process.poll() is None:
+            if self._stop_asked.is_set() or process is None:
                 return False
+            if process.poll() is None:
+                silence = self._silence()
+                if silence < self._launch.hang_after:
+                    return False
+                # SIGKILL: a stopped process acts on no other signal; a stuck loop drains nothing.
+                process.kill()
+                process.wait()
+                _log.warning(
+                    "%s (pid %d) gave no sign of life for %.0f s: killed, starting it again",
+                    self.name,
+                    process.pid,
+                    silence,
+                )
+            else:
+                _log.warning(
+                    "%s (pid %d) exited with status %s; starting it again",
+                    self.name,
+                    process.pid,
+                    process.returncode,
+                )
             self._launch.on_exit(process.pid)
-            _log.warning(
-                "%s (pid %d) exited with status %s; starting it again",
-                self.name,
-                process.pid,
-                process.returncode,
-            )
             self._spawn()
             return True
 
@@ -114,6 +142,7 @@ class WorkerProcess:
         """Wait for a terminated worker until `deadline` (monotonic), then SIGKILL it. Its exit status
         (None when there is no process, or it was waited for already)."""
         process, self._process = self._process, None
+        self._deafen()
         if process is None:
             return None
         try:
@@ -125,7 +154,28 @@ class WorkerProcess:
         self._launch.on_exit(process.pid)
         return process.returncode
 
+    def _silence(self) -> float:
+        """Seconds since the serving worker's last beat, the pipe read first (0.0 before it serves)."""
+        with self._beats_lock:
+            if self._beats is None:
+                return 0.0
+            try:
+                # Whatever came since the last read; end of file (b""): it died, which poll() tells.
+                if os.read(self._beats, 4096):
+                    self._heard_at = time.monotonic()
+            except BlockingIOError:
+                pass
+            return time.monotonic() - self._heard_at
+
+    def _deafen(self) -> None:
+        """Close the pipe of the worker that was in the slot."""
+        with self._beats_lock:
+            beats, self._beats = self._beats, None
+        if beats is not None:
+            os.close(beats)
+
     def _spawn(self) -> None:
+        self._deafen()
         read_end, write_end = os.pipe()
         try:
             # Forked by the spawner's thread: the kernel sends the death signal when the forking thread
@@ -148,9 +198,13 @@ class WorkerProcess:
         self._process = process
         try:
             self._wait_ready(process, read_end)
-            self._ready = True
-        finally:
+        except BaseException:
             os.close(read_end)
+            raise
+        os.set_blocking(read_end, False)
+        with self._beats_lock:
+            self._beats, self._heard_at = read_end, time.monotonic()
+        self._ready = True
 
     def _wait_ready(self, process: subprocess.Popen[bytes], read_end: int) -> None:
         """Return once the worker wrote READY; WorkerFailed when it exits first, takes too long, or the
