@@ -9,7 +9,6 @@ import asyncio
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
@@ -32,23 +31,6 @@ WITHIN = 30.0  # seconds for an SMS to reach the gateway on a loaded machine (it
 LOAD_SECONDS = 12.0  # how long the stray SMS may wait under the load (the bound is a wait: 0.5 s)
 CALLERS = 3  # Starts in flight at once: one answered every few milliseconds, far within a wait
 LOADED_USERS = 256  # the load's users, in one shard: 64 open each at most, 16,384 Starts (decision 0095)
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    """A Redis of the test's own: its clients and command counts are the processes' under test only."""
-    with EmbeddedRedis(tmp_path / "redis") as server:
-        yield server
-
-
-@pytest.fixture
-async def client(redis: EmbeddedRedis) -> AsyncIterator[aioredis.Redis]:
-    """The test's own connection to that Redis."""
-    connection = aioredis.Redis.from_url(redis.url)
-    try:
-        yield connection
-    finally:
-        await connection.aclose()
 
 
 def settings(redis: EmbeddedRedis, **more: str) -> dict[str, str]:
@@ -118,33 +100,33 @@ async def xread_calls(client: aioredis.Redis) -> int:
 
 
 async def test_serve_workers_block_on_no_read_and_hand_their_own_sms(
-    tmp_path: Path, redis: EmbeddedRedis, client: aioredis.Redis, stopped: list[ServeProcess]
+    tmp_path: Path, own_redis: EmbeddedRedis, own_redis_client: aioredis.Redis, stopped: list[ServeProcess]
 ) -> None:
     """Two dispatching workers: no connection blocked in XREAD, no XREAD run at all, and each Start's SMS
     reaches the gateway (the step that queued it woke its worker's dispatcher)."""
     var = tmp_path / "var"
-    serving = start_serve(var, settings=settings(redis, SESAME_WORKERS="2"))
+    serving = start_serve(var, settings=settings(own_redis, SESAME_WORKERS="2"))
     stopped.append(serving)
     user_id, other = users_in_shards()
     await enrol(serving.address, user_id, other)
     for n in range(6):
         challenge_id = await start(serving.address, (user_id, other)[n % 2], 100 + n)
         await until_handed(var / "sms.jsonl", challenge_id)
-    assert await blocked_reads(client) == 0
-    assert await xread_calls(client) == 0
+    assert await blocked_reads(own_redis_client) == 0
+    assert await xread_calls(own_redis_client) == 0
 
 
 async def test_what_another_process_queued_is_sent_while_own_marks_keep_the_loop_busy(
-    tmp_path: Path, redis: EmbeddedRedis, client: aioredis.Redis, stopped: list[ServeProcess]
+    tmp_path: Path, own_redis: EmbeddedRedis, own_redis_client: aioredis.Redis, stopped: list[ServeProcess]
 ) -> None:
     """A worker whose own Starts mark one shard again and again (its loop never waits a whole wait for a
     mark) still sends, within a sweep, an SMS queued in another shard by another `sesame serve` that does not
     dispatch (as one killed between its step and its take would leave it): it is handed while the load still
     runs, not once it stops."""
     var = tmp_path / "var"
-    dispatching = start_serve(var, settings=settings(redis))
+    dispatching = start_serve(var, settings=settings(own_redis))
     stopped.append(dispatching)
-    queuing = start_serve(var, settings=settings(redis, SESAME_DISPATCHERS="0"))
+    queuing = start_serve(var, settings=settings(own_redis, SESAME_DISPATCHERS="0"))
     stopped.append(queuing)
     own, stray = users_in_shards()
     loaded = one_shard(own, LOADED_USERS)
@@ -175,16 +157,16 @@ async def test_what_another_process_queued_is_sent_while_own_marks_keep_the_loop
         loading = False
         await running
     assert Keyspace().shard_of_user(own) != Keyspace().shard_of_user(stray)
-    assert await blocked_reads(client) == 0
+    assert await blocked_reads(own_redis_client) == 0
 
 
 async def test_a_standalone_dispatcher_still_watches_every_shard(
-    tmp_path: Path, redis: EmbeddedRedis, client: aioredis.Redis, stopped: list[ServeProcess]
+    tmp_path: Path, own_redis: EmbeddedRedis, own_redis_client: aioredis.Redis, stopped: list[ServeProcess]
 ) -> None:
     """`sesame dispatch` (workers that send nothing) holds one blocked XREAD per shard, its bell rings for a
     Start's entry (XREAD answered and asked again), and the SMS reaches the gateway."""
     var = tmp_path / "var"
-    chosen = settings(redis, SESAME_DISPATCHERS="0")
+    chosen = settings(own_redis, SESAME_DISPATCHERS="0")
     serving = start_serve(var, settings=chosen)
     stopped.append(serving)
     user_id, _ = users_in_shards()
@@ -192,10 +174,10 @@ async def test_a_standalone_dispatcher_still_watches_every_shard(
     dispatching = start_dispatch(var, chosen)
     stopped.append(dispatching)
     deadline = time.monotonic() + WITHIN
-    while await blocked_reads(client) < SHARDS and time.monotonic() < deadline:  # noqa: ASYNC110 (another process)
+    while await blocked_reads(own_redis_client) < SHARDS and time.monotonic() < deadline:  # noqa: ASYNC110 (another process)
         await asyncio.sleep(0.1)
-    assert await blocked_reads(client) == SHARDS
-    before = await xread_calls(client)
+    assert await blocked_reads(own_redis_client) == SHARDS
+    before = await xread_calls(own_redis_client)
     challenge_id = await start(serving.address, user_id)
     await until_handed(var / "sms.jsonl", challenge_id)
-    assert await xread_calls(client) > before
+    assert await xread_calls(own_redis_client) > before

@@ -440,11 +440,10 @@ async def test_out_of_memory_a_delivery_report_is_recorded(
         kannel.cut_smsc_link()
         serving = start_serve(tmp_path / "var", kannel_settings(kannel, SESAME_REDIS_URL=own_redis.url))
         stopped.append(serving)
-        async with grpc.aio.insecure_channel(serving.address) as channel:
-            challenge_id = await code_sent(channel, serving.address)
-            await full(admin)
-            kannel.restore_smsc_link()
-            await delivered_while_full(auth_grpc.AuthenticationServiceStub(channel), challenge_id)
+        challenge_id = await code_sent(serving.address)
+        await full(admin)
+        kannel.restore_smsc_link()
+        await delivered_while_full(serving.address, challenge_id)
     assert "Traceback" not in serving.output()
 
 
@@ -455,15 +454,12 @@ async def test_out_of_memory_an_smpp_receipt_is_recorded(
     recorded and GetChallenge reads DELIVERED while Redis is still full (before: ESME_RX_T_APPN, which the
     simulator, as an SMSC with no retry, never sent again, and the challenge read SENT for good)."""
     async with serving(Smsc(receipt=None)) as smsc:
-        settings = smpp_settings(smsc, SESAME_REDIS_URL=own_redis.url)
-        serving_process = await asyncio.to_thread(start_serve, tmp_path / "var", settings)
-        stopped.append(serving_process)
-        async with grpc.aio.insecure_channel(serving_process.address) as channel:
-            challenge_id = await code_sent(channel, serving_process.address)
-            await full(admin)
-            for part in smsc.submitted:
-                await smsc.push_receipt(part.message_id, "DELIVRD")
-            await delivered_while_full(auth_grpc.AuthenticationServiceStub(channel), challenge_id)
+        serving_process = await serve_on_smsc(smsc, tmp_path / "var", own_redis, stopped)
+        challenge_id = await code_sent(serving_process.address)
+        await full(admin)
+        for part in smsc.submitted:
+            await smsc.push_receipt(part.message_id, "DELIVRD")
+        await delivered_while_full(serving_process.address, challenge_id)
     assert "Traceback" not in serving_process.output()
 
 
@@ -475,17 +471,13 @@ async def test_out_of_memory_an_smpp_receipt_for_a_part_sent_by_another_process_
     only from Redis: its part counted and GetChallenge reading DELIVERED while Redis is still full (before:
     the part count's MULTI refused out of memory, ESME_RX_T_APPN, never sent again, SENT)."""
     async with serving(Smsc(receipt=None)) as smsc:
-        settings = smpp_settings(smsc, SESAME_REDIS_URL=own_redis.url)
-        first = await asyncio.to_thread(start_serve, tmp_path / "var", settings)
-        stopped.append(first)
-        async with grpc.aio.insecure_channel(first.address) as channel:
-            challenge_id = await code_sent(channel, first.address)
+        first = await serve_on_smsc(smsc, tmp_path / "var", own_redis, stopped)
+        challenge_id = await code_sent(first.address)
         first.process.terminate()
         await asyncio.to_thread(first.process.wait, 30)
         await smsc.unbind_all()
         binds = smsc.binds
-        second = await asyncio.to_thread(start_serve, tmp_path / "var", settings)
-        stopped.append(second)
+        second = await serve_on_smsc(smsc, tmp_path / "var", own_redis, stopped)
         assert await asyncio.to_thread(until, lambda: smsc.binds > binds, 30.0)
         async with grpc.aio.insecure_channel(second.address) as channel:
             auth = auth_grpc.AuthenticationServiceStub(channel)
@@ -498,24 +490,39 @@ async def test_out_of_memory_an_smpp_receipt_for_a_part_sent_by_another_process_
     assert "Traceback" not in second.output()
 
 
-async def code_sent(channel: grpc.aio.Channel, address: str) -> str:
+async def serve_on_smsc(
+    smsc: Smsc, var: Path, redis: EmbeddedRedis, stopped: list[ServeProcess]
+) -> ServeProcess:
+    """A `sesame serve` on `redis` that sends through the SMPP simulator, stopped at the test's end."""
+    process = await asyncio.to_thread(start_serve, var, smpp_settings(smsc, SESAME_REDIS_URL=redis.url))
+    stopped.append(process)
+    return process
+
+
+async def code_sent(address: str) -> str:
     """Alice enrolled and a challenge started for her through the server at `address`, its code SMS SENT by
     the gateway: the challenge's id."""
-    await enrol_grpc.EnrollmentServiceStub(channel).EnrollUser(
-        enrol_pb.EnrollUserRequest(user_id="alice", client_id="acme", secure_phone="+33612000001")
-    )
-    request = auth_pb.StartChallengeRequest(user_id="alice", operation=transfer())
-    challenge_id = (await auth_grpc.AuthenticationServiceStub(channel).StartChallenge(request)).challenge_id
+    async with grpc.aio.insecure_channel(address) as channel:
+        await enrol_grpc.EnrollmentServiceStub(channel).EnrollUser(
+            enrol_pb.EnrollUserRequest(user_id="alice", client_id="acme", secure_phone="+33612000001")
+        )
+        request = auth_pb.StartChallengeRequest(user_id="alice", operation=transfer())
+        challenge_id = (
+            await auth_grpc.AuthenticationServiceStub(channel).StartChallenge(request)
+        ).challenge_id
     sent = await asyncio.to_thread(dispatched_state, address, challenge_id)
     assert sent == auth_pb.DELIVERY_STATE_SENT
     return challenge_id
 
 
-async def delivered_while_full(auth: auth_grpc.AuthenticationServiceStub, challenge_id: str) -> None:
-    """The challenge reads DELIVERED within REPORTED_WITHIN, while a Start is still refused out of memory."""
-    state = await delivery_once_delivered(auth, challenge_id, REPORTED_WITHIN)
-    assert auth_pb.DeliveryState.Name(state) == "DELIVERY_STATE_DELIVERED"
-    assert await refused_start(auth) == (grpc.StatusCode.UNAVAILABLE, True)
+async def delivered_while_full(address: str, challenge_id: str) -> None:
+    """The challenge reads DELIVERED within REPORTED_WITHIN through the server at `address`, while a Start is
+    still refused out of memory."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        auth = auth_grpc.AuthenticationServiceStub(channel)
+        state = await delivery_once_delivered(auth, challenge_id, REPORTED_WITHIN)
+        assert auth_pb.DeliveryState.Name(state) == "DELIVERY_STATE_DELIVERED"
+        assert await refused_start(auth) == (grpc.StatusCode.UNAVAILABLE, True)
 
 
 async def delivery_once_delivered(

@@ -1,33 +1,21 @@
-"""Pytest plugin: a redis-server of a test's own, and Redis full (maxmemory 1 byte, noeviction), for the
-out-of-memory drills (decisions 0109, 0111)."""
+"""Pytest plugin: Redis full (maxmemory 1 byte, noeviction) on a redis-server of the test's own
+(`own_redis`, tests.support.redis_fixtures), for the out-of-memory drills (decisions 0109, 0111)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 
-from sesame.clients.redis_server import EmbeddedRedis
-
 
 @pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    """A redis-server of the test's own: its maxmemory is the drill's to set."""
-    with EmbeddedRedis(tmp_path / "redis", extra_arguments=("--enable-protected-configs", "yes")) as server:
-        yield server
-
-
-@pytest.fixture
-async def admin(own_redis: EmbeddedRedis) -> AsyncIterator[aioredis.Redis]:
-    """A client on `own_redis`, which gives it its memory back at the end."""
-    client = aioredis.Redis.from_url(own_redis.url)
+async def admin(own_redis_client: aioredis.Redis) -> AsyncIterator[aioredis.Redis]:
+    """The test's client on `own_redis`, which gives it its memory back at the end."""
     try:
-        yield client
+        yield own_redis_client
     finally:
-        await client.config_set("maxmemory", 0)
-        await client.aclose()
+        await own_redis_client.config_set("maxmemory", 0)
 
 
 async def full(admin: aioredis.Redis) -> None:

@@ -1,4 +1,5 @@
-"""Pytest plugin: one real redis-server per test session, a clean database for every test."""
+"""Pytest plugin: one real redis-server per test session, a clean database for every test; and a
+redis-server of a test's own, for a test that counts its clients or commands, or changes its settings."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -45,6 +47,24 @@ def flushed_redis_server(redis_server: EmbeddedRedis) -> EmbeddedRedis:
     finally:
         client.close()
     return redis_server
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A redis-server of the test's own: its clients, command counts and settings (maxmemory) are those of
+    the test and of the processes it starts, and no other test's."""
+    with EmbeddedRedis(tmp_path / "redis") as server:
+        yield server
+
+
+@pytest.fixture
+async def own_redis_client(own_redis: EmbeddedRedis) -> AsyncIterator[aioredis.Redis]:
+    """The test's own connection to `own_redis`."""
+    client = aioredis.Redis.from_url(own_redis.url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture
