@@ -29,9 +29,11 @@ _BOOT_TIMEOUT: Final = 2.0  # seconds for each socket wait of the boot's check
 RedisClient: TypeAlias = aioredis.Redis | RedisCluster
 _CLUSTER_SCHEMES: Final = {"redis+cluster": False, "rediss+cluster": True}  # scheme: TLS
 # What an outbox's own cluster client keeps of the client it sits beside (see `beside`).
-# Connections per node: as many as the calls in flight, as redis-py's pool for one server allows (its cluster
-# client caps them at 100 per node and fails the 101st call at once); the server's shedding bounds the calls.
-_PER_NODE: Final = 2**31 - 1
+# Connections of a pool (one server) or per node (a cluster): as many as the calls in flight; the server's
+# shedding bounds the calls (SESAME_MAX_CONCURRENT_RPCS). redis-py 8 caps both at 100 by default and fails the
+# 101st call at once (MaxConnectionsError, answered UNAVAILABLE), where a worker's 100 calls in flight share
+# the pool with its health round (the store's probe, the clock watch's TIME, the health note; decision 0136).
+_CONNECTIONS: Final = 2**31 - 1
 _KEPT: Final = ("username", "password", "socket_connect_timeout", "health_check_interval", "client_name")
 # What each connection tells Redis it is (CLIENT SETINFO), read once: redis-py 8 otherwise reads its own
 # version from the installed distributions (importlib.metadata, a scan of sys.path) for every new connection,
@@ -61,7 +63,11 @@ def connect(url: str, *, timeout: float, retry: Retry | None = None, **options: 
         options.setdefault("driver_info", _DRIVER)
         try:
             client = aioredis.Redis.from_url(
-                url, socket_timeout=timeout, socket_connect_timeout=timeout, **options
+                url,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                max_connections=_CONNECTIONS,
+                **options,
             )
         except ValueError as exc:
             # redis-py's parsing: a port out of range or not a number, a scheme, an option. Its messages name
@@ -96,7 +102,9 @@ def beside(client: RedisClient, *, timeout: float) -> RedisClient:
             **kept,
         )
     options = {**client.connection_pool.connection_kwargs, "socket_timeout": timeout}
-    pool = aioredis.ConnectionPool(connection_class=client.connection_pool.connection_class, **options)
+    pool = aioredis.ConnectionPool(
+        connection_class=client.connection_pool.connection_class, max_connections=_CONNECTIONS, **options
+    )
     return aioredis.Redis(connection_pool=pool)
 
 
@@ -106,7 +114,7 @@ def _cluster(**options: Any) -> RedisCluster:
     class for a cluster: it makes every node (the seeds now; the nodes CLUSTER SLOTS names and a MOVED's
     target later) from the client's `connection_kwargs`, the dict its nodes manager shares. The client is
     `Cluster`: an ASK followed on one connection, no call cut when the slots are learnt again (0068)."""
-    client = Cluster(max_connections=_PER_NODE, **options)
+    client = Cluster(max_connections=_CONNECTIONS, **options)
     kwargs = client.nodes_manager.connection_kwargs
     kwargs["connection_class"] = packed_class(kwargs["connection_class"])
     for node in client.nodes_manager.startup_nodes.values():
