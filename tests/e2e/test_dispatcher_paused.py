@@ -16,7 +16,6 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -37,13 +36,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 CLAIM_IDLE = 1  # seconds: the other dispatcher claims the paused one's entry soon
 TRIES = 60  # Starts to catch the worker between its take and its send (one in a few is caught)
 POLL = 2.0  # seconds each try watches the outbox for its entry
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    """A Redis of the test's own, shared by `sesame serve` and `sesame dispatch`."""
-    with EmbeddedRedis(tmp_path / "redis") as server:
-        yield server
 
 
 def _settings(store: EmbeddedRedis) -> dict[str, str]:
@@ -125,19 +117,19 @@ def _caught(address: str, worker: int, client: redis.Redis, sms_file: Path) -> s
 
 
 def test_a_dispatcher_paused_past_the_claim_idle_time_does_not_send_a_claimed_sms_again(
-    tmp_path: Path, store: EmbeddedRedis
+    tmp_path: Path, own_redis: EmbeddedRedis
 ) -> None:
     """The worker stopped between take and send; another dispatcher claims and sends the SMS; resumed, the
     worker leaves it: the code reached the gateway once."""
     var = tmp_path / "var"
-    serving = start_serve(var, _settings(store))
+    serving = start_serve(var, _settings(own_redis))
     (worker,) = serving.workers()
-    client = redis.Redis.from_url(store.url)
+    client = redis.Redis.from_url(own_redis.url)
     sms_file = var / "sms.jsonl"
     try:
         challenge_id = _caught(serving.address, worker, client, sms_file)
         assert challenge_id is not None, "the worker was never caught between its take and its send"
-        other = start_dispatch(var, _settings(store))
+        other = start_dispatch(var, _settings(own_redis))
         try:
             assert until(lambda: _sent(sms_file, challenge_id) == 1, 30), other.log.read_text()
             os.kill(worker, signal.SIGCONT)
