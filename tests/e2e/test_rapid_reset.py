@@ -11,7 +11,6 @@ fields and RST_STREAM CANCEL per stream); the probe is grpc's own client on anot
 
 from __future__ import annotations
 
-import socket
 import struct
 import threading
 import time
@@ -22,6 +21,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.support.http2 import CANCEL, END_HEADERS, HEADERS, RST_STREAM, frame, grpc_headers, opened
 from tests.support.serve_process import free_port, start_serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -29,33 +29,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 FLOOD_SECONDS = 5.0
 MAX_STREAMS = 400_000  # the flood's own bound, whatever the machine's speed
 GROWTH_KB = 40_000  # before: +78 MB in 10 s; with the protection: ~+12 MB
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-HEADERS, RST_STREAM, SETTINGS = 0x1, 0x3, 0x4
-END_HEADERS, ACK = 0x4, 0x1
-CANCEL = 0x8
-
-
-def _frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
-    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
-
-
-def _literal(name: str, value: str) -> bytes:
-    """An HPACK literal header field without indexing, new name, no Huffman (names and values < 127)."""
-    return b"\x00" + bytes([len(name)]) + name.encode() + bytes([len(value)]) + value.encode()
-
-
-def _check_headers(authority: str) -> bytes:
-    return b"".join(
-        _literal(name, value)
-        for name, value in (
-            (":method", "POST"),
-            (":scheme", "http"),
-            (":path", "/grpc.health.v1.Health/Check"),
-            (":authority", authority),
-            ("content-type", "application/grpc"),
-            ("te", "trailers"),
-        )
-    )
 
 
 def _rss_kb(pid: int) -> int:
@@ -65,35 +38,15 @@ def _rss_kb(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-def _settings_exchanged(sock: socket.socket) -> None:
-    """Send the preface and empty SETTINGS, read up to the server's SETTINGS, acknowledge it."""
-    sock.sendall(PREFACE + _frame(SETTINGS, 0, 0))
-    buffer = b""
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        buffer += sock.recv(65536)
-        while len(buffer) >= 9:
-            length = int.from_bytes(buffer[:3], "big")
-            if len(buffer) < 9 + length:
-                break
-            if buffer[3] == SETTINGS and not buffer[4] & ACK:
-                sock.sendall(_frame(SETTINGS, ACK, 0))
-                return
-            buffer = buffer[9 + length :]
-    raise AssertionError("no SETTINGS from the server")
-
-
 def _rapid_reset(address: str, until: float) -> int:
     """HEADERS then RST_STREAM on new streams of one connection until `until`; how many streams."""
-    host, port = address.rsplit(":", 1)
-    headers = _check_headers(address)
+    headers = grpc_headers("/grpc.health.v1.Health/Check", address)
     stream = 1
-    with socket.create_connection((host, int(port))) as sock:
-        _settings_exchanged(sock)
+    with opened(address) as sock:
         sock.setblocking(False)
         while time.monotonic() < until and stream // 2 < MAX_STREAMS:
             batch = b"".join(
-                _frame(HEADERS, END_HEADERS, n, headers) + _frame(RST_STREAM, 0, n, struct.pack(">I", CANCEL))
+                frame(HEADERS, END_HEADERS, n, headers) + frame(RST_STREAM, 0, n, struct.pack(">I", CANCEL))
                 for n in range(stream, stream + 200, 2)
             )
             stream += 200

@@ -229,7 +229,8 @@ def _identified(handler: Handler) -> Handler:
 
     # Of the behaviour's kind, as grpc.aio tells them apart (see decoding.py): an async generator yields its
     # responses, a coroutine returns its answer or writes them with context.write. grpc.aio runs a call in a
-    # task of its own, so what is bound here is the call's alone, and unbound in the same task.
+    # task of its own, so what is bound here is the call's alone, and unbound in the same task (but for a
+    # stream given up at a `yield`: below).
     if inspect.isasyncgenfunction(behavior):
 
         async def streaming(request: Any, context: Context) -> AsyncIterator[Any]:
@@ -238,7 +239,11 @@ def _identified(handler: Handler) -> Handler:
                 async for response in behavior(request, context):
                     yield response
             finally:
-                structlog.contextvars.reset_contextvars(**tokens)
+                # Given up at the `yield` (its caller gone while the answer waited), the stream is closed by
+                # asyncio's finalizer in another task and context: nothing of the call's to unbind there,
+                # and the reset's ValueError was an ERROR with a traceback per stream (decision 0136).
+                with contextlib.suppress(ValueError):
+                    structlog.contextvars.reset_contextvars(**tokens)
 
         wrapped: object = streaming
     else:

@@ -1,0 +1,66 @@
+"""Raw HTTP/2 for the tests that speak it as an attacker would: frames, HPACK literals, the opening.
+
+The server's frames are read only as far as a test needs (its SETTINGS, to acknowledge them); the header
+blocks sent are literal fields without indexing and without Huffman, names and values under 127 bytes.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+DATA, HEADERS, RST_STREAM, SETTINGS = 0x0, 0x1, 0x3, 0x4
+END_STREAM, ACK, END_HEADERS = 0x1, 0x1, 0x4
+CANCEL = 0x8
+INITIAL_WINDOW_SIZE = 0x4  # the SETTINGS parameter
+
+
+def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
+    """One frame."""
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+
+
+def grpc_headers(path: str, authority: str) -> bytes:
+    """The header block of a gRPC call of `path`."""
+    return b"".join(
+        b"\x00" + bytes([len(name)]) + name.encode() + bytes([len(value)]) + value.encode()
+        for name, value in (
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", path),
+            (":authority", authority),
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+        )
+    )
+
+
+def grpc_message(message: bytes) -> bytes:
+    """A gRPC length-prefixed message, uncompressed."""
+    return b"\x00" + struct.pack(">I", len(message)) + message
+
+
+def opened(address: str, settings: dict[int, int] | None = None) -> socket.socket:
+    """A connection to `address`: the preface and SETTINGS (`settings`, else none) sent, the server's SETTINGS
+    read and acknowledged."""
+    host, port = address.rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)))
+    payload = b"".join(struct.pack(">HI", key, value) for key, value in (settings or {}).items())
+    sock.sendall(PREFACE + frame(SETTINGS, 0, 0, payload))
+    buffer = b""
+    deadline = time.monotonic() + 5
+    sock.settimeout(5)
+    while time.monotonic() < deadline:
+        buffer += sock.recv(65536)
+        while len(buffer) >= 9:
+            length = int.from_bytes(buffer[:3], "big")
+            if len(buffer) < 9 + length:
+                break
+            if buffer[3] == SETTINGS and not buffer[4] & ACK:
+                sock.sendall(frame(SETTINGS, ACK, 0))
+                return sock
+            buffer = buffer[9 + length :]
+    sock.close()
+    raise AssertionError("no SETTINGS from the server")
