@@ -2,7 +2,7 @@
 the peer gone) logged two ERRORs with tracebacks ("Task exception was never retrieved") per stream: grpc.aio
 drops the stream's generator at its `yield`, asyncio's finalizer closes it in a task and context of its own,
 and our wrappers' reset of the call's context variables raised ValueError there. Any caller of reflection
-could write them, as fast as it opened streams. They are closed quietly now (decision 0136).
+could write them, as fast as it opened streams. They are closed quietly now (decision 0141).
 
 The caller is raw HTTP/2: SETTINGS_INITIAL_WINDOW_SIZE 0, so no answer can leave; one ServerReflectionInfo
 request (list the services), then the connection closed.

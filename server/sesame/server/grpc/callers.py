@@ -57,6 +57,6 @@ def calling_as(caller: str | None) -> Iterator[None]:
         # A response stream given up at a `yield` (its caller gone while an answer waited to leave) is
         # closed by asyncio's finalizer in a task of its own, where the call's token cannot be reset
         # (ValueError "created in a different Context"): that context is not the call's, nothing to undo
-        # there (decision 0136).
+        # there (decision 0141).
         with contextlib.suppress(ValueError):
             _CALLER.reset(token)

@@ -241,7 +241,7 @@ def _identified(handler: Handler) -> Handler:
             finally:
                 # Given up at the `yield` (its caller gone while the answer waited), the stream is closed by
                 # asyncio's finalizer in another task and context: nothing of the call's to unbind there,
-                # and the reset's ValueError was an ERROR with a traceback per stream (decision 0136).
+                # and the reset's ValueError was an ERROR with a traceback per stream (decision 0141).
                 with contextlib.suppress(ValueError):
                     structlog.contextvars.reset_contextvars(**tokens)
 
