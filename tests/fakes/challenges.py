@@ -249,11 +249,10 @@ class MemoryChallenges:
             claim = (user.user_id, opening.request_id)
             denied = f"-{digest(opening.operation).hex()}"
             again = bool(opening.request_id) and self._m._requests.get(claim, ("", None))[0] == denied
-            if not again:
-                # As open_challenge.lua: a request id is denied once, its retries journal nothing more.
-                if opening.request_id:
-                    self._m._requests[claim] = (denied, opening.expires_at)
-                journal_denial(self._m, denial)
+            # As open_challenge.lua: a request id is denied once, its retries journal nothing more; it is
+            # claimed only with a denial journaled, the user's first of the hour (decision 0137).
+            if not again and journal_denial(self._m, denial) and opening.request_id:
+                self._m._requests[claim] = (denied, opening.expires_at)
             told = asked.rules.described(kept)
             descriptions = tuple(reason.description for reason in told.reasons)
             raise RiskDenied(

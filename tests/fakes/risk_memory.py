@@ -79,12 +79,13 @@ class RiskDenial:
 MAX_JOURNALED_DENIALS = 20
 
 
-def journal_denial(memory: Memory, denial: RiskDenial) -> None:
+def journal_denial(memory: Memory, denial: RiskDenial) -> bool:
     """A DENY in the user's journal, as open_challenge.lua writes it (decisions 0042, 0050): the first
-    MAX_JOURNALED_DENIALS of the user's hour, the first after them with the count of those not journaled."""
+    MAX_JOURNALED_DENIALS of the user's hour, the first after them with the count of those not journaled.
+    Whether it was journaled."""
     before = journaled_hourly(memory._denials, denial.user_id, MAX_JOURNALED_DENIALS, denial.at)
     if before is None:
-        return
+        return False
     memory._journal(
         denial.user_id,
         {
@@ -102,3 +103,4 @@ def journal_denial(memory: Memory, denial: RiskDenial) -> None:
             **before,
         },
     )
+    return True

@@ -151,19 +151,22 @@ if risk_program ~= '-' then
     for _, v in ipairs({'phone', mask_phone(phone), 'decision', 'deny', 'reasons', risk_entry[4],
       'rules', risk_entry[6], 'rules_version', program.version}) do denial[#denial + 1] = v end
     for _, v in ipairs(x.context) do denial[#denial + 1] = v end
+    local denied = '-' .. op_digest
     if claim == '1' then
       -- A request id is denied once: its retries are answered the same and journal nothing more (the
       -- claim, '-' and the operation's digest, names no challenge: a later try of the operation whose rules
       -- allow opens one and takes the claim).
-      local denied = '-' .. op_digest
       local claimed = redis.call('GET', request)
       -- '1': a retry, counted nothing more (one attempt, decision 0050).
       if claimed == denied or claimed == '-' then return {'risk_denied', kept, '1'} end
-      redis.call('SET', request, denied, 'PX', lifetime_to(expires_at, now))
     end
     -- A denial charges no budget: only the first 20 of the user's hour are journaled, later ones counted in
-    -- the user hash, and the count sealed with the next denial journaled (decision 0050).
-    journal_hourly(user, 'denials', 20, KEYS[13 + budgets], denial, now)
+    -- the user hash, and the count sealed with the next denial journaled (decision 0050). Its request id
+    -- is claimed only with a denial journaled: a claim a call, kept until the code's lifetime, let a loop of
+    -- denied Starts with new request ids write a key a call without a bound (decision 0137).
+    if journal_hourly(user, 'denials', 20, KEYS[13 + budgets], denial, now) and claim == '1' then
+      redis.call('SET', request, denied, 'PX', lifetime_to(expires_at, now))
+    end
     return {'risk_denied', kept}  -- nothing else written but the count, nothing sent (docs/risk.md)
   end
 end
