@@ -31,6 +31,7 @@ from sesame.server.domain.journal_seal import (
     Closed,
     FeedEntry,
     Seal,
+    holds_any,
     id_key,
     leaf_hash,
     merkle_root,
@@ -248,14 +249,10 @@ class JournalArchive:
     def seals_holding(self, ids: Sequence[str]) -> list[Seal]:
         """The archived seals whose range of entry ids holds one of `ids`, oldest first (decision 0036): for
         each id, the first block ending at or after it (the index, decision 0037), read if it holds the id."""
-        wanted = [id_key(i) for i in ids]
+        wanted = sorted(id_key(i) for i in ids)
         numbers = sorted({n for i in ids if (n := self.index.first_ending_at_or_after(i))})
         places = [place for n in numbers for place in self.index.between(n, n)]
-        return [
-            block.seal
-            for block in self._read(places)
-            if any(id_key(block.seal.block.first) <= k <= id_key(block.seal.block.last) for k in wanted)
-        ]
+        return [block.seal for block in self._read(places) if holds_any(block.seal.block, wanted)]
 
     def blocks(self) -> Iterator[ArchivedBlock]:
         """Every archived block, oldest first."""

@@ -13,6 +13,7 @@ deleted, even before it was sealed.
 from __future__ import annotations
 
 import base64
+import bisect
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -35,6 +36,14 @@ def id_key(entry_id: str) -> tuple[int, int]:
     not their text ("10-0" comes after "9-0")."""
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
+
+
+def holds_any(block: Block, keyed: Sequence[tuple[int, int]]) -> bool:
+    """Whether `block`'s range of entry ids holds one of `keyed` (sorted `id_key`s): a bisection, not a scan.
+    A scan of the keys per block cost 10,000 x 10,000 / 2 comparisons for a user with 10,000 challenges,
+    each in its own block: a GetUserEvidence of 25 s (decision 0143)."""
+    first = bisect.bisect_left(keyed, id_key(block.first))
+    return first < len(keyed) and keyed[first] <= id_key(block.last)
 
 
 def leaf_hash(stream: str, fields: Mapping[str, str]) -> str:
