@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.serve_process import served, start_serve, until
+from tests.support.serve_process import lag_buckets, served, start_serve, until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -49,16 +49,6 @@ def test_every_worker_measures_its_loop_and_the_scrape_sums_them(tmp_path: Path)
 STALL = 4.0  # seconds a worker is stopped: past 2.5 s, the last bucket the histogram had
 
 
-def _lag_buckets(port: int) -> dict[float, float]:
-    """The cumulative counts of sesame_event_loop_lag_seconds, by upper bound."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
-        text = reply.read().decode()
-    found = re.findall(
-        r'^sesame_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)$', text, flags=re.MULTILINE
-    )
-    return {float(bound): float(count) for bound, count in found}
-
-
 def test_a_stalled_worker_is_measured_in_a_finite_bucket(tmp_path: Path) -> None:
     """A worker stopped STALL seconds (a paused VM, a host out of CPU): its loop ran a timer STALL late, and
     the histogram counts that in a finite bucket; it had 2.5 s for its last, and a stuck worker read 2.5 s in
@@ -72,12 +62,12 @@ def test_a_stalled_worker_is_measured_in_a_finite_bucket(tmp_path: Path) -> None
             time.sleep(STALL)
         finally:
             os.kill(worker, signal.SIGCONT)
-        assert until(lambda: _ticks(port) > 0 and _stalled(port), 10), _lag_buckets(port)
+        assert until(lambda: _ticks(port) > 0 and _stalled(port), 10), lag_buckets(port)
 
 
 def _stalled(port: int) -> bool:
     """Whether an observation of at least STALL - 1 s is counted in a finite bucket."""
-    buckets = _lag_buckets(port)
+    buckets = lag_buckets(port)
     below = max((count for bound, count in buckets.items() if bound < STALL - 1), default=0.0)
     finite = [count for bound, count in buckets.items() if STALL - 1 <= bound < float("inf")]
     return bool(finite) and max(finite) > below

@@ -13,9 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import time
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,7 +31,7 @@ from sesame.server.journal_archive import JournalArchive
 from sesame.server.metrics import SealerGauges
 from sesame.server.sealer import SealerTiming
 from sesame.server.serve import _ready_keys
-from tests.support.serve_process import served
+from tests.support.serve_process import lag_buckets, served
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -65,15 +63,6 @@ async def _build(var: Path, redis_url: str) -> None:
         await store.close()
 
 
-def _lag_buckets(port: int) -> dict[float, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as reply:
-        text = reply.read().decode()
-    found = re.findall(
-        r'^sesame_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)$', text, flags=re.MULTILINE
-    )
-    return {float(bound): float(count) for bound, count in found}
-
-
 def test_a_long_history_holds_no_loop_for_a_second(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in [n for n in os.environ if n.startswith(("SESAME_", "SOFTHSM2_"))]:
         monkeypatch.delenv(name)
@@ -84,7 +73,7 @@ def test_a_long_history_holds_no_loop_for_a_second(tmp_path: Path, monkeypatch: 
             port = serving.metrics_port
             assert port is not None
             time.sleep(2)
-            before = _lag_buckets(port)
+            before = lag_buckets(port)
             options = [("grpc.max_receive_message_length", 1 << 30)]
             with grpc.insecure_channel(serving.address, options=options) as channel:
                 reply = evidence_grpc.EvidenceServiceStub(channel).GetUserEvidence(
@@ -93,7 +82,7 @@ def test_a_long_history_holds_no_loop_for_a_second(tmp_path: Path, monkeypatch: 
             assert len(reply.openings) == CHALLENGES
             assert len(reply.challenges) == 100
             time.sleep(1.5)  # the ticks after the call are counted
-            after = _lag_buckets(port)
+            after = lag_buckets(port)
             added = {bound: after[bound] - before.get(bound, 0.0) for bound in after}
             # Every tick of the call came at most a second late: none past the 1 s bucket.
             assert added[1.0] == added[float("inf")] > 0, added

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ __all__ = [
     "ask_unknown_user",
     "free_port",
     "journal_verify",
+    "lag_buckets",
     "run_serve",
     "sealer_pids",
     "served",
@@ -222,6 +224,17 @@ def ask_unknown_user(address: str, timeout: float = 10.0) -> grpc.StatusCode:
                 return error.code()
             raise
     return grpc.StatusCode.OK
+
+
+def lag_buckets(metrics_port: int) -> dict[float, float]:
+    """The cumulative counts of sesame_event_loop_lag_seconds on a `sesame serve`'s /metrics, by upper
+    bound (every worker's summed)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30) as reply:
+        text = reply.read().decode()
+    found = re.findall(
+        r'^sesame_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)$', text, flags=re.MULTILINE
+    )
+    return {float(bound): float(count) for bound, count in found}
 
 
 def until(check: Callable[[], bool], seconds: float) -> bool:
