@@ -4,17 +4,24 @@ entry as a dead one's and sends it; the paused one, once resumed, does not send 
 
 Found in a SIGSTOP/SIGCONT drill of one worker of two under load (decision 0129): one code went twice, the
 second time from the resumed worker, 2.5 s after the other worker had sent and recorded it. The worker is
-stopped here the moment its SMS is pending with it and not yet at the gateway, and a `sesame dispatch` started
-then is the other dispatcher: nothing else could take the entry before the pause.
+stopped here the moment its SMS is pending with it and its send units not yet spent (so before it asks whether
+the entry is still its own, which comes after the spend), and a `sesame dispatch` started then is the other
+dispatcher: nothing else could take the entry before the pause.
+
+Stopped after that question and before the gateway took the SMS, a dispatcher sends it once more when it
+resumes: at least once, the limit decision 0129 records. The earlier catch (pending, not yet at the gateway)
+took workers past the spend too, and saw a code sent twice in one full run of four, never reproduced alone:
+a catch is now before the spend, and the Start's answer is not waited for (the worker may take its SMS
+first), which makes one try in a few a catch again.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import json
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -28,13 +35,14 @@ from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.api.v1 import operation_pb2 as op_pb
 from sesame.clients.redis_keys import Keyspace
+from sesame.clients.redis_send_units import _short as hold_short_name
 from sesame.clients.redis_server import EmbeddedRedis
 from tests.support.serve_process import start_dispatch, start_serve, until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 CLAIM_IDLE = 1  # seconds: the other dispatcher claims the paused one's entry soon
-TRIES = 60  # Starts to catch the worker between its take and its send (one in a few is caught)
+TRIES = 200  # Starts to catch the worker between its take and its spend
 POLL = 2.0  # seconds each try watches the outbox for its entry
 
 
@@ -58,39 +66,31 @@ def _sent(sms_file: Path, challenge_id: str) -> int:
     return sum(1 for line in lines if line and json.loads(line)["challenge_id"] == challenge_id)
 
 
-def _start(address: str, user_id: str) -> bool:
-    """One StartChallenge; whether it answered (not when the worker stopped before its answer)."""
-    with grpc.insecure_channel(address) as channel:
+def _start(address: str, user_id: str) -> None:
+    """One StartChallenge (unanswered when the worker is stopped before its answer and stays so 5 s)."""
+    with grpc.insecure_channel(address) as channel, contextlib.suppress(grpc.RpcError):
         start = auth_pb.StartChallengeRequest(user_id=user_id, operation=op_pb.Operation(login=op_pb.Login()))
-        try:
-            auth_grpc.AuthenticationServiceStub(channel).StartChallenge(start, timeout=5)
-        except grpc.RpcError:
-            return False
-        return True
+        auth_grpc.AuthenticationServiceStub(channel).StartChallenge(start, timeout=5)
 
 
-def _pending(client: redis.Redis, outbox: str) -> str | None:
-    """The challenge id of the entry pending with a dispatcher in `outbox` (taken, not settled), if any."""
+def _pending(client: redis.Redis, outbox: str) -> bool:
+    """Whether an entry of `outbox` is pending with a dispatcher (taken, not settled): one round trip."""
     try:
-        if not client.xpending(outbox, "dispatchers")["pending"]:
-            return None
+        return bool(client.xpending(outbox, "dispatchers")["pending"])
     except redis.ResponseError:  # no stream or group before the shard's first SMS
-        return None
-    entries = client.xrange(outbox, count=1)
-    return entries[0][1][b"challenge_id"].decode() if entries else None
-
-
-def _answered(started: concurrent.futures.Future[bool]) -> bool:
-    """Whether the Start answered by now, or within a moment (its answer on its way as the worker stopped)."""
-    try:
-        return started.result(timeout=0.5)
-    except concurrent.futures.TimeoutError:
         return False
 
 
+def _held(client: redis.Redis, challenge_id: str) -> bool:
+    """Whether the challenge's SMS has its units held and not spent: its Start's take landed (the other
+    dispatcher may send it), and its dispatcher is not past its spend (decision 0046)."""
+    hold = Keyspace().send_hold(hold_short_name(challenge_id))
+    return bool(client.exists(hold)) and not client.hexists(hold, ".spent")
+
+
 def _caught(address: str, worker: int, client: redis.Redis, sms_file: Path) -> str | None:
-    """Start challenges until the worker is stopped with one's SMS taken (pending with it) and not handed to
-    the gateway; that challenge's id (the worker left stopped), or None after TRIES."""
+    """Start challenges until the worker is stopped with one's SMS taken (pending with it) and its units
+    held, not yet spent; that challenge's id (the worker left stopped), or None after TRIES."""
     keys = Keyspace()
     with grpc.insecure_channel(address) as channel:
         for n in range(TRIES):
@@ -100,18 +100,19 @@ def _caught(address: str, worker: int, client: redis.Redis, sms_file: Path) -> s
                 timeout=10,
             )
             outbox = keys.user_outbox(user_id)
-            with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-                started = pool.submit(_start, address, user_id)
-                deadline = time.monotonic() + POLL
-                while time.monotonic() < deadline and _pending(client, outbox) is None:
-                    pass
-                os.kill(worker, signal.SIGSTOP)
-                # Answered, the Start had its SMS's send units held: the other dispatcher may send it.
-                answered = _answered(started)
-                challenge_id = _pending(client, outbox)
-                if answered and challenge_id is not None and _sent(sms_file, challenge_id) == 0:
-                    return challenge_id
-                os.kill(worker, signal.SIGCONT)
+            # The Start's answer is not waited for: the worker may take its SMS before it answers.
+            threading.Thread(target=_start, args=(address, user_id), daemon=True).start()
+            deadline = time.monotonic() + POLL
+            while time.monotonic() < deadline and not _pending(client, outbox):
+                pass
+            os.kill(worker, signal.SIGSTOP)
+            entries = client.xrange(outbox, count=1)
+            challenge_id = entries[0][1][b"challenge_id"].decode() if entries else None
+            # The take of its units is sent beside the Start's step: it may land a moment after.
+            if challenge_id is not None and until(lambda c=challenge_id: _held(client, c), 0.5):
+                assert _sent(sms_file, challenge_id) == 0
+                return challenge_id
+            os.kill(worker, signal.SIGCONT)
             assert until(lambda o=outbox: not client.xlen(o), 10)
     return None
 

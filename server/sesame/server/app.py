@@ -55,7 +55,7 @@ from sesame.server.domain.ports import (
     SmsGateway,
     State,
 )
-from sesame.server.domain.proofs import ProofFlows
+from sesame.server.domain.proofs import MAX_SEALED_LEAVES, ProofFlows
 from sesame.server.domain.risk_flow import RiskFlows, RiskPolicy
 from sesame.server.fd_limit import connection_bound
 from sesame.server.grpc.server import GrpcServer, Serving
@@ -201,6 +201,7 @@ async def runtime(settings: Settings, heard: Heard = Heard.OWN_STEPS) -> AsyncIt
             risk=RiskWiring(settings.risk, sim_swap),
             retention=settings.evidence_retention,
             archive=JournalArchive(settings.journal_archive_dir),
+            evidence_max_leaves=settings.evidence_max_leaves,
             max_tries=settings.dispatch.max_tries,
             notice_max_age=settings.dispatch.notice_max_age,
             settle_within=settings.dispatch.claim_idle / 2,
@@ -402,6 +403,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
     risk: RiskWiring | None = None,
     retention: timedelta = RETENTION,
     archive: JournalArchive | None = None,
+    evidence_max_leaves: int = MAX_SEALED_LEAVES,
     max_tries: int = 1,
     notice_max_age: timedelta = timedelta(days=1),
     units: SendUnits | None = None,
@@ -479,6 +481,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
             notes=store.health_notes(),
             keys=keys,
             archive=archive,
+            max_leaves=evidence_max_leaves,
         ),
         health_notes=HealthNoter(store.health_notes(), clock, retention),
         gate=clock_watch,

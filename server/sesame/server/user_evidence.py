@@ -26,7 +26,7 @@ from sesame.server.domain.errors import FieldViolation, InvalidRequest
 from sesame.server.domain.evidence_index import EvidenceMatch, completed, journaled_opening
 from sesame.server.domain.journal_seal import Seal, holds_any, id_key, seal_to_dict
 from sesame.server.domain.ports import EvidenceIndex, HealthNotes
-from sesame.server.domain.proofs import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from sesame.server.domain.proofs import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_SEALED_LEAVES
 from sesame.server.journal_archive import JournalArchive
 from sesame.server.journal_evidence import JournalKeyStore
 
@@ -62,7 +62,7 @@ class UserEvidence:
 class UserEvidenceReader:
     """Reads a user's evidence: the index, the user's journal, the health notes, their seals."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 (keyword-only: what it reads, and its one bound)
         self,
         *,
         index: EvidenceIndex,
@@ -70,12 +70,14 @@ class UserEvidenceReader:
         notes: HealthNotes,
         keys: JournalKeyStore,
         archive: JournalArchive | None,
+        max_leaves: int = MAX_SEALED_LEAVES,
     ) -> None:
         self._index = index
         self._journal = journal
         self._notes = notes
         self._keys = keys
         self._archive = archive
+        self._max_leaves = max_leaves
 
     async def __call__(self, query: UserQuery) -> UserEvidence:
         """See the module. InvalidRequest for a bad period, page size or page token."""
@@ -117,6 +119,7 @@ class UserEvidenceReader:
         since = query.since or (page[0].opened_at if page else None)  # the first page: the earliest found
         health = await self._notes.notes(since, query.until) if since or query.until else []
         seals = await self._covering([i for i, _ in [*lifecycle, *health, *openings]])
+        self._bounded(seals)
         head = await self._journal.last_seal()  # read after the seals: no block given is newer
         subject = {
             "user_id": query.user_id,
@@ -151,6 +154,17 @@ class UserEvidenceReader:
             given_json,
             [fields for _, fields in openings],
         )
+
+    def _bounded(self, seals: Sequence[Seal]) -> None:
+        """InvalidRequest when the seals hold more leaves than an answer gives: a longer history would take a
+        worker's memory by hundreds of megabytes per call (decision 0145); a shorter period holds fewer."""
+        leaves = sum(len(seal.leaves) for seal in seals)
+        if leaves > self._max_leaves:
+            why = (
+                f"the period's seals hold {leaves} journal entries, more than one answer gives "
+                f"({self._max_leaves}): ask a shorter period"
+            )
+            raise InvalidRequest([FieldViolation("since", why)])
 
     async def _covering(self, ids: Sequence[str]) -> list[Seal]:
         """The seals whose range of entry ids holds one of `ids`: the archive's, then those still in Redis."""

@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 JTI_BYTES = 16  # a proof id needs to be unique, not secret: 128 random bits
 DEFAULT_PAGE_SIZE = 100  # journal entries per evidence page when the caller does not say
 MAX_PAGE_SIZE = 1000  # ~1.5 KB an entry at most: a page stays far below gRPC's 4 MB default message limit
+# The journal entries (leaves) the seals of a user's evidence page may hold by default: ~110 bytes each in the
+# answer, and a worker grows ~6 times the answer while building it: ~66 MB, ~+400 MB (decision 0145).
+MAX_SEALED_LEAVES = 600_000
 
 _log = logging.getLogger("sesame.proofs")
 

@@ -42,10 +42,15 @@ def check_health(target: str, service: str = "", timeout: float = 3.0, tls: Clie
     return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
 
-def client_channel(target: str, tls: ClientTls | None) -> grpc.Channel:
-    """A blocking channel to `target`: plaintext, or TLS (with a client certificate) as `tls` says."""
+def client_channel(target: str, tls: ClientTls | None, receive_bytes: int | None = None) -> grpc.Channel:
+    """A blocking channel to `target`: plaintext, or TLS (with a client certificate) as `tls` says; answers up
+    to `receive_bytes` each (None: gRPC's default, 4 MiB)."""
+    options: list[tuple[str, str | int]] = []
+    if receive_bytes is not None:
+        options.append(("grpc.max_receive_message_length", receive_bytes))
     if tls is None:
-        return grpc.insecure_channel(target)
+        return grpc.insecure_channel(target, options=options)
     credentials = grpc.ssl_channel_credentials(tls.ca, tls.private_key, tls.cert_chain)
-    options = [] if tls.server_name is None else [("grpc.ssl_target_name_override", tls.server_name)]
+    if tls.server_name is not None:
+        options.append(("grpc.ssl_target_name_override", tls.server_name))
     return grpc.secure_channel(target, credentials, options=options)

@@ -10,7 +10,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sesame.api.v1 import evidence_service_pb2 as evidence_pb
 from sesame.api.v1 import evidence_service_pb2_grpc as evidence_grpc
 from sesame.server.evidence_bundle import UserRecord
-from sesame.server.grpc.evidence_client import PAGE_SIZE, TIMEOUT_SECONDS, ServerRefused
+from sesame.server.grpc.evidence_client import (
+    PAGE_SIZE,
+    PAGE_TIMEOUT_SECONDS,
+    RECEIVE_BYTES,
+    ServerRefused,
+)
 from sesame.server.grpc.probe import ClientTls, client_channel
 
 
@@ -31,7 +36,7 @@ def fetch_user_evidence(  # noqa: PLR0913 (the selector's parts, keyword-only)
         request.since.CopyFrom(_timestamp(since))
     if until is not None:
         request.until.CopyFrom(_timestamp(until))
-    with client_channel(target, tls) as channel:
+    with client_channel(target, tls, RECEIVE_BYTES) as channel:
         stub = evidence_grpc.EvidenceServiceStub(channel)
         pages = [_page(stub, request)]
         while pages[-1].next_page_token:
@@ -67,7 +72,8 @@ def _page(
     stub: evidence_grpc.EvidenceServiceStub, request: evidence_pb.GetUserEvidenceRequest
 ) -> evidence_pb.GetUserEvidenceResponse:
     try:
-        reply: evidence_pb.GetUserEvidenceResponse = stub.GetUserEvidence(request, timeout=TIMEOUT_SECONDS)
+        timeout = PAGE_TIMEOUT_SECONDS
+        reply: evidence_pb.GetUserEvidenceResponse = stub.GetUserEvidence(request, timeout=timeout)
     except grpc.RpcError as error:
         if isinstance(error, grpc.Call):
             raise ServerRefused(f"the server answered {error.code().name}: {error.details()}") from None
