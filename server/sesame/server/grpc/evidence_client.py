@@ -34,7 +34,7 @@ class ServerRefused(SesameError):
 def fetch_jwks(target: str, tls: ClientTls | None = None) -> dict[str, Any]:
     """The JWK set the server publishes (AuthenticationService.GetProofKeys)."""
     with client_channel(target, tls, RECEIVE_BYTES) as channel:
-        reply = _call(
+        reply = answer_of(
             lambda: auth_grpc.AuthenticationServiceStub(channel).GetProofKeys(
                 auth_pb.GetProofKeysRequest(), timeout=TIMEOUT_SECONDS
             )
@@ -80,7 +80,7 @@ def _page(
     request = evidence_pb.GetChallengeEvidenceRequest(
         challenge_id=challenge_id, page_size=PAGE_SIZE, page_token=token
     )
-    reply: evidence_pb.GetChallengeEvidenceResponse = _call(
+    reply: evidence_pb.GetChallengeEvidenceResponse = answer_of(
         lambda: stub.GetChallengeEvidence(request, timeout=PAGE_TIMEOUT_SECONDS)
     )
     return reply
@@ -92,7 +92,8 @@ def _ordered(fields: dict[str, str]) -> dict[str, str]:
     return {**head, **{name: fields[name] for name in sorted(fields) if name not in head}}
 
 
-def _call(rpc: Any) -> Any:
+def answer_of(rpc: Any) -> Any:
+    """The answer of `rpc()`, a blocking call; ServerRefused when it failed."""
     try:
         return rpc()
     except grpc.RpcError as error:

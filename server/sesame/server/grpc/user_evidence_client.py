@@ -4,18 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from sesame.api.v1 import evidence_service_pb2 as evidence_pb
 from sesame.api.v1 import evidence_service_pb2_grpc as evidence_grpc
 from sesame.server.evidence_bundle import UserRecord
-from sesame.server.grpc.evidence_client import (
-    PAGE_SIZE,
-    PAGE_TIMEOUT_SECONDS,
-    RECEIVE_BYTES,
-    ServerRefused,
-)
+from sesame.server.grpc.evidence_client import PAGE_SIZE, PAGE_TIMEOUT_SECONDS, RECEIVE_BYTES, answer_of
 from sesame.server.grpc.probe import ClientTls, client_channel
 
 
@@ -71,11 +65,7 @@ def _timestamp(at: datetime) -> Timestamp:
 def _page(
     stub: evidence_grpc.EvidenceServiceStub, request: evidence_pb.GetUserEvidenceRequest
 ) -> evidence_pb.GetUserEvidenceResponse:
-    try:
-        timeout = PAGE_TIMEOUT_SECONDS
-        reply: evidence_pb.GetUserEvidenceResponse = stub.GetUserEvidence(request, timeout=timeout)
-    except grpc.RpcError as error:
-        if isinstance(error, grpc.Call):
-            raise ServerRefused(f"the server answered {error.code().name}: {error.details()}") from None
-        raise ServerRefused("the server could not be reached") from None
+    reply: evidence_pb.GetUserEvidenceResponse = answer_of(
+        lambda: stub.GetUserEvidence(request, timeout=PAGE_TIMEOUT_SECONDS)
+    )
     return reply
