@@ -9,7 +9,6 @@ blocks. Here the bound is set at its floor, 1,000, over a history of 30 challeng
 from __future__ import annotations
 
 import os
-import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -50,12 +49,8 @@ def test_a_first_page_past_the_bound_is_refused_and_a_shorter_period_answered(
             with pytest.raises(grpc.RpcError) as refused:
                 stub.GetUserEvidence(evidence_pb.GetUserEvidenceRequest(user_id=USER), timeout=60)
             assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-            held = re.search(
-                r"since: the period's seals hold (\d+) journal entries, .*ask a shorter period",
-                refused.value.details(),
-            )
-            assert held is not None, refused.value.details()
-            assert int(held[1]) >= 30 * 51  # the thirty blocks, each of 51 entries
+            assert "the period's seals hold more than 1000 journal entries" in refused.value.details()
+            assert "ask a shorter period" in refused.value.details()
             # What the back office sees of it in `sesame evidence --user`.
             with pytest.raises(ServerRefused, match=r"INVALID_ARGUMENT.*ask a shorter period"):
                 fetch_user_evidence(serving.address, USER)

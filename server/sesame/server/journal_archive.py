@@ -246,13 +246,21 @@ class JournalArchive:
             return []
         return [block.seal for block in self._read(self.index.between(first, last))]
 
-    def seals_holding(self, ids: Sequence[str]) -> list[Seal]:
+    def seals_holding(self, ids: Sequence[str], most_leaves: int | None = None) -> list[Seal]:
         """The archived seals whose range of entry ids holds one of `ids`, oldest first (decision 0036): for
-        each id, the first block ending at or after it (the index, decision 0037), read if it holds the id."""
+        each id, the first block ending at or after it (the index, decision 0037), read if it holds the id.
+        With `most_leaves`, no block is read once those read hold more leaves (decision 0145)."""
         wanted = sorted(id_key(i) for i in ids)
         numbers = sorted({n for i in ids if (n := self.index.first_ending_at_or_after(i))})
         places = [place for n in numbers for place in self.index.between(n, n)]
-        return [block.seal for block in self._read(places) if holds_any(block.seal.block, wanted)]
+        seals, leaves = [], 0
+        for block in self._read(places):
+            if holds_any(block.seal.block, wanted):
+                seals.append(block.seal)
+                leaves += len(block.seal.leaves)
+                if most_leaves is not None and leaves > most_leaves:
+                    break
+        return seals
 
     def blocks(self) -> Iterator[ArchivedBlock]:
         """Every archived block, oldest first."""
