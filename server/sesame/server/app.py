@@ -55,7 +55,7 @@ from sesame.server.domain.ports import (
     SmsGateway,
     State,
 )
-from sesame.server.domain.proofs import MAX_SEALED_LEAVES, ProofFlows
+from sesame.server.domain.proofs import FIRST_PAGES_AT_ONCE, MAX_SEALED_LEAVES, ProofFlows
 from sesame.server.domain.risk_flow import RiskFlows, RiskPolicy
 from sesame.server.fd_limit import connection_bound
 from sesame.server.grpc.server import GrpcServer, Serving
@@ -202,6 +202,7 @@ async def runtime(settings: Settings, heard: Heard = Heard.OWN_STEPS) -> AsyncIt
             retention=settings.evidence_retention,
             archive=JournalArchive(settings.journal_archive_dir),
             evidence_max_leaves=settings.evidence_max_leaves,
+            evidence_reads_at_once=settings.evidence_reads_at_once,
             max_tries=settings.dispatch.max_tries,
             notice_max_age=settings.dispatch.notice_max_age,
             settle_within=settings.dispatch.claim_idle / 2,
@@ -404,6 +405,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
     retention: timedelta = RETENTION,
     archive: JournalArchive | None = None,
     evidence_max_leaves: int = MAX_SEALED_LEAVES,
+    evidence_reads_at_once: int = FIRST_PAGES_AT_ONCE,
     max_tries: int = 1,
     notice_max_age: timedelta = timedelta(days=1),
     units: SendUnits | None = None,
@@ -482,6 +484,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
             keys=keys,
             archive=archive,
             max_leaves=evidence_max_leaves,
+            at_once=evidence_reads_at_once,
         ),
         health_notes=HealthNoter(store.health_notes(), clock, retention),
         gate=clock_watch,

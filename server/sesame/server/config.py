@@ -22,7 +22,7 @@ from sesame.server.domain.errors import ConfigurationError
 from sesame.server.domain.lifecycle import LifecyclePolicy
 from sesame.server.domain.model import LockoutPolicy
 from sesame.server.domain.noops import NoopLimits
-from sesame.server.domain.proofs import MAX_SEALED_LEAVES
+from sesame.server.domain.proofs import FIRST_PAGES_AT_ONCE, MAX_SEALED_LEAVES
 from sesame.server.env_reader import EnvReader
 from sesame.server.risk_settings import RiskSettings, read_risk
 from sesame.server.smpp_settings import SmppSettings, read_smpp
@@ -103,6 +103,8 @@ class Settings:
     evidence_retention: timedelta = timedelta(days=396)
     # The journal entries (leaves) the seals of a user's evidence page may hold (decision 0145).
     evidence_max_leaves: int = MAX_SEALED_LEAVES
+    # The first pages of users' evidence a worker gathers at once; one more is shed (decision 0146).
+    evidence_reads_at_once: int = FIRST_PAGES_AT_ONCE
     journal_archive_dir: Path = Path("var/journal")  # the archive's segment files (decision 0027)
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)  # the SMS outbox (decision 0025)
     sms_reliability: ReliabilitySettings = field(default_factory=ReliabilitySettings)  # retries, breakers
@@ -171,6 +173,9 @@ class Settings:
                 days=reader.integer("SESAME_EVIDENCE_RETENTION_DAYS", 396, 1, 36500)
             ),
             evidence_max_leaves=reader.integer("SESAME_EVIDENCE_MAX_LEAVES", MAX_SEALED_LEAVES, 1000, 10**8),
+            evidence_reads_at_once=reader.integer(
+                "SESAME_EVIDENCE_READS_AT_ONCE", FIRST_PAGES_AT_ONCE, 1, 64
+            ),
             shutdown_grace=float(reader.integer("SESAME_SHUTDOWN_GRACE_SECONDS", 10, 0, 300)),
             health_interval=float(reader.integer("SESAME_HEALTH_INTERVAL_SECONDS", 1, 1, 60)),
             metrics_addr=reader.optional_address("SESAME_METRICS_ADDR", "127.0.0.1:9464"),

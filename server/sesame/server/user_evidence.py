@@ -22,11 +22,16 @@ from typing import Any
 from sesame.clients.redis_journal import RedisJournal
 from sesame.server import bundle_extent
 from sesame.server.domain import proof
-from sesame.server.domain.errors import FieldViolation, InvalidRequest
+from sesame.server.domain.errors import EvidenceBusy, FieldViolation, InvalidRequest
 from sesame.server.domain.evidence_index import EvidenceMatch, completed, journaled_opening
 from sesame.server.domain.journal_seal import Seal, holds_any, id_key, seal_to_dict
 from sesame.server.domain.ports import EvidenceIndex, HealthNotes
-from sesame.server.domain.proofs import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_SEALED_LEAVES
+from sesame.server.domain.proofs import (
+    DEFAULT_PAGE_SIZE,
+    FIRST_PAGES_AT_ONCE,
+    MAX_PAGE_SIZE,
+    MAX_SEALED_LEAVES,
+)
 from sesame.server.journal_archive import JournalArchive
 from sesame.server.journal_evidence import JournalKeyStore
 
@@ -71,6 +76,7 @@ class UserEvidenceReader:
         keys: JournalKeyStore,
         archive: JournalArchive | None,
         max_leaves: int = MAX_SEALED_LEAVES,
+        at_once: int = FIRST_PAGES_AT_ONCE,
     ) -> None:
         self._index = index
         self._journal = journal
@@ -78,9 +84,31 @@ class UserEvidenceReader:
         self._keys = keys
         self._archive = archive
         self._max_leaves = max_leaves
+        self._at_once = at_once
+        self._gathering = 0  # first pages being gathered now (one event loop: no lock)
 
     async def __call__(self, query: UserQuery) -> UserEvidence:
-        """See the module. InvalidRequest for a bad period, page size or page token."""
+        """See the module. InvalidRequest for a bad period, page size or page token; EvidenceBusy for a first
+        page while this worker gathers `at_once` others (decision 0146)."""
+        if query.page_token:  # a later page: a slice of the index, or of one transaction's few challenges
+            return await self._read(query)
+        # A first page gathers the period's seals: up to ~400 MB of a worker's memory at the leaves' bound
+        # (decision 0145); several at once would add up to more than a worker has.
+        if self._gathering >= self._at_once:
+            raise EvidenceBusy
+        self._gathering += 1
+        # Its place is held until its work ends, though its caller gives up: the seals are read and written
+        # in threads, which a cancelled call does not stop, and whose memory stays taken until they end.
+        reading = asyncio.ensure_future(self._read(query))
+        reading.add_done_callback(self._read_ended)
+        return await asyncio.shield(reading)
+
+    def _read_ended(self, reading: asyncio.Future[UserEvidence]) -> None:
+        self._gathering -= 1
+        if not reading.cancelled():
+            reading.exception()  # retrieved here too: a call given up on leaves nobody to read it
+
+    async def _read(self, query: UserQuery) -> UserEvidence:
         offset, size = _page(query)
         if query.page_token and not query.transaction_id:
             # A later page reads its own slice of the index only (decision 0054); what the index lost, the

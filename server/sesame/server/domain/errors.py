@@ -194,6 +194,11 @@ class Overloaded(SesameError):
     """This worker already runs as many calls as it may: the call was shed, nothing was done; retry."""
 
 
+class EvidenceBusy(Overloaded):
+    """This worker already gathers as many first pages of users' evidence as it may at once (each may take
+    hundreds of megabytes, decision 0146): the call was shed, nothing was done; retry in a moment."""
+
+
 class ClockOff(SesameError):
     """This worker's clock is off the shared store's by more than a worker's may be: the call was refused,
     nothing was done; retry (on a worker in step). `offset` is the worker's clock less the store's."""

@@ -45,6 +45,8 @@ MAX_PAGE_SIZE = 1000  # ~1.5 KB an entry at most: a page stays far below gRPC's 
 # The journal entries (leaves) the seals of a user's evidence page may hold by default: ~110 bytes each in the
 # answer, and a worker grows ~6 times the answer while building it: ~66 MB, ~+400 MB (decision 0145).
 MAX_SEALED_LEAVES = 600_000
+# The first pages of users' evidence a worker gathers at once by default: one more is shed (decision 0146).
+FIRST_PAGES_AT_ONCE = 1
 
 _log = logging.getLogger("sesame.proofs")
 

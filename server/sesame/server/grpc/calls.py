@@ -83,7 +83,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
     ) -> None:
         self._metrics = metrics
         self._policy = policy
-        self._in_flight = InFlight(max_concurrent_rpcs, metrics)
+        self._in_flight = InFlight(max_concurrent_rpcs)
         self._gate = gate
         # Applied inside out, as the chain of interceptors was: decoding wraps the behaviour, rights wrap it.
         self._undecodable = UndecodableLog()  # one WARNING a minute per method (their count is the metrics')
@@ -174,7 +174,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
     ) -> Any:
         """Shed, check the caller's rights and the request, run the behaviour; errors from the table."""
         try:
-            self._in_flight.admit(method)
+            self._in_flight.admit()
             if self._gate is not None:
                 self._gate.admit(method)
             with self._in_flight:
@@ -182,6 +182,8 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 with calling_as(caller):
                     return await behavior(request, context)
         except errors.SesameError as error:
+            if isinstance(error, errors.Overloaded):  # beyond the calls in flight, or a method's own bound
+                self._metrics.rpc_shed.labels(method.rsplit("/", 1)[-1]).inc()
             await answer_error(error, context, f"/{method}", caller)
         except grpc.aio.AbortError:
             # An abort inside (an undecodable request) has already set its status; answering it again

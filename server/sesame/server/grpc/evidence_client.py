@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import random
+import time
 from typing import Any
 
 import grpc
-from google.protobuf import json_format
+from google.protobuf import any_pb2, json_format
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
@@ -25,6 +29,9 @@ PAGE_SIZE = 500  # journal entries per call (at most ~1.5 KB each)
 # the 10 s above (decision 0144).
 RECEIVE_BYTES = 1 << 30
 PAGE_TIMEOUT_SECONDS = 300.0
+# How long a call the server shed is made again: a worker gathers a first page of a user's evidence in up to
+# ~20 s at the leaves' bound, and gathers one at a time by default (decision 0146).
+SHED_PATIENCE_SECONDS = 120.0
 
 
 class ServerRefused(SesameError):
@@ -92,11 +99,36 @@ def _ordered(fields: dict[str, str]) -> dict[str, str]:
     return {**head, **{name: fields[name] for name in sorted(fields) if name not in head}}
 
 
-def answer_of(rpc: Any) -> Any:
-    """The answer of `rpc()`, a blocking call; ServerRefused when it failed."""
-    try:
-        return rpc()
-    except grpc.RpcError as error:
-        if isinstance(error, grpc.Call):
-            raise ServerRefused(f"the server answered {error.code().name}: {error.details()}") from None
-        raise ServerRefused("the server could not be reached") from None
+def answer_of(rpc: Any, patience: float = SHED_PATIENCE_SECONDS) -> Any:
+    """The answer of `rpc()`, a blocking call; ServerRefused when it failed. A call the server shed (nothing
+    done: a worker busy, or gathering another user's evidence, decision 0146) is made again after the wait
+    it asks, for `patience` seconds in all."""
+    give_up = time.monotonic() + patience
+    while True:
+        try:
+            return rpc()
+        except grpc.RpcError as error:
+            if not isinstance(error, grpc.Call):
+                raise ServerRefused("the server could not be reached") from None
+            wait = _shed_wait(error)
+            if wait is None or time.monotonic() + wait > give_up:
+                raise ServerRefused(f"the server answered {error.code().name}: {error.details()}") from None
+            time.sleep(wait * random.uniform(1.0, 1.5))  # noqa: S311 (jitter, not a secret)
+
+
+def _shed_wait(call: grpc.Call) -> float | None:
+    """The seconds a shed call asks to wait (its RetryInfo), or None when the call was not shed."""
+    status = rpc_status.from_call(call)
+    if status is None:
+        return None
+    infos = [d for d in status.details if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR)]
+    if not any(_unpacked(d, error_details_pb2.ErrorInfo()).reason == "OVERLOADED" for d in infos):
+        return None
+    retries = [d for d in status.details if d.Is(error_details_pb2.RetryInfo.DESCRIPTOR)]
+    delays = [_unpacked(d, error_details_pb2.RetryInfo()).retry_delay.ToTimedelta() for d in retries]
+    return max(delays).total_seconds() if delays else 1.0
+
+
+def _unpacked(detail: any_pb2.Any, message: Any) -> Any:
+    detail.Unpack(message)
+    return message

@@ -16,24 +16,21 @@ from __future__ import annotations
 from types import TracebackType
 
 from sesame.server.domain.errors import Overloaded
-from sesame.server.metrics import Metrics
 
 
 class InFlight:
     """The calls in flight in this worker (one event loop: no lock), shed beyond `limit`.
 
-    `admit(method)` sheds a new call beyond the bound (Overloaded, counted); `with in_flight:` holds a place.
+    `admit()` sheds a new call beyond the bound (Overloaded); `with in_flight:` holds a place.
     """
 
-    def __init__(self, limit: int, metrics: Metrics) -> None:
+    def __init__(self, limit: int) -> None:
         self._limit = limit
-        self._metrics = metrics
         self._count = 0
 
-    def admit(self, method: str) -> None:
-        """Return when a call of `method` (`package.Service/Method`) may run now; else Overloaded, counted."""
+    def admit(self) -> None:
+        """Return when a call may run now; else Overloaded (counted where every shed call is: calls.py)."""
         if self._count >= self._limit:
-            self._metrics.rpc_shed.labels(method.rsplit("/", 1)[-1]).inc()
             raise Overloaded
 
     def __enter__(self) -> None:

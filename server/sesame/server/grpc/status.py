@@ -42,6 +42,7 @@ _TABLE: tuple[tuple[type[errors.SesameError], grpc.StatusCode, str], ...] = (
     (errors.KeyVersionUnavailable, grpc.StatusCode.UNAVAILABLE, "key version not held here, retry later"),
     (errors.HsmUnavailable, grpc.StatusCode.UNAVAILABLE, "key store unavailable, retry later"),
     (errors.StoreUnavailable, grpc.StatusCode.UNAVAILABLE, "state store unavailable, retry later"),
+    (errors.EvidenceBusy, grpc.StatusCode.UNAVAILABLE, "evidence already being gathered, retry later"),
     (errors.Overloaded, grpc.StatusCode.UNAVAILABLE, "server overloaded, retry later"),
     (errors.ClockOff, grpc.StatusCode.UNAVAILABLE, "server clock out of step, retry later"),
     (errors.DeliveryFailed, grpc.StatusCode.UNAVAILABLE, "SMS gateway unavailable, retry later"),
