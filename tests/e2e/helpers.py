@@ -93,6 +93,18 @@ def retry_info(error: grpc.aio.AioRpcError) -> bool:
     return any(detail.Unpack(retry) for detail in status_pb2.Status.FromString(raw).details)
 
 
+def shed_details(error: grpc.aio.AioRpcError | grpc.Call) -> tuple[str, float]:
+    """The ErrorInfo reason and the RetryInfo delay (seconds) of an UNAVAILABLE answer."""
+    raw = dict(error.trailing_metadata() or ())["grpc-status-details-bin"]
+    info, retry = error_details_pb2.ErrorInfo(), error_details_pb2.RetryInfo()
+    for detail in status_pb2.Status.FromString(raw).details:
+        if detail.Is(info.DESCRIPTOR):
+            detail.Unpack(info)
+        elif detail.Is(retry.DESCRIPTOR):
+            detail.Unpack(retry)
+    return info.reason, retry.retry_delay.ToTimedelta().total_seconds()
+
+
 def precondition(error: grpc.aio.AioRpcError) -> str:
     """The type of the google.rpc.PreconditionFailure a FAILED_PRECONDITION error carries."""
     assert error.code() is grpc.StatusCode.FAILED_PRECONDITION

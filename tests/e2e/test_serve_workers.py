@@ -16,13 +16,13 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.server.grpc.call_context import REQUEST_ID_KEY
 from sesame.server.port_claim import PortClaim
+from tests.e2e.helpers import shed_details
 from tests.support.serve_process import (
     ServeProcess,
     ask_unknown_user,
@@ -249,19 +249,6 @@ def test_a_taken_side_port_is_refused_naming_its_setting(tmp_path: Path, setting
     assert result.stdout.splitlines()[-1] == "sesame: " + line.format(address)
 
 
-def _shed_details(error: grpc.aio.AioRpcError) -> tuple[str, float]:
-    """The ErrorInfo reason and the RetryInfo delay (seconds) of an UNAVAILABLE answer."""
-    raw = dict(error.trailing_metadata() or ())["grpc-status-details-bin"]
-    status = status_pb2.Status.FromString(raw)
-    info, retry = error_details_pb2.ErrorInfo(), error_details_pb2.RetryInfo()
-    for detail in status.details:
-        if detail.Is(info.DESCRIPTOR):
-            detail.Unpack(info)
-        elif detail.Is(retry.DESCRIPTOR):
-            detail.Unpack(retry)
-    return info.reason, retry.retry_delay.ToTimedelta().total_seconds()
-
-
 async def _flood(var: Path, address: str, calls: int, checks: int) -> tuple[list[object], list[int]]:
     """One GetUser held in flight, then `calls` GetUser and `checks` health checks, all at once.
 
@@ -304,7 +291,7 @@ async def test_calls_beyond_the_bound_are_shed_with_retry_info_and_counted(tmp_p
         assert len(errors) == len(answers)  # an unknown user: NOT_FOUND, or shed
         shed = [error for error in errors if error.code() is grpc.StatusCode.UNAVAILABLE]
         assert len(shed) == 60
-        assert {_shed_details(error) for error in shed} == {("OVERLOADED", 1.0)}
+        assert {shed_details(error) for error in shed} == {("OVERLOADED", 1.0)}
         # Beside the status details, each shed call's own request id (decision 0075): 60 fresh ones.
         ids = {dict(error.trailing_metadata() or ()).get(REQUEST_ID_KEY) for error in shed}
         assert len(ids - {None}) == 60

@@ -19,13 +19,13 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2, status_pb2
 
 from sesame.api.v1 import evidence_service_pb2 as evidence_pb
 from sesame.api.v1 import evidence_service_pb2_grpc as evidence_grpc
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.server.grpc.evidence_client import RECEIVE_BYTES
 from sesame.server.grpc.user_evidence_client import fetch_user_evidence
+from tests.e2e.helpers import shed_details
 from tests.support.evidence_history import History, build
 from tests.support.serve_process import ServeProcess, served
 
@@ -70,7 +70,7 @@ def test_a_first_page_beside_one_being_gathered_is_shed_and_a_later_page_answere
         for error in refused:
             assert error.code() is grpc.StatusCode.UNAVAILABLE
             assert error.details() == "evidence already being gathered, retry later"
-            assert _details(error) == ("OVERLOADED", 1.0)
+            assert shed_details(error) == ("OVERLOADED", 1.0)
         # A later page reads a slice of the index only: never shed.
         assert later
         assert {tuple(m.challenge_id for m in page.challenges) for page in later} == {_ids(100, 150)}
@@ -141,18 +141,6 @@ def _first_refusal(
 
 def _ids(start: int, end: int) -> tuple[str, ...]:
     return tuple(f"c{n:06d}" for n in range(start, end))
-
-
-def _details(error: grpc.Call) -> tuple[str, float]:
-    """The ErrorInfo reason and the RetryInfo delay (seconds) of a refusal."""
-    raw = dict(error.trailing_metadata() or ())["grpc-status-details-bin"]
-    info, retry = error_details_pb2.ErrorInfo(), error_details_pb2.RetryInfo()
-    for detail in status_pb2.Status.FromString(raw).details:
-        if detail.Is(info.DESCRIPTOR):
-            detail.Unpack(info)
-        elif detail.Is(retry.DESCRIPTOR):
-            detail.Unpack(retry)
-    return info.reason, retry.retry_delay.ToTimedelta().total_seconds()
 
 
 def _shed(serving: ServeProcess) -> float:

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import grpc
-from google.protobuf import any_pb2, json_format
+from google.protobuf import json_format
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -117,18 +117,14 @@ def answer_of(rpc: Any, patience: float = SHED_PATIENCE_SECONDS) -> Any:
 
 
 def _shed_wait(call: grpc.Call) -> float | None:
-    """The seconds a shed call asks to wait (its RetryInfo), or None when the call was not shed."""
+    """The seconds a shed call asks to wait (its RetryInfo, else 1), or None when the call was not shed."""
     status = rpc_status.from_call(call)
-    if status is None:
+    info, retry = error_details_pb2.ErrorInfo(), error_details_pb2.RetryInfo()
+    for detail in [] if status is None else status.details:
+        if detail.Is(info.DESCRIPTOR):
+            detail.Unpack(info)
+        elif detail.Is(retry.DESCRIPTOR):
+            detail.Unpack(retry)
+    if info.reason != "OVERLOADED":
         return None
-    infos = [d for d in status.details if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR)]
-    if not any(_unpacked(d, error_details_pb2.ErrorInfo()).reason == "OVERLOADED" for d in infos):
-        return None
-    retries = [d for d in status.details if d.Is(error_details_pb2.RetryInfo.DESCRIPTOR)]
-    delays = [_unpacked(d, error_details_pb2.RetryInfo()).retry_delay.ToTimedelta() for d in retries]
-    return max(delays).total_seconds() if delays else 1.0
-
-
-def _unpacked(detail: any_pb2.Any, message: Any) -> Any:
-    detail.Unpack(message)
-    return message
+    return retry.retry_delay.ToTimedelta().total_seconds() or 1.0
