@@ -111,11 +111,7 @@ def _probe_while(
     refused: list[grpc.Call] = []
     later: list[evidence_pb.GetUserEvidenceResponse] = []
     while not long.done():
-        try:
-            stub.GetUserEvidence(evidence_pb.GetUserEvidenceRequest(user_id=NONE), timeout=30)
-        except grpc.RpcError as error:
-            if not isinstance(error, grpc.Call):
-                raise
+        if (error := _refusal_of_another(stub)) is not None:
             refused.append(error)
         if refused:  # the long one is being gathered: a later page meanwhile
             page = evidence_pb.GetUserEvidenceRequest(user_id=LONG, page_token="100", page_size=50)  # noqa: S106
@@ -129,14 +125,21 @@ def _first_refusal(
 ) -> grpc.Call:
     """The first refusal of another user's first page, once `long` is being gathered."""
     while not long.done():
-        try:
-            stub.GetUserEvidence(evidence_pb.GetUserEvidenceRequest(user_id=NONE), timeout=30)
-        except grpc.RpcError as error:
-            if not isinstance(error, grpc.Call):
-                raise
+        if (error := _refusal_of_another(stub)) is not None:
             return error
         time.sleep(0.02)
     raise AssertionError("the long first page was answered before another was refused")
+
+
+def _refusal_of_another(stub: evidence_grpc.EvidenceServiceStub) -> grpc.Call | None:
+    """The refusal of a first page of the user without history, or None when it was answered."""
+    try:
+        stub.GetUserEvidence(evidence_pb.GetUserEvidenceRequest(user_id=NONE), timeout=30)
+    except grpc.RpcError as error:
+        if not isinstance(error, grpc.Call):
+            raise
+        return error
+    return None
 
 
 def _ids(start: int, end: int) -> tuple[str, ...]:
