@@ -59,11 +59,12 @@ def test_panels_are_well_formed() -> None:
 
 def test_the_dashboard_shows_what_the_issue_lists() -> None:
     """Flows, verify results, RPC latency, SMS, HSM and Redis, blocks and budgets, build info, the outbox,
-    breakers, risk decisions, the journal's sealing and the workers serving are shown."""
+    breakers, risk decisions, the journal's sealing, the workers serving and the calls shed are shown."""
     used = set().union(*(_metric_names(query.expr) for query in dashboard_queries()))
     assert {
         "sesame_rpc_requests_total",
         "sesame_rpc_duration_seconds_bucket",
+        "sesame_rpc_shed_total",
         "sesame_verifications_total",
         "sesame_sms_total",
         "sesame_sms_failures_total",

@@ -95,6 +95,9 @@ EXPECTED: dict[str, list[dict[str, str]]] = {
         {"reason": r} for r in ("expired", "max_tries", "unconfirmed", "refused", "user_suspended")
     ],
     "sesame_sim_swap_checks_total": [{"state": s} for s in ("swapped", "not_swapped", "unavailable", "off")],
+    "sesame_rpc_shed_total": [
+        {"method": m} for m in ("StartChallenge", "VerifyChallenge", "GetUser", "GetUserEvidence")
+    ],
 }
 
 

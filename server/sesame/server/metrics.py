@@ -107,7 +107,8 @@ class Metrics:
         )
         self.rpc_shed = Counter(
             "sesame_rpc_shed",
-            "gRPC calls refused because the worker already ran its maximum of calls at once, by method.",
+            "gRPC calls shed because the worker already ran its maximum of calls at once (GetUserEvidence:"
+            " or gathered its maximum of first pages), by method.",
             ["method"],
             registry=self.registry,
         )

@@ -45,7 +45,7 @@ from sesame.server.grpc.call_context import (
     tracer,
 )
 from sesame.server.grpc.callers import CallerNotAllowed, caller_identity, calling_as
-from sesame.server.grpc.catalogue import HEALTH_SERVICE
+from sesame.server.grpc.catalogue import API_SERVICES, GOVERNED, HEALTH_SERVICE
 from sesame.server.grpc.decoding import DecodingInterceptor, Undecodable, UndecodableLog, refuse, tolerant
 from sesame.server.grpc.metering import UNKNOWN_METHOD, MethodMeter, metered
 from sesame.server.grpc.policy import CallerPolicy
@@ -84,6 +84,9 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         self._metrics = metrics
         self._policy = policy
         self._in_flight = InFlight(max_concurrent_rpcs)
+        for service in API_SERVICES:  # the first shed call is an increase a panel sees (decision 0119)
+            for name in GOVERNED[service]:
+                metrics.rpc_shed.labels(name).inc(0)
         self._gate = gate
         # Applied inside out, as the chain of interceptors was: decoding wraps the behaviour, rights wrap it.
         self._undecodable = UndecodableLog()  # one WARNING a minute per method (their count is the metrics')
