@@ -3,7 +3,7 @@ RetryInfo), counted, and `sesame evidence --user` waits its turn (decision 0146)
 
 A first page gathers the seals covering the period: up to ~400 MB of a worker at the leaves' bound (decision
 0145); two or three back-office reads at once took a worker past what a container gives it. Here one user's
-300 challenges, each in a block of 501 entries (150,300 leaves, a first page of a few seconds), are read while
+500 challenges, each in a block of 501 entries (250,500 leaves, a first page of a few seconds), are read while
 another user's first page, a later page and the CLI's fetch are asked of the same worker.
 """
 
@@ -45,7 +45,7 @@ def serving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
             build(
                 root / "var",
                 redis_server.url,
-                History(LONG, 300, 500, datetime.now(UTC) - timedelta(days=30)),
+                History(LONG, 500, 500, datetime.now(UTC) - timedelta(days=30)),
             )
             with served(root / "var", {"SESAME_REDIS_URL": redis_server.url}) as server:
                 yield server
@@ -113,9 +113,14 @@ def _probe_while(
     while not long.done():
         if (error := _refusal_of_another(stub)) is not None:
             refused.append(error)
-        if refused:  # the long one is being gathered: a later page meanwhile
+        if refused:  # the long one is being gathered: a later page meanwhile, and a wrong first page
             page = evidence_pb.GetUserEvidenceRequest(user_id=LONG, page_token="100", page_size=50)  # noqa: S106
             later.append(stub.GetUserEvidence(page, timeout=30))
+            with pytest.raises(grpc.RpcError) as wrong:  # refused as wrong, not shed and asked again
+                stub.GetUserEvidence(
+                    evidence_pb.GetUserEvidenceRequest(user_id=NONE, page_size=5000), timeout=30
+                )
+            assert wrong.value.code() is grpc.StatusCode.INVALID_ARGUMENT
         time.sleep(0.02)
     return refused, later
 
@@ -162,8 +167,9 @@ def _shed(serving: ServeProcess) -> float:
 
 
 def test_a_first_page_given_up_on_holds_its_place_until_its_work_ends(serving: ServeProcess) -> None:
-    """A caller that gives up (its deadline) does not stop the seals' reading and writing, which run in
-    threads: until they end, the worker still holds their memory, and another first page is shed."""
+    """A caller that gives up (its deadline) stops its first page at its next await, but not the thread it
+    waited for (the archive's read of the seals, most of a second here): until it ends, the worker holds its
+    memory, and another first page is shed; then another is answered."""
     options = [("grpc.max_receive_message_length", RECEIVE_BYTES)]
     with grpc.insecure_channel(serving.address, options=options) as channel:
         stub = evidence_grpc.EvidenceServiceStub(channel)

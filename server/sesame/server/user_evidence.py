@@ -12,17 +12,21 @@ client checks them, and proves each entry's inclusion, with nothing else.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
+import contextvars
 import json
+import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sesame.clients.redis_journal import RedisJournal
 from sesame.server import bundle_extent
 from sesame.server.domain import proof
-from sesame.server.domain.errors import EvidenceBusy, FieldViolation, InvalidRequest
+from sesame.server.domain.errors import EvidenceBusy, FieldViolation, InvalidRequest, SesameError
 from sesame.server.domain.evidence_index import EvidenceMatch, completed, journaled_opening
 from sesame.server.domain.journal_seal import Seal, holds_any, id_key, seal_to_dict
 from sesame.server.domain.ports import EvidenceIndex, HealthNotes
@@ -38,6 +42,8 @@ from sesame.server.journal_evidence import JournalKeyStore
 # A page token: the next page's decimal offset, in ASCII digits (str.isdigit also takes superscripts, which
 # int() refuses, and other scripts' digits, which it reads).
 _OFFSET = re.compile(r"[0-9]{1,9}")
+_T = TypeVar("_T")
+_log = logging.getLogger("sesame.evidence")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,30 +92,50 @@ class UserEvidenceReader:
         self._max_leaves = max_leaves
         self._at_once = at_once
         self._gathering = 0  # first pages being gathered now (one event loop: no lock)
+        # Their heavy steps' threads: a first page runs one at a time, and a place stays held until its thread
+        # ends, so `at_once` threads are all the pages ever wait for.
+        self._threads = concurrent.futures.ThreadPoolExecutor(at_once, thread_name_prefix="user-evidence")
 
     async def __call__(self, query: UserQuery) -> UserEvidence:
         """See the module. InvalidRequest for a bad period, page size or page token; EvidenceBusy for a first
         page while this worker gathers `at_once` others (decision 0146)."""
+        offset, size = _page(query)  # a bad request is refused as such, busy or not
+        threads = _Threads(self._threads)
         if query.page_token:  # a later page: a slice of the index, or of one transaction's few challenges
-            return await self._read(query)
+            return await self._read(query, offset, size, threads)
         # A first page gathers the period's seals: up to ~400 MB of a worker's memory at the leaves' bound
         # (decision 0145); several at once would add up to more than a worker has.
         if self._gathering >= self._at_once:
             raise EvidenceBusy
         self._gathering += 1
-        # Its place is held until its work ends, though its caller gives up: the seals are read and written
-        # in threads, which a cancelled call does not stop, and whose memory stays taken until they end.
-        reading = asyncio.ensure_future(self._read(query))
-        reading.add_done_callback(self._read_ended)
-        return await asyncio.shield(reading)
+        try:
+            return await self._read(query, offset, size, threads)
+        finally:
+            # A call given up on (its deadline) stops at its next await, but the thread it was waiting for
+            # runs to its end, its memory with it: the place is held until then.
+            self._free_after(threads.running)
 
-    def _read_ended(self, reading: asyncio.Future[UserEvidence]) -> None:
+    def _free_after(self, running: concurrent.futures.Future[Any] | None) -> None:
+        if running is None or running.done():
+            self._gathering -= 1
+            return
+        loop = asyncio.get_running_loop()
+
+        def ended(thread: concurrent.futures.Future[Any]) -> None:
+            with contextlib.suppress(RuntimeError):  # the worker's loop closed meanwhile: nothing to free
+                loop.call_soon_threadsafe(self._thread_ended, thread)
+
+        running.add_done_callback(ended)
+
+    def _thread_ended(self, thread: concurrent.futures.Future[Any]) -> None:
+        """The thread of a first page given up on ended: its place is free; a crash in it is logged, as a
+        call's is (nobody waits for its answer)."""
         self._gathering -= 1
-        if not reading.cancelled():
-            reading.exception()  # retrieved here too: a call given up on leaves nobody to read it
+        error = None if thread.cancelled() else thread.exception()
+        if error is not None and not isinstance(error, SesameError):
+            _log.error("a user's evidence given up on failed in its thread", exc_info=error)
 
-    async def _read(self, query: UserQuery) -> UserEvidence:
-        offset, size = _page(query)
+    async def _read(self, query: UserQuery, offset: int, size: int, threads: _Threads) -> UserEvidence:
         if query.page_token and not query.transaction_id:
             # A later page reads its own slice of the index only (decision 0054); what the index lost, the
             # first page gave.
@@ -146,7 +172,7 @@ class UserEvidenceReader:
         ]
         since = query.since or (page[0].opened_at if page else None)  # the first page: the earliest found
         health = await self._notes.notes(since, query.until) if since or query.until else []
-        seals = await self._covering([i for i, _ in [*lifecycle, *health, *openings]])
+        seals = await self._covering([i for i, _ in [*lifecycle, *health, *openings]], threads)
         self._bounded(seals)
         head = await self._journal.last_seal()  # read after the seals: no block given is newer
         subject = {
@@ -157,7 +183,7 @@ class UserEvidenceReader:
         }
         # The seals of a user with thousands of challenges hold hundreds of thousands of leaves: reading them
         # for the extent and writing them as JSON held the worker's loop 1-2.5 s (decision 0143). In a thread.
-        stated = await asyncio.to_thread(
+        stated = await threads.run(
             _stated,
             {
                 "lifecycle": (stream, lifecycle),
@@ -173,7 +199,7 @@ class UserEvidenceReader:
         }
         jwks = proof.jwk_set(await self._keys.journal_public_keys())
         extent = await bundle_extent.signed(self._keys, subject, stated, head.block if head else None)
-        given_json = await asyncio.to_thread(_given_json, names, jwks, seals, extent)
+        given_json = await threads.run(_given_json, names, jwks, seals, extent)
         return UserEvidence(
             page,
             token,
@@ -194,13 +220,13 @@ class UserEvidenceReader:
             )
             raise InvalidRequest([FieldViolation("since", why)])
 
-    async def _covering(self, ids: Sequence[str]) -> list[Seal]:
+    async def _covering(self, ids: Sequence[str], threads: _Threads) -> list[Seal]:
         """The seals whose range of entry ids holds one of `ids`: the archive's, then those still in Redis."""
         if not ids:
             return []
         keyed = sorted(id_key(i) for i in ids)
         archive = self._archive
-        archived = await asyncio.to_thread(archive.seals_holding, ids, self._max_leaves) if archive else []
+        archived = await threads.run(archive.seals_holding, ids, self._max_leaves) if archive else []
         last = archived[-1].block.number if archived else 0
         since = f"{keyed[0][0]}-{keyed[0][1]}"
         newer = [
@@ -209,6 +235,20 @@ class UserEvidenceReader:
             if seal.block.number > last and holds_any(seal.block, keyed)
         ]
         return [*archived, *newer]
+
+
+class _Threads:
+    """The threads one page runs its heavy steps in (reading the archive, the extent, the JSON), one after
+    the other, as asyncio.to_thread runs them (the call's context vars included); `running`: the last one."""
+
+    def __init__(self, executor: concurrent.futures.ThreadPoolExecutor) -> None:
+        self._executor = executor
+        self.running: concurrent.futures.Future[Any] | None = None
+
+    async def run(self, function: Callable[..., _T], *args: Any) -> _T:
+        """`function(*args)` in a thread of the executor."""
+        self.running = self._executor.submit(contextvars.copy_context().run, function, *args)
+        return await asyncio.wrap_future(self.running)
 
 
 def _stated(

@@ -9,8 +9,8 @@ from typing import Any
 
 import grpc
 from google.protobuf import json_format
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
+from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2, status_pb2
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
@@ -117,14 +117,19 @@ def answer_of(rpc: Any, patience: float = SHED_PATIENCE_SECONDS) -> Any:
 
 
 def _shed_wait(call: grpc.Call) -> float | None:
-    """The seconds a shed call asks to wait (its RetryInfo, else 1), or None when the call was not shed."""
-    status = rpc_status.from_call(call)
+    """The seconds a shed call asks to wait (its RetryInfo, within 1 to 30), or None when the call was not
+    shed (no ErrorInfo OVERLOADED in its status details, or details that do not parse)."""
+    raw = dict(call.trailing_metadata() or ()).get("grpc-status-details-bin")
     info, retry = error_details_pb2.ErrorInfo(), error_details_pb2.RetryInfo()
-    for detail in [] if status is None else status.details:
-        if detail.Is(info.DESCRIPTOR):
-            detail.Unpack(info)
-        elif detail.Is(retry.DESCRIPTOR):
-            detail.Unpack(retry)
+    try:
+        for detail in status_pb2.Status.FromString(raw or b"").details:
+            if detail.Is(info.DESCRIPTOR):
+                detail.Unpack(info)
+            elif detail.Is(retry.DESCRIPTOR):
+                detail.Unpack(retry)
+    except DecodeError:
+        return None
     if info.reason != "OVERLOADED":
         return None
-    return retry.retry_delay.ToTimedelta().total_seconds() or 1.0
+    asked: float = retry.retry_delay.ToTimedelta().total_seconds()
+    return min(max(asked, 1.0), 30.0)

@@ -42,10 +42,15 @@ def check_health(target: str, service: str = "", timeout: float = 3.0, tls: Clie
     return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
 
-def client_channel(target: str, tls: ClientTls | None, receive_bytes: int | None = None) -> grpc.Channel:
+def client_channel(
+    target: str, tls: ClientTls | None, receive_bytes: int | None = None, *, own_connection: bool = False
+) -> grpc.Channel:
     """A blocking channel to `target`: plaintext, or TLS (with a client certificate) as `tls` says; answers up
-    to `receive_bytes` each (None: gRPC's default, 4 MiB)."""
+    to `receive_bytes` each (None: gRPC's default, 4 MiB); on a connection of its own when `own_connection`
+    (gRPC otherwise shares one between the channels of a process to one target)."""
     options: list[tuple[str, str | int]] = []
+    if own_connection:
+        options.append(("grpc.use_local_subchannel_pool", 1))
     if receive_bytes is not None:
         options.append(("grpc.max_receive_message_length", receive_bytes))
     if tls is None:

@@ -30,9 +30,9 @@ def fetch_user_evidence(  # noqa: PLR0913 (the selector's parts, keyword-only)
         request.since.CopyFrom(_timestamp(since))
     if until is not None:
         request.until.CopyFrom(_timestamp(until))
+    pages = [answer_of(lambda: _first_page(target, tls, request))]
     with client_channel(target, tls, RECEIVE_BYTES) as channel:
         stub = evidence_grpc.EvidenceServiceStub(channel)
-        pages = [_page(stub, request)]
         while pages[-1].next_page_token:
             request.page_token = pages[-1].next_page_token
             pages.append(_page(stub, request))
@@ -60,6 +60,19 @@ def _timestamp(at: datetime) -> Timestamp:
     stamp = Timestamp()
     stamp.FromDatetime(at)
     return stamp
+
+
+def _first_page(
+    target: str, tls: ClientTls | None, request: evidence_pb.GetUserEvidenceRequest
+) -> evidence_pb.GetUserEvidenceResponse:
+    """One try at the first page, on a connection of its own: a try the server shed (its worker was already
+    gathering another user's evidence) is made again on a new connection, which may reach another worker."""
+    with client_channel(target, tls, RECEIVE_BYTES, own_connection=True) as channel:
+        stub = evidence_grpc.EvidenceServiceStub(channel)
+        reply: evidence_pb.GetUserEvidenceResponse = stub.GetUserEvidence(
+            request, timeout=PAGE_TIMEOUT_SECONDS
+        )
+        return reply
 
 
 def _page(
