@@ -406,16 +406,23 @@ def _selection(bundle: dict[str, Any], operations: list[dict[str, Any]]) -> dict
 def test_a_users_selection_holds_its_operations_one_each_and_the_users_only(
     sealed: tuple[dict[str, Any], dict[str, Any]],
 ) -> None:
-    """An operation found but left out, one shown twice, another user's: checked on the selection."""
+    """An operation found but left out, one shown twice, another user's: checked on the selection. Checked as
+    assembled (`unsealed`): the fixture holds no openings journal, so its completeness says it is not whole,
+    which a saved selection may not be (decision 0147, tests/e2e/test_evidence_tampered_by_place.py)."""
     bundle, jwks = sealed
-    assert verify(_selection(bundle, [bundle]), jwks)["valid"] is True
-    dropped = verify(_selection(bundle, []), jwks)
+    assert verify(_selection(bundle, [bundle]), jwks, unsealed=True)["valid"] is True
+    whole = "the selection is not the whole of the user's openings journal: "
+    assert (
+        verify(_selection(bundle, [bundle]), jwks)["failed"]
+        == f"{whole}c1: found, not in the openings journal"
+    )
+    dropped = verify(_selection(bundle, []), jwks, unsealed=True)
     assert dropped["failed"] == "the operations are not the challenges found, one each"
-    twice = verify(_selection(bundle, [bundle, bundle]), jwks)
+    twice = verify(_selection(bundle, [bundle, bundle]), jwks, unsealed=True)
     assert twice["failed"] == "the operations are not the challenges found, one each"
     bobs = copy.deepcopy(bundle)
     bobs["journal"][0]["user_id"] = "bob"
-    assert verify(_selection(bundle, [bobs]), jwks)["failed"] == "operation c1: another user's"
+    assert verify(_selection(bundle, [bobs]), jwks, unsealed=True)["failed"] == "operation c1: another user's"
 
 
 def test_a_saved_bundle_that_names_a_key_twice_fails(

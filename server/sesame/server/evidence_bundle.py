@@ -231,7 +231,13 @@ class _Unsound(Exception):
     """Where a bundle does not hold, and why (the message is `failed`)."""
 
 
-def verify(bundle: Mapping[str, Any], jwks: Mapping[str, Any], *, unsealed: bool = False) -> dict[str, Any]:
+def verify(
+    bundle: Mapping[str, Any],
+    jwks: Mapping[str, Any],
+    *,
+    unsealed: bool = False,
+    selection: bool | None = None,
+) -> dict[str, Any]:
     """Check a bundle again with the JWK set of the proof and journal keys only: the proof's signature and
     claims, each event's inclusion proof to a block signed by a journal key, each stream the one of this
     challenge or user, numbered without a gap; and that what the bundle says is what those give.
@@ -239,13 +245,18 @@ def verify(bundle: Mapping[str, Any], jwks: Mapping[str, Any], *, unsealed: bool
 
     A saved bundle (`--verify`) holds only when every event carries its inclusion proof: an event without
     one is no evidence. `unsealed` is for the bundle being assembled from the server's answers (its
-    `offline_check`): the newest entries, not sealed yet, are counted as `uncovered` instead."""
+    `offline_check`): the newest entries, not sealed yet, are counted as `uncovered` instead.
+
+    `selection`: what the bundle must be, by its place in the file (a user's selection at the top, a
+    challenge's bundle among its operations), never by what it holds: an operation that says it is a
+    selection would otherwise escape every check of a challenge (its journal, its proof, its amount)."""
     counts = {"covered": 0, "uncovered": 0}
     try:
+        _shaped(bundle, selection="operations" in bundle if selection is None else selection)
         _proven_parts(bundle, jwks, counts, unsealed=unsealed)
         if "operations" in bundle:
             _extent_held(bundle, jwks, unsealed=unsealed)
-            _user_drawn(bundle)
+            _user_drawn(bundle, unsealed=unsealed)
         else:
             _challenge_drawn(bundle, jwks, unsealed=unsealed)
     except _Unsound as unsound:
@@ -253,6 +264,24 @@ def verify(bundle: Mapping[str, Any], jwks: Mapping[str, Any], *, unsealed: bool
     except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
         return {"valid": False, "failed": f"the bundle is malformed: {exc!r}", "covered": counts["covered"]}
     return {"valid": True, "failed": None, **counts}
+
+
+# What only a challenge's bundle holds: a user's selection holds them in each of its operations.
+_CHALLENGE_ONLY = ("challenge_id", "journal", "journal_stream", "proof", "l133_23", "operation_as_authorised")
+
+
+def _shaped(bundle: Mapping[str, Any], *, selection: bool) -> None:
+    """The bundle is the kind its place says: a selection, with its operations and nothing of a challenge's
+    own; a challenge's bundle, with its L.133-23 sections and no operations."""
+    if selection:
+        if not isinstance(bundle.get("operations"), list):
+            raise _Unsound("a user's selection without its operations")
+        if held := [name for name in _CHALLENGE_ONLY if name in bundle]:
+            raise _Unsound(f"a user's selection holding a challenge's own parts: {', '.join(held)}")
+    elif "operations" in bundle:
+        raise _Unsound(f"operation {bundle.get('challenge_id')}: a challenge's bundle holding operations")
+    elif "l133_23" not in bundle:
+        raise _Unsound(f"operation {bundle.get('challenge_id')}: no L.133-23 sections")
 
 
 def _owner(bundle: Mapping[str, Any]) -> tuple[str, str]:
@@ -508,8 +537,9 @@ def _same_selection(subject: Mapping[str, Any], selector: Mapping[str, Any]) -> 
     )
 
 
-def _user_drawn(bundle: Mapping[str, Any]) -> None:
-    """A user's selection says what its proven events give."""
+def _user_drawn(bundle: Mapping[str, Any], *, unsealed: bool) -> None:
+    """A user's selection says what its proven events give, and holds every challenge the user's openings
+    journal names in it, once each, oldest first (a saved one: assembling, the completeness is reported)."""
     lifecycle = (bundle.get("lifecycle") or {}).get("entries", [])
     selector = bundle.get("selector") or {}
     if bundle.get("risk_denials") != risk_denials(lifecycle, selector):
@@ -517,6 +547,14 @@ def _user_drawn(bundle: Mapping[str, Any]) -> None:
     openings = (bundle.get("openings") or {}).get("entries", [])
     if bundle.get("completeness") != completeness(openings, bundle.get("found", []), selector):
         raise _Unsound("the completeness differs from the openings journal's")
+    if not unsealed and not bundle["completeness"]["complete"]:
+        broken = "; ".join(bundle["completeness"]["broken"])
+        raise _Unsound(f"the selection is not the whole of the user's openings journal: {broken}")
+    order = [
+        (_at({"at": str(m.get("opened_at", ""))}), str(m.get("challenge_id", ""))) for m in bundle["found"]
+    ]
+    if any(later <= earlier for earlier, later in itertools.pairwise(order)):
+        raise _Unsound("found: the challenges are not each once, oldest first")
     # Each challenge found has its operation's bundle, once, in the order found, and each is the user's
     # (each operation's bundle is checked apart: its opening, with the user, is proven there).
     found = [str(m.get("challenge_id", "")) for m in bundle.get("found", [])]
@@ -554,7 +592,7 @@ def _challenge_drawn(bundle: Mapping[str, Any], jwks: Mapping[str, Any], *, unse
     if bundle.get("operation_as_authorised") != evidence.authorised_operation(journal):
         raise _Unsound("the operation as authorised differs from the journal's")
     _proof_bound(bundle, jwks)
-    if "l133_23" in bundle and bundle["l133_23"] != sections(bundle):
+    if bundle["l133_23"] != sections(bundle):
         raise _Unsound("the L.133-23 sections differ from the events they are drawn from")
 
 

@@ -91,11 +91,20 @@ def check_saved(bundle_file: str, jwks: Any) -> int:
     except (OSError, ValueError) as exc:
         raise ConfigurationError(f"the bundle cannot be read ({exc})") from None
     keys = jwks if isinstance(jwks, dict) else {}
+    # What each part must be is its place in the file: a challenge's bundle at the top or among a selection's
+    # operations, never what the part says of itself (decision 0147).
+    selection = isinstance(bundle, dict) and "operations" in bundle
     operations = bundle.get("operations", [bundle]) if isinstance(bundle, dict) else []
-    results = [verify(op, keys) for op in operations]
+    operations = operations if isinstance(operations, list) else []
+    results = [
+        verify(op, keys, selection=False)
+        if isinstance(op, dict)
+        else {"valid": False, "failed": "an operation is not a bundle"}
+        for op in operations
+    ]
     checked: dict[str, Any] = {"valid": all(r["valid"] for r in results), "operations": results}
-    if isinstance(bundle, dict) and "operations" in bundle:  # a user's selection: its own journal too
-        checked["user"] = verify(bundle, keys)
+    if selection:  # a user's selection: its own journal too
+        checked["user"] = verify(bundle, keys, selection=True)
         checked["valid"] = checked["valid"] and checked["user"]["valid"]
     else:
         checked["valid"] = checked["valid"] and bool(results)

@@ -114,14 +114,19 @@ def check(
 
 
 def _failure(event: Event, proof: Mapping[str, Any], seals: Mapping[int, Seal]) -> str:
-    seal = seals.get(int(proof["block"]))
+    # Whole numbers as JSON gives them, never 3.5 or "3" or true: int() would read 3.5 as block 3 and prove
+    # it, while the order of the steps sorts on the value as written (a verification put after a suspension).
+    numbers = [proof["block"], proof["leaf_index"], proof["tree_size"]]
+    if any(type(number) is not int for number in numbers):
+        return "its block, leaf index and tree size are not whole numbers"
+    seal = seals.get(proof["block"])
     if seal is None:
         return f"block {proof['block']} is not in the bundle"
     leaf = leaf_hash(event.stream, event.fields)
     if leaf != proof["leaf"]:
         return "the entry differs from the entry sealed"
-    size = int(proof["tree_size"])
-    root = root_from_path(leaf, int(proof["leaf_index"]), size, [str(p) for p in proof["audit_path"]])
+    size = proof["tree_size"]
+    root = root_from_path(leaf, proof["leaf_index"], size, [str(p) for p in proof["audit_path"]])
     if root is None or root != seal.block.root or size != seal.block.count:
         return f"its audit path does not lead to the root of block {seal.block.number}"
     return ""

@@ -46,8 +46,12 @@ def fetch_user_evidence(  # noqa: PLR0913 (the selector's parts, keyword-only)
                 "transaction_id": m.transaction_id,
                 **({"missing_from_index": True} if m.missing_from_index else {}),
             }
-            for page in pages
-            for m in page.challenges
+            # Oldest first, as the bundle's check wants them: a first page puts the challenges the index lost
+            # among its own slice, a later page holds the next slice only.
+            for m in sorted(
+                (m for page in pages for m in page.challenges),
+                key=lambda m: (m.opened_at.ToDatetime(), m.challenge_id),
+            )
         ],
         lifecycle=[dict(entry.fields) for entry in first.lifecycle],
         health=[dict(entry.fields) for entry in first.health],
