@@ -72,3 +72,16 @@ async def test_the_node_verifier_accepts_the_servers_bundles_and_refuses_an_edit
     status, verdict = await asyncio.to_thread(_node_verdict, mixed, jwks, tmp_path)
     assert status == 1, verdict
     assert verdict["parts"]["operation"].startswith("lifecycle: the statement is of another query"), verdict
+    # Decision 0147: the selection's only operation left out, or shown twice, with `found` made to agree.
+    for edit, failure in (
+        (lambda s: (s["operations"].clear(), s["found"].clear()), "is in the openings journal, not found"),
+        (
+            lambda s: (s["operations"].append(s["operations"][0]), s["found"].append(s["found"][0])),
+            "not each once",
+        ),
+    ):
+        edited = copy.deepcopy(selection)
+        edit(edited)
+        status, verdict = await asyncio.to_thread(_node_verdict, edited, jwks, tmp_path)
+        assert status == 1, verdict
+        assert failure in verdict["parts"]["user"], verdict

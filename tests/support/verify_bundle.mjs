@@ -209,6 +209,28 @@ function checkPart(name, part, blocks, { suffix, fromOne, contiguous = true }) {
   return { entries, proofs, own };
 }
 
+// Decision 0147: `found` names each challenge once, oldest first (instants, then ids), and the selection is
+// whole: every challenge the openings journal names in the period (and transaction) is found, and no other;
+// the journal's numbering has no gap, nor one before its first entry when that entry is in the period.
+function checkWhole(bundle) {
+  const order = bundle.found.map((m) => [Date.parse(m.opened_at), m.challenge_id]);
+  order.slice(1).forEach(([at, id], i) => {
+    const [before, beforeId] = order[i];
+    ensure(at > before || (at === before && id > beforeId), "user: the challenges found are not each once, oldest first");
+  });
+  const { since, until, transaction_id: tx } = bundle.selector;
+  const inPeriod = (e) => (!since || Date.parse(e.at) >= Date.parse(since)) && (!until || Date.parse(e.at) < Date.parse(until));
+  const entries = bundle.openings.entries;
+  if (entries.length && Number(entries[0].seq) !== 1)
+    ensure(!inPeriod(entries[0]), `user: openings journal entry ${Number(entries[0].seq) - 1} is missing`);
+  const named = new Set(
+    entries.filter((e) => e.event === "user.challenge" && inPeriod(e) && (!tx || e.transaction_id === tx)).map((e) => e.challenge_id),
+  );
+  const listed = new Set(bundle.found.map((m) => m.challenge_id));
+  for (const id of named) ensure(listed.has(id), `user: ${id} is in the openings journal, not found`);
+  for (const id of listed) ensure(named.has(id), `user: ${id} is found, not in the openings journal`);
+}
+
 // Decision 0091: each part ends where the server's signed statement says.
 function checkExtents(bundle, parts, ring, blocks, subjectOf) {
   const stated = new Map();
@@ -385,6 +407,7 @@ export function verifyBundle(text, jwksSets) {
       const lifecycle = checkPart("lifecycle", bundle.lifecycle, blocks, { suffix: `:journal:${user}`, fromOne: true });
       void lifecycle;
       checkPart("openings", bundle.openings, blocks, { suffix: `:openings:${user}`, fromOne: false });
+      checkWhole(bundle);
       checkExtents(bundle, { lifecycle: bundle.lifecycle, openings: bundle.openings }, ring, blocks, () => bundle.selector);
     });
     bundle.operations.forEach((op, i) => run(`operation ${i + 1}`, () => checkOperation(op, ring, blocks, user)));
