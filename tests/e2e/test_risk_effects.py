@@ -142,6 +142,21 @@ async def test_a_payee_named_in_the_banks_voice_is_warned_with_the_alert(live: L
     assert "ARNAQUE" not in text
 
 
+async def test_a_payee_named_so_in_letters_the_sms_turns_into_ascii_is_warned_too(live: Live) -> None:
+    """`ANNUŁATION DU VIREMENT FRAUĐULEUX` (Ł, Đ): the SMS prints it `ANNULATION DU VIREMENT FRAUDULEUX`
+    (its GSM-7 letters, decision 0080), so the rules read it so: WARN `PAYEE_NAME_ALERT` and the alert's
+    wording. Found by an outside audit: read in its own letters only, the name passed with the usual text."""
+    user_id = await enrolled(live)
+    warned = await start(live, user_id, transfer(name="ANNU\u0141ATION DU VIREMENT FRAU\u0110ULEUX"))
+    assert (warned.risk.decision, [r.code for r in warned.risk.reasons]) == (
+        auth_pb.RISK_DECISION_WARN,
+        ["PAYEE_NAME_ALERT"],
+    )
+    text, _ = await read_code(live.sms_file, warned.challenge_id)
+    assert '"ANNULATION DU VIREMENT FRAUDULEUX"' in text
+    assert "il n'annule rien" in text
+
+
 async def test_the_new_payee_alert_is_journaled_as_its_own_template(
     live: Live, redis_client: aioredis.Redis
 ) -> None:

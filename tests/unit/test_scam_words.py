@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sesame.server.domain.scam_words import alarming_name
+from sesame.server.domain.transliteration import gsm7_letter, latin_letters
 
 
 @pytest.mark.parametrize(
@@ -46,3 +47,32 @@ def test_a_name_in_the_banks_voice_is_alarming(name: str) -> None:
 )
 def test_an_ordinary_name_is_not(name: str) -> None:
     assert not alarming_name(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ANNUŁATION DU VIREMENT FRAUĐULEUX",  # Ł and Đ: GSM-7 prints `ANNULATION ... FRAUDULEUX`
+        "REMƁOURSEMENT",
+        "ĐEBLOQUAGE",
+        "ꝊPPOSITION BANCAIRE",
+        "BAƝQUE",
+        "VER\u0131FICATION",  # a dotless i
+    ],
+)
+def test_a_name_that_reads_so_once_in_gsm7_letters_is_alarming(name: str) -> None:
+    """Found by an outside audit: letters the SMS prints as plain ASCII (decision 0080) split the word when
+    the name was read in its own letters only, and the signal stayed off."""
+    assert alarming_name(name)
+
+
+def test_every_latin_letter_printed_as_a_stems_letter_is_read_as_it() -> None:
+    """Each Latin letter whose GSM-7 spelling is a letter of `annulation`, put in its place, still alarms."""
+    word = "annulation"
+    swapped = [
+        word.replace(ascii_letter, letter, 1)
+        for letter in latin_letters()
+        if len(ascii_letter := gsm7_letter(letter).lower()) == 1 and ascii_letter in word
+    ]
+    assert len(swapped) > 100
+    assert [name for name in swapped if not alarming_name(name)] == []

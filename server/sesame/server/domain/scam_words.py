@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from sesame.server.domain.sms_text import printed_name
+from sesame.server.domain.sms_text import printed_names
 
 # Beginnings of words, accents and case folded: what a scam's payee name says the transfer does (cancel,
 # refund, secure, protect, block, verify, test) or who asks for it (the adviser, the fraud or security
@@ -47,9 +47,15 @@ _LETTERS = re.compile(r"[a-z]+")
 
 
 def alarming_name(name: str) -> bool:
-    """Whether the payee's name, as an SMS prints it, holds a word of the bank's voice. Letters spaced out
-    (`A N N U L A T I O N`, what dots or digits between them print as) are read as one word."""
-    printed = printed_name(name).lower()
+    """Whether the payee's name, as an SMS prints it (in GSM-7 letters or in its own), holds a word of the
+    bank's voice. Letters spaced out (`A N N U L A T I O N`, what dots or digits between them print as) are
+    read as one word. In GSM-7 letters `ANNUŁATION` prints `ANNULATION`: read in its own letters only, the
+    `Ł` split the word and the name passed (an outside audit found 243 such Latin letters)."""
+    return any(_alarming_printed(printed) for printed in printed_names(name))
+
+
+def _alarming_printed(printed: str) -> bool:
+    printed = printed.lower()
     if not printed.isascii():  # accents folded: `sécurisé` reads `securise`
         printed = "".join(c for c in unicodedata.normalize("NFKD", printed) if not unicodedata.combining(c))
     words = _LETTERS.findall(printed)

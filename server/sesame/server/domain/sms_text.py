@@ -254,6 +254,12 @@ def printed_name(name: str) -> str:
     return _quoted(_reduced(name, name_letter))
 
 
+def printed_names(name: str) -> tuple[str, str]:
+    """The payee's name as each kind of SMS prints it, quoted: in GSM-7 letters (`Ł` as `L`: most texts),
+    and in the name's own letters (a text the bank's own words make UCS-2)."""
+    return _quoted(_reduced(name, gsm7_letter)), printed_name(name)
+
+
 def _reduced(name: str, letter: Callable[[str], str]) -> str:
     """Letters (each as `letter` writes it), spaces and `- ' &`, at most PRINTED_NAME, cut at a word."""
     if name.isascii():
