@@ -254,10 +254,12 @@ def printed_name(name: str) -> str:
     return _quoted(_reduced(name, name_letter))
 
 
-def printed_names(name: str) -> tuple[str, str]:
+def printed_names(name: str) -> tuple[str, ...]:
     """The payee's name as each kind of SMS prints it, quoted: in GSM-7 letters (`Ł` as `L`: most texts),
-    and in the name's own letters (a text the bank's own words make UCS-2)."""
-    return _quoted(_reduced(name, gsm7_letter)), printed_name(name)
+    and in the name's own letters (a text the bank's own words make UCS-2); an ASCII name (most are) prints
+    one way in both, read once."""
+    own = printed_name(name)
+    return (own,) if name.isascii() else (_quoted(_reduced(name, gsm7_letter)), own)
 
 
 def _reduced(name: str, letter: Callable[[str], str]) -> str:
