@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from sesame.server.domain import scam_words
 from sesame.server.domain.scam_words import alarming_name
 from sesame.server.domain.transliteration import gsm7_letter, latin_letters
 
@@ -64,6 +65,37 @@ def test_a_name_that_reads_so_once_in_gsm7_letters_is_alarming(name: str) -> Non
     """Found by an outside audit: letters the SMS prints as plain ASCII (decision 0080) split the word when
     the name was read in its own letters only, and the signal stayed off."""
     assert alarming_name(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "REMB\u00d8URSEMENT",  # Ø, a GSM-7 letter the SMS prints as is, and NFKD leaves whole
+        "ANNULATI\u00f8N",
+        "REMB0URSEMENT",  # a digit for the O: the SMS prints `REMB URSEMENT`
+        "V3RIF1CATI0N",
+        "C0DE",
+        "BL0QUAGE CARTE",
+    ],
+)
+def test_a_letter_or_digit_passing_for_another_is_read_as_it(name: str) -> None:
+    """The SMS audit's look-alikes: each passed before (Ø is no accent to fold; a digit split the word)."""
+    assert alarming_name(name)
+
+
+@pytest.mark.parametrize(
+    "name", ["S\u00f8ren \u00c6r\u00f8 M\u00fcller", "SCI 2000", "Studio 54", "Soci\u00e9t\u00e9 1848"]
+)
+def test_names_with_such_letters_or_digits_are_not_alarming_for_them(name: str) -> None:
+    assert not alarming_name(name)
+
+
+@pytest.mark.parametrize(
+    ("letter", "reads"),
+    [("\u00f8", "o"), ("\u00e6", "ae"), ("\u0153", "oe"), ("\u00df", "ss"), ("\u0131", "i"), ("a", "a")],
+)
+def test_a_letter_reads_as_the_letters_it_looks_like(letter: str, reads: str) -> None:
+    assert scam_words._looks_like(letter) == reads
 
 
 def test_every_latin_letter_printed_as_a_stems_letter_is_read_as_it() -> None:

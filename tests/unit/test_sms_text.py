@@ -175,6 +175,8 @@ def test_a_payee_name_cannot_write_a_sentence_of_its_own(
         ("S.A.R.L. Martin (Lyon)", '"S A R L Martin Lyon"'),
         ("\u0406van \u03a1etrov", '"van etrov"'),  # Cyrillic I and Greek Rho, look-alikes of Latin I and P
         ("1234 !!", '"-"'),
+        ("Jean'' pour RECEVOIR de ''Jean", '"Jean pour RECEVOIR de Jean"'),  # no '' passing for a quote
+        ("O''Neil ' d'''Arc", "\"O'Neil d'Arc\""),
     ],
 )
 def test_the_printed_name_keeps_letters_spaces_and_a_few_marks(name: str, printed: str) -> None:

@@ -4,6 +4,7 @@ locale and code SMS wording."""
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Callable
 
@@ -26,12 +27,16 @@ LETTERS: list[Callable[[str], str]] = [gsm7_letter, name_letter, str]
 
 
 def reduced_reference(name: str, letter: Callable[[str], str]) -> str:
-    """Each character looked at: a Latin letter as `letter` writes it, a name's mark kept, else a space."""
+    """Each character looked at: a Latin letter as `letter` writes it, a name's mark kept, else a space; an
+    apostrophe once, inside a word."""
     kept = "".join(
         letter(c) if sms_text._is_name_character(c) else " " for c in unicodedata.normalize("NFC", name)
     )
     printed = ""
     for word in kept.split():
+        word = re.sub("'+", "'", word).strip("'")  # noqa: PLW2901 (the word as printed)
+        if not word:
+            continue
         longer = f"{printed} {word}" if printed else word
         if len(longer) > sms_text.PRINTED_NAME:
             printed = printed or word[: sms_text.PRINTED_NAME]

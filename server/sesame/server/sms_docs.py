@@ -102,8 +102,9 @@ _WHEN = {
 _NAMES = """## The payee's name
 
 The name is the only text in an SMS that the bank does not write. It is printed reduced: Latin letters,
-spaces and `- ' &` (digits, punctuation, quotes and other scripts become spaces), at most {printed}
-letters, cut at a word, in double quotes.
+spaces and `- ' &` (digits, punctuation, quotes and other scripts become spaces; an apostrophe only one
+at a time and inside a word, so that `''` cannot pass for a closing quote), at most {printed} letters, cut
+at a word, in double quotes.
 
 **GSM-7 first.** When the bank's own words are GSM-7, each letter of the name that GSM 03.38 lacks is
 written as the letters below, so that one `ç` does not send the whole text in UCS-2 (67 characters a part

@@ -10,6 +10,7 @@ some spelling, and a real payee may hold one (a security company): the code is s
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -50,14 +51,25 @@ def alarming_name(name: str) -> bool:
     """Whether the payee's name, as an SMS prints it (in GSM-7 letters or in its own), holds a word of the
     bank's voice. Letters spaced out (`A N N U L A T I O N`, what dots or digits between them print as) are
     read as one word. In GSM-7 letters `ANNUŁATION` prints `ANNULATION`: read in its own letters only, the
-    `Ł` split the word and the name passed (an outside audit found 243 such Latin letters)."""
-    return any(_alarming_printed(printed) for printed in printed_names(name))
+    `Ł` split the word and the name passed (an outside audit found 243 such Latin letters). A letter that
+    prints as itself but reads as another (`Ø` in `REMBØURSEMENT`) is read as the letter it looks like, and a
+    name with digits also with each digit as the letter it stands for (`REMB0URSEMENT`, which prints
+    `REMB URSEMENT`)."""
+    readings = (name, name.translate(_DIGITS_AS_LETTERS)) if any(c in _DIGITS for c in name) else (name,)
+    return any(_alarming_printed(printed) for reading in readings for printed in printed_names(reading))
+
+
+# Digits written for the letters they look like: `0` for `o`, `1` for `i`, `3` for `e`...
+_DIGITS = "0134578"
+_DIGITS_AS_LETTERS = str.maketrans(_DIGITS, "oieastb")
 
 
 def _alarming_printed(printed: str) -> bool:
     printed = printed.lower()
-    if not printed.isascii():  # accents folded: `sécurisé` reads `securise`
-        printed = "".join(c for c in unicodedata.normalize("NFKD", printed) if not unicodedata.combining(c))
+    if not printed.isascii():  # accents folded: `sécurisé` reads `securise`, `ø` reads `o`
+        printed = "".join(
+            _looks_like(c) for c in unicodedata.normalize("NFKD", printed) if not unicodedata.combining(c)
+        )
     words = _LETTERS.findall(printed)
     return any(_alarming(word) for word in _spelled_out(words))
 
@@ -77,3 +89,18 @@ def _spelled_out(words: list[str]) -> list[str]:
             out.append(run)
         run = ""
     return out
+
+
+@functools.cache
+def _looks_like(c: str) -> str:
+    """The ASCII letters a lower-case letter reads as: `ø` (a stroke, which NFKD leaves whole) `o`, `æ` `ae`,
+    `ß` `ss`; any other character itself."""
+    if c.isascii():
+        return c
+    if c == "ß":
+        return "ss"
+    found = _LOOKS_LIKE.fullmatch(unicodedata.name(c, ""))
+    return found[1].lower() if found else c
+
+
+_LOOKS_LIKE = re.compile(r"LATIN SMALL (?:LETTER|LIGATURE) (?:DOTLESS )?([A-Z]{1,2})(?: WITH .*)?")

@@ -263,7 +263,8 @@ def printed_names(name: str) -> tuple[str, ...]:
 
 
 def _reduced(name: str, letter: Callable[[str], str]) -> str:
-    """Letters (each as `letter` writes it), spaces and `- ' &`, at most PRINTED_NAME, cut at a word."""
+    """Letters (each as `letter` writes it), spaces and `- ' &` (an apostrophe only one at a time and inside
+    a word), at most PRINTED_NAME, cut at a word."""
     if name.isascii():
         # An ASCII name (most are) in one pass in C: its letters and marks are name characters that both
         # `letter`s write as themselves, every other character a space (decision 0072).
@@ -272,8 +273,13 @@ def _reduced(name: str, letter: Callable[[str], str]) -> str:
         kept = "".join(
             letter(c) if _is_name_character(c) else " " for c in unicodedata.normalize("NFC", name)
         )
+    words = kept.split()
+    if "'" in kept:
+        # One apostrophe, inside a word: `Jean'' pour ''Jean` would print as `"Jean" pour "Jean"`, two
+        # apostrophes passing for the closing and opening quotes of a name (an outside audit's, 0149).
+        words = [word for word in ("'".join(filter(None, word.split("'"))) for word in words) if word]
     printed = ""
-    for word in kept.split():
+    for word in words:
         longer = f"{printed} {word}" if printed else word
         if len(longer) > PRINTED_NAME:
             printed = printed or word[:PRINTED_NAME]  # one word longer than the bound: cut inside it
