@@ -59,6 +59,7 @@ LIVE_SCALE: dict[str, tuple[tuple[str, str], ...]] = {
     "SesameJournalNotSealed": (("> 60", "> 3"), ("for: 1m", "for: 2s")),
     "SesameJournalNotArchived": (("> 300", "> 3"), ("for: 5m", "for: 2s")),
     "SesameRiskDenialSpike": (("[30m]", "[1m]"), (">= 20", ">= 2"), ("for: 10m", "for: 2s")),
+    "SesameCallsShed": (("[10m]", "[5m]"), (">= 20", ">= 2"), ("for: 5m", "for: 2s")),
 }
 
 

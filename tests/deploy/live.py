@@ -12,7 +12,8 @@
   its Redis (one of the test's own) is full (maxmemory, noeviction): it answers the health probe and refuses
   every enrolment (SesameRedisRefusing, decision 0133).
 - `stalled`: no dispatch loop (`SESAME_DISPATCHERS=0`), so its outbox backs up; its journal archive's first
-  segment is a directory, not a file, so its sealed blocks are never archived.
+  segment is a directory, not a file, so its sealed blocks are never archived. Its workers run one call at
+  a time (`SESAME_MAX_CONCURRENT_RPCS=1`): a burst of reads at once is shed (SesameCallsShed).
 - `down`: nothing but boot; at the end its Redis is stopped and its worker killed: the new one cannot boot,
   no worker serves (SesameWorkersDown and SesameNotServing), and nothing is sealed.
 
@@ -32,7 +33,9 @@ import re
 import signal
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -203,6 +206,7 @@ def monitored(directory: Path, pki: Pki) -> Iterator[Prometheus]:
                     directory / "stalled",
                     {
                         "SESAME_DISPATCHERS": "0",
+                        "SESAME_MAX_CONCURRENT_RPCS": "1",
                         "SESAME_JOURNAL_ARCHIVE_DIR": str(directory / "stalled-archive"),
                     },
                 )
@@ -224,12 +228,13 @@ def monitored(directory: Path, pki: Pki) -> Iterator[Prometheus]:
         on_stalled = stack.enter_context(callers(stalled, None))
         eve = _flows(on_main, on_failing)
         _risky(on_main, operator)
-        _stalled(on_stalled)
+        stalled_challenges = queued(on_stalled, STALLED_SMS)
         _seen_twice(prometheus)
         _bursts(on_main, on_failing, eve)
         _denied(on_main, operator, DENIED[1:])
         _hsm_fails(failing, on_failing, prometheus)
         _redis_full(failing_redis, on_failing, prometheus)
+        _shed(on_stalled, stalled_challenges)
         stack.callback(_redis_stopped(main))
         stack.callback(_workers_down(down))
         prometheus.wait_for('sesame_health_probe_up{probe="state store"} == 0')
@@ -321,11 +326,6 @@ def queued(callers: Callers, count: int) -> list[str]:
     return started
 
 
-def _stalled(stalled: Callers) -> None:
-    """SMS queued where nobody dispatches them."""
-    queued(stalled, STALLED_SMS)
-
-
 def _seen_twice(prometheus: Prometheus) -> None:
     """Wait until Prometheus holds two samples of the counters the bursts will raise."""
     for series in (
@@ -342,6 +342,25 @@ def _bursts(main: Callers, failing: Callers, eve_challenge: str) -> None:
         assert main.verify(eve_challenge, "000000") in REFUSED_UNEVALUATED
     for _ in range(8):
         assert failing.sent_state("zoe") == auth_pb.DELIVERY_STATE_FAILED
+
+
+def _shed(stalled: Callers, challenges: list[str]) -> None:
+    """Reads of the stalled replica's challenges, 32 at once on its one connection, where a worker runs one
+    call at a time: some are shed (UNAVAILABLE), each answered one way or the other. Late in the drill: the
+    alert's live window (5 minutes) holds them until the tests are done."""
+    requests = [auth_pb.GetChallengeRequest(challenge_id=challenges[n % len(challenges)]) for n in range(320)]
+
+    def read(request: auth_pb.GetChallengeRequest) -> grpc.StatusCode:
+        try:
+            stalled.auth.GetChallenge(request, timeout=20)
+        except grpc.RpcError as error:
+            return error.code()  # type: ignore[no-any-return]
+        return grpc.StatusCode.OK
+
+    with ThreadPoolExecutor(32) as pool:
+        codes = Counter(pool.map(read, requests))
+    assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}, codes
+    assert codes[grpc.StatusCode.UNAVAILABLE] >= 2, codes
 
 
 def _hsm_fails(replica: Replica, callers: Callers, prometheus: Prometheus) -> None:

@@ -23,6 +23,7 @@ EXPECTED = {
     "SesameJournalNotSealed",
     "SesameJournalNotArchived",
     "SesameRiskDenialSpike",
+    "SesameCallsShed",
 }
 
 

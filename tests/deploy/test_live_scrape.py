@@ -74,7 +74,8 @@ def test_the_new_alerts_name_their_deployment(prometheus: Prometheus) -> None:
     replica's kannel, the sealing alert the replica whose Redis stopped and the one whose token is gone (it
     cannot sign what was journaled since); the stalled replica seals, it only does not archive; the denial
     spike the replica whose operator reports swapped SIMs, the workers' alert the replica whose worker cannot
-    boot again (its Redis stopped: it does not seal either)."""
+    boot again (its Redis stopped: it does not seal either), the shedding alert the replica whose workers run
+    one call at a time."""
     expected = {
         ("SesameOutboxBacklog", "stalled", ""),
         ("SesameOutboxOldestEntryAge", "stalled", ""),
@@ -86,6 +87,7 @@ def test_the_new_alerts_name_their_deployment(prometheus: Prometheus) -> None:
         ("SesameRiskDenialSpike", "main", ""),
         ("SesameWorkersDown", "down", ""),
         ("SesameJournalNotSealed", "down", ""),
+        ("SesameCallsShed", "stalled", ""),
     }
     names = {name for name, _, _ in expected}
 
