@@ -8,17 +8,24 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sesame.clients.redis_store import RedisState
-from sesame.server.domain.errors import ChallengeMismatch, RequestIdReused, UserNotActive, UserNotFound
+from sesame.server.domain.errors import (
+    ChallengeMismatch,
+    NoopsFull,
+    RequestIdReused,
+    UserNotActive,
+    UserNotFound,
+)
 from sesame.server.domain.lifecycle import (
     ByOverride,
     PhoneChange,
     Provenance,
     StatusAction,
     StatusChange,
+    StatusChanged,
     Unblocking,
     UnblockOutcome,
 )
-from sesame.server.domain.model import LockoutPolicy, RequestContext, VerificationAttempt
+from sesame.server.domain.model import LockoutPolicy, RequestContext, UserStatus, VerificationAttempt
 from sesame.server.domain.noops import NoopLimits
 from tests import factories
 from tests.contracts.conftest import WallClock
@@ -152,32 +159,39 @@ async def test_an_unknown_user_is_not_found(store: Store) -> None:
     assert await store.users.user_journal("u-1") == []
 
 
-async def test_noops_are_journaled_twenty_an_hour_and_their_request_ids_kept_the_latest_64(
+async def test_noops_are_journaled_twenty_an_hour_and_64_request_ids_kept_none_for_a_newer(
     store: Store,
 ) -> None:
-    """70 unblocks with nothing to lift, a millisecond apart, each under a new request id (decision 0054):
-    20 journaled, the others counted; the ids of the latest 64 remembered (a retry answered, another call
-    under one refused), the oldest forgotten; the next no-op an hour later carries the count."""
+    """70 unblocks with nothing to lift, a millisecond apart, each under a new request id (decisions 0054,
+    0149): the first 64 answered, 20 of them journaled, the others counted, their ids remembered (a retry of
+    the first answered, another call under one refused); the last 6 refused NoopsFull until the first id is
+    24 hours old, neither journaled nor counted; then the next no-op is taken, with the count."""
     await enrolled(store)
     journaled = len(await store.users.user_journal("u-1"))
     for n in range(70):
         at = NOW + timedelta(milliseconds=n)
-        done = await store.users.unblock_user(
-            Unblocking("u-1", at, dataclasses.replace(BY, request_id=f"n-{n}"))
-        )
-        assert done.outcome is UnblockOutcome.UNCHANGED
+        provenance = dataclasses.replace(BY, request_id=f"n-{n}")
+        if n < 64:
+            done = await store.users.unblock_user(Unblocking("u-1", at, provenance))
+            assert done.outcome is UnblockOutcome.UNCHANGED
+            continue
+        with pytest.raises(NoopsFull) as full:
+            await store.users.unblock_user(Unblocking("u-1", at, provenance))
+        assert full.value.retry_after == timedelta(hours=24) - timedelta(milliseconds=n)
     assert len(await store.users.user_journal("u-1")) == journaled + 20
-    assert await store.users.applied_change("u-1", "n-5") is None
-    assert await store.users.applied_change("u-1", "n-6") is not None
-    retried = await store.users.unblock_user(unblocking("n-69"))
+    assert await store.users.applied_change("u-1", "n-0") is not None
+    assert await store.users.applied_change("u-1", "n-63") is not None
+    assert await store.users.applied_change("u-1", "n-64") is None
+    retried = await store.users.unblock_user(unblocking("n-0"))
     assert retried.outcome is UnblockOutcome.REPLAYED
     with pytest.raises(RequestIdReused):
         await store.users.change_user_status(
-            StatusChange("u-1", StatusAction.SUSPEND, NOW, dataclasses.replace(BY, request_id="n-69"))
+            StatusChange("u-1", StatusAction.SUSPEND, NOW, dataclasses.replace(BY, request_id="n-63"))
         )
-    later = Unblocking("u-1", NOW + timedelta(hours=1), dataclasses.replace(BY, request_id="later"))
-    await store.users.unblock_user(later)
-    assert (await last_entry(store))["unjournaled_before"] == "50"
+    later = Unblocking("u-1", NOW + timedelta(hours=24), dataclasses.replace(BY, request_id="later"))
+    assert (await store.users.unblock_user(later)).outcome is UnblockOutcome.UNCHANGED
+    assert (await last_entry(store))["unjournaled_before"] == "44"
+    assert await store.users.applied_change("u-1", "n-0") is None  # 24 hours old: forgotten
 
 
 # Settings other than the defaults (decision 0058): 3 no-ops journaled an hour, 5 request ids for 10 minutes.
@@ -194,8 +208,9 @@ def limited(request: pytest.FixtureRequest) -> Store:
 
 async def test_the_noop_limits_are_settings_that_the_scripts_apply(limited: Store) -> None:
     """Unblocks and suspensions that change nothing, each under a new request id: 3 of the hour journaled
-    (a real suspension among them still is), the ids of the latest 5 remembered, forgotten after 10 minutes;
-    the next no-op of the next hour carries the count of those not journaled."""
+    (a real suspension among them still is), the ids of the first 5 remembered, forgotten after 10 minutes
+    (an unblock refused meanwhile); the next no-op of the next hour carries the count of those not
+    journaled."""
     store = limited
     await enrolled(store)
     journaled = len(await store.users.user_journal("u-1"))
@@ -211,11 +226,14 @@ async def test_the_noop_limits_are_settings_that_the_scripts_apply(limited: Stor
         await noop(n, NOW + timedelta(milliseconds=n), StatusAction.REINSTATE if n % 2 else None)
     suspended = dataclasses.replace(BY, request_id="s")
     await store.users.change_user_status(StatusChange("u-1", StatusAction.SUSPEND, NOW + MS * 10, suspended))
-    for n in range(4, 8):
+    for n in range(4, 8):  # the fifth id remembered; then no room: answered, journaled, not remembered
         await noop(n, NOW + MS * (20 + n), StatusAction.SUSPEND)
+    with pytest.raises(NoopsFull) as full:  # nothing to lift, no room: refused, neither journaled nor counted
+        await noop(50, NOW + MS * 30)
+    assert full.value.retry_after == timedelta(minutes=10) - MS * 30
     assert len(await store.users.user_journal("u-1")) == journaled + 3 + 1
-    assert await store.users.applied_change("u-1", "n-2") is None
-    assert await store.users.applied_change("u-1", "n-3") is not None
+    remembered = [await store.users.applied_change("u-1", f"n-{n}") is not None for n in (0, 4, 5, 50)]
+    assert remembered == [True, True, False, False]
     await noop(8, NOW + timedelta(minutes=11))
     assert [await store.users.applied_change("u-1", f"n-{n}") is not None for n in (7, 8)] == [False, True]
     assert await store.users.applied_change("u-1", "s") is not None  # a real change's id is kept
@@ -244,3 +262,27 @@ async def test_a_refused_number_change_is_a_noop_bounded_by_the_settings(limited
         with pytest.raises(ChallengeMismatch):
             await store.users.change_secure_phone(mismatched)
     assert len(await store.users.user_journal("u-1")) == journaled + 3
+
+
+async def test_a_stale_reinstatement_retry_never_lifts_a_later_suspension(limited: Store) -> None:
+    """The outside audit's sequence (decision 0149), with 5 ids kept: a reinstatement that changed nothing,
+    a suspension, more suspensions of the suspended user than there is room for; the reinstatement retried
+    is answered as it was (REPLAYED: the user stays suspended). Then, the user reinstated for real, a
+    reinstatement that would change nothing finds no room: NoopsFull, the user as it was."""
+    store = limited
+    await enrolled(store)
+
+    async def status(action: StatusAction, request_id: str, ms: int) -> StatusChanged:
+        change = StatusChange("u-1", action, NOW + MS * ms, dataclasses.replace(BY, request_id=request_id))
+        return await store.users.change_user_status(change)
+
+    assert (await status(StatusAction.REINSTATE, "found", 0)).user.status is UserStatus.ACTIVE
+    await status(StatusAction.SUSPEND, "stolen", 1)
+    for n in range(8):
+        await status(StatusAction.SUSPEND, f"again-{n}", 2 + n)
+    assert (await status(StatusAction.REINSTATE, "found", 20)).user.status is UserStatus.SUSPENDED
+    assert (await status(StatusAction.REINSTATE, "recovered", 21)).user.status is UserStatus.ACTIVE
+    with pytest.raises(NoopsFull):
+        await status(StatusAction.REINSTATE, "found-again", 22)
+    assert await store.users.applied_change("u-1", "found-again") is None
+    assert (await store.users.get_user("u-1")).status is UserStatus.ACTIVE

@@ -176,16 +176,22 @@ class Memory:
         if added is not None:
             self._journal(user_id, entry | added)
 
-    def _remember_noop(self, user_id: str, request_id: str, record: AppliedChange, at: datetime) -> None:
-        """As _noops.lua's remember_noop: the latest `ids_kept` no-ops' ids, for `ids_for`."""
-        self._changes[(user_id, request_id)] = record
+    def _noop_room(self, user_id: str, at: datetime) -> datetime | None:
+        """As _noops.lua's noop_room: the no-ops' ids past `ids_for` forgotten; None when fewer than
+        `ids_kept` are left, else when the oldest left is forgotten."""
         ids = self._noop_ids.setdefault(user_id, {})
-        ids[request_id] = at
-        kept = sorted(ids.items(), key=lambda item: item[1])
-        for old, when in kept:
-            if when <= at - self._noop_limits.ids_for or len(ids) > self._noop_limits.ids_kept:
+        for old, when in list(ids.items()):
+            if when <= at - self._noop_limits.ids_for:
                 del ids[old]
                 del self._changes[(user_id, old)]
+        if len(ids) < self._noop_limits.ids_kept:
+            return None
+        return min(ids.values()) + self._noop_limits.ids_for
+
+    def _remember_noop(self, user_id: str, request_id: str, record: AppliedChange, at: datetime) -> None:
+        """As _noops.lua's remember_noop, room made by `_noop_room`."""
+        self._changes[(user_id, request_id)] = record
+        self._noop_ids.setdefault(user_id, {})[request_id] = at
 
     def _refused(self, challenge_id: str, event: str, outcome: str, at: datetime) -> bool:
         """Count one refusal; whether it is the first of its kind, the one to journal (as the scripts)."""

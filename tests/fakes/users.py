@@ -10,6 +10,7 @@ from datetime import datetime
 from sesame.server.domain.dispatching import NoticeAddressee
 from sesame.server.domain.errors import (
     ChallengeMismatch,
+    NoopsFull,
     PhoneUnchanged,
     RequestIdReused,
     UserAlreadyExists,
@@ -127,6 +128,11 @@ class MemoryUsers:
             return "replayed"
         user = self._m._users[user_id]
         status, outcome = _transition(user, change.action)
+        # As _user_status.lua: a no-op's id remembered when there is room, else a reinstatement refused and a
+        # restriction answered unremembered (decision 0149).
+        full = self._m._noop_room(user_id, ms(change.at)) if outcome == "unchanged" and record_id else None
+        if full is not None and change.action is StatusAction.REINSTATE:
+            raise NoopsFull(user_id, full - ms(change.at))
         if outcome in ("suspended", "reinstated", "revoked"):
             counted = self._counts(user_id)  # as change_user_status.lua (0056)
             self._m._user_changes[user_id] = (counted[0] + 1, counted[1])
@@ -143,9 +149,10 @@ class MemoryUsers:
         else:
             self._m._journal(user_id, {**self._status_head(change), **entry})
         record = AppliedChange(change.fingerprint, self._counts(user_id))  # as change_user_status.lua
-        if outcome == "unchanged" and record_id:
-            self._m._remember_noop(user_id, record_id, record, ms(change.at))
-        elif outcome != "refused" and record_id:
+        if noop and record_id:
+            if outcome == "unchanged" and full is None:
+                self._m._remember_noop(user_id, record_id, record, ms(change.at))
+        elif record_id:
             self._m._changes[(user_id, record_id)] = record
         return outcome
 
@@ -185,6 +192,8 @@ class MemoryUsers:
             elif user.failures > 0 or user.blocked_until is not None:
                 outcome = "unblocked"
                 self._m._users[user.user_id] = dataclasses.replace(user, failures=0, blocked_until=None)
+            elif (full := self._m._noop_room(user.user_id, ms(unblocking.at))) is not None:
+                raise NoopsFull(user.user_id, full - ms(unblocking.at))  # as unblock_user.lua (0149)
             journal = self._m._journal if outcome == "unblocked" else self._journal_noop(unblocking.at)
             journal(
                 user.user_id,

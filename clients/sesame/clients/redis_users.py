@@ -16,6 +16,7 @@ from sesame.clients.redis_scripts import stored_user
 from sesame.server.domain.dispatching import NOTICE_MAX_AGE_LIMIT
 from sesame.server.domain.errors import (
     ChallengeMismatch,
+    NoopsFull,
     PhoneUnchanged,
     RequestIdReused,
     UserAlreadyExists,
@@ -86,6 +87,8 @@ class RedisUsers(RedisPlace):
                 raise UserNotActive(change.user_id)
             case b"request_conflict":
                 raise RequestIdReused
+            case b"noops_full":
+                raise NoopsFull(change.user_id, rec.from_ms(int(reply[1])) - change.at)
         opened = int(reply[3]) if len(reply) > 3 else 0  # a replay answers none
         return StatusChanged(stored_user(rec.pairs(reply[1])), rec.counts_from(reply[2]), opened)
 
@@ -137,6 +140,8 @@ class RedisUsers(RedisPlace):
                 raise UserNotActive(user_id)
             case b"request_conflict":
                 raise RequestIdReused
+            case b"noops_full":
+                raise NoopsFull(user_id, rec.from_ms(int(reply[1])) - unblocking.at)
         return Unblocked(UnblockOutcome(reply[0].decode()), stored_user(rec.pairs(reply[1])))
 
     async def change_secure_phone(self, change: PhoneChange) -> PhoneChanged:

@@ -17,23 +17,29 @@ local function journal_noop(user, journal, entry, now, limits)
   return journal_hourly(user, 'noops', limits.per_hour, journal, entry, now)
 end
 
--- Remember the request id of a no-op in the user's applied request ids `changes`, as `record` (its
--- fingerprint, with the counts for a status change: _user_changes.lua's `applied`), so that a retry is
--- answered as before and another call under it refused; and forget the no-ops' ids older than
--- `limits.ids_for_ms` or beyond the `limits.ids_kept` latest: their times are in `<changes>:noops` (same
--- slot). Ids of real changes are not in it: each is a change of the user, journaled, kept as long as the
--- user.
-local function remember_noop(changes, request_id, record, now, limits)
+-- Room for one more no-op's request id in the user's applied ids `changes`: the no-ops' ids older than
+-- `limits.ids_for_ms` are forgotten first (their times are in `<changes>:noops`, same slot); then true when
+-- fewer than `limits.ids_kept` are left, else the time (ms) the oldest left is forgotten at. An id is never
+-- forgotten for a newer one (decision 0149): a forgotten no-op's retry is a new call, and a reinstatement's
+-- or an unblock's, after a suspension or a block made since, would lift it. Ids of real changes are not in
+-- it: each is a change of the user, journaled, kept as long as the user.
+local function noop_room(changes, now, limits)
   local noops = changes .. ':noops'
-  redis.call('HSET', changes, request_id, record)
-  redis.call('ZADD', noops, now, request_id)
   local old = redis.call('ZRANGEBYSCORE', noops, '-inf', now - limits.ids_for_ms)
-  local over = redis.call('ZCARD', noops) - #old - limits.ids_kept
-  if over > 0 then
-    old = redis.call('ZRANGE', noops, 0, #old + over - 1)
-  end
   if #old > 0 then
     redis.call('HDEL', changes, unpack(old))
     redis.call('ZREM', noops, unpack(old))
   end
+  if redis.call('ZCARD', noops) < limits.ids_kept then
+    return true
+  end
+  return tonumber(redis.call('ZRANGE', noops, 0, 0, 'WITHSCORES')[2]) + limits.ids_for_ms
+end
+
+-- Remember the request id of a no-op, room made by `noop_room`, as `record` (its fingerprint, with the
+-- counts for a status change: _user_changes.lua's `applied`), so that a retry is answered as before and
+-- another call under it refused.
+local function remember_noop(changes, request_id, record, now)
+  redis.call('HSET', changes, request_id, record)
+  redis.call('ZADD', changes .. ':noops', now, request_id)
 end

@@ -15,13 +15,15 @@
 -- spent and another client's user left alone), ARGV[6..8] the no-op limits (_noops.lua),
 -- ARGV[9 ..] journal field/value pairs
 -- Returns {'suspended'|'reinstated'|'unblocked'|'revoked'|'unchanged'|'replayed', hgetall, counts, open},
--- {'refused'}, {'not_found'}, {'foreclosed'}, {'foreign'} or {'request_conflict'}; counts are the user's
+-- {'refused'}, {'not_found'}, {'foreclosed'}, {'foreign'}, {'request_conflict'} or {'noops_full', ms}
+-- (a reinstatement that would change nothing, the user's no-op ids full until ms); counts are the user's
 -- changes counted right after the step, '<status>:<number>' ('' for a request recorded before they were);
 -- open, for a suspension or a revocation made here, how many of the user's challenges were open at that
 -- instant: every one is void from it, whichever step marks it so first (the change's voiding, a Verify, the
 -- outbox's take: decision 0102); 0 otherwise.
 -- An outcome that changed nothing ('unchanged', 'refused') is journaled as a no-op (_noops.lua: the first few
--- of the user's hour, then counted), and its request id remembered for a bounded time (decision 0054).
+-- of the user's hour, then counted), and its request id remembered for a bounded time (decision 0054), or
+-- a reinstatement refused when no room is left (decision 0149).
 
 -- Make the change ARGV[1] names when `allowed` (action -> true) holds it; another action is an error, never a
 -- change made by the script that must not make it.
@@ -86,6 +88,13 @@ local function change_status(allowed)
     status_changes = redis.call('HINCRBY', user, 'status_changes', 1)
   end
   local counts = status_changes .. ':' .. (h[7] or '0')
+  -- A no-op's id is remembered when there is room; without room, a suspension or revocation that changed
+  -- nothing is answered all the same (its retry can only restrict again), a reinstatement refused (its
+  -- retry, taken as new, would lift a suspension made since: decision 0149).
+  local room = outcome ~= 'unchanged' or request_id == '' or noop_room(changes, tonumber(now), limits)
+  if room ~= true and action == 'reinstate' then
+    return {'noops_full', room}
+  end
   if outcome == 'reinstated' or outcome == 'unblocked' then
     redis.call('HSET', user, 'failures', 0, 'blocks', 0, 'blocked_until', 0)
   end
@@ -95,7 +104,7 @@ local function change_status(allowed)
     return {outcome}
   end
   if request_id ~= '' and noop then
-    remember_noop(changes, request_id, fingerprint .. '@' .. counts, tonumber(now), limits)
+    if room == true then remember_noop(changes, request_id, fingerprint .. '@' .. counts, tonumber(now)) end
   elseif request_id ~= '' then
     redis.call('HSET', changes, request_id, fingerprint .. '@' .. counts)
   end

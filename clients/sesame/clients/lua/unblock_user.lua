@@ -6,9 +6,10 @@
 -- KEYS[1] user hash, KEYS[2] user journal stream, KEYS[3] applied request ids (same {s:<n>} slot)
 -- ARGV[1] request id, ARGV[2] its fingerprint, ARGV[3] time (unix ms), ARGV[4..6] the no-op limits
 -- (_noops.lua), ARGV[7 ..] journal field/value pairs
--- Returns {'unblocked'|'unchanged'|'replayed', hgetall}, {'refused'}, {'not_found'} or {'request_conflict'}.
--- 'unchanged' and 'refused' are journaled as no-ops (_noops.lua: the first few of the user's hour,
--- then counted), and the request id of an 'unchanged' remembered for a bounded time (decision 0054).
+-- Returns {'unblocked'|'unchanged'|'replayed', hgetall}, {'refused'}, {'not_found'}, {'request_conflict'} or
+-- {'noops_full', ms}. 'unchanged' and 'refused' are journaled as no-ops (_noops.lua: the first few of the
+-- user's hour, then counted), and the request id of an 'unchanged' remembered for a bounded time (decision
+-- 0054); with no room left for it, the call is refused, nothing journaled (decision 0149).
 --#include _journal_hourly.lua
 --#include _noops.lua
 local user, journal, changes = KEYS[1], KEYS[2], KEYS[3]
@@ -31,6 +32,13 @@ if h[1] == 'revoked' then
 elseif failures > 0 or blocked_until > 0 then
   outcome = 'unblocked'
   redis.call('HSET', user, 'failures', 0, 'blocked_until', 0)
+else
+  -- Nothing to lift: its id is remembered, or, without room, the call refused (its retry, taken as new,
+  -- would lift a block made since: decision 0149).
+  local room = noop_room(changes, now, limits)
+  if room ~= true then
+    return {'noops_full', room}
+  end
 end
 local entry = {}
 for i = 7, #ARGV do entry[#entry + 1] = ARGV[i] end
@@ -46,7 +54,7 @@ end
 if outcome == 'refused' then
   return {outcome}
 elseif outcome == 'unchanged' then
-  remember_noop(changes, request_id, fingerprint, now, limits)
+  remember_noop(changes, request_id, fingerprint, now)
 else
   redis.call('HSET', changes, request_id, fingerprint)
 end

@@ -145,6 +145,17 @@ class SendBudgetExhausted(SesameError):
         self.retry_after = retry_after
 
 
+class NoopsFull(SesameError):
+    """A reinstatement or an unblock that would change nothing (the user is as asked already), and no room is
+    left among the user's remembered request ids of calls that changed nothing until `retry_after`: refused,
+    not answered and forgotten, since its retry, taken as a new call, would lift a suspension or a block made
+    since (decision 0149)."""
+
+    def __init__(self, user_id: str, retry_after: timedelta) -> None:
+        super().__init__(user_id)
+        self.retry_after = retry_after
+
+
 class DestinationNotAllowed(SesameError):
     """The number is in a country Sésame does not send SMS to; the message is the region, never the number."""
 

@@ -117,7 +117,8 @@ class Users(Protocol):
 
         The request id is recorded with the user's change counts right after the step. A request id applied
         before answers the user as it is now, with the counts recorded then. UserNotFound, UserNotActive (the
-        user is revoked, and that is final), RequestIdReused.
+        user is revoked, and that is final), RequestIdReused, NoopsFull (a reinstatement that would change
+        nothing, no room left to remember its request id: decision 0149).
         """
         ...
 
@@ -125,7 +126,7 @@ class Users(Protocol):
         """Clear the wrong codes in a row and the block's end, atomically and journaled; keep `blocks`.
 
         A request id applied before answers the user as it is now (REPLAYED). UserNotFound, UserNotActive
-        (revoked), RequestIdReused.
+        (revoked), RequestIdReused, NoopsFull (nothing to lift, no room left to remember its request id).
         """
         ...
 

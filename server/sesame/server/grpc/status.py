@@ -39,6 +39,7 @@ _TABLE: tuple[tuple[type[errors.SesameError], grpc.StatusCode, str], ...] = (
     (errors.RiskDenied, grpc.StatusCode.FAILED_PRECONDITION, "the risk rules deny this operation"),
     (errors.ResendRefused, grpc.StatusCode.RESOURCE_EXHAUSTED, "resend refused"),
     (errors.SendBudgetExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED, "too many codes sent"),
+    (errors.NoopsFull, grpc.StatusCode.RESOURCE_EXHAUSTED, "too many requests that changed nothing"),
     (errors.KeyVersionUnavailable, grpc.StatusCode.UNAVAILABLE, "key version not held here, retry later"),
     (errors.HsmUnavailable, grpc.StatusCode.UNAVAILABLE, "key store unavailable, retry later"),
     (errors.StoreUnavailable, grpc.StatusCode.UNAVAILABLE, "state store unavailable, retry later"),
@@ -96,6 +97,9 @@ def _message(summary: str, error: errors.SesameError) -> str:
         return f"{summary}; no code for payments or new beneficiaries for {_seconds(error.retry_after)} s"
     if isinstance(error, errors.ResendRefused | errors.SendBudgetExhausted):
         return _quota_message(summary, error)
+    if isinstance(error, errors.NoopsFull):
+        wait = _seconds(error.retry_after)
+        return f"{summary} for this user lately (it is as asked already); retry in {wait} s"
     return summary
 
 
@@ -132,7 +136,7 @@ def _details(error: errors.SesameError, code: grpc.StatusCode) -> list[any_pb2.A
         return _precondition(error)
     elif isinstance(error, errors.ResendRefused):
         return _resend_details(error)
-    elif isinstance(error, errors.SendBudgetExhausted):
+    elif isinstance(error, errors.SendBudgetExhausted | errors.NoopsFull):
         return _budget_details(error)
     elif code is grpc.StatusCode.UNAVAILABLE:
         detail = error_details_pb2.RetryInfo(retry_delay=_RETRY_DELAY)
@@ -175,11 +179,16 @@ def _resend_details(error: errors.ResendRefused) -> list[any_pb2.Any]:
     return [_packed(quota), _packed(error_details_pb2.RetryInfo(retry_delay=wait))]
 
 
-def _budget_details(error: errors.SendBudgetExhausted) -> list[any_pb2.Any]:
+def _budget_details(error: errors.SendBudgetExhausted | errors.NoopsFull) -> list[any_pb2.Any]:
     """Whose budget (`user` or `phone`: never the number) and when a unit frees."""
-    violation = error_details_pb2.QuotaFailure.Violation(
-        subject=error.subject, description="SMS send budget spent for the rolling window"
-    )
+    if isinstance(error, errors.NoopsFull):
+        violation = error_details_pb2.QuotaFailure.Violation(
+            subject="user", description="requests that changed nothing, remembered for a bounded time"
+        )
+    else:
+        violation = error_details_pb2.QuotaFailure.Violation(
+            subject=error.subject, description="SMS send budget spent for the rolling window"
+        )
     wait = duration_pb2.Duration(seconds=_seconds(error.retry_after))
     return [
         _packed(error_details_pb2.QuotaFailure(violations=[violation])),
