@@ -44,6 +44,23 @@ START_CASES = [
         _transfer(iban="FR7630006000011234567890188"),
         "operation.credit_transfer.payee.iban",
     ),
+    # Letters Python's upper case turns into ASCII (an outside audit's): a dotless i and `T60...` was bound
+    # as the IBAN `IT60...`.
+    (
+        "IBAN with a dotless i",
+        _transfer(iban="\u0131T60X0542811101000000123456"),
+        "operation.credit_transfer.payee.iban",
+    ),
+    (
+        "IBAN with a long s",
+        _transfer(iban="\u017fE4550000000058398257466"),
+        "operation.credit_transfer.payee.iban",
+    ),
+    (
+        "IBAN with a ligature",
+        _transfer(iban="\ufb0668000100010051845310112"),
+        "operation.credit_transfer.payee.iban",
+    ),
     ("zero amount", _transfer(amount_minor=0), "operation.credit_transfer.amount.amount_minor"),
     ("negative amount", _transfer(amount_minor=-5), "operation.credit_transfer.amount.amount_minor"),
     ("unknown currency", _transfer(currency="XYZ"), "operation.credit_transfer.amount.currency"),

@@ -24,7 +24,17 @@ def test_iban_is_compacted() -> None:
     assert validation.iban("FR76 3000 6000 0112 3456 7890 189") == "FR7630006000011234567890189"
 
 
-@pytest.mark.parametrize("value", ["FR7630006000011234567890188", "XX00", "", "FR76" + "1" * 60])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "FR7630006000011234567890188",
+        "XX00",
+        "",
+        "FR76" + "1" * 60,
+        "\u0131T60X0542811101000000123456",  # upper-cased, a dotless i reads `I`: a valid Italian IBAN
+        "\u017fE4550000000058398257466",  # a long s reads `S`
+    ],
+)
 def test_iban_refuses_bad_checksums_and_garbage(value: str) -> None:
     """A wrong check digit is caught."""
     with pytest.raises(ValueError, match=r"."):

@@ -37,7 +37,9 @@ local earlier = redis.call('GET', stored)
 if earlier then
   return {'exists', earlier}
 end
-redis.call('SET', stored, ARGV[1], 'PX', ARGV[2])
+if tonumber(ARGV[2]) > 0 then  -- a retention of 0 keeps none: GetProof signs the journal's claims again
+  redis.call('SET', stored, ARGV[1], 'PX', ARGV[2])
+end
 if not named then
   journal_append(journal, {unpack(ARGV, 3)})
 end

@@ -69,6 +69,10 @@ def iban(value: str) -> str:
         raise ValueError("is required")
     if len(value) > 42:
         raise ValueError("is too long for an IBAN")
+    if not value.isascii():
+        # An IBAN is ASCII letters and digits: Python's upper case would read a dotless i as `I`, a long s as
+        # `S`, the ligature st as `ST`, binding another string than the one sent (an outside audit's).
+        raise ValueError("must be ASCII letters and digits")
     try:
         return str(IBAN(value).compact)
     except SchwiftyException as exc:
