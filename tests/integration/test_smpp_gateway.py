@@ -7,6 +7,7 @@ import contextlib
 import struct
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import pytest
 import redis.asyncio as aioredis
@@ -285,6 +286,19 @@ async def test_submits_are_paced_at_the_rate(smsc: Smsc, gateways: Gateways):
     await asyncio.gather(*(gateway.send(message) for _ in range(6)))
     assert asyncio.get_running_loop().time() - started >= 0.95
     assert len(smsc.submitted) == 6
+
+
+async def test_a_code_queued_past_its_end_is_not_submitted(smsc: Smsc, gateways: Gateways):
+    """At 2 submit_sm a second, four codes living 1.2 s sent at once: the slots at 0, 0.5 and 1 s go, the
+    fourth (1.5 s, past its code's end) is refused `throttled` at once, nothing submitted for it (decision
+    0151)."""
+    smsc.receipt = None
+    gateway = await gateways(rate=2.0)
+    message = SmsMessage(PHONE, "MaBanque: code 482913", "ch.k1.d6", valid_for=timedelta(seconds=1.2))
+    sent = await asyncio.gather(*(gateway.send(message) for _ in range(4)), return_exceptions=True)
+    refused = [outcome for outcome in sent if isinstance(outcome, DeliveryFailed)]
+    assert [failure.reason for failure in refused] == ["throttled"]
+    assert len(smsc.submitted) == 3
 
 
 async def test_close_unbinds_and_does_not_bind_again(gateways: Gateways):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -107,8 +108,7 @@ class SmppSmsGateway:
         self._ids = ids
         self._book = ReceiptBook()
         self._window = asyncio.Semaphore(config.window)
-        self._pace_lock = asyncio.Lock()
-        self._next_slot = 0.0
+        self._next_slot = 0.0  # the loop time of the next free submit slot (`_slots`)
         self._session: SmppSession | None = None
         self._settled = asyncio.Event()  # set while bound, or while the last attempt to bind failed
         self._keeper: asyncio.Task[None] | None = None
@@ -147,6 +147,10 @@ class SmppSmsGateway:
             return SentSms(provider_ref=ref, sent_at=sent_at, provider_ids=whole[1])
         session = await self._bound()
         encoded = smpp_text.encode(message.text, random.randrange(256))  # noqa: S311 (a UDH reference, no secret)
+        # The code's end on the loop's clock: no part is submitted past it, each says what is left of it.
+        loop = asyncio.get_running_loop()
+        deadline = None if message.valid_for is None else loop.time() + message.valid_for.total_seconds()
+        slots = self._slots(len(encoded.parts), deadline)
         tracked = Tracked(message.challenge_id, ref)
         # A notice belongs to no challenge: its receipt would have nowhere to go.
         receipt = _FINAL_RECEIPT if self._record is not None and message.challenge_id else 0
@@ -162,7 +166,9 @@ class SmppSmsGateway:
                 # The last part taken late leaves the whole text at the SMSC: remembered for a later try.
                 last = (_digest(message.text), tuple(ids)) if index == len(encoded.parts) - 1 else None
                 ids.append(
-                    await self._submit_part(session, short, tracked, parts, later=bool(ids), last=last)
+                    await self._submit_part(
+                        session, short, tracked, parts, (slots[index], deadline), later=bool(ids), last=last
+                    )
                 )
         except DeliveryFailed as exc:
             if ids:
@@ -202,10 +208,6 @@ class SmppSmsGateway:
             data_coding=encoded.data_coding,
             short_message=part,
             tlvs=tlvs,
-            # A code past its life is worth nothing: the SMSC drops it then (decision 0123).
-            validity=""
-            if message.valid_for is None
-            else pdu.relative_time(message.valid_for.total_seconds()),
         )
 
     async def _bound(self) -> SmppSession:
@@ -225,38 +227,48 @@ class SmppSmsGateway:
         short: ShortMessage,
         tracked: Tracked,
         parts: int,
+        when: tuple[float, float | None],
         *,
         later: bool,
         last: tuple[bytes, tuple[str, ...]] | None = None,
     ) -> str:
-        """Submit one part. A later part (the SMSC took the ones before) refused before acceptance
-        (throttled, queue full, system error) is asked again after a jittered pause, within `part_retry`:
-        failing it as `partial` would send the message whole again elsewhere (the phone sees its first
-        parts twice), or fail it with its first half, the code in it, on the phone. The first part's
-        refusal is the failover's to retry (it asks for the whole message again: nothing was taken)."""
+        """Submit one part at its slot, before the code's deadline (`when`). A later part (the SMSC took the
+        ones before) refused before acceptance (throttled, queue full, system error) is asked again after a
+        jittered pause, in a slot of its own, within `part_retry` and the deadline: failing it as `partial`
+        would send the message whole again elsewhere (the phone sees its first parts twice), or fail it with
+        its first half, the code in it, on the phone. The first part's refusal is the failover's to retry (it
+        asks for the whole message again: nothing was taken)."""
         retry = self._config.part_retry
+        slot, deadline = when
         attempt = 0
         while True:
             try:
-                return await self._submit(session, short, tracked, parts, last)
+                if (wait := slot - asyncio.get_running_loop().time()) > 0:
+                    await asyncio.sleep(wait)
+                return await self._submit(session, short, tracked, parts, deadline=deadline, last=last)
             except DeliveryFailed as exc:
                 if not later or exc.reason not in _PART_RETRIED or attempt == retry.retries:
                     raise
                 _log.info("SMPP part refused (%s) for %s: asked again", exc.reason, tracked.challenge_id)
                 await asyncio.sleep(retry.delay(attempt, random.random()))  # noqa: S311 (jitter, no secret)
+                [slot] = self._slots(1, deadline)
                 attempt += 1
 
-    async def _submit(
+    async def _submit(  # noqa: PLR0913 (the part, its message, its deadline, what a late answer completes)
         self,
         session: SmppSession,
         short: ShortMessage,
         tracked: Tracked,
         parts: int,
+        *,
+        deadline: float | None,
         last: tuple[bytes, tuple[str, ...]] | None = None,
     ) -> str:
-        """Submit one part; its SMSC message id ("" if the answer had none readable). `parts` > 0: the
-        message's part count, a receipt is expected for each. `last`: this is the message's last part, its
-        text's digest and the ids of the parts before it (kept if this one is taken after our timeout)."""
+        """Submit one part now, unless the code's `deadline` (a loop time) passed: the part says what is left
+        of the code (its validity period), the SMSC drops it past that (decision 0123).
+        Its SMSC message id ("" if the answer had none readable). `parts` > 0: the message's part count, a
+        receipt is expected for each. `last`: this is the message's last part, its text's digest and the ids
+        of the parts before it (kept if this one is taken after our timeout)."""
 
         def accepted(answer: Pdu) -> None:
             # Runs before the reader takes the next PDU: a receipt right behind the answer finds its id.
@@ -271,7 +283,7 @@ class SmppSmsGateway:
                         self._later(self._remember(self._ids, message_id, part))
 
         async with self._window:
-            await self._pace()
+            short = _valid_until(short, deadline)
             try:
                 late = functools.partial(self._answered_late, tracked=tracked, parts=parts, last=last)
                 answer = await session.request(pdu.SUBMIT_SM, short.body(), accepted, late=late)
@@ -316,14 +328,23 @@ class SmppSmsGateway:
             while len(self._taken_late) > _TAKEN_LATE_KEPT:
                 self._taken_late.popitem(last=False)
 
-    async def _pace(self) -> None:
-        """Wait for the next submit slot: at most `rate` a second, evenly spread."""
-        loop = asyncio.get_running_loop()
-        async with self._pace_lock:
-            wait = self._next_slot - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            self._next_slot = max(loop.time(), self._next_slot) + 1 / self._config.rate
+    def _slots(self, count: int, deadline: float | None) -> list[float]:
+        """The loop times at which `count` parts of one message may be submitted, at most `rate` a second,
+        evenly spread, and reserved together: the parts of a message go out one after the other, not
+        between other messages' parts (a phone shows the code with the whole warning only once the last part
+        is in). DeliveryFailed `throttled`, nothing reserved, when the last slot is at or past `deadline`,
+        the code's end: a code queued behind others past its life is not submitted (the next provider may
+        send it in time; decision 0151)."""
+        gap = 1 / self._config.rate
+        first = max(asyncio.get_running_loop().time(), self._next_slot)
+        final = first + (count - 1) * gap
+        if deadline is not None and final >= deadline:
+            raise DeliveryFailed(
+                f"SMPP submits queued past the code's end ({final - deadline:+.1f} s for {count} part(s))",
+                "throttled",
+            )
+        self._next_slot = final + gap
+        return [first + index * gap for index in range(count)]
 
     async def _keep_bound(self) -> None:
         loop = asyncio.get_running_loop()
@@ -464,6 +485,17 @@ class SmppSmsGateway:
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _valid_until(short: ShortMessage, deadline: float | None) -> ShortMessage:
+    """The part with what is left of its code until `deadline` (a loop time) as its validity period: the
+    SMSC drops it past that (decision 0123). DeliveryFailed `throttled` when nothing is left."""
+    if deadline is None:
+        return short
+    left = deadline - asyncio.get_running_loop().time()
+    if left <= 0:
+        raise DeliveryFailed("SMPP: the code expired before its part could be submitted", "throttled")
+    return dataclasses.replace(short, validity=pdu.relative_time(left))
 
 
 def _digest(text: str) -> bytes:
