@@ -17,15 +17,19 @@ class TestUsers:
         assert await store.users.get_user("u-1") == user
 
     async def test_same_enrolment_again_returns_the_stored_user(self, store):
-        """Registering the same user id, client and phone again is a no-op returning what is stored."""
+        """Registering the same user id, client, phone and locale again (a retry, later) is a no-op returning
+        what is stored."""
         await store.users.register_user(a_user())
-        again = await store.users.register_user(a_user(locale="en", enrolled_at=NOW))
+        again = await store.users.register_user(a_user(enrolled_at=NOW))
         assert again == a_user()
         assert len(await store.users.user_journal("u-1")) == 1
 
-    @pytest.mark.parametrize("change", [{"client_id": "client-2"}, {"secure_phone": "+33700000000"}])
+    @pytest.mark.parametrize(
+        "change", [{"client_id": "client-2"}, {"secure_phone": "+33700000000"}, {"locale": "en"}]
+    )
     async def test_other_enrolment_under_the_same_id_is_refused(self, store, change):
-        """Another client or phone under an enrolled id raises UserAlreadyExists and changes nothing."""
+        """Another client, phone or locale under an enrolled id raises UserAlreadyExists and changes nothing
+        (another locale was answered as the stored user, its language silently kept: an outside audit's)."""
         await store.users.register_user(a_user())
         with pytest.raises(UserAlreadyExists):
             await store.users.register_user(a_user(**change))

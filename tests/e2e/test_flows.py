@@ -195,16 +195,19 @@ async def test_login_and_beneficiary_and_change_phone_verify(live: Live) -> None
         assert (await verify(live, challenge_id, code, operation)).result == auth_pb.VERIFY_RESULT_VERIFIED
 
 
-async def test_enrol_is_idempotent_and_conflicts_are_refused(live: Live) -> None:
-    """The same enrolment twice is fine; another number under the same id is ALREADY_EXISTS."""
+@pytest.mark.parametrize(("phone", "locale"), [("+33698765432", ""), (PHONE, "en")])
+async def test_enrol_is_idempotent_and_conflicts_are_refused(live: Live, phone: str, locale: str) -> None:
+    """The same enrolment twice is fine (the default locale named or not); another number or another SMS
+    language under the same id is ALREADY_EXISTS (another locale was answered OK, its language silently
+    kept: an outside audit's)."""
     await enrolled(live)
     again = await live.enrol.EnrollUser(
-        enrol_pb.EnrollUserRequest(user_id="alice", client_id="acme", secure_phone=PHONE)
+        enrol_pb.EnrollUserRequest(user_id="alice", client_id="acme", secure_phone=PHONE, locale="fr")
     )
     assert again.user.masked_phone == "+33*******78"
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await live.enrol.EnrollUser(
-            enrol_pb.EnrollUserRequest(user_id="alice", client_id="acme", secure_phone="+33698765432")
+            enrol_pb.EnrollUserRequest(user_id="alice", client_id="acme", secure_phone=phone, locale=locale)
         )
     assert caught.value.code() is grpc.StatusCode.ALREADY_EXISTS
 

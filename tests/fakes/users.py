@@ -57,7 +57,11 @@ class MemoryUsers:
             if stored is not None:
                 if stored.status is UserStatus.REVOKED:
                     raise UserNotActive(user.user_id)
-                if (stored.client_id, stored.secure_phone) != (user.client_id, user.secure_phone):
+                if (stored.client_id, stored.secure_phone, stored.locale) != (
+                    user.client_id,
+                    user.secure_phone,
+                    user.locale,
+                ):
                     raise UserAlreadyExists(user.user_id)
                 return stored
             if user.user_id in self._m._user_journals:

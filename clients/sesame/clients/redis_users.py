@@ -62,7 +62,14 @@ class RedisUsers(RedisPlace):
     async def register_user(self, user: User) -> User:
         """Enrol `user`; the same enrolment again returns the stored user (see the port)."""
         fields = rec.user_fields(user)
-        args = [user.client_id, user.secure_phone, len(fields), *fields, *rec.enrolled_entry(user)]
+        args = [
+            user.client_id,
+            user.secure_phone,
+            user.locale,
+            len(fields),
+            *fields,
+            *rec.enrolled_entry(user),
+        ]
         reply = await self._scripts.run("register_user", self._user_keys(user.user_id), args)
         if reply[0] == b"conflict":
             raise UserAlreadyExists(user.user_id)

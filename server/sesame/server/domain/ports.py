@@ -104,7 +104,7 @@ class Users(Protocol):
     async def register_user(self, user: User) -> User:
         """Enrol `user`; the same enrolment again is a no-op returning the stored user.
 
-        UserAlreadyExists when another user (other client or phone) holds the id.
+        UserAlreadyExists when the id is enrolled otherwise (another client, phone or locale).
         """
         ...
 
