@@ -71,11 +71,12 @@ async def test_a_report_for_an_unknown_challenge_is_404(dlr_receiver: DlrReceive
     assert (await _get(dlr_receiver, **_report(dlr_receiver, "ffff.k1.d6"))).status_code == 404
 
 
-@pytest.mark.parametrize("status", ["abc", "32", "0", "-1", ""])
+@pytest.mark.parametrize("status", ["abc", "32", "0", "-1", "", "999", "33"])
 async def test_a_status_kannel_never_sends_is_400(
     redis_store: RedisState, dlr_receiver: DlrReceiver, status: str
 ):
-    """A status with no known DLR bit, or not a number, answers 400 and writes nothing."""
+    """A status with no known DLR bit, or one Kannel never sets beside a known one (999 was recorded as
+    delivered: an outside audit's), or not a number, answers 400 and writes nothing."""
     challenge = await _opened(redis_store)
     assert (
         await _get(dlr_receiver, **_report(dlr_receiver, challenge.challenge_id, status))

@@ -42,9 +42,10 @@ def test_kannel_status_bits_map_to_delivery_states(status: int, state: DeliveryS
     assert delivery_state(status) is state
 
 
-@pytest.mark.parametrize("status", [0, 32, 64])
+@pytest.mark.parametrize("status", [0, 32, 64, 33, 999])
 def test_a_status_without_a_known_bit_is_malformed(status: int):
-    """0 and bits above 16 mean nothing in a Kannel report."""
+    """0 and bits above 16 mean nothing in a Kannel report, beside known bits too (999 holds bit 1: it was
+    recorded as delivered)."""
     with pytest.raises(MalformedReport):
         delivery_state(status)
 

@@ -36,6 +36,7 @@ DLR_PATH: Final = "/dlr/kannel"
 # by the SMSC, 8 accepted by the SMSC, 16 rejected by the SMSC. Should several bits ever come together,
 # the most final one tells.
 _DELIVERED, _FAILED, _SENT = 1, 2 | 16, 4 | 8
+_KNOWN: Final = _DELIVERED | _FAILED | _SENT
 _FIELDS: Final = ("challenge", "ref", "status", "token")
 # Optional: the SMSC's message id (`%F`), absent from the dlr-urls handed out before it was asked for.
 _MESSAGE_ID: Final = "message_id"
@@ -59,7 +60,10 @@ class MalformedReport(ValueError):
 
 
 def delivery_state(status: int) -> DeliveryState:
-    """What a Kannel DLR type says about the message. MalformedReport for a value with no known bit."""
+    """What a Kannel DLR type says about the message. MalformedReport for a value with no known bit, or
+    with a bit Kannel never sets (999 read as delivered: an outside audit's)."""
+    if status & ~_KNOWN:
+        raise MalformedReport(f"unknown Kannel DLR status {status}")
     if status & _DELIVERED:
         return DeliveryState.DELIVERED
     if status & _FAILED:
