@@ -148,6 +148,7 @@ async def test_a_payee_named_in_the_banks_voice_is_warned_with_the_alert(live: L
         ("ANNU\u0141ATION DU VIREMENT FRAU\u0110ULEUX", '"ANNULATION DU VIREMENT FRAUDULEUX"'),
         ("ANNULATI\u00d8N DU VIREMENT", '"ANNULATI\u00d8N DU VIREMENT"'),  # Ø, a GSM-7 letter, prints as is
         ("ANNULATI0N DU VIREMENT", '"ANNULATI N DU VIREMENT"'),  # a digit prints as a space
+        ("REMB'OURSEMENT DU VIREMENT", '"REMB\'OURSEMENT DU VIREMENT"'),  # an apostrophe inside the word
     ],
 )
 async def test_a_payee_named_so_in_look_alike_letters_is_warned_too(
@@ -155,8 +156,8 @@ async def test_a_payee_named_so_in_look_alike_letters_is_warned_too(
 ) -> None:
     """`ANNUŁATION DU VIREMENT FRAUĐULEUX` (Ł, Đ): the SMS prints it `ANNULATION DU VIREMENT FRAUDULEUX`
     (its GSM-7 letters, decision 0080), so the rules read it so: WARN `PAYEE_NAME_ALERT` and the alert's
-    wording; `Ø` or `0` for `O` is read as the `O` it passes for. Found by outside audits: each name passed
-    with the usual text."""
+    wording; `Ø` or `0` for `O` is read as the `O` it passes for, a word cut by an apostrophe as one. Found
+    by outside audits: each name passed with the usual text."""
     user_id = await enrolled(live)
     warned = await start(live, user_id, transfer(name=name))
     assert (warned.risk.decision, [r.code for r in warned.risk.reasons]) == (

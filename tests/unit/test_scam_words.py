@@ -98,6 +98,33 @@ def test_a_letter_reads_as_the_letters_it_looks_like(letter: str, reads: str) ->
     assert scam_words._looks_like(letter) == reads
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "REMB'OURSEMENT DU VIREMENT",  # the SMS prints the apostrophe inside the word: it reads as one
+        "ANNU-LATION",
+        "S'ECURISATION",
+        "FRAU-DE",
+        "CAN-CEL",
+        "ANNU-LA-TION",
+        "AN NULATION",  # a space: the stem reaches well into the second word
+        "SE CURITE",
+        "REMB OURSEMENT",
+    ],
+)
+def test_a_word_cut_by_a_mark_or_a_space_is_read_whole(name: str) -> None:
+    """Found by an outside audit: `[a-z]+` cut `REMB'OURSEMENT` into `remb` and `oursement`, and the name
+    passed with the usual text."""
+    assert alarming_name(name)
+
+
+@pytest.mark.parametrize("name", ["SCA MARTIN", "Annu Lakshmi", "Marie-Claire Dupont", "D'Artagnan"])
+def test_neighbouring_words_that_only_touch_a_stem_are_not_alarming(name: str) -> None:
+    """`SCA` (a company's form) then `M...` joins as `scam...`, but the stem reaches one letter into the
+    name: a coincidence, not a word."""
+    assert not alarming_name(name)
+
+
 def test_every_latin_letter_printed_as_a_stems_letter_is_read_as_it() -> None:
     """Each Latin letter whose GSM-7 spelling is a letter of `annulation`, put in its place, still alarms."""
     word = "annulation"

@@ -11,6 +11,7 @@ some spelling, and a real payee may hold one (a security company): the code is s
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import unicodedata
 
@@ -45,6 +46,7 @@ _WORDS = frozenset(
     {"code", "codes", "otp", "sms", "test", "banque", "bank", "safe", "urgent", "urgence", "erreur", "error"}
 )
 _LETTERS = re.compile(r"[a-z]+")
+_MARKED = re.compile(r"[a-z]+(?:['-][a-z]+)+")
 
 
 def alarming_name(name: str) -> bool:
@@ -71,11 +73,26 @@ def _alarming_printed(printed: str) -> bool:
             _looks_like(c) for c in unicodedata.normalize("NFKD", printed) if not unicodedata.combining(c)
         )
     words = _LETTERS.findall(printed)
-    return any(_alarming(word) for word in _spelled_out(words))
+    # A word the name's marks or spaces cut in two (`REMB'OURSEMENT`, `ANNU-LA-TION`, `AN NULATION`) reads
+    # as one on the phone: each run of marked parts joined, and each pair of neighbours (an outside audit's).
+    joined = [re.sub("['-]", "", word) for word in _MARKED.findall(printed)]
+    return any(_alarming(word) for word in itertools.chain(_spelled_out(words), joined)) or any(
+        _alarming_pair(first, second) for first, second in itertools.pairwise(words)
+    )
 
 
 def _alarming(word: str) -> bool:
     return word in _WORDS or word.startswith(_STEMS)
+
+
+def _alarming_pair(first: str, second: str) -> bool:
+    """Whether two neighbouring words read as one of the bank's voice (`AN NULATION`, `SE CURITE`), the stem
+    reaching at least two letters into the second word: `SCA MARTIN` (a company's form, then its name) does
+    not read `scam`."""
+    joined = first + second
+    if len(second) >= 2 and joined in _WORDS:
+        return True
+    return any(joined.startswith(stem) and len(stem) >= len(first) + 2 for stem in _STEMS)
 
 
 def _spelled_out(words: list[str]) -> list[str]:
