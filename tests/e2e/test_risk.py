@@ -337,3 +337,37 @@ async def test_a_denied_request_repeated_is_counted_once(guarded: Live, operator
             )
         )
     assert registry.get_sample_value("sesame_risk_decisions_total", decisions) == 2
+
+
+async def test_a_resend_after_the_sim_was_swapped_is_denied_and_sends_nothing(
+    guarded: Live, operator: Operator
+) -> None:
+    """Found by an outside audit: a transfer started while the SIM was the user's (ALLOW), then the number
+    moved to another SIM: ResendChallenge sent the code to the new SIM (the operator's earlier answer was
+    kept 5 minutes, and Resend never asked), and it verified. A resend of a sensitive operation asks the
+    operator afresh: a change Start's decision did not weigh is RISK_DENIED `SIM_SWAP`, nothing sent; a
+    login's resend never asks (decision 0152)."""
+    user_id = await enrolled(guarded)
+    operator.changes[PHONE] = None  # never swapped
+    started = await guarded.auth.StartChallenge(
+        auth_pb.StartChallengeRequest(user_id=user_id, operation=transfer(), context=CONTEXT)
+    )
+    assert started.risk.decision == auth_pb.RISK_DECISION_ALLOW
+    guarded.clock.advance(timedelta(minutes=1))  # past the resend spacing
+    resend = auth_pb.ResendChallengeRequest(challenge_id=started.challenge_id)
+    assert (await guarded.auth.ResendChallenge(resend)).delivery_state == auth_pb.DELIVERY_STATE_QUEUED
+    await settled(guarded.store)
+    sent = guarded.sms_file.read_text(encoding="utf-8").splitlines()
+    assert len(sent) == 2  # the code, and its resend while the SIM was still the user's
+    operator.changes[PHONE] = datetime.now(UTC)  # the thief has the number moved to his SIM
+    guarded.clock.advance(timedelta(minutes=1))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await guarded.auth.ResendChallenge(resend)
+    assert risk_denied(caught.value)["reasons"] == "SIM_SWAP"
+    await settled(guarded.store)
+    assert guarded.sms_file.read_text(encoding="utf-8").splitlines() == sent
+    login = await guarded.auth.StartChallenge(
+        auth_pb.StartChallengeRequest(user_id=user_id, operation=op_pb.Operation(login=op_pb.Login()))
+    )
+    guarded.clock.advance(timedelta(minutes=1))
+    await guarded.auth.ResendChallenge(auth_pb.ResendChallengeRequest(challenge_id=login.challenge_id))

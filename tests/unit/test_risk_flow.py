@@ -4,6 +4,7 @@ decides (`risk_flow.assess`, held equal to the Lua step by tests/contracts/test_
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -12,7 +13,7 @@ from sesame.server.domain.challenges import ChallengePolicy
 from sesame.server.domain.errors import RiskDenied, SimSwapUnavailable, UserNotFound
 from sesame.server.domain.operation import AddBeneficiary, Login, Payee
 from sesame.server.domain.proofs import ProofFlows
-from sesame.server.domain.risk import RiskAssessment, RiskDecision
+from sesame.server.domain.risk import RiskAssessment, RiskDecision, RiskReason
 from sesame.server.domain.risk_flow import RiskFlows, RiskPolicy
 from sesame.server.domain.risk_rules import default_rules
 from sesame.server.domain.risk_signals import SimSwapStatus
@@ -30,7 +31,7 @@ class Operator:
         self.answer = status
         self.asked: list[str] = []
 
-    async def status(self, phone: str) -> SimSwapStatus:
+    async def status(self, phone: str, *, fresh: bool = False) -> SimSwapStatus:
         self.asked.append(phone)
         if self.answer is None:
             raise SimSwapUnavailable("no answer in time")
@@ -124,3 +125,38 @@ async def test_an_unknown_user_is_not_found() -> None:
     with pytest.raises(UserNotFound):
         await world.start("nobody", AddBeneficiary(PAYEE))
     assert await MemoryRiskMemory(world.store.users).denials("nobody") == []
+
+
+async def test_a_resend_asks_the_operator_afresh_and_refuses_a_new_swap() -> None:
+    """A new payee's code started with the SIM the user's (ALLOW), then the SIM changed: its resend is
+    RiskDenied `SIM_SWAP` (decision 0152); before the change, and while the operator is silent, it goes."""
+    meter, operator = Meter(), Operator(SimSwapStatus("not_swapped"))
+    world = guarded(operator, meter)
+    user_id = await world.enrol()
+    opened = await world.start(user_id, AddBeneficiary(PAYEE))
+    assert opened.risk is not None
+    assert opened.risk.decision is RiskDecision.ALLOW
+    risk = RiskFlows(clock=world.clock, policy=RiskPolicy(default_rules()), sim_swap=operator, meter=meter)
+    await risk.check_resend(opened)  # not swapped: goes
+    operator.answer = None
+    await risk.check_resend(opened)  # the operator silent: goes, as before (counted `unavailable`)
+    operator.answer = SimSwapStatus("swapped", world.clock.now())
+    with pytest.raises(RiskDenied) as caught:
+        await risk.check_resend(opened)
+    assert caught.value.codes == ("SIM_SWAP",)
+    assert meter.sims[-3:] == ["not_swapped", "unavailable", "swapped"]
+
+
+async def test_a_resend_whose_start_weighed_the_swap_or_of_a_login_asks_nothing() -> None:
+    """A login's resend never asks the operator; nor does a code whose Start's decision named `SIM_SWAP`
+    (a bank's rules that only WARN on it): nothing new to weigh."""
+    meter, operator = Meter(), Operator(SimSwapStatus("swapped", None))
+    world = guarded(operator, meter)
+    user_id = await world.enrol()
+    login = await world.start(user_id, Login())
+    risk = RiskFlows(clock=world.clock, policy=RiskPolicy(default_rules()), sim_swap=operator, meter=meter)
+    asked = len(operator.asked)
+    await risk.check_resend(login)
+    weighed = RiskAssessment(RiskDecision.WARN, (RiskReason("SIM_SWAP", "changed"),), "v1")
+    await risk.check_resend(dataclasses.replace(login, operation=AddBeneficiary(PAYEE), risk=weighed))
+    assert len(operator.asked) == asked

@@ -56,12 +56,13 @@ class CamaraSimSwap:
         """Close the HTTP client."""
         await self._client.aclose()
 
-    async def status(self, phone: str) -> SimSwapStatus:
-        """Whether the SIM of `phone` changed within the window (cached). SimSwapUnavailable."""
+    async def status(self, phone: str, *, fresh: bool = False) -> SimSwapStatus:
+        """Whether the SIM of `phone` changed within the window (cached, unless `fresh`: asked now, the
+        answer kept for the next). SimSwapUnavailable."""
         key = hashlib.sha256(phone.encode()).hexdigest()
         now = self._clock.now()
         cached = self._cache.get(key)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > now and not fresh:
             return cached[1]
         try:
             async with asyncio.timeout(self._config.timeout):

@@ -388,6 +388,8 @@ class ChallengeFlows:
             await self._resend_taken(_resent(refused))
             raise ChallengeClosed(challenge_id)  # not reached: a closed challenge never opens again
         check_destination(known.phone, self._policy.countries)
+        if self._risk is not None:
+            await self._risk.check_resend(known)  # the SIM changed since the code was sent: not again
         self._note(challenge_id, await self._code(known))
         claim = ResendClaim(known.user_id, request_id) if request_id else None
 

@@ -534,8 +534,9 @@ class ReferenceClock(Protocol):
 class SimSwapCheck(Protocol):
     """The mobile operator's SIM-swap check (CAMARA SIM Swap: retrieveSimSwapDate / checkSimSwap)."""
 
-    async def status(self, phone: str) -> SimSwapStatus:
-        """Whether the SIM of `phone` (E.164) changed within the configured window. SimSwapUnavailable."""
+    async def status(self, phone: str, *, fresh: bool = False) -> SimSwapStatus:
+        """Whether the SIM of `phone` (E.164) changed within the configured window; `fresh`: asked now, not
+        read from an answer kept a while. SimSwapUnavailable."""
         ...
 
 

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from sesame.server.domain.challenges import StartRequest, VerifyRequest
-    from sesame.server.domain.model import RequestContext, User
+    from sesame.server.domain.model import Challenge, RequestContext, User
     from sesame.server.domain.operation import Operation
     from sesame.server.domain.ports import Clock, RiskMeter, SimSwapCheck
     from sesame.server.domain.risk_signals import InFlight, RiskHistory
@@ -49,6 +49,7 @@ SENSITIVE = frozenset(
     {OperationType.CREDIT_TRANSFER, OperationType.ADD_BENEFICIARY, OperationType.CHANGE_PHONE}
 )
 NOT_ASKED = SimSwapStatus("not_asked")  # a login: the operator is not asked
+SIM_SWAP = "SIM_SWAP"  # the default rules' reason for a recent SIM change (docs/risk.md)
 FLAGGED = frozenset({RiskDecision.WARN, RiskDecision.HOLD})  # a code is sent, with the strongest wording
 NEW_PAYEE_WINDOW = timedelta(hours=72)  # a payee added this recently is "new" in a flagged transfer's SMS
 
@@ -147,11 +148,31 @@ class RiskFlows:
         """Count the decision Start acts on (once per Start, whatever it read)."""
         self._meter.decided(kind(operation).name.lower(), assessment)
 
-    async def _sim_of(self, number: str) -> SimSwapStatus:
-        """The operator's answer about `number` (configured), counted; unavailable when it fails."""
+    async def check_resend(self, challenge: Challenge) -> None:
+        """Refuse to send a sensitive operation's code again (RiskDenied `SIM_SWAP`) when the operator, asked
+        afresh, reports a SIM change that Start's decision did not weigh: a thief who started the payment
+        with stolen credentials, then had the number moved to his SIM, would get the code by a resend (an
+        outside audit's; decision 0152). The operator unavailable, or a change Start's decision named: sent
+        as before."""
+        if self._sim_swap is None or kind(challenge.operation) not in SENSITIVE:
+            return
+        decided = challenge.risk
+        if decided is not None and any(reason.code == SIM_SWAP for reason in decided.reasons):
+            return
+        if (await self._sim_of(challenge.phone, fresh=True)).state == "swapped":
+            raise RiskDenied(
+                challenge.user_id,
+                (SIM_SWAP,),
+                ("The SIM card of the secure number was changed since the code was sent",),
+                decided.rules_version if decided is not None else self._policy.rules.version,
+            )
+
+    async def _sim_of(self, number: str, *, fresh: bool = False) -> SimSwapStatus:
+        """The operator's answer about `number` (configured; `fresh`: asked now), counted; unavailable when
+        it fails."""
         assert self._sim_swap is not None
         try:
-            status = await self._sim_swap.status(number)
+            status = await self._sim_swap.status(number, fresh=fresh)
         except SimSwapUnavailable as exc:
             _log.warning("SIM swap check unavailable: %s", exc)
             status = SimSwapStatus("unavailable")
