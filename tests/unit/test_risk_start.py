@@ -28,7 +28,7 @@ class Operator:
     def __init__(self) -> None:
         self.answer = SimSwapStatus("not_swapped")
 
-    async def status(self, phone: str) -> SimSwapStatus:
+    async def status(self, phone: str, *, fresh: bool = False) -> SimSwapStatus:
         return self.answer
 
 
