@@ -91,7 +91,7 @@ async def test_the_judgments_fraud_is_held_at_each_transfer(live: Live, redis_cl
     assert [h.risk.decision for h in held] == [auth_pb.RISK_DECISION_HOLD] * 3
     assert codes(held[0]) == {"NEW_PAYEE", "PAYEES_BURST", "UNUSUAL_AMOUNT"}
     assert all(reason.description for reason in held[0].risk.reasons)
-    assert held[0].risk.rules_version.startswith("2026-12-05.1+")
+    assert held[0].risk.rules_version.startswith("2026-12-06.1+")
     opened = await live.store.journal.challenge_journal(held[0].challenge_id)
     assert opened[0]["event"] == "challenge.opened"
     assert opened[0]["risk_decision"] == "hold"
@@ -150,7 +150,7 @@ async def test_a_swapped_sim_is_denied_and_nothing_is_sent(
     metadata = risk_denied(caught.value)
     assert metadata["reasons"] == "SIM_SWAP"
     assert metadata["reason.SIM_SWAP"]
-    assert metadata["rules_version"].startswith("2026-12-05.1+")
+    assert metadata["rules_version"].startswith("2026-12-06.1+")
     after = await snapshot(redis_client)
     assert {key for key in after if after[key] != before.get(key)} == {
         guarded.store.keys.user_journal(user_id).encode(),
@@ -203,15 +203,21 @@ async def test_a_retry_whose_memory_now_says_deny_answers_its_challenge(
     assert entry["reasons"] == "SIM_SWAP"
 
 
+@pytest.mark.parametrize(
+    "operation",
+    [transfer(), op_pb.Operation(change_phone=op_pb.ChangePhone(new_phone="+33698765432"))],
+    ids=["transfer", "change_phone"],
+)
 async def test_an_operator_that_does_not_answer_in_time_warns_and_sends(
-    guarded: Live, operator: Operator
+    guarded: Live, operator: Operator, operation: op_pb.Operation
 ) -> None:
-    """Past the timeout the code is sent with WARN SIM_SWAP_UNKNOWN: never a silent ALLOW."""
+    """Past the timeout the code is sent with WARN SIM_SWAP_UNKNOWN: never a silent ALLOW (a change of
+    number was ALLOW: an outside audit's)."""
     user_id = await enrolled(guarded)
     operator.changes[PHONE] = None
     operator.delay = 1.0
     response = await guarded.auth.StartChallenge(
-        auth_pb.StartChallengeRequest(user_id=user_id, operation=transfer(), context=CONTEXT)
+        auth_pb.StartChallengeRequest(user_id=user_id, operation=operation, context=CONTEXT)
     )
     assert (response.risk.decision, codes(response)) == (auth_pb.RISK_DECISION_WARN, {"SIM_SWAP_UNKNOWN"})
     await read_code(guarded.sms_file, response.challenge_id)

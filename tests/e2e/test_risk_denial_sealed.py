@@ -94,7 +94,7 @@ async def test_a_denied_start_is_sealed_and_in_the_users_bundle(
         "SIM_SWAP",
         "recent-sim-swap",
     )
-    assert denial["rules_version"].startswith("2026-12-05.1+")
+    assert denial["rules_version"].startswith("2026-12-06.1+")
     assert (denial["ip"], denial["device_id"], denial["phone"]) == (
         CONTEXT.ip,
         CONTEXT.device_id,

@@ -23,7 +23,7 @@ class TestDefaults:
     def test_the_defaults_load_and_name_their_version(self) -> None:
         """The shipped file parses; its version carries the file's digest."""
         rules = default_rules()
-        assert rules.version.startswith("2026-12-05.1+")
+        assert rules.version.startswith("2026-12-06.1+")
         assert len(rules.rules) >= 8
 
     def test_the_defaults_cover_every_pattern_of_the_issue(self) -> None:

@@ -1,7 +1,7 @@
 """The risk rules file (TOML): read and checked at boot, so that a bad file refuses to start, saying where.
 
 ```toml
-version = "2026-12-05.1"          # names the rules in every assessment, with the file's digest
+version = "2026-12-06.1"          # names the rules in every assessment, with the file's digest
 
 [[rules]]
 id = "new-payee-transfer"          # lower case, digits and dashes; unique
