@@ -66,7 +66,9 @@ _PRIVATE_KEY_TEMPLATE: dict[Attribute, Any] = {
 }
 _PUBLIC_KEY_TEMPLATE: dict[Attribute, Any] = {
     Attribute.TOKEN: True,
-    Attribute.PRIVATE: False,
+    # Seen, used and destroyed only after login: a session without the PIN could destroy it and put its own
+    # under the label (decision 0153).
+    Attribute.PRIVATE: True,
     Attribute.VERIFY: True,
     Attribute.ENCRYPT: False,
     Attribute.WRAP: False,

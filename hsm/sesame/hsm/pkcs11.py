@@ -100,12 +100,16 @@ def public_keys(token: TokenSession, kind: KeyKind = KeyKind.PROOF) -> list[Publ
     """The public half of every key of `kind` (proof unless told) on the token, oldest first (HSM thread).
 
     Read from the public key objects, so a retired key whose private half was destroyed is still published.
+    Only a half generated in the HSM (CKA_LOCAL) is one: a public key object anyone created on the token
+    (C_CreateObject: a session without the PIN may, on a token whose public halves are not private) would
+    make its own signatures valid proofs and seals (an outside audit planted `sesame-proof-v98`; decision
+    0153).
     """
     found = {}
     for obj in _objects(token, ObjectClass.PUBLIC_KEY):
         label = obj[Attribute.LABEL]
         # No point yet: SoftHSM writes it last, so a ceremony killed halfway left this half (decision 0126).
-        if key_versions([label], kind) and bytes(obj[Attribute.EC_POINT]):
+        if key_versions([label], kind) and obj[Attribute.LOCAL] and bytes(obj[Attribute.EC_POINT]):
             found[KeyRef(label).version(kind)] = _public_key(label, obj)
     return [found[version] for version in sorted(found)]
 
