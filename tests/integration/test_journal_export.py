@@ -243,6 +243,49 @@ def test_an_empty_export_is_an_error_not_a_verified_one(tmp_path: Path) -> None:
     assert "verified" not in result.stdout
 
 
+def test_an_emptied_segment_is_an_error_not_a_verified_archive(tmp_path: Path) -> None:
+    """An archive whose only segment was emptied (cut to nothing) exits 2: it printed `verified 0 blocks, 0
+    entries` and exited 0 (an outside audit's; decision 0106)."""
+    (tmp_path / "archive").mkdir()
+    (tmp_path / "archive" / "segment-000000000001.jsonl").write_text("", encoding="utf-8")
+    (tmp_path / "jwks.json").write_text('{"keys": []}', encoding="utf-8")
+    env = bare_env(SESAME_VAR_DIR=str(tmp_path / "var"))
+
+    result = sesame("journal", "verify", "--archive", "archive", "--jwks", "jwks.json", env=env, cwd=tmp_path)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.splitlines()[-1] == "sesame: the journal archive holds no block: nothing verified"
+    assert "verified" not in result.stdout
+
+
+@pytest.mark.parametrize("line", ["{not json", '{"seal": 3}', "[]"])
+async def test_a_line_that_is_no_block_is_broken_not_a_traceback(
+    sealed: JournalArchive, jwks_file: Path, tmp_path: Path, line: str
+) -> None:
+    """A line of the archive replaced by one that is not an archived block: `BROKEN:` naming its segment
+    and line, exit 1 (it was a Python traceback: JSONDecodeError, TypeError; an outside audit's)."""
+    copy = tmp_path / "copy"
+    shutil.copytree(sealed.path, copy)
+    [segment, *_] = sorted(copy.glob("segment-*.jsonl"))
+    lines = segment.read_text(encoding="utf-8").splitlines(keepends=True)
+    segment.write_text("".join([lines[0], line + "\n", *lines[2:]]), encoding="utf-8")
+
+    result = sesame(
+        "journal",
+        "verify",
+        "--archive",
+        str(copy),
+        "--jwks",
+        str(jwks_file),
+        env=bare_env(SESAME_VAR_DIR=str(tmp_path / "var")),
+        cwd=tmp_path,
+    )
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout.startswith(f"BROKEN: {segment.name} line 2 is not an archived block (")
+    assert "Traceback" not in result.stderr
+
+
 def _sets(jwks_file: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
     """A set saved before the archive's key (empty), the set that holds it, and a file that is no set."""
     older, newer, junk = tmp_path / "older.json", tmp_path / "newer.json", tmp_path / "junk.json"

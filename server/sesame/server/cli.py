@@ -395,6 +395,7 @@ def _journal(args: argparse.Namespace, settings: Settings) -> int:
 
 def _journal_verify(args: argparse.Namespace, settings: Settings) -> int:
     """Check the archive (or an export) block by block; 1 at the first broken place, which is printed."""
+    from sesame.server.journal_archive import MalformedArchive  # noqa: PLC0415
     from sesame.server.journal_export_cli import MalformedExport, archive_named, exported_blocks  # noqa: PLC0415
     from sesame.server.journal_verify import verify_archive  # noqa: PLC0415
 
@@ -406,13 +407,18 @@ def _journal_verify(args: argparse.Namespace, settings: Settings) -> int:
         except MalformedExport as malformed:
             print(f"BROKEN: {malformed}")  # noqa: T201
             return 1
-        if checked.valid and not checked.blocks:
-            # An empty file (an export cut to nothing, /dev/null, the wrong file) verified nothing: exit 2,
-            # never `verified 0 blocks` (decision 0106).
-            raise ConfigurationError(f"--export {args.export} holds no block: nothing verified")
     else:
         archive = archive_named(args, settings)
-        checked = verify_archive(archive.blocks(), jwks or {}, archive.first_number())
+        try:
+            checked = verify_archive(archive.blocks(), jwks or {}, archive.first_number())
+        except MalformedArchive as malformed:
+            print(f"BROKEN: {malformed}")  # noqa: T201
+            return 1
+    if checked.valid and not checked.blocks:
+        # An export cut to nothing, /dev/null, the wrong file, segments emptied: nothing verified is not
+        # `verified 0 blocks`, exit 2 (decision 0106; an outside audit found an emptied segment passing).
+        source = f"--export {args.export}" if args.export else "the journal archive"
+        raise ConfigurationError(f"{source} holds no block: nothing verified")
     if not checked.valid:
         print(f"BROKEN: {checked.failed} ({checked.blocks} blocks verified before)")  # noqa: T201
         return 1

@@ -45,6 +45,10 @@ LOCK_FILE = "archive.lock"  # held (flock) by the one writing a line or cutting 
 LOCK_WAIT_SECONDS = 2.0  # how long a writer waits for another's line before it gives up (retried next step)
 
 
+class MalformedArchive(ValueError):
+    """A line of a segment that is not an archived block: the archive was edited or damaged."""
+
+
 class ArchiveRefused(SesameError):
     """A block that does not follow the archive, or whose entries do not give its seal: not archived."""
 
@@ -292,9 +296,17 @@ class JournalArchive:
     def _blocks(segments: Sequence[Path]) -> Iterator[ArchivedBlock]:
         for segment in segments:
             with segment.open(encoding="utf-8") as lines:
-                for line in lines:
+                for number, line in enumerate(lines, 1):
                     if line.endswith("\n"):  # a line being written is not read
-                        yield _archived(json.loads(line))
+                        try:
+                            block = _archived(json.loads(line))
+                        except (ValueError, TypeError, KeyError) as exc:
+                            # Edited or damaged: named, not a traceback (an outside audit's).
+                            kind = type(exc).__name__
+                            raise MalformedArchive(
+                                f"{segment.name} line {number} is not an archived block ({kind})"
+                            ) from None
+                        yield block
 
 
 def check_block(last: Block | None, seal: Seal, entries: Sequence[FeedEntry]) -> None:
