@@ -62,6 +62,16 @@ def test_an_integer_in_other_digits_than_ascii_is_a_settings_error(tmp_path: Pat
 
 
 @pytest.mark.parametrize(
+    "setting", ["SESAME_CHALLENGE_RETENTION_SECONDS", "SESAME_CODE_TTL_SECONDS", "SESAME_LOCKOUT_MAX_SECONDS"]
+)
+def test_an_integer_far_past_its_range_is_a_settings_error(tmp_path: Path, setting: str) -> None:
+    """`99999999999999999999` seconds: refused naming the range (the retention's overflowed the timedelta
+    made from it first: an OverflowError's traceback, an outside audit's)."""
+    output = _refused(tmp_path, {setting: "9" * 20}, setting)
+    assert f"{setting} must be between" in output
+
+
+@pytest.mark.parametrize(
     "setting",
     ["SESAME_HSM_PIN_FILE", "SESAME_TLS_CERT_FILE", "SESAME_AUTHZ_POLICY_FILE", "SESAME_RISK_RULES_FILE"],
 )

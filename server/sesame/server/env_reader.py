@@ -89,7 +89,10 @@ class EnvReader:
             return default
         value = int(raw)
         if not low <= value <= high:
-            self.problems.append(f"{name} must be between {low} and {high}, not {value}")
+            self.problems.append(f"{name} must be between {low} and {high}, not {raw[:40]}")
+            # The default stands in until the problems are told: a value past the range (99999999999999999999
+            # seconds) overflowed a timedelta made from it first, a traceback (an outside audit's).
+            return default
         return value
 
     def address(self, name: str, default: str) -> str:
