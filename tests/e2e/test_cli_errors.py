@@ -109,6 +109,20 @@ def test_dispatch_without_a_redis_url_names_its_own_command(tmp_path: Path) -> N
     assert result.stderr.splitlines()[-1].startswith("sesame: sesame dispatch needs SESAME_REDIS_URL")
 
 
+def test_keys_init_on_a_var_directory_that_is_a_file_says_so(tmp_path: Path) -> None:
+    """`sesame keys init` where SESAME_VAR_DIR is a file: exit 2 naming the setting and why, no traceback (a
+    NotADirectoryError's, an outside audit's)."""
+    var = tmp_path / "var"
+    var.write_text("not a directory", encoding="utf-8")
+    result = _sesame("keys", "init", env=_bare_env(tmp_path, SESAME_METRICS_ADDR="off"))
+
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"sesame: the development token under {var} (SESAME_VAR_DIR) cannot be made: Not a directory"
+    )
+
+
 def test_a_setting_two_providers_read_is_listed_once(tmp_path: Path) -> None:
     """A bad SESAME_SMS_SENDER with both kannel and smpp is one line of the boot's problems, not two."""
     settings = {

@@ -127,7 +127,15 @@ def hsm_config(settings: Settings, *, create: bool = True) -> Pkcs11Config:
     """The operator's token, or the development token under `var/` (created on first use, unless `create`
     is False: a command that only reads keys never leaves a new token behind)."""
     if settings.hsm is None:
-        dev = bootstrap_dev_token(settings.var_dir, create=create)
+        try:
+            dev = bootstrap_dev_token(settings.var_dir, create=create)
+        except OSError as exc:
+            # A var directory that is a file, on a read-only or full file system: one line, exit 2, not a
+            # traceback (an outside audit's, `sesame keys init`).
+            raise ConfigurationError(
+                f"the development token under {settings.var_dir} (SESAME_VAR_DIR) cannot be made: "
+                f"{exc.strerror or type(exc).__name__}"
+            ) from None
         return replace(dev, omit_copyable=settings.hsm_omit_copyable)
     return Pkcs11Config(
         module=settings.hsm.module,
