@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import grpc
 import redis.asyncio as aioredis
@@ -103,6 +104,17 @@ def shed_details(error: grpc.aio.AioRpcError | grpc.Call) -> tuple[str, float]:
         elif detail.Is(retry.DESCRIPTOR):
             detail.Unpack(retry)
     return info.reason, retry.retry_delay.ToTimedelta().total_seconds()
+
+
+def quota(error: grpc.aio.AioRpcError) -> tuple[list[str], timedelta]:
+    """The QuotaFailure subjects and the RetryInfo delay of a RESOURCE_EXHAUSTED answer."""
+    assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    raw = dict(error.trailing_metadata() or ())["grpc-status-details-bin"]
+    failure, retry = error_details_pb2.QuotaFailure(), error_details_pb2.RetryInfo()
+    first, second = status_pb2.Status.FromString(raw).details
+    assert first.Unpack(failure)
+    assert second.Unpack(retry)
+    return [violation.subject for violation in failure.violations], retry.retry_delay.ToTimedelta()
 
 
 def precondition(error: grpc.aio.AioRpcError) -> str:

@@ -13,12 +13,10 @@ from datetime import timedelta
 import grpc
 import pytest
 import redis.asyncio as aioredis
-from google.rpc import error_details_pb2
 
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from tests.e2e.conftest import Live
-from tests.e2e.helpers import enrolled
-from tests.e2e.test_flows import rich_details
+from tests.e2e.helpers import enrolled, quota
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -134,13 +132,9 @@ async def test_a_stale_reinstatement_retried_after_many_noops_does_not_lift_a_la
     await _reinstate(live, "recovered")  # a real reinstatement, under a new id: the user is active again
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await _reinstate(live, "found-again")  # would change nothing, and no room is left for its id
-    assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
-    quota, retry = error_details_pb2.QuotaFailure(), error_details_pb2.RetryInfo()
-    details = rich_details(caught.value)
-    assert details[0].Unpack(quota)
-    assert details[1].Unpack(retry)
-    assert [violation.subject for violation in quota.violations] == ["user"]
-    assert timedelta(hours=23) < retry.retry_delay.ToTimedelta() <= timedelta(hours=24)
+    subjects, wait = quota(caught.value)
+    assert subjects == ["user"]
+    assert timedelta(hours=23) < wait <= timedelta(hours=24)
     await _suspend(live, "stolen-again")  # a real suspension: always taken
     await _suspend(live, "stolen-once-more")  # a no-op suspension without room: answered all the same
     assert (await live.store.users.get_user("alice")).status.value == "suspended"
