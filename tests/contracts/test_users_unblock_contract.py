@@ -163,7 +163,7 @@ async def test_noops_are_journaled_twenty_an_hour_and_64_request_ids_kept_none_f
     store: Store,
 ) -> None:
     """70 unblocks with nothing to lift, a millisecond apart, each under a new request id (decisions 0054,
-    0149): the first 64 answered, 20 of them journaled, the others counted, their ids remembered (a retry of
+    0150): the first 64 answered, 20 of them journaled, the others counted, their ids remembered (a retry of
     the first answered, another call under one refused); the last 6 refused NoopsFull until the first id is
     24 hours old, neither journaled nor counted; then the next no-op is taken, with the count."""
     await enrolled(store)
@@ -265,7 +265,7 @@ async def test_a_refused_number_change_is_a_noop_bounded_by_the_settings(limited
 
 
 async def test_a_stale_reinstatement_retry_never_lifts_a_later_suspension(limited: Store) -> None:
-    """The outside audit's sequence (decision 0149), with 5 ids kept: a reinstatement that changed nothing,
+    """The outside audit's sequence (decision 0150), with 5 ids kept: a reinstatement that changed nothing,
     a suspension, more suspensions of the suspended user than there is room for; the reinstatement retried
     is answered as it was (REPLAYED: the user stays suspended). Then, the user reinstated for real, a
     reinstatement that would change nothing finds no room: NoopsFull, the user as it was."""

@@ -2,7 +2,7 @@
 entry, and each request id stayed in the user's applied request ids (`changes:<user>`) for ever, so Redis
 grew by one journal entry and one hash field per call. The first 20 no-ops of a user's hour are journaled,
 later ones counted and the count sealed with the next one journaled; a no-op's request id is remembered for
-24 hours, 64 of a user at most (decision 0054), none forgotten for a newer one (decision 0149). Through the
+24 hours, 64 of a user at most (decision 0054), none forgotten for a newer one (decision 0150). Through the
 real server and Redis."""
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ async def _reinstate(live: Live, request_id: str) -> enrol_pb.ReinstateUserRespo
 async def _repeated(live: Live, first: int, last: int) -> int:
     """The no-ops `first` .. `last - 1`, AT_ONCE at a time, alternating a suspension of the suspended user
     and an unblock with nothing to lift, each under a new request id; how many were answered. An unblock
-    without room left for its id is refused RESOURCE_EXHAUSTED (decision 0149), a suspension answered."""
+    without room left for its id is refused RESOURCE_EXHAUSTED (decision 0150), a suspension answered."""
 
     async def noop(n: int) -> bool:
         if n % 2:
@@ -121,7 +121,7 @@ async def test_a_stale_reinstatement_retried_after_many_noops_does_not_lift_a_la
     call, and the stolen phone's user was ACTIVE again. Now no no-op's id is forgotten for a newer one:
     the retry is answered as before and the user stays SUSPENDED; once no room is left, a reinstatement that
     would change nothing is refused RESOURCE_EXHAUSTED, its wait in RetryInfo, and a suspension is still
-    answered (decision 0149)."""
+    answered (decision 0150)."""
     await enrolled(live)
     assert (await _reinstate(live, "found")).user.status == enrol_pb.USER_STATUS_ACTIVE  # changed nothing
     await _suspend(live, "stolen")

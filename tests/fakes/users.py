@@ -133,7 +133,7 @@ class MemoryUsers:
         user = self._m._users[user_id]
         status, outcome = _transition(user, change.action)
         # As _user_status.lua: a no-op's id remembered when there is room, else a reinstatement refused and a
-        # restriction answered unremembered (decision 0149).
+        # restriction answered unremembered (decision 0150).
         full = self._m._noop_room(user_id, ms(change.at)) if outcome == "unchanged" and record_id else None
         if full is not None and change.action is StatusAction.REINSTATE:
             raise NoopsFull(user_id, full - ms(change.at))
@@ -197,7 +197,7 @@ class MemoryUsers:
                 outcome = "unblocked"
                 self._m._users[user.user_id] = dataclasses.replace(user, failures=0, blocked_until=None)
             elif (full := self._m._noop_room(user.user_id, ms(unblocking.at))) is not None:
-                raise NoopsFull(user.user_id, full - ms(unblocking.at))  # as unblock_user.lua (0149)
+                raise NoopsFull(user.user_id, full - ms(unblocking.at))  # as unblock_user.lua (0150)
             journal = self._m._journal if outcome == "unblocked" else self._journal_noop(unblocking.at)
             journal(
                 user.user_id,

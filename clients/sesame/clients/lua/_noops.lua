@@ -20,7 +20,7 @@ end
 -- Room for one more no-op's request id in the user's applied ids `changes`: the no-ops' ids older than
 -- `limits.ids_for_ms` are forgotten first (their times are in `<changes>:noops`, same slot); then true when
 -- fewer than `limits.ids_kept` are left, else the time (ms) the oldest left is forgotten at. An id is never
--- forgotten for a newer one (decision 0149): a forgotten no-op's retry is a new call, and a reinstatement's
+-- forgotten for a newer one (decision 0150): a forgotten no-op's retry is a new call, and a reinstatement's
 -- or an unblock's, after a suspension or a block made since, would lift it. Ids of real changes are not in
 -- it: each is a change of the user, journaled, kept as long as the user.
 local function noop_room(changes, now, limits)

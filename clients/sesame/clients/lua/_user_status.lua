@@ -23,7 +23,7 @@
 -- outbox's take: decision 0102); 0 otherwise.
 -- An outcome that changed nothing ('unchanged', 'refused') is journaled as a no-op (_noops.lua: the first few
 -- of the user's hour, then counted), and its request id remembered for a bounded time (decision 0054), or
--- a reinstatement refused when no room is left (decision 0149).
+-- a reinstatement refused when no room is left (decision 0150).
 
 -- Make the change ARGV[1] names when `allowed` (action -> true) holds it; another action is an error, never a
 -- change made by the script that must not make it.
@@ -90,7 +90,7 @@ local function change_status(allowed)
   local counts = status_changes .. ':' .. (h[7] or '0')
   -- A no-op's id is remembered when there is room; without room, a suspension or revocation that changed
   -- nothing is answered all the same (its retry can only restrict again), a reinstatement refused (its
-  -- retry, taken as new, would lift a suspension made since: decision 0149).
+  -- retry, taken as new, would lift a suspension made since: decision 0150).
   local room = outcome ~= 'unchanged' or request_id == '' or noop_room(changes, tonumber(now), limits)
   if room ~= true and action == 'reinstate' then
     return {'noops_full', room}

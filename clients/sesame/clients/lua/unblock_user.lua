@@ -9,7 +9,7 @@
 -- Returns {'unblocked'|'unchanged'|'replayed', hgetall}, {'refused'}, {'not_found'}, {'request_conflict'} or
 -- {'noops_full', ms}. 'unchanged' and 'refused' are journaled as no-ops (_noops.lua: the first few of the
 -- user's hour, then counted), and the request id of an 'unchanged' remembered for a bounded time (decision
--- 0054); with no room left for it, the call is refused, nothing journaled (decision 0149).
+-- 0054); with no room left for it, the call is refused, nothing journaled (decision 0150).
 --#include _journal_hourly.lua
 --#include _noops.lua
 local user, journal, changes = KEYS[1], KEYS[2], KEYS[3]
@@ -34,7 +34,7 @@ elseif failures > 0 or blocked_until > 0 then
   redis.call('HSET', user, 'failures', 0, 'blocked_until', 0)
 else
   -- Nothing to lift: its id is remembered, or, without room, the call refused (its retry, taken as new,
-  -- would lift a block made since: decision 0149).
+  -- would lift a block made since: decision 0150).
   local room = noop_room(changes, now, limits)
   if room ~= true then
     return {'noops_full', room}

@@ -149,7 +149,7 @@ class NoopsFull(SesameError):
     """A reinstatement or an unblock that would change nothing (the user is as asked already), and no room is
     left among the user's remembered request ids of calls that changed nothing until `retry_after`: refused,
     not answered and forgotten, since its retry, taken as a new call, would lift a suspension or a block made
-    since (decision 0149)."""
+    since (decision 0150)."""
 
     def __init__(self, user_id: str, retry_after: timedelta) -> None:
         super().__init__(user_id)

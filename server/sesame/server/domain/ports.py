@@ -118,7 +118,7 @@ class Users(Protocol):
         The request id is recorded with the user's change counts right after the step. A request id applied
         before answers the user as it is now, with the counts recorded then. UserNotFound, UserNotActive (the
         user is revoked, and that is final), RequestIdReused, NoopsFull (a reinstatement that would change
-        nothing, no room left to remember its request id: decision 0149).
+        nothing, no room left to remember its request id: decision 0150).
         """
         ...
 
