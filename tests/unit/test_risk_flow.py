@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from sesame.server.domain.challenges import ChallengePolicy
-from sesame.server.domain.errors import RiskDenied, SimSwapUnavailable, UserNotFound
+from sesame.server.domain.errors import ResendRefused, RiskDenied, SimSwapUnavailable, UserNotFound
 from sesame.server.domain.operation import AddBeneficiary, Login, Payee
 from sesame.server.domain.proofs import ProofFlows
 from sesame.server.domain.risk import RiskAssessment, RiskDecision, RiskReason
@@ -19,7 +19,7 @@ from sesame.server.domain.risk_rules import default_rules
 from sesame.server.domain.risk_signals import SimSwapStatus
 from tests.fakes.dispatching import InstantlyDispatched
 from tests.fakes.risk_memory import MemoryRiskMemory
-from tests.fakes.world import World
+from tests.fakes.world import NO_CONTEXT, World
 
 PAYEE = Payee("L J H", "FR7630006000011234567890189")
 
@@ -160,3 +160,22 @@ async def test_a_resend_whose_start_weighed_the_swap_or_of_a_login_asks_nothing(
     weighed = RiskAssessment(RiskDecision.WARN, (RiskReason("SIM_SWAP", "changed"),), "v1")
     await risk.check_resend(dataclasses.replace(login, operation=AddBeneficiary(PAYEE), risk=weighed))
     assert len(operator.asked) == asked
+
+
+async def test_a_resend_the_step_refuses_anyway_costs_no_operator_call() -> None:
+    """A resend too soon after the last send asks the operator nothing (each would be a fresh, billed call a
+    caller could repeat at will); past the spacing it asks, and a swap since is refused."""
+    meter, operator = Meter(), Operator(SimSwapStatus("not_swapped"))
+    world = guarded(operator, meter)
+    user_id = await world.enrol()
+    opened = await world.start(user_id, AddBeneficiary(PAYEE))
+    asked = len(operator.asked)
+    for _ in range(5):
+        with pytest.raises(ResendRefused):
+            await world.challenges.resend(opened.challenge_id, NO_CONTEXT)
+    assert len(operator.asked) == asked
+    world.clock.advance(opened.resend_spacing)
+    operator.answer = SimSwapStatus("swapped", world.clock.now())
+    with pytest.raises(RiskDenied):
+        await world.challenges.resend(opened.challenge_id, NO_CONTEXT)
+    assert len(operator.asked) == asked + 1

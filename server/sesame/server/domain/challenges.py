@@ -388,8 +388,10 @@ class ChallengeFlows:
             await self._resend_taken(_resent(refused))
             raise ChallengeClosed(challenge_id)  # not reached: a closed challenge never opens again
         check_destination(known.phone, self._policy.countries)
-        if self._risk is not None:
-            await self._risk.check_resend(known)  # the SIM changed since the code was sent: not again
+        if self._risk is not None and known.resends_left and now >= known.next_send_at:
+            # The SIM changed since the code was sent: not again. Asked only of a resend the step may take:
+            # one too soon, past the count, or a retry of an accepted resend costs no operator call.
+            await self._risk.check_resend(known)
         self._note(challenge_id, await self._code(known))
         claim = ResendClaim(known.user_id, request_id) if request_id else None
 
