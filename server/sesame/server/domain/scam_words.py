@@ -75,7 +75,11 @@ def _alarming_printed(printed: str) -> bool:
     words = _LETTERS.findall(printed)
     # A word the name's marks or spaces cut in two (`REMB'OURSEMENT`, `ANNU-LA-TION`, `AN NULATION`) reads
     # as one on the phone: each run of marked parts joined, and each pair of neighbours (an outside audit's).
-    joined = [re.sub("['-]", "", word) for word in _MARKED.findall(printed)]
+    joined = (
+        [re.sub("['-]", "", word) for word in _MARKED.findall(printed)]
+        if "'" in printed or "-" in printed
+        else []
+    )
     return any(_alarming(word) for word in itertools.chain(_spelled_out(words), joined)) or any(
         _alarming_pair(first, second) for first, second in itertools.pairwise(words)
     )
@@ -90,6 +94,8 @@ def _alarming_pair(first: str, second: str) -> bool:
     reaching at least two letters into the second word: `SCA MARTIN` (a company's form, then its name) does
     not read `scam`."""
     joined = first + second
+    if not _alarming(joined):  # most pairs: one startswith over the stems, in C
+        return False
     if len(second) >= 2 and joined in _WORDS:
         return True
     return any(joined.startswith(stem) and len(stem) >= len(first) + 2 for stem in _STEMS)
