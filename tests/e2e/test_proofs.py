@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -11,6 +12,7 @@ from typing import Any
 import grpc
 import pytest
 from cryptography.exceptions import InvalidSignature
+from pkcs11 import ObjectClass
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
@@ -18,11 +20,13 @@ from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.api.v1 import evidence_service_pb2 as evidence_pb
 from sesame.api.v1 import evidence_service_pb2_grpc as evidence_grpc
 from sesame.clients.redis_store import RedisState
-from sesame.hsm.keys import rotate_keys
+from sesame.hsm.keys import init_keys, rotate_keys
 from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
+from sesame.server.domain.errors import HsmUnavailable
 from sesame.server.domain.model import KeyKind
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import enrolled, started, verify, wrong
+from tests.e2e.test_key_readiness import destroy
 from tests.support.jws import claims_of, header_of, verified_claims, with_claims
 from tests.support.wired_server import start_wired
 
@@ -132,13 +136,11 @@ async def test_evidence_holds_every_attempt_and_the_proof(live: Live) -> None:
     assert evidence.challenge.masked_phone == "+33*******78"
 
 
-@pytest.fixture
-async def keyless(
-    make_token: Callable[[str], Pkcs11Config], redis_store: RedisState, tmp_path: Path
-) -> AsyncIterator[tuple[Live, Pkcs11Config, Pkcs11KeyStore]]:
-    """A server whose token holds an OTP key and no proof key yet (the HSM cannot sign)."""
-    config = make_token(f"keyless-{secrets.token_hex(4)}")
-    rotate_keys(config, KeyKind.OTP)
+@contextlib.asynccontextmanager
+async def served_on(
+    config: Pkcs11Config, redis_store: RedisState, tmp_path: Path
+) -> AsyncIterator[tuple[Live, Pkcs11KeyStore]]:
+    """A server on a token of the test's own: (the server's stubs, its key store)."""
     store = Pkcs11KeyStore.open(config)
     wired = await start_wired(store, redis_store, tmp_path / "sms.jsonl")
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{wired.server.port}")
@@ -151,11 +153,62 @@ async def keyless(
         wired.running.metrics,
     )
     try:
-        yield live, config, store
+        yield live, store
     finally:
         await channel.close()
         await wired.server.stop(0)
         store.close()
+
+
+@pytest.fixture
+async def keyless(
+    make_token: Callable[[str], Pkcs11Config], redis_store: RedisState, tmp_path: Path
+) -> AsyncIterator[tuple[Live, Pkcs11Config, Pkcs11KeyStore]]:
+    """A server whose token holds an OTP key and no proof key yet (the HSM cannot sign)."""
+    config = make_token(f"keyless-{secrets.token_hex(4)}")
+    rotate_keys(config, KeyKind.OTP)
+    async with served_on(config, redis_store, tmp_path) as (live, store):
+        yield live, config, store
+
+
+async def test_a_proof_key_whose_public_half_is_gone_signs_no_more_proofs(
+    make_token: Callable[[str], Pkcs11Config], redis_store: RedisState, tmp_path: Path
+) -> None:
+    """Found by an outside audit: with the public half of the current proof key destroyed, VerifyChallenge
+    spent codes with proofs no published key checked. The next health round fails, and the next proof is
+    signed by the newest key that still has both halves; without one, the answer is VERIFIED without a proof,
+    which GetProof gives once a ceremony made a key (decision 0154)."""
+    config = make_token(f"halves-{secrets.token_hex(4)}")
+    init_keys(config)
+    newest = rotate_keys(config, KeyKind.PROOF)
+    async with served_on(config, redis_store, tmp_path) as (live, store):
+        assert (await store.current_proof_key()) == newest
+        destroy(store, ObjectClass.PUBLIC_KEY, newest.label)
+        with pytest.raises(HsmUnavailable, match="no public half"):
+            await store.check()
+        _, jws = await a_proof(live, "alice")
+        assert header_of(jws)["kid"] == "sesame-proof-v1"
+        assert verified_claims(jws, await served_jwks(live))["sub"] == "alice"
+        await store.check()  # whole keys again: SERVING at the next round
+
+        destroy(store, ObjectClass.PUBLIC_KEY, "sesame-proof-v1")
+        with pytest.raises(HsmUnavailable, match="no public half"):
+            await store.check()
+        challenge_id, code = await started(live, await enrolled(live, "bob"))
+        reply = await verify(live, challenge_id, code)
+        assert (reply.result, reply.proof) == (auth_pb.VERIFY_RESULT_VERIFIED, "")
+        assert (await served_jwks(live))["keys"] == []
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))
+        assert (refused.value.code(), refused.value.details()) == (
+            grpc.StatusCode.INTERNAL,
+            "a key is missing in the HSM",
+        )
+        made = rotate_keys(config, KeyKind.PROOF)
+        await store.refresh_keys()
+        jws = (await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))).proof
+        assert header_of(jws)["kid"] == made.label == "sesame-proof-v3"  # past every label on the token
+        assert verified_claims(jws, await served_jwks(live))["sub"] == "bob"
 
 
 async def test_a_verification_the_hsm_cannot_sign_is_verified_and_proven_later(

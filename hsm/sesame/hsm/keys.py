@@ -24,7 +24,7 @@ from pkcs11 import Attribute, KeyType, MechanismFlag, ObjectClass
 from pkcs11.exceptions import AttributeTypeInvalid
 
 from sesame.hsm.key_protection import COPY_PROTECTION, KeyInfo
-from sesame.hsm.pkcs11 import P256_PARAMS, Pkcs11Config, every_key, versions
+from sesame.hsm.pkcs11 import P256_PARAMS, Pkcs11Config, every_key, signing_versions
 from sesame.hsm.session import TokenSession, acquire_token, release_token
 from sesame.hsm.worker import hsm_worker
 from sesame.server.domain.errors import ConfigurationError, KeyAttributeUnsupported
@@ -98,7 +98,7 @@ def init_keys(config: Pkcs11Config) -> CurrentKeys:
     """
 
     def current(token: TokenSession, kind: KeyKind) -> KeyRef:
-        held = versions(token, kind)
+        held = signing_versions(token, kind)
         return KeyRef.of(kind, held[-1]) if held else _generate(config, token, _next(token, kind, 0), kind)
 
     return _on_token(

@@ -135,9 +135,34 @@ def _current_keys(token: TokenSession) -> dict[KeyKind, KeyRef | None]:
 def _newest_keys(token: TokenSession) -> dict[KeyKind, KeyRef | None]:
     current: dict[KeyKind, KeyRef | None] = {}
     for kind in KeyKind:
-        held = versions(token, kind)
+        held = signing_versions(token, kind)
         current[kind] = KeyRef.of(kind, held[-1]) if held else None
     return current
+
+
+def signing_versions(token: TokenSession, kind: KeyKind) -> list[int]:
+    """The versions of `kind` that may be current, ascending (HSM thread): a proof or journal key also needs
+    its public half, generated in the HSM.
+
+    A signature nobody can check proves nothing: with the public half of the newest proof key destroyed (by a
+    PIN holder, or before decision 0153 by a session without the PIN), VerifyChallenge spent codes with
+    proofs no published key verified (an outside audit). Such a key is not current; an older whole one is,
+    or none (KeyNotFound: health NOT_SERVING, a proof from GetProof once a ceremony made a key; decision
+    0154). `versions` still counts it, so that no ceremony makes its label again.
+    """
+    held = versions(token, kind)
+    if kind is KeyKind.OTP:
+        return held
+    published = {KeyRef(key.kid).version(kind) for key in public_keys(token, kind)}
+    return [version for version in held if version in published]
+
+
+def has_public_half(token: TokenSession, key: KeyRef) -> bool:
+    """Whether the token holds the public half of `key` that the HSM generated (HSM thread, a search)."""
+    found = token.session.get_objects(
+        {Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.LABEL: key.label, Attribute.LOCAL: True}
+    )
+    return any(bytes(obj[Attribute.EC_POINT]) for obj in found)
 
 
 @dataclass(slots=True)
@@ -245,10 +270,16 @@ class Pkcs11KeyStore:
         HSM its handle), the session is reopened and the search finds nothing. Every round, so that a key
         deleted while serving reads NOT_SERVING at the next round of every worker, not at its next
         self-test, up to SELF_TEST_EVERY rounds later (decision 0118); whether the key still works is the
-        self-test's.
+        self-test's. The proof key's public half is searched for (it has no cached handle): gone, the round
+        fails and the next call reads the current keys again, so that no proof is signed by a key nobody can
+        check for longer than a round (decision 0154).
         """
         await self._present(ObjectClass.SECRET_KEY, await self.current_otp_key())
-        await self._present(ObjectClass.PRIVATE_KEY, await self.current_proof_key())
+        signer = await self.current_proof_key()
+        await self._present(ObjectClass.PRIVATE_KEY, signer)
+        if not await self._call("key_present", lambda live: has_public_half(live, signer), Needs.SEARCH):
+            self._current.read_at = float("-inf")  # the next call that needs a key reads the token again
+            raise HsmUnavailable(f"{signer.label} has no public half in the token: it is no longer current")
 
     async def _present(self, object_class: ObjectClass, key: KeyRef) -> None:
         def label(live: TokenSession) -> str:
