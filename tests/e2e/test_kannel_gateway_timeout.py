@@ -31,15 +31,15 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 class _Proxy(http.server.BaseHTTPRequestHandler):
     """A proxy whose Kannel answers each sendsms too late, 504 (or the next of `answers`, a status whose
-    turn came: 503 is Kannel down, nothing taken); the request counted."""
+    turn came, 503 is Kannel down, nothing taken; or a status and its text); the request counted."""
 
     forwarded: list[str]
-    answers: list[int]
+    answers: list[int | tuple[int, bytes]]
 
     def do_GET(self) -> None:
         self.forwarded.append(self.path)
-        status = self.answers.pop(0) if self.answers else 504
-        body = b"<html><body><h1>%d</h1></body></html>" % status
+        answer = self.answers.pop(0) if self.answers else 504
+        status, body = answer if isinstance(answer, tuple) else (answer, b"<h1>%d</h1>" % answer)
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -50,7 +50,7 @@ class _Proxy(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def answers() -> list[int]:
+def answers() -> list[int | tuple[int, bytes]]:
     """The proxy's first answers, in turn, before its 504s (a test parametrizes it)."""
     return []
 
@@ -62,7 +62,7 @@ def settings() -> dict[str, str]:
 
 
 @pytest.fixture
-def proxy(answers: list[int]) -> Iterator[tuple[str, list[str]]]:
+def proxy(answers: list[int | tuple[int, bytes]]) -> Iterator[tuple[str, list[str]]]:
     """The proxy on a free loopback port; its URL and the sendsms requests it forwarded."""
     forwarded: list[str] = []
     handler = type("Proxy", (_Proxy,), {"forwarded": forwarded, "answers": list(answers)})
@@ -90,26 +90,60 @@ def serving(proxy: tuple[str, list[str]], settings: dict[str, str], tmp_path: Pa
         yield serving
 
 
-def test_a_gateway_timeout_is_not_asked_again(proxy: tuple[str, list[str]], serving: ServeProcess) -> None:
-    """One sendsms forwarded, answered 504: the SMS is FAILED (its one try spent), not sent three times,
-    and its reason is `unconfirmed`: Kannel may have taken it (decision 0096; it read `max_tries`)."""
-    _, forwarded = proxy
-    with grpc.insecure_channel(serving.address) as channel:
+def _login(address: str) -> auth_pb.Challenge:
+    """Enrol a user, start a log-in challenge, wait for its SMS to be dispatched: the challenge as read."""
+    with grpc.insecure_channel(address) as channel:
         enrol_grpc.EnrollmentServiceStub(channel).EnrollUser(
             enrol_pb.EnrollUserRequest(user_id="ana", client_id="acme", secure_phone="+33612345678"),
             timeout=5,
         )
-        started = auth_grpc.AuthenticationServiceStub(channel).StartChallenge(
+        auth = auth_grpc.AuthenticationServiceStub(channel)
+        started = auth.StartChallenge(
             auth_pb.StartChallengeRequest(user_id="ana", operation=op_pb.Operation(login=op_pb.Login())),
             timeout=10,
         )
-    assert dispatched_state(serving.address, started.challenge_id) == auth_pb.DELIVERY_STATE_FAILED
-    assert len(forwarded) == 1
-    with grpc.insecure_channel(serving.address) as channel:
-        read = auth_grpc.AuthenticationServiceStub(channel).GetChallenge(
+        dispatched_state(address, started.challenge_id)
+        return auth.GetChallenge(
             auth_pb.GetChallengeRequest(challenge_id=started.challenge_id), timeout=5
-        )
-    assert read.challenge.delivery_reason == "unconfirmed"
+        ).challenge
+
+
+def test_a_gateway_timeout_is_not_asked_again(proxy: tuple[str, list[str]], serving: ServeProcess) -> None:
+    """One sendsms forwarded, answered 504: the SMS is FAILED (its one try spent), not sent three times,
+    and its reason is `unconfirmed`: Kannel may have taken it (decision 0096; it read `max_tries`)."""
+    _, forwarded = proxy
+    challenge = _login(serving.address)
+    assert (challenge.delivery_state, challenge.delivery_reason) == (
+        auth_pb.DELIVERY_STATE_FAILED,
+        "unconfirmed",
+    )
+    assert len(forwarded) == 1
+
+
+@pytest.mark.parametrize("answers", [[(200, b"0: Accepted for delivery")]])
+def test_kannels_words_under_another_2xx_are_taken(
+    proxy: tuple[str, list[str]], serving: ServeProcess
+) -> None:
+    """Found by an outside audit: a proxy that turns Kannel's 202 into 200 made a sent SMS read `refused`
+    (and a failover would have sent the code again). Kannel's words under any 2xx: SENT, once."""
+    _, forwarded = proxy
+    assert _login(serving.address).delivery_state == auth_pb.DELIVERY_STATE_SENT
+    assert len(forwarded) == 1
+
+
+@pytest.mark.parametrize("answers", [[(202, b"OK")], [(200, b"<html>accepted</html>")]])
+def test_a_2xx_in_other_words_may_have_sent_the_sms(
+    proxy: tuple[str, list[str]], serving: ServeProcess
+) -> None:
+    """A 2xx that is not Kannel's answer says something took the message: not asked again (it read
+    `refused`), FAILED `unconfirmed`: the phone may have the code (decision 0155)."""
+    _, forwarded = proxy
+    challenge = _login(serving.address)
+    assert (challenge.delivery_state, challenge.delivery_reason) == (
+        auth_pb.DELIVERY_STATE_FAILED,
+        "unconfirmed",
+    )
+    assert len(forwarded) == 1
 
 
 @pytest.mark.parametrize("answers", [[504, 503]])

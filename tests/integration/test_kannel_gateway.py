@@ -263,6 +263,7 @@ async def test_a_temporary_refusal_is_retried_at_the_same_kannel(gateways: Gatew
         (400, "Missing receiver number, rejected", "bad_number"),
         (400, "Invalid charset", "bad_content"),
         (403, "Authorization failed for sendsms", "refused"),
+        (202, "OK", "lost"),  # a 2xx not in Kannel's words: something took it (decision 0155)
     ],
 )
 def test_kannel_answers_are_classified(status: int, text: str, reason: str):

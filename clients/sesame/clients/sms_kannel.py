@@ -28,7 +28,8 @@ _log = logging.getLogger("sesame.sms")
 
 ANSWER_LIMIT: Final = 1024  # bytes of Kannel's answer we read: "0: Accepted for delivery" fits many times
 # Kannel answers 202 with "0: Accepted for delivery", or "3: Queued for later delivery" while no SMSC is
-# connected (the message goes, with its reports, once one is).
+# connected (the message goes, with its reports, once one is); a proxy in front may turn the 202 into another
+# 2xx (decision 0155).
 _ACCEPTED: Final = ("0:", "3:")
 _QUEUED: Final = "3:"  # taken, held until an SMSC connects: told apart (decision 0124)
 _ALL_REPORTS: Final = "31"  # dlr-mask: delivered 1, failed 2, buffered 4, accepted by SMSC 8, rejected 16
@@ -101,8 +102,14 @@ def refusal(status: int, text: str) -> DeliveryFailure:
     forwarded the request and Kannel did not answer in time, so Kannel may have taken the message, as on
     our own timeout (never asked again there). 429: throttled. 400: the request was wrong, about the number
     (`Missing receiver number`, `Invalid receiver`) or else the text. Anything else (403 for the account,
-    a black list) refuses the message for good at this provider.
+    a black list) refuses the message for good at this provider. A 2xx other than Kannel's own answer (a
+    proxy's `200 0: Accepted for delivery`, a `202 OK`) says something took the message, in words we cannot
+    read: `lost`, as a connection lost after the request: the phone may have the code, so this provider is
+    not asked again at once and the dead letter reads `unconfirmed`, not `refused` (decisions 0096, 0097,
+    0155).
     """
+    if httpx.codes.is_success(status):
+        return "lost"
     if status == httpx.codes.TOO_MANY_REQUESTS:
         return "throttled"
     if status == httpx.codes.GATEWAY_TIMEOUT:
@@ -150,18 +157,19 @@ class KannelSmsGateway:
         sent_at = self._clock.now()
         query = urlencode(sendsms_params(self._config, message, ref))
         answer = await self._get(f"{self._sendsms}?{query}")
-        if answer.status != httpx.codes.ACCEPTED or not answer.text.startswith(_ACCEPTED):
+        if not (httpx.codes.is_success(answer.status) and answer.text.startswith(_ACCEPTED)):
             # One line per message at INFO, like a send; the WARNING that alerts is rate-limited, per reason
             # (`sesame.server.sms_watch`).
+            reason = refusal(answer.status, answer.text)
+            said = "gave an answer that is not its own to" if reason == "lost" else "refused"
             _log.info(
-                "Kannel refused the SMS for %s: HTTP %d %s",
+                "Kannel %s the SMS for %s: HTTP %d %s",
+                said,
                 message.challenge_id,
                 answer.status,
                 redact(answer.text.partition("\n")[0][:80]),
             )
-            raise DeliveryFailed(
-                f"Kannel refused the message (HTTP {answer.status})", refusal(answer.status, answer.text)
-            )
+            raise DeliveryFailed(f"Kannel {said} the message (HTTP {answer.status})", reason)
         # The text (payee, amount) stays out of INFO lines; DEBUG shows it with the code hidden.
         queued = answer.text.startswith(_QUEUED)
         _log.info(
