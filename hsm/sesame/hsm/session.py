@@ -19,7 +19,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any, Final, Literal, TypeVar
 
-from pkcs11 import ObjectClass
+from pkcs11 import Mechanism, ObjectClass
 from pkcs11.exceptions import (
     DeviceError,
     DeviceRemoved,
@@ -43,6 +43,7 @@ from pkcs11.exceptions import (
 
 from sesame.hsm.worker import HsmWorker
 from sesame.server.domain.errors import HsmUnavailable, KeyNotFound
+from sesame.server.domain.model import KeyKind, key_versions
 
 T = TypeVar("T")
 
@@ -55,6 +56,9 @@ OPEN_PAUSE: Final = 0.07
 # HSM is tried again by the first call after it (the health round's, once a second), not by every call
 # (a login and two log lines each, hundreds a second under load: decision 0110).
 RECONNECT_HOLD: Final = 1.0
+# A fixed input no code is ever computed over (OCRA questions start with the suite name): the MAC of it by an
+# OTP key, taken when this process first finds the key, tells that key from another under its label.
+_IDENTITY_INPUT: Final = b"sesame key identity"
 # A PIN refused is never tried again (an HSM may lock the token after a few).
 _PIN_REFUSED: Final = (PinExpired, PinIncorrect, PinInvalid, PinLenRange, PinLocked)
 PIN_REFUSED_HINT: Final = "the token refused the user PIN given (SESAME_HSM_PIN or SESAME_HSM_PIN_FILE)"
@@ -158,6 +162,8 @@ class TokenSession:
         self._session: Any = None
         self._generation = -1  # the worker's generation when `_session` was opened
         self._keys: dict[tuple[ObjectClass, str], Any] = {}
+        self._identities: dict[str, bytes] = {}  # OTP key label: its MAC of _IDENTITY_INPUT, for the process
+        self._replaced: set[str] = set()  # labels found holding another key (logged once)
         self.users = 0
         self._refusal = ""  # the last failed reconnect's refusal, given again until `_refused_until`
         self._refused_until = 0.0  # time.monotonic()
@@ -190,8 +196,28 @@ class TokenSession:
         key = self._keys.get((object_class, label))
         if key is None:
             key = self._found(object_class, label)
+            if object_class is ObjectClass.SECRET_KEY and key_versions([label], KeyKind.OTP):
+                self._same_key(label, key)
             self._keys[(object_class, label)] = key
         return key
+
+    def _same_key(self, label: str, key: Any) -> None:
+        """KeyNotFound when the OTP key found under `label` is not the one this process found there before.
+
+        A key destroyed and made again under its label while serving (by a PIN holder, or a token directory
+        copied in from elsewhere) was taken as the same once its handle was found again: right codes read
+        WRONG_CODE, counted against their users, and health read SERVING (an outside audit). Its MAC of a
+        fixed input, one HSM call when the handle is found, tells it apart: the label is then as good as
+        lost, so a code under it answers KEY_VERSION_UNAVAILABLE and no attempt is counted, and a current
+        key fails every call that needs it and health, as a boot refuses such a token (decision 0156).
+        """
+        identity = bytes(key.sign(_IDENTITY_INPUT, mechanism=Mechanism.SHA256_HMAC))
+        known = self._identities.setdefault(label, identity)
+        if not hmac.compare_digest(known, identity):
+            if label not in self._replaced:  # once: every call needing it searches and is refused again
+                self._replaced.add(label)
+                _log.error("%s is not the key this process used under that label: it is not used", label)
+            raise KeyNotFound(f"{label} is another key than the one this process used under that label")
 
     def _found(self, object_class: ObjectClass, label: str) -> Any:
         """Search the key (HSM thread); not found, once more if the module re-read a restored token."""
@@ -219,7 +245,8 @@ class TokenSession:
         return bytes(key.sign(data, mechanism=mechanism))
 
     def forget_key(self, label: str) -> None:
-        """Drop the cached handles of a label (after a key was created or destroyed under it)."""
+        """Drop the cached handles of a label (after a key was created or destroyed under it); the key found
+        under it next must still be the one found before (`_same_key`)."""
         for cached in [cached for cached in self._keys if cached[1] == label]:
             del self._keys[cached]
 
