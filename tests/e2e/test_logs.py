@@ -12,12 +12,17 @@ import redis.asyncio as aioredis
 from google.rpc import code_pb2, status_pb2
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
-from sesame.server.domain.privacy import mask_user
+from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
+from sesame.api.v1 import operation_pb2 as op_pb
+from sesame.server.domain.challenges import user_tag
+from sesame.server.domain.privacy import mask_challenge, mask_user
 from sesame.server.grpc.call_context import REQUEST_ID_KEY
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import CONTEXT, enrolled, started, transfer, wrong
-from tests.support.serve_process import start_serve
+from tests.support.outbox import sms_in
+from tests.support.serve_process import served, start_serve
 from tests.support.telemetry_fixtures import JsonLogs
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -148,7 +153,7 @@ async def test_a_fault_is_a_warning_with_its_reason(
     assert (fault["level"], fault["reason"], fault["challenge"]) == (
         "warning",
         "KeyVersionUnavailable",
-        elsewhere,
+        f"{nonce}.k999.{digits}",  # without its user tag (decision 0158)
     )
 
 
@@ -172,3 +177,35 @@ def test_serve_writes_one_json_object_per_line_at_the_level_asked(tmp_path: Path
     assert {line["level"] for line in lines} <= {"info", "warning"}
     (answered,) = [line for line in lines if line.get("rpc") == "GetUser" and "code" in line]
     assert (answered["code"], answered["user"]) == ("NOT_FOUND", mask_user("nobody-here"))
+
+
+def test_no_line_carries_the_user_tag_of_a_challenge_id(tmp_path: Path) -> None:
+    """Found by an outside audit: a challenge id ends with `.u` and the start of an unkeyed SHA-256 of the
+    user id, and lines named the whole id: a customer number's hash was searched back in 0.06 s beside the
+    `user` field that masks it. The lines of a start, its SMS and a wrong code name the challenge by its
+    nonce, never by the tag (decision 0158)."""
+    user = "4006172938"
+    var = tmp_path / "var"
+    settings = {"SESAME_LOG_FORMAT": "json", "SESAME_LOG_LEVEL": "INFO", "SESAME_WORKERS": "1"}
+    with served(var, settings) as serving, grpc.insecure_channel(serving.address) as channel:
+        enrol_grpc.EnrollmentServiceStub(channel).EnrollUser(
+            enrol_pb.EnrollUserRequest(user_id=user, client_id="acme", secure_phone="+33612345678"), timeout=5
+        )
+        auth = auth_grpc.AuthenticationServiceStub(channel)
+        login = op_pb.Operation(login=op_pb.Login())
+        challenge_id = auth.StartChallenge(
+            auth_pb.StartChallengeRequest(user_id=user, operation=login), timeout=10
+        ).challenge_id
+        _, code = sms_in(var / "sms.jsonl", challenge_id)
+        auth.VerifyChallenge(
+            auth_pb.VerifyChallengeRequest(challenge_id=challenge_id, code=wrong(code), operation=login),
+            timeout=10,
+        )
+    tag = user_tag(user)
+    assert challenge_id.endswith(f".u{tag}")
+    nonce = challenge_id.partition(".")[0]
+    lines = [json.loads(line) for line in serving.output().splitlines() if line.strip()]
+    naming = [line for line in lines if nonce in json.dumps(line)]
+    assert {line.get("rpc") for line in naming} >= {"VerifyChallenge", None}  # the call's and the SMS's
+    assert any(line.get("challenge") == mask_challenge(challenge_id) for line in naming)
+    assert tag not in serving.output()

@@ -27,6 +27,7 @@ from sesame.clients.sms_failover import UNOBSERVED, ProviderObserver
 from sesame.server.domain.errors import ChallengeNotFound, StoreUnavailable
 from sesame.server.domain.model import DeliveryState
 from sesame.server.domain.ports import Challenges, Clock
+from sesame.server.domain.privacy import mask_challenge
 
 _log = logging.getLogger("sesame.sms")
 
@@ -135,7 +136,7 @@ class KannelDeliveryReports:
         _log.info(
             "delivery report %s for %s: Kannel %d, %s",
             report.provider_ref,
-            report.challenge_id,
+            mask_challenge(report.challenge_id),
             report.status,
             report.state.value,
         )

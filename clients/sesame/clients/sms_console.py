@@ -19,7 +19,7 @@ from sesame.clients.sms_reference import provider_ref
 from sesame.server.domain.errors import ConfigurationError, DeliveryFailed
 from sesame.server.domain.model import SentSms, SmsMessage
 from sesame.server.domain.ports import Clock, SmsGateway
-from sesame.server.domain.privacy import mask_phone, redact
+from sesame.server.domain.privacy import mask_challenge, mask_phone, redact
 
 _log = logging.getLogger("sesame.sms")
 
@@ -66,7 +66,7 @@ class ConsoleSmsGateway:
         except OSError as exc:
             raise DeliveryFailed(f"console SMS file not writable: {type(exc).__name__}") from exc
         # The text (payee, amount) stays out of INFO lines: the file above is the development sink.
-        _log.info("SMS %s to %s for %s", ref, mask_phone(message.to), message.challenge_id)
+        _log.info("SMS %s to %s for %s", ref, mask_phone(message.to), mask_challenge(message.challenge_id))
         if _log.isEnabledFor(logging.DEBUG):  # the redaction is a regex over the text: only when logged
             _log.debug("SMS %s text: %s", ref, redact(message.text))
         return SentSms(provider_ref=ref, sent_at=sent_at)

@@ -25,6 +25,7 @@ from sesame.server.domain.dispatching import UNCONFIRMED
 from sesame.server.domain.errors import DeliveryFailed, DeliveryFailure, DeliveryRefused
 from sesame.server.domain.model import DeliveryState, SentSms, SmsMessage
 from sesame.server.domain.ports import SmsGateway
+from sesame.server.domain.privacy import mask_challenge
 
 _log = logging.getLogger("sesame.sms")
 
@@ -138,7 +139,7 @@ class FailoverSmsGateway:
                 if provider is not self._providers[-1] and not isinstance(exc, BreakerOpen):
                     _log.info(
                         "SMS for %s: %s failed (%s), trying the next provider",
-                        message.challenge_id,
+                        mask_challenge(message.challenge_id),
                         provider.name,
                         exc.reason,
                     )

@@ -22,7 +22,7 @@ from sesame.server.domain.errors import DeliveryFailed, DeliveryFailure
 from sesame.server.domain.gsm7 import fits_gsm7
 from sesame.server.domain.model import SentSms, SmsMessage
 from sesame.server.domain.ports import Clock, SmsGateway
-from sesame.server.domain.privacy import mask_phone, redact
+from sesame.server.domain.privacy import mask_challenge, mask_phone, redact
 
 _log = logging.getLogger("sesame.sms")
 
@@ -165,7 +165,7 @@ class KannelSmsGateway:
             _log.info(
                 "Kannel %s the SMS for %s: HTTP %d %s",
                 said,
-                message.challenge_id,
+                mask_challenge(message.challenge_id),
                 answer.status,
                 redact(answer.text.partition("\n")[0][:80]),
             )
@@ -177,7 +177,7 @@ class KannelSmsGateway:
             ref,
             "queued by (no SMSC connected)" if queued else "via",
             mask_phone(message.to),
-            message.challenge_id,
+            mask_challenge(message.challenge_id),
         )
         _log.debug("SMS %s text: %s", ref, redact(message.text))
         return SentSms(provider_ref=ref, sent_at=sent_at, queued=queued)

@@ -36,7 +36,7 @@ from sesame.server.domain.errors import ChallengeNotFound, DeliveryFailed, Provi
 from sesame.server.domain.log_quota import LogQuota
 from sesame.server.domain.model import DeliveryState, SentPart, SentSms, SmsMessage
 from sesame.server.domain.ports import Clock, ProviderIds, SmsGateway
-from sesame.server.domain.privacy import mask_phone, redact
+from sesame.server.domain.privacy import mask_challenge, mask_phone, redact
 
 _log = logging.getLogger("sesame.sms")
 
@@ -143,7 +143,11 @@ class SmppSmsGateway:
         whole = self._taken_late.pop(ref, None)
         if whole is not None and whole[0] == _digest(message.text):
             # An earlier try's submit_sm_resp came after our timeout: the SMSC has this very text whole.
-            _log.info("SMS %s for %s taken late by the SMSC: not submitted again", ref, message.challenge_id)
+            _log.info(
+                "SMS %s for %s taken late by the SMSC: not submitted again",
+                ref,
+                mask_challenge(message.challenge_id),
+            )
             return SentSms(provider_ref=ref, sent_at=sent_at, provider_ids=whole[1])
         session = await self._bound()
         encoded = smpp_text.encode(message.text, random.randrange(256))  # noqa: S311 (a UDH reference, no secret)
@@ -184,7 +188,7 @@ class SmppSmsGateway:
             "SMS %s via SMPP to %s for %s in %d part(s)",
             ref,
             mask_phone(message.to),
-            message.challenge_id,
+            mask_challenge(message.challenge_id),
             len(encoded.parts),
         )
         if _log.isEnabledFor(logging.DEBUG):
@@ -249,7 +253,11 @@ class SmppSmsGateway:
             except DeliveryFailed as exc:
                 if not later or exc.reason not in _PART_RETRIED or attempt == retry.retries:
                     raise
-                _log.info("SMPP part refused (%s) for %s: asked again", exc.reason, tracked.challenge_id)
+                _log.info(
+                    "SMPP part refused (%s) for %s: asked again",
+                    exc.reason,
+                    mask_challenge(tracked.challenge_id),
+                )
                 await asyncio.sleep(retry.delay(attempt, random.random()))  # noqa: S311 (jitter, no secret)
                 [slot] = self._slots(1, deadline)
                 attempt += 1
@@ -436,7 +444,9 @@ class SmppSmsGateway:
             await ids.remember(message_id, part, self._clock.now() + self._config.ids_kept)
         except StoreUnavailable:
             # The receipt is then settled from memory only: lost if this process restarts first.
-            _log.warning("SMSC message id for %s not kept: store unavailable", part.challenge_id)
+            _log.warning(
+                "SMSC message id for %s not kept: store unavailable", mask_challenge(part.challenge_id)
+            )
 
     async def _settle_remembered(self, ids: ProviderIds, receipt: Receipt) -> Settled | None:
         """A receipt for an id this process does not know: its message as the store remembers it, if
@@ -469,13 +479,14 @@ class SmppSmsGateway:
             return pdu.ESME_ROK
         except StoreUnavailable:
             _log.warning(
-                "delivery receipt for %s not recorded: store unavailable", settled.tracked.challenge_id
+                "delivery receipt for %s not recorded: store unavailable",
+                mask_challenge(settled.tracked.challenge_id),
             )
             return pdu.ESME_RX_T_APPN
         _log.info(
             "delivery receipt %s for %s: %s, %s",
             settled.tracked.provider_ref,
-            settled.tracked.challenge_id,
+            mask_challenge(settled.tracked.challenge_id),
             stat,
             settled.state.value,
         )

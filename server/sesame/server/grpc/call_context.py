@@ -23,7 +23,7 @@ import grpc
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
-from sesame.server.domain.privacy import mask_user
+from sesame.server.domain.privacy import mask_challenge, mask_user
 
 _log = logging.getLogger("sesame.grpc")
 tracer = trace.get_tracer("sesame.grpc")
@@ -89,7 +89,7 @@ def subject(request: Any) -> dict[str, str]:
         fields["user"] = mask_user(user_id) if _LOGGABLE.fullmatch(user_id) else MALFORMED
     challenge_id = getattr(request, "challenge_id", None)
     if isinstance(challenge_id, str) and challenge_id:
-        fields["challenge"] = challenge_id if _LOGGABLE.fullmatch(challenge_id) else MALFORMED
+        fields["challenge"] = mask_challenge(challenge_id) if _LOGGABLE.fullmatch(challenge_id) else MALFORMED
     return fields
 
 
