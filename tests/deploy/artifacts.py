@@ -60,6 +60,7 @@ LIVE_SCALE: dict[str, tuple[tuple[str, str], ...]] = {
     "SesameJournalNotArchived": (("> 300", "> 3"), ("for: 5m", "for: 2s")),
     "SesameRiskDenialSpike": (("[30m]", "[1m]"), (">= 20", ">= 2"), ("for: 10m", "for: 2s")),
     "SesameCallsShed": (("[10m]", "[5m]"), (">= 20", ">= 2"), ("for: 5m", "for: 2s")),
+    "SesameScrapeFailing": (("for: 2m", "for: 2s"),),
 }
 
 

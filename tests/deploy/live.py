@@ -1,4 +1,4 @@
-"""Four running `sesame serve`, real flows and real failures, scraped by a real Prometheus with our alerts.
+"""Five running `sesame serve`, real flows and real failures, scraped by a real Prometheus with our alerts.
 
 - `main`: mTLS with the test PKI (so it publishes its certificate's expiry, a day away), console SMS, a
   send budget of 2 per user. Ana passes a login (one wrong code first, a resend too soon); Bob's third code
@@ -16,6 +16,8 @@
   a time (`SESAME_MAX_CONCURRENT_RPCS=1`): a burst of reads at once is shed (SesameCallsShed).
 - `down`: nothing but boot; at the end its Redis is stopped and its worker killed: the new one cannot boot,
   no worker serves (SesameWorkersDown and SesameNotServing), and nothing is sealed.
+- `gone`: nothing but boot; once scraped, its supervisor is killed (SIGKILL: its workers and Redis follow
+  it), so its target no longer answers and every series of its goes (SesameScrapeFailing).
 
 Each replica is its own scrape job: each has its own Redis, a deployment of its own. The rules are the
 file's with the thresholds, windows and `for:` of LIVE_SCALE (tests/deploy/artifacts.py): minutes cannot be
@@ -214,15 +216,18 @@ def monitored(directory: Path, pki: Pki) -> Iterator[Prometheus]:
         )
         # Its worker killed while its Redis is stopped: the new one cannot boot, and none serves.
         down = stack.enter_context(stopped_on_exit(replica(directory / "down", {})))
+        gone = stack.enter_context(stopped_on_exit(replica(directory / "gone", {})))
         jobs = {
             "main": main.target,
             "failing": failing.target,
             "stalled": stalled.target,
             "down": down.target,
+            "gone": gone.target,
         }
         rules = live_alerts(directory / "alerts.yml")
         prometheus = stack.enter_context(running_prometheus(directory / "prometheus", jobs, [rules]))
-        prometheus.wait_for("count(up == 1) == 4")
+        prometheus.wait_for("count(up == 1) == 5")
+        prometheus.wait_for('count(sesame_build_info{job="gone"}) == 1')
         on_main = stack.enter_context(callers(main, pki))
         on_failing = stack.enter_context(callers(failing, None))
         on_stalled = stack.enter_context(callers(stalled, None))
@@ -237,6 +242,7 @@ def monitored(directory: Path, pki: Pki) -> Iterator[Prometheus]:
         _shed(on_stalled, stalled_challenges)
         stack.callback(_redis_stopped(main))
         stack.callback(_workers_down(down))
+        os.kill(gone.serving.process.pid, signal.SIGKILL)
         prometheus.wait_for('sesame_health_probe_up{probe="state store"} == 0')
         # The scaled alerts need a few seconds of their condition (a window, a time since): let them build.
         prometheus.wait_for_alerts(set(LIVE_SCALE))

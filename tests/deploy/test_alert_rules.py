@@ -24,6 +24,7 @@ EXPECTED = {
     "SesameJournalNotArchived",
     "SesameRiskDenialSpike",
     "SesameCallsShed",
+    "SesameScrapeFailing",
 }
 
 

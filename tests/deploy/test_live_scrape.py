@@ -75,7 +75,7 @@ def test_the_new_alerts_name_their_deployment(prometheus: Prometheus) -> None:
     cannot sign what was journaled since); the stalled replica seals, it only does not archive; the denial
     spike the replica whose operator reports swapped SIMs, the workers' alert the replica whose worker cannot
     boot again (its Redis stopped: it does not seal either), the shedding alert the replica whose workers run
-    one call at a time."""
+    one call at a time, the scrape alert the replica killed whole (and no other: the others answer)."""
     expected = {
         ("SesameOutboxBacklog", "stalled", ""),
         ("SesameOutboxOldestEntryAge", "stalled", ""),
@@ -88,6 +88,7 @@ def test_the_new_alerts_name_their_deployment(prometheus: Prometheus) -> None:
         ("SesameWorkersDown", "down", ""),
         ("SesameJournalNotSealed", "down", ""),
         ("SesameCallsShed", "stalled", ""),
+        ("SesameScrapeFailing", "gone", ""),
     }
     names = {name for name, _, _ in expected}
 
