@@ -82,3 +82,30 @@ async def test_each_page_reads_its_slice_and_the_pages_are_the_list(
         (only,) = later
         assert only[0].lower() == b"zrangebyscore"
         assert _limit(only) == [str(n * SIZE).encode(), b"11"]
+
+
+@pytest.mark.parametrize(
+    ("since", "until"),
+    [
+        (None, datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)),  # a back-office tool's "no end"
+        (None, datetime(9999, 12, 31, 23, 30, tzinfo=UTC)),
+        (datetime(1, 1, 1, tzinfo=UTC), datetime(1969, 12, 31, 22, tzinfo=UTC)),
+        (None, datetime(1, 1, 1, tzinfo=UTC)),
+    ],
+)
+async def test_a_period_at_either_end_of_the_timestamps_is_answered(
+    live: Live, since: datetime | None, until: datetime
+) -> None:
+    """Found by an outside audit: `until` within an hour of 9999-12-31T23:59:59Z answered INTERNAL (an
+    OverflowError adding the clock's margin), and before 1969-12-31T23:00Z UNAVAILABLE "retry later" for good
+    (a negative stream id Redis refuses). Both are valid instants: the period's challenges, here all of them
+    or none."""
+    await enrolled(live)
+    challenge_ids = await _indexed(live)
+    request = evidence_pb.GetUserEvidenceRequest(user_id="alice", page_size=100)
+    request.until.FromDatetime(until)
+    if since is not None:
+        request.since.FromDatetime(since)
+    page = await evidence_grpc.EvidenceServiceStub(live.channel).GetUserEvidence(request)
+    expected = challenge_ids if until.year == 9999 else []
+    assert [c.challenge_id for c in page.challenges] == expected

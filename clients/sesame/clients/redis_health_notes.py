@@ -44,7 +44,9 @@ class RedisHealthNotes:
         """The notes whose time is in [since, until], with the last one before `since`; ids and fields as
         stored, oldest first. Read backwards from `until` (the ids' time, give or take CLOCK_MARGIN: a note's
         time is its worker's clock) until a note older than `since`."""
-        high = f"{rec.to_ms(until + CLOCK_MARGIN)}" if until else "+"
+        high = _highest_id(until)
+        if high is None:
+            return []
         found: list[tuple[str, dict[str, str]]] = []
         while True:
             with translated():
@@ -61,6 +63,19 @@ class RedisHealthNotes:
             if len(batch) < READ_BATCH:
                 return found[::-1]
             high = f"({batch[-1][0].decode()}"
+
+
+def _highest_id(until: datetime | None) -> str | None:
+    """The highest stream id a note up to `until` may have ("+" for any), None when none can be (an instant
+    before 1970 give or take the margin: Redis refuses a negative id, which read as the store failing).
+
+    Any instant of a Timestamp is a valid `until`: 9999-12-31T23:59:59Z, a back-office tool's "no end", has no
+    margin after it (an OverflowError answered INTERNAL; an outside audit).
+    """
+    if until is None or until > datetime.max.replace(tzinfo=until.tzinfo) - CLOCK_MARGIN:
+        return "+"
+    high = rec.to_ms(until + CLOCK_MARGIN)
+    return str(high) if high >= 0 else None
 
 
 def _time(fields: dict[str, str]) -> datetime | None:
