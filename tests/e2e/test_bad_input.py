@@ -61,6 +61,17 @@ START_CASES = [
         _transfer(iban="\ufb0668000100010051845310112"),
         "operation.credit_transfer.payee.iban",
     ),
+    # Whitespace other than a space (an outside audit's): api.md refuses it, and it was dropped as a space.
+    (
+        "IBAN with a tab",
+        _transfer(iban="FR76\t3000 6000 0112 3456 7890 189"),
+        "operation.credit_transfer.payee.iban",
+    ),
+    (
+        "IBAN with a line break",
+        _transfer(iban="FR76 3000 6000\n0112 3456 7890 189"),
+        "operation.credit_transfer.payee.iban",
+    ),
     ("zero amount", _transfer(amount_minor=0), "operation.credit_transfer.amount.amount_minor"),
     ("negative amount", _transfer(amount_minor=-5), "operation.credit_transfer.amount.amount_minor"),
     ("unknown currency", _transfer(currency="XYZ"), "operation.credit_transfer.amount.currency"),
