@@ -4,12 +4,22 @@ Watch is refused RESOURCE_EXHAUSTED at once (a probe that polls with Check is ne
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from sesame.clients.redis_store import RedisState
+from sesame.hsm.pkcs11 import Pkcs11KeyStore
+from sesame.server.config import Settings
 from sesame.server.grpc.health_watchers import MAX_WATCHERS
+from sesame.server.grpc.server import GrpcServer
 from tests.e2e.conftest import Live
+from tests.support.wired_server import ServerOptions, start_wired
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -58,3 +68,60 @@ async def _let_in(stub: health_pb2_grpc.HealthStub) -> grpc.aio.UnaryStreamCall:
             return call
         assert refused is grpc.StatusCode.RESOURCE_EXHAUSTED
     pytest.fail("no Watch let in after one left")
+
+
+@pytest.fixture
+async def probed(
+    redis_store: RedisState, keystore: Pkcs11KeyStore, tmp_path: Path
+) -> AsyncIterator[GrpcServer]:
+    """The composition root's wiring with a health-only listener beside the gRPC port."""
+    transport = Settings.from_env({"SESAME_HEALTH_ADDR": "127.0.0.1:0"}).transport
+    wired = await start_wired(
+        keystore, redis_store, tmp_path / "sms.jsonl", ServerOptions(transport=transport)
+    )
+    try:
+        yield wired.server
+    finally:
+        await wired.server.stop(0)
+
+
+async def _watching(address: str, count: int) -> tuple[list[grpc.aio.Channel], list[Any]]:
+    """`count` Watch streams on `address`, each past its first status (SERVING)."""
+    own = (("grpc.use_local_subchannel_pool", 1),)
+    channels = [grpc.aio.insecure_channel(address, options=own) for _ in range(CHANNELS)]
+    stubs = [health_pb2_grpc.HealthStub(channel) for channel in channels]
+    calls = [stubs[n % CHANNELS].Watch(health_pb2.HealthCheckRequest(), timeout=60) for n in range(count)]
+    for call in calls:
+        assert (await call.read()).status == health_pb2.HealthCheckResponse.SERVING
+    return channels, calls
+
+
+async def test_the_health_only_port_cannot_take_the_grpc_ports_watch_streams(
+    probed: GrpcServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by an outside audit: the health-only listener (no certificate) shared the bound with the gRPC
+    port, so 2,000 streams opened there refused every caller's Watch, and each refusal was a WARNING (750 a
+    second). Each listener has its bound (decision 0159), and its refusals are one line a minute."""
+    assert probed.health_port is not None
+    health_only = f"127.0.0.1:{probed.health_port}"
+    channels, calls = await _watching(health_only, MAX_WATCHERS)
+    try:
+        with caplog.at_level(logging.WARNING, logger="sesame.health"):
+            for _ in range(3):
+                refused = health_pb2_grpc.HealthStub(channels[0]).Watch(
+                    health_pb2.HealthCheckRequest(), timeout=10
+                )
+                with pytest.raises(grpc.aio.AioRpcError) as error:
+                    await refused.read()
+                assert error.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        said = [r.getMessage() for r in caplog.records if "Watch refused" in r.getMessage()]
+        assert said == [f"health Watch refused on the health-only port: {MAX_WATCHERS} streams open already"]
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{probed.port}") as caller:
+            watch = health_pb2_grpc.HealthStub(caller).Watch(health_pb2.HealthCheckRequest(), timeout=10)
+            assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+            watch.cancel()
+    finally:
+        for call in calls:
+            call.cancel()
+        for channel in channels:
+            await channel.close()

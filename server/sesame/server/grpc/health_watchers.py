@@ -4,8 +4,10 @@ Health answers every caller (probes and balancers hold no grant) and is never sh
 call any client could hold open without end: each stream kept about 45 KiB of a worker's memory (measured:
 1,900 streams from one client took a worker from 87 to 180 MB, and the allocator kept most of it after they
 left). Beyond MAX_WATCHERS streams a Watch is refused at once with RESOURCE_EXHAUSTED; Check, which probes
-poll, is never refused. The bound counts the streams of both listeners (the gRPC port and SESAME_HEALTH_ADDR
-share this servicer).
+poll, is never refused. Each listener has its own bound: the health-only listener (SESAME_HEALTH_ADDR) takes
+no certificate, and 2,000 streams opened there refused every Watch of the callers on the gRPC port, whose
+client-side health checking then reads the server as unhealthy (an outside audit; decision 0159). A refusal
+is a WARNING once a minute per listener, the next counting those held back (a line each was 750 a second).
 
 grpc's servicer leaves List (added to grpc.health.v1 later) unimplemented: any caller's List answered
 INTERNAL and logged an ERROR with a traceback, each call (decision 0057). It answers here what Check answers,
@@ -18,37 +20,71 @@ import logging
 from typing import Any, Final
 
 import grpc
-from grpc_health.v1 import health, health_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from sesame.server.domain.log_quota import LogQuota
 
 _log = logging.getLogger("sesame.health")
 
 # Client-side health checking keeps one stream per channel and server: a thousand client processes per
 # worker is well beyond a bank's callers, and about 45 MB at most.
 MAX_WATCHERS: Final = 1000
+REFUSALS_EVERY_SECONDS: Final = 60.0  # one WARNING of refused Watch streams per listener in this many seconds
 # The typing stubs of grpc_health predate List: its answer is read from the generated module as it is.
 _LIST_RESPONSE: Any = health_pb2.HealthListResponse  # type: ignore[attr-defined]
 
 
+class _Watchers:
+    """The Watch streams one listener holds open, and its rate-limited refusals."""
+
+    def __init__(self, listener: str) -> None:
+        self.listener = listener
+        self.open = 0
+        self.refusals: LogQuota[None] = LogQuota(REFUSALS_EVERY_SECONDS)
+
+
 class BoundedHealthServicer(health.aio.HealthServicer):
-    """The health servicer, refusing a Watch while MAX_WATCHERS streams are open."""
+    """The health servicer of the gRPC port, refusing a Watch while MAX_WATCHERS streams are open on it;
+    `apart()` serves the same statuses on another listener, within a bound of its own."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._watching = 0
+        self._watchers = _Watchers("the gRPC port")
         self._services: set[str] = {""}  # every service whose status was set: what List answers
 
     async def Watch(  # noqa: N802 (the RPC's name)
         self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
-        """The stream of statuses of `request.service`, unless too many are open already."""
-        if self._watching >= MAX_WATCHERS:
-            _log.warning("health Watch refused: %d streams open already", self._watching)
+        """The stream of statuses of `request.service`, unless too many are open on this port already."""
+        await self.watch_within(self._watchers, request, context)
+
+    async def watch_within(
+        self,
+        watchers: _Watchers,
+        request: health_pb2.HealthCheckRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> None:
+        """Watch, counted among `watchers` (one listener's)."""
+        if watchers.open >= MAX_WATCHERS:
+            held_back = watchers.refusals.admit(None)
+            if held_back is not None:
+                more = watchers.refusals.held_back(held_back, "such refusals")
+                _log.warning(
+                    "health Watch refused on %s: %d streams open already%s",
+                    watchers.listener,
+                    watchers.open,
+                    more,
+                )
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many Watch streams: poll Check")
-        self._watching += 1
+        watchers.open += 1
         try:
             await super().Watch(request, context)
         finally:
-            self._watching -= 1
+            watchers.open -= 1
+
+    def apart(self, listener: str) -> HealthApart:
+        """This servicer's statuses for another listener, whose Watch streams are bounded apart."""
+        return HealthApart(self, _Watchers(listener))
 
     async def set(self, service: str, status: int) -> None:
         """Set `service`'s status, and remember its name for List."""
@@ -67,3 +103,29 @@ class BoundedHealthServicer(health.aio.HealthServicer):
                 for service in sorted(self._services)
             }
         )
+
+
+class HealthApart(health_pb2_grpc.HealthServicer):
+    """The shared servicer's Check, Watch and List on a listener of its own: its Watch streams are its own."""
+
+    def __init__(self, shared: BoundedHealthServicer, watchers: _Watchers) -> None:
+        self._shared = shared
+        self._watchers = watchers
+
+    async def Check(  # noqa: N802 (the RPC's name)
+        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> health_pb2.HealthCheckResponse:
+        """What the shared servicer answers."""
+        return await self._shared.Check(request, context)
+
+    async def Watch(  # noqa: N802 (the RPC's name)
+        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        """The shared servicer's stream, within this listener's bound."""
+        await self._shared.watch_within(self._watchers, request, context)
+
+    async def List(  # noqa: N802 (the RPC's name)
+        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Any:
+        """What the shared servicer answers."""
+        return await self._shared.List(request, context)

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
@@ -297,14 +297,15 @@ def _bind(
 
 
 async def _health_only(
-    servicer: health.aio.HealthServicer, address: str, serving: Serving, metrics: Metrics
+    servicer: BoundedHealthServicer, address: str, serving: Serving, metrics: Metrics
 ) -> Listener:
-    """A plaintext listener serving only grpc.health.v1, from the same servicer as the gRPC port, each call
-    counted in sesame_health_listener_requests_total (decision 0114)."""
+    """A plaintext listener serving only grpc.health.v1, the statuses of the gRPC port's servicer with Watch
+    streams bounded apart (decision 0159), each call counted in sesame_health_listener_requests_total
+    (decision 0114)."""
     server = grpc.aio.server(
         interceptors=[ListenerMeter(metrics), DecodingInterceptor()], options=serving.health_options
     )
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(servicer.apart("the health-only port"), server)
     port = _bind(server, address, "SESAME_HEALTH_ADDR", None, serving)
     await server.start()
     return Listener(server, port)
