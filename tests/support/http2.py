@@ -22,18 +22,20 @@ def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
     return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
 
 
-def grpc_headers(path: str, authority: str) -> bytes:
-    """The header block of a gRPC call of `path`."""
+def grpc_headers(path: str, authority: str, extra: tuple[tuple[bytes, bytes], ...] = ()) -> bytes:
+    """The header block of a gRPC call of `path`, with the `extra` headers (raw bytes: any octets HTTP/2
+    allows)."""
+    fields = (
+        (b":method", b"POST"),
+        (b":scheme", b"http"),
+        (b":path", path.encode()),
+        (b":authority", authority.encode()),
+        (b"content-type", b"application/grpc"),
+        (b"te", b"trailers"),
+        *extra,
+    )
     return b"".join(
-        b"\x00" + bytes([len(name)]) + name.encode() + bytes([len(value)]) + value.encode()
-        for name, value in (
-            (":method", "POST"),
-            (":scheme", "http"),
-            (":path", path),
-            (":authority", authority),
-            ("content-type", "application/grpc"),
-            ("te", "trailers"),
-        )
+        b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value for name, value in fields
     )
 
 

@@ -22,11 +22,12 @@ from sesame.api.v1 import evidence_service_pb2_grpc as evidence_grpc
 from sesame.server.domain.challenges import ChallengeFlows
 from sesame.server.domain.enrollment import EnrollmentFlows
 from sesame.server.domain.errors import ConfigurationError
+from sesame.server.domain.log_quota import LogQuota
 from sesame.server.domain.ports import Clock, Probe
 from sesame.server.domain.proofs import ProofFlows
 from sesame.server.grpc.calls import CallInterceptor, Gate
 from sesame.server.grpc.catalogue import API_SERVICES
-from sesame.server.grpc.decoding import DecodingInterceptor
+from sesame.server.grpc.decoding import UNDECODABLE_EVERY_SECONDS, DecodingInterceptor
 from sesame.server.grpc.health import HealthNoting, HealthWatcher
 from sesame.server.grpc.health_watchers import BoundedHealthServicer
 from sesame.server.grpc.metering import ListenerMeter
@@ -215,6 +216,7 @@ class GrpcServer:
     ) -> GrpcServer:
         """Bind `address` as `transport` says, register everything, start serving; health follows `probes`."""
         _GRPC_LOG.addFilter(_ANSWER_RACE)  # idempotent: a filter is added once
+        _GRPC_LOG.addFilter(_UNDECODABLE_METADATA)
         server = grpc.aio.server(
             # One interceptor for every concern of a call (context, metering, error table, shedding, rights,
             # decoding), in one pass: decision 0039; the order of the concerns is in its docstring.
@@ -330,5 +332,33 @@ class AnswerTooLate(logging.Filter):
         return True
 
 
+class UndecodableMetadata(logging.Filter):
+    """grpc's ERROR, with its traceback and the bytes, for each metadata value of a call that is not UTF-8
+    (HTTP/2 allows any octets; grpc passes the value on as bytes and answers the call): a WARNING once a
+    minute naming neither the value nor the header, the next counting those held back. Any peer of either
+    port, the health-only one included (no certificate), wrote an ERROR with a traceback per such header at
+    will, and the value may be a caller's secret (an outside audit; decision 0160)."""
+
+    def __init__(self, every: float = UNDECODABLE_EVERY_SECONDS) -> None:
+        super().__init__()
+        self._quota: LogQuota[None] = LogQuota(every)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.ERROR or not str(record.msg).startswith("Invalid encoding on"):
+            return True
+        held_back = self._quota.admit(None)
+        if held_back is None:
+            return False
+        more = self._quota.held_back(held_back, "such calls")
+        record.msg, record.args = (
+            "a call's metadata held a value that is not UTF-8: passed on as bytes%s",
+            (more,),
+        )
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
 _GRPC_LOG = logging.getLogger("grpc._cython.cygrpc")
 _ANSWER_RACE = AnswerTooLate()
+_UNDECODABLE_METADATA = UndecodableMetadata()
