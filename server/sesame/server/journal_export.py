@@ -187,10 +187,15 @@ def resume_point(path: Path) -> int:
     return last
 
 
+class MislabelledLine(ValueError):
+    """A line of an export whose `block` is not the block its seal line closes."""
+
+
 def read_export(lines: Iterable[str]) -> Iterator[ArchivedBlock]:
     """The blocks of an export, each once its seal line is read; entries of a block without a seal line
     (an interrupted export) are not returned. ValueError on a line that is not an export's."""
     pending: list[FeedEntry] = []
+    labels: set[object] = set()  # the `block` of each entry line pending, which its seal line must have
     for line in lines:
         if not line.strip():
             continue
@@ -198,8 +203,14 @@ def read_export(lines: Iterable[str]) -> Iterator[ArchivedBlock]:
         if "entry" in value:
             entry = value["entry"]
             pending.append(FeedEntry(str(entry["id"]), str(entry["stream"]), dict(entry["fields"])))
+            labels.add(value["block"])
         elif "seal" in value:
-            yield ArchivedBlock(seal_from_dict(value["seal"]), tuple(pending))
-            pending = []
+            seal = seal_from_dict(value["seal"])
+            # A line's `block` is what a reader groups by: one that names another block than the seal that
+            # covers it verified all the same (an outside audit), a layout the file did not prove.
+            if labels | {value["block"]} != {seal.block.number}:
+                raise MislabelledLine(f"block {seal.block.number}: a line of it is labelled another block")
+            yield ArchivedBlock(seal, tuple(pending))
+            pending, labels = [], set()
         else:
             raise ValueError("a line of an export holds an entry or a seal")

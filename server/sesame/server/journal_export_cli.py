@@ -20,7 +20,15 @@ from sesame.clients.redis_scripts import Scripts
 from sesame.server.config import Settings
 from sesame.server.domain.errors import ConfigurationError, SesameError
 from sesame.server.journal_archive import ArchivedBlock, JournalArchive
-from sesame.server.journal_export import Exported, Progress, blocks_after, export, read_export, resume_point
+from sesame.server.journal_export import (
+    Exported,
+    MislabelledLine,
+    Progress,
+    blocks_after,
+    export,
+    read_export,
+    resume_point,
+)
 
 
 class MalformedExport(SesameError):
@@ -121,5 +129,7 @@ def _checked(blocks: Iterator[ArchivedBlock]) -> Iterator[ArchivedBlock]:
     """The blocks, a malformed line turned into MalformedExport (a damaged file is a broken journal)."""
     try:
         yield from blocks
+    except MislabelledLine as exc:
+        raise MalformedExport(str(exc)) from None
     except (ValueError, KeyError, TypeError) as exc:
         raise MalformedExport(f"a line is not an export's ({type(exc).__name__})") from None
