@@ -12,6 +12,9 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from sesame.server.evidence_bundle import completeness
+from sesame.server.grpc import user_evidence_client
+from sesame.server.grpc.user_evidence_client import fetch_user_evidence
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import enrolled, started, transfer
 from tests.support.evidence_cli import run_evidence
@@ -76,3 +79,36 @@ async def test_an_openings_entry_deleted_too_is_reported(live: Live, redis_clien
     assert bundle["completeness"]["complete"] is False
     assert bundle["completeness"]["broken"] == ["openings journal: entry 2 is missing"]
     assert "completeness check failed: openings journal: entry 2 is missing" in stderr
+
+
+async def test_a_challenge_opened_while_the_pages_are_read_is_left_out_not_broken(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by an outside audit: the first page is the selection's snapshot (its openings journal), a later
+    page reads the index as it is then; a challenge opened between the two was "found, not in the openings
+    journal" and the whole selection broken, at each retry while the user was active. It is left out, and
+    said so; the selection is the first page's, complete."""
+    user_id, opened = await _three_sealed(live)
+    loop = asyncio.get_running_loop()
+    late: list[str] = []
+    read_page = user_evidence_client._page
+
+    def page_after_an_opening(stub: Any, request: Any) -> Any:
+        if not late:  # before the second page: the user opens a fourth, sealed and indexed at once
+
+            async def opening() -> None:
+                late.append((await started(live, user_id, transfer(name="Payee 3")))[0])
+                assert live.sealer is not None
+                await live.sealer.step()
+
+            asyncio.run_coroutine_threadsafe(opening(), loop).result(timeout=30)
+        return read_page(stub, request)
+
+    monkeypatch.setattr(user_evidence_client, "PAGE_SIZE", 2)
+    monkeypatch.setattr(user_evidence_client, "_page", page_after_an_opening)
+    found = await asyncio.to_thread(fetch_user_evidence, live.address, user_id)
+    assert len(late) == 1
+    assert [m["challenge_id"] for m in found.challenges] == opened
+    assert found.opened_while_read == late
+    checked = completeness(found.openings, found.challenges, {"since": "", "until": ""})
+    assert (checked["complete"], checked["broken"], checked["openings"]) == (True, [], 3)

@@ -37,6 +37,8 @@ class UserRecord:
     health: list[dict[str, str]]
     seals_json: str
     openings: list[dict[str, str]] = field(default_factory=list)  # the user's sealed openings journal
+    # Challenges a later page listed, opened after the first page's snapshot: not in the selection.
+    opened_while_read: list[str] = field(default_factory=list)
 
 
 # A challenge's bundle: its user's answer covers the journal's time and this much around it (decision 0094).

@@ -51,6 +51,12 @@ def gather(  # noqa: PLR0913 (the selector's parts, keyword-only)
     found = fetch_user_evidence(
         target, user_id, since=since, until=until, transaction_id=transaction_id, tls=tls
     )
+    if found.opened_while_read:
+        print(  # noqa: T201 (a note beside the bundle on standard output)
+            f"sesame: {len(found.opened_while_read)} challenge(s) of the user opened while the selection was "
+            "read are not in it (read it again to include them)",
+            file=sys.stderr,
+        )
     operations = [_operation(target, tls, m["challenge_id"], jwks) for m in found.challenges]
     selector = {"user_id": user_id, "transaction_id": transaction_id}
     selector |= {"since": since.isoformat() if since else "", "until": until.isoformat() if until else ""}

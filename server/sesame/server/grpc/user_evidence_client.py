@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -37,6 +37,7 @@ def fetch_user_evidence(  # noqa: PLR0913 (the selector's parts, keyword-only)
             request.page_token = pages[-1].next_page_token
             pages.append(_page(stub, request))
     first = pages[0]
+    late = _opened_while_read(pages)
     return UserRecord(
         user_id=user_id,
         challenges=[
@@ -49,15 +50,48 @@ def fetch_user_evidence(  # noqa: PLR0913 (the selector's parts, keyword-only)
             # Oldest first, as the bundle's check wants them: a first page puts the challenges the index lost
             # among its own slice, a later page holds the next slice only.
             for m in sorted(
-                (m for page in pages for m in page.challenges),
+                (m for page in pages for m in page.challenges if m.challenge_id not in late),
                 key=lambda m: (m.opened_at.ToDatetime(), m.challenge_id),
             )
         ],
+        opened_while_read=sorted(late),
         lifecycle=[dict(entry.fields) for entry in first.lifecycle],
         health=[dict(entry.fields) for entry in first.health],
         seals_json=first.seals_json,
         openings=[dict(entry.fields) for entry in first.openings],
     )
+
+
+def _opened_while_read(pages: list[evidence_pb.GetUserEvidenceResponse]) -> set[str]:
+    """The challenges a later page lists that the first page's openings journal does not name and that were
+    opened after its newest entry: opened while the pages were read.
+
+    The first page is the selection's snapshot (its openings journal and statement of extent); a later page
+    reads the index as it is then. A user who opened a challenge meanwhile had the whole selection read as
+    broken ("found, not in the openings journal"), again at each retry while active (an outside audit). Such
+    a challenge is left out, as if the selection had been read at once; one opened before the snapshot and
+    not in the journal is still broken.
+    """
+    entries = [entry.fields for entry in pages[0].openings]
+    named = {fields.get("challenge_id", "") for fields in entries if fields.get("event") == "user.challenge"}
+    instants = [at for fields in entries if (at := _instant(fields.get("at", ""))) is not None]
+    if not instants:
+        return set()
+    newest = max(instants)
+    return {
+        m.challenge_id
+        for page in pages[1:]
+        for m in page.challenges
+        if m.challenge_id not in named and m.opened_at.ToDatetime(tzinfo=UTC) > newest
+    }
+
+
+def _instant(text: str) -> datetime | None:
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else None
 
 
 def _timestamp(at: datetime) -> Timestamp:
