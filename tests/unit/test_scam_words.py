@@ -26,6 +26,14 @@ from sesame.server.domain.transliteration import gsm7_letter, latin_letters
         "A.N.N.U.L.A.T.I.O.N",  # dots print as spaces: the letters spaced out read as one word
         "R E M B O U R S E M E N T",
         "Jean-Annulation",  # a hyphen parts words
+        # An outside audit's, each ALLOW before: the fake adviser's accounts and services.
+        "COMPTE DE SAUVEGARDE",
+        "REGULARISATION",
+        "Régularisation compte",
+        "SERVICE CLIENT",
+        "ServiceClient",
+        "Customer Service",
+        "VOTRE COMPTE EPARGNE",
     ],
 )
 def test_a_name_in_the_banks_voice_is_alarming(name: str) -> None:
@@ -40,6 +48,9 @@ def test_a_name_in_the_banks_voice_is_alarming(name: str) -> None:
         "L J H",  # initials: a run of one-letter words that spells nothing
         "Jean Nulle",  # the words, not the letters across them
         "Codec SARL",  # `code` is a whole word
+        "SERVICE DES EAUX",  # `service` alone, a utility
+        "Clinique Saint-Service",
+        "DEPOT DE GARANTIE",  # a landlord's deposit: real payees are named so
         "Conseil départemental",  # `conseill`, the adviser, not the council
         "Epicerie",
         "",
