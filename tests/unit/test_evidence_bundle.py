@@ -474,3 +474,24 @@ def test_the_pdf_shows_the_amount_with_the_currencys_decimals(currency: str, sho
     bundle = {"l133_23": {"accounted_for": {"operation_as_authorised": authorised}}}
     text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(render(bundle))).pages)
     assert f"Montant : {shown}" in text
+
+
+@pytest.mark.parametrize(
+    ("notes", "expected"),
+    [
+        ([("2026-10-31T09:59:00+00:00", "up")], True),  # the last note before the opening: it covers it
+        ([("2026-10-31T09:59:00+00:00", "down"), ("2026-10-31T10:00:30+00:00", "up")], False),
+        # Found by an outside audit: Redis restarted empty held notes from after the loss only, and the bundle
+        # of a challenge opened before said every dependency was up then. Notes that all came later: unknown.
+        ([("2026-10-31T10:13:00+00:00", "up")], None),
+        ([], None),
+    ],
+)
+def test_every_dependency_up_is_said_only_of_notes_that_cover_the_opening(
+    notes: list[tuple[str, str]], *, expected: bool | None
+) -> None:
+    bundle = {
+        "journal": [{"event": "challenge.opened", "at": "2026-10-31T10:00:00.000+00:00"}],
+        "health": {"entries": [{"event": "health.note", "at": at, "state store": up} for at, up in notes]},
+    }
+    assert sections(bundle)["no_technical_deficiency"]["every_dependency_up"] is expected

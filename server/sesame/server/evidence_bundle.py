@@ -154,7 +154,7 @@ def sections(bundle: Mapping[str, Any]) -> dict[str, Any]:
         },
         "no_technical_deficiency": {
             "health_notes": health.get("entries", []),
-            "every_dependency_up": _all_up(health.get("entries", [])),
+            "every_dependency_up": _all_up(health.get("entries", []), opened),
         },
         "lifecycle": lifecycle.get("entries", []),
     }
@@ -221,9 +221,12 @@ def first_factors(journal: Sequence[Mapping[str, str]]) -> list[dict[str, str]] 
     return found or None
 
 
-def _all_up(notes: Sequence[Mapping[str, str]]) -> bool | None:
-    """Whether every note says every dependency was up; None without any note."""
-    if not notes:
+def _all_up(notes: Sequence[Mapping[str, str]], opened: Mapping[str, str]) -> bool | None:
+    """Whether every note says every dependency was up; None (unknown) without a note from the challenge's
+    opening or before: notes that all came later say nothing of the operation's time. Redis restarted empty
+    held the new notes only, and the bundle of a challenge made before read `true` while Redis had been
+    failing then (an outside audit)."""
+    if not notes or not opened or min(_at(note) for note in notes) > _at(opened):
         return None
     ignored = {"event", "at", "worker", "seq", "prev"}
     return all(value == "up" for note in notes for key, value in note.items() if key not in ignored)
