@@ -17,12 +17,16 @@ import contextlib
 import fcntl
 import logging
 import os
+import time
 from pathlib import Path
 
 _log = logging.getLogger("sesame.hsm")
 
 # Beside each token's token.object, its last complete copy: SoftHSM indexes only names ending in `.object`.
 KEPT_COPY = "token.object.kept"
+# How long an empty token.object is left to a live rewrite (SoftHSM writes it in microseconds once it holds
+# the lock) before it is taken for one a killed process left.
+EMPTY_GRACE_SECONDS = 0.2
 
 # Where SoftHSM reads its configuration when SOFTHSM2_CONF is not set (Debian's build, as ours).
 DEFAULT_SOFTHSM2_CONF = "/etc/softhsm/softhsm2.conf"
@@ -78,8 +82,12 @@ def mend_token_objects(token_dir: Path | None) -> None:
     SoftHSM rewrites token.object at every C_Login (its flags), truncating it first, under an fcntl lock of
     the file: a SIGKILL between the two (a `sesame keys rotate` or a worker killed as it logs in) left it
     empty, and the token, its PIN and every key with it, was gone (`NoSuchToken`). The file is read and
-    written here under the same lock, so never half written by another process; taken before this process
-    loads the module, the lock cannot drop one the module holds (fcntl locks belong to the process).
+    written here under the same lock; taken before this process loads the module, the lock cannot drop one
+    the module holds (fcntl locks belong to the process). SoftHSM truncates the file as it opens it, before
+    it takes the lock: an empty file may be a live rewrite waiting for the lock, not a killed one. It is put
+    back only if it is still empty after the lock was let go for EMPTY_GRACE_SECONDS, long enough for a live
+    writer to write (an outside audit saw a worker starting beside logins put the old copy back over a login's
+    update, and say a process had been killed).
     """
     if token_dir is None:
         return
@@ -89,28 +97,32 @@ def mend_token_objects(token_dir: Path | None) -> None:
                 _mend(Path(token.path))
 
 
-def _mend(token: Path) -> None:
+def _mend(token: Path, grace: float = EMPTY_GRACE_SECONDS) -> None:
     kept = token / KEPT_COPY
-    try:
-        fd = os.open(token / "token.object", os.O_RDWR)
-    except OSError:
-        return  # a token being made, or not SoftHSM's
-    try:
-        fcntl.lockf(fd, fcntl.LOCK_EX)
-        now = os.read(fd, os.fstat(fd).st_size)
-        before = kept.read_bytes() if kept.is_file() else b""
-        if now and now != before:
-            _replace(kept, now)
-        elif not now and before:
-            _replace(token / "token.object", before)
-            _log.warning(
-                "the HSM token's token.object under %s was empty (a process killed as SoftHSM "
-                "rewrote it): put back from %s",
-                token,
-                KEPT_COPY,
-            )
-    finally:
-        os.close(fd)  # the lock with it
+    for last in (False, True):
+        try:
+            fd = os.open(token / "token.object", os.O_RDWR)
+        except OSError:
+            return  # a token being made, or not SoftHSM's
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX)
+            now = os.read(fd, os.fstat(fd).st_size)
+            before = kept.read_bytes() if kept.is_file() else b""
+            if now and now != before:
+                _replace(kept, now)
+            elif not now and before and last:
+                _replace(token / "token.object", before)
+                _log.warning(
+                    "the HSM token's token.object under %s stayed empty (a process killed as SoftHSM "
+                    "rewrote it): put back from %s",
+                    token,
+                    KEPT_COPY,
+                )
+            if now or not before:
+                return
+        finally:
+            os.close(fd)  # the lock with it
+        time.sleep(grace)  # lock let go: a live rewrite, waiting for it, writes meanwhile
 
 
 def _replace(path: Path, content: bytes) -> None:
