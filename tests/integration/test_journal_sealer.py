@@ -509,8 +509,9 @@ async def test_an_archive_line_that_does_not_parse_stops_the_sealing_not_the_sea
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A whole last line of the archive that is not a block (edited by hand, a disk's bit rot): the step logs
-    it with its traceback, once, and returns; the running sealer keeps trying (a JSONDecodeError escaped the
-    step and ended the sealer's task, silently: it is awaited only at shutdown)."""
+    it once, naming the change (an outside audit: it was an unexplained JSONDecodeError), and returns; the
+    running sealer keeps trying (a JSONDecodeError escaped the step and ended the sealer's task, silently: it
+    is awaited only at shutdown)."""
     one = sealer(redis_store, keystore, archive, "one")
     await journal_something(redis_store, 80)
     assert await one.step() is not None
@@ -529,7 +530,7 @@ async def test_an_archive_line_that_does_not_parse_stops_the_sealing_not_the_sea
         await task
     failed = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(failed) == 1
-    assert failed[0].exc_info is not None
+    assert "the archive was changed in place" in failed[0].getMessage()
 
 
 async def _sealed_twice_within(
@@ -579,3 +580,32 @@ async def test_without_a_busy_interval_the_next_step_waits_the_interval(
     """Without one (the default), the next step after a seal waits `interval`, as after an empty step."""
     steady = SealerTiming(interval=timedelta(minutes=1), lease=timedelta(seconds=30))
     assert not await _sealed_twice_within(redis_store, keystore, archive, steady, 3.0)
+
+
+async def test_an_archive_edited_in_place_is_named_so(
+    redis_store: RedisState,
+    keystore: Pkcs11KeyStore,
+    archive: JournalArchive,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Found by an outside audit: one byte inserted into a line in the middle of the live segment moved every
+    line after it, and the sealer stopped archiving with "unexpected JSONDecodeError", after blaming another
+    sealer. The step says a block is not where the archive's index says: the archive was changed in place."""
+    one = sealer(redis_store, keystore, archive, "one")
+    for nonce in range(90, 93):
+        await journal_something(redis_store, nonce)
+        assert await one.step() is not None
+    (segment,) = archive.path.glob("segment-*.jsonl")
+    lines = segment.read_bytes().splitlines(keepends=True)
+    assert len(lines) == 3
+    lines[1] = lines[1].replace(b'"', b' "', 1)  # still JSON: a byte more, every later line moved by one
+    segment.write_bytes(b"".join(lines))
+    with caplog.at_level(logging.WARNING, logger="sesame.journal"):
+        for nonce in range(93, 95):
+            await journal_something(redis_store, nonce)
+            await one.step()
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("the archive was changed in place; `sesame journal verify` says where" in x for x in said), (
+        said
+    )
+    assert not any("unexpected" in line for line in said), said

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sesame.server.domain.errors import SesameError
+from sesame.server.domain.errors import ConfigurationError, SesameError
 from sesame.server.domain.journal_seal import (
     GENESIS,
     Block,
@@ -47,6 +47,10 @@ LOCK_WAIT_SECONDS = 2.0  # how long a writer waits for another's line before it 
 
 class MalformedArchive(ValueError):
     """A line of a segment that is not an archived block: the archive was edited or damaged."""
+
+
+class ArchiveChanged(ConfigurationError):
+    """A block is not where the archive's index says it is: a segment was changed in place."""
 
 
 class ArchiveRefused(SesameError):
@@ -174,7 +178,8 @@ class JournalArchive:
                 # may be there already. Read afresh (the next drain), never append after the other's lines.
                 self.read_afresh()
                 raise ArchiveRefused(
-                    f"the archive changed since this sealer read it: another sealer wrote ({number})"
+                    "the archive changed since this sealer read it: another sealer wrote, or it was edited "
+                    f"({number})"
                 )
             try:
                 _write_all(out, data)
@@ -235,7 +240,19 @@ class JournalArchive:
         for where in places:
             with (self.path / where.segment).open("rb") as segment:
                 segment.seek(where.offset)
-                yield _archived(json.loads(segment.readline()))
+                line = segment.readline()
+            try:
+                block = _archived(json.loads(line))
+            except (ValueError, KeyError, TypeError):
+                block = None
+            if block is None or block.seal.block.number != where.number:
+                # A byte inserted into a line before this one moved every line after it: the sealer stopped
+                # archiving with an unexplained JSONDecodeError, and blamed another sealer (an outside audit).
+                raise ArchiveChanged(
+                    f"block {where.number} is not where the archive's index says ({where.segment}, byte "
+                    f"{where.offset}): the archive was changed in place; `sesame journal verify` says where"
+                )
+            yield block
 
     def seals_from(self, first_id: str, holding: str = "") -> list[Seal]:
         """The archived seals from the first whose last entry is at or after `first_id`, oldest first: to the
@@ -354,7 +371,14 @@ def _located(segments: Sequence[Path], start: int = 0) -> Iterator[tuple[Located
             for line in lines:
                 end = offset + len(line)
                 if line.endswith(b"\n"):
-                    block = _archived(json.loads(line))
+                    try:
+                        block = _archived(json.loads(line))
+                    except (ValueError, KeyError, TypeError):
+                        # Read from where the index left off: a byte inserted before moved the lines.
+                        raise ArchiveChanged(
+                            f"{segment.name} at byte {offset} holds no block where the archive's index left "
+                            "off: the archive was changed in place; `sesame journal verify` says where"
+                        ) from None
                     number, last = block.seal.block.number, block.seal.block.last
                     yield Located(number, segment.name, offset, last), end, block
                 offset = end
