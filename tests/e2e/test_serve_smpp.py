@@ -20,6 +20,7 @@ from sesame.api.v1 import operation_pb2 as op_pb
 from sesame.clients import smpp_text
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisState
+from sesame.server.domain.privacy import mask_challenge
 from tests.support.console_sms import written
 from tests.support.outbox import dispatched_state
 from tests.support.ports import free_port
@@ -183,7 +184,7 @@ def test_the_smpp_send_logs_no_sms_text_at_info(smsc: Smsc, through_smpp: ServeP
     assert dispatched_state(through_smpp.address, started.challenge_id) in SENT_OR_DELIVERED
     assert marker in smsc.text()
     output = through_smpp.output()
-    assert f"via SMPP to +33*******78 for {started.challenge_id}" in output
+    assert f"via SMPP to +33*******78 for {mask_challenge(started.challenge_id)} in 2 part(s)" in output
     assert marker not in output
     assert "1 250,00 EUR" not in output
     assert "ENVOYER" not in output
