@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import hmac
 import os
 import socket
 import time
@@ -249,15 +248,13 @@ def _ceremony_turn(config: Pkcs11Config) -> Iterator[None]:
     while the first still ran, two operators, replicas booting with a start afresh) both made the same label,
     and every later use of that label failed (MultipleObjectsReturned, `keys list` included). The lock is an
     abstract Unix socket named after the module, the SoftHSM directory and the token label, as the serving
-    ports' (dropped by the kernel however its holder dies), keyed by the PIN (decision 0157); it serialises
-    the ceremonies of one host (one network namespace), not of several hosts sharing a network HSM (decision
-    0116).
+    ports' (dropped by the kernel however its holder dies); it serialises the ceremonies of one host (one
+    network namespace), not of several hosts sharing a network HSM (decision 0116).
     """
     where = f"{config.module}\0{os.environ.get('SOFTHSM2_CONF', '')}\0{config.token_label}"
-    # Keyed by the PIN: an abstract socket has no permissions, and any local user could bind a name made of
-    # the module, the configuration and the label alone, and so stop every ceremony (decision 0157).
-    keyed = hmac.new(config.pin.encode(), where.encode(), hashlib.sha256).hexdigest()[:32]
-    name = f"\0{_CEREMONY_LOCK_PREFIX}{keyed}"
+    # Never keyed by the PIN: the name is public (/proc/net/unix), and a PIN is few enough digits to find from
+    # an HMAC of it in a second (an outside audit; decision 0157 withdrawn). A local user may still bind it.
+    name = f"\0{_CEREMONY_LOCK_PREFIX}{hashlib.sha256(where.encode()).hexdigest()[:32]}"
     lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         deadline = time.monotonic() + CEREMONY_WAIT_SECONDS
@@ -270,9 +267,9 @@ def _ceremony_turn(config: Pkcs11Config) -> Iterator[None]:
                     raise
             if time.monotonic() > deadline:
                 raise ConfigurationError(
-                    f"another key ceremony on the HSM token {config.token_label!r} has held it for "
-                    f"{CEREMONY_WAIT_SECONDS:.0f} s: nothing was made; run this one again once it ended "
-                    "(`sesame keys list` shows what it made)"
+                    f"another key ceremony on the HSM token {config.token_label!r} (or a process holding its "
+                    f"lock, @{name[1:]}) has held it for {CEREMONY_WAIT_SECONDS:.0f} s: nothing was made; run "
+                    "this one again once it ended (`sesame keys list` shows what it made)"
                 )
             time.sleep(0.02)
         yield
