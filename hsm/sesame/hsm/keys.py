@@ -268,8 +268,8 @@ def _ceremony_turn(config: Pkcs11Config) -> Iterator[None]:
             if time.monotonic() > deadline:
                 raise ConfigurationError(
                     f"another key ceremony on the HSM token {config.token_label!r} (or a process holding "
-                    f"its lock, @{name[1:]}) has held it for {CEREMONY_WAIT_SECONDS:.0f} s: nothing was made; "
-                    "run this one again once it ended (`sesame keys list` shows what it made)"
+                    f"its lock, @{name[1:]}) has held it for {CEREMONY_WAIT_SECONDS:.0f} s: nothing was "
+                    "made; run this one again once it ended (`sesame keys list` shows what it made)"
                 )
             time.sleep(0.02)
         yield
