@@ -7,8 +7,11 @@ listeners publish the statuses of the one health servicer the watcher sets.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
+import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
@@ -72,6 +75,10 @@ WORKER_OPTIONS = (
     ("grpc.so_reuseport", 1),
 )
 DEFAULT_MAX_CONCURRENT_RPCS = 100
+# A listener grpc's loop ended is bound again up to this many times, this far apart, while the port the ended
+# one held is being released (decision 0161).
+REBIND_TRIES = 20
+REBIND_PAUSE_SECONDS = 0.05
 # What grpc logs (its message formatted already), at ERROR with a traceback, when its core cannot send an
 # answer because the call ended on the caller's side (deadline, cancel, connection gone) as the answer left.
 _ANSWER_TOO_LATE = re.compile(r"ExecuteBatchError raised in core by servicer method \[(.*)\]")
@@ -177,22 +184,23 @@ class GrpcServer:
     """A started server, the port it listens on (0 in the address picks a free one), its health watcher."""
 
     def __init__(
-        self,
-        server: grpc.aio.Server,
-        port: int,
-        health_watcher: HealthWatcher,
-        health_listener: Listener | None = None,
+        self, main: _Kept, health_watcher: HealthWatcher, health_listener: _Kept | None = None
     ) -> None:
-        self.server = server
-        self.port = port
+        self._main = main
+        self.port = main.listener.port
         self.health = health_watcher
         self._health_listener = health_listener
         self._also: list[Callable[[], Awaitable[None]]] = []
 
     @property
+    def server(self) -> grpc.aio.Server:
+        """The grpc server of the gRPC port now (made again if grpc's loop ended it: `_Kept`)."""
+        return self._main.listener.server
+
+    @property
     def health_port(self) -> int | None:
         """The port of the plaintext health-only listener; None without one."""
-        return None if self._health_listener is None else self._health_listener.port
+        return None if self._health_listener is None else self._health_listener.listener.port
 
     @classmethod
     async def start(  # noqa: PLR0913 (keyword-only: the flows, what health watches and how often, the transport)
@@ -217,29 +225,32 @@ class GrpcServer:
         """Bind `address` as `transport` says, register everything, start serving; health follows `probes`."""
         _GRPC_LOG.addFilter(_ANSWER_RACE)  # idempotent: a filter is added once
         _GRPC_LOG.addFilter(_UNDECODABLE_METADATA)
-        server = grpc.aio.server(
-            # One interceptor for every concern of a call (context, metering, error table, shedding, rights,
-            # decoding), in one pass: decision 0039; the order of the concerns is in its docstring.
-            interceptors=[CallInterceptor(metrics, transport.policy, serving.max_concurrent_rpcs, gate)],
-            options=serving.options,
-        )
-        auth_grpc.add_AuthenticationServiceServicer_to_server(
-            AuthenticationServicer(challenges, proofs, clock), server
-        )
-        enrol_grpc.add_EnrollmentServiceServicer_to_server(EnrollmentServicer(enrollment, clock), server)
-        evidence_grpc.add_EvidenceServiceServicer_to_server(
-            EvidenceServicer(proofs, clock, seals, user_evidence), server
-        )
+        _GRPC_LOG.addFilter(_LOOP_FAILED)
+        logging.getLogger("asyncio").addFilter(_LOOP_FAILED)
+        # One interceptor for every concern of a call (context, metering, error table, shedding, rights,
+        # decoding), in one pass: decision 0039; the order of the concerns is in its docstring.
+        interceptor = CallInterceptor(metrics, transport.policy, serving.max_concurrent_rpcs, gate)
+        authentication = AuthenticationServicer(challenges, proofs, clock)
+        enrolling = EnrollmentServicer(enrollment, clock)
+        evidence = EvidenceServicer(proofs, clock, seals, user_evidence)
         health_servicer = BoundedHealthServicer()  # Watch streams bounded: health_watchers.py
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection(
-            (
-                *SERVICE_NAMES,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ),
-            server,
-        )
+
+        def registered() -> grpc.aio.Server:
+            server = grpc.aio.server(interceptors=[interceptor], options=serving.options)
+            auth_grpc.add_AuthenticationServiceServicer_to_server(authentication, server)
+            enrol_grpc.add_EnrollmentServiceServicer_to_server(enrolling, server)
+            evidence_grpc.add_EvidenceServiceServicer_to_server(evidence, server)
+            health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+            reflection.enable_server_reflection(
+                (
+                    *SERVICE_NAMES,
+                    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                    reflection.SERVICE_NAME,
+                ),
+                server,
+            )
+            return server
+
         watcher = HealthWatcher(
             health_servicer,
             ("", *SERVICE_NAMES),
@@ -253,13 +264,20 @@ class GrpcServer:
             metrics.tls_certificate(transport.tls.cert_chain)
         # One round before the port opens: the first Check a balancer sends already tells the truth.
         await watcher.check_now()
-        port = _bind(server, address, "SESAME_GRPC_ADDR", transport.tls, serving)
+        main = await _Kept.open(
+            "the gRPC port",
+            lambda bound: _listening(registered(), bound, "SESAME_GRPC_ADDR", transport.tls, serving),
+            address,
+        )
         health_listener = None
         if transport.health_addr is not None:
-            health_listener = await _health_only(health_servicer, transport.health_addr, serving, metrics)
-        await server.start()
+            health_listener = await _Kept.open(
+                "the health-only port",
+                lambda bound: _health_only(health_servicer, bound, serving, metrics),
+                transport.health_addr,
+            )
         watcher.start()
-        return cls(server, port, watcher, health_listener)
+        return cls(main, watcher, health_listener)
 
     def also_stop(self, stop: Callable[[], Awaitable[None]]) -> None:
         """Call `stop` once the server has drained: work run beside the server (the dispatch loops)."""
@@ -269,12 +287,69 @@ class GrpcServer:
         """Drain: report NOT_SERVING, refuse new calls, let calls in flight finish within `grace`."""
         await self.health.enter_graceful_shutdown()
         await self.health.stop()
-        await self.server.stop(grace)
+        await self._main.stop(grace)
         for stop in self._also:
             await stop()
         # Closed last: probes read NOT_SERVING for the whole drain, not a refused connection.
         if self._health_listener is not None:
-            await self._health_listener.server.stop(0)
+            await self._health_listener.stop(0)
+
+
+class _Kept:
+    """A listener listening again whenever grpc's server loop ends it without a drain (decision 0161).
+
+    grpc (1.85) decodes each call's method name as UTF-8 in its aio server's loop, outside any handler: one
+    request whose `:path` is not UTF-8, from anyone who reaches the port (the health-only port takes no
+    certificate), ended that loop, and the listener closed for good while the worker went on, SERVING to
+    nobody (an outside audit). Its end is watched: the listener is made again on the same address, with the
+    same servicers, and one ERROR line says so.
+    """
+
+    def __init__(self, name: str, make: Callable[[str], Awaitable[Listener]], address: str) -> None:
+        self._name = name
+        self._make = make
+        self._address = address
+        self._stopping = False
+        self.listener: Listener
+        self._watch: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls, name: str, make: Callable[[str], Awaitable[Listener]], address: str) -> _Kept:
+        """Listen on `address` (port 0: a free one, kept when made again) and watch the listener."""
+        kept = cls(name, make, address)
+        kept.listener = await make(address)
+        kept._address = f"{address.rpartition(':')[0]}:{kept.listener.port}"
+        kept._watch = asyncio.create_task(kept._keep(), name=f"keep {name}")
+        return kept
+
+    async def _keep(self) -> None:
+        while True:
+            with contextlib.suppress(Exception):  # grpc raises the loop's own error here: said below
+                await self.listener.server.wait_for_termination()
+            if self._stopping:
+                return
+            _log.error(
+                "%s stopped (grpc's server loop failed on a call it could not read): listening again",
+                self._name,
+            )
+            self.listener = await self._again()
+
+    async def _again(self) -> Listener:
+        """The listener made again; its port may take a moment to be free of the one that ended."""
+        for _ in range(REBIND_TRIES - 1):
+            with contextlib.suppress(ConfigurationError):
+                return await self._make(self._address)
+            await asyncio.sleep(REBIND_PAUSE_SECONDS)
+        return await self._make(self._address)
+
+    async def stop(self, grace: float | None) -> None:
+        """Stop watching, then drain the listener within `grace`."""
+        self._stopping = True
+        await self.listener.server.stop(grace)
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
 
 
 def _bind(
@@ -298,6 +373,15 @@ def _bind(
         raise ConfigurationError(f"cannot listen on {address} ({setting})") from None
 
 
+async def _listening(
+    server: grpc.aio.Server, address: str, setting: str, tls: TlsSettings | None, serving: Serving
+) -> Listener:
+    """`server` bound to `address` and started."""
+    port = _bind(server, address, setting, tls, serving)
+    await server.start()
+    return Listener(server, port)
+
+
 async def _health_only(
     servicer: BoundedHealthServicer, address: str, serving: Serving, metrics: Metrics
 ) -> Listener:
@@ -308,9 +392,7 @@ async def _health_only(
         interceptors=[ListenerMeter(metrics), DecodingInterceptor()], options=serving.health_options
     )
     health_pb2_grpc.add_HealthServicer_to_server(servicer.apart("the health-only port"), server)
-    port = _bind(server, address, "SESAME_HEALTH_ADDR", None, serving)
-    await server.start()
-    return Listener(server, port)
+    return await _listening(server, address, "SESAME_HEALTH_ADDR", None, serving)
 
 
 class AnswerTooLate(logging.Filter):
@@ -359,6 +441,20 @@ class UndecodableMetadata(logging.Filter):
         return True
 
 
+class ServerLoopFailed(logging.Filter):
+    """Drops grpc's and asyncio's lines, each with a traceback and the caller's bytes, when grpc's aio server
+    loop fails on a method name that is not UTF-8: `_Kept` says it in one ERROR line, and listens again."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(error, UnicodeDecodeError):
+            return True
+        frames = traceback.extract_tb(error.__traceback__)
+        return not any(frame.filename.endswith("aio/server.pyx.pxi") for frame in frames)
+
+
+_log = logging.getLogger("sesame.grpc")
 _GRPC_LOG = logging.getLogger("grpc._cython.cygrpc")
+_LOOP_FAILED = ServerLoopFailed()
 _ANSWER_RACE = AnswerTooLate()
 _UNDECODABLE_METADATA = UndecodableMetadata()
