@@ -208,3 +208,11 @@ def test_a_module_that_is_no_pkcs11_library_is_refused_naming_the_setting(
     assert why in output
     assert "session lost" not in output
     assert "1234" not in output
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\t"])
+def test_a_blank_environment_is_refused_not_read_as_development(tmp_path: Path, blank: str) -> None:
+    """Found by an outside audit: `SESAME_ENV: ""` in a ConfigMap, over the image's `production`, booted in
+    development (every caller may call every RPC, only a warning). Set but blank is refused."""
+    output = _refused(tmp_path, {"SESAME_ENV": blank}, "SESAME_ENV")
+    assert "SESAME_ENV is set but blank: say one of development, production" in output

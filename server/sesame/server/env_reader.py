@@ -72,8 +72,15 @@ class EnvReader:
             self.problems.append(f"{name} must be a directory, not {value!r} (something else is there)")
         return value
 
-    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+    def choice(
+        self, name: str, default: str, allowed: tuple[str, ...], *, blank_is_default: bool = True
+    ) -> str:
+        """One of `allowed`, else `default` when unset (or blank, unless `blank_is_default` is False: a blank
+        value is then a problem, as a value not allowed is)."""
         self.asked.setdefault(name, f"{default} (or {', '.join(a for a in allowed if a != default)})")
+        if not blank_is_default and name in self._env and not self._env[name].strip():
+            self.problems.append(f"{name} is set but blank: say one of {', '.join(allowed)}")
+            return default
         value = self.text(name, default)
         if value not in allowed:
             self.problems.append(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
