@@ -87,17 +87,20 @@ async def test_each_page_reads_its_slice_and_the_pages_are_the_list(
 @pytest.mark.parametrize(
     ("since", "until"),
     [
-        (None, datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)),  # a back-office tool's "no end"
+        # fixed time: a query's bounds, never written to Redis; the last instant, a back-office tool's "no end"
+        (None, datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)),
+        # fixed time: within the clock margin's hour of the last instant
         (None, datetime(9999, 12, 31, 23, 30, tzinfo=UTC)),
+        # fixed time: the first instant, and an hour and more before the Unix epoch
         (datetime(1, 1, 1, tzinfo=UTC), datetime(1969, 12, 31, 22, tzinfo=UTC)),
-        (None, datetime(1, 1, 1, tzinfo=UTC)),
+        (None, datetime(1, 1, 1, tzinfo=UTC)),  # fixed time: the first instant
     ],
 )
 async def test_a_period_at_either_end_of_the_timestamps_is_answered(
     live: Live, since: datetime | None, until: datetime
 ) -> None:
-    """Found by an outside audit: `until` within an hour of 9999-12-31T23:59:59Z answered INTERNAL (an
-    OverflowError adding the clock's margin), and before 1969-12-31T23:00Z UNAVAILABLE "retry later" for good
+    """Found by an outside audit: `until` within an hour of the last instant of 9999 answered INTERNAL (an
+    OverflowError adding the clock's margin), and an hour or more before the epoch UNAVAILABLE "retry later" for good
     (a negative stream id Redis refuses). Both are valid instants: the period's challenges, here all of them
     or none."""
     await enrolled(live)
