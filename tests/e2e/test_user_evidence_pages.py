@@ -87,7 +87,7 @@ async def test_each_page_reads_its_slice_and_the_pages_are_the_list(
 @pytest.mark.parametrize(
     ("since", "until"),
     [
-        # fixed time: a query's bounds, never written to Redis; the last instant, a back-office tool's "no end"
+        # fixed time: a query's bound, never written; the last instant, a back-office tool's "no end"
         (None, datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)),
         # fixed time: within the clock margin's hour of the last instant
         (None, datetime(9999, 12, 31, 23, 30, tzinfo=UTC)),
@@ -100,9 +100,9 @@ async def test_a_period_at_either_end_of_the_timestamps_is_answered(
     live: Live, since: datetime | None, until: datetime
 ) -> None:
     """Found by an outside audit: `until` within an hour of the last instant of 9999 answered INTERNAL (an
-    OverflowError adding the clock's margin), and an hour or more before the epoch UNAVAILABLE "retry later" for good
-    (a negative stream id Redis refuses). Both are valid instants: the period's challenges, here all of them
-    or none."""
+    OverflowError adding the clock's margin), and an hour or more before the epoch UNAVAILABLE "retry later"
+    for good (a negative stream id Redis refuses). Both are valid instants: the period's challenges, here all
+    of them or none."""
     await enrolled(live)
     challenge_ids = await _indexed(live)
     request = evidence_pb.GetUserEvidenceRequest(user_id="alice", page_size=100)
