@@ -18,7 +18,7 @@ import unicodedata
 from sesame.server.domain.sms_text import printed_names
 
 # Beginnings of words, accents and case folded: what a scam's payee name says the transfer does (cancel,
-# refund, secure, protect, safeguard, regularise, block, verify, test) or who asks for it (the adviser, the
+# refund, secure, protect, regularise, block, verify, test) or who asks for it (the adviser, the
 # fraud or security service, customer service), in French and English. Two words written as one
 # (`serviceclient`) match the pair of neighbours too (`SERVICE CLIENT`), as `_alarming_pair` reads them.
 _STEMS = (
@@ -41,32 +41,16 @@ _STEMS = (
     "secur",
     "scam",
     "unlock",
-    # An outside audit's, from the fake adviser's script: "compte de sauvegarde", "régularisation",
-    # "service client".
-    "sauvegard",
+    # An outside audit's, from the fake adviser's script: "régularisation", "service client". Not
+    # "sauvegarde" (child-protection associations and an insurer are named so) nor "votre" (`A VOTRE SERVICE`
+    # companies): a second audit found them ordinary payees.
     "regularis",
     "serviceclient",
     "customerservice",
 )
 # Whole words only: shorter, or the start of too many ordinary names.
 _WORDS = frozenset(
-    {
-        "code",
-        "codes",
-        "otp",
-        "sms",
-        "test",
-        "banque",
-        "bank",
-        "safe",
-        "urgent",
-        "urgence",
-        "erreur",
-        "error",
-        # The customer addressed: "VOTRE COMPTE EPARGNE" is the bank speaking, no payee's own name.
-        "votre",
-        "your",
-    }
+    {"code", "codes", "otp", "sms", "test", "banque", "bank", "safe", "urgent", "urgence", "erreur", "error"}
 )
 _LETTERS = re.compile(r"[a-z]+")
 _MARKED = re.compile(r"[a-z]+(?:['-][a-z]+)+")
