@@ -151,18 +151,20 @@ async def test_an_edited_export_does_not_verify(
     assert checked.stdout.startswith("BROKEN: block 1: its entries are not the entries it seals")
 
 
+@pytest.mark.parametrize("label", [2, True, 1.0, "1"])
 async def test_an_entry_labelled_another_block_does_not_verify(
-    sealed: JournalArchive, redis_server: EmbeddedRedis, jwks_file: Path, tmp_path: Path
+    sealed: JournalArchive, redis_server: EmbeddedRedis, jwks_file: Path, tmp_path: Path, label: object
 ) -> None:
-    """Found by an outside audit: an entry line's `"block": 1` changed to 2 verified, though a reader groups
-    the lines by it. `journal verify --export` names the block the line is under, exit 1."""
+    """Found by outside audits: an entry line's `"block": 1` changed to 2 (or `true`, `1.0`, which Python
+    counts equal to 1) verified, though a reader groups the lines by it. `journal verify --export` names the
+    block the line is under, exit 1."""
     env = bare_env(SESAME_VAR_DIR=str(tmp_path / "var"))
     exported = tmp_path / "export.jsonl"
     sesame(*exporting(sealed, redis_server), "--output", str(exported), env=env, cwd=tmp_path)
     lines = exported.read_text(encoding="utf-8").splitlines()
     first = json.loads(lines[0])
     assert (first["block"], "entry" in first) == (1, True)
-    lines[0] = json.dumps({**first, "block": 2})
+    lines[0] = json.dumps({**first, "block": label})
     exported.write_text("\n".join(lines) + "\n", encoding="utf-8")
     checked = sesame(
         "journal", "verify", "--export", str(exported), "--jwks", str(jwks_file), env=env, cwd=tmp_path

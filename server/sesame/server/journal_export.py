@@ -191,6 +191,12 @@ class MislabelledLine(ValueError):
     """A line of an export whose `block` is not the block its seal line closes."""
 
 
+def _label(block: object) -> object:
+    """A line's `block` as compared: an integer is itself; `true` or `2.0`, which Python counts equal to 1
+    and 2, are no block number (a second outside audit's), and match none."""
+    return block if type(block) is int else ("not a block number", repr(block))
+
+
 def read_export(lines: Iterable[str]) -> Iterator[ArchivedBlock]:
     """The blocks of an export, each once its seal line is read; entries of a block without a seal line
     (an interrupted export) are not returned. ValueError on a line that is not an export's."""
@@ -203,12 +209,12 @@ def read_export(lines: Iterable[str]) -> Iterator[ArchivedBlock]:
         if "entry" in value:
             entry = value["entry"]
             pending.append(FeedEntry(str(entry["id"]), str(entry["stream"]), dict(entry["fields"])))
-            labels.add(value["block"])
+            labels.add(_label(value["block"]))
         elif "seal" in value:
             seal = seal_from_dict(value["seal"])
             # A line's `block` is what a reader groups by: one that names another block than the seal that
             # covers it verified all the same (an outside audit), a layout the file did not prove.
-            if labels | {value["block"]} != {seal.block.number}:
+            if labels | {_label(value["block"])} != {seal.block.number}:
                 raise MislabelledLine(f"block {seal.block.number}: a line of it is labelled another block")
             yield ArchivedBlock(seal, tuple(pending))
             pending, labels = [], set()
