@@ -39,11 +39,16 @@ _NODE_ARGUMENTS: Final = (
 class LoopbackCluster:
     """`primaries` redis-server processes on free loopback ports, one cluster; `url` for Sésame."""
 
-    def __init__(self, data_dir: Path, primaries: int = 3, *, timeout: float = 10.0) -> None:
-        """Describe the cluster; nothing starts before `start()` (or `with`)."""
+    def __init__(
+        self, data_dir: Path, primaries: int = 3, *, replicated: bool = False, timeout: float = 10.0
+    ) -> None:
+        """Describe the cluster (`replicated`: a replica for each primary, in `replicas`, which takes over
+        when its primary fails); nothing starts before `start()` (or `with`)."""
         self._data_dir = data_dir
         self._primaries = primaries
+        self._replicated = replicated
         self.nodes: list[EmbeddedRedis] = []
+        self.replicas: list[EmbeddedRedis] = []
         self._timeout = timeout
 
     @property
@@ -66,9 +71,36 @@ class LoopbackCluster:
             for node in self.nodes[1:]:
                 clients[0].execute_command("CLUSTER", "MEET", "127.0.0.1", node.port)
             self._wait_until_ok(clients)
+            if self._replicated:
+                self._replicate()
         except BaseException:
             self.stop()
             raise
+
+    def _replicate(self) -> None:
+        """A replica for each primary: met, told whom to follow once (again restarts its sync), synced."""
+        primaries = [redis.Redis(port=node.port) for node in self.nodes]
+        ids = [client.execute_command("CLUSTER", "MYID").decode() for client in primaries]
+        self.replicas = [_started_node(self._data_dir / f"replica{n}") for n in range(len(primaries))]
+        replicas = [redis.Redis(port=node.port) for node in self.replicas]
+        for node in self.replicas:
+            primaries[0].execute_command("CLUSTER", "MEET", "127.0.0.1", node.port)
+        told: set[int] = set()
+        waiting = dict(enumerate(replicas))
+        deadline = time.monotonic() + self._timeout
+        while waiting and time.monotonic() < deadline:
+            for index, replica in list(waiting.items()):
+                if index not in told:
+                    with contextlib.suppress(redis.ResponseError):  # its primary not known to it yet
+                        replica.execute_command("CLUSTER", "REPLICATE", ids[index])
+                        told.add(index)
+                elif replica.info("replication").get("master_link_status") == "up":
+                    del waiting[index]
+            time.sleep(0.05)
+        for client in [*primaries, *replicas]:
+            client.close()
+        if waiting:
+            raise AssertionError(f"replicas {sorted(waiting)} of the loopback cluster did not sync")
 
     def _wait_until_ok(self, clients: list[redis.Redis]) -> None:
         deadline = time.monotonic() + self._timeout
@@ -86,7 +118,7 @@ class LoopbackCluster:
 
     def stop(self) -> None:
         """Stop every node (SIGTERM, then SIGKILL)."""
-        for node in self.nodes:
+        for node in [*self.nodes, *self.replicas]:
             node.stop()
 
     def __enter__(self) -> Self:
