@@ -216,3 +216,10 @@ def test_a_blank_environment_is_refused_not_read_as_development(tmp_path: Path, 
     development (every caller may call every RPC, only a warning). Set but blank is refused."""
     output = _refused(tmp_path, {"SESAME_ENV": blank}, "SESAME_ENV")
     assert "SESAME_ENV is set but blank: say one of development, production" in output
+
+
+def test_a_setting_that_is_not_utf8_is_refused_by_name(tmp_path: Path) -> None:
+    """Found by an outside audit: `SESAME_BANK_NAME=$'\\xff'` crashed the boot with a UnicodeEncodeError
+    traceback (exit 1) where the name is written into the SMS segments. Refused by name, exit 2."""
+    output = _refused(tmp_path, {"SESAME_BANK_NAME": os.fsdecode(b"Ma\xffBanque")}, "SESAME_BANK_NAME")
+    assert "SESAME_BANK_NAME is not UTF-8 text" in output

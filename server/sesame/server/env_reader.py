@@ -52,9 +52,16 @@ class EnvReader:
         self.asked: dict[str, str] = {}
 
     def optional(self, name: str, unset: str = "unset") -> str | None:
-        """The value, or None when unset or blank; `unset` says what that means, for the settings list."""
+        """The value, or None when unset or blank; `unset` says what that means, for the settings list. A
+        value that is not UTF-8 (Python holds its bytes as surrogates) is a problem, and None: it crashed
+        the boot where it was first written out (`SESAME_BANK_NAME`, in every SMS; an outside audit)."""
         self.asked.setdefault(name, unset)
         value = self._env.get(name, "").strip()
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            self.problems.append(f"{name} is not UTF-8 text")
+            return None
         return value or None
 
     def text(self, name: str, default: str, shown: str | None = None) -> str:
