@@ -306,3 +306,15 @@ def test_a_redis_option_refusing_the_password_names_the_option(tmp_path: Path) -
     assert "hunter2" not in result.stderr
     said = f"sesame: Redis at 127.0.0.1:{port} (--redis) unavailable: AuthenticationError"
     assert result.stderr.splitlines()[-1] == said
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("evidence", "\udcff"), ("evidence", "--user", "\udcff"), ("health", "--service", "\udcff")],
+)
+def test_an_argument_that_is_not_utf8_is_one_line_and_exit_2(tmp_path: Path, args: tuple[str, ...]) -> None:
+    """Found by an outside audit: a byte that is not UTF-8 in an id or a service name (`$'\\xff'`) crashed the
+    command with a UnicodeEncodeError traceback, exit 1."""
+    done = _sesame(*args, env=_bare_env(tmp_path))
+    assert (done.returncode, done.stderr) == (2, "sesame: an argument is not UTF-8 text\n")
+    assert "Traceback" not in done.stdout

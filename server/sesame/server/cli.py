@@ -195,10 +195,24 @@ def _tls_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server-name", default=None, help="TLS: name in the server's certificate")
 
 
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if not all(_utf8(argument) for argument in arguments):
+        # Python holds such bytes as surrogates: an id or a service name of them crashed the command where it
+        # was first encoded, with a traceback (an outside audit's).
+        print("sesame: an argument is not UTF-8 text", file=sys.stderr)  # noqa: T201
+        return 2
     try:
-        status = _run(argv)
+        status = _run(arguments)
         sys.stdout.flush()  # here, not at exit: a closed pipe is then ours to answer
     except BrokenPipeError:
         # Whoever read the output left (`sesame evidence ID | head`): exit 1 without a traceback. Standard
