@@ -223,3 +223,23 @@ def test_a_setting_that_is_not_utf8_is_refused_by_name(tmp_path: Path) -> None:
     traceback (exit 1) where the name is written into the SMS segments. Refused by name, exit 2."""
     output = _refused(tmp_path, {"SESAME_BANK_NAME": os.fsdecode(b"Ma\xffBanque")}, "SESAME_BANK_NAME")
     assert "SESAME_BANK_NAME is not UTF-8 text" in output
+
+
+@pytest.mark.parametrize(
+    ("settings", "said"),
+    [
+        (
+            {"SESAME_GRPC_ADDR": "127.0.0.1:{p}", "SESAME_METRICS_ADDR": "127.0.0.1:{p}"},
+            "SESAME_METRICS_ADDR",
+        ),
+        ({"SESAME_GRPC_ADDR": "127.0.0.1:{p}", "SESAME_HEALTH_ADDR": "0.0.0.0:{p}"}, "SESAME_HEALTH_ADDR"),
+    ],
+)
+def test_two_listeners_on_one_port_are_a_settings_error(
+    tmp_path: Path, settings: dict[str, str], said: str
+) -> None:
+    """Found by an outside audit: SESAME_METRICS_ADDR on the gRPC port booted the workers, which failed to
+    bind and blamed SESAME_GRPC_ADDR. Refused at once, naming both."""
+    port = free_port()
+    output = _refused(tmp_path, {k: v.format(p=port) for k, v in settings.items()}, said)
+    assert f"SESAME_GRPC_ADDR and {said} name the same port {port}" in output

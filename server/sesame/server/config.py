@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import ipaddress
+import itertools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -181,7 +182,7 @@ class Settings:
             shutdown_grace=float(reader.integer("SESAME_SHUTDOWN_GRACE_SECONDS", 10, 0, 300)),
             health_interval=float(reader.integer("SESAME_HEALTH_INTERVAL_SECONDS", 1, 1, 60)),
             metrics_addr=reader.optional_address("SESAME_METRICS_ADDR", "127.0.0.1:9464"),
-            transport=read_transport(reader, grpc_addr),
+            transport=read_transport(reader),
             keys_start_afresh=reader.choice("SESAME_KEYS_START_AFRESH", "0", ("0", "1")) == "1",
             hsm_omit_copyable=reader.choice("SESAME_HSM_OMIT_COPYABLE", "0", ("0", "1")) == "1",
             telemetry=read_telemetry(reader, environment),
@@ -205,6 +206,7 @@ class Settings:
             redis_shards=reader.integer("SESAME_REDIS_SHARDS", SHARDS, 1, FEED_RESIDUES),
             noops=_noops(reader),
         )
+        reader.problems.extend(_ports_shared(settings))
         open_beyond_loopback = reader.choice("SESAME_OPEN_BEYOND_LOOPBACK", "0", ("0", "1")) == "1"
         if settings.environment == "production":
             _production(settings, reader.problems)
@@ -220,6 +222,27 @@ class Settings:
     def sms_gateway(self) -> str:
         """The providers as the settings spell them, for the boot log (`kannel`, `smpp,console`)."""
         return ",".join(self.sms_providers)
+
+
+_WILDCARDS: Final = frozenset({"0.0.0.0", "[::]", ""})  # noqa: S104 (the names of every interface, compared)
+
+
+def _ports_shared(settings: Settings) -> list[str]:
+    """Two listeners given one port on one interface (or every interface): the second failed to bind at
+    boot, its error naming SESAME_GRPC_ADDR whichever it was (an outside audit: SESAME_METRICS_ADDR on the
+    gRPC port). Port 0 picks a free one: never shared."""
+    listeners = {
+        "SESAME_GRPC_ADDR": settings.grpc_addr,
+        "SESAME_HEALTH_ADDR": settings.transport.health_addr,
+        "SESAME_METRICS_ADDR": settings.metrics_addr,
+        "SESAME_DLR_ADDR": settings.dlr.address if settings.dlr is not None else None,
+    }
+    bound = [(name, *address.rpartition(":")[::2]) for name, address in listeners.items() if address]
+    return [
+        f"{first} and {second} name the same port {port}: give each its own"
+        for (first, host, port), (second, other, same) in itertools.combinations(bound, 2)
+        if port == same and port != "0" and (host == other or {host, other} & _WILDCARDS)
+    ]
 
 
 def _lockout(reader: EnvReader) -> LockoutPolicy:

@@ -39,7 +39,7 @@ class TransportSettings:
 PLAINTEXT = TransportSettings()
 
 
-def read_transport(reader: EnvReader, grpc_addr: str) -> TransportSettings:
+def read_transport(reader: EnvReader) -> TransportSettings:
     """The transport settings; each bad or inconsistent one is a problem of `reader`."""
     tls = _tls(reader)
     policy = _policy(reader)
@@ -47,9 +47,8 @@ def read_transport(reader: EnvReader, grpc_addr: str) -> TransportSettings:
         reader.problems.append(
             f"{_POLICY} needs {_CLIENT_CA}: without client certificates callers have no name"
         )
+    # One port for it and the gRPC port is refused with the other listeners' (config._ports_shared).
     health_addr = reader.optional_address("SESAME_HEALTH_ADDR", "off")
-    if health_addr == grpc_addr and not health_addr.endswith(":0"):
-        reader.problems.append("SESAME_HEALTH_ADDR must differ from SESAME_GRPC_ADDR")
     return TransportSettings(tls=tls, policy=policy, health_addr=health_addr)
 
 
