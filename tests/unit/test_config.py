@@ -286,3 +286,11 @@ def test_the_shard_count_and_the_noop_limits_are_read() -> None:
 def test_a_bad_shard_count_or_noop_limit_is_refused_at_start(name: str, value: str) -> None:
     with pytest.raises(ConfigurationError, match=name):
         Settings.from_env({name: value})
+
+
+@pytest.mark.parametrize("name", ["Ma\nBanque", "Ma\tBanque", "Ma\u200bBanque", "Ma\x1b[31mBanque"])
+def test_a_bank_name_that_is_not_printable_on_one_line_is_refused(name: str) -> None:
+    """Found by an outside audit: a line break in SESAME_BANK_NAME was printed in every SMS."""
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({"SESAME_BANK_NAME": name})
+    assert "SESAME_BANK_NAME must be printable text on one line" in str(caught.value)

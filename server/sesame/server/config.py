@@ -129,7 +129,7 @@ class Settings:
                 seconds=reader.integer("SESAME_FIRST_FACTOR_MAX_AGE_SECONDS", 3600, 60, 86400)
             ),
             lockout=_lockout(reader),
-            bank_name=reader.text("SESAME_BANK_NAME", "MaBanque"),
+            bank_name=_bank_name(reader),
             send_budget=_send_budget(reader),
             countries=_countries(reader),
         )
@@ -243,6 +243,15 @@ def _ports_shared(settings: Settings) -> list[str]:
         for (first, host, port), (second, other, same) in itertools.combinations(bound, 2)
         if port == same and port != "0" and (host == other or {host, other} & _WILDCARDS)
     ]
+
+
+def _bank_name(reader: EnvReader) -> str:
+    """The name every SMS starts with: printable, on one line (a line break in it was in every SMS, an
+    outside audit's)."""
+    name = reader.text("SESAME_BANK_NAME", "MaBanque")
+    if not name.isprintable():
+        reader.problems.append("SESAME_BANK_NAME must be printable text on one line")
+    return name
 
 
 def _lockout(reader: EnvReader) -> LockoutPolicy:
