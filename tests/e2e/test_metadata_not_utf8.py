@@ -8,22 +8,12 @@ certificate needed) wrote ERROR lines at will. The calls are answered as before 
 
 from __future__ import annotations
 
-import contextlib
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.support.http2 import (
-    DATA,
-    END_HEADERS,
-    END_STREAM,
-    HEADERS,
-    frame,
-    grpc_headers,
-    grpc_message,
-    opened,
-)
+from tests.support.http2 import grpc_headers, sent_and_drained
 from tests.support.serve_process import free_port, served
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -33,23 +23,9 @@ _NOT_UTF8 = b"r\xe9q"
 
 
 def _checks(address: str) -> None:
-    """CALLS health Checks on one connection, each with a header whose value is not UTF-8; read what comes
-    back until the connection is quiet for a second (the answers' headers are HPACK-indexed: not counted)."""
-    sock = opened(address)
-    try:
-        block = grpc_headers("/grpc.health.v1.Health/Check", address, ((b"x-anything", _NOT_UTF8),))
-        for n in range(CALLS):
-            stream = 1 + 2 * n
-            sock.sendall(
-                frame(HEADERS, END_HEADERS, stream, block)
-                + frame(DATA, END_STREAM, stream, grpc_message(b""))
-            )
-        sock.settimeout(1.0)
-        with contextlib.suppress(TimeoutError):
-            while sock.recv(65536):
-                pass
-    finally:
-        sock.close()
+    """CALLS health Checks on one connection, each with a header whose value is not UTF-8."""
+    block = grpc_headers("/grpc.health.v1.Health/Check", address, ((b"x-anything", _NOT_UTF8),))
+    sent_and_drained(address, block, CALLS)
 
 
 def test_a_header_that_is_not_utf8_writes_one_warning_and_no_traceback(tmp_path: Path) -> None:

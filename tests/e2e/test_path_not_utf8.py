@@ -9,14 +9,13 @@ and no traceback or byte of the caller's.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from pathlib import Path
 
 import pytest
 
 from sesame.server.grpc.probe import check_health
-from tests.support.http2 import DATA, END_HEADERS, END_STREAM, HEADERS, frame, grpc_message, opened
+from tests.support.http2 import grpc_headers, sent_and_drained
 from tests.support.serve_process import free_port, served, until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -25,26 +24,7 @@ _PATH = b"/grpc.health.v1.Health/Ch\xe9ck"
 
 
 def _call_with_that_path(address: str) -> None:
-    fields = (
-        (b":method", b"POST"),
-        (b":scheme", b"http"),
-        (b":path", _PATH),
-        (b":authority", address.encode()),
-        (b"content-type", b"application/grpc"),
-        (b"te", b"trailers"),
-    )
-    block = b"".join(
-        b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value for name, value in fields
-    )
-    sock = opened(address)
-    try:
-        sock.sendall(frame(HEADERS, END_HEADERS, 1, block) + frame(DATA, END_STREAM, 1, grpc_message(b"")))
-        sock.settimeout(1.0)
-        with contextlib.suppress(OSError):
-            while sock.recv(65536):
-                pass
-    finally:
-        sock.close()
+    sent_and_drained(address, grpc_headers(_PATH, address))
 
 
 def test_both_listeners_listen_again_after_a_path_that_is_not_utf8(tmp_path: Path) -> None:

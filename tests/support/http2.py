@@ -6,6 +6,7 @@ blocks sent are literal fields without indexing and without Huffman, names and v
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import time
@@ -22,13 +23,13 @@ def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
     return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
 
 
-def grpc_headers(path: str, authority: str, extra: tuple[tuple[bytes, bytes], ...] = ()) -> bytes:
-    """The header block of a gRPC call of `path`, with the `extra` headers (raw bytes: any octets HTTP/2
-    allows)."""
+def grpc_headers(path: str | bytes, authority: str, extra: tuple[tuple[bytes, bytes], ...] = ()) -> bytes:
+    """The header block of a gRPC call of `path` (raw bytes, or text), with the `extra` headers (raw bytes:
+    any octets HTTP/2 allows)."""
     fields = (
         (b":method", b"POST"),
         (b":scheme", b"http"),
-        (b":path", path.encode()),
+        (b":path", path if isinstance(path, bytes) else path.encode()),
         (b":authority", authority.encode()),
         (b"content-type", b"application/grpc"),
         (b"te", b"trailers"),
@@ -66,3 +67,23 @@ def opened(address: str, settings: dict[int, int] | None = None) -> socket.socke
             buffer = buffer[9 + length :]
     sock.close()
     raise AssertionError("no SETTINGS from the server")
+
+
+def sent_and_drained(address: str, block: bytes, calls: int = 1) -> None:
+    """`calls` gRPC calls with the header block `block`, an empty message each, on one new connection; what
+    comes back is read until the connection is quiet for a second or closed (the answers' headers are
+    HPACK-indexed: not counted)."""
+    sock = opened(address)
+    try:
+        for n in range(calls):
+            stream = 1 + 2 * n
+            sock.sendall(
+                frame(HEADERS, END_HEADERS, stream, block)
+                + frame(DATA, END_STREAM, stream, grpc_message(b""))
+            )
+        sock.settimeout(1.0)
+        with contextlib.suppress(OSError):
+            while sock.recv(65536):
+                pass
+    finally:
+        sock.close()
