@@ -159,8 +159,11 @@ def signing_versions(token: TokenSession, kind: KeyKind) -> list[int]:
 
 def has_public_half(token: TokenSession, key: KeyRef) -> bool:
     """Whether the token holds the public half of `key` that the HSM generated (HSM thread, a search)."""
-    found = token.session.get_objects(
-        {Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.LABEL: key.label, Attribute.LOCAL: True}
+    # The search finished before any attribute is read, as `_objects`'s: no failure leaves it open.
+    found = list(
+        token.session.get_objects(
+            {Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.LABEL: key.label, Attribute.LOCAL: True}
+        )
     )
     return any(bytes(obj[Attribute.EC_POINT]) for obj in found)
 
