@@ -332,7 +332,11 @@ class _Kept:
                 "%s stopped (grpc's server loop failed on a call it could not read): listening again",
                 self._name,
             )
-            self.listener = await self._again()
+            try:
+                self.listener = await self._again()
+            except ConfigurationError as exc:  # the port taken meanwhile by another process: said, not lost
+                _log.error("%s could not listen again: %s", self._name, exc)
+                return
 
     async def _again(self) -> Listener:
         """The listener made again; its port may take a moment to be free of the one that ended."""
