@@ -1,5 +1,5 @@
 """Sésame's Redis Cluster client: redis-py's `RedisCluster` with two changes for a slot on the move
-(docs/decisions/0068).
+(docs/decisions/0068), and a third for a node that fails (0162).
 
 1. **An ASK is followed with ASKING and the command on one connection.** redis-py 8.1 sends the two through
    the node's pool one after the other; with more than one connection to the node, the command goes on
@@ -15,6 +15,11 @@
    command: its `initialize` marks every connection to be made again once its current command is done. And
    that learning is not stopped half-way by the cancelled call that started it (its failure path closes
    every connection too).
+3. **A pipeline that could not reach a node has the slots learnt again.** redis-py's cluster pipeline, sent
+   without retries (a script is never sent twice), raises a dead node's ConnectionError, or answers it for
+   each of that node's calls when asked not to raise, and never learns the slots again: after a primary
+   failed over to its replica, every later pipeline went to the dead node (decision 0162). Every pipeline
+   of this client marks the slots to be learnt again before the next command, as a single command does.
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ import asyncio
 import contextvars
 from typing import Any, Final
 
-from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.exceptions import ResponseError
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
+from redis.exceptions import RedisClusterException, ResponseError
 
 # Set while redis-py's cluster client runs one command (its redirect loop): what it does there on its own
 # (an ASK's node, a close to learn the slots again) is told apart from what its caller asks.
@@ -66,6 +71,13 @@ class Cluster(RedisCluster):
         await asyncio.shield(learning)
         return self
 
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
+        """redis-py's pipeline, which has the slots learnt again when it could not reach a node (see 3.)."""
+        if shard_hint:
+            raise RedisClusterException("shard_hint is deprecated in cluster mode")  # as redis-py's
+        # mypy: `_event_dispatcher`, an attribute redis-py sets in __init__, reads as abstract.
+        return _Pipeline(self, transaction)  # type: ignore[abstract]
+
     async def aclose(self) -> None:
         """Close every connection; inside a command (redis-py learning the slots again after a CLUSTERDOWN
         or its fifth MOVED), only learn the slots again before the next command, closing nothing in use."""
@@ -79,6 +91,24 @@ def _seen(learning: asyncio.Future[RedisCluster]) -> None:
     """A learning no caller waits for any more: its failure is the next command's, not an unread one."""
     if not learning.cancelled():
         learning.exception()
+
+
+class _Pipeline(ClusterPipeline):
+    """A cluster pipeline whose failure to reach a node, raised or answered, has the slots learnt again."""
+
+    async def execute(
+        self,
+        raise_on_error: bool = True,  # noqa: FBT001, FBT002 (redis-py's signature)
+        allow_redirections: bool = True,  # noqa: FBT001, FBT002
+    ) -> list[Any]:
+        try:
+            replies = await super().execute(raise_on_error, allow_redirections)
+        except RedisCluster.ERRORS_ALLOW_RETRY:
+            self.cluster_client._initialize = True  # noqa: SLF001 (redis-py's own flag for it: no public way)
+            raise
+        if any(isinstance(reply, RedisCluster.ERRORS_ALLOW_RETRY) for reply in replies):
+            self.cluster_client._initialize = True  # noqa: SLF001
+        return replies
 
 
 class _Asked(ClusterNode):

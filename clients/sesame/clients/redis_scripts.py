@@ -54,12 +54,6 @@ def call_names() -> tuple[str, ...]:
     return (*sorted(scripts), *get_args(StoreRead))
 
 
-def _relearn(cluster: RedisCluster) -> None:
-    """Have the cluster's map of slots read again before its next command, as redis-py does after a
-    CLUSTERDOWN (`Cluster.initialize`: every connection made again once free, none cut in use)."""
-    cluster._initialize = True  # noqa: SLF001 (redis-py's own flag for it: no public way)
-
-
 class Scripts:
     """Every `lua/*.lua` script, registered once (EVALSHA, loaded again by redis-py when Redis lost it), and
     the store's one funnel to Redis: every script and read goes through `call`, timed to `meter`.
@@ -207,7 +201,7 @@ class Scripts:
                     # Not `pipe.evalsha`, which redis-py's cluster pipeline refuses (for its NOSCRIPT, handled
                     # here): the same command, grouped by node there, one round trip per node.
                     pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-                return await self._relearning(pipe.execute(raise_on_error=False))
+                return await pipe.execute(raise_on_error=False)
 
         with _span(name) if recording() else contextlib.nullcontext():
             replies = await self.call(name, piped())
@@ -243,35 +237,13 @@ class Scripts:
             async with self._client.pipeline(transaction=False) as pipe:
                 for command in commands:
                     pipe.execute_command(*command)
-                return await self._relearning(pipe.execute(raise_on_error=False))
+                return await pipe.execute(raise_on_error=False)
 
         replies = await self.call(name, piped())
         for reply in replies:
             if isinstance(reply, Exception):
                 self._meter.failed(name)
                 raise StoreUnavailable(fault(reply)) from reply
-        return replies
-
-    async def _relearning(self, pipeline: Awaitable[list[Any]]) -> list[Any]:
-        """A cluster pipeline's replies, the cluster's map of slots read again before the next command when a
-        node could not be reached (the pipeline raised it, or answered a call with it).
-
-        redis-py's cluster pipeline, asked not to raise (each call's failure is its own), answers a dead
-        node's calls with ConnectionError and never reads the map again: after a primary failed over to its
-        replica, every later pipeline went to the dead node, and the outbox took no SMS until it came back
-        (an outside audit: 350 queued for 2 minutes, the living shards' with them). A single command's
-        failure reads the map again by itself (decision 0162).
-        """
-        cluster = self._cluster
-        if cluster is None:
-            return await pipeline
-        try:
-            replies = await pipeline
-        except RedisCluster.ERRORS_ALLOW_RETRY:
-            _relearn(cluster)
-            raise
-        if any(isinstance(reply, RedisCluster.ERRORS_ALLOW_RETRY) for reply in replies):
-            _relearn(cluster)
         return replies
 
     async def call(self, name: str, command: Awaitable[T]) -> T:
