@@ -310,6 +310,7 @@ class _Kept:
         self._make = make
         self._address = address
         self._stopping = False
+        self._grace: float | None = None
         self.listener: Listener
         self._watch: asyncio.Task[None] | None = None
 
@@ -337,23 +338,28 @@ class _Kept:
             except ConfigurationError as exc:  # the port taken meanwhile by another process: said, not lost
                 _log.error("%s could not listen again: %s", self._name, exc)
                 return
+            if self._stopping:  # a drain came while it was made: the drain stopped the one that had ended
+                await self.listener.server.stop(self._grace)
+                return
 
     async def _again(self) -> Listener:
         """The listener made again; its port may take a moment to be free of the one that ended."""
         for _ in range(REBIND_TRIES - 1):
             with contextlib.suppress(ConfigurationError):
                 return await self._make(self._address)
+            if self._stopping:
+                raise ConfigurationError(f"{self._address}: not listened on again, the worker is draining")
             await asyncio.sleep(REBIND_PAUSE_SECONDS)
         return await self._make(self._address)
 
     async def stop(self, grace: float | None) -> None:
-        """Stop watching, then drain the listener within `grace`."""
-        self._stopping = True
+        """Drain the listener within `grace`, then wait for its watch to end: never cancelled, so that a
+        listener it was making as the drain came is stopped too (grpc's start, cancelled, may have
+        started it), not left serving."""
+        self._stopping, self._grace = True, grace
         await self.listener.server.stop(grace)
         if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
+            await self._watch
 
 
 def _bind(
