@@ -7,6 +7,7 @@ import dataclasses
 import ipaddress
 import itertools
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -224,25 +225,41 @@ class Settings:
         return ",".join(self.sms_providers)
 
 
-_WILDCARDS: Final = frozenset({"0.0.0.0", "[::]", ""})  # noqa: S104 (the names of every interface, compared)
-
-
 def _ports_shared(settings: Settings) -> list[str]:
     """Two listeners given one port on one interface (or every interface): the second failed to bind at
     boot, its error naming SESAME_GRPC_ADDR whichever it was (an outside audit: SESAME_METRICS_ADDR on the
-    gRPC port). Port 0 picks a free one: never shared."""
+    gRPC port). Port 0 picks a free one: never shared. A host is compared by the addresses it names
+    (`localhost` and `127.0.0.1` are one interface), a port by its number (`09464` is 9464)."""
     listeners = {
         "SESAME_GRPC_ADDR": settings.grpc_addr,
         "SESAME_HEALTH_ADDR": settings.transport.health_addr,
         "SESAME_METRICS_ADDR": settings.metrics_addr,
         "SESAME_DLR_ADDR": settings.dlr.address if settings.dlr is not None else None,
     }
-    bound = [(name, *address.rpartition(":")[::2]) for name, address in listeners.items() if address]
+    bound = [(name, *_listened(address)) for name, address in listeners.items() if address]
     return [
         f"{first} and {second} name the same port {port}: give each its own"
         for (first, host, port), (second, other, same) in itertools.combinations(bound, 2)
-        if port == same and port != "0" and (host == other or {host, other} & _WILDCARDS)
+        if port == same and port != 0 and (not host or not other or host & other)
     ]
+
+
+def _listened(address: str) -> tuple[frozenset[str], int | str]:
+    """The addresses a listener's `host:port` binds (none: every interface) and its port, a number when it is
+    one (what is not is another setting's error)."""
+    host, _, port = address.rpartition(":")
+    bare = host.removeprefix("[").removesuffix("]")
+    number = int(port) if port.isascii() and port.isdigit() else port
+    if bare in ("", "0.0.0.0", "::"):  # noqa: S104 (the names of every interface, compared)
+        return frozenset(), number
+    try:
+        return frozenset({str(ipaddress.ip_address(bare))}), number
+    except ValueError:  # a name: what it resolves to here, as the listener will bind
+        try:
+            found = socket.getaddrinfo(bare, None, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            return frozenset({bare}), number
+        return frozenset(str(info[4][0]) for info in found), number
 
 
 def _bank_name(reader: EnvReader) -> str:
