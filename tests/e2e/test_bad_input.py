@@ -77,6 +77,20 @@ START_CASES = [
     ("unknown currency", _transfer(currency="XYZ"), "operation.credit_transfer.amount.currency"),
     ("empty payee name", _transfer(name=""), "operation.credit_transfer.payee.name"),
     ("oversized payee name", _transfer(name="N" * 71), "operation.credit_transfer.payee.name"),
+    # Whitespace other than a space in a name (an outside audit's): bound and printed as a space, and a name
+    # long as sent passed as its collapsed form.
+    ("payee name with a line break", _transfer(name="Jean\nDUPONT"), "operation.credit_transfer.payee.name"),
+    ("payee name with a tab", _transfer(name="Jean\tDUPONT"), "operation.credit_transfer.payee.name"),
+    (
+        "payee name with a line separator",
+        _transfer(name="Jean\u2028DUPONT"),
+        "operation.credit_transfer.payee.name",
+    ),
+    (
+        "payee name long with spaces",
+        _transfer(name="Jean" + " " * 60 + "DUPONT SA"),
+        "operation.credit_transfer.payee.name",
+    ),
     (
         "payee name with a web address",
         _transfer(name="www.ma-banque.fr"),

@@ -62,11 +62,22 @@ def test_amount_must_be_positive_and_bounded(value: int) -> None:
 
 
 def test_payee_name_is_normalised() -> None:
-    """Inner whitespace collapses and Unicode is NFC, so the same name always binds the same."""
-    assert validation.payee_name("  Zoe\u0301   Durand ") == "Zoé Durand"
+    """Inner spaces collapse (a no-break space too) and Unicode is NFC: one name always binds the same."""
+    assert validation.payee_name("  Zoe\u0301   Durand\u00a0SA ") == "Zoé Durand SA"
 
 
-@pytest.mark.parametrize("value", ["", "   ", "x" * 71, "Jean\x00Dupont"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "   ",
+        "x" * 71,
+        "Jean\x00Dupont",
+        # Found by an outside audit: whitespace that is no space was collapsed into one before the check.
+        *(f"Jean{sep}DUPONT" for sep in ("\n", "\r\n", "\t", "\x1c", "\x85", "\v", "\f", "\u2028", "\u2029")),
+        "Jean" + " " * 60 + "DUPONT SA",  # 73 characters as sent, 19 once collapsed
+    ],
+)
 def test_payee_name_refuses_empty_oversized_and_control(value: str) -> None:
     """Empty, over 70 characters, or control characters."""
     with pytest.raises(ValueError, match=r"."):
