@@ -300,8 +300,12 @@ def _quoted(name: str) -> str:
 
 
 def _is_name_character(c: str) -> bool:
-    """A Latin letter (accented too: é, ß, Ø...) or one of the few marks a name holds."""
-    return c in _NAME_PUNCTUATION or (c.isalpha() and unicodedata.name(c, "").startswith("LATIN "))
+    """A Latin letter (accented too: é, ß, Ø...) or one of the few marks a name holds. Not a letter outside
+    the BMP (Latin Extended-G): UCS-2 writes it in two units, which a gateway that cuts the parts itself
+    (Kannel) may put in two parts, and few phones have it (an outside audit)."""
+    return c in _NAME_PUNCTUATION or (
+        c <= "\uffff" and c.isalpha() and unicodedata.name(c, "").startswith("LATIN ")
+    )
 
 
 def _when(at: datetime) -> dict[str, str]:
