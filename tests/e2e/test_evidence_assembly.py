@@ -97,3 +97,23 @@ async def test_the_health_notes_cut_at_their_start_or_a_found_edited_fail(live: 
     status, checked = await verdict_of(op, jwks, tmp_path)
     assert status == 1, checked
     assert checked["operations"][0]["failed"].startswith("health: the notes start at entry"), checked
+
+
+async def test_a_down_note_after_the_operation_says_nothing_of_it(live: Live, tmp_path: Path) -> None:
+    """Found by an outside audit: a key store `down` a minute after a transfer was verified made that
+    transfer's `every_dependency_up` false (and its PDF say "non"). Listed, not counted (decision 0163);
+    the bundle still verifies."""
+    notes = live.store.health_notes()
+    await notes.note(datetime.now(UTC) - timedelta(minutes=10), "w-1", {"key store": True}, timedelta(days=1))
+    user_id = await enrolled(live)
+    await _verified_and_sealed(live, user_id)
+    await notes.note(datetime.now(UTC) + timedelta(seconds=1), "w-1", {"key store": False}, timedelta(days=1))
+    assert live.sealer is not None
+    await live.sealer.step()
+    await live.sealer.step()
+    bundle = await last_hour_of(live.address, user_id)
+    op = bundle["operations"][0]
+    assert op["health"]["entries"][-1]["key store"] == "down"
+    assert op["l133_23"]["no_technical_deficiency"]["every_dependency_up"] is True
+    status, checked = await verdict_of(bundle, bank_keys(op, tmp_path), tmp_path)
+    assert status == 0, checked

@@ -485,13 +485,20 @@ def test_the_pdf_shows_the_amount_with_the_currencys_decimals(currency: str, sho
         # of a challenge opened before said every dependency was up then. Notes that all came later: unknown.
         ([("2026-10-31T10:13:00+00:00", "up")], None),
         ([], None),
+        # Found by an outside audit: a note after the operation's last event said `false` of it.
+        ([("2026-10-31T09:59:00+00:00", "up"), ("2026-10-31T10:03:00+00:00", "down")], True),
+        ([("2026-10-31T09:59:00+00:00", "up"), ("2026-10-31T10:01:00+00:00", "down")], False),  # between
     ],
 )
 def test_every_dependency_up_is_said_only_of_notes_that_cover_the_opening(
     notes: list[tuple[str, str]], *, expected: bool | None
 ) -> None:
+    """From the notes before the opening through the last event (verified at 10:02), not after it."""
     bundle = {
-        "journal": [{"event": "challenge.opened", "at": "2026-10-31T10:00:00.000+00:00"}],
+        "journal": [
+            {"event": "challenge.opened", "at": "2026-10-31T10:00:00.000+00:00"},
+            {"event": "challenge.verified", "at": "2026-10-31T10:02:00.000+00:00"},
+        ],
         "health": {"entries": [{"event": "health.note", "at": at, "state store": up} for at, up in notes]},
     }
     assert sections(bundle)["no_technical_deficiency"]["every_dependency_up"] is expected

@@ -154,7 +154,7 @@ def sections(bundle: Mapping[str, Any]) -> dict[str, Any]:
         },
         "no_technical_deficiency": {
             "health_notes": health.get("entries", []),
-            "every_dependency_up": _all_up(health.get("entries", []), opened),
+            "every_dependency_up": _all_up(health.get("entries", []), journal),
         },
         "lifecycle": lifecycle.get("entries", []),
     }
@@ -221,15 +221,20 @@ def first_factors(journal: Sequence[Mapping[str, str]]) -> list[dict[str, str]] 
     return found or None
 
 
-def _all_up(notes: Sequence[Mapping[str, str]], opened: Mapping[str, str]) -> bool | None:
-    """Whether every note says every dependency was up; None (unknown) without a note from the challenge's
-    opening or before: notes that all came later say nothing of the operation's time. Redis restarted empty
-    held the new notes only, and the bundle of a challenge made before read `true` while Redis had been
-    failing then (an outside audit)."""
+def _all_up(notes: Sequence[Mapping[str, str]], journal: Sequence[Mapping[str, str]]) -> bool | None:
+    """Whether every note of the operation's time says every dependency was up: the notes from before it (the
+    hour's, the last before) through its journal's last event; those after it say nothing of it (an
+    outside audit: a key store `down` a minute after a transfer was verified made the transfer's `false`).
+    None (unknown) without a note from the challenge's opening or before: notes that all came later say
+    nothing of the operation's time. Redis restarted empty held the new notes only, and the bundle of a
+    challenge made before read `true` while Redis had been failing then (an outside audit)."""
+    opened = next((e for e in journal if e.get("event") == "challenge.opened"), {})
     if not notes or not opened or min(_at(note) for note in notes) > _at(opened):
         return None
+    ended = max(_at(entry) for entry in journal)
     ignored = {"event", "at", "worker", "seq", "prev"}
-    return all(value == "up" for note in notes for key, value in note.items() if key not in ignored)
+    during = [note for note in notes if _at(note) <= ended]
+    return all(value == "up" for note in during for key, value in note.items() if key not in ignored)
 
 
 class _Unsound(Exception):
