@@ -107,16 +107,17 @@ class RedisState(State):
         client = connect(url, timeout=timeout, health_check_interval=30, retry=retry)
         return cls.on(client, prefix=prefix, shards=shards, retention=retention, noops=noops)
 
-    async def check_layout(self) -> None:
-        """Record the shard count at the first boot; refuse to run on keys laid out with another count, which
-        would look for every user in the wrong place and leave the SMS queued in the old shards' outboxes
-        undispatched (decisions 0044, 0058). ConfigurationError."""
+    async def check_layout(self, *, record: bool = True) -> None:
+        """Record the shard count at the first boot (unless not to `record`: a tool that only reads); refuse
+        to run on keys laid out with another count, which would look for every user in the wrong place and
+        leave the SMS queued in the old shards' outboxes undispatched (decisions 0044, 0058), or a reading
+        tool show part of them. ConfigurationError."""
         key, shards = self.keys.layout(), self.keys.shards
         with _translated():
             # Read first, written only at the first boot: Redis refuses a SET out of memory even when it
             # would change nothing, and a worker restarted while Redis is full could not boot (0111).
             recorded = await self._client.get(key)
-            if recorded is None:
+            if recorded is None and record:
                 await self._client.set(key, shards, nx=True)
                 recorded = await self._client.get(key)
         if recorded is not None and int(recorded) != shards:
