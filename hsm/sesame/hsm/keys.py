@@ -16,7 +16,7 @@ import hashlib
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -91,23 +91,35 @@ class CurrentKeys:
     journal: KeyRef
 
 
-def init_keys(config: Pkcs11Config) -> CurrentKeys:
+class TokenLacksKeys(Exception):
+    """`init_keys` on a token that lacks kinds the key ledger saw (a replacement token): nothing made."""
+
+    def __init__(self, lost: Mapping[KeyKind, int]) -> None:
+        super().__init__(", ".join(KeyRef.of(kind, version).label for kind, version in lost.items()))
+        self.lost = dict(lost)
+
+
+def init_keys(config: Pkcs11Config, seen: Mapping[KeyKind, int] | None = None) -> CurrentKeys:
     """Create `sesame-otp-v1`, `sesame-proof-v1` and `sesame-journal-v1` where no key of their kind exists.
 
-    Idempotent.
+    Idempotent. `seen`: the highest version of each kind the key ledger saw; a kind the token lacks that it
+    saw is TokenLacksKeys, checked in the ceremony's session before any key is made (v1 made again under a
+    label the ledger knows another key by was refused only once made).
     """
 
     def current(token: TokenSession, kind: KeyKind) -> KeyRef:
         held = signing_versions(token, kind)
         return KeyRef.of(kind, held[-1]) if held else _generate(config, token, _next(token, kind, 0), kind)
 
-    return _on_token(
-        config,
-        lambda token: CurrentKeys(
+    def made(token: TokenSession) -> CurrentKeys:
+        lost = {kind: top for kind, top in (seen or {}).items() if top and not signing_versions(token, kind)}
+        if lost:
+            raise TokenLacksKeys(lost)
+        return CurrentKeys(
             current(token, KeyKind.OTP), current(token, KeyKind.PROOF), current(token, KeyKind.JOURNAL)
-        ),
-        makes_keys=True,
-    )
+        )
+
+    return _on_token(config, made, makes_keys=True)
 
 
 def rotate_keys(config: Pkcs11Config, kind: KeyKind = KeyKind.OTP, *, above: int = 0) -> KeyRef:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -30,7 +31,7 @@ from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
 from sesame.hsm.self_test import prove_current_keys
 from sesame.server.domain import key_ledger
 from sesame.server.domain.errors import ConfigurationError, HsmUnavailable, KeyNotFound, KeyReplaced
-from sesame.server.domain.key_ledger import KeyPrint
+from sesame.server.domain.key_ledger import KeyPrint, KeysSeen
 from sesame.server.domain.model import KeyKind, KeyRef, MacAlgorithm
 from sesame.server.domain.ports import KeyStore
 
@@ -73,7 +74,7 @@ async def ready_keys(
         raise _replaced(config.token_label, replaced[0])
     lost = key_ledger.lost(seen, held)
     if lost and not policy.start_afresh:
-        raise _lost(config.token_label, lost, held)
+        raise lost_keys(config.token_label, lost, held)
     for kind in KeyKind:
         if kind in lost or (policy.create_missing and key_ledger.held_top(held, kind) == 0):
             made = await asyncio.to_thread(rotate_keys, config, kind, above=seen.top(kind))
@@ -126,6 +127,17 @@ async def record_token(config: Pkcs11Config, redis_url: str, now: datetime) -> N
         await asyncio.to_thread(keys.close)
 
 
+async def ledger_seen(redis_url: str) -> KeysSeen:
+    """What the key ledger saw, read before `sesame keys init|rotate` makes a key: a key made and then
+    refused was left to remove with the HSM's tools (`init` on a replacement token), or made twice by a retry
+    (`rotate` with Redis away: an outside audit). StoreUnavailable."""
+    ledger = RedisKeyLedger.from_url(redis_url)
+    try:
+        return await ledger.seen()
+    finally:
+        await ledger.close()
+
+
 async def record_rotation(config: Pkcs11Config, keys: Pkcs11KeyStore, ledger: RedisKeyLedger) -> None:
     """Record the token's keys in the ledger when a running process finds a newer key, before it uses it.
 
@@ -170,7 +182,8 @@ async def fingerprints(keys: Pkcs11KeyStore) -> list[KeyPrint]:
     return held
 
 
-def _lost(token_label: str, lost: dict[KeyKind, int], held: list[KeyPrint]) -> ConfigurationError:
+def lost_keys(token_label: str, lost: Mapping[KeyKind, int], held: list[KeyPrint]) -> ConfigurationError:
+    """The refusal of a token that lacks the newest `lost` version of each kind Redis saw."""
     found = ", ".join(
         f"{KeyRef.of(kind, version).label} was used, the token's newest is "
         + (f"v{key_ledger.held_top(held, kind)}" if key_ledger.held_top(held, kind) else "none")

@@ -9,7 +9,7 @@ from sesame.hsm import keys
 from sesame.server.app import hsm_config
 from sesame.server.config import Settings
 from sesame.server.domain.model import KeyKind
-from sesame.server.key_boot import record_token
+from sesame.server.key_boot import ledger_seen, lost_keys, record_token
 
 
 def run_keys(settings: Settings, action: str, kind: KeyKind = KeyKind.OTP) -> None:
@@ -20,15 +20,25 @@ def run_keys(settings: Settings, action: str, kind: KeyKind = KeyKind.OTP) -> No
     version is remembered before any server uses it, and a replaced token is told apart now.
     """
     config = hsm_config(settings, create=action != "list")  # a listing never leaves a new token behind
+    # Read before any key is made (a key made, then refused, was left to remove by hand; a retry of a
+    # rotate with Redis away made a second one): `init` refuses a token lacking kinds it saw, `rotate`
+    # goes above every version it saw.
+    seen = None
+    if settings.redis_url is not None and action != "list":
+        seen = asyncio.run(ledger_seen(settings.redis_url))
     match action:
         case "init":
-            current = keys.init_keys(config)
+            try:
+                current = keys.init_keys(config, seen.highest if seen is not None else None)
+            except keys.TokenLacksKeys as exc:
+                raise lost_keys(config.token_label, exc.lost, []) from None
             print(f"current OTP key: {current.otp.label}")  # noqa: T201
             print(f"current proof key: {current.proof.label}")  # noqa: T201
             print(f"current journal key: {current.journal.label}")  # noqa: T201
         case "rotate":
             name = "OTP" if kind is KeyKind.OTP else kind.value
-            print(f"new current {name} key: {keys.rotate_keys(config, kind).label}")  # noqa: T201
+            made = keys.rotate_keys(config, kind, above=seen.top(kind) if seen is not None else 0)
+            print(f"new current {name} key: {made.label}")  # noqa: T201
         case _:
             for info in keys.list_keys(config):
                 print(info)  # noqa: T201
