@@ -137,6 +137,7 @@ async def test_the_bundle_of_a_transfer_disputed_30_days_later(
         live.address, "--user", "alice", "--transaction", "tx-1", "--pdf", str(pdf)
     )
     assert [m["challenge_id"] for m in by_transaction["found"]] == [challenge_id]
+    assert pdf.stat().st_mode & 0o777 == 0o600  # as the archive: it names the user, the IBAN, the IP
     _check_operation(by_transaction["operations"][0], challenge_id)
 
     now = live.clock.now()

@@ -97,6 +97,7 @@ async def test_an_interrupted_export_resumed_equals_the_whole_export_and_verifie
     done = sesame(*exporting(sealed, redis_server), "--output", str(whole), env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "next: --after 6" in done.stderr
+    assert whole.stat().st_mode & 0o777 == 0o600  # as the archive: it names users, IBANs, IPs
     data = whole.read_bytes()
     blocks = list(read_export(data.decode("utf-8").splitlines()))
     assert [b.seal.block.number for b in blocks] == list(range(1, ARCHIVED_BLOCKS + LIVE_BLOCKS + 1))

@@ -25,6 +25,7 @@ from sesame.server.evidence_bundle import (
 from sesame.server.grpc.evidence_client import fetch_evidence, fetch_jwks
 from sesame.server.grpc.probe import ClientTls
 from sesame.server.grpc.user_evidence_client import fetch_user_evidence
+from sesame.server.journal_archive import private
 
 
 def gather(  # noqa: PLR0913 (the selector's parts, keyword-only)
@@ -225,7 +226,10 @@ def _write_pdf(bundle: dict[str, Any], path: Path) -> None:
 
     written = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
-        written.write_bytes(render(bundle))
+        # Owner-only, as the archive it is drawn from: it names the user, the payee's IBAN, the IP (it was
+        # written 0644: an outside audit).
+        with open(written, "wb", opener=private) as out:
+            out.write(render(bundle))
         written.replace(path)
     except OSError as exc:
         raise ConfigurationError(f"--pdf cannot be written ({exc.strerror})") from None

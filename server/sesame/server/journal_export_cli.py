@@ -19,7 +19,7 @@ from sesame.clients.redis_lane import close_lane
 from sesame.clients.redis_scripts import Scripts
 from sesame.server.config import Settings
 from sesame.server.domain.errors import ConfigurationError, SesameError
-from sesame.server.journal_archive import ArchivedBlock, JournalArchive
+from sesame.server.journal_archive import ArchivedBlock, JournalArchive, private
 from sesame.server.journal_export import (
     Exported,
     MislabelledLine,
@@ -98,7 +98,8 @@ def _opened(output: Path | None, *, append: bool) -> Iterator[IO[str]]:
     if output is None:
         yield sys.stdout
         return
-    with output.open("a" if append else "w", encoding="utf-8") as out:
+    # Owner-only, as the archive (an export was written 0644: an outside audit).
+    with open(output, "a" if append else "w", encoding="utf-8", opener=private) as out:
         yield out
 
 
