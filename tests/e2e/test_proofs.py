@@ -24,6 +24,7 @@ from sesame.hsm.keys import init_keys, rotate_keys
 from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
 from sesame.server.domain.errors import HsmUnavailable
 from sesame.server.domain.model import KeyKind
+from sesame.server.grpc.demo import run_demo
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import enrolled, started, verify, wrong
 from tests.e2e.test_key_readiness import destroy
@@ -151,6 +152,7 @@ async def served_on(
         tmp_path / "sms.jsonl",
         redis_store,
         wired.running.metrics,
+        address=f"127.0.0.1:{wired.server.port}",
     )
     try:
         yield live, store
@@ -224,3 +226,15 @@ async def test_a_verification_the_hsm_cannot_sign_is_verified_and_proven_later(
     await store.refresh_keys()
     jws = (await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))).proof
     assert verified_claims(jws, await served_jwks(live))["challenge_id"] == challenge_id
+
+
+async def test_the_demo_fails_a_verification_without_a_proof(
+    keyless: tuple[Live, Pkcs11Config, Pkcs11KeyStore], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by an outside audit: with no proof key to sign, `sesame demo` printed `ok ... VERIFIED` and
+    exited 0, where the README promises a verification "with a signed proof". That line is BAD, exit 1."""
+    live, _, _ = keyless
+    assert await run_demo(live.address, str(live.sms_file)) == 1
+    shown = capsys.readouterr().out
+    assert "BAD right code, right operation" in shown
+    assert "VERIFIED without a signed proof" in shown
