@@ -39,8 +39,8 @@ class TestClients:
     async def test_termination_is_journaled_each_time(self, store):
         """The client's journal records the termination, then a second call as unchanged."""
         await store.clients.enlist_user("client-1", "u-1", NOW)
-        await store.clients.terminate_client(self.TERMINATION)
-        await store.clients.terminate_client(self.TERMINATION)
+        assert await store.clients.terminate_client(self.TERMINATION) is True
+        assert await store.clients.terminate_client(self.TERMINATION) is False  # what the metrics count
         entries = await store.clients.client_journal("client-1")
         assert [(e["event"], e["outcome"], e["actor"]) for e in entries] == [
             ("client.terminate", "terminated", "ops-42"),

@@ -292,3 +292,23 @@ async def test_termination_revokes_every_user_of_the_client(live: Live) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await enrolled(live, "carol")
     assert precondition(caught.value) == "CLIENT_STATUS"
+
+
+async def test_a_change_retried_is_counted_once(live: Live) -> None:
+    """Found by an outside audit: SuspendUser retried (its request id, or another), RevokeUser and
+    TerminateClient again each counted one more `sesame_user_changes_total`, and an alert on a rise of
+    suspensions fired for one back-office job retrying. Each change counts once, when made."""
+    await enrolled(live, "alice")
+    for request_id in ("s-1", "s-1", "s-2"):
+        await live.enrol.SuspendUser(
+            enrol_pb.SuspendUserRequest(user_id="alice", request_id=request_id, actor="ops", reason="vol")
+        )
+    for request_id in ("t-1", "t-2"):
+        await live.enrol.TerminateClient(
+            enrol_pb.TerminateClientRequest(
+                client_id="acme", request_id=request_id, actor="ops", reason="fin"
+            )
+        )
+    registry = live.metrics.registry
+    for change, once in (("suspend", 1), ("terminate_client", 1), ("revoke", 1)):
+        assert registry.get_sample_value("sesame_user_changes_total", {"change": change}) == once, change

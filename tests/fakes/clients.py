@@ -37,7 +37,7 @@ class MemoryClients:
     async def client_users(self, client_id: str) -> list[str]:
         return sorted(self._client_users.get(client_id, set()))
 
-    async def terminate_client(self, termination: ClientTermination) -> None:
+    async def terminate_client(self, termination: ClientTermination) -> bool:
         async with self._clients_lock:
             client_id = termination.client_id
             status = self._clients.get(client_id)
@@ -54,6 +54,7 @@ class MemoryClients:
             added = {} if status != "terminated" else self._noop(client_id, termination.at)
             if added is not None:  # a repeated termination: its hour's first journaled, later ones counted
                 self._client_journals.setdefault(client_id, []).append(entry | added)
+            return status != "terminated"
 
     def _noop(self, client_id: str, at: datetime) -> dict[str, str] | None:
         return journaled_hourly(self._noops, client_id, self._noops_per_hour, at)

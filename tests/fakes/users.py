@@ -101,7 +101,8 @@ class MemoryUsers:
                     user, self._m._changes[(user.user_id, change.provenance.request_id)].counts
                 )
             opened = self._open_at(user.user_id, change.at) if outcome in ("suspended", "revoked") else 0
-            return StatusChanged(user, self._counts(user.user_id), opened)
+            changed = outcome in ("suspended", "revoked", "reinstated", "unblocked")
+            return StatusChanged(user, self._counts(user.user_id), opened, changed)
 
     def _open_at(self, user_id: str, at: datetime) -> int:
         """As change_user_status.lua and change_secure_phone.lua: the user's challenges open at the change

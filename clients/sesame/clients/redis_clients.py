@@ -35,15 +35,17 @@ class RedisClients(RedisPlace):
         )
         return sorted(member.decode() for member in members)
 
-    async def terminate_client(self, termination: ClientTermination) -> None:
-        """Refuse the client's enrolments from now on, journaled. ClientNotFound."""
+    async def terminate_client(self, termination: ClientTermination) -> bool:
+        """Refuse the client's enrolments from now on, journaled; whether this call did. ClientNotFound."""
         client_id, at = termination.client_id, termination.at
         keys = [self.keys.client(client_id), self.keys.client_journal(client_id)]
         head = ["event", "client.terminate", "at", rec.iso(at), "client_id", client_id]
         per_hour = self.noops.journaled_per_hour
         args = [rec.to_ms(at), per_hour, *head, *rec.provenance_fields(termination.provenance)]
-        if await self._scripts.run("terminate_client", keys, args) == b"not_found":
+        outcome = await self._scripts.run("terminate_client", keys, args)
+        if outcome == b"not_found":
             raise ClientNotFound(client_id)
+        return bool(outcome == b"terminated")
 
     async def client_journal(self, client_id: str) -> list[dict[str, str]]:
         """The client company's journal entries, oldest first."""

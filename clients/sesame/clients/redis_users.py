@@ -51,6 +51,10 @@ _REVOCATIONS = {
 }
 
 
+# What _user_status.lua answers for a call that changed the user (not `unchanged` nor `replayed`).
+_CHANGES = frozenset({b"suspended", b"revoked", b"reinstated", b"unblocked"})
+
+
 class RedisUsers(RedisPlace):
     """The enrolled users in Redis; each method is one atomic, journaled transition on the user's slot."""
 
@@ -97,7 +101,8 @@ class RedisUsers(RedisPlace):
             case b"noops_full":
                 raise NoopsFull(change.user_id, rec.from_ms(int(reply[1])) - change.at)
         opened = int(reply[3]) if len(reply) > 3 else 0  # a replay answers none
-        return StatusChanged(stored_user(rec.pairs(reply[1])), rec.counts_from(reply[2]), opened)
+        changed = reply[0] in _CHANGES
+        return StatusChanged(stored_user(rec.pairs(reply[1])), rec.counts_from(reply[2]), opened, changed)
 
     async def revoke_client_user(
         self, client_id: str, user_id: str, at: datetime, provenance: Provenance

@@ -172,8 +172,8 @@ class Metrics:
         )
         self.user_changes = Counter(
             "sesame_user_changes",
-            "Lifecycle changes accepted: suspend, reinstate, unblock, revoke, change_phone,"
-            " terminate_client.",
+            "Lifecycle changes made (not a retry, nor a change in force): suspend, reinstate, unblock,"
+            " revoke, change_phone, terminate_client.",
             ["change"],
             registry=self.registry,
         )

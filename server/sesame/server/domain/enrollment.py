@@ -159,10 +159,11 @@ class EnrollmentFlows:
 
     async def _terminated(self, request: TerminateRequest) -> int:
         now = self._clock.now()
-        await self._store.clients.terminate_client(
+        # Counted when this call terminated the client: a retried one counted each call (an outside audit).
+        if await self._store.clients.terminate_client(
             ClientTermination(request.client_id, now, request.provenance)
-        )
-        self._tally.changed("terminate_client")
+        ):
+            self._tally.changed("terminate_client")
         revoked = 0
         for user_id in sorted(await self._store.clients.client_users(request.client_id)):
             outcome = await self._store.users.revoke_client_user(
@@ -192,7 +193,10 @@ class EnrollmentFlows:
         changed = await self._store.users.change_user_status(
             StatusChange(request.user_id, action, now, request.provenance)
         )
-        self._tally.changed(action.value)
+        if (
+            changed.changed
+        ):  # a retried suspension counted each call, alerts on a rise misled (an outside audit)
+            self._tally.changed(action.value)
         if reason is None:
             return StatusResult(changed.user)
         # Also when nothing changed: a retry after a crash voids what the first call did not reach, and only

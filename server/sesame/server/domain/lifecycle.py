@@ -164,6 +164,8 @@ class StatusChanged:
     # For a suspension or a revocation this call made, the user's challenges open at that instant: each is
     # void from it, whichever step marks it so first (decision 0102); 0 otherwise.
     open_at_change: int = 0
+    # This call changed the user (its status, or a block a reinstatement lifted): what the metrics count.
+    changed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -165,8 +165,9 @@ class Clients(Protocol):
         """Every user id ever enlisted for the client."""
         ...
 
-    async def terminate_client(self, termination: ClientTermination) -> None:
-        """Mark the client terminated (no enrolment from then on), journaled; again changes nothing.
+    async def terminate_client(self, termination: ClientTermination) -> bool:
+        """Mark the client terminated (no enrolment from then on), journaled; again changes nothing. Whether
+        this call terminated it.
 
         ClientNotFound.
         """
