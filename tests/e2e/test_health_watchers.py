@@ -4,6 +4,7 @@ Watch is refused RESOURCE_EXHAUSTED at once (a probe that polls with Check is ne
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -125,3 +126,23 @@ async def test_the_health_only_port_cannot_take_the_grpc_ports_watch_streams(
             call.cancel()
         for channel in channels:
             await channel.close()
+
+
+async def test_watch_streams_on_the_grpc_port_are_counted(live: Live) -> None:
+    """Found by an outside audit: 2,000 Watch streams on the gRPC port moved no metric (Check is counted,
+    and the health-only port counts its Watches). Each stream is counted in sesame_rpc_requests_total by the
+    code it ended with, and not timed (a stream lasts as long as its caller holds it)."""
+    stub = health_pb2_grpc.HealthStub(live.channel)
+    for _ in range(3):
+        call = stub.Watch(health_pb2.HealthCheckRequest(), timeout=10)
+        assert (await call.read()).status == health_pb2.HealthCheckResponse.SERVING
+        call.cancel()
+    labels = {"method": "Watch", "code": "CANCELLED"}
+    registry = live.metrics.registry
+    for _ in range(100):  # counted as the server sees each stream leave, a moment after the cancel
+        if registry.get_sample_value("sesame_rpc_requests_total", labels) == 3:
+            break
+        await asyncio.sleep(0.02)
+    assert registry.get_sample_value("sesame_rpc_requests_total", labels) == 3
+    timed = live.metrics.registry.get_sample_value("sesame_rpc_duration_seconds_count", {"method": "Watch"})
+    assert timed is None

@@ -26,17 +26,24 @@ class MethodMeter:
         # Only our own methods, health and reflection are metered: the method label stays bounded.
         self._metrics = metrics
         self._name = name
-        self._seconds = metrics.rpc_seconds.labels(name)
+        self._seconds: Any = None  # made at the first answer: a stream's meter (`ended`) makes none
         self._counted: dict[grpc.StatusCode, Any] = {}
 
     def answered(self, code: grpc.StatusCode, seconds: float) -> None:
         """Count one call answered `code` after `seconds`."""
+        self.ended(code, seconds)
+        if self._seconds is None:
+            self._seconds = self._metrics.rpc_seconds.labels(self._name)
+        self._seconds.observe(seconds)
+
+    def ended(self, code: grpc.StatusCode, _seconds: float) -> None:
+        """Count one stream ended with `code`, not timed: a Watch lasts as long as its caller holds it, which
+        says nothing of the time to answer."""
         counter = self._counted.get(code)
         if counter is None:
             counter = self._counted[code] = self._metrics.rpc_requests.labels(self._name, code.name)
         counter.inc()
         self._metrics.worker_rpcs.inc()
-        self._seconds.observe(seconds)
 
 
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"  # generic in the stubs only
@@ -68,7 +75,7 @@ class ListenerMeter(grpc.aio.ServerInterceptor):
         if handler.unary_unary is not None:
             return _metered_unary(handler, count)
         if handler.unary_stream is not None:
-            return _metered_stream(handler, count)
+            return metered_stream(handler, count)
         return handler
 
 
@@ -113,7 +120,7 @@ def _metered_unary(handler: Handler, count: Answered) -> Handler:
     )
 
 
-def _metered_stream(handler: Handler, count: Answered) -> Handler:
+def metered_stream(handler: Handler, count: Answered) -> Handler:
     """`handler` (a response stream: Watch), counted by the code it ended with (CANCELLED: its caller
     left). Its behaviour is an async generator, or a coroutine writing through its context (the decoding
     interceptor's)."""
