@@ -8,33 +8,20 @@ Redis unreachable printed `new current proof key: sesame-proof-v2`, then failed:
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from sesame.clients.redis_server import EmbeddedRedis
-from tests.support.serve_process import free_port
+from tests.support.serve_process import free_port, sesame_on
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 
 def _keys(var: Path, *args: str, redis_url: str | None = None) -> subprocess.CompletedProcess[str]:
     """`sesame keys *args` on the development token under `var`, with the ledger at `redis_url` if given."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
-    env["SESAME_VAR_DIR"] = str(var)
-    if redis_url is not None:
-        env["SESAME_REDIS_URL"] = redis_url
-    return subprocess.run(
-        [sys.executable, "-m", "sesame.server.cli", "keys", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return sesame_on(var, "keys", *args, settings={"SESAME_REDIS_URL": redis_url} if redis_url else None)
 
 
 def _labels(var: Path) -> list[str]:

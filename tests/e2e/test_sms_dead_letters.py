@@ -200,15 +200,7 @@ def test_dead_letters_are_listed_from_the_embedded_redis(tmp_path: Path) -> None
         ]
         assert PHONE not in "\n".join(lines)
     # Another shard count than the data's (an outside audit's): it listed some shards' letters only, exit 0.
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
-    done = subprocess.run(
-        [sys.executable, "-m", "sesame.server.cli", "sms", "dead-letters"],
-        env={**clean, "SESAME_VAR_DIR": str(var), "SESAME_REDIS_SHARDS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = sesame_on(var, "sms", "dead-letters", settings={"SESAME_REDIS_SHARDS": "1"})
     assert (done.returncode, done.stdout) == (2, ""), done.stdout + done.stderr[-2000:]
     assert "SESAME_REDIS_SHARDS is 1" in done.stderr
 

@@ -252,12 +252,15 @@ def journal_verify(archive: Path, var: Path) -> subprocess.CompletedProcess[str]
     return sesame_on(var, "journal", "verify", "--archive", str(archive))
 
 
-def sesame_on(var: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`sesame *args` with the embedded settings on `var` (its development token), nothing else set."""
+def sesame_on(
+    var: Path, *args: str, settings: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`sesame *args` with the embedded settings on `var` (its development token) and `settings`, nothing
+    else set."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
     return subprocess.run(
         [sys.executable, "-m", "sesame.server.cli", *args],
-        env={**env, "SESAME_VAR_DIR": str(var)},
+        env={**env, "SESAME_VAR_DIR": str(var), **(settings or {})},
         capture_output=True,
         text=True,
         timeout=60,
