@@ -193,9 +193,9 @@ class EnrollmentFlows:
         changed = await self._store.users.change_user_status(
             StatusChange(request.user_id, action, now, request.provenance)
         )
-        if (
-            changed.changed
-        ):  # a retried suspension counted each call, alerts on a rise misled (an outside audit)
+        # Counted when made: a retried suspension counted each call, and misled an alert on a rise of them
+        # (an outside audit).
+        if changed.changed:
             self._tally.changed(action.value)
         if reason is None:
             return StatusResult(changed.user)

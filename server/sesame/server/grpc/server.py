@@ -336,7 +336,8 @@ class _Kept:
             try:
                 self.listener = await self._again()
             except ConfigurationError as exc:  # the port taken meanwhile by another process: said, not lost
-                _log.error("%s could not listen again: %s", self._name, exc)
+                if not self._stopping:  # a drain that came meanwhile ended the retries: nothing to say
+                    _log.error("%s could not listen again: %s", self._name, exc)
                 return
             if self._stopping:  # a drain came while it was made: the drain stopped the one that had ended
                 await self.listener.server.stop(self._grace)
