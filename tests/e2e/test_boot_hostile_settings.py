@@ -239,6 +239,12 @@ def test_a_setting_that_is_not_utf8_is_refused_by_name(tmp_path: Path) -> None:
             "SESAME_METRICS_ADDR",
         ),
         ({"SESAME_GRPC_ADDR": "127.0.0.1:{p}", "SESAME_HEALTH_ADDR": "127.0.0.1:0{p}"}, "SESAME_HEALTH_ADDR"),
+        ({"SESAME_GRPC_ADDR": "127.0.0.1:{p}", "SESAME_METRICS_ADDR": "0:{p}"}, "SESAME_METRICS_ADDR"),
+        (
+            {"SESAME_GRPC_ADDR": "[::ffff:127.0.0.1]:{p}", "SESAME_HEALTH_ADDR": "127.0.0.1:{p}"},
+            "SESAME_HEALTH_ADDR",
+        ),
+        ({"SESAME_GRPC_ADDR": "127.0.0.1:{p}", "SESAME_HEALTH_ADDR": "[::0]:{p}"}, "SESAME_HEALTH_ADDR"),
     ],
 )
 def test_two_listeners_on_one_port_are_a_settings_error(

@@ -70,7 +70,8 @@ async def test_the_health_notes_cut_at_their_start_or_a_found_edited_fail(live: 
     notes = live.store.health_notes()
     now = datetime.now(UTC)
     await notes.note(now - timedelta(hours=3), "w-1", {"state store": False}, timedelta(days=1))
-    await notes.note(now - timedelta(minutes=10), "w-1", {"state store": True}, timedelta(days=1))
+    # Another worker's note: w-1's `down` stays the last it said before the opening (decision 0163).
+    await notes.note(now - timedelta(minutes=10), "w-2", {"state store": True}, timedelta(days=1))
     user_id = await enrolled(live)
     await _verified_and_sealed(live, user_id)
     bundle = await last_hour_of(live.address, user_id)

@@ -54,6 +54,11 @@ def test_rotate_with_redis_away_makes_no_key(tmp_path: Path) -> None:
     done = _keys(var, "rotate", "--kind", "proof", redis_url=f"redis://127.0.0.1:{free_port()}")
     assert (done.returncode, done.stdout) == (2, ""), done.stdout + done.stderr[-2000:]
     assert _labels(var) == before
+    # Nor a development token where there was none (an outside audit: one was made, then Redis refused).
+    fresh = tmp_path / "fresh"
+    done = _keys(fresh, "init", redis_url=f"redis://127.0.0.1:{free_port()}")
+    assert (done.returncode, done.stdout) == (2, ""), done.stdout + done.stderr[-2000:]
+    assert not (fresh / "softhsm").exists()
 
 
 def test_rotate_goes_above_every_version_the_ledger_saw(tmp_path: Path) -> None:

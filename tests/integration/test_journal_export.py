@@ -94,6 +94,7 @@ async def test_an_interrupted_export_resumed_equals_the_whole_export_and_verifie
     line, between a block's entries, right after a seal) and resumed, it is the same bytes, and verifies."""
     env = bare_env(SESAME_VAR_DIR=str(tmp_path / "var"))
     whole = tmp_path / "whole.jsonl"
+    whole.touch(mode=0o644)  # written over: made owner-only all the same (an outside audit: it stayed 0644)
     done = sesame(*exporting(sealed, redis_server), "--output", str(whole), env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "next: --after 6" in done.stderr

@@ -488,6 +488,8 @@ def test_the_pdf_shows_the_amount_with_the_currencys_decimals(currency: str, sho
         # Found by an outside audit: a note after the operation's last event said `false` of it.
         ([("2026-10-31T09:59:00+00:00", "up"), ("2026-10-31T10:03:00+00:00", "down")], True),
         ([("2026-10-31T09:59:00+00:00", "up"), ("2026-10-31T10:01:00+00:00", "down")], False),  # between
+        # Found by an outside audit: a `down` an hour before, `up` again before the opening, read `false`.
+        ([("2026-10-31T09:20:00+00:00", "down"), ("2026-10-31T09:21:00+00:00", "up")], True),
     ],
 )
 def test_every_dependency_up_is_said_only_of_notes_that_cover_the_opening(
@@ -500,5 +502,34 @@ def test_every_dependency_up_is_said_only_of_notes_that_cover_the_opening(
             {"event": "challenge.verified", "at": "2026-10-31T10:02:00.000+00:00"},
         ],
         "health": {"entries": [{"event": "health.note", "at": at, "state store": up} for at, up in notes]},
+    }
+    assert sections(bundle)["no_technical_deficiency"]["every_dependency_up"] is expected
+
+
+@pytest.mark.parametrize(
+    ("notes", "expected"),
+    [
+        ([("w-1", "09:30", "up"), ("w-2", "09:40", "up")], True),
+        # Each worker's own last note before the opening: w-2 saw the state store down at the opening.
+        ([("w-1", "09:30", "up"), ("w-2", "09:20", "up"), ("w-2", "09:50", "down")], False),
+        ([("w-1", "09:30", "down"), ("w-2", "09:40", "up"), ("w-1", "09:45", "up")], True),
+    ],
+)
+def test_every_dependency_up_reads_each_workers_state_at_the_opening(
+    notes: list[tuple[str, str, str]], *, expected: bool
+) -> None:
+    bundle = {
+        "journal": [{"event": "challenge.opened", "at": "2026-10-31T10:00:00.000+00:00"}],
+        "health": {
+            "entries": [
+                {
+                    "event": "health.note",
+                    "at": f"2026-10-31T{at}:00+00:00",
+                    "worker": worker,
+                    "state store": up,
+                }
+                for worker, at, up in notes
+            ]
+        },
     }
     assert sections(bundle)["no_technical_deficiency"]["every_dependency_up"] is expected

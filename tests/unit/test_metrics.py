@@ -166,13 +166,14 @@ async def test_lifecycle_changes_and_voided_challenges_are_counted(metered: Mete
     assert metered.sample("sesame_user_changes_total", change="suspend") == 1
 
 
-def test_endpoint_serves_the_registry_on_loopback() -> None:
-    """The endpoint answers /metrics on a free loopback port with the service's metrics."""
+@pytest.mark.parametrize("host", ["127.0.0.1", "[::1]"])  # found by an outside audit: `[::1]` refused
+def test_endpoint_serves_the_registry_on_loopback(host: str) -> None:
+    """The endpoint answers /metrics on a free loopback port with the service's metrics, IPv6 too."""
     metrics = Metrics()
     metrics.verifications.labels("verified").inc()
-    endpoint = MetricsEndpoint(metrics.registry, "127.0.0.1:0")
+    endpoint = MetricsEndpoint(metrics.registry, f"{host}:0")
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{endpoint.port}/metrics", timeout=5) as reply:
+        with urllib.request.urlopen(f"http://{host}:{endpoint.port}/metrics", timeout=5) as reply:
             body = reply.read().decode()
     finally:
         endpoint.close()

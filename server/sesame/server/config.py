@@ -246,20 +246,25 @@ def _ports_shared(settings: Settings) -> list[str]:
 
 def _listened(address: str) -> tuple[frozenset[str], int | str]:
     """The addresses a listener's `host:port` binds (none: every interface) and its port, a number when it is
-    one (what is not is another setting's error)."""
+    one (what is not is another setting's error). Each address as one spelling: `[::0]`, `0` and `0.0.0.0`
+    are every interface, `::ffff:127.0.0.1` is `127.0.0.1` (an outside audit found them compared as
+    written)."""
     host, _, port = address.rpartition(":")
     bare = host.removeprefix("[").removesuffix("]")
     number = int(port) if port.isascii() and port.isdigit() else port
-    if bare in ("", "0.0.0.0", "::"):  # noqa: S104 (the names of every interface, compared)
+    if not bare:
         return frozenset(), number
     try:
-        return frozenset({str(ipaddress.ip_address(bare))}), number
-    except ValueError:  # a name: what it resolves to here, as the listener will bind
+        found = [ipaddress.ip_address(bare)]
+    except ValueError:  # a name (or a short form, `0`): what it resolves to here, as the listener will bind
         try:
-            found = socket.getaddrinfo(bare, None, type=socket.SOCK_STREAM)
+            infos = socket.getaddrinfo(bare, None, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError):
             return frozenset({bare}), number
-        return frozenset(str(info[4][0]) for info in found), number
+        found = [ipaddress.ip_address(str(info[4][0]).partition("%")[0]) for info in infos]
+    if any(ip.is_unspecified for ip in found):
+        return frozenset(), number
+    return frozenset(str(getattr(ip, "ipv4_mapped", None) or ip) for ip in found), number
 
 
 def _bank_name(reader: EnvReader) -> str:

@@ -222,18 +222,23 @@ def first_factors(journal: Sequence[Mapping[str, str]]) -> list[dict[str, str]] 
 
 
 def _all_up(notes: Sequence[Mapping[str, str]], journal: Sequence[Mapping[str, str]]) -> bool | None:
-    """Whether every note of the operation's time says every dependency was up: the notes from before it (the
-    hour's, the last before) through its journal's last event; those after it say nothing of it (an
-    outside audit: a key store `down` a minute after a transfer was verified made the transfer's `false`).
+    """Whether every note of the operation's time says every dependency was up: each worker's last note at
+    or before the opening (the state it saw then: a note is written when that state changes, and hourly),
+    and every note from then through the journal's last event (decision 0163). Earlier notes are history
+    (a `down` an hour before, `up` again before the opening: an outside audit), later ones say nothing of
+    the operation (a key store `down` a minute after a transfer was verified made the transfer's `false`).
     None (unknown) without a note from the challenge's opening or before: notes that all came later say
     nothing of the operation's time. Redis restarted empty held the new notes only, and the bundle of a
     challenge made before read `true` while Redis had been failing then (an outside audit)."""
     opened = next((e for e in journal if e.get("event") == "challenge.opened"), {})
     if not notes or not opened or min(_at(note) for note in notes) > _at(opened):
         return None
-    ended = max(_at(entry) for entry in journal)
+    start, ended = _at(opened), max(_at(entry) for entry in journal)
+    at_opening: dict[str, Mapping[str, str]] = {}
+    for note in sorted((note for note in notes if _at(note) <= start), key=_at):
+        at_opening[note.get("worker", "")] = note
+    during = [*at_opening.values(), *(note for note in notes if start < _at(note) <= ended)]
     ignored = {"event", "at", "worker", "seq", "prev"}
-    during = [note for note in notes if _at(note) <= ended]
     return all(value == "up" for note in during for key, value in note.items() if key not in ignored)
 
 

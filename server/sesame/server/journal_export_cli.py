@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -98,8 +99,10 @@ def _opened(output: Path | None, *, append: bool) -> Iterator[IO[str]]:
     if output is None:
         yield sys.stdout
         return
-    # Owner-only, as the archive (an export was written 0644: an outside audit).
+    # Owner-only, as the archive (an export was written 0644: an outside audit), an existing file too (its
+    # mode is kept by an open that does not create it).
     with open(output, "a" if append else "w", encoding="utf-8", opener=private) as out:
+        os.fchmod(out.fileno(), 0o600)
         yield out
 
 

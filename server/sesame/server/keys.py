@@ -19,13 +19,13 @@ def run_keys(settings: Settings, action: str, kind: KeyKind = KeyKind.OTP) -> No
     `init` and `rotate` record the token's keys in the key ledger at once (docs/decisions/0015): a new
     version is remembered before any server uses it, and a replaced token is told apart now.
     """
-    config = hsm_config(settings, create=action != "list")  # a listing never leaves a new token behind
-    # Read before any key is made (a key made, then refused, was left to remove by hand; a retry of a
-    # rotate with Redis away made a second one): `init` refuses a token lacking kinds it saw, `rotate`
+    # Read before any key or token is made (a key made, then refused, was left to remove by hand; a retry of
+    # a rotate with Redis away made a second one): `init` refuses a token lacking kinds it saw, `rotate`
     # goes above every version it saw.
     seen = None
     if settings.redis_url is not None and action != "list":
         seen = asyncio.run(ledger_seen(settings.redis_url))
+    config = hsm_config(settings, create=action != "list")  # a listing never leaves a new token behind
     match action:
         case "init":
             try:

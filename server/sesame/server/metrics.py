@@ -557,7 +557,8 @@ class MetricsEndpoint:
         """Listen on `address` (`host:port`, port 0 picks a free one). ConfigurationError if it cannot."""
         host, _, port = address.rpartition(":")
         try:
-            self._server = BoundedMetricsServer(registry, host, int(port))
+            # `[::1]` is the address `::1` (the brackets failed as a host name: an outside audit).
+            self._server = BoundedMetricsServer(registry, host.strip("[]"), int(port))
         except OSError as exc:
             raise ConfigurationError(
                 f"cannot serve metrics on {address} (SESAME_METRICS_ADDR): {exc.strerror}"
