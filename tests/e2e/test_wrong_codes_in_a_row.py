@@ -188,3 +188,19 @@ async def test_a_start_racing_the_fifth_wrong_code_leaves_no_open_challenge(live
             auth_pb.GetChallengeRequest(challenge_id=answer.challenge_id)
         )
         assert described.challenge.status == auth_pb.CHALLENGE_STATUS_VOIDED
+
+
+async def test_the_wrong_code_that_blocks_leaves_no_attempt(live: Live) -> None:
+    """Found by an outside audit: three wrong codes on one challenge, two on another: the fifth, which blocks
+    the user and voids the challenge, answered WRONG_CODE with one attempt left, and a caller following
+    api.md let the user try again, into VOIDED. It answers WRONG_CODE with no attempt left."""
+    user_id = await enrolled(live)
+    first, second = await started(live, user_id), await started(live, user_id)
+    for _ in range(3):
+        await verify(live, first[0], wrong(first[1]))
+    fourth = await verify(live, second[0], wrong(second[1]))
+    assert (fourth.result, fourth.attempts_left) == (auth_pb.VERIFY_RESULT_WRONG_CODE, 2)
+    fifth = await verify(live, second[0], wrong(second[1]))
+    assert (fifth.result, fifth.attempts_left) == (auth_pb.VERIFY_RESULT_WRONG_CODE, 0)
+    described = await live.auth.GetChallenge(auth_pb.GetChallengeRequest(challenge_id=second[0]))
+    assert described.challenge.status == auth_pb.CHALLENGE_STATUS_VOIDED

@@ -364,6 +364,10 @@ class ChallengeFlows:
             owner = outcome.challenge.user_id
             block = Block(owner, outcome.blocked_until, attempt.at, request.context.caller)
             await after_block(self._store, block, tally=self._tally)
+            # The wrong code that blocked the user leaves no attempt on this challenge, void with the others:
+            # it answered the attempts its challenge had left, and a caller let the user try again, into
+            # VOIDED, then a Start refused USER_BLOCKED (an outside audit).
+            return replace(outcome, attempts_left=0)
         if outcome.result is not VerifyResult.VERIFIED:
             return outcome
         return replace(outcome, proof=await self._proofs.after_verification(outcome, attempt, plan))
