@@ -255,3 +255,20 @@ def test_two_listeners_on_one_port_are_a_settings_error(
     port = free_port()
     output = _refused(tmp_path, {k: v.format(p=port) for k, v in settings.items()}, said)
     assert f"SESAME_GRPC_ADDR and {said} name the same port {port}" in output
+
+
+def test_production_names_the_links_in_clear(tmp_path: Path) -> None:
+    """Found by an outside audit: `sesame serve` in production with Redis and Kannel reached in clear on
+    other hosts listed only the HSM, TLS and policy problems. The links in clear are named too (RTS Art.
+    22(1): the code confidential in all phases)."""
+    settings = {
+        "SESAME_ENV": "production",
+        "SESAME_REDIS_URL": "redis://10.9.9.9:6379/2",
+        "SESAME_SMS_PROVIDERS": "kannel",
+        "SESAME_KANNEL_URL": "http://10.1.2.3:13013",
+        "SESAME_KANNEL_USERNAME": "sesame",
+        "SESAME_KANNEL_PASSWORD": "pa55word",
+        "SESAME_DLR_ADDR": "off",
+    }
+    output = _refused(tmp_path, settings, "SESAME_PRIVATE_NETWORK")
+    assert "SESAME_REDIS_URL (redis://, not rediss://), SESAME_KANNEL_URL (http://, not https://)" in output

@@ -135,7 +135,7 @@ def test_production_refuses_the_console_and_accepts_kannel(tmp_path: Path, pki: 
     module.write_bytes(b"")
     production = {
         "SESAME_ENV": "production",
-        "SESAME_REDIS_URL": "redis://redis:6379/0",
+        "SESAME_REDIS_URL": "rediss://redis:6379/0",
         "SESAME_PKCS11_MODULE": str(module),
         "SESAME_HSM_TOKEN": "t",
         "SESAME_HSM_PIN": "1234",
@@ -143,3 +143,47 @@ def test_production_refuses_the_console_and_accepts_kannel(tmp_path: Path, pki: 
     }
     assert "SESAME_SMS_GATEWAY" in _problems(production)
     assert Settings.from_env(production | KANNEL).sms_gateway == "kannel"
+
+
+@pytest.mark.parametrize(
+    ("links", "said"),
+    [
+        ({"SESAME_REDIS_URL": "redis://redis:6379/0"}, "SESAME_REDIS_URL (redis://, not rediss://)"),
+        ({"SESAME_REDIS_URL": "redis+cluster://a:7000,b:7001"}, "SESAME_REDIS_URL (redis+cluster://"),
+        ({"SESAME_KANNEL_URL": "http://kannel.internal:13013"}, "SESAME_KANNEL_URL (http://, not https://)"),
+        (
+            {
+                "SESAME_SMS_GATEWAY": "",
+                "SESAME_SMS_PROVIDERS": "smpp",
+                "SESAME_SMPP_HOST": "smsc.example.net",
+                "SESAME_SMPP_SYSTEM_ID": "sesame",
+                "SESAME_SMPP_PASSWORD": "secret",
+            },
+            "SESAME_SMPP_HOST (SMPP without TLS)",
+        ),
+    ],
+)
+def test_production_refuses_links_in_clear_to_other_hosts(
+    tmp_path: Path, pki: Pki, links: dict[str, str], said: str
+) -> None:
+    """Found by an outside audit: production booted with Redis, Kannel and SMPP reached in clear on other
+    hosts, the code, amount and payee crossing the network readable and changeable (RTS Art. 22(1), 5(2)).
+    Refused, naming the link; accepted once the operator says the network is protected."""
+    module = tmp_path / "lib.so"
+    module.write_bytes(b"")
+    production = {
+        "SESAME_ENV": "production",
+        "SESAME_REDIS_URL": "rediss://redis:6379/0",
+        "SESAME_PKCS11_MODULE": str(module),
+        "SESAME_HSM_TOKEN": "t",
+        "SESAME_HSM_PIN": "1234",
+        **pki.env,
+        **KANNEL,
+        "SESAME_KANNEL_URL": "https://kannel.internal:13013",
+    }
+    Settings.from_env(production)  # every link over TLS: boots
+    Settings.from_env(production | {"SESAME_REDIS_URL": "redis://127.0.0.1:6379/0"})  # crosses no network
+    message = _problems(production | links)
+    assert "in production no link to another host may carry codes in clear" in message
+    assert said in message
+    Settings.from_env(production | links | {"SESAME_PRIVATE_NETWORK": "1"})

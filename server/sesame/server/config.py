@@ -209,8 +209,11 @@ class Settings:
         )
         reader.problems.extend(_ports_shared(settings))
         open_beyond_loopback = reader.choice("SESAME_OPEN_BEYOND_LOOPBACK", "0", ("0", "1")) == "1"
+        private_network = reader.choice("SESAME_PRIVATE_NETWORK", "0", ("0", "1")) == "1"
         if settings.environment == "production":
             _production(settings, reader.problems)
+            if not private_network:
+                reader.problems.extend(_links_in_clear(settings))
         elif not open_beyond_loopback:
             _development_port(settings, reader.problems)
         if reader.problems:
@@ -372,6 +375,46 @@ def _production(settings: Settings, problems: list[str]) -> None:
             "use kannel or smpp in production"
         )
     problems.extend(production_problems(settings.transport))
+
+
+def _links_in_clear(settings: Settings) -> list[str]:
+    """The links to other hosts that would carry codes, or the operations they authorise, in clear: the SMS
+    text (the code, the amount, the payee) to the gateway, the challenges to Redis. RTS Art. 22(1) keeps a
+    code confidential in all phases, Art. 5(2) the amount and payee whole: production booted with
+    `redis://` to another host, Kannel over `http://` and SMPP (no TLS here) without a word (an outside
+    audit). Refused unless the network between is the bank's protected one (SESAME_PRIVATE_NETWORK=1)."""
+    found = []
+    if settings.redis_url is not None:
+        scheme, hosts = _redis_hosts(settings.redis_url)
+        if scheme in ("redis", "redis+cluster") and not all(_local(host) for host in hosts):
+            found.append(f"SESAME_REDIS_URL ({scheme}://, not rediss://)")
+    if settings.kannel is not None:
+        parts = urlsplit(settings.kannel.url)
+        if parts.scheme == "http" and not _local(parts.hostname or ""):
+            found.append("SESAME_KANNEL_URL (http://, not https://)")
+    if settings.smpp is not None and not _local(settings.smpp.host):
+        found.append("SESAME_SMPP_HOST (SMPP without TLS)")
+    if not found:
+        return []
+    said = (
+        f"in production no link to another host may carry codes in clear: {', '.join(found)}. Reach it over "
+        "TLS (rediss://, https://; for SMPP, a TLS tunnel ending on this host), or, when the network between "
+        "is protected (IPsec, a mesh with mTLS, a private link), say so with SESAME_PRIVATE_NETWORK=1"
+    )
+    return [said]
+
+
+def _redis_hosts(url: str) -> tuple[str, list[str]]:
+    """A Redis URL's scheme and the hosts it names (a cluster's seeds; a unix socket's none)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    seeds = [seed for seed in netloc.split(",") if seed]
+    return parts.scheme, [seed.rpartition(":")[0] if ":" in seed else seed for seed in seeds]
+
+
+def _local(host: str) -> bool:
+    """Whether `host` is this host (`localhost`, a loopback address): a link that crosses no network."""
+    return _loopback(f"{host}:0")
 
 
 def _development_port(settings: Settings, problems: list[str]) -> None:
