@@ -116,5 +116,13 @@ async def test_a_down_note_after_the_operation_says_nothing_of_it(live: Live, tm
     op = bundle["operations"][0]
     assert op["health"]["entries"][-1]["key store"] == "down"
     assert op["l133_23"]["no_technical_deficiency"]["every_dependency_up"] is True
-    status, checked = await verdict_of(bundle, bank_keys(op, tmp_path), tmp_path)
+    jwks = bank_keys(op, tmp_path)
+    status, checked = await verdict_of(bundle, jwks, tmp_path)
     assert status == 0, checked
+    # A bundle saved by a release before decision 0163 said `false` of the same notes: it still verifies
+    # (an outside audit: every bundle saved before the upgrade failed); what neither rule says does not.
+    for then, valid in ((False, True), (None, False)):
+        saved = copy.deepcopy(op)
+        saved["l133_23"]["no_technical_deficiency"]["every_dependency_up"] = then
+        status, checked = await verdict_of(saved, jwks, tmp_path)
+        assert (status == 0) is valid, checked

@@ -533,3 +533,23 @@ def test_every_dependency_up_reads_each_workers_state_at_the_opening(
         },
     }
     assert sections(bundle)["no_technical_deficiency"]["every_dependency_up"] is expected
+
+
+def test_every_dependency_up_ends_when_the_operation_was_decided() -> None:
+    """Found by an outside audit: a replay of a verified code after a `down` note made the verified
+    transfer's `false`. The operation's time ends at the entry that closed its challenge."""
+    bundle = {
+        "journal": [
+            {"event": "challenge.opened", "at": "2026-10-31T10:00:00.000+00:00", "status": "open"},
+            {"event": "challenge.verification", "at": "2026-10-31T10:01:00.000+00:00", "status": "open"},
+            {"event": "challenge.verification", "at": "2026-10-31T10:02:00.000+00:00", "status": "verified"},
+            {"event": "challenge.verification", "at": "2026-10-31T10:09:00.000+00:00", "status": "verified"},
+        ],
+        "health": {
+            "entries": [
+                {"event": "health.note", "at": f"2026-10-31T{at}:00+00:00", "state store": up}
+                for at, up in (("09:59", "up"), ("10:05", "down"))
+            ]
+        },
+    }
+    assert sections(bundle)["no_technical_deficiency"]["every_dependency_up"] is True

@@ -224,22 +224,52 @@ def first_factors(journal: Sequence[Mapping[str, str]]) -> list[dict[str, str]] 
 def _all_up(notes: Sequence[Mapping[str, str]], journal: Sequence[Mapping[str, str]]) -> bool | None:
     """Whether every note of the operation's time says every dependency was up: each worker's last note at
     or before the opening (the state it saw then: a note is written when that state changes, and hourly),
-    and every note from then through the journal's last event (decision 0163). Earlier notes are history
+    and every note from then until the operation was decided (decision 0163). Earlier notes are history
     (a `down` an hour before, `up` again before the opening: an outside audit), later ones say nothing of
-    the operation (a key store `down` a minute after a transfer was verified made the transfer's `false`).
+    the operation (a key store `down` a minute after a transfer was verified made the transfer's `false`,
+    and so did a replay of its code after it: outside audits).
     None (unknown) without a note from the challenge's opening or before: notes that all came later say
     nothing of the operation's time. Redis restarted empty held the new notes only, and the bundle of a
     challenge made before read `true` while Redis had been failing then (an outside audit)."""
     opened = next((e for e in journal if e.get("event") == "challenge.opened"), {})
     if not notes or not opened or min(_at(note) for note in notes) > _at(opened):
         return None
-    start, ended = _at(opened), max(_at(entry) for entry in journal)
+    start, ended = _at(opened), _decided(journal)
     at_opening: dict[str, Mapping[str, str]] = {}
     for note in sorted((note for note in notes if _at(note) <= start), key=_at):
         at_opening[note.get("worker", "")] = note
     during = [*at_opening.values(), *(note for note in notes if start < _at(note) <= ended)]
     ignored = {"event", "at", "worker", "seq", "prev"}
     return all(value == "up" for note in during for key, value in note.items() if key not in ignored)
+
+
+def _decided(journal: Sequence[Mapping[str, str]]) -> datetime:
+    """When the operation was decided: the first entry that closed its challenge (verified, locked, voided,
+    expired: a status other than open), else the journal's last entry (still open)."""
+    closing = next((e for e in journal if e.get("status", "open") not in ("open", "")), None)
+    return _at(closing) if closing is not None else max(_at(entry) for entry in journal)
+
+
+def _as_before_0163(drawn: dict[str, Any], bundle: Mapping[str, Any]) -> dict[str, Any]:
+    """The sections `drawn`, with `every_dependency_up` as a release before decision 0163 drew it from the
+    same proven notes (an outside audit: every bundle saved before the upgrade failed `--verify`)."""
+    journal: list[dict[str, str]] = bundle["journal"]
+    opened = next((e for e in journal if e.get("event") == "challenge.opened"), {})
+    notes = (bundle.get("health") or {}).get("entries", [])
+    then = _all_up_before_0163(notes, opened)
+    return {
+        **drawn,
+        "no_technical_deficiency": {**drawn["no_technical_deficiency"], "every_dependency_up": then},
+    }
+
+
+def _all_up_before_0163(notes: Sequence[Mapping[str, str]], opened: Mapping[str, str]) -> bool | None:
+    """`every_dependency_up` as bundles made before decision 0163 computed it (every note listed counted):
+    a bundle saved then still verifies."""
+    if not notes or not opened or min(_at(note) for note in notes) > _at(opened):
+        return None
+    ignored = {"event", "at", "worker", "seq", "prev"}
+    return all(value == "up" for note in notes for key, value in note.items() if key not in ignored)
 
 
 class _Unsound(Exception):
@@ -607,7 +637,8 @@ def _challenge_drawn(bundle: Mapping[str, Any], jwks: Mapping[str, Any], *, unse
     if bundle.get("operation_as_authorised") != evidence.authorised_operation(journal):
         raise _Unsound("the operation as authorised differs from the journal's")
     _proof_bound(bundle, jwks)
-    if bundle["l133_23"] != sections(bundle):
+    drawn = sections(bundle)
+    if bundle["l133_23"] != drawn and bundle["l133_23"] != _as_before_0163(drawn, bundle):
         raise _Unsound("the L.133-23 sections differ from the events they are drawn from")
 
 
