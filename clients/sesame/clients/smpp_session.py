@@ -124,6 +124,11 @@ class SmppSession:
             raise SessionLost(f"unexpected PDU 0x{answer.command_id:08x} before the bind answer")
         return answer
 
+    @property
+    def closed(self) -> bool:
+        """True once nothing more can be written: the connection ended, or the SMSC unbound."""
+        return self._closed
+
     async def request(
         self,
         command_id: int,
@@ -196,6 +201,8 @@ class SmppSession:
                 task.add_done_callback(self._delivered)
             elif received.command_id == pdu.UNBIND:
                 self._write(Pdu(pdu.UNBIND | pdu.RESPONSE, pdu.ESME_ROK, received.sequence))
+                # Nothing more is written: a submit_sm after the unbind_resp would be lost, not sent again.
+                self._closed = True
                 raise SessionLost("the SMSC unbound")
             else:
                 self._write(Pdu(pdu.GENERIC_NACK, pdu.ESME_RINVCMDID, received.sequence))

@@ -29,10 +29,24 @@ from sesame.clients import smpp_pdu as pdu
 from sesame.clients import smpp_status, smpp_text
 from sesame.clients.smpp_pdu import Address, Bind, Pdu, ShortMessage
 from sesame.clients.smpp_receipts import NotAReceipt, Receipt, ReceiptBook, Settled, Tracked, parse_receipt
-from sesame.clients.smpp_session import BindRefused, Closed, NoAnswer, SessionLost, SmppSession, Timing
+from sesame.clients.smpp_session import (
+    BindRefused,
+    Closed,
+    NoAnswer,
+    OnResponse,
+    SessionLost,
+    SmppSession,
+    Timing,
+)
 from sesame.clients.sms_policy import RetryPolicy
 from sesame.clients.sms_reference import provider_ref, user_message_reference
-from sesame.server.domain.errors import ChallengeNotFound, DeliveryFailed, ProviderIdUnknown, StoreUnavailable
+from sesame.server.domain.errors import (
+    ChallengeNotFound,
+    DeliveryFailed,
+    NothingSent,
+    ProviderIdUnknown,
+    StoreUnavailable,
+)
 from sesame.server.domain.log_quota import LogQuota
 from sesame.server.domain.model import DeliveryState, SentPart, SentSms, SmsMessage
 from sesame.server.domain.ports import Clock, ProviderIds, SmsGateway
@@ -58,6 +72,10 @@ BIND_WARNING_EVERY_SECONDS: Final = 60.0
 _STEADY_SESSION: Final = 10.0
 # What an SMSC answers a part it did not take, on a session that goes on: the part alone may be asked again.
 _PART_RETRIED: Final = frozenset({"throttled", "unavailable"})
+# A part whose session ended before it was written goes on the next session, this many times at most (each
+# waits for a bind, within the connect timeout): an SMSC that unbinds every session at once fails it then.
+_ENDED_SESSIONS: Final = 3
+_ENDED_POLL: Final = 0.01  # seconds between looks at a session that ended and is being let go
 # Messages whose last part the SMSC accepted after our timeout (decision 0121), by reference: a later try
 # of the same text is answered with their ids, not submitted again. Bounded; per process.
 _TAKEN_LATE_KEPT: Final = 1024
@@ -149,7 +167,7 @@ class SmppSmsGateway:
                 mask_challenge(message.challenge_id),
             )
             return SentSms(provider_ref=ref, sent_at=sent_at, provider_ids=whole[1])
-        session = await self._bound()
+        await self._bound()  # fails at once while the SMSC cannot be reached: the next provider's turn
         encoded = smpp_text.encode(message.text, random.randrange(256))  # noqa: S311 (a UDH reference, no secret)
         # The code's end on the loop's clock: no part is submitted past it, each says what is left of it.
         loop = asyncio.get_running_loop()
@@ -171,7 +189,7 @@ class SmppSmsGateway:
                 last = (_digest(message.text), tuple(ids)) if index == len(encoded.parts) - 1 else None
                 ids.append(
                     await self._submit_part(
-                        session, short, tracked, parts, (slots[index], deadline), later=bool(ids), last=last
+                        short, tracked, parts, (slots[index], deadline), later=bool(ids), last=last
                     )
                 )
         except DeliveryFailed as exc:
@@ -215,19 +233,31 @@ class SmppSmsGateway:
         )
 
     async def _bound(self) -> SmppSession:
-        """The bound session: waits while a bind is under way (at boot, after a drop), fails at once while
-        the last attempt to bind failed (the SMSC is unreachable: the next provider's turn)."""
-        if self._session is None and not self._settled.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._config.timing.connect):
-                    await self._settled.wait()
-        if self._session is None:
-            raise DeliveryFailed("SMSC not bound", "unreachable")
-        return self._session
+        """The bound session: waits while a bind is under way (at boot, after a drop, a session that just
+        ended), fails at once while the last attempt to bind failed (the SMSC is unreachable: the next
+        provider's turn)."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self._config.timing.connect
+        while not self._closing:
+            session = self._session
+            if session is not None and not session.closed:
+                return session
+            if session is None and self._settled.is_set():
+                break
+            left = until - loop.time()
+            if left <= 0:
+                break
+            if session is None:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(left):
+                        await self._settled.wait()
+            else:
+                # Ended (the SMSC unbound), its keeper lets it go within a tick and binds again.
+                await asyncio.sleep(min(_ENDED_POLL, left))
+        raise DeliveryFailed("SMSC not bound", "unreachable")
 
     async def _submit_part(  # noqa: PLR0913 (the part, its message, and what a late answer completes)
         self,
-        session: SmppSession,
         short: ShortMessage,
         tracked: Tracked,
         parts: int,
@@ -249,7 +279,7 @@ class SmppSmsGateway:
             try:
                 if (wait := slot - asyncio.get_running_loop().time()) > 0:
                     await asyncio.sleep(wait)
-                return await self._submit(session, short, tracked, parts, deadline=deadline, last=last)
+                return await self._submit(short, tracked, parts, deadline=deadline, last=last)
             except DeliveryFailed as exc:
                 if not later or exc.reason not in _PART_RETRIED or attempt == retry.retries:
                     raise
@@ -262,9 +292,8 @@ class SmppSmsGateway:
                 [slot] = self._slots(1, deadline)
                 attempt += 1
 
-    async def _submit(  # noqa: PLR0913 (the part, its message, its deadline, what a late answer completes)
+    async def _submit(
         self,
-        session: SmppSession,
         short: ShortMessage,
         tracked: Tracked,
         parts: int,
@@ -272,36 +301,19 @@ class SmppSmsGateway:
         deadline: float | None,
         last: tuple[bytes, tuple[str, ...]] | None = None,
     ) -> str:
-        """Submit one part now, unless the code's `deadline` (a loop time) passed: the part says what is left
-        of the code (its validity period), the SMSC drops it past that (decision 0123).
+        """Submit one part now, on the session bound now, unless the code's `deadline` (a loop time) passed:
+        the part says what is left of the code (its validity period), the SMSC drops it past that (decision
+        0123). A session that ended before the part was written got nothing: the part waits for the next
+        bind and goes there (an outside audit: parts paced behind a drop were failed on the stale session,
+        each a breaker fault, and the breaker opened right after the rebind).
         Its SMSC message id ("" if the answer had none readable). `parts` > 0: the message's part count, a
         receipt is expected for each. `last`: this is the message's last part, its text's digest and the ids
         of the parts before it (kept if this one is taken after our timeout)."""
 
-        def accepted(answer: Pdu) -> None:
-            # Runs before the reader takes the next PDU: a receipt right behind the answer finds its id.
-            if answer.status == pdu.ESME_ROK and answer.command_id == pdu.SUBMIT_SM | pdu.RESPONSE:
-                with contextlib.suppress(pdu.MalformedPdu):
-                    message_id = pdu.parse_message_id(answer.body)
-                    settled = self._book.accepted(message_id, tracked)
-                    if settled is not None:
-                        self._later(self._settle(settled, "early receipt", message_id))
-                    if parts and self._ids is not None:
-                        part = SentPart(tracked.challenge_id, tracked.provider_ref, parts)
-                        self._later(self._remember(self._ids, message_id, part))
-
+        accepted = functools.partial(self._accepted, tracked=tracked, parts=parts)
+        late = functools.partial(self._answered_late, tracked=tracked, parts=parts, last=last)
         async with self._window:
-            short = _valid_until(short, deadline)
-            try:
-                late = functools.partial(self._answered_late, tracked=tracked, parts=parts, last=last)
-                answer = await session.request(pdu.SUBMIT_SM, short.body(), accepted, late=late)
-            except NoAnswer:
-                raise DeliveryFailed("SMSC did not answer the submit_sm in time", "timeout") from None
-            except Closed:
-                raise DeliveryFailed("SMSC connection closed before the submit_sm", "unreachable") from None
-            except SessionLost:
-                # Written, then the connection went: the SMSC may have taken it.
-                raise DeliveryFailed("SMSC connection lost during the submit_sm", "lost") from None
+            answer = await self._request(short, deadline, accepted, late)
         if answer.status != pdu.ESME_ROK:
             raise DeliveryFailed(
                 f"SMSC refused the message (status 0x{answer.status:08x})", smpp_status.refusal(answer.status)
@@ -310,6 +322,37 @@ class SmppSmsGateway:
             return pdu.parse_message_id(answer.body)
         except pdu.MalformedPdu:
             return ""
+
+    async def _request(
+        self, short: ShortMessage, deadline: float | None, accepted: OnResponse, late: OnResponse
+    ) -> Pdu:
+        """The submit_sm's answer, on the session bound now; one that ended before the part was written is
+        followed to the next (at most `_ENDED_SESSIONS`: then NothingSent)."""
+        for _ in range(_ENDED_SESSIONS + 1):
+            session = await self._bound()
+            submitted = _valid_until(short, deadline)  # what is left of the code after any wait for the bind
+            try:
+                return await session.request(pdu.SUBMIT_SM, submitted.body(), accepted, late=late)
+            except NoAnswer:
+                raise DeliveryFailed("SMSC did not answer the submit_sm in time", "timeout") from None
+            except Closed:
+                continue  # nothing written: the next session's turn
+            except SessionLost:
+                # Written, then the connection went: the SMSC may have taken it.
+                raise DeliveryFailed("SMSC connection lost during the submit_sm", "lost") from None
+        raise NothingSent("SMSC sessions ended before the submit_sm, one after the other", "unreachable")
+
+    def _accepted(self, answer: Pdu, *, tracked: Tracked, parts: int) -> None:
+        """A submit_sm_resp, before the reader takes the next PDU: a receipt right behind it finds its id."""
+        if answer.status == pdu.ESME_ROK and answer.command_id == pdu.SUBMIT_SM | pdu.RESPONSE:
+            with contextlib.suppress(pdu.MalformedPdu):
+                message_id = pdu.parse_message_id(answer.body)
+                settled = self._book.accepted(message_id, tracked)
+                if settled is not None:
+                    self._later(self._settle(settled, "early receipt", message_id))
+                if parts and self._ids is not None:
+                    part = SentPart(tracked.challenge_id, tracked.provider_ref, parts)
+                    self._later(self._remember(self._ids, message_id, part))
 
     def _answered_late(
         self, answer: Pdu, *, tracked: Tracked, parts: int, last: tuple[bytes, tuple[str, ...]] | None

@@ -245,6 +245,11 @@ class DeliveryFailed(SesameError):
         self.reason: DeliveryFailure = reason
 
 
+class NothingSent(DeliveryFailed):
+    """The provider got nothing of the message through no fault of its own (an SMPP session that ended
+    before the request was written): no circuit breaker counts it (an outside audit)."""
+
+
 class DeliveryRefused(DeliveryFailed):
     """Every provider gave its final word on the message (refused number, text or account): no later try
     would do better, so the outbox dead-letters it at once (docs/decisions/0033)."""
