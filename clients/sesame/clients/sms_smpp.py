@@ -471,12 +471,16 @@ class SmppSmsGateway:
             _log.info("SMPP deliver_sm ignored: %s", exc)
             return pdu.ESME_ROK
         known = self._book.knows(receipt.message_id)
-        settled = self._book.settle(receipt)
+        settled = self._book.settle(receipt)  # an unknown id is kept a while: our own answer may follow
         if settled is None and not known and self._ids is not None:
             try:
                 settled = await self._settle_remembered(self._ids, receipt)
             except StoreUnavailable:
                 _log.warning("delivery receipt not looked up: store unavailable")
+                return pdu.ESME_RX_T_APPN
+            except ProviderIdUnknown:
+                # Not ours in memory, not in Redis yet: another worker's part whose id that worker has not
+                # written yet. Answered ESME_ROK, it was lost (an outside audit); the SMSC sends it again.
                 return pdu.ESME_RX_T_APPN
         if settled is None:
             return pdu.ESME_ROK
@@ -493,12 +497,10 @@ class SmppSmsGateway:
 
     async def _settle_remembered(self, ids: ProviderIds, receipt: Receipt) -> Settled | None:
         """A receipt for an id this process does not know: its message as the store remembers it, if
-        any. A message of several parts is delivered once the store has counted every part delivered
-        (parts counted in memory before a restart are not in that count: such a message stays SENT)."""
-        try:
-            part = await ids.owner(receipt.message_id)
-        except ProviderIdUnknown:
-            return None
+        any (ProviderIdUnknown if none). A message of several parts is delivered once the store has counted
+        every part delivered (parts counted in memory before a restart are not in that count: such a message
+        stays SENT)."""
+        part = await ids.owner(receipt.message_id)
         tracked = Tracked(part.challenge_id, part.provider_ref)
         if receipt.state in (DeliveryState.FAILED, DeliveryState.EXPIRED):
             return Settled(tracked, receipt.state)
