@@ -99,3 +99,40 @@ def test_a_receipt_that_beats_the_submit_answer_settles_once_the_id_is_known():
     settled = book.accepted("a", tracked)
     assert settled is not None
     assert (settled.tracked, settled.state) == (tracked, DeliveryState.DELIVERED)
+
+
+def test_messages_whose_ids_are_empty_are_not_kept():
+    """An outside audit: 20,000 messages answered with an empty id kept 20,000 messages (only the id-keyed
+    parts were bounded). An empty id is no id: the message is let go as one the SMSC gave no id for."""
+    book = ReceiptBook(limit=10)
+    for n in range(1000):
+        tracked = Tracked(f"ch{n}", f"r{n}")
+        book.expect(tracked, 2)
+        assert book.accepted("", tracked) is None
+        book.accepted("", tracked)
+        book.abandon(tracked)
+    assert len(book) == 0
+
+
+def test_a_repeated_id_belongs_to_its_last_message_and_the_earlier_ones_are_let_go():
+    """The same id for 1000 messages (an SMSC that repeats, or restarted its count): one message kept, the
+    last, and the receipt settles it."""
+    book = ReceiptBook(limit=10)
+    for n in range(1000):
+        tracked = Tracked(f"ch{n}", f"r{n}")
+        book.expect(tracked, 1)
+        book.accepted("same", tracked)
+        book.abandon(tracked)
+    assert len(book) == 1
+    settled = book.settle(Receipt("same", "UNDELIV", DeliveryState.FAILED))
+    assert settled is not None
+    assert settled.tracked == Tracked("ch999", "r999")
+
+
+def test_the_messages_themselves_are_bounded():
+    """Messages being submitted, none of whose ids came yet, are bounded by the limit too."""
+    book = ReceiptBook(limit=2)
+    for n in range(5):
+        book.expect(Tracked(f"ch{n}", f"r{n}"), 2)
+    book.accepted("a", Tracked("ch4", "r4"))
+    assert len(book) <= 2

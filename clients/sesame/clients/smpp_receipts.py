@@ -100,7 +100,7 @@ class ReceiptBook:
     """
 
     def __init__(self, limit: int = TRACKED) -> None:
-        """Remember at most `limit` part ids, forgetting the oldest first."""
+        """Remember at most `limit` part ids and `limit` messages, forgetting the oldest first."""
         self._limit = limit
         self._parts: OrderedDict[str, Tracked] = OrderedDict()
         self._messages: dict[Tracked, _Message] = {}
@@ -110,6 +110,10 @@ class ReceiptBook:
         """A message of `parts` parts is being submitted."""
         self._messages[tracked] = _Message(parts)
 
+    def __len__(self) -> int:
+        """The messages remembered (at most the limit)."""
+        return len(self._messages)
+
     def abandon(self, tracked: Tracked) -> None:
         """Forget a message none of whose parts the SMSC accepted."""
         message = self._messages.get(tracked)
@@ -117,20 +121,33 @@ class ReceiptBook:
             del self._messages[tracked]
 
     def accepted(self, message_id: str, tracked: Tracked) -> Settled | None:
-        """The SMSC accepted one part under `message_id`; what a receipt that came first settles, if any."""
+        """The SMSC accepted one part under `message_id`; what a receipt that came first settles, if any.
+        An empty id is no id: no receipt can be matched to it."""
         message = self._messages.get(tracked)
-        if message is None:
+        if message is None or not message_id:
             return None
-        self._parts[message_id] = tracked
-        message.known_ids += 1
+        if self._parts.get(message_id) != tracked:
+            # An id the SMSC gave before (it repeats or restarted its count): its last message wins, and
+            # the one before no longer counts it, or it was never let go (an outside audit).
+            self._forget(message_id)
+            self._parts[message_id] = tracked
+            message.known_ids += 1
         while len(self._parts) > self._limit:
-            _, old = self._parts.popitem(last=False)
-            forgotten = self._messages[old]
-            forgotten.known_ids -= 1
-            if forgotten.known_ids == 0:
-                del self._messages[old]
+            self._forget(next(iter(self._parts)))
+        # The messages bounded too, whatever their ids: the oldest first.
+        while len(self._messages) > self._limit:
+            del self._messages[next(iter(self._messages))]
         early = self._early.pop(message_id, None)
         return None if early is None else self.settle(early)
+
+    def _forget(self, message_id: str) -> None:
+        """Let part `message_id` go, and its message once none of its parts is known."""
+        tracked = self._parts.pop(message_id, None)
+        forgotten = None if tracked is None else self._messages.get(tracked)
+        if tracked is not None and forgotten is not None:
+            forgotten.known_ids -= 1
+            if forgotten.known_ids <= 0:
+                del self._messages[tracked]
 
     def late(self, message_id: str, tracked: Tracked, parts: int) -> Settled | None:
         """The SMSC accepted a part after its send was given up on (decision 0121): the message is tracked
