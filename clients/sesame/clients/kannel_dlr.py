@@ -24,6 +24,7 @@ from urllib.parse import parse_qs
 
 from sesame.clients.http_listener import Reply
 from sesame.clients.sms_failover import UNOBSERVED, ProviderObserver
+from sesame.clients.sms_reference import smsc_message_id
 from sesame.server.domain.errors import ChallengeNotFound, StoreUnavailable
 from sesame.server.domain.model import DeliveryState
 from sesame.server.domain.ports import Challenges, Clock
@@ -44,9 +45,6 @@ _MESSAGE_ID: Final = "message_id"
 # Challenge ids are `<hex>.k<N>.d<N>`, our references uuid hex; anything else was not made by us.
 _ID: Final = re.compile(r"[0-9A-Za-z._-]{1,128}")
 _STATUS: Final = re.compile(r"[0-9]{1,3}")
-# An SMSC's message id: SMPP's is a C-octet string of up to 64 octets (hex or decimal in practice), the
-# fake SMSC's a UUID. Anything else is dropped, not the report: the delivery matters more than the id.
-_SMSC_ID: Final = re.compile(r"[0-9A-Za-z._:-]{1,64}")
 
 
 def report_token(secret: str, challenge_id: str, provider_ref: str) -> str:
@@ -94,8 +92,8 @@ def parse_report(fields: dict[str, list[str]]) -> DeliveryReport:
         raise MalformedReport("status is not a number")
     status = int(values["status"])
     message_id = _single(fields, _MESSAGE_ID) if _MESSAGE_ID in fields else ""
-    if not _SMSC_ID.fullmatch(message_id):
-        message_id = ""
+    # Not an id (sms_reference.smsc_message_id): dropped, not the report: the delivery matters more.
+    message_id = smsc_message_id(message_id)
     return DeliveryReport(values["challenge"], values["ref"], status, delivery_state(status), message_id)
 
 

@@ -34,6 +34,7 @@ from sesame.clients.redis_outbox_bell import Heard, OutboxBell
 from sesame.clients.redis_outbox_nudge import OutboxNudge
 from sesame.clients.redis_scripts import Scripts, fault, stored_challenge, translated
 from sesame.clients.redis_send_units import RedisSendUnits
+from sesame.clients.sms_reference import smsc_message_id
 from sesame.server.domain.dispatching import Backlog, FailedTry, NoticeAddressee, NoticeFailure, QueuedSms
 from sesame.server.domain.errors import ChallengeNotFound, StoreUnavailable
 from sesame.server.domain.lifecycle import UserNotice
@@ -229,8 +230,9 @@ class RedisOutbox:
         ]
         head = rec.challenge_event("challenge.delivery", challenge_id, at)
         written = [] if text is None else [item for pair in text.journal_fields().items() for item in pair]
-        if provider_ids:
-            written += ["provider_id", " ".join(provider_ids)]  # SMPP: one id per part
+        # SMPP: one id per part that had one; no other (decision 0041's rule, an outside audit found 122 KB).
+        if kept := [message_id for message_id in provider_ids if smsc_message_id(message_id)]:
+            written += ["provider_id", " ".join(kept)]
         if unconfirmed:  # earlier providers that may have taken it (0120)
             written += ["unconfirmed_before", " ".join(unconfirmed)]
         if held:  # the provider holds it, no SMSC connected (0124)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from sesame.clients.smpp_pdu import TLV_MESSAGE_STATE, TLV_RECEIPTED_MESSAGE_ID, ShortMessage
+from sesame.clients.sms_reference import smsc_message_id
 from sesame.server.domain.model import DeliveryState
 
 RECEIPT: Final = 0x04  # esm_class message type bits (2-5): SMSC delivery receipt
@@ -57,8 +58,10 @@ def parse_receipt(message: ShortMessage) -> Receipt:
     found_stat = _STAT.search(text)
     tlv_id = message.tlv(TLV_RECEIPTED_MESSAGE_ID)
     tlv_state = message.tlv(TLV_MESSAGE_STATE)
-    message_id = tlv_id.rstrip(b"\0").decode("ascii", "replace") if tlv_id else None
-    if message_id is None and found_id:
+    # An id by decision 0041's rule, or none: a non-ASCII one decoded with replacement characters made
+    # distinct ids collide (an outside audit).
+    message_id = smsc_message_id(tlv_id.rstrip(b"\0").decode("ascii", "replace")) if tlv_id else None
+    if not message_id and found_id:
         message_id = found_id.group(1).decode("ascii")
     if not message_id:
         raise NotAReceipt("receipt without a message id")

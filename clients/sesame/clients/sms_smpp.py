@@ -39,7 +39,7 @@ from sesame.clients.smpp_session import (
     Timing,
 )
 from sesame.clients.sms_policy import RetryPolicy
-from sesame.clients.sms_reference import provider_ref, user_message_reference
+from sesame.clients.sms_reference import SMSC_ID_RULE, provider_ref, smsc_message_id, user_message_reference
 from sesame.server.domain.errors import (
     ChallengeNotFound,
     DeliveryFailed,
@@ -67,6 +67,8 @@ _LONGEST_RETRY_REFUSED: Final = 60.0
 # A failed attempt to bind is logged once, then at most once in this many seconds per kind of failure, the
 # next line counting those held back; a WARNING every 10 s for ever drowned the log (decision 0117).
 BIND_WARNING_EVERY_SECONDS: Final = 60.0
+# An SMSC message id that is no id (decision 0041's rule) is said at most once in this many seconds.
+ODD_ID_WARNING_EVERY_SECONDS: Final = 60.0
 # A session shorter than this counts as a failed bind for the next wait: an SMSC that binds and then breaks
 # the session at once (a malformed PDU, say) was bound again every 0.5 s, for ever (decision 0084).
 _STEADY_SESSION: Final = 10.0
@@ -120,6 +122,7 @@ class SmppSmsGateway:
         and each failed attempt to bind (False): health reads it (decision 0122)."""
         self._on_bind = on_bind
         self._bind_quiet: LogQuota[str] = LogQuota(config.bind_warning_every)
+        self._odd_ids: LogQuota[str] = LogQuota(ODD_ID_WARNING_EVERY_SECONDS)
         self._config = config
         self._clock = clock
         self._record = record
@@ -166,7 +169,7 @@ class SmppSmsGateway:
                 ref,
                 mask_challenge(message.challenge_id),
             )
-            return SentSms(provider_ref=ref, sent_at=sent_at, provider_ids=whole[1])
+            return SentSms(provider_ref=ref, sent_at=sent_at, provider_ids=tuple(filter(None, whole[1])))
         await self._bound()  # fails at once while the SMSC cannot be reached: the next provider's turn
         encoded = smpp_text.encode(message.text, random.randrange(256))  # noqa: S311 (a UDH reference, no secret)
         # The code's end on the loop's clock: no part is submitted past it, each says what is left of it.
@@ -211,7 +214,8 @@ class SmppSmsGateway:
         )
         if _log.isEnabledFor(logging.DEBUG):
             _log.debug("SMS %s text: %s", ref, redact(message.text))
-        return SentSms(provider_ref=ref, sent_at=sent_at, provider_ids=tuple(ids))
+        # The parts' ids that are ids: an SMSC that gave none, or none by the rule, leaves nothing to journal.
+        return SentSms(provider_ref=ref, sent_at=sent_at, provider_ids=tuple(filter(None, ids)))
 
     def _short_message(
         self,
@@ -318,10 +322,7 @@ class SmppSmsGateway:
             raise DeliveryFailed(
                 f"SMSC refused the message (status 0x{answer.status:08x})", smpp_status.refusal(answer.status)
             )
-        try:
-            return pdu.parse_message_id(answer.body)
-        except pdu.MalformedPdu:
-            return ""
+        return self._message_id(answer)
 
     async def _request(
         self, short: ShortMessage, deadline: float | None, accepted: OnResponse, late: OnResponse
@@ -345,14 +346,35 @@ class SmppSmsGateway:
     def _accepted(self, answer: Pdu, *, tracked: Tracked, parts: int) -> None:
         """A submit_sm_resp, before the reader takes the next PDU: a receipt right behind it finds its id."""
         if answer.status == pdu.ESME_ROK and answer.command_id == pdu.SUBMIT_SM | pdu.RESPONSE:
-            with contextlib.suppress(pdu.MalformedPdu):
-                message_id = pdu.parse_message_id(answer.body)
+            message_id = self._message_id(answer)
+            if message_id:  # else no receipt can be matched to the part
                 settled = self._book.accepted(message_id, tracked)
                 if settled is not None:
                     self._later(self._settle(settled, "early receipt", message_id))
                 if parts and self._ids is not None:
                     part = SentPart(tracked.challenge_id, tracked.provider_ref, parts)
                     self._later(self._remember(self._ids, message_id, part))
+
+    def _message_id(self, answer: Pdu) -> str:
+        """The submit_sm_resp's message id, "" when it has none or one that is no id by decision 0041's
+        rule (an outside audit: a 60 KiB id was journaled and made Redis keys, spaces broke the journal's
+        format): the SMS went all the same, only its receipts cannot be matched, said once a minute."""
+        try:
+            raw = pdu.parse_message_id(answer.body)
+        except pdu.MalformedPdu:
+            raw = None
+        message_id = smsc_message_id(raw or "")
+        if raw is not None and not message_id:
+            held_back = self._odd_ids.admit("odd id")
+            if held_back is not None:
+                _log.warning(
+                    "SMSC message id not kept (%d characters, not %s): receipts for the part cannot be "
+                    "matched%s",
+                    len(raw),
+                    SMSC_ID_RULE,
+                    self._odd_ids.held_back(held_back, "such ids"),
+                )
+        return message_id
 
     def _answered_late(
         self, answer: Pdu, *, tracked: Tracked, parts: int, last: tuple[bytes, tuple[str, ...]] | None
@@ -362,12 +384,9 @@ class SmppSmsGateway:
         last part, is not submitted again."""
         if answer.status != pdu.ESME_ROK or answer.command_id != pdu.SUBMIT_SM | pdu.RESPONSE:
             return
-        try:
-            message_id = pdu.parse_message_id(answer.body)
-        except pdu.MalformedPdu:
-            return
+        message_id = self._message_id(answer)
         _log.info("SMPP submit_sm for %s answered late: the SMSC took it", tracked.provider_ref)
-        if parts:
+        if parts and message_id:
             settled = self._book.late(message_id, tracked, parts)
             if settled is not None:
                 self._later(self._settle(settled, "early receipt", message_id))
