@@ -120,8 +120,14 @@ class SmppSession:
         sequence = next(self._sequence)
         self._write(Pdu(pdu.BIND_TRANSCEIVER, 0, sequence, bind.body()))
         answer = await pdu.read_pdu(self._reader)
+        # Only our bind's answer binds; a generic_nack refuses with its status, and says nothing with none
+        # (an outside audit: a generic_nack of status 0, or an answer to another sequence, read as bound).
         if answer.command_id not in (pdu.BIND_TRANSCEIVER | pdu.RESPONSE, pdu.GENERIC_NACK):
             raise SessionLost(f"unexpected PDU 0x{answer.command_id:08x} before the bind answer")
+        if answer.sequence != sequence:
+            raise SessionLost(f"a bind answer for sequence {answer.sequence}, not {sequence}")
+        if answer.command_id == pdu.GENERIC_NACK and answer.status == pdu.ESME_ROK:
+            raise SessionLost("a generic_nack with no error status for the bind")
         return answer
 
     @property

@@ -318,6 +318,15 @@ class SmppSmsGateway:
         late = functools.partial(self._answered_late, tracked=tracked, parts=parts, last=last)
         async with self._window:
             answer = await self._request(short, deadline, accepted, late)
+        # Only a submit_sm_resp accepts; a generic_nack refuses with its status (an outside audit: a
+        # generic_nack of status 0, or an enquire_link_resp on the submit's sequence, read as accepted).
+        if answer.command_id not in (pdu.SUBMIT_SM | pdu.RESPONSE, pdu.GENERIC_NACK) or (
+            answer.command_id == pdu.GENERIC_NACK and answer.status == pdu.ESME_ROK
+        ):
+            raise DeliveryFailed(
+                f"SMSC answered the submit_sm with 0x{answer.command_id:08x}, status 0x{answer.status:08x}",
+                "error",
+            )
         if answer.status != pdu.ESME_ROK:
             raise DeliveryFailed(
                 f"SMSC refused the message (status 0x{answer.status:08x})", smpp_status.refusal(answer.status)
