@@ -69,6 +69,9 @@ _LONGEST_RETRY_REFUSED: Final = 60.0
 BIND_WARNING_EVERY_SECONDS: Final = 60.0
 # An SMSC message id that is no id (decision 0041's rule) is said at most once in this many seconds.
 ODD_ID_WARNING_EVERY_SECONDS: Final = 60.0
+# A recorded receipt is logged at most once in this many seconds per state reported, as Kannel's refused
+# reports are (decision 0084's flood, an outside audit's 10,000 receipts).
+RECEIPT_LINE_EVERY_SECONDS: Final = 60.0
 # A session shorter than this counts as a failed bind for the next wait: an SMSC that binds and then breaks
 # the session at once (a malformed PDU, say) was bound again every 0.5 s, for ever (decision 0084).
 _STEADY_SESSION: Final = 10.0
@@ -123,6 +126,7 @@ class SmppSmsGateway:
         self._on_bind = on_bind
         self._bind_quiet: LogQuota[str] = LogQuota(config.bind_warning_every)
         self._odd_ids: LogQuota[str] = LogQuota(ODD_ID_WARNING_EVERY_SECONDS)
+        self._receipts_quiet: LogQuota[DeliveryState] = LogQuota(RECEIPT_LINE_EVERY_SECONDS)
         self._config = config
         self._clock = clock
         self._record = record
@@ -556,13 +560,19 @@ class SmppSmsGateway:
                 mask_challenge(settled.tracked.challenge_id),
             )
             return pdu.ESME_RX_T_APPN
-        _log.info(
-            "delivery receipt %s for %s: %s, %s",
-            settled.tracked.provider_ref,
-            mask_challenge(settled.tracked.challenge_id),
-            stat,
-            settled.state.value,
-        )
+        # One line a minute per state reported, the next counting those held back (an outside audit: a flood
+        # of 10,000 receipts wrote a line each). What was recorded is a report: the challenge's own state
+        # moves forward only, so a `failed` report for a delivered challenge leaves it delivered.
+        held_back = self._receipts_quiet.admit(settled.state)
+        if held_back is not None:
+            _log.info(
+                "delivery receipt %s for %s: %s, recorded as a %s report%s",
+                settled.tracked.provider_ref,
+                mask_challenge(settled.tracked.challenge_id),
+                stat,
+                settled.state.value,
+                self._receipts_quiet.held_back(held_back, "such receipts"),
+            )
         return pdu.ESME_ROK
 
     def _later(self, work: Coroutine[object, object, object]) -> None:
