@@ -13,12 +13,10 @@ from collections.abc import Callable
 
 import pytest
 
-from sesame.clients.smpp_pdu import Address
-from sesame.clients.smpp_session import Timing
-from sesame.clients.sms_smpp import SmppConfig, SmppSmsGateway
+from sesame.clients.sms_smpp import SmppSmsGateway
 from sesame.server.domain.model import DeliveryState, SmsMessage
 from tests.fakes.clock import ShiftedClock
-from tests.support.odd_smsc import OddSmsc
+from tests.support.odd_smsc import OddSmsc, bound, config_for
 
 pytestmark = pytest.mark.integration
 
@@ -40,27 +38,12 @@ async def _sent_with(message_id: Callable[[int], bytes], count: int) -> tuple[li
     messages the gateway's receipt book kept after them."""
     smsc = OddSmsc(message_id=message_id)
     async with smsc.serving():
-        config = SmppConfig(
-            "127.0.0.1",
-            smsc.port,
-            "sesame",
-            "secret",
-            Address(5, 0, "MaBanque"),
-            rate=1000.0,
-            timing=Timing(connect=2.0, response=2.0, keepalive=30.0),
-        )
-        gateway = SmppSmsGateway(config, ShiftedClock(), _record)
-        await gateway.start()
-        try:
-            async with asyncio.timeout(20):
-                while not gateway.bound:  # noqa: ASYNC110 (the gateway's own task binds)
-                    await asyncio.sleep(0.02)
-                ids = [
-                    (await gateway.send(SmsMessage("+33612345678", f"code {n:06d}", f"ch.{n}"))).provider_ids
-                    for n in range(count)
-                ]
-        finally:
-            await gateway.close()
+        gateway = SmppSmsGateway(config_for(smsc.port, rate=1000.0), ShiftedClock(), _record)
+        async with bound(gateway), asyncio.timeout(20):
+            ids = [
+                (await gateway.send(SmsMessage("+33612345678", f"code {n:06d}", f"ch.{n}"))).provider_ids
+                for n in range(count)
+            ]
     return ids, len(gateway._book)  # what the audit measured: the book's size
 
 

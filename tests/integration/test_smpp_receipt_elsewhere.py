@@ -15,12 +15,10 @@ import redis.asyncio as aioredis
 
 from sesame.clients import smpp_pdu as pdu
 from sesame.clients.redis_provider_ids import RedisProviderIds
-from sesame.clients.smpp_pdu import Address
-from sesame.clients.smpp_session import Timing
-from sesame.clients.sms_smpp import SmppConfig, SmppSmsGateway
+from sesame.clients.sms_smpp import SmppSmsGateway
 from sesame.server.domain.model import DeliveryState, SmsMessage
 from tests.fakes.clock import ShiftedClock
-from tests.support.odd_smsc import OddSmsc
+from tests.support.odd_smsc import OddSmsc, config_for
 
 pytestmark = pytest.mark.integration
 
@@ -44,14 +42,7 @@ async def test_a_receipt_on_the_other_workers_session_before_the_id_is_kept_is_a
     ids = RedisProviderIds(redis_client)
     smsc = OddSmsc(message_id=lambda n: f"x{n}-{id(seen)}".encode(), receipt_elsewhere="UNDELIV")
     async with smsc.serving():
-        config = SmppConfig(
-            "127.0.0.1",
-            smsc.port,
-            "sesame",
-            "secret",
-            Address(5, 0, "MaBanque"),
-            timing=Timing(connect=2.0, response=2.0, keepalive=30.0),
-        )
+        config = config_for(smsc.port)
         workers = [SmppSmsGateway(config, ShiftedClock(), record, ids) for _ in range(2)]
         for worker in workers:
             await worker.start()

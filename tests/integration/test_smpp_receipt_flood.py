@@ -8,12 +8,10 @@ import logging
 
 import pytest
 
-from sesame.clients.smpp_pdu import Address
-from sesame.clients.smpp_session import Timing
-from sesame.clients.sms_smpp import SmppConfig, SmppSmsGateway
+from sesame.clients.sms_smpp import SmppSmsGateway
 from sesame.server.domain.model import DeliveryState, SmsMessage
 from tests.fakes.clock import ShiftedClock
-from tests.support.odd_smsc import OddSmsc
+from tests.support.odd_smsc import OddSmsc, bound, config_for
 
 pytestmark = pytest.mark.integration
 
@@ -29,26 +27,12 @@ async def test_a_receipt_flood_writes_one_line(caplog: pytest.LogCaptureFixture)
 
     smsc = OddSmsc()
     async with smsc.serving():
-        config = SmppConfig(
-            "127.0.0.1",
-            smsc.port,
-            "sesame",
-            "secret",
-            Address(5, 0, "MaBanque"),
-            timing=Timing(connect=2.0, response=2.0, keepalive=30.0),
-        )
-        gateway = SmppSmsGateway(config, ShiftedClock(), record)
-        await gateway.start()
-        try:
-            async with asyncio.timeout(20):
-                while not gateway.bound:  # noqa: ASYNC110 (the gateway's own task binds)
-                    await asyncio.sleep(0.02)
-                sent = await gateway.send(SmsMessage("+33612345678", "MaBanque: code 482913", "ch.k1.d6"))
-                smsc.push(sent.provider_ids[0], "UNDELIV", FLOOD)
-                while len(recorded) < FLOOD:  # noqa: ASYNC110 (the SMSC's doing)
-                    await asyncio.sleep(0.02)
-        finally:
-            await gateway.close()
+        gateway = SmppSmsGateway(config_for(smsc.port), ShiftedClock(), record)
+        async with bound(gateway), asyncio.timeout(20):
+            sent = await gateway.send(SmsMessage("+33612345678", "MaBanque: code 482913", "ch.k1.d6"))
+            smsc.push(sent.provider_ids[0], "UNDELIV", FLOOD)
+            while len(recorded) < FLOOD:  # noqa: ASYNC110 (the SMSC's doing)
+                await asyncio.sleep(0.02)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("delivery receipt")]
     assert len(lines) == 1
     assert "UNDELIV, recorded as a failed report" in lines[0]

@@ -11,16 +11,15 @@ import asyncio
 
 import pytest
 
-from sesame.clients.smpp_pdu import Address
-from sesame.clients.smpp_session import Timing
 from sesame.clients.sms_breaker import BreakerSettings, BreakerState
 from sesame.clients.sms_failover import FailoverSmsGateway, Provider, Reliability
 from sesame.clients.sms_policy import RetryPolicy
-from sesame.clients.sms_smpp import SmppConfig, SmppSmsGateway
+from sesame.clients.sms_smpp import SmppSmsGateway
 from sesame.server.domain.errors import DeliveryFailed
 from sesame.server.domain.model import SmsMessage
 from tests.fakes.clock import ShiftedClock
 from tests.support.failover import Attempts
+from tests.support.odd_smsc import config_for
 from tests.support.smsc import Smsc, serving
 
 pytestmark = pytest.mark.integration
@@ -31,15 +30,7 @@ BURST = 20  # at 10 submit_sm a second: 2 s of pacing, the unbind comes in the m
 async def test_a_burst_paced_behind_an_unbind_is_sent_on_the_next_session() -> None:
     async with serving(Smsc()) as smsc:
         smpp = SmppSmsGateway(
-            SmppConfig(
-                "127.0.0.1",
-                smsc.port,
-                "sesame",
-                "secret",
-                Address(5, 0, "MaBanque"),
-                rate=10.0,
-                timing=Timing(connect=3.0, response=3.0, keepalive=30.0),
-            ),
+            config_for(smsc.port, seconds=3.0),
             ShiftedClock(),
         )
         attempts = Attempts()

@@ -13,13 +13,11 @@ import pytest
 
 from sesame.clients import smpp_pdu as pdu
 from sesame.clients import smpp_status
-from sesame.clients.smpp_pdu import Address
-from sesame.clients.smpp_session import Timing
-from sesame.clients.sms_smpp import SmppConfig, SmppSmsGateway
+from sesame.clients.sms_smpp import SmppSmsGateway
 from sesame.server.domain.errors import DeliveryFailed
 from sesame.server.domain.model import SmsMessage
 from tests.fakes.clock import ShiftedClock
-from tests.support.odd_smsc import OddSmsc
+from tests.support.odd_smsc import OddSmsc, config_for
 
 pytestmark = pytest.mark.integration
 
@@ -28,15 +26,7 @@ MESSAGE = SmsMessage("+33612345678", "MaBanque: code 482913", "ch.k1.d6")
 
 
 def _gateway(smsc: OddSmsc) -> SmppSmsGateway:
-    config = SmppConfig(
-        "127.0.0.1",
-        smsc.port,
-        "sesame",
-        "secret",
-        Address(5, 0, "MaBanque"),
-        timing=Timing(connect=1.0, response=1.0, keepalive=30.0),
-    )
-    return SmppSmsGateway(config, ShiftedClock())
+    return SmppSmsGateway(config_for(smsc.port, seconds=1.0), ShiftedClock())
 
 
 @pytest.mark.parametrize(

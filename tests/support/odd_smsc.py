@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 import smpp34
 
 from sesame.clients import smpp_pdu as pdu
+from sesame.clients.smpp_pdu import Address
+from sesame.clients.smpp_session import Timing
+from sesame.clients.sms_smpp import SmppConfig, SmppSmsGateway
 
 
 def frame(command_id: int, status: int, sequence: int, body: bytes = b"") -> bytes:
@@ -124,3 +127,30 @@ class OddSmsc:
         await asyncio.sleep(self.redeliver_after)
         if not writer.is_closing():
             self.deliver(writer, body, tries - 1)
+
+
+def config_for(port: int, *, rate: float = 10.0, seconds: float = 2.0) -> SmppConfig:
+    """The gateway's settings for an SMSC on loopback `port`: `rate` submit_sm a second, `seconds` to connect
+    and for each answer."""
+    return SmppConfig(
+        "127.0.0.1",
+        port,
+        "sesame",
+        "secret",
+        Address(5, 0, "MaBanque"),
+        rate=rate,
+        timing=Timing(connect=seconds, response=seconds, keepalive=30.0),
+    )
+
+
+@contextlib.asynccontextmanager
+async def bound(gateway: SmppSmsGateway, within: float = 20.0) -> AsyncIterator[SmppSmsGateway]:
+    """`gateway` started and bound (within `within` seconds), closed on the way out."""
+    await gateway.start()
+    try:
+        async with asyncio.timeout(within):
+            while not gateway.bound:  # noqa: ASYNC110 (the gateway's own task binds)
+                await asyncio.sleep(0.02)
+        yield gateway
+    finally:
+        await gateway.close()

@@ -129,11 +129,11 @@ def test_a_listener_on_every_interface_needs_a_public_url():
     assert dlr.public_url == "http://sesame-1.internal:9465"
 
 
-def test_production_refuses_the_console_and_accepts_kannel(tmp_path: Path, pki: Pki):
-    """In production the console gateway is a boot error; Kannel, with real Redis, HSM and mTLS, boots."""
+def _production(tmp_path: Path, pki: Pki) -> dict[str, str]:
+    """Production's settings but the SMS provider: Redis over TLS, an HSM module, mTLS and a policy."""
     module = tmp_path / "lib.so"
     module.write_bytes(b"")
-    production = {
+    return {
         "SESAME_ENV": "production",
         "SESAME_REDIS_URL": "rediss://redis:6379/0",
         "SESAME_PKCS11_MODULE": str(module),
@@ -141,6 +141,11 @@ def test_production_refuses_the_console_and_accepts_kannel(tmp_path: Path, pki: 
         "SESAME_HSM_PIN": "1234",
         **pki.env,
     }
+
+
+def test_production_refuses_the_console_and_accepts_kannel(tmp_path: Path, pki: Pki):
+    """In production the console gateway is a boot error; Kannel, with real Redis, HSM and mTLS, boots."""
+    production = _production(tmp_path, pki)
     assert "SESAME_SMS_GATEWAY" in _problems(production)
     assert Settings.from_env(production | KANNEL).sms_gateway == "kannel"
 
@@ -169,18 +174,7 @@ def test_production_refuses_links_in_clear_to_other_hosts(
     """Found by an outside audit: production booted with Redis, Kannel and SMPP reached in clear on other
     hosts, the code, amount and payee crossing the network readable and changeable (RTS Art. 22(1), 5(2)).
     Refused, naming the link; accepted once the operator says the network is protected."""
-    module = tmp_path / "lib.so"
-    module.write_bytes(b"")
-    production = {
-        "SESAME_ENV": "production",
-        "SESAME_REDIS_URL": "rediss://redis:6379/0",
-        "SESAME_PKCS11_MODULE": str(module),
-        "SESAME_HSM_TOKEN": "t",
-        "SESAME_HSM_PIN": "1234",
-        **pki.env,
-        **KANNEL,
-        "SESAME_KANNEL_URL": "https://kannel.internal:13013",
-    }
+    production = _production(tmp_path, pki) | KANNEL | {"SESAME_KANNEL_URL": "https://kannel.internal:13013"}
     Settings.from_env(production)  # every link over TLS: boots
     Settings.from_env(production | {"SESAME_REDIS_URL": "redis://127.0.0.1:6379/0"})  # crosses no network
     message = _problems(production | links)
