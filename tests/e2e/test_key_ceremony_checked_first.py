@@ -8,6 +8,7 @@ Redis unreachable printed `new current proof key: sesame-proof-v2`, then failed:
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -68,10 +69,10 @@ def test_rotate_goes_above_every_version_the_ledger_saw(tmp_path: Path) -> None:
     with EmbeddedRedis(tmp_path / "redis") as redis:
         assert _keys(var, "init", redis_url=redis.url).returncode == 0
         backup = tmp_path / "softhsm-before"
-        subprocess.run(["cp", "-a", str(var / "softhsm"), str(backup)], check=True)
+        shutil.copytree(var / "softhsm", backup)
         assert _keys(var, "rotate", "--kind", "proof", redis_url=redis.url).returncode == 0
-        subprocess.run(["rm", "-rf", str(var / "softhsm")], check=True)
-        subprocess.run(["cp", "-a", str(backup), str(var / "softhsm")], check=True)
+        shutil.rmtree(var / "softhsm")
+        shutil.copytree(backup, var / "softhsm")
         done = _keys(var, "rotate", "--kind", "proof", redis_url=redis.url)
         assert done.returncode == 0, done.stderr
         assert done.stdout.splitlines()[0] == "new current proof key: sesame-proof-v3"

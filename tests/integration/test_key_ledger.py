@@ -155,16 +155,19 @@ def operator_settings(config: Pkcs11Config, redis_url: str) -> Settings:
 async def test_a_key_ceremony_records_its_keys_and_tells_a_replaced_token_at_once(
     ledger: RedisKeyLedger, new_token: Callable[[], Pkcs11Config], redis_server: EmbeddedRedis
 ) -> None:
-    """`sesame keys init|rotate` with a Redis URL record the token's keys; init on a new token is refused."""
+    """`sesame keys init|rotate` with a Redis URL record the token's keys; init on a new token is refused,
+    before it makes a key (an outside audit: the three v1 keys were made, then refused)."""
     original = operator_settings(new_token(), redis_server.url)
     await asyncio.to_thread(run_keys, original, "init")
     await asyncio.to_thread(run_keys, original, "rotate")
     seen = await ledger.seen()
     assert (seen.top(KeyKind.OTP), seen.top(KeyKind.PROOF)) == (2, 1)
-    replacement = operator_settings(new_token(), redis_server.url)
-    with pytest.raises(ConfigurationError, match="not the key Redis saw under that label"):
+    token = new_token()
+    replacement = operator_settings(token, redis_server.url)
+    with pytest.raises(ConfigurationError, match="lacks keys Redis holds data under"):
         await asyncio.to_thread(run_keys, replacement, "init")
     assert await ledger.seen() == seen
+    assert await asyncio.to_thread(list_keys, token) == []
 
 
 async def test_a_newer_key_found_while_serving_is_recorded_before_it_is_used(
