@@ -8,6 +8,7 @@ an id unknown in memory and in Redis is answered ESME_RX_T_APPN: the SMSC sends 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 
 import pytest
@@ -18,7 +19,7 @@ from sesame.clients.redis_provider_ids import RedisProviderIds
 from sesame.clients.sms_smpp import SmppSmsGateway
 from sesame.server.domain.model import DeliveryState, SmsMessage
 from tests.fakes.clock import ShiftedClock
-from tests.support.odd_smsc import OddSmsc, config_for
+from tests.support.odd_smsc import OddSmsc, bound, config_for
 
 pytestmark = pytest.mark.integration
 
@@ -55,3 +56,23 @@ async def test_a_receipt_on_the_other_workers_session_before_the_id_is_kept_is_a
                 await worker.close()
     assert seen[0] == ("ch.k1.x2", DeliveryState.FAILED)
     assert smsc.deliver_answers[pdu.ESME_RX_T_APPN] >= 1
+
+
+async def test_a_receipt_for_an_id_never_ours_is_let_go(
+    redis_client: aioredis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by an outside audit: a receipt for an id unknown in memory and in Redis was refused for ever, and
+    an SMSC that sends it again at once burned a core, unseen. Refused while the id is unknown less than
+    `unknown_receipts_for`, then answered ESME_ROK, with one WARNING."""
+    caplog.set_level("WARNING", "sesame.sms")
+    smsc = OddSmsc(redeliver_after=0.05, redeliveries=1000)
+    async with smsc.serving():
+        config = dataclasses.replace(config_for(smsc.port), unknown_receipts_for=0.5)
+        async with bound(SmppSmsGateway(config, ShiftedClock(), None, RedisProviderIds(redis_client))):
+            smsc.push("never-ours-1", "UNDELIV", tries=1000)
+            await _until(lambda: smsc.deliver_answers[pdu.ESME_ROK] == 1)
+            asked_again = smsc.deliver_answers[pdu.ESME_RX_T_APPN]
+            await asyncio.sleep(0.3)
+    assert asked_again >= 2
+    assert smsc.deliver_answers[pdu.ESME_RX_T_APPN] == asked_again  # let go: asked no more
+    assert sum("unknown for 0.5 s: let go" in r.getMessage() for r in caplog.records) == 1

@@ -73,10 +73,11 @@ class OddSmsc:
         encoded = smpp34.DeliverSm("33612345678", "MaBanque", text.encode(), esm_class=0x04).encode()
         return encoded[16:]
 
-    def push(self, message_id: str, stat: str, count: int = 1) -> None:
-        """`count` receipts for `message_id` on the first bound session, at once (a flood)."""
+    def push(self, message_id: str, stat: str, count: int = 1, tries: int = 0) -> None:
+        """`count` receipts for `message_id` on the first bound session, at once (a flood), each sent again up
+        to `tries` times while refused."""
         for _ in range(count):
-            self.deliver(self._sessions[0], self.receipt(message_id, stat), 0)
+            self.deliver(self._sessions[0], self.receipt(message_id, stat), tries)
 
     def deliver(self, writer: asyncio.StreamWriter, body: bytes, tries: int) -> None:
         """Write a deliver_sm on `writer`, sent again there up to `tries` times while refused."""

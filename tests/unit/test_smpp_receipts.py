@@ -42,6 +42,26 @@ def test_the_tlvs_win_over_the_text():
     assert (receipt.message_id, receipt.state) == ("ff01", DeliveryState.FAILED)
 
 
+@pytest.mark.parametrize(
+    ("text", "tlvs"),
+    [
+        # 65 characters: its first 64 were read as another message's id (an outside audit).
+        (b"id:" + b"a" * 65 + b" sub:001 stat:UNDELIV", ()),
+        # The TLV's id outside the rule, which the text repeats garbled: not read from the text instead.
+        (b"id:A sub:001 stat:UNDELIV", ((TLV_RECEIPTED_MESSAGE_ID, b"A B\0"),)),
+    ],
+)
+def test_a_receipt_whose_id_is_outside_the_rule_is_none(text: bytes, tlvs: tuple[tuple[int, bytes], ...]):
+    """Decision 0041's rule, whole: a receipt of an id outside it matches no message."""
+    with pytest.raises(NotAReceipt):
+        parse_receipt(_deliver(text, tlvs=tlvs))
+
+
+def test_an_id_with_a_colon_is_read_whole():
+    """`:` is one of the rule's characters: the text's id is read to its end."""
+    assert parse_receipt(_deliver(b"id:ab:12 sub:001 stat:DELIVRD")).message_id == "ab:12"
+
+
 def test_a_mobile_originated_message_is_no_receipt():
     """A deliver_sm with esm_class 0 (a reply from the phone) is not taken for a receipt."""
     with pytest.raises(NotAReceipt):

@@ -19,7 +19,9 @@ from sesame.server.domain.model import DeliveryState
 
 RECEIPT: Final = 0x04  # esm_class message type bits (2-5): SMSC delivery receipt
 _TYPE_BITS: Final = 0x3C
-_ID: Final = re.compile(rb"\bid:([0-9A-Za-z._-]{1,64})")
+# An id by decision 0041's rule, whole: a longer one's first 64 characters read as another message's id (an
+# outside audit).
+_ID: Final = re.compile(rb"\bid:([0-9A-Za-z._:-]{1,64})(?=\s|$)")
 _STAT: Final = re.compile(rb"\bstat:([A-Z]{7})")
 # Appendix B's final states; ENROUTE, ACCEPTD and UNKNOWN say the message is still on its way.
 _STATES: Final = {
@@ -61,6 +63,8 @@ def parse_receipt(message: ShortMessage) -> Receipt:
     # An id by decision 0041's rule, or none: a non-ASCII one decoded with replacement characters made
     # distinct ids collide (an outside audit).
     message_id = smsc_message_id(tlv_id.rstrip(b"\0").decode("ascii", "replace")) if tlv_id else None
+    if tlv_id and not message_id:  # the id outside the rule, which the text repeats garbled: not ours
+        raise NotAReceipt("receipt for a message id outside the rule")
     if not message_id and found_id:
         message_id = found_id.group(1).decode("ascii")
     if not message_id:

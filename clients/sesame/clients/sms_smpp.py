@@ -19,6 +19,7 @@ import functools
 import hashlib
 import logging
 import random
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -67,6 +68,8 @@ _LONGEST_RETRY_REFUSED: Final = 60.0
 # A failed attempt to bind is logged once, then at most once in this many seconds per kind of failure, the
 # next line counting those held back; a WARNING every 10 s for ever drowned the log (decision 0117).
 BIND_WARNING_EVERY_SECONDS: Final = 60.0
+# So many ids of receipts refused for now (unknown in memory and in Redis) are remembered at most.
+UNKNOWN_RECEIPTS_KEPT: Final = 4096
 # An SMSC message id that is no id (decision 0041's rule) is said at most once in this many seconds.
 ODD_ID_WARNING_EVERY_SECONDS: Final = 60.0
 # A recorded receipt is logged at most once in this many seconds per state reported, as Kannel's refused
@@ -101,6 +104,9 @@ class SmppConfig:
     timing: Timing = field(default_factory=lambda: Timing(connect=5.0, response=5.0, keepalive=30.0))
     # How long an SMSC message id leads back to its message: receipts come within the SMSC's validity.
     ids_kept: timedelta = timedelta(days=1)
+    # A receipt for an id unknown in memory and in Redis is asked again this long (the sending worker's write
+    # of the id is milliseconds away), then let go (decision 0165).
+    unknown_receipts_for: float = 30.0
     # A later part the SMSC refused before taking it (throttled, busy) is asked again, alone, this often and
     # this far apart (SESAME_SMS_RETRIES, SESAME_SMS_RETRY_BACKOFF_MS): the parts it took stay taken.
     part_retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -127,6 +133,10 @@ class SmppSmsGateway:
         self._bind_quiet: LogQuota[str] = LogQuota(config.bind_warning_every)
         self._odd_ids: LogQuota[str] = LogQuota(ODD_ID_WARNING_EVERY_SECONDS)
         self._receipts_quiet: LogQuota[DeliveryState] = LogQuota(RECEIPT_LINE_EVERY_SECONDS)
+        # When each receipt for an id unknown in memory and in Redis was first refused (decision 0165): asked
+        # again within UNKNOWN_RECEIPT_SECONDS, then let go. Bounded; per process.
+        self._unknown: OrderedDict[str, float] = OrderedDict()
+        self._unknown_quiet: LogQuota[str] = LogQuota(ODD_ID_WARNING_EVERY_SECONDS)
         self._config = config
         self._clock = clock
         self._record = record
@@ -512,11 +522,32 @@ class SmppSmsGateway:
                 return pdu.ESME_RX_T_APPN
             except ProviderIdUnknown:
                 # Not ours in memory, not in Redis yet: another worker's part whose id that worker has not
-                # written yet. Answered ESME_ROK, it was lost (an outside audit); the SMSC sends it again.
-                return pdu.ESME_RX_T_APPN
+                # written yet. Answered ESME_ROK, it was lost (an outside audit); the SMSC sends it again,
+                # for a while: an id unknown for longer is no message of ours (older than a day, forged), and
+                # refused for ever an SMSC retrying at once burned a core (an outside audit).
+                return self._unknown_receipt(receipt.message_id)
         if settled is None:
             return pdu.ESME_ROK
         return await self._settle(settled, receipt.stat, receipt.message_id)
+
+    def _unknown_receipt(self, message_id: str) -> int:
+        """ESME_RX_T_APPN while the receipt's id has been unknown less than `unknown_receipts_for`, then
+        ESME_ROK (let go), said in one WARNING a minute."""
+        now = time.monotonic()
+        first = self._unknown.setdefault(message_id, now)
+        if len(self._unknown) > UNKNOWN_RECEIPTS_KEPT:
+            self._unknown.popitem(last=False)
+        if now - first < self._config.unknown_receipts_for:
+            return pdu.ESME_RX_T_APPN
+        self._unknown.pop(message_id, None)
+        held_back = self._unknown_quiet.admit("unknown")
+        if held_back is not None:
+            _log.warning(
+                "SMPP receipt for an SMSC message id unknown for %g s: let go%s",
+                self._config.unknown_receipts_for,
+                self._unknown_quiet.held_back(held_back, "such receipts"),
+            )
+        return pdu.ESME_ROK
 
     async def _remember(self, ids: ProviderIds, message_id: str, part: SentPart) -> None:
         try:

@@ -8,7 +8,7 @@ import ipaddress
 import itertools
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -114,6 +114,9 @@ class Settings:
     # The places Redis keys are spread over, fixed for a deployment's life: checked at start (decision 0058).
     redis_shards: int = SHARDS
     noops: NoopLimits = field(default_factory=NoopLimits)  # back-office no-ops' bounds (decision 0058)
+    # The links to other hosts production reaches in clear because SESAME_PRIVATE_NETWORK=1 says the network
+    # is protected: each said at boot (decision 0166), so that one added later is not accepted unseen.
+    clear_links: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | EnvReader | None = None) -> Settings:
@@ -212,8 +215,11 @@ class Settings:
         private_network = reader.choice("SESAME_PRIVATE_NETWORK", "0", ("0", "1")) == "1"
         if settings.environment == "production":
             _production(settings, reader.problems)
-            if not private_network:
-                reader.problems.extend(_links_in_clear(settings))
+            in_clear = _links_in_clear(settings)
+            if private_network:
+                settings = dataclasses.replace(settings, clear_links=in_clear)
+            elif in_clear:
+                reader.problems.append(_refusal(in_clear))
         elif not open_beyond_loopback:
             _development_port(settings, reader.problems)
         if reader.problems:
@@ -377,7 +383,7 @@ def _production(settings: Settings, problems: list[str]) -> None:
     problems.extend(production_problems(settings.transport))
 
 
-def _links_in_clear(settings: Settings) -> list[str]:
+def _links_in_clear(settings: Settings) -> tuple[str, ...]:
     """The links to other hosts that would carry codes, or the operations they authorise, in clear: the SMS
     text (the code, the amount, the payee) to the gateway, the challenges to Redis. RTS Art. 22(1) keeps a
     code confidential in all phases, Art. 5(2) the amount and payee whole: production booted with
@@ -394,14 +400,15 @@ def _links_in_clear(settings: Settings) -> list[str]:
             found.append("SESAME_KANNEL_URL (http://, not https://)")
     if settings.smpp is not None and not _local(settings.smpp.host):
         found.append("SESAME_SMPP_HOST (SMPP without TLS)")
-    if not found:
-        return []
-    said = (
-        f"in production no link to another host may carry codes in clear: {', '.join(found)}. Reach it over "
-        "TLS (rediss://, https://; for SMPP, a TLS tunnel ending on this host), or, when the network between "
-        "is protected (IPsec, a mesh with mTLS, a private link), say so with SESAME_PRIVATE_NETWORK=1"
+    return tuple(found)
+
+
+def _refusal(in_clear: Sequence[str]) -> str:
+    return (
+        f"in production no link to another host may carry codes in clear: {', '.join(in_clear)}. Reach it "
+        "over TLS (rediss://, https://; for SMPP, a TLS tunnel ending on this host), or, when the network "
+        "between is protected (IPsec, a mesh with mTLS, a private link), say so with SESAME_PRIVATE_NETWORK=1"
     )
-    return [said]
 
 
 def _redis_hosts(url: str) -> tuple[str, list[str]]:

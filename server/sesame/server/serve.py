@@ -50,6 +50,10 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    for link in settings.clear_links:  # accepted in clear by SESAME_PRIVATE_NETWORK=1: said (decision 0166)
+        _log.warning(
+            "%s crosses the network in clear: accepted, SESAME_PRIVATE_NETWORK=1 says it is protected", link
+        )
     with PortClaim() as claim:
         settings = _claim_ports(settings, claim)
         async with contextlib.AsyncExitStack() as stack:
