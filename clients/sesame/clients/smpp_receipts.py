@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from sesame.clients.smpp_pdu import TLV_MESSAGE_STATE, TLV_RECEIPTED_MESSAGE_ID, ShortMessage
-from sesame.clients.sms_reference import smsc_message_id
+from sesame.clients.sms_reference import SMSC_ID_PATTERN, smsc_message_id
 from sesame.server.domain.model import DeliveryState
 
 RECEIPT: Final = 0x04  # esm_class message type bits (2-5): SMSC delivery receipt
 _TYPE_BITS: Final = 0x3C
-# An id by decision 0041's rule, whole: a longer one's first 64 characters read as another message's id (an
-# outside audit).
-_ID: Final = re.compile(rb"\bid:([0-9A-Za-z._:-]{1,64})(?=\s|$)")
+# An id by decision 0041's one rule, whole: a longer one's first 64 characters read as another message's id
+# (an outside audit).
+_ID: Final = re.compile(rb"\bid:(" + SMSC_ID_PATTERN.encode() + rb")(?=\s|$)")
 _STAT: Final = re.compile(rb"\bstat:([A-Z]{7})")
 # Appendix B's final states; ENROUTE, ACCEPTD and UNKNOWN say the message is still on its way.
 _STATES: Final = {

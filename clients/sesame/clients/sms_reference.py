@@ -19,7 +19,8 @@ from sesame.server.domain.model import SmsMessage
 _SAFE: Final = re.compile(r"[0-9A-Za-z._-]{1,100}")
 # An SMSC's message id (decision 0041): SMPP's is a C-octet string of up to 64 octets (hex or decimal in
 # practice), the fake SMSC's a UUID. Anything else is no id: not journaled, not kept, no Redis key made of it.
-_SMSC_ID: Final = re.compile(r"[0-9A-Za-z._:-]{1,64}")
+SMSC_ID_PATTERN: Final = r"[0-9A-Za-z._:-]{1,64}"  # also where a receipt's text names its id (smpp_receipts)
+_SMSC_ID: Final = re.compile(SMSC_ID_PATTERN)
 SMSC_ID_RULE: Final = "1 to 64 of A-Z a-z 0-9 . _ : -"
 
 
