@@ -257,13 +257,25 @@ def test_two_listeners_on_one_port_are_a_settings_error(
     assert f"SESAME_GRPC_ADDR and {said} name the same port {port}" in output
 
 
-def test_production_names_the_links_in_clear(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("redis_url", "said"),
+    [
+        ("redis://10.9.9.9:6379/2", "redis://, not rediss://"),
+        # Where the client connects, not the URL's look; TLS that checks nothing (both booted: an audit).
+        ("redis://:pw@/2?host=10.9.9.9", "redis://, not rediss://"),
+        (
+            "rediss://10.9.9.9/2?ssl_cert_reqs=none",
+            "rediss:// without checking the server's certificate and name",
+        ),
+    ],
+)
+def test_production_names_the_links_in_clear(tmp_path: Path, redis_url: str, said: str) -> None:
     """Found by an outside audit: `sesame serve` in production with Redis and Kannel reached in clear on
     other hosts listed only the HSM, TLS and policy problems. The links in clear are named too (RTS Art.
     22(1): the code confidential in all phases)."""
     settings = {
         "SESAME_ENV": "production",
-        "SESAME_REDIS_URL": "redis://10.9.9.9:6379/2",
+        "SESAME_REDIS_URL": redis_url,
         "SESAME_SMS_PROVIDERS": "kannel",
         "SESAME_KANNEL_URL": "http://10.1.2.3:13013",
         "SESAME_KANNEL_USERNAME": "sesame",
@@ -271,4 +283,5 @@ def test_production_names_the_links_in_clear(tmp_path: Path) -> None:
         "SESAME_DLR_ADDR": "off",
     }
     output = _refused(tmp_path, settings, "SESAME_PRIVATE_NETWORK")
-    assert "SESAME_REDIS_URL (redis://, not rediss://), SESAME_KANNEL_URL (http://, not https://)" in output
+    assert f"SESAME_REDIS_URL ({said}), SESAME_KANNEL_URL (http://, not https://)" in output
+    assert "pw@" not in output

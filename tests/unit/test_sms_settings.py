@@ -155,6 +155,13 @@ def test_production_refuses_the_console_and_accepts_kannel(tmp_path: Path, pki: 
     [
         ({"SESAME_REDIS_URL": "redis://redis:6379/0"}, "SESAME_REDIS_URL (redis://, not rediss://)"),
         ({"SESAME_REDIS_URL": "redis+cluster://a:7000,b:7001"}, "SESAME_REDIS_URL (redis+cluster://"),
+        # The host where the client finds it, not in the URL's look (an outside audit: these booted).
+        ({"SESAME_REDIS_URL": "redis:///?host=10.9.9.9"}, "SESAME_REDIS_URL (redis://, not rediss://)"),
+        ({"SESAME_REDIS_URL": "redis://:pw@/0?host=10.9.9.9&port=6379"}, "SESAME_REDIS_URL (redis://, not"),
+        ({"SESAME_REDIS_URL": "redis://[::1:a]/0"}, "SESAME_REDIS_URL (redis://, not rediss://)"),
+        # TLS that accepts any certificate, or any name, is no protection against who is between.
+        ({"SESAME_REDIS_URL": "rediss://redis/0?ssl_cert_reqs=none"}, "SESAME_REDIS_URL (rediss:// without"),
+        ({"SESAME_REDIS_URL": "rediss://redis/0?ssl_check_hostname=no"}, "SESAME_REDIS_URL (rediss://"),
         ({"SESAME_KANNEL_URL": "http://kannel.internal:13013"}, "SESAME_KANNEL_URL (http://, not https://)"),
         (
             {
@@ -176,7 +183,9 @@ def test_production_refuses_links_in_clear_to_other_hosts(
     Refused, naming the link; accepted once the operator says the network is protected."""
     production = _production(tmp_path, pki) | KANNEL | {"SESAME_KANNEL_URL": "https://kannel.internal:13013"}
     Settings.from_env(production)  # every link over TLS: boots
-    Settings.from_env(production | {"SESAME_REDIS_URL": "redis://127.0.0.1:6379/0"})  # crosses no network
+    for local in ("redis://127.0.0.1:6379/0", "redis://[::1]/0", "redis://", "unix:///run/redis.sock"):
+        Settings.from_env(production | {"SESAME_REDIS_URL": local})  # crosses no network
+    Settings.from_env(production | {"SESAME_REDIS_URL": "rediss://redis/0?ssl_ca_certs=/etc/ca.pem"})
     message = _problems(production | links)
     assert "in production no link to another host may carry codes in clear" in message
     assert said in message

@@ -11,12 +11,14 @@ health (`check_cluster`).
 from __future__ import annotations
 
 import contextlib
+import ssl
+from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.connection import SSLConnection
+from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.driver_info import DriverInfo
 from redis.exceptions import RedisClusterException, RedisError
@@ -49,6 +51,36 @@ def is_cluster_url(url: str) -> bool:
     except ValueError as exc:  # its message names the fault, never the URL (which may hold the password)
         raise RedisUrlUnusable(str(exc)) from None
     return scheme in _CLUSTER_SCHEMES
+
+
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """Where a Redis URL leads, read as the client reads it."""
+
+    hosts: tuple[str, ...]  # the host, a cluster's seeds; none for a unix socket
+    tls: bool  # rediss://: the link is encrypted
+    checked: bool  # and the server's certificate and name are checked: no one between can read or change it
+
+
+def reach(url: str) -> Reach:
+    """Where `url` leads, read with redis-py's own parser, not the URL's look: `redis:///?host=10.9.9.9`
+    leads to 10.9.9.9 and `rediss://h/?ssl_cert_reqs=none` accepts any certificate (an outside audit found
+    both passing production's check of links in clear). RedisUrlUnusable for what the client refuses too."""
+    if is_cluster_url(url):
+        nodes, _, tls = _cluster_target(url)
+        return Reach(tuple(node.host for node in nodes), tls, tls)  # a cluster's TLS: redis-py's defaults
+    try:
+        options = parse_url(url)
+    except ValueError as exc:
+        raise RedisUrlUnusable(str(exc)) from None
+    kind = options.get("connection_class")
+    if kind is UnixDomainSocketConnection:
+        return Reach((), tls=False, checked=False)
+    tls = kind is SSLConnection
+    # What SSLConnection checks by default: the certificate, then the name (unchecked without the first).
+    certificate = options.get("ssl_cert_reqs", "required") in ("required", ssl.CERT_REQUIRED)
+    name = options.get("ssl_check_hostname", True) is True
+    return Reach((options.get("host", "localhost"),), tls, tls and certificate and name)
 
 
 def connect(url: str, *, timeout: float, retry: Retry | None = None, **options: Any) -> RedisClient:

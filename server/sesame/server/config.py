@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
+from sesame.clients.redis_connect import reach as redis_reach
 from sesame.clients.redis_keys import FEED_RESIDUES, SHARDS
 from sesame.server.dispatch_loop import DispatchSettings, read_dispatch
 from sesame.server.domain.budgets import SendBudget
 from sesame.server.domain.challenges import ChallengePolicy
 from sesame.server.domain.destinations import DEFAULT_COUNTRIES, unknown_regions
-from sesame.server.domain.errors import ConfigurationError
+from sesame.server.domain.errors import ConfigurationError, RedisUrlUnusable
 from sesame.server.domain.lifecycle import LifecyclePolicy
 from sesame.server.domain.model import LockoutPolicy
 from sesame.server.domain.noops import NoopLimits
@@ -391,9 +392,7 @@ def _links_in_clear(settings: Settings) -> tuple[str, ...]:
     audit). Refused unless the network between is the bank's protected one (SESAME_PRIVATE_NETWORK=1)."""
     found = []
     if settings.redis_url is not None:
-        scheme, hosts = _redis_hosts(settings.redis_url)
-        if scheme in ("redis", "redis+cluster") and not all(_local(host) for host in hosts):
-            found.append(f"SESAME_REDIS_URL ({scheme}://, not rediss://)")
+        found.extend(_redis_in_clear(settings.redis_url))
     if settings.kannel is not None:
         parts = urlsplit(settings.kannel.url)
         if parts.scheme == "http" and not _local(parts.hostname or ""):
@@ -411,17 +410,31 @@ def _refusal(in_clear: Sequence[str]) -> str:
     )
 
 
-def _redis_hosts(url: str) -> tuple[str, list[str]]:
-    """A Redis URL's scheme and the hosts it names (a cluster's seeds; a unix socket's none)."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2]
-    seeds = [seed for seed in netloc.split(",") if seed]
-    return parts.scheme, [seed.rpartition(":")[0] if ":" in seed else seed for seed in seeds]
+def _redis_in_clear(url: str) -> list[str]:
+    """The Redis link, when it reaches another host without TLS that checks the server, as the client reads
+    the URL (`redis:///?host=10.9.9.9` names no host in its look; an outside audit)."""
+    try:
+        link = redis_reach(url)
+    except RedisUrlUnusable:
+        return []  # the client refuses it too: the boot stops on it, and nothing is sent
+    if all(_local(host) for host in link.hosts):
+        return []
+    scheme = urlsplit(url).scheme.lower()
+    if not link.tls:
+        return [f"SESAME_REDIS_URL ({scheme}://, not rediss://)"]
+    if not link.checked:
+        return [f"SESAME_REDIS_URL ({scheme}:// without checking the server's certificate and name)"]
+    return []
 
 
 def _local(host: str) -> bool:
     """Whether `host` is this host (`localhost`, a loopback address): a link that crosses no network."""
-    return _loopback(f"{host}:0")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a wildcard is an address (0.0.0.0, ::); any other name may resolve anywhere
+        return False
 
 
 def _development_port(settings: Settings, problems: list[str]) -> None:
@@ -444,13 +457,7 @@ def _development_port(settings: Settings, problems: list[str]) -> None:
 
 def _loopback(address: str) -> bool:
     """Whether `host:port` names this host only: `localhost`, or an IP literal in 127.0.0.0/8 or ::1."""
-    host = address.rpartition(":")[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a wildcard is an address (0.0.0.0, ::); any other name may resolve anywhere
-        return False
+    return _local(address.rpartition(":")[0].strip("[]"))
 
 
 # Turns on every part that reads settings of its own (Kannel and its delivery reports, SMPP), for
