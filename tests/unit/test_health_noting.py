@@ -45,3 +45,43 @@ async def test_a_note_that_cannot_be_written_is_tried_again_next_round() -> None
     noter._notes = notes  # Redis is back
     await noter({**UP, "state store": False})
     assert [fields["state store"] for _, fields in await notes.notes(None, None)] == ["down"]
+
+
+class _Lost(MemoryHealthNotes):
+    """Redis took the note, and its answer was lost (a timeout): the noter sees a failure."""
+
+    async def note(self, at: datetime, worker: str, parts: Mapping[str, bool], retention: timedelta) -> None:
+        await super().note(at, worker, parts, retention)
+        raise StoreUnavailable("timeout")
+
+
+async def test_after_an_outage_the_note_of_what_it_saw_then_the_state_now() -> None:
+    """Found from outside: back from an outage, the first round found everything up as the last note said
+    and wrote nothing, so the outage left no trace (or a `down` whose answer was lost stood for the hour)."""
+    clock, notes = FixedClock(), MemoryHealthNotes()
+    noter = HealthNoter(notes, clock, RETENTION, worker="w1")
+    await noter(UP)
+    noter._notes = _Failing()  # Redis away: the rounds see it down, and the key store for one of them
+    await noter({**UP, "state store": False})
+    await noter({**UP, "state store": False, "key store": False})
+    noter._notes = notes
+    await noter(UP)
+    written = [fields for _, fields in await notes.notes(None, None)]
+    assert [(n["state store"], n["key store"]) for n in written] == [
+        ("up", "up"),
+        ("down", "down"),
+        ("up", "up"),
+    ]
+
+
+async def test_a_down_note_whose_answer_was_lost_is_followed_by_up() -> None:
+    """The outside audit's case: the `down` reached Redis, its answer did not; back, `up` follows it."""
+    clock, lost = FixedClock(), _Lost()
+    noter = HealthNoter(lost, clock, RETENTION, worker="w1")
+    await noter({**UP, "state store": False})
+    back = MemoryHealthNotes()
+    noter._notes = back
+    await noter(UP)
+    await noter(UP)  # known written now: nothing more
+    assert [n["state store"] for _, n in await lost.notes(None, None)] == ["down"]
+    assert [n["state store"] for _, n in await back.notes(None, None)] == ["down", "up"]

@@ -33,19 +33,35 @@ class HealthNoter:
         self._worker = worker or f"{socket.gethostname()}:{os.getpid()}"
         self._last: dict[str, bool] | None = None
         self._at: datetime | None = None
-        self._failing = False
+        # What the rounds whose note could not be written saw, each part down if one round saw it down;
+        # None while notes are written.
+        self._unwritten: dict[str, bool] | None = None
 
     async def __call__(self, parts: Mapping[str, bool]) -> None:
-        """Note `parts` (name: works) unless the last note said the same within NOTE_EVERY."""
+        """Note `parts` (name: works) unless the last note said the same within NOTE_EVERY.
+
+        After notes that could not be written (Redis down, or the write's answer lost), the note of what those
+        rounds saw is written first, then `parts`: Redis back, the first round found everything up as the
+        last note said, and wrote nothing, so the outage left no trace (or a `down` that reached Redis
+        without its answer stood for the hour: an outside audit)."""
         now = self._clock.now()
-        if dict(parts) == self._last and self._at is not None and now - self._at < NOTE_EVERY:
+        if (
+            self._unwritten is None
+            and dict(parts) == self._last
+            and self._at is not None
+            and now - self._at < NOTE_EVERY
+        ):
             return
         try:
+            missed = self._unwritten
+            if missed is not None and missed != dict(parts) and not all(missed.values()):
+                await self._notes.note(now, self._worker, missed, self._retention)
             await self._notes.note(now, self._worker, parts, self._retention)
         except SesameError as exc:  # the state store itself may be what is down: noted once it is back
-            if not self._failing:
+            if self._unwritten is None:
                 _log.warning("health note not journaled (%s)", type(exc).__name__)
-            self._failing = True
+            seen = self._unwritten or {}
+            self._unwritten = {name: works and seen.get(name, True) for name, works in parts.items()}
             return
-        self._failing = False
+        self._unwritten = None
         self._last, self._at = dict(parts), now
