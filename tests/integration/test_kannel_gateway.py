@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
+import socket
 import time
 import traceback
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -197,6 +199,94 @@ async def test_a_silent_gateway_times_out(gateways: Gateways):
                 SmsMessage(PHONE, _text(""), "c1")
             )
         assert time.monotonic() - started < 2.0
+
+
+@contextlib.contextmanager
+def _unanswered_port() -> Iterator[int]:
+    """A loopback port whose connections never complete, as a host that drops packets: a listener that
+    never accepts, its queue full (the kernel then drops the SYNs that come)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        address = listener.getsockname()
+        fillers = [socket.socket() for _ in range(4)]
+        try:
+            for filler in fillers:
+                filler.setblocking(False)
+                filler.connect_ex(address)
+            yield address[1]
+        finally:
+            for filler in fillers:
+                filler.close()
+
+
+async def test_a_connection_that_never_completes_is_unreachable(gateways: Gateways):
+    """Found from outside: the time ran out on the connection, and the send read `timeout` ("Kannel may
+    have sent it"): never tried again, and the journal said the phone may have the code. No request left:
+    `unreachable`, which is tried again."""
+    with _unanswered_port() as port, pytest.raises(DeliveryFailed) as caught:
+        await gateways(url=f"http://127.0.0.1:{port}", timeout=0.5).send(SmsMessage(PHONE, _text(""), "c1"))
+    assert caught.value.reason == "unreachable"
+
+
+async def test_an_answer_that_echoes_the_request_is_not_logged(
+    gateways: Gateways, caplog: pytest.LogCaptureFixture
+):
+    """Found from outside: a proxy's 403 page echoing the request line put the password in the INFO line
+    of the refusal, and a line break in it forged a log line. Only Kannel's own words are shown."""
+    caplog.set_level(logging.INFO)
+    password = secrets.token_hex(8)
+
+    async def echo(writer: asyncio.StreamWriter) -> None:
+        body = f"Bad request: GET /cgi-bin/sendsms?username=u&password={password}\rforged".encode()
+        writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+
+    async with await _serve(echo) as server:
+        port = server.sockets[0].getsockname()[1]
+        with pytest.raises(DeliveryFailed) as caught:
+            await gateways(url=f"http://127.0.0.1:{port}", password=password).send(
+                SmsMessage(PHONE, _text(""), "c1")
+            )
+    assert caught.value.reason == "refused"
+    said = [record.getMessage() for record in caplog.records if record.name == "sesame.sms"]
+    assert said
+    assert not [line for line in said if password in line or "\r" in line]
+    assert "not shown" in said[-1]
+
+
+async def test_kannels_own_words_are_logged(gateways: Gateways, caplog: pytest.LogCaptureFixture):
+    """Real Kannel's refusal of a wrong password reads in the log as Kannel said it."""
+    caplog.set_level(logging.INFO)
+    with pytest.raises(DeliveryFailed):
+        await gateways(password=secrets.token_hex(8)).send(SmsMessage(PHONE, _text(""), "c1"))
+    assert [r for r in caplog.records if "Authorization failed for sendsms" in r.getMessage()]
+
+
+async def test_no_cookie_is_kept(gateways: Gateways):
+    """Found from outside: a peer that set a 3 KB cookie with each answer grew every request's head, for the
+    life of the worker, until every SMS failed. No cookie is kept or sent."""
+    heads: list[bytes] = []
+
+    async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                heads.append(await reader.readuntil(b"\r\n\r\n"))
+                cookie = f"s{len(heads)}={'x' * 3000}; Path=/"
+                writer.write(
+                    b"HTTP/1.1 202 Accepted\r\nSet-Cookie: %s\r\nContent-Length: 24\r\n\r\n"
+                    b"0: Accepted for delivery" % cookie.encode()
+                )
+                await writer.drain()
+        writer.close()
+
+    async with await asyncio.start_server(connected, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        kannel = gateways(url=f"http://127.0.0.1:{port}")
+        for n in range(3):
+            await kannel.send(SmsMessage(PHONE, _text(""), f"c{n}"))
+    assert len(heads) == 3
+    assert not [head for head in heads if b"cookie:" in head.lower()]
 
 
 async def test_an_endless_answer_is_read_no_further_than_the_cap(gateways: Gateways):

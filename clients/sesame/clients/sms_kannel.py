@@ -8,10 +8,12 @@ own request log (which prints the URL) is silenced.
 from __future__ import annotations
 
 import asyncio
+import http.cookiejar
 import logging
 import math
+import re
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlencode
 
 import httpx
@@ -34,6 +36,10 @@ _ACCEPTED: Final = ("0:", "3:")
 _QUEUED: Final = "3:"  # taken, held until an SMSC connects: told apart (decision 0124)
 _ALL_REPORTS: Final = "31"  # dlr-mask: delivered 1, failed 2, buffered 4, accepted by SMSC 8, rejected 16
 _UCS2: Final = "2"
+# Kannel's own answers are one short sentence ("Authorization failed for sendsms", "Invalid receiver
+# number"): what else a proxy or a firewall answers may echo the request, password and all (an outside
+# audit), or carry line breaks that forge log lines. Only a line of these characters is logged.
+_KANNEL_WORDS: Final = re.compile(r"[A-Za-z0-9 :.,;'()/-]{1,80}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +151,9 @@ class KannelSmsGateway:
             # No proxy from the environment: the password goes to Kannel and nowhere else.
             trust_env=False,
             headers={"User-Agent": "sesame", "Accept-Encoding": "identity"},
+            # No cookie kept: Kannel sets none, and a peer that set one per answer grew every request's
+            # head until each failed, for the life of the worker (an outside audit).
+            cookies=http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[])),
         )
 
     async def close(self) -> None:
@@ -167,7 +176,7 @@ class KannelSmsGateway:
                 said,
                 mask_challenge(message.challenge_id),
                 answer.status,
-                redact(answer.text.partition("\n")[0][:80]),
+                self._shown(answer.text),
             )
             raise DeliveryFailed(f"Kannel {said} the message (HTTP {answer.status})", reason)
         # The text (payee, amount) stays out of INFO lines; DEBUG shows it with the code hidden.
@@ -182,15 +191,30 @@ class KannelSmsGateway:
         _log.debug("SMS %s text: %s", ref, redact(message.text))
         return SentSms(provider_ref=ref, sent_at=sent_at, queued=queued)
 
+    def _shown(self, text: str) -> str:
+        """The first line of an answer as the log may show it: Kannel's own words, digits hidden; else its
+        length only (an echo of the request holds the password)."""
+        line = text.partition("\n")[0].strip()
+        secrets = (self._config.password, self._config.username)
+        if _KANNEL_WORDS.fullmatch(line) and not any(secret and secret in line for secret in secrets):
+            return redact(line)
+        return f"(an answer of {len(text)} characters, not Kannel's words: not shown)"
+
     async def _get(self, url: str) -> _Answer:
         # `from None` everywhere: httpx's exceptions hold the request, whose URL holds the password.
+        writing = _Writing()
         try:
             async with asyncio.timeout(self._config.timeout):
-                return await self._fetch(url)
+                return await self._fetch(url, writing)
         except (httpx.ConnectError, httpx.ConnectTimeout):
             # No connection, so no request: Kannel got nothing.
             raise DeliveryFailed("Kannel is unreachable", "unreachable") from None
         except (TimeoutError, httpx.TimeoutException):
+            if not writing.began:
+                # The time ran out on the connection (a host that drops packets): no request left, Kannel
+                # got nothing. Read `timeout` ("Kannel may have sent it"), it was never tried again and the
+                # journal said the phone may have the code (an outside audit).
+                raise DeliveryFailed("Kannel is unreachable (no connection in time)", "unreachable") from None
             raise DeliveryFailed("Kannel did not answer in time", "timeout") from None
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
             # The request may have reached smsbox: whether Kannel took the message is unknown.
@@ -198,14 +222,27 @@ class KannelSmsGateway:
         except httpx.HTTPError as exc:
             raise DeliveryFailed(f"Kannel sendsms failed: {type(exc).__name__}") from None
 
-    async def _fetch(self, url: str) -> _Answer:
-        async with self._client.stream("GET", url) as response:
+    async def _fetch(self, url: str, writing: _Writing) -> _Answer:
+        async with self._client.stream("GET", url, extensions={"trace": writing}) as response:
             body = bytearray()
             async for chunk in response.aiter_raw():
                 body += chunk
                 if len(body) >= ANSWER_LIMIT:
                     break
             return _Answer(response.status_code, body[:ANSWER_LIMIT].decode("utf-8", "replace"))
+
+
+class _Writing:
+    """Whether the request began to go out (httpcore's trace of a request): before it, Kannel got nothing."""
+
+    __slots__ = ("began",)
+
+    def __init__(self) -> None:
+        self.began = False
+
+    async def __call__(self, event: str, _info: dict[str, Any]) -> None:
+        if event.endswith(".send_request_headers.started"):
+            self.began = True
 
 
 _: type[SmsGateway] = KannelSmsGateway
