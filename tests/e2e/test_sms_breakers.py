@@ -21,7 +21,8 @@ from sesame.api.v1 import operation_pb2 as op_pb
 from sesame.server.sms_watch import SMS_HEALTH_SERVICE
 from tests.support.kannel import Kannel
 from tests.support.outbox import dispatched_state
-from tests.support.serve_process import ServeProcess, start_serve
+from tests.support.ports import dead_port
+from tests.support.serve_process import ServeProcess, start_serve, until
 from tests.support.smsc import Smsc, serving_in_thread
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -125,3 +126,38 @@ def test_the_smsc_stopped_mid_run_opens_its_breaker_and_kannel_takes_the_rest(
         health = health_pb2_grpc.HealthStub(channel)
         status = health.Check(health_pb2.HealthCheckRequest(service=SMS_HEALTH_SERVICE), timeout=5).status
     assert status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_past_its_open_period_a_breaker_reads_half_open_with_nothing_sent(tmp_path: Path) -> None:
+    """Found from outside: a worker whose breaker had opened, with nothing more to send, said its breaker
+    open long after the period (the breaker moved only when asked for an attempt). Past the period, the
+    health round reads it half-open, with no send."""
+    with dead_port() as port:
+        settings = {
+            "SESAME_WORKERS": "1",
+            "SESAME_SMS_PROVIDERS": "kannel",
+            "SESAME_KANNEL_URL": f"http://127.0.0.1:{port}",
+            "SESAME_KANNEL_USERNAME": "sesame",
+            "SESAME_KANNEL_PASSWORD": "s3cr3t!x",
+            "SESAME_DLR_ADDR": "off",
+            "SESAME_SMS_RETRIES": "0",
+            "SESAME_SMS_BREAKER_FAILURES": "1",
+            "SESAME_SMS_BREAKER_OPEN_SECONDS": "3",
+        }
+        serving = start_serve(tmp_path / "var", settings=settings)
+        assert serving.metrics_port is not None
+        metrics_port = serving.metrics_port
+        try:
+            assert _start(serving.address, 0, 1) == [auth_pb.DELIVERY_STATE_FAILED]
+            gauge = "sesame_sms_breaker_state"
+            assert _value(_scraped(metrics_port), gauge, 'provider="kannel"') == 2
+            assert until(lambda: _value(_scraped(metrics_port), gauge, 'provider="kannel"') == 1, 15)
+            attempts = _value(
+                _scraped(metrics_port),
+                "sesame_sms_provider_attempts_total",
+                'outcome="unreachable",provider="kannel"',
+            )
+            assert attempts == 1
+        finally:
+            serving.process.terminate()
+            serving.process.wait(timeout=30)

@@ -81,3 +81,15 @@ def test_a_trial_with_no_news_of_the_provider_frees_the_next_trial() -> None:
     assert breaker.allow()
     breaker.released()
     assert (breaker.state, breaker.allow()) == (BreakerState.HALF_OPEN, True)
+
+
+def test_past_the_open_period_it_reads_half_open_unasked() -> None:
+    """Read, not asked for an attempt, past its period: half-open, and its watchers hear of it once."""
+    ticks, changes = Ticks(), []
+    breaker = _breaker(ticks, changes)
+    for _ in range(3):
+        breaker.failed("timeout")
+    ticks.now += 30
+    assert (breaker.state, breaker.state) == (BreakerState.HALF_OPEN, BreakerState.HALF_OPEN)
+    assert changes == [BreakerState.OPEN, BreakerState.HALF_OPEN]
+    assert breaker.allow()

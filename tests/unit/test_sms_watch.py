@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from sesame.clients.sms_breaker import BreakerState
+from sesame.clients.sms_breaker import BreakerSettings, BreakerState, CircuitBreaker
 from sesame.server.domain.errors import DeliveryFailed
 from sesame.server.sms_watch import SmsWatch
 
@@ -105,3 +105,23 @@ def test_health_is_degraded_while_every_provider_is_unbound_or_open() -> None:
     assert both.healthy()
     both.breaker_changed("kannel", BreakerState.OPEN)
     assert not both.healthy()
+
+
+def test_health_reads_a_breaker_past_its_open_period_half_open() -> None:
+    """Found from outside: a worker whose breaker had opened, with nothing more to send, read the gateway
+    down (and its breaker open) long after the period, until its next send. The health check reads the
+    breakers as they stand now; past its period an open breaker is half-open, and says so."""
+    ticks = Ticks()
+    watch = SmsWatch("kannel", monotonic=ticks, providers=("kannel",))
+    breaker = CircuitBreaker(
+        "kannel", BreakerSettings(failures=1, open_seconds=30), watch.breaker_changed, ticks
+    )
+    watch.follow(lambda: {"kannel": breaker.state})
+    breaker.failed("unreachable")
+    assert not watch.healthy()
+    ticks.now += 29
+    assert not watch.healthy()
+    ticks.now += 1
+    assert watch.healthy()
+    assert breaker.allow()  # the one trial
+    assert not breaker.allow()

@@ -63,16 +63,20 @@ class CircuitBreaker:
 
     @property
     def state(self) -> BreakerState:
-        """The state as of the last attempt (an open breaker past its period reads open until asked)."""
+        """The state now: an open breaker past its period is half-open, and says so when read (an outside
+        audit: read only by the next attempt, a worker with nothing to send said the gateway down, and its
+        breaker open, long after the period)."""
+        open_for = self._monotonic() - self._opened_at
+        if self._state is BreakerState.OPEN and open_for >= self._settings.open_seconds:
+            self._become(BreakerState.HALF_OPEN)
         return self._state
 
     def allow(self) -> bool:
         """May an attempt go now? Half-open, the caller that gets True owns the one trial."""
-        if self._state is BreakerState.OPEN:
-            if self._monotonic() - self._opened_at < self._settings.open_seconds:
-                return False
-            self._become(BreakerState.HALF_OPEN)
-        if self._state is BreakerState.HALF_OPEN:
+        state = self.state
+        if state is BreakerState.OPEN:
+            return False
+        if state is BreakerState.HALF_OPEN:
             if self._trial:
                 return False
             self._trial = True

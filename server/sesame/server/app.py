@@ -23,7 +23,7 @@ from sesame.clients.redis_scripts import call_names
 from sesame.clients.redis_store import RedisState
 from sesame.clients.smpp_pdu import Address
 from sesame.clients.smpp_session import Timing
-from sesame.clients.sms_breaker import BreakerSettings
+from sesame.clients.sms_breaker import BreakerSettings, BreakerState
 from sesame.clients.sms_console import ConsoleSmsGateway
 from sesame.clients.sms_failover import (
     UNOBSERVED,
@@ -103,6 +103,7 @@ class Gateway:
     name: str
     gateway: SmsGateway
     watch: SmsWatch | None = None  # None: one of its own, for the gateway as a whole
+    breakers: Callable[[], Mapping[str, BreakerState]] | None = None  # its providers' breakers now
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +275,7 @@ async def sms_gateway(
             for name in settings.sms_providers
         ]
         gateway = FailoverSmsGateway(providers, reliability(settings.sms_reliability), observer)
-        yield Gateway(settings.sms_gateway, gateway)
+        yield Gateway(settings.sms_gateway, gateway, breakers=gateway.breaker_states)
 
 
 def reliability(settings: ReliabilitySettings) -> Reliability:
@@ -451,6 +452,8 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
     proofs = ProofFlows(keys=metered_keys, store=proof_state, clock=clock, issuer=policy.bank_name)
     clock_watch = ClockWatch(clock, reference or store, metrics)
     sms_watch = sms.watch or SmsWatch(sms.name)
+    if sms.breakers is not None:
+        sms_watch.follow(sms.breakers)
     metered_sms = MeteredSmsGateway(sms.gateway, metrics, sms.name, sms_watch)
     return Runtime(
         challenges=ChallengeFlows(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Final
 
 from sesame.clients.sms_breaker import BreakerState
@@ -47,10 +47,19 @@ class SmsWatch:
         self._breaker_quiet: LogQuota[str] = LogQuota(every, monotonic)
         self._unbound: set[str] = set()  # providers whose last attempt to bind failed (SMPP)
         self._queued_quiet: LogQuota[None] = LogQuota(every, monotonic)
+        self._read_breakers: Callable[[], Mapping[str, BreakerState]] | None = None
+
+    def follow(self, breakers: Callable[[], Mapping[str, BreakerState]]) -> None:
+        """Read the breakers' states now (`breakers`) at each health check: an open breaker's period ends
+        with no attempt to say so (an outside audit: a worker with nothing to send read the gateway down
+        long after the period)."""
+        self._read_breakers = breakers
 
     def healthy(self) -> bool:
         """False from a failed send until the next send that succeeds, and while every provider is held:
         its breaker open, or its session not bound since its last attempt to bind failed (decision 0122)."""
+        if self._read_breakers is not None:
+            self._breakers.update(self._read_breakers())
         every_held = bool(self._breakers) and all(
             state is BreakerState.OPEN or provider in self._unbound
             for provider, state in self._breakers.items()
