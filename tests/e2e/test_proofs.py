@@ -174,7 +174,10 @@ async def keyless(
 
 
 async def test_a_proof_key_whose_public_half_is_gone_signs_no_more_proofs(
-    make_token: Callable[[str], Pkcs11Config], redis_store: RedisState, tmp_path: Path
+    make_token: Callable[[str], Pkcs11Config],
+    redis_store: RedisState,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Found by an outside audit: with the public half of the current proof key destroyed, VerifyChallenge
     spent codes with proofs no published key checked. The next health round fails, and the next proof is
@@ -190,6 +193,8 @@ async def test_a_proof_key_whose_public_half_is_gone_signs_no_more_proofs(
             await store.check()
         _, jws = await a_proof(live, "alice")
         assert header_of(jws)["kid"] == "sesame-proof-v1"
+        # The step back, which undoes a rotation away from v1, is said (an outside audit: nobody saw it).
+        assert [r for r in caplog.records if f"{newest.label} is not whole on the token" in r.getMessage()]
         assert verified_claims(jws, await served_jwks(live))["sub"] == "alice"
         await store.check()  # whole keys again: SERVING at the next round
 
@@ -200,6 +205,10 @@ async def test_a_proof_key_whose_public_half_is_gone_signs_no_more_proofs(
         reply = await verify(live, challenge_id, code)
         assert (reply.result, reply.proof) == (auth_pb.VERIFY_RESULT_VERIFIED, "")
         assert (await served_jwks(live))["keys"] == []
+        # A verification without its proof for want of a key is an HSM failure the alert sees (it was not
+        # counted: an outside audit).
+        labels = {"dependency": "hsm", "call": "current_keys"}
+        assert (live.metrics.registry.get_sample_value("sesame_dependency_failures_total", labels) or 0) >= 1
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))
         assert (refused.value.code(), refused.value.details()) == (

@@ -10,6 +10,7 @@ on the HSM thread, awaited so the event loop never waits for a search, a reconne
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from sesame.server.domain.model import KeyKind, KeyRef, MacAlgorithm, PublicKey,
 from sesame.server.domain.ports import KeyStore, Probe
 
 T = TypeVar("T")
+
+_log = logging.getLogger("sesame.hsm")
 
 _MECHANISMS = {
     MacAlgorithm.SHA1: Mechanism.SHA_1_HMAC,
@@ -346,6 +349,12 @@ class Pkcs11KeyStore:
             for kind, key in current.items()
             if key is not None and before.get(kind) not in (None, key)
         }
+        for kind, key in rotated.items():
+            was = before[kind]
+            if was is not None and key.version(kind) < was.version(kind):
+                # Decision 0154 lets an older whole key sign; a rotation away from it (a key suspected
+                # compromised) is then undone, which nobody saw (an outside audit): said, once per pickup.
+                _log.error("%s is not whole on the token: %s is current again", was.label, key.label)
         if rotated:  # once per rotation picked up: never on a call's path otherwise
             self._current.read_at = float("-inf")  # until the new keys pass, the previous ones are stale
             await self._call("key_protection", lambda live: check_rotated(live, rotated), Needs.SEARCH)
@@ -363,6 +372,9 @@ class Pkcs11KeyStore:
             await self.refresh_keys()
         current = self._current.keys.get(kind)
         if current is None:
+            # A failure of the HSM's as any: SesameHsmErrors fires (a token without a current OTP key answered
+            # every Start INTERNAL, and one without a proof key every VERIFIED without its proof, uncounted).
+            self._meter.failed("current_keys")
             raise KeyNotFound(f"no {kind.prefix}<N> key in the HSM; run `sesame keys init`")
         return current
 

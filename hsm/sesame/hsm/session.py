@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import hmac
 import logging
+import math
 import secrets
 import sys
 import time
@@ -262,19 +263,30 @@ class TokenSession:
         """
         if self._refusal and time.monotonic() < self._refused_until:
             raise HsmUnavailable(self._refusal)
+        # A session to open (the first call, or the one after a reconnect that failed) is a reconnect too:
+        # its failure holds the next calls as a reconnect's does. Read after a failed reconnect, every call
+        # opened the session again, a login with a refused PIN each (an outside audit).
+        opening = self._session is None or self._generation != self.worker.generation
         try:
             return op(self)
         except PKCS11Error as exc:
-            failure = _translate(exc, retry=True)
-        if failure is not None:
+            failure, refused_pin = _translate(exc, retry=not opening), isinstance(exc, _PIN_REFUSED)
+        if failure is None:
+            try:
+                self._reconnect()
+                return op(self)
+            except PKCS11Error as exc:
+                failure, refused_pin = _translate(exc, retry=False), isinstance(exc, _PIN_REFUSED)
+        elif not opening:  # a call on an open session refused: the next call is not held
             raise _collected(failure)
-        try:
-            self._reconnect()
-            return op(self)
-        except PKCS11Error as exc:
-            failure = _translate(exc, retry=False)
         if isinstance(failure, HsmUnavailable):
-            self._refusal, self._refused_until = str(failure), time.monotonic() + RECONNECT_HOLD
+            # A refused PIN is never tried again by this process: an HSM locks the token after a few failed
+            # logins, and SoftHSM keeps refusing the right PIN given back until it re-reads the token.
+            # Fixed by a restart with the right PIN (operations.md, SesameHsmErrors).
+            hold = math.inf if refused_pin else RECONNECT_HOLD
+            if refused_pin:
+                _log.error("no login to the HSM is tried again by this process: restart with the right PIN")
+            self._refusal, self._refused_until = str(failure), time.monotonic() + hold
         raise _collected(failure)
 
     def try_now(
