@@ -6,6 +6,7 @@ import asyncio
 import secrets
 import urllib.request
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
@@ -250,6 +251,31 @@ async def test_verify_of_a_key_version_not_held_is_unavailable_not_not_found(
         {"key_version": "999"},
     )
     assert await snapshot(redis_client) == before
+
+
+async def test_an_expired_challenge_of_a_key_version_not_held_answers_expired(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    """Found from outside: the challenges of an OTP key lost answered UNAVAILABLE "retry later" past their
+    expiry, for their whole retention (24 h), while GetChallenge said EXPIRED. Expired, they answer EXPIRED,
+    and no attempt is counted."""
+    user_id = await enrolled(live)
+    challenge_id, code = await started(live, user_id)
+    nonce, _, digits, tag = challenge_id.split(".")
+    elsewhere = f"{nonce}.k999.{digits}.{tag}"
+    moved = live.store.keys.challenge(elsewhere)
+    await redis_client.rename(live.store.keys.challenge(challenge_id), moved)
+    past = int((datetime.now(UTC) - timedelta(seconds=5)).timestamp() * 1000)
+    await redis_client.hset(
+        moved, mapping={"challenge_id": elsewhere, "key_version": 999, "expires_at": past}
+    )
+    reply = await live.auth.VerifyChallenge(
+        auth_pb.VerifyChallengeRequest(
+            challenge_id=elsewhere, code=code, operation=transfer(), context=CONTEXT
+        )
+    )
+    assert reply.result == auth_pb.VERIFY_RESULT_EXPIRED
+    assert await redis_client.hget(moved, "attempts") in (None, b"0")
 
 
 async def test_an_id_altered_to_name_a_key_version_not_held_is_not_found(

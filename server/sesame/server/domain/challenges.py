@@ -335,8 +335,12 @@ class ChallengeFlows:
             # deny valid challenges. A server fault the caller may retry; no attempt was counted. But only for
             # a challenge that exists: an id altered to name another version is an unknown id (NOT_FOUND,
             # ChallengeNotFound from the read), not an UNAVAILABLE its caller would retry for ever.
-            await self._store.challenges.get_challenge(request.challenge_id)
-            raise KeyVersionUnavailable(ref.key_version) from None
+            known = await self._store.challenges.get_challenge(request.challenge_id)
+            if known.status is ChallengeStatus.OPEN and self._clock.now() < known.expires_at:
+                raise KeyVersionUnavailable(ref.key_version) from None
+            # Closed, or expired by now: the step answers that before any code is compared, and counts
+            # nothing. "Retry later" answered it for the challenge's whole retention (an outside audit).
+            expected = ""
         matches = codes.same_code(expected, submitted)
         # A right code's proof is named before the decision, which journals the name with a VERIFIED outcome
         # only: the proof is signed after it, and no second round trip records it (decision 0026).
