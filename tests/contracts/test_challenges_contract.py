@@ -506,6 +506,22 @@ class TestDelivery:
             "3e8",
         )
 
+    async def test_record_delivery_tells_whether_the_report_moved_its_message(self, store):
+        """True for a report that moves its message forward; False for a repeat, a late report, and a
+        reference past the challenge's 32 messages (the first few journaled or not: the route counts none)."""
+        challenge = await opened(store)
+        record = store.challenges.record_delivery
+        moved = [
+            await record(challenge.challenge_id, DeliveryState(state), ref, NOW)
+            for state, ref in [("sent", "r1"), ("sent", "r1"), ("delivered", "r1"), ("sent", "r1")]
+        ]
+        assert moved == [True, False, True, False]
+        assert [await record(challenge.challenge_id, DeliveryState.FAILED, "r1", NOW) for _ in range(12)] == [
+            False
+        ] * 12
+        others = [await record(challenge.challenge_id, DeliveryState.FAILED, f"m{n}", NOW) for n in range(40)]
+        assert others == [True] * 31 + [False] * 9
+
     async def test_delivery_for_unknown_challenge_is_not_found(self, store):
         """record_delivery on a challenge never opened raises ChallengeNotFound."""
         with pytest.raises(ChallengeNotFound):

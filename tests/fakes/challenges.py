@@ -517,17 +517,18 @@ class MemoryChallenges:
 
     async def record_delivery(
         self, challenge_id: str, state: DeliveryState, provider_ref: str, at: datetime, provider_id: str = ""
-    ) -> None:
+    ) -> bool:
         async with self._m._lock:
             existing = self._m._existing(challenge_id)
             messages = self._m._messages.setdefault(challenge_id, {})
             before = messages.get(provider_ref)
             if before is None and len(messages) >= _MAX_MESSAGES:
-                return  # none of the challenge's messages: dropped, as record_delivery.lua does
-            if before is None or _RANK[state] > _RANK[before]:
+                return False  # none of the challenge's messages: dropped, as record_delivery.lua does
+            moved = before is None or _RANK[state] > _RANK[before]
+            if moved:
                 messages[provider_ref] = state
             elif (ignored := self._m._ignored_reports.get(challenge_id, 0)) >= _MAX_IGNORED:
-                return  # a report that moves nothing, past the few journaled
+                return False  # a report that moves nothing, past the few journaled
             else:
                 self._m._ignored_reports[challenge_id] = ignored + 1
             challenge = dataclasses.replace(existing, delivery=_best_news(messages.values()))
@@ -536,6 +537,7 @@ class MemoryChallenges:
             if provider_id:
                 extra["provider_id"] = provider_id
             self._m._append(challenge, "challenge.delivery", at, state.value, extra)
+            return moved
 
     async def record_dispatch(  # noqa: PLR0913 (the entry, what became of it, and what is journaled with it)
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from http import HTTPStatus
 from urllib.parse import urlencode
@@ -15,6 +16,7 @@ from sesame.clients.kannel_dlr import (
     parse_report,
     report_token,
 )
+from sesame.clients.sms_breaker import BreakerState
 from sesame.server.domain.model import DeliveryState, RequestContext
 from tests import factories
 from tests.fakes.clock import FixedClock
@@ -169,3 +171,46 @@ async def test_an_empty_token_set_authenticates_no_report(store: MemoryState):
     assert (await reports.receive(urlencode(query))).status == HTTPStatus.FORBIDDEN
     challenge_id = factories.a_challenge(NOW).challenge_id
     assert (await store.challenges.get_challenge(challenge_id)).delivery is not DeliveryState.DELIVERED
+
+
+class _Reported:
+    """An observer that keeps the reports it is told of (the metrics' side)."""
+
+    def __init__(self) -> None:
+        self.states: list[DeliveryState] = []
+
+    def attempted(self, provider: str, outcome: str) -> None:
+        pass
+
+    def breaker_changed(self, provider: str, state: BreakerState) -> None:
+        pass
+
+    def reported(self, provider: str, state: DeliveryState) -> None:
+        self.states.append(state)
+
+    def bind_changed(self, provider: str, bound: bool) -> None:  # noqa: FBT001 (the observer's event)
+        pass
+
+
+async def test_a_replayed_report_is_counted_and_logged_once(
+    store: MemoryState, caplog: pytest.LogCaptureFixture
+):
+    """One dlr-url replayed 50 times over statuses 8, 1, 2, 16, 4: the observer hears the two reports that
+    moved the message (sent, delivered), and each state's reports that moved nothing write one line."""
+    caplog.set_level(logging.INFO, "sesame.sms")
+    observer = _Reported()
+    reports = KannelDeliveryReports(TOKEN, store.challenges, FixedClock(NOW), observer)
+    challenge_id = factories.a_challenge(NOW).challenge_id
+    query = {"challenge": challenge_id, "ref": "r1", "token": report_token(TOKEN, challenge_id, "r1")}
+    for n in range(50):
+        reply = await reports.receive(urlencode(query | {"status": ("8", "1", "2", "16", "4")[n % 5]}))
+        assert reply.status == HTTPStatus.OK
+    assert observer.states == [DeliveryState.SENT, DeliveryState.DELIVERED]
+    lines = [r.getMessage().partition(", ")[2] for r in caplog.records if r.name == "sesame.sms"]
+    assert sorted(lines) == [
+        "a delivered report that moved nothing (a repeat, a late one)",
+        "a failed report that moved nothing (a repeat, a late one)",
+        "a sent report that moved nothing (a repeat, a late one)",
+        "recorded as a delivered report",
+        "recorded as a sent report",
+    ]

@@ -26,6 +26,7 @@ from sesame.clients.http_listener import Reply
 from sesame.clients.sms_failover import UNOBSERVED, ProviderObserver
 from sesame.clients.sms_reference import smsc_message_id
 from sesame.server.domain.errors import ChallengeNotFound, StoreUnavailable
+from sesame.server.domain.log_quota import LogQuota
 from sesame.server.domain.model import DeliveryState
 from sesame.server.domain.ports import Challenges, Clock
 from sesame.server.domain.privacy import mask_challenge
@@ -45,6 +46,12 @@ _MESSAGE_ID: Final = "message_id"
 # Challenge ids are `<hex>.k<N>.d<N>`, our references uuid hex; anything else was not made by us.
 _ID: Final = re.compile(r"[0-9A-Za-z._-]{1,128}")
 _STATUS: Final = re.compile(r"[0-9]{1,3}")
+# A report taken (200) is logged at most once in this many seconds per state reported and per outcome (one
+# of the two below), the next line counting those held back, as the SMPP receipts are: a dlr-url replayed
+# 2000 times wrote 2000 INFO lines (an outside audit, Z3).
+REPORT_LINE_EVERY_SECONDS: Final = 60.0
+_MOVED: Final = "recorded as a {} report"
+_MOVED_NOTHING: Final = "a {} report that moved nothing (a repeat, a late one)"
 
 
 def report_token(secret: str, challenge_id: str, provider_ref: str) -> str:
@@ -111,7 +118,11 @@ class KannelDeliveryReports:
     token: str = field(repr=False)
     challenges: Challenges
     clock: Clock
-    observer: ProviderObserver = UNOBSERVED  # told each report once recorded: the metrics
+    observer: ProviderObserver = UNOBSERVED  # told each report that moved its message: the metrics
+    # By the state reported and the outcome (_MOVED, _MOVED_NOTHING).
+    _lines: LogQuota[tuple[DeliveryState, str]] = field(
+        default_factory=lambda: LogQuota(REPORT_LINE_EVERY_SECONDS), init=False, repr=False
+    )
 
     async def receive(self, query: str) -> Reply:
         """403 for a missing or wrong token, 400 malformed, 404 unknown challenge, 503 store down, 200."""
@@ -119,7 +130,7 @@ class KannelDeliveryReports:
         if isinstance(report, Reply):
             return report
         try:
-            await self.challenges.record_delivery(
+            moved = await self.challenges.record_delivery(
                 report.challenge_id,
                 report.state,
                 report.provider_ref,
@@ -130,15 +141,26 @@ class KannelDeliveryReports:
             return Reply(HTTPStatus.NOT_FOUND, "no such challenge")
         except StoreUnavailable:
             return Reply(HTTPStatus.SERVICE_UNAVAILABLE, "try again later")
-        self.observer.reported("kannel", report.state)
-        _log.info(
-            "delivery report %s for %s: Kannel %d, %s",
-            report.provider_ref,
-            mask_challenge(report.challenge_id),
-            report.status,
-            report.state.value,
-        )
+        # Counted only when it moved its message: Kannel retrying a report, or whoever replays a dlr-url,
+        # must not read on the dashboard as more SMS delivered or failed.
+        if moved:
+            self.observer.reported("kannel", report.state)
+        self._log(report, _MOVED if moved else _MOVED_NOTHING)
         return Reply(HTTPStatus.OK, "recorded")
+
+    def _log(self, report: DeliveryReport, outcome: str) -> None:
+        """One INFO line per state reported and `outcome` in REPORT_LINE_EVERY_SECONDS, the next counting
+        those held back. It names the report, not the challenge's state, which moves forward only."""
+        held_back = self._lines.admit((report.state, outcome))
+        if held_back is not None:
+            _log.info(
+                "delivery report %s for %s: Kannel %d, %s%s",
+                report.provider_ref,
+                mask_challenge(report.challenge_id),
+                report.status,
+                outcome.format(report.state.value),
+                self._lines.held_back(held_back, "such reports"),
+            )
 
     def _checked(self, query: str) -> DeliveryReport | Reply:
         """The report the query carries once its token is checked, or the refusal to answer."""

@@ -341,14 +341,17 @@ class RedisChallenges(RedisPlace):
 
     async def record_delivery(
         self, challenge_id: str, state: DeliveryState, provider_ref: str, at: datetime, provider_id: str = ""
-    ) -> None:
-        """Note what the SMS gateway said, with the provider's own message id if any. ChallengeNotFound."""
+    ) -> bool:
+        """Note what the SMS gateway said, with the provider's own message id if any; whether it moved the
+        message forward. ChallengeNotFound."""
         head = rec.challenge_event("challenge.delivery", challenge_id, at)
         args = [state.value, provider_ref, *head, "provider_ref", provider_ref]
         if provider_id:
             args += ["provider_id", provider_id]
-        if await self._run("record_delivery", self._challenge_keys(challenge_id), args) != 1:
+        recorded = await self._run("record_delivery", self._challenge_keys(challenge_id), args)
+        if recorded == 0:
             raise ChallengeNotFound(challenge_id)
+        return bool(recorded == 1)
 
     async def pending_challenges(self, user_id: str, expiring_after: datetime) -> list[str]:
         """The indexed ids expiring after `expiring_after`; older entries are dropped in the same round trip.

@@ -52,7 +52,8 @@ class ProviderObserver(Protocol):
         """The provider's breaker moved to `state`."""
 
     def reported(self, provider: str, state: DeliveryState) -> None:
-        """The provider reported what became of a message (a Kannel DLR, an SMPP receipt), once recorded."""
+        """The provider reported what became of a message (a Kannel DLR, an SMPP receipt), once recorded: the
+        report moved its message forward (a repeat or a late one is not told)."""
 
     def bind_changed(self, provider: str, bound: bool) -> None:  # noqa: FBT001 (the observer's event)
         """A provider that keeps a session (SMPP) bound it (True), or its attempt to bind failed (False):

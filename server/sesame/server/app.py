@@ -310,10 +310,11 @@ async def _provider(  # noqa: PLR0913 (what each provider may need: its settings
         async def record(
             challenge_id: str, state: DeliveryState, provider_ref: str, provider_id: str
         ) -> None:
-            await store.challenges.record_delivery(
+            # Counted once it moved its message: a receipt the SMSC sends again is not another SMS's.
+            if await store.challenges.record_delivery(
                 challenge_id, state, provider_ref, clock.now(), provider_id
-            )
-            observer.reported("smpp", state)
+            ):
+                observer.reported("smpp", state)
 
         # The SMSC's message ids in Redis too: a receipt after a restart, or on another worker's session,
         # still finds its challenge (decision 0030).

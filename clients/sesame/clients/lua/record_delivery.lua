@@ -5,7 +5,10 @@
 -- Note what the SMS gateway said about one of a challenge's messages, with its journal entry.
 -- KEYS[1] challenge hash, KEYS[2] challenge journal stream (its user's {s:<n>} slot)
 -- ARGV[1] reported state, ARGV[2] provider reference (one per message sent), ARGV[3 ..] journal field/value
--- pairs. Returns 1 (recorded, or not worth writing: see below), or 0 when the challenge does not exist.
+-- pairs. Returns 1 when the report moved its message forward, 2 when it moved nothing (a repeat, a late one,
+-- journaled or not: see below), or 0 when the challenge does not exist. Only the 1s are counted (Kannel's
+-- route, the SMPP receipts): a replayed report must not read on the dashboard as another SMS delivered or
+-- failed.
 --
 -- Kannel can call back before sendsms has answered: each message only moves forward, and the challenge shows
 -- the best news over its messages (_delivery.lua).
@@ -31,14 +34,15 @@ if before == nil then
   local known = 0
   for _ in pairs(messages) do known = known + 1 end
   if known >= MAX_MESSAGES then
-    return 1
+    return 2
   end
 end
 note_message(messages, ref, state)
-if messages[ref] == before then
+local moved = messages[ref] ~= before
+if not moved then
   local ignored = tonumber(h[7] or '0')
   if ignored >= MAX_IGNORED then
-    return 1
+    return 2
   end
   redis.call('HSET', challenge, 'ignored_reports', ignored + 1)
 end
@@ -51,4 +55,7 @@ for _, v in ipairs({'user_id', h[2], 'client_id', h[3], 'op_digest', h[4], 'outc
   entry[#entry + 1] = v
 end
 journal_append(journal, entry)
-return 1
+if moved then
+  return 1
+end
+return 2

@@ -281,9 +281,11 @@ class Challenges(Protocol):
 
     async def record_delivery(
         self, challenge_id: str, state: DeliveryState, provider_ref: str, at: datetime, provider_id: str = ""
-    ) -> None:
+    ) -> bool:
         """Note what the SMS gateway said about the challenge's message, journaled with the provider's own
-        message id when its report carries one (`provider_id`, decision 0041). ChallengeNotFound."""
+        message id when its report carries one (`provider_id`, decision 0041). Whether the report moved its
+        message forward: False for one that moved nothing (a repeat, a late one; journaled for the first
+        few only) or that names a message beyond the challenge's bound (dropped). ChallengeNotFound."""
         ...
 
     async def pending_challenges(self, user_id: str, expiring_after: datetime) -> list[str]:
