@@ -73,6 +73,28 @@ def test_segments_past_the_retention_are_pruned_but_the_newest(
     assert archive.prune("2026-11-30T17:00:00.000+00:00") == []
 
 
+def test_pruning_reads_each_old_segments_last_block_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found from outside: the hourly pruning read every line of every segment, inside the sealer's step
+    (0.6 s a full segment, growing with the archive). Only each segment's last line is read, oldest first,
+    and the first segment kept ends the search: lines it does not read may be anything."""
+    monkeypatch.setattr(journal_archive, "SEGMENT_BLOCKS", 2)
+    signer, archive = Signer(), JournalArchive(tmp_path)
+    previous = None
+    for n in range(1, 6):
+        seal = signer.seal(previous, feed(n, 1))
+        archive.append(seal, feed(n, 1))
+        previous = seal.block
+    first, second, _ = sorted(tmp_path.glob("segment-*.jsonl"))
+    kept = second.read_bytes()
+    first.write_bytes(b"not read\n" + first.read_bytes().split(b"\n", 1)[1])
+    second.write_bytes(kept + b"not a block either\n")
+    assert archive.prune("2026-11-30T17:00:00.000+00:00") == []  # the first segment kept: no further
+    second.write_bytes(kept)
+    assert archive.prune("2026-11-30T19:00:00.000+00:00") == [first, second]
+
+
 OTHER = "sesame:{u:1}:ch:y:journal"
 
 

@@ -289,15 +289,27 @@ class JournalArchive:
 
     def prune(self, before: str) -> list[Path]:
         """Delete the segments whose every block was closed before `before` (ISO 8601 UTC), the newest one
-        excepted (the next block follows it); return them."""
+        excepted (the next block follows it); return them.
+
+        Each segment's last block only is read, from its end, oldest segment first, and the first segment
+        kept ends the search (blocks are archived in order): it read every line of every segment, once an
+        hour inside the sealer's step, 0.6 s a full segment, 35 minutes an hour at 13 months' retention
+        while nothing was sealed (an outside audit)."""
         gone = []
         for segment in self._segments()[:-1]:
-            last = None
-            for block in self._blocks([segment]):
-                last = block.seal.block
-            if last is not None and last.at < before:
-                segment.unlink()
-                gone.append(segment)
+            line = _last_whole_line(segment, cut=False)[0]
+            if line is None:
+                break
+            try:
+                last = _archived(json.loads(line)).seal.block
+            except (ValueError, TypeError, KeyError) as exc:
+                raise MalformedArchive(
+                    f"{segment.name}'s last line is not an archived block ({type(exc).__name__})"
+                ) from None
+            if last.at >= before:
+                break
+            segment.unlink()
+            gone.append(segment)
         self.index.forget(segment.name for segment in gone)
         return gone
 
