@@ -286,3 +286,26 @@ async def test_a_stale_reinstatement_retry_never_lifts_a_later_suspension(limite
         await status(StatusAction.REINSTATE, "found-again", 22)
     assert await store.users.applied_change("u-1", "found-again") is None
     assert (await store.users.get_user("u-1")).status is UserStatus.ACTIVE
+
+
+async def test_a_noops_request_id_is_forgotten_past_its_time_before_it_is_looked_up(limited: Store) -> None:
+    """Found from outside: a suspension's id that changed nothing was still answered as that no-op ten
+    minutes past a 60 s setting (forgotten only at the user's next no-op): a suspension retried under it
+    later, the user reinstated since, left the user active. Past SESAME_NOOP_IDS_KEPT_SECONDS, it is a new
+    call, as documented."""
+    store = limited
+    await enrolled(store)
+
+    async def change(action: StatusAction, request_id: str, at: datetime) -> UserStatus:
+        provenance = dataclasses.replace(BY, request_id=request_id)
+        changed = await store.users.change_user_status(StatusChange("u-1", action, at, provenance))
+        return changed.user.status
+
+    assert await change(StatusAction.SUSPEND, "s-1", NOW) is UserStatus.SUSPENDED
+    assert await change(StatusAction.SUSPEND, "s-2", NOW + MS) is UserStatus.SUSPENDED  # a no-op, remembered
+    assert await change(StatusAction.REINSTATE, "r-1", NOW + MS * 2) is UserStatus.ACTIVE
+    assert (
+        await change(StatusAction.SUSPEND, "s-2", NOW + MS * 3) is UserStatus.ACTIVE
+    )  # its retry: as before
+    assert await store.users.applied_change("u-1", "s-2") is not None
+    assert await change(StatusAction.SUSPEND, "s-2", NOW + timedelta(minutes=11)) is UserStatus.SUSPENDED

@@ -176,14 +176,19 @@ class Memory:
         if added is not None:
             self._journal(user_id, entry | added)
 
-    def _noop_room(self, user_id: str, at: datetime) -> datetime | None:
-        """As _noops.lua's noop_room: the no-ops' ids past `ids_for` forgotten; None when fewer than
-        `ids_kept` are left, else when the oldest left is forgotten."""
+    def _forget_old_noops(self, user_id: str, at: datetime) -> None:
+        """As _noops.lua's forget_old_noops: the no-ops' ids past `ids_for` forgotten."""
         ids = self._noop_ids.setdefault(user_id, {})
         for old, when in list(ids.items()):
             if when <= at - self._noop_limits.ids_for:
                 del ids[old]
                 del self._changes[(user_id, old)]
+
+    def _noop_room(self, user_id: str, at: datetime) -> datetime | None:
+        """As _noops.lua's noop_room: the no-ops' ids past `ids_for` forgotten; None when fewer than
+        `ids_kept` are left, else when the oldest left is forgotten."""
+        self._forget_old_noops(user_id, at)
+        ids = self._noop_ids[user_id]
         if len(ids) < self._noop_limits.ids_kept:
             return None
         return min(ids.values()) + self._noop_limits.ids_for

@@ -129,7 +129,7 @@ class MemoryUsers:
 
     def _status(self, change: StatusChange, record_id: str, user_id: str) -> str:
         """The transition of change_user_status.lua on an existing user; returns its outcome."""
-        if record_id and self._replayed((user_id, record_id), change.fingerprint):
+        if record_id and self._replayed((user_id, record_id), change.fingerprint, change.at):
             return "replayed"
         user = self._m._users[user_id]
         status, outcome = _transition(user, change.action)
@@ -161,8 +161,10 @@ class MemoryUsers:
             self._m._changes[(user_id, record_id)] = record
         return outcome
 
-    def _replayed(self, key: tuple[str, str], fingerprint: str) -> AppliedChange | None:
-        """The record of this request, applied before under its request id; RequestIdReused for another's."""
+    def _replayed(self, key: tuple[str, str], fingerprint: str, at: datetime) -> AppliedChange | None:
+        """The record of this request, applied before under its request id; RequestIdReused for another's.
+        As _noops.lua's lookup_applied: the no-ops' ids past their time forgotten first."""
+        self._m._forget_old_noops(key[0], ms(at))
         seen = self._m._changes.get(key)
         if seen is not None and seen.fingerprint != fingerprint:
             raise RequestIdReused
@@ -189,7 +191,7 @@ class MemoryUsers:
         async with self._m._lock:
             user = await self.get_user(unblocking.user_id)
             key = (unblocking.user_id, unblocking.provenance.request_id)
-            if self._replayed(key, unblocking.fingerprint):
+            if self._replayed(key, unblocking.fingerprint, unblocking.at):
                 return Unblocked(UnblockOutcome.REPLAYED, user)
             outcome = "unchanged"
             if user.status is UserStatus.REVOKED:
@@ -226,7 +228,7 @@ class MemoryUsers:
         async with self._m._lock:
             user = await self.get_user(change.user_id)
             key = (change.user_id, change.provenance.request_id)
-            seen = self._replayed(key, change.fingerprint)
+            seen = self._replayed(key, change.fingerprint, change.at)
             if seen is not None:
                 return PhoneChanged(PhoneChangeOutcome.REPLAYED, user, "", seen.counts)
             outcome = _phone_outcome(user, change)

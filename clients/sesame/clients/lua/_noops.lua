@@ -17,6 +17,23 @@ local function journal_noop(user, journal, entry, now, limits)
   return journal_hourly(user, 'noops', limits.per_hour, journal, entry, now)
 end
 
+-- The no-ops' ids older than `limits.ids_for_ms` forgotten (their times in `<changes>:noops`, same slot).
+local function forget_old_noops(changes, now, limits)
+  local noops = changes .. ':noops'
+  local old = redis.call('ZRANGEBYSCORE', noops, '-inf', now - limits.ids_for_ms)
+  if #old > 0 then
+    redis.call('HDEL', changes, unpack(old))
+    redis.call('ZREM', noops, unpack(old))
+  end
+end
+
+-- The no-ops' ids older than `limits.ids_for_ms` forgotten before a request id is looked up: one was answered
+-- as its no-op ten minutes past a 60 s setting, forgotten only at the user's next no-op (an outside audit).
+local function lookup_applied(changes, request_id, now, limits)
+  forget_old_noops(changes, now, limits)
+  return redis.call('HGET', changes, request_id)
+end
+
 -- Room for one more no-op's request id in the user's applied ids `changes`: the no-ops' ids older than
 -- `limits.ids_for_ms` are forgotten first (their times are in `<changes>:noops`, same slot); then true when
 -- fewer than `limits.ids_kept` are left, else the time (ms) the oldest left is forgotten at. An id is never
@@ -25,11 +42,7 @@ end
 -- it: each is a change of the user, journaled, kept as long as the user.
 local function noop_room(changes, now, limits)
   local noops = changes .. ':noops'
-  local old = redis.call('ZRANGEBYSCORE', noops, '-inf', now - limits.ids_for_ms)
-  if #old > 0 then
-    redis.call('HDEL', changes, unpack(old))
-    redis.call('ZREM', noops, unpack(old))
-  end
+  forget_old_noops(changes, now, limits)
   if redis.call('ZCARD', noops) < limits.ids_kept then
     return true
   end

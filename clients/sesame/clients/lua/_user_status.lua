@@ -55,7 +55,7 @@ local function change_status(allowed)
     return {'foreclosed'}
   end
   if request_id ~= '' then
-    local seen, counts = applied(redis.call('HGET', changes, request_id))
+    local seen, counts = applied(lookup_applied(changes, request_id, tonumber(now), limits))
     if seen == fingerprint then
       return {'replayed', redis.call('HGETALL', user), counts}
     elseif seen then

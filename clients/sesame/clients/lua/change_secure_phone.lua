@@ -35,7 +35,7 @@ local user, journal, changes = KEYS[1], KEYS[2], KEYS[3]
 if redis.call('EXISTS', user) == 0 then
   return {'not_found'}
 end
-local seen, counts = applied(redis.call('HGET', changes, ARGV[7]))
+local seen, counts = applied(lookup_applied(changes, ARGV[7], tonumber(ARGV[1]), noop_limits(12)))
 if seen == ARGV[8] then
   return {'replayed', redis.call('HGETALL', user), counts}
 elseif seen then

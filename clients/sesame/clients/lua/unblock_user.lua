@@ -18,7 +18,7 @@ local limits = noop_limits(4)
 if redis.call('EXISTS', user) == 0 then
   return {'not_found'}
 end
-local seen = redis.call('HGET', changes, request_id)
+local seen = lookup_applied(changes, request_id, now, limits)
 if seen == fingerprint then
   return {'replayed', redis.call('HGETALL', user)}
 elseif seen then
