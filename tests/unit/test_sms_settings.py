@@ -162,6 +162,10 @@ def test_production_refuses_the_console_and_accepts_kannel(tmp_path: Path, pki: 
         # TLS that accepts any certificate, or any name, is no protection against who is between.
         ({"SESAME_REDIS_URL": "rediss://redis/0?ssl_cert_reqs=none"}, "SESAME_REDIS_URL (rediss:// without"),
         ({"SESAME_REDIS_URL": "rediss://redis/0?ssl_check_hostname=no"}, "SESAME_REDIS_URL (rediss://"),
+        # Anonymous ciphers: a server without a certificate is let in (an audit of the check above).
+        ({"SESAME_REDIS_URL": "rediss://redis/0?ssl_ciphers=aNULL"}, "SESAME_REDIS_URL (rediss:// without"),
+        # A cluster client connects to the nodes the cluster names, not to its seeds only.
+        ({"SESAME_REDIS_URL": "redis+cluster://127.0.0.1:7000"}, "SESAME_REDIS_URL (redis+cluster://"),
         ({"SESAME_KANNEL_URL": "http://kannel.internal:13013"}, "SESAME_KANNEL_URL (http://, not https://)"),
         (
             {
@@ -185,7 +189,8 @@ def test_production_refuses_links_in_clear_to_other_hosts(
     Settings.from_env(production)  # every link over TLS: boots
     for local in ("redis://127.0.0.1:6379/0", "redis://[::1]/0", "redis://", "unix:///run/redis.sock"):
         Settings.from_env(production | {"SESAME_REDIS_URL": local})  # crosses no network
-    Settings.from_env(production | {"SESAME_REDIS_URL": "rediss://redis/0?ssl_ca_certs=/etc/ca.pem"})
+    for checked in ("rediss://redis/0?ssl_ca_certs=/etc/ca.pem", "rediss://redis/0?ssl_cert_reqs=optional"):
+        Settings.from_env(production | {"SESAME_REDIS_URL": checked})
     message = _problems(production | links)
     assert "in production no link to another host may carry codes in clear" in message
     assert said in message

@@ -11,7 +11,6 @@ health (`check_cluster`).
 from __future__ import annotations
 
 import contextlib
-import ssl
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 from urllib.parse import unquote, urlsplit
@@ -30,6 +29,20 @@ from sesame.server.domain.errors import RedisUrlUnusable, StoreUnavailable
 _BOOT_TIMEOUT: Final = 2.0  # seconds for each socket wait of the boot's check
 RedisClient: TypeAlias = aioredis.Redis | RedisCluster
 _CLUSTER_SCHEMES: Final = {"redis+cluster": False, "rediss+cluster": True}  # scheme: TLS
+_CLUSTER_NODES: Final = "the nodes the cluster names"  # where a cluster client connects besides its seeds
+# The TLS options of a Redis URL that only say where the certificates are, and the two checks `reach` reads.
+_TLS_PLACES: Final = frozenset(
+    {
+        "ssl_ca_certs",
+        "ssl_ca_path",
+        "ssl_ca_data",
+        "ssl_certfile",
+        "ssl_keyfile",
+        "ssl_password",
+        "ssl_cert_reqs",
+        "ssl_check_hostname",
+    }
+)
 # What an outbox's own cluster client keeps of the client it sits beside (see `beside`).
 # Connections of a pool (one server) or per node (a cluster): as many as the calls in flight; the server's
 # shedding bounds the calls (SESAME_MAX_CONCURRENT_RPCS). redis-py 8 caps both at 100 by default and fails the
@@ -68,7 +81,9 @@ def reach(url: str) -> Reach:
     both passing production's check of links in clear). RedisUrlUnusable for what the client refuses too."""
     if is_cluster_url(url):
         nodes, _, tls = _cluster_target(url)
-        return Reach(tuple(node.host for node in nodes), tls, tls)  # a cluster's TLS: redis-py's defaults
+        # A cluster client talks to every node the cluster names, wherever they are, not to its seeds only
+        # (seeds on this host passed while the nodes were elsewhere: an audit): never this host's alone.
+        return Reach((*(node.host for node in nodes), _CLUSTER_NODES), tls, tls)
     try:
         options = parse_url(url)
     except ValueError as exc:
@@ -77,10 +92,13 @@ def reach(url: str) -> Reach:
     if kind is UnixDomainSocketConnection:
         return Reach((), tls=False, checked=False)
     tls = kind is SSLConnection
-    # What SSLConnection checks by default: the certificate, then the name (unchecked without the first).
-    certificate = options.get("ssl_cert_reqs", "required") in ("required", ssl.CERT_REQUIRED)
+    # What SSLConnection checks by default: the certificate (CERT_OPTIONAL checks it too on a client: the
+    # server always shows one), then the name; no TLS option of the URL but those that only say where the
+    # certificates are: `ssl_ciphers=aNULL` let a server without a certificate in (an audit).
+    certificate = options.get("ssl_cert_reqs", "required") in ("required", "optional")
     name = options.get("ssl_check_hostname", True) is True
-    return Reach((options.get("host", "localhost"),), tls, tls and certificate and name)
+    weakened = any(option.startswith("ssl_") and option not in _TLS_PLACES for option in options)
+    return Reach((options.get("host", "localhost"),), tls, tls and certificate and name and not weakened)
 
 
 def connect(url: str, *, timeout: float, retry: Retry | None = None, **options: Any) -> RedisClient:
