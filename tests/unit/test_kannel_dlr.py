@@ -208,9 +208,9 @@ async def test_a_replayed_report_is_counted_and_logged_once(
     assert observer.states == [DeliveryState.SENT, DeliveryState.DELIVERED]
     lines = [r.getMessage().partition(", ")[2] for r in caplog.records if r.name == "sesame.sms"]
     assert sorted(lines) == [
-        "a delivered report that moved nothing (a repeat, a late one)",
-        "a failed report that moved nothing (a repeat, a late one)",
-        "a sent report that moved nothing (a repeat, a late one)",
+        "a delivered report that moved nothing (its message was there already)",
+        "a failed report that moved nothing (its message was there already)",
+        "a sent report that moved nothing (its message was there already)",
         "recorded as a delivered report",
         "recorded as a sent report",
     ]

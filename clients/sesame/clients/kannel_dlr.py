@@ -51,7 +51,8 @@ _STATUS: Final = re.compile(r"[0-9]{1,3}")
 # 2000 times wrote 2000 INFO lines (an outside audit, Z3).
 REPORT_LINE_EVERY_SECONDS: Final = 60.0
 _MOVED: Final = "recorded as a {} report"
-_MOVED_NOTHING: Final = "a {} report that moved nothing (a repeat, a late one)"
+# Kannel's first `sent` report (status 8, the SMSC took it) moves nothing either: the send said SENT before.
+_MOVED_NOTHING: Final = "a {} report that moved nothing (its message was there already)"
 
 
 def report_token(secret: str, challenge_id: str, provider_ref: str) -> str:
