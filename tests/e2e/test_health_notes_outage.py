@@ -67,3 +67,42 @@ def test_a_redis_outage_leaves_the_note_of_what_was_seen_then_up(
         client.close()
         serving.process.terminate()
         serving.process.wait(timeout=60)
+
+
+def test_an_outage_across_a_restart_is_noted_by_the_next_worker(
+    tmp_path: Path, own_redis: EmbeddedRedis
+) -> None:
+    """Found from outside: Redis away, `sesame serve` stopped meanwhile, Redis back and the server started
+    again: no `down` note at all, and an operation across it read `every_dependency_up` true. The worker
+    keeps what its failed rounds saw beside its var/ (`health/worker-<n>.unwritten`); the next worker of
+    that number writes it first."""
+    settings = {
+        "SESAME_REDIS_URL": own_redis.url,
+        "SESAME_WORKERS": "1",
+        "SESAME_SHUTDOWN_GRACE_SECONDS": "1",
+    }
+    var, pending = tmp_path / "var", tmp_path / "var" / "health" / "worker-1.unwritten"
+    client = redis.Redis.from_url(own_redis.url)
+    stream = Keyspace("sesame").health_journal()
+    serving = start_serve(var, settings)
+    try:
+        assert until(lambda: client.xlen(stream) >= 1, 30)
+        before = len(_notes(client, stream))
+        os.kill(int(own_redis.pid_file.read_text().strip()), signal.SIGTERM)  # Redis stops, its data kept
+        assert until(pending.exists, 15)
+        serving.process.terminate()
+        serving.process.wait(timeout=60)
+        assert own_redis.restart_if_dead()  # on its port, from its append-only file
+        assert len(_notes(client, stream)) == before  # nothing was noted meanwhile
+        serving = start_serve(var, settings)
+
+        def noted() -> bool:
+            after = _notes(client, stream)[before:]
+            return any(not _all_up(note) for note in after) and _all_up(after[-1])
+
+        assert until(noted, 30), _notes(client, stream)[before:]
+        assert until(lambda: not pending.exists(), 10)
+    finally:
+        client.close()
+        serving.process.terminate()
+        serving.process.wait(timeout=60)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sesame.server.domain.errors import StoreUnavailable
 from sesame.server.health_noting import NOTE_EVERY, HealthNoter
@@ -85,3 +86,20 @@ async def test_a_down_note_whose_answer_was_lost_is_followed_by_up() -> None:
     await noter(UP)  # known written now: nothing more
     assert [n["state store"] for _, n in await lost.notes(None, None)] == ["down"]
     assert [n["state store"] for _, n in await back.notes(None, None)] == ["down", "up"]
+
+
+async def test_what_a_stopped_worker_could_not_note_is_noted_by_the_next(tmp_path: Path) -> None:
+    """The failed rounds' state outlives the worker in its pending file; the next worker writes it first and
+    removes the file once written."""
+    pending = tmp_path / "health" / "worker-1.unwritten"
+    clock = FixedClock()
+    first = HealthNoter(_Failing(), clock, RETENTION, worker="w1")
+    first.pending_in(pending)
+    await first({**UP, "state store": False})
+    assert pending.exists()
+    notes = MemoryHealthNotes()
+    second = HealthNoter(notes, clock, RETENTION, worker="w2")
+    second.pending_in(pending)
+    await second(UP)
+    assert [n["state store"] for _, n in await notes.notes(None, None)] == ["down", "up"]
+    assert not pending.exists()

@@ -556,14 +556,17 @@ def log_open_policy(transport: TransportSettings) -> None:
         _log.warning("no SESAME_AUTHZ_POLICY_FILE: every caller may call every RPC (development only)")
 
 
-async def serve(settings: Settings, ready: Callable[[], None]) -> None:
-    """One worker: serve on the ports its supervisor claimed until SIGTERM or SIGINT, then drain calls in
+async def serve(settings: Settings, ready: Callable[[], None], index: int = 0) -> None:
+    """Worker `index`: serve on the ports its supervisor claimed until SIGTERM or SIGINT, then drain calls in
     flight and stop the adapters. `ready` is called once the port serves."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     async with runtime(settings) as running:
+        if running.health_notes is not None:
+            # What this worker's health rounds saw while their notes could not be written, for the next one.
+            running.health_notes.pending_in(settings.var_dir / "health" / f"worker-{index}.unwritten")
         server = await GrpcServer.start(
             settings.grpc_addr,
             challenges=running.challenges,

@@ -9,11 +9,14 @@ evidence of any operation shows the last note before it and every change during 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import socket
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sesame.server.domain.errors import SesameError
 from sesame.server.domain.ports import Clock, HealthNotes
@@ -36,6 +39,16 @@ class HealthNoter:
         # What the rounds whose note could not be written saw, each part down if one round saw it down;
         # None while notes are written.
         self._unwritten: dict[str, bool] | None = None
+        self._pending: Path | None = None  # where `_unwritten` outlives this process (`pending_in`)
+
+    def pending_in(self, path: Path) -> None:
+        """Keep what the failed rounds saw in `path` until it is written, and take over what the worker before
+        this one left there: an outage across a restart (Redis away, the worker stopped, Redis back, a new
+        worker) left no note at all (an outside audit). A file that cannot be read or written is no note."""
+        self._pending = path
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            seen = json.loads(path.read_text(encoding="utf-8"))
+            self._unwritten = {str(name): bool(works) for name, works in seen.items()}
 
     async def __call__(self, parts: Mapping[str, bool]) -> None:
         """Note `parts` (name: works) unless the last note said the same within NOTE_EVERY.
@@ -62,6 +75,24 @@ class HealthNoter:
                 _log.warning("health note not journaled (%s)", type(exc).__name__)
             seen = self._unwritten or {}
             self._unwritten = {name: works and seen.get(name, True) for name, works in parts.items()}
+            self._keep(self._unwritten)
             return
-        self._unwritten = None
+        if self._unwritten is not None:
+            self._unwritten = None
+            self._keep(None)
         self._last, self._at = dict(parts), now
+
+    def _keep(self, unwritten: dict[str, bool] | None) -> None:
+        """`unwritten` in the pending file (replaced whole), or the file gone once the notes are written."""
+        if self._pending is None:
+            return
+        try:
+            if unwritten is None:
+                self._pending.unlink(missing_ok=True)
+                return
+            self._pending.parent.mkdir(parents=True, exist_ok=True)
+            staged = self._pending.with_suffix(".staged")
+            staged.write_text(json.dumps(unwritten), encoding="utf-8")
+            staged.replace(self._pending)
+        except OSError as exc:
+            _log.warning("health note kept nowhere across a restart (%s)", type(exc).__name__)

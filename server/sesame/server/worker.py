@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             handler.addFilter(_WorkerField(name))
         # Each worker exports its own spans: the supervisor serves no call.
         install_tracing(settings.telemetry.otlp_endpoint)
-        uvloop.run(seal(settings, ready) if args.sealer else serve(settings, ready))
+        uvloop.run(seal(settings, ready) if args.sealer else serve(settings, ready, args.index))
     except SesameError as error:
         print(f"sesame: {who}: {error}", file=sys.stderr)  # noqa: T201
         return 2
