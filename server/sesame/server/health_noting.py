@@ -74,8 +74,10 @@ class HealthNoter:
             if self._unwritten is None:
                 _log.warning("health note not journaled (%s)", type(exc).__name__)
             seen = self._unwritten or {}
-            self._unwritten = {name: works and seen.get(name, True) for name, works in parts.items()}
-            self._keep(self._unwritten)
+            unwritten = {name: works and seen.get(name, True) for name, works in parts.items()}
+            if unwritten != self._unwritten:  # kept on each change only: one write, or one line, per change
+                self._keep(unwritten)
+            self._unwritten = unwritten
             return
         if self._unwritten is not None:
             self._unwritten = None
