@@ -70,7 +70,7 @@ def is_cluster_url(url: str) -> bool:
 class Reach:
     """Where a Redis URL leads, read as the client reads it."""
 
-    hosts: tuple[str, ...]  # the host, a cluster's seeds; none for a unix socket
+    hosts: tuple[str, ...]  # the host; a cluster's seeds and _CLUSTER_NODES; none for a unix socket
     tls: bool  # rediss://: the link is encrypted
     checked: bool  # and the server's certificate and name are checked: no one between can read or change it
 
