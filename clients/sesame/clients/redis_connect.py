@@ -123,6 +123,12 @@ def connect(url: str, *, timeout: float, retry: Retry | None = None, **options: 
             # redis-py's parsing: a port out of range or not a number, a scheme, an option. Its messages name
             # the part at fault, never the whole URL (which may hold the password).
             raise RedisUrlUnusable(str(exc)) from None
+        try:
+            # An option redis-py passes on without knowing it (`?sockettimeout=2`) fails where a connection is
+            # made: at the first command, a traceback out of the boot (an outside audit). Made once here.
+            client.connection_pool.make_connection()  # type: ignore[no-untyped-call]  # redis-py: untyped
+        except TypeError as exc:
+            raise RedisUrlUnusable(f"an option the Redis client does not take: {exc}") from None
         return c_packed(client)  # commands packed in C (decision 0049); `beside` copies the connection class
     nodes, credentials, tls = _cluster_target(url)
     return _cluster(
