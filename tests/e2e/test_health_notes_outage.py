@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -74,14 +75,15 @@ def test_an_outage_across_a_restart_is_noted_by_the_next_worker(
 ) -> None:
     """Found from outside: Redis away, `sesame serve` stopped meanwhile, Redis back and the server started
     again: no `down` note at all, and an operation across it read `every_dependency_up` true. The worker
-    keeps what its failed rounds saw beside its var/ (`health/worker-<n>.unwritten`); the next worker of
+    keeps what its failed rounds saw in its var/ (`health/worker-<n>@<host>.unwritten`); the next worker of
     that number writes it first."""
     settings = {
         "SESAME_REDIS_URL": own_redis.url,
         "SESAME_WORKERS": "1",
         "SESAME_SHUTDOWN_GRACE_SECONDS": "1",
     }
-    var, pending = tmp_path / "var", tmp_path / "var" / "health" / "worker-1.unwritten"
+    var = tmp_path / "var"
+    pending = var / "health" / f"worker-1@{socket.gethostname()}.unwritten"
     client = redis.Redis.from_url(own_redis.url)
     stream = Keyspace("sesame").health_journal()
     serving = start_serve(var, settings)

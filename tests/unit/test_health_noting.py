@@ -3,6 +3,7 @@ cannot take the note does not stop the health watcher."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -103,3 +104,36 @@ async def test_what_a_stopped_worker_could_not_note_is_noted_by_the_next(tmp_pat
     await second(UP)
     assert [n["state store"] for _, n in await notes.notes(None, None)] == ["down", "up"]
     assert not pending.exists()
+
+
+async def test_a_pending_file_not_recent_or_not_in_form_is_dropped(tmp_path: Path) -> None:
+    """Found from outside: a file of a worker number no longer started sealed a `down` at a boot long after,
+    and one edited by hand made the note's own fields (`event`, `at`) or read `"false"` as up. Only a
+    recent file in the noter's form is taken, and only the parts the health round names are noted."""
+    pending = tmp_path / "worker-1@host.unwritten"
+    clock = FixedClock()
+    now = clock.now().timestamp()
+    for kept in (
+        {"since": now - 3700, "parts": {"state store": False}},  # older than NOTE_EVERY
+        {"since": now, "parts": {"state store": "false"}},  # not a boolean
+        {"state store": False},  # not the form
+    ):
+        pending.write_text(json.dumps(kept))
+        notes = MemoryHealthNotes()
+        noter = HealthNoter(notes, clock, RETENTION, worker="w")
+        noter.pending_in(pending)
+        await noter(UP)
+        assert [n["state store"] for _, n in await notes.notes(None, None)] == ["up"]
+        assert not pending.exists()
+    pending.write_text(
+        json.dumps({"since": now, "parts": {"event": False, "at": False, "state store": False}})
+    )
+    notes = MemoryHealthNotes()
+    noter = HealthNoter(notes, clock, RETENTION, worker="w")
+    noter.pending_in(pending)
+    await noter(UP)
+    written = [fields for _, fields in await notes.notes(None, None)]
+    assert [(n["event"], n["state store"]) for n in written] == [
+        ("health.note", "down"),
+        ("health.note", "up"),
+    ]

@@ -8,6 +8,7 @@ import dataclasses
 import functools
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -566,7 +567,9 @@ async def serve(settings: Settings, ready: Callable[[], None], index: int = 0) -
     async with runtime(settings) as running:
         if running.health_notes is not None:
             # What this worker's health rounds saw while their notes could not be written, for the next one.
-            running.health_notes.pending_in(settings.var_dir / "health" / f"worker-{index}.unwritten")
+            # By host too: a var/ shared between hosts must not hand one host's note to another's worker.
+            pending = f"worker-{index}@{socket.gethostname()}.unwritten"
+            running.health_notes.pending_in(settings.var_dir / "health" / pending)
         server = await GrpcServer.start(
             settings.grpc_addr,
             challenges=running.challenges,

@@ -40,15 +40,40 @@ class HealthNoter:
         # None while notes are written.
         self._unwritten: dict[str, bool] | None = None
         self._pending: Path | None = None  # where `_unwritten` outlives this process (`pending_in`)
+        self._since = 0.0  # when the first of the failed rounds was (unix seconds), for the pending file
 
     def pending_in(self, path: Path) -> None:
         """Keep what the failed rounds saw in `path` until it is written, and take over what the worker before
         this one left there: an outage across a restart (Redis away, the worker stopped, Redis back, a new
-        worker) left no note at all (an outside audit). A file that cannot be read or written is no note."""
+        worker) left no note at all (an outside audit).
+
+        Taken over only when it is what this noter writes (`{"since": unix seconds, "parts": {name: bool}}`)
+        and its first failed round is less than NOTE_EVERY old: a file left by a worker number no longer
+        started, or by another deployment, sealed a `down` at a boot long after (an audit of this). Its parts
+        are noted only as far as the health round names them (`__call__`): a file edited by hand made the
+        note's own fields. Anything else is dropped, with a WARNING."""
         self._pending = path
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            seen = json.loads(path.read_text(encoding="utf-8"))
-            self._unwritten = {str(name): bool(works) for name, works in seen.items()}
+        try:
+            kept = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError):
+            kept = None
+        since = kept.get("since") if isinstance(kept, dict) else None
+        parts = kept.get("parts") if isinstance(kept, dict) else None
+        now = self._clock.now().timestamp()
+        if (
+            isinstance(since, (int, float))
+            and not isinstance(since, bool)
+            and 0 <= now - since < NOTE_EVERY.total_seconds()
+            and isinstance(parts, dict)
+            and all(isinstance(works, bool) for works in parts.values())
+        ):
+            self._unwritten, self._since = {str(name): works for name, works in parts.items()}, float(since)
+            return
+        _log.warning("%s is not a recent health note of this worker's: dropped", path.name)
+        with contextlib.suppress(OSError):
+            path.unlink()
 
     async def __call__(self, parts: Mapping[str, bool]) -> None:
         """Note `parts` (name: works) unless the last note said the same within NOTE_EVERY.
@@ -66,13 +91,16 @@ class HealthNoter:
         ):
             return
         try:
-            missed = self._unwritten
-            if missed is not None and missed != dict(parts) and not all(missed.values()):
+            # Only the parts this round names: what a pending file holds besides is no note's.
+            missed = {name: works for name, works in (self._unwritten or {}).items() if name in parts}
+            if missed and missed != dict(parts) and not all(missed.values()):
                 await self._notes.note(now, self._worker, missed, self._retention)
             await self._notes.note(now, self._worker, parts, self._retention)
         except SesameError as exc:  # the state store itself may be what is down: noted once it is back
             if self._unwritten is None:
                 _log.warning("health note not journaled (%s)", type(exc).__name__)
+            if self._unwritten is None:
+                self._since = now.timestamp()
             seen = self._unwritten or {}
             unwritten = {name: works and seen.get(name, True) for name, works in parts.items()}
             if unwritten != self._unwritten:  # kept on each change only: one write, or one line, per change
@@ -94,7 +122,7 @@ class HealthNoter:
                 return
             self._pending.parent.mkdir(parents=True, exist_ok=True)
             staged = self._pending.with_suffix(".staged")
-            staged.write_text(json.dumps(unwritten), encoding="utf-8")
+            staged.write_text(json.dumps({"since": self._since, "parts": unwritten}), encoding="utf-8")
             staged.replace(self._pending)
         except OSError as exc:
             _log.warning("health note kept nowhere across a restart (%s)", type(exc).__name__)
