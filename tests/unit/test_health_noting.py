@@ -4,12 +4,14 @@ cannot take the note does not stop the health watcher."""
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from sesame.server.domain.errors import StoreUnavailable
-from sesame.server.health_noting import NOTE_EVERY, HealthNoter
+from sesame.server.health_noting import KEEP_EVERY, NOTE_EVERY, HealthNoter
 from tests.fakes.clock import FixedClock
 from tests.fakes.evidence_index import MemoryHealthNotes
 
@@ -114,8 +116,8 @@ async def test_a_pending_file_not_recent_or_not_in_form_is_dropped(tmp_path: Pat
     clock = FixedClock()
     now = clock.now().timestamp()
     for kept in (
-        {"since": now - 3700, "parts": {"state store": False}},  # older than NOTE_EVERY
-        {"since": now, "parts": {"state store": "false"}},  # not a boolean
+        {"seen": now - 3700, "parts": {"state store": False}},  # older than NOTE_EVERY
+        {"seen": now, "parts": {"state store": "false"}},  # not a boolean
         {"state store": False},  # not the form
     ):
         pending.write_text(json.dumps(kept))
@@ -126,7 +128,7 @@ async def test_a_pending_file_not_recent_or_not_in_form_is_dropped(tmp_path: Pat
         assert [n["state store"] for _, n in await notes.notes(None, None)] == ["up"]
         assert not pending.exists()
     pending.write_text(
-        json.dumps({"since": now, "parts": {"event": False, "at": False, "state store": False}})
+        json.dumps({"seen": now, "parts": {"event": False, "at": False, "state store": False}})
     )
     notes = MemoryHealthNotes()
     noter = HealthNoter(notes, clock, RETENTION, worker="w")
@@ -137,3 +139,54 @@ async def test_a_pending_file_not_recent_or_not_in_form_is_dropped(tmp_path: Pat
         ("health.note", "down"),
         ("health.note", "up"),
     ]
+
+
+async def test_a_pending_file_that_would_crash_a_boot_is_dropped(tmp_path: Path) -> None:
+    """Found from outside: a `seen` too large for a float, or brackets nested past the recursion limit,
+    crashed every boot of the worker (the file stayed); a link was followed out of var/. Each is dropped."""
+    pending = tmp_path / "worker-1@host.unwritten"
+    target = tmp_path / "elsewhere.json"
+    target.write_text(json.dumps({"seen": FixedClock().now().timestamp(), "parts": {"state store": False}}))
+    for plant in (
+        lambda: pending.write_text('{"seen": 1' + "0" * 400 + ', "parts": {"state store": false}}'),
+        lambda: pending.write_text("[" * 100_000),
+        lambda: pending.write_text(" " * 10_000),
+        lambda: pending.symlink_to(target),
+    ):
+        plant()
+        notes = MemoryHealthNotes()
+        noter = HealthNoter(notes, FixedClock(), RETENTION, worker="w")
+        noter.pending_in(pending)
+        await noter(UP)
+        assert [n["state store"] for _, n in await notes.notes(None, None)] == ["up"]
+        assert not pending.exists()
+        assert not pending.is_symlink()
+    assert target.exists()
+
+
+async def test_a_long_outage_keeps_its_pending_file_recent(tmp_path: Path) -> None:
+    """Found from outside: the hour was counted from the first failed round, so that the longer the outage the
+    surer it left no note when its worker was restarted in it. The file is kept every KEEP_EVERY while the
+    rounds fail, and taken over within the hour of the last."""
+    pending = tmp_path / "worker-1@host.unwritten"
+    clock = FixedClock()
+    first = HealthNoter(_Failing(), clock, RETENTION, worker="w1")
+    first.pending_in(pending)
+    for _ in range(3 * 6):  # three hours of failing rounds, one every ten minutes
+        await first({**UP, "state store": False})
+        clock.advance(KEEP_EVERY)
+    notes = MemoryHealthNotes()
+    second = HealthNoter(notes, clock, RETENTION, worker="w2")
+    second.pending_in(pending)
+    await second(UP)
+    assert [n["state store"] for _, n in await notes.notes(None, None)] == ["down", "up"]
+
+
+def test_pending_files_no_worker_wrote_for_the_hour_are_swept(tmp_path: Path) -> None:
+    own, other, fresh = (tmp_path / f"worker-{n}@host.unwritten" for n in (1, 3, 2))
+    for path in (other, fresh):
+        path.write_text("{}")
+    hour_ago = time.time() - NOTE_EVERY.total_seconds() - 1
+    os.utime(other, (hour_ago, hour_ago))
+    HealthNoter(MemoryHealthNotes(), FixedClock(), RETENTION, worker="w").pending_in(own)
+    assert (other.exists(), fresh.exists()) == (False, True)

@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import socket
+import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,6 +24,8 @@ from sesame.server.domain.errors import SesameError
 from sesame.server.domain.ports import Clock, HealthNotes
 
 NOTE_EVERY = timedelta(hours=1)  # unchanged: one note an hour per worker (~9,000 a year, ~1 MB archived)
+KEEP_EVERY = timedelta(minutes=10)  # the pending file rewritten this often while the rounds go on failing
+PENDING_LIMIT = 4096  # bytes of a pending file read at most: the noter's own take ~150
 
 _log = logging.getLogger("sesame.journal")  # a journal write failing; the outage itself is sesame.health's
 
@@ -40,40 +44,35 @@ class HealthNoter:
         # None while notes are written.
         self._unwritten: dict[str, bool] | None = None
         self._pending: Path | None = None  # where `_unwritten` outlives this process (`pending_in`)
-        self._since = 0.0  # when the first of the failed rounds was (unix seconds), for the pending file
+        self._kept_at = 0.0  # when the pending file was last written (unix seconds)
 
     def pending_in(self, path: Path) -> None:
         """Keep what the failed rounds saw in `path` until it is written, and take over what the worker before
         this one left there: an outage across a restart (Redis away, the worker stopped, Redis back, a new
         worker) left no note at all (an outside audit).
 
-        Taken over only when it is what this noter writes (`{"since": unix seconds, "parts": {name: bool}}`)
-        and its first failed round is less than NOTE_EVERY old: a file left by a worker number no longer
-        started, or by another deployment, sealed a `down` at a boot long after (an audit of this). Its parts
-        are noted only as far as the health round names them (`__call__`): a file edited by hand made the
-        note's own fields. Anything else is dropped, with a WARNING."""
+        Taken over only when it is what this noter writes (`{"seen": unix seconds, "parts": {name: bool}}`,
+        rewritten on each change and every KEEP_EVERY while the rounds fail) and its rounds failed less than
+        NOTE_EVERY ago: a file left by a worker number no longer started, or by another deployment, sealed a
+        `down` at a boot long after (an audit of this). Its parts are noted only as far as the health round
+        names them (`__call__`): a file edited by hand made the note's own fields. Anything else is dropped
+        with a WARNING, as is every pending file beside it that no worker wrote for NOTE_EVERY (a worker
+        number no longer started, another host's name)."""
         self._pending = path
+        _sweep(path)
         try:
-            kept = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError):
-            kept = None
-        since = kept.get("since") if isinstance(kept, dict) else None
-        parts = kept.get("parts") if isinstance(kept, dict) else None
-        now = self._clock.now().timestamp()
-        if (
-            isinstance(since, (int, float))
-            and not isinstance(since, bool)
-            and 0 <= now - since < NOTE_EVERY.total_seconds()
-            and isinstance(parts, dict)
-            and all(isinstance(works, bool) for works in parts.values())
-        ):
-            self._unwritten, self._since = {str(name): works for name, works in parts.items()}, float(since)
-            return
+            kept = _read_pending(path)
+        except _NotInForm:
+            recent = False
+        else:
+            if kept is None:
+                return
+            recent = 0 <= self._clock.now().timestamp() - kept[0] < NOTE_EVERY.total_seconds()
+            if recent:
+                self._kept_at, self._unwritten = kept
+                return
         _log.warning("%s is not a recent health note of this worker's: dropped", path.name)
-        with contextlib.suppress(OSError):
-            path.unlink()
+        _removed(path)
 
     async def __call__(self, parts: Mapping[str, bool]) -> None:
         """Note `parts` (name: works) unless the last note said the same within NOTE_EVERY.
@@ -99,11 +98,12 @@ class HealthNoter:
         except SesameError as exc:  # the state store itself may be what is down: noted once it is back
             if self._unwritten is None:
                 _log.warning("health note not journaled (%s)", type(exc).__name__)
-            if self._unwritten is None:
-                self._since = now.timestamp()
             seen = self._unwritten or {}
             unwritten = {name: works and seen.get(name, True) for name, works in parts.items()}
-            if unwritten != self._unwritten:  # kept on each change only: one write, or one line, per change
+            # Kept on each change, and every KEEP_EVERY that the rounds go on failing (a worker killed in a
+            # long outage leaves a file recent enough to be taken over): one write, or one line, each time.
+            if unwritten != self._unwritten or now.timestamp() - self._kept_at >= KEEP_EVERY.total_seconds():
+                self._kept_at = now.timestamp()
                 self._keep(unwritten)
             self._unwritten = unwritten
             return
@@ -122,7 +122,52 @@ class HealthNoter:
                 return
             self._pending.parent.mkdir(parents=True, exist_ok=True)
             staged = self._pending.with_suffix(".staged")
-            staged.write_text(json.dumps({"since": self._since, "parts": unwritten}), encoding="utf-8")
+            staged.write_text(json.dumps({"seen": self._kept_at, "parts": unwritten}), encoding="utf-8")
             staged.replace(self._pending)
         except OSError as exc:
             _log.warning("health note kept nowhere across a restart (%s)", type(exc).__name__)
+
+
+class _NotInForm(Exception):
+    """A pending file there, not in the noter's form."""
+
+
+def _read_pending(path: Path) -> tuple[float, dict[str, bool]] | None:
+    """A pending file's (seen, parts), None when there is none; _NotInForm for anything else than what the
+    noter writes (not followed when a link, PENDING_LIMIT bytes at most: a planted file crashed every boot,
+    an audit)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _NotInForm from exc
+    try:
+        with os.fdopen(descriptor, "rb") as file:
+            data = file.read(PENDING_LIMIT + 1)
+        kept = json.loads(data) if len(data) <= PENDING_LIMIT else None
+        seen, parts = kept["seen"], kept["parts"]  # type: ignore[index]  # None: TypeError, caught below
+        if not (isinstance(seen, (int, float)) and not isinstance(seen, bool) and math.isfinite(seen)):
+            raise _NotInForm
+        if not all(isinstance(works, bool) for works in parts.values()):
+            raise _NotInForm
+        return float(seen), {str(name): works for name, works in parts.items()}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError, OverflowError) as exc:
+        raise _NotInForm from exc
+
+
+def _sweep(path: Path) -> None:
+    """Remove the pending files beside `path` that no worker wrote for NOTE_EVERY: nobody takes them over."""
+    with contextlib.suppress(OSError):
+        for other in path.parent.glob("*.unwritten"):
+            with contextlib.suppress(OSError):
+                if other != path and time.time() - other.lstat().st_mtime >= NOTE_EVERY.total_seconds():
+                    _log.warning("%s is an old health note no worker takes over: dropped", other.name)
+                    _removed(other)
+
+
+def _removed(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        _log.warning("%s could not be removed (%s)", path.name, type(exc).__name__)
