@@ -122,6 +122,11 @@ def test_a_settings_file_beyond_the_size_limit_is_refused(tmp_path: Path) -> Non
         # An option redis-py does not take: a traceback at the first command (an outside audit).
         "redis://:hunter2-secret@127.0.0.1:6379/0?sockettimeout=2",
         "redis://:hunter2-secret@127.0.0.1:6379/0?ssl_cert_reqs=none",
+        # Options Sésame sets itself, or that change what the client answers (an audit: a traceback, or
+        # health down for good).
+        "redis://:hunter2-secret@127.0.0.1:6379/0?max_connections=1",
+        "redis://:hunter2-secret@127.0.0.1:6379/0?decode_responses=true",
+        "redis://:hunter2-secret@127.0.0.1:6379/0?protocol=4",
         "redis+cluster://:hunter2-secret@127.0.0.1:\u00b2",
     ],
 )

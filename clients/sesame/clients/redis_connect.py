@@ -43,6 +43,13 @@ _TLS_PLACES: Final = frozenset(
         "ssl_check_hostname",
     }
 )
+# Options of a Redis URL that Sésame sets itself, or that change what the client answers: `max_connections=1`
+# held health down for good (decision 0136's pool), `retry_on_error` names exceptions as strings, and
+# `decode_responses` or `encoding` broke every read (an outside audit); Sésame reads RESP2's answers
+# (`protocol`). Refused as settings errors.
+_SET_BY_SESAME: Final = frozenset(
+    {"max_connections", "decode_responses", "retry_on_error", "encoding", "encoding_errors", "protocol"}
+)
 # What an outbox's own cluster client keeps of the client it sits beside (see `beside`).
 # Connections of a pool (one server) or per node (a cluster): as many as the calls in flight; the server's
 # shedding bounds the calls (SESAME_MAX_CONCURRENT_RPCS). redis-py 8 caps both at 100 by default and fails the
@@ -112,6 +119,12 @@ def connect(url: str, *, timeout: float, retry: Retry | None = None, **options: 
     if not is_cluster_url(url):
         options.setdefault("driver_info", _DRIVER)
         try:
+            refused = sorted(set(parse_url(url)) & _SET_BY_SESAME)
+        except ValueError as exc:
+            raise RedisUrlUnusable(str(exc)) from None
+        if refused:
+            raise RedisUrlUnusable(f"an option Sésame sets itself: {', '.join(refused)}")
+        try:
             client = aioredis.Redis.from_url(
                 url,
                 socket_timeout=timeout,
@@ -127,7 +140,7 @@ def connect(url: str, *, timeout: float, retry: Retry | None = None, **options: 
             # An option redis-py passes on without knowing it (`?sockettimeout=2`) fails where a connection is
             # made: at the first command, a traceback out of the boot (an outside audit). Made once here.
             client.connection_pool.make_connection()  # type: ignore[no-untyped-call]  # redis-py: untyped
-        except TypeError as exc:
+        except (TypeError, RedisError, LookupError) as exc:  # `protocol=4`, `encoding=bogus`...
             raise RedisUrlUnusable(f"an option the Redis client does not take: {exc}") from None
         return c_packed(client)  # commands packed in C (decision 0049); `beside` copies the connection class
     nodes, credentials, tls = _cluster_target(url)
