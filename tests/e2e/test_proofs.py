@@ -26,7 +26,7 @@ from sesame.server.domain.errors import HsmUnavailable
 from sesame.server.domain.model import KeyKind
 from sesame.server.grpc.demo import run_demo
 from tests.e2e.conftest import Live
-from tests.e2e.helpers import enrolled, started, verify, wrong
+from tests.e2e.helpers import enrolled, started, transfer, verify, wrong
 from tests.e2e.test_key_readiness import destroy
 from tests.support.jws import claims_of, header_of, verified_claims, with_claims
 from tests.support.wired_server import start_wired
@@ -220,6 +220,32 @@ async def test_a_proof_key_whose_public_half_is_gone_signs_no_more_proofs(
         jws = (await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))).proof
         assert header_of(jws)["kid"] == made.label == "sesame-proof-v3"  # past every label on the token
         assert verified_claims(jws, await served_jwks(live))["sub"] == "bob"
+
+
+async def test_a_start_after_the_current_otp_key_is_gone_counts_an_hsm_failure(
+    make_token: Callable[[str], Pkcs11Config], redis_store: RedisState, tmp_path: Path
+) -> None:
+    """Found from outside: with the current OTP key destroyed, Starts answered INTERNAL and no HSM failure was
+    counted for the minute the current keys are kept (SesameHsmErrors blind). The MAC's KeyNotFound of a
+    current key is counted, and the current keys read again at the next call."""
+    config = make_token(f"gone-{secrets.token_hex(4)}")
+    init_keys(config)
+    async with served_on(config, redis_store, tmp_path) as (live, store):
+        user_id = await enrolled(live)
+        await started(live, user_id)  # the current keys are read and kept
+        destroy(store, ObjectClass.SECRET_KEY, "sesame-otp-v1")
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await live.auth.StartChallenge(
+                auth_pb.StartChallengeRequest(user_id=user_id, operation=transfer())
+            )
+        assert refused.value.code() is grpc.StatusCode.INTERNAL
+        failures = [
+            live.metrics.registry.get_sample_value(
+                "sesame_dependency_failures_total", {"dependency": "hsm", "call": call}
+            )
+            for call in ("mac", "current_keys")
+        ]
+        assert sum(f or 0 for f in failures) >= 1
 
 
 async def test_a_verification_the_hsm_cannot_sign_is_verified_and_proven_later(
