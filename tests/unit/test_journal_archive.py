@@ -56,9 +56,8 @@ def test_a_line_being_written_is_not_read(tmp_path: Path) -> None:
     assert len(list(JournalArchive(tmp_path).blocks())) == 1
 
 
-def test_segments_past_the_retention_are_pruned_but_the_newest(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _five_blocks_in_three_segments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> JournalArchive:
+    """An archive of blocks 1 to 5, two a segment, every one closed at 18:00."""
     monkeypatch.setattr(journal_archive, "SEGMENT_BLOCKS", 2)
     signer, archive = Signer(), JournalArchive(tmp_path)
     previous = None
@@ -66,6 +65,13 @@ def test_segments_past_the_retention_are_pruned_but_the_newest(
         seal = signer.seal(previous, feed(n, 1))
         archive.append(seal, feed(n, 1))
         previous = seal.block
+    return archive
+
+
+def test_segments_past_the_retention_are_pruned_but_the_newest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = _five_blocks_in_three_segments(tmp_path, monkeypatch)
     assert len(list(tmp_path.glob("segment-*.jsonl"))) == 3
     gone = archive.prune("2026-11-30T19:00:00.000+00:00")  # every block was closed at 18:00
     assert [p.name for p in gone] == ["segment-000000000001.jsonl", "segment-000000000003.jsonl"]
@@ -79,13 +85,7 @@ def test_pruning_reads_each_old_segments_last_block_only(
     """Found from outside: the hourly pruning read every line of every segment, inside the sealer's step
     (0.6 s a full segment, growing with the archive). Only each segment's last line is read, oldest first,
     and the first segment kept ends the search: lines it does not read may be anything."""
-    monkeypatch.setattr(journal_archive, "SEGMENT_BLOCKS", 2)
-    signer, archive = Signer(), JournalArchive(tmp_path)
-    previous = None
-    for n in range(1, 6):
-        seal = signer.seal(previous, feed(n, 1))
-        archive.append(seal, feed(n, 1))
-        previous = seal.block
+    archive = _five_blocks_in_three_segments(tmp_path, monkeypatch)
     first, second, _ = sorted(tmp_path.glob("segment-*.jsonl"))
     kept = second.read_bytes()
     first.write_bytes(b"not read\n" + first.read_bytes().split(b"\n", 1)[1])
