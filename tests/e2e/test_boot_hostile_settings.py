@@ -127,6 +127,8 @@ def test_a_settings_file_beyond_the_size_limit_is_refused(tmp_path: Path) -> Non
         "redis://:hunter2-secret@127.0.0.1:6379/0?max_connections=1",
         "redis://:hunter2-secret@127.0.0.1:6379/0?decode_responses=true",
         "redis://:hunter2-secret@127.0.0.1:6379/0?protocol=4",
+        "redis://:hunter2-secret@127.0.0.1:6379/0?socket_timeout=600",  # held a boot 10 min on a hung Redis
+        "redis://:hunter2-secret@127.0.0.1:6379/0?retry=1",
         "redis+cluster://:hunter2-secret@127.0.0.1:\u00b2",
     ],
 )

@@ -190,3 +190,33 @@ def test_pending_files_no_worker_wrote_for_the_hour_are_swept(tmp_path: Path) ->
     os.utime(other, (hour_ago, hour_ago))
     HealthNoter(MemoryHealthNotes(), FixedClock(), RETENTION, worker="w").pending_in(own)
     assert (other.exists(), fresh.exists()) == (False, True)
+
+
+async def test_a_fifo_or_a_planted_staged_link_neither_hangs_nor_redirects_the_note(tmp_path: Path) -> None:
+    """Found from outside: a FIFO at the pending path hung the worker's boot for good; a link at the staged
+    path made the note's write go wherever it led. The FIFO is dropped, the link replaced, its target kept."""
+    pending = tmp_path / "worker-1@host.unwritten"
+    os.mkfifo(pending)
+    noter = HealthNoter(_Failing(), FixedClock(), RETENTION, worker="w")
+    noter.pending_in(pending)  # returns: not opened blocking, not a regular file
+    assert not pending.exists()
+    target = tmp_path / "elsewhere"
+    target.write_text("kept")
+    pending.with_suffix(".staged").symlink_to(target)
+    await noter({**UP, "state store": False})
+    assert target.read_text() == "kept"
+    assert json.loads(pending.read_text())["parts"]["state store"] is False
+
+
+async def test_a_stopping_worker_dates_its_pending_file_now(tmp_path: Path) -> None:
+    """Found from outside: rewritten every KEEP_EVERY only, the file was up to that much older than the last
+    failed round, and taken over 50 minutes after it, not the hour. A worker stopping dates it then."""
+    pending = tmp_path / "worker-1@host.unwritten"
+    clock = FixedClock()
+    noter = HealthNoter(_Failing(), clock, RETENTION, worker="w")
+    noter.pending_in(pending)
+    await noter({**UP, "state store": False})
+    clock.advance(KEEP_EVERY - timedelta(seconds=1))
+    await noter({**UP, "state store": False})
+    noter.stopped()
+    assert json.loads(pending.read_text())["seen"] == clock.now().timestamp()

@@ -48,7 +48,19 @@ _TLS_PLACES: Final = frozenset(
 # `decode_responses` or `encoding` broke every read (an outside audit); Sésame reads RESP2's answers
 # (`protocol`). Refused as settings errors.
 _SET_BY_SESAME: Final = frozenset(
-    {"max_connections", "decode_responses", "retry_on_error", "encoding", "encoding_errors", "protocol"}
+    {
+        "max_connections",
+        "decode_responses",
+        "retry_on_error",
+        "retry",
+        "encoding",
+        "encoding_errors",
+        "protocol",
+        # Sésame bounds every socket wait itself (`connect`'s timeout): `?socket_timeout=600` held a boot
+        # and the CLI for ten minutes on a Redis that did not answer (an audit).
+        "socket_timeout",
+        "socket_connect_timeout",
+    }
 )
 # What an outbox's own cluster client keeps of the client it sits beside (see `beside`).
 # Connections of a pool (one server) or per node (a cluster): as many as the calls in flight; the server's
@@ -123,7 +135,7 @@ def connect(url: str, *, timeout: float, retry: Retry | None = None, **options: 
         except ValueError as exc:
             raise RedisUrlUnusable(str(exc)) from None
         if refused:
-            raise RedisUrlUnusable(f"an option Sésame sets itself: {', '.join(refused)}")
+            raise RedisUrlUnusable(f"an option Sésame sets itself, not the URL: {', '.join(refused)}")
         try:
             client = aioredis.Redis.from_url(
                 url,
@@ -140,7 +152,7 @@ def connect(url: str, *, timeout: float, retry: Retry | None = None, **options: 
             # An option redis-py passes on without knowing it (`?sockettimeout=2`) fails where a connection is
             # made: at the first command, a traceback out of the boot (an outside audit). Made once here.
             client.connection_pool.make_connection()  # type: ignore[no-untyped-call]  # redis-py: untyped
-        except (TypeError, RedisError, LookupError) as exc:  # `protocol=4`, `encoding=bogus`...
+        except (TypeError, AttributeError, RedisError, LookupError) as exc:  # an option of the wrong kind
             raise RedisUrlUnusable(f"an option the Redis client does not take: {exc}") from None
         return c_packed(client)  # commands packed in C (decision 0049); `beside` copies the connection class
     nodes, credentials, tls = _cluster_target(url)

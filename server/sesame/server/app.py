@@ -602,6 +602,8 @@ async def serve(settings: Settings, ready: Callable[[], None], index: int = 0) -
         await stop.wait()
         _log.info("draining (grace %.0f s)", settings.shutdown_grace)
         await server.stop(settings.shutdown_grace)
+        if running.health_notes is not None:
+            running.health_notes.stopped()
     _log.info("stopped")
 
 

@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import socket
+import stat
 import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -112,6 +113,13 @@ class HealthNoter:
             self._keep(None)
         self._last, self._at = dict(parts), now
 
+    def stopped(self) -> None:
+        """The worker stops: while its rounds fail, its pending file says so until now (rewritten every
+        KEEP_EVERY only, it was up to that much older than the last failed round: an audit)."""
+        if self._unwritten is not None:
+            self._kept_at = self._clock.now().timestamp()
+            self._keep(self._unwritten)
+
     def _keep(self, unwritten: dict[str, bool] | None) -> None:
         """`unwritten` in the pending file (replaced whole), or the file gone once the notes are written."""
         if self._pending is None:
@@ -122,7 +130,11 @@ class HealthNoter:
                 return
             self._pending.parent.mkdir(parents=True, exist_ok=True)
             staged = self._pending.with_suffix(".staged")
-            staged.write_text(json.dumps({"seen": self._kept_at, "parts": unwritten}), encoding="utf-8")
+            staged.unlink(missing_ok=True)
+            # Made anew, never through a link planted there (it wrote wherever the link led: an audit).
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+            with os.fdopen(os.open(staged, flags, 0o600), "w", encoding="utf-8") as file:
+                file.write(json.dumps({"seen": self._kept_at, "parts": unwritten}))
             staged.replace(self._pending)
         except OSError as exc:
             _log.warning("health note kept nowhere across a restart (%s)", type(exc).__name__)
@@ -137,12 +149,16 @@ def _read_pending(path: Path) -> tuple[float, dict[str, bool]] | None:
     noter writes (not followed when a link, PENDING_LIMIT bytes at most: a planted file crashed every boot,
     an audit)."""
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        # Not blocking: a FIFO planted there hung the worker's boot for good (an audit).
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise _NotInForm from exc
     try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            os.close(descriptor)
+            raise _NotInForm
         with os.fdopen(descriptor, "rb") as file:
             data = file.read(PENDING_LIMIT + 1)
         kept = json.loads(data) if len(data) <= PENDING_LIMIT else None
@@ -159,7 +175,7 @@ def _read_pending(path: Path) -> tuple[float, dict[str, bool]] | None:
 def _sweep(path: Path) -> None:
     """Remove the pending files beside `path` that no worker wrote for NOTE_EVERY: nobody takes them over."""
     with contextlib.suppress(OSError):
-        for other in path.parent.glob("*.unwritten"):
+        for other in [*path.parent.glob("*.unwritten"), *path.parent.glob("*.staged")]:
             with contextlib.suppress(OSError):
                 if other != path and time.time() - other.lstat().st_mtime >= NOTE_EVERY.total_seconds():
                     _log.warning("%s is an old health note no worker takes over: dropped", other.name)
