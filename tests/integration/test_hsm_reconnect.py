@@ -190,3 +190,35 @@ def test_only_the_lost_sessions_search_finalisers_are_quieted() -> None:
     for other in others:
         hook(other)
     assert passed == others
+
+
+async def test_a_key_cached_before_a_reinitialisation_is_found_again_in_the_new_session(
+    make_token: Callable[[str], Pkcs11Config],
+) -> None:
+    """A key handle cached before C_Finalize/C_Initialize is never used after it (a CI run).
+
+    SoftHSM numbers objects from 1 again after a re-initialisation, in the order they are found: a store
+    that took its cached handle before reopening its session signed with whatever object holds that number
+    now (another token's key, found first), or failed with SessionHandleInvalid through the key's old session.
+    """
+    config, other_config = make_token("cached"), make_token("first-found")
+    key = import_secret(config, "cached-key", SECRET)
+    other_secret = b"o" * 32
+    other_key = import_secret(other_config, "first-found-key", other_secret)
+    store, other = Pkcs11KeyStore.open(config), Pkcs11KeyStore.open(other_config)
+    try:
+        for _ in range(3):
+            assert (
+                await store.mac(key, b"before", MacAlgorithm.SHA256)
+                == hmac.new(SECRET, b"before", "sha256").digest()
+            )
+            worker = store._worker
+            worker.run(worker.reinitialize)
+            # The other token's key is found first in the new generation: it takes the low handles.
+            expected_other = hmac.new(other_secret, b"other", "sha256").digest()
+            assert await other.mac(other_key, b"other", MacAlgorithm.SHA256) == expected_other
+            mac = await store.mac(key, b"after", MacAlgorithm.SHA256)
+            assert mac == hmac.new(SECRET, b"after", "sha256").digest()
+    finally:
+        other.close()
+        store.close()

@@ -175,8 +175,7 @@ class TokenSession:
     @property
     def session(self) -> Any:
         """The live python-pkcs11 session (opened if needed, reopened after a re-initialisation)."""
-        if self._session is not None and self._generation != self.worker.generation:
-            self._drop()
+        self._drop_if_stale()
         if self._session is None:
             self._open()
         return self._session
@@ -194,6 +193,10 @@ class TokenSession:
         return self._key(object_class, label)
 
     def _key(self, object_class: ObjectClass, label: str) -> Any:
+        # A re-initialisation since the handle was cached drops the cache with the session: SoftHSM numbers
+        # objects from 1 again in the order they are found, so a handle cached before it signed with
+        # whatever object holds its number now (another token's key: a CI run's failure).
+        self._drop_if_stale()
         key = self._keys.get((object_class, label))
         if key is None:
             key = self._found(object_class, label)
@@ -329,6 +332,10 @@ class TokenSession:
                 session.close()
             except PKCS11Error as exc:
                 _log.debug("closing a lost HSM session: %s", type(exc).__name__)
+
+    def _drop_if_stale(self) -> None:
+        if self._session is not None and self._generation != self.worker.generation:
+            self._drop()
 
     def _drop(self) -> None:
         """Forget a session that died with a re-initialisation, without calling the module on its handle."""
