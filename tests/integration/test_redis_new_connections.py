@@ -58,3 +58,20 @@ async def test_a_burst_beyond_a_hundred_calls_opens_a_connection_for_each(
         await store.aclose()
     refused = [repr(answer) for answer in answers if answer is not None]
     assert refused == [], f"{len(refused)} of {BURST} refused, e.g. {refused[0]}"
+
+
+async def test_the_options_a_url_may_set_reach_the_connection(redis_server: EmbeddedRedis) -> None:
+    """Every option of the allow-list (decision 0166's URL rules) is taken by a real connection: the name
+    given is the one Redis lists, the database the one written to."""
+    options = "client_name=sesame-probe&socket_keepalive=true&health_check_interval=5"
+    url = f"{redis_server.url.removesuffix('/0')}/3?{options}"
+    client = connect(url, timeout=5.0)
+    try:
+        await client.set("sesame-test:db", b"3")
+        names = {entry["name"] for entry in await client.client_list()}
+        assert await client.execute_command("CLIENT", "GETNAME") == b"sesame-probe"
+        assert "sesame-probe" in names
+        assert (await client.info("keyspace")).get("db3", {}).get("keys") == 1
+        await client.delete("sesame-test:db")
+    finally:
+        await client.aclose()

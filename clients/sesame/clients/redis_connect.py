@@ -13,11 +13,16 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, parse_url
+from redis.asyncio.connection import (
+    URL_QUERY_ARGUMENT_PARSERS,
+    SSLConnection,
+    UnixDomainSocketConnection,
+    parse_url,
+)
 from redis.asyncio.retry import Retry
 from redis.driver_info import DriverInfo
 from redis.exceptions import RedisClusterException, RedisError
@@ -43,24 +48,16 @@ _TLS_PLACES: Final = frozenset(
         "ssl_check_hostname",
     }
 )
-# Options of a Redis URL that Sésame sets itself, or that change what the client answers: `max_connections=1`
-# held health down for good (decision 0136's pool), `retry_on_error` names exceptions as strings, and
-# `decode_responses` or `encoding` broke every read (an outside audit); Sésame reads RESP2's answers
-# (`protocol`). Refused as settings errors.
-_SET_BY_SESAME: Final = frozenset(
-    {
-        "max_connections",
-        "decode_responses",
-        "retry_on_error",
-        "retry",
-        "encoding",
-        "encoding_errors",
-        "protocol",
-        # Sésame bounds every socket wait itself (`connect`'s timeout): `?socket_timeout=600` held a boot
-        # and the CLI for ten minutes on a Redis that did not answer (an audit).
-        "socket_timeout",
-        "socket_connect_timeout",
-    }
+# The options a Redis URL may carry (`?name=value`): where to connect, who to be, and the certificates. Any
+# other is refused as a settings error: redis-py passes names it does not know to the connection, which fails
+# at the first command (`?sockettimeout=2`: a traceback; `?redis_connect_func=x`), and some it knows change
+# what Sésame relies on: `max_connections=1` held health down for good (decision 0136's pool),
+# `decode_responses` or `encoding` broke every read, `?socket_timeout=600` held a boot and the CLI for ten
+# minutes on a Redis that did not answer (Sésame bounds every socket wait itself), `protocol` (Sésame reads
+# RESP2), `retry_on_error` (outside audits, one option at a time until this list).
+_URL_OPTIONS: Final = frozenset(
+    {"db", "host", "port", "username", "password", "client_name", "socket_keepalive", "health_check_interval"}
+    | _TLS_PLACES
 )
 # What an outbox's own cluster client keeps of the client it sits beside (see `beside`).
 # Connections of a pool (one server) or per node (a cluster): as many as the calls in flight; the server's
@@ -81,7 +78,7 @@ def is_cluster_url(url: str) -> bool:
     try:
         scheme = urlsplit(url).scheme
     except ValueError as exc:  # its message names the fault, never the URL (which may hold the password)
-        raise RedisUrlUnusable(str(exc)) from None
+        raise _unparsed(exc) from None
     return scheme in _CLUSTER_SCHEMES
 
 
@@ -106,7 +103,7 @@ def reach(url: str) -> Reach:
     try:
         options = parse_url(url)
     except ValueError as exc:
-        raise RedisUrlUnusable(str(exc)) from None
+        raise _unparsed(exc) from None
     kind = options.get("connection_class")
     if kind is UnixDomainSocketConnection:
         return Reach((), tls=False, checked=False)
@@ -131,11 +128,12 @@ def connect(url: str, *, timeout: float, retry: Retry | None = None, **options: 
     if not is_cluster_url(url):
         options.setdefault("driver_info", _DRIVER)
         try:
-            refused = sorted(set(parse_url(url)) & _SET_BY_SESAME)
+            parse_url(url)
+            refused = sorted(set(parse_qs(urlsplit(url).query)) - _URL_OPTIONS)
         except ValueError as exc:
-            raise RedisUrlUnusable(str(exc)) from None
+            raise _unparsed(exc) from None
         if refused:
-            raise RedisUrlUnusable(f"an option Sésame sets itself, not the URL: {', '.join(refused)}")
+            raise RedisUrlUnusable(f"{_named(refused)} (it may set {', '.join(sorted(_URL_OPTIONS))})")
         try:
             client = aioredis.Redis.from_url(
                 url,
@@ -147,7 +145,7 @@ def connect(url: str, *, timeout: float, retry: Retry | None = None, **options: 
         except ValueError as exc:
             # redis-py's parsing: a port out of range or not a number, a scheme, an option. Its messages name
             # the part at fault, never the whole URL (which may hold the password).
-            raise RedisUrlUnusable(str(exc)) from None
+            raise _unparsed(exc) from None
         try:
             # An option redis-py passes on without knowing it (`?sockettimeout=2`) fails where a connection is
             # made: at the first command, a traceback out of the boot (an outside audit). Made once here.
@@ -164,6 +162,21 @@ def connect(url: str, *, timeout: float, retry: Retry | None = None, **options: 
         **credentials,
         **options,
     )
+
+
+def _unparsed(exc: ValueError) -> RedisUrlUnusable:
+    """The URL parser's refusal without the value it quotes: `Port could not be cast to integer value as
+    'pa'` showed a piece of a password with an unescaped `?` or `/` in it (read as the port)."""
+    return RedisUrlUnusable(str(exc).split(" as '", 1)[0])
+
+
+def _named(refused: list[str]) -> str:
+    """The options refused, named when redis-py knows them: another name may be a piece of the password (an
+    unescaped `?` in it starts the query)."""
+    known = [name for name in refused if name in URL_QUERY_ARGUMENT_PARSERS or name.startswith("ssl_")]
+    unknown = len(refused) - len(known)
+    named = [*known, *([f"{unknown} option(s) the Redis client does not know"] if unknown else [])]
+    return f"an option the URL may not set: {', '.join(named)}"
 
 
 def beside(client: RedisClient, *, timeout: float) -> RedisClient:
