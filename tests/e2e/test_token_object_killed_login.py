@@ -22,6 +22,7 @@ from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
+from sesame.clients.redis_server import EmbeddedRedis
 from tests.e2e.helpers import CONTEXT, PHONE, transfer
 from tests.support.outbox import sms_in
 from tests.support.serve_process import sesame_on, start_serve
@@ -31,11 +32,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 _WRITE = re.compile(r"^(?P<thread>\d+) +write\(\d+<(?P<path>[^>]+)>")
 
 
-def _rotate(var: Path, *tracing: str) -> subprocess.CompletedProcess[str]:
+def _rotate(var: Path, *tracing: str, redis_url: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`sesame keys rotate` on `var`'s token, run by `tracing`, with the ledger of `redis_url` if given."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
+    ledger = {"SESAME_REDIS_URL": redis_url} if redis_url is not None else {}
     return subprocess.run(
         [*tracing, sys.executable, "-m", "sesame.server.cli", "keys", "rotate"],
-        env={**env, "SESAME_VAR_DIR": str(var)},
+        env={**env, "SESAME_VAR_DIR": str(var), **ledger},
         capture_output=True,
         text=True,
         timeout=120,
@@ -65,18 +68,26 @@ async def test_a_rotate_killed_as_it_logs_in_leaves_the_token_and_its_keys(tmp_p
     serving.process.terminate()
     serving.process.wait(timeout=30)
     at = _token_object_write(var, tmp_path / "scratch")
-    killed = _rotate(
-        var,
-        "strace",
-        "-f",
-        "-qq",
-        "-o",
-        os.devnull,
-        "-e",
-        "trace=write",
-        "-e",
-        f"inject=write:signal=SIGKILL:when={at}",
-    )
+    # The embedded Redis's ledger, started here: a redis-server the rotate started itself would be traced too,
+    # and killed at its own write number `at`.
+    ledger = EmbeddedRedis(var / "redis")
+    ledger.start()
+    try:
+        killed = _rotate(
+            var,
+            "strace",
+            "-f",
+            "-qq",
+            "-o",
+            os.devnull,
+            "-e",
+            "trace=write",
+            "-e",
+            f"inject=write:signal=SIGKILL:when={at}",
+            redis_url=ledger.url,
+        )
+    finally:
+        ledger.stop()
     assert killed.returncode in {-9, 128 + 9}, killed.stderr[-2000:]
     (token_object,) = (var / "softhsm" / "tokens").glob("*/token.object")
     assert token_object.stat().st_size == 0  # the state the kill leaves

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from sesame.hsm import keys
 from sesame.server.app import hsm_config
+from sesame.server.command_redis import command_redis
 from sesame.server.config import Settings
 from sesame.server.domain.model import KeyKind
 from sesame.server.key_boot import ledger_seen, lost_keys, record_token
@@ -15,19 +16,23 @@ from sesame.server.key_boot import ledger_seen, lost_keys, record_token
 def run_keys(settings: Settings, action: str, kind: KeyKind = KeyKind.OTP) -> None:
     """Run one key command and print what it did (labels and attributes, never key material).
 
-    `kind` says which keys `rotate` rotates; `init` and `list` handle every kind. With SESAME_REDIS_URL,
-    `init` and `rotate` record the token's keys in the key ledger at once (docs/decisions/0015): a new
-    version is remembered before any server uses it, and a replaced token is told apart now.
+    `kind` says which keys `rotate` rotates; `init` and `list` handle every kind. `init` and `rotate` record
+    the token's keys in the key ledger at once (docs/decisions/0015): a new version is remembered before any
+    server uses it, and a replaced token is told apart now. The ledger is SESAME_REDIS_URL's, or else the
+    embedded Redis's under SESAME_VAR_DIR (`command_redis`): a rotate that read no ledger in development made
+    a destroyed version's label again, and the server then refused its key (an outside audit).
     """
-    # Read before any key or token is made (a key made, then refused, was left to remove by hand; a retry of
-    # a rotate with Redis away made a second one): `init` refuses a token lacking kinds it saw, `rotate`
-    # goes above every version it saw.
-    seen = None
-    if settings.redis_url is not None and action != "list":
-        seen = asyncio.run(ledger_seen(settings.redis_url))
-    config = hsm_config(settings, create=action != "list")  # a listing never leaves a new token behind
-    match action:
-        case "init":
+    if action == "list":
+        for info in keys.list_keys(hsm_config(settings, create=False)):  # never leaves a new token behind
+            print(info)  # noqa: T201
+        return
+    with command_redis(settings) as url:
+        # Read before any key or token is made (a key made, then refused, was left to remove by hand; a retry
+        # of a rotate with Redis away made a second one): `init` refuses a token lacking kinds it saw,
+        # `rotate` goes above every version it saw.
+        seen = asyncio.run(ledger_seen(url)) if url is not None else None
+        config = hsm_config(settings, create=True)
+        if action == "init":
             try:
                 current = keys.init_keys(config, seen.highest if seen is not None else None)
             except keys.TokenLacksKeys as exc:
@@ -35,14 +40,10 @@ def run_keys(settings: Settings, action: str, kind: KeyKind = KeyKind.OTP) -> No
             print(f"current OTP key: {current.otp.label}")  # noqa: T201
             print(f"current proof key: {current.proof.label}")  # noqa: T201
             print(f"current journal key: {current.journal.label}")  # noqa: T201
-        case "rotate":
+        else:
             name = "OTP" if kind is KeyKind.OTP else kind.value
             made = keys.rotate_keys(config, kind, above=seen.top(kind) if seen is not None else 0)
             print(f"new current {name} key: {made.label}")  # noqa: T201
-        case _:
-            for info in keys.list_keys(config):
-                print(info)  # noqa: T201
-            return
-    if settings.redis_url is not None:
-        asyncio.run(record_token(config, settings.redis_url, datetime.now(UTC)))
-        print("recorded in the key ledger")  # noqa: T201
+        if url is not None:
+            asyncio.run(record_token(config, url, datetime.now(UTC)))
+            print("recorded in the key ledger")  # noqa: T201
