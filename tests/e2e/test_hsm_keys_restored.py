@@ -9,11 +9,8 @@ keys copied after it (INTERNAL "a key is missing in the HSM" on every StartChall
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -25,8 +22,8 @@ from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
-from sesame.hsm.softhsm import find_softhsm_module
 from tests.e2e.helpers import CONTEXT, PHONE, transfer
+from tests.support.dev_token import on_dev_token
 from tests.support.serve_process import ServeProcess, start_serve, until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -49,15 +46,7 @@ with token.open(rw=True, user_pin=sys.argv[2]) as session:
 
 
 def _delete_keys(var: Path) -> None:
-    softhsm = var / "softhsm"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
-    subprocess.run(
-        [sys.executable, "-c", _DELETE_KEYS, find_softhsm_module(), (softhsm / "pin").read_text().strip()],
-        env={**env, "SOFTHSM2_CONF": str(softhsm / "softhsm2.conf")},
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    on_dev_token(var, _DELETE_KEYS)
 
 
 def _key_store_up_everywhere(metrics_port: int) -> bool:

@@ -10,9 +10,6 @@ KEY_VERSION_UNAVAILABLE with no attempt counted, a new StartChallenge fails, hea
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import grpc
@@ -23,8 +20,8 @@ from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.api.v1 import operation_pb2 as op_pb
-from sesame.hsm.softhsm import find_softhsm_module
 from sesame.server.grpc.probe import check_health
+from tests.support.dev_token import on_dev_token
 from tests.support.outbox import sms_in
 from tests.support.serve_process import served, until
 
@@ -47,15 +44,7 @@ with token.open(rw=True, user_pin=sys.argv[2]) as session:
 
 
 def _replace_key(var: Path, label: str) -> None:
-    softhsm = var / "softhsm"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SESAME_", "SOFTHSM2_"))}
-    subprocess.run(
-        [sys.executable, "-c", _REPLACE, find_softhsm_module(), (softhsm / "pin").read_text().strip(), label],
-        env={**env, "SOFTHSM2_CONF": str(softhsm / "softhsm2.conf")},
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    on_dev_token(var, _REPLACE, label)
 
 
 def _login(auth: auth_grpc.AuthenticationServiceStub) -> str:
