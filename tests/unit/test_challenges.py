@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 from dataclasses import replace
@@ -39,8 +40,9 @@ from sesame.server.domain.model import (
     UserStatus,
     VerifyResult,
 )
-from sesame.server.domain.operation import ChangePhone, CreditTransfer, Login, Money, Payee, digest
+from sesame.server.domain.operation import ChangePhone, CreditTransfer, Login, Money, Operation, Payee, digest
 from sesame.server.domain.proofs import ProofFlows
+from sesame.server.domain.tally import Untallied
 from sesame.server.grpc.demo import code_in
 from tests.fakes.challenges import MemoryChallenges
 from tests.fakes.clock import FixedClock
@@ -432,3 +434,80 @@ async def test_a_failed_voiding_or_alert_never_changes_the_answer() -> None:
     assert await world.verify(challenges[1].challenge_id, codes_sent[1]) is VerifyResult.USER_BLOCKED
     notices = [e for e in await world.store.users.user_journal(user_id) if e["event"] == "user.notice"]
     assert [(n["kind"], n["outcome"]) for n in notices] == [("user_blocked", "failed")]
+
+
+class CountedOpenings(Untallied):
+    """A tally of the challenges opened (the rest dropped)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def opened(self, operation: Operation) -> None:
+        self.count += 1
+
+
+def _held(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> tuple[asyncio.Event, asyncio.Event]:
+    """`owner.name` made to wait at its start until released: (reached, release)."""
+    reached, release = asyncio.Event(), asyncio.Event()
+    method = getattr(owner, name)
+
+    async def held(*args: object, **kwargs: object) -> object:
+        reached.set()
+        await release.wait()
+        return await method(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, held)
+    return reached, release
+
+
+async def _given_up(task: asyncio.Task[object], reached: asyncio.Event, release: asyncio.Event) -> None:
+    """Cancel `task` where it waits on `reached`, release the step, and let the work left run to its end."""
+    await reached.wait()
+    task.cancel()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(50):
+        await asyncio.sleep(0)
+
+
+async def test_a_block_whose_caller_gave_up_still_voids_the_users_other_challenges(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fifth wrong code's caller cancels as the other challenges are being voided: they are voided all
+    the same (they stayed open, and a code of one verified after the block: an outside audit)."""
+    user_id = await world.enrol()
+    opened = []
+    for _ in range(3):
+        challenge = await world.flows.start(StartRequest(user_id, TRANSFER, NO_CONTEXT))
+        opened.append((challenge.challenge_id, world.last_code()))
+    (first, first_code), (second, second_code), (third, _) = opened
+    for _ in range(3):
+        await world.verify(first, wrong(first_code))
+    await world.verify(second, wrong(second_code))
+    reached, release = _held(monkeypatch, world.store.challenges, "pending_challenges")
+    fifth = asyncio.ensure_future(world.verify(second, wrong(second_code)))
+    await _given_up(fifth, reached, release)
+    assert (await world.store.users.get_user(user_id)).blocked_until is not None
+    assert (await world.store.challenges.get_challenge(third)).status is ChallengeStatus.VOIDED
+
+
+async def test_a_start_whose_caller_gave_up_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its challenge opened and its SMS queued after its caller left: counted all the same (it was not)."""
+    world = World()
+    counted = CountedOpenings()
+    world.flows = InstantlyDispatched(
+        keys=world.keys,
+        store=world.store,
+        outbox=world.store.outbox,
+        sms=world.sms,
+        clock=world.clock,
+        policy=ChallengePolicy(),
+        proofs=ProofFlows(keys=world.keys, store=world.store, clock=world.clock, issuer="Bank"),
+        tally=counted,
+    )
+    user_id = await world.enrol()
+    reached, release = _held(monkeypatch, world.store.challenges, "start_challenge")
+    start = asyncio.ensure_future(world.flows.start(StartRequest(user_id, TRANSFER, NO_CONTEXT)))
+    await _given_up(start, reached, release)
+    assert counted.count == 1

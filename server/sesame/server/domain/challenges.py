@@ -46,6 +46,7 @@ from sesame.server.domain.risk_signals import Forwarded
 from sesame.server.domain.send_holds import SendHolds
 from sesame.server.domain.sms_templates import SmsTemplates, default_templates
 from sesame.server.domain.tally import UNTALLIED, Tally, resend_refusal
+from sesame.server.domain.to_the_end import to_the_end
 
 _log = logging.getLogger("sesame.challenges")
 
@@ -195,6 +196,21 @@ class ChallengeFlows:
             nonce=ref.nonce,
             op_digest=digest(request.operation),
         )
+        # Counted with the step, to its end: a caller that gave up left its challenge opened and its SMS sent
+        # uncounted (an outside audit).
+        return await to_the_end(self._opened(request, ref, code, now=now, risk=risk, asked=asked))
+
+    async def _opened(  # noqa: PLR0913 (start's own values, passed on)
+        self,
+        request: StartRequest,
+        ref: ChallengeRef,
+        code: str,
+        *,
+        now: datetime,
+        risk: RiskAssessment | None,
+        asked: RiskQuestion | None,
+    ) -> Challenge:
+        """Start's step and its counts: the challenge opened, or the one its request id opened before."""
         # Noted before the step: this process's dispatcher may take the SMS before the step's answer is read.
         self._note(ref.challenge_id, code)
         opened = None
@@ -210,17 +226,15 @@ class ChallengeFlows:
         finally:
             if opened is None or not opened.queued:
                 self._forget(ref.challenge_id)
+        if opened.queued:
+            self._tally.opened(request.operation)
         if self._risk is None:
-            if opened.queued:
-                self._tally.opened(request.operation)
             return opened.challenge
         # The decision the challenge keeps, its reasons told: a retry by request id answers its first
         # call's (no second unit, no second SMS, no second decision); a new challenge's is counted, once.
         decided = self._risk.described(opened.challenge.risk)
-        if opened.queued:
-            self._tally.opened(request.operation)
-            if decided is not None:
-                self._risk.count(request.operation, decided)
+        if opened.queued and decided is not None:
+            self._risk.count(request.operation, decided)
         return replace(opened.challenge, risk=decided)
 
     async def _step(
@@ -361,13 +375,9 @@ class ChallengeFlows:
         # blocked it ignores `code_matches`: the answer, the counts and the journal do not depend on the
         # code. That decision is the answer: what follows (voiding and alert after a block, the proof) may
         # fail, and must not change it.
-        outcome = await self._store.challenges.record_verification(attempt, self._policy.lockout)
-        self._tally.verified(outcome)
+        outcome = await to_the_end(self._decided(attempt, request.context.caller))
         about_user(outcome.challenge.user_id)
         if outcome.blocked_until is not None:
-            owner = outcome.challenge.user_id
-            block = Block(owner, outcome.blocked_until, attempt.at, request.context.caller)
-            await after_block(self._store, block, tally=self._tally)
             # The wrong code that blocked the user leaves no attempt on this challenge, void with the others:
             # it answered the attempts its challenge had left, and a caller let the user try again, into
             # VOIDED, then a Start refused USER_BLOCKED (an outside audit).
@@ -375,6 +385,17 @@ class ChallengeFlows:
         if outcome.result is not VerifyResult.VERIFIED:
             return outcome
         return replace(outcome, proof=await self._proofs.after_verification(outcome, attempt, plan))
+
+    async def _decided(self, attempt: VerificationAttempt, caller: str) -> VerificationOutcome:
+        """Verify's step, counted, and the voiding of the user's other challenges after a block: to its end
+        (a caller that gave up on the wrong code that blocked left the user's other challenges open, and a
+        code of one of them verified after the block: an outside audit)."""
+        outcome = await self._store.challenges.record_verification(attempt, self._policy.lockout)
+        self._tally.verified(outcome)
+        if outcome.blocked_until is not None:
+            block = Block(outcome.challenge.user_id, outcome.blocked_until, attempt.at, caller)
+            await after_block(self._store, block, tally=self._tally)
+        return outcome
 
     async def resend(self, challenge_id: str, context: RequestContext, request_id: str = "") -> Challenge:
         """Queue the same code's SMS again, within the challenge's resend count and spacing; no counter is
@@ -411,7 +432,9 @@ class ChallengeFlows:
             )
 
         # The resend's step and the take of its number's, caller's and global units, at once (decision 0046).
-        resent = await self._resend_taken(self._holds.resent(taking, known, context, now, request_id))
+        resent = await to_the_end(
+            self._resend_taken(self._holds.resent(taking, known, context, now, request_id))
+        )
         if resent.queued:
             return replace(resent.challenge, delivery=DeliveryState.QUEUED)
         return resent.challenge  # an earlier call's resend whose SMS left: its delivery as it is now

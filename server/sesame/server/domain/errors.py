@@ -205,6 +205,11 @@ class Overloaded(SesameError):
     """This worker already runs as many calls as it may: the call was shed, nothing was done; retry."""
 
 
+class DeadlinePassed(SesameError):
+    """The caller's deadline passed before a step that changes anything began: nothing was done (the caller
+    was told DEADLINE_EXCEEDED; a retry does the work)."""
+
+
 class EvidenceBusy(Overloaded):
     """This worker already gathers as many first pages of users' evidence as it may at once (each may take
     hundreds of megabytes, decision 0146): the call was shed, nothing was done; retry in a moment."""

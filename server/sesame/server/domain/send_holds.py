@@ -23,7 +23,6 @@ from sesame.server.domain.errors import SendBudgetExhausted, StoreUnavailable
 from sesame.server.domain.lifecycle import Provenance, Voiding, VoidReason
 from sesame.server.domain.model import ChallengeStatus, DeliveryState
 from sesame.server.domain.risk_recall import RiskRecall
-from sesame.server.domain.to_the_end import to_the_end
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -56,18 +55,8 @@ class SendHolds:
         expires_at: datetime,
     ) -> Opened:
         """The step's answer, with the challenge's units held; the step's refusal, or the take's (the
-        challenge the step opened is then voided and its SMS never sent). Run to its end even when the
-        caller gives up (`to_the_end`)."""
-        return await to_the_end(self._opened(step, request, challenge_id, now, expires_at))
-
-    async def _opened(
-        self,
-        step: Awaitable[Opened],
-        request: StartRequest,
-        challenge_id: str,
-        now: datetime,
-        expires_at: datetime,
-    ) -> Opened:
+        challenge the step opened is then voided and its SMS never sent). Its caller runs it to its end
+        (`to_the_end`): cut between the step and the take, a challenge would be left without its units."""
         user_id, context = request.user_id, request.context
         number = self._numbers.recalled(user_id)
         hold = Hold(challenge_id, now, expires_at, self._budget.hold_grace)
@@ -154,18 +143,8 @@ class SendHolds:
         its other units; a refused step gives them back; a refused take withdraws the hold, so that the
         SMS the step queued is dropped by the dispatcher (the resend itself given back, and its
         `request_id`). A step that answers an earlier call's resend (its request id retried) gives this
-        call's units back and holds that resend's again while its SMS is queued (decision 0065). Run to
-        its end even when the caller gives up (`to_the_end`)."""
-        return await to_the_end(self._resent(taking, known, context, now, request_id))
-
-    async def _resent(
-        self,
-        taking: Callable[[Sequence[Charge], str], Awaitable[Resent]],
-        known: Challenge,
-        context: RequestContext,
-        now: datetime,
-        request_id: str = "",
-    ) -> Resent:
+        call's units back and holds that resend's again while its SMS is queued (decision 0065). Its
+        caller runs it to its end (`to_the_end`)."""
         hold = Hold(
             f"{known.challenge_id}:r{secrets.token_hex(6)}", now, known.expires_at, self._budget.hold_grace
         )

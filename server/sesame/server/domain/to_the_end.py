@@ -1,14 +1,24 @@
 """Work that runs to its end when its caller gives up: gRPC cancels the servicer when the caller's deadline
 passes or it cancels, and a change made of several steps, cut between two of them, leaves what the first did
 without what the next owed it (a Start's challenge without its units held, decision 0046; a suspension
-without the voiding of the user's pending challenges, decision 0010)."""
+without the voiding of the user's pending challenges, decision 0010).
+
+Work is not begun once the call's deadline has passed (`answering_by`): its caller was told
+DEADLINE_EXCEEDED, and an SMS sent, a unit spent or a code consumed for an answer nobody reads is a second
+SMS when the caller tries again without a request id (an outside audit). Begun, it runs to its end.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
-from collections.abc import Coroutine
+import time
+from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
+
+from sesame.server.domain.errors import DeadlinePassed
 
 _log = logging.getLogger("sesame.to_the_end")
 
@@ -16,12 +26,41 @@ T = TypeVar("T")
 
 # The pieces of work whose caller gave up, kept until they end (the event loop keeps only weak references).
 _GIVEN_UP: set[asyncio.Task[Any]] = set()
+# When the call being served must have answered (time.monotonic()); None: no deadline.
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("sesame_deadline", default=None)
+
+
+@contextlib.contextmanager
+def answering_by(seconds_left: float | None) -> Iterator[None]:
+    """Within the block, the call being served must answer within `seconds_left` (None: no deadline)."""
+    deadline = None if seconds_left is None else time.monotonic() + seconds_left
+    token = _DEADLINE.set(deadline)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):  # a generator closed in another context (see `calling_as`)
+            _DEADLINE.reset(token)
+
+
+def check_deadline() -> None:
+    """DeadlinePassed when the call being served is past its deadline."""
+    deadline = _DEADLINE.get()
+    if deadline is not None and time.monotonic() >= deadline:
+        raise DeadlinePassed("the caller's deadline passed before the work began")
 
 
 async def to_the_end(work: Coroutine[Any, Any, T]) -> T:
     """`work`'s result; when the caller gives up, `work` still runs to its end, and the cancellation is
-    raised to the caller."""
-    task = asyncio.ensure_future(work)
+    raised to the caller. DeadlinePassed, `work` never run, when the call's deadline has passed."""
+    try:
+        check_deadline()
+    except DeadlinePassed:
+        work.close()
+        raise
+    # Begun, it ends: the steps inside it are not refused by the deadline as they begin.
+    inside = contextvars.copy_context()
+    inside.run(_DEADLINE.set, None)
+    task = asyncio.get_running_loop().create_task(work, context=inside)
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:

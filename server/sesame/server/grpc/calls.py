@@ -35,6 +35,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
 from sesame.server.domain import errors
+from sesame.server.domain.to_the_end import answering_by, check_deadline
 from sesame.server.grpc.authz import AuthorizationInterceptor
 from sesame.server.grpc.call_context import (
     REQUEST_ID_KEY,
@@ -157,7 +158,8 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                     try:
                         response = await self._answer(behavior, request, context, full, caller)
                     except asyncio.CancelledError:
-                        code = grpc.StatusCode.CANCELLED
+                        # Ended by its deadline (the caller read DEADLINE_EXCEEDED) or by its caller.
+                        code = _given_up(context)
                         raise
                     except BaseException:
                         code = context.code() or grpc.StatusCode.UNKNOWN
@@ -182,7 +184,10 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             self._in_flight.admit()
             if self._gate is not None:
                 self._gate.admit(method)
-            with self._in_flight:
+            with self._in_flight, answering_by(context.time_remaining()):
+                # A call whose deadline passed before it was read does nothing: an SMS sent for a caller told
+                # DEADLINE_EXCEEDED (an outside audit). Later steps are refused alike as they begin.
+                check_deadline()
                 await self._admit(request, context, method, caller)
                 with calling_as(caller):
                     return await behavior(request, context)
@@ -296,3 +301,9 @@ _NO_SPAN = contextlib.nullcontext(trace.INVALID_SPAN)
 
 def _is_health(method: str) -> bool:
     return method.startswith(f"/{HEALTH_SERVICE}/")
+
+
+def _given_up(context: Context) -> grpc.StatusCode:
+    """The status of a call cancelled under its servicer: DEADLINE_EXCEEDED when its deadline has passed."""
+    left = context.time_remaining()
+    return grpc.StatusCode.DEADLINE_EXCEEDED if left is not None and left <= 0 else grpc.StatusCode.CANCELLED

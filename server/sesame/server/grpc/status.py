@@ -47,6 +47,7 @@ _TABLE: tuple[tuple[type[errors.SesameError], grpc.StatusCode, str], ...] = (
     (errors.Overloaded, grpc.StatusCode.UNAVAILABLE, "server overloaded, retry later"),
     (errors.ClockOff, grpc.StatusCode.UNAVAILABLE, "server clock out of step, retry later"),
     (errors.DeliveryFailed, grpc.StatusCode.UNAVAILABLE, "SMS gateway unavailable, retry later"),
+    (errors.DeadlinePassed, grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before the work began"),
     (errors.KeyNotFound, grpc.StatusCode.INTERNAL, "a key is missing in the HSM"),
     (errors.ConfigurationError, grpc.StatusCode.INTERNAL, "server misconfigured"),
 )
