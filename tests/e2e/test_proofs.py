@@ -12,7 +12,7 @@ from typing import Any
 import grpc
 import pytest
 from cryptography.exceptions import InvalidSignature
-from pkcs11 import ObjectClass
+from pkcs11 import Attribute, KeyType, MechanismFlag, ObjectClass
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
@@ -21,8 +21,9 @@ from sesame.api.v1 import evidence_service_pb2 as evidence_pb
 from sesame.api.v1 import evidence_service_pb2_grpc as evidence_grpc
 from sesame.clients.redis_store import RedisState
 from sesame.hsm.keys import init_keys, rotate_keys
-from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
-from sesame.server.domain.errors import HsmUnavailable
+from sesame.hsm.pkcs11 import P256_PARAMS, Pkcs11Config, Pkcs11KeyStore
+from sesame.hsm.session import TokenSession
+from sesame.server.domain.errors import HsmUnavailable, StoreUnavailable
 from sesame.server.domain.model import KeyKind
 from sesame.server.grpc.demo import run_demo
 from tests.e2e.conftest import Live
@@ -189,7 +190,7 @@ async def test_a_proof_key_whose_public_half_is_gone_signs_no_more_proofs(
     async with served_on(config, redis_store, tmp_path) as (live, store):
         assert (await store.current_proof_key()) == newest
         destroy(store, ObjectClass.PUBLIC_KEY, newest.label)
-        with pytest.raises(HsmUnavailable, match="no public half"):
+        with pytest.raises(HsmUnavailable, match="not whole"):
             await store.check()
         _, jws = await a_proof(live, "alice")
         assert header_of(jws)["kid"] == "sesame-proof-v1"
@@ -199,7 +200,7 @@ async def test_a_proof_key_whose_public_half_is_gone_signs_no_more_proofs(
         await store.check()  # whole keys again: SERVING at the next round
 
         destroy(store, ObjectClass.PUBLIC_KEY, "sesame-proof-v1")
-        with pytest.raises(HsmUnavailable, match="no public half"):
+        with pytest.raises(HsmUnavailable, match="not whole"):
             await store.check()
         challenge_id, code = await started(live, await enrolled(live, "bob"))
         reply = await verify(live, challenge_id, code)
@@ -220,6 +221,77 @@ async def test_a_proof_key_whose_public_half_is_gone_signs_no_more_proofs(
         jws = (await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))).proof
         assert header_of(jws)["kid"] == made.label == "sesame-proof-v3"  # past every label on the token
         assert verified_claims(jws, await served_jwks(live))["sub"] == "bob"
+
+
+def _second_pair(store: Pkcs11KeyStore, label: str) -> None:
+    """Another P-256 pair generated in the token under `label`, as a PIN holder could: nothing destroyed."""
+    token = store._live()
+
+    def make(live: TokenSession) -> None:
+        curve = live.session.create_domain_parameters(
+            KeyType.EC, {Attribute.EC_PARAMS: P256_PARAMS}, local=True
+        )
+        curve.generate_keypair(
+            store=True,
+            label=label,
+            capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
+            private_template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False},
+        )
+
+    store._worker.run(lambda: token.call(make))
+
+
+async def test_a_second_pair_under_the_current_proof_label_publishes_neither(
+    make_token: Callable[[str], Pkcs11Config],
+    redis_store: RedisState,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Found by an outside audit: with a second pair generated under the current proof key's label,
+    GetProofKeys published whichever public half the search gave last, and the proofs, signed by the first
+    private half, verified under no published key. Neither half is published, the label no longer signs,
+    and the next proof is signed by the older whole key (decision 0154)."""
+    config = make_token(f"pairs-{secrets.token_hex(4)}")
+    init_keys(config)
+    newest = rotate_keys(config, KeyKind.PROOF)
+    async with served_on(config, redis_store, tmp_path) as (live, store):
+        assert (await store.current_proof_key()) == newest
+        _second_pair(store, newest.label)
+        with pytest.raises(HsmUnavailable, match="not whole"):
+            await store.check()
+        assert [key["kid"] for key in (await served_jwks(live))["keys"]] == ["sesame-proof-v1"]
+        _, jws = await a_proof(live, "alice")
+        assert header_of(jws)["kid"] == "sesame-proof-v1"
+        assert verified_claims(jws, await served_jwks(live))["sub"] == "alice"
+        said = [r.getMessage() for r in caplog.records if r.getMessage().startswith(newest.label)]
+        assert f"{newest.label} names 2 different public keys on the token" in said[0]
+        await store.check()  # whole keys again: SERVING at the next round
+
+
+async def test_a_step_back_the_ledger_refuses_is_said_once(
+    make_token: Callable[[str], Pkcs11Config], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by an outside audit: while the key ledger refused the record of a step back to an older proof
+    key, the step back's ERROR was logged at every call that read the keys again (once a second)."""
+    config = make_token(f"refused-{secrets.token_hex(4)}")
+    init_keys(config)
+    newest = rotate_keys(config, KeyKind.PROOF)
+    store = Pkcs11KeyStore.open(config)
+    try:
+        assert (await store.current_proof_key()) == newest
+
+        async def refused() -> None:
+            raise StoreUnavailable("the ledger refuses")
+
+        store.before_rotated_keys_are_used(refused)
+        destroy(store, ObjectClass.PUBLIC_KEY, newest.label)
+        for _ in range(5):
+            with pytest.raises(StoreUnavailable):
+                await store.refresh_keys()
+        said = [r for r in caplog.records if f"{newest.label} is not whole on the token" in r.getMessage()]
+        assert len(said) == 1
+    finally:
+        store.close()
 
 
 async def test_a_start_after_the_current_otp_key_is_gone_counts_an_hsm_failure(

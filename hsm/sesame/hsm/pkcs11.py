@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -44,6 +45,8 @@ CURRENT_KEY_TTL_SECONDS = 60.0
 # DER of the object identifier of the P-256 curve (prime256v1, secp256r1): the CKA_EC_PARAMS of our keys.
 P256_PARAMS = bytes.fromhex("06082a8648ce3d030107")
 _POINT_BYTES = 65  # 0x04 || x || y, uncompressed (SEC 1 section 2.3.3)
+# Labels found naming more than one key of a kind, said once per process (`_alone`).
+_AMBIGUOUS: set[str] = set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +71,28 @@ def versions(token: TokenSession, kind: KeyKind) -> list[int]:
     OTP keys are secret keys; a proof key counts while its private half (the one that signs) is there. A key
     a ceremony did not finish is not one (`_unfinished`).
     """
+    return sorted(_held(token, kind))
+
+
+def _held(token: TokenSession, kind: KeyKind) -> Counter[int]:
+    """How many finished secret (OTP) or private keys of `kind` each version's label names."""
     object_class = ObjectClass.SECRET_KEY if kind is KeyKind.OTP else ObjectClass.PRIVATE_KEY
-    labelled = [(obj[Attribute.LABEL], obj) for obj in _objects(token, object_class)]
-    return key_versions(
-        (label for label, obj in labelled if key_versions([label], kind) and not _unfinished(obj)), kind
-    )
+    labels = [obj[Attribute.LABEL] for obj in _objects(token, object_class) if not _unfinished(obj)]
+    return Counter(KeyRef(label).version(kind) for label in labels if key_versions([label], kind))
+
+
+def _alone(label: str, count: int, what: str) -> bool:
+    """Whether `label` names one key only; said once per label and process when it names more (an ERROR)."""
+    if count > 1 and label not in _AMBIGUOUS:
+        _AMBIGUOUS.add(label)
+        _log.error(
+            "%s names %d different %s on the token: neither is published nor signs (remove the one that is "
+            "not Sésame's)",
+            label,
+            count,
+            what,
+        )
+    return count == 1
 
 
 def _unfinished(obj: Any) -> bool:
@@ -108,13 +128,20 @@ def public_keys(token: TokenSession, kind: KeyKind = KeyKind.PROOF) -> list[Publ
     make its own signatures valid proofs and seals (an outside audit planted `sesame-proof-v98`; decision
     0153).
     """
-    found = {}
+    found: dict[int, set[PublicKey]] = {}
     for obj in _objects(token, ObjectClass.PUBLIC_KEY):
         label = obj[Attribute.LABEL]
         # No point yet: SoftHSM writes it last, so a ceremony killed halfway left this half (decision 0126).
         if key_versions([label], kind) and obj[Attribute.LOCAL] and bytes(obj[Attribute.EC_POINT]):
-            found[KeyRef(label).version(kind)] = _public_key(label, obj)
-    return [found[version] for version in sorted(found)]
+            found.setdefault(KeyRef(label).version(kind), set()).add(_public_key(label, obj))
+    # Two pairs under one label (a PIN holder generated another): the one published was whichever the search
+    # gave last, in another order in each process, and the proofs signed by the other verified under none
+    # (an outside audit). Neither is published: the label is not current, an older whole key signs (0154).
+    return [
+        next(iter(halves))
+        for version, halves in sorted(found.items())
+        if _alone(KeyRef.of(kind, version).label, len(halves), "public keys")
+    ]
 
 
 def _public_key(label: str, obj: Any) -> PublicKey:
@@ -153,11 +180,15 @@ def signing_versions(token: TokenSession, kind: KeyKind) -> list[int]:
     or none (KeyNotFound: health NOT_SERVING, a proof from GetProof once a ceremony made a key; decision
     0154). `versions` still counts it, so that no ceremony makes its label again.
     """
-    held = versions(token, kind)
+    held = _held(token, kind)
     if kind is KeyKind.OTP:
-        return held
+        return sorted(held)
     published = {KeyRef(key.kid).version(kind) for key in public_keys(token, kind)}
-    return [version for version in held if version in published]
+    return [
+        version
+        for version, count in sorted(held.items())
+        if version in published and _alone(KeyRef.of(kind, version).label, count, "private keys")
+    ]
 
 
 def has_public_half(token: TokenSession, key: KeyRef) -> bool:
@@ -168,7 +199,7 @@ def has_public_half(token: TokenSession, key: KeyRef) -> bool:
             {Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.LABEL: key.label, Attribute.LOCAL: True}
         )
     )
-    return any(bytes(obj[Attribute.EC_POINT]) for obj in found)
+    return len({bytes(obj[Attribute.EC_POINT]) for obj in found} - {b""}) == 1  # one, or it is not whole
 
 
 @dataclass(slots=True)
@@ -179,6 +210,8 @@ class _CurrentKeys:
     read_at: float = float("-inf")
     # Awaited when a re-read finds a newer key, before it is used (the key ledger's record, decision 0115).
     before_use: Callable[[], Awaitable[None]] | None = None
+    # The steps back to an older key said (current, older), once each (`refresh_keys`).
+    said: set[tuple[KeyRef, KeyRef]] = field(default_factory=set)
 
 
 class Pkcs11KeyStore:
@@ -286,7 +319,9 @@ class Pkcs11KeyStore:
         await self._present(ObjectClass.PRIVATE_KEY, signer)
         if not await self._call("key_present", lambda live: has_public_half(live, signer), Needs.SEARCH):
             self._current.read_at = float("-inf")  # the next call that needs a key reads the token again
-            raise HsmUnavailable(f"{signer.label} has no public half in the token: it is no longer current")
+            raise HsmUnavailable(
+                f"{signer.label} is not whole in the token (no public half, or two): it is no longer current"
+            )
 
     async def _present(self, object_class: ObjectClass, key: KeyRef) -> None:
         def label(live: TokenSession) -> str:
@@ -353,9 +388,15 @@ class Pkcs11KeyStore:
         }
         for kind, key in rotated.items():
             was = before[kind]
-            if was is not None and key.version(kind) < was.version(kind):
+            if (
+                was is not None
+                and key.version(kind) < was.version(kind)
+                and (was, key) not in self._current.said
+            ):
                 # Decision 0154 lets an older whole key sign; a rotation away from it (a key suspected
-                # compromised) is then undone, which nobody saw (an outside audit): said, once per pickup.
+                # compromised) is then undone, which nobody saw (an outside audit): said, once per step back
+                # (every second while the ledger refused its record: an audit).
+                self._current.said.add((was, key))
                 _log.error("%s is not whole on the token: %s is current again", was.label, key.label)
         if rotated:  # once per rotation picked up: never on a call's path otherwise
             self._current.read_at = float("-inf")  # until the new keys pass, the previous ones are stale
