@@ -11,6 +11,7 @@ health (`check_cluster`).
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -25,11 +26,11 @@ from redis.asyncio.connection import (
 )
 from redis.asyncio.retry import Retry
 from redis.driver_info import DriverInfo
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import NoPermissionError, RedisClusterException, RedisError
 
 from sesame.clients.redis_cluster import Cluster
 from sesame.clients.redis_packing import c_packed, packed_class
-from sesame.server.domain.errors import RedisUrlUnusable, StoreUnavailable
+from sesame.server.domain.errors import ConfigurationError, RedisUrlUnusable, StoreUnavailable
 
 _BOOT_TIMEOUT: Final = 2.0  # seconds for each socket wait of the boot's check
 RedisClient: TypeAlias = aioredis.Redis | RedisCluster
@@ -66,6 +67,9 @@ _URL_OPTIONS: Final = frozenset(
 # the pool with its health round (the store's probe, the clock watch's TIME, the health note; decision 0136).
 _CONNECTIONS: Final = 2**31 - 1
 _KEPT: Final = ("username", "password", "socket_connect_timeout", "health_check_interval", "client_name")
+# The lines `check_keeps_keys` said, once each per process.
+_SAID: set[str] = set()
+_log = logging.getLogger("sesame.redis")
 # What each connection tells Redis it is (CLIENT SETINFO), read once: redis-py 8 otherwise reads its own
 # version from the installed distributions (importlib.metadata, a scan of sys.path) for every new connection,
 # on the event loop, a few ms each time a pool grows under a burst (decision 0052).
@@ -229,6 +233,40 @@ async def check_cluster(client: RedisClient) -> None:
                 raise StoreUnavailable(f"Redis Cluster node {node.name} says cluster_state:{state}")
     except (RedisError, RedisClusterException, OSError) as exc:
         raise StoreUnavailable(type(exc).__name__) from exc
+
+
+async def check_keeps_keys(client: RedisClient) -> None:
+    """Return when Redis (every primary of a cluster) evicts no key when full: `maxmemory-policy noeviction`.
+    ConfigurationError naming the policy otherwise, said once per policy by an ERROR line.
+
+    An evicted send unit, request id, lease or user is a lost fact: an outside audit's Redis under
+    `volatile-ttl` sent 13 codes against a budget of 10 and answered a retried request id with a second
+    challenge, and under `allkeys-lru` lost users' records, all while health read SERVING. A Redis whose ACL
+    refuses INFO (`-@dangerous`) is not checked (said once)."""
+    try:
+        if isinstance(client, RedisCluster):
+            answers = await client.info("memory", target_nodes=RedisCluster.PRIMARIES)
+            infos = [answers] if "maxmemory_policy" in answers else list(answers.values())
+        else:
+            infos = [await client.info("memory")]
+    except NoPermissionError:
+        _say_once(
+            "INFO refused", logging.INFO, "Redis refuses INFO to Sésame: its eviction policy is not checked"
+        )
+        return
+    except (RedisError, RedisClusterException, OSError) as exc:
+        raise StoreUnavailable(type(exc).__name__) from exc
+    policies = sorted({str(info.get("maxmemory_policy", "noeviction")) for info in infos} - {"noeviction"})
+    if policies:
+        said = f"Redis evicts keys when full (maxmemory-policy {', '.join(policies)}): set noeviction"
+        _say_once(said, logging.ERROR, f"{said}; a budget, a request id or a user evicted is a fact lost")
+        raise ConfigurationError(said)
+
+
+def _say_once(key: str, level: int, line: str) -> None:
+    if key not in _SAID:
+        _SAID.add(key)
+        _log.log(level, "%s", line)
 
 
 async def ready(url: str) -> None:

@@ -10,6 +10,7 @@ Redis (outbox, sealed journal, risk memory).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -21,7 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from sesame.clients.redis_challenge_journal import RedisChallengeJournal
 from sesame.clients.redis_challenges import RedisChallenges
 from sesame.clients.redis_clients import RedisClients
-from sesame.clients.redis_connect import RedisClient, check_cluster, connect, is_cluster_url
+from sesame.clients.redis_connect import RedisClient, check_cluster, check_keeps_keys, connect, is_cluster_url
 from sesame.clients.redis_evidence_index import RedisEvidenceIndex
 from sesame.clients.redis_health_notes import RedisHealthNotes
 from sesame.clients.redis_journal import RedisJournal
@@ -40,6 +41,8 @@ from sesame.server.domain.call_meter import UNMETERED, CallMeter
 from sesame.server.domain.errors import ConfigurationError
 from sesame.server.domain.noops import NOOP_DEFAULTS, NoopLimits
 from sesame.server.domain.ports import Probe, ReferenceClock, State
+
+_log = logging.getLogger("sesame.redis")
 
 
 @dataclass(frozen=True)
@@ -107,18 +110,19 @@ class RedisState(State):
         client = connect(url, timeout=timeout, health_check_interval=30, retry=retry)
         return cls.on(client, prefix=prefix, shards=shards, retention=retention, noops=noops)
 
-    async def check_layout(self, *, record: bool = True) -> None:
+    async def check_layout(self, *, record: bool = True) -> bool:
         """Record the shard count at the first boot (unless not to `record`: a tool that only reads); refuse
         to run on keys laid out with another count, which would look for every user in the wrong place and
         leave the SMS queued in the old shards' outboxes undispatched (decisions 0044, 0058), or a reading
-        tool show part of them. ConfigurationError."""
+        tool show part of them. Whether it recorded the count now. ConfigurationError."""
         key, shards = self.keys.layout(), self.keys.shards
+        written = False
         with _translated():
             # Read first, written only at the first boot: Redis refuses a SET out of memory even when it
             # would change nothing, and a worker restarted while Redis is full could not boot (0111).
             recorded = await self._client.get(key)
             if recorded is None and record:
-                await self._client.set(key, shards, nx=True)
+                written = bool(await self._client.set(key, shards, nx=True))
                 recorded = await self._client.get(key)
         if recorded is not None and int(recorded) != shards:
             raise ConfigurationError(
@@ -126,6 +130,7 @@ class RedisState(State):
                 "deployment keeps the count its data was written with (its users, journals and queued SMS "
                 "are where that count put them)"
             )
+        return written
 
     @property
     def keys(self) -> Keyspace:
@@ -176,12 +181,23 @@ class RedisState(State):
             await self._client.aclose()
 
     async def check(self) -> None:
-        """Return when Redis answers PING and, on a cluster, every primary says `cluster_state:ok`.
-        StoreUnavailable (for the health watcher, and at boot: docs/decisions/0047)."""
+        """Return when Redis answers PING, on a cluster every primary says `cluster_state:ok`, it evicts no
+        key and holds the shard count (recorded again, said by a WARNING, when Redis lost it).
+        StoreUnavailable (for the health watcher, and at boot: docs/decisions/0047), ConfigurationError.
+
+        A count lost while serving (FLUSHALL, a restart without its data, a failover to an empty replica)
+        was never recorded again: a later boot with another SESAME_REDIS_SHARDS was accepted and split the
+        data written since (an outside audit)."""
         # Through the same pool as the transitions: a pool that cannot reconnect fails here too.
         with _translated():
             await self._client.ping()
         await check_cluster(self._client)
+        await check_keeps_keys(self._client)
+        if await self.check_layout():
+            _log.warning(
+                "Redis no longer held the shard count (emptied, or restarted without its data?): recorded "
+                "again"
+            )
 
     async def reference_now(self) -> datetime:
         """Redis's clock (TIME), which every worker's is compared with (decision 0104); on a cluster, the

@@ -172,6 +172,7 @@ async def _opened(
     )
     stack.push_async_callback(store.close)
     await store.check_layout()  # keys laid out in another shard count would not be found (decision 0044)
+    await store.check()  # and a Redis that evicts keys when full loses facts: refused
     return keys, store, audit
 
 

@@ -1,0 +1,73 @@
+"""A Redis that can lose Sésame's facts behind its back is seen (an outside audit, AF2 and AF3).
+
+A Redis that evicts keys when full (`maxmemory-policy` other than `noeviction`) booted and served without a
+word: under `volatile-ttl` it sent 13 codes against a budget of 10 and answered a retried request id with a
+second challenge; under `allkeys-lru` it lost users. And a shard count lost while serving (FLUSHALL, a
+restart without its data) was never recorded again, so a later boot with another count split the data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from sesame.clients.redis_server import EmbeddedRedis
+from sesame.clients.redis_store import RedisState
+from sesame.server.domain.errors import ConfigurationError
+from tests.support.serve_process import run_serve
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+
+@pytest.fixture
+def evicting(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A private redis-server that evicts keys when full."""
+    with EmbeddedRedis(tmp_path / "redis", extra_arguments=("--maxmemory-policy", "allkeys-lru")) as server:
+        yield server
+
+
+def test_a_boot_on_a_redis_that_evicts_keys_is_refused(tmp_path: Path, evicting: EmbeddedRedis) -> None:
+    result = run_serve(tmp_path / "var", {"SESAME_REDIS_URL": evicting.url})
+    assert result.returncode == 2, result.stdout[-3000:]
+    assert "Redis evicts keys when full (maxmemory-policy allkeys-lru): set noeviction" in result.stdout
+    assert "Traceback" not in result.stdout
+
+
+async def test_health_fails_once_redis_evicts_keys_and_passes_once_it_no_longer_does(
+    evicting: EmbeddedRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = RedisState.from_url(evicting.url)
+    try:
+        for _ in range(3):
+            with pytest.raises(ConfigurationError, match="maxmemory-policy allkeys-lru"):
+                await state.check()
+        said = [r for r in caplog.records if "maxmemory-policy allkeys-lru" in r.getMessage()]
+        assert [r.levelno for r in said] == [logging.ERROR]  # once, not every round
+        redis.Redis.from_url(evicting.url).config_set("maxmemory-policy", "noeviction")
+        await state.check()
+    finally:
+        await state.close()
+
+
+async def test_a_shard_count_lost_while_serving_is_recorded_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with EmbeddedRedis(tmp_path / "redis") as server:
+        state = RedisState.from_url(server.url, shards=16)
+        try:
+            await state.check_layout()
+            redis.Redis.from_url(server.url).flushall()
+            await state.check()  # the health round
+            assert [r for r in caplog.records if "no longer held the shard count" in r.getMessage()]
+            other = RedisState.from_url(server.url, shards=8)
+            try:
+                with pytest.raises(ConfigurationError, match="laid out in 16 shards"):
+                    await other.check_layout()
+            finally:
+                await other.close()
+        finally:
+            await state.close()
