@@ -126,3 +126,18 @@ async def until(condition: Callable[[], bool]) -> None:
             return
         await asyncio.sleep(0.005)
     raise AssertionError("the watch never got there")
+
+
+async def test_the_clocks_probe_leaves_a_store_away_to_the_stores_probe(store_clock: StoreClock) -> None:
+    """Redis away: the clock's health probe passes while the clock was in step, fails while it was not (it
+    failed in every Redis outage, a page for the clock: an outside audit)."""
+    watch = ClockWatch(store_clock.worker, store_clock)
+    store_clock.down = True
+    await watch.probe.check()
+    store_clock.down = False
+    store_clock.offset = TOLERANCE * 3
+    with pytest.raises(ClockOff):
+        await watch.probe.check()
+    store_clock.down = True
+    with pytest.raises(ClockOff):
+        await watch.probe.check()

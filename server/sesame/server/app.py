@@ -473,7 +473,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
         enrollment=EnrollmentFlows(store=metered_store, clock=clock, policy=lifecycle, tally=tally),
         proofs=proofs,
         clock=clock,
-        probes={"state store": store, "key store": keys, "clock": clock_watch},
+        probes={"state store": store, "key store": keys, "clock": clock_watch.probe},
         metrics=metrics,
         dispatcher=Dispatcher(
             keys=metered_keys,

@@ -85,6 +85,11 @@ class ClockWatch:
         if not self.in_step:
             raise ClockOff(offset)
 
+    @property
+    def probe(self) -> ClockProbe:
+        """The health probe of the clock alone (`ClockProbe`)."""
+        return ClockProbe(self)
+
     async def watch(self, interval: float) -> None:
         """Check every `interval` seconds until cancelled: in a process without a health watcher (`sesame
         dispatch`), whose dispatch loops read `in_step`."""
@@ -98,6 +103,11 @@ class ClockWatch:
         """Whether the last round found the clock within the tolerance of the store's."""
         return abs(self._offset) <= self._tolerance
 
+    @property
+    def offset(self) -> timedelta:
+        """The worker's clock less the store's, as the last round measured it."""
+        return self._offset
+
     def admit(self, method: str) -> None:
         """Return when a call of `method` (`package.Service/Method`) may run; ClockOff (counted) while the
         clock is out of step."""
@@ -105,3 +115,21 @@ class ClockWatch:
             if self._metrics is not None:
                 self._metrics.rpc_clock_refused.labels(method.rsplit("/", 1)[-1]).inc()
             raise ClockOff(self._offset)
+
+
+class ClockProbe:
+    """The clock's health probe: fails while the clock is out of step. A store that does not answer is the
+    store probe's failure: the clock's verdict stays as the last round left it (health said `clock
+    (TimeoutError)` beside `state store (TimeoutError)` in every Redis outage, and its gauge read 0: a page
+    for the clock that was Redis's, an outside audit)."""
+
+    def __init__(self, watch: ClockWatch) -> None:
+        self._watch = watch
+
+    async def check(self) -> None:
+        """ClockOff while out of step; nothing else."""
+        try:
+            await self._watch.check()
+        except StoreUnavailable:
+            if not self._watch.in_step:
+                raise ClockOff(self._watch.offset) from None
