@@ -25,6 +25,7 @@ from opentelemetry import propagate, trace
 
 from sesame.server.domain.dispatching import NOTICE_MAX_AGE_LIMIT
 from sesame.server.domain.errors import HsmUnavailable, KeyNotFound, StoreUnavailable
+from sesame.server.domain.log_quota import LogQuota
 from sesame.server.tracing import recording
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from sesame.server.metrics import Metrics
 
 _log = logging.getLogger("sesame.dispatch")
+# While the outbox cannot be read, its loops say so once in this many seconds, with the count held back.
+UNAVAILABLE_LOG_EVERY_SECONDS = 60.0
 _tracer = trace.get_tracer("sesame.dispatch")
 
 
@@ -91,6 +94,7 @@ class DispatchLoops:
         self._clock_watch = clock_watch
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._unavailable: LogQuota[None] = LogQuota(UNAVAILABLE_LOG_EVERY_SECONDS)
 
     def start(self) -> None:
         """Start the loops, each a consumer of its own name (host, process, index)."""
@@ -131,7 +135,14 @@ class DispatchLoops:
                 if batch and self._in_step():
                     await self._send_batch(consumer, batch)
             except StoreUnavailable as exc:
-                _log.warning("outbox unavailable (%s); trying again in a second", exc)
+                # One line a minute for all the loops (a line a second each while Redis refused: an audit).
+                held = self._unavailable.admit(None)
+                if held is not None:
+                    _log.warning(
+                        "outbox unavailable (%s); trying again every second%s",
+                        exc,
+                        self._unavailable.held_back(held, "such lines"),
+                    )
                 await asyncio.sleep(1)
             except Exception:  # noqa: BLE001 (a loop that ends loses no SMS but silently sends none)
                 _log.exception("dispatch loop failed; going on in a second")
