@@ -82,8 +82,11 @@ local change_to = arg()
 
 local h = redis.call('HMGET', user, 'status', 'phone', 'blocked_until', 'cooling_until', 'client_id', 'locale',
                      'status_changes', 'phone_changes')
-local blocked_until = tonumber(h[3] or '0') or 0
-local cooling_until = tonumber(h[4] or '0') or 0
+local blocked_until = tonumber(h[3] or '0')
+local cooling_until = tonumber(h[4] or '0')
+if not blocked_until or not cooling_until then
+  return redis.error_reply('CORRUPT user record')  -- never read as no block (as record_verification.lua)
+end
 if not h[1] then
   return {'not_found'}
 elseif h[1] ~= 'active' then

@@ -38,7 +38,10 @@ local now, resends = tonumber(ARGV[1]), tonumber(h[4])
 local next_send_at = tonumber(h[6]) + tonumber(h[5])
 local u = redis.call('HMGET', ARGV[2] .. h[7], 'status', 'phone', 'blocked_until', 'status_changes', 'phone_changes',
                      'status_changed_at', 'phone_changed_at')
-local blocked_until = tonumber(u[3] or '0') or 0
+local blocked_until = tonumber(u[3] or '0')
+if not blocked_until then
+  return redis.error_reply('CORRUPT user record')  -- never read as no block (as record_verification.lua)
+end
 -- Closed too once the user is no longer active or the number changed, before that change's voiding ran:
 -- no code goes to a number that is no longer the secure one, nor after a change undone since the challenge
 -- opened (as record_verification.lua).

@@ -40,7 +40,20 @@ local user, user_journal = ARGV[4] .. h[5], ARGV[5] .. h[5]
 local u = redis.call('HMGET', user, 'status', 'phone', 'blocked_until', 'failures', 'blocks', 'status_changes',
                      'phone_changes', 'status_changed_at', 'phone_changed_at')
 local known_user = u[1] ~= false
-local blocked_until = tonumber(u[3] or '0') or 0
+-- A record this script cannot read is refused before any write, never read as the permissive case: a status
+-- it does not know read as open, a block not a number as none (an outside audit edited both; a rolling
+-- upgrade adding a status would do the same).
+local KNOWN = {open = true, verified = true, voided = true, cancelled = true, locked = true}
+local counts = {u[3], u[4], u[5]}
+for i = 1, 3 do
+  if counts[i] and not tonumber(counts[i]) then
+    return redis.error_reply('CORRUPT user record')
+  end
+end
+if not KNOWN[status] or not tonumber(h[9] or '0') then
+  return redis.error_reply('CORRUPT challenge record')
+end
+local blocked_until = tonumber(u[3] or '0')
 -- A suspension, a revocation or a change of number voids the user's pending challenges in a step after its
 -- own: a code is never taken in between, nor left usable if that step never ran, even once the change is
 -- undone (a reinstatement, the number changed back: counted since the challenge opened, as take_outbox.lua).
