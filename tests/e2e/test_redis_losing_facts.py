@@ -71,3 +71,27 @@ async def test_a_shard_count_lost_while_serving_is_recorded_again(
                 await other.close()
         finally:
             await state.close()
+
+
+async def test_an_acl_refusing_a_command_the_scripts_call_fails_health(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found from outside (AF1): with XADD revoked, a Start's step opened its challenge, then failed at the
+    journal's XADD, leaving the challenge without its SMS. Such an ACL is refused at boot and by health."""
+    with EmbeddedRedis(tmp_path / "redis") as server:
+        admin = redis.Redis.from_url(server.url)
+        state = RedisState.from_url(server.url)
+        try:
+            await state.check()
+            admin.acl_setuser("default", enabled=True, nopass=True, commands=["-xadd", "-zrem"], reset=False)
+            for _ in range(2):
+                with pytest.raises(
+                    ConfigurationError, match="refuses commands Sésame's scripts call: XADD, ZREM"
+                ):
+                    await state.check()
+            assert len([r for r in caplog.records if "ACL refuses" in r.getMessage()]) == 1
+            admin.acl_setuser("default", commands=["+xadd", "+zrem"], reset=False)
+            await state.check()
+        finally:
+            await state.close()
+            admin.close()

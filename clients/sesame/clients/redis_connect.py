@@ -67,7 +67,7 @@ _URL_OPTIONS: Final = frozenset(
 # the pool with its health round (the store's probe, the clock watch's TIME, the health note; decision 0136).
 _CONNECTIONS: Final = 2**31 - 1
 _KEPT: Final = ("username", "password", "socket_connect_timeout", "health_check_interval", "client_name")
-# The lines `check_keeps_keys` said, once each per process.
+# The lines said once each per process (`say_once`).
 _SAID: set[str] = set()
 _log = logging.getLogger("sesame.redis")
 # What each connection tells Redis it is (CLIENT SETINFO), read once: redis-py 8 otherwise reads its own
@@ -250,7 +250,7 @@ async def check_keeps_keys(client: RedisClient) -> None:
         else:
             infos = [await client.info("memory")]
     except NoPermissionError:
-        _say_once(
+        say_once(
             "INFO refused", logging.INFO, "Redis refuses INFO to Sésame: its eviction policy is not checked"
         )
         return
@@ -259,11 +259,12 @@ async def check_keeps_keys(client: RedisClient) -> None:
     policies = sorted({str(info.get("maxmemory_policy", "noeviction")) for info in infos} - {"noeviction"})
     if policies:
         said = f"Redis evicts keys when full (maxmemory-policy {', '.join(policies)}): set noeviction"
-        _say_once(said, logging.ERROR, f"{said}; a budget, a request id or a user evicted is a fact lost")
+        say_once(said, logging.ERROR, f"{said}; a budget, a request id or a user evicted is a fact lost")
         raise ConfigurationError(said)
 
 
-def _say_once(key: str, level: int, line: str) -> None:
+def say_once(key: str, level: int, line: str) -> None:
+    """Log `line` at `level` the first time this process is told `key`."""
     if key not in _SAID:
         _SAID.add(key)
         _log.log(level, "%s", line)

@@ -32,6 +32,7 @@ _OTHER_SLOT = re.compile(r"non local key|hash to the same slot|CROSSSLOT", re.IG
 # The code in front of a Redis error reply (MISCONF, BUSY, ERR...): Redis's own word, never a key or value;
 # in a pipeline, redis-py puts the command in front ("Command # 1 (EVALSHA ...) of pipeline caused error: "
 # and the reply's args, a tuple: "('BUSY ...',)").
+_CALLED = re.compile(r"redis\.p?call\('([A-Za-z]+)'")  # the commands a script calls, all by name
 _REPLY_CODE = re.compile(r"""(?:^|of pipeline caused error: \(?['"]?)([A-Z]{2,16})(?: |$)""")
 JOURNAL_PIECE = "_journal.lua"  # in front of every script: the one way a journal entry is appended
 # In front of every script too: a worker's instants made expiries Redis counts on its own clock (0103).
@@ -105,6 +106,10 @@ class Scripts:
 
         # A script with a risk program in its text, by name and program (decision 0076): a few per process.
         self._programmed: dict[tuple[str, str], AsyncScript] = {}
+
+    def commands(self) -> list[str]:
+        """Every Redis command the scripts call, lower case, sorted."""
+        return sorted({name.lower() for text in self._texts.values() for name in _CALLED.findall(text)})
 
     def names(self) -> dict[str, str]:
         """Each script's name by the SHA-1 Redis knows it under (EVALSHA's first argument), the scripts with

@@ -22,7 +22,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from sesame.clients.redis_challenge_journal import RedisChallengeJournal
 from sesame.clients.redis_challenges import RedisChallenges
 from sesame.clients.redis_clients import RedisClients
-from sesame.clients.redis_connect import RedisClient, check_cluster, check_keeps_keys, connect, is_cluster_url
+from sesame.clients.redis_connect import (
+    RedisClient,
+    check_cluster,
+    check_keeps_keys,
+    connect,
+    is_cluster_url,
+    say_once,
+)
 from sesame.clients.redis_evidence_index import RedisEvidenceIndex
 from sesame.clients.redis_health_notes import RedisHealthNotes
 from sesame.clients.redis_journal import RedisJournal
@@ -193,11 +200,24 @@ class RedisState(State):
             await self._client.ping()
         await check_cluster(self._client)
         await check_keeps_keys(self._client)
+        await self._commands_allowed()
         if await self.check_layout():
             _log.warning(
                 "Redis no longer held the shard count (emptied, or restarted without its data?): recorded "
                 "again"
             )
+
+    async def _commands_allowed(self) -> None:
+        """ConfigurationError when Redis's ACL refuses Sésame's user a command its scripts call: refused in
+        the middle of a script, it leaves the writes before it (a Start's challenge without its SMS, a
+        Verify's attempt counted without its answer: an outside audit). Said once by an ERROR line."""
+        scripts = self.place._scripts  # noqa: SLF001 (the place is this module's own)
+        refused = await scripts.run("commands_refused", [self.keys.layout()], scripts.commands())
+        if refused:  # None: a Redis before 7.0, which cannot tell
+            names = ", ".join(sorted(name.decode().upper() for name in refused))
+            said = f"Redis's ACL refuses commands Sésame's scripts call: {names}"
+            say_once(said, logging.ERROR, f"{said}: give its user every command on its keys (+@all)")
+            raise ConfigurationError(said)
 
     async def reference_now(self) -> datetime:
         """Redis's clock (TIME), which every worker's is compared with (decision 0104); on a cluster, the
