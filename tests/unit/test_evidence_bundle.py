@@ -553,3 +553,30 @@ def test_every_dependency_up_ends_when_the_operation_was_decided() -> None:
         },
     }
     assert sections(bundle)["no_technical_deficiency"]["every_dependency_up"] is True
+
+
+@pytest.mark.parametrize(("down_at", "expected"), [("10:03", False), ("10:06", True)])
+def test_every_dependency_up_of_a_challenge_never_decided_runs_to_its_expiry(
+    down_at: str, *, expected: bool
+) -> None:
+    """Found by an outside audit: a challenge that expired unanswered ended its time at its last entry (the
+    SMS's delivery, seconds after the opening), so a key store `down` while its code could still be checked
+    read `true`. Its time runs to the code's expiry, which the opening says."""
+    bundle = {
+        "journal": [
+            {
+                "event": "challenge.opened",
+                "at": "2026-10-31T10:00:00.000+00:00",
+                "status": "open",
+                "expires_at": "2026-10-31T10:05:00.000+00:00",
+            },
+            {"event": "challenge.delivery", "at": "2026-10-31T10:00:02.000+00:00", "status": "open"},
+        ],
+        "health": {
+            "entries": [
+                {"event": "health.note", "at": f"2026-10-31T{at}:00+00:00", "key store": up}
+                for at, up in (("09:59", "up"), (down_at, "down"))
+            ]
+        },
+    }
+    assert sections(bundle)["no_technical_deficiency"]["every_dependency_up"] is expected

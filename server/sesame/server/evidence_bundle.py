@@ -245,9 +245,18 @@ def _all_up(notes: Sequence[Mapping[str, str]], journal: Sequence[Mapping[str, s
 
 def _decided(journal: Sequence[Mapping[str, str]]) -> datetime:
     """When the operation was decided: the first entry that closed its challenge (verified, locked, voided,
-    expired: a status other than open), else the journal's last entry (still open)."""
+    cancelled: a status other than open), else the code's expiry, which the opening says (an expired code's
+    challenge stays open in the journal), or the journal's last entry if later.
+
+    The last entry alone (the rule before) ended the time of a challenge that expired unanswered seconds after
+    its opening, at its SMS's delivery: a key store `down` while the code could still be checked was left
+    out (an outside audit). That rule is not accepted by `verify` for the bundles saved before: it counts
+    fewer notes, and a `true` it drew is one this rule may refuse (decision 0163's amendment)."""
     closing = next((e for e in journal if e.get("status", "open") not in ("open", "")), None)
-    return _at(closing) if closing is not None else max(_at(entry) for entry in journal)
+    if closing is not None:
+        return _at(closing)
+    opened = next((e for e in journal if e.get("event") == "challenge.opened"), {})
+    return max(*(_at(entry) for entry in journal), _at({"at": opened.get("expires_at", "")}))
 
 
 def _as_before_0163(drawn: dict[str, Any], bundle: Mapping[str, Any]) -> dict[str, Any]:
