@@ -42,7 +42,7 @@ from sesame.server.domain.model import (
 )
 from sesame.server.domain.operation import ChangePhone, CreditTransfer, Login, Money, Operation, Payee, digest
 from sesame.server.domain.proofs import ProofFlows
-from sesame.server.domain.tally import Untallied
+from sesame.server.domain.tally import UNTALLIED, Tally, Untallied
 from sesame.server.grpc.demo import code_in
 from tests.fakes.challenges import MemoryChallenges
 from tests.fakes.clock import FixedClock
@@ -60,13 +60,15 @@ SPACING = ChallengePolicy().resend_spacing
 class World:
     """Flows wired to fakes, with handles on each fake."""
 
-    def __init__(self, policy: ChallengePolicy | None = None) -> None:
+    def __init__(self, policy: ChallengePolicy | None = None, tally: Tally = UNTALLIED) -> None:
         self.clock = FixedClock()
         self.keys = FakeKeyStore()
         self.keys.add_key("sesame-otp-v1", b"k" * 32)
         self.store = memory_state()
         self.sms = RecordingSmsGateway(self.clock)
-        self.flows = flows_over(self.keys, self.store, self.sms, self.clock, policy or ChallengePolicy())
+        self.flows = flows_over(
+            self.keys, self.store, self.sms, self.clock, policy or ChallengePolicy(), tally=tally
+        )
 
     async def enrol(self, status: UserStatus = UserStatus.ACTIVE) -> str:
         user = User("alice", "acme", PHONE, "fr", status, self.clock.now())
@@ -83,17 +85,26 @@ class World:
         return outcome.result
 
 
-def flows_over(
+def flows_over(  # noqa: PLR0913 (the fakes, then the policy and the tally)
     keys: FakeKeyStore,
     store: MemoryState,
     sms: RecordingSmsGateway,
     clock: FixedClock,
     policy: ChallengePolicy,
+    *,
+    tally: Tally = UNTALLIED,
 ) -> ChallengeFlows:
-    """The challenge flows over fakes, their proofs over the same fakes."""
+    """The challenge flows over fakes, their proofs over the same fakes, their outcomes told to `tally`."""
     proofs = ProofFlows(keys=keys, store=store, clock=clock, issuer=policy.bank_name)
     return InstantlyDispatched(
-        keys=keys, store=store, outbox=store.outbox, sms=sms, clock=clock, policy=policy, proofs=proofs
+        keys=keys,
+        store=store,
+        outbox=store.outbox,
+        sms=sms,
+        clock=clock,
+        policy=policy,
+        proofs=proofs,
+        tally=tally,
     )
 
 
@@ -494,18 +505,8 @@ async def test_a_block_whose_caller_gave_up_still_voids_the_users_other_challeng
 
 async def test_a_start_whose_caller_gave_up_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
     """Its challenge opened and its SMS queued after its caller left: counted all the same (it was not)."""
-    world = World()
     counted = CountedOpenings()
-    world.flows = InstantlyDispatched(
-        keys=world.keys,
-        store=world.store,
-        outbox=world.store.outbox,
-        sms=world.sms,
-        clock=world.clock,
-        policy=ChallengePolicy(),
-        proofs=ProofFlows(keys=world.keys, store=world.store, clock=world.clock, issuer="Bank"),
-        tally=counted,
-    )
+    world = World(tally=counted)
     user_id = await world.enrol()
     reached, release = _held(monkeypatch, world.store.challenges, "start_challenge")
     start = asyncio.ensure_future(world.flows.start(StartRequest(user_id, TRANSFER, NO_CONTEXT)))
