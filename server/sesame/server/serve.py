@@ -30,6 +30,7 @@ from sesame.clients.redis_server import EmbeddedRedis
 from sesame.hsm.pkcs11 import Pkcs11Config, Pkcs11KeyStore
 from sesame.server.app import hsm_config, log_serving
 from sesame.server.config import Settings
+from sesame.server.domain.errors import ConfigurationError
 from sesame.server.key_boot import KeyBootPolicy, boot_keys
 from sesame.server.metrics import MetricsEndpoint, WorkersServing
 from sesame.server.metrics_dir import MetricsDirectory
@@ -69,21 +70,42 @@ async def serve(settings: Settings) -> None:
             if registry is not None:
                 registry.register(WorkersServing(pool.serving, settings.workers))
             stack.push_async_callback(asyncio.to_thread, pool.drain, settings.shutdown_grace)
-            await asyncio.to_thread(pool.start)
-            for worker in pool.processes:
-                restarts = Supervisor(
-                    worker.name,
-                    worker,
-                    interval=settings.health_interval,
-                    backoff=RESTART_BACKOFF,
-                )
-                restarts.start()
-                # Pushed after the drain, so it runs before it: no restart races the drain.
-                stack.push_async_callback(restarts.stop)
-            log_serving(settings)
-            await stop.wait()
-            _log.info("draining %d workers (grace %.0f s)", settings.workers, settings.shutdown_grace)
+            if await _started(pool, stop):
+                for worker in pool.processes:
+                    restarts = Supervisor(
+                        worker.name,
+                        worker,
+                        interval=settings.health_interval,
+                        backoff=RESTART_BACKOFF,
+                    )
+                    restarts.start()
+                    # Pushed after the drain, so it runs before it: no restart races the drain.
+                    stack.push_async_callback(restarts.stop)
+                log_serving(settings)
+                await stop.wait()
+                _log.info("draining %d workers (grace %.0f s)", settings.workers, settings.shutdown_grace)
+            else:
+                _log.info("stopped while the workers started")
     _log.info("stopped")
+
+
+async def _started(pool: WorkerPool, stop: asyncio.Event) -> bool:
+    """Start the pool; False when SIGTERM or SIGINT came meanwhile (the workers started are then stopped by
+    the drain). ConfigurationError when a worker did not start of itself."""
+
+    async def stop_starting() -> None:
+        await stop.wait()
+        pool.stop_starting()
+
+    stopping = asyncio.ensure_future(stop_starting())
+    try:
+        await asyncio.to_thread(pool.start)
+    except ConfigurationError:
+        if not stop.is_set():
+            raise
+    finally:
+        stopping.cancel()
+    return not stop.is_set()
 
 
 def _claim_ports(settings: Settings, claim: PortClaim) -> Settings:
