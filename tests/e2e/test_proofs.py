@@ -235,7 +235,12 @@ def _second_pair(store: Pkcs11KeyStore, label: str) -> None:
             store=True,
             label=label,
             capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
-            private_template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False},
+            public_template={Attribute.PRIVATE: True},  # as Sésame's own (decision 0153)
+            private_template={
+                Attribute.PRIVATE: True,
+                Attribute.SENSITIVE: True,
+                Attribute.EXTRACTABLE: False,
+            },
         )
 
     store._worker.run(lambda: token.call(make))

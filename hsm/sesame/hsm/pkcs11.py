@@ -46,7 +46,9 @@ CURRENT_KEY_TTL_SECONDS = 60.0
 P256_PARAMS = bytes.fromhex("06082a8648ce3d030107")
 _POINT_BYTES = 65  # 0x04 || x || y, uncompressed (SEC 1 section 2.3.3)
 # Labels found naming more than one key of a kind, said once per process (`_alone`).
-_AMBIGUOUS: set[str] = set()
+_AMBIGUOUS: set[tuple[str, str]] = set()
+# Labels (with their token's) found on key objects that are not private, said once per process (`_held`).
+_NOT_OURS: set[tuple[str, str]] = set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,16 +77,32 @@ def versions(token: TokenSession, kind: KeyKind) -> list[int]:
 
 
 def _held(token: TokenSession, kind: KeyKind) -> Counter[int]:
-    """How many finished secret (OTP) or private keys of `kind` each version's label names."""
+    """How many finished secret (OTP) or private keys of `kind` each version's label names.
+
+    Only private objects (CKA_PRIVATE) count: a session without the PIN may generate keys on a SoftHSM token,
+    public objects only, readable and exportable; one made under `sesame-proof-v2` while no proof key was
+    current was taken up, signed proofs and was published, and its value, read back without the PIN, forged
+    proofs `sesame proof verify` accepted (an outside audit). Every key Sésame makes is private; such an
+    object is not Sésame's (said once per label).
+    """
     object_class = ObjectClass.SECRET_KEY if kind is KeyKind.OTP else ObjectClass.PRIVATE_KEY
-    labels = [obj[Attribute.LABEL] for obj in _objects(token, object_class) if not _unfinished(obj)]
-    return Counter(KeyRef(label).version(kind) for label in labels if key_versions([label], kind))
+    labels = []
+    for obj in _objects(token, object_class):
+        label = obj[Attribute.LABEL]
+        if not key_versions([label], kind) or _unfinished(obj):
+            continue
+        if obj[Attribute.PRIVATE]:
+            labels.append(label)
+        elif (token.token_label, label) not in _NOT_OURS:
+            _NOT_OURS.add((token.token_label, label))
+            _log.error("%s: a key object anyone could have made on the token (not private): not used", label)
+    return Counter(KeyRef(label).version(kind) for label in labels)
 
 
-def _alone(label: str, count: int, what: str) -> bool:
+def _alone(token: TokenSession, label: str, count: int, what: str) -> bool:
     """Whether `label` names one key only; said once per label and process when it names more (an ERROR)."""
-    if count > 1 and label not in _AMBIGUOUS:
-        _AMBIGUOUS.add(label)
+    if count > 1 and (token.token_label, label) not in _AMBIGUOUS:
+        _AMBIGUOUS.add((token.token_label, label))
         _log.error(
             "%s names %d different %s on the token: neither is published nor signs (remove the one that is "
             "not Sésame's)",
@@ -123,25 +141,41 @@ def public_keys(token: TokenSession, kind: KeyKind = KeyKind.PROOF) -> list[Publ
     """The public half of every key of `kind` (proof unless told) on the token, oldest first (HSM thread).
 
     Read from the public key objects, so a retired key whose private half was destroyed is still published.
-    Only a half generated in the HSM (CKA_LOCAL) is one: a public key object anyone created on the token
-    (C_CreateObject: a session without the PIN may, on a token whose public halves are not private) would
-    make its own signatures valid proofs and seals (an outside audit planted `sesame-proof-v98`; decision
-    0153).
+    Only Sésame's halves are (`_ours`). Two under one label (a PIN holder generated another pair): the one
+    published was whichever the search gave last, in another order in each process, and the proofs signed
+    by the other verified under none (an outside audit). Neither is published: the label is not current, an
+    older whole key signs (0154).
     """
-    found: dict[int, set[PublicKey]] = {}
+    by_version: dict[int, list[Any]] = {}
     for obj in _objects(token, ObjectClass.PUBLIC_KEY):
         label = obj[Attribute.LABEL]
-        # No point yet: SoftHSM writes it last, so a ceremony killed halfway left this half (decision 0126).
-        if key_versions([label], kind) and obj[Attribute.LOCAL] and bytes(obj[Attribute.EC_POINT]):
-            found.setdefault(KeyRef(label).version(kind), set()).add(_public_key(label, obj))
-    # Two pairs under one label (a PIN holder generated another): the one published was whichever the search
-    # gave last, in another order in each process, and the proofs signed by the other verified under none
-    # (an outside audit). Neither is published: the label is not current, an older whole key signs (0154).
-    return [
-        next(iter(halves))
-        for version, halves in sorted(found.items())
-        if _alone(KeyRef.of(kind, version).label, len(halves), "public keys")
-    ]
+        if key_versions([label], kind):
+            by_version.setdefault(KeyRef(label).version(kind), []).append(obj)
+    held = _held(token, kind)
+    published = []
+    for version, objects in sorted(by_version.items()):
+        label = KeyRef.of(kind, version).label
+        halves = {_public_key(label, obj) for obj in _ours(objects, paired=version in held)}
+        if halves and _alone(token, label, len(halves), "public keys"):
+            published.append(next(iter(halves)))
+    return published
+
+
+def _ours(halves: list[Any], *, paired: bool) -> list[Any]:
+    """The public halves of one label that may be Sésame's.
+
+    Generated in the HSM (CKA_LOCAL): a public key object anyone created on the token (C_CreateObject, from
+    a session without the PIN on a token whose public halves are not private) made its own signatures valid
+    proofs and seals (an outside audit planted `sesame-proof-v98`; decision 0153). With its point: SoftHSM
+    writes it last, so a ceremony killed halfway left a half without (decision 0126). Private (CKA_PRIVATE):
+    Sésame's halves are since 0153, and a session without the PIN can generate public ones only, its private
+    half readable: published, it let its maker forge proofs (an outside audit). A half made before 0153 is
+    not private: it counts while the label's private half is Sésame's (`paired`: the key is held), not once
+    retired (its private half destroyed), where a PIN-less pair is not told from it.
+    """
+    made = [obj for obj in halves if obj[Attribute.LOCAL] and bytes(obj[Attribute.EC_POINT])]
+    private = [obj for obj in made if obj[Attribute.PRIVATE]]
+    return private or (made if paired else [])
 
 
 def _public_key(label: str, obj: Any) -> PublicKey:
@@ -187,19 +221,18 @@ def signing_versions(token: TokenSession, kind: KeyKind) -> list[int]:
     return [
         version
         for version, count in sorted(held.items())
-        if version in published and _alone(KeyRef.of(kind, version).label, count, "private keys")
+        if version in published and _alone(token, KeyRef.of(kind, version).label, count, "private keys")
     ]
 
 
 def has_public_half(token: TokenSession, key: KeyRef) -> bool:
-    """Whether the token holds the public half of `key` that the HSM generated (HSM thread, a search)."""
+    """Whether the token holds one public half of `key` that is Sésame's (`_ours`; HSM thread, a search)."""
     # The search finished before any attribute is read, as `_objects`'s: no failure leaves it open.
     found = list(
-        token.session.get_objects(
-            {Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.LABEL: key.label, Attribute.LOCAL: True}
-        )
+        token.session.get_objects({Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.LABEL: key.label})
     )
-    return len({bytes(obj[Attribute.EC_POINT]) for obj in found} - {b""}) == 1  # one, or it is not whole
+    halves = _ours(found, paired=True)  # the current key's: its private half is held
+    return len({bytes(obj[Attribute.EC_POINT]) for obj in halves}) == 1  # one, or it is not whole
 
 
 @dataclass(slots=True)
@@ -375,19 +408,22 @@ class Pkcs11KeyStore:
     async def refresh_keys(self) -> None:
         """Re-read the newest OTP and proof keys from the token now (after a rotation).
 
-        A key that replaces a current one is checked first (`check_rotated`): one that is or was readable or
-        exportable raises KeyExposed and is not used; nor are the previous keys (every call that needs a
-        current key reads the token again and is refused), so the service fails closed until it is withdrawn.
+        A key that becomes current, in place of another or of none, is checked first (`check_rotated`): one
+        that is or was readable or exportable raises KeyExposed and is not used; nor are the previous keys
+        (every call that needs a current key reads the token again and is refused), so the service fails
+        closed until it is withdrawn. A kind without a current key before was not checked: a key planted
+        then was taken up unchecked (an outside audit). The first read, at a process's boot, follows the
+        boot's own check of every key (`key_protection`).
         """
         before = self._current.keys
         current = await self._call("current_keys", _current_keys, Needs.SEARCH)
         rotated = {
             kind: key
             for kind, key in current.items()
-            if key is not None and before.get(kind) not in (None, key)
+            if key is not None and before and before.get(kind) != key
         }
         for kind, key in rotated.items():
-            was = before[kind]
+            was = before.get(kind)
             if (
                 was is not None
                 and key.version(kind) < was.version(kind)

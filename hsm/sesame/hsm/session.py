@@ -20,12 +20,13 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any, Final, Literal, TypeVar
 
-from pkcs11 import Mechanism, ObjectClass
+from pkcs11 import Attribute, Mechanism, ObjectClass
 from pkcs11.exceptions import (
     DeviceError,
     DeviceRemoved,
     GeneralError,
     KeyHandleInvalid,
+    MultipleObjectsReturned,
     NoSuchKey,
     NoSuchToken,
     ObjectHandleInvalid,
@@ -226,12 +227,25 @@ class TokenSession:
     def _found(self, object_class: ObjectClass, label: str) -> Any:
         """Search the key (HSM thread); not found, once more if the module re-read a restored token."""
         try:
-            return self.session.get_key(object_class=object_class, label=label)
+            return self._private(object_class, label)
         except NoSuchKey as exc:
             missing = exc
         if not self.reread_if_restored():
             raise missing
-        return self.session.get_key(object_class=object_class, label=label)
+        return self._private(object_class, label)
+
+    def _private(self, object_class: ObjectClass, label: str) -> Any:
+        """The one private object (CKA_PRIVATE) of `object_class` under `label`: NoSuchKey, or
+        MultipleObjectsReturned. Every key Sésame makes is private; a session without the PIN can put
+        public ones under its labels, and one beside the current proof key made every signature fail with
+        MultipleObjectsReturned (an outside audit)."""
+        template = {Attribute.CLASS: object_class, Attribute.LABEL: label, Attribute.PRIVATE: True}
+        found = list(self.session.get_objects(template))  # the search ends before anything is read
+        if not found:
+            raise NoSuchKey(f"no private {object_class.name} under the label")
+        if len(found) > 1:
+            raise MultipleObjectsReturned(f"{len(found)} private {object_class.name} under the label")
+        return found[0]
 
     def reread_if_restored(self) -> bool:
         """After a key was not found: whether the module re-read the token because its key files changed
