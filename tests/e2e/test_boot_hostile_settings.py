@@ -134,6 +134,9 @@ def test_a_settings_file_beyond_the_size_limit_is_refused(tmp_path: Path) -> Non
         "redis://:hunter2-secret@127.0.0.1:6379/0?event_dispatcher=x",
         # A password with an unescaped `?`: the parser's message quoted the piece read as the port.
         "redis://:hunter2?secret@127.0.0.1:6379/0",
+        # With an unescaped `#`: the username and the password's start were read as the host, and quoted.
+        "redis://hunter2:hunter2#s3cret@127.0.0.1:6379/0",
+        "redis+cluster://hunter2:hunter2#s3cret@127.0.0.1:6379",
         "redis+cluster://:hunter2-secret@127.0.0.1:\u00b2",
     ],
 )

@@ -69,6 +69,16 @@ async def test_a_shard_count_lost_while_serving_is_recorded_again(
                     await other.check_layout()
             finally:
                 await other.close()
+            # The reverse: the count lost again, another recorded first; this one's health says why.
+            redis.Redis.from_url(server.url).set(state.keys.layout(), 8)
+            with pytest.raises(ConfigurationError, match="laid out in 8 shards"):
+                await state.check()
+            said = [
+                r
+                for r in caplog.records
+                if "laid out in 8 shards; SESAME_REDIS_SHARDS is 16" in r.getMessage()
+            ]
+            assert [r.levelno for r in said] == [logging.ERROR]
         finally:
             await state.close()
 

@@ -8,6 +8,7 @@ from sesame.server.domain.lifecycle import LifecyclePolicy, Provenance
 from sesame.server.domain.model import Challenge, RequestContext, VerifyResult
 from sesame.server.domain.operation import CreditTransfer, Money, Operation, Payee
 from sesame.server.domain.proofs import ProofFlows
+from sesame.server.domain.tally import UNTALLIED, Tally
 from sesame.server.grpc.demo import code_in
 from tests.fakes.clock import FixedClock
 from tests.fakes.dispatching import InstantlyDispatched
@@ -33,6 +34,7 @@ class World:
         store: MemoryState | None = None,
         policy: ChallengePolicy | None = None,
         lifecycle: LifecyclePolicy | None = None,
+        tally: Tally = UNTALLIED,
     ) -> None:
         self.clock = FixedClock()
         self.keys = FakeKeyStore()
@@ -49,9 +51,10 @@ class World:
             clock=self.clock,
             policy=policy,
             proofs=ProofFlows(keys=self.keys, store=self.store, clock=self.clock, issuer=policy.bank_name),
+            tally=tally,
         )
         self.registry = EnrollmentFlows(
-            store=self.store, clock=self.clock, policy=lifecycle or LifecyclePolicy()
+            store=self.store, clock=self.clock, policy=lifecycle or LifecyclePolicy(), tally=tally
         )
 
     async def enrol(self, user_id: str = "alice", client_id: str = "acme", phone: str = PHONE) -> str:

@@ -80,10 +80,14 @@ def is_cluster_url(url: str) -> bool:
     """Whether `url` names a Redis Cluster (`redis+cluster://` or `rediss+cluster://`). RedisUrlUnusable for
     what is no URL at all (`redis://[::1/0`: a `--redis` option, never checked with the settings)."""
     try:
-        scheme = urlsplit(url).scheme
+        parts = urlsplit(url)
     except ValueError as exc:  # its message names the fault, never the URL (which may hold the password)
         raise _unparsed(exc) from None
-    return scheme in _CLUSTER_SCHEMES
+    if "#" in url:
+        # A `#` ends the host part: an unescaped one in a password put the username and the password's
+        # start in the messages, read as a host or a seed (an outside audit). Nothing of the URL is quoted.
+        raise RedisUrlUnusable("a Redis URL has no `#`: write one in a password as %23")
+    return parts.scheme in _CLUSTER_SCHEMES
 
 
 @dataclass(frozen=True, slots=True)

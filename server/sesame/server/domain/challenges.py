@@ -17,6 +17,7 @@ from sesame.server.domain.destinations import DEFAULT_COUNTRIES, check_destinati
 from sesame.server.domain.dispatching import RecentCodes
 from sesame.server.domain.errors import (
     ChallengeClosed,
+    DeadlinePassed,
     FieldViolation,
     InvalidRequest,
     KeyNotFound,
@@ -412,9 +413,13 @@ class ChallengeFlows:
         known = await self._store.challenges.get_challenge(challenge_id)
         about_user(known.user_id)
         if known.status is not ChallengeStatus.OPEN:
-            # Closed: nothing is sent or charged; record_resend refuses it and journals the refusal.
-            refused = self._store.challenges.record_resend(challenge_id, now, context)
-            await self._resend_taken(_resent(refused))
+            # Closed: nothing is sent or charged; record_resend refuses it, journals and counts the refusal.
+            async def refused() -> Resent:
+                return await self._resend_taken(
+                    _resent(self._store.challenges.record_resend(challenge_id, now, context))
+                )
+
+            await to_the_end(refused())
             raise ChallengeClosed(challenge_id)  # not reached: a closed challenge never opens again
         check_destination(known.phone, self._policy.countries)
         if self._risk is not None and known.resends_left and now >= known.next_send_at:
@@ -431,10 +436,17 @@ class ChallengeFlows:
                 challenge_id, now, context, own, hold, claim=claim
             )
 
-        # The resend's step and the take of its number's, caller's and global units, at once (decision 0046).
-        resent = await to_the_end(
-            self._resend_taken(self._holds.resent(taking, known, context, now, request_id))
-        )
+        async def taken() -> Resent:
+            # The resend's step and the take of its number's, caller's and global units, at once (0046).
+            return await self._resend_taken(self._holds.resent(taking, known, context, now, request_id))
+
+        try:
+            # Made and counted to its end; its coroutines made only once it begins (made before, those of a
+            # call refused at its deadline were never awaited: a RuntimeWarning on stderr, an audit).
+            resent = await to_the_end(taken())
+        except DeadlinePassed:
+            self._forget(challenge_id)
+            raise
         if resent.queued:
             return replace(resent.challenge, delivery=DeliveryState.QUEUED)
         return resent.challenge  # an earlier call's resend whose SMS left: its delivery as it is now

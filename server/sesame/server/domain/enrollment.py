@@ -103,9 +103,6 @@ class EnrollmentFlows:
         """Register the user, or return it unchanged when this exact enrolment was already done."""
         check_enrolled_phone("secure_phone", request.secure_phone, self._countries)
         now = self._clock.now()
-        # Listed before it exists: a termination running meanwhile either refuses the enrolment or finds
-        # the id and revokes the user, or spends the id if the user is not there yet.
-        await self._store.clients.enlist_user(request.client_id, request.user_id, now)
         user = User(
             user_id=request.user_id,
             client_id=request.client_id,
@@ -114,6 +111,13 @@ class EnrollmentFlows:
             status=UserStatus.ACTIVE,
             enrolled_at=now,
         )
+        # Both steps, to their end: cut between them, the client listed a user never registered (an audit).
+        return await to_the_end(self._enrolled(user))
+
+    async def _enrolled(self, user: User) -> User:
+        # Listed before it exists: a termination running meanwhile either refuses the enrolment or finds
+        # the id and revokes the user, or spends the id if the user is not there yet.
+        await self._store.clients.enlist_user(user.client_id, user.user_id, user.enrolled_at)
         return await self._store.users.register_user(user)
 
     async def get(self, user_id: str) -> User:
@@ -133,8 +137,13 @@ class EnrollmentFlows:
 
         Nothing is voided: the user's open challenges stay as they are, and each still counts its attempts.
         """
-        now = self._clock.now()
-        unblocked = await self._store.users.unblock_user(Unblocking(request.user_id, now, request.provenance))
+        return await to_the_end(
+            self._unblocked(Unblocking(request.user_id, self._clock.now(), request.provenance))
+        )
+
+    async def _unblocked(self, unblocking: Unblocking) -> Unblocked:
+        """The unblock's step and its count, to their end (a caller that gave up left it uncounted)."""
+        unblocked = await self._store.users.unblock_user(unblocking)
         if unblocked.outcome is UnblockOutcome.UNBLOCKED:
             self._tally.changed("unblock")
         return unblocked

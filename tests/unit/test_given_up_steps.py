@@ -1,0 +1,115 @@
+"""Changes whose caller gives up run to their end and are counted (outside audits AG and AH); a call whose
+deadline has passed begins nothing, and leaves no coroutine unawaited (audit AI)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import warnings
+
+import pytest
+
+from sesame.server.domain.enrollment import EnrollRequest, StatusRequest
+from sesame.server.domain.errors import DeadlinePassed
+from sesame.server.domain.model import RequestContext
+from sesame.server.domain.operation import Operation
+from sesame.server.domain.tally import Untallied
+from sesame.server.domain.to_the_end import answering_by
+from tests.fakes.world import World, by
+
+
+class Counted(Untallied):
+    """The changes and resends counted."""
+
+    def __init__(self) -> None:
+        self.changes: list[str] = []
+        self.resends: list[str] = []
+
+    def changed(self, change: str) -> None:
+        self.changes.append(change)
+
+    def resend(self, outcome: str) -> None:
+        self.resends.append(outcome)
+
+    def opened(self, operation: Operation) -> None:
+        """Not counted here."""
+
+
+def _held(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> tuple[asyncio.Event, asyncio.Event]:
+    reached, release = asyncio.Event(), asyncio.Event()
+    method = getattr(owner, name)
+
+    async def held(*args: object, **kwargs: object) -> object:
+        reached.set()
+        await release.wait()
+        return await method(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, held)
+    return reached, release
+
+
+async def _given_up(work: asyncio.Future[object], reached: asyncio.Event, release: asyncio.Event) -> None:
+    await reached.wait()
+    work.cancel()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await work
+    for _ in range(50):
+        await asyncio.sleep(0)
+
+
+async def test_an_enrolment_given_up_between_its_steps_registers_the_user(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Cut after the client listed the id, the user was never registered (AH3)."""
+    world = World()
+    reached, release = _held(monkeypatch, world.store.users, "register_user")
+    enrolling = asyncio.ensure_future(
+        world.registry.enroll(EnrollRequest("alice", "acme", "+33612345678", "fr"))
+    )
+    await _given_up(enrolling, reached, release)
+    assert (await world.store.users.get_user("alice")).client_id == "acme"
+
+
+async def test_an_unblock_given_up_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    counted = Counted()
+    world = World(tally=counted)
+    await world.enrol()
+    for wrong_codes in (3, 2):  # five in a row: blocked
+        challenge = await world.start()
+        code = world.last_code()
+        for _ in range(wrong_codes):
+            await world.verify(challenge, str((int(code) + 1) % 1_000_000).zfill(6))
+    reached, release = _held(monkeypatch, world.store.users, "unblock_user")
+    unblocking = asyncio.ensure_future(
+        world.registry.unblock(StatusRequest("alice", by("u-1", reason="checked")))
+    )
+    await _given_up(unblocking, reached, release)
+    assert counted.changes == ["unblock"]
+
+
+async def test_a_refused_resend_given_up_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    counted = Counted()
+    world = World(tally=counted)
+    await world.enrol()
+    challenge = await world.start()
+    await world.challenges.cancel(challenge.challenge_id, RequestContext())
+    reached, release = _held(monkeypatch, world.store.challenges, "record_resend")
+    resending = asyncio.ensure_future(world.challenges.resend(challenge.challenge_id, RequestContext()))
+    await _given_up(resending, reached, release)
+    assert counted.resends == ["closed"]
+
+
+async def test_a_resend_past_its_deadline_begins_nothing_and_leaves_nothing_unawaited() -> None:
+    world = World()
+    await world.enrol()
+    challenge = await world.start()
+    with warnings.catch_warnings(record=True) as seen, answering_by(-1.0):
+        warnings.simplefilter("always")
+        with pytest.raises(DeadlinePassed):
+            await world.challenges.resend(challenge.challenge_id, RequestContext(), "r-1")
+        gc.collect()
+    assert not [w for w in seen if "never awaited" in str(w.message)]
+    assert (
+        await world.store.challenges.get_challenge(challenge.challenge_id)
+    ).resends_left == challenge.resends_left
