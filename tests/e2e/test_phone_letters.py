@@ -18,7 +18,7 @@ from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import operation_pb2 as op_pb
 from tests.e2e.conftest import Live
-from tests.e2e.helpers import CONTEXT, enrolled, snapshot, started, violations
+from tests.e2e.helpers import CONTEXT, enrolled, keys_written, snapshot, started, violations
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -48,7 +48,7 @@ async def test_an_enrolment_number_that_is_not_e164_is_refused(
         )
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert "E.164" in violations(caught.value)["secure_phone"]
-    assert await redis_client.dbsize() == 0
+    assert await keys_written(redis_client) == []
 
 
 async def test_a_change_to_a_number_spelt_in_letters_sends_no_code(
