@@ -25,6 +25,7 @@ from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import authentication_service_pb2_grpc as auth_grpc
 from sesame.hsm.softhsm import find_softhsm_module
 from tests.support.dev_token import on_dev_token
+from tests.support.planted_keys import PINLESS_PAIR
 from tests.support.serve_process import served
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -79,23 +80,6 @@ def test_a_public_key_planted_on_the_token_is_never_published(tmp_path: Path) ->
     assert [key["kid"] for key in jwks["keys"]] == ["sesame-proof-v1"]
 
 
-# A session that never logs in generates a P-256 pair under `sys.argv[3]`: public objects, the private half
-# readable (SoftHSM allows it).
-_PINLESS_PAIR = """
-import sys
-import pkcs11
-from pkcs11 import Attribute, KeyType, MechanismFlag
-token = pkcs11.lib(sys.argv[1]).get_token(token_label="sesame")
-with token.open(rw=True) as session:
-    curve = session.create_domain_parameters(
-        KeyType.EC, {Attribute.EC_PARAMS: bytes.fromhex("06082a8648ce3d030107")}, local=True)
-    curve.generate_keypair(
-        store=True, label=sys.argv[3], capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
-        public_template={Attribute.PRIVATE: False},
-        private_template={Attribute.PRIVATE: False, Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True})
-"""
-
-
 def test_a_pinless_pair_under_the_current_proof_label_changes_nothing(tmp_path: Path) -> None:
     """Found by an outside audit (AH1): a pair a session without the PIN generated under the current proof
     label emptied GetProofKeys and read NOT_SERVING (every VERIFIED without its proof); one under the next
@@ -104,7 +88,7 @@ def test_a_pinless_pair_under_the_current_proof_label_changes_nothing(tmp_path: 
     with served(var, {}) as serving, grpc.insecure_channel(serving.address) as channel:
         auth = auth_grpc.AuthenticationServiceStub(channel)
         before = auth.GetProofKeys(auth_pb.GetProofKeysRequest(), timeout=10).jwks_json
-        on_dev_token(var, _PINLESS_PAIR, "sesame-proof-v1")
+        on_dev_token(var, PINLESS_PAIR, "sesame", "sesame-proof-v1")
         time.sleep(2.5)  # two health rounds
         health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
         assert health.status == health_pb2.HealthCheckResponse.SERVING

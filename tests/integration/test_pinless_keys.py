@@ -24,29 +24,14 @@ from sesame.hsm.keys import init_keys, rotate_keys
 from sesame.hsm.pkcs11 import P256_PARAMS, Pkcs11Config, Pkcs11KeyStore
 from sesame.server.domain.errors import KeyExposed, KeyNotFound
 from sesame.server.domain.model import KeyKind
-from tests.support.planted_keys import plant
+from tests.support.planted_keys import PINLESS_PAIR, plant
 
 pytestmark = pytest.mark.integration
-
-# In another process, a session that never logs in: a P-256 pair under `sys.argv[3]`, public objects only.
-_PINLESS_PAIR = """
-import sys
-import pkcs11
-from pkcs11 import Attribute, KeyType, MechanismFlag
-token = pkcs11.lib(sys.argv[1]).get_token(token_label=sys.argv[2])
-with token.open(rw=True) as session:
-    curve = session.create_domain_parameters(
-        KeyType.EC, {Attribute.EC_PARAMS: bytes.fromhex("06082a8648ce3d030107")}, local=True)
-    curve.generate_keypair(
-        store=True, label=sys.argv[3], capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
-        public_template={Attribute.PRIVATE: False},
-        private_template={Attribute.PRIVATE: False, Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True})
-"""
 
 
 def _pinless_pair(config: Pkcs11Config, label: str) -> None:
     subprocess.run(
-        [sys.executable, "-c", _PINLESS_PAIR, config.module, config.token_label, label],
+        [sys.executable, "-c", PINLESS_PAIR, config.module, config.token_label, label],
         env=os.environ,
         check=True,
         capture_output=True,

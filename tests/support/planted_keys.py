@@ -57,3 +57,21 @@ def otp_key(config: Pkcs11Config, version: int, template: dict[Attribute, Any]) 
         lambda session: session.generate_key(KeyType.GENERIC_SECRET, 256, label=label, template=template),
     )
     return label
+
+
+# Run in another process (`python -c`): a session that never logs in generates a P-256 pair under the label
+# `sys.argv[-1]` on the token labelled `sys.argv[-2]`: public objects, the private half readable and
+# exportable, as SoftHSM allows without the PIN (an outside audit's way to plant keys, AH1).
+PINLESS_PAIR = """
+import sys
+import pkcs11
+from pkcs11 import Attribute, KeyType, MechanismFlag
+token = pkcs11.lib(sys.argv[1]).get_token(token_label=sys.argv[-2])
+with token.open(rw=True) as session:
+    curve = session.create_domain_parameters(
+        KeyType.EC, {Attribute.EC_PARAMS: bytes.fromhex("06082a8648ce3d030107")}, local=True)
+    curve.generate_keypair(
+        store=True, label=sys.argv[-1], capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
+        public_template={Attribute.PRIVATE: False},
+        private_template={Attribute.PRIVATE: False, Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True})
+"""

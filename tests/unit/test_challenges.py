@@ -50,6 +50,7 @@ from tests.fakes.dispatching import InstantlyDispatched
 from tests.fakes.keystore import FakeKeyStore
 from tests.fakes.sms import RecordingSmsGateway
 from tests.fakes.state import MemoryState, memory_state
+from tests.support.given_up import given_up, held
 
 PHONE = "+33612345678"
 TRANSFER = CreditTransfer(Money("EUR", 125000), Payee("Jean DUPONT", "FR7630006000011234567890189"), "tx-1")
@@ -457,31 +458,6 @@ class CountedOpenings(Untallied):
         self.count += 1
 
 
-def _held(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> tuple[asyncio.Event, asyncio.Event]:
-    """`owner.name` made to wait at its start until released: (reached, release)."""
-    reached, release = asyncio.Event(), asyncio.Event()
-    method = getattr(owner, name)
-
-    async def held(*args: object, **kwargs: object) -> object:
-        reached.set()
-        await release.wait()
-        return await method(*args, **kwargs)
-
-    monkeypatch.setattr(owner, name, held)
-    return reached, release
-
-
-async def _given_up(task: asyncio.Task[object], reached: asyncio.Event, release: asyncio.Event) -> None:
-    """Cancel `task` where it waits on `reached`, release the step, and let the work left run to its end."""
-    await reached.wait()
-    task.cancel()
-    release.set()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    for _ in range(50):
-        await asyncio.sleep(0)
-
-
 async def test_a_block_whose_caller_gave_up_still_voids_the_users_other_challenges(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -496,9 +472,9 @@ async def test_a_block_whose_caller_gave_up_still_voids_the_users_other_challeng
     for _ in range(3):
         await world.verify(first, wrong(first_code))
     await world.verify(second, wrong(second_code))
-    reached, release = _held(monkeypatch, world.store.challenges, "pending_challenges")
+    reached, release = held(monkeypatch, world.store.challenges, "pending_challenges")
     fifth = asyncio.ensure_future(world.verify(second, wrong(second_code)))
-    await _given_up(fifth, reached, release)
+    await given_up(fifth, reached, release)
     assert (await world.store.users.get_user(user_id)).blocked_until is not None
     assert (await world.store.challenges.get_challenge(third)).status is ChallengeStatus.VOIDED
 
@@ -508,7 +484,7 @@ async def test_a_start_whose_caller_gave_up_is_counted(monkeypatch: pytest.Monke
     counted = CountedOpenings()
     world = World(tally=counted)
     user_id = await world.enrol()
-    reached, release = _held(monkeypatch, world.store.challenges, "start_challenge")
+    reached, release = held(monkeypatch, world.store.challenges, "start_challenge")
     start = asyncio.ensure_future(world.flows.start(StartRequest(user_id, TRANSFER, NO_CONTEXT)))
-    await _given_up(start, reached, release)
+    await given_up(start, reached, release)
     assert counted.count == 1

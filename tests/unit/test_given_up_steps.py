@@ -16,6 +16,7 @@ from sesame.server.domain.operation import Operation
 from sesame.server.domain.tally import Untallied
 from sesame.server.domain.to_the_end import answering_by
 from tests.fakes.world import World, by
+from tests.support.given_up import given_up, held
 
 
 class Counted(Untallied):
@@ -35,39 +36,16 @@ class Counted(Untallied):
         """Not counted here."""
 
 
-def _held(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> tuple[asyncio.Event, asyncio.Event]:
-    reached, release = asyncio.Event(), asyncio.Event()
-    method = getattr(owner, name)
-
-    async def held(*args: object, **kwargs: object) -> object:
-        reached.set()
-        await release.wait()
-        return await method(*args, **kwargs)
-
-    monkeypatch.setattr(owner, name, held)
-    return reached, release
-
-
-async def _given_up(work: asyncio.Future[object], reached: asyncio.Event, release: asyncio.Event) -> None:
-    await reached.wait()
-    work.cancel()
-    release.set()
-    with pytest.raises(asyncio.CancelledError):
-        await work
-    for _ in range(50):
-        await asyncio.sleep(0)
-
-
 async def test_an_enrolment_given_up_between_its_steps_registers_the_user(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Cut after the client listed the id, the user was never registered (AH3)."""
     world = World()
-    reached, release = _held(monkeypatch, world.store.users, "register_user")
+    reached, release = held(monkeypatch, world.store.users, "register_user")
     enrolling = asyncio.ensure_future(
         world.registry.enroll(EnrollRequest("alice", "acme", "+33612345678", "fr"))
     )
-    await _given_up(enrolling, reached, release)
+    await given_up(enrolling, reached, release)
     assert (await world.store.users.get_user("alice")).client_id == "acme"
 
 
@@ -80,11 +58,11 @@ async def test_an_unblock_given_up_is_counted(monkeypatch: pytest.MonkeyPatch) -
         code = world.last_code()
         for _ in range(wrong_codes):
             await world.verify(challenge, str((int(code) + 1) % 1_000_000).zfill(6))
-    reached, release = _held(monkeypatch, world.store.users, "unblock_user")
+    reached, release = held(monkeypatch, world.store.users, "unblock_user")
     unblocking = asyncio.ensure_future(
         world.registry.unblock(StatusRequest("alice", by("u-1", reason="checked")))
     )
-    await _given_up(unblocking, reached, release)
+    await given_up(unblocking, reached, release)
     assert counted.changes == ["unblock"]
 
 
@@ -94,9 +72,9 @@ async def test_a_refused_resend_given_up_is_counted(monkeypatch: pytest.MonkeyPa
     await world.enrol()
     challenge = await world.start()
     await world.challenges.cancel(challenge.challenge_id, RequestContext())
-    reached, release = _held(monkeypatch, world.store.challenges, "record_resend")
+    reached, release = held(monkeypatch, world.store.challenges, "record_resend")
     resending = asyncio.ensure_future(world.challenges.resend(challenge.challenge_id, RequestContext()))
-    await _given_up(resending, reached, release)
+    await given_up(resending, reached, release)
     assert counted.resends == ["closed"]
 
 
