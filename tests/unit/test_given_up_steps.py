@@ -11,7 +11,7 @@ import pytest
 
 from sesame.server.domain.enrollment import EnrollRequest, StatusRequest
 from sesame.server.domain.errors import DeadlinePassed
-from sesame.server.domain.model import RequestContext
+from sesame.server.domain.model import RequestContext, VerifyResult
 from sesame.server.domain.operation import Operation
 from sesame.server.domain.tally import Untallied
 from sesame.server.domain.to_the_end import answering_by
@@ -91,3 +91,21 @@ async def test_a_resend_past_its_deadline_begins_nothing_and_leaves_nothing_unaw
     assert (
         await world.store.challenges.get_challenge(challenge.challenge_id)
     ).resends_left == challenge.resends_left
+
+
+async def test_a_start_or_a_verify_past_its_deadline_begins_nothing() -> None:
+    """Found from outside (AG2): a Start whose deadline had passed sent its SMS and spent its unit, a Verify
+    consumed the code, for a caller told DEADLINE_EXCEEDED."""
+    world = World()
+    await world.enrol()
+    with answering_by(-1.0), pytest.raises(DeadlinePassed):
+        await world.start()
+    assert world.sms.sent == []
+    challenge = await world.start()
+    code = world.last_code()
+    with answering_by(-1.0), pytest.raises(DeadlinePassed):
+        await world.verify(challenge, code)
+    assert (
+        await world.store.challenges.get_challenge(challenge.challenge_id)
+    ).attempts_left == challenge.attempts_left
+    assert await world.verify(challenge, code) is VerifyResult.VERIFIED
