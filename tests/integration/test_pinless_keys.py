@@ -24,14 +24,14 @@ from sesame.hsm.keys import init_keys, rotate_keys
 from sesame.hsm.pkcs11 import P256_PARAMS, Pkcs11Config, Pkcs11KeyStore
 from sesame.server.domain.errors import KeyExposed, KeyNotFound
 from sesame.server.domain.model import KeyKind
-from tests.support.planted_keys import PINLESS_PAIR, plant
+from tests.support.planted_keys import PINLESS_PAIR, PINLESS_RSA_PAIR, plant
 
 pytestmark = pytest.mark.integration
 
 
-def _pinless_pair(config: Pkcs11Config, label: str) -> None:
+def _pinless_pair(config: Pkcs11Config, label: str, script: str = PINLESS_PAIR) -> None:
     subprocess.run(
-        [sys.executable, "-c", PINLESS_PAIR, config.module, config.token_label, label],
+        [sys.executable, "-c", script, config.module, config.token_label, label],
         env=os.environ,
         check=True,
         capture_output=True,
@@ -50,6 +50,25 @@ async def test_a_pinless_pair_under_the_current_label_changes_nothing(
         _pinless_pair(config, "sesame-proof-v1")
         assert await store.public_keys() == published
         await store.check()  # the current proof key is whole: SERVING
+    finally:
+        store.close()
+
+
+async def test_a_pinless_rsa_pair_under_a_proof_label_changes_nothing(
+    make_token: Callable[[str], Pkcs11Config],
+) -> None:
+    """Its public half has no CKA_EC_POINT: reading it failed GetProofKeys and every health round."""
+    config = make_token("pinless-rsa")
+    init_keys(config)
+    store = Pkcs11KeyStore.open(config)
+    try:
+        published = await store.public_keys()
+        _pinless_pair(config, "sesame-proof-v1", PINLESS_RSA_PAIR)
+        _pinless_pair(config, "sesame-proof-v2", PINLESS_RSA_PAIR)
+        assert await store.public_keys() == published
+        await store.refresh_keys()
+        assert (await store.current_proof_key()).label == "sesame-proof-v1"
+        await store.check()
     finally:
         store.close()
 

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from pkcs11 import Attribute, Mechanism, ObjectClass
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
 from sesame.hsm.key_protection import KeyInfo, check_rotated, describe
 from sesame.hsm.self_test import KeyProof
@@ -171,9 +171,17 @@ def _ours(halves: list[Any], *, paired: bool) -> list[Any]:
     Sésame's halves are since 0153, and a session without the PIN can generate public ones only, its private
     half readable: published, it let its maker forge proofs (an outside audit). A half made before 0153 is
     not private: it counts while the label's private half is Sésame's (`paired`: the key is held), not once
-    retired (its private half destroyed), where a PIN-less pair is not told from it.
+    retired (its private half destroyed), where a PIN-less pair is not told from it. A P-256 key: a PIN-less
+    RSA pair's half has no CKA_EC_POINT, and reading it failed GetProofKeys and every health round.
     """
-    made = [obj for obj in halves if obj[Attribute.LOCAL] and bytes(obj[Attribute.EC_POINT])]
+    made = [
+        obj
+        for obj in halves
+        if obj[Attribute.KEY_TYPE] == KeyType.EC
+        and bytes(obj[Attribute.EC_PARAMS]) == P256_PARAMS
+        and obj[Attribute.LOCAL]
+        and bytes(obj[Attribute.EC_POINT])
+    ]
     private = [obj for obj in made if obj[Attribute.PRIVATE]]
     return private or (made if paired else [])
 
