@@ -84,7 +84,8 @@ from pkcs11 import Attribute, KeyType, MechanismFlag
 token = pkcs11.lib(sys.argv[1]).get_token(token_label=sys.argv[-2])
 with token.open(rw=True) as session:
     session.generate_keypair(
-        KeyType.RSA, 2048, store=True, label=sys.argv[-1], capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
+        KeyType.RSA, 2048, store=True, label=sys.argv[-1],
+        capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
         public_template={Attribute.PRIVATE: False},
         private_template={Attribute.PRIVATE: False, Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True})
 """

@@ -35,7 +35,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
 from sesame.server.domain import errors
-from sesame.server.domain.to_the_end import answering_by, check_deadline
+from sesame.server.domain.to_the_end import DEADLINE_MARGIN, answering_by, check_deadline
 from sesame.server.grpc.authz import AuthorizationInterceptor
 from sesame.server.grpc.call_context import (
     REQUEST_ID_KEY,
@@ -306,4 +306,5 @@ def _is_health(method: str) -> bool:
 def _given_up(context: Context) -> grpc.StatusCode:
     """The status of a call cancelled under its servicer: DEADLINE_EXCEEDED when its deadline has passed."""
     left = context.time_remaining()
-    return grpc.StatusCode.DEADLINE_EXCEEDED if left is not None and left <= 0 else grpc.StatusCode.CANCELLED
+    passed = left is not None and left <= DEADLINE_MARGIN  # read on gRPC's clock: see DEADLINE_MARGIN
+    return grpc.StatusCode.DEADLINE_EXCEEDED if passed else grpc.StatusCode.CANCELLED
