@@ -13,7 +13,6 @@ tests/unit/test_given_up_steps.py: a `grpc-timeout` of 1 ns reached it only some
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
 import grpc
@@ -31,6 +30,7 @@ from tests.support.http2 import (
     END_HEADERS,
     END_STREAM,
     HEADERS,
+    drained,
     frame,
     grpc_headers,
     grpc_message,
@@ -64,10 +64,7 @@ def _sent_late(address: str, method: str, request: bytes) -> None:
         sock.sendall(frame(HEADERS, END_HEADERS, 1, block))
         time.sleep(0.05)
         sock.sendall(frame(DATA, END_STREAM, 1, grpc_message(request)))
-        sock.settimeout(1.0)
-        with contextlib.suppress(OSError):
-            while sock.recv(65536):
-                pass
+        drained(sock)
     finally:
         sock.close()
 

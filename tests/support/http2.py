@@ -81,9 +81,14 @@ def sent_and_drained(address: str, block: bytes, calls: int = 1) -> None:
                 frame(HEADERS, END_HEADERS, stream, block)
                 + frame(DATA, END_STREAM, stream, grpc_message(b""))
             )
-        sock.settimeout(1.0)
-        with contextlib.suppress(OSError):
-            while sock.recv(65536):
-                pass
+        drained(sock)
     finally:
         sock.close()
+
+
+def drained(sock: socket.socket) -> None:
+    """What comes back on `sock` read until the connection is quiet for a second or closed."""
+    sock.settimeout(1.0)
+    with contextlib.suppress(OSError):
+        while sock.recv(65536):
+            pass
