@@ -375,7 +375,11 @@ class MemoryChallenges:
                 "challenge.verification",
                 attempt.at,
                 result.value,
-                {"op_digest": attempt.op_digest.hex(), **context_fields(attempt.context)},
+                {
+                    "op_digest": attempt.op_digest.hex(),
+                    **context_fields(attempt.context),
+                    **({"witness": attempt.witness} if result is VerifyResult.VERIFIED else {}),
+                },
             )
             if result is VerifyResult.VERIFIED and attempt.proof_id is not None:
                 # As record_verification.lua: the decision names its proof; the JWS is kept later.

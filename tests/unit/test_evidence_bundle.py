@@ -79,7 +79,12 @@ JOURNAL = [
     },
     {"event": "challenge.delivery", "at": "2026-10-31T10:00:01.000+00:00", "delivery": "delivered"},
     {"event": "challenge.verification", "at": "2026-10-31T10:00:30.000+00:00", "outcome": "wrong_code"},
-    {"event": "challenge.verification", "at": "2026-10-31T10:00:40.000+00:00", "outcome": "verified"},
+    {
+        "event": "challenge.verification",
+        "at": "2026-10-31T10:00:40.000+00:00",
+        "outcome": "verified",
+        "user_id": "alice",
+    },
 ]
 LIFECYCLE = [{"event": "user.enrolled", "at": "2026-01-02T09:00:00.000+00:00", "user_id": "alice"}]
 HEALTH = [{"event": "health.note", "at": "2026-10-31T09:30:00.000+00:00", "worker": "w1", "key store": "up"}]

@@ -222,6 +222,7 @@ class RedisChallenges(RedisPlace):
             attempt.notice,
             *self._lesson(attempt),
             self.keys.pending_beside(attempt.challenge_id),
+            attempt.witness,
             *head,
             "op_digest", attempt.op_digest.hex(),
             *rec.context_fields(attempt.context),

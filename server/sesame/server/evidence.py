@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from sesame.server.domain import operation, proof
-from sesame.server.domain.errors import SesameError
+from sesame.server.domain.errors import JournalDisagrees, SesameError
 from sesame.server.domain.journal_seal import seal_from_dict
 from sesame.server.journal_check import check_stream
 from sesame.server.jwk_keys import public_key
@@ -151,8 +151,12 @@ def _proof_section(record: EvidenceRecord, jwks: Mapping[str, Any]) -> dict[str,
 
 
 def claims_match_journal(claims: Mapping[str, Any], journal: Sequence[Mapping[str, str]]) -> bool:
-    """Whether the claims are exactly those the journaled decision gives, and the journal names this proof."""
-    facts = proof.ProofFacts.from_journal(journal)
+    """Whether the claims are exactly those the journaled decision gives, and the journal names this proof;
+    not when the decision names another challenge, user, client or operation than the opening."""
+    try:
+        facts = proof.ProofFacts.from_journal(journal)
+    except JournalDisagrees:
+        return False
     if facts is None:
         return False
     expected = proof.claims(facts, issuer=str(claims.get("iss")), jti=str(claims.get("jti")))

@@ -20,7 +20,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sesame.server import bundle_extent, evidence
+from sesame.server.domain.errors import JournalDisagrees
 from sesame.server.domain.journal_seal import Block, Seal, leaf_hash, seal_from_dict
+from sesame.server.domain.proof import verified_entries
 from sesame.server.evidence_inclusion import Event, check, proofs, signed_blocks
 from sesame.server.journal_check import check_stream
 
@@ -685,6 +687,10 @@ def _proof_bound(bundle: Mapping[str, Any], jwks: Mapping[str, Any]) -> None:
     """The proof verifies, is the one the journal names for this challenge, and the bundle shows its header,
     claims and checks as they are; a journal that names a proof has it in the bundle."""
     journal = bundle.get("journal", [])
+    try:
+        verified_entries(journal)  # a challenge's record edited in Redis (decision 0167)
+    except JournalDisagrees as exc:
+        raise _Unsound(f"journal: {exc}") from None
     section = bundle.get("proof")
     if not section:
         if named := proof_jti(journal):

@@ -18,8 +18,9 @@
 -- VERIFIED decision queues ('' none, `beneficiary_added`; decision 0033), ARGV[13] the name of the user's
 -- risk keys less the user id, in the challenge's place ('': nothing to remember), ARGV[14..27] what a VERIFIED
 -- decision teaches that memory (risk_remember's 14 arguments, _risk_memory.lua; decision 0032), ARGV[28] the
--- name of the user's pending index less the user id, in the challenge's place, ARGV[29 ..]
--- challenge journal field/value pairs (event, time, id, request context). A block that starts queues the
+-- name of the user's pending index less the user id, in the challenge's place, ARGV[29] the right code's
+-- witness, journaled with a VERIFIED decision only (decision 0167), ARGV[30 ..] challenge journal field/value
+-- pairs (event, time, id, request context). A block that starts queues the
 -- `user_blocked` alert.
 -- Returns {result, hgetall, blocked_until} (blocked_until: unix ms when this attempt started a block, else
 -- 0); or {'not_found'}.
@@ -103,10 +104,14 @@ if REFUSED[result] then
   end
 end
 local entry = {}
-for i = 29, #ARGV do entry[#entry + 1] = ARGV[i] end
+for i = 30, #ARGV do entry[#entry + 1] = ARGV[i] end
 local attempts = h[9]  -- as counted above, or as stored (false: never counted, as HGET answered)
 for _, v in ipairs({'user_id', h[5], 'client_id', h[6], 'outcome', result, 'attempts', attempts, 'status', status}) do
   entry[#entry + 1] = v
+end
+if result == 'verified' then
+  entry[#entry + 1] = 'witness'
+  entry[#entry + 1] = ARGV[29]
 end
 journal_append(journal, entry)
 -- The proof is signed after this step and its JWS is not written: the entry that names it (jti, key) is, with

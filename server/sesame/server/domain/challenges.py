@@ -338,7 +338,7 @@ class ChallengeFlows:
         factors.check_age(request.context.first_factor, self._clock.now(), self._policy.first_factor_max_age)
         op_digest = digest(request.operation)
         try:
-            expected = await codes.derive(
+            expected, witness = await codes.witnessed(
                 self._keys,
                 key_version=ref.key_version,
                 digits=ref.digits,
@@ -355,7 +355,7 @@ class ChallengeFlows:
                 raise KeyVersionUnavailable(ref.key_version) from None
             # Closed, or expired by now: the step answers that before any code is compared, and counts
             # nothing. "Retry later" answered it for the challenge's whole retention (an outside audit).
-            expected = ""
+            expected = witness = ""
         matches = codes.same_code(expected, submitted)
         # A right code's proof is named before the decision, which journals the name with a VERIFIED outcome
         # only: the proof is signed after it, and no second round trip records it (decision 0026).
@@ -370,6 +370,7 @@ class ChallengeFlows:
             notice=notice_on_verified(request.operation),
             # A right code feeds the user's risk memory in the decision's own step (decision 0032).
             risk=None if self._risk is None else self._risk.lesson(request, self._clock.now()),
+            witness=witness if matches else "",
         )
         # One atomic step in the user's place, which the id names (docs/decisions/0013, 0019): the store reads
         # the challenge and its user's block, decides and counts the attempt for both; while the user is

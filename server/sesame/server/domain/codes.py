@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from sesame.server.domain.ports import KeyStore
 
 _QUESTION_TAG = b"sesame-ocra-question-v1"
+_WITNESS_TAG = b"sesame-verification-witness-v1"
 
 
 @functools.cache
@@ -35,9 +36,29 @@ def question(nonce: bytes, op_digest: bytes) -> str:
 
 async def derive(keys: KeyStore, *, key_version: int, digits: int, nonce: bytes, op_digest: bytes) -> str:
     """The code of a challenge for an operation digest."""
+    code, _ = await witnessed(keys, key_version=key_version, digits=digits, nonce=nonce, op_digest=op_digest)
+    return code
+
+
+async def witnessed(
+    keys: KeyStore, *, key_version: int, digits: int, nonce: bytes, op_digest: bytes
+) -> tuple[str, str]:
+    """The code of a challenge for an operation digest, and its witness, from one HMAC in the HSM.
+
+    The witness (128 bits, hex) is a digest of the whole HMAC the code is cut from: only the HSM's key makes
+    it, and it tells nothing of the code (the HMAC cannot be had from it). A VERIFIED decision journals it,
+    so that a proof signed later from the journal (GetProof) is signed for a decision Sésame made, not for an
+    entry anyone who can write to Redis appended (an outside audit; decision 0167).
+    """
     chosen = suite(digits)
     data = chosen.data_input(question(nonce, op_digest))
-    return await ocra.compute(keys, KeyRef.otp(key_version), chosen, data)
+    mac = await keys.mac(KeyRef.otp(key_version), data, chosen.algorithm)
+    return ocra.truncate(mac, chosen.digits), hashlib.sha256(_WITNESS_TAG + mac).hexdigest()[:32]
+
+
+def same_witness(expected: str, journaled: str) -> bool:
+    """Constant-time comparison of a recomputed witness with a journaled one."""
+    return hmac.compare_digest(expected.encode(), journaled.encode())
 
 
 def same_code(expected: str, submitted: str) -> bool:

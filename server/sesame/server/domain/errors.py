@@ -201,6 +201,12 @@ class SimNumberMoved(StoreUnavailable):
         self.number = number
 
 
+class JournalDisagrees(SesameError):
+    """A challenge's journal holds a VERIFIED decision Sésame did not make: its entries name other users,
+    clients, challenges or operations than the opening's, or it carries no witness the HSM made (decision
+    0167). Someone wrote to Redis: no proof is signed from it."""
+
+
 class Overloaded(SesameError):
     """This worker already runs as many calls as it may: the call was shed, nothing was done; retry."""
 

@@ -298,6 +298,9 @@ class VerificationAttempt:
     notice: str = ""
     # What a VERIFIED decision teaches its user's risk memory in the same step (decision 0032); None: no rules
     risk: RiskLesson | None = None
+    # The right code's witness (`codes.witnessed`), journaled with a VERIFIED decision only: a proof signed
+    # later from the journal is signed for a decision the HSM checked (decision 0167); "" for a wrong code.
+    witness: str = ""
 
 
 @dataclass(frozen=True, slots=True)

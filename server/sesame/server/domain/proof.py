@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from sesame.server.domain import factors
+from sesame.server.domain.errors import JournalDisagrees
 from sesame.server.domain.model import (
     ProofId,
     PublicKey,
@@ -87,11 +88,16 @@ class ProofFacts:
 
     @classmethod
     def from_journal(cls, entries: Sequence[Mapping[str, str]]) -> ProofFacts | None:
-        """The facts of the journaled VERIFIED attempt; None when the journal holds none."""
-        opened = next((e for e in entries if e.get("event") == "challenge.opened"), None)
-        verified = next((e for e in entries if _is_verified(e)), None)
-        if opened is None or verified is None:
+        """The facts of the journaled VERIFIED attempt; None when the journal holds none.
+
+        JournalDisagrees when the decision names another challenge, user, client or operation than the
+        opening: a challenge's record edited in Redis before its code was typed gave a proof naming another
+        user than the one the code was sent to, and a bundle that checked valid (an outside audit).
+        """
+        found = verified_entries(entries)
+        if found is None:
             return None
+        opened, verified = found
         decision, reasons, version = _journaled_risk(opened)
         return cls(
             risk_decision=decision,
@@ -111,6 +117,25 @@ class ProofFacts:
             ),
             start_factor=factors.from_journal(opened),
         )
+
+
+# What a VERIFIED decision's entry and its challenge's opening must both name alike.
+_BOUND = ("challenge_id", "user_id", "client_id", "op_digest")
+
+
+def verified_entries(
+    entries: Sequence[Mapping[str, str]],
+) -> tuple[Mapping[str, str], Mapping[str, str]] | None:
+    """The opening and the first VERIFIED decision of a challenge's journal; None without both.
+    JournalDisagrees when they name another challenge, user, client or operation."""
+    opened = next((e for e in entries if e.get("event") == "challenge.opened"), None)
+    verified = next((e for e in entries if _is_verified(e)), None)
+    if opened is None or verified is None:
+        return None
+    differ = [name for name in _BOUND if verified.get(name) != opened.get(name)]
+    if differ:
+        raise JournalDisagrees(f"the VERIFIED decision and the opening name another {', '.join(differ)}")
+    return opened, verified
 
 
 def journaled_id(entries: Sequence[Mapping[str, str]]) -> ProofId | None:

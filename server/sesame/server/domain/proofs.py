@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sesame.server.domain import proof
+from sesame.server.domain import codes, proof
 from sesame.server.domain.challenges import checked_ref
 from sesame.server.domain.errors import (
     ChallengeNotFound,
@@ -23,6 +23,7 @@ from sesame.server.domain.errors import (
     FieldViolation,
     HsmUnavailable,
     InvalidRequest,
+    JournalDisagrees,
     KeyNotFound,
     StoreUnavailable,
 )
@@ -30,6 +31,8 @@ from sesame.server.domain.model import KeyRef, ProofId
 from sesame.server.domain.proof import IssuedProof, ProofFacts
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from sesame.server.domain.model import (
         Challenge,
         PublicKey,
@@ -164,10 +167,42 @@ class ProofFlows:
         stored = journaled_proof(journal) or await self._store.proofs.stored_proof(challenge_id)
         if stored:
             return stored
-        facts = ProofFacts.from_journal(journal)
+        facts = await self._witnessed(challenge_id, journal)
         if facts is None:
             raise ChallengeNotVerified(challenge_id)
         return await self.issue(facts, proof.journaled_id(journal))
+
+    async def _witnessed(self, challenge_id: str, journal: list[dict[str, str]]) -> ProofFacts | None:
+        """The facts of the journal's VERIFIED decision, once the HSM has checked that Sésame made it: its
+        witness recomputed for this challenge's nonce and the decision's operation (decision 0167). None
+        without such a decision; JournalDisagrees (said by an ERROR) for one Sésame did not make.
+
+        Signed on the journal's word alone, one XADD in Redis got a proof, and a bundle that checked valid,
+        of an authentication that never happened (an outside audit).
+        """
+        try:
+            found = proof.verified_entries(journal)
+        except JournalDisagrees as exc:
+            raise _said(exc) from None
+        if found is None:
+            return None
+        if not await self._made_here(challenge_id, found[1]):
+            raise _said(JournalDisagrees("the VERIFIED decision carries no witness the HSM made"))
+        return ProofFacts.from_journal(journal)
+
+    async def _made_here(self, challenge_id: str, verified: Mapping[str, str]) -> bool:
+        """Whether `verified` is this challenge's decision and carries the witness its right code gives."""
+        try:
+            op_digest = bytes.fromhex(verified.get("op_digest", ""))
+        except ValueError:
+            return False
+        ref = checked_ref(challenge_id)
+        _, witness = await codes.witnessed(
+            self._keys, key_version=ref.key_version, digits=ref.digits, nonce=ref.nonce, op_digest=op_digest
+        )
+        return verified.get("challenge_id") == challenge_id and codes.same_witness(
+            witness, verified.get("witness", "")
+        )
 
     async def public_keys(self) -> list[PublicKey]:
         """Every proof key's public half still held, oldest first: old proofs keep verifying."""
@@ -203,14 +238,21 @@ class ProofFlows:
         """The journaled proof; else the proof of a journaled VERIFIED decision, issued now; else ""."""
         journal = await self._store.journal.challenge_journal(challenge_id)
         stored = journaled_proof(journal) or await self._store.proofs.stored_proof(challenge_id)
-        facts = None if stored else ProofFacts.from_journal(journal)
-        if facts is None:
+        if stored:
             return stored
         try:
-            return await self.issue(facts, proof.journaled_id(journal))
+            facts = await self._witnessed(challenge_id, journal)
+            return "" if facts is None else await self.issue(facts, proof.journaled_id(journal))
+        except JournalDisagrees:
+            return ""  # the journal is shown as it is; its ERROR was said
         except (HsmUnavailable, KeyNotFound, StoreUnavailable) as exc:
             _log.warning("evidence without a proof (%s): GetProof will issue it", type(exc).__name__)
             return ""
+
+
+def _said(refusal: JournalDisagrees) -> JournalDisagrees:
+    _log.error("a challenge's journal holds a decision Sésame did not make (%s): no proof signed", refusal)
+    return refusal
 
 
 def journaled_proof(journal: list[dict[str, str]]) -> str:

@@ -49,6 +49,7 @@ _TABLE: tuple[tuple[type[errors.SesameError], grpc.StatusCode, str], ...] = (
     (errors.DeliveryFailed, grpc.StatusCode.UNAVAILABLE, "SMS gateway unavailable, retry later"),
     (errors.DeadlinePassed, grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before the work began"),
     (errors.KeyNotFound, grpc.StatusCode.INTERNAL, "a key is missing in the HSM"),
+    (errors.JournalDisagrees, grpc.StatusCode.INTERNAL, "journal holds a decision not made here"),
     (errors.ConfigurationError, grpc.StatusCode.INTERNAL, "server misconfigured"),
 )
 # PreconditionFailure type and description, by error (FAILED_PRECONDITION only).

@@ -1,0 +1,76 @@
+"""What someone who can write to Redis, and not use the HSM, gets from the proofs (decision 0167), through the
+real server, Redis and SoftHSM.
+
+Found by an outside audit (AL1, AL2): one XADD of a VERIFIED decision on the journal of a challenge whose code
+nobody typed got a signed proof from GetProof, and a bundle that checked valid; a challenge's record edited to
+name another user before its code was typed gave a proof naming that user, and a bundle that checked valid
+although its opening named the user the code was sent to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import grpc
+import pytest
+import redis.asyncio as aioredis
+
+from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from sesame.server.evidence import claims_match_journal
+from tests.e2e.conftest import Live
+from tests.e2e.helpers import enrolled, started, verify
+from tests.support.evidence_cli import run_evidence
+from tests.support.jws import claims_of
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+
+async def _entries(redis_client: aioredis.Redis, live: Live, challenge_id: str) -> list[dict[bytes, bytes]]:
+    journal = live.store.keys.challenge_journal(challenge_id)
+    return [fields for _, fields in await redis_client.xrange(journal)]
+
+
+async def _refused_proof(live: Live, challenge_id: str) -> grpc.StatusCode:
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))
+    return refused.value.code()
+
+
+async def test_a_decision_written_in_redis_gets_no_proof(live: Live, redis_client: aioredis.Redis) -> None:
+    await enrolled(live)
+    other, code = await started(live, "alice")
+    assert (await verify(live, other, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
+    witness = next(e for e in await _entries(redis_client, live, other) if b"witness" in e)[b"witness"]
+    never_typed, _ = await started(live, "alice")
+    opened = (await _entries(redis_client, live, never_typed))[0]
+    forged = {**opened, b"event": b"challenge.verification", b"outcome": b"verified", b"attempts": b"1"}
+    journal = live.store.keys.challenge_journal(never_typed)
+    await redis_client.xadd(journal, forged)
+    assert await _refused_proof(live, never_typed) is grpc.StatusCode.INTERNAL
+    # Nor with the witness of another challenge's right code: it is its nonce's and operation's.
+    await redis_client.xadd(journal, {**forged, b"witness": witness})
+    assert await _refused_proof(live, never_typed) is grpc.StatusCode.INTERNAL
+    reply = await live.auth.GetChallenge(auth_pb.GetChallengeRequest(challenge_id=never_typed))
+    assert reply.challenge.status == auth_pb.CHALLENGE_STATUS_OPEN
+
+
+async def test_a_challenge_edited_to_name_another_user_fails_its_bundle(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    await enrolled(live, "alice")
+    await enrolled(live, "bob")
+    challenge_id, code = await started(live, "alice")
+    await redis_client.hset(live.store.keys.challenge(challenge_id), "user_id", "bob")
+    reply = await verify(live, challenge_id, code)
+    assert reply.result == auth_pb.VERIFY_RESULT_VERIFIED
+    assert live.sealer is not None
+    await live.sealer.step()
+    await live.sealer.step()
+    done = await asyncio.to_thread(run_evidence, challenge_id, "--target", live.address)
+    assert done.returncode != 0, done.stdout[-2000:]
+    bundle = json.loads(done.stdout)
+    assert "the VERIFIED decision and the opening name another user_id" in done.stderr
+    # The proof VerifyChallenge gave (naming bob) does not match that journal either.
+    assert claims_of(reply.proof)["sub"] == "bob"
+    assert claims_match_journal(claims_of(reply.proof), bundle["journal"]) is False
