@@ -22,6 +22,7 @@ from sesame.hsm.pkcs11 import Pkcs11KeyStore
 from sesame.server.config import Settings
 from sesame.server.grpc.server import GrpcServer
 from sesame.server.metrics import Metrics
+from tests.support.http2 import DATA, END_STREAM, drained, frame, grpc_message, long_headers, unacknowledged
 from tests.support.pki import Pki
 from tests.support.wired_server import ServerOptions, start_wired
 
@@ -111,3 +112,25 @@ async def test_a_watch_on_the_listener_is_counted_when_it_ends(probed: Probed) -
         assert first.status == health_pb2.HealthCheckResponse.SERVING
         call.cancel()
     await _until("watch", probed, "Watch", "CANCELLED", 1)
+
+
+def _sent_unacknowledged(address: str, size: int) -> None:
+    """A Check with a `size`-byte header, on a connection that never acknowledges the server's SETTINGS."""
+    sock = unacknowledged(address)
+    try:
+        sock.sendall(
+            long_headers("/grpc.health.v1.Health/Check", address, b"x-big", size)
+            + frame(DATA, END_STREAM, 1, grpc_message(b""))
+        )
+        drained(sock)
+    finally:
+        sock.close()
+
+
+async def test_big_headers_from_a_client_that_never_acknowledges_settings_are_refused(probed: Probed) -> None:
+    """Found from outside (AK1): gRPC bounds headers once its SETTINGS are acknowledged; on this port, which
+    anyone on the probes' network reaches without a certificate, a Check with 1 MB of headers was served."""
+    assert probed.server.health_port is not None
+    await asyncio.to_thread(_sent_unacknowledged, f"127.0.0.1:{probed.server.health_port}", 1024 * 1024)
+    await _until("refused", probed, "Check", "RESOURCE_EXHAUSTED", 1)
+    assert probed.counted("Check", "OK") == 0

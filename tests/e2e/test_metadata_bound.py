@@ -6,6 +6,8 @@ it refused calls at random, so the same call with 10 KiB of metadata was answere
 
 from __future__ import annotations
 
+import urllib.request
+
 import grpc
 import pytest
 
@@ -13,6 +15,7 @@ from sesame.api.v1 import enrollment_service_pb2 as enrol_pb
 from sesame.api.v1 import enrollment_service_pb2_grpc as enrol_grpc
 from sesame.server.grpc.server import MAX_METADATA_BYTES
 from tests.e2e.conftest import Served
+from tests.support.http2 import DATA, END_STREAM, drained, frame, grpc_message, long_headers, unacknowledged
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -44,3 +47,43 @@ def test_metadata_under_the_bound_is_always_served(served: Served) -> None:
 def test_metadata_over_the_bound_is_always_refused(served: Served, padding: int) -> None:
     """Over 8 KiB: every call is RESOURCE_EXHAUSTED before any RPC runs (before, 10 KiB was a coin toss)."""
     assert _codes(served, padding) == {(grpc.StatusCode.RESOURCE_EXHAUSTED, False)}
+
+
+def _not_found(served: Served) -> float:
+    """GetUser calls answered NOT_FOUND so far (every worker's)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{served.metrics_port}/metrics", timeout=30) as reply:
+        text = reply.read().decode()
+    counted = [
+        line.rsplit(" ", 1)[1]
+        for line in text.splitlines()
+        if line.startswith("sesame_rpc_requests_total{")
+        and 'method="GetUser"' in line
+        and '"NOT_FOUND"' in line
+    ]
+    return sum(float(n) for n in counted)
+
+
+@pytest.mark.parametrize("size", [20 * 1024, 1024 * 1024])
+def test_a_client_that_never_acknowledges_settings_is_bounded_alike(served: Served, size: int) -> None:
+    """Found from outside (AK1): gRPC applies its header limit only once the client acknowledged the server's
+    SETTINGS; a client that never did had calls with megabytes of headers served (and the health port's)."""
+    before = _not_found(served)
+    for _ in range(3):
+        sock = unacknowledged(served.address)
+        try:
+            method = "/sesame.api.v1.EnrollmentService/GetUser"
+            sock.sendall(
+                long_headers(method, served.address, b"x-big", size)
+                + frame(
+                    DATA,
+                    END_STREAM,
+                    1,
+                    grpc_message(enrol_pb.GetUserRequest(user_id="nobody").SerializeToString()),
+                )
+            )
+            drained(sock)
+        finally:
+            sock.close()
+    assert _not_found(served) == before  # no call ran
+    assert _codes(served, 1024) == {(grpc.StatusCode.NOT_FOUND, True)}  # nor is a small call refused
+    assert _not_found(served) == before + TRIES

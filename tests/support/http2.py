@@ -12,7 +12,7 @@ import struct
 import time
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-DATA, HEADERS, RST_STREAM, SETTINGS = 0x0, 0x1, 0x3, 0x4
+DATA, HEADERS, RST_STREAM, SETTINGS, CONTINUATION = 0x0, 0x1, 0x3, 0x4, 0x9
 END_STREAM, ACK, END_HEADERS = 0x1, 0x1, 0x4
 CANCEL = 0x8
 INITIAL_WINDOW_SIZE = 0x4  # the SETTINGS parameter
@@ -92,3 +92,43 @@ def drained(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         while sock.recv(65536):
             pass
+
+
+def unacknowledged(address: str) -> socket.socket:
+    """A connection to `address` whose client sends the preface and its SETTINGS and never acknowledges the
+    server's: gRPC applies its header limits only once they are (an outside audit, AK1)."""
+    host, port = address.rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall(PREFACE + frame(SETTINGS, 0, 0))
+    return sock
+
+
+def long_headers(path: str, authority: str, name: bytes, size: int) -> bytes:
+    """The frames (HEADERS, then CONTINUATION as needed) of stream 1's call of `path` with a header `name`
+    of `size` bytes, ending the headers; HPACK literals with their lengths in full integer form."""
+    fields = (
+        (b":method", b"POST"),
+        (b":scheme", b"http"),
+        (b":path", path.encode()),
+        (b":authority", authority.encode()),
+        (b"content-type", b"application/grpc"),
+        (b"te", b"trailers"),
+        (name, b"a" * size),
+    )
+    block = b"".join(b"\x00" + _length(len(k)) + k + _length(len(v)) + v for k, v in fields)
+    chunks = [block[i : i + 16384] for i in range(0, len(block), 16384)]
+    return b"".join(
+        frame(HEADERS if n == 0 else CONTINUATION, END_HEADERS if n == len(chunks) - 1 else 0, 1, chunk)
+        for n, chunk in enumerate(chunks)
+    )
+
+
+def _length(n: int) -> bytes:
+    """An HPACK string length: a 7-bit prefix integer (RFC 7541, 5.1), no Huffman."""
+    if n < 127:
+        return bytes([n])
+    out, n = [127], n - 127
+    while n >= 128:
+        out.append((n & 127) | 128)
+        n >>= 7
+    return bytes([*out, n])

@@ -48,6 +48,7 @@ from sesame.server.grpc.call_context import (
 from sesame.server.grpc.callers import CallerNotAllowed, caller_identity, calling_as
 from sesame.server.grpc.catalogue import API_SERVICES, GOVERNED, HEALTH_SERVICE
 from sesame.server.grpc.decoding import DecodingInterceptor, Undecodable, UndecodableLog, refuse, tolerant
+from sesame.server.grpc.header_bound import oversized, refusing
 from sesame.server.grpc.metering import UNKNOWN_METHOD, MethodMeter, metered, metered_stream
 from sesame.server.grpc.policy import CallerPolicy
 from sesame.server.grpc.shedding import InFlight
@@ -109,6 +110,8 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 return None
             handler = await self._wrap(found, handler_call_details)
             self._handlers[method] = handler
+        if oversized(handler_call_details):  # from a client that never acknowledged our SETTINGS (AK1)
+            return refusing(handler)
         return handler
 
     async def _wrap(self, handler: Handler, details: grpc.HandlerCallDetails) -> Handler:

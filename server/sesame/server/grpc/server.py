@@ -31,6 +31,7 @@ from sesame.server.domain.proofs import ProofFlows
 from sesame.server.grpc.calls import CallInterceptor, Gate
 from sesame.server.grpc.catalogue import API_SERVICES
 from sesame.server.grpc.decoding import UNDECODABLE_EVERY_SECONDS, DecodingInterceptor
+from sesame.server.grpc.header_bound import MAX_METADATA_BYTES, HeaderBound
 from sesame.server.grpc.health import HealthNoting, HealthWatcher
 from sesame.server.grpc.health_watchers import BoundedHealthServicer
 from sesame.server.grpc.metering import ListenerMeter
@@ -54,10 +55,13 @@ MAX_MESSAGE_BYTES = 64 * 1024
 # limits are a soft 8 KiB and a hard 16 KiB, and between them it refuses calls at random (RESOURCE_EXHAUSTED
 # "exceeds soft limit"): the same 10 KiB call answered or refused by chance (found from outside, decision
 # 0092). The same bound as soft and hard limit makes it one line, the same for every call.
-MAX_METADATA_BYTES = 8 * 1024
+# gRPC applies them only once the client acknowledged our SETTINGS: `header_bound` applies the same bound to
+# the calls of a client that never does, and gRPC closes its connection after SETTINGS_TIMEOUT_MS (AK1).
+SETTINGS_TIMEOUT_MS = 5000  # gRPC's default: 60 s; a client acknowledges within a round trip
 _METADATA_OPTIONS = (
     ("grpc.max_metadata_size", MAX_METADATA_BYTES),
     ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
+    ("grpc.http2.settings_timeout", SETTINGS_TIMEOUT_MS),
 )
 # The channel options of every listener of ours.
 SERVER_OPTIONS = (
@@ -400,7 +404,8 @@ async def _health_only(
     streams bounded apart (decision 0159), each call counted in sesame_health_listener_requests_total
     (decision 0114)."""
     server = grpc.aio.server(
-        interceptors=[ListenerMeter(metrics), DecodingInterceptor()], options=serving.health_options
+        interceptors=[ListenerMeter(metrics), HeaderBound(), DecodingInterceptor()],
+        options=serving.health_options,
     )
     health_pb2_grpc.add_HealthServicer_to_server(servicer.apart("the health-only port"), server)
     return await _listening(server, address, "SESAME_HEALTH_ADDR", None, serving)
