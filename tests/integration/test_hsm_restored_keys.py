@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -112,3 +114,57 @@ async def test_keys_found_never_look_at_the_files(
             assert len(await store.sign(proof, b"hot")) == 64
     finally:
         store.close()
+
+
+# Run in another process (its own SoftHSM configuration, `sys.argv[1]`): keys made, the module read afresh as
+# a process started then reads it; the whole token directory moved away while a key is looked for, then
+# back; what the key store finds then, one line a look.
+_MOVED_AWAY_AND_BACK = """
+import asyncio, os, sys, time
+from pathlib import Path
+from sesame.hsm import worker as hsm_worker_module
+from sesame.hsm.keys import init_keys
+from sesame.hsm.pkcs11 import Pkcs11KeyStore
+from sesame.hsm.softhsm import bootstrap_token
+from sesame.server.domain.errors import KeyNotFound
+
+async def main():
+    base = Path(sys.argv[1])
+    config = bootstrap_token(base, label="moved", pin="1234")
+    init_keys(config)
+    worker = hsm_worker_module.hsm_worker(config.module)
+    worker.run(worker.reinitialize)
+    hsm_worker_module.LOOK_PAUSE_SECONDS = 0.0
+    store = Pkcs11KeyStore.open(config)
+    await store.refresh_keys()
+    os.rename(base / "tokens", base / "away")
+    try:
+        await store.refresh_keys()
+        print("away:", (await store.current_proof_key()).label)
+    except KeyNotFound:
+        print("away: none")
+    os.rename(base / "away", base / "tokens")
+    for _ in range(2):
+        try:
+            await store.refresh_keys()
+            print("back:", (await store.current_proof_key()).label)
+        except KeyNotFound:
+            print("back: none")
+    store.close()
+
+asyncio.run(main())
+"""
+
+
+def test_keys_are_found_again_after_the_token_directory_came_back(tmp_path: Path) -> None:
+    """Found from outside (AM1): the directory moved away for a moment, SoftHSM forgot its keys and did not
+    find them again when the same files came back; a process without a health round (the sealer) looked for
+    its key for good."""
+    done = subprocess.run(
+        [sys.executable, "-c", _MOVED_AWAY_AND_BACK, str(tmp_path / "hsm")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout.splitlines() == ["away: none", "back: sesame-proof-v1", "back: sesame-proof-v1"]

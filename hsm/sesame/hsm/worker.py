@@ -138,7 +138,14 @@ class HsmWorker:
             return False
         self._looked_at = now
         files = object_files(self._token_dir)
-        if files is None or files == self._files_read:
+        if files is None:
+            # The token directory gone (moved away, a volume unmounted): SoftHSM drops the keys it no longer
+            # finds and does not find them again when the same files come back, so the files read then would
+            # look unchanged, and a process without a health round (the sealer) never found its key again (an
+            # outside audit). Whatever is there next is read afresh.
+            self._files_read = None
+            return False
+        if files == self._files_read:
             return False
         _log.warning(
             "HSM key not found, and the token's key files changed since the module read them (keys deleted "
