@@ -7,7 +7,8 @@ import re
 import phonenumbers
 
 _DIGIT_RUN = re.compile(r"\d{4,}")
-_USER_TAG = re.compile(r"\.u[0-9a-f]*\Z")
+# From the first `.u`, whatever follows: an id altered by its caller (upper-cased, a suffix, twice) kept it.
+_USER_TAG = re.compile(r"\.u.*", re.IGNORECASE | re.DOTALL)
 # The ITU calling codes: prefix-free, so the one a number starts with is found by its first 1 or 2 digits,
 # and any other is 3 digits (as _mask.lua, whose table of the 1- and 2-digit codes is checked against it).
 _CALLING_CODES = frozenset(str(code) for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
@@ -35,14 +36,14 @@ def redact(text: str) -> str:
 
 
 def mask_challenge(challenge_id: str) -> str:
-    """A challenge id as logs show it: without its user tag (`.u` and hex digits at the end).
+    """A challenge id as logs show it: without its user tag (from the first `.u` on, in either case).
 
     The tag is the start of an unkeyed SHA-256 of the user id (decision 0019): from a log line, a search over
     the ids a bank gives (customer or phone numbers) found the whole id `mask_user` hides, in milliseconds
     (an outside audit). The nonce before it names the challenge alone; a caller's full id starts with it
     (decision 0158).
     """
-    return _USER_TAG.sub("", challenge_id)
+    return _USER_TAG.sub("", challenge_id, count=1)
 
 
 def mask_user(user_id: str) -> str:
