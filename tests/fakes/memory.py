@@ -114,7 +114,12 @@ class Memory:
             if failures >= lockout.max_failures:
                 started = ms(at) + lockout.block_length(user.blocks + 1)
                 outcome, failures = "blocked", 0
-                user = dataclasses.replace(user, blocks=user.blocks + 1, blocked_until=started)
+                # As record_verification.lua: a block counts as a change of standing (decision 0013).
+                counted = self._user_changes.get(user_id, (0, 0))
+                self._user_changes[user_id] = (counted[0] + 1, counted[1])
+                user = dataclasses.replace(
+                    user, blocks=user.blocks + 1, blocked_until=started, changes=self._user_changes[user_id]
+                )
             user = dataclasses.replace(user, failures=failures)
             self._users[user_id] = user
             self._count_event(

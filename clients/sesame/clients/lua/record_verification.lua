@@ -147,6 +147,10 @@ if known_user and result == 'wrong_code' then
     length = math.min(longest, length)
     until_ms, started_block, failures = now + length, now + length, 0
     redis.call('HSET', user, 'failures', 0, 'blocked_until', until_ms)
+    -- A change of the user's standing, as a suspension is: every challenge open now is void from here on, by
+    -- construction (decision 0013), not only once the voiding steps after this one have run: an unblock
+    -- landing between them left their codes verifying (an outside audit).
+    redis.call('HINCRBY', user, 'status_changes', 1)
     queue_notice(KEYS[4], h[7], 'user_blocked', ARGV[1], until_ms)  -- RTS Art. 4(4): the payer is alerted
   end
   journal_user('user.failed_attempt', outcome, failures, blocks, until_ms)
