@@ -6,8 +6,10 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pytest
+
 from sesame.server.domain.journal_seal import FeedEntry, Seal
-from sesame.server.journal_archive import ArchivedBlock, JournalArchive
+from sesame.server.journal_archive import ArchivedBlock, JournalArchive, MalformedArchive
 from sesame.server.journal_export import (
     Progress,
     blocks_after,
@@ -16,6 +18,7 @@ from sesame.server.journal_export import (
     resume_point,
     seal_line,
 )
+from sesame.server.json_once import RepeatedKey
 from tests.unit.test_journal_seal import Signer
 from tests.unit.test_journal_verify import an_archive
 
@@ -94,3 +97,49 @@ async def test_blocks_archived_while_the_export_reads_are_taken_from_the_archive
     exported = [b async for b in blocks_after(0, archive, Draining(archive, blocks))]
     assert [b.seal for b in exported] == [b.seal for b in blocks]
     assert [b.entries for b in exported] == [b.entries for b in blocks]
+
+
+def _export_text(blocks: list[ArchivedBlock]) -> str:
+    return "".join(
+        line
+        for b in blocks
+        for line in [*(entry_line(b.seal.block.number, e) for e in b.entries), seal_line(b.seal)]
+    )
+
+
+def test_entry_lines_after_the_last_seal_are_refused() -> None:
+    """Found from outside (AL3): a forged entry line appended after the last seal, or the last seal line
+    cut, verified without a word about the lines no seal covers."""
+    blocks = an_archive(Signer(), blocks=2)
+    whole = _export_text(blocks)
+    forged = whole + entry_line(3, blocks[1].entries[0])
+    cut = whole[: whole.index(seal_line(blocks[1].seal))]
+    for text, lines in ((forged, 1), (cut, len(blocks[1].entries))):
+        with pytest.raises(ValueError, match=f"{lines} entry line\\(s\\) after the last seal line"):
+            list(read_export(text.splitlines()))
+    assert [b.seal for b in read_export(whole.splitlines())] == [b.seal for b in blocks]
+
+
+def test_a_line_naming_a_key_twice_is_refused_in_an_export_and_in_the_archive(tmp_path: Path) -> None:
+    """Found from outside (AL5): bundles refused a repeated key, exports and archive segments took the last
+    value, where another reader takes the first (a forged address read beside the sealed one)."""
+    blocks = an_archive(Signer(), blocks=2)
+    whole = _export_text(blocks)
+    doubled = whole.replace('"event": ', '"event": "forged", "event": ', 1)
+    if doubled == whole:
+        doubled = whole.replace('"event":', '"event":"forged","event":', 1)
+    assert doubled != whole
+    with pytest.raises(RepeatedKey):
+        list(read_export(doubled.splitlines()))
+    archive = JournalArchive(tmp_path / "archive")
+    for block in blocks:
+        archive.append(block.seal, block.entries)
+    [segment] = sorted((tmp_path / "archive").glob("segment-*.jsonl"))
+    text = segment.read_text(encoding="utf-8")
+    edited = text.replace('"event":', '"event":"forged","event":', 1).replace(
+        '"event": ', '"event": "forged", "event": ', 1
+    )
+    assert edited != text
+    segment.write_text(edited, encoding="utf-8")
+    with pytest.raises(MalformedArchive, match="RepeatedKey"):
+        list(JournalArchive(tmp_path / "archive").blocks())

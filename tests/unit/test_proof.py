@@ -93,6 +93,12 @@ def test_the_signing_input_is_deterministic() -> None:
     assert build() == build()
 
 
+def _unused_bits_set(jws: str) -> str:
+    """`jws` with its last character's unused bits set: the same bytes decoded, another text."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    return jws[:-1] + alphabet[alphabet.index(jws[-1]) | 1]
+
+
 @pytest.mark.parametrize(
     "jws",
     [
@@ -105,10 +111,12 @@ def test_the_signing_input_is_deterministic() -> None:
         + proof.b64url(SIGNATURE),
         a_jws().rsplit(".", 1)[0] + "." + proof.b64url(SIGNATURE[:63]),
         a_jws() + "=",
+        _unused_bits_set(a_jws()),
     ],
 )
 def test_what_is_not_one_of_our_proofs_is_refused(jws: str) -> None:
-    """Malformed parts, another algorithm, a short signature or padding are ValueError."""
+    """Malformed parts, another algorithm, a short signature, padding, or a signature's text that is not the
+    one encoding of its bytes (an outside audit: four texts of one signature verified) are ValueError."""
     with pytest.raises(ValueError):
         proof.parse(jws)
 

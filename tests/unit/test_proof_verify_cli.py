@@ -169,3 +169,22 @@ def test_the_command_prints_invalid_for_a_deeply_nested_header(tmp_path: Path) -
     assert result.returncode == 1
     assert result.stdout.startswith("INVALID: ")
     assert "Traceback" not in result.stderr
+
+
+async def test_a_key_id_naming_two_keys_in_joined_sets_is_refused_in_either_order(
+    tmp_path: Path, capsys: Any
+) -> None:
+    """Found from outside (AL6): `--jwks` files joined where one kid names two different keys (a token lost
+    and its keys made again): the proof was valid or INVALID by the order of the files, without a word."""
+    jws, jwks = await a_proof()
+    [genuine] = jwks["keys"]
+    numbers = ec.generate_private_key(ec.SECP256R1()).public_key().public_numbers()
+    other = proof.jwk(proof.PublicKey("k", numbers.x.to_bytes(32, "big"), numbers.y.to_bytes(32, "big")))
+    files = []
+    for name, key in (("ours", genuine), ("other", {**other, "kid": genuine["kid"]})):
+        files.append(tmp_path / f"{name}.json")
+        files[-1].write_text(json.dumps({"keys": [key]}))
+    for first, second in (files, files[::-1]):
+        assert main(["proof", "verify", jws, "--jwks", str(first), "--jwks", str(second)]) == 1
+        assert "names 'sesame-proof-v1' for two different keys" in capsys.readouterr().out
+    assert main(["proof", "verify", jws, "--jwks", str(files[0]), "--jwks", str(files[0])]) == 0

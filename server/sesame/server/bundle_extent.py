@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from sesame.server.domain.journal_seal import GENESIS, Block, Seal, canonical
 from sesame.server.domain.model import KeyRef
-from sesame.server.jwk_keys import es256_verifies, key_named
+from sesame.server.jwk_keys import es256_verifies, key_named, named_twice
 
 TYPE = "sesame.bundle-extent.v1"
 NONE_SEALED = {"seq": 0, "id": "0-0", "leaf": "", "block": 0}  # a stream the answer holds no sealed entry of
@@ -121,6 +121,8 @@ def checked(value: Any, jwks: Mapping[str, Any]) -> dict[str, Any]:
     ):
         raise ValueError("its head or subject is malformed")  # noqa: TRY004 (as every other malformed part)
     jwk = key_named(jwks, str(said["kid"]))
+    if named_twice(jwks, str(said["kid"])):
+        raise ValueError(f"the JWK set names {said['kid']!r} for two different keys")
     if jwk is None:
         raise ValueError(f"no key {said['kid']!r} in the JWK set")
     text = str(value["signature"])

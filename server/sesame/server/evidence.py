@@ -23,7 +23,7 @@ from sesame.server.domain import operation, proof
 from sesame.server.domain.errors import JournalDisagrees, SesameError
 from sesame.server.domain.journal_seal import seal_from_dict
 from sesame.server.journal_check import check_stream
-from sesame.server.jwk_keys import public_key
+from sesame.server.jwk_keys import key_named, named_twice, public_key
 
 
 class ProofRejected(SesameError):
@@ -77,7 +77,9 @@ def _key_named(jwks: Any, kid: str) -> Mapping[str, Any]:
     keys = jwks.get("keys") if isinstance(jwks, Mapping) else None
     if not isinstance(keys, list) or not all(isinstance(key, Mapping) for key in keys):
         raise ValueError('not an object with a "keys" list of objects')
-    key: Mapping[str, Any] | None = next((key for key in keys if key.get("kid") == kid), None)
+    if named_twice(jwks, kid):
+        raise ProofRejected(f"the JWK set names {kid!r} for two different keys")
+    key = key_named(jwks, kid)
     if key is None:
         raise ProofRejected(f"no key {kid!r} in the JWK set")
     return key

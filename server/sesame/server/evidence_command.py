@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sesame.server import json_once
 from sesame.server.domain.errors import ConfigurationError
 from sesame.server.evidence_bundle import (
     UserRecord,
@@ -89,11 +90,9 @@ def parse_time(value: str | None, option: str) -> datetime | None:
 def check_saved(bundle_file: str, jwks: Any) -> int:
     """`--verify`: a saved bundle checked with the JWK set only; prints the result, 0 when it holds."""
     try:
-        bundle = json.loads(Path(bundle_file).read_text(encoding="utf-8"), object_pairs_hook=_one_each)
-    except _RepeatedKey as repeated:
-        # Python keeps the last value of a repeated key, other readers the first: the expert's tool and the
-        # lawyer's could read two amounts from one file. Sésame never writes one.
-        print(json.dumps({"valid": False, "failed": str(repeated)}, indent=2))  # noqa: T201
+        bundle = json_once.loads(Path(bundle_file).read_text(encoding="utf-8"))
+    except json_once.RepeatedKey as repeated:
+        print(json.dumps({"valid": False, "failed": f"the bundle {repeated}"}, indent=2))  # noqa: T201
         return 1
     except (OSError, ValueError) as exc:
         raise ConfigurationError(f"the bundle cannot be read ({exc})") from None
@@ -182,19 +181,6 @@ def _own_keys_differ(bundle: Any, jwks: Any) -> str:
                 if kid in given and thumbprint(key) not in given[kid]:
                     return f"the bundle's {name} holds another key {kid!r} than --jwks"
     return ""
-
-
-class _RepeatedKey(Exception):
-    """A JSON object of the bundle names one key twice."""
-
-
-def _one_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in found:
-            raise _RepeatedKey(f"the bundle names {key!r} twice in one object")
-        found[key] = value
-    return found
 
 
 def report(bundle: dict[str, Any], pdf: str | None) -> int:

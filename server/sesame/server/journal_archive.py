@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sesame.server import json_once
 from sesame.server.domain.errors import ConfigurationError, SesameError
 from sesame.server.domain.journal_seal import (
     GENESIS,
@@ -328,7 +329,8 @@ class JournalArchive:
                 for number, line in enumerate(lines, 1):
                     if line.endswith("\n"):  # a line being written is not read
                         try:
-                            block = _archived(json.loads(line))
+                            # A key named twice is an edit: readers would see two blocks (an outside audit).
+                            block = _archived(json_once.loads(line))
                         except (ValueError, TypeError, KeyError) as exc:
                             # Edited or damaged: named, not a traceback (an outside audit's).
                             kind = type(exc).__name__

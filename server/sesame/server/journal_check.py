@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sesame.server.domain.journal_seal import Leaf, Seal, leaf_hash, merkle_root
-from sesame.server.jwk_keys import es256_verifies, key_named
+from sesame.server.jwk_keys import es256_verifies, key_named, named_twice
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +73,8 @@ def unsigned(seal: Seal, jwks: Mapping[str, Any]) -> str:
     """Why `seal` does not verify with `jwks` ("" when it does): a key the set lacks is said as such, as
     `sesame proof verify` says it, not as a signature that does not verify (a tampering alarm for a JWK set
     saved before a rotation)."""
+    if named_twice(jwks, seal.block.kid):
+        return f"the JWK set names {seal.block.kid!r} for two different keys"
     if key_named(jwks, seal.block.kid) is None:
         return f"no key {seal.block.kid!r} in the JWK set"
     if not signed(seal, jwks):

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from sesame.server import json_once
 from sesame.server.domain.errors import ConfigurationError
 from sesame.server.domain.journal_seal import FeedEntry, Seal, seal_from_dict, seal_to_dict
 from sesame.server.journal_archive import ArchivedBlock, JournalArchive
@@ -198,14 +199,15 @@ def _label(block: object) -> object:
 
 
 def read_export(lines: Iterable[str]) -> Iterator[ArchivedBlock]:
-    """The blocks of an export, each once its seal line is read; entries of a block without a seal line
-    (an interrupted export) are not returned. ValueError on a line that is not an export's."""
+    """The blocks of an export, each once its seal line is read. ValueError on a line that is not an
+    export's, one that names a key twice, and entry lines after the last seal line (an export interrupted
+    and not resumed, or cut, or added to)."""
     pending: list[FeedEntry] = []
     labels: set[object] = set()  # the `block` of each entry line pending, which its seal line must have
     for line in lines:
         if not line.strip():
             continue
-        value = json.loads(line)
+        value = json_once.loads(line)
         if "entry" in value:
             entry = value["entry"]
             pending.append(FeedEntry(str(entry["id"]), str(entry["stream"]), dict(entry["fields"])))
@@ -220,3 +222,7 @@ def read_export(lines: Iterable[str]) -> Iterator[ArchivedBlock]:
             pending, labels = [], set()
         else:
             raise ValueError("a line of an export holds an entry or a seal")
+    if pending:
+        # An export writes a block's entries and its seal line together: lines after the last seal are a cut
+        # or an edit, and a reader of the file would take them as journal (an outside audit: verified).
+        raise MislabelledLine(f"{len(pending)} entry line(s) after the last seal line, sealed by nothing")

@@ -28,11 +28,28 @@ def public_key(jwk: Mapping[str, Any]) -> ec.EllipticCurvePublicKey:
 
 
 def key_named(jwks: Mapping[str, Any], kid: str) -> Mapping[str, Any] | None:
-    """The JWK of `jwks` whose kid is `kid`, None when none is (or `jwks` has no list of keys)."""
-    keys = jwks.get("keys")
+    """The JWK of `jwks` whose kid is `kid`, None when none is (or `jwks` has no list of keys), or when the
+    set names it for two different keys (`named_twice`)."""
+    found = _named(jwks, kid)
+    return found[0] if len({_point(k) for k in found}) == 1 else None
+
+
+def named_twice(jwks: Mapping[str, Any], kid: str) -> bool:
+    """Whether `jwks` names `kid` for two different keys: sets joined from two deployments (a token lost and
+    its keys made again under the same labels). The first one found verified, or not, by the order of the
+    files given (an outside audit): such a key is no key, said as such."""
+    return len({_point(k) for k in _named(jwks, kid)}) > 1
+
+
+def _named(jwks: Mapping[str, Any], kid: str) -> list[Mapping[str, Any]]:
+    keys = jwks.get("keys") if isinstance(jwks, Mapping) else None
     if not isinstance(keys, list):
-        return None
-    return next((k for k in keys if isinstance(k, Mapping) and k.get("kid") == kid), None)
+        return []
+    return [k for k in keys if isinstance(k, Mapping) and k.get("kid") == kid]
+
+
+def _point(jwk: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    return tuple(str(jwk.get(name)) for name in ("kty", "crv", "x", "y"))  # type: ignore[return-value]
 
 
 def es256_verifies(jwk: Mapping[str, Any], signature: bytes, data: bytes) -> bool:

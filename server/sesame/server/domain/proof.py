@@ -297,10 +297,15 @@ def b64url(data: bytes) -> str:
 
 
 def b64url_decode(text: str) -> bytes:
-    """The bytes of unpadded base64url text. ValueError for any other character."""
+    """The bytes of unpadded base64url text. ValueError for any other character, and for a text that is not
+    the one encoding of its bytes (its last character's unused bits set: RFC 4648 section 3.5): four texts
+    decoded to one signature, and a copy someone altered verified (an outside audit)."""
     if "=" in text:
         raise ValueError("JWS base64url carries no padding")
     try:
-        return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+        decoded = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
     except binascii.Error as exc:
         raise ValueError("not base64url") from exc
+    if base64.urlsafe_b64encode(decoded).rstrip(b"=").decode() != text:
+        raise ValueError("not the canonical base64url of its bytes")
+    return decoded
