@@ -10,7 +10,7 @@ import pytest
 
 from sesame.clients.redis_store import RedisState
 from sesame.server.domain.budgets import BudgetSubject, Charge
-from sesame.server.domain.errors import ChallengeNotFound, UserBlocked
+from sesame.server.domain.errors import ChallengeClosed, ChallengeNotFound, UserBlocked
 from sesame.server.domain.model import Challenge, LockoutPolicy, RequestContext, VerificationAttempt
 from sesame.server.domain.operation import digest
 from tests import factories
@@ -64,7 +64,8 @@ async def test_no_challenge_opens_while_the_user_is_blocked(store: Store) -> Non
 
 
 async def test_no_resend_while_the_user_is_blocked(store: Store) -> None:
-    """UserBlocked with the wait; no resend, no unit spent; counted once; the resend goes after the block."""
+    """UserBlocked with the wait; no resend, no unit spent; counted once; after the block the challenge,
+    open when it started, is closed (a block voids by construction: decision 0013's amendment)."""
     pending = await blocked(store)
     for seconds in (30, 40):
         with pytest.raises(UserBlocked) as refused:
@@ -78,4 +79,5 @@ async def test_no_resend_while_the_user_is_blocked(store: Store) -> None:
     outcomes = [e["outcome"] for e in await store.journal.challenge_journal(pending.challenge_id)]
     assert outcomes == ["opened", "user_blocked"]
     later = BLOCKED_AT + timedelta(minutes=2)
-    assert (await store.challenges.record_resend(pending.challenge_id, later, CONTEXT, BUDGET)).resends == 1
+    with pytest.raises(ChallengeClosed):
+        await store.challenges.record_resend(pending.challenge_id, later, CONTEXT, BUDGET)

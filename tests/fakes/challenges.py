@@ -355,12 +355,12 @@ class MemoryChallenges:
             if result is None and ms(attempt.at) >= challenge.expires_at:
                 result = VerifyResult.EXPIRED
             user = self._m._users.get(challenge.user_id)
+            if result is None and user is not None and user.is_blocked(ms(attempt.at)):
+                result = VerifyResult.USER_BLOCKED  # as record_verification.lua: code_matches ignored
             if result is None and self._stale(challenge, user):  # as record_verification.lua: voided now
                 challenge = dataclasses.replace(challenge, status=ChallengeStatus.VOIDED)
                 self._m._challenges[challenge.challenge_id] = challenge
                 result = VerifyResult.VOIDED
-            if result is None and user is not None and user.is_blocked(ms(attempt.at)):
-                result = VerifyResult.USER_BLOCKED  # as record_verification.lua: code_matches ignored
             if result is None:
                 decided = _decide(challenge, attempt)
                 challenge, result = decided.challenge, decided.result
@@ -449,20 +449,18 @@ class MemoryChallenges:
             challenge = self._m._existing(challenge_id)
             refusal: ChallengeClosed | ResendRefused | UserBlocked | None = None
             user = self._m._users.get(challenge.user_id)
-            closed = (
-                challenge.status is not ChallengeStatus.OPEN
-                or ms(at) >= challenge.expires_at
-                or self._stale(challenge, user)
-            )
+            ended = challenge.status is not ChallengeStatus.OPEN or ms(at) >= challenge.expires_at
+            closed = ended or self._stale(challenge, user)
             key = None if claim is None else (claim.user_id, claim.request_id)
             claimed = self._claimed_resend(challenge, key, at)
             if claimed is not None and not closed:
                 # As record_resend.lua: the request id's resend answered again, nothing taken (decision 0065).
                 earlier = dataclasses.replace(challenge, resends=claimed.resends)
                 return Resent(earlier, claimed.hold, queued=self.outbox.holds(claimed.entry_id))
-            if closed:
+            blocked = user is not None and user.blocked_until is not None and user.is_blocked(ms(at))
+            if ended or (closed and not blocked):  # as record_resend.lua: the block said first
                 refusal, outcome = ChallengeClosed(challenge_id), "closed"
-            elif user is not None and user.blocked_until is not None and user.is_blocked(ms(at)):
+            elif blocked and user is not None and user.blocked_until is not None:
                 refusal, outcome = UserBlocked(user.user_id, user.blocked_until - ms(at)), "user_blocked"
             elif challenge.resends_left == 0:
                 refusal, outcome = ResendRefused(challenge_id, None), "exhausted"

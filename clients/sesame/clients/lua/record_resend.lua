@@ -47,7 +47,8 @@ end
 -- opened (as record_verification.lua).
 local status_moved, phone_moved = moved_since(h[13], h[14], u[4], u[5], u[6], u[7])
 local stale = u[1] and (u[1] ~= 'active' or u[2] ~= h[11] or status_moved or phone_moved)
-local open = status == 'open' and now < tonumber(h[2]) and not stale
+local live = status == 'open' and now < tonumber(h[2])
+local open = live and not stale
 local claim = KEYS[5 + budgets]
 if claim then
   -- A retry of a resend whose answer was lost is answered by that resend, before the spacing that would
@@ -61,10 +62,12 @@ if claim then
   end
 end
 local outcome
-if not open then
+if not live then
   outcome = 'closed'
 elseif now < blocked_until then
-  outcome = 'user_blocked'
+  outcome = 'user_blocked'  -- said before a change since the challenge opened, which a block is (0013)
+elseif not open then
+  outcome = 'closed'
 elseif resends >= tonumber(h[3]) then
   outcome = 'exhausted'
 elseif now < next_send_at then

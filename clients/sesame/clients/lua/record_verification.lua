@@ -70,12 +70,13 @@ elseif status == 'locked' then
   result = 'locked'
 elseif now >= tonumber(h[2]) then
   result = 'expired'
+elseif now < blocked_until then
+  -- The user is blocked: the submitted code is neither compared nor counted, even a right one. Said before
+  -- a change since the challenge opened, which the block itself is (its callers learn the block).
+  result = 'user_blocked'
 elseif stale then
   status, result = 'voided', 'voided'
   redis.call('HSET', challenge, 'status', status)
-elseif now < blocked_until then
-  -- The user is blocked: the submitted code is neither compared nor counted, even a right one.
-  result = 'user_blocked'
 else
   -- Counted before the outcome is known: a wrong code, a foreign operation and a success all spend one.
   local attempts = redis.call('HINCRBY', challenge, 'attempts', 1)
