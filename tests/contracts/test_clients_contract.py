@@ -31,6 +31,18 @@ class TestClients:
             await store.clients.enlist_user("client-1", "u-2", NOW)
         assert await store.clients.client_users("client-1") == ["u-1"]
 
+    async def test_a_user_delisted_leaves_nothing_of_a_client_it_made(self, store):
+        """Delisting takes the id out; the client's record goes with its last user, so that it is unknown
+        again (an enrolment refused as another client's user made it: an outside audit)."""
+        await store.clients.enlist_user("client-1", "u-1", NOW)
+        await store.clients.enlist_user("client-1", "u-2", NOW)
+        await store.clients.delist_user("client-1", "u-2")
+        assert await store.clients.client_users("client-1") == ["u-1"]
+        await store.clients.delist_user("client-1", "u-1")
+        assert await store.clients.client_users("client-1") == []
+        with pytest.raises(ClientNotFound):
+            await store.clients.terminate_client(self.TERMINATION)
+
     async def test_an_unknown_client_is_not_found(self, store):
         """Terminating a client that never enlisted a user raises ClientNotFound."""
         with pytest.raises(ClientNotFound):

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
+import redis.asyncio as aioredis
 from google.rpc import error_details_pb2, status_pb2
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
@@ -17,7 +18,17 @@ from sesame.api.v1 import operation_pb2 as op_pb
 from sesame.server.domain.lifecycle import ByOverride, PhoneChange, Provenance, StatusAction, StatusChange
 from sesame.server.domain.model import RequestContext
 from tests.e2e.conftest import Live
-from tests.e2e.helpers import CONTEXT, PHONE, enrolled, precondition, sms_count, started, transfer, verify
+from tests.e2e.helpers import (
+    CONTEXT,
+    PHONE,
+    enrolled,
+    keys_written,
+    precondition,
+    sms_count,
+    started,
+    transfer,
+    verify,
+)
 from tests.support.outbox import settled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -312,3 +323,26 @@ async def test_a_change_retried_is_counted_once(live: Live) -> None:
     registry = live.metrics.registry
     for change, once in (("suspend", 1), ("terminate_client", 1), ("revoke", 1)):
         assert registry.get_sample_value("sesame_user_changes_total", {"change": change}) == once, change
+
+
+async def test_an_enrolment_refused_as_another_clients_user_leaves_nothing(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    """Found from outside (AJ2): EnrollUser(alice, other client) refused ALREADY_EXISTS left that client's
+    record and alice in its index, for good (2,000 keys for 1,000 refused calls), and TerminateClient of a
+    client nobody enrolled for answered OK and closed it for ever."""
+    await enrolled(live, "alice")
+    before = await keys_written(redis_client)
+    for client_id in ("other-1", "other-2"):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await live.enrol.EnrollUser(
+                enrol_pb.EnrollUserRequest(user_id="alice", client_id=client_id, secure_phone=PHONE)
+            )
+        assert refused.value.code() is grpc.StatusCode.ALREADY_EXISTS
+    assert await keys_written(redis_client) == before
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await live.enrol.TerminateClient(
+            enrol_pb.TerminateClientRequest(client_id="other-1", request_id="t-1", actor="ops", reason="x")
+        )
+    assert unknown.value.code() is grpc.StatusCode.NOT_FOUND
+    assert (await live.enrol.GetUser(enrol_pb.GetUserRequest(user_id="alice"))).user.client_id == "acme"

@@ -34,6 +34,14 @@ class MemoryClients:
                 raise ClientTerminated(client_id)
             self._client_users.setdefault(client_id, set()).add(user_id)
 
+    async def delist_user(self, client_id: str, user_id: str) -> None:
+        async with self._clients_lock:
+            users = self._client_users.get(client_id, set())
+            users.discard(user_id)
+            if not users and self._clients.get(client_id) == "active":  # as delist_user.lua
+                self._clients.pop(client_id)
+                self._client_users.pop(client_id, None)
+
     async def client_users(self, client_id: str) -> list[str]:
         return sorted(self._client_users.get(client_id, set()))
 

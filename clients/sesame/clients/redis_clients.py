@@ -1,7 +1,7 @@
 """`RedisClients`: the Clients port on Redis (docs/decisions/0038).
 
 A client company's status, its index of users and its journal live in its id's shard (one slot); each
-change is one Lua script there (`enlist_user.lua`, `terminate_client.lua`).
+change is one Lua script there (`enlist_user.lua`, `delist_user.lua`, `terminate_client.lua`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,11 @@ class RedisClients(RedisPlace):
         keys = [self.keys.client(client_id), self.keys.client_users(client_id)]
         if await self._scripts.run("enlist_user", keys, [client_id, user_id, rec.to_ms(at)]) != 1:
             raise ClientTerminated(client_id)
+
+    async def delist_user(self, client_id: str, user_id: str) -> None:
+        """Take the user back out of its client's index (see the port)."""
+        keys = [self.keys.client(client_id), self.keys.client_users(client_id)]
+        await self._scripts.run("delist_user", keys, [user_id])
 
     async def client_users(self, client_id: str) -> list[str]:
         """Every user id ever enlisted for the client."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sesame.server.domain.destinations import check_enrolled_phone
+from sesame.server.domain.errors import UserAlreadyExists, UserNotActive, UserNotFound
 from sesame.server.domain.lifecycle import (
     Authority,
     ClientTermination,
@@ -118,7 +119,21 @@ class EnrollmentFlows:
         # Listed before it exists: a termination running meanwhile either refuses the enrolment or finds
         # the id and revokes the user, or spends the id if the user is not there yet.
         await self._store.clients.enlist_user(user.client_id, user.user_id, user.enrolled_at)
-        return await self._store.users.register_user(user)
+        try:
+            return await self._store.users.register_user(user)
+        except (UserAlreadyExists, UserNotActive):
+            # Refused: the id stays listed only under the client whose user it is. Listed under another,
+            # each refused call left the client's record and its index for good (an outside audit).
+            await self._delisted_unless_ours(user)
+            raise
+
+    async def _delisted_unless_ours(self, user: User) -> None:
+        try:
+            stored = await self._store.users.get_user(user.user_id)
+        except UserNotFound:
+            return
+        if stored.client_id != user.client_id:
+            await self._store.clients.delist_user(user.client_id, user.user_id)
 
     async def get(self, user_id: str) -> User:
         """The enrolled user."""

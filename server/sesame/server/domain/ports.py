@@ -161,6 +161,11 @@ class Clients(Protocol):
         """Add the user to its client's index of users. ClientTerminated."""
         ...
 
+    async def delist_user(self, client_id: str, user_id: str) -> None:
+        """Take the user back out of its client's index, and the client's record with its last user: an
+        enrolment refused because the id is another client's user leaves nothing behind."""
+        ...
+
     async def client_users(self, client_id: str) -> list[str]:
         """Every user id ever enlisted for the client."""
         ...
