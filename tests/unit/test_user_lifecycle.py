@@ -9,7 +9,7 @@ import pytest
 
 from sesame.server.domain.budgets import BudgetSubject
 from sesame.server.domain.enrollment import EnrollRequest, StatusRequest, TerminateRequest
-from sesame.server.domain.errors import ClientTerminated, UserAlreadyExists, UserNotActive
+from sesame.server.domain.errors import ClientNotFound, ClientTerminated, UserAlreadyExists, UserNotActive
 from sesame.server.domain.lifecycle import ClientTermination, StatusAction, StatusChange, StatusChanged
 from sesame.server.domain.model import (
     ChallengeStatus,
@@ -211,9 +211,14 @@ async def test_termination_again_finishes_an_interrupted_one(world: World) -> No
 
 
 async def test_an_id_listed_by_a_refused_enrolment_is_not_revoked(world: World) -> None:
-    """An id enrolled by another client, listed here by a refused enrolment, is left alone."""
+    """An id enrolled by another client, listed here by an enrolment being refused (the refusal takes it
+    back out, and the client it made: an outside audit), is left alone by a termination meanwhile."""
     await world.enrol("alice", client_id="other")
     with pytest.raises(UserAlreadyExists):
         await world.registry.enroll(EnrollRequest("alice", "acme", "+33698765432", "fr"))
-    assert await world.registry.terminate_client(TerminateRequest("acme", by("t-1"))) == 0
+    assert await world.store.clients.client_users("acme") == []
+    with pytest.raises(ClientNotFound):
+        await world.registry.terminate_client(TerminateRequest("acme", by("t-1")))
+    await world.store.clients.enlist_user("acme", "alice", world.clock.now())  # listed, not yet taken back
+    assert await world.registry.terminate_client(TerminateRequest("acme", by("t-2"))) == 0
     assert (await world.store.users.get_user("alice")).status is UserStatus.ACTIVE
