@@ -83,7 +83,8 @@ SHORT_BLOCK = ChallengePolicy(
 async def test_a_right_code_during_the_block_is_refused_and_not_spent(
     live: Live, redis_client: aioredis.Redis
 ) -> None:
-    """A challenge the voiding missed answers USER_BLOCKED to its right code, stays open, verifies after."""
+    """A challenge the voiding missed answers USER_BLOCKED to its right code while the block lasts, uncounted;
+    after it, VOIDED: the block voided it in its own step (decision 0013's amendment; api.md)."""
     user_id = await enrolled(live)
     missed_id, missed_code = await started(live, user_id)
     # As if the process died before voiding it: the block alone must hold it.
@@ -100,8 +101,7 @@ async def test_a_right_code_during_the_block_is_refused_and_not_spent(
         3,
     )
     live.clock.advance(timedelta(minutes=2))
-    assert (await verify(live, missed_id, wrong(missed_code))).result == auth_pb.VERIFY_RESULT_WRONG_CODE
-    assert (await verify(live, missed_id, missed_code)).result == auth_pb.VERIFY_RESULT_VERIFIED
+    assert (await verify(live, missed_id, missed_code)).result == auth_pb.VERIFY_RESULT_VOIDED
 
 
 async def test_the_payer_is_alerted_once_without_a_code(live: Live) -> None:
@@ -134,7 +134,8 @@ def retry_seconds(error: grpc.aio.AioRpcError) -> int:
 
 @pytest.mark.parametrize("policy", [SHORT_BLOCK])
 async def test_no_resend_while_the_user_is_blocked(live: Live, redis_client: aioredis.Redis) -> None:
-    """A challenge the voiding missed: its resend is USER_BLOCKED with the wait, sends and charges nothing."""
+    """A challenge the voiding missed: its resend is USER_BLOCKED with the wait, sends and charges nothing;
+    after the block, refused as closed (the block voided it in its own step)."""
     user_id = await enrolled(live)
     missed_id, _ = await started(live, user_id)
     await redis_client.zrem(live.store.keys.user_pending(user_id), missed_id)
@@ -159,7 +160,9 @@ async def test_no_resend_while_the_user_is_blocked(live: Live, redis_client: aio
     sample = live.metrics.registry.get_sample_value
     assert sample("sesame_resends_total", {"outcome": "user_blocked"}) == 1
     live.clock.advance(timedelta(minutes=2))
-    assert (await live.auth.ResendChallenge(resend)).resends_left == 2
+    with pytest.raises(grpc.aio.AioRpcError) as closed:
+        await live.auth.ResendChallenge(resend)
+    assert precondition(closed.value) == "CHALLENGE_STATUS"
 
 
 @pytest.mark.parametrize("policy", [SHORT_BLOCK])
