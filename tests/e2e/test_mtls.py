@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -241,6 +242,15 @@ async def test_reflection_is_only_for_callers_granted_it(secured: Secured) -> No
             await _list_services(channel)
     assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
     assert _error_info(caught.value).metadata["caller"] == PAYMENTS
+    # Counted, as every call of ours: the refusal was counted nowhere (an outside audit, AJ4).
+    counted = secured.metrics.registry.get_sample_value
+    for code in ("OK", "PERMISSION_DENIED"):
+        labels = {"method": "ServerReflectionInfo", "code": code}
+        for _ in range(200):
+            if counted("sesame_rpc_requests_total", labels) == 1:
+                break
+            await asyncio.sleep(0.01)
+        assert counted("sesame_rpc_requests_total", labels) == 1, code
 
 
 async def test_a_servicer_reads_the_verified_caller(pki: Pki) -> None:

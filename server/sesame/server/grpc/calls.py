@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import inspect
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeAlias, cast
 
@@ -49,7 +49,7 @@ from sesame.server.grpc.callers import CallerNotAllowed, caller_identity, callin
 from sesame.server.grpc.catalogue import API_SERVICES, GOVERNED, HEALTH_SERVICE
 from sesame.server.grpc.decoding import DecodingInterceptor, Undecodable, UndecodableLog, refuse, tolerant
 from sesame.server.grpc.header_bound import oversized, refusing
-from sesame.server.grpc.metering import UNKNOWN_METHOD, MethodMeter, metered, metered_stream
+from sesame.server.grpc.metering import STREAMING, UNKNOWN_METHOD, MethodMeter, metered, metered_stream
 from sesame.server.grpc.policy import CallerPolicy
 from sesame.server.grpc.shedding import InFlight
 from sesame.server.grpc.status import answer_crash, answer_error
@@ -59,12 +59,6 @@ from sesame.server.tracing import recording
 
 Context = grpc.aio.ServicerContext[Any, Any]
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"  # generic in the stubs only
-# One handler factory per shape of a streaming call (request streaming, response streaming).
-_FACTORIES: dict[tuple[bool, bool], Callable[..., Handler]] = {
-    (False, True): grpc.unary_stream_rpc_method_handler,
-    (True, False): grpc.stream_unary_rpc_method_handler,
-    (True, True): grpc.stream_stream_rpc_method_handler,
-}
 
 
 class Gate(Protocol):
@@ -123,9 +117,10 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                     return found
 
                 handler = await interceptor.intercept_service(given, details) or handler
-            if _is_health(method):  # Watch: counted by the code it ended with (it was not: an outside audit)
-                return metered_stream(handler, MethodMeter(self._metrics, method.rsplit("/", 1)[-1]).ended)
-            return _identified(handler)
+            # Counted by the code it ended with: Watch, and reflection, whose refusals by the caller policy
+            # were counted nowhere (outside audits).
+            counted = metered_stream(handler, MethodMeter(self._metrics, method.rsplit("/", 1)[-1]).ended)
+            return counted if _is_health(method) else _identified(counted)
         # Under grpc.aio the behaviour is a coroutine function; the typing stubs describe the sync API.
         behavior: Behavior = handler.unary_unary  # type: ignore[assignment]
         wrapped = self._health(behavior, method) if _is_health(method) else self._governed(behavior, method)
@@ -271,7 +266,7 @@ def _identified(handler: Handler) -> Handler:
                 structlog.contextvars.reset_contextvars(**tokens)
 
         wrapped = awaited
-    return _FACTORIES[shape](
+    return STREAMING[shape](
         wrapped,
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,

@@ -120,12 +120,20 @@ def _metered_unary(handler: Handler, count: Answered) -> Handler:
     )
 
 
+# One handler factory per shape of a streaming call (request streaming, response streaming).
+STREAMING: dict[tuple[bool, bool], Callable[..., Handler]] = {
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+
+
 def metered_stream(handler: Handler, count: Answered) -> Handler:
-    """`handler` (a response stream: Watch), counted by the code it ended with (CANCELLED: its caller
-    left). Its behaviour is an async generator, or a coroutine writing through its context (the decoding
-    interceptor's)."""
+    """`handler` (a streaming call: health's Watch, reflection's ServerReflectionInfo), counted by the code
+    it ended with (CANCELLED: its caller left). Its behaviour is an async generator, or a coroutine writing
+    through its context (the decoding interceptor's)."""
     # Under grpc.aio behaviours are coroutine or async-generator functions; the stubs type the sync API.
-    stream: Any = handler.unary_stream
+    stream: Any = handler.unary_stream or handler.stream_unary or handler.stream_stream
 
     async def streamed(request: Any, context: Context) -> AsyncIterator[Any]:
         start = time.perf_counter()
@@ -143,7 +151,7 @@ def metered_stream(handler: Handler, count: Answered) -> Handler:
         finally:
             count(code, time.perf_counter() - start)
 
-    return grpc.unary_stream_rpc_method_handler(
+    return STREAMING[(handler.request_streaming, handler.response_streaming)](
         streamed if inspect.isasyncgenfunction(stream) else metered(stream, count),
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,
