@@ -121,6 +121,22 @@ async def test_the_journal_names_the_service_that_started_and_verified(
     ]
 
 
+async def test_the_enrolment_names_the_service_that_asked_and_its_request_id(
+    secured: Secured, redis_store: RedisState
+) -> None:
+    """Found from outside (AJ3): `user.enrolled`, the entry that binds the secure number, named no caller
+    and dropped the caller's request id, where every other change names both."""
+    request = enrol_pb.EnrollUserRequest(
+        user_id="mtls-enrolled", client_id="acme", secure_phone=PHONE, request_id="enrol-7"
+    )
+    async with secured.channel(secured.pki.backoffice) as channel:
+        await enrol_grpc.EnrollmentServiceStub(channel).EnrollUser(request, timeout=5)
+    [entry] = [
+        e for e in await redis_store.users.user_journal("mtls-enrolled") if e["event"] == "user.enrolled"
+    ]
+    assert (entry["caller"], entry["request_id"]) == (BACKOFFICE, "enrol-7")
+
+
 async def test_a_caller_allowed_only_to_authenticate_cannot_enrol(secured: Secured) -> None:
     """Payments' EnrollUser is PERMISSION_DENIED with an ErrorInfo, and counted under that code."""
     async with secured.channel(secured.pki.payments) as channel:

@@ -51,7 +51,7 @@ class MemoryUsers:
         """The shared memory (the fake risk memory keeps its histories there, as Redis keeps them beside)."""
         return self._m
 
-    async def register_user(self, user: User) -> User:
+    async def register_user(self, user: User, *, caller: str = "", request_id: str = "") -> User:
         async with self._m._lock:
             stored = self._m._users.get(user.user_id)
             if stored is not None:
@@ -78,6 +78,8 @@ class MemoryUsers:
                     "phone": mask_phone(user.secure_phone),
                     "locale": user.locale,
                     "status": user.status.value,
+                    **({"caller": caller} if caller else {}),
+                    **({"request_id": request_id} if request_id else {}),
                 },
             )
             return stored

@@ -278,8 +278,8 @@ def first_factor_fields(context: RequestContext) -> list[Field]:
     return [item for pair in named.items() for item in pair]
 
 
-def enrolled_entry(user: User) -> list[Field]:
-    """Journal entry of an enrolment; the phone appears masked only."""
+def enrolled_entry(user: User, caller: str = "", request_id: str = "") -> list[Field]:
+    """Journal entry of an enrolment, with the caller and request id that asked; the phone masked only."""
     return [
         "event", "user.enrolled",
         "at", iso(user.enrolled_at),
@@ -288,6 +288,8 @@ def enrolled_entry(user: User) -> list[Field]:
         "phone", mask_phone(user.secure_phone),
         "locale", user.locale,
         "status", user.status.value,
+        *(["caller", caller] if caller else []),
+        *(["request_id", request_id] if request_id else []),
     ]  # fmt: skip
 
 

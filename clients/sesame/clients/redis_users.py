@@ -63,7 +63,7 @@ class RedisUsers(RedisPlace):
         noops = self.noops
         return [noops.journaled_per_hour, noops.ids_kept, noops.ids_for // rec.MS]
 
-    async def register_user(self, user: User) -> User:
+    async def register_user(self, user: User, *, caller: str = "", request_id: str = "") -> User:
         """Enrol `user`; the same enrolment again returns the stored user (see the port)."""
         fields = rec.user_fields(user)
         args = [
@@ -72,7 +72,7 @@ class RedisUsers(RedisPlace):
             user.locale,
             len(fields),
             *fields,
-            *rec.enrolled_entry(user),
+            *rec.enrolled_entry(user, caller, request_id),
         ]
         reply = await self._scripts.run("register_user", self._user_keys(user.user_id), args)
         if reply[0] == b"conflict":

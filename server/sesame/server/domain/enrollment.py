@@ -44,6 +44,8 @@ class EnrollRequest:
     client_id: str
     secure_phone: str
     locale: str
+    caller: str = ""  # the calling service, journaled with the enrolment
+    request_id: str = ""  # the caller's, journaled (idempotency is by content)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,14 +115,16 @@ class EnrollmentFlows:
             enrolled_at=now,
         )
         # Both steps, to their end: cut between them, the client listed a user never registered (an audit).
-        return await to_the_end(self._enrolled(user))
+        return await to_the_end(self._enrolled(user, request))
 
-    async def _enrolled(self, user: User) -> User:
+    async def _enrolled(self, user: User, request: EnrollRequest) -> User:
         # Listed before it exists: a termination running meanwhile either refuses the enrolment or finds
         # the id and revokes the user, or spends the id if the user is not there yet.
         await self._store.clients.enlist_user(user.client_id, user.user_id, user.enrolled_at)
         try:
-            return await self._store.users.register_user(user)
+            return await self._store.users.register_user(
+                user, caller=request.caller, request_id=request.request_id
+            )
         except (UserAlreadyExists, UserNotActive):
             # Refused: the id stays listed only under the client whose user it is. Listed under another,
             # each refused call left the client's record and its index for good (an outside audit).

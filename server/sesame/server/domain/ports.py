@@ -101,8 +101,9 @@ class Users(Protocol):
     """The enrolled users and their lifecycle, on each user's slot; each method is one atomic
     transition, journaled in the user's journal (docs/decisions/0010)."""
 
-    async def register_user(self, user: User) -> User:
-        """Enrol `user`; the same enrolment again is a no-op returning the stored user.
+    async def register_user(self, user: User, *, caller: str = "", request_id: str = "") -> User:
+        """Enrol `user`, journaled with the `caller` and `request_id` that asked ("" none); the same
+        enrolment again is a no-op returning the stored user.
 
         UserAlreadyExists when the id is enrolled otherwise (another client, phone or locale).
         """

@@ -149,7 +149,7 @@ class EnrollmentServicer(enrol_grpc.EnrollmentServiceServicer):
     async def EnrollUser(  # noqa: N802
         self, request: enrol_pb.EnrollUserRequest, context: Context
     ) -> enrol_pb.EnrollUserResponse:
-        user = await self._flows.enroll(translate.enroll_request(request))
+        user = await self._flows.enroll(translate.enroll_request(request, current_caller()))
         return enrol_pb.EnrollUserResponse(user=translate.user(user, self._clock.now()))
 
     async def GetUser(  # noqa: N802

@@ -38,16 +38,17 @@ from sesame.server.grpc.callers import current_caller
 from sesame.server.grpc.fields import Fields, bounded
 
 
-def enroll_request(request: enrol_pb.EnrollUserRequest) -> EnrollRequest:
-    """Check an EnrollUser call."""
+def enroll_request(request: enrol_pb.EnrollUserRequest, caller: str | None = None) -> EnrollRequest:
+    """Check an EnrollUser call of `caller` (None: unidentified)."""
     fields = Fields()
     result = EnrollRequest(
         user_id=fields.check("user_id", validation.identifier, request.user_id),
         client_id=fields.check("client_id", validation.identifier, request.client_id),
         secure_phone=fields.check("secure_phone", validation.mobile_phone, request.secure_phone),
         locale=fields.check("locale", validation.locale, request.locale),
+        caller=caller or "",
+        request_id=_request_id(fields, request.request_id),
     )
-    _request_id(fields, request.request_id)
     fields.raise_if_any()
     return result
 
