@@ -683,6 +683,12 @@ def _journal_whole(bundle: Mapping[str, Any], jwks: Mapping[str, Any], *, unseal
         raise _Unsound("journal: the journal check differs from the seals'")
 
 
+def _unwitnessed(journal: Sequence[Mapping[str, str]]) -> bool:
+    """Whether the journal's VERIFIED decision carries no witness (journaled before decision 0167)."""
+    found = verified_entries(journal)
+    return found is not None and not found[1].get("witness")
+
+
 def _proof_bound(bundle: Mapping[str, Any], jwks: Mapping[str, Any]) -> None:
     """The proof verifies, is the one the journal names for this challenge, and the bundle shows its header,
     claims and checks as they are; a journal that names a proof has it in the bundle."""
@@ -694,6 +700,12 @@ def _proof_bound(bundle: Mapping[str, Any], jwks: Mapping[str, Any]) -> None:
     section = bundle.get("proof")
     if not section:
         if named := proof_jti(journal):
+            if _unwitnessed(journal):
+                raise _Unsound(
+                    f"proof: the journal names proof {named}, the bundle holds none: its decision was "
+                    "journaled before decision 0167 (no witness) and its proof never kept, so it is no "
+                    "longer signed from the journal; the proof VerifyChallenge gave stands"
+                )
             raise _Unsound(f"proof: the journal names proof {named}, the bundle holds none")
         return
     try:
