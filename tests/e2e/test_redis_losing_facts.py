@@ -12,12 +12,17 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 import redis
+import redis.asyncio as aioredis
 
+from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.clients.redis_server import EmbeddedRedis
 from sesame.clients.redis_store import RedisState
 from sesame.server.domain.errors import ConfigurationError
+from tests.e2e.conftest import Live
+from tests.e2e.helpers import CONTEXT, enrolled, keys_written, started, transfer
 from tests.support.serve_process import run_serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -105,3 +110,26 @@ async def test_an_acl_refusing_a_command_the_scripts_call_fails_health(
         finally:
             await state.close()
             admin.close()
+
+
+async def test_a_worker_that_finds_another_shard_count_refuses_every_call(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    """Found from outside (AH4): a worker whose health round found another count recorded (Redis emptied,
+    then a boot with another SESAME_REDIS_SHARDS) went on serving with its own, writing where the other
+    servers never read. It refuses every call INTERNAL, nothing done, until the count is its own again."""
+    await enrolled(live)
+    own = await redis_client.get(live.store.keys.layout())
+    await redis_client.set(live.store.keys.layout(), int(own) * 2)
+    with pytest.raises(ConfigurationError):
+        await live.store.check()  # the health round
+    before = await keys_written(redis_client)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await live.auth.StartChallenge(
+            auth_pb.StartChallengeRequest(user_id="alice", operation=transfer(), context=CONTEXT)
+        )
+    assert refused.value.code() is grpc.StatusCode.INTERNAL
+    assert await keys_written(redis_client) == before
+    await redis_client.set(live.store.keys.layout(), own)
+    await live.store.check()
+    assert (await started(live, "alice"))[0]

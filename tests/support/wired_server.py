@@ -108,7 +108,7 @@ async def start_wired(
         seals=running.seals,
         user_evidence=running.user_evidence,
         health_notes=running.health_notes if chosen.health_notes else None,
-        gate=running.gate,
+        gate=running.call_gate,
     )
     # As a `sesame serve` worker: the dispatch loops run beside the server and stop after it.
     loops = DispatchLoops(

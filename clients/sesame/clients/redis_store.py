@@ -11,7 +11,7 @@ Redis (outbox, sealed journal, risk memory).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from redis.asyncio.cluster import RedisCluster
@@ -52,6 +52,24 @@ from sesame.server.domain.ports import Probe, ReferenceClock, State
 _log = logging.getLogger("sesame.redis")
 
 
+@dataclass
+class LayoutGate:
+    """The gate of every call (`admit`) while Redis holds another shard count than this worker's: found by
+    the store's probe (`RedisState.check`), cleared when a later round finds its own again.
+
+    A worker that found the count changed while it served (Redis emptied, then a boot with another
+    SESAME_REDIS_SHARDS recorded its own) went on serving with its own: it wrote users, challenges and SMS
+    where the other servers never read them (an outside audit). It answers every call but health's
+    `INTERNAL` "server misconfigured", nothing done, until the deployment is one count again."""
+
+    refused: str = ""
+
+    def admit(self, method: str) -> None:  # noqa: ARG002 (the Gate protocol: every method alike)
+        """Return when calls may run; ConfigurationError while the layout is another server's."""
+        if self.refused:
+            raise ConfigurationError(self.refused)
+
+
 @dataclass(frozen=True)
 class RedisState(State):
     """The aggregates' adapters on one client, keyspace and script funnel (`place`)."""
@@ -63,6 +81,7 @@ class RedisState(State):
     journal: RedisChallengeJournal
     send_units: RedisSendUnits
     place: RedisPlace
+    layout: LayoutGate = field(default_factory=LayoutGate)  # what the probe found of the shard count
 
     @classmethod
     def on(  # noqa: PLR0913 (keyword-only, with defaults: where keys are, how long kept and bounded)
@@ -205,9 +224,12 @@ class RedisState(State):
             recorded = await self.check_layout()
         except ConfigurationError as exc:
             # Another count recorded meanwhile (the count lost, then a boot with another one): this worker
-            # writes where the other's never reads; health fails, and the line says why (an outside audit).
+            # would write where the other's never reads; health fails, calls are refused (`LayoutGate`), and
+            # the line says why (an outside audit).
             say_once(str(exc), logging.ERROR, str(exc))
+            self.layout.refused = str(exc)
             raise
+        self.layout.refused = ""
         if recorded:
             _log.warning(
                 "Redis no longer held the shard count (emptied, or restarted without its data?): recorded "

@@ -59,6 +59,7 @@ from sesame.server.domain.ports import (
 from sesame.server.domain.proofs import FIRST_PAGES_AT_ONCE, MAX_SEALED_LEAVES, ProofFlows
 from sesame.server.domain.risk_flow import RiskFlows, RiskPolicy
 from sesame.server.fd_limit import connection_bound
+from sesame.server.grpc.calls import Gate, Gates
 from sesame.server.grpc.server import GrpcServer, Serving
 from sesame.server.health_noting import HealthNoter
 from sesame.server.heap import freeze_boot_heap
@@ -119,10 +120,16 @@ class Runtime:
     metrics: Metrics
     dispatcher: Dispatcher  # sends what the outbox holds, through the same metered gateway
     gate: ClockWatch  # refuses every call, holds the dispatchers, while the clock is out of step (0104)
+    layout: Gate | None = None  # refuses every call while Redis holds another shard count than ours
     advisories: Mapping[str, Callable[[], bool]] = field(default_factory=dict)  # health names: works?
     seals: ChallengeSeals | None = None  # what a challenge's evidence says of its seals
     user_evidence: UserEvidenceReader | None = None  # a user's evidence: index, lifecycle, health (0036)
     health_notes: HealthNoter | None = None  # journals what health sees (decision 0036)
+
+    @property
+    def call_gate(self) -> Gate:
+        """What every call but health's must pass: the clock in step, and the store's layout ours."""
+        return self.gate if self.layout is None else Gates(self.gate, self.layout)
 
 
 def hsm_config(settings: Settings, *, create: bool = True) -> Pkcs11Config:
@@ -502,6 +509,7 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
         ),
         health_notes=HealthNoter(store.health_notes(), clock, retention),
         gate=clock_watch,
+        layout=store.layout,
     )
 
 
@@ -596,7 +604,7 @@ async def serve(settings: Settings, ready: Callable[[], None], index: int = 0) -
             seals=running.seals,
             user_evidence=running.user_evidence,
             health_notes=running.health_notes,
-            gate=running.gate,
+            gate=running.call_gate,
         )
         _log.debug("%d objects of boot frozen out of the garbage collector", freeze_boot_heap())
         ready()

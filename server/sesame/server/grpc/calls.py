@@ -67,6 +67,18 @@ class Gate(Protocol):
     def admit(self, method: str) -> None: ...
 
 
+class Gates:
+    """Several gates, each asked in turn (the clock watch, the store's layout)."""
+
+    def __init__(self, *gates: Gate) -> None:
+        self._gates = gates
+
+    def admit(self, method: str) -> None:
+        """Return when every gate lets `method` run; the first refusal otherwise."""
+        for gate in self._gates:
+            gate.admit(method)
+
+
 class CallInterceptor(grpc.aio.ServerInterceptor):
     """Every concern of a call in one pass; each method's handler built once (the handlers are static)."""
 
