@@ -1,6 +1,7 @@
 """A record Verify's step cannot read is refused before it writes, never read as the permissive case (an
 outside audit, AF5: a challenge status it did not know read as open and verified, a block that was not a
-number read as no block, a count of wrong codes that was not a number verified all the same)."""
+number read as no block, a count of wrong codes that was not a number verified all the same). Refused
+INTERNAL, not UNAVAILABLE "retry later": a retry meets the same record (the audit's leftover)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ async def test_a_damaged_field_refuses_the_verification_and_changes_nothing(
     before = await _counts(live, redis_client, challenge_id, user_id)
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await verify(live, challenge_id, code)
-    assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert refused.value.code() is grpc.StatusCode.INTERNAL
     assert await _counts(live, redis_client, challenge_id, user_id) == before
 
 
@@ -54,5 +55,5 @@ async def test_a_block_that_is_not_a_number_refuses_a_start(live: Live, redis_cl
     await redis_client.hset(live.store.keys.user(user_id), "blocked_until", "abc")
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await started(live, user_id)
-    assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert refused.value.code() is grpc.StatusCode.INTERNAL
     assert await redis_client.zcard(live.store.keys.user_pending(user_id)) == 0

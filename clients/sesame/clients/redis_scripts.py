@@ -19,7 +19,7 @@ from sesame.clients import redis_records as rec
 from sesame.clients.redis_connect import RedisClient
 from sesame.clients.redis_lane import Command, lane_of
 from sesame.server.domain.call_meter import UNMETERED, CallMeter, StoreRead
-from sesame.server.domain.errors import ScriptSpansSlots, StoreUnavailable
+from sesame.server.domain.errors import ScriptSpansSlots, StoreCorrupt, StoreUnavailable
 from sesame.server.domain.model import Challenge, User
 from sesame.server.tracing import recording
 
@@ -226,7 +226,7 @@ class Scripts:
         for reply in replies:
             if isinstance(reply, Exception):
                 self._meter.failed(name)
-                raise StoreUnavailable(fault(reply)) from reply
+                raise failure(reply) from reply
         return replies
 
     async def read_each(self, name: str, commands: Sequence[Command]) -> list[Any]:
@@ -248,7 +248,7 @@ class Scripts:
         for reply in replies:
             if isinstance(reply, Exception):
                 self._meter.failed(name)
-                raise StoreUnavailable(fault(reply)) from reply
+                raise failure(reply) from reply
         return replies
 
     async def call(self, name: str, command: Awaitable[T]) -> T:
@@ -264,7 +264,7 @@ class Scripts:
         except (RedisError, RedisClusterException, OSError) as exc:
             # RedisClusterException, no RedisError: a cluster client that reached no node (decision 0066).
             self._meter.failed(name)
-            raise StoreUnavailable(fault(exc)) from exc
+            raise failure(exc) from exc
         finally:
             self._meter.observe(name, time.perf_counter() - start)
 
@@ -291,7 +291,15 @@ def translated() -> Iterator[None]:
     try:
         yield
     except (RedisError, RedisClusterException, OSError) as exc:
-        raise StoreUnavailable(fault(exc)) from exc
+        raise failure(exc) from exc
+
+
+def failure(exc: BaseException) -> StoreUnavailable:
+    """What a failure of Redis's is to the store: StoreCorrupt for a step that refused a damaged record (its
+    reply names which record, never a value: `CORRUPT user record`), else StoreUnavailable."""
+    if type(exc) is ResponseError and str(exc).startswith("CORRUPT "):
+        return StoreCorrupt(str(exc))
+    return StoreUnavailable(fault(exc))
 
 
 def fault(exc: BaseException) -> str:
@@ -310,7 +318,7 @@ def stored_user(raw: dict[bytes, bytes]) -> User:
     try:
         return rec.user_from_hash(raw)
     except rec.CorruptRecord as exc:
-        raise StoreUnavailable("corrupt user record") from exc
+        raise StoreCorrupt("corrupt user record") from exc
 
 
 def stored_challenge(raw: dict[bytes, bytes]) -> Challenge:
@@ -318,4 +326,4 @@ def stored_challenge(raw: dict[bytes, bytes]) -> Challenge:
     try:
         return rec.challenge_from_hash(raw)
     except rec.CorruptRecord as exc:
-        raise StoreUnavailable("corrupt challenge record") from exc
+        raise StoreCorrupt("corrupt challenge record") from exc

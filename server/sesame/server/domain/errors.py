@@ -189,6 +189,12 @@ class StoreUnavailable(SesameError):
     """The state store could not be reached or failed; the operation may be retried."""
 
 
+class StoreCorrupt(StoreUnavailable):
+    """A record in the state store is damaged (a field a step cannot read): refused before any write. Not a
+    failure that passes: callers are told INTERNAL, not to retry (it answered UNAVAILABLE "retry later", and a
+    caller's retries met the same record for ever: an outside audit). Handled as the store failing inside."""
+
+
 class SimNumberMoved(StoreUnavailable):
     """Start's step did not open: the operator's SIM-swap answer is about another number than the user's.
 

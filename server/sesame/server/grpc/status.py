@@ -42,6 +42,7 @@ _TABLE: tuple[tuple[type[errors.SesameError], grpc.StatusCode, str], ...] = (
     (errors.NoopsFull, grpc.StatusCode.RESOURCE_EXHAUSTED, "too many requests that changed nothing"),
     (errors.KeyVersionUnavailable, grpc.StatusCode.UNAVAILABLE, "key version not held here, retry later"),
     (errors.HsmUnavailable, grpc.StatusCode.UNAVAILABLE, "key store unavailable, retry later"),
+    (errors.StoreCorrupt, grpc.StatusCode.INTERNAL, "a stored record is damaged"),
     (errors.StoreUnavailable, grpc.StatusCode.UNAVAILABLE, "state store unavailable, retry later"),
     (errors.EvidenceBusy, grpc.StatusCode.UNAVAILABLE, "evidence already being gathered, retry later"),
     (errors.Overloaded, grpc.StatusCode.UNAVAILABLE, "server overloaded, retry later"),
