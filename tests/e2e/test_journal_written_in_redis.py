@@ -74,3 +74,50 @@ async def test_a_challenge_edited_to_name_another_user_fails_its_bundle(
     # The proof VerifyChallenge gave (naming bob) does not match that journal either.
     assert claims_of(reply.proof)["sub"] == "bob"
     assert claims_match_journal(claims_of(reply.proof), bundle["journal"]) is False
+
+
+async def _rewritten(
+    redis_client: aioredis.Redis, live: Live, challenge_id: str, changes: dict[bytes, bytes]
+) -> None:
+    """The challenge's journal written again, same ids, its opening and decisions with `changes`."""
+    journal = live.store.keys.challenge_journal(challenge_id)
+    entries = await redis_client.xrange(journal)
+    await redis_client.delete(journal)
+    for entry_id, fields in entries:
+        changed = fields[b"event"] in {b"challenge.opened", b"challenge.verification", b"challenge.proof"}
+        await redis_client.xadd(journal, {**fields, **changes} if changed else fields, id=entry_id)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {b"user_id": b"bob"},  # another user, of the same client
+        {b"ip": b"198.51.100.66"},  # the end user's context
+        {b"at": b"2026-01-01T00:00:00.000+00:00"},  # the instant
+    ],
+    ids=["user", "ip", "instant"],
+)
+async def test_a_journal_rewritten_whole_after_the_decision_gets_no_proof(
+    live: Live, redis_client: aioredis.Redis, changes: dict[bytes, bytes]
+) -> None:
+    """Found from outside (AN1): the opening and the decision rewritten alike (another user, instant or IP),
+    before any proof was kept, had GetProof sign the rewritten claims. The witness binds the instant and the
+    context, the challenge id's tag the user."""
+    await enrolled(live, "alice")
+    await enrolled(live, "bob")
+    challenge_id, code = await started(live, "alice")
+    assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
+    await _rewritten(redis_client, live, challenge_id, changes)
+    assert await _refused_proof(live, challenge_id) is grpc.StatusCode.INTERNAL
+
+
+async def test_a_journal_written_again_unchanged_still_gets_its_proof(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    """The same rewrite, nothing changed: the proof is signed (what the witness binds is read back whole)."""
+    await enrolled(live, "alice")
+    challenge_id, code = await started(live, "alice")
+    assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
+    await _rewritten(redis_client, live, challenge_id, {})
+    jws = (await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))).proof
+    assert claims_of(jws)["sub"] == "alice"

@@ -41,6 +41,7 @@ from sesame.server.domain.model import (
 from sesame.server.domain.notices import notice_on_verified
 from sesame.server.domain.opening import Opened, Opening, RiskQuestion
 from sesame.server.domain.operation import ChangePhone, Operation, OperationType, digest, kind
+from sesame.server.domain.proof import decided
 from sesame.server.domain.resending import ResendClaim, Resent
 from sesame.server.domain.risk import RiskAssessment
 from sesame.server.domain.risk_signals import Forwarded
@@ -338,7 +339,7 @@ class ChallengeFlows:
         factors.check_age(request.context.first_factor, self._clock.now(), self._policy.first_factor_max_age)
         op_digest = digest(request.operation)
         try:
-            expected, witness = await codes.witnessed(
+            expected, witness_key = await codes.witnessed(
                 self._keys,
                 key_version=ref.key_version,
                 digits=ref.digits,
@@ -355,22 +356,26 @@ class ChallengeFlows:
                 raise KeyVersionUnavailable(ref.key_version) from None
             # Closed, or expired by now: the step answers that before any code is compared, and counts
             # nothing. "Retry later" answered it for the challenge's whole retention (an outside audit).
-            expected = witness = ""
+            expected = witness_key = ""
         matches = codes.same_code(expected, submitted)
         # A right code's proof is named before the decision, which journals the name with a VERIFIED outcome
         # only: the proof is signed after it, and no second round trip records it (decision 0026).
         plan = await self._proofs.plan() if matches else None
+        at = self._clock.now()
         attempt = VerificationAttempt(
             challenge_id=request.challenge_id,
             op_digest=op_digest,
             code_matches=matches,
-            at=self._clock.now(),
+            at=at,
             context=request.context,
             proof_id=None if plan is None else plan.proof_id,
             notice=notice_on_verified(request.operation),
             # A right code feeds the user's risk memory in the decision's own step (decision 0032).
             risk=None if self._risk is None else self._risk.lesson(request, self._clock.now()),
-            witness=witness if matches else "",
+            # What only the HSM's key makes, of the decision as it is made (decision 0167).
+            witness=codes.witness(witness_key, decided(request.challenge_id, at, request.context))
+            if matches
+            else "",
         )
         # One atomic step in the user's place, which the id names (docs/decisions/0013, 0019): the store reads
         # the challenge and its user's block, decides and counts the attempt for both; while the user is

@@ -43,17 +43,23 @@ async def derive(keys: KeyStore, *, key_version: int, digits: int, nonce: bytes,
 async def witnessed(
     keys: KeyStore, *, key_version: int, digits: int, nonce: bytes, op_digest: bytes
 ) -> tuple[str, str]:
-    """The code of a challenge for an operation digest, and its witness, from one HMAC in the HSM.
+    """The code of a challenge for an operation digest, and the key of its decision's witness, from one HMAC
+    in the HSM.
 
-    The witness (128 bits, hex) is a digest of the whole HMAC the code is cut from: only the HSM's key makes
-    it, and it tells nothing of the code (the HMAC cannot be had from it). A VERIFIED decision journals it,
-    so that a proof signed later from the journal (GetProof) is signed for a decision Sésame made, not for an
-    entry anyone who can write to Redis appended (an outside audit; decision 0167).
+    The witness key is a digest of the whole HMAC the code is cut from: only the HSM's key makes it, and it
+    tells nothing of the code (the HMAC cannot be had from it). It is never stored: a VERIFIED decision
+    journals the witness it makes of the decision (`witness`), so that a proof signed later from the journal
+    (GetProof) is signed for a decision Sésame made, as it made it (an outside audit; decision 0167).
     """
     chosen = suite(digits)
     data = chosen.data_input(question(nonce, op_digest))
     mac = await keys.mac(KeyRef.otp(key_version), data, chosen.algorithm)
-    return ocra.truncate(mac, chosen.digits), hashlib.sha256(_WITNESS_TAG + mac).hexdigest()[:32]
+    return ocra.truncate(mac, chosen.digits), hashlib.sha256(_WITNESS_TAG + mac).hexdigest()
+
+
+def witness(key: str, decision: bytes) -> str:
+    """The witness of a decision (its canonical bytes: `proof.decided`) under a witness key: 128 bits, hex."""
+    return hmac.new(bytes.fromhex(key), decision, hashlib.sha256).hexdigest()[:32]
 
 
 def same_witness(expected: str, journaled: str) -> bool:

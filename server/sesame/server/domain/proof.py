@@ -18,7 +18,7 @@ import binascii
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sesame.server.domain import factors
@@ -117,6 +117,30 @@ class ProofFacts:
             ),
             start_factor=factors.from_journal(opened),
         )
+
+
+def decided(challenge_id: str, at: datetime, context: RequestContext) -> bytes:
+    """The canonical bytes of what a VERIFIED decision states that its witness binds (decision 0167): the
+    challenge, the instant (to the millisecond, as journaled) and the end user's context and first factor,
+    as VerifyChallenge had them and as the journal gives them back. The user is bound by the challenge id's
+    tag, the operation by the code. A journal rewritten to another instant or IP had GetProof sign them (an
+    outside audit)."""
+    factor = context.first_factor
+    stated = {
+        "challenge_id": challenge_id,
+        "at": _ms(at),
+        **{name: getattr(context, name) for name in (*CONTEXT_CLAIMS, "user_agent", "caller")},
+        "factor": None
+        if factor is None
+        else [factor.category.value, factor.method, _ms(factor.verified_at), factor.reference],
+    }
+    return json.dumps(stated, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _ms(at: datetime) -> str:
+    """An instant to the millisecond, UTC, as the journal keeps it."""
+    utc = at.astimezone(UTC)
+    return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}"
 
 
 # What a VERIFIED decision's entry and its challenge's opening must both name alike.

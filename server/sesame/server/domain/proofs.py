@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sesame.server.domain import codes, proof
-from sesame.server.domain.challenges import checked_ref
+from sesame.server.domain.challenges import checked_ref, user_tag
 from sesame.server.domain.errors import (
     ChallengeNotFound,
     ChallengeNotVerified,
@@ -26,6 +26,7 @@ from sesame.server.domain.errors import (
     JournalDisagrees,
     KeyNotFound,
     StoreUnavailable,
+    UserNotFound,
 )
 from sesame.server.domain.model import KeyRef, ProofId
 from sesame.server.domain.proof import IssuedProof, ProofFacts
@@ -186,23 +187,37 @@ class ProofFlows:
             raise _said(exc) from None
         if found is None:
             return None
-        if not await self._made_here(challenge_id, found[1]):
-            raise _said(JournalDisagrees("the VERIFIED decision carries no witness the HSM made"))
-        return ProofFacts.from_journal(journal)
+        facts = await self._made_here(challenge_id, journal, found[1])
+        if facts is None:
+            raise _said(JournalDisagrees("the VERIFIED decision is not one the HSM witnessed"))
+        return facts
 
-    async def _made_here(self, challenge_id: str, verified: Mapping[str, str]) -> bool:
-        """Whether `verified` is this challenge's decision and carries the witness its right code gives."""
+    async def _made_here(
+        self, challenge_id: str, journal: list[dict[str, str]], verified: Mapping[str, str]
+    ) -> ProofFacts | None:
+        """The facts of the journal's VERIFIED decision `verified` if it is the one Sésame made for this
+        challenge, else None: its witness, recomputed by the HSM over the challenge's nonce and the decision's
+        operation, instant and context, is the one journaled; its user is the one the challenge id's tag
+        names, and its client that user's (a journal rewritten whole named another: an outside audit)."""
         try:
-            op_digest = bytes.fromhex(verified.get("op_digest", ""))
-        except ValueError:
-            return False
+            facts = ProofFacts.from_journal(journal)
+            op_digest = bytes.fromhex(facts.op_digest) if facts is not None else b""
+        except (ValueError, KeyError):
+            return None  # a field the journal cannot give back: not a decision Sésame wrote
         ref = checked_ref(challenge_id)
-        _, witness = await codes.witnessed(
+        if facts is None or facts.challenge_id != challenge_id or user_tag(facts.user_id) != ref.user_tag:
+            return None
+        _, key = await codes.witnessed(
             self._keys, key_version=ref.key_version, digits=ref.digits, nonce=ref.nonce, op_digest=op_digest
         )
-        return verified.get("challenge_id") == challenge_id and codes.same_witness(
-            witness, verified.get("witness", "")
-        )
+        stated = codes.witness(key, proof.decided(challenge_id, facts.verified_at, facts.context))
+        if not codes.same_witness(stated, verified.get("witness", "")):
+            return None
+        try:
+            enrolled = await self._store.users.get_user(facts.user_id)
+        except UserNotFound:
+            return facts  # nothing to hold the client against
+        return facts if enrolled.client_id == facts.client_id else None
 
     async def public_keys(self) -> list[PublicKey]:
         """Every proof key's public half still held, oldest first: old proofs keep verifying."""
