@@ -394,6 +394,10 @@ class MemoryChallenges:
             if result is VerifyResult.VERIFIED and attempt.notice and user is not None:
                 self.outbox.queue(challenge.challenge_id, ms(attempt.at), attempt.notice)
             left = challenge.attempts_left if result is VerifyResult.WRONG_CODE else 0
+            # As the reply's HGETALL: the counts the challenge opened under (decision 0056).
+            challenge = dataclasses.replace(
+                challenge, opened_changes=self._m._opened_changes.get(challenge.challenge_id)
+            )
             if result is VerifyResult.VERIFIED and attempt.risk is not None and user is not None:
                 # As record_verification.lua: the decision's step feeds the user's memory (decision 0032).
                 seen = dataclasses.replace(attempt.risk.seen, user_id=user.user_id)

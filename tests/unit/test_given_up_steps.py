@@ -121,3 +121,34 @@ async def test_a_deadline_read_a_millisecond_ahead_begins_nothing() -> None:
     with answering_by(0.001), pytest.raises(DeadlinePassed):
         await world.verify(challenge, code)
     assert await world.verify(challenge, code) is VerifyResult.VERIFIED
+
+
+async def test_a_block_voids_only_what_was_open_when_it_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found from outside (AN3): an unblock landed between the block's step and its voiding, a challenge
+    opened then got its SMS, and the voiding, late, voided it too: its right code answered VOIDED."""
+    from sesame.server.domain import blocking
+    from sesame.server.domain import challenges as flows
+    from sesame.server.domain.model import ChallengeStatus
+
+    blocks: list[blocking.Block] = []
+
+    async def later(store: object, block: blocking.Block, **_: object) -> None:
+        blocks.append(block)
+
+    monkeypatch.setattr(flows, "after_block", later)
+    world = World()
+    await world.enrol()
+    open_at_block = await world.start()
+    for wrong_codes in (3, 2):
+        challenge = await world.start()
+        code = world.last_code()
+        for _ in range(wrong_codes):
+            await world.verify(challenge, str((int(code) + 1) % 1_000_000).zfill(6))
+    [block] = blocks
+    await world.registry.unblock(StatusRequest("alice", by("u-1", reason="checked")))
+    opened_after = await world.start()
+    code = world.last_code()
+    await blocking.after_block(world.store, block)  # the voiding, late
+    challenges = world.store.challenges
+    assert (await challenges.get_challenge(open_at_block.challenge_id)).status is ChallengeStatus.VOIDED
+    assert await world.verify(opened_after, code) is VerifyResult.VERIFIED

@@ -400,7 +400,7 @@ class ChallengeFlows:
         outcome = await self._store.challenges.record_verification(attempt, self._policy.lockout)
         self._tally.verified(outcome)
         if outcome.blocked_until is not None:
-            block = Block(outcome.challenge.user_id, outcome.blocked_until, attempt.at, caller)
+            block = Block.started_by(outcome.challenge, outcome.blocked_until, attempt.at, caller)
             await after_block(self._store, block, tally=self._tally)
         return outcome
 
