@@ -22,9 +22,16 @@ Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"  # generic in the stubs o
 # A call's headers are refused above this size, always (docs/api.md's RESOURCE_EXHAUSTED row).
 MAX_METADATA_BYTES = 8 * 1024
 # HTTP/2 counts each header field as its name and value plus 32 octets; the metadata a servicer sees leaves
-# out the pseudo-headers and gRPC's own (`:method`, `:scheme`, `:path`, `:authority`, `content-type`, `te`).
+# out the pseudo-headers and gRPC's own (`:method`, `:scheme`, `:path`, `:authority`, `content-type`, `te`),
+# counted here at their usual size (the path is the method's; an authority as `127.0.0.1:50051`). gRPC keeps
+# `:authority` and its reserved `grpc-*` headers to itself, whatever their size: a Python interceptor cannot
+# bound them (operations.md: a proxy that bounds headers, where untrusted peers reach the ports).
 _FIELD_OVERHEAD = 32
-_UNSEEN = 6 * _FIELD_OVERHEAD + len("POSTapplication/grpctrailers127.0.0.1:50051")
+_UNSEEN = (
+    6 * _FIELD_OVERHEAD
+    + len(":method:scheme:path:authoritycontent-typete")
+    + len("POSThttpapplication/grpctrailers127.0.0.1:50051")
+)
 _MESSAGE = "call headers over 8 KiB"
 
 
@@ -32,7 +39,9 @@ def oversized(details: grpc.HandlerCallDetails) -> bool:
     """Whether a call's headers, counted as HTTP/2 counts them, exceed MAX_METADATA_BYTES."""
     size = _UNSEEN + len(details.method)
     for key, value in details.invocation_metadata or ():
-        size += len(key) + len(value) + _FIELD_OVERHEAD
+        # A `-bin` value is given decoded; the wire, and gRPC's count, carry its base64 without padding.
+        length = (4 * len(value) + 2) // 3 if key.endswith("-bin") else len(value)
+        size += len(key) + length + _FIELD_OVERHEAD
     return size > MAX_METADATA_BYTES
 
 
