@@ -35,7 +35,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
 from sesame.server.domain import errors
-from sesame.server.domain.to_the_end import DEADLINE_MARGIN, answering_by, check_deadline
+from sesame.server.domain.to_the_end import answering_by, check_deadline
 from sesame.server.grpc.authz import AuthorizationInterceptor
 from sesame.server.grpc.call_context import (
     REQUEST_ID_KEY,
@@ -49,7 +49,14 @@ from sesame.server.grpc.callers import CallerNotAllowed, caller_identity, callin
 from sesame.server.grpc.catalogue import API_SERVICES, GOVERNED, HEALTH_SERVICE
 from sesame.server.grpc.decoding import DecodingInterceptor, Undecodable, UndecodableLog, refuse, tolerant
 from sesame.server.grpc.header_bound import oversized, refusing
-from sesame.server.grpc.metering import STREAMING, UNKNOWN_METHOD, MethodMeter, metered, metered_stream
+from sesame.server.grpc.metering import (
+    STREAMING,
+    UNKNOWN_METHOD,
+    MethodMeter,
+    given_up,
+    metered,
+    metered_stream,
+)
 from sesame.server.grpc.policy import CallerPolicy
 from sesame.server.grpc.shedding import InFlight
 from sesame.server.grpc.status import answer_crash, answer_error
@@ -169,7 +176,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                         response = await self._answer(behavior, request, context, full, caller)
                     except asyncio.CancelledError:
                         # Ended by its deadline (the caller read DEADLINE_EXCEEDED) or by its caller.
-                        code = _given_up(context)
+                        code = given_up(context)
                         raise
                     except BaseException:
                         code = context.code() or grpc.StatusCode.UNKNOWN
@@ -311,10 +318,3 @@ _NO_SPAN = contextlib.nullcontext(trace.INVALID_SPAN)
 
 def _is_health(method: str) -> bool:
     return method.startswith(f"/{HEALTH_SERVICE}/")
-
-
-def _given_up(context: Context) -> grpc.StatusCode:
-    """The status of a call cancelled under its servicer: DEADLINE_EXCEEDED when its deadline has passed."""
-    left = context.time_remaining()
-    passed = left is not None and left <= DEADLINE_MARGIN  # read on gRPC's clock: see DEADLINE_MARGIN
-    return grpc.StatusCode.DEADLINE_EXCEEDED if passed else grpc.StatusCode.CANCELLED

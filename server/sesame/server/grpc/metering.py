@@ -11,6 +11,7 @@ from typing import Any, TypeAlias
 
 import grpc
 
+from sesame.server.domain.to_the_end import DEADLINE_MARGIN
 from sesame.server.grpc.unary import Behavior, Continuation
 from sesame.server.metrics import Metrics
 
@@ -87,6 +88,21 @@ def _count(counter: Any, method: str, code: grpc.StatusCode, _seconds: float) ->
     counter.labels(method, code.name).inc()
 
 
+def ended(context: Context) -> grpc.StatusCode:
+    """The code a call ended with: the one its context set; else, its caller gone (`given_up`); else OK."""
+    code = context.code()
+    if code is not None:
+        return code
+    return given_up(context) if context.cancelled() else grpc.StatusCode.OK
+
+
+def given_up(context: Context) -> grpc.StatusCode:
+    """The status of a call ended under its servicer: DEADLINE_EXCEEDED when its deadline has passed."""
+    left = context.time_remaining()
+    passed = left is not None and left <= DEADLINE_MARGIN  # read on gRPC's clock: see DEADLINE_MARGIN
+    return grpc.StatusCode.DEADLINE_EXCEEDED if passed else grpc.StatusCode.CANCELLED
+
+
 def metered(behavior: Behavior, answered: Answered) -> Behavior:
     """A coroutine behaviour (health's Check and List; a Watch that writes through its context), its code and
     seconds given to `answered`: the code its context set, OK when none, CANCELLED when its caller left."""
@@ -96,7 +112,7 @@ def metered(behavior: Behavior, answered: Answered) -> Behavior:
         code = grpc.StatusCode.UNKNOWN
         try:
             response = await behavior(request, context)
-            code = context.code() or grpc.StatusCode.OK
+            code = ended(context)
         except asyncio.CancelledError:
             code = grpc.StatusCode.CANCELLED
             raise
@@ -141,7 +157,7 @@ def metered_stream(handler: Handler, count: Answered) -> Handler:
         try:
             async for response in stream(request, context):
                 yield response
-            code = context.code() or grpc.StatusCode.OK
+            code = ended(context)
         except (asyncio.CancelledError, GeneratorExit):
             code = grpc.StatusCode.CANCELLED
             raise
