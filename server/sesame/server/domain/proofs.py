@@ -174,9 +174,9 @@ class ProofFlows:
         return await self.issue(facts, proof.journaled_id(journal))
 
     async def _witnessed(self, challenge_id: str, journal: list[dict[str, str]]) -> ProofFacts | None:
-        """The facts of the journal's VERIFIED decision, once the HSM has checked that Sésame made it: its
-        witness recomputed for this challenge's nonce and the decision's operation (decision 0167). None
-        without such a decision; JournalDisagrees (said by an ERROR) for one Sésame did not make.
+        """The facts of the journal's VERIFIED decision, once the HSM has checked that Sésame made it
+        (`_made_here`, decision 0167). None without such a decision; JournalDisagrees (said by an ERROR) for
+        one Sésame did not make.
 
         Signed on the journal's word alone, one XADD in Redis got a proof, and a bundle that checked valid,
         of an authentication that never happened (an outside audit).
