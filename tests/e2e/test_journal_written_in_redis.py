@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime, timedelta
 
 import grpc
 import pytest
@@ -24,6 +25,8 @@ from tests.support.evidence_cli import run_evidence
 from tests.support.jws import claims_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+EARLIER = b"an hour earlier"
 
 
 async def _entries(redis_client: aioredis.Redis, live: Live, challenge_id: str) -> list[dict[bytes, bytes]]:
@@ -79,13 +82,18 @@ async def test_a_challenge_edited_to_name_another_user_fails_its_bundle(
 async def _rewritten(
     redis_client: aioredis.Redis, live: Live, challenge_id: str, changes: dict[bytes, bytes]
 ) -> None:
-    """The challenge's journal written again, same ids, its opening and decisions with `changes`."""
+    """The challenge's journal written again, same ids, its opening and decisions with `changes` (an `at`
+    of EARLIER: each entry's own instant, an hour earlier)."""
     journal = live.store.keys.challenge_journal(challenge_id)
     entries = await redis_client.xrange(journal)
     await redis_client.delete(journal)
     for entry_id, fields in entries:
         changed = fields[b"event"] in {b"challenge.opened", b"challenge.verification", b"challenge.proof"}
-        await redis_client.xadd(journal, {**fields, **changes} if changed else fields, id=entry_id)
+        edited = {**fields, **changes}
+        if changes.get(b"at") == EARLIER:
+            earlier = datetime.fromisoformat(fields[b"at"].decode()) - timedelta(hours=1)
+            edited[b"at"] = earlier.isoformat(timespec="milliseconds").encode()
+        await redis_client.xadd(journal, edited if changed else fields, id=entry_id)
 
 
 @pytest.mark.parametrize(
@@ -93,7 +101,7 @@ async def _rewritten(
     [
         {b"user_id": b"bob"},  # another user, of the same client
         {b"ip": b"198.51.100.66"},  # the end user's context
-        {b"at": b"2026-01-01T00:00:00.000+00:00"},  # the instant
+        {b"at": EARLIER},  # the instant
     ],
     ids=["user", "ip", "instant"],
 )

@@ -110,6 +110,10 @@ async def _guarded(
 async def every_flow(live: Live, operator: Operator) -> None:
     """One of each call the server makes to Redis."""
     user_id = await enrolled(live)
+    with pytest.raises(grpc.aio.AioRpcError):  # another client's user: taken back out of its index
+        await live.enrol.EnrollUser(
+            enrol_pb.EnrollUserRequest(user_id=user_id, client_id="other", secure_phone=PHONE)
+        )
     challenge_id, code = await started(live, user_id)
     await verify(live, challenge_id, wrong(code))
     await verify(live, challenge_id, code)
