@@ -8,7 +8,8 @@ import pytest
 from redis import exceptions as redis_errors
 from redis.exceptions import BusyLoadingError, OutOfMemoryError, ReadOnlyError, ResponseError
 
-from sesame.clients.redis_scripts import fault
+from sesame.clients.redis_scripts import failure, fault
+from sesame.server.domain.errors import StoreCorrupt
 
 
 @pytest.mark.parametrize(
@@ -33,3 +34,11 @@ from sesame.clients.redis_scripts import fault
 )
 def test_a_store_failure_is_named_by_its_class_and_redis_code(error: Exception, named: str) -> None:
     assert fault(error) == named
+
+
+def test_a_damaged_record_is_named_without_the_scripts_hash_and_line() -> None:
+    """A step's refusal of a damaged record, as Redis 7 replies it: the record named, not where in which
+    script (the hash and line Redis appends tell an operator nothing and an attacker which line checks)."""
+    refused = failure(ResponseError("CORRUPT user record script: 4f1c0e2a9b, on @user_script:49."))
+    assert isinstance(refused, StoreCorrupt)
+    assert str(refused) == "CORRUPT user record"

@@ -296,9 +296,10 @@ def translated() -> Iterator[None]:
 
 def failure(exc: BaseException) -> StoreUnavailable:
     """What a failure of Redis's is to the store: StoreCorrupt for a step that refused a damaged record (its
-    reply names which record, never a value: `CORRUPT user record`), else StoreUnavailable."""
+    reply names which record, never a value: `CORRUPT user record`, without the script's hash and line that
+    Redis 7 adds to it), else StoreUnavailable."""
     if type(exc) is ResponseError and str(exc).startswith("CORRUPT "):
-        return StoreCorrupt(str(exc))
+        return StoreCorrupt(str(exc).split(" script:", 1)[0])
     return StoreUnavailable(fault(exc))
 
 

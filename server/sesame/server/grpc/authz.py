@@ -20,21 +20,12 @@ from sesame.server.grpc.callers import CallerNotAllowed, caller_identity, callin
 from sesame.server.grpc.catalogue import HEALTH_SERVICE
 from sesame.server.grpc.policy import CallerPolicy
 from sesame.server.grpc.status import abort_with, to_status
-from sesame.server.grpc.unary import Behavior, Continuation
+from sesame.server.grpc.unary import Behavior, Continuation, rewrapped
 
 _log = logging.getLogger("sesame.grpc")
 
 Context = grpc.aio.ServicerContext[Any, Any]
 Streaming = Callable[[Any, Context], AsyncIterator[Any]]
-
-# One handler factory per shape (request streaming, response streaming), so that no shape slips through
-# unchecked: an RPC added later is refused until a policy grants it.
-_FACTORIES: dict[tuple[bool, bool], Callable[..., grpc.RpcMethodHandler[Any, Any]]] = {
-    (False, False): grpc.unary_unary_rpc_method_handler,
-    (False, True): grpc.unary_stream_rpc_method_handler,
-    (True, False): grpc.stream_unary_rpc_method_handler,
-    (True, True): grpc.stream_stream_rpc_method_handler,
-}
 
 
 class AuthorizationInterceptor(grpc.aio.ServerInterceptor):
@@ -51,7 +42,6 @@ class AuthorizationInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method.removeprefix("/")
         if handler is None or method.startswith(f"{HEALTH_SERVICE}/"):
             return handler
-        shape = (handler.request_streaming, handler.response_streaming)
         behavior = (
             handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
         )
@@ -63,11 +53,9 @@ class AuthorizationInterceptor(grpc.aio.ServerInterceptor):
             checked = self._streaming(cast("Streaming", behavior), method)
         else:
             checked = self._client_streaming(cast("Behavior", behavior), method)
-        return _FACTORIES[shape](
-            checked,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        # Every shape wrapped, so that none slips through unchecked: an RPC added later is refused until a
+        # policy grants it.
+        return rewrapped(handler, checked)
 
     def _admit(self, method: str, context: Context) -> str | None:
         """The caller's identity when the policy lets it call `method`; else CallerNotAllowed."""

@@ -27,7 +27,7 @@ import inspect
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractContextManager
-from typing import Any, Protocol, TypeAlias, cast
+from typing import Any, Protocol, cast
 
 import grpc
 import structlog
@@ -50,7 +50,6 @@ from sesame.server.grpc.catalogue import API_SERVICES, GOVERNED, HEALTH_SERVICE
 from sesame.server.grpc.decoding import DecodingInterceptor, Undecodable, UndecodableLog, refuse, tolerant
 from sesame.server.grpc.header_bound import oversized, refusing
 from sesame.server.grpc.metering import (
-    STREAMING,
     UNKNOWN_METHOD,
     MethodMeter,
     given_up,
@@ -60,12 +59,11 @@ from sesame.server.grpc.metering import (
 from sesame.server.grpc.policy import CallerPolicy
 from sesame.server.grpc.shedding import InFlight
 from sesame.server.grpc.status import answer_crash, answer_error
-from sesame.server.grpc.unary import Behavior, Continuation
+from sesame.server.grpc.unary import Behavior, Continuation, Handler, rewrapped
 from sesame.server.metrics import Metrics
 from sesame.server.tracing import recording
 
 Context = grpc.aio.ServicerContext[Any, Any]
-Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"  # generic in the stubs only
 
 
 class Gate(Protocol):
@@ -144,11 +142,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         behavior: Behavior = handler.unary_unary  # type: ignore[assignment]
         wrapped = self._health(behavior, method) if _is_health(method) else self._governed(behavior, method)
         deserialize = handler.request_deserializer
-        return grpc.unary_unary_rpc_method_handler(
-            wrapped,
-            request_deserializer=None if deserialize is None else tolerant(deserialize),
-            response_serializer=handler.response_serializer,
-        )
+        return rewrapped(handler, wrapped, None if deserialize is None else tolerant(deserialize))
 
     def _governed(self, behavior: Behavior, method: str) -> Behavior:
         """One of our methods (or reflection's): every concern, in the order above."""
@@ -249,7 +243,6 @@ def _identified(handler: Handler) -> Handler:
     """A streaming call (reflection) with its request id in the trailers and on its log lines, as a unary call
     has them: a refusal by the caller policy or of an undecodable request keeps it beside its status."""
     behavior: Any = handler.unary_stream or handler.stream_unary or handler.stream_stream
-    shape = (handler.request_streaming, handler.response_streaming)
 
     def bound(context: Context) -> Mapping[str, Any]:
         rid = request_id(cast("Metadata", context.invocation_metadata() or ()))
@@ -285,11 +278,7 @@ def _identified(handler: Handler) -> Handler:
                 structlog.contextvars.reset_contextvars(**tokens)
 
         wrapped = awaited
-    return STREAMING[shape](
-        wrapped,
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
+    return rewrapped(handler, wrapped)
 
 
 def _span(

@@ -23,19 +23,13 @@ from google.protobuf.message import DecodeError
 from sesame.server.domain import errors
 from sesame.server.domain.log_quota import LogQuota
 from sesame.server.grpc.status import abort_with, to_status
-from sesame.server.grpc.unary import Continuation
+from sesame.server.grpc.unary import Continuation, rewrapped, shape
 
 _log = logging.getLogger("sesame.grpc")
 
 Context = grpc.aio.ServicerContext[Any, Any]
 Deserializer = Callable[[bytes], Any]
 
-_FACTORIES: dict[tuple[bool, bool], Callable[..., grpc.RpcMethodHandler[Any, Any]]] = {
-    (False, False): grpc.unary_unary_rpc_method_handler,
-    (False, True): grpc.unary_stream_rpc_method_handler,
-    (True, False): grpc.stream_unary_rpc_method_handler,
-    (True, True): grpc.stream_stream_rpc_method_handler,
-}
 _UNDECODABLE = errors.InvalidRequest([errors.FieldViolation("request", "could not be decoded")])
 
 
@@ -60,16 +54,12 @@ class DecodingInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or handler.request_deserializer is None:
             return handler
         method = handler_call_details.method
-        shape = (handler.request_streaming, handler.response_streaming)
         # Under grpc.aio behaviours are coroutine or async-generator functions; the stubs type the sync API.
         behavior: Any = (
             handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
         )
-        return _FACTORIES[shape](
-            _checked(shape, behavior, method, self._log),
-            request_deserializer=tolerant(handler.request_deserializer),
-            response_serializer=handler.response_serializer,
-        )
+        checked = _checked(shape(handler), behavior, method, self._log)
+        return rewrapped(handler, checked, tolerant(handler.request_deserializer))
 
 
 def tolerant(deserialize: Deserializer) -> Deserializer:

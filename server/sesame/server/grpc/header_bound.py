@@ -6,18 +6,17 @@ its own random soft limit. A client that never acknowledges had calls with megab
 the health-only port too, and held hundreds of megabytes of a worker with them (an outside audit, AK1). The
 same bound is applied here to every call that reaches the servicers, as gRPC applies it to acknowledged
 connections: the call is refused RESOURCE_EXHAUSTED before anything runs, without trailers nor counting.
-What gRPC holds while it reads such headers is bounded by the SETTINGS timeout (`server.SETTINGS_TIMEOUT`).
+A connection that never acknowledges is closed after the SETTINGS timeout (`server.SETTINGS_TIMEOUT_MS`); the
+headers gRPC keeps to itself (`:authority`, `grpc-*`) are not bounded here (operations.md: a proxy).
 """
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+from typing import Any
 
 import grpc
 
-from sesame.server.grpc.unary import Continuation
-
-Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"  # generic in the stubs only
+from sesame.server.grpc.unary import FACTORIES, Continuation, Handler, shape
 
 # A call's headers are refused above this size, always (docs/api.md's RESOURCE_EXHAUSTED row).
 MAX_METADATA_BYTES = 8 * 1024
@@ -47,13 +46,7 @@ def oversized(details: grpc.HandlerCallDetails) -> bool:
 
 def refusing(handler: Handler) -> Handler:
     """A handler of `handler`'s shape that refuses the call RESOURCE_EXHAUSTED before anything runs."""
-    if handler.unary_unary is not None:
-        return grpc.unary_unary_rpc_method_handler(_refused_unary)
-    if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(_refused_stream)
-    if handler.stream_unary is not None:
-        return grpc.stream_unary_rpc_method_handler(_refused_unary)
-    return grpc.stream_stream_rpc_method_handler(_refused_stream)
+    return FACTORIES[shape(handler)](_refused_stream if handler.response_streaming else _refused_unary)
 
 
 async def _refused_unary(_: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:

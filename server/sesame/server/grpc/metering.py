@@ -12,7 +12,7 @@ from typing import Any, TypeAlias
 import grpc
 
 from sesame.server.domain.to_the_end import DEADLINE_MARGIN
-from sesame.server.grpc.unary import Behavior, Continuation
+from sesame.server.grpc.unary import Behavior, Continuation, Handler, rewrapped
 from sesame.server.metrics import Metrics
 
 # The `method` of every call to a method no handler answers (UNIMPLEMENTED): one label value, not the name a
@@ -47,7 +47,6 @@ class MethodMeter:
         self._metrics.worker_rpcs.inc()
 
 
-Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"  # generic in the stubs only
 Context = grpc.aio.ServicerContext[Any, Any]
 _HEALTH = "/grpc.health.v1.Health/"
 
@@ -129,19 +128,7 @@ def metered(behavior: Behavior, answered: Answered) -> Behavior:
 def _metered_unary(handler: Handler, count: Answered) -> Handler:
     """`handler` (a unary call: Check, List), counted by the code it answered."""
     unary: Any = handler.unary_unary  # a coroutine function under grpc.aio; the stubs type the sync API
-    return grpc.unary_unary_rpc_method_handler(
-        metered(unary, count),
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
-
-
-# One handler factory per shape of a streaming call (request streaming, response streaming).
-STREAMING: dict[tuple[bool, bool], Callable[..., Handler]] = {
-    (False, True): grpc.unary_stream_rpc_method_handler,
-    (True, False): grpc.stream_unary_rpc_method_handler,
-    (True, True): grpc.stream_stream_rpc_method_handler,
-}
+    return rewrapped(handler, metered(unary, count))
 
 
 def metered_stream(handler: Handler, count: Answered) -> Handler:
@@ -167,8 +154,4 @@ def metered_stream(handler: Handler, count: Answered) -> Handler:
         finally:
             count(code, time.perf_counter() - start)
 
-    return STREAMING[(handler.request_streaming, handler.response_streaming)](
-        streamed if inspect.isasyncgenfunction(stream) else metered(stream, count),
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
+    return rewrapped(handler, streamed if inspect.isasyncgenfunction(stream) else metered(stream, count))
