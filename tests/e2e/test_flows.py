@@ -71,7 +71,7 @@ async def test_sms_names_the_operation_and_goes_to_the_secure_phone(live: Live) 
     assert message["to"] == PHONE
     assert message["challenge_id"] == challenge_id
     assert 'ENVOYER 1 250,00 EUR à "Jean DUPONT"' in message["text"]
-    assert "ne vous le demandera jamais" in message["text"]
+    assert "ne le demande jamais" in message["text"]
 
 
 async def test_start_answers_masked_phone_and_expiry(live: Live) -> None:

@@ -82,3 +82,21 @@ async def test_an_answer_past_the_enum_is_refused_and_writes_nothing(
         )
     assert violations(raised.value)["context.payee_verification"].startswith("9 is not one of ")
     assert await snapshot(redis_client) == before
+
+
+async def test_a_long_payee_name_does_not_take_the_answer_out_of_the_sms(live: Live) -> None:
+    """An outside audit (AR1): a payee name of 15 letters or more took ", nom ne correspond PAS" out of a
+    large transfer's SMS, and was printed whole in its room. The name gives way to the bank's answer."""
+    user_id = await enrolled(live)
+    name = "Jean-Baptiste DUPONT DE LA FONTAINE"
+    started = await live.auth.StartChallenge(
+        auth_pb.StartChallengeRequest(
+            user_id=user_id,
+            operation=transfer(amount_minor=10**15 - 1, name=name),
+            context=_checked(op_pb.PAYEE_VERIFICATION_NO_MATCH),
+        )
+    )
+    assert started.risk.decision == auth_pb.RISK_DECISION_HOLD
+    text, _ = await read_code(live.sms_file, started.challenge_id)
+    assert "(IBAN FR76...0189, nom ne correspond PAS)" in text
+    assert name not in text

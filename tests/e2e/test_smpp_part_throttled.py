@@ -73,4 +73,4 @@ def test_a_throttled_second_part_is_submitted_again_alone(smsc: Smsc, serving: S
     headers = [part.short_message[:6] for part in parts]
     assert headers[0][:5] == headers[1][:5]  # one message: the same reference and count
     assert [header[5] for header in headers] == [1, 2]
-    assert "Ne saisissez rien, appelez le numéro au dos de votre carte." in smsc.text()
+    assert "Ne saisissez rien, appelez le numéro au dos de la carte." in smsc.text()

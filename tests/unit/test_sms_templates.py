@@ -155,3 +155,17 @@ def test_the_room_docs_sms_md_gives_the_bank_name_is_what_the_boot_accepts() -> 
     assert Settings.from_env({**longest, "SESAME_BANK_NAME": "B" * room}).policy.bank_name == "B" * room
     with pytest.raises(ConfigurationError, match="SESAME_BANK_NAME"):
         Settings.from_env({**longest, "SESAME_BANK_NAME": "B" * (room + 1)})
+
+
+def test_a_template_that_cannot_print_the_payee_answer_stops_the_boot(folder: Path) -> None:
+    """A transfer text that fits only once the bank's "name does not match" gave way is refused at boot, naming
+    the file (an outside audit, AR1: the answer was dropped silently, by the longest values and by a long name)."""
+    text = (DEFAULTS / "fr" / "credit_transfer.txt").read_text(encoding="utf-8")
+    (folder / "fr" / "credit_transfer.txt").write_text(
+        text.replace("Valable", "Valable " + "x" * 20), "utf-8"
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        booted(folder)
+    assert f"{folder / 'fr' / 'credit_transfer.txt'} cannot print the bank's payee answer" in str(
+        caught.value
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -16,16 +17,22 @@ from sesame.server.domain.operation import (
     Payee,
     digest,
 )
+from sesame.server.domain.segments import measure
+from sesame.server.domain.sms_templates import default_templates
 from sesame.server.domain.sms_text import (
     PRINTED_NAME,
+    SHORTEST_NAME,
+    NewPayee,
     SmsContext,
     beneficiary_added_notice,
     format_amount,
     phone_changed_notice,
     printed_name,
     render,
+    rendered,
     user_blocked_notice,
 )
+from sesame.server.domain.validation import MAX_AMOUNT_MINOR
 
 PAYEE = Payee("Jean DUPONT", "FR7630006000011234567890189")
 FR = SmsContext(bank_name="MaBanque", code="482913", validity_minutes=5, locale="fr")
@@ -65,7 +72,7 @@ def test_each_operation_has_its_verb(operation: Login | AddBeneficiary | ChangeP
 def test_french_warning_says_never_asked_and_never_cancels() -> None:
     """The anti-scam warning is always there."""
     text = render(Login(), FR)
-    assert "ne vous le demandera jamais" in text
+    assert "ne le demande jamais" in text
     assert "n'annule ni ne bloque rien" in text
     assert "http" not in text
     assert "www" not in text
@@ -229,3 +236,51 @@ def test_the_beneficiary_notice_says_who_when_and_holds_no_code() -> None:
     assert set(text) <= GSM7
     assert not re.search(r"\d{6}", text)
     assert "was added on 25/11/2026 at 12:15 UTC" in beneficiary_added_notice("MaBanque", PAYEE, at, "en")
+
+
+LONG_NAME = "Jean-Baptiste DUPONT DE LA FONTAINE"
+NEW_PAYEE = NewPayee(datetime(2026, 12, 7, 9, 9, tzinfo=UTC), datetime(2026, 12, 7, 9, 30, tzinfo=UTC))
+
+
+@pytest.mark.parametrize(
+    ("digits", "amount_minor"), [(6, 100_000_000), (8, 1_000_000), (8, MAX_AMOUNT_MINOR)]
+)
+@pytest.mark.parametrize(
+    ("answer", "said"), [("no_match", "nom ne correspond PAS"), ("close_match", "PROCHE")]
+)
+def test_a_long_name_never_takes_the_banks_payee_warning_out(
+    digits: int, amount_minor: int, answer: str, said: str
+) -> None:
+    """An outside audit (AR1): a payee name of 15 letters or more took "nom ne correspond PAS" out of a large
+    transfer's new-payee alert, and was printed whole in its room. The name gives way, down to "-"."""
+    transfer = CreditTransfer(Money("EUR", amount_minor), Payee(LONG_NAME, PAYEE.iban), "t")
+    ctx = SmsContext(
+        "MaBanque", "9" * digits, 10, "fr", new_payee=NEW_PAYEE, flagged=True, payee_verification=answer
+    )
+    done = rendered(transfer, ctx)
+    assert said in done.text
+    assert measure(done.text).parts <= default_templates().max_parts
+    assert len(done.fields["payee"]) < len(f'"{LONG_NAME}"')
+
+
+def test_a_match_gives_way_to_the_name_cut_to_its_shortest_and_no_further() -> None:
+    """`nom vérifié` warns of nothing: the name keeps at least SHORTEST_NAME letters before it gives way, and
+    is then fitted again without it."""
+    transfer = CreditTransfer(Money("EUR", MAX_AMOUNT_MINOR), Payee(LONG_NAME, PAYEE.iban), "t")
+    ctx = SmsContext(
+        "MaBanque", "9" * 8, 10, "fr", new_payee=NEW_PAYEE, flagged=True, payee_verification="match"
+    )
+    done = rendered(transfer, ctx)
+    assert len(done.fields["payee"]) >= len('"...""') + SHORTEST_NAME
+    assert measure(done.text).parts <= default_templates().max_parts
+
+
+def test_an_answer_that_cannot_fit_gives_way_without_the_name_growing() -> None:
+    """Templates that cannot hold the answer even with the name as "-" (the boot refuses them): the answer
+    gives way, and the name stays "-", never printed longer in its room."""
+    tight = replace(default_templates(), max_parts=1)
+    ctx = SmsContext("MaBanque", "123456", 10, "fr", tight, payee_verification="no_match")
+    transfer = CreditTransfer(Money("EUR", 100), Payee(LONG_NAME, PAYEE.iban), "t")
+    done = rendered(transfer, ctx)
+    assert "correspond" not in done.text
+    assert done.fields["payee"] == '"-"'

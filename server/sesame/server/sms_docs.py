@@ -51,7 +51,8 @@ DIR` renders it like this page.
 characters, or {ucs_parts} in UCS-2, at the default. At boot every template is rendered with the longest
 values the deployment can give it (its `SESAME_BANK_NAME`, `SESAME_CODE_DIGITS`, the validity of
 `SESAME_CODE_TTL_SECONDS`, and the values below); a template that is bad (a missing or unknown field, a
-stray brace, a missing file) or that does not fit stops the boot, naming the file and the reason. Each SMS
+stray brace, a missing file) or that does not fit, or cannot print the bank's payee answer, stops the boot,
+naming the file and the reason. Each SMS
 sent is counted by `sesame_sms_parts` (a histogram of parts, by `encoding`).
 
 The longest values: the payee's name at its validation bound ({name_bound} characters, printed at most
@@ -69,8 +70,10 @@ SMS is handed to the gateway, never more than remain but for 2 seconds (an SMS t
 phone), at least 1: a resend with 3 min 30 s left says 3. `{{payee_check}}` is the bank's Verification of
 Payee answer the caller forwarded (decision 0099): `, nom vérifié` / `, name verified`, `, nom seulement
 PROCHE` / `, name only CLOSE`, `, nom ne correspond PAS` / `, name does NOT match`, or nothing (not asked,
-not possible); when the text would not fit even with the payee's name cut to its shortest, it gives way
-(the pages below show the longest, `no_match`, where it fits).
+not possible). A warning answer (`close_match`, `no_match`) is never taken out by the name: to fit, the
+payee's name is cut down to `"-"` before it would give way, and a template that cannot print the longest
+answer with the longest values stops the boot (an outside audit found a long name took it out, decision
+0099). `, nom vérifié` gives way to the name cut to its shortest (the pages below show `no_match`).
 
 | kind | fields | sent |
 |---|---|---|

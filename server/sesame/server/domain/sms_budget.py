@@ -51,6 +51,9 @@ class Rendered:
     locale: str
     text: str
     segments: Segments
+    # The template names `{payee_check}` and the longest answer gave way to fit: a warning of the bank's that
+    # a long amount would take out of the SMS (an outside audit, AR1).
+    answer_lost: bool = False
 
 
 def longest_amount(locale: str) -> Money:
@@ -98,7 +101,9 @@ def render_worst(templates: SmsTemplates, worst: WorstCase, kind: Kind, locale: 
                 flagged=kind.value.endswith("_alert"),
                 payee_verification=sms_text.longest_payee_check(locale),
             )
-            text = sms_text.render(worst_operation(kind, locale), ctx)
+            done = sms_text.rendered(worst_operation(kind, locale), ctx)
+            lost = "{payee_check}" in done.template.text and not done.fields.get("payee_check")
+            return Rendered(kind, locale, done.text, measure(done.text), answer_lost=lost)
     return Rendered(kind, locale, text, measure(text))
 
 
@@ -109,12 +114,20 @@ def every_worst(templates: SmsTemplates, worst: WorstCase) -> list[Rendered]:
 
 def over_budget(templates: SmsTemplates, worst: WorstCase) -> list[str]:
     """Why templates do not fit the budget, one line per template (empty when all fit)."""
-    return [
-        f"{templates.get(r.kind, r.locale).source} takes {r.segments.parts} {r.segments.encoding} parts "
-        f"({r.segments.units} units) with the longest values, over the budget of {templates.max_parts}"
-        for r in every_worst(templates, worst)
-        if r.segments.parts > templates.max_parts
-    ]
+    problems = []
+    for r in every_worst(templates, worst):
+        source = templates.get(r.kind, r.locale).source
+        if r.segments.parts > templates.max_parts:
+            problems.append(
+                f"{source} takes {r.segments.parts} {r.segments.encoding} parts ({r.segments.units} units) "
+                f"with the longest values, over the budget of {templates.max_parts}"
+            )
+        elif r.answer_lost:
+            problems.append(
+                f"{source} cannot print the bank's payee answer ({{payee_check}}) with the longest values "
+                f"within the budget of {templates.max_parts} parts, even with the payee's name cut to \"-\""
+            )
+    return problems
 
 
 def longest_bank_name(templates: SmsTemplates, worst: WorstCase, limit: int = 64) -> int:

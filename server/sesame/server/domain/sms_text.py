@@ -17,8 +17,9 @@ keep the name the caller sent (docs/api.md).
 Every text must fit the segment budget (`SmsTemplates.max_parts`, docs/sms.md). So the name's letters are
 written in GSM-7 (`transliteration`) when that keeps the whole text GSM-7, and when the text would still
 take more parts than the budget, the name, and only the name, is cut to what fits and ends with `...`,
-never below SHORTEST_NAME letters: the code, the amount, the IBAN's shown part and the warning are never
-cut (the boot refuses templates that could not fit, `sms_budget`).
+never below SHORTEST_NAME letters (but before the bank's answer that the name does not match gives way,
+down to `"-"`): the code, the amount, the IBAN's shown part, that answer and the warning are never cut (the
+boot refuses templates that could not fit, `sms_budget`).
 """
 
 from __future__ import annotations
@@ -110,6 +111,10 @@ def payee_check(answer: str, locale: str) -> str:
     return _PAYEE_CHECKS[locale].get(answer, "")
 
 
+# The answers that warn the payer: printed before any letter of the payee's name beyond the first (`rendered`).
+WARNING_ANSWERS: Final = frozenset({"close_match", "no_match"})
+
+
 def longest_payee_check(locale: str) -> str:
     """The answer whose `{payee_check}` is longest in `locale` (the segment budget's worst case)."""
     return max(_PAYEE_CHECKS[locale], key=lambda answer: len(_PAYEE_CHECKS[locale][answer]))
@@ -171,11 +176,19 @@ def rendered(operation: Operation, ctx: SmsContext) -> Rendered:
     if payee is None:
         return Rendered(template.fill(fields), template, fields)
     fields["payee_check"] = payee_check(ctx.payee_verification, ctx.locale)
-    fields["payee"], text = _fitted_name(templates, template, fields, payee)
+    # A warning of the bank's (the name does not match, or only closely) outranks the letters of a name the
+    # payee chose: the name is cut below SHORTEST_NAME, down to "-", before the warning gives way. It gave way
+    # first, and the name was then printed whole in its place: a long name took the warning out (an outside
+    # audit, AR1; decision 0099).
+    warns = ctx.payee_verification in WARNING_ANSWERS
+    fields["payee"], text = _fitted_name(templates, template, fields, payee, 0 if warns else SHORTEST_NAME)
     if fields["payee_check"] and measure(text).parts > templates.max_parts:
-        # The name cut to its shortest and still over the budget: the check gives way (decision 0099).
+        # Over the budget even so (the boot refuses templates where the longest answer would be: `sms_budget`):
+        # the answer gives way, and the name stays as cut, never printed longer in the answer's room.
         fields["payee_check"] = ""
-        fields["payee"], text = _fitted_name(templates, template, fields, payee)
+        if not warns:
+            fields["payee"], text = _fitted_name(templates, template, fields, payee)
+        text = template.fill(fields)
     return Rendered(text, template, fields)
 
 
@@ -229,10 +242,15 @@ def fitted(
 
 
 def _fitted_name(
-    templates: SmsTemplates, template: Template, fields: dict[str, str], payee: str
+    templates: SmsTemplates,
+    template: Template,
+    fields: dict[str, str],
+    payee: str,
+    shortest: int = SHORTEST_NAME,
 ) -> tuple[str, str]:
     """The payee's name as `template` prints it with `fields` (quoted, in GSM-7 letters if that keeps the
-    text GSM-7, cut to the segment budget if it must be), and the text it gives."""
+    text GSM-7, cut to the segment budget if it must be, not below `shortest` letters: 0, down to "-"), and
+    the text it gives."""
     name = _reduced(payee, gsm7_letter)
     text = template.fill(fields | {"payee": _quoted(name)})
     if not fits_gsm7(text):
@@ -240,7 +258,7 @@ def _fitted_name(
         name = _reduced(payee, name_letter)
         text = template.fill(fields | {"payee": _quoted(name)})
     quoted = _quoted(name)
-    for cut, shown in enumerate(_shortened(name)):
+    for cut, shown in enumerate(_shortened(name, shortest)):
         if cut:  # the whole name's text (the first) is filled above, not filled again (decision 0072)
             quoted = _quoted(shown)
             text = template.fill(fields | {"payee": quoted})
@@ -288,11 +306,13 @@ def _reduced(name: str, letter: Callable[[str], str]) -> str:
     return printed
 
 
-def _shortened(name: str) -> Iterator[str]:
-    """The name, then ever shorter cuts of it ending in `...`, down to SHORTEST_NAME characters."""
+def _shortened(name: str, shortest: int = SHORTEST_NAME) -> Iterator[str]:
+    """The name, then ever shorter cuts of it ending in `...`, down to `shortest` characters (at 0, no letter
+    left: "", printed `"-"`)."""
     yield name
-    for keep in range(len(name) - 1, SHORTEST_NAME - 1, -1):
-        yield name[:keep].rstrip(" -'&") + ELLIPSIS
+    for keep in range(len(name) - 1, shortest - 1, -1):
+        cut = name[:keep].rstrip(" -'&")
+        yield cut + ELLIPSIS if cut else ""
 
 
 def _quoted(name: str) -> str:
