@@ -158,8 +158,9 @@ def test_the_room_docs_sms_md_gives_the_bank_name_is_what_the_boot_accepts() -> 
 
 
 def test_a_template_that_cannot_print_the_payee_answer_stops_the_boot(folder: Path) -> None:
-    """A transfer text that fits only once the bank's "name does not match" gave way is refused at boot, naming
-    the file (an outside audit, AR1: the answer was dropped silently, by the longest values and by a long name)."""
+    """A transfer text that fits only once the bank's "name does not match" gave way is refused at boot,
+    naming the file (an outside audit, AR1: the answer was dropped silently, by the longest values and by a
+    long name)."""
     text = (DEFAULTS / "fr" / "credit_transfer.txt").read_text(encoding="utf-8")
     (folder / "fr" / "credit_transfer.txt").write_text(
         text.replace("Valable", "Valable " + "x" * 20), "utf-8"

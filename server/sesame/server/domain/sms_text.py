@@ -111,7 +111,7 @@ def payee_check(answer: str, locale: str) -> str:
     return _PAYEE_CHECKS[locale].get(answer, "")
 
 
-# The answers that warn the payer: printed before any letter of the payee's name beyond the first (`rendered`).
+# The answers that warn the payer: printed rather than any letter of the payee's name (`rendered`).
 WARNING_ANSWERS: Final = frozenset({"close_match", "no_match"})
 
 
@@ -183,8 +183,8 @@ def rendered(operation: Operation, ctx: SmsContext) -> Rendered:
     warns = ctx.payee_verification in WARNING_ANSWERS
     fields["payee"], text = _fitted_name(templates, template, fields, payee, 0 if warns else SHORTEST_NAME)
     if fields["payee_check"] and measure(text).parts > templates.max_parts:
-        # Over the budget even so (the boot refuses templates where the longest answer would be: `sms_budget`):
-        # the answer gives way, and the name stays as cut, never printed longer in the answer's room.
+        # Over the budget even so (the boot refuses such templates, `sms_budget`): the answer gives way; a
+        # warning's name stays as cut, never printed longer in the answer's room.
         fields["payee_check"] = ""
         if not warns:
             fields["payee"], text = _fitted_name(templates, template, fields, payee)
