@@ -125,7 +125,7 @@ def over_budget(templates: SmsTemplates, worst: WorstCase) -> list[str]:
         elif r.answer_lost:
             problems.append(
                 f"{source} cannot print the bank's payee answer ({{payee_check}}) with the longest values "
-                f"within the budget of {templates.max_parts} parts, even with the payee's name cut to \"-\""
+                f'within the budget of {templates.max_parts} parts, even with the payee\'s name cut to "-"'
             )
     return problems
 
