@@ -186,9 +186,10 @@ def rendered(operation: Operation, ctx: SmsContext) -> Rendered:
         # Over the budget even so (the boot refuses such templates, `sms_budget`): the answer gives way; a
         # warning's name stays as cut, never printed longer in the answer's room.
         fields["payee_check"] = ""
-        if not warns:
+        if warns:
+            text = template.fill(fields)
+        else:
             fields["payee"], text = _fitted_name(templates, template, fields, payee)
-        text = template.fill(fields)
     return Rendered(text, template, fields)
 
 
