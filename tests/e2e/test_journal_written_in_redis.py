@@ -18,6 +18,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from sesame.api.v1 import operation_pb2 as op_pb
 from sesame.server.evidence import claims_match_journal
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import enrolled, started, verify
@@ -129,3 +130,66 @@ async def test_a_journal_written_again_unchanged_still_gets_its_proof(
     await _rewritten(redis_client, live, challenge_id, {})
     jws = (await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))).proof
     assert claims_of(jws)["sub"] == "alice"
+
+
+async def _opening_rewritten(
+    redis_client: aioredis.Redis,
+    live: Live,
+    challenge_id: str,
+    changes: dict[bytes, bytes],
+    dropped: tuple[bytes, ...] = (),
+) -> None:
+    """The challenge's journal written again, same ids, its opening alone with `changes` and without
+    `dropped`."""
+    journal = live.store.keys.challenge_journal(challenge_id)
+    entries = await redis_client.xrange(journal)
+    await redis_client.delete(journal)
+    for entry_id, fields in entries:
+        if fields[b"event"] == b"challenge.opened":
+            fields = {name: value for name, value in {**fields, **changes}.items() if name not in dropped}
+        await redis_client.xadd(journal, fields, id=entry_id)
+
+
+A_PASSWORD = {
+    b"factor_category": b"knowledge",
+    b"factor_method": b"password",
+    b"factor_at": datetime.now().astimezone().isoformat(timespec="milliseconds").encode(),
+    b"factor_ref": b"forged-ref",
+}
+
+
+@pytest.mark.parametrize(
+    ("changes", "dropped"),
+    [
+        ({b"op": b"credit_transfer"}, ()),  # a login's opening said to be a transfer's
+        ({b"op": b"add_beneficiary"}, (b"operation",)),  # the same, the operation's encoding taken out
+        (A_PASSWORD, ()),  # a first factor never stated at Start
+        ({b"key_version": b"7"}, ()),  # another OTP key than the challenge id's
+    ],
+    ids=["op", "op-unencoded", "start-factor", "key-version"],
+)
+async def test_an_opening_rewritten_after_the_decision_gets_no_proof(
+    live: Live, redis_client: aioredis.Redis, changes: dict[bytes, bytes], dropped: tuple[bytes, ...]
+) -> None:
+    """Found from outside (AP1): the opening alone rewritten after the decision (its kind of operation, a
+    first factor, its key version), before any proof was kept, had GetProof sign a login as a transfer
+    authenticated with a password under VerifyChallenge's jti. The opening's own witness binds them."""
+    await enrolled(live, "alice")
+    login = op_pb.Operation(login=op_pb.Login())
+    challenge_id, code = await started(live, "alice", login)
+    assert (await verify(live, challenge_id, code, login)).result == auth_pb.VERIFY_RESULT_VERIFIED
+    await _opening_rewritten(redis_client, live, challenge_id, changes, dropped)
+    assert await _refused_proof(live, challenge_id) is grpc.StatusCode.INTERNAL
+
+
+async def test_an_opening_written_again_unchanged_still_gets_its_proof(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    """The opening rewritten as it was: the proof is signed, and states a login."""
+    await enrolled(live, "alice")
+    login = op_pb.Operation(login=op_pb.Login())
+    challenge_id, code = await started(live, "alice", login)
+    assert (await verify(live, challenge_id, code, login)).result == auth_pb.VERIFY_RESULT_VERIFIED
+    await _opening_rewritten(redis_client, live, challenge_id, {})
+    jws = (await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))).proof
+    assert claims_of(jws)["op"] == "login"

@@ -204,7 +204,7 @@ class MemoryChallenges:
             charges, _ = budgets.held_charges(
                 budgets.charges(opening.budget, user.user_id, user.secure_phone, opening.context.caller)
             )  # the user's unit: the others are held by SendUnits (decision 0046)
-            self._open(challenge, opening.context, charges)
+            self._open(challenge, opening.context, charges, opening.witness)
             if opening.request_id:
                 self._m._requests[(user.user_id, opening.request_id)] = (
                     challenge.challenge_id,
@@ -296,7 +296,9 @@ class MemoryChallenges:
             raise InvalidRequest([FieldViolation("request_id", "was already used for another operation")])
         return earlier
 
-    def _open(self, challenge: Challenge, context: RequestContext, charges: Sequence[Charge]) -> None:
+    def _open(
+        self, challenge: Challenge, context: RequestContext, charges: Sequence[Charge], witness: str = ""
+    ) -> None:
         """open_challenge.lua's step for a whole challenge (the caller holds the lock)."""
         cid = challenge.challenge_id
         user = self._m._users.get(challenge.user_id)
@@ -340,6 +342,7 @@ class MemoryChallenges:
                 "op": kind(stored.operation).name.lower(),
                 **context_fields(context),
                 **(challenge.risk.journal_fields() if challenge.risk is not None else {}),
+                **({"witness": witness} if witness else {}),
             },
         )
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 
 import pytest
 
 from sesame.server.domain import proof
+from sesame.server.domain.errors import JournalDisagrees
 from sesame.server.domain.model import PublicKey, RequestContext
+from sesame.server.domain.operation import Login, digest
 from sesame.server.domain.proof import ProofFacts
 
 AT = datetime(2026, 11, 25, 12, 0, 30, 123456, tzinfo=UTC)
@@ -143,3 +146,21 @@ def test_a_public_key_is_an_rfc7518_ec_jwk() -> None:
             }
         ]
     }
+
+
+def _journal(op: str) -> list[dict[str, str]]:
+    """A login's opening naming `op`, and its VERIFIED decision."""
+    login = Login()
+    named = {"challenge_id": "c", "user_id": "u", "client_id": "acme", "op_digest": digest(login).hex()}
+    encoded = base64.urlsafe_b64encode(login.encode()).decode().rstrip("=")
+    opened = {"event": "challenge.opened", **named, "op": op, "operation": encoded}
+    verified = {"event": "challenge.verification", **named, "outcome": "verified"}
+    return [opened, verified]
+
+
+def test_an_opening_whose_op_is_not_its_operations_kind_disagrees() -> None:
+    """Found from outside (AP2): a login's opening rewritten to `op` credit_transfer, sealed, gave a bundle
+    that checked valid with a proof saying credit_transfer beside an operation saying login."""
+    assert proof.verified_entries(_journal("login")) is not None
+    with pytest.raises(JournalDisagrees, match="not the one its op and op_digest name"):
+        proof.verified_entries(_journal("credit_transfer"))

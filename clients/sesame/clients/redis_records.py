@@ -386,8 +386,9 @@ def opening_entry(opening: Opening, draft: Challenge | None = None) -> list[Fiel
     """Journal entry of a new challenge, less the client and the masked phone the script appends (`draft`:
     as for `opening_fields`)."""
     entry = opened_entry(draft or opened_challenge(opening, "", "", ""), opening.context)
-    return [item for name, value in zip(entry[::2], entry[1::2], strict=True) if name not in _FROM_USER
+    kept = [item for name, value in zip(entry[::2], entry[1::2], strict=True) if name not in _FROM_USER
             for item in (name, value)]  # fmt: skip
+    return [*kept, *(["witness", opening.witness] if opening.witness else [])]
 
 
 def proof_id_fields(proof_id: ProofId | None) -> list[Field]:

@@ -41,7 +41,7 @@ from sesame.server.domain.model import (
 from sesame.server.domain.notices import notice_on_verified
 from sesame.server.domain.opening import Opened, Opening, RiskQuestion
 from sesame.server.domain.operation import ChangePhone, Operation, OperationType, digest, kind
-from sesame.server.domain.proof import decided
+from sesame.server.domain.proof import decided, opening_stated
 from sesame.server.domain.resending import ResendClaim, Resent
 from sesame.server.domain.risk import RiskAssessment
 from sesame.server.domain.risk_signals import Forwarded
@@ -191,16 +191,21 @@ class ChallengeFlows:
         # The nonce is public (RFC 6287 sends it in the clear; the key is the secret): the OS CSPRNG draws
         # it, so Start costs one HSM call, the MAC (docs/decisions/0020).
         ref = self._ref(key.otp_version, request)
-        code = await codes.derive(
-            self._keys,
-            key_version=ref.key_version,
-            digits=ref.digits,
-            nonce=ref.nonce,
-            op_digest=digest(request.operation),
+        op_digest = digest(request.operation)
+        code, witness_key = await codes.witnessed(
+            self._keys, key_version=ref.key_version, digits=ref.digits, nonce=ref.nonce, op_digest=op_digest
+        )
+        # The opening's witness: what a proof states of it, from the same HMAC (decision 0167).
+        op = kind(request.operation).name.lower()
+        factor = request.context.first_factor
+        witness = codes.witness(
+            witness_key, opening_stated(ref.challenge_id, request.user_id, op, op_digest.hex(), factor)
         )
         # Counted with the step, to its end: a caller that gave up left its challenge opened and its SMS sent
         # uncounted (an outside audit).
-        return await to_the_end(self._opened(request, ref, code, now=now, risk=risk, asked=asked))
+        return await to_the_end(
+            self._opened(request, ref, code, now=now, risk=risk, asked=asked, witness=witness)
+        )
 
     async def _opened(  # noqa: PLR0913 (start's own values, passed on)
         self,
@@ -211,6 +216,7 @@ class ChallengeFlows:
         now: datetime,
         risk: RiskAssessment | None,
         asked: RiskQuestion | None,
+        witness: str,
     ) -> Challenge:
         """Start's step and its counts: the challenge opened, or the one its request id opened before."""
         # Noted before the step: this process's dispatcher may take the SMS before the step's answer is read.
@@ -218,7 +224,8 @@ class ChallengeFlows:
         opened = None
         try:
             # The step and the take of the number's, caller's and global units, sent at once (decision 0046).
-            step = self._step(request, ref, now, risk, asked)
+            opening = self._opening(request, ref, now, risk=risk, asked=asked, witness=witness)
+            step = self._step(request, opening)
             opened = await self._holds.opened(
                 step, request, ref.challenge_id, now, now + self._policy.lifetime
             )
@@ -239,26 +246,19 @@ class ChallengeFlows:
             self._risk.count(request.operation, decided)
         return replace(opened.challenge, risk=decided)
 
-    async def _step(
-        self,
-        request: StartRequest,
-        ref: ChallengeRef,
-        now: datetime,
-        risk: RiskAssessment | None,
-        asked: RiskQuestion | None,
-    ) -> Opened:
+    async def _step(self, request: StartRequest, opening: Opening) -> Opened:
         """Start's one step, the rules deciding in it on the user's memory as it is (decision 0045). When
         the operator's SIM answer is about another number than the stored one (a number changed, or none
         seen yet by this worker), the step answers the number, the operator is asked again and the step
         runs again. A DENY is journaled by the step and counted here (RiskDenied)."""
         for tries_left in reversed(range(_RISK_TRIES)):
             try:
-                opened = await self._open(request, ref, now, risk, asked)
+                opened = await self._store.challenges.start_challenge(opening)
             except SimNumberMoved as moved:
-                if not tries_left or self._risk is None or asked is None:
+                if not tries_left or self._risk is None or opening.question is None:
                     raise
                 self._risk.saw(request.user_id, moved.number)
-                asked = await self._risk.question(request, moved.number)
+                opening = replace(opening, question=await self._risk.question(request, moved.number))
                 continue
             except RiskDenied as denied:
                 if self._risk is not None and not denied.again:  # a retried request id: one attempt
@@ -275,16 +275,6 @@ class ChallengeFlows:
         nonce = secrets.token_bytes(NONCE_BYTES)
         return ChallengeRef(nonce, key_version, self._policy.digits, user_tag(request.user_id))
 
-    async def _open(
-        self,
-        request: StartRequest,
-        ref: ChallengeRef,
-        now: datetime,
-        risk: RiskAssessment | None,
-        asked: RiskQuestion | None,
-    ) -> Opened:
-        return await self._store.challenges.start_challenge(self._opening(request, ref, now, risk, asked))
-
     async def _ask(self, request: StartRequest) -> tuple[RiskAssessment | None, RiskQuestion | None]:
         """The rules' part of Start's step: nothing (no rules); ALLOW decided here when no rule can match the
         operation's kind (nothing read); else the question the step answers on the user's memory, read in
@@ -295,15 +285,18 @@ class ChallengeFlows:
             return self._risk.unread(), None
         return None, await self._risk.question(request)
 
-    def _opening(
+    def _opening(  # noqa: PLR0913 (start's own values, passed on)
         self,
         request: StartRequest,
         ref: ChallengeRef,
         now: datetime,
+        *,
         risk: RiskAssessment | None,
         asked: RiskQuestion | None,
+        witness: str,
     ) -> Opening:
-        """What the store's one step needs: the challenge `ref` names, under the policy's limits."""
+        """What the store's one step needs: the challenge `ref` names, under the policy's limits, and the
+        witness of what a proof states of its opening (decision 0167)."""
         policy = self._policy
         return Opening(
             challenge_id=ref.challenge_id,
@@ -326,6 +319,7 @@ class ChallengeFlows:
             request_id=request.request_id,
             risk=risk,
             question=asked,
+            witness=witness,
         )
 
     async def verify(self, request: VerifyRequest) -> VerificationOutcome:

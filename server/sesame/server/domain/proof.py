@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from sesame.server.domain.model import (
     VerificationOutcome,
     VerifyResult,
 )
-from sesame.server.domain.operation import kind
+from sesame.server.domain.operation import decode, kind
 
 ALGORITHM = "ES256"
 TYPE = "sesame-proof+jwt"
@@ -130,6 +131,31 @@ def decided(challenge_id: str, at: datetime, context: RequestContext) -> bytes:
     values.append(context.caller)
     if factor is not None:
         values += [factor.category.value, factor.method, _ms(factor.verified_at), factor.reference]
+    return _length_prefixed(values)
+
+
+def opening_stated(
+    challenge_id: str, user_id: str, op: str, op_digest: str, start_factor: factors.FirstFactor | None
+) -> bytes:
+    """The canonical bytes of what a proof states of a challenge's opening, that its witness binds (the
+    opening entry's `witness`, decision 0167): the challenge, its user, the operation's kind and digest and
+    the first factor stated with StartChallenge (`op`: the kind's name in lower case, `op_digest` in hex, as
+    journaled). A journal whose opening was rewritten after the decision
+    to another kind of operation, or to a first factor never stated, had GetProof sign them (an outside
+    audit, AP1). The key version is the challenge id's, whose key the witness comes from. Length-prefixed
+    as `decided`, and apart from it by its first value."""
+    values = ["opened", challenge_id, user_id, op, op_digest]
+    if start_factor is not None:
+        values += [
+            start_factor.category.value,
+            start_factor.method,
+            _ms(start_factor.verified_at),
+            start_factor.reference,
+        ]
+    return _length_prefixed(values)
+
+
+def _length_prefixed(values: Sequence[str]) -> bytes:
     return "".join(f"{len(value)}:{value}" for value in values).encode()
 
 
@@ -154,7 +180,24 @@ def verified_entries(
     differ = [name for name in _BOUND if verified.get(name) != opened.get(name)]
     if differ:
         raise JournalDisagrees(f"the VERIFIED decision and the opening name another {', '.join(differ)}")
+    if "operation" in opened and not _journals_its_operation(opened):
+        # Its `op` rewritten to another kind (a login's proof said credit_transfer: an outside audit, AP2).
+        raise JournalDisagrees("the opening's operation is not the one its op and op_digest name")
     return opened, verified
+
+
+def _journals_its_operation(opened: Mapping[str, str]) -> bool:
+    """Whether the opening's journaled operation (canonical, base64url) is of its `op` kind and digest."""
+    try:
+        raw = b64url_decode(opened["operation"])
+        journaled = decode(raw)
+    except ValueError:
+        return False
+    return (
+        journaled.encode() == raw
+        and hashlib.sha256(raw).hexdigest() == opened.get("op_digest")
+        and kind(journaled).name.lower() == opened.get("op")
+    )
 
 
 def journaled_id(entries: Sequence[Mapping[str, str]]) -> ProofId | None:

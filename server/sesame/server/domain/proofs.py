@@ -187,31 +187,49 @@ class ProofFlows:
             raise _said(exc) from None
         if found is None:
             return None
-        facts = await self._made_here(challenge_id, journal, found[1])
+        facts = await self._made_here(challenge_id, journal, *found)
         if facts is None:
             raise _said(JournalDisagrees("the VERIFIED decision is not one the HSM witnessed"))
         return facts
 
     async def _made_here(
-        self, challenge_id: str, journal: list[dict[str, str]], verified: Mapping[str, str]
+        self,
+        challenge_id: str,
+        journal: list[dict[str, str]],
+        opened: Mapping[str, str],
+        verified: Mapping[str, str],
     ) -> ProofFacts | None:
         """The facts of the journal's VERIFIED decision `verified` if it is the one Sésame made for this
         challenge, else None: its witness, recomputed by the HSM over the challenge's nonce and the decision's
-        operation, instant and context, is the one journaled; its user is the one the challenge id's tag
-        names, and its client that user's (a journal rewritten whole named another: an outside audit)."""
+        operation, instant and context, is the one journaled, and so is its opening's (the operation's kind,
+        the first factor stated at Start: an outside audit, AP1); the key version is the challenge id's; its
+        user is the one the id's tag names, and its client that user's (a journal rewritten whole named
+        another: an outside audit)."""
         try:
             facts = ProofFacts.from_journal(journal)
             op_digest = bytes.fromhex(facts.op_digest) if facts is not None else b""
         except (ValueError, KeyError):
             return None  # a field the journal cannot give back: not a decision Sésame wrote
         ref = checked_ref(challenge_id)
-        if facts is None or facts.challenge_id != challenge_id or user_tag(facts.user_id) != ref.user_tag:
+        if (
+            facts is None
+            or facts.challenge_id != challenge_id
+            or user_tag(facts.user_id) != ref.user_tag
+            or facts.key_version != ref.key_version
+        ):
             return None
         _, key = await codes.witnessed(
             self._keys, key_version=ref.key_version, digits=ref.digits, nonce=ref.nonce, op_digest=op_digest
         )
-        stated = codes.witness(key, proof.decided(challenge_id, facts.verified_at, facts.context))
-        if not codes.same_witness(stated, verified.get("witness", "")):
+        decision = codes.witness(key, proof.decided(challenge_id, facts.verified_at, facts.context))
+        opening = codes.witness(
+            key,
+            proof.opening_stated(challenge_id, facts.user_id, facts.op, facts.op_digest, facts.start_factor),
+        )
+        if not (
+            codes.same_witness(decision, verified.get("witness", ""))
+            and codes.same_witness(opening, opened.get("witness", ""))
+        ):
             return None
         try:
             enrolled = await self._store.users.get_user(facts.user_id)
