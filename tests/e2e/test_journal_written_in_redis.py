@@ -145,9 +145,9 @@ async def _opening_rewritten(
     entries = await redis_client.xrange(journal)
     await redis_client.delete(journal)
     for entry_id, fields in entries:
-        if fields[b"event"] == b"challenge.opened":
-            fields = {name: value for name, value in {**fields, **changes}.items() if name not in dropped}
-        await redis_client.xadd(journal, fields, id=entry_id)
+        edited = {name: value for name, value in {**fields, **changes}.items() if name not in dropped}
+        opening = fields[b"event"] == b"challenge.opened"
+        await redis_client.xadd(journal, edited if opening else fields, id=entry_id)
 
 
 A_PASSWORD = {

@@ -346,3 +346,24 @@ async def test_an_enrolment_refused_as_another_clients_user_leaves_nothing(
         )
     assert unknown.value.code() is grpc.StatusCode.NOT_FOUND
     assert (await live.enrol.GetUser(enrol_pb.GetUserRequest(user_id="alice"))).user.client_id == "acme"
+
+
+async def test_a_termination_landing_inside_a_refused_enrolment_terminates_nothing(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    """Found from outside (AP3): TerminateClient of an unknown client, landing while an enrolment of another
+    client's user under it was being refused (its id listed, not yet taken out), answered OK and left that
+    client terminated with no user, for good: the company's first real enrolment was refused. The state in
+    between is made here as the refused enrolment makes it (its client created, the id listed)."""
+    await enrolled(live, "alice")
+    await live.store.clients.enlist_user("newco", "alice", datetime.now(UTC))
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await live.enrol.TerminateClient(
+            enrol_pb.TerminateClientRequest(client_id="newco", request_id="t-1", actor="ops", reason="x")
+        )
+    assert unknown.value.code() is grpc.StatusCode.NOT_FOUND
+    await live.store.clients.delist_user("newco", "alice")  # the refused enrolment's end
+    await live.enrol.EnrollUser(
+        enrol_pb.EnrollUserRequest(user_id="bob", client_id="newco", secure_phone=PHONE)
+    )
+    assert (await live.enrol.GetUser(enrol_pb.GetUserRequest(user_id="bob"))).user.client_id == "newco"
