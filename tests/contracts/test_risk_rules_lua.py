@@ -158,10 +158,10 @@ NOW = datetime.now(UTC).replace(microsecond=0)  # the present: nothing fixed rea
 HOUR_MS = 3_600_000
 _KINDS = ("login", "credit_transfer", "add_beneficiary", "change_phone")
 IBANS = ("FR7630001007941234567890185", "DE89370400440532013000", "FR1420041010050500013M02606")
-# Currencies of every ISO 4217 exponent (EUR and USD 2, JPY 0, KWD 3, CLF 4): the amounts' signals are in
+# Currencies of every ISO 4217 exponent of payments (EUR, USD 2, JPY 0, KWD 3): the amounts' signals are in
 # each one's major units. A memory's amounts are mostly in one of them, the user's own; GBP is never in a
 # memory, so a transfer in it is a new currency whenever some amounts are known.
-CURRENCIES = ("EUR", "USD", "JPY", "KWD", "CLF")
+CURRENCIES = ("EUR", "USD", "JPY", "KWD")
 
 
 def _ago(hours: float) -> st.SearchStrategy[int]:

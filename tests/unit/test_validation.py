@@ -47,9 +47,14 @@ def test_currency_accepts_iso_4217(value: str) -> None:
     assert validation.currency_code(value) == value
 
 
-@pytest.mark.parametrize("value", ["", "eur", "EURO", "XXX", "ABC"])
+@pytest.mark.parametrize(
+    "value",
+    # Fund codes, units of account no transfer is paid in (CLF, UYI, UYW were accepted: an outside audit,
+    # AR4), and precious metals.
+    ["", "eur", "EURO", "XXX", "ABC", "CLF", "UYI", "UYW", "BOV", "CHE", "CHW", "COU", "MXV", "USN", "XAU"],
+)
 def test_currency_refuses_unknown_codes(value: str) -> None:
-    """Unknown or lower-case codes are refused."""
+    """Unknown or lower-case codes are refused, and so are fund codes and metals."""
     with pytest.raises(ValueError, match=r"."):
         validation.currency_code(value)
 
