@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from sesame.server.domain import validation
+from sesame.server.domain.operation import Money
+from sesame.server.domain.sms_text import format_amount
 
 
 def test_mobile_phone_accepts_a_french_mobile() -> None:
@@ -142,3 +144,8 @@ def test_locale_defaults_to_french() -> None:
     assert validation.locale("") == "fr"
     with pytest.raises(ValueError, match=r"."):
         validation.locale("de")
+
+
+def test_an_amount_in_a_fund_code_accepted_before_is_still_written() -> None:
+    """A challenge opened in CLF before the fund codes were refused still gets its SMS, with 4 decimals."""
+    assert format_amount(Money("CLF", 12345), "fr") == "1,2345 CLF"

@@ -15,6 +15,9 @@ _EXPONENTS_NOT_2: dict[str, int] = {
     **dict.fromkeys(_codes("BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX VND VUV XAF XOF XPF"), 0),
     **dict.fromkeys(_codes("BHD IQD JOD KWD LYD OMR TND"), 3),
 }
+# The fund codes once accepted: never for a new operation, but an amount stored in one before (an SMS still
+# queued, a journal's operation in a bundle) is still written with its decimals.
+_FUNDS_ONCE_ACCEPTED: dict[str, int] = {"UYI": 0, "CLF": 4, "UYW": 4}
 
 _EXPONENT_2 = frozenset(
     _codes(
@@ -31,12 +34,13 @@ _EXPONENT_2 = frozenset(
 
 
 def minor_unit_exponent(currency: str) -> int:
-    """Number of decimals of `currency`; KeyError when it is not an active ISO 4217 code."""
+    """Number of decimals of `currency`; KeyError when it is not an active ISO 4217 code (or a fund code
+    accepted before)."""
     if currency in _EXPONENTS_NOT_2:
         return _EXPONENTS_NOT_2[currency]
     if currency in _EXPONENT_2:
         return 2
-    raise KeyError(currency)
+    return _FUNDS_ONCE_ACCEPTED[currency]
 
 
 def minor_units_per_major(currency: str) -> int:
