@@ -149,6 +149,8 @@ async def test_a_payee_named_in_the_banks_voice_is_warned_with_the_alert(live: L
         ("ANNULATI\u00d8N DU VIREMENT", '"ANNULATI\u00d8N DU VIREMENT"'),  # Ø, a GSM-7 letter, prints as is
         ("ANNULATI0N DU VIREMENT", '"ANNULATI N DU VIREMENT"'),  # a digit prints as a space
         ("REMB'OURSEMENT DU VIREMENT", '"REMB\'OURSEMENT DU VIREMENT"'),  # an apostrophe inside the word
+        ("SERVICE ANTIFRAUDE", '"SERVICE ANTIFRAUDE"'),  # a stem after a prefix, inside the word (AR2)
+        ("COMPTE TAMPON", '"COMPTE TAMPON"'),  # the fake adviser's "safe" account (AR2)
     ],
 )
 async def test_a_payee_named_so_in_look_alike_letters_is_warned_too(

@@ -32,6 +32,14 @@ from sesame.server.domain.transliteration import gsm7_letter, latin_letters
         "SERVICE CLIENT",
         "ServiceClient",
         "Customer Service",
+        # A third's (AR2): a stem inside a word after a prefix, and the fake adviser's "safe" accounts.
+        "SERVICE ANTIFRAUDE",
+        "CELLULE ANTIFRAUDE MaBanque",
+        "ANTIFRAUD DEPARTMENT",
+        "CONTREFRAUDE",
+        "DESANNULATION",
+        "COMPTE TAMPON",
+        "Compte refuge",
     ],
 )
 def test_a_name_in_the_banks_voice_is_alarming(name: str) -> None:
@@ -56,6 +64,11 @@ def test_a_name_in_the_banks_voice_is_alarming(name: str) -> None:
         "AT YOUR SERVICE LTD",
         "Conseil départemental",  # `conseill`, the adviser, not the council
         "Epicerie",
+        "DESCAMPS",  # `des` and `camps`, not `scam`: a prefix only before a stem of five letters or more
+        "DESCHAMPS Antoine",
+        "LE REFUGE",  # a shelter: `refuge` only after `compte`
+        "DEVERNOIS",
+        "ANTIBES TRAITEUR",
         "",
         "АННУЛЯЦИЯ",  # Cyrillic: the SMS prints none of it
     ],

@@ -52,6 +52,13 @@ _STEMS = (
 _WORDS = frozenset(
     {"code", "codes", "otp", "sms", "test", "banque", "bank", "safe", "urgent", "urgence", "erreur", "error"}
 )
+# What a stem may follow inside a word (`ANTIFRAUDE`, `CONTREFRAUDE`, `DESANNULATION`: an outside audit, AR2),
+# for the stems of five letters or more only: `DESCAMPS`, a common name, is `des` then `camps`, not `scam`.
+_PREFIXES = ("anti", "contre", "des", "de")
+_LONG_STEMS = tuple(stem for stem in _STEMS if len(stem) >= 5)
+# Two whole words that name the fake adviser's "safe" account (`COMPTE TAMPON`, `COMPTE REFUGE`: the same
+# audit), though neither word alone does (`LE REFUGE` shelters people).
+_PAIRS = frozenset({("compte", "tampon"), ("compte", "refuge"), ("account", "safe"), ("holding", "account")})
 _LETTERS = re.compile(r"[a-z]+")
 _MARKED = re.compile(r"[a-z]+(?:['-][a-z]+)+")
 
@@ -88,12 +95,17 @@ def _alarming_printed(printed: str) -> bool:
         else []
     )
     return any(_alarming(word) for word in itertools.chain(_spelled_out(words), joined)) or any(
-        _alarming_pair(first, second) for first, second in itertools.pairwise(words)
+        (first, second) in _PAIRS or _alarming_pair(first, second)
+        for first, second in itertools.pairwise(words)
     )
 
 
 def _alarming(word: str) -> bool:
-    return word in _WORDS or word.startswith(_STEMS)
+    if word in _WORDS or word.startswith(_STEMS):
+        return True
+    return word.startswith(_PREFIXES) and any(
+        word[len(prefix) :].startswith(_LONG_STEMS) for prefix in _PREFIXES if word.startswith(prefix)
+    )
 
 
 def _alarming_pair(first: str, second: str) -> bool:
