@@ -126,33 +126,27 @@ def decided(challenge_id: str, at: datetime, context: RequestContext) -> bytes:
     as VerifyChallenge had them and as the journal gives them back. The user is bound by the challenge id's
     tag, the operation by the code. A journal rewritten to another instant or IP had GetProof sign them (an
     outside audit). Each value length-prefixed: no two decisions give the same bytes."""
-    factor = context.first_factor
     values = [challenge_id, _ms(at), context.ip, context.device_id, context.session_id, context.user_agent]
-    values.append(context.caller)
-    if factor is not None:
-        values += [factor.category.value, factor.method, _ms(factor.verified_at), factor.reference]
-    return _length_prefixed(values)
+    return _length_prefixed([*values, context.caller, *_factor_values(context.first_factor)])
 
 
 def opening_stated(
     challenge_id: str, user_id: str, op: str, op_digest: str, start_factor: factors.FirstFactor | None
 ) -> bytes:
     """The canonical bytes of what a proof states of a challenge's opening, that its witness binds (the
-    opening entry's `witness`, decision 0167): the challenge, its user, the operation's kind and digest and
-    the first factor stated with StartChallenge (`op`: the kind's name in lower case, `op_digest` in hex, as
-    journaled). A journal whose opening was rewritten after the decision
-    to another kind of operation, or to a first factor never stated, had GetProof sign them (an outside
-    audit, AP1). The key version is the challenge id's, whose key the witness comes from. Length-prefixed
-    as `decided`, and apart from it by its first value."""
+    opening entry's `witness`, decision 0167): the challenge, its user, the operation's kind and digest (as
+    journaled: the kind's name in lower case, the digest in hex) and the first factor stated with
+    StartChallenge. An opening rewritten after the decision to another kind of operation, or to a first
+    factor never stated, had GetProof sign them (an outside audit, AP1). The key version is the challenge
+    id's, whose key the witness comes from. Length-prefixed as `decided`, apart from it by its first value."""
     values = ["opened", challenge_id, user_id, op, op_digest]
-    if start_factor is not None:
-        values += [
-            start_factor.category.value,
-            start_factor.method,
-            _ms(start_factor.verified_at),
-            start_factor.reference,
-        ]
-    return _length_prefixed(values)
+    return _length_prefixed([*values, *_factor_values(start_factor)])
+
+
+def _factor_values(factor: factors.FirstFactor | None) -> list[str]:
+    if factor is None:
+        return []
+    return [factor.category.value, factor.method, _ms(factor.verified_at), factor.reference]
 
 
 def _length_prefixed(values: Sequence[str]) -> bytes:
