@@ -24,7 +24,7 @@ from sesame.server.domain.model import ChallengeStatus, DeliveryState
 from sesame.server.domain.risk_signals import IN_FLIGHT_READ
 from tests.contracts.test_start_challenge_contract import an_opening
 from tests.e2e.conftest import Live
-from tests.e2e.helpers import CONTEXT, PHONE, enrolled, transfer
+from tests.e2e.helpers import CONTEXT, PHONE, enrolled, keys_written, transfer
 from tests.e2e.test_flows import rich_details
 from tests.support.console_sms import written
 from tests.support.outbox import settled
@@ -231,3 +231,30 @@ async def test_a_user_with_as_many_open_as_the_risk_step_reads_waits(
     await settled(live.store)
     assert opened.challenge_id in code_sms(live.sms_file)
     assert len(code_sms(live.sms_file)) == IN_FLIGHT_READ + 1
+
+
+@pytest.mark.parametrize("policy", [ChallengePolicy(send_budget=SendBudget(**{**ROOMY, "per_caller": 1}))])
+async def test_starts_repeated_past_a_spent_ceiling_open_nothing_more(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    """Found from outside (AQ1, AQ2): each Start past the caller's spent ceiling opened a challenge,
+    journaled it and voided it (1.7 KB kept a day in Redis, 2.7 KB in the archive, per call of a caller
+    pumping SMS), and `sesame_challenges_voided_total{reason="send_budget"}` never counted one. The first
+    refusal still opens and voids one, counted; the next 100 are refused before their step."""
+    for user_id, phone in (("alice", PHONE), ("bob", "+33612000001")):
+        await live.enrol.EnrollUser(
+            enrol_pb.EnrollUserRequest(user_id=user_id, client_id="acme", secure_phone=phone)
+        )
+    sent = await live.auth.StartChallenge(start())
+    assert (await refusal(live, start("bob", "r-0")))[0] == "caller"
+    await settled(live.store)
+    await asyncio.sleep(0.5)  # the dispatcher settled the voided challenge's entry (a dead letter)
+    after_first = await keys_written(redis_client)
+    for attempt in range(1, 101):
+        assert (await refusal(live, start("bob", f"r-{attempt}")))[0] == "caller"
+    assert len(await challenge_ids(redis_client) - {sent.challenge_id}) == 1
+    assert await keys_written(redis_client) == after_first
+    voided = live.metrics.registry.get_sample_value(
+        "sesame_challenges_voided_total", {"reason": "send_budget"}
+    )
+    assert voided == 1

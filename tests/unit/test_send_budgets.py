@@ -15,8 +15,9 @@ from sesame.server.domain.errors import (
     ResendRefused,
     SendBudgetExhausted,
 )
-from sesame.server.domain.lifecycle import ByOverride
+from sesame.server.domain.lifecycle import ByOverride, VoidReason
 from sesame.server.domain.model import RequestContext
+from sesame.server.domain.tally import Tally
 from tests.fakes.world import NO_CONTEXT, PHONE, TRANSFER, World, by
 
 HOUR = timedelta(hours=1)
@@ -171,3 +172,44 @@ def test_a_caller_without_mtls_is_anonymous() -> None:
     """An empty caller (no mTLS) shares the one `anonymous` subject."""
     assert BudgetSubject.caller("") == BudgetSubject.caller("anonymous")
     assert BudgetSubject.caller("") != BudgetSubject.caller("online-banking")
+
+
+class _Voids(Tally):
+    """Counts the voidings told."""
+
+    def __init__(self) -> None:
+        self.voided_for: list[VoidReason] = []
+
+    def budget_refused(self, subject: str) -> None:
+        pass
+
+    def voided(self, reason: VoidReason) -> None:
+        self.voided_for.append(reason)
+
+    def changed(self, change: str) -> None:
+        pass
+
+
+async def test_a_spent_number_refuses_again_without_opening_anything() -> None:
+    """Found from outside (AQ1): each Start refused by a spent number's (or caller's, or global) budget
+    opened a challenge, journaled it and voided it, kept a day in Redis and 13 months in the archive. The
+    first one still does (its step and its take go at once); the next are refused before their step, with
+    the same wait, until a unit frees. The void is counted once (AQ2: it never was)."""
+    voids = _Voids()
+    world = World(policy=ChallengePolicy(send_budget=SendBudget(10, 1, HOUR)), tally=voids)
+    await world.start(await world.enrol("alice"))
+    await world.enrol("bob")  # the same number
+    with pytest.raises(SendBudgetExhausted) as first:
+        await world.start("bob")
+    opened = set(world.store.memory._challenges)
+    for _ in range(50):
+        world.clock.advance(timedelta(seconds=1))
+        with pytest.raises(SendBudgetExhausted) as again:
+            await world.start("bob")
+        assert again.value.subject == "phone"
+    assert again.value.retry_after == first.value.retry_after - timedelta(seconds=50)
+    assert set(world.store.memory._challenges) == opened
+    assert voids.voided_for == [VoidReason.SEND_BUDGET]
+    world.clock.advance(again.value.retry_after)
+    await world.start("bob")  # a unit freed: opened and sent
+    assert len(world.sms.sent) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
@@ -169,7 +170,7 @@ class ChallengeFlows:
         self._proofs = proofs
         self._tally = tally
         self._risk = risk  # None: no risk rules (Start reads nothing before its step)
-        self._holds = SendHolds(store, policy.send_budget)
+        self._holds = SendHolds(store, policy.send_budget, tally)
 
     async def start(self, request: StartRequest) -> Challenge:
         """Open a challenge for the user's operation and queue its code's SMS to the user's secure phone.
@@ -225,7 +226,7 @@ class ChallengeFlows:
         try:
             # The step and the take of the number's, caller's and global units, sent at once (decision 0046).
             opening = self._opening(request, ref, now, risk=risk, asked=asked, witness=witness)
-            step = self._step(request, opening)
+            step = functools.partial(self._step, request, opening)
             opened = await self._holds.opened(
                 step, request, ref.challenge_id, now, now + self._policy.lifetime
             )
