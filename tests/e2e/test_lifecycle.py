@@ -3,6 +3,7 @@ the secure number, terminate a client."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -367,3 +368,35 @@ async def test_a_termination_landing_inside_a_refused_enrolment_terminates_nothi
         enrol_pb.EnrollUserRequest(user_id="bob", client_id="newco", secure_phone=PHONE)
     )
     assert (await live.enrol.GetUser(enrol_pb.GetUserRequest(user_id="bob"))).user.client_id == "newco"
+
+
+async def test_no_user_enrolled_during_a_termination_stays_active(live: Live) -> None:
+    """Found from outside (AS1): TerminateClient read the client's users before terminating it (to answer
+    NOT_FOUND for a client with none of its own), so a user enrolled in between stayed ACTIVE under a
+    terminated client (50 in 25 raced rounds). Each enrolment racing a termination is refused, or its user
+    revoked."""
+    for round_ in range(10):
+        client_id = f"corp-{round_}"
+        await live.enrol.EnrollUser(
+            enrol_pb.EnrollUserRequest(user_id=f"first-{round_}", client_id=client_id, secure_phone=PHONE)
+        )
+        users = [f"u-{round_}-{n}" for n in range(5)]
+        enrolments = [
+            live.enrol.EnrollUser(
+                enrol_pb.EnrollUserRequest(user_id=user_id, client_id=client_id, secure_phone=PHONE)
+            )
+            for user_id in users
+        ]
+        termination = live.enrol.TerminateClient(
+            enrol_pb.TerminateClientRequest(client_id=client_id, request_id="t", actor="ops", reason="fin")
+        )
+        await asyncio.gather(*enrolments[:2], termination, *enrolments[2:], return_exceptions=True)
+        statuses = await asyncio.gather(
+            *(live.enrol.GetUser(enrol_pb.GetUserRequest(user_id=user_id)) for user_id in users),
+            return_exceptions=True,
+        )
+        for user_id, found in zip(users, statuses, strict=True):
+            if isinstance(found, grpc.aio.AioRpcError):  # refused: never enrolled
+                assert found.code() is grpc.StatusCode.NOT_FOUND, user_id
+            else:
+                assert found.user.status == enrol_pb.USER_STATUS_REVOKED, user_id

@@ -187,8 +187,7 @@ class EnrollmentFlows:
 
     async def _terminated(self, request: TerminateRequest) -> int:
         now = self._clock.now()
-        listed = sorted(await self._store.clients.client_users(request.client_id))
-        if not await self._any_enrolled(request.client_id, listed):
+        if not await self._any_enrolled(request.client_id):
             # A client whose index holds only an enrolment being refused (another client's user: taken out
             # again once refused) was terminated when this call landed in between, empty and for good: the
             # company's first real enrolment was refused (an outside audit, AP3). No user, no client.
@@ -199,7 +198,9 @@ class EnrollmentFlows:
         ):
             self._tally.changed("terminate_client")
         revoked = 0
-        for user_id in listed:
+        # Read once terminated (no enrolment lists an id after that): a user enrolled between a read before
+        # and the termination stayed ACTIVE, its client terminated (an outside audit, AS1).
+        for user_id in sorted(await self._store.clients.client_users(request.client_id)):
             outcome = await self._store.users.revoke_client_user(
                 request.client_id, user_id, now, request.provenance
             )
@@ -213,10 +214,10 @@ class EnrollmentFlows:
             await void_pending(self._store, voiding, tally=self._tally)
         return revoked
 
-    async def _any_enrolled(self, client_id: str, listed: list[str]) -> bool:
+    async def _any_enrolled(self, client_id: str) -> bool:
         """Whether one of the ids `client_id`'s index lists is a user of that client: a read each, up to the
         first that is (one, but for ids of enrolments under way or being refused)."""
-        for user_id in listed:
+        for user_id in sorted(await self._store.clients.client_users(client_id)):
             try:
                 if (await self._store.users.get_user(user_id)).client_id == client_id:
                     return True
