@@ -11,9 +11,9 @@ import pytest
 from sesame.server.config import Settings
 from sesame.server.domain import sms_text
 from sesame.server.domain.errors import ConfigurationError
-from sesame.server.domain.operation import AddBeneficiary, Login, Payee
+from sesame.server.domain.operation import AddBeneficiary, CreditTransfer, Login, Payee
 from sesame.server.domain.segments import Encoding, measure
-from sesame.server.domain.sms_budget import WorstCase, longest_bank_name
+from sesame.server.domain.sms_budget import A_DAY, WorstCase, longest_amount, longest_bank_name, longest_when
 from sesame.server.domain.sms_templates import LOCALES, Kind, check, default_templates, load
 
 DEFAULTS = Path(str(resources.files("sesame.server") / "sms_templates"))
@@ -170,3 +170,17 @@ def test_a_template_that_cannot_print_the_payee_answer_stops_the_boot(folder: Pa
     assert f"{folder / 'fr' / 'credit_transfer.txt'} cannot print the bank's payee answer" in str(
         caught.value
     )
+
+
+def test_the_boot_measures_a_new_payee_added_today() -> None:
+    """Found from outside (AS5): the boot measured a payee added two days before ("le 29/12 à ..."), but the
+    French "aujourd'hui à ..." is longer: a bank name the boot accepted lost the warning answer of a
+    transfer to a payee added today. The longest phrasing is measured."""
+    assert sms_text.added_when(longest_when("fr"), "fr").startswith("aujourd'hui")
+    name = "W" * longest_bank_name(default_templates(), WorstCase("MaBanque", 8))
+    transfer = CreditTransfer(longest_amount("fr"), Payee("W" * 40, "FR7630006000011234567890189"), "t")
+    today = sms_text.NewPayee(A_DAY, A_DAY)
+    ctx = sms_text.SmsContext(
+        name, "9" * 8, 10, "fr", new_payee=today, flagged=True, payee_verification="no_match"
+    )
+    assert "nom ne correspond PAS" in sms_text.render(transfer, ctx)
