@@ -193,3 +193,34 @@ async def test_an_opening_written_again_unchanged_still_gets_its_proof(
     await _opening_rewritten(redis_client, live, challenge_id, {})
     jws = (await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))).proof
     assert claims_of(jws)["op"] == "login"
+
+
+async def test_another_challenges_proof_written_in_place_is_not_answered(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    """Found from outside (AS4): a user's login proof written as another challenge's kept proof was answered
+    by GetProof for that transfer, even one never verified. A kept proof must be the challenge's, by the jti
+    its decision journaled."""
+    await enrolled(live, "alice")
+    login = op_pb.Operation(login=op_pb.Login())
+    verified_id, code = await started(live, "alice", login)
+    assert (await verify(live, verified_id, code, login)).result == auth_pb.VERIFY_RESULT_VERIFIED
+    jws = (await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=verified_id))).proof
+    transfer_id, _ = await started(live, "alice")
+    await redis_client.set(live.store.keys.challenge_proof(transfer_id), jws)
+    assert await _refused_proof(live, transfer_id) is grpc.StatusCode.INTERNAL
+
+
+async def test_a_user_record_taken_out_gets_no_late_proof(live: Live, redis_client: aioredis.Redis) -> None:
+    """Found from outside (AS3): the user's record deleted for the time of a GetProof, nothing held the
+    journal's client against: a proof named the client the journal said. A user's record is never deleted."""
+    await enrolled(live, "alice")
+    challenge_id, code = await started(live, "alice")
+    assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
+    user = live.store.keys.user("alice")
+    saved = await redis_client.dump(user)
+    await redis_client.delete(user)
+    assert await _refused_proof(live, challenge_id) is grpc.StatusCode.INTERNAL
+    await redis_client.restore(user, 0, saved)
+    jws = (await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))).proof
+    assert claims_of(jws)["client_id"] == "acme"

@@ -165,13 +165,31 @@ class ProofFlows:
         journal = await self._store.journal.challenge_journal(challenge_id)
         if not journal:
             raise ChallengeNotFound(challenge_id)
-        stored = journaled_proof(journal) or await self._store.proofs.stored_proof(challenge_id)
+        stored = await self._kept(challenge_id, journal)
         if stored:
             return stored
         facts = await self._witnessed(challenge_id, journal)
         if facts is None:
             raise ChallengeNotVerified(challenge_id)
         return await self.issue(facts, proof.journaled_id(journal))
+
+    async def _kept(self, challenge_id: str, journal: list[dict[str, str]]) -> str:
+        """The proof kept for the challenge ("" when none), if it is this challenge's, by the jti its decision
+        journaled; JournalDisagrees (said by an ERROR) for another: a proof of another user's login written
+        in its place was answered for a transfer, even for a challenge never verified (an outside audit,
+        AS4)."""
+        stored = journaled_proof(journal) or await self._store.proofs.stored_proof(challenge_id)
+        if not stored:
+            return ""
+        try:
+            claims = proof.parse(stored).claims
+        except ValueError:
+            claims = {}
+        named = proof.journaled_id(journal)
+        another = named is not None and claims.get("jti") != named.jti
+        if claims.get("challenge_id") != challenge_id or another:
+            raise _said(JournalDisagrees("the proof kept is not the one its decision named"))
+        return stored
 
     async def _witnessed(self, challenge_id: str, journal: list[dict[str, str]]) -> ProofFacts | None:
         """The facts of the journal's VERIFIED decision, once the HSM has checked that Sésame made it
@@ -234,7 +252,7 @@ class ProofFlows:
         try:
             enrolled = await self._store.users.get_user(facts.user_id)
         except UserNotFound:
-            return facts  # nothing to hold the client against
+            return None  # a user's record is never deleted: taken out, it named no client (audit AS3)
         return facts if enrolled.client_id == facts.client_id else None
 
     async def public_keys(self) -> list[PublicKey]:
@@ -270,10 +288,10 @@ class ProofFlows:
     async def _journaled_or_issued(self, challenge_id: str) -> str:
         """The journaled proof; else the proof of a journaled VERIFIED decision, issued now; else ""."""
         journal = await self._store.journal.challenge_journal(challenge_id)
-        stored = journaled_proof(journal) or await self._store.proofs.stored_proof(challenge_id)
-        if stored:
-            return stored
         try:
+            stored = await self._kept(challenge_id, journal)
+            if stored:
+                return stored
             facts = await self._witnessed(challenge_id, journal)
             return "" if facts is None else await self.issue(facts, proof.journaled_id(journal))
         except JournalDisagrees:
