@@ -40,6 +40,13 @@ from sesame.server.domain.transliteration import gsm7_letter, latin_letters
         "DESANNULATION",
         "COMPTE TAMPON",
         "Compte refuge",
+        # A fourth's (AS6): plurals, joined forms, a `de` between, anti before a short stem, cyber.
+        "COMPTE TAMPONS",
+        "COMPTES TAMPON",
+        "COMPTETAMPON",
+        "COMPTE DE REFUGE",
+        "ANTISCAM",
+        "SERVICE CYBERSECURITE",
     ],
 )
 def test_a_name_in_the_banks_voice_is_alarming(name: str) -> None:
@@ -67,6 +74,8 @@ def test_a_name_in_the_banks_voice_is_alarming(name: str) -> None:
         "DESCAMPS",  # `des` and `camps`, not `scam`: a prefix only before a stem of five letters or more
         "DESCHAMPS Antoine",
         "LE REFUGE",  # a shelter: `refuge` only after `compte`
+        "COMPTE DE MARTIN TAMPON",  # `tampon` a word too far
+        "DECYBERT",
         "DEVERNOIS",
         "ANTIBES TRAITEUR",
         "",

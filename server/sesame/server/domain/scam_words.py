@@ -52,13 +52,18 @@ _STEMS = (
 _WORDS = frozenset(
     {"code", "codes", "otp", "sms", "test", "banque", "bank", "safe", "urgent", "urgence", "erreur", "error"}
 )
-# What a stem may follow inside a word (`ANTIFRAUDE`, `CONTREFRAUDE`, `DESANNULATION`: an outside audit, AR2),
-# for the stems of five letters or more only: `DESCAMPS`, a common name, is `des` then `camps`, not `scam`.
-_PREFIXES = ("anti", "contre", "des", "de")
+# What a stem may follow inside a word (`ANTIFRAUDE`, `CONTREFRAUDE`, `DESANNULATION`, `ANTISCAM`: outside
+# audits, AR2 and AS6): after `anti` and `contre` any stem, after `des`, `de` and `cyber` those of five
+# letters or more only (`DESCAMPS`, a common name, is `des` then `camps`, not `scam`).
+_PREFIXES = ("anti", "contre")
+_SHORT_PREFIXES = ("des", "de", "cyber")
 _LONG_STEMS = tuple(stem for stem in _STEMS if len(stem) >= 5)
-# Two whole words that name the fake adviser's "safe" account (`COMPTE TAMPON`, `COMPTE REFUGE`: the same
-# audit), though neither word alone does (`LE REFUGE` shelters people).
-_PAIRS = frozenset({("compte", "tampon"), ("compte", "refuge"), ("account", "safe"), ("holding", "account")})
+# The fake adviser's "safe" account (`COMPTE TAMPON`, `COMPTES REFUGE`, `COMPTE DE REFUGE`, `COMPTETAMPON`:
+# the same audits): an account's word, then (a `de` between allowed) a stem neither of which alone alarms
+# (`LE REFUGE` shelters people).
+_ACCOUNTS = frozenset({"compte", "comptes", "account", "accounts"})
+_SAFE_STEMS = ("tampon", "refuge")
+_JOINED_SAFE = tuple(account + stem for account in _ACCOUNTS for stem in _SAFE_STEMS)
 _LETTERS = re.compile(r"[a-z]+")
 _MARKED = re.compile(r"[a-z]+(?:['-][a-z]+)+")
 
@@ -94,18 +99,33 @@ def _alarming_printed(printed: str) -> bool:
         if "'" in printed or "-" in printed
         else []
     )
-    return any(_alarming(word) for word in itertools.chain(_spelled_out(words), joined)) or any(
-        (first, second) in _PAIRS or _alarming_pair(first, second)
-        for first, second in itertools.pairwise(words)
+    return (
+        any(_alarming(word) for word in itertools.chain(_spelled_out(words), joined))
+        or any(_alarming_pair(first, second) for first, second in itertools.pairwise(words))
+        or _safe_account(words)
     )
 
 
 def _alarming(word: str) -> bool:
-    if word in _WORDS or word.startswith(_STEMS):
+    if word in _WORDS or word.startswith((*_STEMS, *_JOINED_SAFE)):
         return True
-    return word.startswith(_PREFIXES) and any(
-        word[len(prefix) :].startswith(_LONG_STEMS) for prefix in _PREFIXES if word.startswith(prefix)
+    after = [word[len(prefix) :] for prefix in _PREFIXES if word.startswith(prefix)]
+    shortly = [word[len(prefix) :] for prefix in _SHORT_PREFIXES if word.startswith(prefix)]
+    return any(rest.startswith(_STEMS) for rest in after) or any(
+        rest.startswith(_LONG_STEMS) for rest in shortly
     )
+
+
+def _safe_account(words: list[str]) -> bool:
+    """An account's word, then a "safe" stem next to it or after a `de`."""
+    for at, word in enumerate(words):
+        if word in _ACCOUNTS:
+            following = words[at + 1 : at + 3]
+            if following[:1] == ["de"]:
+                following = following[1:]
+            if following and following[0].startswith(_SAFE_STEMS):
+                return True
+    return False
 
 
 def _alarming_pair(first: str, second: str) -> bool:
