@@ -240,21 +240,51 @@ async def test_starts_repeated_past_a_spent_ceiling_open_nothing_more(
     """Found from outside (AQ1, AQ2): each Start past the caller's spent ceiling opened a challenge,
     journaled it and voided it (1.7 KB kept a day in Redis, 2.7 KB in the archive, per call of a caller
     pumping SMS), and `sesame_challenges_voided_total{reason="send_budget"}` never counted one. The first
-    refusal still opens and voids one, counted; the next 100 are refused before their step."""
+    refusal still opens and voids one, counted; the next 100 (without a request id) are refused before their
+    step."""
     for user_id, phone in (("alice", PHONE), ("bob", "+33612000001")):
         await live.enrol.EnrollUser(
             enrol_pb.EnrollUserRequest(user_id=user_id, client_id="acme", secure_phone=phone)
         )
-    sent = await live.auth.StartChallenge(start())
+    sent = await live.auth.StartChallenge(start("alice", "r-a"))
     assert (await refusal(live, start("bob", "r-0")))[0] == "caller"
     await settled(live.store)
     await asyncio.sleep(0.5)  # the dispatcher settled the voided challenge's entry (a dead letter)
     after_first = await keys_written(redis_client)
-    for attempt in range(1, 101):
-        assert (await refusal(live, start("bob", f"r-{attempt}")))[0] == "caller"
+    for _ in range(100):
+        assert (await refusal(live, start("bob")))[0] == "caller"
     assert len(await challenge_ids(redis_client) - {sent.challenge_id}) == 1
     assert await keys_written(redis_client) == after_first
     voided = live.metrics.registry.get_sample_value(
         "sesame_challenges_voided_total", {"reason": "send_budget"}
     )
     assert voided == 1
+    # A retry of a request id is answered its challenge by the step, never refused ahead of it (AT2).
+    assert (await live.auth.StartChallenge(start("alice", "r-a"))).challenge_id == sent.challenge_id
+
+
+@pytest.mark.parametrize("policy", [ChallengePolicy(send_budget=SendBudget(**{**ROOMY, "per_phone": 1}))])
+async def test_a_user_moved_off_a_spent_number_gets_its_code_on_the_new_one(live: Live) -> None:
+    """Found from outside (AT1): after a Start refused on the user's spent number, the user moved to another
+    number was still refused on the old one's budget (its whole window with this session's first fix, its
+    first Start before it): the number the worker recalled was taken, refused, and the challenge voided.
+    The units are taken again with the number the step sent the code to."""
+    for user_id in ("alice", "bob"):  # one number, spent by alice's Start
+        await enrolled(live, user_id)
+    await live.auth.StartChallenge(start())
+    for _ in range(2):
+        assert (await refusal(live, start("bob")))[0] == "phone"
+    await live.enrol.OverrideSecurePhone(
+        enrol_pb.OverrideSecurePhoneRequest(
+            user_id="bob",
+            new_phone="+33612000002",
+            operator="agent-7",
+            reason="lost",
+            request_id="o-1",
+            actor="ops",
+        )
+    )
+    moved = await live.auth.StartChallenge(
+        auth_pb.StartChallengeRequest(user_id="bob", operation=LOGIN, context=CONTEXT)
+    )
+    assert moved.masked_phone.endswith("02")

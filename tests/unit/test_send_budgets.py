@@ -17,6 +17,7 @@ from sesame.server.domain.errors import (
 )
 from sesame.server.domain.lifecycle import ByOverride, VoidReason
 from sesame.server.domain.model import RequestContext
+from sesame.server.domain.operation import Login
 from sesame.server.domain.tally import Tally
 from tests.fakes.world import NO_CONTEXT, PHONE, TRANSFER, World, by
 
@@ -190,26 +191,57 @@ class _Voids(Tally):
         pass
 
 
-async def test_a_spent_number_refuses_again_without_opening_anything() -> None:
-    """Found from outside (AQ1): each Start refused by a spent number's (or caller's, or global) budget
-    opened a challenge, journaled it and voided it, kept a day in Redis and 13 months in the archive. The
-    first one still does (its step and its take go at once); the next are refused before their step, with
-    the same wait, until a unit frees. The void is counted once (AQ2: it never was)."""
+async def test_a_spent_ceiling_refuses_again_without_opening_anything() -> None:
+    """Found from outside (AQ1): each Start refused by a spent caller's (or global) ceiling opened a
+    challenge, journaled it and voided it, kept a day in Redis and 13 months in the archive. The first one
+    still does (its step and its take go at once); the next are refused before their step, with the same
+    wait, until a unit frees. The void is counted once (AQ2: it never was)."""
     voids = _Voids()
-    world = World(policy=ChallengePolicy(send_budget=SendBudget(10, 1, HOUR)), tally=voids)
+    budget = SendBudget(per_caller=1, ceiling_window=timedelta(minutes=1))
+    world = World(policy=ChallengePolicy(send_budget=budget), tally=voids)
     await world.start(await world.enrol("alice"))
-    await world.enrol("bob")  # the same number
+    await world.enrol("bob", phone="+33612000001")
     with pytest.raises(SendBudgetExhausted) as first:
         await world.start("bob")
     opened = set(world.store.memory._challenges)
     for _ in range(50):
-        world.clock.advance(timedelta(seconds=1))
+        world.clock.advance(timedelta(milliseconds=100))
         with pytest.raises(SendBudgetExhausted) as again:
             await world.start("bob")
-        assert again.value.subject == "phone"
-    assert again.value.retry_after == first.value.retry_after - timedelta(seconds=50)
+        assert again.value.subject == "caller"
+    assert again.value.retry_after == first.value.retry_after - timedelta(seconds=5)
     assert set(world.store.memory._challenges) == opened
     assert voids.voided_for == [VoidReason.SEND_BUDGET]
     world.clock.advance(again.value.retry_after)
     await world.start("bob")  # a unit freed: opened and sent
     assert len(world.sms.sent) == 2
+
+
+async def test_a_user_moved_off_a_spent_number_gets_codes_on_the_new_one() -> None:
+    """Found from outside (AT1): the refused number remembered, a user moved to another number was refused
+    on the old one's budget for its whole window (the number is the one this worker last saw; the step alone
+    reads the stored one). A number's budget is never taken ahead of the step."""
+    world = World(policy=ChallengePolicy(send_budget=SendBudget(10, 1, HOUR)))
+    await world.start(await world.enrol("alice"))
+    await world.enrol("bob")  # the same number, spent
+    for _ in range(2):
+        with pytest.raises(SendBudgetExhausted):
+            await world.start("bob")
+    moved = PhoneRequest("bob", "+33612000002", ByOverride("agent-7"), by("p-1", reason="lost"), NO_CONTEXT)
+    await world.registry.change_phone(moved)
+    await world.start("bob", Login())  # money waits for the change to cool; a log-in does not
+    assert [sms.to for sms in world.sms.sent if sms.challenge_id][-1] == "+33612000002"
+
+
+async def test_a_retried_request_id_past_a_spent_ceiling_is_answered_its_challenge() -> None:
+    """Found from outside (AT2): the ceiling's refusal remembered, a Start retried by its request id (its
+    first answer lost) was refused RESOURCE_EXHAUSTED while its challenge was open and its code sent. A Start
+    with a request id never takes ahead of its step, which answers the retry."""
+    world = World(policy=ChallengePolicy(send_budget=SendBudget(per_caller=1)))
+    await world.enrol("alice")
+    await world.enrol("bob", phone="+33612000001")
+    request = StartRequest("alice", TRANSFER, NO_CONTEXT, request_id="r-1")
+    first = await world.challenges.start(request)
+    with pytest.raises(SendBudgetExhausted):
+        await world.start("bob")
+    assert (await world.challenges.start(request)).challenge_id == first.challenge_id

@@ -9,10 +9,13 @@ sent) and answers the refusal as the one step did. The units stay held, not spen
 the SMS over (`Dispatcher` spends them then), and a hold nobody spends stops counting after a grace: a crash
 between the two scripts leaks no unit past it, and the dispatcher sends no SMS whose units are not held.
 
-A subject whose take was refused (a spent number, caller or global budget) is remembered until a unit of it
-frees: its next Starts take their units first, and run the step only once held. Sent at once, each refused
-Start opened a challenge, journaled it and voided it: 1.7 KB kept in Redis a day and 2.7 KB in the archive
-for each call a pumping caller repeated past its ceiling (an outside audit, AQ1).
+A caller's or the global ceiling whose take was refused is remembered until a unit of it frees: the next
+Starts without a request id take their units first, and run the step only once held. Sent at once, each
+refused Start opened a challenge, journaled it and voided it: 1.7 KB kept in Redis a day and 2.7 KB in the
+archive for each call a pumping caller repeated past its ceiling (an outside audit, AQ1). Not a number's
+budget: the number is the one this worker last saw, which the step alone confirms (taken first, a user
+moved to another number was refused on the old one's budget for its whole window: AT1); nor a Start with a
+request id, which may be a retry the step answers with its challenge (AT2).
 """
 
 from __future__ import annotations
@@ -73,7 +76,7 @@ class SendHolds:
         if number is None:
             return await self._opened_first(step, request, hold)
         charges = self._charges(user_id, number, context)
-        opened, taken = await self._outcomes(step, hold, charges)
+        opened, taken = await self._outcomes(step, hold, charges, may_take_first=not request.request_id)
         if isinstance(opened, BaseException):
             if not isinstance(taken, BaseException):
                 await self._store.send_units.release(hold.name)  # nothing queued: units back, nothing left
@@ -84,11 +87,16 @@ class SendHolds:
             return await self._earlier(opened, request, hold)
         actual = opened.challenge.phone
         self._numbers.keep(user_id, actual)
-        if not isinstance(taken, BaseException) and number != actual:
+        if number != actual:
             # The step sent the code to another number than the one recalled (it changed): its unit now,
-            # the other's back.
+            # the other's back; or, the take refused (the old number's budget spent: the first Start after
+            # a change of number was refused on it, an outside audit, AT1), the units taken again with it.
             try:
-                await self._store.send_units.take(hold, (self._phone(actual),), (self._phone(number),))
+                if isinstance(taken, BaseException):
+                    await self._take(hold, self._charges(user_id, actual, context))
+                else:
+                    await self._store.send_units.take(hold, (self._phone(actual),), (self._phone(number),))
+                taken = None
             except Exception as refused:  # noqa: BLE001 (re-raised below, once the challenge is voided)
                 taken = refused
         if isinstance(taken, BaseException):
@@ -97,11 +105,17 @@ class SendHolds:
         return opened
 
     async def _outcomes(
-        self, step: Callable[[], Awaitable[Opened]], hold: Hold, charges: Sequence[Charge]
+        self,
+        step: Callable[[], Awaitable[Opened]],
+        hold: Hold,
+        charges: Sequence[Charge],
+        *,
+        may_take_first: bool,
     ) -> tuple[Opened | BaseException, BaseException | None]:
-        """The step's and the take's outcomes, sent at once; but for a subject refused lately, the take
-        first, and the step only once it held (refused again, raised: nothing opened)."""
-        if not self._refused.any(charges, hold.at):
+        """The step's and the take's outcomes, sent at once; but for a ceiling refused lately (when the Start
+        may take first), the take first, and the step only once it held (refused again, raised: nothing
+        opened)."""
+        if not (may_take_first and self._refused.any(charges, hold.at)):
             return await asyncio.gather(step(), self._take(hold, charges), return_exceptions=True)
         await self._take(hold, charges)
         try:
@@ -116,9 +130,9 @@ class SendHolds:
         then the number's, caller's and global units in one take: two scripts in sequence (decision 0054),
         where holding the caller's and global units with the step and the number's after it took three. A
         refused take voids the opened challenge and withdraws the hold, as a refused take always does; but
-        a caller's or global budget refused lately is taken before the step."""
+        a caller's or global ceiling refused lately is taken before the step (without a request id)."""
         ahead = self._charges(request.user_id, None, request.context)
-        held = self._refused.any(ahead, hold.at)
+        held = not request.request_id and self._refused.any(ahead, hold.at)
         if held:
             await self._take(hold, ahead)  # refused again: raised, nothing opened
         try:
@@ -246,9 +260,11 @@ class SendHolds:
 
 
 class RefusedSubjects:
-    """The number's, caller's and global budgets a take refused lately, each until a unit of it frees, in
-    this process: bounded, the oldest forgotten first (forgotten, a subject's next Start only costs what it
-    cost before: one challenge opened and voided)."""
+    """The caller's and global ceilings a take refused lately, each until a unit of it frees, in this
+    process: bounded, the oldest forgotten first (forgotten, a subject's next Start only costs what it cost
+    before: one challenge opened and voided). Not a number's budget (the module's docstring says why)."""
+
+    _KINDS = frozenset({BudgetKind.CALLER, BudgetKind.GLOBAL})
 
     def __init__(self, bound: int = 4096) -> None:
         self._bound = bound
@@ -261,7 +277,7 @@ class RefusedSubjects:
     def keep(self, charges: Sequence[Charge], refused: SendBudgetExhausted, now: datetime) -> None:
         """Remember the refused subject (the charge of the kind the refusal names) until a unit frees."""
         for charge in charges:
-            if charge.subject.kind.value == refused.subject:
+            if charge.subject.kind in self._KINDS and charge.subject.kind.value == refused.subject:
                 self._until[charge.subject] = now + refused.retry_after
                 self._until.move_to_end(charge.subject)
         while len(self._until) > self._bound:
