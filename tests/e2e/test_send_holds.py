@@ -192,6 +192,17 @@ async def test_a_resend_whose_units_are_refused_spends_no_resend_and_sends_nothi
     journal = await live.store.journal.challenge_journal(opened.challenge_id)
     assert [e["outcome"] for e in journal if e["event"] == "challenge.resend"] == ["resent", "withdrawn"]
     await settled(live.store)
+    await asyncio.sleep(0.5)  # the dispatcher settled the withdrawn resend's entry
+    after_first = await keys_written(redis_client)
+    journal = await live.store.journal.challenge_journal(opened.challenge_id)
+    # Found from outside (AT3): each resend refused again took the resend, journaled it and its withdrawal
+    # and left a dead letter (602 entries for 200 calls). Refused before its step now: nothing more.
+    for _ in range(50):
+        with pytest.raises(grpc.aio.AioRpcError) as again:
+            await live.auth.ResendChallenge(auth_pb.ResendChallengeRequest(challenge_id=opened.challenge_id))
+        assert again.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert await live.store.journal.challenge_journal(opened.challenge_id) == journal
+    assert await keys_written(redis_client) == after_first
     assert code_sms(live.sms_file) == [opened.challenge_id]
     assert await spent_units(redis_client, live, NUMBER) == 1
 

@@ -245,3 +245,24 @@ async def test_a_retried_request_id_past_a_spent_ceiling_is_answered_its_challen
     with pytest.raises(SendBudgetExhausted):
         await world.start("bob")
     assert (await world.challenges.start(request)).challenge_id == first.challenge_id
+
+
+async def test_resends_past_a_spent_number_journal_nothing_more() -> None:
+    """Found from outside (AT3): each resend refused on a spent number's budget took the resend, journaled it
+    and its withdrawal and queued an SMS dropped as a dead letter (602 journal entries for 200 calls), and
+    neither the resends' limit nor their spacing stopped the next. The first refusal still does; the next
+    are refused before the step."""
+    world = World(policy=ChallengePolicy(send_budget=SendBudget(10, 2, HOUR)))
+    challenge = await world.start(await world.enrol("alice"))
+    await world.start(await world.enrol("bob"))  # the same number: spent
+    world.clock.advance(SPACING)
+    with pytest.raises(SendBudgetExhausted):
+        await world.challenges.resend(challenge.challenge_id, NO_CONTEXT)
+    journal = await world.store.journal.challenge_journal(challenge.challenge_id)
+    for _ in range(20):
+        world.clock.advance(SPACING)
+        with pytest.raises(SendBudgetExhausted) as refused:
+            await world.challenges.resend(challenge.challenge_id, NO_CONTEXT)
+        assert refused.value.subject == "phone"
+    assert await world.store.journal.challenge_journal(challenge.challenge_id) == journal
+    assert len(world.sms.sent) == 2
