@@ -114,6 +114,9 @@ async def test_out_of_memory_a_start_holds_no_send_unit(
             enrol_pb.EnrollUserRequest(user_id="alice", client_id="acme", secure_phone="+33612000001")
         )
         await auth.StartChallenge(auth_pb.StartChallengeRequest(user_id="alice", operation=transfer(100)))
+        # Its opening sealed and indexed before Redis is filled: the sealer's writes (they may run out of
+        # memory) counted after the reset below failed this test when its round came late.
+        await _indexed(admin, "alice")
         await full(admin)
         await admin.config_resetstat()
         for _ in range(4):
@@ -536,3 +539,13 @@ async def delivery_once_delivered(
         if state == auth_pb.DELIVERY_STATE_DELIVERED or asyncio.get_running_loop().time() > deadline:
             return int(state)
         await asyncio.sleep(0.1)
+
+
+async def _indexed(admin: aioredis.Redis, user_id: str) -> None:
+    """Wait (30 s at most) until the sealer has indexed the user's first opening, and its round ended."""
+    for _ in range(300):
+        if await admin.zcard(Keyspace().user_evidence(user_id)):
+            await asyncio.sleep(0.5)
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{user_id}'s opening not indexed within 30 s")

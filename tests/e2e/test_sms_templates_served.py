@@ -50,4 +50,4 @@ async def test_the_server_sends_the_operators_words(live: Live) -> None:
     challenge_id, code = await started(live, user_id)
     text, _ = find_sms(live.sms_file, challenge_id) or ("", "")
     assert text.startswith(f'MaBanque: code {code} pour PAYER 1 250,00 EUR à "Jean DUPONT" (IBAN FR76')
-    assert text.endswith("appelez le numéro au dos de votre carte.")
+    assert text.endswith("appelez le numéro au dos de la carte.")

@@ -212,7 +212,8 @@ async def test_termination_again_finishes_an_interrupted_one(world: World) -> No
 
 async def test_an_id_listed_by_a_refused_enrolment_is_not_revoked(world: World) -> None:
     """An id enrolled by another client, listed here by an enrolment being refused (the refusal takes it
-    back out, and the client it made: an outside audit), is left alone by a termination meanwhile."""
+    back out, and the client it made: an outside audit), is left alone by a termination meanwhile, which
+    finds no user of its own and terminates nothing (AP3: it terminated the client for good)."""
     await world.enrol("alice", client_id="other")
     with pytest.raises(UserAlreadyExists):
         await world.registry.enroll(EnrollRequest("alice", "acme", "+33698765432", "fr"))
@@ -220,5 +221,6 @@ async def test_an_id_listed_by_a_refused_enrolment_is_not_revoked(world: World) 
     with pytest.raises(ClientNotFound):
         await world.registry.terminate_client(TerminateRequest("acme", by("t-1")))
     await world.store.clients.enlist_user("acme", "alice", world.clock.now())  # listed, not yet taken back
-    assert await world.registry.terminate_client(TerminateRequest("acme", by("t-2"))) == 0
+    with pytest.raises(ClientNotFound):
+        await world.registry.terminate_client(TerminateRequest("acme", by("t-2")))
     assert (await world.store.users.get_user("alice")).status is UserStatus.ACTIVE
