@@ -59,8 +59,8 @@ class Opening:
     # The rules the step applies (decision 0045): the decision is kept and journaled with the challenge, a
     # DENY refused (RiskDenied) with its denial journaled and nothing else written. None: no rules here.
     question: RiskQuestion | None = None
-    # The HSM's witness of what a proof states of the opening (`proof.opened`), journaled with it: a proof
-    # signed later from the journal is signed only for an opening Sésame journaled (decision 0167).
+    # The HSM's witness of what a proof states of the opening (`proof.opening_stated`), journaled with it: a
+    # proof signed later from the journal is signed only for an opening Sésame journaled (decision 0167).
     witness: str = ""
 
     @property

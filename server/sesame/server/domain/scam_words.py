@@ -63,7 +63,8 @@ _LONG_STEMS = tuple(stem for stem in _STEMS if len(stem) >= 5)
 # (`LE REFUGE` shelters people).
 _ACCOUNTS = frozenset({"compte", "comptes", "account", "accounts"})
 _SAFE_STEMS = ("tampon", "refuge")
-_JOINED_SAFE = tuple(account + stem for account in _ACCOUNTS for stem in _SAFE_STEMS)
+# What a word alarming by its beginning starts with: a stem, or an account's word joined to a safe stem.
+_STARTS = (*_STEMS, *(account + stem for account in _ACCOUNTS for stem in _SAFE_STEMS))
 _LETTERS = re.compile(r"[a-z]+")
 _MARKED = re.compile(r"[a-z]+(?:['-][a-z]+)+")
 
@@ -107,7 +108,7 @@ def _alarming_printed(printed: str) -> bool:
 
 
 def _alarming(word: str) -> bool:
-    if word in _WORDS or word.startswith((*_STEMS, *_JOINED_SAFE)):
+    if word in _WORDS or word.startswith(_STARTS):
         return True
     after = [word[len(prefix) :] for prefix in _PREFIXES if word.startswith(prefix)]
     shortly = [word[len(prefix) :] for prefix in _SHORT_PREFIXES if word.startswith(prefix)]
