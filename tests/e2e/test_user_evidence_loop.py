@@ -3,8 +3,10 @@ event loop for a second (decision 0143).
 
 The state is built as the sealer builds it (tests/support/evidence_history.py). Then the first page is
 asked, and the worker's loop lag (0052) and the supervisor's watchdog (0138) say how long the loop was held:
-before, 1 to 2.5 s (the seals' hundreds of thousands of leaves read for the extent and written as JSON on the
-loop). And `sesame evidence --user`'s client reads it whole (decision 0144).
+before, 1 to 2.5 s with 10,000 challenges (the seals' hundreds of thousands of leaves read for the extent and
+written as JSON on the loop), 0.25 to 0.5 s after. Half that history is built here, and half the bound asked:
+no tick past 0.5 s (the build, a sealer step per challenge, took most of the test's 300 s at 10,000 on a
+quiet CI machine). And `sesame evidence --user`'s client reads it whole (decision 0144).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from tests.support.serve_process import lag_buckets, served
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
-CHALLENGES = 10_000  # a user's challenges in the retention window: a bank's extreme
+CHALLENGES = 5_000  # a user's challenges in the retention window: half a bank's extreme
 BESIDE = 50  # other users' openings in each of their blocks
 USER = "u-many"
 
@@ -57,11 +59,11 @@ def test_a_long_history_holds_no_loop_for_a_second(tmp_path: Path, monkeypatch: 
             time.sleep(1.5)  # the ticks after the call are counted
             after = lag_buckets(port)
             added = {bound: after[bound] - before.get(bound, 0.0) for bound in after}
-            # Every tick of the call came at most a second late: none past the 1 s bucket.
-            assert added[1.0] == added[float("inf")] > 0, added
+            # Every tick of the call came at most half a second late: none past the 0.5 s bucket.
+            assert added[0.5] == added[float("inf")] > 0, added
             assert "gave no sign of life" not in serving.output()
-            # `sesame evidence --user` reads the same first page (56 MB in 9.6 s) and the 19 after it: it
-            # read 4 MiB at most, in 10 s (decision 0144).
+            # `sesame evidence --user` reads the same first page (28 MB here, 56 MB at 10,000 challenges) and
+            # the pages after it: it read 4 MiB at most, in 10 s (decision 0144).
             found = fetch_user_evidence(serving.address, USER)
             assert len(found.challenges) == CHALLENGES
             assert len(json.loads(found.seals_json)["seals"]) > CHALLENGES // 2

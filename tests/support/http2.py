@@ -86,12 +86,14 @@ def sent_and_drained(address: str, block: bytes, calls: int = 1) -> None:
         sock.close()
 
 
-def drained(sock: socket.socket) -> None:
-    """What comes back on `sock` read until the connection is quiet for a second or closed."""
+def drained(sock: socket.socket) -> bytes:
+    """What comes back on `sock`, read until the connection is quiet for a second or closed."""
     sock.settimeout(1.0)
+    read = bytearray()
     with contextlib.suppress(OSError):
-        while sock.recv(65536):
-            pass
+        while chunk := sock.recv(65536):
+            read += chunk
+    return bytes(read)
 
 
 def unacknowledged(address: str) -> socket.socket:
