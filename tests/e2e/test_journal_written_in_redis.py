@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import grpc
@@ -19,6 +20,7 @@ import redis.asyncio as aioredis
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
 from sesame.api.v1 import operation_pb2 as op_pb
+from sesame.server.domain import proof
 from sesame.server.evidence import claims_match_journal
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import enrolled, started, verify
@@ -224,3 +226,38 @@ async def test_a_user_record_taken_out_gets_no_late_proof(live: Live, redis_clie
     await redis_client.restore(user, 0, saved)
     jws = (await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))).proof
     assert claims_of(jws)["client_id"] == "acme"
+
+
+def _high_s(jws: str) -> str:
+    """The same proof with its signature's s made n - s: it verifies too, and Sésame never signs it."""
+    signed, _, signature = jws.rpartition(".")
+    raw = proof.b64url_decode(signature)
+    s = proof.P256_ORDER - int.from_bytes(raw[32:], "big")
+    return f"{signed}.{proof.b64url(raw[:32] + s.to_bytes(32, 'big'))}"
+
+
+def _other_claims(jws: str) -> str:
+    """The proof's header and signature over its claims with another `sub` and `amr`, its challenge and jti
+    kept: a signature that does not verify."""
+    header, body, signature = jws.split(".")
+    claims = {**json.loads(proof.b64url_decode(body)), "sub": "mallory", "amr": ["pwd"]}
+    return f"{header}.{proof.b64url(proof.canonical_json(claims))}.{signature}"
+
+
+@pytest.mark.parametrize("altered", [_other_claims, _high_s])
+async def test_a_kept_proof_altered_in_redis_is_not_answered(
+    live: Live, redis_client: aioredis.Redis, altered: Callable[[str], str]
+) -> None:
+    """Found from outside (AT4): a kept proof rewritten in Redis with other claims under the real signature,
+    or made high-S, was answered by GetProof as it was; only its challenge and jti were compared. Sésame
+    answers no proof that `sesame proof verify` would refuse."""
+    await enrolled(live, "alice")
+    challenge_id, code = await started(live, "alice")
+    assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
+    jws = (await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))).proof
+    kept = live.store.keys.challenge_proof(challenge_id)
+    assert await redis_client.get(kept) == jws.encode()
+    await redis_client.set(kept, altered(jws))
+    assert await _refused_proof(live, challenge_id) is grpc.StatusCode.INTERNAL
+    await redis_client.set(kept, jws)
+    assert (await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))).proof == jws

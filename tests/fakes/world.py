@@ -10,6 +10,7 @@ from sesame.server.domain.operation import CreditTransfer, Money, Operation, Pay
 from sesame.server.domain.proofs import ProofFlows
 from sesame.server.domain.tally import UNTALLIED, Tally
 from sesame.server.grpc.demo import code_in
+from sesame.server.jwk_keys import proof_verifies
 from tests.fakes.clock import FixedClock
 from tests.fakes.dispatching import InstantlyDispatched
 from tests.fakes.keystore import FakeKeyStore
@@ -50,7 +51,13 @@ class World:
             sms=self.sms,
             clock=self.clock,
             policy=policy,
-            proofs=ProofFlows(keys=self.keys, store=self.store, clock=self.clock, issuer=policy.bank_name),
+            proofs=ProofFlows(
+                keys=self.keys,
+                store=self.store,
+                clock=self.clock,
+                issuer=policy.bank_name,
+                verifies=proof_verifies,
+            ),
             tally=tally,
         )
         self.registry = EnrollmentFlows(

@@ -44,6 +44,7 @@ from sesame.server.domain.operation import ChangePhone, CreditTransfer, Login, M
 from sesame.server.domain.proofs import ProofFlows
 from sesame.server.domain.tally import UNTALLIED, Tally, Untallied
 from sesame.server.grpc.demo import code_in
+from sesame.server.jwk_keys import proof_verifies
 from tests.fakes.challenges import MemoryChallenges
 from tests.fakes.clock import FixedClock
 from tests.fakes.dispatching import InstantlyDispatched
@@ -96,7 +97,7 @@ def flows_over(  # noqa: PLR0913 (the fakes, then the policy and the tally)
     tally: Tally = UNTALLIED,
 ) -> ChallengeFlows:
     """The challenge flows over fakes, their proofs over the same fakes, their outcomes told to `tally`."""
-    proofs = ProofFlows(keys=keys, store=store, clock=clock, issuer=policy.bank_name)
+    proofs = ProofFlows(keys=keys, store=store, clock=clock, issuer=policy.bank_name, verifies=proof_verifies)
     return InstantlyDispatched(
         keys=keys,
         store=store,

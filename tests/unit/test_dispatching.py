@@ -13,6 +13,7 @@ from sesame.server.domain.dispatching import Dispatcher, Outcome, RecentCodes, m
 from sesame.server.domain.errors import KeyNotFound
 from sesame.server.domain.model import Challenge, DeliveryState, RequestContext, User, UserStatus
 from sesame.server.domain.proofs import ProofFlows
+from sesame.server.jwk_keys import proof_verifies
 from tests.fakes.clock import FixedClock
 from tests.fakes.keystore import FakeKeyStore
 from tests.fakes.outbox import MemoryDeadLetters
@@ -37,7 +38,13 @@ class Queued:
         self.sms = RecordingSmsGateway(self.clock)
         policy = ChallengePolicy()
         codes = RecentCodes(self.clock) if recent else None
-        proofs = ProofFlows(keys=self.keys, store=self.store, clock=self.clock, issuer=policy.bank_name)
+        proofs = ProofFlows(
+            keys=self.keys,
+            store=self.store,
+            clock=self.clock,
+            issuer=policy.bank_name,
+            verifies=proof_verifies,
+        )
         self.flows = ChallengeFlows(
             keys=self.keys,
             store=self.store,

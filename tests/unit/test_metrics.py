@@ -20,6 +20,7 @@ from sesame.server.domain.model import ChallengeStatus, RequestContext, User, Us
 from sesame.server.domain.operation import CreditTransfer, Login, Money, Payee
 from sesame.server.domain.proofs import ProofFlows
 from sesame.server.grpc.demo import code_in
+from sesame.server.jwk_keys import proof_verifies
 from sesame.server.metrics import (
     MeteredSmsGateway,
     Metrics,
@@ -54,7 +55,9 @@ class Metered:
             sms=MeteredSmsGateway(self.sms, self.metrics, "console"),
             clock=self.clock,
             policy=ChallengePolicy(),
-            proofs=ProofFlows(keys=keys, store=self.store, clock=self.clock, issuer="MaBanque"),
+            proofs=ProofFlows(
+                keys=keys, store=self.store, clock=self.clock, issuer="MaBanque", verifies=proof_verifies
+            ),
             tally=self.tally,
         )
 

@@ -17,6 +17,7 @@ from sesame.server.domain.risk import RiskAssessment, RiskDecision, RiskReason
 from sesame.server.domain.risk_flow import RiskFlows, RiskPolicy
 from sesame.server.domain.risk_rules import default_rules
 from sesame.server.domain.risk_signals import SimSwapStatus
+from sesame.server.jwk_keys import proof_verifies
 from tests.fakes.dispatching import InstantlyDispatched
 from tests.fakes.risk_memory import MemoryRiskMemory
 from tests.fakes.world import NO_CONTEXT, World
@@ -60,7 +61,13 @@ def guarded(operator: Operator | None, meter: Meter) -> World:
         sms=world.sms,
         clock=world.clock,
         policy=policy,
-        proofs=ProofFlows(keys=world.keys, store=world.store, clock=world.clock, issuer=policy.bank_name),
+        proofs=ProofFlows(
+            keys=world.keys,
+            store=world.store,
+            clock=world.clock,
+            issuer=policy.bank_name,
+            verifies=proof_verifies,
+        ),
         risk=RiskFlows(clock=world.clock, policy=RiskPolicy(default_rules()), sim_swap=operator, meter=meter),
     )
     return world

@@ -66,6 +66,7 @@ from sesame.server.heap import freeze_boot_heap
 from sesame.server.journal_archive import JournalArchive
 from sesame.server.journal_evidence import ChallengeSeals
 from sesame.server.journal_reads import ArchivedJournals, ChallengeJournals
+from sesame.server.jwk_keys import proof_verifies
 from sesame.server.key_boot import KeyAudit, KeyBootPolicy, boot_keys, record_rotation
 from sesame.server.loop_lag import LoopLagMonitor
 from sesame.server.metrics import (
@@ -459,7 +460,9 @@ def wire(  # noqa: PLR0913 (keyword-only: one argument per adapter and policy)
         journals,
         metered_store.send_units,
     )
-    proofs = ProofFlows(keys=metered_keys, store=proof_state, clock=clock, issuer=policy.bank_name)
+    proofs = ProofFlows(
+        keys=metered_keys, store=proof_state, clock=clock, issuer=policy.bank_name, verifies=proof_verifies
+    )
     clock_watch = ClockWatch(clock, reference or store, metrics)
     sms_watch = sms.watch or SmsWatch(sms.name)
     if sms.breakers is not None:

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from sesame.server.domain import proof
+from sesame.server.domain.model import PublicKey
 
 _COORDINATE_CHARS = 43  # a 32-byte P-256 coordinate in unpadded base64url
 _SIGNATURE_BYTES = 64  # ES256: r || s
@@ -63,3 +64,11 @@ def es256_verifies(jwk: Mapping[str, Any], signature: bytes, data: bytes) -> boo
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+def proof_verifies(parsed: proof.ParsedProof, key: PublicKey) -> bool:
+    """Whether `parsed`'s signature is ES256 of its signing input under `key`, in the low-S form Sésame
+    signs (a high-S copy verifies too: someone altered it)."""
+    return proof.is_low_s(parsed.signature) and es256_verifies(
+        proof.jwk(key), parsed.signature, parsed.signing_input
+    )

@@ -29,10 +29,10 @@ from sesame.server.domain.errors import (
     UserNotFound,
 )
 from sesame.server.domain.model import KeyRef, ProofId
-from sesame.server.domain.proof import IssuedProof, ProofFacts
+from sesame.server.domain.proof import IssuedProof, ParsedProof, ProofFacts
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from sesame.server.domain.model import (
         Challenge,
@@ -90,11 +90,20 @@ class ProofPlan:
 class ProofFlows:
     """Proofs of verified challenges, and the public keys that check them."""
 
-    def __init__(self, *, keys: KeyStore, store: State, clock: Clock, issuer: str) -> None:
+    def __init__(
+        self,
+        *,
+        keys: KeyStore,
+        store: State,
+        clock: Clock,
+        issuer: str,
+        verifies: Callable[[ParsedProof, PublicKey], bool],
+    ) -> None:
         self._keys = keys
         self._store = store
         self._clock = clock
         self._issuer = issuer
+        self._verifies = verifies
 
     async def plan(self) -> ProofPlan | None:
         """The key and a fresh jti for the proof of a decision about to be made; None without a proof key now.
@@ -182,14 +191,24 @@ class ProofFlows:
         if not stored:
             return ""
         try:
-            claims = proof.parse(stored).claims
+            parsed: ParsedProof | None = proof.parse(stored)
         except ValueError:
-            claims = {}
+            parsed = None
+        claims = parsed.claims if parsed is not None else {}
         named = proof.journaled_id(journal)
         another = named is not None and claims.get("jti") != named.jti
         if claims.get("challenge_id") != challenge_id or another:
             raise _said(JournalDisagrees("the proof kept is not the one its decision named"))
+        if parsed is None or not await self._signed_here(parsed):
+            raise _said(JournalDisagrees("the proof kept does not verify under Sésame's proof keys"))
         return stored
+
+    async def _signed_here(self, parsed: ParsedProof) -> bool:
+        """Whether a kept proof verifies under the proof key its kid names: a Redis writer's copy with other
+        claims under the real signature, or the real one made high-S, was answered as it was (an outside
+        audit, AT4). One search of the key store, on GetProof only. HsmUnavailable."""
+        key = next((k for k in await self._keys.public_keys() if k.kid == parsed.kid), None)
+        return key is not None and self._verifies(parsed, key)
 
     async def _witnessed(self, challenge_id: str, journal: list[dict[str, str]]) -> ProofFacts | None:
         """The facts of the journal's VERIFIED decision, once the HSM has checked that Sésame made it
