@@ -71,7 +71,11 @@ def sealer_pids(supervisor: int) -> set[int]:
 def _children_running(supervisor: int, role: bytes) -> set[int]:
     pids = set()
     for task in Path(f"/proc/{supervisor}/task").iterdir():
-        for child in (task / "children").read_text().split():
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:  # a thread of the supervisor (a thread pool's) ended since the listing
+            continue
+        for child in children:
             try:
                 argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
             except OSError:
