@@ -19,6 +19,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from sesame.api.v1 import authentication_service_pb2 as auth_pb
+from sesame.api.v1 import evidence_service_pb2 as evidence_pb
+from sesame.api.v1 import evidence_service_pb2_grpc as evidence_grpc
 from sesame.api.v1 import operation_pb2 as op_pb
 from sesame.server.domain import proof
 from sesame.server.evidence import claims_match_journal
@@ -244,13 +246,24 @@ def _other_claims(jws: str) -> str:
     return f"{header}.{proof.b64url(proof.canonical_json(claims))}.{signature}"
 
 
-@pytest.mark.parametrize("altered", [_other_claims, _high_s])
+def _wrapped(jws: str) -> str:
+    """The proof with a space before it and a newline after: not the compact form Sésame writes."""
+    return f" {jws}\n"
+
+
+def _not_utf8(jws: str) -> bytes:
+    return b"\xff" + jws.encode()
+
+
+@pytest.mark.parametrize("altered", [_other_claims, _high_s, _wrapped, _not_utf8])
 async def test_a_kept_proof_altered_in_redis_is_not_answered(
-    live: Live, redis_client: aioredis.Redis, altered: Callable[[str], str]
+    live: Live, redis_client: aioredis.Redis, altered: Callable[[str], str | bytes]
 ) -> None:
     """Found from outside (AT4): a kept proof rewritten in Redis with other claims under the real signature,
     or made high-S, was answered by GetProof as it was; only its challenge and jti were compared. Sésame
-    answers no proof that `sesame proof verify` would refuse."""
+    answers no proof that `sesame proof verify` would refuse. Nor one wrapped in whitespace, answered as
+    written (AU3), nor bytes that are not UTF-8, which failed GetProof and the evidence with a traceback
+    (AU4)."""
     await enrolled(live, "alice")
     challenge_id, code = await started(live, "alice")
     assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
@@ -259,5 +272,42 @@ async def test_a_kept_proof_altered_in_redis_is_not_answered(
     assert await redis_client.get(kept) == jws.encode()
     await redis_client.set(kept, altered(jws))
     assert await _refused_proof(live, challenge_id) is grpc.StatusCode.INTERNAL
+    assert await _evidence_proof(live, challenge_id) == ""
     await redis_client.set(kept, jws)
     assert (await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))).proof == jws
+
+
+async def _evidence_proof(live: Live, challenge_id: str) -> str:
+    stub = evidence_grpc.EvidenceServiceStub(live.channel)
+    return (
+        await stub.GetChallengeEvidence(evidence_pb.GetChallengeEvidenceRequest(challenge_id=challenge_id))
+    ).proof
+
+
+@pytest.mark.parametrize("whose", ["another challenge's", "its own made high-S"])
+async def test_a_whole_proof_appended_to_the_journal_is_not_answered(
+    live: Live, redis_client: aioredis.Redis, whose: str
+) -> None:
+    """Found from outside (AU1): a whole `challenge.proof` entry appended to a verified challenge's journal
+    (as journaled before decision 0026) was given back by the keeping script as the proof that stands, and
+    the first GetProof answered it unchecked: another user's login for a transfer, or a high-S copy. The
+    evidence carried it too. Every proof read from Redis is checked before it is answered."""
+    await enrolled(live, "alice")
+    await enrolled(live, "bob")
+    login = op_pb.Operation(login=op_pb.Login())
+    other_id, other_code = await started(live, "bob", login)
+    assert (await verify(live, other_id, other_code, login)).result == auth_pb.VERIFY_RESULT_VERIFIED
+    challenge_id, code = await started(live, "alice")
+    reply = await verify(live, challenge_id, code)
+    assert reply.result == auth_pb.VERIFY_RESULT_VERIFIED
+    planted = reply.proof
+    if whose == "another challenge's":
+        planted = (await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=other_id))).proof
+    else:
+        planted = _high_s(planted)
+    journal = live.store.keys.challenge_journal(challenge_id)
+    await redis_client.xadd(
+        journal, {"event": "challenge.proof", "challenge_id": challenge_id, "proof": planted}
+    )
+    assert await _refused_proof(live, challenge_id) is grpc.StatusCode.INTERNAL
+    assert await _evidence_proof(live, challenge_id) == ""

@@ -7,13 +7,12 @@ from sesame.server.domain.enrollment import EnrollmentFlows, EnrollRequest, Stat
 from sesame.server.domain.lifecycle import LifecyclePolicy, Provenance
 from sesame.server.domain.model import Challenge, RequestContext, VerifyResult
 from sesame.server.domain.operation import CreditTransfer, Money, Operation, Payee
-from sesame.server.domain.proofs import ProofFlows
 from sesame.server.domain.tally import UNTALLIED, Tally
 from sesame.server.grpc.demo import code_in
-from sesame.server.jwk_keys import proof_verifies
 from tests.fakes.clock import FixedClock
 from tests.fakes.dispatching import InstantlyDispatched
 from tests.fakes.keystore import FakeKeyStore
+from tests.fakes.proof_flows import proof_flows
 from tests.fakes.sms import RecordingSmsGateway
 from tests.fakes.state import MemoryState, memory_state
 
@@ -51,13 +50,7 @@ class World:
             sms=self.sms,
             clock=self.clock,
             policy=policy,
-            proofs=ProofFlows(
-                keys=self.keys,
-                store=self.store,
-                clock=self.clock,
-                issuer=policy.bank_name,
-                verifies=proof_verifies,
-            ),
+            proofs=proof_flows(self.keys, self.store, self.clock, policy.bank_name),
             tally=tally,
         )
         self.registry = EnrollmentFlows(

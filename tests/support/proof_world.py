@@ -8,12 +8,11 @@ from sesame.server.domain.challenges import ChallengePolicy, StartRequest, Verif
 from sesame.server.domain.model import RequestContext, User, UserStatus, VerificationOutcome
 from sesame.server.domain.operation import CreditTransfer, Money, Payee
 from sesame.server.domain.proof import jwk_set
-from sesame.server.domain.proofs import ProofFlows
 from sesame.server.grpc.demo import code_in
-from sesame.server.jwk_keys import proof_verifies
 from tests.fakes.clock import FixedClock
 from tests.fakes.dispatching import InstantlyDispatched
 from tests.fakes.keystore import FakeKeyStore
+from tests.fakes.proof_flows import proof_flows
 from tests.fakes.sms import RecordingSmsGateway
 from tests.fakes.state import memory_state
 
@@ -34,9 +33,7 @@ class World:
             self.keys.add_proof_key(1)
         self.store = memory_state(retention=RETENTION, purge_clock=self.clock)
         self.sms = RecordingSmsGateway(self.clock)
-        self.proofs = ProofFlows(
-            keys=self.keys, store=self.store, clock=self.clock, issuer="MaBanque", verifies=proof_verifies
-        )
+        self.proofs = proof_flows(self.keys, self.store, self.clock)
         self.flows = InstantlyDispatched(
             keys=self.keys,
             store=self.store,

@@ -41,14 +41,13 @@ from sesame.server.domain.model import (
     VerifyResult,
 )
 from sesame.server.domain.operation import ChangePhone, CreditTransfer, Login, Money, Operation, Payee, digest
-from sesame.server.domain.proofs import ProofFlows
 from sesame.server.domain.tally import UNTALLIED, Tally, Untallied
 from sesame.server.grpc.demo import code_in
-from sesame.server.jwk_keys import proof_verifies
 from tests.fakes.challenges import MemoryChallenges
 from tests.fakes.clock import FixedClock
 from tests.fakes.dispatching import InstantlyDispatched
 from tests.fakes.keystore import FakeKeyStore
+from tests.fakes.proof_flows import proof_flows
 from tests.fakes.sms import RecordingSmsGateway
 from tests.fakes.state import MemoryState, memory_state
 from tests.support.given_up import given_up, held
@@ -97,7 +96,7 @@ def flows_over(  # noqa: PLR0913 (the fakes, then the policy and the tally)
     tally: Tally = UNTALLIED,
 ) -> ChallengeFlows:
     """The challenge flows over fakes, their proofs over the same fakes, their outcomes told to `tally`."""
-    proofs = ProofFlows(keys=keys, store=store, clock=clock, issuer=policy.bank_name, verifies=proof_verifies)
+    proofs = proof_flows(keys, store, clock, policy.bank_name)
     return InstantlyDispatched(
         keys=keys,
         store=store,

@@ -12,11 +12,10 @@ from sesame.server.domain.challenges import ChallengeFlows, ChallengePolicy, Sta
 from sesame.server.domain.dispatching import Dispatcher, Outcome, RecentCodes, minutes_left
 from sesame.server.domain.errors import KeyNotFound
 from sesame.server.domain.model import Challenge, DeliveryState, RequestContext, User, UserStatus
-from sesame.server.domain.proofs import ProofFlows
-from sesame.server.jwk_keys import proof_verifies
 from tests.fakes.clock import FixedClock
 from tests.fakes.keystore import FakeKeyStore
 from tests.fakes.outbox import MemoryDeadLetters
+from tests.fakes.proof_flows import proof_flows
 from tests.fakes.sms import RecordingSmsGateway
 from tests.fakes.state import memory_state
 from tests.fakes.world import PHONE, TRANSFER
@@ -38,13 +37,7 @@ class Queued:
         self.sms = RecordingSmsGateway(self.clock)
         policy = ChallengePolicy()
         codes = RecentCodes(self.clock) if recent else None
-        proofs = ProofFlows(
-            keys=self.keys,
-            store=self.store,
-            clock=self.clock,
-            issuer=policy.bank_name,
-            verifies=proof_verifies,
-        )
+        proofs = proof_flows(self.keys, self.store, self.clock, policy.bank_name)
         self.flows = ChallengeFlows(
             keys=self.keys,
             store=self.store,

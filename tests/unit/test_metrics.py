@@ -18,9 +18,7 @@ from sesame.server.domain.errors import ConfigurationError, ResendRefused, SendB
 from sesame.server.domain.lifecycle import Provenance
 from sesame.server.domain.model import ChallengeStatus, RequestContext, User, UserStatus
 from sesame.server.domain.operation import CreditTransfer, Login, Money, Payee
-from sesame.server.domain.proofs import ProofFlows
 from sesame.server.grpc.demo import code_in
-from sesame.server.jwk_keys import proof_verifies
 from sesame.server.metrics import (
     MeteredSmsGateway,
     Metrics,
@@ -30,6 +28,7 @@ from sesame.server.metrics import (
 from tests.fakes.clock import FixedClock
 from tests.fakes.dispatching import InstantlyDispatched
 from tests.fakes.keystore import FakeKeyStore
+from tests.fakes.proof_flows import proof_flows
 from tests.fakes.sms import RecordingSmsGateway
 from tests.fakes.state import memory_state
 
@@ -55,9 +54,7 @@ class Metered:
             sms=MeteredSmsGateway(self.sms, self.metrics, "console"),
             clock=self.clock,
             policy=ChallengePolicy(),
-            proofs=ProofFlows(
-                keys=keys, store=self.store, clock=self.clock, issuer="MaBanque", verifies=proof_verifies
-            ),
+            proofs=proof_flows(keys, self.store, self.clock),
             tally=self.tally,
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import subprocess
 import sys
@@ -85,6 +86,27 @@ async def test_the_verifier_refuses_a_high_s_copy_of_a_valid_proof(tmp_path: Pat
     capsys.readouterr()
     assert main(["proof", "verify", copy, "--jwks", str(jwks_file)]) == 1
     assert capsys.readouterr().out.startswith("INVALID: ")
+
+
+@pytest.mark.parametrize(
+    "wrapping", [(" ", ""), ("", "\n"), ("\t", "\r\n")], ids=["space", "newline", "both"]
+)
+async def test_only_the_compact_form_checks_valid_and_the_command_strips_what_is_pasted(
+    wrapping: tuple[str, str], tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proof wrapped in whitespace is not the form Sésame writes: kept so in Redis it was answered as
+    written, and a bundle holding it checked valid (an outside audit, AU3). `sesame proof verify` strips
+    what a person pastes, as an argument or on its standard input."""
+    jws, jwks = await a_proof()
+    wrapped = f"{wrapping[0]}{jws}{wrapping[1]}"
+    with pytest.raises(ProofRejected):
+        check_proof(wrapped, jwks)
+    jwks_file = tmp_path / "jwks.json"
+    jwks_file.write_text(json.dumps(jwks))
+    assert main(["proof", "verify", wrapped, "--jwks", str(jwks_file)]) == 0
+    monkeypatch.setattr(sys, "stdin", io.StringIO(wrapped))
+    assert main(["proof", "verify", "-", "--jwks", str(jwks_file)]) == 0
+    assert '"valid": true' in capsys.readouterr().out
 
 
 def hostile_jws() -> dict[str, str]:

@@ -12,13 +12,12 @@ import pytest
 from sesame.server.domain.challenges import ChallengePolicy
 from sesame.server.domain.errors import ResendRefused, RiskDenied, SimSwapUnavailable, UserNotFound
 from sesame.server.domain.operation import AddBeneficiary, Login, Payee
-from sesame.server.domain.proofs import ProofFlows
 from sesame.server.domain.risk import RiskAssessment, RiskDecision, RiskReason
 from sesame.server.domain.risk_flow import RiskFlows, RiskPolicy
 from sesame.server.domain.risk_rules import default_rules
 from sesame.server.domain.risk_signals import SimSwapStatus
-from sesame.server.jwk_keys import proof_verifies
 from tests.fakes.dispatching import InstantlyDispatched
+from tests.fakes.proof_flows import proof_flows
 from tests.fakes.risk_memory import MemoryRiskMemory
 from tests.fakes.world import NO_CONTEXT, World
 
@@ -61,13 +60,7 @@ def guarded(operator: Operator | None, meter: Meter) -> World:
         sms=world.sms,
         clock=world.clock,
         policy=policy,
-        proofs=ProofFlows(
-            keys=world.keys,
-            store=world.store,
-            clock=world.clock,
-            issuer=policy.bank_name,
-            verifies=proof_verifies,
-        ),
+        proofs=proof_flows(world.keys, world.store, world.clock, policy.bank_name),
         risk=RiskFlows(clock=world.clock, policy=RiskPolicy(default_rules()), sim_swap=operator, meter=meter),
     )
     return world

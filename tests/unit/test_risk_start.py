@@ -12,13 +12,12 @@ from sesame.server.domain.challenges import ChallengePolicy, StartRequest
 from sesame.server.domain.errors import RiskDenied, UserNotActive
 from sesame.server.domain.model import VerifyResult
 from sesame.server.domain.operation import AddBeneficiary, CreditTransfer, Money, Payee
-from sesame.server.domain.proofs import ProofFlows
 from sesame.server.domain.risk import RiskDecision
 from sesame.server.domain.risk_flow import RiskFlows, RiskPolicy
 from sesame.server.domain.risk_rules import default_rules
 from sesame.server.domain.risk_signals import SimSwapStatus
-from sesame.server.jwk_keys import proof_verifies
 from tests.fakes.dispatching import InstantlyDispatched
+from tests.fakes.proof_flows import proof_flows
 from tests.fakes.risk_memory import MemoryRiskMemory
 from tests.fakes.world import NO_CONTEXT, World
 
@@ -54,13 +53,7 @@ def _guarded() -> Guarded:
         sms=world.sms,
         clock=world.clock,
         policy=policy,
-        proofs=ProofFlows(
-            keys=world.keys,
-            store=world.store,
-            clock=world.clock,
-            issuer=policy.bank_name,
-            verifies=proof_verifies,
-        ),
+        proofs=proof_flows(world.keys, world.store, world.clock, policy.bank_name),
         risk=RiskFlows(clock=world.clock, policy=RiskPolicy(default_rules()), sim_swap=operator),
     )
     return Guarded(world, operator, memory)

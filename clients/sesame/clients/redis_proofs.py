@@ -31,7 +31,7 @@ class RedisProofs(RedisPlace):
             case b"not_verified":
                 raise ChallengeNotVerified(challenge_id)
             case b"exists":
-                return cast("bytes", reply[1]).decode()
+                return cast("bytes", reply[1]).decode(errors="replace")
         return proof.jws
 
     async def stored_proof(self, challenge_id: str) -> str:
@@ -42,7 +42,7 @@ class RedisProofs(RedisPlace):
                 "stored_proof", self._client.get(self.keys.challenge_proof(challenge_id))
             ),
         )
-        return "" if raw is None else raw.decode()
+        return "" if raw is None else raw.decode(errors="replace")
 
 
 _: type[Proofs] = RedisProofs

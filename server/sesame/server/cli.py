@@ -362,7 +362,8 @@ def _proof(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     jwks = _jwks_files(args.jwks) if args.jwks else fetch_jwks(target, tls)
     try:
-        jws = sys.stdin.read().strip() if args.jws == "-" else args.jws
+        # What a person pastes may end with a newline or spaces: only the proof's own compact form parses.
+        jws = (sys.stdin.read() if args.jws == "-" else args.jws).strip()
         parsed = evidence.check_proof(jws, jwks)
     except UnicodeDecodeError:
         print("INVALID: not a Sésame proof: the input is not UTF-8 text")  # noqa: T201

@@ -304,7 +304,7 @@ class ParsedProof:
 
 def parse(jws: str) -> ParsedProof:
     """Read a compact JWS of ours (signature unchecked). ValueError when it is not one."""
-    parts = jws.strip().split(".")
+    parts = jws.split(".")
     if len(parts) != 3:
         raise ValueError("a compact JWS has three parts")
     header, body = (_json_object(part) for part in parts[:2])

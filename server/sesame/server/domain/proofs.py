@@ -30,6 +30,7 @@ from sesame.server.domain.errors import (
 )
 from sesame.server.domain.model import KeyRef, ProofId
 from sesame.server.domain.proof import IssuedProof, ParsedProof, ProofFacts
+from sesame.server.domain.published_keys import PublishedKeys
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -104,6 +105,7 @@ class ProofFlows:
         self._clock = clock
         self._issuer = issuer
         self._verifies = verifies
+        self._published = PublishedKeys(keys)
 
     async def plan(self) -> ProofPlan | None:
         """The key and a fresh jti for the proof of a decision about to be made; None without a proof key now.
@@ -144,22 +146,29 @@ class ProofFlows:
         """
         if named is not None and named.kid:
             try:
-                return await self._recorded(KeyRef(named.kid), facts, named.jti)
+                return await self._recorded(KeyRef(named.kid), facts, named.jti, named=True)
             except KeyNotFound:
                 pass  # that key's private half is gone: the current key signs the same claims
         jti = named.jti if named is not None else secrets.token_hex(JTI_BYTES)
-        return await self._recorded(await self._keys.current_proof_key(), facts, jti)
+        return await self._recorded(await self._keys.current_proof_key(), facts, jti, named=named is not None)
 
-    async def _recorded(self, key: KeyRef, facts: ProofFacts, jti: str) -> str:
+    async def _recorded(self, key: KeyRef, facts: ProofFacts, jti: str, *, named: bool) -> str:
         jws = await self._signed(key, facts, jti)
         try:
-            return await self._store.proofs.record_proof(
+            standing = await self._store.proofs.record_proof(
                 IssuedProof(jws, jti, key.label, facts), self._clock.now()
             )
         except ChallengeNotFound:
             # The journal left Redis whole (archived, the challenge purged: decision 0037): nothing is left to
             # keep the proof beside. It states what the archived journal fixed (same claims and jti).
             return jws
+        if standing == jws:
+            return jws
+        # Another proof stands: kept by a GetProof before this one, or written in Redis by someone else (a
+        # whole `challenge.proof` entry appended to the journal, the kept key set between the read and the
+        # keep: answered as it was, an outside audit, AU1). A fresh jti (a decision that named none) may
+        # lose to another GetProof's.
+        return await self._vouched(facts.challenge_id, jti if named else None, standing)
 
     async def _signed(self, key: KeyRef, facts: ProofFacts, jti: str) -> str:
         signed = proof.signing_input(key.label, proof.claims(facts, issuer=self._issuer, jti=jti))
@@ -183,32 +192,30 @@ class ProofFlows:
         return await self.issue(facts, proof.journaled_id(journal))
 
     async def _kept(self, challenge_id: str, journal: list[dict[str, str]]) -> str:
-        """The proof kept for the challenge ("" when none), if it is this challenge's, by the jti its decision
-        journaled; JournalDisagrees (said by an ERROR) for another: a proof of another user's login written
-        in its place was answered for a transfer, even for a challenge never verified (an outside audit,
-        AS4)."""
+        """The proof kept for the challenge ("" when none), vouched for (`_vouched`)."""
         stored = journaled_proof(journal) or await self._store.proofs.stored_proof(challenge_id)
         if not stored:
             return ""
+        named = proof.journaled_id(journal)
+        return await self._vouched(challenge_id, None if named is None else named.jti, stored)
+
+    async def _vouched(self, challenge_id: str, jti: str | None, jws: str) -> str:
+        """`jws`, read from Redis, if it is a proof of this challenge (by the `jti` its decision named, when
+        it named one) that verifies, low-S, under the proof key its kid names; JournalDisagrees (said by an
+        ERROR) otherwise. A proof of another user's login written in its place was answered for a transfer
+        (an outside audit, AS4), a copy with other claims under the real signature or made high-S (AT4), one
+        appended to the journal whole (AU1). Sésame answers no proof `sesame proof verify` would refuse."""
         try:
-            parsed: ParsedProof | None = proof.parse(stored)
+            parsed: ParsedProof | None = proof.parse(jws)
         except ValueError:
             parsed = None
         claims = parsed.claims if parsed is not None else {}
-        named = proof.journaled_id(journal)
-        another = named is not None and claims.get("jti") != named.jti
-        if claims.get("challenge_id") != challenge_id or another:
+        if claims.get("challenge_id") != challenge_id or (jti is not None and claims.get("jti") != jti):
             raise _said(JournalDisagrees("the proof kept is not the one its decision named"))
-        if parsed is None or not await self._signed_here(parsed):
+        key = await self._published.key(parsed.kid) if parsed is not None else None
+        if parsed is None or key is None or not self._verifies(parsed, key):
             raise _said(JournalDisagrees("the proof kept does not verify under Sésame's proof keys"))
-        return stored
-
-    async def _signed_here(self, parsed: ParsedProof) -> bool:
-        """Whether a kept proof verifies under the proof key its kid names: a Redis writer's copy with other
-        claims under the real signature, or the real one made high-S, was answered as it was (an outside
-        audit, AT4). One search of the key store, on GetProof only. HsmUnavailable."""
-        key = next((k for k in await self._keys.public_keys() if k.kid == parsed.kid), None)
-        return key is not None and self._verifies(parsed, key)
+        return jws
 
     async def _witnessed(self, challenge_id: str, journal: list[dict[str, str]]) -> ProofFacts | None:
         """The facts of the journal's VERIFIED decision, once the HSM has checked that Sésame made it
@@ -275,8 +282,10 @@ class ProofFlows:
         return facts if enrolled.client_id == facts.client_id else None
 
     async def public_keys(self) -> list[PublicKey]:
-        """Every proof key's public half still held, oldest first: old proofs keep verifying."""
-        return await self._keys.public_keys()
+        """Every proof key's public half still held, oldest first: old proofs keep verifying. Read from the
+        key store at most once a second, and always with the key new proofs are signed with (`PublishedKeys`):
+        a key made by another worker may be missing for up to a second."""
+        return await self._published.all()
 
     async def evidence(self, challenge_id: str, page: EvidencePage | None = None) -> Evidence:
         """The challenge (while retained), a page of its journal, its proof and its refusal counts.
