@@ -39,6 +39,15 @@ def test_health_interval_outside_one_to_sixty_seconds_is_refused(value: str) -> 
     assert "SESAME_HEALTH_INTERVAL_SECONDS" in str(caught.value)
 
 
+def test_the_newest_keys_are_read_again_every_minute_unless_told() -> None:
+    """SESAME_HSM_KEY_REREAD_SECONDS: how soon a rotation on the token is taken up; 1 to 3600 s."""
+    assert Settings.from_env({}).hsm_key_reread == 60.0
+    assert Settings.from_env({"SESAME_HSM_KEY_REREAD_SECONDS": "5"}).hsm_key_reread == 5.0
+    for value in ("0", "3601", "1.5"):
+        with pytest.raises(ConfigurationError, match="SESAME_HSM_KEY_REREAD_SECONDS"):
+            Settings.from_env({"SESAME_HSM_KEY_REREAD_SECONDS": value})
+
+
 def test_every_problem_is_reported_at_once() -> None:
     """Three bad values give one error naming the three variables."""
     with pytest.raises(ConfigurationError) as caught:

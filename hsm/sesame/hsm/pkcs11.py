@@ -60,6 +60,8 @@ class Pkcs11Config:
     pin: str = field(repr=False)
     # Make keys without CKA_COPYABLE false, on a token older than PKCS#11 2.40 (decision 0079).
     omit_copyable: bool = False
+    # How often the newest keys are read again from the token: a rotation is taken up within this time.
+    current_keys_every: float = CURRENT_KEY_TTL_SECONDS
 
 
 def _objects(token: TokenSession, object_class: ObjectClass) -> list[Any]:
@@ -249,6 +251,7 @@ class _CurrentKeys:
 
     keys: dict[KeyKind, KeyRef | None] = field(default_factory=dict)
     read_at: float = float("-inf")
+    every: float = CURRENT_KEY_TTL_SECONDS  # seconds between reads (`Pkcs11Config.current_keys_every`)
     # Awaited when a re-read finds a newer key, before it is used (the key ledger's record, decision 0115).
     before_use: Callable[[], Awaitable[None]] | None = None
     # The steps back to an older key said (current, older), once each (`refresh_keys`).
@@ -284,7 +287,7 @@ class Pkcs11KeyStore:
         """
         worker = hsm_worker(config.module)
         token = worker.run(lambda: acquire_token(worker, config.token_label, config.pin))
-        store = cls(worker, token)
+        store = cls(worker, token, current=_CurrentKeys(every=config.current_keys_every))
         store._remember(worker.run(lambda: token.call(_current_keys)))
         return store
 
@@ -406,7 +409,7 @@ class Pkcs11KeyStore:
         return await self._call("versions", lambda live: versions(live, kind), Needs.SEARCH)
 
     async def current_otp_key(self) -> KeyRef:
-        """The newest OTP key (re-read from the token at most every CURRENT_KEY_TTL_SECONDS). KeyNotFound."""
+        """The newest OTP key (re-read from the token at most every `current_keys_every`). KeyNotFound."""
         return await self._current_key(KeyKind.OTP)
 
     async def current_proof_key(self) -> KeyRef:
@@ -454,7 +457,7 @@ class Pkcs11KeyStore:
         return await self._call("key_protection", every_key, Needs.SEARCH)
 
     async def _current_key(self, kind: KeyKind) -> KeyRef:
-        stale = time.monotonic() - self._current.read_at > CURRENT_KEY_TTL_SECONDS
+        stale = time.monotonic() - self._current.read_at > self._current.every
         if stale or self._current.keys.get(kind) is None:
             await self.refresh_keys()
         current = self._current.keys.get(kind)

@@ -146,12 +146,15 @@ def hsm_config(settings: Settings, *, create: bool = True) -> Pkcs11Config:
                 f"the development token under {settings.var_dir} (SESAME_VAR_DIR) cannot be made: "
                 f"{exc.strerror or type(exc).__name__}"
             ) from None
-        return replace(dev, omit_copyable=settings.hsm_omit_copyable)
+        return replace(
+            dev, omit_copyable=settings.hsm_omit_copyable, current_keys_every=settings.hsm_key_reread
+        )
     return Pkcs11Config(
         module=settings.hsm.module,
         token_label=settings.hsm.token_label,
         pin=settings.hsm.pin,
         omit_copyable=settings.hsm_omit_copyable,
+        current_keys_every=settings.hsm_key_reread,
     )
 
 

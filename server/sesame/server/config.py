@@ -87,6 +87,8 @@ class Settings:
     keys_start_afresh: bool = False
     # Make keys without CKA_COPYABLE false: an HSM older than PKCS#11 2.40 refuses it (decision 0079).
     hsm_omit_copyable: bool = False
+    # Seconds between reads of the newest keys on the token: a rotation is taken up within them.
+    hsm_key_reread: float = 60.0  # sesame.hsm.pkcs11.CURRENT_KEY_TTL_SECONDS
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)  # logs and traces
     workers: int = 1  # worker processes sharing the gRPC port (docs/decisions/0021)
     worker_hang: float = 30.0  # a worker whose loop gave no sign of life this long is replaced (0138)
@@ -190,6 +192,7 @@ class Settings:
             transport=read_transport(reader),
             keys_start_afresh=reader.choice("SESAME_KEYS_START_AFRESH", "0", ("0", "1")) == "1",
             hsm_omit_copyable=reader.choice("SESAME_HSM_OMIT_COPYABLE", "0", ("0", "1")) == "1",
+            hsm_key_reread=float(reader.integer("SESAME_HSM_KEY_REREAD_SECONDS", 60, 1, 3600)),
             telemetry=read_telemetry(reader, environment),
             workers=reader.integer("SESAME_WORKERS", cores(), 1, MAX_WORKERS),
             worker_hang=float(reader.integer("SESAME_WORKER_HANG_SECONDS", 30, 5, 600)),
