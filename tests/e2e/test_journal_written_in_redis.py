@@ -311,3 +311,32 @@ async def test_a_whole_proof_appended_to_the_journal_is_not_answered(
     )
     assert await _refused_proof(live, challenge_id) is grpc.StatusCode.INTERNAL
     assert await _evidence_proof(live, challenge_id) == ""
+
+
+async def test_an_archived_journal_written_again_in_redis_is_not_read_for_the_archives(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    """Found from outside (AV3): whether the archive was read was Redis's to say (the tail's `through`, the
+    stream's entries). A sealed, archived journal, its `through` taken out and a copy with another attempt
+    count (a field no witness binds) written back in its stream, the kept proof deleted: GetProof signed the
+    copy's claims under the decision's jti, and its bundle checked valid with no sealed entry. The archive
+    is the authority for what it holds."""
+    await enrolled(live, "alice")
+    challenge_id, code = await started(live, "alice")
+    assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
+    jws = (await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))).proof
+    journal = live.store.keys.challenge_journal(challenge_id)
+    written = await redis_client.xrange(journal)
+    assert live.sealer is not None
+    await live.sealer.step()
+    await live.sealer.step()
+    await redis_client.hdel(live.store.keys.journal_tail(journal), "through")
+    await redis_client.delete(journal, live.store.keys.challenge_proof(challenge_id))
+    for _, fields in written:
+        decided = fields[b"event"] in {b"challenge.verification", b"challenge.proof"}
+        await redis_client.xadd(journal, {**fields, b"attempts": b"3"} if decided else fields)
+    again = (await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))).proof
+    assert (claims_of(again)["attempts"], claims_of(again)["jti"]) == (1, claims_of(jws)["jti"])
+    done = await asyncio.to_thread(run_evidence, challenge_id, "--target", live.address)
+    bundle = json.loads(done.stdout)
+    assert next(e["attempts"] for e in bundle["journal"] if e.get("event") == "challenge.verification") == "1"

@@ -13,7 +13,6 @@ import enum
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final, NamedTuple, TypeAlias, cast
 
@@ -208,19 +207,10 @@ class RedisJournal:
         return [StoredSeal(fields) for _, fields in cast("list[tuple[bytes, dict[bytes, bytes]]]", raw)]
 
     async def stream_entries(self, stream: str) -> list[tuple[str, dict[str, str]]]:
-        """A journal stream as stored: ids and fields, oldest first."""
-        return (await self.live(stream)).entries
-
-    async def live(self, stream: str) -> LiveStream:
-        """What Redis holds of a journal stream: its entries and, once some were dropped, its tail."""
-        async with self._client.pipeline(transaction=False) as pipe:
-            pipe.hget(self.keys.journal_tail(stream), "through")
-            pipe.xrange(stream)
-            through, raw = await self._scripts.call("challenge_journal", pipe.execute())
-        entries = [
-            (i.decode(), rec.decoded(f)) for i, f in cast("list[tuple[bytes, dict[bytes, bytes]]]", raw)
-        ]
-        return LiveStream(through.decode() if through else None, entries)
+        """A journal stream as Redis holds it: ids and fields, oldest first (its older entries may have left
+        for the archive: decision 0037)."""
+        raw = await self._scripts.call("challenge_journal", self._client.xrange(stream))
+        return [(i.decode(), rec.decoded(f)) for i, f in cast("list[tuple[bytes, dict[bytes, bytes]]]", raw)]
 
     async def drop_journals(self, streams: Sequence[str], held: str, now_ms: int) -> list[tuple[str, int]]:
         """Let closed challenges' journals go if the archive holds every entry of them (`held`: the id of the
@@ -258,16 +248,6 @@ class RedisJournal:
         if streams:
             with translated():
                 await self._client.zrem(self.keys.journal_kept(), *streams)
-
-
-@dataclass(frozen=True, slots=True)
-class LiveStream:
-    """A journal stream as Redis holds it (decision 0037)."""
-
-    # The id of the last entry dropped once archived: entries up to it are read from the archive. None while
-    # none was dropped (Redis holds the whole stream), or once the tail expired with the challenge.
-    through: str | None
-    entries: list[tuple[str, dict[str, str]]]
 
 
 def feed_entries(stored: StoredEntries) -> list[FeedEntry]:

@@ -1,10 +1,11 @@
 """A challenge's journal read from Redis and the archive as one (docs/decisions/0037).
 
 A closed challenge's journal leaves Redis once the archive holds all of it; its tail in Redis says up to which
-entry (`through`). Its entries up to that one are read from the archive (found through its index), the newer
-ones from the stream; with neither stream nor tail (the tail expires with the challenge hash), from the
-archive alone. While nothing was dropped, Redis holds the whole stream and is read alone, as before: a
-deletion or an edit there shows in the evidence's checks.
+entry (`through`). The archive is the authority for what it holds: a stream's entries it holds are read from
+it (found through its index), and Redis adds only the entries after its last one, whatever Redis says of
+them. Decided by Redis's own tail and stream, a Redis writer took the `through` out of a sealed, archived
+journal and wrote a copy with other unbound fields back in its stream: GetProof signed the copy's claims
+under the decision's jti, and its bundle checked valid with no sealed entry (an outside audit, AV3).
 """
 
 from __future__ import annotations
@@ -33,15 +34,14 @@ class ArchivedJournals:
 
     async def entries(self, stream: str) -> list[Entry]:
         """The stream's entries, ids and fields as stored, oldest first."""
-        live = await self._journal.live(stream)
-        if self._archive is None or (live.through is None and live.entries):
-            return live.entries
+        live = await self._journal.stream_entries(stream)
+        if self._archive is None:
+            return live
         archived = await asyncio.to_thread(self._archive.stream_entries, stream)
-        if live.through is None:
-            return [(e.id, dict(e.fields)) for e in archived]
-        through = id_key(live.through)
-        older = [(e.id, dict(e.fields)) for e in archived if id_key(e.id) <= through]
-        return older + [(i, f) for i, f in live.entries if id_key(i) > through]
+        if not archived:
+            return live
+        last = id_key(archived[-1].id)
+        return [(e.id, dict(e.fields)) for e in archived] + [(i, f) for i, f in live if id_key(i) > last]
 
 
 class ChallengeJournals:
