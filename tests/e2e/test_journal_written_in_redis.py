@@ -23,7 +23,7 @@ from sesame.api.v1 import evidence_service_pb2 as evidence_pb
 from sesame.api.v1 import evidence_service_pb2_grpc as evidence_grpc
 from sesame.api.v1 import operation_pb2 as op_pb
 from sesame.server.domain import proof
-from sesame.server.evidence import claims_match_journal
+from sesame.server.evidence import check_proof, claims_match_journal
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import enrolled, started, verify
 from tests.support.evidence_cli import run_evidence
@@ -340,3 +340,27 @@ async def test_an_archived_journal_written_again_in_redis_is_not_read_for_the_ar
     done = await asyncio.to_thread(run_evidence, challenge_id, "--target", live.address)
     bundle = json.loads(done.stdout)
     assert next(e["attempts"] for e in bundle["journal"] if e.get("event") == "challenge.verification") == "1"
+
+
+@pytest.mark.parametrize("kid", ["sesame-journal-v1", "sesame-proof-v9"])
+async def test_a_proof_entry_naming_another_key_gets_its_proof_from_a_published_proof_key(
+    live: Live, redis_client: aioredis.Redis, kid: str
+) -> None:
+    """Found from outside (AV1): GetProof signed with whatever key the decision's proof entry named, a Redis
+    field: the journal's seal key (key separation broken), or a proof key not published; the proof was
+    answered and kept, `sesame proof verify` refused it, and every later GetProof was INTERNAL. Only a
+    published proof key signs; the claims, jti included, are the decision's."""
+    await enrolled(live, "alice")
+    challenge_id, code = await started(live, "alice")
+    reply = await verify(live, challenge_id, code)
+    journal = live.store.keys.challenge_journal(challenge_id)
+    for entry_id, fields in await redis_client.xrange(journal):
+        if fields[b"event"] == b"challenge.proof":
+            await redis_client.xdel(journal, entry_id)
+            await redis_client.xadd(journal, {**fields, b"kid": kid.encode()})
+    jws = (await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))).proof
+    jwks = json.loads((await live.auth.GetProofKeys(auth_pb.GetProofKeysRequest())).jwks_json)
+    assert check_proof(jws, jwks).kid == "sesame-proof-v1"
+    assert claims_of(jws)["jti"] == claims_of(reply.proof)["jti"]
+    assert (await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))).proof == jws
+    assert await _evidence_proof(live, challenge_id) == jws
