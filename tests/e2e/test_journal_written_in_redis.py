@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -364,3 +365,39 @@ async def test_a_proof_entry_naming_another_key_gets_its_proof_from_a_published_
     assert claims_of(jws)["jti"] == claims_of(reply.proof)["jti"]
     assert (await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))).proof == jws
     assert await _evidence_proof(live, challenge_id) == jws
+
+
+async def test_a_decisions_proof_entry_deleted_gets_no_proof_under_another_jti(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    """Found from outside (AV2): the decision's proof entry deleted (and no proof kept), GetProof took the
+    decision for one that named no proof and signed under a fresh jti, once more after every deletion: one
+    decision, any number of valid proofs. The decision's witness binds the jti it named."""
+    await enrolled(live, "alice")
+    challenge_id, code = await started(live, "alice")
+    assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
+    journal = live.store.keys.challenge_journal(challenge_id)
+    named = [i for i, fields in await redis_client.xrange(journal) if fields[b"event"] == b"challenge.proof"]
+    assert len(named) == 1
+    await redis_client.xdel(journal, *named)
+    assert await _refused_proof(live, challenge_id) is grpc.StatusCode.INTERNAL
+    assert await _evidence_proof(live, challenge_id) == ""
+
+
+async def test_a_refusal_repeated_logs_its_error_once_a_minute(
+    live: Live, redis_client: aioredis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found from outside (AV4): a kept proof altered once in Redis, every GetProof a caller repeated wrote
+    two ERROR lines (the proof flows' and the call's): 1 MB of log a second from one caller. Each is said
+    once a minute, the next line counting those held back; every call is still refused."""
+    await enrolled(live, "alice")
+    challenge_id, code = await started(live, "alice")
+    assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
+    jws = (await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))).proof
+    await redis_client.set(live.store.keys.challenge_proof(challenge_id), _high_s(jws))
+    caplog.clear()
+    for _ in range(50):
+        assert await _refused_proof(live, challenge_id) is grpc.StatusCode.INTERNAL
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len([r for r in errors if r.name == "sesame.proofs"]) <= 1
+    assert len([r for r in errors if r.name == "sesame.grpc"]) <= 1

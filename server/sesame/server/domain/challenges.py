@@ -357,6 +357,7 @@ class ChallengeFlows:
         # only: the proof is signed after it, and no second round trip records it (decision 0026).
         plan = await self._proofs.plan() if matches else None
         at = self._clock.now()
+        named_jti = "" if plan is None else plan.jti  # bound by the witness: its entry cannot go (AV2)
         attempt = VerificationAttempt(
             challenge_id=request.challenge_id,
             op_digest=op_digest,
@@ -368,7 +369,7 @@ class ChallengeFlows:
             # A right code feeds the user's risk memory in the decision's own step (decision 0032).
             risk=None if self._risk is None else self._risk.lesson(request, self._clock.now()),
             # What only the HSM's key makes, of the decision as it is made (decision 0167).
-            witness=codes.witness(witness_key, decided(request.challenge_id, at, request.context))
+            witness=codes.witness(witness_key, decided(request.challenge_id, at, request.context, named_jti))
             if matches
             else "",
         )

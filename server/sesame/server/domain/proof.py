@@ -120,14 +120,18 @@ class ProofFacts:
         )
 
 
-def decided(challenge_id: str, at: datetime, context: RequestContext) -> bytes:
+def decided(challenge_id: str, at: datetime, context: RequestContext, jti: str = "") -> bytes:
     """The canonical bytes of what a VERIFIED decision states that its witness binds (decision 0167): the
     challenge, the instant (to the millisecond, as journaled) and the end user's context and first factor,
-    as VerifyChallenge had them and as the journal gives them back. The user is bound by the challenge id's
-    tag, the operation by the code. A journal rewritten to another instant or IP had GetProof sign them (an
-    outside audit). Each value length-prefixed: no two decisions give the same bytes."""
+    as VerifyChallenge had them and as the journal gives them back, and the jti of the proof it named. The
+    user is bound by the challenge id's tag, the operation by the code. A journal rewritten to another
+    instant or IP had GetProof sign them (an outside audit); its proof entry deleted, GetProof signed a proof
+    under a fresh jti each time (AV2). A decision that named no proof (`jti` ""), as one journaled before
+    the jti was bound, gives the bytes it gave then. Each value length-prefixed, the factor 0 or 4 values
+    and the jti 0 or 1: no two decisions give the same bytes."""
     values = [challenge_id, _ms(at), context.ip, context.device_id, context.session_id, context.user_agent]
-    return _length_prefixed([*values, context.caller, *_factor_values(context.first_factor)])
+    named = [jti] if jti else []
+    return _length_prefixed([*values, context.caller, *_factor_values(context.first_factor), *named])
 
 
 def opening_stated(

@@ -13,9 +13,14 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from sesame.server.domain import errors
+from sesame.server.domain.log_quota import LogQuota
 from sesame.server.grpc.callers import CallerNotAllowed
 
 _log = logging.getLogger("sesame.grpc")
+# A server fault's ERROR, once a minute per method and reason, the next counting those held back: one call
+# repeated by a caller (a journal altered in Redis) wrote an ERROR a call (an outside audit, AV4). Each call
+# is counted in the metrics all the same.
+_FAULTS: LogQuota[tuple[str, str]] = LogQuota(60.0)
 
 # Most specific first: the first matching class wins.
 _TABLE: tuple[tuple[type[errors.SesameError], grpc.StatusCode, str], ...] = (
@@ -254,18 +259,21 @@ async def answer_error(
     if isinstance(error, errors.Overloaded | errors.ClockOff):
         pass  # counted (sesame_rpc_shed_total, sesame_rpc_clock_refused_total), not logged: a flood
     elif level > logging.INFO:
+        held = _FAULTS.admit((method, reason)) if level >= logging.ERROR else 0
         # A store that failed names how (OutOfMemoryError, ResponseError MISCONF, TimeoutError...): its
         # text is redis-py's class and Redis's reply code, never a key or a value (decision 0062).
         fault = f" ({error})" if isinstance(error, errors.StoreUnavailable) and str(error) else ""
-        _log.log(
-            level,
-            "rpc %s failed: %s%s (caller %s)",
-            method,
-            reason,
-            fault,
-            caller or "unidentified",
-            extra={"reason": reason},
-        )
+        if held is not None:
+            _log.log(
+                level,
+                "rpc %s failed: %s%s (caller %s)%s",
+                method,
+                reason,
+                fault,
+                caller or "unidentified",
+                _FAULTS.held_back(held, "such failures"),
+                extra={"reason": reason},
+            )
     else:
         _log.info("rpc %s refused: %s", method, reason, extra={"reason": reason})
     await abort_with(context, status)
