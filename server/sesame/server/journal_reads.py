@@ -1,11 +1,11 @@
 """A challenge's journal read from Redis and the archive as one (docs/decisions/0037).
 
-A closed challenge's journal leaves Redis once the archive holds all of it; its tail in Redis says up to which
-entry (`through`). The archive is the authority for what it holds: a stream's entries it holds are read from
-it (found through its index), and Redis adds only the entries after its last one, whatever Redis says of
-them. Decided by Redis's own tail and stream, a Redis writer took the `through` out of a sealed, archived
-journal and wrote a copy with other unbound fields back in its stream: GetProof signed the copy's claims
-under the decision's jti, and its bundle checked valid with no sealed entry (an outside audit, AV3).
+A closed challenge's journal leaves Redis once the archive holds all of it. The archive is the authority for
+what it holds: a stream's entries it holds are read from it (found through its index), and Redis adds only
+the entries after its last one. When Redis's tail and stream decided whether the archive was read, a Redis
+writer took the tail's `through` out of a sealed, archived journal and wrote a copy with other unbound fields
+back in its stream: GetProof signed the copy's claims under the decision's jti, and its bundle checked valid
+with no sealed entry (an outside audit, AV3).
 """
 
 from __future__ import annotations

@@ -143,10 +143,10 @@ class ProofFlows:
         """Sign a proof of `facts`, journal it; return the proof that stands (the first one journaled).
 
         `named`: the jti and key the decision journaled, reused so that the proof states exactly what the
-        journal fixed, by its key if still held and published, else the current one. Without it: a new jti,
-        the current key. The key named is a Redis field: any label of the token's was signed with (the
-        journal's seal key, a proof key whose public half is gone), and the proof answered and kept that
-        `sesame proof verify` refuses (an outside audit, AV1); only a published proof key signs.
+        journal fixed, by its key if it is a published proof key, else the current one. Without it: a new
+        jti, the current key. The key named is a Redis field: any key of the token's signed with that label
+        (the journal's seal key, a proof key whose public half is gone), and the proof, answered and kept,
+        was one `sesame proof verify` refuses (an outside audit, AV1).
         """
         if named is not None and named.kid and await self._published.key(named.kid) is not None:
             try:
