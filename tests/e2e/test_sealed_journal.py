@@ -1,9 +1,11 @@
-"""A journal entry deleted or edited in Redis is found by `sesame evidence`, through the real server.
+"""A journal entry deleted or edited in Redis does not change what `sesame evidence` proves, through the real
+server.
 
 The attack (issue 8): the journal was plain Redis streams; deleting one entry with XDEL went unnoticed and
 `sesame evidence` still exited 0 with every check true. Now every entry is numbered in its stream and sealed
-in a block signed in the HSM (docs/decisions/0027): removing the first, a middle or the last entry, or
-editing one, makes `sesame evidence` exit 1 and name the check that failed; a clean journal passes.
+in a block signed in the HSM (docs/decisions/0027), and the archive is the authority for what it holds
+(0037, amended): an entry deleted or edited in Redis once sealed is read as sealed; one lost before its seal
+leaves a gap that makes `sesame evidence` exit 1 and name the check that failed; a clean journal passes.
 """
 
 from __future__ import annotations
@@ -85,33 +87,37 @@ async def _entries(client: aioredis.Redis, stream: str) -> list[tuple[bytes, dic
     return list(await client.xrange(stream))
 
 
-@pytest.mark.parametrize(
-    ("where", "failure"),
-    [
-        ("first", "entry 1 is missing"),
-        ("middle", "entry 3 is missing"),
-        ("last", "entry 6 was sealed but is missing"),
-        ("proof", "entry 5 is missing"),  # the evidence's call journals it again: a gap
-    ],
-)
-async def test_a_deleted_entry_is_found(
-    live: Live, redis_client: aioredis.Redis, where: str, failure: str
+def _events(journal: list[dict[str, str]]) -> list[tuple[str, str, str]]:
+    return [(e["seq"], e["event"], e.get("outcome", "")) for e in journal]
+
+
+@pytest.mark.parametrize("where", ["first", "middle", "last", "proof"])
+async def test_an_entry_deleted_in_redis_after_its_seal_is_read_from_the_archive(
+    live: Live, redis_client: aioredis.Redis, where: str
 ) -> None:
+    """The archive is the authority for what it holds (decision 0037, amended after an outside audit, AV3):
+    an entry deleted from the stream once sealed and archived is read from the archive, as sealed; the
+    evidence is whole and its checks pass. (Read from Redis, the deletion showed as a gap; but then a copy
+    written back in Redis was read instead of the sealed entries, and got a proof.)"""
     challenge_id = await sealed_flow(live, drops=False)
     stream = live.store.keys.challenge_journal(challenge_id)
     entries = await _entries(redis_client, stream)
     victim = {"first": entries[0], "middle": entries[2], "last": entries[-1], "proof": entries[4]}[where]
     assert entries[4][1][b"event"] == b"challenge.proof"
+    status, before, stderr = await evidence(live, challenge_id)
+    assert status == 0, stderr[-2000:]
     assert await redis_client.xdel(stream, victim[0]) == 1
     status, bundle, stderr = await evidence(live, challenge_id)
-    assert status == 1
-    assert bundle["journal_seals"]["valid"] is False
-    assert failure in bundle["journal_seals"]["failed"]
-    assert f"journal check failed: {bundle['journal_seals']['failed']}" in stderr
+    assert status == 0, stderr[-2000:]
+    assert bundle["journal_seals"]["valid"] is True
+    assert _events(bundle["journal"]) == _events(before["journal"])
 
 
-async def test_an_edited_entry_is_found(live: Live, redis_client: aioredis.Redis) -> None:
-    """The stream rewritten with the same ids and numbers, one outcome changed: the seal's hash differs."""
+async def test_an_entry_edited_in_redis_after_its_seal_is_read_as_sealed(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    """The stream rewritten with the same ids and numbers, a wrong code made a right one: the evidence reads
+    the entry the archive sealed."""
     challenge_id = await sealed_flow(live, drops=False)
     stream = live.store.keys.challenge_journal(challenge_id)
     entries = await _entries(redis_client, stream)
@@ -119,22 +125,43 @@ async def test_an_edited_entry_is_found(live: Live, redis_client: aioredis.Redis
     for entry_id, fields in entries:
         edited = {**fields, b"outcome": b"verified"} if fields.get(b"outcome") == b"wrong_code" else fields
         await redis_client.xadd(stream, edited, id=entry_id)
-    status, bundle, _ = await evidence(live, challenge_id)
-    assert status == 1
-    assert bundle["journal_seals"]["failed"] == "entry 3 differs from the entry sealed"
+    status, bundle, stderr = await evidence(live, challenge_id)
+    assert status == 0, stderr[-2000:]
+    assert [e.get("outcome") for e in bundle["journal"]].count("wrong_code") == 1
 
 
-async def test_an_entry_deleted_before_its_seal_leaves_a_gap(
+async def test_an_entry_deleted_from_its_stream_before_its_seal_is_sealed_from_the_feed(
     live: Live, redis_client: aioredis.Redis
 ) -> None:
-    """Deleted within the second before the seal: the numbers of the entries after it show the gap."""
+    """Deleted from the challenge's stream within the second before the seal: the sealer seals the feed's
+    copy, and the evidence reads it from the archive."""
     challenge_id, code = await started(live, await enrolled(live))
     stream = live.store.keys.challenge_journal(challenge_id)
     (opened, _), *_ = await _entries(redis_client, stream)
     await redis_client.xdel(stream, opened)
     assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
     assert live.sealer is not None
-    live.sealer.drops_journals = False  # read from Redis (once dropped, the archive's copy is read)
+    live.sealer.drops_journals = False
+    await live.sealer.step()
+    status, bundle, stderr = await evidence(live, challenge_id)
+    assert status == 0, stderr[-2000:]
+    assert bundle["journal"][0]["event"] == "challenge.opened"
+
+
+async def test_an_entry_deleted_before_its_seal_from_its_stream_and_feed_leaves_a_gap(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    """Deleted from both the stream and the feed before the seal, an entry is lost: the numbers of the
+    entries after it show the gap, and `sesame evidence` exits 1."""
+    challenge_id, code = await started(live, await enrolled(live))
+    stream = live.store.keys.challenge_journal(challenge_id)
+    (opened, _), *_ = await _entries(redis_client, stream)
+    await redis_client.xdel(stream, opened)
+    for feed in live.store.keys.journal_feeds():
+        await redis_client.xdel(feed, opened)
+    assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
+    assert live.sealer is not None
+    live.sealer.drops_journals = False
     await live.sealer.step()
     status, bundle, _ = await evidence(live, challenge_id)
     assert status == 1
