@@ -130,19 +130,28 @@ async def test_an_entry_edited_in_redis_after_its_seal_is_read_as_sealed(
     assert [e.get("outcome") for e in bundle["journal"]].count("wrong_code") == 1
 
 
+async def _opening_deleted_then_sealed(live: Live, redis_client: aioredis.Redis, *, from_feed: bool) -> str:
+    """A challenge whose opening is deleted from its stream (and `from_feed`, from the feed too) before its
+    seal, then verified and sealed, its journal kept in Redis: the challenge id."""
+    challenge_id, code = await started(live, await enrolled(live))
+    stream = live.store.keys.challenge_journal(challenge_id)
+    (opened, _), *_ = await _entries(redis_client, stream)
+    await redis_client.xdel(stream, opened)
+    for feed in live.store.keys.journal_feeds() if from_feed else []:
+        await redis_client.xdel(feed, opened)
+    assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
+    assert live.sealer is not None
+    live.sealer.drops_journals = False
+    await live.sealer.step()
+    return challenge_id
+
+
 async def test_an_entry_deleted_from_its_stream_before_its_seal_is_sealed_from_the_feed(
     live: Live, redis_client: aioredis.Redis
 ) -> None:
     """Deleted from the challenge's stream within the second before the seal: the sealer seals the feed's
     copy, and the evidence reads it from the archive."""
-    challenge_id, code = await started(live, await enrolled(live))
-    stream = live.store.keys.challenge_journal(challenge_id)
-    (opened, _), *_ = await _entries(redis_client, stream)
-    await redis_client.xdel(stream, opened)
-    assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
-    assert live.sealer is not None
-    live.sealer.drops_journals = False
-    await live.sealer.step()
+    challenge_id = await _opening_deleted_then_sealed(live, redis_client, from_feed=False)
     status, bundle, stderr = await evidence(live, challenge_id)
     assert status == 0, stderr[-2000:]
     assert bundle["journal"][0]["event"] == "challenge.opened"
@@ -153,16 +162,7 @@ async def test_an_entry_deleted_before_its_seal_from_its_stream_and_feed_leaves_
 ) -> None:
     """Deleted from both the stream and the feed before the seal, an entry is lost: the numbers of the
     entries after it show the gap, and `sesame evidence` exits 1."""
-    challenge_id, code = await started(live, await enrolled(live))
-    stream = live.store.keys.challenge_journal(challenge_id)
-    (opened, _), *_ = await _entries(redis_client, stream)
-    await redis_client.xdel(stream, opened)
-    for feed in live.store.keys.journal_feeds():
-        await redis_client.xdel(feed, opened)
-    assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
-    assert live.sealer is not None
-    live.sealer.drops_journals = False
-    await live.sealer.step()
+    challenge_id = await _opening_deleted_then_sealed(live, redis_client, from_feed=True)
     status, bundle, _ = await evidence(live, challenge_id)
     assert status == 1
     assert bundle["journal_seals"]["failed"].startswith("entry 1 is missing")
