@@ -73,6 +73,20 @@ async def test_a_verified_new_payee_is_notified_and_journaled_without_a_code(liv
     assert notices == [("beneficiary_added", "sent", "+33*******78")]
 
 
+async def test_a_cyrillic_or_greek_name_is_printed_romanized_and_verifies_as_sent(live: Live) -> None:
+    """AR3, an outside audit's: a payee named in Cyrillic or Greek printed `"-"`, no name to check the payee
+    by. It prints romanized (ICAO Doc 9303), the text GSM-7; the code verifies over the name as sent."""
+    user_id = await enrolled(live)
+    greek = "ΠΑΠΑΔΟΠΟΥΛΟΥ \u0391.\u0395."  # its initials are Greek capitals that look Latin
+    for name, printed in (("Иванов Пётр", '"Ivanov Petr"'), (greek, '"PAPADOPOULOU A E"')):
+        operation = transfer(name=name)
+        challenge_id, code = await started(live, user_id, operation)
+        text, _ = find_sms(live.sms_file, challenge_id) or ("", "")
+        assert printed in text
+        assert measure(text).encoding is Encoding.GSM7
+        assert (await verify(live, challenge_id, code, operation)).result == auth_pb.VERIFY_RESULT_VERIFIED
+
+
 async def test_a_name_outside_gsm7_is_sent_in_gsm7_within_two_parts_and_counted(live: Live) -> None:
     """François Œuvre is printed Francois OEuvre: the SMS stays GSM-7, 2 parts; the metric says so."""
     user_id = await enrolled(live)

@@ -62,3 +62,11 @@ async def test_a_ucs2_text_prints_no_letter_that_reads_as_punctuation_or_a_digit
         assert lookalike not in text
     small_capitals = await _printed(live, user_id, "\u1d0a\u1d07\u1d00\u0274 François Łukasz")
     assert 'à "François Łukasz" (IBAN' in small_capitals
+
+
+async def test_a_ucs2_text_prints_a_cyrillic_name_romanized(live: Live) -> None:
+    """AR3: a UCS-2 text could print Cyrillic, but prints the name as a GSM-7 text does (`Ivanov`), so that a
+    Cyrillic letter never passes for the Latin one it looks like (`\u0420` for `P`) in either encoding."""
+    user_id = await enrolled(live)
+    text = await _printed(live, user_id, "Иванов Пётр")
+    assert 'à "Ivanov Petr" (IBAN' in text

@@ -180,7 +180,8 @@ def test_a_payee_name_cannot_write_a_sentence_of_its_own(
         ("Code 482913: urgent!", '"Code urgent"'),
         ('Jean" pour ANNULER "x', '"Jean pour ANNULER x"'),
         ("S.A.R.L. Martin (Lyon)", '"S A R L Martin Lyon"'),
-        ("\u0406van \u03a1etrov", '"van etrov"'),  # Cyrillic I and Greek Rho, look-alikes of Latin I and P
+        # Cyrillic I and Greek Rho, look-alikes of Latin I and P: written romanized (decision 0168)
+        ("\u0406van \u03a1etrov", '"Ivan Retrov"'),
         ("1234 !!", '"-"'),
         ("Jean'' pour RECEVOIR de ''Jean", '"Jean pour RECEVOIR de Jean"'),  # no '' passing for a quote
         ("O''Neil ' d'''Arc", "\"O'Neil d'Arc\""),
@@ -190,7 +191,8 @@ def test_a_payee_name_cannot_write_a_sentence_of_its_own(
     ],
 )
 def test_the_printed_name_keeps_letters_spaces_and_a_few_marks(name: str, printed: str) -> None:
-    """Digits, sentence punctuation, quotes and non-Latin letters become spaces; what is left is quoted."""
+    """Digits, sentence punctuation, quotes and letters of other scripts than Latin, Greek and Cyrillic become
+    spaces; what is left is quoted."""
     assert printed_name(name) == printed
 
 
@@ -222,6 +224,29 @@ def test_the_digest_keeps_the_name_the_caller_sent() -> None:
 )
 def test_letters_outside_gsm7_are_written_as_their_base_letters(name: str, printed: str) -> None:
     """A name with ç, œ, ł... keeps the SMS in GSM-7: each such letter becomes the letters it stands for."""
+    text = render(AddBeneficiary(Payee(name, PAYEE.iban)), FR)
+    assert printed in text
+    assert set(text) <= GSM7
+
+
+@pytest.mark.parametrize(
+    ("name", "printed"),
+    [
+        ("Иванов Пётр", '"Ivanov Petr"'),
+        ("ЖАННА Щукина", '"ZHANNA Shchukina"'),  # a word in capitals stays in capitals
+        ("Игорь Юрьевич", '"Igor Iurevich"'),  # the soft sign writes nothing
+        ("Ђорђе Јовановић", '"Dorde Jovanovic"'),  # Serbian
+        ("Олександр Ґонта-Їжак", '"Oleksandr Gonta-Izhak"'),  # Ukrainian
+        ("ΠΑΠΑΔΟΠΟΥΛΟΥ Α.Ε.", '"PAPADOPOULOU A E"'),  # noqa: RUF001 (Greek capitals)
+        ("Ευάγγελος Αυγουστής", '"Evangelos Avgoustis"'),  # the pairs eu, gg, au, ou; accents off
+        ("Ταϋγέτη", '"Taygeti"'),  # a diaeresis parts a pair: a-y are two vowels, not the pair av
+        ("\u0435\u0301\u043b\u043a\u0430", '"élka"'),  # a stress mark after a romanized letter joins it
+    ],
+)
+def test_a_greek_or_cyrillic_name_is_printed_romanized(name: str, printed: str) -> None:
+    """AR3, an outside audit's: a name in Greek or Cyrillic letters printed `"-"`, nothing for the customer to
+    check the payee by. It is written as a passport's machine-readable zone writes it (ICAO Doc 9303), and the
+    text stays GSM-7."""
     text = render(AddBeneficiary(Payee(name, PAYEE.iban)), FR)
     assert printed in text
     assert set(text) <= GSM7

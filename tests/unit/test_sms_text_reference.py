@@ -5,7 +5,6 @@ locale and code SMS wording."""
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Callable
 
 from hypothesis import given, settings
@@ -15,7 +14,7 @@ from sesame.server.domain import sms_text
 from sesame.server.domain.gsm7 import fits_gsm7
 from sesame.server.domain.segments import measure
 from sesame.server.domain.sms_templates import Kind, Template, default_templates
-from sesame.server.domain.transliteration import gsm7_letter, name_letter
+from sesame.server.domain.transliteration import gsm7_letter, name_letter, romanized
 
 ASCII = st.text(st.characters(max_codepoint=127), max_size=90)
 NAMES = st.one_of(
@@ -27,11 +26,9 @@ LETTERS: list[Callable[[str], str]] = [gsm7_letter, name_letter, str]
 
 
 def reduced_reference(name: str, letter: Callable[[str], str]) -> str:
-    """Each character looked at: a Latin letter as `letter` writes it, a name's mark kept, else a space; an
-    apostrophe once, inside a word."""
-    kept = "".join(
-        letter(c) if sms_text._is_name_character(c) else " " for c in unicodedata.normalize("NFC", name)
-    )
+    """Each character looked at (Greek and Cyrillic romanized): a Latin letter as `letter` writes it, a name's
+    mark kept, else a space; an apostrophe once, inside a word."""
+    kept = "".join(letter(c) if sms_text._is_name_character(c) else " " for c in romanized(name))
     printed = ""
     for word in kept.split():
         word = re.sub("'+", "'", word).strip("'")  # noqa: PLW2901 (the word as printed)

@@ -109,6 +109,13 @@ spaces and `- ' &` (digits, punctuation, quotes and other scripts become spaces;
 at a time and inside a word, so that `''` cannot pass for a closing quote), at most {printed} letters, cut
 at a word, in double quotes.
 
+**Greek and Cyrillic romanized.** A Greek or Cyrillic letter is first written in Latin letters as the
+machine-readable zone of a passport writes it (ICAO Doc 9303, part 3), in either encoding: `Иванов Пётр`
+prints `Ivanov Petr`, `ЖАННА` `ZHANNA`, `Ђорђе` `Dorde`, `ΠΑΠΑΔΟΠΟΥΛΟΥ` `PAPADOPOULOU` (the pairs `ου`, `αυ`,
+`ευ`, `γγ` as `ou`, `av`, `ev`, `ng`; accents off). Such a name otherwise printed nothing (`"-"`), and a
+Greek or Cyrillic letter never passes for the Latin one it looks like (`Р` prints `R`, not `P`; decision
+0168).
+
 **GSM-7 first.** When the bank's own words are GSM-7, each letter of the name that GSM 03.38 lacks is
 written as the letters below, so that one `ç` does not send the whole text in UCS-2 (67 characters a part
 instead of 153). The GSM-7 letters stay as they are (é è ù ì ò à É Ç Ä Ö Ñ Ü ä ö ñ ü Å å Æ æ Ø ø ß). A letter
@@ -126,7 +133,7 @@ stops the boot.
 | written | letters (U+00C0 to U+024F, U+1E00 to U+1EFF) |
 |---|---|
 {letters}
-"""
+"""  # noqa: RUF001 (Greek and Cyrillic letters that look like Latin ones: the point)
 
 
 def markdown(templates: SmsTemplates, worst: WorstCase = WORST) -> str:

@@ -8,7 +8,8 @@ banks' anti-scam wording). No links. "EUR" rather than the euro sign, and only t
 
 The payee's name is the one piece of caller text an SMS prints, so it could be written to read as the
 bank's own words ("ANNULATION du virement precedent. Code de blocage"). It is printed reduced to a name:
-Latin letters (accented too), spaces and `- ' &`, at most PRINTED_NAME letters, cut at a word; digits,
+Latin letters (accented too; Greek and Cyrillic romanized first, `Иванов` as `Ivanov`), spaces and
+`- ' &`, at most PRINTED_NAME letters, cut at a word; digits,
 sentence punctuation and quotes become spaces, and so do the Latin letters no name is written with (clicks,
 glottal stops, tone letters, small capitals), some of which read as punctuation or digits (decision 0080).
 And it is set apart in double quotes, which the reduced name cannot contain. The operation and its digest
@@ -45,7 +46,7 @@ from sesame.server.domain.operation import (
 from sesame.server.domain.privacy import mask_iban, mask_phone
 from sesame.server.domain.segments import measure
 from sesame.server.domain.sms_templates import Kind, SmsTemplates, Template, default_templates
-from sesame.server.domain.transliteration import gsm7_letter, name_letter
+from sesame.server.domain.transliteration import gsm7_letter, name_letter, romanized
 
 PRINTED_NAME = 40  # characters of the payee's name an SMS prints: a name, not room for a sentence
 SHORTEST_NAME = 12  # characters a name cut to fit the budget keeps at least, before its `...`
@@ -289,9 +290,7 @@ def _reduced(name: str, letter: Callable[[str], str]) -> str:
         # `letter`s write as themselves, every other character a space (decision 0072).
         kept = name.translate(_ASCII_NOT_IN_NAMES)
     else:
-        kept = "".join(
-            letter(c) if _is_name_character(c) else " " for c in unicodedata.normalize("NFC", name)
-        )
+        kept = "".join(letter(c) if _is_name_character(c) else " " for c in romanized(name))
     words = kept.split()
     if "'" in kept:
         # One apostrophe, inside a word: `Jean'' pour ''Jean` would print as `"Jean" pour "Jean"`, two
