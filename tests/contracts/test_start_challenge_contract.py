@@ -98,6 +98,20 @@ async def test_a_retried_request_answers_its_challenge_and_charges_nothing(store
         await store.challenges.start_challenge(an_opening(request_id="r-2", budget=one))
 
 
+async def test_a_request_id_is_claimed_once_its_challenge_opens_and_per_user(store: Store) -> None:
+    """`start_claimed` reads the claim the step writes: none before, one after, none for another user's or
+    another request id, and none once a refusal took it back (a void for the send budget)."""
+    await enrolled(store)
+    assert not await store.challenges.start_claimed(USER_ID, "r-1")
+    await store.challenges.start_challenge(an_opening(request_id="r-1"))
+    assert await store.challenges.start_claimed(USER_ID, "r-1")
+    assert not await store.challenges.start_claimed(USER_ID, "r-2")
+    assert not await store.challenges.start_claimed("u-2", "r-1")
+    with pytest.raises(SendBudgetExhausted):  # refused: nothing written, nothing claimed
+        await store.challenges.start_challenge(an_opening(request_id="r-3", budget=SendBudget(per_user=1)))
+    assert not await store.challenges.start_claimed(USER_ID, "r-3")
+
+
 async def test_a_request_id_for_another_operation_is_invalid(store: Store) -> None:
     """The same request id for another operation is InvalidRequest on `request_id`, nothing opened."""
     await enrolled(store)

@@ -283,9 +283,8 @@ class MemoryChallenges:
         """The live challenge the opening's request id already opened (as open_challenge.lua)."""
         if not opening.request_id:
             return None
-        now = self._m._purge_clock.now() if self._m._purge_clock is not None else None
-        claim = self._m._requests.get((opening.user_id, opening.request_id))
-        if claim is None or (now is not None and now >= claim[1]):
+        claim = self._claim(opening.user_id, opening.request_id)
+        if claim is None:
             return None
         if claim[0].startswith("-"):  # denied before: for another operation, a conflict (open_challenge.lua)
             if claim[0] != f"-{digest(opening.operation).hex()}":
@@ -594,6 +593,15 @@ class MemoryChallenges:
             extra["delivery"] = challenge.delivery.value
             self._m._append(challenge, "challenge.delivery", at, state.value, extra)
             return True
+
+    async def start_claimed(self, user_id: str, request_id: str) -> bool:
+        return self._claim(user_id, request_id) is not None
+
+    def _claim(self, user_id: str, request_id: str) -> tuple[str, datetime] | None:
+        """The request id's claim, unless expired (Redis's key expires with the challenge's lifetime)."""
+        now = self._m._purge_clock.now() if self._m._purge_clock is not None else None
+        claim = self._m._requests.get((user_id, request_id))
+        return None if claim is None or (now is not None and now >= claim[1]) else claim
 
     async def pending_challenges(self, user_id: str, expiring_after: datetime) -> list[str]:
         async with self._m._lock:

@@ -247,6 +247,36 @@ async def test_a_retried_request_id_past_a_spent_ceiling_is_answered_its_challen
     assert (await world.challenges.start(request)).challenge_id == first.challenge_id
 
 
+@pytest.mark.parametrize(
+    ("subject", "budget", "phone"),
+    [
+        ("phone", SendBudget(per_phone=1), PHONE),  # alice's number, shared
+        ("caller", SendBudget(per_caller=1, ceiling_window=timedelta(minutes=1)), "+33612000001"),
+    ],
+)
+async def test_starts_past_a_spent_number_or_ceiling_open_nothing_more_with_fresh_request_ids(
+    subject: str, budget: SendBudget, phone: str
+) -> None:
+    """The AQ1 remainder: a Start refused on a spent number's budget (shared with another user), or with a
+    fresh request id on a spent ceiling, opened a challenge, journaled it and voided it, each call. The
+    first refusal still does; the next are refused before the step, with the same subject."""
+    voids = _Voids()
+    world = World(policy=ChallengePolicy(send_budget=budget), tally=voids)
+    await world.start(await world.enrol("alice"))
+    await world.enrol("bob", phone=phone)
+    with pytest.raises(SendBudgetExhausted) as first:
+        await world.start("bob")
+    assert first.value.subject == subject
+    opened = set(world.store.memory._challenges)
+    for attempt in range(20):
+        world.clock.advance(timedelta(milliseconds=100))
+        with pytest.raises(SendBudgetExhausted) as again:
+            await world.challenges.start(StartRequest("bob", TRANSFER, NO_CONTEXT, request_id=f"r-{attempt}"))
+        assert again.value.subject == subject
+    assert set(world.store.memory._challenges) == opened
+    assert voids.voided_for == [VoidReason.SEND_BUDGET]
+
+
 async def test_resends_past_a_spent_number_journal_nothing_more() -> None:
     """Found from outside (AT3): each resend refused on a spent number's budget took the resend, journaled it
     and its withdrawal and queued an SMS dropped as a dead letter (602 journal entries for 200 calls), and

@@ -354,6 +354,11 @@ class RedisChallenges(RedisPlace):
             raise ChallengeNotFound(challenge_id)
         return bool(recorded == 1)
 
+    async def start_claimed(self, user_id: str, request_id: str) -> bool:
+        """Whether the request id's claim is held (see the port): it expires with the challenge's lifetime."""
+        key = self.keys.start_request(user_id, request_id)
+        return bool(await self._scripts.call("start_claimed", self._client.exists(key)))
+
     async def pending_challenges(self, user_id: str, expiring_after: datetime) -> list[str]:
         """The indexed ids expiring after `expiring_after`; older entries are dropped in the same round trip.
 

@@ -29,6 +29,7 @@ StoreRead = Literal[
     "get_challenge",
     "get_user",
     "pending_challenges",
+    "start_claimed",
     "stored_proof",
     "user_journal",
 ]

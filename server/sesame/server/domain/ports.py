@@ -294,6 +294,11 @@ class Challenges(Protocol):
         few only) or that names a message beyond the challenge's bound (dropped). ChallengeNotFound."""
         ...
 
+    async def start_claimed(self, user_id: str, request_id: str) -> bool:
+        """Whether a Start's request id is claimed (by the challenge it opened, or by the rules' denial): its
+        retry is answered by `start_challenge` before anything is charged (a read, nothing written)."""
+        ...
+
     async def pending_challenges(self, user_id: str, expiring_after: datetime) -> list[str]:
         """The ids of the user's challenges still open whose expiry is after `expiring_after` (older ones are
         dropped); a challenge leaves the index in the step that closes it (decision 0093)."""

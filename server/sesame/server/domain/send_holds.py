@@ -9,14 +9,14 @@ sent) and answers the refusal as the one step did. The units stay held, not spen
 the SMS over (`Dispatcher` spends them then), and a hold nobody spends stops counting after a grace: a crash
 between the two scripts leaks no unit past it, and the dispatcher sends no SMS whose units are not held.
 
-A caller's or the global ceiling whose take was refused is remembered until a unit of it frees: the next
-Starts without a request id take their units first, and run the step only once held. Sent at once, each
-refused Start opened a challenge, journaled it and voided it: 1.7 KB kept in Redis a day and 2.7 KB in the
-archive for each call a pumping caller repeated past its ceiling (an outside audit, AQ1). Not a number's
-budget: the number is the one this worker last saw, which the step alone confirms (taken first, a user
-moved to another number was refused on the old one's budget for its whole window: AT1); nor a Start with a
-request id, which may be a retry the step answers with its challenge (AT2). A Resend without a request id
-takes first its challenge's number's budget too, when refused lately: that number is known (AT3).
+A number's, caller's or the global budget whose take was refused is remembered until a unit of it frees:
+the next Starts take their units first, and run the step only once held. Sent at once, each refused Start
+opened a challenge, journaled it and voided it: 1.7 KB kept in Redis a day and 2.7 KB in the archive for
+each call a pumping caller repeated past its ceiling (outside audits, AQ1 and its remainder). Refused again,
+the Start asks what the step would know that the refusal does not (`_taken_first`): a request id already
+claimed is a retry the step answers with its challenge (AT2), and the number recalled is only the one this
+worker last saw, which the user may have left (AT1); either way the step and the take go as for any Start.
+A Resend without a request id takes its challenge's number's budget first too, when refused lately (AT3).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from sesame.server.domain import budgets
 from sesame.server.domain.budgets import BudgetKind, BudgetSubject, Charge, Hold, SendBudget
-from sesame.server.domain.errors import SendBudgetExhausted, StoreUnavailable
+from sesame.server.domain.errors import SendBudgetExhausted, StoreUnavailable, UserNotFound
 from sesame.server.domain.lifecycle import Provenance, Voiding, VoidOutcome, VoidReason
 from sesame.server.domain.model import ChallengeStatus, DeliveryState
 from sesame.server.domain.risk_recall import RiskRecall
@@ -77,7 +77,7 @@ class SendHolds:
         if number is None:
             return await self._opened_first(step, request, hold)
         charges = self._charges(user_id, number, context)
-        opened, taken = await self._outcomes(step, hold, charges, may_take_first=not request.request_id)
+        opened, taken = await self._outcomes(step, hold, charges, request, number)
         if isinstance(opened, BaseException):
             if not isinstance(taken, BaseException):
                 await self._store.send_units.release(hold.name)  # nothing queued: units back, nothing left
@@ -110,19 +110,50 @@ class SendHolds:
         step: Callable[[], Awaitable[Opened]],
         hold: Hold,
         charges: Sequence[Charge],
-        *,
-        may_take_first: bool,
+        request: StartRequest,
+        number: str,
     ) -> tuple[Opened | BaseException, BaseException | None]:
-        """The step's and the take's outcomes, sent at once; but for a ceiling refused lately (when the Start
-        may take first), the take first, and the step only once it held (refused again, raised: nothing
-        opened)."""
-        if not (may_take_first and self._refused.any(charges, hold.at)):
-            return await asyncio.gather(step(), self._take(hold, charges), return_exceptions=True)
-        await self._take(hold, charges)
+        """The step's and the take's outcomes, sent at once; but for a subject refused lately, the take
+        first, and the step only once it held (`_taken_first`)."""
+        if self._refused.any(charges, hold.at) and await self._taken_first(hold, charges, request, number):
+            try:
+                return await step(), None
+            except Exception as refused:  # noqa: BLE001 (an outcome, as gathered)
+                return refused, None
+        return await asyncio.gather(step(), self._take(hold, charges), return_exceptions=True)
+
+    async def _taken_first(
+        self, hold: Hold, charges: Sequence[Charge], request: StartRequest, number: str | None
+    ) -> bool:
+        """The take ahead of the step, for a Start one of whose subjects was refused lately: True once held;
+        refused again, raised with nothing opened, unless the step may answer otherwise (False: the step and
+        the take then go as for any Start): a request id already claimed is a retry the step answers with its
+        challenge (AT2), and a number's refusal is for the number this worker last saw, which the user may
+        have left (AT1). Before, each such Start opened a challenge, journaled it and voided it (AQ1)."""
         try:
-            return await step(), None
-        except Exception as refused:  # noqa: BLE001 (an outcome, as gathered)
-            return refused, None
+            await self._take(hold, charges)
+        except SendBudgetExhausted as refused:
+            claimed, moved = await asyncio.gather(
+                self._claimed(request), self._moved(request.user_id, number, refused)
+            )
+            if claimed or moved:
+                return False
+            raise
+        return True
+
+    async def _claimed(self, request: StartRequest) -> bool:
+        return bool(request.request_id) and await self._store.challenges.start_claimed(
+            request.user_id, request.request_id
+        )
+
+    async def _moved(self, user_id: str, number: str | None, refused: SendBudgetExhausted) -> bool:
+        """Whether the user's number is no longer the refused one's (a user deleted meanwhile: no)."""
+        if number is None or refused.subject != BudgetKind.PHONE.value:
+            return False
+        try:
+            return (await self._store.users.get_user(user_id)).secure_phone != number
+        except UserNotFound:
+            return False
 
     async def _opened_first(
         self, step: Callable[[], Awaitable[Opened]], request: StartRequest, hold: Hold
@@ -131,11 +162,9 @@ class SendHolds:
         then the number's, caller's and global units in one take: two scripts in sequence (decision 0054),
         where holding the caller's and global units with the step and the number's after it took three. A
         refused take voids the opened challenge and withdraws the hold, as a refused take always does; but
-        a caller's or global ceiling refused lately is taken before the step (without a request id)."""
+        a caller's or global ceiling refused lately is taken before the step (`_taken_first`)."""
         ahead = self._charges(request.user_id, None, request.context)
-        held = not request.request_id and self._refused.any(ahead, hold.at)
-        if held:
-            await self._take(hold, ahead)  # refused again: raised, nothing opened
+        held = self._refused.any(ahead, hold.at) and await self._taken_first(hold, ahead, request, None)
         try:
             opened = await step()
         except BaseException:
@@ -216,7 +245,7 @@ class SendHolds:
         # number or ceiling took the resend, journaled it and its withdrawal and left a dead letter, 2.1 KB
         # a call, while neither the resends' limit nor their spacing stopped the next (an outside audit,
         # AT3). The number is the challenge's own here, not a guess.
-        if not request_id and self._refused.any(others, now, _RESEND_KINDS):
+        if not request_id and self._refused.any(others, now):
             await self._take(hold, others)
             taken: BaseException | None = None
             try:
@@ -273,12 +302,6 @@ class SendHolds:
         return Charge(BudgetSubject.phone(number), self._budget.per_phone, self._budget.window)
 
 
-# What a Start takes ahead of its step when refused lately (the module's docstring says why not a number's
-# budget), and what a Resend does (its challenge's own number).
-_CEILINGS = frozenset({BudgetKind.CALLER, BudgetKind.GLOBAL})
-_RESEND_KINDS = frozenset({BudgetKind.PHONE, *_CEILINGS})
-
-
 class RefusedSubjects:
     """The number's, caller's and global budgets a take refused lately, each until a unit of it frees, in
     this process: bounded, the oldest forgotten first (forgotten, a subject's next Start or Resend only costs
@@ -288,12 +311,9 @@ class RefusedSubjects:
         self._bound = bound
         self._until: OrderedDict[BudgetSubject, datetime] = OrderedDict()
 
-    def any(self, charges: Sequence[Charge], now: datetime, kinds: frozenset[BudgetKind] = _CEILINGS) -> bool:
-        """Whether one of the charges' subjects of these kinds was refused and no unit of it has freed since
-        (a Start's: the ceilings only; a Resend's: its number's too)."""
-        return any(
-            now < self._until.get(charge.subject, now) for charge in charges if charge.subject.kind in kinds
-        )
+    def any(self, charges: Sequence[Charge], now: datetime) -> bool:
+        """Whether one of the charges' subjects was refused and no unit of it has freed since."""
+        return any(now < self._until.get(charge.subject, now) for charge in charges)
 
     def keep(self, charges: Sequence[Charge], refused: SendBudgetExhausted, now: datetime) -> None:
         """Remember the refused subject (the charge of the kind the refusal names) until a unit frees."""
