@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from sesame.server.domain.errors import ChallengeNotFound, ChallengeNotVerified
+from sesame.server.domain.errors import ChallengeNotFound
 from sesame.server.domain.model import Challenge, ProofId, VerificationOutcome, VerifyResult
 from sesame.server.domain.proof import IssuedProof, ProofFacts
 from tests.contracts.state_cases import LOCKOUT, NOW, UNKNOWN_ID, Store, a_challenge, an_attempt, opened
@@ -33,7 +33,7 @@ class TestProofs:
         keeps the JWS beside the journal and returns it."""
         challenge, facts = await verified(store)
         assert (
-            await store.proofs.record_proof(a_proof(facts), NOW + timedelta(minutes=1))
+            await store.proofs.record_proof(a_proof(facts), NOW + timedelta(minutes=1), journaled=False)
             == "header.claims.jti-1"
         )
         entry = (await store.journal.challenge_journal(challenge.challenge_id))[-1]
@@ -49,19 +49,32 @@ class TestProofs:
     async def test_the_first_proof_stands(self, store):
         """A second proof for the same challenge is dropped: the first is returned and journaled alone."""
         challenge, facts = await verified(store)
-        await store.proofs.record_proof(a_proof(facts, "jti-1"), NOW)
-        assert await store.proofs.record_proof(a_proof(facts, "jti-2"), NOW) == "header.claims.jti-1"
+        await store.proofs.record_proof(a_proof(facts, "jti-1"), NOW, journaled=False)
+        assert (
+            await store.proofs.record_proof(a_proof(facts, "jti-2"), NOW, journaled=False)
+            == "header.claims.jti-1"
+        )
         events = [e["event"] for e in await store.journal.challenge_journal(challenge.challenge_id)]
         assert events.count("challenge.proof") == 1
 
-    async def test_no_proof_without_a_verified_attempt(self, store):
-        """A challenge with only a wrong code raises ChallengeNotVerified and journals nothing."""
-        challenge = await opened(store)
-        attempt = an_attempt(challenge, code_matches=False)
-        outcome = await store.challenges.record_verification(attempt, LOCKOUT)
-        with pytest.raises(ChallengeNotVerified):
-            await store.proofs.record_proof(a_proof(ProofFacts.of(outcome, attempt)), NOW)
-        assert len(await store.journal.challenge_journal(challenge.challenge_id)) == 2
+    async def test_a_journal_the_caller_read_naming_the_proof_gets_no_entry(self, store):
+        """The caller read the journal from its authority: told it names the proof, record_proof keeps the
+        JWS and appends no entry (an outside audit, AW1: Redis's own mark, cleared, had a second entry
+        appended and sealed for good)."""
+        challenge, facts = await verified(store)
+        before = len(await store.journal.challenge_journal(challenge.challenge_id))
+        assert await store.proofs.record_proof(a_proof(facts), NOW, journaled=True) == "header.claims.jti-1"
+        assert len(await store.journal.challenge_journal(challenge.challenge_id)) == before
+
+    async def test_a_racing_call_appends_no_second_entry(self, store):
+        """Told the journal names none by two calls of the same decision: one entry (the first call's)."""
+        challenge, facts = await verified(store)
+        for jws in ("header.claims.a", "header.claims.b"):
+            await store.proofs.record_proof(
+                dataclasses.replace(a_proof(facts), jws=jws), NOW, journaled=False
+            )
+        events = [e["event"] for e in await store.journal.challenge_journal(challenge.challenge_id)]
+        assert events.count("challenge.proof") == 1
 
     async def test_no_proof_for_a_challenge_never_opened(self, store):
         """record_proof for an id without a journal raises ChallengeNotFound."""
@@ -69,7 +82,7 @@ class TestProofs:
         outcome = VerificationOutcome(VerifyResult.VERIFIED, 0, challenge)
         facts = ProofFacts.of(outcome, an_attempt(challenge, code_matches=True))
         with pytest.raises(ChallengeNotFound):
-            await store.proofs.record_proof(a_proof(facts), NOW)
+            await store.proofs.record_proof(a_proof(facts), NOW, journaled=False)
 
     async def test_a_verified_decision_journals_the_proof_it_names(self, store):
         """The jti and kid an attempt names are journaled in a challenge.proof entry by a VERIFIED decision
@@ -101,8 +114,13 @@ class TestProofs:
         )
         assert await store.proofs.stored_proof(challenge.challenge_id) == ""
         facts = ProofFacts.of(outcome, right)
-        assert await store.proofs.record_proof(a_proof(facts, "j-1"), NOW) == "header.claims.j-1"
-        assert await store.proofs.record_proof(a_proof(facts, "j-1b"), NOW) == "header.claims.j-1"
+        assert (
+            await store.proofs.record_proof(a_proof(facts, "j-1"), NOW, journaled=True) == "header.claims.j-1"
+        )
+        assert (
+            await store.proofs.record_proof(a_proof(facts, "j-1b"), NOW, journaled=True)
+            == "header.claims.j-1"
+        )
         assert await store.proofs.stored_proof(challenge.challenge_id) == "header.claims.j-1"
         assert len(await store.journal.challenge_journal(challenge.challenge_id)) == len(journal)
 

@@ -112,10 +112,10 @@ class StoresAgree(RuleBasedStateMachine):
         self.loop.run_until_complete(self.client.aclose())
         self.loop.close()
 
-    def both(self, call: str, *args: Any) -> tuple[str, Any]:
+    def both(self, call: str, *args: Any, **named: Any) -> tuple[str, Any]:
         """Run one store method on each store; assert that they answer alike; return the answer."""
-        answers = [self.loop.run_until_complete(self._run(store, call, args)) for store in self.stores]
-        assert answers[0] == answers[1], (call, args)
+        answers = [self.loop.run_until_complete(self._run(store, call, args, named)) for store in self.stores]
+        assert answers[0] == answers[1], (call, args, named)
         return answers[0]
 
     @property
@@ -123,9 +123,11 @@ class StoresAgree(RuleBasedStateMachine):
         return self.memory, self.redis
 
     @staticmethod
-    async def _run(store: MemoryState | RedisState, call: str, args: tuple[Any, ...]) -> tuple[str, Any]:
+    async def _run(
+        store: MemoryState | RedisState, call: str, args: tuple[Any, ...], named: dict[str, Any]
+    ) -> tuple[str, Any]:
         try:
-            return _outcome(await getattr(_port(store, call), call)(*args))
+            return _outcome(await getattr(_port(store, call), call)(*args, **named))
         except SesameError as error:
             return _outcome(error)
 
@@ -231,13 +233,13 @@ class StoresAgree(RuleBasedStateMachine):
     def deliver(self, challenge: Challenge, state: DeliveryState, ref: str, offset: int) -> None:
         self.both("record_delivery", challenge.challenge_id, state, ref, NOW + timedelta(seconds=offset))
 
-    @rule(challenge=challenges, jti=st.sampled_from(["j1", "j2"]), offset=offsets)
-    def prove(self, challenge: Challenge, jti: str, offset: int) -> None:
+    @rule(challenge=challenges, jti=st.sampled_from(["j1", "j2"]), offset=offsets, journaled=st.booleans())
+    def prove(self, challenge: Challenge, jti: str, offset: int, journaled: bool) -> None:  # noqa: FBT001 (a rule)
         facts = ProofFacts(
             challenge.challenge_id, "u-1", "client-1", "login", challenge.op_digest.hex(), 1, 1, NOW, CONTEXT
         )
         proof = IssuedProof(f"h.c.{jti}", jti, "sesame-proof-v1", facts)
-        self.both("record_proof", proof, NOW + timedelta(seconds=offset))
+        self.both("record_proof", proof, NOW + timedelta(seconds=offset), journaled=journaled)
 
     @invariant()
     def same_user_and_journal(self) -> None:

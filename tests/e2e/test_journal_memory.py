@@ -263,36 +263,73 @@ async def _proof_entries(live: Live, challenge_id: str) -> int:
     return sum(e["event"] == "challenge.proof" for e in (await evidence(live, challenge_id))["journal"])
 
 
-@pytest.mark.parametrize("note", ["kept", "removed"])
-async def test_a_verified_challenges_tail_is_marked_from_its_hash(
-    live: Live, redis_client: aioredis.Redis, note: str
+async def test_a_dropped_journals_tail_keeps_its_numbering_only(
+    live: Live, redis_client: aioredis.Redis
 ) -> None:
-    """The verification notes its proof's entry in the hash (`proof_named`): the drop marks the tail from it
-    and reads no entry. A VERIFIED hash without the note (decided before the note existed, or by a decision
-    that named no proof) has its stream's entries read, as before. Either way the tail is marked verified
-    and named, and GetProof after the drop journals no second proof entry."""
+    """The drop reads no entry and leaves the numbering (seq, prev, through); GetProof after it journals no
+    second proof entry. The tail marked whether a VERIFIED decision and a proof entry left, for record_proof
+    to read: Redis's word, which a writer changed (AW1); GetProof reads the archive instead."""
     challenge_id = await closed_flow(live)
-    hash_key = live.store.keys.challenge(challenge_id)
-    assert await redis_client.hget(hash_key, "proof_named") == b"1"
-    if note == "removed":
-        await redis_client.hdel(hash_key, "proof_named")
     tail, reads = await _dropped_tail(live, redis_client, challenge_id)
-    assert (tail[b"verified"], tail[b"named"], reads) == (b"1", b"1", 0 if note == "kept" else 1)
+    assert (set(tail), reads) == ({b"seq", b"prev", b"through"}, 0)
     await proof(live, challenge_id)
     assert await _proof_entries(live, challenge_id) == 1
 
 
-async def test_a_locked_challenge_leaves_a_tail_with_no_marks(
+async def test_a_cleared_mark_and_a_deleted_proof_journal_no_second_proof_entry(
     live: Live, redis_client: aioredis.Redis
 ) -> None:
-    """Locked by wrong codes: neither verified nor named, and GetProof refuses after the drop."""
+    """Found from outside (AW1): archived and dropped, its kept proof deleted and the tail's `named` mark
+    cleared, GetProof appended a second `challenge.proof` entry, which the sealer sealed: the challenge's
+    evidence failed for good (`claims_match_journal`). The journal read from the archive names the proof:
+    nothing is appended, the same claims are signed again."""
+    challenge_id = await closed_flow(live)
+    await _dropped_tail(live, redis_client, challenge_id)
+    first = await proof(live, challenge_id)
+    stream = live.store.keys.challenge_journal(challenge_id)
+    await redis_client.hset(live.store.keys.journal_tail(stream), "named", "0")
+    await redis_client.delete(live.store.keys.challenge_proof(challenge_id))
+    again = await proof(live, challenge_id)
+    assert again.rsplit(".", 1)[0] == first.rsplit(".", 1)[0]
+    assert await redis_client.exists(stream) == 0  # nothing appended
+    bundle = await evidence(live, challenge_id)
+    assert bundle["proof"]["verification"]["claims_match_journal"] is True
+    assert await _proof_entries(live, challenge_id) == 1
+
+
+async def test_an_entry_added_to_a_purged_journal_does_not_unverify_it(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    """Found from outside (AW2): purged (hash and tail gone, the archive holding the journal), one entry
+    added to its stream in Redis made GetProof and GetChallengeEvidence answer FAILED_PRECONDITION "challenge
+    is not verified", for as long as the stream stayed: record_proof looked for the verification in Redis.
+    The decision the archive holds, checked by the HSM, stands."""
+    challenge_id, code = await started(live, await enrolled(live))
+    jws = (await verify(live, challenge_id, code)).proof
+    assert live.sealer is not None
+    await live.sealer.step()  # sealed, archived, dropped
+    stream = live.store.keys.challenge_journal(challenge_id)
+    await redis_client.delete(live.store.keys.challenge(challenge_id), live.store.keys.journal_tail(stream))
+    await redis_client.xadd(stream, {"event": "challenge.cancelled", "challenge_id": challenge_id})
+    again = await proof(live, challenge_id)
+    assert again.rsplit(".", 1)[0] == jws.rsplit(".", 1)[0]
+    page = await evidence_grpc.EvidenceServiceStub(live.channel).GetChallengeEvidence(
+        evidence_pb.GetChallengeEvidenceRequest(challenge_id=challenge_id)
+    )
+    assert page.proof.rsplit(".", 1)[0] == jws.rsplit(".", 1)[0]
+
+
+async def test_a_locked_challenges_proof_is_refused_after_the_drop(
+    live: Live, redis_client: aioredis.Redis
+) -> None:
+    """Locked by wrong codes: GetProof refuses after the drop (the archive holds no VERIFIED decision)."""
     challenge_id, code = await started(live, await enrolled(live))
     result = auth_pb.VERIFY_RESULT_WRONG_CODE
     while result == auth_pb.VERIFY_RESULT_WRONG_CODE:
         result = (await verify(live, challenge_id, wrong(code))).result
     assert result == auth_pb.VERIFY_RESULT_LOCKED
     tail, reads = await _dropped_tail(live, redis_client, challenge_id)
-    assert (tail[b"verified"], tail[b"named"], reads) == (b"0", b"0", 0)
+    assert (set(tail), reads) == ({b"seq", b"prev", b"through"}, 0)
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await proof(live, challenge_id)
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION

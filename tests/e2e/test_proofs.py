@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 import pytest
+import redis.asyncio as aioredis
 from cryptography.exceptions import InvalidSignature
 from pkcs11 import Attribute, KeyType, MechanismFlag, ObjectClass
 
@@ -156,6 +157,7 @@ async def served_on(
         redis_store,
         wired.running.metrics,
         address=f"127.0.0.1:{wired.server.port}",
+        sealer=wired.sealer,
     )
     try:
         yield live, store
@@ -344,6 +346,32 @@ async def test_a_verification_the_hsm_cannot_sign_is_verified_and_proven_later(
     await store.refresh_keys()
     jws = (await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))).proof
     assert verified_claims(jws, await served_jwks(live))["challenge_id"] == challenge_id
+
+
+async def test_a_decision_that_named_no_proof_gets_one_jti_once_its_journal_left_redis(
+    keyless: tuple[Live, Pkcs11Config, Pkcs11KeyStore], redis_client: aioredis.Redis
+) -> None:
+    """Found from outside (AW3): a decision made with no proof key at hand names no proof; asked first once
+    its journal had left Redis (archived, purged), GetProof signed a fresh jti every call, none journaled,
+    each a valid proof of the one authentication. Its jti is now derived from the decision's witness: the
+    same every call, before or after the purge."""
+    live, config, store = keyless
+    challenge_id, code = await started(live, await enrolled(live))
+    assert (await verify(live, challenge_id, code)).proof == ""
+    for kind in (KeyKind.PROOF, KeyKind.JOURNAL):
+        rotate_keys(config, kind)
+    await store.refresh_keys()
+    assert live.sealer is not None
+    await live.sealer.step()  # sealed, archived, dropped
+    stream = live.store.keys.challenge_journal(challenge_id)
+    assert await redis_client.exists(stream) == 0
+    await redis_client.delete(live.store.keys.challenge(challenge_id), live.store.keys.journal_tail(stream))
+    keys = await served_jwks(live)
+    jtis = set()
+    for _ in range(3):
+        jws = (await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))).proof
+        jtis.add(verified_claims(jws, keys)["jti"])
+    assert len(jtis) == 1
 
 
 async def test_the_demo_fails_a_verification_without_a_proof(

@@ -1,10 +1,10 @@
-"""The Proofs fake: the JWS kept once per challenge, from the journal in `Memory` (as record_proof.lua)."""
+"""The Proofs fake: the JWS kept once per challenge, beside the journal in `Memory` (as record_proof.lua)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sesame.server.domain.errors import ChallengeNotFound, ChallengeNotVerified
+from sesame.server.domain.errors import ChallengeNotFound
 from sesame.server.domain.ports import Proofs
 from sesame.server.domain.proof import IssuedProof
 from tests.fakes.journal_fields import iso
@@ -17,20 +17,14 @@ class MemoryProofs:
     def __init__(self, memory: Memory) -> None:
         self._m = memory
 
-    async def record_proof(self, proof: IssuedProof, at: datetime) -> str:
+    async def record_proof(self, proof: IssuedProof, at: datetime, *, journaled: bool) -> str:
         async with self._m._lock:
             facts = proof.facts
             journal = self._m._challenge_journals.get(facts.challenge_id)
             if not journal:
                 raise ChallengeNotFound(facts.challenge_id)
-            named = [e for e in journal if e["event"] == "challenge.proof"]
-            if named and "proof" in named[0]:
-                return named[0]["proof"]  # journaled whole, before decision 0026
-            verified = ("challenge.verification", "verified")
-            if not any((e["event"], e["outcome"]) == verified for e in journal):
-                raise ChallengeNotVerified(facts.challenge_id)
             kept = self._m._proofs.setdefault(facts.challenge_id, proof.jws)
-            if kept != proof.jws or named:
+            if kept != proof.jws or journaled or any(e["event"] == "challenge.proof" for e in journal):
                 return kept
             journal.append(
                 {

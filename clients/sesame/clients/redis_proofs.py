@@ -11,7 +11,7 @@ from typing import cast
 
 from sesame.clients import redis_records as rec
 from sesame.clients.redis_place import RedisPlace
-from sesame.server.domain.errors import ChallengeNotFound, ChallengeNotVerified
+from sesame.server.domain.errors import ChallengeNotFound
 from sesame.server.domain.ports import Proofs
 from sesame.server.domain.proof import IssuedProof
 
@@ -19,17 +19,16 @@ from sesame.server.domain.proof import IssuedProof
 class RedisProofs(RedisPlace):
     """The proofs of verified challenges in Redis, kept once."""
 
-    async def record_proof(self, proof: IssuedProof, at: datetime) -> str:
-        """Keep the proof once; return the one that stands. ChallengeNotFound, ChallengeNotVerified."""
+    async def record_proof(self, proof: IssuedProof, at: datetime, *, journaled: bool) -> str:
+        """Keep the proof once; return the one that stands (see the port). ChallengeNotFound."""
         challenge_id = proof.facts.challenge_id
         keys = [self.keys.challenge_journal(challenge_id), self.keys.challenge_proof(challenge_id)]
         kept_ms = int(self._retention.total_seconds() * 1000)  # as long as a challenge outlives its expiry
-        reply = await self._run("record_proof", keys, [proof.jws, kept_ms, *rec.proof_entry(proof, at)])
+        args = [proof.jws, kept_ms, "1" if journaled else "0", *rec.proof_entry(proof, at)]
+        reply = await self._run("record_proof", keys, args)
         match reply[0]:
             case b"not_found":
                 raise ChallengeNotFound(challenge_id)
-            case b"not_verified":
-                raise ChallengeNotVerified(challenge_id)
             case b"exists":
                 return cast("bytes", reply[1]).decode(errors="replace")
         return proof.jws

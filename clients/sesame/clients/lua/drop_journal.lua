@@ -4,11 +4,10 @@
 -- `#!lua`, which Redis refuses whole out of memory, no longer stands in its place.
 -- Let a closed challenge's journal stream go once the archive holds every entry of it (decision 0037).
 -- The entries stay in the archive (segment files, fsync'ed before this runs); Redis keeps only its tail
--- `<stream>:tail`: seq and prev (the numbering goes on if an entry comes later), through (the last id that
--- left: readers take the entries up to it from the archive, the newer ones from the stream), and whether the
--- entries that left held a VERIFIED decision and a proof entry (record_proof reads them; the challenge hash
--- says both, its status and the `proof_named` note of record_verification.lua). The tail expires
--- with the challenge hash; once both are gone, the archive alone holds the challenge's journal.
+-- `<stream>:tail`: seq and prev (the numbering goes on if an entry comes later) and through (the last id that
+-- left). The tail expires with the challenge hash; once both are gone, the archive alone holds the challenge's
+-- journal. (It marked whether the entries that left held a VERIFIED decision and a proof entry, for
+-- record_proof: Redis's word, which a writer changed; the caller reads the archive now, AW1.)
 -- KEYS[1] the challenge's journal stream, KEYS[2] its tail, KEYS[3] the challenge hash (its user's slot)
 -- ARGV[1] the id of the last entry the archive holds (all of the journal's, in the feed's order),
 -- ARGV[2] now (unix ms).
@@ -19,8 +18,8 @@ if redis.call('EXISTS', stream) == 0 then
   return {'gone'}
 end
 -- The tail read once (decision 0061): where the numbering stands, as journal_position reads it (the stream
--- exists: checked above), and the marks of what left before.
-local kept = redis.call('HMGET', tail, 'seq', 'prev', 'through', 'verified', 'named')
+-- exists: checked above).
+local kept = redis.call('HMGET', tail, 'seq', 'prev', 'through')
 local seq, last
 if kept[1] and not kept[3] then
   seq, last = tonumber(kept[1]), kept[2]
@@ -32,7 +31,7 @@ local held_ms, held_seq = id_numbers(ARGV[1])
 if last_ms > held_ms or (last_ms == held_ms and last_seq > held_seq) then
   return {'newer'}
 end
-local h = redis.call('HMGET', challenge, 'status', 'expires_at', 'proof_named')
+local h = redis.call('HMGET', challenge, 'status', 'expires_at')
 if h[1] == 'open' and tonumber(h[2]) > tonumber(ARGV[2]) then
   return {'open', h[2]}
 end
@@ -41,20 +40,7 @@ if expiry <= 0 then
   redis.call('DEL', stream, tail)  -- the challenge was purged: only the archive keeps its journal now
   return {'dropped'}
 end
--- The marks, from the hash: VERIFIED is final, and the verification that journals the proof's entry notes
--- it there (`proof_named`). Only a VERIFIED challenge without that note (a decision that named no proof,
--- whose entry record_proof may have written since; one decided before the note existed) has its entries read.
-local verified, named = kept[4] or '0', kept[5] or '0'
-if h[1] == 'verified' then verified = '1' end
-if h[3] then named = '1' end
-if verified == '1' and named == '0' then
-  for _, entry in ipairs(redis.call('XRANGE', stream, '-', '+')) do
-    local f = {}
-    for i = 1, #entry[2], 2 do f[entry[2][i]] = entry[2][i + 1] end
-    if f['event'] == 'challenge.proof' then named = '1' end
-  end
-end
 redis.call('DEL', stream)
-redis.call('HSET', tail, 'seq', seq, 'prev', last, 'through', last, 'verified', verified, 'named', named)
+redis.call('HSET', tail, 'seq', seq, 'prev', last, 'through', last)
 redis.call('PEXPIREAT', tail, expiry)
 return {'dropped'}

@@ -4,34 +4,20 @@
 -- Works on the journal alone (it outlives the challenge hash), so a proof can be issued after the purge. The
 -- verification journals the `challenge.proof` entry (jti, kid) with its decision and no JWS (decision 0026):
 -- the JWS signed later is kept beside the journal. A decision that named no proof gets its entry here.
+-- The caller read the journal from its authority (the archive, then what Redis holds after the archive's last:
+-- decision 0037) and had the HSM check its VERIFIED decision (0167): it says whether that journal names the
+-- proof. Redis's own marks are not asked: a writer who cleared the tail's mark had a second proof entry
+-- appended and sealed for good, one who added an entry to a purged journal had a verified challenge answered
+-- "not verified" (an outside audit, AW1, AW2).
 -- KEYS[1] challenge journal stream (and its tail), KEYS[2] the proof's JWS (both in the user's {s:<n>} slot)
 -- ARGV[1] the JWS, ARGV[2] how long it is kept (ms: the retention; GetProof signs the journal's claims again
--- after), ARGV[3 ..] journal field/value pairs of the proof entry (event, time, ids, jti, kid)
--- Returns {'recorded'}, {'exists', <the proof kept earlier>}, {'not_verified'} or {'not_found'}.
--- Once archived, the journal may have left Redis (decision 0037): its tail `<journal>:tail` then says
--- whether the entries that left held a VERIFIED decision and a proof entry.
+-- after), ARGV[3] '1' when the journal names the proof already, ARGV[4 ..] journal field/value pairs of the
+-- proof entry (event, time, ids, jti, kid)
+-- Returns {'recorded'}, {'exists', <the proof kept earlier>} or {'not_found'} (the journal left Redis whole:
+-- nowhere to keep the proof beside it).
 local journal, stored = KEYS[1], KEYS[2]
-local entries = redis.call('XRANGE', journal, '-', '+')
-local tail = redis.call('HMGET', journal .. ':tail', 'seq', 'verified', 'named')
-if #entries == 0 and not tail[1] then
+if redis.call('EXISTS', journal, journal .. ':tail') == 0 then
   return {'not_found'}
-end
-local verified, named = tail[2] == '1', tail[3] == '1'
-for _, entry in ipairs(entries) do
-  local fields = {}
-  for i = 1, #entry[2], 2 do fields[entry[2][i]] = entry[2][i + 1] end
-  if fields['event'] == 'challenge.proof' then
-    if fields['proof'] then
-      return {'exists', fields['proof']}  -- journaled whole, before decision 0026
-    end
-    named = true
-  end
-  if fields['event'] == 'challenge.verification' and fields['outcome'] == 'verified' then
-    verified = true
-  end
-end
-if not verified then
-  return {'not_verified'}
 end
 local earlier = redis.call('GET', stored)
 if earlier then
@@ -40,7 +26,17 @@ end
 if tonumber(ARGV[2]) > 0 then  -- a retention of 0 keeps none: GetProof signs the journal's claims again
   redis.call('SET', stored, ARGV[1], 'PX', ARGV[2])
 end
-if not named then
-  journal_append(journal, {unpack(ARGV, 3)})
+if ARGV[3] == '1' then
+  return {'recorded'}
 end
+-- Named by none when the caller read it: unless a GetProof racing this one journaled it since (the JWS it
+-- kept stops the next, but a retention of 0 keeps none), the entry is appended.
+for _, entry in ipairs(redis.call('XRANGE', journal, '-', '+')) do
+  for i = 1, #entry[2], 2 do
+    if entry[2][i] == 'event' and entry[2][i + 1] == 'challenge.proof' then
+      return {'recorded'}
+    end
+  end
+end
+journal_append(journal, {unpack(ARGV, 4)})
 return {'recorded'}

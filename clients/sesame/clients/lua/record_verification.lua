@@ -121,8 +121,6 @@ if result == 'verified' and ARGV[10] ~= '' then
   journal_append(journal, {'event', 'challenge.proof', 'at', ARGV[9], 'challenge_id', h[7], 'user_id', h[5],
              'client_id', h[6], 'op_digest', h[3], 'outcome', 'issued', 'attempts', attempts, 'status', status,
              'jti', ARGV[10], 'kid', ARGV[11]})
-  -- Noted in the hash beside its entry: the sealer's drop reads the note, not the stream (decision 0037).
-  redis.call('HSET', challenge, 'proof_named', '1')
 end
 
 -- The user's count of wrong codes in a row: only a wrong code counts, only a right one resets it.

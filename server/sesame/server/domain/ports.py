@@ -322,14 +322,15 @@ class Challenges(Protocol):
 class Proofs(Protocol):
     """The proofs of verified challenges, kept once (docs/decisions/0026)."""
 
-    async def record_proof(self, proof: IssuedProof, at: datetime) -> str:
+    async def record_proof(self, proof: IssuedProof, at: datetime, *, journaled: bool) -> str:
         """Keep the proof of a verified challenge, atomically, once; return the proof that stands.
 
-        The first proof kept stands for good: when one is already there, it is returned and `proof` is
-        dropped. The `challenge.proof` journal entry (jti, kid) is the one the VERIFIED decision wrote
-        (decision 0026), or is appended here when the decision named no proof. Works from the journal
-        alone, so also after the challenge itself was purged.
-        ChallengeNotFound (no journal), ChallengeNotVerified (no VERIFIED attempt in the journal).
+        The caller has read the journal from its authority and had its VERIFIED decision checked (decision
+        0167): `journaled` says whether that journal names the proof. The first proof kept stands for good:
+        when one is already there, it is returned and `proof` is dropped. The `challenge.proof` journal entry
+        (jti, kid) is the one the VERIFIED decision wrote (decision 0026), or is appended here when the
+        journal names none (and no racing call appended it since). Works from the journal alone, so also
+        after the challenge itself was purged. ChallengeNotFound (the journal left Redis whole).
         """
         ...
 

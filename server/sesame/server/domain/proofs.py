@@ -10,6 +10,7 @@ which stands from then on (docs/decisions/0009-signed-proofs.md, 0026).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
@@ -139,28 +140,35 @@ class ProofFlows:
             _log.warning("verified without a proof (%s): GetProof will issue it", type(exc).__name__)
             return ""
 
-    async def issue(self, facts: ProofFacts, named: ProofId | None = None) -> str:
-        """Sign a proof of `facts`, journal it; return the proof that stands (the first one journaled).
+    async def issue(self, facts: ProofFacts, journal: list[dict[str, str]]) -> str:
+        """Sign the proof of `facts`, the journal's VERIFIED decision as the HSM checked it, keep it (and
+        journal its entry when the journal names none); return the proof that stands (the first one kept).
 
-        `named`: the jti and key the decision journaled, reused so that the proof states exactly what the
-        journal fixed, by its key if it is a published proof key, else the current one. Without it: a new
-        jti, the current key. The key named is a Redis field: any key of the token's signed with that label
-        (the journal's seal key, a proof key whose public half is gone), and the proof, answered and kept,
-        was one `sesame proof verify` refuses (an outside audit, AV1).
+        The jti and key the decision journaled are reused, so that the proof states exactly what the journal
+        fixed, by its key if it is a published proof key, else the current one: the key named is a Redis
+        field, any key of the token's signed with that label (the journal's seal key, a proof key whose public
+        half is gone), and the proof, answered and kept, was one `sesame proof verify` refuses (an outside
+        audit, AV1). A decision that named no proof (no proof key at hand when it was made) gets the jti its
+        witness gives (`_derived_jti`): a fresh one each call minted a proof a call once the journal had left
+        Redis, and let a Redis writer pick it (AW3).
         """
-        if named is not None and named.kid and await self._published.key(named.kid) is not None:
-            try:
-                return await self._recorded(KeyRef(named.kid), facts, named.jti, named=True)
-            except KeyNotFound:
-                pass  # that key's private half is gone: the current key signs the same claims
-        jti = named.jti if named is not None else secrets.token_hex(JTI_BYTES)
-        return await self._recorded(await self._keys.current_proof_key(), facts, jti, named=named is not None)
+        named = proof.journaled_id(journal)
+        if named is None:
+            jti, journaled = _derived_jti(journal), False
+        else:
+            jti, journaled = named.jti, True
+            if named.kid and await self._published.key(named.kid) is not None:
+                try:
+                    return await self._recorded(KeyRef(named.kid), facts, jti, journaled=journaled)
+                except KeyNotFound:
+                    pass  # that key's private half is gone: the current key signs the same claims
+        return await self._recorded(await self._keys.current_proof_key(), facts, jti, journaled=journaled)
 
-    async def _recorded(self, key: KeyRef, facts: ProofFacts, jti: str, *, named: bool) -> str:
+    async def _recorded(self, key: KeyRef, facts: ProofFacts, jti: str, *, journaled: bool) -> str:
         jws = await self._signed(key, facts, jti)
         try:
             standing = await self._store.proofs.record_proof(
-                IssuedProof(jws, jti, key.label, facts), self._clock.now()
+                IssuedProof(jws, jti, key.label, facts), self._clock.now(), journaled=journaled
             )
         except ChallengeNotFound:
             # The journal left Redis whole (archived, the challenge purged: decision 0037): nothing is left to
@@ -168,11 +176,9 @@ class ProofFlows:
             return jws
         if standing == jws:
             return jws
-        # Another proof stands: kept by a GetProof before this one, or written in Redis by someone else (a
-        # whole `challenge.proof` entry appended to the journal, the kept key set between the read and the
-        # keep: answered as it was, an outside audit, AU1). A fresh jti (a decision that named none) may
-        # lose to another GetProof's.
-        return await self._vouched(facts.challenge_id, jti if named else None, standing)
+        # Another proof stands: kept by a GetProof before this one, or written in Redis by someone else (the
+        # kept key set between the read and the keep: answered as it was, an outside audit, AU1).
+        return await self._vouched(facts.challenge_id, jti, standing)
 
     async def _signed(self, key: KeyRef, facts: ProofFacts, jti: str) -> str:
         signed = proof.signing_input(key.label, proof.claims(facts, issuer=self._issuer, jti=jti))
@@ -193,7 +199,7 @@ class ProofFlows:
         facts = await self._witnessed(challenge_id, journal)
         if facts is None:
             raise ChallengeNotVerified(challenge_id)
-        return await self.issue(facts, proof.journaled_id(journal))
+        return await self.issue(facts, journal)
 
     async def _kept(self, challenge_id: str, journal: list[dict[str, str]]) -> str:
         """The proof kept for the challenge ("" when none), vouched for (`_vouched`)."""
@@ -330,7 +336,7 @@ class ProofFlows:
             if stored:
                 return stored
             facts = await self._witnessed(challenge_id, journal)
-            return "" if facts is None else await self.issue(facts, proof.journaled_id(journal))
+            return "" if facts is None else await self.issue(facts, journal)
         except JournalDisagrees:
             return ""  # the journal is shown as it is; its ERROR was said
         except (HsmUnavailable, KeyNotFound, StoreUnavailable) as exc:
@@ -352,6 +358,14 @@ def _said(refusal: JournalDisagrees) -> JournalDisagrees:
             _DISAGREEMENTS.held_back(held, "such refusals"),
         )
     return refusal
+
+
+def _derived_jti(journal: list[dict[str, str]]) -> str:
+    """The jti of the proof of a VERIFIED decision that named none: 128 bits of a hash of the decision's
+    witness, which the HSM made and `_made_here` checked. The same every call, and for no two decisions."""
+    found = proof.verified_entries(journal)
+    witness = "" if found is None else found[1].get("witness", "")
+    return hashlib.sha256(b"sesame-jti\x00" + witness.encode()).hexdigest()[: 2 * JTI_BYTES]
 
 
 def journaled_proof(journal: list[dict[str, str]]) -> str:
