@@ -399,5 +399,28 @@ async def test_a_refusal_repeated_logs_its_error_once_a_minute(
     for _ in range(50):
         assert await _refused_proof(live, challenge_id) is grpc.StatusCode.INTERNAL
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert len([r for r in errors if r.name == "sesame.proofs"]) <= 1
+    assert len([r for r in errors if r.name == "sesame.proofs"]) == 1  # this challenge's first
     assert len([r for r in errors if r.name == "sesame.grpc"]) <= 1
+
+
+async def test_a_decoys_refusals_do_not_hold_back_another_challenges_error(
+    live: Live, redis_client: aioredis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found from outside (AW5): the ERROR quota was per reason alone, so a decoy's altered proof, asked once
+    a minute, kept another challenge's tampering out of the ERROR lines (and credited its count to the next
+    line, naming some other challenge). The quota is per reason and challenge."""
+    await enrolled(live, "alice")
+    altered = []
+    for _ in range(2):
+        challenge_id, code = await started(live, "alice")
+        assert (await verify(live, challenge_id, code)).result == auth_pb.VERIFY_RESULT_VERIFIED
+        jws = (await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))).proof
+        await redis_client.set(live.store.keys.challenge_proof(challenge_id), _high_s(jws))
+        altered.append(challenge_id)
+    decoy, target = altered
+    caplog.clear()
+    for _ in range(5):
+        assert await _refused_proof(live, decoy) is grpc.StatusCode.INTERNAL
+    assert await _refused_proof(live, target) is grpc.StatusCode.INTERNAL
+    said = [r for r in caplog.records if r.levelno >= logging.ERROR and r.name == "sesame.proofs"]
+    assert len(said) == 2  # the decoy's first, and the target's

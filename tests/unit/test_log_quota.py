@@ -35,3 +35,15 @@ def test_cleared_the_next_line_is_a_first() -> None:
     assert quota.admit("a") is None
     quota.clear()
     assert quota.admit("a") == 0
+
+
+def test_a_bounded_quota_forgets_its_oldest_key() -> None:
+    """Keyed by something unbounded (a challenge id), the quota keeps `bound` keys: the first one it
+    remembered is forgotten first, and its next line is logged as a first."""
+    quota: LogQuota[str] = LogQuota(60, Ticks(), bound=2)
+    for key in ("a", "b"):
+        assert quota.admit(key) == 0
+    assert quota.admit("a") is None
+    assert quota.admit("c") == 0  # "a" forgotten
+    assert quota.admit("b") is None
+    assert quota.admit("a") == 0

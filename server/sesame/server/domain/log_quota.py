@@ -17,10 +17,14 @@ K = TypeVar("K", bound=Hashable)
 class LogQuota(Generic[K]):
     """When each key's line was last logged, and how many were held back since."""
 
-    def __init__(self, every: float, monotonic: Callable[[], float] = time.monotonic) -> None:
-        """One line per key in `every` seconds of `monotonic`."""
+    def __init__(
+        self, every: float, monotonic: Callable[[], float] = time.monotonic, bound: int | None = None
+    ) -> None:
+        """One line per key in `every` seconds of `monotonic`; at most `bound` keys remembered, the one
+        first remembered forgotten first (its next line is logged as a first)."""
         self.every = every
         self._monotonic = monotonic
+        self._bound = bound
         self._last: dict[K, tuple[float, int]] = {}  # key -> (logged at, held back since)
 
     def admit(self, key: K) -> int | None:
@@ -32,6 +36,8 @@ class LogQuota(Generic[K]):
             self._last[key] = (last[0], last[1] + 1)
             return None
         self._last[key] = (now, 0)
+        if self._bound is not None and len(self._last) > self._bound:
+            del self._last[next(iter(self._last))]
         return 0 if last is None else last[1]
 
     def clear(self) -> None:
