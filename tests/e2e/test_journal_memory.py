@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import subprocess
 import sys
 from datetime import timedelta
@@ -333,3 +334,34 @@ async def test_a_locked_challenges_proof_is_refused_after_the_drop(
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await proof(live, challenge_id)
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_an_unreadable_archive_index_is_answered_internal_without_a_traceback_a_call(
+    live: Live, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found from outside (AW): since the archive is read for every GetProof and evidence (AV3), its index
+    failing (here not a database) made each call an unexpected failure, a traceback logged a call. It is
+    `ArchiveUnreadable`: INTERNAL "server misconfigured", one ERROR a minute that says what failed."""
+    challenge_id, code = await started(live, await enrolled(live))
+    await verify(live, challenge_id, code)
+    assert live.sealer is not None
+    live.sealer.drops_journals = False
+    await live.sealer.step()
+    (archive_of(live) / INDEX_FILE).write_bytes(b"not a database" * 100)
+    caplog.clear()
+    stub = evidence_grpc.EvidenceServiceStub(live.channel)
+    for _ in range(5):
+        for call in (
+            live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id)),
+            stub.GetChallengeEvidence(evidence_pb.GetChallengeEvidenceRequest(challenge_id=challenge_id)),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await call
+            assert (refused.value.code(), refused.value.details()) == (
+                grpc.StatusCode.INTERNAL,
+                "server misconfigured",
+            )
+    said = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not [r for r in said if r.exc_info]
+    assert len(said) == 2  # once for each method
+    assert all("the journal archive cannot be read" in r.getMessage() for r in said)

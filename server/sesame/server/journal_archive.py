@@ -53,6 +53,25 @@ class MalformedArchive(ValueError):
 class ArchiveChanged(ConfigurationError):
     """A block is not where the archive's index says it is: a segment was changed in place."""
 
+    said_in_log = True  # a block number, a segment's name, an offset
+
+
+class ArchiveUnreadable(ConfigurationError):
+    """The archive could not be read (its index failing, a segment gone): the OS's or SQLite's message."""
+
+    said_in_log = True  # a file's name, SQLite's or the OS's words
+
+
+@contextlib.contextmanager
+def _read_for_a_caller() -> Iterator[None]:
+    """A read the RPCs make (GetProof, the evidence): an OSError (an `IndexFailed`, a segment gone) becomes
+    `ArchiveUnreadable`, answered INTERNAL with an ERROR once a minute per method; it was an unexpected
+    failure, a traceback logged for every call (an outside audit, AW)."""
+    try:
+        yield
+    except OSError as exc:
+        raise ArchiveUnreadable(f"the journal archive cannot be read: {exc}") from exc
+
 
 class ArchiveRefused(SesameError):
     """A block that does not follow the archive, or whose entries do not give its seal: not archived."""
@@ -232,10 +251,10 @@ class JournalArchive:
         return count
 
     def stream_entries(self, stream: str) -> list[FeedEntry]:
-        """The archived entries of `stream`, oldest first, found through the index."""
-        return [
-            e for block in self._read(self.index.holding(stream)) for e in block.entries if e.stream == stream
-        ]
+        """The archived entries of `stream`, oldest first, found through the index. ArchiveUnreadable."""
+        with _read_for_a_caller():
+            places = self.index.holding(stream)
+            return [e for block in self._read(places) for e in block.entries if e.stream == stream]
 
     def _read(self, places: Sequence[Located]) -> Iterator[ArchivedBlock]:
         for where in places:
@@ -258,30 +277,33 @@ class JournalArchive:
     def seals_from(self, first_id: str, holding: str = "") -> list[Seal]:
         """The archived seals from the first whose last entry is at or after `first_id`, oldest first: to the
         newest one, or with `holding`, to the last one holding an entry of that stream. Read through the
-        index (decision 0037)."""
-        first = self.index.first_ending_at_or_after(first_id)
-        if not first:
-            return []
-        held = self.index.holding(holding) if holding else []
-        last = held[-1].number if held else self.index.last_number()
-        if holding and not held:
-            return []
-        return [block.seal for block in self._read(self.index.between(first, last))]
+        index (decision 0037). ArchiveUnreadable."""
+        with _read_for_a_caller():
+            first = self.index.first_ending_at_or_after(first_id)
+            if not first:
+                return []
+            held = self.index.holding(holding) if holding else []
+            last = held[-1].number if held else self.index.last_number()
+            if holding and not held:
+                return []
+            return [block.seal for block in self._read(self.index.between(first, last))]
 
     def seals_holding(self, ids: Sequence[str], most_leaves: int | None = None) -> list[Seal]:
         """The archived seals whose range of entry ids holds one of `ids`, oldest first (decision 0036): for
         each id, the first block ending at or after it (the index, decision 0037), read if it holds the id.
-        With `most_leaves`, no block is read once those read hold more leaves (decision 0145)."""
+        With `most_leaves`, no block is read once those read hold more leaves (decision 0145).
+        ArchiveUnreadable."""
         wanted = sorted(id_key(i) for i in ids)
-        numbers = sorted({n for i in ids if (n := self.index.first_ending_at_or_after(i))})
-        places = [place for n in numbers for place in self.index.between(n, n)]
         seals, leaves = [], 0
-        for block in self._read(places):
-            if holds_any(block.seal.block, wanted):
-                seals.append(block.seal)
-                leaves += len(block.seal.leaves)
-                if most_leaves is not None and leaves > most_leaves:
-                    break
+        with _read_for_a_caller():
+            numbers = sorted({n for i in ids if (n := self.index.first_ending_at_or_after(i))})
+            places = [place for n in numbers for place in self.index.between(n, n)]
+            for block in self._read(places):
+                if holds_any(block.seal.block, wanted):
+                    seals.append(block.seal)
+                    leaves += len(block.seal.leaves)
+                    if most_leaves is not None and leaves > most_leaves:
+                        break
         return seals
 
     def blocks(self) -> Iterator[ArchivedBlock]:

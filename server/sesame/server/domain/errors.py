@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal
+from typing import ClassVar, Literal
 
 
 class SesameError(Exception):
     """Root of every error Sésame raises on purpose."""
+
+    # Whether a call's ERROR line may quote the error's text: it never holds a key, a value or a secret.
+    said_in_log: ClassVar[bool] = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +189,10 @@ class HsmUnavailable(SesameError):
 
 
 class StoreUnavailable(SesameError):
-    """The state store could not be reached or failed; the operation may be retried."""
+    """The state store could not be reached or failed; the operation may be retried. Its text is redis-py's
+    class and Redis's reply code, never a key or a value (decision 0062)."""
+
+    said_in_log = True
 
 
 class StoreCorrupt(StoreUnavailable):

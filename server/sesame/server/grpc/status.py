@@ -260,9 +260,9 @@ async def answer_error(
         pass  # counted (sesame_rpc_shed_total, sesame_rpc_clock_refused_total), not logged: a flood
     elif level > logging.INFO:
         held = _FAULTS.admit((method, reason)) if level >= logging.ERROR else 0
-        # A store that failed names how (OutOfMemoryError, ResponseError MISCONF, TimeoutError...): its
-        # text is redis-py's class and Redis's reply code, never a key or a value (decision 0062).
-        fault = f" ({error})" if isinstance(error, errors.StoreUnavailable) and str(error) else ""
+        # A store that failed names how (OutOfMemoryError, ResponseError MISCONF, TimeoutError...), an archive
+        # what it could not read: texts that hold no key, value or secret (`said_in_log`).
+        fault = f" ({error})" if error.said_in_log and str(error) else ""
         if held is not None:
             _log.log(
                 level,
