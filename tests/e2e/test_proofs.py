@@ -374,6 +374,31 @@ async def test_a_decision_that_named_no_proof_gets_one_jti_once_its_journal_left
     assert len(jtis) == 1
 
 
+async def test_a_decision_that_named_no_proof_signs_no_jti_written_in_redis(
+    keyless: tuple[Live, Pkcs11Config, Pkcs11KeyStore], redis_client: aioredis.Redis
+) -> None:
+    """Found from outside (AW3): a decision that named no proof binds no jti, so the proof entry GetProof
+    journals for it, rewritten in Redis with a jti of the writer's choosing (the kept proof deleted), was
+    signed under that jti. Such a decision's proof has the jti its witness gives, and no other."""
+    live, config, store = keyless
+    challenge_id, code = await started(live, await enrolled(live))
+    assert (await verify(live, challenge_id, code)).proof == ""
+    rotate_keys(config, KeyKind.PROOF)
+    await store.refresh_keys()
+    first = (await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))).proof
+    journal = live.store.keys.challenge_journal(challenge_id)
+    entry_id, fields = next(
+        (i, f) for i, f in await redis_client.xrange(journal) if f[b"event"] == b"challenge.proof"
+    )
+    assert fields[b"jti"].decode() == claims_of(first)["jti"]
+    await redis_client.xdel(journal, entry_id)
+    await redis_client.xadd(journal, {**fields, b"jti": b"ab" * 16})
+    await redis_client.delete(live.store.keys.challenge_proof(challenge_id))
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))
+    assert refused.value.code() is grpc.StatusCode.INTERNAL
+
+
 async def test_the_demo_fails_a_verification_without_a_proof(
     keyless: tuple[Live, Pkcs11Config, Pkcs11KeyStore], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -14,6 +14,7 @@ import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from sesame.server.domain import codes, proof
@@ -47,6 +48,10 @@ if TYPE_CHECKING:
     from sesame.server.domain.ports import Clock, KeyStore, State
 
 JTI_BYTES = 16  # a proof id needs to be unique, not secret: 128 random bits
+# Decisions that named no proof and were verified since then (the instant their witness binds) have the jti
+# their witness gives, and no other (decision 0167 point 7); those before may name the random one GetProof
+# journaled for them.
+JTI_BOUND_SINCE = datetime(2026, 12, 7, tzinfo=UTC)  # the day it landed: no release before it
 DEFAULT_PAGE_SIZE = 100  # journal entries per evidence page when the caller does not say
 MAX_PAGE_SIZE = 1000  # ~1.5 KB an entry at most: a page stays far below gRPC's 4 MB default message limit
 # The journal entries (leaves) the seals of a user's evidence page may hold by default: ~110 bytes each in the
@@ -154,7 +159,8 @@ class ProofFlows:
         """
         named = proof.journaled_id(journal)
         if named is None:
-            jti, journaled = _derived_jti(journal), False
+            found = proof.verified_entries(journal)
+            jti, journaled = _derived_jti("" if found is None else found[1].get("witness", "")), False
         else:
             jti, journaled = named.jti, True
             if named.kid and await self._published.key(named.kid) is not None:
@@ -277,20 +283,22 @@ class ProofFlows:
             self._keys, key_version=ref.key_version, digits=ref.digits, nonce=ref.nonce, op_digest=op_digest
         )
         # The decision's witness binds the jti of the proof it named (AV2); one that named none, as one
-        # journaled before the jti was bound, bound none (a proof entry appended by GetProof then names one).
+        # journaled before the jti was bound, bound none (a proof entry appended by GetProof then names one:
+        # since JTI_BOUND_SINCE, the one its witness gives, `_derived_jti`, and no other, AW3).
         named = proof.journaled_id(journal)
         jtis = ("",) if named is None else ("", named.jti)
         at, context = facts.verified_at, facts.context
-        decisions = [codes.witness(key, proof.decided(challenge_id, at, context, jti)) for jti in jtis]
+        decisions = {jti: codes.witness(key, proof.decided(challenge_id, at, context, jti)) for jti in jtis}
         opening = codes.witness(
             key,
             proof.opening_stated(challenge_id, facts.user_id, facts.op, facts.op_digest, facts.start_factor),
         )
-        if not (
-            any(codes.same_witness(decision, verified.get("witness", "")) for decision in decisions)
-            and codes.same_witness(opening, opened.get("witness", ""))
-        ):
+        witness = verified.get("witness", "")
+        bound = next((jti for jti, made in decisions.items() if codes.same_witness(made, witness)), None)
+        if bound is None or not codes.same_witness(opening, opened.get("witness", "")):
             return None
+        if not bound and named is not None and at >= JTI_BOUND_SINCE and named.jti != _derived_jti(witness):
+            return None  # a jti written in Redis for a decision that named none
         try:
             enrolled = await self._store.users.get_user(facts.user_id)
         except UserNotFound:
@@ -363,11 +371,9 @@ def _said(refusal: JournalDisagrees, challenge_id: str) -> JournalDisagrees:
     return refusal
 
 
-def _derived_jti(journal: list[dict[str, str]]) -> str:
+def _derived_jti(witness: str) -> str:
     """The jti of the proof of a VERIFIED decision that named none: 128 bits of a hash of the decision's
     witness, which the HSM made and `_made_here` checked. The same every call, and for no two decisions."""
-    found = proof.verified_entries(journal)
-    witness = "" if found is None else found[1].get("witness", "")
     return hashlib.sha256(b"sesame-jti\x00" + witness.encode()).hexdigest()[: 2 * JTI_BYTES]
 
 
