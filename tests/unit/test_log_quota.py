@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sesame.server.domain.log_quota import LogQuota
+from sesame.server.domain.log_quota import LineCeiling, LogQuota
 
 
 class Ticks:
@@ -47,3 +47,13 @@ def test_a_bounded_quota_forgets_its_oldest_key() -> None:
     assert quota.admit("c") == 0  # "a" forgotten
     assert quota.admit("b") is None
     assert quota.admit("a") == 0
+
+
+def test_a_ceiling_bounds_the_lines_a_window_then_counts_those_held_back() -> None:
+    ticks = Ticks()
+    ceiling: LineCeiling[str] = LineCeiling(2, 60, ticks)
+    assert [ceiling.admit("r") for _ in range(5)] == [0, 0, None, None, None]
+    assert ceiling.admit("s") == 0  # another key has its own
+    ticks.now += 60
+    assert ceiling.admit("r") == 3
+    assert ceiling.admit("r") == 0

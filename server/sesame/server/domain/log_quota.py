@@ -47,3 +47,28 @@ class LogQuota(Generic[K]):
     def held_back(self, count: int, what: str) -> str:
         """The end of a line that follows `count` held back (nothing when none was: the first line)."""
         return f"; {count} more {what} were not logged in the last {self.every:.0f} s" if count else ""
+
+
+class LineCeiling(Generic[K]):
+    """At most `most` lines per key in each window of `every` seconds, whatever else admitted them: a quota
+    keyed by something a caller multiplies (a challenge id) still bounds the lines a minute. The first line
+    of a later window counts those held back."""
+
+    def __init__(self, most: int, every: float, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.most = most
+        self.every = every
+        self._monotonic = monotonic
+        self._windows: dict[K, tuple[float, int, int]] = {}  # key -> (window's start, said, held back)
+
+    def admit(self, key: K) -> int | None:
+        """None: hold this line back (it is counted); else log it: the count of lines held back for `key`
+        since its last line (0 when none was)."""
+        now = self._monotonic()
+        start, said, held = self._windows.get(key, (now, 0, 0))
+        if now - start >= self.every:
+            start, said = now, 0
+        if said >= self.most:
+            self._windows[key] = (start, said, held + 1)
+            return None
+        self._windows[key] = (start, said + 1, 0)
+        return held

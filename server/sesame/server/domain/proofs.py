@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -30,7 +31,7 @@ from sesame.server.domain.errors import (
     StoreUnavailable,
     UserNotFound,
 )
-from sesame.server.domain.log_quota import LogQuota
+from sesame.server.domain.log_quota import LineCeiling, LogQuota
 from sesame.server.domain.model import KeyRef, ProofId
 from sesame.server.domain.proof import IssuedProof, ParsedProof, ProofFacts
 from sesame.server.domain.published_keys import PublishedKeys
@@ -353,22 +354,37 @@ class ProofFlows:
             return ""
 
 
-# One ERROR a minute per reason and challenge, the next counting those held back: a kept proof altered once
-# in Redis and GetProof repeated by one caller wrote two ERROR lines a call, 1 MB of log a second (an outside
-# audit, AV4). Per challenge: a quota per reason alone let a decoy, altered and asked once a minute, keep
-# another challenge's tampering out of the ERROR lines (AW5). The 4,096 last challenges said are remembered.
-_DISAGREEMENTS: LogQuota[tuple[str, str]] = LogQuota(60.0, bound=4096)
+class Disagreements:
+    """The ERROR of a refused journal: once a minute per reason and challenge, and at most `most` a minute
+    per reason, each line counting those held back. A kept proof altered once in Redis and GetProof repeated
+    by one caller wrote two ERROR lines a call, 1 MB of log a second (an outside audit, AV4); a quota per
+    reason alone let a decoy, altered and asked once a minute, keep another challenge's tampering out of the
+    ERROR lines (AW5); one per challenge alone let journals forged under made-up ids write a line a call
+    again (AX1)."""
+
+    def __init__(self, most: int = 100, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._each: LogQuota[tuple[str, str]] = LogQuota(60.0, monotonic, bound=4096)
+        self._all: LineCeiling[str] = LineCeiling(most, 60.0, monotonic)
+
+    def said(self, refusal: JournalDisagrees, challenge_id: str) -> JournalDisagrees:
+        """`refusal`, its ERROR said unless held back."""
+        reason = str(refusal)
+        held = self._each.admit((reason, challenge_id))
+        if held is None:
+            return refusal
+        over = self._all.admit(reason)
+        if over is not None:
+            _log.error(
+                "a challenge's journal holds a decision Sésame did not make (%s): no proof signed%s%s",
+                refusal,
+                self._each.held_back(held, "such refusals of this challenge"),
+                self._each.held_back(over, "such refusals of other challenges"),
+            )
+        return refusal
 
 
-def _said(refusal: JournalDisagrees, challenge_id: str) -> JournalDisagrees:
-    held = _DISAGREEMENTS.admit((str(refusal), challenge_id))
-    if held is not None:
-        _log.error(
-            "a challenge's journal holds a decision Sésame did not make (%s): no proof signed%s",
-            refusal,
-            _DISAGREEMENTS.held_back(held, "such refusals"),
-        )
-    return refusal
+_DISAGREEMENTS = Disagreements()
+_said = _DISAGREEMENTS.said
 
 
 def _derived_jti(witness: str) -> str:
