@@ -8,6 +8,7 @@ import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from sesame.hsm.pkcs11 import P256_PARAMS, Pkcs11Config, Pkcs11KeyStore
 from sesame.hsm.session import TokenSession
 from sesame.server.domain.errors import HsmUnavailable, StoreUnavailable
 from sesame.server.domain.model import KeyKind
+from sesame.server.domain.proof import IssuedProof, ProofFacts
 from sesame.server.grpc.demo import run_demo
 from tests.e2e.conftest import Live
 from tests.e2e.helpers import enrolled, started, transfer, verify, wrong
@@ -397,6 +399,32 @@ async def test_a_decision_that_named_no_proof_signs_no_jti_written_in_redis(
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))
     assert refused.value.code() is grpc.StatusCode.INTERNAL
+
+
+async def test_a_racing_keep_after_the_drop_journals_no_second_proof_entry(
+    keyless: tuple[Live, Pkcs11Config, Pkcs11KeyStore], redis_client: aioredis.Redis
+) -> None:
+    """Found from outside (AX2): for a decision that named no proof, a GetProof whose read came before
+    another's keep, run once the other's entry was sealed and its stream dropped (its kept JWS expired, as it
+    may before the tail), found no entry in Redis and appended the same proof entry again: sealed twice, the
+    evidence failed for good. The keep notes its entry in the tail, which outlives the drop."""
+    live, config, store = keyless
+    challenge_id, code = await started(live, await enrolled(live))
+    assert (await verify(live, challenge_id, code)).proof == ""
+    for kind in (KeyKind.PROOF, KeyKind.JOURNAL):
+        rotate_keys(config, kind)
+    await store.refresh_keys()
+    facts = ProofFacts.from_journal(await live.store.journal.challenge_journal(challenge_id))
+    assert facts is not None
+    first = (await live.auth.GetProof(auth_pb.GetProofRequest(challenge_id=challenge_id))).proof
+    assert live.sealer is not None
+    await live.sealer.step()  # sealed, archived, dropped
+    journal = live.store.keys.challenge_journal(challenge_id)
+    assert await redis_client.exists(journal) == 0
+    await redis_client.delete(live.store.keys.challenge_proof(challenge_id))  # the kept JWS expired
+    late = IssuedProof(first, claims_of(first)["jti"], header_of(first)["kid"], facts)
+    await live.store.proofs.record_proof(late, datetime.now(UTC), journaled=False)  # read before the keep
+    assert await redis_client.exists(journal) == 0  # nothing appended
 
 
 async def test_the_demo_fails_a_verification_without_a_proof(

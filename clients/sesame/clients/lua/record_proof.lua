@@ -14,9 +14,11 @@
 -- after), ARGV[3] '1' when the journal names the proof already, ARGV[4 ..] journal field/value pairs of the
 -- proof entry (event, time, ids, jti, kid)
 -- Returns {'recorded'}, {'exists', <the proof kept earlier>} or {'not_found'} (the journal left Redis whole:
--- nowhere to keep the proof beside it).
+-- nowhere to keep the proof beside it; every entry journaled writes the tail, which goes with the purge, so a
+-- stream without one is none Sésame keeps).
 local journal, stored = KEYS[1], KEYS[2]
-if redis.call('EXISTS', journal, journal .. ':tail') == 0 then
+local tail = journal .. ':tail'
+if redis.call('EXISTS', tail) == 0 then
   return {'not_found'}
 end
 local earlier = redis.call('GET', stored)
@@ -29,14 +31,13 @@ end
 if ARGV[3] == '1' then
   return {'recorded'}
 end
--- Named by none when the caller read it: unless a GetProof racing this one journaled it since (the JWS it
--- kept stops the next, but a retention of 0 keeps none), the entry is appended.
-for _, entry in ipairs(redis.call('XRANGE', journal, '-', '+')) do
-  for i = 1, #entry[2], 2 do
-    if entry[2][i] == 'event' and entry[2][i + 1] == 'challenge.proof' then
-      return {'recorded'}
-    end
-  end
+-- Named by none when the caller read it: unless a GetProof racing this one journaled it since, the entry is
+-- appended, and noted in the tail (`proof`), which outlives the stream's drop: the JWS kept stops the next
+-- call only while it lives (not at all with a retention of 0, and it may expire before the tail), and a
+-- dropped stream holds no entry to look for (an outside audit, AX2: the same entry appended and sealed twice).
+if redis.call('HGET', tail, 'proof') then
+  return {'recorded'}
 end
 journal_append(journal, {unpack(ARGV, 4)})
+redis.call('HSET', tail, 'proof', '1')
 return {'recorded'}
