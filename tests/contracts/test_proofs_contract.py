@@ -66,6 +66,18 @@ class TestProofs:
         assert await store.proofs.record_proof(a_proof(facts), NOW, journaled=True) == "header.claims.jti-1"
         assert len(await store.journal.challenge_journal(challenge.challenge_id)) == before
 
+    async def test_an_entry_the_journal_holds_is_not_appended_again(self, store):
+        """Told the journal names none while it holds the decision's own entry (a read older than the step),
+        record_proof appends no second one: the fake and Redis agree (the state model found them apart)."""
+        challenge = await opened(store)
+        right = dataclasses.replace(
+            an_attempt(challenge, code_matches=True), proof_id=ProofId("j-1", "kid-1")
+        )
+        facts = ProofFacts.of(await store.challenges.record_verification(right, LOCKOUT), right)
+        await store.proofs.record_proof(a_proof(facts, "j-1"), NOW, journaled=False)
+        events = [e["event"] for e in await store.journal.challenge_journal(challenge.challenge_id)]
+        assert events.count("challenge.proof") == 1
+
     async def test_a_racing_call_appends_no_second_entry(self, store):
         """Told the journal names none by two calls of the same decision: one entry (the first call's)."""
         challenge, facts = await verified(store)

@@ -31,12 +31,19 @@ end
 if ARGV[3] == '1' then
   return {'recorded'}
 end
--- Named by none when the caller read it: unless a GetProof racing this one journaled it since, the entry is
--- appended, and noted in the tail (`proof`), which outlives the stream's drop: the JWS kept stops the next
--- call only while it lives (not at all with a retention of 0, and it may expire before the tail), and a
--- dropped stream holds no entry to look for (an outside audit, AX2: the same entry appended and sealed twice).
+-- Named by none when the caller read it: unless a GetProof racing this one journaled it since (in the stream,
+-- or noted in the tail, `proof`, which outlives the stream's drop: the JWS kept stops the next call only while
+-- it lives, not at all with a retention of 0, and it may expire before the tail; an outside audit, AX2: the
+-- same entry appended and sealed twice), the entry is appended.
 if redis.call('HGET', tail, 'proof') then
   return {'recorded'}
+end
+for _, entry in ipairs(redis.call('XRANGE', journal, '-', '+')) do
+  for i = 1, #entry[2], 2 do
+    if entry[2][i] == 'event' and entry[2][i + 1] == 'challenge.proof' then
+      return {'recorded'}
+    end
+  end
 end
 journal_append(journal, {unpack(ARGV, 4)})
 redis.call('HSET', tail, 'proof', '1')
